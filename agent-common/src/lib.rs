@@ -1,0 +1,318 @@
+//! Wire types shared by the xdp-audit XDP program and its userspace agent.
+//!
+//! Every type here crosses the kernel/userspace boundary (map keys, map values, ring-buffer
+//! records), so each is `#[repr(C)]` with explicit padding and a compile-time size check: a
+//! mismatch between the two sides must fail the build, not corrupt an audit record.
+#![cfg_attr(not(test), no_std)]
+
+use core::mem::size_of;
+
+/// Names of the maps and programs in the object, so the loader and the program cannot drift.
+pub mod names {
+    /// The XDP program attached to audited interfaces.
+    pub const PROGRAM: &str = "xdp_audit";
+    /// The flow table (LRU hash of [`crate::FlowKey`] to [`crate::FlowValue`]).
+    pub const FLOWS: &str = "FLOWS";
+    /// Ring buffer of [`crate::FlowEvent`] records.
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
+    pub const STATS: &str = "STATS";
+    /// The baseline program used by the benchmark: returns XDP_PASS and nothing else.
+    pub const BASELINE_PASS: &str = "xdp_baseline_pass";
+}
+
+/// Address family of a flow; the numeric values are the IP version.
+pub mod family {
+    /// IPv4: only the first 4 bytes of an address are used; the rest are zero.
+    pub const V4: u8 = 4;
+    /// IPv6.
+    pub const V6: u8 = 6;
+}
+
+/// IP protocol numbers the parser understands beyond "other".
+pub mod proto {
+    /// ICMP (type/code stand in for ports).
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6 (type/code stand in for ports).
+    pub const ICMPV6: u8 = 58;
+}
+
+/// One flow on one interface. Endpoints are stored in canonical order (endpoint `a` sorts
+/// before endpoint `b`), so both directions of a conversation share one entry; which side
+/// opened the flow is kept in [`FlowValue::flags`].
+///
+/// Addresses are raw network-order bytes (IPv4 in the first four), ports network-order `u16`
+/// as read from the packet (ICMP: type and code), so the program never byte-swaps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Interface the packets arrived on.
+    pub ifindex: u32,
+    /// Outer VLAN id (802.1Q or 802.1ad), 0 when untagged.
+    pub vlan: u16,
+    /// Inner VLAN id of a QinQ frame, 0 when absent.
+    pub vlan_inner: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// [`family::V4`] or [`family::V6`].
+    pub family: u8,
+    /// Explicit padding; always zero so keys hash identically.
+    pub _pad: [u8; 2],
+    /// Port of endpoint `a`, network order (ICMP: type for the `a` side as seen).
+    pub port_a: u16,
+    /// Port of endpoint `b`, network order.
+    pub port_b: u16,
+    /// Address of endpoint `a`.
+    pub addr_a: [u8; 16],
+    /// Address of endpoint `b`.
+    pub addr_b: [u8; 16],
+}
+const _: () = assert!(size_of::<FlowKey>() == 48);
+
+/// Bits of [`FlowValue::flags`].
+pub mod flow_flags {
+    /// The originator (sender of the first packet seen) is endpoint `b`, not `a`.
+    pub const ORIG_IS_B: u8 = 1 << 0;
+    /// The flow-start event reached the ring buffer.
+    pub const START_ANNOUNCED: u8 = 1 << 1;
+    /// A FIN was seen; the flow is closing.
+    pub const FIN_SEEN: u8 = 1 << 2;
+    /// A RST was seen; the flow is closing.
+    pub const RST_SEEN: u8 = 1 << 3;
+    /// The flow-end event reached the ring buffer.
+    pub const END_ANNOUNCED: u8 = 1 << 4;
+}
+
+/// Per-direction counters. Index 0 is originator -> responder, index 1 the reverse.
+pub const DIR_ORIG: usize = 0;
+/// Index of the responder -> originator direction in [`FlowValue`] counters.
+pub const DIR_RESP: usize = 1;
+
+/// The flow-table entry. Counters are updated with atomic adds so flows spread over CPUs
+/// still count exactly; bytes are whole frames as seen at the interface (Ethernet header
+/// included, no FCS), the same figure a packet capture reports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowValue {
+    /// `bpf_ktime_get_ns` of the first packet.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_ns` of the latest packet.
+    pub last_seen_ns: u64,
+    /// `bpf_ktime_get_ns` of the first FIN or RST, 0 while open.
+    pub end_seen_ns: u64,
+    /// Packets per direction ([`DIR_ORIG`], [`DIR_RESP`]).
+    pub packets: [u64; 2],
+    /// Frame bytes per direction.
+    pub bytes: [u64; 2],
+    /// Source MAC of the originator's first packet.
+    pub src_mac: [u8; 6],
+    /// Destination MAC of the originator's first packet.
+    pub dst_mac: [u8; 6],
+    /// OR of TCP flags per direction.
+    pub tcp_flags: [u8; 2],
+    /// [`flow_flags`] bits.
+    pub flags: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(size_of::<FlowValue>() == 80);
+
+/// Kinds of ring-buffer event.
+pub mod event_kind {
+    /// The first packet of a flow.
+    pub const FLOW_START: u8 = 1;
+    /// The first FIN or RST of a flow.
+    pub const FLOW_END: u8 = 2;
+}
+
+/// One ring-buffer record: a snapshot of a flow at an event. Never sent per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// One of [`event_kind`].
+    pub kind: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 7],
+    /// The flow.
+    pub key: FlowKey,
+    /// The entry as it stood when the event was emitted.
+    pub value: FlowValue,
+}
+const _: () = assert!(size_of::<FlowEvent>() == 136);
+
+/// Per-CPU counters in the `STATS` map. Every packet increments exactly one outcome counter
+/// (`Parsed*`, `Fragment*`, or one `Skip*` reason); losses are counted separately.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// TCP segment with a complete header.
+    ParsedTcp = 0,
+    /// UDP datagram with a complete header.
+    ParsedUdp,
+    /// ICMP message.
+    ParsedIcmp,
+    /// ICMPv6 message.
+    ParsedIcmpv6,
+    /// IP packet of another protocol (GRE, ESP, ...): a flow with ports 0.
+    ParsedOtherProto,
+    /// Non-first IPv4 fragment: no L4 header, a flow with ports 0.
+    FragmentV4,
+    /// Non-first IPv6 fragment: no L4 header, a flow with ports 0.
+    FragmentV6,
+    /// Frame shorter than an Ethernet header.
+    SkipTruncatedEth,
+    /// VLAN tag cut short.
+    SkipTruncatedVlan,
+    /// More than two VLAN tags.
+    SkipTooManyVlans,
+    /// Not IP (ARP, LLDP, ...).
+    SkipNonIp,
+    /// IPv4 header cut short.
+    SkipTruncatedIpv4,
+    /// IPv4 version field is not 4 or IHL below 5.
+    SkipBadIpv4Header,
+    /// IPv6 header cut short.
+    SkipTruncatedIpv6,
+    /// IPv6 version field is not 6.
+    SkipBadIpv6Header,
+    /// An IPv6 extension header cut short.
+    SkipTruncatedIpv6Ext,
+    /// More IPv6 extension headers than the walk bound.
+    SkipIpv6ExtChainTooLong,
+    /// TCP, UDP or ICMP header cut short.
+    SkipTruncatedL4,
+    /// The flow table refused a new entry.
+    FlowInsertFailed,
+    /// A flow-start event could not be reserved in the ring buffer.
+    LostFlowStart,
+    /// A flow-end event could not be reserved in the ring buffer.
+    LostFlowEnd,
+}
+
+impl Counter {
+    /// Number of counters; the size of the `STATS` array.
+    pub const COUNT: u32 = Counter::LostFlowEnd as u32 + 1;
+    /// Every counter, in index order.
+    pub const ALL: [Counter; Counter::COUNT as usize] = [
+        Counter::ParsedTcp,
+        Counter::ParsedUdp,
+        Counter::ParsedIcmp,
+        Counter::ParsedIcmpv6,
+        Counter::ParsedOtherProto,
+        Counter::FragmentV4,
+        Counter::FragmentV6,
+        Counter::SkipTruncatedEth,
+        Counter::SkipTruncatedVlan,
+        Counter::SkipTooManyVlans,
+        Counter::SkipNonIp,
+        Counter::SkipTruncatedIpv4,
+        Counter::SkipBadIpv4Header,
+        Counter::SkipTruncatedIpv6,
+        Counter::SkipBadIpv6Header,
+        Counter::SkipTruncatedIpv6Ext,
+        Counter::SkipIpv6ExtChainTooLong,
+        Counter::SkipTruncatedL4,
+        Counter::FlowInsertFailed,
+        Counter::LostFlowStart,
+        Counter::LostFlowEnd,
+    ];
+
+    /// Stable snake_case name used in `status` output and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::ParsedTcp => "parsed_tcp",
+            Counter::ParsedUdp => "parsed_udp",
+            Counter::ParsedIcmp => "parsed_icmp",
+            Counter::ParsedIcmpv6 => "parsed_icmpv6",
+            Counter::ParsedOtherProto => "parsed_other_proto",
+            Counter::FragmentV4 => "fragment_v4",
+            Counter::FragmentV6 => "fragment_v6",
+            Counter::SkipTruncatedEth => "skip_truncated_eth",
+            Counter::SkipTruncatedVlan => "skip_truncated_vlan",
+            Counter::SkipTooManyVlans => "skip_too_many_vlans",
+            Counter::SkipNonIp => "skip_non_ip",
+            Counter::SkipTruncatedIpv4 => "skip_truncated_ipv4",
+            Counter::SkipBadIpv4Header => "skip_bad_ipv4_header",
+            Counter::SkipTruncatedIpv6 => "skip_truncated_ipv6",
+            Counter::SkipBadIpv6Header => "skip_bad_ipv6_header",
+            Counter::SkipTruncatedIpv6Ext => "skip_truncated_ipv6_ext",
+            Counter::SkipIpv6ExtChainTooLong => "skip_ipv6_ext_chain_too_long",
+            Counter::SkipTruncatedL4 => "skip_truncated_l4",
+            Counter::FlowInsertFailed => "flow_insert_failed",
+            Counter::LostFlowStart => "lost_flow_start",
+            Counter::LostFlowEnd => "lost_flow_end",
+        }
+    }
+
+    /// Whether this counter is a per-packet outcome (exactly one per packet).
+    pub const fn is_outcome(self) -> bool {
+        (self as u32) < Counter::FlowInsertFailed as u32
+    }
+}
+
+/// The most IPv6 extension headers the parser walks before giving up on a packet.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data with explicit padding, no references, every bit pattern valid.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, offset_of};
+
+    #[test]
+    fn flow_key_layout_matches_the_kernel() {
+        assert_eq!(size_of::<FlowKey>(), 48);
+        assert_eq!(align_of::<FlowKey>(), 4);
+        assert_eq!(offset_of!(FlowKey, vlan), 4);
+        assert_eq!(offset_of!(FlowKey, proto), 8);
+        assert_eq!(offset_of!(FlowKey, family), 9);
+        assert_eq!(offset_of!(FlowKey, port_a), 12);
+        assert_eq!(offset_of!(FlowKey, port_b), 14);
+        assert_eq!(offset_of!(FlowKey, addr_a), 16);
+        assert_eq!(offset_of!(FlowKey, addr_b), 32);
+    }
+
+    #[test]
+    fn flow_value_layout_matches_the_kernel() {
+        assert_eq!(size_of::<FlowValue>(), 80);
+        assert_eq!(align_of::<FlowValue>(), 8);
+        assert_eq!(offset_of!(FlowValue, packets), 24);
+        assert_eq!(offset_of!(FlowValue, bytes), 40);
+        assert_eq!(offset_of!(FlowValue, src_mac), 56);
+        assert_eq!(offset_of!(FlowValue, dst_mac), 62);
+        assert_eq!(offset_of!(FlowValue, tcp_flags), 68);
+        assert_eq!(offset_of!(FlowValue, flags), 70);
+    }
+
+    #[test]
+    fn flow_event_layout_matches_the_kernel() {
+        assert_eq!(size_of::<FlowEvent>(), 136);
+        assert_eq!(offset_of!(FlowEvent, key), 8);
+        assert_eq!(offset_of!(FlowEvent, value), 56);
+    }
+
+    #[test]
+    fn counters_are_dense_and_named_uniquely() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as u32, i as u32, "{c:?} out of order");
+            for d in &Counter::ALL[i + 1..] {
+                assert_ne!(c.name(), d.name());
+            }
+        }
+        assert!(Counter::SkipTruncatedL4.is_outcome());
+        assert!(!Counter::LostFlowStart.is_outcome());
+    }
+}

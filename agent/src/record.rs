@@ -1,0 +1,417 @@
+//! The audit record: one flow (or one active-timeout slice of a long flow) on one interface.
+//!
+//! This is the type every later stage works on: enrichment adds attribution to it, the store
+//! persists it, queries return it. It is built from the kernel's wire types exactly once, in
+//! [`FlowRecord::from_entry`].
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use agent_common::{family, flow_flags, proto, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+use crate::clock::WallClock;
+
+/// Why a record was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// A TCP FIN closed the flow.
+    Fin,
+    /// A TCP RST closed the flow.
+    Rst,
+    /// No packet for the inactive timeout.
+    Idle,
+    /// The active timeout elapsed; the flow goes on and later records carry what follows.
+    Active,
+    /// The agent stopped while the flow was open.
+    Shutdown,
+    /// The flow left the table before it ended (table pressure); counters may be short.
+    Evicted,
+}
+
+impl EndReason {
+    /// Every reason, for parsers and tests.
+    pub const ALL: [EndReason; 6] = [
+        EndReason::Fin,
+        EndReason::Rst,
+        EndReason::Idle,
+        EndReason::Active,
+        EndReason::Shutdown,
+        EndReason::Evicted,
+    ];
+
+    /// The stable name written to the log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::Idle => "idle",
+            EndReason::Active => "active",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Evicted => "evicted",
+        }
+    }
+
+    /// Parses a name written by [`EndReason::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An Ethernet address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut out {
+            let part = parts
+                .next()
+                .ok_or_else(|| format!("MAC address {s:?} has fewer than 6 octets"))?;
+            *byte = u8::from_str_radix(part, 16)
+                .map_err(|_| format!("MAC address {s:?} has a bad octet {part:?}"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("MAC address {s:?} has more than 6 octets"));
+        }
+        Ok(Mac(out))
+    }
+}
+
+/// The name of an IP protocol number, or its number.
+pub fn proto_name(p: u8) -> ProtoName {
+    ProtoName(p)
+}
+
+/// Display adapter for [`proto_name`].
+pub struct ProtoName(u8);
+
+impl fmt::Display for ProtoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            proto::TCP => f.write_str("tcp"),
+            proto::UDP => f.write_str("udp"),
+            proto::ICMP => f.write_str("icmp"),
+            proto::ICMPV6 => f.write_str("icmpv6"),
+            n => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Parses a protocol name (`tcp`, `udp`, `icmp`, `icmpv6`) or number.
+pub fn parse_proto(s: &str) -> Option<u8> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Some(proto::TCP),
+        "udp" => Some(proto::UDP),
+        "icmp" => Some(proto::ICMP),
+        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
+        other => other.parse().ok(),
+    }
+}
+
+/// TCP flags as the conventional letters (`FSRPAUEC`), in that order.
+pub fn tcp_flags_str(flags: u8) -> String {
+    const LETTERS: [(u8, char); 8] = [
+        (0x01, 'F'),
+        (0x02, 'S'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x10, 'A'),
+        (0x20, 'U'),
+        (0x40, 'E'),
+        (0x80, 'C'),
+    ];
+    LETTERS
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// One audit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// First packet of the flow (or of this slice), Unix time in nanoseconds.
+    pub time_start_ns: i64,
+    /// Last packet of the flow (or of this slice), Unix time in nanoseconds.
+    pub time_end_ns: i64,
+    /// Interface name.
+    pub iface: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Outer VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// Inner VLAN id of a QinQ frame.
+    pub vlan_inner: Option<u16>,
+    /// Source MAC of the originator's first packet.
+    pub src_mac: Mac,
+    /// Destination MAC of the originator's first packet.
+    pub dst_mac: Mac,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Originator address.
+    pub src_ip: IpAddr,
+    /// Originator port (ICMP: type).
+    pub src_port: u16,
+    /// Responder address.
+    pub dst_ip: IpAddr,
+    /// Responder port (ICMP: code).
+    pub dst_port: u16,
+    /// Packets in both directions.
+    pub packets: u64,
+    /// Frame bytes in both directions (Ethernet header included).
+    pub bytes: u64,
+    /// Of those, packets from the responder.
+    pub resp_packets: u64,
+    /// Of those, frame bytes from the responder.
+    pub resp_bytes: u64,
+    /// OR of the TCP flags of both directions.
+    pub tcp_flags: u8,
+    /// Why this record was written.
+    pub end_reason: EndReason,
+}
+
+/// What has already been reported of a flow by active-timeout records, so the next record
+/// carries only what followed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// Packets per direction already written.
+    pub packets: [u64; 2],
+    /// Bytes per direction already written.
+    pub bytes: [u64; 2],
+    /// Kernel time of the last packet already written, 0 if none.
+    pub last_seen_ns: u64,
+}
+
+fn key_addr(fam: u8, raw: &[u8; 16]) -> IpAddr {
+    if fam == family::V4 {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*raw))
+    }
+}
+
+impl FlowRecord {
+    /// Builds the record of a flow-table entry, less what `reported` already carried.
+    pub fn from_entry(
+        key: &FlowKey,
+        value: &FlowValue,
+        iface: &str,
+        clock: &WallClock,
+        reported: &Reported,
+        end_reason: EndReason,
+    ) -> Self {
+        let a = (key_addr(key.family, &key.addr_a), u16::from_be(key.port_a));
+        let b = (key_addr(key.family, &key.addr_b), u16::from_be(key.port_b));
+        let (orig, resp) = if value.flags & flow_flags::ORIG_IS_B != 0 {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        let dir = |i: usize| {
+            (
+                value.packets[i].saturating_sub(reported.packets[i]),
+                value.bytes[i].saturating_sub(reported.bytes[i]),
+            )
+        };
+        let (op, ob) = dir(DIR_ORIG);
+        let (rp, rb) = dir(DIR_RESP);
+        let start = if reported.last_seen_ns != 0 {
+            reported.last_seen_ns
+        } else {
+            value.first_seen_ns
+        };
+        FlowRecord {
+            time_start_ns: clock.to_unix_ns(start),
+            time_end_ns: clock.to_unix_ns(value.last_seen_ns),
+            iface: iface.to_owned(),
+            ifindex: key.ifindex,
+            vlan: (key.vlan != 0).then_some(key.vlan),
+            vlan_inner: (key.vlan_inner != 0).then_some(key.vlan_inner),
+            src_mac: Mac(value.src_mac),
+            dst_mac: Mac(value.dst_mac),
+            proto: key.proto,
+            src_ip: orig.0,
+            src_port: orig.1,
+            dst_ip: resp.0,
+            dst_port: resp.1,
+            packets: op + rp,
+            bytes: ob + rb,
+            resp_packets: rp,
+            resp_bytes: rb,
+            tcp_flags: value.tcp_flags[DIR_ORIG] | value.tcp_flags[DIR_RESP],
+            end_reason,
+        }
+    }
+}
+
+/// Formats Unix nanoseconds as RFC 3339 UTC with nine fractional digits.
+pub fn rfc3339_ns(unix_ns: i64) -> String {
+    match jiff::Timestamp::from_nanosecond(i128::from(unix_ns)) {
+        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
+        Err(_) => format!("invalid-time({unix_ns})"),
+    }
+}
+
+impl Serialize for FlowRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("FlowRecord", 19)?;
+        st.serialize_field("time_start", &rfc3339_ns(self.time_start_ns))?;
+        st.serialize_field("time_end", &rfc3339_ns(self.time_end_ns))?;
+        st.serialize_field("iface", &self.iface)?;
+        st.serialize_field("ifindex", &self.ifindex)?;
+        st.serialize_field("vlan", &self.vlan)?;
+        st.serialize_field("vlan_inner", &self.vlan_inner)?;
+        st.serialize_field("src_mac", &self.src_mac.to_string())?;
+        st.serialize_field("dst_mac", &self.dst_mac.to_string())?;
+        st.serialize_field("proto", &proto_name(self.proto).to_string())?;
+        st.serialize_field("src_ip", &self.src_ip)?;
+        st.serialize_field("src_port", &self.src_port)?;
+        st.serialize_field("dst_ip", &self.dst_ip)?;
+        st.serialize_field("dst_port", &self.dst_port)?;
+        st.serialize_field("packets", &self.packets)?;
+        st.serialize_field("bytes", &self.bytes)?;
+        st.serialize_field("resp_packets", &self.resp_packets)?;
+        st.serialize_field("resp_bytes", &self.resp_bytes)?;
+        st.serialize_field("tcp_flags", &tcp_flags_str(self.tcp_flags))?;
+        st.serialize_field("end_reason", self.end_reason.as_str())?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> (FlowKey, FlowValue) {
+        let mut addr_a = [0u8; 16];
+        addr_a[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut addr_b = [0u8; 16];
+        addr_b[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let key = FlowKey {
+            ifindex: 7,
+            vlan: 100,
+            vlan_inner: 0,
+            proto: proto::TCP,
+            family: family::V4,
+            _pad: [0; 2],
+            port_a: 443u16.to_be(),
+            port_b: 51000u16.to_be(),
+            addr_a,
+            addr_b,
+        };
+        let value = FlowValue {
+            first_seen_ns: 1_000,
+            last_seen_ns: 5_000,
+            end_seen_ns: 0,
+            packets: [10, 8],
+            bytes: [1000, 800],
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            tcp_flags: [0x02 | 0x10, 0x12],
+            flags: flow_flags::ORIG_IS_B,
+            _pad: [0; 7],
+        };
+        (key, value)
+    }
+
+    #[test]
+    fn originator_is_taken_from_the_flags_not_the_key_order() {
+        let (key, value) = entry();
+        let clock = WallClock::from_offset(1_700_000_000_000_000_000);
+        let r = FlowRecord::from_entry(
+            &key,
+            &value,
+            "eth0",
+            &clock,
+            &Reported::default(),
+            EndReason::Fin,
+        );
+        assert_eq!(r.src_ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(r.src_port, 51000);
+        assert_eq!(r.dst_port, 443);
+        assert_eq!((r.packets, r.bytes), (18, 1800));
+        assert_eq!((r.resp_packets, r.resp_bytes), (8, 800));
+        assert_eq!(r.vlan, Some(100));
+        assert_eq!(r.vlan_inner, None);
+        assert_eq!(r.time_start_ns, 1_700_000_000_000_001_000);
+    }
+
+    #[test]
+    fn an_active_slice_carries_only_what_followed() {
+        let (key, value) = entry();
+        let clock = WallClock::from_offset(0);
+        let reported = Reported {
+            packets: [4, 3],
+            bytes: [400, 300],
+            last_seen_ns: 2_000,
+        };
+        let r = FlowRecord::from_entry(&key, &value, "eth0", &clock, &reported, EndReason::Idle);
+        assert_eq!((r.packets, r.bytes), (11, 1100));
+        assert_eq!((r.resp_packets, r.resp_bytes), (5, 500));
+        assert_eq!(r.time_start_ns, 2_000);
+    }
+
+    #[test]
+    fn json_encoding_is_stable() {
+        let (key, value) = entry();
+        let clock = WallClock::from_offset(1_700_000_000_000_000_000);
+        let r = FlowRecord::from_entry(
+            &key,
+            &value,
+            "eth0",
+            &clock,
+            &Reported::default(),
+            EndReason::Fin,
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"time_start":"2023-11-14T22:13:20.000001000Z","time_end":"2023-11-14T22:13:20.000005000Z","#,
+                r#""iface":"eth0","ifindex":7,"vlan":100,"vlan_inner":null,"#,
+                r#""src_mac":"02:00:00:00:00:01","dst_mac":"02:00:00:00:00:02","proto":"tcp","#,
+                r#""src_ip":"10.0.0.2","src_port":51000,"dst_ip":"10.0.0.1","dst_port":443,"#,
+                r#""packets":18,"bytes":1800,"resp_packets":8,"resp_bytes":800,"tcp_flags":"SA","end_reason":"fin"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn helpers_round_trip() {
+        assert_eq!(tcp_flags_str(0x1b), "FSPA");
+        assert_eq!(tcp_flags_str(0), "");
+        let mac: Mac = "02:AB:00:00:00:ff".parse().unwrap();
+        assert_eq!(mac.to_string(), "02:ab:00:00:00:ff");
+        assert!("02:ab:00".parse::<Mac>().is_err());
+        assert!("02:ab:00:00:00:00:01".parse::<Mac>().is_err());
+        assert_eq!(parse_proto("TCP"), Some(6));
+        assert_eq!(parse_proto("47"), Some(47));
+        assert_eq!(parse_proto("bogus"), None);
+        for r in EndReason::ALL {
+            assert_eq!(EndReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+    }
+}
