@@ -4,5 +4,11 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod cmd;
+pub mod flowtable;
+pub mod loader;
+pub mod reader;
 pub mod record;
 pub mod sink;
+pub mod stats;
+pub mod sweeper;

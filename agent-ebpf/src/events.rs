@@ -1,0 +1,37 @@
+//! Ring-buffer events: one record per flow event, never per packet. A failed reserve is
+//! counted by kind, and the flow entry remembers whether its event went out, so the agent's
+//! sweeper can tell which flows the ring buffer lost.
+
+use agent_common::{Counter, FlowEvent, FlowKey, FlowValue};
+use aya_ebpf::{macros::map, maps::RingBuf};
+
+use crate::stats;
+
+/// Default size; the loader sets the real one (`--ringbuf-bytes`).
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Writes one event; returns whether it reached the ring buffer (the loss is counted if not).
+#[inline(always)]
+pub fn emit(kind: u8, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
+    match EVENTS.reserve::<FlowEvent>(0) {
+        Some(mut entry) => {
+            // Field by field into the reservation: building the event on the stack first
+            // would cost 136 bytes of the program's 512-byte stack.
+            let ev = entry.as_mut_ptr();
+            // SAFETY: `ev` points to a reserved, writable FlowEvent-sized slot.
+            unsafe {
+                (*ev).kind = kind;
+                (*ev)._pad = [0; 7];
+                (*ev).key = *key;
+                (*ev).value = *value;
+            }
+            entry.submit(0);
+            true
+        }
+        None => {
+            stats::bump(lost);
+            false
+        }
+    }
+}

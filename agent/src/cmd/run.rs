@@ -1,0 +1,216 @@
+//! `xdp-audit run`: load, attach, and audit until SIGINT/SIGTERM.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use aya::maps::RingBuf;
+use clap::Args;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::clock::WallClock;
+use crate::flowtable::FlowTable;
+use crate::loader::{AttachMode, LoadOptions, Loaded};
+use crate::reader::decode;
+use crate::sink::{JsonlSink, RecordSink};
+use crate::sweeper::{Sweeper, Timeouts};
+
+/// Audit every flow through the given interfaces.
+///
+/// Loads the XDP program, attaches it to each --iface (native mode first, SKB mode if the
+/// driver refuses, and says which), and writes one JSON Lines record per flow to
+/// LOG_DIR/flows.jsonl: when it closes (FIN/RST, after --close-linger), when it idles for
+/// --inactive-timeout, every --active-timeout while it lasts, and at shutdown.
+/// SIGINT or SIGTERM detaches the program, writes every open flow with end reason
+/// `shutdown`, and exits 0.
+///
+/// Example: xdp-audit run --iface eth1 --log-dir /var/log/xdp-audit
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct RunArgs {
+    /// Interface to audit (repeat for several).
+    #[arg(long = "iface", value_name = "IF", required = true)]
+    pub ifaces: Vec<String>,
+    /// XDP attach mode: auto tries native then SKB.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub xdp_mode: AttachMode,
+    /// Directory for the audit log (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "/var/log/xdp-audit")]
+    pub log_dir: PathBuf,
+    /// End a flow after this long without packets (`30s`, `2m`, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub inactive_timeout: Duration,
+    /// Write an interim record of a flow open this long (`300s`, `5m`).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub active_timeout: Duration,
+    /// After FIN or RST, wait this long for the closing packets before ending the flow.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub close_linger: Duration,
+    /// How often the flow table is swept and the log synced to disk.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// Flow-table entries (LRU: when full, the oldest idle flow is evicted and recorded).
+    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().flow_table_size)]
+    pub flow_table_size: u32,
+    /// Ring-buffer size in bytes (a power of two, at least 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes)]
+    pub ringbuf_bytes: u32,
+}
+
+/// Parses `30s`, `2m`, `1h`, `500ms` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+fn validate(args: &RunArgs) -> anyhow::Result<()> {
+    let rb = args.ringbuf_bytes;
+    if rb < 4096 || !rb.is_power_of_two() {
+        bail!("--ringbuf-bytes {rb} must be a power of two of at least 4096");
+    }
+    if args.flow_table_size == 0 {
+        bail!("--flow-table-size must be at least 1");
+    }
+    if args.inactive_timeout.is_zero() || args.active_timeout.is_zero() {
+        bail!("--inactive-timeout and --active-timeout must be above zero");
+    }
+    if args.sweep_interval.is_zero() {
+        bail!("--sweep-interval must be above zero");
+    }
+    Ok(())
+}
+
+/// Runs the agent.
+pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    validate(&args)?;
+    let mut ifnames = HashMap::new();
+    for name in &args.ifaces {
+        let idx = ifindex(name)
+            .with_context(|| format!("interface {name:?} does not exist (see `ip link`)"))?;
+        ifnames.insert(idx, name.clone());
+    }
+    // Open the log first: a bad --log-dir must fail before anything touches the kernel.
+    let mut sink = JsonlSink::open(&args.log_dir)
+        .with_context(|| format!("--log-dir {} is not usable", args.log_dir.display()))?;
+
+    let mut loaded = Loaded::load(LoadOptions {
+        flow_table_size: args.flow_table_size,
+        ringbuf_bytes: args.ringbuf_bytes,
+    })?;
+    for name in &args.ifaces {
+        loaded.attach(name, args.xdp_mode)?;
+    }
+    let timeouts = Timeouts {
+        inactive: args.inactive_timeout,
+        active: args.active_timeout,
+        close_linger: args.close_linger,
+    };
+    let mut sweeper = Sweeper::new(timeouts, WallClock::measure(), ifnames);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(event_loop(
+        &mut loaded,
+        &mut sweeper,
+        &mut sink,
+        args.sweep_interval,
+    ))?;
+
+    // Shutdown: stop the program first so the counters are final, then write every flow.
+    loaded.detach_all();
+    let flows = FlowTable::new(loaded.flows.fd());
+    sweeper
+        .flush(flows, &mut sink)
+        .context("reading the flow table at shutdown")?;
+    sink.sync().context("syncing the audit log at shutdown")?;
+    match crate::stats::read(&loaded.stats) {
+        Ok(counters) => {
+            let nonzero: Vec<String> = counters
+                .iter()
+                .filter(|(_, n)| *n != 0)
+                .map(|(c, n)| format!("{}={n}", c.name()))
+                .collect();
+            info!(counters = %nonzero.join(" "), "program counters at shutdown");
+        }
+        Err(e) => warn!(error = %e, "cannot read the program counters"),
+    }
+    let s = sweeper.stats;
+    info!(
+        records = s.records,
+        lost_starts = s.lost_starts,
+        evicted = s.evicted,
+        sink_errors = s.sink_errors,
+        "stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn event_loop(
+    loaded: &mut Loaded,
+    sweeper: &mut Sweeper,
+    sink: &mut JsonlSink,
+    sweep_interval: Duration,
+) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let ring = RingBuf::try_from(&mut loaded.events).context("EVENTS is not a ring buffer")?;
+    // SAFETY: the RingBuf owns its map fd for its whole life and always returns the same one.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+        .context("cannot poll the ring buffer")?;
+    let mut tick = tokio::time::interval(sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    info!("xdp-audit running");
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("polling the ring buffer")?;
+                while let Some(item) = guard.get_inner_mut().next() {
+                    match decode(&item) {
+                        Ok(ev) => sweeper.on_event(ev),
+                        Err(e) => error!(error = %e, "undecodable ring-buffer record"),
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                let flows = FlowTable::new(loaded.flows.fd());
+                if let Err(e) = sweeper.sweep(flows, sink, WallClock::ktime_now()) {
+                    error!(error = %e, "sweeping the flow table failed");
+                }
+                if let Err(e) = sink.sync() {
+                    error!(error = %e, "syncing the audit log failed");
+                }
+            }
+            _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+        }
+    }
+    // Events still queued carry starts the sweeper should know of before the final flush.
+    let inner = ring.get_mut();
+    while let Some(item) = inner.next() {
+        if let Ok(ev) = decode(&item) {
+            sweeper.on_event(ev);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Loads the embedded XDP object and attaches it to interfaces, native mode first.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+
+use agent_common::names;
+use aya::maps::{Map, MapData};
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use tracing::{info, warn};
+
+/// The xdp-audit program object, built by `build.rs` with aya-build.
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-ebpf"));
+/// The benchmark's empty XDP_PASS program.
+pub static BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-baseline"));
+
+/// Errors of loading and attaching, each naming the interface or map at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The kernel refused the program or a map.
+    #[error("cannot load the XDP program: {hint}: {source}")]
+    Load {
+        /// What the operator should check.
+        hint: &'static str,
+        /// The cause.
+        source: aya::EbpfError,
+    },
+    /// A map or program the object should contain is missing (a build mismatch).
+    #[error("the XDP object has no {0}; the build is inconsistent")]
+    Missing(&'static str),
+    /// Program load (verifier) failure.
+    #[error("the kernel rejected the XDP program: {0}")]
+    Verifier(ProgramError),
+    /// No such interface.
+    #[error("interface {0:?} does not exist (see `ip link`)")]
+    NoSuchInterface(String),
+    /// The interface already has an XDP program.
+    #[error(
+        "interface {0:?} already has an XDP program attached; detach it first \
+         (`ip link set dev {0} xdp off`) or stop the agent that owns it"
+    )]
+    Busy(String),
+    /// Not root / lacking capabilities.
+    #[error("attaching to interface {0:?} needs root (CAP_NET_ADMIN and CAP_BPF): {1}")]
+    Permission(String, io::Error),
+    /// Any other attach failure.
+    #[error("cannot attach XDP to interface {iface:?} in {mode} mode: {source}")]
+    Attach {
+        /// The interface.
+        iface: String,
+        /// The mode tried.
+        mode: AttachMode,
+        /// The cause.
+        source: ProgramError,
+    },
+}
+
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to SKB mode if the driver refuses.
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic SKB mode: works on every interface, slower.
+    Skb,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::Auto => "auto",
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+        })
+    }
+}
+
+/// Sizes fixed at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Flow-table entries.
+    pub flow_table_size: u32,
+    /// Ring-buffer bytes (a power of two, at least a page).
+    pub ringbuf_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            flow_table_size: 262_144,
+            ringbuf_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The loaded object: its program and the maps the agent works with, taken out of the
+/// `Ebpf` so they outlive the program's links at shutdown.
+pub struct Loaded {
+    ebpf: Ebpf,
+    /// The flow table.
+    pub flows: MapData,
+    /// The event ring buffer.
+    pub events: Map,
+    /// The per-CPU counters.
+    pub stats: Map,
+    attached: Vec<(String, aya::programs::xdp::XdpLinkId)>,
+}
+
+fn errno(e: &ProgramError) -> Option<i32> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return io.raw_os_error();
+        }
+        src = err.source();
+    }
+    None
+}
+
+fn load_hint(e: &aya::EbpfError) -> &'static str {
+    let text = format!("{e:?}");
+    if text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)") {
+        "run as root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)"
+    } else {
+        "check the kernel supports BPF ring buffers and LRU maps (5.8 or later)"
+    }
+}
+
+impl Loaded {
+    /// Loads the object into the kernel (not yet attached anywhere).
+    pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::FLOWS, opts.flow_table_size)
+            .map_max_entries(names::EVENTS, opts.ringbuf_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|source| LoadError::Load {
+                hint: load_hint(&source),
+                source,
+            })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or(LoadError::Missing("program xdp_audit"))?
+            .try_into()
+            .map_err(LoadError::Verifier)?;
+        prog.load().map_err(LoadError::Verifier)?;
+        let flows = match ebpf.take_map(names::FLOWS) {
+            Some(Map::LruHashMap(m)) => m,
+            _ => return Err(LoadError::Missing("LRU map FLOWS")),
+        };
+        let events = ebpf
+            .take_map(names::EVENTS)
+            .ok_or(LoadError::Missing("ring buffer EVENTS"))?;
+        let stats = ebpf
+            .take_map(names::STATS)
+            .ok_or(LoadError::Missing("per-CPU array STATS"))?;
+        Ok(Self {
+            ebpf,
+            flows,
+            events,
+            stats,
+            attached: Vec::new(),
+        })
+    }
+
+    /// Attaches to `iface`; returns the mode actually in use.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, LoadError> {
+        let c_name = CString::new(iface).map_err(|_| LoadError::NoSuchInterface(iface.into()))?;
+        // SAFETY: a valid NUL-terminated string.
+        if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
+            return Err(LoadError::NoSuchInterface(iface.into()));
+        }
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or(LoadError::Missing("program xdp_audit"))?
+            .try_into()
+            .map_err(LoadError::Verifier)?;
+        let tries: &[(AttachMode, XdpMode)] = match mode {
+            AttachMode::Auto => &[
+                (AttachMode::Native, XdpMode::Driver),
+                (AttachMode::Skb, XdpMode::Skb),
+            ],
+            AttachMode::Native => &[(AttachMode::Native, XdpMode::Driver)],
+            AttachMode::Skb => &[(AttachMode::Skb, XdpMode::Skb)],
+        };
+        let mut last = None;
+        for (i, &(label, xdp_mode)) in tries.iter().enumerate() {
+            match prog.attach(iface, xdp_mode) {
+                Ok(link) => {
+                    info!(iface, mode = %label, "XDP program attached");
+                    self.attached.push((iface.to_owned(), link));
+                    return Ok(label);
+                }
+                Err(e) => {
+                    match errno(&e) {
+                        Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                            return Err(LoadError::Busy(iface.into()))
+                        }
+                        Some(libc::EPERM) | Some(libc::EACCES) => {
+                            return Err(LoadError::Permission(
+                                iface.into(),
+                                io::Error::from_raw_os_error(libc::EPERM),
+                            ))
+                        }
+                        _ => {}
+                    }
+                    if i + 1 < tries.len() {
+                        warn!(iface, error = %e, "native XDP refused by the driver; falling back to SKB (generic) mode");
+                    }
+                    last = Some(LoadError::Attach {
+                        iface: iface.into(),
+                        mode: label,
+                        source: e,
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or(LoadError::Missing("attach mode")))
+    }
+
+    /// Detaches from every interface; the maps stay readable for the final flush.
+    pub fn detach_all(&mut self) {
+        let Ok(prog) = self
+            .ebpf
+            .program_mut(names::PROGRAM)
+            .map(<&mut Xdp>::try_from)
+            .transpose()
+        else {
+            return;
+        };
+        let Some(prog) = prog else { return };
+        for (iface, link) in self.attached.drain(..) {
+            match prog.detach(link) {
+                Ok(()) => info!(iface, "XDP program detached"),
+                Err(e) => warn!(iface, error = %e, "detaching the XDP program failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Ring-buffer events from the program, decoded into typed [`Event`]s.
+
+use agent_common::{event_kind, FlowEvent, FlowKey, FlowValue};
+
+/// One decoded ring-buffer record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A flow's first packet.
+    FlowStart(FlowKey, FlowValue),
+    /// A flow's first FIN or RST.
+    FlowEnd(FlowKey, FlowValue),
+}
+
+/// A record that does not decode: a build mismatch between program and agent.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Wrong length.
+    #[error("ring-buffer record of {0} bytes, expected {expected}", expected = std::mem::size_of::<FlowEvent>())]
+    Length(usize),
+    /// Unknown kind byte.
+    #[error("ring-buffer record of unknown kind {0}")]
+    Kind(u8),
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() < std::mem::size_of::<FlowEvent>() {
+        return Err(DecodeError::Length(bytes.len()));
+    }
+    // SAFETY: length checked; FlowEvent is plain old data valid for any bit pattern.
+    let ev: FlowEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    match ev.kind {
+        event_kind::FLOW_START => Ok(Event::FlowStart(ev.key, ev.value)),
+        event_kind::FLOW_END => Ok(Event::FlowEnd(ev.key, ev.value)),
+        k => Err(DecodeError::Kind(k)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: u8) -> Vec<u8> {
+        let ev = FlowEvent {
+            kind,
+            _pad: [0; 7],
+            // SAFETY: plain old data; all-zero is valid.
+            key: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            value: unsafe { std::mem::zeroed() },
+        };
+        // SAFETY: reading the bytes of a POD value.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&ev as *const FlowEvent).cast::<u8>(),
+                std::mem::size_of::<FlowEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_both_kinds_and_rejects_the_rest() {
+        assert!(matches!(
+            decode(&raw(event_kind::FLOW_START)),
+            Ok(Event::FlowStart(..))
+        ));
+        assert!(matches!(
+            decode(&raw(event_kind::FLOW_END)),
+            Ok(Event::FlowEnd(..))
+        ));
+        assert_eq!(decode(&raw(9)), Err(DecodeError::Kind(9)));
+        assert_eq!(decode(&raw(1)[..100]), Err(DecodeError::Length(100)));
+    }
+}

@@ -1,0 +1,317 @@
+//! The sweeper: walks the flow table, ends flows that closed, idled or outlived the active
+//! timeout, and turns them into records. It also notices flows whose start event the ring
+//! buffer lost and flows the LRU table evicted before they ended, so neither goes unrecorded.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::time::Duration;
+
+use agent_common::{flow_flags, FlowKey, FlowValue};
+use tracing::{debug, error, warn};
+
+use crate::clock::WallClock;
+use crate::flowtable::FlowTable;
+use crate::reader::Event;
+use crate::record::{EndReason, FlowRecord, Reported};
+use crate::sink::RecordSink;
+
+/// Timeouts, all measured on the kernel's monotonic clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// A flow with no packet for this long ends (`idle`).
+    pub inactive: Duration,
+    /// A flow open this long gets an interim record (`active`) and counting restarts.
+    pub active: Duration,
+    /// After a FIN or RST, wait this long for the closing handshake before ending the flow.
+    pub close_linger: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            inactive: Duration::from_secs(30),
+            active: Duration::from_secs(300),
+            close_linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the sweeper does with one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Leave it.
+    Keep,
+    /// Write an interim record, keep the entry.
+    Active,
+    /// Remove the entry and write its final record.
+    End(EndReason),
+}
+
+fn closed_reason(v: &FlowValue) -> Option<EndReason> {
+    if v.flags & flow_flags::RST_SEEN != 0 {
+        Some(EndReason::Rst)
+    } else if v.flags & flow_flags::FIN_SEEN != 0 {
+        Some(EndReason::Fin)
+    } else {
+        None
+    }
+}
+
+/// Decides the fate of one entry at kernel time `now`.
+pub fn decide(v: &FlowValue, reported: &Reported, now: u64, t: &Timeouts) -> Action {
+    let since = |ts: u64| Duration::from_nanos(now.saturating_sub(ts));
+    if let Some(reason) = closed_reason(v) {
+        if since(v.end_seen_ns) >= t.close_linger {
+            return Action::End(reason);
+        }
+    }
+    if since(v.last_seen_ns) >= t.inactive {
+        return Action::End(EndReason::Idle);
+    }
+    let slice_start = if reported.last_seen_ns != 0 {
+        reported.last_seen_ns
+    } else {
+        v.first_seen_ns
+    };
+    if since(slice_start) >= t.active {
+        return Action::Active;
+    }
+    Action::Keep
+}
+
+#[derive(Default)]
+struct Tracked {
+    reported: Reported,
+    /// The start event's snapshot: what we can still write if the entry is evicted.
+    start: Option<FlowValue>,
+}
+
+/// Counts of what the sweeper did, for the shutdown summary and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepStats {
+    /// Records written.
+    pub records: u64,
+    /// Flows whose start event never arrived.
+    pub lost_starts: u64,
+    /// Flows that left the table before they ended.
+    pub evicted: u64,
+    /// Records the sink refused.
+    pub sink_errors: u64,
+}
+
+/// The sweeper's state across ticks.
+pub struct Sweeper {
+    timeouts: Timeouts,
+    clock: WallClock,
+    ifnames: HashMap<u32, String>,
+    open: HashMap<FlowKey, Tracked>,
+    /// What the sweeper has done so far.
+    pub stats: SweepStats,
+}
+
+impl Sweeper {
+    /// A sweeper for flows on the interfaces in `ifnames` (index to name).
+    pub fn new(timeouts: Timeouts, clock: WallClock, ifnames: HashMap<u32, String>) -> Self {
+        Self {
+            timeouts,
+            clock,
+            ifnames,
+            open: HashMap::new(),
+            stats: SweepStats::default(),
+        }
+    }
+
+    /// Takes note of a ring-buffer event.
+    pub fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::FlowStart(key, value) => {
+                debug!(?key, "flow start");
+                self.open.entry(key).or_default().start = Some(value);
+            }
+            Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
+        }
+    }
+
+    fn write(
+        &mut self,
+        sink: &mut dyn RecordSink,
+        key: &FlowKey,
+        v: &FlowValue,
+        rep: &Reported,
+        r: EndReason,
+    ) {
+        let iface = self
+            .ifnames
+            .get(&key.ifindex)
+            .map_or_else(|| format!("if{}", key.ifindex), Clone::clone);
+        let record = FlowRecord::from_entry(key, v, &iface, &self.clock, rep, r);
+        match sink.write(&record) {
+            Ok(()) => self.stats.records += 1,
+            Err(e) => {
+                self.stats.sink_errors += 1;
+                error!(error = %e, "audit record not written");
+            }
+        }
+    }
+
+    /// One pass over the table at kernel time `now`.
+    pub fn sweep(
+        &mut self,
+        table: FlowTable<'_>,
+        sink: &mut dyn RecordSink,
+        now: u64,
+    ) -> io::Result<()> {
+        let keys = table.keys()?;
+        let mut seen = HashSet::with_capacity(keys.len());
+        for key in keys {
+            let Some(v) = table.get(&key)? else { continue };
+            seen.insert(key);
+            if v.flags & flow_flags::START_ANNOUNCED == 0 && !self.open.contains_key(&key) {
+                self.stats.lost_starts += 1;
+                warn!(
+                    ?key,
+                    "the ring buffer lost this flow's start event; the sweeper records it"
+                );
+            }
+            let tracked = self.open.entry(key).or_default();
+            let reported = tracked.reported;
+            match decide(&v, &reported, now, &self.timeouts) {
+                Action::Keep => {}
+                Action::Active => {
+                    self.write(sink, &key, &v, &reported, EndReason::Active);
+                    if let Some(t) = self.open.get_mut(&key) {
+                        t.reported = Reported {
+                            packets: v.packets,
+                            bytes: v.bytes,
+                            last_seen_ns: v.last_seen_ns,
+                        };
+                    }
+                }
+                Action::End(reason) => {
+                    self.open.remove(&key);
+                    if let Some(last) = table.take(&key)? {
+                        let reason = closed_reason(&last)
+                            .filter(|_| reason != EndReason::Idle)
+                            .unwrap_or(reason);
+                        self.write(sink, &key, &last, &reported, reason);
+                    }
+                }
+            }
+        }
+        self.record_evictions(table, sink, &seen)
+    }
+
+    /// Flows we knew of that are gone without our taking them were evicted by the LRU.
+    fn record_evictions(
+        &mut self,
+        table: FlowTable<'_>,
+        sink: &mut dyn RecordSink,
+        seen: &HashSet<FlowKey>,
+    ) -> io::Result<()> {
+        let missing: Vec<FlowKey> = self
+            .open
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .copied()
+            .collect();
+        for key in missing {
+            if table.get(&key)?.is_some() {
+                continue; // Created during the walk; the next sweep handles it.
+            }
+            if let Some(t) = self.open.remove(&key) {
+                self.stats.evicted += 1;
+                warn!(
+                    ?key,
+                    "flow evicted from a full flow table before it ended; raise --flow-table-size"
+                );
+                if let Some(start) = t.start {
+                    self.write(sink, &key, &start, &t.reported, EndReason::Evicted);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every flow in the table (the program is already detached).
+    pub fn flush(&mut self, table: FlowTable<'_>, sink: &mut dyn RecordSink) -> io::Result<()> {
+        for key in table.keys()? {
+            if let Some(v) = table.take(&key)? {
+                let reported = self.open.remove(&key).unwrap_or_default().reported;
+                let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
+                self.write(sink, &key, &v, &reported, reason);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn value(first: u64, last: u64, end: u64, flags: u8) -> FlowValue {
+        FlowValue {
+            first_seen_ns: first,
+            last_seen_ns: last,
+            end_seen_ns: end,
+            packets: [1, 0],
+            bytes: [60, 0],
+            src_mac: [0; 6],
+            dst_mac: [0; 6],
+            tcp_flags: [0; 2],
+            flags,
+            _pad: [0; 7],
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_timeouts() {
+        let t = Timeouts::default();
+        let none = Reported::default();
+        // Fresh flow: kept.
+        assert_eq!(
+            decide(&value(100 * S, 100 * S, 0, 0), &none, 101 * S, &t),
+            Action::Keep
+        );
+        // Idle for the inactive timeout: ends idle.
+        assert_eq!(
+            decide(&value(100 * S, 100 * S, 0, 0), &none, 130 * S, &t),
+            Action::End(EndReason::Idle)
+        );
+        // Busy for the active timeout: interim record.
+        assert_eq!(
+            decide(&value(100 * S, 399 * S, 0, 0), &none, 400 * S, &t),
+            Action::Active
+        );
+        // After an interim record the next slice starts at its last packet.
+        let rep = Reported {
+            last_seen_ns: 399 * S,
+            ..Reported::default()
+        };
+        assert_eq!(
+            decide(&value(100 * S, 420 * S, 0, 0), &rep, 421 * S, &t),
+            Action::Keep
+        );
+        // FIN: lingers, then ends fin; RST wins over FIN.
+        let fin = flow_flags::FIN_SEEN;
+        assert_eq!(
+            decide(&value(100 * S, 101 * S, 101 * S, fin), &none, 102 * S, &t),
+            Action::Keep
+        );
+        assert_eq!(
+            decide(&value(100 * S, 101 * S, 101 * S, fin), &none, 103 * S, &t),
+            Action::End(EndReason::Fin)
+        );
+        assert_eq!(
+            decide(
+                &value(100 * S, 101 * S, 101 * S, fin | flow_flags::RST_SEEN),
+                &none,
+                104 * S,
+                &t
+            ),
+            Action::End(EndReason::Rst)
+        );
+    }
+}
