@@ -166,6 +166,15 @@ impl Loaded {
         })
     }
 
+    /// The loaded XDP program, for attaching or for BPF_PROG_TEST_RUN.
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
+        self.ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or(LoadError::Missing("program xdp_audit"))?
+            .try_into()
+            .map_err(LoadError::Verifier)
+    }
+
     /// Attaches to `iface`; returns the mode actually in use.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, LoadError> {
         let c_name = CString::new(iface).map_err(|_| LoadError::NoSuchInterface(iface.into()))?;
@@ -173,12 +182,7 @@ impl Loaded {
         if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
             return Err(LoadError::NoSuchInterface(iface.into()));
         }
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or(LoadError::Missing("program xdp_audit"))?
-            .try_into()
-            .map_err(LoadError::Verifier)?;
+        let prog = self.program_mut()?;
         let tries: &[(AttachMode, XdpMode)] = match mode {
             AttachMode::Auto => &[
                 (AttachMode::Native, XdpMode::Driver),
@@ -224,16 +228,9 @@ impl Loaded {
 
     /// Detaches from every interface; the maps stay readable for the final flush.
     pub fn detach_all(&mut self) {
-        let Ok(prog) = self
-            .ebpf
-            .program_mut(names::PROGRAM)
-            .map(<&mut Xdp>::try_from)
-            .transpose()
-        else {
-            return;
-        };
-        let Some(prog) = prog else { return };
-        for (iface, link) in self.attached.drain(..) {
+        let attached = std::mem::take(&mut self.attached);
+        let Ok(prog) = self.program_mut() else { return };
+        for (iface, link) in attached {
             match prog.detach(link) {
                 Ok(()) => info!(iface, "XDP program detached"),
                 Err(e) => warn!(iface, error = %e, "detaching the XDP program failed"),
