@@ -41,13 +41,15 @@ pub mod proto {
     pub const ICMPV6: u8 = 58;
 }
 
-/// One flow on one interface. Endpoints are stored in canonical order (endpoint `a` sorts
-/// before endpoint `b`), so both directions of a conversation share one entry; which side
-/// opened the flow is kept in [`FlowValue::flags`].
+/// One flow on one interface, oriented as its first packet: endpoint `a` is the originator.
+/// Both directions of a conversation share one entry (the program looks up the reverse
+/// orientation before creating a flow).
 ///
-/// Addresses are raw network-order bytes (IPv4 in the first four), ports network-order `u16`
-/// as read from the packet (ICMP: type and code), so the program never byte-swaps.
-#[repr(C)]
+/// Addresses are raw network-order bytes held in `u32` words (IPv4 in word 0, the rest zero;
+/// word-typed so the program moves them with word loads and stores, never byte loops), ports
+/// network-order `u16` as read from the packet (ICMP: type and code), so the program never
+/// byte-swaps. Use [`FlowKey::addr_bytes`] to read an address.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Interface the packets arrived on.
@@ -62,21 +64,52 @@ pub struct FlowKey {
     pub family: u8,
     /// Explicit padding; always zero so keys hash identically.
     pub _pad: [u8; 2],
-    /// Port of endpoint `a`, network order (ICMP: type for the `a` side as seen).
+    /// Port of endpoint `a`, network order (ICMP: the type).
     pub port_a: u16,
-    /// Port of endpoint `b`, network order.
+    /// Port of endpoint `b`, network order (ICMP: the code).
     pub port_b: u16,
-    /// Address of endpoint `a`.
-    pub addr_a: [u8; 16],
+    /// Address of endpoint `a`, network-order bytes in native-endian words.
+    pub addr_a: [u32; 4],
     /// Address of endpoint `b`.
-    pub addr_b: [u8; 16],
+    pub addr_b: [u32; 4],
+}
+
+impl FlowKey {
+    /// The 16 network-order bytes of an address field (IPv4: the first four).
+    pub fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let mut i = 0;
+        while i < 4 {
+            let b = words[i].to_ne_bytes();
+            out[i * 4] = b[0];
+            out[i * 4 + 1] = b[1];
+            out[i * 4 + 2] = b[2];
+            out[i * 4 + 3] = b[3];
+            i += 1;
+        }
+        out
+    }
+
+    /// The address words of 16 network-order bytes; the inverse of [`FlowKey::addr_bytes`].
+    pub fn addr_words(bytes: &[u8; 16]) -> [u32; 4] {
+        let mut out = [0u32; 4];
+        let mut i = 0;
+        while i < 4 {
+            out[i] = u32::from_ne_bytes([
+                bytes[i * 4],
+                bytes[i * 4 + 1],
+                bytes[i * 4 + 2],
+                bytes[i * 4 + 3],
+            ]);
+            i += 1;
+        }
+        out
+    }
 }
 const _: () = assert!(size_of::<FlowKey>() == 48);
 
 /// Bits of [`FlowValue::flags`].
 pub mod flow_flags {
-    /// The originator (sender of the first packet seen) is endpoint `b`, not `a`.
-    pub const ORIG_IS_B: u8 = 1 << 0;
     /// The flow-start event reached the ring buffer.
     pub const START_ANNOUNCED: u8 = 1 << 1;
     /// A FIN was seen; the flow is closing.
@@ -87,7 +120,7 @@ pub mod flow_flags {
     pub const END_ANNOUNCED: u8 = 1 << 4;
 }
 
-/// Per-direction counters. Index 0 is originator -> responder, index 1 the reverse.
+/// Index of the originator -> responder direction (`a` -> `b`) in [`FlowValue`] counters.
 pub const DIR_ORIG: usize = 0;
 /// Index of the responder -> originator direction in [`FlowValue`] counters.
 pub const DIR_RESP: usize = 1;
@@ -275,7 +308,7 @@ mod tests {
     #[test]
     fn flow_key_layout_matches_the_kernel() {
         assert_eq!(size_of::<FlowKey>(), 48);
-        assert_eq!(align_of::<FlowKey>(), 4);
+        assert_eq!(align_of::<FlowKey>(), 8);
         assert_eq!(offset_of!(FlowKey, vlan), 4);
         assert_eq!(offset_of!(FlowKey, proto), 8);
         assert_eq!(offset_of!(FlowKey, family), 9);
@@ -283,6 +316,14 @@ mod tests {
         assert_eq!(offset_of!(FlowKey, port_b), 14);
         assert_eq!(offset_of!(FlowKey, addr_a), 16);
         assert_eq!(offset_of!(FlowKey, addr_b), 32);
+    }
+
+    #[test]
+    fn address_words_round_trip_network_order_bytes() {
+        let bytes: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);
+        let words = FlowKey::addr_words(&bytes);
+        assert_eq!(FlowKey::addr_bytes(&words), bytes);
+        assert_eq!(words[0].to_ne_bytes(), [1, 2, 3, 4]);
     }
 
     #[test]

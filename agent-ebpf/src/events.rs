@@ -21,8 +21,8 @@ pub fn emit(kind: u8, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
             let ev = entry.as_mut_ptr();
             // SAFETY: `ev` points to a reserved, writable FlowEvent-sized slot.
             unsafe {
-                (*ev).kind = kind;
-                (*ev)._pad = [0; 7];
+                // Kind and padding as one word (a byte-array store becomes a memset call).
+                (ev as *mut u64).write(kind as u64);
                 (*ev).key = *key;
                 (*ev).value = *value;
             }

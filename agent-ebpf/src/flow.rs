@@ -1,60 +1,24 @@
-//! The flow table: one LRU entry per conversation per interface. Both directions share an
-//! entry (endpoints are stored in canonical order), counters are atomic, and only the first
-//! packet of a flow pays for creating it.
+//! The flow table: one LRU entry per conversation per interface, keyed in the orientation of
+//! the packet that opened it (`a` = originator). A packet first looks up its own orientation
+//! (the only lookup on a gateway interface, where each flow ingresses one way); on a miss it
+//! tries the reverse, and only then creates the flow. Counters are atomic.
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use agent_common::{event_kind, flow_flags, Counter, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
 use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::LruHashMap, programs::XdpContext};
 
-use crate::{events, parse::Packet, stats};
+use crate::{
+    events,
+    parse::{Header, Packet},
+    stats,
+};
 
 /// Default size; the loader sets the real one (`--flow-table-size`).
 #[map(name = "FLOWS")]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(65536, 0);
 
 const EEXIST: i32 = 17;
-
-/// Whether the packet's source sorts before its destination: a total order on (address,
-/// port) pairs that makes both directions of a conversation build the same key.
-#[inline(always)]
-fn src_is_a(p: &Packet) -> bool {
-    let mut w = 0;
-    while w < 4 {
-        if p.src[w] != p.dst[w] {
-            return p.src[w] < p.dst[w];
-        }
-        w += 1;
-    }
-    p.sport <= p.dport
-}
-
-#[inline(always)]
-fn words_to_bytes(w: [u32; 4]) -> [u8; 16] {
-    // SAFETY: same size, both plain integers.
-    unsafe { core::mem::transmute(w) }
-}
-
-#[inline(always)]
-fn key_of(ctx: &XdpContext, p: &Packet, a_is_src: bool) -> FlowKey {
-    let (addr_a, port_a, addr_b, port_b) = if a_is_src {
-        (p.src, p.sport, p.dst, p.dport)
-    } else {
-        (p.dst, p.dport, p.src, p.sport)
-    };
-    FlowKey {
-        ifindex: ctx.ingress_ifindex() as u32,
-        vlan: p.vlan[0],
-        vlan_inner: p.vlan[1],
-        proto: p.proto,
-        family: p.family,
-        _pad: [0; 2],
-        port_a,
-        port_b,
-        addr_a: words_to_bytes(addr_a),
-        addr_b: words_to_bytes(addr_b),
-    }
-}
 
 #[inline(always)]
 fn add(counter: &mut u64, n: u64) {
@@ -63,28 +27,33 @@ fn add(counter: &mut u64, n: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, n) };
 }
 
+#[inline(always)]
+fn reverse(key: &mut FlowKey) {
+    core::mem::swap(&mut key.addr_a, &mut key.addr_b);
+    core::mem::swap(&mut key.port_a, &mut key.port_b);
+}
+
 /// Counts one packet in its flow, creating the flow on its first packet.
 #[inline(always)]
-pub fn account(ctx: &XdpContext, p: &Packet, now: u64) {
-    let a_is_src = src_is_a(p);
-    let key = key_of(ctx, p, a_is_src);
-    if let Some(v) = FLOWS.get_ptr_mut(&key) {
+pub fn account(ctx: &XdpContext, p: &mut Packet, now: u64) {
+    if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
         // SAFETY: the entry stays valid for this run of the program; counters are atomic and
         // the other fields tolerate a lost race (last writer wins on timestamps and flags).
-        update(&key, unsafe { &mut *v }, p, a_is_src, now);
+        update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, now);
         return;
     }
-    create(&key, p, a_is_src, now);
+    reverse(&mut p.key);
+    if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
+        // SAFETY: as above.
+        update(&p.key, unsafe { &mut *v }, p, DIR_RESP, now);
+        return;
+    }
+    reverse(&mut p.key);
+    create(ctx, p, now);
 }
 
 #[inline(always)]
-fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, a_is_src: bool, now: u64) {
-    let orig_is_b = v.flags & flow_flags::ORIG_IS_B != 0;
-    let dir = if a_is_src != orig_is_b {
-        DIR_ORIG
-    } else {
-        DIR_RESP
-    };
+fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, dir: usize, now: u64) {
     add(&mut v.packets[dir], 1);
     add(&mut v.bytes[dir], p.len);
     v.last_seen_ns = now;
@@ -104,10 +73,11 @@ fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, a_is_src: bool, now: u64
     }
 }
 
-#[cold]
-#[inline(never)]
-fn create(key: &FlowKey, p: &Packet, a_is_src: bool, now: u64) {
-    let mut flags = if a_is_src { 0 } else { flow_flags::ORIG_IS_B };
+/// Cold, but inlined: passing the context to a BPF subprogram loses the verifier's packet
+/// pointer types.
+#[inline(always)]
+fn create(ctx: &XdpContext, p: &Packet, now: u64) {
+    let mut flags = flow_flags::START_ANNOUNCED;
     let mut end_seen_ns = 0;
     if p.closes_flow() {
         end_seen_ns = now;
@@ -117,22 +87,28 @@ fn create(key: &FlowKey, p: &Packet, a_is_src: bool, now: u64) {
             flow_flags::FIN_SEEN
         };
     }
-    let value = FlowValue {
-        first_seen_ns: now,
-        last_seen_ns: now,
-        end_seen_ns,
-        packets: [1, 0],
-        bytes: [p.len, 0],
-        src_mac: p.src_mac,
-        dst_mac: p.dst_mac,
-        tcp_flags: [p.tcp_flags, 0],
-        flags: flags | flow_flags::START_ANNOUNCED,
-        _pad: [0; 7],
-    };
-    match FLOWS.insert(key, &value, BPF_NOEXIST as u64) {
+    let mut value: FlowValue = crate::zeroed();
+    value.first_seen_ns = now;
+    value.last_seen_ns = now;
+    value.end_seen_ns = end_seen_ns;
+    value.packets[DIR_ORIG] = 1;
+    value.bytes[DIR_ORIG] = p.len;
+    value.tcp_flags[DIR_ORIG] = p.tcp_flags;
+    value.flags = flags;
+    // The parser already proved the Ethernet header is there.
+    if let Some(eth) = Header::<12>::at(ctx, 0) {
+        value.dst_mac = eth.get::<[u8; 6], 0>();
+        value.src_mac = eth.get::<[u8; 6], 6>();
+    }
+    match FLOWS.insert(&p.key, &value, BPF_NOEXIST as u64) {
         Ok(()) => {
-            if !events::emit(event_kind::FLOW_START, key, &value, Counter::LostFlowStart) {
-                if let Some(v) = FLOWS.get_ptr_mut(key) {
+            if !events::emit(
+                event_kind::FLOW_START,
+                &p.key,
+                &value,
+                Counter::LostFlowStart,
+            ) {
+                if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
                     // SAFETY: as in `account`.
                     unsafe { (*v).flags &= !flow_flags::START_ANNOUNCED };
                 }
@@ -140,9 +116,9 @@ fn create(key: &FlowKey, p: &Packet, a_is_src: bool, now: u64) {
         }
         // Another CPU created the flow between our lookup and insert: count into its entry.
         Err(e) if e == -EEXIST => {
-            if let Some(v) = FLOWS.get_ptr_mut(key) {
+            if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
                 // SAFETY: as in `account`.
-                update(key, unsafe { &mut *v }, p, a_is_src, now);
+                update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, now);
             }
         }
         Err(_) => stats::bump(Counter::FlowInsertFailed),

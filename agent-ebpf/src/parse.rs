@@ -1,8 +1,9 @@
 //! Header parsing: Ethernet, up to two VLAN tags, IPv4 (IHL, fragments), IPv6 (a bounded walk
-//! of extension headers), TCP, UDP, ICMP, ICMPv6. The result is a [`Packet`] or the
-//! [`Counter`] naming why the packet was not understood; the caller passes it either way.
+//! of extension headers), TCP, UDP, ICMP, ICMPv6. The result is a [`Packet`] whose flow key is
+//! written in place as the headers are read, or the [`Counter`] naming why the packet was not
+//! understood; the caller passes the packet either way.
 
-use agent_common::{family, proto, Counter, MAX_IPV6_EXT_HEADERS};
+use agent_common::{family, proto, Counter, FlowKey, MAX_IPV6_EXT_HEADERS};
 use aya_ebpf::programs::XdpContext;
 
 const ETH_HLEN: usize = 14;
@@ -26,30 +27,14 @@ const TCP_RST: u8 = 0x04;
 /// sane header stack is this deep.
 const MAX_L4_OFFSET: usize = 1024;
 
-/// What the flow table needs of one packet.
+/// What the flow table needs of one packet. The key is oriented source -> destination.
 pub struct Packet {
+    /// The flow key, `a` = source, `b` = destination; `ifindex` is left to the caller.
+    pub key: FlowKey,
     /// The outcome counter for this packet.
     pub outcome: Counter,
-    /// [`family::V4`] or [`family::V6`].
-    pub family: u8,
-    /// IP protocol of the transport header (after IPv6 extension headers).
-    pub proto: u8,
-    /// Outer and inner VLAN ids, 0 when absent.
-    pub vlan: [u16; 2],
-    /// Source and destination addresses as raw network-order words (IPv4 in word 0).
-    pub src: [u32; 4],
-    /// See `src`.
-    pub dst: [u32; 4],
-    /// Source port, network order (ICMP: type).
-    pub sport: u16,
-    /// Destination port, network order (ICMP: code).
-    pub dport: u16,
     /// TCP flags, 0 for other protocols.
     pub tcp_flags: u8,
-    /// Source and destination MAC.
-    pub src_mac: [u8; 6],
-    /// See `src_mac`.
-    pub dst_mac: [u8; 6],
     /// Frame length: the bytes the interface carried.
     pub len: u64,
 }
@@ -71,12 +56,12 @@ impl Packet {
 /// `N` bytes of packet known to be present. Fields are read relative to one checked pointer,
 /// which is what lets the verifier follow the bounds check to every read.
 #[derive(Clone, Copy)]
-struct Header<const N: usize>(usize);
+pub struct Header<const N: usize>(usize);
 
 impl<const N: usize> Header<N> {
     /// The `N` bytes at `off`, or `None` if the packet is shorter.
     #[inline(always)]
-    fn at(ctx: &XdpContext, off: usize) -> Option<Self> {
+    pub fn at(ctx: &XdpContext, off: usize) -> Option<Self> {
         let p = ctx.data() + off;
         if p + N > ctx.data_end() {
             return None;
@@ -84,18 +69,23 @@ impl<const N: usize> Header<N> {
         Some(Self(p))
     }
 
-    /// The `T` at byte `k` of the header; `k + size_of::<T>() <= N` is checked at compile time.
+    /// The `T` at byte `K` of the header (`K + size_of::<T>() <= N`, checked at compile time).
+    ///
+    /// Multi-byte fields are read with plain (not byte-wise) loads even where the packet leaves
+    /// them unaligned: the BPF JIT on every architecture this runs on permits unaligned packet
+    /// loads (it is how C XDP programs read `struct iphdr`), and byte-wise reads cost a third
+    /// of the per-packet budget.
     #[inline(always)]
-    fn get<T: Copy, const K: usize>(self) -> T {
+    pub fn get<T: Copy, const K: usize>(self) -> T {
         const { assert!(K + core::mem::size_of::<T>() <= N) };
-        // SAFETY: the header's N bytes were bounds-checked in `at`; headers are unaligned.
-        unsafe { core::ptr::read_unaligned((self.0 + K) as *const T) }
+        // SAFETY: the header's N bytes were bounds-checked in `at`.
+        unsafe { core::ptr::read((self.0 + K) as *const T) }
     }
 }
 
 #[inline(always)]
-fn be16(b: [u8; 2]) -> u16 {
-    u16::from_be_bytes(b)
+fn be16(raw: u16) -> u16 {
+    u16::from_be(raw)
 }
 
 /// Parses one frame.
@@ -103,36 +93,28 @@ fn be16(b: [u8; 2]) -> u16 {
 pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     let eth = Header::<ETH_HLEN>::at(ctx, 0).ok_or(Counter::SkipTruncatedEth)?;
     let mut pkt = Packet {
+        key: crate::zeroed(),
         outcome: Counter::ParsedOtherProto,
-        family: 0,
-        proto: 0,
-        vlan: [0; 2],
-        src: [0; 4],
-        dst: [0; 4],
-        sport: 0,
-        dport: 0,
         tcp_flags: 0,
-        dst_mac: eth.get::<_, 0>(),
-        src_mac: eth.get::<_, 6>(),
         len: (ctx.data_end() - ctx.data()) as u64,
     };
-    let mut ethertype = be16(eth.get::<_, 12>());
+    let mut ethertype = be16(eth.get::<u16, 12>());
     let mut off = ETH_HLEN;
 
-    // Up to two tags; a third is not understood.
-    let mut i = 0;
-    while i < 3 {
-        if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_OLD) {
-            break;
-        }
-        if i == 2 {
-            return Err(Counter::SkipTooManyVlans);
-        }
+    if is_vlan(ethertype) {
         let tag = Header::<4>::at(ctx, off).ok_or(Counter::SkipTruncatedVlan)?;
-        pkt.vlan[i & 1] = be16(tag.get::<_, 0>()) & 0x0fff;
-        ethertype = be16(tag.get::<_, 2>());
+        pkt.key.vlan = be16(tag.get::<u16, 0>()) & 0x0fff;
+        ethertype = be16(tag.get::<u16, 2>());
         off += 4;
-        i += 1;
+        if is_vlan(ethertype) {
+            let tag = Header::<4>::at(ctx, off).ok_or(Counter::SkipTruncatedVlan)?;
+            pkt.key.vlan_inner = be16(tag.get::<u16, 0>()) & 0x0fff;
+            ethertype = be16(tag.get::<u16, 2>());
+            off += 4;
+            if is_vlan(ethertype) {
+                return Err(Counter::SkipTooManyVlans);
+            }
+        }
     }
 
     let l4 = match ethertype {
@@ -146,19 +128,19 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     Ok(pkt)
 }
 
+#[inline(always)]
+fn is_vlan(ethertype: u16) -> bool {
+    matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_OLD)
+}
+
 /// Fills the IPv4 fields; returns the transport header's offset, or `None` for a later
 /// fragment (which has no transport header).
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<usize>, Counter> {
-    // Only the fields used: version/IHL, total length, fragment offset, protocol, addresses.
     let h = Header::<20>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv4)?;
     let vihl: u8 = h.get::<_, 0>();
-    let total_len: [u8; 2] = h.get::<_, 2>();
-    let frag: [u8; 2] = h.get::<_, 6>();
-    let l4_proto: u8 = h.get::<_, 9>();
-    let addrs: [u32; 2] = h.get::<_, 12>();
     let ihl = (vihl & 0x0f) as usize * 4;
-    if vihl >> 4 != 4 || ihl < 20 || (be16(total_len) as usize) < ihl {
+    if vihl >> 4 != 4 || ihl < 20 || (be16(h.get::<u16, 2>()) as usize) < ihl {
         return Err(Counter::SkipBadIpv4Header);
     }
     // Options must be present in full even though they are not read.
@@ -166,11 +148,11 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
     if ctx.data() + hdr_end > ctx.data_end() {
         return Err(Counter::SkipTruncatedIpv4);
     }
-    pkt.family = family::V4;
-    pkt.proto = l4_proto;
-    pkt.src[0] = addrs[0];
-    pkt.dst[0] = addrs[1];
-    if be16(frag) & 0x1fff != 0 {
+    pkt.key.family = family::V4;
+    pkt.key.proto = h.get::<_, 9>();
+    pkt.key.addr_a[0] = h.get::<u32, 12>();
+    pkt.key.addr_b[0] = h.get::<u32, 16>();
+    if be16(h.get::<u16, 6>()) & 0x1fff != 0 {
         pkt.outcome = Counter::FragmentV4;
         return Ok(None);
     }
@@ -180,50 +162,46 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
 /// Fills the IPv6 fields and walks at most [`MAX_IPV6_EXT_HEADERS`] extension headers.
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<usize>, Counter> {
-    // Version/class/flow (4), payload length (2), next header (1), hop limit (1), addresses.
     let h = Header::<40>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6)?;
-    let vtc: u8 = h.get::<_, 0>();
-    let next: u8 = h.get::<_, 6>();
-    pkt.src = h.get::<_, 8>();
-    pkt.dst = h.get::<_, 24>();
-    if vtc >> 4 != 6 {
+    if h.get::<u8, 0>() >> 4 != 6 {
         return Err(Counter::SkipBadIpv6Header);
     }
-    pkt.family = family::V6;
-    let mut next = next;
+    pkt.key.family = family::V6;
+    pkt.key.addr_a = h.get::<_, 8>();
+    pkt.key.addr_b = h.get::<_, 24>();
+    let mut next: u8 = h.get::<_, 6>();
     let mut off = off + 40;
     let mut n = 0;
     while n <= MAX_IPV6_EXT_HEADERS {
-        let len = match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH
-                if n == MAX_IPV6_EXT_HEADERS =>
-            {
-                return Err(Counter::SkipIpv6ExtChainTooLong);
+        let is_ext = matches!(
+            next,
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+        );
+        if !is_ext {
+            break;
+        }
+        if n == MAX_IPV6_EXT_HEADERS {
+            return Err(Counter::SkipIpv6ExtChainTooLong);
+        }
+        let len = if next == IPPROTO_FRAGMENT {
+            let e = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
+            next = e.get::<_, 0>();
+            if be16(e.get::<u16, 2>()) >> 3 != 0 {
+                pkt.key.proto = next;
+                pkt.outcome = Counter::FragmentV6;
+                return Ok(None);
             }
-            IPPROTO_FRAGMENT if n == MAX_IPV6_EXT_HEADERS => {
-                return Err(Counter::SkipIpv6ExtChainTooLong);
-            }
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let e = Header::<2>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
-                next = e.get::<_, 0>();
-                (e.get::<u8, 1>() as usize + 1) * 8
-            }
-            IPPROTO_AH => {
-                let e = Header::<2>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
-                next = e.get::<_, 0>();
-                (e.get::<u8, 1>() as usize + 2) * 4
-            }
-            IPPROTO_FRAGMENT => {
-                let e = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
-                next = e.get::<_, 0>();
-                if be16(e.get::<_, 2>()) >> 3 != 0 {
-                    pkt.proto = next;
-                    pkt.outcome = Counter::FragmentV6;
-                    return Ok(None);
-                }
-                8
-            }
-            _ => break,
+            8
+        } else {
+            let e = Header::<2>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
+            let units = e.get::<u8, 1>() as usize;
+            let len = if next == IPPROTO_AH {
+                (units + 2) * 4
+            } else {
+                (units + 1) * 8
+            };
+            next = e.get::<_, 0>();
+            len
         };
         off += len;
         if off > MAX_L4_OFFSET {
@@ -231,7 +209,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
         }
         n += 1;
     }
-    pkt.proto = next;
+    pkt.key.proto = next;
     Ok(Some(off))
 }
 
@@ -241,29 +219,27 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
     if off > MAX_L4_OFFSET {
         return Err(Counter::SkipTruncatedL4);
     }
-    match pkt.proto {
+    match pkt.key.proto {
         proto::TCP => {
             // The whole fixed header must be there, though only ports and flags are read.
             let t = Header::<20>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
-            pkt.sport = t.get::<_, 0>();
-            pkt.dport = t.get::<_, 2>();
+            pkt.key.port_a = t.get::<_, 0>();
+            pkt.key.port_b = t.get::<_, 2>();
             pkt.tcp_flags = t.get::<_, 13>();
             pkt.outcome = Counter::ParsedTcp;
         }
         proto::UDP => {
             let u = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
-            pkt.sport = u.get::<_, 0>();
-            pkt.dport = u.get::<_, 2>();
+            pkt.key.port_a = u.get::<_, 0>();
+            pkt.key.port_b = u.get::<_, 2>();
             pkt.outcome = Counter::ParsedUdp;
         }
         proto::ICMP | proto::ICMPV6 => {
-            let c: [u8; 2] = Header::<4>::at(ctx, off)
-                .ok_or(Counter::SkipTruncatedL4)?
-                .get::<_, 0>();
-            // Type and code stand in for ports (as NetFlow does), kept network-order like ports.
-            pkt.sport = u16::from_be(c[0] as u16);
-            pkt.dport = u16::from_be(c[1] as u16);
-            pkt.outcome = if pkt.proto == proto::ICMP {
+            let c = Header::<4>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
+            // Type and code stand in for ports (as NetFlow does), network-order like ports.
+            pkt.key.port_a = u16::from_be(c.get::<u8, 0>() as u16);
+            pkt.key.port_b = u16::from_be(c.get::<u8, 1>() as u16);
+            pkt.outcome = if pkt.key.proto == proto::ICMP {
                 Counter::ParsedIcmp
             } else {
                 Counter::ParsedIcmpv6

@@ -19,7 +19,9 @@ fn run(prog: &mut Xdp, frame: &[u8], repeat: u32) -> f64 {
         repeat,
         ..Default::default()
     };
-    let r = prog.test_run(opts).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+    let r = prog
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
     r.duration.as_nanos() as f64
 }
 
@@ -32,7 +34,14 @@ fn per_frame(prog: &mut Xdp, make: impl Fn(u32) -> Vec<u8>) -> f64 {
 
 fn new_flow_frame(i: u32) -> Vec<u8> {
     let [_, b, c, d] = i.to_be_bytes();
-    Spec::tcp4(v4(10, b, c, d), 40000 + (i % 20000) as u16, v4(203, 0, 113, 2), 443, tcp::SYN).build()
+    Spec::tcp4(
+        v4(10, b, c, d),
+        40000 + (i % 20000) as u16,
+        v4(203, 0, 113, 2),
+        443,
+        tcp::SYN,
+    )
+    .build()
 }
 
 fn main() {
@@ -49,8 +58,23 @@ fn main() {
     })
     .expect("load xdp-audit (root?)");
 
-    let est4 = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(203, 0, 113, 2), 443, tcp::ACK).build();
-    let est6 = Spec::new(Addrs::V6(v6(2), v6(3)), L4::Tcp { sport: 40000, dport: 443, flags: tcp::ACK }).build();
+    let est4 = Spec::tcp4(
+        v4(198, 51, 100, 2),
+        40000,
+        v4(203, 0, 113, 2),
+        443,
+        tcp::ACK,
+    )
+    .build();
+    let est6 = Spec::new(
+        Addrs::V6(v6(2), v6(3)),
+        L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            flags: tcp::ACK,
+        },
+    )
+    .build();
     let prog = loaded.program_mut().expect("program");
     // Prime the flows so the timed runs take the established path.
     run(prog, &est4, 1);
@@ -58,13 +82,28 @@ fn main() {
 
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
     let floor_rep = run(base, &est4, REPEAT);
-    rows.push(("established IPv4 TCP, 64-byte frame", run(prog, &est4, REPEAT), floor_rep));
-    rows.push(("established IPv6 TCP", run(prog, &est6, REPEAT), run(base, &est6, REPEAT)));
+    rows.push((
+        "established IPv4 TCP, 64-byte frame",
+        run(prog, &est4, REPEAT),
+        floor_rep,
+    ));
+    rows.push((
+        "established IPv6 TCP",
+        run(prog, &est6, REPEAT),
+        run(base, &est6, REPEAT),
+    ));
     let floor_one = per_frame(base, new_flow_frame);
-    rows.push(("new flow IPv4 TCP (one run per frame)", per_frame(prog, new_flow_frame), floor_one));
+    rows.push((
+        "new flow IPv4 TCP (one run per frame)",
+        per_frame(prog, new_flow_frame),
+        floor_one,
+    ));
 
     println!("xdp: BPF_PROG_TEST_RUN, {REPEAT} repeats (new flows: {NEW_FLOWS} distinct frames, one run each)");
-    println!("{:<42} {:>10} {:>14} {:>8}", "case", "ns/packet", "empty XDP ns", "ratio");
+    println!(
+        "{:<42} {:>10} {:>14} {:>8}",
+        "case", "ns/packet", "empty XDP ns", "ratio"
+    );
     for (name, ns, floor) in rows {
         println!("{name:<42} {ns:>10.1} {floor:>14.1} {:>7.2}x", ns / floor);
     }

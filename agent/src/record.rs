@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use agent_common::{family, flow_flags, proto, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
+use agent_common::{family, proto, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::clock::WallClock;
@@ -204,11 +204,12 @@ pub struct Reported {
     pub last_seen_ns: u64,
 }
 
-fn key_addr(fam: u8, raw: &[u8; 16]) -> IpAddr {
+fn key_addr(fam: u8, words: &[u32; 4]) -> IpAddr {
+    let raw = FlowKey::addr_bytes(words);
     if fam == family::V4 {
         IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
     } else {
-        IpAddr::V6(Ipv6Addr::from(*raw))
+        IpAddr::V6(Ipv6Addr::from(raw))
     }
 }
 
@@ -222,13 +223,8 @@ impl FlowRecord {
         reported: &Reported,
         end_reason: EndReason,
     ) -> Self {
-        let a = (key_addr(key.family, &key.addr_a), u16::from_be(key.port_a));
-        let b = (key_addr(key.family, &key.addr_b), u16::from_be(key.port_b));
-        let (orig, resp) = if value.flags & flow_flags::ORIG_IS_B != 0 {
-            (b, a)
-        } else {
-            (a, b)
-        };
+        let orig = (key_addr(key.family, &key.addr_a), u16::from_be(key.port_a));
+        let resp = (key_addr(key.family, &key.addr_b), u16::from_be(key.port_b));
         let dir = |i: usize| {
             (
                 value.packets[i].saturating_sub(reported.packets[i]),
@@ -306,9 +302,9 @@ mod tests {
 
     fn entry() -> (FlowKey, FlowValue) {
         let mut addr_a = [0u8; 16];
-        addr_a[..4].copy_from_slice(&[10, 0, 0, 1]);
+        addr_a[..4].copy_from_slice(&[10, 0, 0, 2]);
         let mut addr_b = [0u8; 16];
-        addr_b[..4].copy_from_slice(&[10, 0, 0, 2]);
+        addr_b[..4].copy_from_slice(&[10, 0, 0, 1]);
         let key = FlowKey {
             ifindex: 7,
             vlan: 100,
@@ -316,10 +312,10 @@ mod tests {
             proto: proto::TCP,
             family: family::V4,
             _pad: [0; 2],
-            port_a: 443u16.to_be(),
-            port_b: 51000u16.to_be(),
-            addr_a,
-            addr_b,
+            port_a: 51000u16.to_be(),
+            port_b: 443u16.to_be(),
+            addr_a: FlowKey::addr_words(&addr_a),
+            addr_b: FlowKey::addr_words(&addr_b),
         };
         let value = FlowValue {
             first_seen_ns: 1_000,
@@ -330,14 +326,14 @@ mod tests {
             src_mac: [2, 0, 0, 0, 0, 1],
             dst_mac: [2, 0, 0, 0, 0, 2],
             tcp_flags: [0x02 | 0x10, 0x12],
-            flags: flow_flags::ORIG_IS_B,
+            flags: 0,
             _pad: [0; 7],
         };
         (key, value)
     }
 
     #[test]
-    fn originator_is_taken_from_the_flags_not_the_key_order() {
+    fn endpoint_a_is_the_originator() {
         let (key, value) = entry();
         let clock = WallClock::from_offset(1_700_000_000_000_000_000);
         let r = FlowRecord::from_entry(

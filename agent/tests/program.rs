@@ -147,10 +147,9 @@ fn a_tcp_conversation_is_one_flow_with_both_directions_counted() {
     assert!(v.end_seen_ns >= v.first_seen_ns && v.end_seen_ns != 0);
     assert_eq!(v.src_mac, common::MAC_A);
     assert_eq!(v.dst_mac, common::MAC_B);
-    // The originator is the SYN's sender whichever endpoint sorts first.
-    let orig_is_b = v.flags & flow_flags::ORIG_IS_B != 0;
-    let orig_port = if orig_is_b { k.port_b } else { k.port_a };
-    assert_eq!(port(orig_port), 40000);
+    // The key is oriented as the SYN: endpoint a is the originator.
+    assert_eq!((port(k.port_a), port(k.port_b)), (40000, 80));
+    assert_eq!(&FlowKey::addr_bytes(&k.addr_a)[..4], &c);
 
     let events = p.events();
     assert_eq!(
