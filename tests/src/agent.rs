@@ -1,0 +1,115 @@
+//! Running the `xdp-audit` binary inside a lab namespace and reading its audit log.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use crate::lab::Lab;
+
+/// The agent binary: `XDP_AUDIT_BIN`, or the one cargo built next to this test binary.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("XDP_AUDIT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("current_exe")?;
+    // target/<profile>/deps/<test> -> target/<profile>/xdp-audit
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target directory")?;
+    let bin = dir.join("xdp-audit");
+    if !bin.exists() {
+        bail!(
+            "{} not built; run `cargo build -p xdp-audit` or set XDP_AUDIT_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A running agent; its stderr is forwarded to ours, and watched for "xdp-audit running".
+pub struct Agent {
+    child: Option<Child>,
+    /// The log directory.
+    pub log_dir: PathBuf,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Agent {
+    /// Starts `xdp-audit run` in namespace `ns` with `args` and waits until it is attached.
+    pub fn start(lab: &Lab, ns: &str, log_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let bin = binary()?;
+        let mut child = lab
+            .cmd(ns, bin.to_str().context("binary path is not UTF-8")?)
+            .arg("run")
+            .args(["--log-dir", log_dir.to_str().context("log dir not UTF-8")?])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn xdp-audit")?;
+        let stderr = child.stderr.take().context("agent stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[agent] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut agent = Self {
+            child: Some(child),
+            log_dir: log_dir.to_owned(),
+            lines: rx,
+        };
+        agent.wait_for("xdp-audit running", Duration::from_secs(20))?;
+        Ok(agent)
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => bail!("agent did not log {needle:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits; returns the exit code.
+    pub fn stop(&mut self) -> anyhow::Result<i32> {
+        let mut child = self.child.take().context("agent already stopped")?;
+        // SAFETY: kill(2) on our own child (`ip netns exec` execs the agent in place).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().context("wait for the agent")?;
+        status.code().context("agent killed by a signal")
+    }
+
+    /// Every record in the JSON Lines log.
+    pub fn records(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let path = self.log_dir.join("flows.jsonl");
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        text.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("bad record {l}")))
+            .collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The lab topology:
+//!
+//! ```text
+//!  client ns                gateway ns (forwards)                 internet ns
+//!  eth0 198.51.100.2 ── lan0 198.51.100.1 | wan0 203.0.113.1 ── eth0 203.0.113.2
+//!       2001:db8:1::2        2001:db8:1::1 | 2001:db8:2::1            2001:db8:2::2
+//! ```
+//!
+//! Addresses are from the documentation ranges and exist only inside these namespaces.
+//! Offloads are off on the client link so the frames a capture sees are the frames XDP sees.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+/// Client side of the gateway.
+pub const CLIENT_V4: &str = "198.51.100.2";
+/// Gateway's client-facing address.
+pub const GW_LAN_V4: &str = "198.51.100.1";
+/// Gateway's internet-facing address.
+pub const GW_WAN_V4: &str = "203.0.113.1";
+/// The "internet" server.
+pub const SERVER_V4: &str = "203.0.113.2";
+/// Client IPv6.
+pub const CLIENT_V6: &str = "2001:db8:1::2";
+/// Server IPv6.
+pub const SERVER_V6: &str = "2001:db8:2::2";
+/// The gateway interface facing the client (where the agent attaches).
+pub const GW_LAN_IF: &str = "lan0";
+/// The gateway interface facing the internet.
+pub const GW_WAN_IF: &str = "wan0";
+
+/// The three namespaces; removed on drop along with everything running in them.
+pub struct Lab {
+    /// Client namespace name.
+    pub client: String,
+    /// Gateway namespace name.
+    pub gateway: String,
+    /// Internet namespace name.
+    pub internet: String,
+    children: Vec<Child>,
+}
+
+fn unique_id() -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{:x}{:x}{:x}",
+        std::process::id(),
+        nanos & 0xfff,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command, failing with its stderr if it fails.
+pub fn sh(cmd: &mut Command) -> anyhow::Result<Output> {
+    let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    sh(Command::new("ip").args(args)).map(|_| ())
+}
+
+impl Lab {
+    /// Builds the lab; `tag` (a few letters) makes the namespace names recognisable.
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let id = unique_id();
+        let lab = Self {
+            client: format!("xa-{tag}-{id}-c"),
+            gateway: format!("xa-{tag}-{id}-g"),
+            internet: format!("xa-{tag}-{id}-i"),
+            children: Vec::new(),
+        };
+        // From here on, Drop removes whatever was created, even if a step fails.
+        for ns in [&lab.client, &lab.gateway, &lab.internet] {
+            ip(&["netns", "add", ns])?;
+            lab.quiet_ipv6(ns)?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let (c, g, i) = (&lab.client, &lab.gateway, &lab.internet);
+        ip(&[
+            "link", "add", "eth0", "netns", c, "type", "veth", "peer", "name", GW_LAN_IF, "netns",
+            g,
+        ])?;
+        ip(&[
+            "link", "add", "eth0", "netns", i, "type", "veth", "peer", "name", GW_WAN_IF, "netns",
+            g,
+        ])?;
+        let addrs: [(&str, &str, &str); 8] = [
+            (c, "eth0", "198.51.100.2/24"),
+            (c, "eth0", "2001:db8:1::2/64"),
+            (g, GW_LAN_IF, "198.51.100.1/24"),
+            (g, GW_LAN_IF, "2001:db8:1::1/64"),
+            (g, GW_WAN_IF, "203.0.113.1/24"),
+            (g, GW_WAN_IF, "2001:db8:2::1/64"),
+            (i, "eth0", "203.0.113.2/24"),
+            (i, "eth0", "2001:db8:2::2/64"),
+        ];
+        for (ns, dev, addr) in addrs {
+            if addr.contains(':') {
+                ip(&["-n", ns, "addr", "add", addr, "dev", dev, "nodad"])?;
+            } else {
+                ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+            }
+        }
+        for (ns, dev) in [(c, "eth0"), (g, GW_LAN_IF), (g, GW_WAN_IF), (i, "eth0")] {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        ip(&["-n", c, "route", "add", "default", "via", GW_LAN_V4])?;
+        ip(&[
+            "-n",
+            c,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:1::1",
+        ])?;
+        ip(&["-n", i, "route", "add", "default", "via", GW_WAN_V4])?;
+        ip(&[
+            "-n",
+            i,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:2::1",
+        ])?;
+        lab.sysctl(g, "net.ipv4.ip_forward", "1")?;
+        lab.sysctl(g, "net.ipv6.conf.all.forwarding", "1")?;
+        // Segmentation offloads would let a capture see merged frames XDP never saw.
+        for (ns, dev) in [(c, "eth0"), (g, GW_LAN_IF), (g, GW_WAN_IF), (i, "eth0")] {
+            sh(Command::new("ip").args([
+                "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+            ]))?;
+        }
+        Ok(lab)
+    }
+
+    fn sysctl(&self, ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        sh(Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "sh",
+            "-c",
+            &format!("echo {value} > {path}"),
+        ]))
+        .map(|_| ())
+    }
+
+    /// No router solicitations or DAD: the only packets are the ones the test sends (and the
+    /// neighbour discovery they need), so a capture can be compared with the audit log.
+    fn quiet_ipv6(&self, ns: &str) -> anyhow::Result<()> {
+        for key in [
+            "net.ipv6.conf.default.router_solicitations",
+            "net.ipv6.conf.all.router_solicitations",
+            "net.ipv6.conf.default.accept_dad",
+            "net.ipv6.conf.default.dad_transmits",
+        ] {
+            self.sysctl(ns, key, "0")?;
+        }
+        Ok(())
+    }
+
+    /// A command that runs inside namespace `ns`.
+    pub fn cmd(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Starts a long-running process in `ns`; it is killed when the lab is dropped.
+    pub fn spawn(&mut self, ns: &str, program: &str, args: &[&str]) -> anyhow::Result<u32> {
+        let child = self
+            .cmd(ns, program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawn {program} in {ns}"))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Keeps `child` alive only as long as the lab.
+    pub fn adopt(&mut self, child: Child) {
+        self.children.push(child);
+    }
+
+    /// Waits until `addr:port` (TCP) accepts connections from the client namespace.
+    pub fn wait_tcp(&self, addr: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
+        let target = format!("{addr}:{port}");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let t = target.clone();
+            let ok = crate::netns::run_in(&self.client, move || {
+                let sa: std::net::SocketAddr = t.parse()?;
+                Ok(std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok())
+            })?;
+            if ok {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("{target} did not accept connections within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        for child in &mut self.children {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.client, &self.gateway, &self.internet] {
+            // Deleting the namespace removes its veths and any XDP program on them.
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

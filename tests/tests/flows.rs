@@ -1,0 +1,255 @@
+//! End to end: real TCP and UDP traffic through the lab gateway, with the agent attached to
+//! the gateway's client-facing interface and tcpdump capturing the same interface. Every
+//! flow in the capture must appear exactly once in the audit log with the capture's packet
+//! and byte counts, and nothing else may appear. Needs root.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Stdio;
+use std::time::Duration;
+
+use xdp_audit_lab::agent::Agent;
+use xdp_audit_lab::lab::{self, Lab};
+use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::pcap::{self, Count, FlowId};
+
+const TCP_PORT: u16 = 8080;
+const UDP_PORT: u16 = 5353;
+const TCP_SIZES: [usize; 5] = [0, 1, 1_000, 100_000, 1_000_000];
+const UDP_SIZES: [usize; 4] = [1, 100, 512, 1400];
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("xdp-audit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+/// Servers in the internet namespace: TCP reads to EOF then answers with half as many bytes;
+/// UDP echoes each datagram with twice its size (capped).
+fn start_servers(lab: &Lab) {
+    let ns = lab.internet.clone();
+    std::thread::spawn(move || {
+        let _ = run_in(&ns, || -> anyhow::Result<()> {
+            let l = TcpListener::bind((lab::SERVER_V4, TCP_PORT))?;
+            let l6 = TcpListener::bind((lab::SERVER_V6, TCP_PORT))?;
+            std::thread::spawn(move || serve_tcp(l6));
+            serve_tcp(l);
+            Ok(())
+        });
+    });
+    let ns = lab.internet.clone();
+    std::thread::spawn(move || {
+        let _ = run_in(&ns, || -> anyhow::Result<()> {
+            let s = UdpSocket::bind((lab::SERVER_V4, UDP_PORT))?;
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, from) = s.recv_from(&mut buf)?;
+                s.send_to(&vec![7u8; (n * 2).min(1400)], from)?;
+            }
+        });
+    });
+}
+
+fn serve_tcp(l: TcpListener) {
+    for mut conn in l.incoming().map_while(Result::ok) {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            if conn.read_to_end(&mut got).is_ok() {
+                let _ = conn.write_all(&vec![1u8; got.len() / 2]);
+            }
+        });
+    }
+}
+
+fn parse_ip(v: &serde_json::Value, field: &str) -> IpAddr {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("record lacks {field}: {v}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{field} in {v}: {e}"))
+}
+
+fn proto_num(name: &str) -> u8 {
+    match name {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        "icmpv6" => 58,
+        n => n.parse().unwrap_or_else(|_| panic!("unknown proto {n}")),
+    }
+}
+
+#[test]
+fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
+    let lab = Lab::new("e2e").expect("build the netns lab (root, iproute2, ethtool)");
+    start_servers(&lab);
+    lab.wait_tcp(lab::SERVER_V4, TCP_PORT, Duration::from_secs(10))
+        .expect("server up");
+    // Let the links fall quiet (MLD reports after link-up) before anything is measured.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let dir = tmpdir("e2e");
+    let mut agent = Agent::start(
+        &lab,
+        &lab.gateway,
+        &dir.join("log"),
+        &["--iface", lab::GW_LAN_IF, "--close-linger", "1s"],
+    )
+    .expect("start the agent");
+    let pcap_path = dir.join("lan0.pcap");
+    let mut tcpdump = lab
+        .cmd(&lab.gateway, "tcpdump")
+        .args([
+            "-i",
+            lab::GW_LAN_IF,
+            "-Q",
+            "in",
+            "-n",
+            "-U",
+            "-Z",
+            "root",
+            "-w",
+        ])
+        .arg(&pcap_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcpdump");
+    {
+        // tcpdump says "listening on" once the capture is live.
+        let mut err = tcpdump.stderr.take().expect("tcpdump stderr");
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        while !seen.contains("listening on") {
+            let n = err.read(&mut buf).expect("read tcpdump stderr");
+            assert!(n > 0, "tcpdump exited: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    }
+
+    // The traffic: TCP over IPv4 and IPv6, UDP exchanges, each from its own source port.
+    let client = lab.client.clone();
+    run_in(&client, || {
+        for (i, &size) in TCP_SIZES.iter().enumerate() {
+            let server = if i % 2 == 0 {
+                lab::SERVER_V4
+            } else {
+                lab::SERVER_V6
+            };
+            let sa = SocketAddr::new(server.parse()?, TCP_PORT);
+            let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(5))?;
+            s.write_all(&vec![0x42u8; size])?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut back = Vec::new();
+            s.read_to_end(&mut back)?;
+            assert_eq!(back.len(), size / 2, "TCP reply size");
+        }
+        for &size in &UDP_SIZES {
+            let s = UdpSocket::bind((lab::CLIENT_V4, 0))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.send_to(&vec![9u8; size], (lab::SERVER_V4, UDP_PORT))?;
+            let mut buf = [0u8; 2048];
+            let (n, _) = s.recv_from(&mut buf)?;
+            assert_eq!(n, (size * 2).min(1400), "UDP reply size");
+        }
+        Ok(())
+    })
+    .expect("client traffic");
+
+    // Let the last FINs linger out, stop the capture, then the agent (which flushes the rest).
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+    tcpdump.wait().expect("tcpdump exit");
+    assert_eq!(
+        agent.stop().expect("stop agent"),
+        0,
+        "the agent exits 0 on SIGTERM"
+    );
+
+    let frames = pcap::read(&pcap_path).expect("read the capture");
+    let captured = pcap::flows(&frames);
+    let mut audited: BTreeMap<FlowId, Vec<Count>> = BTreeMap::new();
+    for r in agent.records().expect("read the audit log") {
+        let id = FlowId {
+            proto: proto_num(r["proto"].as_str().expect("proto")),
+            src: (
+                parse_ip(&r, "src_ip"),
+                r["src_port"].as_u64().expect("src_port") as u16,
+            ),
+            dst: (
+                parse_ip(&r, "dst_ip"),
+                r["dst_port"].as_u64().expect("dst_port") as u16,
+            ),
+        };
+        assert_eq!(r["iface"], lab::GW_LAN_IF);
+        assert!(
+            r["time_start"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z') && t.len() == 30),
+            "RFC 3339 with ns: {r}"
+        );
+        audited.entry(id).or_default().push(Count {
+            packets: r["packets"].as_u64().expect("packets"),
+            bytes: r["bytes"].as_u64().expect("bytes"),
+        });
+    }
+
+    eprintln!(
+        "{} frames captured in {} flows; {} flows audited",
+        frames.len(),
+        captured.len(),
+        audited.len()
+    );
+    for (id, c) in &captured {
+        eprintln!("  {id:?}: {c:?}");
+    }
+    for (id, counts) in &audited {
+        assert_eq!(
+            counts.len(),
+            1,
+            "flow {id:?} audited {} times: {counts:?}",
+            counts.len()
+        );
+        let cap = captured
+            .get(id)
+            .unwrap_or_else(|| panic!("audited flow {id:?} {counts:?} is not in the capture"));
+        assert_eq!(counts[0], *cap, "counts of {id:?}: audit vs capture");
+    }
+    for (id, cap) in &captured {
+        assert!(
+            audited.contains_key(id),
+            "captured flow {id:?} {cap:?} missing from the audit log"
+        );
+    }
+    let tcp = audited
+        .keys()
+        .filter(|k| k.proto == 6 && k.dst.1 == TCP_PORT)
+        .count();
+    let udp = audited
+        .keys()
+        .filter(|k| k.proto == 17 && k.dst.1 == UDP_PORT)
+        .count();
+    assert_eq!(
+        (tcp, udp),
+        (TCP_SIZES.len(), UDP_SIZES.len()),
+        "every connection and exchange audited"
+    );
+    for &size in &UDP_SIZES {
+        let frame = (14 + 20 + 8 + size) as u64;
+        assert!(
+            audited.iter().any(|(k, c)| k.proto == 17
+                && k.dst.1 == UDP_PORT
+                && c[0]
+                    == Count {
+                        packets: 1,
+                        bytes: frame
+                    }),
+            "a UDP exchange of {size} bytes is one {frame}-byte frame at the interface"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
