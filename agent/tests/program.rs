@@ -252,7 +252,9 @@ fn ipv4_options_fragments_and_bad_headers() {
 #[test]
 fn truncation_at_every_header_boundary_is_passed_and_counted() {
     let mut p = Prog::load();
-    let cases: Vec<(Vec<u8>, Vec<(usize, Counter)>)> = vec![
+    /// A frame and, for each cut length from which it applies, the expected outcome.
+    type Case = (Vec<u8>, Vec<(usize, Counter)>);
+    let cases: Vec<Case> = vec![
         (
             Spec::tcp4(v4(10, 0, 0, 1), 1, v4(10, 0, 0, 2), 2, tcp::SYN).build(),
             vec![

@@ -40,9 +40,14 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `xdp-audit run` in namespace `ns` with `args` and waits until it is attached.
-    pub fn start(lab: &Lab, ns: &str, log_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let bin = binary()?;
+    /// Starts `bin run` in namespace `ns` with `args` and waits until it is attached.
+    pub fn start(
+        lab: &Lab,
+        ns: &str,
+        bin: &Path,
+        log_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut child = lab
             .cmd(ns, bin.to_str().context("binary path is not UTF-8")?)
             .arg("run")
@@ -57,7 +62,7 @@ impl Agent {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[agent] {line}");
+                eprintln!("  [agent] {line}");
                 if tx.send(line).is_err() {
                     break;
                 }

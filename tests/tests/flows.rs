@@ -91,9 +91,11 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
     std::thread::sleep(Duration::from_secs(3));
 
     let dir = tmpdir("e2e");
+    let bin = xdp_audit_lab::agent::binary().expect("agent binary");
     let mut agent = Agent::start(
         &lab,
         &lab.gateway,
+        &bin,
         &dir.join("log"),
         &["--iface", lab::GW_LAN_IF, "--close-linger", "1s"],
     )

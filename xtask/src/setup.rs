@@ -1,0 +1,144 @@
+//! Installs what the build and tests need on Debian 12, skipping whatever is present.
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+/// Debian packages: LLVM 22 for bpf-linker (from bookworm-security), and the tools the lab
+/// and the tests drive.
+const APT: &[&str] = &[
+    "llvm-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "bpftool",
+    "iproute2",
+    "iputils-ping",
+    "ethtool",
+    "tcpdump",
+    "dnsmasq-base",
+    "bind9-dnsutils",
+    "curl",
+    "python3",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const EBPF_TOOLCHAIN: &str = "nightly";
+
+fn run_loud(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("spawn {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn apt_missing() -> Vec<&'static str> {
+    APT.iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn apt() -> anyhow::Result<()> {
+    let missing = apt_missing();
+    if missing.is_empty() {
+        eprintln!("setup: {} apt packages present", APT.len());
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    run_loud(Command::new("apt-get").arg("update").arg("-q"))?;
+    run_loud(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing),
+    )
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ])
+        .output()
+        .context("run rustup (is rustup installed?)")?;
+    if installed.status.success() && String::from_utf8_lossy(&installed.stdout).contains("rust-src")
+    {
+        eprintln!("setup: {EBPF_TOOLCHAIN} toolchain with rust-src present");
+        return Ok(());
+    }
+    if !installed.status.success() {
+        eprintln!(
+            "setup: installing the {EBPF_TOOLCHAIN} toolchain (the eBPF crate needs -Z build-std)"
+        );
+        run_loud(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            EBPF_TOOLCHAIN,
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    eprintln!("setup: adding rust-src to {EBPF_TOOLCHAIN}");
+    run_loud(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "clippy",
+        "--toolchain",
+        EBPF_TOOLCHAIN,
+    ]))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = Command::new("bpf-linker").arg("--version").output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)) {
+        eprintln!("setup: bpf-linker {BPF_LINKER_VERSION} present");
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+    run_loud(
+        Command::new("cargo")
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+            .args([
+                "install",
+                "--locked",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"]),
+    )
+}
+
+/// Everything, in dependency order.
+pub fn run() -> anyhow::Result<()> {
+    apt()?;
+    rust_src()?;
+    bpf_linker()
+}
+
+/// Lints the eBPF crate for its own target.
+pub fn clippy_ebpf() -> anyhow::Result<()> {
+    eprintln!("xtask: cargo +{EBPF_TOOLCHAIN} clippy -p agent-ebpf (bpfel-unknown-none)");
+    run_loud(
+        Command::new("rustup")
+            .args(["run", EBPF_TOOLCHAIN, "cargo", "clippy", "-p", "agent-ebpf"])
+            .args([
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--release",
+            ])
+            .args(["--", "-D", "warnings"])
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+    )
+}
