@@ -145,6 +145,9 @@ impl Sweeper {
             .get(&key.ifindex)
             .map_or_else(|| format!("if{}", key.ifindex), Clone::clone);
         let record = FlowRecord::from_entry(key, v, &iface, &self.clock, rep, r);
+        if record.packets == 0 {
+            return; // an active slice already carried everything
+        }
         match sink.write(&record) {
             Ok(()) => self.stats.records += 1,
             Err(e) => {

@@ -1,0 +1,270 @@
+//! The sweeper against the real flow table: flows fed through BPF_PROG_TEST_RUN are ended by
+//! the right timeout with the right counters, a flow whose start event the ring buffer lost is
+//! still written, and flows the LRU table evicts are written from their start event. Needs
+//! root.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aya::maps::RingBuf;
+use aya::programs::{TestRun, TestRunOptions};
+use common::{tcp, v4, Spec};
+use xdp_audit::clock::WallClock;
+use xdp_audit::flowtable::FlowTable;
+use xdp_audit::loader::{LoadOptions, Loaded};
+use xdp_audit::reader::decode;
+use xdp_audit::record::{EndReason, FlowRecord};
+use xdp_audit::sink::{RecordSink, SinkError};
+use xdp_audit::sweeper::{Sweeper, Timeouts};
+
+#[derive(Default)]
+struct Memory(Vec<FlowRecord>);
+
+impl RecordSink for Memory {
+    fn write(&mut self, r: &FlowRecord) -> Result<(), SinkError> {
+        self.0.push(r.clone());
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+const S: u64 = 1_000_000_000;
+
+fn load(flows: u32, ring: u32) -> Loaded {
+    Loaded::load(LoadOptions {
+        flow_table_size: flows,
+        ringbuf_bytes: ring,
+    })
+    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"))
+}
+
+/// An owned duplicate of the flow table's fd, so the table can be read while the program runs.
+fn flows_fd(l: &Loaded) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsFd;
+    l.flows
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .expect("dup the map fd")
+}
+
+fn run(l: &mut Loaded, frame: &[u8]) {
+    let prog = l.program_mut().expect("program");
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!(r.return_value, 2);
+}
+
+fn drain(l: &mut Loaded, s: &mut Sweeper) {
+    let mut ring = RingBuf::try_from(&mut l.events).expect("ring");
+    while let Some(item) = ring.next() {
+        s.on_event(decode(&item).expect("event"));
+    }
+}
+
+/// BPF_PROG_TEST_RUN runs the program as if on `lo` (ifindex 1).
+fn sweeper(t: Timeouts) -> Sweeper {
+    Sweeper::new(
+        t,
+        WallClock::from_offset(0),
+        HashMap::from([(1, "test0".to_string())]),
+    )
+}
+
+#[test]
+fn flows_end_by_fin_idle_and_active_timeouts_with_exact_counters() {
+    let mut l = load(1024, 1 << 16);
+    let t = Timeouts {
+        inactive: Duration::from_secs(30),
+        active: Duration::from_secs(300),
+        close_linger: Duration::from_secs(2),
+    };
+    let mut s = sweeper(t);
+    let (c, srv) = (v4(10, 2, 0, 1), v4(10, 2, 0, 2));
+    let closed = [
+        Spec::tcp4(c, 1000, srv, 80, tcp::SYN).build(),
+        Spec::tcp4(c, 1000, srv, 80, tcp::ACK).payload(200).build(),
+        Spec::tcp4(c, 1000, srv, 80, tcp::FIN | tcp::ACK).build(),
+    ];
+    for f in &closed {
+        run(&mut l, f);
+    }
+    let idle = Spec::udp4(c, 2000, srv, 53).payload(30).build();
+    run(&mut l, &idle);
+    drain(&mut l, &mut s);
+    let mut sink = Memory::default();
+    let now = WallClock::ktime_now();
+    let fd = flows_fd(&l);
+    let table = FlowTable::new(&fd);
+
+    s.sweep(table, &mut sink, now).expect("sweep");
+    assert!(sink.0.is_empty(), "nothing is due yet: {:?}", sink.0);
+
+    s.sweep(table, &mut sink, now + 3 * S).expect("sweep");
+    assert_eq!(
+        sink.0.len(),
+        1,
+        "the FIN flow ends after the linger: {:?}",
+        sink.0
+    );
+    let fin = &sink.0[0];
+    assert_eq!(fin.end_reason, EndReason::Fin);
+    assert_eq!((fin.src_port, fin.dst_port), (1000, 80));
+    assert_eq!(fin.packets, 3);
+    assert_eq!(
+        fin.bytes,
+        closed.iter().map(|f| f.len() as u64).sum::<u64>()
+    );
+    assert_eq!(fin.iface, "test0");
+
+    s.sweep(table, &mut sink, now + 31 * S).expect("sweep");
+    assert_eq!(sink.0.len(), 2);
+    assert_eq!(sink.0[1].end_reason, EndReason::Idle);
+    assert_eq!((sink.0[1].packets, sink.0[1].bytes), (1, idle.len() as u64));
+    assert!(
+        table.keys().expect("keys").is_empty(),
+        "ended flows are deleted"
+    );
+
+    // A long flow: an interim record at the active timeout, then only what followed.
+    let long = Spec::udp4(c, 3000, srv, 443).build();
+    run(&mut l, &long);
+    run(&mut l, &long);
+    drain(&mut l, &mut s);
+    let t0 = WallClock::ktime_now();
+    s.sweep(table, &mut sink, t0 + 301 * S).expect("sweep");
+    // The flow's packets are older than the inactive timeout at t0+301 s, so the sweeper
+    // ends it as idle rather than slicing it: a slice needs recent packets.
+    assert_eq!(sink.0.last().map(|r| r.end_reason), Some(EndReason::Idle));
+}
+
+#[test]
+fn active_timeout_slices_a_busy_flow_and_slices_add_up() {
+    let mut l = load(1024, 1 << 16);
+    // Inactive longer than active, so a quiet test flow is sliced rather than idled.
+    let t = Timeouts {
+        inactive: Duration::from_secs(3600),
+        active: Duration::from_secs(10),
+        close_linger: Duration::from_secs(2),
+    };
+    let mut s = sweeper(t);
+    let f = Spec::udp4(v4(10, 3, 0, 1), 4000, v4(10, 3, 0, 2), 443)
+        .payload(10)
+        .build();
+    let fd = flows_fd(&l);
+    let table = FlowTable::new(&fd);
+    let mut sink = Memory::default();
+    for _ in 0..3 {
+        run(&mut l, &f);
+    }
+    drain(&mut l, &mut s);
+    s.sweep(table, &mut sink, WallClock::ktime_now() + 11 * S)
+        .expect("sweep");
+    for _ in 0..2 {
+        run(&mut l, &f);
+    }
+    s.sweep(table, &mut sink, WallClock::ktime_now() + 11 * S)
+        .expect("sweep");
+    s.flush(table, &mut sink).expect("flush");
+    let reasons: Vec<EndReason> = sink.0.iter().map(|r| r.end_reason).collect();
+    // Nothing followed the second slice, so shutdown writes no empty record.
+    assert_eq!(reasons, [EndReason::Active, EndReason::Active]);
+    let packets: Vec<u64> = sink.0.iter().map(|r| r.packets).collect();
+    assert_eq!(
+        packets,
+        [3, 2],
+        "each slice carries only what followed the last"
+    );
+}
+
+#[test]
+fn flows_whose_start_event_was_lost_are_still_recorded() {
+    let mut l = load(1024, 4096);
+    let mut s = sweeper(Timeouts::default());
+    let mut sink = Memory::default();
+    for i in 0..100u16 {
+        run(
+            &mut l,
+            &Spec::udp4(v4(10, 4, 0, i as u8), 5000, v4(10, 4, 9, 9), 53).build(),
+        );
+    }
+    drain(&mut l, &mut s);
+    let lost = xdp_audit::stats::read(&l.stats)
+        .expect("stats")
+        .into_iter()
+        .find(|(c, _)| *c == agent_common::Counter::LostFlowStart)
+        .map_or(0, |(_, n)| n);
+    assert!(lost > 0, "a 4 KiB ring cannot hold 100 start events");
+    let fd = flows_fd(&l);
+    let table = FlowTable::new(&fd);
+    s.sweep(table, &mut sink, WallClock::ktime_now())
+        .expect("sweep");
+    assert_eq!(
+        s.stats.lost_starts, lost,
+        "the sweeper notices each lost start"
+    );
+    s.flush(table, &mut sink).expect("flush");
+    assert_eq!(sink.0.len(), 100, "every flow is written");
+}
+
+#[test]
+fn flows_evicted_from_a_full_table_are_still_recorded() {
+    let mut l = load(64, 1 << 20);
+    let mut s = sweeper(Timeouts::default());
+    let mut sink = Memory::default();
+    for i in 0..300u16 {
+        run(
+            &mut l,
+            &Spec::udp4(
+                v4(10, 5, (i >> 8) as u8, i as u8),
+                5000,
+                v4(10, 5, 9, 9),
+                53,
+            )
+            .build(),
+        );
+    }
+    drain(&mut l, &mut s);
+    let fd = flows_fd(&l);
+    let table = FlowTable::new(&fd);
+    let in_table = table.keys().expect("keys").len();
+    s.sweep(table, &mut sink, WallClock::ktime_now())
+        .expect("sweep");
+    s.flush(table, &mut sink).expect("flush");
+    let st = s.stats;
+    assert!(
+        st.evicted > 0,
+        "a 64-entry table cannot hold 300 flows: {st:?}"
+    );
+    assert_eq!(
+        st.evicted as usize + in_table,
+        300,
+        "{st:?}, {in_table} in the table"
+    );
+    let evicted = sink
+        .0
+        .iter()
+        .filter(|r| r.end_reason == EndReason::Evicted)
+        .count() as u64;
+    assert_eq!(evicted, st.evicted, "every eviction is written");
+    let mut ports: Vec<_> = sink.0.iter().map(|r| r.src_ip).collect();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(
+        ports.len(),
+        300,
+        "each of the 300 flows written exactly once"
+    );
+    assert!(
+        sink.0.iter().all(|r| r.packets == 1),
+        "each flow had one packet"
+    );
+}
