@@ -133,7 +133,9 @@ pub const DIR_RESP: usize = 1;
 pub struct FlowValue {
     /// `bpf_ktime_get_ns` of the first packet.
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_ns` of the latest packet.
+    /// CLOCK_MONOTONIC of the latest packet, at the kernel tick's resolution (1-4 ms): the
+    /// precise clock costs several times the coarse one per packet on virtual machines.
+    /// Never below `first_seen_ns`.
     pub last_seen_ns: u64,
     /// `bpf_ktime_get_ns` of the first FIN or RST, 0 while open.
     pub end_seen_ns: u64,

@@ -6,7 +6,13 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use agent_common::{event_kind, flow_flags, Counter, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
-use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::LruHashMap, programs::XdpContext};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_ns, generated::bpf_ktime_get_coarse_ns},
+    macros::map,
+    maps::LruHashMap,
+    programs::XdpContext,
+};
 
 use crate::{
     events,
@@ -33,35 +39,60 @@ fn reverse(key: &mut FlowKey) {
     core::mem::swap(&mut key.port_a, &mut key.port_b);
 }
 
+/// CLOCK_MONOTONIC in ns, exact. Costs several times the coarse clock on virtual machines,
+/// so only flow creation and closing read it.
+#[inline(always)]
+fn precise_now() -> u64 {
+    // SAFETY: a helper call with no arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// CLOCK_MONOTONIC_COARSE in ns: the same clock at the kernel tick's resolution (1-4 ms),
+/// for the per-packet `last_seen_ns`.
+#[inline(always)]
+fn coarse_now() -> u64 {
+    // SAFETY: a helper call with no arguments.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
 /// Counts one packet in its flow, creating the flow on its first packet.
 #[inline(always)]
-pub fn account(ctx: &XdpContext, p: &mut Packet, now: u64) {
+pub fn account(ctx: &XdpContext, p: &mut Packet) {
     if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
         // SAFETY: the entry stays valid for this run of the program; counters are atomic and
         // the other fields tolerate a lost race (last writer wins on timestamps and flags).
-        update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, now);
+        update(&p.key, unsafe { &mut *v }, p, DIR_ORIG);
         return;
     }
     reverse(&mut p.key);
     if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
         // SAFETY: as above.
-        update(&p.key, unsafe { &mut *v }, p, DIR_RESP, now);
+        update(&p.key, unsafe { &mut *v }, p, DIR_RESP);
         return;
     }
     reverse(&mut p.key);
-    create(ctx, p, now);
+    create(ctx, p, precise_now());
 }
 
 #[inline(always)]
-fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, dir: usize, now: u64) {
+fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, dir: usize) {
     add(&mut v.packets[dir], 1);
     add(&mut v.bytes[dir], p.len);
-    v.last_seen_ns = now;
+    // The coarse clock lags the precise one that stamped the flow's creation by up to a
+    // tick: never move last_seen backwards (and skip the store when it would not change).
+    let now = coarse_now();
+    if now > v.last_seen_ns {
+        v.last_seen_ns = now;
+    }
     if p.tcp_flags & !v.tcp_flags[dir] != 0 {
         v.tcp_flags[dir] |= p.tcp_flags;
     }
     if p.closes_flow() && v.end_seen_ns == 0 {
+        let now = precise_now();
         v.end_seen_ns = now;
+        if now > v.last_seen_ns {
+            v.last_seen_ns = now;
+        }
         v.flags |= if p.is_rst() {
             flow_flags::RST_SEEN
         } else {
@@ -118,7 +149,7 @@ fn create(ctx: &XdpContext, p: &Packet, now: u64) {
         Err(e) if e == -EEXIST => {
             if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
                 // SAFETY: as in `account`.
-                update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, now);
+                update(&p.key, unsafe { &mut *v }, p, DIR_ORIG);
             }
         }
         Err(_) => stats::bump(Counter::FlowInsertFailed),

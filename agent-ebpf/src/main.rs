@@ -27,9 +27,7 @@ pub fn xdp_audit(ctx: XdpContext) -> u32 {
     match parse::parse(&ctx) {
         Ok(mut pkt) => {
             pkt.key.ifindex = ctx.ingress_ifindex() as u32;
-            // SAFETY: a plain helper call with no arguments.
-            let now = unsafe { bpf_ktime_get_ns() };
-            flow::account(&ctx, &mut pkt, now);
+            flow::account(&ctx, &mut pkt);
             stats::bump(pkt.outcome);
         }
         Err(reason) => stats::bump(reason),
