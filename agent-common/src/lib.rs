@@ -17,6 +17,8 @@ pub mod names {
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
     pub const STATS: &str = "STATS";
+    /// Global: pending ring-buffer bytes at which the program wakes the agent.
+    pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     /// The baseline program used by the benchmark: returns XDP_PASS and nothing else.
     pub const BASELINE_PASS: &str = "xdp_baseline_pass";
 }

@@ -3,13 +3,23 @@
 //! sweeper can tell which flows the ring buffer lost.
 
 use agent_common::{Counter, FlowEvent, FlowKey, FlowValue};
-use aya_ebpf::{macros::map, maps::RingBuf};
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    macros::map,
+    maps::RingBuf,
+};
 
 use crate::stats;
 
 /// Default size; the loader sets the real one (`--ringbuf-bytes`).
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Pending bytes at which a submit wakes the agent; set by the loader to a quarter of the ring.
+/// Below it events are submitted silently and the agent drains them on a short timer: a
+/// wake-up per event costs several times the rest of a new flow's path.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 1 << 20;
 
 /// Writes one event; returns whether it reached the ring buffer (the loss is counted if not).
 #[inline(always)]
@@ -26,7 +36,14 @@ pub fn emit(kind: u8, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
                 (*ev).key = *key;
                 (*ev).value = *value;
             }
-            entry.submit(0);
+            // SAFETY: a read of a load-time constant; volatile so it is not folded.
+            let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
+            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+            entry.submit(flags as u64);
             true
         }
         None => {

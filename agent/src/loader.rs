@@ -133,7 +133,9 @@ fn load_hint(e: &aya::EbpfError) -> &'static str {
 impl Loaded {
     /// Loads the object into the kernel (not yet attached anywhere).
     pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
+        let wakeup_bytes = u64::from(opts.ringbuf_bytes / 4);
         let mut ebpf = EbpfLoader::new()
+            .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .map_max_entries(names::FLOWS, opts.flow_table_size)
             .map_max_entries(names::EVENTS, opts.ringbuf_bytes)
             .load(EBPF_OBJECT)

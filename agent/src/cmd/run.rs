@@ -179,19 +179,19 @@ async fn event_loop(
         .context("cannot poll the ring buffer")?;
     let mut tick = tokio::time::interval(sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The program wakes us only when a quarter of the ring is pending; drain it regularly
+    // so events reach the sweeper promptly under light load.
+    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!("xdp-audit running");
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("polling the ring buffer")?;
-                while let Some(item) = guard.get_inner_mut().next() {
-                    match decode(&item) {
-                        Ok(ev) => sweeper.on_event(ev),
-                        Err(e) => error!(error = %e, "undecodable ring-buffer record"),
-                    }
-                }
+                drain(guard.get_inner_mut(), sweeper);
                 guard.clear_ready();
             }
+            _ = drain_tick.tick() => drain(ring.get_mut(), sweeper),
             _ = tick.tick() => {
                 let flows = FlowTable::new(loaded.flows.fd());
                 if let Err(e) = sweeper.sweep(flows, sink, WallClock::ktime_now()) {
@@ -206,11 +206,19 @@ async fn event_loop(
         }
     }
     // Events still queued carry starts the sweeper should know of before the final flush.
-    let inner = ring.get_mut();
-    while let Some(item) = inner.next() {
-        if let Ok(ev) = decode(&item) {
-            sweeper.on_event(ev);
+    drain(ring.get_mut(), sweeper);
+    Ok(())
+}
+
+/// How often the ring buffer is drained when the program has not woken us.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Hands every queued event to the sweeper.
+fn drain(ring: &mut RingBuf<&mut aya::maps::MapData>, sweeper: &mut Sweeper) {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Ok(ev) => sweeper.on_event(ev),
+            Err(e) => error!(error = %e, "undecodable ring-buffer record"),
         }
     }
-    Ok(())
 }
