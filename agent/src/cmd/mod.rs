@@ -1,0 +1,4 @@
+//! Subcommands of the `xdp-audit` binary, one module each, each with a
+//! `main(args) -> anyhow::Result<ExitCode>`.
+
+pub mod run;
