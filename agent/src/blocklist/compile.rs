@@ -1,0 +1,464 @@
+//! Parsed lists -> kernel-ready tables: duplicates and covered entries folded, single
+//! addresses split from real prefixes, port ranges expanded, every kept entry given a stable
+//! rule id, and the difference from the previous tables as a [`ListDelta`].
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use agent_common::domain::{label_hash, suffix_step, SUFFIX_ROOT};
+use agent_common::rules::{PortKey, RuleId};
+
+use super::net::{AddrBits, Net};
+use super::parse::{ParsedList, PortRange, Tagged};
+
+/// Where a rule came from: a list file (index into the set's files) and a 1-based line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    /// Index of the file in the [`super::ListSet`] (or in the files given to `compile`).
+    pub file: u32,
+    /// 1-based line.
+    pub line: u32,
+}
+
+/// One (protocol, port) slot of the port table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSlot {
+    /// [`agent_common::proto::TCP`] or [`agent_common::proto::UDP`].
+    pub proto: u8,
+    /// Port, host order.
+    pub port: u16,
+}
+
+impl PortSlot {
+    /// The kernel key.
+    pub fn key(self) -> PortKey {
+        PortKey::new(self.proto, self.port)
+    }
+}
+
+/// Counts of what one list compiled into.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileStats {
+    /// Single IPv4 addresses (v4 exact table).
+    pub v4_exact: usize,
+    /// IPv4 prefixes shorter than /32 (v4 LPM table).
+    pub v4_prefix: usize,
+    /// Single IPv6 addresses.
+    pub v6_exact: usize,
+    /// IPv6 prefixes shorter than /128.
+    pub v6_prefix: usize,
+    /// Domain rules (names with everything under them).
+    pub domains: usize,
+    /// Port rules kept (a rule is a protocol and a port range).
+    pub port_rules: usize,
+    /// (protocol, port) slots those rules fill.
+    pub port_slots: usize,
+    /// Entries dropped because the same key was already listed.
+    pub duplicates: usize,
+    /// Entries dropped because a broader one covers them (a prefix containing an address or
+    /// a narrower prefix, a domain under a listed domain, ports inside an earlier range).
+    pub covered: usize,
+}
+
+impl CompileStats {
+    /// All kept entries (port rules counted once each, not per port).
+    pub fn kept(&self) -> usize {
+        self.v4_exact
+            + self.v4_prefix
+            + self.v6_exact
+            + self.v6_prefix
+            + self.domains
+            + self.port_rules
+    }
+
+    /// Entries folded away (duplicates and covered).
+    pub fn folded(&self) -> usize {
+        self.duplicates + self.covered
+    }
+}
+
+/// The tables of one list kind (allow or block), each sorted by key, each entry with its
+/// rule id. Addresses are host-order integers: the kernel key is `addr.to_be_bytes()` for the
+/// exact tables and [`Net::lpm_key`] for the prefix tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompiledList {
+    /// /32 addresses.
+    pub v4_exact: Vec<(u32, RuleId)>,
+    /// IPv4 prefixes shorter than /32.
+    pub v4_prefix: Vec<(Net<u32>, RuleId)>,
+    /// /128 addresses.
+    pub v6_exact: Vec<(u128, RuleId)>,
+    /// IPv6 prefixes shorter than /128.
+    pub v6_prefix: Vec<(Net<u128>, RuleId)>,
+    /// One entry per (protocol, port); key with [`PortSlot::key`].
+    pub ports: Vec<(PortSlot, RuleId)>,
+    /// Domain suffix hashes ([`agent_common::domain::domain_hash`]).
+    pub domains: Vec<(u64, RuleId)>,
+    /// What went in and what was folded.
+    pub stats: CompileStats,
+}
+
+/// Changes to one table: apply every `upsert`, then every `remove`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableDelta<K> {
+    /// Keys to insert, or whose rule id changed.
+    pub upsert: Vec<(K, RuleId)>,
+    /// Keys to delete.
+    pub remove: Vec<K>,
+}
+
+impl<K> Default for TableDelta<K> {
+    fn default() -> Self {
+        TableDelta {
+            upsert: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+}
+
+impl<K> TableDelta<K> {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.upsert.is_empty() && self.remove.is_empty()
+    }
+
+    /// Number of map operations.
+    pub fn len(&self) -> usize {
+        self.upsert.len() + self.remove.len()
+    }
+}
+
+/// Changes to the tables of one list kind, field for field as in [`CompiledList`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListDelta {
+    /// v4 exact table.
+    pub v4_exact: TableDelta<u32>,
+    /// v4 prefix table.
+    pub v4_prefix: TableDelta<Net<u32>>,
+    /// v6 exact table.
+    pub v6_exact: TableDelta<u128>,
+    /// v6 prefix table.
+    pub v6_prefix: TableDelta<Net<u128>>,
+    /// Port table.
+    pub ports: TableDelta<PortSlot>,
+    /// Domain table.
+    pub domains: TableDelta<u64>,
+}
+
+impl ListDelta {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of map operations.
+    pub fn len(&self) -> usize {
+        self.v4_exact.len()
+            + self.v4_prefix.len()
+            + self.v6_exact.len()
+            + self.v6_prefix.len()
+            + self.ports.len()
+            + self.domains.len()
+    }
+}
+
+/// Rule-id allocator. Ids of removed rules are reused, but only from the generation after
+/// their removal, so a drop record the kernel wrote just before a reload still names the rule
+/// it was written for.
+#[derive(Clone, Debug, Default)]
+pub struct IdAlloc {
+    next: RuleId,
+    free: Vec<RuleId>,
+    released: Vec<RuleId>,
+}
+
+impl IdAlloc {
+    /// Makes ids released in the previous generation available.
+    pub fn begin_generation(&mut self) {
+        self.free.append(&mut self.released);
+    }
+
+    fn alloc(&mut self) -> RuleId {
+        self.free.pop().unwrap_or_else(|| {
+            let id = self.next;
+            self.next = self.next.saturating_add(1);
+            id
+        })
+    }
+
+    fn release(&mut self, id: RuleId) {
+        self.released.push(id);
+    }
+
+    /// One past the highest id ever handed out: the size a per-rule counter array needs.
+    pub fn high_water(&self) -> RuleId {
+        self.next
+    }
+}
+
+/// Where ids are recorded while compiling: the origin of every live id, and the ids newly
+/// handed out (whose hit counters the loader resets).
+pub struct IdContext<'a> {
+    /// The allocator.
+    pub ids: &'a mut IdAlloc,
+    /// Origin by rule id.
+    pub origins: &'a mut Vec<Origin>,
+    /// Ids assigned in this compile.
+    pub assigned: &'a mut Vec<RuleId>,
+}
+
+impl IdContext<'_> {
+    fn set_origin(&mut self, id: RuleId, origin: Origin) {
+        let i = id as usize;
+        if self.origins.len() <= i {
+            self.origins.resize(i + 1, origin);
+        }
+        self.origins[i] = origin;
+    }
+
+    /// Merge-joins the new sorted `(key, origin)` entries with the previous sorted table:
+    /// keys in both keep their id (only the origin is refreshed), new keys get an id and an
+    /// upsert, vanished keys a remove. Linear in the table sizes.
+    fn join<K: Ord + Copy>(
+        &mut self,
+        prev: &[(K, RuleId)],
+        next: Vec<(K, Origin)>,
+        delta: &mut TableDelta<K>,
+    ) -> Vec<(K, RuleId)> {
+        let mut out = Vec::with_capacity(next.len());
+        let mut p = prev.iter().peekable();
+        for (key, origin) in next {
+            while let Some(&&(pk, pid)) = p.peek() {
+                if pk >= key {
+                    break;
+                }
+                delta.remove.push(pk);
+                self.ids.release(pid);
+                p.next();
+            }
+            let id = match p.peek() {
+                Some(&&(pk, pid)) if pk == key => {
+                    p.next();
+                    pid
+                }
+                _ => {
+                    let id = self.ids.alloc();
+                    delta.upsert.push((key, id));
+                    self.assigned.push(id);
+                    id
+                }
+            };
+            self.set_origin(id, origin);
+            out.push((key, id));
+        }
+        for &(pk, pid) in p {
+            delta.remove.push(pk);
+            self.ids.release(pid);
+        }
+        out
+    }
+}
+
+/// Compiles the lists of one kind (`(file index, parsed file)` in file order) against the
+/// previous tables of that kind, returning the new tables and the delta between them.
+pub fn compile_kind<'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)> + Clone,
+    prev: &CompiledList,
+    ctx: &mut IdContext<'_>,
+) -> (CompiledList, ListDelta) {
+    let mut stats = CompileStats::default();
+    let mut delta = ListDelta::default();
+
+    let (v4_exact, v4_prefix) = fold_nets(gather(files.clone(), |p| &p.v4), &mut stats);
+    let (v6_exact, v6_prefix) = fold_nets(gather(files.clone(), |p| &p.v6), &mut stats);
+    stats.v4_exact = v4_exact.len();
+    stats.v4_prefix = v4_prefix.len();
+    stats.v6_exact = v6_exact.len();
+    stats.v6_prefix = v6_prefix.len();
+    let domains = fold_domains(files.clone(), &mut stats);
+    stats.domains = domains.len();
+    let ports = expand_ports(files, &mut stats);
+    stats.port_slots = ports.len();
+
+    let list = CompiledList {
+        v4_exact: ctx.join(&prev.v4_exact, v4_exact, &mut delta.v4_exact),
+        v4_prefix: ctx.join(&prev.v4_prefix, v4_prefix, &mut delta.v4_prefix),
+        v6_exact: ctx.join(&prev.v6_exact, v6_exact, &mut delta.v6_exact),
+        v6_prefix: ctx.join(&prev.v6_prefix, v6_prefix, &mut delta.v6_prefix),
+        ports: ctx.join(&prev.ports, ports, &mut delta.ports),
+        domains: ctx.join(&prev.domains, domains, &mut delta.domains),
+        stats,
+    };
+    (list, delta)
+}
+
+/// All files' entries of one kind with their origins, sorted by (key, origin). Each file's
+/// vector is already sorted and files come in order, so the stable sort only merges runs.
+fn gather<'a, T: Copy + Ord + 'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)>,
+    pick: impl Fn(&'a ParsedList) -> &'a Vec<Tagged<T>>,
+) -> Vec<(T, Origin)> {
+    let mut all: Vec<(T, Origin)> = Vec::new();
+    for (file, parsed) in files {
+        let v = pick(parsed);
+        all.reserve(v.len());
+        all.extend(v.iter().map(|t| (t.item, Origin { file, line: t.line })));
+    }
+    all.sort_by_key(|e| e.0);
+    all
+}
+
+type Split<A> = (Vec<(A, Origin)>, Vec<(Net<A>, Origin)>);
+
+/// Drops duplicates and networks inside an earlier kept one; splits the rest into single
+/// addresses and real prefixes.
+///
+/// Input is sorted by (address, length), so a network comes before everything it contains;
+/// CIDR blocks nest or are disjoint, so an entry starting at or before the end of the last
+/// kept block lies inside it.
+fn fold_nets<A: AddrBits>(sorted: Vec<(Net<A>, Origin)>, stats: &mut CompileStats) -> Split<A> {
+    let mut exact = Vec::new();
+    let mut prefix = Vec::new();
+    let mut last: Option<Net<A>> = None;
+    let mut cover_end: Option<A> = None;
+    for (net, origin) in sorted {
+        if last == Some(net) {
+            stats.duplicates += 1;
+            continue;
+        }
+        last = Some(net);
+        if cover_end.is_some_and(|end| net.addr <= end) {
+            stats.covered += 1;
+            continue;
+        }
+        cover_end = Some(net.last());
+        if net.is_host() {
+            exact.push((net.addr, origin));
+        } else {
+            prefix.push((net, origin));
+        }
+    }
+    (exact, prefix)
+}
+
+/// A hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Drops duplicate names and names under another listed name (the kernel would match the
+/// broader rule first anyway, and one entry is cheaper than two).
+fn fold_domains<'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)> + Clone,
+    stats: &mut CompileStats,
+) -> Vec<(u64, Origin)> {
+    let mut all: Vec<(u64, Origin, &str)> = Vec::new();
+    for (file, parsed) in files {
+        all.extend(
+            parsed
+                .domains
+                .iter()
+                .map(|t| (t.item.hash, Origin { file, line: t.line }, &*t.item.name)),
+        );
+    }
+    all.sort_by_key(|e| e.0);
+    let listed: HashSet<u64, BuildHasherDefault<PassThrough>> = all.iter().map(|e| e.0).collect();
+    let mut out = Vec::with_capacity(all.len());
+    let mut last = None;
+    for (hash, origin, name) in all {
+        if last == Some(hash) {
+            stats.duplicates += 1;
+            continue;
+        }
+        last = Some(hash);
+        if has_listed_parent(name, &listed) {
+            stats.covered += 1;
+            continue;
+        }
+        out.push((hash, origin));
+    }
+    out
+}
+
+/// Whether a proper suffix of `name` (`example.com` for `www.example.com`) is listed.
+fn has_listed_parent(name: &str, listed: &HashSet<u64, BuildHasherDefault<PassThrough>>) -> bool {
+    let mut h = SUFFIX_ROOT;
+    let mut labels = name.rsplit('.').peekable();
+    while let Some(label) = labels.next() {
+        h = suffix_step(h, label_hash(label.as_bytes()));
+        if labels.peek().is_some() && listed.contains(&h) {
+            return true;
+        }
+    }
+    false
+}
+
+/// One slot per (protocol, port), owned by the earliest rule (file order, then line) that
+/// names it. A rule none of whose ports is still free is folded.
+fn expand_ports<'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)>,
+    stats: &mut CompileStats,
+) -> Vec<(PortSlot, Origin)> {
+    let mut owner: Vec<Option<Origin>> = vec![None; 2 * 65536];
+    let mut seen: HashSet<PortRange> = HashSet::new();
+    for (file, parsed) in files {
+        for t in &parsed.ports {
+            let r = t.item;
+            if !seen.insert(r) {
+                stats.duplicates += 1;
+                continue;
+            }
+            let base = if r.proto == agent_common::proto::TCP {
+                0
+            } else {
+                65536
+            };
+            let mut took = false;
+            for port in r.lo..=r.hi {
+                let slot = &mut owner[base + usize::from(port)];
+                if slot.is_none() {
+                    *slot = Some(Origin { file, line: t.line });
+                    took = true;
+                }
+            }
+            if took {
+                stats.port_rules += 1;
+            } else {
+                stats.covered += 1;
+            }
+        }
+    }
+    owner
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let proto = if i < 65536 {
+                agent_common::proto::TCP
+            } else {
+                agent_common::proto::UDP
+            };
+            o.map(|o| {
+                (
+                    PortSlot {
+                        proto,
+                        port: (i % 65536) as u16,
+                    },
+                    o,
+                )
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,396 @@
+//! Blocklists and allowlists: list files -> kernel-ready tables, and reloads that change
+//! only what an edit changed.
+//!
+//! The data path: [`parse`] turns each line into entries (or a `FILE:LINE: reason`
+//! diagnostic), [`compile`] folds each list kind into tables keyed as the kernel maps are
+//! keyed ([`agent_common::rules`]), [`ListSet`] keeps the last good version of every file
+//! and hands the run loop a [`Delta`] per reload, and [`watch`] tells the run loop when to
+//! reload.
+//!
+//! Semantics (also in the README):
+//! - A domain rule (`example.com`, `*.example.com`, `||example.com^`, a hosts-file name)
+//!   matches the name itself and every name under it. `*.example.com` therefore also covers
+//!   `example.com`: the kernel looks suffixes up by hash, one probe per label, and has no
+//!   "strictly below" bit to test.
+//! - `port N` means TCP and UDP; ports are the remote side's.
+//! - A CIDR with host bits set is an error, not silently masked.
+//! - A file with any bad line is not applied; its last good version stays in force. A file
+//!   that cannot be read (missing, unreadable) is treated the same way.
+
+pub mod compile;
+pub mod net;
+pub mod parse;
+pub mod watch;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use agent_common::rules::RuleId;
+
+pub use compile::{CompileStats, CompiledList, ListDelta, Origin, PortSlot, TableDelta};
+pub use net::Net;
+pub use parse::{LineError, LineStats, ParsedList};
+
+use compile::{compile_kind, IdAlloc, IdContext};
+
+/// Which verdict a list gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// Matches pass, whatever the blocklists say.
+    Allow,
+    /// Matches are dropped.
+    Block,
+}
+
+impl fmt::Display for ListKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ListKind::Allow => "allowlist",
+            ListKind::Block => "blocklist",
+        })
+    }
+}
+
+/// What is wrong with a list file: a bad line, or the file as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// A line that does not parse.
+    #[error(transparent)]
+    Line(#[from] LineError),
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    /// A path that is not one of the configured lists.
+    #[error("not a configured list file")]
+    NotConfigured,
+}
+
+/// One reason a list file was not applied, displayed `FILE:LINE: reason` (or `FILE: reason`
+/// for the file as a whole).
+#[derive(Debug)]
+pub struct Diagnostic {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, if the problem is one line.
+    pub line: Option<u32>,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.problem),
+            None => write!(f, "{}: {}", self.path.display(), self.problem),
+        }
+    }
+}
+
+impl Diagnostic {
+    fn bad_lines(path: &Path, bad: Vec<parse::BadLine>) -> Vec<Diagnostic> {
+        bad.into_iter()
+            .map(|b| Diagnostic {
+                path: path.to_owned(),
+                line: Some(b.line),
+                problem: Problem::Line(b.error),
+            })
+            .collect()
+    }
+}
+
+/// Logs diagnostics as tracing warnings: at most `limit` lines, then a count of the rest, so a
+/// binary file dropped in place of a list cannot flood the journal.
+pub fn warn_diagnostics(diagnostics: &[Diagnostic], limit: usize) {
+    for d in diagnostics.iter().take(limit) {
+        tracing::warn!("{d}");
+    }
+    if diagnostics.len() > limit {
+        tracing::warn!(
+            "... and {} more list problems (run `xdp-audit blocklist check` for all)",
+            diagnostics.len() - limit
+        );
+    }
+}
+
+/// The tables of both list kinds and the origin of every rule id.
+#[derive(Clone, Debug, Default)]
+pub struct CompiledLists {
+    /// Allowlist tables.
+    pub allow: CompiledList,
+    /// Blocklist tables.
+    pub block: CompiledList,
+    /// Bumped by every reload that changed a table; the kernel's verdict cache compares it.
+    pub generation: u64,
+    origins: Vec<Origin>,
+}
+
+impl CompiledLists {
+    /// The origin of a rule id, as the run loop names it in drop records and `status`. Ids of
+    /// rules removed by the last reload still resolve to their old origin until reused.
+    pub fn origin(&self, id: RuleId) -> Option<Origin> {
+        self.origins.get(id as usize).copied()
+    }
+
+    /// The tables of one kind.
+    pub fn list(&self, kind: ListKind) -> &CompiledList {
+        match kind {
+            ListKind::Allow => &self.allow,
+            ListKind::Block => &self.block,
+        }
+    }
+}
+
+/// What a reload changes in the kernel maps.
+///
+/// Apply in this order so no packet is judged against a half-applied list: every `upsert` of
+/// `block`, then of `allow`, then every `remove` of `allow`, then of `block`. Entries present
+/// before and after are never removed (they keep their key and id), so nothing blocked in both
+/// versions is ever un-blocked; a newly broader prefix is inserted before the narrower
+/// entries it folds are removed, and vice versa. Bump the generation last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Allowlist table changes.
+    pub allow: ListDelta,
+    /// Blocklist table changes.
+    pub block: ListDelta,
+    /// Rule ids handed out by this reload (new or reused): reset their hit counters.
+    pub assigned: Vec<RuleId>,
+    /// The generation after this delta ([`CompiledLists::generation`]).
+    pub generation: u64,
+}
+
+impl Delta {
+    /// Whether no map changes.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.block.is_empty()
+    }
+}
+
+/// A configured list file and its last good version.
+#[derive(Debug)]
+struct ListFile {
+    path: PathBuf,
+    kind: ListKind,
+    good: Option<Good>,
+}
+
+#[derive(Debug)]
+struct Good {
+    source: Vec<u8>,
+    parsed: ParsedList,
+}
+
+/// Where a rule came from, resolved to a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleOrigin<'a> {
+    /// The list file.
+    pub path: &'a Path,
+    /// Allow or block.
+    pub kind: ListKind,
+    /// 1-based line.
+    pub line: u32,
+}
+
+/// The configured list files, the last good version of each, and their compiled tables.
+#[derive(Debug, Default)]
+pub struct ListSet {
+    files: Vec<ListFile>,
+    compiled: CompiledLists,
+    ids: IdAlloc,
+}
+
+impl ListSet {
+    /// A set of list files, none loaded yet: call [`ListSet::reload_all`].
+    pub fn new(files: impl IntoIterator<Item = (PathBuf, ListKind)>) -> ListSet {
+        ListSet {
+            files: files
+                .into_iter()
+                .map(|(path, kind)| ListFile {
+                    path,
+                    kind,
+                    good: None,
+                })
+                .collect(),
+            ..ListSet::default()
+        }
+    }
+
+    /// The configured paths (for the watcher), each once.
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = Vec::new();
+        for f in &self.files {
+            if !v.contains(&f.path.as_path()) {
+                v.push(&f.path);
+            }
+        }
+        v
+    }
+
+    /// The compiled tables now in force.
+    pub fn compiled(&self) -> &CompiledLists {
+        &self.compiled
+    }
+
+    /// Resolves a rule id to its file and line.
+    pub fn origin(&self, id: RuleId) -> Option<RuleOrigin<'_>> {
+        let o = self.compiled.origin(id)?;
+        let f = self.files.get(o.file as usize)?;
+        Some(RuleOrigin {
+            path: &f.path,
+            kind: f.kind,
+            line: o.line,
+        })
+    }
+
+    /// Line counts of a file's version in force (`None` if it never loaded).
+    pub fn line_stats(&self, path: &Path) -> Option<LineStats> {
+        self.files
+            .iter()
+            .find(|f| f.path == path)
+            .and_then(|f| f.good.as_ref())
+            .map(|g| g.parsed.stats)
+    }
+
+    /// Re-reads every file (start-up, SIGHUP). Bad or unreadable files keep their last good
+    /// version (none at start-up) and are reported; the others apply.
+    pub fn reload_all(&mut self) -> (Delta, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        for i in 0..self.files.len() {
+            if let Err(mut d) = self.stage(i) {
+                diagnostics.append(&mut d);
+            }
+        }
+        (self.commit(), diagnostics)
+    }
+
+    /// Re-reads one file (the watcher says it changed). On any problem nothing changes and
+    /// every problem is returned; the file's last good version stays in force.
+    pub fn reload(&mut self, path: &Path) -> Result<Delta, Vec<Diagnostic>> {
+        let indices: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files[i].path == path)
+            .collect();
+        if indices.is_empty() {
+            return Err(vec![Diagnostic {
+                path: path.to_owned(),
+                line: None,
+                problem: Problem::NotConfigured,
+            }]);
+        }
+        let mut changed = false;
+        for i in indices {
+            changed |= self.stage(i)?;
+        }
+        if !changed {
+            return Ok(Delta {
+                generation: self.compiled.generation,
+                ..Delta::default()
+            });
+        }
+        Ok(self.commit())
+    }
+
+    /// Reads and parses file `i`, replacing its good version on success. Returns whether its
+    /// contents changed.
+    fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
+        let file = &mut self.files[i];
+        let bytes = std::fs::read(&file.path).map_err(|e| {
+            vec![Diagnostic {
+                path: file.path.clone(),
+                line: None,
+                problem: Problem::Read(e),
+            }]
+        })?;
+        match &mut file.good {
+            Some(good) if good.source == bytes => Ok(false),
+            Some(good) => {
+                // Incremental: only the lines between the common head and tail are parsed.
+                good.parsed
+                    .update(&good.source, &bytes)
+                    .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
+                good.source = bytes;
+                Ok(true)
+            }
+            None => {
+                let parsed = ParsedList::parse(&bytes)
+                    .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
+                file.good = Some(Good {
+                    source: bytes,
+                    parsed,
+                });
+                Ok(true)
+            }
+        }
+    }
+
+    /// Recompiles both kinds from the good versions and diffs against the tables in force.
+    fn commit(&mut self) -> Delta {
+        self.ids.begin_generation();
+        let mut assigned = Vec::new();
+        let mut ctx = IdContext {
+            ids: &mut self.ids,
+            origins: &mut self.compiled.origins,
+            assigned: &mut assigned,
+        };
+        let files = &self.files;
+        let of_kind = |kind: ListKind| {
+            files.iter().enumerate().filter_map(move |(i, f)| {
+                let good = f.good.as_ref().filter(|_| f.kind == kind)?;
+                Some((i as u32, &good.parsed))
+            })
+        };
+        let (allow, allow_delta) =
+            compile_kind(of_kind(ListKind::Allow), &self.compiled.allow, &mut ctx);
+        let (block, block_delta) =
+            compile_kind(of_kind(ListKind::Block), &self.compiled.block, &mut ctx);
+        self.compiled.allow = allow;
+        self.compiled.block = block;
+        if !(allow_delta.is_empty() && block_delta.is_empty()) {
+            self.compiled.generation += 1;
+        }
+        Delta {
+            allow: allow_delta,
+            block: block_delta,
+            assigned,
+            generation: self.compiled.generation,
+        }
+    }
+}
+
+/// Compiles files as one list without a [`ListSet`] (for `blocklist check`): per-file
+/// results (parsed list or bad lines), then the compiled tables of all good files together.
+pub fn check_files(paths: &[PathBuf]) -> (Vec<Result<LineStats, Vec<Diagnostic>>>, CompiledList) {
+    let mut parsed = Vec::new();
+    let mut results = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let r = std::fs::read(path)
+            .map_err(|e| {
+                vec![Diagnostic {
+                    path: path.clone(),
+                    line: None,
+                    problem: Problem::Read(e),
+                }]
+            })
+            .and_then(|b| ParsedList::parse(&b).map_err(|bad| Diagnostic::bad_lines(path, bad)));
+        match r {
+            Ok(p) => {
+                results.push(Ok(p.stats));
+                parsed.push((i as u32, p));
+            }
+            Err(d) => results.push(Err(d)),
+        }
+    }
+    let mut ids = IdAlloc::default();
+    let mut origins = Vec::new();
+    let mut assigned = Vec::new();
+    let mut ctx = IdContext {
+        ids: &mut ids,
+        origins: &mut origins,
+        assigned: &mut assigned,
+    };
+    let (list, _) = compile_kind(
+        parsed.iter().map(|(i, p)| (*i, p)),
+        &CompiledList::default(),
+        &mut ctx,
+    );
+    (results, list)
+}

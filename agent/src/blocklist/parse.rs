@@ -1,0 +1,941 @@
+//! One line of a list file -> entries or a typed error; a whole file -> a [`ParsedList`] or
+//! every bad line.
+//!
+//! The parser is context-free per line (a line's meaning never depends on another line), which
+//! is what lets a reload re-parse only the lines an edit touched (see [`ParsedList::update`]).
+
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use agent_common::domain::{MAX_DOMAIN_LABELS, MAX_LABEL_LEN, MAX_NAME_LEN};
+use agent_common::proto;
+
+use super::net::{range_to_prefixes, Net};
+
+/// One rule a line contributes. A range, a hosts line or `port N` can contribute several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// An IPv4 network (`len` 32 for a single address); host bits are zero.
+    V4(Net<u32>),
+    /// An IPv6 network (`len` 128 for a single address); host bits are zero.
+    V6(Net<u128>),
+    /// A normalised domain (lower case, ASCII/punycode, no trailing dot): the name and every
+    /// name under it.
+    Domain(Box<str>),
+    /// TCP or UDP ports `lo..=hi` of the remote side.
+    Port(PortRange),
+}
+
+/// A port rule for one protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    /// [`proto::TCP`] or [`proto::UDP`].
+    pub proto: u8,
+    /// First port, host order, never 0.
+    pub lo: u16,
+    /// Last port, inclusive, `>= lo`.
+    pub hi: u16,
+}
+
+/// What kind of line a successfully parsed line was, for the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    /// Empty or whitespace only.
+    Blank,
+    /// A comment (`#`, `;` or `!` first).
+    Comment,
+    /// A line that contributed entries.
+    Rule,
+    /// A hosts-file line naming only local names (`127.0.0.1 localhost`, `::1 ip6-loopback`,
+    /// `255.255.255.255 broadcasthost`): hosts-file boilerplate, not a rule.
+    HostsBoilerplate,
+}
+
+/// Why a line was refused. The text names the field at fault and quotes it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line is not UTF-8.
+    #[error("line is not valid UTF-8 (byte {byte:#04x} at column {column})")]
+    NotUtf8 {
+        /// The first offending byte.
+        byte: u8,
+        /// 1-based byte column.
+        column: usize,
+    },
+    /// Wrong number of dot-separated parts in an IPv4 address.
+    #[error("IPv4 address `{text}` has {count} octets, expected 4")]
+    Ipv4OctetCount {
+        /// The address as written.
+        text: String,
+        /// How many parts it had.
+        count: usize,
+    },
+    /// An IPv4 octet that is not a plain decimal number.
+    #[error("IPv4 address `{text}`: octet {index} `{octet}` is not a decimal number (digits only, no leading zeros)")]
+    Ipv4OctetSyntax {
+        /// The address as written.
+        text: String,
+        /// 1-based octet position.
+        index: usize,
+        /// The octet as written.
+        octet: String,
+    },
+    /// An IPv4 octet over 255.
+    #[error("IPv4 address `{text}`: octet {index} ({octet}) is over 255")]
+    Ipv4OctetRange {
+        /// The address as written.
+        text: String,
+        /// 1-based octet position.
+        index: usize,
+        /// The octet as written.
+        octet: String,
+    },
+    /// Not an IPv6 address.
+    #[error("`{text}` is not an IPv6 address")]
+    Ipv6Syntax {
+        /// The address as written.
+        text: String,
+    },
+    /// An IPv6 zone id, meaningless on a gateway's forwarding path.
+    #[error("IPv6 address `{text}`: zone ids (`%...`) are not supported")]
+    Ipv6Zone {
+        /// The address as written.
+        text: String,
+    },
+    /// A CIDR prefix length that is not a number.
+    #[error("CIDR `{text}`: prefix length `{len}` is not a number")]
+    PrefixLenSyntax {
+        /// The CIDR as written.
+        text: String,
+        /// The prefix length as written.
+        len: String,
+    },
+    /// A CIDR prefix length beyond the family's width.
+    #[error("CIDR `{text}`: prefix length {len} is over {max} for {family}")]
+    PrefixLenRange {
+        /// The CIDR as written.
+        text: String,
+        /// The prefix length.
+        len: u32,
+        /// 32 or 128.
+        max: u32,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
+    /// A CIDR whose address has bits set beyond the prefix. Refused rather than masked: the
+    /// author may have meant the single address or the network, and guessing wrong either
+    /// blocks far too much or far too little.
+    #[error("CIDR `{text}` has host bits set after the prefix; the network is `{network}`")]
+    HostBits {
+        /// The CIDR as written.
+        text: String,
+        /// The network the author probably meant.
+        network: String,
+    },
+    /// A range whose ends are of different families.
+    #[error("range `{text}`: start and end are not the same address family")]
+    RangeFamily {
+        /// The range as written.
+        text: String,
+    },
+    /// A range whose start is after its end.
+    #[error("range `{text}`: start is after end")]
+    RangeReversed {
+        /// The range as written.
+        text: String,
+    },
+    /// A domain with a character outside letters, digits, `-` and `_`.
+    #[error("domain `{name}`: character {ch:?} is not allowed (letters, digits, `-`, `_`, dots between labels)")]
+    DomainChar {
+        /// The domain as written.
+        name: String,
+        /// The offending character.
+        ch: char,
+    },
+    /// A `*` anywhere but a leading `*.`.
+    #[error("domain `{name}`: `*` is only allowed as a leading `*.`")]
+    DomainWildcard {
+        /// The domain as written.
+        name: String,
+    },
+    /// `a..b`, a leading dot, or nothing at all.
+    #[error("domain `{name}` has an empty label")]
+    DomainEmptyLabel {
+        /// The domain as written.
+        name: String,
+    },
+    /// A label over 63 bytes.
+    #[error("domain `{name}`: label `{label}` is {len} bytes, over 63")]
+    DomainLabelLen {
+        /// The domain as written.
+        name: String,
+        /// The long label.
+        label: String,
+        /// Its length in bytes (after punycode).
+        len: usize,
+    },
+    /// A name over 253 bytes.
+    #[error("domain `{name}` is {len} bytes long, over 253")]
+    DomainLen {
+        /// The domain as written.
+        name: String,
+        /// Its length in bytes (after punycode).
+        len: usize,
+    },
+    /// More labels than the kernel keeps, so the rule could never match.
+    #[error("domain `{name}` has {count} labels, over the 16 the kernel matches")]
+    DomainLabels {
+        /// The domain as written.
+        name: String,
+        /// How many labels it has.
+        count: usize,
+    },
+    /// An all-numeric last label: an address, not a name.
+    #[error("domain `{name}`: top-level label `{tld}` is numeric (an address is not a domain)")]
+    DomainNumericTld {
+        /// The domain as written.
+        name: String,
+        /// The last label.
+        tld: String,
+    },
+    /// IDNA (UTS 46) refused an internationalised name or a bad `xn--` label.
+    #[error("domain `{name}`: IDNA conversion to punycode failed")]
+    DomainIdna {
+        /// The domain as written.
+        name: String,
+    },
+    /// A URL where a host name was expected.
+    #[error("`{text}` is a URL; list the host name alone")]
+    Url {
+        /// The token as written.
+        text: String,
+    },
+    /// An adblock rule with `$` options.
+    #[error("adblock rule `{text}`: options (`$...`) are not supported; only `||domain^`")]
+    AdblockOptions {
+        /// The rule as written.
+        text: String,
+    },
+    /// An adblock exception rule.
+    #[error("adblock rule `{text}`: exception rules (`@@`) are not supported; put the domain in an allowlist")]
+    AdblockException {
+        /// The rule as written.
+        text: String,
+    },
+    /// An adblock rule other than `||domain^`.
+    #[error("adblock rule `{text}`: only `||domain^` is supported (no paths, `*` or `|` inside)")]
+    AdblockSyntax {
+        /// The rule as written.
+        text: String,
+    },
+    /// A hosts-file line pointing names at a real address.
+    #[error("hosts line maps names to `{addr}`; only 0.0.0.0, 127.x.x.x, :: and ::1 mark names blocked (an address to block goes alone on its line)")]
+    HostsAddress {
+        /// The address as written.
+        addr: String,
+    },
+    /// A hosts-file line with an address where a name belongs.
+    #[error("hosts line: `{name}` is an address, not a host name")]
+    HostsIpName {
+        /// The token as written.
+        name: String,
+    },
+    /// More than one token where one entry was expected.
+    #[error("unexpected `{extra}` after `{first}`: one entry per line (only hosts-file lines, which start with an address, list several names)")]
+    TrailingTokens {
+        /// The first token.
+        first: String,
+        /// The token that should not be there.
+        extra: String,
+    },
+    /// A malformed `port` rule.
+    #[error("port rule: expected `port [tcp|udp] PORT[-PORT]`")]
+    PortUsage,
+    /// A port rule protocol other than tcp or udp.
+    #[error("port rule: protocol `{proto}` is not `tcp` or `udp`")]
+    PortProto {
+        /// The protocol as written.
+        proto: String,
+    },
+    /// A port that is not a number 1-65535.
+    #[error("port rule: port `{port}` is not a number from 1 to 65535")]
+    PortValue {
+        /// The port as written.
+        port: String,
+    },
+    /// A port range whose start is after its end.
+    #[error("port rule: range {lo}-{hi} is reversed")]
+    PortReversed {
+        /// Start as written.
+        lo: u16,
+        /// End as written.
+        hi: u16,
+    },
+}
+
+/// Counts of lines by kind, for the summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineStats {
+    /// Lines in the file.
+    pub lines: u64,
+    /// Blank lines.
+    pub blank: u64,
+    /// Comment lines.
+    pub comments: u64,
+    /// Lines that contributed entries.
+    pub rules: u64,
+    /// Hosts-file boilerplate lines ignored.
+    pub boilerplate: u64,
+}
+
+impl LineStats {
+    fn count(&mut self, kind: LineKind) {
+        self.lines += 1;
+        match kind {
+            LineKind::Blank => self.blank += 1,
+            LineKind::Comment => self.comments += 1,
+            LineKind::Rule => self.rules += 1,
+            LineKind::HostsBoilerplate => self.boilerplate += 1,
+        }
+    }
+
+    fn sub(&mut self, o: &LineStats) {
+        self.lines -= o.lines;
+        self.blank -= o.blank;
+        self.comments -= o.comments;
+        self.rules -= o.rules;
+        self.boilerplate -= o.boilerplate;
+    }
+
+    fn add(&mut self, o: &LineStats) {
+        self.lines += o.lines;
+        self.blank += o.blank;
+        self.comments += o.comments;
+        self.rules += o.rules;
+        self.boilerplate += o.boilerplate;
+    }
+}
+
+/// Parses one line (without its `\n`; a trailing `\r` is allowed), appending its entries to
+/// `out`. On error nothing is appended.
+pub fn parse_line(raw: &[u8], out: &mut Vec<Entry>) -> Result<LineKind, LineError> {
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        let at = e.valid_up_to();
+        LineError::NotUtf8 {
+            byte: raw.get(at).copied().unwrap_or(0),
+            column: at + 1,
+        }
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(LineKind::Blank);
+    }
+    if text.starts_with(['#', ';', '!']) {
+        return Ok(LineKind::Comment);
+    }
+    // Neither `#` nor `;` can occur in any accepted token, so either starts a trailing
+    // comment wherever it is (hosts files use `#`, Spamhaus DROP uses ` ; SBL...`).
+    let text = match text.find(['#', ';']) {
+        Some(at) => text[..at].trim_end(),
+        None => text,
+    };
+    let mark = out.len();
+    let result = parse_tokens(text, out);
+    if result.is_err() {
+        out.truncate(mark);
+    }
+    result
+}
+
+fn parse_tokens(text: &str, out: &mut Vec<Entry>) -> Result<LineKind, LineError> {
+    let mut tokens = text.split_ascii_whitespace();
+    let Some(first) = tokens.next() else {
+        return Ok(LineKind::Blank);
+    };
+    if first.eq_ignore_ascii_case("port") {
+        return parse_port(tokens, out);
+    }
+    let Some(second) = tokens.next() else {
+        parse_single(first, out)?;
+        return Ok(LineKind::Rule);
+    };
+    if second == "-" {
+        // `A - B`: a range written with spaces.
+        if let (Some(end), None) = (tokens.next(), tokens.next()) {
+            let text = format!("{first}-{end}");
+            push_range(&text, first, end, out)?;
+            return Ok(LineKind::Rule);
+        }
+    }
+    let names = std::iter::once(second).chain(tokens);
+    parse_hosts(first, second, names, out)
+}
+
+/// A lone token: address, CIDR, range, domain, `*.domain` or `||domain^`.
+fn parse_single(tok: &str, out: &mut Vec<Entry>) -> Result<(), LineError> {
+    if tok.starts_with("@@") {
+        return Err(LineError::AdblockException { text: tok.into() });
+    }
+    if let Some(rest) = tok.strip_prefix("||") {
+        if rest.contains('$') {
+            return Err(LineError::AdblockOptions { text: tok.into() });
+        }
+        let name = rest.strip_suffix('^').unwrap_or(rest);
+        if name.contains(['^', '/', '*', '|', ':']) {
+            return Err(LineError::AdblockSyntax { text: tok.into() });
+        }
+        out.push(Entry::Domain(normalize_domain(name)?));
+        return Ok(());
+    }
+    if tok.contains("://") {
+        return Err(LineError::Url { text: tok.into() });
+    }
+    if let Some(rest) = tok.strip_prefix("*.") {
+        out.push(Entry::Domain(normalize_domain(rest)?));
+        return Ok(());
+    }
+    if looks_like_address(tok) {
+        return parse_network(tok, out);
+    }
+    out.push(Entry::Domain(normalize_domain(tok)?));
+    Ok(())
+}
+
+/// Whether a token is meant as an address, CIDR or range rather than a name: it has a colon
+/// (no name does) or is digits and dots with an optional `/len` or `-end` (no name has a
+/// numeric top-level label).
+fn looks_like_address(tok: &str) -> bool {
+    tok.contains(':')
+        || (tok.starts_with(|c: char| c.is_ascii_digit())
+            && tok
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'/' | b'-')))
+}
+
+fn parse_network(tok: &str, out: &mut Vec<Entry>) -> Result<(), LineError> {
+    if let Some((start, end)) = tok.split_once('-') {
+        return push_range(tok, start, end, out);
+    }
+    if let Some((addr, len)) = tok.split_once('/') {
+        let addr = parse_addr(addr)?;
+        let (bits, family) = match addr {
+            Addr::V4(_) => (32, "IPv4"),
+            Addr::V6(_) => (128, "IPv6"),
+        };
+        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) || len.len() > 3 {
+            return Err(LineError::PrefixLenSyntax {
+                text: tok.into(),
+                len: len.into(),
+            });
+        }
+        let len_val: u32 = len.parse().map_err(|_| LineError::PrefixLenSyntax {
+            text: tok.into(),
+            len: len.into(),
+        })?;
+        if len_val > bits {
+            return Err(LineError::PrefixLenRange {
+                text: tok.into(),
+                len: len_val,
+                max: bits,
+                family,
+            });
+        }
+        let len8 = len_val as u8;
+        match addr {
+            Addr::V4(a) => {
+                let net = Net::new(a, len8);
+                if net.addr != a {
+                    return Err(LineError::HostBits {
+                        text: tok.into(),
+                        network: net.to_string(),
+                    });
+                }
+                out.push(Entry::V4(net));
+            }
+            Addr::V6(a) => {
+                let net = Net::new(a, len8);
+                if net.addr != a {
+                    return Err(LineError::HostBits {
+                        text: tok.into(),
+                        network: net.to_string(),
+                    });
+                }
+                out.push(Entry::V6(net));
+            }
+        }
+        return Ok(());
+    }
+    match parse_addr(tok)? {
+        Addr::V4(a) => out.push(Entry::V4(Net::new(a, 32))),
+        Addr::V6(a) => out.push(Entry::V6(Net::new(a, 128))),
+    }
+    Ok(())
+}
+
+fn push_range(text: &str, start: &str, end: &str, out: &mut Vec<Entry>) -> Result<(), LineError> {
+    match (parse_addr(start)?, parse_addr(end)?) {
+        (Addr::V4(a), Addr::V4(b)) => {
+            if a > b {
+                return Err(LineError::RangeReversed { text: text.into() });
+            }
+            range_to_prefixes(a, b, |net| out.push(Entry::V4(net)));
+        }
+        (Addr::V6(a), Addr::V6(b)) => {
+            if a > b {
+                return Err(LineError::RangeReversed { text: text.into() });
+            }
+            range_to_prefixes(a, b, |net| out.push(Entry::V6(net)));
+        }
+        _ => return Err(LineError::RangeFamily { text: text.into() }),
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Addr {
+    V4(u32),
+    V6(u128),
+}
+
+fn parse_addr(text: &str) -> Result<Addr, LineError> {
+    if text.contains(':') {
+        if text.contains('%') {
+            return Err(LineError::Ipv6Zone { text: text.into() });
+        }
+        return text
+            .parse::<Ipv6Addr>()
+            .map(|a| Addr::V6(u128::from(a)))
+            .map_err(|_| LineError::Ipv6Syntax { text: text.into() });
+    }
+    parse_ipv4(text).map(Addr::V4)
+}
+
+/// Dotted-quad IPv4, strictly: four decimal octets, no leading zeros (which some tools read
+/// as octal), so every accepted address means one thing.
+fn parse_ipv4(text: &str) -> Result<u32, LineError> {
+    let count = text.split('.').count();
+    if count != 4 {
+        return Err(LineError::Ipv4OctetCount {
+            text: text.into(),
+            count,
+        });
+    }
+    let mut addr = 0u32;
+    for (i, octet) in text.split('.').enumerate() {
+        let syntax = || LineError::Ipv4OctetSyntax {
+            text: text.into(),
+            index: i + 1,
+            octet: octet.into(),
+        };
+        if octet.is_empty()
+            || !octet.bytes().all(|b| b.is_ascii_digit())
+            || (octet.len() > 1 && octet.starts_with('0'))
+        {
+            return Err(syntax());
+        }
+        let value: u32 = if octet.len() > 3 {
+            u32::MAX
+        } else {
+            octet.parse().map_err(|_| syntax())?
+        };
+        if value > 255 {
+            return Err(LineError::Ipv4OctetRange {
+                text: text.into(),
+                index: i + 1,
+                octet: octet.into(),
+            });
+        }
+        addr = (addr << 8) | value;
+    }
+    Ok(addr)
+}
+
+/// Names that hosts files carry for the machine itself; a line naming only these is
+/// boilerplate (`127.0.0.1 localhost`, `ff02::1 ip6-allnodes`), not a rule.
+const HOSTS_BOILERPLATE: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "local",
+    "broadcasthost",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+    "0.0.0.0",
+];
+
+fn is_boilerplate(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    HOSTS_BOILERPLATE
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(name))
+}
+
+/// `ADDRESS NAME...`: the hosts-file form. The address must be a sink (what blocklists
+/// distributed as hosts files use); names that hosts files give the machine itself are
+/// skipped, and a line with only those is boilerplate.
+fn parse_hosts<'a>(
+    first: &str,
+    second: &str,
+    names: impl Iterator<Item = &'a str> + Clone,
+    out: &mut Vec<Entry>,
+) -> Result<LineKind, LineError> {
+    // A zone id only appears on hosts boilerplate (`fe80::1%lo0 localhost`).
+    let addr_text = first.split_once('%').map_or(first, |(a, _)| a);
+    let trailing = || LineError::TrailingTokens {
+        first: first.into(),
+        extra: second.into(),
+    };
+    if !looks_like_address(addr_text) || addr_text.contains(['/', '-']) {
+        return Err(trailing());
+    }
+    let Ok(addr) = parse_addr(addr_text) else {
+        return Err(trailing());
+    };
+    if names.clone().all(is_boilerplate) {
+        return Ok(LineKind::HostsBoilerplate);
+    }
+    let sink = match addr {
+        Addr::V4(a) => a == 0 || a >> 24 == 127,
+        Addr::V6(a) => a == 0 || a == 1,
+    };
+    if !sink || first.contains('%') {
+        return Err(LineError::HostsAddress { addr: first.into() });
+    }
+    for name in names.filter(|n| !is_boilerplate(n)) {
+        if looks_like_address(name) {
+            return Err(LineError::HostsIpName { name: name.into() });
+        }
+        out.push(Entry::Domain(normalize_domain(name)?));
+    }
+    Ok(LineKind::Rule)
+}
+
+fn parse_port<'a>(
+    mut tokens: impl Iterator<Item = &'a str>,
+    out: &mut Vec<Entry>,
+) -> Result<LineKind, LineError> {
+    let (protos, spec): (&[u8], &str) = match (tokens.next(), tokens.next(), tokens.next()) {
+        (Some(spec), None, None) => (&[proto::TCP, proto::UDP], spec),
+        (Some(p), Some(spec), None) if p.eq_ignore_ascii_case("tcp") => (&[proto::TCP], spec),
+        (Some(p), Some(spec), None) if p.eq_ignore_ascii_case("udp") => (&[proto::UDP], spec),
+        (Some(p), Some(_), None) => return Err(LineError::PortProto { proto: p.into() }),
+        _ => return Err(LineError::PortUsage),
+    };
+    let (lo, hi) = match spec.split_once('-') {
+        Some((lo, hi)) => (parse_port_number(lo)?, parse_port_number(hi)?),
+        None => {
+            let p = parse_port_number(spec)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err(LineError::PortReversed { lo, hi });
+    }
+    for &proto in protos {
+        out.push(Entry::Port(PortRange { proto, lo, hi }));
+    }
+    Ok(LineKind::Rule)
+}
+
+fn parse_port_number(text: &str) -> Result<u16, LineError> {
+    let bad = || LineError::PortValue { port: text.into() };
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match text.parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(p) => Ok(p),
+    }
+}
+
+/// Normalises a domain: trailing dot stripped, lower case, IDNA (UTS 46) to punycode, then
+/// checked against DNS limits and the kernel's label limit.
+///
+/// Letters, digits, `-` and `_` are allowed in labels: `_` and edge hyphens are not valid host
+/// names, but they are valid DNS labels and real blocklists carry them.
+pub fn normalize_domain(name: &str) -> Result<Box<str>, LineError> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let needs_idna = !trimmed.is_ascii()
+        || trimmed
+            .split('.')
+            .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("xn--"));
+    let ascii: String = if needs_idna {
+        if trimmed.contains('*') {
+            return Err(LineError::DomainWildcard { name: name.into() });
+        }
+        match idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::URL) {
+            Ok(a) => a.into_owned(),
+            Err(_) => return Err(LineError::DomainIdna { name: name.into() }),
+        }
+    } else {
+        trimmed.to_ascii_lowercase()
+    };
+    validate_ascii_domain(name, &ascii)?;
+    Ok(ascii.into_boxed_str())
+}
+
+fn validate_ascii_domain(original: &str, ascii: &str) -> Result<(), LineError> {
+    if ascii.len() > MAX_NAME_LEN {
+        return Err(LineError::DomainLen {
+            name: original.into(),
+            len: ascii.len(),
+        });
+    }
+    let mut count = 0;
+    let mut last = "";
+    for label in ascii.split('.') {
+        count += 1;
+        if label.is_empty() {
+            return Err(LineError::DomainEmptyLabel {
+                name: original.into(),
+            });
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(LineError::DomainLabelLen {
+                name: original.into(),
+                label: label.into(),
+                len: label.len(),
+            });
+        }
+        if let Some(ch) = label
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            if ch == '*' {
+                return Err(LineError::DomainWildcard {
+                    name: original.into(),
+                });
+            }
+            return Err(LineError::DomainChar {
+                name: original.into(),
+                ch,
+            });
+        }
+        last = label;
+    }
+    if count > MAX_DOMAIN_LABELS {
+        return Err(LineError::DomainLabels {
+            name: original.into(),
+            count,
+        });
+    }
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(LineError::DomainNumericTld {
+            name: original.into(),
+            tld: last.into(),
+        });
+    }
+    Ok(())
+}
+
+/// An entry tagged with its 1-based line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tagged<T> {
+    /// The entry.
+    pub item: T,
+    /// The line it came from.
+    pub line: u32,
+}
+
+/// A domain rule with its suffix hash (the kernel's key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainRule {
+    /// [`agent_common::domain::domain_hash`] of `name`.
+    pub hash: u64,
+    /// The normalised name.
+    pub name: Box<str>,
+}
+
+/// A bad line: its 1-based number and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: u32,
+    /// What is wrong with it.
+    pub error: LineError,
+}
+
+impl fmt::Display for BadLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.line, self.error)
+    }
+}
+
+/// Every entry of one good list file, by kind. Each vector is sorted by (key, line), so
+/// duplicates sit together and merging several files is a merge of sorted runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedList {
+    /// IPv4 networks, ranges already split into prefixes.
+    pub v4: Vec<Tagged<Net<u32>>>,
+    /// IPv6 networks.
+    pub v6: Vec<Tagged<Net<u128>>>,
+    /// Domain rules, sorted by hash.
+    pub domains: Vec<Tagged<DomainRule>>,
+    /// Port rules, in line order (the earliest rule owns a port two rules share).
+    pub ports: Vec<Tagged<PortRange>>,
+    /// Line counts by kind.
+    pub stats: LineStats,
+}
+
+/// Splits a file into lines the way line numbers count them: on `\n`, with no phantom last
+/// line after a final `\n`.
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let empty = bytes.is_empty();
+    body.split(|&b| b == b'\n').filter(move |_| !empty)
+}
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+impl ParsedList {
+    /// Parses a whole file. Every bad line is returned, in line order.
+    pub fn parse(bytes: &[u8]) -> Result<ParsedList, Vec<BadLine>> {
+        parse_region(bytes, 1, true)
+    }
+
+    /// Number of entries of every kind (before folding).
+    pub fn entries(&self) -> usize {
+        self.v4.len() + self.v6.len() + self.domains.len() + self.ports.len()
+    }
+
+    /// Re-parses only what changed between `old` (the text this list was parsed from) and
+    /// `new`: the common leading and trailing lines are kept, their entries' line numbers
+    /// shifted. Equivalent to `ParsedList::parse(new)` (a test checks this) and much cheaper
+    /// for a small edit of a large file. On error `self` is unchanged.
+    pub fn update(&mut self, old: &[u8], new: &[u8]) -> Result<(), Vec<BadLine>> {
+        let (head, old_mid, new_mid) = changed_region(old, new);
+        let first_line = count_newlines(&old[..head]) + 1;
+        // The old middle's lines were good; parsing them again only recovers their stats.
+        let removed = parse_region(&old[head..head + old_mid], first_line, false)
+            .map(|p| p.stats)
+            .unwrap_or_default();
+        let added = parse_region(&new[head..head + new_mid], first_line, true)?;
+        let old_lines = removed.lines as u32;
+        let shift = added.stats.lines as i64 - removed.lines as i64;
+        let last_removed = first_line + old_lines; // first line after the old middle
+        let keep = |line: u32| -> Option<u32> {
+            if line < first_line {
+                Some(line)
+            } else if line >= last_removed {
+                Some((line as i64 + shift) as u32)
+            } else {
+                None
+            }
+        };
+        splice(&mut self.v4, added.v4, keep, |a, b| a.cmp(b));
+        splice(&mut self.v6, added.v6, keep, |a, b| a.cmp(b));
+        splice(&mut self.domains, added.domains, keep, |a, b| {
+            a.hash.cmp(&b.hash)
+        });
+        splice(&mut self.ports, added.ports, keep, |_, _| {
+            std::cmp::Ordering::Equal
+        });
+        self.stats.sub(&removed);
+        self.stats.add(&added.stats);
+        Ok(())
+    }
+}
+
+fn count_newlines(b: &[u8]) -> u32 {
+    b.iter().filter(|&&c| c == b'\n').count() as u32
+}
+
+/// `(head, old_mid, new_mid)`: `old = old[..head] + old_mid bytes + tail` and likewise `new`,
+/// where the head and the tail are whole lines common to both.
+fn changed_region(old: &[u8], new: &[u8]) -> (usize, usize, usize) {
+    let common = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let head = old[..common]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let max_tail = (old.len() - head).min(new.len() - head);
+    let tail = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(max_tail)
+        .take_while(|(a, b)| a == b)
+        .count();
+    // Shrink the tail to start right after a newline inside it: the bytes before it are then
+    // a newline in both files, so head, middle and tail are whole lines. (This may give up
+    // one line that was already whole; re-parsing it is harmless.)
+    let tail_start = old.len() - tail;
+    let tail = match old[tail_start..].iter().position(|&b| b == b'\n') {
+        Some(i) => tail - (i + 1),
+        None => 0,
+    };
+    (head, old.len() - tail - head, new.len() - tail - head)
+}
+
+fn splice<T: Clone>(
+    v: &mut Vec<Tagged<T>>,
+    added: Vec<Tagged<T>>,
+    keep: impl Fn(u32) -> Option<u32>,
+    key: impl Fn(&T, &T) -> std::cmp::Ordering,
+) {
+    let mut kept: Vec<Tagged<T>> = std::mem::take(v)
+        .into_iter()
+        .filter_map(|mut t| {
+            t.line = keep(t.line)?;
+            Some(t)
+        })
+        .collect();
+    kept.extend(added);
+    // Two sorted runs: the stable sort merges them in linear time.
+    kept.sort_by(|a, b| key(&a.item, &b.item).then(a.line.cmp(&b.line)));
+    *v = kept;
+}
+
+fn parse_region(
+    bytes: &[u8],
+    first_line: u32,
+    want_entries: bool,
+) -> Result<ParsedList, Vec<BadLine>> {
+    let mut list = ParsedList::default();
+    let mut bad = Vec::new();
+    let mut entries = Vec::new();
+    for (i, raw) in lines(bytes).enumerate() {
+        let line = first_line + i as u32;
+        let raw = if line == 1 {
+            raw.strip_prefix(BOM).unwrap_or(raw)
+        } else {
+            raw
+        };
+        entries.clear();
+        match parse_line(raw, &mut entries) {
+            Ok(kind) => list.stats.count(kind),
+            Err(error) => {
+                bad.push(BadLine { line, error });
+                continue;
+            }
+        }
+        if !want_entries || !bad.is_empty() {
+            continue;
+        }
+        for e in entries.drain(..) {
+            match e {
+                Entry::V4(item) => list.v4.push(Tagged { item, line }),
+                Entry::V6(item) => list.v6.push(Tagged { item, line }),
+                Entry::Domain(name) => list.domains.push(Tagged {
+                    item: DomainRule {
+                        hash: agent_common::domain::domain_hash(&name),
+                        name,
+                    },
+                    line,
+                }),
+                Entry::Port(item) => list.ports.push(Tagged { item, line }),
+            }
+        }
+    }
+    if !bad.is_empty() {
+        return Err(bad);
+    }
+    list.v4.sort_by_key(|t| t.item);
+    list.v6.sort_by_key(|t| t.item);
+    list.domains.sort_by_key(|t| t.item.hash);
+    Ok(list)
+}
