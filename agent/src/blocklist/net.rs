@@ -57,15 +57,18 @@ pub struct Net<A> {
 /// The mask of the first `len` bits of a `bits`-wide address, as `u128`.
 fn mask(bits: u32, len: u8) -> u128 {
     let len = u32::from(len).min(bits);
-    if len == 0 {
-        return 0;
-    }
     let all = if bits == 128 {
         u128::MAX
     } else {
         (1u128 << bits) - 1
     };
-    all & !(all >> len)
+    if len == 0 {
+        0
+    } else if len == bits {
+        all
+    } else {
+        all & !(all >> len)
+    }
 }
 
 impl<A: AddrBits> Net<A> {

@@ -402,10 +402,10 @@ fn parse_single(tok: &str, out: &mut Vec<Entry>) -> Result<(), LineError> {
 }
 
 /// Whether a token is meant as an address, CIDR or range rather than a name: it has a colon
-/// (no name does) or is digits and dots with an optional `/len` or `-end` (no name has a
-/// numeric top-level label).
+/// or a slash (no name does), or is digits and dots with an optional `-end` (a name with a
+/// numeric top-level label is not a name).
 fn looks_like_address(tok: &str) -> bool {
-    tok.contains(':')
+    tok.contains([':', '/'])
         || (tok.starts_with(|c: char| c.is_ascii_digit())
             && tok
                 .bytes()
@@ -606,7 +606,7 @@ fn parse_hosts<'a>(
         return Err(LineError::HostsAddress { addr: first.into() });
     }
     for name in names.filter(|n| !is_boilerplate(n)) {
-        if looks_like_address(name) {
+        if parse_addr(name).is_ok() {
             return Err(LineError::HostsIpName { name: name.into() });
         }
         out.push(Entry::Domain(normalize_domain(name)?));
@@ -938,4 +938,394 @@ fn parse_region(
     list.v6.sort_by_key(|t| t.item);
     list.domains.sort_by_key(|t| t.item.hash);
     Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn parse(line: &str) -> Result<(LineKind, Vec<Entry>), LineError> {
+        let mut out = Vec::new();
+        let kind = parse_line(line.as_bytes(), &mut out)?;
+        Ok((kind, out))
+    }
+
+    fn entries(line: &str) -> Vec<Entry> {
+        match parse(line) {
+            Ok((LineKind::Rule, e)) => e,
+            other => panic!("`{line}` should be a rule, got {other:?}"),
+        }
+    }
+
+    fn err(line: &str) -> String {
+        match parse(line) {
+            Err(e) => e.to_string(),
+            Ok(ok) => panic!("`{line}` should be refused, got {ok:?}"),
+        }
+    }
+
+    fn v4(s: &str, len: u8) -> Entry {
+        Entry::V4(Net::new(
+            u32::from(s.parse::<Ipv4Addr>().expect("test address")),
+            len,
+        ))
+    }
+
+    fn v6(s: &str, len: u8) -> Entry {
+        Entry::V6(Net::new(
+            u128::from(s.parse::<Ipv6Addr>().expect("test address")),
+            len,
+        ))
+    }
+
+    fn dom(s: &str) -> Entry {
+        Entry::Domain(s.into())
+    }
+
+    #[test]
+    fn addresses_and_cidrs() {
+        assert_eq!(entries("192.0.2.1"), [v4("192.0.2.1", 32)]);
+        assert_eq!(entries("  192.0.2.0/24  "), [v4("192.0.2.0", 24)]);
+        assert_eq!(entries("0.0.0.0/0"), [v4("0.0.0.0", 0)]);
+        assert_eq!(entries("2001:db8::1"), [v6("2001:db8::1", 128)]);
+        assert_eq!(entries("2001:DB8::/32"), [v6("2001:db8::", 32)]);
+        assert_eq!(entries("::"), [v6("::", 128)]);
+        assert_eq!(entries("::ffff:192.0.2.1"), [v6("::ffff:192.0.2.1", 128)]);
+    }
+
+    #[test]
+    fn ranges_become_prefixes() {
+        assert_eq!(entries("10.0.0.0-10.0.1.255"), [v4("10.0.0.0", 23)]);
+        assert_eq!(
+            entries("10.0.0.1 - 10.0.0.2"),
+            [v4("10.0.0.1", 32), v4("10.0.0.2", 32)]
+        );
+        assert_eq!(
+            entries("2001:db8::-2001:db8::ffff"),
+            [v6("2001:db8::", 112)]
+        );
+    }
+
+    #[test]
+    fn domains_are_normalised() {
+        assert_eq!(entries("Example.COM."), [dom("example.com")]);
+        assert_eq!(entries("*.example.com"), [dom("example.com")]);
+        assert_eq!(entries("||ads.example.com^"), [dom("ads.example.com")]);
+        assert_eq!(entries("||ads.example.com"), [dom("ads.example.com")]);
+        assert_eq!(entries("bücher.de"), [dom("xn--bcher-kva.de")]);
+        assert_eq!(entries("BÜCHER.de"), [dom("xn--bcher-kva.de")]);
+        assert_eq!(entries("xn--bcher-kva.de"), [dom("xn--bcher-kva.de")]);
+        assert_eq!(entries("_dmarc.example.com"), [dom("_dmarc.example.com")]);
+        assert_eq!(entries("zip"), [dom("zip")]);
+        let sixteen = vec!["a"; 16].join(".");
+        assert_eq!(entries(&sixteen), [dom(&sixteen)]);
+        let label63 = "a".repeat(63);
+        assert_eq!(entries(&format!("{label63}.com")).len(), 1);
+    }
+
+    #[test]
+    fn hosts_lines() {
+        assert_eq!(entries("0.0.0.0 ads.example.com"), [dom("ads.example.com")]);
+        assert_eq!(
+            entries("127.0.0.1\ta.b   C.D # trailing"),
+            [dom("a.b"), dom("c.d")]
+        );
+        assert_eq!(entries(":: tracker.example"), [dom("tracker.example")]);
+        assert_eq!(entries("::1 tracker.example"), [dom("tracker.example")]);
+        // Local names are skipped, real ones kept.
+        assert_eq!(
+            entries("127.0.0.1 localhost ads.example"),
+            [dom("ads.example")]
+        );
+        for boiler in [
+            "127.0.0.1 localhost",
+            "127.0.0.1 localhost.localdomain local",
+            "255.255.255.255 broadcasthost",
+            "::1 localhost ip6-localhost ip6-loopback",
+            "fe80::1%lo0 localhost",
+            "ff02::2 ip6-allrouters",
+            "0.0.0.0 0.0.0.0",
+        ] {
+            assert_eq!(
+                parse(boiler),
+                Ok((LineKind::HostsBoilerplate, vec![])),
+                "{boiler}"
+            );
+        }
+    }
+
+    #[test]
+    fn port_rules() {
+        let tcp = |lo, hi| {
+            Entry::Port(PortRange {
+                proto: proto::TCP,
+                lo,
+                hi,
+            })
+        };
+        let udp = |lo, hi| {
+            Entry::Port(PortRange {
+                proto: proto::UDP,
+                lo,
+                hi,
+            })
+        };
+        assert_eq!(entries("port tcp 25"), [tcp(25, 25)]);
+        assert_eq!(entries("port UDP 53-60"), [udp(53, 60)]);
+        assert_eq!(entries("port 25"), [tcp(25, 25), udp(25, 25)]);
+        assert_eq!(entries("port tcp 1-65535"), [tcp(1, 65535)]);
+    }
+
+    #[test]
+    fn comments_blank_crlf() {
+        for c in ["# x", "; x", "! adblock title", "#", "   # indented"] {
+            assert_eq!(parse(c), Ok((LineKind::Comment, vec![])), "{c}");
+        }
+        for b in ["", "   ", "\t", "\r"] {
+            assert_eq!(parse(b), Ok((LineKind::Blank, vec![])), "{b:?}");
+        }
+        assert_eq!(entries("192.0.2.1\r"), [v4("192.0.2.1", 32)]);
+        assert_eq!(entries("192.0.2.0/24 ; SBL123"), [v4("192.0.2.0", 24)]);
+        assert_eq!(entries("example.com#no space"), [dom("example.com")]);
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "10.0.0.0/33",
+                "CIDR `10.0.0.0/33`: prefix length 33 is over 32 for IPv4",
+            ),
+            ("2001:db8::/129", "prefix length 129 is over 128 for IPv6"),
+            ("10.0.0.0/x", "prefix length `x` is not a number"),
+            ("10.0.0.0/", "prefix length `` is not a number"),
+            ("10.0.0.0/+8", "prefix length `+8` is not a number"),
+            (
+                "10.0.0.1/8",
+                "has host bits set after the prefix; the network is `10.0.0.0/8`",
+            ),
+            ("2001:db8::1/32", "the network is `2001:db8::/32`"),
+            ("1.2.3", "IPv4 address `1.2.3` has 3 octets, expected 4"),
+            ("1.2.3.4.5", "has 5 octets"),
+            ("1.2.3.256", "octet 4 (256) is over 255"),
+            ("1.2.3.99999", "octet 4 (99999) is over 255"),
+            ("01.2.3.4", "octet 1 `01` is not a decimal number"),
+            ("1..3.4", "octet 2 `` is not a decimal number"),
+            ("2001:db8::g", "`2001:db8::g` is not an IPv6 address"),
+            ("fe80::1%eth0", "zone ids"),
+            (
+                "10.0.0.9-10.0.0.1",
+                "range `10.0.0.9-10.0.0.1`: start is after end",
+            ),
+            ("10.0.0.1-::1", "not the same address family"),
+            ("10.0.0.1-10.0.0", "has 3 octets"),
+            ("exa$mple.com", "character '$' is not allowed"),
+            ("ex ample.com", "unexpected `ample.com` after `ex`"),
+            ("a..b", "domain `a..b` has an empty label"),
+            (".example.com", "empty label"),
+            ("ads*.example.com", "`*` is only allowed as a leading `*.`"),
+            ("*.*.example.com", "`*` is only allowed"),
+            ("http://example.com/x", "is a URL"),
+            (
+                "||example.com^$third-party",
+                "options (`$...`) are not supported",
+            ),
+            ("@@||example.com^", "exception rules"),
+            ("||example.com/ads^", "only `||domain^` is supported"),
+            (
+                "192.0.2.1 example.com",
+                "hosts line maps names to `192.0.2.1`",
+            ),
+            (
+                "0.0.0.0 192.0.2.1",
+                "`192.0.2.1` is an address, not a host name",
+            ),
+            ("0.0.0.0 bad$name", "character '$'"),
+            (
+                "example.com other.com",
+                "unexpected `other.com` after `example.com`",
+            ),
+            (
+                "10.0.0.0/8 example.com",
+                "unexpected `example.com` after `10.0.0.0/8`",
+            ),
+            ("port", "expected `port [tcp|udp] PORT[-PORT]`"),
+            ("port tcp 25 26", "expected `port [tcp|udp] PORT[-PORT]`"),
+            ("port icmp 8", "protocol `icmp` is not `tcp` or `udp`"),
+            ("port tcp 0", "port `0` is not a number from 1 to 65535"),
+            ("port tcp 65536", "port `65536`"),
+            ("port udp 60-53", "range 60-53 is reversed"),
+            ("port tcp x", "port `x`"),
+            ("port tcp 1-", "port ``"),
+        ];
+        for (line, want) in cases {
+            let got = err(line);
+            assert!(got.contains(want), "`{line}`: got `{got}`, want `{want}`");
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        assert!(err(&long_label).contains("is 64 bytes, over 63"));
+        let long_name = vec!["abcdefghijklmno"; 16].join(".") + ".abcdefghij";
+        assert!(
+            err(&long_name).contains("bytes long, over 253"),
+            "{}",
+            err(&long_name)
+        );
+        let deep = vec!["a"; 17].join(".");
+        assert!(err(&deep).contains("has 17 labels, over the 16"));
+        assert!(err("xn--zz.com").contains("IDNA"), "{}", err("xn--zz.com"));
+        let mut out = Vec::new();
+        let e = parse_line(b"ex\xffample.com", &mut out).expect_err("non-UTF-8 must fail");
+        assert_eq!(
+            e.to_string(),
+            "line is not valid UTF-8 (byte 0xff at column 3)"
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_failing_hosts_line_contributes_nothing() {
+        let mut out = vec![dom("keep.me")];
+        assert!(parse_line(b"0.0.0.0 good.example bad$", &mut out).is_err());
+        assert_eq!(out, [dom("keep.me")]);
+    }
+
+    #[test]
+    fn files_report_every_bad_line_with_its_number() {
+        let text =
+            b"\xef\xbb\xbf# list\r\n192.0.2.1\r\n10.0.0.0/33\n\nexa$mple\nport tcp 25\n1.2.3\n";
+        let bad = ParsedList::parse(text).expect_err("three bad lines");
+        let got: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].starts_with("3: CIDR `10.0.0.0/33`"), "{got:?}");
+        assert!(got[1].starts_with("5: domain `exa$mple`"), "{got:?}");
+        assert!(got[2].starts_with("7: IPv4 address `1.2.3`"), "{got:?}");
+        let good = ParsedList::parse(b"\xef\xbb\xbf192.0.2.1\n# c\n\nexample.com\nport 25")
+            .expect("good file");
+        assert_eq!(good.v4.len(), 1);
+        assert_eq!(good.domains[0].line, 4);
+        assert_eq!(good.ports.len(), 2);
+        assert_eq!(
+            good.stats,
+            LineStats {
+                lines: 5,
+                blank: 1,
+                comments: 1,
+                rules: 3,
+                boilerplate: 0
+            }
+        );
+    }
+
+    /// A tiny deterministic generator, so the fuzz-style tests need no dependency.
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn no_byte_input_panics() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        // Bytes biased towards the characters the grammar cares about.
+        let alphabet = b"0123456789abcdefABCDEF.:/-*|^$@#;! \t\r%_xn";
+        let mut out = Vec::new();
+        for _ in 0..200_000 {
+            let len = (rng.next() % 40) as usize;
+            let line: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rng.next();
+                    if r % 4 == 0 {
+                        (r >> 8) as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let _ = parse_line(&line, &mut out);
+            out.clear();
+        }
+        for prefix in ["port ", "0.0.0.0 ", "||", "*.", "10.0.0.0/", "::-"] {
+            for _ in 0..20_000 {
+                let mut line = prefix.as_bytes().to_vec();
+                let len = (rng.next() % 20) as usize;
+                line.extend(
+                    (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize]),
+                );
+                let _ = parse_line(&line, &mut out);
+                out.clear();
+            }
+        }
+    }
+
+    #[test]
+    fn incremental_update_equals_full_parse() {
+        let mut rng = XorShift(42);
+        let pool = [
+            "192.0.2.1",
+            "10.0.0.0/8",
+            "example.com",
+            "port 25",
+            "# c",
+            "",
+            "0.0.0.0 a.b c.d",
+            "2001:db8::/32",
+            "10.0.0.1-10.0.0.9",
+            "127.0.0.1 localhost",
+            "www.example.com",
+            "192.0.2.1",
+        ];
+        let make = |rng: &mut XorShift, n: usize| -> Vec<String> {
+            (0..n)
+                .map(|_| pool[(rng.next() % pool.len() as u64) as usize].to_string())
+                .collect()
+        };
+        for round in 0..300 {
+            let n = (rng.next() % 30) as usize;
+            let old_lines = make(&mut rng, n);
+            let mut new_lines = old_lines.clone();
+            // A random edit: replace a window with fresh lines.
+            let at = if new_lines.is_empty() {
+                0
+            } else {
+                (rng.next() as usize) % (new_lines.len() + 1)
+            };
+            let del = ((rng.next() % 5) as usize).min(new_lines.len() - at);
+            let n = (rng.next() % 5) as usize;
+            let ins = make(&mut rng, n);
+            new_lines.splice(at..at + del, ins);
+            let join = |l: &[String], nl: bool| {
+                let mut s = l.join("\n");
+                if nl && !l.is_empty() {
+                    s.push('\n');
+                }
+                s
+            };
+            let old = join(&old_lines, round % 2 == 0);
+            let new = join(&new_lines, round % 3 == 0);
+            let mut inc = ParsedList::parse(old.as_bytes()).expect("pool lines are good");
+            inc.update(old.as_bytes(), new.as_bytes())
+                .expect("pool lines are good");
+            let full = ParsedList::parse(new.as_bytes()).expect("pool lines are good");
+            assert_eq!(inc, full, "round {round}:\n--old--\n{old}\n--new--\n{new}");
+        }
+    }
+
+    #[test]
+    fn incremental_update_reports_new_line_numbers() {
+        let old = "a.com\nb.com\nc.com\n";
+        let new = "a.com\nx.com\nbad$\nb.com\nc.com\n";
+        let mut p = ParsedList::parse(old.as_bytes()).expect("good");
+        let before = p.clone();
+        let bad = p
+            .update(old.as_bytes(), new.as_bytes())
+            .expect_err("bad edit");
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 3);
+        assert_eq!(p, before, "a failed update changes nothing");
+    }
 }
