@@ -462,3 +462,129 @@ fn expand_ports<'a>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::domain::domain_hash;
+    use agent_common::proto;
+
+    fn parsed(text: &str) -> ParsedList {
+        ParsedList::parse(text.as_bytes()).expect("test list is good")
+    }
+
+    struct State {
+        ids: IdAlloc,
+        origins: Vec<Origin>,
+        table: CompiledList,
+    }
+
+    impl State {
+        fn new() -> Self {
+            State {
+                ids: IdAlloc::default(),
+                origins: Vec::new(),
+                table: CompiledList::default(),
+            }
+        }
+
+        fn compile(&mut self, files: &[&ParsedList]) -> (ListDelta, Vec<RuleId>) {
+            self.ids.begin_generation();
+            let mut assigned = Vec::new();
+            let mut ctx = IdContext {
+                ids: &mut self.ids,
+                origins: &mut self.origins,
+                assigned: &mut assigned,
+            };
+            let (t, d) = compile_kind(
+                files.iter().enumerate().map(|(i, p)| (i as u32, *p)),
+                &self.table,
+                &mut ctx,
+            );
+            self.table = t;
+            (d, assigned)
+        }
+    }
+
+    fn ip(s: &str) -> u32 {
+        s.parse::<std::net::Ipv4Addr>().expect("test address").into()
+    }
+
+    #[test]
+    fn folds_duplicates_and_covered_entries() {
+        let a = parsed(
+            "10.0.0.1\n10.0.0.0/8\n10.1.0.0/16\n192.0.2.1\n192.0.2.1\n11.0.0.0/8\n\
+             example.com\nwww.example.com\nEXAMPLE.com\nbadexample.com\n\
+             2001:db8::1\n2001:db8::/32\n2001:db9::1\nport tcp 20-30\nport tcp 25\nport tcp 20-30\nport udp 53\n",
+        );
+        let mut s = State::new();
+        s.compile(&[&a]);
+        let t = &s.table;
+        assert_eq!(t.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(), [ip("192.0.2.1")]);
+        assert_eq!(
+            t.v4_prefix.iter().map(|e| e.0.to_string()).collect::<Vec<_>>(),
+            ["10.0.0.0/8", "11.0.0.0/8"]
+        );
+        assert_eq!(t.v6_exact.len(), 1);
+        assert_eq!(t.v6_prefix.len(), 1);
+        let mut want = vec![domain_hash("example.com"), domain_hash("badexample.com")];
+        want.sort();
+        assert_eq!(t.domains.iter().map(|e| e.0).collect::<Vec<_>>(), want);
+        assert_eq!(t.ports.len(), 11 + 1);
+        assert_eq!(t.ports[0].0, PortSlot { proto: proto::TCP, port: 20 });
+        let st = t.stats;
+        assert_eq!(st.port_rules, 2);
+        assert_eq!(st.duplicates, 1 + 1 + 1, "192.0.2.1, EXAMPLE.com, port tcp 20-30");
+        assert_eq!(st.covered, 2 + 1 + 1 + 1, "10.0.0.1, 10.1/16, www, 2001:db8::1, port tcp 25");
+        // The kept rule is the first one listed, and every id resolves to its line.
+        let id_of_8 = t.v4_prefix[0].1;
+        assert_eq!(s.origins[id_of_8 as usize], Origin { file: 0, line: 2 });
+        let id_of_dup = t.v4_exact[0].1;
+        assert_eq!(s.origins[id_of_dup as usize].line, 4);
+    }
+
+    #[test]
+    fn first_file_owns_shared_entries() {
+        let a = parsed("# a\n192.0.2.1\nport 80\n");
+        let b = parsed("192.0.2.1\nport tcp 80\n");
+        let mut s = State::new();
+        s.compile(&[&a, &b]);
+        assert_eq!(s.origins[s.table.v4_exact[0].1 as usize], Origin { file: 0, line: 2 });
+        assert_eq!(s.table.stats.duplicates, 2);
+    }
+
+    #[test]
+    fn reload_keeps_ids_and_emits_only_changes() {
+        let v1 = parsed("192.0.2.1\n192.0.2.2\n10.0.0.0/8\nexample.com\n");
+        let mut s = State::new();
+        let (d1, a1) = s.compile(&[&v1]);
+        assert_eq!(d1.len(), 4);
+        assert_eq!(a1.len(), 4);
+        let id_2 = s.table.v4_exact[1].1;
+        // A comment inserted at the top shifts every line but changes no key.
+        let v2 = parsed("# new header\n192.0.2.1\n192.0.2.2\n10.0.0.0/8\nexample.com\n");
+        let (d2, a2) = s.compile(&[&v2]);
+        assert!(d2.is_empty(), "{d2:?}");
+        assert!(a2.is_empty());
+        assert_eq!(s.origins[id_2 as usize].line, 3, "origin follows the line");
+        // Remove one, add one: one upsert, one remove; the removed id is not reused at once.
+        let v3 = parsed("192.0.2.1\n192.0.2.3\n10.0.0.0/8\nexample.com\n");
+        let (d3, a3) = s.compile(&[&v3]);
+        assert_eq!(d3.v4_exact.remove, [ip("192.0.2.2")]);
+        assert_eq!(d3.v4_exact.upsert.len(), 1);
+        assert_ne!(a3, [id_2], "an id is not reused in the generation that freed it");
+        let v4 = parsed("192.0.2.1\n192.0.2.3\n192.0.2.4\n10.0.0.0/8\nexample.com\n");
+        let (_, a4) = s.compile(&[&v4]);
+        assert_eq!(a4, [id_2], "... but is in the next one");
+    }
+
+    #[test]
+    fn a_new_broad_prefix_replaces_what_it_covers() {
+        let mut s = State::new();
+        s.compile(&[&parsed("10.1.0.0/16\n10.2.0.1\n")]);
+        let (d, _) = s.compile(&[&parsed("10.1.0.0/16\n10.2.0.1\n10.0.0.0/8\n")]);
+        assert_eq!(d.v4_prefix.upsert.len(), 1);
+        assert_eq!(d.v4_prefix.remove.len(), 1);
+        assert_eq!(d.v4_exact.remove, [ip("10.2.0.1")]);
+    }
+}

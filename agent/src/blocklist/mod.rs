@@ -394,3 +394,119 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<Result<LineStats, Vec<Diagnostic>>
     );
     (results, list)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "xdp-audit-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&p).expect("create temp dir");
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn write(p: &Path, s: &str) {
+        std::fs::write(p, s).expect("write list");
+    }
+
+    #[test]
+    fn a_bad_edit_keeps_the_last_good_version() {
+        let dir = TempDir::new("listset");
+        let block = dir.0.join("block.txt");
+        let allow = dir.0.join("allow.txt");
+        write(&block, "192.0.2.1\nexample.com\n");
+        write(&allow, "192.0.2.1\n");
+        let mut set = ListSet::new([(block.clone(), ListKind::Block), (allow.clone(), ListKind::Allow)]);
+        let (delta, diags) = set.reload_all();
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(delta.block.len(), 2);
+        assert_eq!(delta.allow.len(), 1);
+        assert_eq!(delta.generation, 1);
+        let before = set.compiled().block.clone();
+
+        write(&block, "192.0.2.1\n10.0.0.0/33\nexample.com\nbad$\n198.51.100.7\n");
+        let diags = set.reload(&block).expect_err("bad edit is refused");
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        let b = block.display();
+        assert_eq!(
+            text,
+            [
+                format!("{b}:2: CIDR `10.0.0.0/33`: prefix length 33 is over 32 for IPv4"),
+                format!("{b}:4: domain `bad$`: character '$' is not allowed (letters, digits, `-`, `_`, dots between labels)"),
+            ]
+        );
+        assert_eq!(set.compiled().block, before, "nothing applied");
+        assert_eq!(set.compiled().generation, 1);
+
+        // Fixed: applies, and the unchanged rules keep their ids.
+        let id = set.compiled().block.v4_exact[0].1;
+        write(&block, "192.0.2.1\nexample.com\n198.51.100.7\n");
+        let delta = set.reload(&block).expect("good edit");
+        assert_eq!(delta.block.v4_exact.upsert.len(), 1);
+        assert!(delta.block.v4_exact.remove.is_empty());
+        assert_eq!(set.compiled().block.v4_exact[0].1, id);
+        assert_eq!(delta.generation, 2);
+        let o = set.origin(set.compiled().block.v4_exact[1].1).expect("origin");
+        assert_eq!((o.path, o.kind, o.line), (block.as_path(), ListKind::Block, 3));
+
+        // Same content again: empty delta, same generation.
+        let delta = set.reload(&block).expect("unchanged");
+        assert!(delta.is_empty());
+        assert_eq!(delta.generation, 2);
+
+        // Deleted: reported, last good stays.
+        std::fs::remove_file(&block).expect("rm");
+        let diags = set.reload(&block).expect_err("missing file");
+        assert!(diags[0].to_string().starts_with(&format!("{b}: cannot read:")), "{}", diags[0]);
+        assert_eq!(set.compiled().block.v4_exact.len(), 2);
+
+        let diags = set.reload(Path::new("/nonexistent/other")).expect_err("unknown");
+        assert_eq!(diags[0].to_string(), "/nonexistent/other: not a configured list file");
+    }
+
+    #[test]
+    fn a_file_bad_at_start_loads_nothing_and_the_rest_applies() {
+        let dir = TempDir::new("listset-start");
+        let good = dir.0.join("good.txt");
+        let bad = dir.0.join("bad.txt");
+        write(&good, "192.0.2.1\n");
+        write(&bad, "192.0.2.2\nnope$\n");
+        let mut set = ListSet::new([(good.clone(), ListKind::Block), (bad.clone(), ListKind::Block)]);
+        let (delta, diags) = set.reload_all();
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].line, Some(2));
+        assert_eq!(delta.block.v4_exact.upsert.len(), 1);
+        assert_eq!(set.line_stats(&good).map(|s| s.rules), Some(1));
+        assert_eq!(set.line_stats(&bad), None);
+    }
+
+    #[test]
+    fn check_files_compiles_good_files_together() {
+        let dir = TempDir::new("check");
+        let a = dir.0.join("a.txt");
+        let b = dir.0.join("b.txt");
+        write(&a, "192.0.2.0/24\n");
+        write(&b, "192.0.2.9\nexample.com\n");
+        let (results, list) = check_files(&[a, b, dir.0.join("missing")]);
+        assert!(results[0].is_ok() && results[1].is_ok() && results[2].is_err());
+        assert_eq!(list.stats.covered, 1);
+        assert_eq!(list.stats.kept(), 2);
+    }
+}
