@@ -507,7 +507,9 @@ mod tests {
     }
 
     fn ip(s: &str) -> u32 {
-        s.parse::<std::net::Ipv4Addr>().expect("test address").into()
+        s.parse::<std::net::Ipv4Addr>()
+            .expect("test address")
+            .into()
     }
 
     #[test]
@@ -520,9 +522,15 @@ mod tests {
         let mut s = State::new();
         s.compile(&[&a]);
         let t = &s.table;
-        assert_eq!(t.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(), [ip("192.0.2.1")]);
         assert_eq!(
-            t.v4_prefix.iter().map(|e| e.0.to_string()).collect::<Vec<_>>(),
+            t.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(),
+            [ip("192.0.2.1")]
+        );
+        assert_eq!(
+            t.v4_prefix
+                .iter()
+                .map(|e| e.0.to_string())
+                .collect::<Vec<_>>(),
             ["10.0.0.0/8", "11.0.0.0/8"]
         );
         assert_eq!(t.v6_exact.len(), 1);
@@ -531,11 +539,25 @@ mod tests {
         want.sort();
         assert_eq!(t.domains.iter().map(|e| e.0).collect::<Vec<_>>(), want);
         assert_eq!(t.ports.len(), 11 + 1);
-        assert_eq!(t.ports[0].0, PortSlot { proto: proto::TCP, port: 20 });
+        assert_eq!(
+            t.ports[0].0,
+            PortSlot {
+                proto: proto::TCP,
+                port: 20
+            }
+        );
         let st = t.stats;
         assert_eq!(st.port_rules, 2);
-        assert_eq!(st.duplicates, 1 + 1 + 1, "192.0.2.1, EXAMPLE.com, port tcp 20-30");
-        assert_eq!(st.covered, 2 + 1 + 1 + 1, "10.0.0.1, 10.1/16, www, 2001:db8::1, port tcp 25");
+        assert_eq!(
+            st.duplicates,
+            1 + 1 + 1,
+            "192.0.2.1, EXAMPLE.com, port tcp 20-30"
+        );
+        assert_eq!(
+            st.covered,
+            2 + 1 + 1 + 1,
+            "10.0.0.1, 10.1/16, www, 2001:db8::1, port tcp 25"
+        );
         // The kept rule is the first one listed, and every id resolves to its line.
         let id_of_8 = t.v4_prefix[0].1;
         assert_eq!(s.origins[id_of_8 as usize], Origin { file: 0, line: 2 });
@@ -549,7 +571,10 @@ mod tests {
         let b = parsed("192.0.2.1\nport tcp 80\n");
         let mut s = State::new();
         s.compile(&[&a, &b]);
-        assert_eq!(s.origins[s.table.v4_exact[0].1 as usize], Origin { file: 0, line: 2 });
+        assert_eq!(
+            s.origins[s.table.v4_exact[0].1 as usize],
+            Origin { file: 0, line: 2 }
+        );
         assert_eq!(s.table.stats.duplicates, 2);
     }
 
@@ -572,7 +597,11 @@ mod tests {
         let (d3, a3) = s.compile(&[&v3]);
         assert_eq!(d3.v4_exact.remove, [ip("192.0.2.2")]);
         assert_eq!(d3.v4_exact.upsert.len(), 1);
-        assert_ne!(a3, [id_2], "an id is not reused in the generation that freed it");
+        assert_ne!(
+            a3,
+            [id_2],
+            "an id is not reused in the generation that freed it"
+        );
         let v4 = parsed("192.0.2.1\n192.0.2.3\n192.0.2.4\n10.0.0.0/8\nexample.com\n");
         let (_, a4) = s.compile(&[&v4]);
         assert_eq!(a4, [id_2], "... but is in the next one");

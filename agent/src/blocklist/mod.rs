@@ -433,7 +433,10 @@ pub(crate) mod tests {
         let allow = dir.0.join("allow.txt");
         write(&block, "192.0.2.1\nexample.com\n");
         write(&allow, "192.0.2.1\n");
-        let mut set = ListSet::new([(block.clone(), ListKind::Block), (allow.clone(), ListKind::Allow)]);
+        let mut set = ListSet::new([
+            (block.clone(), ListKind::Block),
+            (allow.clone(), ListKind::Allow),
+        ]);
         let (delta, diags) = set.reload_all();
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(delta.block.len(), 2);
@@ -441,7 +444,10 @@ pub(crate) mod tests {
         assert_eq!(delta.generation, 1);
         let before = set.compiled().block.clone();
 
-        write(&block, "192.0.2.1\n10.0.0.0/33\nexample.com\nbad$\n198.51.100.7\n");
+        write(
+            &block,
+            "192.0.2.1\n10.0.0.0/33\nexample.com\nbad$\n198.51.100.7\n",
+        );
         let diags = set.reload(&block).expect_err("bad edit is refused");
         let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         let b = block.display();
@@ -463,8 +469,13 @@ pub(crate) mod tests {
         assert!(delta.block.v4_exact.remove.is_empty());
         assert_eq!(set.compiled().block.v4_exact[0].1, id);
         assert_eq!(delta.generation, 2);
-        let o = set.origin(set.compiled().block.v4_exact[1].1).expect("origin");
-        assert_eq!((o.path, o.kind, o.line), (block.as_path(), ListKind::Block, 3));
+        let o = set
+            .origin(set.compiled().block.v4_exact[1].1)
+            .expect("origin");
+        assert_eq!(
+            (o.path, o.kind, o.line),
+            (block.as_path(), ListKind::Block, 3)
+        );
 
         // Same content again: empty delta, same generation.
         let delta = set.reload(&block).expect("unchanged");
@@ -474,11 +485,22 @@ pub(crate) mod tests {
         // Deleted: reported, last good stays.
         std::fs::remove_file(&block).expect("rm");
         let diags = set.reload(&block).expect_err("missing file");
-        assert!(diags[0].to_string().starts_with(&format!("{b}: cannot read:")), "{}", diags[0]);
+        assert!(
+            diags[0]
+                .to_string()
+                .starts_with(&format!("{b}: cannot read:")),
+            "{}",
+            diags[0]
+        );
         assert_eq!(set.compiled().block.v4_exact.len(), 2);
 
-        let diags = set.reload(Path::new("/nonexistent/other")).expect_err("unknown");
-        assert_eq!(diags[0].to_string(), "/nonexistent/other: not a configured list file");
+        let diags = set
+            .reload(Path::new("/nonexistent/other"))
+            .expect_err("unknown");
+        assert_eq!(
+            diags[0].to_string(),
+            "/nonexistent/other: not a configured list file"
+        );
     }
 
     #[test]
@@ -488,7 +510,10 @@ pub(crate) mod tests {
         let bad = dir.0.join("bad.txt");
         write(&good, "192.0.2.1\n");
         write(&bad, "192.0.2.2\nnope$\n");
-        let mut set = ListSet::new([(good.clone(), ListKind::Block), (bad.clone(), ListKind::Block)]);
+        let mut set = ListSet::new([
+            (good.clone(), ListKind::Block),
+            (bad.clone(), ListKind::Block),
+        ]);
         let (delta, diags) = set.reload_all();
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].line, Some(2));
