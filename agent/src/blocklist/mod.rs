@@ -356,11 +356,20 @@ impl ListSet {
     }
 }
 
-/// Compiles files as one list without a [`ListSet`] (for `blocklist check`): per-file
-/// results (parsed list or bad lines), then the compiled tables of all good files together.
-pub fn check_files(paths: &[PathBuf]) -> (Vec<Result<LineStats, Vec<Diagnostic>>>, CompiledList) {
+/// The result of checking one file for `blocklist check`.
+#[derive(Debug)]
+pub struct FileCheck {
+    /// The file.
+    pub path: PathBuf,
+    /// Line counts and what the file compiles into on its own, or every problem.
+    pub result: Result<(LineStats, CompileStats), Vec<Diagnostic>>,
+}
+
+/// Checks files without a [`ListSet`] or the kernel (for `blocklist check`): each file on its
+/// own, then all good files compiled together as one list (which folds across files).
+pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
     let mut parsed = Vec::new();
-    let mut results = Vec::new();
+    let mut checks = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let r = std::fs::read(path)
             .map_err(|e| {
@@ -371,14 +380,24 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<Result<LineStats, Vec<Diagnostic>>
                 }]
             })
             .and_then(|b| ParsedList::parse(&b).map_err(|bad| Diagnostic::bad_lines(path, bad)));
-        match r {
-            Ok(p) => {
-                results.push(Ok(p.stats));
-                parsed.push((i as u32, p));
-            }
-            Err(d) => results.push(Err(d)),
-        }
+        let result = r.map(|p| {
+            let alone = compile_standalone([(i as u32, &p)].into_iter());
+            let stats = p.stats;
+            parsed.push((i as u32, p));
+            (stats, alone)
+        });
+        checks.push(FileCheck {
+            path: path.clone(),
+            result,
+        });
     }
+    let total = compile_standalone(parsed.iter().map(|(i, p)| (*i, p)));
+    (checks, total)
+}
+
+fn compile_standalone<'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)> + Clone,
+) -> CompileStats {
     let mut ids = IdAlloc::default();
     let mut origins = Vec::new();
     let mut assigned = Vec::new();
@@ -387,12 +406,9 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<Result<LineStats, Vec<Diagnostic>>
         origins: &mut origins,
         assigned: &mut assigned,
     };
-    let (list, _) = compile_kind(
-        parsed.iter().map(|(i, p)| (*i, p)),
-        &CompiledList::default(),
-        &mut ctx,
-    );
-    (results, list)
+    compile_kind(files, &CompiledList::default(), &mut ctx)
+        .0
+        .stats
 }
 
 #[cfg(test)]
@@ -529,9 +545,10 @@ pub(crate) mod tests {
         let b = dir.0.join("b.txt");
         write(&a, "192.0.2.0/24\n");
         write(&b, "192.0.2.9\nexample.com\n");
-        let (results, list) = check_files(&[a, b, dir.0.join("missing")]);
-        assert!(results[0].is_ok() && results[1].is_ok() && results[2].is_err());
-        assert_eq!(list.stats.covered, 1);
-        assert_eq!(list.stats.kept(), 2);
+        let (checks, total) = check_files(&[a, b, dir.0.join("missing")]);
+        assert!(checks[0].result.is_ok() && checks[1].result.is_ok() && checks[2].result.is_err());
+        assert_eq!(checks[1].result.as_ref().map(|r| r.1.covered).ok(), Some(0));
+        assert_eq!(total.covered, 1);
+        assert_eq!(total.kept(), 2);
     }
 }
