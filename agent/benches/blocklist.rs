@@ -1,0 +1,176 @@
+//! Blocklist figures: parse + compile of 1,000,000 mixed entries, re-apply of a 10,000-line
+//! edit, and peak RSS, each next to a baseline measured in the same run.
+//!
+//! Run: `cargo bench -p xdp-audit --bench blocklist`. The kernel map load is not included.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use xdp_audit::blocklist::{ListKind, ListSet, ParsedList};
+
+const TOTAL: usize = 1_000_000;
+const EDIT: usize = 10_000;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic, so every run loads the same lists.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// One entry line; `i` picks the kind so kinds are interleaved through the file:
+/// 45% v4 exact, 15% v4 prefixes, 15% v6 exact, 15% v6 prefixes, 10% domains.
+fn entry(rng: &mut Rng, i: usize) -> String {
+    let r = rng.next();
+    match i % 20 {
+        0..=8 => std::net::Ipv4Addr::from(r as u32).to_string(),
+        9..=11 => {
+            let len = 20 + (r >> 32) as u32 % 12;
+            let addr = (r as u32) & !(u32::MAX >> len);
+            format!("{}/{len}", std::net::Ipv4Addr::from(addr))
+        }
+        12..=14 => std::net::Ipv6Addr::from((u128::from(r) << 64) | u128::from(rng.next())).to_string(),
+        15..=17 => {
+            let len = 32 + (r >> 40) as u32 % 96;
+            let addr = ((u128::from(r) << 64) | u128::from(rng.next())) & !(u128::MAX >> len);
+            format!("{}/{len}", std::net::Ipv6Addr::from(addr))
+        }
+        _ => {
+            let tld = ["com", "net", "org", "io", "example"][(r % 5) as usize];
+            let labels = 1 + (r >> 8) % 3;
+            let mut name = String::new();
+            for _ in 0..labels {
+                name.push_str(&format!("{:x}.", rng.next() & 0xff_ffff_ffff));
+            }
+            name.push_str(tld);
+            name
+        }
+    }
+}
+
+fn write_file(path: &Path, lines: &[String]) {
+    let f = std::fs::File::create(path).expect("create bench list");
+    let mut w = BufWriter::new(f);
+    for l in lines {
+        w.write_all(l.as_bytes()).expect("write");
+        w.write_all(b"\n").expect("write");
+    }
+    w.flush().expect("flush");
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The floor any parser pays: read the file and find its lines.
+fn baseline_read(path: &Path) -> Duration {
+    let t = Instant::now();
+    let bytes = std::fs::read(path).expect("read");
+    let n = bytes.split(|&b| b == b'\n').count();
+    std::hint::black_box(n);
+    t.elapsed()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("xdp-audit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("block.txt");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut lines: Vec<String> = (0..TOTAL).map(|i| entry(&mut rng, i)).collect();
+    write_file(&path, &lines);
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!("list: {TOTAL} lines, {:.1} MiB", size as f64 / 1048576.0);
+
+    let base = baseline_read(&path);
+    let hwm_before = status_kib("VmHWM:");
+    {
+        let bytes = std::fs::read(&path).expect("read");
+        let t = Instant::now();
+        let parsed = ParsedList::parse(&bytes).expect("generated list is good");
+        println!("  (of which parse alone: {:.1} ms)", ms(t.elapsed()));
+        drop(parsed);
+    }
+
+    let t = Instant::now();
+    let mut set = ListSet::new([(path.clone(), ListKind::Block)]);
+    let (delta, diags) = set.reload_all();
+    let load = t.elapsed();
+    assert!(diags.is_empty(), "generated list must be good: {}", diags[0]);
+    let s = set.compiled().block.stats;
+    println!(
+        "compiled: v4 exact {}, v4 prefixes {}, v6 exact {}, v6 prefixes {}, domains {}, folded {}",
+        s.v4_exact, s.v4_prefix, s.v6_exact, s.v6_prefix, s.domains, s.folded()
+    );
+    println!(
+        "parse+compile 1M: {:.1} ms; baseline read+split {:.1} ms; ratio {:.1}x; delta {} map ops",
+        ms(load),
+        ms(base),
+        load.as_secs_f64() / base.as_secs_f64(),
+        delta.block.len()
+    );
+
+    // A contiguous 10,000-line edit in the middle (a feed update replacing a block).
+    let at = TOTAL / 2;
+    for (k, line) in lines[at..at + EDIT].iter_mut().enumerate() {
+        *line = entry(&mut rng, k);
+    }
+    write_file(&path, &lines);
+    let base2 = baseline_read(&path);
+    let t = Instant::now();
+    let delta = set.reload(&path).expect("edit is good");
+    let edit = t.elapsed();
+    println!(
+        "10k-line contiguous edit re-applied: {:.1} ms; baseline read+split {:.1} ms; ratio {:.1}x; delta {} map ops",
+        ms(edit),
+        ms(base2),
+        edit.as_secs_f64() / base2.as_secs_f64(),
+        delta.block.len()
+    );
+
+    // The worst case for the incremental parse: 10,000 lines changed all over the file.
+    let step = TOTAL / EDIT;
+    for k in 0..EDIT {
+        lines[k * step] = entry(&mut rng, k);
+    }
+    write_file(&path, &lines);
+    let t = Instant::now();
+    let delta = set.reload(&path).expect("edit is good");
+    let scattered = t.elapsed();
+    println!(
+        "10k lines scattered edit re-applied: {:.1} ms; baseline read+split {:.1} ms; ratio {:.1}x; delta {} map ops",
+        ms(scattered),
+        ms(base2),
+        scattered.as_secs_f64() / base2.as_secs_f64(),
+        delta.block.len()
+    );
+
+    let hwm = status_kib("VmHWM:");
+    let rss = status_kib("VmRSS:");
+    println!(
+        "peak RSS (VmHWM) {:.1} MiB; before loading {:.1} MiB (generator's strings included); ratio {:.1}x; RSS now {:.1} MiB",
+        hwm as f64 / 1024.0,
+        hwm_before as f64 / 1024.0,
+        hwm as f64 / hwm_before.max(1) as f64,
+        rss as f64 / 1024.0
+    );
+    drop(set);
+    let _ = std::fs::remove_dir_all(&dir);
+}
