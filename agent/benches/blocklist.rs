@@ -35,7 +35,9 @@ fn entry(rng: &mut Rng, i: usize) -> String {
             let addr = (r as u32) & !(u32::MAX >> len);
             format!("{}/{len}", std::net::Ipv4Addr::from(addr))
         }
-        12..=14 => std::net::Ipv6Addr::from((u128::from(r) << 64) | u128::from(rng.next())).to_string(),
+        12..=14 => {
+            std::net::Ipv6Addr::from((u128::from(r) << 64) | u128::from(rng.next())).to_string()
+        }
         15..=17 => {
             let len = 32 + (r >> 40) as u32 % 96;
             let addr = ((u128::from(r) << 64) | u128::from(rng.next())) & !(u128::MAX >> len);
@@ -101,23 +103,27 @@ fn main() {
 
     let base = baseline_read(&path);
     let hwm_before = status_kib("VmHWM:");
-    {
-        let bytes = std::fs::read(&path).expect("read");
-        let t = Instant::now();
-        let parsed = ParsedList::parse(&bytes).expect("generated list is good");
-        println!("  (of which parse alone: {:.1} ms)", ms(t.elapsed()));
-        drop(parsed);
-    }
+    let rss_before = status_kib("VmRSS:");
 
     let t = Instant::now();
     let mut set = ListSet::new([(path.clone(), ListKind::Block)]);
     let (delta, diags) = set.reload_all();
     let load = t.elapsed();
-    assert!(diags.is_empty(), "generated list must be good: {}", diags[0]);
+    assert!(
+        diags.is_empty(),
+        "generated list must be good: {}",
+        diags[0]
+    );
+    let rss_loaded = status_kib("VmRSS:");
     let s = set.compiled().block.stats;
     println!(
         "compiled: v4 exact {}, v4 prefixes {}, v6 exact {}, v6 prefixes {}, domains {}, folded {}",
-        s.v4_exact, s.v4_prefix, s.v6_exact, s.v6_prefix, s.domains, s.folded()
+        s.v4_exact,
+        s.v4_prefix,
+        s.v6_exact,
+        s.v6_prefix,
+        s.domains,
+        s.folded()
     );
     println!(
         "parse+compile 1M: {:.1} ms; baseline read+split {:.1} ms; ratio {:.1}x; delta {} map ops",
@@ -126,6 +132,13 @@ fn main() {
         load.as_secs_f64() / base.as_secs_f64(),
         delta.block.len()
     );
+    println!(
+        "RSS with the lists loaded: {:.1} MiB (baseline before loading {:.1} MiB, of which the generator's strings; +{:.1} MiB)",
+        rss_loaded as f64 / 1024.0,
+        rss_before as f64 / 1024.0,
+        rss_loaded.saturating_sub(rss_before) as f64 / 1024.0
+    );
+    drop(delta);
 
     // A contiguous 10,000-line edit in the middle (a feed update replacing a block).
     let at = TOTAL / 2;
@@ -165,12 +178,25 @@ fn main() {
     let hwm = status_kib("VmHWM:");
     let rss = status_kib("VmRSS:");
     println!(
-        "peak RSS (VmHWM) {:.1} MiB; before loading {:.1} MiB (generator's strings included); ratio {:.1}x; RSS now {:.1} MiB",
+        "peak RSS (VmHWM) {:.1} MiB; baseline before loading {:.1} MiB (the generator's 1M strings); ratio {:.1}x; \
+         loading and both edits added {:.1} MiB at peak; RSS now {:.1} MiB",
         hwm as f64 / 1024.0,
         hwm_before as f64 / 1024.0,
         hwm as f64 / hwm_before.max(1) as f64,
+        (hwm.saturating_sub(hwm_before)) as f64 / 1024.0,
         rss as f64 / 1024.0
     );
     drop(set);
+    // Breakdown, after the RSS figures so its allocations do not count in them.
+    {
+        let bytes = std::fs::read(&path).expect("read");
+        let t = Instant::now();
+        let parsed = ParsedList::parse(&bytes).expect("generated list is good");
+        println!(
+            "  (parse alone of the edited file: {:.1} ms)",
+            ms(t.elapsed())
+        );
+        drop(parsed);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
