@@ -299,12 +299,17 @@ fn gather<'a, T: Copy + Ord + 'a>(
     pick: impl Fn(&'a ParsedList) -> &'a Vec<Tagged<T>>,
 ) -> Vec<(T, Origin)> {
     let mut all: Vec<(T, Origin)> = Vec::new();
+    let mut runs = 0;
     for (file, parsed) in files {
         let v = pick(parsed);
         all.reserve(v.len());
         all.extend(v.iter().map(|t| (t.item, Origin { file, line: t.line })));
+        runs += usize::from(!v.is_empty());
     }
-    all.sort_by_key(|e| e.0);
+    // One file (the common case) is one sorted run already.
+    if runs > 1 {
+        all.sort_by_key(|e| e.0);
+    }
     all
 }
 
