@@ -226,6 +226,12 @@ impl IdContext<'_> {
         delta: &mut TableDelta<K>,
     ) -> Vec<(K, RuleId)> {
         let mut out = Vec::with_capacity(next.len());
+        // Ids stay below the high-water mark plus this table's size: reserve that once, exactly,
+        // instead of letting the origin table double past it.
+        let bound = self.ids.high_water() as usize + next.len();
+        if self.origins.capacity() < bound {
+            self.origins.reserve_exact(bound - self.origins.len());
+        }
         let mut p = prev.iter().peekable();
         for (key, origin) in next {
             while let Some(&&(pk, pid)) = p.peek() {

@@ -710,9 +710,11 @@ fn parse_port_number(text: &str) -> Result<u16, LineError> {
 pub fn normalize_domain(name: &str) -> Result<Box<str>, LineError> {
     let trimmed = name.strip_suffix('.').unwrap_or(name);
     let needs_idna = !trimmed.is_ascii()
-        || trimmed
-            .split('.')
-            .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("xn--"));
+        || trimmed.split('.').any(|l| {
+            l.as_bytes()
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"))
+        });
     let ascii: String = if needs_idna {
         if trimmed.contains('*') {
             return Err(LineError::DomainWildcard { name: name.into() });
@@ -1033,6 +1035,14 @@ fn parse_region(bytes: &[u8], first_line: u32) -> Result<ParsedList, Vec<BadLine
             .collect()
     });
     let mut merged = ParsedList::default();
+    // Exact capacities: a doubling vector would keep up to half its size unused for as long
+    // as the list is loaded.
+    let total = |f: fn(&ParsedList) -> usize| -> usize { results.iter().flatten().map(f).sum() };
+    merged.v4.reserve_exact(total(|p| p.v4.len()));
+    merged.v6.reserve_exact(total(|p| p.v6.len()));
+    merged.domains.reserve_exact(total(|p| p.domains.len()));
+    merged.ports.reserve_exact(total(|p| p.ports.len()));
+    merged.kinds.reserve_exact(total(|p| p.kinds.len()));
     let mut bad = Vec::new();
     for r in results {
         match r {
