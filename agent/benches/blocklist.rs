@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use xdp_audit::blocklist::{ListKind, ListSet, ParsedList};
+use xdp_audit::blocklist::{ListKind, ListSet};
 
 const TOTAL: usize = 1_000_000;
 const EDIT: usize = 10_000;
@@ -91,7 +91,31 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Minimum and median of a set of timings: the minimum is the figure least disturbed by other
+/// load on the machine, the median shows the spread.
+fn summary(v: &mut [Duration]) -> (Duration, Duration) {
+    v.sort();
+    (v[0], v[v.len() / 2])
+}
+
+fn report(what: &str, times: &mut [Duration], bases: &mut [Duration], ops: usize) {
+    let (min, med) = summary(times);
+    let (bmin, _) = summary(bases);
+    println!(
+        "{what}: min {:.1} ms, median {:.1} ms; baseline read+split min {:.1} ms; ratio {:.1}x; delta {ops} map ops",
+        ms(min),
+        ms(med),
+        ms(bmin),
+        min.as_secs_f64() / bmin.as_secs_f64()
+    );
+}
+
 fn main() {
+    let rounds: usize = std::env::var("XDP_AUDIT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = std::env::temp_dir().join(format!("xdp-audit-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("block.txt");
@@ -99,104 +123,85 @@ fn main() {
     let mut lines: Vec<String> = (0..TOTAL).map(|i| entry(&mut rng, i)).collect();
     write_file(&path, &lines);
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    println!("list: {TOTAL} lines, {:.1} MiB", size as f64 / 1048576.0);
+    println!(
+        "list: {TOTAL} lines, {:.1} MiB; {rounds} rounds",
+        size as f64 / 1048576.0
+    );
 
-    let base = baseline_read(&path);
-    let hwm_before = status_kib("VmHWM:");
+    let mut bases = Vec::new();
+    let (mut loads, mut edits, mut scattered) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut load_ops, mut edit_ops, mut scattered_ops) = (0, 0, 0);
     let rss_before = status_kib("VmRSS:");
+    let mut rss_loaded = 0;
+    for round in 0..rounds {
+        bases.push(baseline_read(&path));
+        let t = Instant::now();
+        let mut set = ListSet::new([(path.clone(), ListKind::Block)]);
+        let (delta, diags) = set.reload_all();
+        loads.push(t.elapsed());
+        assert!(
+            diags.is_empty(),
+            "generated list must be good: {}",
+            diags[0]
+        );
+        load_ops = delta.block.len();
+        drop(delta);
+        if round == 0 {
+            rss_loaded = status_kib("VmRSS:");
+            let s = set.compiled().block.stats;
+            println!(
+                "compiled: v4 exact {}, v4 prefixes {}, v6 exact {}, v6 prefixes {}, domains {}, folded {}",
+                s.v4_exact, s.v4_prefix, s.v6_exact, s.v6_prefix, s.domains, s.folded()
+            );
+        }
 
-    let t = Instant::now();
-    let mut set = ListSet::new([(path.clone(), ListKind::Block)]);
-    let (delta, diags) = set.reload_all();
-    let load = t.elapsed();
-    assert!(
-        diags.is_empty(),
-        "generated list must be good: {}",
-        diags[0]
+        // A contiguous 10,000-line edit in the middle (a feed update replacing a block).
+        let at = TOTAL / 2;
+        for (k, line) in lines[at..at + EDIT].iter_mut().enumerate() {
+            *line = entry(&mut rng, k);
+        }
+        write_file(&path, &lines);
+        bases.push(baseline_read(&path));
+        let t = Instant::now();
+        let delta = set.reload(&path).expect("edit is good");
+        edits.push(t.elapsed());
+        edit_ops = delta.block.len();
+
+        // The worst case for the incremental parse: 10,000 lines changed all over the file.
+        let step = TOTAL / EDIT;
+        for k in 0..EDIT {
+            lines[k * step + round] = entry(&mut rng, k);
+        }
+        write_file(&path, &lines);
+        let t = Instant::now();
+        let delta = set.reload(&path).expect("edit is good");
+        scattered.push(t.elapsed());
+        scattered_ops = delta.block.len();
+    }
+    report("parse+compile 1M", &mut loads, &mut bases, load_ops);
+    report(
+        "10k-line contiguous edit re-applied",
+        &mut edits,
+        &mut bases,
+        edit_ops,
     );
-    let rss_loaded = status_kib("VmRSS:");
-    let s = set.compiled().block.stats;
-    println!(
-        "compiled: v4 exact {}, v4 prefixes {}, v6 exact {}, v6 prefixes {}, domains {}, folded {}",
-        s.v4_exact,
-        s.v4_prefix,
-        s.v6_exact,
-        s.v6_prefix,
-        s.domains,
-        s.folded()
+    report(
+        "10k lines scattered edit re-applied",
+        &mut scattered,
+        &mut bases,
+        scattered_ops,
     );
     println!(
-        "parse+compile 1M: {:.1} ms; baseline read+split {:.1} ms; ratio {:.1}x; delta {} map ops",
-        ms(load),
-        ms(base),
-        load.as_secs_f64() / base.as_secs_f64(),
-        delta.block.len()
-    );
-    println!(
-        "RSS with the lists loaded: {:.1} MiB (baseline before loading {:.1} MiB, of which the generator's strings; +{:.1} MiB)",
+        "RSS with the lists loaded (first round, delta dropped): {:.1} MiB; baseline before loading {:.1} MiB \
+         (the generator's strings); ratio {:.2}x; +{:.1} MiB",
         rss_loaded as f64 / 1024.0,
         rss_before as f64 / 1024.0,
+        rss_loaded as f64 / rss_before.max(1) as f64,
         rss_loaded.saturating_sub(rss_before) as f64 / 1024.0
     );
-    drop(delta);
-
-    // A contiguous 10,000-line edit in the middle (a feed update replacing a block).
-    let at = TOTAL / 2;
-    for (k, line) in lines[at..at + EDIT].iter_mut().enumerate() {
-        *line = entry(&mut rng, k);
-    }
-    write_file(&path, &lines);
-    let base2 = baseline_read(&path);
-    let t = Instant::now();
-    let delta = set.reload(&path).expect("edit is good");
-    let edit = t.elapsed();
     println!(
-        "10k-line contiguous edit re-applied: {:.1} ms; baseline read+split {:.1} ms; ratio {:.1}x; delta {} map ops",
-        ms(edit),
-        ms(base2),
-        edit.as_secs_f64() / base2.as_secs_f64(),
-        delta.block.len()
+        "peak RSS (VmHWM) over all rounds: {:.1} MiB (two versions of the list exist during a reload)",
+        status_kib("VmHWM:") as f64 / 1024.0
     );
-
-    // The worst case for the incremental parse: 10,000 lines changed all over the file.
-    let step = TOTAL / EDIT;
-    for k in 0..EDIT {
-        lines[k * step] = entry(&mut rng, k);
-    }
-    write_file(&path, &lines);
-    let t = Instant::now();
-    let delta = set.reload(&path).expect("edit is good");
-    let scattered = t.elapsed();
-    println!(
-        "10k lines scattered edit re-applied: {:.1} ms; baseline read+split {:.1} ms; ratio {:.1}x; delta {} map ops",
-        ms(scattered),
-        ms(base2),
-        scattered.as_secs_f64() / base2.as_secs_f64(),
-        delta.block.len()
-    );
-
-    let hwm = status_kib("VmHWM:");
-    let rss = status_kib("VmRSS:");
-    println!(
-        "peak RSS (VmHWM) {:.1} MiB; baseline before loading {:.1} MiB (the generator's 1M strings); ratio {:.1}x; \
-         loading and both edits added {:.1} MiB at peak; RSS now {:.1} MiB",
-        hwm as f64 / 1024.0,
-        hwm_before as f64 / 1024.0,
-        hwm as f64 / hwm_before.max(1) as f64,
-        (hwm.saturating_sub(hwm_before)) as f64 / 1024.0,
-        rss as f64 / 1024.0
-    );
-    drop(set);
-    // Breakdown, after the RSS figures so its allocations do not count in them.
-    {
-        let bytes = std::fs::read(&path).expect("read");
-        let t = Instant::now();
-        let parsed = ParsedList::parse(&bytes).expect("generated list is good");
-        println!(
-            "  (parse alone of the edited file: {:.1} ms)",
-            ms(t.elapsed())
-        );
-        drop(parsed);
-    }
     let _ = std::fs::remove_dir_all(&dir);
 }

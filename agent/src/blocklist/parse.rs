@@ -863,6 +863,11 @@ impl ParsedList {
     /// for a small edit of a large file. On error `self` is unchanged.
     pub fn update(&mut self, old: &[u8], new: &[u8]) -> Result<(), Vec<BadLine>> {
         let (head, old_mid, new_mid) = changed_region(old, new);
+        if new_mid > new.len() / 2 {
+            // Changes spread over most of the file: splicing would cost more than it saves.
+            *self = ParsedList::parse(new)?;
+            return Ok(());
+        }
         let first_line = count_newlines(&old[..head]) + 1;
         let added = parse_region(&new[head..head + new_mid], first_line)?;
         let old_lines = lines(&old[head..head + old_mid]).count() as u32;
@@ -885,13 +890,15 @@ impl ParsedList {
                 None
             }
         };
-        splice(&mut self.v4, added.v4, keep, |a, b| a.cmp(b));
-        splice(&mut self.v6, added.v6, keep, |a, b| a.cmp(b));
-        splice(&mut self.domains, added.domains, keep, |a, b| {
-            a.hash.cmp(&b.hash)
-        });
-        splice(&mut self.ports, added.ports, keep, |_, _| {
-            std::cmp::Ordering::Equal
+        // Independent vectors: splice them on separate cores.
+        std::thread::scope(|s| {
+            let (v4, v6, domains) = (&mut self.v4, &mut self.v6, &mut self.domains);
+            s.spawn(move || splice(v4, added.v4, keep, |a, b| a.cmp(b)));
+            s.spawn(move || splice(v6, added.v6, keep, |a, b| a.cmp(b)));
+            s.spawn(move || splice(domains, added.domains, keep, |a, b| a.hash.cmp(&b.hash)));
+            splice(&mut self.ports, added.ports, keep, |_, _| {
+                std::cmp::Ordering::Equal
+            });
         });
         self.stats.sub(&removed);
         self.stats.add(&added.stats);
