@@ -117,6 +117,76 @@ pub const fn domain_hash(name: &str) -> u64 {
     }
 }
 
+/// The label hashes of the last [`MAX_DOMAIN_LABELS`] labels of a name, as the program
+/// collects them walking a QNAME left to right: older labels are overwritten, since only the
+/// labels nearest the root can match a rule.
+///
+/// Every index is masked to the ring size, so the compiler proves each access in bounds and
+/// emits no panic path for the verifier to reject.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelRing {
+    /// Label hashes, written at `count % MAX_DOMAIN_LABELS`.
+    pub hashes: [u64; MAX_DOMAIN_LABELS],
+    /// Labels pushed so far (may exceed the ring size).
+    pub count: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<LabelRing>() == 8 * MAX_DOMAIN_LABELS + 8);
+const _: () = assert!(MAX_DOMAIN_LABELS.is_power_of_two());
+
+const RING_MASK: usize = MAX_DOMAIN_LABELS - 1;
+
+impl LabelRing {
+    /// An empty ring.
+    pub const fn new() -> Self {
+        LabelRing {
+            hashes: [0; MAX_DOMAIN_LABELS],
+            count: 0,
+            _pad: 0,
+        }
+    }
+
+    /// Records the hash of the next label (left to right).
+    #[inline(always)]
+    pub fn push(&mut self, label_hash: u64) {
+        self.hashes[self.count as usize & RING_MASK] = label_hash;
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// How many labels the ring holds (at most [`MAX_DOMAIN_LABELS`]).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        let n = self.count as usize;
+        if n < MAX_DOMAIN_LABELS {
+            n
+        } else {
+            MAX_DOMAIN_LABELS
+        }
+    }
+
+    /// Whether no label was pushed.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The hash of the `i`-th label counted from the root (0 is the top-level label). Only
+    /// meaningful for `i < self.len()`.
+    #[inline(always)]
+    pub fn from_root(&self, i: usize) -> u64 {
+        let last = (self.count as usize).wrapping_sub(1);
+        self.hashes[last.wrapping_sub(i) & RING_MASK]
+    }
+}
+
+impl Default for LabelRing {
+    fn default() -> Self {
+        LabelRing::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +250,64 @@ mod tests {
     fn hash_is_usable_in_const_context() {
         const H: u64 = domain_hash("example.com");
         assert_eq!(H, domain_hash("example.com"));
+    }
+
+    /// What the program does with a QNAME: hash labels left to right into the ring, then
+    /// combine right to left, one lookup per suffix.
+    fn program_suffixes(name: &str) -> [u64; MAX_DOMAIN_LABELS] {
+        let mut ring = LabelRing::new();
+        for label in name.split('.') {
+            let mut h = LABEL_INIT;
+            for &b in label.as_bytes() {
+                h = label_step(h, b);
+            }
+            ring.push(h);
+        }
+        let mut out = [0; MAX_DOMAIN_LABELS];
+        let mut h = SUFFIX_ROOT;
+        let mut i = 0;
+        while i < MAX_DOMAIN_LABELS && i < ring.len() {
+            h = suffix_step(h, ring.from_root(i));
+            out[i] = h;
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn the_ring_reproduces_every_rule_hash() {
+        let s = program_suffixes("WWW.Ads.Example.com");
+        assert_eq!(s[0], domain_hash("com"));
+        assert_eq!(s[1], domain_hash("example.com"));
+        assert_eq!(s[2], domain_hash("ads.example.com"));
+        assert_eq!(s[3], domain_hash("www.ads.example.com"));
+        assert_eq!(s[4], 0);
+    }
+
+    #[test]
+    fn a_deep_name_keeps_its_last_sixteen_labels() {
+        let labels: [&str; 20] = [
+            "l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9", "l10", "l11", "l12", "l13",
+            "l14", "l15", "l16", "l17", "l18", "example",
+        ];
+        let mut name = [0u8; 128];
+        let mut n = 0;
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                name[n] = b'.';
+                n += 1;
+            }
+            name[n..n + l.len()].copy_from_slice(l.as_bytes());
+            n += l.len();
+        }
+        let name = core::str::from_utf8(&name[..n]).expect("ascii");
+        let s = program_suffixes(name);
+        assert_eq!(s[0], domain_hash("example"));
+        assert_eq!(s[1], domain_hash("l18.example"));
+        // The 16th suffix covers labels l4 .. example.
+        let tail = name.splitn(5, '.').nth(4).expect("tail");
+        assert_eq!(s[15], domain_hash(tail));
+        assert_eq!(LabelRing::new().len(), 0);
+        assert!(LabelRing::new().is_empty());
     }
 }
