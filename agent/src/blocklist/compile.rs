@@ -279,17 +279,17 @@ pub fn compile_kind<'a>(
     let (v4, v6, (domains, dstats), (ports, pstats)) = std::thread::scope(|s| {
         let v4 = s.spawn(|| {
             let mut st = CompileStats::default();
-            let r = fold_nets(gather(f.iter().copied(), |p| &p.v4), &mut st);
+            let r = fold_files(f, |p| &p.v4, &mut st);
             (r, st)
         });
         let v6 = s.spawn(|| {
             let mut st = CompileStats::default();
-            let r = fold_nets(gather(f.iter().copied(), |p| &p.v6), &mut st);
+            let r = fold_files(f, |p| &p.v6, &mut st);
             (r, st)
         });
         let domains = s.spawn(|| {
             let mut st = CompileStats::default();
-            (fold_domains(f.iter().copied(), &mut st), st)
+            (fold_domains(f, &mut st), st)
         });
         let mut st = CompileStats::default();
         let ports = (expand_ports(f.iter().copied(), &mut st), st);
@@ -353,6 +353,26 @@ fn gather<'a, T: Copy + Ord + 'a>(
     all
 }
 
+/// Folds one address family of all files. A single file's vector is already in order and is
+/// folded in place; several files are first merged into one sorted vector.
+fn fold_files<A: AddrBits>(
+    files: &[(u32, &ParsedList)],
+    pick: impl Fn(&ParsedList) -> &Vec<Tagged<Net<A>>>,
+    stats: &mut CompileStats,
+) -> Split<A> {
+    let feeding = files.iter().filter(|(_, p)| !pick(p).is_empty()).count();
+    if feeding <= 1 {
+        let entries = files.iter().flat_map(|&(file, p)| {
+            pick(p)
+                .iter()
+                .map(move |t| (t.item, Origin { file, line: t.line }))
+        });
+        fold_nets(entries, stats)
+    } else {
+        fold_nets(gather(files.iter().copied(), pick).into_iter(), stats)
+    }
+}
+
 type Split<A> = (Vec<(A, Origin)>, Vec<(Net<A>, Origin)>);
 
 /// Drops duplicates and networks inside an earlier kept one; splits the rest into single
@@ -361,7 +381,10 @@ type Split<A> = (Vec<(A, Origin)>, Vec<(Net<A>, Origin)>);
 /// Input is sorted by (address, length), so a network comes before everything it contains;
 /// CIDR blocks nest or are disjoint, so an entry starting at or before the end of the last
 /// kept block lies inside it.
-fn fold_nets<A: AddrBits>(sorted: Vec<(Net<A>, Origin)>, stats: &mut CompileStats) -> Split<A> {
+fn fold_nets<A: AddrBits>(
+    sorted: impl Iterator<Item = (Net<A>, Origin)>,
+    stats: &mut CompileStats,
+) -> Split<A> {
     let mut exact = Vec::new();
     let mut prefix = Vec::new();
     let mut last: Option<Net<A>> = None;
@@ -406,24 +429,33 @@ impl Hasher for PassThrough {
 
 /// Drops duplicate names and names under another listed name (the kernel would match the
 /// broader rule first anyway, and one entry is cheaper than two).
-fn fold_domains<'a>(
-    files: impl Iterator<Item = (u32, &'a ParsedList)> + Clone,
+fn fold_domains(files: &[(u32, &ParsedList)], stats: &mut CompileStats) -> Vec<(u64, Origin)> {
+    let feeding = files.iter().filter(|(_, p)| !p.domains.is_empty()).count();
+    let total = files.iter().map(|(_, p)| p.domains.len()).sum();
+    let entries = files.iter().flat_map(|&(file, p)| {
+        p.domains
+            .iter()
+            .map(move |t| (t.item.hash, Origin { file, line: t.line }, &*t.item.name))
+    });
+    if feeding <= 1 {
+        // One file's vector is already sorted by (hash, line).
+        return fold_sorted_domains(entries, total, stats);
+    }
+    let mut all: Vec<(u64, Origin, &str)> = entries.collect();
+    all.sort_by_key(|e| e.0);
+    fold_sorted_domains(all.into_iter(), total, stats)
+}
+
+fn fold_sorted_domains<'a>(
+    sorted: impl Iterator<Item = (u64, Origin, &'a str)> + Clone,
+    total: usize,
     stats: &mut CompileStats,
 ) -> Vec<(u64, Origin)> {
-    let mut all: Vec<(u64, Origin, &str)> = Vec::new();
-    for (file, parsed) in files {
-        all.extend(
-            parsed
-                .domains
-                .iter()
-                .map(|t| (t.item.hash, Origin { file, line: t.line }, &*t.item.name)),
-        );
-    }
-    all.sort_by_key(|e| e.0);
-    let listed: HashSet<u64, BuildHasherDefault<PassThrough>> = all.iter().map(|e| e.0).collect();
-    let mut out = Vec::with_capacity(all.len());
+    let listed: HashSet<u64, BuildHasherDefault<PassThrough>> =
+        sorted.clone().map(|e| e.0).collect();
+    let mut out = Vec::with_capacity(total);
     let mut last = None;
-    for (hash, origin, name) in all {
+    for (hash, origin, name) in sorted {
         if last == Some(hash) {
             stats.duplicates += 1;
             continue;
