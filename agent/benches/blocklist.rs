@@ -87,6 +87,28 @@ fn baseline_read(path: &Path) -> Duration {
     t.elapsed()
 }
 
+/// CPU time of the whole process (all threads): on a shared machine wall time varies with
+/// other load, CPU time much less.
+fn cpu_time() -> Duration {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the pointer it is given.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) };
+    if r != 0 {
+        return Duration::ZERO;
+    }
+    // SAFETY: initialised by the successful call above.
+    let u = unsafe { u.assume_init() };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Runs `f`, returning its result, wall time and CPU time.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+    let (t, c) = (Instant::now(), cpu_time());
+    let r = f();
+    (r, t.elapsed(), cpu_time().saturating_sub(c))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -98,13 +120,18 @@ fn summary(v: &mut [Duration]) -> (Duration, Duration) {
     (v[0], v[v.len() / 2])
 }
 
-fn report(what: &str, times: &mut [Duration], bases: &mut [Duration], ops: usize) {
-    let (min, med) = summary(times);
+fn report(what: &str, times: &mut [(Duration, Duration)], bases: &mut [Duration], ops: usize) {
+    let mut wall: Vec<Duration> = times.iter().map(|t| t.0).collect();
+    let mut cpu: Vec<Duration> = times.iter().map(|t| t.1).collect();
+    let (min, med) = summary(&mut wall);
+    let (cmin, _) = summary(&mut cpu);
     let (bmin, _) = summary(bases);
     println!(
-        "{what}: min {:.1} ms, median {:.1} ms; baseline read+split min {:.1} ms; ratio {:.1}x; delta {ops} map ops",
+        "{what}: wall min {:.1} ms, median {:.1} ms; CPU min {:.1} ms; baseline read+split min {:.1} ms; \
+         ratio {:.1}x (wall min / baseline); delta {ops} map ops",
         ms(min),
         ms(med),
+        ms(cmin),
         ms(bmin),
         min.as_secs_f64() / bmin.as_secs_f64()
     );
@@ -135,10 +162,12 @@ fn main() {
     let mut rss_loaded = 0;
     for round in 0..rounds {
         bases.push(baseline_read(&path));
-        let t = Instant::now();
-        let mut set = ListSet::new([(path.clone(), ListKind::Block)]);
-        let (delta, diags) = set.reload_all();
-        loads.push(t.elapsed());
+        let ((mut set, (delta, diags)), wall, cpu) = timed(|| {
+            let mut set = ListSet::new([(path.clone(), ListKind::Block)]);
+            let r = set.reload_all();
+            (set, r)
+        });
+        loads.push((wall, cpu));
         assert!(
             diags.is_empty(),
             "generated list must be good: {}",
@@ -162,9 +191,8 @@ fn main() {
         }
         write_file(&path, &lines);
         bases.push(baseline_read(&path));
-        let t = Instant::now();
-        let delta = set.reload(&path).expect("edit is good");
-        edits.push(t.elapsed());
+        let (delta, wall, cpu) = timed(|| set.reload(&path).expect("edit is good"));
+        edits.push((wall, cpu));
         edit_ops = delta.block.len();
 
         // The worst case for the incremental parse: 10,000 lines changed all over the file.
@@ -173,9 +201,8 @@ fn main() {
             lines[k * step + round] = entry(&mut rng, k);
         }
         write_file(&path, &lines);
-        let t = Instant::now();
-        let delta = set.reload(&path).expect("edit is good");
-        scattered.push(t.elapsed());
+        let (delta, wall, cpu) = timed(|| set.reload(&path).expect("edit is good"));
+        scattered.push((wall, cpu));
         scattered_ops = delta.block.len();
     }
     report("parse+compile 1M", &mut loads, &mut bases, load_ops);

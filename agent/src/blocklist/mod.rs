@@ -289,6 +289,45 @@ impl ListSet {
         Ok(self.commit())
     }
 
+    /// Re-reads several files (one watcher report) and compiles once. Files with problems
+    /// keep their last good version and are reported; the others apply together.
+    pub fn reload_many(&mut self, paths: &[PathBuf]) -> (Delta, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        let mut changed = false;
+        for path in paths {
+            let indices: Vec<usize> = (0..self.files.len())
+                .filter(|&i| self.files[i].path == *path)
+                .collect();
+            if indices.is_empty() {
+                diagnostics.push(Diagnostic {
+                    path: path.clone(),
+                    line: None,
+                    problem: Problem::NotConfigured,
+                });
+            }
+            for i in indices {
+                match self.stage(i) {
+                    Ok(c) => changed |= c,
+                    Err(mut d) => diagnostics.append(&mut d),
+                }
+            }
+        }
+        if !changed {
+            let unchanged = Delta {
+                generation: self.compiled.generation,
+                ..Delta::default()
+            };
+            return (unchanged, diagnostics);
+        }
+        (self.commit(), diagnostics)
+    }
+
+    /// One past the highest rule id handed out so far: the size a per-rule hit-counter array
+    /// needs now (ids are dense and reused, so it stays near the number of live rules).
+    pub fn rule_id_bound(&self) -> RuleId {
+        self.ids.high_water()
+    }
+
     /// Reads and parses file `i`, replacing its good version on success. Returns whether its
     /// contents changed.
     fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
@@ -529,6 +568,31 @@ pub(crate) mod tests {
         assert_eq!(
             diags[0].to_string(),
             "/nonexistent/other: not a configured list file"
+        );
+    }
+
+    #[test]
+    fn reload_many_applies_the_good_files_in_one_generation() {
+        let dir = TempDir::new("many");
+        let a = dir.0.join("a.txt");
+        let b = dir.0.join("b.txt");
+        write(&a, "192.0.2.1\n");
+        write(&b, "192.0.2.2\n");
+        let mut set = ListSet::new([(a.clone(), ListKind::Block), (b.clone(), ListKind::Allow)]);
+        let _ = set.reload_all();
+        assert_eq!(set.rule_id_bound(), 2);
+        write(&a, "192.0.2.1\n192.0.2.3\n");
+        write(&b, "bad$\n");
+        let (delta, diags) = set.reload_many(&[a.clone(), b.clone()]);
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].to_string(), format!("{}:1: domain `bad$`: character '$' is not allowed (letters, digits, `-`, `_`, dots between labels)", b.display()));
+        assert_eq!(delta.block.v4_exact.upsert.len(), 1);
+        assert!(delta.allow.is_empty());
+        assert_eq!(delta.generation, 2);
+        assert_eq!(
+            set.compiled().allow.v4_exact.len(),
+            1,
+            "allowlist keeps its last good version"
         );
     }
 
