@@ -7,6 +7,9 @@
 
 use core::mem::size_of;
 
+pub mod domain;
+pub mod rules;
+
 /// Names of the maps and programs in the object, so the loader and the program cannot drift.
 pub mod names {
     /// The XDP program attached to audited interfaces.

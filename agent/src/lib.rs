@@ -3,6 +3,7 @@
 //! Modules follow the data path: `loader` -> `reader` -> `sweeper` -> `record` -> `sink`.
 #![deny(missing_docs)]
 
+pub mod blocklist;
 pub mod clock;
 pub mod cmd;
 pub mod flowtable;

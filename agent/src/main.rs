@@ -21,6 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(xdp_audit::cmd::run::RunArgs),
+    /// Work on blocklist and allowlist files (`check`).
+    Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => xdp_audit::cmd::run::main(args),
+        Command::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
     };
     match result {
         Ok(code) => code,

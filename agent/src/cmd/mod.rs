@@ -1,3 +1,4 @@
 //! One module per `xdp-audit` subcommand: its arguments and its `main`.
 
+pub mod blocklist;
 pub mod run;

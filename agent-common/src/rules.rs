@@ -1,0 +1,104 @@
+//! Keys and values of the blocklist maps, as the blocklist compiler writes them and the XDP
+//! program reads them. One table per list (allow, block) and per kind:
+//!
+//! | table            | key                          | value      |
+//! |------------------|------------------------------|------------|
+//! | v4 exact (HASH)  | `[u8; 4]` address, network order  | [`RuleId`] |
+//! | v6 exact (HASH)  | `[u8; 16]` address, network order | [`RuleId`] |
+//! | v4 prefix (LPM)  | [`LpmKeyV4`]                 | [`RuleId`] |
+//! | v6 prefix (LPM)  | [`LpmKeyV6`]                 | [`RuleId`] |
+//! | ports (HASH)     | [`PortKey`]                  | [`RuleId`] |
+//! | domains (HASH)   | `u64` suffix hash ([`crate::domain`]) | [`RuleId`] |
+//!
+//! Exact addresses (/32, /128) live in hash maps because one hash probe is cheaper than an
+//! LPM walk, and most list entries are single addresses.
+
+use core::mem::size_of;
+
+/// Index of a rule in the agent's origin table (list file and line). Stable for as long as
+/// the rule's key stays in its list, so a reload that only shifts line numbers rewrites no
+/// map value.
+pub type RuleId = u32;
+
+/// Key of an IPv4 LPM trie; the layout `BPF_MAP_TYPE_LPM_TRIE` requires (`struct
+/// bpf_lpm_trie_key_u8` with 4 data bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LpmKeyV4 {
+    /// Prefix length in bits, 0..=32 (host byte order, as the kernel expects).
+    pub prefix_len: u32,
+    /// Network address, network byte order, host bits zero.
+    pub addr: [u8; 4],
+}
+const _: () = assert!(size_of::<LpmKeyV4>() == 8);
+
+/// Key of an IPv6 LPM trie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LpmKeyV6 {
+    /// Prefix length in bits, 0..=128 (host byte order).
+    pub prefix_len: u32,
+    /// Network address, network byte order, host bits zero.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<LpmKeyV6>() == 20);
+
+/// Key of the port-rule hash: one entry per (protocol, port); a rule for a range of ports is
+/// written as one entry per port so the program does a single exact lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    /// Port, network byte order as read from the packet (no byte swap in the program).
+    pub port: u16,
+    /// [`crate::proto::TCP`] or [`crate::proto::UDP`].
+    pub proto: u8,
+    /// Explicit padding; always zero so keys hash identically.
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<PortKey>() == 4);
+
+impl PortKey {
+    /// The key for `port` (host order) of `proto`.
+    pub const fn new(proto: u8, port: u16) -> Self {
+        PortKey {
+            port: port.to_be(),
+            proto,
+            _pad: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data with explicit padding, no references, every bit pattern valid.
+    unsafe impl aya::Pod for super::LpmKeyV4 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LpmKeyV6 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PortKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, offset_of};
+
+    #[test]
+    fn lpm_keys_match_bpf_lpm_trie_key() {
+        assert_eq!(size_of::<LpmKeyV4>(), 8);
+        assert_eq!(align_of::<LpmKeyV4>(), 4);
+        assert_eq!(offset_of!(LpmKeyV4, addr), 4);
+        assert_eq!(size_of::<LpmKeyV6>(), 20);
+        assert_eq!(align_of::<LpmKeyV6>(), 4);
+        assert_eq!(offset_of!(LpmKeyV6, addr), 4);
+    }
+
+    #[test]
+    fn port_key_layout_and_byte_order() {
+        assert_eq!(size_of::<PortKey>(), 4);
+        assert_eq!(offset_of!(PortKey, proto), 2);
+        let k = PortKey::new(crate::proto::TCP, 25);
+        // The port's bytes in memory are as on the wire: big-endian.
+        assert_eq!(k.port.to_ne_bytes(), [0, 25]);
+    }
+}

@@ -1,0 +1,696 @@
+//! Parsed lists -> kernel-ready tables: duplicates and covered entries folded, single
+//! addresses split from real prefixes, port ranges expanded, every kept entry given a stable
+//! rule id, and the difference from the previous tables as a [`ListDelta`].
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use agent_common::domain::{label_hash, suffix_step, SUFFIX_ROOT};
+use agent_common::rules::{PortKey, RuleId};
+
+use super::net::{AddrBits, Net};
+use super::parse::{ParsedList, PortRange, Tagged};
+
+/// Where a rule came from: a list file (index into the set's files) and a 1-based line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    /// Index of the file in the [`super::ListSet`] (or in the files given to `compile`).
+    pub file: u32,
+    /// 1-based line.
+    pub line: u32,
+}
+
+/// One (protocol, port) slot of the port table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSlot {
+    /// [`agent_common::proto::TCP`] or [`agent_common::proto::UDP`].
+    pub proto: u8,
+    /// Port, host order.
+    pub port: u16,
+}
+
+impl PortSlot {
+    /// The kernel key.
+    pub fn key(self) -> PortKey {
+        PortKey::new(self.proto, self.port)
+    }
+}
+
+/// Counts of what one list compiled into.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileStats {
+    /// Single IPv4 addresses (v4 exact table).
+    pub v4_exact: usize,
+    /// IPv4 prefixes shorter than /32 (v4 LPM table).
+    pub v4_prefix: usize,
+    /// Single IPv6 addresses.
+    pub v6_exact: usize,
+    /// IPv6 prefixes shorter than /128.
+    pub v6_prefix: usize,
+    /// Domain rules (names with everything under them).
+    pub domains: usize,
+    /// Port rules kept (a rule is a protocol and a port range).
+    pub port_rules: usize,
+    /// (protocol, port) slots those rules fill.
+    pub port_slots: usize,
+    /// Entries dropped because the same key was already listed.
+    pub duplicates: usize,
+    /// Entries dropped because a broader one covers them (a prefix containing an address or
+    /// a narrower prefix, a domain under a listed domain, ports inside an earlier range).
+    pub covered: usize,
+}
+
+impl CompileStats {
+    /// All kept entries (port rules counted once each, not per port).
+    pub fn kept(&self) -> usize {
+        self.v4_exact
+            + self.v4_prefix
+            + self.v6_exact
+            + self.v6_prefix
+            + self.domains
+            + self.port_rules
+    }
+
+    /// Entries folded away (duplicates and covered).
+    pub fn folded(&self) -> usize {
+        self.duplicates + self.covered
+    }
+}
+
+/// The tables of one list kind (allow or block), each sorted by key, each entry with its
+/// rule id. Addresses are host-order integers: the kernel key is `addr.to_be_bytes()` for the
+/// exact tables and [`Net::lpm_key`] for the prefix tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompiledList {
+    /// /32 addresses.
+    pub v4_exact: Vec<(u32, RuleId)>,
+    /// IPv4 prefixes shorter than /32.
+    pub v4_prefix: Vec<(Net<u32>, RuleId)>,
+    /// /128 addresses.
+    pub v6_exact: Vec<(u128, RuleId)>,
+    /// IPv6 prefixes shorter than /128.
+    pub v6_prefix: Vec<(Net<u128>, RuleId)>,
+    /// One entry per (protocol, port); key with [`PortSlot::key`].
+    pub ports: Vec<(PortSlot, RuleId)>,
+    /// Domain suffix hashes ([`agent_common::domain::domain_hash`]).
+    pub domains: Vec<(u64, RuleId)>,
+    /// What went in and what was folded.
+    pub stats: CompileStats,
+}
+
+/// Changes to one table: apply every `upsert`, then every `remove`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableDelta<K> {
+    /// Keys to insert, or whose rule id changed.
+    pub upsert: Vec<(K, RuleId)>,
+    /// Keys to delete.
+    pub remove: Vec<K>,
+}
+
+impl<K> Default for TableDelta<K> {
+    fn default() -> Self {
+        TableDelta {
+            upsert: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+}
+
+impl<K> TableDelta<K> {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.upsert.is_empty() && self.remove.is_empty()
+    }
+
+    /// Number of map operations.
+    pub fn len(&self) -> usize {
+        self.upsert.len() + self.remove.len()
+    }
+}
+
+/// Changes to the tables of one list kind, field for field as in [`CompiledList`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListDelta {
+    /// v4 exact table.
+    pub v4_exact: TableDelta<u32>,
+    /// v4 prefix table.
+    pub v4_prefix: TableDelta<Net<u32>>,
+    /// v6 exact table.
+    pub v6_exact: TableDelta<u128>,
+    /// v6 prefix table.
+    pub v6_prefix: TableDelta<Net<u128>>,
+    /// Port table.
+    pub ports: TableDelta<PortSlot>,
+    /// Domain table.
+    pub domains: TableDelta<u64>,
+}
+
+impl ListDelta {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of map operations.
+    pub fn len(&self) -> usize {
+        self.v4_exact.len()
+            + self.v4_prefix.len()
+            + self.v6_exact.len()
+            + self.v6_prefix.len()
+            + self.ports.len()
+            + self.domains.len()
+    }
+}
+
+/// Rule-id allocator. Ids of removed rules are reused, but only from the generation after
+/// their removal, so a drop record the kernel wrote just before a reload still names the rule
+/// it was written for.
+#[derive(Clone, Debug, Default)]
+pub struct IdAlloc {
+    next: RuleId,
+    free: Vec<RuleId>,
+    released: Vec<RuleId>,
+}
+
+impl IdAlloc {
+    /// Makes ids released in the previous generation available.
+    pub fn begin_generation(&mut self) {
+        self.free.append(&mut self.released);
+    }
+
+    fn alloc(&mut self) -> RuleId {
+        self.free.pop().unwrap_or_else(|| {
+            let id = self.next;
+            self.next = self.next.saturating_add(1);
+            id
+        })
+    }
+
+    fn release(&mut self, id: RuleId) {
+        self.released.push(id);
+    }
+
+    /// One past the highest id ever handed out: the size a per-rule counter array needs.
+    pub fn high_water(&self) -> RuleId {
+        self.next
+    }
+}
+
+/// Where ids are recorded while compiling: the origin of every live id, and the ids newly
+/// handed out (whose hit counters the loader resets).
+pub struct IdContext<'a> {
+    /// The allocator.
+    pub ids: &'a mut IdAlloc,
+    /// Origin by rule id.
+    pub origins: &'a mut Vec<Origin>,
+    /// Ids assigned in this compile.
+    pub assigned: &'a mut Vec<RuleId>,
+}
+
+impl IdContext<'_> {
+    fn set_origin(&mut self, id: RuleId, origin: Origin) {
+        let i = id as usize;
+        if self.origins.len() <= i {
+            self.origins.resize(i + 1, origin);
+        }
+        self.origins[i] = origin;
+    }
+
+    /// Merge-joins the new sorted `(key, origin)` entries with the previous sorted table:
+    /// keys in both keep their id (only the origin is refreshed), new keys get an id and an
+    /// upsert, vanished keys a remove. Linear in the table sizes.
+    fn join<K: Ord + Copy>(
+        &mut self,
+        prev: &[(K, RuleId)],
+        next: Vec<(K, Origin)>,
+        delta: &mut TableDelta<K>,
+    ) -> Vec<(K, RuleId)> {
+        let mut out = Vec::with_capacity(next.len());
+        // Ids stay below the high-water mark plus this table's size: reserve that once, exactly,
+        // instead of letting the origin table double past it.
+        let bound = self.ids.high_water() as usize + next.len();
+        if self.origins.capacity() < bound {
+            self.origins.reserve_exact(bound - self.origins.len());
+        }
+        let mut p = prev.iter().peekable();
+        for (key, origin) in next {
+            while let Some(&&(pk, pid)) = p.peek() {
+                if pk >= key {
+                    break;
+                }
+                delta.remove.push(pk);
+                self.ids.release(pid);
+                p.next();
+            }
+            let id = match p.peek() {
+                Some(&&(pk, pid)) if pk == key => {
+                    p.next();
+                    pid
+                }
+                _ => {
+                    let id = self.ids.alloc();
+                    delta.upsert.push((key, id));
+                    self.assigned.push(id);
+                    id
+                }
+            };
+            self.set_origin(id, origin);
+            out.push((key, id));
+        }
+        for &(pk, pid) in p {
+            delta.remove.push(pk);
+            self.ids.release(pid);
+        }
+        out
+    }
+}
+
+/// Compiles the lists of one kind (`(file index, parsed file)` in file order) against the
+/// previous tables of that kind, returning the new tables and the delta between them.
+pub fn compile_kind<'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)> + Clone,
+    prev: &CompiledList,
+    ctx: &mut IdContext<'_>,
+) -> (CompiledList, ListDelta) {
+    let files: Vec<(u32, &ParsedList)> = files.collect();
+    let f = &files[..];
+    // The folds are independent: run them on separate cores (a million-entry compile is
+    // memory-bound passes, so this roughly halves it on two cores).
+    let (v4, v6, (domains, dstats), (ports, pstats)) = std::thread::scope(|s| {
+        let v4 = s.spawn(|| {
+            let mut st = CompileStats::default();
+            let r = fold_files(f, |p| &p.v4, &mut st);
+            (r, st)
+        });
+        let v6 = s.spawn(|| {
+            let mut st = CompileStats::default();
+            let r = fold_files(f, |p| &p.v6, &mut st);
+            (r, st)
+        });
+        let domains = s.spawn(|| {
+            let mut st = CompileStats::default();
+            (fold_domains(f, &mut st), st)
+        });
+        let mut st = CompileStats::default();
+        let ports = (expand_ports(f.iter().copied(), &mut st), st);
+        (joined(v4), joined(v6), joined(domains), ports)
+    });
+    let ((v4_exact, v4_prefix), s4) = v4;
+    let ((v6_exact, v6_prefix), s6) = v6;
+    let mut stats = CompileStats {
+        v4_exact: v4_exact.len(),
+        v4_prefix: v4_prefix.len(),
+        v6_exact: v6_exact.len(),
+        v6_prefix: v6_prefix.len(),
+        domains: domains.len(),
+        port_rules: pstats.port_rules,
+        port_slots: ports.len(),
+        duplicates: 0,
+        covered: 0,
+    };
+    for st in [s4, s6, dstats, pstats] {
+        stats.duplicates += st.duplicates;
+        stats.covered += st.covered;
+    }
+    let mut delta = ListDelta::default();
+
+    let list = CompiledList {
+        v4_exact: ctx.join(&prev.v4_exact, v4_exact, &mut delta.v4_exact),
+        v4_prefix: ctx.join(&prev.v4_prefix, v4_prefix, &mut delta.v4_prefix),
+        v6_exact: ctx.join(&prev.v6_exact, v6_exact, &mut delta.v6_exact),
+        v6_prefix: ctx.join(&prev.v6_prefix, v6_prefix, &mut delta.v6_prefix),
+        ports: ctx.join(&prev.ports, ports, &mut delta.ports),
+        domains: ctx.join(&prev.domains, domains, &mut delta.domains),
+        stats,
+    };
+    (list, delta)
+}
+
+/// The result of a scoped thread; a panic in it (a bug: nothing here panics on input) is
+/// re-raised on the caller.
+pub(crate) fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// All files' entries of one kind with their origins, sorted by (key, origin). Each file's
+/// vector is already sorted and files come in order, so the stable sort only merges runs.
+fn gather<'a, T: Copy + Ord + 'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)>,
+    pick: impl Fn(&'a ParsedList) -> &'a Vec<Tagged<T>>,
+) -> Vec<(T, Origin)> {
+    let mut all: Vec<(T, Origin)> = Vec::new();
+    let mut runs = 0;
+    for (file, parsed) in files {
+        let v = pick(parsed);
+        all.reserve(v.len());
+        all.extend(v.iter().map(|t| (t.item, Origin { file, line: t.line })));
+        runs += usize::from(!v.is_empty());
+    }
+    // One file (the common case) is one sorted run already.
+    if runs > 1 {
+        all.sort_by_key(|e| e.0);
+    }
+    all
+}
+
+/// Folds one address family of all files. A single file's vector is already in order and is
+/// folded in place; several files are first merged into one sorted vector.
+fn fold_files<A: AddrBits>(
+    files: &[(u32, &ParsedList)],
+    pick: impl Fn(&ParsedList) -> &Vec<Tagged<Net<A>>>,
+    stats: &mut CompileStats,
+) -> Split<A> {
+    let feeding = files.iter().filter(|(_, p)| !pick(p).is_empty()).count();
+    if feeding <= 1 {
+        let entries = files.iter().flat_map(|&(file, p)| {
+            pick(p)
+                .iter()
+                .map(move |t| (t.item, Origin { file, line: t.line }))
+        });
+        fold_nets(entries, stats)
+    } else {
+        fold_nets(gather(files.iter().copied(), pick).into_iter(), stats)
+    }
+}
+
+type Split<A> = (Vec<(A, Origin)>, Vec<(Net<A>, Origin)>);
+
+/// Drops duplicates and networks inside an earlier kept one; splits the rest into single
+/// addresses and real prefixes.
+///
+/// Input is sorted by (address, length), so a network comes before everything it contains;
+/// CIDR blocks nest or are disjoint, so an entry starting at or before the end of the last
+/// kept block lies inside it.
+fn fold_nets<A: AddrBits>(
+    sorted: impl Iterator<Item = (Net<A>, Origin)>,
+    stats: &mut CompileStats,
+) -> Split<A> {
+    let mut exact = Vec::new();
+    let mut prefix = Vec::new();
+    let mut last: Option<Net<A>> = None;
+    let mut cover_end: Option<A> = None;
+    for (net, origin) in sorted {
+        if last == Some(net) {
+            stats.duplicates += 1;
+            continue;
+        }
+        last = Some(net);
+        if cover_end.is_some_and(|end| net.addr <= end) {
+            stats.covered += 1;
+            continue;
+        }
+        cover_end = Some(net.last());
+        if net.is_host() {
+            exact.push((net.addr, origin));
+        } else {
+            prefix.push((net, origin));
+        }
+    }
+    (exact, prefix)
+}
+
+/// A hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Drops duplicate names and names under another listed name (the kernel would match the
+/// broader rule first anyway, and one entry is cheaper than two).
+fn fold_domains(files: &[(u32, &ParsedList)], stats: &mut CompileStats) -> Vec<(u64, Origin)> {
+    let feeding = files.iter().filter(|(_, p)| !p.domains.is_empty()).count();
+    let total = files.iter().map(|(_, p)| p.domains.len()).sum();
+    let entries = files.iter().flat_map(|&(file, p)| {
+        p.domains
+            .iter()
+            .map(move |t| (t.item.hash, Origin { file, line: t.line }, &*t.item.name))
+    });
+    if feeding <= 1 {
+        // One file's vector is already sorted by (hash, line).
+        return fold_sorted_domains(entries, total, stats);
+    }
+    let mut all: Vec<(u64, Origin, &str)> = entries.collect();
+    all.sort_by_key(|e| e.0);
+    fold_sorted_domains(all.into_iter(), total, stats)
+}
+
+fn fold_sorted_domains<'a>(
+    sorted: impl Iterator<Item = (u64, Origin, &'a str)> + Clone,
+    total: usize,
+    stats: &mut CompileStats,
+) -> Vec<(u64, Origin)> {
+    let listed: HashSet<u64, BuildHasherDefault<PassThrough>> =
+        sorted.clone().map(|e| e.0).collect();
+    let mut out = Vec::with_capacity(total);
+    let mut last = None;
+    for (hash, origin, name) in sorted {
+        if last == Some(hash) {
+            stats.duplicates += 1;
+            continue;
+        }
+        last = Some(hash);
+        if has_listed_parent(name, &listed) {
+            stats.covered += 1;
+            continue;
+        }
+        out.push((hash, origin));
+    }
+    out
+}
+
+/// Whether a proper suffix of `name` (`example.com` for `www.example.com`) is listed.
+fn has_listed_parent(name: &str, listed: &HashSet<u64, BuildHasherDefault<PassThrough>>) -> bool {
+    let mut h = SUFFIX_ROOT;
+    let mut labels = name.rsplit('.').peekable();
+    while let Some(label) = labels.next() {
+        h = suffix_step(h, label_hash(label.as_bytes()));
+        if labels.peek().is_some() && listed.contains(&h) {
+            return true;
+        }
+    }
+    false
+}
+
+/// One slot per (protocol, port), owned by the earliest rule (file order, then line) that
+/// names it. A rule none of whose ports is still free is folded.
+fn expand_ports<'a>(
+    files: impl Iterator<Item = (u32, &'a ParsedList)>,
+    stats: &mut CompileStats,
+) -> Vec<(PortSlot, Origin)> {
+    let mut owner: Vec<Option<Origin>> = vec![None; 2 * 65536];
+    let mut seen: HashSet<PortRange> = HashSet::new();
+    for (file, parsed) in files {
+        for t in &parsed.ports {
+            let r = t.item;
+            if !seen.insert(r) {
+                stats.duplicates += 1;
+                continue;
+            }
+            let base = if r.proto == agent_common::proto::TCP {
+                0
+            } else {
+                65536
+            };
+            let mut took = false;
+            for port in r.lo..=r.hi {
+                let slot = &mut owner[base + usize::from(port)];
+                if slot.is_none() {
+                    *slot = Some(Origin { file, line: t.line });
+                    took = true;
+                }
+            }
+            if took {
+                stats.port_rules += 1;
+            } else {
+                stats.covered += 1;
+            }
+        }
+    }
+    owner
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let proto = if i < 65536 {
+                agent_common::proto::TCP
+            } else {
+                agent_common::proto::UDP
+            };
+            o.map(|o| {
+                (
+                    PortSlot {
+                        proto,
+                        port: (i % 65536) as u16,
+                    },
+                    o,
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::domain::domain_hash;
+    use agent_common::proto;
+
+    fn parsed(text: &str) -> ParsedList {
+        ParsedList::parse(text.as_bytes()).expect("test list is good")
+    }
+
+    struct State {
+        ids: IdAlloc,
+        origins: Vec<Origin>,
+        table: CompiledList,
+    }
+
+    impl State {
+        fn new() -> Self {
+            State {
+                ids: IdAlloc::default(),
+                origins: Vec::new(),
+                table: CompiledList::default(),
+            }
+        }
+
+        fn compile(&mut self, files: &[&ParsedList]) -> (ListDelta, Vec<RuleId>) {
+            self.ids.begin_generation();
+            let mut assigned = Vec::new();
+            let mut ctx = IdContext {
+                ids: &mut self.ids,
+                origins: &mut self.origins,
+                assigned: &mut assigned,
+            };
+            let (t, d) = compile_kind(
+                files.iter().enumerate().map(|(i, p)| (i as u32, *p)),
+                &self.table,
+                &mut ctx,
+            );
+            self.table = t;
+            (d, assigned)
+        }
+    }
+
+    fn ip(s: &str) -> u32 {
+        s.parse::<std::net::Ipv4Addr>()
+            .expect("test address")
+            .into()
+    }
+
+    #[test]
+    fn folds_duplicates_and_covered_entries() {
+        let a = parsed(
+            "10.0.0.1\n10.0.0.0/8\n10.1.0.0/16\n192.0.2.1\n192.0.2.1\n11.0.0.0/8\n\
+             example.com\nwww.example.com\nEXAMPLE.com\nbadexample.com\n\
+             2001:db8::1\n2001:db8::/32\n2001:db9::1\nport tcp 20-30\nport tcp 25\nport tcp 20-30\nport udp 53\n",
+        );
+        let mut s = State::new();
+        s.compile(&[&a]);
+        let t = &s.table;
+        assert_eq!(
+            t.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(),
+            [ip("192.0.2.1")]
+        );
+        assert_eq!(
+            t.v4_prefix
+                .iter()
+                .map(|e| e.0.to_string())
+                .collect::<Vec<_>>(),
+            ["10.0.0.0/8", "11.0.0.0/8"]
+        );
+        assert_eq!(t.v6_exact.len(), 1);
+        assert_eq!(t.v6_prefix.len(), 1);
+        let mut want = vec![domain_hash("example.com"), domain_hash("badexample.com")];
+        want.sort();
+        assert_eq!(t.domains.iter().map(|e| e.0).collect::<Vec<_>>(), want);
+        assert_eq!(t.ports.len(), 11 + 1);
+        assert_eq!(
+            t.ports[0].0,
+            PortSlot {
+                proto: proto::TCP,
+                port: 20
+            }
+        );
+        let st = t.stats;
+        assert_eq!(st.port_rules, 2);
+        assert_eq!(
+            st.duplicates,
+            1 + 1 + 1,
+            "192.0.2.1, EXAMPLE.com, port tcp 20-30"
+        );
+        assert_eq!(
+            st.covered,
+            2 + 1 + 1 + 1,
+            "10.0.0.1, 10.1/16, www, 2001:db8::1, port tcp 25"
+        );
+        // The kept rule is the first one listed, and every id resolves to its line.
+        let id_of_8 = t.v4_prefix[0].1;
+        assert_eq!(s.origins[id_of_8 as usize], Origin { file: 0, line: 2 });
+        let id_of_dup = t.v4_exact[0].1;
+        assert_eq!(s.origins[id_of_dup as usize].line, 4);
+    }
+
+    #[test]
+    fn first_file_owns_shared_entries() {
+        let a = parsed("# a\n192.0.2.1\nport 80\n");
+        let b = parsed("192.0.2.1\nport tcp 80\n");
+        let mut s = State::new();
+        s.compile(&[&a, &b]);
+        assert_eq!(
+            s.origins[s.table.v4_exact[0].1 as usize],
+            Origin { file: 0, line: 2 }
+        );
+        assert_eq!(s.table.stats.duplicates, 2);
+    }
+
+    #[test]
+    fn reload_keeps_ids_and_emits_only_changes() {
+        let v1 = parsed("192.0.2.1\n192.0.2.2\n10.0.0.0/8\nexample.com\n");
+        let mut s = State::new();
+        let (d1, a1) = s.compile(&[&v1]);
+        assert_eq!(d1.len(), 4);
+        assert_eq!(a1.len(), 4);
+        let id_2 = s.table.v4_exact[1].1;
+        // A comment inserted at the top shifts every line but changes no key.
+        let v2 = parsed("# new header\n192.0.2.1\n192.0.2.2\n10.0.0.0/8\nexample.com\n");
+        let (d2, a2) = s.compile(&[&v2]);
+        assert!(d2.is_empty(), "{d2:?}");
+        assert!(a2.is_empty());
+        assert_eq!(s.origins[id_2 as usize].line, 3, "origin follows the line");
+        // Remove one, add one: one upsert, one remove; the removed id is not reused at once.
+        let v3 = parsed("192.0.2.1\n192.0.2.3\n10.0.0.0/8\nexample.com\n");
+        let (d3, a3) = s.compile(&[&v3]);
+        assert_eq!(d3.v4_exact.remove, [ip("192.0.2.2")]);
+        assert_eq!(d3.v4_exact.upsert.len(), 1);
+        assert_ne!(
+            a3,
+            [id_2],
+            "an id is not reused in the generation that freed it"
+        );
+        let v4 = parsed("192.0.2.1\n192.0.2.3\n192.0.2.4\n10.0.0.0/8\nexample.com\n");
+        let (_, a4) = s.compile(&[&v4]);
+        assert_eq!(a4, [id_2], "... but is in the next one");
+    }
+
+    #[test]
+    fn a_new_broad_prefix_replaces_what_it_covers() {
+        let mut s = State::new();
+        s.compile(&[&parsed("10.1.0.0/16\n10.2.0.1\n")]);
+        let (d, _) = s.compile(&[&parsed("10.1.0.0/16\n10.2.0.1\n10.0.0.0/8\n")]);
+        assert_eq!(d.v4_prefix.upsert.len(), 1);
+        assert_eq!(d.v4_prefix.remove.len(), 1);
+        assert_eq!(d.v4_exact.remove, [ip("10.2.0.1")]);
+    }
+}

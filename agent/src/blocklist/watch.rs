@@ -1,0 +1,266 @@
+//! Tells the run loop which list files changed: inotify on the files' parent directories,
+//! debounced, plus a SIGHUP stream.
+//!
+//! The directories are watched, not the files, because editors and downloaders replace a
+//! file by writing a temporary and renaming it over the original (and `mv` does the same):
+//! a watch on the old inode would see nothing. Events are taken only when a file is complete
+//! (closed after writing, renamed into place, created, deleted): never on each `write`, so
+//! a half-written file is not read on purpose. A burst of events (an editor's write, rename
+//! and chmod) becomes one report once `debounce` has passed without a new event, or at most
+//! ten debounce periods after the first one, so a file rewritten non-stop is still reloaded.
+//!
+//! Limits: a path whose parent directory is itself removed or renamed is no longer watched
+//! (SIGHUP still reloads it); symbolic links are watched as links, not as their targets.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::time::Instant;
+
+/// Why the watcher could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// `inotify_init1` failed (for instance, the per-user instance limit).
+    #[error("inotify: cannot initialise: {0}")]
+    Init(#[source] std::io::Error),
+    /// A list's directory could not be watched.
+    #[error("inotify: cannot watch directory {dir}: {source}")]
+    AddWatch {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A path with no file name (`/`, `..`).
+    #[error("{0}: not a file path")]
+    NotAFile(PathBuf),
+    /// Reading events failed.
+    #[error("inotify: read failed: {0}")]
+    Read(#[source] std::io::Error),
+}
+
+/// Watches list files; [`ListWatcher::changed`] yields the paths that changed.
+pub struct ListWatcher {
+    fd: AsyncFd<Inotify>,
+    /// Per watched directory, the file names in it we care about and their paths as given.
+    targets: HashMap<WatchDescriptor, Vec<(OsString, PathBuf)>>,
+    pending: BTreeSet<PathBuf>,
+    first_event: Option<Instant>,
+    last_event: Option<Instant>,
+    debounce: Duration,
+    buf: Vec<u8>,
+}
+
+/// The default quiet period before a burst of events is reported.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
+
+impl ListWatcher {
+    /// Watches `paths` (which need not exist yet; their directories must). Must be called
+    /// inside a tokio runtime.
+    pub fn new<P: AsRef<Path>>(paths: &[P], debounce: Duration) -> Result<Self, WatchError> {
+        let inotify = Inotify::init().map_err(WatchError::Init)?;
+        let mut targets: HashMap<WatchDescriptor, Vec<(OsString, PathBuf)>> = HashMap::new();
+        for path in paths {
+            let path = path.as_ref();
+            let name = path
+                .file_name()
+                .ok_or_else(|| WatchError::NotAFile(path.to_owned()))?;
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let mask = WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM
+                | WatchMask::CREATE
+                | WatchMask::DELETE
+                | WatchMask::ONLYDIR;
+            // The same directory yields the same descriptor, so files in one directory share it.
+            let wd = inotify
+                .watches()
+                .add(dir, mask)
+                .map_err(|source| WatchError::AddWatch {
+                    dir: dir.to_owned(),
+                    source,
+                })?;
+            targets
+                .entry(wd)
+                .or_default()
+                .push((name.to_owned(), path.to_owned()));
+        }
+        // SAFETY: `Inotify` owns its descriptor and closes it only when dropped; it lives
+        // inside the `AsyncFd` and is never closed or replaced while registered.
+        let fd = unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
+            .map_err(|e| WatchError::Init(e.into()))?;
+        Ok(ListWatcher {
+            fd,
+            targets,
+            pending: BTreeSet::new(),
+            first_event: None,
+            last_event: None,
+            debounce,
+            buf: vec![0; 16 * 1024],
+        })
+    }
+
+    /// Waits for the next debounced set of changed paths (as given to [`ListWatcher::new`]),
+    /// sorted, never empty. Cancel-safe: events seen before a cancellation are kept for the
+    /// next call, so it can sit in a `tokio::select!` loop.
+    pub async fn changed(&mut self) -> Result<Vec<PathBuf>, WatchError> {
+        loop {
+            let deadline = match (self.first_event, self.last_event) {
+                (Some(first), Some(last)) => {
+                    Some((last + self.debounce).min(first + self.debounce * 10))
+                }
+                _ => None,
+            };
+            let quiet = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ready = self.fd.readable_mut() => {
+                    let mut guard = ready.map_err(WatchError::Read)?;
+                    let buf = &mut self.buf;
+                    let read = guard.try_io(|inotify| {
+                        let events = inotify.get_mut().read_events(buf)?;
+                        Ok(events
+                            .map(|e| (e.wd, e.mask, e.name.map(|n| n.to_owned())))
+                            .collect::<Vec<_>>())
+                    });
+                    match read {
+                        Ok(Ok(events)) => self.note(events),
+                        Ok(Err(e)) => return Err(WatchError::Read(e)),
+                        Err(_would_block) => continue,
+                    }
+                }
+                () = quiet => {
+                    self.first_event = None;
+                    self.last_event = None;
+                    let changed: Vec<PathBuf> = std::mem::take(&mut self.pending).into_iter().collect();
+                    if !changed.is_empty() {
+                        return Ok(changed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn note(&mut self, events: Vec<(WatchDescriptor, EventMask, Option<OsString>)>) {
+        let mut relevant = false;
+        for (wd, mask, name) in events {
+            if mask.contains(EventMask::Q_OVERFLOW) {
+                // Events were lost: any file may have changed.
+                for files in self.targets.values() {
+                    self.pending.extend(files.iter().map(|(_, p)| p.clone()));
+                }
+                relevant = true;
+                continue;
+            }
+            let (Some(files), Some(name)) = (self.targets.get(&wd), name) else {
+                continue;
+            };
+            for (n, path) in files {
+                if *n == name {
+                    self.pending.insert(path.clone());
+                    relevant = true;
+                }
+            }
+        }
+        // Every relevant event restarts the quiet period.
+        if relevant {
+            let now = Instant::now();
+            self.first_event.get_or_insert(now);
+            self.last_event = Some(now);
+        }
+    }
+}
+
+/// A stream of SIGHUPs for the run loop's `select!` (`sighup()?.recv()`): reload every list.
+pub fn sighup() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::tests::TempDir;
+
+    async fn next(w: &mut ListWatcher) -> Vec<PathBuf> {
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("a change within 5 s")
+            .expect("watcher works")
+    }
+
+    async fn nothing(w: &mut ListWatcher) {
+        let r = tokio::time::timeout(Duration::from_millis(400), w.changed()).await;
+        assert!(r.is_err(), "expected no change, got {r:?}");
+    }
+
+    #[tokio::test]
+    async fn sees_write_rename_over_and_delete_recreate() {
+        let dir = TempDir::new("watch");
+        let a = dir.0.join("a.txt");
+        let b = dir.0.join("b.txt");
+        std::fs::write(&a, "1\n").expect("write");
+        let mut w = ListWatcher::new(&[&a, &b], Duration::from_millis(100)).expect("watch");
+
+        // In-place write.
+        std::fs::write(&a, "2\n").expect("write");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+
+        // An editor's save: write a temporary, rename it over the list.
+        let tmp = dir.0.join(".a.txt.swp");
+        std::fs::write(&tmp, "3\n").expect("write");
+        std::fs::rename(&tmp, &a).expect("rename");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+
+        // Delete, then create again: one debounced report (or two, if the runner is slow).
+        std::fs::remove_file(&a).expect("rm");
+        std::fs::write(&a, "4\n").expect("write");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+
+        // A burst over two files is one report; unrelated files are ignored.
+        std::fs::write(dir.0.join("other.txt"), "x").expect("write");
+        std::fs::write(&a, "5\n").expect("write");
+        std::fs::write(&b, "1\n").expect("write");
+        let got = next(&mut w).await;
+        assert_eq!(got, [a.clone(), b.clone()]);
+        std::fs::write(dir.0.join("other.txt"), "y").expect("write");
+        nothing(&mut w).await;
+    }
+
+    #[tokio::test]
+    async fn survives_cancellation_in_select() {
+        let dir = TempDir::new("watch-cancel");
+        let a = dir.0.join("a.txt");
+        let mut w = ListWatcher::new(&[&a], Duration::from_millis(100)).expect("watch");
+        std::fs::write(&a, "1\n").expect("write");
+        // Cancel the wait before the debounce ends; the event must not be lost.
+        let r = tokio::time::timeout(Duration::from_millis(20), w.changed()).await;
+        assert!(r.is_err());
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _g = rt.enter();
+        let e = ListWatcher::new(&["/nonexistent-xdp-audit/x.txt"], DEFAULT_DEBOUNCE)
+            .err()
+            .expect("must fail");
+        assert!(e.to_string().contains("/nonexistent-xdp-audit"), "{e}");
+    }
+}

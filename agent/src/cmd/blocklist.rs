@@ -1,0 +1,134 @@
+//! `xdp-audit blocklist ...`: work on list files without touching the kernel.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::blocklist::{check_files, CompileStats, LineStats};
+
+/// The accepted line formats, shown by `--help`.
+const FORMATS: &str = "\
+One entry per line; the same format for blocklists and allowlists.
+
+  192.0.2.1                 IPv4 address
+  2001:db8::1               IPv6 address
+  192.0.2.0/24              CIDR (host bits must be zero: 192.0.2.1/24 is an error)
+  2001:db8::/32             IPv6 CIDR
+  10.0.0.5-10.0.0.20        range, split into the fewest prefixes (`A - B` also works)
+  example.com               domain: the name and every name under it
+  *.example.com             the same as example.com (suffix rule)
+  ||example.com^            adblock form, the same as example.com (no $options, no @@)
+  bücher.example            IDNA names are converted to punycode
+  0.0.0.0 ads.example t.co  hosts-file line: every name is a domain rule; the address
+                            must be 0.0.0.0, 127.x.x.x, :: or ::1; local names
+                            (localhost, ip6-allnodes, ...) are skipped
+  port tcp 25               remote TCP port
+  port udp 53-60            remote UDP port range
+  port 25                   TCP and UDP
+  # comment, ; comment, ! comment, and trailing `# ...` or `; ...`
+
+Domains are lower-cased, a trailing dot is dropped, labels are letters, digits, `-`
+and `_`, at most 63 bytes each, 253 in all, and at most 16 labels.
+Duplicates and entries covered by a broader one are folded.
+A file with any bad line is not applied by the agent (its last good version stays).
+
+Every bad line is printed as FILE:LINE: reason; the exit status is 1 if any file has
+a problem, 0 otherwise.";
+
+/// Arguments of `xdp-audit blocklist`.
+#[derive(Debug, clap::Args)]
+pub struct BlocklistArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: BlocklistCommand,
+}
+
+/// `xdp-audit blocklist` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BlocklistCommand {
+    /// Check list files: print every bad line and a summary, without touching the kernel.
+    #[command(after_help = FORMATS)]
+    Check(CheckArgs),
+}
+
+/// Arguments of `xdp-audit blocklist check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// List files (blocklists or allowlists: the format is the same).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs `xdp-audit blocklist ...`.
+pub fn main(args: BlocklistArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        BlocklistCommand::Check(args) => check(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (checks, total) = check_files(&args.files);
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    for c in &checks {
+        let path = c.path.display();
+        match &c.result {
+            Err(diagnostics) => {
+                failed = true;
+                for d in diagnostics {
+                    writeln!(out, "{d}")?;
+                }
+                let bad_lines = diagnostics.iter().filter(|d| d.line.is_some()).count();
+                if bad_lines > 0 {
+                    writeln!(
+                        out,
+                        "{path}: {bad_lines} bad lines; the file would not be applied"
+                    )?;
+                }
+            }
+            Ok((lines, stats)) => {
+                writeln!(out, "{path}: ok")?;
+                write_summary(&mut out, Some(lines), stats)?;
+            }
+        }
+    }
+    let good = checks.iter().filter(|c| c.result.is_ok()).count();
+    if good > 1 {
+        writeln!(out, "all {good} good files as one list:")?;
+        write_summary(&mut out, None, &total)?;
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn write_summary(
+    out: &mut impl Write,
+    lines: Option<&LineStats>,
+    s: &CompileStats,
+) -> std::io::Result<()> {
+    if let Some(l) = lines {
+        writeln!(
+            out,
+            "  lines {}: {} rules, {} comments, {} blank, {} hosts boilerplate",
+            l.lines, l.rules, l.comments, l.blank, l.boilerplate
+        )?;
+    }
+    writeln!(
+        out,
+        "  v4 exact {}, v4 prefixes {}, v6 exact {}, v6 prefixes {}, domains {}, port rules {} ({} ports)",
+        s.v4_exact, s.v4_prefix, s.v6_exact, s.v6_prefix, s.domains, s.port_rules, s.port_slots
+    )?;
+    writeln!(
+        out,
+        "  folded {}: {} duplicates, {} covered by a broader entry",
+        s.folded(),
+        s.duplicates,
+        s.covered
+    )
+}
