@@ -22,9 +22,60 @@ pub mod names {
     pub const STATS: &str = "STATS";
     /// Global: pending ring-buffer bytes at which the program wakes the agent.
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+    /// Allowlist: exact IPv4 addresses (HASH `[u8; 4]` -> rule id).
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    /// Blocklist: exact IPv4 addresses.
+    pub const BLOCK_V4: &str = "BLOCK_V4";
+    /// Allowlist: exact IPv6 addresses (HASH `[u8; 16]` -> rule id).
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    /// Blocklist: exact IPv6 addresses.
+    pub const BLOCK_V6: &str = "BLOCK_V6";
+    /// Allowlist: IPv4 prefixes (LPM trie).
+    pub const ALLOW_NET4: &str = "ALLOW_NET4";
+    /// Blocklist: IPv4 prefixes.
+    pub const BLOCK_NET4: &str = "BLOCK_NET4";
+    /// Allowlist: IPv6 prefixes (LPM trie).
+    pub const ALLOW_NET6: &str = "ALLOW_NET6";
+    /// Blocklist: IPv6 prefixes.
+    pub const BLOCK_NET6: &str = "BLOCK_NET6";
+    /// Allowlist: (protocol, port) rules.
+    pub const ALLOW_PORTS: &str = "ALLOW_PORTS";
+    /// Blocklist: (protocol, port) rules.
+    pub const BLOCK_PORTS: &str = "BLOCK_PORTS";
+    /// Allowlist: domain suffix hashes.
+    pub const ALLOW_DOMAINS: &str = "ALLOW_DOMAINS";
+    /// Blocklist: domain suffix hashes.
+    pub const BLOCK_DOMAINS: &str = "BLOCK_DOMAINS";
+    /// Array of one `u64`: the list generation; bumped after every applied reload.
+    pub const GENERATION: &str = "GENERATION";
+    /// Interface roles (HASH ifindex -> [`crate::role`]); absent means `lan`.
+    pub const IFACE_ROLES: &str = "IFACE_ROLES";
+    /// Per-rule hit counters (ARRAY rule id -> packets).
+    pub const RULE_HITS: &str = "RULE_HITS";
+    /// Per-CPU scratch space for walking a DNS name.
+    pub const DNS_SCRATCH: &str = "DNS_SCRATCH";
     /// The baseline program used by the benchmark: returns XDP_PASS and nothing else.
     pub const BASELINE_PASS: &str = "xdp_baseline_pass";
 }
+
+/// Which side of a packet is the remote one (the side list rules are matched against).
+pub mod role {
+    /// Client-facing interface: the remote side is the destination.
+    pub const LAN: u8 = 0;
+    /// Internet-facing interface: the remote side is the source.
+    pub const WAN: u8 = 1;
+}
+
+/// Verdicts cached in [`FlowValue::verdict`].
+pub mod verdict {
+    /// Pass (no rule, or an allow rule).
+    pub const PASS: u8 = 0;
+    /// Drop (a block rule).
+    pub const DROP: u8 = 1;
+}
+
+/// [`FlowValue::rule`] when no rule matched.
+pub const NO_RULE: u32 = u32::MAX;
 
 /// Address family of a flow; the numeric values are the IP version.
 pub mod family {
@@ -148,6 +199,8 @@ pub struct FlowValue {
     pub packets: [u64; 2],
     /// Frame bytes per direction.
     pub bytes: [u64; 2],
+    /// Packets of the flow dropped by a list (included in `packets`).
+    pub drops: u64,
     /// Source MAC of the originator's first packet.
     pub src_mac: [u8; 6],
     /// Destination MAC of the originator's first packet.
@@ -156,10 +209,16 @@ pub struct FlowValue {
     pub tcp_flags: [u8; 2],
     /// [`flow_flags`] bits.
     pub flags: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 7],
+    /// The cached [`verdict`] for the flow's addresses and ports.
+    pub verdict: u8,
+    /// Low 32 bits of the list generation `verdict` was computed for; a different current
+    /// generation makes the next packet recompute it.
+    pub verdict_gen: u32,
+    /// The rule behind `verdict` (allow or block), or the domain rule of the last DNS query
+    /// dropped; [`NO_RULE`] if none.
+    pub rule: u32,
 }
-const _: () = assert!(size_of::<FlowValue>() == 80);
+const _: () = assert!(size_of::<FlowValue>() == 88);
 
 /// Kinds of ring-buffer event.
 pub mod event_kind {
@@ -167,6 +226,8 @@ pub mod event_kind {
     pub const FLOW_START: u8 = 1;
     /// The first FIN or RST of a flow.
     pub const FLOW_END: u8 = 2;
+    /// The first packet of a flow dropped by a list (also announces the flow if it is new).
+    pub const FLOW_DROP: u8 = 3;
 }
 
 /// One ring-buffer record: a snapshot of a flow at an event. Never sent per packet.
@@ -176,13 +237,15 @@ pub struct FlowEvent {
     /// One of [`event_kind`].
     pub kind: u8,
     /// Explicit padding.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// For [`event_kind::FLOW_DROP`]: the rule that dropped the packet, else [`NO_RULE`].
+    pub rule: u32,
     /// The flow.
     pub key: FlowKey,
     /// The entry as it stood when the event was emitted.
     pub value: FlowValue,
 }
-const _: () = assert!(size_of::<FlowEvent>() == 136);
+const _: () = assert!(size_of::<FlowEvent>() == 144);
 
 /// Per-CPU counters in the `STATS` map. Every packet increments exactly one outcome counter
 /// (`Parsed*`, `Fragment*`, or one `Skip*` reason); losses are counted separately.
@@ -231,11 +294,19 @@ pub enum Counter {
     LostFlowStart,
     /// A flow-end event could not be reserved in the ring buffer.
     LostFlowEnd,
+    /// A packet dropped by an address or port rule.
+    DroppedByList,
+    /// A DNS query dropped for its name.
+    DroppedByDomain,
+    /// A DNS query whose name could not be walked (compressed, cut short, too long): passed.
+    DnsNameUnparsed,
+    /// A flow-drop event could not be reserved in the ring buffer.
+    LostFlowDrop,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = Counter::LostFlowEnd as u32 + 1;
+    pub const COUNT: u32 = Counter::LostFlowDrop as u32 + 1;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::ParsedTcp,
@@ -259,6 +330,10 @@ impl Counter {
         Counter::FlowInsertFailed,
         Counter::LostFlowStart,
         Counter::LostFlowEnd,
+        Counter::DroppedByList,
+        Counter::DroppedByDomain,
+        Counter::DnsNameUnparsed,
+        Counter::LostFlowDrop,
     ];
 
     /// Stable snake_case name used in `status` output and metrics.
@@ -285,6 +360,10 @@ impl Counter {
             Counter::FlowInsertFailed => "flow_insert_failed",
             Counter::LostFlowStart => "lost_flow_start",
             Counter::LostFlowEnd => "lost_flow_end",
+            Counter::DroppedByList => "dropped_by_list",
+            Counter::DroppedByDomain => "dropped_by_domain",
+            Counter::DnsNameUnparsed => "dns_name_unparsed",
+            Counter::LostFlowDrop => "lost_flow_drop",
         }
     }
 
@@ -335,19 +414,24 @@ mod tests {
 
     #[test]
     fn flow_value_layout_matches_the_kernel() {
-        assert_eq!(size_of::<FlowValue>(), 80);
+        assert_eq!(size_of::<FlowValue>(), 88);
         assert_eq!(align_of::<FlowValue>(), 8);
         assert_eq!(offset_of!(FlowValue, packets), 24);
         assert_eq!(offset_of!(FlowValue, bytes), 40);
-        assert_eq!(offset_of!(FlowValue, src_mac), 56);
-        assert_eq!(offset_of!(FlowValue, dst_mac), 62);
-        assert_eq!(offset_of!(FlowValue, tcp_flags), 68);
-        assert_eq!(offset_of!(FlowValue, flags), 70);
+        assert_eq!(offset_of!(FlowValue, drops), 56);
+        assert_eq!(offset_of!(FlowValue, src_mac), 64);
+        assert_eq!(offset_of!(FlowValue, dst_mac), 70);
+        assert_eq!(offset_of!(FlowValue, tcp_flags), 76);
+        assert_eq!(offset_of!(FlowValue, flags), 78);
+        assert_eq!(offset_of!(FlowValue, verdict), 79);
+        assert_eq!(offset_of!(FlowValue, verdict_gen), 80);
+        assert_eq!(offset_of!(FlowValue, rule), 84);
     }
 
     #[test]
     fn flow_event_layout_matches_the_kernel() {
-        assert_eq!(size_of::<FlowEvent>(), 136);
+        assert_eq!(size_of::<FlowEvent>(), 144);
+        assert_eq!(offset_of!(FlowEvent, rule), 4);
         assert_eq!(offset_of!(FlowEvent, key), 8);
         assert_eq!(offset_of!(FlowEvent, value), 56);
     }

@@ -23,7 +23,7 @@ static WAKEUP_BYTES: u64 = 1 << 20;
 
 /// Writes one event; returns whether it reached the ring buffer (the loss is counted if not).
 #[inline(always)]
-pub fn emit(kind: u8, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
+pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
     match EVENTS.reserve::<FlowEvent>(0) {
         Some(mut entry) => {
             // Field by field into the reservation: building the event on the stack first
@@ -31,8 +31,8 @@ pub fn emit(kind: u8, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
             let ev = entry.as_mut_ptr();
             // SAFETY: `ev` points to a reserved, writable FlowEvent-sized slot.
             unsafe {
-                // Kind and padding as one word (a byte-array store becomes a memset call).
-                (ev as *mut u64).write(kind as u64);
+                // Kind, padding and rule as one word (a byte-array store becomes a memset).
+                (ev as *mut u64).write(kind as u64 | (rule as u64) << 32);
                 (*ev).key = *key;
                 (*ev).value = *value;
             }

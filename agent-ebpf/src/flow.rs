@@ -1,13 +1,17 @@
 //! The flow table: one LRU entry per conversation per interface, keyed in the orientation of
 //! the packet that opened it (`a` = originator). A packet first looks up its own orientation
 //! (the only lookup on a gateway interface, where each flow ingresses one way); on a miss it
-//! tries the reverse, and only then creates the flow. Counters are atomic.
+//! tries the reverse, and only then creates the flow. Counters are atomic. The entry caches
+//! the flow's list verdict with the generation it was computed for, so an established flow
+//! pays one lookup until the lists change.
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
-use agent_common::{event_kind, flow_flags, Counter, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
+use agent_common::{
+    event_kind, flow_flags, verdict, Counter, FlowKey, FlowValue, DIR_ORIG, DIR_RESP, NO_RULE,
+};
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{xdp_action, BPF_NOEXIST},
     helpers::{bpf_ktime_get_ns, generated::bpf_ktime_get_coarse_ns},
     macros::map,
     maps::LruHashMap,
@@ -15,9 +19,9 @@ use aya_ebpf::{
 };
 
 use crate::{
-    events,
+    dns, events,
     parse::{Header, Packet},
-    stats,
+    stats, verdict as lists,
 };
 
 /// Default size; the loader sets the real one (`--flow-table-size`).
@@ -26,8 +30,9 @@ static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(6553
 
 const EEXIST: i32 = 17;
 
+/// Adds `n` to a counter shared across CPUs.
 #[inline(always)]
-fn add(counter: &mut u64, n: u64) {
+pub fn add(counter: &mut u64, n: u64) {
     // SAFETY: `counter` points into a map value, 8-byte aligned and live for this run. The
     // BPF target has no `AtomicU64::fetch_add`; the intrinsic lowers to BPF's atomic add.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, n) };
@@ -55,27 +60,27 @@ fn coarse_now() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
-/// Counts one packet in its flow, creating the flow on its first packet.
+/// Counts one packet in its flow (creating the flow on its first packet) and returns the
+/// XDP action of the flow's cached list verdict. `p.key` is left in the flow's orientation.
 #[inline(always)]
-pub fn account(ctx: &XdpContext, p: &mut Packet) {
+pub fn account(ctx: &XdpContext, p: &mut Packet) -> u32 {
+    let gen = lists::generation();
     if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
         // SAFETY: the entry stays valid for this run of the program; counters are atomic and
         // the other fields tolerate a lost race (last writer wins on timestamps and flags).
-        update(&p.key, unsafe { &mut *v }, p, DIR_ORIG);
-        return;
+        return update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen);
     }
     reverse(&mut p.key);
     if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
         // SAFETY: as above.
-        update(&p.key, unsafe { &mut *v }, p, DIR_RESP);
-        return;
+        return update(&p.key, unsafe { &mut *v }, p, DIR_RESP, gen);
     }
     reverse(&mut p.key);
-    create(ctx, p, precise_now());
+    create(ctx, p, gen)
 }
 
 #[inline(always)]
-fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, dir: usize) {
+fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, dir: usize, gen: u32) -> u32 {
     add(&mut v.packets[dir], 1);
     add(&mut v.bytes[dir], p.len);
     // The coarse clock lags the precise one that stamped the flow's creation by up to a
@@ -98,17 +103,66 @@ fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, dir: usize) {
         } else {
             flow_flags::FIN_SEEN
         };
-        if events::emit(event_kind::FLOW_END, key, v, Counter::LostFlowEnd) {
+        if events::emit(event_kind::FLOW_END, NO_RULE, key, v, Counter::LostFlowEnd) {
             v.flags |= flow_flags::END_ANNOUNCED;
         }
+    }
+    if v.verdict_gen != gen {
+        let (verdict, rule) = lists::of(key);
+        v.verdict = verdict;
+        v.rule = rule;
+        v.verdict_gen = gen;
+    }
+    judge(key, v)
+}
+
+/// Applies the flow's cached verdict to this packet.
+#[inline(always)]
+fn judge(key: &FlowKey, v: &mut FlowValue) -> u32 {
+    if v.rule != NO_RULE {
+        lists::hit(v.rule);
+    }
+    if v.verdict == verdict::DROP {
+        drop_packet(key, v, v.rule, Counter::DroppedByList);
+        return xdp_action::XDP_DROP;
+    }
+    xdp_action::XDP_PASS
+}
+
+/// The DNS name check of a packet its flow's verdict passed. One call site, after the flow
+/// path: the name walk is the costliest code for the verifier to prove.
+#[inline(always)]
+pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
+    let Some(rule) = dns::blocked_query(ctx, p.dns_off) else {
+        return xdp_action::XDP_PASS;
+    };
+    lists::hit(rule);
+    match FLOWS.get_ptr_mut(&p.key) {
+        // SAFETY: as in `account`.
+        Some(v) => drop_packet(&p.key, unsafe { &mut *v }, rule, Counter::DroppedByDomain),
+        None => stats::bump(Counter::DroppedByDomain),
+    }
+    xdp_action::XDP_DROP
+}
+
+/// Counts a dropped packet on its flow; the flow's first drop is announced with its rule.
+#[inline(always)]
+fn drop_packet(key: &FlowKey, v: &mut FlowValue, rule: u32, counter: Counter) {
+    stats::bump(counter);
+    // Racing CPUs may both see zero and both announce: the agent keeps the first.
+    let first = v.drops == 0;
+    add(&mut v.drops, 1);
+    if first && events::emit(event_kind::FLOW_DROP, rule, key, v, Counter::LostFlowDrop) {
+        v.flags |= flow_flags::START_ANNOUNCED;
     }
 }
 
 /// Cold, but inlined: passing the context to a BPF subprogram loses the verifier's packet
 /// pointer types.
 #[inline(always)]
-fn create(ctx: &XdpContext, p: &Packet, now: u64) {
-    let mut flags = flow_flags::START_ANNOUNCED;
+fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
+    let now = precise_now();
+    let mut flags = 0;
     let mut end_seen_ns = 0;
     if p.closes_flow() {
         end_seen_ns = now;
@@ -118,6 +172,7 @@ fn create(ctx: &XdpContext, p: &Packet, now: u64) {
             flow_flags::FIN_SEEN
         };
     }
+    let (verdict, rule) = lists::of(&p.key);
     let mut value: FlowValue = crate::zeroed();
     value.first_seen_ns = now;
     value.last_seen_ns = now;
@@ -126,32 +181,46 @@ fn create(ctx: &XdpContext, p: &Packet, now: u64) {
     value.bytes[DIR_ORIG] = p.len;
     value.tcp_flags[DIR_ORIG] = p.tcp_flags;
     value.flags = flags;
+    value.verdict = verdict;
+    value.verdict_gen = gen;
+    value.rule = rule;
     // The parser already proved the Ethernet header is there.
     if let Some(eth) = Header::<12>::at(ctx, 0) {
         value.dst_mac = eth.get::<[u8; 6], 0>();
         value.src_mac = eth.get::<[u8; 6], 6>();
     }
     match FLOWS.insert(&p.key, &value, BPF_NOEXIST as u64) {
-        Ok(()) => {
-            if !events::emit(
-                event_kind::FLOW_START,
-                &p.key,
-                &value,
-                Counter::LostFlowStart,
-            ) {
-                if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
-                    // SAFETY: as in `account`.
-                    unsafe { (*v).flags &= !flow_flags::START_ANNOUNCED };
-                }
-            }
-        }
+        Ok(()) => {}
         // Another CPU created the flow between our lookup and insert: count into its entry.
         Err(e) if e == -EEXIST => {
-            if let Some(v) = FLOWS.get_ptr_mut(&p.key) {
+            return match FLOWS.get_ptr_mut(&p.key) {
                 // SAFETY: as in `account`.
-                update(&p.key, unsafe { &mut *v }, p, DIR_ORIG);
-            }
+                Some(v) => update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen),
+                None => xdp_action::XDP_PASS,
+            };
         }
-        Err(_) => stats::bump(Counter::FlowInsertFailed),
+        Err(_) => {
+            stats::bump(Counter::FlowInsertFailed);
+            // Still enforce the lists on a flow the table could not hold.
+            return if verdict == verdict::DROP {
+                stats::bump(Counter::DroppedByList);
+                xdp_action::XDP_DROP
+            } else {
+                xdp_action::XDP_PASS
+            };
+        }
     }
+    let Some(v) = FLOWS.get_ptr_mut(&p.key) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: as in `account`.
+    let v = unsafe { &mut *v };
+    // A dropped first packet announces the flow through its drop event instead.
+    let action = judge(&p.key, v);
+    if v.drops == 0 {
+        if events::emit(event_kind::FLOW_START, NO_RULE, &p.key, v, Counter::LostFlowStart) {
+            v.flags |= flow_flags::START_ANNOUNCED;
+        }
+    }
+    action
 }

@@ -1,9 +1,10 @@
 //! The xdp-audit XDP program.
 //!
 //! Per packet, top to bottom: `parse` the headers into a [`parse::Packet`], account it in the
-//! `flow` table (which emits ring-buffer `events` for flow start and end), bump one `stats`
-//! outcome counter, and return XDP_PASS. The parser never drops: whatever it cannot read is
-//! passed and counted by reason.
+//! `flow` table (which emits ring-buffer `events` for flow start, end and first drop, and
+//! applies the flow's cached `verdict` and the `dns` name check), bump one `stats` outcome
+//! counter, and return PASS or DROP. The parser never drops: whatever it cannot read is
+//! passed and counted by reason; only a list rule drops.
 #![no_std]
 #![no_main]
 // Atomic counter adds: core's AtomicU64 has no fetch_add on the BPF target.
@@ -12,13 +13,15 @@
 // Map keys are passed by reference on purpose: by value would copy 48 bytes of stack.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod dns;
 mod events;
 mod flow;
 mod parse;
 mod stats;
+mod verdict;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action, macros::xdp, programs::XdpContext,
 };
 
 /// Entry point, attached to every audited interface.
@@ -27,12 +30,18 @@ pub fn xdp_audit(ctx: XdpContext) -> u32 {
     match parse::parse(&ctx) {
         Ok(mut pkt) => {
             pkt.key.ifindex = ctx.ingress_ifindex() as u32;
-            flow::account(&ctx, &mut pkt);
+            let mut action = flow::account(&ctx, &mut pkt);
+            if action == xdp_action::XDP_PASS && pkt.dns_off != 0 {
+                action = flow::judge_dns(&ctx, &pkt);
+            }
             stats::bump(pkt.outcome);
+            action
         }
-        Err(reason) => stats::bump(reason),
+        Err(reason) => {
+            stats::bump(reason);
+            xdp_action::XDP_PASS
+        }
     }
-    xdp_action::XDP_PASS
 }
 
 /// An all-zero `T`, written as volatile `u64` stores. A plain zero initialiser is merged by

@@ -20,6 +20,7 @@ const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_DSTOPTS: u8 = 60;
 
+const DNS_PORT: u16 = 53u16.to_be();
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
 
@@ -37,6 +38,9 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// Frame length: the bytes the interface carried.
     pub len: u64,
+    /// Offset of the DNS header if this is a query to port 53 (UDP, or TCP past the length
+    /// prefix), else 0.
+    pub dns_off: usize,
 }
 
 impl Packet {
@@ -97,6 +101,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
         outcome: Counter::ParsedOtherProto,
         tcp_flags: 0,
         len: (ctx.data_end() - ctx.data()) as u64,
+        dns_off: 0,
     };
     let mut ethertype = be16(eth.get::<u16, 12>());
     let mut off = ETH_HLEN;
@@ -227,12 +232,19 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
             pkt.key.port_b = t.get::<_, 2>();
             pkt.tcp_flags = t.get::<_, 13>();
             pkt.outcome = Counter::ParsedTcp;
+            if pkt.key.port_b == DNS_PORT {
+                // DNS over TCP: a two-byte length prefix, then the message.
+                pkt.dns_off = off + (t.get::<u8, 12>() >> 4) as usize * 4 + 2;
+            }
         }
         proto::UDP => {
             let u = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
             pkt.key.port_a = u.get::<_, 0>();
             pkt.key.port_b = u.get::<_, 2>();
             pkt.outcome = Counter::ParsedUdp;
+            if pkt.key.port_b == DNS_PORT {
+                pkt.dns_off = off + 8;
+            }
         }
         proto::ICMP | proto::ICMPV6 => {
             let c = Header::<4>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;

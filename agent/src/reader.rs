@@ -43,7 +43,8 @@ mod tests {
     fn raw(kind: u8) -> Vec<u8> {
         let ev = FlowEvent {
             kind,
-            _pad: [0; 7],
+            _pad: [0; 3],
+            rule: agent_common::NO_RULE,
             // SAFETY: plain old data; all-zero is valid.
             key: unsafe { std::mem::zeroed() },
             // SAFETY: as above.

@@ -323,11 +323,14 @@ mod tests {
             end_seen_ns: 0,
             packets: [10, 8],
             bytes: [1000, 800],
+            drops: 0,
             src_mac: [2, 0, 0, 0, 0, 1],
             dst_mac: [2, 0, 0, 0, 0, 2],
             tcp_flags: [0x02 | 0x10, 0x12],
             flags: 0,
-            _pad: [0; 7],
+            verdict: 0,
+            verdict_gen: 0,
+            rule: agent_common::NO_RULE,
         };
         (key, value)
     }

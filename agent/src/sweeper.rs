@@ -261,11 +261,14 @@ mod tests {
             end_seen_ns: end,
             packets: [1, 0],
             bytes: [60, 0],
+            drops: 0,
             src_mac: [0; 6],
             dst_mac: [0; 6],
             tcp_flags: [0; 2],
             flags,
-            _pad: [0; 7],
+            verdict: 0,
+            verdict_gen: 0,
+            rule: agent_common::NO_RULE,
         }
     }
 

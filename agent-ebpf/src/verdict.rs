@@ -1,0 +1,127 @@
+//! List verdicts, in the documented order: allowlist (wins) -> exact blocklist (HASH) ->
+//! prefix blocklist (LPM trie) -> port/protocol rules -> pass. The side matched is the remote
+//! one: the destination on a `lan` interface, the source on a `wan` one. A flow computes its
+//! verdict once per list generation and caches it in its entry.
+
+use agent_common::{
+    family, proto, role,
+    rules::{PortKey, RuleId},
+    verdict, FlowKey, NO_RULE,
+};
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie},
+};
+
+/// Default capacity; the loader sets the real one from the lists (`--list-capacity`).
+const CAP: u32 = 1 << 16;
+
+#[map(name = "ALLOW_V4")]
+static ALLOW_V4: HashMap<[u8; 4], RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
+#[map(name = "BLOCK_V4")]
+static BLOCK_V4: HashMap<[u8; 4], RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
+#[map(name = "ALLOW_V6")]
+static ALLOW_V6: HashMap<[u8; 16], RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
+#[map(name = "BLOCK_V6")]
+static BLOCK_V6: HashMap<[u8; 16], RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
+#[map(name = "ALLOW_NET4")]
+static ALLOW_NET4: LpmTrie<[u8; 4], RuleId> = LpmTrie::with_max_entries(CAP, 0);
+#[map(name = "BLOCK_NET4")]
+static BLOCK_NET4: LpmTrie<[u8; 4], RuleId> = LpmTrie::with_max_entries(CAP, 0);
+#[map(name = "ALLOW_NET6")]
+static ALLOW_NET6: LpmTrie<[u8; 16], RuleId> = LpmTrie::with_max_entries(CAP, 0);
+#[map(name = "BLOCK_NET6")]
+static BLOCK_NET6: LpmTrie<[u8; 16], RuleId> = LpmTrie::with_max_entries(CAP, 0);
+#[map(name = "ALLOW_PORTS")]
+static ALLOW_PORTS: HashMap<PortKey, RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
+#[map(name = "BLOCK_PORTS")]
+static BLOCK_PORTS: HashMap<PortKey, RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
+#[map(name = "GENERATION")]
+static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+#[map(name = "IFACE_ROLES")]
+static IFACE_ROLES: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+#[map(name = "RULE_HITS")]
+static RULE_HITS: Array<u64> = Array::with_max_entries(CAP, 0);
+
+/// Low 32 bits of the current list generation.
+#[inline(always)]
+pub fn generation() -> u32 {
+    GENERATION.get(0).map_or(0, |g| *g as u32)
+}
+
+/// Counts one packet for `rule`.
+#[inline(always)]
+pub fn hit(rule: RuleId) {
+    if let Some(c) = RULE_HITS.get_ptr_mut(rule) {
+        // SAFETY: a map value, 8-aligned, live for this run; shared across CPUs, so atomic.
+        unsafe { crate::flow::add(&mut *c, 1) };
+    }
+}
+
+/// The remote address (as network-order words) and port of a flow.
+#[inline(always)]
+fn remote(key: &FlowKey) -> (&[u32; 4], u16) {
+    let wan = IFACE_ROLES
+        .get_ptr(key.ifindex)
+        // SAFETY: a map value read for this run only.
+        .is_some_and(|r| unsafe { *r } == role::WAN);
+    if wan {
+        (&key.addr_a, key.port_a)
+    } else {
+        (&key.addr_b, key.port_b)
+    }
+}
+
+#[inline(always)]
+fn v6_bytes(w: &[u32; 4]) -> [u8; 16] {
+    // SAFETY: same size, plain integers; the words hold network-order bytes.
+    unsafe { core::mem::transmute(*w) }
+}
+
+/// Looks up the address and port of one list; `allow` picks the maps.
+#[inline(always)]
+fn lookup(key: &FlowKey, addr: &[u32; 4], port: u16, allow: bool) -> Option<RuleId> {
+    let hit = if key.family == family::V4 {
+        let a = addr[0].to_ne_bytes();
+        let (exact, net) = if allow { (&ALLOW_V4, &ALLOW_NET4) } else { (&BLOCK_V4, &BLOCK_NET4) };
+        // SAFETY: map values are read for this run only.
+        unsafe { exact.get(&a) }
+            .or_else(|| net.get(Key::new(32, a)))
+            .copied()
+    } else {
+        let a = v6_bytes(addr);
+        let (exact, net) = if allow { (&ALLOW_V6, &ALLOW_NET6) } else { (&BLOCK_V6, &BLOCK_NET6) };
+        // SAFETY: as above.
+        unsafe { exact.get(&a) }
+            .or_else(|| net.get(Key::new(128, a)))
+            .copied()
+    };
+    if hit.is_some() {
+        return hit;
+    }
+    if key.proto != proto::TCP && key.proto != proto::UDP {
+        return None;
+    }
+    let pk = PortKey {
+        port,
+        proto: key.proto,
+        _pad: 0,
+    };
+    let ports = if allow { &ALLOW_PORTS } else { &BLOCK_PORTS };
+    // SAFETY: as above.
+    unsafe { ports.get(&pk) }.copied()
+}
+
+/// The verdict and rule for a flow (`key` oriented as the flow: `a` is the originator).
+#[inline(always)]
+pub fn of(key: &FlowKey) -> (u8, RuleId) {
+    let (addr, port) = remote(key);
+    if let Some(rule) = lookup(key, addr, port, true) {
+        return (verdict::PASS, rule);
+    }
+    if let Some(rule) = lookup(key, addr, port, false) {
+        return (verdict::DROP, rule);
+    }
+    (verdict::PASS, NO_RULE)
+}
