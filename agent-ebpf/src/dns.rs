@@ -62,7 +62,11 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
     let avail = ctx.data_end().saturating_sub(ctx.data() + name_off);
     // Through black_box so the bounds check below stays next to the helper call, where the
     // verifier needs to see `len` in 1..=255.
-    let len = core::hint::black_box(if avail < MAX_NAME_WIRE { avail } else { MAX_NAME_WIRE });
+    let len = core::hint::black_box(if avail < MAX_NAME_WIRE {
+        avail
+    } else {
+        MAX_NAME_WIRE
+    });
     if len == 0 || len > MAX_NAME_WIRE {
         stats::bump(Counter::DnsNameUnparsed);
         return None;
@@ -73,7 +77,12 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
     s.status = WALKING;
     // SAFETY: copies `len` (1..=255) bytes the packet has into the 256-byte scratch buffer.
     let copied = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, name_off as u32, s.name.as_mut_ptr().cast(), len as u32)
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            name_off as u32,
+            s.name.as_mut_ptr().cast(),
+            len as u32,
+        )
     };
     if copied != 0 {
         stats::bump(Counter::DnsNameUnparsed);

@@ -218,7 +218,13 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
     // A dropped first packet announces the flow through its drop event instead.
     let action = judge(&p.key, v);
     if v.drops == 0 {
-        if events::emit(event_kind::FLOW_START, NO_RULE, &p.key, v, Counter::LostFlowStart) {
+        if events::emit(
+            event_kind::FLOW_START,
+            NO_RULE,
+            &p.key,
+            v,
+            Counter::LostFlowStart,
+        ) {
             v.flags |= flow_flags::START_ANNOUNCED;
         }
     }

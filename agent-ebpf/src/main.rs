@@ -20,9 +20,7 @@ mod parse;
 mod stats;
 mod verdict;
 
-use aya_ebpf::{
-    bindings::xdp_action, macros::xdp, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 /// Entry point, attached to every audited interface.
 #[xdp]

@@ -84,14 +84,22 @@ fn v6_bytes(w: &[u32; 4]) -> [u8; 16] {
 fn lookup(key: &FlowKey, addr: &[u32; 4], port: u16, allow: bool) -> Option<RuleId> {
     let hit = if key.family == family::V4 {
         let a = addr[0].to_ne_bytes();
-        let (exact, net) = if allow { (&ALLOW_V4, &ALLOW_NET4) } else { (&BLOCK_V4, &BLOCK_NET4) };
+        let (exact, net) = if allow {
+            (&ALLOW_V4, &ALLOW_NET4)
+        } else {
+            (&BLOCK_V4, &BLOCK_NET4)
+        };
         // SAFETY: map values are read for this run only.
         unsafe { exact.get(&a) }
             .or_else(|| net.get(Key::new(32, a)))
             .copied()
     } else {
         let a = v6_bytes(addr);
-        let (exact, net) = if allow { (&ALLOW_V6, &ALLOW_NET6) } else { (&BLOCK_V6, &BLOCK_NET6) };
+        let (exact, net) = if allow {
+            (&ALLOW_V6, &ALLOW_NET6)
+        } else {
+            (&BLOCK_V6, &BLOCK_NET6)
+        };
         // SAFETY: as above.
         unsafe { exact.get(&a) }
             .or_else(|| net.get(Key::new(128, a)))

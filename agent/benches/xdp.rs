@@ -55,6 +55,7 @@ fn main() {
     let mut loaded = Loaded::load(LoadOptions {
         flow_table_size: 262_144,
         ringbuf_bytes: 64 << 20,
+        ..Default::default()
     })
     .expect("load xdp-audit (root?)");
 

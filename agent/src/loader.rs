@@ -10,6 +10,8 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use tracing::{info, warn};
 
+use crate::enforce::ListMaps;
+
 /// The xdp-audit program object, built by `build.rs` with aya-build.
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-ebpf"));
@@ -31,6 +33,9 @@ pub enum LoadError {
     /// A map or program the object should contain is missing (a build mismatch).
     #[error("the XDP object has no {0}; the build is inconsistent")]
     Missing(&'static str),
+    /// The list maps are missing or malformed.
+    #[error("{0}")]
+    Lists(crate::enforce::EnforceError),
     /// Program load (verifier) failure.
     #[error("the kernel rejected the XDP program: {0}")]
     Verifier(ProgramError),
@@ -80,12 +85,15 @@ impl fmt::Display for AttachMode {
 }
 
 /// Sizes fixed at load time.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Flow-table entries.
     pub flow_table_size: u32,
     /// Ring-buffer bytes (a power of two, at least a page).
     pub ringbuf_bytes: u32,
+    /// Sizes of the list maps (see [`crate::enforce::capacities`]); unnamed maps keep the
+    /// object's defaults.
+    pub list_capacity: Vec<(&'static str, u32)>,
 }
 
 impl Default for LoadOptions {
@@ -93,6 +101,7 @@ impl Default for LoadOptions {
         Self {
             flow_table_size: 262_144,
             ringbuf_bytes: 4 << 20,
+            list_capacity: Vec::new(),
         }
     }
 }
@@ -107,6 +116,8 @@ pub struct Loaded {
     pub events: Map,
     /// The per-CPU counters.
     pub stats: Map,
+    /// The list maps.
+    pub lists: ListMaps,
     attached: Vec<(String, aya::programs::xdp::XdpLinkId)>,
 }
 
@@ -134,15 +145,18 @@ impl Loaded {
     /// Loads the object into the kernel (not yet attached anywhere).
     pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
         let wakeup_bytes = u64::from(opts.ringbuf_bytes / 4);
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .map_max_entries(names::FLOWS, opts.flow_table_size)
-            .map_max_entries(names::EVENTS, opts.ringbuf_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(|source| LoadError::Load {
-                hint: load_hint(&source),
-                source,
-            })?;
+            .map_max_entries(names::EVENTS, opts.ringbuf_bytes);
+        for &(name, size) in &opts.list_capacity {
+            loader.map_max_entries(name, size);
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|source| LoadError::Load {
+            hint: load_hint(&source),
+            source,
+        })?;
         let prog: &mut Xdp = ebpf
             .program_mut(names::PROGRAM)
             .ok_or(LoadError::Missing("program xdp_audit"))?
@@ -159,11 +173,13 @@ impl Loaded {
         let stats = ebpf
             .take_map(names::STATS)
             .ok_or(LoadError::Missing("per-CPU array STATS"))?;
+        let lists = ListMaps::take(&mut ebpf, opts.list_capacity).map_err(LoadError::Lists)?;
         Ok(Self {
             ebpf,
             flows,
             events,
             stats,
+            lists,
             attached: Vec::new(),
         })
     }

@@ -9,6 +9,8 @@ pub enum Event {
     FlowStart(FlowKey, FlowValue),
     /// A flow's first FIN or RST.
     FlowEnd(FlowKey, FlowValue),
+    /// A flow's first packet dropped by a list, with the rule that dropped it.
+    FlowDrop(FlowKey, FlowValue, u32),
 }
 
 /// A record that does not decode: a build mismatch between program and agent.
@@ -32,6 +34,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     match ev.kind {
         event_kind::FLOW_START => Ok(Event::FlowStart(ev.key, ev.value)),
         event_kind::FLOW_END => Ok(Event::FlowEnd(ev.key, ev.value)),
+        event_kind::FLOW_DROP => Ok(Event::FlowDrop(ev.key, ev.value, ev.rule)),
         k => Err(DecodeError::Kind(k)),
     }
 }
@@ -69,6 +72,10 @@ mod tests {
         assert!(matches!(
             decode(&raw(event_kind::FLOW_END)),
             Ok(Event::FlowEnd(..))
+        ));
+        assert!(matches!(
+            decode(&raw(event_kind::FLOW_DROP)),
+            Ok(Event::FlowDrop(..))
         ));
         assert_eq!(decode(&raw(9)), Err(DecodeError::Kind(9)));
         assert_eq!(decode(&raw(1)[..100]), Err(DecodeError::Length(100)));

@@ -27,17 +27,21 @@ pub enum EndReason {
     Shutdown,
     /// The flow left the table before it ended (table pressure); counters may be short.
     Evicted,
+    /// A list dropped the flow's first packet (written at once; the flow's later records
+    /// carry the packets that followed).
+    Drop,
 }
 
 impl EndReason {
     /// Every reason, for parsers and tests.
-    pub const ALL: [EndReason; 6] = [
+    pub const ALL: [EndReason; 7] = [
         EndReason::Fin,
         EndReason::Rst,
         EndReason::Idle,
         EndReason::Active,
         EndReason::Shutdown,
         EndReason::Evicted,
+        EndReason::Drop,
     ];
 
     /// The stable name written to the log.
@@ -49,6 +53,7 @@ impl EndReason {
             EndReason::Active => "active",
             EndReason::Shutdown => "shutdown",
             EndReason::Evicted => "evicted",
+            EndReason::Drop => "drop",
         }
     }
 
@@ -188,6 +193,10 @@ pub struct FlowRecord {
     pub resp_bytes: u64,
     /// OR of the TCP flags of both directions.
     pub tcp_flags: u8,
+    /// Of `packets`, those a list dropped.
+    pub dropped: u64,
+    /// The list rule behind the verdict (`FILE:LINE`), if one matched.
+    pub rule: Option<String>,
     /// Why this record was written.
     pub end_reason: EndReason,
 }
@@ -200,6 +209,8 @@ pub struct Reported {
     pub packets: [u64; 2],
     /// Bytes per direction already written.
     pub bytes: [u64; 2],
+    /// Dropped packets already written.
+    pub drops: u64,
     /// Kernel time of the last packet already written, 0 if none.
     pub last_seen_ns: u64,
 }
@@ -257,6 +268,8 @@ impl FlowRecord {
             resp_packets: rp,
             resp_bytes: rb,
             tcp_flags: value.tcp_flags[DIR_ORIG] | value.tcp_flags[DIR_RESP],
+            dropped: value.drops.saturating_sub(reported.drops),
+            rule: None,
             end_reason,
         }
     }
@@ -272,7 +285,7 @@ pub fn rfc3339_ns(unix_ns: i64) -> String {
 
 impl Serialize for FlowRecord {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("FlowRecord", 19)?;
+        let mut st = s.serialize_struct("FlowRecord", 22)?;
         st.serialize_field("time_start", &rfc3339_ns(self.time_start_ns))?;
         st.serialize_field("time_end", &rfc3339_ns(self.time_end_ns))?;
         st.serialize_field("iface", &self.iface)?;
@@ -291,6 +304,9 @@ impl Serialize for FlowRecord {
         st.serialize_field("resp_packets", &self.resp_packets)?;
         st.serialize_field("resp_bytes", &self.resp_bytes)?;
         st.serialize_field("tcp_flags", &tcp_flags_str(self.tcp_flags))?;
+        st.serialize_field("verdict", if self.dropped > 0 { "drop" } else { "pass" })?;
+        st.serialize_field("dropped", &self.dropped)?;
+        st.serialize_field("rule", &self.rule)?;
         st.serialize_field("end_reason", self.end_reason.as_str())?;
         st.end()
     }
@@ -364,6 +380,7 @@ mod tests {
         let reported = Reported {
             packets: [4, 3],
             bytes: [400, 300],
+            drops: 0,
             last_seen_ns: 2_000,
         };
         let r = FlowRecord::from_entry(&key, &value, "eth0", &clock, &reported, EndReason::Idle);
@@ -392,7 +409,8 @@ mod tests {
                 r#""iface":"eth0","ifindex":7,"vlan":100,"vlan_inner":null,"#,
                 r#""src_mac":"02:00:00:00:00:01","dst_mac":"02:00:00:00:00:02","proto":"tcp","#,
                 r#""src_ip":"10.0.0.2","src_port":51000,"dst_ip":"10.0.0.1","dst_port":443,"#,
-                r#""packets":18,"bytes":1800,"resp_packets":8,"resp_bytes":800,"tcp_flags":"SA","end_reason":"fin"}"#
+                r#""packets":18,"bytes":1800,"resp_packets":8,"resp_bytes":800,"tcp_flags":"SA","#,
+                r#""verdict":"pass","dropped":0,"rule":null,"end_reason":"fin"}"#
             )
         );
     }

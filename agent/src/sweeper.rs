@@ -99,6 +99,35 @@ pub struct SweepStats {
     pub sink_errors: u64,
 }
 
+/// Resolves a rule id to `FILE:LINE` for records.
+pub trait RuleNames {
+    /// The rule's origin, if the id is known.
+    fn rule_name(&self, id: u32) -> Option<String>;
+}
+
+/// No lists loaded.
+impl RuleNames for () {
+    fn rule_name(&self, _: u32) -> Option<String> {
+        None
+    }
+}
+
+impl RuleNames for crate::blocklist::ListSet {
+    fn rule_name(&self, id: u32) -> Option<String> {
+        self.origin(id)
+            .map(|o| format!("{}:{}", o.path.display(), o.line))
+    }
+}
+
+fn reported_now(v: &FlowValue) -> Reported {
+    Reported {
+        packets: v.packets,
+        bytes: v.bytes,
+        drops: v.drops,
+        last_seen_ns: v.last_seen_ns,
+    }
+}
+
 /// The sweeper's state across ticks.
 pub struct Sweeper {
     timeouts: Timeouts,
@@ -121,17 +150,33 @@ impl Sweeper {
         }
     }
 
-    /// Takes note of a ring-buffer event.
-    pub fn on_event(&mut self, ev: Event) {
+    /// Takes note of a ring-buffer event; a flow's first drop is written at once.
+    pub fn on_event(&mut self, ev: Event, sink: &mut dyn RecordSink, names: &dyn RuleNames) {
         match ev {
             Event::FlowStart(key, value) => {
                 debug!(?key, "flow start");
                 self.open.entry(key).or_default().start = Some(value);
             }
             Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
+            Event::FlowDrop(key, value, rule) => {
+                let tracked = self.open.entry(key).or_default();
+                tracked.start.get_or_insert(value);
+                let reported = tracked.reported;
+                tracked.reported = reported_now(&value);
+                self.write(
+                    sink,
+                    &key,
+                    &value,
+                    &reported,
+                    EndReason::Drop,
+                    Some(rule),
+                    names,
+                );
+            }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &mut self,
         sink: &mut dyn RecordSink,
@@ -139,12 +184,22 @@ impl Sweeper {
         v: &FlowValue,
         rep: &Reported,
         r: EndReason,
+        rule: Option<u32>,
+        names: &dyn RuleNames,
     ) {
         let iface = self
             .ifnames
             .get(&key.ifindex)
             .map_or_else(|| format!("if{}", key.ifindex), Clone::clone);
-        let record = FlowRecord::from_entry(key, v, &iface, &self.clock, rep, r);
+        let mut record = FlowRecord::from_entry(key, v, &iface, &self.clock, rep, r);
+        let rule = rule.unwrap_or(v.rule);
+        if rule != agent_common::NO_RULE {
+            record.rule = Some(
+                names
+                    .rule_name(rule)
+                    .unwrap_or_else(|| format!("rule #{rule}")),
+            );
+        }
         if record.packets == 0 {
             return; // an active slice already carried everything
         }
@@ -162,6 +217,7 @@ impl Sweeper {
         &mut self,
         table: FlowTable<'_>,
         sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
         now: u64,
     ) -> io::Result<()> {
         let keys = table.keys()?;
@@ -181,13 +237,9 @@ impl Sweeper {
             match decide(&v, &reported, now, &self.timeouts) {
                 Action::Keep => {}
                 Action::Active => {
-                    self.write(sink, &key, &v, &reported, EndReason::Active);
+                    self.write(sink, &key, &v, &reported, EndReason::Active, None, names);
                     if let Some(t) = self.open.get_mut(&key) {
-                        t.reported = Reported {
-                            packets: v.packets,
-                            bytes: v.bytes,
-                            last_seen_ns: v.last_seen_ns,
-                        };
+                        t.reported = reported_now(&v);
                     }
                 }
                 Action::End(reason) => {
@@ -196,12 +248,12 @@ impl Sweeper {
                         let reason = closed_reason(&last)
                             .filter(|_| reason != EndReason::Idle)
                             .unwrap_or(reason);
-                        self.write(sink, &key, &last, &reported, reason);
+                        self.write(sink, &key, &last, &reported, reason, None, names);
                     }
                 }
             }
         }
-        self.record_evictions(table, sink, &seen)
+        self.record_evictions(table, sink, names, &seen)
     }
 
     /// Flows we knew of that are gone without our taking them were evicted by the LRU.
@@ -209,6 +261,7 @@ impl Sweeper {
         &mut self,
         table: FlowTable<'_>,
         sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
         seen: &HashSet<FlowKey>,
     ) -> io::Result<()> {
         let missing: Vec<FlowKey> = self
@@ -228,7 +281,15 @@ impl Sweeper {
                     "flow evicted from a full flow table before it ended; raise --flow-table-size"
                 );
                 if let Some(start) = t.start {
-                    self.write(sink, &key, &start, &t.reported, EndReason::Evicted);
+                    self.write(
+                        sink,
+                        &key,
+                        &start,
+                        &t.reported,
+                        EndReason::Evicted,
+                        None,
+                        names,
+                    );
                 }
             }
         }
@@ -236,12 +297,17 @@ impl Sweeper {
     }
 
     /// Ends every flow in the table (the program is already detached).
-    pub fn flush(&mut self, table: FlowTable<'_>, sink: &mut dyn RecordSink) -> io::Result<()> {
+    pub fn flush(
+        &mut self,
+        table: FlowTable<'_>,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<()> {
         for key in table.keys()? {
             if let Some(v) = table.take(&key)? {
                 let reported = self.open.remove(&key).unwrap_or_default().reported;
                 let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
-                self.write(sink, &key, &v, &reported, reason);
+                self.write(sink, &key, &v, &reported, reason, None, names);
             }
         }
         Ok(())

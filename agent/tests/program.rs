@@ -23,6 +23,7 @@ impl Prog {
         let loaded = Loaded::load(LoadOptions {
             flow_table_size: 1024,
             ringbuf_bytes: 1 << 16,
+            ..Default::default()
         })
         .unwrap_or_else(|e| panic!("loading the XDP program (are we root?): {e}"));
         Self { loaded }
@@ -432,6 +433,7 @@ fn a_full_ring_buffer_loses_events_but_never_flows() {
         loaded: Loaded::load(LoadOptions {
             flow_table_size: 4096,
             ringbuf_bytes: 4096,
+            ..Default::default()
         })
         .expect("load"),
     };

@@ -38,6 +38,7 @@ fn load(flows: u32, ring: u32) -> Loaded {
     Loaded::load(LoadOptions {
         flow_table_size: flows,
         ringbuf_bytes: ring,
+        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"))
 }
@@ -66,7 +67,7 @@ fn run(l: &mut Loaded, frame: &[u8]) {
 fn drain(l: &mut Loaded, s: &mut Sweeper) {
     let mut ring = RingBuf::try_from(&mut l.events).expect("ring");
     while let Some(item) = ring.next() {
-        s.on_event(decode(&item).expect("event"));
+        s.on_event(decode(&item).expect("event"), &mut Memory::default(), &());
     }
 }
 
@@ -105,10 +106,10 @@ fn flows_end_by_fin_idle_and_active_timeouts_with_exact_counters() {
     let fd = flows_fd(&l);
     let table = FlowTable::new(&fd);
 
-    s.sweep(table, &mut sink, now).expect("sweep");
+    s.sweep(table, &mut sink, &(), now).expect("sweep");
     assert!(sink.0.is_empty(), "nothing is due yet: {:?}", sink.0);
 
-    s.sweep(table, &mut sink, now + 3 * S).expect("sweep");
+    s.sweep(table, &mut sink, &(), now + 3 * S).expect("sweep");
     assert_eq!(
         sink.0.len(),
         1,
@@ -125,7 +126,7 @@ fn flows_end_by_fin_idle_and_active_timeouts_with_exact_counters() {
     );
     assert_eq!(fin.iface, "test0");
 
-    s.sweep(table, &mut sink, now + 31 * S).expect("sweep");
+    s.sweep(table, &mut sink, &(), now + 31 * S).expect("sweep");
     assert_eq!(sink.0.len(), 2);
     assert_eq!(sink.0[1].end_reason, EndReason::Idle);
     assert_eq!((sink.0[1].packets, sink.0[1].bytes), (1, idle.len() as u64));
@@ -140,7 +141,7 @@ fn flows_end_by_fin_idle_and_active_timeouts_with_exact_counters() {
     run(&mut l, &long);
     drain(&mut l, &mut s);
     let t0 = WallClock::ktime_now();
-    s.sweep(table, &mut sink, t0 + 301 * S).expect("sweep");
+    s.sweep(table, &mut sink, &(), t0 + 301 * S).expect("sweep");
     // The flow's packets are older than the inactive timeout at t0+301 s, so the sweeper
     // ends it as idle rather than slicing it: a slice needs recent packets.
     assert_eq!(sink.0.last().map(|r| r.end_reason), Some(EndReason::Idle));
@@ -166,14 +167,14 @@ fn active_timeout_slices_a_busy_flow_and_slices_add_up() {
         run(&mut l, &f);
     }
     drain(&mut l, &mut s);
-    s.sweep(table, &mut sink, WallClock::ktime_now() + 11 * S)
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now() + 11 * S)
         .expect("sweep");
     for _ in 0..2 {
         run(&mut l, &f);
     }
-    s.sweep(table, &mut sink, WallClock::ktime_now() + 11 * S)
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now() + 11 * S)
         .expect("sweep");
-    s.flush(table, &mut sink).expect("flush");
+    s.flush(table, &mut sink, &()).expect("flush");
     let reasons: Vec<EndReason> = sink.0.iter().map(|r| r.end_reason).collect();
     // Nothing followed the second slice, so shutdown writes no empty record.
     assert_eq!(reasons, [EndReason::Active, EndReason::Active]);
@@ -205,13 +206,13 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
     assert!(lost > 0, "a 4 KiB ring cannot hold 100 start events");
     let fd = flows_fd(&l);
     let table = FlowTable::new(&fd);
-    s.sweep(table, &mut sink, WallClock::ktime_now())
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
         .expect("sweep");
     assert_eq!(
         s.stats.lost_starts, lost,
         "the sweeper notices each lost start"
     );
-    s.flush(table, &mut sink).expect("flush");
+    s.flush(table, &mut sink, &()).expect("flush");
     assert_eq!(sink.0.len(), 100, "every flow is written");
 }
 
@@ -236,9 +237,9 @@ fn flows_evicted_from_a_full_table_are_still_recorded() {
     let fd = flows_fd(&l);
     let table = FlowTable::new(&fd);
     let in_table = table.keys().expect("keys").len();
-    s.sweep(table, &mut sink, WallClock::ktime_now())
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
         .expect("sweep");
-    s.flush(table, &mut sink).expect("flush");
+    s.flush(table, &mut sink, &()).expect("flush");
     let st = s.stats;
     assert!(
         st.evicted > 0,

@@ -1,10 +1,10 @@
-//! `xdp-audit run`: load, attach, and audit until SIGINT/SIGTERM.
+//! `xdp-audit run`: load, attach, enforce the lists, and audit until SIGINT/SIGTERM.
 
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use aya::maps::RingBuf;
@@ -13,35 +13,54 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
+use crate::blocklist::watch::{self, ListWatcher};
+use crate::blocklist::{warn_diagnostics, Delta, Diagnostic, ListKind, ListSet};
 use crate::clock::WallClock;
+use crate::enforce;
 use crate::flowtable::FlowTable;
 use crate::loader::{AttachMode, LoadOptions, Loaded};
 use crate::reader::decode;
 use crate::sink::{JsonlSink, RecordSink};
 use crate::sweeper::{Sweeper, Timeouts};
 
-/// Audit every flow through the given interfaces.
+/// Audit every flow through the given interfaces and enforce block and allow lists.
 ///
 /// Loads the XDP program, attaches it to each --iface (native mode first, SKB mode if the
 /// driver refuses, and says which), and writes one JSON Lines record per flow to
 /// LOG_DIR/flows.jsonl: when it closes (FIN/RST, after --close-linger), when it idles for
-/// --inactive-timeout, every --active-timeout while it lasts, and at shutdown.
-/// SIGINT or SIGTERM detaches the program, writes every open flow with end reason
-/// `shutdown`, and exits 0.
+/// --inactive-timeout, every --active-timeout while it lasts, at a flow's first dropped
+/// packet, and at shutdown. SIGINT or SIGTERM detaches the program, writes every open flow
+/// with end reason `shutdown`, and exits 0.
 ///
-/// Example: xdp-audit run --iface eth1 --log-dir /var/log/xdp-audit
+/// List files (--blocklist, --allowlist) are watched: an edit applies within a second, SIGHUP
+/// re-reads them all. A file with a bad line is not applied (each problem is logged as
+/// FILE:LINE: reason) and its last good version stays in force.
+///
+/// Examples:
+///   xdp-audit run --iface eth1 --log-dir /var/log/xdp-audit
+///   xdp-audit run --iface eth1:lan --iface eth0:wan --blocklist /etc/xdp-audit/block.list
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
-    /// Interface to audit (repeat for several).
-    #[arg(long = "iface", value_name = "IF", required = true)]
-    pub ifaces: Vec<String>,
+    /// Interface to audit, optionally with its side: IF or IF:lan (rules match destinations)
+    /// or IF:wan (rules match sources). Repeat for several.
+    #[arg(long = "iface", value_name = "IF[:lan|wan]", required = true, value_parser = parse_iface)]
+    pub ifaces: Vec<(String, bool)>,
     /// XDP attach mode: auto tries native then SKB.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub xdp_mode: AttachMode,
     /// Directory for the audit log (created if missing).
     #[arg(long, value_name = "DIR", default_value = "/var/log/xdp-audit")]
     pub log_dir: PathBuf,
+    /// A blocklist file (repeatable); see `xdp-audit blocklist check --help` for the format.
+    #[arg(long = "blocklist", value_name = "FILE")]
+    pub blocklists: Vec<PathBuf>,
+    /// An allowlist file (repeatable): its entries are never blocked.
+    #[arg(long = "allowlist", value_name = "FILE")]
+    pub allowlists: Vec<PathBuf>,
+    /// Smallest size of each list table; tables are sized to twice the lists at start.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub list_capacity: u32,
     /// End a flow after this long without packets (`30s`, `2m`, or seconds).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub inactive_timeout: Duration,
@@ -60,6 +79,16 @@ pub struct RunArgs {
     /// Ring-buffer size in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes)]
     pub ringbuf_bytes: u32,
+}
+
+/// Parses `IF`, `IF:lan` or `IF:wan` into the name and whether it is internet-facing.
+pub fn parse_iface(s: &str) -> Result<(String, bool), String> {
+    match s.rsplit_once(':') {
+        None => Ok((s.to_owned(), false)),
+        Some((name, "lan")) => Ok((name.to_owned(), false)),
+        Some((name, "wan")) => Ok((name.to_owned(), true)),
+        Some((_, side)) => Err(format!("{s:?}: side {side:?} is neither lan nor wan")),
+    }
 }
 
 /// Parses `30s`, `2m`, `1h`, `500ms` or a bare number of seconds.
@@ -98,24 +127,69 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Everything the event loop works on.
+struct Agent {
+    loaded: Loaded,
+    sweeper: Sweeper,
+    sink: JsonlSink,
+    lists: Lists,
+}
+
+/// The list files and whether the kernel still has what they say.
+struct Lists {
+    set: ListSet,
+    /// Set when a reload could not be applied; later reloads would build on a state the
+    /// kernel does not have, so they are refused until a restart.
+    stale: bool,
+}
+
 /// Runs the agent.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     validate(&args)?;
     let mut ifnames = HashMap::new();
-    for name in &args.ifaces {
+    for (name, _) in &args.ifaces {
         let idx = ifindex(name)
             .with_context(|| format!("interface {name:?} does not exist (see `ip link`)"))?;
         ifnames.insert(idx, name.clone());
     }
     // Open the log first: a bad --log-dir must fail before anything touches the kernel.
-    let mut sink = JsonlSink::open(&args.log_dir)
+    let sink = JsonlSink::open(&args.log_dir)
         .with_context(|| format!("--log-dir {} is not usable", args.log_dir.display()))?;
+
+    let files = args
+        .blocklists
+        .iter()
+        .map(|p| (p.clone(), ListKind::Block))
+        .chain(args.allowlists.iter().map(|p| (p.clone(), ListKind::Allow)));
+    let mut lists = ListSet::new(files);
+    let started = Instant::now();
+    let (delta, problems) = lists.reload_all();
+    if !problems.is_empty() {
+        warn_diagnostics(&problems, 50);
+        warn!("list files with problems are not enforced until fixed");
+    }
 
     let mut loaded = Loaded::load(LoadOptions {
         flow_table_size: args.flow_table_size,
         ringbuf_bytes: args.ringbuf_bytes,
+        list_capacity: enforce::capacities(lists.compiled(), args.list_capacity),
     })?;
-    for name in &args.ifaces {
+    loaded
+        .lists
+        .apply(lists.compiled(), &delta)
+        .context("loading the lists into the kernel")?;
+    let c = lists.compiled();
+    info!(
+        block = c.block.stats.kept(),
+        allow = c.allow.stats.kept(),
+        ms = started.elapsed().as_millis() as u64,
+        "lists loaded"
+    );
+    for (name, wan) in &args.ifaces {
+        if *wan {
+            let idx = ifindex(name).with_context(|| format!("interface {name:?} vanished"))?;
+            loaded.lists.set_wan(idx)?;
+        }
         loaded.attach(name, args.xdp_mode)?;
     }
     let timeouts = Timeouts {
@@ -123,26 +197,32 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         active: args.active_timeout,
         close_linger: args.close_linger,
     };
-    let mut sweeper = Sweeper::new(timeouts, WallClock::measure(), ifnames);
+    let mut agent = Agent {
+        loaded,
+        sweeper: Sweeper::new(timeouts, WallClock::measure(), ifnames),
+        sink,
+        lists: Lists {
+            set: lists,
+            stale: false,
+        },
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(event_loop(
-        &mut loaded,
-        &mut sweeper,
-        &mut sink,
-        args.sweep_interval,
-    ))?;
+    rt.block_on(event_loop(&mut agent, args.sweep_interval))?;
+    shutdown(agent)
+}
 
-    // Shutdown: stop the program first so the counters are final, then write every flow.
-    loaded.detach_all();
-    let flows = FlowTable::new(loaded.flows.fd());
-    sweeper
-        .flush(flows, &mut sink)
+/// Stops the program first so the counters are final, then writes every flow.
+fn shutdown(mut a: Agent) -> anyhow::Result<ExitCode> {
+    a.loaded.detach_all();
+    let flows = FlowTable::new(a.loaded.flows.fd());
+    a.sweeper
+        .flush(flows, &mut a.sink, &a.lists.set)
         .context("reading the flow table at shutdown")?;
-    sink.sync().context("syncing the audit log at shutdown")?;
-    match crate::stats::read(&loaded.stats) {
+    a.sink.sync().context("syncing the audit log at shutdown")?;
+    match crate::stats::read(&a.loaded.stats) {
         Ok(counters) => {
             let nonzero: Vec<String> = counters
                 .iter()
@@ -153,7 +233,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => warn!(error = %e, "cannot read the program counters"),
     }
-    let s = sweeper.stats;
+    let s = a.sweeper.stats;
     info!(
         records = s.records,
         lost_starts = s.lost_starts,
@@ -164,15 +244,73 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn event_loop(
-    loaded: &mut Loaded,
+impl Lists {
+    /// Applies what a reload produced, or says why not.
+    fn apply(
+        &mut self,
+        maps: &mut enforce::ListMaps,
+        what: &str,
+        result: Result<Delta, Vec<Diagnostic>>,
+    ) {
+        let started = Instant::now();
+        if self.stale {
+            error!("{what}: not applied; an earlier list change could not be applied, restart the agent");
+            return;
+        }
+        match result {
+            Ok(delta) if delta.is_empty() => info!("{what}: no change"),
+            Ok(delta) => match maps.apply(self.set.compiled(), &delta) {
+                Ok(()) => info!(
+                    changes = delta.allow.len() + delta.block.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    generation = delta.generation,
+                    "{what}: applied"
+                ),
+                Err(e) => {
+                    self.stale = true;
+                    error!("{what}: not applied, the previous lists stay in force: {e}");
+                }
+            },
+            Err(problems) => {
+                warn_diagnostics(&problems, 50);
+                warn!("{what}: not applied; the last good version stays in force");
+            }
+        }
+    }
+}
+
+/// Hands every queued event to the sweeper.
+fn drain(
+    ring: &mut RingBuf<&mut aya::maps::MapData>,
     sweeper: &mut Sweeper,
     sink: &mut JsonlSink,
-    sweep_interval: Duration,
-) -> anyhow::Result<()> {
+    lists: &ListSet,
+) {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Ok(ev) => sweeper.on_event(ev, sink, lists),
+            Err(e) => error!(error = %e, "undecodable ring-buffer record"),
+        }
+    }
+}
+
+/// How often the ring buffer is drained when the program has not woken us.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+async fn event_loop(a: &mut Agent, sweep_interval: Duration) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let ring = RingBuf::try_from(&mut loaded.events).context("EVENTS is not a ring buffer")?;
+    let mut sighup = watch::sighup().context("cannot watch SIGHUP")?;
+    let paths: Vec<PathBuf> = a.lists.set.paths().into_iter().map(PathBuf::from).collect();
+    let mut watcher = if paths.is_empty() {
+        None
+    } else {
+        Some(
+            ListWatcher::new(&paths, watch::DEFAULT_DEBOUNCE)
+                .context("cannot watch the list files")?,
+        )
+    };
+    let ring = RingBuf::try_from(&mut a.loaded.events).context("EVENTS is not a ring buffer")?;
     // SAFETY: the RingBuf owns its map fd for its whole life and always returns the same one.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(std::io::Error::from)
@@ -188,37 +326,40 @@ async fn event_loop(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("polling the ring buffer")?;
-                drain(guard.get_inner_mut(), sweeper);
+                drain(guard.get_inner_mut(), &mut a.sweeper, &mut a.sink, &a.lists.set);
                 guard.clear_ready();
             }
-            _ = drain_tick.tick() => drain(ring.get_mut(), sweeper),
+            _ = drain_tick.tick() => drain(ring.get_mut(), &mut a.sweeper, &mut a.sink, &a.lists.set),
             _ = tick.tick() => {
-                let flows = FlowTable::new(loaded.flows.fd());
-                if let Err(e) = sweeper.sweep(flows, sink, WallClock::ktime_now()) {
+                let flows = FlowTable::new(a.loaded.flows.fd());
+                if let Err(e) = a.sweeper.sweep(flows, &mut a.sink, &a.lists.set, WallClock::ktime_now()) {
                     error!(error = %e, "sweeping the flow table failed");
                 }
-                if let Err(e) = sink.sync() {
+                if let Err(e) = a.sink.sync() {
                     error!(error = %e, "syncing the audit log failed");
                 }
+            }
+            changed = async { match watcher.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } } => {
+                match changed {
+                    Ok(paths) => for path in paths {
+                        let result = a.lists.set.reload(&path);
+                        a.lists.apply(&mut a.loaded.lists, &format!("list {}", path.display()), result);
+                    },
+                    Err(e) => { error!(error = %e, "list watcher stopped; SIGHUP still reloads"); watcher = None; }
+                }
+            }
+            _ = sighup.recv() => {
+                let (delta, problems) = a.lists.set.reload_all();
+                if !problems.is_empty() {
+                    warn_diagnostics(&problems, 50);
+                }
+                a.lists.apply(&mut a.loaded.lists, "SIGHUP reload", Ok(delta));
             }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
         }
     }
     // Events still queued carry starts the sweeper should know of before the final flush.
-    drain(ring.get_mut(), sweeper);
+    drain(ring.get_mut(), &mut a.sweeper, &mut a.sink, &a.lists.set);
     Ok(())
-}
-
-/// How often the ring buffer is drained when the program has not woken us.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Hands every queued event to the sweeper.
-fn drain(ring: &mut RingBuf<&mut aya::maps::MapData>, sweeper: &mut Sweeper) {
-    while let Some(item) = ring.next() {
-        match decode(&item) {
-            Ok(ev) => sweeper.on_event(ev),
-            Err(e) => error!(error = %e, "undecodable ring-buffer record"),
-        }
-    }
 }
