@@ -1,0 +1,327 @@
+//! List enforcement in the kernel, through BPF_PROG_TEST_RUN with real list files: the
+//! verdict order (allow beats block; exact, prefix, port), IPv4 and IPv6, DNS names (exact,
+//! subdomain, look-alike, case, compressed and malformed names), the per-flow verdict cache
+//! following a reload, drop events with their rule, and the wan side. Needs root.
+
+mod common;
+
+use std::path::PathBuf;
+
+use agent_common::{Counter, FlowKey};
+use aya::maps::RingBuf;
+use aya::programs::{TestRun, TestRunOptions};
+use common::{tcp, v4, v6, Addrs, Spec, L4};
+use xdp_audit::blocklist::{ListKind, ListSet};
+use xdp_audit::enforce;
+use xdp_audit::flowtable::FlowTable;
+use xdp_audit::loader::{LoadOptions, Loaded};
+use xdp_audit::reader::{decode, Event};
+
+const PASS: u32 = 2;
+const DROP: u32 = 1;
+/// BPF_PROG_TEST_RUN runs the program as if on `lo`.
+const LO: u32 = 1;
+
+struct Lab {
+    dir: PathBuf,
+    lists: ListSet,
+    loaded: Loaded,
+}
+
+impl Lab {
+    fn new(tag: &str, block: &str, allow: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("xdp-audit-verdict-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("block.list"), block).expect("write");
+        std::fs::write(dir.join("allow.list"), allow).expect("write");
+        let mut lists = ListSet::new([
+            (dir.join("block.list"), ListKind::Block),
+            (dir.join("allow.list"), ListKind::Allow),
+        ]);
+        let (delta, problems) = lists.reload_all();
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut loaded = Loaded::load(LoadOptions {
+            flow_table_size: 1024,
+            ringbuf_bytes: 1 << 16,
+            list_capacity: enforce::capacities(lists.compiled(), 1024),
+        })
+        .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
+        loaded
+            .lists
+            .apply(lists.compiled(), &delta)
+            .expect("apply lists");
+        Self { dir, lists, loaded }
+    }
+
+    fn run(&mut self, frame: &[u8]) -> u32 {
+        let prog = self.loaded.program_mut().expect("program");
+        prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
+    }
+
+    fn rewrite(&mut self, file: &str, text: &str) {
+        let path = self.dir.join(file);
+        std::fs::write(&path, text).expect("write");
+        let delta = self.lists.reload(&path).expect("the edit is valid");
+        self.loaded
+            .lists
+            .apply(self.lists.compiled(), &delta)
+            .expect("apply");
+    }
+
+    fn counter(&self, c: Counter) -> u64 {
+        xdp_audit::stats::read(&self.loaded.stats)
+            .expect("stats")
+            .into_iter()
+            .find(|(k, _)| *k == c)
+            .map_or(0, |(_, n)| n)
+    }
+
+    fn drops(&mut self) -> Vec<(FlowKey, u32)> {
+        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring");
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            if let Event::FlowDrop(k, _, rule) = decode(&item).expect("event") {
+                out.push((k, rule));
+            }
+        }
+        out
+    }
+
+    fn rule_line(&self, id: u32) -> u32 {
+        self.lists.origin(id).map_or(0, |o| o.line)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn to(dst: [u8; 4], dport: u16) -> Vec<u8> {
+    Spec::tcp4(v4(198, 51, 100, 2), 40000, dst, dport, tcp::SYN).build()
+}
+
+#[test]
+fn allow_beats_block_and_exact_prefix_and_ports_drop() {
+    let mut lab = Lab::new(
+        "order",
+        "# block\n203.0.113.9\n203.0.113.0/24\n192.0.2.0/25\nport tcp 25\n2001:db8:bad::/48\n2001:db8::66\n",
+        "203.0.113.5\n",
+    );
+    assert_eq!(lab.run(&to(v4(203, 0, 113, 9), 80)), DROP, "exact /32");
+    assert_eq!(
+        lab.run(&to(v4(203, 0, 113, 77), 80)),
+        DROP,
+        "inside the /24"
+    );
+    assert_eq!(
+        lab.run(&to(v4(203, 0, 113, 5), 80)),
+        PASS,
+        "allowlisted inside a blocked /24"
+    );
+    assert_eq!(
+        lab.run(&to(v4(192, 0, 2, 127), 80)),
+        DROP,
+        "last address of the /25"
+    );
+    assert_eq!(
+        lab.run(&to(v4(192, 0, 2, 128), 80)),
+        PASS,
+        "first address past the /25"
+    );
+    assert_eq!(
+        lab.run(&to(v4(198, 18, 0, 1), 25)),
+        DROP,
+        "port tcp 25 anywhere"
+    );
+    assert_eq!(lab.run(&to(v4(198, 18, 0, 1), 587)), PASS, "another port");
+    let udp25 = Spec::udp4(v4(198, 51, 100, 2), 40000, v4(198, 18, 0, 1), 25).build();
+    assert_eq!(lab.run(&udp25), PASS, "the port rule is TCP only");
+    let v6_to = |dst: [u8; 16]| {
+        Spec::new(
+            Addrs::V6(v6(2), dst),
+            L4::Tcp {
+                sport: 1,
+                dport: 443,
+                flags: tcp::SYN,
+            },
+        )
+        .build()
+    };
+    let mut bad = v6(1);
+    bad[4..6].copy_from_slice(&[0x0b, 0xad]);
+    assert_eq!(lab.run(&v6_to(bad)), DROP, "inside 2001:db8:bad::/48");
+    assert_eq!(lab.run(&v6_to(v6(0x66))), DROP, "exact /128");
+    assert_eq!(lab.run(&v6_to(v6(0x67))), PASS, "next to it");
+    assert!(lab.counter(Counter::DroppedByList) >= 6);
+}
+
+#[test]
+fn the_first_drop_of_a_flow_is_announced_with_its_rule_and_later_drops_are_counted() {
+    let mut lab = Lab::new("events", "# comment\n\n203.0.113.9\n", "");
+    let f = to(v4(203, 0, 113, 9), 80);
+    for _ in 0..3 {
+        assert_eq!(lab.run(&f), DROP);
+    }
+    let drops = lab.drops();
+    assert_eq!(drops.len(), 1, "one drop event per flow: {drops:?}");
+    assert_eq!(
+        lab.rule_line(drops[0].1),
+        3,
+        "the rule is line 3 of block.list"
+    );
+    let t = FlowTable::new(lab.loaded.flows.fd());
+    let v = t
+        .get(&drops[0].0)
+        .expect("lookup")
+        .expect("the flow exists");
+    assert_eq!((v.packets[0], v.drops), (3, 3));
+    assert_eq!(lab.loaded.lists.hits(drops[0].1), 3, "per-rule hit counter");
+}
+
+#[test]
+fn a_list_change_reaches_established_flows_at_their_next_packet() {
+    let mut lab = Lab::new("cache", "192.0.2.1\n", "");
+    let f = to(v4(203, 0, 113, 50), 443);
+    assert_eq!(lab.run(&f), PASS);
+    assert_eq!(lab.run(&f), PASS, "established, cached pass");
+    lab.rewrite("block.list", "192.0.2.1\n203.0.113.50\n");
+    assert_eq!(
+        lab.run(&f),
+        DROP,
+        "the cached verdict is recomputed for the new generation"
+    );
+    lab.rewrite("block.list", "192.0.2.1\n");
+    assert_eq!(lab.run(&f), PASS, "and unblocked again");
+    lab.rewrite("allow.list", "203.0.113.50\n");
+    lab.rewrite("block.list", "203.0.113.0/24\n");
+    assert_eq!(lab.run(&f), PASS, "allowlisted");
+}
+
+#[test]
+fn on_a_wan_interface_rules_match_the_source() {
+    let mut lab = Lab::new("wan", "203.0.113.9\n", "");
+    lab.loaded.lists.set_wan(LO).expect("set wan");
+    let inbound = Spec::tcp4(
+        v4(203, 0, 113, 9),
+        443,
+        v4(198, 51, 100, 2),
+        40000,
+        tcp::ACK,
+    )
+    .build();
+    assert_eq!(lab.run(&inbound), DROP, "from a blocked source");
+    assert_eq!(
+        lab.run(&to(v4(203, 0, 113, 9), 80)),
+        PASS,
+        "to it: the source is the local side"
+    );
+}
+
+/// A DNS query for `name` (dotted, or raw wire bytes via `qname`).
+fn dns_query(qname: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    payload.extend_from_slice(qname);
+    payload.extend_from_slice(&[0, 1, 0, 1]);
+    let mut s = Spec::udp4(v4(198, 51, 100, 2), 5353, v4(198, 18, 0, 53), 53);
+    s.payload = payload;
+    s.build()
+}
+
+fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+#[test]
+fn dns_queries_are_dropped_by_name_suffix_and_odd_names_pass() {
+    let mut lab = Lab::new(
+        "dns",
+        "example.com\n||ads.example.net^\n",
+        "good.example.com\n",
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("example.com"))),
+        DROP,
+        "exact name"
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("www.example.com"))),
+        DROP,
+        "subdomain"
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("a.b.c.WWW.Example.COM"))),
+        DROP,
+        "deep and mixed case"
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("badexample.com"))),
+        PASS,
+        "look-alike is not a suffix"
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("example.com.evil.org"))),
+        PASS,
+        "prefix is not a suffix"
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("good.example.com"))),
+        PASS,
+        "allowlisted subdomain"
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("x.good.example.com"))),
+        PASS,
+        "under the allowed name"
+    );
+    assert_eq!(
+        lab.run(&dns_query(&wire("x.ads.example.net"))),
+        DROP,
+        "adblock-style rule"
+    );
+    let deep: Vec<String> = (0..40).map(|i| format!("l{i}")).collect();
+    let deep = format!("{}.example.com", deep.join("."));
+    assert_eq!(
+        lab.run(&dns_query(&wire(&deep))),
+        DROP,
+        "more labels than the ring holds"
+    );
+
+    let before = lab.counter(Counter::DnsNameUnparsed);
+    let mut compressed = vec![3, b'w', b'w', b'w', 0xc0, 0x0c];
+    compressed.extend_from_slice(&[0, 1]);
+    assert_eq!(
+        lab.run(&dns_query(&compressed)),
+        PASS,
+        "compression pointer in a query"
+    );
+    let mut cut = dns_query(&wire("www.example.com"));
+    cut.truncate(cut.len() - 12);
+    assert_eq!(lab.run(&cut), PASS, "name cut short by the packet's end");
+    assert_eq!(
+        lab.run(&dns_query(&[70, b'x'])),
+        PASS,
+        "label length over 63"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 3);
+
+    let mut response = dns_query(&wire("example.com"));
+    response[14 + 20 + 8 + 2] |= 0x80;
+    assert_eq!(lab.run(&response), PASS, "responses are not queries");
+    assert_eq!(lab.run(&dns_query(&[0])), PASS, "the root name");
+    assert!(lab.counter(Counter::DroppedByDomain) >= 5);
+}
