@@ -1,0 +1,272 @@
+//! Blocklists end to end in the netns lab: blocked addresses, prefixes, ports and domains
+//! are unreachable from the client while allowed ones work; a valid edit of a list file
+//! during a long transfer does not interrupt it; a bad edit is reported with file and line
+//! and changes nothing; an open flow to a newly blocked address stops. Needs root.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use xdp_audit_lab::agent::{binary, Agent};
+use xdp_audit_lab::lab::{self, sh, Lab};
+use xdp_audit_lab::netns::run_in;
+
+/// Extra server addresses in the internet namespace, each with a role in the test.
+const OK_IP: &str = "203.0.113.2";
+const BLOCKED_IP: &str = "203.0.113.3";
+const LATER_BLOCKED_IP: &str = "203.0.113.4";
+const IN_BLOCKED_NET: &str = "203.0.113.20";
+const ALLOWED_IN_NET: &str = "203.0.113.21";
+const PORT: u16 = 8080;
+const BLOCKED_PORT: u16 = 2525;
+
+/// TCP servers that count the bytes they receive and echo a one-byte ack per read.
+fn start_tcp(lab: &Lab, addr: &'static str, port: u16, received: Arc<AtomicU64>) {
+    let ns = lab.internet.clone();
+    std::thread::spawn(move || {
+        let _ = run_in(&ns, move || -> anyhow::Result<()> {
+            let l = TcpListener::bind((addr, port))?;
+            for conn in l.incoming() {
+                let mut conn = conn?;
+                let received = received.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        received.fetch_add(n as u64, Ordering::SeqCst);
+                        if conn.write_all(b"k").is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Ok(())
+        });
+    });
+}
+
+/// A DNS responder that answers every query with one A record.
+fn start_dns(lab: &Lab) {
+    let ns = lab.internet.clone();
+    std::thread::spawn(move || {
+        let _ = run_in(&ns, || -> anyhow::Result<()> {
+            let s = UdpSocket::bind((OK_IP, 53))?;
+            let mut buf = [0u8; 512];
+            loop {
+                let (n, from) = s.recv_from(&mut buf)?;
+                let mut reply = buf[..n].to_vec();
+                reply[2] |= 0x80; // QR
+                reply[7] = 1; // ANCOUNT
+                reply.extend_from_slice(&[
+                    0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 2,
+                ]);
+                s.send_to(&reply, from)?;
+            }
+        });
+    });
+}
+
+fn connect(lab: &Lab, addr: &'static str, port: u16) -> bool {
+    run_in(&lab.client, move || {
+        let sa = SocketAddr::new(addr.parse()?, port);
+        Ok(TcpStream::connect_timeout(&sa, Duration::from_millis(700)).is_ok())
+    })
+    .expect("client thread")
+}
+
+fn resolves(lab: &Lab, name: &'static str) -> bool {
+    run_in(&lab.client, move || {
+        let s = UdpSocket::bind((lab::CLIENT_V4, 0))?;
+        s.set_read_timeout(Some(Duration::from_millis(700)))?;
+        let mut q = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        s.send_to(&q, (OK_IP, 53))?;
+        let mut buf = [0u8; 512];
+        Ok(s.recv_from(&mut buf).is_ok())
+    })
+    .expect("client thread")
+}
+
+#[test]
+fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
+    let lab = Lab::new("blk").expect("build the netns lab");
+    for ip in [BLOCKED_IP, LATER_BLOCKED_IP, IN_BLOCKED_NET, ALLOWED_IN_NET] {
+        sh(lab
+            .cmd(&lab.internet, "ip")
+            .args(["addr", "add", &format!("{ip}/24"), "dev", "eth0"]))
+        .expect("add address");
+    }
+    let received = Arc::new(AtomicU64::new(0));
+    let later = Arc::new(AtomicU64::new(0));
+    for ip in [OK_IP, BLOCKED_IP, IN_BLOCKED_NET, ALLOWED_IN_NET] {
+        start_tcp(&lab, ip, PORT, received.clone());
+    }
+    start_tcp(&lab, LATER_BLOCKED_IP, PORT, later.clone());
+    start_tcp(&lab, OK_IP, BLOCKED_PORT, received.clone());
+    start_dns(&lab);
+    lab.wait_tcp(OK_IP, PORT, Duration::from_secs(10))
+        .expect("servers up");
+
+    let dir = std::env::temp_dir().join(format!("xdp-audit-blocking-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let block = dir.join("block.list");
+    let allow = dir.join("allow.list");
+    let base_block =
+        format!("{BLOCKED_IP}\n203.0.113.16/28\nport tcp {BLOCKED_PORT}\nblocked.example\n");
+    std::fs::write(&block, &base_block).expect("write");
+    std::fs::write(&allow, format!("{ALLOWED_IN_NET}\n")).expect("write");
+    let bin = binary().expect("agent binary");
+    let (b, a) = (block.to_str().expect("utf8"), allow.to_str().expect("utf8"));
+    let mut agent = Agent::start(
+        &lab,
+        &lab.gateway.clone(),
+        &bin,
+        &dir.join("log"),
+        &[
+            "--iface",
+            lab::GW_LAN_IF,
+            "--blocklist",
+            b,
+            "--allowlist",
+            a,
+            "--close-linger",
+            "1s",
+        ],
+    )
+    .expect("start the agent");
+
+    assert!(
+        connect(&lab, OK_IP, PORT),
+        "an unlisted server is reachable"
+    );
+    assert!(!connect(&lab, BLOCKED_IP, PORT), "a blocked address is not");
+    assert!(
+        !connect(&lab, IN_BLOCKED_NET, PORT),
+        "an address in a blocked prefix is not"
+    );
+    assert!(
+        connect(&lab, ALLOWED_IN_NET, PORT),
+        "an allowlisted address in that prefix is"
+    );
+    assert!(!connect(&lab, OK_IP, BLOCKED_PORT), "a blocked port is not");
+    assert!(
+        resolves(&lab, "www.allowed.example"),
+        "an unlisted name resolves"
+    );
+    assert!(
+        !resolves(&lab, "www.blocked.example"),
+        "a name under a blocked domain does not"
+    );
+
+    // A long transfer to an allowed host, across a valid edit of the blocklist.
+    let client = lab.client.clone();
+    let transfer = std::thread::spawn(move || {
+        run_in(&client, || {
+            let mut s = TcpStream::connect((OK_IP, PORT))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let chunk = vec![7u8; 64 * 1024];
+            let started = Instant::now();
+            let mut sent = 0u64;
+            while started.elapsed() < Duration::from_secs(3) {
+                s.write_all(&chunk)?;
+                sent += chunk.len() as u64;
+                let mut ack = [0u8; 64];
+                let _ = s.read(&mut ack)?;
+            }
+            Ok(sent)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&block, format!("{base_block}198.18.0.0/15\n")).expect("edit");
+    agent
+        .wait_for("applied", Duration::from_secs(10))
+        .expect("the edit applies");
+    let sent = transfer
+        .join()
+        .expect("transfer thread")
+        .expect("the transfer survives the edit");
+    assert!(sent > 0);
+
+    // A bad edit is reported with file and line, and nothing changes.
+    std::fs::write(
+        &block,
+        format!("{base_block}198.18.0.0/15\n203.0.113.999\n"),
+    )
+    .expect("edit");
+    let line = agent
+        .wait_for("block.list:6", Duration::from_secs(10))
+        .expect("the bad line is reported");
+    assert!(
+        line.contains("203.0.113.999") || line.to_lowercase().contains("address"),
+        "{line}"
+    );
+    agent
+        .wait_for("not applied", Duration::from_secs(5))
+        .expect("and the file is not applied");
+    assert!(
+        !connect(&lab, BLOCKED_IP, PORT),
+        "enforcement unchanged: still blocked"
+    );
+    assert!(
+        connect(&lab, OK_IP, PORT),
+        "enforcement unchanged: still reachable"
+    );
+
+    // An open flow to a newly blocked destination stops at its next packet.
+    let client = lab.client.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let open = std::thread::spawn(move || {
+        run_in(&client, move || {
+            let mut s = TcpStream::connect((LATER_BLOCKED_IP, PORT))?;
+            s.write_all(b"before")?;
+            let _ = ready_tx.send(());
+            let _ = rx.recv();
+            let _ = s.write_all(b"after the block");
+            Ok(())
+        })
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("connected");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        later.load(Ordering::SeqCst),
+        6,
+        "the server got the first write"
+    );
+    std::fs::write(&block, format!("{base_block}{LATER_BLOCKED_IP}\n")).expect("edit");
+    agent
+        .wait_for("applied", Duration::from_secs(10))
+        .expect("the edit applies");
+    let _ = tx.send(());
+    let _ = open.join();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        later.load(Ordering::SeqCst),
+        6,
+        "nothing after the block reached the server"
+    );
+
+    assert_eq!(agent.stop().expect("stop"), 0);
+    let records = agent.records().expect("records");
+    let drop_record = records
+        .iter()
+        .find(|r| r["end_reason"] == "drop" && r["dst_ip"] == BLOCKED_IP)
+        .unwrap_or_else(|| panic!("a drop record for {BLOCKED_IP}: {records:?}"));
+    assert_eq!(
+        drop_record["rule"],
+        format!("{}:1", block.display()),
+        "names the file and line"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
