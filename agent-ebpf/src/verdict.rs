@@ -9,7 +9,7 @@ use agent_common::{
     verdict, FlowKey, NO_RULE,
 };
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie},
 };
@@ -41,8 +41,10 @@ static BLOCK_PORTS: HashMap<PortKey, RuleId> = HashMap::with_max_entries(CAP, BP
 static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 #[map(name = "IFACE_ROLES")]
 static IFACE_ROLES: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+/// Only rules that matched have an entry, so the agent reads hits in time proportional to
+/// the rules that matter, not to the size of the lists.
 #[map(name = "RULE_HITS")]
-static RULE_HITS: Array<u64> = Array::with_max_entries(CAP, 0);
+static RULE_HITS: HashMap<RuleId, u64> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
 
 /// Low 32 bits of the current list generation.
 #[inline(always)]
@@ -53,9 +55,14 @@ pub fn generation() -> u32 {
 /// Counts one packet for `rule`.
 #[inline(always)]
 pub fn hit(rule: RuleId) {
-    if let Some(c) = RULE_HITS.get_ptr_mut(rule) {
+    match RULE_HITS.get_ptr_mut(&rule) {
         // SAFETY: a map value, 8-aligned, live for this run; shared across CPUs, so atomic.
-        unsafe { crate::flow::add(&mut *c, 1) };
+        Some(c) => unsafe { crate::flow::add(&mut *c, 1) },
+        // Two CPUs racing on a rule's first hit may lose one count; the table being full
+        // loses the counter, never the verdict.
+        None => {
+            let _ = RULE_HITS.insert(&rule, &1, BPF_NOEXIST as u64);
+        }
     }
 }
 

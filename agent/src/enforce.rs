@@ -94,9 +94,13 @@ fn upd(map: &'static str) -> impl Fn(MapError) -> EnforceError {
     move |source| EnforceError::Update { map, source }
 }
 
+/// A delete of an absent key is not an error: the state the delta wants holds already.
 fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
     match r {
         Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(())
+        }
         other => other,
     }
 }
@@ -196,7 +200,7 @@ pub struct ListMaps {
     allow: KindMaps,
     block: KindMaps,
     generation: Array<MapData, u64>,
-    hits: Array<MapData, u64>,
+    hits: HashMap<MapData, RuleId, u64>,
     roles: HashMap<MapData, u32, u8>,
     capacity: Vec<(&'static str, u32)>,
 }
@@ -253,9 +257,9 @@ impl ListMaps {
     /// Applies `delta` (which leads to `after`) and publishes its generation.
     pub fn apply(&mut self, after: &CompiledLists, delta: &Delta) -> Result<(), EnforceError> {
         self.check_capacity(after, delta)?;
-        for &id in &delta.assigned {
-            // A reused id starts counting afresh; ids past the array are simply not counted.
-            let _ = self.hits.set(id, 0, 0);
+        for id in &delta.assigned {
+            // A reused id starts counting afresh.
+            ignore_missing(self.hits.remove(id)).map_err(upd(names::RULE_HITS))?;
         }
         self.block.upsert(&delta.block)?;
         self.allow.upsert(&delta.allow)?;
@@ -276,5 +280,10 @@ impl ListMaps {
     /// Packets counted for rule `id`.
     pub fn hits(&self, id: RuleId) -> u64 {
         self.hits.get(&id, 0).unwrap_or(0)
+    }
+
+    /// Every rule that matched at least once, with its packet count.
+    pub fn all_hits(&self) -> Vec<(RuleId, u64)> {
+        self.hits.iter().filter_map(Result::ok).collect()
     }
 }
