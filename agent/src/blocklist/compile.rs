@@ -361,15 +361,16 @@ fn fold_files<A: AddrBits>(
     stats: &mut CompileStats,
 ) -> Split<A> {
     let feeding = files.iter().filter(|(_, p)| !pick(p).is_empty()).count();
+    let len = files.iter().map(|(_, p)| pick(p).len()).sum();
     if feeding <= 1 {
         let entries = files.iter().flat_map(|&(file, p)| {
             pick(p)
                 .iter()
                 .map(move |t| (t.item, Origin { file, line: t.line }))
         });
-        fold_nets(entries, stats)
+        fold_nets(entries, len, stats)
     } else {
-        fold_nets(gather(files.iter().copied(), pick).into_iter(), stats)
+        fold_nets(gather(files.iter().copied(), pick).into_iter(), len, stats)
     }
 }
 
@@ -383,10 +384,13 @@ type Split<A> = (Vec<(A, Origin)>, Vec<(Net<A>, Origin)>);
 /// kept block lies inside it.
 fn fold_nets<A: AddrBits>(
     sorted: impl Iterator<Item = (Net<A>, Origin)>,
+    len: usize,
     stats: &mut CompileStats,
 ) -> Split<A> {
-    let mut exact = Vec::new();
-    let mut prefix = Vec::new();
+    // Sized for the worst case: regrowing a half-million-entry vector costs more than the
+    // short-lived slack.
+    let mut exact = Vec::with_capacity(len);
+    let mut prefix = Vec::with_capacity(len);
     let mut last: Option<Net<A>> = None;
     let mut cover_end: Option<A> = None;
     for (net, origin) in sorted {
