@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use agent_common::domain::{label_hash, suffix_step, SUFFIX_ROOT};
 use agent_common::rules::{PortKey, RuleId};
 
 use super::net::{AddrBits, Net};
@@ -439,19 +438,19 @@ fn fold_domains(files: &[(u32, &ParsedList)], stats: &mut CompileStats) -> Vec<(
     let entries = files.iter().flat_map(|&(file, p)| {
         p.domains
             .iter()
-            .map(move |t| (t.item.hash, Origin { file, line: t.line }, &*t.item.name))
+            .map(move |t| (t.item.hash, Origin { file, line: t.line }, &*t.item.parents))
     });
     if feeding <= 1 {
         // One file's vector is already sorted by (hash, line).
         return fold_sorted_domains(entries, total, stats);
     }
-    let mut all: Vec<(u64, Origin, &str)> = entries.collect();
+    let mut all: Vec<(u64, Origin, &[u64])> = entries.collect();
     all.sort_by_key(|e| e.0);
     fold_sorted_domains(all.into_iter(), total, stats)
 }
 
 fn fold_sorted_domains<'a>(
-    sorted: impl Iterator<Item = (u64, Origin, &'a str)> + Clone,
+    sorted: impl Iterator<Item = (u64, Origin, &'a [u64])> + Clone,
     total: usize,
     stats: &mut CompileStats,
 ) -> Vec<(u64, Origin)> {
@@ -459,32 +458,20 @@ fn fold_sorted_domains<'a>(
         sorted.clone().map(|e| e.0).collect();
     let mut out = Vec::with_capacity(total);
     let mut last = None;
-    for (hash, origin, name) in sorted {
+    for (hash, origin, parents) in sorted {
         if last == Some(hash) {
             stats.duplicates += 1;
             continue;
         }
         last = Some(hash);
-        if has_listed_parent(name, &listed) {
+        // A name under another listed name: the kernel matches the broader rule first.
+        if parents.iter().any(|p| listed.contains(p)) {
             stats.covered += 1;
             continue;
         }
         out.push((hash, origin));
     }
     out
-}
-
-/// Whether a proper suffix of `name` (`example.com` for `www.example.com`) is listed.
-fn has_listed_parent(name: &str, listed: &HashSet<u64, BuildHasherDefault<PassThrough>>) -> bool {
-    let mut h = SUFFIX_ROOT;
-    let mut labels = name.rsplit('.').peekable();
-    while let Some(label) = labels.next() {
-        h = suffix_step(h, label_hash(label.as_bytes()));
-        if labels.peek().is_some() && listed.contains(&h) {
-            return true;
-        }
-    }
-    false
 }
 
 /// One slot per (protocol, port), owned by the earliest rule (file order, then line) that

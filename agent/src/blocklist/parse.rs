@@ -793,13 +793,38 @@ pub struct Tagged<T> {
     pub line: u32,
 }
 
-/// A domain rule with its suffix hash (the kernel's key).
+/// A domain rule as the compiler needs it: the suffix hash of the name (the kernel's key) and
+/// of each of its proper suffixes (to fold a name under another listed name). The text is not
+/// kept: hashes are smaller, and folding a compile then never re-hashes a string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainRule {
-    /// [`agent_common::domain::domain_hash`] of `name`.
+    /// [`agent_common::domain::domain_hash`] of the name.
     pub hash: u64,
-    /// The normalised name.
-    pub name: Box<str>,
+    /// Suffix hashes of the proper suffixes, from the top-level label down (`com`,
+    /// `example.com` for `www.example.com`).
+    pub parents: Box<[u64]>,
+}
+
+impl DomainRule {
+    /// The rule for a normalised name (at most [`MAX_DOMAIN_LABELS`] labels).
+    pub fn new(name: &str) -> DomainRule {
+        use agent_common::domain::{label_hash, suffix_step, SUFFIX_ROOT};
+        let mut suffixes = [0u64; MAX_DOMAIN_LABELS];
+        let mut n = 0;
+        let mut h = SUFFIX_ROOT;
+        for label in name.rsplit('.') {
+            h = suffix_step(h, label_hash(label.as_bytes()));
+            if let Some(slot) = suffixes.get_mut(n) {
+                *slot = h;
+            }
+            n += 1;
+        }
+        let parents = suffixes.get(..n.saturating_sub(1)).unwrap_or(&suffixes);
+        DomainRule {
+            hash: h,
+            parents: parents.into(),
+        }
+    }
 }
 
 /// A bad line: its 1-based number and why.
@@ -1112,10 +1137,7 @@ fn parse_chunk(bytes: &[u8], first_line: u32) -> Result<ParsedList, Vec<BadLine>
                 Entry::V4(item) => list.v4.push(Tagged { item, line }),
                 Entry::V6(item) => list.v6.push(Tagged { item, line }),
                 Entry::Domain(name) => list.domains.push(Tagged {
-                    item: DomainRule {
-                        hash: agent_common::domain::domain_hash(&name),
-                        name,
-                    },
+                    item: DomainRule::new(&name),
                     line,
                 }),
                 Entry::Port(item) => list.ports.push(Tagged { item, line }),
@@ -1555,5 +1577,19 @@ mod tests {
         let got: Vec<u32> = bad.iter().map(|b| b.line).collect();
         let want: Vec<u32> = bad_at.iter().map(|&i| i as u32 + 1).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn domain_rules_carry_the_kernel_hashes() {
+        use agent_common::domain::domain_hash;
+        let r = DomainRule::new("www.example.com");
+        assert_eq!(r.hash, domain_hash("www.example.com"));
+        assert_eq!(
+            &*r.parents,
+            [domain_hash("com"), domain_hash("example.com")]
+        );
+        let tld = DomainRule::new("zip");
+        assert_eq!(tld.hash, domain_hash("zip"));
+        assert!(tld.parents.is_empty());
     }
 }
