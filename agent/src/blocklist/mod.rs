@@ -408,6 +408,21 @@ fn release_freed_memory() {
     }
 }
 
+/// Makes glibc give every allocation of 1 MiB or more its own mapping, unmapped when freed.
+/// Call once at agent start-up, before loading lists.
+///
+/// Without it glibc raises its mmap threshold after the first large free, so a compile's
+/// large scratch vectors land in the heap, interleave with long-lived allocations and stay
+/// resident. The blocklist bench measures this: with 1,000,000 entries loaded, RSS grows by
+/// about half as much with the setting as without.
+pub fn use_mmap_for_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; M_MMAP_THRESHOLD takes a byte count.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// The result of checking one file for `blocklist check`.
 #[derive(Debug)]
 pub struct FileCheck {
