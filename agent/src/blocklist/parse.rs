@@ -1592,4 +1592,38 @@ mod tests {
         assert_eq!(tld.hash, domain_hash("zip"));
         assert!(tld.parents.is_empty());
     }
+
+    #[test]
+    fn incremental_update_matches_full_parse_on_random_bytes() {
+        let mut rng = XorShift(7);
+        let alphabet = b"0123456789.:/-ab \n\n\n\r#";
+        let mut gen = |rng: &mut XorShift| -> Vec<u8> {
+            let n = (rng.next() % 48) as usize;
+            (0..n)
+                .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
+                .collect()
+        };
+        let mut compared = 0;
+        for _ in 0..20_000 {
+            let old = gen(&mut rng);
+            let mut new = old.clone();
+            // Mutate a window of the old text.
+            let at = (rng.next() as usize) % (new.len() + 1);
+            let del = ((rng.next() % 6) as usize).min(new.len() - at);
+            let ins = gen(&mut rng);
+            new.splice(at..at + del, ins.into_iter().take(8));
+            let Ok(mut inc) = ParsedList::parse(&old) else {
+                continue;
+            };
+            let full = ParsedList::parse(&new);
+            let got = inc.update(&old, &new).map(|()| inc);
+            let lines = |r: &Result<ParsedList, Vec<BadLine>>| match r {
+                Ok(p) => Ok(p.clone()),
+                Err(b) => Err(b.iter().map(|b| b.line).collect::<Vec<_>>()),
+            };
+            assert_eq!(lines(&got), lines(&full), "old {old:?} new {new:?}");
+            compared += 1;
+        }
+        assert!(compared > 1000, "only {compared} comparisons");
+    }
 }
