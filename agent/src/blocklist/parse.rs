@@ -1597,7 +1597,7 @@ mod tests {
     fn incremental_update_matches_full_parse_on_random_bytes() {
         let mut rng = XorShift(7);
         let alphabet = b"0123456789.:/-ab \n\n\n\r#";
-        let mut gen = |rng: &mut XorShift| -> Vec<u8> {
+        let gen = |rng: &mut XorShift| -> Vec<u8> {
             let n = (rng.next() % 48) as usize;
             (0..n)
                 .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
