@@ -887,11 +887,21 @@ impl ParsedList {
     /// shifted. Equivalent to `ParsedList::parse(new)` (a test checks this) and much cheaper
     /// for a small edit of a large file. On error `self` is unchanged.
     pub fn update(&mut self, old: &[u8], new: &[u8]) -> Result<(), Vec<BadLine>> {
+        self.update_tracked(old, new).map(|_| ())
+    }
+
+    /// [`ParsedList::update`], also returning what changed for an incremental compile
+    /// (`None` when the whole file was parsed again).
+    pub(crate) fn update_tracked(
+        &mut self,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<Option<Edit>, Vec<BadLine>> {
         let (head, old_mid, new_mid) = changed_region(old, new);
         if new_mid > new.len() / 2 {
             // Changes spread over most of the file: splicing would cost more than it saves.
             *self = ParsedList::parse(new)?;
-            return Ok(());
+            return Ok(None);
         }
         let first_line = count_newlines(&old[..head]) + 1;
         let added = parse_region(&new[head..head + new_mid], first_line)?;
@@ -915,20 +925,51 @@ impl ParsedList {
                 None
             }
         };
+        let mut edit = Edit {
+            first_line,
+            last_removed,
+            shift,
+            v4: added.v4.iter().map(|t| t.item).collect(),
+            v6: added.v6.iter().map(|t| t.item).collect(),
+            domains: added.domains.iter().map(|t| t.item.hash).collect(),
+        };
         // Independent vectors: splice them on separate cores.
         std::thread::scope(|s| {
             let (v4, v6, domains) = (&mut self.v4, &mut self.v6, &mut self.domains);
-            s.spawn(move || splice(v4, added.v4, keep, |a, b| a.cmp(b)));
-            s.spawn(move || splice(v6, added.v6, keep, |a, b| a.cmp(b)));
-            s.spawn(move || splice(domains, added.domains, keep, |a, b| a.hash.cmp(&b.hash)));
-            splice(&mut self.ports, added.ports, keep, |_, _| {
-                std::cmp::Ordering::Equal
-            });
+            let (e4, e6, ed) = (&mut edit.v4, &mut edit.v6, &mut edit.domains);
+            s.spawn(move || splice(v4, added.v4, keep, |t| t.item, e4));
+            s.spawn(move || splice(v6, added.v6, keep, |t| t.item, e6));
+            s.spawn(move || splice(domains, added.domains, keep, |t| t.item.hash, ed));
+            splice(&mut self.ports, added.ports, keep, |_| (), &mut Vec::new());
         });
+        edit.v4.sort_unstable();
+        edit.v4.dedup();
+        edit.v6.sort_unstable();
+        edit.v6.dedup();
+        edit.domains.sort_unstable();
+        edit.domains.dedup();
         self.stats.sub(&removed);
         self.stats.add(&added.stats);
-        Ok(())
+        Ok(Some(edit))
     }
+}
+
+/// What an incremental update changed in one file: the keys removed or added (sorted, each
+/// once) and how line numbers moved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Edit {
+    /// First line of the replaced region (1-based, same in old and new numbering).
+    pub first_line: u32,
+    /// First old line after the replaced region.
+    pub last_removed: u32,
+    /// How far old lines from `last_removed` on moved.
+    pub shift: i64,
+    /// IPv4 networks removed or added.
+    pub v4: Vec<Net<u32>>,
+    /// IPv6 networks removed or added.
+    pub v6: Vec<Net<u128>>,
+    /// Domain hashes removed or added.
+    pub domains: Vec<u64>,
 }
 
 fn count_newlines(b: &[u8]) -> u32 {
@@ -995,18 +1036,22 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
         .count()
 }
 
-fn splice<T: Clone>(
+fn splice<T: Clone, K: Ord + Copy>(
     v: &mut Vec<Tagged<T>>,
     added: Vec<Tagged<T>>,
     keep: impl Fn(u32) -> Option<u32>,
-    key: impl Fn(&T, &T) -> std::cmp::Ordering,
+    key: impl Fn(&Tagged<T>) -> K,
+    removed: &mut Vec<K>,
 ) {
     v.retain_mut(|t| match keep(t.line) {
         Some(line) => {
             t.line = line;
             true
         }
-        None => false,
+        None => {
+            removed.push(key(t));
+            false
+        }
     });
     if added.is_empty() {
         return;
@@ -1019,7 +1064,7 @@ fn splice<T: Clone>(
     let mut b = added.into_iter().peekable();
     loop {
         let take_a = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => key(&x.item, &y.item).then(x.line.cmp(&y.line)).is_le(),
+            (Some(x), Some(y)) => key(x).cmp(&key(y)).then(x.line.cmp(&y.line)).is_le(),
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,
