@@ -887,7 +887,7 @@ pub(crate) mod tests {
         let mut maps = [Maps::default(), Maps::default()];
         maps[0].apply(&d.block);
         maps[1].apply(&d.allow);
-        for round in 0..300 {
+        for round in 0..150 {
             let which = (next() % 2) as usize;
             let l = &mut lines[which];
             let at = (next() as usize) % (l.len() + 1);
