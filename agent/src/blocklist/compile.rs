@@ -1,6 +1,10 @@
 //! Parsed lists -> kernel-ready tables: duplicates and covered entries folded, single
 //! addresses split from real prefixes, port ranges expanded, every kept entry given a stable
 //! rule id, and the difference from the previous tables as a [`ListDelta`].
+//!
+//! Two ways in: [`compile_kind`] compiles a list kind whole (start-up, several files of a
+//! kind, an edit spanning most of a file); `compile_edit` patches the tables for one file's
+//! edit, folding again only the address blocks and names the edit touched.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};

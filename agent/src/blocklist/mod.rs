@@ -16,6 +16,12 @@
 //! - A CIDR with host bits set is an error, not silently masked.
 //! - A file with any bad line is not applied; its last good version stays in force. A file
 //!   that cannot be read (missing, unreadable) is treated the same way.
+//!
+//! Running it: call [`use_mmap_for_large_buffers`] once at start-up, [`ListSet::reload_all`]
+//! at start and on SIGHUP, and [`ListSet::reload_many`] with each [`watch::ListWatcher`]
+//! report. Reloads are synchronous and CPU-bound (a 1M-entry list costs ~0.1 s for an edit,
+//! ~0.5 s for a full load), so call them from `tokio::task::spawn_blocking` or a dedicated
+//! thread. Apply each [`Delta`] in the order its documentation gives.
 
 pub mod compile;
 pub mod net;
