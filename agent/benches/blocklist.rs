@@ -138,6 +138,12 @@ fn report(what: &str, times: &mut [(Duration, Duration)], bases: &mut [Duration]
 }
 
 fn main() {
+    // As the agent runs (see `use_mmap_for_large_buffers`); XDP_AUDIT_BENCH_GLIBC_DEFAULT=1
+    // measures glibc's default allocator tuning instead.
+    let tuned = std::env::var_os("XDP_AUDIT_BENCH_GLIBC_DEFAULT").is_none();
+    if tuned {
+        xdp_audit::blocklist::use_mmap_for_large_buffers();
+    }
     let rounds: usize = std::env::var("XDP_AUDIT_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -151,8 +157,13 @@ fn main() {
     write_file(&path, &lines);
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "list: {TOTAL} lines, {:.1} MiB; {rounds} rounds",
-        size as f64 / 1048576.0
+        "list: {TOTAL} lines, {:.1} MiB; {rounds} rounds; allocator: {}",
+        size as f64 / 1048576.0,
+        if tuned {
+            "mmap threshold 1 MiB (use_mmap_for_large_buffers)"
+        } else {
+            "glibc default"
+        }
     );
 
     let mut bases = Vec::new();

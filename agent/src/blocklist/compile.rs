@@ -1,15 +1,18 @@
 //! Parsed lists -> kernel-ready tables: duplicates and covered entries folded, single
 //! addresses split from real prefixes, port ranges expanded, every kept entry given a stable
 //! rule id, and the difference from the previous tables as a [`ListDelta`].
+//!
+//! Two ways in: [`compile_kind`] compiles a list kind whole (start-up, several files of a
+//! kind, an edit spanning most of a file); `compile_edit` patches the tables for one file's
+//! edit, folding again only the address blocks and names the edit touched.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use agent_common::domain::{label_hash, suffix_step, SUFFIX_ROOT};
 use agent_common::rules::{PortKey, RuleId};
 
 use super::net::{AddrBits, Net};
-use super::parse::{ParsedList, PortRange, Tagged};
+use super::parse::{DomainRule, Edit, ParsedList, PortRange, Tagged};
 
 /// Where a rule came from: a list file (index into the set's files) and a 1-based line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -326,6 +329,254 @@ pub fn compile_kind<'a>(
     (list, delta)
 }
 
+/// Applies one file's [`Edit`] to the tables of its kind, when that file is the kind's only
+/// source: only the address blocks and names the edit touched are folded again, the rest of
+/// each table is copied as it was. Gives the same tables, ids and delta as
+/// [`compile_kind`] would (the replay test checks this), in time proportional to the edit
+/// plus a copy of each table.
+pub(crate) fn compile_edit(
+    file: u32,
+    parsed: &ParsedList,
+    edit: &Edit,
+    prev: &CompiledList,
+    ctx: &mut IdContext<'_>,
+) -> (CompiledList, ListDelta) {
+    // Lines after the edited region moved; ids in it are re-resolved below.
+    for o in ctx.origins.iter_mut() {
+        if o.file == file && o.line >= edit.last_removed {
+            o.line = (i64::from(o.line) + edit.shift) as u32;
+        }
+    }
+    let mut delta = ListDelta::default();
+    let mut stats = CompileStats::default();
+    let (v4_exact, v4_prefix) = refold_nets(
+        &parsed.v4,
+        file,
+        &edit.v4,
+        (&prev.v4_exact, &prev.v4_prefix),
+        ctx,
+        (&mut delta.v4_exact, &mut delta.v4_prefix),
+        &mut stats,
+    );
+    let (v6_exact, v6_prefix) = refold_nets(
+        &parsed.v6,
+        file,
+        &edit.v6,
+        (&prev.v6_exact, &prev.v6_prefix),
+        ctx,
+        (&mut delta.v6_exact, &mut delta.v6_prefix),
+        &mut stats,
+    );
+    let domains = refold_domains(
+        &parsed.domains,
+        file,
+        &edit.domains,
+        &prev.domains,
+        ctx,
+        &mut delta.domains,
+        &mut stats,
+    );
+    // Ports are at most 131,072 slots: always recomputed.
+    let mut pstats = CompileStats::default();
+    let port_entries = expand_ports([(file, parsed)].into_iter(), &mut pstats);
+    stats.port_rules = pstats.port_rules;
+    stats.port_slots = port_entries.len();
+    stats.duplicates += pstats.duplicates;
+    stats.covered += pstats.covered;
+    let ports = ctx.join(&prev.ports, port_entries, &mut delta.ports);
+    stats.v4_exact = v4_exact.len();
+    stats.v4_prefix = v4_prefix.len();
+    stats.v6_exact = v6_exact.len();
+    stats.v6_prefix = v6_prefix.len();
+    stats.domains = domains.len();
+    let list = CompiledList {
+        v4_exact,
+        v4_prefix,
+        v6_exact,
+        v6_prefix,
+        ports,
+        domains,
+        stats,
+    };
+    (list, delta)
+}
+
+/// Number of distinct keys in a sorted vector.
+fn distinct<T, K: PartialEq>(v: &[Tagged<T>], key: impl Fn(&T) -> K) -> usize {
+    let mut n = 0;
+    let mut last: Option<K> = None;
+    for t in v {
+        let k = key(&t.item);
+        if last.as_ref() != Some(&k) {
+            n += 1;
+            last = Some(k);
+        }
+    }
+    n
+}
+
+impl IdContext<'_> {
+    /// Diffs the old and new kept entries of one region (both sorted by key), appending the
+    /// new ones with their ids to `out` and recording the delta.
+    fn diff_region<K: Ord + Copy>(
+        &mut self,
+        old: &[(K, RuleId)],
+        new: &[(K, Origin)],
+        out: &mut Vec<(K, RuleId)>,
+        delta: &mut TableDelta<K>,
+    ) {
+        let mut p = old.iter().peekable();
+        for &(key, origin) in new {
+            while let Some(&&(pk, pid)) = p.peek() {
+                if pk >= key {
+                    break;
+                }
+                delta.remove.push(pk);
+                self.ids.release(pid);
+                p.next();
+            }
+            let id = match p.peek() {
+                Some(&&(pk, pid)) if pk == key => {
+                    p.next();
+                    pid
+                }
+                _ => {
+                    let id = self.ids.alloc();
+                    delta.upsert.push((key, id));
+                    self.assigned.push(id);
+                    id
+                }
+            };
+            self.set_origin(id, origin);
+            out.push((key, id));
+        }
+        for &(pk, pid) in p {
+            delta.remove.push(pk);
+            self.ids.release(pid);
+        }
+    }
+}
+
+/// Kept single addresses and prefixes of one family, with their ids.
+type KeptNets<A> = (Vec<(A, RuleId)>, Vec<(Net<A>, RuleId)>);
+type Tables<'p, A> = (&'p [(A, RuleId)], &'p [(Net<A>, RuleId)]);
+type Deltas<'d, A> = (&'d mut TableDelta<A>, &'d mut TableDelta<Net<A>>);
+
+/// Re-folds the address blocks an edit touched. `changed` (sorted) holds every key removed or
+/// added; each outermost changed block is one region. CIDR blocks nest or are disjoint, so
+/// entries outside every region keep their folding, and inside a region folding depends only
+/// on the region's entries, unless an unchanged broader block covers the whole region.
+fn refold_nets<A: AddrBits>(
+    v: &[Tagged<Net<A>>],
+    file: u32,
+    changed: &[Net<A>],
+    prev: Tables<'_, A>,
+    ctx: &mut IdContext<'_>,
+    delta: Deltas<'_, A>,
+    stats: &mut CompileStats,
+) -> KeptNets<A> {
+    let (prev_exact, prev_prefix) = prev;
+    let (d_exact, d_prefix) = delta;
+    let mut regions: Vec<Net<A>> = Vec::new();
+    for &net in changed {
+        match regions.last() {
+            Some(r) if net.addr <= r.last() => {}
+            _ => regions.push(net),
+        }
+    }
+    let mut exact = Vec::with_capacity(prev_exact.len() + changed.len());
+    let mut prefix = Vec::with_capacity(prev_prefix.len() + changed.len());
+    let (mut pe, mut pp) = (0, 0);
+    for r in regions {
+        let (first, last) = (r.addr, r.last());
+        // Old kept entries in the region.
+        let e_lo = pe + prev_exact[pe..].partition_point(|e| e.0 < first);
+        let e_hi = e_lo + prev_exact[e_lo..].partition_point(|e| e.0 <= last);
+        let p_lo = pp + prev_prefix[pp..].partition_point(|e| e.0 < r);
+        let p_hi = p_lo + prev_prefix[p_lo..].partition_point(|e| e.0.addr <= last);
+        exact.extend_from_slice(&prev_exact[pe..e_lo]);
+        prefix.extend_from_slice(&prev_prefix[pp..p_lo]);
+        // Kept entries are disjoint, so only the last one before the region can cover it.
+        let covered_outside = p_lo
+            .checked_sub(1)
+            .and_then(|i| prev_prefix.get(i))
+            .is_some_and(|c| c.0.addr <= first && c.0.last() >= first);
+        let mut new_exact = Vec::new();
+        let mut new_prefix = Vec::new();
+        if !covered_outside {
+            let lo = v.partition_point(|t| t.item < r);
+            let hi = lo + v[lo..].partition_point(|t| t.item.addr <= last);
+            let entries = v[lo..hi]
+                .iter()
+                .map(|t| (t.item, Origin { file, line: t.line }));
+            let mut scratch = CompileStats::default();
+            let (e, p) = fold_nets(entries, 0, &mut scratch);
+            new_exact = e;
+            new_prefix = p;
+        }
+        ctx.diff_region(&prev_exact[e_lo..e_hi], &new_exact, &mut exact, d_exact);
+        ctx.diff_region(&prev_prefix[p_lo..p_hi], &new_prefix, &mut prefix, d_prefix);
+        pe = e_hi;
+        pp = p_hi;
+    }
+    exact.extend_from_slice(&prev_exact[pe..]);
+    prefix.extend_from_slice(&prev_prefix[pp..]);
+    let distinct = distinct(v, |n| *n);
+    stats.duplicates += v.len() - distinct;
+    stats.covered += distinct.saturating_sub(exact.len() + prefix.len());
+    (exact, prefix)
+}
+
+/// Re-folds the names an edit touched: the changed names and every name under one of them
+/// (whose folding depends on them).
+fn refold_domains(
+    v: &[Tagged<DomainRule>],
+    file: u32,
+    changed: &[u64],
+    prev: &[(u64, RuleId)],
+    ctx: &mut IdContext<'_>,
+    delta: &mut TableDelta<u64>,
+    stats: &mut CompileStats,
+) -> Vec<(u64, RuleId)> {
+    let distinct = distinct(v, |d| d.hash);
+    stats.duplicates += v.len() - distinct;
+    let mut out = Vec::with_capacity(prev.len() + changed.len());
+    if changed.is_empty() {
+        out.extend_from_slice(prev);
+        stats.covered += distinct.saturating_sub(out.len());
+        return out;
+    }
+    let listed: HashSet<u64, BuildHasherDefault<PassThrough>> =
+        v.iter().map(|t| t.item.hash).collect();
+    let touched: HashSet<u64, BuildHasherDefault<PassThrough>> = changed.iter().copied().collect();
+    let mut affected: Vec<u64> = changed.to_vec();
+    affected.extend(
+        v.iter()
+            .filter(|t| t.item.parents.iter().any(|p| touched.contains(p)))
+            .map(|t| t.item.hash),
+    );
+    affected.sort_unstable();
+    affected.dedup();
+    let mut pi = 0;
+    for h in affected {
+        let at = pi + prev[pi..].partition_point(|e| e.0 < h);
+        out.extend_from_slice(&prev[pi..at]);
+        let end = at + usize::from(prev.get(at).is_some_and(|e| e.0 == h));
+        let first = v.partition_point(|t| t.item.hash < h);
+        let new: Vec<(u64, Origin)> = match v.get(first) {
+            Some(t) if t.item.hash == h && !t.item.parents.iter().any(|p| listed.contains(p)) => {
+                vec![(h, Origin { file, line: t.line })]
+            }
+            _ => Vec::new(),
+        };
+        ctx.diff_region(&prev[at..end], &new, &mut out, delta);
+        pi = end;
+    }
+    out.extend_from_slice(&prev[pi..]);
+    stats.covered += distinct.saturating_sub(out.len());
+    out
+}
+
 /// The result of a scoped thread; a panic in it (a bug: nothing here panics on input) is
 /// re-raised on the caller.
 pub(crate) fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
@@ -361,15 +612,16 @@ fn fold_files<A: AddrBits>(
     stats: &mut CompileStats,
 ) -> Split<A> {
     let feeding = files.iter().filter(|(_, p)| !pick(p).is_empty()).count();
+    let len = files.iter().map(|(_, p)| pick(p).len()).sum();
     if feeding <= 1 {
         let entries = files.iter().flat_map(|&(file, p)| {
             pick(p)
                 .iter()
                 .map(move |t| (t.item, Origin { file, line: t.line }))
         });
-        fold_nets(entries, stats)
+        fold_nets(entries, len, stats)
     } else {
-        fold_nets(gather(files.iter().copied(), pick).into_iter(), stats)
+        fold_nets(gather(files.iter().copied(), pick).into_iter(), len, stats)
     }
 }
 
@@ -383,10 +635,13 @@ type Split<A> = (Vec<(A, Origin)>, Vec<(Net<A>, Origin)>);
 /// kept block lies inside it.
 fn fold_nets<A: AddrBits>(
     sorted: impl Iterator<Item = (Net<A>, Origin)>,
+    len: usize,
     stats: &mut CompileStats,
 ) -> Split<A> {
-    let mut exact = Vec::new();
-    let mut prefix = Vec::new();
+    // Sized for the worst case: regrowing a half-million-entry vector costs more than the
+    // short-lived slack.
+    let mut exact = Vec::with_capacity(len);
+    let mut prefix = Vec::with_capacity(len);
     let mut last: Option<Net<A>> = None;
     let mut cover_end: Option<A> = None;
     for (net, origin) in sorted {
@@ -435,19 +690,19 @@ fn fold_domains(files: &[(u32, &ParsedList)], stats: &mut CompileStats) -> Vec<(
     let entries = files.iter().flat_map(|&(file, p)| {
         p.domains
             .iter()
-            .map(move |t| (t.item.hash, Origin { file, line: t.line }, &*t.item.name))
+            .map(move |t| (t.item.hash, Origin { file, line: t.line }, &*t.item.parents))
     });
     if feeding <= 1 {
         // One file's vector is already sorted by (hash, line).
         return fold_sorted_domains(entries, total, stats);
     }
-    let mut all: Vec<(u64, Origin, &str)> = entries.collect();
+    let mut all: Vec<(u64, Origin, &[u64])> = entries.collect();
     all.sort_by_key(|e| e.0);
     fold_sorted_domains(all.into_iter(), total, stats)
 }
 
 fn fold_sorted_domains<'a>(
-    sorted: impl Iterator<Item = (u64, Origin, &'a str)> + Clone,
+    sorted: impl Iterator<Item = (u64, Origin, &'a [u64])> + Clone,
     total: usize,
     stats: &mut CompileStats,
 ) -> Vec<(u64, Origin)> {
@@ -455,32 +710,20 @@ fn fold_sorted_domains<'a>(
         sorted.clone().map(|e| e.0).collect();
     let mut out = Vec::with_capacity(total);
     let mut last = None;
-    for (hash, origin, name) in sorted {
+    for (hash, origin, parents) in sorted {
         if last == Some(hash) {
             stats.duplicates += 1;
             continue;
         }
         last = Some(hash);
-        if has_listed_parent(name, &listed) {
+        // A name under another listed name: the kernel matches the broader rule first.
+        if parents.iter().any(|p| listed.contains(p)) {
             stats.covered += 1;
             continue;
         }
         out.push((hash, origin));
     }
     out
-}
-
-/// Whether a proper suffix of `name` (`example.com` for `www.example.com`) is listed.
-fn has_listed_parent(name: &str, listed: &HashSet<u64, BuildHasherDefault<PassThrough>>) -> bool {
-    let mut h = SUFFIX_ROOT;
-    let mut labels = name.rsplit('.').peekable();
-    while let Some(label) = labels.next() {
-        h = suffix_step(h, label_hash(label.as_bytes()));
-        if labels.peek().is_some() && listed.contains(&h) {
-            return true;
-        }
-    }
-    false
 }
 
 /// One slot per (protocol, port), owned by the earliest rule (file order, then line) that

@@ -16,6 +16,12 @@
 //! - A CIDR with host bits set is an error, not silently masked.
 //! - A file with any bad line is not applied; its last good version stays in force. A file
 //!   that cannot be read (missing, unreadable) is treated the same way.
+//!
+//! Running it: call [`use_mmap_for_large_buffers`] once at start-up, [`ListSet::reload_all`]
+//! at start and on SIGHUP, and [`ListSet::reload_many`] with each [`watch::ListWatcher`]
+//! report. Reloads are synchronous and CPU-bound (a 1M-entry list costs ~0.1 s for an edit,
+//! ~0.5 s for a full load), so call them from `tokio::task::spawn_blocking` or a dedicated
+//! thread. Apply each [`Delta`] in the order its documentation gives.
 
 pub mod compile;
 pub mod net;
@@ -31,7 +37,8 @@ pub use compile::{CompileStats, CompiledList, ListDelta, Origin, PortSlot, Table
 pub use net::Net;
 pub use parse::{LineError, LineStats, ParsedList};
 
-use compile::{compile_kind, IdAlloc, IdContext};
+use compile::{compile_edit, compile_kind, IdAlloc, IdContext};
+use parse::Edit;
 
 /// Which verdict a list gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -197,6 +204,9 @@ pub struct ListSet {
     files: Vec<ListFile>,
     compiled: CompiledLists,
     ids: IdAlloc,
+    /// Files changed since the last compile: an edit to apply incrementally, or `None` when
+    /// the file was parsed whole.
+    pending: Vec<(usize, Option<Edit>)>,
 }
 
 impl ListSet {
@@ -343,10 +353,12 @@ impl ListSet {
             Some(good) if good.source == bytes => Ok(false),
             Some(good) => {
                 // Incremental: only the lines between the common head and tail are parsed.
-                good.parsed
-                    .update(&good.source, &bytes)
+                let edit = good
+                    .parsed
+                    .update_tracked(&good.source, &bytes)
                     .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
                 good.source = bytes;
+                self.pending.push((i, edit));
                 Ok(true)
             }
             None => {
@@ -356,14 +368,18 @@ impl ListSet {
                     source: bytes,
                     parsed,
                 });
+                self.pending.push((i, None));
                 Ok(true)
             }
         }
     }
 
-    /// Recompiles both kinds from the good versions and diffs against the tables in force.
+    /// Compiles both kinds from the good versions and diffs against the tables in force. A
+    /// kind none of whose files changed is left as it is; a kind fed by one file with one
+    /// incremental edit is patched ([`compile_edit`]); anything else is compiled whole.
     fn commit(&mut self) -> Delta {
         self.ids.begin_generation();
+        let pending = std::mem::take(&mut self.pending);
         let mut assigned = Vec::new();
         let mut ctx = IdContext {
             ids: &mut self.ids,
@@ -371,18 +387,40 @@ impl ListSet {
             assigned: &mut assigned,
         };
         let files = &self.files;
-        let of_kind = |kind: ListKind| {
-            files.iter().enumerate().filter_map(move |(i, f)| {
-                let good = f.good.as_ref().filter(|_| f.kind == kind)?;
-                Some((i as u32, &good.parsed))
-            })
-        };
-        let (allow, allow_delta) =
-            compile_kind(of_kind(ListKind::Allow), &self.compiled.allow, &mut ctx);
-        let (block, block_delta) =
-            compile_kind(of_kind(ListKind::Block), &self.compiled.block, &mut ctx);
-        self.compiled.allow = allow;
-        self.compiled.block = block;
+        let mut deltas = [ListDelta::default(), ListDelta::default()];
+        for (slot, kind) in [ListKind::Allow, ListKind::Block].into_iter().enumerate() {
+            let changes: Vec<&(usize, Option<Edit>)> = pending
+                .iter()
+                .filter(|(i, _)| files[*i].kind == kind)
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let sources: Vec<(u32, &ParsedList)> = files
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    let good = f.good.as_ref().filter(|_| f.kind == kind)?;
+                    Some((i as u32, &good.parsed))
+                })
+                .collect();
+            let prev = match kind {
+                ListKind::Allow => &self.compiled.allow,
+                ListKind::Block => &self.compiled.block,
+            };
+            let (list, delta) = match (changes.as_slice(), sources.as_slice()) {
+                ([(i, Some(edit))], [(f, parsed)]) if *i as u32 == *f => {
+                    compile_edit(*f, parsed, edit, prev, &mut ctx)
+                }
+                _ => compile_kind(sources.iter().copied(), prev, &mut ctx),
+            };
+            match kind {
+                ListKind::Allow => self.compiled.allow = list,
+                ListKind::Block => self.compiled.block = list,
+            }
+            deltas[slot] = delta;
+        }
+        let [allow_delta, block_delta] = deltas;
         if !(allow_delta.is_empty() && block_delta.is_empty()) {
             self.compiled.generation += 1;
         }
@@ -405,6 +443,21 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Makes glibc give every allocation of 1 MiB or more its own mapping, unmapped when freed.
+/// Call once at agent start-up, before loading lists.
+///
+/// Without it glibc raises its mmap threshold after the first large free, so a compile's
+/// large scratch vectors land in the heap, interleave with long-lived allocations and stay
+/// resident. The blocklist bench measures this: with 1,000,000 entries loaded, RSS grows by
+/// about half as much with the setting as without.
+pub fn use_mmap_for_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; M_MMAP_THRESHOLD takes a byte count.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
@@ -726,6 +779,216 @@ pub(crate) mod tests {
                     o.line
                 );
             }
+        }
+    }
+
+    /// Replays a table delta onto a map, as the loader does.
+    fn replay<K: Ord + Copy>(map: &mut std::collections::BTreeMap<K, RuleId>, d: &TableDelta<K>) {
+        for (k, id) in &d.upsert {
+            map.insert(*k, *id);
+        }
+        for k in &d.remove {
+            map.remove(k);
+        }
+    }
+
+    #[derive(Default, Debug, PartialEq)]
+    struct Maps {
+        v4e: std::collections::BTreeMap<u32, RuleId>,
+        v4p: std::collections::BTreeMap<Net<u32>, RuleId>,
+        v6e: std::collections::BTreeMap<u128, RuleId>,
+        v6p: std::collections::BTreeMap<Net<u128>, RuleId>,
+        ports: std::collections::BTreeMap<PortSlot, RuleId>,
+        domains: std::collections::BTreeMap<u64, RuleId>,
+    }
+
+    impl Maps {
+        fn apply(&mut self, d: &ListDelta) {
+            replay(&mut self.v4e, &d.v4_exact);
+            replay(&mut self.v4p, &d.v4_prefix);
+            replay(&mut self.v6e, &d.v6_exact);
+            replay(&mut self.v6p, &d.v6_prefix);
+            replay(&mut self.ports, &d.ports);
+            replay(&mut self.domains, &d.domains);
+        }
+
+        fn of(l: &CompiledList) -> Maps {
+            Maps {
+                v4e: l.v4_exact.iter().copied().collect(),
+                v4p: l.v4_prefix.iter().copied().collect(),
+                v6e: l.v6_exact.iter().copied().collect(),
+                v6p: l.v6_prefix.iter().copied().collect(),
+                ports: l.ports.iter().copied().collect(),
+                domains: l.domains.iter().copied().collect(),
+            }
+        }
+    }
+
+    /// Whether the line at `o` holds a rule for `check`.
+    fn line_holds(set: &ListSet, id: RuleId, check: impl Fn(&parse::Entry) -> bool) -> bool {
+        let Some(o) = set.origin(id) else {
+            return false;
+        };
+        let text = std::fs::read_to_string(o.path).expect("read");
+        let Some(line) = text.lines().nth(o.line as usize - 1) else {
+            return false;
+        };
+        let mut out = Vec::new();
+        parse::parse_line(line.as_bytes(), &mut out).is_ok() && out.iter().any(check)
+    }
+
+    #[test]
+    fn incremental_edits_equal_a_fresh_load_for_every_table() {
+        let pool = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.0/24",
+            "10.1.2.3",
+            "10.1.2.4",
+            "10.2.0.1",
+            "192.0.2.1",
+            "192.0.2.0/25",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+            "2001:db8:1::1",
+            "2001:db9::1",
+            "example.com",
+            "a.example.com",
+            "b.a.example.com",
+            "other.org",
+            "x.other.org",
+            "port 25",
+            "port tcp 20-30",
+            "port udp 53",
+            "# c",
+            "",
+            "10.3.0.1-10.3.0.9",
+            "0.0.0.0 ads.example a.example.com",
+        ];
+        let dir = TempDir::new("incremental");
+        let block = dir.0.join("block.txt");
+        let allow = dir.0.join("allow.txt");
+        let mut rng = 0x9e37_79b9_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut lines: [Vec<&str>; 2] = [Vec::new(), Vec::new()];
+        for l in &mut lines {
+            for _ in 0..120 {
+                l.push(pool[(next() % pool.len() as u64) as usize]);
+            }
+        }
+        write(&block, &lines[0].join("\n"));
+        write(&allow, &lines[1].join("\n"));
+        let files = [
+            (block.clone(), ListKind::Block),
+            (allow.clone(), ListKind::Allow),
+        ];
+        let mut set = ListSet::new(files.clone());
+        let (d, diags) = set.reload_all();
+        assert!(diags.is_empty());
+        let mut maps = [Maps::default(), Maps::default()];
+        maps[0].apply(&d.block);
+        maps[1].apply(&d.allow);
+        for round in 0..150 {
+            let which = (next() % 2) as usize;
+            let l = &mut lines[which];
+            let at = (next() as usize) % (l.len() + 1);
+            let del = ((next() % 8) as usize).min(l.len() - at);
+            let ins: Vec<&str> = (0..next() % 8)
+                .map(|_| pool[(next() % pool.len() as u64) as usize])
+                .collect();
+            l.splice(at..at + del, ins);
+            let path = if which == 0 { &block } else { &allow };
+            write(path, &l.join("\n"));
+            let d = set.reload(path).expect("pool lines are good");
+            maps[0].apply(&d.block);
+            maps[1].apply(&d.allow);
+            let mut fresh = ListSet::new(files.clone());
+            let _ = fresh.reload_all();
+            for (k, kind) in [ListKind::Block, ListKind::Allow].into_iter().enumerate() {
+                let got = set.compiled().list(kind);
+                assert_eq!(
+                    keys(got),
+                    keys(fresh.compiled().list(kind)),
+                    "round {round} {kind}"
+                );
+                assert_eq!(
+                    maps[k],
+                    Maps::of(got),
+                    "round {round} {kind}: deltas replay to the tables"
+                );
+                for &(a, id) in &got.v4_exact {
+                    assert!(
+                        line_holds(
+                            &set,
+                            id,
+                            |e| matches!(e, parse::Entry::V4(n) if n.addr == a && n.is_host())
+                        ),
+                        "round {round}: v4 {a} id {id}"
+                    );
+                }
+                for &(net, id) in &got.v4_prefix {
+                    assert!(
+                        line_holds(&set, id, |e| matches!(e, parse::Entry::V4(n) if *n == net)),
+                        "round {round}: {net}"
+                    );
+                }
+                for &(net, id) in &got.v6_prefix {
+                    assert!(
+                        line_holds(&set, id, |e| matches!(e, parse::Entry::V6(n) if *n == net)),
+                        "round {round}: {net}"
+                    );
+                }
+                for &(a, id) in &got.v6_exact {
+                    assert!(
+                        line_holds(
+                            &set,
+                            id,
+                            |e| matches!(e, parse::Entry::V6(n) if n.addr == a && n.is_host())
+                        ),
+                        "round {round}: v6"
+                    );
+                }
+                for &(h, id) in &got.domains {
+                    assert!(
+                        line_holds(
+                            &set,
+                            id,
+                            |e| matches!(e, parse::Entry::Domain(d) if agent_common::domain::domain_hash(d) == h)
+                        ),
+                        "round {round}: domain id {id}"
+                    );
+                }
+                for &(slot, id) in &got.ports {
+                    assert!(
+                        line_holds(
+                            &set,
+                            id,
+                            |e| matches!(e, parse::Entry::Port(r) if r.proto == slot.proto && r.lo <= slot.port && slot.port <= r.hi)
+                        ),
+                        "round {round}: port {slot:?}"
+                    );
+                }
+            }
+            // Live ids are unique across every table of both kinds.
+            let mut ids: Vec<RuleId> = Vec::new();
+            for kind in [ListKind::Block, ListKind::Allow] {
+                let l = set.compiled().list(kind);
+                ids.extend(l.v4_exact.iter().map(|e| e.1));
+                ids.extend(l.v4_prefix.iter().map(|e| e.1));
+                ids.extend(l.v6_exact.iter().map(|e| e.1));
+                ids.extend(l.v6_prefix.iter().map(|e| e.1));
+                ids.extend(l.ports.iter().map(|e| e.1));
+                ids.extend(l.domains.iter().map(|e| e.1));
+            }
+            let n = ids.len();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), n, "round {round}: duplicate live rule ids");
         }
     }
 }

@@ -9,8 +9,10 @@
 //! and chmod) becomes one report once `debounce` has passed without a new event, or at most
 //! ten debounce periods after the first one, so a file rewritten non-stop is still reloaded.
 //!
-//! Limits: a path whose parent directory is itself removed or renamed is no longer watched
-//! (SIGHUP still reloads it); symbolic links are watched as links, not as their targets.
+//! A list that is a symbolic link is watched both as the link and as the file it pointed to at
+//! start-up. Limits: a directory that is itself removed or renamed is no longer watched, and
+//! a link re-pointed elsewhere is followed only from the next start; SIGHUP reloads every
+//! list in both cases.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -66,21 +68,15 @@ impl ListWatcher {
     pub fn new<P: AsRef<Path>>(paths: &[P], debounce: Duration) -> Result<Self, WatchError> {
         let inotify = Inotify::init().map_err(WatchError::Init)?;
         let mut targets: HashMap<WatchDescriptor, Vec<(OsString, PathBuf)>> = HashMap::new();
+        let mask = WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::ONLYDIR;
         for path in paths {
             let path = path.as_ref();
-            let name = path
-                .file_name()
-                .ok_or_else(|| WatchError::NotAFile(path.to_owned()))?;
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            let mask = WatchMask::CLOSE_WRITE
-                | WatchMask::MOVED_TO
-                | WatchMask::MOVED_FROM
-                | WatchMask::CREATE
-                | WatchMask::DELETE
-                | WatchMask::ONLYDIR;
+            let (dir, name) = dir_and_name(path)?;
             // The same directory yields the same descriptor, so files in one directory share it.
             let wd = inotify
                 .watches()
@@ -93,6 +89,19 @@ impl ListWatcher {
                 .entry(wd)
                 .or_default()
                 .push((name.to_owned(), path.to_owned()));
+            // A list that is a symbolic link (`/etc/xdp-audit/block.txt` -> a feed directory)
+            // changes where its target lives: watch the target's directory too.
+            if let Ok(real) = std::fs::canonicalize(path) {
+                let (real_dir, real_name) = dir_and_name(&real)?;
+                if real_dir != dir || real_name != name {
+                    if let Ok(wd) = inotify.watches().add(real_dir, mask) {
+                        targets
+                            .entry(wd)
+                            .or_default()
+                            .push((real_name.to_owned(), path.to_owned()));
+                    }
+                }
+            }
         }
         // SAFETY: `Inotify` owns its descriptor and closes it only when dropped; it lives
         // inside the `AsyncFd` and is never closed or replaced while registered.
@@ -184,6 +193,17 @@ impl ListWatcher {
     }
 }
 
+fn dir_and_name(path: &Path) -> Result<(&Path, &std::ffi::OsStr), WatchError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| WatchError::NotAFile(path.to_owned()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
 /// A stream of SIGHUPs for the run loop's `select!` (`sighup()?.recv()`): reload every list.
 pub fn sighup() -> std::io::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -262,5 +282,24 @@ mod tests {
             .err()
             .expect("must fail");
         assert!(e.to_string().contains("/nonexistent-xdp-audit"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn follows_a_symlinked_list_to_its_target() {
+        let dir = TempDir::new("watch-link");
+        let feeds = dir.0.join("feeds");
+        let etc = dir.0.join("etc");
+        std::fs::create_dir_all(&feeds).expect("mkdir");
+        std::fs::create_dir_all(&etc).expect("mkdir");
+        let target = feeds.join("feed.txt");
+        std::fs::write(&target, "1\n").expect("write");
+        let link = etc.join("block.txt");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let mut w = ListWatcher::new(&[&link], Duration::from_millis(50)).expect("watch");
+        // The feed updater replaces the target, not the link.
+        let tmp = feeds.join(".feed.tmp");
+        std::fs::write(&tmp, "2\n").expect("write");
+        std::fs::rename(&tmp, &target).expect("rename");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&link));
     }
 }
