@@ -146,6 +146,7 @@ struct Lists {
 /// Runs the agent.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     validate(&args)?;
+    crate::blocklist::use_mmap_for_large_buffers();
     let mut ifnames = HashMap::new();
     for (name, _) in &args.ifaces {
         let idx = ifindex(name)
@@ -245,35 +246,39 @@ fn shutdown(mut a: Agent) -> anyhow::Result<ExitCode> {
 }
 
 impl Lists {
-    /// Applies what a reload produced, or says why not.
+    /// Applies what a reload produced; files with `problems` kept their last good version.
     fn apply(
         &mut self,
         maps: &mut enforce::ListMaps,
         what: &str,
-        result: Result<Delta, Vec<Diagnostic>>,
+        delta: Delta,
+        problems: &[Diagnostic],
     ) {
         let started = Instant::now();
+        if !problems.is_empty() {
+            warn_diagnostics(problems, 50);
+            warn!(
+                "{what}: files with problems not applied; their last good version stays in force"
+            );
+        }
         if self.stale {
             error!("{what}: not applied; an earlier list change could not be applied, restart the agent");
             return;
         }
-        match result {
-            Ok(delta) if delta.is_empty() => info!("{what}: no change"),
-            Ok(delta) => match maps.apply(self.set.compiled(), &delta) {
-                Ok(()) => info!(
-                    changes = delta.allow.len() + delta.block.len(),
-                    ms = started.elapsed().as_millis() as u64,
-                    generation = delta.generation,
-                    "{what}: applied"
-                ),
-                Err(e) => {
-                    self.stale = true;
-                    error!("{what}: not applied, the previous lists stay in force: {e}");
-                }
-            },
-            Err(problems) => {
-                warn_diagnostics(&problems, 50);
-                warn!("{what}: not applied; the last good version stays in force");
+        if delta.is_empty() {
+            info!("{what}: no change");
+            return;
+        }
+        match maps.apply(self.set.compiled(), &delta) {
+            Ok(()) => info!(
+                changes = delta.allow.len() + delta.block.len(),
+                ms = started.elapsed().as_millis() as u64,
+                generation = delta.generation,
+                "{what}: applied"
+            ),
+            Err(e) => {
+                self.stale = true;
+                error!("{what}: not applied, the previous lists stay in force: {e}");
             }
         }
     }
@@ -341,19 +346,17 @@ async fn event_loop(a: &mut Agent, sweep_interval: Duration) -> anyhow::Result<(
             }
             changed = async { match watcher.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } } => {
                 match changed {
-                    Ok(paths) => for path in paths {
-                        let result = a.lists.set.reload(&path);
-                        a.lists.apply(&mut a.loaded.lists, &format!("list {}", path.display()), result);
-                    },
+                    Ok(paths) => {
+                        let what = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+                        let (delta, problems) = a.lists.set.reload_many(&paths);
+                        a.lists.apply(&mut a.loaded.lists, &format!("list {what}"), delta, &problems);
+                    }
                     Err(e) => { error!(error = %e, "list watcher stopped; SIGHUP still reloads"); watcher = None; }
                 }
             }
             _ = sighup.recv() => {
                 let (delta, problems) = a.lists.set.reload_all();
-                if !problems.is_empty() {
-                    warn_diagnostics(&problems, 50);
-                }
-                a.lists.apply(&mut a.loaded.lists, "SIGHUP reload", Ok(delta));
+                a.lists.apply(&mut a.loaded.lists, "SIGHUP reload", delta, &problems);
             }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
