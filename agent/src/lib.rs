@@ -13,4 +13,5 @@ pub mod reader;
 pub mod record;
 pub mod sink;
 pub mod stats;
+pub mod status;
 pub mod sweeper;

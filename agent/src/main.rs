@@ -23,6 +23,7 @@ enum Command {
     Run(xdp_audit::cmd::run::RunArgs),
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
+    Status(xdp_audit::cmd::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => xdp_audit::cmd::run::main(args),
+        Command::Status(args) => xdp_audit::cmd::status::main(args),
         Command::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
     };
     match result {

@@ -52,6 +52,8 @@ impl Agent {
             .cmd(ns, bin.to_str().context("binary path is not UTF-8")?)
             .arg("run")
             .args(["--log-dir", log_dir.to_str().context("log dir not UTF-8")?])
+            .arg("--state-dir")
+            .arg(log_dir.join("state"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -97,6 +99,22 @@ impl Agent {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().context("wait for the agent")?;
         status.code().context("agent killed by a signal")
+    }
+
+    /// `xdp-audit status --json` for this agent.
+    pub fn status(&self, bin: &Path) -> anyhow::Result<serde_json::Value> {
+        let out = std::process::Command::new(bin)
+            .args(["status", "--json", "--state-dir"])
+            .arg(self.log_dir.join("state"))
+            .output()
+            .context("run xdp-audit status")?;
+        if !out.status.success() {
+            bail!(
+                "xdp-audit status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("status --json output")
     }
 
     /// Every record in the JSON Lines log.

@@ -257,6 +257,29 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         "nothing after the block reached the server"
     );
 
+    // `status` shows the hits per rule and per list file.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = agent.status(&bin).expect("status");
+    let rule = format!("{}:1", block.display());
+    let hits = status["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["rule"] == rule.as_str()))
+        .and_then(|r| r["hits"].as_u64())
+        .unwrap_or_else(|| panic!("status lists {rule}: {status}"));
+    assert!(hits >= 1, "the blocked address's rule was hit: {status}");
+    let list = status["lists"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|l| l["path"] == block.to_str().expect("utf8"))
+        })
+        .unwrap_or_else(|| panic!("status lists block.list: {status}"));
+    assert!(list["hits"].as_u64().unwrap_or(0) >= hits);
+    assert!(
+        status["counters"]["dropped_by_list"].as_u64().unwrap_or(0) >= 1,
+        "{status}"
+    );
+
     assert_eq!(agent.stop().expect("stop"), 0);
     let records = agent.records().expect("records");
     let drop_record = records

@@ -225,6 +225,11 @@ impl ListSet {
         }
     }
 
+    /// Whether `path` was configured as an allow or a block list (the first, if both).
+    pub fn kind_of(&self, path: &Path) -> Option<ListKind> {
+        self.files.iter().find(|f| f.path == path).map(|f| f.kind)
+    }
+
     /// The configured paths (for the watcher), each once.
     pub fn paths(&self) -> Vec<&Path> {
         let mut v: Vec<&Path> = Vec::new();

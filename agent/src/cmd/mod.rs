@@ -2,3 +2,4 @@
 
 pub mod blocklist;
 pub mod run;
+pub mod status;

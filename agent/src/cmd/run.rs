@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// An allowlist file (repeatable): its entries are never blocked.
     #[arg(long = "allowlist", value_name = "FILE")]
     pub allowlists: Vec<PathBuf>,
+    /// Where `status.json` is kept up to date for `xdp-audit status`.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
     /// Smallest size of each list table; tables are sized to twice the lists at start.
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub list_capacity: u32,
@@ -80,6 +83,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes)]
     pub ringbuf_bytes: u32,
 }
+
+/// Where the agent keeps its status snapshot unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/run/xdp-audit";
 
 /// Parses `IF`, `IF:lan` or `IF:wan` into the name and whether it is internet-facing.
 pub fn parse_iface(s: &str) -> Result<(String, bool), String> {
@@ -129,6 +135,8 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
 
 /// Everything the event loop works on.
 struct Agent {
+    state_dir: PathBuf,
+    interfaces: Vec<String>,
     loaded: Loaded,
     sweeper: Sweeper,
     sink: JsonlSink,
@@ -199,6 +207,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         close_linger: args.close_linger,
     };
     let mut agent = Agent {
+        state_dir: args.state_dir.clone(),
+        interfaces: args.ifaces.iter().map(|(n, _)| n.clone()).collect(),
         loaded,
         sweeper: Sweeper::new(timeouts, WallClock::measure(), ifnames),
         sink,
@@ -284,6 +294,30 @@ impl Lists {
     }
 }
 
+/// Rewrites the status snapshot; a failure is logged, never fatal.
+fn write_status(
+    dir: &std::path::Path,
+    interfaces: &[String],
+    stats: &aya::maps::Map,
+    maps: &enforce::ListMaps,
+    lists: &ListSet,
+) {
+    let counters = match crate::stats::read(stats) {
+        Ok(c) => c
+            .into_iter()
+            .map(|(c, n)| (c.name().to_owned(), n))
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the program counters");
+            return;
+        }
+    };
+    let snap = crate::status::Snapshot::new(interfaces.to_vec(), counters, lists, &maps.all_hits());
+    if let Err(e) = snap.write(dir) {
+        warn!(error = %e, dir = %dir.display(), "cannot write the status snapshot");
+    }
+}
+
 /// Hands every queued event to the sweeper.
 fn drain(
     ring: &mut RingBuf<&mut aya::maps::MapData>,
@@ -343,6 +377,7 @@ async fn event_loop(a: &mut Agent, sweep_interval: Duration) -> anyhow::Result<(
                 if let Err(e) = a.sink.sync() {
                     error!(error = %e, "syncing the audit log failed");
                 }
+                write_status(&a.state_dir, &a.interfaces, &a.loaded.stats, &a.loaded.lists, &a.lists.set);
             }
             changed = async { match watcher.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } } => {
                 match changed {

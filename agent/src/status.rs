@@ -1,0 +1,142 @@
+//! What `xdp-audit status` shows: a snapshot the running agent writes to its state directory
+//! every sweep (atomically, by rename), so status needs no connection to the agent and works
+//! from any shell.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::blocklist::{ListKind, ListSet};
+
+/// File name of the snapshot inside the state directory.
+pub const FILE_NAME: &str = "status.json";
+
+/// One list file's share of the hits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListHits {
+    /// The file.
+    pub path: String,
+    /// `block` or `allow`.
+    pub kind: String,
+    /// Rules of this file that matched at least once.
+    pub rules_hit: u64,
+    /// Packets matched by this file's rules.
+    pub hits: u64,
+}
+
+/// One rule's hits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleHits {
+    /// `FILE:LINE`.
+    pub rule: String,
+    /// `block` or `allow`.
+    pub kind: String,
+    /// Packets it matched.
+    pub hits: u64,
+}
+
+/// The snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Snapshot {
+    /// When it was written (RFC 3339 UTC).
+    pub written_at: String,
+    /// The agent's process id.
+    pub pid: u32,
+    /// Interfaces audited.
+    pub interfaces: Vec<String>,
+    /// The list generation in force.
+    pub generation: u64,
+    /// The program's counters, summed over CPUs.
+    pub counters: BTreeMap<String, u64>,
+    /// Per list file.
+    pub lists: Vec<ListHits>,
+    /// Per rule, most hits first.
+    pub rules: Vec<RuleHits>,
+}
+
+fn kind_name(k: ListKind) -> &'static str {
+    match k {
+        ListKind::Allow => "allow",
+        ListKind::Block => "block",
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot from the rules' hit counts (`(rule id, packets)`).
+    pub fn new(
+        interfaces: Vec<String>,
+        counters: BTreeMap<String, u64>,
+        lists: &ListSet,
+        hits: &[(u32, u64)],
+    ) -> Self {
+        let mut per_file: BTreeMap<(PathBuf, &'static str), (u64, u64)> = BTreeMap::new();
+        let mut rules: Vec<RuleHits> = Vec::new();
+        for &(id, n) in hits {
+            let Some(o) = lists.origin(id) else { continue };
+            let kind = kind_name(o.kind);
+            let e = per_file.entry((o.path.to_owned(), kind)).or_default();
+            e.0 += 1;
+            e.1 += n;
+            rules.push(RuleHits {
+                rule: format!("{}:{}", o.path.display(), o.line),
+                kind: kind.into(),
+                hits: n,
+            });
+        }
+        rules.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.rule.cmp(&b.rule)));
+        let mut list_hits: Vec<ListHits> = lists
+            .paths()
+            .into_iter()
+            .map(|p| {
+                let kind = lists.kind_of(p).map_or("block", kind_name);
+                let (rules_hit, hits) = per_file
+                    .get(&(p.to_owned(), kind))
+                    .copied()
+                    .unwrap_or_default();
+                ListHits {
+                    path: p.display().to_string(),
+                    kind: kind.into(),
+                    rules_hit,
+                    hits,
+                }
+            })
+            .collect();
+        list_hits.dedup();
+        Snapshot {
+            written_at: crate::record::rfc3339_ns(jiff::Timestamp::now().as_nanosecond() as i64),
+            pid: std::process::id(),
+            interfaces,
+            generation: lists.compiled().generation,
+            counters,
+            lists: list_hits,
+            rules,
+        }
+    }
+
+    /// Writes the snapshot to `dir` atomically.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, self)?;
+        f.write_all(b"\n")?;
+        std::fs::rename(&tmp, dir.join(FILE_NAME))
+    }
+
+    /// Reads the snapshot from `dir`.
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}: is `xdp-audit run --state-dir {}` running?",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a status snapshot", path.display()))
+    }
+}
