@@ -19,6 +19,10 @@ pub static EBPF_OBJECT: &[u8] =
 pub static BASELINE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-baseline"));
 
+/// The benchmark's xdp-filter-like reference: one exact-match hash, no flow table.
+pub static FILTER_BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-filter-baseline"));
+
 /// Errors of loading and attaching, each naming the interface or map at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
