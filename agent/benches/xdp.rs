@@ -31,7 +31,9 @@ fn run(prog: &mut Xdp, frame: &[u8], repeat: u32) -> f64 {
         repeat,
         ..Default::default()
     };
-    let r = prog.test_run(opts).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+    let r = prog
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
     r.duration.as_nanos() as f64
 }
 
@@ -45,20 +47,34 @@ fn new_flow_frames() -> Vec<Vec<u8>> {
     (0..NEW_FLOWS)
         .map(|i| {
             let [_, b, c, d] = i.to_be_bytes();
-            Spec::tcp4(v4(100, 64 + b, c, d), 40000, v4(198, 18, 0, 1), 443, tcp::SYN).build()
+            Spec::tcp4(
+                v4(100, 64 + b, c, d),
+                40000,
+                v4(198, 18, 0, 1),
+                443,
+                tcp::SYN,
+            )
+            .build()
         })
         .collect()
 }
 
 fn load_ref(object: &[u8], name: &str) -> Ebpf {
     let mut ebpf = Ebpf::load(object).unwrap_or_else(|e| panic!("load {name} (root?): {e}"));
-    let p: &mut Xdp = ebpf.program_mut(name).expect("program").try_into().expect("xdp");
+    let p: &mut Xdp = ebpf
+        .program_mut(name)
+        .expect("program")
+        .try_into()
+        .expect("xdp");
     p.load().expect("load reference program");
     ebpf
 }
 
 fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
-    ebpf.program_mut(name).expect("program").try_into().expect("xdp")
+    ebpf.program_mut(name)
+        .expect("program")
+        .try_into()
+        .expect("xdp")
 }
 
 /// 1,000,000 mixed list lines: 600k IPv4 and 150k IPv6 addresses, 100k IPv4 and 50k IPv6
@@ -116,7 +132,11 @@ fn main() {
     let t = Instant::now();
     let mut set = ListSet::new([(list.clone(), ListKind::Block)]);
     let (delta, problems) = set.reload_all();
-    assert!(problems.is_empty(), "generated list has problems: {:?}", &problems[..1]);
+    assert!(
+        problems.is_empty(),
+        "generated list has problems: {:?}",
+        &problems[..1]
+    );
     let parse_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut listed = Loaded::load(LoadOptions {
         flow_table_size: 262_144,
@@ -125,7 +145,10 @@ fn main() {
     })
     .expect("load xdp-audit with list capacity");
     let t = Instant::now();
-    listed.lists.apply(set.compiled(), &delta).expect("load the lists");
+    listed
+        .lists
+        .apply(set.compiled(), &delta)
+        .expect("load the lists");
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_after = rss_mib();
 
@@ -140,7 +163,10 @@ fn main() {
     let edit = set.reload(&list).expect("the edit is valid");
     let edit_parse_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
-    listed.lists.apply(set.compiled(), &edit).expect("apply the edit");
+    listed
+        .lists
+        .apply(set.compiled(), &edit)
+        .expect("apply the edit");
     let edit_apply_ms = t.elapsed().as_secs_f64() * 1e3;
 
     // The reference filter holds the same 600,000 exact IPv4 addresses.
@@ -153,8 +179,23 @@ fn main() {
         }
     }
 
-    let est4 = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(203, 0, 113, 2), 443, tcp::ACK).build();
-    let est6 = Spec::new(Addrs::V6(v6(2), v6(3)), L4::Tcp { sport: 40000, dport: 443, flags: tcp::ACK }).build();
+    let est4 = Spec::tcp4(
+        v4(198, 51, 100, 2),
+        40000,
+        v4(203, 0, 113, 2),
+        443,
+        tcp::ACK,
+    )
+    .build();
+    let est6 = Spec::new(
+        Addrs::V6(v6(2), v6(3)),
+        L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            flags: tcp::ACK,
+        },
+    )
+    .build();
     let blocked = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(10, 1, 2, 3), 443, tcp::ACK).build();
     let frames = new_flow_frames();
     let e = prog(&mut empty, agent_common::names::BASELINE_PASS);
@@ -188,20 +229,41 @@ fn main() {
         ("established IPv4 TCP, no lists", p4, floor, "empty"),
         ("established IPv6 TCP, no lists", p6, floor6, "empty"),
         ("established IPv4 TCP, 1M list entries", l4, floor, "empty"),
-        ("drop path (blocked exact), 1M entries", ldrop, filter_drop, "filter"),
-        ("new flow IPv4, 1M entries (1 run/frame)", per_frame(l, &frames), per_frame(f, &frames), "filter"),
-        ("new flow IPv4, no lists (1 run/frame)", per_frame(p, &frames[..]), per_frame(e, &frames), "empty"),
+        (
+            "drop path (blocked exact), 1M entries",
+            ldrop,
+            filter_drop,
+            "filter",
+        ),
+        (
+            "new flow IPv4, 1M entries (1 run/frame)",
+            per_frame(l, &frames),
+            per_frame(f, &frames),
+            "filter",
+        ),
+        (
+            "new flow IPv4, no lists (1 run/frame)",
+            per_frame(p, &frames[..]),
+            per_frame(e, &frames),
+            "empty",
+        ),
     ];
 
     println!("xdp: BPF_PROG_TEST_RUN, {REPEAT} repeats, minimum of {ROUNDS} interleaved rounds; new flows: {NEW_FLOWS} distinct frames, one run each");
     println!("references in this run: empty XDP_PASS {floor:.1} ns; xdp-filter-like exact match {filter_pass:.1} ns pass, {filter_drop:.1} ns drop");
-    println!("{:<44} {:>10} {:>12} {:>8}", "case", "ns/packet", "reference", "ratio");
+    println!(
+        "{:<44} {:>10} {:>12} {:>8}",
+        "case", "ns/packet", "reference", "ratio"
+    );
     for (name, ns, r, which) in &rows {
         println!("{name:<44} {ns:>10.1} {r:>8.1} {which:<6} {:>6.2}x", ns / r);
     }
     let est_plain = rows[0].1;
     let est_listed = rows[2].1;
-    println!("established with 1M entries vs without: {:.2}x", est_listed / est_plain);
+    println!(
+        "established with 1M entries vs without: {:.2}x",
+        est_listed / est_plain
+    );
     println!(
         "lists: 1,000,000 lines parsed+compiled in {parse_ms:.0} ms, loaded into the maps in {load_ms:.0} ms \
          (total {:.2} s); 10,000-line edit: reparse {edit_parse_ms:.0} ms + map update {edit_apply_ms:.0} ms",
