@@ -217,16 +217,16 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
     let v = unsafe { &mut *v };
     // A dropped first packet announces the flow through its drop event instead.
     let action = judge(&p.key, v);
-    if v.drops == 0 {
-        if events::emit(
+    if v.drops == 0
+        && events::emit(
             event_kind::FLOW_START,
             NO_RULE,
             &p.key,
             v,
             Counter::LostFlowStart,
-        ) {
-            v.flags |= flow_flags::START_ANNOUNCED;
-        }
+        )
+    {
+        v.flags |= flow_flags::START_ANNOUNCED;
     }
     action
 }

@@ -33,7 +33,7 @@ pub fn xdp_filter_baseline(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     // SAFETY: the value is only tested for presence.
-    if unsafe { FILTER_V4.get(&dst) }.is_some() {
+    if unsafe { FILTER_V4.get(dst) }.is_some() {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
