@@ -4,5 +4,6 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod cmd;
 pub mod record;
 pub mod sink;
