@@ -7,3 +7,4 @@ pub mod clock;
 pub mod cmd;
 pub mod record;
 pub mod sink;
+pub mod store;

@@ -34,6 +34,15 @@ pub trait RecordSink: Send {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError>;
     /// Makes every accepted record durable.
     fn sync(&mut self) -> Result<(), SinkError>;
+    /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
+    /// about once a second, also when no record arrives. The default does nothing.
+    fn tick(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Makes everything durable before the agent exits. The default is [`RecordSink::sync`].
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.sync()
+    }
 }
 
 /// Appends records as JSON Lines to `DIR/flows.jsonl`.
