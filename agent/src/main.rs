@@ -20,6 +20,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(xdp_audit::cmd::run::RunArgs),
+    /// Find flows in the audit store by address, port, MAC, protocol and time.
+    Query(xdp_audit::cmd::query::QueryArgs),
+    /// Write a time window of flows to a CSV or JSON Lines file and print its SHA-256.
+    Export(xdp_audit::cmd::export::ExportArgs),
+    /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
+    Verify(xdp_audit::cmd::verify::VerifyArgs),
+    /// Create an ed25519 key pair for signing the audit chain.
+    Keygen(xdp_audit::cmd::keygen::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +38,10 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => xdp_audit::cmd::run::main(args),
+        Command::Query(args) => xdp_audit::cmd::query::main(args),
+        Command::Export(args) => xdp_audit::cmd::export::main(args),
+        Command::Verify(args) => xdp_audit::cmd::verify::main(args),
+        Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
     };
     match result {
         Ok(code) => code,
