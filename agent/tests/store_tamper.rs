@@ -154,30 +154,41 @@ fn each_kind_of_change_is_caught_and_names_the_file() {
     // The forged entry links correctly to entry 1, so the first broken link is the one after it.
     expect_broken(d.path(), "manifest.jsonl", "entry 3", "inserted entry");
 
-    // The newest entry and its segment removed: the head catches it.
+    // The newest entry and its segment removed: the head line catches it.
     let d = copy_dir(base.path(), "t-trunc");
     let mut l = lines(d.path());
-    l.pop();
+    l.remove(l.len() - 2);
     write_lines(d.path(), &l);
     std::fs::remove_file(d.path().join(&segs[4])).expect("rm");
-    expect_broken(d.path(), "manifest.head", "chain ends at entry 3", "truncated chain");
+    expect_broken(d.path(), "manifest.jsonl", "chain ends at entry 3", "truncated chain");
 
-    // The head deleted.
+    // The head line cut off together with the last entry.
     let d = copy_dir(base.path(), "t-nohead");
-    std::fs::remove_file(d.path().join(manifest::HEAD)).expect("rm");
-    expect_broken(d.path(), "manifest.head", "cannot read", "deleted head");
+    let mut l = lines(d.path());
+    l.truncate(l.len() - 2);
+    write_lines(d.path(), &l);
+    std::fs::remove_file(d.path().join(&segs[4])).expect("rm");
+    expect_broken(d.path(), "manifest.jsonl", "no head line", "cut head");
 
     // The manifest deleted.
     let d = copy_dir(base.path(), "t-noman");
     std::fs::remove_file(d.path().join(manifest::MANIFEST)).expect("rm");
     expect_broken(d.path(), "manifest.jsonl", "missing", "deleted manifest");
+
+    // Everything deleted but the manifest: every segment is missing.
+    let d = copy_dir(base.path(), "t-wipe");
+    for s in &segs {
+        std::fs::remove_file(d.path().join(s)).expect("rm");
+    }
+    expect_broken(d.path(), &segs[0], "missing", "wiped segments");
 }
 
 /// Rewrites the whole chain without entry `drop_seq` (and its segment), recomputing every
 /// hash and the head: what an attacker with write access but no key can do.
 fn rewrite_chain_without(dir: &Path, drop_seq: u64) {
-    let text = std::fs::read_to_string(dir.join(manifest::MANIFEST)).expect("read");
-    let old = manifest::parse(&dir.join(manifest::MANIFEST), &text).expect("parse");
+    let path = dir.join(manifest::MANIFEST);
+    let text = std::fs::read_to_string(&path).expect("read");
+    let (old, old_head) = manifest::parse_with_head(&path, &text).expect("parse");
     let mut prev = GENESIS.to_owned();
     let mut out = Vec::new();
     for e in old {
@@ -193,13 +204,10 @@ fn rewrite_chain_without(dir: &Path, drop_seq: u64) {
         out.push(serde_json::to_string(&n).expect("json"));
         prev = hash;
     }
+    // The attacker keeps the old signature: without the secret key they cannot make a new one.
+    let head = Head { seq: out.len() as u64 - 1, hash: prev, ..old_head.expect("head") };
+    out.push(serde_json::json!({ "head": head }).to_string());
     write_lines(dir, &out);
-    let old_head: Head = serde_json::from_str(
-        std::fs::read_to_string(dir.join(manifest::HEAD)).expect("head").trim(),
-    )
-    .expect("head json");
-    let head = Head { seq: out.len() as u64 - 1, hash: prev, ..old_head };
-    std::fs::write(dir.join(manifest::HEAD), serde_json::to_string(&head).expect("json")).expect("write head");
 }
 
 #[test]
@@ -218,7 +226,7 @@ fn a_signed_head_catches_a_consistently_rewritten_chain() {
     match verify(d.path(), Some(&key)) {
         Ok(_) => panic!("rewritten chain passed the signature check"),
         Err(b) => {
-            assert!(b.file.ends_with(manifest::HEAD), "{b}");
+            assert!(b.file.ends_with(manifest::MANIFEST), "{b}");
             assert!(b.reason.contains("signature does not match"), "{b}");
         }
     }

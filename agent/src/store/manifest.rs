@@ -5,7 +5,9 @@
 //! `kind` (`segment` or `prune`), the fields of its kind, `prev` (the previous entry's `hash`,
 //! 64 zeros for the first) and `hash` = SHA-256 of `"xdp-audit chain v1\n"` followed by the
 //! compact JSON array `[seq, body, prev]`, where `body` is the entry without `seq`, `prev`
-//! and `hash` (fields in the documented order). `manifest.head` names the last entry's `seq`
+//! and `hash` (fields in the documented order). The last line, `{"head": {...}}`, names the
+//! last entry's `seq` and `hash` (it lives in the same file so that one atomic rename updates
+//! chain and head together: a crash can never leave them disagreeing)
 //! and `hash`, and with a signing key carries an ed25519 signature over
 //! `"xdp-audit chain head v1\n{seq}\n{hash}\n"`, so a rewritten or shortened chain is caught.
 
@@ -19,8 +21,6 @@ use super::fsutil::{hex, unhex, write_atomic};
 
 /// File name of the chain.
 pub const MANIFEST: &str = "manifest.jsonl";
-/// File name of the chain head.
-pub const HEAD: &str = "manifest.head";
 /// `prev` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -125,7 +125,7 @@ pub struct Entry {
     pub hash: String,
 }
 
-/// The chain head as written to [`HEAD`].
+/// The chain head, the last line of [`MANIFEST`] as `{"head": {...}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     /// `seq` of the last entry.
@@ -152,19 +152,41 @@ pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
     format!("xdp-audit chain head v1\n{seq}\n{hash}\n").into_bytes()
 }
 
-/// Parses `manifest.jsonl` text into entries (no chain check: that is [`crate::store::verify`]).
+#[derive(Serialize, Deserialize)]
+struct HeadLine {
+    head: Head,
+}
+
+/// Parses `manifest.jsonl` text into entries and the head line (no chain check: that is
+/// [`crate::store::verify`]). A head line anywhere but last is an error.
+pub fn parse_with_head(path: &Path, text: &str) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
+    let mut entries = Vec::new();
+    let mut head = None;
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let err = |reason: String| ManifestError::Parse {
+            path: path.to_owned(),
+            line: i + 1,
+            reason,
+        };
+        if head.is_some() {
+            return Err(err("a line follows the head line (the head must be last)".into()));
+        }
+        if l.starts_with("{\"head\"") {
+            let h: HeadLine = serde_json::from_str(l).map_err(|e| err(e.to_string()))?;
+            head = Some(h.head);
+        } else {
+            entries.push(serde_json::from_str(l).map_err(|e| err(e.to_string()))?);
+        }
+    }
+    Ok((entries, head))
+}
+
+/// Parses `manifest.jsonl` text into its entries (see [`parse_with_head`]).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ManifestError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| ManifestError::Parse {
-                path: path.to_owned(),
-                line: i + 1,
-                reason: e.to_string(),
-            })
-        })
-        .collect()
+    Ok(parse_with_head(path, text)?.0)
 }
 
 /// The chain as the writer keeps it.
@@ -201,8 +223,8 @@ impl Manifest {
         &self.entries
     }
 
-    /// Appends an entry: the whole manifest is rewritten to a temporary file, fsynced and
-    /// renamed, then the head likewise (signed when a key is set).
+    /// Appends an entry: the whole manifest, with the new head line (signed when a key is
+    /// set), is written to a temporary file, fsynced and renamed over the old one.
     pub fn append(&mut self, body: Body) -> Result<&Entry, ManifestError> {
         let (seq, prev) = match self.entries.last() {
             Some(e) => (e.seq + 1, e.hash.clone()),
@@ -216,28 +238,27 @@ impl Manifest {
             hash,
         };
         let mut text = Vec::new();
+        let encode_err = |e: serde_json::Error| ManifestError::Parse {
+            path: self.dir.join(MANIFEST),
+            line: 0,
+            reason: format!("cannot encode: {e}"),
+        };
         for e in self.entries.iter().chain(std::iter::once(&entry)) {
-            serde_json::to_writer(&mut text, e).map_err(|e| ManifestError::Parse {
-                path: self.dir.join(MANIFEST),
-                line: 0,
-                reason: format!("cannot encode entry: {e}"),
-            })?;
+            serde_json::to_writer(&mut text, e).map_err(encode_err)?;
             text.push(b'\n');
         }
+        serde_json::to_writer(&mut text, &HeadLine { head: self.head_for(&entry) }).map_err(encode_err)?;
+        text.push(b'\n');
         write_atomic(&self.dir, MANIFEST, &text).map_err(|source| ManifestError::Io {
             path: self.dir.join(MANIFEST),
             op: "replace",
             source,
         })?;
         self.entries.push(entry);
-        self.write_head()?;
         Ok(&self.entries[self.entries.len() - 1])
     }
 
-    fn write_head(&self) -> Result<(), ManifestError> {
-        let Some(last) = self.entries.last() else {
-            return Ok(());
-        };
+    fn head_for(&self, last: &Entry) -> Head {
         let (public_key, signature) = match &self.signing_key {
             Some(k) => (
                 Some(hex(&k.verifying_key().to_bytes())),
@@ -245,23 +266,12 @@ impl Manifest {
             ),
             None => (None, None),
         };
-        let head = Head {
+        Head {
             seq: last.seq,
             hash: last.hash.clone(),
             public_key,
             signature,
-        };
-        let mut text = serde_json::to_vec(&head).map_err(|e| ManifestError::Parse {
-            path: self.dir.join(HEAD),
-            line: 0,
-            reason: format!("cannot encode head: {e}"),
-        })?;
-        text.push(b'\n');
-        write_atomic(&self.dir, HEAD, &text).map_err(|source| ManifestError::Io {
-            path: self.dir.join(HEAD),
-            op: "replace",
-            source,
-        })
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! ```text
 //! journal-<id>.wal          live journal (framed, checksummed records; see `journal`)
 //! seg-<seq>-<start>.parquet sealed segments (see `segment`)
-//! manifest.jsonl            hash chain over segments and retention deletions (see `manifest`)
-//! manifest.head             chain head, ed25519-signed with --signing-key
+//! manifest.jsonl            hash chain over segments and retention deletions, ending in the
+//!                           chain head, ed25519-signed with --signing-key (see `manifest`)
 //! .lock                     held by the one writer
 //! ```
 

@@ -41,7 +41,6 @@ pub struct Verified {
 /// Verifies the store in `dir`; with `key`, the head must carry a valid signature by it.
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
     let mpath = dir.join(manifest::MANIFEST);
-    let hpath = dir.join(manifest::HEAD);
     let broken = |file: &Path, reason: String| Broken {
         file: file.to_owned(),
         reason,
@@ -49,17 +48,24 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     let text = match std::fs::read_to_string(&mpath) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if hpath.exists() {
+            let has_segments = std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .any(|n| is_segment_name(&n))
+                })
+                .unwrap_or(false);
+            if has_segments {
                 return Err(broken(
                     &mpath,
-                    "missing, but a chain head exists (manifest deleted)".into(),
+                    "missing, but segments exist (manifest deleted)".into(),
                 ));
             }
             String::new()
         }
         Err(e) => return Err(broken(&mpath, format!("cannot read: {e}"))),
     };
-    let entries = manifest::parse(&mpath, &text).map_err(|e| broken(&mpath, e.to_string()))?;
+    let (entries, head) =
+        manifest::parse_with_head(&mpath, &text).map_err(|e| broken(&mpath, e.to_string()))?;
     let mut out = Verified::default();
     let mut prev = GENESIS.to_owned();
     let mut live: HashMap<String, (String, u64, u64)> = HashMap::new();
@@ -183,12 +189,13 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
             tracing::info!(file = %n, "segment pruned by the chain still present (interrupted retention; the next start deletes it)");
         }
     }
-    check_head(&hpath, entries.last(), key, &mut out)?;
+    check_head(&mpath, head, entries.last(), key, &mut out)?;
     Ok(out)
 }
 
 fn check_head(
     hpath: &Path,
+    head: Option<Head>,
     last: Option<&manifest::Entry>,
     key: Option<&VerifyingKey>,
     out: &mut Verified,
@@ -203,12 +210,12 @@ fn check_head(
         }
         return Ok(());
     };
-    let text = std::fs::read_to_string(hpath).map_err(|e| broken(format!("cannot read: {e}")))?;
-    let head: Head =
-        serde_json::from_str(text.trim()).map_err(|e| broken(format!("does not parse: {e}")))?;
+    let head = head.ok_or_else(|| {
+        broken("no head line after the last entry (the end of the chain was cut)".into())
+    })?;
     if head.seq != last.seq || head.hash != last.hash {
         return Err(broken(format!(
-            "head names entry {} ({}) but the chain ends at entry {} ({}): entries were removed from or added to the end",
+            "the head line names entry {} ({}) but the chain ends at entry {} ({}): entries were removed from or added to the end",
             head.seq, head.hash, last.seq, last.hash
         )));
     }
