@@ -55,7 +55,10 @@ fn child(dir: &str, run: u32) -> ! {
 #[test]
 fn acknowledged_records_survive_kill_9_at_random_moments() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        let run = std::env::var(RUN_ENV).ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+        let run = std::env::var(RUN_ENV)
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
         child(&dir, run);
     }
     let dir = TempDir::new("kill9");
@@ -68,7 +71,12 @@ fn acknowledged_records_survive_kill_9_at_random_moments() {
     let mut acked: Vec<u64> = Vec::new();
     for run in 0..20u32 {
         let mut c = Command::new(&exe)
-            .args(["--exact", "acknowledged_records_survive_kill_9_at_random_moments", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "acknowledged_records_survive_kill_9_at_random_moments",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .env(RUN_ENV, run.to_string())
             .env("RUST_LOG", "off")
@@ -97,19 +105,29 @@ fn acknowledged_records_survive_kill_9_at_random_moments() {
         if under_load {
             got_first
                 .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("run {run}: the writer never acknowledged (seed {seed})"));
+                .unwrap_or_else(|_| {
+                    panic!("run {run}: the writer never acknowledged (seed {seed})")
+                });
         }
-        let wait_ms = if under_load { 20 + rng.below(400) } else { rng.below(300) };
+        let wait_ms = if under_load {
+            20 + rng.below(400)
+        } else {
+            rng.below(300)
+        };
         std::thread::sleep(Duration::from_millis(wait_ms));
         c.kill().expect("SIGKILL the writer"); // Child::kill sends SIGKILL
         c.wait().expect("reap writer");
         let n = reader.join().expect("reader thread");
-        assert!(n > 0 || !under_load, "run {run}: no acknowledgement (seed {seed})");
+        assert!(
+            n > 0 || !under_load,
+            "run {run}: no acknowledgement (seed {seed})"
+        );
         acked.push(n);
 
         // After the kill: the chain verifies and every acknowledged record is found, in
         // sealed segments or the torn leftover journal (read up to its valid prefix).
-        verify(dir.path(), None).unwrap_or_else(|b| panic!("run {run}: verify after kill: {b} (seed {seed})"));
+        verify(dir.path(), None)
+            .unwrap_or_else(|b| panic!("run {run}: verify after kill: {b} (seed {seed})"));
         check_all_found(dir.path(), &acked, run, seed);
     }
     // A last clean start seals the leftover journal; everything is still there.

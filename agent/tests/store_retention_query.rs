@@ -22,7 +22,10 @@ fn retention_below_the_legal_floor_is_refused_naming_it() {
     match Store::open(cfg) {
         Err(e @ StoreError::Retention(_)) => {
             let msg = e.to_string();
-            assert!(msg.contains("89") && msg.contains("90") && msg.contains("legal floor"), "{msg}");
+            assert!(
+                msg.contains("89") && msg.contains("90") && msg.contains("legal floor"),
+                "{msg}"
+            );
         }
         Err(e) => panic!("wrong error for 89 days: {e}"),
         Ok(_) => panic!("89 days of retention was accepted"),
@@ -45,15 +48,27 @@ fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
     // Day 180 after the old records: nothing is old enough yet.
     clock.set(T0 + 180 * DAY);
     let mut store = Store::open_with_clock(cfg, Box::new(clock.clone())).expect("open");
-    assert_eq!(verify(dir.path(), None).expect("verify").entries, before.entries, "pruned too early");
+    assert_eq!(
+        verify(dir.path(), None).expect("verify").entries,
+        before.entries,
+        "pruned too early"
+    );
     // A day later the old hours are past 180 days; retention runs at the daily tick.
     clock.advance(DAY + 4 * HOUR);
     store.tick_at(clock_now(&clock)).expect("tick");
     let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("after retention: {b}"));
     assert_eq!(v.pruned, 4, "{v:?}"); // three hours from T0 touch four clock hours
-    assert_eq!(v.entries, before.entries + 1, "one prune entry expected: {v:?}");
+    assert_eq!(
+        v.entries,
+        before.entries + 1,
+        "one prune entry expected: {v:?}"
+    );
     let got = canon(collect(dir.path(), &Filter::default()).expect("query"));
-    assert_eq!(got, canon(young.clone()), "after pruning only the young records remain");
+    assert_eq!(
+        got,
+        canon(young.clone()),
+        "after pruning only the young records remain"
+    );
     assert!(!old.is_empty());
     // The prune entry is last and names the files with their sealed hashes.
     let text = std::fs::read_to_string(dir.path().join(manifest::MANIFEST)).expect("read");
@@ -63,7 +78,11 @@ fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
             assert_eq!(p.retention_days, 180);
             assert_eq!(p.files.len(), 4);
             for f in &p.files {
-                assert!(!dir.path().join(&f.file).exists(), "{} still on disk", f.file);
+                assert!(
+                    !dir.path().join(&f.file).exists(),
+                    "{} still on disk",
+                    f.file
+                );
             }
         }
         other => panic!("last entry is not a prune: {other:?}"),
@@ -71,7 +90,10 @@ fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
     // Within the same day nothing more happens, even when more expires.
     clock.advance(10 * DAY - 2 * DAY);
     store.tick_at(clock_now(&clock) - DAY + 1).expect("tick");
-    assert_eq!(verify(dir.path(), None).expect("verify").entries, before.entries + 1);
+    assert_eq!(
+        verify(dir.path(), None).expect("verify").entries,
+        before.entries + 1
+    );
     drop(store);
 }
 
@@ -98,7 +120,11 @@ fn query_matches_a_brute_force_scan_over_segments_and_the_live_journal() {
     let n_seg = verify(dir.path(), None).expect("verify").segments;
     assert!(n_seg >= 4, "expected sealed segments, got {n_seg}");
     let everything = canon(collect(dir.path(), &Filter::default()).expect("query all"));
-    assert_eq!(everything, canon(all.clone()), "unfiltered query must return every record exactly");
+    assert_eq!(
+        everything,
+        canon(all.clone()),
+        "unfiltered query must return every record exactly"
+    );
 
     let mut rng = Rng::new(99);
     let pick = |rng: &mut Rng| &all[rng.below(all.len() as u64) as usize];
@@ -106,10 +132,20 @@ fn query_matches_a_brute_force_scan_over_segments_and_the_live_journal() {
         let mut f = Filter::default();
         let r = pick(&mut rng).clone();
         match round % 6 {
-            0 => f.cidr = Some(Cidr::host(if rng.chance(0.5) { r.src_ip } else { r.dst_ip })),
+            0 => {
+                f.cidr = Some(Cidr::host(if rng.chance(0.5) {
+                    r.src_ip
+                } else {
+                    r.dst_ip
+                }))
+            }
             1 => {
                 let ip = r.dst_ip;
-                let len = if ip.is_ipv4() { 8 + rng.below(25) as u8 } else { 16 + rng.below(113) as u8 };
+                let len = if ip.is_ipv4() {
+                    8 + rng.below(25) as u8
+                } else {
+                    16 + rng.below(113) as u8
+                };
                 f.cidr = Some(cidr_of(ip, len));
             }
             2 => {
@@ -135,10 +171,16 @@ fn query_matches_a_brute_force_scan_over_segments_and_the_live_journal() {
         assert_eq!(got, want, "round {round}: {f:?}");
     }
     // An address that is nowhere matches nothing (and prunes every row group).
-    let none = Filter { cidr: Some(Cidr::host("198.51.100.254".parse().expect("ip"))), ..Filter::default() };
+    let none = Filter {
+        cidr: Some(Cidr::host("198.51.100.254".parse().expect("ip"))),
+        ..Filter::default()
+    };
     assert!(collect(dir.path(), &none).expect("query").is_empty());
     // The 16-byte form used by the columns maps IPv4 into ::ffff:0:0/96.
-    assert_eq!(ip_to_column("1.2.3.4".parse().expect("ip"))[10..12], [0xff, 0xff]);
+    assert_eq!(
+        ip_to_column("1.2.3.4".parse().expect("ip"))[10..12],
+        [0xff, 0xff]
+    );
 }
 
 #[test]
@@ -150,8 +192,15 @@ fn a_leftover_journal_is_sealed_at_start() {
     let store = open(dir.path(), &clock);
     drop(store);
     let v = verify(dir.path(), None).expect("verify");
-    assert_eq!(v.segments, before + 1, "the leftover journal was not sealed");
-    assert_eq!(canon(collect(dir.path(), &Filter::default()).expect("query")), canon(all));
+    assert_eq!(
+        v.segments,
+        before + 1,
+        "the leftover journal was not sealed"
+    );
+    assert_eq!(
+        canon(collect(dir.path(), &Filter::default()).expect("query")),
+        canon(all)
+    );
 }
 
 #[test]
@@ -161,10 +210,15 @@ fn duckdb_reads_a_segment() {
     let start = T0 - T0 % HOUR;
     let all = fill(dir.path(), &clock, start, 1, 5.0, 4, true);
     // The last record generated may start the next hour, in the next segment.
-    let all: Vec<FlowRecord> = all.into_iter().filter(|r| r.time_start_ns < start + HOUR).collect();
+    let all: Vec<FlowRecord> = all
+        .into_iter()
+        .filter(|r| r.time_start_ns < start + HOUR)
+        .collect();
     let text = std::fs::read_to_string(dir.path().join(manifest::MANIFEST)).expect("read");
     let entries = manifest::parse(&dir.path().join(manifest::MANIFEST), &text).expect("parse");
-    let Body::Segment(seg) = &entries[0].body else { panic!("first entry is not a segment") };
+    let Body::Segment(seg) = &entries[0].body else {
+        panic!("first entry is not a segment")
+    };
     let path = dir.path().join(&seg.file);
     let script = r#"
 import sys, duckdb
@@ -184,7 +238,9 @@ print(",".join(str(v) for v in duckdb.sql(q).fetchall()[0]))
         .arg(script)
         .arg(&path)
         .output()
-        .unwrap_or_else(|e| panic!("python3 not runnable ({e}); install python3 and `pip install duckdb`"));
+        .unwrap_or_else(|e| {
+            panic!("python3 not runnable ({e}); install python3 and `pip install duckdb`")
+        });
     assert!(
         out.status.success(),
         "duckdb could not read {}: {} (is the duckdb Python package installed? `pip install duckdb`)",
@@ -201,9 +257,17 @@ print(",".join(str(v) for v in duckdb.sql(q).fetchall()[0]))
         all.iter().filter(|r| r.dst_port == 443).count(),
         all.iter().filter(|r| r.vlan.is_some()).count(),
         all.iter().filter(|r| r.src_ip.is_ipv6()).count(),
-        all.iter().map(|r| r.iface.as_str()).collect::<std::collections::HashSet<_>>().len(),
+        all.iter()
+            .map(|r| r.iface.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         all.iter().map(|r| u64::from(r.src_port)).sum::<u64>(),
-        all.iter().filter(|r| r.src_ip == "10.0.0.20".parse::<IpAddr>().expect("ip")).count(),
+        all.iter()
+            .filter(|r| r.src_ip == "10.0.0.20".parse::<IpAddr>().expect("ip"))
+            .count(),
     );
-    assert_eq!(got, want, "DuckDB's aggregates differ from the records written");
+    assert_eq!(
+        got, want,
+        "DuckDB's aggregates differ from the records written"
+    );
 }

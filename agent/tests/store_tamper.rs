@@ -64,8 +64,15 @@ fn expect_broken(dir: &Path, file_part: &str, reason_part: &str, what: &str) {
         Ok(v) => panic!("{what}: verify passed ({v:?}) but the store was tampered with"),
         Err(b) => {
             let f = b.file.display().to_string();
-            assert!(f.contains(file_part), "{what}: blamed {f}, expected {file_part} ({b})");
-            assert!(b.reason.contains(reason_part), "{what}: reason {:?} lacks {reason_part:?}", b.reason);
+            assert!(
+                f.contains(file_part),
+                "{what}: blamed {f}, expected {file_part} ({b})"
+            );
+            assert!(
+                b.reason.contains(reason_part),
+                "{what}: reason {:?} lacks {reason_part:?}",
+                b.reason
+            );
         }
     }
 }
@@ -114,8 +121,32 @@ fn each_kind_of_change_is_caught_and_names_the_file() {
 
     // A foreign segment inserted.
     let d = copy_dir(base.path(), "t-ins-seg");
-    std::fs::copy(d.path().join(&segs[0]), d.path().join("seg-00000099-20231115T000000Z.parquet")).expect("cp");
-    expect_broken(d.path(), "seg-00000099", "not in the chain", "inserted segment");
+    std::fs::copy(
+        d.path().join(&segs[0]),
+        d.path().join("seg-00000099-20231115T000000Z.parquet"),
+    )
+    .expect("cp");
+    expect_broken(
+        d.path(),
+        "seg-00000099",
+        "not in the chain",
+        "inserted segment",
+    );
+
+    // A copy inserted at the next chain position (where a crash mid-seal leaves a file): its
+    // journal is long sealed and gone, so it is no interrupted seal.
+    let d = copy_dir(base.path(), "t-ins-next");
+    std::fs::copy(
+        d.path().join(&segs[0]),
+        d.path().join("seg-00000005-20231115T030000Z.parquet"),
+    )
+    .expect("cp");
+    expect_broken(
+        d.path(),
+        "seg-00000005",
+        "not in the chain",
+        "inserted next segment",
+    );
 
     // A middle entry deleted (and its segment, to hide it).
     let d = copy_dir(base.path(), "t-del-entry");
@@ -139,7 +170,12 @@ fn each_kind_of_change_is_caught_and_names_the_file() {
     e["rows"] = serde_json::json!(1);
     l[2] = e.to_string();
     write_lines(d.path(), &l);
-    expect_broken(d.path(), "manifest.jsonl", "hash does not match", "edited entry");
+    expect_broken(
+        d.path(),
+        "manifest.jsonl",
+        "hash does not match",
+        "edited entry",
+    );
 
     // A well-formed entry inserted in the middle (its own hash is right; the next link breaks).
     let d = copy_dir(base.path(), "t-ins-entry");
@@ -160,7 +196,12 @@ fn each_kind_of_change_is_caught_and_names_the_file() {
     l.remove(l.len() - 2);
     write_lines(d.path(), &l);
     std::fs::remove_file(d.path().join(&segs[4])).expect("rm");
-    expect_broken(d.path(), "manifest.jsonl", "chain ends at entry 3", "truncated chain");
+    expect_broken(
+        d.path(),
+        "manifest.jsonl",
+        "chain ends at entry 3",
+        "truncated chain",
+    );
 
     // The head line cut off together with the last entry.
     let d = copy_dir(base.path(), "t-nohead");
@@ -200,12 +241,21 @@ fn rewrite_chain_without(dir: &Path, drop_seq: u64) {
         }
         let seq = out.len() as u64;
         let hash = entry_hash(seq, &e.body, &prev);
-        let n = Entry { seq, body: e.body, prev: prev.clone(), hash: hash.clone() };
+        let n = Entry {
+            seq,
+            body: e.body,
+            prev: prev.clone(),
+            hash: hash.clone(),
+        };
         out.push(serde_json::to_string(&n).expect("json"));
         prev = hash;
     }
     // The attacker keeps the old signature: without the secret key they cannot make a new one.
-    let head = Head { seq: out.len() as u64 - 1, hash: prev, ..old_head.expect("head") };
+    let head = Head {
+        seq: out.len() as u64 - 1,
+        hash: prev,
+        ..old_head.expect("head")
+    };
     out.push(serde_json::json!({ "head": head }).to_string());
     write_lines(dir, &out);
 }
@@ -236,10 +286,15 @@ fn a_signed_head_catches_a_consistently_rewritten_chain() {
     let (_, public2) = generate_keypair().expect("keygen");
     std::fs::write(other.path().join("o.pub"), public2).expect("write");
     let key2 = manifest::load_public_key(&other.path().join("o.pub")).expect("load");
-    assert!(verify(base.path(), Some(&key2)).is_err(), "a foreign key verified the head");
+    assert!(
+        verify(base.path(), Some(&key2)).is_err(),
+        "a foreign key verified the head"
+    );
 
     // An unsigned store fails when a key is required.
     let (unsigned, _) = pristine(false);
-    let b = verify(unsigned.path(), Some(&key)).err().expect("unsigned store passed with a key");
+    let b = verify(unsigned.path(), Some(&key))
+        .err()
+        .expect("unsigned store passed with a key");
     assert!(b.reason.contains("not signed"), "{b}");
 }

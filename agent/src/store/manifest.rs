@@ -159,7 +159,10 @@ struct HeadLine {
 
 /// Parses `manifest.jsonl` text into entries and the head line (no chain check: that is
 /// [`crate::store::verify`]). A head line anywhere but last is an error.
-pub fn parse_with_head(path: &Path, text: &str) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
+pub fn parse_with_head(
+    path: &Path,
+    text: &str,
+) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
     let mut entries = Vec::new();
     let mut head = None;
     for (i, l) in text.lines().enumerate() {
@@ -172,7 +175,9 @@ pub fn parse_with_head(path: &Path, text: &str) -> Result<(Vec<Entry>, Option<He
             reason,
         };
         if head.is_some() {
-            return Err(err("a line follows the head line (the head must be last)".into()));
+            return Err(err(
+                "a line follows the head line (the head must be last)".into()
+            ));
         }
         if l.starts_with("{\"head\"") {
             let h: HeadLine = serde_json::from_str(l).map_err(|e| err(e.to_string()))?;
@@ -247,7 +252,13 @@ impl Manifest {
             serde_json::to_writer(&mut text, e).map_err(encode_err)?;
             text.push(b'\n');
         }
-        serde_json::to_writer(&mut text, &HeadLine { head: self.head_for(&entry) }).map_err(encode_err)?;
+        serde_json::to_writer(
+            &mut text,
+            &HeadLine {
+                head: self.head_for(&entry),
+            },
+        )
+        .map_err(encode_err)?;
         text.push(b'\n');
         write_atomic(&self.dir, MANIFEST, &text).map_err(|source| ManifestError::Io {
             path: self.dir.join(MANIFEST),

@@ -478,6 +478,20 @@ impl SegmentReader {
         })
     }
 
+    /// The id of the journal this segment was sealed from (file metadata).
+    pub fn journal_id(&self) -> Option<u64> {
+        self.reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == "xdp-audit.journal-id")?
+            .value
+            .as_deref()?
+            .parse()
+            .ok()
+    }
+
     /// Number of row groups.
     pub fn row_groups(&self) -> usize {
         self.reader.num_row_groups()

@@ -51,7 +51,15 @@ pub fn open(dir: &Path, clock: &FakeClock) -> Store {
 /// Writes `hours` hours of generated traffic at `rate` flows/s starting at `start`, the fake
 /// clock following the records; every hour is sealed by the hourly rotation and the last
 /// hour stays in the live journal unless `seal_last`. Returns the records written.
-pub fn fill(dir: &Path, clock: &FakeClock, start: i64, hours: i64, rate: f64, seed: u64, seal_last: bool) -> Vec<FlowRecord> {
+pub fn fill(
+    dir: &Path,
+    clock: &FakeClock,
+    start: i64,
+    hours: i64,
+    rate: f64,
+    seed: u64,
+    seal_last: bool,
+) -> Vec<FlowRecord> {
     let mut store = open(dir, clock);
     let mut g = TrafficGen::with_rate(seed, start, rate);
     let mut out = Vec::new();
