@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::writer::{get_column_writer, ColumnCloseResult};
 use parquet::data_type::{
     ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
     Int64Type,
@@ -17,7 +18,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{
+    SerializedColumnWriter, SerializedFileWriter, SerializedPageWriter, TrackedWrite,
+};
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
@@ -181,7 +184,7 @@ fn writer_props(journal_id: u64) -> WriterProperties {
     ];
     let mut b = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(6).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -225,7 +228,7 @@ fn pq(
 /// Returns the file size in bytes.
 pub fn write(
     path: &Path,
-    records: &mut [FlowRecord],
+    records: &mut Vec<FlowRecord>,
     journal_id: u64,
 ) -> Result<u64, SegmentError> {
     sort_for_pruning(records);
@@ -233,18 +236,28 @@ pub fn write(
 }
 
 /// Orders rows for pruning and compression.
-pub fn sort_for_pruning(records: &mut [FlowRecord]) {
+pub fn sort_for_pruning(records: &mut Vec<FlowRecord>) {
     // Client first: a gateway's originators are its clients, so their rows become one run
     // each (src_ip, src_mac, iface compress to almost nothing, and row-group statistics on
     // src_ip prune), and start times within a run increase, for the delta encoding.
-    records.sort_unstable_by(|a, b| {
-        (ip16(a.src_ip), a.time_start_ns, a.src_port, ip16(a.dst_ip)).cmp(&(
-            ip16(b.src_ip),
-            b.time_start_ns,
-            b.src_port,
-            ip16(b.dst_ip),
-        ))
-    });
+    // Rows are bucketed by client (few), each bucket is stably sorted by start time (journal
+    // order is nearly time order, so this is close to linear; ties keep journal order, so a
+    // re-seal after a crash produces the same file), then the records are moved into place.
+    let mut buckets: std::collections::HashMap<u128, Vec<(i64, u32)>> =
+        std::collections::HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        buckets
+            .entry(u128::from_be_bytes(ip16(r.src_ip)))
+            .or_default()
+            .push((r.time_start_ns, i as u32));
+    }
+    let mut clients: Vec<(u128, Vec<(i64, u32)>)> = buckets.into_iter().collect();
+    clients.sort_unstable_by_key(|c| c.0);
+    let mut taken: Vec<Option<FlowRecord>> = records.drain(..).map(Some).collect();
+    for (_, mut rows) in clients {
+        rows.sort_by_key(|r| r.0);
+        records.extend(rows.iter().filter_map(|r| taken[r.1 as usize].take()));
+    }
 }
 
 fn write_with(
@@ -293,122 +306,193 @@ fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
     rs: &[FlowRecord],
 ) -> parquet::errors::Result<()> {
-    let mut rg = w.next_row_group()?;
-    let i64s = |f: fn(&FlowRecord) -> i64| rs.iter().map(f).collect::<Vec<i64>>();
-    let i32s = |f: fn(&FlowRecord) -> i32| rs.iter().map(f).collect::<Vec<i32>>();
-    let mut i = 0;
-    while let Some(mut c) = rg.next_column()? {
-        match i {
-            col::TIME_START => {
-                c.typed::<Int64Type>()
-                    .write_batch(&i64s(|r| r.time_start_ns), None, None)?;
-            }
-            col::TIME_END => {
-                c.typed::<Int64Type>()
-                    .write_batch(&i64s(|r| r.time_end_ns), None, None)?;
-            }
-            col::IFACE | col::END_REASON => {
-                let v: Vec<ByteArray> = rs
-                    .iter()
-                    .map(|r| {
-                        if i == col::IFACE {
-                            ByteArray::from(r.iface.as_str())
-                        } else {
-                            ByteArray::from(r.end_reason.as_str())
-                        }
-                    })
-                    .collect();
-                c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
-            }
-            col::IFINDEX => {
-                c.typed::<Int32Type>()
-                    .write_batch(&i32s(|r| r.ifindex as i32), None, None)?;
-            }
-            col::VLAN | col::VLAN_INNER => {
-                let get = |r: &FlowRecord| if i == col::VLAN { r.vlan } else { r.vlan_inner };
-                let defs: Vec<i16> = rs.iter().map(|r| i16::from(get(r).is_some())).collect();
-                let vals: Vec<i32> = rs.iter().filter_map(|r| get(r).map(i32::from)).collect();
-                c.typed::<Int32Type>()
-                    .write_batch(&vals, Some(&defs), None)?;
-            }
-            col::SRC_MAC | col::DST_MAC => {
-                let v: Vec<FixedLenByteArray> = rs
-                    .iter()
-                    .map(|r| {
-                        let m = if i == col::SRC_MAC {
-                            r.src_mac
-                        } else {
-                            r.dst_mac
-                        };
-                        FixedLenByteArray::from(m.0.to_vec())
-                    })
-                    .collect();
-                c.typed::<FixedLenByteArrayType>()
-                    .write_batch(&v, None, None)?;
-            }
-            col::PROTO => {
-                c.typed::<Int32Type>()
-                    .write_batch(&i32s(|r| i32::from(r.proto)), None, None)?;
-            }
-            col::IP_VERSION => {
-                c.typed::<Int32Type>().write_batch(
-                    &i32s(|r| ip_version(r.src_ip, r.dst_ip)),
-                    None,
-                    None,
-                )?;
-            }
-            col::SRC_IP | col::DST_IP => {
-                let v: Vec<FixedLenByteArray> = rs
-                    .iter()
-                    .map(|r| {
-                        let ip = if i == col::SRC_IP { r.src_ip } else { r.dst_ip };
-                        FixedLenByteArray::from(ip16(ip).to_vec())
-                    })
-                    .collect();
-                c.typed::<FixedLenByteArrayType>()
-                    .write_batch(&v, None, None)?;
-            }
-            col::SRC_PORT => {
-                c.typed::<Int32Type>()
-                    .write_batch(&i32s(|r| i32::from(r.src_port)), None, None)?;
-            }
-            col::DST_PORT => {
-                c.typed::<Int32Type>()
-                    .write_batch(&i32s(|r| i32::from(r.dst_port)), None, None)?;
-            }
-            col::PACKETS => {
-                c.typed::<Int64Type>()
-                    .write_batch(&i64s(|r| r.packets as i64), None, None)?;
-            }
-            col::BYTES => {
-                c.typed::<Int64Type>()
-                    .write_batch(&i64s(|r| r.bytes as i64), None, None)?;
-            }
-            col::RESP_PACKETS => {
-                c.typed::<Int64Type>()
-                    .write_batch(&i64s(|r| r.resp_packets as i64), None, None)?;
-            }
-            col::RESP_BYTES => {
-                c.typed::<Int64Type>()
-                    .write_batch(&i64s(|r| r.resp_bytes as i64), None, None)?;
-            }
-            col::TCP_FLAGS => {
-                c.typed::<Int32Type>().write_batch(
-                    &i32s(|r| i32::from(r.tcp_flags)),
-                    None,
-                    None,
-                )?;
-            }
-            _ => {
-                return Err(parquet::errors::ParquetError::General(format!(
-                    "schema has an unexpected column {i}"
-                )))
-            }
+    // Columns are encoded and compressed in parallel into memory, then spliced into the
+    // row group in schema order: sealing uses every core.
+    let descrs: Vec<_> = w.schema_descr().columns().to_vec();
+    let props = w.properties().clone();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(descrs.len());
+    let mut encoded: Vec<Option<parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>>> =
+        (0..descrs.len()).map(|_| None).collect();
+    let slots = std::sync::Mutex::new(&mut encoded);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(descr) = descrs.get(i) else { break };
+                let r = encode_column(i, rs, descr.clone(), props.clone());
+                if let Ok(mut slots) = slots.lock() {
+                    slots[i] = Some(r);
+                }
+            });
         }
-        c.close()?;
-        i += 1;
+    });
+    let mut rg = w.next_row_group()?;
+    for (i, e) in encoded.into_iter().enumerate() {
+        let (buf, close) = e.unwrap_or_else(|| {
+            Err(parquet::errors::ParquetError::General(format!(
+                "column {} was not encoded",
+                column_name(i)
+            )))
+        })?;
+        rg.append_column(&buf, close)?;
     }
     rg.close()?;
+    Ok(())
+}
+
+fn encode_column(
+    i: usize,
+    rs: &[FlowRecord],
+    descr: parquet::schema::types::ColumnDescPtr,
+    props: parquet::file::properties::WriterPropertiesPtr,
+) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+    let mut sink = TrackedWrite::new(Vec::with_capacity(rs.len() * 4));
+    let mut closed = None;
+    {
+        let pages = Box::new(SerializedPageWriter::new(&mut sink));
+        let mut c = SerializedColumnWriter::new(
+            get_column_writer(descr, props, pages),
+            Some(Box::new(|r| {
+                closed = Some(r);
+                Ok(())
+            })),
+        );
+        write_values(i, rs, &mut c)?;
+        c.close()?;
+    }
+    let closed = closed.ok_or_else(|| {
+        parquet::errors::ParquetError::General(format!("column {} did not close", column_name(i)))
+    })?;
+    Ok((bytes::Bytes::from(sink.into_inner()?), closed))
+}
+
+fn write_values(
+    i: usize,
+    rs: &[FlowRecord],
+    c: &mut SerializedColumnWriter<'_>,
+) -> parquet::errors::Result<()> {
+    let i64s = |f: fn(&FlowRecord) -> i64| rs.iter().map(f).collect::<Vec<i64>>();
+    // Byte values share one buffer per column (no allocation per value).
+    let fixed = |width: usize, f: &dyn Fn(&FlowRecord, &mut Vec<u8>)| -> Vec<FixedLenByteArray> {
+        let mut buf = Vec::with_capacity(rs.len() * width);
+        for r in rs {
+            f(r, &mut buf);
+        }
+        let buf = bytes::Bytes::from(buf);
+        (0..rs.len())
+            .map(|k| {
+                FixedLenByteArray::from(ByteArray::from(buf.slice(k * width..(k + 1) * width)))
+            })
+            .collect()
+    };
+    let i32s = |f: fn(&FlowRecord) -> i32| rs.iter().map(f).collect::<Vec<i32>>();
+    match i {
+        col::TIME_START => {
+            c.typed::<Int64Type>()
+                .write_batch(&i64s(|r| r.time_start_ns), None, None)?;
+        }
+        col::TIME_END => {
+            c.typed::<Int64Type>()
+                .write_batch(&i64s(|r| r.time_end_ns), None, None)?;
+        }
+        col::IFACE | col::END_REASON => {
+            // Few distinct names: share one buffer per distinct name.
+            let mut seen: Vec<(&str, ByteArray)> = Vec::new();
+            let v: Vec<ByteArray> = rs
+                .iter()
+                .map(|r| {
+                    let name = if i == col::IFACE {
+                        r.iface.as_str()
+                    } else {
+                        r.end_reason.as_str()
+                    };
+                    if let Some((_, b)) = seen.iter().find(|(n, _)| *n == name) {
+                        return b.clone();
+                    }
+                    let b = ByteArray::from(bytes::Bytes::copy_from_slice(name.as_bytes()));
+                    if seen.len() < 64 {
+                        seen.push((name, b.clone()));
+                    }
+                    b
+                })
+                .collect();
+            c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
+        }
+        col::IFINDEX => {
+            c.typed::<Int32Type>()
+                .write_batch(&i32s(|r| r.ifindex as i32), None, None)?;
+        }
+        col::VLAN | col::VLAN_INNER => {
+            let get = |r: &FlowRecord| if i == col::VLAN { r.vlan } else { r.vlan_inner };
+            let defs: Vec<i16> = rs.iter().map(|r| i16::from(get(r).is_some())).collect();
+            let vals: Vec<i32> = rs.iter().filter_map(|r| get(r).map(i32::from)).collect();
+            c.typed::<Int32Type>()
+                .write_batch(&vals, Some(&defs), None)?;
+        }
+        col::SRC_MAC | col::DST_MAC => {
+            let src = i == col::SRC_MAC;
+            let v = fixed(6, &|r, buf| {
+                buf.extend_from_slice(if src { &r.src_mac.0 } else { &r.dst_mac.0 })
+            });
+            c.typed::<FixedLenByteArrayType>()
+                .write_batch(&v, None, None)?;
+        }
+        col::PROTO => {
+            c.typed::<Int32Type>()
+                .write_batch(&i32s(|r| i32::from(r.proto)), None, None)?;
+        }
+        col::IP_VERSION => {
+            c.typed::<Int32Type>().write_batch(
+                &i32s(|r| ip_version(r.src_ip, r.dst_ip)),
+                None,
+                None,
+            )?;
+        }
+        col::SRC_IP | col::DST_IP => {
+            let src = i == col::SRC_IP;
+            let v = fixed(16, &|r, buf| {
+                buf.extend_from_slice(&ip16(if src { r.src_ip } else { r.dst_ip }))
+            });
+            c.typed::<FixedLenByteArrayType>()
+                .write_batch(&v, None, None)?;
+        }
+        col::SRC_PORT => {
+            c.typed::<Int32Type>()
+                .write_batch(&i32s(|r| i32::from(r.src_port)), None, None)?;
+        }
+        col::DST_PORT => {
+            c.typed::<Int32Type>()
+                .write_batch(&i32s(|r| i32::from(r.dst_port)), None, None)?;
+        }
+        col::PACKETS => {
+            c.typed::<Int64Type>()
+                .write_batch(&i64s(|r| r.packets as i64), None, None)?;
+        }
+        col::BYTES => {
+            c.typed::<Int64Type>()
+                .write_batch(&i64s(|r| r.bytes as i64), None, None)?;
+        }
+        col::RESP_PACKETS => {
+            c.typed::<Int64Type>()
+                .write_batch(&i64s(|r| r.resp_packets as i64), None, None)?;
+        }
+        col::RESP_BYTES => {
+            c.typed::<Int64Type>()
+                .write_batch(&i64s(|r| r.resp_bytes as i64), None, None)?;
+        }
+        col::TCP_FLAGS => {
+            c.typed::<Int32Type>()
+                .write_batch(&i32s(|r| i32::from(r.tcp_flags)), None, None)?;
+        }
+        _ => {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "schema has an unexpected column {i}"
+            )))
+        }
+    }
     Ok(())
 }
 
