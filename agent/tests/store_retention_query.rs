@@ -56,6 +56,7 @@ fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
     // A day later the old hours are past 180 days; retention runs at the daily tick.
     clock.advance(DAY + 4 * HOUR);
     store.tick_at(clock_now(&clock)).expect("tick");
+    store.wait_idle(); // retention runs on the sealer thread
     let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("after retention: {b}"));
     assert_eq!(v.pruned, 4, "{v:?}"); // three hours from T0 touch four clock hours
     assert_eq!(
@@ -90,6 +91,7 @@ fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
     // Within the same day nothing more happens, even when more expires.
     clock.advance(10 * DAY - 2 * DAY);
     store.tick_at(clock_now(&clock) - DAY + 1).expect("tick");
+    store.wait_idle();
     assert_eq!(
         verify(dir.path(), None).expect("verify").entries,
         before.entries + 1

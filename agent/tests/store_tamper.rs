@@ -293,8 +293,8 @@ fn a_signed_head_catches_a_consistently_rewritten_chain() {
 
     // An unsigned store fails when a key is required.
     let (unsigned, _) = pristine(false);
-    let b = verify(unsigned.path(), Some(&key))
-        .err()
-        .expect("unsigned store passed with a key");
+    let Err(b) = verify(unsigned.path(), Some(&key)) else {
+        panic!("unsigned store passed with a key");
+    };
     assert!(b.reason.contains("not signed"), "{b}");
 }

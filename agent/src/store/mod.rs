@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod query;
 pub mod retention;
 pub mod seal;
+pub mod sealer;
 pub mod segment;
 pub mod testgen;
 pub mod verify;
@@ -168,6 +169,8 @@ pub struct StoreStatus {
     pub reports: u64,
     /// Segments sealed since open.
     pub sealed: u64,
+    /// Rotated journals waiting for the sealer thread (or for disk space).
+    pub unsealed: u64,
 }
 
 struct Degraded {
@@ -179,11 +182,10 @@ struct Degraded {
 pub struct Store {
     cfg: StoreConfig,
     clock: Box<dyn StoreClock>,
-    manifest: Manifest,
+    sealer: sealer::Sealer,
+    sealed_at_open: u64,
     journal: JournalWriter,
     journal_hour: Option<i64>,
-    /// Journals that could not be sealed yet (disk full), oldest first.
-    unsealed: Vec<PathBuf>,
     last_sync_ns: i64,
     last_seal_try_ns: i64,
     last_retention_ns: Option<i64>,
@@ -255,27 +257,25 @@ impl Store {
         let jpath = dir.join(seal::journal_name(id));
         let journal = JournalWriter::create(&jpath, id)?;
         fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
-        let mut store = Self {
+        retention::prune(&dir, &mut manifest, now, cfg.retention_days)?;
+        let sealer = sealer::Sealer::spawn(dir.clone(), manifest)
+            .map_err(|e| io(&dir, "start the sealer thread", e))?;
+        Ok(Self {
             cfg,
             clock,
-            manifest,
+            sealer,
+            sealed_at_open: sealed,
             journal,
             journal_hour: None,
-            unsealed: Vec::new(),
             last_sync_ns: now,
             last_seal_try_ns: now,
-            last_retention_ns: None,
+            last_retention_ns: Some(now),
             degraded: None,
             last_report_ns: i64::MIN / 2,
             counted_synced: 0,
-            status: StoreStatus {
-                sealed,
-                ..StoreStatus::default()
-            },
+            status: StoreStatus::default(),
             _lock: lock,
-        };
-        store.run_retention(now)?;
-        Ok(store)
+        })
     }
 
     /// The log directory.
@@ -288,25 +288,9 @@ impl Store {
         let mut s = self.status.clone();
         s.buffered = self.journal.pending_records() as u64;
         s.degraded = self.degraded.is_some();
+        s.sealed = self.sealed_at_open + self.sealer.sealed();
+        s.unsealed = self.sealer.pending() as u64;
         s
-    }
-
-    /// Runs retention now if a day has passed since the last run.
-    fn run_retention(&mut self, now: i64) -> Result<(), ManifestError> {
-        if self
-            .last_retention_ns
-            .is_some_and(|t| now - t < retention::DAY_NS)
-        {
-            return Ok(());
-        }
-        retention::prune(
-            &self.cfg.dir,
-            &mut self.manifest,
-            now,
-            self.cfg.retention_days,
-        )?;
-        self.last_retention_ns = Some(now);
-        Ok(())
     }
 
     /// Warns about a condition that stops writing or sealing, at most once a minute.
@@ -373,32 +357,12 @@ impl Store {
             match JournalWriter::create(&path, id) {
                 Ok(next) => {
                     let old = std::mem::replace(&mut self.journal, next);
-                    self.unsealed.push(old.path().to_owned());
+                    self.sealer.seal(old.path().to_owned(), now);
+                    self.last_seal_try_ns = now;
                     self.counted_synced = 0;
                     self.journal_hour = None;
                 }
-                Err(e) => {
-                    self.degrade(&e, now);
-                    return;
-                }
-            }
-        }
-        self.seal_pending(now);
-    }
-
-    fn seal_pending(&mut self, now: i64) {
-        self.last_seal_try_ns = now;
-        while let Some(path) = self.unsealed.first().cloned() {
-            match seal::seal_journal(&self.cfg.dir, &path, &mut self.manifest) {
-                Ok(sealed) => {
-                    self.status.sealed += u64::from(sealed.is_some());
-                    self.unsealed.remove(0);
-                }
-                Err(e) => {
-                    // The journal is intact and writing may go on; sealing is retried.
-                    self.report(now, "cannot seal a journal", &e);
-                    return;
-                }
+                Err(e) => self.degrade(&e, now),
             }
         }
     }
@@ -415,12 +379,16 @@ impl Store {
             let hour_over = self.journal_hour.is_some_and(|h| hour_of(now) > h);
             if hour_over || self.journal.size() >= self.cfg.segment_max_bytes {
                 self.rotate(now);
-            } else if !self.unsealed.is_empty() && now - self.last_seal_try_ns >= 1_000_000_000 {
-                self.seal_pending(now);
+            } else if self.sealer.pending() > 0 && now - self.last_seal_try_ns >= 1_000_000_000 {
+                self.sealer.retry(now);
+                self.last_seal_try_ns = now;
             }
         }
-        if let Err(e) = self.run_retention(now) {
-            tracing::warn!(error = %e, "retention could not run; retrying tomorrow");
+        if self
+            .last_retention_ns
+            .is_none_or(|t| now - t >= retention::DAY_NS)
+        {
+            self.sealer.retention(now, self.cfg.retention_days);
             self.last_retention_ns = Some(now);
         }
         Ok(())
@@ -465,11 +433,18 @@ impl Store {
         self.degraded.is_none()
     }
 
-    /// Seals the live journal now (used by tests and tools; the agent rotates by the hour).
+    /// Seals the live journal now and waits for the sealer (tests and tools; the agent
+    /// rotates by the hour). True when everything is sealed.
     pub fn seal_now(&mut self) -> bool {
         let now = self.clock.now_ns();
         self.rotate(now);
-        self.degraded.is_none() && self.unsealed.is_empty()
+        self.sealer.barrier(now) && self.degraded.is_none()
+    }
+
+    /// Waits until the sealer thread has done every job sent so far (seals, retention).
+    /// True when no rotated journal is left unsealed.
+    pub fn wait_idle(&mut self) -> bool {
+        self.sealer.barrier(self.clock.now_ns())
     }
 }
 

@@ -496,6 +496,9 @@ fn write_values(
     Ok(())
 }
 
+/// The `src_ip` and `dst_ip` columns of a row group, 16-byte form.
+pub type AddressColumns = (Vec<[u8; 16]>, Vec<[u8; 16]>);
+
 /// An open segment.
 pub struct SegmentReader {
     path: PathBuf,
@@ -683,7 +686,7 @@ impl SegmentReader {
 
     /// Reads the `src_ip` and `dst_ip` columns of row group `i` (16-byte form), so an address
     /// filter can test rows before the other columns are decoded.
-    pub fn read_ips(&self, i: usize) -> Result<(Vec<[u8; 16]>, Vec<[u8; 16]>), SegmentError> {
+    pub fn read_ips(&self, i: usize) -> Result<AddressColumns, SegmentError> {
         let rg = self
             .reader
             .get_row_group(i)
