@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::journal::{self, JournalError};
 use super::manifest::{self, Body, ManifestError, SegmentInfo};
 use super::seal;
-use super::segment::{col, ip_to_column, SegmentError, SegmentReader};
+use super::segment::{ip_to_column, SegmentError, SegmentReader};
 use crate::record::{FlowRecord, Mac};
 
 /// An address prefix, held in the 16-byte column form (IPv4 as `::ffff:a.b.c.d/96+len`).
@@ -281,19 +281,7 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
         }
         let mask = match &f.cidr {
             Some(c) => {
-                let test = |a: &[u8; 16]| c.contains(a);
-                let src = seg.dictionary_meets(g, col::SRC_IP, &test)?;
-                let dst = seg.dictionary_meets(g, col::DST_IP, &test)?;
-                if src == Some(false) && dst == Some(false) {
-                    out.skipped += 1;
-                    continue;
-                }
-                let (src, dst) = seg.read_ips(g)?;
-                let mask: Vec<bool> = src
-                    .iter()
-                    .zip(&dst)
-                    .map(|(s, d)| c.contains(s) || c.contains(d))
-                    .collect();
+                let mask = seg.address_mask(g, &|a: &[u8; 16]| c.contains(a))?;
                 if !mask.contains(&true) {
                     out.skipped += 1;
                     continue;

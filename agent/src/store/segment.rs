@@ -189,6 +189,8 @@ fn writer_props(journal_id: u64) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_size_limit(1 << 20)
+        // Pages of 8,192 rows: a query reading a few rows skips the other pages undecoded.
+        .set_data_page_row_count_limit(8192)
         .set_created_by(format!("xdp-audit {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![
             KeyValue::new("xdp-audit.format".into(), "1".to_string()),
@@ -610,11 +612,13 @@ impl SegmentReader {
         }
     }
 
+    /// Reads the rows of `runs` (`(first row, count)`, ascending, disjoint) of column `c`.
+    /// Pages holding none of them are skipped without being decompressed.
     fn column<T: DataType>(
         &self,
         rg: &dyn RowGroupReader,
         c: usize,
-        rows: usize,
+        runs: &[(usize, usize)],
         nullable: bool,
     ) -> Result<(Vec<T::T>, Vec<i16>), SegmentError> {
         let ctx = || format!("column {}", column_name(c));
@@ -623,27 +627,33 @@ impl SegmentReader {
             .map_err(|e| pq(&self.path, ctx())(e))?;
         let mut reader = T::get_column_reader(raw)
             .ok_or_else(|| self.invalid(c, "physical type differs from the schema"))?;
-        let mut values = Vec::with_capacity(rows);
+        let total: usize = runs.iter().map(|r| r.1).sum();
+        let mut values = Vec::with_capacity(total);
         let mut defs = Vec::new();
-        let mut read = 0;
-        while read < rows {
-            let (n, _, _) = reader
-                .read_records(
-                    rows - read,
-                    nullable.then_some(&mut defs),
-                    None,
-                    &mut values,
-                )
-                .map_err(|e| pq(&self.path, ctx())(e))?;
-            if n == 0 {
-                return Err(
-                    self.invalid(c, format!("holds {read} rows, the row group says {rows}"))
-                );
+        let mut pos = 0;
+        for &(start, len) in runs {
+            if start > pos {
+                let skipped = reader
+                    .skip_records(start - pos)
+                    .map_err(|e| pq(&self.path, ctx())(e))?;
+                if skipped != start - pos {
+                    return Err(self.invalid(c, format!("ends at row {}", pos + skipped)));
+                }
             }
-            read += n;
+            let mut read = 0;
+            while read < len {
+                let (n, _, _) = reader
+                    .read_records(len - read, nullable.then_some(&mut defs), None, &mut values)
+                    .map_err(|e| pq(&self.path, ctx())(e))?;
+                if n == 0 {
+                    return Err(self.invalid(c, format!("ends at row {}", start + read)));
+                }
+                read += n;
+            }
+            pos = start + len;
         }
-        if !nullable && values.len() != rows {
-            return Err(self.invalid(c, format!("{} values for {rows} rows", values.len())));
+        if !nullable && values.len() != total {
+            return Err(self.invalid(c, format!("{} values for {total} rows", values.len())));
         }
         Ok((values, defs))
     }
@@ -684,6 +694,113 @@ impl SegmentReader {
         }
     }
 
+    /// Rows of row group `i` whose `src_ip` or `dst_ip` satisfies `contains`. The address
+    /// columns are scanned from their pages directly: each dictionary entry is tested once and
+    /// rows are matched by their dictionary index, without materialising a value; a column
+    /// whose dictionary holds no match and whose pages are all dictionary-encoded is skipped.
+    pub fn address_mask(
+        &self,
+        i: usize,
+        contains: &dyn Fn(&[u8; 16]) -> bool,
+    ) -> Result<Vec<bool>, SegmentError> {
+        use parquet::column::page::Page;
+        let rg = self
+            .reader
+            .get_row_group(i)
+            .map_err(pq(&self.path, "open row group"))?;
+        let rows = rg.metadata().num_rows().max(0) as usize;
+        let mut mask = vec![false; rows];
+        for c in [col::SRC_IP, col::DST_IP] {
+            let meta = rg.metadata().column(c);
+            let all_dict = meta.dictionary_page_offset().is_some()
+                && meta.page_encoding_stats_mask().is_some_and(|m| {
+                    m.is_only(Encoding::PLAIN_DICTIONARY) || m.is_only(Encoding::RLE_DICTIONARY)
+                });
+            let ctx = || format!("column {}", column_name(c));
+            let mut pages = rg
+                .get_column_page_reader(c)
+                .map_err(|e| pq(&self.path, ctx())(e))?;
+            let mut hits: Vec<bool> = Vec::new();
+            let mut row = 0usize;
+            while let Some(page) = pages
+                .get_next_page()
+                .map_err(|e| pq(&self.path, ctx())(e))?
+            {
+                let (values, n, encoding) = match page {
+                    Page::DictionaryPage {
+                        buf, num_values, ..
+                    } => {
+                        if buf.len() != num_values as usize * 16 {
+                            return Err(
+                                self.invalid(c, "dictionary page is not 16 bytes per value")
+                            );
+                        }
+                        hits = buf
+                            .chunks_exact(16)
+                            .map(|v| {
+                                let mut a = [0u8; 16];
+                                a.copy_from_slice(v);
+                                contains(&a)
+                            })
+                            .collect();
+                        if all_dict && !hits.contains(&true) {
+                            break; // no entry matches and every page indexes the dictionary
+                        }
+                        continue;
+                    }
+                    Page::DataPage {
+                        buf,
+                        num_values,
+                        encoding,
+                        ..
+                    } => (buf, num_values as usize, encoding),
+                    Page::DataPageV2 {
+                        buf,
+                        num_values,
+                        encoding,
+                        def_levels_byte_len,
+                        rep_levels_byte_len,
+                        ..
+                    } => {
+                        let skip = (def_levels_byte_len + rep_levels_byte_len) as usize;
+                        (
+                            buf.slice(skip.min(buf.len())..),
+                            num_values as usize,
+                            encoding,
+                        )
+                    }
+                };
+                let end = row + n;
+                let out = mask
+                    .get_mut(row..end)
+                    .ok_or_else(|| self.invalid(c, format!("pages hold more than {rows} rows")))?;
+                match encoding {
+                    Encoding::PLAIN => {
+                        if values.len() < n * 16 {
+                            return Err(self.invalid(c, format!("page at row {row} is short")));
+                        }
+                        for (m, v) in out.iter_mut().zip(values.chunks_exact(16)) {
+                            let mut a = [0u8; 16];
+                            a.copy_from_slice(v);
+                            *m |= contains(&a);
+                        }
+                    }
+                    Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
+                        decode_dict_indices(&values, n, &mut |k, idx| {
+                            if hits.get(idx as usize).copied().unwrap_or(false) {
+                                out[k] = true;
+                            }
+                        })
+                        .map_err(|e| self.invalid(c, format!("page at row {row}: {e}")))?;
+                    }
+                    e => return Err(self.invalid(c, format!("unexpected page encoding {e:?}"))),
+                }
+                row = end;
+            }
+        }
+        Ok(mask)
+    }
+
     /// Reads the `src_ip` and `dst_ip` columns of row group `i` (16-byte form), so an address
     /// filter can test rows before the other columns are decoded.
     pub fn read_ips(&self, i: usize) -> Result<AddressColumns, SegmentError> {
@@ -694,7 +811,8 @@ impl SegmentReader {
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut out = Vec::with_capacity(2);
         for c in [col::SRC_IP, col::DST_IP] {
-            let (v, _) = self.column::<FixedLenByteArrayType>(rg.as_ref(), c, rows, false)?;
+            let (v, _) =
+                self.column::<FixedLenByteArrayType>(rg.as_ref(), c, &[(0, rows)], false)?;
             let mut ips = Vec::with_capacity(rows);
             for x in &v {
                 ips.push(
@@ -722,31 +840,43 @@ impl SegmentReader {
             .map_err(pq(&self.path, "open row group"))?;
         let rows = rg.metadata().num_rows().max(0) as usize;
         let g = rg.as_ref();
-        let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, rows, false)?;
-        let (te, _) = self.column::<Int64Type>(g, col::TIME_END, rows, false)?;
-        let (iface, _) = self.column::<ByteArrayType>(g, col::IFACE, rows, false)?;
-        let (ifindex, _) = self.column::<Int32Type>(g, col::IFINDEX, rows, false)?;
-        let vlan = self.optional_u16(g, col::VLAN, rows)?;
-        let vlan_inner = self.optional_u16(g, col::VLAN_INNER, rows)?;
-        let (smac, _) = self.column::<FixedLenByteArrayType>(g, col::SRC_MAC, rows, false)?;
-        let (dmac, _) = self.column::<FixedLenByteArrayType>(g, col::DST_MAC, rows, false)?;
-        let (proto, _) = self.column::<Int32Type>(g, col::PROTO, rows, false)?;
-        let (ipv, _) = self.column::<Int32Type>(g, col::IP_VERSION, rows, false)?;
-        let (sip, _) = self.column::<FixedLenByteArrayType>(g, col::SRC_IP, rows, false)?;
-        let (sport, _) = self.column::<Int32Type>(g, col::SRC_PORT, rows, false)?;
-        let (dip, _) = self.column::<FixedLenByteArrayType>(g, col::DST_IP, rows, false)?;
-        let (dport, _) = self.column::<Int32Type>(g, col::DST_PORT, rows, false)?;
-        let (pk, _) = self.column::<Int64Type>(g, col::PACKETS, rows, false)?;
-        let (by, _) = self.column::<Int64Type>(g, col::BYTES, rows, false)?;
-        let (rpk, _) = self.column::<Int64Type>(g, col::RESP_PACKETS, rows, false)?;
-        let (rby, _) = self.column::<Int64Type>(g, col::RESP_BYTES, rows, false)?;
-        let (flags, _) = self.column::<Int32Type>(g, col::TCP_FLAGS, rows, false)?;
-        let (reason, _) = self.column::<ByteArrayType>(g, col::END_REASON, rows, false)?;
-        let mut out = Vec::new();
-        for r in 0..rows {
-            if keep.is_some_and(|k| !k.get(r).copied().unwrap_or(false)) {
-                continue;
+        // Matching rows as runs, so the other columns are read only where they are needed.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        match keep {
+            None => runs.push((0, rows)),
+            Some(k) => {
+                for (r, _) in k.iter().enumerate().take(rows).filter(|(_, &m)| m) {
+                    match runs.last_mut() {
+                        Some(last) if last.0 + last.1 == r => last.1 += 1,
+                        _ => runs.push((r, 1)),
+                    }
+                }
             }
+        }
+        let rows: usize = runs.iter().map(|r| r.1).sum();
+        let runs = &runs[..];
+        let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, runs, false)?;
+        let (te, _) = self.column::<Int64Type>(g, col::TIME_END, runs, false)?;
+        let (iface, _) = self.column::<ByteArrayType>(g, col::IFACE, runs, false)?;
+        let (ifindex, _) = self.column::<Int32Type>(g, col::IFINDEX, runs, false)?;
+        let vlan = self.optional_u16(g, col::VLAN, runs, rows)?;
+        let vlan_inner = self.optional_u16(g, col::VLAN_INNER, runs, rows)?;
+        let (smac, _) = self.column::<FixedLenByteArrayType>(g, col::SRC_MAC, runs, false)?;
+        let (dmac, _) = self.column::<FixedLenByteArrayType>(g, col::DST_MAC, runs, false)?;
+        let (proto, _) = self.column::<Int32Type>(g, col::PROTO, runs, false)?;
+        let (ipv, _) = self.column::<Int32Type>(g, col::IP_VERSION, runs, false)?;
+        let (sip, _) = self.column::<FixedLenByteArrayType>(g, col::SRC_IP, runs, false)?;
+        let (sport, _) = self.column::<Int32Type>(g, col::SRC_PORT, runs, false)?;
+        let (dip, _) = self.column::<FixedLenByteArrayType>(g, col::DST_IP, runs, false)?;
+        let (dport, _) = self.column::<Int32Type>(g, col::DST_PORT, runs, false)?;
+        let (pk, _) = self.column::<Int64Type>(g, col::PACKETS, runs, false)?;
+        let (by, _) = self.column::<Int64Type>(g, col::BYTES, runs, false)?;
+        let (rpk, _) = self.column::<Int64Type>(g, col::RESP_PACKETS, runs, false)?;
+        let (rby, _) = self.column::<Int64Type>(g, col::RESP_BYTES, runs, false)?;
+        let (flags, _) = self.column::<Int32Type>(g, col::TCP_FLAGS, runs, false)?;
+        let (reason, _) = self.column::<ByteArrayType>(g, col::END_REASON, runs, false)?;
+        let mut out = Vec::with_capacity(rows);
+        for r in 0..rows {
             let (src_v6, dst_v6) = match ipv[r] {
                 4 => (false, false),
                 6 => (true, true),
@@ -811,9 +941,10 @@ impl SegmentReader {
         &self,
         g: &dyn RowGroupReader,
         c: usize,
+        runs: &[(usize, usize)],
         rows: usize,
     ) -> Result<Vec<Option<u16>>, SegmentError> {
-        let (vals, defs) = self.column::<Int32Type>(g, c, rows, true)?;
+        let (vals, defs) = self.column::<Int32Type>(g, c, runs, true)?;
         if defs.len() != rows {
             return Err(self.invalid(c, format!("{} levels for {rows} rows", defs.len())));
         }
@@ -842,6 +973,69 @@ impl SegmentReader {
         }
         Ok(out)
     }
+}
+
+/// Decodes `n` dictionary indices of a data page (bit width byte, then the RLE/bit-packed
+/// hybrid of the Parquet spec), calling `f(position, index)` for each.
+fn decode_dict_indices(buf: &[u8], n: usize, f: &mut dyn FnMut(usize, u32)) -> Result<(), String> {
+    let (&width, mut rest) = buf.split_first().ok_or("empty page")?;
+    let width = u32::from(width);
+    if width > 32 {
+        return Err(format!("bit width {width}"));
+    }
+    let mut k = 0;
+    while k < n {
+        let mut header = 0u64;
+        let mut shift = 0;
+        loop {
+            let (&b, r) = rest.split_first().ok_or("run header cut")?;
+            rest = r;
+            header |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 35 {
+                return Err("run header too long".into());
+            }
+        }
+        if header & 1 == 0 {
+            let count = (header >> 1) as usize;
+            let bytes = width.div_ceil(8) as usize;
+            let v = rest.get(..bytes).ok_or("RLE value cut")?;
+            rest = &rest[bytes..];
+            let mut idx = 0u32;
+            for (j, b) in v.iter().enumerate() {
+                idx |= u32::from(*b) << (8 * j);
+            }
+            for _ in 0..count.min(n - k) {
+                f(k, idx);
+                k += 1;
+            }
+        } else {
+            let groups = (header >> 1) as usize;
+            let bytes = groups * width as usize;
+            let packed = rest.get(..bytes).ok_or("bit-packed run cut")?;
+            rest = &rest[bytes..];
+            let count = (groups * 8).min(n - k);
+            let mask = if width == 32 {
+                u64::MAX >> 32
+            } else {
+                (1u64 << width) - 1
+            };
+            for j in 0..count {
+                let bit = j * width as usize;
+                let byte = bit / 8;
+                let mut word = 0u64;
+                for (o, b) in packed.iter().skip(byte).take(8).enumerate() {
+                    word |= u64::from(*b) << (8 * o);
+                }
+                f(k, ((word >> (bit % 8)) & mask) as u32);
+                k += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The name of column `c`.
