@@ -21,12 +21,16 @@ struct Cli {
 enum Command {
     Run(xdp_audit::cmd::run::RunArgs),
     /// Find flows in the audit store by address, port, MAC, protocol and time.
+    #[command(long_about = xdp_audit::cmd::query::LONG_ABOUT)]
     Query(xdp_audit::cmd::query::QueryArgs),
     /// Write a time window of flows to a CSV or JSON Lines file and print its SHA-256.
+    #[command(long_about = xdp_audit::cmd::export::LONG_ABOUT)]
     Export(xdp_audit::cmd::export::ExportArgs),
     /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
+    #[command(long_about = xdp_audit::cmd::verify::LONG_ABOUT)]
     Verify(xdp_audit::cmd::verify::VerifyArgs),
     /// Create an ed25519 key pair for signing the audit chain.
+    #[command(long_about = xdp_audit::cmd::keygen::LONG_ABOUT)]
     Keygen(xdp_audit::cmd::keygen::KeygenArgs),
 }
 

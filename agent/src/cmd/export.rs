@@ -23,18 +23,19 @@ pub enum ExportFormat {
     Jsonl,
 }
 
-/// Arguments of `xdp-audit export`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Writes every flow of a time window (optionally filtered like `query`) to a
+/// The long help of `xdp-audit export`, with examples.
+pub const LONG_ABOUT: &str = "Writes every flow of a time window (optionally filtered like `query`) to a
 file for a hand-over, then prints the file's SHA-256 in `sha256sum` format, so the receiver can
 check what they got (`sha256sum -c`). The file is written whole and fsynced; an existing file is
 refused.
 
 Examples:
   xdp-audit export --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format csv --out case-4711.csv
-  xdp-audit export --since 7d --until 0s --ip 10.1.2.3 --format jsonl --out 10.1.2.3-week.jsonl"
-)]
+  xdp-audit export --since 7d --until 0s --ip 10.1.2.3 --format jsonl --out 10.1.2.3-week.jsonl";
+
+/// Arguments of `xdp-audit export`.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
 pub struct ExportArgs {
     /// Where the store lives.
     #[command(flatten)]

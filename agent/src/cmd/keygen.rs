@@ -9,10 +9,9 @@ use anyhow::Context;
 
 use crate::store::manifest::generate_keypair;
 
-/// Arguments of `xdp-audit keygen`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Creates an ed25519 key pair: FILE (secret, mode 0600) for `run --signing-key`,
+/// The long help of `xdp-audit keygen`, with examples.
+pub const LONG_ABOUT: &str =
+    "Creates an ed25519 key pair: FILE (secret, mode 0600) for `run --signing-key`,
 and FILE.pub for `verify --public-key`. Existing files are never overwritten.
 
 Formats (one line of text each):
@@ -21,8 +20,11 @@ Formats (one line of text each):
 Keep FILE on the gateway only; hand FILE.pub to whoever must verify the log.
 
 Example:
-  xdp-audit keygen --out /etc/xdp-audit/chain.key"
-)]
+  xdp-audit keygen --out /etc/xdp-audit/chain.key";
+
+/// Arguments of `xdp-audit keygen`.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
 pub struct KeygenArgs {
     /// Path of the secret key; the public key goes to the same path plus `.pub`.
     #[arg(long, value_name = "FILE")]

@@ -10,10 +10,8 @@ use crate::store::export::{Format, RecordWriter};
 use crate::store::query::{default_threads, scan, QueryError};
 use crate::store::{StoreClock, SystemClock};
 
-/// Arguments of `xdp-audit query`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Finds flows in the audit store: sealed segments and the live journal.
+/// The long help of `xdp-audit query`, with examples.
+pub const LONG_ABOUT: &str = "Finds flows in the audit store: sealed segments and the live journal.
 
 Conditions combine with AND. --ip and --cidr match either side of a flow; --port and --mac too.
 A flow matches a time window when it was active in it: its last packet is at or after --since
@@ -26,8 +24,11 @@ journal last); diagnostics and progress to stderr.
 Examples:
   xdp-audit query --ip 10.1.2.3 --since 2026-05-03T14:00:00+02:00 --until 2026-05-03T16:00:00+02:00
   xdp-audit query --cidr 192.0.2.0/24 --port 443 --since 2h --format csv > flows.csv
-  xdp-audit query --mac 3c:22:fb:00:00:2a --proto udp --format jsonl | jq .dst_ip"
-)]
+  xdp-audit query --mac 3c:22:fb:00:00:2a --proto udp --format jsonl | jq .dst_ip";
+
+/// Arguments of `xdp-audit query`.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
 pub struct QueryArgs {
     /// Where the store lives.
     #[command(flatten)]

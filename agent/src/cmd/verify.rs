@@ -9,10 +9,9 @@ use super::store_args::LogDirArgs;
 use crate::store::manifest::load_public_key;
 use crate::store::verify::verify;
 
-/// Arguments of `xdp-audit verify`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Walks the manifest chain of the audit store: every entry's hash and its link to
+/// The long help of `xdp-audit verify`, with examples.
+pub const LONG_ABOUT: &str =
+    "Walks the manifest chain of the audit store: every entry's hash and its link to
 the previous one, every live segment's size and SHA-256, segment files the chain does not list,
 and the chain head. Retention deletions are chain entries, so lawful pruning passes.
 
@@ -23,8 +22,11 @@ head consistently is not caught; with it (the agent run with --signing-key), the
 
 Examples:
   xdp-audit verify --log-dir /var/log/xdp-audit
-  xdp-audit verify --public-key /etc/xdp-audit/chain.key.pub"
-)]
+  xdp-audit verify --public-key /etc/xdp-audit/chain.key.pub";
+
+/// Arguments of `xdp-audit verify`.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
 pub struct VerifyArgs {
     /// Where the store lives.
     #[command(flatten)]
