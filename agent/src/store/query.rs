@@ -390,7 +390,19 @@ fn scan_parallel(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(seg) = batch.get(i) else { break };
-                let r = scan_segment(&dir.join(&seg.file), filter);
+                let path = dir.join(&seg.file);
+                // A corrupt file must give an error naming it, even if the Parquet reader
+                // panics on it.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    scan_segment(&path, filter)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(SegmentError::Invalid {
+                        path: path.clone(),
+                        column: "(file)".into(),
+                        reason: "the Parquet reader failed on this file (corrupt?)".into(),
+                    })
+                });
                 if let Ok(mut slots) = results.lock() {
                     slots[i] = Some(r);
                 }

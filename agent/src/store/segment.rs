@@ -279,9 +279,17 @@ fn write_with(
         Arc::new(props),
     )
     .map_err(pq(path, "open writer"))?;
+    let mut crc_list = Vec::new();
     for chunk in records.chunks(ROW_GROUP_ROWS) {
-        write_row_group(&mut w, chunk).map_err(pq(path, "write row group"))?;
+        let crcs = write_row_group(&mut w, chunk).map_err(pq(path, "write row group"))?;
+        crc_list.push(
+            crcs.iter()
+                .map(|c| format!("{c:08x}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
+    w.append_key_value_metadata(KeyValue::new(CRC_KEY.into(), crc_list.join(";")));
     let buf = w.into_inner().map_err(pq(path, "finish"))?;
     let file = buf.into_inner().map_err(|e| SegmentError::Io {
         path: path.to_owned(),
@@ -304,10 +312,11 @@ fn write_with(
     Ok(size)
 }
 
+/// Writes one row group; returns the CRC-32 of each column chunk's bytes.
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
     rs: &[FlowRecord],
-) -> parquet::errors::Result<()> {
+) -> parquet::errors::Result<Vec<u32>> {
     // Columns are encoded and compressed in parallel into memory, then spliced into the
     // row group in schema order: sealing uses every core.
     let descrs: Vec<_> = w.schema_descr().columns().to_vec();
@@ -332,6 +341,7 @@ fn write_row_group(
         }
     });
     let mut rg = w.next_row_group()?;
+    let mut crcs = Vec::with_capacity(encoded.len());
     for (i, e) in encoded.into_iter().enumerate() {
         let (buf, close) = e.unwrap_or_else(|| {
             Err(parquet::errors::ParquetError::General(format!(
@@ -339,10 +349,11 @@ fn write_row_group(
                 column_name(i)
             )))
         })?;
+        crcs.push(crc32fast::hash(&buf));
         rg.append_column(&buf, close)?;
     }
     rg.close()?;
-    Ok(())
+    Ok(crcs)
 }
 
 fn encode_column(
@@ -505,7 +516,15 @@ pub type AddressColumns = (Vec<[u8; 16]>, Vec<[u8; 16]>);
 pub struct SegmentReader {
     path: PathBuf,
     reader: SerializedFileReader<File>,
+    file: File,
+    /// CRC-32 of every column chunk, per row group.
+    crcs: Vec<Vec<u32>>,
 }
+
+/// File metadata key holding the CRC-32 of every column chunk (hex, `,` between columns,
+/// `;` between row groups). Parquet pages carry no checksum as written by this library, and a
+/// damaged zstd page can decode to plausible values, so every chunk is checked before use.
+pub const CRC_KEY: &str = "xdp-audit.chunk-crc32";
 
 /// Min/max of a row group's pruning columns, from the Parquet statistics.
 #[derive(Debug, Clone, Default)]
@@ -546,9 +565,11 @@ impl SegmentReader {
             source,
         })?;
         let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
-        let want = parse_message_type(SCHEMA).map_err(pq(path, "schema"))?;
+        static WANT: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
+            std::sync::OnceLock::new();
+        let want = WANT.get_or_init(|| parse_message_type(SCHEMA).ok());
         let have = reader.metadata().file_metadata().schema();
-        if *have != want {
+        if want.as_ref() != Some(have) {
             let columns = reader
                 .metadata()
                 .file_metadata()
@@ -561,9 +582,40 @@ impl SegmentReader {
                 reason: "the file's schema is not the xdp-audit segment schema".into(),
             });
         }
+        let bad_crcs = |reason: &str| SegmentError::Invalid {
+            path: path.to_owned(),
+            column: format!("(file metadata {CRC_KEY})"),
+            reason: reason.to_owned(),
+        };
+        let text = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == CRC_KEY))
+            .and_then(|kv| kv.value.clone())
+            .ok_or_else(|| bad_crcs("missing"))?;
+        let crcs: Vec<Vec<u32>> = text
+            .split(';')
+            .map(|g| {
+                g.split(',')
+                    .map(|c| u32::from_str_radix(c, 16).ok())
+                    .collect()
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad_crcs("not hex"))?;
+        if crcs.len() != reader.num_row_groups() || crcs.iter().any(|g| g.len() != col::COUNT) {
+            return Err(bad_crcs("does not cover every column chunk"));
+        }
+        let file = File::open(path).map_err(|source| SegmentError::Io {
+            path: path.to_owned(),
+            op: "open",
+            source,
+        })?;
         Ok(Self {
             path: path.to_owned(),
             reader,
+            file,
+            crcs,
         })
     }
 
@@ -602,6 +654,27 @@ impl SegmentReader {
             src_ip: flba_range(s(col::SRC_IP)),
             dst_ip: flba_range(s(col::DST_IP)),
         }
+    }
+
+    /// Checks column chunk `c` of row group `g` against its recorded CRC-32.
+    fn check_chunk(&self, g: usize, c: usize) -> Result<(), SegmentError> {
+        use std::os::unix::fs::FileExt;
+        let (start, len) = self.reader.metadata().row_group(g).column(c).byte_range();
+        let mut buf = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut buf, start)
+            .map_err(|source| SegmentError::Io {
+                path: self.path.clone(),
+                op: "read column chunk",
+                source,
+            })?;
+        if crc32fast::hash(&buf) != self.crcs[g][c] {
+            return Err(self.invalid(
+                c,
+                format!("row group {g}: checksum mismatch at bytes {start}..{} (file damaged; run `xdp-audit verify`)", start + len),
+            ));
+        }
+        Ok(())
     }
 
     fn invalid(&self, c: usize, reason: impl Into<String>) -> SegmentError {
@@ -658,42 +731,6 @@ impl SegmentReader {
         Ok((values, defs))
     }
 
-    /// Whether the dictionary of address column `c` (`src_ip` or `dst_ip`) in row group `i`
-    /// holds an address for which `contains` is true: `Some(false)` proves no row matches without
-    /// decoding a data page. `None` when the chunk is not dictionary-encoded.
-    pub fn dictionary_meets(
-        &self,
-        i: usize,
-        c: usize,
-        contains: &dyn Fn(&[u8; 16]) -> bool,
-    ) -> Result<Option<bool>, SegmentError> {
-        let rg = self
-            .reader
-            .get_row_group(i)
-            .map_err(pq(&self.path, "open row group"))?;
-        let mut pages = rg
-            .get_column_page_reader(c)
-            .map_err(|e| pq(&self.path, format!("column {}", column_name(c)))(e))?;
-        let page = pages
-            .get_next_page()
-            .map_err(|e| pq(&self.path, format!("column {}", column_name(c)))(e))?;
-        match page {
-            Some(parquet::column::page::Page::DictionaryPage {
-                buf, num_values, ..
-            }) => {
-                if buf.len() != num_values as usize * 16 {
-                    return Err(self.invalid(c, "dictionary page size is not 16 bytes per value"));
-                }
-                Ok(Some(buf.chunks_exact(16).any(|v| {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(v);
-                    contains(&a)
-                })))
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Rows of row group `i` whose `src_ip` or `dst_ip` satisfies `contains`. The address
     /// columns are scanned from their pages directly: each dictionary entry is tested once and
     /// rows are matched by their dictionary index, without materialising a value; a column
@@ -711,6 +748,7 @@ impl SegmentReader {
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut mask = vec![false; rows];
         for c in [col::SRC_IP, col::DST_IP] {
+            self.check_chunk(i, c)?;
             let meta = rg.metadata().column(c);
             let all_dict = meta.dictionary_page_offset().is_some()
                 && meta.page_encoding_stats_mask().is_some_and(|m| {
@@ -811,6 +849,7 @@ impl SegmentReader {
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut out = Vec::with_capacity(2);
         for c in [col::SRC_IP, col::DST_IP] {
+            self.check_chunk(i, c)?;
             let (v, _) =
                 self.column::<FixedLenByteArrayType>(rg.as_ref(), c, &[(0, rows)], false)?;
             let mut ips = Vec::with_capacity(rows);
@@ -855,6 +894,9 @@ impl SegmentReader {
         }
         let rows: usize = runs.iter().map(|r| r.1).sum();
         let runs = &runs[..];
+        for c in 0..col::COUNT {
+            self.check_chunk(i, c)?;
+        }
         let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, runs, false)?;
         let (te, _) = self.column::<Int64Type>(g, col::TIME_END, runs, false)?;
         let (iface, _) = self.column::<ByteArrayType>(g, col::IFACE, runs, false)?;
