@@ -448,6 +448,16 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// Writes and fsyncs what is buffered (best effort: a full disk loses the buffer, which
+    /// `close` would have reported); the sealer thread then finishes its queued seals.
+    fn drop(&mut self) {
+        if let Err(e) = self.journal.sync() {
+            tracing::warn!(journal = %self.journal.path().display(), error = %e, "records lost at shutdown");
+        }
+    }
+}
+
 impl RecordSink for Store {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
         self.append(record);

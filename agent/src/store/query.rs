@@ -126,6 +126,11 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
     if let Ok(ts) = s.parse::<jiff::Timestamp>() {
         return i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"));
     }
+    if s.len() >= 10 && s.as_bytes()[4] == b'-' {
+        return Err(format!(
+            "{s:?} is not an RFC 3339 time with a UTC offset: write it like 2026-05-03T14:00:00Z or 2026-05-03T16:00:00+02:00"
+        ));
+    }
     let ago = parse_span_ns(s).map_err(|e| {
         format!("{s:?} is neither an RFC 3339 time with offset (2026-05-03T14:00:00Z) nor a span like 2h: {e}")
     })?;
