@@ -10,7 +10,8 @@
 //!   (N from `XDP_AUDIT_BENCH_RECORDS`, default 100,000,000), warm and cold page cache
 //!   (baseline: reading every segment file whole).
 //!
-//! The N-record store is built once under `XDP_AUDIT_BENCH_DIR` (default
+//! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
+//! (`sealparts`: decode/sort/write breakdown of one seal). The N-record store is built once under `XDP_AUDIT_BENCH_DIR` (default
 //! `/var/tmp/xdp-audit-bench-N`) and reused while it verifies.
 
 use std::io::Write;
