@@ -11,8 +11,9 @@
 //!   (baseline: reading every segment file whole).
 //!
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
-//! (`sealparts`: decode/sort/write breakdown of one seal). The N-record store is built once under `XDP_AUDIT_BENCH_DIR` (default
-//! `/var/tmp/xdp-audit-bench-N`) and reused while it verifies.
+//! (`sealparts`: decode/sort/write breakdown of one seal). The N-record store is built once
+//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-N`) and reused while it
+//! verifies.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
