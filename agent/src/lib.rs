@@ -14,4 +14,5 @@ pub mod record;
 pub mod sink;
 pub mod stats;
 pub mod status;
+pub mod store;
 pub mod sweeper;

@@ -20,10 +20,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Audit (and enforce lists on) the given interfaces until stopped.
     Run(xdp_audit::cmd::run::RunArgs),
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
+    /// Show the running agent's counters and list hits.
     Status(xdp_audit::cmd::status::StatusArgs),
+    /// Find flows in the audit store by address, port, MAC, protocol and time.
+    #[command(long_about = xdp_audit::cmd::query::LONG_ABOUT)]
+    Query(xdp_audit::cmd::query::QueryArgs),
+    /// Write a time window of flows to a CSV or JSON Lines file and print its SHA-256.
+    #[command(long_about = xdp_audit::cmd::export::LONG_ABOUT)]
+    Export(xdp_audit::cmd::export::ExportArgs),
+    /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
+    #[command(long_about = xdp_audit::cmd::verify::LONG_ABOUT)]
+    Verify(xdp_audit::cmd::verify::VerifyArgs),
+    /// Create an ed25519 key pair for signing the audit chain.
+    #[command(long_about = xdp_audit::cmd::keygen::LONG_ABOUT)]
+    Keygen(xdp_audit::cmd::keygen::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +51,10 @@ fn main() -> ExitCode {
         Command::Run(args) => xdp_audit::cmd::run::main(args),
         Command::Status(args) => xdp_audit::cmd::status::main(args),
         Command::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
+        Command::Query(args) => xdp_audit::cmd::query::main(args),
+        Command::Export(args) => xdp_audit::cmd::export::main(args),
+        Command::Verify(args) => xdp_audit::cmd::verify::main(args),
+        Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
     };
     match result {
         Ok(code) => code,

@@ -34,6 +34,7 @@ pub fn binary() -> anyhow::Result<PathBuf> {
 /// A running agent; its stderr is forwarded to ours, and watched for "xdp-audit running".
 pub struct Agent {
     child: Option<Child>,
+    bin: PathBuf,
     /// The log directory.
     pub log_dir: PathBuf,
     lines: mpsc::Receiver<String>,
@@ -72,6 +73,7 @@ impl Agent {
         });
         let mut agent = Self {
             child: Some(child),
+            bin: bin.to_owned(),
             log_dir: log_dir.to_owned(),
             lines: rx,
         };
@@ -102,8 +104,8 @@ impl Agent {
     }
 
     /// `xdp-audit status --json` for this agent.
-    pub fn status(&self, bin: &Path) -> anyhow::Result<serde_json::Value> {
-        let out = std::process::Command::new(bin)
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let out = std::process::Command::new(&self.bin)
             .args(["status", "--json", "--state-dir"])
             .arg(self.log_dir.join("state"))
             .output()
@@ -117,11 +119,20 @@ impl Agent {
         serde_json::from_slice(&out.stdout).context("status --json output")
     }
 
-    /// Every record in the JSON Lines log.
+    /// Every record in the audit store, through `xdp-audit query --format jsonl`.
     pub fn records(&self) -> anyhow::Result<Vec<serde_json::Value>> {
-        let path = self.log_dir.join("flows.jsonl");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let out = std::process::Command::new(&self.bin)
+            .args(["query", "--format", "jsonl", "--log-dir"])
+            .arg(&self.log_dir)
+            .output()
+            .context("run xdp-audit query")?;
+        if !out.status.success() {
+            bail!(
+                "xdp-audit query failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8(out.stdout).context("query output is not UTF-8")?;
         text.lines()
             .map(|l| serde_json::from_str(l).with_context(|| format!("bad record {l}")))
             .collect()

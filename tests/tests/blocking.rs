@@ -259,7 +259,7 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
 
     // `status` shows the hits per rule and per list file.
     std::thread::sleep(Duration::from_millis(1500));
-    let status = agent.status(&bin).expect("status");
+    let status = agent.status().expect("status");
     let rule = format!("{}:1", block.display());
     let hits = status["rules"]
         .as_array()

@@ -172,6 +172,18 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
         "the agent exits 0 on SIGTERM"
     );
 
+    // The store the agent wrote is intact.
+    let verify = std::process::Command::new(&bin)
+        .args(["verify", "--log-dir"])
+        .arg(dir.join("log"))
+        .output()
+        .expect("run xdp-audit verify");
+    assert!(
+        verify.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
     let frames = pcap::read(&pcap_path).expect("read the capture");
     let captured = pcap::flows(&frames);
     let mut audited: BTreeMap<FlowId, Vec<Count>> = BTreeMap::new();

@@ -117,11 +117,26 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
+/// The DuckDB Python package: a test proves segments are readable by a real engine.
+fn duckdb() -> anyhow::Result<()> {
+    let have = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        eprintln!("setup: python duckdb present");
+        return Ok(());
+    }
+    eprintln!("setup: installing the duckdb Python package");
+    run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", "duckdb"]))
+}
+
 /// Everything, in dependency order.
 pub fn run() -> anyhow::Result<()> {
     apt()?;
     rust_src()?;
-    bpf_linker()
+    bpf_linker()?;
+    duckdb()
 }
 
 /// Lints the eBPF crate for its own target.

@@ -1,5 +1,10 @@
 //! One module per `xdp-audit` subcommand: its arguments and its `main`.
 
 pub mod blocklist;
+pub mod export;
+pub mod keygen;
+pub mod query;
 pub mod run;
 pub mod status;
+pub mod store_args;
+pub mod verify;

@@ -16,18 +16,21 @@ use tracing::{error, info, warn};
 use crate::blocklist::watch::{self, ListWatcher};
 use crate::blocklist::{warn_diagnostics, Delta, Diagnostic, ListKind, ListSet};
 use crate::clock::WallClock;
+use crate::cmd::store_args::StoreArgs;
 use crate::enforce;
 use crate::flowtable::FlowTable;
 use crate::loader::{AttachMode, LoadOptions, Loaded};
 use crate::reader::decode;
-use crate::sink::{JsonlSink, RecordSink};
+use crate::sink::RecordSink;
+use crate::store::Store;
 use crate::sweeper::{Sweeper, Timeouts};
 
 /// Audit every flow through the given interfaces and enforce block and allow lists.
 ///
 /// Loads the XDP program, attaches it to each --iface (native mode first, SKB mode if the
-/// driver refuses, and says which), and writes one JSON Lines record per flow to
-/// LOG_DIR/flows.jsonl: when it closes (FIN/RST, after --close-linger), when it idles for
+/// driver refuses, and says which), and writes one record per flow to the audit store in
+/// LOG_DIR (journal, sealed Parquet segments, hash-chained manifest; see `xdp-audit query`,
+/// `verify`, `export`): when it closes (FIN/RST, after --close-linger), when it idles for
 /// --inactive-timeout, every --active-timeout while it lasts, at a flow's first dropped
 /// packet, and at shutdown. SIGINT or SIGTERM detaches the program, writes every open flow
 /// with end reason `shutdown`, and exits 0.
@@ -49,9 +52,10 @@ pub struct RunArgs {
     /// XDP attach mode: auto tries native then SKB.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub xdp_mode: AttachMode,
-    /// Directory for the audit log (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "/var/log/xdp-audit")]
-    pub log_dir: PathBuf,
+    /// The audit store: --log-dir, --fsync-interval, --segment-max-bytes, --retention-days,
+    /// --signing-key, --buffer-records.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// A blocklist file (repeatable); see `xdp-audit blocklist check --help` for the format.
     #[arg(long = "blocklist", value_name = "FILE")]
     pub blocklists: Vec<PathBuf>,
@@ -139,7 +143,7 @@ struct Agent {
     interfaces: Vec<String>,
     loaded: Loaded,
     sweeper: Sweeper,
-    sink: JsonlSink,
+    sink: Store,
     lists: Lists,
 }
 
@@ -161,9 +165,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("interface {name:?} does not exist (see `ip link`)"))?;
         ifnames.insert(idx, name.clone());
     }
-    // Open the log first: a bad --log-dir must fail before anything touches the kernel.
-    let sink = JsonlSink::open(&args.log_dir)
-        .with_context(|| format!("--log-dir {} is not usable", args.log_dir.display()))?;
+    // Open the store first: a bad --log-dir must fail before anything touches the kernel.
+    let log_dir = args.store.dir.log_dir.clone();
+    let sink = Store::open(args.store.to_config()?)
+        .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
 
     let files = args
         .blocklists
@@ -232,7 +237,9 @@ fn shutdown(mut a: Agent) -> anyhow::Result<ExitCode> {
     a.sweeper
         .flush(flows, &mut a.sink, &a.lists.set)
         .context("reading the flow table at shutdown")?;
-    a.sink.sync().context("syncing the audit log at shutdown")?;
+    a.sink
+        .close()
+        .context("closing the audit store at shutdown")?;
     match crate::stats::read(&a.loaded.stats) {
         Ok(counters) => {
             let nonzero: Vec<String> = counters
@@ -322,7 +329,7 @@ fn write_status(
 fn drain(
     ring: &mut RingBuf<&mut aya::maps::MapData>,
     sweeper: &mut Sweeper,
-    sink: &mut JsonlSink,
+    sink: &mut Store,
     lists: &ListSet,
 ) {
     while let Some(item) = ring.next() {
@@ -374,8 +381,8 @@ async fn event_loop(a: &mut Agent, sweep_interval: Duration) -> anyhow::Result<(
                 if let Err(e) = a.sweeper.sweep(flows, &mut a.sink, &a.lists.set, WallClock::ktime_now()) {
                     error!(error = %e, "sweeping the flow table failed");
                 }
-                if let Err(e) = a.sink.sync() {
-                    error!(error = %e, "syncing the audit log failed");
+                if let Err(e) = a.sink.tick() {
+                    error!(error = %e, "audit store upkeep failed");
                 }
                 write_status(&a.state_dir, &a.interfaces, &a.loaded.stats, &a.loaded.lists, &a.lists.set);
             }

@@ -1,0 +1,400 @@
+//! Audit-store benchmark: `cargo bench -p xdp-audit --bench store`.
+//!
+//! Prints, each with a baseline measured in the same run where one makes sense:
+//! - records/s from decoded record to journal on one core (baseline: plain sequential write
+//!   of the same bytes);
+//! - sealing records/s (journal -> Parquet segment + manifest entry);
+//! - bytes per record sealed on the generated mix (`xdp_audit::store::testgen`), against the
+//!   journal and JSON Lines sizes of the same records;
+//! - `query --ip` time over N records spread over 90 days of hourly segments
+//!   (N from `XDP_AUDIT_BENCH_RECORDS`, default 100,000,000), warm and cold page cache
+//!   (baseline: reading every segment file whole).
+//!
+//! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
+//! (`sealparts`: decode/sort/write breakdown of one seal). The N-record store is built once
+//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-N`) and reused while it
+//! verifies.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use xdp_audit::record::FlowRecord;
+use xdp_audit::store::journal::encode_frame;
+use xdp_audit::store::manifest::Manifest;
+use xdp_audit::store::query::{scan, Cidr, Filter};
+use xdp_audit::store::seal::{seal_journal, write_segment};
+use xdp_audit::store::testgen::TrafficGen;
+use xdp_audit::store::verify::verify;
+use xdp_audit::store::{Store, StoreConfig};
+
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+const HOUR: i64 = 3_600_000_000_000;
+
+/// CPU time of the whole process (all threads), user + system.
+fn cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn rate(n: f64, d: Duration) -> String {
+    let r = n / d.as_secs_f64();
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else {
+        format!("{:.0} k/s", r / 1e3)
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("xdp-audit-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    p
+}
+
+fn dir_bytes(dir: &Path, prefix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn journal_throughput() {
+    let n = 2_000_000usize;
+    let mut g = TrafficGen::with_rate(1, T0, 1000.0);
+    let recs: Vec<FlowRecord> = (0..n).map(|_| g.next_record()).collect();
+    let dir = tmp("journal");
+    let mut cfg = StoreConfig::new(&dir);
+    cfg.segment_max_bytes = u64::MAX;
+    let mut store = Store::open(cfg).expect("open store");
+    let (t, c) = (Instant::now(), cpu());
+    for r in &recs {
+        store.append(r);
+    }
+    assert!(store.sync_now(), "sync");
+    let (d_store, c_store) = (t.elapsed(), cpu() - c);
+    let bytes = dir_bytes(&dir, "journal-");
+    drop(store);
+    // Baseline: the same bytes written sequentially in 256 KiB chunks, then one fsync.
+    let mut buf = Vec::with_capacity(bytes as usize);
+    for r in &recs {
+        encode_frame(r, &mut buf);
+    }
+    let raw = dir.join("raw");
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&raw).expect("create raw");
+    for c in buf.chunks(256 * 1024) {
+        f.write_all(c).expect("write raw");
+    }
+    f.sync_all().expect("fsync raw");
+    let d_raw = t.elapsed();
+    println!(
+        "journal: {n} records in {:.3} s = {} on one core ({} per CPU-second, {:.1} bytes/record); \
+         raw sequential write of the same {:.1} MB: {:.3} s = {:.0} MB/s; journal/raw time ratio {:.2}",
+        d_store.as_secs_f64(),
+        rate(n as f64, d_store),
+        rate(n as f64, c_store),
+        bytes as f64 / n as f64,
+        buf.len() as f64 / 1e6,
+        d_raw.as_secs_f64(),
+        buf.len() as f64 / 1e6 / d_raw.as_secs_f64(),
+        d_store.as_secs_f64() / d_raw.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn seal_throughput() {
+    // One hour of a busy gateway (300 flows/s), sealed from a journal on disk.
+    let dir = tmp("seal");
+    let mut g = TrafficGen::with_rate(2, T0, 300.0);
+    let mut cfg = StoreConfig::new(&dir);
+    cfg.segment_max_bytes = u64::MAX;
+    let mut store = Store::open(cfg).expect("open store");
+    let mut n = 0u64;
+    while g.now_ns() < T0 + HOUR - 1_000_000_000 {
+        store.append(&g.next_record());
+        n += 1;
+    }
+    assert!(store.sync_now());
+    drop(store);
+    let journal = std::fs::read_dir(&dir)
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".wal"))
+        .expect("journal");
+    let mut manifest = Manifest::load(&dir, None).expect("manifest");
+    let (t, c) = (Instant::now(), cpu());
+    let info = seal_journal(&dir, &journal, &mut manifest)
+        .expect("seal")
+        .expect("segment");
+    let (d, dc) = (t.elapsed(), cpu() - c);
+    println!(
+        "seal: {n} records (one hour at 300 flows/s) in {:.3} s = {} wall, {:.3} s CPU on all \
+         threads = {} per CPU-second (read+decode journal, sort, Parquet zstd write with columns \
+         encoded in parallel, SHA-256, fsync, manifest append); {:.2} bytes/record",
+        d.as_secs_f64(),
+        rate(n as f64, d),
+        dc.as_secs_f64(),
+        rate(n as f64, dc),
+        info.size as f64 / n as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn size_per_record() {
+    let dir = tmp("size");
+    for (label, per_sec) in [
+        ("13 flows/s (100 M records in 90 days)", 13.0),
+        ("100 flows/s", 100.0),
+        ("1000 flows/s", 1000.0),
+    ] {
+        let mut g = TrafficGen::with_rate(3, T0, per_sec);
+        let mut recs = Vec::new();
+        while g.now_ns() < T0 + HOUR {
+            recs.push(g.next_record());
+        }
+        let n = recs.len();
+        let mut journal = Vec::new();
+        let mut jsonl = Vec::new();
+        for r in &recs {
+            encode_frame(r, &mut journal);
+            serde_json::to_writer(&mut jsonl, r).expect("json");
+            jsonl.push(b'\n');
+        }
+        let mut manifest = Manifest::load(&dir, None).expect("manifest");
+        let info = write_segment(&dir, recs, 1, &mut manifest).expect("segment");
+        let per = info.size as f64 / n as f64;
+        println!(
+            "size: one hourly segment at {label}: {n} records, {:.2} bytes/record sealed; \
+             journal {:.1} B/rec (x{:.1}), JSON Lines {:.1} B/rec (x{:.1})",
+            per,
+            journal.len() as f64 / n as f64,
+            journal.len() as f64 / info.size as f64,
+            jsonl.len() as f64 / n as f64,
+            jsonl.len() as f64 / info.size as f64
+        );
+    }
+    println!(
+        "size: mix = 250 LAN clients, 20,000 remote hosts (skewed), 20% IPv6, 70% TCP / 25% UDP / 5% ICMP, \
+         10% VLAN-tagged, 2 interfaces, ns timestamps, heavy-tailed packet counts (see store::testgen)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn build_store(dir: &Path, n: u64) -> bool {
+    if verify(dir, None).map(|v| v.rows == n).unwrap_or(false) {
+        return false;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("bench dir");
+    let span = 90 * 24 * HOUR;
+    let per_sec = n as f64 / (span as f64 / 1e9);
+    let mut g = TrafficGen::with_rate(7, T0, per_sec);
+    let mut manifest = Manifest::load(dir, None).expect("manifest");
+    let t = Instant::now();
+    let mut hour_end = T0 + HOUR;
+    let mut batch: Vec<FlowRecord> = Vec::new();
+    let flush = |batch: &mut Vec<FlowRecord>, manifest: &mut Manifest| {
+        if !batch.is_empty() {
+            let id = manifest.entries().len() as u64 + 1;
+            write_segment(dir, std::mem::take(batch), id, manifest).expect("segment");
+        }
+    };
+    for i in 0..n {
+        let r = g.next_record();
+        if r.time_start_ns >= hour_end {
+            flush(&mut batch, &mut manifest);
+            while r.time_start_ns >= hour_end {
+                hour_end += HOUR;
+            }
+        }
+        batch.push(r);
+        if i % 1_000_000 == 0 {
+            eprint!("\rbuilding: {i}/{n} ({:.0} s)", t.elapsed().as_secs_f64());
+        }
+    }
+    flush(&mut batch, &mut manifest);
+    eprintln!();
+    println!(
+        "query store: built {n} records ({:.2} flows/s over 90 days, hourly segments) in {:.0} s = {}",
+        per_sec,
+        t.elapsed().as_secs_f64(),
+        rate(n as f64, t.elapsed())
+    );
+    true
+}
+
+fn drop_caches() -> bool {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", b"3\n").is_ok()
+}
+
+fn time_query(dir: &Path, f: &Filter) -> (Duration, u64) {
+    let t = Instant::now();
+    let mut n = 0u64;
+    scan(
+        dir,
+        f,
+        xdp_audit::store::query::default_threads(),
+        &mut |_| {
+            n += 1;
+            Ok(())
+        },
+        &mut |_, _| {},
+    )
+    .expect("query");
+    (t.elapsed(), n)
+}
+
+fn query_speed() {
+    let n: u64 = std::env::var("XDP_AUDIT_BENCH_RECORDS")
+        .ok()
+        .and_then(|s| s.replace('_', "").parse().ok())
+        .unwrap_or(100_000_000);
+    let dir = std::env::var_os("XDP_AUDIT_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-{n}")));
+    if !build_store(&dir, n) {
+        println!(
+            "query store: reusing {} ({n} records, verified)",
+            dir.display()
+        );
+    }
+    let v = verify(&dir, None).expect("bench store verifies");
+    let seg_bytes = dir_bytes(&dir, "seg-");
+    println!(
+        "query store: {} records in {} segments, {:.2} GB, {:.2} bytes/record",
+        v.rows,
+        v.segments,
+        seg_bytes as f64 / 1e9,
+        seg_bytes as f64 / v.rows as f64
+    );
+    // Baseline: read every segment file whole (what a scan without pruning must at least do).
+    let read_all = || {
+        let t = Instant::now();
+        for e in std::fs::read_dir(&dir)
+            .expect("list")
+            .filter_map(|e| e.ok())
+        {
+            if e.file_name().to_string_lossy().starts_with("seg-") {
+                let _ = std::fs::read(e.path()).expect("read");
+            }
+        }
+        t.elapsed()
+    };
+    let client: std::net::IpAddr = "10.0.0.20".parse().expect("ip");
+    let mut g = TrafficGen::with_rate(7, T0, 1.0);
+    let remote = (0..50)
+        .map(|_| g.next_record().dst_ip)
+        .last()
+        .expect("remote");
+    let absent: std::net::IpAddr = "198.51.100.77".parse().expect("ip");
+    let cases = [
+        ("LAN client (in every hour)", client),
+        ("remote host", remote),
+        ("absent address", absent),
+    ];
+    for cold in [false, true] {
+        if cold && !drop_caches() {
+            println!("query (cold cache): skipped, cannot write /proc/sys/vm/drop_caches");
+            continue;
+        }
+        let base = read_all();
+        let label = if cold { "cold" } else { "warm" };
+        for (what, ip) in cases {
+            if cold && !drop_caches() {
+                break;
+            }
+            let f = Filter {
+                cidr: Some(Cidr::host(ip)),
+                ..Filter::default()
+            };
+            let (d, m) = time_query(&dir, &f);
+            println!(
+                "query --ip {ip} ({what}), {label} cache: {:.3} s, {m} matches over {n} records; \
+                 baseline read of all segment bytes ({label}): {:.3} s; ratio {:.2}",
+                d.as_secs_f64(),
+                base.as_secs_f64(),
+                d.as_secs_f64() / base.as_secs_f64()
+            );
+        }
+        // The lawful question: one address in a two-hour window.
+        let f = Filter {
+            cidr: Some(Cidr::host(client)),
+            since_ns: Some(T0 + 40 * 24 * HOUR + 14 * HOUR),
+            until_ns: Some(T0 + 40 * 24 * HOUR + 16 * HOUR),
+            ..Filter::default()
+        };
+        if cold {
+            drop_caches();
+        }
+        let (d, m) = time_query(&dir, &f);
+        println!(
+            "query --ip {client} --since day40T14:00 --until day40T16:00, {label} cache: {:.3} s, {m} matches",
+            d.as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; other arguments select parts (journal, seal, size, query).
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |p: &str| args.is_empty() || args.iter().any(|a| a == p);
+    println!(
+        "xdp-audit store benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    if want("journal") {
+        journal_throughput();
+    }
+    if want("seal") {
+        seal_throughput();
+    }
+    if want("sealparts") {
+        let mut g = TrafficGen::with_rate(2, T0, 300.0);
+        let recs: Vec<FlowRecord> = (0..1_000_000).map(|_| g.next_record()).collect();
+        let mut buf = b"XDPAJNL1".to_vec();
+        buf.extend_from_slice(&[0u8; 8]);
+        for r in &recs {
+            encode_frame(r, &mut buf);
+        }
+        let (t, c) = (Instant::now(), cpu());
+        let s = xdp_audit::store::journal::scan_bytes(&buf).expect("scan");
+        println!("decode {:?} wall, {:?} cpu", t.elapsed(), cpu() - c);
+        let mut v = s.records;
+        let (t, c) = (Instant::now(), cpu());
+        xdp_audit::store::segment::sort_for_pruning(&mut v);
+        println!("sort {:?} wall, {:?} cpu", t.elapsed(), cpu() - c);
+        let dir = tmp("parts");
+        let (t, c) = (Instant::now(), cpu());
+        xdp_audit::store::segment::write(&dir.join("x.parquet"), &mut v, 1).expect("w");
+        println!(
+            "write (incl. sort) {:?} wall, {:?} cpu",
+            t.elapsed(),
+            cpu() - c
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if want("size") {
+        size_per_record();
+    }
+    if want("query") {
+        query_speed();
+    }
+}

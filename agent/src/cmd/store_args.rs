@@ -1,0 +1,160 @@
+//! Flags shared by the commands that use the audit store.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::record::{parse_proto, Mac};
+use crate::store::query::{parse_span_ns, parse_time, Cidr, Filter};
+use crate::store::retention::{check_days, DEFAULT_DAYS};
+use crate::store::{manifest, StoreConfig, DEFAULT_BUFFER_RECORDS};
+
+/// Default log directory.
+pub const DEFAULT_LOG_DIR: &str = "/var/log/xdp-audit";
+
+/// Where the audit store lives.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogDirArgs {
+    /// Directory of the audit store (journals, segments, manifest).
+    #[arg(long, env = "XDP_AUDIT_LOG_DIR", default_value = DEFAULT_LOG_DIR, value_name = "DIR")]
+    pub log_dir: PathBuf,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let ns = parse_span_ns(s)?;
+    Ok(Duration::from_nanos(ns.max(0) as u64))
+}
+
+fn parse_retention(s: &str) -> Result<u32, String> {
+    let days: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of days"))?;
+    check_days(days).map_err(|e| e.to_string())
+}
+
+/// Flags of the writer (`xdp-audit run` flattens these).
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Where the store lives.
+    #[command(flatten)]
+    pub dir: LogDirArgs,
+    /// Longest time an accepted record waits for fsync (`1s`, `200ms`).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "SPAN")]
+    pub fsync_interval: Duration,
+    /// Seal the journal when it reaches this many bytes, even within the hour.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub segment_max_bytes: u64,
+    /// Delete segments this many days after their newest record; at least 90 (the legal floor).
+    #[arg(long, default_value_t = DEFAULT_DAYS, value_parser = parse_retention, value_name = "DAYS")]
+    pub retention_days: u32,
+    /// Sign the chain head at every seal with this ed25519 key (see `xdp-audit keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Records held in memory while the disk refuses writes; more are dropped and counted.
+    #[arg(long, default_value_t = DEFAULT_BUFFER_RECORDS, value_name = "RECORDS")]
+    pub buffer_records: usize,
+}
+
+impl StoreArgs {
+    /// The store configuration these flags describe (loads the signing key).
+    pub fn to_config(&self) -> anyhow::Result<StoreConfig> {
+        let signing_key = match &self.signing_key {
+            Some(p) => Some(manifest::load_signing_key(p).context("loading --signing-key")?),
+            None => None,
+        };
+        Ok(StoreConfig {
+            dir: self.dir.log_dir.clone(),
+            fsync_interval: self.fsync_interval,
+            segment_max_bytes: self.segment_max_bytes,
+            retention_days: self.retention_days,
+            signing_key,
+            buffer_records: self.buffer_records,
+        })
+    }
+}
+
+/// What to select (query and export).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Flows with this address on either side.
+    #[arg(long, value_name = "IP", conflicts_with = "cidr")]
+    pub ip: Option<std::net::IpAddr>,
+    /// Flows with an address in this prefix on either side (`10.1.0.0/16`, `2001:db8::/32`).
+    #[arg(long, value_name = "PREFIX")]
+    pub cidr: Option<String>,
+    /// Flows with this port on either side (ICMP: type or code).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Flows with this MAC address on either side.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// IP protocol: tcp, udp, icmp, icmpv6 or a number.
+    #[arg(long, value_name = "PROTO")]
+    pub proto: Option<String>,
+    /// Flows active at or after this time: RFC 3339 (`2026-05-03T14:00:00Z`) or a span ago (`2h`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Flows that started before this time: RFC 3339 or a span ago.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filter, with relative times taken from `now_ns`.
+    pub fn to_filter(&self, now_ns: i64) -> anyhow::Result<Filter> {
+        let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
+            v.as_deref()
+                .map(|s| parse_time(s, now_ns).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+                .transpose()
+        };
+        let cidr = match (&self.ip, &self.cidr) {
+            (Some(ip), _) => Some(Cidr::host(*ip)),
+            (None, Some(c)) => Some(
+                c.parse::<Cidr>()
+                    .map_err(|e| anyhow::anyhow!("--cidr: {e}"))?,
+            ),
+            (None, None) => None,
+        };
+        let mac = self
+            .mac
+            .as_deref()
+            .map(|m| m.parse::<Mac>().map_err(|e| anyhow::anyhow!("--mac: {e}")))
+            .transpose()?;
+        let proto = self
+            .proto
+            .as_deref()
+            .map(|p| {
+                parse_proto(p).ok_or_else(|| {
+                    anyhow::anyhow!("--proto: {p:?} is not tcp, udp, icmp, icmpv6 or 0-255")
+                })
+            })
+            .transpose()?;
+        let f = Filter {
+            cidr,
+            port: self.port,
+            mac,
+            proto,
+            since_ns: time("since", &self.since)?,
+            until_ns: time("until", &self.until)?,
+        };
+        if let (Some(s), Some(u)) = (f.since_ns, f.until_ns) {
+            anyhow::ensure!(s < u, "--since must be before --until");
+        }
+        Ok(f)
+    }
+}
+
+/// A progress callback that redraws one stderr line, only when stderr is a terminal.
+pub fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty && total > 0 {
+            eprint!("\r{what}: {done}/{total} segments");
+            if done == total {
+                eprint!("\r\x1b[2K");
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `xdp-audit verify`: prove the audit store is unaltered.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::store_args::LogDirArgs;
+use crate::store::manifest::load_public_key;
+use crate::store::verify::verify;
+
+/// The long help of `xdp-audit verify`, with examples.
+pub const LONG_ABOUT: &str =
+    "Walks the manifest chain of the audit store: every entry's hash and its link to
+the previous one, every live segment's size and SHA-256, segment files the chain does not list,
+and the chain head. Retention deletions are chain entries, so lawful pruning passes.
+
+Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FILE: reason` for
+the first broken link and exits 1. Changes, deletions, reorderings and insertions of entries or
+segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
+head consistently is not caught; with it (the agent run with --signing-key), they are.
+
+Examples:
+  xdp-audit verify --log-dir /var/log/xdp-audit
+  xdp-audit verify --public-key /etc/xdp-audit/chain.key.pub";
+
+/// Arguments of `xdp-audit verify`.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub struct VerifyArgs {
+    /// Where the store lives.
+    #[command(flatten)]
+    pub dir: LogDirArgs,
+    /// Require the chain head to be signed by this key (a file from `xdp-audit keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+}
+
+/// Runs `xdp-audit verify`.
+pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = match &args.public_key {
+        Some(p) => Some(load_public_key(p).context("loading --public-key")?),
+        None => None,
+    };
+    match verify(&args.dir.log_dir, key.as_ref()) {
+        Ok(v) => {
+            println!(
+                "ok: {} entries, {} segments ({} rows), {} pruned by retention, head {}{}",
+                v.entries,
+                v.segments,
+                v.rows,
+                v.pruned,
+                if v.head.is_empty() {
+                    "(empty)"
+                } else {
+                    &v.head
+                },
+                if v.signature_checked {
+                    ", signature valid"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            println!("BROKEN: {b}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

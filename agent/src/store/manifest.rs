@@ -1,0 +1,367 @@
+//! The manifest: a hash chain over every sealed segment and every retention deletion, and its
+//! (optionally ed25519-signed) head.
+//!
+//! `manifest.jsonl` holds one JSON object per line. Each entry carries `seq` (0, 1, 2, ...),
+//! `kind` (`segment` or `prune`), the fields of its kind, `prev` (the previous entry's `hash`,
+//! 64 zeros for the first) and `hash` = SHA-256 of `"xdp-audit chain v1\n"` followed by the
+//! compact JSON array `[seq, body, prev]`, where `body` is the entry without `seq`, `prev`
+//! and `hash` (fields in the documented order). The last line, `{"head": {...}}`, names the
+//! last entry's `seq` and `hash` (it lives in the same file so that one atomic rename updates
+//! chain and head together: a crash can never leave them disagreeing)
+//! and `hash`, and with a signing key carries an ed25519 signature over
+//! `"xdp-audit chain head v1\n{seq}\n{hash}\n"`, so a rewritten or shortened chain is caught.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::fsutil::{hex, unhex, write_atomic};
+
+/// File name of the chain.
+pub const MANIFEST: &str = "manifest.jsonl";
+/// `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// First token of a secret key file.
+pub const SECRET_KEY_TAG: &str = "xdp-audit-ed25519-secret-v1";
+/// First token of a public key file.
+pub const PUBLIC_KEY_TAG: &str = "xdp-audit-ed25519-public-v1";
+
+/// Errors of the manifest and key files; each names the file and, where it applies, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// An I/O operation failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line of the manifest or head does not parse.
+    #[error("{path} line {line}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key file is malformed.
+    #[error("key file {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A sealed segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    /// File name inside the log directory.
+    pub file: String,
+    /// Id of the journal it was sealed from (detects a journal sealed twice after a crash).
+    pub journal_id: u64,
+    /// Smallest `time_start` in the segment, Unix ns.
+    pub time_min_ns: i64,
+    /// Largest `time_end` in the segment, Unix ns.
+    pub time_max_ns: i64,
+    /// Rows in the segment.
+    pub rows: u64,
+    /// File size in bytes.
+    pub size: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+}
+
+/// A file deleted by retention.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedFile {
+    /// File name.
+    pub file: String,
+    /// Its SHA-256 as recorded when it was sealed.
+    pub sha256: String,
+}
+
+/// A retention run that deleted segments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneInfo {
+    /// When the deletion was decided, Unix ns.
+    pub at_ns: i64,
+    /// The retention in force, days.
+    pub retention_days: u32,
+    /// Segments whose newest record was older than the retention.
+    pub files: Vec<PrunedFile>,
+}
+
+/// What an entry records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// A segment was sealed.
+    Segment(SegmentInfo),
+    /// Segments were deleted by retention.
+    Prune(PruneInfo),
+}
+
+/// One link of the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the chain, from 0.
+    pub seq: u64,
+    /// What the entry records.
+    #[serde(flatten)]
+    pub body: Body,
+    /// Hash of the previous entry ([`GENESIS`] for the first).
+    pub prev: String,
+    /// Hash of this entry, see the module docs.
+    pub hash: String,
+}
+
+/// The chain head, the last line of [`MANIFEST`] as `{"head": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// `seq` of the last entry.
+    pub seq: u64,
+    /// `hash` of the last entry.
+    pub hash: String,
+    /// Hex ed25519 public key of the signer, if signed.
+    pub public_key: Option<String>,
+    /// Hex ed25519 signature over [`head_message`], if signed.
+    pub signature: Option<String>,
+}
+
+/// The hash an entry must carry.
+pub fn entry_hash(seq: u64, body: &Body, prev: &str) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(b"xdp-audit chain v1\n");
+    // Serialising plain data to a Vec cannot fail; an empty input would still differ.
+    h.update(serde_json::to_vec(&(seq, body, prev)).unwrap_or_default());
+    hex(&h.finalize())
+}
+
+/// The message signed for a head.
+pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
+    format!("xdp-audit chain head v1\n{seq}\n{hash}\n").into_bytes()
+}
+
+#[derive(Serialize, Deserialize)]
+struct HeadLine {
+    head: Head,
+}
+
+/// Parses `manifest.jsonl` text into entries and the head line (no chain check: that is
+/// [`crate::store::verify`]). A head line anywhere but last is an error.
+pub fn parse_with_head(
+    path: &Path,
+    text: &str,
+) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
+    let mut entries = Vec::new();
+    let mut head = None;
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let err = |reason: String| ManifestError::Parse {
+            path: path.to_owned(),
+            line: i + 1,
+            reason,
+        };
+        if head.is_some() {
+            return Err(err(
+                "a line follows the head line (the head must be last)".into()
+            ));
+        }
+        if l.starts_with("{\"head\"") {
+            let h: HeadLine = serde_json::from_str(l).map_err(|e| err(e.to_string()))?;
+            head = Some(h.head);
+        } else {
+            entries.push(serde_json::from_str(l).map_err(|e| err(e.to_string()))?);
+        }
+    }
+    Ok((entries, head))
+}
+
+/// Parses `manifest.jsonl` text into its entries (see [`parse_with_head`]).
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ManifestError> {
+    Ok(parse_with_head(path, text)?.0)
+}
+
+/// The chain as the writer keeps it.
+pub struct Manifest {
+    dir: PathBuf,
+    entries: Vec<Entry>,
+    signing_key: Option<SigningKey>,
+}
+
+impl Manifest {
+    /// Loads the chain of `dir` (empty if there is none yet).
+    pub fn load(dir: &Path, signing_key: Option<SigningKey>) -> Result<Self, ManifestError> {
+        let path = dir.join(MANIFEST);
+        let entries = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&path, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(ManifestError::Io {
+                    path,
+                    op: "read",
+                    source,
+                })
+            }
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            entries,
+            signing_key,
+        })
+    }
+
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Appends an entry: the whole manifest, with the new head line (signed when a key is
+    /// set), is written to a temporary file, fsynced and renamed over the old one.
+    pub fn append(&mut self, body: Body) -> Result<&Entry, ManifestError> {
+        let (seq, prev) = match self.entries.last() {
+            Some(e) => (e.seq + 1, e.hash.clone()),
+            None => (0, GENESIS.to_owned()),
+        };
+        let hash = entry_hash(seq, &body, &prev);
+        let entry = Entry {
+            seq,
+            body,
+            prev,
+            hash,
+        };
+        let mut text = Vec::new();
+        let encode_err = |e: serde_json::Error| ManifestError::Parse {
+            path: self.dir.join(MANIFEST),
+            line: 0,
+            reason: format!("cannot encode: {e}"),
+        };
+        for e in self.entries.iter().chain(std::iter::once(&entry)) {
+            serde_json::to_writer(&mut text, e).map_err(encode_err)?;
+            text.push(b'\n');
+        }
+        serde_json::to_writer(
+            &mut text,
+            &HeadLine {
+                head: self.head_for(&entry),
+            },
+        )
+        .map_err(encode_err)?;
+        text.push(b'\n');
+        write_atomic(&self.dir, MANIFEST, &text).map_err(|source| ManifestError::Io {
+            path: self.dir.join(MANIFEST),
+            op: "replace",
+            source,
+        })?;
+        self.entries.push(entry);
+        Ok(&self.entries[self.entries.len() - 1])
+    }
+
+    fn head_for(&self, last: &Entry) -> Head {
+        let (public_key, signature) = match &self.signing_key {
+            Some(k) => (
+                Some(hex(&k.verifying_key().to_bytes())),
+                Some(hex(&k.sign(&head_message(last.seq, &last.hash)).to_bytes())),
+            ),
+            None => (None, None),
+        };
+        Head {
+            seq: last.seq,
+            hash: last.hash.clone(),
+            public_key,
+            signature,
+        }
+    }
+}
+
+fn read_key_line(path: &Path, tag: &str) -> Result<[u8; 32], ManifestError> {
+    let bad = |reason: String| ManifestError::Key {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        path: path.to_owned(),
+        op: "read key",
+        source,
+    })?;
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(t), Some(k), None) if t == tag => {
+            unhex::<32>(k).ok_or_else(|| bad("the key is not 64 hex digits".into()))
+        }
+        (Some(t), _, _) if t != tag => Err(bad(format!("expected a line starting with {tag}"))),
+        _ => Err(bad(format!(
+            "expected exactly one line: {tag} <64 hex digits>"
+        ))),
+    }
+}
+
+/// Loads a secret key file (`xdp-audit-ed25519-secret-v1 <64 hex digits of the seed>`).
+pub fn load_signing_key(path: &Path) -> Result<SigningKey, ManifestError> {
+    Ok(SigningKey::from_bytes(&read_key_line(
+        path,
+        SECRET_KEY_TAG,
+    )?))
+}
+
+/// Loads a public key file (`xdp-audit-ed25519-public-v1 <64 hex digits>`).
+pub fn load_public_key(path: &Path) -> Result<VerifyingKey, ManifestError> {
+    VerifyingKey::from_bytes(&read_key_line(path, PUBLIC_KEY_TAG)?).map_err(|e| {
+        ManifestError::Key {
+            path: path.to_owned(),
+            reason: format!("not a valid ed25519 public key: {e}"),
+        }
+    })
+}
+
+/// A new key pair from the kernel's random source: (secret file text, public file text).
+pub fn generate_keypair() -> std::io::Result<(String, String)> {
+    let mut seed = [0u8; 32];
+    let mut got = 0;
+    while got < seed.len() {
+        // SAFETY: the pointer and length describe the unfilled rest of `seed`.
+        let n = unsafe { libc::getrandom(seed[got..].as_mut_ptr().cast(), seed.len() - got, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
+        }
+        got += n as usize;
+    }
+    let key = SigningKey::from_bytes(&seed);
+    Ok((
+        format!("{SECRET_KEY_TAG} {}\n", hex(&seed)),
+        format!(
+            "{PUBLIC_KEY_TAG} {}\n",
+            hex(&key.verifying_key().to_bytes())
+        ),
+    ))
+}
+
+/// Checks a head's signature against `key`.
+pub fn check_signature(head: &Head, key: &VerifyingKey) -> Result<(), String> {
+    let sig = head
+        .signature
+        .as_deref()
+        .ok_or("the head is not signed (was the agent run without --signing-key?)")?;
+    let sig = unhex::<64>(sig).ok_or("the signature is not 128 hex digits")?;
+    key.verify(
+        &head_message(head.seq, &head.hash),
+        &Signature::from_bytes(&sig),
+    )
+    .map_err(|_| "the signature does not match the public key (head rewritten or wrong key)".into())
+}

@@ -1,0 +1,493 @@
+//! The durable, tamper-evident audit store: journal -> seal -> segments + manifest chain,
+//! with retention, query, export and verify over it.
+//!
+//! Directory layout (`--log-dir`):
+//! ```text
+//! journal-<id>.wal          live journal (framed, checksummed records; see `journal`)
+//! seg-<seq>-<start>.parquet sealed segments (see `segment`)
+//! manifest.jsonl            hash chain over segments and retention deletions, ending in the
+//!                           chain head, ed25519-signed with --signing-key (see `manifest`)
+//! .lock                     held by the one writer
+//! ```
+
+pub mod export;
+pub mod fsutil;
+pub mod journal;
+pub mod manifest;
+pub mod query;
+pub mod retention;
+pub mod seal;
+pub mod sealer;
+pub mod segment;
+pub mod testgen;
+pub mod verify;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+
+use crate::record::FlowRecord;
+use crate::sink::{RecordSink, SinkError};
+use journal::{JournalError, JournalWriter};
+use manifest::{Body, Manifest, ManifestError};
+use seal::SealError;
+
+/// Hour length in nanoseconds: journals rotate when the hour changes.
+pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
+/// How often a condition that stops writing is reported, at most.
+pub const REPORT_EVERY_NS: i64 = 60 * 1_000_000_000;
+/// Default bound of the memory buffer used while the disk refuses writes, in records
+/// (about 6 MB of encoded frames).
+pub const DEFAULT_BUFFER_RECORDS: usize = 100_000;
+/// Buffered frames are written once they reach this many bytes (or at the fsync interval).
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// A source of wall-clock time, so tests can drive rotation, retention and reporting.
+pub trait StoreClock: Send {
+    /// Now, Unix nanoseconds.
+    fn now_ns(&self) -> i64;
+}
+
+/// The system's real-time clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl StoreClock for SystemClock {
+    fn now_ns(&self) -> i64 {
+        jiff::Timestamp::now().as_nanosecond() as i64
+    }
+}
+
+/// A clock tests set by hand; clones share the time.
+#[derive(Clone, Debug, Default)]
+pub struct FakeClock(Arc<AtomicI64>);
+
+impl FakeClock {
+    /// A clock showing `now_ns`.
+    pub fn new(now_ns: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(now_ns)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, now_ns: i64) {
+        self.0.store(now_ns, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward.
+    pub fn advance(&self, ns: i64) {
+        self.0.fetch_add(ns, Ordering::SeqCst);
+    }
+}
+
+impl StoreClock for FakeClock {
+    fn now_ns(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Settings of the store.
+#[derive(Debug)]
+pub struct StoreConfig {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// Longest time an accepted record waits for fsync.
+    pub fsync_interval: Duration,
+    /// A journal is sealed when it reaches this size, even within the hour.
+    pub segment_max_bytes: u64,
+    /// Segments are deleted this many days after their newest record (>= 90).
+    pub retention_days: u32,
+    /// Signs the chain head at every seal.
+    pub signing_key: Option<SigningKey>,
+    /// Records held in memory while the disk refuses writes; beyond it records are dropped
+    /// and counted.
+    pub buffer_records: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for `dir`: fsync every second, 256 MiB segments at most, 180 days.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            fsync_interval: Duration::from_secs(1),
+            segment_max_bytes: 256 << 20,
+            retention_days: retention::DEFAULT_DAYS,
+            signing_key: None,
+            buffer_records: DEFAULT_BUFFER_RECORDS,
+        }
+    }
+}
+
+/// Errors opening the store; each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory or lock could not be set up.
+    #[error("audit store {path}: {op}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another process writes to this directory.
+    #[error("audit store {0}: another xdp-audit process holds the lock")]
+    Locked(PathBuf),
+    /// The retention is below the legal floor.
+    #[error(transparent)]
+    Retention(#[from] retention::BelowFloor),
+    /// A leftover journal could not be recovered.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A leftover journal could not be sealed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The manifest could not be read or appended.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// Counters describing the store's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// Records accepted since open (dropped ones excluded).
+    pub accepted: u64,
+    /// Of those, records made durable by fsync.
+    pub durable: u64,
+    /// Records held in memory, not yet written.
+    pub buffered: u64,
+    /// Records dropped because the memory buffer was full while the disk refused writes.
+    pub dropped: u64,
+    /// Whether the disk currently refuses writes.
+    pub degraded: bool,
+    /// Warnings emitted about the condition (at most one per minute).
+    pub reports: u64,
+    /// Segments sealed since open.
+    pub sealed: u64,
+    /// Rotated journals waiting for the sealer thread (or for disk space).
+    pub unsealed: u64,
+}
+
+struct Degraded {
+    error: String,
+    last_retry_ns: i64,
+}
+
+/// The writer side of the store; implements [`RecordSink`].
+pub struct Store {
+    cfg: StoreConfig,
+    clock: Box<dyn StoreClock>,
+    sealer: sealer::Sealer,
+    sealed_at_open: u64,
+    journal: JournalWriter,
+    journal_hour: Option<i64>,
+    last_sync_ns: i64,
+    last_seal_try_ns: i64,
+    last_retention_ns: Option<i64>,
+    degraded: Option<Degraded>,
+    last_report_ns: i64,
+    counted_synced: u64,
+    status: StoreStatus,
+    _lock: File,
+}
+
+fn hour_of(ns: i64) -> i64 {
+    ns.div_euclid(HOUR_NS)
+}
+
+impl Store {
+    /// Opens the store with the system clock.
+    pub fn open(cfg: StoreConfig) -> Result<Self, StoreError> {
+        Self::open_with_clock(cfg, Box::new(SystemClock))
+    }
+
+    /// Opens the store: takes the lock, removes temporary files, seals leftover journals,
+    /// finishes an interrupted retention run, runs retention, and starts a new journal.
+    pub fn open_with_clock(
+        cfg: StoreConfig,
+        clock: Box<dyn StoreClock>,
+    ) -> Result<Self, StoreError> {
+        retention::check_days(cfg.retention_days)?;
+        let dir = cfg.dir.clone();
+        let io = |path: &Path, op, source| StoreError::Io {
+            path: path.to_owned(),
+            op,
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, "create directory", e))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::create(&lock_path).map_err(|e| io(&lock_path, "create lock", e))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Locked(dir));
+        }
+        for e in std::fs::read_dir(&dir).map_err(|e| io(&dir, "list", e))? {
+            let e = e.map_err(|e| io(&dir, "list", e))?;
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(fsutil::TMP_PREFIX)
+            {
+                tracing::info!(file = %e.path().display(), "removing temporary file left by a crash");
+                std::fs::remove_file(e.path()).map_err(|err| io(&e.path(), "remove", err))?;
+            }
+        }
+        let mut manifest = Manifest::load(&dir, cfg.signing_key.clone())?;
+        let mut max_id = 0;
+        let mut sealed = 0;
+        for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
+            max_id = max_id.max(id);
+            journal::recover(&path)?;
+            if seal::seal_journal(&dir, &path, &mut manifest)?.is_some() {
+                sealed += 1;
+            }
+        }
+        for e in manifest.entries() {
+            if let Body::Segment(s) = &e.body {
+                max_id = max_id.max(s.journal_id);
+            }
+        }
+        retention::finish_interrupted(&dir, &manifest)?;
+        let now = clock.now_ns();
+        let id = (now.max(0) as u64).max(max_id + 1);
+        let jpath = dir.join(seal::journal_name(id));
+        let journal = JournalWriter::create(&jpath, id)?;
+        fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
+        retention::prune(&dir, &mut manifest, now, cfg.retention_days)?;
+        let sealer = sealer::Sealer::spawn(dir.clone(), manifest)
+            .map_err(|e| io(&dir, "start the sealer thread", e))?;
+        Ok(Self {
+            cfg,
+            clock,
+            sealer,
+            sealed_at_open: sealed,
+            journal,
+            journal_hour: None,
+            last_sync_ns: now,
+            last_seal_try_ns: now,
+            last_retention_ns: Some(now),
+            degraded: None,
+            last_report_ns: i64::MIN / 2,
+            counted_synced: 0,
+            status: StoreStatus::default(),
+            _lock: lock,
+        })
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.cfg.dir
+    }
+
+    /// Current counters.
+    pub fn status(&self) -> StoreStatus {
+        let mut s = self.status.clone();
+        s.buffered = self.journal.pending_records() as u64;
+        s.degraded = self.degraded.is_some();
+        s.sealed = self.sealed_at_open + self.sealer.sealed();
+        s.unsealed = self.sealer.pending() as u64;
+        s
+    }
+
+    /// Warns about a condition that stops writing or sealing, at most once a minute.
+    fn report(&mut self, now: i64, what: &str, error: &dyn std::fmt::Display) {
+        if now - self.last_report_ns < REPORT_EVERY_NS {
+            return;
+        }
+        self.last_report_ns = now;
+        self.status.reports += 1;
+        tracing::warn!(
+            dir = %self.cfg.dir.display(),
+            %error,
+            buffered = self.journal.pending_records(),
+            buffer_limit = self.cfg.buffer_records,
+            dropped = self.status.dropped,
+            "audit store {what}; holding records in memory and retrying (reported at most once a minute)"
+        );
+    }
+
+    fn degrade(&mut self, err: &dyn std::fmt::Display, now: i64) {
+        self.degraded = Some(Degraded {
+            error: err.to_string(),
+            last_retry_ns: now,
+        });
+        self.report(now, "cannot write", err);
+    }
+
+    /// Writes and fsyncs the journal; on failure enters (or stays in) the degraded state.
+    fn sync_at(&mut self, now: i64) {
+        if let Some(d) = &self.degraded {
+            if now - d.last_retry_ns < 1_000_000_000 {
+                let error = d.error.clone();
+                self.report(now, "cannot write", &error);
+                return;
+            }
+        }
+        match self.journal.sync() {
+            Ok(()) => {
+                self.last_sync_ns = now;
+                self.status.durable += self.journal.synced_records() - self.counted_synced;
+                self.counted_synced = self.journal.synced_records();
+                if let Some(d) = self.degraded.take() {
+                    tracing::warn!(
+                        dir = %self.cfg.dir.display(),
+                        after = %d.error,
+                        dropped = self.status.dropped,
+                        "audit store writes again; buffered records are on disk"
+                    );
+                }
+            }
+            Err(e) => self.degrade(&e, now),
+        }
+    }
+
+    /// Starts a new journal and seals the old one (and any earlier one that failed to seal).
+    fn rotate(&mut self, now: i64) {
+        self.sync_at(now);
+        if self.degraded.is_some() {
+            return; // the journal is not durable; keep appending to it and retry later
+        }
+        if self.journal.records() > 0 {
+            let id = (now.max(0) as u64).max(self.journal.id() + 1);
+            let path = self.cfg.dir.join(seal::journal_name(id));
+            match JournalWriter::create(&path, id) {
+                Ok(next) => {
+                    let old = std::mem::replace(&mut self.journal, next);
+                    self.sealer.seal(old.path().to_owned(), now);
+                    self.last_seal_try_ns = now;
+                    self.counted_synced = 0;
+                    self.journal_hour = None;
+                }
+                Err(e) => self.degrade(&e, now),
+            }
+        }
+    }
+
+    /// Timers: fsync, disk-full retries, hourly rotation by the clock, sealing retries, and
+    /// daily retention, with the time taken from the store's clock.
+    pub fn tick_at(&mut self, now: i64) -> Result<(), SinkError> {
+        if self.degraded.is_some()
+            || now - self.last_sync_ns >= self.cfg.fsync_interval.as_nanos() as i64
+        {
+            self.sync_at(now);
+        }
+        if self.degraded.is_none() {
+            let hour_over = self.journal_hour.is_some_and(|h| hour_of(now) > h);
+            if hour_over || self.journal.size() >= self.cfg.segment_max_bytes {
+                self.rotate(now);
+            } else if self.sealer.pending() > 0 && now - self.last_seal_try_ns >= 1_000_000_000 {
+                self.sealer.retry(now);
+                self.last_seal_try_ns = now;
+            }
+        }
+        if self
+            .last_retention_ns
+            .is_none_or(|t| now - t >= retention::DAY_NS)
+        {
+            self.sealer.retention(now, self.cfg.retention_days);
+            self.last_retention_ns = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Accepts a record, rotating first when it starts a new hour or the journal is full.
+    pub fn append(&mut self, r: &FlowRecord) {
+        let now = self.clock.now_ns();
+        let hour = hour_of(r.time_start_ns);
+        if self.journal_hour.is_some_and(|h| hour > h)
+            || self.journal.size() >= self.cfg.segment_max_bytes
+        {
+            self.rotate(now);
+        }
+        if self.degraded.is_some() && self.journal.pending_records() >= self.cfg.buffer_records {
+            self.status.dropped += 1;
+            self.sync_at(now); // retries (at most once a second) and reports (once a minute)
+            return;
+        }
+        self.journal.append(r);
+        self.journal_hour.get_or_insert(hour);
+        self.status.accepted += 1;
+        if self.degraded.is_some() {
+            self.sync_at(now);
+        } else if self.journal.pending_bytes() >= WRITE_CHUNK {
+            if let Err(e) = self.journal.flush() {
+                self.degrade(&e, now);
+            }
+        }
+        if now - self.last_sync_ns >= self.cfg.fsync_interval.as_nanos() as i64 {
+            self.sync_at(now);
+        }
+    }
+
+    /// Fsyncs now and reports whether everything accepted is durable.
+    pub fn sync_now(&mut self) -> bool {
+        let now = self.clock.now_ns();
+        if let Some(d) = self.degraded.as_mut() {
+            d.last_retry_ns = i64::MIN / 2; // an explicit sync always retries
+        }
+        self.sync_at(now);
+        self.degraded.is_none()
+    }
+
+    /// Seals the live journal now and waits for the sealer (tests and tools; the agent
+    /// rotates by the hour). True when everything is sealed.
+    pub fn seal_now(&mut self) -> bool {
+        let now = self.clock.now_ns();
+        self.rotate(now);
+        self.sealer.barrier(now) && self.degraded.is_none()
+    }
+
+    /// Waits until the sealer thread has done every job sent so far (seals, retention).
+    /// True when no rotated journal is left unsealed.
+    pub fn wait_idle(&mut self) -> bool {
+        self.sealer.barrier(self.clock.now_ns())
+    }
+}
+
+impl Drop for Store {
+    /// Writes and fsyncs what is buffered (best effort: a full disk loses the buffer, which
+    /// `close` would have reported); the sealer thread then finishes its queued seals.
+    fn drop(&mut self) {
+        if let Err(e) = self.journal.sync() {
+            tracing::warn!(journal = %self.journal.path().display(), error = %e, "records lost at shutdown");
+        }
+    }
+}
+
+impl RecordSink for Store {
+    fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
+        self.append(record);
+        Ok(())
+    }
+
+    /// Fsyncs. While the disk refuses writes this returns `Ok` and the records stay buffered
+    /// (see [`Store::status`]): the agent must keep running; the condition is reported.
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.sync_now();
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), SinkError> {
+        let now = self.clock.now_ns();
+        self.tick_at(now)
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        if self.sync_now() {
+            Ok(())
+        } else {
+            let s = self.status();
+            Err(SinkError::Write {
+                path: self.journal.path().to_owned(),
+                source: std::io::Error::other(format!(
+                    "{} records could not be written at shutdown ({} dropped earlier)",
+                    s.buffered, s.dropped
+                )),
+            })
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! Query: records matching a filter, from the sealed segments and the live journal(s).
+//!
+//! Segments are pruned by the manifest's time range, then row groups by their Parquet
+//! statistics (time, and address range), then rows by the address columns alone before the
+//! other columns are decoded. Segments are scanned on all cores; results come out in chain
+//! order (each segment sorted by start time), then the journals in file order.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::journal::{self, JournalError};
+use super::manifest::{self, Body, ManifestError, SegmentInfo};
+use super::seal;
+use super::segment::{ip_to_column, SegmentError, SegmentReader};
+use crate::record::{FlowRecord, Mac};
+
+/// An address prefix, held in the 16-byte column form (IPv4 as `::ffff:a.b.c.d/96+len`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: [u8; 16],
+    bits: u8,
+}
+
+impl Cidr {
+    /// The prefix holding exactly `ip`.
+    pub fn host(ip: IpAddr) -> Self {
+        Self {
+            net: ip_to_column(ip),
+            bits: 128,
+        }
+    }
+
+    /// Whether the 16-byte address is inside the prefix.
+    pub fn contains(&self, ip: &[u8; 16]) -> bool {
+        let a = u128::from_be_bytes(*ip);
+        let n = u128::from_be_bytes(self.net);
+        let mask = if self.bits == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.bits))
+        };
+        a & mask == n & mask
+    }
+
+    /// Smallest and largest address of the prefix, 16-byte form.
+    pub fn range(&self) -> ([u8; 16], [u8; 16]) {
+        let n = u128::from_be_bytes(self.net);
+        let host = if self.bits == 0 {
+            u128::MAX
+        } else {
+            !(u128::MAX << (128 - u32::from(self.bits)))
+        };
+        ((n & !host).to_be_bytes(), (n | host).to_be_bytes())
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let len: u8 = match len {
+            Some(l) => l
+                .parse()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Self {
+            net: ip_to_column(ip),
+            bits: if ip.is_ipv4() { 96 + len } else { len },
+        })
+    }
+}
+
+/// What to look for. Every set condition must hold.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Either address inside this prefix (`--ip` is a host prefix).
+    pub cidr: Option<Cidr>,
+    /// Either port equal (ICMP: type or code).
+    pub port: Option<u16>,
+    /// Either MAC equal.
+    pub mac: Option<Mac>,
+    /// IP protocol number.
+    pub proto: Option<u8>,
+    /// Flows active at or after this time (Unix ns): newest packet >= since.
+    pub since_ns: Option<i64>,
+    /// Flows active before this time (Unix ns): first packet < until.
+    pub until_ns: Option<i64>,
+}
+
+impl Filter {
+    /// Whether a record matches.
+    pub fn matches(&self, r: &FlowRecord) -> bool {
+        if let Some(c) = &self.cidr {
+            if !c.contains(&ip_to_column(r.src_ip)) && !c.contains(&ip_to_column(r.dst_ip)) {
+                return false;
+            }
+        }
+        self.port.is_none_or(|p| r.src_port == p || r.dst_port == p)
+            && self.mac.is_none_or(|m| r.src_mac == m || r.dst_mac == m)
+            && self.proto.is_none_or(|p| r.proto == p)
+            && self.overlaps(r.time_start_ns, r.time_end_ns.max(r.time_start_ns))
+    }
+
+    /// Whether the time range `[min, max]` can hold a matching record.
+    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+        self.since_ns.is_none_or(|s| max >= s) && self.until_ns.is_none_or(|u| min < u)
+    }
+}
+
+/// Parses `--since`/`--until`: RFC 3339 (`2026-05-03T14:00:00Z`, `2026-05-03T16:00:00+02:00`)
+/// or a span before `now_ns` (`2h`, `90m`, `7d`, `1h30m`; units s, m, h, d, w).
+pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"));
+    }
+    if s.len() >= 10 && s.as_bytes()[4] == b'-' {
+        return Err(format!(
+            "{s:?} is not an RFC 3339 time with a UTC offset: write it like 2026-05-03T14:00:00Z or 2026-05-03T16:00:00+02:00"
+        ));
+    }
+    let ago = parse_span_ns(s).map_err(|e| {
+        format!("{s:?} is neither an RFC 3339 time with offset (2026-05-03T14:00:00Z) nor a span like 2h: {e}")
+    })?;
+    Ok(now_ns.saturating_sub(ago))
+}
+
+/// Parses a span like `2h`, `90m`, `1h30m`, `7d`, `500ms` into nanoseconds.
+pub fn parse_span_ns(s: &str) -> Result<i64, String> {
+    let mut total: i64 = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("empty span".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("expected a number at {rest:?}"));
+        }
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| "number too large".to_string())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit: i64 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
+            "" => return Err(format!("{n} needs a unit (s, m, h, d, w)")),
+            u => return Err(format!("unknown unit {u:?} (use s, m, h, d, w)")),
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or("span too large")?;
+    }
+    Ok(total)
+}
+
+/// Errors of a query; each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The manifest could not be read.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A segment could not be read (run `xdp-audit verify`).
+    #[error("{0} (run `xdp-audit verify` to check the store)")]
+    Segment(#[from] SegmentError),
+    /// A journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The directory could not be listed.
+    #[error("log directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The consumer of the results failed (e.g. a closed pipe).
+    #[error("writing results: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// Counters of a scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Live segments in the chain.
+    pub segments: usize,
+    /// Of those, opened (not pruned by the manifest's time range).
+    pub segments_opened: usize,
+    /// Row groups skipped by their statistics.
+    pub row_groups_skipped: usize,
+    /// Rows whose columns were decoded.
+    pub rows_scanned: u64,
+    /// Journals read.
+    pub journals: usize,
+    /// Records emitted.
+    pub matched: u64,
+}
+
+fn load_segments(dir: &Path) -> Result<Vec<SegmentInfo>, QueryError> {
+    let path = dir.join(manifest::MANIFEST);
+    let entries = match std::fs::read_to_string(&path) {
+        Ok(t) => manifest::parse(&path, &t)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(ManifestError::Io {
+                path,
+                op: "read",
+                source,
+            }
+            .into())
+        }
+    };
+    let pruned: std::collections::HashSet<String> = entries
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Prune(p) => Some(p.files.iter().map(|f| f.file.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| match e.body {
+            Body::Segment(s) if !pruned.contains(&s.file) => Some(s),
+            _ => None,
+        })
+        .collect())
+}
+
+fn ranges_meet(a: ([u8; 16], [u8; 16]), b: ([u8; 16], [u8; 16])) -> bool {
+    a.0 <= b.1 && b.0 <= a.1
+}
+
+struct SegmentScan {
+    records: Vec<FlowRecord>,
+    skipped: usize,
+    rows: u64,
+}
+
+fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
+    let seg = SegmentReader::open(path)?;
+    let mut out = SegmentScan {
+        records: Vec::new(),
+        skipped: 0,
+        rows: 0,
+    };
+    for g in 0..seg.row_groups() {
+        let st = seg.stats(g);
+        let time_ok = match (st.time_start, st.time_end) {
+            (Some(s), Some(e)) => f.overlaps(s.0, s.1.max(e.1)),
+            _ => true,
+        };
+        let cidr_range = f.cidr.map(|c| c.range());
+        let ip_ok = match (cidr_range, st.src_ip, st.dst_ip) {
+            (Some(c), Some(s), Some(d)) => ranges_meet(c, s) || ranges_meet(c, d),
+            _ => true,
+        };
+        if !time_ok || !ip_ok {
+            out.skipped += 1;
+            continue;
+        }
+        let mask = match &f.cidr {
+            Some(c) => {
+                let mask = seg.address_mask(g, &|a: &[u8; 16]| c.contains(a))?;
+                if !mask.contains(&true) {
+                    out.skipped += 1;
+                    continue;
+                }
+                Some(mask)
+            }
+            None => None,
+        };
+        out.rows += st.rows as u64;
+        let rows = seg.read_rows(g, mask.as_deref())?;
+        out.records
+            .extend(rows.into_iter().filter(|r| f.matches(r)));
+    }
+    Ok(out)
+}
+
+/// Runs a query over `dir`, calling `emit` for each match and `progress(done, total)` after
+/// each segment. Uses up to `threads` threads for segments.
+pub fn scan(
+    dir: &Path,
+    filter: &Filter,
+    threads: usize,
+    emit: &mut dyn FnMut(&FlowRecord) -> std::io::Result<()>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ScanStats, QueryError> {
+    // Journals are listed before the manifest is read: a journal sealed in between is then
+    // found in the manifest by its id and skipped, not missed.
+    let journals = seal::list_journals(dir).map_err(|source| QueryError::Dir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut segments = load_segments(dir)?;
+    let mut stats = ScanStats {
+        segments: segments.len(),
+        ..ScanStats::default()
+    };
+    let mut seen_ids: std::collections::HashSet<u64> =
+        segments.iter().map(|s| s.journal_id).collect();
+    segments.retain(|s| filter.overlaps(s.time_min_ns, s.time_max_ns));
+    stats.segments_opened = segments.len();
+    let threads = threads.max(1);
+    let total = segments.len();
+    for (done, batch) in segments.chunks(threads * 4).enumerate() {
+        let results = scan_parallel(dir, batch, filter, threads);
+        for res in results {
+            let s = res?;
+            stats.row_groups_skipped += s.skipped;
+            stats.rows_scanned += s.rows;
+            for r in &s.records {
+                emit(r).map_err(QueryError::Output)?;
+                stats.matched += 1;
+            }
+        }
+        progress((done * threads * 4 + batch.len()).min(total), total);
+    }
+    for (id, path) in journals {
+        if seen_ids.contains(&id) {
+            continue;
+        }
+        let scan = match journal::read(&path) {
+            Ok(s) => s,
+            Err(JournalError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                // Sealed while we looked: read its segment instead.
+                for s in load_segments(dir)?
+                    .into_iter()
+                    .filter(|s| s.journal_id == id)
+                {
+                    let r = scan_segment(&dir.join(&s.file), filter)?;
+                    for rec in &r.records {
+                        emit(rec).map_err(QueryError::Output)?;
+                        stats.matched += 1;
+                    }
+                }
+                seen_ids.insert(id);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        stats.journals += 1;
+        stats.rows_scanned += scan.records.len() as u64;
+        let mut recs: Vec<&FlowRecord> =
+            scan.records.iter().filter(|r| filter.matches(r)).collect();
+        recs.sort_by_key(|r| r.time_start_ns);
+        for r in recs {
+            emit(r).map_err(QueryError::Output)?;
+            stats.matched += 1;
+        }
+    }
+    Ok(stats)
+}
+
+fn scan_parallel(
+    dir: &Path,
+    batch: &[SegmentInfo],
+    filter: &Filter,
+    threads: usize,
+) -> Vec<Result<SegmentScan, SegmentError>> {
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<Result<SegmentScan, SegmentError>>> =
+        (0..batch.len()).map(|_| None).collect();
+    let results = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(batch.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(seg) = batch.get(i) else { break };
+                let path = dir.join(&seg.file);
+                // A corrupt file must give an error naming it, even if the Parquet reader
+                // panics on it.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    scan_segment(&path, filter)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(SegmentError::Invalid {
+                        path: path.clone(),
+                        column: "(file)".into(),
+                        reason: "the Parquet reader failed on this file (corrupt?)".into(),
+                    })
+                });
+                if let Ok(mut slots) = results.lock() {
+                    slots[i] = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .zip(batch)
+        .map(|(r, seg)| {
+            r.unwrap_or_else(|| {
+                Err(SegmentError::Io {
+                    path: dir.join(&seg.file),
+                    op: "scan",
+                    source: std::io::Error::other("scan thread failed"),
+                })
+            })
+        })
+        .collect()
+}
+
+/// Runs a query and collects the matches (tests and small results).
+pub fn collect(dir: &Path, filter: &Filter) -> Result<Vec<FlowRecord>, QueryError> {
+    let mut out = Vec::new();
+    scan(
+        dir,
+        filter,
+        default_threads(),
+        &mut |r| {
+            out.push(r.clone());
+            Ok(())
+        },
+        &mut |_, _| {},
+    )?;
+    Ok(out)
+}
+
+/// Threads for a scan: the available cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_and_spans_parse_and_match() {
+        let c: Cidr = "10.1.0.0/16".parse().expect("cidr");
+        assert!(c.contains(&ip_to_column("10.1.200.3".parse().expect("ip"))));
+        assert!(!c.contains(&ip_to_column("10.2.0.1".parse().expect("ip"))));
+        let (lo, hi) = c.range();
+        assert_eq!(lo, ip_to_column("10.1.0.0".parse().expect("ip")));
+        assert_eq!(hi, ip_to_column("10.1.255.255".parse().expect("ip")));
+        let v6: Cidr = "2001:db8::/32".parse().expect("cidr6");
+        assert!(v6.contains(&ip_to_column("2001:db8:1::5".parse().expect("ip"))));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nonsense".parse::<Cidr>().is_err());
+        assert_eq!(parse_span_ns("1h30m"), Ok(5_400_000_000_000));
+        assert_eq!(parse_span_ns("2h"), Ok(7_200_000_000_000));
+        assert!(parse_span_ns("2").is_err());
+        assert!(parse_span_ns("2 parsecs").is_err());
+        assert_eq!(parse_time("2h", 10_000_000_000_000), Ok(2_800_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z", 0), Ok(1_000_000_000));
+        assert!(
+            parse_time("2026-05-03T14:00:00", 0).is_err(),
+            "no offset must be refused"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Sealing: a finished journal becomes a Parquet segment plus a manifest entry.
+//!
+//! Order of operations, each step durable before the next, so a crash anywhere leaves a state
+//! the next start completes: (1) the segment is written to a temporary name and fsynced,
+//! (2) renamed to its final name and the directory fsynced, (3) the manifest entry appended
+//! (temporary name, fsync, rename, directory fsync), (4) the journal deleted. A crash before (3)
+//! re-seals the journal under the same name (the name is derived from the chain position and the
+//! records); a crash after (3) finds the journal's id in the manifest and just deletes it.
+
+use std::path::{Path, PathBuf};
+
+use super::fsutil::{sha256_file, sync_dir, TMP_PREFIX};
+use super::journal::{self, JournalError};
+use super::manifest::{Body, Manifest, ManifestError, SegmentInfo};
+use super::segment::{self, SegmentError};
+use crate::record::FlowRecord;
+
+/// Errors of sealing; each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The segment could not be written.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The manifest could not be appended.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A rename, hash or delete failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// File name of the journal with id `id`.
+pub fn journal_name(id: u64) -> String {
+    format!("journal-{id:020}.wal")
+}
+
+/// The id in a journal file name, if it is one.
+pub fn journal_id_of(name: &str) -> Option<u64> {
+    name.strip_prefix("journal-")?
+        .strip_suffix(".wal")?
+        .parse()
+        .ok()
+}
+
+/// Journal files in `dir`, oldest first.
+pub fn list_journals(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if let Some(id) = e.file_name().to_str().and_then(journal_id_of) {
+            out.push((id, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether `name` looks like a segment file.
+pub fn is_segment_name(name: &str) -> bool {
+    name.starts_with("seg-") && name.ends_with(".parquet")
+}
+
+fn segment_name(seq: u64, time_min_ns: i64) -> String {
+    let stamp = jiff::Timestamp::from_nanosecond(i128::from(time_min_ns))
+        .map(|t| t.strftime("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_else(|_| "out-of-range".into());
+    format!("seg-{seq:08}-{stamp}.parquet")
+}
+
+/// Seals the journal at `path` (already recovered or cleanly synced). Returns the new entry,
+/// or `None` when there was nothing to seal (empty, or sealed before a crash).
+pub fn seal_journal(
+    dir: &Path,
+    path: &Path,
+    manifest: &mut Manifest,
+) -> Result<Option<SegmentInfo>, SealError> {
+    let scan = journal::read(path)?;
+    let already = manifest
+        .entries()
+        .iter()
+        .any(|e| matches!(&e.body, Body::Segment(s) if s.journal_id == scan.id && scan.id != 0));
+    if already || scan.records.is_empty() {
+        if already {
+            tracing::info!(file = %path.display(), "journal was sealed before a crash; deleting it");
+        }
+        remove(dir, path)?;
+        return Ok(None);
+    }
+    let info = write_segment(dir, scan.records, scan.id, manifest)?;
+    remove(dir, path)?;
+    Ok(Some(info))
+}
+
+fn remove(dir: &Path, path: &Path) -> Result<(), SealError> {
+    let io = |op, source| SealError::Io {
+        path: path.to_owned(),
+        op,
+        source,
+    };
+    std::fs::remove_file(path).map_err(|e| io("delete sealed journal", e))?;
+    sync_dir(dir).map_err(|e| io("fsync directory", e))
+}
+
+/// Writes `records` as the next segment and appends its manifest entry.
+pub fn write_segment(
+    dir: &Path,
+    mut records: Vec<FlowRecord>,
+    journal_id: u64,
+    manifest: &mut Manifest,
+) -> Result<SegmentInfo, SealError> {
+    let time_min_ns = records.iter().map(|r| r.time_start_ns).min().unwrap_or(0);
+    let time_max_ns = records
+        .iter()
+        .map(|r| r.time_end_ns.max(r.time_start_ns))
+        .max()
+        .unwrap_or(0);
+    let seq = manifest.entries().last().map_or(0, |e| e.seq + 1);
+    let name = segment_name(seq, time_min_ns);
+    let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
+    let final_path = dir.join(&name);
+    let written = (|| {
+        let size = segment::write(&tmp, &mut records, journal_id)?;
+        let sha256 = sha256_file(&tmp).map_err(|source| SealError::Io {
+            path: tmp.clone(),
+            op: "hash",
+            source,
+        })?;
+        std::fs::rename(&tmp, &final_path)
+            .and_then(|()| sync_dir(dir))
+            .map_err(|source| SealError::Io {
+                path: final_path.clone(),
+                op: "rename into place",
+                source,
+            })?;
+        Ok::<_, SealError>((size, sha256))
+    })();
+    let (size, sha256) = match written {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let info = SegmentInfo {
+        file: name,
+        journal_id,
+        time_min_ns,
+        time_max_ns,
+        rows: records.len() as u64,
+        size,
+        sha256,
+    };
+    manifest.append(Body::Segment(info.clone()))?;
+    tracing::info!(
+        file = %final_path.display(),
+        rows = info.rows,
+        bytes = info.size,
+        "sealed segment"
+    );
+    Ok(info)
+}

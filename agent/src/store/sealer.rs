@@ -1,0 +1,168 @@
+//! The sealer thread: seals rotated journals and runs retention off the record path, so an
+//! hourly seal (seconds for a busy hour) never stalls the agent's record loop. It owns the
+//! manifest; jobs arrive in order over a channel.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::manifest::Manifest;
+use super::{retention, seal, REPORT_EVERY_NS};
+
+enum Job {
+    Seal { path: PathBuf, now: i64 },
+    Retry { now: i64 },
+    Retention { now: i64, days: u32 },
+    Barrier { now: i64, reply: Sender<bool> },
+}
+
+#[derive(Default)]
+struct Shared {
+    sealed: AtomicU64,
+    pending: AtomicUsize,
+}
+
+/// Handle of the sealer thread; dropping it finishes the queued jobs and joins the thread.
+pub struct Sealer {
+    tx: Option<Sender<Job>>,
+    handle: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+struct Worker {
+    dir: PathBuf,
+    manifest: Manifest,
+    queue: VecDeque<PathBuf>,
+    last_report_ns: i64,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    fn seal_queued(&mut self, now: i64) {
+        while let Some(path) = self.queue.front().cloned() {
+            match seal::seal_journal(&self.dir, &path, &mut self.manifest) {
+                Ok(s) => {
+                    self.queue.pop_front();
+                    if s.is_some() {
+                        self.shared.sealed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    // The journal stays intact on disk; the next retry seals it.
+                    if now - self.last_report_ns >= REPORT_EVERY_NS {
+                        self.last_report_ns = now;
+                        tracing::warn!(
+                            journal = %path.display(),
+                            error = %e,
+                            waiting = self.queue.len(),
+                            "audit store cannot seal a journal; keeping it and retrying (reported at most once a minute)"
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        self.shared
+            .pending
+            .store(self.queue.len(), Ordering::Relaxed);
+    }
+
+    fn run(mut self, rx: Receiver<Job>) {
+        for job in rx {
+            match job {
+                Job::Seal { path, now } => {
+                    self.queue.push_back(path);
+                    self.seal_queued(now);
+                }
+                Job::Retry { now } => self.seal_queued(now),
+                Job::Retention { now, days } => {
+                    if let Err(e) = retention::prune(&self.dir, &mut self.manifest, now, days) {
+                        tracing::warn!(error = %e, "retention could not run; retrying tomorrow");
+                    }
+                }
+                Job::Barrier { now, reply } => {
+                    self.seal_queued(now);
+                    let _ = reply.send(self.queue.is_empty());
+                }
+            }
+        }
+    }
+}
+
+impl Sealer {
+    /// Starts the thread for the store in `dir`, taking over its manifest.
+    pub fn spawn(dir: PathBuf, manifest: Manifest) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let worker = Worker {
+            dir,
+            manifest,
+            queue: VecDeque::new(),
+            last_report_ns: i64::MIN / 2,
+            shared: shared.clone(),
+        };
+        let (tx, rx) = channel();
+        let handle = std::thread::Builder::new()
+            .name("xdp-audit-sealer".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(Self {
+            tx: Some(tx),
+            handle: Some(handle),
+            shared,
+        })
+    }
+
+    fn send(&self, job: Job) {
+        if let Some(tx) = &self.tx {
+            if tx.send(job).is_err() {
+                tracing::error!(
+                    "the sealer thread has stopped; journals stay unsealed until the next start"
+                );
+            }
+        }
+    }
+
+    /// Queues a rotated journal for sealing.
+    pub fn seal(&self, path: PathBuf, now: i64) {
+        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        self.send(Job::Seal { path, now });
+    }
+
+    /// Retries journals that failed to seal.
+    pub fn retry(&self, now: i64) {
+        self.send(Job::Retry { now });
+    }
+
+    /// Runs retention.
+    pub fn retention(&self, now: i64, days: u32) {
+        self.send(Job::Retention { now, days });
+    }
+
+    /// Waits until every job sent so far is done; true if no journal is left unsealed.
+    pub fn barrier(&self, now: i64) -> bool {
+        let (reply, done) = channel();
+        self.send(Job::Barrier { now, reply });
+        done.recv().unwrap_or(false)
+    }
+
+    /// Journals waiting to be sealed.
+    pub fn pending(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// Segments sealed by the thread.
+    pub fn sealed(&self) -> u64 {
+        self.shared.sealed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        self.tx = None; // ends the job loop once the queue is drained
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

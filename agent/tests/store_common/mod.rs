@@ -1,0 +1,96 @@
+//! Helpers shared by the store's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use xdp_audit::record::FlowRecord;
+use xdp_audit::store::testgen::TrafficGen;
+use xdp_audit::store::{FakeClock, Store, StoreConfig};
+
+/// 2023-11-14T22:13:20Z, on an hour boundary minus 1,280 s.
+pub const T0: i64 = 1_700_000_000_000_000_000;
+pub const HOUR: i64 = 3_600_000_000_000;
+pub const DAY: i64 = 24 * HOUR;
+
+/// A fresh directory under the system temp dir, removed on drop unless the test failed.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "xdp-audit-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+        Self(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Opens a store on `dir` with a fake clock.
+pub fn open(dir: &Path, clock: &FakeClock) -> Store {
+    Store::open_with_clock(StoreConfig::new(dir), Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open store {}: {e}", dir.display()))
+}
+
+/// Writes `hours` hours of generated traffic at `rate` flows/s starting at `start`, the fake
+/// clock following the records; every hour is sealed by the hourly rotation and the last
+/// hour stays in the live journal unless `seal_last`. Returns the records written.
+pub fn fill(
+    dir: &Path,
+    clock: &FakeClock,
+    start: i64,
+    hours: i64,
+    rate: f64,
+    seed: u64,
+    seal_last: bool,
+) -> Vec<FlowRecord> {
+    let mut store = open(dir, clock);
+    let mut g = TrafficGen::with_rate(seed, start, rate);
+    let mut out = Vec::new();
+    while g.now_ns() < start + hours * HOUR {
+        let r = g.next_record();
+        clock.set(r.time_start_ns);
+        store.append(&r);
+        out.push(r);
+    }
+    if seal_last {
+        assert!(store.seal_now(), "sealing the last journal failed");
+    } else {
+        assert!(store.sync_now(), "sync failed");
+    }
+    out
+}
+
+/// Copies every file of `from` into a new temp dir.
+pub fn copy_dir(from: &Path, name: &str) -> TempDir {
+    let to = TempDir::new(name);
+    for e in std::fs::read_dir(from).expect("list store") {
+        let e = e.expect("dir entry");
+        if e.file_type().expect("file type").is_file() {
+            std::fs::copy(e.path(), to.path().join(e.file_name())).expect("copy file");
+        }
+    }
+    to
+}
+
+/// Sorted canonical form of records, for set comparisons.
+pub fn canon(mut v: Vec<FlowRecord>) -> Vec<FlowRecord> {
+    v.sort_by_cached_key(|r| format!("{r:?}"));
+    v
+}

@@ -1,0 +1,343 @@
+//! Retention with a fake clock, the legal floor, query against a brute-force scan, restart
+//! sealing, and DuckDB reading a segment.
+
+#[path = "store_common/mod.rs"]
+mod common;
+
+use std::net::IpAddr;
+
+use common::*;
+use xdp_audit::record::FlowRecord;
+use xdp_audit::store::manifest::{self, Body};
+use xdp_audit::store::query::{collect, Cidr, Filter};
+use xdp_audit::store::segment::ip_to_column;
+use xdp_audit::store::testgen::Rng;
+use xdp_audit::store::verify::verify;
+use xdp_audit::store::{FakeClock, Store, StoreConfig, StoreError};
+
+#[test]
+fn retention_below_the_legal_floor_is_refused_naming_it() {
+    let dir = TempDir::new("floor");
+    let mut cfg = StoreConfig::new(dir.path());
+    cfg.retention_days = 89;
+    match Store::open(cfg) {
+        Err(e @ StoreError::Retention(_)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("89") && msg.contains("90") && msg.contains("legal floor"),
+                "{msg}"
+            );
+        }
+        Err(e) => panic!("wrong error for 89 days: {e}"),
+        Ok(_) => panic!("89 days of retention was accepted"),
+    }
+    let mut cfg = StoreConfig::new(dir.path());
+    cfg.retention_days = 90;
+    Store::open(cfg).unwrap_or_else(|e| panic!("90 days refused: {e}"));
+}
+
+#[test]
+fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
+    let dir = TempDir::new("retention");
+    let clock = FakeClock::new(T0);
+    let old = fill(dir.path(), &clock, T0, 3, 1.0, 1, true);
+    let later = T0 + 10 * DAY;
+    let young = fill(dir.path(), &clock, later, 2, 1.0, 2, true);
+    let before = verify(dir.path(), None).unwrap_or_else(|b| panic!("before retention: {b}"));
+    let mut cfg = StoreConfig::new(dir.path());
+    cfg.retention_days = 180;
+    // Day 180 after the old records: nothing is old enough yet.
+    clock.set(T0 + 180 * DAY);
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone())).expect("open");
+    assert_eq!(
+        verify(dir.path(), None).expect("verify").entries,
+        before.entries,
+        "pruned too early"
+    );
+    // A day later the old hours are past 180 days; retention runs at the daily tick.
+    clock.advance(DAY + 4 * HOUR);
+    store.tick_at(clock_now(&clock)).expect("tick");
+    store.wait_idle(); // retention runs on the sealer thread
+    let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("after retention: {b}"));
+    assert_eq!(v.pruned, 4, "{v:?}"); // three hours from T0 touch four clock hours
+    assert_eq!(
+        v.entries,
+        before.entries + 1,
+        "one prune entry expected: {v:?}"
+    );
+    let got = canon(collect(dir.path(), &Filter::default()).expect("query"));
+    assert_eq!(
+        got,
+        canon(young.clone()),
+        "after pruning only the young records remain"
+    );
+    assert!(!old.is_empty());
+    // The prune entry is last and names the files with their sealed hashes.
+    let text = std::fs::read_to_string(dir.path().join(manifest::MANIFEST)).expect("read");
+    let entries = manifest::parse(&dir.path().join(manifest::MANIFEST), &text).expect("parse");
+    match &entries.last().expect("entries").body {
+        Body::Prune(p) => {
+            assert_eq!(p.retention_days, 180);
+            assert_eq!(p.files.len(), 4);
+            for f in &p.files {
+                assert!(
+                    !dir.path().join(&f.file).exists(),
+                    "{} still on disk",
+                    f.file
+                );
+            }
+        }
+        other => panic!("last entry is not a prune: {other:?}"),
+    }
+    // Within the same day nothing more happens, even when more expires.
+    clock.advance(10 * DAY - 2 * DAY);
+    store.tick_at(clock_now(&clock) - DAY + 1).expect("tick");
+    store.wait_idle();
+    assert_eq!(
+        verify(dir.path(), None).expect("verify").entries,
+        before.entries + 1
+    );
+    drop(store);
+}
+
+fn clock_now(c: &FakeClock) -> i64 {
+    use xdp_audit::store::StoreClock;
+    c.now_ns()
+}
+
+fn brute(all: &[FlowRecord], f: &Filter) -> Vec<FlowRecord> {
+    all.iter().filter(|r| f.matches(r)).cloned().collect()
+}
+
+fn cidr_of(ip: IpAddr, len: u8) -> Cidr {
+    let s = format!("{ip}/{len}");
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+#[test]
+fn query_matches_a_brute_force_scan_over_segments_and_the_live_journal() {
+    let dir = TempDir::new("query");
+    let clock = FakeClock::new(T0);
+    // Four sealed hours and a live journal.
+    let all = fill(dir.path(), &clock, T0, 4, 4.0, 11, false);
+    let n_seg = verify(dir.path(), None).expect("verify").segments;
+    assert!(n_seg >= 4, "expected sealed segments, got {n_seg}");
+    let everything = canon(collect(dir.path(), &Filter::default()).expect("query all"));
+    assert_eq!(
+        everything,
+        canon(all.clone()),
+        "unfiltered query must return every record exactly"
+    );
+
+    let mut rng = Rng::new(99);
+    let pick = |rng: &mut Rng| &all[rng.below(all.len() as u64) as usize];
+    for round in 0..60 {
+        let mut f = Filter::default();
+        let r = pick(&mut rng).clone();
+        match round % 6 {
+            0 => {
+                f.cidr = Some(Cidr::host(if rng.chance(0.5) {
+                    r.src_ip
+                } else {
+                    r.dst_ip
+                }))
+            }
+            1 => {
+                let ip = r.dst_ip;
+                let len = if ip.is_ipv4() {
+                    8 + rng.below(25) as u8
+                } else {
+                    16 + rng.below(113) as u8
+                };
+                f.cidr = Some(cidr_of(ip, len));
+            }
+            2 => {
+                f.port = Some(r.dst_port);
+                f.proto = Some(r.proto);
+            }
+            3 => f.mac = Some(r.src_mac),
+            4 => {
+                let a = T0 + rng.below(5 * HOUR as u64) as i64;
+                f.since_ns = Some(a);
+                f.until_ns = Some(a + rng.below(HOUR as u64) as i64 + 1);
+            }
+            _ => {
+                f.cidr = Some(Cidr::host(r.src_ip));
+                f.since_ns = Some(r.time_start_ns - HOUR / 2);
+                f.until_ns = Some(r.time_start_ns + HOUR);
+                f.port = rng.chance(0.5).then_some(r.dst_port);
+            }
+        }
+        let want = canon(brute(&all, &f));
+        let got = canon(collect(dir.path(), &f).unwrap_or_else(|e| panic!("round {round}: {e}")));
+        assert_eq!(got.len(), want.len(), "round {round}: {f:?}");
+        assert_eq!(got, want, "round {round}: {f:?}");
+    }
+    // An address that is nowhere matches nothing (and prunes every row group).
+    let none = Filter {
+        cidr: Some(Cidr::host("198.51.100.254".parse().expect("ip"))),
+        ..Filter::default()
+    };
+    assert!(collect(dir.path(), &none).expect("query").is_empty());
+    // The 16-byte form used by the columns maps IPv4 into ::ffff:0:0/96.
+    assert_eq!(
+        ip_to_column("1.2.3.4".parse().expect("ip"))[10..12],
+        [0xff, 0xff]
+    );
+}
+
+#[test]
+fn a_leftover_journal_is_sealed_at_start() {
+    let dir = TempDir::new("leftover");
+    let clock = FakeClock::new(T0);
+    let all = fill(dir.path(), &clock, T0, 1, 2.0, 3, false); // live journal left behind
+    let before = verify(dir.path(), None).expect("verify").segments;
+    let store = open(dir.path(), &clock);
+    drop(store);
+    let v = verify(dir.path(), None).expect("verify");
+    assert_eq!(
+        v.segments,
+        before + 1,
+        "the leftover journal was not sealed"
+    );
+    assert_eq!(
+        canon(collect(dir.path(), &Filter::default()).expect("query")),
+        canon(all)
+    );
+}
+
+#[test]
+fn duckdb_reads_a_segment() {
+    let dir = TempDir::new("duckdb");
+    let clock = FakeClock::new(T0);
+    let start = T0 - T0 % HOUR;
+    let all = fill(dir.path(), &clock, start, 1, 5.0, 4, true);
+    // The last record generated may start the next hour, in the next segment.
+    let all: Vec<FlowRecord> = all
+        .into_iter()
+        .filter(|r| r.time_start_ns < start + HOUR)
+        .collect();
+    let text = std::fs::read_to_string(dir.path().join(manifest::MANIFEST)).expect("read");
+    let entries = manifest::parse(&dir.path().join(manifest::MANIFEST), &text).expect("parse");
+    let Body::Segment(seg) = &entries[0].body else {
+        panic!("first entry is not a segment")
+    };
+    let path = dir.path().join(&seg.file);
+    let script = r#"
+import sys, duckdb
+p = sys.argv[1]
+# The macro the README documents for showing IPv4 addresses.
+duckdb.sql("""CREATE MACRO ip4(b) AS concat_ws('.', ('0x'||hex(b[13:13]))::INT,
+    ('0x'||hex(b[14:14]))::INT, ('0x'||hex(b[15:15]))::INT, ('0x'||hex(b[16:16]))::INT)""")
+q = f"""SELECT count(*), sum(bytes)::BIGINT, min(epoch_ns(time_start)), max(epoch_ns(time_end)),
+        count(*) FILTER (WHERE dst_port = 443), count(*) FILTER (WHERE vlan IS NOT NULL),
+        count(*) FILTER (WHERE ip_version = 6), count(DISTINCT iface), sum(src_port)::BIGINT,
+        count(*) FILTER (WHERE ip_version IN (4, 46) AND ip4(src_ip) = '10.0.0.20')
+        FROM read_parquet('{p}')"""
+print(",".join(str(v) for v in duckdb.sql(q).fetchall()[0]))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 not runnable ({e}); install python3 and `pip install duckdb`")
+        });
+    assert!(
+        out.status.success(),
+        "duckdb could not read {}: {} (is the duckdb Python package installed? `pip install duckdb`)",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let want = format!(
+        "{},{},{},{},{},{},{},{},{},{}",
+        all.len(),
+        all.iter().map(|r| r.bytes).sum::<u64>(),
+        all.iter().map(|r| r.time_start_ns).min().unwrap_or(0),
+        all.iter().map(|r| r.time_end_ns).max().unwrap_or(0),
+        all.iter().filter(|r| r.dst_port == 443).count(),
+        all.iter().filter(|r| r.vlan.is_some()).count(),
+        all.iter().filter(|r| r.src_ip.is_ipv6()).count(),
+        all.iter()
+            .map(|r| r.iface.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        all.iter().map(|r| u64::from(r.src_port)).sum::<u64>(),
+        all.iter()
+            .filter(|r| r.src_ip == "10.0.0.20".parse::<IpAddr>().expect("ip"))
+            .count(),
+    );
+    assert_eq!(
+        got, want,
+        "DuckDB's aggregates differ from the records written"
+    );
+}
+
+#[test]
+fn a_corrupt_segment_gives_an_error_naming_it_and_changes_nothing() {
+    let dir = TempDir::new("corrupt");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0 - T0 % HOUR, 2, 2.0, 6, true);
+    let text = std::fs::read_to_string(dir.path().join(manifest::MANIFEST)).expect("read");
+    let entries = manifest::parse(&dir.path().join(manifest::MANIFEST), &text).expect("parse");
+    let Body::Segment(seg) = &entries[0].body else {
+        panic!("first entry is not a segment")
+    };
+    let path = dir.path().join(&seg.file);
+    let pristine = std::fs::read(&path).expect("read segment");
+    let mut rng = Rng::new(5);
+    let mut errors = 0;
+    for round in 0..40 {
+        let mut bytes = pristine.clone();
+        // Damage a run of bytes somewhere in the file (data pages, dictionaries or footer).
+        let at = rng.below(bytes.len() as u64 - 16) as usize;
+        for b in &mut bytes[at..at + 16] {
+            *b = rng.next_u64() as u8;
+        }
+        std::fs::write(&path, &bytes).expect("write damaged segment");
+        let before: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        match collect(dir.path(), &Filter::default()) {
+            Ok(_) => {} // the damage hit bytes no decoder checks (e.g. statistics); verify catches it
+            Err(e) => {
+                errors += 1;
+                assert!(
+                    e.to_string().contains(&seg.file),
+                    "round {round} (offset {at}): error does not name the file: {e}"
+                );
+            }
+        }
+        let after: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            before, after,
+            "round {round}: a failed query changed the directory"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            bytes,
+            "round {round}: the query changed the file"
+        );
+        let b = verify(dir.path(), None)
+            .err()
+            .map(|b| b.file.display().to_string())
+            .unwrap_or_default();
+        assert!(
+            b.ends_with(&seg.file),
+            "round {round}: verify did not blame {}: {b:?}",
+            seg.file
+        );
+    }
+    assert!(
+        errors > 20,
+        "only {errors} of 40 damaged files gave a query error"
+    );
+}
