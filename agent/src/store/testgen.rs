@@ -195,6 +195,18 @@ impl TrafficGen {
         } else {
             EndReason::Active
         };
+        // About 1 % of flows were blocked by a list: a `drop` record naming the rule.
+        let blocked = r.chance(0.01);
+        let (end_reason, dropped, rule) = if blocked {
+            let line = 1 + r.below(5000);
+            (
+                EndReason::Drop,
+                packets,
+                Some(format!("/etc/xdp-audit/block.list:{line}")),
+            )
+        } else {
+            (end_reason, 0, None)
+        };
         let vlan = r.chance(0.1).then_some(10);
         let (iface, ifindex) = if on_lan { ("lan0", 3) } else { ("wan0", 2) };
         let (src_ip, dst_ip) = (client_ip, remote_ip);
@@ -217,8 +229,8 @@ impl TrafficGen {
             resp_packets,
             resp_bytes,
             tcp_flags,
-            dropped: 0,
-            rule: None,
+            dropped,
+            rule,
             end_reason,
         }
     }
