@@ -30,8 +30,25 @@ fn step(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One client action, shown with its own output.
+/// One client action, shown with its own output; it must succeed.
 fn client(lab: &Lab, title: &str, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    if !client_try(lab, title, program, args)? {
+        bail!("{title} failed");
+    }
+    Ok(())
+}
+
+/// One client action the gateway must block: it must fail.
+fn client_blocked(lab: &Lab, title: &str, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    if client_try(lab, title, program, args)? {
+        bail!("{title} went through; the gateway should have blocked it");
+    }
+    eprintln!("      (blocked, as listed)");
+    Ok(())
+}
+
+/// Runs a client command and shows its output; returns whether it succeeded.
+fn client_try(lab: &Lab, title: &str, program: &str, args: &[&str]) -> anyhow::Result<bool> {
     step(title)?;
     let out = lab
         .cmd(&lab.client, program)
@@ -42,13 +59,7 @@ fn client(lab: &Lab, title: &str, program: &str, args: &[&str]) -> anyhow::Resul
     for line in text.lines().take(6) {
         eprintln!("      {line}");
     }
-    if !out.status.success() {
-        bail!(
-            "{title} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    Ok(out.status.success())
 }
 
 /// Runs the demo.
@@ -111,14 +122,31 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     lab.wait_tcp(lab::SERVER_V4, 8080, Duration::from_secs(10))?;
 
-    step("starting xdp-audit on the gateway's client-facing interface")?;
+    step("starting xdp-audit on the gateway's client-facing interface, with a blocklist")?;
     let log_dir = work.join("log");
+    let block = work.join("block.list");
+    std::fs::write(
+        &block,
+        "# the lab's blocklist\nads.lab.example\n203.0.113.66\nport tcp 25\n",
+    )?;
+    eprintln!(
+        "      {}: ads.lab.example, 203.0.113.66, port tcp 25",
+        block.display()
+    );
+    let block_s = block.to_str().context("temp path not UTF-8")?;
     let mut agent = Agent::start(
         &lab,
         &lab.gateway,
         &bin,
         &log_dir,
-        &["--iface", lab::GW_LAN_IF, "--close-linger", "1s"],
+        &[
+            "--iface",
+            lab::GW_LAN_IF,
+            "--close-linger",
+            "1s",
+            "--blocklist",
+            block_s,
+        ],
     )?;
 
     client(
@@ -163,6 +191,42 @@ pub fn run() -> anyhow::Result<()> {
         &["-6", "-c", "2", "-i", "0.2", "2001:db8:2::2"],
     )?;
 
+    client_blocked(
+        &lab,
+        "client: DNS lookup of ads.lab.example (listed domain)",
+        "dig",
+        &[
+            "@203.0.113.2",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "ads.lab.example",
+            "A",
+        ],
+    )?;
+    client_blocked(
+        &lab,
+        "client: HTTP to 203.0.113.66 (listed address)",
+        "curl",
+        &["-sS", "--max-time", "2", "http://203.0.113.66:8080/"],
+    )?;
+    client_blocked(
+        &lab,
+        "client: SMTP to 203.0.113.2:25 (listed port)",
+        "curl",
+        &["-sS", "--max-time", "2", "telnet://203.0.113.2:25"],
+    )?;
+    step("xdp-audit status: counters and list hits")?;
+    std::thread::sleep(Duration::from_millis(1200));
+    let status = agent.status()?;
+    for r in status["rules"].as_array().into_iter().flatten() {
+        eprintln!(
+            "      {} {} hits",
+            r["rule"].as_str().unwrap_or("?"),
+            r["hits"]
+        );
+    }
+
     step("stopping the agent (SIGTERM: open flows are written with end reason shutdown)")?;
     std::thread::sleep(Duration::from_millis(1500));
     let code = agent.stop()?;
@@ -172,13 +236,13 @@ pub fn run() -> anyhow::Result<()> {
     let mut records = agent.records()?;
     records.sort_by(|a, b| a["time_start"].as_str().cmp(&b["time_start"].as_str()));
     println!(
-        "{:<30} {:<6} {:>30} {:>30} {:>5} {:>8} {:<6} end",
-        "time_start", "proto", "src", "dst", "pkts", "bytes", "flags"
+        "{:<30} {:<6} {:>30} {:>30} {:>5} {:>8} {:<6} {:<9} rule",
+        "time_start", "proto", "src", "dst", "pkts", "bytes", "flags", "end"
     );
     for r in &records {
         let ep = |ip: &str, port: &str| format!("{}:{}", r[ip].as_str().unwrap_or("?"), r[port]);
         println!(
-            "{:<30} {:<6} {:>30} {:>30} {:>5} {:>8} {:<6} {}",
+            "{:<30} {:<6} {:>30} {:>30} {:>5} {:>8} {:<6} {:<9} {}",
             r["time_start"].as_str().unwrap_or("?"),
             r["proto"].as_str().unwrap_or("?"),
             ep("src_ip", "src_port"),
@@ -187,13 +251,24 @@ pub fn run() -> anyhow::Result<()> {
             r["bytes"],
             r["tcp_flags"].as_str().unwrap_or(""),
             r["end_reason"].as_str().unwrap_or("?"),
+            r["rule"].as_str().unwrap_or(""),
         );
     }
     eprintln!(
-        "lab: {} audit records; JSON Lines in {}",
+        "lab: {} audit records in the store at {}",
         records.len(),
-        log_dir.join("flows.jsonl").display()
+        log_dir.display()
     );
+    step("verifying the store's hash chain (xdp-audit verify)")?;
+    let verify = std::process::Command::new(&bin)
+        .args(["verify", "--log-dir"])
+        .arg(&log_dir)
+        .output()
+        .context("run xdp-audit verify")?;
+    eprintln!("      {}", String::from_utf8_lossy(&verify.stdout).trim());
+    if !verify.status.success() {
+        bail!("the audit store does not verify");
+    }
     drop(lab);
     eprintln!("lab: namespaces removed");
     Ok(())
