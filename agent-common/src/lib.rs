@@ -14,8 +14,10 @@ pub mod rules;
 pub mod names {
     /// The XDP program attached to audited interfaces.
     pub const PROGRAM: &str = "xdp_audit";
-    /// The flow table (LRU hash of [`crate::FlowKey`] to [`crate::FlowValue`]).
+    /// The IPv6 flow table (LRU hash of [`crate::FlowKey`] to [`crate::FlowValue`]).
     pub const FLOWS: &str = "FLOWS";
+    /// The IPv4 flow table (LRU hash of [`crate::FlowKey4`] to [`crate::FlowValue`]).
+    pub const FLOWS4: &str = "FLOWS4";
     /// Ring buffer of [`crate::FlowEvent`] records.
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
@@ -163,6 +165,60 @@ impl FlowKey {
     }
 }
 const _: () = assert!(size_of::<FlowKey>() == 48);
+
+/// An IPv4 flow's table key: [`FlowKey`] packed into 20 bytes. The kernel hashes and
+/// compares the whole key on every lookup, byte by byte: a 48-byte key costs more than the
+/// rest of the per-packet path, so IPv4 flows (most of them) live in their own table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey4 {
+    /// Interface the packets arrived on.
+    pub ifindex: u32,
+    /// Outer VLAN id (bits 0-11), inner VLAN id (bits 12-23), IP protocol (bits 24-31).
+    pub vlans_proto: u32,
+    /// Port of endpoint `a`, network order.
+    pub port_a: u16,
+    /// Port of endpoint `b`, network order.
+    pub port_b: u16,
+    /// Address of endpoint `a`, network-order bytes.
+    pub addr_a: u32,
+    /// Address of endpoint `b`, network-order bytes.
+    pub addr_b: u32,
+}
+const _: () = assert!(size_of::<FlowKey4>() == 20);
+
+impl FlowKey4 {
+    /// The compact form of an IPv4 [`FlowKey`].
+    #[inline(always)]
+    pub fn from_key(k: &FlowKey) -> Self {
+        FlowKey4 {
+            ifindex: k.ifindex,
+            vlans_proto: (k.vlan as u32 & 0xfff)
+                | (k.vlan_inner as u32 & 0xfff) << 12
+                | (k.proto as u32) << 24,
+            port_a: k.port_a,
+            port_b: k.port_b,
+            addr_a: k.addr_a[0],
+            addr_b: k.addr_b[0],
+        }
+    }
+
+    /// The full [`FlowKey`] this compact key stands for.
+    pub fn to_key(&self) -> FlowKey {
+        FlowKey {
+            ifindex: self.ifindex,
+            vlan: (self.vlans_proto & 0xfff) as u16,
+            vlan_inner: (self.vlans_proto >> 12 & 0xfff) as u16,
+            proto: (self.vlans_proto >> 24) as u8,
+            family: family::V4,
+            _pad: [0; 2],
+            port_a: self.port_a,
+            port_b: self.port_b,
+            addr_a: [self.addr_a, 0, 0, 0],
+            addr_b: [self.addr_b, 0, 0, 0],
+        }
+    }
+}
 
 /// Bits of [`FlowValue::flags`].
 pub mod flow_flags {
@@ -381,6 +437,8 @@ mod user {
     // SAFETY: plain-old-data with explicit padding, no references, every bit pattern valid.
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey4 {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowEvent {}
@@ -402,6 +460,26 @@ mod tests {
         assert_eq!(offset_of!(FlowKey, port_b), 14);
         assert_eq!(offset_of!(FlowKey, addr_a), 16);
         assert_eq!(offset_of!(FlowKey, addr_b), 32);
+    }
+
+    #[test]
+    fn compact_ipv4_keys_round_trip() {
+        assert_eq!(size_of::<FlowKey4>(), 20);
+        assert_eq!(offset_of!(FlowKey4, port_a), 8);
+        assert_eq!(offset_of!(FlowKey4, addr_a), 12);
+        let k = FlowKey {
+            ifindex: 70_000,
+            vlan: 4094,
+            vlan_inner: 7,
+            proto: 17,
+            family: family::V4,
+            _pad: [0; 2],
+            port_a: 53u16.to_be(),
+            port_b: 40000u16.to_be(),
+            addr_a: [u32::from_ne_bytes([10, 0, 0, 1]), 0, 0, 0],
+            addr_b: [u32::from_ne_bytes([192, 0, 2, 9]), 0, 0, 0],
+        };
+        assert_eq!(FlowKey4::from_key(&k).to_key(), k);
     }
 
     #[test]

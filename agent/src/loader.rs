@@ -114,8 +114,10 @@ impl Default for LoadOptions {
 /// `Ebpf` so they outlive the program's links at shutdown.
 pub struct Loaded {
     ebpf: Ebpf,
-    /// The flow table.
+    /// The IPv6 flow table.
     pub flows: MapData,
+    /// The IPv4 flow table.
+    pub flows4: MapData,
     /// The event ring buffer.
     pub events: Map,
     /// The per-CPU counters.
@@ -153,6 +155,7 @@ impl Loaded {
         loader
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .map_max_entries(names::FLOWS, opts.flow_table_size)
+            .map_max_entries(names::FLOWS4, opts.flow_table_size)
             .map_max_entries(names::EVENTS, opts.ringbuf_bytes);
         for &(name, size) in &opts.list_capacity {
             loader.map_max_entries(name, size);
@@ -171,6 +174,10 @@ impl Loaded {
             Some(Map::LruHashMap(m)) => m,
             _ => return Err(LoadError::Missing("LRU map FLOWS")),
         };
+        let flows4 = match ebpf.take_map(names::FLOWS4) {
+            Some(Map::LruHashMap(m)) => m,
+            _ => return Err(LoadError::Missing("LRU map FLOWS4")),
+        };
         let events = ebpf
             .take_map(names::EVENTS)
             .ok_or(LoadError::Missing("ring buffer EVENTS"))?;
@@ -181,11 +188,17 @@ impl Loaded {
         Ok(Self {
             ebpf,
             flows,
+            flows4,
             events,
             stats,
             lists,
             attached: Vec::new(),
         })
+    }
+
+    /// Both flow tables.
+    pub fn flow_table(&self) -> crate::flowtable::FlowTable<'_> {
+        crate::flowtable::FlowTable::new(self.flows.fd(), self.flows4.fd())
     }
 
     /// The loaded XDP program, for attaching or for BPF_PROG_TEST_RUN.

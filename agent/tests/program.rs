@@ -55,7 +55,7 @@ impl Prog {
     }
 
     fn flows(&self) -> Vec<(FlowKey, FlowValue)> {
-        let t = FlowTable::new(self.loaded.flows.fd());
+        let t = self.loaded.flow_table();
         t.keys()
             .expect("walk FLOWS")
             .into_iter()

@@ -43,14 +43,11 @@ fn load(flows: u32, ring: u32) -> Loaded {
     .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"))
 }
 
-/// An owned duplicate of the flow table's fd, so the table can be read while the program runs.
-fn flows_fd(l: &Loaded) -> std::os::fd::OwnedFd {
+/// Owned duplicates of the flow tables' fds, so the tables can be read while the program runs.
+fn flows_fd(l: &Loaded) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     use std::os::fd::AsFd;
-    l.flows
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()
-        .expect("dup the map fd")
+    let dup = |m: &aya::maps::MapData| m.fd().as_fd().try_clone_to_owned().expect("dup the map fd");
+    (dup(&l.flows), dup(&l.flows4))
 }
 
 fn run(l: &mut Loaded, frame: &[u8]) {
@@ -104,7 +101,7 @@ fn flows_end_by_fin_idle_and_active_timeouts_with_exact_counters() {
     let mut sink = Memory::default();
     let now = WallClock::ktime_now();
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd);
+    let table = FlowTable::new(&fd.0, &fd.1);
 
     s.sweep(table, &mut sink, &(), now).expect("sweep");
     assert!(sink.0.is_empty(), "nothing is due yet: {:?}", sink.0);
@@ -161,7 +158,7 @@ fn active_timeout_slices_a_busy_flow_and_slices_add_up() {
         .payload(10)
         .build();
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd);
+    let table = FlowTable::new(&fd.0, &fd.1);
     let mut sink = Memory::default();
     for _ in 0..3 {
         run(&mut l, &f);
@@ -205,7 +202,7 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
         .map_or(0, |(_, n)| n);
     assert!(lost > 0, "a 4 KiB ring cannot hold 100 start events");
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd);
+    let table = FlowTable::new(&fd.0, &fd.1);
     s.sweep(table, &mut sink, &(), WallClock::ktime_now())
         .expect("sweep");
     assert_eq!(
@@ -235,7 +232,7 @@ fn flows_evicted_from_a_full_table_are_still_recorded() {
     }
     drain(&mut l, &mut s);
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd);
+    let table = FlowTable::new(&fd.0, &fd.1);
     let in_table = table.keys().expect("keys").len();
     s.sweep(table, &mut sink, &(), WallClock::ktime_now())
         .expect("sweep");

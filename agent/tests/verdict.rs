@@ -178,7 +178,7 @@ fn the_first_drop_of_a_flow_is_announced_with_its_rule_and_later_drops_are_count
         3,
         "the rule is line 3 of block.list"
     );
-    let t = FlowTable::new(lab.loaded.flows.fd());
+    let t = lab.loaded.flow_table();
     let v = t
         .get(&drops[0].0)
         .expect("lookup")

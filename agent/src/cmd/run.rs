@@ -233,7 +233,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Stops the program first so the counters are final, then writes every flow.
 fn shutdown(mut a: Agent) -> anyhow::Result<ExitCode> {
     a.loaded.detach_all();
-    let flows = FlowTable::new(a.loaded.flows.fd());
+    let flows = a.loaded.flow_table();
     a.sweeper
         .flush(flows, &mut a.sink, &a.lists.set)
         .context("reading the flow table at shutdown")?;
@@ -377,7 +377,7 @@ async fn event_loop(a: &mut Agent, sweep_interval: Duration) -> anyhow::Result<(
             }
             _ = drain_tick.tick() => drain(ring.get_mut(), &mut a.sweeper, &mut a.sink, &a.lists.set),
             _ = tick.tick() => {
-                let flows = FlowTable::new(a.loaded.flows.fd());
+                let flows = FlowTable::new(a.loaded.flows.fd(), a.loaded.flows4.fd());
                 if let Err(e) = a.sweeper.sweep(flows, &mut a.sink, &a.lists.set, WallClock::ktime_now()) {
                     error!(error = %e, "sweeping the flow table failed");
                 }
