@@ -8,7 +8,6 @@ use agent_common::{family, flow_flags, Counter, FlowKey, FlowValue};
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use xdp_audit::flowtable::FlowTable;
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 

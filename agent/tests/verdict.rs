@@ -13,7 +13,6 @@ use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, v4, v6, Addrs, Spec, L4};
 use xdp_audit::blocklist::{ListKind, ListSet};
 use xdp_audit::enforce;
-use xdp_audit::flowtable::FlowTable;
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 
