@@ -52,6 +52,15 @@ pub const SCHEMA: &str = "message xdp_audit_flow {
   optional binary rule (STRING);
 }";
 
+/// The first segment schema, before the list columns: still read, never written.
+fn schema_v1() -> String {
+    SCHEMA
+        .lines()
+        .filter(|l| !l.contains(" dropped ") && !l.contains(" rule "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Column indexes in [`SCHEMA`].
 pub mod col {
     /// `time_start`.
@@ -100,6 +109,8 @@ pub mod col {
     pub const RULE: usize = 21;
     /// Number of columns.
     pub const COUNT: usize = 22;
+    /// Number of columns of the first schema (before `dropped` and `rule`).
+    pub const COUNT_V1: usize = 20;
 }
 
 /// Rows per row group: about an hour of a busy gateway, so one hourly segment is usually one
@@ -539,6 +550,8 @@ pub struct SegmentReader {
     file: File,
     /// CRC-32 of every column chunk, per row group.
     crcs: Vec<Vec<u32>>,
+    /// Columns in the file: [`col::COUNT`], or [`col::COUNT_V1`] for first-schema segments.
+    columns: usize,
 }
 
 /// File metadata key holding the CRC-32 of every column chunk (hex, `,` between columns,
@@ -587,9 +600,19 @@ impl SegmentReader {
         let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
         static WANT: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
             std::sync::OnceLock::new();
+        static WANT_V1: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
+            std::sync::OnceLock::new();
         let want = WANT.get_or_init(|| parse_message_type(SCHEMA).ok());
+        let want_v1 = WANT_V1.get_or_init(|| parse_message_type(&schema_v1()).ok());
         let have = reader.metadata().file_metadata().schema();
-        if want.as_ref() != Some(have) {
+        let columns = if want.as_ref() == Some(have) {
+            col::COUNT
+        } else if want_v1.as_ref() == Some(have) {
+            col::COUNT_V1
+        } else {
+            0
+        };
+        if columns == 0 {
             let columns = reader
                 .metadata()
                 .file_metadata()
@@ -623,7 +646,7 @@ impl SegmentReader {
             })
             .collect::<Option<_>>()
             .ok_or_else(|| bad_crcs("not hex"))?;
-        if crcs.len() != reader.num_row_groups() || crcs.iter().any(|g| g.len() != col::COUNT) {
+        if crcs.len() != reader.num_row_groups() || crcs.iter().any(|g| g.len() != columns) {
             return Err(bad_crcs("does not cover every column chunk"));
         }
         let file = File::open(path).map_err(|source| SegmentError::Io {
@@ -636,6 +659,7 @@ impl SegmentReader {
             reader,
             file,
             crcs,
+            columns,
         })
     }
 
@@ -914,7 +938,7 @@ impl SegmentReader {
         }
         let rows: usize = runs.iter().map(|r| r.1).sum();
         let runs = &runs[..];
-        for c in 0..col::COUNT {
+        for c in 0..self.columns {
             self.check_chunk(i, c)?;
         }
         let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, runs, false)?;
@@ -937,8 +961,15 @@ impl SegmentReader {
         let (rby, _) = self.column::<Int64Type>(g, col::RESP_BYTES, runs, false)?;
         let (flags, _) = self.column::<Int32Type>(g, col::TCP_FLAGS, runs, false)?;
         let (reason, _) = self.column::<ByteArrayType>(g, col::END_REASON, runs, false)?;
-        let (dropped, _) = self.column::<Int64Type>(g, col::DROPPED, runs, false)?;
-        let (rule_vals, rule_defs) = self.column::<ByteArrayType>(g, col::RULE, runs, true)?;
+        // Segments written before the list columns existed read as "nothing dropped".
+        let (dropped, (rule_vals, rule_defs)) = if self.columns > col::DROPPED {
+            (
+                self.column::<Int64Type>(g, col::DROPPED, runs, false)?.0,
+                self.column::<ByteArrayType>(g, col::RULE, runs, true)?,
+            )
+        } else {
+            (vec![0; rows], (Vec::new(), vec![0; rows]))
+        };
         if rule_defs.len() != rows {
             return Err(self.invalid(col::RULE, "definition levels do not match the rows"));
         }
