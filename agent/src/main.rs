@@ -20,11 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Audit (and enforce lists on) the given interfaces until stopped.
     Run(xdp_audit::cmd::run::RunArgs),
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
-    /// Show the running agent's counters and list hits.
     Status(xdp_audit::cmd::status::StatusArgs),
     /// Find flows in the audit store by address, port, MAC, protocol and time.
     #[command(long_about = xdp_audit::cmd::query::LONG_ABOUT)]

@@ -7,10 +7,10 @@ use clap::Args;
 
 use crate::status::Snapshot;
 
-/// Show what the running agent is doing: the program's packet counters (every outcome and
-/// every loss), and how many packets each list file and each rule matched.
+/// Show the running agent's packet counters and list hits.
 ///
-/// Reads the snapshot the agent rewrites every sweep interval in its state directory.
+/// Prints the program's counters (every packet outcome and every loss), and how many packets
+/// each list file and each rule matched. Reads the snapshot the agent rewrites every sweep interval in its state directory.
 ///
 /// Examples:
 ///   xdp-audit status
