@@ -33,6 +33,9 @@ pub enum EnforceError {
         /// What the new lists need.
         needed: usize,
     },
+    /// The thread loading a map panicked.
+    #[error("loading map {0} failed unexpectedly (thread panicked)")]
+    Panicked(&'static str),
     /// A map update failed.
     #[error("updating map {map}: {source}")]
     Update {
@@ -118,31 +121,63 @@ impl KindMaps {
         })
     }
 
+    /// Inserts every upsert. The IPv4 exact table (usually most of a list) is written on a
+    /// second thread: one syscall per entry makes a million-entry load CPU-bound.
     fn upsert(&mut self, d: &ListDelta) -> Result<(), EnforceError> {
         let n = self.names;
-        for (a, id) in &d.v4_exact.upsert {
-            self.v4.insert(a.to_be_bytes(), id, 0).map_err(upd(n.v4))?;
-        }
+        let Self {
+            v4,
+            v6,
+            net4,
+            net6,
+            ports,
+            domains,
+            ..
+        } = self;
+        let v4_entries = &d.v4_exact.upsert;
+        std::thread::scope(|scope| {
+            let v4_thread = scope.spawn(move || -> Result<(), EnforceError> {
+                for (a, id) in v4_entries {
+                    v4.insert(a.to_be_bytes(), id, 0).map_err(upd(n.v4))?;
+                }
+                Ok(())
+            });
+            let rest = Self::upsert_rest(n, v6, net4, net6, ports, domains, d);
+            let v4_result = v4_thread
+                .join()
+                .unwrap_or(Err(EnforceError::Panicked(n.v4)));
+            rest.and(v4_result)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upsert_rest(
+        n: &Names,
+        v6: &mut HashMap<MapData, [u8; 16], RuleId>,
+        net4: &mut LpmTrie<MapData, [u8; 4], RuleId>,
+        net6: &mut LpmTrie<MapData, [u8; 16], RuleId>,
+        ports: &mut HashMap<MapData, PortKey, RuleId>,
+        domains: &mut HashMap<MapData, u64, RuleId>,
+        d: &ListDelta,
+    ) -> Result<(), EnforceError> {
         for (a, id) in &d.v6_exact.upsert {
-            self.v6.insert(a.to_be_bytes(), id, 0).map_err(upd(n.v6))?;
+            v6.insert(a.to_be_bytes(), id, 0).map_err(upd(n.v6))?;
         }
         for (net, id) in &d.v4_prefix.upsert {
             let k = net.lpm_key();
-            self.net4
-                .insert(&Key::new(k.prefix_len, k.addr), id, 0)
+            net4.insert(&Key::new(k.prefix_len, k.addr), id, 0)
                 .map_err(upd(n.net4))?;
         }
         for (net, id) in &d.v6_prefix.upsert {
             let k = net.lpm_key();
-            self.net6
-                .insert(&Key::new(k.prefix_len, k.addr), id, 0)
+            net6.insert(&Key::new(k.prefix_len, k.addr), id, 0)
                 .map_err(upd(n.net6))?;
         }
         for (slot, id) in &d.ports.upsert {
-            self.ports.insert(slot.key(), id, 0).map_err(upd(n.ports))?;
+            ports.insert(slot.key(), id, 0).map_err(upd(n.ports))?;
         }
         for (h, id) in &d.domains.upsert {
-            self.domains.insert(h, id, 0).map_err(upd(n.domains))?;
+            domains.insert(h, id, 0).map_err(upd(n.domains))?;
         }
         Ok(())
     }
