@@ -13,6 +13,8 @@
 // Map keys are passed by reference on purpose: by value would copy 48 bytes of stack.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod rt;
+
 mod dns;
 mod events;
 mod flow;
@@ -59,13 +61,3 @@ pub fn zeroed<T: Copy>() -> T {
     // SAFETY: every byte was written; T is plain old data, valid all-zero.
     unsafe { v.assume_init() }
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

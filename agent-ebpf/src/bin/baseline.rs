@@ -3,6 +3,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../rt.rs"]
+mod rt;
+
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 /// Passes every packet untouched.
@@ -10,13 +13,3 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 pub fn xdp_baseline_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -4,6 +4,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../rt.rs"]
+mod rt;
+
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
@@ -39,13 +42,3 @@ pub fn xdp_filter_baseline(ctx: XdpContext) -> u32 {
         xdp_action::XDP_PASS
     }
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

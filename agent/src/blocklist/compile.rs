@@ -235,35 +235,7 @@ impl IdContext<'_> {
         if self.origins.capacity() < bound {
             self.origins.reserve_exact(bound - self.origins.len());
         }
-        let mut p = prev.iter().peekable();
-        for (key, origin) in next {
-            while let Some(&&(pk, pid)) = p.peek() {
-                if pk >= key {
-                    break;
-                }
-                delta.remove.push(pk);
-                self.ids.release(pid);
-                p.next();
-            }
-            let id = match p.peek() {
-                Some(&&(pk, pid)) if pk == key => {
-                    p.next();
-                    pid
-                }
-                _ => {
-                    let id = self.ids.alloc();
-                    delta.upsert.push((key, id));
-                    self.assigned.push(id);
-                    id
-                }
-            };
-            self.set_origin(id, origin);
-            out.push((key, id));
-        }
-        for &(pk, pid) in p {
-            delta.remove.push(pk);
-            self.ids.release(pid);
-        }
+        self.diff_region(prev, &next, &mut out, delta);
         out
     }
 }
