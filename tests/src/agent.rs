@@ -94,6 +94,14 @@ impl Agent {
         }
     }
 
+    /// Kills the agent with SIGKILL, as a crash would, and waits for it.
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("agent already stopped")?;
+        child.kill().context("SIGKILL the agent")?;
+        child.wait().context("wait for the agent")?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits; returns the exit code.
     pub fn stop(&mut self) -> anyhow::Result<i32> {
         let mut child = self.child.take().context("agent already stopped")?;
