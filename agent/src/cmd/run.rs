@@ -251,6 +251,9 @@ fn shutdown(mut a: Agent) -> anyhow::Result<ExitCode> {
         }
         Err(e) => warn!(error = %e, "cannot read the program counters"),
     }
+    // A stopped agent has no status: `xdp-audit status` then says so instead of showing stale
+    // figures.
+    let _ = std::fs::remove_file(a.state_dir.join(crate::status::FILE_NAME));
     let s = a.sweeper.stats;
     info!(
         records = s.records,
