@@ -262,20 +262,33 @@ pub fn sort_for_pruning(records: &mut Vec<FlowRecord>) {
     // Rows are bucketed by client (few), each bucket is stably sorted by start time (journal
     // order is nearly time order, so this is close to linear; ties keep journal order, so a
     // re-seal after a crash produces the same file), then the records are moved into place.
-    let mut buckets: std::collections::HashMap<u128, Vec<(i64, u32)>> =
-        std::collections::HashMap::new();
-    for (i, r) in records.iter().enumerate() {
-        buckets
-            .entry(u128::from_be_bytes(ip16(r.src_ip)))
-            .or_default()
-            .push((r.time_start_ns, i as u32));
+    // One unstable sort of compact keys (the index breaks ties, so the order is still
+    // deterministic), then the records are permuted in place by swaps along cycles: sorting
+    // the records themselves would move ~150-byte values log n times, and moving them into a
+    // new vector costs as much again in fresh pages.
+    let mut keys: Vec<(u128, i64, u32)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                u128::from_be_bytes(ip16(r.src_ip)),
+                r.time_start_ns,
+                i as u32,
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    // dest[i]: where the record now at i belongs.
+    let mut dest = vec![0u32; keys.len()];
+    for (k, key) in keys.iter().enumerate() {
+        dest[key.2 as usize] = k as u32;
     }
-    let mut clients: Vec<(u128, Vec<(i64, u32)>)> = buckets.into_iter().collect();
-    clients.sort_unstable_by_key(|c| c.0);
-    let mut taken: Vec<Option<FlowRecord>> = records.drain(..).map(Some).collect();
-    for (_, mut rows) in clients {
-        rows.sort_by_key(|r| r.0);
-        records.extend(rows.iter().filter_map(|r| taken[r.1 as usize].take()));
+    for i in 0..dest.len() {
+        while dest[i] as usize != i {
+            let j = dest[i] as usize;
+            records.swap(i, j);
+            dest.swap(i, j);
+        }
     }
 }
 
