@@ -255,7 +255,7 @@ pub fn write(
 }
 
 /// Orders rows for pruning and compression.
-pub fn sort_for_pruning(records: &mut Vec<FlowRecord>) {
+pub fn sort_for_pruning(records: &mut [FlowRecord]) {
     // Client first: a gateway's originators are its clients, so their rows become one run
     // each (src_ip, src_mac, iface compress to almost nothing, and row-group statistics on
     // src_ip prune), and start times within a run increase, for the delta encoding.
