@@ -247,7 +247,7 @@ fn pq(
 /// Returns the file size in bytes.
 pub fn write(
     path: &Path,
-    records: &mut Vec<FlowRecord>,
+    records: &mut [FlowRecord],
     journal_id: u64,
 ) -> Result<u64, SegmentError> {
     sort_for_pruning(records);
