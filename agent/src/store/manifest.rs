@@ -189,6 +189,21 @@ pub fn parse_with_head(
     Ok((entries, head))
 }
 
+/// The entries of the manifest in `dir` (none if there is no manifest yet), without taking
+/// the writer's role: what readers such as `query` use.
+pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
+    let path = dir.join(MANIFEST);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(ManifestError::Io {
+            path,
+            op: "read",
+            source,
+        }),
+    }
+}
+
 /// Parses `manifest.jsonl` text into its entries (see [`parse_with_head`]).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ManifestError> {
     Ok(parse_with_head(path, text)?.0)
@@ -204,18 +219,7 @@ pub struct Manifest {
 impl Manifest {
     /// Loads the chain of `dir` (empty if there is none yet).
     pub fn load(dir: &Path, signing_key: Option<SigningKey>) -> Result<Self, ManifestError> {
-        let path = dir.join(MANIFEST);
-        let entries = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&path, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(ManifestError::Io {
-                    path,
-                    op: "read",
-                    source,
-                })
-            }
-        };
+        let entries = read_entries(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             entries,

@@ -222,19 +222,7 @@ pub struct ScanStats {
 }
 
 fn load_segments(dir: &Path) -> Result<Vec<SegmentInfo>, QueryError> {
-    let path = dir.join(manifest::MANIFEST);
-    let entries = match std::fs::read_to_string(&path) {
-        Ok(t) => manifest::parse(&path, &t)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => {
-            return Err(ManifestError::Io {
-                path,
-                op: "read",
-                source,
-            }
-            .into())
-        }
-    };
+    let entries = manifest::read_entries(dir)?;
     let pruned: std::collections::HashSet<String> = entries
         .iter()
         .filter_map(|e| match &e.body {
