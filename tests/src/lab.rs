@@ -118,28 +118,15 @@ impl Lab {
         for (ns, dev) in [(c, "eth0"), (g, GW_LAN_IF), (g, GW_WAN_IF), (i, "eth0")] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
-        ip(&["-n", c, "route", "add", "default", "via", GW_LAN_V4])?;
-        ip(&[
-            "-n",
-            c,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:1::1",
-        ])?;
-        ip(&["-n", i, "route", "add", "default", "via", GW_WAN_V4])?;
-        ip(&[
-            "-n",
-            i,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:2::1",
-        ])?;
+        for (ns, via) in [
+            (c, GW_LAN_V4),
+            (c, "2001:db8:1::1"),
+            (i, GW_WAN_V4),
+            (i, "2001:db8:2::1"),
+        ] {
+            let family = if via.contains(':') { "-6" } else { "-4" };
+            ip(&["-n", ns, family, "route", "add", "default", "via", via])?;
+        }
         lab.sysctl(g, "net.ipv4.ip_forward", "1")?;
         lab.sysctl(g, "net.ipv6.conf.all.forwarding", "1")?;
         // Segmentation offloads would let a capture see merged frames XDP never saw.
