@@ -1,7 +1,8 @@
 //! The flow table: one LRU entry per conversation per interface, keyed in the orientation of
 //! the packet that opened it (`a` = originator). A packet first looks up its own orientation
 //! (the only lookup on a gateway interface, where each flow ingresses one way); on a miss it
-//! tries the reverse, and only then creates the flow. Counters are atomic. The entry caches
+//! tries the reverse, and only then creates the flow; a TCP SYN skips both lookups and goes
+//! straight to the insert. Counters are atomic. The entry caches
 //! the flow's list verdict with the generation it was computed for, so an established flow
 //! pays one lookup until the lists change.
 
@@ -91,6 +92,13 @@ fn coarse_now() -> u64 {
 #[inline(always)]
 pub fn account(ctx: &XdpContext, p: &mut Packet) -> u32 {
     let gen = lists::generation();
+    // A SYN goes straight to the insert, which finds a retransmitted SYN's flow by itself:
+    // each lookup that misses is a cache miss in a large table, the most a new flow costs.
+    // (A simultaneous open, where the other side's SYN made the flow first, gets an entry
+    // of its own.)
+    if p.opens_flow() {
+        return create(ctx, p, gen);
+    }
     if let Some(v) = lookup(&p.key) {
         // SAFETY: the entry stays valid for this run of the program; counters are atomic and
         // the other fields tolerate a lost race (last writer wins on timestamps and flags).
@@ -184,7 +192,9 @@ fn drop_packet(key: &FlowKey, v: &mut FlowValue, rule: u32, counter: Counter) {
 }
 
 /// Cold, but inlined: passing the context to a BPF subprogram loses the verifier's packet
-/// pointer types.
+/// pointer types. The flow's announcement (its start, or its first drop) is written into the
+/// ring buffer before the insert and published only if the insert wins, so creating a flow
+/// costs one table operation and no second lookup.
 #[inline(always)]
 fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
     let now = precise_now();
@@ -199,6 +209,7 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
         };
     }
     let (verdict, rule) = lists::of(&p.key);
+    let dropped = verdict == verdict::DROP;
     let mut value: FlowValue = crate::zeroed();
     value.first_seen_ns = now;
     value.last_seen_ns = now;
@@ -210,49 +221,63 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
     value.verdict = verdict;
     value.verdict_gen = gen;
     value.rule = rule;
+    value.drops = dropped as u64;
     // The parser already proved the Ethernet header is there.
     if let Some(eth) = Header::<12>::at(ctx, 0) {
         value.dst_mac = eth.get::<[u8; 6], 0>();
         value.src_mac = eth.get::<[u8; 6], 6>();
     }
-    match insert(&p.key, &value, BPF_NOEXIST as u64) {
-        Ok(()) => {}
-        // Another CPU created the flow between our lookup and insert: count into its entry.
-        Err(e) if e == -EEXIST => {
-            return match lookup(&p.key) {
-                // SAFETY: as in `account`.
-                Some(v) => update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen),
-                None => xdp_action::XDP_PASS,
-            };
-        }
-        Err(_) => {
-            stats::bump(Counter::FlowInsertFailed);
-            // Still enforce the lists on a flow the table could not hold.
-            return if verdict == verdict::DROP {
-                stats::bump(Counter::DroppedByList);
-                xdp_action::XDP_DROP
-            } else {
-                xdp_action::XDP_PASS
-            };
-        }
-    }
-    let Some(v) = lookup(&p.key) else {
-        return xdp_action::XDP_PASS;
-    };
-    // SAFETY: as in `account`.
-    let v = unsafe { &mut *v };
     // A dropped first packet announces the flow through its drop event instead.
-    let action = judge(&p.key, v);
-    if v.drops == 0
-        && events::emit(
+    let announcement = if dropped {
+        events::reserve(
+            event_kind::FLOW_DROP,
+            rule,
+            &p.key,
+            &value,
+            Counter::LostFlowDrop,
+        )
+    } else {
+        events::reserve(
             event_kind::FLOW_START,
             NO_RULE,
             &p.key,
-            v,
+            &value,
             Counter::LostFlowStart,
         )
-    {
-        v.flags |= flow_flags::START_ANNOUNCED;
+    };
+    if announcement.is_some() {
+        value.flags |= flow_flags::START_ANNOUNCED;
     }
-    action
+    match insert(&p.key, &value, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            if let Some(a) = announcement {
+                a.submit();
+            }
+        }
+        Err(e) => {
+            if let Some(a) = announcement {
+                a.discard();
+            }
+            // Another CPU created the flow between our lookup and insert: count into its
+            // entry (which was announced by its creator).
+            if e == -EEXIST {
+                return match lookup(&p.key) {
+                    // SAFETY: as in `account`.
+                    Some(v) => update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen),
+                    None => xdp_action::XDP_PASS,
+                };
+            }
+            // Still enforce the lists on a flow the table could not hold.
+            stats::bump(Counter::FlowInsertFailed);
+        }
+    }
+    if rule != NO_RULE {
+        lists::hit(rule);
+    }
+    if dropped {
+        stats::bump(Counter::DroppedByList);
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }

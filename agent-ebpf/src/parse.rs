@@ -23,6 +23,8 @@ const IPPROTO_DSTOPTS: u8 = 60;
 const DNS_PORT: u16 = 53u16.to_be();
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// Offsets past this are not walked: it bounds every variable offset for the verifier, and no
 /// sane header stack is this deep.
@@ -44,6 +46,13 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// Whether this packet can only open a flow: a TCP SYN without ACK comes from the
+    /// originator of a new connection (or retransmits one).
+    #[inline(always)]
+    pub fn opens_flow(&self) -> bool {
+        self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+
     /// Whether this packet closes its flow (TCP FIN or RST).
     #[inline(always)]
     pub fn closes_flow(&self) -> bool {
