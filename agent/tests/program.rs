@@ -523,3 +523,68 @@ fn hostile_frames_are_all_passed_and_each_counted_once() {
         "exactly one outcome per frame"
     );
 }
+
+#[test]
+fn a_retransmitted_syn_counts_into_its_flow_and_is_announced_once() {
+    let mut p = Prog::load();
+    let syn = Spec::tcp4(v4(10, 7, 0, 1), 40001, v4(10, 7, 0, 2), 80, tcp::SYN).build();
+    for _ in 0..3 {
+        assert_eq!(p.run(&syn), XDP_PASS);
+    }
+    let flows = p.flows();
+    assert_eq!(flows.len(), 1, "retransmits share the flow: {flows:?}");
+    assert_eq!(flows[0].1.packets, [3, 0]);
+    assert_ne!(flows[0].1.flags & flow_flags::START_ANNOUNCED, 0);
+    let events = p.events();
+    assert_eq!(
+        events.len(),
+        1,
+        "one start; the retransmits' reservations are taken back unseen: {events:?}"
+    );
+    assert!(matches!(events[0], Event::FlowStart(_, v) if v.packets == [1, 0]));
+    assert_eq!(p.counter(Counter::ParsedTcp), 3);
+}
+
+#[test]
+fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_event() {
+    use std::os::fd::AsRawFd;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    // 64 KiB ring: the loader sets the threshold to 16 KiB, 107 events of 152 bytes (event
+    // and header) stay below it and the 108th crosses it.
+    let mut p = Prog::load();
+    let fd = RingBuf::try_from(&mut p.loaded.events)
+        .expect("ring buffer")
+        .as_raw_fd();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the ring's fd outlives this thread (joined below).
+        let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        let _ = tx.send(n);
+    });
+    // Let the waiter go to sleep on the empty ring first.
+    std::thread::sleep(Duration::from_millis(200));
+    let flow = |i: u16| Spec::udp4(v4(10, 8, 0, 1), 20000 + i, v4(10, 8, 0, 2), 53).build();
+    for i in 0..107 {
+        p.run(&flow(i));
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "events below the threshold must not wake the agent"
+    );
+    p.run(&flow(107));
+    let woken = rx.recv_timeout(Duration::from_secs(5));
+    assert_eq!(
+        woken,
+        Ok(1),
+        "the event that crosses the threshold wakes the agent"
+    );
+    waiter.join().expect("waiter thread");
+    assert_eq!(p.events().len(), 108);
+}
