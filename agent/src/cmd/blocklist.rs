@@ -84,7 +84,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 if bad_lines > 0 {
                     writeln!(
                         out,
-                        "{path}: {bad_lines} bad lines; the file would not be applied"
+                        "{path}: {bad_lines} bad line{}; the file would not be applied",
+                        if bad_lines == 1 { "" } else { "s" }
                     )?;
                 }
             }
