@@ -6,6 +6,7 @@
 pub mod blocklist;
 pub mod clock;
 pub mod cmd;
+pub mod config;
 pub mod enforce;
 pub mod flowtable;
 pub mod loader;

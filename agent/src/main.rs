@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// XDP packet audit for Linux gateways: every flow through an interface is parsed in the
@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A flag given on the command line wins over the same setting in the config file.
+    #[command(args_override_self = true)]
     Run(xdp_audit::cmd::run::RunArgs),
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
@@ -39,7 +41,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let run = xdp_audit::cmd::run::RunArgs::augment_args(clap::Command::new("run"));
+    let argv = match xdp_audit::config::expand(std::env::args_os().collect(), &run) {
+        Ok(argv) => argv,
+        Err(err) => {
+            eprintln!("xdp-audit: error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(argv);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -199,3 +199,51 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
     assert!(status.success(), "first agent exits 0 on SIGTERM");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_config_file_supplies_the_settings_and_the_command_line_wins() {
+    let d = tmp("config");
+    let cfg = d.join("agent.toml");
+    let cfg_s = cfg.to_str().expect("utf8");
+    let log = d.join("log");
+    let write = |retention: u32| {
+        std::fs::write(
+            &cfg,
+            format!("iface = [\"nosuchif0\"]\nlog-dir = {log:?}\nretention-days = {retention}\n"),
+        )
+        .expect("write config")
+    };
+    write(30);
+    let o = run(&["run", "--config", cfg_s]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("{cfg_s}:3: retention-days")) && e.contains("90"),
+        "the file's mistake by file, line and key: {e}"
+    );
+
+    write(120);
+    let o = run(&["run", "--config", cfg_s]);
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("\"nosuchif0\""),
+        "the interface comes from the file: {e}"
+    );
+    let o = Command::new(BIN)
+        .env("XDP_AUDIT_CONFIG", &cfg)
+        .arg("run")
+        .output()
+        .expect("spawn xdp-audit");
+    assert!(
+        stderr(&o).contains("\"nosuchif0\""),
+        "XDP_AUDIT_CONFIG names the file too: {}",
+        stderr(&o)
+    );
+    let o = run(&["run", "--config", cfg_s, "--retention-days", "30"]);
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("--retention-days") && e.contains("90"),
+        "a flag on the command line wins over the file: {e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

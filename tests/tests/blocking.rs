@@ -125,7 +125,13 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     std::fs::write(&block, &base_block).expect("write");
     std::fs::write(&allow, format!("{ALLOWED_IN_NET}\n")).expect("write");
     let bin = binary().expect("agent binary");
-    let (b, a) = (block.to_str().expect("utf8"), allow.to_str().expect("utf8"));
+    // The lists come from a config file, the interface from the command line.
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("blocklist = [{block:?}]\nallowlists = [{allow:?}]\nclose-linger = \"1s\"\n"),
+    )
+    .expect("write config");
     let mut agent = Agent::start(
         &lab,
         &lab.gateway.clone(),
@@ -134,12 +140,8 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         &[
             "--iface",
             lab::GW_LAN_IF,
-            "--blocklist",
-            b,
-            "--allowlist",
-            a,
-            "--close-linger",
-            "1s",
+            "--config",
+            config.to_str().expect("utf8"),
         ],
     )
     .expect("start the agent");

@@ -45,6 +45,11 @@ use crate::sweeper::{Sweeper, Timeouts};
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
+    /// Read settings from this TOML file: keys are these flags without the dashes
+    /// (`log-dir = "/var/log/xdp-audit"`, `iface = ["eth1:lan", "eth0:wan"]`,
+    /// `blocklist = ["/etc/xdp-audit/block.list"]`). Flags on the command line win.
+    #[arg(long, value_name = "FILE", env = crate::config::CONFIG_ENV)]
+    pub config: Option<PathBuf>,
     /// Interface to audit, optionally with its side: IF or IF:lan (rules match destinations)
     /// or IF:wan (rules match sources). Repeat for several.
     #[arg(long = "iface", value_name = "IF[:lan|wan]", required = true, value_parser = parse_iface)]

@@ -1,0 +1,385 @@
+//! The `run` command's TOML config file (`--config FILE` or `XDP_AUDIT_CONFIG`).
+//!
+//! A key is a `run` flag without its dashes (`log-dir` or `log_dir`), a value is what the flag
+//! takes: a string, a number, `true` for a switch, an array for a repeatable flag
+//! (`iface`, `blocklist`, `allowlist`, which also answer to their plurals). The file becomes
+//! flags placed before the command line's own, so a flag given on the command line wins over
+//! the file and a repeatable one adds to it. Every value goes through the flag's own parser
+//! here, so a mistake is reported as `FILE:LINE: key: reason` rather than as a flag the user
+//! never typed.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use clap::{ArgAction, Command};
+use toml::{Spanned, Value};
+
+/// The environment variable naming a config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "XDP_AUDIT_CONFIG";
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not a table of settings.
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key that is no `run` flag, or a value the flag refuses.
+    #[error("{path}:{line}: {key}: {message}")]
+    Setting {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the key.
+        line: usize,
+        /// The key as written.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `argv` with the settings of the `run` command's config file (if it names one) inserted
+/// right after `run`. Any other command line is returned unchanged.
+pub fn expand(argv: Vec<OsString>, run: &Command) -> Result<Vec<OsString>, ConfigError> {
+    let Some(at) = subcommand_at(&argv).filter(|&i| argv[i] == "run") else {
+        return Ok(argv);
+    };
+    let path = match config_flag(&argv[at + 1..]) {
+        Some(p) => p,
+        None => match std::env::var_os(CONFIG_ENV) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => return Ok(argv),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let settings = to_args(&path, &text, run)?;
+    let mut out = argv;
+    out.splice(at + 1..at + 1, settings);
+    Ok(out)
+}
+
+/// Index of the subcommand: the first argument that is not a global flag or its value.
+fn subcommand_at(argv: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].to_string_lossy();
+        if a == "--log" {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The value of `--config` among the subcommand's arguments (`--config F` or `--config=F`).
+fn config_flag(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            return None;
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The flag a config key stands for.
+fn flag_name(key: &str) -> String {
+    let k = key.replace('_', "-");
+    match k.as_str() {
+        "blocklists" => "blocklist".into(),
+        "allowlists" => "allowlist".into(),
+        "ifaces" | "interfaces" | "interface" => "iface".into(),
+        _ => k,
+    }
+}
+
+/// Flags that make no sense in a config file.
+const NOT_SETTINGS: [&str; 3] = ["config", "help", "version"];
+
+/// The command-line arguments `text` (the contents of `path`) stands for.
+pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, ConfigError> {
+    let table: BTreeMap<Spanned<String>, Spanned<Value>> =
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            message: e.message().trim().to_owned(),
+        })?;
+    // In file order, so the flags (and their errors) come in the order the user wrote them.
+    let mut entries: Vec<_> = table.into_iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        let line = line_of(text, key.span().start);
+        let err = |message: String| ConfigError::Setting {
+            path: path.to_owned(),
+            line,
+            key: key.get_ref().clone(),
+            message,
+        };
+        let flag = flag_name(key.get_ref());
+        let arg = run
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.as_str()))
+            .filter(|_| !NOT_SETTINGS.contains(&flag.as_str()))
+            .ok_or_else(|| err(format!("not a setting; known: {}", known(run))))?;
+        let long = OsString::from(format!("--{flag}"));
+        match arg.get_action() {
+            ArgAction::SetTrue => match value.get_ref() {
+                Value::Boolean(true) => out.push(long),
+                Value::Boolean(false) => {}
+                v => return Err(err(format!("expected true or false, found {}", kind(v)))),
+            },
+            action => {
+                let values = match value.into_inner() {
+                    Value::Array(items) if matches!(action, ArgAction::Append) => items,
+                    Value::Array(_) => {
+                        return Err(err("takes one value, not an array".into()));
+                    }
+                    v => vec![v],
+                };
+                for v in values {
+                    let s = scalar(&v).map_err(&err)?;
+                    // The flag alone in a command of its own: its parser, none of the
+                    // other flags' requirements.
+                    Command::new("run")
+                        .no_binary_name(true)
+                        .arg(arg.clone().required(false))
+                        .try_get_matches_from([long.as_os_str(), OsStr::new(&s)])
+                        .map_err(|e| err(clap_reason(&e)))?;
+                    out.push(long.clone());
+                    out.push(s.into());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A TOML value as the text a flag would be given.
+fn scalar(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Integer(i) => Ok(i.to_string()),
+        Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!(
+            "expected a string or an integer, found {}",
+            kind(other)
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// The keys a config file may use.
+fn known(run: &Command) -> String {
+    let mut keys: Vec<&str> = run
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !NOT_SETTINGS.contains(l))
+        .collect();
+    keys.sort_unstable();
+    keys.join(", ")
+}
+
+/// The reason in a clap value error, without clap's framing (`error: invalid value ... for
+/// '--flag'`, usage hints), which would name a flag the user did not type.
+fn clap_reason(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => format!("invalid value {v:?}"),
+        _ => "invalid value".to_owned(),
+    };
+    // The source is the flag's own parser message (or clap's, e.g. for numbers).
+    match std::error::Error::source(e) {
+        Some(src) => format!("{value}: {src}"),
+        None => {
+            let shown = e.to_string();
+            let first = shown.lines().next().unwrap_or_default();
+            first.trim_start_matches("error: ").to_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Args;
+
+    fn run_cmd() -> Command {
+        crate::cmd::run::RunArgs::augment_args(Command::new("run"))
+    }
+
+    fn args(text: &str) -> Result<Vec<String>, ConfigError> {
+        to_args(Path::new("agent.toml"), text, &run_cmd())
+            .map(|v| v.into_iter().map(|s| s.to_string_lossy().into()).collect())
+    }
+
+    #[test]
+    fn settings_become_flags_in_file_order() {
+        let a = args(
+            "# comment\niface = [\"eth1:lan\", \"eth0:wan\"]\nlog_dir = \"/var/log/x\"\n\
+             retention-days = 365\nblocklists = [\"/etc/a.list\"]\ninactive-timeout = 60\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            a,
+            [
+                "--iface",
+                "eth1:lan",
+                "--iface",
+                "eth0:wan",
+                "--log-dir",
+                "/var/log/x",
+                "--retention-days",
+                "365",
+                "--blocklist",
+                "/etc/a.list",
+                "--inactive-timeout",
+                "60"
+            ]
+        );
+    }
+
+    fn setting_error(text: &str) -> (usize, String, String) {
+        match args(text) {
+            Err(ConfigError::Setting {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected a setting error for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line_and_the_known_keys() {
+        let (line, key, msg) = setting_error("iface = [\"eth0\"]\n\nblocklsit = \"a\"\n");
+        assert_eq!((line, key.as_str()), (3, "blocklsit"));
+        assert!(
+            msg.contains("blocklist") && msg.contains("log-dir"),
+            "{msg}"
+        );
+        let (line, key, _) = setting_error("config = \"other.toml\"\n");
+        assert_eq!((line, key.as_str()), (1, "config"));
+    }
+
+    #[test]
+    fn a_value_the_flag_refuses_is_reported_with_the_flags_own_reason() {
+        let (line, key, msg) = setting_error("iface = \"eth0\"\nretention-days = 30\n");
+        assert_eq!((line, key.as_str()), (2, "retention-days"));
+        assert!(msg.contains("90"), "names the legal floor: {msg}");
+        let (line, _, msg) = setting_error("inactive-timeout = \"soon\"\n");
+        assert_eq!(line, 1);
+        assert!(msg.contains("soon"), "{msg}");
+        let (_, _, msg) = setting_error("iface = \"eth0:dmz\"\n");
+        assert!(msg.contains("dmz"), "{msg}");
+        let (_, _, msg) = setting_error("flow-table-size = \"many\"\n");
+        assert!(msg.contains("many"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_shapes_are_refused() {
+        let (_, _, msg) = setting_error("log-dir = [\"/a\", \"/b\"]\n");
+        assert!(msg.contains("not an array"), "{msg}");
+        let (_, _, msg) = setting_error("retention-days = 90.5\n");
+        assert!(msg.contains("float"), "{msg}");
+        let (_, _, msg) = setting_error("[store]\nlog-dir = \"/a\"\n");
+        assert!(
+            msg.contains("table") || msg.contains("not a setting"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn broken_toml_names_the_line() {
+        match args("iface = [\"eth0\"]\nlog-dir = \"/var/log\n") {
+            Err(ConfigError::Syntax { line, .. }) => assert_eq!(line, 2),
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+        match args("iface = \"a\"\niface = \"b\"\n") {
+            Err(ConfigError::Syntax { line, message, .. }) => {
+                assert_eq!(line, 2, "{message}");
+            }
+            other => panic!("a duplicate key is an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_config_is_inserted_after_run_and_the_command_line_comes_last() {
+        let dir = std::env::temp_dir().join(format!("xdp-audit-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("agent.toml");
+        std::fs::write(&file, "retention-days = 365\n").expect("write config");
+        let argv: Vec<OsString> = [
+            "xdp-audit",
+            "--log",
+            "debug",
+            "run",
+            "--config",
+            file.to_str().expect("utf-8 temp path"),
+            "--retention-days",
+            "400",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let out = expand(argv.clone(), &run_cmd()).expect("expand");
+        assert_eq!(out[..4], argv[..4]);
+        assert_eq!(
+            out[4..6],
+            [OsString::from("--retention-days"), "365".into()]
+        );
+        assert_eq!(out[6..], argv[4..], "the command line follows, so it wins");
+        let query: Vec<OsString> = ["xdp-audit", "query", "--config", "x"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(expand(query.clone(), &run_cmd()).expect("untouched"), query);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
