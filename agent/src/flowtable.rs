@@ -1,7 +1,9 @@
 //! Userspace access to the kernel flow tables (IPv4 under a compact key, IPv6 under the full
 //! one), always through the full [`FlowKey`]. aya 0.14 has no lookup-and-delete, and the
 //! sweeper needs it: taking an entry must return its final counters atomically, so no packet
-//! counted between a read and a delete is lost. Raw `bpf(2)` calls, one per element.
+//! counted between a read and a delete is lost. Nor has it batch lookups, and a sweep reads
+//! every entry every second: one `bpf(2)` call per few thousand entries instead of two per
+//! entry is what lets the sweep keep up with a full table. Raw `bpf(2)` calls.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -12,6 +14,76 @@ use agent_common::{family, FlowKey, FlowKey4, FlowValue};
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// Entries per batch call: far more than a hash bucket holds (a batch never splits a bucket,
+/// and fails with ENOSPC if one does not fit), few enough to keep the buffers small.
+const BATCH: usize = 4096;
+
+/// The `batch` arm of `union bpf_attr`.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Every entry of one map, read a batch at a time; `None` if the kernel has no batch
+/// operations for it (before 5.6), so the caller walks key by key instead.
+fn entries_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<(K, FlowValue)>>> {
+    let mut keys: Vec<MaybeUninit<K>> = (0..BATCH).map(|_| MaybeUninit::uninit()).collect();
+    let mut values: Vec<MaybeUninit<FlowValue>> =
+        (0..BATCH).map(|_| MaybeUninit::uninit()).collect();
+    let mut out = Vec::new();
+    // The position token of hash maps is a bucket index.
+    let mut position: Option<u32> = None;
+    loop {
+        let mut next: u32 = 0;
+        let mut attr = BatchAttr {
+            in_batch: position.as_ref().map_or(0, |p| p as *const u32 as u64),
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: BATCH as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: `attr` is a valid bpf_attr prefix; the key and value buffers hold BATCH
+        // elements of the map's key and value sizes, the tokens are u32, all live for the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        let code = err.as_ref().and_then(io::Error::raw_os_error);
+        if err.is_none() || code == Some(libc::ENOENT) {
+            // The kernel writes back how many elements it filled, also on the final ENOENT.
+            let n = (attr.count as usize).min(BATCH);
+            let filled = keys[..n].iter().zip(&values[..n]);
+            // SAFETY: the kernel filled the first `n` keys and values.
+            out.extend(filled.map(|(k, v)| unsafe { (k.assume_init(), v.assume_init()) }));
+        }
+        match (err, code) {
+            (None, _) => position = Some(next),
+            (Some(_), Some(libc::ENOENT)) => return Ok(Some(out)),
+            // EINVAL or ENOTSUPP (524): no batch operations for this map on this kernel.
+            (Some(_), Some(libc::EINVAL | libc::EOPNOTSUPP | 524)) if position.is_none() => {
+                return Ok(None)
+            }
+            (Some(e), _) => return Err(e),
+        }
+    }
+}
 
 /// The `map_elem` arm of `union bpf_attr`.
 #[repr(C)]
@@ -97,11 +169,40 @@ impl<'a> FlowTable<'a> {
     /// Every key present now. Flows created during the walk may be missed; the next sweep
     /// sees them.
     pub fn keys(&self) -> io::Result<Vec<FlowKey>> {
-        let mut out: Vec<FlowKey> = keys_of::<FlowKey4>(self.v4)?
+        let mut out = self.v4_keys()?;
+        out.extend(keys_of::<FlowKey>(self.v6)?);
+        Ok(out)
+    }
+
+    /// Every entry present now, with its counters. Flows created during the read may be
+    /// missed, and values are as of their batch; the next sweep sees what changed.
+    pub fn entries(&self) -> io::Result<Vec<(FlowKey, FlowValue)>> {
+        let mut out = match entries_of::<FlowKey4>(self.v4)? {
+            Some(v4) => v4.iter().map(|(k, v)| (k.to_key(), *v)).collect(),
+            None => self.walk(self.v4_keys()?)?,
+        };
+        match entries_of::<FlowKey>(self.v6)? {
+            Some(v6) => out.extend(v6),
+            None => out.extend(self.walk(keys_of::<FlowKey>(self.v6)?)?),
+        }
+        Ok(out)
+    }
+
+    fn v4_keys(&self) -> io::Result<Vec<FlowKey>> {
+        Ok(keys_of::<FlowKey4>(self.v4)?
             .iter()
             .map(FlowKey4::to_key)
-            .collect();
-        out.extend(keys_of::<FlowKey>(self.v6)?);
+            .collect())
+    }
+
+    /// The entries of `keys` still present, one lookup each.
+    fn walk(&self, keys: Vec<FlowKey>) -> io::Result<Vec<(FlowKey, FlowValue)>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(v) = self.get(&k)? {
+                out.push((k, v));
+            }
+        }
         Ok(out)
     }
 

@@ -220,10 +220,9 @@ impl Sweeper {
         names: &dyn RuleNames,
         now: u64,
     ) -> io::Result<()> {
-        let keys = table.keys()?;
-        let mut seen = HashSet::with_capacity(keys.len());
-        for key in keys {
-            let Some(v) = table.get(&key)? else { continue };
+        let entries = table.entries()?;
+        let mut seen = HashSet::with_capacity(entries.len());
+        for (key, v) in entries {
             seen.insert(key);
             if v.flags & flow_flags::START_ANNOUNCED == 0 && !self.open.contains_key(&key) {
                 self.stats.lost_starts += 1;

@@ -266,3 +266,67 @@ fn flows_evicted_from_a_full_table_are_still_recorded() {
         "each flow had one packet"
     );
 }
+
+#[test]
+fn batched_reads_return_exactly_what_a_key_by_key_walk_sees() {
+    // More flows than one batch (4,096) in the IPv4 table, a few in the IPv6 one.
+    let mut l = load(16_384, 1 << 22);
+    for i in 0..10_000u32 {
+        let [_, _, c, d] = i.to_be_bytes();
+        run(
+            &mut l,
+            &Spec::tcp4(
+                v4(10, 20, c, d),
+                1000 + (i % 50) as u16,
+                v4(10, 30, 0, 1),
+                80,
+                tcp::ACK,
+            )
+            .build(),
+        );
+    }
+    for i in 0..3u16 {
+        let f = common::Spec::new(
+            common::Addrs::V6(common::v6(1 + i), common::v6(100)),
+            common::L4::Tcp {
+                sport: 5000,
+                dport: 443,
+                flags: tcp::ACK,
+            },
+        )
+        .build();
+        run(&mut l, &f);
+        run(&mut l, &f);
+    }
+    let (v6, v4) = flows_fd(&l);
+    let table = FlowTable::new(&v6, &v4);
+    let mut batched = table.entries().expect("batch read");
+    let mut walked: Vec<_> = table
+        .keys()
+        .expect("keys")
+        .into_iter()
+        .map(|k| (k, table.get(&k).expect("get").expect("present")))
+        .collect();
+    assert_eq!(batched.len(), 10_003);
+    let order = |a: &(agent_common::FlowKey, agent_common::FlowValue),
+                 b: &(agent_common::FlowKey, agent_common::FlowValue)| {
+        (a.0.addr_a, a.0.addr_b, a.0.port_a).cmp(&(b.0.addr_a, b.0.addr_b, b.0.port_a))
+    };
+    batched.sort_by(order);
+    walked.sort_by(order);
+    for (b, w) in batched.iter().zip(&walked) {
+        assert_eq!(b.0, w.0, "same keys");
+        assert_eq!(
+            (b.1.packets, b.1.bytes, b.1.first_seen_ns),
+            (w.1.packets, w.1.bytes, w.1.first_seen_ns),
+            "same values for {:?}",
+            b.0
+        );
+    }
+    let v6_packets: Vec<_> = batched
+        .iter()
+        .filter(|(k, _)| k.family == agent_common::family::V6)
+        .map(|(_, v)| v.packets)
+        .collect();
+    assert_eq!(v6_packets, [[2, 0]; 3]);
+}
