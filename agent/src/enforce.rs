@@ -12,7 +12,7 @@ use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError};
 use aya::Ebpf;
 
 use crate::blocklist::compile::ListDelta;
-use crate::blocklist::{CompiledLists, Delta};
+use crate::blocklist::{CompiledLists, Delta, ListSet};
 
 /// Errors naming the map and the capacity flag at fault.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,28 @@ pub enum EnforceError {
         /// The cause.
         source: MapError,
     },
+}
+
+/// Why a reload did not reach the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The lists would outgrow a table: nothing was written, the files keep their last good
+    /// version.
+    #[error("{}: not applied, the tables cannot hold it ({source}); the last good version stays in force", files_list(.files))]
+    TooLarge {
+        /// The files of the reload.
+        files: Vec<std::path::PathBuf>,
+        /// Which table, and by how much.
+        source: EnforceError,
+    },
+    /// A map update failed part way: the maps may hold part of the reload.
+    #[error(transparent)]
+    Failed(EnforceError),
+}
+
+fn files_list(files: &[std::path::PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
 }
 
 /// Map names of one list kind, table by table.
@@ -292,16 +314,55 @@ impl ListMaps {
     /// Applies `delta` (which leads to `after`) and publishes its generation.
     pub fn apply(&mut self, after: &CompiledLists, delta: &Delta) -> Result<(), EnforceError> {
         self.check_capacity(after, delta)?;
-        for id in &delta.assigned {
-            // A reused id starts counting afresh.
-            ignore_missing(self.hits.remove(id)).map_err(upd(names::RULE_HITS))?;
-        }
+        self.reset_hits(delta)?;
         self.block.upsert(&delta.block)?;
         self.allow.upsert(&delta.allow)?;
         self.allow.remove(&delta.allow)?;
         self.block.remove(&delta.block)?;
+        self.set_generation(delta.generation)
+    }
+
+    /// Applies a reload of `set` (`delta`). When the tables cannot hold the result, nothing
+    /// is written: the reload is taken back in `set`, its files keep their last good version
+    /// (as with a bad line), and later reloads apply as usual. Any other error may leave
+    /// the maps half-updated, and the caller must not build on them.
+    pub fn apply_reload(&mut self, set: &mut ListSet, delta: &Delta) -> Result<(), ReloadError> {
+        match self.apply(set.compiled(), delta) {
+            Ok(()) => Ok(()),
+            Err(e @ EnforceError::Capacity { .. }) => {
+                let files = set
+                    .last_reloaded()
+                    .iter()
+                    .map(|p| p.to_path_buf())
+                    .collect();
+                let back = set.revert();
+                // Everything the reload added never reached the maps, and everything it
+                // removed is still there: write only what takes back its rule ids.
+                let taken_back = self
+                    .reset_hits(&back)
+                    .and_then(|()| self.block.upsert(&back.block))
+                    .and_then(|()| self.allow.upsert(&back.allow))
+                    .and_then(|()| self.set_generation(back.generation));
+                match taken_back {
+                    Ok(()) => Err(ReloadError::TooLarge { files, source: e }),
+                    Err(e) => Err(ReloadError::Failed(e)),
+                }
+            }
+            Err(e) => Err(ReloadError::Failed(e)),
+        }
+    }
+
+    fn reset_hits(&mut self, delta: &Delta) -> Result<(), EnforceError> {
+        for id in &delta.assigned {
+            // A reused id starts counting afresh.
+            ignore_missing(self.hits.remove(id)).map_err(upd(names::RULE_HITS))?;
+        }
+        Ok(())
+    }
+
+    fn set_generation(&mut self, generation: u64) -> Result<(), EnforceError> {
         self.generation
-            .set(0, delta.generation, 0)
+            .set(0, generation, 0)
             .map_err(upd(names::GENERATION))
     }
 

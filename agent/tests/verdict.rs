@@ -324,3 +324,55 @@ fn dns_queries_are_dropped_by_name_suffix_and_odd_names_pass() {
     assert_eq!(lab.run(&dns_query(&[0])), PASS, "the root name");
     assert!(lab.counter(Counter::DroppedByDomain) >= 5);
 }
+
+#[test]
+fn a_reload_too_large_for_the_tables_changes_nothing_and_later_edits_still_apply() {
+    let mut lab = Lab::new("toolarge", "203.0.113.7\n", "");
+    let block = lab.dir.join("block.list");
+    // 2,000 addresses: over the 1,024 entries the tables were created with.
+    let mut big = String::from("203.0.113.8\n");
+    for i in 0..2000u32 {
+        let [_, _, c, d] = i.to_be_bytes();
+        big.push_str(&format!("10.9.{c}.{d}\n"));
+    }
+    std::fs::write(&block, &big).expect("write");
+    let delta = lab.lists.reload(&block).expect("the file itself is valid");
+    let err = lab
+        .loaded
+        .lists
+        .apply_reload(&mut lab.lists, &delta)
+        .expect_err("the tables cannot hold it");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, enforce::ReloadError::TooLarge { .. })
+            && msg.contains("block.list")
+            && msg.contains("last good version"),
+        "{msg}"
+    );
+    assert_eq!(
+        lab.run(&to(v4(203, 0, 113, 7), 80)),
+        DROP,
+        "old list in force"
+    );
+    assert_eq!(
+        lab.run(&to(v4(10, 9, 0, 1), 80)),
+        PASS,
+        "nothing of the big file"
+    );
+    assert_eq!(lab.run(&to(v4(203, 0, 113, 8), 80)), PASS);
+
+    // A later edit builds on the last good version and applies.
+    lab.rewrite("block.list", "203.0.113.7\n203.0.113.9\n");
+    assert_eq!(
+        lab.run(&to(v4(203, 0, 113, 9), 81)),
+        DROP,
+        "the edit applies"
+    );
+    assert_eq!(lab.run(&to(v4(203, 0, 113, 7), 81)), DROP);
+    let drops = lab.drops();
+    let lines: Vec<u32> = drops.iter().map(|d| lab.rule_line(d.1)).collect();
+    assert!(
+        lines.contains(&1) && lines.contains(&2),
+        "rules keep their lines: {lines:?}"
+    );
+}

@@ -207,6 +207,9 @@ pub struct ListSet {
     /// Files changed since the last compile: an edit to apply incrementally, or `None` when
     /// the file was parsed whole.
     pending: Vec<(usize, Option<Edit>)>,
+    /// What the last reload replaced, file by file (`None`: the file had no good version), so
+    /// a reload the kernel cannot take can be taken back ([`ListSet::revert`]).
+    undo: Vec<(usize, Option<Vec<u8>>)>,
 }
 
 impl ListSet {
@@ -269,6 +272,7 @@ impl ListSet {
     /// Re-reads every file (start-up, SIGHUP). Bad or unreadable files keep their last good
     /// version (none at start-up) and are reported; the others apply.
     pub fn reload_all(&mut self) -> (Delta, Vec<Diagnostic>) {
+        self.undo.clear();
         let mut diagnostics = Vec::new();
         for i in 0..self.files.len() {
             if let Err(mut d) = self.stage(i) {
@@ -281,6 +285,7 @@ impl ListSet {
     /// Re-reads one file (the watcher says it changed). On any problem nothing changes and
     /// every problem is returned; the file's last good version stays in force.
     pub fn reload(&mut self, path: &Path) -> Result<Delta, Vec<Diagnostic>> {
+        self.undo.clear();
         let indices: Vec<usize> = (0..self.files.len())
             .filter(|&i| self.files[i].path == path)
             .collect();
@@ -307,6 +312,7 @@ impl ListSet {
     /// Re-reads several files (one watcher report) and compiles once. Files with problems
     /// keep their last good version and are reported; the others apply together.
     pub fn reload_many(&mut self, paths: &[PathBuf]) -> (Delta, Vec<Diagnostic>) {
+        self.undo.clear();
         let mut diagnostics = Vec::new();
         let mut changed = false;
         for path in paths {
@@ -337,6 +343,49 @@ impl ListSet {
         (self.commit(), diagnostics)
     }
 
+    /// The files the last reload changed.
+    pub fn last_reloaded(&self) -> Vec<&Path> {
+        self.undo
+            .iter()
+            .map(|(i, _)| self.files[*i].path.as_path())
+            .collect()
+    }
+
+    /// Takes back the last reload (the kernel could not take it: its tables are full), so
+    /// the files it changed keep their previous good versions, as a file with a bad line
+    /// does. The delta leads back to the tables in force before that reload; apply it with
+    /// [`crate::enforce::ListMaps::apply_reload`], which knows the kernel never saw the
+    /// reload.
+    pub fn revert(&mut self) -> Delta {
+        for (i, before) in std::mem::take(&mut self.undo).into_iter().rev() {
+            let file = &mut self.files[i];
+            let edit = match (before, file.good.as_mut()) {
+                (Some(before), Some(good)) => {
+                    match good.parsed.update_tracked(&good.source, &before) {
+                        Ok(edit) => {
+                            good.source = before;
+                            edit
+                        }
+                        // It parsed when it was loaded; should it not now, parse it whole.
+                        Err(_) => {
+                            file.good = ParsedList::parse(&before).ok().map(|parsed| Good {
+                                source: before,
+                                parsed,
+                            });
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    file.good = None;
+                    None
+                }
+            };
+            self.pending.push((i, edit));
+        }
+        self.commit()
+    }
+
     /// One past the highest rule id handed out so far: the size a per-rule hit-counter array
     /// needs now (ids are dense and reused, so it stays near the number of live rules).
     pub fn rule_id_bound(&self) -> RuleId {
@@ -362,7 +411,8 @@ impl ListSet {
                     .parsed
                     .update_tracked(&good.source, &bytes)
                     .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
-                good.source = bytes;
+                let before = std::mem::replace(&mut good.source, bytes);
+                self.undo.push((i, Some(before)));
                 self.pending.push((i, edit));
                 Ok(true)
             }
@@ -373,6 +423,7 @@ impl ListSet {
                     source: bytes,
                     parsed,
                 });
+                self.undo.push((i, None));
                 self.pending.push((i, None));
                 Ok(true)
             }
@@ -550,6 +601,66 @@ pub(crate) mod tests {
 
     fn write(p: &Path, s: &str) {
         std::fs::write(p, s).expect("write list");
+    }
+
+    #[test]
+    fn a_reverted_reload_leads_back_to_the_tables_before_it() {
+        let dir = TempDir::new("revert");
+        let (a, b) = (dir.0.join("a.list"), dir.0.join("b.list"));
+        write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\n");
+        write(&b, "198.51.100.0/24\n");
+        let mut set = ListSet::new([(a.clone(), ListKind::Block), (b.clone(), ListKind::Block)]);
+        let (_, diags) = set.reload_all();
+        assert!(diags.is_empty(), "{diags:?}");
+        let before = set.compiled().block.clone();
+        let origin_of =
+            |set: &ListSet, id: RuleId| set.origin(id).map(|o| (o.path.to_owned(), o.line));
+        let ids_before: Vec<_> = before
+            .v4_exact
+            .iter()
+            .map(|(_, id)| origin_of(&set, *id))
+            .collect();
+
+        write(&a, "192.0.2.1\n192.0.2.2\nexample.com\nexample.net\n");
+        write(&b, "");
+        let (forward, diags) = set.reload_many(&[a.clone(), b.clone()]);
+        assert!(diags.is_empty() && !forward.is_empty());
+        assert_eq!(set.last_reloaded(), [a.as_path(), b.as_path()]);
+        let back = set.revert();
+        let keys = |l: &CompiledList| {
+            (
+                l.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(),
+                l.v4_prefix.iter().map(|e| e.0).collect::<Vec<_>>(),
+                l.domains.iter().map(|e| e.0).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(keys(&set.compiled().block), keys(&before));
+        // The way back takes out what the reload added (`apply_reload` skips those removals:
+        // they never reached the kernel) and puts back what it dropped.
+        assert!(back
+            .block
+            .v4_exact
+            .remove
+            .contains(&u32::from_be_bytes([192, 0, 2, 2])));
+        assert!(back.block.v4_prefix.upsert.iter().any(|(n, _)| n.len == 8));
+        assert_eq!(
+            back.generation,
+            forward.generation + 1,
+            "the revert is a generation too"
+        );
+        // Every rule resolves to the same file and line as before the reload.
+        let ids_after: Vec<_> = set
+            .compiled()
+            .block
+            .v4_exact
+            .iter()
+            .map(|(_, id)| origin_of(&set, *id))
+            .collect();
+        assert_eq!(ids_after, ids_before);
+        // The files' last good versions are the old ones: an edit builds on them.
+        write(&b, "198.51.100.0/24\n203.0.113.9\n");
+        let d = set.reload(&b).expect("valid edit");
+        assert_eq!(d.block.len(), 1, "only the new line: {d:?}");
     }
 
     #[test]

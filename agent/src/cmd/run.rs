@@ -294,16 +294,17 @@ impl Lists {
             info!("{what}: no change");
             return;
         }
-        match maps.apply(self.set.compiled(), &delta) {
+        match maps.apply_reload(&mut self.set, &delta) {
             Ok(()) => info!(
                 changes = delta.allow.len() + delta.block.len(),
                 ms = started.elapsed().as_millis() as u64,
                 generation = delta.generation,
                 "{what}: applied"
             ),
-            Err(e) => {
+            Err(e @ enforce::ReloadError::TooLarge { .. }) => error!("{what}: {e}"),
+            Err(enforce::ReloadError::Failed(e)) => {
                 self.stale = true;
-                error!("{what}: not applied, the previous lists stay in force: {e}");
+                error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e}");
             }
         }
     }
