@@ -386,6 +386,10 @@ async fn event_loop(a: &mut Agent, sweep_interval: Duration) -> anyhow::Result<(
             }
             _ = drain_tick.tick() => drain(ring.get_mut(), &mut a.sweeper, &mut a.sink, &a.lists.set),
             _ = tick.tick() => {
+                // Announcements first: after a stall (a large list reload), a flow's start
+                // event may still be queued when its end is due, and the sweeper must know the
+                // flow before it writes it, or the late start would reopen it.
+                drain(ring.get_mut(), &mut a.sweeper, &mut a.sink, &a.lists.set);
                 let flows = FlowTable::new(a.loaded.flows.fd(), a.loaded.flows4.fd());
                 if let Err(e) = a.sweeper.sweep(flows, &mut a.sink, &a.lists.set, WallClock::ktime_now()) {
                     error!(error = %e, "sweeping the flow table failed");
