@@ -299,3 +299,49 @@ fn a_signed_head_catches_a_consistently_rewritten_chain() {
     };
     assert!(b.reason.contains("not signed"), "{b}");
 }
+
+#[test]
+fn a_crash_inside_the_first_seal_is_no_tampering_but_a_deleted_manifest_is() {
+    use xdp_audit::store::journal::JournalWriter;
+    use xdp_audit::store::seal::{journal_name, write_segment};
+    use xdp_audit::store::testgen::TrafficGen;
+
+    // The first seal writes its segment, then creates the manifest: a crash between the two
+    // leaves the journal, a segment at chain position 0 and no manifest.
+    let build = |name: &str| {
+        let d = TempDir::new(name);
+        // Recent records: the restart's retention run must not prune them.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(T0, |d| d.as_nanos() as i64);
+        let mut g = TrafficGen::with_rate(7, now - HOUR, 100.0);
+        let records: Vec<_> = (0..500).map(|_| g.next_record()).collect();
+        let mut j = JournalWriter::create(&d.path().join(journal_name(3)), 3).expect("journal");
+        for r in &records {
+            j.append(r);
+        }
+        j.sync().expect("sync journal");
+        drop(j);
+        let mut m = manifest::Manifest::load(d.path(), None).expect("manifest");
+        write_segment(d.path(), records, 3, &mut m).expect("seal");
+        std::fs::remove_file(d.path().join(manifest::MANIFEST)).expect("rm manifest");
+        d
+    };
+    let d = build("t-first-seal");
+    let v = verify(d.path(), None).unwrap_or_else(|b| panic!("an interrupted seal: {b}"));
+    assert_eq!(v.segments, 0, "the segment is not in the chain yet");
+    // The next start seals the journal again, under the same name.
+    drop(Store::open(StoreConfig::new(d.path())).expect("restart"));
+    let v = verify(d.path(), None).unwrap_or_else(|b| panic!("after the restart: {b}"));
+    assert_eq!((v.segments, v.rows), (1, 500));
+
+    // Without its journal the same segment is a store whose manifest was deleted.
+    let d = build("t-manifest-gone");
+    std::fs::remove_file(d.path().join(journal_name(3))).expect("rm journal");
+    expect_broken(
+        d.path(),
+        "manifest.jsonl",
+        "manifest deleted",
+        "deleted manifest",
+    );
+}

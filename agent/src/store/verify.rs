@@ -48,10 +48,12 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     let text = match std::fs::read_to_string(&mpath) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The first seal writes its segment before it creates the manifest: a crash
+            // between the two leaves one segment of an interrupted seal, checked below.
             let has_segments = std::fs::read_dir(dir)
                 .map(|rd| {
                     rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                        .any(|n| is_segment_name(&n))
+                        .any(|n| is_segment_name(&n) && !interrupted_seal(dir, &n, 0))
                 })
                 .unwrap_or(false);
             if has_segments {
