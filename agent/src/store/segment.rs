@@ -17,6 +17,7 @@ use parquet::data_type::{
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
+use parquet::file::serialized_reader::SerializedRowGroupReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{
     SerializedColumnWriter, SerializedFileWriter, SerializedPageWriter, TrackedWrite,
@@ -597,6 +598,56 @@ pub struct SegmentReader {
     crcs: Vec<Vec<u32>>,
     /// Columns in the file: [`col::COUNT`], or [`col::COUNT_V1`] for first-schema segments.
     columns: usize,
+    /// File size in bytes, when opened.
+    size: u64,
+}
+
+/// Part of a segment file held in memory, addressed by file offsets, so the Parquet page
+/// reader reads pages as slices of it.
+struct Region {
+    /// File offset of `data[0]`.
+    start: u64,
+    data: bytes::Bytes,
+    file_len: u64,
+}
+
+impl parquet::file::reader::Length for Region {
+    fn len(&self) -> u64 {
+        self.file_len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Region {
+    type T = bytes::buf::Reader<bytes::Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        let rest = self.data.len() - self.offset(start, 0)?;
+        Ok(self.get_bytes(start, rest)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let o = self.offset(start, length)?;
+        Ok(self.data.slice(o..o + length))
+    }
+}
+
+impl Region {
+    /// The index in `data` of file offset `start`, if `length` bytes from there are held.
+    fn offset(&self, start: u64, length: usize) -> parquet::errors::Result<usize> {
+        let from = start
+            .checked_sub(self.start)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|&o| o.checked_add(length).is_some_and(|e| e <= self.data.len()));
+        match from {
+            Some(o) => Ok(o),
+            None => Err(parquet::errors::ParquetError::EOF(format!(
+                "{length} bytes at offset {start} are outside the column chunks read ({}..{})",
+                self.start,
+                self.start + self.data.len() as u64
+            ))),
+        }
+    }
 }
 
 /// File metadata key holding the CRC-32 of every column chunk (hex, `,` between columns,
@@ -699,12 +750,21 @@ impl SegmentReader {
             op: "open",
             source,
         })?;
+        let size = file
+            .metadata()
+            .map_err(|source| SegmentError::Io {
+                path: path.to_owned(),
+                op: "stat",
+                source,
+            })?
+            .len();
         Ok(Self {
             path: path.to_owned(),
             reader,
             file,
             crcs,
             columns,
+            size,
         })
     }
 
@@ -744,15 +804,7 @@ impl SegmentReader {
         let (at, len) = index::parse_location(text.value.as_deref().unwrap_or_default())
             .map_err(|e| bad(e.to_string()))?;
         // The index lies between the data and the footer: bounded by the file, and small.
-        let size = self
-            .file
-            .metadata()
-            .map_err(|source| SegmentError::Io {
-                path: self.path.clone(),
-                op: "stat",
-                source,
-            })?
-            .len();
+        let size = self.size;
         if at.checked_add(len).is_none_or(|end| end > size) || len > size / 2 + 4096 {
             return Err(bad(format!(
                 "location {at}+{len} is outside the file ({size} bytes)"
@@ -812,11 +864,32 @@ impl SegmentReader {
         }
     }
 
-    /// Checks column chunk `c` of row group `g` against its recorded CRC-32.
-    fn check_chunk(&self, g: usize, c: usize) -> Result<(), SegmentError> {
+    /// Reads the column chunks `columns` of row group `g` into memory with one read, checks
+    /// each against its recorded CRC-32, and returns a row group reader over that memory.
+    /// The Parquet reader would otherwise read a `File` page by page, with a `dup`, a seek and
+    /// a fresh buffer per page header and per page: most of a small query's time.
+    fn load(
+        &self,
+        g: usize,
+        columns: &[usize],
+    ) -> Result<SerializedRowGroupReader<'_, Region>, SegmentError> {
         use std::os::unix::fs::FileExt;
-        let (start, len) = self.reader.metadata().row_group(g).column(c).byte_range();
-        let mut buf = vec![0u8; len as usize];
+        let meta = self.reader.metadata();
+        let rg = meta.row_group(g);
+        let ranges: Vec<(u64, u64)> = columns.iter().map(|&c| rg.column(c).byte_range()).collect();
+        let start = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+        let end = ranges
+            .iter()
+            .map(|r| r.0.saturating_add(r.1))
+            .max()
+            .unwrap_or(0);
+        if end.saturating_sub(start) > self.size {
+            return Err(self.invalid(
+                columns.first().copied().unwrap_or(0),
+                format!("row group {g}: column chunks at {start}..{end} exceed the file"),
+            ));
+        }
+        let mut buf = vec![0u8; (end - start) as usize];
         self.file
             .read_exact_at(&mut buf, start)
             .map_err(|source| SegmentError::Io {
@@ -824,13 +897,27 @@ impl SegmentReader {
                 op: "read column chunk",
                 source,
             })?;
-        if crc32fast::hash(&buf) != self.crcs[g][c] {
-            return Err(self.invalid(
-                c,
-                format!("row group {g}: checksum mismatch at bytes {start}..{} (file damaged; run `xdp-audit verify`)", start + len),
-            ));
+        for (&c, &(s, len)) in columns.iter().zip(&ranges) {
+            let chunk = &buf[(s - start) as usize..(s - start + len) as usize];
+            if crc32fast::hash(chunk) != self.crcs[g][c] {
+                return Err(self.invalid(
+                    c,
+                    format!("row group {g}: checksum mismatch at bytes {s}..{} (file damaged; run `xdp-audit verify`)", s + len),
+                ));
+            }
         }
-        Ok(())
+        let region = Region {
+            start,
+            data: bytes::Bytes::from(buf),
+            file_len: self.size,
+        };
+        SerializedRowGroupReader::new(
+            Arc::new(region),
+            rg,
+            meta.page_index_for_row_group(g),
+            Arc::new(parquet::file::properties::ReaderProperties::builder().build()),
+        )
+        .map_err(pq(&self.path, "open row group"))
     }
 
     fn invalid(&self, c: usize, reason: impl Into<String>) -> SegmentError {
@@ -916,14 +1003,10 @@ impl SegmentReader {
         contains: &dyn Fn(&[u8; 16]) -> bool,
     ) -> Result<Vec<bool>, SegmentError> {
         use parquet::column::page::Page;
-        let rg = self
-            .reader
-            .get_row_group(i)
-            .map_err(pq(&self.path, "open row group"))?;
+        let rg = self.load(i, columns)?;
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut mask = vec![false; rows];
         for &c in columns {
-            self.check_chunk(i, c)?;
             let meta = rg.metadata().column(c);
             let all_dict = meta.dictionary_page_offset().is_some()
                 && meta.page_encoding_stats_mask().is_some_and(|m| {
@@ -1017,16 +1100,11 @@ impl SegmentReader {
     /// Reads the `src_ip` and `dst_ip` columns of row group `i` (16-byte form), so an address
     /// filter can test rows before the other columns are decoded.
     pub fn read_ips(&self, i: usize) -> Result<AddressColumns, SegmentError> {
-        let rg = self
-            .reader
-            .get_row_group(i)
-            .map_err(pq(&self.path, "open row group"))?;
+        let rg = self.load(i, &[col::SRC_IP, col::DST_IP])?;
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut out = Vec::with_capacity(2);
         for c in [col::SRC_IP, col::DST_IP] {
-            self.check_chunk(i, c)?;
-            let (v, _) =
-                self.column::<FixedLenByteArrayType>(rg.as_ref(), c, &[(0, rows)], false)?;
+            let (v, _) = self.column::<FixedLenByteArrayType>(&rg, c, &[(0, rows)], false)?;
             let mut ips = Vec::with_capacity(rows);
             for x in &v {
                 ips.push(
@@ -1048,12 +1126,10 @@ impl SegmentReader {
         i: usize,
         keep: Option<&[bool]>,
     ) -> Result<Vec<FlowRecord>, SegmentError> {
-        let rg = self
-            .reader
-            .get_row_group(i)
-            .map_err(pq(&self.path, "open row group"))?;
+        let all: Vec<usize> = (0..self.columns).collect();
+        let rg = self.load(i, &all)?;
         let rows = rg.metadata().num_rows().max(0) as usize;
-        let g = rg.as_ref();
+        let g = &rg;
         // Matching rows as runs, so the other columns are read only where they are needed.
         let mut runs: Vec<(usize, usize)> = Vec::new();
         match keep {
@@ -1069,9 +1145,6 @@ impl SegmentReader {
         }
         let rows: usize = runs.iter().map(|r| r.1).sum();
         let runs = &runs[..];
-        for c in 0..self.columns {
-            self.check_chunk(i, c)?;
-        }
         let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, runs, false)?;
         let (te, _) = self.column::<Int64Type>(g, col::TIME_END, runs, false)?;
         let (iface, _) = self.column::<ByteArrayType>(g, col::IFACE, runs, false)?;
