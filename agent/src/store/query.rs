@@ -1,8 +1,10 @@
 //! Query: records matching a filter, from the sealed segments and the live journal(s).
 //!
 //! Segments are pruned by the manifest's time range, then row groups by their Parquet
-//! statistics (time, and address range), then rows by the address columns alone before the
-//! other columns are decoded. Segments are scanned on all cores; results come out in chain
+//! statistics (time, and address range), then, for an address filter, by the segment's address
+//! index (`index`: source rows from its run table, the `dst_ip` column opened only when its
+//! Bloom filter does not rule the address out; segments without an index test both address
+//! columns), and only the matching rows of the other columns are decoded. Segments are scanned on all cores; results come out in chain
 //! order (each segment sorted by start time), then the journals in file order.
 
 use std::net::IpAddr;
