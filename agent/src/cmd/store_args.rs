@@ -138,6 +138,7 @@ impl FilterArgs {
             proto,
             since_ns: time("since", &self.since)?,
             until_ns: time("until", &self.until)?,
+            ignore_index: false,
         };
         if let (Some(s), Some(u)) = (f.since_ns, f.until_ns) {
             anyhow::ensure!(s < u, "--since must be before --until");

@@ -12,6 +12,7 @@
 
 pub mod export;
 pub mod fsutil;
+pub mod index;
 pub mod journal;
 pub mod manifest;
 pub mod query;
