@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use parquet::file::writer::{
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
+use super::columns::{Columns, Dict, SortedColumns, NO_RULE};
 use crate::record::{EndReason, FlowRecord, Mac};
 
 /// The Parquet schema of a segment. Column order is part of the format.
@@ -152,24 +154,11 @@ pub enum SegmentError {
     },
 }
 
-fn ip16(ip: IpAddr) -> [u8; 16] {
+/// The 16-byte column form of an address: IPv6 as is, IPv4 mapped into `::ffff:0:0/96`.
+pub fn ip_to_column(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         IpAddr::V6(a) => a.octets(),
-    }
-}
-
-/// The 16-byte column form of an address: IPv6 as is, IPv4 mapped into `::ffff:0:0/96`.
-pub fn ip_to_column(ip: IpAddr) -> [u8; 16] {
-    ip16(ip)
-}
-
-fn ip_version(src: IpAddr, dst: IpAddr) -> i32 {
-    match (src.is_ipv6(), dst.is_ipv6()) {
-        (false, false) => 4,
-        (true, true) => 6,
-        (false, true) => 46,
-        (true, false) => 64,
     }
 }
 
@@ -243,58 +232,14 @@ fn pq(
     }
 }
 
-/// Writes `records` (sorted by start time first) as a segment to `path` and fsyncs it.
-/// Returns the file size in bytes.
-pub fn write(
-    path: &Path,
-    records: &mut [FlowRecord],
-    journal_id: u64,
-) -> Result<u64, SegmentError> {
-    sort_for_pruning(records);
-    write_with(path, records, writer_props(journal_id))
-}
-
-/// Orders rows for pruning and compression.
-pub fn sort_for_pruning(records: &mut [FlowRecord]) {
-    // Client first: a gateway's originators are its clients, so their rows become one run
-    // each (src_ip, src_mac, iface compress to almost nothing, and row-group statistics on
-    // src_ip prune), and start times within a run increase, for the delta encoding.
-    // Rows are bucketed by client (few), each bucket is stably sorted by start time (journal
-    // order is nearly time order, so this is close to linear; ties keep journal order, so a
-    // re-seal after a crash produces the same file), then the records are moved into place.
-    // One unstable sort of compact keys (the index breaks ties, so the order is still
-    // deterministic), then the records are permuted in place by swaps along cycles: sorting
-    // the records themselves would move ~150-byte values log n times, and moving them into a
-    // new vector costs as much again in fresh pages.
-    let mut keys: Vec<(u128, i64, u32)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            (
-                u128::from_be_bytes(ip16(r.src_ip)),
-                r.time_start_ns,
-                i as u32,
-            )
-        })
-        .collect();
-    keys.sort_unstable();
-    // dest[i]: where the record now at i belongs.
-    let mut dest = vec![0u32; keys.len()];
-    for (k, key) in keys.iter().enumerate() {
-        dest[key.2 as usize] = k as u32;
-    }
-    for i in 0..dest.len() {
-        while dest[i] as usize != i {
-            let j = dest[i] as usize;
-            records.swap(i, j);
-            dest.swap(i, j);
-        }
-    }
+/// Writes `rows` as a segment to `path` and fsyncs it. Returns the file size in bytes.
+pub fn write(path: &Path, rows: &SortedColumns, journal_id: u64) -> Result<u64, SegmentError> {
+    write_with(path, rows, writer_props(journal_id))
 }
 
 fn write_with(
     path: &Path,
-    records: &mut [FlowRecord],
+    rows: &SortedColumns,
     props: WriterProperties,
 ) -> Result<u64, SegmentError> {
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq(path, "schema"))?);
@@ -310,8 +255,10 @@ fn write_with(
     )
     .map_err(pq(path, "open writer"))?;
     let mut crc_list = Vec::new();
-    for chunk in records.chunks(ROW_GROUP_ROWS) {
-        let crcs = write_row_group(&mut w, chunk).map_err(pq(path, "write row group"))?;
+    for start in (0..rows.len()).step_by(ROW_GROUP_ROWS) {
+        let group = start..rows.len().min(start + ROW_GROUP_ROWS);
+        let crcs =
+            write_row_group(&mut w, rows.columns(), group).map_err(pq(path, "write row group"))?;
         crc_list.push(
             crcs.iter()
                 .map(|c| format!("{c:08x}"))
@@ -342,10 +289,11 @@ fn write_with(
     Ok(size)
 }
 
-/// Writes one row group; returns the CRC-32 of each column chunk's bytes.
+/// Writes rows `group` as one row group; returns the CRC-32 of each column chunk's bytes.
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
-    rs: &[FlowRecord],
+    cols: &Columns,
+    group: Range<usize>,
 ) -> parquet::errors::Result<Vec<u32>> {
     // Columns are encoded and compressed in parallel into memory, then spliced into the
     // row group in schema order: sealing uses every core.
@@ -363,7 +311,7 @@ fn write_row_group(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(descr) = descrs.get(i) else { break };
-                let r = encode_column(i, rs, descr.clone(), props.clone());
+                let r = encode_column(i, cols, group.clone(), descr.clone(), props.clone());
                 if let Ok(mut slots) = slots.lock() {
                     slots[i] = Some(r);
                 }
@@ -388,11 +336,12 @@ fn write_row_group(
 
 fn encode_column(
     i: usize,
-    rs: &[FlowRecord],
+    cols: &Columns,
+    group: Range<usize>,
     descr: parquet::schema::types::ColumnDescPtr,
     props: parquet::file::properties::WriterPropertiesPtr,
 ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
-    let mut sink = TrackedWrite::new(Vec::with_capacity(rs.len() * 4));
+    let mut sink = TrackedWrite::new(Vec::with_capacity(group.len() * 4));
     let mut closed = None;
     {
         let pages = Box::new(SerializedPageWriter::new(&mut sink));
@@ -403,7 +352,7 @@ fn encode_column(
                 Ok(())
             })),
         );
-        write_values(i, rs, &mut c)?;
+        write_values(i, cols, group, &mut c)?;
         c.close()?;
     }
     let closed = closed.ok_or_else(|| {
@@ -412,144 +361,111 @@ fn encode_column(
     Ok((bytes::Bytes::from(sink.into_inner()?), closed))
 }
 
+/// Hands column `i`'s values of rows `group` to the column writer, straight from the
+/// buffers: 64-bit numbers as slices, narrower numbers widened to the `int32` Parquet stores
+/// them in, strings as one shared buffer per distinct value, fixed-width bytes as slices of
+/// one buffer (no allocation per value).
 fn write_values(
     i: usize,
-    rs: &[FlowRecord],
+    cols: &Columns,
+    g: Range<usize>,
     c: &mut SerializedColumnWriter<'_>,
 ) -> parquet::errors::Result<()> {
-    let i64s = |f: fn(&FlowRecord) -> i64| rs.iter().map(f).collect::<Vec<i64>>();
-    // Byte values share one buffer per column (no allocation per value).
-    let fixed = |width: usize, f: &dyn Fn(&FlowRecord, &mut Vec<u8>)| -> Vec<FixedLenByteArray> {
-        let mut buf = Vec::with_capacity(rs.len() * width);
-        for r in rs {
-            f(r, &mut buf);
-        }
-        let buf = bytes::Bytes::from(buf);
-        (0..rs.len())
-            .map(|k| {
-                FixedLenByteArray::from(ByteArray::from(buf.slice(k * width..(k + 1) * width)))
-            })
+    fn widen<T: Copy + Into<i32>>(v: &[T]) -> Vec<i32> {
+        v.iter().map(|&x| x.into()).collect()
+    }
+    fn fixed<const N: usize>(v: &[[u8; N]]) -> Vec<FixedLenByteArray> {
+        let buf = bytes::Bytes::from(v.as_flattened().to_vec());
+        (0..v.len())
+            .map(|k| FixedLenByteArray::from(ByteArray::from(buf.slice(k * N..(k + 1) * N))))
             .collect()
+    }
+    fn names(d: &Dict) -> Vec<ByteArray> {
+        d.names()
+            .iter()
+            .map(|s| ByteArray::from(bytes::Bytes::copy_from_slice(s.as_bytes())))
+            .collect()
+    }
+    fn optional(v: &[Option<u16>]) -> (Vec<i32>, Vec<i16>) {
+        let defs = v.iter().map(|x| i16::from(x.is_some())).collect();
+        let vals = v.iter().filter_map(|x| x.map(i32::from)).collect();
+        (vals, defs)
+    }
+    let int64 = |c: &mut SerializedColumnWriter<'_>, v: &[i64]| {
+        c.typed::<Int64Type>().write_batch(v, None, None)
     };
-    let i32s = |f: fn(&FlowRecord) -> i32| rs.iter().map(f).collect::<Vec<i32>>();
+    let int32 = |c: &mut SerializedColumnWriter<'_>, v: &[i32]| {
+        c.typed::<Int32Type>().write_batch(v, None, None)
+    };
+    let flba = |c: &mut SerializedColumnWriter<'_>, v: &[FixedLenByteArray]| {
+        c.typed::<FixedLenByteArrayType>()
+            .write_batch(v, None, None)
+    };
     match i {
-        col::TIME_START => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.time_start_ns), None, None)?;
-        }
-        col::TIME_END => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.time_end_ns), None, None)?;
-        }
-        col::IFACE | col::END_REASON => {
-            // Few distinct names: share one buffer per distinct name.
-            let mut seen: Vec<(&str, ByteArray)> = Vec::new();
-            let v: Vec<ByteArray> = rs
+        col::TIME_START => int64(c, &cols.time_start[g])?,
+        col::TIME_END => int64(c, &cols.time_end[g])?,
+        col::IFACE => {
+            let names = names(&cols.ifaces);
+            let v: Vec<ByteArray> = cols.iface[g]
                 .iter()
-                .map(|r| {
-                    let name = if i == col::IFACE {
-                        r.iface.as_str()
-                    } else {
-                        r.end_reason.as_str()
-                    };
-                    if let Some((_, b)) = seen.iter().find(|(n, _)| *n == name) {
-                        return b.clone();
-                    }
-                    let b = ByteArray::from(bytes::Bytes::copy_from_slice(name.as_bytes()));
-                    if seen.len() < 64 {
-                        seen.push((name, b.clone()));
-                    }
-                    b
-                })
+                .map(|&id| names[id as usize].clone())
                 .collect();
-            c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
+            c.typed::<ByteArrayType>().write_batch(&v, None, None)?
         }
         col::IFINDEX => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| r.ifindex as i32), None, None)?;
+            let v: Vec<i32> = cols.ifindex[g].iter().map(|&x| x as i32).collect();
+            int32(c, &v)?
         }
         col::VLAN | col::VLAN_INNER => {
-            let get = |r: &FlowRecord| if i == col::VLAN { r.vlan } else { r.vlan_inner };
-            let defs: Vec<i16> = rs.iter().map(|r| i16::from(get(r).is_some())).collect();
-            let vals: Vec<i32> = rs.iter().filter_map(|r| get(r).map(i32::from)).collect();
+            let v = if i == col::VLAN {
+                &cols.vlan[g]
+            } else {
+                &cols.vlan_inner[g]
+            };
+            let (vals, defs) = optional(v);
             c.typed::<Int32Type>()
-                .write_batch(&vals, Some(&defs), None)?;
+                .write_batch(&vals, Some(&defs), None)?
         }
-        col::SRC_MAC | col::DST_MAC => {
-            let src = i == col::SRC_MAC;
-            let v = fixed(6, &|r, buf| {
-                buf.extend_from_slice(if src { &r.src_mac.0 } else { &r.dst_mac.0 })
-            });
-            c.typed::<FixedLenByteArrayType>()
-                .write_batch(&v, None, None)?;
-        }
-        col::PROTO => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.proto)), None, None)?;
-        }
-        col::IP_VERSION => {
-            c.typed::<Int32Type>().write_batch(
-                &i32s(|r| ip_version(r.src_ip, r.dst_ip)),
-                None,
-                None,
-            )?;
-        }
-        col::SRC_IP | col::DST_IP => {
-            let src = i == col::SRC_IP;
-            let v = fixed(16, &|r, buf| {
-                buf.extend_from_slice(&ip16(if src { r.src_ip } else { r.dst_ip }))
-            });
-            c.typed::<FixedLenByteArrayType>()
-                .write_batch(&v, None, None)?;
-        }
-        col::SRC_PORT => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.src_port)), None, None)?;
-        }
-        col::DST_PORT => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.dst_port)), None, None)?;
-        }
-        col::PACKETS => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.packets as i64), None, None)?;
-        }
-        col::BYTES => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.bytes as i64), None, None)?;
-        }
-        col::RESP_PACKETS => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.resp_packets as i64), None, None)?;
-        }
-        col::RESP_BYTES => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.resp_bytes as i64), None, None)?;
-        }
-        col::TCP_FLAGS => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.tcp_flags)), None, None)?;
-        }
-        col::DROPPED => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.dropped as i64), None, None)?;
-        }
-        col::RULE => {
-            let defs: Vec<i16> = rs.iter().map(|r| i16::from(r.rule.is_some())).collect();
-            let vals: Vec<ByteArray> = rs
+        col::SRC_MAC => flba(c, &fixed(&cols.src_mac[g]))?,
+        col::DST_MAC => flba(c, &fixed(&cols.dst_mac[g]))?,
+        col::PROTO => int32(c, &widen(&cols.proto[g]))?,
+        col::IP_VERSION => int32(c, &widen(&cols.ip_version[g]))?,
+        col::SRC_IP => flba(c, &fixed(&cols.src_ip[g]))?,
+        col::SRC_PORT => int32(c, &widen(&cols.src_port[g]))?,
+        col::DST_IP => flba(c, &fixed(&cols.dst_ip[g]))?,
+        col::DST_PORT => int32(c, &widen(&cols.dst_port[g]))?,
+        col::PACKETS => int64(c, &cols.packets[g])?,
+        col::BYTES => int64(c, &cols.bytes[g])?,
+        col::RESP_PACKETS => int64(c, &cols.resp_packets[g])?,
+        col::RESP_BYTES => int64(c, &cols.resp_bytes[g])?,
+        col::TCP_FLAGS => int32(c, &widen(&cols.tcp_flags[g]))?,
+        col::END_REASON => {
+            // The names are static: sharing them costs no allocation and no reference count.
+            let v: Vec<ByteArray> = cols.end_reason[g]
                 .iter()
-                .filter_map(|r| r.rule.as_deref())
-                .map(|s| ByteArray::from(bytes::Bytes::copy_from_slice(s.as_bytes())))
+                .map(|r| ByteArray::from(bytes::Bytes::from_static(r.as_str().as_bytes())))
+                .collect();
+            c.typed::<ByteArrayType>().write_batch(&v, None, None)?
+        }
+        col::DROPPED => int64(c, &cols.dropped[g])?,
+        col::RULE => {
+            let names = names(&cols.rules);
+            let ids = &cols.rule[g];
+            let defs: Vec<i16> = ids.iter().map(|&id| i16::from(id != NO_RULE)).collect();
+            let vals: Vec<ByteArray> = ids
+                .iter()
+                .filter(|&&id| id != NO_RULE)
+                .map(|&id| names[id as usize].clone())
                 .collect();
             c.typed::<ByteArrayType>()
-                .write_batch(&vals, Some(&defs), None)?;
+                .write_batch(&vals, Some(&defs), None)?
         }
         _ => {
             return Err(parquet::errors::ParquetError::General(format!(
                 "schema has an unexpected column {i}"
             )))
         }
-    }
+    };
     Ok(())
 }
 
@@ -1207,8 +1123,15 @@ mod tests {
         recs[7].src_ip = "::ffff:10.1.2.3".parse().expect("ip"); // a v4-mapped IPv6 address stays v6
         recs[8].packets = u64::MAX;
         recs[9].iface = "ünïcode0".into();
-        let mut sorted = recs.clone();
-        write(&path, &mut sorted, 1).expect("write segment");
+        let rows = recs
+            .iter()
+            .collect::<Columns>()
+            .into_row_order()
+            .expect("order");
+        write(&path, &rows, 1).expect("write segment");
+        let sorted: Vec<FlowRecord> = (0..rows.len())
+            .filter_map(|k| rows.columns().record(k))
+            .collect();
         let back = SegmentReader::open(&path)
             .expect("open")
             .read_all()
@@ -1247,8 +1170,13 @@ mod size_tests {
         let path = dir.join("hour.parquet");
         let mut g = TrafficGen::new(9, 1_700_000_000_000_000_000);
         let n = 13 * 3600;
-        let mut recs: Vec<FlowRecord> = (0..n).map(|_| g.next_record()).collect();
-        let size = write(&path, &mut recs, 1).expect("write segment");
+        let recs: Vec<FlowRecord> = (0..n).map(|_| g.next_record()).collect();
+        let rows = recs
+            .iter()
+            .collect::<Columns>()
+            .into_row_order()
+            .expect("order");
+        let size = write(&path, &rows, 1).expect("write segment");
         let per = size as f64 / n as f64;
         assert!(
             per <= 24.0,
