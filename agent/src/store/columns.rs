@@ -148,7 +148,7 @@ macro_rules! each_column {
 }
 
 /// `v` reordered so that row `k` is old row `perm[k]`: one sequential pass per column.
-fn gather<T: Copy>(v: &[T], perm: &[u32]) -> Vec<T> {
+pub(crate) fn gather<T: Copy>(v: &[T], perm: &[u32]) -> Vec<T> {
     perm.iter().map(|&i| v[i as usize]).collect()
 }
 
@@ -299,18 +299,21 @@ impl Columns {
     /// The rows in segment order: by source address (its 16-byte form read as a big-endian
     /// number), then start time, ties in journal order. This order is part of the format: a
     /// re-seal after a crash must write the same file, byte for byte.
-    pub fn into_row_order(mut self) -> Result<SortedColumns, ColumnsError> {
+    ///
+    /// Only the order and the two address columns are computed here; the writer gathers
+    /// every other column through the order while it encodes it, on its own thread, so no
+    /// second copy of the whole segment is ever built.
+    pub fn into_row_order(self) -> Result<SortedColumns, ColumnsError> {
         if self.len() > MAX_ROWS {
             return Err(ColumnsError::TooManyRows { rows: self.len() });
         }
         let perm = self.row_order();
-        macro_rules! reorder {
-            ($f:ident) => {
-                self.$f = gather(&self.$f, &perm)
-            };
-        }
-        each_column!(reorder);
-        Ok(SortedColumns(self))
+        Ok(SortedColumns {
+            src_ip: gather(&self.src_ip, &perm),
+            dst_ip: gather(&self.dst_ip, &perm),
+            perm,
+            journal: self,
+        })
     }
 
     /// The permutation putting rows in segment order: `perm[k]` is the journal index of row k.
@@ -379,35 +382,46 @@ impl<'a> FromIterator<&'a FlowRecord> for Columns {
     }
 }
 
-/// Column buffers in segment row order (see [`Columns::into_row_order`]): what a segment is
-/// written from. The type makes "sorted" a fact the writer can rely on.
+/// Column buffers with their segment row order (see [`Columns::into_row_order`]): what a
+/// segment is written from. The type makes "sorted" a fact the writer can rely on.
 #[derive(Clone, Debug)]
-pub struct SortedColumns(Columns);
+pub struct SortedColumns {
+    /// The buffers in journal order.
+    pub(crate) journal: Columns,
+    /// `perm[k]`: the journal index of segment row `k`.
+    pub(crate) perm: Vec<u32>,
+    /// Source addresses in segment row order.
+    src_ip: Vec<[u8; 16]>,
+    /// Destination addresses in segment row order.
+    dst_ip: Vec<[u8; 16]>,
+}
 
 impl SortedColumns {
-    /// The buffers, row `k` being row `k` of the segment.
-    pub fn columns(&self) -> &Columns {
-        &self.0
-    }
-
     /// Rows held.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.perm.len()
     }
 
     /// Whether no row is held.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.perm.is_empty()
     }
 
-    /// Source addresses in segment row order (for per-segment address indexes).
+    /// Segment row `k` as a record (tests compare it with what a segment gives back).
+    pub fn record(&self, k: usize) -> Option<FlowRecord> {
+        self.journal.record(*self.perm.get(k)? as usize)
+    }
+
+    /// Source addresses (16-byte column form) in segment row order, for per-segment
+    /// address indexes.
     pub fn src_ip(&self) -> &[[u8; 16]] {
-        self.0.src_ip()
+        &self.src_ip
     }
 
-    /// Destination addresses in segment row order (for per-segment address indexes).
+    /// Destination addresses (16-byte column form) in segment row order, for per-segment
+    /// address indexes.
     pub fn dst_ip(&self) -> &[[u8; 16]] {
-        self.0.dst_ip()
+        &self.dst_ip
     }
 }
 
@@ -444,8 +458,12 @@ mod tests {
             .collect();
         want.sort();
         let got: Vec<FlowRecord> = (0..sorted.len())
-            .map(|k| sorted.columns().record(k).expect("row"))
+            .map(|k| sorted.record(k).expect("row"))
             .collect();
+        let src: Vec<[u8; 16]> = got.iter().map(|r| ip_to_column(r.src_ip)).collect();
+        let dst: Vec<[u8; 16]> = got.iter().map(|r| ip_to_column(r.dst_ip)).collect();
+        assert_eq!(sorted.src_ip(), src);
+        assert_eq!(sorted.dst_ip(), dst);
         let want: Vec<FlowRecord> = want.iter().map(|k| recs[k.2].clone()).collect();
         assert_eq!(got, want);
     }

@@ -25,7 +25,7 @@ use parquet::file::writer::{
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
-use super::columns::{Columns, Dict, SortedColumns, NO_RULE};
+use super::columns::{gather, Dict, SortedColumns, NO_RULE};
 use crate::record::{EndReason, FlowRecord, Mac};
 
 /// The Parquet schema of a segment. Column order is part of the format.
@@ -257,8 +257,7 @@ fn write_with(
     let mut crc_list = Vec::new();
     for start in (0..rows.len()).step_by(ROW_GROUP_ROWS) {
         let group = start..rows.len().min(start + ROW_GROUP_ROWS);
-        let crcs =
-            write_row_group(&mut w, rows.columns(), group).map_err(pq(path, "write row group"))?;
+        let crcs = write_row_group(&mut w, rows, group).map_err(pq(path, "write row group"))?;
         crc_list.push(
             crcs.iter()
                 .map(|c| format!("{c:08x}"))
@@ -292,7 +291,7 @@ fn write_with(
 /// Writes rows `group` as one row group; returns the CRC-32 of each column chunk's bytes.
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
-    cols: &Columns,
+    rows: &SortedColumns,
     group: Range<usize>,
 ) -> parquet::errors::Result<Vec<u32>> {
     // Columns are encoded and compressed in parallel into memory, then spliced into the
@@ -311,7 +310,7 @@ fn write_row_group(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(descr) = descrs.get(i) else { break };
-                let r = encode_column(i, cols, group.clone(), descr.clone(), props.clone());
+                let r = encode_column(i, rows, group.clone(), descr.clone(), props.clone());
                 if let Ok(mut slots) = slots.lock() {
                     slots[i] = Some(r);
                 }
@@ -336,7 +335,7 @@ fn write_row_group(
 
 fn encode_column(
     i: usize,
-    cols: &Columns,
+    rows: &SortedColumns,
     group: Range<usize>,
     descr: parquet::schema::types::ColumnDescPtr,
     props: parquet::file::properties::WriterPropertiesPtr,
@@ -352,7 +351,7 @@ fn encode_column(
                 Ok(())
             })),
         );
-        write_values(i, cols, group, &mut c)?;
+        write_values(i, rows, group, &mut c)?;
         c.close()?;
     }
     let closed = closed.ok_or_else(|| {
@@ -361,38 +360,56 @@ fn encode_column(
     Ok((bytes::Bytes::from(sink.into_inner()?), closed))
 }
 
-/// Hands column `i`'s values of rows `group` to the column writer, straight from the
-/// buffers: 64-bit numbers as slices, narrower numbers widened to the `int32` Parquet stores
-/// them in, strings as one shared buffer per distinct value, fixed-width bytes as slices of
-/// one buffer (no allocation per value).
+/// Hands column `i`'s values of segment rows `g` to the column writer, gathered from the
+/// journal-order buffers through the row order in one pass: 64-bit numbers as they are,
+/// narrower numbers widened to the `int32` Parquet stores them in, strings as one shared
+/// buffer per distinct value, fixed-width bytes as slices of one buffer (no allocation per
+/// value).
 fn write_values(
     i: usize,
-    cols: &Columns,
+    rows: &SortedColumns,
     g: Range<usize>,
     c: &mut SerializedColumnWriter<'_>,
 ) -> parquet::errors::Result<()> {
-    fn widen<T: Copy + Into<i32>>(v: &[T]) -> Vec<i32> {
-        v.iter().map(|&x| x.into()).collect()
-    }
-    fn fixed<const N: usize>(v: &[[u8; N]]) -> Vec<FixedLenByteArray> {
-        let buf = bytes::Bytes::from(v.as_flattened().to_vec());
-        (0..v.len())
+    let cols = &rows.journal;
+    let perm = &rows.perm[g.clone()];
+    let widen = |v: &[u8]| -> Vec<i32> { perm.iter().map(|&j| i32::from(v[j as usize])).collect() };
+    let widen16 =
+        |v: &[u16]| -> Vec<i32> { perm.iter().map(|&j| i32::from(v[j as usize])).collect() };
+    fn slices<const N: usize>(buf: Vec<u8>) -> Vec<FixedLenByteArray> {
+        let buf = bytes::Bytes::from(buf);
+        (0..buf.len() / N)
             .map(|k| FixedLenByteArray::from(ByteArray::from(buf.slice(k * N..(k + 1) * N))))
             .collect()
     }
+    let macs = |v: &[[u8; 6]]| -> Vec<FixedLenByteArray> {
+        let mut buf = Vec::with_capacity(perm.len() * 6);
+        for &j in perm {
+            buf.extend_from_slice(&v[j as usize]);
+        }
+        slices::<6>(buf)
+    };
+    let ips = |v: &[[u8; 16]]| slices::<16>(v[g.clone()].as_flattened().to_vec());
     fn names(d: &Dict) -> Vec<ByteArray> {
         d.names()
             .iter()
             .map(|s| ByteArray::from(bytes::Bytes::copy_from_slice(s.as_bytes())))
             .collect()
     }
-    fn optional(v: &[Option<u16>]) -> (Vec<i32>, Vec<i16>) {
-        let defs = v.iter().map(|x| i16::from(x.is_some())).collect();
-        let vals = v.iter().filter_map(|x| x.map(i32::from)).collect();
+    let optional = |v: &[Option<u16>]| -> (Vec<i32>, Vec<i16>) {
+        let defs = perm
+            .iter()
+            .map(|&j| i16::from(v[j as usize].is_some()))
+            .collect();
+        let vals = perm
+            .iter()
+            .filter_map(|&j| v[j as usize].map(i32::from))
+            .collect();
         (vals, defs)
-    }
+    };
     let int64 = |c: &mut SerializedColumnWriter<'_>, v: &[i64]| {
-        c.typed::<Int64Type>().write_batch(v, None, None)
+        c.typed::<Int64Type>()
+            .write_batch(&gather(v, perm), None, None)
     };
     let int32 = |c: &mut SerializedColumnWriter<'_>, v: &[i32]| {
         c.typed::<Int32Type>().write_batch(v, None, None)
@@ -402,55 +419,60 @@ fn write_values(
             .write_batch(v, None, None)
     };
     match i {
-        col::TIME_START => int64(c, &cols.time_start[g])?,
-        col::TIME_END => int64(c, &cols.time_end[g])?,
+        col::TIME_START => int64(c, &cols.time_start)?,
+        col::TIME_END => int64(c, &cols.time_end)?,
         col::IFACE => {
             let names = names(&cols.ifaces);
-            let v: Vec<ByteArray> = cols.iface[g]
+            let v: Vec<ByteArray> = perm
                 .iter()
-                .map(|&id| names[id as usize].clone())
+                .map(|&j| names[cols.iface[j as usize] as usize].clone())
                 .collect();
             c.typed::<ByteArrayType>().write_batch(&v, None, None)?
         }
         col::IFINDEX => {
-            let v: Vec<i32> = cols.ifindex[g].iter().map(|&x| x as i32).collect();
+            let v: Vec<i32> = perm
+                .iter()
+                .map(|&j| cols.ifindex[j as usize] as i32)
+                .collect();
             int32(c, &v)?
         }
         col::VLAN | col::VLAN_INNER => {
-            let v = if i == col::VLAN {
-                &cols.vlan[g]
+            let (vals, defs) = optional(if i == col::VLAN {
+                &cols.vlan
             } else {
-                &cols.vlan_inner[g]
-            };
-            let (vals, defs) = optional(v);
+                &cols.vlan_inner
+            });
             c.typed::<Int32Type>()
                 .write_batch(&vals, Some(&defs), None)?
         }
-        col::SRC_MAC => flba(c, &fixed(&cols.src_mac[g]))?,
-        col::DST_MAC => flba(c, &fixed(&cols.dst_mac[g]))?,
-        col::PROTO => int32(c, &widen(&cols.proto[g]))?,
-        col::IP_VERSION => int32(c, &widen(&cols.ip_version[g]))?,
-        col::SRC_IP => flba(c, &fixed(&cols.src_ip[g]))?,
-        col::SRC_PORT => int32(c, &widen(&cols.src_port[g]))?,
-        col::DST_IP => flba(c, &fixed(&cols.dst_ip[g]))?,
-        col::DST_PORT => int32(c, &widen(&cols.dst_port[g]))?,
-        col::PACKETS => int64(c, &cols.packets[g])?,
-        col::BYTES => int64(c, &cols.bytes[g])?,
-        col::RESP_PACKETS => int64(c, &cols.resp_packets[g])?,
-        col::RESP_BYTES => int64(c, &cols.resp_bytes[g])?,
-        col::TCP_FLAGS => int32(c, &widen(&cols.tcp_flags[g]))?,
+        col::SRC_MAC => flba(c, &macs(&cols.src_mac))?,
+        col::DST_MAC => flba(c, &macs(&cols.dst_mac))?,
+        col::PROTO => int32(c, &widen(&cols.proto))?,
+        col::IP_VERSION => int32(c, &widen(&cols.ip_version))?,
+        col::SRC_IP => flba(c, &ips(rows.src_ip()))?,
+        col::SRC_PORT => int32(c, &widen16(&cols.src_port))?,
+        col::DST_IP => flba(c, &ips(rows.dst_ip()))?,
+        col::DST_PORT => int32(c, &widen16(&cols.dst_port))?,
+        col::PACKETS => int64(c, &cols.packets)?,
+        col::BYTES => int64(c, &cols.bytes)?,
+        col::RESP_PACKETS => int64(c, &cols.resp_packets)?,
+        col::RESP_BYTES => int64(c, &cols.resp_bytes)?,
+        col::TCP_FLAGS => int32(c, &widen(&cols.tcp_flags))?,
         col::END_REASON => {
             // The names are static: sharing them costs no allocation and no reference count.
-            let v: Vec<ByteArray> = cols.end_reason[g]
+            let v: Vec<ByteArray> = perm
                 .iter()
-                .map(|r| ByteArray::from(bytes::Bytes::from_static(r.as_str().as_bytes())))
+                .map(|&j| {
+                    let name = cols.end_reason[j as usize].as_str();
+                    ByteArray::from(bytes::Bytes::from_static(name.as_bytes()))
+                })
                 .collect();
             c.typed::<ByteArrayType>().write_batch(&v, None, None)?
         }
-        col::DROPPED => int64(c, &cols.dropped[g])?,
+        col::DROPPED => int64(c, &cols.dropped)?,
         col::RULE => {
             let names = names(&cols.rules);
-            let ids = &cols.rule[g];
+            let ids: Vec<u32> = gather(&cols.rule, perm);
             let defs: Vec<i16> = ids.iter().map(|&id| i16::from(id != NO_RULE)).collect();
             let vals: Vec<ByteArray> = ids
                 .iter()
@@ -1108,6 +1130,7 @@ pub fn column_name(c: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::columns::Columns;
     use crate::store::testgen::TrafficGen;
 
     #[test]
@@ -1129,9 +1152,7 @@ mod tests {
             .into_row_order()
             .expect("order");
         write(&path, &rows, 1).expect("write segment");
-        let sorted: Vec<FlowRecord> = (0..rows.len())
-            .filter_map(|k| rows.columns().record(k))
-            .collect();
+        let sorted: Vec<FlowRecord> = (0..rows.len()).filter_map(|k| rows.record(k)).collect();
         let back = SegmentReader::open(&path)
             .expect("open")
             .read_all()
@@ -1161,6 +1182,7 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+    use crate::store::columns::Columns;
     use crate::store::testgen::TrafficGen;
 
     #[test]
