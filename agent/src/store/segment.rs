@@ -25,7 +25,7 @@ use parquet::file::writer::{
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
-use super::columns::{gather, Dict, SortedColumns, NO_RULE};
+use super::columns::{Dict, SortedColumns, NO_RULE};
 use crate::record::{EndReason, FlowRecord, Mac};
 
 /// The Parquet schema of a segment. Column order is part of the format.
@@ -360,11 +360,60 @@ fn encode_column(
     Ok((bytes::Bytes::from(sink.into_inner()?), closed))
 }
 
+/// Rows handed to a column writer at once: one page (see `set_data_page_row_count_limit`),
+/// so the gathered values stay in cache and their buffers are reused instead of a fresh
+/// segment-long vector per column. A multiple of the writer's batch size (1,024), so pages
+/// are cut exactly where one call for the whole column would cut them.
+const WRITE_CHUNK: usize = 8192;
+
+/// Feeds a column writer chunk by chunk: `fill(rows, values, definition levels)` gathers the
+/// values of the journal rows `rows` (segment order) into the cleared buffers.
+fn write_chunked<T: DataType>(
+    c: &mut SerializedColumnWriter<'_>,
+    perm: &[u32],
+    optional: bool,
+    mut fill: impl FnMut(&[u32], &mut Vec<T::T>, &mut Vec<i16>),
+) -> parquet::errors::Result<()> {
+    let w = c.typed::<T>();
+    let mut vals = Vec::with_capacity(WRITE_CHUNK);
+    let mut defs = Vec::with_capacity(if optional { WRITE_CHUNK } else { 0 });
+    for rows in perm.chunks(WRITE_CHUNK) {
+        vals.clear();
+        defs.clear();
+        fill(rows, &mut vals, &mut defs);
+        w.write_batch(&vals, optional.then_some(&defs[..]), None)?;
+    }
+    Ok(())
+}
+
+/// Fixed-width values as slices of one shared buffer (no allocation per value).
+fn push_fixed<const N: usize>(
+    values: impl Iterator<Item = [u8; N]>,
+    out: &mut Vec<FixedLenByteArray>,
+) {
+    let mut buf = Vec::with_capacity(WRITE_CHUNK * N);
+    for v in values {
+        buf.extend_from_slice(&v);
+    }
+    let buf = bytes::Bytes::from(buf);
+    out.extend(
+        (0..buf.len() / N)
+            .map(|k| FixedLenByteArray::from(ByteArray::from(buf.slice(k * N..(k + 1) * N)))),
+    );
+}
+
+/// The distinct strings of a column, each as one shared buffer.
+fn dict_values(d: &Dict) -> Vec<ByteArray> {
+    d.names()
+        .iter()
+        .map(|s| ByteArray::from(bytes::Bytes::copy_from_slice(s.as_bytes())))
+        .collect()
+}
+
 /// Hands column `i`'s values of segment rows `g` to the column writer, gathered from the
-/// journal-order buffers through the row order in one pass: 64-bit numbers as they are,
-/// narrower numbers widened to the `int32` Parquet stores them in, strings as one shared
-/// buffer per distinct value, fixed-width bytes as slices of one buffer (no allocation per
-/// value).
+/// journal-order buffers through the row order: 64-bit numbers as they are, narrower numbers
+/// widened to the `int32` Parquet stores them in, strings as one shared buffer per distinct
+/// value.
 fn write_values(
     i: usize,
     rows: &SortedColumns,
@@ -373,122 +422,90 @@ fn write_values(
 ) -> parquet::errors::Result<()> {
     let cols = &rows.journal;
     let perm = &rows.perm[g.clone()];
-    let widen = |v: &[u8]| -> Vec<i32> { perm.iter().map(|&j| i32::from(v[j as usize])).collect() };
-    let widen16 =
-        |v: &[u16]| -> Vec<i32> { perm.iter().map(|&j| i32::from(v[j as usize])).collect() };
-    fn slices<const N: usize>(buf: Vec<u8>) -> Vec<FixedLenByteArray> {
-        let buf = bytes::Bytes::from(buf);
-        (0..buf.len() / N)
-            .map(|k| FixedLenByteArray::from(ByteArray::from(buf.slice(k * N..(k + 1) * N))))
-            .collect()
-    }
-    let macs = |v: &[[u8; 6]]| -> Vec<FixedLenByteArray> {
-        let mut buf = Vec::with_capacity(perm.len() * 6);
-        for &j in perm {
-            buf.extend_from_slice(&v[j as usize]);
-        }
-        slices::<6>(buf)
-    };
-    let ips = |v: &[[u8; 16]]| slices::<16>(v[g.clone()].as_flattened().to_vec());
-    fn names(d: &Dict) -> Vec<ByteArray> {
-        d.names()
-            .iter()
-            .map(|s| ByteArray::from(bytes::Bytes::copy_from_slice(s.as_bytes())))
-            .collect()
-    }
-    let optional = |v: &[Option<u16>]| -> (Vec<i32>, Vec<i16>) {
-        let defs = perm
-            .iter()
-            .map(|&j| i16::from(v[j as usize].is_some()))
-            .collect();
-        let vals = perm
-            .iter()
-            .filter_map(|&j| v[j as usize].map(i32::from))
-            .collect();
-        (vals, defs)
-    };
     let int64 = |c: &mut SerializedColumnWriter<'_>, v: &[i64]| {
-        c.typed::<Int64Type>()
-            .write_batch(&gather(v, perm), None, None)
+        write_chunked::<Int64Type>(c, perm, false, |p, out, _| {
+            out.extend(p.iter().map(|&j| v[j as usize]));
+        })
     };
-    let int32 = |c: &mut SerializedColumnWriter<'_>, v: &[i32]| {
-        c.typed::<Int32Type>().write_batch(v, None, None)
+    let int32 = |c: &mut SerializedColumnWriter<'_>, v: &dyn Fn(usize) -> i32| {
+        write_chunked::<Int32Type>(c, perm, false, |p, out, _| {
+            out.extend(p.iter().map(|&j| v(j as usize)));
+        })
     };
-    let flba = |c: &mut SerializedColumnWriter<'_>, v: &[FixedLenByteArray]| {
-        c.typed::<FixedLenByteArrayType>()
-            .write_batch(v, None, None)
+    let optional = |c: &mut SerializedColumnWriter<'_>, v: &[Option<u16>]| {
+        write_chunked::<Int32Type>(c, perm, true, |p, out, defs| {
+            for &j in p {
+                let x = v[j as usize];
+                defs.push(i16::from(x.is_some()));
+                out.extend(x.map(i32::from));
+            }
+        })
+    };
+    let mac = |c: &mut SerializedColumnWriter<'_>, v: &[[u8; 6]]| {
+        write_chunked::<FixedLenByteArrayType>(c, perm, false, |p, out, _| {
+            push_fixed(p.iter().map(|&j| v[j as usize]), out);
+        })
+    };
+    // Addresses are already in segment order (see `SortedColumns::src_ip`).
+    let ip = |c: &mut SerializedColumnWriter<'_>, v: &[[u8; 16]]| {
+        let mut at = g.start;
+        write_chunked::<FixedLenByteArrayType>(c, perm, false, |p, out, _| {
+            push_fixed(v[at..at + p.len()].iter().copied(), out);
+            at += p.len();
+        })
     };
     match i {
-        col::TIME_START => int64(c, &cols.time_start)?,
-        col::TIME_END => int64(c, &cols.time_end)?,
+        col::TIME_START => int64(c, &cols.time_start),
+        col::TIME_END => int64(c, &cols.time_end),
         col::IFACE => {
-            let names = names(&cols.ifaces);
-            let v: Vec<ByteArray> = perm
-                .iter()
-                .map(|&j| names[cols.iface[j as usize] as usize].clone())
-                .collect();
-            c.typed::<ByteArrayType>().write_batch(&v, None, None)?
+            let names = dict_values(&cols.ifaces);
+            write_chunked::<ByteArrayType>(c, perm, false, |p, out, _| {
+                out.extend(
+                    p.iter()
+                        .map(|&j| names[cols.iface[j as usize] as usize].clone()),
+                );
+            })
         }
-        col::IFINDEX => {
-            let v: Vec<i32> = perm
-                .iter()
-                .map(|&j| cols.ifindex[j as usize] as i32)
-                .collect();
-            int32(c, &v)?
-        }
-        col::VLAN | col::VLAN_INNER => {
-            let (vals, defs) = optional(if i == col::VLAN {
-                &cols.vlan
-            } else {
-                &cols.vlan_inner
-            });
-            c.typed::<Int32Type>()
-                .write_batch(&vals, Some(&defs), None)?
-        }
-        col::SRC_MAC => flba(c, &macs(&cols.src_mac))?,
-        col::DST_MAC => flba(c, &macs(&cols.dst_mac))?,
-        col::PROTO => int32(c, &widen(&cols.proto))?,
-        col::IP_VERSION => int32(c, &widen(&cols.ip_version))?,
-        col::SRC_IP => flba(c, &ips(rows.src_ip()))?,
-        col::SRC_PORT => int32(c, &widen16(&cols.src_port))?,
-        col::DST_IP => flba(c, &ips(rows.dst_ip()))?,
-        col::DST_PORT => int32(c, &widen16(&cols.dst_port))?,
-        col::PACKETS => int64(c, &cols.packets)?,
-        col::BYTES => int64(c, &cols.bytes)?,
-        col::RESP_PACKETS => int64(c, &cols.resp_packets)?,
-        col::RESP_BYTES => int64(c, &cols.resp_bytes)?,
-        col::TCP_FLAGS => int32(c, &widen(&cols.tcp_flags))?,
-        col::END_REASON => {
+        col::IFINDEX => int32(c, &|j| cols.ifindex[j] as i32),
+        col::VLAN => optional(c, &cols.vlan),
+        col::VLAN_INNER => optional(c, &cols.vlan_inner),
+        col::SRC_MAC => mac(c, &cols.src_mac),
+        col::DST_MAC => mac(c, &cols.dst_mac),
+        col::PROTO => int32(c, &|j| i32::from(cols.proto[j])),
+        col::IP_VERSION => int32(c, &|j| i32::from(cols.ip_version[j])),
+        col::SRC_IP => ip(c, rows.src_ip()),
+        col::SRC_PORT => int32(c, &|j| i32::from(cols.src_port[j])),
+        col::DST_IP => ip(c, rows.dst_ip()),
+        col::DST_PORT => int32(c, &|j| i32::from(cols.dst_port[j])),
+        col::PACKETS => int64(c, &cols.packets),
+        col::BYTES => int64(c, &cols.bytes),
+        col::RESP_PACKETS => int64(c, &cols.resp_packets),
+        col::RESP_BYTES => int64(c, &cols.resp_bytes),
+        col::TCP_FLAGS => int32(c, &|j| i32::from(cols.tcp_flags[j])),
+        col::END_REASON => write_chunked::<ByteArrayType>(c, perm, false, |p, out, _| {
             // The names are static: sharing them costs no allocation and no reference count.
-            let v: Vec<ByteArray> = perm
-                .iter()
-                .map(|&j| {
-                    let name = cols.end_reason[j as usize].as_str();
-                    ByteArray::from(bytes::Bytes::from_static(name.as_bytes()))
-                })
-                .collect();
-            c.typed::<ByteArrayType>().write_batch(&v, None, None)?
-        }
-        col::DROPPED => int64(c, &cols.dropped)?,
+            out.extend(p.iter().map(|&j| {
+                let name = cols.end_reason[j as usize].as_str();
+                ByteArray::from(bytes::Bytes::from_static(name.as_bytes()))
+            }));
+        }),
+        col::DROPPED => int64(c, &cols.dropped),
         col::RULE => {
-            let names = names(&cols.rules);
-            let ids: Vec<u32> = gather(&cols.rule, perm);
-            let defs: Vec<i16> = ids.iter().map(|&id| i16::from(id != NO_RULE)).collect();
-            let vals: Vec<ByteArray> = ids
-                .iter()
-                .filter(|&&id| id != NO_RULE)
-                .map(|&id| names[id as usize].clone())
-                .collect();
-            c.typed::<ByteArrayType>()
-                .write_batch(&vals, Some(&defs), None)?
+            let names = dict_values(&cols.rules);
+            write_chunked::<ByteArrayType>(c, perm, true, |p, out, defs| {
+                for &j in p {
+                    let id = cols.rule[j as usize];
+                    defs.push(i16::from(id != NO_RULE));
+                    if id != NO_RULE {
+                        out.push(names[id as usize].clone());
+                    }
+                }
+            })
         }
-        _ => {
-            return Err(parquet::errors::ParquetError::General(format!(
-                "schema has an unexpected column {i}"
-            )))
-        }
-    };
-    Ok(())
+        _ => Err(parquet::errors::ParquetError::General(format!(
+            "schema has an unexpected column {i}"
+        ))),
+    }
 }
 
 /// The `src_ip` and `dst_ip` columns of a row group, 16-byte form.
