@@ -118,13 +118,12 @@ pub struct Columns {
     pub(crate) rules: Dict,
 }
 
-/// Applies `$m!(field)` to every per-row vector of [`Columns`], so adding a column cannot
-/// miss one of the bulk operations.
-macro_rules! each_column {
+/// Applies `$m!(field)` to every per-row vector of [`Columns`] but the two holding
+/// dictionary ids (`iface`, `rule`), so adding a column cannot miss one of the bulk operations.
+macro_rules! each_plain_column {
     ($m:ident) => {
         $m!(time_start);
         $m!(time_end);
-        $m!(iface);
         $m!(ifindex);
         $m!(vlan);
         $m!(vlan_inner);
@@ -143,7 +142,6 @@ macro_rules! each_column {
         $m!(tcp_flags);
         $m!(end_reason);
         $m!(dropped);
-        $m!(rule);
     };
 }
 
@@ -161,7 +159,9 @@ impl Columns {
                 c.$f.reserve_exact(rows)
             };
         }
-        each_column!(reserve);
+        each_plain_column!(reserve);
+        reserve!(iface);
+        reserve!(rule);
         c
     }
 
@@ -203,6 +203,35 @@ impl Columns {
             None => NO_RULE,
         };
         self.rule.push(rule);
+    }
+
+    /// Appends `other`'s rows after these, mapping its dictionary ids into these
+    /// dictionaries (a journal decoded in parts becomes one).
+    pub(crate) fn append(&mut self, other: Columns) {
+        let ifaces: Vec<u32> = other
+            .ifaces
+            .names
+            .iter()
+            .map(|n| self.ifaces.intern(n))
+            .collect();
+        let rules: Vec<u32> = other
+            .rules
+            .names
+            .iter()
+            .map(|n| self.rules.intern(n))
+            .collect();
+        self.iface
+            .extend(other.iface.iter().map(|&id| ifaces[id as usize]));
+        self.rule.extend(other.rule.iter().map(|&id| match id {
+            NO_RULE => NO_RULE,
+            id => rules[id as usize],
+        }));
+        macro_rules! extend {
+            ($f:ident) => {
+                self.$f.extend_from_slice(&other.$f)
+            };
+        }
+        each_plain_column!(extend);
     }
 
     /// Appends one record (tests and benchmarks build segments from generated records; the

@@ -444,6 +444,66 @@ pub struct Frames {
     pub torn: Option<TornTail>,
 }
 
+/// The journal id from the header; `None` when the header itself is cut short.
+fn header(buf: &[u8]) -> Result<Option<u64>, &'static str> {
+    if buf.len() < HEADER_LEN as usize {
+        return Ok(None);
+    }
+    if &buf[..8] != MAGIC {
+        return Err("bad magic");
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&buf[8..16]);
+    Ok(Some(u64::from_le_bytes(id)))
+}
+
+/// The scan of a journal whose header was cut short: nothing was ever acknowledged.
+fn short_header(buf: &[u8]) -> Frames {
+    Frames {
+        id: 0,
+        valid_len: 0,
+        torn: (!buf.is_empty()).then(|| TornTail {
+            offset: 0,
+            len: buf.len() as u64,
+            reason: "header shorter than 16 bytes".into(),
+        }),
+    }
+}
+
+/// Decodes the frames of `buf[start..end]`, handing each record to `each`; returns where
+/// decoding stopped and, if that is before `end`, what was wrong with the frame there.
+fn scan_range<'a>(
+    buf: &'a [u8],
+    start: usize,
+    end: usize,
+    each: &mut impl FnMut(RecordView<'a>),
+) -> (usize, Option<String>) {
+    let mut pos = start;
+    while pos < end {
+        match frame_at(&buf[pos..end]) {
+            Ok((rec, used)) => {
+                each(rec);
+                pos += used;
+            }
+            Err(reason) => return (pos, Some(reason)),
+        }
+    }
+    (pos, None)
+}
+
+/// The scan result once decoding stopped at `pos` of `buf` (`reason`: why, if early).
+fn frames_until(id: u64, buf: &[u8], pos: usize, reason: Option<String>) -> Frames {
+    Frames {
+        id,
+        valid_len: pos as u64,
+        torn: reason.map(|reason| TornTail {
+            offset: pos as u64,
+            len: (buf.len() - pos) as u64,
+            reason,
+        }),
+    }
+}
+
 /// Parses journal bytes: header and then frames up to the first bad one, handing each
 /// record of the valid prefix to `each` in file order. One scanner serves both decoders
 /// ([`scan_bytes`] for records, [`scan_columns`] for a seal), so they agree on where the
@@ -452,49 +512,11 @@ pub fn scan_frames<'a>(
     buf: &'a [u8],
     mut each: impl FnMut(RecordView<'a>),
 ) -> Result<Frames, &'static str> {
-    if buf.len() < HEADER_LEN as usize {
-        // A crash right after creation leaves a short header: nothing was ever acknowledged.
-        return Ok(Frames {
-            id: 0,
-            valid_len: 0,
-            torn: (!buf.is_empty()).then(|| TornTail {
-                offset: 0,
-                len: buf.len() as u64,
-                reason: "header shorter than 16 bytes".into(),
-            }),
-        });
-    }
-    if &buf[..8] != MAGIC {
-        return Err("bad magic");
-    }
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&buf[8..16]);
-    let id = u64::from_le_bytes(id);
-    let mut pos = HEADER_LEN as usize;
-    let torn = loop {
-        let rest = &buf[pos..];
-        if rest.is_empty() {
-            break None;
-        }
-        let reason = match frame_at(rest) {
-            Ok((rec, used)) => {
-                each(rec);
-                pos += used;
-                continue;
-            }
-            Err(reason) => reason,
-        };
-        break Some(TornTail {
-            offset: pos as u64,
-            len: rest.len() as u64,
-            reason,
-        });
+    let Some(id) = header(buf)? else {
+        return Ok(short_header(buf));
     };
-    Ok(Frames {
-        id,
-        valid_len: pos as u64,
-        torn,
-    })
+    let (pos, reason) = scan_range(buf, HEADER_LEN as usize, buf.len(), &mut each);
+    Ok(frames_until(id, buf, pos, reason))
 }
 
 /// Parses journal bytes into records (see [`scan_frames`]).
@@ -522,12 +544,81 @@ pub struct ColumnScan {
 /// measured on the generated mix, so the buffers are allocated once and rarely grow.
 const TYPICAL_FRAME_LEN: usize = 56;
 
+/// Journals smaller than this are decoded on one thread (a second one would not pay).
+const PARALLEL_MIN_BYTES: usize = 4 << 20;
+
 /// Parses journal bytes straight into column buffers (see [`scan_frames`]): no record is
-/// materialised, so decoding allocates nothing per record.
+/// materialised, so decoding allocates nothing per record. A large journal is decoded in two
+/// halves on two threads (decoding is the longest step of a seal that runs on one core); the
+/// result, torn tail included, is the same as one scan's.
 pub fn scan_columns(buf: &[u8]) -> Result<ColumnScan, &'static str> {
-    let mut columns = Columns::with_capacity(buf.len() / TYPICAL_FRAME_LEN);
-    let frames = scan_frames(buf, |v| columns.push(&v))?;
-    Ok(ColumnScan { frames, columns })
+    let rows = buf.len() / TYPICAL_FRAME_LEN;
+    let Some(id) = header(buf)? else {
+        return Ok(ColumnScan {
+            frames: short_header(buf),
+            columns: Columns::default(),
+        });
+    };
+    let sequential = || {
+        let mut columns = Columns::with_capacity(rows);
+        let (pos, reason) = scan_range(buf, HEADER_LEN as usize, buf.len(), &mut |v| {
+            columns.push(&v)
+        });
+        ColumnScan {
+            frames: frames_until(id, buf, pos, reason),
+            columns,
+        }
+    };
+    let Some(mid) = split_point(buf) else {
+        return Ok(sequential());
+    };
+    let mut first = Columns::with_capacity(rows);
+    let (first_end, second) = std::thread::scope(|s| {
+        let second = std::thread::Builder::new()
+            .name("xdp-audit-decode".into())
+            .spawn_scoped(s, || {
+                let mut c = Columns::with_capacity(rows / 2 + 1);
+                let end = scan_range(buf, mid, buf.len(), &mut |v| c.push(&v));
+                (c, end)
+            });
+        let first_end = scan_range(buf, HEADER_LEN as usize, mid, &mut |v| first.push(&v));
+        (first_end, second.map(|h| h.join()))
+    });
+    // No second thread (the system refused one) or a panic in it: decode on this one.
+    let Ok(Ok((second, (pos, reason)))) = second else {
+        return Ok(sequential());
+    };
+    if let (at, Some(reason)) = first_end {
+        // Everything after a bad frame in the first half is outside the valid prefix.
+        return Ok(ColumnScan {
+            frames: frames_until(id, buf, at, Some(reason)),
+            columns: first,
+        });
+    }
+    first.append(second);
+    Ok(ColumnScan {
+        frames: frames_until(id, buf, pos, reason),
+        columns: first,
+    })
+}
+
+/// A frame boundary at or after the middle of `buf`, found by walking the frames' length
+/// fields alone; `None` when `buf` is too small to split, or when a length before the middle
+/// is out of range or the walk ends at or past the end (one scan then finds the torn tail).
+fn split_point(buf: &[u8]) -> Option<usize> {
+    if buf.len() < PARALLEL_MIN_BYTES {
+        return None;
+    }
+    let half = buf.len() / 2;
+    let mut pos = HEADER_LEN as usize;
+    while pos < half {
+        let len = u32::from_le_bytes(buf.get(pos..pos + 4)?.try_into().ok()?) as usize;
+        if len == 0 || len > MAX_PAYLOAD {
+            return None;
+        }
+        pos += FRAME_HEADER_LEN + len;
+    }
+    (pos < buf.len()).then_some(pos)
 }
 
 fn frame_at(rest: &[u8]) -> Result<(RecordView<'_>, usize), String> {
@@ -803,6 +894,61 @@ mod tests {
             encode_record(&r, &mut buf);
             let back = decode_record(&buf).unwrap_or_else(|e| panic!("record {i}: {e}"));
             assert_eq!(back, r, "record {i} changed in the round trip");
+        }
+    }
+
+    #[test]
+    fn columns_decoded_on_two_threads_equal_one_scan_of_records() {
+        // Over PARALLEL_MIN_BYTES, so the journal is decoded in two halves.
+        let mut g = TrafficGen::with_rate(5, 1_700_000_000_000_000_000, 300.0);
+        let mut buf = MAGIC.to_vec();
+        buf.extend_from_slice(&77u64.to_le_bytes());
+        let mut starts = Vec::new();
+        for i in 0..150_000 {
+            let mut r = g.next_record();
+            if i % 3 == 0 {
+                r.iface = format!("if{}", i % 5000); // names first seen in either half
+            }
+            starts.push(buf.len());
+            encode_frame(&r, &mut buf);
+        }
+        assert!(buf.len() > 2 * PARALLEL_MIN_BYTES);
+        let n = starts.len();
+        let mid = split_point(&buf).expect("a large journal is split");
+        let k = starts
+            .iter()
+            .position(|&s| s == mid)
+            .expect("split on a frame");
+        let mut cases = vec![("intact", buf.clone())];
+        for (what, frame) in [
+            ("first half", n / 4),
+            ("last frame of the first half", k - 1),
+            ("first frame of the second half", k),
+            ("second half", 3 * n / 4),
+        ] {
+            let mut bad = buf.clone();
+            bad[starts[frame] + FRAME_HEADER_LEN + 3] ^= 0x40;
+            cases.push((what, bad));
+        }
+        // A length out of range before the middle: no split, one scan.
+        let mut bad = buf.clone();
+        bad[starts[n / 4]..starts[n / 4] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        cases.push(("bad length in the first half", bad));
+        cases.push(("cut last frame", buf[..buf.len() - 7].to_vec()));
+        for (what, journal) in cases {
+            let want = scan_bytes(&journal).expect("records");
+            let got = scan_columns(&journal).expect("columns");
+            assert_eq!(got.frames.id, 77, "{what}");
+            assert_eq!(got.frames.valid_len, want.valid_len, "{what}");
+            assert_eq!(got.frames.torn, want.torn, "{what}");
+            assert_eq!(got.columns.len(), want.records.len(), "{what}");
+            for (i, r) in want.records.iter().enumerate() {
+                assert_eq!(
+                    got.columns.record(i).as_ref(),
+                    Some(r),
+                    "{what}: record {i}"
+                );
+            }
         }
     }
 
