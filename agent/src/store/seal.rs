@@ -25,8 +25,13 @@ pub enum SealError {
     #[error(transparent)]
     Segment(#[from] SegmentError),
     /// The journal holds more records than a segment can.
-    #[error("journal too large: {0}")]
-    Columns(#[from] ColumnsError),
+    #[error("{path}: {source}")]
+    TooLarge {
+        /// The segment that was to be written.
+        path: PathBuf,
+        /// The cause.
+        source: ColumnsError,
+    },
     /// The manifest could not be appended.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -124,11 +129,16 @@ pub fn write_segment(
 ) -> Result<SegmentInfo, SealError> {
     let time_min_ns = columns.time_min_ns();
     let time_max_ns = columns.time_max_ns();
-    let rows = columns.into_row_order()?;
     let seq = manifest.entries().last().map_or(0, |e| e.seq + 1);
     let name = segment_name(seq, time_min_ns);
     let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
     let final_path = dir.join(&name);
+    let rows = columns
+        .into_row_order()
+        .map_err(|source| SealError::TooLarge {
+            path: final_path.clone(),
+            source,
+        })?;
     let written = (|| {
         let size = segment::write(&tmp, &rows, journal_id)?;
         let sha256 = sha256_file(&tmp).map_err(|source| SealError::Io {
