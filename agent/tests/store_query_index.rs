@@ -39,7 +39,8 @@ fn build(dir: &Path) -> Vec<FlowRecord> {
             }
         }
         all.extend(recs.iter().cloned());
-        write_segment(dir, recs, s + 1, &mut manifest).expect("write segment");
+        let cols: xdp_audit::store::columns::Columns = recs.iter().collect();
+        write_segment(dir, cols, s + 1, &mut manifest).expect("write segment");
     }
     all
 }

@@ -323,7 +323,7 @@ fn a_crash_inside_the_first_seal_is_no_tampering_but_a_deleted_manifest_is() {
         j.sync().expect("sync journal");
         drop(j);
         let mut m = manifest::Manifest::load(d.path(), None).expect("manifest");
-        write_segment(d.path(), records, 3, &mut m).expect("seal");
+        write_segment(d.path(), records.iter().collect(), 3, &mut m).expect("seal");
         std::fs::remove_file(d.path().join(manifest::MANIFEST)).expect("rm manifest");
         d
     };

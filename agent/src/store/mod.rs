@@ -10,6 +10,7 @@
 //! .lock                     held by the one writer
 //! ```
 
+pub mod columns;
 pub mod export;
 pub mod fsutil;
 pub mod index;

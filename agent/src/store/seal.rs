@@ -9,11 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::columns::{Columns, ColumnsError};
 use super::fsutil::{sha256_file, sync_dir, TMP_PREFIX};
 use super::journal::{self, JournalError};
 use super::manifest::{Body, Manifest, ManifestError, SegmentInfo};
 use super::segment::{self, SegmentError};
-use crate::record::FlowRecord;
 
 /// Errors of sealing; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,14 @@ pub enum SealError {
     /// The segment could not be written.
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    /// The journal holds more records than a segment can.
+    #[error("{path}: {source}")]
+    TooLarge {
+        /// The segment that was to be written.
+        path: PathBuf,
+        /// The cause.
+        source: ColumnsError,
+    },
     /// The manifest could not be appended.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -84,19 +92,20 @@ pub fn seal_journal(
     path: &Path,
     manifest: &mut Manifest,
 ) -> Result<Option<SegmentInfo>, SealError> {
-    let scan = journal::read(path)?;
+    let scan = journal::read_columns(path)?;
+    let id = scan.frames.id;
     let already = manifest
         .entries()
         .iter()
-        .any(|e| matches!(&e.body, Body::Segment(s) if s.journal_id == scan.id && scan.id != 0));
-    if already || scan.records.is_empty() {
+        .any(|e| matches!(&e.body, Body::Segment(s) if s.journal_id == id && id != 0));
+    if already || scan.columns.is_empty() {
         if already {
             tracing::info!(file = %path.display(), "journal was sealed before a crash; deleting it");
         }
         remove(dir, path)?;
         return Ok(None);
     }
-    let info = write_segment(dir, scan.records, scan.id, manifest)?;
+    let info = write_segment(dir, scan.columns, id, manifest)?;
     remove(dir, path)?;
     Ok(Some(info))
 }
@@ -111,25 +120,27 @@ fn remove(dir: &Path, path: &Path) -> Result<(), SealError> {
     sync_dir(dir).map_err(|e| io("fsync directory", e))
 }
 
-/// Writes `records` as the next segment and appends its manifest entry.
+/// Writes `columns` (in journal order) as the next segment and appends its manifest entry.
 pub fn write_segment(
     dir: &Path,
-    mut records: Vec<FlowRecord>,
+    columns: Columns,
     journal_id: u64,
     manifest: &mut Manifest,
 ) -> Result<SegmentInfo, SealError> {
-    let time_min_ns = records.iter().map(|r| r.time_start_ns).min().unwrap_or(0);
-    let time_max_ns = records
-        .iter()
-        .map(|r| r.time_end_ns.max(r.time_start_ns))
-        .max()
-        .unwrap_or(0);
+    let time_min_ns = columns.time_min_ns();
+    let time_max_ns = columns.time_max_ns();
     let seq = manifest.entries().last().map_or(0, |e| e.seq + 1);
     let name = segment_name(seq, time_min_ns);
     let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
     let final_path = dir.join(&name);
+    let rows = columns
+        .into_row_order()
+        .map_err(|source| SealError::TooLarge {
+            path: final_path.clone(),
+            source,
+        })?;
     let written = (|| {
-        let size = segment::write(&tmp, &mut records, journal_id)?;
+        let size = segment::write(&tmp, &rows, journal_id)?;
         let sha256 = sha256_file(&tmp).map_err(|source| SealError::Io {
             path: tmp.clone(),
             op: "hash",
@@ -156,7 +167,7 @@ pub fn write_segment(
         journal_id,
         time_min_ns,
         time_max_ns,
-        rows: records.len() as u64,
+        rows: rows.len() as u64,
         size,
         sha256,
     };

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use parquet::file::writer::{
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
+use super::columns::{Dict, SortedColumns, NO_RULE};
 use super::index::{self, AddressIndex, GroupIndex, INDEX_KEY};
 use crate::record::{EndReason, FlowRecord, Mac};
 
@@ -154,24 +156,11 @@ pub enum SegmentError {
     },
 }
 
-fn ip16(ip: IpAddr) -> [u8; 16] {
+/// The 16-byte column form of an address: IPv6 as is, IPv4 mapped into `::ffff:0:0/96`.
+pub fn ip_to_column(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         IpAddr::V6(a) => a.octets(),
-    }
-}
-
-/// The 16-byte column form of an address: IPv6 as is, IPv4 mapped into `::ffff:0:0/96`.
-pub fn ip_to_column(ip: IpAddr) -> [u8; 16] {
-    ip16(ip)
-}
-
-fn ip_version(src: IpAddr, dst: IpAddr) -> i32 {
-    match (src.is_ipv6(), dst.is_ipv6()) {
-        (false, false) => 4,
-        (true, true) => 6,
-        (false, true) => 46,
-        (true, false) => 64,
     }
 }
 
@@ -252,58 +241,14 @@ fn pq(
     }
 }
 
-/// Writes `records` (sorted by start time first) as a segment to `path` and fsyncs it.
-/// Returns the file size in bytes.
-pub fn write(
-    path: &Path,
-    records: &mut [FlowRecord],
-    journal_id: u64,
-) -> Result<u64, SegmentError> {
-    sort_for_pruning(records);
-    write_with(path, records, writer_props(journal_id))
-}
-
-/// Orders rows for pruning and compression.
-pub fn sort_for_pruning(records: &mut [FlowRecord]) {
-    // Client first: a gateway's originators are its clients, so their rows become one run
-    // each (src_ip, src_mac, iface compress to almost nothing, and row-group statistics on
-    // src_ip prune), and start times within a run increase, for the delta encoding.
-    // Rows are bucketed by client (few), each bucket is stably sorted by start time (journal
-    // order is nearly time order, so this is close to linear; ties keep journal order, so a
-    // re-seal after a crash produces the same file), then the records are moved into place.
-    // One unstable sort of compact keys (the index breaks ties, so the order is still
-    // deterministic), then the records are permuted in place by swaps along cycles: sorting
-    // the records themselves would move ~150-byte values log n times, and moving them into a
-    // new vector costs as much again in fresh pages.
-    let mut keys: Vec<(u128, i64, u32)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            (
-                u128::from_be_bytes(ip16(r.src_ip)),
-                r.time_start_ns,
-                i as u32,
-            )
-        })
-        .collect();
-    keys.sort_unstable();
-    // dest[i]: where the record now at i belongs.
-    let mut dest = vec![0u32; keys.len()];
-    for (k, key) in keys.iter().enumerate() {
-        dest[key.2 as usize] = k as u32;
-    }
-    for i in 0..dest.len() {
-        while dest[i] as usize != i {
-            let j = dest[i] as usize;
-            records.swap(i, j);
-            dest.swap(i, j);
-        }
-    }
+/// Writes `rows` as a segment to `path` and fsyncs it. Returns the file size in bytes.
+pub fn write(path: &Path, rows: &SortedColumns, journal_id: u64) -> Result<u64, SegmentError> {
+    write_with(path, rows, writer_props(journal_id))
 }
 
 fn write_with(
     path: &Path,
-    records: &mut [FlowRecord],
+    rows: &SortedColumns,
     props: WriterProperties,
 ) -> Result<u64, SegmentError> {
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq(path, "schema"))?);
@@ -320,9 +265,14 @@ fn write_with(
     .map_err(pq(path, "open writer"))?;
     let mut crc_list = Vec::new();
     let mut index = Vec::new();
-    for chunk in records.chunks(ROW_GROUP_ROWS) {
-        index.push(index_row_group(path, chunk)?);
-        let crcs = write_row_group(&mut w, chunk).map_err(pq(path, "write row group"))?;
+    for start in (0..rows.len()).step_by(ROW_GROUP_ROWS) {
+        let group = start..rows.len().min(start + ROW_GROUP_ROWS);
+        index.push(index_row_group(
+            path,
+            &rows.src_ip()[group.clone()],
+            &rows.dst_ip()[group.clone()],
+        )?);
+        let crcs = write_row_group(&mut w, rows, group).map_err(pq(path, "write row group"))?;
         crc_list.push(
             crcs.iter()
                 .map(|c| format!("{c:08x}"))
@@ -364,21 +314,25 @@ fn write_with(
     Ok(size)
 }
 
-/// The address index of one row group (see [`super::index`]), from its rows in file order.
-fn index_row_group(path: &Path, rs: &[FlowRecord]) -> Result<GroupIndex, SegmentError> {
-    let src: Vec<[u8; 16]> = rs.iter().map(|r| ip16(r.src_ip)).collect();
-    let dst: Vec<[u8; 16]> = rs.iter().map(|r| ip16(r.dst_ip)).collect();
-    GroupIndex::build(&src, &dst).map_err(|e| SegmentError::Invalid {
+/// The address index of one row group (see [`super::index`]), from its addresses in file
+/// order.
+fn index_row_group(
+    path: &Path,
+    src: &[[u8; 16]],
+    dst: &[[u8; 16]],
+) -> Result<GroupIndex, SegmentError> {
+    GroupIndex::build(src, dst).map_err(|e| SegmentError::Invalid {
         path: path.to_owned(),
         column: format!("(file metadata {INDEX_KEY})"),
         reason: e.to_string(),
     })
 }
 
-/// Writes one row group; returns the CRC-32 of each column chunk's bytes.
+/// Writes rows `group` as one row group; returns the CRC-32 of each column chunk's bytes.
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
-    rs: &[FlowRecord],
+    rows: &SortedColumns,
+    group: Range<usize>,
 ) -> parquet::errors::Result<Vec<u32>> {
     // Columns are encoded and compressed in parallel into memory, then spliced into the
     // row group in schema order: sealing uses every core.
@@ -396,7 +350,7 @@ fn write_row_group(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(descr) = descrs.get(i) else { break };
-                let r = encode_column(i, rs, descr.clone(), props.clone());
+                let r = encode_column(i, rows, group.clone(), descr.clone(), props.clone());
                 if let Ok(mut slots) = slots.lock() {
                     slots[i] = Some(r);
                 }
@@ -421,11 +375,12 @@ fn write_row_group(
 
 fn encode_column(
     i: usize,
-    rs: &[FlowRecord],
+    rows: &SortedColumns,
+    group: Range<usize>,
     descr: parquet::schema::types::ColumnDescPtr,
     props: parquet::file::properties::WriterPropertiesPtr,
 ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
-    let mut sink = TrackedWrite::new(Vec::with_capacity(rs.len() * 4));
+    let mut sink = TrackedWrite::new(Vec::with_capacity(group.len() * 4));
     let mut closed = None;
     {
         let pages = Box::new(SerializedPageWriter::new(&mut sink));
@@ -436,7 +391,7 @@ fn encode_column(
                 Ok(())
             })),
         );
-        write_values(i, rs, &mut c)?;
+        write_values(i, rows, group, &mut c)?;
         c.close()?;
     }
     let closed = closed.ok_or_else(|| {
@@ -445,145 +400,152 @@ fn encode_column(
     Ok((bytes::Bytes::from(sink.into_inner()?), closed))
 }
 
-fn write_values(
-    i: usize,
-    rs: &[FlowRecord],
+/// Rows handed to a column writer at once: one page (see `set_data_page_row_count_limit`),
+/// so the gathered values stay in cache and their buffers are reused instead of a fresh
+/// segment-long vector per column. A multiple of the writer's batch size (1,024), so pages
+/// are cut exactly where one call for the whole column would cut them.
+const WRITE_CHUNK: usize = 8192;
+
+/// Feeds a column writer chunk by chunk: `fill(rows, values, definition levels)` gathers the
+/// values of the journal rows `rows` (segment order) into the cleared buffers.
+fn write_chunked<T: DataType>(
     c: &mut SerializedColumnWriter<'_>,
+    perm: &[u32],
+    optional: bool,
+    mut fill: impl FnMut(&[u32], &mut Vec<T::T>, &mut Vec<i16>),
 ) -> parquet::errors::Result<()> {
-    let i64s = |f: fn(&FlowRecord) -> i64| rs.iter().map(f).collect::<Vec<i64>>();
-    // Byte values share one buffer per column (no allocation per value).
-    let fixed = |width: usize, f: &dyn Fn(&FlowRecord, &mut Vec<u8>)| -> Vec<FixedLenByteArray> {
-        let mut buf = Vec::with_capacity(rs.len() * width);
-        for r in rs {
-            f(r, &mut buf);
-        }
-        let buf = bytes::Bytes::from(buf);
-        (0..rs.len())
-            .map(|k| {
-                FixedLenByteArray::from(ByteArray::from(buf.slice(k * width..(k + 1) * width)))
-            })
-            .collect()
-    };
-    let i32s = |f: fn(&FlowRecord) -> i32| rs.iter().map(f).collect::<Vec<i32>>();
-    match i {
-        col::TIME_START => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.time_start_ns), None, None)?;
-        }
-        col::TIME_END => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.time_end_ns), None, None)?;
-        }
-        col::IFACE | col::END_REASON => {
-            // Few distinct names: share one buffer per distinct name.
-            let mut seen: Vec<(&str, ByteArray)> = Vec::new();
-            let v: Vec<ByteArray> = rs
-                .iter()
-                .map(|r| {
-                    let name = if i == col::IFACE {
-                        r.iface.as_str()
-                    } else {
-                        r.end_reason.as_str()
-                    };
-                    if let Some((_, b)) = seen.iter().find(|(n, _)| *n == name) {
-                        return b.clone();
-                    }
-                    let b = ByteArray::from(bytes::Bytes::copy_from_slice(name.as_bytes()));
-                    if seen.len() < 64 {
-                        seen.push((name, b.clone()));
-                    }
-                    b
-                })
-                .collect();
-            c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
-        }
-        col::IFINDEX => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| r.ifindex as i32), None, None)?;
-        }
-        col::VLAN | col::VLAN_INNER => {
-            let get = |r: &FlowRecord| if i == col::VLAN { r.vlan } else { r.vlan_inner };
-            let defs: Vec<i16> = rs.iter().map(|r| i16::from(get(r).is_some())).collect();
-            let vals: Vec<i32> = rs.iter().filter_map(|r| get(r).map(i32::from)).collect();
-            c.typed::<Int32Type>()
-                .write_batch(&vals, Some(&defs), None)?;
-        }
-        col::SRC_MAC | col::DST_MAC => {
-            let src = i == col::SRC_MAC;
-            let v = fixed(6, &|r, buf| {
-                buf.extend_from_slice(if src { &r.src_mac.0 } else { &r.dst_mac.0 })
-            });
-            c.typed::<FixedLenByteArrayType>()
-                .write_batch(&v, None, None)?;
-        }
-        col::PROTO => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.proto)), None, None)?;
-        }
-        col::IP_VERSION => {
-            c.typed::<Int32Type>().write_batch(
-                &i32s(|r| ip_version(r.src_ip, r.dst_ip)),
-                None,
-                None,
-            )?;
-        }
-        col::SRC_IP | col::DST_IP => {
-            let src = i == col::SRC_IP;
-            let v = fixed(16, &|r, buf| {
-                buf.extend_from_slice(&ip16(if src { r.src_ip } else { r.dst_ip }))
-            });
-            c.typed::<FixedLenByteArrayType>()
-                .write_batch(&v, None, None)?;
-        }
-        col::SRC_PORT => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.src_port)), None, None)?;
-        }
-        col::DST_PORT => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.dst_port)), None, None)?;
-        }
-        col::PACKETS => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.packets as i64), None, None)?;
-        }
-        col::BYTES => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.bytes as i64), None, None)?;
-        }
-        col::RESP_PACKETS => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.resp_packets as i64), None, None)?;
-        }
-        col::RESP_BYTES => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.resp_bytes as i64), None, None)?;
-        }
-        col::TCP_FLAGS => {
-            c.typed::<Int32Type>()
-                .write_batch(&i32s(|r| i32::from(r.tcp_flags)), None, None)?;
-        }
-        col::DROPPED => {
-            c.typed::<Int64Type>()
-                .write_batch(&i64s(|r| r.dropped as i64), None, None)?;
-        }
-        col::RULE => {
-            let defs: Vec<i16> = rs.iter().map(|r| i16::from(r.rule.is_some())).collect();
-            let vals: Vec<ByteArray> = rs
-                .iter()
-                .filter_map(|r| r.rule.as_deref())
-                .map(|s| ByteArray::from(bytes::Bytes::copy_from_slice(s.as_bytes())))
-                .collect();
-            c.typed::<ByteArrayType>()
-                .write_batch(&vals, Some(&defs), None)?;
-        }
-        _ => {
-            return Err(parquet::errors::ParquetError::General(format!(
-                "schema has an unexpected column {i}"
-            )))
-        }
+    let w = c.typed::<T>();
+    let mut vals = Vec::with_capacity(WRITE_CHUNK);
+    let mut defs = Vec::with_capacity(if optional { WRITE_CHUNK } else { 0 });
+    for rows in perm.chunks(WRITE_CHUNK) {
+        vals.clear();
+        defs.clear();
+        fill(rows, &mut vals, &mut defs);
+        w.write_batch(&vals, optional.then_some(&defs[..]), None)?;
     }
     Ok(())
+}
+
+/// Fixed-width values as slices of one shared buffer (no allocation per value).
+fn push_fixed<const N: usize>(
+    values: impl Iterator<Item = [u8; N]>,
+    out: &mut Vec<FixedLenByteArray>,
+) {
+    let mut buf = Vec::with_capacity(WRITE_CHUNK * N);
+    for v in values {
+        buf.extend_from_slice(&v);
+    }
+    let buf = bytes::Bytes::from(buf);
+    out.extend(
+        (0..buf.len() / N)
+            .map(|k| FixedLenByteArray::from(ByteArray::from(buf.slice(k * N..(k + 1) * N)))),
+    );
+}
+
+/// The distinct strings of a column, each as one shared buffer.
+fn dict_values(d: &Dict) -> Vec<ByteArray> {
+    d.names()
+        .iter()
+        .map(|s| ByteArray::from(bytes::Bytes::copy_from_slice(s.as_bytes())))
+        .collect()
+}
+
+/// Hands column `i`'s values of segment rows `g` to the column writer, gathered from the
+/// journal-order buffers through the row order: 64-bit numbers as they are, narrower numbers
+/// widened to the `int32` Parquet stores them in, strings as one shared buffer per distinct
+/// value.
+fn write_values(
+    i: usize,
+    rows: &SortedColumns,
+    g: Range<usize>,
+    c: &mut SerializedColumnWriter<'_>,
+) -> parquet::errors::Result<()> {
+    let cols = &rows.journal;
+    let perm = &rows.perm[g.clone()];
+    let int64 = |c: &mut SerializedColumnWriter<'_>, v: &[i64]| {
+        write_chunked::<Int64Type>(c, perm, false, |p, out, _| {
+            out.extend(p.iter().map(|&j| v[j as usize]));
+        })
+    };
+    let int32 = |c: &mut SerializedColumnWriter<'_>, v: &dyn Fn(usize) -> i32| {
+        write_chunked::<Int32Type>(c, perm, false, |p, out, _| {
+            out.extend(p.iter().map(|&j| v(j as usize)));
+        })
+    };
+    let optional = |c: &mut SerializedColumnWriter<'_>, v: &[Option<u16>]| {
+        write_chunked::<Int32Type>(c, perm, true, |p, out, defs| {
+            for &j in p {
+                let x = v[j as usize];
+                defs.push(i16::from(x.is_some()));
+                out.extend(x.map(i32::from));
+            }
+        })
+    };
+    let mac = |c: &mut SerializedColumnWriter<'_>, v: &[[u8; 6]]| {
+        write_chunked::<FixedLenByteArrayType>(c, perm, false, |p, out, _| {
+            push_fixed(p.iter().map(|&j| v[j as usize]), out);
+        })
+    };
+    // Addresses are already in segment order (see `SortedColumns::src_ip`).
+    let ip = |c: &mut SerializedColumnWriter<'_>, v: &[[u8; 16]]| {
+        let mut at = g.start;
+        write_chunked::<FixedLenByteArrayType>(c, perm, false, |p, out, _| {
+            push_fixed(v[at..at + p.len()].iter().copied(), out);
+            at += p.len();
+        })
+    };
+    match i {
+        col::TIME_START => int64(c, &cols.time_start),
+        col::TIME_END => int64(c, &cols.time_end),
+        col::IFACE => {
+            let names = dict_values(&cols.ifaces);
+            write_chunked::<ByteArrayType>(c, perm, false, |p, out, _| {
+                out.extend(
+                    p.iter()
+                        .map(|&j| names[cols.iface[j as usize] as usize].clone()),
+                );
+            })
+        }
+        col::IFINDEX => int32(c, &|j| cols.ifindex[j] as i32),
+        col::VLAN => optional(c, &cols.vlan),
+        col::VLAN_INNER => optional(c, &cols.vlan_inner),
+        col::SRC_MAC => mac(c, &cols.src_mac),
+        col::DST_MAC => mac(c, &cols.dst_mac),
+        col::PROTO => int32(c, &|j| i32::from(cols.proto[j])),
+        col::IP_VERSION => int32(c, &|j| i32::from(cols.ip_version[j])),
+        col::SRC_IP => ip(c, rows.src_ip()),
+        col::SRC_PORT => int32(c, &|j| i32::from(cols.src_port[j])),
+        col::DST_IP => ip(c, rows.dst_ip()),
+        col::DST_PORT => int32(c, &|j| i32::from(cols.dst_port[j])),
+        col::PACKETS => int64(c, &cols.packets),
+        col::BYTES => int64(c, &cols.bytes),
+        col::RESP_PACKETS => int64(c, &cols.resp_packets),
+        col::RESP_BYTES => int64(c, &cols.resp_bytes),
+        col::TCP_FLAGS => int32(c, &|j| i32::from(cols.tcp_flags[j])),
+        col::END_REASON => write_chunked::<ByteArrayType>(c, perm, false, |p, out, _| {
+            // The names are static: sharing them costs no allocation and no reference count.
+            out.extend(p.iter().map(|&j| {
+                let name = cols.end_reason[j as usize].as_str();
+                ByteArray::from(bytes::Bytes::from_static(name.as_bytes()))
+            }));
+        }),
+        col::DROPPED => int64(c, &cols.dropped),
+        col::RULE => {
+            let names = dict_values(&cols.rules);
+            write_chunked::<ByteArrayType>(c, perm, true, |p, out, defs| {
+                for &j in p {
+                    let id = cols.rule[j as usize];
+                    defs.push(i16::from(id != NO_RULE));
+                    if id != NO_RULE {
+                        out.push(names[id as usize].clone());
+                    }
+                }
+            })
+        }
+        _ => Err(parquet::errors::ParquetError::General(format!(
+            "schema has an unexpected column {i}"
+        ))),
+    }
 }
 
 /// The `src_ip` and `dst_ip` columns of a row group, 16-byte form.
@@ -1522,6 +1484,7 @@ pub fn column_name(c: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::columns::Columns;
     use crate::store::testgen::TrafficGen;
 
     #[test]
@@ -1537,8 +1500,13 @@ mod tests {
         recs[7].src_ip = "::ffff:10.1.2.3".parse().expect("ip"); // a v4-mapped IPv6 address stays v6
         recs[8].packets = u64::MAX;
         recs[9].iface = "ünïcode0".into();
-        let mut sorted = recs.clone();
-        write(&path, &mut sorted, 1).expect("write segment");
+        let rows = recs
+            .iter()
+            .collect::<Columns>()
+            .into_row_order()
+            .expect("order");
+        write(&path, &rows, 1).expect("write segment");
+        let sorted: Vec<FlowRecord> = (0..rows.len()).filter_map(|k| rows.record(k)).collect();
         let back = SegmentReader::open(&path)
             .expect("open")
             .read_all()
@@ -1568,6 +1536,7 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+    use crate::store::columns::Columns;
     use crate::store::testgen::TrafficGen;
 
     #[test]
@@ -1577,8 +1546,13 @@ mod size_tests {
         let path = dir.join("hour.parquet");
         let mut g = TrafficGen::new(9, 1_700_000_000_000_000_000);
         let n = 13 * 3600;
-        let mut recs: Vec<FlowRecord> = (0..n).map(|_| g.next_record()).collect();
-        let size = write(&path, &mut recs, 1).expect("write segment");
+        let recs: Vec<FlowRecord> = (0..n).map(|_| g.next_record()).collect();
+        let rows = recs
+            .iter()
+            .collect::<Columns>()
+            .into_row_order()
+            .expect("order");
+        let size = write(&path, &rows, 1).expect("write segment");
         let per = size as f64 / n as f64;
         assert!(
             per <= 24.0,
