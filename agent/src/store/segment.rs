@@ -1,5 +1,6 @@
 //! The sealed segment format: one Parquet file per sealed journal (zstd, dictionary and delta
-//! encodings, rows sorted by start time), readable by any Parquet engine (DuckDB, ClickHouse,
+//! encodings, rows sorted by source address then start time, journal order breaking ties, with
+//! an address index after the row groups), readable by any Parquet engine (DuckDB, ClickHouse,
 //! Trino, pandas). The schema, with units, is in the README under "Audit store".
 
 use std::fs::File;
@@ -205,7 +206,7 @@ fn writer_props(journal_id: u64) -> WriterProperties {
             KeyValue::new("xdp-audit.journal-id".into(), journal_id.to_string()),
             KeyValue::new(
                 "xdp-audit.sort".into(),
-                "src_ip,time_start,src_port".to_string(),
+                "src_ip,time_start,journal_order".to_string(),
             ),
         ]));
     // The address index (see `index`) costs ~0.26 bytes per record at 13 flows/s; zstd level
