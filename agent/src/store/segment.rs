@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::page::Page;
 use parquet::column::writer::{get_column_writer, ColumnCloseResult};
 use parquet::data_type::{
     ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
@@ -972,7 +973,6 @@ impl SegmentReader {
         columns: &[usize],
         contains: &dyn Fn(&[u8; 16]) -> bool,
     ) -> Result<Vec<bool>, SegmentError> {
-        use parquet::column::page::Page;
         let rg = self.load(i, columns)?;
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut mask = vec![false; rows];
@@ -1014,27 +1014,7 @@ impl SegmentReader {
                         }
                         continue;
                     }
-                    Page::DataPage {
-                        buf,
-                        num_values,
-                        encoding,
-                        ..
-                    } => (buf, num_values as usize, encoding),
-                    Page::DataPageV2 {
-                        buf,
-                        num_values,
-                        encoding,
-                        def_levels_byte_len,
-                        rep_levels_byte_len,
-                        ..
-                    } => {
-                        let skip = (def_levels_byte_len + rep_levels_byte_len) as usize;
-                        (
-                            buf.slice(skip.min(buf.len())..),
-                            num_values as usize,
-                            encoding,
-                        )
-                    }
+                    data => data_values(data),
                 };
                 let end = row + n;
                 let out = mask
@@ -1078,7 +1058,6 @@ impl SegmentReader {
         c: usize,
         runs: &[(usize, usize)],
     ) -> Result<Vec<[u8; 16]>, SegmentError> {
-        use parquet::column::page::Page;
         let ctx = || format!("column {}", column_name(c));
         let total: usize = runs.iter().map(|r| r.1).sum();
         let mut out: Vec<[u8; 16]> = Vec::with_capacity(total);
@@ -1127,27 +1106,7 @@ impl SegmentReader {
                     dict = buf;
                     continue;
                 }
-                Page::DataPage {
-                    buf,
-                    num_values,
-                    encoding,
-                    ..
-                } => (buf, num_values as usize, encoding),
-                Page::DataPageV2 {
-                    buf,
-                    num_values,
-                    encoding,
-                    def_levels_byte_len,
-                    rep_levels_byte_len,
-                    ..
-                } => {
-                    let skip = (def_levels_byte_len + rep_levels_byte_len) as usize;
-                    (
-                        buf.slice(skip.min(buf.len())..),
-                        num_values as usize,
-                        encoding,
-                    )
-                }
+                data => data_values(data),
             };
             // Rows of this page inside a run, in order.
             let mut r = ri;
@@ -1451,6 +1410,39 @@ fn decode_dict_indices(buf: &[u8], n: usize, f: &mut dyn FnMut(usize, u32)) -> R
         }
     }
     Ok(())
+}
+
+/// The values of a data page (v1 or v2, level bytes skipped), their count and encoding.
+fn data_values(page: Page) -> (bytes::Bytes, usize, Encoding) {
+    match page {
+        Page::DataPageV2 {
+            buf,
+            num_values,
+            encoding,
+            def_levels_byte_len,
+            rep_levels_byte_len,
+            ..
+        } => {
+            let skip = (def_levels_byte_len + rep_levels_byte_len) as usize;
+            (
+                buf.slice(skip.min(buf.len())..),
+                num_values as usize,
+                encoding,
+            )
+        }
+        Page::DataPage {
+            buf,
+            num_values,
+            encoding,
+            ..
+        }
+        | Page::DictionaryPage {
+            buf,
+            num_values,
+            encoding,
+            ..
+        } => (buf, num_values as usize, encoding),
+    }
 }
 
 /// The name of column `c`.
