@@ -93,21 +93,22 @@ fn subcommand_at(argv: &[OsString]) -> Option<usize> {
     None
 }
 
-/// The value of `--config` among the subcommand's arguments (`--config F` or `--config=F`).
+/// The value of `--config` among the subcommand's arguments (`--config F` or `--config=F`;
+/// the last one, as for every other flag).
 fn config_flag(args: &[OsString]) -> Option<PathBuf> {
+    let mut found = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--" {
-            return None;
+            break;
         }
         if a == "--config" {
-            return it.next().map(PathBuf::from);
-        }
-        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
-            return Some(PathBuf::from(v));
+            found = it.next().map(PathBuf::from);
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            found = Some(PathBuf::from(v));
         }
     }
-    None
+    found
 }
 
 /// 1-based line of a byte offset.

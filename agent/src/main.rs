@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// A flag given on the command line wins over the same setting in the config file.
+    // A flag on the command line wins over the same setting in the config file.
     #[command(args_override_self = true)]
     Run(xdp_audit::cmd::run::RunArgs),
     /// Work on blocklist and allowlist files (`check`).

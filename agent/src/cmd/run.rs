@@ -39,9 +39,13 @@ use crate::sweeper::{Sweeper, Timeouts};
 /// re-reads them all. A file with a bad line is not applied (each problem is logged as
 /// FILE:LINE: reason) and its last good version stays in force.
 ///
+/// Every flag can also come from a TOML file (--config): its keys are the flags without the
+/// dashes, and a flag on the command line wins.
+///
 /// Examples:
 ///   xdp-audit run --iface eth1 --log-dir /var/log/xdp-audit
 ///   xdp-audit run --iface eth1:lan --iface eth0:wan --blocklist /etc/xdp-audit/block.list
+///   xdp-audit run --config /etc/xdp-audit/xdp-audit.toml
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
