@@ -54,6 +54,12 @@ pub struct Snapshot {
     pub lists: Vec<ListHits>,
     /// Per rule, most hits first.
     pub rules: Vec<RuleHits>,
+    /// What the sweeper wrote and lost (absent in snapshots of older agents).
+    #[serde(default)]
+    pub flows: crate::sweeper::SweepStats,
+    /// The audit store's health: a full disk shows here as `degraded` and `dropped`.
+    #[serde(default)]
+    pub store: crate::store::StoreStatus,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -112,6 +118,8 @@ impl Snapshot {
             counters,
             lists: list_hits,
             rules,
+            flows: Default::default(),
+            store: Default::default(),
         }
     }
 

@@ -86,8 +86,8 @@ struct Tracked {
     start: Option<FlowValue>,
 }
 
-/// Counts of what the sweeper did, for the shutdown summary and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counts of what the sweeper did, for `status`, the shutdown summary and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepStats {
     /// Records written.
     pub records: u64,

@@ -281,6 +281,13 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         status["counters"]["dropped_by_list"].as_u64().unwrap_or(0) >= 1,
         "{status}"
     );
+    // And the health of what is written: the drop records reached the store.
+    let written = status["flows"]["records"].as_u64().unwrap_or(0);
+    let accepted = status["store"]["accepted"].as_u64().unwrap_or(0);
+    assert!(
+        written >= 1 && accepted == written && status["store"]["degraded"] == false,
+        "{status}"
+    );
 
     assert_eq!(agent.stop().expect("stop"), 0);
     let records = agent.records().expect("records");

@@ -321,6 +321,8 @@ fn write_status(
     stats: &aya::maps::Map,
     maps: &enforce::ListMaps,
     lists: &ListSet,
+    flows: crate::sweeper::SweepStats,
+    store: crate::store::StoreStatus,
 ) {
     let counters = match crate::stats::read(stats) {
         Ok(c) => c
@@ -332,7 +334,10 @@ fn write_status(
             return;
         }
     };
-    let snap = crate::status::Snapshot::new(interfaces.to_vec(), counters, lists, &maps.all_hits());
+    let mut snap =
+        crate::status::Snapshot::new(interfaces.to_vec(), counters, lists, &maps.all_hits());
+    snap.flows = flows;
+    snap.store = store;
     if let Err(e) = snap.write(dir) {
         warn!(error = %e, dir = %dir.display(), "cannot write the status snapshot");
     }
@@ -401,7 +406,15 @@ async fn event_loop(a: &mut Agent, sweep_interval: Duration) -> anyhow::Result<(
                 if let Err(e) = a.sink.tick() {
                     error!(error = %e, "audit store upkeep failed");
                 }
-                write_status(&a.state_dir, &a.interfaces, &a.loaded.stats, &a.loaded.lists, &a.lists.set);
+                write_status(
+                    &a.state_dir,
+                    &a.interfaces,
+                    &a.loaded.stats,
+                    &a.loaded.lists,
+                    &a.lists.set,
+                    a.sweeper.stats,
+                    a.sink.status(),
+                );
             }
             changed = async { match watcher.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } } => {
                 match changed {

@@ -48,6 +48,25 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     for (name, n) in s.counters.iter().filter(|(_, n)| **n != 0) {
         println!("  {name:<32} {n:>14}");
     }
+    let (f, st) = (&s.flows, &s.store);
+    println!(
+        "\nflows: {} records written, {} whose start event was lost, {} evicted from a full table, {} refused by the store",
+        f.records, f.lost_starts, f.evicted, f.sink_errors
+    );
+    println!(
+        "audit store: {} records accepted, {} durable, {} buffered, {} dropped; {} segments sealed, {} journals waiting{}",
+        st.accepted,
+        st.durable,
+        st.buffered,
+        st.dropped,
+        st.sealed,
+        st.unsealed,
+        if st.degraded {
+            "; DEGRADED: the disk refuses writes (records are held in memory)"
+        } else {
+            ""
+        }
+    );
     println!("\nlists:");
     for l in &s.lists {
         println!(

@@ -155,7 +155,7 @@ pub enum StoreError {
 }
 
 /// Counters describing the store's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStatus {
     /// Records accepted since open (dropped ones excluded).
     pub accepted: u64,
