@@ -226,6 +226,10 @@ pub fn run() -> anyhow::Result<()> {
             r["hits"]
         );
     }
+    eprintln!(
+        "      audit store: {} records accepted, {} durable, degraded: {}",
+        status["store"]["accepted"], status["store"]["durable"], status["store"]["degraded"]
+    );
 
     step("stopping the agent (SIGTERM: open flows are written with end reason shutdown)")?;
     std::thread::sleep(Duration::from_millis(1500));
