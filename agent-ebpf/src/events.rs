@@ -6,7 +6,7 @@ use agent_common::{Counter, FlowEvent, FlowKey, FlowValue};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
-    maps::{ring_buf::RingBufEntry, RingBuf},
+    maps::RingBuf,
 };
 
 use crate::stats;
@@ -24,47 +24,12 @@ static WAKEUP_BYTES: u64 = 1 << 20;
 /// Ring-buffer space of one event: the record and its 8-byte header.
 const RECORD_BYTES: u64 = (core::mem::size_of::<FlowEvent>() as u64 + 8 + 7) & !7;
 
-/// An event written into its reservation but not yet visible to the agent, so the flow
-/// table insert it announces can still fail and take it back.
-pub struct Pending(RingBufEntry<FlowEvent>);
-
-impl Pending {
-    /// Publishes the event. Wakes the agent only when the backlog crosses a multiple of the
-    /// threshold: once per quarter ring, not once per event while the agent catches up (a
-    /// wake-up is a self-IPI, several times the cost of the rest of a new flow on a VM).
-    #[inline(always)]
-    pub fn submit(self) {
-        // SAFETY: a read of a load-time constant; volatile so it is not folded.
-        let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
-        let after = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        let before = after.saturating_sub(RECORD_BYTES);
-        let flags = if threshold != 0 && after / threshold != before / threshold {
-            BPF_RB_FORCE_WAKEUP
-        } else {
-            BPF_RB_NO_WAKEUP
-        };
-        self.0.submit(flags as u64);
-    }
-
-    /// Takes the event back unseen.
-    #[inline(always)]
-    pub fn discard(self) {
-        self.0.discard(BPF_RB_NO_WAKEUP as u64);
-    }
-}
-
-/// Reserves and writes one event; `None` (the loss counted) when the ring buffer is full.
+/// Writes one event; returns whether it reached the ring buffer (the loss is counted if not).
 #[inline(always)]
-pub fn reserve(
-    kind: u8,
-    rule: u32,
-    key: &FlowKey,
-    value: &FlowValue,
-    lost: Counter,
-) -> Option<Pending> {
+pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         stats::bump(lost);
-        return None;
+        return false;
     };
     // Field by field into the reservation: building the event on the stack first would cost
     // 136 bytes of the program's 512-byte stack.
@@ -76,17 +41,24 @@ pub fn reserve(
         (*ev).key = *key;
         (*ev).value = *value;
     }
-    Some(Pending(entry))
+    entry.submit(wakeup());
+    true
 }
 
-/// Writes and publishes one event; returns whether it reached the ring buffer.
+/// The submit flag for an event just reserved: wake the agent only when the backlog crosses
+/// a multiple of the threshold, so once per quarter ring, not once per event while the
+/// agent catches up (a wake-up is a self-IPI, several times the cost of the rest of a new
+/// flow on a VM).
 #[inline(always)]
-pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
-    match reserve(kind, rule, key, value, lost) {
-        Some(p) => {
-            p.submit();
-            true
-        }
-        None => false,
-    }
+fn wakeup() -> u64 {
+    // SAFETY: a read of a load-time constant; volatile so it is not folded.
+    let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) };
+    let after = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let before = after.saturating_sub(RECORD_BYTES);
+    let flag = if threshold != 0 && after / threshold != before / threshold {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    flag as u64
 }

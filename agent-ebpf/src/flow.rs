@@ -192,9 +192,9 @@ fn drop_packet(key: &FlowKey, v: &mut FlowValue, rule: u32, counter: Counter) {
 }
 
 /// Cold, but inlined: passing the context to a BPF subprogram loses the verifier's packet
-/// pointer types. The flow's announcement (its start, or its first drop) is written into the
-/// ring buffer before the insert and published only if the insert wins, so creating a flow
-/// costs one table operation and no second lookup.
+/// pointer types. The entry is inserted already marked as announced and the announcement
+/// (its start, or its first drop) follows, so creating a flow costs one table operation and
+/// no second lookup.
 #[inline(always)]
 fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
     let now = precise_now();
@@ -227,49 +227,50 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
         value.dst_mac = eth.get::<[u8; 6], 0>();
         value.src_mac = eth.get::<[u8; 6], 6>();
     }
-    // A dropped first packet announces the flow through its drop event instead.
-    let announcement = if dropped {
-        events::reserve(
-            event_kind::FLOW_DROP,
-            rule,
-            &p.key,
-            &value,
-            Counter::LostFlowDrop,
-        )
-    } else {
-        events::reserve(
-            event_kind::FLOW_START,
-            NO_RULE,
-            &p.key,
-            &value,
-            Counter::LostFlowStart,
-        )
-    };
-    if announcement.is_some() {
-        value.flags |= flow_flags::START_ANNOUNCED;
-    }
+    // Marked announced before the insert, so a won insert needs no lookup to mark it; the
+    // announcement is written after the insert, so a retransmitted SYN (whose insert loses)
+    // costs the ring buffer nothing; a full ring takes the mark back.
+    value.flags |= flow_flags::START_ANNOUNCED;
     match insert(&p.key, &value, BPF_NOEXIST as u64) {
         Ok(()) => {
-            if let Some(a) = announcement {
-                a.submit();
+            // Announcements carry the entry as it was before the mark, as they always have.
+            value.flags &= !flow_flags::START_ANNOUNCED;
+            // A dropped first packet announces the flow through its drop event instead.
+            let announced = if dropped {
+                events::emit(
+                    event_kind::FLOW_DROP,
+                    rule,
+                    &p.key,
+                    &value,
+                    Counter::LostFlowDrop,
+                )
+            } else {
+                events::emit(
+                    event_kind::FLOW_START,
+                    NO_RULE,
+                    &p.key,
+                    &value,
+                    Counter::LostFlowStart,
+                )
+            };
+            if !announced {
+                if let Some(v) = lookup(&p.key) {
+                    // SAFETY: as in `account`; the sweeper records an unmarked flow itself.
+                    unsafe { (*v).flags &= !flow_flags::START_ANNOUNCED };
+                }
             }
         }
-        Err(e) => {
-            if let Some(a) = announcement {
-                a.discard();
-            }
-            // Another CPU created the flow between our lookup and insert: count into its
-            // entry (which was announced by its creator).
-            if e == -EEXIST {
-                return match lookup(&p.key) {
-                    // SAFETY: as in `account`.
-                    Some(v) => update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen),
-                    None => xdp_action::XDP_PASS,
-                };
-            }
-            // Still enforce the lists on a flow the table could not hold.
-            stats::bump(Counter::FlowInsertFailed);
+        // Another CPU created the flow between our lookup and insert, or this SYN is a
+        // retransmit: count into the entry (its creator announced it).
+        Err(e) if e == -EEXIST => {
+            return match lookup(&p.key) {
+                // SAFETY: as in `account`.
+                Some(v) => update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen),
+                None => xdp_action::XDP_PASS,
+            };
         }
+        // Still enforce the lists on a flow the table could not hold.
+        Err(_) => stats::bump(Counter::FlowInsertFailed),
     }
     if rule != NO_RULE {
         lists::hit(rule);

@@ -539,7 +539,7 @@ fn a_retransmitted_syn_counts_into_its_flow_and_is_announced_once() {
     assert_eq!(
         events.len(),
         1,
-        "one start; the retransmits' reservations are taken back unseen: {events:?}"
+        "one start; a retransmit writes nothing to the ring: {events:?}"
     );
     assert!(matches!(events[0], Event::FlowStart(_, v) if v.packets == [1, 0]));
     assert_eq!(p.counter(Counter::ParsedTcp), 3);
