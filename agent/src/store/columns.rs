@@ -82,6 +82,17 @@ fn ip_version(src_v6: bool, dst_v6: bool) -> u8 {
     }
 }
 
+/// The families (`src_v6`, `dst_v6`) of an `ip_version` value; `None` for any other value.
+pub(crate) fn ip_families(v: u8) -> Option<(bool, bool)> {
+    match v {
+        4 => Some((false, false)),
+        6 => Some((true, true)),
+        46 => Some((false, true)),
+        64 => Some((true, false)),
+        _ => None,
+    }
+}
+
 /// One segment's records as column buffers, one vector per column of
 /// [`SCHEMA`](super::segment::SCHEMA), all of the same length.
 ///
@@ -269,7 +280,7 @@ impl Columns {
         if i >= self.len() {
             return None;
         }
-        let v = self.ip_version[i];
+        let (src_v6, dst_v6) = ip_families(self.ip_version[i])?;
         let name = |d: &Dict, id: u32| d.names.get(id as usize).map(|s| s.to_string());
         Some(FlowRecord {
             time_start_ns: self.time_start[i],
@@ -281,9 +292,9 @@ impl Columns {
             src_mac: Mac(self.src_mac[i]),
             dst_mac: Mac(self.dst_mac[i]),
             proto: self.proto[i],
-            src_ip: ip_from_column(self.src_ip[i], v == 6 || v == 64),
+            src_ip: ip_from_column(self.src_ip[i], src_v6),
             src_port: self.src_port[i],
-            dst_ip: ip_from_column(self.dst_ip[i], v == 6 || v == 46),
+            dst_ip: ip_from_column(self.dst_ip[i], dst_v6),
             dst_port: self.dst_port[i],
             packets: self.packets[i] as u64,
             bytes: self.bytes[i] as u64,

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,8 +28,9 @@ use parquet::file::writer::{
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
-use super::columns::{Dict, SortedColumns, NO_RULE};
+use super::columns::{ip_families, Dict, SortedColumns, NO_RULE};
 use super::index::{self, AddressIndex, GroupIndex, INDEX_KEY};
+use super::journal::ip_from_column;
 use crate::record::{EndReason, FlowRecord, Mac};
 
 /// The Parquet schema of a segment. Column order is part of the format.
@@ -163,18 +164,6 @@ pub fn ip_to_column(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         IpAddr::V6(a) => a.octets(),
-    }
-}
-
-fn ip_from(raw: &[u8], v6: bool) -> IpAddr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(raw);
-    let v = Ipv6Addr::from(a);
-    if v6 {
-        IpAddr::V6(v)
-    } else {
-        let o = v.octets();
-        IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
     }
 }
 
@@ -1246,12 +1235,9 @@ impl SegmentReader {
         let mut rule_vals = rule_vals.into_iter();
         let mut out = Vec::with_capacity(rows);
         for r in 0..rows {
-            let (src_v6, dst_v6) = match ipv[r] {
-                4 => (false, false),
-                6 => (true, true),
-                46 => (false, true),
-                64 => (true, false),
-                v => return Err(self.invalid(col::IP_VERSION, format!("row {r}: value {v}"))),
+            let Some((src_v6, dst_v6)) = u8::try_from(ipv[r]).ok().and_then(ip_families) else {
+                let v = ipv[r];
+                return Err(self.invalid(col::IP_VERSION, format!("row {r}: value {v}")));
             };
             let mac = |c: usize, v: &FixedLenByteArray| -> Result<Mac, SegmentError> {
                 Ok(Mac(v.data().try_into().map_err(|_| {
@@ -1289,9 +1275,9 @@ impl SegmentReader {
                 src_mac: mac(col::SRC_MAC, &smac[r])?,
                 dst_mac: mac(col::DST_MAC, &dmac[r])?,
                 proto: narrow(col::PROTO, proto[r], 255)? as u8,
-                src_ip: ip_from(&sip[r], src_v6),
+                src_ip: ip_from_column(sip[r], src_v6),
                 src_port: narrow(col::SRC_PORT, sport[r], 65535)? as u16,
-                dst_ip: ip_from(&dip[r], dst_v6),
+                dst_ip: ip_from_column(dip[r], dst_v6),
                 dst_port: narrow(col::DST_PORT, dport[r], 65535)? as u16,
                 packets: pk[r] as u64,
                 bytes: by[r] as u64,
