@@ -234,14 +234,7 @@ fn pq(
 
 /// Writes `rows` as a segment to `path` and fsyncs it. Returns the file size in bytes.
 pub fn write(path: &Path, rows: &SortedColumns, journal_id: u64) -> Result<u64, SegmentError> {
-    write_with(path, rows, writer_props(journal_id))
-}
-
-fn write_with(
-    path: &Path,
-    rows: &SortedColumns,
-    props: WriterProperties,
-) -> Result<u64, SegmentError> {
+    let props = writer_props(journal_id);
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq(path, "schema"))?);
     let file = File::create(path).map_err(|source| SegmentError::Io {
         path: path.to_owned(),
@@ -1466,6 +1459,14 @@ mod tests {
     use crate::store::columns::Columns;
     use crate::store::testgen::TrafficGen;
 
+    /// `recs` as column buffers in segment row order.
+    pub(super) fn sorted(recs: &[FlowRecord]) -> SortedColumns {
+        recs.iter()
+            .collect::<Columns>()
+            .into_row_order()
+            .expect("row order")
+    }
+
     #[test]
     fn every_field_round_trips_through_a_segment() {
         let dir = std::env::temp_dir().join(format!("xdp-audit-seg-{}", std::process::id()));
@@ -1479,11 +1480,7 @@ mod tests {
         recs[7].src_ip = "::ffff:10.1.2.3".parse().expect("ip"); // a v4-mapped IPv6 address stays v6
         recs[8].packets = u64::MAX;
         recs[9].iface = "ünïcode0".into();
-        let rows = recs
-            .iter()
-            .collect::<Columns>()
-            .into_row_order()
-            .expect("order");
+        let rows = sorted(&recs);
         write(&path, &rows, 1).expect("write segment");
         let sorted: Vec<FlowRecord> = (0..rows.len()).filter_map(|k| rows.record(k)).collect();
         let back = SegmentReader::open(&path)
@@ -1515,7 +1512,6 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     use super::*;
-    use crate::store::columns::Columns;
     use crate::store::testgen::TrafficGen;
 
     #[test]
@@ -1526,11 +1522,7 @@ mod size_tests {
         let mut g = TrafficGen::new(9, 1_700_000_000_000_000_000);
         let n = 13 * 3600;
         let recs: Vec<FlowRecord> = (0..n).map(|_| g.next_record()).collect();
-        let rows = recs
-            .iter()
-            .collect::<Columns>()
-            .into_row_order()
-            .expect("order");
+        let rows = super::tests::sorted(&recs);
         let size = write(&path, &rows, 1).expect("write segment");
         let per = size as f64 / n as f64;
         assert!(
