@@ -55,9 +55,13 @@ pub enum ConfigError {
 }
 
 /// `argv` with the settings of the `run` command's config file (if it names one) inserted
-/// right after `run`. Any other command line is returned unchanged.
-pub fn expand(argv: Vec<OsString>, run: &Command) -> Result<Vec<OsString>, ConfigError> {
-    let Some(at) = subcommand_at(&argv).filter(|&i| argv[i] == "run") else {
+/// right after `run`. Any other command line is returned unchanged. `cli` is the whole
+/// command line's definition, so global flags are told apart from the subcommand.
+pub fn expand(argv: Vec<OsString>, cli: &Command) -> Result<Vec<OsString>, ConfigError> {
+    let Some(run) = cli.find_subcommand("run") else {
+        return Ok(argv);
+    };
+    let Some(at) = subcommand_at(&argv, cli).filter(|&i| argv[i] == "run") else {
         return Ok(argv);
     };
     let path = match config_flag(&argv[at + 1..]) {
@@ -78,11 +82,19 @@ pub fn expand(argv: Vec<OsString>, run: &Command) -> Result<Vec<OsString>, Confi
 }
 
 /// Index of the subcommand: the first argument that is not a global flag or its value.
-fn subcommand_at(argv: &[OsString]) -> Option<usize> {
+fn subcommand_at(argv: &[OsString], cli: &Command) -> Option<usize> {
+    let takes_value = |a: &str| {
+        cli.get_arguments().any(|arg| {
+            arg.get_action().takes_values()
+                && arg
+                    .get_long()
+                    .is_some_and(|l| a.strip_prefix("--") == Some(l))
+        })
+    };
     let mut i = 1;
     while i < argv.len() {
         let a = argv[i].to_string_lossy();
-        if a == "--log" {
+        if takes_value(&a) {
             i += 2;
         } else if a.starts_with('-') {
             i += 1;
@@ -257,6 +269,14 @@ mod tests {
         crate::cmd::run::RunArgs::augment_args(Command::new("run"))
     }
 
+    /// The command line's shape: a global flag with a value, `run`, another command.
+    fn cli() -> Command {
+        Command::new("xdp-audit")
+            .arg(clap::Arg::new("log").long("log").global(true))
+            .subcommand(run_cmd())
+            .subcommand(Command::new("query").arg(clap::Arg::new("config").long("config")))
+    }
+
     fn args(text: &str) -> Result<Vec<String>, ConfigError> {
         to_args(Path::new("agent.toml"), text, &run_cmd())
             .map(|v| v.into_iter().map(|s| s.to_string_lossy().into()).collect())
@@ -369,7 +389,7 @@ mod tests {
         .iter()
         .map(OsString::from)
         .collect();
-        let out = expand(argv.clone(), &run_cmd()).expect("expand");
+        let out = expand(argv.clone(), &cli()).expect("expand");
         assert_eq!(out[..4], argv[..4]);
         assert_eq!(
             out[4..6],
@@ -380,7 +400,7 @@ mod tests {
             .iter()
             .map(OsString::from)
             .collect();
-        assert_eq!(expand(query.clone(), &run_cmd()).expect("untouched"), query);
+        assert_eq!(expand(query.clone(), &cli()).expect("untouched"), query);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

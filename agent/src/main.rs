@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// XDP packet audit for Linux gateways: every flow through an interface is parsed in the
@@ -41,8 +41,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let run = xdp_audit::cmd::run::RunArgs::augment_args(clap::Command::new("run"));
-    let argv = match xdp_audit::config::expand(std::env::args_os().collect(), &run) {
+    let argv = match xdp_audit::config::expand(std::env::args_os().collect(), &Cli::command()) {
         Ok(argv) => argv,
         Err(err) => {
             eprintln!("xdp-audit: error: {err}");
