@@ -6,15 +6,16 @@
 //! - sealing records/s (journal -> Parquet segment + manifest entry);
 //! - bytes per record sealed on the generated mix (`xdp_audit::store::testgen`), against the
 //!   journal and JSON Lines sizes of the same records;
-//! - `query --ip` time over N records spread over 90 days of hourly segments
-//!   (N from `XDP_AUDIT_BENCH_RECORDS`, default 100,000,000), warm and cold page cache, wall
-//!   and CPU time, the best of 3 warm runs (baselines: the same query ignoring the address
-//!   index; reading every segment file whole).
+//! - `query --ip` time over N records spread over 90 days (N from `XDP_AUDIT_BENCH_RECORDS`,
+//!   default 100,000,000), as the agent keeps them (closed days compacted into one segment
+//!   each), warm and cold page cache, wall and CPU time, the best of 3 warm runs (baselines:
+//!   the same query over the hourly segments as sealed, and over them ignoring the address
+//!   index; reading every segment file whole); and the time the compaction took.
 //!
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
 //! (`sealparts`: decode/sort/write breakdown of one seal). The N-record store is built once
 //! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v3-N`, v3 = the segment format
-//! with the address index) and reused while it verifies.
+//! with the address index) and reused while it verifies; its compacted copy is `...-daily`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use xdp_audit::store::seal::{seal_journal, write_segment};
 use xdp_audit::store::segment;
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::verify::verify;
-use xdp_audit::store::{Store, StoreConfig};
+use xdp_audit::store::{compact, Store, StoreConfig};
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 const HOUR: i64 = 3_600_000_000_000;
@@ -206,7 +207,7 @@ fn seal_parts() {
         let rows = s.columns.into_row_order().expect("order");
         sort.push((t.elapsed(), cpu() - c));
         let (t, c) = (Instant::now(), cpu());
-        segment::write(&dir.join("x.parquet"), &rows, 1).expect("write");
+        segment::write(&dir.join("x.parquet"), &rows, 1, segment::Layout::SEALED).expect("write");
         write.push((t.elapsed(), cpu() - c));
     }
     for (what, v) in [
@@ -347,38 +348,83 @@ fn best_of(rounds: usize, run: &mut dyn FnMut() -> (Duration, Duration, u64)) ->
     )
 }
 
+/// A copy of the hourly store at `hourly` with every closed day compacted, as the agent
+/// leaves it; built once next to it and reused while it verifies.
+fn compacted_store(hourly: &Path, n: u64) -> PathBuf {
+    let mut name = hourly.as_os_str().to_owned();
+    name.push("-daily");
+    let dir = PathBuf::from(name);
+    if verify(&dir, None).is_ok_and(|v| v.rows == n && v.compacted > 0) {
+        println!("compaction: reusing {}", dir.display());
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("compacted dir");
+    for e in std::fs::read_dir(hourly)
+        .expect("list")
+        .filter_map(|e| e.ok())
+    {
+        std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy the hourly store");
+    }
+    let mut manifest = Manifest::load(&dir, None).expect("manifest");
+    let now = T0 + 91 * 24 * HOUR;
+    let (t, c) = (Instant::now(), cpu());
+    let merged =
+        compact::run(&dir, &mut manifest, now, compact::DEFAULT_MAX_ROWS).expect("compact");
+    let (wall, cpu_time) = (t.elapsed(), cpu() - c);
+    compact::run(&dir, &mut manifest, now, compact::DEFAULT_MAX_ROWS).expect("delete inputs");
+    println!(
+        "compaction: {n} records in hourly segments merged into {merged} daily segments in {:.1} s wall \
+         ({:.1} s CPU) = {}; peak RSS of the process {:.0} MiB",
+        wall.as_secs_f64(),
+        cpu_time.as_secs_f64(),
+        rate(n as f64, wall),
+        peak_rss_mib()
+    );
+    dir
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn query_speed() {
     let n: u64 = std::env::var("XDP_AUDIT_BENCH_RECORDS")
         .ok()
         .and_then(|s| s.replace('_', "").parse().ok())
         .unwrap_or(100_000_000);
-    let dir = std::env::var_os("XDP_AUDIT_BENCH_DIR")
+    let hourly = std::env::var_os("XDP_AUDIT_BENCH_DIR")
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
         // reused (it would still verify, and be timed without its index).
         .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v3-{n}")));
-    if !build_store(&dir, n) {
+    if !build_store(&hourly, n) {
         println!(
             "query store: reusing {} ({n} records, verified)",
-            dir.display()
+            hourly.display()
         );
     }
-    let v = verify(&dir, None).expect("bench store verifies");
-    let seg_bytes = dir_bytes(&dir, "seg-");
-    println!(
-        "query store: {} records in {} segments, {:.2} GB, {:.2} bytes/record",
-        v.rows,
-        v.segments,
-        seg_bytes as f64 / 1e9,
-        seg_bytes as f64 / v.rows as f64
-    );
+    let daily = compacted_store(&hourly, n);
+    for (dir, what) in [(&daily, "compacted"), (&hourly, "hourly, as sealed")] {
+        let v = verify(dir, None).expect("bench store verifies");
+        let seg_bytes = dir_bytes(dir, "seg-");
+        println!(
+            "query store ({what}): {} records in {} segments, {:.2} GB, {:.2} bytes/record",
+            v.rows,
+            v.segments,
+            seg_bytes as f64 / 1e9,
+            seg_bytes as f64 / v.rows as f64
+        );
+    }
     // Baseline: read every segment file whole (what a scan without pruning must at least do).
-    let read_all = || {
+    let read_all = |dir: &Path| {
         let t = Instant::now();
-        for e in std::fs::read_dir(&dir)
-            .expect("list")
-            .filter_map(|e| e.ok())
-        {
+        for e in std::fs::read_dir(dir).expect("list").filter_map(|e| e.ok()) {
             if e.file_name().to_string_lossy().starts_with("seg-") {
                 let _ = std::fs::read(e.path()).expect("read");
             }
@@ -402,34 +448,35 @@ fn query_speed() {
             println!("query (cold cache): skipped, cannot write /proc/sys/vm/drop_caches");
             continue;
         }
-        let base = read_all();
+        let base = read_all(&daily);
         let label = if cold { "cold" } else { "warm" };
+        let rounds = if cold { 1 } else { 3 };
+        let timed = |dir: &Path, f: &Filter| {
+            best_of(rounds, &mut || {
+                if cold {
+                    drop_caches();
+                }
+                time_query(dir, f)
+            })
+        };
         for (what, ip) in cases {
-            if cold && !drop_caches() {
-                break;
-            }
             let f = Filter {
                 cidr: Some(Cidr::host(ip)),
                 ..Filter::default()
             };
-            // Baseline: the same query with the address index ignored (the path of segments
-            // written before the index), measured in the same run.
+            // Baselines in the same run: the hourly segments as sealed, with and without
+            // their address index (the path of segments written before the index).
             let full = Filter {
                 ignore_index: true,
                 ..f.clone()
             };
-            let rounds = if cold { 1 } else { 3 };
-            let run = |f: &Filter| {
-                if cold {
-                    drop_caches();
-                }
-                time_query(&dir, f)
-            };
-            let indexed = best_of(rounds, &mut || run(&f));
-            let unindexed = best_of(rounds, &mut || run(&full));
+            let compacted = timed(&daily, &f);
+            let as_sealed = timed(&hourly, &f);
+            let unindexed = timed(&hourly, &full);
             println!(
-                "query --ip {ip} ({what}), {label} cache, over {n} records: indexed {indexed}; \
-                 baseline without the index {unindexed}; read of all segment bytes ({label}): {:.3} s",
+                "query --ip {ip} ({what}), {label} cache, over {n} records: compacted {compacted}; \
+                 baselines: hourly segments {as_sealed}; hourly without the index {unindexed}; \
+                 read of all compacted segment bytes: {:.3} s",
                 base.as_secs_f64(),
             );
         }
@@ -440,15 +487,11 @@ fn query_speed() {
             until_ns: Some(T0 + 40 * 24 * HOUR + 16 * HOUR),
             ..Filter::default()
         };
-        let rounds = if cold { 1 } else { 3 };
-        let windowed = best_of(rounds, &mut || {
-            if cold {
-                drop_caches();
-            }
-            time_query(&dir, &f)
-        });
+        let compacted = timed(&daily, &f);
+        let as_sealed = timed(&hourly, &f);
         println!(
-            "query --ip {client} --since day40T14:00 --until day40T16:00, {label} cache: {windowed}"
+            "query --ip {client} --since day40T14:00 --until day40T16:00, {label} cache: \
+             compacted {compacted}; hourly segments {as_sealed}"
         );
     }
 }

@@ -13,12 +13,12 @@ use xdp_audit::store::query::{collect, Cidr, Filter};
 use xdp_audit::store::segment::ip_to_column;
 use xdp_audit::store::testgen::Rng;
 use xdp_audit::store::verify::verify;
-use xdp_audit::store::{FakeClock, Store, StoreConfig, StoreError};
+use xdp_audit::store::{FakeClock, Store, StoreError};
 
 #[test]
 fn retention_below_the_legal_floor_is_refused_naming_it() {
     let dir = TempDir::new("floor");
-    let mut cfg = StoreConfig::new(dir.path());
+    let mut cfg = config(dir.path());
     cfg.retention_days = 89;
     match Store::open(cfg) {
         Err(e @ StoreError::Retention(_)) => {
@@ -31,7 +31,7 @@ fn retention_below_the_legal_floor_is_refused_naming_it() {
         Err(e) => panic!("wrong error for 89 days: {e}"),
         Ok(_) => panic!("89 days of retention was accepted"),
     }
-    let mut cfg = StoreConfig::new(dir.path());
+    let mut cfg = config(dir.path());
     cfg.retention_days = 90;
     Store::open(cfg).unwrap_or_else(|e| panic!("90 days refused: {e}"));
 }
@@ -44,7 +44,7 @@ fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
     let later = T0 + 10 * DAY;
     let young = fill(dir.path(), &clock, later, 2, 1.0, 2, true);
     let before = verify(dir.path(), None).unwrap_or_else(|b| panic!("before retention: {b}"));
-    let mut cfg = StoreConfig::new(dir.path());
+    let mut cfg = config(dir.path());
     cfg.retention_days = 180;
     // Day 180 after the old records: nothing is old enough yet.
     clock.set(T0 + 180 * DAY);

@@ -22,7 +22,7 @@ fn pristine(signed: bool) -> (TempDir, Option<(TempDir, std::path::PathBuf)>) {
         (kd, p)
     });
     let clock = FakeClock::new(T0);
-    let mut cfg = StoreConfig::new(dir.path());
+    let mut cfg = config(dir.path());
     if let Some((kd, _)) = &keys {
         cfg.signing_key = Some(manifest::load_signing_key(&kd.path().join("k")).expect("load key"));
     }

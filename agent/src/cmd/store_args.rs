@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::record::{parse_proto, Mac};
 use crate::store::query::{parse_span_ns, parse_time, Cidr, Filter};
 use crate::store::retention::{check_days, DEFAULT_DAYS};
-use crate::store::{manifest, StoreConfig, DEFAULT_BUFFER_RECORDS};
+use crate::store::{compact, manifest, StoreConfig, DEFAULT_BUFFER_RECORDS};
 
 /// Default log directory.
 pub const DEFAULT_LOG_DIR: &str = "/var/log/xdp-audit";
@@ -55,6 +55,11 @@ pub struct StoreArgs {
     /// Records held in memory while the disk refuses writes; more are dropped and counted.
     #[arg(long, default_value_t = DEFAULT_BUFFER_RECORDS, value_name = "RECORDS")]
     pub buffer_records: usize,
+    /// Merge each closed day's hourly segments into segments of at most this many rows, so
+    /// queries over months open a file per day, not per hour (the merge holds ~130 bytes
+    /// per row in memory); 0 turns compaction off.
+    #[arg(long, default_value_t = compact::DEFAULT_MAX_ROWS, value_name = "ROWS")]
+    pub compact_max_rows: u64,
 }
 
 impl StoreArgs {
@@ -71,6 +76,7 @@ impl StoreArgs {
             retention_days: self.retention_days,
             signing_key,
             buffer_records: self.buffer_records,
+            compact_max_rows: self.compact_max_rows,
         })
     }
 }

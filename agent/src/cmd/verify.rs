@@ -13,7 +13,9 @@ use crate::store::verify::verify;
 pub const LONG_ABOUT: &str =
     "Walks the manifest chain of the audit store: every entry's hash and its link to
 the previous one, every live segment's size and SHA-256, segment files the chain does not list,
-and the chain head. Retention deletions are chain entries, so lawful pruning passes.
+and the chain head. Retention deletions and compactions (a closed day's hourly segments merged into
+one) are chain entries, so lawful pruning and merging pass; a merge must hold exactly its
+inputs' rows and time range, and the agent checks each input's hash before merging it.
 
 Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FILE: reason` for
 the first broken link and exits 1. Changes, deletions, reorderings and insertions of entries or
@@ -45,11 +47,12 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     match verify(&args.dir.log_dir, key.as_ref()) {
         Ok(v) => {
             println!(
-                "ok: {} entries, {} segments ({} rows), {} pruned by retention, head {}{}",
+                "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, head {}{}",
                 v.entries,
                 v.segments,
                 v.rows,
                 v.pruned,
+                v.compacted,
                 if v.head.is_empty() {
                     "(empty)"
                 } else {

@@ -83,7 +83,7 @@ pub enum IndexError {
     Corrupt(String),
 }
 
-fn corrupt(reason: impl Into<String>) -> IndexError {
+pub(crate) fn corrupt(reason: impl Into<String>) -> IndexError {
     IndexError::Corrupt(reason.into())
 }
 
@@ -318,7 +318,7 @@ impl AddressIndex {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -326,16 +326,16 @@ fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     out.push(v as u8);
 }
 
-struct Cursor<'a>(&'a [u8]);
+pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
 
 impl Cursor<'_> {
-    fn byte(&mut self) -> Result<u8, IndexError> {
+    pub(crate) fn byte(&mut self) -> Result<u8, IndexError> {
         let (&b, rest) = self.0.split_first().ok_or_else(|| corrupt("cut short"))?;
         self.0 = rest;
         Ok(b)
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], IndexError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], IndexError> {
         if n > self.0.len() {
             return Err(corrupt("cut short"));
         }
@@ -344,7 +344,7 @@ impl Cursor<'_> {
         Ok(a)
     }
 
-    fn varint(&mut self) -> Result<u128, IndexError> {
+    pub(crate) fn varint(&mut self) -> Result<u128, IndexError> {
         let mut v = 0u128;
         for shift in (0..128).step_by(7) {
             let b = self.byte()?;
@@ -361,7 +361,7 @@ impl Cursor<'_> {
     }
 
     /// A count, refused above `max` (so a damaged count cannot make us allocate wildly).
-    fn len(&mut self, what: &str, max: usize) -> Result<usize, IndexError> {
+    pub(crate) fn len(&mut self, what: &str, max: usize) -> Result<usize, IndexError> {
         let v = self.varint()?;
         usize::try_from(v)
             .ok()

@@ -1,8 +1,11 @@
-//! The manifest: a hash chain over every sealed segment and every retention deletion, and its
-//! (optionally ed25519-signed) head.
+//! The manifest: a hash chain over every sealed segment, every retention deletion and every
+//! compaction, and its (optionally ed25519-signed) head.
+//!
+//! The live segments are those the entries added (`segment`, and a `compact`'s `segment`)
+//! and did not take away again (a `prune`'s or a `compact`'s `files`), in chain order.
 //!
 //! `manifest.jsonl` holds one JSON object per line. Each entry carries `seq` (0, 1, 2, ...),
-//! `kind` (`segment` or `prune`), the fields of its kind, `prev` (the previous entry's `hash`,
+//! `kind` (`segment`, `prune` or `compact`), the fields of its kind, `prev` (the previous entry's `hash`,
 //! 64 zeros for the first) and `hash` = SHA-256 of `"xdp-audit chain v1\n"` followed by the
 //! compact JSON array `[seq, body, prev]`, where `body` is the entry without `seq`, `prev`
 //! and `hash` (fields in the documented order). The last line, `{"head": {...}}`, names the
@@ -81,9 +84,9 @@ pub struct SegmentInfo {
     pub sha256: String,
 }
 
-/// A file deleted by retention.
+/// A segment taken out of the live set (deleted by retention, or merged by compaction).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PrunedFile {
+pub struct RemovedFile {
     /// File name.
     pub file: String,
     /// Its SHA-256 as recorded when it was sealed.
@@ -98,7 +101,19 @@ pub struct PruneInfo {
     /// The retention in force, days.
     pub retention_days: u32,
     /// Segments whose newest record was older than the retention.
-    pub files: Vec<PrunedFile>,
+    pub files: Vec<RemovedFile>,
+}
+
+/// Segments of a closed day merged into one, so a query opens one file where it opened
+/// one per hour. The rows are the same; `verify` checks the counts and time range add up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactInfo {
+    /// When the merge was done, Unix ns.
+    pub at_ns: i64,
+    /// The merged segments, in chain order; they leave the live set.
+    pub files: Vec<RemovedFile>,
+    /// The segment holding all their rows; it joins the live set.
+    pub segment: SegmentInfo,
 }
 
 /// What an entry records.
@@ -109,6 +124,47 @@ pub enum Body {
     Segment(SegmentInfo),
     /// Segments were deleted by retention.
     Prune(PruneInfo),
+    /// Segments were merged into one.
+    Compact(CompactInfo),
+}
+
+impl Body {
+    /// The segment this entry adds to the live set.
+    pub fn added(&self) -> Option<&SegmentInfo> {
+        match self {
+            Body::Segment(s) => Some(s),
+            Body::Compact(c) => Some(&c.segment),
+            Body::Prune(_) => None,
+        }
+    }
+
+    /// The segments this entry takes out of the live set.
+    pub fn removed(&self) -> &[RemovedFile] {
+        match self {
+            Body::Segment(_) => &[],
+            Body::Prune(p) => &p.files,
+            Body::Compact(c) => &c.files,
+        }
+    }
+}
+
+/// Names of the segments the chain took out of the live set (pruned or compacted).
+pub fn removed_files(entries: &[Entry]) -> std::collections::HashSet<&str> {
+    entries
+        .iter()
+        .flat_map(|e| e.body.removed())
+        .map(|f| f.file.as_str())
+        .collect()
+}
+
+/// The live segments, in chain order.
+pub fn live_segments(entries: &[Entry]) -> Vec<&SegmentInfo> {
+    let removed = removed_files(entries);
+    entries
+        .iter()
+        .filter_map(|e| e.body.added())
+        .filter(|s| !removed.contains(s.file.as_str()))
+        .collect()
 }
 
 /// One link of the chain.

@@ -4,18 +4,22 @@
 //! Directory layout (`--log-dir`):
 //! ```text
 //! journal-<id>.wal          live journal (framed, checksummed records; see `journal`)
-//! seg-<seq>-<start>.parquet sealed segments (see `segment`)
-//! manifest.jsonl            hash chain over segments and retention deletions, ending in the
+//! seg-<seq>-<start>.parquet sealed segments (see `segment`); a closed day's are merged
+//!                           into one (see `compact`)
+//! manifest.jsonl            hash chain over segments, retention deletions and compactions,
+//!                           ending in the
 //!                           chain head, ed25519-signed with --signing-key (see `manifest`)
 //! .lock                     held by the one writer
 //! ```
 
 pub mod columns;
+pub mod compact;
 pub mod export;
 pub mod fsutil;
 pub mod index;
 pub mod journal;
 pub mod manifest;
+pub mod pages;
 pub mod query;
 pub mod retention;
 pub mod seal;
@@ -108,6 +112,8 @@ pub struct StoreConfig {
     /// Records held in memory while the disk refuses writes; beyond it records are dropped
     /// and counted.
     pub buffer_records: usize,
+    /// Most rows in a segment merged from a closed day's segments (0: no compaction).
+    pub compact_max_rows: u64,
 }
 
 impl StoreConfig {
@@ -120,6 +126,7 @@ impl StoreConfig {
             retention_days: retention::DEFAULT_DAYS,
             signing_key: None,
             buffer_records: DEFAULT_BUFFER_RECORDS,
+            compact_max_rows: compact::DEFAULT_MAX_ROWS,
         }
     }
 }
@@ -149,6 +156,9 @@ pub enum StoreError {
     /// A leftover journal could not be sealed.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// What an interrupted compaction left could not be removed.
+    #[error(transparent)]
+    Compact(#[from] compact::CompactError),
     /// The manifest could not be read or appended.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -208,8 +218,9 @@ impl Store {
         Self::open_with_clock(cfg, Box::new(SystemClock))
     }
 
-    /// Opens the store: takes the lock, removes temporary files, seals leftover journals,
-    /// finishes an interrupted retention run, runs retention, and starts a new journal.
+    /// Opens the store: takes the lock, removes temporary files and what an interrupted
+    /// compaction left, seals leftover journals, finishes an interrupted retention run, runs
+    /// retention, starts a new journal, and has the sealer thread compact closed days.
     pub fn open_with_clock(
         cfg: StoreConfig,
         clock: Box<dyn StoreClock>,
@@ -239,6 +250,8 @@ impl Store {
             }
         }
         let mut manifest = Manifest::load(&dir, cfg.signing_key.clone())?;
+        // Before a seal takes the next chain position the merged segment holds.
+        compact::discard_interrupted(&dir, &manifest)?;
         let mut max_id = 0;
         let mut sealed = 0;
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
@@ -260,8 +273,9 @@ impl Store {
         let journal = JournalWriter::create(&jpath, id)?;
         fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
         retention::prune(&dir, &mut manifest, now, cfg.retention_days)?;
-        let sealer = sealer::Sealer::spawn(dir.clone(), manifest)
+        let sealer = sealer::Sealer::spawn(dir.clone(), manifest, cfg.compact_max_rows)
             .map_err(|e| io(&dir, "start the sealer thread", e))?;
+        sealer.compact(now);
         Ok(Self {
             cfg,
             clock,

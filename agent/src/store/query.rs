@@ -8,6 +8,7 @@
 //! scanned on all cores; results come out in chain order (each segment's rows by client, then
 //! start time), then the journals in file order.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -228,23 +229,22 @@ pub struct ScanStats {
     pub matched: u64,
 }
 
-fn load_segments(dir: &Path) -> Result<Vec<SegmentInfo>, QueryError> {
+/// The live segments, and the id of every journal ever sealed (a compacted segment's
+/// inputs are no longer live, but their journals are sealed all the same).
+fn load_segments(dir: &Path) -> Result<(Vec<SegmentInfo>, HashSet<u64>), QueryError> {
     let entries = manifest::read_entries(dir)?;
-    let pruned: std::collections::HashSet<String> = entries
+    let sealed = entries
         .iter()
         .filter_map(|e| match &e.body {
-            Body::Prune(p) => Some(p.files.iter().map(|f| f.file.clone())),
+            Body::Segment(s) => Some(s.journal_id),
             _ => None,
         })
-        .flatten()
         .collect();
-    Ok(entries
+    let live = manifest::live_segments(&entries)
         .into_iter()
-        .filter_map(|e| match e.body {
-            Body::Segment(s) if !pruned.contains(&s.file) => Some(s),
-            _ => None,
-        })
-        .collect())
+        .cloned()
+        .collect();
+    Ok((live, sealed))
 }
 
 fn ranges_meet(a: ([u8; 16], [u8; 16]), b: ([u8; 16], [u8; 16])) -> bool {
@@ -346,13 +346,11 @@ pub fn scan(
         path: dir.to_owned(),
         source,
     })?;
-    let mut segments = load_segments(dir)?;
+    let (mut segments, mut seen_ids) = load_segments(dir)?;
     let mut stats = ScanStats {
         segments: segments.len(),
         ..ScanStats::default()
     };
-    let mut seen_ids: std::collections::HashSet<u64> =
-        segments.iter().map(|s| s.journal_id).collect();
     segments.retain(|s| filter.overlaps(s.time_min_ns, s.time_max_ns));
     stats.segments_opened = segments.len();
     let threads = threads.max(1);
@@ -381,6 +379,7 @@ pub fn scan(
             {
                 // Sealed while we looked: read its segment instead.
                 for s in load_segments(dir)?
+                    .0
                     .into_iter()
                     .filter(|s| s.journal_id == id)
                 {

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use super::fsutil::sync_dir;
-use super::manifest::{Body, Manifest, ManifestError, PruneInfo, PrunedFile};
+use super::manifest::{
+    live_segments, removed_files, Body, Manifest, ManifestError, PruneInfo, RemovedFile,
+};
 
 /// The legal minimum retention, in days.
 pub const LEGAL_FLOOR_DAYS: u32 = 90;
@@ -32,34 +34,15 @@ pub fn check_days(days: u32) -> Result<u32, BelowFloor> {
     }
 }
 
-/// Names of the segments the chain says were pruned.
-pub fn pruned_files(manifest: &Manifest) -> std::collections::HashSet<String> {
-    manifest
-        .entries()
-        .iter()
-        .filter_map(|e| match &e.body {
-            Body::Prune(p) => Some(p.files.iter().map(|f| f.file.clone())),
-            _ => None,
-        })
-        .flatten()
-        .collect()
-}
-
-/// Segments expired at `now_ns` under `days` of retention and not yet pruned.
-pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<PrunedFile> {
+/// Live segments expired at `now_ns` under `days` of retention.
+pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<RemovedFile> {
     let cutoff = now_ns.saturating_sub(i64::from(days) * DAY_NS);
-    let pruned = pruned_files(manifest);
-    manifest
-        .entries()
-        .iter()
-        .filter_map(|e| match &e.body {
-            Body::Segment(s) if s.time_max_ns < cutoff && !pruned.contains(&s.file) => {
-                Some(PrunedFile {
-                    file: s.file.clone(),
-                    sha256: s.sha256.clone(),
-                })
-            }
-            _ => None,
+    live_segments(manifest.entries())
+        .into_iter()
+        .filter(|s| s.time_max_ns < cutoff)
+        .map(|s| RemovedFile {
+            file: s.file.clone(),
+            sha256: s.sha256.clone(),
         })
         .collect()
 }
@@ -88,18 +71,19 @@ pub fn prune(
     Ok(n)
 }
 
-/// Deletes files the chain says were pruned but which still exist.
+/// Deletes files the chain took out of the live set (pruned, or merged by compaction) but
+/// which still exist: what a crash between the entry and the deletion leaves.
 pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), ManifestError> {
     let mut deleted = false;
-    for name in pruned_files(manifest) {
-        let path = dir.join(&name);
+    for name in removed_files(manifest.entries()) {
+        let path = dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => deleted = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(ManifestError::Io {
                     path,
-                    op: "delete expired segment",
+                    op: "delete a segment the chain removed",
                     source,
                 })
             }

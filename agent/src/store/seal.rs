@@ -13,7 +13,7 @@ use super::columns::{Columns, ColumnsError};
 use super::fsutil::{sha256_file, sync_dir, TMP_PREFIX};
 use super::journal::{self, JournalError};
 use super::manifest::{Body, Manifest, ManifestError, SegmentInfo};
-use super::segment::{self, SegmentError};
+use super::segment::{self, Layout, SegmentError};
 
 /// Errors of sealing; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -127,9 +127,39 @@ pub fn write_segment(
     journal_id: u64,
     manifest: &mut Manifest,
 ) -> Result<SegmentInfo, SealError> {
+    let info = write_file(dir, columns, journal_id, next_seq(manifest), Layout::SEALED)?;
+    manifest.append(Body::Segment(info.clone()))?;
+    tracing::info!(
+        file = %dir.join(&info.file).display(),
+        rows = info.rows,
+        bytes = info.size,
+        "sealed segment"
+    );
+    Ok(info)
+}
+
+/// The chain position the next entry takes (it names the next segment file).
+pub fn next_seq(manifest: &Manifest) -> u64 {
+    manifest.entries().last().map_or(0, |e| e.seq + 1)
+}
+
+/// The chain position in a segment file name.
+pub fn seq_of(name: &str) -> Option<u64> {
+    name.strip_prefix("seg-")?.get(..8)?.parse().ok()
+}
+
+/// Writes `columns` as the segment file of chain position `seq`, cut as `layout` says:
+/// temporary name, fsync, rename, directory fsync. Returns its manifest description; the
+/// caller appends the entry.
+pub fn write_file(
+    dir: &Path,
+    columns: Columns,
+    journal_id: u64,
+    seq: u64,
+    layout: Layout,
+) -> Result<SegmentInfo, SealError> {
     let time_min_ns = columns.time_min_ns();
     let time_max_ns = columns.time_max_ns();
-    let seq = manifest.entries().last().map_or(0, |e| e.seq + 1);
     let name = segment_name(seq, time_min_ns);
     let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
     let final_path = dir.join(&name);
@@ -140,7 +170,7 @@ pub fn write_segment(
             source,
         })?;
     let written = (|| {
-        let size = segment::write(&tmp, &rows, journal_id)?;
+        let size = segment::write(&tmp, &rows, journal_id, layout)?;
         let sha256 = sha256_file(&tmp).map_err(|source| SealError::Io {
             path: tmp.clone(),
             op: "hash",
@@ -162,7 +192,7 @@ pub fn write_segment(
             return Err(e);
         }
     };
-    let info = SegmentInfo {
+    Ok(SegmentInfo {
         file: name,
         journal_id,
         time_min_ns,
@@ -170,13 +200,5 @@ pub fn write_segment(
         rows: rows.len() as u64,
         size,
         sha256,
-    };
-    manifest.append(Body::Segment(info.clone()))?;
-    tracing::info!(
-        file = %final_path.display(),
-        rows = info.rows,
-        bytes = info.size,
-        "sealed segment"
-    );
-    Ok(info)
+    })
 }

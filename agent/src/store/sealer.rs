@@ -1,6 +1,6 @@
-//! The sealer thread: seals rotated journals and runs retention off the record path, so an
-//! hourly seal (seconds for a busy hour) never stalls the agent's record loop. It owns the
-//! manifest; jobs arrive in order over a channel.
+//! The sealer thread: seals rotated journals, compacts closed days and runs retention off
+//! the record path, so an hourly seal (seconds for a busy hour) never stalls the agent's
+//! record loop. It owns the manifest; jobs arrive in order over a channel.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::manifest::Manifest;
-use super::{retention, seal, REPORT_EVERY_NS};
+use super::{compact, retention, seal, REPORT_EVERY_NS};
 
 enum Job {
     Seal { path: PathBuf, now: i64 },
     Retry { now: i64 },
     Retention { now: i64, days: u32 },
+    Compact { now: i64 },
     Barrier { now: i64, reply: Sender<bool> },
 }
 
@@ -36,7 +37,9 @@ struct Worker {
     dir: PathBuf,
     manifest: Manifest,
     queue: VecDeque<PathBuf>,
+    compact_max_rows: u64,
     last_report_ns: i64,
+    last_compact_report_ns: i64,
     shared: Arc<Shared>,
 }
 
@@ -70,13 +73,29 @@ impl Worker {
             .store(self.queue.len(), Ordering::Relaxed);
     }
 
+    /// A compaction pass (cheap when no day is due). A failure leaves the store as it was;
+    /// the next pass, after the next seal, tries again.
+    fn compact(&mut self, now: i64) {
+        if self.compact_max_rows == 0 {
+            return;
+        }
+        if let Err(e) = compact::run(&self.dir, &mut self.manifest, now, self.compact_max_rows) {
+            if now - self.last_compact_report_ns >= REPORT_EVERY_NS {
+                self.last_compact_report_ns = now;
+                tracing::warn!(error = %e, "audit store cannot compact closed days; segments stay as sealed and the next pass retries (reported at most once a minute)");
+            }
+        }
+    }
+
     fn run(mut self, rx: Receiver<Job>) {
         for job in rx {
             match job {
                 Job::Seal { path, now } => {
                     self.queue.push_back(path);
                     self.seal_queued(now);
+                    self.compact(now);
                 }
+                Job::Compact { now } => self.compact(now),
                 Job::Retry { now } => self.seal_queued(now),
                 Job::Retention { now, days } => {
                     if let Err(e) = retention::prune(&self.dir, &mut self.manifest, now, days) {
@@ -93,14 +112,17 @@ impl Worker {
 }
 
 impl Sealer {
-    /// Starts the thread for the store in `dir`, taking over its manifest.
-    pub fn spawn(dir: PathBuf, manifest: Manifest) -> std::io::Result<Self> {
+    /// Starts the thread for the store in `dir`, taking over its manifest; merged segments
+    /// hold at most `compact_max_rows` rows (0: no compaction).
+    pub fn spawn(dir: PathBuf, manifest: Manifest, compact_max_rows: u64) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let worker = Worker {
             dir,
             manifest,
             queue: VecDeque::new(),
+            compact_max_rows,
             last_report_ns: i64::MIN / 2,
+            last_compact_report_ns: i64::MIN / 2,
             shared: shared.clone(),
         };
         let (tx, rx) = channel();
@@ -133,6 +155,11 @@ impl Sealer {
     /// Retries journals that failed to seal.
     pub fn retry(&self, now: i64) {
         self.send(Job::Retry { now });
+    }
+
+    /// Compacts the closed days due at `now`.
+    pub fn compact(&self, now: i64) {
+        self.send(Job::Compact { now });
     }
 
     /// Runs retention.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 
 use super::fsutil::sha256_file;
-use super::manifest::{self, check_signature, entry_hash, Body, Head, GENESIS};
-use super::seal::is_segment_name;
+use super::manifest::{self, check_signature, entry_hash, Body, Head, SegmentInfo, GENESIS};
+use super::seal::{is_segment_name, journal_name, seq_of};
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,8 @@ pub struct Verified {
     pub rows: u64,
     /// Segments deleted by retention, as recorded.
     pub pruned: u64,
+    /// Segments merged into others by compaction, as recorded.
+    pub compacted: u64,
     /// Hash of the last entry (empty for an empty store).
     pub head: String,
     /// Whether the head's signature was checked.
@@ -53,7 +55,10 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
             let has_segments = std::fs::read_dir(dir)
                 .map(|rd| {
                     rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                        .any(|n| is_segment_name(&n) && !interrupted_seal(dir, &n, 0))
+                        .any(|n| {
+                            is_segment_name(&n)
+                                && interrupted_write(dir, &n, 0) != Some(Interrupted::Seal)
+                        })
                 })
                 .unwrap_or(false);
             if has_segments {
@@ -70,8 +75,8 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         manifest::parse_with_head(&mpath, &text).map_err(|e| broken(&mpath, e.to_string()))?;
     let mut out = Verified::default();
     let mut prev = GENESIS.to_owned();
-    let mut live: HashMap<String, (String, u64, u64)> = HashMap::new();
-    let mut listed: HashSet<String> = HashSet::new();
+    let mut live: HashMap<&str, &SegmentInfo> = HashMap::new();
+    let mut listed: HashSet<&str> = HashSet::new();
     for (i, e) in entries.iter().enumerate() {
         let at = format!("entry {i} (line {})", i + 1);
         if e.seq != i as u64 {
@@ -95,54 +100,65 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
                 format!("{at}: hash does not match its content (entry changed)"),
             ));
         }
+        let what = match e.body {
+            Body::Compact(_) => "compaction",
+            _ => "prune",
+        };
+        let mut removed = Vec::new();
+        for f in e.body.removed() {
+            match live.remove(f.file.as_str()) {
+                Some(s) if s.sha256 == f.sha256 => removed.push(s),
+                Some(_) => {
+                    return Err(broken(
+                        &mpath,
+                        format!(
+                            "{at}: {what} of {} names another hash than its seal",
+                            f.file
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(broken(
+                        &mpath,
+                        format!("{at}: {what} of {} which is not a live segment", f.file),
+                    ))
+                }
+            }
+        }
         match &e.body {
-            Body::Segment(s) => {
-                if !is_segment_name(&s.file) || s.file.contains('/') {
-                    return Err(broken(
-                        &mpath,
-                        format!("{at}: bad segment name {:?}", s.file),
-                    ));
-                }
-                if !listed.insert(s.file.clone()) {
-                    return Err(broken(
-                        &mpath,
-                        format!("{at}: segment {} listed twice", s.file),
-                    ));
-                }
-                live.insert(s.file.clone(), (s.sha256.clone(), s.size, s.rows));
+            Body::Prune(_) => out.pruned += removed.len() as u64,
+            Body::Compact(c) => {
+                check_merge(&c.segment, &removed)
+                    .map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
+                out.compacted += removed.len() as u64;
             }
-            Body::Prune(p) => {
-                for f in &p.files {
-                    match live.remove(&f.file) {
-                        Some((sha, _, _)) if sha == f.sha256 => out.pruned += 1,
-                        Some(_) => {
-                            return Err(broken(
-                                &mpath,
-                                format!(
-                                    "{at}: prune of {} names another hash than its seal",
-                                    f.file
-                                ),
-                            ))
-                        }
-                        None => {
-                            return Err(broken(
-                                &mpath,
-                                format!("{at}: prune of {} which is not a live segment", f.file),
-                            ))
-                        }
-                    }
-                }
+            Body::Segment(_) => {}
+        }
+        if let Some(s) = e.body.added() {
+            if !is_segment_name(&s.file) || s.file.contains('/') {
+                return Err(broken(
+                    &mpath,
+                    format!("{at}: bad segment name {:?}", s.file),
+                ));
             }
+            if !listed.insert(&s.file) {
+                return Err(broken(
+                    &mpath,
+                    format!("{at}: segment {} listed twice", s.file),
+                ));
+            }
+            live.insert(&s.file, s);
         }
         prev = e.hash.clone();
     }
     out.entries = entries.len() as u64;
     // Segments in chain order, so the first broken one is reported.
     for e in &entries {
-        let Body::Segment(s) = &e.body else { continue };
-        let Some((sha, size, rows)) = live.get(&s.file) else {
+        let Some(s) = e.body.added() else { continue };
+        if !live.contains_key(s.file.as_str()) {
             continue;
-        };
+        }
+        let (sha, size, rows) = (&s.sha256, &s.size, &s.rows);
         let path = dir.join(&s.file);
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
@@ -173,7 +189,11 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         out.segments += 1;
         out.rows += rows;
     }
-    let pruned: HashSet<&String> = listed.iter().filter(|f| !live.contains_key(*f)).collect();
+    let removed: HashSet<&str> = listed
+        .iter()
+        .copied()
+        .filter(|f| !live.contains_key(f))
+        .collect();
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| broken(dir, format!("cannot list: {e}")))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -181,45 +201,86 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         .collect();
     names.sort();
     for n in names {
-        if !listed.contains(&n) {
-            if interrupted_seal(dir, &n, entries.len() as u64) {
-                tracing::warn!(
-                    file = %n,
-                    "segment not yet in the chain: a seal was interrupted by a crash; the next start seals its journal again under this name"
-                );
-                continue;
+        if !listed.contains(n.as_str()) {
+            match interrupted_write(dir, &n, entries.len() as u64) {
+                Some(Interrupted::Seal) => {
+                    tracing::warn!(
+                        file = %n,
+                        "segment not yet in the chain: a seal was interrupted by a crash; the next start seals its journal again under this name"
+                    );
+                    continue;
+                }
+                Some(Interrupted::Compaction) => {
+                    tracing::warn!(
+                        file = %n,
+                        "segment not yet in the chain: a compaction was interrupted by a crash (its inputs are still live); the next start deletes it"
+                    );
+                    continue;
+                }
+                None => {}
             }
             return Err(broken(
                 &dir.join(&n),
                 "segment not in the chain (inserted or replaced)".into(),
             ));
         }
-        if pruned.contains(&n) {
-            tracing::info!(file = %n, "segment pruned by the chain still present (interrupted retention; the next start deletes it)");
+        if removed.contains(n.as_str()) {
+            tracing::info!(file = %n, "segment the chain removed (pruned or compacted) still present; the agent deletes it at its next compaction pass or start");
         }
     }
     check_head(&mpath, head, entries.last(), key, &mut out)?;
     Ok(out)
 }
 
-/// Whether an unlisted segment is the product of a seal a crash interrupted between the
-/// segment's rename and the manifest append: it takes the next chain position and its journal
-/// is still on disk (so the next start re-seals that journal, replacing this file). Query
-/// reads only listed segments, so such a file never shows up in results.
-fn interrupted_seal(dir: &Path, name: &str, next_seq: u64) -> bool {
-    let seq_ok = name
-        .strip_prefix("seg-")
-        .and_then(|r| r.get(..8))
-        .and_then(|s| s.parse::<u64>().ok())
-        == Some(next_seq);
-    if !seq_ok {
-        return false;
+/// What left an unlisted segment at the next chain position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupted {
+    /// A seal, between the segment's rename and the manifest append: its journal is still on
+    /// disk, and the next start re-seals it under this name.
+    Seal,
+    /// A compaction, before its entry (the merged segment has journal id 0): its inputs are
+    /// still live, and the next start deletes it.
+    Compaction,
+}
+
+/// Whether an unlisted segment is what a crash in the middle of a seal or a compaction left.
+/// Query reads only listed segments, so such a file never shows up in results.
+fn interrupted_write(dir: &Path, name: &str, next_seq: u64) -> Option<Interrupted> {
+    if seq_of(name) != Some(next_seq) {
+        return None;
     }
-    let Ok(seg) = super::segment::SegmentReader::open(&dir.join(name)) else {
-        return false;
-    };
-    seg.journal_id()
-        .is_some_and(|id| dir.join(super::seal::journal_name(id)).exists())
+    let seg = super::segment::SegmentReader::open(&dir.join(name)).ok()?;
+    match seg.journal_id()? {
+        0 => Some(Interrupted::Compaction),
+        id if dir.join(journal_name(id)).exists() => Some(Interrupted::Seal),
+        _ => None,
+    }
+}
+
+/// A compaction's merged segment must hold exactly its inputs' rows and time range.
+fn check_merge(merged: &SegmentInfo, inputs: &[&SegmentInfo]) -> Result<(), String> {
+    let rows: u64 = inputs.iter().map(|s| s.rows).sum();
+    let min = inputs.iter().map(|s| s.time_min_ns).min();
+    let max = inputs.iter().map(|s| s.time_max_ns).max();
+    if inputs.is_empty() || merged.journal_id != 0 {
+        return Err(format!(
+            "compaction into {} names no inputs or a journal",
+            merged.file
+        ));
+    }
+    if merged.rows != rows {
+        return Err(format!(
+            "compaction into {} claims {} rows but its inputs were sealed with {rows}",
+            merged.file, merged.rows
+        ));
+    }
+    if (Some(merged.time_min_ns), Some(merged.time_max_ns)) != (min, max) {
+        return Err(format!(
+            "compaction into {} claims another time range than its inputs",
+            merged.file
+        ));
+    }
+    Ok(())
 }
 
 fn check_head(

@@ -42,9 +42,17 @@ impl Drop for TempDir {
     }
 }
 
-/// Opens a store on `dir` with a fake clock.
+/// Store settings for tests: the defaults with compaction off, so a test's segment counts
+/// do not depend on when the sealer thread merges closed days (`store_compact` turns it on).
+pub fn config(dir: &Path) -> StoreConfig {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.compact_max_rows = 0;
+    cfg
+}
+
+/// Opens a store on `dir` with a fake clock (compaction off, see [`config`]).
 pub fn open(dir: &Path, clock: &FakeClock) -> Store {
-    Store::open_with_clock(StoreConfig::new(dir), Box::new(clock.clone()))
+    Store::open_with_clock(config(dir), Box::new(clock.clone()))
         .unwrap_or_else(|e| panic!("open store {}: {e}", dir.display()))
 }
 
