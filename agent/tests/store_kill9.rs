@@ -143,6 +143,10 @@ fn acknowledged_records_survive_kill_9_at_random_moments() {
         v.segments + v.compacted > 20,
         "expected many sealed segments, got {v:?}"
     );
+    assert!(
+        v.compacted > 0,
+        "the odd runs' closed day was never merged: {v:?}"
+    );
     check_all_found(dir.path(), &acked, 20, seed);
 }
 

@@ -4,7 +4,8 @@
 //! statistics (time, and address range), then, for an address filter, by the segment's address
 //! index (`index`: source rows from its run table, the `dst_ip` column opened only when its
 //! Bloom filter does not rule the address out; segments without an index test both address
-//! columns), and only the matching rows of the other columns are decoded. Segments are
+//! columns), and only the matching rows of the other columns are decoded, reading only the
+//! pages that hold them where the segment has a page table (`pages`). Segments are
 //! scanned on all cores; results come out in chain order (each segment's rows by client, then
 //! start time), then the journals in file order.
 

@@ -140,12 +140,11 @@ impl Layout {
         page_rows: 8192,
     };
     /// A merged day (see `compact`): row groups of 128 Ki rows, so the address index narrows
-    /// a client's day to one or two of them, and pages of 2,048 rows, so a scattered row
-    /// costs a small page per column. Measured on 100 M generated records: a LAN client's
-    /// query 0.97 -> 0.26 s, a remote host's 1.85 -> 1.16 s, for 21.3 -> 22.6 bytes/record.
+    /// a client's day to one or two of them, and pages of 1,024 rows, so a scattered row
+    /// costs a small page per column (figures in the README, "Audit store").
     pub const COMPACTED: Self = Self {
         row_group_rows: 1 << 17,
-        page_rows: 2048,
+        page_rows: 1024,
     };
 }
 
