@@ -238,29 +238,18 @@ impl AddressIndex {
             out.push(g.bloom.k);
             out.extend_from_slice(&g.bloom.bits);
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        with_crc(out)
     }
 
     /// Parses the stored form, checking its CRC and that every run and filter is well formed.
     pub fn decode(raw: &[u8]) -> Result<Self, IndexError> {
-        let (body, crc) = raw
-            .split_last_chunk::<4>()
-            .ok_or_else(|| corrupt("shorter than its checksum"))?;
-        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let mut r = Cursor(body);
-        let version = r.byte()?;
-        if version != VERSION {
-            return Err(corrupt(format!("unknown version {version}")));
-        }
-        let groups = r.len("row group count", body.len())?;
+        let mut r = open_blob(raw, VERSION)?;
+        let body_len = r.0.len();
+        let groups = r.len("row group count", body_len)?;
         let mut out = Vec::with_capacity(groups);
         for g in 0..groups {
             let rows = r.len("row count", usize::MAX)?;
-            let runs = r.len("run count", body.len())?;
+            let runs = r.len("run count", body_len)?;
             let mut src = Vec::with_capacity(runs);
             let mut starts = Vec::with_capacity(runs + 1);
             let mut row = 0usize;
@@ -292,7 +281,7 @@ impl AddressIndex {
                 )));
             }
             starts.push(rows);
-            let m = r.len("filter bits", body.len() * 8)?;
+            let m = r.len("filter bits", body_len * 8)?;
             if m % 8 != 0 {
                 return Err(corrupt(format!("row group {g}: filter of {m} bits")));
             }
@@ -316,6 +305,29 @@ impl AddressIndex {
         }
         Ok(Self { groups: out })
     }
+}
+
+/// `body` followed by its CRC-32 (LE): the stored form of a blob in a segment's tail.
+pub(crate) fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    body
+}
+
+/// Checks a stored blob's CRC-32 and version byte; returns a cursor after the version.
+pub(crate) fn open_blob(raw: &[u8], version: u8) -> Result<Cursor<'_>, IndexError> {
+    let (body, crc) = raw
+        .split_last_chunk::<4>()
+        .ok_or_else(|| corrupt("shorter than its checksum"))?;
+    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let mut r = Cursor(body);
+    let v = r.byte()?;
+    if v != version {
+        return Err(corrupt(format!("unknown version {v}")));
+    }
+    Ok(r)
 }
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {

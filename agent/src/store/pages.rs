@@ -21,7 +21,7 @@
 //! u32 LE  CRC-32 of every byte before it
 //! ```
 
-use super::index::{corrupt, put_varint, Cursor, IndexError};
+use super::index::{corrupt, open_blob, put_varint, with_crc, IndexError};
 
 /// File metadata key holding the location of the page table: `"<offset>+<length>"`.
 pub const PAGES_KEY: &str = "xdp-audit.page-table";
@@ -104,26 +104,14 @@ impl PageTable {
                 }
             }
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        with_crc(out)
     }
 
     /// Parses the stored form, checking its CRC (the structure is checked against the file by
     /// [`Self::check_group`]).
     pub fn decode(raw: &[u8]) -> Result<Self, IndexError> {
-        let (body, crc) = raw
-            .split_last_chunk::<4>()
-            .ok_or_else(|| corrupt("shorter than its checksum"))?;
-        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let mut r = Cursor(body);
-        let version = r.byte()?;
-        if version != VERSION {
-            return Err(corrupt(format!("unknown version {version}")));
-        }
-        let max = body.len();
+        let mut r = open_blob(raw, VERSION)?;
+        let max = r.0.len();
         let groups = (0..r.len("row group count", max)?)
             .map(|_| {
                 (0..r.len("column count", max)?)
