@@ -14,8 +14,8 @@
 //!
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
 //! (`sealparts`: decode/sort/write breakdown of one seal). The N-record store is built once
-//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v3-N`, v3 = the segment format
-//! with the address index) and reused while it verifies; its compacted copy is `...-daily`.
+//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v4-N`, v4 = the segment format
+//! with the page table) and reused while it verifies; its compacted copy is `...-daily`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -402,7 +402,7 @@ fn query_speed() {
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
         // reused (it would still verify, and be timed without its index).
-        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v3-{n}")));
+        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v4-{n}")));
     if !build_store(&hourly, n) {
         println!(
             "query store: reusing {} ({n} records, verified)",
