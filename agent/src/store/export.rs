@@ -1,9 +1,15 @@
 //! Output formats of query and export: a table for people, JSON Lines and CSV for tools.
 //! JSON Lines uses the record's JSON encoding; CSV has the same columns in the same order.
+//!
+//! Query results can run to millions of records, so each line is written by hand into one
+//! reused buffer rather than through `core::fmt`, serde and per-field `String`s; tests hold
+//! every byte to the previous `format!`/serde implementation (and JSON Lines to `FlowRecord`'s
+//! `Serialize`).
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::record::{proto_name, rfc3339_ns, tcp_flags_str, FlowRecord};
+use crate::record::{proto_name, rfc3339_ns_bytes, FlowRecord, Mac};
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -19,28 +25,22 @@ pub enum Format {
 /// CSV header, also the field order of JSON Lines.
 pub const CSV_HEADER: &str = "time_start,time_end,iface,ifindex,vlan,vlan_inner,src_mac,dst_mac,proto,src_ip,src_port,dst_ip,dst_port,packets,bytes,resp_packets,resp_bytes,tcp_flags,dropped,rule,end_reason";
 
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
-}
-
-fn opt(v: Option<u16>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
 /// Writes records in one format; call [`RecordWriter::header`] once first.
 pub struct RecordWriter<W: Write> {
     out: W,
     format: Format,
+    /// One record's line, reused so a record costs no allocation and one `write_all`.
+    line: Vec<u8>,
 }
 
 impl<W: Write> RecordWriter<W> {
     /// A writer of `format` to `out`.
     pub fn new(out: W, format: Format) -> Self {
-        Self { out, format }
+        Self {
+            out,
+            format,
+            line: Vec::with_capacity(512),
+        }
     }
 
     /// Writes the header line (CSV, table) or nothing (JSON Lines).
@@ -67,57 +67,336 @@ impl<W: Write> RecordWriter<W> {
 
     /// Writes one record.
     pub fn write(&mut self, r: &FlowRecord) -> std::io::Result<()> {
+        let line = &mut self.line;
+        line.clear();
         match self.format {
-            Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, r).map_err(std::io::Error::other)?;
-                self.out.write_all(b"\n")
-            }
-            Format::Csv => writeln!(
-                self.out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                rfc3339_ns(r.time_start_ns),
-                rfc3339_ns(r.time_end_ns),
-                csv_field(&r.iface),
-                r.ifindex,
-                opt(r.vlan),
-                opt(r.vlan_inner),
-                r.src_mac,
-                r.dst_mac,
-                proto_name(r.proto),
-                r.src_ip,
-                r.src_port,
-                r.dst_ip,
-                r.dst_port,
-                r.packets,
-                r.bytes,
-                r.resp_packets,
-                r.resp_bytes,
-                tcp_flags_str(r.tcp_flags),
-                r.dropped,
-                csv_field(r.rule.as_deref().unwrap_or("")),
-                r.end_reason
-            ),
-            Format::Table => writeln!(
-                self.out,
-                "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8}",
-                rfc3339_ns(r.time_start_ns),
-                r.iface,
-                proto_name(r.proto).to_string(),
-                r.src_ip.to_string(),
-                r.src_port,
-                r.dst_ip.to_string(),
-                r.dst_port,
-                r.packets,
-                r.bytes,
-                r.end_reason.as_str()
-            ),
+            Format::Jsonl => json_line(line, r)?,
+            Format::Csv => csv_line(line, r),
+            Format::Table => table_line(line, r),
         }
+        self.out.write_all(line)
     }
 
     /// Flushes and returns the inner writer.
     pub fn finish(mut self) -> std::io::Result<W> {
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+/// The JSON object of `FlowRecord`'s `Serialize` through `serde_json::to_writer`, and a newline.
+fn json_line(out: &mut Vec<u8>, r: &FlowRecord) -> std::io::Result<()> {
+    out.extend_from_slice(b"{\"time_start\":\"");
+    out.extend_from_slice(&rfc3339_ns_bytes(r.time_start_ns));
+    out.extend_from_slice(b"\",\"time_end\":\"");
+    out.extend_from_slice(&rfc3339_ns_bytes(r.time_end_ns));
+    out.extend_from_slice(b"\",\"iface\":");
+    json_str(out, &r.iface)?;
+    out.extend_from_slice(b",\"ifindex\":");
+    push_u64(out, u64::from(r.ifindex));
+    out.extend_from_slice(b",\"vlan\":");
+    json_opt(out, r.vlan);
+    out.extend_from_slice(b",\"vlan_inner\":");
+    json_opt(out, r.vlan_inner);
+    out.extend_from_slice(b",\"src_mac\":\"");
+    push_mac(out, &r.src_mac);
+    out.extend_from_slice(b"\",\"dst_mac\":\"");
+    push_mac(out, &r.dst_mac);
+    out.extend_from_slice(b"\",\"proto\":\"");
+    push_proto(out, r.proto);
+    out.extend_from_slice(b"\",\"src_ip\":\"");
+    push_ip(out, &r.src_ip);
+    out.extend_from_slice(b"\",\"src_port\":");
+    push_u64(out, u64::from(r.src_port));
+    out.extend_from_slice(b",\"dst_ip\":\"");
+    push_ip(out, &r.dst_ip);
+    out.extend_from_slice(b"\",\"dst_port\":");
+    push_u64(out, u64::from(r.dst_port));
+    out.extend_from_slice(b",\"packets\":");
+    push_u64(out, r.packets);
+    out.extend_from_slice(b",\"bytes\":");
+    push_u64(out, r.bytes);
+    out.extend_from_slice(b",\"resp_packets\":");
+    push_u64(out, r.resp_packets);
+    out.extend_from_slice(b",\"resp_bytes\":");
+    push_u64(out, r.resp_bytes);
+    out.extend_from_slice(b",\"tcp_flags\":\"");
+    push_tcp_flags(out, r.tcp_flags);
+    out.extend_from_slice(if r.dropped > 0 {
+        b"\",\"verdict\":\"drop\",\"dropped\":"
+    } else {
+        b"\",\"verdict\":\"pass\",\"dropped\":"
+    });
+    push_u64(out, r.dropped);
+    out.extend_from_slice(b",\"rule\":");
+    match &r.rule {
+        Some(rule) => json_str(out, rule)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"end_reason\":\"");
+    out.extend_from_slice(r.end_reason.as_str().as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    Ok(())
+}
+
+/// A JSON string as serde_json writes it: quoted as is unless it holds a byte serde_json
+/// escapes (control characters, `"` and `\`); those strings go through serde_json itself.
+fn json_str(out: &mut Vec<u8>, s: &str) -> std::io::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s).map_err(std::io::Error::other)
+    }
+}
+
+fn json_opt(out: &mut Vec<u8>, v: Option<u16>) {
+    match v {
+        Some(v) => push_u64(out, u64::from(v)),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// The CSV row: the columns of [`CSV_HEADER`], RFC 4180 quoting for the free-text fields.
+fn csv_line(out: &mut Vec<u8>, r: &FlowRecord) {
+    out.extend_from_slice(&rfc3339_ns_bytes(r.time_start_ns));
+    out.push(b',');
+    out.extend_from_slice(&rfc3339_ns_bytes(r.time_end_ns));
+    out.push(b',');
+    csv_field(out, &r.iface);
+    out.push(b',');
+    push_u64(out, u64::from(r.ifindex));
+    out.push(b',');
+    if let Some(v) = r.vlan {
+        push_u64(out, u64::from(v));
+    }
+    out.push(b',');
+    if let Some(v) = r.vlan_inner {
+        push_u64(out, u64::from(v));
+    }
+    out.push(b',');
+    push_mac(out, &r.src_mac);
+    out.push(b',');
+    push_mac(out, &r.dst_mac);
+    out.push(b',');
+    push_proto(out, r.proto);
+    out.push(b',');
+    push_ip(out, &r.src_ip);
+    out.push(b',');
+    push_u64(out, u64::from(r.src_port));
+    out.push(b',');
+    push_ip(out, &r.dst_ip);
+    out.push(b',');
+    push_u64(out, u64::from(r.dst_port));
+    for n in [r.packets, r.bytes, r.resp_packets, r.resp_bytes] {
+        out.push(b',');
+        push_u64(out, n);
+    }
+    out.push(b',');
+    push_tcp_flags(out, r.tcp_flags);
+    out.push(b',');
+    push_u64(out, r.dropped);
+    out.push(b',');
+    csv_field(out, r.rule.as_deref().unwrap_or(""));
+    out.push(b',');
+    out.extend_from_slice(r.end_reason.as_str().as_bytes());
+    out.push(b'\n');
+}
+
+/// A CSV field, quoted (with `"` doubled) if it holds a comma, quote or line break.
+fn csv_field(out: &mut Vec<u8>, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push(b'"');
+        for part in s.split_inclusive('"') {
+            out.extend_from_slice(part.as_bytes());
+            if part.ends_with('"') {
+                out.push(b'"');
+            }
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// The table row, padded like `"{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8}"`
+/// (`core::fmt` pads by `char` count).
+fn table_line(out: &mut Vec<u8>, r: &FlowRecord) {
+    let at = out.len();
+    out.extend_from_slice(&rfc3339_ns_bytes(r.time_start_ns));
+    pad_right(out, at, 30);
+    out.push(b' ');
+    out.extend_from_slice(r.iface.as_bytes());
+    let chars = r.iface.chars().count();
+    out.resize(out.len() + 8usize.saturating_sub(chars), b' ');
+    out.push(b' ');
+    let at = out.len();
+    push_proto(out, r.proto);
+    pad_right(out, at, 6);
+    out.push(b' ');
+    let at = out.len();
+    push_ip(out, &r.src_ip);
+    pad_left(out, at, 39);
+    out.push(b' ');
+    let at = out.len();
+    push_u64(out, u64::from(r.src_port));
+    pad_left(out, at, 5);
+    out.extend_from_slice(b"  ");
+    let at = out.len();
+    push_ip(out, &r.dst_ip);
+    pad_left(out, at, 39);
+    out.push(b' ');
+    let at = out.len();
+    push_u64(out, u64::from(r.dst_port));
+    pad_left(out, at, 5);
+    out.push(b' ');
+    let at = out.len();
+    push_u64(out, r.packets);
+    pad_left(out, at, 9);
+    out.push(b' ');
+    let at = out.len();
+    push_u64(out, r.bytes);
+    pad_left(out, at, 12);
+    out.push(b' ');
+    let at = out.len();
+    out.extend_from_slice(r.end_reason.as_str().as_bytes());
+    pad_right(out, at, 8);
+    out.push(b'\n');
+}
+
+/// Left-aligns the ASCII text written since `start` in `width` columns (spaces after it).
+fn pad_right(out: &mut Vec<u8>, start: usize, width: usize) {
+    let len = out.len() - start;
+    out.resize(out.len() + width.saturating_sub(len), b' ');
+}
+
+/// Right-aligns the ASCII text written since `start` in `width` columns (spaces before it).
+fn pad_left(out: &mut Vec<u8>, start: usize, width: usize) {
+    let len = out.len() - start;
+    let pad = width.saturating_sub(len);
+    if pad > 0 {
+        out.resize(out.len() + pad, b' ');
+        out.copy_within(start..start + len, start + pad);
+        out[start..start + pad].fill(b' ');
+    }
+}
+
+/// `n` in decimal, as `Display` writes it.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `n` in lowercase hexadecimal without leading zeros, as `{:x}` writes it.
+fn push_hex(out: &mut Vec<u8>, n: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut shift = 12;
+    while shift > 0 && n >> shift == 0 {
+        shift -= 4;
+    }
+    loop {
+        out.push(HEX[usize::from((n >> shift) & 0xf)]);
+        if shift == 0 {
+            break;
+        }
+        shift -= 4;
+    }
+}
+
+/// As [`Mac`]'s `Display`: six lowercase hex pairs joined by `:`.
+fn push_mac(out: &mut Vec<u8>, mac: &Mac) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in mac.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b':');
+        }
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    }
+}
+
+/// As [`proto_name`]'s `Display`.
+fn push_proto(out: &mut Vec<u8>, p: u8) {
+    match proto_name(p).as_str() {
+        Some(name) => out.extend_from_slice(name.as_bytes()),
+        None => push_u64(out, u64::from(p)),
+    }
+}
+
+/// As [`crate::record::tcp_flags_str`]: the letters `FSRPAUEC` of the set flags, in that order.
+fn push_tcp_flags(out: &mut Vec<u8>, flags: u8) {
+    for (bit, letter) in b"FSRPAUEC".iter().enumerate() {
+        if flags & (1 << bit) != 0 {
+            out.push(*letter);
+        }
+    }
+}
+
+/// As `IpAddr`'s `Display` (and serde's string form of it).
+fn push_ip(out: &mut Vec<u8>, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(a) => push_ipv4(out, a),
+        IpAddr::V6(a) => push_ipv6(out, a),
+    }
+}
+
+fn push_ipv4(out: &mut Vec<u8>, a: &Ipv4Addr) {
+    for (i, octet) in a.octets().iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        push_u64(out, u64::from(*octet));
+    }
+}
+
+/// As `Ipv6Addr`'s `Display`: `::ffff:a.b.c.d` for v4-mapped addresses, otherwise hex groups
+/// with the first longest run of two or more zero groups shortened to `::` (RFC 5952).
+fn push_ipv6(out: &mut Vec<u8>, a: &Ipv6Addr) {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        out.extend_from_slice(b"::ffff:");
+        push_ipv4(out, &v4);
+        return;
+    }
+    let groups = a.segments();
+    let (mut best_start, mut best_len, mut start, mut len) = (0, 0, 0, 0);
+    for (i, &g) in groups.iter().enumerate() {
+        if g == 0 {
+            if len == 0 {
+                start = i;
+            }
+            len += 1;
+            if len > best_len {
+                (best_start, best_len) = (start, len);
+            }
+        } else {
+            len = 0;
+        }
+    }
+    let joined = |out: &mut Vec<u8>, part: &[u16]| {
+        for (i, &g) in part.iter().enumerate() {
+            if i > 0 {
+                out.push(b':');
+            }
+            push_hex(out, g);
+        }
+    };
+    if best_len > 1 {
+        joined(out, &groups[..best_start]);
+        out.extend_from_slice(b"::");
+        joined(out, &groups[best_start + best_len..]);
+    } else {
+        joined(out, &groups);
     }
 }
 
@@ -128,7 +407,7 @@ mod tests {
     use serde::ser::{Serialize, SerializeStruct, Serializer};
 
     use super::*;
-    use crate::record::{EndReason, Mac};
+    use crate::record::{tcp_flags_str, EndReason, Mac};
     use crate::store::testgen::{Rng, TrafficGen};
 
     // The implementation before the hand-written formatters, kept as the reference every
@@ -463,6 +742,35 @@ mod tests {
             let mut w = RecordWriter::new(Vec::new(), Format::Jsonl);
             w.write(&r).expect("write");
             assert_eq!(w.finish().expect("finish"), line, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_text_matches_display() {
+        let mut rng = Rng::new(3);
+        for i in 0..200_000u32 {
+            // Mostly zero groups, so every placement and length of zero runs comes up.
+            let mut groups = [0u16; 8];
+            for g in &mut groups {
+                *g = match rng.below(4) {
+                    0 => rng.next_u64() as u16,
+                    1 => rng.below(16) as u16,
+                    _ => 0,
+                };
+            }
+            if i % 16 == 0 {
+                groups[..5].fill(0);
+                groups[5] = 0xffff;
+            }
+            let a = Ipv6Addr::from(groups);
+            let mut out = Vec::new();
+            push_ipv6(&mut out, &a);
+            assert_eq!(String::from_utf8_lossy(&out), a.to_string(), "{groups:x?}");
+        }
+        for n in (0..=u16::MAX).step_by(7).chain([u16::MAX]) {
+            let mut out = Vec::new();
+            push_hex(&mut out, n);
+            assert_eq!(String::from_utf8_lossy(&out), format!("{n:x}"));
         }
     }
 
