@@ -112,14 +112,24 @@ pub fn proto_name(p: u8) -> ProtoName {
 /// Display adapter for [`proto_name`].
 pub struct ProtoName(u8);
 
+impl ProtoName {
+    /// The name, or `None` for a protocol shown by its number.
+    pub const fn as_str(&self) -> Option<&'static str> {
+        match self.0 {
+            proto::TCP => Some("tcp"),
+            proto::UDP => Some("udp"),
+            proto::ICMP => Some("icmp"),
+            proto::ICMPV6 => Some("icmpv6"),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for ProtoName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            proto::TCP => f.write_str("tcp"),
-            proto::UDP => f.write_str("udp"),
-            proto::ICMP => f.write_str("icmp"),
-            proto::ICMPV6 => f.write_str("icmpv6"),
-            n => write!(f, "{n}"),
+        match self.as_str() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "{}", self.0),
         }
     }
 }
@@ -277,10 +287,58 @@ impl FlowRecord {
 
 /// Formats Unix nanoseconds as RFC 3339 UTC with nine fractional digits.
 pub fn rfc3339_ns(unix_ns: i64) -> String {
-    match jiff::Timestamp::from_nanosecond(i128::from(unix_ns)) {
-        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
-        Err(_) => format!("invalid-time({unix_ns})"),
+    rfc3339_ns_bytes(unix_ns)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+/// Length of [`rfc3339_ns`]'s text: every i64 nanosecond time lies in the years 1677 to 2262,
+/// so the year always has four digits.
+pub const RFC3339_NS_LEN: usize = 30;
+
+/// [`rfc3339_ns`] as ASCII bytes on the stack, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+///
+/// Hand-written (civil-from-days arithmetic) because jiff's strftime was the largest single
+/// cost of printing query results; tests hold it to jiff's output byte for byte.
+pub fn rfc3339_ns_bytes(unix_ns: i64) -> [u8; RFC3339_NS_LEN] {
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400) as u32;
+    let mut out = *b"0000-00-00T00:00:00.000000000Z";
+    let two = |out: &mut [u8; RFC3339_NS_LEN], at: usize, v: u32| {
+        out[at] = b'0' + (v / 10) as u8;
+        out[at + 1] = b'0' + (v % 10) as u8;
+    };
+    two(&mut out, 0, year / 100);
+    two(&mut out, 2, year % 100);
+    two(&mut out, 5, month);
+    two(&mut out, 8, day);
+    two(&mut out, 11, sod / 3600);
+    two(&mut out, 14, sod / 60 % 60);
+    two(&mut out, 17, sod % 60);
+    let mut n = nanos;
+    for at in (20..29).rev() {
+        out[at] = b'0' + (n % 10) as u8;
+        n /= 10;
     }
+    out
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`). The year is in 1677..=2262 for any i64 nanosecond time.
+fn civil_from_days(days: i64) -> (u32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146_096
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1
+    let mp = (5 * doy + 2) / 153; // 0..=11, March = 0
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as u32, month, day)
 }
 
 impl Serialize for FlowRecord {
@@ -430,5 +488,43 @@ mod tests {
             assert_eq!(EndReason::parse(r.as_str()), Some(r));
         }
         assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    /// What `rfc3339_ns` printed when it used jiff's strftime.
+    fn jiff_rfc3339_ns(unix_ns: i64) -> String {
+        match jiff::Timestamp::from_nanosecond(i128::from(unix_ns)) {
+            Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
+            Err(_) => format!("invalid-time({unix_ns})"),
+        }
+    }
+
+    #[test]
+    fn rfc3339_ns_matches_jiff() {
+        let s = 1_000_000_000i64;
+        let mut times = vec![
+            0,
+            1,
+            -1,
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            i64::MAX - 1,
+            -s,
+            -s - 1,
+        ];
+        // Every day (and its last nanosecond) from 1677 to 2262.
+        let mut day = i64::MIN.div_euclid(86_400 * s) + 1;
+        while day * 86_400 * s < i64::MAX - 86_400 * s {
+            let at = day * 86_400 * s;
+            times.extend([at, at - 1, at + 12 * 3_600 * s + 59 * 60 * s + 7]);
+            day += 1;
+        }
+        let mut rng = crate::store::testgen::Rng::new(7);
+        times.extend((0..200_000).map(|_| rng.next_u64() as i64));
+        for t in times {
+            let fast = rfc3339_ns(t);
+            assert_eq!(fast, jiff_rfc3339_ns(t), "{t}");
+            assert_eq!(fast.len(), RFC3339_NS_LEN);
+        }
     }
 }
