@@ -130,6 +130,9 @@ pub struct Layout {
     /// Rows per data page (a divisor of [`WRITE_CHUNK`] and a multiple of the writer's
     /// 1,024-row batches).
     pub page_rows: usize,
+    /// Rows per data page of `dst_ip`, which an address query decodes whole (its rows are in
+    /// no order), so each page's fixed decompression set-up counts more than its size.
+    pub dst_page_rows: usize,
 }
 
 impl Layout {
@@ -138,6 +141,7 @@ impl Layout {
     pub const SEALED: Self = Self {
         row_group_rows: 1 << 20,
         page_rows: 8192,
+        dst_page_rows: 8192,
     };
     /// A merged day (see `compact`): row groups of 128 Ki rows, so the address index narrows
     /// a client's day to one or two of them, and pages of 1,024 rows, so a scattered row
@@ -145,6 +149,7 @@ impl Layout {
     pub const COMPACTED: Self = Self {
         row_group_rows: 1 << 17,
         page_rows: 1024,
+        dst_page_rows: 8192,
     };
 }
 
@@ -226,10 +231,15 @@ fn writer_props(journal_id: u64, layout: Layout) -> WriterProperties {
     // The address index (see `index`) costs ~0.26 bytes per record at 13 flows/s; zstd level
     // 6 on `dst_ip` (random remote addresses, whose dictionary page shares long prefixes)
     // gains ~0.17 of it back for ~10 ms more CPU per million records sealed.
-    b = b.set_column_compression(
-        ColumnPath::from(column_name(col::DST_IP)),
-        Compression::ZSTD(ZstdLevel::try_new(6).unwrap_or_default()),
-    );
+    b = b
+        .set_column_compression(
+            ColumnPath::from(column_name(col::DST_IP)),
+            Compression::ZSTD(ZstdLevel::try_new(6).unwrap_or_default()),
+        )
+        .set_column_data_page_row_count_limit(
+            ColumnPath::from(column_name(col::DST_IP)),
+            layout.dst_page_rows,
+        );
     for (cols, enc) in [
         (DELTA, Encoding::DELTA_BINARY_PACKED),
         (SPLIT, Encoding::BYTE_STREAM_SPLIT),
@@ -1296,7 +1306,7 @@ impl SegmentReader {
                         }
                     }
                     Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                        decode_dict_indices(&values, n, &mut |k, idx| {
+                        decode_dict_indices(&values, n, |k, idx| {
                             if hits.get(idx as usize).copied().unwrap_or(false) {
                                 out[k] = true;
                             }
@@ -1396,7 +1406,7 @@ impl SegmentReader {
                 }
                 Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                     let mut bad = None;
-                    decode_dict_indices(&values, n, &mut |k, idx| {
+                    decode_dict_indices(&values, n, |k, idx| {
                         if want(k) {
                             let at = idx as usize * 16;
                             match dict.get(at..at + 16) {
@@ -1625,7 +1635,7 @@ impl SegmentReader {
 
 /// Decodes `n` dictionary indices of a data page (bit width byte, then the RLE/bit-packed
 /// hybrid of the Parquet spec), calling `f(position, index)` for each.
-fn decode_dict_indices(buf: &[u8], n: usize, f: &mut dyn FnMut(usize, u32)) -> Result<(), String> {
+fn decode_dict_indices(buf: &[u8], n: usize, mut f: impl FnMut(usize, u32)) -> Result<(), String> {
     let (&width, mut rest) = buf.split_first().ok_or("empty page")?;
     let width = u32::from(width);
     if width > 32 {
@@ -1674,10 +1684,15 @@ fn decode_dict_indices(buf: &[u8], n: usize, f: &mut dyn FnMut(usize, u32)) -> R
             for j in 0..count {
                 let bit = j * width as usize;
                 let byte = bit / 8;
-                let mut word = 0u64;
-                for (o, b) in packed.iter().skip(byte).take(8).enumerate() {
-                    word |= u64::from(*b) << (8 * o);
-                }
+                // One unaligned load where 8 bytes remain (all but the run's last values).
+                let word = match packed.get(byte..byte + 8) {
+                    Some(w) => u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+                    None => packed
+                        .iter()
+                        .skip(byte)
+                        .enumerate()
+                        .fold(0u64, |w, (o, b)| w | u64::from(*b) << (8 * o)),
+                };
                 f(k, ((word >> (bit % 8)) & mask) as u32);
                 k += 1;
             }
