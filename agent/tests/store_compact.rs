@@ -112,6 +112,11 @@ fn the_agent_merges_closed_days_and_every_query_answers_the_same() {
     // Day 1: 22:00, 23:00; days 2 and 3: 24 hours each; day 4 (open): 5 hours.
     assert_eq!(v.compacted, 2 + 24 + 24, "{v:?}");
     assert_eq!(v.segments, 3 + 5, "{v:?}");
+    assert_eq!(
+        store.status().compacted,
+        50,
+        "status counts the merged segments"
+    );
     assert_eq!(v.rows, v0.rows);
     assert_eq!(
         answers(dir.path(), &fs),

@@ -54,12 +54,13 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         f.records, f.lost_starts, f.evicted, f.sink_errors
     );
     println!(
-        "audit store: {} records accepted, {} durable, {} buffered, {} dropped; {} segments sealed, {} journals waiting{}",
+        "audit store: {} records accepted, {} durable, {} buffered, {} dropped; {} segments sealed, {} merged into days, {} journals waiting{}",
         st.accepted,
         st.durable,
         st.buffered,
         st.dropped,
         st.sealed,
+        st.compacted,
         st.unsealed,
         if st.degraded {
             "; DEGRADED: the disk refuses writes (records are held in memory)"

@@ -181,6 +181,9 @@ pub struct StoreStatus {
     pub reports: u64,
     /// Segments sealed since open.
     pub sealed: u64,
+    /// Segments merged into daily ones since open (see `compact`).
+    #[serde(default)]
+    pub compacted: u64,
     /// Rotated journals waiting for the sealer thread (or for disk space).
     pub unsealed: u64,
 }
@@ -305,6 +308,7 @@ impl Store {
         s.buffered = self.journal.pending_records() as u64;
         s.degraded = self.degraded.is_some();
         s.sealed = self.sealed_at_open + self.sealer.sealed();
+        s.compacted = self.sealer.compacted();
         s.unsealed = self.sealer.pending() as u64;
         s
     }

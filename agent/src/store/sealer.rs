@@ -23,6 +23,7 @@ enum Job {
 #[derive(Default)]
 struct Shared {
     sealed: AtomicU64,
+    compacted: AtomicU64,
     pending: AtomicUsize,
 }
 
@@ -79,7 +80,16 @@ impl Worker {
         if self.compact_max_rows == 0 {
             return;
         }
-        if let Err(e) = compact::run(&self.dir, &mut self.manifest, now, self.compact_max_rows) {
+        let before = self.manifest.entries().len();
+        let result = compact::run(&self.dir, &mut self.manifest, now, self.compact_max_rows);
+        let merged: usize = self.manifest.entries()[before.min(self.manifest.entries().len())..]
+            .iter()
+            .map(|e| e.body.removed().len())
+            .sum();
+        self.shared
+            .compacted
+            .fetch_add(merged as u64, Ordering::Relaxed);
+        if let Err(e) = result {
             if now - self.last_compact_report_ns >= REPORT_EVERY_NS {
                 self.last_compact_report_ns = now;
                 tracing::warn!(error = %e, "audit store cannot compact closed days; segments stay as sealed and the next pass retries (reported at most once a minute)");
@@ -182,6 +192,11 @@ impl Sealer {
     /// Segments sealed by the thread.
     pub fn sealed(&self) -> u64 {
         self.shared.sealed.load(Ordering::Relaxed)
+    }
+
+    /// Segments merged into others by the thread.
+    pub fn compacted(&self) -> u64 {
+        self.shared.compacted.load(Ordering::Relaxed)
     }
 }
 
