@@ -244,15 +244,20 @@ pub fn run() -> anyhow::Result<()> {
         "time_start", "proto", "src", "dst", "pkts", "bytes", "flags", "end"
     );
     for r in &records {
-        let ep = |ip: &str, port: &str| format!("{}:{}", r[ip].as_str().unwrap_or("?"), r[port]);
+        // IPv6 endpoints in brackets, so the port cannot be read as a last address group.
+        let ep = |ip: &str, port: &str| match r[ip].as_str().unwrap_or("?") {
+            a if a.contains(':') => format!("[{a}]:{}", r[port]),
+            a => format!("{a}:{}", r[port]),
+        };
         println!(
             "{:<30} {:<6} {:>30} {:>30} {:>5} {:>8} {:<6} {:<9} {}",
             r["time_start"].as_str().unwrap_or("?"),
             r["proto"].as_str().unwrap_or("?"),
             ep("src_ip", "src_port"),
             ep("dst_ip", "dst_port"),
-            r["packets"],
-            r["bytes"],
+            // JSON values ignore width and alignment: pad their text.
+            r["packets"].to_string(),
+            r["bytes"].to_string(),
             r["tcp_flags"].as_str().unwrap_or(""),
             r["end_reason"].as_str().unwrap_or("?"),
             r["rule"].as_str().unwrap_or(""),
