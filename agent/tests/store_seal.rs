@@ -16,8 +16,8 @@ use xdp_audit::store::journal::{encode_frame, JournalWriter};
 use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::query::{scan, Cidr, Filter};
 use xdp_audit::store::seal::{journal_name, seal_journal};
-use xdp_audit::store::segment::{ip_to_column, SegmentReader};
-use xdp_audit::store::testgen::TrafficGen;
+use xdp_audit::store::segment::SegmentReader;
+use xdp_audit::store::testgen::{brute_force_order, TrafficGen};
 
 const JOURNAL_ID: u64 = 1_700_000_000_000_000_123;
 
@@ -103,24 +103,6 @@ fn seal(dir: &Path, journal: &Path) -> PathBuf {
         .expect("a segment");
     assert!(!journal.exists(), "sealed journal not deleted");
     dir.join(info.file)
-}
-
-/// The segment order, computed independently: source address as a big-endian number, start
-/// time, journal order.
-fn brute_force_order(recs: &[FlowRecord]) -> Vec<FlowRecord> {
-    let mut keyed: Vec<(u128, i64, usize)> = recs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            (
-                u128::from_be_bytes(ip_to_column(r.src_ip)),
-                r.time_start_ns,
-                i,
-            )
-        })
-        .collect();
-    keyed.sort();
-    keyed.into_iter().map(|(_, _, i)| recs[i].clone()).collect()
 }
 
 #[test]

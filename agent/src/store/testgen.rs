@@ -235,3 +235,21 @@ impl TrafficGen {
         }
     }
 }
+
+/// The segment row order computed the plain way, as the reference tests hold the sealer's
+/// to: source address as a big-endian number, then start time, then input order.
+pub fn brute_force_order(recs: &[FlowRecord]) -> Vec<FlowRecord> {
+    let mut keyed: Vec<(u128, i64, usize)> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                u128::from_be_bytes(crate::store::segment::ip_to_column(r.src_ip)),
+                r.time_start_ns,
+                i,
+            )
+        })
+        .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, _, i)| recs[i].clone()).collect()
+}
