@@ -8,6 +8,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod enforce;
+pub mod enrich;
 pub mod flowtable;
 pub mod loader;
 pub mod reader;
