@@ -436,8 +436,14 @@ fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
 fn bad_flag_values_are_named() {
     let cases: [(&[&str], &[&str]); 6] = [
         (&["--ringbuf-bytes", "1000"], &["--ringbuf-bytes 1000"]),
-        (&["--inactive-timeout", "soon"], &["--inactive-timeout", "soon"]),
-        (&["--fsync-interval", "often"], &["--fsync-interval", "often"]),
+        (
+            &["--inactive-timeout", "soon"],
+            &["--inactive-timeout", "soon"],
+        ),
+        (
+            &["--fsync-interval", "often"],
+            &["--fsync-interval", "often"],
+        ),
         (&["--retention-days", "30"], &["--retention-days", "90"]),
         (&["--xdp-mode", "fast"], &["--xdp-mode", "fast"]),
         (&["--log", "xdp_audit=[bogus"], &["--log"]),

@@ -29,22 +29,21 @@ use tokio::time::Instant;
 pub enum WatchError {
     /// `inotify_init1` failed (for instance, the per-user instance limit).
     #[error("inotify: cannot initialise: {0}")]
-    Init(#[source] std::io::Error),
+    Init(std::io::Error),
     /// A list's directory could not be watched.
-    #[error("inotify: cannot watch directory {dir}: {source}")]
+    #[error("inotify: cannot watch directory {dir}: {cause}")]
     AddWatch {
         /// The directory.
         dir: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// A path with no file name (`/`, `..`).
     #[error("{0}: not a file path")]
     NotAFile(PathBuf),
     /// Reading events failed.
     #[error("inotify: read failed: {0}")]
-    Read(#[source] std::io::Error),
+    Read(std::io::Error),
 }
 
 /// Watches list files; [`ListWatcher::changed`] yields the paths that changed.
@@ -83,7 +82,7 @@ impl ListWatcher {
                 .add(dir, mask)
                 .map_err(|source| WatchError::AddWatch {
                     dir: dir.to_owned(),
-                    source,
+                    cause: source,
                 })?;
             targets
                 .entry(wd)

@@ -44,7 +44,12 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(load_public_key(p).context("loading --public-key")?),
         None => None,
     };
-    match verify(&args.dir.log_dir, key.as_ref()) {
+    // A store that is not there is an error of the command line, not a broken chain: it goes
+    // to stderr like every other error, and `BROKEN` stays the verdict on a store.
+    let dir = &args.dir.log_dir;
+    std::fs::read_dir(dir)
+        .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))?;
+    match verify(dir, key.as_ref()) {
         Ok(v) => {
             println!(
                 "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, head {}{}",
