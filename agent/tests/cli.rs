@@ -5,6 +5,8 @@
 //! check can never attach anything to the host. Needs root.
 
 mod common;
+#[path = "store_common/mod.rs"]
+mod store_common;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::wait::wait_until;
+use store_common::TempDir;
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::{Store, StoreConfig};
 
@@ -83,27 +86,6 @@ fn unique(tag: &str) -> String {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("xdp-audit-cli-{}", unique(tag)));
-        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
-        Self(d)
-    }
-
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn s(p: &Path) -> &str {
@@ -209,7 +191,7 @@ fn store_with_a_corrupt_segment(dir: &Path) -> PathBuf {
 #[test]
 fn query_of_a_missing_log_dir_prints_the_error_first_and_once() {
     let d = TempDir::new("q-missing");
-    let missing = d.join("missing");
+    let missing = d.path().join("missing");
     for format in ["table", "csv", "jsonl"] {
         let o = run(&["query", "--log-dir", s(&missing), "--format", format]);
         assert_error(&o, &[s(&missing)]);
@@ -219,7 +201,7 @@ fn query_of_a_missing_log_dir_prints_the_error_first_and_once() {
 #[test]
 fn query_of_a_log_dir_that_is_a_file_names_it() {
     let d = TempDir::new("q-file");
-    let file = d.join("store");
+    let file = d.path().join("store");
     std::fs::write(&file, b"x").expect("write");
     assert_error(&run(&["query", "--log-dir", s(&file)]), &[s(&file)]);
 }
@@ -227,7 +209,7 @@ fn query_of_a_log_dir_that_is_a_file_names_it() {
 #[test]
 fn query_flags_with_bad_values_are_named() {
     let d = TempDir::new("q-flags");
-    let dir = s(&d.0);
+    let dir = s(d.path());
     let cases: [(&[&str], &[&str]); 7] = [
         (&["--since", "bogus"], &["--since", "bogus"]),
         (&["--until", "2026-13-01T00:00:00Z"], &["--until"]),
@@ -247,10 +229,10 @@ fn query_flags_with_bad_values_are_named() {
 #[test]
 fn query_over_a_corrupt_segment_names_the_segment_and_prints_no_header() {
     let d = TempDir::new("q-corrupt");
-    let seg = store_with_a_corrupt_segment(&d.0);
+    let seg = store_with_a_corrupt_segment(d.path());
     let name = seg.file_name().and_then(|n| n.to_str()).expect("name");
     for format in ["table", "csv"] {
-        let o = run(&["query", "--log-dir", s(&d.0), "--format", format]);
+        let o = run(&["query", "--log-dir", s(d.path()), "--format", format]);
         assert_error(&o, &[name]);
     }
 }
@@ -276,7 +258,7 @@ fn export(log_dir: &Path, out: &Path) -> Output {
 #[test]
 fn export_from_a_missing_log_dir_leaves_no_output_file() {
     let d = TempDir::new("e-missing");
-    let (missing, out) = (d.join("missing"), d.join("case.csv"));
+    let (missing, out) = (d.path().join("missing"), d.path().join("case.csv"));
     assert_error(&export(&missing, &out), &[s(&missing)]);
     assert!(!out.exists(), "a failed export must not leave {out:?}");
 }
@@ -284,16 +266,16 @@ fn export_from_a_missing_log_dir_leaves_no_output_file() {
 #[test]
 fn export_to_a_file_that_cannot_be_created_names_it() {
     let d = TempDir::new("e-out");
-    let out = d.join("no-such-dir/case.csv");
-    assert_error(&export(&d.0, &out), &[s(&out)]);
+    let out = d.path().join("no-such-dir/case.csv");
+    assert_error(&export(d.path(), &out), &[s(&out)]);
 }
 
 #[test]
 fn export_never_overwrites_a_file() {
     let d = TempDir::new("e-exists");
-    let out = d.join("case.csv");
+    let out = d.path().join("case.csv");
     std::fs::write(&out, b"evidence").expect("write");
-    assert_error(&export(&d.0, &out), &[s(&out)]);
+    assert_error(&export(d.path(), &out), &[s(&out)]);
     assert_eq!(
         std::fs::read(&out).expect("read"),
         b"evidence",
@@ -304,11 +286,11 @@ fn export_never_overwrites_a_file() {
 #[test]
 fn export_without_a_window_names_the_flags() {
     let d = TempDir::new("e-window");
-    let out = d.join("case.csv");
+    let out = d.path().join("case.csv");
     let o = run(&[
         "export",
         "--log-dir",
-        s(&d.0),
+        s(d.path()),
         "--since",
         "1d",
         "--format",
@@ -323,10 +305,10 @@ fn export_without_a_window_names_the_flags() {
 #[test]
 fn export_over_a_corrupt_segment_names_it_and_leaves_no_output_file() {
     let d = TempDir::new("e-corrupt");
-    let store = d.join("store");
+    let store = d.path().join("store");
     std::fs::create_dir_all(&store).expect("mkdir");
     let seg = store_with_a_corrupt_segment(&store);
-    let out = d.join("case.csv");
+    let out = d.path().join("case.csv");
     let name = seg.file_name().and_then(|n| n.to_str()).expect("name");
     assert_error(&export(&store, &out), &[name]);
     assert!(!out.exists(), "a failed export must not leave {out:?}");
@@ -337,7 +319,7 @@ fn export_over_a_corrupt_segment_names_it_and_leaves_no_output_file() {
 #[test]
 fn verify_of_a_missing_log_dir_is_an_error_not_a_verdict() {
     let d = TempDir::new("v-missing");
-    let missing = d.join("missing");
+    let missing = d.path().join("missing");
     assert_error(
         &run(&["verify", "--log-dir", s(&missing)]),
         &["--log-dir", s(&missing)],
@@ -347,11 +329,11 @@ fn verify_of_a_missing_log_dir_is_an_error_not_a_verdict() {
 #[test]
 fn verify_with_a_missing_or_bad_public_key_names_it() {
     let d = TempDir::new("v-key");
-    let key = d.join("chain.key.pub");
-    let o = run(&["verify", "--log-dir", s(&d.0), "--public-key", s(&key)]);
+    let key = d.path().join("chain.key.pub");
+    let o = run(&["verify", "--log-dir", s(d.path()), "--public-key", s(&key)]);
     assert_error(&o, &["--public-key", s(&key)]);
     std::fs::write(&key, "not a key\n").expect("write");
-    let o = run(&["verify", "--log-dir", s(&d.0), "--public-key", s(&key)]);
+    let o = run(&["verify", "--log-dir", s(d.path()), "--public-key", s(&key)]);
     assert_error(&o, &["--public-key", s(&key)]);
 }
 
@@ -360,13 +342,13 @@ fn verify_with_a_missing_or_bad_public_key_names_it() {
 #[test]
 fn status_without_a_snapshot_or_with_a_bad_one_names_the_file() {
     let d = TempDir::new("s-missing");
-    let file = d.join("status.json");
-    let o = run(&["status", "--state-dir", s(&d.0)]);
+    let file = d.path().join("status.json");
+    let o = run(&["status", "--state-dir", s(d.path())]);
     assert_error(&o, &[s(&file)]);
     std::fs::write(&file, "{ not json").expect("write");
-    let o = run(&["status", "--state-dir", s(&d.0)]);
+    let o = run(&["status", "--state-dir", s(d.path())]);
     assert_error(&o, &[s(&file)]);
-    let o = run(&["status", "--state-dir", s(&d.0), "--top", "many"]);
+    let o = run(&["status", "--state-dir", s(d.path()), "--top", "many"]);
     assert_error(&o, &["--top", "many"]);
 }
 
@@ -375,15 +357,15 @@ fn status_without_a_snapshot_or_with_a_bad_one_names_the_file() {
 #[test]
 fn keygen_into_a_missing_directory_names_the_file() {
     let d = TempDir::new("k-missing");
-    let key = d.join("no-such-dir/chain.key");
+    let key = d.path().join("no-such-dir/chain.key");
     assert_error(&run(&["keygen", "--out", s(&key)]), &[s(&key)]);
 }
 
 #[test]
 fn keygen_refuses_existing_files_and_creates_nothing_then() {
     let d = TempDir::new("k-exists");
-    let key = d.join("chain.key");
-    let public = d.join("chain.key.pub");
+    let key = d.path().join("chain.key");
+    let public = d.path().join("chain.key.pub");
     std::fs::write(&public, b"old public key").expect("write");
     assert_error(&run(&["keygen", "--out", s(&key)]), &[s(&public)]);
     assert!(
@@ -402,7 +384,7 @@ fn keygen_refuses_existing_files_and_creates_nothing_then() {
 #[test]
 fn blocklist_check_of_a_missing_file_names_it_once() {
     let d = TempDir::new("b-missing");
-    let list = d.join("block.list");
+    let list = d.path().join("block.list");
     let o = run(&["blocklist", "check", s(&list)]);
     assert!(!o.status.success());
     // A check reports on stdout, file by file (several files may be checked at once).
@@ -417,7 +399,7 @@ fn blocklist_check_of_a_missing_file_names_it_once() {
 #[test]
 fn a_missing_interface_is_named() {
     let d = TempDir::new("iface");
-    let o = run(&["run", "--iface", "nosuchif0", "--log-dir", s(&d.0)]);
+    let o = run(&["run", "--iface", "nosuchif0", "--log-dir", s(d.path())]);
     let first = assert_error(&o, &["\"nosuchif0\""]);
     assert!(first.contains("does not exist"), "{first}");
 }
@@ -425,7 +407,7 @@ fn a_missing_interface_is_named() {
 #[test]
 fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
     let d = TempDir::new("logdir");
-    let file = d.join("not-a-dir");
+    let file = d.path().join("not-a-dir");
     std::fs::write(&file, b"x").expect("write");
     let bad = file.join("log");
     let o = run(&["run", "--iface", "lo", "--log-dir", s(&bad)]);
@@ -452,7 +434,7 @@ fn bad_flag_values_are_named() {
     for (args, names) in cases {
         // An interface that does not exist: a flag check that is missing fails the test
         // without ever starting an agent.
-        let mut argv = vec!["run", "--iface", "nosuchif0", "--log-dir", s(&d.0)];
+        let mut argv = vec!["run", "--iface", "nosuchif0", "--log-dir", s(d.path())];
         argv.extend_from_slice(args);
         assert_error(&run(&argv), names);
     }
@@ -461,59 +443,55 @@ fn bad_flag_values_are_named() {
 #[test]
 fn a_missing_config_file_is_named() {
     let d = TempDir::new("cfg-missing");
-    let cfg = d.join("agent.toml");
+    let cfg = d.path().join("agent.toml");
     assert_error(&run(&["run", "--config", s(&cfg)]), &[s(&cfg)]);
+}
+
+/// `run --iface lo --log-dir LOG ARGS` in a namespace of its own must fail as
+/// [`assert_error`] says, naming `names`, with nothing attached; returns the error line.
+#[track_caller]
+fn run_fails_before_the_kernel(log: &Path, args: &[&str], names: &[&str]) -> String {
+    let ns = Netns::new("run");
+    let o = ns.agent(log).args(args).output().expect("spawn agent");
+    let first = assert_error(&o, names);
+    assert!(!ns.has_xdp(), "nothing may be attached: {first}");
+    first
 }
 
 #[test]
 fn a_missing_signing_key_is_named_before_the_kernel_is_touched() {
-    let ns = Netns::new("key");
     let d = TempDir::new("run-key");
-    let key = d.join("chain.key");
-    let o = ns
-        .agent(&d.join("log"))
-        .args(["--signing-key", s(&key)])
-        .output()
-        .expect("spawn agent");
-    assert_error(&o, &["--signing-key", s(&key)]);
-    assert!(!ns.has_xdp());
+    let key = d.path().join("chain.key");
+    let (log, key) = (d.path().join("log"), s(&key));
+    run_fails_before_the_kernel(&log, &["--signing-key", key], &["--signing-key", key]);
 }
 
 #[test]
 fn a_store_held_by_another_writer_is_named_before_the_kernel_is_touched() {
-    let ns = Netns::new("lock");
     let d = TempDir::new("run-lock");
-    let log = d.join("log");
+    let log = d.path().join("log");
     std::fs::create_dir_all(&log).expect("mkdir");
     let lock = std::fs::File::create(log.join(".lock")).expect("create lock file");
     // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
     let held = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     assert_eq!(held, 0, "take the store's lock");
-    let o = ns.agent(&log).output().expect("spawn agent");
-    let first = assert_error(&o, &["--log-dir", s(&log)]);
+    let first = run_fails_before_the_kernel(&log, &[], &["--log-dir", s(&log)]);
     assert!(first.contains("another xdp-audit process"), "{first}");
-    assert!(!ns.has_xdp());
 }
 
 #[test]
 fn a_list_in_a_missing_directory_is_named_before_the_kernel_is_touched() {
-    let ns = Netns::new("listdir");
     let d = TempDir::new("run-listdir");
-    let list = d.join("no-such-dir/block.list");
-    let o = ns
-        .agent(&d.join("log"))
-        .args(["--blocklist", s(&list)])
-        .output()
-        .expect("spawn agent");
-    assert_error(&o, &["--blocklist", s(&list)]);
-    assert!(!ns.has_xdp());
+    let list = d.path().join("no-such-dir/block.list");
+    let (log, list) = (d.path().join("log"), s(&list));
+    run_fails_before_the_kernel(&log, &["--blocklist", list], &["--blocklist", list]);
 }
 
 #[test]
 fn without_privileges_the_error_says_root() {
     let d = TempDir::new("nopriv");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let o = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -526,7 +504,7 @@ fn without_privileges_the_error_says_root() {
             "lo",
             "--log-dir",
         ])
-        .arg(d.join("log"))
+        .arg(d.path().join("log"))
         .output()
         .expect("spawn setpriv");
     assert!(!o.status.success());
@@ -540,7 +518,7 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
     let ns = Netns::new("busy");
     let d = TempDir::new("busy");
     let mut first = Reaped(
-        ns.agent(&d.join("a"))
+        ns.agent(&d.path().join("a"))
             .stderr(Stdio::null())
             .spawn()
             .expect("first agent"),
@@ -552,7 +530,10 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
         );
         ns.has_xdp()
     });
-    let second = ns.agent(&d.join("b")).output().expect("second agent");
+    let second = ns
+        .agent(&d.path().join("b"))
+        .output()
+        .expect("second agent");
     assert!(!second.status.success());
     let e = stderr(&second);
     let line = e
@@ -577,9 +558,9 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
 #[test]
 fn a_config_file_supplies_the_settings_and_the_command_line_wins() {
     let d = TempDir::new("config");
-    let cfg = d.join("agent.toml");
+    let cfg = d.path().join("agent.toml");
     let cfg_s = s(&cfg);
-    let log = d.join("log");
+    let log = d.path().join("log");
     let write = |retention: u32| {
         std::fs::write(
             &cfg,

@@ -27,7 +27,7 @@ pub enum ExportFormat {
 pub const LONG_ABOUT: &str = "Writes every flow of a time window (optionally filtered like `query`) to a
 file for a hand-over, then prints the file's SHA-256 in `sha256sum` format, so the receiver can
 check what they got (`sha256sum -c`). The file is written whole and fsynced; an existing file is
-refused.
+refused, and an export that fails removes what it wrote.
 
 Examples:
   xdp-audit export --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format csv --out case-4711.csv

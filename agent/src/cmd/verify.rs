@@ -18,7 +18,8 @@ one) are chain entries, so lawful pruning and merging pass; a merge must hold ex
 inputs' rows and time range, and the agent checks each input's hash before merging it.
 
 Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FILE: reason` for
-the first broken link and exits 1. Changes, deletions, reorderings and insertions of entries or
+the first broken link and exits 1. A store directory that cannot be read is an error (on
+stderr, exit 1), not a verdict. Changes, deletions, reorderings and insertions of entries or
 segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
 head consistently is not caught; with it (the agent run with --signing-key), they are.
 
