@@ -22,13 +22,12 @@ pub const CONFIG_ENV: &str = "XDP_AUDIT_CONFIG";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// Not valid TOML, or not a table of settings.
     #[error("{path}:{line}: {message}")]
@@ -73,7 +72,7 @@ pub fn expand(argv: Vec<OsString>, cli: &Command) -> Result<Vec<OsString>, Confi
     };
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
-        source,
+        cause: source,
     })?;
     let settings = to_args(&path, &text, run)?;
     let mut out = argv;

@@ -37,11 +37,12 @@ pub enum EnforceError {
     #[error("loading map {0} failed unexpectedly (thread panicked)")]
     Panicked(&'static str),
     /// A map update failed.
-    #[error("updating map {map}: {source}")]
+    #[error("updating map {map}")]
     Update {
         /// The map.
         map: &'static str,
-        /// The cause.
+        /// The cause: the source, not in the message, since aya's errors carry causes
+        /// of their own (the OS error) that only the chain shows.
         source: MapError,
     },
 }
@@ -51,12 +52,12 @@ pub enum EnforceError {
 pub enum ReloadError {
     /// The lists would outgrow a table: nothing was written, the files keep their last good
     /// version.
-    #[error("{}: not applied, the tables cannot hold it ({source}); the last good version stays in force", files_list(.files))]
+    #[error("{}: not applied, the tables cannot hold it ({cause}); the last good version stays in force", files_list(.files))]
     TooLarge {
         /// The files of the reload.
         files: Vec<std::path::PathBuf>,
-        /// Which table, and by how much.
-        source: EnforceError,
+        /// Which table, and by how much. (In the message, so not named `source`.)
+        cause: EnforceError,
     },
     /// A map update failed part way: the maps may hold part of the reload.
     #[error(transparent)]
@@ -344,7 +345,7 @@ impl ListMaps {
                     .and_then(|()| self.allow.upsert(&back.allow))
                     .and_then(|()| self.set_generation(back.generation));
                 match taken_back {
-                    Ok(()) => Err(ReloadError::TooLarge { files, source: e }),
+                    Ok(()) => Err(ReloadError::TooLarge { files, cause: e }),
                     Err(e) => Err(ReloadError::Failed(e)),
                 }
             }

@@ -27,18 +27,19 @@ pub static FILTER_BASELINE_OBJECT: &[u8] =
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The kernel refused the program or a map.
-    #[error("cannot load the XDP program: {hint}: {source}")]
+    #[error("cannot load the XDP program: {hint}")]
     Load {
         /// What the operator should check.
         hint: &'static str,
-        /// The cause.
+        /// The cause: the source, not in the message, since aya's errors carry causes
+        /// of their own (the OS error) that only the chain shows.
         source: aya::EbpfError,
     },
     /// A map or program the object should contain is missing (a build mismatch).
     #[error("the XDP object has no {0}; the build is inconsistent")]
     Missing(&'static str),
     /// The list maps are missing or malformed.
-    #[error("{0}")]
+    #[error(transparent)]
     Lists(crate::enforce::EnforceError),
     /// Program load (verifier) failure.
     #[error("the kernel rejected the XDP program: {0}")]
@@ -56,13 +57,14 @@ pub enum LoadError {
     #[error("attaching to interface {0:?} needs root (CAP_NET_ADMIN and CAP_BPF): {1}")]
     Permission(String, io::Error),
     /// Any other attach failure.
-    #[error("cannot attach XDP to interface {iface:?} in {mode} mode: {source}")]
+    #[error("cannot attach XDP to interface {iface:?} in {mode} mode")]
     Attach {
         /// The interface.
         iface: String,
         /// The mode tried.
         mode: AttachMode,
-        /// The cause.
+        /// The cause: the source, not in the message, since aya's errors carry causes
+        /// of their own (the OS error) that only the chain shows.
         source: ProgramError,
     },
 }

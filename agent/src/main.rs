@@ -43,16 +43,23 @@ enum Command {
 fn main() -> ExitCode {
     let argv = match xdp_audit::config::expand(std::env::args_os().collect(), &Cli::command()) {
         Ok(argv) => argv,
-        Err(err) => {
-            eprintln!("xdp-audit: error: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return fail(&anyhow::Error::from(err)),
     };
     let cli = Cli::parse_from(argv);
+    let filter = match EnvFilter::try_new(&cli.log) {
+        Ok(f) => f,
+        Err(e) => {
+            let e = anyhow::Error::from(e).context(format!(
+                "--log (or XDP_AUDIT_LOG) {:?} is not a tracing filter such as `info` or `xdp_audit=debug`",
+                cli.log
+            ));
+            return fail(&e);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(filter)
         .init();
     let result = match cli.command {
         Command::Run(args) => xdp_audit::cmd::run::main(args),
@@ -63,11 +70,24 @@ fn main() -> ExitCode {
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("xdp-audit: error: {err:#}");
-            ExitCode::FAILURE
+    result.unwrap_or_else(|err| fail(&err))
+}
+
+/// Prints the error and its causes on one line, each once, and returns the failure status.
+/// Our own errors never show a cause they also return as their source; some libraries' do
+/// (aya's `map error: {0}`), so a cause its wrapper's text already ends with is skipped.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
         }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
     }
+    eprintln!("xdp-audit: error: {line}");
+    ExitCode::FAILURE
 }

@@ -9,20 +9,20 @@ use crate::record::FlowRecord;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The log directory or file could not be created or opened.
-    #[error("cannot open audit log {path}: {source}")]
+    #[error("cannot open audit log {path}: {cause}")]
     Open {
         /// The file or directory.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// A write or sync failed.
-    #[error("cannot write audit log {path}: {source}")]
+    #[error("cannot write audit log {path}: {cause}")]
     Write {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
 }
 

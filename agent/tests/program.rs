@@ -7,6 +7,7 @@ mod common;
 use agent_common::{family, flow_flags, Counter, FlowKey, FlowValue};
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
+use common::wait::wait_until;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
@@ -558,22 +559,42 @@ fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_eve
         .expect("ring buffer")
         .as_raw_fd();
     let (tx, rx) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
+        // SAFETY: gettid(2) has no preconditions.
+        let _ = tid_tx.send(unsafe { libc::gettid() });
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd; the ring's fd outlives this thread (joined below).
-        let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        let timeout = libc::timespec {
+            tv_sec: 10,
+            tv_nsec: 0,
+        };
+        // SAFETY: one valid pollfd and timespec; the ring's fd outlives this thread (joined
+        // below).
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &timeout, std::ptr::null()) };
         let _ = tx.send(n);
     });
-    // Let the waiter go to sleep on the empty ring first.
-    std::thread::sleep(Duration::from_millis(200));
+    let tid = tid_rx.recv().expect("the waiter's thread id");
+    // The waiter must be asleep on the empty ring before the events come: a thread blocked in
+    // a system call shows its number in /proc (a running one shows `running`).
+    let syscall = format!("/proc/self/task/{tid}/syscall");
+    wait_until(
+        Duration::from_secs(5),
+        "the waiter sleeps in ppoll(2) on the empty ring",
+        || {
+            std::fs::read_to_string(&syscall)
+                .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_ppoll.to_string()))
+        },
+    );
     let flow = |i: u16| Spec::udp4(v4(10, 8, 0, 1), 20000 + i, v4(10, 8, 0, 2), 53).build();
     for i in 0..107 {
         p.run(&flow(i));
     }
+    // A wake-up comes from the kernel's irq_work shortly after the event that causes it, not
+    // during the run: a quiet half second is what shows that none came.
     assert!(
         rx.recv_timeout(Duration::from_millis(500)).is_err(),
         "events below the threshold must not wake the agent"

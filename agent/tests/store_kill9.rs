@@ -52,6 +52,8 @@ fn child(dir: &str, run: u32) -> ! {
             let _ = writeln!(out, "ACK {durable}");
             let _ = out.flush();
         }
+        // A pace, not a wait: steady load rather than a spin, so the kills land all over
+        // the writer's cycle of appends, syncs and seals.
         std::thread::sleep(Duration::from_micros(500));
     }
     std::process::exit(0)

@@ -9,11 +9,14 @@
 //! Addresses are from the documentation ranges and exist only inside these namespaces.
 //! Offloads are off on the client link so the frames a capture sees are the frames XDP sees.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+
+use crate::wait::poll_until;
 
 /// Client side of the gateway.
 pub const CLIENT_V4: &str = "198.51.100.2";
@@ -40,6 +43,8 @@ pub struct Lab {
     pub gateway: String,
     /// Internet namespace name.
     pub internet: String,
+    /// The unique part of the names (pid and a counter), for anything else a test creates.
+    pub id: String,
     children: Vec<Child>,
 }
 
@@ -81,6 +86,7 @@ impl Lab {
             client: format!("xa-{tag}-{id}-c"),
             gateway: format!("xa-{tag}-{id}-g"),
             internet: format!("xa-{tag}-{id}-i"),
+            id,
             children: Vec::new(),
         };
         // From here on, Drop removes whatever was created, even if a step fails.
@@ -151,8 +157,10 @@ impl Lab {
         .map(|_| ())
     }
 
-    /// No router solicitations or DAD: the only packets are the ones the test sends (and the
-    /// neighbour discovery they need), so a capture can be compared with the audit log.
+    /// No router solicitations or DAD, and the multicast listener reports a link sends when
+    /// it comes up all sent at once rather than over the next second or two: the only packets
+    /// after that are the ones the test sends (and the neighbour discovery they need), so a
+    /// capture can be compared with the audit log.
     fn quiet_ipv6(&self, ns: &str) -> anyhow::Result<()> {
         for key in [
             "net.ipv6.conf.default.router_solicitations",
@@ -162,7 +170,54 @@ impl Lab {
         ] {
             self.sysctl(ns, key, "0")?;
         }
+        for key in [
+            "net.ipv6.conf.default.mldv1_unsolicited_report_interval",
+            "net.ipv6.conf.default.mldv2_unsolicited_report_interval",
+        ] {
+            // Milliseconds between the repeats of a report; the kernel's floor is one tick.
+            self.sysctl(ns, key, "1")?;
+        }
         Ok(())
+    }
+
+    /// Packets `dev` in `ns` has received so far.
+    pub fn rx_packets(&self, ns: &str, dev: &str) -> anyhow::Result<u64> {
+        let out = sh(Command::new("ip").args(["-n", ns, "-j", "-s", "link", "show", "dev", dev]))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("`ip -j -s link show` output")?;
+        v[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .with_context(|| format!("no rx packet count for {dev} in {ns}: {v}"))
+    }
+
+    /// Waits until `dev` in `ns` has received nothing for `window` (nothing of the lab's
+    /// set-up is still arriving), for at most `timeout`.
+    pub fn wait_quiet(
+        &self,
+        ns: &str,
+        dev: &str,
+        window: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let mut last = (self.rx_packets(ns, dev)?, Instant::now());
+        poll_until(
+            timeout,
+            &format!("{dev} in {ns} is quiet for {window:?}"),
+            || {
+                let n = self.rx_packets(ns, dev)?;
+                if n != last.0 {
+                    last = (n, Instant::now());
+                }
+                Ok(last.1.elapsed() >= window)
+            },
+        )
+    }
+
+    /// A temporary directory named after this lab, removed when the guard is dropped.
+    pub fn temp_dir(&self, tag: &str) -> anyhow::Result<TempDir> {
+        let d = std::env::temp_dir().join(format!("xdp-audit-{tag}-{}", self.id));
+        std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+        Ok(TempDir(d))
     }
 
     /// A command that runs inside namespace `ns`.
@@ -194,21 +249,32 @@ impl Lab {
 
     /// Waits until `addr:port` (TCP) accepts connections from the client namespace.
     pub fn wait_tcp(&self, addr: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
-        let target = format!("{addr}:{port}");
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let t = target.clone();
-            let ok = crate::netns::run_in(&self.client, move || {
-                let sa: std::net::SocketAddr = t.parse()?;
+        let sa: std::net::SocketAddr = format!("{addr}:{port}").parse()?;
+        poll_until(timeout, &format!("{sa} accepts connections"), || {
+            crate::netns::run_in(&self.client, move || {
                 Ok(std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok())
-            })?;
-            if ok {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("{target} did not accept connections within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            })
+        })
+    }
+}
+
+/// A temporary directory, removed on drop; kept (and named on stderr) when a test fails, for
+/// a look at the store it holds.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }
@@ -220,13 +286,10 @@ impl Drop for Lab {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         }
         for child in &mut self.children {
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            // A child that ignores SIGTERM is killed after a grace period.
+            let _ = poll_until(Duration::from_secs(5), "a lab process exits", || {
+                Ok(!matches!(child.try_wait(), Ok(None)))
+            });
             let _ = child.kill();
             let _ = child.wait();
         }

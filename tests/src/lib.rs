@@ -6,3 +6,4 @@ pub mod agent;
 pub mod lab;
 pub mod netns;
 pub mod pcap;
+pub mod wait;

@@ -1,17 +1,19 @@
 //! Blocklists end to end in the netns lab: blocked addresses, prefixes, ports and domains
 //! are unreachable from the client while allowed ones work; a valid edit of a list file
-//! during a long transfer does not interrupt it; a bad edit is reported with file and line
-//! and changes nothing; an open flow to a newly blocked address stops. Needs root.
+//! during a long transfer neither interrupts it nor drops a packet of it; a bad edit is
+//! reported with file and line and changes nothing; an open flow to a newly blocked address
+//! stops. Needs root.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xdp_audit_lab::agent::{binary, Agent};
 use xdp_audit_lab::lab::{self, sh, Lab};
 use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::wait::wait_until;
 
 /// Extra server addresses in the internet namespace, each with a role in the test.
 const OK_IP: &str = "203.0.113.2";
@@ -21,6 +23,8 @@ const IN_BLOCKED_NET: &str = "203.0.113.20";
 const ALLOWED_IN_NET: &str = "203.0.113.21";
 const PORT: u16 = 8080;
 const BLOCKED_PORT: u16 = 2525;
+/// The long transfer's server, on [`OK_IP`], with a byte count of its own.
+const TRANSFER_PORT: u16 = 8081;
 
 /// TCP servers that count the bytes they receive and echo a one-byte ack per read.
 fn start_tcp(lab: &Lab, addr: &'static str, port: u16, received: Arc<AtomicU64>) {
@@ -78,6 +82,44 @@ fn connect(lab: &Lab, addr: &'static str, port: u16) -> bool {
     .expect("client thread")
 }
 
+/// A status snapshot whose figures were all read after this call began: the agent rewrites
+/// it every sweep, and the second rewrite seen started after the call.
+fn fresh_status(agent: &Agent) -> serde_json::Value {
+    let mut last = agent.status().unwrap_or_default()["written_at"].clone();
+    let mut rewrites = 0;
+    let mut status = serde_json::Value::Null;
+    wait_until(
+        Duration::from_secs(10),
+        "the agent rewrites its status twice",
+        || {
+            status = agent.status().unwrap_or_default();
+            if status["written_at"] != last {
+                last = status["written_at"].clone();
+                rewrites += 1;
+            }
+            rewrites >= 2
+        },
+    );
+    status
+}
+
+/// Packets the program has dropped for any list (addresses, prefixes, ports, domains).
+fn dropped_by_lists(status: &serde_json::Value) -> u64 {
+    ["dropped_by_list", "dropped_by_domain"]
+        .iter()
+        .map(|c| status["counters"][c].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Packets a rule (`FILE:LINE`) has matched, as `status` shows them.
+fn rule_hits(status: &serde_json::Value, rule: &str) -> u64 {
+    status["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["rule"] == rule))
+        .and_then(|r| r["hits"].as_u64())
+        .unwrap_or(0)
+}
+
 fn resolves(lab: &Lab, name: &'static str) -> bool {
     run_in(&lab.client, move || {
         let s = UdpSocket::bind((lab::CLIENT_V4, 0))?;
@@ -111,13 +153,16 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     }
     start_tcp(&lab, LATER_BLOCKED_IP, PORT, later.clone());
     start_tcp(&lab, OK_IP, BLOCKED_PORT, received.clone());
+    let transferred = Arc::new(AtomicU64::new(0));
+    start_tcp(&lab, OK_IP, TRANSFER_PORT, transferred.clone());
     start_dns(&lab);
-    lab.wait_tcp(OK_IP, PORT, Duration::from_secs(10))
-        .expect("servers up");
+    for port in [PORT, TRANSFER_PORT] {
+        lab.wait_tcp(OK_IP, port, Duration::from_secs(10))
+            .expect("servers up");
+    }
 
-    let dir = std::env::temp_dir().join(format!("xdp-audit-blocking-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = lab.temp_dir("blocking").expect("temp dir");
+    let dir = tmp.path();
     let block = dir.join("block.list");
     let allow = dir.join("allow.list");
     let base_block =
@@ -129,7 +174,7 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
-        format!("blocklist = [{block:?}]\nallowlists = [{allow:?}]\nclose-linger = \"1s\"\n"),
+        format!("blocklist = [{block:?}]\nallowlists = [{allow:?}]\nclose-linger = \"1s\"\nsweep-interval = \"200ms\"\n"),
     )
     .expect("write config");
     let mut agent = Agent::start(
@@ -169,34 +214,67 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         "a name under a blocked domain does not"
     );
 
-    // A long transfer to an allowed host, across a valid edit of the blocklist.
-    let client = lab.client.clone();
-    let transfer = std::thread::spawn(move || {
-        run_in(&client, || {
-            let mut s = TcpStream::connect((OK_IP, PORT))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            let chunk = vec![7u8; 64 * 1024];
-            let started = Instant::now();
-            let mut sent = 0u64;
-            while started.elapsed() < Duration::from_secs(3) {
-                s.write_all(&chunk)?;
-                sent += chunk.len() as u64;
-                let mut ack = [0u8; 64];
-                let _ = s.read(&mut ack)?;
-            }
-            Ok(sent)
+    // A long transfer to an allowed host, across a valid edit of the blocklist: it must get
+    // through whole, and not one of its packets may be dropped on the way.
+    let drops_before = dropped_by_lists(&fresh_status(&agent));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let transfer = {
+        let (client, stop) = (lab.client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            run_in(&client, move || {
+                let mut s = TcpStream::connect((OK_IP, TRANSFER_PORT))?;
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let _ = port_tx.send(s.local_addr()?.port());
+                let chunk = vec![7u8; 64 * 1024];
+                let mut sent = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    s.write_all(&chunk)?;
+                    sent += chunk.len() as u64;
+                    let mut ack = [0u8; 64];
+                    let _ = s.read(&mut ack)?;
+                }
+                s.shutdown(Shutdown::Write)?;
+                Ok(sent)
+            })
         })
+    };
+    let sport = port_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the transfer connects");
+    wait_until(Duration::from_secs(10), "the transfer is under way", || {
+        transferred.load(Ordering::SeqCst) > 0
     });
-    std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&block, format!("{base_block}198.18.0.0/15\n")).expect("edit");
     agent
         .wait_for("applied", Duration::from_secs(10))
         .expect("the edit applies");
+    let at_apply = transferred.load(Ordering::SeqCst);
+    wait_until(
+        Duration::from_secs(10),
+        "another MiB of the transfer arrives after the edit applied",
+        || transferred.load(Ordering::SeqCst) >= at_apply + (1 << 20),
+    );
+    stop.store(true, Ordering::SeqCst);
     let sent = transfer
         .join()
         .expect("transfer thread")
         .expect("the transfer survives the edit");
-    assert!(sent > 0);
+    wait_until(
+        Duration::from_secs(10),
+        "the server has received as many bytes as the client sent",
+        || transferred.load(Ordering::SeqCst) >= sent,
+    );
+    assert_eq!(
+        transferred.load(Ordering::SeqCst),
+        sent,
+        "every byte of the transfer arrived, once"
+    );
+    assert_eq!(
+        dropped_by_lists(&fresh_status(&agent)),
+        drops_before,
+        "the program dropped nothing while the transfer ran across the edit"
+    );
 
     // A bad edit is reported with file and line, and nothing changes.
     std::fs::write(
@@ -240,11 +318,10 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     ready_rx
         .recv_timeout(Duration::from_secs(5))
         .expect("connected");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        later.load(Ordering::SeqCst),
-        6,
-        "the server got the first write"
+    wait_until(
+        Duration::from_secs(5),
+        "the server gets the first write",
+        || later.load(Ordering::SeqCst) == 6,
     );
     std::fs::write(&block, format!("{base_block}{LATER_BLOCKED_IP}\n")).expect("edit");
     agent
@@ -252,7 +329,13 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         .expect("the edit applies");
     let _ = tx.send(());
     let _ = open.join();
-    std::thread::sleep(Duration::from_secs(1));
+    // The write after the block reached the program, and its rule dropped it there.
+    let new_rule = format!("{}:5", block.display());
+    wait_until(
+        Duration::from_secs(10),
+        "the new rule drops the open flow's next packet",
+        || rule_hits(&agent.status().unwrap_or_default(), &new_rule) >= 1,
+    );
     assert_eq!(
         later.load(Ordering::SeqCst),
         6,
@@ -260,14 +343,9 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     );
 
     // `status` shows the hits per rule and per list file.
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = agent.status().expect("status");
+    let status = fresh_status(&agent);
     let rule = format!("{}:1", block.display());
-    let hits = status["rules"]
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["rule"] == rule.as_str()))
-        .and_then(|r| r["hits"].as_u64())
-        .unwrap_or_else(|| panic!("status lists {rule}: {status}"));
+    let hits = rule_hits(&status, &rule);
     assert!(hits >= 1, "the blocked address's rule was hit: {status}");
     let list = status["lists"]
         .as_array()
@@ -300,5 +378,22 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         format!("{}:1", block.display()),
         "names the file and line"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    // The transfer's records: all of it passed, nothing dropped, every byte seen.
+    let transfer: Vec<_> = records
+        .iter()
+        .filter(|r| r["src_port"] == sport && r["dst_port"] == TRANSFER_PORT)
+        .collect();
+    assert!(
+        !transfer.is_empty(),
+        "the transfer is recorded: {records:?}"
+    );
+    for r in &transfer {
+        assert_eq!(r["dropped"], 0, "no packet of the transfer dropped: {r}");
+        assert_eq!(r["verdict"], "pass", "{r}");
+    }
+    let bytes: u64 = transfer.iter().filter_map(|r| r["bytes"].as_u64()).sum();
+    assert!(
+        bytes > sent,
+        "the program saw the whole transfer ({sent} bytes of payload) in its frames: {bytes}"
+    );
 }

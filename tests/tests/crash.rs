@@ -1,6 +1,6 @@
 //! A crash of the agent (SIGKILL) in the middle of its work: the kernel detaches the program
 //! with the agent's link, a restart on the same store attaches again and seals what the
-//! crashed run left, every record fsynced before the crash is found, and the store verifies.
+//! crashed run left, every record written before the crash is found, and the store verifies.
 //! Needs root.
 
 use std::net::UdpSocket;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use xdp_audit_lab::agent::{binary, Agent};
 use xdp_audit_lab::lab::{self, Lab};
 use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::wait::wait_until;
 
 const PORT: u16 = 7070;
 
@@ -30,12 +31,26 @@ fn has_xdp(lab: &Lab) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
+/// Whether the store holds a UDP record from each of `sports` to the server.
+fn stored(agent: &Agent, sports: std::ops::Range<u16>) -> bool {
+    let records = agent.records().unwrap_or_default();
+    sports.into_iter().all(|sport| {
+        records
+            .iter()
+            .any(|r| r["proto"] == "udp" && r["src_port"] == sport && r["dst_port"] == PORT)
+    })
+}
+
+/// The running agent's status snapshot (null until its first sweep has written one).
+fn snapshot(agent: &Agent) -> serde_json::Value {
+    agent.status().unwrap_or_default()
+}
+
 #[test]
 fn a_crashed_agent_restarts_on_its_store_and_loses_nothing_it_synced() {
     let lab = Lab::new("crash").expect("build the netns lab");
-    let dir = std::env::temp_dir().join(format!("xdp-audit-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let log = dir.join("log");
+    let dir = lab.temp_dir("crash").expect("temp dir");
+    let log = dir.path().join("log");
     let bin = binary().expect("agent binary");
     let fast = [
         "--iface",
@@ -53,13 +68,23 @@ fn a_crashed_agent_restarts_on_its_store_and_loses_nothing_it_synced() {
     for sport in 41000..41010 {
         exchange(&lab, sport);
     }
-    // Idle timeout (1 s) + a sweep + an fsync interval: the ten flows are on disk.
-    std::thread::sleep(Duration::from_secs(3));
+    // The ten flows idle out (1 s), are written, and everything accepted is fsynced.
+    wait_until(
+        Duration::from_secs(20),
+        "the first agent has written the ten flows and synced what it accepted",
+        || {
+            stored(&first, 41000..41010) && {
+                let s = snapshot(&first);
+                let accepted = s["store"]["accepted"].as_u64().unwrap_or(0);
+                accepted >= 10 && s["store"]["durable"].as_u64() == Some(accepted)
+            }
+        },
+    );
     first.crash().expect("crash the agent");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !has_xdp(&lab),
-        "the kernel detached the program with the dead agent's link"
+    wait_until(
+        Duration::from_secs(10),
+        "the kernel detaches the program with the dead agent's link",
+        || !has_xdp(&lab),
     );
 
     let mut second =
@@ -67,7 +92,12 @@ fn a_crashed_agent_restarts_on_its_store_and_loses_nothing_it_synced() {
     for sport in 42000..42005 {
         exchange(&lab, sport);
     }
-    std::thread::sleep(Duration::from_secs(3));
+    // Stopping writes every open flow; the program must have seen the five first.
+    wait_until(
+        Duration::from_secs(10),
+        "the restarted agent's program has parsed the five datagrams",
+        || snapshot(&second)["counters"]["parsed_udp"].as_u64() >= Some(5),
+    );
     assert_eq!(second.stop().expect("stop"), 0);
 
     let verify = Command::new(&bin)
@@ -92,5 +122,4 @@ fn a_crashed_agent_restarts_on_its_store_and_loses_nothing_it_synced() {
             "the flow from port {sport} is recorded exactly once: {records:?}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

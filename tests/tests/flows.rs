@@ -6,24 +6,53 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use xdp_audit_lab::agent::Agent;
 use xdp_audit_lab::lab::{self, Lab};
 use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::pcap::{self, Count, FlowId};
+use xdp_audit_lab::wait::wait_until;
 
 const TCP_PORT: u16 = 8080;
 const UDP_PORT: u16 = 5353;
 const TCP_SIZES: [usize; 5] = [0, 1, 1_000, 100_000, 1_000_000];
 const UDP_SIZES: [usize; 4] = [1, 100, 512, 1400];
 
-fn tmpdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("xdp-audit-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create temp dir");
-    d
+/// tcpdump, stopped with SIGINT (so it writes out what it holds) when dropped or stopped.
+struct Capture(Option<Child>);
+
+impl Capture {
+    fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Packets the program has seen so far: every packet counts in exactly one outcome counter.
+fn packets_seen(status: &serde_json::Value) -> Option<u64> {
+    let counters = status["counters"].as_object()?;
+    Some(
+        counters
+            .iter()
+            .filter(|(name, _)| {
+                ["parsed_", "fragment_", "skip_"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+            })
+            .filter_map(|(_, n)| n.as_u64())
+            .sum(),
+    )
 }
 
 /// Servers in the internet namespace: TCP reads to EOF then answers with half as many bytes;
@@ -87,21 +116,36 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
     start_servers(&lab);
     lab.wait_tcp(lab::SERVER_V4, TCP_PORT, Duration::from_secs(10))
         .expect("server up");
-    // Let the links fall quiet (MLD reports after link-up) before anything is measured.
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing of the lab's set-up may arrive once the agent and the capture run, or one would
+    // see a packet the other missed.
+    lab.wait_quiet(
+        &lab.gateway,
+        lab::GW_LAN_IF,
+        Duration::from_millis(300),
+        Duration::from_secs(10),
+    )
+    .expect("the client link falls quiet");
 
-    let dir = tmpdir("e2e");
+    let tmp = lab.temp_dir("e2e").expect("temp dir");
+    let dir = tmp.path();
     let bin = xdp_audit_lab::agent::binary().expect("agent binary");
     let mut agent = Agent::start(
         &lab,
         &lab.gateway,
         &bin,
         &dir.join("log"),
-        &["--iface", lab::GW_LAN_IF, "--close-linger", "1s"],
+        &[
+            "--iface",
+            lab::GW_LAN_IF,
+            "--close-linger",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+        ],
     )
     .expect("start the agent");
     let pcap_path = dir.join("lan0.pcap");
-    let mut tcpdump = lab
+    let tcpdump = lab
         .cmd(&lab.gateway, "tcpdump")
         .args([
             "-i",
@@ -119,9 +163,14 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tcpdump");
+    let mut capture = Capture(Some(tcpdump));
     {
         // tcpdump says "listening on" once the capture is live.
-        let mut err = tcpdump.stderr.take().expect("tcpdump stderr");
+        let mut err = capture
+            .0
+            .as_mut()
+            .and_then(|c| c.stderr.take())
+            .expect("tcpdump stderr");
         let mut seen = String::new();
         let mut buf = [0u8; 256];
         while !seen.contains("listening on") {
@@ -161,11 +210,19 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
     })
     .expect("client traffic");
 
-    // Let the last FINs linger out, stop the capture, then the agent (which flushes the rest).
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
-    tcpdump.wait().expect("tcpdump exit");
+    // The TCP flows end once their closing packets have lingered out (1 s after the first
+    // FIN), so the last ACKs have arrived; then the capture holds every packet the program saw.
+    wait_until(
+        Duration::from_secs(20),
+        "the five TCP flows are written and the capture holds every packet the program saw",
+        || {
+            let status = agent.status().unwrap_or_default();
+            let captured = pcap::read(&pcap_path).map_or(0, |f| f.len() as u64);
+            status["flows"]["records"].as_u64() >= Some(TCP_SIZES.len() as u64)
+                && packets_seen(&status) == Some(captured)
+        },
+    );
+    capture.stop();
     assert_eq!(
         agent.stop().expect("stop agent"),
         0,
@@ -265,5 +322,4 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
             "a UDP exchange of {size} bytes is one {frame}-byte frame at the interface"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -66,7 +66,7 @@ pub enum Problem {
     Line(#[from] LineError),
     /// The file could not be read.
     #[error("cannot read: {0}")]
-    Read(#[source] std::io::Error),
+    Read(std::io::Error),
     /// A path that is not one of the configured lists.
     #[error("not a configured list file")]
     NotConfigured,

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -27,7 +27,7 @@ pub enum ExportFormat {
 pub const LONG_ABOUT: &str = "Writes every flow of a time window (optionally filtered like `query`) to a
 file for a hand-over, then prints the file's SHA-256 in `sha256sum` format, so the receiver can
 check what they got (`sha256sum -c`). The file is written whole and fsynced; an existing file is
-refused.
+refused, and an export that fails removes what it wrote.
 
 Examples:
   xdp-audit export --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format csv --out case-4711.csv
@@ -67,6 +67,17 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// A file this run created, removed on drop unless the run completed (`.0` taken).
+struct Created<'a>(Option<&'a Path>);
+
+impl Drop for Created<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Runs `xdp-audit export`.
 pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
@@ -79,6 +90,9 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .create_new(true)
         .open(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    // From here on the file is ours: a failed export removes it, so no partial hand-over is
+    // left behind and a retry is not refused for an existing file.
+    let mut created = Created(Some(&args.out));
     let format = match args.format {
         ExportFormat::Csv => Format::Csv,
         ExportFormat::Jsonl => Format::Jsonl,
@@ -116,6 +130,7 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     file.sync_all()
         .with_context(|| format!("fsync {}", args.out.display()))?;
+    created.0 = None;
     tracing::info!(records = stats.matched, file = %args.out.display(), "export written");
     println!("{digest}  {}", args.out.display());
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -37,17 +37,28 @@ pub fn main(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     let mut pub_path = args.out.clone().into_os_string();
     pub_path.push(".pub");
     let pub_path = PathBuf::from(pub_path);
-    for (path, text, mode) in [(&args.out, &secret, 0o600), (&pub_path, &public, 0o644)] {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", path.display()))?;
+    // Both files or neither: a secret key whose public half could not be written is removed.
+    write_new(&args.out, &secret, 0o600)?;
+    if let Err(e) = write_new(&pub_path, &public, 0o644) {
+        let _ = std::fs::remove_file(&args.out);
+        return Err(e);
     }
     println!("{}\n{}", args.out.display(), pub_path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to a new file (never an existing one) with `mode`, and syncs it; a file it
+/// created but could not write is removed.
+fn write_new(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }

@@ -47,14 +47,28 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = RecordWriter::new(std::io::BufWriter::new(stdout.lock()), args.format);
     let mut progress = progress_line("query");
-    let result = out.header().map_err(QueryError::Output).and_then(|()| {
-        scan(
-            &args.dir.log_dir,
-            &filter,
-            default_threads(),
-            &mut |r| out.write(r),
-            &mut progress,
-        )
+    // The header waits for the first record or the end of a good scan: a store that cannot be
+    // read gives its error alone, not a table header followed by it.
+    let mut header_written = false;
+    let mut header = |out: &mut RecordWriter<_>| {
+        if !std::mem::replace(&mut header_written, true) {
+            out.header()?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let result = scan(
+        &args.dir.log_dir,
+        &filter,
+        default_threads(),
+        &mut |r| {
+            header(&mut out)?;
+            out.write(r)
+        },
+        &mut progress,
+    )
+    .and_then(|stats| {
+        header(&mut out).map_err(QueryError::Output)?;
+        Ok(stats)
     });
     match result {
         Ok(stats) => {

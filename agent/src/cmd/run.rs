@@ -143,6 +143,23 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     if args.sweep_interval.is_zero() {
         bail!("--sweep-interval must be above zero");
     }
+    // A list file may be missing at start (it is loaded when it appears), but its directory
+    // is watched, so it must exist: checked here, before anything touches the kernel.
+    let lists = (args.blocklists.iter().map(|p| ("--blocklist", p)))
+        .chain(args.allowlists.iter().map(|p| ("--allowlist", p)));
+    for (flag, path) in lists {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "{flag} {}: directory {} does not exist (the directory of a list is watched for its changes)",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -308,7 +325,8 @@ impl Lists {
             Err(e @ enforce::ReloadError::TooLarge { .. }) => error!("{what}: {e}"),
             Err(enforce::ReloadError::Failed(e)) => {
                 self.stale = true;
-                error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e}");
+                let e = anyhow::Error::from(e);
+                error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e:#}");
             }
         }
     }

@@ -153,15 +153,37 @@ impl FilterArgs {
     }
 }
 
-/// A progress callback that redraws one stderr line, only when stderr is a terminal.
+/// A progress callback that redraws one stderr line, only when stderr is a terminal. The
+/// line is erased when done and when the callback is dropped, so an error that stops the
+/// work starts on a clean line.
 pub fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
     let tty = std::io::stderr().is_terminal();
+    let mut line = ProgressLine { shown: false };
     move |done, total| {
         if tty && total > 0 {
             eprint!("\r{what}: {done}/{total} segments");
+            line.shown = true;
             if done == total {
-                eprint!("\r\x1b[2K");
+                line.erase();
             }
         }
+    }
+}
+
+struct ProgressLine {
+    shown: bool,
+}
+
+impl ProgressLine {
+    fn erase(&mut self) {
+        if std::mem::take(&mut self.shown) {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        self.erase();
     }
 }

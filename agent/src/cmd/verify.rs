@@ -18,7 +18,8 @@ one) are chain entries, so lawful pruning and merging pass; a merge must hold ex
 inputs' rows and time range, and the agent checks each input's hash before merging it.
 
 Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FILE: reason` for
-the first broken link and exits 1. Changes, deletions, reorderings and insertions of entries or
+the first broken link and exits 1. A store directory that cannot be read is an error (on
+stderr, exit 1), not a verdict. Changes, deletions, reorderings and insertions of entries or
 segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
 head consistently is not caught; with it (the agent run with --signing-key), they are.
 
@@ -44,7 +45,12 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(load_public_key(p).context("loading --public-key")?),
         None => None,
     };
-    match verify(&args.dir.log_dir, key.as_ref()) {
+    // A store that is not there is an error of the command line, not a broken chain: it goes
+    // to stderr like every other error, and `BROKEN` stays the verdict on a store.
+    let dir = &args.dir.log_dir;
+    std::fs::read_dir(dir)
+        .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))?;
+    match verify(dir, key.as_ref()) {
         Ok(v) => {
             println!(
                 "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, head {}{}",

@@ -49,14 +49,14 @@ pub enum CompactError {
         reason: String,
     },
     /// An input could not be hashed or the directory not listed or cleaned.
-    #[error("{path}: {op}: {source}")]
+    #[error("{path}: {op}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// An input could not be read.
     #[error(transparent)]
@@ -182,7 +182,7 @@ fn check_unchanged(path: &Path, s: &SegmentInfo) -> Result<(), CompactError> {
     let io = |op, source| CompactError::Io {
         path: path.to_owned(),
         op,
-        source,
+        cause: source,
     };
     let size = std::fs::metadata(path).map_err(|e| io("stat", e))?.len();
     if size != s.size {
@@ -210,7 +210,7 @@ pub fn discard_interrupted(dir: &Path, manifest: &Manifest) -> Result<bool, Comp
     let io = |path: &Path, op, source| CompactError::Io {
         path: path.to_owned(),
         op,
-        source,
+        cause: source,
     };
     let mut found = false;
     for e in std::fs::read_dir(dir).map_err(|e| io(dir, "list", e))? {

@@ -31,14 +31,14 @@ pub const MAX_PAYLOAD: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// An I/O operation failed.
-    #[error("journal {path}: {op}: {source}")]
+    #[error("journal {path}: {op}: {cause}")]
     Io {
         /// The journal file.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// The file does not start with the journal magic.
     #[error("journal {path}: not a journal (bad magic at offset 0)")]
@@ -645,7 +645,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, JournalError> {
         .map_err(|source| JournalError::Io {
             path: path.to_owned(),
             op: "read",
-            source,
+            cause: source,
         })?;
     Ok(buf)
 }
@@ -684,14 +684,14 @@ pub fn recover(path: &Path) -> Result<JournalScan, JournalError> {
             .map_err(|source| JournalError::Io {
                 path: path.to_owned(),
                 op: "open for truncation",
-                source,
+                cause: source,
             })?;
         f.set_len(scan.valid_len)
             .and_then(|()| f.sync_all())
             .map_err(|source| JournalError::Io {
                 path: path.to_owned(),
                 op: "truncate torn tail",
-                source,
+                cause: source,
             })?;
     }
     Ok(scan)
@@ -719,7 +719,7 @@ impl JournalWriter {
         let io = |op, source| JournalError::Io {
             path: path.to_owned(),
             op,
-            source,
+            cause: source,
         };
         let mut file = OpenOptions::new()
             .create(true)
@@ -751,7 +751,7 @@ impl JournalWriter {
         let io = |op, source| JournalError::Io {
             path: path.to_owned(),
             op,
-            source,
+            cause: source,
         };
         let mut file = OpenOptions::new()
             .read(true)
@@ -836,7 +836,7 @@ impl JournalWriter {
                 Err(JournalError::Io {
                     path: self.path.clone(),
                     op: "append",
-                    source,
+                    cause: source,
                 })
             }
         }
@@ -851,7 +851,7 @@ impl JournalWriter {
         self.file.sync_data().map_err(|source| JournalError::Io {
             path: self.path.clone(),
             op: "fsync",
-            source,
+            cause: source,
         })?;
         self.synced_records = self.written_records;
         Ok(())

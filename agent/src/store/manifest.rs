@@ -36,14 +36,14 @@ pub const PUBLIC_KEY_TAG: &str = "xdp-audit-ed25519-public-v1";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// An I/O operation failed.
-    #[error("{path}: {op}: {source}")]
+    #[error("{path}: {op}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// A line of the manifest or head does not parse.
     #[error("{path} line {line}: {reason}")]
@@ -255,7 +255,7 @@ pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
         Err(source) => Err(ManifestError::Io {
             path,
             op: "read",
-            source,
+            cause: source,
         }),
     }
 }
@@ -323,7 +323,7 @@ impl Manifest {
         write_atomic(&self.dir, MANIFEST, &text).map_err(|source| ManifestError::Io {
             path: self.dir.join(MANIFEST),
             op: "replace",
-            source,
+            cause: source,
         })?;
         self.entries.push(entry);
         Ok(&self.entries[self.entries.len() - 1])
@@ -354,7 +354,7 @@ fn read_key_line(path: &Path, tag: &str) -> Result<[u8; 32], ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
         path: path.to_owned(),
         op: "read key",
-        source,
+        cause: source,
     })?;
     let mut words = text.split_whitespace();
     match (words.next(), words.next(), words.next()) {

@@ -135,14 +135,14 @@ impl StoreConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The directory or lock could not be set up.
-    #[error("audit store {path}: {op}: {source}")]
+    #[error("audit store {path}: {op}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// Another process writes to this directory.
     #[error("audit store {0}: another xdp-audit process holds the lock")]
@@ -233,7 +233,7 @@ impl Store {
         let io = |path: &Path, op, source| StoreError::Io {
             path: path.to_owned(),
             op,
-            source,
+            cause: source,
         };
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, "create directory", e))?;
         let lock_path = dir.join(".lock");
@@ -503,7 +503,7 @@ impl RecordSink for Store {
             let s = self.status();
             Err(SinkError::Write {
                 path: self.journal.path().to_owned(),
-                source: std::io::Error::other(format!(
+                cause: std::io::Error::other(format!(
                     "{} records could not be written at shutdown ({} dropped earlier)",
                     s.buffered, s.dropped
                 )),

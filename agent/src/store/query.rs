@@ -195,22 +195,22 @@ pub enum QueryError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A segment could not be read (run `xdp-audit verify`).
-    #[error("{0} (run `xdp-audit verify` to check the store)")]
+    #[error(transparent)]
     Segment(#[from] SegmentError),
     /// A journal could not be read.
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The directory could not be listed.
-    #[error("log directory {path}: {source}")]
+    #[error("log directory {path}: {cause}")]
     Dir {
         /// The directory.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// The consumer of the results failed (e.g. a closed pipe).
     #[error("writing results: {0}")]
-    Output(#[source] std::io::Error),
+    Output(std::io::Error),
 }
 
 /// Counters of a scan.
@@ -345,7 +345,7 @@ pub fn scan(
     // found in the manifest by its id and skipped, not missed.
     let journals = seal::list_journals(dir).map_err(|source| QueryError::Dir {
         path: dir.to_owned(),
-        source,
+        cause: source,
     })?;
     let (mut segments, mut seen_ids) = load_segments(dir)?;
     let mut stats = ScanStats {
@@ -375,7 +375,7 @@ pub fn scan(
         }
         let scan = match journal::read(&path) {
             Ok(s) => s,
-            Err(JournalError::Io { source, .. })
+            Err(JournalError::Io { cause: source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 // Sealed while we looked: read its segment instead.
@@ -450,7 +450,7 @@ fn scan_parallel(
                 Err(SegmentError::Io {
                     path: dir.join(&seg.file),
                     op: "scan",
-                    source: std::io::Error::other("scan thread failed"),
+                    cause: std::io::Error::other("scan thread failed"),
                 })
             })
         })

@@ -84,7 +84,7 @@ pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), Manifes
                 return Err(ManifestError::Io {
                     path,
                     op: "delete a segment the chain removed",
-                    source,
+                    cause: source,
                 })
             }
         }
@@ -93,7 +93,7 @@ pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), Manifes
         sync_dir(dir).map_err(|source| ManifestError::Io {
             path: dir.to_owned(),
             op: "fsync directory",
-            source,
+            cause: source,
         })?;
     }
     Ok(())

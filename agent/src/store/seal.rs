@@ -25,25 +25,25 @@ pub enum SealError {
     #[error(transparent)]
     Segment(#[from] SegmentError),
     /// The journal holds more records than a segment can.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     TooLarge {
         /// The segment that was to be written.
         path: PathBuf,
-        /// The cause.
-        source: ColumnsError,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: ColumnsError,
     },
     /// The manifest could not be appended.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A rename, hash or delete failed.
-    #[error("{path}: {op}: {source}")]
+    #[error("{path}: {op}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
 }
 
@@ -114,7 +114,7 @@ fn remove(dir: &Path, path: &Path) -> Result<(), SealError> {
     let io = |op, source| SealError::Io {
         path: path.to_owned(),
         op,
-        source,
+        cause: source,
     };
     std::fs::remove_file(path).map_err(|e| io("delete sealed journal", e))?;
     sync_dir(dir).map_err(|e| io("fsync directory", e))
@@ -167,21 +167,21 @@ pub fn write_file(
         .into_row_order()
         .map_err(|source| SealError::TooLarge {
             path: final_path.clone(),
-            source,
+            cause: source,
         })?;
     let written = (|| {
         let size = segment::write(&tmp, &rows, journal_id, layout)?;
         let sha256 = sha256_file(&tmp).map_err(|source| SealError::Io {
             path: tmp.clone(),
             op: "hash",
-            source,
+            cause: source,
         })?;
         std::fs::rename(&tmp, &final_path)
             .and_then(|()| sync_dir(dir))
             .map_err(|source| SealError::Io {
                 path: final_path.clone(),
                 op: "rename into place",
-                source,
+                cause: source,
             })?;
         Ok::<_, SealError>((size, sha256))
     })();

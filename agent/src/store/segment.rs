@@ -157,24 +157,24 @@ impl Layout {
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
     /// An I/O operation failed.
-    #[error("segment {path}: {op}: {source}")]
+    #[error("segment {path}: {op}: {cause}")]
     Io {
         /// The segment file.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
     },
     /// The Parquet library refused the file.
-    #[error("segment {path}: {context}: {source}")]
+    #[error("segment {path}: {context}: {cause}")]
     Parquet {
         /// The segment file.
         path: PathBuf,
         /// What was being done (names the column when reading one).
         context: String,
-        /// The cause.
-        source: parquet::errors::ParquetError,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: parquet::errors::ParquetError,
     },
     /// The file is Parquet but not a segment of this schema, or its values are out of range.
     #[error("segment {path}: column {column}: {reason}")]
@@ -262,7 +262,7 @@ fn pq(
     move |source| SegmentError::Parquet {
         path: path.to_owned(),
         context,
-        source,
+        cause: source,
     }
 }
 
@@ -278,7 +278,7 @@ pub fn write(
     let file = File::create(path).map_err(|source| SegmentError::Io {
         path: path.to_owned(),
         op: "create",
-        source,
+        cause: source,
     })?;
     let mut w = SerializedFileWriter::new(
         BufWriter::with_capacity(1 << 20, file),
@@ -319,7 +319,7 @@ pub fn write(
         w.write_all(&blob).map_err(|source| SegmentError::Io {
             path: path.to_owned(),
             op: what,
-            source,
+            cause: source,
         })?;
         w.append_key_value_metadata(KeyValue::new(
             key.into(),
@@ -330,19 +330,19 @@ pub fn write(
     let file = buf.into_inner().map_err(|e| SegmentError::Io {
         path: path.to_owned(),
         op: "flush",
-        source: e.into_error(),
+        cause: e.into_error(),
     })?;
     file.sync_all().map_err(|source| SegmentError::Io {
         path: path.to_owned(),
         op: "fsync",
-        source,
+        cause: source,
     })?;
     let size = file
         .metadata()
         .map_err(|source| SegmentError::Io {
             path: path.to_owned(),
             op: "stat",
-            source,
+            cause: source,
         })?
         .len();
     Ok(size)
@@ -844,7 +844,7 @@ impl SegmentReader {
         let file = File::open(path).map_err(|source| SegmentError::Io {
             path: path.to_owned(),
             op: "open",
-            source,
+            cause: source,
         })?;
         let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
         static WANT: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
@@ -901,14 +901,14 @@ impl SegmentReader {
         let file = File::open(path).map_err(|source| SegmentError::Io {
             path: path.to_owned(),
             op: "open",
-            source,
+            cause: source,
         })?;
         let size = file
             .metadata()
             .map_err(|source| SegmentError::Io {
                 path: path.to_owned(),
                 op: "stat",
-                source,
+                cause: source,
             })?
             .len();
         Ok(Self {
@@ -1001,7 +1001,7 @@ impl SegmentReader {
             .map_err(|source| SegmentError::Io {
                 path: self.path.clone(),
                 op,
-                source,
+                cause: source,
             })?;
         Ok(Some(raw))
     }
@@ -1134,7 +1134,7 @@ impl SegmentReader {
         let io = |source| SegmentError::Io {
             path: self.path.clone(),
             op: "read column chunk",
-            source,
+            cause: source,
         };
         let mut f = &*self.file;
         f.seek(std::io::SeekFrom::Start(start)).map_err(io)?;

@@ -1,6 +1,9 @@
 //! Crafted packets for program tests and benchmarks: a small builder that writes real
-//! headers (with correct lengths) so each test states only what it varies.
+//! headers (with correct lengths) so each test states only what it varies. `wait` holds the
+//! tests' one way of waiting for something: a condition polled until a deadline.
 #![allow(dead_code)]
+
+pub mod wait;
 
 /// Client and server MACs used in crafted frames.
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
