@@ -11,7 +11,7 @@ use agent_common::{
 use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError};
 use aya::Ebpf;
 
-use crate::blocklist::compile::ListDelta;
+use crate::blocklist::tables::ListDelta;
 use crate::blocklist::{CompiledLists, Delta, ListSet};
 
 /// Errors naming the map and the capacity flag at fault.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod enforce;
 pub mod flowtable;
 pub mod loader;
+pub mod net;
 pub mod reader;
 pub mod record;
 pub mod sink;

@@ -1,0 +1,486 @@
+//! The list set against its contract: bad edits keep the last good version, reloads equal a
+//! fresh load, and the deltas replay to the tables.
+
+use super::*;
+use crate::blocklist::line::{parse_line, Entry};
+use crate::blocklist::tables::{PortSlot, TableDelta};
+use crate::blocklist::tests::{write, TempDir, XorShift};
+use crate::net::Net;
+
+#[test]
+fn a_reverted_reload_leads_back_to_the_tables_before_it() {
+    let dir = TempDir::new("revert");
+    let (a, b) = (dir.0.join("a.list"), dir.0.join("b.list"));
+    write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\n");
+    write(&b, "198.51.100.0/24\n");
+    let mut set = ListSet::new([(a.clone(), ListKind::Block), (b.clone(), ListKind::Block)]);
+    let (_, diags) = set.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    let before = set.compiled().block.clone();
+    let origin_of = |set: &ListSet, id: RuleId| set.origin(id).map(|o| (o.path.to_owned(), o.line));
+    let ids_before: Vec<_> = before
+        .v4_exact
+        .iter()
+        .map(|(_, id)| origin_of(&set, *id))
+        .collect();
+
+    write(&a, "192.0.2.1\n192.0.2.2\nexample.com\nexample.net\n");
+    write(&b, "");
+    let (forward, diags) = set.reload_many(&[a.clone(), b.clone()]);
+    assert!(diags.is_empty() && !forward.is_empty());
+    assert_eq!(set.last_reloaded(), [a.as_path(), b.as_path()]);
+    let back = set.revert();
+    let keys = |l: &CompiledList| {
+        (
+            l.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(),
+            l.v4_prefix.iter().map(|e| e.0).collect::<Vec<_>>(),
+            l.domains.iter().map(|e| e.0).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(keys(&set.compiled().block), keys(&before));
+    // The way back takes out what the reload added (`apply_reload` skips those removals:
+    // they never reached the kernel) and puts back what it dropped.
+    assert!(back
+        .block
+        .v4_exact
+        .remove
+        .contains(&u32::from_be_bytes([192, 0, 2, 2])));
+    assert!(back.block.v4_prefix.upsert.iter().any(|(n, _)| n.len == 8));
+    assert_eq!(
+        back.generation,
+        forward.generation + 1,
+        "the revert is a generation too"
+    );
+    // Every rule resolves to the same file and line as before the reload.
+    let ids_after: Vec<_> = set
+        .compiled()
+        .block
+        .v4_exact
+        .iter()
+        .map(|(_, id)| origin_of(&set, *id))
+        .collect();
+    assert_eq!(ids_after, ids_before);
+    // The files' last good versions are the old ones: an edit builds on them.
+    write(&b, "198.51.100.0/24\n203.0.113.9\n");
+    let d = set.reload(&b).expect("valid edit");
+    assert_eq!(d.block.len(), 1, "only the new line: {d:?}");
+}
+
+#[test]
+fn a_bad_edit_keeps_the_last_good_version() {
+    let dir = TempDir::new("listset");
+    let block = dir.0.join("block.txt");
+    let allow = dir.0.join("allow.txt");
+    write(&block, "192.0.2.1\nexample.com\n");
+    write(&allow, "192.0.2.1\n");
+    let mut set = ListSet::new([
+        (block.clone(), ListKind::Block),
+        (allow.clone(), ListKind::Allow),
+    ]);
+    let (delta, diags) = set.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(delta.block.len(), 2);
+    assert_eq!(delta.allow.len(), 1);
+    assert_eq!(delta.generation, 1);
+    let before = set.compiled().block.clone();
+
+    write(
+        &block,
+        "192.0.2.1\n10.0.0.0/33\nexample.com\nbad$\n198.51.100.7\n",
+    );
+    let diags = set.reload(&block).expect_err("bad edit is refused");
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    let b = block.display();
+    assert_eq!(
+        text,
+        [
+            format!("{b}:2: CIDR `10.0.0.0/33`: prefix length 33 is over 32 for IPv4"),
+            format!("{b}:4: domain `bad$`: character '$' is not allowed (letters, digits, `-`, `_`, dots between labels)"),
+        ]
+    );
+    assert_eq!(set.compiled().block, before, "nothing applied");
+    assert_eq!(set.compiled().generation, 1);
+
+    // Fixed: applies, and the unchanged rules keep their ids.
+    let id = set.compiled().block.v4_exact[0].1;
+    write(&block, "192.0.2.1\nexample.com\n198.51.100.7\n");
+    let delta = set.reload(&block).expect("good edit");
+    assert_eq!(delta.block.v4_exact.upsert.len(), 1);
+    assert!(delta.block.v4_exact.remove.is_empty());
+    assert_eq!(set.compiled().block.v4_exact[0].1, id);
+    assert_eq!(delta.generation, 2);
+    let o = set
+        .origin(set.compiled().block.v4_exact[1].1)
+        .expect("origin");
+    assert_eq!(
+        (o.path, o.kind, o.line),
+        (block.as_path(), ListKind::Block, 3)
+    );
+
+    // Same content again: empty delta, same generation.
+    let delta = set.reload(&block).expect("unchanged");
+    assert!(delta.is_empty());
+    assert_eq!(delta.generation, 2);
+
+    // Deleted: reported, last good stays.
+    std::fs::remove_file(&block).expect("rm");
+    let diags = set.reload(&block).expect_err("missing file");
+    assert!(
+        diags[0]
+            .to_string()
+            .starts_with(&format!("{b}: cannot read:")),
+        "{}",
+        diags[0]
+    );
+    assert_eq!(set.compiled().block.v4_exact.len(), 2);
+
+    let diags = set
+        .reload(Path::new("/nonexistent/other"))
+        .expect_err("unknown");
+    assert_eq!(
+        diags[0].to_string(),
+        "/nonexistent/other: not a configured list file"
+    );
+}
+
+#[test]
+fn reload_many_applies_the_good_files_in_one_generation() {
+    let dir = TempDir::new("many");
+    let a = dir.0.join("a.txt");
+    let b = dir.0.join("b.txt");
+    write(&a, "192.0.2.1\n");
+    write(&b, "192.0.2.2\n");
+    let mut set = ListSet::new([(a.clone(), ListKind::Block), (b.clone(), ListKind::Allow)]);
+    let _ = set.reload_all();
+    assert_eq!(set.rule_id_bound(), 2);
+    write(&a, "192.0.2.1\n192.0.2.3\n");
+    write(&b, "bad$\n");
+    let (delta, diags) = set.reload_many(&[a.clone(), b.clone()]);
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].to_string(), format!("{}:1: domain `bad$`: character '$' is not allowed (letters, digits, `-`, `_`, dots between labels)", b.display()));
+    assert_eq!(delta.block.v4_exact.upsert.len(), 1);
+    assert!(delta.allow.is_empty());
+    assert_eq!(delta.generation, 2);
+    assert_eq!(
+        set.compiled().allow.v4_exact.len(),
+        1,
+        "allowlist keeps its last good version"
+    );
+}
+
+#[test]
+fn a_file_bad_at_start_loads_nothing_and_the_rest_applies() {
+    let dir = TempDir::new("listset-start");
+    let good = dir.0.join("good.txt");
+    let bad = dir.0.join("bad.txt");
+    write(&good, "192.0.2.1\n");
+    write(&bad, "192.0.2.2\nnope$\n");
+    let mut set = ListSet::new([
+        (good.clone(), ListKind::Block),
+        (bad.clone(), ListKind::Block),
+    ]);
+    let (delta, diags) = set.reload_all();
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].line, Some(2));
+    assert_eq!(delta.block.v4_exact.upsert.len(), 1);
+    assert_eq!(set.line_stats(&good).map(|s| s.rules), Some(1));
+    assert_eq!(set.line_stats(&bad), None);
+}
+/// The keys of every table, without ids (which depend on history).
+fn keys(l: &CompiledList) -> impl PartialEq + std::fmt::Debug {
+    (
+        l.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(),
+        l.v4_prefix.iter().map(|e| e.0).collect::<Vec<_>>(),
+        l.v6_exact.iter().map(|e| e.0).collect::<Vec<_>>(),
+        l.v6_prefix.iter().map(|e| e.0).collect::<Vec<_>>(),
+        l.ports.iter().map(|e| e.0).collect::<Vec<_>>(),
+        l.domains.iter().map(|e| e.0).collect::<Vec<_>>(),
+        l.stats,
+    )
+}
+
+#[test]
+fn reloads_equal_a_fresh_load_and_deltas_replay_to_the_tables() {
+    let pool = [
+        "192.0.2.1",
+        "192.0.2.0/24",
+        "10.0.0.0/8",
+        "10.1.2.3",
+        "2001:db8::1",
+        "2001:db8::/32",
+        "example.com",
+        "www.example.com",
+        "badexample.com",
+        "port 25",
+        "port tcp 20-30",
+        "# c",
+        "",
+        "10.0.0.1-10.0.0.9",
+        "0.0.0.0 ads.example t.example",
+    ];
+    let dir = TempDir::new("replay");
+    let a = dir.0.join("a.txt");
+    let b = dir.0.join("b.txt");
+    let mut rng = XorShift(0x1234_5678);
+    let mut next = move || rng.next();
+    let mut text = |n: u64| -> String {
+        (0..n)
+            .map(|_| pool[(next() % pool.len() as u64) as usize])
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    write(&a, &text(8));
+    write(&b, &text(8));
+    let files = [(a.clone(), ListKind::Block), (b.clone(), ListKind::Block)];
+    let mut set = ListSet::new(files.clone());
+    let (d, diags) = set.reload_all();
+    assert!(diags.is_empty());
+    // The loader's view of the block v4 exact map, replayed from deltas alone.
+    let mut kernel: std::collections::BTreeMap<u32, RuleId> =
+        d.block.v4_exact.upsert.iter().copied().collect();
+    for round in 0..60 {
+        let path = if round % 2 == 0 { &a } else { &b };
+        write(path, &text(4 + round % 9));
+        let d = set.reload(path).expect("pool lines are good");
+        for (k, id) in &d.block.v4_exact.upsert {
+            kernel.insert(*k, *id);
+        }
+        for k in &d.block.v4_exact.remove {
+            kernel.remove(k);
+        }
+        let want: std::collections::BTreeMap<u32, RuleId> =
+            set.compiled().block.v4_exact.iter().copied().collect();
+        assert_eq!(kernel, want, "round {round}: deltas replay to the tables");
+        let mut fresh = ListSet::new(files.clone());
+        let _ = fresh.reload_all();
+        assert_eq!(
+            keys(&set.compiled().block),
+            keys(&fresh.compiled().block),
+            "round {round}"
+        );
+        // Every live id resolves to a line that holds its rule.
+        for (k, id) in &set.compiled().block.v4_exact {
+            let o = set.origin(*id).expect("live id has an origin");
+            let line = std::fs::read_to_string(o.path)
+                .expect("read")
+                .lines()
+                .nth(o.line as usize - 1)
+                .map(str::to_owned)
+                .expect("line exists");
+            let mut out = Vec::new();
+            parse_line(line.as_bytes(), &mut out).expect("good line");
+            assert!(
+                out.iter()
+                    .any(|e| matches!(e, Entry::V4(n) if n.addr <= *k && *k <= n.last())),
+                "round {round}: id {id} -> {}:{} `{line}` does not hold {k}",
+                o.path.display(),
+                o.line
+            );
+        }
+    }
+}
+
+/// Replays a table delta onto a map, as the loader does.
+fn replay<K: Ord + Copy>(map: &mut std::collections::BTreeMap<K, RuleId>, d: &TableDelta<K>) {
+    for (k, id) in &d.upsert {
+        map.insert(*k, *id);
+    }
+    for k in &d.remove {
+        map.remove(k);
+    }
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Maps {
+    v4e: std::collections::BTreeMap<u32, RuleId>,
+    v4p: std::collections::BTreeMap<Net<u32>, RuleId>,
+    v6e: std::collections::BTreeMap<u128, RuleId>,
+    v6p: std::collections::BTreeMap<Net<u128>, RuleId>,
+    ports: std::collections::BTreeMap<PortSlot, RuleId>,
+    domains: std::collections::BTreeMap<u64, RuleId>,
+}
+
+impl Maps {
+    fn apply(&mut self, d: &ListDelta) {
+        replay(&mut self.v4e, &d.v4_exact);
+        replay(&mut self.v4p, &d.v4_prefix);
+        replay(&mut self.v6e, &d.v6_exact);
+        replay(&mut self.v6p, &d.v6_prefix);
+        replay(&mut self.ports, &d.ports);
+        replay(&mut self.domains, &d.domains);
+    }
+
+    fn of(l: &CompiledList) -> Maps {
+        Maps {
+            v4e: l.v4_exact.iter().copied().collect(),
+            v4p: l.v4_prefix.iter().copied().collect(),
+            v6e: l.v6_exact.iter().copied().collect(),
+            v6p: l.v6_prefix.iter().copied().collect(),
+            ports: l.ports.iter().copied().collect(),
+            domains: l.domains.iter().copied().collect(),
+        }
+    }
+}
+
+/// Whether the line at `o` holds a rule for `check`.
+fn line_holds(set: &ListSet, id: RuleId, check: impl Fn(&Entry) -> bool) -> bool {
+    let Some(o) = set.origin(id) else {
+        return false;
+    };
+    let text = std::fs::read_to_string(o.path).expect("read");
+    let Some(line) = text.lines().nth(o.line as usize - 1) else {
+        return false;
+    };
+    let mut out = Vec::new();
+    parse_line(line.as_bytes(), &mut out).is_ok() && out.iter().any(check)
+}
+
+#[test]
+fn incremental_edits_equal_a_fresh_load_for_every_table() {
+    let pool = [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.2.0/24",
+        "10.1.2.3",
+        "10.1.2.4",
+        "10.2.0.1",
+        "192.0.2.1",
+        "192.0.2.0/25",
+        "2001:db8::/32",
+        "2001:db8:1::/48",
+        "2001:db8:1::1",
+        "2001:db9::1",
+        "example.com",
+        "a.example.com",
+        "b.a.example.com",
+        "other.org",
+        "x.other.org",
+        "port 25",
+        "port tcp 20-30",
+        "port udp 53",
+        "# c",
+        "",
+        "10.3.0.1-10.3.0.9",
+        "0.0.0.0 ads.example a.example.com",
+    ];
+    let dir = TempDir::new("incremental");
+    let block = dir.0.join("block.txt");
+    let allow = dir.0.join("allow.txt");
+    let mut rng = XorShift(0x9e37_79b9);
+    let mut next = move || rng.next();
+    let mut lines: [Vec<&str>; 2] = [Vec::new(), Vec::new()];
+    for l in &mut lines {
+        for _ in 0..120 {
+            l.push(pool[(next() % pool.len() as u64) as usize]);
+        }
+    }
+    write(&block, &lines[0].join("\n"));
+    write(&allow, &lines[1].join("\n"));
+    let files = [
+        (block.clone(), ListKind::Block),
+        (allow.clone(), ListKind::Allow),
+    ];
+    let mut set = ListSet::new(files.clone());
+    let (d, diags) = set.reload_all();
+    assert!(diags.is_empty());
+    let mut maps = [Maps::default(), Maps::default()];
+    maps[0].apply(&d.block);
+    maps[1].apply(&d.allow);
+    for round in 0..150 {
+        let which = (next() % 2) as usize;
+        let l = &mut lines[which];
+        let at = (next() as usize) % (l.len() + 1);
+        let del = ((next() % 8) as usize).min(l.len() - at);
+        let ins: Vec<&str> = (0..next() % 8)
+            .map(|_| pool[(next() % pool.len() as u64) as usize])
+            .collect();
+        l.splice(at..at + del, ins);
+        let path = if which == 0 { &block } else { &allow };
+        write(path, &l.join("\n"));
+        let d = set.reload(path).expect("pool lines are good");
+        maps[0].apply(&d.block);
+        maps[1].apply(&d.allow);
+        let mut fresh = ListSet::new(files.clone());
+        let _ = fresh.reload_all();
+        for (k, kind) in [ListKind::Block, ListKind::Allow].into_iter().enumerate() {
+            let got = set.compiled().list(kind);
+            assert_eq!(
+                keys(got),
+                keys(fresh.compiled().list(kind)),
+                "round {round} {kind}"
+            );
+            assert_eq!(
+                maps[k],
+                Maps::of(got),
+                "round {round} {kind}: deltas replay to the tables"
+            );
+            for &(a, id) in &got.v4_exact {
+                assert!(
+                    line_holds(
+                        &set,
+                        id,
+                        |e| matches!(e, Entry::V4(n) if n.addr == a && n.is_host())
+                    ),
+                    "round {round}: v4 {a} id {id}"
+                );
+            }
+            for &(net, id) in &got.v4_prefix {
+                assert!(
+                    line_holds(&set, id, |e| matches!(e, Entry::V4(n) if *n == net)),
+                    "round {round}: {net}"
+                );
+            }
+            for &(net, id) in &got.v6_prefix {
+                assert!(
+                    line_holds(&set, id, |e| matches!(e, Entry::V6(n) if *n == net)),
+                    "round {round}: {net}"
+                );
+            }
+            for &(a, id) in &got.v6_exact {
+                assert!(
+                    line_holds(
+                        &set,
+                        id,
+                        |e| matches!(e, Entry::V6(n) if n.addr == a && n.is_host())
+                    ),
+                    "round {round}: v6"
+                );
+            }
+            for &(h, id) in &got.domains {
+                assert!(
+                    line_holds(
+                        &set,
+                        id,
+                        |e| matches!(e, Entry::Domain(d) if agent_common::domain::domain_hash(d) == h)
+                    ),
+                    "round {round}: domain id {id}"
+                );
+            }
+            for &(slot, id) in &got.ports {
+                assert!(
+                    line_holds(
+                        &set,
+                        id,
+                        |e| matches!(e, Entry::Port(r) if r.proto == slot.proto && r.lo <= slot.port && slot.port <= r.hi)
+                    ),
+                    "round {round}: port {slot:?}"
+                );
+            }
+        }
+        // Live ids are unique across every table of both kinds.
+        let mut ids: Vec<RuleId> = Vec::new();
+        for kind in [ListKind::Block, ListKind::Allow] {
+            let l = set.compiled().list(kind);
+            ids.extend(l.v4_exact.iter().map(|e| e.1));
+            ids.extend(l.v4_prefix.iter().map(|e| e.1));
+            ids.extend(l.v6_exact.iter().map(|e| e.1));
+            ids.extend(l.v6_prefix.iter().map(|e| e.1));
+            ids.extend(l.ports.iter().map(|e| e.1));
+            ids.extend(l.domains.iter().map(|e| e.1));
+        }
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "round {round}: duplicate live rule ids");
+    }
+}
