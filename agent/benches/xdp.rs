@@ -16,8 +16,7 @@ use aya::maps::HashMap;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use xdp_audit::blocklist::{ListKind, ListSet};
-use xdp_audit::enforce;
+use xdp_audit::blocklist::{random_key, Capacity, ListKind, ListSet};
 use xdp_audit::loader::{LoadOptions, Loaded, BASELINE_OBJECT, FILTER_BASELINE_OBJECT};
 
 const REPEAT: u32 = 1_000_000;
@@ -146,7 +145,8 @@ fn main() {
     write_lists(&list);
     let rss_before = rss_mib();
     let t = Instant::now();
-    let mut set = ListSet::new([(list.clone(), ListKind::Block)]);
+    let key = random_key().expect("getrandom");
+    let mut set = ListSet::new([(list.clone(), ListKind::Block)], key);
     let (delta, problems) = set.reload_all();
     assert!(
         problems.is_empty(),
@@ -154,17 +154,17 @@ fn main() {
         &problems[..1]
     );
     let parse_ms = t.elapsed().as_secs_f64() * 1e3;
+    let capacity = Capacity::for_lists(set.compiled(), 65_536);
+    set.set_capacity(capacity);
     let mut listed = Loaded::load(LoadOptions {
         flow_table_size: 262_144,
         ringbuf_bytes: 64 << 20,
-        list_capacity: enforce::capacities(set.compiled(), 65_536),
+        list_capacity: capacity.map_sizes(),
+        domain_key: Some(key),
     })
     .expect("load xdp-audit with list capacity");
     let t = Instant::now();
-    listed
-        .lists
-        .apply(set.compiled(), &delta)
-        .expect("load the lists");
+    listed.lists.apply(&delta).expect("load the lists");
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_after = rss_mib();
 
@@ -179,10 +179,7 @@ fn main() {
     let edit = set.reload(&list).expect("the edit is valid");
     let edit_parse_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
-    listed
-        .lists
-        .apply(set.compiled(), &edit)
-        .expect("apply the edit");
+    listed.lists.apply(&edit).expect("apply the edit");
     let edit_apply_ms = t.elapsed().as_secs_f64() * 1e3;
 
     // The reference filter holds the same 600,000 exact IPv4 addresses.

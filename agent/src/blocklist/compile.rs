@@ -496,11 +496,16 @@ fn expand_ports<'a>(
 mod tests {
     use super::*;
     use crate::blocklist::ids::IdAlloc;
-    use agent_common::domain::domain_hash;
+    use agent_common::domain::{domain_hash, DomainKey};
     use agent_common::proto;
 
+    const KEY: DomainKey = DomainKey {
+        label: [1, 2],
+        suffix: [3, 4],
+    };
+
     fn parsed(text: &str) -> ParsedList {
-        ParsedList::parse(text.as_bytes()).expect("test list is good")
+        ParsedList::parse(text.as_bytes(), &KEY).expect("test list is good")
     }
 
     struct State {
@@ -565,7 +570,10 @@ mod tests {
         );
         assert_eq!(t.v6_exact.len(), 1);
         assert_eq!(t.v6_prefix.len(), 1);
-        let mut want = vec![domain_hash("example.com"), domain_hash("badexample.com")];
+        let mut want = vec![
+            domain_hash(&KEY, "example.com"),
+            domain_hash(&KEY, "badexample.com"),
+        ];
         want.sort();
         assert_eq!(t.domains.iter().map(|e| e.0).collect::<Vec<_>>(), want);
         assert_eq!(t.ports.len(), 11 + 1);

@@ -1,7 +1,10 @@
 //! Domain names in lists: normalised (lower case, punycode, no trailing dot), checked against
-//! DNS limits and the kernel's label limit, and hashed the way the kernel hashes query names.
+//! DNS limits and the kernel's label limit, and hashed the way the kernel hashes query names,
+//! under the secret key the kernel holds ([`random_key`] draws one).
 
-use agent_common::domain::{MAX_DOMAIN_LABELS, MAX_LABEL_LEN, MAX_NAME_LEN};
+use agent_common::domain::{
+    label_hash, DomainKey, SuffixHasher, MAX_DOMAIN_LABELS, MAX_LABEL_LEN, MAX_NAME_LEN,
+};
 
 use super::error::LineError;
 
@@ -88,8 +91,9 @@ fn validate_ascii_domain(original: &str, ascii: &str) -> Result<(), LineError> {
 }
 
 /// A domain rule as the compiler needs it: the suffix hash of the name (the kernel's key) and
-/// of each of its proper suffixes (to fold a name under another listed name). The text is not
-/// kept: hashes are smaller, and folding a compile then never re-hashes a string.
+/// of each of its proper suffixes (to fold a name under another listed name), under the key
+/// the kernel hashes query names with. The text is not kept: hashes are smaller, and folding
+/// a compile then never re-hashes a string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainRule {
     /// [`agent_common::domain::domain_hash`] of the name.
@@ -100,14 +104,14 @@ pub struct DomainRule {
 }
 
 impl DomainRule {
-    /// The rule for a normalised name (at most [`MAX_DOMAIN_LABELS`] labels).
-    pub fn new(name: &str) -> DomainRule {
-        use agent_common::domain::{label_hash, suffix_step, SUFFIX_ROOT};
+    /// The rule for a normalised name (at most [`MAX_DOMAIN_LABELS`] labels) under `key`.
+    pub fn new(name: &str, key: &DomainKey) -> DomainRule {
         let mut suffixes = [0u64; MAX_DOMAIN_LABELS];
         let mut n = 0;
-        let mut h = SUFFIX_ROOT;
+        let mut hasher = SuffixHasher::new(key);
+        let mut h = 0;
         for label in name.rsplit('.') {
-            h = suffix_step(h, label_hash(label.as_bytes()));
+            h = hasher.push(label_hash(key, label.as_bytes()));
             if let Some(slot) = suffixes.get_mut(n) {
                 *slot = h;
             }
@@ -121,21 +125,56 @@ impl DomainRule {
     }
 }
 
+/// A fresh secret for domain hashes from the kernel's random source (`getrandom(2)`, which
+/// waits only until the kernel's generator is first seeded).
+pub fn random_key() -> std::io::Result<DomainKey> {
+    let mut buf = [0u8; 32];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(DomainKey::from_bytes(&buf))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_common::domain::domain_hash;
 
     #[test]
     fn domain_rules_carry_the_kernel_hashes() {
-        use agent_common::domain::domain_hash;
-        let r = DomainRule::new("www.example.com");
-        assert_eq!(r.hash, domain_hash("www.example.com"));
+        let key = random_key().expect("getrandom");
+        let r = DomainRule::new("www.example.com", &key);
+        assert_eq!(r.hash, domain_hash(&key, "www.example.com"));
         assert_eq!(
             &*r.parents,
-            [domain_hash("com"), domain_hash("example.com")]
+            [domain_hash(&key, "com"), domain_hash(&key, "example.com")]
         );
-        let tld = DomainRule::new("zip");
-        assert_eq!(tld.hash, domain_hash("zip"));
+        let tld = DomainRule::new("zip", &key);
+        assert_eq!(tld.hash, domain_hash(&key, "zip"));
         assert!(tld.parents.is_empty());
+    }
+
+    #[test]
+    fn every_key_is_fresh_and_gives_other_hashes() {
+        let (a, b) = (
+            random_key().expect("getrandom"),
+            random_key().expect("getrandom"),
+        );
+        assert_ne!(a, b);
+        assert_ne!(
+            DomainRule::new("example.com", &a).hash,
+            DomainRule::new("example.com", &b).hash
+        );
     }
 }

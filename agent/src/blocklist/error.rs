@@ -189,6 +189,31 @@ pub enum Problem {
     /// A path that is not one of the configured lists.
     #[error("not a configured list file")]
     NotConfigured,
+    /// The reload the file was part of would outgrow a kernel table.
+    #[error(
+        "not applied: the lists would need {needed} entries in map {map}, which holds \
+         {capacity}{}; the last good version stays in force (restart the agent to size the \
+         tables from the lists, or raise --list-capacity)",
+        changed_with(.with)
+    )]
+    TooLarge {
+        /// The map.
+        map: &'static str,
+        /// The entries it holds.
+        capacity: u32,
+        /// The entries the lists would need in it.
+        needed: usize,
+        /// The other files of the same reload, refused with this one.
+        with: Vec<PathBuf>,
+    },
+}
+
+fn changed_with(with: &[PathBuf]) -> String {
+    if with.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = with.iter().map(|p| p.display().to_string()).collect();
+    format!(" (with {}, changed in the same reload)", names.join(", "))
 }
 
 /// One reason a list file was not applied, displayed `FILE:LINE: reason` (or `FILE: reason`

@@ -38,11 +38,12 @@ pub mod watch;
 use std::fmt;
 
 pub use check::{check_files, FileCheck};
+pub use domain::random_key;
 pub use error::{warn_diagnostics, Diagnostic, LineError, Problem};
 pub use ids::Origin;
 pub use parse::{LineStats, ParsedList};
 pub use set::{CompiledLists, Delta, ListSet, RuleOrigin};
-pub use tables::{CompileStats, CompiledList, ListDelta, PortSlot, TableDelta};
+pub use tables::{Capacity, CompileStats, CompiledList, ListDelta, PortSlot, Table, TableDelta};
 
 /// Which verdict a list gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +114,11 @@ pub(crate) mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// A fresh random domain key.
+    pub(crate) fn key() -> agent_common::domain::DomainKey {
+        crate::blocklist::domain::random_key().expect("getrandom")
     }
 
     /// Writes a list file.

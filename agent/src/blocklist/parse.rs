@@ -2,6 +2,8 @@
 //! or every bad line, parsed on all cores for a large file. Re-parsing only what an edit
 //! changed is in `reparse`.
 
+use agent_common::domain::DomainKey;
+
 use super::domain::DomainRule;
 use super::error::BadLine;
 use super::line::{parse_line, Entry, LineKind, PortRange};
@@ -60,8 +62,9 @@ pub struct Tagged<T> {
 }
 
 /// Every entry of one good list file, by kind. Each vector is sorted by (key, line), so
-/// duplicates sit together and merging several files is a merge of sorted runs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// duplicates sit together and merging several files is a merge of sorted runs. Domain rules
+/// are hashed under the key the list was parsed with, which every update reuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedList {
     /// IPv4 networks, ranges already split into prefixes.
     pub v4: Vec<Tagged<Net<u32>>>,
@@ -76,6 +79,8 @@ pub struct ParsedList {
     /// The kind of every line, so an incremental update knows what the lines it drops were
     /// without parsing them again.
     pub(super) kinds: Vec<LineKind>,
+    /// The key the domain rules are hashed with.
+    pub(super) key: DomainKey,
 }
 
 /// Splits a file into lines the way line numbers count them: on `\n`, with no phantom last
@@ -89,9 +94,23 @@ pub(super) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
 impl ParsedList {
-    /// Parses a whole file. Every bad line is returned, in line order.
-    pub fn parse(bytes: &[u8]) -> Result<ParsedList, Vec<BadLine>> {
-        parse_region(bytes, 1)
+    /// Parses a whole file, hashing domain rules under `key`. Every bad line is returned, in
+    /// line order.
+    pub fn parse(bytes: &[u8], key: &DomainKey) -> Result<ParsedList, Vec<BadLine>> {
+        parse_region(bytes, 1, key)
+    }
+
+    /// A list with no lines.
+    fn empty(key: &DomainKey) -> ParsedList {
+        ParsedList {
+            v4: Vec::new(),
+            v6: Vec::new(),
+            domains: Vec::new(),
+            ports: Vec::new(),
+            stats: LineStats::default(),
+            kinds: Vec::new(),
+            key: *key,
+        }
     }
 
     /// Number of entries of every kind (before folding).
@@ -119,12 +138,16 @@ const PARALLEL_MIN_BYTES: usize = 1 << 20;
 /// Parses a region of whole lines whose first line is `first_line`, on all cores: the region
 /// is cut at line boundaries into one chunk per core, the chunks parsed in parallel, and their
 /// sorted vectors merged.
-pub(super) fn parse_region(bytes: &[u8], first_line: u32) -> Result<ParsedList, Vec<BadLine>> {
+pub(super) fn parse_region(
+    bytes: &[u8],
+    first_line: u32,
+    key: &DomainKey,
+) -> Result<ParsedList, Vec<BadLine>> {
     let cores = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     if cores == 1 || bytes.len() < PARALLEL_MIN_BYTES {
-        return parse_chunk(bytes, first_line);
+        return parse_chunk(bytes, first_line, key);
     }
     let mut chunks = Vec::with_capacity(cores);
     let mut start = 0;
@@ -148,14 +171,14 @@ pub(super) fn parse_region(bytes: &[u8], first_line: u32) -> Result<ParsedList, 
     let results: Vec<Result<ParsedList, Vec<BadLine>>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
-            .map(|&(chunk, first)| s.spawn(move || parse_chunk(chunk, first)))
+            .map(|&(chunk, first)| s.spawn(move || parse_chunk(chunk, first, key)))
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    let mut merged = ParsedList::default();
+    let mut merged = ParsedList::empty(key);
     // Exact capacities: a doubling vector would keep up to half its size unused for as long
     // as the list is loaded.
     let total = |f: fn(&ParsedList) -> usize| -> usize { results.iter().flatten().map(f).sum() };
@@ -189,8 +212,8 @@ pub(super) fn parse_region(bytes: &[u8], first_line: u32) -> Result<ParsedList, 
     Ok(merged)
 }
 
-fn parse_chunk(bytes: &[u8], first_line: u32) -> Result<ParsedList, Vec<BadLine>> {
-    let mut list = ParsedList::default();
+fn parse_chunk(bytes: &[u8], first_line: u32, key: &DomainKey) -> Result<ParsedList, Vec<BadLine>> {
+    let mut list = ParsedList::empty(key);
     let mut bad = Vec::new();
     let mut entries = Vec::new();
     for (i, raw) in lines(bytes).enumerate() {
@@ -219,7 +242,7 @@ fn parse_chunk(bytes: &[u8], first_line: u32) -> Result<ParsedList, Vec<BadLine>
                 Entry::V4(item) => list.v4.push(Tagged { item, line }),
                 Entry::V6(item) => list.v6.push(Tagged { item, line }),
                 Entry::Domain(name) => list.domains.push(Tagged {
-                    item: DomainRule::new(&name),
+                    item: DomainRule::new(&name, key),
                     line,
                 }),
                 Entry::Port(item) => list.ports.push(Tagged { item, line }),
@@ -239,19 +262,23 @@ fn parse_chunk(bytes: &[u8], first_line: u32) -> Result<ParsedList, Vec<BadLine>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocklist::tests::key;
 
     #[test]
     fn files_report_every_bad_line_with_its_number() {
         let text =
             b"\xef\xbb\xbf# list\r\n192.0.2.1\r\n10.0.0.0/33\n\nexa$mple\nport tcp 25\n1.2.3\n";
-        let bad = ParsedList::parse(text).expect_err("three bad lines");
+        let bad = ParsedList::parse(text, &key()).expect_err("three bad lines");
         let got: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(got[0].starts_with("3: CIDR `10.0.0.0/33`"), "{got:?}");
         assert!(got[1].starts_with("5: domain `exa$mple`"), "{got:?}");
         assert!(got[2].starts_with("7: IPv4 address `1.2.3`"), "{got:?}");
-        let good = ParsedList::parse(b"\xef\xbb\xbf192.0.2.1\n# c\n\nexample.com\nport 25")
-            .expect("good file");
+        let good = ParsedList::parse(
+            b"\xef\xbb\xbf192.0.2.1\n# c\n\nexample.com\nport 25",
+            &key(),
+        )
+        .expect("good file");
         assert_eq!(good.v4.len(), 1);
         assert_eq!(good.domains[0].line, 4);
         assert_eq!(good.ports.len(), 2);
@@ -285,8 +312,9 @@ mod tests {
             text.push('\n');
             n += 1;
         }
-        let par = parse_region(text.as_bytes(), 1).expect("good");
-        let seq = parse_chunk(text.as_bytes(), 1).expect("good");
+        let key = key();
+        let par = parse_region(text.as_bytes(), 1, &key).expect("good");
+        let seq = parse_chunk(text.as_bytes(), 1, &key).expect("good");
         assert_eq!(par, seq);
         assert_eq!(par.stats.lines, n as u64);
         // Bad lines in every chunk are all reported, with their absolute numbers.
@@ -296,7 +324,7 @@ mod tests {
             lines[i] = "bad$";
         }
         let text = lines.join("\n");
-        let bad = parse_region(text.as_bytes(), 1).expect_err("bad lines");
+        let bad = parse_region(text.as_bytes(), 1, &key).expect_err("bad lines");
         let got: Vec<u32> = bad.iter().map(|b| b.line).collect();
         let want: Vec<u32> = bad_at.iter().map(|&i| i as u32 + 1).collect();
         assert_eq!(got, want);

@@ -25,11 +25,11 @@ impl ParsedList {
         let (head, old_mid, new_mid) = changed_region(old, new);
         if new_mid > new.len() / 2 {
             // Changes spread over most of the file: splicing would cost more than it saves.
-            *self = ParsedList::parse(new)?;
+            *self = ParsedList::parse(new, &self.key)?;
             return Ok(None);
         }
         let first_line = count_newlines(&old[..head]) + 1;
-        let added = parse_region(&new[head..head + new_mid], first_line)?;
+        let added = parse_region(&new[head..head + new_mid], first_line, &self.key)?;
         let old_lines = lines(&old[head..head + old_mid]).count() as u32;
         let from = (first_line - 1) as usize;
         let to = (from + old_lines as usize).min(self.kinds.len());
@@ -192,10 +192,11 @@ fn splice<T: Clone, K: Ord + Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocklist::tests::XorShift;
+    use crate::blocklist::tests::{key, XorShift};
 
     #[test]
     fn incremental_update_equals_full_parse() {
+        let key = key();
         let mut rng = XorShift(42);
         let pool = [
             "192.0.2.1",
@@ -239,19 +240,20 @@ mod tests {
             };
             let old = join(&old_lines, round % 2 == 0);
             let new = join(&new_lines, round % 3 == 0);
-            let mut inc = ParsedList::parse(old.as_bytes()).expect("pool lines are good");
+            let mut inc = ParsedList::parse(old.as_bytes(), &key).expect("pool lines are good");
             inc.update(old.as_bytes(), new.as_bytes())
                 .expect("pool lines are good");
-            let full = ParsedList::parse(new.as_bytes()).expect("pool lines are good");
+            let full = ParsedList::parse(new.as_bytes(), &key).expect("pool lines are good");
             assert_eq!(inc, full, "round {round}:\n--old--\n{old}\n--new--\n{new}");
         }
     }
 
     #[test]
     fn incremental_update_reports_new_line_numbers() {
+        let key = key();
         let old = "a.com\nb.com\nc.com\n";
         let new = "a.com\nx.com\nbad$\nb.com\nc.com\n";
-        let mut p = ParsedList::parse(old.as_bytes()).expect("good");
+        let mut p = ParsedList::parse(old.as_bytes(), &key).expect("good");
         let before = p.clone();
         let bad = p
             .update(old.as_bytes(), new.as_bytes())
@@ -263,6 +265,7 @@ mod tests {
 
     #[test]
     fn incremental_update_matches_full_parse_on_random_bytes() {
+        let key = key();
         let mut rng = XorShift(7);
         let alphabet = b"0123456789.:/-ab \n\n\n\r#";
         let gen = |rng: &mut XorShift| -> Vec<u8> {
@@ -280,10 +283,10 @@ mod tests {
             let del = ((rng.next() % 6) as usize).min(new.len() - at);
             let ins = gen(&mut rng);
             new.splice(at..at + del, ins.into_iter().take(8));
-            let Ok(mut inc) = ParsedList::parse(&old) else {
+            let Ok(mut inc) = ParsedList::parse(&old, &key) else {
                 continue;
             };
-            let full = ParsedList::parse(&new);
+            let full = ParsedList::parse(&new, &key);
             let got = inc.update(&old, &new).map(|()| inc);
             let lines = |r: &Result<ParsedList, Vec<BadLine>>| match r {
                 Ok(p) => Ok(p.clone()),

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use agent_common::domain::DomainKey;
 use agent_common::rules::RuleId;
 
 use super::compile::{compile_edit, compile_kind};
@@ -11,7 +12,7 @@ use super::error::{Diagnostic, Problem};
 use super::ids::{IdAlloc, IdContext, Origin};
 use super::parse::{LineStats, ParsedList};
 use super::reparse::Edit;
-use super::tables::{CompiledList, ListDelta};
+use super::tables::{Capacity, CompiledList, ListDelta, Table};
 use super::{release_freed_memory, ListKind};
 
 /// The tables of both list kinds and the origin of every rule id.
@@ -94,22 +95,35 @@ pub struct RuleOrigin<'a> {
 }
 
 /// The configured list files, the last good version of each, and their compiled tables.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ListSet {
     files: Vec<ListFile>,
     compiled: CompiledLists,
     ids: IdAlloc,
+    /// The key domain rules are hashed with: the one the kernel holds.
+    key: DomainKey,
+    /// What the kernel tables hold, once they exist; a reload that would outgrow one is
+    /// refused.
+    capacity: Option<Capacity>,
     /// Files changed since the last compile: an edit to apply incrementally, or `None` when
     /// the file was parsed whole.
     pending: Vec<(usize, Option<Edit>)>,
-    /// What the last reload replaced, file by file (`None`: the file had no good version), so
-    /// a reload the kernel cannot take can be taken back ([`ListSet::revert`]).
-    undo: Vec<(usize, Option<Vec<u8>>)>,
+    /// What the reload under way replaced, file by file (`None`: the file had no good
+    /// version), so a reload the tables cannot hold leaves every file as it was.
+    staged: Vec<(usize, Option<Vec<u8>>)>,
+}
+
+/// The first table a reload would outgrow.
+struct Overflow {
+    map: &'static str,
+    capacity: u32,
+    needed: usize,
 }
 
 impl ListSet {
-    /// A set of list files, none loaded yet: call [`ListSet::reload_all`].
-    pub fn new(files: impl IntoIterator<Item = (PathBuf, ListKind)>) -> ListSet {
+    /// A set of list files, none loaded yet (call [`ListSet::reload_all`]), whose domain
+    /// rules are hashed with `key`: the key the program was (or will be) loaded with.
+    pub fn new(files: impl IntoIterator<Item = (PathBuf, ListKind)>, key: DomainKey) -> ListSet {
         ListSet {
             files: files
                 .into_iter()
@@ -119,8 +133,25 @@ impl ListSet {
                     good: None,
                 })
                 .collect(),
-            ..ListSet::default()
+            compiled: CompiledLists::default(),
+            ids: IdAlloc::default(),
+            key,
+            capacity: None,
+            pending: Vec::new(),
+            staged: Vec::new(),
         }
+    }
+
+    /// The key domain rules are hashed with.
+    pub fn domain_key(&self) -> DomainKey {
+        self.key
+    }
+
+    /// From now on, refuse a reload that would need more entries in a table than `capacity`
+    /// gives it (counting both versions' entries, which a table holds for a moment while a
+    /// delta is applied). Call it once the kernel tables exist.
+    pub fn set_capacity(&mut self, capacity: Capacity) {
+        self.capacity = Some(capacity);
     }
 
     /// Whether `path` was configured as an allow or a block list (the first, if both).
@@ -165,22 +196,29 @@ impl ListSet {
     }
 
     /// Re-reads every file (start-up, SIGHUP). Bad or unreadable files keep their last good
-    /// version (none at start-up) and are reported; the others apply.
+    /// version (none at start-up) and are reported; the others apply, unless together they
+    /// would outgrow a table (then none does, and each is reported).
     pub fn reload_all(&mut self) -> (Delta, Vec<Diagnostic>) {
-        self.undo.clear();
+        self.staged.clear();
         let mut diagnostics = Vec::new();
         for i in 0..self.files.len() {
             if let Err(mut d) = self.stage(i) {
                 diagnostics.append(&mut d);
             }
         }
-        (self.commit(), diagnostics)
+        match self.commit() {
+            Ok(delta) => (delta, diagnostics),
+            Err(mut refused) => {
+                diagnostics.append(&mut refused);
+                (self.unchanged(), diagnostics)
+            }
+        }
     }
 
     /// Re-reads one file (the watcher says it changed). On any problem nothing changes and
     /// every problem is returned; the file's last good version stays in force.
     pub fn reload(&mut self, path: &Path) -> Result<Delta, Vec<Diagnostic>> {
-        self.undo.clear();
+        self.staged.clear();
         let indices: Vec<usize> = (0..self.files.len())
             .filter(|&i| self.files[i].path == path)
             .collect();
@@ -196,18 +234,16 @@ impl ListSet {
             changed |= self.stage(i)?;
         }
         if !changed {
-            return Ok(Delta {
-                generation: self.compiled.generation,
-                ..Delta::default()
-            });
+            return Ok(self.unchanged());
         }
-        Ok(self.commit())
+        self.commit()
     }
 
     /// Re-reads several files (one watcher report) and compiles once. Files with problems
-    /// keep their last good version and are reported; the others apply together.
+    /// keep their last good version and are reported; the others apply together, unless
+    /// together they would outgrow a table (then none does, and each is reported).
     pub fn reload_many(&mut self, paths: &[PathBuf]) -> (Delta, Vec<Diagnostic>) {
-        self.undo.clear();
+        self.staged.clear();
         let mut diagnostics = Vec::new();
         let mut changed = false;
         for path in paths {
@@ -229,62 +265,29 @@ impl ListSet {
             }
         }
         if !changed {
-            let unchanged = Delta {
-                generation: self.compiled.generation,
-                ..Delta::default()
-            };
-            return (unchanged, diagnostics);
+            return (self.unchanged(), diagnostics);
         }
-        (self.commit(), diagnostics)
-    }
-
-    /// The files the last reload changed.
-    pub fn last_reloaded(&self) -> Vec<&Path> {
-        self.undo
-            .iter()
-            .map(|(i, _)| self.files[*i].path.as_path())
-            .collect()
-    }
-
-    /// Takes back the last reload (the kernel could not take it: its tables are full), so
-    /// the files it changed keep their previous good versions, as a file with a bad line
-    /// does. The delta leads back to the tables in force before that reload; apply it with
-    /// [`crate::enforce::ListMaps::apply_reload`], which knows the kernel never saw the
-    /// reload.
-    pub fn revert(&mut self) -> Delta {
-        for (i, before) in std::mem::take(&mut self.undo).into_iter().rev() {
-            let file = &mut self.files[i];
-            let edit = match (before, file.good.as_mut()) {
-                (Some(before), Some(good)) => {
-                    match good.parsed.update_tracked(&good.source, &before) {
-                        Ok(edit) => {
-                            good.source = before;
-                            edit
-                        }
-                        // It parsed when it was loaded; should it not now, parse it whole.
-                        Err(_) => {
-                            file.good = ParsedList::parse(&before).ok().map(|parsed| Good {
-                                source: before,
-                                parsed,
-                            });
-                            None
-                        }
-                    }
-                }
-                _ => {
-                    file.good = None;
-                    None
-                }
-            };
-            self.pending.push((i, edit));
+        match self.commit() {
+            Ok(delta) => (delta, diagnostics),
+            Err(mut refused) => {
+                diagnostics.append(&mut refused);
+                (self.unchanged(), diagnostics)
+            }
         }
-        self.commit()
     }
 
     /// One past the highest rule id handed out so far: the size a per-rule hit-counter array
     /// needs now (ids are dense and reused, so it stays near the number of live rules).
     pub fn rule_id_bound(&self) -> RuleId {
         self.ids.high_water()
+    }
+
+    /// The delta of a reload that changed nothing.
+    fn unchanged(&self) -> Delta {
+        Delta {
+            generation: self.compiled.generation,
+            ..Delta::default()
+        }
     }
 
     /// Reads and parses file `i`, replacing its good version on success. Returns whether its
@@ -307,20 +310,44 @@ impl ListSet {
                     .update_tracked(&good.source, &bytes)
                     .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
                 let before = std::mem::replace(&mut good.source, bytes);
-                self.undo.push((i, Some(before)));
+                self.staged.push((i, Some(before)));
                 self.pending.push((i, edit));
                 Ok(true)
             }
             None => {
-                let parsed = ParsedList::parse(&bytes)
+                let parsed = ParsedList::parse(&bytes, &self.key)
                     .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
                 file.good = Some(Good {
                     source: bytes,
                     parsed,
                 });
-                self.undo.push((i, None));
+                self.staged.push((i, None));
                 self.pending.push((i, None));
                 Ok(true)
+            }
+        }
+    }
+
+    /// Puts every file the reload under way changed back to its version before it.
+    fn unstage(&mut self) {
+        for (i, before) in std::mem::take(&mut self.staged).into_iter().rev() {
+            let file = &mut self.files[i];
+            match (before, file.good.as_mut()) {
+                (Some(before), Some(good)) => {
+                    // The same lines as the edit, re-parsed the other way.
+                    if good.parsed.update(&good.source, &before).is_err() {
+                        // It parsed when it was loaded; should it not now, parse it whole.
+                        file.good = ParsedList::parse(&before, &self.key)
+                            .ok()
+                            .map(|parsed| Good {
+                                source: before,
+                                parsed,
+                            });
+                    } else {
+                        good.source = before;
+                    }
+                }
+                _ => file.good = None,
             }
         }
     }
@@ -328,7 +355,15 @@ impl ListSet {
     /// Compiles both kinds from the good versions and diffs against the tables in force. A
     /// kind none of whose files changed is left as it is; a kind fed by one file with one
     /// incremental edit is patched ([`compile_edit`]); anything else is compiled whole.
-    fn commit(&mut self) -> Delta {
+    ///
+    /// When the result would outgrow a table, nothing changes: the staged files go back to
+    /// their versions before the reload, rule ids and origins to theirs, and each staged file
+    /// is reported with the table.
+    fn commit(&mut self) -> Result<Delta, Vec<Diagnostic>> {
+        // Only a refusal needs these back; the tables themselves are replaced on success only.
+        let saved = self
+            .capacity
+            .map(|_| (self.ids.clone(), self.compiled.origins.clone()));
         self.ids.begin_generation();
         let pending = std::mem::take(&mut self.pending);
         let mut assigned = Vec::new();
@@ -338,8 +373,9 @@ impl ListSet {
             assigned: &mut assigned,
         };
         let files = &self.files;
+        let mut lists = [None, None];
         let mut deltas = [ListDelta::default(), ListDelta::default()];
-        for (slot, kind) in [ListKind::Allow, ListKind::Block].into_iter().enumerate() {
+        for (slot, kind) in KINDS.into_iter().enumerate() {
             let changes: Vec<&(usize, Option<Edit>)> = pending
                 .iter()
                 .filter(|(i, _)| files[*i].kind == kind)
@@ -365,11 +401,25 @@ impl ListSet {
                 }
                 _ => compile_kind(sources.iter().copied(), prev, &mut ctx),
             };
-            match kind {
-                ListKind::Allow => self.compiled.allow = list,
-                ListKind::Block => self.compiled.block = list,
-            }
+            lists[slot] = Some(list);
             deltas[slot] = delta;
+        }
+        if let Some(over) = self.overflow(&lists, &deltas) {
+            if let Some((ids, origins)) = saved {
+                self.ids = ids;
+                self.compiled.origins = origins;
+            }
+            let refused = self.refuse(&over);
+            self.unstage();
+            release_freed_memory();
+            return Err(refused);
+        }
+        let [allow, block] = lists;
+        if let Some(list) = allow {
+            self.compiled.allow = list;
+        }
+        if let Some(list) = block {
+            self.compiled.block = list;
         }
         let [allow_delta, block_delta] = deltas;
         if !(allow_delta.is_empty() && block_delta.is_empty()) {
@@ -382,9 +432,63 @@ impl ListSet {
             generation: self.compiled.generation,
         };
         release_freed_memory();
-        delta
+        Ok(delta)
+    }
+
+    /// The first table the new lists (with their deltas) would outgrow: while a delta is
+    /// applied, a table holds the new entries and the ones about to be removed.
+    fn overflow(
+        &self,
+        lists: &[Option<CompiledList>; 2],
+        deltas: &[ListDelta; 2],
+    ) -> Option<Overflow> {
+        let capacity = self.capacity?;
+        for (slot, kind) in KINDS.into_iter().enumerate() {
+            let Some(list) = &lists[slot] else { continue };
+            for t in Table::ALL {
+                let needed = list.len(t) + deltas[slot].removes(t);
+                let cap = capacity.get(kind, t);
+                if needed > cap as usize {
+                    return Some(Overflow {
+                        map: t.map_name(kind),
+                        capacity: cap,
+                        needed,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// One diagnostic per file of a refused reload, naming the table and the other files.
+    fn refuse(&self, over: &Overflow) -> Vec<Diagnostic> {
+        let paths: Vec<&PathBuf> = self
+            .staged
+            .iter()
+            .map(|(i, _)| &self.files[*i].path)
+            .collect();
+        paths
+            .iter()
+            .map(|path| Diagnostic {
+                path: (*path).clone(),
+                line: None,
+                problem: Problem::TooLarge {
+                    map: over.map,
+                    capacity: over.capacity,
+                    needed: over.needed,
+                    with: paths
+                        .iter()
+                        .filter(|p| *p != path)
+                        .map(|p| (*p).clone())
+                        .collect(),
+                },
+            })
+            .collect()
     }
 }
+
+/// Both list kinds, in the order of the compiler's slots.
+const KINDS: [ListKind; 2] = [ListKind::Allow, ListKind::Block];
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 
 use agent_common::rules::{PortKey, RuleId};
 
+use super::{CompiledLists, ListKind};
 use crate::net::Net;
 
 /// One (protocol, port) slot of the port table.
@@ -145,5 +146,123 @@ impl ListDelta {
             + self.v6_prefix.len()
             + self.ports.len()
             + self.domains.len()
+    }
+}
+
+/// One table of a list kind; the kernel has one map per kind and table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Single IPv4 addresses (HASH).
+    V4Exact,
+    /// IPv4 prefixes (LPM trie).
+    V4Prefix,
+    /// Single IPv6 addresses (HASH).
+    V6Exact,
+    /// IPv6 prefixes (LPM trie).
+    V6Prefix,
+    /// (protocol, port) slots (HASH).
+    Ports,
+    /// Domain suffix hashes (HASH).
+    Domains,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 6] = [
+        Table::V4Exact,
+        Table::V4Prefix,
+        Table::V6Exact,
+        Table::V6Prefix,
+        Table::Ports,
+        Table::Domains,
+    ];
+
+    /// The map that holds this table of `kind`.
+    pub fn map_name(self, kind: ListKind) -> &'static str {
+        use agent_common::names::*;
+        let (allow, block) = match self {
+            Table::V4Exact => (ALLOW_V4, BLOCK_V4),
+            Table::V4Prefix => (ALLOW_NET4, BLOCK_NET4),
+            Table::V6Exact => (ALLOW_V6, BLOCK_V6),
+            Table::V6Prefix => (ALLOW_NET6, BLOCK_NET6),
+            Table::Ports => (ALLOW_PORTS, BLOCK_PORTS),
+            Table::Domains => (ALLOW_DOMAINS, BLOCK_DOMAINS),
+        };
+        match kind {
+            ListKind::Allow => allow,
+            ListKind::Block => block,
+        }
+    }
+}
+
+impl CompiledList {
+    /// Entries in table `t`.
+    pub fn len(&self, t: Table) -> usize {
+        match t {
+            Table::V4Exact => self.v4_exact.len(),
+            Table::V4Prefix => self.v4_prefix.len(),
+            Table::V6Exact => self.v6_exact.len(),
+            Table::V6Prefix => self.v6_prefix.len(),
+            Table::Ports => self.ports.len(),
+            Table::Domains => self.domains.len(),
+        }
+    }
+}
+
+impl ListDelta {
+    /// Keys removed from table `t`.
+    pub fn removes(&self, t: Table) -> usize {
+        match t {
+            Table::V4Exact => self.v4_exact.remove.len(),
+            Table::V4Prefix => self.v4_prefix.remove.len(),
+            Table::V6Exact => self.v6_exact.remove.len(),
+            Table::V6Prefix => self.v6_prefix.remove.len(),
+            Table::Ports => self.ports.remove.len(),
+            Table::Domains => self.domains.remove.len(),
+        }
+    }
+}
+
+/// How many entries each kernel table holds. Fixed when the program is loaded, so a reload
+/// that would outgrow a table is refused by the list set ([`super::ListSet::set_capacity`])
+/// before anything reaches the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    allow: [u32; 6],
+    block: [u32; 6],
+    rule_hits: u32,
+}
+
+impl Capacity {
+    /// Room for the lists loaded at start and their edits: twice what `lists` hold in each
+    /// table, at least `floor`.
+    pub fn for_lists(lists: &CompiledLists, floor: u32) -> Capacity {
+        let size = |n: usize| n.saturating_mul(2).clamp(floor as usize, u32::MAX as usize) as u32;
+        let rules = lists.allow.stats.kept() + lists.block.stats.kept();
+        Capacity {
+            allow: Table::ALL.map(|t| size(lists.allow.len(t))),
+            block: Table::ALL.map(|t| size(lists.block.len(t))),
+            rule_hits: size(rules),
+        }
+    }
+
+    /// Entries table `t` of `kind` holds.
+    pub fn get(&self, kind: ListKind, t: Table) -> u32 {
+        let sizes = match kind {
+            ListKind::Allow => &self.allow,
+            ListKind::Block => &self.block,
+        };
+        sizes[t as usize]
+    }
+
+    /// The size of every list map by name, as the loader creates them (the per-rule hit
+    /// counters included).
+    pub fn map_sizes(&self) -> Vec<(&'static str, u32)> {
+        let mut out = Vec::with_capacity(13);
+        for kind in [ListKind::Allow, ListKind::Block] {
+            out.extend(Table::ALL.map(|t| (t.map_name(kind), self.get(kind, t))));
+        }
+        out.push((agent_common::names::RULE_HITS, self.rule_hits));
+        out
     }
 }

@@ -4,66 +4,109 @@
 use super::*;
 use crate::blocklist::line::{parse_line, Entry};
 use crate::blocklist::tables::{PortSlot, TableDelta};
-use crate::blocklist::tests::{write, TempDir, XorShift};
+use crate::blocklist::tests::{key, write, TempDir, XorShift};
+use crate::blocklist::Capacity;
 use crate::net::Net;
 
+/// The tables as a kernel map would hold them: keys with their ids.
+fn tables(l: &CompiledList) -> impl PartialEq + std::fmt::Debug {
+    (
+        l.v4_exact.clone(),
+        l.v4_prefix.clone(),
+        l.v6_exact.clone(),
+        l.v6_prefix.clone(),
+        l.ports.clone(),
+        l.domains.clone(),
+    )
+}
+
 #[test]
-fn a_reverted_reload_leads_back_to_the_tables_before_it() {
-    let dir = TempDir::new("revert");
+fn a_reload_too_large_for_the_tables_is_refused_and_changes_nothing() {
+    let dir = TempDir::new("too-large");
     let (a, b) = (dir.0.join("a.list"), dir.0.join("b.list"));
     write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\n");
     write(&b, "198.51.100.0/24\n");
-    let mut set = ListSet::new([(a.clone(), ListKind::Block), (b.clone(), ListKind::Block)]);
+    let mut set = ListSet::new(
+        [(a.clone(), ListKind::Block), (b.clone(), ListKind::Block)],
+        key(),
+    );
     let (_, diags) = set.reload_all();
     assert!(diags.is_empty(), "{diags:?}");
+    // Tables of 4 entries: the lists hold 1 address, 2 prefixes, 1 name.
+    set.set_capacity(Capacity::for_lists(&CompiledLists::default(), 4));
     let before = set.compiled().block.clone();
     let origin_of = |set: &ListSet, id: RuleId| set.origin(id).map(|o| (o.path.to_owned(), o.line));
-    let ids_before: Vec<_> = before
-        .v4_exact
-        .iter()
-        .map(|(_, id)| origin_of(&set, *id))
+    let origins_before: Vec<_> = (0..set.rule_id_bound())
+        .map(|id| origin_of(&set, id))
         .collect();
 
-    write(&a, "192.0.2.1\n192.0.2.2\nexample.com\nexample.net\n");
-    write(&b, "");
-    let (forward, diags) = set.reload_many(&[a.clone(), b.clone()]);
-    assert!(diags.is_empty() && !forward.is_empty());
-    assert_eq!(set.last_reloaded(), [a.as_path(), b.as_path()]);
-    let back = set.revert();
-    let keys = |l: &CompiledList| {
-        (
-            l.v4_exact.iter().map(|e| e.0).collect::<Vec<_>>(),
-            l.v4_prefix.iter().map(|e| e.0).collect::<Vec<_>>(),
-            l.domains.iter().map(|e| e.0).collect::<Vec<_>>(),
-        )
-    };
-    assert_eq!(keys(&set.compiled().block), keys(&before));
-    // The way back takes out what the reload added (`apply_reload` skips those removals:
-    // they never reached the kernel) and puts back what it dropped.
-    assert!(back
-        .block
-        .v4_exact
-        .remove
-        .contains(&u32::from_be_bytes([192, 0, 2, 2])));
-    assert!(back.block.v4_prefix.upsert.iter().any(|(n, _)| n.len == 8));
-    assert_eq!(
-        back.generation,
-        forward.generation + 1,
-        "the revert is a generation too"
+    // Four more addresses: 5 in the IPv4 exact table, which holds 4.
+    write(
+        &a,
+        "192.0.2.1\n192.0.2.2\n192.0.2.3\n# moved\n192.0.2.4\n192.0.2.5\n10.0.0.0/8\nexample.com\n",
     );
-    // Every rule resolves to the same file and line as before the reload.
-    let ids_after: Vec<_> = set
-        .compiled()
-        .block
-        .v4_exact
-        .iter()
-        .map(|(_, id)| origin_of(&set, *id))
+    write(&b, "");
+    let (delta, diags) = set.reload_many(&[a.clone(), b.clone()]);
+    assert!(delta.is_empty(), "nothing reaches the kernel: {delta:?}");
+    assert_eq!(delta.generation, 1, "no new generation");
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    let tail = "the last good version stays in force (restart the agent to size the tables from \
+                the lists, or raise --list-capacity)";
+    assert_eq!(
+        text,
+        [
+            format!(
+                "{}: not applied: the lists would need 5 entries in map BLOCK_V4, which holds 4 \
+                 (with {}, changed in the same reload); {tail}",
+                a.display(),
+                b.display()
+            ),
+            format!(
+                "{}: not applied: the lists would need 5 entries in map BLOCK_V4, which holds 4 \
+                 (with {}, changed in the same reload); {tail}",
+                b.display(),
+                a.display()
+            ),
+        ]
+    );
+    // Exactly as before: the tables with their ids, the generation, every origin.
+    assert_eq!(tables(&set.compiled().block), tables(&before));
+    assert_eq!(set.compiled().generation, 1);
+    let origins_after: Vec<_> = (0..set.rule_id_bound())
+        .map(|id| origin_of(&set, id))
         .collect();
-    assert_eq!(ids_after, ids_before);
-    // The files' last good versions are the old ones: an edit builds on them.
+    assert_eq!(origins_after, origins_before);
+
+    // A removal counts until it is applied: 4 new addresses in place of the old one are
+    // 4 + 1 = 5 entries at once.
+    write(
+        &a,
+        "192.0.2.6\n192.0.2.7\n192.0.2.8\n192.0.2.9\n10.0.0.0/8\nexample.com\n",
+    );
+    let diags = set
+        .reload(&a)
+        .expect_err("5 entries while the delta is applied");
+    assert!(
+        diags[0]
+            .to_string()
+            .contains("need 5 entries in map BLOCK_V4"),
+        "{}",
+        diags[0]
+    );
+    assert_eq!(tables(&set.compiled().block), tables(&before));
+
+    // The files' last good versions are the old ones: an edit builds on them, and only the
+    // new line reaches the tables.
     write(&b, "198.51.100.0/24\n203.0.113.9\n");
-    let d = set.reload(&b).expect("valid edit");
+    let d = set.reload(&b).expect("fits");
     assert_eq!(d.block.len(), 1, "only the new line: {d:?}");
+    assert_eq!(
+        d.block.v4_exact.upsert[0].0,
+        u32::from_be_bytes([203, 0, 113, 9])
+    );
+    assert_eq!(d.generation, 2);
+    let o = set.origin(d.block.v4_exact.upsert[0].1).expect("origin");
+    assert_eq!((o.path, o.line), (b.as_path(), 2));
 }
 
 #[test]
@@ -73,10 +116,13 @@ fn a_bad_edit_keeps_the_last_good_version() {
     let allow = dir.0.join("allow.txt");
     write(&block, "192.0.2.1\nexample.com\n");
     write(&allow, "192.0.2.1\n");
-    let mut set = ListSet::new([
-        (block.clone(), ListKind::Block),
-        (allow.clone(), ListKind::Allow),
-    ]);
+    let mut set = ListSet::new(
+        [
+            (block.clone(), ListKind::Block),
+            (allow.clone(), ListKind::Allow),
+        ],
+        key(),
+    );
     let (delta, diags) = set.reload_all();
     assert!(diags.is_empty(), "{diags:?}");
     assert_eq!(delta.block.len(), 2);
@@ -150,7 +196,10 @@ fn reload_many_applies_the_good_files_in_one_generation() {
     let b = dir.0.join("b.txt");
     write(&a, "192.0.2.1\n");
     write(&b, "192.0.2.2\n");
-    let mut set = ListSet::new([(a.clone(), ListKind::Block), (b.clone(), ListKind::Allow)]);
+    let mut set = ListSet::new(
+        [(a.clone(), ListKind::Block), (b.clone(), ListKind::Allow)],
+        key(),
+    );
     let _ = set.reload_all();
     assert_eq!(set.rule_id_bound(), 2);
     write(&a, "192.0.2.1\n192.0.2.3\n");
@@ -175,10 +224,13 @@ fn a_file_bad_at_start_loads_nothing_and_the_rest_applies() {
     let bad = dir.0.join("bad.txt");
     write(&good, "192.0.2.1\n");
     write(&bad, "192.0.2.2\nnope$\n");
-    let mut set = ListSet::new([
-        (good.clone(), ListKind::Block),
-        (bad.clone(), ListKind::Block),
-    ]);
+    let mut set = ListSet::new(
+        [
+            (good.clone(), ListKind::Block),
+            (bad.clone(), ListKind::Block),
+        ],
+        key(),
+    );
     let (delta, diags) = set.reload_all();
     assert_eq!(diags.len(), 1);
     assert_eq!(diags[0].line, Some(2));
@@ -232,7 +284,8 @@ fn reloads_equal_a_fresh_load_and_deltas_replay_to_the_tables() {
     write(&a, &text(8));
     write(&b, &text(8));
     let files = [(a.clone(), ListKind::Block), (b.clone(), ListKind::Block)];
-    let mut set = ListSet::new(files.clone());
+    let key = key();
+    let mut set = ListSet::new(files.clone(), key);
     let (d, diags) = set.reload_all();
     assert!(diags.is_empty());
     // The loader's view of the block v4 exact map, replayed from deltas alone.
@@ -251,7 +304,7 @@ fn reloads_equal_a_fresh_load_and_deltas_replay_to_the_tables() {
         let want: std::collections::BTreeMap<u32, RuleId> =
             set.compiled().block.v4_exact.iter().copied().collect();
         assert_eq!(kernel, want, "round {round}: deltas replay to the tables");
-        let mut fresh = ListSet::new(files.clone());
+        let mut fresh = ListSet::new(files.clone(), key);
         let _ = fresh.reload_all();
         assert_eq!(
             keys(&set.compiled().block),
@@ -380,7 +433,8 @@ fn incremental_edits_equal_a_fresh_load_for_every_table() {
         (block.clone(), ListKind::Block),
         (allow.clone(), ListKind::Allow),
     ];
-    let mut set = ListSet::new(files.clone());
+    let key = key();
+    let mut set = ListSet::new(files.clone(), key);
     let (d, diags) = set.reload_all();
     assert!(diags.is_empty());
     let mut maps = [Maps::default(), Maps::default()];
@@ -400,7 +454,7 @@ fn incremental_edits_equal_a_fresh_load_for_every_table() {
         let d = set.reload(path).expect("pool lines are good");
         maps[0].apply(&d.block);
         maps[1].apply(&d.allow);
-        let mut fresh = ListSet::new(files.clone());
+        let mut fresh = ListSet::new(files.clone(), key);
         let _ = fresh.reload_all();
         for (k, kind) in [ListKind::Block, ListKind::Allow].into_iter().enumerate() {
             let got = set.compiled().list(kind);
@@ -451,7 +505,7 @@ fn incremental_edits_equal_a_fresh_load_for_every_table() {
                     line_holds(
                         &set,
                         id,
-                        |e| matches!(e, Entry::Domain(d) if agent_common::domain::domain_hash(d) == h)
+                        |e| matches!(e, Entry::Domain(d) if agent_common::domain::domain_hash(&key, d) == h)
                     ),
                     "round {round}: domain id {id}"
                 );
