@@ -63,14 +63,19 @@ impl core::fmt::Debug for DomainKey {
 }
 
 /// Eight bytes of `b` from `at` as a little-endian word (the caller keeps `at + 8` in bounds).
+/// Written as one array so the compiler emits a single load.
+#[inline(always)]
 const fn le64(b: &[u8], at: usize) -> u64 {
-    let mut w = 0u64;
-    let mut i = 0;
-    while i < 8 {
-        w |= (b[at + i] as u64) << (8 * i);
-        i += 1;
-    }
-    w
+    u64::from_le_bytes([
+        b[at],
+        b[at + 1],
+        b[at + 2],
+        b[at + 3],
+        b[at + 4],
+        b[at + 5],
+        b[at + 6],
+        b[at + 7],
+    ])
 }
 
 /// SipHash state with `C` compression and `D` finalisation rounds (Aumasson and Bernstein,
@@ -154,14 +159,15 @@ impl<const C: usize, const D: usize> SipState<C, D> {
 }
 
 /// The bytes of `b` from `at` to its end (fewer than 8) as a little-endian word.
+#[inline(always)]
 const fn tail_word(b: &[u8], at: usize) -> u64 {
-    let mut w = 0u64;
+    let mut w = [0u8; 8];
     let mut i = at;
-    while i < b.len() {
-        w |= (b[i] as u64) << (8 * (i - at));
+    while i < b.len() && i - at < 8 {
+        w[i - at] = b[i];
         i += 1;
     }
-    w
+    u64::from_le_bytes(w)
 }
 
 /// ASCII upper case folded to lower case in each of the 8 bytes of `w` at once; every other
@@ -211,6 +217,7 @@ impl LabelHasher {
 }
 
 /// The hash of one label (bytes between dots, without the dots), any case.
+#[inline]
 pub const fn label_hash(key: &DomainKey, label: &[u8]) -> u64 {
     let mut h = LabelHasher::new(key);
     let full = label.len() / 8;

@@ -86,7 +86,17 @@ pub enum NetError {
 }
 
 /// Parses an IPv4 address (strict dotted quad) or an IPv6 address (no zone id).
+#[inline]
 pub fn parse_addr(text: &str) -> Result<IpAddr, NetError> {
+    // Inlined into the list parser's loop: most lines of a large list are IPv4 addresses.
+    match parse_ipv4_fast(text.as_bytes()) {
+        Some(a) => Ok(IpAddr::V4(Ipv4Addr::from(a))),
+        None => parse_addr_other(text),
+    }
+}
+
+/// [`parse_addr`] for IPv6, and for IPv4 the fast path refused (with a precise error).
+fn parse_addr_other(text: &str) -> Result<IpAddr, NetError> {
     if text.contains(':') {
         if text.contains('%') {
             return Err(NetError::Ipv6Zone { text: text.into() });
@@ -96,20 +106,13 @@ pub fn parse_addr(text: &str) -> Result<IpAddr, NetError> {
             .map(IpAddr::V6)
             .map_err(|_| NetError::Ipv6Syntax { text: text.into() });
     }
-    parse_ipv4(text).map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+    parse_ipv4_explained(text).map(|a| IpAddr::V4(Ipv4Addr::from(a)))
 }
 
 /// Dotted-quad IPv4, strictly: four decimal octets, no leading zeros (which some tools read
-/// as octal), so every accepted address means one thing.
-fn parse_ipv4(text: &str) -> Result<u32, NetError> {
-    if let Some(a) = parse_ipv4_fast(text.as_bytes()) {
-        return Ok(a);
-    }
-    parse_ipv4_explained(text)
-}
-
-/// The common case in one pass over the bytes; `None` sends the caller to
-/// [`parse_ipv4_explained`] for a precise error.
+/// as octal), so every accepted address means one thing. The common case in one pass over
+/// the bytes; `None` sends the caller to [`parse_ipv4_explained`] for a precise error.
+#[inline]
 fn parse_ipv4_fast(b: &[u8]) -> Option<u32> {
     let mut addr = 0u32;
     let mut octet = 0u32;
@@ -316,6 +319,7 @@ pub enum Prefix {
 
 impl Prefix {
     /// The prefix holding exactly `ip`.
+    #[inline]
     pub fn host(ip: IpAddr) -> Prefix {
         match ip {
             IpAddr::V4(a) => Prefix::V4(Net::new(u32::from(a), 32)),
@@ -324,6 +328,7 @@ impl Prefix {
     }
 
     /// The network of `len` bits (at most the family's width) that contains `ip`.
+    #[inline]
     pub fn containing(ip: IpAddr, len: u8) -> Prefix {
         match ip {
             IpAddr::V4(a) => Prefix::V4(Net::new(u32::from(a), len.min(32))),
@@ -347,10 +352,16 @@ impl Prefix {
 /// Parses an address (a /32 or /128) or a CIDR prefix. A prefix length that is not a decimal
 /// number of at most 3 digits, is over the family's width, or leaves host bits set in the
 /// address is an error naming it.
+#[inline]
 pub fn parse_prefix(text: &str) -> Result<Prefix, NetError> {
-    let Some((addr, len)) = text.split_once('/') else {
-        return parse_addr(text).map(Prefix::host);
-    };
+    match text.bytes().position(|b| b == b'/') {
+        None => parse_addr(text).map(Prefix::host),
+        Some(at) => parse_cidr(text, &text[..at], &text[at + 1..]),
+    }
+}
+
+/// [`parse_prefix`] of `text`, written `addr/len`.
+fn parse_cidr(text: &str, addr: &str, len: &str) -> Result<Prefix, NetError> {
     let addr = parse_addr(addr)?;
     let (bits, family) = match addr {
         IpAddr::V4(_) => (32, "IPv4"),

@@ -69,6 +69,7 @@ fn compile_standalone<'a>(
         ids: &mut ids,
         origins: &mut origins,
         assigned: &mut assigned,
+        log: None,
     };
     compile_kind(files, &CompiledList::default(), &mut ctx)
         .0

@@ -93,11 +93,7 @@ pub(crate) fn compile_edit(
     ctx: &mut IdContext<'_>,
 ) -> (CompiledList, ListDelta) {
     // Lines after the edited region moved; ids in it are re-resolved below.
-    for o in ctx.origins.iter_mut() {
-        if o.file == file && o.line >= edit.last_removed {
-            o.line = (i64::from(o.line) + edit.shift) as u32;
-        }
-    }
+    ctx.move_lines(file, edit.last_removed, edit.shift);
     let mut delta = ListDelta::default();
     let mut stats = CompileStats::default();
     let (v4_exact, v4_prefix) = refold_nets(
@@ -530,6 +526,7 @@ mod tests {
                 ids: &mut self.ids,
                 origins: &mut self.origins,
                 assigned: &mut assigned,
+                log: None,
             };
             let (t, d) = compile_kind(
                 files.iter().enumerate().map(|(i, p)| (i as u32, *p)),

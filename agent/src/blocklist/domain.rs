@@ -110,8 +110,8 @@ impl DomainRule {
         let mut n = 0;
         let mut hasher = SuffixHasher::new(key);
         let mut h = 0;
-        for label in name.rsplit('.') {
-            h = hasher.push(label_hash(key, label.as_bytes()));
+        for label in name.as_bytes().rsplit(|&b| b == b'.') {
+            h = hasher.push(label_hash(key, label));
             if let Some(slot) = suffixes.get_mut(n) {
                 *slot = h;
             }

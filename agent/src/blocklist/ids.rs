@@ -49,6 +49,52 @@ impl IdAlloc {
     }
 }
 
+/// What a compile changed in the origin table, so a compile the kernel tables cannot hold is
+/// taken back exactly, without a copy of a table as long as the lists: the origins it
+/// overwrote, and the ids whose lines an edit moved.
+#[derive(Debug)]
+pub struct OriginLog {
+    /// Length of the table before the compile; later slots are new.
+    len: usize,
+    /// Overwritten origins, in order.
+    writes: Vec<(RuleId, Origin)>,
+    /// Line moves: how many writes came before, which ids moved (a bit per id), by how much.
+    moves: Vec<(usize, Vec<u64>, i64)>,
+}
+
+impl OriginLog {
+    /// An empty log for `origins` as they are now.
+    pub fn new(origins: &[Origin]) -> OriginLog {
+        OriginLog {
+            len: origins.len(),
+            writes: Vec::new(),
+            moves: Vec::new(),
+        }
+    }
+
+    /// Puts `origins` back as they were when the log began.
+    pub fn undo(self, origins: &mut Vec<Origin>) {
+        let mut writes = self.writes;
+        for (at, moved, by) in self.moves.into_iter().rev() {
+            for (id, old) in writes.drain(at..).rev() {
+                origins[id as usize] = old;
+            }
+            for (w, &bits) in moved.iter().enumerate() {
+                let mut rest = bits;
+                while rest != 0 {
+                    let o = &mut origins[w * 64 + rest.trailing_zeros() as usize];
+                    o.line = (i64::from(o.line) - by) as u32;
+                    rest &= rest - 1;
+                }
+            }
+        }
+        for (id, old) in writes.into_iter().rev() {
+            origins[id as usize] = old;
+        }
+        origins.truncate(self.len);
+    }
+}
+
 /// Where ids are recorded while compiling: the origin of every live id, and the ids newly
 /// handed out (whose hit counters the loader resets).
 pub struct IdContext<'a> {
@@ -58,15 +104,48 @@ pub struct IdContext<'a> {
     pub origins: &'a mut Vec<Origin>,
     /// Ids assigned in this compile.
     pub assigned: &'a mut Vec<RuleId>,
+    /// Where changes to `origins` are logged, when the compile may have to be taken back.
+    pub log: Option<&'a mut OriginLog>,
 }
 
 impl IdContext<'_> {
+    #[inline]
     fn set_origin(&mut self, id: RuleId, origin: Origin) {
         let i = id as usize;
         if self.origins.len() <= i {
             self.origins.resize(i + 1, origin);
         }
+        let old = self.origins[i];
+        // Most origins survive a reload as they were: only a change is written (and logged).
+        if old == origin {
+            return;
+        }
+        if let Some(log) = self.log.as_deref_mut() {
+            if i < log.len {
+                log.writes.push((id, old));
+            }
+        }
         self.origins[i] = origin;
+    }
+
+    /// Moves the lines of `file` from `from` on by `by`: an edit added or removed lines
+    /// before them.
+    pub(super) fn move_lines(&mut self, file: u32, from: u32, by: i64) {
+        let mut moved = match self.log {
+            Some(_) => vec![0u64; self.origins.len().div_ceil(64)],
+            None => Vec::new(),
+        };
+        for (i, o) in self.origins.iter_mut().enumerate() {
+            if o.file == file && o.line >= from {
+                o.line = (i64::from(o.line) + by) as u32;
+                if let Some(bits) = moved.get_mut(i / 64) {
+                    *bits |= 1 << (i % 64);
+                }
+            }
+        }
+        if let Some(log) = self.log.as_deref_mut() {
+            log.moves.push((log.writes.len(), moved, by));
+        }
     }
 
     /// Merge-joins the new sorted `(key, origin)` entries with the previous sorted table:

@@ -9,7 +9,7 @@ use agent_common::rules::RuleId;
 
 use super::compile::{compile_edit, compile_kind};
 use super::error::{Diagnostic, Problem};
-use super::ids::{IdAlloc, IdContext, Origin};
+use super::ids::{IdAlloc, IdContext, Origin, OriginLog};
 use super::parse::{LineStats, ParsedList};
 use super::reparse::Edit;
 use super::tables::{Capacity, CompiledList, ListDelta, Table};
@@ -361,9 +361,9 @@ impl ListSet {
     /// is reported with the table.
     fn commit(&mut self) -> Result<Delta, Vec<Diagnostic>> {
         // Only a refusal needs these back; the tables themselves are replaced on success only.
-        let saved = self
+        let mut saved = self
             .capacity
-            .map(|_| (self.ids.clone(), self.compiled.origins.clone()));
+            .map(|_| (self.ids.clone(), OriginLog::new(&self.compiled.origins)));
         self.ids.begin_generation();
         let pending = std::mem::take(&mut self.pending);
         let mut assigned = Vec::new();
@@ -371,6 +371,7 @@ impl ListSet {
             ids: &mut self.ids,
             origins: &mut self.compiled.origins,
             assigned: &mut assigned,
+            log: saved.as_mut().map(|(_, log)| log),
         };
         let files = &self.files;
         let mut lists = [None, None];
@@ -405,9 +406,9 @@ impl ListSet {
             deltas[slot] = delta;
         }
         if let Some(over) = self.overflow(&lists, &deltas) {
-            if let Some((ids, origins)) = saved {
+            if let Some((ids, log)) = saved {
                 self.ids = ids;
-                self.compiled.origins = origins;
+                log.undo(&mut self.compiled.origins);
             }
             let refused = self.refuse(&over);
             self.unstage();

@@ -538,3 +538,119 @@ fn incremental_edits_equal_a_fresh_load_for_every_table() {
         assert_eq!(ids.len(), n, "round {round}: duplicate live rule ids");
     }
 }
+
+/// Everything a reload could change, as the agent sees it: the tables with their ids, the
+/// origin of every id ever handed out (removed rules' ids still resolve), the generation and
+/// each file's line counts.
+fn state(set: &ListSet, paths: &[&Path]) -> impl PartialEq + std::fmt::Debug {
+    (
+        tables(&set.compiled().block),
+        tables(&set.compiled().allow),
+        (0..set.rule_id_bound())
+            .map(|id| set.origin(id).map(|o| (o.path.to_owned(), o.line)))
+            .collect::<Vec<_>>(),
+        set.compiled().generation,
+        paths.iter().map(|p| set.line_stats(p)).collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn refused_reloads_leave_everything_as_it_was_and_accepted_ones_equal_a_fresh_load() {
+    let dir = TempDir::new("refused");
+    let block = dir.0.join("block.txt");
+    let allow = dir.0.join("allow.txt");
+    let mut rng = XorShift(0x5eed_1234);
+    let mut line = move || -> String {
+        let r = rng.next();
+        match r % 8 {
+            0..=3 => format!("10.0.0.{}", (r >> 8) % 64),
+            4 if r >> 8 & 1 == 0 => format!("10.0.0.{}/30", 4 * ((r >> 9) % 16)),
+            4 => format!("10.1.{}.0/24", (r >> 9) % 32),
+            5 => format!("d{}.example", (r >> 8) % 24),
+            6 => format!("x.d{}.example", (r >> 8) % 24),
+            _ => "# comment".to_owned(),
+        }
+    };
+    let mut lines: [Vec<String>; 2] = [
+        (0..40).map(|_| line()).collect(),
+        (0..20).map(|_| line()).collect(),
+    ];
+    write(&block, &lines[0].join("\n"));
+    write(&allow, &lines[1].join("\n"));
+    let files = [
+        (block.clone(), ListKind::Block),
+        (allow.clone(), ListKind::Allow),
+    ];
+    let paths = [block.as_path(), allow.as_path()];
+    let key = key();
+    let mut set = ListSet::new(files.clone(), key);
+    let (d, diags) = set.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    let mut maps = [Maps::default(), Maps::default()];
+    maps[0].apply(&d.block);
+    maps[1].apply(&d.allow);
+    set.set_capacity(Capacity::for_lists(&CompiledLists::default(), 20));
+    let mut rng = XorShift(0xfeed_5678);
+    let (mut refused, mut applied) = (0, 0);
+    for round in 0..300 {
+        let which = (rng.next() % 2) as usize;
+        let before_text = lines[which].clone();
+        let l = &mut lines[which];
+        let at = (rng.next() as usize) % (l.len() + 1);
+        let del = ((rng.next() % 6) as usize).min(l.len() - at);
+        let ins: Vec<String> = (0..rng.next() % 7).map(|_| line()).collect();
+        l.splice(at..at + del, ins);
+        let path = paths[which];
+        write(path, &l.join("\n"));
+        let before = state(&set, &paths);
+        match set.reload(path) {
+            Err(diags) => {
+                refused += 1;
+                assert!(
+                    diags
+                        .iter()
+                        .all(|d| matches!(d.problem, Problem::TooLarge { .. })),
+                    "round {round}: {diags:?}"
+                );
+                assert_eq!(
+                    state(&set, &paths),
+                    before,
+                    "round {round}: refused, unchanged"
+                );
+                // The operator puts the file back as it was.
+                lines[which] = before_text;
+                write(path, &lines[which].join("\n"));
+            }
+            Ok(d) => {
+                applied += 1;
+                maps[0].apply(&d.block);
+                maps[1].apply(&d.allow);
+                let mut fresh = ListSet::new(files.clone(), key);
+                let _ = fresh.reload_all();
+                for (k, kind) in [ListKind::Block, ListKind::Allow].into_iter().enumerate() {
+                    let got = set.compiled().list(kind);
+                    assert_eq!(
+                        keys(got),
+                        keys(fresh.compiled().list(kind)),
+                        "round {round}"
+                    );
+                    assert_eq!(maps[k], Maps::of(got), "round {round}: deltas replay");
+                    for &(a, id) in &got.v4_exact {
+                        assert!(
+                            line_holds(
+                                &set,
+                                id,
+                                |e| matches!(e, Entry::V4(n) if n.addr == a && n.is_host())
+                            ),
+                            "round {round}: v4 {a} id {id}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        refused > 20 && applied > 20,
+        "both paths exercised: {refused} refused, {applied} applied"
+    );
+}
