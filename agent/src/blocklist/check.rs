@@ -27,7 +27,7 @@ pub struct FileCheck {
     pub result: Result<(LineStats, CompileStats), Vec<Diagnostic>>,
 }
 
-/// Checks files without a [`ListSet`] or the kernel (for `blocklist check`): each file on its
+/// Checks files without a [`super::ListSet`] or the kernel (for `blocklist check`): each file on its
 /// own, then all good files compiled together as one list (which folds across files).
 pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
     let mut parsed = Vec::new();

@@ -1,13 +1,16 @@
 //! Blocklists and allowlists: list files -> kernel-ready tables, and reloads that change
 //! only what an edit changed.
 //!
-//! The data path: [`parse`] turns each line into entries (or a `FILE:LINE: reason`
-//! diagnostic), [`compile`] folds each list kind into tables keyed as the kernel maps are
-//! keyed ([`agent_common::rules`]), [`ListSet`] keeps the last good version of every file
-//! and hands the run loop a [`Delta`] per reload, and [`watch`] tells the run loop when to
-//! reload.
+//! The data path: [`mod@line`] turns each line into entries or a typed [`LineError`] (addresses
+//! and prefixes through [`crate::net`], names through [`domain`]), [`parse`] does a whole file
+//! on all cores and [`reparse`] only the lines an edit changed, [`compile`] folds each list
+//! kind into [`tables`] keyed as the kernel maps are keyed ([`agent_common::rules`]) with
+//! stable rule ids ([`ids`]), [`ListSet`] keeps the last good version of every file, refuses
+//! a reload the kernel tables cannot hold, and hands the run loop a [`Delta`] per reload, and
+//! [`watch`] tells the run loop when to reload. [`check`] is `blocklist check`; [`error`]
+//! holds what is reported.
 //!
-//! Semantics (also in the README):
+//! Semantics (the full reference is `docs/list-format.md`):
 //! - A domain rule (`example.com`, `*.example.com`, `||example.com^`, a hosts-file name)
 //!   matches the name itself and every name under it. `*.example.com` therefore also covers
 //!   `example.com`: the kernel looks suffixes up by hash, one probe per label, and has no
@@ -15,11 +18,17 @@
 //! - `port N` means TCP and UDP; ports are the remote side's.
 //! - A CIDR with host bits set is an error, not silently masked.
 //! - A file with any bad line is not applied; its last good version stays in force. A file
-//!   that cannot be read (missing, unreadable) is treated the same way.
+//!   that cannot be read (missing, unreadable), or a reload that would outgrow a kernel table,
+//!   is treated the same way.
+//! - Domain names are matched by hashes keyed with the program's secret
+//!   ([`agent_common::domain`]): a [`ListSet`] hashes with the key the program holds.
 //!
-//! Running it: call [`use_mmap_for_large_buffers`] once at start-up, [`ListSet::reload_all`]
-//! at start and on SIGHUP, and [`ListSet::reload_many`] with each [`watch::ListWatcher`]
-//! report. Reloads are synchronous and CPU-bound (a 1M-entry list costs ~0.1 s for an edit,
+//! Running it: call [`use_mmap_for_large_buffers`] once at start-up; make the [`ListSet`]
+//! with the program's key ([`random_key`] for a program about to be loaded, or the key read
+//! back from a running one); [`ListSet::reload_all`]; size the tables
+//! ([`Capacity::for_lists`]), tell the set ([`ListSet::set_capacity`]) and load the program
+//! with those sizes and that key; then [`ListSet::reload_all`] on SIGHUP and
+//! [`ListSet::reload_many`] with each [`watch::ListWatcher`] report. Reloads are synchronous and CPU-bound (a 1M-entry list costs ~0.1 s for an edit,
 //! ~0.5 s for a full load), so call them from `tokio::task::spawn_blocking` or a dedicated
 //! thread. Apply each [`Delta`] in the order its documentation gives.
 

@@ -1,6 +1,6 @@
 //! Incremental re-parse: only the lines between the first and the last line an edit changed
 //! are parsed again; the entries of the common head and tail are kept, their line numbers
-//! shifted, and what changed is handed to the compiler as an [`Edit`].
+//! shifted, and what changed is handed to the compiler as an `Edit`.
 
 use super::error::BadLine;
 use super::parse::{count_newlines, lines, parse_region, LineStats, ParsedList, Tagged};
