@@ -444,22 +444,10 @@ mod tests {
                 "10.0.0.0/33",
                 "CIDR `10.0.0.0/33`: prefix length 33 is over 32 for IPv4",
             ),
-            ("2001:db8::/129", "prefix length 129 is over 128 for IPv6"),
-            ("10.0.0.0/x", "prefix length `x` is not a number"),
-            ("10.0.0.0/", "prefix length `` is not a number"),
-            ("10.0.0.0/+8", "prefix length `+8` is not a number"),
-            (
-                "10.0.0.1/8",
-                "has host bits set after the prefix; the network is `10.0.0.0/8`",
-            ),
-            ("2001:db8::1/32", "the network is `2001:db8::/32`"),
+            // Addresses and prefixes are `crate::net`'s (its tests cover every error); a few
+            // show its errors come through as they are.
+            ("10.0.0.1/8", "the network is `10.0.0.0/8`"),
             ("1.2.3", "IPv4 address `1.2.3` has 3 octets, expected 4"),
-            ("1.2.3.4.5", "has 5 octets"),
-            ("1.2.3.256", "octet 4 (256) is over 255"),
-            ("1.2.3.99999", "octet 4 (99999) is over 255"),
-            ("01.2.3.4", "octet 1 `01` is not a decimal number"),
-            ("1..3.4", "octet 2 `` is not a decimal number"),
-            ("2001:db8::g", "`2001:db8::g` is not an IPv6 address"),
             ("fe80::1%eth0", "zone ids"),
             (
                 "10.0.0.9-10.0.0.1",

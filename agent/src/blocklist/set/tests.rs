@@ -8,6 +8,20 @@ use crate::blocklist::tests::{key, write, TempDir, XorShift};
 use crate::blocklist::Capacity;
 use crate::net::Net;
 
+/// Two list files in `dir` with their first contents, and a set of them under a fresh key
+/// (not loaded yet).
+fn two_files(
+    dir: &TempDir,
+    a: (&str, &str, ListKind),
+    b: (&str, &str, ListKind),
+) -> (PathBuf, PathBuf, ListSet) {
+    let (pa, pb) = (dir.0.join(a.0), dir.0.join(b.0));
+    write(&pa, a.1);
+    write(&pb, b.1);
+    let set = ListSet::new([(pa.clone(), a.2), (pb.clone(), b.2)], key());
+    (pa, pb, set)
+}
+
 /// The tables as a kernel map would hold them: keys with their ids.
 fn tables(l: &CompiledList) -> impl PartialEq + std::fmt::Debug {
     (
@@ -23,12 +37,14 @@ fn tables(l: &CompiledList) -> impl PartialEq + std::fmt::Debug {
 #[test]
 fn a_reload_too_large_for_the_tables_is_refused_and_changes_nothing() {
     let dir = TempDir::new("too-large");
-    let (a, b) = (dir.0.join("a.list"), dir.0.join("b.list"));
-    write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\n");
-    write(&b, "198.51.100.0/24\n");
-    let mut set = ListSet::new(
-        [(a.clone(), ListKind::Block), (b.clone(), ListKind::Block)],
-        key(),
+    let (a, b, mut set) = two_files(
+        &dir,
+        (
+            "a.list",
+            "192.0.2.1\n10.0.0.0/8\nexample.com\n",
+            ListKind::Block,
+        ),
+        ("b.list", "198.51.100.0/24\n", ListKind::Block),
     );
     let (_, diags) = set.reload_all();
     assert!(diags.is_empty(), "{diags:?}");
@@ -112,16 +128,10 @@ fn a_reload_too_large_for_the_tables_is_refused_and_changes_nothing() {
 #[test]
 fn a_bad_edit_keeps_the_last_good_version() {
     let dir = TempDir::new("listset");
-    let block = dir.0.join("block.txt");
-    let allow = dir.0.join("allow.txt");
-    write(&block, "192.0.2.1\nexample.com\n");
-    write(&allow, "192.0.2.1\n");
-    let mut set = ListSet::new(
-        [
-            (block.clone(), ListKind::Block),
-            (allow.clone(), ListKind::Allow),
-        ],
-        key(),
+    let (block, _, mut set) = two_files(
+        &dir,
+        ("block.txt", "192.0.2.1\nexample.com\n", ListKind::Block),
+        ("allow.txt", "192.0.2.1\n", ListKind::Allow),
     );
     let (delta, diags) = set.reload_all();
     assert!(diags.is_empty(), "{diags:?}");
@@ -192,13 +202,10 @@ fn a_bad_edit_keeps_the_last_good_version() {
 #[test]
 fn reload_many_applies_the_good_files_in_one_generation() {
     let dir = TempDir::new("many");
-    let a = dir.0.join("a.txt");
-    let b = dir.0.join("b.txt");
-    write(&a, "192.0.2.1\n");
-    write(&b, "192.0.2.2\n");
-    let mut set = ListSet::new(
-        [(a.clone(), ListKind::Block), (b.clone(), ListKind::Allow)],
-        key(),
+    let (a, b, mut set) = two_files(
+        &dir,
+        ("a.txt", "192.0.2.1\n", ListKind::Block),
+        ("b.txt", "192.0.2.2\n", ListKind::Allow),
     );
     let _ = set.reload_all();
     assert_eq!(set.rule_id_bound(), 2);
@@ -220,16 +227,10 @@ fn reload_many_applies_the_good_files_in_one_generation() {
 #[test]
 fn a_file_bad_at_start_loads_nothing_and_the_rest_applies() {
     let dir = TempDir::new("listset-start");
-    let good = dir.0.join("good.txt");
-    let bad = dir.0.join("bad.txt");
-    write(&good, "192.0.2.1\n");
-    write(&bad, "192.0.2.2\nnope$\n");
-    let mut set = ListSet::new(
-        [
-            (good.clone(), ListKind::Block),
-            (bad.clone(), ListKind::Block),
-        ],
-        key(),
+    let (good, bad, mut set) = two_files(
+        &dir,
+        ("good.txt", "192.0.2.1\n", ListKind::Block),
+        ("bad.txt", "192.0.2.2\nnope$\n", ListKind::Block),
     );
     let (delta, diags) = set.reload_all();
     assert_eq!(diags.len(), 1);
@@ -238,6 +239,7 @@ fn a_file_bad_at_start_loads_nothing_and_the_rest_applies() {
     assert_eq!(set.line_stats(&good).map(|s| s.rules), Some(1));
     assert_eq!(set.line_stats(&bad), None);
 }
+
 /// The keys of every table, without ids (which depend on history).
 fn keys(l: &CompiledList) -> impl PartialEq + std::fmt::Debug {
     (
@@ -388,6 +390,99 @@ fn line_holds(set: &ListSet, id: RuleId, check: impl Fn(&Entry) -> bool) -> bool
     parse_line(line.as_bytes(), &mut out).is_ok() && out.iter().any(check)
 }
 
+/// Asserts that `set` holds what a fresh load of `files` gives (the same keys, the deltas so
+/// far replayed into `maps` give its tables, every live id resolves to a line that holds its
+/// rule, and no id is live twice).
+fn assert_equals_a_fresh_load(
+    set: &ListSet,
+    files: &[(PathBuf, ListKind)],
+    maps: &[Maps; 2],
+    round: usize,
+) {
+    let mut fresh = ListSet::new(files.to_vec(), set.domain_key());
+    let _ = fresh.reload_all();
+    for (k, kind) in [ListKind::Block, ListKind::Allow].into_iter().enumerate() {
+        let got = set.compiled().list(kind);
+        assert_eq!(
+            keys(got),
+            keys(fresh.compiled().list(kind)),
+            "round {round} {kind}"
+        );
+        assert_eq!(
+            maps[k],
+            Maps::of(got),
+            "round {round} {kind}: deltas replay to the tables"
+        );
+        for &(a, id) in &got.v4_exact {
+            assert!(
+                line_holds(
+                    set,
+                    id,
+                    |e| matches!(e, Entry::V4(n) if n.addr == a && n.is_host())
+                ),
+                "round {round}: v4 {a} id {id}"
+            );
+        }
+        for &(net, id) in &got.v4_prefix {
+            assert!(
+                line_holds(set, id, |e| matches!(e, Entry::V4(n) if *n == net)),
+                "round {round}: {net}"
+            );
+        }
+        for &(net, id) in &got.v6_prefix {
+            assert!(
+                line_holds(set, id, |e| matches!(e, Entry::V6(n) if *n == net)),
+                "round {round}: {net}"
+            );
+        }
+        for &(a, id) in &got.v6_exact {
+            assert!(
+                line_holds(
+                    set,
+                    id,
+                    |e| matches!(e, Entry::V6(n) if n.addr == a && n.is_host())
+                ),
+                "round {round}: v6"
+            );
+        }
+        for &(h, id) in &got.domains {
+            assert!(
+                line_holds(
+                    set,
+                    id,
+                    |e| matches!(e, Entry::Domain(d) if agent_common::domain::domain_hash(&set.domain_key(), d) == h)
+                ),
+                "round {round}: domain id {id}"
+            );
+        }
+        for &(slot, id) in &got.ports {
+            assert!(
+                line_holds(
+                    set,
+                    id,
+                    |e| matches!(e, Entry::Port(r) if r.proto == slot.proto && r.lo <= slot.port && slot.port <= r.hi)
+                ),
+                "round {round}: port {slot:?}"
+            );
+        }
+    }
+    // Live ids are unique across every table of both kinds.
+    let mut ids: Vec<RuleId> = Vec::new();
+    for kind in [ListKind::Block, ListKind::Allow] {
+        let l = set.compiled().list(kind);
+        ids.extend(l.v4_exact.iter().map(|e| e.1));
+        ids.extend(l.v4_prefix.iter().map(|e| e.1));
+        ids.extend(l.v6_exact.iter().map(|e| e.1));
+        ids.extend(l.v6_prefix.iter().map(|e| e.1));
+        ids.extend(l.ports.iter().map(|e| e.1));
+        ids.extend(l.domains.iter().map(|e| e.1));
+    }
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "round {round}: duplicate live rule ids");
+}
+
 #[test]
 fn incremental_edits_equal_a_fresh_load_for_every_table() {
     let pool = [
@@ -454,88 +549,7 @@ fn incremental_edits_equal_a_fresh_load_for_every_table() {
         let d = set.reload(path).expect("pool lines are good");
         maps[0].apply(&d.block);
         maps[1].apply(&d.allow);
-        let mut fresh = ListSet::new(files.clone(), key);
-        let _ = fresh.reload_all();
-        for (k, kind) in [ListKind::Block, ListKind::Allow].into_iter().enumerate() {
-            let got = set.compiled().list(kind);
-            assert_eq!(
-                keys(got),
-                keys(fresh.compiled().list(kind)),
-                "round {round} {kind}"
-            );
-            assert_eq!(
-                maps[k],
-                Maps::of(got),
-                "round {round} {kind}: deltas replay to the tables"
-            );
-            for &(a, id) in &got.v4_exact {
-                assert!(
-                    line_holds(
-                        &set,
-                        id,
-                        |e| matches!(e, Entry::V4(n) if n.addr == a && n.is_host())
-                    ),
-                    "round {round}: v4 {a} id {id}"
-                );
-            }
-            for &(net, id) in &got.v4_prefix {
-                assert!(
-                    line_holds(&set, id, |e| matches!(e, Entry::V4(n) if *n == net)),
-                    "round {round}: {net}"
-                );
-            }
-            for &(net, id) in &got.v6_prefix {
-                assert!(
-                    line_holds(&set, id, |e| matches!(e, Entry::V6(n) if *n == net)),
-                    "round {round}: {net}"
-                );
-            }
-            for &(a, id) in &got.v6_exact {
-                assert!(
-                    line_holds(
-                        &set,
-                        id,
-                        |e| matches!(e, Entry::V6(n) if n.addr == a && n.is_host())
-                    ),
-                    "round {round}: v6"
-                );
-            }
-            for &(h, id) in &got.domains {
-                assert!(
-                    line_holds(
-                        &set,
-                        id,
-                        |e| matches!(e, Entry::Domain(d) if agent_common::domain::domain_hash(&key, d) == h)
-                    ),
-                    "round {round}: domain id {id}"
-                );
-            }
-            for &(slot, id) in &got.ports {
-                assert!(
-                    line_holds(
-                        &set,
-                        id,
-                        |e| matches!(e, Entry::Port(r) if r.proto == slot.proto && r.lo <= slot.port && slot.port <= r.hi)
-                    ),
-                    "round {round}: port {slot:?}"
-                );
-            }
-        }
-        // Live ids are unique across every table of both kinds.
-        let mut ids: Vec<RuleId> = Vec::new();
-        for kind in [ListKind::Block, ListKind::Allow] {
-            let l = set.compiled().list(kind);
-            ids.extend(l.v4_exact.iter().map(|e| e.1));
-            ids.extend(l.v4_prefix.iter().map(|e| e.1));
-            ids.extend(l.v6_exact.iter().map(|e| e.1));
-            ids.extend(l.v6_prefix.iter().map(|e| e.1));
-            ids.extend(l.ports.iter().map(|e| e.1));
-            ids.extend(l.domains.iter().map(|e| e.1));
-        }
-        let n = ids.len();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), n, "round {round}: duplicate live rule ids");
+        assert_equals_a_fresh_load(&set, &files, &maps, round);
     }
 }
 
@@ -625,27 +639,7 @@ fn refused_reloads_leave_everything_as_it_was_and_accepted_ones_equal_a_fresh_lo
                 applied += 1;
                 maps[0].apply(&d.block);
                 maps[1].apply(&d.allow);
-                let mut fresh = ListSet::new(files.clone(), key);
-                let _ = fresh.reload_all();
-                for (k, kind) in [ListKind::Block, ListKind::Allow].into_iter().enumerate() {
-                    let got = set.compiled().list(kind);
-                    assert_eq!(
-                        keys(got),
-                        keys(fresh.compiled().list(kind)),
-                        "round {round}"
-                    );
-                    assert_eq!(maps[k], Maps::of(got), "round {round}: deltas replay");
-                    for &(a, id) in &got.v4_exact {
-                        assert!(
-                            line_holds(
-                                &set,
-                                id,
-                                |e| matches!(e, Entry::V4(n) if n.addr == a && n.is_host())
-                            ),
-                            "round {round}: v4 {a} id {id}"
-                        );
-                    }
-                }
+                assert_equals_a_fresh_load(&set, &files, &maps, round);
             }
         }
     }
