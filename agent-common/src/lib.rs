@@ -56,6 +56,9 @@ pub mod names {
     pub const RULE_HITS: &str = "RULE_HITS";
     /// Per-CPU scratch space for walking a DNS name.
     pub const DNS_SCRATCH: &str = "DNS_SCRATCH";
+    /// Array of one [`crate::domain::DomainKey`]: the secret domain hashes are keyed with,
+    /// written by the loader before the program is attached.
+    pub const DOMAIN_KEY: &str = "DOMAIN_KEY";
     /// The baseline program used by the benchmark: returns XDP_PASS and nothing else.
     pub const BASELINE_PASS: &str = "xdp_baseline_pass";
 }

@@ -1,11 +1,14 @@
 //! DNS query names: the QNAME of a query to port 53 is walked label by label, each label
-//! hashed as [`agent_common::domain`] defines, and every suffix of the name (`com`,
-//! `example.com`, `www.example.com`) looked up in the allow and block domain tables. An
-//! allowed suffix wins over a blocked one. Compressed or malformed names are passed and
-//! counted, never guessed at.
+//! hashed as [`agent_common::domain`] defines (keyed with the secret in `DOMAIN_KEY`), and
+//! every suffix of the name (`com`, `example.com`, `www.example.com`) looked up in the allow
+//! and block domain tables. An allowed suffix wins over a blocked one. Compressed or
+//! malformed names are passed and counted, never guessed at.
 
 use agent_common::{
-    domain::{label_step, suffix_step, LabelRing, LABEL_INIT, MAX_LABEL_LEN, SUFFIX_ROOT},
+    domain::{
+        low_bytes, DomainKey, LabelHasher, LabelRing, SuffixHasher, MAX_DOMAIN_LABELS,
+        MAX_LABEL_LEN,
+    },
     rules::RuleId,
     Counter,
 };
@@ -14,7 +17,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 
@@ -22,21 +25,28 @@ use crate::{parse::Header, stats};
 
 /// Wire-format names are at most 255 bytes, terminator included.
 const MAX_NAME_WIRE: usize = 255;
+/// A 255-byte name has at most 127 labels and its terminator: one walk step each.
+const MAX_WALK_STEPS: u32 = 128;
 const DNS_HEADER: usize = 12;
 
 const WALKING: u32 = 0;
 const DONE: u32 = 1;
 const BAD: u32 = 2;
 
-/// The name walk's state, per CPU: the name's bytes copied out of the packet, the label
-/// hashes so far, and where the walk stands.
+/// The name walk's state, per CPU: the name's bytes copied out of the packet (8 bytes of
+/// slack, so a word read starting at any byte stays inside), the key, the label hashes so
+/// far, and where the walk stands.
 #[repr(C)]
 pub struct Scratch {
-    name: [u8; 256],
+    name: [u8; 256 + 8],
+    key: DomainKey,
     ring: LabelRing,
-    hash: u64,
-    left: u32,
+    /// Offset of the next length byte in `name`.
+    pos: u32,
+    /// Bytes of the name copied into `name`.
+    len: u32,
     status: u32,
+    _pad: u32,
 }
 
 #[map(name = "ALLOW_DOMAINS")]
@@ -45,6 +55,9 @@ static ALLOW_DOMAINS: HashMap<u64, RuleId> = HashMap::with_max_entries(1 << 16, 
 static BLOCK_DOMAINS: HashMap<u64, RuleId> = HashMap::with_max_entries(1 << 16, BPF_F_NO_PREALLOC);
 #[map(name = "DNS_SCRATCH")]
 static DNS_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+/// Written by the loader before the program is attached; never by the program.
+#[map(name = "DOMAIN_KEY")]
+static DOMAIN_KEY: Array<DomainKey> = Array::with_max_entries(1, 0);
 
 /// The block rule a DNS query at `off` (the DNS header) falls under, if any.
 #[inline(always)]
@@ -58,6 +71,7 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
     let s = DNS_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot, valid for this run.
     let s = unsafe { &mut *s };
+    s.key = *DOMAIN_KEY.get(0)?;
     let name_off = off + DNS_HEADER;
     let avail = ctx.data_end().saturating_sub(ctx.data() + name_off);
     // Through black_box so the bounds check below stays next to the helper call, where the
@@ -72,10 +86,10 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
         return None;
     }
     s.ring.count = 0;
-    s.left = 0;
-    s.hash = LABEL_INIT;
+    s.pos = 0;
+    s.len = len as u32;
     s.status = WALKING;
-    // SAFETY: copies `len` (1..=255) bytes the packet has into the 256-byte scratch buffer.
+    // SAFETY: copies `len` (1..=255) bytes the packet has into the 264-byte scratch buffer.
     let copied = unsafe {
         bpf_xdp_load_bytes(
             ctx.ctx,
@@ -88,12 +102,12 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
         stats::bump(Counter::DnsNameUnparsed);
         return None;
     }
-    // bpf_loop: the verifier checks `walk_step` once, not once per byte and caller state.
+    // bpf_loop: the verifier checks `walk_label` once, not once per label and caller state.
     // SAFETY: a valid callback and no context.
     unsafe {
         bpf_loop(
-            len as u32,
-            walk_step as *const () as *mut c_void,
+            MAX_WALK_STEPS,
+            walk_label as *const () as *mut c_void,
             core::ptr::null_mut(),
             0,
         )
@@ -102,52 +116,69 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
         stats::bump(Counter::DnsNameUnparsed);
         return None;
     }
-    match_suffixes(&s.ring)
+    match_suffixes(&s.key, &s.ring)
 }
 
-/// One byte of the QNAME walk: a length byte starts a label (0 ends the name, anything over
-/// 63 is a compression pointer or reserved type: not walked), other bytes are hashed.
-/// Returns 1 to stop the loop.
-extern "C" fn walk_step(i: u64, _ctx: *mut c_void) -> i64 {
+/// Eight bytes of the copied name from `at` (masked into the buffer), little-endian.
+#[inline(always)]
+fn word(name: &[u8; 256 + 8], at: usize) -> u64 {
+    // SAFETY: `at & 0xff` plus 8 bytes stays inside the 264-byte buffer; the read is
+    // unaligned on purpose.
+    unsafe { core::ptr::read_unaligned(name.as_ptr().add(at & 0xff).cast::<u64>()) }
+}
+
+/// One label of the QNAME walk: its length byte (0 ends the name; anything over 63 is a
+/// compression pointer or a reserved type: not walked), then its bytes, hashed 8 at a time.
+/// A label that runs past the bytes copied leaves the walk unfinished. Returns 1 to stop.
+extern "C" fn walk_label(_i: u64, _ctx: *mut c_void) -> i64 {
     let Some(s) = DNS_SCRATCH.get_ptr_mut(0) else {
         return 1;
     };
     // SAFETY: this CPU's scratch slot.
     let s = unsafe { &mut *s };
-    let b = s.name[(i & 0xff) as usize];
-    if s.left == 0 {
-        if i != 0 {
-            s.ring.push(s.hash);
-        }
-        if b == 0 {
-            s.status = DONE; // the root name (`.`) has no labels and matches nothing
-            return 1;
-        }
-        if b as usize > MAX_LABEL_LEN {
-            s.status = BAD;
-            return 1;
-        }
-        s.left = u32::from(b);
-        s.hash = LABEL_INIT;
-    } else {
-        s.hash = label_step(s.hash, b);
-        s.left -= 1;
+    let at = (s.pos & 0xff) as usize;
+    let len = s.name[at] as usize;
+    if len == 0 {
+        s.status = DONE; // the root name (`.`) has no labels and matches nothing
+        return 1;
     }
+    if len > MAX_LABEL_LEN {
+        s.status = BAD;
+        return 1;
+    }
+    let next = at + 1 + len;
+    if next >= s.len as usize {
+        return 1; // cut short: the label or the byte after it is not in the packet
+    }
+    let mut h = LabelHasher::new(&s.key);
+    let full = len / 8;
+    let mut k = 0;
+    while k < MAX_LABEL_LEN / 8 {
+        if k >= full {
+            break;
+        }
+        h.word(word(&s.name, at + 1 + 8 * k));
+        k += 1;
+    }
+    let rest = len % 8;
+    let tail = word(&s.name, at + 1 + 8 * full) & low_bytes(rest);
+    s.ring.push(h.finish(len, tail));
+    s.pos = next as u32;
     0
 }
 
 /// Walks the suffixes from the root; an allowed suffix wins over any blocked one.
 #[inline(always)]
-fn match_suffixes(ring: &LabelRing) -> Option<RuleId> {
+fn match_suffixes(key: &DomainKey, ring: &LabelRing) -> Option<RuleId> {
     let n = ring.len();
-    let mut h = SUFFIX_ROOT;
+    let mut suffix = SuffixHasher::new(key);
     let mut blocked = None;
     let mut i = 0;
-    while i < agent_common::domain::MAX_DOMAIN_LABELS {
+    while i < MAX_DOMAIN_LABELS {
         if i >= n {
             break;
         }
-        h = suffix_step(h, ring.from_root(i));
+        let h = suffix.push(ring.from_root(i));
         // SAFETY: map values are read for this run only.
         if unsafe { ALLOW_DOMAINS.get(&h) }.is_some() {
             return None;

@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use xdp_audit::blocklist::{ListKind, ListSet};
+use xdp_audit::blocklist::{random_key, Capacity, ListKind, ListSet};
 
 const TOTAL: usize = 1_000_000;
 const EDIT: usize = 10_000;
@@ -173,11 +173,14 @@ fn main() {
     let mut rss_loaded = 0;
     for round in 0..rounds {
         bases.push(baseline_read(&path));
+        let key = random_key().expect("getrandom");
         let ((mut set, (delta, diags)), wall, cpu) = timed(|| {
-            let mut set = ListSet::new([(path.clone(), ListKind::Block)]);
+            let mut set = ListSet::new([(path.clone(), ListKind::Block)], key);
             let r = set.reload_all();
             (set, r)
         });
+        // As the agent runs: edits are checked against the tables sized at start.
+        set.set_capacity(Capacity::for_lists(set.compiled(), 65_536));
         loads.push((wall, cpu));
         assert!(
             diags.is_empty(),

@@ -1,7 +1,9 @@
 //! Per-packet cost of the XDP program through BPF_PROG_TEST_RUN, with and without 1,000,000
 //! list entries loaded, next to two references measured in the same run: an empty XDP_PASS
 //! program and an xdp-filter-like exact-match program. Also the time to parse, compile and
-//! load the lists, to apply a 10,000-line edit, and the agent's RSS with them loaded.
+//! load the lists, to apply a 10,000-line edit, and the agent's RSS with them loaded. DNS
+//! queries (the only packets whose name is walked and hashed) are measured next to the same
+//! frame sent to another UDP port, so the difference is the name check alone.
 //! Needs root. Run with `cargo xtask bench`.
 
 #[path = "../tests/common/mod.rs"]
@@ -14,8 +16,7 @@ use aya::maps::HashMap;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use xdp_audit::blocklist::{ListKind, ListSet};
-use xdp_audit::enforce;
+use xdp_audit::blocklist::{random_key, Capacity, ListKind, ListSet};
 use xdp_audit::loader::{LoadOptions, Loaded, BASELINE_OBJECT, FILTER_BASELINE_OBJECT};
 
 const REPEAT: u32 = 1_000_000;
@@ -103,6 +104,20 @@ fn write_lists(path: &std::path::Path) {
     std::fs::write(path, s).expect("write the list");
 }
 
+/// A UDP frame carrying a DNS query for `name` (dotted) to `dport`: port 53 makes the program
+/// walk the name, any other port gives the same frame without the walk.
+fn dns_frame(name: &str, dport: u16) -> Vec<u8> {
+    let mut payload = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        payload.push(label.len() as u8);
+        payload.extend_from_slice(label.as_bytes());
+    }
+    payload.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut s = Spec::udp4(v4(198, 51, 100, 2), 40053, v4(198, 18, 0, 53), dport);
+    s.payload = payload;
+    s.build()
+}
+
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -130,7 +145,8 @@ fn main() {
     write_lists(&list);
     let rss_before = rss_mib();
     let t = Instant::now();
-    let mut set = ListSet::new([(list.clone(), ListKind::Block)]);
+    let key = random_key().expect("getrandom");
+    let mut set = ListSet::new([(list.clone(), ListKind::Block)], key);
     let (delta, problems) = set.reload_all();
     assert!(
         problems.is_empty(),
@@ -138,17 +154,17 @@ fn main() {
         &problems[..1]
     );
     let parse_ms = t.elapsed().as_secs_f64() * 1e3;
+    let capacity = Capacity::for_lists(set.compiled(), 65_536);
+    set.set_capacity(capacity);
     let mut listed = Loaded::load(LoadOptions {
         flow_table_size: 262_144,
         ringbuf_bytes: 64 << 20,
-        list_capacity: enforce::capacities(set.compiled(), 65_536),
+        list_capacity: capacity.map_sizes(),
+        domain_key: Some(key),
     })
     .expect("load xdp-audit with list capacity");
     let t = Instant::now();
-    listed
-        .lists
-        .apply(set.compiled(), &delta)
-        .expect("load the lists");
+    listed.lists.apply(&delta).expect("load the lists");
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_after = rss_mib();
 
@@ -163,10 +179,7 @@ fn main() {
     let edit = set.reload(&list).expect("the edit is valid");
     let edit_parse_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
-    listed
-        .lists
-        .apply(set.compiled(), &edit)
-        .expect("apply the edit");
+    listed.lists.apply(&edit).expect("apply the edit");
     let edit_apply_ms = t.elapsed().as_secs_f64() * 1e3;
 
     // The reference filter holds the same 600,000 exact IPv4 addresses.
@@ -197,18 +210,25 @@ fn main() {
     )
     .build();
     let blocked = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(10, 1, 2, 3), 443, tcp::ACK).build();
+    // Not listed, so every suffix is looked up: a usual name and a deep one.
+    let dns_short = dns_frame("www.example.net", 53);
+    let udp_short = dns_frame("www.example.net", 5353);
+    let dns_deep = dns_frame("a1.b2.c3.d4.e5.f6.g7.cdn.example.net", 53);
+    let udp_deep = dns_frame("a1.b2.c3.d4.e5.f6.g7.cdn.example.net", 5353);
     let frames = new_flow_frames();
     let e = prog(&mut empty, agent_common::names::BASELINE_PASS);
     let f = prog(&mut filter, "xdp_filter_baseline");
     let p = plain.program_mut().expect("program");
     let l = listed.program_mut().expect("program");
-    for fr in [&est4, &est6, &blocked] {
+    for fr in [
+        &est4, &est6, &blocked, &dns_short, &udp_short, &dns_deep, &udp_deep,
+    ] {
         run(p, fr, 1);
         run(l, fr, 1);
     }
 
     // Interleaved rounds, minimum of each: every program sees the same noise.
-    let mut m = [f64::MAX; 8];
+    let mut m = [f64::MAX; 12];
     for _ in 0..ROUNDS {
         let r = [
             run(e, &est4, REPEAT),
@@ -219,12 +239,16 @@ fn main() {
             run(l, &est4, REPEAT),
             run(l, &blocked, REPEAT),
             run(e, &est6, REPEAT),
+            run(l, &dns_short, REPEAT),
+            run(l, &udp_short, REPEAT),
+            run(l, &dns_deep, REPEAT),
+            run(l, &udp_deep, REPEAT),
         ];
         for (m, r) in m.iter_mut().zip(r) {
             *m = m.min(r);
         }
     }
-    let [floor, filter_pass, filter_drop, p4, p6, l4, ldrop, floor6] = m;
+    let [floor, filter_pass, filter_drop, p4, p6, l4, ldrop, floor6, dns3, udp3, dns10, udp10] = m;
     let rows: Vec<(&str, f64, f64, &str)> = vec![
         ("established IPv4 TCP, no lists", p4, floor, "empty"),
         ("established IPv6 TCP, no lists", p6, floor6, "empty"),
@@ -235,6 +259,8 @@ fn main() {
             filter_drop,
             "filter",
         ),
+        ("DNS query, 3 labels, 1M entries", dns3, udp3, "udp"),
+        ("DNS query, 10 labels, 1M entries", dns10, udp10, "udp"),
         (
             "new flow IPv4, 1M entries (1 run/frame)",
             per_frame(l, &frames),
@@ -267,9 +293,15 @@ fn main() {
         "list work per packet: drop vs established {:+.1} ns, new flow with vs without lists {:+.1} ns; \
          reference lookup: drop vs empty {:+.1} ns, new flow vs empty {:+.1} ns",
         rows[3].1 - est_listed,
-        rows[4].1 - rows[5].1,
+        rows[6].1 - rows[7].1,
         filter_drop - floor,
-        rows[4].2 - rows[5].2,
+        rows[6].2 - rows[7].2,
+    );
+    println!(
+        "DNS name check per query (query to port 53 vs the same frame to port 5353): \
+         3 labels {:+.1} ns, 10 labels {:+.1} ns",
+        dns3 - udp3,
+        dns10 - udp10
     );
     println!(
         "established with 1M entries vs without: {:.2}x",

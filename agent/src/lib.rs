@@ -11,6 +11,7 @@ pub mod enforce;
 pub mod enrich;
 pub mod flowtable;
 pub mod loader;
+pub mod net;
 pub mod reader;
 pub mod record;
 pub mod sink;

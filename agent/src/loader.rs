@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 
-use agent_common::names;
+use agent_common::{domain::DomainKey, names};
 use aya::maps::{Map, MapData};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -41,6 +41,9 @@ pub enum LoadError {
     /// The list maps are missing or malformed.
     #[error(transparent)]
     Lists(crate::enforce::EnforceError),
+    /// No random key for domain hashes.
+    #[error("cannot draw the key for domain hashes from getrandom(2): {0}")]
+    Random(io::Error),
     /// Program load (verifier) failure.
     #[error("the kernel rejected the XDP program: {0}")]
     Verifier(ProgramError),
@@ -97,9 +100,12 @@ pub struct LoadOptions {
     pub flow_table_size: u32,
     /// Ring-buffer bytes (a power of two, at least a page).
     pub ringbuf_bytes: u32,
-    /// Sizes of the list maps (see [`crate::enforce::capacities`]); unnamed maps keep the
-    /// object's defaults.
+    /// Sizes of the list maps (see [`crate::blocklist::Capacity::map_sizes`]); unnamed maps
+    /// keep the object's defaults.
     pub list_capacity: Vec<(&'static str, u32)>,
+    /// The secret the program keys domain hashes with: the list set's
+    /// ([`crate::blocklist::ListSet::domain_key`]). `None` draws a fresh one.
+    pub domain_key: Option<DomainKey>,
 }
 
 impl Default for LoadOptions {
@@ -108,6 +114,7 @@ impl Default for LoadOptions {
             flow_table_size: 262_144,
             ringbuf_bytes: 4 << 20,
             list_capacity: Vec::new(),
+            domain_key: None,
         }
     }
 }
@@ -186,7 +193,12 @@ impl Loaded {
         let stats = ebpf
             .take_map(names::STATS)
             .ok_or(LoadError::Missing("per-CPU array STATS"))?;
-        let lists = ListMaps::take(&mut ebpf, opts.list_capacity).map_err(LoadError::Lists)?;
+        let mut lists = ListMaps::take(&mut ebpf).map_err(LoadError::Lists)?;
+        let key = match opts.domain_key {
+            Some(key) => key,
+            None => crate::blocklist::random_key().map_err(LoadError::Random)?,
+        };
+        lists.set_domain_key(&key).map_err(LoadError::Lists)?;
         Ok(Self {
             ebpf,
             flows,

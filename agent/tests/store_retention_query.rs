@@ -110,8 +110,10 @@ fn brute(all: &[FlowRecord], f: &Filter) -> Vec<FlowRecord> {
 }
 
 fn cidr_of(ip: IpAddr, len: u8) -> Cidr {
-    let s = format!("{ip}/{len}");
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    let c = Cidr::containing(ip, len);
+    let s = c.to_string();
+    assert_eq!(s.parse::<Cidr>(), Ok(c), "{s} parses back");
+    c
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! List enforcement in the kernel, through BPF_PROG_TEST_RUN with real list files: the
-//! verdict order (allow beats block; exact, prefix, port), IPv4 and IPv6, DNS names (exact,
-//! subdomain, look-alike, case, compressed and malformed names), the per-flow verdict cache
-//! following a reload, drop events with their rule, and the wan side. Needs root.
+//! verdict order (allow beats block; exact, prefix, port), IPv4 and IPv6, DNS names under the
+//! program's random key (exact, subdomain, look-alike, case, trailing dot, label lengths
+//! around the hash's word size, the 16-label cap, compressed and malformed names), keys that
+//! differ from load to load, the per-flow verdict cache following a reload, drop events with
+//! their rule, the wan side, and an edit too large for the tables. Needs root.
 
 mod common;
 
@@ -11,8 +13,7 @@ use agent_common::{Counter, FlowKey};
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use xdp_audit::blocklist::{ListKind, ListSet};
-use xdp_audit::enforce;
+use xdp_audit::blocklist::{Capacity, CompiledLists, ListKind, ListSet};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 
@@ -28,6 +29,9 @@ struct Lab {
 }
 
 impl Lab {
+    /// The program loaded with a key of its own (the loader draws it), read back from its map
+    /// for the list set, as an agent adopting a running program would; tables of 1,024
+    /// entries.
     fn new(tag: &str, block: &str, allow: &str) -> Self {
         let dir =
             std::env::temp_dir().join(format!("xdp-audit-verdict-{tag}-{}", std::process::id()));
@@ -35,22 +39,26 @@ impl Lab {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("block.list"), block).expect("write");
         std::fs::write(dir.join("allow.list"), allow).expect("write");
-        let mut lists = ListSet::new([
-            (dir.join("block.list"), ListKind::Block),
-            (dir.join("allow.list"), ListKind::Allow),
-        ]);
-        let (delta, problems) = lists.reload_all();
-        assert!(problems.is_empty(), "{problems:?}");
+        let capacity = Capacity::for_lists(&CompiledLists::default(), 1024);
         let mut loaded = Loaded::load(LoadOptions {
             flow_table_size: 1024,
             ringbuf_bytes: 1 << 16,
-            list_capacity: enforce::capacities(lists.compiled(), 1024),
+            list_capacity: capacity.map_sizes(),
+            domain_key: None,
         })
         .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
-        loaded
-            .lists
-            .apply(lists.compiled(), &delta)
-            .expect("apply lists");
+        let key = loaded.lists.domain_key().expect("read the program's key");
+        let mut lists = ListSet::new(
+            [
+                (dir.join("block.list"), ListKind::Block),
+                (dir.join("allow.list"), ListKind::Allow),
+            ],
+            key,
+        );
+        lists.set_capacity(capacity);
+        let (delta, problems) = lists.reload_all();
+        assert!(problems.is_empty(), "{problems:?}");
+        loaded.lists.apply(&delta).expect("apply lists");
         Self { dir, lists, loaded }
     }
 
@@ -68,10 +76,7 @@ impl Lab {
         let path = self.dir.join(file);
         std::fs::write(&path, text).expect("write");
         let delta = self.lists.reload(&path).expect("the edit is valid");
-        self.loaded
-            .lists
-            .apply(self.lists.compiled(), &delta)
-            .expect("apply");
+        self.loaded.lists.apply(&delta).expect("apply");
     }
 
     fn counter(&self, c: Counter) -> u64 {
@@ -325,29 +330,131 @@ fn dns_queries_are_dropped_by_name_suffix_and_odd_names_pass() {
     assert!(lab.counter(Counter::DroppedByDomain) >= 5);
 }
 
+/// `n` labels `d0 .. d{n-1}`.
+fn labels(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[test]
+fn dns_names_match_under_the_programs_key_at_every_label_length_and_depth() {
+    // Labels of 7, 8, 9, 16 and 63 bytes: the program hashes labels 8 bytes at a time.
+    let l63 = "a".repeat(63);
+    let block = format!(
+        "seven77.example\nexactly8.example\nnine-byte.example\nsixteen-bytes-ab.example\n\
+         {l63}.example\ntrailing.example.\n{}\n",
+        labels(16)
+    );
+    let mut lab = Lab::new("dnskey", &block, "");
+    let l62b = format!("{}b.example", "a".repeat(62));
+    let l63_up = format!("{}.EXAMPLE", "A".repeat(63));
+    let deep17 = format!("x.{}", labels(16));
+    let deep18 = format!("y.x.{}", labels(16));
+    let shallow15 = labels(16)
+        .split_once('.')
+        .map(|(_, r)| r.to_owned())
+        .expect("labels");
+    let wrong_tail = format!("{}.extra", labels(16));
+    let cases: Vec<(&str, u32, &str)> = vec![
+        ("seven77.example", DROP, "a 7-byte label: tail word only"),
+        ("EXACTLY8.Example", DROP, "one full word, any case"),
+        (
+            "exactly9.example",
+            PASS,
+            "the full word's last byte differs",
+        ),
+        ("xexactly8.example", PASS, "look-alike with a byte in front"),
+        ("x.nine-byte.example", DROP, "under a 9-byte label"),
+        ("NINE-BYTE.EXAMPLE", DROP, "a word and a tail, upper case"),
+        ("nine-bytf.example", PASS, "the tail byte differs"),
+        ("sixteen-bytes-ab.example", DROP, "two full words"),
+        ("Sixteen-Bytes-aB.example", DROP, "case in both words"),
+        ("sixteen-bytes-ac.example", PASS, "the second word differs"),
+        (&l63_up, DROP, "a 63-byte label, upper case"),
+        (&l62b, PASS, "a 63-byte look-alike"),
+        (
+            "trailing.example",
+            DROP,
+            "a rule written with a trailing dot",
+        ),
+        ("example", PASS, "the parent of the rules"),
+        ("example.example", PASS, "a sibling"),
+        (&deep17, DROP, "17 labels end in the 16-label rule"),
+        (&deep18, DROP, "18 labels end in the 16-label rule"),
+        (&shallow15, PASS, "15 labels are only a suffix of the rule"),
+        (&wrong_tail, PASS, "the rule's labels, not at the end"),
+    ];
+    for (name, want, why) in cases {
+        assert_eq!(lab.run(&dns_query(&wire(name))), want, "{name}: {why}");
+    }
+    assert_eq!(
+        lab.run(&dns_query(&wire(&labels(16)))),
+        DROP,
+        "the 16-label rule itself"
+    );
+}
+
+#[test]
+fn every_load_keys_domain_hashes_its_own_way() {
+    let mut a = Lab::new("key-a", "example.com\n", "");
+    let mut b = Lab::new("key-b", "example.com\n", "");
+    let (ka, kb) = (a.lists.domain_key(), b.lists.domain_key());
+    assert_ne!(ka, kb, "each load draws its own key");
+    let table = |lab: &Lab| -> Vec<(u64, u32)> { lab.lists.compiled().block.domains.clone() };
+    let (ta, tb) = (table(&a), table(&b));
+    assert_eq!((ta.len(), tb.len()), (1, 1));
+    assert_ne!(ta[0].0, tb[0].0, "one rule, another table key per load");
+    let query = dns_query(&wire("www.example.com"));
+    assert_eq!(a.run(&query), DROP);
+    assert_eq!(b.run(&query), DROP);
+
+    // Program `a` given the table key of `b`: nothing matches, the program hashes with the
+    // key in its own map.
+    let mut swap = xdp_audit::blocklist::Delta {
+        generation: a.lists.compiled().generation + 1,
+        ..Default::default()
+    };
+    swap.block.domains.upsert.push(tb[0]);
+    swap.block.domains.remove.push(ta[0].0);
+    a.loaded.lists.apply(&swap).expect("apply");
+    assert_eq!(a.run(&query), PASS, "b's hash means nothing to a");
+
+    // A key handed to the loader is the key in the map.
+    let loaded = Loaded::load(LoadOptions {
+        flow_table_size: 1024,
+        ringbuf_bytes: 1 << 16,
+        domain_key: Some(ka),
+        ..Default::default()
+    })
+    .expect("load");
+    assert_eq!(loaded.lists.domain_key().expect("read back"), ka);
+}
+
 #[test]
 fn a_reload_too_large_for_the_tables_changes_nothing_and_later_edits_still_apply() {
     let mut lab = Lab::new("toolarge", "203.0.113.7\n", "");
     let block = lab.dir.join("block.list");
-    // 2,000 addresses: over the 1,024 entries the tables were created with.
+    // 2,001 addresses (and the one they replace, until it is removed): over the 1,024
+    // entries the tables were created with.
     let mut big = String::from("203.0.113.8\n");
     for i in 0..2000u32 {
         let [_, _, c, d] = i.to_be_bytes();
         big.push_str(&format!("10.9.{c}.{d}\n"));
     }
     std::fs::write(&block, &big).expect("write");
-    let delta = lab.lists.reload(&block).expect("the file itself is valid");
-    let err = lab
-        .loaded
+    let diags = lab
         .lists
-        .apply_reload(&mut lab.lists, &delta)
-        .expect_err("the tables cannot hold it");
-    let msg = err.to_string();
+        .reload(&block)
+        .expect_err("the list set refuses what the tables cannot hold");
+    let msg = diags[0].to_string();
     assert!(
-        matches!(err, enforce::ReloadError::TooLarge { .. })
-            && msg.contains("block.list")
+        diags.len() == 1
+            && msg.starts_with(&format!("{}: not applied", block.display()))
+            && msg.contains("2002 entries in map BLOCK_V4, which holds 1024")
             && msg.contains("last good version"),
-        "{msg}"
+        "{diags:?}"
     );
     assert_eq!(
         lab.run(&to(v4(203, 0, 113, 7), 80)),

@@ -9,236 +9,15 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use agent_common::rules::{PortKey, RuleId};
+use agent_common::rules::RuleId;
 
-use super::net::{AddrBits, Net};
-use super::parse::{DomainRule, Edit, ParsedList, PortRange, Tagged};
-
-/// Where a rule came from: a list file (index into the set's files) and a 1-based line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Origin {
-    /// Index of the file in the [`super::ListSet`] (or in the files given to `compile`).
-    pub file: u32,
-    /// 1-based line.
-    pub line: u32,
-}
-
-/// One (protocol, port) slot of the port table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortSlot {
-    /// [`agent_common::proto::TCP`] or [`agent_common::proto::UDP`].
-    pub proto: u8,
-    /// Port, host order.
-    pub port: u16,
-}
-
-impl PortSlot {
-    /// The kernel key.
-    pub fn key(self) -> PortKey {
-        PortKey::new(self.proto, self.port)
-    }
-}
-
-/// Counts of what one list compiled into.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CompileStats {
-    /// Single IPv4 addresses (v4 exact table).
-    pub v4_exact: usize,
-    /// IPv4 prefixes shorter than /32 (v4 LPM table).
-    pub v4_prefix: usize,
-    /// Single IPv6 addresses.
-    pub v6_exact: usize,
-    /// IPv6 prefixes shorter than /128.
-    pub v6_prefix: usize,
-    /// Domain rules (names with everything under them).
-    pub domains: usize,
-    /// Port rules kept (a rule is a protocol and a port range).
-    pub port_rules: usize,
-    /// (protocol, port) slots those rules fill.
-    pub port_slots: usize,
-    /// Entries dropped because the same key was already listed.
-    pub duplicates: usize,
-    /// Entries dropped because a broader one covers them (a prefix containing an address or
-    /// a narrower prefix, a domain under a listed domain, ports inside an earlier range).
-    pub covered: usize,
-}
-
-impl CompileStats {
-    /// All kept entries (port rules counted once each, not per port).
-    pub fn kept(&self) -> usize {
-        self.v4_exact
-            + self.v4_prefix
-            + self.v6_exact
-            + self.v6_prefix
-            + self.domains
-            + self.port_rules
-    }
-
-    /// Entries folded away (duplicates and covered).
-    pub fn folded(&self) -> usize {
-        self.duplicates + self.covered
-    }
-}
-
-/// The tables of one list kind (allow or block), each sorted by key, each entry with its
-/// rule id. Addresses are host-order integers: the kernel key is `addr.to_be_bytes()` for the
-/// exact tables and [`Net::lpm_key`] for the prefix tables.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CompiledList {
-    /// /32 addresses.
-    pub v4_exact: Vec<(u32, RuleId)>,
-    /// IPv4 prefixes shorter than /32.
-    pub v4_prefix: Vec<(Net<u32>, RuleId)>,
-    /// /128 addresses.
-    pub v6_exact: Vec<(u128, RuleId)>,
-    /// IPv6 prefixes shorter than /128.
-    pub v6_prefix: Vec<(Net<u128>, RuleId)>,
-    /// One entry per (protocol, port); key with [`PortSlot::key`].
-    pub ports: Vec<(PortSlot, RuleId)>,
-    /// Domain suffix hashes ([`agent_common::domain::domain_hash`]).
-    pub domains: Vec<(u64, RuleId)>,
-    /// What went in and what was folded.
-    pub stats: CompileStats,
-}
-
-/// Changes to one table: apply every `upsert`, then every `remove`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableDelta<K> {
-    /// Keys to insert, or whose rule id changed.
-    pub upsert: Vec<(K, RuleId)>,
-    /// Keys to delete.
-    pub remove: Vec<K>,
-}
-
-impl<K> Default for TableDelta<K> {
-    fn default() -> Self {
-        TableDelta {
-            upsert: Vec::new(),
-            remove: Vec::new(),
-        }
-    }
-}
-
-impl<K> TableDelta<K> {
-    /// Whether nothing changes.
-    pub fn is_empty(&self) -> bool {
-        self.upsert.is_empty() && self.remove.is_empty()
-    }
-
-    /// Number of map operations.
-    pub fn len(&self) -> usize {
-        self.upsert.len() + self.remove.len()
-    }
-}
-
-/// Changes to the tables of one list kind, field for field as in [`CompiledList`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListDelta {
-    /// v4 exact table.
-    pub v4_exact: TableDelta<u32>,
-    /// v4 prefix table.
-    pub v4_prefix: TableDelta<Net<u32>>,
-    /// v6 exact table.
-    pub v6_exact: TableDelta<u128>,
-    /// v6 prefix table.
-    pub v6_prefix: TableDelta<Net<u128>>,
-    /// Port table.
-    pub ports: TableDelta<PortSlot>,
-    /// Domain table.
-    pub domains: TableDelta<u64>,
-}
-
-impl ListDelta {
-    /// Whether nothing changes.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Number of map operations.
-    pub fn len(&self) -> usize {
-        self.v4_exact.len()
-            + self.v4_prefix.len()
-            + self.v6_exact.len()
-            + self.v6_prefix.len()
-            + self.ports.len()
-            + self.domains.len()
-    }
-}
-
-/// Rule-id allocator. Ids of removed rules are reused, but only from the generation after
-/// their removal, so a drop record the kernel wrote just before a reload still names the rule
-/// it was written for.
-#[derive(Clone, Debug, Default)]
-pub struct IdAlloc {
-    next: RuleId,
-    free: Vec<RuleId>,
-    released: Vec<RuleId>,
-}
-
-impl IdAlloc {
-    /// Makes ids released in the previous generation available.
-    pub fn begin_generation(&mut self) {
-        self.free.append(&mut self.released);
-    }
-
-    fn alloc(&mut self) -> RuleId {
-        self.free.pop().unwrap_or_else(|| {
-            let id = self.next;
-            self.next = self.next.saturating_add(1);
-            id
-        })
-    }
-
-    fn release(&mut self, id: RuleId) {
-        self.released.push(id);
-    }
-
-    /// One past the highest id ever handed out: the size a per-rule counter array needs.
-    pub fn high_water(&self) -> RuleId {
-        self.next
-    }
-}
-
-/// Where ids are recorded while compiling: the origin of every live id, and the ids newly
-/// handed out (whose hit counters the loader resets).
-pub struct IdContext<'a> {
-    /// The allocator.
-    pub ids: &'a mut IdAlloc,
-    /// Origin by rule id.
-    pub origins: &'a mut Vec<Origin>,
-    /// Ids assigned in this compile.
-    pub assigned: &'a mut Vec<RuleId>,
-}
-
-impl IdContext<'_> {
-    fn set_origin(&mut self, id: RuleId, origin: Origin) {
-        let i = id as usize;
-        if self.origins.len() <= i {
-            self.origins.resize(i + 1, origin);
-        }
-        self.origins[i] = origin;
-    }
-
-    /// Merge-joins the new sorted `(key, origin)` entries with the previous sorted table:
-    /// keys in both keep their id (only the origin is refreshed), new keys get an id and an
-    /// upsert, vanished keys a remove. Linear in the table sizes.
-    fn join<K: Ord + Copy>(
-        &mut self,
-        prev: &[(K, RuleId)],
-        next: Vec<(K, Origin)>,
-        delta: &mut TableDelta<K>,
-    ) -> Vec<(K, RuleId)> {
-        let mut out = Vec::with_capacity(next.len());
-        // Ids stay below the high-water mark plus this table's size: reserve that once, exactly,
-        // instead of letting the origin table double past it.
-        let bound = self.ids.high_water() as usize + next.len();
-        if self.origins.capacity() < bound {
-            self.origins.reserve_exact(bound - self.origins.len());
-        }
-        self.diff_region(prev, &next, &mut out, delta);
-        out
-    }
-}
+use super::domain::DomainRule;
+use super::ids::{IdContext, Origin};
+use super::line::PortRange;
+use super::parse::{ParsedList, Tagged};
+use super::reparse::Edit;
+use super::tables::{CompileStats, CompiledList, ListDelta, PortSlot, TableDelta};
+use crate::net::{AddrBits, Net};
 
 /// Compiles the lists of one kind (`(file index, parsed file)` in file order) against the
 /// previous tables of that kind, returning the new tables and the delta between them.
@@ -314,11 +93,7 @@ pub(crate) fn compile_edit(
     ctx: &mut IdContext<'_>,
 ) -> (CompiledList, ListDelta) {
     // Lines after the edited region moved; ids in it are re-resolved below.
-    for o in ctx.origins.iter_mut() {
-        if o.file == file && o.line >= edit.last_removed {
-            o.line = (i64::from(o.line) + edit.shift) as u32;
-        }
-    }
+    ctx.move_lines(file, edit.last_removed, edit.shift);
     let mut delta = ListDelta::default();
     let mut stats = CompileStats::default();
     let (v4_exact, v4_prefix) = refold_nets(
@@ -385,48 +160,6 @@ fn distinct<T, K: PartialEq>(v: &[Tagged<T>], key: impl Fn(&T) -> K) -> usize {
         }
     }
     n
-}
-
-impl IdContext<'_> {
-    /// Diffs the old and new kept entries of one region (both sorted by key), appending the
-    /// new ones with their ids to `out` and recording the delta.
-    fn diff_region<K: Ord + Copy>(
-        &mut self,
-        old: &[(K, RuleId)],
-        new: &[(K, Origin)],
-        out: &mut Vec<(K, RuleId)>,
-        delta: &mut TableDelta<K>,
-    ) {
-        let mut p = old.iter().peekable();
-        for &(key, origin) in new {
-            while let Some(&&(pk, pid)) = p.peek() {
-                if pk >= key {
-                    break;
-                }
-                delta.remove.push(pk);
-                self.ids.release(pid);
-                p.next();
-            }
-            let id = match p.peek() {
-                Some(&&(pk, pid)) if pk == key => {
-                    p.next();
-                    pid
-                }
-                _ => {
-                    let id = self.ids.alloc();
-                    delta.upsert.push((key, id));
-                    self.assigned.push(id);
-                    id
-                }
-            };
-            self.set_origin(id, origin);
-            out.push((key, id));
-        }
-        for &(pk, pid) in p {
-            delta.remove.push(pk);
-            self.ids.release(pid);
-        }
-    }
 }
 
 /// Kept single addresses and prefixes of one family, with their ids.
@@ -758,11 +491,17 @@ fn expand_ports<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_common::domain::domain_hash;
+    use crate::blocklist::ids::IdAlloc;
+    use agent_common::domain::{domain_hash, DomainKey};
     use agent_common::proto;
 
+    const KEY: DomainKey = DomainKey {
+        label: [1, 2],
+        suffix: [3, 4],
+    };
+
     fn parsed(text: &str) -> ParsedList {
-        ParsedList::parse(text.as_bytes()).expect("test list is good")
+        ParsedList::parse(text.as_bytes(), &KEY).expect("test list is good")
     }
 
     struct State {
@@ -787,6 +526,7 @@ mod tests {
                 ids: &mut self.ids,
                 origins: &mut self.origins,
                 assigned: &mut assigned,
+                log: None,
             };
             let (t, d) = compile_kind(
                 files.iter().enumerate().map(|(i, p)| (i as u32, *p)),
@@ -827,7 +567,10 @@ mod tests {
         );
         assert_eq!(t.v6_exact.len(), 1);
         assert_eq!(t.v6_prefix.len(), 1);
-        let mut want = vec![domain_hash("example.com"), domain_hash("badexample.com")];
+        let mut want = vec![
+            domain_hash(&KEY, "example.com"),
+            domain_hash(&KEY, "badexample.com"),
+        ];
         want.sort();
         assert_eq!(t.domains.iter().map(|e| e.0).collect::<Vec<_>>(), want);
         assert_eq!(t.ports.len(), 11 + 1);

@@ -14,7 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::blocklist::watch::{self, ListWatcher};
-use crate::blocklist::{warn_diagnostics, Delta, Diagnostic, ListKind, ListSet};
+use crate::blocklist::{warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet};
 use crate::clock::WallClock;
 use crate::cmd::store_args::StoreArgs;
 use crate::enforce;
@@ -201,7 +201,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| (p.clone(), ListKind::Block))
         .chain(args.allowlists.iter().map(|p| (p.clone(), ListKind::Allow)));
-    let mut lists = ListSet::new(files);
+    let key = crate::blocklist::random_key().context("drawing the key for domain hashes")?;
+    let mut lists = ListSet::new(files, key);
     let started = Instant::now();
     let (delta, problems) = lists.reload_all();
     if !problems.is_empty() {
@@ -209,14 +210,17 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         warn!("list files with problems are not enforced until fixed");
     }
 
+    let capacity = Capacity::for_lists(lists.compiled(), args.list_capacity);
+    lists.set_capacity(capacity);
     let mut loaded = Loaded::load(LoadOptions {
         flow_table_size: args.flow_table_size,
         ringbuf_bytes: args.ringbuf_bytes,
-        list_capacity: enforce::capacities(lists.compiled(), args.list_capacity),
+        list_capacity: capacity.map_sizes(),
+        domain_key: Some(key),
     })?;
     loaded
         .lists
-        .apply(lists.compiled(), &delta)
+        .apply(&delta)
         .context("loading the lists into the kernel")?;
     let c = lists.compiled();
     info!(
@@ -315,15 +319,14 @@ impl Lists {
             info!("{what}: no change");
             return;
         }
-        match maps.apply_reload(&mut self.set, &delta) {
+        match maps.apply(&delta) {
             Ok(()) => info!(
                 changes = delta.allow.len() + delta.block.len(),
                 ms = started.elapsed().as_millis() as u64,
                 generation = delta.generation,
                 "{what}: applied"
             ),
-            Err(e @ enforce::ReloadError::TooLarge { .. }) => error!("{what}: {e}"),
-            Err(enforce::ReloadError::Failed(e)) => {
+            Err(e) => {
                 self.stale = true;
                 let e = anyhow::Error::from(e);
                 error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e:#}");

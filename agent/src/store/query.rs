@@ -10,82 +10,24 @@
 //! start time), then the journals in file order.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::journal::{self, JournalError};
 use super::manifest::{self, Body, ManifestError, SegmentInfo};
 use super::seal;
 use super::segment::{ip_to_column, SegmentError, SegmentReader};
+use crate::net::Net;
 use crate::record::{FlowRecord, Mac};
 
-/// An address prefix, held in the 16-byte column form (IPv4 as `::ffff:a.b.c.d/96+len`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    net: [u8; 16],
-    bits: u8,
-}
+/// The `--ip` / `--cidr` filter: the one prefix type ([`crate::net::Prefix`]), parsed as list
+/// files are (strictly: host bits set after the prefix is an error).
+pub use crate::net::Prefix as Cidr;
 
-impl Cidr {
-    /// The prefix holding exactly `ip`.
-    pub fn host(ip: IpAddr) -> Self {
-        Self {
-            net: ip_to_column(ip),
-            bits: 128,
-        }
-    }
-
-    /// Whether the 16-byte address is inside the prefix.
-    pub fn contains(&self, ip: &[u8; 16]) -> bool {
-        let a = u128::from_be_bytes(*ip);
-        let n = u128::from_be_bytes(self.net);
-        let mask = if self.bits == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(self.bits))
-        };
-        a & mask == n & mask
-    }
-
-    /// Smallest and largest address of the prefix, 16-byte form.
-    pub fn range(&self) -> ([u8; 16], [u8; 16]) {
-        let n = u128::from_be_bytes(self.net);
-        let host = if self.bits == 0 {
-            u128::MAX
-        } else {
-            !(u128::MAX << (128 - u32::from(self.bits)))
-        };
-        ((n & !host).to_be_bytes(), (n | host).to_be_bytes())
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let ip: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let len: u8 = match len {
-            Some(l) => l
-                .parse()
-                .ok()
-                .filter(|&n| n <= max)
-                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-            None => max,
-        };
-        Ok(Self {
-            net: ip_to_column(ip),
-            bits: if ip.is_ipv4() { 96 + len } else { len },
-        })
-    }
+/// Whether the 16-byte column form of an address is inside `net` (a prefix in column form,
+/// [`Cidr::to_v6_mapped`]).
+fn in_column(net: Net<u128>, a: &[u8; 16]) -> bool {
+    net.contains(u128::from_be_bytes(*a))
 }
 
 /// What to look for. Every set condition must hold.
@@ -112,8 +54,10 @@ pub struct Filter {
 impl Filter {
     /// Whether a record matches.
     pub fn matches(&self, r: &FlowRecord) -> bool {
-        if let Some(c) = &self.cidr {
-            if !c.contains(&ip_to_column(r.src_ip)) && !c.contains(&ip_to_column(r.dst_ip)) {
+        if let Some(c) = self.cidr {
+            let net = c.to_v6_mapped();
+            if !in_column(net, &ip_to_column(r.src_ip)) && !in_column(net, &ip_to_column(r.dst_ip))
+            {
                 return false;
             }
         }
@@ -260,6 +204,7 @@ struct SegmentScan {
 
 fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
     let seg = SegmentReader::open(path)?;
+    let net = f.cidr.map(Cidr::to_v6_mapped);
     let index = match f.cidr {
         Some(_) if !f.ignore_index => seg.address_index()?,
         _ => None,
@@ -275,7 +220,7 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
             (Some(s), Some(e)) => f.overlaps(s.0, s.1.max(e.1)),
             _ => true,
         };
-        let cidr_range = f.cidr.map(|c| c.range());
+        let cidr_range = net.map(|n| (n.addr.to_be_bytes(), n.last().to_be_bytes()));
         let ip_ok = match (cidr_range, st.src_ip, st.dst_ip) {
             (Some(c), Some(s), Some(d)) => ranges_meet(c, s) || ranges_meet(c, d),
             _ => true,
@@ -284,12 +229,11 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
             out.skipped += 1;
             continue;
         }
-        let mask = match (&f.cidr, index.as_ref().and_then(|x| x.group(g))) {
-            (Some(c), Some(gi)) => {
+        let mask = match (net, index.as_ref().and_then(|x| x.group(g))) {
+            (Some(n), Some(gi)) => {
                 // Indexed: the source rows are one range from the footer; the destination
                 // column is scanned only when its filter does not rule the address out.
-                let (lo, hi) = c.range();
-                let (lo, hi) = (u128::from_be_bytes(lo), u128::from_be_bytes(hi));
+                let (lo, hi) = (n.addr, n.last());
                 let src = gi.src_rows(lo, hi);
                 let dst_maybe = lo != hi || gi.dst_may_contain(lo);
                 if src.is_empty() && !dst_maybe {
@@ -297,7 +241,7 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
                     continue;
                 }
                 let mut mask = if dst_maybe {
-                    seg.dst_mask(g, &|a: &[u8; 16]| c.contains(a))?
+                    seg.dst_mask(g, &|a: &[u8; 16]| in_column(n, a))?
                 } else {
                     vec![false; st.rows]
                 };
@@ -314,8 +258,8 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
                 }
                 Some(mask)
             }
-            (Some(c), None) => {
-                let mask = seg.address_mask(g, &|a: &[u8; 16]| c.contains(a))?;
+            (Some(n), None) => {
+                let mask = seg.address_mask(g, &|a: &[u8; 16]| in_column(n, a))?;
                 if !mask.contains(&true) {
                     out.skipped += 1;
                     continue;
@@ -485,14 +429,17 @@ mod tests {
     #[test]
     fn cidr_and_spans_parse_and_match() {
         let c: Cidr = "10.1.0.0/16".parse().expect("cidr");
-        assert!(c.contains(&ip_to_column("10.1.200.3".parse().expect("ip"))));
-        assert!(!c.contains(&ip_to_column("10.2.0.1".parse().expect("ip"))));
-        let (lo, hi) = c.range();
-        assert_eq!(lo, ip_to_column("10.1.0.0".parse().expect("ip")));
-        assert_eq!(hi, ip_to_column("10.1.255.255".parse().expect("ip")));
+        let col = |ip: &str| ip_to_column(ip.parse().expect("ip"));
+        let n = c.to_v6_mapped();
+        assert!(in_column(n, &col("10.1.200.3")));
+        assert!(in_column(n, &col("10.1.0.0")));
+        assert!(!in_column(n, &col("10.2.0.1")));
+        assert!(!in_column(n, &col("10.0.255.255")));
         let v6: Cidr = "2001:db8::/32".parse().expect("cidr6");
-        assert!(v6.contains(&ip_to_column("2001:db8:1::5".parse().expect("ip"))));
+        assert!(in_column(v6.to_v6_mapped(), &col("2001:db8:1::5")));
+        assert!(!in_column(v6.to_v6_mapped(), &col("::ffff:10.1.0.1")));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("10.1.2.3/16".parse::<Cidr>().is_err(), "host bits set");
         assert!("nonsense".parse::<Cidr>().is_err());
         assert_eq!(parse_span_ns("1h30m"), Ok(5_400_000_000_000));
         assert_eq!(parse_span_ns("2h"), Ok(7_200_000_000_000));

@@ -1,0 +1,495 @@
+//! The configured list files and the tables in force: each reload reads the files that
+//! changed, keeps the last good version of a file that does not parse, compiles once, and
+//! hands the caller a [`Delta`] for the kernel maps.
+
+use std::path::{Path, PathBuf};
+
+use agent_common::domain::DomainKey;
+use agent_common::rules::RuleId;
+
+use super::compile::{compile_edit, compile_kind};
+use super::error::{Diagnostic, Problem};
+use super::ids::{IdAlloc, IdContext, Origin, OriginLog};
+use super::parse::{LineStats, ParsedList};
+use super::reparse::Edit;
+use super::tables::{Capacity, CompiledList, ListDelta, Table};
+use super::{release_freed_memory, ListKind};
+
+/// The tables of both list kinds and the origin of every rule id.
+#[derive(Clone, Debug, Default)]
+pub struct CompiledLists {
+    /// Allowlist tables.
+    pub allow: CompiledList,
+    /// Blocklist tables.
+    pub block: CompiledList,
+    /// Bumped by every reload that changed a table; the kernel's verdict cache compares it.
+    pub generation: u64,
+    origins: Vec<Origin>,
+}
+
+impl CompiledLists {
+    /// The origin of a rule id, as the run loop names it in drop records and `status`. Ids of
+    /// rules removed by the last reload still resolve to their old origin until reused.
+    pub fn origin(&self, id: RuleId) -> Option<Origin> {
+        self.origins.get(id as usize).copied()
+    }
+
+    /// The tables of one kind.
+    pub fn list(&self, kind: ListKind) -> &CompiledList {
+        match kind {
+            ListKind::Allow => &self.allow,
+            ListKind::Block => &self.block,
+        }
+    }
+}
+
+/// What a reload changes in the kernel maps.
+///
+/// Apply in this order so no packet is judged against a half-applied list: every `upsert` of
+/// `block`, then of `allow`, then every `remove` of `allow`, then of `block`. Entries present
+/// before and after are never removed (they keep their key and id), so nothing blocked in both
+/// versions is ever un-blocked; a newly broader prefix is inserted before the narrower
+/// entries it folds are removed, and vice versa. Bump the generation last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Allowlist table changes.
+    pub allow: ListDelta,
+    /// Blocklist table changes.
+    pub block: ListDelta,
+    /// Rule ids handed out by this reload (new or reused): reset their hit counters.
+    pub assigned: Vec<RuleId>,
+    /// The generation after this delta ([`CompiledLists::generation`]).
+    pub generation: u64,
+}
+
+impl Delta {
+    /// Whether no map changes.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.block.is_empty()
+    }
+}
+
+/// A configured list file and its last good version.
+#[derive(Debug)]
+struct ListFile {
+    path: PathBuf,
+    kind: ListKind,
+    good: Option<Good>,
+}
+
+#[derive(Debug)]
+struct Good {
+    source: Vec<u8>,
+    parsed: ParsedList,
+}
+
+/// Where a rule came from, resolved to a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleOrigin<'a> {
+    /// The list file.
+    pub path: &'a Path,
+    /// Allow or block.
+    pub kind: ListKind,
+    /// 1-based line.
+    pub line: u32,
+}
+
+/// The configured list files, the last good version of each, and their compiled tables.
+#[derive(Debug)]
+pub struct ListSet {
+    files: Vec<ListFile>,
+    compiled: CompiledLists,
+    ids: IdAlloc,
+    /// The key domain rules are hashed with: the one the kernel holds.
+    key: DomainKey,
+    /// What the kernel tables hold, once they exist; a reload that would outgrow one is
+    /// refused.
+    capacity: Option<Capacity>,
+    /// Files changed since the last compile: an edit to apply incrementally, or `None` when
+    /// the file was parsed whole.
+    pending: Vec<(usize, Option<Edit>)>,
+    /// What the reload under way replaced, file by file (`None`: the file had no good
+    /// version), so a reload the tables cannot hold leaves every file as it was.
+    staged: Vec<(usize, Option<Vec<u8>>)>,
+}
+
+/// The first table a reload would outgrow.
+struct Overflow {
+    map: &'static str,
+    capacity: u32,
+    needed: usize,
+}
+
+impl ListSet {
+    /// A set of list files, none loaded yet (call [`ListSet::reload_all`]), whose domain
+    /// rules are hashed with `key`: the key the program was (or will be) loaded with.
+    pub fn new(files: impl IntoIterator<Item = (PathBuf, ListKind)>, key: DomainKey) -> ListSet {
+        ListSet {
+            files: files
+                .into_iter()
+                .map(|(path, kind)| ListFile {
+                    path,
+                    kind,
+                    good: None,
+                })
+                .collect(),
+            compiled: CompiledLists::default(),
+            ids: IdAlloc::default(),
+            key,
+            capacity: None,
+            pending: Vec::new(),
+            staged: Vec::new(),
+        }
+    }
+
+    /// The key domain rules are hashed with.
+    pub fn domain_key(&self) -> DomainKey {
+        self.key
+    }
+
+    /// From now on, refuse a reload that would need more entries in a table than `capacity`
+    /// gives it (counting both versions' entries, which a table holds for a moment while a
+    /// delta is applied). Call it once the kernel tables exist.
+    pub fn set_capacity(&mut self, capacity: Capacity) {
+        self.capacity = Some(capacity);
+    }
+
+    /// Whether `path` was configured as an allow or a block list (the first, if both).
+    pub fn kind_of(&self, path: &Path) -> Option<ListKind> {
+        self.files.iter().find(|f| f.path == path).map(|f| f.kind)
+    }
+
+    /// The configured paths (for the watcher), each once.
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = Vec::new();
+        for f in &self.files {
+            if !v.contains(&f.path.as_path()) {
+                v.push(&f.path);
+            }
+        }
+        v
+    }
+
+    /// The compiled tables now in force.
+    pub fn compiled(&self) -> &CompiledLists {
+        &self.compiled
+    }
+
+    /// Resolves a rule id to its file and line.
+    pub fn origin(&self, id: RuleId) -> Option<RuleOrigin<'_>> {
+        let o = self.compiled.origin(id)?;
+        let f = self.files.get(o.file as usize)?;
+        Some(RuleOrigin {
+            path: &f.path,
+            kind: f.kind,
+            line: o.line,
+        })
+    }
+
+    /// Line counts of a file's version in force (`None` if it never loaded).
+    pub fn line_stats(&self, path: &Path) -> Option<LineStats> {
+        self.files
+            .iter()
+            .find(|f| f.path == path)
+            .and_then(|f| f.good.as_ref())
+            .map(|g| g.parsed.stats)
+    }
+
+    /// Re-reads every file (start-up, SIGHUP). Bad or unreadable files keep their last good
+    /// version (none at start-up) and are reported; the others apply, unless together they
+    /// would outgrow a table (then none does, and each is reported).
+    pub fn reload_all(&mut self) -> (Delta, Vec<Diagnostic>) {
+        self.staged.clear();
+        let mut diagnostics = Vec::new();
+        for i in 0..self.files.len() {
+            if let Err(mut d) = self.stage(i) {
+                diagnostics.append(&mut d);
+            }
+        }
+        match self.commit() {
+            Ok(delta) => (delta, diagnostics),
+            Err(mut refused) => {
+                diagnostics.append(&mut refused);
+                (self.unchanged(), diagnostics)
+            }
+        }
+    }
+
+    /// Re-reads one file (the watcher says it changed). On any problem nothing changes and
+    /// every problem is returned; the file's last good version stays in force.
+    pub fn reload(&mut self, path: &Path) -> Result<Delta, Vec<Diagnostic>> {
+        self.staged.clear();
+        let indices: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files[i].path == path)
+            .collect();
+        if indices.is_empty() {
+            return Err(vec![Diagnostic {
+                path: path.to_owned(),
+                line: None,
+                problem: Problem::NotConfigured,
+            }]);
+        }
+        let mut changed = false;
+        for i in indices {
+            changed |= self.stage(i)?;
+        }
+        if !changed {
+            return Ok(self.unchanged());
+        }
+        self.commit()
+    }
+
+    /// Re-reads several files (one watcher report) and compiles once. Files with problems
+    /// keep their last good version and are reported; the others apply together, unless
+    /// together they would outgrow a table (then none does, and each is reported).
+    pub fn reload_many(&mut self, paths: &[PathBuf]) -> (Delta, Vec<Diagnostic>) {
+        self.staged.clear();
+        let mut diagnostics = Vec::new();
+        let mut changed = false;
+        for path in paths {
+            let indices: Vec<usize> = (0..self.files.len())
+                .filter(|&i| self.files[i].path == *path)
+                .collect();
+            if indices.is_empty() {
+                diagnostics.push(Diagnostic {
+                    path: path.clone(),
+                    line: None,
+                    problem: Problem::NotConfigured,
+                });
+            }
+            for i in indices {
+                match self.stage(i) {
+                    Ok(c) => changed |= c,
+                    Err(mut d) => diagnostics.append(&mut d),
+                }
+            }
+        }
+        if !changed {
+            return (self.unchanged(), diagnostics);
+        }
+        match self.commit() {
+            Ok(delta) => (delta, diagnostics),
+            Err(mut refused) => {
+                diagnostics.append(&mut refused);
+                (self.unchanged(), diagnostics)
+            }
+        }
+    }
+
+    /// One past the highest rule id handed out so far: the size a per-rule hit-counter array
+    /// needs now (ids are dense and reused, so it stays near the number of live rules).
+    pub fn rule_id_bound(&self) -> RuleId {
+        self.ids.high_water()
+    }
+
+    /// The delta of a reload that changed nothing.
+    fn unchanged(&self) -> Delta {
+        Delta {
+            generation: self.compiled.generation,
+            ..Delta::default()
+        }
+    }
+
+    /// Reads and parses file `i`, replacing its good version on success. Returns whether its
+    /// contents changed.
+    fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
+        let file = &mut self.files[i];
+        let bytes = std::fs::read(&file.path).map_err(|e| {
+            vec![Diagnostic {
+                path: file.path.clone(),
+                line: None,
+                problem: Problem::Read(e),
+            }]
+        })?;
+        match &mut file.good {
+            Some(good) if good.source == bytes => Ok(false),
+            Some(good) => {
+                // Incremental: only the lines between the common head and tail are parsed.
+                let edit = good
+                    .parsed
+                    .update_tracked(&good.source, &bytes)
+                    .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
+                let before = std::mem::replace(&mut good.source, bytes);
+                self.staged.push((i, Some(before)));
+                self.pending.push((i, edit));
+                Ok(true)
+            }
+            None => {
+                let parsed = ParsedList::parse(&bytes, &self.key)
+                    .map_err(|bad| Diagnostic::bad_lines(&file.path, bad))?;
+                file.good = Some(Good {
+                    source: bytes,
+                    parsed,
+                });
+                self.staged.push((i, None));
+                self.pending.push((i, None));
+                Ok(true)
+            }
+        }
+    }
+
+    /// Puts every file the reload under way changed back to its version before it.
+    fn unstage(&mut self) {
+        for (i, before) in std::mem::take(&mut self.staged).into_iter().rev() {
+            let file = &mut self.files[i];
+            match (before, file.good.as_mut()) {
+                (Some(before), Some(good)) => {
+                    // The same lines as the edit, re-parsed the other way.
+                    if good.parsed.update(&good.source, &before).is_err() {
+                        // It parsed when it was loaded; should it not now, parse it whole.
+                        file.good = ParsedList::parse(&before, &self.key)
+                            .ok()
+                            .map(|parsed| Good {
+                                source: before,
+                                parsed,
+                            });
+                    } else {
+                        good.source = before;
+                    }
+                }
+                _ => file.good = None,
+            }
+        }
+    }
+
+    /// Compiles both kinds from the good versions and diffs against the tables in force. A
+    /// kind none of whose files changed is left as it is; a kind fed by one file with one
+    /// incremental edit is patched ([`compile_edit`]); anything else is compiled whole.
+    ///
+    /// When the result would outgrow a table, nothing changes: the staged files go back to
+    /// their versions before the reload, rule ids and origins to theirs, and each staged file
+    /// is reported with the table.
+    fn commit(&mut self) -> Result<Delta, Vec<Diagnostic>> {
+        // Only a refusal needs these back; the tables themselves are replaced on success only.
+        let mut saved = self
+            .capacity
+            .map(|_| (self.ids.clone(), OriginLog::new(&self.compiled.origins)));
+        self.ids.begin_generation();
+        let pending = std::mem::take(&mut self.pending);
+        let mut assigned = Vec::new();
+        let mut ctx = IdContext {
+            ids: &mut self.ids,
+            origins: &mut self.compiled.origins,
+            assigned: &mut assigned,
+            log: saved.as_mut().map(|(_, log)| log),
+        };
+        let files = &self.files;
+        let mut lists = [None, None];
+        let mut deltas = [ListDelta::default(), ListDelta::default()];
+        for (slot, kind) in KINDS.into_iter().enumerate() {
+            let changes: Vec<&(usize, Option<Edit>)> = pending
+                .iter()
+                .filter(|(i, _)| files[*i].kind == kind)
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let sources: Vec<(u32, &ParsedList)> = files
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    let good = f.good.as_ref().filter(|_| f.kind == kind)?;
+                    Some((i as u32, &good.parsed))
+                })
+                .collect();
+            let prev = match kind {
+                ListKind::Allow => &self.compiled.allow,
+                ListKind::Block => &self.compiled.block,
+            };
+            let (list, delta) = match (changes.as_slice(), sources.as_slice()) {
+                ([(i, Some(edit))], [(f, parsed)]) if *i as u32 == *f => {
+                    compile_edit(*f, parsed, edit, prev, &mut ctx)
+                }
+                _ => compile_kind(sources.iter().copied(), prev, &mut ctx),
+            };
+            lists[slot] = Some(list);
+            deltas[slot] = delta;
+        }
+        if let Some(over) = self.overflow(&lists, &deltas) {
+            if let Some((ids, log)) = saved {
+                self.ids = ids;
+                log.undo(&mut self.compiled.origins);
+            }
+            let refused = self.refuse(&over);
+            self.unstage();
+            release_freed_memory();
+            return Err(refused);
+        }
+        let [allow, block] = lists;
+        if let Some(list) = allow {
+            self.compiled.allow = list;
+        }
+        if let Some(list) = block {
+            self.compiled.block = list;
+        }
+        let [allow_delta, block_delta] = deltas;
+        if !(allow_delta.is_empty() && block_delta.is_empty()) {
+            self.compiled.generation += 1;
+        }
+        let delta = Delta {
+            allow: allow_delta,
+            block: block_delta,
+            assigned,
+            generation: self.compiled.generation,
+        };
+        release_freed_memory();
+        Ok(delta)
+    }
+
+    /// The first table the new lists (with their deltas) would outgrow: while a delta is
+    /// applied, a table holds the new entries and the ones about to be removed.
+    fn overflow(
+        &self,
+        lists: &[Option<CompiledList>; 2],
+        deltas: &[ListDelta; 2],
+    ) -> Option<Overflow> {
+        let capacity = self.capacity?;
+        for (slot, kind) in KINDS.into_iter().enumerate() {
+            let Some(list) = &lists[slot] else { continue };
+            for t in Table::ALL {
+                let needed = list.len(t) + deltas[slot].removes(t);
+                let cap = capacity.get(kind, t);
+                if needed > cap as usize {
+                    return Some(Overflow {
+                        map: t.map_name(kind),
+                        capacity: cap,
+                        needed,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// One diagnostic per file of a refused reload, naming the table and the other files.
+    fn refuse(&self, over: &Overflow) -> Vec<Diagnostic> {
+        let paths: Vec<&PathBuf> = self
+            .staged
+            .iter()
+            .map(|(i, _)| &self.files[*i].path)
+            .collect();
+        paths
+            .iter()
+            .map(|path| Diagnostic {
+                path: (*path).clone(),
+                line: None,
+                problem: Problem::TooLarge {
+                    map: over.map,
+                    capacity: over.capacity,
+                    needed: over.needed,
+                    with: paths
+                        .iter()
+                        .filter(|p| *p != path)
+                        .map(|p| (*p).clone())
+                        .collect(),
+                },
+            })
+            .collect()
+    }
+}
+
+/// Both list kinds, in the order of the compiler's slots.
+const KINDS: [ListKind; 2] = [ListKind::Allow, ListKind::Block];
+
+#[cfg(test)]
+mod tests;
