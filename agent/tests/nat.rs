@@ -238,6 +238,8 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
         &shared,
         ListenerConfig {
             capture: Some(capture.clone()),
+            // Periodic dumps while sessions are live: none of them may close a live session.
+            resync_interval: Duration::from_millis(300),
             ..Default::default()
         },
     );
@@ -537,6 +539,21 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
         assert_eq!(s.entry.counters_reply.map(|c| c.packets), Some(1));
     }
     let counters = listener.counters();
+    let dumps = counters.dumps.load(Ordering::Relaxed);
+    shared.wait_until(
+        "a periodic dump after the traffic",
+        Duration::from_secs(10),
+        |_| counters.dumps.load(Ordering::Relaxed) > dumps,
+    );
+    let stats = shared.table.lock().expect("table lock").stats();
+    assert_eq!(
+        stats.closed_missing, 0,
+        "a periodic dump closed a live session"
+    );
+    assert_eq!(
+        stats.recovered, 0,
+        "a periodic dump found a session the events missed"
+    );
     assert_eq!(
         counters.enobufs.load(Ordering::Relaxed),
         0,

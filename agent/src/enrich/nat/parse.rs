@@ -19,6 +19,7 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
 const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_MULTI: u16 = 0x2;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
@@ -212,7 +213,8 @@ pub enum CtKind {
     Update,
     /// The entry was destroyed (`IPCTNL_MSG_CT_DELETE`).
     Destroy,
-    /// An entry listed by a dump (`IPCTNL_MSG_CT_GET` reply).
+    /// An entry listed by a dump (a multipart `IPCTNL_MSG_CT_NEW` answering our
+    /// `IPCTNL_MSG_CT_GET`).
     Dumped,
 }
 
@@ -314,7 +316,12 @@ fn next_message(buf: &[u8], at: usize) -> Result<(NlItem, usize), ParseError> {
         }
         NLMSG_NOOP | NLMSG_OVERRUN => NlItem::Other(ty),
         _ if ty >> 8 == NFNL_SUBSYS_CTNETLINK => {
-            let kind = match (ty & 0xff, flags & (NLM_F_CREATE | NLM_F_EXCL)) {
+            // Dump replies are IPCTNL_MSG_CT_NEW parts of a multipart answer; events are
+            // never multipart.
+            let kind = match (ty & 0xff, flags & (NLM_F_CREATE | NLM_F_EXCL | NLM_F_MULTI)) {
+                (IPCTNL_MSG_CT_NEW | IPCTNL_MSG_CT_GET, f) if f & NLM_F_MULTI != 0 => {
+                    CtKind::Dumped
+                }
                 (IPCTNL_MSG_CT_NEW, 0) => CtKind::Update,
                 (IPCTNL_MSG_CT_NEW, _) => CtKind::New,
                 (IPCTNL_MSG_CT_GET, _) => CtKind::Dumped,
