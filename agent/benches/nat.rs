@@ -16,7 +16,7 @@ use xdp_audit::enrich::nat::parse::{
 use xdp_audit::enrich::nat::{InsideKey, NatTable, NatUpdate, OutsideKey, TableConfig};
 
 const SESSIONS: usize = 50_000;
-const LOOKUPS: usize = 5_000_000;
+const LOOKUPS: usize = 2_000_000;
 const LAB: &[u8] = include_bytes!("../tests/fixtures/nat/lab.bin");
 
 struct Rng(u64);

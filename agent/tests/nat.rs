@@ -566,9 +566,10 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
     let raw = std::fs::read(&capture)
         .unwrap_or_else(|e| panic!("read capture {}: {e}", capture.display()));
     let kinds = messages(&raw).fold(HashMap::new(), |mut m, item| {
-        match item.unwrap_or_else(|e| panic!("capture {}: {e}", capture.display())) {
-            NlItem::Conntrack(msg) => *m.entry(msg.kind).or_insert(0usize) += 1,
-            _ => {}
+        if let NlItem::Conntrack(msg) =
+            item.unwrap_or_else(|e| panic!("capture {}: {e}", capture.display()))
+        {
+            *m.entry(msg.kind).or_insert(0usize) += 1;
         }
         m
     });
