@@ -1,0 +1,186 @@
+//! NAT figures: lookups in a `NatTable` holding 50,000 open sessions, by inside tuple (the
+//! flow join) and by outside address and port (the lawful query), next to a
+//! `HashMap<u64, u64>` lookup measured in the same run; and conntrack message parse
+//! throughput over the messages captured in the lab (`tests/fixtures/nat/lab.bin`).
+//!
+//! Run: `cargo bench -p xdp-audit --bench nat`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use xdp_audit::enrich::nat::parse::{
+    messages, CtEntry, CtKind, CtMessage, CtStatus, CtTuple, NlItem, L4,
+};
+use xdp_audit::enrich::nat::{InsideKey, NatTable, NatUpdate, OutsideKey, TableConfig};
+
+const SESSIONS: usize = 50_000;
+const LOOKUPS: usize = 2_000_000;
+const LAB: &[u8] = include_bytes!("../tests/fixtures/nat/lab.bin");
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic, so every run builds the same table.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn session(rng: &mut Rng, id: u32) -> CtEntry {
+    let r = rng.next();
+    let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0xffff)));
+    let server = IpAddr::V4(Ipv4Addr::from((r >> 16) as u32));
+    let gw = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + (id % 4) as u8));
+    let (sport, oport) = ((r >> 48) as u16 | 1024, 1024 + (id % 60_000) as u16);
+    CtEntry {
+        id,
+        orig: CtTuple {
+            proto: 6,
+            src: client,
+            dst: server,
+            l4: L4::Ports {
+                src: sport,
+                dst: 443,
+            },
+        },
+        reply: CtTuple {
+            proto: 6,
+            src: server,
+            dst: gw,
+            l4: L4::Ports {
+                src: 443,
+                dst: oport,
+            },
+        },
+        status: CtStatus(CtStatus::SRC_NAT | CtStatus::CONFIRMED),
+        zone: 0,
+        mark: 0,
+        timeout_s: None,
+        start_ns: None,
+        stop_ns: None,
+        counters_orig: None,
+        counters_reply: None,
+    }
+}
+
+/// Nanoseconds per call of `f` over `n` calls.
+fn per_op(n: usize, mut f: impl FnMut(usize) -> usize) -> f64 {
+    let mut sink = 0usize;
+    let t = Instant::now();
+    for i in 0..n {
+        sink = sink.wrapping_add(f(i));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    black_box(sink);
+    ns
+}
+
+fn main() {
+    let mut rng = Rng(0x5eed);
+    let mut table = NatTable::new(TableConfig::default());
+    let entries: Vec<CtEntry> = (0..SESSIONS as u32)
+        .map(|id| session(&mut rng, id))
+        .collect();
+    let built = Instant::now();
+    for e in &entries {
+        table.apply(NatUpdate::Message {
+            msg: CtMessage {
+                kind: CtKind::New,
+                entry: *e,
+            },
+            seen_ns: 1,
+        });
+    }
+    let insert_ns = built.elapsed().as_nanos() as f64 / SESSIONS as f64;
+    assert_eq!(table.open_len(), SESSIONS, "every session inserted");
+
+    // Probe in a shuffled order so the caches see the table, not one entry.
+    let order: Vec<usize> = (0..LOOKUPS)
+        .map(|_| (rng.next() % SESSIONS as u64) as usize)
+        .collect();
+    let inside: Vec<InsideKey> = entries
+        .iter()
+        .map(|e| InsideKey::of_tuple(&e.orig))
+        .collect();
+    let outside: Vec<OutsideKey> = entries
+        .iter()
+        .map(|e| OutsideKey {
+            proto: 6,
+            addr: e.reply.dst,
+            port: e.reply.dst_port(),
+        })
+        .collect();
+    let baseline: HashMap<u64, u64> = (0..SESSIONS as u64)
+        .map(|k| (k.wrapping_mul(0x9e37_79b9_7f4a_7c15), k))
+        .collect();
+    let base_keys: Vec<u64> = (0..SESSIONS as u64)
+        .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+
+    let base_ns = per_op(LOOKUPS, |i| {
+        baseline
+            .get(black_box(&base_keys[order[i]]))
+            .map_or(0, |v| *v as usize)
+    });
+    let in_ns = per_op(LOOKUPS, |i| {
+        table
+            .lookup_inside(black_box(&inside[order[i]]), 2)
+            .map_or(0, |s| s.entry.id as usize)
+    });
+    let out_ns = per_op(LOOKUPS, |i| {
+        table
+            .lookup_outside(black_box(&outside[order[i]]), 2)
+            .map(|s| s.entry.id as usize)
+            .sum()
+    });
+    let miss_key = InsideKey {
+        proto: 17,
+        ..inside[0]
+    };
+    let miss_ns = per_op(LOOKUPS, |_| {
+        usize::from(table.lookup_inside(black_box(&miss_key), 2).is_some())
+    });
+
+    let per_message: usize = messages(LAB)
+        .filter(|m| matches!(m, Ok(NlItem::Conntrack(_))))
+        .count();
+    let rounds = 2_000;
+    let t = Instant::now();
+    let mut parsed = 0usize;
+    for _ in 0..rounds {
+        parsed += messages(black_box(LAB))
+            .filter(|m| matches!(m, Ok(NlItem::Conntrack(_))))
+            .count();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(parsed, per_message * rounds);
+
+    println!("nat table, {SESSIONS} open sessions, {LOOKUPS} lookups each (same run):");
+    println!("  baseline HashMap<u64,u64> get   {base_ns:7.1} ns/op  1.00x");
+    println!(
+        "  lookup_inside (flow join)       {in_ns:7.1} ns/op  {:.2}x",
+        in_ns / base_ns
+    );
+    println!(
+        "  lookup_inside, no session       {miss_ns:7.1} ns/op  {:.2}x",
+        miss_ns / base_ns
+    );
+    println!(
+        "  lookup_outside (lawful query)   {out_ns:7.1} ns/op  {:.2}x",
+        out_ns / base_ns
+    );
+    println!(
+        "  apply(new event) while building {insert_ns:7.1} ns/op  {:.2}x",
+        insert_ns / base_ns
+    );
+    println!(
+        "conntrack parse: {:.2} M messages/s ({} bytes/message, lab capture, {parsed} messages)",
+        parsed as f64 / secs / 1e6,
+        LAB.len() / per_message.max(1)
+    );
+}

@@ -1,0 +1,673 @@
+//! The timeline of NAT mappings: every conntrack session with its validity window, looked up
+//! by the inside tuple (the flow join) or by the outside address and port (the lawful query).
+//!
+//! Sessions live in a slab; two hash maps point at the newest session of each inside key and
+//! each outside key, and sessions sharing a key are chained through the slab (a tuple reused
+//! after its entry died, several ICMP echo ids between the same hosts). A lookup is one hash
+//! probe and a walk of a chain that is almost always one long.
+//!
+//! Memory is bounded: a closed session is handed out once by [`NatTable::take_closed`] (for
+//! a NAT record) and leaves the table [`TableConfig::linger_ns`] after it closed, so late flow
+//! records can still join it. Past [`TableConfig::max_sessions`] the oldest closed sessions are
+//! evicted early, and every eviction is counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use super::parse::{CtEntry, CtKind, CtMessage, CtTuple, L4};
+use crate::enrich::Validity;
+
+/// What identifies a flow on the inside: the original tuple in the flow record's terms
+/// (for ICMP the type and code stand in for ports, as in [`crate::record::FlowRecord`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InsideKey {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Inside (originator) address.
+    pub src: IpAddr,
+    /// Inside port (ICMP: type).
+    pub src_port: u16,
+    /// Remote address as the originator addressed it.
+    pub dst: IpAddr,
+    /// Remote port (ICMP: code).
+    pub dst_port: u16,
+}
+
+impl InsideKey {
+    /// The key of a conntrack original tuple.
+    pub fn of_tuple(t: &CtTuple) -> Self {
+        let (src_port, dst_port) = match t.l4 {
+            L4::Ports { src, dst } => (src, dst),
+            L4::Icmp { ty, code, .. } => (u16::from(ty), u16::from(code)),
+            L4::None => (0, 0),
+        };
+        Self {
+            proto: t.proto,
+            src: t.src,
+            src_port,
+            dst: t.dst,
+            dst_port,
+        }
+    }
+}
+
+/// What identifies a session on the outside: protocol, translated source address and port
+/// (for ICMP the translated echo identifier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OutsideKey {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Outside address.
+    pub addr: IpAddr,
+    /// Outside port or ICMP identifier.
+    pub port: u16,
+}
+
+/// How the table learned of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Learned {
+    /// From its new event.
+    Event,
+    /// From a dump: the entry existed when the listener started.
+    StartDump,
+    /// From a dump after events were lost: its new event was among them.
+    Recovered,
+    /// From a destroy event alone: its new event was lost and it died before a dump.
+    DestroyOnly,
+}
+
+/// Why a session's window closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Closed {
+    /// Its destroy event: the end is the kernel's stop timestamp, or the receive time.
+    Destroyed,
+    /// It was missing from a dump: it died before the dump ended, which is the end written
+    /// (an upper bound).
+    MissingFromDump,
+    /// Its conntrack id came back with another tuple, so its destroy event was lost; the end
+    /// is the new entry's start (an upper bound).
+    Replaced,
+}
+
+/// One NAT session: what conntrack said about it and when it held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatSession {
+    /// The entry as last reported (a destroy event carries the final counters).
+    pub entry: CtEntry,
+    /// When the mapping held: `from` is the kernel's start timestamp once a destroy event or
+    /// a dump carried it, until then when the agent received the new event; `to` is `None`
+    /// while open.
+    pub window: Validity,
+    /// Whether `window.from` is the kernel's start timestamp.
+    pub start_exact: bool,
+    /// How the session was learned.
+    pub learned: Learned,
+    /// Why it closed, once it has.
+    pub closed: Option<Closed>,
+}
+
+impl NatSession {
+    /// Takes a later report of the same entry. New events carry no timestamp (the kernel
+    /// sends `CTA_TIMESTAMP` only with destroy events and dumps), so the start learned from
+    /// the receive time is replaced by the kernel's when one arrives.
+    fn refresh(&mut self, e: CtEntry) {
+        if let Some(start) = e.start_ns {
+            self.window.from = Some(start);
+            self.start_exact = true;
+        }
+        self.entry = e;
+    }
+
+    /// The inside key (original tuple).
+    pub fn inside(&self) -> InsideKey {
+        InsideKey::of_tuple(&self.entry.orig)
+    }
+
+    /// The outside key: the reply tuple's destination, i.e. the translated source.
+    pub fn outside(&self) -> OutsideKey {
+        OutsideKey {
+            proto: self.entry.reply.proto,
+            addr: self.entry.reply.dst,
+            port: self.entry.reply.dst_port(),
+        }
+    }
+
+    /// Whether the source was translated (address or port differ between inside and outside).
+    pub fn translated(&self) -> bool {
+        let o = &self.entry.orig;
+        self.entry.status.src_nat()
+            || self.entry.reply.dst != o.src
+            || self.entry.reply.dst_port() != o.src_port()
+    }
+}
+
+/// Table limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableConfig {
+    /// How long a closed session stays for lookups after its end, in nanoseconds. Must
+    /// exceed the delay between a flow's start and its last record's write (inactive timeout
+    /// plus a sweep), or late records find no mapping.
+    pub linger_ns: i64,
+    /// A flow may start this long before the session's start and still join it: XDP sees a
+    /// flow's first packet before conntrack confirms its entry, and the two clocks differ.
+    pub start_slack_ns: i64,
+    /// Most sessions held (open and closed); past it, closed sessions are evicted oldest first.
+    pub max_sessions: usize,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        Self {
+            linger_ns: 120_000_000_000,
+            start_slack_ns: 2_000_000_000,
+            max_sessions: 524_288,
+        }
+    }
+}
+
+/// What the table did, for `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Sessions inserted, by any route.
+    pub inserted: u64,
+    /// Sessions learned from a dump after a loss.
+    pub recovered: u64,
+    /// Destroy events for sessions never seen, inserted closed.
+    pub destroy_only: u64,
+    /// Sessions closed because a dump no longer listed them.
+    pub closed_missing: u64,
+    /// Sessions closed because their id came back with another tuple.
+    pub closed_replaced: u64,
+    /// Closed sessions handed out for NAT records.
+    pub handed_out: u64,
+    /// Sessions that left after their linger.
+    pub expired: u64,
+    /// Closed sessions evicted before their linger ended (table full): late flows miss them.
+    pub evicted_early: u64,
+    /// Closed sessions evicted before they were handed out: their NAT record is lost.
+    pub evicted_unwritten: u64,
+    /// New sessions refused because every slot held an open session.
+    pub refused_full: u64,
+}
+
+/// An input to the table, in the order the listener produced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatUpdate {
+    /// A conntrack message (event or dump entry) received at `seen_ns` (Unix nanoseconds).
+    Message {
+        /// The message.
+        msg: CtMessage,
+        /// When the agent received it.
+        seen_ns: i64,
+    },
+    /// A dump begins: entries follow as [`CtKind::Dumped`] messages.
+    DumpBegin {
+        /// When the dump request was sent.
+        at_ns: i64,
+        /// Why the table is dumped.
+        reason: DumpReason,
+    },
+    /// The dump is complete: open sessions it did not list are closed at `at_ns`.
+    DumpEnd {
+        /// When the last dump message arrived.
+        at_ns: i64,
+    },
+    /// The dump failed part way: nothing is closed on its account.
+    DumpAborted,
+}
+
+/// Why the listener dumps the conntrack table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DumpReason {
+    /// At start, to learn the sessions that already exist.
+    Start,
+    /// After the event socket lost messages (ENOBUFS).
+    Loss,
+    /// Periodically, to close sessions whose destroy event never comes (entries created
+    /// while no listener was subscribed carry no event cache).
+    Periodic,
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Closed, waiting for [`NatTable::take_closed`].
+    Unwritten,
+    /// Closed and handed out, waiting for its linger to pass.
+    Written,
+    Free,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    session: NatSession,
+    state: State,
+    /// Bumped when the slot is freed, so stale queue entries are recognised.
+    generation: u32,
+    /// Dump epoch in which the session was last listed or (re)learned.
+    seen_epoch: u32,
+    next_inside: u32,
+    next_outside: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Dump {
+    epoch: u32,
+    begin_ns: i64,
+    reason: DumpReason,
+}
+
+/// The NAT timeline. Single-threaded: the owner applies [`NatUpdate`]s in order and looks up
+/// between them.
+#[derive(Debug)]
+pub struct NatTable {
+    config: TableConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_inside: HashMap<InsideKey, u32>,
+    by_outside: HashMap<OutsideKey, u32>,
+    /// Open sessions by conntrack id.
+    live: HashMap<u32, u32>,
+    unwritten: VecDeque<(u32, u32)>,
+    written: VecDeque<(u32, u32)>,
+    epoch: u32,
+    dump: Option<Dump>,
+    stats: TableStats,
+}
+
+impl NatTable {
+    /// An empty table.
+    pub fn new(config: TableConfig) -> Self {
+        Self {
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_inside: HashMap::new(),
+            by_outside: HashMap::new(),
+            live: HashMap::new(),
+            unwritten: VecDeque::new(),
+            written: VecDeque::new(),
+            epoch: 0,
+            dump: None,
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Sessions held, open and closed.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Whether the table holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Open sessions.
+    pub fn open_len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// What the table did so far.
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    /// Applies one update.
+    pub fn apply(&mut self, update: NatUpdate) {
+        match update {
+            NatUpdate::Message { msg, seen_ns } => self.message(msg, seen_ns),
+            NatUpdate::DumpBegin { at_ns, reason } => {
+                self.epoch = self.epoch.wrapping_add(1);
+                self.dump = Some(Dump {
+                    epoch: self.epoch,
+                    begin_ns: at_ns,
+                    reason,
+                });
+            }
+            NatUpdate::DumpEnd { at_ns } => self.dump_end(at_ns),
+            NatUpdate::DumpAborted => self.dump = None,
+        }
+    }
+
+    fn message(&mut self, msg: CtMessage, seen_ns: i64) {
+        let e = msg.entry;
+        match msg.kind {
+            CtKind::New | CtKind::Update | CtKind::Dumped => {
+                if let Some(&i) = self.live.get(&e.id) {
+                    let slot = &mut self.slots[i as usize];
+                    if slot.session.entry.orig == e.orig {
+                        slot.session.refresh(e);
+                        slot.seen_epoch = self.epoch;
+                        return;
+                    }
+                    // The id names another connection now: the old one's destroy was lost.
+                    let end = e.start_ns.unwrap_or(seen_ns);
+                    self.close(i, end, Closed::Replaced);
+                    self.stats.closed_replaced += 1;
+                }
+                let learned = match (msg.kind, self.dump) {
+                    (CtKind::New, _) => Learned::Event,
+                    (_, Some(d)) if d.reason == DumpReason::Start => Learned::StartDump,
+                    _ => Learned::Recovered,
+                };
+                if learned == Learned::Recovered {
+                    self.stats.recovered += 1;
+                }
+                let session = NatSession {
+                    entry: e,
+                    window: Validity {
+                        from: Some(e.start_ns.unwrap_or(seen_ns)),
+                        to: None,
+                    },
+                    start_exact: e.start_ns.is_some(),
+                    learned,
+                    closed: None,
+                };
+                if let Some(i) = self.insert(session, State::Open) {
+                    self.live.insert(e.id, i);
+                }
+            }
+            CtKind::Destroy => self.destroy(e, seen_ns),
+        }
+    }
+
+    fn destroy(&mut self, e: CtEntry, seen_ns: i64) {
+        let end = e.stop_ns.unwrap_or(seen_ns);
+        if let Some(&i) = self.live.get(&e.id) {
+            if self.slots[i as usize].session.entry.orig == e.orig {
+                self.slots[i as usize].session.refresh(e);
+                self.close(i, end, Closed::Destroyed);
+                return;
+            }
+        }
+        // Closed by a dump that ran after the entry died but before its destroy event was
+        // read: the event's stop time is exact, the dump's end was a bound.
+        let key = InsideKey::of_tuple(&e.orig);
+        let mut at = self.by_inside.get(&key).copied().unwrap_or(NIL);
+        while at != NIL {
+            let slot = &mut self.slots[at as usize];
+            let s = &mut slot.session;
+            if s.entry.id == e.id
+                && s.entry.orig == e.orig
+                && s.closed == Some(Closed::MissingFromDump)
+            {
+                s.entry = e;
+                s.closed = Some(Closed::Destroyed);
+                s.window.to = Some(end.max(s.window.from.unwrap_or(end)));
+                return;
+            }
+            at = slot.next_inside;
+        }
+        self.stats.destroy_only += 1;
+        // Without a start timestamp the window is empty: the record says the session existed
+        // without claiming a time it held.
+        let from = e.start_ns.unwrap_or(end).min(end);
+        let session = NatSession {
+            entry: e,
+            window: Validity {
+                from: Some(from),
+                to: Some(end),
+            },
+            start_exact: e.start_ns.is_some(),
+            learned: Learned::DestroyOnly,
+            closed: Some(Closed::Destroyed),
+        };
+        self.insert(session, State::Unwritten);
+    }
+
+    fn dump_end(&mut self, at_ns: i64) {
+        let Some(dump) = self.dump.take() else {
+            return;
+        };
+        let gone: Vec<u32> = self
+            .live
+            .values()
+            .copied()
+            .filter(|&i| {
+                let slot = &self.slots[i as usize];
+                slot.seen_epoch != dump.epoch
+                    && slot.session.window.from.is_some_and(|f| f < dump.begin_ns)
+            })
+            .collect();
+        for i in gone {
+            self.close(i, at_ns, Closed::MissingFromDump);
+            self.stats.closed_missing += 1;
+        }
+    }
+
+    /// Closes open session `i` at `end_ns`.
+    fn close(&mut self, i: u32, end_ns: i64, why: Closed) {
+        let slot = &mut self.slots[i as usize];
+        let s = &mut slot.session;
+        // A window never ends before it starts, whatever the clocks said.
+        s.window.to = Some(end_ns.max(s.window.from.unwrap_or(end_ns)));
+        s.closed = Some(why);
+        slot.state = State::Unwritten;
+        self.live.remove(&s.entry.id);
+        self.unwritten.push_back((i, slot.generation));
+    }
+
+    /// Inserts a session as the newest of its keys; `None` if the table is full of open
+    /// sessions.
+    fn insert(&mut self, session: NatSession, state: State) -> Option<u32> {
+        if self.len() >= self.config.max_sessions && !self.evict_one() {
+            self.stats.refused_full += 1;
+            return None;
+        }
+        self.stats.inserted += 1;
+        let inside = session.inside();
+        let outside = session.outside();
+        let next_inside = self.by_inside.get(&inside).copied().unwrap_or(NIL);
+        let next_outside = self.by_outside.get(&outside).copied().unwrap_or(NIL);
+        let i = match self.free.pop() {
+            Some(i) => {
+                let slot = &mut self.slots[i as usize];
+                slot.session = session;
+                slot.state = state;
+                slot.seen_epoch = self.epoch;
+                slot.next_inside = next_inside;
+                slot.next_outside = next_outside;
+                i
+            }
+            None => {
+                let i = u32::try_from(self.slots.len()).ok().filter(|&i| i != NIL)?;
+                self.slots.push(Slot {
+                    session,
+                    state,
+                    generation: 0,
+                    seen_epoch: self.epoch,
+                    next_inside,
+                    next_outside,
+                });
+                i
+            }
+        };
+        self.by_inside.insert(inside, i);
+        self.by_outside.insert(outside, i);
+        if state == State::Unwritten {
+            self.unwritten
+                .push_back((i, self.slots[i as usize].generation));
+        }
+        Some(i)
+    }
+
+    /// Frees the oldest closed session to make room: a written one if any, else an unwritten
+    /// one (its NAT record is lost). False if every session is open.
+    fn evict_one(&mut self) -> bool {
+        while let Some((i, generation)) = self.written.pop_front() {
+            if self.is_current(i, generation, State::Written) {
+                self.remove(i);
+                self.stats.evicted_early += 1;
+                return true;
+            }
+        }
+        while let Some((i, generation)) = self.unwritten.pop_front() {
+            if self.is_current(i, generation, State::Unwritten) {
+                self.remove(i);
+                self.stats.evicted_unwritten += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn is_current(&self, i: u32, generation: u32, state: State) -> bool {
+        self.slots
+            .get(i as usize)
+            .is_some_and(|s| s.generation == generation && s.state == state)
+    }
+
+    /// Unlinks closed session `i` from its chains and frees its slot.
+    fn remove(&mut self, i: u32) {
+        let (inside, outside) = {
+            let s = &self.slots[i as usize].session;
+            (s.inside(), s.outside())
+        };
+        let next = self.slots[i as usize].next_inside;
+        unlink(&mut self.by_inside, &mut self.slots, inside, i, next, |s| {
+            &mut s.next_inside
+        });
+        let next = self.slots[i as usize].next_outside;
+        unlink(
+            &mut self.by_outside,
+            &mut self.slots,
+            outside,
+            i,
+            next,
+            |s| &mut s.next_outside,
+        );
+        let slot = &mut self.slots[i as usize];
+        slot.state = State::Free;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(i);
+    }
+
+    /// Closed sessions not yet handed out, oldest close first; each is handed out once, for
+    /// the record writer's NAT records (sessions with or without an XDP flow). They stay
+    /// for lookups until their linger passes.
+    pub fn take_closed(&mut self) -> impl Iterator<Item = NatSession> + '_ {
+        std::iter::from_fn(move || loop {
+            let (i, generation) = self.unwritten.pop_front()?;
+            if self.is_current(i, generation, State::Unwritten) {
+                let slot = &mut self.slots[i as usize];
+                slot.state = State::Written;
+                self.written.push_back((i, generation));
+                self.stats.handed_out += 1;
+                return Some(slot.session);
+            }
+        })
+    }
+
+    /// Removes handed-out sessions that closed more than the linger before `now_ns`; returns
+    /// how many left.
+    pub fn expire(&mut self, now_ns: i64) -> usize {
+        let mut n = 0;
+        while let Some(&(i, generation)) = self.written.front() {
+            if !self.is_current(i, generation, State::Written) {
+                self.written.pop_front();
+                continue;
+            }
+            let end = self.slots[i as usize].session.window.to.unwrap_or(i64::MAX);
+            if end.saturating_add(self.config.linger_ns) > now_ns {
+                break;
+            }
+            self.written.pop_front();
+            self.remove(i);
+            n += 1;
+        }
+        self.stats.expired += n as u64;
+        n
+    }
+
+    /// The open sessions, in no particular order (for NAT records at shutdown and `status`).
+    pub fn open_sessions(&self) -> impl Iterator<Item = &NatSession> + '_ {
+        self.live.values().map(|&i| &self.slots[i as usize].session)
+    }
+
+    /// The session a flow with inside key `key` that started at `t_ns` belongs to: the
+    /// latest-starting session whose window holds `t_ns`, else the earliest one starting
+    /// within [`TableConfig::start_slack_ns`] after it. `None`: no conntrack entry covers the
+    /// flow, so it has no outside tuple.
+    pub fn lookup_inside(&self, key: &InsideKey, t_ns: i64) -> Option<&NatSession> {
+        let mut at = self.by_inside.get(key).copied().unwrap_or(NIL);
+        let mut holding: Option<&NatSession> = None;
+        let mut soon: Option<&NatSession> = None;
+        let start = |s: &NatSession| s.window.from.unwrap_or(i64::MIN);
+        while at != NIL {
+            let slot = &self.slots[at as usize];
+            let s = &slot.session;
+            if s.window.contains(t_ns) {
+                if holding.is_none_or(|h| start(s) > start(h)) {
+                    holding = Some(s);
+                }
+            } else if s.window.to.is_none_or(|to| to > start(s))
+                && start(s) > t_ns
+                && start(s) - t_ns <= self.config.start_slack_ns
+                && soon.is_none_or(|h| start(s) < start(h))
+            {
+                soon = Some(s);
+            }
+            at = slot.next_inside;
+        }
+        holding.or(soon)
+    }
+
+    /// The sessions that held outside address and port `key` at `t_ns` (several when one
+    /// outside port serves several remote endpoints).
+    pub fn lookup_outside(
+        &self,
+        key: &OutsideKey,
+        t_ns: i64,
+    ) -> impl Iterator<Item = &NatSession> + '_ {
+        let key = *key;
+        let mut at = self.by_outside.get(&key).copied().unwrap_or(NIL);
+        std::iter::from_fn(move || {
+            while at != NIL {
+                let slot = &self.slots[at as usize];
+                at = slot.next_outside;
+                if slot.session.window.contains(t_ns) {
+                    return Some(&slot.session);
+                }
+            }
+            None
+        })
+    }
+}
+
+/// Removes slot `i` from the chain of `key` in `heads`; `next` is `i`'s successor.
+fn unlink<K: std::hash::Hash + Eq>(
+    heads: &mut HashMap<K, u32>,
+    slots: &mut [Slot],
+    key: K,
+    i: u32,
+    next: u32,
+    link: impl Fn(&mut Slot) -> &mut u32,
+) {
+    let Some(head) = heads.get_mut(&key) else {
+        return;
+    };
+    if *head == i {
+        if next == NIL {
+            heads.remove(&key);
+        } else {
+            *head = next;
+        }
+        return;
+    }
+    let mut at = *head;
+    while at != NIL {
+        let after = *link(&mut slots[at as usize]);
+        if after == i {
+            *link(&mut slots[at as usize]) = next;
+            return;
+        }
+        at = after;
+    }
+}
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;
