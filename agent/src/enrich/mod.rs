@@ -6,6 +6,7 @@
 //! Every source keeps bindings with a [`Validity`] window in Unix nanoseconds, the unit of
 //! [`crate::record::FlowRecord::time_start_ns`].
 
+pub mod dhcp;
 pub mod leases;
 pub mod source;
 pub mod subscribers;

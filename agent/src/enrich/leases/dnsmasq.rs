@@ -20,7 +20,10 @@ use crate::enrich::source::numbered_lines;
 use crate::enrich::Validity;
 use crate::record::Mac;
 
-use super::{mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseLineError, LeaseState, ParsedLeases};
+use super::{
+    clean_hostname, mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseLineError, LeaseState,
+    ParsedLeases,
+};
 
 /// Parses a whole file; bad lines are skipped and listed.
 pub fn parse(bytes: &[u8]) -> ParsedLeases {
@@ -89,7 +92,7 @@ fn parse_line(fields: &[&str], line: u32) -> Result<Lease, LeaseLineError> {
         ip,
         mac,
         client_id: client_id.map(Arc::from),
-        hostname: (host != "*").then(|| Arc::from(host)),
+        hostname: (host != "*").then(|| clean_hostname(host)).flatten(),
         valid: Validity {
             from: None,
             to: (expiry != 0).then(|| expiry.saturating_mul(1_000_000_000)),
@@ -119,7 +122,10 @@ fn hardware_mac(text: &str) -> Result<Option<Mac>, LeaseLineError> {
 mod tests {
     use super::*;
 
-    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/idents/dnsmasq.leases");
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/idents/dnsmasq.leases"
+    );
 
     #[test]
     fn the_real_file() {

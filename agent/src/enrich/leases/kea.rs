@@ -19,8 +19,8 @@ use crate::enrich::Validity;
 use crate::record::Mac;
 
 use super::{
-    mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseFileError, LeaseLineError, LeaseState,
-    ParsedLeases,
+    clean_hostname, mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseFileError,
+    LeaseLineError, LeaseState, ParsedLeases,
 };
 
 /// Kea's "infinite" valid lifetime.
@@ -156,7 +156,12 @@ fn parse_row<'a>(
     let client_id = hex("client_id", cols.client_id)?.or(duid);
     let mac = hwaddr
         .and_then(|h| <[u8; 6]>::try_from(h.as_slice()).ok().map(Mac))
-        .or_else(|| client_id.as_deref().filter(|_| ip.is_ipv6()).and_then(mac_from_duid));
+        .or_else(|| {
+            client_id
+                .as_deref()
+                .filter(|_| ip.is_ipv6())
+                .and_then(mac_from_duid)
+        });
     let hostname = unescape(get(cols.hostname));
     let valid = if lifetime >= INFINITE {
         Validity::ALWAYS
@@ -170,7 +175,7 @@ fn parse_row<'a>(
         ip,
         mac,
         client_id: client_id.map(Arc::from),
-        hostname: (!hostname.is_empty()).then(|| Arc::from(hostname.as_str())),
+        hostname: clean_hostname(&hostname),
         valid,
         state,
         line,
@@ -207,7 +212,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/idents/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/idents/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -220,12 +228,19 @@ mod tests {
         assert_eq!(renewed.ip, "10.77.0.160".parse::<IpAddr>().expect("ip"));
         assert_eq!(renewed.mac, Some(Mac([2, 0, 0, 0x77, 0, 2])));
         assert_eq!(renewed.hostname.as_deref(), Some("laptop-udhcpc"));
-        let (from, to) = (renewed.valid.from.expect("from"), renewed.valid.to.expect("to"));
+        let (from, to) = (
+            renewed.valid.from.expect("from"),
+            renewed.valid.to.expect("to"),
+        );
         assert_eq!(to - from, 120_000_000_000, "valid_lifetime 120 s");
         assert_eq!(renewed.state, LeaseState::Bound);
         let released = &p.leases[3];
         assert_eq!(released.mac, Some(Mac([2, 0, 0, 0x77, 0, 3])));
-        assert_eq!(released.state, LeaseState::Gone, "valid_lifetime 0: released");
+        assert_eq!(
+            released.state,
+            LeaseState::Gone,
+            "valid_lifetime 0: released"
+        );
     }
 
     #[test]
@@ -235,8 +250,11 @@ mod tests {
         let l = &p.leases[0];
         assert_eq!(l.ip, "fd77::200".parse::<IpAddr>().expect("ip"));
         assert_eq!(l.mac, Some(Mac([2, 0, 0, 0x77, 0, 2])));
-        assert_eq!(l.hostname.as_deref(), Some("phone6.lab.example."));
-        assert_eq!(l.client_id.as_deref(), Some(&[0, 3, 0, 1, 2, 0, 0, 0x77, 0, 2][..]));
+        assert_eq!(l.hostname.as_deref(), Some("phone6.lab.example"));
+        assert_eq!(
+            l.client_id.as_deref(),
+            Some(&[0, 3, 0, 1, 2, 0, 0, 0x77, 0, 2][..])
+        );
     }
 
     #[test]
@@ -256,7 +274,11 @@ mod tests {
         assert_eq!(p.leases.len(), 4);
         assert_eq!(p.leases[0].hostname.as_deref(), Some("a,b"));
         assert_eq!(p.leases[1].state, LeaseState::Gone, "declined");
-        assert_eq!(p.leases[2].state, LeaseState::Bound, "reclaimed keeps its past window");
+        assert_eq!(
+            p.leases[2].state,
+            LeaseState::Bound,
+            "reclaimed keeps its past window"
+        );
         assert_eq!(p.leases[3].valid, Validity::ALWAYS, "infinite lifetime");
         let shown: Vec<String> = p.bad.iter().map(ToString::to_string).collect();
         assert_eq!(

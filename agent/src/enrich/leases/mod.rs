@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::enrich::source::NotUtf8;
+use crate::enrich::source::{control_char, NotUtf8};
 use crate::enrich::Validity;
 use crate::record::Mac;
 
@@ -90,7 +90,7 @@ pub struct Lease {
     pub mac: Option<Mac>,
     /// Client identifier (DHCPv4 option 61) or DUID (DHCPv6), raw bytes.
     pub client_id: Option<Arc<[u8]>>,
-    /// Host name the client gave or the server assigned.
+    /// Host name the client gave or the server assigned (see `clean_hostname`).
     pub hostname: Option<Arc<str>>,
     /// When the lease holds. `from` is known only where the file says (Kea: the last client
     /// transaction, `expire - valid_lifetime`); `to` is the expiry, `None` for an infinite
@@ -202,6 +202,18 @@ pub(crate) fn parse_hex_colons(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Longest host name kept (a DNS name's limit).
+const MAX_HOSTNAME_LEN: usize = 253;
+
+/// A host name as records carry it: without a trailing dot; `None` when empty, over 253 bytes
+/// or holding a control character (the text comes from clients, and a record or a terminal
+/// must not be corrupted by it).
+pub(crate) fn clean_hostname(text: &str) -> Option<Arc<str>> {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    (!name.is_empty() && name.len() <= MAX_HOSTNAME_LEN && control_char(name).is_none())
+        .then(|| Arc::from(name))
+}
+
 /// The MAC inside a DUID: DUID-LLT (type 1) and DUID-LL (type 3) with hardware type 1
 /// (Ethernet) end with it. Other DUIDs (enterprise, UUID) carry none.
 pub fn mac_from_duid(duid: &[u8]) -> Option<Mac> {
@@ -220,12 +232,27 @@ mod tests {
     fn formats_are_told_by_content_or_named() {
         let here = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/idents/");
         let read = |f: &str| std::fs::read(format!("{here}{f}")).expect("fixture");
-        assert_eq!(LeaseFormat::detect(&read("dnsmasq.leases")), Some(LeaseFormat::Dnsmasq));
-        assert_eq!(LeaseFormat::detect(&read("kea-leases4.csv")), Some(LeaseFormat::Kea));
-        assert_eq!(LeaseFormat::detect(&read("kea-leases6.csv")), Some(LeaseFormat::Kea));
-        assert_eq!(LeaseFormat::detect(b"\n duid 00:01\n"), Some(LeaseFormat::Dnsmasq));
+        assert_eq!(
+            LeaseFormat::detect(&read("dnsmasq.leases")),
+            Some(LeaseFormat::Dnsmasq)
+        );
+        assert_eq!(
+            LeaseFormat::detect(&read("kea-leases4.csv")),
+            Some(LeaseFormat::Kea)
+        );
+        assert_eq!(
+            LeaseFormat::detect(&read("kea-leases6.csv")),
+            Some(LeaseFormat::Kea)
+        );
+        assert_eq!(
+            LeaseFormat::detect(b"\n duid 00:01\n"),
+            Some(LeaseFormat::Dnsmasq)
+        );
         assert_eq!(LeaseFormat::detect(b"lease 10.0.0.1 {\n"), None);
-        assert_eq!(parse(b"lease 10.0.0.1 {\n", None), Err(LeaseFileError::UnknownFormat));
+        assert_eq!(
+            parse(b"lease 10.0.0.1 {\n", None),
+            Err(LeaseFileError::UnknownFormat)
+        );
         assert_eq!(parse(b"\n", None), Ok(ParsedLeases::default()));
         assert_eq!("kea".parse::<LeaseFormat>(), Ok(LeaseFormat::Kea));
         assert!("isc".parse::<LeaseFormat>().is_err());
@@ -235,12 +262,23 @@ mod tests {
     fn macs_inside_duids() {
         let mac = Mac([2, 0, 0, 0x77, 0, 2]);
         assert_eq!(mac_from_duid(&[0, 3, 0, 1, 2, 0, 0, 0x77, 0, 2]), Some(mac));
-        assert_eq!(mac_from_duid(&[0, 1, 0, 1, 9, 9, 9, 9, 2, 0, 0, 0x77, 0, 2]), Some(mac));
-        assert_eq!(mac_from_duid(&[0, 3, 0, 6, 2, 0, 0, 0x77, 0, 2]), None, "not Ethernet");
+        assert_eq!(
+            mac_from_duid(&[0, 1, 0, 1, 9, 9, 9, 9, 2, 0, 0, 0x77, 0, 2]),
+            Some(mac)
+        );
+        assert_eq!(
+            mac_from_duid(&[0, 3, 0, 6, 2, 0, 0, 0x77, 0, 2]),
+            None,
+            "not Ethernet"
+        );
         assert_eq!(mac_from_duid(&[0, 2, 0, 0, 0, 9, 1, 2]), None, "enterprise");
         assert_eq!(mac_from_duid(&[0, 3, 0, 1, 2, 0]), None, "short");
         assert_eq!(parse_hex_colons("0:a:ff"), Some(vec![0, 10, 255]));
         assert_eq!(parse_hex_colons("0::a"), None);
         assert_eq!(parse_hex_colons("+a"), None);
+        assert_eq!(clean_hostname("phone.lab.").as_deref(), Some("phone.lab"));
+        assert_eq!(clean_hostname("a\u{1b}[2J"), None);
+        assert_eq!(clean_hostname("."), None);
+        assert_eq!(clean_hostname(&"a".repeat(254)), None);
     }
 }

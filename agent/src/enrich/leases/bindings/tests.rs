@@ -56,7 +56,10 @@ fn unknown_starts_begin_when_first_seen_and_expired_leases_are_ignored() {
     assert_eq!(who(&b, "10.0.0.6", 200 * S), Some(3));
     b.observe(obs("10.0.0.6", 3, None, Some(900 * S)), 400 * S);
     assert_eq!(who(&b, "10.0.0.6", 800 * S), Some(3));
-    assert_eq!(b.at(ip("10.0.0.6"), 201 * S).map(|s| s.valid.from), Some(Some(200 * S)));
+    assert_eq!(
+        b.at(ip("10.0.0.6"), 201 * S).map(|s| s.valid.from),
+        Some(Some(200 * S))
+    );
     b.observe(obs("10.0.0.7", 3, None, Some(100 * S)), 200 * S);
     assert_eq!(b.addresses(), 1, "expired before first seen");
     b.observe(obs("10.0.0.8", 4, None, None), 200 * S);
@@ -73,11 +76,25 @@ fn v4_lease_of_a_mac_and_pruning() {
     b.observe(obs("fd00::9", 5, Some(0), Some(50 * S)), 0);
     b.observe(obs("10.0.0.10", 5, Some(60 * S), Some(90 * S)), 60 * S);
     let mac = Mac([2, 0, 0, 0, 0, 5]);
-    assert_eq!(b.v4_of_mac(mac, 10 * S).map(|(a, _)| a.to_string()).as_deref(), Some("10.0.0.9"));
-    assert_eq!(b.v4_of_mac(mac, 70 * S).map(|(a, _)| a.to_string()).as_deref(), Some("10.0.0.10"));
+    assert_eq!(
+        b.v4_of_mac(mac, 10 * S)
+            .map(|(a, _)| a.to_string())
+            .as_deref(),
+        Some("10.0.0.9")
+    );
+    assert_eq!(
+        b.v4_of_mac(mac, 70 * S)
+            .map(|(a, _)| a.to_string())
+            .as_deref(),
+        Some("10.0.0.10")
+    );
     assert_eq!(b.v4_of_mac(mac, 55 * S), None);
     b.prune(160 * S);
-    assert_eq!(b.addresses(), 1, "the spans that ended at 50 s are older than 100 s");
+    assert_eq!(
+        b.addresses(),
+        1,
+        "the spans that ended at 50 s are older than 100 s"
+    );
     assert_eq!(b.counters().pruned, 2);
     b.prune(200 * S);
     assert_eq!(b.addresses(), 0);
@@ -92,7 +109,10 @@ fn limits_bound_memory() {
         ..Limits::default()
     });
     for i in 0..10 {
-        b.observe(obs("10.0.0.1", i as u8, Some(i * 10), Some(i * 10 + 5)), i * 10);
+        b.observe(
+            obs("10.0.0.1", i as u8, Some(i * 10), Some(i * 10 + 5)),
+            i * 10,
+        );
     }
     assert_eq!(b.by_ip[&ip("10.0.0.1")].len(), 3);
     assert_eq!(who(&b, "10.0.0.1", 92), Some(9));
@@ -109,7 +129,10 @@ fn lease(addr: &str, who: u8, to_s: i64, state: LeaseState, line: u32) -> Lease 
         mac: Some(Mac([2, 0, 0, 0, 0, who])),
         client_id: None,
         hostname: None,
-        valid: Validity { from: None, to: Some(to_s * S) },
+        valid: Validity {
+            from: None,
+            to: Some(to_s * S),
+        },
         state,
         line,
     }
@@ -119,7 +142,11 @@ fn lease(addr: &str, who: u8, to_s: i64, state: LeaseState, line: u32) -> Lease 
 fn lease_files_snapshot_and_append() {
     let mut b = Bindings::default();
     // A dnsmasq-like snapshot, then one where the lease is gone: ended when noticed.
-    b.apply_file(0, &[lease("10.0.1.1", 1, 1000, LeaseState::Bound, 1)], 100 * S);
+    b.apply_file(
+        0,
+        &[lease("10.0.1.1", 1, 1000, LeaseState::Bound, 1)],
+        100 * S,
+    );
     b.apply_file(0, &[], 300 * S);
     assert_eq!(who(&b, "10.0.1.1", 299 * S), Some(1));
     assert_eq!(who(&b, "10.0.1.1", 300 * S), None);
@@ -127,7 +154,10 @@ fn lease_files_snapshot_and_append() {
     let rows = [lease("10.0.1.2", 2, 1000, LeaseState::Bound, 1)];
     b.apply_file(1, &rows, 100 * S);
     b.apply_file(1, &rows, 200 * S);
-    assert_eq!(b.at(ip("10.0.1.2"), 150 * S).map(|s| s.valid.from), Some(Some(100 * S)));
+    assert_eq!(
+        b.at(ip("10.0.1.2"), 150 * S).map(|s| s.valid.from),
+        Some(Some(100 * S))
+    );
     // Appended: a release row; then a new holder.
     let mut rows = rows.to_vec();
     rows.push(lease("10.0.1.2", 2, 1000, LeaseState::Gone, 2));
@@ -156,7 +186,11 @@ fn replayed_histories_match_the_truth() {
             let start = t;
             let lease = 10 + rng.below(100) as i64;
             let mut end = start + lease;
-            events.push((start, Some(obs("10.9.0.1", who, Some(start), Some(end))), None));
+            events.push((
+                start,
+                Some(obs("10.9.0.1", who, Some(start), Some(end))),
+                None,
+            ));
             // Renewals before expiry.
             while rng.chance(0.5) {
                 let at = end - 1 - rng.below(5) as i64;
@@ -181,8 +215,15 @@ fn replayed_histories_match_the_truth() {
             }
         }
         for q in -5..t + 5 {
-            let expected = truth.iter().find(|(_, s, e)| *s <= q && q < *e).map(|x| x.0);
-            assert_eq!(who(&b, "10.9.0.1", q), expected, "round {round} at {q}: truth {truth:?}");
+            let expected = truth
+                .iter()
+                .find(|(_, s, e)| *s <= q && q < *e)
+                .map(|x| x.0);
+            assert_eq!(
+                who(&b, "10.9.0.1", q),
+                expected,
+                "round {round} at {q}: truth {truth:?}"
+            );
         }
     }
 }

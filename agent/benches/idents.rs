@@ -1,0 +1,2 @@
+//! Attribution lookup figures (written below).
+fn main() {}
