@@ -7,6 +7,7 @@
 //! [`crate::record::FlowRecord::time_start_ns`].
 
 pub mod dhcp;
+pub mod identity;
 pub mod leases;
 pub mod source;
 pub mod subscribers;
