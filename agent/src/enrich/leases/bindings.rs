@@ -25,6 +25,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::enrich::Validity;
 use crate::record::Mac;
 
@@ -138,11 +140,15 @@ struct FileState {
     present: HashMap<IpAddr, Holder>,
 }
 
+/// An address's spans, by start. Most addresses have one, kept inline so a lookup reads the
+/// hash table's entry and nothing else.
+type Spans = SmallVec<[Span; 1]>;
+
 /// The timeline; see the module docs.
 #[derive(Default)]
 pub struct Bindings {
-    by_ip: HashMap<IpAddr, Vec<Span>>,
-    by_mac: HashMap<Mac, Vec<IpAddr>>,
+    by_ip: HashMap<IpAddr, Spans>,
+    by_mac: HashMap<Mac, SmallVec<[IpAddr; 2]>>,
     files: HashMap<u32, FileState>,
     limits: Limits,
     counters: BindingCounters,
