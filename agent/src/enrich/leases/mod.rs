@@ -13,6 +13,7 @@
 
 pub mod bindings;
 pub mod dnsmasq;
+pub mod file;
 pub mod kea;
 
 use std::fmt;
