@@ -245,3 +245,17 @@ fn random_bytes_never_panic() {
         }
     }
 }
+
+/// The example in docs/attribution.md, and the summary the page shows for it.
+#[test]
+fn the_documented_example() {
+    let doc = include_str!("../../../../../docs/attribution.md");
+    let csv = doc
+        .split("```csv\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a csv block in docs/attribution.md");
+    let p = ok(csv);
+    let summary = format!("  {}", p.stats);
+    assert!(doc.contains(&summary), "the page should show `{summary}`");
+}
