@@ -248,7 +248,9 @@ fn measure(queries: &[(IpAddr, Option<Mac>, i64)], table: &SubscriberTable, bind
         let t = thread_cpu();
         let mut hits = 0usize;
         for &(ip, _, _) in queries {
-            hits += usize::from(baseline.get(&black_box(ip)).is_some());
+            hits += baseline
+                .get(&black_box(ip))
+                .map_or(0, |&v| (v & 1) as usize);
         }
         best_base = best_base.min(thread_cpu() - t);
         black_box(hits);

@@ -8,12 +8,12 @@ use crate::store::testgen::Rng;
 
 /// The obviously right answer: every row of every file that matches, best first by the
 /// documented precedence.
-fn brute<'a>(
-    files: &'a [ParsedSubscribers],
+fn brute(
+    files: &[ParsedSubscribers],
     ip: IpAddr,
     mac: Option<Mac>,
     t: i64,
-) -> Option<(&'a Subscriber, MatchedBy)> {
+) -> Option<(&Subscriber, MatchedBy)> {
     let rows = || {
         files
             .iter()

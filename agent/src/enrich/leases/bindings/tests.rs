@@ -172,6 +172,9 @@ fn lease_files_snapshot_and_append() {
     assert_eq!(who(&b, "10.0.1.2", 350 * S), Some(2), "history kept");
 }
 
+/// What the server did at an instant: an ACK, or a release by a holder.
+type Event = (i64, Option<Observation>, Option<(u8, i64)>);
+
 /// A random server history for a few addresses, fed in time order as a server's packets would
 /// arrive, against the history itself.
 #[test]
@@ -179,7 +182,7 @@ fn replayed_histories_match_the_truth() {
     let mut rng = Rng::new(77);
     for round in 0..300 {
         let mut truth: Vec<(u8, i64, i64)> = Vec::new(); // holder, start, end (one address)
-        let mut events: Vec<(i64, Option<Observation>, Option<(u8, i64)>)> = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
         let mut t = rng.below(100) as i64;
         for _ in 0..1 + rng.below(8) {
             let who = rng.below(4) as u8;

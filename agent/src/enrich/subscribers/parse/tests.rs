@@ -162,7 +162,7 @@ fn header_problems() {
 fn limits_on_text_fields() {
     let long = "x".repeat(MAX_ACCOUNT_LEN + 1);
     assert_eq!(
-        errors(&format!("match,account\n10.0.0.1,{long}\n")),
+        errors(format!("match,account\n10.0.0.1,{long}\n")),
         [format!(
             "2: account: {} bytes long, over {MAX_ACCOUNT_LEN}",
             MAX_ACCOUNT_LEN + 1
