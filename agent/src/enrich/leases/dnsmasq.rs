@@ -29,15 +29,8 @@ use super::{
 pub fn parse(bytes: &[u8]) -> ParsedLeases {
     let mut out = ParsedLeases::default();
     for (line, text) in numbered_lines(bytes) {
-        let text = match text {
-            Ok(t) => t,
-            Err(e) => {
-                out.bad.push(BadLease {
-                    line,
-                    error: e.into(),
-                });
-                continue;
-            }
+        let Some(text) = out.text(line, text) else {
+            continue;
         };
         let fields: Vec<&str> = text.split_ascii_whitespace().collect();
         if fields.is_empty() || fields[0] == "duid" {
@@ -51,14 +44,6 @@ pub fn parse(bytes: &[u8]) -> ParsedLeases {
     out
 }
 
-fn field_error(field: &'static str, text: &str, expected: &'static str) -> LeaseLineError {
-    LeaseLineError::Field {
-        field,
-        text: text.into(),
-        expected,
-    }
-}
-
 fn parse_line(fields: &[&str], line: u32) -> Result<Lease, LeaseLineError> {
     let &[expiry, hw_or_iaid, addr, host, client] = fields else {
         return Err(LeaseLineError::FieldCount {
@@ -69,13 +54,14 @@ fn parse_line(fields: &[&str], line: u32) -> Result<Lease, LeaseLineError> {
         .parse()
         .ok()
         .filter(|&e| e >= 0)
-        .ok_or_else(|| field_error("expiry", expiry, "a Unix time in seconds"))?;
-    let ip = IpAddr::from_str(addr).map_err(|_| field_error("address", addr, "an IP address"))?;
+        .ok_or_else(|| LeaseLineError::field("expiry", expiry, "a Unix time in seconds"))?;
+    let ip = IpAddr::from_str(addr)
+        .map_err(|_| LeaseLineError::field("address", addr, "an IP address"))?;
     let client_id = match client {
         "*" => None,
         c => Some(
             parse_hex_colons(c)
-                .ok_or_else(|| field_error("client id", c, "colon-separated hex"))?,
+                .ok_or_else(|| LeaseLineError::field("client id", c, "colon-separated hex"))?,
         ),
     };
     let mac = match ip {
@@ -83,7 +69,7 @@ fn parse_line(fields: &[&str], line: u32) -> Result<Lease, LeaseLineError> {
         IpAddr::V6(_) => {
             let iaid = hw_or_iaid.strip_prefix('T').unwrap_or(hw_or_iaid);
             if iaid.parse::<u32>().is_err() {
-                return Err(field_error("IAID", hw_or_iaid, "a number"));
+                return Err(LeaseLineError::field("IAID", hw_or_iaid, "a number"));
             }
             client_id.as_deref().and_then(mac_from_duid)
         }
@@ -105,7 +91,7 @@ fn parse_line(fields: &[&str], line: u32) -> Result<Lease, LeaseLineError> {
 /// The hardware address field: an Ethernet MAC, or `TT-xx:...` for another hardware type
 /// (no MAC then).
 fn hardware_mac(text: &str) -> Result<Option<Mac>, LeaseLineError> {
-    let bad = || field_error("hardware address", text, "a MAC address");
+    let bad = || LeaseLineError::field("hardware address", text, "a MAC address");
     let (ethernet, hex) = match text.split_once('-') {
         Some((t, rest)) if t.len() == 2 => (t == "01", rest),
         Some(_) => return Err(bad()),

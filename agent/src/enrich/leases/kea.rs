@@ -66,15 +66,8 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedLeases, LeaseFileError> {
     let mut out = ParsedLeases::default();
     let mut columns: Option<Columns> = None;
     for (line, text) in numbered_lines(bytes) {
-        let text = match text {
-            Ok(t) => t,
-            Err(e) => {
-                out.bad.push(BadLease {
-                    line,
-                    error: e.into(),
-                });
-                continue;
-            }
+        let Some(text) = out.text(line, text) else {
+            continue;
         };
         if text.trim().is_empty() {
             continue;
@@ -107,36 +100,31 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedLeases, LeaseFileError> {
     Ok(out)
 }
 
-fn field_error(field: &'static str, text: &str, expected: &'static str) -> LeaseLineError {
-    LeaseLineError::Field {
-        field,
-        text: text.into(),
-        expected,
-    }
-}
-
 fn parse_row<'a>(
     cols: &Columns,
     get: &impl Fn(Option<usize>) -> &'a str,
     line: u32,
 ) -> Result<Lease, LeaseLineError> {
     let addr = get(Some(cols.address));
-    let ip = IpAddr::from_str(addr).map_err(|_| field_error("address", addr, "an IP address"))?;
+    let ip = IpAddr::from_str(addr)
+        .map_err(|_| LeaseLineError::field("address", addr, "an IP address"))?;
     let number = |field: &'static str, i: usize| {
         let t = get(Some(i));
         t.parse::<u64>()
-            .map_err(|_| field_error(field, t, "a whole number"))
+            .map_err(|_| LeaseLineError::field(field, t, "a whole number"))
     };
     let lifetime = number("valid_lifetime", cols.valid_lifetime)?;
     let expire = number("expire", cols.expire)?;
     let expire_ns = i64::try_from(expire)
         .ok()
         .and_then(|e| e.checked_mul(1_000_000_000))
-        .ok_or_else(|| field_error("expire", get(Some(cols.expire)), "a Unix time in seconds"))?;
+        .ok_or_else(|| {
+            LeaseLineError::field("expire", get(Some(cols.expire)), "a Unix time in seconds")
+        })?;
     let state = match get(cols.state) {
         "" | "0" | "2" => LeaseState::Bound,
         "1" | "3" => LeaseState::Gone,
-        s => return Err(field_error("state", s, "0, 1, 2 or 3")),
+        s => return Err(LeaseLineError::field("state", s, "0, 1, 2 or 3")),
     };
     let state = if lifetime == 0 {
         LeaseState::Gone
@@ -148,7 +136,7 @@ fn parse_row<'a>(
             "" => Ok(None),
             t => parse_hex_colons(t)
                 .map(Some)
-                .ok_or_else(|| field_error(field, t, "colon-separated hex")),
+                .ok_or_else(|| LeaseLineError::field(field, t, "colon-separated hex")),
         }
     };
     let hwaddr = hex("hwaddr", cols.hwaddr)?;

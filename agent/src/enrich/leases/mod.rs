@@ -135,6 +135,17 @@ pub enum LeaseLineError {
     },
 }
 
+impl LeaseLineError {
+    /// A field that does not parse.
+    pub(crate) fn field(field: &'static str, text: &str, expected: &'static str) -> Self {
+        LeaseLineError::Field {
+            field,
+            text: text.into(),
+            expected,
+        }
+    }
+}
+
 /// Why a whole lease file was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseFileError {
@@ -170,6 +181,19 @@ pub struct ParsedLeases {
     pub bad: Vec<BadLease>,
     /// Rows that hold no address binding (Kea prefix delegations).
     pub skipped_prefixes: u32,
+}
+
+impl ParsedLeases {
+    /// A line's text, or `None` after listing it as bad when it is not UTF-8.
+    fn text<'a>(&mut self, line: u32, text: Result<&'a str, NotUtf8>) -> Option<&'a str> {
+        text.map_err(|e| {
+            self.bad.push(BadLease {
+                line,
+                error: e.into(),
+            })
+        })
+        .ok()
+    }
 }
 
 /// Parses a lease file in `format`, or in the format [`LeaseFormat::detect`] finds. An empty
