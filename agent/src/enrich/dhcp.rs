@@ -181,8 +181,13 @@ impl DhcpLearner {
         if p[BOOTP_LEN..BOOTP_LEN + 4] != MAGIC || !matches!(p[0], 1 | 2) {
             return Err(Bad::NotDhcp);
         }
-        let kept = keep_v4_options(p)?;
-        let msg = guarded(|| v4::Message::decode(&mut v4::Decoder::new(&kept)))?;
+        // A client's host name that does not decode (not UTF-8, a bad FQDN) must not cost the
+        // binding: decode again without the names.
+        let decode = |names| {
+            let kept = keep_v4_options(p, names)?;
+            guarded(|| v4::Message::decode(&mut v4::Decoder::new(&kept)))
+        };
+        let msg = decode(true).or_else(|_| decode(false))?;
         // The hardware address straight from the header: dhcproto's `chaddr()` slices by the
         // untrusted `hlen` and would panic past 16.
         let mac = (p[1] == 1 && p[2] == 6)
@@ -389,10 +394,11 @@ fn v6_fqdn(opts: &v6::DhcpOptions) -> Option<Arc<str>> {
     clean_hostname(&name)
 }
 
-/// The DHCPv4 message with only the options this module reads, each of a length `dhcproto`
-/// decodes without panicking (see the module docs); an option running past the end is
-/// `Truncated`, a used option of the wrong length `Malformed`.
-fn keep_v4_options(p: &[u8]) -> Result<Vec<u8>, Bad> {
+/// The DHCPv4 message with only the options this module reads (the host name options only
+/// with `names`), each of a length `dhcproto` decodes without panicking (see the module docs);
+/// an option running past the end is `Truncated`, a used option of the wrong length
+/// `Malformed`.
+fn keep_v4_options(p: &[u8], names: bool) -> Result<Vec<u8>, Bad> {
     let header = BOOTP_LEN + MAGIC.len();
     let mut out = p.get(..header).ok_or(Bad::Truncated)?.to_vec();
     let mut opts = &p[header..];
@@ -411,8 +417,9 @@ fn keep_v4_options(p: &[u8]) -> Result<Vec<u8>, Bad> {
         let fits = match code {
             53 => len == 1,           // message type
             50 | 51 | 54 => len == 4, // requested address, lease time, server id
-            12 | 61 => len >= 1,      // host name, client id
-            81 => len >= 3,           // client FQDN: flags, two rcodes, name
+            61 => len >= 1,           // client id
+            12 if names => len >= 1,  // host name
+            81 if names => len >= 3,  // client FQDN: flags, two rcodes, name
             _ => continue,            // not read here: not handed on
         };
         if !fits {

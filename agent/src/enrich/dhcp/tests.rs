@@ -254,6 +254,41 @@ fn relay_replies_are_unwrapped() {
     assert_eq!(learner.counters().truncated, 1);
 }
 
+#[test]
+fn a_bad_host_name_does_not_cost_the_binding() {
+    let dgrams = datagrams("dnsmasq-dhcp.pcap");
+    // dnsmasq's ACK to udhcpc echoes option 12 `laptop-udhcpc`: make it invalid UTF-8.
+    let mut ack = dgrams
+        .iter()
+        .find(|d| d.src_port == 67 && d.payload.windows(13).any(|w| w == b"laptop-udhcpc"))
+        .expect("an ACK with a host name")
+        .payload
+        .clone();
+    let at = ack
+        .windows(13)
+        .position(|w| w == b"laptop-udhcpc")
+        .expect("name");
+    ack[at] = 0xff;
+    let mut learner = DhcpLearner::new();
+    let mut b = Bindings::default();
+    learner.learn(
+        &DhcpPacket {
+            payload: &ack,
+            src_port: 67,
+            dst_port: 68,
+            src_ip: "10.77.0.1".parse().expect("ip"),
+            eth_dst: None,
+            t_ns: T0,
+        },
+        &mut b,
+    );
+    assert_eq!(learner.counters().malformed, 0, "{:?}", learner.counters());
+    let span = b
+        .at("10.77.0.146".parse().expect("ip"), T0)
+        .expect("bound without its name");
+    assert_eq!(span.hostname, None);
+}
+
 fn random_packet(rng: &mut Rng, seeds: &[Datagram]) -> (Vec<u8>, u16, u16) {
     let ports = [
         (67, 68),

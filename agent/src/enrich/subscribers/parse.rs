@@ -608,6 +608,9 @@ fn find_conflicts(entries: &mut Vec<Entry>, stats: &mut RowStats, bad: &mut Vec<
             entries[j].matcher.family() == e.matcher.family() && hj >= lo
         });
         for &j in &open {
+            if folded[i] {
+                break; // a duplicate: the row it repeats reports any conflict
+            }
             let o = &entries[j];
             let (lj, hj) = o.matcher.span();
             if folded[j] || !overlap(&e.valid, &o.valid) {
