@@ -181,13 +181,8 @@ impl DhcpLearner {
         if p[BOOTP_LEN..BOOTP_LEN + 4] != MAGIC || !matches!(p[0], 1 | 2) {
             return Err(Bad::NotDhcp);
         }
-        // A client's host name that does not decode (not UTF-8, a bad FQDN) must not cost the
-        // binding: decode again without the names.
-        let decode = |names| {
-            let kept = keep_v4_options(p, names)?;
-            guarded(|| v4::Message::decode(&mut v4::Decoder::new(&kept)))
-        };
-        let msg = decode(true).or_else(|_| decode(false))?;
+        let kept = keep_v4_options(p)?;
+        let msg = guarded(|| v4::Message::decode(&mut v4::Decoder::new(&kept)))?;
         // The hardware address straight from the header: dhcproto's `chaddr()` slices by the
         // untrusted `hlen` and would panic past 16.
         let mac = (p[1] == 1 && p[2] == 6)
@@ -394,13 +389,13 @@ fn v6_fqdn(opts: &v6::DhcpOptions) -> Option<Arc<str>> {
     clean_hostname(&name)
 }
 
-/// The DHCPv4 message with only the options this module reads (the host name options only
-/// with `names`), each of a length `dhcproto` decodes without panicking (see the module docs);
-/// an option running past the end is `Truncated`, a used option of the wrong length
-/// `Malformed`.
-fn keep_v4_options(p: &[u8], names: bool) -> Result<Vec<u8>, Bad> {
+/// The DHCPv4 message with only the options this module reads, each of a length `dhcproto`
+/// decodes without panicking (see the module docs), host names last; an option running past
+/// the end is `Truncated`, a used option of the wrong length `Malformed`.
+fn keep_v4_options(p: &[u8]) -> Result<Vec<u8>, Bad> {
     let header = BOOTP_LEN + MAGIC.len();
     let mut out = p.get(..header).ok_or(Bad::Truncated)?.to_vec();
+    let mut names = Vec::new();
     let mut opts = &p[header..];
     while let Some((&code, rest)) = opts.split_first() {
         match code {
@@ -418,9 +413,17 @@ fn keep_v4_options(p: &[u8], names: bool) -> Result<Vec<u8>, Bad> {
             53 => len == 1,           // message type
             50 | 51 | 54 => len == 4, // requested address, lease time, server id
             61 => len >= 1,           // client id
-            12 if names => len >= 1,  // host name
-            81 if names => len >= 3,  // client FQDN: flags, two rcodes, name
-            _ => continue,            // not read here: not handed on
+            12 | 81 => {
+                // Host name, client FQDN (flags, two rcodes, name): client text, which may
+                // not decode; `dhcproto` stops at the first option that does not, so these
+                // go last, where one cannot hide the lease time.
+                if code == 12 || len >= 3 {
+                    names.extend([code, len]);
+                    names.extend_from_slice(data);
+                }
+                continue;
+            }
+            _ => continue, // not read here: not handed on
         };
         if !fits {
             return Err(Bad::Malformed);
@@ -428,6 +431,7 @@ fn keep_v4_options(p: &[u8], names: bool) -> Result<Vec<u8>, Bad> {
         out.extend([code, len]);
         out.extend_from_slice(data);
     }
+    out.extend(names);
     out.push(255);
     Ok(out)
 }
