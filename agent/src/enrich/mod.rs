@@ -6,7 +6,12 @@
 //! Every source keeps bindings with a [`Validity`] window in Unix nanoseconds, the unit of
 //! [`crate::record::FlowRecord::time_start_ns`].
 
+pub mod dhcp;
+pub mod identity;
+pub mod leases;
 pub mod nat;
+pub mod source;
+pub mod subscribers;
 
 /// When a binding holds: `[from, to)` in Unix nanoseconds; `None` is unbounded on that side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

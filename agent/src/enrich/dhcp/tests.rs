@@ -1,0 +1,371 @@
+//! The learner against real captures (dnsmasq and Kea talking to udhcpc and dhclient), the
+//! lease files written in the same exchanges, and random and mutated payloads.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::*;
+use crate::enrich::leases::{self, LeaseState};
+use crate::store::testgen::Rng;
+
+const T0: i64 = 1_800_000_000 * NS;
+
+/// One DHCP datagram of a capture.
+struct Datagram {
+    payload: Vec<u8>,
+    src_port: u16,
+    dst_port: u16,
+    src_ip: IpAddr,
+    eth_dst: Mac,
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/idents")
+        .join(name)
+}
+
+/// The UDP datagrams of an untagged Ethernet capture (the lab's frames carry no VLAN tags or
+/// IPv6 extension headers).
+fn datagrams(name: &str) -> Vec<Datagram> {
+    let frames = xdp_audit_lab::pcap::read(&fixture(name))
+        .unwrap_or_else(|e| panic!("read capture {name}: {e:#}"));
+    frames
+        .iter()
+        .filter_map(|f| {
+            let d = &f.data;
+            let eth_dst = Mac(d.get(..6)?.try_into().ok()?);
+            let (src_ip, udp) = match u16::from_be_bytes([*d.get(12)?, *d.get(13)?]) {
+                0x0800 => {
+                    let ihl = usize::from(d.get(14)? & 0x0f) * 4;
+                    let src: [u8; 4] = d.get(26..30)?.try_into().ok()?;
+                    (IpAddr::from(src), d.get(14 + ihl..)?)
+                }
+                0x86dd => {
+                    let src: [u8; 16] = d.get(22..38)?.try_into().ok()?;
+                    (IpAddr::from(src), d.get(54..)?)
+                }
+                _ => return None,
+            };
+            Some(Datagram {
+                payload: udp.get(8..)?.to_vec(),
+                src_port: u16::from_be_bytes([udp[0], udp[1]]),
+                dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+                src_ip,
+                eth_dst,
+            })
+        })
+        .collect()
+}
+
+/// Feeds a capture, one packet per second from `T0`.
+fn replay(learner: &mut DhcpLearner, bindings: &mut Bindings, dgrams: &[Datagram]) {
+    for (i, d) in dgrams.iter().enumerate() {
+        learner.learn(
+            &DhcpPacket {
+                payload: &d.payload,
+                src_port: d.src_port,
+                dst_port: d.dst_port,
+                src_ip: d.src_ip,
+                eth_dst: Some(d.eth_dst),
+                t_ns: T0 + i as i64 * NS,
+            },
+            bindings,
+        );
+    }
+}
+
+fn total(c: &DhcpCounters) -> u64 {
+    c.v4_ack
+        + c.v4_request
+        + c.v4_release
+        + c.v6_reply
+        + c.v6_release
+        + c.ignored
+        + c.untrusted
+        + c.truncated
+        + c.not_dhcp
+        + c.malformed
+        + c.no_message_type
+        + c.incomplete
+        + c.decoder_panic
+}
+
+/// (address, MAC, host name) of every binding holding at `t`.
+fn holding(b: &Bindings, ips: &[IpAddr], t: i64) -> Vec<(IpAddr, Option<Mac>, Option<String>)> {
+    ips.iter()
+        .filter_map(|&ip| {
+            b.at(ip, t)
+                .map(|s| (ip, s.holder.mac, s.hostname.as_deref().map(str::to_owned)))
+        })
+        .collect()
+}
+
+#[test]
+fn the_dnsmasq_capture_teaches_what_its_lease_file_says() {
+    let dgrams = datagrams("dnsmasq-dhcp.pcap");
+    let mut learner = DhcpLearner::new();
+    let mut b = Bindings::default();
+    replay(&mut learner, &mut b, &dgrams);
+    let c = learner.counters();
+    assert_eq!(
+        total(&c),
+        dgrams.len() as u64,
+        "every packet counted once: {c:?}"
+    );
+    assert_eq!((c.v4_ack, c.v4_release, c.v6_reply), (2, 1, 1), "{c:?}");
+    assert_eq!(
+        c.truncated + c.malformed + c.not_dhcp + c.decoder_panic,
+        0,
+        "{c:?}"
+    );
+
+    // The lease file of the same run: each lease it still holds was learned from the packets,
+    // with the same MAC and host name; the released one is gone from both.
+    let file = leases::parse(
+        &std::fs::read(fixture("dnsmasq.leases")).expect("leases"),
+        None,
+    )
+    .expect("format");
+    let end = T0 + dgrams.len() as i64 * NS;
+    let mut ips: Vec<IpAddr> = file.leases.iter().map(|l| l.ip).collect();
+    ips.push("10.77.0.147".parse().expect("ip"));
+    let learned = holding(&b, &ips, end);
+    let from_file: Vec<_> = file
+        .leases
+        .iter()
+        .filter(|l| l.state == LeaseState::Bound)
+        .map(|l| (l.ip, l.mac, l.hostname.as_deref().map(str::to_owned)))
+        .collect();
+    assert_eq!(learned, from_file);
+    // The released lease was held between its ACK and its RELEASE.
+    let released: IpAddr = "10.77.0.147".parse().expect("ip");
+    let ack = dgrams
+        .iter()
+        .rposition(|d| d.src_port == 67 && d.payload.get(16..20) == Some(&[10, 77, 0, 147]))
+        .expect("an ACK for .147") as i64;
+    let span = b.at(released, T0 + ack * NS).expect("bound from the ACK");
+    assert!(
+        b.at(released, T0 + (ack + 1) * NS).is_none(),
+        "released by the next packet"
+    );
+    assert_eq!(span.hostname.as_deref(), Some("box-dhclient"));
+}
+
+#[test]
+fn the_kea_capture_takes_host_names_from_requests() {
+    let dgrams = datagrams("kea-dhcp.pcap");
+    let mut learner = DhcpLearner::new();
+    let mut b = Bindings::default();
+    replay(&mut learner, &mut b, &dgrams);
+    let c = learner.counters();
+    assert_eq!(total(&c), dgrams.len() as u64, "{c:?}");
+    assert!(
+        c.v4_ack >= 2 && c.v4_request >= 2 && c.v6_reply == 1,
+        "{c:?}"
+    );
+    let end = T0 + dgrams.len() as i64 * NS;
+    let ips: Vec<IpAddr> = ["10.77.0.160", "10.77.0.161", "fd77::200"]
+        .iter()
+        .map(|s| s.parse().expect("ip"))
+        .collect();
+    let mac = |n| Some(Mac([2, 0, 0, 0x77, 0, n]));
+    assert_eq!(
+        holding(&b, &ips, end),
+        [
+            (ips[0], mac(2), Some("laptop-udhcpc".to_string())),
+            (ips[2], mac(2), Some("phone6.lab.example".to_string())),
+        ],
+        ".161 was released"
+    );
+}
+
+#[test]
+fn only_trusted_servers_are_believed() {
+    let dgrams = datagrams("dnsmasq-dhcp.pcap");
+    let mut learner = DhcpLearner::trusting(vec!["192.0.2.1".parse().expect("ip")]);
+    let mut b = Bindings::default();
+    replay(&mut learner, &mut b, &dgrams);
+    assert_eq!(b.addresses(), 0);
+    assert_eq!(
+        learner.counters().untrusted,
+        3,
+        "two ACKs and a Reply: {:?}",
+        learner.counters()
+    );
+    let mut learner = DhcpLearner::trusting(vec![
+        "10.77.0.1".parse().expect("ip"),
+        "fe80::ff:fe77:1".parse().expect("ip"),
+    ]);
+    replay(&mut learner, &mut b, &dgrams);
+    assert_eq!(learner.counters().untrusted, 0);
+    assert_eq!(b.addresses(), 3);
+}
+
+#[test]
+fn relay_replies_are_unwrapped() {
+    let reply = datagrams("dnsmasq-dhcp.pcap")
+        .into_iter()
+        .rfind(|d| d.src_port == 547 && d.payload.first() == Some(&7))
+        .expect("a DHCPv6 Reply");
+    // Relay-Reply(hop 0, link, peer, Relay Message option holding the Reply), twice nested.
+    let wrap = |inner: &[u8]| {
+        let mut m = vec![13, 0];
+        m.extend([0u8; 32]);
+        m.extend(9u16.to_be_bytes());
+        m.extend((inner.len() as u16).to_be_bytes());
+        m.extend(inner);
+        m
+    };
+    let relayed = wrap(&wrap(&reply.payload));
+    let mut learner = DhcpLearner::new();
+    let mut b = Bindings::default();
+    learner.learn(
+        &DhcpPacket {
+            payload: &relayed,
+            src_port: 547,
+            dst_port: 547,
+            src_ip: "2001:db8::547".parse().expect("ip"),
+            eth_dst: Some(Mac([2, 0xee, 0, 0, 0, 1])),
+            t_ns: T0,
+        },
+        &mut b,
+    );
+    assert_eq!(learner.counters().v6_reply, 1, "{:?}", learner.counters());
+    let span = b.at("fd77::1fd".parse().expect("ip"), T0).expect("bound");
+    assert_eq!(
+        span.holder.mac,
+        Some(Mac([2, 0, 0, 0x77, 0, 2])),
+        "from the DUID, not the relay's MAC"
+    );
+    let mut cut = relayed.clone();
+    cut.truncate(50);
+    learner.learn(
+        &DhcpPacket {
+            payload: &cut,
+            src_port: 547,
+            dst_port: 547,
+            src_ip: "2001:db8::547".parse().expect("ip"),
+            eth_dst: None,
+            t_ns: T0,
+        },
+        &mut b,
+    );
+    assert_eq!(learner.counters().truncated, 1);
+}
+
+#[test]
+fn a_bad_host_name_does_not_cost_the_binding() {
+    // dnsmasq's ACK to udhcpc, its options replaced by: message type ACK, a host name that is
+    // not UTF-8, then the lease time and server id (a decoder that stops at the bad name
+    // would lose the lease time).
+    let ack = datagrams("dnsmasq-dhcp.pcap")
+        .into_iter()
+        .find(|d| d.src_port == 67 && d.payload.windows(13).any(|w| w == b"laptop-udhcpc"))
+        .expect("an ACK with a host name");
+    let mut payload = ack.payload[..240].to_vec();
+    payload.extend([
+        53, 1, 5, 12, 3, b'a', 0xff, b'b', 51, 4, 0, 0, 0, 120, 54, 4, 10, 77, 0, 1, 255,
+    ]);
+    let mut learner = DhcpLearner::new();
+    let mut b = Bindings::default();
+    learner.learn(
+        &DhcpPacket {
+            payload: &payload,
+            src_port: 67,
+            dst_port: 68,
+            src_ip: "10.77.0.1".parse().expect("ip"),
+            eth_dst: None,
+            t_ns: T0,
+        },
+        &mut b,
+    );
+    assert_eq!(learner.counters().v4_ack, 1, "{:?}", learner.counters());
+    let span = b
+        .at("10.77.0.146".parse().expect("ip"), T0)
+        .expect("bound without its name");
+    assert_eq!(span.hostname, None);
+    assert_eq!(span.valid.to, Some(T0 + 120 * NS));
+}
+
+fn random_packet(rng: &mut Rng, seeds: &[Datagram]) -> (Vec<u8>, u16, u16) {
+    let ports = [
+        (67, 68),
+        (68, 67),
+        (67, 67),
+        (547, 546),
+        (546, 547),
+        (547, 547),
+    ];
+    let (sp, dp) = ports[rng.below(ports.len() as u64) as usize];
+    if seeds.is_empty() || rng.chance(0.2) {
+        let len = rng.below(600) as usize;
+        return ((0..len).map(|_| rng.below(256) as u8).collect(), sp, dp);
+    }
+    let seed = &seeds[rng.below(seeds.len() as u64) as usize];
+    let mut p = seed.payload.clone();
+    match rng.below(4) {
+        0 => p.truncate(rng.below(p.len() as u64 + 1) as usize),
+        1 => {
+            for _ in 0..1 + rng.below(8) {
+                let at = rng.below(p.len().max(1) as u64) as usize;
+                if let Some(b) = p.get_mut(at) {
+                    *b ^= 1 << rng.below(8);
+                }
+            }
+        }
+        2 => {
+            // Option lengths are where decoders go wrong: overwrite bytes past the fixed part
+            // with small and large values.
+            for _ in 0..1 + rng.below(4) {
+                let start = if seed.src_port >= 546 { 4 } else { 240 };
+                if p.len() > start {
+                    let at = start + rng.below((p.len() - start) as u64) as usize;
+                    p[at] = [0, 1, 2, 0x7f, 0xff][rng.below(5) as usize];
+                }
+            }
+        }
+        _ => {
+            let at = rng.below(p.len() as u64 + 1) as usize;
+            let extra: Vec<u8> = (0..rng.below(40)).map(|_| rng.below(256) as u8).collect();
+            p.splice(at..at, extra);
+        }
+    }
+    (p, seed.src_port, seed.dst_port)
+}
+
+/// Random bytes and mutations of the real captures: never a panic (not even one the guard
+/// would catch), every packet counted once. `XDP_AUDIT_FUZZ_ITERS` runs more.
+#[test]
+fn random_and_mutated_payloads_are_counted_never_fatal() {
+    let iters: u64 = std::env::var("XDP_AUDIT_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    let mut seeds = datagrams("dnsmasq-dhcp.pcap");
+    seeds.extend(datagrams("kea-dhcp.pcap"));
+    let mut rng = Rng::new(2026);
+    let mut learner = DhcpLearner::new();
+    let mut b = Bindings::default();
+    for i in 0..iters {
+        let (payload, sp, dp) = random_packet(&mut rng, &seeds);
+        learner.learn(
+            &DhcpPacket {
+                payload: &payload,
+                src_port: sp,
+                dst_port: dp,
+                src_ip: "10.77.0.1".parse().expect("ip"),
+                eth_dst: Some(Mac([2, 0, 0, 0, 0, 9])),
+                t_ns: T0 + i as i64,
+            },
+            &mut b,
+        );
+    }
+    let c = learner.counters();
+    assert_eq!(total(&c), iters, "{c:?}");
+    assert_eq!(c.decoder_panic, 0, "the decoder panicked: {c:?}");
+    assert!(
+        c.truncated > 0 && c.malformed + c.not_dhcp > 0 && c.v4_ack > 0,
+        "{c:?}"
+    );
+}

@@ -1,0 +1,224 @@
+//! Who was behind an address at an instant: the subscriber (account and display name), the
+//! host name and the device MAC, joined from the subscribers table and the DHCP bindings.
+//!
+//! Precedence, for a client address `ip` seen with the MAC `packet_mac` at `t`:
+//! 1. The device: the MAC of the DHCP binding of `ip` at `t` (the server's word on who held
+//!    it), else `packet_mac` (an address without a lease: static, or IPv6 by SLAAC).
+//! 2. The subscriber: a MAC row for that device valid at `t`; else the narrowest address row
+//!    for `ip`; else, for an IPv6 address with no DHCPv6 binding, the address row of the IPv4
+//!    address the same device leased at `t` (a dual-stack client's IPv6 traffic goes to the
+//!    user of its IPv4 lease).
+//! 3. The host name: from the binding of `ip`, else (IPv6 without DHCPv6) from the device's
+//!    IPv4 lease.
+//!
+//! The caller picks the client side of a record (the source on a `lan` interface) and passes
+//! the flow's start, never the time of the query. A MAC from a packet is only the client's when
+//! the client is on the audited link: behind a router it is the router's, and the MAC rows of a
+//! subscribers file must not name routers.
+
+use std::net::IpAddr;
+
+use crate::record::Mac;
+
+use super::leases::bindings::{Bindings, Span};
+use super::subscribers::{MatchedBy, Subscriber, SubscriberTable};
+
+/// How the subscriber of an [`Identity`] was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// A MAC row for the device.
+    Mac,
+    /// An address row for the address itself.
+    Address,
+    /// An address row for the IPv4 address the device leased (IPv6 without DHCPv6).
+    V4LeaseOfDevice,
+}
+
+/// What is known about the client behind an address at an instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Identity<'a> {
+    /// The subscriber, and how it was found.
+    pub subscriber: Option<(&'a Subscriber, Via)>,
+    /// The host name from DHCP.
+    pub hostname: Option<&'a str>,
+    /// The device's MAC (from the DHCP binding, else the packet's).
+    pub mac: Option<Mac>,
+}
+
+/// The join of the attribution sources this module reads; borrowed for a batch of records.
+#[derive(Clone, Copy)]
+pub struct Attribution<'a> {
+    /// The subscribers table (the current snapshot).
+    pub subscribers: &'a SubscriberTable,
+    /// The DHCP bindings.
+    pub bindings: &'a Bindings,
+}
+
+impl<'a> Attribution<'a> {
+    /// The identity behind `ip` (seen with `packet_mac`) at `t_ns`, by the module's
+    /// precedence.
+    #[inline]
+    pub fn identity(&self, ip: IpAddr, packet_mac: Option<Mac>, t_ns: i64) -> Identity<'a> {
+        let lease = self.bindings.at(ip, t_ns);
+        let mac = lease.and_then(|s| s.holder.mac).or(packet_mac);
+        // An IPv6 client without a DHCPv6 lease: its device's IPv4 lease stands in.
+        let v4_lease = match (ip, lease, mac) {
+            (IpAddr::V6(_), None, Some(m)) => self.bindings.v4_of_mac(m, t_ns),
+            _ => None,
+        };
+        let subscriber = match self.subscribers.account_at(ip, mac, t_ns) {
+            Some((s, MatchedBy::Mac)) => Some((s, Via::Mac)),
+            Some((s, MatchedBy::Address)) => Some((s, Via::Address)),
+            None => v4_lease.and_then(|(v4, _)| {
+                self.subscribers
+                    .by_addr(IpAddr::V4(v4), t_ns)
+                    .map(|s| (s, Via::V4LeaseOfDevice))
+            }),
+        };
+        let hostname = lease
+            .or(v4_lease.map(|(_, s)| s))
+            .and_then(|s: &Span| s.hostname.as_deref());
+        Identity {
+            subscriber,
+            hostname,
+            mac,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::leases::bindings::{Holder, Observation, Source};
+    use crate::enrich::subscribers::ParsedSubscribers;
+    use crate::enrich::Validity;
+
+    const S: i64 = 1_000_000_000;
+    const LAPTOP: Mac = Mac([2, 0, 0, 0, 0, 1]);
+    const PHONE: Mac = Mac([2, 0, 0, 0, 0, 2]);
+    const ROUTER: Mac = Mac([2, 0, 0, 0, 0, 0xfe]);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    fn lease(b: &mut Bindings, addr: &str, mac: Mac, host: &str, from: i64, to: i64) {
+        b.observe(
+            Observation {
+                ip: ip(addr),
+                holder: Holder {
+                    mac: Some(mac),
+                    client_id: None,
+                },
+                hostname: Some(host.into()),
+                valid: Validity {
+                    from: Some(from),
+                    to: Some(to),
+                },
+                source: Source::Packet,
+            },
+            from,
+        );
+    }
+
+    fn world() -> (SubscriberTable, Bindings) {
+        let subs = ParsedSubscribers::parse(
+            b"match,account,name\n\
+              10.0.0.0/24,pool,\n\
+              10.0.0.50,static-50,\n\
+              02:00:00:00:00:02,phone-owner,Pat\n",
+        )
+        .expect("subscribers");
+        let mut b = Bindings::default();
+        lease(&mut b, "10.0.0.7", LAPTOP, "laptop", 100 * S, 200 * S);
+        lease(&mut b, "10.0.0.7", PHONE, "phone", 200 * S, 300 * S);
+        lease(&mut b, "10.0.0.50", LAPTOP, "laptop", 300 * S, 400 * S);
+        (SubscriberTable::build([&subs]), b)
+    }
+
+    fn who(
+        a: &Attribution<'_>,
+        addr: &str,
+        mac: Option<Mac>,
+        t: i64,
+    ) -> (Option<String>, Option<Via>, Option<String>, Option<Mac>) {
+        let id = a.identity(ip(addr), mac, t);
+        (
+            id.subscriber.map(|(s, _)| s.account.to_string()),
+            id.subscriber.map(|(_, v)| v),
+            id.hostname.map(str::to_owned),
+            id.mac,
+        )
+    }
+
+    #[test]
+    fn the_binding_at_the_flow_start_decides() {
+        let (subs, b) = world();
+        let a = Attribution {
+            subscribers: &subs,
+            bindings: &b,
+        };
+        let s = |x: &str| Some(x.to_string());
+        // The same address, two holders: each flow gets the one of its start, whatever the
+        // packet's MAC (a router's, here).
+        assert_eq!(
+            who(&a, "10.0.0.7", Some(ROUTER), 150 * S),
+            (s("pool"), Some(Via::Address), s("laptop"), Some(LAPTOP))
+        );
+        assert_eq!(
+            who(&a, "10.0.0.7", Some(ROUTER), 250 * S),
+            (s("phone-owner"), Some(Via::Mac), s("phone"), Some(PHONE))
+        );
+        // A MAC row beats an address row; the narrowest address row beats the pool.
+        assert_eq!(who(&a, "10.0.0.50", None, 350 * S).0, s("static-50"));
+        // No lease: the packet's MAC is the device.
+        assert_eq!(
+            who(&a, "10.0.0.9", Some(PHONE), 50 * S),
+            (s("phone-owner"), Some(Via::Mac), None, Some(PHONE))
+        );
+        assert_eq!(who(&a, "192.0.2.1", None, 50 * S), (None, None, None, None));
+    }
+
+    #[test]
+    fn ipv6_without_dhcpv6_goes_through_the_devices_ipv4_lease() {
+        let (subs, mut b) = world();
+        let a = Attribution {
+            subscribers: &subs,
+            bindings: &b,
+        };
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            who(&a, "2001:db8::1234", Some(LAPTOP), 150 * S),
+            (
+                s("pool"),
+                Some(Via::V4LeaseOfDevice),
+                s("laptop"),
+                Some(LAPTOP)
+            )
+        );
+        assert_eq!(
+            who(&a, "2001:db8::1234", Some(LAPTOP), 350 * S),
+            (
+                s("static-50"),
+                Some(Via::V4LeaseOfDevice),
+                s("laptop"),
+                Some(LAPTOP)
+            )
+        );
+        assert_eq!(
+            who(&a, "2001:db8::1234", Some(LAPTOP), 250 * S).0,
+            None,
+            "no IPv4 lease then"
+        );
+        // With DHCPv6, its binding decides.
+        lease(&mut b, "2001:db8::1234", PHONE, "phone6", 100 * S, 400 * S);
+        let a = Attribution {
+            subscribers: &subs,
+            bindings: &b,
+        };
+        assert_eq!(
+            who(&a, "2001:db8::1234", Some(LAPTOP), 150 * S),
+            (s("phone-owner"), Some(Via::Mac), s("phone6"), Some(PHONE))
+        );
+    }
+}

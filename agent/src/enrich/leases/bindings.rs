@@ -1,0 +1,362 @@
+//! The MAC <-> IP <-> hostname timeline every lease source feeds, asked "who held this address
+//! at that instant".
+//!
+//! Per address, a list of spans ordered by start, none overlapping: the holder (MAC, client
+//! id), the host name, and the window. The rules (a test replays random server histories
+//! against them):
+//! - An observation of the same holder that overlaps or touches one of its spans extends it
+//!   (a renewal); the newest host name wins.
+//! - Spans of different holders never overlap: where they would, the one that starts later
+//!   wins (a server hands an address to a new client only after the old one let it go), in
+//!   whichever order the two were observed.
+//! - A span starts where its source says (a DHCP ACK's time, Kea's last transaction) or, when
+//!   the source does not say (dnsmasq's file), when the agent first saw it: a flow from before
+//!   that is not attributed to a lease it cannot be sure of.
+//! - A span ends at its expiry, at a release or decline, or when its lease disappears from the
+//!   lease file (at the time the agent noticed).
+//!
+//! History is kept because lease files are rewritten while records about the past are still
+//! being written (a record's window starts up to an active timeout earlier): spans that ended
+//! more than [`Limits::max_age_ns`] ago are pruned, and each address keeps at most
+//! [`Limits::max_spans`]. Owned by the enrich stage (no locks): file parsing happens off that
+//! task, applying the parsed file is cheap.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::enrich::Validity;
+use crate::record::Mac;
+
+use super::{Lease, LeaseState};
+
+/// Where a binding was learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A lease file: its index in the configured list.
+    LeaseFile(u32),
+    /// A DHCP packet seen on an audited interface.
+    Packet,
+}
+
+/// Who holds an address: the MAC when known, else the client id (or DUID).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Holder {
+    /// The client's MAC.
+    pub mac: Option<Mac>,
+    /// DHCPv4 client id or DHCPv6 DUID.
+    pub client_id: Option<Arc<[u8]>>,
+}
+
+impl Holder {
+    /// Whether two holders are the same client: by MAC when both have one, else by client id.
+    pub fn same(&self, other: &Holder) -> bool {
+        match (self.mac, other.mac) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.client_id == other.client_id,
+        }
+    }
+}
+
+/// One binding of an address to a holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Who.
+    pub holder: Holder,
+    /// The host name the client gave or the server assigned.
+    pub hostname: Option<Arc<str>>,
+    /// When; `from` is always set, `to` is `None` for an infinite lease.
+    pub valid: Validity,
+    /// Where it was learned (the latest source that confirmed it).
+    pub source: Source,
+}
+
+fn lo(v: &Validity) -> i64 {
+    v.from.unwrap_or(i64::MIN)
+}
+
+fn hi(v: &Validity) -> i64 {
+    v.to.unwrap_or(i64::MAX)
+}
+
+/// A binding learned: from a lease row or a DHCP packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// The address.
+    pub ip: IpAddr,
+    /// Who.
+    pub holder: Holder,
+    /// Host name, if the source gave one.
+    pub hostname: Option<Arc<str>>,
+    /// The window; `from: None` means "not stated": the observation time is used.
+    pub valid: Validity,
+    /// Where from.
+    pub source: Source,
+}
+
+/// Bounds on what the timeline keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Spans kept per address (the oldest go first).
+    pub max_spans: usize,
+    /// Addresses kept; observations of new addresses past it are counted and dropped.
+    pub max_addresses: usize,
+    /// How long an ended span is kept, in ns.
+    pub max_age_ns: i64,
+    /// Addresses remembered per MAC (for the IPv6-by-MAC lookup).
+    pub max_addrs_per_mac: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_spans: 16,
+            max_addresses: 1_000_000,
+            max_age_ns: 24 * 3600 * 1_000_000_000,
+            max_addrs_per_mac: 8,
+        }
+    }
+}
+
+/// What the timeline did, for `status` and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindingCounters {
+    /// Observations taken.
+    pub observed: u64,
+    /// Bindings ended by a release, a decline or a lease leaving its file.
+    pub ended: u64,
+    /// Observations dropped because [`Limits::max_addresses`] was reached.
+    pub dropped_full: u64,
+    /// Spans pruned for age or count.
+    pub pruned: u64,
+}
+
+/// What one lease file held at its last read.
+#[derive(Default)]
+struct FileState {
+    rows: Vec<Lease>,
+    present: HashMap<IpAddr, Holder>,
+}
+
+/// An address's spans, by start. Most addresses have one, kept inline so a lookup reads the
+/// hash table's entry and nothing else.
+type Spans = SmallVec<[Span; 1]>;
+
+/// The timeline; see the module docs.
+#[derive(Default)]
+pub struct Bindings {
+    by_ip: HashMap<IpAddr, Spans>,
+    by_mac: HashMap<Mac, SmallVec<[IpAddr; 2]>>,
+    files: HashMap<u32, FileState>,
+    limits: Limits,
+    counters: BindingCounters,
+}
+
+impl Bindings {
+    /// An empty timeline with `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Bindings {
+            limits,
+            ..Bindings::default()
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> BindingCounters {
+        self.counters
+    }
+
+    /// Addresses with at least one span.
+    pub fn addresses(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    /// The binding of `ip` at `t_ns`.
+    #[inline]
+    pub fn at(&self, ip: IpAddr, t_ns: i64) -> Option<&Span> {
+        self.by_ip
+            .get(&ip)?
+            .iter()
+            .rev()
+            .find(|s| s.valid.contains(t_ns))
+    }
+
+    /// The IPv4 address `mac` held at `t_ns`, and that binding (to tie an IPv6 client without
+    /// DHCPv6 to its user through its IPv4 lease).
+    pub fn v4_of_mac(&self, mac: Mac, t_ns: i64) -> Option<(Ipv4Addr, &Span)> {
+        self.by_mac.get(&mac)?.iter().rev().find_map(|&ip| {
+            let IpAddr::V4(v4) = ip else { return None };
+            self.at(ip, t_ns)
+                .filter(|s| s.holder.mac == Some(mac))
+                .map(|s| (v4, s))
+        })
+    }
+
+    /// Takes one observation at `now_ns` (see the module docs for the rules).
+    pub fn observe(&mut self, obs: Observation, now_ns: i64) {
+        let from = obs.valid.from.unwrap_or(now_ns);
+        let to = hi(&obs.valid);
+        if to <= from {
+            return; // expired before it was first seen: nothing to attribute
+        }
+        if !self.by_ip.contains_key(&obs.ip) && self.by_ip.len() >= self.limits.max_addresses {
+            self.counters.dropped_full += 1;
+            return;
+        }
+        self.counters.observed += 1;
+        if let Some(mac) = obs.holder.mac {
+            let ips = self.by_mac.entry(mac).or_default();
+            if !ips.contains(&obs.ip) {
+                if ips.len() >= self.limits.max_addrs_per_mac {
+                    ips.remove(0);
+                }
+                ips.push(obs.ip);
+            }
+        }
+        let spans = self.by_ip.entry(obs.ip).or_default();
+        let mut new = Span {
+            holder: obs.holder,
+            hostname: obs.hostname,
+            valid: Validity {
+                from: Some(from),
+                to: obs.valid.to,
+            },
+            source: obs.source,
+        };
+        // Merge the holder's spans that overlap or touch this one.
+        spans.retain(|s| {
+            let touches = lo(&s.valid) <= hi(&new.valid) && lo(&new.valid) <= hi(&s.valid);
+            if !(touches && s.holder.same(&new.holder)) {
+                return true;
+            }
+            new.valid.from = Some(lo(&s.valid).min(lo(&new.valid)));
+            new.valid.to = (hi(&s.valid).max(hi(&new.valid)) != i64::MAX)
+                .then(|| hi(&s.valid).max(hi(&new.valid)));
+            if new.hostname.is_none() {
+                new.hostname = s.hostname.clone();
+            }
+            new.holder.mac = new.holder.mac.or(s.holder.mac);
+            if new.holder.client_id.is_none() {
+                new.holder.client_id = s.holder.client_id.clone();
+            }
+            false
+        });
+        // Other holders: the later start wins the overlap.
+        for s in spans.iter_mut() {
+            if lo(&s.valid) < lo(&new.valid) {
+                if hi(&s.valid) > lo(&new.valid) {
+                    s.valid.to = new.valid.from;
+                }
+            } else if lo(&s.valid) < hi(&new.valid) {
+                new.valid.to = s.valid.from;
+            }
+        }
+        if lo(&new.valid) < hi(&new.valid) {
+            let at = spans.partition_point(|s| lo(&s.valid) <= lo(&new.valid));
+            spans.insert(at, new);
+        }
+        spans.retain(|s| lo(&s.valid) < hi(&s.valid));
+        let excess = spans.len().saturating_sub(self.limits.max_spans);
+        if excess > 0 {
+            spans.drain(..excess);
+            self.counters.pruned += excess as u64;
+        }
+    }
+
+    /// Ends `holder`'s binding of `ip` that holds at `at_ns` (a release, a decline, a lease
+    /// gone from its file).
+    pub fn end(&mut self, ip: IpAddr, holder: &Holder, at_ns: i64) {
+        let Some(spans) = self.by_ip.get_mut(&ip) else {
+            return;
+        };
+        for s in spans.iter_mut() {
+            if s.holder.same(holder) && s.valid.contains(at_ns) {
+                s.valid.to = Some(at_ns);
+                self.counters.ended += 1;
+            }
+        }
+        spans.retain(|s| lo(&s.valid) < hi(&s.valid));
+    }
+
+    /// Applies a lease file read at `now_ns`. Rows already applied from the previous read (an
+    /// append-only Kea file) are not applied again; a rewritten file is applied whole, which
+    /// merges with what is known. An address the file held before and no longer holds ends
+    /// now.
+    pub fn apply_file(&mut self, file: u32, leases: &[Lease], now_ns: i64) {
+        let state = self.files.remove(&file).unwrap_or_default();
+        let new_rows = if leases.starts_with(&state.rows) {
+            &leases[state.rows.len()..]
+        } else {
+            leases
+        };
+        for lease in new_rows {
+            let holder = Holder {
+                mac: lease.mac,
+                client_id: lease.client_id.clone(),
+            };
+            match lease.state {
+                LeaseState::Bound => self.observe(
+                    Observation {
+                        ip: lease.ip,
+                        holder,
+                        hostname: lease.hostname.clone(),
+                        valid: lease.valid,
+                        source: Source::LeaseFile(file),
+                    },
+                    now_ns,
+                ),
+                LeaseState::Gone => self.end(lease.ip, &holder, now_ns),
+            }
+        }
+        let mut present = HashMap::with_capacity(leases.len());
+        for lease in leases {
+            let holder = Holder {
+                mac: lease.mac,
+                client_id: lease.client_id.clone(),
+            };
+            match lease.state {
+                LeaseState::Bound => present.insert(lease.ip, holder),
+                LeaseState::Gone => present.remove(&lease.ip),
+            };
+        }
+        for (ip, holder) in &state.present {
+            if present.get(ip).is_none_or(|h| !h.same(holder)) {
+                self.end(*ip, holder, now_ns);
+            }
+        }
+        self.files.insert(
+            file,
+            FileState {
+                rows: leases.to_vec(),
+                present,
+            },
+        );
+    }
+
+    /// Drops spans that ended more than [`Limits::max_age_ns`] before `now_ns`.
+    pub fn prune(&mut self, now_ns: i64) {
+        let horizon = now_ns.saturating_sub(self.limits.max_age_ns);
+        let mut pruned = 0;
+        self.by_ip.retain(|_, spans| {
+            let before = spans.len();
+            spans.retain(|s| hi(&s.valid) >= horizon);
+            pruned += (before - spans.len()) as u64;
+            !spans.is_empty()
+        });
+        self.counters.pruned += pruned;
+        let by_ip = &self.by_ip;
+        self.by_mac.retain(|mac, ips| {
+            ips.retain(|ip| {
+                by_ip
+                    .get(ip)
+                    .is_some_and(|spans| spans.iter().any(|s| s.holder.mac == Some(*mac)))
+            });
+            !ips.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+use super::*;
+use crate::store::testgen::Rng;
+
+const S: i64 = 1_000_000_000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn holder(n: u8) -> Holder {
+    Holder {
+        mac: Some(Mac([2, 0, 0, 0, 0, n])),
+        client_id: None,
+    }
+}
+
+fn obs(addr: &str, who: u8, from: Option<i64>, to: Option<i64>) -> Observation {
+    Observation {
+        ip: ip(addr),
+        holder: holder(who),
+        hostname: Some(format!("host{who}").into()),
+        valid: Validity { from, to },
+        source: Source::Packet,
+    }
+}
+
+fn who(b: &Bindings, addr: &str, t: i64) -> Option<u8> {
+    b.at(ip(addr), t).and_then(|s| s.holder.mac).map(|m| m.0[5])
+}
+
+#[test]
+fn renewals_extend_and_a_new_holder_cuts_the_old_one() {
+    let mut b = Bindings::default();
+    b.observe(obs("10.0.0.5", 1, Some(100 * S), Some(200 * S)), 100 * S);
+    b.observe(obs("10.0.0.5", 1, Some(150 * S), Some(250 * S)), 150 * S);
+    assert_eq!(who(&b, "10.0.0.5", 99 * S), None, "not before the ACK");
+    assert_eq!(who(&b, "10.0.0.5", 240 * S), Some(1), "renewed");
+    b.observe(obs("10.0.0.5", 2, Some(230 * S), Some(400 * S)), 230 * S);
+    assert_eq!(who(&b, "10.0.0.5", 229 * S), Some(1));
+    assert_eq!(who(&b, "10.0.0.5", 230 * S), Some(2));
+    // An old observation of holder 1 arriving late does not take the address back.
+    b.observe(obs("10.0.0.5", 1, Some(100 * S), Some(250 * S)), 300 * S);
+    assert_eq!(who(&b, "10.0.0.5", 240 * S), Some(2));
+    assert_eq!(who(&b, "10.0.0.5", 120 * S), Some(1));
+    b.end(ip("10.0.0.5"), &holder(2), 300 * S);
+    assert_eq!(who(&b, "10.0.0.5", 299 * S), Some(2));
+    assert_eq!(who(&b, "10.0.0.5", 300 * S), None, "released");
+    assert_eq!(b.counters().ended, 1);
+}
+
+#[test]
+fn unknown_starts_begin_when_first_seen_and_expired_leases_are_ignored() {
+    let mut b = Bindings::default();
+    b.observe(obs("10.0.0.6", 3, None, Some(500 * S)), 200 * S);
+    assert_eq!(who(&b, "10.0.0.6", 199 * S), None);
+    assert_eq!(who(&b, "10.0.0.6", 200 * S), Some(3));
+    b.observe(obs("10.0.0.6", 3, None, Some(900 * S)), 400 * S);
+    assert_eq!(who(&b, "10.0.0.6", 800 * S), Some(3));
+    assert_eq!(
+        b.at(ip("10.0.0.6"), 201 * S).map(|s| s.valid.from),
+        Some(Some(200 * S))
+    );
+    b.observe(obs("10.0.0.7", 3, None, Some(100 * S)), 200 * S);
+    assert_eq!(b.addresses(), 1, "expired before first seen");
+    b.observe(obs("10.0.0.8", 4, None, None), 200 * S);
+    assert_eq!(who(&b, "10.0.0.8", i64::MAX - 1), Some(4), "infinite lease");
+}
+
+#[test]
+fn v4_lease_of_a_mac_and_pruning() {
+    let mut b = Bindings::new(Limits {
+        max_age_ns: 100 * S,
+        ..Limits::default()
+    });
+    b.observe(obs("10.0.0.9", 5, Some(0), Some(50 * S)), 0);
+    b.observe(obs("fd00::9", 5, Some(0), Some(50 * S)), 0);
+    b.observe(obs("10.0.0.10", 5, Some(60 * S), Some(90 * S)), 60 * S);
+    let mac = Mac([2, 0, 0, 0, 0, 5]);
+    assert_eq!(
+        b.v4_of_mac(mac, 10 * S)
+            .map(|(a, _)| a.to_string())
+            .as_deref(),
+        Some("10.0.0.9")
+    );
+    assert_eq!(
+        b.v4_of_mac(mac, 70 * S)
+            .map(|(a, _)| a.to_string())
+            .as_deref(),
+        Some("10.0.0.10")
+    );
+    assert_eq!(b.v4_of_mac(mac, 55 * S), None);
+    b.prune(160 * S);
+    assert_eq!(
+        b.addresses(),
+        1,
+        "the spans that ended at 50 s are older than 100 s"
+    );
+    assert_eq!(b.counters().pruned, 2);
+    b.prune(200 * S);
+    assert_eq!(b.addresses(), 0);
+    assert_eq!(b.v4_of_mac(mac, 70 * S), None);
+}
+
+#[test]
+fn limits_bound_memory() {
+    let mut b = Bindings::new(Limits {
+        max_spans: 3,
+        max_addresses: 2,
+        ..Limits::default()
+    });
+    for i in 0..10 {
+        b.observe(
+            obs("10.0.0.1", i as u8, Some(i * 10), Some(i * 10 + 5)),
+            i * 10,
+        );
+    }
+    assert_eq!(b.by_ip[&ip("10.0.0.1")].len(), 3);
+    assert_eq!(who(&b, "10.0.0.1", 92), Some(9));
+    assert_eq!(who(&b, "10.0.0.1", 2), None, "oldest dropped");
+    b.observe(obs("10.0.0.2", 1, Some(0), None), 0);
+    b.observe(obs("10.0.0.3", 1, Some(0), None), 0);
+    assert_eq!(b.addresses(), 2);
+    assert_eq!(b.counters().dropped_full, 1);
+}
+
+fn lease(addr: &str, who: u8, to_s: i64, state: LeaseState, line: u32) -> Lease {
+    Lease {
+        ip: ip(addr),
+        mac: Some(Mac([2, 0, 0, 0, 0, who])),
+        client_id: None,
+        hostname: None,
+        valid: Validity {
+            from: None,
+            to: Some(to_s * S),
+        },
+        state,
+        line,
+    }
+}
+
+#[test]
+fn lease_files_snapshot_and_append() {
+    let mut b = Bindings::default();
+    // A dnsmasq-like snapshot, then one where the lease is gone: ended when noticed.
+    b.apply_file(
+        0,
+        &[lease("10.0.1.1", 1, 1000, LeaseState::Bound, 1)],
+        100 * S,
+    );
+    b.apply_file(0, &[], 300 * S);
+    assert_eq!(who(&b, "10.0.1.1", 299 * S), Some(1));
+    assert_eq!(who(&b, "10.0.1.1", 300 * S), None);
+    // Re-reading an unchanged file changes nothing.
+    let rows = [lease("10.0.1.2", 2, 1000, LeaseState::Bound, 1)];
+    b.apply_file(1, &rows, 100 * S);
+    b.apply_file(1, &rows, 200 * S);
+    assert_eq!(
+        b.at(ip("10.0.1.2"), 150 * S).map(|s| s.valid.from),
+        Some(Some(100 * S))
+    );
+    // Appended: a release row; then a new holder.
+    let mut rows = rows.to_vec();
+    rows.push(lease("10.0.1.2", 2, 1000, LeaseState::Gone, 2));
+    b.apply_file(1, &rows, 400 * S);
+    assert_eq!(who(&b, "10.0.1.2", 399 * S), Some(2));
+    assert_eq!(who(&b, "10.0.1.2", 400 * S), None);
+    rows.push(lease("10.0.1.2", 3, 2000, LeaseState::Bound, 3));
+    b.apply_file(1, &rows, 500 * S);
+    b.apply_file(1, &rows, 600 * S);
+    assert_eq!(who(&b, "10.0.1.2", 450 * S), None);
+    assert_eq!(who(&b, "10.0.1.2", 550 * S), Some(3));
+    assert_eq!(who(&b, "10.0.1.2", 350 * S), Some(2), "history kept");
+}
+
+/// What the server did at an instant: an ACK, or a release by a holder.
+type Event = (i64, Option<Observation>, Option<(u8, i64)>);
+
+/// A random server history for a few addresses, fed in time order as a server's packets would
+/// arrive, against the history itself.
+#[test]
+fn replayed_histories_match_the_truth() {
+    let mut rng = Rng::new(77);
+    for round in 0..300 {
+        let mut truth: Vec<(u8, i64, i64)> = Vec::new(); // holder, start, end (one address)
+        let mut events: Vec<Event> = Vec::new();
+        let mut t = rng.below(100) as i64;
+        for _ in 0..1 + rng.below(8) {
+            let who = rng.below(4) as u8;
+            let start = t;
+            let lease = 10 + rng.below(100) as i64;
+            let mut end = start + lease;
+            events.push((
+                start,
+                Some(obs("10.9.0.1", who, Some(start), Some(end))),
+                None,
+            ));
+            // Renewals before expiry.
+            while rng.chance(0.5) {
+                let at = end - 1 - rng.below(5) as i64;
+                end = at + lease;
+                events.push((at, Some(obs("10.9.0.1", who, Some(at), Some(end))), None));
+            }
+            if rng.chance(0.4) {
+                let at = end - 1 - rng.below(5) as i64;
+                events.push((at, None, Some((who, at))));
+                end = at;
+            }
+            truth.push((who, start, end));
+            t = end + rng.below(20) as i64;
+        }
+        let mut b = Bindings::default();
+        for (at, o, release) in events {
+            if let Some(o) = o {
+                b.observe(o, at);
+            }
+            if let Some((who, at)) = release {
+                b.end(ip("10.9.0.1"), &holder(who), at);
+            }
+        }
+        for q in -5..t + 5 {
+            let expected = truth
+                .iter()
+                .find(|(_, s, e)| *s <= q && q < *e)
+                .map(|x| x.0);
+            assert_eq!(
+                who(&b, "10.9.0.1", q),
+                expected,
+                "round {round} at {q}: truth {truth:?}"
+            );
+        }
+    }
+}

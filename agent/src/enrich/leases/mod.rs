@@ -1,0 +1,309 @@
+//! DHCP leases: the server's lease file and the DHCP packets seen, as one timeline of
+//! MAC <-> IP <-> hostname bindings ([`bindings::Bindings`]).
+//!
+//! XDP sees only received packets, so when the gateway is the DHCP server its ACKs never reach
+//! the program: its lease file is read instead ([`dnsmasq`], [`kea`]). Where the server is
+//! elsewhere, its ACKs arrive on an audited interface and [`crate::enrich::dhcp`] learns from
+//! them.
+//!
+//! A lease file is machine-written and often appended to while it is read: a line that does
+//! not parse is reported as `FILE:LINE: reason` and skipped, and the rest applies (unlike an
+//! operator's subscribers file, where one bad line keeps the whole file out). A file whose
+//! format cannot be told at all is refused whole.
+
+pub mod bindings;
+pub mod dnsmasq;
+pub mod file;
+pub mod kea;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::enrich::source::{control_char, NotUtf8};
+use crate::enrich::Validity;
+use crate::record::Mac;
+
+/// A lease file's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LeaseFormat {
+    /// dnsmasq's `--dhcp-leasefile` (DHCPv4 and DHCPv6 in one file).
+    Dnsmasq,
+    /// ISC Kea's memfile CSV, `lease4` or `lease6` (told apart by the header).
+    Kea,
+}
+
+impl LeaseFormat {
+    /// Tells the format from the first line that is not blank: Kea's CSV starts with its
+    /// header `address,...`; dnsmasq's lines start with an expiry time or `duid`.
+    pub fn detect(bytes: &[u8]) -> Option<LeaseFormat> {
+        let first = bytes
+            .split(|&b| b == b'\n')
+            .map(|l| l.trim_ascii())
+            .find(|l| !l.is_empty())?;
+        if first.starts_with(b"address,") {
+            return Some(LeaseFormat::Kea);
+        }
+        let token = first.split(|b| b.is_ascii_whitespace()).next()?;
+        (token == b"duid" || (!token.is_empty() && token.iter().all(u8::is_ascii_digit)))
+            .then_some(LeaseFormat::Dnsmasq)
+    }
+
+    /// The name used in configuration (`dnsmasq`, `kea`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LeaseFormat::Dnsmasq => "dnsmasq",
+            LeaseFormat::Kea => "kea",
+        }
+    }
+}
+
+impl std::str::FromStr for LeaseFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dnsmasq" => Ok(LeaseFormat::Dnsmasq),
+            "kea" => Ok(LeaseFormat::Kea),
+            other => Err(format!(
+                "unknown lease file format `{other}`; the formats are dnsmasq, kea"
+            )),
+        }
+    }
+}
+
+/// What a lease row says about its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Bound to the client for the lease's window.
+    Bound,
+    /// No longer bound: released, deleted or declined (Kea's `valid_lifetime` 0 or state 1).
+    Gone,
+}
+
+/// One lease as a file states it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased address.
+    pub ip: IpAddr,
+    /// The client's MAC: the hardware address (DHCPv4, Kea's `hwaddr`), or the one inside a
+    /// DUID-LL/LLT (DHCPv6), when there is one.
+    pub mac: Option<Mac>,
+    /// Client identifier (DHCPv4 option 61) or DUID (DHCPv6), raw bytes.
+    pub client_id: Option<Arc<[u8]>>,
+    /// Host name the client gave or the server assigned (see `clean_hostname`).
+    pub hostname: Option<Arc<str>>,
+    /// When the lease holds. `from` is known only where the file says (Kea: the last client
+    /// transaction, `expire - valid_lifetime`); `to` is the expiry, `None` for an infinite
+    /// lease.
+    pub valid: Validity,
+    /// Bound or gone.
+    pub state: LeaseState,
+    /// 1-based line in the file.
+    pub line: u32,
+}
+
+/// Why a lease line was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseLineError {
+    /// The line is not UTF-8.
+    #[error(transparent)]
+    NotUtf8(#[from] NotUtf8),
+    /// A dnsmasq line with the wrong number of fields.
+    #[error("{found} fields, expected 5 (expiry, MAC or IAID, address, host name, client id)")]
+    FieldCount {
+        /// Fields found.
+        found: usize,
+    },
+    /// A Kea row with a different number of fields than the header.
+    #[error("{found} fields, but the header has {expected}")]
+    RowLength {
+        /// Fields found.
+        found: usize,
+        /// Fields in the header.
+        expected: usize,
+    },
+    /// A field that does not parse.
+    #[error("{field}: `{text}` is not {expected}")]
+    Field {
+        /// The field's name.
+        field: &'static str,
+        /// The field as written.
+        text: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+}
+
+impl LeaseLineError {
+    /// A field that does not parse.
+    pub(crate) fn field(field: &'static str, text: &str, expected: &'static str) -> Self {
+        LeaseLineError::Field {
+            field,
+            text: text.into(),
+            expected,
+        }
+    }
+}
+
+/// Why a whole lease file was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseFileError {
+    /// The format could not be told from the content.
+    #[error("not a dnsmasq leases file or a Kea memfile CSV (the first line is neither `<expiry> <mac> <ip> ...`, `duid ...` nor a header `address,...`); name the format if it is one of these")]
+    UnknownFormat,
+    /// A Kea file whose header lacks a column the parser needs.
+    #[error("Kea header has no `{0}` column")]
+    MissingColumn(&'static str),
+}
+
+/// A skipped line: its number and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLease {
+    /// 1-based line.
+    pub line: u32,
+    /// Why.
+    pub error: LeaseLineError,
+}
+
+impl fmt::Display for BadLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.line, self.error)
+    }
+}
+
+/// A lease file read: the leases in file order and the lines skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedLeases {
+    /// Every lease row, in file order (a later row for an address supersedes an earlier one).
+    pub leases: Vec<Lease>,
+    /// Lines skipped, with why.
+    pub bad: Vec<BadLease>,
+    /// Rows that hold no address binding (Kea prefix delegations).
+    pub skipped_prefixes: u32,
+}
+
+impl ParsedLeases {
+    /// A line's text, or `None` after listing it as bad when it is not UTF-8.
+    fn text<'a>(&mut self, line: u32, text: Result<&'a str, NotUtf8>) -> Option<&'a str> {
+        text.map_err(|e| {
+            self.bad.push(BadLease {
+                line,
+                error: e.into(),
+            })
+        })
+        .ok()
+    }
+}
+
+/// Parses a lease file in `format`, or in the format [`LeaseFormat::detect`] finds. An empty
+/// file is a valid file with no lease.
+pub fn parse(bytes: &[u8], format: Option<LeaseFormat>) -> Result<ParsedLeases, LeaseFileError> {
+    let format = match format.or_else(|| LeaseFormat::detect(bytes)) {
+        Some(f) => f,
+        None if bytes.trim_ascii().is_empty() => return Ok(ParsedLeases::default()),
+        None => return Err(LeaseFileError::UnknownFormat),
+    };
+    match format {
+        LeaseFormat::Dnsmasq => Ok(dnsmasq::parse(bytes)),
+        LeaseFormat::Kea => kea::parse(bytes),
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (and the 1-digit groups some writers use) into bytes, or `None`
+/// if it is not colon-separated hex.
+pub(crate) fn parse_hex_colons(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    text.split(':')
+        .map(|p| {
+            if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                None
+            } else {
+                u8::from_str_radix(p, 16).ok()
+            }
+        })
+        .collect()
+}
+
+/// Longest host name kept (a DNS name's limit).
+const MAX_HOSTNAME_LEN: usize = 253;
+
+/// A host name as records carry it: without a trailing dot; `None` when empty, over 253 bytes
+/// or holding a control character (the text comes from clients, and a record or a terminal
+/// must not be corrupted by it).
+pub(crate) fn clean_hostname(text: &str) -> Option<Arc<str>> {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    (!name.is_empty() && name.len() <= MAX_HOSTNAME_LEN && control_char(name).is_none())
+        .then(|| Arc::from(name))
+}
+
+/// The MAC inside a DUID: DUID-LLT (type 1) and DUID-LL (type 3) with hardware type 1
+/// (Ethernet) end with it. Other DUIDs (enterprise, UUID) carry none.
+pub fn mac_from_duid(duid: &[u8]) -> Option<Mac> {
+    let mac = match duid {
+        [0, 1, 0, 1, _, _, _, _, rest @ ..] | [0, 3, 0, 1, rest @ ..] => rest,
+        _ => return None,
+    };
+    <[u8; 6]>::try_from(mac).ok().map(Mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_told_by_content_or_named() {
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/idents/");
+        let read = |f: &str| std::fs::read(format!("{here}{f}")).expect("fixture");
+        assert_eq!(
+            LeaseFormat::detect(&read("dnsmasq.leases")),
+            Some(LeaseFormat::Dnsmasq)
+        );
+        assert_eq!(
+            LeaseFormat::detect(&read("kea-leases4.csv")),
+            Some(LeaseFormat::Kea)
+        );
+        assert_eq!(
+            LeaseFormat::detect(&read("kea-leases6.csv")),
+            Some(LeaseFormat::Kea)
+        );
+        assert_eq!(
+            LeaseFormat::detect(b"\n duid 00:01\n"),
+            Some(LeaseFormat::Dnsmasq)
+        );
+        assert_eq!(LeaseFormat::detect(b"lease 10.0.0.1 {\n"), None);
+        assert_eq!(
+            parse(b"lease 10.0.0.1 {\n", None),
+            Err(LeaseFileError::UnknownFormat)
+        );
+        assert_eq!(parse(b"\n", None), Ok(ParsedLeases::default()));
+        assert_eq!("kea".parse::<LeaseFormat>(), Ok(LeaseFormat::Kea));
+        assert!("isc".parse::<LeaseFormat>().is_err());
+    }
+
+    #[test]
+    fn macs_inside_duids() {
+        let mac = Mac([2, 0, 0, 0x77, 0, 2]);
+        assert_eq!(mac_from_duid(&[0, 3, 0, 1, 2, 0, 0, 0x77, 0, 2]), Some(mac));
+        assert_eq!(
+            mac_from_duid(&[0, 1, 0, 1, 9, 9, 9, 9, 2, 0, 0, 0x77, 0, 2]),
+            Some(mac)
+        );
+        assert_eq!(
+            mac_from_duid(&[0, 3, 0, 6, 2, 0, 0, 0x77, 0, 2]),
+            None,
+            "not Ethernet"
+        );
+        assert_eq!(mac_from_duid(&[0, 2, 0, 0, 0, 9, 1, 2]), None, "enterprise");
+        assert_eq!(mac_from_duid(&[0, 3, 0, 1, 2, 0]), None, "short");
+        assert_eq!(parse_hex_colons("0:a:ff"), Some(vec![0, 10, 255]));
+        assert_eq!(parse_hex_colons("0::a"), None);
+        assert_eq!(parse_hex_colons("+a"), None);
+        assert_eq!(clean_hostname("phone.lab.").as_deref(), Some("phone.lab"));
+        assert_eq!(clean_hostname("a\u{1b}[2J"), None);
+        assert_eq!(clean_hostname("."), None);
+        assert_eq!(clean_hostname(&"a".repeat(254)), None);
+    }
+}

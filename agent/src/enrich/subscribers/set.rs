@@ -1,0 +1,273 @@
+//! The configured subscribers files: the last good version of each, and the table built from
+//! them, replaced as a whole.
+//!
+//! Same behaviour as the list files: a file with any bad row, or that cannot be read, is not
+//! applied and its last good version stays (at start-up it contributes nothing until fixed);
+//! every problem is reported as `FILE:LINE: column: reason`. A reload builds a new
+//! [`SubscriberTable`] and swaps the `Arc`: a reader holding the old one keeps a consistent
+//! view, the next reader gets the new one, nobody sees half of each.
+//!
+//! Wiring: call [`SubscriberSet::reload_all`] at start and on SIGHUP and
+//! [`SubscriberSet::reload`] with the paths a [`crate::blocklist::watch::ListWatcher`] reports
+//! (it watches any file), from a blocking task (a 100,000-row file takes tens of
+//! milliseconds); hand [`SubscriberSet::table`] to the enrich stage (a
+//! `tokio::sync::watch` channel does it) when the outcome says it changed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::enrich::source::FileProblem;
+
+use super::parse::{ParsedSubscribers, RowProblem, RowStats};
+use super::SubscriberTable;
+
+/// What is wrong with a subscribers file.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// A bad row (or header).
+    #[error(transparent)]
+    Row(#[from] RowProblem),
+    /// The file could not be read.
+    #[error(
+        "cannot read: {0}; the last good version stays in force (to empty the file, truncate it)"
+    )]
+    Read(#[source] std::io::Error),
+}
+
+/// One reason a subscribers file was not applied.
+pub type Diagnostic = FileProblem<Problem>;
+
+/// Reads and parses one file: its rows, or every problem.
+fn load(path: &Path) -> Result<ParsedSubscribers, Vec<Diagnostic>> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        vec![Diagnostic {
+            path: path.to_owned(),
+            line: None,
+            error: Problem::Read(e),
+        }]
+    })?;
+    ParsedSubscribers::parse(&bytes).map_err(|bad| {
+        bad.into_iter()
+            .map(|b| {
+                let (line, problem) = b.problem();
+                Diagnostic {
+                    path: path.to_owned(),
+                    line: Some(line),
+                    error: Problem::Row(problem),
+                }
+            })
+            .collect()
+    })
+}
+
+struct Slot {
+    path: PathBuf,
+    good: Option<ParsedSubscribers>,
+}
+
+/// The result of a reload.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// Whether the table was rebuilt (some file's good version changed).
+    pub changed: bool,
+    /// Why files were not applied.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The configured files and the table of their good versions.
+pub struct SubscriberSet {
+    slots: Vec<Slot>,
+    table: Arc<SubscriberTable>,
+}
+
+impl SubscriberSet {
+    /// The files, in precedence order (the first wins a tie between files). Nothing is read
+    /// until [`SubscriberSet::reload_all`].
+    pub fn new(paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        SubscriberSet {
+            slots: paths
+                .into_iter()
+                .map(|path| Slot { path, good: None })
+                .collect(),
+            table: Arc::default(),
+        }
+    }
+
+    /// The configured paths.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.slots.iter().map(|s| s.path.as_path())
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<SubscriberTable> {
+        Arc::clone(&self.table)
+    }
+
+    /// Re-reads every file.
+    pub fn reload_all(&mut self) -> Reload {
+        let all: Vec<PathBuf> = self.slots.iter().map(|s| s.path.clone()).collect();
+        self.reload(&all)
+    }
+
+    /// Re-reads the files among `paths` (others are ignored: a watcher may report
+    /// neighbours), and rebuilds the table if any good version changed.
+    pub fn reload(&mut self, paths: &[PathBuf]) -> Reload {
+        let mut out = Reload::default();
+        for slot in self.slots.iter_mut().filter(|s| paths.contains(&s.path)) {
+            match load(&slot.path) {
+                Ok(parsed) => {
+                    if slot.good.as_ref() != Some(&parsed) {
+                        slot.good = Some(parsed);
+                        out.changed = true;
+                    }
+                }
+                Err(mut d) => out.diagnostics.append(&mut d),
+            }
+        }
+        if out.changed {
+            let table = SubscriberTable::build(self.slots.iter().filter_map(|s| s.good.as_ref()));
+            self.table = Arc::new(table);
+        }
+        out
+    }
+}
+
+/// The result of checking one file for the CLI's `check` command.
+#[derive(Debug)]
+pub struct SubscriberCheck {
+    /// The file.
+    pub path: PathBuf,
+    /// Its counts, or every problem.
+    pub result: Result<RowStats, Vec<Diagnostic>>,
+}
+
+impl std::fmt::Display for SubscriberCheck {
+    /// Every problem as `FILE:LINE: column: reason` and a closing count, or `FILE: ok` and
+    /// the summary: what `check` prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match &self.result {
+            Ok(stats) => write!(f, "{path}: ok\n  {stats}"),
+            Err(problems) => {
+                for p in problems {
+                    writeln!(f, "{p}")?;
+                }
+                let n = problems.iter().filter(|p| p.line.is_some()).count();
+                if n > 0 {
+                    write!(
+                        f,
+                        "{path}: {n} bad line{}; the file would not be applied",
+                        if n == 1 { "" } else { "s" }
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks one subscribers file without an agent (`xdp-audit check`); exit 1 when `result` is
+/// an error.
+pub fn check_file(path: &Path) -> SubscriberCheck {
+    SubscriberCheck {
+        path: path.to_owned(),
+        result: load(path).map(|p| p.stats),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::tests::TempDir;
+    use std::net::IpAddr;
+
+    const T: i64 = 1_800_000_000_000_000_000;
+
+    fn account(set: &SubscriberSet, ip: &str) -> Option<String> {
+        let ip: IpAddr = ip.parse().expect("test address");
+        set.table().by_addr(ip, T).map(|s| s.account.to_string())
+    }
+
+    #[test]
+    fn a_bad_edit_keeps_the_last_good_version() {
+        let dir = TempDir::new("subs-set");
+        let a = dir.0.join("a.csv");
+        let b = dir.0.join("b.csv");
+        std::fs::write(&a, "match,account\n10.0.0.0/8,wide\n").expect("write a");
+        std::fs::write(
+            &b,
+            "match,account\n10.0.0.0/8,other-file\n10.1.1.1,narrow\n",
+        )
+        .expect("write b");
+        let mut set = SubscriberSet::new([a.clone(), b.clone()]);
+        let r = set.reload_all();
+        assert!(r.changed && r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+        assert_eq!(
+            account(&set, "10.2.3.4").as_deref(),
+            Some("wide"),
+            "first file wins a tie"
+        );
+        assert_eq!(
+            account(&set, "10.1.1.1").as_deref(),
+            Some("narrow"),
+            "narrowest wins"
+        );
+
+        let before = set.table();
+        std::fs::write(&a, "match,account\n10.0.0.0/8,wide\n10.0.0.300,x\nbad,y\n")
+            .expect("rewrite a");
+        let r = set.reload(std::slice::from_ref(&a));
+        assert!(!r.changed);
+        let shown: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with(&format!("{}:3: match: IPv4 address", a.display())),
+            "{shown:?}"
+        );
+        assert!(shown[1].contains(":4: match: `bad` is not"), "{shown:?}");
+        assert!(Arc::ptr_eq(&before, &set.table()), "table untouched");
+
+        std::fs::remove_file(&a).expect("remove a");
+        let r = set.reload(std::slice::from_ref(&a));
+        assert!(!r.changed);
+        assert!(r.diagnostics[0].to_string().contains("cannot read"));
+        assert_eq!(account(&set, "10.2.3.4").as_deref(), Some("wide"));
+
+        std::fs::write(&a, "match,account\n").expect("empty a");
+        let r = set.reload(&[a.clone(), dir.0.join("unrelated")]);
+        assert!(r.changed && r.diagnostics.is_empty());
+        assert_eq!(account(&set, "10.2.3.4").as_deref(), Some("other-file"));
+        assert_eq!(set.paths().count(), 2);
+        // An unchanged file does not rebuild the table.
+        let same = set.table();
+        assert!(!set.reload_all().changed);
+        assert!(Arc::ptr_eq(&same, &set.table()));
+    }
+
+    #[test]
+    fn check_prints_every_problem_then_a_count() {
+        let dir = TempDir::new("subs-check");
+        let p = dir.0.join("subs.csv");
+        std::fs::write(&p, "match,account\n10.0.0.1,a\n10.0.0.1/33,b\n,c\n").expect("write");
+        let shown = check_file(&p).to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 3, "{shown}");
+        assert!(
+            lines[0]
+                .ends_with(":3: match: CIDR `10.0.0.1/33`: prefix length 33 is over 32 for IPv4"),
+            "{shown}"
+        );
+        assert!(
+            lines[1].ends_with(":4: match: empty; every row needs one"),
+            "{shown}"
+        );
+        assert!(
+            lines[2].ends_with("2 bad lines; the file would not be applied"),
+            "{shown}"
+        );
+        std::fs::write(&p, "match,account\n10.0.0.1,a\n").expect("write");
+        let c = check_file(&p);
+        assert!(c.result.is_ok());
+        assert!(c.to_string().contains(": ok\n  lines 2: 1 rows"), "{c}");
+    }
+}
