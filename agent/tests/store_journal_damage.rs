@@ -48,7 +48,10 @@ fn one_bad_byte_in_the_middle_of_10000_records_loses_only_its_record() {
     );
     got.sort_by_key(|r| r.time_start_ns);
     want.sort_by_key(|r| r.time_start_ns);
-    assert!(got == want, "the surviving records differ from the journal's");
+    assert!(
+        got == want,
+        "the surviving records differ from the journal's"
+    );
     let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("verify: {b}"));
     assert_eq!(v.rows, want.len() as u64);
 }

@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::address::ip_to_column;
 use super::journal::{self, JournalError};
 use super::manifest::{self, Body, ManifestError, SegmentInfo};
 use super::seal;
-use super::segment::{ip_to_column, SegmentError, SegmentReader};
+use super::segment::{SegmentError, SegmentReader};
 use crate::record::{FlowRecord, Mac};
 
 /// An address prefix, held in the 16-byte column form (IPv4 as `::ffff:a.b.c.d/96+len`).

@@ -1,5 +1,10 @@
-//! Generated traffic for tests and benchmarks: a mid-size gateway, so size and speed figures
-//! are measured on data that looks like what the store will hold.
+//! Test-only helpers, compiled for unit tests and with the `testing` feature (which the
+//! crate's integration tests and benchmarks enable through their dev-dependency on the crate
+//! itself), never into the agent: generated traffic ([`TrafficGen`]), a clock tests set by
+//! hand ([`FakeClock`]), and the brute-force segment row order ([`brute_force_order`]).
+//!
+//! Generated traffic is a mid-size gateway, so size and speed figures are measured on data
+//! that looks like what the store will hold.
 //!
 //! The mix ([`TrafficGen`]): 250 LAN clients (fixed MAC each) behind one gateway MAC, on
 //! `lan0` (90 %) and `wan0` (10 %); 10 % of records VLAN-tagged; 20 % IPv6. 70 % TCP
@@ -244,7 +249,7 @@ pub fn brute_force_order(recs: &[FlowRecord]) -> Vec<FlowRecord> {
         .enumerate()
         .map(|(i, r)| {
             (
-                u128::from_be_bytes(crate::store::segment::ip_to_column(r.src_ip)),
+                u128::from_be_bytes(crate::store::address::ip_to_column(r.src_ip)),
                 r.time_start_ns,
                 i,
             )
@@ -252,4 +257,33 @@ pub fn brute_force_order(recs: &[FlowRecord]) -> Vec<FlowRecord> {
         .collect();
     keyed.sort();
     keyed.into_iter().map(|(_, _, i)| recs[i].clone()).collect()
+}
+
+/// A clock tests set by hand; clones share the time.
+#[derive(Clone, Debug, Default)]
+pub struct FakeClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl FakeClock {
+    /// A clock showing `now_ns`.
+    pub fn new(now_ns: i64) -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            now_ns,
+        )))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, now_ns: i64) {
+        self.0.store(now_ns, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Moves the time forward.
+    pub fn advance(&self, ns: i64) {
+        self.0.fetch_add(ns, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl super::StoreClock for FakeClock {
+    fn now_ns(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
