@@ -287,3 +287,39 @@ impl super::StoreClock for FakeClock {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// A journal holding `recs` as the writer lays it out (header with id `id`, one frame per
+/// record), and the offset of each frame.
+pub fn journal_bytes(id: u64, recs: &[FlowRecord]) -> (Vec<u8>, Vec<usize>) {
+    let mut buf = crate::store::journal::frame::header(id).to_vec();
+    let mut starts = Vec::with_capacity(recs.len());
+    for r in recs {
+        starts.push(buf.len());
+        crate::store::journal::encode_frame(r, &mut buf);
+    }
+    (buf, starts)
+}
+
+/// What a scan of damaged journal bytes must find, computed the plain way: `bad` is `good`
+/// (frames at `starts`) after damage; a frame survives when its bytes are intact, and every
+/// byte after the header outside a surviving frame is skipped. Returns the indexes of the
+/// surviving frames and the skipped stretches as `(offset, length)`, in file order.
+pub fn intact_frames(good: &[u8], bad: &[u8], starts: &[usize]) -> (Vec<usize>, Vec<(u64, u64)>) {
+    let mut kept = Vec::new();
+    let mut stretches = Vec::new();
+    let mut gap_from = crate::store::journal::HEADER_LEN as usize;
+    for (i, &s) in starts.iter().enumerate() {
+        let e = starts.get(i + 1).copied().unwrap_or(good.len());
+        if bad.get(s..e) == Some(&good[s..e]) {
+            if gap_from < s {
+                stretches.push((gap_from as u64, (s - gap_from) as u64));
+            }
+            kept.push(i);
+            gap_from = e;
+        }
+    }
+    if gap_from < bad.len() {
+        stretches.push((gap_from as u64, (bad.len() - gap_from) as u64));
+    }
+    (kept, stretches)
+}

@@ -1,44 +1,19 @@
 use super::*;
 use crate::store::columns::Columns;
-use crate::store::testgen::{Rng, TrafficGen};
+use crate::store::testgen::{intact_frames, journal_bytes as journal, Rng, TrafficGen};
 
-/// A journal of `recs` and the offset of each frame.
-fn journal(id: u64, recs: &[FlowRecord]) -> (Vec<u8>, Vec<usize>) {
-    let mut buf = header(id).to_vec();
-    let mut starts = Vec::with_capacity(recs.len());
-    for r in recs {
-        starts.push(buf.len());
-        encode_frame(r, &mut buf);
-    }
-    (buf, starts)
-}
-
-/// The obviously right answer for damaged journal bytes `bad` (made from `good`, whose frames
-/// start at `starts`): the records whose frames are byte for byte intact, and the stretches
-/// between them (header excluded) as `(offset, len)`.
+/// The records and skipped stretches a scan of `bad` must find (see [`intact_frames`]).
 fn ground_truth(
     good: &[u8],
     bad: &[u8],
     starts: &[usize],
     recs: &[FlowRecord],
 ) -> (Vec<FlowRecord>, Vec<(u64, u64)>) {
-    let mut kept = Vec::new();
-    let mut stretches: Vec<(u64, u64)> = Vec::new();
-    let mut gap_from = HEADER_LEN as usize;
-    for (i, &s) in starts.iter().enumerate() {
-        let e = starts.get(i + 1).copied().unwrap_or(good.len());
-        if bad.get(s..e) == Some(&good[s..e]) {
-            if gap_from < s {
-                stretches.push((gap_from as u64, (s - gap_from) as u64));
-            }
-            kept.push(recs[i].clone());
-            gap_from = e;
-        }
-    }
-    if gap_from < bad.len() {
-        stretches.push((gap_from as u64, (bad.len() - gap_from) as u64));
-    }
-    (kept, stretches)
+    let (kept, stretches) = intact_frames(good, bad, starts);
+    (
+        kept.into_iter().map(|i| recs[i].clone()).collect(),
+        stretches,
+    )
 }
 
 fn stretches(f: &Frames) -> Vec<(u64, u64)> {
