@@ -111,13 +111,16 @@ fn one_bad_byte_in_the_middle_of_10000_records_loses_only_its_record() {
     recover_and_check("one bad byte in the middle", &recs, &good, &bad, &starts);
 }
 
+/// A way of damaging journal bytes.
+type Damage<'a> = dyn Fn(&mut Vec<u8>) + 'a;
+
 #[test]
 fn damage_at_every_kind_of_position_loses_only_the_frames_it_touched() {
     let recs = records(2_000);
     let (good, starts) = journal_bytes(JOURNAL_ID, &recs);
     let n = starts.len();
     let page = 4096 * (good.len() / 4096 / 2);
-    let cases: [(&str, &dyn Fn(&mut Vec<u8>)); 8] = [
+    let cases: [(&str, &Damage<'_>); 8] = [
         ("first frame", &|b| {
             b[starts[0] + FRAME_HEADER_LEN + 1] ^= 0x01
         }),

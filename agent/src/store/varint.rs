@@ -56,18 +56,26 @@ pub fn put<T: Word>(out: &mut Vec<u8>, mut v: T) {
 /// Decodes a varint at the start of `buf`: the value and the bytes it took.
 #[inline]
 pub fn get<T: Word>(buf: &[u8]) -> Result<(T, usize), VarintError> {
+    // Most values in a record fit one byte (lengths, ifindex, small counters).
+    match buf.first() {
+        Some(&b) if b < 0x80 => return Ok((T::from(b), 1)),
+        None => return Err(VarintError::Cut),
+        Some(_) => {}
+    }
     let mut v = T::from(0);
+    let mut shift = 0;
     for (i, &b) in buf.iter().enumerate() {
-        let shift = 7 * i as u32;
         let part = T::from(b & 0x7f);
-        // The bits of `part` that land at or past `T::BITS` must be zero.
-        if shift >= T::BITS || (shift > T::BITS - 7 && part >> (T::BITS - shift) != T::from(0)) {
+        // Only the byte that reaches the top of `T` needs a check: its bits at or past
+        // `T::BITS` must be zero (and there is no byte after it).
+        if shift > T::BITS - 7 && (shift >= T::BITS || part >> (T::BITS - shift) != T::from(0)) {
             return Err(VarintError::Overflow(T::BITS));
         }
         v = v | part << shift;
-        if b & 0x80 == 0 {
+        if b < 0x80 {
             return Ok((v, i + 1));
         }
+        shift += 7;
     }
     Err(VarintError::Cut)
 }

@@ -120,8 +120,6 @@ impl Layout {
     };
 }
 
-/// Errors reading or writing a segment; each names the file and, where it applies, the column.
-
 /// File metadata key holding the CRC-32 of every column chunk (hex, `,` between columns,
 /// `;` between row groups). Parquet pages carry no checksum as written by this library, and a
 /// damaged zstd page can decode to plausible values, so every chunk is checked before use.
