@@ -1,6 +1,6 @@
 //! Output formats of query and export: a table for people, JSON Lines and CSV for tools.
 //! JSON Lines and CSV are written from the record's field table
-//! ([`FIELDS`](crate::record::FIELDS)), the same one serde's `Serialize` for `FlowRecord`
+//! ([`FIELDS`]), the same one serde's `Serialize` for `FlowRecord`
 //! uses, so their fields, names and order agree with it by construction; CSV has every
 //! field but JSON's `verdict` (`drop` when `dropped > 0`, which CSV carries).
 //!

@@ -10,7 +10,7 @@
 //!
 //! Three jobs, three modules: [`codec`] (a record as a payload and back), [`frame`] (frames,
 //! and the one scanner every reader goes through, which resynchronises after damage) and
-//! [`file`] (the writer, reading, and recovery with quarantine).
+//! [`file`](mod@file) (the writer, reading, and recovery with quarantine).
 
 pub mod codec;
 pub mod file;

@@ -3,7 +3,7 @@
 //! an address index and a page table after the row groups), readable by any Parquet engine
 //! (DuckDB, ClickHouse, Trino, pandas). The reference, with units, is `docs/store-format.md`.
 //!
-//! One module per job: [`schema`] (columns, layout, metadata keys), [`write`] (column buffers
+//! One module per job: [`schema`] (columns, layout, metadata keys), [`write`](mod@write) (column buffers
 //! to a file), [`read`] (a file to records), [`chunk`] (the reader's page and chunk I/O, every
 //! byte checked against a CRC), [`scan`] (the address scan of a query) and the tail blobs:
 //! [`tail`] (their shared framing), [`index`] (the address index), [`pages`] (the page table).

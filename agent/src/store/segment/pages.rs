@@ -1,13 +1,14 @@
 //! The per-segment page table: where every page of every column chunk lies, how many rows it
 //! holds, and its CRC-32. With it a query that needs a few scattered rows reads and checks
 //! only the pages holding them, instead of reading and checksumming whole column chunks (the
-//! chunk CRCs of `segment::CRC_KEY`): on a remote host present in every row group of 90
+//! chunk CRCs of `schema::CRC_KEY`): on a remote host present in every row group of 90
 //! days, reading whole chunks was a third of the query.
 //!
-//! Stored like the address index (see `super::index`): raw bytes between the last row group and the
-//! Parquet footer, located by the key-value metadata [`PAGES_KEY`] as `"<offset>+<length>"`,
-//! covered by the manifest's SHA-256. Parquet's own page headers carry no checksum as the
-//! parquet crate writes them, and its offset index would still leave the pages unchecked.
+//! A tail blob like the address index (see [`super::tail`]): raw bytes between the last row
+//! group and the Parquet footer, located by the key-value metadata [`PAGES_KEY`] as
+//! `"<offset>+<length>"`, covered by the manifest's SHA-256. Parquet's own page headers carry
+//! no checksum as the parquet crate writes them, and its offset index would still leave the
+//! pages unchecked.
 //!
 //! # Binary form (version 1)
 //! ```text

@@ -94,8 +94,8 @@ pub mod col {
 pub struct Layout {
     /// Rows per row group.
     pub row_group_rows: usize,
-    /// Rows per data page (a divisor of [`WRITE_CHUNK`] and a multiple of the writer's
-    /// 1,024-row batches).
+    /// Rows per data page (a divisor of `write::WRITE_CHUNK` and a multiple of the Parquet
+    /// writer's 1,024-row batches).
     pub page_rows: usize,
     /// Rows per data page of `dst_ip`, which an address query decodes whole (its rows are in
     /// no order), so each page's fixed decompression set-up counts more than its size.
