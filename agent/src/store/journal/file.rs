@@ -127,33 +127,28 @@ fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> 
             .map_err(io(&path, "write quarantine file"))?;
         return Ok(path);
     }
-    unreachable!("u32 quarantine names exhausted")
+    Err(io(want, "name a quarantine file")(
+        std::io::ErrorKind::AlreadyExists.into(),
+    ))
 }
 
 fn warn_skipped(path: &Path, s: &Skipped, tail: bool, quarantine: &Path) {
-    if tail {
-        tracing::warn!(
-            file = %path.display(),
-            offset = s.offset,
-            bytes = s.len,
-            frames = s.frames,
-            reason = %s.reason,
-            quarantine = %quarantine.display(),
-            "journal has a torn tail (a crash during a write, or damage with no valid frame after it); leaving it out, its bytes kept in {}",
-            quarantine.display()
-        );
+    let what = if tail {
+        "journal has a torn tail (a crash during a write, or damage with no valid frame after \
+         it); leaving it out"
     } else {
-        tracing::warn!(
-            file = %path.display(),
-            offset = s.offset,
-            bytes = s.len,
-            frames = s.frames,
-            reason = %s.reason,
-            quarantine = %quarantine.display(),
-            "journal damaged in the middle: skipped to the next valid frame; the damaged bytes are kept in {}",
-            quarantine.display()
-        );
-    }
+        "journal damaged in the middle: skipped to the next valid frame"
+    };
+    tracing::warn!(
+        file = %path.display(),
+        offset = s.offset,
+        bytes = s.len,
+        frames = s.frames,
+        reason = %s.reason,
+        quarantine = %quarantine.display(),
+        "{what}; the skipped bytes are kept in {}",
+        quarantine.display()
+    );
 }
 
 /// What recovering a journal did.

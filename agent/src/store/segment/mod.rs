@@ -58,6 +58,15 @@ pub enum SegmentError {
     },
 }
 
+/// Maps an I/O error on `path` to a [`SegmentError`] saying what was being done.
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> SegmentError + 'a {
+    move |source| SegmentError::Io {
+        path: path.to_owned(),
+        op,
+        source,
+    }
+}
+
 /// Maps a Parquet error on `path` to a [`SegmentError`] saying what was being done.
 fn pq(
     path: &Path,

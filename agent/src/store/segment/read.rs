@@ -15,7 +15,7 @@ use parquet::schema::parser::parse_message_type;
 
 use super::pages::PageTable;
 use super::schema::{col, column_name, schema_v1, CRC_KEY, SCHEMA};
-use super::{pq, SegmentError};
+use super::{io, pq, SegmentError};
 use crate::record::{EndReason, FlowRecord, Mac};
 use crate::store::address::{ip_families, ip_from_column};
 
@@ -70,11 +70,7 @@ fn i64_range(s: Option<&Statistics>) -> Option<(i64, i64)> {
 impl SegmentReader {
     /// Opens a segment and checks that its schema is the segment schema.
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
-        let file = File::open(path).map_err(|source| SegmentError::Io {
-            path: path.to_owned(),
-            op: "open",
-            source,
-        })?;
+        let file = File::open(path).map_err(io(path, "open"))?;
         let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
         static WANT: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
             std::sync::OnceLock::new();
@@ -127,19 +123,8 @@ impl SegmentReader {
         if crcs.len() != reader.num_row_groups() || crcs.iter().any(|g| g.len() != columns) {
             return Err(bad_crcs("does not cover every column chunk"));
         }
-        let file = File::open(path).map_err(|source| SegmentError::Io {
-            path: path.to_owned(),
-            op: "open",
-            source,
-        })?;
-        let size = file
-            .metadata()
-            .map_err(|source| SegmentError::Io {
-                path: path.to_owned(),
-                op: "stat",
-                source,
-            })?
-            .len();
+        let file = File::open(path).map_err(io(path, "open"))?;
+        let size = file.metadata().map_err(io(path, "stat"))?.len();
         Ok(Self {
             path: path.to_owned(),
             reader,

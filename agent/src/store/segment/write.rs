@@ -26,7 +26,7 @@ use super::index::{AddressIndex, GroupIndex, INDEX_KEY};
 use super::pages::{Page as PageEntry, PageTable, PAGES_KEY};
 use super::schema::{col, column_name, Layout, CRC_KEY, SCHEMA};
 use super::tail;
-use super::{pq, SegmentError};
+use super::{io, pq, SegmentError};
 use crate::store::columns::{Dict, SortedColumns, NO_RULE};
 
 fn writer_props(journal_id: u64, layout: Layout) -> WriterProperties {
@@ -96,11 +96,7 @@ pub fn write(
 ) -> Result<u64, SegmentError> {
     let props = writer_props(journal_id, layout);
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq(path, "schema"))?);
-    let file = File::create(path).map_err(|source| SegmentError::Io {
-        path: path.to_owned(),
-        op: "create",
-        source,
-    })?;
+    let file = File::create(path).map_err(io(path, "create"))?;
     let mut w = SerializedFileWriter::new(
         BufWriter::with_capacity(1 << 20, file),
         schema,
@@ -137,11 +133,7 @@ pub fn write(
         (PAGES_KEY, pages.encode(), "write page table"),
     ] {
         let at = w.bytes_written() as u64;
-        w.write_all(&blob).map_err(|source| SegmentError::Io {
-            path: path.to_owned(),
-            op: what,
-            source,
-        })?;
+        w.write_all(&blob).map_err(io(path, what))?;
         w.append_key_value_metadata(KeyValue::new(
             key.into(),
             tail::location(at, blob.len() as u64),
@@ -153,19 +145,8 @@ pub fn write(
         op: "flush",
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(|source| SegmentError::Io {
-        path: path.to_owned(),
-        op: "fsync",
-        source,
-    })?;
-    let size = file
-        .metadata()
-        .map_err(|source| SegmentError::Io {
-            path: path.to_owned(),
-            op: "stat",
-            source,
-        })?
-        .len();
+    file.sync_all().map_err(io(path, "fsync"))?;
+    let size = file.metadata().map_err(io(path, "stat"))?.len();
     Ok(size)
 }
 
