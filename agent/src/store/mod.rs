@@ -13,12 +13,13 @@
 //! .lock                     held by the one writer
 //! ```
 //!
-//! Modules depend on each other in one direction only (a module uses those before it):
-//! `varint`, `address` (codecs) -> `journal` (codec, frame, file) -> `columns` (a journal's
-//! records as column buffers) -> `segment` (schema, write, read, chunk, scan, tail: index,
-//! pages) -> `fsutil`, `manifest` -> `seal`, `compact`, `retention` -> `sealer` -> `query`,
-//! `export`, `verify` -> [`Store`] (this module). `testgen` (generated traffic, behind the
-//! `testing` feature) serves tests and benchmarks only.
+//! Modules depend on each other in one direction only (a module uses only those before it):
+//! `varint`, `address` (codecs), `fsutil` (durable file replacement) -> `journal` (codec,
+//! frame, file) -> `columns` (a journal's records as column buffers) -> `segment` (schema,
+//! write, read, chunk, scan, tail: index, pages) -> `manifest` -> `retention`, `seal` ->
+//! `compact` -> `sealer` -> `query`, `export`, `verify` -> [`Store`] (this module, whose
+//! constants and clock trait the others may use). `testgen` (generated traffic, the fake
+//! clock; behind the `testing` feature) serves tests and benchmarks only.
 
 pub mod address;
 pub mod columns;
