@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use xdp_audit::record::FlowRecord;
 use xdp_audit::store::columns::Columns;
-use xdp_audit::store::journal::{encode_frame, scan_bytes, scan_columns};
+use xdp_audit::store::journal::{self, encode_frame, frame};
 use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::query::{scan, Cidr, Filter};
 use xdp_audit::store::seal::{seal_journal, write_segment};
@@ -152,6 +152,7 @@ fn seal_throughput() {
         let (t, c) = (Instant::now(), cpu());
         let info = seal_journal(&dir, &dir.join(&name), &mut manifest)
             .expect("seal")
+            .segment
             .expect("segment");
         rounds.push((t.elapsed(), cpu() - c));
         size = info.size;
@@ -182,8 +183,7 @@ fn seal_throughput() {
 /// baseline in the same run: decoding the same journal into records (the query path).
 fn seal_parts() {
     let mut g = TrafficGen::with_rate(2, T0, 300.0);
-    let mut buf = b"XDPAJNL1".to_vec();
-    buf.extend_from_slice(&[0u8; 8]);
+    let mut buf = frame::header(0).to_vec();
     for _ in 0..1_000_000 {
         encode_frame(&g.next_record(), &mut buf);
     }
@@ -197,14 +197,14 @@ fn seal_parts() {
     let (mut records, mut decode, mut sort, mut write) = (vec![], vec![], vec![], vec![]);
     for _ in 0..SEAL_ROUNDS {
         let (t, c) = (Instant::now(), cpu());
-        let s = scan_bytes(&buf).expect("scan");
+        let s = journal::scan::<Vec<FlowRecord>>(&buf).expect("scan");
         records.push((t.elapsed(), cpu() - c));
         drop(s);
         let (t, c) = (Instant::now(), cpu());
-        let s = scan_columns(&buf).expect("scan");
+        let s = journal::scan::<Columns>(&buf).expect("scan");
         decode.push((t.elapsed(), cpu() - c));
         let (t, c) = (Instant::now(), cpu());
-        let rows = s.columns.into_row_order().expect("order");
+        let rows = s.records.into_row_order().expect("order");
         sort.push((t.elapsed(), cpu() - c));
         let (t, c) = (Instant::now(), cpu());
         segment::write(&dir.join("x.parquet"), &rows, 1, segment::Layout::SEALED).expect("write");

@@ -8,9 +8,12 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::{family, proto, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
-use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::clock::WallClock;
+
+pub mod text;
+
+pub use text::{Field, FieldDef, FIELDS};
 
 /// Why a record was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,12 +78,9 @@ pub struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        let mut out = Vec::with_capacity(17);
+        text::push_mac(&mut out, self);
+        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 
@@ -147,21 +147,9 @@ pub fn parse_proto(s: &str) -> Option<u8> {
 
 /// TCP flags as the conventional letters (`FSRPAUEC`), in that order.
 pub fn tcp_flags_str(flags: u8) -> String {
-    const LETTERS: [(u8, char); 8] = [
-        (0x01, 'F'),
-        (0x02, 'S'),
-        (0x04, 'R'),
-        (0x08, 'P'),
-        (0x10, 'A'),
-        (0x20, 'U'),
-        (0x40, 'E'),
-        (0x80, 'C'),
-    ];
-    LETTERS
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, c)| *c)
-        .collect()
+    let mut out = Vec::with_capacity(8);
+    text::push_tcp_flags(&mut out, flags);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One audit record.
@@ -339,35 +327,6 @@ fn civil_from_days(days: i64) -> (u32, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year as u32, month, day)
-}
-
-impl Serialize for FlowRecord {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("FlowRecord", 22)?;
-        st.serialize_field("time_start", &rfc3339_ns(self.time_start_ns))?;
-        st.serialize_field("time_end", &rfc3339_ns(self.time_end_ns))?;
-        st.serialize_field("iface", &self.iface)?;
-        st.serialize_field("ifindex", &self.ifindex)?;
-        st.serialize_field("vlan", &self.vlan)?;
-        st.serialize_field("vlan_inner", &self.vlan_inner)?;
-        st.serialize_field("src_mac", &self.src_mac.to_string())?;
-        st.serialize_field("dst_mac", &self.dst_mac.to_string())?;
-        st.serialize_field("proto", &proto_name(self.proto).to_string())?;
-        st.serialize_field("src_ip", &self.src_ip)?;
-        st.serialize_field("src_port", &self.src_port)?;
-        st.serialize_field("dst_ip", &self.dst_ip)?;
-        st.serialize_field("dst_port", &self.dst_port)?;
-        st.serialize_field("packets", &self.packets)?;
-        st.serialize_field("bytes", &self.bytes)?;
-        st.serialize_field("resp_packets", &self.resp_packets)?;
-        st.serialize_field("resp_bytes", &self.resp_bytes)?;
-        st.serialize_field("tcp_flags", &tcp_flags_str(self.tcp_flags))?;
-        st.serialize_field("verdict", if self.dropped > 0 { "drop" } else { "pass" })?;
-        st.serialize_field("dropped", &self.dropped)?;
-        st.serialize_field("rule", &self.rule)?;
-        st.serialize_field("end_reason", self.end_reason.as_str())?;
-        st.end()
-    }
 }
 
 #[cfg(test)]

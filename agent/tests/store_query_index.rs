@@ -13,10 +13,10 @@ use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMe
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use store_common::{canon, TempDir, HOUR, T0};
 use xdp_audit::record::FlowRecord;
-use xdp_audit::store::index::INDEX_KEY;
 use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::query::{collect, Cidr, Filter};
 use xdp_audit::store::seal::write_segment;
+use xdp_audit::store::segment::index::INDEX_KEY;
 use xdp_audit::store::segment::SegmentReader;
 use xdp_audit::store::testgen::{Rng, TrafficGen};
 

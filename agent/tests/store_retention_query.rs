@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use common::*;
 use xdp_audit::record::FlowRecord;
+use xdp_audit::store::address::ip_to_column;
 use xdp_audit::store::manifest::{self, Body};
 use xdp_audit::store::query::{collect, Cidr, Filter};
-use xdp_audit::store::segment::ip_to_column;
 use xdp_audit::store::testgen::Rng;
 use xdp_audit::store::verify::verify;
 use xdp_audit::store::{FakeClock, Store, StoreError};

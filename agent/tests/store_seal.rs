@@ -100,6 +100,7 @@ fn seal(dir: &Path, journal: &Path) -> PathBuf {
     let mut manifest = Manifest::load(dir, None).expect("load manifest");
     let info = seal_journal(dir, journal, &mut manifest)
         .expect("seal")
+        .segment
         .expect("a segment");
     assert!(!journal.exists(), "sealed journal not deleted");
     dir.join(info.file)

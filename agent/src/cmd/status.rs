@@ -68,6 +68,12 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    if st.journal_skipped_bytes > 0 {
+        println!(
+            "  damaged journals: {} bytes skipped (at least {} records), kept in the log directory's quarantine/",
+            st.journal_skipped_bytes, st.journal_skipped_frames
+        );
+    }
     println!("\nlists:");
     for l in &s.lists {
         println!(

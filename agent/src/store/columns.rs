@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use super::journal::{ip_from_column, RecordView};
-use super::segment::ip_to_column;
+use super::address::{ip_families, ip_from_column, ip_version};
+use super::journal::{Decoded, RecordView};
 use crate::record::{EndReason, FlowRecord, Mac};
 
 /// Rule id of a row without a rule.
@@ -71,28 +71,6 @@ impl Dict {
     }
 }
 
-/// The `ip_version` column value of a row: 4 or 6 when both ends share a family, 46 or 64
-/// (source family first) when a translator sits between them.
-fn ip_version(src_v6: bool, dst_v6: bool) -> u8 {
-    match (src_v6, dst_v6) {
-        (false, false) => 4,
-        (true, true) => 6,
-        (false, true) => 46,
-        (true, false) => 64,
-    }
-}
-
-/// The families (`src_v6`, `dst_v6`) of an `ip_version` value; `None` for any other value.
-pub(crate) fn ip_families(v: u8) -> Option<(bool, bool)> {
-    match v {
-        4 => Some((false, false)),
-        6 => Some((true, true)),
-        46 => Some((false, true)),
-        64 => Some((true, false)),
-        _ => None,
-    }
-}
-
 /// One segment's records as column buffers, one vector per column of
 /// [`SCHEMA`](super::segment::SCHEMA), all of the same length.
 ///
@@ -110,7 +88,7 @@ pub struct Columns {
     pub(crate) src_mac: Vec<[u8; 6]>,
     pub(crate) dst_mac: Vec<[u8; 6]>,
     pub(crate) proto: Vec<u8>,
-    /// See [`ip_version`].
+    /// See [`ip_version`](super::address::ip_version).
     pub(crate) ip_version: Vec<u8>,
     pub(crate) src_ip: Vec<[u8; 16]>,
     pub(crate) src_port: Vec<u16>,
@@ -218,7 +196,7 @@ impl Columns {
 
     /// Appends `other`'s rows after these, mapping its dictionary ids into these
     /// dictionaries (a journal decoded in parts becomes one).
-    pub(crate) fn append(&mut self, other: Columns) {
+    pub fn append(&mut self, other: Columns) {
         let ifaces: Vec<u32> = other
             .ifaces
             .names
@@ -245,34 +223,11 @@ impl Columns {
         each_plain_column!(extend);
     }
 
-    /// Appends one record (tests and benchmarks build segments from generated records; the
-    /// agent seals from the journal with [`Columns::push`]).
+    /// Appends one record (compaction merges segments read back as records; tests and
+    /// benchmarks build segments from generated records; the agent seals from the journal
+    /// with [`Columns::push`]).
     pub fn push_record(&mut self, r: &FlowRecord) {
-        self.push(&RecordView {
-            time_start_ns: r.time_start_ns,
-            time_end_ns: r.time_end_ns,
-            iface: &r.iface,
-            ifindex: r.ifindex,
-            vlan: r.vlan,
-            vlan_inner: r.vlan_inner,
-            src_mac: r.src_mac.0,
-            dst_mac: r.dst_mac.0,
-            proto: r.proto,
-            src_ip: ip_to_column(r.src_ip),
-            src_v6: r.src_ip.is_ipv6(),
-            src_port: r.src_port,
-            dst_ip: ip_to_column(r.dst_ip),
-            dst_v6: r.dst_ip.is_ipv6(),
-            dst_port: r.dst_port,
-            packets: r.packets,
-            bytes: r.bytes,
-            resp_packets: r.resp_packets,
-            resp_bytes: r.resp_bytes,
-            tcp_flags: r.tcp_flags,
-            dropped: r.dropped,
-            rule: r.rule.as_deref(),
-            end_reason: r.end_reason,
-        });
+        self.push(&RecordView::of(r));
     }
 
     /// Row `i` as a record (tests compare what went in with what a segment gives back).
@@ -411,6 +366,21 @@ impl Columns {
     }
 }
 
+/// A journal decodes straight into column buffers (see [`crate::store::journal::scan`]).
+impl Decoded for Columns {
+    fn with_capacity(records: usize) -> Self {
+        Columns::with_capacity(records)
+    }
+
+    fn push(&mut self, r: &RecordView<'_>) {
+        Columns::push(self, r);
+    }
+
+    fn append(&mut self, later: Self) {
+        Columns::append(self, later);
+    }
+}
+
 impl<'a> FromIterator<&'a FlowRecord> for Columns {
     fn from_iter<I: IntoIterator<Item = &'a FlowRecord>>(iter: I) -> Self {
         let iter = iter.into_iter();
@@ -488,6 +458,7 @@ mod tests {
         let got: Vec<FlowRecord> = (0..sorted.len())
             .map(|k| sorted.record(k).expect("row"))
             .collect();
+        use crate::store::address::ip_to_column;
         let src: Vec<[u8; 16]> = got.iter().map(|r| ip_to_column(r.src_ip)).collect();
         let dst: Vec<[u8; 16]> = got.iter().map(|r| ip_to_column(r.dst_ip)).collect();
         assert_eq!(sorted.src_ip(), src);

@@ -14,10 +14,19 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Replaces `dir/name` with `bytes` atomically and durably.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_parts(dir, name, &[bytes])
+}
+
+/// Replaces `dir/name` with the concatenation of `parts` atomically and durably: a temporary
+/// file, fsync, rename, directory fsync.
+pub fn write_atomic_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
     let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+        for p in parts {
+            f.write_all(p)?;
+        }
+        let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, dir.join(name))?;
         sync_dir(dir)

@@ -1,38 +1,46 @@
 //! The durable, tamper-evident audit store: journal -> seal -> segments + manifest chain,
 //! with retention, query, export and verify over it.
 //!
-//! Directory layout (`--log-dir`):
+//! Directory layout (`--log-dir`; the byte-level reference is `docs/store-format.md`):
 //! ```text
 //! journal-<id>.wal          live journal (framed, checksummed records; see `journal`)
 //! seg-<seq>-<start>.parquet sealed segments (see `segment`); a closed day's are merged
 //!                           into one (see `compact`)
 //! manifest.jsonl            hash chain over segments, retention deletions and compactions,
-//!                           ending in the
-//!                           chain head, ed25519-signed with --signing-key (see `manifest`)
+//!                           ending in the chain head, ed25519-signed with --signing-key
+//!                           (see `manifest`)
+//! quarantine/               bytes a damaged journal's recovery skipped (see `journal::file`)
 //! .lock                     held by the one writer
 //! ```
+//!
+//! Modules depend on each other in one direction only (a module uses only those before it):
+//! `varint`, `address` (codecs), `fsutil` (durable file replacement) -> `journal` (codec,
+//! frame, file) -> `columns` (a journal's records as column buffers) -> `segment` (schema,
+//! write, read, chunk, scan, tail: index, pages) -> `manifest` -> `retention`, `seal` ->
+//! `compact` -> `sealer` -> `query`, `export`, `verify` -> [`Store`] (this module, whose
+//! constants and clock trait the others may use). `testgen` (generated traffic, the fake
+//! clock; behind the `testing` feature) serves tests and benchmarks only.
 
+pub mod address;
 pub mod columns;
 pub mod compact;
 pub mod export;
 pub mod fsutil;
-pub mod index;
 pub mod journal;
 pub mod manifest;
-pub mod pages;
 pub mod query;
 pub mod retention;
 pub mod seal;
 pub mod sealer;
 pub mod segment;
+#[cfg(any(test, feature = "testing"))]
 pub mod testgen;
+pub mod varint;
 pub mod verify;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -42,6 +50,9 @@ use crate::sink::{RecordSink, SinkError};
 use journal::{JournalError, JournalWriter};
 use manifest::{Body, Manifest, ManifestError};
 use seal::SealError;
+
+#[cfg(any(test, feature = "testing"))]
+pub use testgen::FakeClock;
 
 /// Hour length in nanoseconds: journals rotate when the hour changes.
 pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
@@ -66,33 +77,6 @@ pub struct SystemClock;
 impl StoreClock for SystemClock {
     fn now_ns(&self) -> i64 {
         jiff::Timestamp::now().as_nanosecond() as i64
-    }
-}
-
-/// A clock tests set by hand; clones share the time.
-#[derive(Clone, Debug, Default)]
-pub struct FakeClock(Arc<AtomicI64>);
-
-impl FakeClock {
-    /// A clock showing `now_ns`.
-    pub fn new(now_ns: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(now_ns)))
-    }
-
-    /// Sets the time.
-    pub fn set(&self, now_ns: i64) {
-        self.0.store(now_ns, Ordering::SeqCst);
-    }
-
-    /// Moves the time forward.
-    pub fn advance(&self, ns: i64) {
-        self.0.fetch_add(ns, Ordering::SeqCst);
-    }
-}
-
-impl StoreClock for FakeClock {
-    fn now_ns(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -186,6 +170,13 @@ pub struct StoreStatus {
     pub compacted: u64,
     /// Rotated journals waiting for the sealer thread (or for disk space).
     pub unsealed: u64,
+    /// Bytes of damaged or torn journals skipped since open (moved into `quarantine/`).
+    #[serde(default)]
+    pub journal_skipped_bytes: u64,
+    /// Journal frames skipped since open, at least (exact when the damage spared their
+    /// length fields; see `journal::Skipped::frames`).
+    #[serde(default)]
+    pub journal_skipped_frames: u64,
 }
 
 struct Degraded {
@@ -199,6 +190,8 @@ pub struct Store {
     clock: Box<dyn StoreClock>,
     sealer: sealer::Sealer,
     sealed_at_open: u64,
+    /// Bytes and frames the recovery of leftover journals skipped at open.
+    skipped_at_open: (u64, u64),
     journal: JournalWriter,
     journal_hour: Option<i64>,
     last_sync_ns: i64,
@@ -257,12 +250,14 @@ impl Store {
         compact::discard_interrupted(&dir, &manifest)?;
         let mut max_id = 0;
         let mut sealed = 0;
+        let mut skipped = (0, 0);
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
             max_id = max_id.max(id);
-            journal::recover(&path)?;
-            if seal::seal_journal(&dir, &path, &mut manifest)?.is_some() {
-                sealed += 1;
-            }
+            let r = journal::recover(&path)?;
+            let s = seal::seal_journal(&dir, &path, &mut manifest)?;
+            sealed += u64::from(s.segment.is_some());
+            skipped.0 += r.skipped_bytes + s.skipped_bytes;
+            skipped.1 += r.skipped_frames + s.skipped_frames;
         }
         for e in manifest.entries() {
             if let Body::Segment(s) = &e.body {
@@ -284,6 +279,7 @@ impl Store {
             clock,
             sealer,
             sealed_at_open: sealed,
+            skipped_at_open: skipped,
             journal,
             journal_hour: None,
             last_sync_ns: now,
@@ -309,6 +305,9 @@ impl Store {
         s.degraded = self.degraded.is_some();
         s.sealed = self.sealed_at_open + self.sealer.sealed();
         s.compacted = self.sealer.compacted();
+        let (bytes, frames) = self.sealer.skipped();
+        s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
+        s.journal_skipped_frames = self.skipped_at_open.1 + frames;
         s.unsealed = self.sealer.pending() as u64;
         s
     }

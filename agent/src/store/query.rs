@@ -1,22 +1,24 @@
 //! Query: records matching a filter, from the sealed segments and the live journal(s).
 //!
 //! Segments are pruned by the manifest's time range, then row groups by their Parquet
-//! statistics (time, and address range), then, for an address filter, by the segment's address
-//! index (`index`: source rows from its run table, the `dst_ip` column opened only when its
-//! Bloom filter does not rule the address out; segments without an index test both address
-//! columns), and only the matching rows of the other columns are decoded, reading only the
-//! pages that hold them where the segment has a page table (`pages`). Segments are
-//! scanned on all cores; results come out in chain order (each segment's rows by client, then
-//! start time), then the journals in file order.
+//! statistics (time, and address range), then, for an address filter, by the segment's
+//! address index (`segment::index`: source rows from its run table, the `dst_ip` column
+//! opened only when its Bloom filter does not rule the address out; segments without an
+//! index test both address columns), and only the matching rows of the other columns are
+//! decoded, reading only the pages that hold them where the segment has a page table
+//! (`segment::pages`). Segments are scanned on all cores; results come out in chain order
+//! (each segment's rows by client, then start time), then the journals in file order (their
+//! damaged stretches, if any, left out as the seal leaves them out).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::address::ip_to_column;
 use super::journal::{self, JournalError};
 use super::manifest::{self, Body, ManifestError, SegmentInfo};
 use super::seal;
-use super::segment::{ip_to_column, SegmentError, SegmentReader};
+use super::segment::{SegmentError, SegmentReader};
 use crate::net::Net;
 use crate::record::{FlowRecord, Mac};
 

@@ -85,29 +85,46 @@ fn segment_name(seq: u64, time_min_ns: i64) -> String {
     format!("seg-{seq:08}-{stamp}.parquet")
 }
 
-/// Seals the journal at `path` (already recovered or cleanly synced). Returns the new entry,
-/// or `None` when there was nothing to seal (empty, or sealed before a crash).
-pub fn seal_journal(
-    dir: &Path,
-    path: &Path,
-    manifest: &mut Manifest,
-) -> Result<Option<SegmentInfo>, SealError> {
-    let scan = journal::read_columns(path)?;
-    let id = scan.frames.id;
+/// What sealing a journal did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sealed {
+    /// The new entry's segment; `None` when there was nothing to seal (empty, or sealed
+    /// before a crash).
+    pub segment: Option<SegmentInfo>,
+    /// Bytes of the journal without a valid frame (left out, kept in quarantine).
+    pub skipped_bytes: u64,
+    /// Frames left out, at least (see `journal::Skipped::frames`).
+    pub skipped_frames: u64,
+}
+
+/// Seals the journal at `path` (recovered at start, or rotated by the writer) and deletes
+/// it. Its valid frames are sealed; a stretch without one (damage after it was written) is
+/// copied into quarantine first, as recovery does, so deleting the journal loses nothing.
+pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<Sealed, SealError> {
+    let (bytes, scan) = journal::load::<Columns>(path)?;
+    let frames = &scan.frames;
+    journal::quarantine(path, &bytes, frames)?;
+    drop(bytes);
+    let mut out = Sealed {
+        segment: None,
+        skipped_bytes: frames.skipped_bytes(),
+        skipped_frames: frames.skipped_frames(),
+    };
+    let id = frames.id;
     let already = manifest
         .entries()
         .iter()
         .any(|e| matches!(&e.body, Body::Segment(s) if s.journal_id == id && id != 0));
-    if already || scan.columns.is_empty() {
+    if already || scan.records.is_empty() {
         if already {
             tracing::info!(file = %path.display(), "journal was sealed before a crash; deleting it");
         }
         remove(dir, path)?;
-        return Ok(None);
+        return Ok(out);
     }
-    let info = write_segment(dir, scan.columns, id, manifest)?;
+    out.segment = Some(write_segment(dir, scan.records, id, manifest)?);
     remove(dir, path)?;
-    Ok(Some(info))
+    Ok(out)
 }
 
 fn remove(dir: &Path, path: &Path) -> Result<(), SealError> {

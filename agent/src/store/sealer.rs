@@ -25,6 +25,8 @@ struct Shared {
     sealed: AtomicU64,
     compacted: AtomicU64,
     pending: AtomicUsize,
+    skipped_bytes: AtomicU64,
+    skipped_frames: AtomicU64,
 }
 
 /// Handle of the sealer thread; dropping it finishes the queued jobs and joins the thread.
@@ -50,9 +52,16 @@ impl Worker {
             match seal::seal_journal(&self.dir, &path, &mut self.manifest) {
                 Ok(s) => {
                     self.queue.pop_front();
-                    if s.is_some() {
+                    if s.segment.is_some() {
                         self.shared.sealed.fetch_add(1, Ordering::Relaxed);
                     }
+                    let shared = &self.shared;
+                    shared
+                        .skipped_bytes
+                        .fetch_add(s.skipped_bytes, Ordering::Relaxed);
+                    shared
+                        .skipped_frames
+                        .fetch_add(s.skipped_frames, Ordering::Relaxed);
                 }
                 Err(e) => {
                     // The journal stays intact on disk; the next retry seals it.
@@ -197,6 +206,14 @@ impl Sealer {
     /// Segments merged into others by the thread.
     pub fn compacted(&self) -> u64 {
         self.shared.compacted.load(Ordering::Relaxed)
+    }
+
+    /// Bytes and frames (at least) of damaged journals the thread's seals skipped.
+    pub fn skipped(&self) -> (u64, u64) {
+        (
+            self.shared.skipped_bytes.load(Ordering::Relaxed),
+            self.shared.skipped_frames.load(Ordering::Relaxed),
+        )
     }
 }
 

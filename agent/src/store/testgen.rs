@@ -1,5 +1,10 @@
-//! Generated traffic for tests and benchmarks: a mid-size gateway, so size and speed figures
-//! are measured on data that looks like what the store will hold.
+//! Test-only helpers, compiled for unit tests and with the `testing` feature (which the
+//! crate's integration tests and benchmarks enable through their dev-dependency on the crate
+//! itself), never into the agent: generated traffic ([`TrafficGen`]), a clock tests set by
+//! hand ([`FakeClock`]), and the brute-force segment row order ([`brute_force_order`]).
+//!
+//! Generated traffic is a mid-size gateway, so size and speed figures are measured on data
+//! that looks like what the store will hold.
 //!
 //! The mix ([`TrafficGen`]): 250 LAN clients (fixed MAC each) behind one gateway MAC, on
 //! `lan0` (90 %) and `wan0` (10 %); 10 % of records VLAN-tagged; 20 % IPv6. 70 % TCP
@@ -244,7 +249,7 @@ pub fn brute_force_order(recs: &[FlowRecord]) -> Vec<FlowRecord> {
         .enumerate()
         .map(|(i, r)| {
             (
-                u128::from_be_bytes(crate::store::segment::ip_to_column(r.src_ip)),
+                u128::from_be_bytes(crate::store::address::ip_to_column(r.src_ip)),
                 r.time_start_ns,
                 i,
             )
@@ -252,4 +257,69 @@ pub fn brute_force_order(recs: &[FlowRecord]) -> Vec<FlowRecord> {
         .collect();
     keyed.sort();
     keyed.into_iter().map(|(_, _, i)| recs[i].clone()).collect()
+}
+
+/// A clock tests set by hand; clones share the time.
+#[derive(Clone, Debug, Default)]
+pub struct FakeClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl FakeClock {
+    /// A clock showing `now_ns`.
+    pub fn new(now_ns: i64) -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            now_ns,
+        )))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, now_ns: i64) {
+        self.0.store(now_ns, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Moves the time forward.
+    pub fn advance(&self, ns: i64) {
+        self.0.fetch_add(ns, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl super::StoreClock for FakeClock {
+    fn now_ns(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A journal holding `recs` as the writer lays it out (header with id `id`, one frame per
+/// record), and the offset of each frame.
+pub fn journal_bytes(id: u64, recs: &[FlowRecord]) -> (Vec<u8>, Vec<usize>) {
+    let mut buf = crate::store::journal::frame::header(id).to_vec();
+    let mut starts = Vec::with_capacity(recs.len());
+    for r in recs {
+        starts.push(buf.len());
+        crate::store::journal::encode_frame(r, &mut buf);
+    }
+    (buf, starts)
+}
+
+/// What a scan of damaged journal bytes must find, computed the plain way: `bad` is `good`
+/// (frames at `starts`) after damage; a frame survives when its bytes are intact, and every
+/// byte after the header outside a surviving frame is skipped. Returns the indexes of the
+/// surviving frames and the skipped stretches as `(offset, length)`, in file order.
+pub fn intact_frames(good: &[u8], bad: &[u8], starts: &[usize]) -> (Vec<usize>, Vec<(u64, u64)>) {
+    let mut kept = Vec::new();
+    let mut stretches = Vec::new();
+    let mut gap_from = crate::store::journal::HEADER_LEN as usize;
+    for (i, &s) in starts.iter().enumerate() {
+        let e = starts.get(i + 1).copied().unwrap_or(good.len());
+        if bad.get(s..e) == Some(&good[s..e]) {
+            if gap_from < s {
+                stretches.push((gap_from as u64, (s - gap_from) as u64));
+            }
+            kept.push(i);
+            gap_from = e;
+        }
+    }
+    if gap_from < bad.len() {
+        stretches.push((gap_from as u64, (bad.len() - gap_from) as u64));
+    }
+    (kept, stretches)
 }

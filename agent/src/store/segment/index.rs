@@ -46,6 +46,9 @@
 //! the full scan path. A key that does not parse, fails its CRC, or disagrees with the row
 //! groups is an [`IndexError`]: the file is damaged, and guessing would risk wrong results.
 
+use super::tail::{corrupt, open_blob, with_crc, TailError};
+use crate::store::varint;
+
 /// File metadata key holding the location of the address index: `"<offset>+<length>"`.
 pub const INDEX_KEY: &str = "xdp-audit.addr-index";
 
@@ -83,8 +86,10 @@ pub enum IndexError {
     Corrupt(String),
 }
 
-pub(crate) fn corrupt(reason: impl Into<String>) -> IndexError {
-    IndexError::Corrupt(reason.into())
+impl From<TailError> for IndexError {
+    fn from(e: TailError) -> Self {
+        IndexError::Corrupt(e.0)
+    }
 }
 
 /// The index of one row group.
@@ -224,17 +229,17 @@ impl AddressIndex {
     /// The stored (binary) form.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
-        put_varint(&mut out, self.groups.len() as u128);
+        varint::put(&mut out, self.groups.len() as u128);
         for g in &self.groups {
-            put_varint(&mut out, g.rows as u128);
-            put_varint(&mut out, g.src.len() as u128);
+            varint::put(&mut out, g.rows as u128);
+            varint::put(&mut out, g.src.len() as u128);
             let mut prev = 0u128;
             for (i, &a) in g.src.iter().enumerate() {
-                put_varint(&mut out, a - prev);
-                put_varint(&mut out, (g.starts[i + 1] - g.starts[i]) as u128);
+                varint::put(&mut out, a - prev);
+                varint::put(&mut out, (g.starts[i + 1] - g.starts[i]) as u128);
                 prev = a;
             }
-            put_varint(&mut out, (g.bloom.bits.len() * 8) as u128);
+            varint::put(&mut out, (g.bloom.bits.len() * 8) as u128);
             out.push(g.bloom.k);
             out.extend_from_slice(&g.bloom.bits);
         }
@@ -243,6 +248,10 @@ impl AddressIndex {
 
     /// Parses the stored form, checking its CRC and that every run and filter is well formed.
     pub fn decode(raw: &[u8]) -> Result<Self, IndexError> {
+        Self::parse(raw).map_err(IndexError::from)
+    }
+
+    fn parse(raw: &[u8]) -> Result<Self, TailError> {
         let mut r = open_blob(raw, VERSION)?;
         let body_len = r.0.len();
         let groups = r.len("row group count", body_len)?;
@@ -307,113 +316,12 @@ impl AddressIndex {
     }
 }
 
-/// `body` followed by its CRC-32 (LE): the stored form of a blob in a segment's tail.
-pub(crate) fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
-    let crc = crc32fast::hash(&body);
-    body.extend_from_slice(&crc.to_le_bytes());
-    body
-}
-
-/// Checks a stored blob's CRC-32 and version byte; returns a cursor after the version.
-pub(crate) fn open_blob(raw: &[u8], version: u8) -> Result<Cursor<'_>, IndexError> {
-    let (body, crc) = raw
-        .split_last_chunk::<4>()
-        .ok_or_else(|| corrupt("shorter than its checksum"))?;
-    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
-        return Err(corrupt("checksum mismatch"));
-    }
-    let mut r = Cursor(body);
-    let v = r.byte()?;
-    if v != version {
-        return Err(corrupt(format!("unknown version {v}")));
-    }
-    Ok(r)
-}
-
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
-
-impl Cursor<'_> {
-    pub(crate) fn byte(&mut self) -> Result<u8, IndexError> {
-        let (&b, rest) = self.0.split_first().ok_or_else(|| corrupt("cut short"))?;
-        self.0 = rest;
-        Ok(b)
-    }
-
-    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], IndexError> {
-        if n > self.0.len() {
-            return Err(corrupt("cut short"));
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-
-    pub(crate) fn varint(&mut self) -> Result<u128, IndexError> {
-        let mut v = 0u128;
-        for shift in (0..128).step_by(7) {
-            let b = self.byte()?;
-            let part = u128::from(b & 0x7f);
-            if shift == 126 && part > 3 {
-                return Err(corrupt("varint overflows 128 bits"));
-            }
-            v |= part << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(corrupt("varint longer than 128 bits"))
-    }
-
-    /// A count, refused above `max` (so a damaged count cannot make us allocate wildly).
-    pub(crate) fn len(&mut self, what: &str, max: usize) -> Result<usize, IndexError> {
-        let v = self.varint()?;
-        usize::try_from(v)
-            .ok()
-            .filter(|&n| n <= max)
-            .ok_or_else(|| corrupt(format!("{what} {v} out of range")))
-    }
-}
-
-/// The value stored under [`INDEX_KEY`] for an index at `offset` of `len` bytes.
-pub fn location(offset: u64, len: u64) -> String {
-    format!("{offset}+{len}")
-}
-
-/// Parses an [`INDEX_KEY`] value into (offset, length).
-pub fn parse_location(value: &str) -> Result<(u64, u64), IndexError> {
-    let (o, l) = value
-        .split_once('+')
-        .ok_or_else(|| corrupt(format!("location {value:?} is not <offset>+<length>")))?;
-    match (o.parse(), l.parse()) {
-        (Ok(o), Ok(l)) => Ok((o, l)),
-        _ => Err(corrupt(format!(
-            "location {value:?} is not <offset>+<length>"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn a(n: u128) -> [u8; 16] {
         n.to_be_bytes()
-    }
-
-    #[test]
-    fn locations_round_trip_and_junk_is_refused() {
-        assert_eq!(parse_location(&location(4, 1234)), Ok((4, 1234)));
-        for bad in ["", "12", "+3", "3+", "a+b", "-1+2", "1+2+3"] {
-            assert!(parse_location(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]
@@ -498,7 +406,7 @@ mod tests {
         // Runs that do not cover the rows, even with a valid checksum.
         let mut out = vec![VERSION];
         for v in [1u128, 10, 1, 5, 3, 0] {
-            put_varint(&mut out, v);
+            varint::put(&mut out, v);
         }
         out.push(0);
         let crc = crc32fast::hash(&out);

@@ -1,13 +1,14 @@
 //! The per-segment page table: where every page of every column chunk lies, how many rows it
 //! holds, and its CRC-32. With it a query that needs a few scattered rows reads and checks
 //! only the pages holding them, instead of reading and checksumming whole column chunks (the
-//! chunk CRCs of `segment::CRC_KEY`): on a remote host present in every row group of 90
+//! chunk CRCs of `schema::CRC_KEY`): on a remote host present in every row group of 90
 //! days, reading whole chunks was a third of the query.
 //!
-//! Stored like the address index (see `index`): raw bytes between the last row group and the
-//! Parquet footer, located by the key-value metadata [`PAGES_KEY`] as `"<offset>+<length>"`,
-//! covered by the manifest's SHA-256. Parquet's own page headers carry no checksum as the
-//! parquet crate writes them, and its offset index would still leave the pages unchecked.
+//! A tail blob like the address index (see [`super::tail`]): raw bytes between the last row
+//! group and the Parquet footer, located by the key-value metadata [`PAGES_KEY`] as
+//! `"<offset>+<length>"`, covered by the manifest's SHA-256. Parquet's own page headers carry
+//! no checksum as the parquet crate writes them, and its offset index would still leave the
+//! pages unchecked.
 //!
 //! # Binary form (version 1)
 //! ```text
@@ -21,7 +22,8 @@
 //! u32 LE  CRC-32 of every byte before it
 //! ```
 
-use super::index::{corrupt, open_blob, put_varint, with_crc, IndexError};
+use super::tail::{corrupt, open_blob, with_crc, TailError};
+use crate::store::varint;
 
 /// File metadata key holding the location of the page table: `"<offset>+<length>"`.
 pub const PAGES_KEY: &str = "xdp-audit.page-table";
@@ -64,7 +66,7 @@ impl PageTable {
     /// Checks row group `g` against the file: `chunks` holds each column chunk's byte
     /// length, `rows` the group's rows. Every chunk must be covered exactly, its data pages
     /// must hold exactly the group's rows, and a dictionary page may only come first.
-    pub fn check_group(&self, g: usize, chunks: &[u64], rows: u64) -> Result<(), IndexError> {
+    pub fn check_group(&self, g: usize, chunks: &[u64], rows: u64) -> Result<(), TailError> {
         let cols = self
             .groups
             .get(g)
@@ -92,14 +94,14 @@ impl PageTable {
     /// The stored (binary) form.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
-        put_varint(&mut out, self.groups.len() as u128);
+        varint::put(&mut out, self.groups.len() as u128);
         for cols in &self.groups {
-            put_varint(&mut out, cols.len() as u128);
+            varint::put(&mut out, cols.len() as u128);
             for pages in cols {
-                put_varint(&mut out, pages.len() as u128);
+                varint::put(&mut out, pages.len() as u128);
                 for p in pages {
-                    put_varint(&mut out, u128::from(p.len));
-                    put_varint(&mut out, u128::from(p.rows));
+                    varint::put(&mut out, u128::from(p.len));
+                    varint::put(&mut out, u128::from(p.rows));
                     out.extend_from_slice(&p.crc.to_le_bytes());
                 }
             }
@@ -109,7 +111,7 @@ impl PageTable {
 
     /// Parses the stored form, checking its CRC (the structure is checked against the file by
     /// [`Self::check_group`]).
-    pub fn decode(raw: &[u8]) -> Result<Self, IndexError> {
+    pub fn decode(raw: &[u8]) -> Result<Self, TailError> {
         let mut r = open_blob(raw, VERSION)?;
         let max = r.0.len();
         let groups = (0..r.len("row group count", max)?)
@@ -124,11 +126,11 @@ impl PageTable {
                                 let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
                                 Ok(Page { len, rows, crc })
                             })
-                            .collect::<Result<Vec<_>, IndexError>>()
+                            .collect::<Result<Vec<_>, TailError>>()
                     })
-                    .collect::<Result<Vec<_>, IndexError>>()
+                    .collect::<Result<Vec<_>, TailError>>()
             })
-            .collect::<Result<Vec<_>, IndexError>>()?;
+            .collect::<Result<Vec<_>, TailError>>()?;
         if !r.0.is_empty() {
             return Err(corrupt(format!(
                 "{} bytes after the last row group",

@@ -1,0 +1,341 @@
+//! Journal files: the writer the record path appends to, reading a journal, and recovering
+//! one left by a previous run (skipped stretches moved aside into quarantine, the journal
+//! cut or rewritten to its valid frames).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::frame::{self, encode_frame, scan, Count, Decoded, Frames, Scan, Skipped, HEADER_LEN};
+use crate::record::FlowRecord;
+use crate::store::fsutil::{sync_dir, write_atomic_parts};
+
+/// Directory inside the log directory that holds the bytes recovery skipped.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Errors of the journal; each names the file and, where it applies, the offset.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// An I/O operation failed.
+    #[error("journal {path}: {op}: {cause}")]
+    Io {
+        /// The journal file (or its quarantine file).
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
+    },
+    /// The file does not start with the journal magic.
+    #[error("journal {path}: not a journal (bad magic at offset 0)")]
+    BadMagic {
+        /// The journal file.
+        path: PathBuf,
+    },
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        op,
+        cause: source,
+    }
+}
+
+/// The bytes of a journal file.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, JournalError> {
+    let mut buf = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut buf))
+        .map_err(io(path, "read"))?;
+    Ok(buf)
+}
+
+/// Reads and scans a journal file without changing it: its bytes and what the scan found.
+pub fn load<D: Decoded>(path: &Path) -> Result<(Vec<u8>, Scan<D>), JournalError> {
+    let buf = read_file(path)?;
+    let scan = scan(&buf).map_err(|frame::NotAJournal| JournalError::BadMagic {
+        path: path.to_owned(),
+    })?;
+    Ok((buf, scan))
+}
+
+/// Reads a journal file's records without changing it (queries read the live journal this
+/// way; skipped stretches are left out, as the seal leaves them out).
+pub fn read(path: &Path) -> Result<Scan<Vec<FlowRecord>>, JournalError> {
+    Ok(load(path)?.1)
+}
+
+/// The quarantine file of the stretch at `offset` of `journal`:
+/// `<log dir>/quarantine/<journal name without .wal>-<offset>.bin`.
+pub fn quarantine_path(journal: &Path, offset: u64) -> PathBuf {
+    let dir = journal.parent().unwrap_or(Path::new("."));
+    let stem = journal
+        .file_stem()
+        .map_or_else(|| "journal".into(), |s| s.to_string_lossy());
+    dir.join(QUARANTINE_DIR)
+        .join(format!("{stem}-{offset:012}.bin"))
+}
+
+/// Copies every stretch `frames` skipped in the journal at `path` (whose bytes are `buf`)
+/// into its quarantine file (see [`quarantine_path`]), fsynced with its directory before this
+/// returns, so the caller may then change or delete the journal. Warns once per stretch,
+/// naming the journal, the offset and the quarantine file. A file of that name holding other
+/// bytes (from an earlier recovery of the same journal) is kept, and the name gets a suffix.
+pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBuf>, JournalError> {
+    if frames.skipped.is_empty() {
+        return Ok(Vec::new());
+    }
+    let base = quarantine_path(path, 0);
+    let qdir = base.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(qdir).map_err(io(qdir, "create quarantine directory"))?;
+    let mut files = Vec::with_capacity(frames.skipped.len());
+    for s in &frames.skipped {
+        let bytes = usize::try_from(s.offset)
+            .ok()
+            .zip(usize::try_from(s.end()).ok())
+            .and_then(|(a, b)| buf.get(a..b))
+            .unwrap_or_default();
+        let file = write_quarantine(&quarantine_path(path, s.offset), bytes)?;
+        warn_skipped(path, s, frames.torn_tail() == Some(s), &file);
+        files.push(file);
+    }
+    sync_dir(qdir).map_err(io(qdir, "fsync quarantine directory"))?;
+    if let Some(log_dir) = qdir.parent() {
+        sync_dir(log_dir).map_err(io(log_dir, "fsync directory"))?;
+    }
+    Ok(files)
+}
+
+/// Writes `bytes` to `want`, or to `want.1`, `want.2`, ... when a file there holds other
+/// bytes; a file holding the same bytes is what an interrupted recovery wrote, and is reused.
+fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> {
+    for k in 0u32.. {
+        let path = match k {
+            0 => want.to_owned(),
+            k => want.with_extension(format!("bin.{k}")),
+        };
+        match std::fs::read(&path) {
+            Ok(old) if old == bytes => return Ok(path),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path, "read quarantine file")(e)),
+        }
+        let mut f = File::create(&path).map_err(io(&path, "create quarantine file"))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(io(&path, "write quarantine file"))?;
+        return Ok(path);
+    }
+    Err(io(want, "name a quarantine file")(
+        std::io::ErrorKind::AlreadyExists.into(),
+    ))
+}
+
+fn warn_skipped(path: &Path, s: &Skipped, tail: bool, quarantine: &Path) {
+    let what = if tail {
+        "journal has a torn tail (a crash during a write, or damage with no valid frame after \
+         it); leaving it out"
+    } else {
+        "journal damaged in the middle: skipped to the next valid frame"
+    };
+    tracing::warn!(
+        file = %path.display(),
+        offset = s.offset,
+        bytes = s.len,
+        frames = s.frames,
+        reason = %s.reason,
+        quarantine = %quarantine.display(),
+        "{what}; the skipped bytes are kept in {}",
+        quarantine.display()
+    );
+}
+
+/// What recovering a journal did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records in the valid frames kept.
+    pub records: u64,
+    /// Bytes skipped (moved into quarantine and out of the journal).
+    pub skipped_bytes: u64,
+    /// Frames skipped, at least (see [`Skipped::frames`]).
+    pub skipped_frames: u64,
+    /// The quarantine files written, one per skipped stretch.
+    pub quarantined: Vec<PathBuf>,
+}
+
+/// Recovers a journal left by a previous run: every valid frame is kept, every stretch
+/// without one is copied into quarantine (fsynced, named in a warning) and then taken out of
+/// the journal: a torn tail is cut off, damage in the middle is removed by rewriting the
+/// journal (temporary file, fsync, rename, directory fsync), so a crash at any point leaves
+/// either the old journal, recovered again at the next start, or the new one.
+pub fn recover(path: &Path) -> Result<Recovery, JournalError> {
+    let (buf, scan) = load::<Count>(path)?;
+    let f = &scan.frames;
+    let out = Recovery {
+        records: scan.records.0,
+        skipped_bytes: f.skipped_bytes(),
+        skipped_frames: f.skipped_frames(),
+        quarantined: quarantine(path, &buf, f)?,
+    };
+    match f.skipped.as_slice() {
+        [] => {}
+        [tail] if f.torn_tail() == Some(tail) => {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io(path, "open for truncation"))?;
+            file.set_len(tail.offset)
+                .and_then(|()| file.sync_all())
+                .map_err(io(path, "truncate torn tail"))?;
+        }
+        skipped => {
+            let mut kept = Vec::with_capacity(skipped.len() + 1);
+            let mut at = 0usize;
+            for s in skipped {
+                kept.push(&buf[at..s.offset as usize]);
+                at = s.end() as usize;
+            }
+            kept.push(&buf[at..]);
+            let (dir, name) = match (path.parent(), path.file_name()) {
+                (Some(d), Some(n)) => (d, n.to_string_lossy()),
+                _ => return Err(io(path, "rewrite")(std::io::ErrorKind::InvalidInput.into())),
+            };
+            write_atomic_parts(dir, &name, &kept).map_err(io(path, "rewrite without damage"))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Appends frames to a journal. Frames are encoded into a memory buffer and written with
+/// [`JournalWriter::flush`]; [`JournalWriter::sync`] makes them durable. A failed write is cut
+/// back to the last whole frame, so the file never holds a torn frame the writer knows of, and
+/// the frames stay buffered for the next attempt.
+pub struct JournalWriter {
+    path: PathBuf,
+    file: File,
+    id: u64,
+    /// Bytes in the file that hold whole frames (header included).
+    written: u64,
+    pending: Vec<u8>,
+    pending_records: usize,
+    written_records: u64,
+    synced_records: u64,
+}
+
+impl JournalWriter {
+    /// Creates a new, empty journal at `path` with the given id and fsyncs it.
+    pub fn create(path: &Path, id: u64) -> Result<Self, JournalError> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io(path, "create"))?;
+        if let Err(e) = file
+            .write_all(&frame::header(id))
+            .and_then(|()| file.sync_all())
+        {
+            let _ = std::fs::remove_file(path);
+            return Err(io(path, "write header")(e));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            id,
+            written: HEADER_LEN,
+            pending: Vec::with_capacity(1 << 16),
+            pending_records: 0,
+            written_records: 0,
+            synced_records: 0,
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal id (its creation time in Unix ns), recorded in the manifest when sealed.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Buffers one record.
+    pub fn append(&mut self, r: &FlowRecord) {
+        encode_frame(r, &mut self.pending);
+        self.pending_records += 1;
+    }
+
+    /// Records buffered in memory, not yet written.
+    pub fn pending_records(&self) -> usize {
+        self.pending_records
+    }
+
+    /// Bytes buffered in memory, not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Size of the file plus what is buffered.
+    pub fn size(&self) -> u64 {
+        self.written + self.pending.len() as u64
+    }
+
+    /// Records in the journal, written or buffered.
+    pub fn records(&self) -> u64 {
+        self.written_records + self.pending_records as u64
+    }
+
+    /// Records made durable by the last successful [`JournalWriter::sync`].
+    pub fn synced_records(&self) -> u64 {
+        self.synced_records
+    }
+
+    /// Writes the buffered frames. On failure the file is cut back to its last whole frame and
+    /// the frames stay buffered.
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.file.write_all(&self.pending) {
+            Ok(()) => {
+                self.written += self.pending.len() as u64;
+                self.written_records += self.pending_records as u64;
+                self.pending.clear();
+                self.pending_records = 0;
+                Ok(())
+            }
+            Err(source) => {
+                // Part of the buffer may have reached the file: cut it so no torn frame stays
+                // behind, and position the next write at the cut.
+                let _ = self.file.set_len(self.written);
+                let _ = self.file.seek(SeekFrom::Start(self.written));
+                Err(JournalError::Io {
+                    path: self.path.clone(),
+                    op: "append",
+                    cause: source,
+                })
+            }
+        }
+    }
+
+    /// Writes the buffered frames and fsyncs the file.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.flush()?;
+        if self.synced_records == self.written_records {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            op: "fsync",
+            cause: source,
+        })?;
+        self.synced_records = self.written_records;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

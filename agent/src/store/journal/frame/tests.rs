@@ -1,0 +1,208 @@
+use super::*;
+use crate::store::columns::Columns;
+use crate::store::testgen::{intact_frames, journal_bytes as journal, Rng, TrafficGen};
+
+/// The records and skipped stretches a scan of `bad` must find (see [`intact_frames`]).
+fn ground_truth(
+    good: &[u8],
+    bad: &[u8],
+    starts: &[usize],
+    recs: &[FlowRecord],
+) -> (Vec<FlowRecord>, Vec<(u64, u64)>) {
+    let (kept, stretches) = intact_frames(good, bad, starts);
+    (
+        kept.into_iter().map(|i| recs[i].clone()).collect(),
+        stretches,
+    )
+}
+
+fn stretches(f: &Frames) -> Vec<(u64, u64)> {
+    f.skipped.iter().map(|s| (s.offset, s.len)).collect()
+}
+
+#[test]
+fn damage_anywhere_loses_only_the_frames_it_touched() {
+    let mut g = TrafficGen::with_rate(3, 1_700_000_000_000_000_000, 50.0);
+    let recs: Vec<FlowRecord> = (0..300).map(|_| g.next_record()).collect();
+    let (good, starts) = journal(9, &recs);
+    let mut rng = Rng::new(17);
+    for round in 0..600 {
+        let mut bad = good.clone();
+        for _ in 0..=rng.below(3) {
+            if bad.len() <= HEADER_LEN as usize {
+                break;
+            }
+            let at = HEADER_LEN as usize + rng.below((bad.len() - 16) as u64) as usize;
+            let len = match rng.below(4) {
+                0 => 1,
+                1 => 1 + rng.below(8) as usize,
+                2 => 1 + rng.below(300) as usize,
+                _ => 4096,
+            };
+            let end = (at + len).min(bad.len());
+            match rng.below(4) {
+                0 => bad[at] ^= 1 << rng.below(8),
+                1 => bad[at..end].fill(0),
+                2 => bad[at..end]
+                    .iter_mut()
+                    .for_each(|b| *b = rng.next_u64() as u8),
+                _ => bad.truncate(at), // a torn tail
+            }
+        }
+        let (want, want_stretches) = ground_truth(&good, &bad, &starts, &recs);
+        let got = scan::<Vec<FlowRecord>>(&bad).expect("journal");
+        assert!(got.records == want, "round {round}: wrong records survive");
+        assert_eq!(stretches(&got.frames), want_stretches, "round {round}");
+        assert_eq!(got.frames.id, 9);
+    }
+}
+
+#[test]
+fn each_kind_of_damage_skips_exactly_its_bytes() {
+    let mut g = TrafficGen::with_rate(4, 1_700_000_000_000_000_000, 50.0);
+    let recs: Vec<FlowRecord> = (0..400).map(|_| g.next_record()).collect();
+    let (good, starts) = journal(1, &recs);
+    let n = starts.len();
+    let page = 4096 * (good.len() / 4096 / 2);
+    let mut cases: Vec<(&str, Vec<u8>, Vec<usize>)> = Vec::new();
+    let mut damaged = |what, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut bad = good.clone();
+        f(&mut bad);
+        let (kept, _) = ground_truth(&good, &bad, &starts, &recs);
+        let lost = (0..n).filter(|&i| !kept.contains(&recs[i])).collect();
+        cases.push((what, bad, lost));
+    };
+    damaged("first frame", &|b| {
+        b[starts[0] + FRAME_HEADER_LEN + 2] ^= 0x04
+    });
+    damaged("a length field, in range", &|b| b[starts[200]] ^= 0x03);
+    damaged("a length field, out of range", &|b| {
+        b[starts[200] + 3] = 0x80
+    });
+    damaged("a CRC", &|b| b[starts[201] + 5] ^= 0xff);
+    damaged("last complete frame", &|b| b[starts[n - 1] + 20] ^= 0x01);
+    damaged("a run of zeros over two frames", &|b| {
+        b[starts[100] + 30..starts[101] + 10].fill(0)
+    });
+    damaged("a whole 4 KiB page zeroed", &|b| {
+        b[page..page + 4096].fill(0)
+    });
+    damaged("zeros to the end", &|b| {
+        let at = starts[n - 3] + 12;
+        b[at..].fill(0)
+    });
+    let expected_lost: [&[usize]; 4] = [&[0], &[200], &[200], &[201]];
+    for ((what, _, lost), want) in cases.iter().zip(expected_lost) {
+        assert_eq!(lost, want, "{what}: the ground truth itself");
+    }
+    for (what, bad, lost) in &cases {
+        let got = scan::<Vec<FlowRecord>>(bad).expect("journal");
+        let want: Vec<FlowRecord> = (0..n)
+            .filter(|i| !lost.contains(i))
+            .map(|i| recs[i].clone())
+            .collect();
+        assert!(!lost.is_empty(), "{what}: the damage must hit a frame");
+        assert!(
+            got.records == want,
+            "{what}: lost {lost:?}, scan kept {}",
+            got.records.len()
+        );
+        let (_, want_stretches) = ground_truth(&good, bad, &starts, &recs);
+        assert_eq!(stretches(&got.frames), want_stretches, "{what}");
+        // Frames counted: exact where the length fields survived.
+        if what.starts_with("first") || what.starts_with("a CRC") || what.starts_with("last") {
+            assert_eq!(got.frames.skipped_frames(), 1, "{what}");
+        }
+        assert!(got.frames.skipped_frames() >= 1, "{what}");
+    }
+}
+
+#[test]
+fn a_torn_tail_is_the_stretch_that_reaches_the_end() {
+    let mut g = TrafficGen::new(5, 1_700_000_000_000_000_000);
+    let recs: Vec<FlowRecord> = (0..5).map(|_| g.next_record()).collect();
+    let (good, starts) = journal(3, &recs);
+    for cut in starts[4] + 1..good.len() {
+        let got = scan::<Vec<FlowRecord>>(&good[..cut]).expect("journal");
+        assert_eq!(got.records, recs[..4], "cut at {cut}");
+        let tail = got.frames.torn_tail().expect("torn tail");
+        assert_eq!((tail.offset, tail.end()), (starts[4] as u64, cut as u64));
+        assert_eq!(tail.frames, 1, "cut at {cut}");
+    }
+    let mut bad = good.clone();
+    bad[starts[1] + 9] ^= 0x10;
+    let got = scan::<Vec<FlowRecord>>(&bad).expect("journal");
+    assert!(
+        got.frames.torn_tail().is_none(),
+        "damage in the middle is no tail"
+    );
+    assert_eq!(got.frames.skipped[0].reason, "checksum mismatch");
+    for short in 0..HEADER_LEN as usize {
+        let got = scan::<Vec<FlowRecord>>(&good[..short]).expect("short header");
+        assert_eq!(got.frames.id, 0);
+        assert_eq!(got.frames.skipped_bytes(), short as u64);
+    }
+    assert!(matches!(
+        scan::<Count>(b"XDPAJNL2-and-more"),
+        Err(NotAJournal)
+    ));
+}
+
+#[test]
+fn columns_decoded_on_two_threads_equal_one_scan_of_records() {
+    // Over PARALLEL_MIN_BYTES, so the journal is decoded in two halves.
+    let mut g = TrafficGen::with_rate(5, 1_700_000_000_000_000_000, 300.0);
+    let recs: Vec<FlowRecord> = (0..150_000)
+        .map(|i| {
+            let mut r = g.next_record();
+            if i % 3 == 0 {
+                r.iface = format!("if{}", i % 5000); // names first seen in either half
+            }
+            r
+        })
+        .collect();
+    let (buf, starts) = journal(77, &recs);
+    assert!(buf.len() > 2 * PARALLEL_MIN_BYTES);
+    let n = starts.len();
+    let mid = split_point(&buf).expect("a large journal is split");
+    let k = starts
+        .iter()
+        .position(|&s| s == mid)
+        .expect("split on a frame");
+    let mut cases = vec![("intact", buf.clone())];
+    for (what, frame) in [
+        ("first half", n / 4),
+        ("last frame of the first half", k - 1),
+        ("first frame of the second half", k),
+        ("second half", 3 * n / 4),
+    ] {
+        let mut bad = buf.clone();
+        bad[starts[frame] + FRAME_HEADER_LEN + 3] ^= 0x40;
+        cases.push((what, bad));
+    }
+    // A length out of range before the middle: no split, one scan.
+    let mut bad = buf.clone();
+    bad[starts[n / 4]..starts[n / 4] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    cases.push(("bad length in the first half", bad));
+    // Zeros across the middle: the split lands in them.
+    let mut bad = buf.clone();
+    bad[mid - 5000..mid + 5000].fill(0);
+    cases.push(("zeros across the middle", bad));
+    cases.push(("cut last frame", buf[..buf.len() - 7].to_vec()));
+    for (what, journal) in cases {
+        let want = scan::<Vec<FlowRecord>>(&journal).expect("records");
+        let got = scan::<Columns>(&journal).expect("columns");
+        assert_eq!(got.frames, want.frames, "{what}");
+        assert_eq!(got.records.len(), want.records.len(), "{what}");
+        for (i, r) in want.records.iter().enumerate() {
+            assert_eq!(
+                got.records.record(i).as_ref(),
+                Some(r),
+                "{what}: record {i}"
+            );
+        }
+        if what != "intact" {
+            assert!(!want.frames.skipped.is_empty(), "{what}: damage must show");
+        }
+    }
+}

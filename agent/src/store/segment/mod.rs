@@ -1,0 +1,84 @@
+//! The sealed segment format: one Parquet file per sealed journal (zstd, dictionary and delta
+//! encodings, rows sorted by source address then start time, journal order breaking ties, with
+//! an address index and a page table after the row groups), readable by any Parquet engine
+//! (DuckDB, ClickHouse, Trino, pandas). The reference, with units, is `docs/store-format.md`.
+//!
+//! One module per job: [`schema`] (columns, layout, metadata keys), [`write`](mod@write) (column buffers
+//! to a file), [`read`] (a file to records), [`chunk`] (the reader's page and chunk I/O, every
+//! byte checked against a CRC), [`scan`] (the address scan of a query) and the tail blobs:
+//! [`tail`] (their shared framing), [`index`] (the address index), [`pages`] (the page table).
+
+pub mod chunk;
+pub mod index;
+pub mod pages;
+pub mod read;
+pub mod scan;
+pub mod schema;
+pub mod tail;
+pub mod write;
+
+use std::path::{Path, PathBuf};
+
+pub use read::{AddressColumns, RowGroupStats, SegmentReader};
+pub use schema::{col, column_name, Layout, CRC_KEY, SCHEMA};
+pub use write::write;
+
+/// Errors reading or writing a segment; each names the file and, where it applies, the column.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// An I/O operation failed.
+    #[error("segment {path}: {op}: {cause}")]
+    Io {
+        /// The segment file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
+    },
+    /// The Parquet library refused the file.
+    #[error("segment {path}: {context}: {cause}")]
+    Parquet {
+        /// The segment file.
+        path: PathBuf,
+        /// What was being done (names the column when reading one).
+        context: String,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: parquet::errors::ParquetError,
+    },
+    /// The file is Parquet but not a segment of this schema, or its values are out of range.
+    #[error("segment {path}: column {column}: {reason}")]
+    Invalid {
+        /// The segment file.
+        path: PathBuf,
+        /// The column at fault.
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Maps an I/O error on `path` to a [`SegmentError`] saying what was being done.
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> SegmentError + 'a {
+    move |source| SegmentError::Io {
+        path: path.to_owned(),
+        op,
+        cause: source,
+    }
+}
+
+/// Maps a Parquet error on `path` to a [`SegmentError`] saying what was being done.
+fn pq(
+    path: &Path,
+    context: impl Into<String>,
+) -> impl FnOnce(parquet::errors::ParquetError) -> SegmentError + '_ {
+    let context = context.into();
+    move |source| SegmentError::Parquet {
+        path: path.to_owned(),
+        context,
+        cause: source,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,424 @@
+//! Reading a segment: opening it (schema and chunk checksums checked), its statistics, and
+//! its rows as records, all of them or the chosen ones.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::data_type::{
+    ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
+    Int64Type,
+};
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+use parquet::schema::parser::parse_message_type;
+
+use super::pages::PageTable;
+use super::schema::{col, column_name, schema_v1, CRC_KEY, SCHEMA};
+use super::{io, pq, SegmentError};
+use crate::record::{EndReason, FlowRecord, Mac};
+use crate::store::address::{ip_families, ip_from_column};
+
+/// The `src_ip` and `dst_ip` columns of a row group, 16-byte form.
+pub type AddressColumns = (Vec<[u8; 16]>, Vec<[u8; 16]>);
+
+/// An open segment.
+pub struct SegmentReader {
+    pub(super) path: PathBuf,
+    pub(super) reader: SerializedFileReader<File>,
+    pub(super) file: Arc<File>,
+    /// The page table, read on first use (`None` inside: a segment written before it).
+    pub(super) pages: std::sync::OnceLock<Option<Arc<PageTable>>>,
+    /// CRC-32 of every column chunk, per row group.
+    pub(super) crcs: Vec<Vec<u32>>,
+    /// Columns in the file: [`col::COUNT`], or [`col::COUNT_V1`] for first-schema segments.
+    pub(super) columns: usize,
+    /// File size in bytes, when opened.
+    pub(super) size: u64,
+}
+
+/// Min/max of a row group's pruning columns, from the Parquet statistics.
+#[derive(Debug, Clone, Default)]
+pub struct RowGroupStats {
+    /// Rows in the group.
+    pub rows: usize,
+    /// Smallest and largest `time_start`.
+    pub time_start: Option<(i64, i64)>,
+    /// Smallest and largest `time_end`.
+    pub time_end: Option<(i64, i64)>,
+    /// Smallest and largest `src_ip` (16-byte form).
+    pub src_ip: Option<([u8; 16], [u8; 16])>,
+    /// Smallest and largest `dst_ip` (16-byte form).
+    pub dst_ip: Option<([u8; 16], [u8; 16])>,
+}
+
+fn flba_range(s: Option<&Statistics>) -> Option<([u8; 16], [u8; 16])> {
+    let (min, max) = match s? {
+        Statistics::FixedLenByteArray(v) => (v.min_opt()?, v.max_opt()?),
+        _ => return None,
+    };
+    Some((min.data().try_into().ok()?, max.data().try_into().ok()?))
+}
+
+fn i64_range(s: Option<&Statistics>) -> Option<(i64, i64)> {
+    match s? {
+        Statistics::Int64(v) => Some((*v.min_opt()?, *v.max_opt()?)),
+        _ => None,
+    }
+}
+
+impl SegmentReader {
+    /// Opens a segment and checks that its schema is the segment schema.
+    pub fn open(path: &Path) -> Result<Self, SegmentError> {
+        let file = File::open(path).map_err(io(path, "open"))?;
+        let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
+        static WANT: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
+            std::sync::OnceLock::new();
+        static WANT_V1: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
+            std::sync::OnceLock::new();
+        let want = WANT.get_or_init(|| parse_message_type(SCHEMA).ok());
+        let want_v1 = WANT_V1.get_or_init(|| parse_message_type(&schema_v1()).ok());
+        let have = reader.metadata().file_metadata().schema();
+        let columns = if want.as_ref() == Some(have) {
+            col::COUNT
+        } else if want_v1.as_ref() == Some(have) {
+            col::COUNT_V1
+        } else {
+            0
+        };
+        if columns == 0 {
+            let columns = reader
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .len();
+            return Err(SegmentError::Invalid {
+                path: path.to_owned(),
+                column: format!("(schema, {columns} columns)"),
+                reason: "the file's schema is not the xdp-audit segment schema".into(),
+            });
+        }
+        let bad_crcs = |reason: &str| SegmentError::Invalid {
+            path: path.to_owned(),
+            column: format!("(file metadata {CRC_KEY})"),
+            reason: reason.to_owned(),
+        };
+        let text = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == CRC_KEY))
+            .and_then(|kv| kv.value.clone())
+            .ok_or_else(|| bad_crcs("missing"))?;
+        let crcs: Vec<Vec<u32>> = text
+            .split(';')
+            .map(|g| {
+                g.split(',')
+                    .map(|c| u32::from_str_radix(c, 16).ok())
+                    .collect()
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad_crcs("not hex"))?;
+        if crcs.len() != reader.num_row_groups() || crcs.iter().any(|g| g.len() != columns) {
+            return Err(bad_crcs("does not cover every column chunk"));
+        }
+        let file = File::open(path).map_err(io(path, "open"))?;
+        let size = file.metadata().map_err(io(path, "stat"))?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            reader,
+            file: Arc::new(file),
+            pages: std::sync::OnceLock::new(),
+            crcs,
+            columns,
+            size,
+        })
+    }
+
+    /// The id of the journal this segment was sealed from (file metadata).
+    pub fn journal_id(&self) -> Option<u64> {
+        self.reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == "xdp-audit.journal-id")?
+            .value
+            .as_deref()?
+            .parse()
+            .ok()
+    }
+
+    /// Number of row groups.
+    pub fn row_groups(&self) -> usize {
+        self.reader.num_row_groups()
+    }
+
+    /// Total rows.
+    pub fn rows(&self) -> u64 {
+        self.reader.metadata().file_metadata().num_rows().max(0) as u64
+    }
+
+    /// Statistics of row group `i`.
+    pub fn stats(&self, i: usize) -> RowGroupStats {
+        let rg = self.reader.metadata().row_group(i);
+        let s = |c: usize| rg.column(c).statistics();
+        RowGroupStats {
+            rows: rg.num_rows().max(0) as usize,
+            time_start: i64_range(s(col::TIME_START)),
+            time_end: i64_range(s(col::TIME_END)),
+            src_ip: flba_range(s(col::SRC_IP)),
+            dst_ip: flba_range(s(col::DST_IP)),
+        }
+    }
+
+    pub(super) fn invalid(&self, c: usize, reason: impl Into<String>) -> SegmentError {
+        SegmentError::Invalid {
+            path: self.path.clone(),
+            column: column_name(c).to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads the rows of `runs` (`(first row, count)`, ascending, disjoint) of column `c`.
+    /// Pages holding none of them are skipped without being decompressed.
+    pub(super) fn column<T: DataType>(
+        &self,
+        rg: &dyn RowGroupReader,
+        c: usize,
+        runs: &[(usize, usize)],
+        nullable: bool,
+    ) -> Result<(Vec<T::T>, Vec<i16>), SegmentError> {
+        let ctx = || format!("column {}", column_name(c));
+        let raw = rg
+            .get_column_reader(c)
+            .map_err(|e| pq(&self.path, ctx())(e))?;
+        let mut reader = T::get_column_reader(raw)
+            .ok_or_else(|| self.invalid(c, "physical type differs from the schema"))?;
+        let total: usize = runs.iter().map(|r| r.1).sum();
+        let mut values = Vec::with_capacity(total);
+        let mut defs = Vec::new();
+        let mut pos = 0;
+        for &(start, len) in runs {
+            if start > pos {
+                let skipped = reader
+                    .skip_records(start - pos)
+                    .map_err(|e| pq(&self.path, ctx())(e))?;
+                if skipped != start - pos {
+                    return Err(self.invalid(c, format!("ends at row {}", pos + skipped)));
+                }
+            }
+            let mut read = 0;
+            while read < len {
+                let (n, _, _) = reader
+                    .read_records(len - read, nullable.then_some(&mut defs), None, &mut values)
+                    .map_err(|e| pq(&self.path, ctx())(e))?;
+                if n == 0 {
+                    return Err(self.invalid(c, format!("ends at row {}", start + read)));
+                }
+                read += n;
+            }
+            pos = start + len;
+        }
+        if !nullable && values.len() != total {
+            return Err(self.invalid(c, format!("{} values for {total} rows", values.len())));
+        }
+        Ok((values, defs))
+    }
+
+    /// Reads the `src_ip` and `dst_ip` columns of row group `i` (16-byte form), so an address
+    /// filter can test rows before the other columns are decoded.
+    pub fn read_ips(&self, i: usize) -> Result<AddressColumns, SegmentError> {
+        let rg = self.load(i, &[col::SRC_IP, col::DST_IP])?;
+        let rows = rg.metadata().num_rows().max(0) as usize;
+        let mut out = Vec::with_capacity(2);
+        for c in [col::SRC_IP, col::DST_IP] {
+            let (v, _) = self.column::<FixedLenByteArrayType>(&rg, c, &[(0, rows)], false)?;
+            let mut ips = Vec::with_capacity(rows);
+            for x in &v {
+                ips.push(
+                    x.data()
+                        .try_into()
+                        .map_err(|_| self.invalid(c, "value is not 16 bytes"))?,
+                );
+            }
+            out.push(ips);
+        }
+        let dst = out.pop().unwrap_or_default();
+        let src = out.pop().unwrap_or_default();
+        Ok((src, dst))
+    }
+
+    /// Reads every row of row group `i` for which `keep(row)` is true (`keep` = `None`: all).
+    pub fn read_rows(
+        &self,
+        i: usize,
+        keep: Option<&[bool]>,
+    ) -> Result<Vec<FlowRecord>, SegmentError> {
+        // Some rows: page by page, reading only the pages that hold them. All rows: whole
+        // chunks, one read.
+        if keep.is_some() {
+            if let Some(rg) = self.load_pages(i)? {
+                return self.rows_of(&rg, keep);
+            }
+        }
+        let all: Vec<usize> = (0..self.columns).collect();
+        self.rows_of(&self.load(i, &all)?, keep)
+    }
+
+    fn rows_of(
+        &self,
+        g: &dyn RowGroupReader,
+        keep: Option<&[bool]>,
+    ) -> Result<Vec<FlowRecord>, SegmentError> {
+        let rows = g.metadata().num_rows().max(0) as usize;
+        // Matching rows as runs, so the other columns are read only where they are needed.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        match keep {
+            None => runs.push((0, rows)),
+            Some(k) => {
+                for (r, _) in k.iter().enumerate().take(rows).filter(|(_, &m)| m) {
+                    match runs.last_mut() {
+                        Some(last) if last.0 + last.1 == r => last.1 += 1,
+                        _ => runs.push((r, 1)),
+                    }
+                }
+            }
+        }
+        let rows: usize = runs.iter().map(|r| r.1).sum();
+        let runs = &runs[..];
+        let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, runs, false)?;
+        let (te, _) = self.column::<Int64Type>(g, col::TIME_END, runs, false)?;
+        let (iface, _) = self.column::<ByteArrayType>(g, col::IFACE, runs, false)?;
+        let (ifindex, _) = self.column::<Int32Type>(g, col::IFINDEX, runs, false)?;
+        let vlan = self.optional_u16(g, col::VLAN, runs, rows)?;
+        let vlan_inner = self.optional_u16(g, col::VLAN_INNER, runs, rows)?;
+        let (smac, _) = self.column::<FixedLenByteArrayType>(g, col::SRC_MAC, runs, false)?;
+        let (dmac, _) = self.column::<FixedLenByteArrayType>(g, col::DST_MAC, runs, false)?;
+        let (proto, _) = self.column::<Int32Type>(g, col::PROTO, runs, false)?;
+        let (ipv, _) = self.column::<Int32Type>(g, col::IP_VERSION, runs, false)?;
+        let sip = self.addresses(g, col::SRC_IP, runs)?;
+        let (sport, _) = self.column::<Int32Type>(g, col::SRC_PORT, runs, false)?;
+        let dip = self.addresses(g, col::DST_IP, runs)?;
+        let (dport, _) = self.column::<Int32Type>(g, col::DST_PORT, runs, false)?;
+        let (pk, _) = self.column::<Int64Type>(g, col::PACKETS, runs, false)?;
+        let (by, _) = self.column::<Int64Type>(g, col::BYTES, runs, false)?;
+        let (rpk, _) = self.column::<Int64Type>(g, col::RESP_PACKETS, runs, false)?;
+        let (rby, _) = self.column::<Int64Type>(g, col::RESP_BYTES, runs, false)?;
+        let (flags, _) = self.column::<Int32Type>(g, col::TCP_FLAGS, runs, false)?;
+        let (reason, _) = self.column::<ByteArrayType>(g, col::END_REASON, runs, false)?;
+        // Segments written before the list columns existed read as "nothing dropped".
+        let (dropped, (rule_vals, rule_defs)) = if self.columns > col::DROPPED {
+            (
+                self.column::<Int64Type>(g, col::DROPPED, runs, false)?.0,
+                self.column::<ByteArrayType>(g, col::RULE, runs, true)?,
+            )
+        } else {
+            (vec![0; rows], (Vec::new(), vec![0; rows]))
+        };
+        if rule_defs.len() != rows {
+            return Err(self.invalid(col::RULE, "definition levels do not match the rows"));
+        }
+        let mut rule_vals = rule_vals.into_iter();
+        let mut out = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let Some((src_v6, dst_v6)) = u8::try_from(ipv[r]).ok().and_then(ip_families) else {
+                let v = ipv[r];
+                return Err(self.invalid(col::IP_VERSION, format!("row {r}: value {v}")));
+            };
+            let mac = |c: usize, v: &FixedLenByteArray| -> Result<Mac, SegmentError> {
+                Ok(Mac(v.data().try_into().map_err(|_| {
+                    self.invalid(c, format!("row {r}: not 6 bytes"))
+                })?))
+            };
+            let narrow = |c: usize, v: i32, max: i32| -> Result<i32, SegmentError> {
+                if (0..=max).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(self.invalid(c, format!("row {r}: value {v} out of range")))
+                }
+            };
+            let text = |c: usize, v: &ByteArray| -> Result<String, SegmentError> {
+                v.as_utf8()
+                    .map(str::to_owned)
+                    .map_err(|_| self.invalid(c, format!("row {r}: not UTF-8")))
+            };
+            let reason_s = text(col::END_REASON, &reason[r])?;
+            let rule = if rule_defs[r] > 0 {
+                let v = rule_vals
+                    .next()
+                    .ok_or_else(|| self.invalid(col::RULE, format!("row {r}: value missing")))?;
+                Some(text(col::RULE, &v)?)
+            } else {
+                None
+            };
+            out.push(FlowRecord {
+                time_start_ns: ts[r],
+                time_end_ns: te[r],
+                iface: text(col::IFACE, &iface[r])?,
+                ifindex: ifindex[r] as u32,
+                vlan: vlan[r],
+                vlan_inner: vlan_inner[r],
+                src_mac: mac(col::SRC_MAC, &smac[r])?,
+                dst_mac: mac(col::DST_MAC, &dmac[r])?,
+                proto: narrow(col::PROTO, proto[r], 255)? as u8,
+                src_ip: ip_from_column(sip[r], src_v6),
+                src_port: narrow(col::SRC_PORT, sport[r], 65535)? as u16,
+                dst_ip: ip_from_column(dip[r], dst_v6),
+                dst_port: narrow(col::DST_PORT, dport[r], 65535)? as u16,
+                packets: pk[r] as u64,
+                bytes: by[r] as u64,
+                resp_packets: rpk[r] as u64,
+                resp_bytes: rby[r] as u64,
+                tcp_flags: narrow(col::TCP_FLAGS, flags[r], 255)? as u8,
+                dropped: dropped[r] as u64,
+                rule,
+                end_reason: EndReason::parse(&reason_s).ok_or_else(|| {
+                    self.invalid(
+                        col::END_REASON,
+                        format!("row {r}: unknown reason {reason_s:?}"),
+                    )
+                })?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn optional_u16(
+        &self,
+        g: &dyn RowGroupReader,
+        c: usize,
+        runs: &[(usize, usize)],
+        rows: usize,
+    ) -> Result<Vec<Option<u16>>, SegmentError> {
+        let (vals, defs) = self.column::<Int32Type>(g, c, runs, true)?;
+        if defs.len() != rows {
+            return Err(self.invalid(c, format!("{} levels for {rows} rows", defs.len())));
+        }
+        let mut it = vals.into_iter();
+        defs.iter()
+            .enumerate()
+            .map(|(r, &d)| {
+                if d == 0 {
+                    return Ok(None);
+                }
+                let v = it
+                    .next()
+                    .ok_or_else(|| self.invalid(c, format!("row {r}: value missing")))?;
+                u16::try_from(v)
+                    .map(Some)
+                    .map_err(|_| self.invalid(c, format!("row {r}: value {v} out of range")))
+            })
+            .collect()
+    }
+
+    /// Reads every row of the segment, in file order.
+    pub fn read_all(&self) -> Result<Vec<FlowRecord>, SegmentError> {
+        let mut out = Vec::new();
+        for i in 0..self.row_groups() {
+            out.extend(self.read_rows(i, None)?);
+        }
+        Ok(out)
+    }
+}

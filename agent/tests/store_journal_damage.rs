@@ -1,0 +1,186 @@
+//! A damaged journal keeps every valid record. A journal left with damage (one bad byte in
+//! the middle of 10,000 records, the first frame, a length field, the last complete frame,
+//! runs of zeros, a whole 4 KiB page zeroed, a torn tail on top) is recovered when the store
+//! opens: exactly the frames the damage touched are lost, every other record is sealed, each
+//! skipped stretch is in a quarantine file holding exactly its bytes, the status counts them,
+//! and the chain verifies. The sealer, handed a journal damaged after it was written, does the
+//! same with the same scanner.
+
+mod store_common;
+
+use std::path::{Path, PathBuf};
+
+use store_common::{canon, config, TempDir, T0};
+use xdp_audit::record::FlowRecord;
+use xdp_audit::store::journal::{quarantine_path, FRAME_HEADER_LEN, QUARANTINE_DIR};
+use xdp_audit::store::manifest::Manifest;
+use xdp_audit::store::query::{collect, Filter};
+use xdp_audit::store::seal::{journal_name, seal_journal};
+use xdp_audit::store::testgen::{intact_frames, journal_bytes, TrafficGen};
+use xdp_audit::store::verify::verify;
+use xdp_audit::store::{FakeClock, Store};
+
+const JOURNAL_ID: u64 = 1_700_000_000_000_000_777;
+
+fn records(n: usize) -> Vec<FlowRecord> {
+    let mut g = TrafficGen::with_rate(31, T0, 50.0);
+    (0..n).map(|_| g.next_record()).collect()
+}
+
+/// The files in the quarantine directory of `dir`, sorted, with their bytes.
+fn quarantined(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir.join(QUARANTINE_DIR))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| (e.path(), std::fs::read(e.path()).expect("read quarantine")))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Leaves `bad` (made from the journal `good` of `recs`) as a journal in a fresh store
+/// directory, opens the store (which recovers and seals it), and checks the outcome against
+/// the plain computation of which frames are intact.
+fn recover_and_check(what: &str, recs: &[FlowRecord], good: &[u8], bad: &[u8], starts: &[usize]) {
+    let dir = TempDir::new("damage");
+    let journal = dir.path().join(journal_name(JOURNAL_ID));
+    std::fs::write(&journal, bad).expect("write journal");
+    let (kept, stretches) = intact_frames(good, bad, starts);
+    assert!(
+        !stretches.is_empty(),
+        "{what}: the damage must skip something"
+    );
+
+    let clock = FakeClock::new(T0 + 3_600_000_000_000);
+    let store = Store::open_with_clock(config(dir.path()), Box::new(clock))
+        .unwrap_or_else(|e| panic!("{what}: open store: {e}"));
+    let status = store.status();
+    drop(store);
+
+    let skipped: u64 = stretches.iter().map(|s| s.1).sum();
+    assert_eq!(
+        status.journal_skipped_bytes, skipped,
+        "{what}: bytes counted"
+    );
+    assert!(
+        status.journal_skipped_frames >= (recs.len() - kept.len()).min(1) as u64,
+        "{what}: frames counted {status:?}"
+    );
+    let want: Vec<FlowRecord> = kept.iter().map(|&i| recs[i].clone()).collect();
+    let got = collect(dir.path(), &Filter::default()).expect("query");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: records recovered and sealed"
+    );
+    assert!(
+        canon(got) == canon(want.clone()),
+        "{what}: other records survived"
+    );
+    assert!(
+        !journal.exists(),
+        "{what}: the journal was sealed and deleted"
+    );
+
+    let want_files: Vec<(PathBuf, Vec<u8>)> = stretches
+        .iter()
+        .map(|&(at, len)| {
+            let bytes = bad[at as usize..(at + len) as usize].to_vec();
+            (quarantine_path(&journal, at), bytes)
+        })
+        .collect();
+    assert!(
+        quarantined(dir.path()) == want_files,
+        "{what}: the quarantine must hold exactly the skipped bytes, one file per stretch"
+    );
+    let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("{what}: verify: {b}"));
+    assert_eq!(v.rows, want.len() as u64, "{what}");
+}
+
+#[test]
+fn one_bad_byte_in_the_middle_of_10000_records_loses_only_its_record() {
+    let recs = records(10_000);
+    let (good, starts) = journal_bytes(JOURNAL_ID, &recs);
+    let mut bad = good.clone();
+    let hit = 5_000;
+    bad[starts[hit] + FRAME_HEADER_LEN + 9] ^= 0x20;
+    let (kept, _) = intact_frames(&good, &bad, &starts);
+    assert_eq!(kept.len(), 9_999, "the byte hits one frame");
+    recover_and_check("one bad byte in the middle", &recs, &good, &bad, &starts);
+}
+
+/// A way of damaging journal bytes.
+type Damage<'a> = dyn Fn(&mut Vec<u8>) + 'a;
+
+#[test]
+fn damage_at_every_kind_of_position_loses_only_the_frames_it_touched() {
+    let recs = records(2_000);
+    let (good, starts) = journal_bytes(JOURNAL_ID, &recs);
+    let n = starts.len();
+    let page = 4096 * (good.len() / 4096 / 2);
+    let cases: [(&str, &Damage<'_>); 8] = [
+        ("first frame", &|b| {
+            b[starts[0] + FRAME_HEADER_LEN + 1] ^= 0x01
+        }),
+        ("a length field", &|b| b[starts[700]] ^= 0x10),
+        ("a length field out of range", &|b| {
+            b[starts[701] + 2] = 0xff
+        }),
+        ("last complete frame", &|b| b[starts[n - 1] + 30] ^= 0x80),
+        ("a run of zeros", &|b| {
+            b[starts[300] + 20..starts[303] + 5].fill(0)
+        }),
+        ("a whole 4 KiB page zeroed", &|b| {
+            b[page..page + 4096].fill(0)
+        }),
+        ("a torn tail after damage in the middle", &|b| {
+            b[starts[900] + 12] ^= 0x02;
+            b.truncate(starts[n - 1] + 20);
+        }),
+        ("three damaged stretches", &|b| {
+            b[starts[10] + 9] ^= 0x40;
+            b[starts[1000]..starts[1001] + 3].fill(0xff);
+            b[starts[1500] + 4] ^= 0x01;
+        }),
+    ];
+    for (what, damage) in cases {
+        let mut bad = good.clone();
+        damage(&mut bad);
+        recover_and_check(what, &recs, &good, &bad, &starts);
+    }
+}
+
+/// The sealer reads journals through the same scanner: a journal damaged after the writer
+/// closed it is sealed without its damaged frames, which go to quarantine before the journal
+/// is deleted.
+#[test]
+fn the_sealer_skips_and_quarantines_damage_with_the_same_scanner() {
+    let recs = records(3_000);
+    let (good, starts) = journal_bytes(JOURNAL_ID, &recs);
+    let mut bad = good.clone();
+    bad[starts[1234] + 17] ^= 0x08;
+    bad[starts[2000] - 100..starts[2000] + 100].fill(0);
+    let (kept, stretches) = intact_frames(&good, &bad, &starts);
+    let dir = TempDir::new("damage-seal");
+    let journal = dir.path().join(journal_name(JOURNAL_ID));
+    std::fs::write(&journal, &bad).expect("write journal");
+    let mut manifest = Manifest::load(dir.path(), None).expect("manifest");
+    let sealed = seal_journal(dir.path(), &journal, &mut manifest).expect("seal");
+    let segment = sealed.segment.expect("a segment");
+    assert_eq!(segment.rows, kept.len() as u64);
+    assert_eq!(
+        sealed.skipped_bytes,
+        stretches.iter().map(|s| s.1).sum::<u64>()
+    );
+    assert_eq!(quarantined(dir.path()).len(), stretches.len());
+    for (at, len) in stretches {
+        let q = std::fs::read(quarantine_path(&journal, at)).expect("quarantine file");
+        assert_eq!(q, bad[at as usize..(at + len) as usize]);
+    }
+    let want: Vec<FlowRecord> = kept.iter().map(|&i| recs[i].clone()).collect();
+    let got = collect(dir.path(), &Filter::default()).expect("query");
+    assert!(canon(got) == canon(want), "sealed records differ");
+    verify(dir.path(), None).unwrap_or_else(|b| panic!("verify: {b}"));
+}
