@@ -6,6 +6,8 @@
 //! Every source keeps bindings with a [`Validity`] window in Unix nanoseconds, the unit of
 //! [`crate::record::FlowRecord::time_start_ns`].
 
+pub mod names;
+
 /// When a binding holds: `[from, to)` in Unix nanoseconds; `None` is unbounded on that side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Validity {
