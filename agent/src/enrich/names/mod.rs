@@ -233,7 +233,8 @@ impl FailureCounts {
 
 /// A host name as records store it: ASCII lower case, no trailing dot, labels of letters,
 /// digits, `-` and `_`, at most 63 bytes a label and 253 in all. Names on the wire are
-/// already ASCII (IDNA punycode), so nothing is converted: anything else is refused.
+/// already ASCII (IDNA punycode), so nothing is converted: anything else is refused, and so
+/// is an all-digit last label (an address literal).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DomainName(Box<str>);
 
@@ -261,7 +262,8 @@ impl DomainName {
                 return Err(ParseFailure::BadName);
             }
         }
-        if label == 0 {
+        // An all-digit last label is an address literal (or a typo of one), never a host.
+        if label == 0 || raw[raw.len() - label..].iter().all(u8::is_ascii_digit) {
             return Err(ParseFailure::BadName);
         }
         let text: String = raw
@@ -362,6 +364,7 @@ mod tests {
             b"a\0b",
             "bücher.de".as_bytes(),
             b"example.com:443",
+            b"192.0.2.1",
         ] {
             assert_eq!(
                 DomainName::from_wire(bad),

@@ -3,8 +3,9 @@
 //! XDP hands over, per flow, a few bounded snippets of the client's first data packets
 //! ([`Snippet`]): for TCP the segment's sequence number and the bytes it could copy, for UDP
 //! the datagram. A ClientHello of today's browsers (about 1.8 KB with a post-quantum key
-//! share) spans two segments, which may arrive out of order or twice; [`TcpReassembler`]
-//! turns the snippets back into the client's first bytes, within a fixed budget.
+//! share) spans two segments, which may arrive out of order or twice; [`Reassembler`]
+//! turns the snippets back into the client's first bytes, within a fixed budget (and serves
+//! QUIC's CRYPTO stream the same way).
 
 /// The budget of client bytes kept per TCP flow: a ClientHello with an ML-KEM key share is
 /// about 1.8 KB, an HTTP request line with its headers rarely more than 2 KB before Host.
@@ -22,14 +23,14 @@ pub struct Snippet<'a> {
     pub data: &'a [u8],
 }
 
-/// What [`TcpReassembler::push`] did with a segment.
+/// What [`Reassembler::push`] did with a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pushed {
     /// Kept (possibly trimmed to the budget).
     Stored,
     /// Carried no bytes, or only bytes before the stream's start.
     Ignored,
-    /// Not kept: it starts past the budget, or the flow already has [`MAX_SEGMENTS`].
+    /// Not kept: it starts past the budget, or the stream already has its most pieces.
     OverBudget,
 }
 
@@ -45,26 +46,35 @@ pub struct Assembled {
     pub inconsistent: bool,
 }
 
-/// Reassembles one direction of a TCP flow's first bytes from out-of-order, duplicated or
-/// overlapping segments, keeping at most `budget` bytes and [`MAX_SEGMENTS`] segments.
+/// Reassembles the first bytes of a byte stream from out-of-order, duplicated or overlapping
+/// pieces, keeping at most `budget` bytes and a fixed number of pieces: one direction of a
+/// TCP flow (positions are sequence numbers) or a QUIC CRYPTO stream (positions are offsets).
 ///
 /// The stream starts at `start` when it is known (the SYN's sequence number plus one);
 /// otherwise at the lowest sequence number received, so a first segment that was lost shows
 /// as missing bytes only if a later segment says so.
 #[derive(Clone, Debug)]
-pub struct TcpReassembler {
+pub struct Reassembler {
     start: Option<u32>,
     budget: usize,
+    max_segments: usize,
     segments: Vec<(u32, Box<[u8]>)>,
     over_budget: bool,
 }
 
-impl TcpReassembler {
-    /// A reassembler for a stream starting at `start` (if known), keeping `budget` bytes.
+impl Reassembler {
+    /// A reassembler for a TCP stream starting at `start` (if known), keeping `budget` bytes
+    /// in at most [`MAX_SEGMENTS`] segments.
     pub fn new(start: Option<u32>, budget: usize) -> Self {
-        TcpReassembler {
+        Self::with_limits(start, budget, MAX_SEGMENTS)
+    }
+
+    /// A reassembler keeping `budget` bytes in at most `max_segments` pieces.
+    pub fn with_limits(start: Option<u32>, budget: usize, max_segments: usize) -> Self {
+        Reassembler {
             start,
             budget,
+            max_segments,
             segments: Vec::new(),
             over_budget: false,
         }
@@ -92,7 +102,7 @@ impl TcpReassembler {
         if data.is_empty() {
             return Pushed::Ignored;
         }
-        if self.segments.len() >= MAX_SEGMENTS {
+        if self.segments.len() >= self.max_segments {
             self.over_budget = true;
             return Pushed::OverBudget;
         }
@@ -183,7 +193,7 @@ mod tests {
     use super::*;
     use crate::store::testgen::Rng;
 
-    fn assembled(r: &TcpReassembler) -> (Vec<u8>, Assembled) {
+    fn assembled(r: &Reassembler) -> (Vec<u8>, Assembled) {
         let mut out = Vec::new();
         let s = r.assemble(&mut out);
         (out, s)
@@ -192,7 +202,7 @@ mod tests {
     #[test]
     fn two_segments_in_either_order() {
         for start in [Some(1000), None] {
-            let mut r = TcpReassembler::new(start, 64);
+            let mut r = Reassembler::new(start, 64);
             assert_eq!(r.push(1005, b"world"), Pushed::Stored);
             if start.is_some() {
                 let (b, s) = assembled(&r);
@@ -210,7 +220,7 @@ mod tests {
 
     #[test]
     fn retransmissions_and_overlaps_keep_the_first_bytes() {
-        let mut r = TcpReassembler::new(Some(u32::MAX - 2), 64);
+        let mut r = Reassembler::new(Some(u32::MAX - 2), 64);
         r.push(u32::MAX - 2, b"abcdef");
         r.push(u32::MAX - 2, b"abcdef");
         r.push(0, b"defgh"); // wraps past 2^32: offset 3
@@ -225,7 +235,7 @@ mod tests {
 
     #[test]
     fn bytes_before_the_start_are_trimmed_and_empty_segments_ignored() {
-        let mut r = TcpReassembler::new(Some(100), 64);
+        let mut r = Reassembler::new(Some(100), 64);
         assert_eq!(r.push(98, b"xxab"), Pushed::Stored);
         assert_eq!(r.push(90, b"xx"), Pushed::Ignored);
         assert_eq!(r.push(102, b""), Pushed::Ignored);
@@ -234,7 +244,7 @@ mod tests {
 
     #[test]
     fn the_budget_bounds_bytes_and_segments() {
-        let mut r = TcpReassembler::new(Some(0), 10);
+        let mut r = Reassembler::new(Some(0), 10);
         assert_eq!(r.push(0, b"0123456"), Pushed::Stored);
         assert!(!r.exhausted());
         assert_eq!(r.push(7, b"789abc"), Pushed::Stored);
@@ -244,14 +254,14 @@ mod tests {
         assert_eq!(b, b"0123456789");
         assert!(s.over_budget);
 
-        let mut r = TcpReassembler::new(None, 10);
+        let mut r = Reassembler::new(None, 10);
         r.push(5, b"56789abc");
         r.push(0, b"01234");
         let (b, s) = assembled(&r);
         assert_eq!(b, b"0123456789");
         assert!(s.over_budget);
 
-        let mut r = TcpReassembler::new(Some(0), 1000);
+        let mut r = Reassembler::new(Some(0), 1000);
         for i in 0..MAX_SEGMENTS as u32 {
             assert_eq!(r.push(i, b"a"), Pushed::Stored);
         }
@@ -269,7 +279,7 @@ mod tests {
             let isn = rng.next_u64() as u32;
             let budget = 1 + rng.below(400) as usize;
             let known = rng.below(2) == 0;
-            let mut r = TcpReassembler::new(known.then_some(isn), budget);
+            let mut r = Reassembler::new(known.then_some(isn), budget);
             let mut model: Vec<Option<u8>> = vec![None; len];
             let mut pushed = 0;
             let mut lowest = usize::MAX;
