@@ -26,6 +26,7 @@ pub mod tls;
 mod wire;
 
 use std::fmt;
+use std::sync::Arc;
 
 use agent_common::domain::{MAX_LABEL_LEN, MAX_NAME_LEN};
 
@@ -235,8 +236,11 @@ impl FailureCounts {
 /// digits, `-` and `_`, at most 63 bytes a label and 253 in all. Names on the wire are
 /// already ASCII (IDNA punycode), so nothing is converted: anything else is refused, and so
 /// is an all-digit last label (an address literal).
+///
+/// The text is shared: a clone costs a reference count, so the DNS cache and every record
+/// naming the same host hold one copy.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DomainName(Box<str>);
+pub struct DomainName(Arc<str>);
 
 impl DomainName {
     /// Normalises a name read from a packet (SNI, Host, DNS): lower case, trailing dot
@@ -270,11 +274,27 @@ impl DomainName {
             .iter()
             .map(|b| char::from(b.to_ascii_lowercase()))
             .collect();
-        Ok(DomainName(text.into_boxed_str()))
+        Ok(DomainName(text.into()))
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same name in a copy of its own text.
+    pub(crate) fn unshared(&self) -> DomainName {
+        DomainName(Arc::from(&*self.0))
+    }
+
+    /// Whether `self` and `other` share their text (not only equal it).
+    pub fn shares_text(&self, other: &DomainName) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for DomainName {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
