@@ -30,11 +30,6 @@ impl<'a> Cursor<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    /// The unread bytes.
-    pub(crate) fn rest(&self) -> &'a [u8] {
-        self.buf.get(self.pos..).unwrap_or(&[])
-    }
-
     /// The next `n` bytes, or `None` (and nothing consumed) if fewer are left.
     pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
@@ -80,18 +75,6 @@ impl<'a> Cursor<'a> {
         }
         Some(v)
     }
-
-    /// A vector with a `L`-byte big-endian length prefix (TLS `opaque x<..2^8L-1>`).
-    pub(crate) fn vec_u8(&mut self) -> Option<&'a [u8]> {
-        let n = self.u8()?;
-        self.take(usize::from(n))
-    }
-
-    /// A vector with a 2-byte length prefix.
-    pub(crate) fn vec_u16(&mut self) -> Option<&'a [u8]> {
-        let n = self.u16()?;
-        self.take(usize::from(n))
-    }
 }
 
 #[cfg(test)]
@@ -107,7 +90,7 @@ mod tests {
         assert_eq!(c.u8(), Some(3));
         assert_eq!(c.u8(), None);
         assert_eq!(c.take(usize::MAX), None);
-        assert_eq!(Cursor::at(&[1], 5).rest(), &[] as &[u8]);
+        assert_eq!(Cursor::at(&[1], 5).remaining(), 0);
         assert_eq!(Cursor::new(&[0, 0, 1, 9]).u24(), Some(1));
         assert_eq!(
             Cursor::new(&[2, 0xaa, 0xbb]).vec_u8(),
