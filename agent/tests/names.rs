@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use xdp_audit::enrich::names::cache::{DnsCache, DnsCacheConfig};
 use xdp_audit::enrich::names::flow::{FlowNames, Progress};
@@ -15,82 +14,9 @@ use xdp_audit::enrich::names::{
     dns, http, quic, tls, DomainName, FailureCounts, FlowName, NameSource, ParseFailure,
 };
 use xdp_audit::store::testgen::Rng;
-use xdp_audit_lab::pcap;
 
-/// One TCP segment or UDP datagram of a capture.
-#[derive(Clone, Debug)]
-struct Packet {
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
-    tcp: Option<Tcp>,
-    payload: Vec<u8>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Tcp {
-    seq: u32,
-    syn: bool,
-}
-
-fn be16(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]))
-}
-
-/// Decodes an Ethernet frame of the lab (no VLAN, no IPv6 extension headers).
-fn decode(d: &[u8]) -> Option<Packet> {
-    let (proto, src, dst, l4, end) = match be16(d, 12)? {
-        0x0800 => {
-            let ihl = usize::from(d.get(14)? & 0x0f) * 4;
-            let total = usize::from(be16(d, 16)?);
-            let s: [u8; 4] = d.get(26..30)?.try_into().ok()?;
-            let t: [u8; 4] = d.get(30..34)?.try_into().ok()?;
-            (
-                *d.get(23)?,
-                IpAddr::from(s),
-                IpAddr::from(t),
-                14 + ihl,
-                14 + total,
-            )
-        }
-        0x86dd => {
-            let s: [u8; 16] = d.get(22..38)?.try_into().ok()?;
-            let t: [u8; 16] = d.get(38..54)?.try_into().ok()?;
-            (
-                *d.get(20)?,
-                IpAddr::from(s),
-                IpAddr::from(t),
-                54,
-                54 + usize::from(be16(d, 18)?),
-            )
-        }
-        _ => return None,
-    };
-    let ports = (be16(d, l4)?, be16(d, l4 + 2)?);
-    let (tcp, data_at) = match proto {
-        6 => {
-            let seq = u32::from_be_bytes(d.get(l4 + 4..l4 + 8)?.try_into().ok()?);
-            let off = usize::from(d.get(l4 + 12)? >> 4) * 4;
-            let syn = d.get(l4 + 13)? & 0x02 != 0;
-            (Some(Tcp { seq, syn }), l4 + off)
-        }
-        17 => (None, l4 + 8),
-        _ => return None,
-    };
-    Some(Packet {
-        src: (src, ports.0),
-        dst: (dst, ports.1),
-        tcp,
-        payload: d.get(data_at..end.min(d.len()))?.to_vec(),
-    })
-}
-
-fn capture(file: &str) -> Vec<Packet> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/names")
-        .join(file);
-    let frames = pcap::read(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-    frames.iter().filter_map(|f| decode(&f.data)).collect()
-}
+mod names_capture;
+use names_capture::{capture, fixture, Packet};
 
 /// The client's packets to `port` (the client is the side that sent the first packet).
 fn to_server(packets: &[Packet], port: u16) -> Vec<Packet> {
@@ -343,10 +269,7 @@ fn corpus() -> Vec<Vec<u8>> {
         "rfc9001-a2-client-initial.bin",
         "rfc9369-a2-client-initial.bin",
     ] {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/names")
-            .join(file);
-        out.push(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+        out.push(fixture(file));
     }
     out
 }

@@ -134,9 +134,17 @@ impl Reassembler {
         let Some(base) = self.base() else {
             return state;
         };
-        // Written in arrival order, first writer wins (as Linux keeps the first copy).
-        out.resize(self.budget, 0);
-        let mut filled = vec![false; self.budget];
+        // Written in arrival order, first writer wins (as Linux keeps the first copy), into
+        // buffers as long as the segments reach (not the whole budget).
+        let span = self
+            .segments
+            .iter()
+            .map(|(seq, d)| (seq.wrapping_sub(base) as usize).saturating_add(d.len()))
+            .max()
+            .unwrap_or(0)
+            .min(self.budget);
+        out.resize(span, 0);
+        let mut filled = vec![false; span];
         for (seq, data) in &self.segments {
             let off = seq.wrapping_sub(base) as usize;
             if off >= self.budget {
@@ -147,6 +155,7 @@ impl Reassembler {
             if n < data.len() {
                 state.over_budget = true;
             }
+            let n = n.min(span - off);
             let dst = off..off + n;
             for ((slot, seen), &b) in out[dst.clone()]
                 .iter_mut()
@@ -161,7 +170,7 @@ impl Reassembler {
                 }
             }
         }
-        let len = filled.iter().position(|f| !f).unwrap_or(self.budget);
+        let len = filled.iter().position(|f| !f).unwrap_or(span);
         state.gap = filled[len..].contains(&true);
         out.truncate(len);
         state

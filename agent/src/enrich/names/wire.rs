@@ -92,11 +92,6 @@ mod tests {
         assert_eq!(c.take(usize::MAX), None);
         assert_eq!(Cursor::at(&[1], 5).remaining(), 0);
         assert_eq!(Cursor::new(&[0, 0, 1, 9]).u24(), Some(1));
-        assert_eq!(
-            Cursor::new(&[2, 0xaa, 0xbb]).vec_u8(),
-            Some(&[0xaa, 0xbb][..])
-        );
-        assert_eq!(Cursor::new(&[0, 3, 1, 2]).vec_u16(), None);
     }
 
     #[test]
