@@ -118,8 +118,9 @@ impl DnsCache {
     pub fn new(config: DnsCacheConfig) -> DnsCache {
         DnsCache {
             config,
-            map: HashMap::with_capacity_and_hasher(config.capacity, RandomState::default()),
-            slots: Vec::with_capacity(config.capacity),
+            // Grown as answers come, not reserved: a small site never pays for the bound.
+            map: HashMap::default(),
+            slots: Vec::new(),
             head: NIL,
             tail: NIL,
             names: HashMap::default(),
