@@ -154,12 +154,12 @@ fn bad_labels_and_over_long_names_are_refused() {
     let mut ext_label = Msg::new(1, 0, 1, 0).0;
     ext_label.extend_from_slice(&[0x41, 0, 0, 1, 0, 1]);
     assert_eq!(parse(&ext_label), Err(ParseFailure::DnsBadName));
-    let long = vec!["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz1"; 4].join(".");
+    let long = ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz1"; 4].join(".");
     assert_eq!(
         parse(&q(Msg::new(1, 0, 1, 0).name(&long))),
         Err(ParseFailure::DnsBadName)
     );
-    let fits = vec!["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz1"; 3].join(".");
+    let fits = ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz1"; 3].join(".");
     assert!(parse(&q(Msg::new(1, 0, 1, 0).name(&fits))).is_ok());
     assert_eq!(
         parse(&q(Msg::new(1, 0, 1, 0).name("bad name.example"))),
