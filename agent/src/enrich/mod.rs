@@ -9,6 +9,7 @@
 pub mod dhcp;
 pub mod identity;
 pub mod leases;
+pub mod names;
 pub mod nat;
 pub mod source;
 pub mod subscribers;

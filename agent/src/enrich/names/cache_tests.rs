@@ -1,0 +1,259 @@
+//! Tests of the DNS cache, and the cache against a brute-force model.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::store::testgen::Rng;
+
+const S: i64 = NS_PER_S;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn name(s: &str) -> DomainName {
+    DomainName::from_wire(s.as_bytes()).expect("test name")
+}
+
+fn exact(capacity: usize) -> DnsCache {
+    DnsCache::new(DnsCacheConfig {
+        capacity,
+        min_ttl_s: 0,
+        max_ttl_s: u32::MAX,
+    })
+}
+
+fn found(c: &DnsCache, client: &str, addr: &str, t: i64) -> Option<String> {
+    c.lookup(ip(client), ip(addr), t)
+        .map(|(n, _)| n.as_str().to_owned())
+}
+
+#[test]
+fn a_binding_holds_for_its_ttl_and_per_client() {
+    let mut c = exact(10);
+    c.insert(
+        ip("10.0.0.1"),
+        ip("192.0.2.1"),
+        &name("a.example"),
+        100 * S,
+        30,
+    );
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 99 * S),
+        None,
+        "before the answer"
+    );
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 100 * S).as_deref(),
+        Some("a.example")
+    );
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 130 * S - 1).as_deref(),
+        Some("a.example")
+    );
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 130 * S),
+        None,
+        "TTL over"
+    );
+    assert_eq!(
+        found(&c, "10.0.0.2", "192.0.2.1", 110 * S),
+        None,
+        "another client"
+    );
+    let (_, v) = c
+        .lookup(ip("10.0.0.1"), ip("192.0.2.1"), 110 * S)
+        .expect("held");
+    assert_eq!(
+        v,
+        Validity {
+            from: Some(100 * S),
+            to: Some(130 * S)
+        }
+    );
+    // IPv4 and its IPv6-mapped form are one address.
+    assert_eq!(
+        found(&c, "::ffff:10.0.0.1", "::ffff:192.0.2.1", 110 * S).as_deref(),
+        Some("a.example")
+    );
+}
+
+#[test]
+fn ttls_are_clamped() {
+    let mut c = DnsCache::new(DnsCacheConfig {
+        capacity: 10,
+        min_ttl_s: 60,
+        max_ttl_s: 3600,
+    });
+    c.insert(
+        ip("10.0.0.1"),
+        ip("192.0.2.1"),
+        &name("short.example"),
+        0,
+        5,
+    );
+    c.insert(
+        ip("10.0.0.1"),
+        ip("192.0.2.2"),
+        &name("long.example"),
+        0,
+        604_800,
+    );
+    assert!(found(&c, "10.0.0.1", "192.0.2.1", 59 * S).is_some());
+    assert!(found(&c, "10.0.0.1", "192.0.2.1", 60 * S).is_none());
+    assert!(found(&c, "10.0.0.1", "192.0.2.2", 3600 * S).is_none());
+}
+
+#[test]
+fn the_name_resolved_before_the_flow_wins_over_a_later_one() {
+    let mut c = exact(10);
+    let (client, addr) = (ip("10.0.0.1"), ip("192.0.2.1"));
+    c.insert(client, addr, &name("first.example"), 0, 300);
+    c.insert(client, addr, &name("second.example"), 100 * S, 300);
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 50 * S).as_deref(),
+        Some("first.example")
+    );
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 150 * S).as_deref(),
+        Some("second.example")
+    );
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 350 * S).as_deref(),
+        Some("second.example")
+    );
+    c.insert(client, addr, &name("third.example"), 200 * S, 300);
+    assert_eq!(
+        found(&c, "10.0.0.1", "192.0.2.1", 50 * S),
+        None,
+        "history is two names"
+    );
+    assert_eq!(c.distinct_names(), 2, "first.example is released");
+}
+
+#[test]
+fn a_repeated_answer_extends_the_binding() {
+    let mut c = exact(10);
+    let (client, addr) = (ip("10.0.0.1"), ip("192.0.2.1"));
+    c.insert(client, addr, &name("a.example"), 0, 60);
+    c.insert(client, addr, &name("A.example."), 50 * S, 60);
+    let (_, v) = c.lookup(client, addr, 100 * S).expect("extended");
+    assert_eq!(
+        v,
+        Validity {
+            from: Some(0),
+            to: Some(110 * S)
+        }
+    );
+    assert_eq!(
+        c.stats(),
+        CacheStats {
+            inserted: 1,
+            refreshed: 1,
+            evicted: 0
+        }
+    );
+    // After expiry, the same name starts a new binding: the gap stays a gap.
+    c.insert(client, addr, &name("a.example"), 500 * S, 60);
+    assert_eq!(found(&c, "10.0.0.1", "192.0.2.1", 200 * S), None);
+    assert_eq!(c.stats().inserted, 2);
+}
+
+#[test]
+fn names_are_shared_and_released_on_eviction() {
+    let mut c = exact(2);
+    let n = name("shared.example");
+    c.insert(ip("10.0.0.1"), ip("192.0.2.1"), &n, 0, 60);
+    c.insert(
+        ip("10.0.0.2"),
+        ip("192.0.2.1"),
+        &name("shared.example"),
+        0,
+        60,
+    );
+    assert_eq!(c.distinct_names(), 1);
+    let (a, _) = c.lookup(ip("10.0.0.1"), ip("192.0.2.1"), 0).expect("held");
+    let (b, _) = c.lookup(ip("10.0.0.2"), ip("192.0.2.1"), 0).expect("held");
+    assert!(a.shares_text(b));
+    c.insert(
+        ip("10.0.0.3"),
+        ip("192.0.2.9"),
+        &name("other.example"),
+        0,
+        60,
+    );
+    c.insert(
+        ip("10.0.0.4"),
+        ip("192.0.2.9"),
+        &name("other.example"),
+        0,
+        60,
+    );
+    assert_eq!(c.len(), 2);
+    assert_eq!(c.stats().evicted, 2);
+    assert_eq!(
+        c.distinct_names(),
+        1,
+        "shared.example left with its last binding"
+    );
+}
+
+/// The cache against a model: a list of pairs in answer order, each with its bindings.
+#[test]
+fn random_operations_match_a_brute_force_model() {
+    type Model = VecDeque<((IpAddr, IpAddr), Vec<(String, i64, i64)>)>;
+    let mut rng = Rng::new(5);
+    for round in 0..20 {
+        let capacity = 1 + rng.below(40) as usize;
+        let mut c = exact(capacity);
+        let mut model: Model = VecDeque::new();
+        let mut now = 0i64;
+        for step in 0..2000 {
+            now += rng.below(5 * S as u64) as i64;
+            let client = IpAddr::from([10, 0, 0, rng.below(6) as u8]);
+            let addr = IpAddr::from([192, 0, 2, rng.below(8) as u8]);
+            if rng.below(2) == 0 {
+                let n = format!("n{}.example", rng.below(5));
+                let ttl = rng.below(30) as u32;
+                c.insert(client, addr, &name(&n), now, ttl);
+                let to = now + i64::from(ttl) * S;
+                let pos = model.iter().position(|(k, _)| *k == (client, addr));
+                let mut entry = match pos {
+                    Some(p) => model.remove(p).expect("position is valid"),
+                    None => {
+                        if model.len() == capacity {
+                            model.pop_front();
+                        }
+                        ((client, addr), Vec::new())
+                    }
+                };
+                match entry.1.first_mut() {
+                    Some(cur) if cur.0 == n && now >= cur.1 && now <= cur.2 => {
+                        cur.2 = cur.2.max(to)
+                    }
+                    _ => {
+                        entry.1.insert(0, (n, now, to));
+                        entry.1.truncate(HISTORY);
+                    }
+                }
+                model.push_back(entry);
+            } else {
+                let t = now - rng.below(60 * S as u64) as i64;
+                let want = model
+                    .iter()
+                    .find(|(k, _)| *k == (client, addr))
+                    .and_then(|(_, bs)| {
+                        bs.iter()
+                            .filter(|b| b.1 <= t && t < b.2)
+                            .max_by_key(|b| b.1)
+                            .map(|b| b.0.clone())
+                    });
+                let got = c
+                    .lookup(client, addr, t)
+                    .map(|(n, _)| n.as_str().to_owned());
+                assert_eq!(got, want, "round {round} step {step}");
+            }
+            assert!(c.len() <= capacity);
+        }
+    }
+}

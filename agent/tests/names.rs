@@ -1,0 +1,345 @@
+//! Name sources on real lab captures (`tests/fixtures/names`, made by its `capture.sh`): TLS
+//! SNI over IPv4 and IPv6 and in two segments, HTTP Host in origin and absolute form, QUIC
+//! Initial SNI, DNS answers over UDP and TCP into the per-client cache. Then the parsers'
+//! robustness: random truncations and mutations of those captures and random bytes never
+//! panic, and every failure has a reason.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use xdp_audit::enrich::names::cache::{DnsCache, DnsCacheConfig};
+use xdp_audit::enrich::names::flow::{FlowNames, Progress};
+use xdp_audit::enrich::names::payload::Snippet;
+use xdp_audit::enrich::names::{
+    dns, http, quic, tls, DomainName, FailureCounts, FlowName, NameSource, ParseFailure,
+};
+use xdp_audit::store::testgen::Rng;
+
+mod names_capture;
+use names_capture::{capture, fixture, Packet};
+
+/// The client's packets to `port` (the client is the side that sent the first packet).
+fn to_server(packets: &[Packet], port: u16) -> Vec<Packet> {
+    packets
+        .iter()
+        .filter(|p| p.dst.1 == port)
+        .cloned()
+        .collect()
+}
+
+fn name(s: &str) -> DomainName {
+    DomainName::from_wire(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// Runs a TCP flow's client segments (`order` permutes the data segments) through
+/// [`FlowNames`], as the agent will: start from the SYN, stop at the first answer.
+fn tcp_flow(client: &[Packet], order: impl Fn(Vec<Packet>) -> Vec<Packet>) -> Progress {
+    let syn = client
+        .iter()
+        .find_map(|p| p.tcp.filter(|t| t.syn))
+        .expect("the capture has the client's SYN");
+    let mut f = FlowNames::tcp(Some(syn.seq.wrapping_add(1)));
+    let data: Vec<Packet> = client
+        .iter()
+        .filter(|p| !p.payload.is_empty())
+        .cloned()
+        .collect();
+    for p in order(data) {
+        let seq = p.tcp.expect("a TCP segment").seq;
+        let progress = f.push(Snippet {
+            seq,
+            data: &p.payload,
+        });
+        if progress != Progress::NeedMore {
+            return progress;
+        }
+    }
+    f.finish()
+}
+
+fn sni(host: &str, source: NameSource) -> Progress {
+    Progress::Done(FlowName::Name {
+        name: name(host),
+        source,
+    })
+}
+
+#[test]
+fn tls_sni_from_openssl_and_curl_over_ipv4_and_ipv6() {
+    let ok = |file: &str, host: &str| {
+        let client = to_server(&capture(file), 443);
+        assert_eq!(
+            tcp_flow(&client, |d| d),
+            sni(host, NameSource::Sni),
+            "{file}"
+        );
+    };
+    ok("tls-openssl-sni.pcap", "tls.lab.example");
+    ok("tls-curl-v6.pcap", "curl.lab.example");
+    let nosni = to_server(&capture("tls-openssl-nosni.pcap"), 443);
+    assert_eq!(tcp_flow(&nosni, |d| d), Progress::Done(FlowName::NoName));
+}
+
+#[test]
+fn a_hello_in_two_segments_in_any_order_and_retransmitted() {
+    let client = to_server(&capture("tls-openssl-mss200.pcap"), 443);
+    let hello_segments = client.iter().filter(|p| !p.payload.is_empty()).count();
+    assert!(
+        hello_segments >= 2,
+        "the capture must split the hello, found {hello_segments} data segments"
+    );
+    let want = sni("segments.lab.example", NameSource::Sni);
+    assert_eq!(tcp_flow(&client, |d| d), want);
+    assert_eq!(
+        tcp_flow(&client, |mut d| {
+            d.reverse();
+            d
+        }),
+        want,
+        "reversed"
+    );
+    assert_eq!(
+        tcp_flow(&client, |d| d
+            .iter()
+            .flat_map(|p| [p.clone(), p.clone()])
+            .collect()),
+        want,
+        "every segment twice"
+    );
+    // Only the first segment: the hello is cut short.
+    assert_eq!(
+        tcp_flow(&client, |d| d.into_iter().take(1).collect()),
+        Progress::Failed(ParseFailure::Truncated)
+    );
+}
+
+#[test]
+fn http_host_in_origin_and_absolute_form() {
+    let host = to_server(&capture("http-curl-host.pcap"), 80);
+    assert_eq!(
+        tcp_flow(&host, |d| d),
+        sni("http.lab.example", NameSource::HttpHost)
+    );
+    let proxy = to_server(&capture("http-curl-proxy.pcap"), 80);
+    assert_eq!(
+        tcp_flow(&proxy, |d| d),
+        sni("proxied.lab.example", NameSource::HttpHost)
+    );
+}
+
+#[test]
+fn quic_initial_sni_from_aioquic() {
+    let client = to_server(&capture("quic-aioquic.pcap"), 443);
+    assert!(!client.is_empty(), "the capture has client datagrams");
+    let mut f = FlowNames::quic();
+    let first = f.push(Snippet {
+        seq: 0,
+        data: &client[0].payload,
+    });
+    assert_eq!(first, sni("quic.lab.example", NameSource::QuicSni));
+    assert_eq!(
+        quic::initial_sni(client.iter().take(1).map(|p| &p.payload[..])),
+        Ok(tls::SniOutcome::Name(name("quic.lab.example")))
+    );
+}
+
+#[test]
+fn dns_answers_from_dig_fill_the_client_cache() {
+    let packets = capture("dns-dig-cname.pcap");
+    let mut cache = DnsCache::new(DnsCacheConfig::default());
+    let mut questions = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        let m = dns::parse(&p.payload).unwrap_or_else(|e| panic!("packet {i}: {e}"));
+        let q = m.question.clone().expect("dig asks one question");
+        questions.push((m.is_response, q.name.as_str().to_owned(), q.qtype));
+        if m.is_response {
+            assert_eq!(
+                p.src,
+                ("192.0.2.2".parse().expect("literal"), 53),
+                "packet {i}: from the server"
+            );
+            assert!(
+                !m.answers.is_empty(),
+                "packet {i}: the CNAME chain leads to an address"
+            );
+            assert!(
+                m.answers.iter().all(|a| a.ttl == 300),
+                "packet {i}: dnsmasq --local-ttl=300"
+            );
+            cache.insert_response(p.dst.0, &m, 1_000);
+        }
+    }
+    let www = "www.lab.example".to_owned();
+    assert_eq!(
+        questions,
+        vec![
+            (false, www.clone(), dns::TYPE_A),
+            (true, www.clone(), dns::TYPE_A),
+            (false, www.clone(), dns::TYPE_AAAA),
+            (true, www, dns::TYPE_AAAA),
+        ]
+    );
+    let client: IpAddr = "192.0.2.1".parse().expect("literal");
+    for addr in ["192.0.2.80", "2001:db8::80"] {
+        let addr: IpAddr = addr.parse().expect("literal");
+        let (n, v) = cache
+            .lookup(client, addr, 2_000)
+            .unwrap_or_else(|| panic!("{addr} cached"));
+        assert_eq!(n.as_str(), "www.lab.example");
+        assert_eq!(v.to, Some(1_000 + 300 * 1_000_000_000));
+    }
+    let other: IpAddr = "192.0.2.9".parse().expect("literal");
+    assert!(cache
+        .lookup(other, "192.0.2.80".parse().expect("literal"), 2_000)
+        .is_none());
+}
+
+#[test]
+fn dns_over_tcp_from_dig() {
+    let packets = capture("dns-dig-tcp.pcap");
+    let stream = |to_port: bool| -> Vec<u8> {
+        let mut segs: Vec<&Packet> = packets
+            .iter()
+            .filter(|p| (p.dst.1 == 53) == to_port && !p.payload.is_empty())
+            .collect();
+        segs.sort_by_key(|p| p.tcp.expect("TCP").seq);
+        segs.iter().flat_map(|p| p.payload.clone()).collect()
+    };
+    let queries: Vec<_> = dns::tcp_messages(&stream(true)).map(dns::parse).collect();
+    let answers: Vec<_> = dns::tcp_messages(&stream(false)).map(dns::parse).collect();
+    assert_eq!(queries.len(), 1);
+    assert_eq!(answers.len(), 1);
+    let a = answers[0].as_ref().expect("a valid response");
+    assert_eq!(
+        a.answers.first().map(|r| r.addr),
+        Some("192.0.2.80".parse().expect("literal"))
+    );
+}
+
+/// Every parser on one input; the failures counted by reason.
+fn all_parsers(input: &[u8], counts: &mut FailureCounts) {
+    let mut note = |r: Result<(), ParseFailure>| {
+        if let Err(e) = r {
+            counts.count(e);
+        }
+    };
+    note(tls::client_hello_sni(input).map(|_| ()));
+    note(tls::handshake_sni(input).map(|_| ()));
+    note(http::host(input).map(|_| ()));
+    note(quic::initial_sni([input]).map(|_| ()));
+    note(dns::parse(input).map(|_| ()));
+    for m in dns::tcp_messages(input) {
+        note(dns::parse(m).map(|_| ()));
+    }
+    let mut f = FlowNames::tcp(None);
+    let half = input.len() / 2;
+    f.push(Snippet {
+        seq: 1000 + half as u32,
+        data: &input[half..],
+    });
+    if let Progress::Failed(e) = f.push(Snippet {
+        seq: 1000,
+        data: &input[..half],
+    }) {
+        counts.count(e);
+    }
+}
+
+/// Every client payload of every capture, plus the RFC vectors.
+fn corpus() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for file in [
+        "tls-openssl-sni.pcap",
+        "tls-openssl-mss200.pcap",
+        "tls-curl-v6.pcap",
+        "http-curl-host.pcap",
+        "http-curl-proxy.pcap",
+        "dns-dig-cname.pcap",
+        "dns-dig-tcp.pcap",
+        "quic-aioquic.pcap",
+    ] {
+        out.extend(
+            capture(file)
+                .into_iter()
+                .map(|p| p.payload)
+                .filter(|p| !p.is_empty()),
+        );
+    }
+    for file in [
+        "rfc9001-a2-client-initial.bin",
+        "rfc9369-a2-client-initial.bin",
+    ] {
+        out.push(fixture(file));
+    }
+    out
+}
+
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(v.len() as u64 + 1) as usize;
+        match rng.below(6) {
+            0 => v.truncate(at),
+            1 if at < v.len() => v[at] ^= 1 << rng.below(8),
+            2 if at < v.len() => {
+                v[at] = [0x00, 0xff, 0xc0, 0x3f, 0x7f, 0x80][rng.below(6) as usize]
+            }
+            3 => v.insert(at, rng.next_u64() as u8),
+            4 if at < v.len() => {
+                v.remove(at);
+            }
+            // A length-like field pointing far away: lengths are where parsers break.
+            _ if at + 1 < v.len() => {
+                v[at..at + 2].copy_from_slice(&(rng.next_u64() as u16).to_be_bytes())
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+#[test]
+fn truncated_mutated_and_random_payloads_never_panic() {
+    let corpus = corpus();
+    let mut rng = Rng::new(0x5eed);
+    let mut counts = FailureCounts::default();
+    for input in &corpus {
+        for cut in 0..=input.len().min(400) {
+            all_parsers(&input[..cut], &mut counts);
+        }
+        for _ in 0..150 {
+            all_parsers(&mutate(&mut rng, input), &mut counts);
+        }
+    }
+    for _ in 0..2000 {
+        let len = rng.below(1500) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        // Random bytes behind a plausible first byte reach past the protocol checks.
+        if let Some(b) = bytes.first_mut() {
+            *b = [0x16, 0xc3, 0x47, 0x00, 0xd7][rng.below(5) as usize];
+        }
+        all_parsers(&bytes, &mut counts);
+    }
+    let reasons: BTreeMap<&str, u64> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| (r.as_str(), n))
+        .collect();
+    // The mutations must reach the parsers' error paths, not stop at the first byte.
+    for must in [
+        ParseFailure::TlsBadRecord,
+        ParseFailure::TlsBadHello,
+        ParseFailure::TlsBadExtension,
+        ParseFailure::HttpBadRequest,
+        ParseFailure::QuicBadHeader,
+        ParseFailure::QuicDecrypt,
+        ParseFailure::DnsBadPointer,
+        ParseFailure::DnsBadName,
+        ParseFailure::Truncated,
+    ] {
+        assert!(
+            counts.get(must) > 0,
+            "no input reached {must:?}; reached {reasons:?}"
+        );
+    }
+}
