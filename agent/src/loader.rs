@@ -5,21 +5,25 @@ use std::fmt;
 use std::io;
 
 use agent_common::names;
-use aya::maps::{Map, MapData};
+use aya::maps::Map;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use tracing::{info, warn};
 
 use crate::enforce::ListMaps;
+use crate::flowtable::{FlowMaps, FlowTable, FlowTableError};
 
 /// The xdp-audit program object, built by `build.rs` with aya-build.
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-ebpf"));
-/// The benchmark's empty XDP_PASS program.
+/// The benchmark's empty XDP_PASS program (test builds only: feature `testing`).
+#[cfg(feature = "testing")]
 pub static BASELINE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-baseline"));
 
-/// The benchmark's xdp-filter-like reference: one exact-match hash, no flow table.
+/// The benchmark's xdp-filter-like reference: one exact-match hash, no flow table (test builds
+/// only: feature `testing`).
+#[cfg(feature = "testing")]
 pub static FILTER_BASELINE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-filter-baseline"));
 
@@ -40,6 +44,9 @@ pub enum LoadError {
     /// The list maps are missing or malformed.
     #[error("{0}")]
     Lists(crate::enforce::EnforceError),
+    /// A flow table is not what the agent reads it as (a build mismatch).
+    #[error("{0}")]
+    FlowTable(FlowTableError),
     /// Program load (verifier) failure.
     #[error("the kernel rejected the XDP program: {0}")]
     Verifier(ProgramError),
@@ -110,21 +117,35 @@ impl Default for LoadOptions {
     }
 }
 
-/// The loaded object: its program and the maps the agent works with, taken out of the
-/// `Ebpf` so they outlive the program's links at shutdown.
-pub struct Loaded {
+/// The loaded program and its attachments, without the maps the agent works with.
+pub struct Program {
     ebpf: Ebpf,
-    /// The IPv6 flow table.
-    pub flows: MapData,
-    /// The IPv4 flow table.
-    pub flows4: MapData,
+    attached: Vec<(String, aya::programs::xdp::XdpLinkId)>,
+}
+
+/// The maps the agent works with, taken out of the `Ebpf` so they outlive the program's links
+/// at shutdown and can go to the stages that use them.
+pub struct Maps {
+    /// The IPv4 and IPv6 flow tables.
+    pub flows: FlowMaps,
     /// The event ring buffer.
     pub events: Map,
     /// The per-CPU counters.
     pub stats: Map,
     /// The list maps.
     pub lists: ListMaps,
-    attached: Vec<(String, aya::programs::xdp::XdpLinkId)>,
+}
+
+/// The loaded object: its program and the maps the agent works with.
+pub struct Loaded {
+    program: Program,
+    flows: FlowMaps,
+    /// The event ring buffer.
+    pub events: Map,
+    /// The per-CPU counters.
+    pub stats: Map,
+    /// The list maps.
+    pub lists: ListMaps,
 }
 
 fn errno(e: &ProgramError) -> Option<i32> {
@@ -178,6 +199,7 @@ impl Loaded {
             Some(Map::LruHashMap(m)) => m,
             _ => return Err(LoadError::Missing("LRU map FLOWS4")),
         };
+        let flows = FlowMaps::new(flows, flows4).map_err(LoadError::FlowTable)?;
         let events = ebpf
             .take_map(names::EVENTS)
             .ok_or(LoadError::Missing("ring buffer EVENTS"))?;
@@ -186,21 +208,63 @@ impl Loaded {
             .ok_or(LoadError::Missing("per-CPU array STATS"))?;
         let lists = ListMaps::take(&mut ebpf, opts.list_capacity).map_err(LoadError::Lists)?;
         Ok(Self {
-            ebpf,
+            program: Program {
+                ebpf,
+                attached: Vec::new(),
+            },
             flows,
-            flows4,
             events,
             stats,
             lists,
-            attached: Vec::new(),
         })
     }
 
     /// Both flow tables.
-    pub fn flow_table(&self) -> crate::flowtable::FlowTable<'_> {
-        crate::flowtable::FlowTable::new(self.flows.fd(), self.flows4.fd())
+    pub fn flow_table(&self) -> FlowTable<'_> {
+        self.flows.table()
     }
 
+    /// Both flow tables, as maps (for a second handle: [`FlowMaps::try_clone`]).
+    pub fn flow_maps(&self) -> &FlowMaps {
+        &self.flows
+    }
+
+    /// The loaded XDP program, for attaching or for BPF_PROG_TEST_RUN.
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
+        self.program.program_mut()
+    }
+
+    /// Attaches to `iface`; returns the mode actually in use.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, LoadError> {
+        self.program.attach(iface, mode)
+    }
+
+    /// Detaches from every interface; the maps stay readable for the final flush.
+    pub fn detach_all(&mut self) {
+        self.program.detach_all();
+    }
+
+    /// The program and the maps apart, so the maps can go to the daemon's stages while the
+    /// program stays with whoever attaches and detaches it.
+    pub fn into_parts(self) -> (Program, Maps) {
+        let Self {
+            program,
+            flows,
+            events,
+            stats,
+            lists,
+        } = self;
+        let maps = Maps {
+            flows,
+            events,
+            stats,
+            lists,
+        };
+        (program, maps)
+    }
+}
+
+impl Program {
     /// The loaded XDP program, for attaching or for BPF_PROG_TEST_RUN.
     pub fn program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
         self.ebpf
