@@ -25,8 +25,10 @@ static WAKEUP_BYTES: u64 = 1 << 20;
 const RECORD_BYTES: u64 = (core::mem::size_of::<FlowEvent>() as u64 + 8 + 7) & !7;
 
 /// Writes one event; returns whether it reached the ring buffer (the loss is counted if not).
+/// `value` is a flow entry other CPUs may be updating (or a local one): it is copied as it
+/// stands, through the raw pointer.
 #[inline(always)]
-pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: &FlowValue, lost: Counter) -> bool {
+pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: *const FlowValue, lost: Counter) -> bool {
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         stats::bump(lost);
         return false;
@@ -34,12 +36,16 @@ pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: &FlowValue, lost: Counter
     // Field by field into the reservation: building the event on the stack first would cost
     // 136 bytes of the program's 512-byte stack.
     let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` points to a reserved, writable FlowEvent-sized slot.
+    // SAFETY: `ev` points to a reserved, writable FlowEvent-sized slot; `value` to a live,
+    // aligned FlowValue (a map value or the caller's local).
     unsafe {
         // Kind, padding and rule as one word (a byte-array store becomes a memset).
         (ev as *mut u64).write(kind as u64 | (rule as u64) << 32);
         (*ev).key = *key;
-        (*ev).value = *value;
+        // Straight from the entry into the reservation, through the raw pointers: a copy via
+        // a temporary would become a `memmove` (the two may overlap, as far as LLVM knows),
+        // which the BPF backend emits as a byte loop the verifier gives up on.
+        core::ptr::copy_nonoverlapping(value, core::ptr::addr_of_mut!((*ev).value), 1);
     }
     entry.submit(wakeup());
     true
