@@ -107,11 +107,21 @@ pub struct LoadOptions {
     pub list_capacity: Vec<(&'static str, u32)>,
 }
 
+/// New flows per second the default ring buffer is sized for: it holds one second of their
+/// start events, so a reader held up for up to a second loses none. The agent drains
+/// over ten times that (README, "Sizing"; `cargo bench --bench pipeline`).
+pub const SIZED_FOR_NEW_FLOWS_PER_SEC: u32 = 100_000;
+
+/// The default ring size: one second of [`SIZED_FOR_NEW_FLOWS_PER_SEC`], rounded up to the
+/// power of two the kernel needs (16 MiB, 110,000 events).
+pub const DEFAULT_RINGBUF_BYTES: u32 =
+    (SIZED_FOR_NEW_FLOWS_PER_SEC * agent_common::RING_RECORD_BYTES as u32).next_power_of_two();
+
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             flow_table_size: 262_144,
-            ringbuf_bytes: 4 << 20,
+            ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             list_capacity: Vec::new(),
         }
     }
@@ -335,5 +345,25 @@ impl Program {
                 Err(e) => warn!(iface, error = %e, "detaching the XDP program failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_ring_holds_a_second_of_new_flows_at_the_documented_rate() {
+        let events = DEFAULT_RINGBUF_BYTES as usize / agent_common::RING_RECORD_BYTES;
+        assert!(DEFAULT_RINGBUF_BYTES.is_power_of_two());
+        assert!(
+            events >= SIZED_FOR_NEW_FLOWS_PER_SEC as usize,
+            "{events} events"
+        );
+        assert!(
+            events < 2 * SIZED_FOR_NEW_FLOWS_PER_SEC as usize,
+            "not far over"
+        );
+        assert_eq!(DEFAULT_RINGBUF_BYTES, 16 << 20);
     }
 }

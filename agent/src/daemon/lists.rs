@@ -1,9 +1,10 @@
 //! The list stage: re-reads list files (watcher reports, SIGHUP), compiles them and writes the
 //! difference into the kernel's list maps, on a thread of its own. A full reload of a
 //! 1,000,000-line list takes about a second to parse and compile and another to write into
-//! the maps; on the reader's task that stalled the ring buffer, here it stalls nothing. The
-//! thread runs at nice 10 (its map-writing helper thread inherits it), so on a busy gateway
-//! the reader and the records stage win the CPU and a reload waits instead.
+//! the maps; on the reader's task that stalled the ring buffer, here it stalls nothing (the
+//! kernel's scheduler interleaves the threads; the reader needs little CPU). It runs at the
+//! same priority as the other stages: at a lower one, any busy process on the gateway could
+//! hold a reload, and with it a newly blocked address, back for minutes.
 //!
 //! The state machine: a reload that fails part way leaves the maps holding part of it, so
 //! every later reload is refused (`stale`) until a restart; a reload too large for the
@@ -213,7 +214,6 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("xdp-audit-lists".into())
         .spawn(move || {
-            lower_priority();
             while let Ok(first) = rx.recv() {
                 // Requests that queued up during a reload are served by one reload.
                 let mut batch = Vec::new();
@@ -227,15 +227,6 @@ pub(crate) fn spawn(
             }
         })?;
     Ok((tx, thread))
-}
-
-/// Nice 10 for this thread (and the threads it starts): reloads yield to the reader.
-fn lower_priority() {
-    // SAFETY: plain system calls on the calling thread's own id.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
-    if rc != 0 {
-        warn!(error = %std::io::Error::last_os_error(), "cannot lower the list stage's priority");
-    }
 }
 
 impl Stage {

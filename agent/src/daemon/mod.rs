@@ -151,6 +151,7 @@ pub struct Summary {
 pub struct Control {
     lists: mpsc::Sender<ListCmd>,
     stop: Arc<Notify>,
+    pipeline: Arc<PipelineCounters>,
 }
 
 pub(crate) enum ListCmd {
@@ -173,6 +174,11 @@ impl Control {
     /// Makes [`Daemon::run`] return.
     pub fn stop(&self) {
         self.stop.notify_one();
+    }
+
+    /// The reader's and the queue's counters now.
+    pub fn pipeline(&self) -> PipelineStats {
+        self.pipeline.stats()
     }
 }
 
@@ -208,7 +214,7 @@ impl Daemon {
         } = maps;
         let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
         let counters = Arc::new(PipelineCounters::default());
-        let (tx, rx) = queue::queue(settings.queue_messages, counters);
+        let (tx, rx) = queue::queue(settings.queue_messages, counters.clone());
         let (clock, first) = ClockWatch::new(clocks);
         let shared = Arc::new(ListsShared::new(list_maps, lists.compiled().generation));
         let ifnames = settings
@@ -238,6 +244,7 @@ impl Daemon {
         let control = Control {
             lists: lists_tx.clone(),
             stop: stop.clone(),
+            pipeline: counters,
         };
         let daemon = Self {
             settings,
@@ -270,7 +277,9 @@ impl Daemon {
         } else {
             None
         };
-        let mut sweep_tick = tokio::time::interval(self.settings.sweep_interval);
+        // The first sweep one interval after the start, as every later one.
+        let period = self.settings.sweep_interval;
+        let mut sweep_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_tick = tokio::time::interval(self.settings.drain_interval);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

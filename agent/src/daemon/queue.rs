@@ -52,6 +52,9 @@ pub struct PipelineStats {
     pub events: u64,
     /// Ring-buffer records that did not decode (a program and agent of different builds).
     pub undecodable: u64,
+    /// Events the records stage has taken from the queue.
+    #[serde(default)]
+    pub processed: u64,
     /// Events in the queue to the records stage now.
     pub queued: u64,
     /// The most events the queue held at once.
@@ -68,6 +71,7 @@ pub struct PipelineStats {
 pub struct PipelineCounters {
     events: AtomicU64,
     undecodable: AtomicU64,
+    processed: AtomicU64,
     queued: AtomicU64,
     queued_peak: AtomicU64,
     queue_full: AtomicU64,
@@ -88,6 +92,7 @@ impl PipelineCounters {
         PipelineStats {
             events: get(&self.events),
             undecodable: get(&self.undecodable),
+            processed: get(&self.processed),
             queued: get(&self.queued),
             queued_peak: get(&self.queued_peak),
             queue_full: get(&self.queue_full),
@@ -182,6 +187,7 @@ impl QueueRx {
         let n = msg.events();
         if n > 0 {
             self.counters.queued.fetch_sub(n, Ordering::Relaxed);
+            self.counters.processed.fetch_add(n, Ordering::Relaxed);
         }
         Some(msg)
     }
