@@ -68,6 +68,7 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    println!("{}", s.agent_summary());
     println!("\nlists:");
     for l in &s.lists {
         println!(
