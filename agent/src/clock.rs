@@ -25,10 +25,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 /// A change of the wall-clock offset this large or larger is a step: logged and counted.
-pub const STEP_THRESHOLD_NS: i64 = 1_000_000_000;
-/// Same, as a [`std::time::Duration`] for documentation.
-pub const STEP_THRESHOLD: std::time::Duration =
-    std::time::Duration::from_nanos(STEP_THRESHOLD_NS as u64);
+pub const STEP_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Offset changes smaller than this are measurement noise, not a change of the clock.
 const NOISE_NS: i64 = 100_000;
@@ -245,7 +242,7 @@ impl Timeline {
         if s.offset_ns == current.offset_ns || s.at_ktime < current.at_ktime {
             return false;
         }
-        let step = s.offset_ns.abs_diff(current.offset_ns) >= STEP_THRESHOLD_NS as u64;
+        let step = u128::from(s.offset_ns.abs_diff(current.offset_ns)) >= STEP_THRESHOLD.as_nanos();
         if step {
             let seen_at = crate::record::rfc3339_ns(
                 WallClock::from_offset(s.offset_ns).to_unix_ns(s.at_ktime),

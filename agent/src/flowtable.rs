@@ -18,20 +18,20 @@ use aya::maps::{MapData, MapError, MapType};
 #[derive(Debug, thiserror::Error)]
 pub enum FlowTableError {
     /// The kernel would not describe the map.
-    #[error("cannot read the map info of the {table} flow table: {source}")]
+    #[error("cannot read the map info of the {table} flow table: {cause}")]
     Info {
         /// Which table ([`names::FLOWS`] or [`names::FLOWS4`]).
         table: &'static str,
-        /// The cause.
-        source: MapError,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: MapError,
     },
     /// A second descriptor for the map could not be made.
-    #[error("cannot duplicate the descriptor of the {table} flow table: {source}")]
+    #[error("cannot duplicate the descriptor of the {table} flow table: {cause}")]
     Dup {
         /// Which table.
         table: &'static str,
-        /// The cause.
-        source: io::Error,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: io::Error,
     },
     /// The map has another type or other key or value sizes.
     #[error(
@@ -61,7 +61,7 @@ pub enum FlowTableError {
 fn check<K>(map: &MapData, table: &'static str) -> Result<(), FlowTableError> {
     let info = map
         .info()
-        .map_err(|source| FlowTableError::Info { table, source })?;
+        .map_err(|cause| FlowTableError::Info { table, cause })?;
     let kind = info.map_type();
     let hash = matches!(kind, Ok(MapType::LruHash | MapType::Hash));
     if hash
@@ -251,8 +251,8 @@ impl FlowMaps {
                 .fd()
                 .as_fd()
                 .try_clone_to_owned()
-                .map_err(|source| FlowTableError::Dup { table, source })?;
-            MapData::from_fd(fd).map_err(|source| FlowTableError::Info { table, source })
+                .map_err(|cause| FlowTableError::Dup { table, cause })?;
+            MapData::from_fd(fd).map_err(|cause| FlowTableError::Info { table, cause })
         };
         Self::new(dup(&self.v6, names::FLOWS)?, dup(&self.v4, names::FLOWS4)?)
     }

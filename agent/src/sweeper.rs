@@ -178,11 +178,6 @@ impl Sweeper {
         &self.clock
     }
 
-    /// Flows the sweeper knows of and has not ended yet.
-    pub fn open_flows(&self) -> usize {
-        self.open.len()
-    }
-
     /// Takes note of a ring-buffer event; a flow's first drop is written at once.
     pub fn on_event(&mut self, ev: Event, sink: &mut dyn RecordSink, names: &dyn RuleNames) {
         match ev {

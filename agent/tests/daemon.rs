@@ -143,13 +143,13 @@ fn run(p: &mut Program, frame: &[u8]) {
     assert_eq!(r.return_value, 2, "the program passes test traffic");
 }
 
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
+/// Polls `cond` every 10 ms until it holds; panics naming `what` once `timeout` has passed.
+fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(
             Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
+            "timed out after {timeout:?} waiting until {what}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -215,7 +215,7 @@ fn records_carry_the_wall_time_in_force_when_their_packets_were_seen_across_a_cl
         &Spec::tcp4(c, 1001, srv, 80, tcp::FIN | tcp::ACK).build(),
     );
     let a = (a.0, mono());
-    wait_for("flow A's record", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "flow A is written", || {
         sink.records().iter().any(|r| r.src_port == 1001)
     });
     // B: one packet before the step; written at shutdown, long after the step.
@@ -224,9 +224,9 @@ fn records_carry_the_wall_time_in_force_when_their_packets_were_seen_across_a_cl
     let b = (b.0, mono());
     clock.step(3_600 * S);
     let steps = || Snapshot::read(&state).map_or(0, |s| s.clock.steps);
-    wait_for(
-        "the daemon to see the step",
+    wait_until(
         Duration::from_secs(10),
+        "the daemon has seen the step",
         || steps() == 1,
     );
     // C: after the step (the daemon has seen it).
@@ -235,9 +235,11 @@ fn records_carry_the_wall_time_in_force_when_their_packets_were_seen_across_a_cl
     let cc = (cc.0, mono());
     // Measurements go on after the step: it is still counted once.
     let seen = Snapshot::read(&state).map_or_else(|_| String::new(), |s| s.written_at);
-    wait_for("a later status snapshot", Duration::from_secs(10), || {
-        Snapshot::read(&state).is_ok_and(|s| s.written_at != seen)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "a later status snapshot is written",
+        || Snapshot::read(&state).is_ok_and(|s| s.written_at != seen),
+    );
     assert_eq!(steps(), 1, "one step, counted once");
     let summary = running.stop();
 

@@ -40,8 +40,6 @@ pub struct RuleBook {
     sources: Vec<(PathBuf, ListKind)>,
     /// Per rule id: index into `sources` and line.
     origins: Vec<Option<(u32, u32)>>,
-    /// The list generation of the tables these rules are in.
-    generation: u64,
 }
 
 impl RuleBook {
@@ -73,7 +71,6 @@ impl RuleBook {
             files,
             sources,
             origins,
-            generation: set.compiled().generation,
         }
     }
 
@@ -92,11 +89,6 @@ impl RuleBook {
     pub fn files(&self) -> impl Iterator<Item = (&Path, ListKind)> {
         self.files.iter().map(|(p, k)| (p.as_path(), *k))
     }
-
-    /// The list generation these rules belong to.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
 }
 
 impl RuleNames for RuleBook {
@@ -110,8 +102,6 @@ impl RuleNames for RuleBook {
 pub struct ListsShared {
     maps: Mutex<ListMaps>,
     generation: AtomicU64,
-    reloads: AtomicU64,
-    refused: AtomicU64,
 }
 
 impl ListsShared {
@@ -120,22 +110,12 @@ impl ListsShared {
         Self {
             maps: Mutex::new(maps),
             generation: AtomicU64::new(applied),
-            reloads: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
         }
     }
 
     /// The list generation in the kernel maps (bumped after a reload is written).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    /// Reloads applied and reloads refused (too large, stale, failed) so far.
-    pub fn reloads(&self) -> (u64, u64) {
-        (
-            self.reloads.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-        )
     }
 
     /// Every rule's hit count, unless a reload holds the maps now (then `None`: the caller
@@ -275,7 +255,6 @@ impl Stage {
             );
         }
         if self.stale {
-            self.shared.refused.fetch_add(1, Ordering::Relaxed);
             error!("{what}: not applied; an earlier list change could not be applied, restart the agent");
             return false;
         }
@@ -294,7 +273,6 @@ impl Stage {
                 self.shared
                     .generation
                     .store(delta.generation, Ordering::Release);
-                self.shared.reloads.fetch_add(1, Ordering::Relaxed);
                 info!(
                     changes = delta.allow.len() + delta.block.len(),
                     ms = started.elapsed().as_millis() as u64,
@@ -310,14 +288,13 @@ impl Stage {
                 self.shared
                     .generation
                     .store(self.set.compiled().generation, Ordering::Release);
-                self.shared.refused.fetch_add(1, Ordering::Relaxed);
                 error!("{what}: {e}");
                 false
             }
             Err(ReloadError::Failed(e)) => {
                 self.stale = true;
-                self.shared.refused.fetch_add(1, Ordering::Relaxed);
-                error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e}");
+                let e = anyhow::Error::from(e);
+                error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e:#}");
                 false
             }
         }
@@ -361,7 +338,6 @@ mod tests {
                 (allow.as_path(), ListKind::Allow)
             ]
         );
-        assert_eq!(book.generation(), set.compiled().generation);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
