@@ -16,7 +16,7 @@ use aya::programs::{TestRun, TestRunOptions};
 use common::{v4, Spec};
 use xdp_audit::blocklist::ListSet;
 use xdp_audit::clock::HostClocks;
-use xdp_audit::clock::{Timeline, WallClock};
+use xdp_audit::clock::{clock_ns, Timeline, WallClock};
 use xdp_audit::daemon::queue::BATCH_EVENTS;
 use xdp_audit::daemon::{Daemon, Interface, Settings};
 use xdp_audit::loader::{LoadOptions, Loaded, Program};
@@ -76,13 +76,7 @@ fn rate(n: u64, d: Duration) -> f64 {
 /// CPU time of the calling thread: on a shared machine, wall time also counts the other
 /// processes' turns.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    Duration::from_nanos(clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) as u64)
 }
 
 /// Wall and CPU time of `f` on this thread.

@@ -44,7 +44,8 @@ pub trait ClockSource: Send + Sync {
     fn monotonic_ns(&self) -> u64;
 }
 
-fn clock_ns(id: libc::clockid_t) -> i64 {
+/// Clock `id` (`libc::CLOCK_*`) now, in nanoseconds.
+pub fn clock_ns(id: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -142,6 +142,19 @@ struct Warnings {
     sink_errors: Throttle,
 }
 
+/// Adds `n` flows lost one way to their count, and says so in the log if the kind's rate
+/// limit lets it.
+fn tally(total: &mut u64, throttle: &mut Throttle, n: u64, what: &str) {
+    *total += n;
+    if let Some(n) = throttle.hit(n) {
+        warn!(
+            flows = n,
+            total = *total,
+            "{what} (logged at most every 10 s)"
+        );
+    }
+}
+
 /// The sweeper's state across ticks.
 pub struct Sweeper {
     timeouts: Timeouts,
@@ -282,14 +295,12 @@ impl Sweeper {
                 }
             }
         }
-        self.stats.lost_starts += lost_starts;
-        if let Some(n) = self.warnings.lost_starts.hit(lost_starts) {
-            warn!(
-                flows = n,
-                total = self.stats.lost_starts,
-                "the ring buffer lost these flows' start events; the sweeper records them from the table (logged at most every 10 s)"
-            );
-        }
+        tally(
+            &mut self.stats.lost_starts,
+            &mut self.warnings.lost_starts,
+            lost_starts,
+            "the ring buffer lost these flows' start events; the sweeper records them from the table",
+        );
         self.record_evictions(table, sink, names, &seen)
     }
 
@@ -327,14 +338,12 @@ impl Sweeper {
                 }
             }
         }
-        self.stats.evicted += evicted;
-        if let Some(n) = self.warnings.evicted.hit(evicted) {
-            warn!(
-                flows = n,
-                total = self.stats.evicted,
-                "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size (logged at most every 10 s)"
-            );
-        }
+        tally(
+            &mut self.stats.evicted,
+            &mut self.warnings.evicted,
+            evicted,
+            "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
+        );
         Ok(())
     }
 
