@@ -306,6 +306,11 @@ pub struct FlowEvent {
 }
 const _: () = assert!(size_of::<FlowEvent>() == 144);
 
+/// Ring-buffer space one [`FlowEvent`] takes: the record and the ring's 8-byte header,
+/// rounded up to 8 bytes.
+pub const RING_RECORD_BYTES: usize = (size_of::<FlowEvent>() + 8 + 7) & !7;
+const _: () = assert!(RING_RECORD_BYTES == 152);
+
 /// Per-CPU counters in the `STATS` map. Every packet increments exactly one outcome counter
 /// (`Parsed*`, `Fragment*`, or one `Skip*` reason); losses are counted separately.
 #[repr(u32)]

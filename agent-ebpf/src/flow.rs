@@ -5,8 +5,16 @@
 //! straight to the insert. Counters are atomic. The entry caches
 //! the flow's list verdict with the generation it was computed for, so an established flow
 //! pays one lookup until the lists change.
+//!
+//! An entry is shared: every CPU that gets a packet of the flow updates it at the same time
+//! (and the agent reads it). So it is only ever reached through a raw pointer ([`Entry`]),
+//! never a `&mut FlowValue`, which would promise the compiler exclusive access: counters with
+//! atomic adds, the other fields with single loads and stores that may not be split, merged
+//! or repeated ([`get`], [`set`]: the kernel's READ_ONCE and WRITE_ONCE), where a lost race
+//! costs at most a timestamp or flag bit of the same packet burst.
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::ptr::{addr_of, addr_of_mut};
 
 use agent_common::{
     event_kind, family, flow_flags, verdict, Counter, FlowKey, FlowKey4, FlowValue, DIR_ORIG,
@@ -35,9 +43,32 @@ static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(6553
 #[map(name = "FLOWS4")]
 static FLOWS4: LruHashMap<FlowKey4, FlowValue> = LruHashMap::with_max_entries(65536, 0);
 
+/// A flow-table entry other CPUs may be updating (see the module documentation).
+type Entry = *mut FlowValue;
+
+/// Reads a field of an entry once (READ_ONCE).
+///
+/// # Safety
+/// `field` points into a live map value, aligned for `T`.
+#[inline(always)]
+unsafe fn get<T: Copy>(field: *const T) -> T {
+    // SAFETY: upheld by the caller.
+    unsafe { field.read_volatile() }
+}
+
+/// Writes a field of an entry once (WRITE_ONCE).
+///
+/// # Safety
+/// As [`get`].
+#[inline(always)]
+unsafe fn set<T: Copy>(field: *mut T, value: T) {
+    // SAFETY: upheld by the caller.
+    unsafe { field.write_volatile(value) }
+}
+
 /// The entry of `key` in the table of its family.
 #[inline(always)]
-fn lookup(key: &FlowKey) -> Option<*mut FlowValue> {
+fn lookup(key: &FlowKey) -> Option<Entry> {
     if key.family == family::V4 {
         FLOWS4.get_ptr_mut(&FlowKey4::from_key(key))
     } else {
@@ -58,10 +89,13 @@ fn insert(key: &FlowKey, value: &FlowValue, flags: u64) -> Result<(), i32> {
 const EEXIST: i32 = 17;
 
 /// Adds `n` to a counter shared across CPUs.
+///
+/// # Safety
+/// `counter` points into a live map value, 8-byte aligned.
 #[inline(always)]
-pub fn add(counter: &mut u64, n: u64) {
-    // SAFETY: `counter` points into a map value, 8-byte aligned and live for this run. The
-    // BPF target has no `AtomicU64::fetch_add`; the intrinsic lowers to BPF's atomic add.
+pub unsafe fn add(counter: *mut u64, n: u64) {
+    // SAFETY: upheld by the caller. The BPF target has no `AtomicU64::fetch_add`; the
+    // intrinsic lowers to BPF's atomic add.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, n) };
 }
 
@@ -100,64 +134,85 @@ pub fn account(ctx: &XdpContext, p: &mut Packet) -> u32 {
         return create(ctx, p, gen);
     }
     if let Some(v) = lookup(&p.key) {
-        // SAFETY: the entry stays valid for this run of the program; counters are atomic and
-        // the other fields tolerate a lost race (last writer wins on timestamps and flags).
-        return update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen);
+        return update(&p.key, v, p, DIR_ORIG, gen);
     }
     reverse(&mut p.key);
     if let Some(v) = lookup(&p.key) {
-        // SAFETY: as above.
-        return update(&p.key, unsafe { &mut *v }, p, DIR_RESP, gen);
+        return update(&p.key, v, p, DIR_RESP, gen);
     }
     reverse(&mut p.key);
     create(ctx, p, gen)
 }
 
+/// Counts a packet of direction `dir` in the entry `v` of `key`.
 #[inline(always)]
-fn update(key: &FlowKey, v: &mut FlowValue, p: &Packet, dir: usize, gen: u32) -> u32 {
-    add(&mut v.packets[dir], 1);
-    add(&mut v.bytes[dir], p.len);
-    // The coarse clock lags the precise one that stamped the flow's creation by up to a
-    // tick: never move last_seen backwards (and skip the store when it would not change).
-    let now = coarse_now();
-    if now > v.last_seen_ns {
-        v.last_seen_ns = now;
-    }
-    if p.tcp_flags & !v.tcp_flags[dir] != 0 {
-        v.tcp_flags[dir] |= p.tcp_flags;
-    }
-    if p.closes_flow() && v.end_seen_ns == 0 {
-        let now = precise_now();
-        v.end_seen_ns = now;
-        if now > v.last_seen_ns {
-            v.last_seen_ns = now;
+fn update(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> u32 {
+    // SAFETY: `v` came from a lookup in this run, so it points to a live, aligned map value
+    // (which stays valid for the run even if the entry is deleted meanwhile), and every
+    // access below is a single field access through the raw pointer.
+    unsafe {
+        add(addr_of_mut!((*v).packets[dir]), 1);
+        add(addr_of_mut!((*v).bytes[dir]), p.len);
+        // The coarse clock lags the precise one that stamped the flow's creation by up to a
+        // tick: never move last_seen backwards (and skip the store when it would not change).
+        let now = coarse_now();
+        if now > get(addr_of!((*v).last_seen_ns)) {
+            set(addr_of_mut!((*v).last_seen_ns), now);
         }
-        v.flags |= if p.is_rst() {
-            flow_flags::RST_SEEN
-        } else {
-            flow_flags::FIN_SEEN
-        };
-        if events::emit(event_kind::FLOW_END, NO_RULE, key, v, Counter::LostFlowEnd) {
-            v.flags |= flow_flags::END_ANNOUNCED;
+        let seen = get(addr_of!((*v).tcp_flags[dir]));
+        if p.tcp_flags & !seen != 0 {
+            set(addr_of_mut!((*v).tcp_flags[dir]), seen | p.tcp_flags);
         }
-    }
-    if v.verdict_gen != gen {
-        let (verdict, rule) = lists::of(key);
-        v.verdict = verdict;
-        v.rule = rule;
-        v.verdict_gen = gen;
+        if p.closes_flow() && get(addr_of!((*v).end_seen_ns)) == 0 {
+            let now = precise_now();
+            set(addr_of_mut!((*v).end_seen_ns), now);
+            if now > get(addr_of!((*v).last_seen_ns)) {
+                set(addr_of_mut!((*v).last_seen_ns), now);
+            }
+            let closed = if p.is_rst() {
+                flow_flags::RST_SEEN
+            } else {
+                flow_flags::FIN_SEEN
+            };
+            set_flags(v, closed);
+            if events::emit(event_kind::FLOW_END, NO_RULE, key, v, Counter::LostFlowEnd) {
+                set_flags(v, flow_flags::END_ANNOUNCED);
+            }
+        }
+        if get(addr_of!((*v).verdict_gen)) != gen {
+            let (verdict, rule) = lists::of(key);
+            set(addr_of_mut!((*v).verdict), verdict);
+            set(addr_of_mut!((*v).rule), rule);
+            set(addr_of_mut!((*v).verdict_gen), gen);
+        }
     }
     judge(key, v)
 }
 
+/// Sets `bits` in the entry's flags (a racing CPU's bits may be lost: they are set again by
+/// the same kind of packet, or the sweeper takes the flow for unannounced).
+///
+/// # Safety
+/// As [`get`].
+#[inline(always)]
+unsafe fn set_flags(v: Entry, bits: u8) {
+    // SAFETY: upheld by the caller.
+    unsafe {
+        let flags = addr_of_mut!((*v).flags);
+        set(flags, get(flags) | bits);
+    }
+}
+
 /// Applies the flow's cached verdict to this packet.
 #[inline(always)]
-fn judge(key: &FlowKey, v: &mut FlowValue) -> u32 {
-    if v.rule != NO_RULE {
-        lists::hit(v.rule);
+fn judge(key: &FlowKey, v: Entry) -> u32 {
+    // SAFETY: as in `update`.
+    let (rule, verdict) = unsafe { (get(addr_of!((*v).rule)), get(addr_of!((*v).verdict))) };
+    if rule != NO_RULE {
+        lists::hit(rule);
     }
-    if v.verdict == verdict::DROP {
-        drop_packet(key, v, v.rule, Counter::DroppedByList);
+    if verdict == verdict::DROP {
+        drop_packet(key, v, rule, Counter::DroppedByList);
         return xdp_action::XDP_DROP;
     }
     xdp_action::XDP_PASS
@@ -172,8 +227,7 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
     };
     lists::hit(rule);
     match lookup(&p.key) {
-        // SAFETY: as in `account`.
-        Some(v) => drop_packet(&p.key, unsafe { &mut *v }, rule, Counter::DroppedByDomain),
+        Some(v) => drop_packet(&p.key, v, rule, Counter::DroppedByDomain),
         None => stats::bump(Counter::DroppedByDomain),
     }
     xdp_action::XDP_DROP
@@ -181,13 +235,16 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
 
 /// Counts a dropped packet on its flow; the flow's first drop is announced with its rule.
 #[inline(always)]
-fn drop_packet(key: &FlowKey, v: &mut FlowValue, rule: u32, counter: Counter) {
+fn drop_packet(key: &FlowKey, v: Entry, rule: u32, counter: Counter) {
     stats::bump(counter);
-    // Racing CPUs may both see zero and both announce: the agent keeps the first.
-    let first = v.drops == 0;
-    add(&mut v.drops, 1);
-    if first && events::emit(event_kind::FLOW_DROP, rule, key, v, Counter::LostFlowDrop) {
-        v.flags |= flow_flags::START_ANNOUNCED;
+    // SAFETY: as in `update`.
+    unsafe {
+        // Racing CPUs may both see zero and both announce: the agent keeps the first.
+        let first = get(addr_of!((*v).drops)) == 0;
+        add(addr_of_mut!((*v).drops), 1);
+        if first && events::emit(event_kind::FLOW_DROP, rule, key, v, Counter::LostFlowDrop) {
+            set_flags(v, flow_flags::START_ANNOUNCED);
+        }
     }
 }
 
@@ -241,7 +298,7 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
                     event_kind::FLOW_DROP,
                     rule,
                     &p.key,
-                    &value,
+                    &raw const value,
                     Counter::LostFlowDrop,
                 )
             } else {
@@ -249,14 +306,17 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
                     event_kind::FLOW_START,
                     NO_RULE,
                     &p.key,
-                    &value,
+                    &raw const value,
                     Counter::LostFlowStart,
                 )
             };
             if !announced {
                 if let Some(v) = lookup(&p.key) {
-                    // SAFETY: as in `account`; the sweeper records an unmarked flow itself.
-                    unsafe { (*v).flags &= !flow_flags::START_ANNOUNCED };
+                    // SAFETY: as in `update`; the sweeper records an unmarked flow itself.
+                    unsafe {
+                        let flags = addr_of_mut!((*v).flags);
+                        set(flags, get(flags) & !flow_flags::START_ANNOUNCED);
+                    }
                 }
             }
         }
@@ -264,8 +324,7 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
         // retransmit: count into the entry (its creator announced it).
         Err(e) if e == -EEXIST => {
             return match lookup(&p.key) {
-                // SAFETY: as in `account`.
-                Some(v) => update(&p.key, unsafe { &mut *v }, p, DIR_ORIG, gen),
+                Some(v) => update(&p.key, v, p, DIR_ORIG, gen),
                 None => xdp_action::XDP_PASS,
             };
         }

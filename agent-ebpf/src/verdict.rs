@@ -57,7 +57,7 @@ pub fn generation() -> u32 {
 pub fn hit(rule: RuleId) {
     match RULE_HITS.get_ptr_mut(&rule) {
         // SAFETY: a map value, 8-aligned, live for this run; shared across CPUs, so atomic.
-        Some(c) => unsafe { crate::flow::add(&mut *c, 1) },
+        Some(c) => unsafe { crate::flow::add(c, 1) },
         // Two CPUs racing on a rule's first hit may lose one count; the table being full
         // loses the counter, never the verdict.
         None => {

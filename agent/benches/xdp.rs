@@ -6,10 +6,11 @@
 //! frame sent to another UDP port, so the difference is the name check alone.
 //! Needs root. Run with `cargo xtask bench`.
 
+#[path = "../tests/biglists/mod.rs"]
+mod biglists;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use aya::maps::HashMap;
@@ -78,32 +79,6 @@ fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
         .expect("xdp")
 }
 
-/// 1,000,000 mixed list lines: 600k IPv4 and 150k IPv6 addresses, 100k IPv4 and 50k IPv6
-/// prefixes, 100k domains. Addresses are 10.0.0.0/8, prefixes 172.16.0.0/12 /24s and
-/// 2001:db8::/32 /64s, so nothing folds and the figures are for a full million.
-fn write_lists(path: &std::path::Path) {
-    let mut s = String::with_capacity(24 << 20);
-    for i in 0..600_000u32 {
-        let [_, b, c, d] = i.to_be_bytes();
-        let _ = writeln!(s, "10.{b}.{c}.{d}");
-    }
-    for i in 0..100_000u32 {
-        let [_, _, c, d] = (i + (16 << 16)).to_be_bytes();
-        let _ = writeln!(s, "172.{}.{c}.0/24", c >> 4 | 16);
-        let _ = d;
-    }
-    for i in 0..150_000u32 {
-        let _ = writeln!(s, "2001:db8:ff::{:x}:{:x}", i >> 16, i & 0xffff);
-    }
-    for i in 0..50_000u32 {
-        let _ = writeln!(s, "2001:db8:{:x}:{:x}::/64", 1 + (i >> 16), i & 0xffff);
-    }
-    for i in 0..100_000u32 {
-        let _ = writeln!(s, "d{i}.example.org");
-    }
-    std::fs::write(path, s).expect("write the list");
-}
-
 /// A UDP frame carrying a DNS query for `name` (dotted) to `dport`: port 53 makes the program
 /// walk the name, any other port gives the same frame without the walk.
 fn dns_frame(name: &str, dport: u16) -> Vec<u8> {
@@ -142,7 +117,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("xdp-audit-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let list = dir.join("block.list");
-    write_lists(&list);
+    biglists::write_million_lines(&list);
     let rss_before = rss_mib();
     let t = Instant::now();
     let key = random_key().expect("getrandom");

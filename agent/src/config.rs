@@ -262,10 +262,51 @@ fn clap_reason(e: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Args;
+    use clap::{value_parser, Arg};
 
+    /// A command of `run`'s shape: repeatable flags, flags with parsers of their own (the
+    /// binary's own `run` is tested end to end in `tests/cli.rs`).
     fn run_cmd() -> Command {
-        crate::cmd::run::RunArgs::augment_args(Command::new("run"))
+        let side = |s: &str| match s.rsplit_once(':') {
+            Some((_, side)) if side != "lan" && side != "wan" => {
+                Err(format!("{s:?}: side {side:?} is neither lan nor wan"))
+            }
+            _ => Ok(s.to_owned()),
+        };
+        let days = |s: &str| -> Result<u32, String> {
+            let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+            crate::store::retention::check_days(n).map_err(|e| e.to_string())
+        };
+        Command::new("run")
+            .arg(Arg::new("config").long("config"))
+            .arg(
+                Arg::new("iface")
+                    .long("iface")
+                    .action(ArgAction::Append)
+                    .value_parser(side),
+            )
+            .arg(Arg::new("log-dir").long("log-dir"))
+            .arg(
+                Arg::new("blocklist")
+                    .long("blocklist")
+                    .action(ArgAction::Append),
+            )
+            .arg(
+                Arg::new("retention-days")
+                    .long("retention-days")
+                    .value_parser(days),
+            )
+            .arg(
+                Arg::new("inactive-timeout")
+                    .long("inactive-timeout")
+                    .value_parser(crate::span::parse),
+            )
+            .arg(
+                Arg::new("flow-table-size")
+                    .long("flow-table-size")
+                    .value_parser(value_parser!(u32)),
+            )
+            .arg(Arg::new("switch").long("switch").action(ArgAction::SetTrue))
     }
 
     /// The command line's shape: a global flag with a value, `run`, another command.
@@ -346,6 +387,8 @@ mod tests {
     fn wrong_shapes_are_refused() {
         let (_, _, msg) = setting_error("log-dir = [\"/a\", \"/b\"]\n");
         assert!(msg.contains("not an array"), "{msg}");
+        let (_, _, msg) = setting_error("switch = \"yes\"\n");
+        assert!(msg.contains("true or false"), "{msg}");
         let (_, _, msg) = setting_error("retention-days = 90.5\n");
         assert!(msg.contains("float"), "{msg}");
         let (_, _, msg) = setting_error("[store]\nlog-dir = \"/a\"\n");

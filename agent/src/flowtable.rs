@@ -3,13 +3,83 @@
 //! sweeper needs it: taking an entry must return its final counters atomically, so no packet
 //! counted between a read and a delete is lost. Nor has it batch lookups, and a sweep reads
 //! every entry every second: one `bpf(2)` call per few thousand entries instead of two per
-//! entry is what lets the sweep keep up with a full table. Raw `bpf(2)` calls.
+//! entry is what lets the sweep keep up with a full table. Raw `bpf(2)` calls, on maps whose
+//! type and key and value sizes [`FlowMaps::new`] checked against the kernel's map info: the
+//! kernel writes a whole key and value into buffers sized for ours.
 
 use std::io;
-use std::mem::MaybeUninit;
+use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use agent_common::{family, FlowKey, FlowKey4, FlowValue};
+use agent_common::{family, names, FlowKey, FlowKey4, FlowValue};
+use aya::maps::{MapData, MapError, MapType};
+
+/// A map handed to [`FlowMaps::new`] that is not the flow table it should be.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowTableError {
+    /// The kernel would not describe the map.
+    #[error("cannot read the map info of the {table} flow table: {cause}")]
+    Info {
+        /// Which table ([`names::FLOWS`] or [`names::FLOWS4`]).
+        table: &'static str,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: MapError,
+    },
+    /// A second descriptor for the map could not be made.
+    #[error("cannot duplicate the descriptor of the {table} flow table: {cause}")]
+    Dup {
+        /// Which table.
+        table: &'static str,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: io::Error,
+    },
+    /// The map has another type or other key or value sizes.
+    #[error(
+        "the map given as the {table} flow table ({name:?}) is a {kind} map with {key}-byte keys \
+         and {value}-byte values; it must be a hash with {want_key}-byte keys and \
+         {want_value}-byte values (a map of another program or build?)"
+    )]
+    Shape {
+        /// Which table.
+        table: &'static str,
+        /// The map's name in the kernel.
+        name: String,
+        /// Its type.
+        kind: String,
+        /// Its key size.
+        key: u32,
+        /// Its value size.
+        value: u32,
+        /// The key size the table needs.
+        want_key: usize,
+        /// The value size the table needs.
+        want_value: usize,
+    },
+}
+
+/// Checks that `map` is a hash of `K` to [`FlowValue`], as the raw calls below assume.
+fn check<K>(map: &MapData, table: &'static str) -> Result<(), FlowTableError> {
+    let info = map
+        .info()
+        .map_err(|cause| FlowTableError::Info { table, cause })?;
+    let kind = info.map_type();
+    let hash = matches!(kind, Ok(MapType::LruHash | MapType::Hash));
+    if hash
+        && info.key_size() as usize == size_of::<K>()
+        && info.value_size() as usize == size_of::<FlowValue>()
+    {
+        return Ok(());
+    }
+    Err(FlowTableError::Shape {
+        table,
+        name: String::from_utf8_lossy(info.name()).into_owned(),
+        kind: kind.map_or_else(|_| "unknown".into(), |k| format!("{k:?}")),
+        key: info.key_size(),
+        value: info.value_size(),
+        want_key: size_of::<K>(),
+        want_value: size_of::<FlowValue>(),
+    })
+}
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
@@ -150,22 +220,52 @@ fn elem<K>(fd: BorrowedFd<'_>, cmd: libc::c_long, key: &K) -> io::Result<Option<
     }
 }
 
-/// A borrowed handle on the two flow tables.
+/// The two flow tables, checked to be hashes of the key and value types the reads assume.
+pub struct FlowMaps {
+    v6: MapData,
+    v4: MapData,
+}
+
+impl FlowMaps {
+    /// The tables `FLOWS` (IPv6) and `FLOWS4` (IPv4), once the kernel confirms each is a hash
+    /// with the key and value sizes the reads write into.
+    pub fn new(v6: MapData, v4: MapData) -> Result<Self, FlowTableError> {
+        check::<FlowKey>(&v6, names::FLOWS)?;
+        check::<FlowKey4>(&v4, names::FLOWS4)?;
+        Ok(Self { v6, v4 })
+    }
+
+    /// A handle for reading and taking entries.
+    pub fn table(&self) -> FlowTable<'_> {
+        FlowTable {
+            v6: self.v6.fd().as_fd(),
+            v4: self.v4.fd().as_fd(),
+        }
+    }
+
+    /// Second handles on the same two maps (for reading the tables from another thread than
+    /// the one holding these).
+    pub fn try_clone(&self) -> Result<Self, FlowTableError> {
+        let dup = |m: &MapData, table| {
+            let fd = m
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|cause| FlowTableError::Dup { table, cause })?;
+            MapData::from_fd(fd).map_err(|cause| FlowTableError::Info { table, cause })
+        };
+        Self::new(dup(&self.v6, names::FLOWS)?, dup(&self.v4, names::FLOWS4)?)
+    }
+}
+
+/// A borrowed handle on the two flow tables (see [`FlowMaps::table`]).
 #[derive(Clone, Copy)]
 pub struct FlowTable<'a> {
     v6: BorrowedFd<'a>,
     v4: BorrowedFd<'a>,
 }
 
-impl<'a> FlowTable<'a> {
-    /// Wraps the maps' file descriptors: `FLOWS` (IPv6) and `FLOWS4` (IPv4).
-    pub fn new(v6: &'a impl AsFd, v4: &'a impl AsFd) -> Self {
-        Self {
-            v6: v6.as_fd(),
-            v4: v4.as_fd(),
-        }
-    }
-
+impl FlowTable<'_> {
     /// Every key present now. Flows created during the walk may be missed; the next sweep
     /// sees them.
     pub fn keys(&self) -> io::Result<Vec<FlowKey>> {

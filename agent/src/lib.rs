@@ -1,12 +1,14 @@
 //! xdp-audit: the userspace agent of an XDP packet-audit tool for Linux gateways.
 //!
-//! Modules follow the data path: `loader` -> `reader` -> `sweeper` -> `record` -> `sink`.
+//! Modules follow the data path: `loader` -> `reader` -> `sweeper` -> `record` -> `sink`;
+//! `daemon` runs them as stages.
 #![deny(missing_docs)]
 
 pub mod blocklist;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod daemon;
 pub mod enforce;
 pub mod enrich;
 pub mod flowtable;
@@ -15,7 +17,9 @@ pub mod net;
 pub mod reader;
 pub mod record;
 pub mod sink;
+pub mod span;
 pub mod stats;
 pub mod status;
 pub mod store;
 pub mod sweeper;
+pub mod throttle;

@@ -5,21 +5,25 @@ use std::fmt;
 use std::io;
 
 use agent_common::{domain::DomainKey, names};
-use aya::maps::{Map, MapData};
+use aya::maps::Map;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use tracing::{info, warn};
 
 use crate::enforce::ListMaps;
+use crate::flowtable::{FlowMaps, FlowTable, FlowTableError};
 
 /// The xdp-audit program object, built by `build.rs` with aya-build.
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-ebpf"));
-/// The benchmark's empty XDP_PASS program.
+/// The benchmark's empty XDP_PASS program (test builds only: feature `testing`).
+#[cfg(feature = "testing")]
 pub static BASELINE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-baseline"));
 
-/// The benchmark's xdp-filter-like reference: one exact-match hash, no flow table.
+/// The benchmark's xdp-filter-like reference: one exact-match hash, no flow table (test builds
+/// only: feature `testing`).
+#[cfg(feature = "testing")]
 pub static FILTER_BASELINE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-filter-baseline"));
 
@@ -44,6 +48,9 @@ pub enum LoadError {
     /// No random key for domain hashes.
     #[error("cannot draw the key for domain hashes from getrandom(2): {0}")]
     Random(io::Error),
+    /// A flow table is not what the agent reads it as (a build mismatch).
+    #[error("{0}")]
+    FlowTable(FlowTableError),
     /// Program load (verifier) failure.
     #[error("the kernel rejected the XDP program: {0}")]
     Verifier(ProgramError),
@@ -108,32 +115,56 @@ pub struct LoadOptions {
     pub domain_key: Option<DomainKey>,
 }
 
+/// New flows per second the default ring buffer is sized for: it holds one second of their
+/// start events, so a reader held up for up to a second loses none. The agent drains
+/// over ten times that (README, "Sizing"; `cargo bench --bench pipeline`).
+pub const SIZED_FOR_NEW_FLOWS_PER_SEC: u32 = 100_000;
+
+/// The default ring size: one second of [`SIZED_FOR_NEW_FLOWS_PER_SEC`], rounded up to the
+/// power of two the kernel needs (16 MiB, 110,000 events).
+pub const DEFAULT_RINGBUF_BYTES: u32 =
+    (SIZED_FOR_NEW_FLOWS_PER_SEC * agent_common::RING_RECORD_BYTES as u32).next_power_of_two();
+
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             flow_table_size: 262_144,
-            ringbuf_bytes: 4 << 20,
+            ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             list_capacity: Vec::new(),
             domain_key: None,
         }
     }
 }
 
-/// The loaded object: its program and the maps the agent works with, taken out of the
-/// `Ebpf` so they outlive the program's links at shutdown.
-pub struct Loaded {
+/// The loaded program and its attachments, without the maps the agent works with.
+pub struct Program {
     ebpf: Ebpf,
-    /// The IPv6 flow table.
-    pub flows: MapData,
-    /// The IPv4 flow table.
-    pub flows4: MapData,
+    attached: Vec<(String, aya::programs::xdp::XdpLinkId)>,
+}
+
+/// The maps the agent works with, taken out of the `Ebpf` so they outlive the program's links
+/// at shutdown and can go to the stages that use them.
+pub struct Maps {
+    /// The IPv4 and IPv6 flow tables.
+    pub flows: FlowMaps,
     /// The event ring buffer.
     pub events: Map,
     /// The per-CPU counters.
     pub stats: Map,
     /// The list maps.
     pub lists: ListMaps,
-    attached: Vec<(String, aya::programs::xdp::XdpLinkId)>,
+}
+
+/// The loaded object: its program and the maps the agent works with.
+pub struct Loaded {
+    program: Program,
+    flows: FlowMaps,
+    /// The event ring buffer.
+    pub events: Map,
+    /// The per-CPU counters.
+    pub stats: Map,
+    /// The list maps.
+    pub lists: ListMaps,
 }
 
 fn errno(e: &ProgramError) -> Option<i32> {
@@ -187,6 +218,7 @@ impl Loaded {
             Some(Map::LruHashMap(m)) => m,
             _ => return Err(LoadError::Missing("LRU map FLOWS4")),
         };
+        let flows = FlowMaps::new(flows, flows4).map_err(LoadError::FlowTable)?;
         let events = ebpf
             .take_map(names::EVENTS)
             .ok_or(LoadError::Missing("ring buffer EVENTS"))?;
@@ -200,21 +232,63 @@ impl Loaded {
         };
         lists.set_domain_key(&key).map_err(LoadError::Lists)?;
         Ok(Self {
-            ebpf,
+            program: Program {
+                ebpf,
+                attached: Vec::new(),
+            },
             flows,
-            flows4,
             events,
             stats,
             lists,
-            attached: Vec::new(),
         })
     }
 
     /// Both flow tables.
-    pub fn flow_table(&self) -> crate::flowtable::FlowTable<'_> {
-        crate::flowtable::FlowTable::new(self.flows.fd(), self.flows4.fd())
+    pub fn flow_table(&self) -> FlowTable<'_> {
+        self.flows.table()
     }
 
+    /// Both flow tables, as maps (for a second handle: [`FlowMaps::try_clone`]).
+    pub fn flow_maps(&self) -> &FlowMaps {
+        &self.flows
+    }
+
+    /// The loaded XDP program, for attaching or for BPF_PROG_TEST_RUN.
+    pub fn program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
+        self.program.program_mut()
+    }
+
+    /// Attaches to `iface`; returns the mode actually in use.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, LoadError> {
+        self.program.attach(iface, mode)
+    }
+
+    /// Detaches from every interface; the maps stay readable for the final flush.
+    pub fn detach_all(&mut self) {
+        self.program.detach_all();
+    }
+
+    /// The program and the maps apart, so the maps can go to the daemon's stages while the
+    /// program stays with whoever attaches and detaches it.
+    pub fn into_parts(self) -> (Program, Maps) {
+        let Self {
+            program,
+            flows,
+            events,
+            stats,
+            lists,
+        } = self;
+        let maps = Maps {
+            flows,
+            events,
+            stats,
+            lists,
+        };
+        (program, maps)
+    }
+}
+
+impl Program {
     /// The loaded XDP program, for attaching or for BPF_PROG_TEST_RUN.
     pub fn program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
         self.ebpf
@@ -285,5 +359,25 @@ impl Loaded {
                 Err(e) => warn!(iface, error = %e, "detaching the XDP program failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_ring_holds_a_second_of_new_flows_at_the_documented_rate() {
+        let events = DEFAULT_RINGBUF_BYTES as usize / agent_common::RING_RECORD_BYTES;
+        assert!(DEFAULT_RINGBUF_BYTES.is_power_of_two());
+        assert!(
+            events >= SIZED_FOR_NEW_FLOWS_PER_SEC as usize,
+            "{events} events"
+        );
+        assert!(
+            events < 2 * SIZED_FOR_NEW_FLOWS_PER_SEC as usize,
+            "not far over"
+        );
+        assert_eq!(DEFAULT_RINGBUF_BYTES, 16 << 20);
     }
 }

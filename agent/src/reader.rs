@@ -1,6 +1,12 @@
-//! Ring-buffer events from the program, decoded into typed [`Event`]s.
+//! The reader stage: drains the program's ring buffer and decodes each record into a typed
+//! [`Event`]. It only reads memory: no disk, no map writes, no locks, so nothing it does can
+//! make the ring overflow (see `daemon` for the stages downstream).
 
 use agent_common::{event_kind, FlowEvent, FlowKey, FlowValue};
+use aya::maps::{MapData, RingBuf};
+use tracing::error;
+
+use crate::throttle::Throttle;
 
 /// One decoded ring-buffer record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +42,58 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         event_kind::FLOW_END => Ok(Event::FlowEnd(ev.key, ev.value)),
         event_kind::FLOW_DROP => Ok(Event::FlowDrop(ev.key, ev.value, ev.rule)),
         k => Err(DecodeError::Kind(k)),
+    }
+}
+
+/// What one drain read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Ring records consumed.
+    pub records: u64,
+    /// Of those, records that did not decode (logged at most every 10 s, counted).
+    pub undecodable: u64,
+}
+
+/// The ring buffer and the rate limit of its decode errors.
+pub struct RingReader {
+    ring: RingBuf<MapData>,
+    undecodable: Throttle,
+}
+
+impl RingReader {
+    /// Reads `ring`.
+    pub fn new(ring: RingBuf<MapData>) -> Self {
+        Self {
+            ring,
+            undecodable: Throttle::default(),
+        }
+    }
+
+    /// Moves up to `max` events into `out`; stops early when the ring is empty.
+    pub fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) -> Drained {
+        let mut d = Drained::default();
+        while out.len() < max {
+            let Some(item) = self.ring.next() else { break };
+            d.records += 1;
+            match decode(&item) {
+                Ok(ev) => out.push(ev),
+                Err(e) => {
+                    d.undecodable += 1;
+                    if let Some(n) = self.undecodable.hit(1) {
+                        error!(error = %e, records = n, "undecodable ring-buffer records (program and agent of different builds?); logged at most every 10 s");
+                    }
+                }
+            }
+        }
+        d
+    }
+}
+
+/// For polling (tokio's `AsyncFd`): the ring's descriptor is readable when the program woke
+/// the reader.
+impl std::os::fd::AsRawFd for RingReader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_raw_fd()
     }
 }
 

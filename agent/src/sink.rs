@@ -1,5 +1,7 @@
-//! Where finished records go. The run loop writes through [`RecordSink`]; the audit store
-//! ([`crate::store::Store`]) implements it.
+//! Where finished records go. The records stage of the daemon writes through [`RecordSink`];
+//! the audit store ([`crate::store::Store`]) implements it. A later stage between the sweeper
+//! and the store (enrichment, shipping, metrics) is a `RecordSink` that does its work and
+//! passes each record on to the sink it wraps.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,14 @@ pub enum SinkError {
         /// The cause (in the message, so not named `source`: that would print it twice).
         cause: std::io::Error,
     },
+    /// The record was dropped: the sink could not hold it (counted in its status).
+    #[error("audit record dropped in {path}: {reason}")]
+    Dropped {
+        /// The log directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A destination for audit records.
@@ -40,5 +50,9 @@ pub trait RecordSink: Send {
     /// Makes everything durable before the agent exits. The default is [`RecordSink::sync`].
     fn close(&mut self) -> Result<(), SinkError> {
         self.sync()
+    }
+    /// The audit store's counters, for `status`; a sink that is no store has none.
+    fn store_status(&self) -> Option<crate::store::StoreStatus> {
+        None
     }
 }

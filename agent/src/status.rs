@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::blocklist::{ListKind, ListSet};
+use crate::blocklist::ListKind;
+use crate::daemon::lists::RuleBook;
 
 /// File name of the snapshot inside the state directory.
 pub const FILE_NAME: &str = "status.json";
@@ -60,6 +61,13 @@ pub struct Snapshot {
     /// The audit store's health: a full disk shows here as `degraded` and `dropped`.
     #[serde(default)]
     pub store: crate::store::StoreStatus,
+    /// The path from the ring buffer to the records stage: events read, undecodable records,
+    /// the queue's fill and the reader's waits on it.
+    #[serde(default)]
+    pub pipeline: crate::daemon::queue::PipelineStats,
+    /// The wall clock: its offset from the kernel's clock and the steps seen.
+    #[serde(default)]
+    pub clock: crate::clock::ClockStats,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -70,11 +78,13 @@ fn kind_name(k: ListKind) -> &'static str {
 }
 
 impl Snapshot {
-    /// Builds a snapshot from the rules' hit counts (`(rule id, packets)`).
+    /// Builds a snapshot from the rules' hit counts (`(rule id, packets)`), named by `lists`,
+    /// with the list `generation` the kernel maps hold.
     pub fn new(
         interfaces: Vec<String>,
         counters: BTreeMap<String, u64>,
-        lists: &ListSet,
+        lists: &RuleBook,
+        generation: u64,
         hits: &[(u32, u64)],
     ) -> Self {
         let mut per_file: BTreeMap<(PathBuf, &'static str), (u64, u64)> = BTreeMap::new();
@@ -93,10 +103,9 @@ impl Snapshot {
         }
         rules.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.rule.cmp(&b.rule)));
         let mut list_hits: Vec<ListHits> = lists
-            .paths()
-            .into_iter()
-            .map(|p| {
-                let kind = lists.kind_of(p).map_or("block", kind_name);
+            .files()
+            .map(|(p, kind)| {
+                let kind = kind_name(kind);
                 let (rules_hit, hits) = per_file
                     .get(&(p.to_owned(), kind))
                     .copied()
@@ -114,13 +123,33 @@ impl Snapshot {
             written_at: crate::record::rfc3339_ns(jiff::Timestamp::now().as_nanosecond() as i64),
             pid: std::process::id(),
             interfaces,
-            generation: lists.compiled().generation,
+            generation,
             counters,
             lists: list_hits,
             rules,
             flows: Default::default(),
             store: Default::default(),
+            pipeline: Default::default(),
+            clock: Default::default(),
         }
+    }
+
+    /// The agent's own losses and waits, and the wall clock's steps, as `status` prints them.
+    pub fn agent_summary(&self) -> String {
+        let p = &self.pipeline;
+        let c = &self.clock;
+        let step = c.last_step.as_ref().map_or(String::new(), |s| {
+            format!(
+                " (last seen {}: offset {} -> {} ns)",
+                s.seen_at, s.old_offset_ns, s.new_offset_ns
+            )
+        });
+        format!(
+            "agent: {} ring records read, {} undecodable; queue to the records stage {} events now, {} at most, full {} times; {} sweeps skipped behind a backlog\n\
+             wall clock: {} steps of a second or more{step}, {} smaller adjustments followed",
+            p.events, p.undecodable, p.queued, p.queued_peak, p.queue_full, p.sweeps_skipped,
+            c.steps, c.adjustments
+        )
     }
 
     /// Writes the snapshot to `dir` atomically.

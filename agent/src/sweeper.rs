@@ -1,6 +1,8 @@
 //! The sweeper: walks the flow table, ends flows that closed, idled or outlived the active
 //! timeout, and turns them into records. It also notices flows whose start event the ring
 //! buffer lost and flows the LRU table evicted before they ended, so neither goes unrecorded.
+//! Each loss is counted ([`SweepStats`]); the log gets a rate-limited summary, not a line per
+//! flow.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -9,11 +11,12 @@ use std::time::Duration;
 use agent_common::{flow_flags, FlowKey, FlowValue};
 use tracing::{debug, error, warn};
 
-use crate::clock::WallClock;
+use crate::clock::{OffsetSample, Timeline};
 use crate::flowtable::FlowTable;
 use crate::reader::Event;
 use crate::record::{EndReason, FlowRecord, Reported};
 use crate::sink::RecordSink;
+use crate::throttle::Throttle;
 
 /// Timeouts, all measured on the kernel's monotonic clock.
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +94,9 @@ struct Tracked {
 pub struct SweepStats {
     /// Records written.
     pub records: u64,
+    /// Flow-start events received (a flow announced by its first drop is not among them).
+    #[serde(default)]
+    pub starts: u64,
     /// Flows whose start event never arrived.
     pub lost_starts: u64,
     /// Flows that left the table before they ended.
@@ -128,26 +134,61 @@ fn reported_now(v: &FlowValue) -> Reported {
     }
 }
 
+/// Rate limits of the sweeper's warnings, one per kind of loss.
+#[derive(Default)]
+struct Warnings {
+    lost_starts: Throttle,
+    evicted: Throttle,
+    sink_errors: Throttle,
+}
+
+/// Adds `n` flows lost one way to their count, and says so in the log if the kind's rate
+/// limit lets it.
+fn tally(total: &mut u64, throttle: &mut Throttle, n: u64, what: &str) {
+    *total += n;
+    if let Some(n) = throttle.hit(n) {
+        warn!(
+            flows = n,
+            total = *total,
+            "{what} (logged at most every 10 s)"
+        );
+    }
+}
+
 /// The sweeper's state across ticks.
 pub struct Sweeper {
     timeouts: Timeouts,
-    clock: WallClock,
+    clock: Timeline,
     ifnames: HashMap<u32, String>,
     open: HashMap<FlowKey, Tracked>,
+    warnings: Warnings,
     /// What the sweeper has done so far.
     pub stats: SweepStats,
 }
 
 impl Sweeper {
-    /// A sweeper for flows on the interfaces in `ifnames` (index to name).
-    pub fn new(timeouts: Timeouts, clock: WallClock, ifnames: HashMap<u32, String>) -> Self {
+    /// A sweeper for flows on the interfaces in `ifnames` (index to name), converting kernel
+    /// times to wall time with `clock`.
+    pub fn new(timeouts: Timeouts, clock: Timeline, ifnames: HashMap<u32, String>) -> Self {
         Self {
             timeouts,
             clock,
             ifnames,
             open: HashMap::new(),
+            warnings: Warnings::default(),
             stats: SweepStats::default(),
         }
+    }
+
+    /// A new measurement of the wall clock: records of packets from its kernel time on carry
+    /// its offset (see [`crate::clock`]).
+    pub fn on_clock(&mut self, sample: OffsetSample) {
+        self.clock.apply(sample);
+    }
+
+    /// The wall clock's offset and steps.
+    pub fn clock(&self) -> &Timeline {
+        &self.clock
     }
 
     /// Takes note of a ring-buffer event; a flow's first drop is written at once.
@@ -155,6 +196,7 @@ impl Sweeper {
         match ev {
             Event::FlowStart(key, value) => {
                 debug!(?key, "flow start");
+                self.stats.starts += 1;
                 self.open.entry(key).or_default().start = Some(value);
             }
             Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
@@ -191,7 +233,9 @@ impl Sweeper {
             .ifnames
             .get(&key.ifindex)
             .map_or_else(|| format!("if{}", key.ifindex), Clone::clone);
-        let mut record = FlowRecord::from_entry(key, v, &iface, &self.clock, rep, r);
+        // One timeline for the whole record, the one of its last packet (see `clock`).
+        let clock = self.clock.at(v.last_seen_ns);
+        let mut record = FlowRecord::from_entry(key, v, &iface, &clock, rep, r);
         let rule = rule.unwrap_or(v.rule);
         if rule != agent_common::NO_RULE {
             record.rule = Some(
@@ -207,7 +251,9 @@ impl Sweeper {
             Ok(()) => self.stats.records += 1,
             Err(e) => {
                 self.stats.sink_errors += 1;
-                error!(error = %e, "audit record not written");
+                if let Some(n) = self.warnings.sink_errors.hit(1) {
+                    error!(error = %e, records = n, total = self.stats.sink_errors, "audit records not written (logged at most every 10 s)");
+                }
             }
         }
     }
@@ -222,14 +268,11 @@ impl Sweeper {
     ) -> io::Result<()> {
         let entries = table.entries()?;
         let mut seen = HashSet::with_capacity(entries.len());
+        let mut lost_starts = 0;
         for (key, v) in entries {
             seen.insert(key);
             if v.flags & flow_flags::START_ANNOUNCED == 0 && !self.open.contains_key(&key) {
-                self.stats.lost_starts += 1;
-                warn!(
-                    ?key,
-                    "the ring buffer lost this flow's start event; the sweeper records it"
-                );
+                lost_starts += 1;
             }
             let tracked = self.open.entry(key).or_default();
             let reported = tracked.reported;
@@ -252,6 +295,12 @@ impl Sweeper {
                 }
             }
         }
+        tally(
+            &mut self.stats.lost_starts,
+            &mut self.warnings.lost_starts,
+            lost_starts,
+            "the ring buffer lost these flows' start events; the sweeper records them from the table",
+        );
         self.record_evictions(table, sink, names, &seen)
     }
 
@@ -269,16 +318,13 @@ impl Sweeper {
             .filter(|k| !seen.contains(*k))
             .copied()
             .collect();
+        let mut evicted = 0;
         for key in missing {
             if table.get(&key)?.is_some() {
                 continue; // Created during the walk; the next sweep handles it.
             }
             if let Some(t) = self.open.remove(&key) {
-                self.stats.evicted += 1;
-                warn!(
-                    ?key,
-                    "flow evicted from a full flow table before it ended; raise --flow-table-size"
-                );
+                evicted += 1;
                 if let Some(start) = t.start {
                     self.write(
                         sink,
@@ -292,6 +338,12 @@ impl Sweeper {
                 }
             }
         }
+        tally(
+            &mut self.stats.evicted,
+            &mut self.warnings.evicted,
+            evicted,
+            "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
+        );
         Ok(())
     }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use common::{tcp, v4, Spec};
-use xdp_audit::clock::WallClock;
-use xdp_audit::flowtable::FlowTable;
+use xdp_audit::clock::{Timeline, WallClock};
+use xdp_audit::flowtable::FlowMaps;
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::decode;
 use xdp_audit::record::{EndReason, FlowRecord};
@@ -43,11 +43,11 @@ fn load(flows: u32, ring: u32) -> Loaded {
     .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"))
 }
 
-/// Owned duplicates of the flow tables' fds, so the tables can be read while the program runs.
-fn flows_fd(l: &Loaded) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-    use std::os::fd::AsFd;
-    let dup = |m: &aya::maps::MapData| m.fd().as_fd().try_clone_to_owned().expect("dup the map fd");
-    (dup(&l.flows), dup(&l.flows4))
+/// Second handles on the flow tables, so the tables can be read while the program runs.
+fn flows_fd(l: &Loaded) -> FlowMaps {
+    l.flow_maps()
+        .try_clone()
+        .expect("duplicate the flow tables' handles")
 }
 
 fn run(l: &mut Loaded, frame: &[u8]) {
@@ -72,7 +72,7 @@ fn drain(l: &mut Loaded, s: &mut Sweeper) {
 fn sweeper(t: Timeouts) -> Sweeper {
     Sweeper::new(
         t,
-        WallClock::from_offset(0),
+        Timeline::fixed(WallClock::from_offset(0)),
         HashMap::from([(1, "test0".to_string())]),
     )
 }
@@ -101,7 +101,7 @@ fn flows_end_by_fin_idle_and_active_timeouts_with_exact_counters() {
     let mut sink = Memory::default();
     let now = WallClock::ktime_now();
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd.0, &fd.1);
+    let table = fd.table();
 
     s.sweep(table, &mut sink, &(), now).expect("sweep");
     assert!(sink.0.is_empty(), "nothing is due yet: {:?}", sink.0);
@@ -158,7 +158,7 @@ fn active_timeout_slices_a_busy_flow_and_slices_add_up() {
         .payload(10)
         .build();
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd.0, &fd.1);
+    let table = fd.table();
     let mut sink = Memory::default();
     for _ in 0..3 {
         run(&mut l, &f);
@@ -202,7 +202,7 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
         .map_or(0, |(_, n)| n);
     assert!(lost > 0, "a 4 KiB ring cannot hold 100 start events");
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd.0, &fd.1);
+    let table = fd.table();
     s.sweep(table, &mut sink, &(), WallClock::ktime_now())
         .expect("sweep");
     assert_eq!(
@@ -232,7 +232,7 @@ fn flows_evicted_from_a_full_table_are_still_recorded() {
     }
     drain(&mut l, &mut s);
     let fd = flows_fd(&l);
-    let table = FlowTable::new(&fd.0, &fd.1);
+    let table = fd.table();
     let in_table = table.keys().expect("keys").len();
     s.sweep(table, &mut sink, &(), WallClock::ktime_now())
         .expect("sweep");
@@ -298,8 +298,8 @@ fn batched_reads_return_exactly_what_a_key_by_key_walk_sees() {
         run(&mut l, &f);
         run(&mut l, &f);
     }
-    let (v6, v4) = flows_fd(&l);
-    let table = FlowTable::new(&v6, &v4);
+    let fd = flows_fd(&l);
+    let table = fd.table();
     let mut batched = table.entries().expect("batch read");
     let mut walked: Vec<_> = table
         .keys()
@@ -329,4 +329,30 @@ fn batched_reads_return_exactly_what_a_key_by_key_walk_sees() {
         .map(|(_, v)| v.packets)
         .collect();
     assert_eq!(v6_packets, [[2, 0]; 3]);
+}
+
+#[test]
+fn a_map_of_the_wrong_shape_is_refused_as_a_flow_table() {
+    use aya::maps::MapData;
+    use std::os::fd::AsFd;
+    let l = load(64, 4096);
+    let maps = l.flow_maps().try_clone().expect("second handles");
+    assert!(
+        maps.table()
+            .keys()
+            .expect("the flow tables read")
+            .is_empty(),
+        "nothing ran yet"
+    );
+    // The ring buffer handed over as both flow tables: the kernel's map info says what it is.
+    let ring = RingBuf::try_from(l.events).expect("ring");
+    let open = || MapData::from_fd(ring.as_fd().try_clone_to_owned().expect("dup")).expect("map");
+    let err = FlowMaps::new(open(), open())
+        .err()
+        .expect("a ring buffer is no flow table");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("FLOWS") && msg.contains("48-byte keys") && msg.contains("RingBuf"),
+        "names the table, what the map is and the shape it needs: {msg}"
+    );
 }

@@ -74,6 +74,7 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.journal_skipped_bytes, st.journal_skipped_frames
         );
     }
+    println!("{}", s.agent_summary());
     println!("\nlists:");
     for l in &s.lists {
         println!(

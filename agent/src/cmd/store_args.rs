@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::record::{parse_proto, Mac};
-use crate::store::query::{parse_span_ns, parse_time, Cidr, Filter};
+use crate::store::query::{parse_time, Cidr, Filter};
 use crate::store::retention::{check_days, DEFAULT_DAYS};
 use crate::store::{compact, manifest, StoreConfig, DEFAULT_BUFFER_RECORDS};
 
@@ -20,11 +20,6 @@ pub struct LogDirArgs {
     /// Directory of the audit store (journals, segments, manifest).
     #[arg(long, env = "XDP_AUDIT_LOG_DIR", default_value = DEFAULT_LOG_DIR, value_name = "DIR")]
     pub log_dir: PathBuf,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let ns = parse_span_ns(s)?;
-    Ok(Duration::from_nanos(ns.max(0) as u64))
 }
 
 fn parse_retention(s: &str) -> Result<u32, String> {
@@ -40,8 +35,8 @@ pub struct StoreArgs {
     /// Where the store lives.
     #[command(flatten)]
     pub dir: LogDirArgs,
-    /// Longest time an accepted record waits for fsync (`1s`, `200ms`).
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "SPAN")]
+    /// Longest time an accepted record waits for fsync (`1s`, `200ms`; see `run --help`).
+    #[arg(long, default_value = "1s", value_parser = crate::span::parse, value_name = "SPAN")]
     pub fsync_interval: Duration,
     /// Seal the journal when it reaches this many bytes, even within the hour.
     #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]

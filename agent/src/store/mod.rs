@@ -478,9 +478,21 @@ impl Drop for Store {
 }
 
 impl RecordSink for Store {
+    /// Accepts the record, or reports it dropped when the memory buffer is full while the disk
+    /// refuses writes (the store counts it too, in [`StoreStatus::dropped`]).
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
+        let dropped = self.status.dropped;
         self.append(record);
-        Ok(())
+        if self.status.dropped == dropped {
+            return Ok(());
+        }
+        Err(SinkError::Dropped {
+            path: self.cfg.dir.clone(),
+            reason: format!(
+                "the disk refuses writes and the memory buffer holds its {} records",
+                self.cfg.buffer_records
+            ),
+        })
     }
 
     /// Fsyncs. While the disk refuses writes this returns `Ok` and the records stay buffered
@@ -493,6 +505,10 @@ impl RecordSink for Store {
     fn tick(&mut self) -> Result<(), SinkError> {
         let now = self.clock.now_ns();
         self.tick_at(now)
+    }
+
+    fn store_status(&self) -> Option<StoreStatus> {
+        Some(self.status())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {

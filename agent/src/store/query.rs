@@ -76,7 +76,7 @@ impl Filter {
 }
 
 /// Parses `--since`/`--until`: RFC 3339 (`2026-05-03T14:00:00Z`, `2026-05-03T16:00:00+02:00`)
-/// or a span before `now_ns` (`2h`, `90m`, `7d`, `1h30m`; units s, m, h, d, w).
+/// or a span before `now_ns` (`2h`, `90m`, `7d`, `1h30m`: see [`crate::span`]).
 pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
     if let Ok(ts) = s.parse::<jiff::Timestamp>() {
         return i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"));
@@ -86,52 +86,17 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
             "{s:?} is not an RFC 3339 time with a UTC offset: write it like 2026-05-03T14:00:00Z or 2026-05-03T16:00:00+02:00"
         ));
     }
-    let ago = parse_span_ns(s).map_err(|e| {
+    // A bare number is a span of seconds to `span::parse`, but as a time it could as well be a
+    // year or a date: refuse it rather than guess.
+    if s.trim().bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{s:?} is ambiguous as a time: give a unit for a span ago (2h, {s}s) or an RFC 3339 time (2026-05-03T14:00:00Z)"
+        ));
+    }
+    let ago = crate::span::parse_ns(s).map_err(|e| {
         format!("{s:?} is neither an RFC 3339 time with offset (2026-05-03T14:00:00Z) nor a span like 2h: {e}")
     })?;
     Ok(now_ns.saturating_sub(ago))
-}
-
-/// Parses a span like `2h`, `90m`, `1h30m`, `7d`, `500ms` into nanoseconds.
-pub fn parse_span_ns(s: &str) -> Result<i64, String> {
-    let mut total: i64 = 0;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err("empty span".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("expected a number at {rest:?}"));
-        }
-        let n: i64 = rest[..digits]
-            .parse()
-            .map_err(|_| "number too large".to_string())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit: i64 = match &rest[..unit_len] {
-            "ns" => 1,
-            "us" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            "d" => 86_400_000_000_000,
-            "w" => 604_800_000_000_000,
-            "" => return Err(format!("{n} needs a unit (s, m, h, d, w)")),
-            u => return Err(format!("unknown unit {u:?} (use s, m, h, d, w)")),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or("span too large")?;
-    }
-    Ok(total)
 }
 
 /// Errors of a query; each names the file at fault.
@@ -443,10 +408,8 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("10.1.2.3/16".parse::<Cidr>().is_err(), "host bits set");
         assert!("nonsense".parse::<Cidr>().is_err());
-        assert_eq!(parse_span_ns("1h30m"), Ok(5_400_000_000_000));
-        assert_eq!(parse_span_ns("2h"), Ok(7_200_000_000_000));
-        assert!(parse_span_ns("2").is_err());
-        assert!(parse_span_ns("2 parsecs").is_err());
+        assert!(parse_time("2", 0).is_err(), "a bare number is no time");
+        assert!(parse_time("2 parsecs", 0).is_err());
         assert_eq!(parse_time("2h", 10_000_000_000_000), Ok(2_800_000_000_000));
         assert_eq!(parse_time("1970-01-01T00:00:01Z", 0), Ok(1_000_000_000));
         assert!(

@@ -1,0 +1,225 @@
+//! How fast the agent takes events off the ring buffer, next to the floor of consuming the
+//! ring without reading its records, measured in the same run: the reader alone (drain and
+//! decode) and the whole way to the sweeper (reader, queue, records stage). Also what the
+//! program costs per new flow, whose events these are. The default ring is sized from these
+//! figures (README: one second of new flows at the rate the defaults are sized for). Needs
+//! root. Run with `cargo bench -p xdp-audit --bench pipeline`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aya::maps::RingBuf;
+use aya::programs::{TestRun, TestRunOptions};
+use common::{v4, Spec};
+use xdp_audit::blocklist::ListSet;
+use xdp_audit::clock::HostClocks;
+use xdp_audit::clock::{clock_ns, Timeline, WallClock};
+use xdp_audit::daemon::queue::BATCH_EVENTS;
+use xdp_audit::daemon::{Daemon, Interface, Settings};
+use xdp_audit::loader::{LoadOptions, Loaded, Program};
+use xdp_audit::reader::{Event, RingReader};
+use xdp_audit::record::FlowRecord;
+use xdp_audit::sink::{RecordSink, SinkError};
+use xdp_audit::sweeper::{Sweeper, Timeouts};
+
+/// Events per measurement: new flows, one start event each.
+const EVENTS: u64 = 400_000;
+/// Rounds of each measurement; the fastest is reported.
+const ROUNDS: usize = 3;
+
+struct Discard;
+
+impl RecordSink for Discard {
+    fn write(&mut self, _: &FlowRecord) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+fn load() -> Loaded {
+    Loaded::load(LoadOptions {
+        flow_table_size: 1 << 20,
+        ringbuf_bytes: 128 << 20,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"))
+}
+
+/// Creates `EVENTS` new flows (numbered from `first`); returns the program's ns per flow.
+fn fill(p: &mut Program, first: u64) -> f64 {
+    let template = Spec::udp4(v4(100, 64, 0, 0), 5000, v4(198, 18, 0, 1), 443).build();
+    let mut frame = template.clone();
+    let prog = p.program_mut().expect("program");
+    let mut kernel_ns = 0u128;
+    for i in first..first + EVENTS {
+        frame[26..30].copy_from_slice(&[100, 64 | (i >> 16) as u8 & 0x3f, (i >> 8) as u8, i as u8]);
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(&frame),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        kernel_ns += r.duration.as_nanos();
+    }
+    kernel_ns as f64 / EVENTS as f64
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// CPU time of the calling thread: on a shared machine, wall time also counts the other
+/// processes' turns.
+fn thread_cpu() -> Duration {
+    Duration::from_nanos(clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) as u64)
+}
+
+/// Wall and CPU time of `f` on this thread.
+fn timed(f: impl FnOnce()) -> (Duration, Duration) {
+    let (w, c) = (Instant::now(), thread_cpu());
+    f();
+    (w.elapsed(), thread_cpu() - c)
+}
+
+fn main() {
+    let (mut floor, mut reader, mut sweeper) = (Best::default(), Best::default(), Best::default());
+    let mut pipeline = 0f64;
+    let mut per_flow = f64::MAX;
+    for round in 0..ROUNDS as u64 {
+        // The floor and the reader, on one program: the ring filled twice.
+        let (mut program, maps) = load().into_parts();
+        per_flow = per_flow.min(fill(&mut program, 0));
+        let mut ring = RingBuf::try_from(maps.events).expect("ring");
+        let mut n = 0u64;
+        let (wall, cpu) = timed(|| {
+            while let Some(item) = ring.next() {
+                std::hint::black_box(&*item);
+                n += 1;
+            }
+        });
+        assert_eq!(n, EVENTS, "the ring held every event");
+        floor.note(wall, cpu);
+        fill(&mut program, EVENTS);
+        let mut r = RingReader::new(ring);
+        // In batches of the daemon's size, each in a buffer of its own, as the reader sends them.
+        let mut batches: Vec<Vec<Event>> = Vec::new();
+        let (wall, cpu) = timed(|| loop {
+            let mut batch = Vec::with_capacity(BATCH_EVENTS);
+            if r.drain_into(&mut batch, BATCH_EVENTS).records == 0 {
+                break;
+            }
+            batches.push(batch);
+        });
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>() as u64, EVENTS);
+        reader.note(wall, cpu);
+        drop((r, program));
+        // The sweeper alone, on the same events, on this thread.
+        let mut s = Sweeper::new(
+            Timeouts::default(),
+            Timeline::fixed(WallClock::from_offset(0)),
+            Default::default(),
+        );
+        let (wall, cpu) = timed(|| {
+            for ev in batches.into_iter().flatten() {
+                s.on_event(ev, &mut Discard, &());
+            }
+        });
+        sweeper.note(wall, cpu);
+
+        // The whole way to the sweeper: the daemon started on a full ring.
+        let (mut program, maps) = load().into_parts();
+        fill(&mut program, round * EVENTS);
+        let settings = Settings {
+            sweep_interval: Duration::from_secs(3600),
+            watch_lists: false,
+            ..Settings::new(
+                std::env::temp_dir()
+                    .join(format!("xdp-audit-bench-pipeline-{}", std::process::id())),
+                vec![Interface {
+                    name: "lo".into(),
+                    ifindex: 1,
+                }],
+            )
+        };
+        let empty_lists = ListSet::new(
+            [],
+            maps.lists
+                .domain_key()
+                .expect("read the program's domain key"),
+        );
+        let (mut daemon, control) = Daemon::start(
+            settings,
+            maps,
+            empty_lists,
+            Box::new(Discard),
+            Arc::new(HostClocks),
+        )
+        .expect("start the daemon");
+        let t = Instant::now();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(daemon.run()).expect("run");
+            drop(rt);
+            daemon.finish().expect("finish")
+        });
+        while control.pipeline().processed < EVENTS {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        pipeline = pipeline.max(rate(EVENTS, t.elapsed()));
+        control.stop();
+        let summary = thread.join().expect("daemon thread");
+        assert_eq!(
+            summary.flows.starts, EVENTS,
+            "every start reached the sweeper"
+        );
+        drop(program);
+    }
+    println!(
+        "pipeline: {EVENTS} new-flow events, fastest of {ROUNDS} rounds; the program's cost per new flow {per_flow:.0} ns ({:.2} M flows/s per CPU)",
+        1e3 / per_flow
+    );
+    println!(
+        "{:<46} {:>14} {:>9} {:>14} {:>9}",
+        "stage", "events/s wall", "vs floor", "events/s CPU", "vs floor"
+    );
+    for (name, b) in [
+        ("floor: consume the ring, records unread", &floor),
+        ("reader: drain and decode", &reader),
+        ("sweeper alone: take note of each start", &sweeper),
+    ] {
+        println!(
+            "{name:<46} {:>14.0} {:>8.2}x {:>14.0} {:>8.2}x",
+            b.wall,
+            floor.wall / b.wall,
+            b.cpu,
+            floor.cpu / b.cpu
+        );
+    }
+    println!(
+        "{:<46} {pipeline:>14.0} {:>8.2}x   (two threads: wall time only)",
+        "reader + queue + sweeper (the daemon)",
+        floor.wall / pipeline
+    );
+}
+
+/// The best rate seen, by wall time and by CPU time.
+#[derive(Default)]
+struct Best {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Best {
+    fn note(&mut self, wall: Duration, cpu: Duration) {
+        self.wall = self.wall.max(rate(EVENTS, wall));
+        self.cpu = self.cpu.max(rate(EVENTS, cpu));
+    }
+}

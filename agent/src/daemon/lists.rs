@@ -1,0 +1,352 @@
+//! The list stage: re-reads list files (watcher reports, SIGHUP), compiles them and writes the
+//! difference into the kernel's list maps, on a thread of its own. A full reload of a
+//! 1,000,000-line list takes about a second to parse and compile and another to write into
+//! the maps; on the reader's task that stalled the ring buffer, here it stalls nothing (the
+//! kernel's scheduler interleaves the threads; the reader needs little CPU). It runs at the
+//! same priority as the other stages: at a lower one, any busy process on the gateway could
+//! hold a reload, and with it a newly blocked address, back for minutes.
+//!
+//! The state machine: a reload that fails part way leaves the maps holding part of it, so
+//! every later reload is refused (`stale`) until a restart; a reload too large for the
+//! tables never reaches the maps (the list set refuses it, its files keep their last good
+//! version, and later reloads apply as usual).
+//!
+//! Each reload publishes its rule names ([`RuleBook`]) into the records queue before it
+//! touches the maps, so a drop by a new rule is always named.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+use agent_common::rules::RuleId;
+use tracing::{error, info, warn};
+
+use super::queue::{Msg, QueueTx};
+use super::ListCmd;
+use agent_common::domain::DomainKey;
+
+use crate::blocklist::{
+    warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet, RuleOrigin,
+};
+use crate::enforce::ListMaps;
+use crate::sweeper::RuleNames;
+
+/// Diagnostics logged per reload at most.
+const DIAGNOSTICS_SHOWN: usize = 50;
+
+/// Where every rule id came from, frozen at one reload: what the records stage names rules
+/// with and what `status` groups hits by, without sharing the list set the list stage edits.
+#[derive(Debug, Default)]
+pub struct RuleBook {
+    /// The configured files, each once, with the kind it was first configured as.
+    files: Vec<(PathBuf, ListKind)>,
+    /// The (file, kind) pairs rules come from.
+    sources: Vec<(PathBuf, ListKind)>,
+    /// Per rule id: index into `sources` and line.
+    origins: Vec<Option<(u32, u32)>>,
+}
+
+impl RuleBook {
+    /// The rule names of `set` as it stands.
+    pub fn new(set: &ListSet) -> Self {
+        let files: Vec<(PathBuf, ListKind)> = set
+            .paths()
+            .into_iter()
+            .map(|p| (p.to_owned(), set.kind_of(p).unwrap_or(ListKind::Block)))
+            .collect();
+        let mut sources: Vec<(PathBuf, ListKind)> = Vec::new();
+        let origins = (0..set.rule_id_bound())
+            .map(|id| {
+                let o = set.origin(id)?;
+                let at = match sources
+                    .iter()
+                    .position(|(p, k)| p == o.path && *k == o.kind)
+                {
+                    Some(i) => i,
+                    None => {
+                        sources.push((o.path.to_owned(), o.kind));
+                        sources.len() - 1
+                    }
+                };
+                Some((at as u32, o.line))
+            })
+            .collect();
+        Self {
+            files,
+            sources,
+            origins,
+        }
+    }
+
+    /// Where rule `id` came from.
+    pub fn origin(&self, id: RuleId) -> Option<RuleOrigin<'_>> {
+        let (at, line) = (*self.origins.get(id as usize)?)?;
+        let (path, kind) = self.sources.get(at as usize)?;
+        Some(RuleOrigin {
+            path,
+            kind: *kind,
+            line,
+        })
+    }
+
+    /// The configured files, each once, with its kind.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, ListKind)> {
+        self.files.iter().map(|(p, k)| (p.as_path(), *k))
+    }
+}
+
+impl RuleNames for RuleBook {
+    fn rule_name(&self, id: u32) -> Option<String> {
+        self.origin(id)
+            .map(|o| format!("{}:{}", o.path.display(), o.line))
+    }
+}
+
+/// What the list stage shares with the status writer.
+pub struct ListsShared {
+    maps: Mutex<ListMaps>,
+    generation: AtomicU64,
+}
+
+impl ListsShared {
+    /// The list maps, with the generation `applied` already in them.
+    pub fn new(maps: ListMaps, applied: u64) -> Self {
+        Self {
+            maps: Mutex::new(maps),
+            generation: AtomicU64::new(applied),
+        }
+    }
+
+    /// The list generation in the kernel maps (bumped after a reload is written).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Every rule's hit count, unless a reload holds the maps now (then `None`: the caller
+    /// keeps its last figures rather than wait a second for them).
+    pub fn try_hits(&self) -> Option<Vec<(RuleId, u64)>> {
+        match self.maps.try_lock() {
+            Ok(maps) => Some(maps.all_hits()),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().all_hits()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+/// Which files to re-read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// Every list file (start-up, SIGHUP).
+    All,
+    /// These files (the watcher saw them change).
+    Files(Vec<PathBuf>),
+}
+
+/// How a reload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The generation in the kernel maps afterwards.
+    pub generation: u64,
+    /// Whether the maps now hold what the files say (also when nothing changed).
+    pub applied: bool,
+    /// Problems reported (bad lines, unreadable files); their files kept their last good
+    /// version.
+    pub problems: usize,
+}
+
+/// A request to the list stage.
+pub(crate) struct Request {
+    pub(crate) what: Reload,
+    pub(crate) reply: Option<mpsc::Sender<ReloadOutcome>>,
+}
+
+/// Reads every list file at start-up, hashing domains with `key` (the program's): the files
+/// with problems are logged and contribute nothing until fixed. Sizes the kernel tables for
+/// what was read (twice it, at least `floor` entries each), and has the set refuse later
+/// reloads that would outgrow them. Returns the set, what the kernel maps need, and the
+/// table sizes to load the program with.
+pub fn read_at_start(
+    files: impl IntoIterator<Item = (PathBuf, ListKind)>,
+    key: DomainKey,
+    floor: u32,
+) -> (ListSet, Delta, Capacity) {
+    let mut set = ListSet::new(files, key);
+    let (delta, problems) = set.reload_all();
+    if !problems.is_empty() {
+        warn_diagnostics(&problems, DIAGNOSTICS_SHOWN);
+        warn!("list files with problems are not enforced until fixed");
+    }
+    let capacity = Capacity::for_lists(set.compiled(), floor);
+    set.set_capacity(capacity);
+    (set, delta, capacity)
+}
+
+/// The list stage's thread state.
+struct Stage {
+    set: ListSet,
+    shared: Arc<ListsShared>,
+    queue: QueueTx,
+    /// An earlier reload failed part way: the kernel holds a state later reloads would not
+    /// build on.
+    stale: bool,
+}
+
+/// Starts the list stage on its own thread; it ends at [`ListCmd::Stop`].
+pub(crate) fn spawn(
+    set: ListSet,
+    shared: Arc<ListsShared>,
+    queue: QueueTx,
+) -> std::io::Result<(mpsc::Sender<ListCmd>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<ListCmd>();
+    let mut stage = Stage {
+        set,
+        shared,
+        queue,
+        stale: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("xdp-audit-lists".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                // Requests that queued up during a reload are served by one reload.
+                let mut batch = Vec::new();
+                for cmd in std::iter::once(first).chain(rx.try_iter()) {
+                    match cmd {
+                        ListCmd::Reload(r) => batch.push(r),
+                        ListCmd::Stop => return,
+                    }
+                }
+                stage.serve(batch);
+            }
+        })?;
+    Ok((tx, thread))
+}
+
+impl Stage {
+    fn serve(&mut self, batch: Vec<Request>) {
+        let all = batch.iter().any(|r| r.what == Reload::All);
+        let (what, (delta, problems)) = if all {
+            ("SIGHUP reload".to_owned(), self.set.reload_all())
+        } else {
+            let mut paths: Vec<PathBuf> = Vec::new();
+            for r in &batch {
+                if let Reload::Files(ps) = &r.what {
+                    for p in ps {
+                        if !paths.contains(p) {
+                            paths.push(p.clone());
+                        }
+                    }
+                }
+            }
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            (
+                format!("list {}", names.join(", ")),
+                self.set.reload_many(&paths),
+            )
+        };
+        let applied = self.apply(&what, delta, &problems);
+        let outcome = ReloadOutcome {
+            generation: self.shared.generation(),
+            applied,
+            problems: problems.len(),
+        };
+        for r in batch {
+            if let Some(reply) = r.reply {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Applies what a reload produced; files with `problems` kept their last good version.
+    /// Returns whether the kernel holds what the set now says.
+    fn apply(&mut self, what: &str, delta: Delta, problems: &[Diagnostic]) -> bool {
+        let started = Instant::now();
+        if !problems.is_empty() {
+            warn_diagnostics(problems, DIAGNOSTICS_SHOWN);
+            warn!(
+                "{what}: files with problems not applied; their last good version stays in force"
+            );
+        }
+        if self.stale {
+            error!("{what}: not applied; an earlier list change could not be applied, restart the agent");
+            return false;
+        }
+        if delta.is_empty() {
+            info!("{what}: no change");
+            return true;
+        }
+        self.publish_rules();
+        let mut maps = match self.shared.maps.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match maps.apply(&delta) {
+            Ok(()) => {
+                drop(maps);
+                self.shared
+                    .generation
+                    .store(delta.generation, Ordering::Release);
+                info!(
+                    changes = delta.allow.len() + delta.block.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    generation = delta.generation,
+                    "{what}: applied"
+                );
+                true
+            }
+            Err(e) => {
+                self.stale = true;
+                let e = anyhow::Error::from(e);
+                error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e:#}");
+                false
+            }
+        }
+    }
+
+    fn publish_rules(&self) {
+        let book = Arc::new(RuleBook::new(&self.set));
+        if self.queue.send_blocking(Msg::Rules(book)).is_err() {
+            warn!("the records stage has stopped; rule names of this reload are not published");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_book_names_rules_as_the_set_does() {
+        let dir = std::env::temp_dir().join(format!("xdp-audit-rulebook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let block = dir.join("block.list");
+        let allow = dir.join("allow.list");
+        std::fs::write(&block, "# c\n192.0.2.1\nexample.com\n").expect("write block");
+        std::fs::write(&allow, "198.51.100.7\n").expect("write allow");
+        let key = crate::blocklist::random_key().expect("getrandom");
+        let (set, _, _) = read_at_start(
+            [
+                (block.clone(), ListKind::Block),
+                (allow.clone(), ListKind::Allow),
+            ],
+            key,
+            1024,
+        );
+        let book = RuleBook::new(&set);
+        assert!(set.rule_id_bound() >= 3);
+        for id in 0..set.rule_id_bound() + 2 {
+            assert_eq!(book.origin(id), set.origin(id), "rule {id}");
+            assert_eq!(book.rule_name(id), set.rule_name(id), "rule {id}");
+        }
+        let files: Vec<_> = book.files().collect();
+        assert_eq!(
+            files,
+            [
+                (block.as_path(), ListKind::Block),
+                (allow.as_path(), ListKind::Allow)
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

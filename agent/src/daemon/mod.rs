@@ -1,0 +1,421 @@
+//! The agent's orchestration, as stages on their own threads so that nothing slow stands
+//! between the ring buffer and its reader:
+//!
+//! ```text
+//!  ring buffer ─► reader (async task: drain, decode, clock) ─► queue ─► records thread ─► sink
+//!                                                               ▲     (sweeper, store, status)
+//!  list files ─► watcher / SIGHUP ─► lists thread ──────────────┘ rule names
+//!                                    (parse, compile, write the list maps)
+//! ```
+//!
+//! - The reader ([`crate::reader`]) only drains the ring and decodes: no disk, no map
+//!   writes, no locks. After each drain it re-measures the wall clock; every sweep interval it
+//!   drains, then queues a sweep, so a flow's start event always reaches the sweeper before
+//!   the sweep that could end the flow (a start arriving after its flow ended would reopen
+//!   it as a flow evicted before it ended).
+//! - The queue ([`queue`]) is bounded: when it is full the reader waits, the program's ring
+//!   buffer holds the events meanwhile (and counts what it cannot hold), and the wait is
+//!   counted. Nothing is dropped between the ring and the sweeper.
+//! - The records stage ([`records`]) runs the sweeper, the sink's timers (fsync, rotation)
+//!   and the status file.
+//! - The list stage ([`lists`]) parses, compiles and writes the kernel maps of each reload.
+//!
+//! A later stage between the sweeper and the store (enrichment, shipping, metrics) is a
+//! [`RecordSink`] wrapping the next one, given to [`Daemon::start`] as the sink.
+
+pub mod lists;
+pub mod queue;
+mod records;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aya::maps::{MapError, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::blocklist::watch::{self, ListWatcher, WatchError};
+use crate::blocklist::ListSet;
+use crate::clock::{ClockSource, ClockStats, ClockWatch, Timeline};
+use crate::flowtable::FlowTableError;
+use crate::loader::Maps;
+use crate::reader::{Event, RingReader};
+use crate::sink::{RecordSink, SinkError};
+use crate::store::StoreStatus;
+use crate::sweeper::{SweepStats, Sweeper, Timeouts};
+use lists::{ListsShared, Reload, ReloadOutcome, Request, RuleBook};
+use queue::{Msg, PipelineCounters, PipelineStats, QueueTx, BATCH_EVENTS, QUEUE_MESSAGES};
+
+/// How often the ring buffer is drained when the program has not woken the reader (it wakes
+/// it only when a quarter of the ring is pending).
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// An audited interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Its name.
+    pub name: String,
+    /// Its index (what flow keys carry).
+    pub ifindex: u32,
+}
+
+/// What the daemon needs to know, whatever the command line looked like.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where `status.json` is rewritten every sweep.
+    pub state_dir: PathBuf,
+    /// The audited interfaces.
+    pub interfaces: Vec<Interface>,
+    /// When flows end.
+    pub timeouts: Timeouts,
+    /// How often the flow table is swept, the store's timers run and the status is written.
+    pub sweep_interval: Duration,
+    /// How often the ring is drained without a wake-up ([`DRAIN_INTERVAL`]).
+    pub drain_interval: Duration,
+    /// Whether to watch the list files and reload them on change.
+    pub watch_lists: bool,
+    /// Messages the queue to the records stage holds ([`QUEUE_MESSAGES`]).
+    pub queue_messages: usize,
+}
+
+impl Settings {
+    /// Defaults (the `run` command's) for `interfaces`, with the status in `state_dir`.
+    pub fn new(state_dir: PathBuf, interfaces: Vec<Interface>) -> Self {
+        Self {
+            state_dir,
+            interfaces,
+            timeouts: Timeouts::default(),
+            sweep_interval: Duration::from_secs(1),
+            drain_interval: DRAIN_INTERVAL,
+            watch_lists: true,
+            queue_messages: QUEUE_MESSAGES,
+        }
+    }
+}
+
+/// Why the daemon could not start or stop cleanly; each names the part at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The events map is no ring buffer (a build mismatch).
+    #[error("the EVENTS map is not a ring buffer: {0}")]
+    Ring(MapError),
+    /// The ring buffer could not be polled.
+    #[error("cannot poll the ring buffer: {0}")]
+    Poll(std::io::Error),
+    /// A stage's thread could not be started.
+    #[error("cannot start the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
+    /// A stage's thread panicked.
+    #[error("the {0} thread stopped unexpectedly (panicked)")]
+    Panicked(&'static str),
+    /// The list files could not be watched.
+    #[error("cannot watch the list files: {0}")]
+    Watch(WatchError),
+    /// The records stage is gone while the reader still runs.
+    #[error("the records stage stopped while the reader was running")]
+    RecordsGone,
+    /// The flow tables are not what the agent reads them as.
+    #[error(transparent)]
+    FlowTable(#[from] FlowTableError),
+    /// The final flush could not read the flow table.
+    #[error("reading the flow table at shutdown: {0}")]
+    Flush(std::io::Error),
+    /// The sink could not make everything durable at shutdown.
+    #[error("closing the audit store at shutdown: {0}")]
+    Close(SinkError),
+    /// [`Daemon::run`] was called twice.
+    #[error("the daemon already ran")]
+    AlreadyRan,
+}
+
+/// What the daemon did, when it stopped.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Records written, lost start events, evictions, sink errors.
+    pub flows: SweepStats,
+    /// The audit store's counters (if the sink was one).
+    pub store: Option<StoreStatus>,
+    /// The reader and the queue.
+    pub pipeline: PipelineStats,
+    /// The wall clock's steps.
+    pub clock: ClockStats,
+    /// The program's counters at the end (if readable).
+    pub counters: Option<Vec<(agent_common::Counter, u64)>>,
+}
+
+/// Commands to a running daemon; clones command the same daemon.
+#[derive(Clone)]
+pub struct Control {
+    lists: mpsc::Sender<ListCmd>,
+    stop: Arc<Notify>,
+    pipeline: Arc<PipelineCounters>,
+}
+
+pub(crate) enum ListCmd {
+    Reload(Request),
+    Stop,
+}
+
+impl Control {
+    /// Asks the list stage to re-read `what`; the receiver gets the outcome (drop it if you do
+    /// not care). After the daemon stopped, the receiver reports a disconnection.
+    pub fn reload(&self, what: Reload) -> mpsc::Receiver<ReloadOutcome> {
+        let (tx, rx) = mpsc::channel();
+        let _ = self.lists.send(ListCmd::Reload(Request {
+            what,
+            reply: Some(tx),
+        }));
+        rx
+    }
+
+    /// Makes [`Daemon::run`] return.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    /// The reader's and the queue's counters now.
+    pub fn pipeline(&self) -> PipelineStats {
+        self.pipeline.stats()
+    }
+}
+
+/// The running stages.
+pub struct Daemon {
+    settings: Settings,
+    ring: Option<RingReader>,
+    clock: ClockWatch,
+    queue: Option<QueueTx>,
+    list_paths: Vec<PathBuf>,
+    lists: mpsc::Sender<ListCmd>,
+    lists_thread: Option<std::thread::JoinHandle<()>>,
+    records_thread: Option<std::thread::JoinHandle<Result<Summary, DaemonError>>>,
+    stop: Arc<Notify>,
+}
+
+impl Daemon {
+    /// Starts the records and list stages on the maps of a loaded program whose list maps
+    /// already hold `lists`. Records go to `sink`; wall time comes from `clocks`. The reader
+    /// starts with [`Daemon::run`].
+    pub fn start(
+        settings: Settings,
+        maps: Maps,
+        lists: ListSet,
+        sink: Box<dyn RecordSink>,
+        clocks: Arc<dyn ClockSource>,
+    ) -> Result<(Self, Control), DaemonError> {
+        let Maps {
+            flows,
+            events,
+            stats,
+            lists: list_maps,
+        } = maps;
+        let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
+        let counters = Arc::new(PipelineCounters::default());
+        let (tx, rx) = queue::queue(settings.queue_messages, counters.clone());
+        let (clock, first) = ClockWatch::new(clocks);
+        let shared = Arc::new(ListsShared::new(list_maps, lists.compiled().generation));
+        let ifnames = settings
+            .interfaces
+            .iter()
+            .map(|i| (i.ifindex, i.name.clone()))
+            .collect();
+        let records = records::Records {
+            sweeper: Sweeper::new(settings.timeouts, Timeline::new(first), ifnames),
+            sink,
+            flows,
+            rules: Arc::new(RuleBook::new(&lists)),
+            status: records::StatusInputs {
+                dir: settings.state_dir.clone(),
+                interfaces: settings.interfaces.iter().map(|i| i.name.clone()).collect(),
+                stats,
+                lists: shared.clone(),
+                hits: Vec::new(),
+            },
+        };
+        let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();
+        let records_thread =
+            records::spawn(records, rx).map_err(|e| DaemonError::Thread("records", e))?;
+        let (lists_tx, lists_thread) =
+            lists::spawn(lists, shared, tx.clone()).map_err(|e| DaemonError::Thread("lists", e))?;
+        let stop = Arc::new(Notify::new());
+        let control = Control {
+            lists: lists_tx.clone(),
+            stop: stop.clone(),
+            pipeline: counters,
+        };
+        let daemon = Self {
+            settings,
+            ring: Some(RingReader::new(ring)),
+            clock,
+            queue: Some(tx),
+            list_paths,
+            lists: lists_tx,
+            lists_thread: Some(lists_thread),
+            records_thread: Some(records_thread),
+            stop,
+        };
+        Ok((daemon, control))
+    }
+
+    /// Runs the reader, the sweep ticks and the list watcher until [`Control::stop`]. Call it
+    /// inside a tokio runtime, once.
+    pub async fn run(&mut self) -> Result<(), DaemonError> {
+        let reader = self.ring.take().ok_or(DaemonError::AlreadyRan)?;
+        let queue = self.queue.clone().ok_or(DaemonError::AlreadyRan)?;
+        // SAFETY: the RingReader owns its map fd for its whole life and always returns it.
+        let mut ring =
+            unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
+                .map_err(|e| DaemonError::Poll(e.into()))?;
+        let mut watcher = if self.settings.watch_lists && !self.list_paths.is_empty() {
+            Some(
+                ListWatcher::new(&self.list_paths, watch::DEFAULT_DEBOUNCE)
+                    .map_err(DaemonError::Watch)?,
+            )
+        } else {
+            None
+        };
+        // The first sweep one interval after the start, as every later one.
+        let period = self.settings.sweep_interval;
+        let mut sweep_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_tick = tokio::time::interval(self.settings.drain_interval);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!("xdp-audit running");
+        let clock = &mut self.clock;
+        let result = loop {
+            let pumped = tokio::select! {
+                _ = self.stop.notified() => break Ok(()),
+                guard = ring.readable_mut() => match guard {
+                    Ok(mut guard) => {
+                        let r = pump(guard.get_inner_mut(), clock, &queue).await;
+                        guard.clear_ready();
+                        r
+                    }
+                    Err(e) => break Err(DaemonError::Poll(e)),
+                },
+                _ = drain_tick.tick() => pump(ring.get_mut(), clock, &queue).await,
+                _ = sweep_tick.tick() => {
+                    // Drained first: every start read before `now` is queued before the sweep.
+                    let r = pump(ring.get_mut(), clock, &queue).await;
+                    let now = clock.clocks().monotonic_ns();
+                    match r {
+                        Ok(()) if queue.counters().claim_sweep() => queue.send(Msg::Sweep { now }).await,
+                        other => other,
+                    }
+                }
+                changed = async {
+                    match watcher.as_mut() {
+                        Some(w) => w.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match changed {
+                        Ok(paths) => {
+                            let _ = self.lists.send(ListCmd::Reload(Request {
+                                what: Reload::Files(paths),
+                                reply: None,
+                            }));
+                        }
+                        Err(e) => {
+                            error!(error = %e, "list watcher stopped; SIGHUP still reloads");
+                            watcher = None;
+                        }
+                    }
+                    Ok(())
+                }
+            };
+            if pumped.is_err() {
+                break Err(DaemonError::RecordsGone);
+            }
+        };
+        self.ring = Some(ring.into_inner());
+        result
+    }
+
+    /// Stops the stages: drains what the ring still holds, lets the list stage finish its
+    /// reload, writes every flow left in the table and closes the sink. Detach the program
+    /// first (every flow in the table is written as ended), and call this outside the async
+    /// runtime.
+    pub fn finish(mut self) -> Result<Summary, DaemonError> {
+        if let (Some(ring), Some(queue)) = (self.ring.as_mut(), self.queue.as_ref()) {
+            loop {
+                let mut batch: Vec<Event> = Vec::new();
+                let d = ring.drain_into(&mut batch, BATCH_EVENTS);
+                queue.counters().read(d.records, d.undecodable);
+                let more = batch.len() == BATCH_EVENTS;
+                if !batch.is_empty() && queue.send_blocking(Msg::Events(batch)).is_err() {
+                    break;
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        let _ = self.lists.send(ListCmd::Stop);
+        if let Some(t) = self.lists_thread.take() {
+            t.join().map_err(|_| DaemonError::Panicked("lists"))?;
+        }
+        // The last sender: the records stage sees the end of the queue and finishes.
+        self.queue = None;
+        let summary = match self.records_thread.take() {
+            Some(t) => t.join().map_err(|_| DaemonError::Panicked("records"))??,
+            None => return Err(DaemonError::RecordsGone),
+        };
+        // A stopped agent has no status: `xdp-audit status` then says so instead of showing
+        // stale figures.
+        let _ = std::fs::remove_file(self.settings.state_dir.join(crate::status::FILE_NAME));
+        log_summary(&summary);
+        Ok(summary)
+    }
+}
+
+/// Drains the ring into the queue, in batches, after a clock measurement.
+async fn pump(
+    ring: &mut RingReader,
+    clock: &mut ClockWatch,
+    queue: &QueueTx,
+) -> Result<(), queue::Closed> {
+    if let Some(sample) = clock.poll() {
+        queue.send(Msg::Clock(sample)).await?;
+    }
+    loop {
+        let mut batch = Vec::new();
+        let d = ring.drain_into(&mut batch, BATCH_EVENTS);
+        queue.counters().read(d.records, d.undecodable);
+        let more = batch.len() == BATCH_EVENTS;
+        if !batch.is_empty() {
+            queue.send(Msg::Events(batch)).await?;
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+fn log_summary(s: &Summary) {
+    match &s.counters {
+        Some(counters) => {
+            let nonzero: Vec<String> = counters
+                .iter()
+                .filter(|(_, n)| *n != 0)
+                .map(|(c, n)| format!("{}={n}", c.name()))
+                .collect();
+            info!(counters = %nonzero.join(" "), "program counters at shutdown");
+        }
+        None => warn!("cannot read the program counters"),
+    }
+    let f = s.flows;
+    info!(
+        records = f.records,
+        lost_starts = f.lost_starts,
+        evicted = f.evicted,
+        sink_errors = f.sink_errors,
+        undecodable = s.pipeline.undecodable,
+        queue_full = s.pipeline.queue_full,
+        clock_steps = s.clock.steps,
+        "stopped"
+    );
+}

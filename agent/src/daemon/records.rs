@@ -1,0 +1,139 @@
+//! The records stage: one thread that owns the sweeper and the record sink (the audit store,
+//! or a chain of stages ending in it), fed in order by the queue. Everything here may block
+//! (map reads, journal writes and fsyncs, sealing hand-offs, the status file) without the
+//! ring buffer noticing: the reader keeps draining into the queue meanwhile.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aya::maps::Map;
+use tracing::{error, warn};
+
+use super::lists::{ListsShared, RuleBook};
+use super::queue::{Msg, PipelineCounters, PipelineStats, QueueRx};
+use super::{DaemonError, Summary};
+use crate::flowtable::FlowMaps;
+use crate::sink::RecordSink;
+use crate::status::Snapshot;
+use crate::sweeper::Sweeper;
+
+/// What the status file is made of, besides the sweeper's and the sink's counters.
+pub(crate) struct StatusInputs {
+    /// Where `status.json` goes.
+    pub(crate) dir: PathBuf,
+    /// The audited interfaces' names.
+    pub(crate) interfaces: Vec<String>,
+    /// The program's per-CPU counters.
+    pub(crate) stats: Map,
+    /// The list maps' hits and generation.
+    pub(crate) lists: Arc<ListsShared>,
+    /// The last hits read (kept while a reload holds the maps).
+    pub(crate) hits: Vec<(u32, u64)>,
+}
+
+/// The records stage's state.
+pub(crate) struct Records {
+    pub(crate) sweeper: Sweeper,
+    pub(crate) sink: Box<dyn RecordSink>,
+    pub(crate) flows: FlowMaps,
+    pub(crate) rules: Arc<RuleBook>,
+    pub(crate) status: StatusInputs,
+}
+
+/// Starts the records stage on its own thread; it ends when every sender of `rx` is gone,
+/// after writing every flow left in the table (the program must be detached by then).
+pub(crate) fn spawn(
+    mut records: Records,
+    mut rx: QueueRx,
+) -> std::io::Result<std::thread::JoinHandle<Result<Summary, DaemonError>>> {
+    std::thread::Builder::new()
+        .name("xdp-audit-records".into())
+        .spawn(move || {
+            while let Some(msg) = rx.recv_blocking() {
+                records.handle(msg, rx.counters());
+            }
+            records.finish(rx.counters().stats())
+        })
+}
+
+impl Records {
+    fn handle(&mut self, msg: Msg, counters: &PipelineCounters) {
+        match msg {
+            Msg::Events(batch) => {
+                for ev in batch {
+                    self.sweeper
+                        .on_event(ev, self.sink.as_mut(), self.rules.as_ref());
+                }
+            }
+            Msg::Clock(sample) => self.sweeper.on_clock(sample),
+            Msg::Rules(book) => self.rules = book,
+            Msg::Sweep { now } => {
+                counters.sweep_done();
+                self.sweep(now);
+                self.write_status(counters.stats());
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        let table = self.flows.table();
+        if let Err(e) = self
+            .sweeper
+            .sweep(table, self.sink.as_mut(), self.rules.as_ref(), now)
+        {
+            error!(error = %e, "sweeping the flow table failed");
+        }
+        if let Err(e) = self.sink.tick() {
+            error!(error = %e, "audit store upkeep failed");
+        }
+    }
+
+    /// Rewrites the status snapshot; a failure is logged, never fatal.
+    fn write_status(&mut self, pipeline: PipelineStats) {
+        let s = &mut self.status;
+        let counters: BTreeMap<String, u64> = match crate::stats::read(&s.stats) {
+            Ok(c) => c
+                .into_iter()
+                .map(|(c, n)| (c.name().to_owned(), n))
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the program counters");
+                return;
+            }
+        };
+        if let Some(hits) = s.lists.try_hits() {
+            s.hits = hits;
+        }
+        let mut snap = Snapshot::new(
+            s.interfaces.clone(),
+            counters,
+            &self.rules,
+            s.lists.generation(),
+            &s.hits,
+        );
+        snap.flows = self.sweeper.stats;
+        snap.store = self.sink.store_status().unwrap_or_default();
+        snap.pipeline = pipeline;
+        snap.clock = self.sweeper.clock().stats().clone();
+        if let Err(e) = snap.write(&s.dir) {
+            warn!(error = %e, dir = %s.dir.display(), "cannot write the status snapshot");
+        }
+    }
+
+    /// Writes every flow left (the program is detached) and closes the sink.
+    fn finish(mut self, pipeline: PipelineStats) -> Result<Summary, DaemonError> {
+        let table = self.flows.table();
+        self.sweeper
+            .flush(table, self.sink.as_mut(), self.rules.as_ref())
+            .map_err(DaemonError::Flush)?;
+        self.sink.close().map_err(DaemonError::Close)?;
+        Ok(Summary {
+            flows: self.sweeper.stats,
+            store: self.sink.store_status(),
+            pipeline,
+            clock: self.sweeper.clock().stats().clone(),
+            counters: crate::stats::read(&self.status.stats).ok(),
+        })
+    }
+}

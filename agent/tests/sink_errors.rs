@@ -1,0 +1,93 @@
+//! Records the audit store drops (its memory buffer full while the disk refuses writes) come
+//! back to the sweeper as errors, so `status` counts them (`flows.sink_errors`) as the store
+//! does (`store.dropped`), instead of counting them as written.
+
+#[path = "store_common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+
+use agent_common::{family, FlowKey, FlowValue, NO_RULE};
+use common::{TempDir, T0};
+use xdp_audit::clock::{Timeline, WallClock};
+use xdp_audit::reader::Event;
+use xdp_audit::store::{FakeClock, Store, StoreConfig};
+use xdp_audit::sweeper::{Sweeper, Timeouts};
+
+/// Makes every file write of this process past `bytes` fail (EFBIG), as a full disk makes
+/// them fail. This test binary holds this one test, so nothing else is affected.
+fn limit_file_size(bytes: u64) {
+    // SAFETY: plain system calls; SIGXFSZ would otherwise end the process at the limit.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let limit = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit),
+            0,
+            "setrlimit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The first dropped packet of flow `i`: a drop record is written at once.
+fn first_drop(i: u32) -> Event {
+    // SAFETY: plain old data, valid all-zero.
+    let mut key: FlowKey = unsafe { std::mem::zeroed() };
+    key.ifindex = 1;
+    key.proto = 17;
+    key.family = family::V4;
+    key.addr_a = [i.to_be(), 0, 0, 0];
+    key.addr_b = [u32::from_ne_bytes([192, 0, 2, 1]), 0, 0, 0];
+    // SAFETY: as above.
+    let mut value: FlowValue = unsafe { std::mem::zeroed() };
+    value.first_seen_ns = u64::from(i) * 1_000;
+    value.last_seen_ns = value.first_seen_ns;
+    value.packets = [1, 0];
+    value.bytes = [60, 0];
+    value.drops = 1;
+    value.rule = NO_RULE;
+    Event::FlowDrop(key, value, 7)
+}
+
+#[test]
+fn records_the_store_drops_are_counted_as_sink_errors() {
+    let dir = TempDir::new("sink-errors");
+    let clock = FakeClock::new(T0);
+    let mut cfg = StoreConfig::new(dir.path().join("log"));
+    cfg.buffer_records = 500;
+    cfg.segment_max_bytes = 1 << 30;
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone())).expect("open the store");
+    limit_file_size(64 << 10);
+    let mut sweeper = Sweeper::new(
+        Timeouts::default(),
+        Timeline::fixed(WallClock::from_offset(T0)),
+        HashMap::new(),
+    );
+    let mut sent = 0u32;
+    while store.status().dropped < 1_000 {
+        sent += 1;
+        assert!(
+            sent < 100_000,
+            "writes past 64 KiB never failed: {:?}",
+            store.status()
+        );
+        clock.advance(1_000_000);
+        sweeper.on_event(first_drop(sent), &mut store, &());
+    }
+    let s = store.status();
+    assert!(s.degraded, "the disk is full: {s:?}");
+    assert_eq!(
+        sweeper.stats.sink_errors, s.dropped,
+        "every record the store dropped is a sink error: {s:?}"
+    );
+    assert_eq!(
+        sweeper.stats.records + sweeper.stats.sink_errors,
+        u64::from(sent),
+        "and only those: {:?}",
+        sweeper.stats
+    );
+}
