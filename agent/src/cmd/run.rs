@@ -225,10 +225,12 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         signals.abort();
         ran
     });
-    // Stop the program first, so the counters are final and no flow changes under the flush.
+    // Stop the program first, so the counters are final and no flow changes under the flush;
+    // then write what is left, also when the reader failed.
     program.detach_all();
+    let finished = daemon.finish();
     ran?;
-    daemon.finish()?;
+    finished?;
     Ok(ExitCode::SUCCESS)
 }
 
