@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use agent_common::Counter;
 use aya::programs::{TestRun, TestRunOptions};
+use common::wait::wait_until;
 use common::{tcp, v4, Spec};
 use xdp_audit::blocklist::{ListKind, ListSet};
 use xdp_audit::clock::{ClockSource, FakeWallClock, HostClocks};
@@ -140,18 +141,6 @@ fn run(p: &mut Program, frame: &[u8]) {
         })
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
     assert_eq!(r.return_value, 2, "the program passes test traffic");
-}
-
-/// Polls `cond` every 10 ms until it holds; panics naming `what` once `timeout` has passed.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn counter(s: &Summary, c: Counter) -> u64 {
