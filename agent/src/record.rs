@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use agent_common::{family, proto, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
 
 use crate::clock::WallClock;
+use crate::enrich::names::NameSource;
 
 pub mod text;
 
@@ -197,6 +198,39 @@ pub struct FlowRecord {
     pub rule: Option<String>,
     /// Why this record was written.
     pub end_reason: EndReason,
+    /// Who and what behind the flow (user, host name, NAT outside tuple, domain), as the
+    /// enrich stage found them at the flow's start; empty until that stage runs.
+    pub attr: Attribution,
+}
+
+/// Who and what behind a flow, added by the enrich stage (`crate::enrich`) from what was true
+/// at the flow's start. Every field is `None` when unknown; a record written before the
+/// attribution fields existed reads back with all of them `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// The subscriber account behind the client's address or MAC.
+    pub user: Option<String>,
+    /// The client's host name (DHCP lease or DHCP packets).
+    pub hostname: Option<String>,
+    /// The outside source address the gateway's NAT gave the flow (conntrack).
+    pub nat_ip: Option<IpAddr>,
+    /// The outside source port the gateway's NAT gave the flow.
+    pub nat_port: Option<u16>,
+    /// The name the client reached (lower-case, no trailing dot, IDNA as punycode).
+    pub domain: Option<String>,
+    /// Where `domain` came from.
+    pub domain_source: Option<NameSource>,
+    /// The question of a DNS flow: the queried name.
+    pub dns_qname: Option<String>,
+    /// The question of a DNS flow: the query type (1 A, 28 AAAA, ...).
+    pub dns_qtype: Option<u16>,
+}
+
+impl Attribution {
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        *self == Attribution::default()
+    }
 }
 
 /// What has already been reported of a flow by active-timeout records, so the next record
@@ -269,6 +303,7 @@ impl FlowRecord {
             dropped: value.drops.saturating_sub(reported.drops),
             rule: None,
             end_reason,
+            attr: Attribution::default(),
         }
     }
 }

@@ -262,6 +262,7 @@ impl Columns {
                 id => Some(name(&self.rules, id)?),
             },
             end_reason: self.end_reason[i],
+            attr: crate::record::Attribution::default(),
         })
     }
 

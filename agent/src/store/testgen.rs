@@ -237,6 +237,7 @@ impl TrafficGen {
             dropped,
             rule,
             end_reason,
+            attr: crate::record::Attribution::default(),
         }
     }
 }

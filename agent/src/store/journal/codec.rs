@@ -286,6 +286,7 @@ impl<'a> RecordView<'a> {
             dropped: self.dropped,
             rule: self.rule.map(str::to_owned),
             end_reason: self.end_reason,
+            attr: crate::record::Attribution::default(),
         }
     }
 }

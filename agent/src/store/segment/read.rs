@@ -380,6 +380,7 @@ impl SegmentReader {
                         format!("row {r}: unknown reason {reason_s:?}"),
                     )
                 })?,
+                attr: crate::record::Attribution::default(),
             });
         }
         Ok(out)
