@@ -34,11 +34,15 @@ pub enum EndReason {
     /// A list dropped the flow's first packet (written at once; the flow's later records
     /// carry the packets that followed).
     Drop,
+    /// A NAT session the program saw no flow of (the gateway's own traffic, or an interface
+    /// not audited), written from its conntrack entry when it ended, so the question "who had
+    /// this outside address and port" always has an answer.
+    Nat,
 }
 
 impl EndReason {
     /// Every reason, for parsers and tests.
-    pub const ALL: [EndReason; 7] = [
+    pub const ALL: [EndReason; 8] = [
         EndReason::Fin,
         EndReason::Rst,
         EndReason::Idle,
@@ -46,6 +50,7 @@ impl EndReason {
         EndReason::Shutdown,
         EndReason::Evicted,
         EndReason::Drop,
+        EndReason::Nat,
     ];
 
     /// The stable name written to the log.
@@ -58,6 +63,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::Evicted => "evicted",
             EndReason::Drop => "drop",
+            EndReason::Nat => "nat",
         }
     }
 

@@ -44,6 +44,7 @@ fn end_reason_code(r: EndReason) -> u8 {
         EndReason::Shutdown => 4,
         EndReason::Evicted => 5,
         EndReason::Drop => 6,
+        EndReason::Nat => 7,
     }
 }
 
