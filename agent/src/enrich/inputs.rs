@@ -273,11 +273,13 @@ fn reload_subscribers(
     }
     if r.changed || first {
         let table = set.table();
-        info!(
-            rows = table.rows(),
-            subscribers = table.subscribers(),
-            "subscribers table in force"
-        );
+        if !paths.is_empty() {
+            info!(
+                rows = table.rows(),
+                subscribers = table.subscribers(),
+                "subscribers table in force"
+            );
+        }
         slot.publish(table);
     }
 }

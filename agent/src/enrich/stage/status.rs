@@ -132,3 +132,52 @@ pub struct EnrichStatus {
     /// Conntrack.
     pub nat: NatStatus,
 }
+
+impl EnrichStatus {
+    /// The lines `xdp-audit status` prints.
+    pub fn summary(&self) -> String {
+        let f = &self.fields;
+        let field = |name: &str, c: &FieldCount| {
+            format!("{name} {} (without {})", c.attributed, c.unattributed)
+        };
+        let join = |m: &BTreeMap<String, u64>| {
+            if m.is_empty() {
+                "none".to_owned()
+            } else {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let n = &self.nat;
+        let d = &self.dhcp;
+        let nat = if n.listening {
+            format!(
+                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered); {} sessions open, {} held; {} NAT records, {} lost to a full table; receive buffer {} bytes",
+                n.new_events, n.destroy_events, n.enobufs, n.rereads, n.reread_failures,
+                n.recovered, n.open_sessions, n.sessions, n.nat_records, n.lost_unwritten,
+                n.rcvbuf_bytes
+            )
+        } else {
+            "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
+        };
+        format!(
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {}\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state",
+            self.records,
+            field("user", &f.user),
+            field("hostname", &f.hostname),
+            field("nat", &f.nat),
+            field("domain", &f.domain),
+            self.dns_questions,
+            join(&self.domain_sources),
+            self.payloads,
+            join(&self.payload_failures),
+            self.flow_states_full,
+            d.learned, d.released, d.bad_packets, d.untrusted, d.lease_reads, d.lease_lines_skipped,
+            d.addresses,
+            self.subscriber_rows, self.subscriber_reloads, self.dns_cache_entries,
+            self.dns_cache_names, self.flow_states
+        )
+    }
+}
