@@ -55,4 +55,8 @@ pub trait RecordSink: Send {
     fn store_status(&self) -> Option<crate::store::StoreStatus> {
         None
     }
+    /// Takes a copy of a packet's payload ([`crate::reader::Payload`]), in ring order with
+    /// the flow events around it: the enrich stage reads names from it. A sink that reads no
+    /// payloads (the store) ignores it, the default.
+    fn payload(&mut self, _payload: &crate::reader::Payload) {}
 }
