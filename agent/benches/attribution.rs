@@ -163,9 +163,13 @@ fn main() {
     // 200,000 cached names: two destinations per client.
     for i in 0..NAMES {
         let c = i % SUBSCRIBERS;
-        let name = DomainName::from_wire(format!("site-{i}.example").as_bytes())
-            .expect("generated name");
-        let dst = if i < SUBSCRIBERS { server(c) } else { server(c + 1) };
+        let name =
+            DomainName::from_wire(format!("site-{i}.example").as_bytes()).expect("generated name");
+        let dst = if i < SUBSCRIBERS {
+            server(c)
+        } else {
+            server(c + 1)
+        };
         stage
             .dns_mut()
             .insert(IpAddr::V4(client(c)), IpAddr::V4(dst), &name, t0, 3600);

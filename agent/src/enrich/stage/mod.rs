@@ -449,6 +449,20 @@ impl RecordSink for EnrichStage {
     fn enrich_status(&self) -> Option<EnrichStatus> {
         Some(self.status())
     }
+
+    fn payload(&mut self, p: &crate::reader::Payload) {
+        let packet = payload::Packet {
+            key: &p.key,
+            from_originator: p.dir == crate::reader::Direction::Originator,
+            t_ns: self.clock.to_unix_ns(p.ts_ns),
+            seq: p.seq,
+            stream_start: p.stream_start,
+            last: p.left == Some(0),
+            dst_mac: p.dst_mac,
+            data: &p.data,
+        };
+        self.take_packet(packet);
+    }
 }
 
 /// The NAT table the conntrack listener fills and the stage joins against.
