@@ -418,3 +418,41 @@ fn later_records_of_a_flow_keep_the_attribution_of_its_start() {
     );
     assert_eq!(st.status().flow_states, 0);
 }
+
+#[test]
+fn dhcp_packets_in_payloads_teach_bindings_the_join_reads() {
+    let t0 = now() - 3600 * S;
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    // The real exchange of dnsmasq with udhcpc and dhclient, as XDP would copy it.
+    let dgrams = crate::enrich::dhcp::tests::datagrams("dnsmasq-dhcp.pcap");
+    let mut fed = 0;
+    for (i, d) in dgrams.iter().enumerate() {
+        let IpAddr::V4(src) = d.src_ip else { continue };
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&src.octets());
+        let mut broadcast = [0u8; 16];
+        broadcast[..4].copy_from_slice(&[255; 4]);
+        let key = FlowKey {
+            ifindex: 3,
+            vlan: 0,
+            vlan_inner: 0,
+            proto: proto::UDP,
+            family: agent_common::family::V4,
+            _pad: [0; 2],
+            port_a: d.src_port.to_be(),
+            port_b: d.dst_port.to_be(),
+            addr_a: FlowKey::addr_words(&b),
+            addr_b: FlowKey::addr_words(&broadcast),
+        };
+        feed(&mut st, &key, true, t0 + i as i64 * S, 0, &d.payload);
+        fed += 1;
+    }
+    assert!(fed > 0, "the capture holds DHCPv4 datagrams");
+    let mut r = record("10.77.0.146", 40000, SERVER, 443, proto::TCP, t0 + 100 * S);
+    r.src_mac = Mac([2, 0, 0, 0x77, 0, 2]);
+    st.write(&r).expect("write");
+    let got = out.take();
+    assert_eq!(got[0].attr.hostname.as_deref(), Some("laptop-udhcpc"));
+    let dhcp = st.status().dhcp;
+    assert!(dhcp.learned >= 2 && dhcp.bad_packets == 0, "{dhcp:?}");
+}
