@@ -188,7 +188,7 @@ fn bench(stage: &mut EnrichStage, active: u32, t0: i64) {
     let records: Vec<FlowRecord> = (0..RECORDS)
         .map(|n| {
             let c = rng.below(u64::from(active)) as u32 * (SUBSCRIBERS / active);
-            let covered = c % 2 == 0;
+            let covered = c.is_multiple_of(2);
             FlowRecord {
                 time_start_ns: t0 + S,
                 time_end_ns: t0 + 2 * S,
