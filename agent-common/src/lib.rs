@@ -284,9 +284,8 @@ pub struct FlowValue {
     /// The rule behind `verdict` (allow or block), or the domain rule of the last DNS query
     /// dropped; [`NO_RULE`] if none.
     pub rule: u32,
-    /// TCP flows created by a SYN with a payload budget for their originator: the SYN's
-    /// sequence number (written by the slow path), so the originator's stream starts at
-    /// `isn + 1`. Otherwise 0.
+    /// TCP: the sequence number of the packet that created the flow; for a flow created by
+    /// a SYN, the originator's stream starts at `isn + 1`. Otherwise 0.
     pub isn: u32,
     /// Packets the flow still hands to the payload slow path, per direction ([`payload`]);
     /// 0 once spent and for flows on other ports, [`payload::UNLIMITED`] for every packet.
