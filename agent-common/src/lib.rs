@@ -387,8 +387,9 @@ pub enum Counter {
     LostFlowDrop,
     /// A payload event went out.
     PayloadCopied,
-    /// A payload event could not be reserved in the ring buffer (or the copy failed): the
-    /// packet passed as always, its bytes did not reach the agent.
+    /// A payload event could not be reserved in the ring buffer, the copy failed, or the
+    /// slow path could not be reached: the packet passed as always, its bytes did not reach
+    /// the agent.
     LostPayload,
 }
 
