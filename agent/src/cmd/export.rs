@@ -9,6 +9,7 @@ use anyhow::Context;
 use sha2::Digest;
 
 use super::store_args::{progress_line, FilterArgs, LogDirArgs};
+use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
 use crate::store::fsutil::hex;
 use crate::store::query::{default_threads, scan};
@@ -131,6 +132,10 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     file.sync_all()
         .with_context(|| format!("fsync {}", args.out.display()))?;
     created.0 = None;
+    access::record(
+        &args.dir.log_dir,
+        AccessInfo::export(&filter, stats.matched, &digest, &args.out),
+    );
     tracing::info!(records = stats.matched, file = %args.out.display(), "export written");
     println!("{digest}  {}", args.out.display());
     Ok(ExitCode::SUCCESS)

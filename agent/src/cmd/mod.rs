@@ -2,6 +2,7 @@
 
 pub mod blocklist;
 pub mod export;
+pub mod hold;
 pub mod keygen;
 pub mod query;
 pub mod run;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::store_args::{progress_line, FilterArgs, LogDirArgs};
+use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
 use crate::store::query::{default_threads, scan, QueryError};
 use crate::store::{StoreClock, SystemClock};
@@ -70,6 +71,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         header(&mut out).map_err(QueryError::Output)?;
         Ok(stats)
     });
+    access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
     match result {
         Ok(stats) => {
             tracing::info!(
