@@ -38,6 +38,9 @@ enum Command {
     /// Legal holds: keep a time window's records past retention until released.
     #[command(long_about = xdp_audit::cmd::hold::LONG_ABOUT)]
     Hold(xdp_audit::cmd::hold::HoldArgs),
+    /// Self-check for inspections: retention, records per hour, chain, losses, clock, disk.
+    #[command(long_about = xdp_audit::cmd::compliance::LONG_ABOUT)]
+    Compliance(xdp_audit::cmd::compliance::ComplianceArgs),
     /// Create an ed25519 key pair for signing the audit chain.
     #[command(long_about = xdp_audit::cmd::keygen::LONG_ABOUT)]
     Keygen(xdp_audit::cmd::keygen::KeygenArgs),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
         Command::Hold(args) => xdp_audit::cmd::hold::main(args),
+        Command::Compliance(args) => xdp_audit::cmd::compliance::main(args),
     };
     result.unwrap_or_else(|err| fail(&err))
 }

@@ -1,6 +1,7 @@
 //! One module per `xdp-audit` subcommand: its arguments and its `main`.
 
 pub mod blocklist;
+pub mod compliance;
 pub mod export;
 pub mod hold;
 pub mod keygen;

@@ -184,6 +184,9 @@ pub struct StoreStatus {
     /// length fields; see `journal::Skipped::frames`).
     #[serde(default)]
     pub journal_skipped_frames: u64,
+    /// The retention in force, days (what `xdp-audit compliance` checks the config against).
+    #[serde(default)]
+    pub retention_days: u32,
 }
 
 struct Degraded {
@@ -316,6 +319,7 @@ impl Store {
         s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
         s.journal_skipped_frames = self.skipped_at_open.1 + frames;
         s.unsealed = self.sealer.pending() as u64;
+        s.retention_days = self.cfg.retention_days;
         s
     }
 
