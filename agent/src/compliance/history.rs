@@ -9,8 +9,8 @@ use crate::store::manifest::{live_segments, Body, Entry, SegmentInfo};
 use crate::store::retention::{DAY_NS, LEGAL_FLOOR_DAYS};
 use crate::store::{hold, oplog, seal, HOUR_NS};
 
-/// Gaps listed at most, the rest counted.
-const MAX_GAPS_SHOWN: usize = 12;
+/// Missing segments and gaps listed at most, the rest counted.
+const MAX_DETAILS_SHOWN: usize = 12;
 
 /// The first record the store ever held (pruned segments included: their seals stay in the
 /// chain), Unix ns: when the store was installed, for what it can hold.
@@ -194,26 +194,12 @@ fn live_ranges(entries: &[Entry]) -> HashMap<String, Vec<(i64, i64)>> {
     live
 }
 
-/// Why an hour has no records on disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Missing {
-    /// No segment of the chain holds it: the agent was down, or no flow passed.
-    NeverSealed,
-    /// The chain lists a segment with its records, but the file is gone.
-    FileGone(String),
-}
-
-/// A run of hours `[from, to)` missing for the same reason.
-struct Gap {
-    from: i64,
-    to: i64,
-    why: Missing,
-}
-
 /// The records line: every hour of the last 90 days (or since the first record) must have a
-/// segment on disk (or a journal) with records in it. An hour whose segment the chain lists
-/// but the disk lacks is a fail (records were lost); an hour never sealed is a warn (the
-/// agent was down, or no flow passed).
+/// segment on disk (or a journal) with records in it. An hour counts as covered when a
+/// segment's time range (first start to last end) reaches into it. A segment the chain lists
+/// but the disk lacks is a fail, named with its time range whether or not a neighbour's
+/// range covers its hours (records were lost); an hour nothing covers is a warn (the agent
+/// was down, or no flow passed).
 pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
     let now = inputs.now_ns;
     let Some(first) = first_record(entries) else {
@@ -223,7 +209,7 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
     let from = floor_start(now).max(first).div_euclid(HOUR_NS);
     let to = now.div_euclid(HOUR_NS);
     let mut present = BTreeSet::new();
-    let mut gone: HashMap<i64, String> = HashMap::new();
+    let mut gone: Vec<(String, i64, i64)> = Vec::new();
     for (file, ranges) in live_ranges(entries) {
         let on_disk = inputs.log_dir.join(&file).exists();
         for (min, max) in ranges {
@@ -231,31 +217,26 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
                 min.div_euclid(HOUR_NS).max(from),
                 max.div_euclid(HOUR_NS).min(to),
             );
-            for h in a..=b {
-                if on_disk {
-                    present.insert(h);
-                } else {
-                    gone.entry(h).or_insert_with(|| file.clone());
-                }
+            if a > b {
+                continue; // before the window
+            }
+            if on_disk {
+                present.extend(a..=b);
+            } else {
+                gone.push((file.clone(), min, max));
             }
         }
     }
+    gone.sort_by_key(|g| g.1);
     // A rotated journal not sealed yet holds its hour.
     for (id, _) in seal::list_journals(&inputs.log_dir).unwrap_or_default() {
         present.insert((id as i64).div_euclid(HOUR_NS));
     }
-    let mut gaps: Vec<Gap> = Vec::new();
+    let mut gaps: Vec<(i64, i64)> = Vec::new();
     for h in (from..to).filter(|h| !present.contains(h)) {
-        let why = gone
-            .get(&h)
-            .map_or(Missing::NeverSealed, |f| Missing::FileGone(f.clone()));
         match gaps.last_mut() {
-            Some(g) if g.to == h && g.why == why => g.to = h + 1,
-            _ => gaps.push(Gap {
-                from: h,
-                to: h + 1,
-                why,
-            }),
+            Some(g) if g.1 == h => g.1 = h + 1,
+            _ => gaps.push((h, h + 1)),
         }
     }
     let judged = to - from;
@@ -264,53 +245,52 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
     } else {
         format!("since the first record ({})", rfc3339_s(first))
     };
-    if gaps.is_empty() {
+    if gaps.is_empty() && gone.is_empty() {
         return Line::new(
             "records",
             Verdict::Pass,
             format!("every hour of {since} has records ({judged} hours)"),
         );
     }
-    let hours = |g: &Gap| g.to - g.from;
-    let lost: i64 = gaps
+    let mut details: Vec<String> = gone
         .iter()
-        .filter(|g| matches!(g.why, Missing::FileGone(_)))
-        .map(hours)
-        .sum();
-    let missing: i64 = gaps.iter().map(hours).sum();
-    let mut details: Vec<String> = gaps
-        .iter()
-        .take(MAX_GAPS_SHOWN)
-        .map(|g| {
-            let range = format!(
-                "no records {} to {} ({} h)",
-                rfc3339_s(g.from * HOUR_NS),
-                rfc3339_s(g.to * HOUR_NS),
-                hours(g)
-            );
-            match &g.why {
-                Missing::NeverSealed => format!("{range}: never sealed"),
-                Missing::FileGone(f) => format!("{range}: {f} is in the chain but not on disk"),
-            }
-        })
-        .collect();
-    if gaps.len() > MAX_GAPS_SHOWN {
-        details.push(format!("and {} more gaps", gaps.len() - MAX_GAPS_SHOWN));
-    }
-    let (verdict, why) = if lost > 0 {
-        (
-            Verdict::Fail,
+        .map(|(file, min, max)| {
             format!(
-                "{missing} of the {judged} hours of {since} have no records, in {} gaps; {lost} of them were sealed and their segment files are gone (records lost: restore them from a copy)",
-                gaps.len()
-            ),
+                "{file} (records {} to {}) is in the chain but not on disk",
+                rfc3339_s(*min),
+                rfc3339_s(*max)
+            )
+        })
+        .chain(gaps.iter().map(|&(a, b)| {
+            format!(
+                "no records {} to {} ({} h)",
+                rfc3339_s(a * HOUR_NS),
+                rfc3339_s(b * HOUR_NS),
+                b - a
+            )
+        }))
+        .collect();
+    if details.len() > MAX_DETAILS_SHOWN {
+        let more = details.len() - MAX_DETAILS_SHOWN;
+        details.truncate(MAX_DETAILS_SHOWN);
+        details.push(format!("and {more} more"));
+    }
+    let missing: i64 = gaps.iter().map(|g| g.1 - g.0).sum();
+    let hours = format!(
+        "{missing} of the {judged} hours of {since} have no records, in {} gaps",
+        gaps.len()
+    );
+    let (verdict, why) = if gone.is_empty() {
+        (
+            Verdict::Warn,
+            format!("{hours} (the agent was down, or no flow passed)"),
         )
     } else {
         (
-            Verdict::Warn,
+            Verdict::Fail,
             format!(
-                "{missing} of the {judged} hours of {since} have no records, in {} gaps (the agent was down, or no flow passed)",
-                gaps.len()
+                "{} sealed segments are missing from disk: their records are lost (restore the files from a copy); {hours}",
+                gone.len()
             ),
         )
     };
@@ -370,4 +350,164 @@ pub fn disk_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
         (Verdict::Pass, what)
     };
     Line::new("disk", verdict, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::compliance::{ClockSync, Configured};
+    use crate::store::manifest::{PruneInfo, RemovedFile};
+
+    /// 2023-11-14T22:00:00Z, an hour boundary.
+    const START: i64 = 1_699_999_200_000_000_000;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Self {
+            let d = std::env::temp_dir()
+                .join(format!("xdp-audit-history-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+            Self(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entry(seq: u64, body: Body) -> Entry {
+        Entry {
+            seq,
+            body,
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// One segment per hour for `hours` hours from START (records from :05 to :50), each
+    /// file present (empty) in `dir` unless its hour is in `skip`.
+    fn hourly(dir: &Path, hours: i64, skip: &[i64]) -> Vec<Entry> {
+        (0..hours)
+            .filter(|h| !skip.contains(h))
+            .map(|h| {
+                let file = format!("seg-{h:05}.parquet");
+                std::fs::write(dir.join(&file), b"")
+                    .unwrap_or_else(|e| panic!("create {file}: {e}"));
+                let t = START + h * HOUR_NS;
+                entry(
+                    h as u64,
+                    Body::Segment(SegmentInfo {
+                        file,
+                        journal_id: t as u64,
+                        time_min_ns: t + HOUR_NS / 12,
+                        time_max_ns: t + HOUR_NS * 5 / 6,
+                        rows: 10,
+                        size: 1_000,
+                        sha256: String::new(),
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    fn inputs(dir: &Path, now_ns: i64) -> Inputs {
+        Inputs {
+            now_ns,
+            log_dir: dir.to_owned(),
+            public_key: None,
+            configured: Some(Configured {
+                days: LEGAL_FLOOR_DAYS,
+                source: "test.toml".into(),
+            }),
+            agent: Err("not needed here".into()),
+            clock: ClockSync::Synced { max_error_us: 0 },
+            disk: Err("not needed here".into()),
+            list_max_age_ns: DAY_NS,
+            status_max_age_ns: DAY_NS,
+        }
+    }
+
+    const FULL: i64 = (LEGAL_FLOOR_DAYS as i64 + 1) * 24;
+
+    #[test]
+    fn a_full_period_of_hourly_segments_passes_records_and_retention() {
+        let d = Dir::new("full");
+        let entries = hourly(&d.0, FULL, &[]);
+        let i = inputs(&d.0, START + FULL * HOUR_NS + HOUR_NS / 2);
+        let r = records_line(&i, &entries);
+        assert_eq!(r.result, Verdict::Pass, "{r:?}");
+        assert!(
+            r.why == "every hour of the last 90 days has records (2160 hours)",
+            "{r:?}"
+        );
+        let (ret, days) = retention_line(&i, &entries, Some(LEGAL_FLOOR_DAYS));
+        assert_eq!(
+            (ret.result, days),
+            (Verdict::Pass, LEGAL_FLOOR_DAYS),
+            "{ret:?}"
+        );
+    }
+
+    #[test]
+    fn hours_never_sealed_are_listed_as_compact_gaps_and_warn() {
+        let d = Dir::new("gaps");
+        let entries = hourly(&d.0, 48, &[10, 11, 12, 30]);
+        let r = records_line(&inputs(&d.0, START + 48 * HOUR_NS + 1), &entries);
+        assert_eq!(r.result, Verdict::Warn, "{r:?}");
+        assert!(r.why.starts_with("4 of the 48 hours"), "{r:?}");
+        assert_eq!(
+            r.details,
+            [
+                "no records 2023-11-15T08:00:00Z to 2023-11-15T11:00:00Z (3 h)",
+                "no records 2023-11-16T04:00:00Z to 2023-11-16T05:00:00Z (1 h)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_segment_missing_from_disk_fails_with_its_time_range() {
+        let d = Dir::new("gone");
+        let entries = hourly(&d.0, 48, &[]);
+        std::fs::remove_file(d.0.join("seg-00020.parquet")).expect("delete a segment");
+        let r = records_line(&inputs(&d.0, START + 48 * HOUR_NS + 1), &entries);
+        assert_eq!(r.result, Verdict::Fail, "{r:?}");
+        assert_eq!(
+            r.details,
+            [
+                "seg-00020.parquet (records 2023-11-15T18:05:00Z to 2023-11-15T18:50:00Z) is in the chain but not on disk",
+                "no records 2023-11-15T18:00:00Z to 2023-11-15T19:00:00Z (1 h)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_prune_of_records_younger_than_the_retention_fails_retention() {
+        let d = Dir::new("early");
+        let mut entries = hourly(&d.0, FULL, &[]);
+        let now = START + FULL * HOUR_NS;
+        // 100 days of retention in force, but hour 500 (about 70 days old) was deleted.
+        entries.push(entry(
+            FULL as u64,
+            Body::Prune(PruneInfo {
+                at_ns: now,
+                retention_days: 100,
+                files: vec![RemovedFile {
+                    file: "seg-00500.parquet".into(),
+                    sha256: String::new(),
+                }],
+            }),
+        ));
+        let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(LEGAL_FLOOR_DAYS));
+        assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
+        assert!(
+            ret.details[0].contains("deleted seg-00500.parquet"),
+            "{ret:?}"
+        );
+    }
 }
