@@ -241,7 +241,7 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
     }
     let judged = to - from;
     let since = if floor_start(now) > first {
-        format!("the last {LEGAL_FLOOR_DAYS} days")
+        format!("of the last {LEGAL_FLOOR_DAYS} days")
     } else {
         format!("since the first record ({})", rfc3339_s(first))
     };
@@ -249,7 +249,7 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
         return Line::new(
             "records",
             Verdict::Pass,
-            format!("every hour of {since} has records ({judged} hours)"),
+            format!("every hour {since} has records ({judged} hours)"),
         );
     }
     let mut details: Vec<String> = gone
@@ -277,7 +277,7 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
     }
     let missing: i64 = gaps.iter().map(|g| g.1 - g.0).sum();
     let hours = format!(
-        "{missing} of the {judged} hours of {since} have no records, in {} gaps",
+        "{missing} of the {judged} hours {since} have no records, in {} gaps",
         gaps.len()
     );
     let (verdict, why) = if gone.is_empty() {
