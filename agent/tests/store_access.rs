@@ -180,6 +180,42 @@ fn each_query_and_export_appends_one_line_with_its_filter_and_rows() {
         a.error.as_deref().is_some_and(|e| e.contains(&seg)),
         "{a:?}"
     );
+
+    // So is an export that fails: it read records, though it hands nothing over.
+    let file = dir.path().join("failed.jsonl");
+    let f = file.to_str().expect("utf-8");
+    let o = run(
+        &[
+            "export",
+            "--log-dir",
+            d,
+            "--since",
+            SINCE,
+            "--until",
+            UNTIL,
+            "--format",
+            "jsonl",
+            "--out",
+            f,
+        ],
+        &[],
+    );
+    assert!(
+        !o.status.success(),
+        "an export over a cut segment must fail"
+    );
+    assert!(!file.exists(), "a failed export leaves no file");
+    let a = last_access(dir.path());
+    assert_eq!(
+        (a.command.as_str(), a.rows, a.sha256.as_deref()),
+        ("export", None, None),
+        "{a:?}"
+    );
+    assert!(
+        a.error.as_deref().is_some_and(|e| e.contains(&seg)),
+        "{a:?}"
+    );
+    assert_eq!(lines_of(dir.path()).len(), 5, "five runs, five lines");
 }
 
 fn raw_lines(path: &Path) -> Vec<String> {
