@@ -215,7 +215,7 @@ fn a_deleted_hour_fails_the_records_line_naming_the_segment() {
     let records = line(&r, "records");
     assert_eq!(records["result"], "fail", "{r:#}");
     assert!(
-        text(&records["why"]).contains("1 sealed segments are missing from disk"),
+        text(&records["why"]).contains("1 sealed segment is missing from disk"),
         "{records:#}"
     );
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{bytes, days_of, floor_start, span, Disk, Inputs, Line, Verdict};
+use super::{bytes, count, days_of, floor_start, span, Disk, Inputs, Line, Verdict};
 use crate::record::rfc3339_s;
 use crate::store::manifest::{live_segments, Body, Entry, SegmentInfo};
 use crate::store::retention::{DAY_NS, LEGAL_FLOOR_DAYS};
@@ -103,8 +103,12 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
         let mut l = line(
             Verdict::Fail,
             format!(
-                "{said}, but retention deleted records younger than that ({} times)",
-                early.len()
+                "{said}, but retention deleted records younger than that ({})",
+                if early.len() == 1 {
+                    "once".to_owned()
+                } else {
+                    format!("{} times", early.len())
+                }
             ),
         );
         l.details = early;
@@ -289,8 +293,8 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
         (
             Verdict::Fail,
             format!(
-                "{} sealed segments are missing from disk: their records are lost (restore the files from a copy); {hours}",
-                gone.len()
+                "{} missing from disk: their records are lost (restore the files from a copy); {hours}",
+                count(gone.len(), "sealed segment is", "sealed segments are")
             ),
         )
     };

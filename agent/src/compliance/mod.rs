@@ -197,6 +197,11 @@ pub fn span(ns: i64) -> String {
     }
 }
 
+/// `n` and the noun in its number: `1 segment`, `3 segments`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Bytes for people: `1.2 GB`.
 pub fn bytes(n: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
@@ -360,9 +365,13 @@ fn access_line(inputs: &Inputs) -> Line {
         )
     });
     let what = format!(
-        "{} accesses recorded{last}; {} legal holds in force",
-        accesses.len(),
-        hold::in_force(&scan.lines).len()
+        "{} recorded{last}; {} in force",
+        count(accesses.len(), "access", "accesses"),
+        count(
+            hold::in_force(&scan.lines).len(),
+            "legal hold",
+            "legal holds"
+        )
     );
     match &inputs.disk {
         Ok(Disk {
@@ -415,13 +424,13 @@ fn lists_line(inputs: &Inputs) -> Line {
     }
     let why = match verdict {
         Verdict::Pass => format!(
-            "{} list files loaded, each changed within {}",
-            a.lists.len(),
+            "{} loaded, each changed within {}",
+            count(a.lists.len(), "list file", "list files"),
             span(inputs.list_max_age_ns)
         ),
         _ => format!(
-            "{} list files loaded; some are missing or older than {}",
-            a.lists.len(),
+            "{} loaded; some are missing or older than {}",
+            count(a.lists.len(), "list file", "list files"),
             span(inputs.list_max_age_ns)
         ),
     };
