@@ -149,7 +149,7 @@ pub fn filter_text(f: &Filter) -> String {
 #[derive(Debug)]
 pub enum Recorded {
     /// As this line.
-    Yes(OpLine),
+    Yes(Box<OpLine>),
     /// Not, and why (also said on stderr).
     No(OpLogError),
 }
@@ -159,7 +159,7 @@ pub enum Recorded {
 pub fn record(dir: &Path, access: AccessInfo) -> Recorded {
     let now = jiff::Timestamp::now().as_nanosecond() as i64;
     match record_as(dir, access, Who::current(), now) {
-        Ok(line) => Recorded::Yes(line),
+        Ok(line) => Recorded::Yes(Box::new(line)),
         Err(e) => {
             let hint = match &e {
                 OpLogError::Io { cause, .. }
