@@ -38,14 +38,6 @@ fn window(since_ns: i64, until_ns: i64, reason: &str) -> HoldInfo {
     }
 }
 
-fn live(dir: &Path) -> Vec<SegmentInfo> {
-    let entries = manifest::read_entries(dir).expect("read manifest");
-    manifest::live_segments(&entries)
-        .into_iter()
-        .cloned()
-        .collect()
-}
-
 fn file_names(segs: &[SegmentInfo]) -> Vec<String> {
     let mut v: Vec<String> = segs.iter().map(|s| s.file.clone()).collect();
     v.sort();
