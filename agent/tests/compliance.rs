@@ -360,9 +360,13 @@ fn the_binary_prints_a_table_and_json_exits_1_on_a_fail_and_records_its_access()
     let state = dir.path().join("state");
     let list = dir.path().join("block.txt");
     std::fs::write(&list, "203.0.113.7\n").expect("write a list file");
-    snapshot(SystemClock.now_ns(), status, &[&list])
-        .write(&state)
-        .expect("write status.json");
+    // The agent rewrites its status every second; so does the test before each run, so a
+    // slow machine does not make the status look stale.
+    let fresh = || {
+        snapshot(SystemClock.now_ns(), status.clone(), &[&list])
+            .write(&state)
+            .expect("write status.json")
+    };
     let config = dir.path().join("xdp-audit.toml");
     let store = dir.path().join("store");
     std::fs::write(
@@ -390,6 +394,7 @@ fn the_binary_prints_a_table_and_json_exits_1_on_a_fail_and_records_its_access()
     };
     let strs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
 
+    fresh();
     let out = run(&args(true).iter().map(String::as_str).collect::<Vec<_>>());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
@@ -414,6 +419,7 @@ fn the_binary_prints_a_table_and_json_exits_1_on_a_fail_and_records_its_access()
         "exit status with clock {clock}: {r:#}"
     );
 
+    fresh();
     let out = run(&args(false).iter().map(String::as_str).collect::<Vec<_>>());
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -447,6 +453,7 @@ fn the_binary_prints_a_table_and_json_exits_1_on_a_fail_and_records_its_access()
     let mut bytes = std::fs::read(&path).expect("read a segment");
     bytes[0] ^= 0x01;
     std::fs::write(&path, bytes).expect("damage the segment");
+    fresh();
     let out = run(&args(false).iter().map(String::as_str).collect::<Vec<_>>());
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{table}");
