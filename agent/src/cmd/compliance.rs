@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, FromArgMatches};
 
 use super::run::{RunArgs, DEFAULT_STATE_DIR};
-use super::store_args::DEFAULT_LOG_DIR;
+use super::store_args::{readable_store, DEFAULT_LOG_DIR};
 use crate::compliance::{self, system, Configured, Inputs, Verdict};
 use crate::store::access::{self, AccessInfo};
 use crate::store::manifest::load_public_key;
@@ -88,12 +88,7 @@ pub fn main(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         .state_dir
         .or_else(|| run.as_ref().map(|r| r.state_dir.clone()))
         .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
-    std::fs::read_dir(&log_dir).with_context(|| {
-        format!(
-            "--log-dir {}: cannot read the audit store",
-            log_dir.display()
-        )
-    })?;
+    readable_store(&log_dir)?;
     let public_key = match &args.public_key {
         Some(p) => Some(load_public_key(p).context("loading --public-key")?),
         None => None,

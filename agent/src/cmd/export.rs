@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sha2::Digest;
 
-use super::store_args::{progress_line, FilterArgs, LogDirArgs};
+use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
 use crate::store::fsutil::hex;
@@ -86,6 +86,7 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
         "export needs both --since and --until (a hand-over names its window)"
     );
     let filter = args.filter.to_filter(SystemClock.now_ns())?;
+    readable_store(&args.dir.log_dir)?;
     let file = File::options()
         .write(true)
         .create_new(true)

@@ -1,11 +1,10 @@
 //! `xdp-audit hold`: legal holds that keep a time window's records past retention.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::store_args::LogDirArgs;
+use super::store_args::{readable_store, LogDirArgs};
 use crate::record::rfc3339_s;
 use crate::store::access;
 use crate::store::hold::{self, Hold};
@@ -100,7 +99,7 @@ pub fn main(args: HoldArgs) -> anyhow::Result<ExitCode> {
         HoldCommand::List(a) => list(a),
         HoldCommand::Release(a) => {
             let dir = &a.dir.log_dir;
-            readable(dir)?;
+            readable_store(dir)?;
             let line = hold::release(dir, Who::current(), now, a.id, &a.reason)
                 .with_context(|| format!("releasing hold {}", a.id))?;
             println!(
@@ -112,18 +111,11 @@ pub fn main(args: HoldArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A store directory that cannot be read is the command line's error, said first.
-fn readable(dir: &Path) -> anyhow::Result<()> {
-    std::fs::read_dir(dir)
-        .map(drop)
-        .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))
-}
-
 fn add(a: AddArgs, now: i64) -> anyhow::Result<ExitCode> {
     let dir = &a.dir.log_dir;
     let since_ns = parse_time(&a.since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let until_ns = parse_time(&a.until, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?;
-    readable(dir)?;
+    readable_store(dir)?;
     let window = HoldInfo {
         since_ns,
         until_ns,
@@ -159,7 +151,7 @@ fn who_text(w: &Who) -> String {
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let dir = &a.dir.log_dir;
-    readable(dir)?;
+    readable_store(dir)?;
     let scan = oplog::scan(dir).context("reading the operator log")?;
     if let Some((line, reason)) = &scan.problem {
         tracing::warn!(
