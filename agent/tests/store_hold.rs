@@ -172,8 +172,9 @@ fn retention_logs_what_it_kept_for_which_hold() {
     assert!(
         line.contains("hold=1")
             && line.contains("case 4711")
-            && line.contains(&format!("segments={}", held.len())),
-        "{line}"
+            && line.contains(&format!("segments={}", held.len()))
+            && held.iter().all(|s| line.contains(&s.file)),
+        "the log line must name every segment kept: {line}"
     );
 }
 

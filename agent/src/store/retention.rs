@@ -104,7 +104,7 @@ pub fn prune(
             .map(|s| s.file.clone())
             .collect();
         if !kept.is_empty() {
-            tracing::info!(dir = %dir.display(), hold = h.id, reason = %h.window.reason, segments = kept.len(), first = %kept[0], "retention kept expired segments: a legal hold covers them");
+            tracing::info!(dir = %dir.display(), hold = h.id, reason = %h.window.reason, segments = kept.len(), files = %kept.join(" "), "retention kept expired segments: a legal hold covers them");
             out.kept.push((h.clone(), kept));
         }
     }
