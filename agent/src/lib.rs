@@ -7,6 +7,7 @@
 pub mod blocklist;
 pub mod clock;
 pub mod cmd;
+pub mod compliance;
 pub mod config;
 pub mod daemon;
 pub mod enforce;

@@ -37,6 +37,12 @@ enum Command {
     /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
     #[command(long_about = xdp_audit::cmd::verify::LONG_ABOUT)]
     Verify(xdp_audit::cmd::verify::VerifyArgs),
+    /// Legal holds: keep a time window's records past retention until released.
+    #[command(long_about = xdp_audit::cmd::hold::LONG_ABOUT)]
+    Hold(xdp_audit::cmd::hold::HoldArgs),
+    /// Self-check for inspections: retention, records per hour, chain, losses, clock, disk.
+    #[command(long_about = xdp_audit::cmd::compliance::LONG_ABOUT)]
+    Compliance(xdp_audit::cmd::compliance::ComplianceArgs),
     /// Create an ed25519 key pair for signing the audit chain.
     #[command(long_about = xdp_audit::cmd::keygen::LONG_ABOUT)]
     Keygen(xdp_audit::cmd::keygen::KeygenArgs),
@@ -72,6 +78,8 @@ fn main() -> ExitCode {
         Command::Export(args) => xdp_audit::cmd::export::main(args),
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
+        Command::Hold(args) => xdp_audit::cmd::hold::main(args),
+        Command::Compliance(args) => xdp_audit::cmd::compliance::main(args),
     };
     result.unwrap_or_else(|err| fail(&err))
 }

@@ -322,6 +322,15 @@ pub fn rfc3339_ns(unix_ns: i64) -> String {
         .collect()
 }
 
+/// Formats Unix nanoseconds as RFC 3339 UTC to the second (`2026-05-03T14:00:00Z`), for
+/// people reading a report; records keep [`rfc3339_ns`].
+pub fn rfc3339_s(unix_ns: i64) -> String {
+    // The fraction is cut, not rounded: a second is shown as begun, as clocks show it.
+    let mut s = rfc3339_ns(unix_ns);
+    s.replace_range(19..29, "");
+    s
+}
+
 /// Length of [`rfc3339_ns`]'s text: every i64 nanosecond time lies in the years 1677 to 2262,
 /// so the year always has four digits.
 pub const RFC3339_NS_LEN: usize = 30;

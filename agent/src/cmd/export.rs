@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sha2::Digest;
 
-use super::store_args::{progress_line, FilterArgs, LogDirArgs};
+use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
+use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
 use crate::store::fsutil::hex;
-use crate::store::query::{default_threads, scan};
+use crate::store::query::{default_threads, scan, Filter};
 use crate::store::{StoreClock, SystemClock};
 
 /// Export file formats.
@@ -85,6 +86,7 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
         "export needs both --since and --until (a hand-over names its window)"
     );
     let filter = args.filter.to_filter(SystemClock.now_ns())?;
+    readable_store(&args.dir.log_dir)?;
     let file = File::options()
         .write(true)
         .create_new(true)
@@ -97,6 +99,29 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Csv => Format::Csv,
         ExportFormat::Jsonl => Format::Jsonl,
     };
+    let written = write(&args, &filter, file, format);
+    // A failed export read records too: it is recorded with its error (and no file, which
+    // `created` removes). A failure to record only warns (see `access::record`).
+    let access = match &written {
+        Ok((rows, digest)) => AccessInfo::export(&filter, *rows, digest, &args.out),
+        Err(e) => AccessInfo::new("export", access::filter_text(&filter)).failed(&format!("{e:#}")),
+    };
+    access::record(&args.dir.log_dir, access);
+    let (rows, digest) = written?;
+    created.0 = None;
+    tracing::info!(records = rows, file = %args.out.display(), "export written");
+    println!("{digest}  {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the selected records to `file`, hashing what is written, and fsyncs it: the rows
+/// and the file's SHA-256 (hex).
+fn write(
+    args: &ExportArgs,
+    filter: &Filter,
+    file: File,
+    format: Format,
+) -> anyhow::Result<(u64, String)> {
     let sink = Hashing {
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         hash: sha2::Sha256::new(),
@@ -107,7 +132,7 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut progress = progress_line("export");
     let stats = scan(
         &args.dir.log_dir,
-        &filter,
+        filter,
         default_threads(),
         &mut |r| out.write(r),
         &mut progress,
@@ -130,8 +155,5 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     file.sync_all()
         .with_context(|| format!("fsync {}", args.out.display()))?;
-    created.0 = None;
-    tracing::info!(records = stats.matched, file = %args.out.display(), "export written");
-    println!("{digest}  {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
+    Ok((stats.matched, digest))
 }

@@ -2,8 +2,10 @@
 
 pub mod blocklist;
 pub mod check;
+pub mod compliance;
 pub mod enrich_args;
 pub mod export;
+pub mod hold;
 pub mod keygen;
 pub mod query;
 pub mod run;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::store_args::{progress_line, FilterArgs, LogDirArgs};
+use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
+use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
 use crate::store::query::{default_threads, scan, QueryError};
 use crate::store::{StoreClock, SystemClock};
@@ -44,6 +45,7 @@ pub struct QueryArgs {
 /// Runs `xdp-audit query`.
 pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let filter = args.filter.to_filter(SystemClock.now_ns())?;
+    readable_store(&args.dir.log_dir)?;
     let stdout = std::io::stdout();
     let mut out = RecordWriter::new(std::io::BufWriter::new(stdout.lock()), args.format);
     let mut progress = progress_line("query");
@@ -70,6 +72,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         header(&mut out).map_err(QueryError::Output)?;
         Ok(stats)
     });
+    access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
     match result {
         Ok(stats) => {
             tracing::info!(

@@ -1,7 +1,7 @@
 //! Flags shared by the commands that use the audit store.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,6 +20,15 @@ pub struct LogDirArgs {
     /// Directory of the audit store (journals, segments, manifest).
     #[arg(long, env = "XDP_AUDIT_LOG_DIR", default_value = DEFAULT_LOG_DIR, value_name = "DIR")]
     pub log_dir: PathBuf,
+}
+
+/// Checks that the store directory can be read. The commands that read a store call it first:
+/// a store that cannot be read is the command line's error, said alone, before any access
+/// line could be attempted (and warned about) for a read that never happened.
+pub fn readable_store(dir: &Path) -> anyhow::Result<()> {
+    std::fs::read_dir(dir)
+        .map(drop)
+        .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))
 }
 
 fn parse_retention(s: &str) -> Result<u32, String> {

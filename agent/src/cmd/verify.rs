@@ -13,9 +13,14 @@ use crate::store::verify::verify;
 pub const LONG_ABOUT: &str =
     "Walks the manifest chain of the audit store: every entry's hash and its link to
 the previous one, every live segment's size and SHA-256, segment files the chain does not list,
-and the chain head. Retention deletions and compactions (a closed day's hourly segments merged into
-one) are chain entries, so lawful pruning and merging pass; a merge must hold exactly its
-inputs' rows and time range, and the agent checks each input's hash before merging it.
+the operator log (operator.log: accesses and legal holds; its own chain, and every anchor of
+it in the manifest) and the chain head. Retention deletions and compactions (a closed day's
+hourly segments merged into one) are chain entries, so lawful pruning and merging pass; a
+merge must hold exactly its inputs' rows and time range, and the agent checks each input's
+hash before merging it. A release must name a hold in force, and retention must never have
+deleted a segment that a hold in force when it ran covered. Lines appended since the agent's
+last anchor (at most an hour while it runs) are checked by their own chain only: their
+removal from the end cannot be seen.
 
 Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FILE: reason` for
 the first broken link and exits 1. A store directory that cannot be read is an error (on
@@ -53,12 +58,15 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     match verify(dir, key.as_ref()) {
         Ok(v) => {
             println!(
-                "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, head {}{}",
+                "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), head {}{}",
                 v.entries,
                 v.segments,
                 v.rows,
                 v.pruned,
                 v.compacted,
+                v.operator_lines,
+                v.anchored_lines,
+                v.holds_in_force,
                 if v.head.is_empty() {
                     "(empty)"
                 } else {

@@ -1,11 +1,12 @@
 //! The manifest: a hash chain over every sealed segment, every retention deletion and every
-//! compaction, and its (optionally ed25519-signed) head.
+//! compaction, anchors of the operator log (`oplog`: accesses and legal holds), and its
+//! (optionally ed25519-signed) head.
 //!
 //! The live segments are those the entries added (`segment`, and a `compact`'s `segment`)
 //! and did not take away again (a `prune`'s or a `compact`'s `files`), in chain order.
 //!
 //! `manifest.jsonl` holds one JSON object per line. Each entry carries `seq` (0, 1, 2, ...),
-//! `kind` (`segment`, `prune` or `compact`), the fields of its kind, `prev` (the previous entry's `hash`,
+//! `kind` (`segment`, `prune`, `compact` or `anchor`), the fields of its kind, `prev` (the previous entry's `hash`,
 //! 64 zeros for the first) and `hash` = SHA-256 of `"xdp-audit chain v1\n"` followed by the
 //! compact JSON array `[seq, body, prev]`, where `body` is the entry without `seq`, `prev`
 //! and `hash` (fields in the documented order). The last line, `{"head": {...}}`, names the
@@ -116,6 +117,24 @@ pub struct CompactInfo {
     pub segment: SegmentInfo,
 }
 
+/// The writer's record of how far the operator log (`oplog`) reached: its first `lines`
+/// lines, `bytes` bytes, end with the line whose hash is `head`. Editing, deleting, reordering
+/// or truncating anchored lines is caught by `verify`, and a `prune` is checked against the
+/// legal holds its retention pass saw (those of the last anchor before it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorInfo {
+    /// When the writer read the log, Unix ns.
+    pub at_ns: i64,
+    /// The log's file name inside the log directory.
+    pub log: String,
+    /// Complete lines anchored.
+    pub lines: u64,
+    /// Bytes anchored (the end of line `lines`).
+    pub bytes: u64,
+    /// `hash` of the last anchored line.
+    pub head: String,
+}
+
 /// What an entry records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -126,6 +145,8 @@ pub enum Body {
     Prune(PruneInfo),
     /// Segments were merged into one.
     Compact(CompactInfo),
+    /// The operator log was anchored.
+    Anchor(AnchorInfo),
 }
 
 impl Body {
@@ -134,14 +155,14 @@ impl Body {
         match self {
             Body::Segment(s) => Some(s),
             Body::Compact(c) => Some(&c.segment),
-            Body::Prune(_) => None,
+            Body::Prune(_) | Body::Anchor(_) => None,
         }
     }
 
     /// The segments this entry takes out of the live set.
     pub fn removed(&self) -> &[RemovedFile] {
         match self {
-            Body::Segment(_) => &[],
+            Body::Segment(_) | Body::Anchor(_) => &[],
             Body::Prune(p) => &p.files,
             Body::Compact(c) => &c.files,
         }

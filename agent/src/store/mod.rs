@@ -9,6 +9,9 @@
 //! manifest.jsonl            hash chain over segments, retention deletions and compactions,
 //!                           ending in the chain head, ed25519-signed with --signing-key
 //!                           (see `manifest`)
+//! operator.log              who read the store, and legal holds: hash-chained lines
+//!                           appended by operators' commands, anchored into the manifest
+//!                           (see `oplog`, `access`, `hold`)
 //! quarantine/               bytes a damaged journal's recovery skipped (see `journal::file`)
 //! .lock                     held by the one writer
 //! ```
@@ -16,18 +19,22 @@
 //! Modules depend on each other in one direction only (a module uses only those before it):
 //! `varint`, `address` (codecs), `fsutil` (durable file replacement) -> `journal` (codec,
 //! frame, file) -> `columns` (a journal's records as column buffers) -> `segment` (schema,
-//! write, read, chunk, scan, tail: index, pages) -> `manifest` -> `retention`, `seal` ->
-//! `compact` -> `sealer` -> `query`, `export`, `verify` -> [`Store`] (this module, whose
-//! constants and clock trait the others may use). `testgen` (generated traffic, the fake
-//! clock; behind the `testing` feature) serves tests and benchmarks only.
+//! write, read, chunk, scan, tail: index, pages) -> `manifest` -> `oplog` -> `hold` ->
+//! `retention`, `seal` -> `compact` -> `sealer` -> `query`, `export`, `verify` -> `access`
+//! -> [`Store`] (this module, whose constants and clock trait the others may use).
+//! `testgen` (generated traffic, the fake clock; behind the `testing` feature) serves tests
+//! and benchmarks only.
 
+pub mod access;
 pub mod address;
 pub mod columns;
 pub mod compact;
 pub mod export;
 pub mod fsutil;
+pub mod hold;
 pub mod journal;
 pub mod manifest;
+pub mod oplog;
 pub mod query;
 pub mod retention;
 pub mod seal;
@@ -177,6 +184,9 @@ pub struct StoreStatus {
     /// length fields; see `journal::Skipped::frames`).
     #[serde(default)]
     pub journal_skipped_frames: u64,
+    /// The retention in force, days (what `xdp-audit compliance` checks the config against).
+    #[serde(default)]
+    pub retention_days: u32,
 }
 
 struct Degraded {
@@ -309,6 +319,7 @@ impl Store {
         s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
         s.journal_skipped_frames = self.skipped_at_open.1 + frames;
         s.unsealed = self.sealer.pending() as u64;
+        s.retention_days = self.cfg.retention_days;
         s
     }
 

@@ -1,12 +1,20 @@
 //! Retention: segments whose newest record is older than the retention are deleted, and the
 //! deletion is itself a chain entry, so `verify` can tell lawful pruning from tampering.
+//!
+//! Segments a legal hold covers (`hold`) are kept, and each pass logs what it kept for which
+//! hold. A pass first anchors the operator log into the chain, so the chain shows which holds
+//! the pass saw; if the log does not verify, the pass deletes nothing (a hold could be hidden
+//! in the damage) and says so.
 
 use std::path::Path;
 
 use super::fsutil::sync_dir;
+use super::hold::{self, Hold};
 use super::manifest::{
     live_segments, removed_files, Body, Manifest, ManifestError, PruneInfo, RemovedFile,
+    SegmentInfo,
 };
+use super::oplog;
 
 /// The legal minimum retention, in days.
 pub const LEGAL_FLOOR_DAYS: u32 = 90;
@@ -34,41 +42,92 @@ pub fn check_days(days: u32) -> Result<u32, BelowFloor> {
     }
 }
 
-/// Live segments expired at `now_ns` under `days` of retention.
-pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<RemovedFile> {
+/// Live segments expired at `now_ns` under `days` of retention (holds aside).
+pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<SegmentInfo> {
     let cutoff = now_ns.saturating_sub(i64::from(days) * DAY_NS);
     live_segments(manifest.entries())
         .into_iter()
         .filter(|s| s.time_max_ns < cutoff)
-        .map(|s| RemovedFile {
-            file: s.file.clone(),
-            sha256: s.sha256.clone(),
-        })
+        .cloned()
         .collect()
 }
 
-/// Appends a prune entry for the expired segments, then deletes them. Returns how many.
-/// The entry comes first: a crash between leaves files the chain calls pruned, which
-/// [`finish_interrupted`] deletes at the next start.
+/// What a retention pass did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Segments deleted.
+    pub deleted: usize,
+    /// Expired segments kept, per hold in force that covers them (a segment several holds
+    /// cover is listed under each).
+    pub kept: Vec<(Hold, Vec<String>)>,
+    /// Why nothing was deleted although segments expired: the operator log does not verify.
+    pub suspended: Option<String>,
+}
+
+/// Anchors the operator log, then appends a prune entry for the expired segments no hold
+/// covers, then deletes them. The entry comes first: a crash between leaves files the chain
+/// calls pruned, which [`finish_interrupted`] deletes at the next start.
 pub fn prune(
     dir: &Path,
     manifest: &mut Manifest,
     now_ns: i64,
     days: u32,
-) -> Result<usize, ManifestError> {
-    let files = expired(manifest, now_ns, days);
-    if files.is_empty() {
-        return Ok(0);
+) -> Result<Pruned, ManifestError> {
+    let anchored = oplog::anchor(dir, manifest, now_ns)?;
+    let expired = expired(manifest, now_ns, days);
+    let mut out = Pruned::default();
+    if expired.is_empty() {
+        return Ok(out);
     }
-    let n = files.len();
+    let holds = match (anchored.problem, oplog::scan(dir)) {
+        (None, Ok(s)) if s.problem.is_none() => hold::in_force(&s.lines),
+        (problem, scan) => {
+            let why = match (problem, scan) {
+                (Some(p), _) => p.to_string(),
+                (None, Err(e)) => e.to_string(),
+                (None, Ok(s)) => s
+                    .problem
+                    .map(|(line, reason)| {
+                        format!("{} line {line}: {reason}", dir.join(oplog::LOG).display())
+                    })
+                    .unwrap_or_default(),
+            };
+            tracing::error!(dir = %dir.display(), expired = expired.len(), error = %why, "retention suspended: the operator log, which holds the legal holds, does not verify; nothing is deleted until it does (run `xdp-audit verify`)");
+            out.suspended = Some(why);
+            return Ok(out);
+        }
+    };
+    for h in &holds {
+        let kept: Vec<String> = expired
+            .iter()
+            .filter(|s| h.covers(s))
+            .map(|s| s.file.clone())
+            .collect();
+        if !kept.is_empty() {
+            tracing::info!(dir = %dir.display(), hold = h.id, reason = %h.window.reason, segments = kept.len(), files = %kept.join(" "), "retention kept expired segments: a legal hold covers them");
+            out.kept.push((h.clone(), kept));
+        }
+    }
+    let files: Vec<RemovedFile> = expired
+        .iter()
+        .filter(|s| !holds.iter().any(|h| h.covers(s)))
+        .map(|s| RemovedFile {
+            file: s.file.clone(),
+            sha256: s.sha256.clone(),
+        })
+        .collect();
+    if files.is_empty() {
+        return Ok(out);
+    }
+    out.deleted = files.len();
     manifest.append(Body::Prune(PruneInfo {
         at_ns: now_ns,
         retention_days: days,
         files,
     }))?;
     finish_interrupted(dir, manifest)?;
-    tracing::info!(dir = %dir.display(), segments = n, retention_days = days, "retention deleted expired segments");
-    Ok(n)
+    tracing::info!(dir = %dir.display(), segments = out.deleted, retention_days = days, "retention deleted expired segments");
+    Ok(out)
 }
 
 /// Deletes files the chain took out of the live set (pruned, or merged by compaction) but

@@ -1,5 +1,5 @@
-//! The sealer thread: seals rotated journals, compacts closed days and runs retention off
-//! the record path, so an hourly seal (seconds for a busy hour) never stalls the agent's
+//! The sealer thread: seals rotated journals, compacts closed days, anchors the operator log
+//! (`oplog`) and runs retention off the record path, so an hourly seal (seconds for a busy hour) never stalls the agent's
 //! record loop. It owns the manifest; jobs arrive in order over a channel.
 
 use std::collections::VecDeque;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::manifest::Manifest;
-use super::{compact, retention, seal, REPORT_EVERY_NS};
+use super::{compact, oplog, retention, seal, REPORT_EVERY_NS};
 
 enum Job {
     Seal { path: PathBuf, now: i64 },
@@ -113,6 +113,7 @@ impl Worker {
                     self.queue.push_back(path);
                     self.seal_queued(now);
                     self.compact(now);
+                    oplog::anchor_logged(&self.dir, &mut self.manifest, now);
                 }
                 Job::Compact { now } => self.compact(now),
                 Job::Retry { now } => self.seal_queued(now),

@@ -1,6 +1,7 @@
 //! Verify: walk the manifest chain, check every live segment's SHA-256 and size, find segment
-//! files the chain does not list, and check the (signed) head. The first broken link is
-//! reported with the file at fault.
+//! files the chain does not list, check the operator log (its own chain, every anchor of it
+//! in the manifest, every prune against the legal holds in force when it was decided), and
+//! check the (signed) head. The first broken link is reported with the file at fault.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,11 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 
 use super::fsutil::sha256_file;
-use super::manifest::{self, check_signature, entry_hash, Body, Head, SegmentInfo, GENESIS};
+use super::hold;
+use super::manifest::{
+    self, check_signature, entry_hash, AnchorInfo, Body, Head, SegmentInfo, GENESIS,
+};
+use super::oplog::{self, ChainEnd, Scan};
 use super::seal::{is_segment_name, journal_name, seq_of};
 
 /// The first problem found.
@@ -38,6 +43,12 @@ pub struct Verified {
     pub head: String,
     /// Whether the head's signature was checked.
     pub signature_checked: bool,
+    /// Lines of the operator log (accesses, holds, releases).
+    pub operator_lines: u64,
+    /// Of those, anchored in the manifest.
+    pub anchored_lines: u64,
+    /// Legal holds in force.
+    pub holds_in_force: u64,
 }
 
 /// Verifies the store in `dir`; with `key`, the head must carry a valid signature by it.
@@ -73,6 +84,9 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     };
     let (entries, head) =
         manifest::parse_with_head(&mpath, &text).map_err(|e| broken(&mpath, e.to_string()))?;
+    let lpath = dir.join(oplog::LOG);
+    let log = oplog::scan(dir).map_err(|e| broken(&lpath, e.to_string()))?;
+    let mut anchored = ChainEnd::start();
     let mut out = Verified::default();
     let mut prev = GENESIS.to_owned();
     let mut live: HashMap<&str, &SegmentInfo> = HashMap::new();
@@ -126,7 +140,25 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
             }
         }
         match &e.body {
-            Body::Prune(_) => out.pruned += removed.len() as u64,
+            Body::Prune(_) => {
+                check_holds(&log, anchored.lines, &removed)
+                    .map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
+                out.pruned += removed.len() as u64;
+            }
+            Body::Anchor(a) => {
+                check_anchor(&log, a, &anchored).map_err(|(in_log, r)| {
+                    if in_log {
+                        broken(&lpath, r)
+                    } else {
+                        broken(&mpath, format!("{at}: {r}"))
+                    }
+                })?;
+                anchored = ChainEnd {
+                    lines: a.lines,
+                    bytes: a.bytes,
+                    head: a.head.clone(),
+                };
+            }
             Body::Compact(c) => {
                 check_merge(&c.segment, &removed)
                     .map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
@@ -228,8 +260,68 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
             tracing::info!(file = %n, "segment the chain removed (pruned or compacted) still present; the agent deletes it at its next compaction pass or start");
         }
     }
+    if let Some((line, reason)) = &log.problem {
+        return Err(broken(&lpath, format!("line {line}: {reason}")));
+    }
+    if log.incomplete > 0 {
+        tracing::warn!(file = %lpath.display(), bytes = log.incomplete, "the operator log ends in an incomplete line: an append in progress, or one a crash interrupted (the next append cuts it)");
+    }
+    out.operator_lines = log.end.lines;
+    out.anchored_lines = anchored.lines;
+    out.holds_in_force = hold::in_force(&log.lines).len() as u64;
     check_head(&mpath, head, entries.last(), key, &mut out)?;
     Ok(out)
+}
+
+/// An anchor must name the operator log, never go back, and match the log: its line
+/// `lines` ends at byte `bytes` with hash `head`. The error says whether the log (`true`)
+/// or the manifest entry is at fault.
+fn check_anchor(log: &Scan, a: &AnchorInfo, before: &ChainEnd) -> Result<(), (bool, String)> {
+    if a.log != oplog::LOG || a.lines < before.lines || a.lines == 0 {
+        return Err((
+            false,
+            format!(
+                "anchor of {:?} at line {} after an anchor at line {}: not an anchor the agent writes",
+                a.log, a.lines, before.lines
+            ),
+        ));
+    }
+    let i = (a.lines - 1) as usize;
+    match (log.lines.get(i), log.ends.get(i)) {
+        (Some(l), Some(&end)) if l.hash == a.head && end == a.bytes => Ok(()),
+        (Some(_), Some(_)) => Err((
+            true,
+            format!(
+                "line {}: differs from what the manifest anchored (its hash or the bytes before it changed: the log was rewritten)",
+                a.lines
+            ),
+        )),
+        _ => Err((
+            true,
+            match &log.problem {
+                Some((line, reason)) => format!("line {line}: {reason}"),
+                None => format!(
+                    "ends after line {} ({} bytes), but the manifest anchored {} lines ({} bytes): lines were cut off or deleted",
+                    log.end.lines, log.end.bytes, a.lines, a.bytes
+                ),
+            },
+        )),
+    }
+}
+
+/// A prune may delete no segment a hold in force covers, among the holds of the first
+/// `anchored` lines of the log (what the retention pass anchored before deciding).
+fn check_holds(log: &Scan, anchored: u64, removed: &[&SegmentInfo]) -> Result<(), String> {
+    let lines = &log.lines[..(anchored as usize).min(log.lines.len())];
+    for h in hold::in_force(lines) {
+        if let Some(s) = removed.iter().find(|s| h.covers(s)) {
+            return Err(format!(
+                "retention deleted {}, which hold {} ({:?}) kept: a held segment was pruned",
+                s.file, h.id, h.window.reason
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What left an unlisted segment at the next chain position.

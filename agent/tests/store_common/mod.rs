@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use xdp_audit::record::FlowRecord;
+use xdp_audit::store::manifest::{self, SegmentInfo};
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::{FakeClock, Store, StoreConfig};
 
@@ -101,4 +102,14 @@ pub fn copy_dir(from: &Path, name: &str) -> TempDir {
 pub fn canon(mut v: Vec<FlowRecord>) -> Vec<FlowRecord> {
     v.sort_by_cached_key(|r| format!("{r:?}"));
     v
+}
+
+/// The live segments of the store in `dir`, as its manifest lists them.
+pub fn live(dir: &Path) -> Vec<SegmentInfo> {
+    let entries = manifest::read_entries(dir)
+        .unwrap_or_else(|e| panic!("read the manifest of {}: {e}", dir.display()));
+    manifest::live_segments(&entries)
+        .into_iter()
+        .cloned()
+        .collect()
 }

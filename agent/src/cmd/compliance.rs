@@ -1,0 +1,130 @@
+//! `xdp-audit compliance`: the self-check for inspections.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, FromArgMatches};
+
+use super::run::{RunArgs, DEFAULT_STATE_DIR};
+use super::store_args::{readable_store, DEFAULT_LOG_DIR};
+use crate::compliance::{self, system, Configured, Inputs, Verdict};
+use crate::store::access::{self, AccessInfo};
+use crate::store::manifest::load_public_key;
+use crate::store::{StoreClock, SystemClock};
+
+/// The long help of `xdp-audit compliance`, with examples.
+pub const LONG_ABOUT: &str = "Checks what an inspection asks of the audit, one line each, with pass, warn or
+fail and why:
+
+  agent       the agent runs (its status.json in --state-dir is fresh, its process alive)
+  retention   at least 90 days configured (--config) and in force in the agent; retention never
+              deleted records younger than that; nothing overdue is left undeleted
+  records     every hour of the last 90 days (or since the first record) has records; gaps listed
+  chain       `verify` passes and the chain head is signed (checked with --public-key)
+  access log  accesses are recorded: the operator log verifies and the store can be written
+  lists       the list files loaded, and their age (--list-max-age)
+  losses      ring-buffer and flow-start loss, and records dropped, since the agent started
+  clock       the kernel clock is synchronised (adjtimex), and stepped no time since start
+  disk        free space for the retention period at the rate observed
+  shipping    records copied off the gateway: a warn until remote shipping lands (one copy)
+
+Prints a table (or JSON with --json) and exits 1 if any line fails, 0 otherwise. It only
+reads the store, and records its own run as an access line of the operator log. With --config
+(the agent's TOML file), the log and state directories come from it unless given here.
+
+Examples:
+  xdp-audit compliance --config /etc/xdp-audit/xdp-audit.toml --public-key /etc/xdp-audit/chain.key.pub
+  xdp-audit compliance --log-dir /var/log/xdp-audit --json | jq '.checks[] | select(.result != \"pass\")'";
+
+/// Arguments of `xdp-audit compliance`.
+#[derive(Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub struct ComplianceArgs {
+    /// The agent's config file: its retention, log and state directories.
+    #[arg(long, value_name = "FILE", env = crate::config::CONFIG_ENV)]
+    pub config: Option<PathBuf>,
+    /// Directory of the audit store (default: the config's, else /var/log/xdp-audit).
+    #[arg(long, env = "XDP_AUDIT_LOG_DIR", value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The agent's state directory (default: the config's, else /run/xdp-audit).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The chain head must be signed by this key (a file from `xdp-audit keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// A list file not changed for longer than this is reported (`7d`, `12h`).
+    #[arg(long, default_value = "7d", value_parser = crate::span::parse, value_name = "SPAN")]
+    pub list_max_age: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The agent's settings from its config file, read as `run` reads them.
+fn run_settings(path: &Path) -> anyhow::Result<RunArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--config {}: cannot read", path.display()))?;
+    // Interfaces are what the agent needs, not what this check reads.
+    let cmd = RunArgs::augment_args(clap::Command::new("run"))
+        .mut_arg("ifaces", |a| a.required(false))
+        .no_binary_name(true);
+    let args = crate::config::to_args(path, &text, &cmd)?;
+    let m = cmd
+        .try_get_matches_from(args)
+        .with_context(|| format!("--config {}", path.display()))?;
+    Ok(RunArgs::from_arg_matches(&m)?)
+}
+
+/// Runs `xdp-audit compliance`.
+pub fn main(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
+    let run = args.config.as_deref().map(run_settings).transpose()?;
+    let log_dir = args
+        .log_dir
+        .or_else(|| run.as_ref().map(|r| r.store.dir.log_dir.clone()))
+        .unwrap_or_else(|| DEFAULT_LOG_DIR.into());
+    let state_dir = args
+        .state_dir
+        .or_else(|| run.as_ref().map(|r| r.state_dir.clone()))
+        .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+    readable_store(&log_dir)?;
+    let public_key = match &args.public_key {
+        Some(p) => Some(load_public_key(p).context("loading --public-key")?),
+        None => None,
+    };
+    let configured = match (&run, &args.config) {
+        (Some(r), Some(path)) => Some(Configured {
+            days: r.store.retention_days,
+            source: path.display().to_string(),
+        }),
+        _ => None,
+    };
+    let inputs = Inputs {
+        now_ns: SystemClock.now_ns(),
+        disk: system::disk(&log_dir),
+        log_dir,
+        public_key,
+        configured,
+        agent: system::agent(&state_dir),
+        clock: system::clock_sync(),
+        list_max_age_ns: args.list_max_age.as_nanos().min(i64::MAX as u128) as i64,
+        status_max_age_ns: 60_000_000_000,
+    };
+    let report = compliance::check(&inputs);
+    // Recorded before the report is shown; a failure only warns (see `access::record`).
+    access::record(
+        &inputs.log_dir,
+        AccessInfo::new("compliance", "all").rows(report.checks.len() as u64),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(if report.worst() == Verdict::Fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,517 @@
+//! The lines read from the chain: retention configured and in force, records for every hour,
+//! disk headroom at the observed rate.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{bytes, count, days_of, floor_start, span, Disk, Inputs, Line, Verdict};
+use crate::record::rfc3339_s;
+use crate::store::manifest::{live_segments, Body, Entry, SegmentInfo};
+use crate::store::retention::{DAY_NS, LEGAL_FLOOR_DAYS};
+use crate::store::{hold, oplog, seal, HOUR_NS};
+
+/// Missing segments and gaps listed at most, the rest counted.
+const MAX_DETAILS_SHOWN: usize = 12;
+
+/// The first record the store ever held (pruned segments included: their seals stay in the
+/// chain), Unix ns: when the store was installed, for what it can hold.
+pub fn first_record(entries: &[Entry]) -> Option<i64> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Segment(s) => Some(s.time_min_ns),
+            _ => None,
+        })
+        .min()
+}
+
+/// Prunes that deleted records younger than their retention, or used less than the floor.
+fn early_prunes(entries: &[Entry]) -> Vec<String> {
+    let mut sealed: HashMap<&str, &SegmentInfo> = HashMap::new();
+    let mut out = Vec::new();
+    for e in entries {
+        if let Some(s) = e.body.added() {
+            sealed.insert(&s.file, s);
+        }
+        let Body::Prune(p) = &e.body else { continue };
+        let days = p.retention_days.max(LEGAL_FLOOR_DAYS);
+        if p.retention_days < LEGAL_FLOOR_DAYS {
+            out.push(format!(
+                "entry {}: retention of {} days, below the {LEGAL_FLOOR_DAYS}-day floor",
+                e.seq, p.retention_days
+            ));
+        }
+        let cutoff = p.at_ns.saturating_sub(i64::from(days) * DAY_NS);
+        for f in &p.files {
+            if let Some(s) = sealed
+                .get(f.file.as_str())
+                .filter(|s| s.time_max_ns >= cutoff)
+            {
+                out.push(format!(
+                    "entry {} at {}: deleted {} whose newest record was {} old",
+                    e.seq,
+                    rfc3339_s(p.at_ns),
+                    f.file,
+                    span(p.at_ns - s.time_max_ns)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The retention line, and the days of retention the other lines go by.
+pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>) -> (Line, u32) {
+    let days = days_of(inputs, in_force);
+    let line = |v, why: String| Line::new("retention", v, why);
+    let configured = inputs.configured.as_ref();
+    let said = match (configured, in_force) {
+        (Some(c), Some(f)) if c.days != f => {
+            return (
+                line(
+                    Verdict::Warn,
+                    format!(
+                        "{} days configured ({}), but the running agent keeps {f}: restart it to apply the configuration",
+                        c.days, c.source
+                    ),
+                ),
+                days,
+            )
+        }
+        (Some(c), _) => format!("{} days configured ({})", c.days, c.source),
+        (None, Some(f)) => format!("{f} days in force in the running agent"),
+        (None, None) => {
+            return (
+                line(
+                    Verdict::Warn,
+                    "retention unknown: no agent status and no config file (give --config)".into(),
+                ),
+                days,
+            )
+        }
+    };
+    if days < LEGAL_FLOOR_DAYS {
+        return (
+            line(
+                Verdict::Fail,
+                format!("{said}: below the legal floor of {LEGAL_FLOOR_DAYS} days"),
+            ),
+            days,
+        );
+    }
+    let early = early_prunes(entries);
+    if !early.is_empty() {
+        let mut l = line(
+            Verdict::Fail,
+            format!(
+                "{said}, but retention deleted records younger than that ({})",
+                if early.len() == 1 {
+                    "once".to_owned()
+                } else {
+                    format!("{} times", early.len())
+                }
+            ),
+        );
+        l.details = early;
+        return (l, days);
+    }
+    let now = inputs.now_ns;
+    let Some(first) = first_record(entries) else {
+        return (
+            line(
+                Verdict::Warn,
+                format!("{said}; the store holds no records yet"),
+            ),
+            days,
+        );
+    };
+    let holds = oplog::scan(&inputs.log_dir)
+        .map(|s| hold::in_force(&s.lines))
+        .unwrap_or_default();
+    let stale = live_segments(entries)
+        .into_iter()
+        .filter(|s| s.time_max_ns < now - (i64::from(days) + 2) * DAY_NS)
+        .filter(|s| !holds.iter().any(|h| h.covers(s)))
+        .count();
+    if stale > 0 {
+        return (
+            line(
+                Verdict::Warn,
+                format!("{said}, but {stale} segments are more than two days past it and not held: retention is not running (is the agent?)"),
+            ),
+            days,
+        );
+    }
+    let held = now - first;
+    let full = i64::from(days) * DAY_NS;
+    if held < full {
+        return (
+            line(
+                Verdict::Warn,
+                format!(
+                    "{said}; the store holds {} of them so far (first record {}): the full period is reached on {}",
+                    span(held),
+                    rfc3339_s(first),
+                    rfc3339_s(first + full)
+                ),
+            ),
+            days,
+        );
+    }
+    (
+        line(
+            Verdict::Pass,
+            format!(
+                "{said} and in force; the oldest record kept is {} old",
+                span(held)
+            ),
+        ),
+        days,
+    )
+}
+
+/// The time ranges of the sealed segments whose records are still live (a merged segment
+/// keeps its inputs' ranges, so an hour missing inside a merged day still shows), per live
+/// file.
+fn live_ranges(entries: &[Entry]) -> HashMap<String, Vec<(i64, i64)>> {
+    let mut live: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for e in entries {
+        match &e.body {
+            Body::Segment(s) => {
+                live.insert(s.file.clone(), vec![(s.time_min_ns, s.time_max_ns)]);
+            }
+            Body::Compact(c) => {
+                let ranges = c
+                    .files
+                    .iter()
+                    .flat_map(|f| live.remove(&f.file).unwrap_or_default())
+                    .collect();
+                live.insert(c.segment.file.clone(), ranges);
+            }
+            Body::Prune(p) => {
+                for f in &p.files {
+                    live.remove(&f.file);
+                }
+            }
+            Body::Anchor(_) => {}
+        }
+    }
+    live
+}
+
+/// The records line: every hour of the last 90 days (or since the first record) must have a
+/// segment on disk (or a journal) with records in it. An hour counts as covered when a
+/// segment's time range (first start to last end) reaches into it. A segment the chain lists
+/// but the disk lacks is a fail, named with its time range whether or not a neighbour's
+/// range covers its hours (records were lost); an hour nothing covers is a warn (the agent
+/// was down, or no flow passed).
+pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
+    let now = inputs.now_ns;
+    let Some(first) = first_record(entries) else {
+        return Line::new("records", Verdict::Warn, "no records sealed yet");
+    };
+    // The current hour is still being written; it is not judged.
+    let from = floor_start(now).max(first).div_euclid(HOUR_NS);
+    let to = now.div_euclid(HOUR_NS);
+    let mut present = BTreeSet::new();
+    let mut gone: Vec<(String, i64, i64)> = Vec::new();
+    for (file, ranges) in live_ranges(entries) {
+        let on_disk = inputs.log_dir.join(&file).exists();
+        for (min, max) in ranges {
+            let (a, b) = (
+                min.div_euclid(HOUR_NS).max(from),
+                max.div_euclid(HOUR_NS).min(to),
+            );
+            if a > b {
+                continue; // before the window
+            }
+            if on_disk {
+                present.extend(a..=b);
+            } else {
+                gone.push((file.clone(), min, max));
+            }
+        }
+    }
+    gone.sort_by_key(|g| g.1);
+    // A rotated journal not sealed yet holds its hour.
+    for (id, _) in seal::list_journals(&inputs.log_dir).unwrap_or_default() {
+        present.insert((id as i64).div_euclid(HOUR_NS));
+    }
+    let mut gaps: Vec<(i64, i64)> = Vec::new();
+    for h in (from..to).filter(|h| !present.contains(h)) {
+        match gaps.last_mut() {
+            Some(g) if g.1 == h => g.1 = h + 1,
+            _ => gaps.push((h, h + 1)),
+        }
+    }
+    let judged = to - from;
+    let since = if floor_start(now) > first {
+        format!("of the last {LEGAL_FLOOR_DAYS} days")
+    } else {
+        format!("since the first record ({})", rfc3339_s(first))
+    };
+    if gaps.is_empty() && gone.is_empty() {
+        return Line::new(
+            "records",
+            Verdict::Pass,
+            format!("every hour {since} has records ({judged} hours)"),
+        );
+    }
+    let mut details: Vec<String> = gone
+        .iter()
+        .map(|(file, min, max)| {
+            format!(
+                "{file} (records {} to {}) is in the chain but not on disk",
+                rfc3339_s(*min),
+                rfc3339_s(*max)
+            )
+        })
+        .chain(gaps.iter().map(|&(a, b)| {
+            format!(
+                "no records {} to {} ({} h)",
+                rfc3339_s(a * HOUR_NS),
+                rfc3339_s(b * HOUR_NS),
+                b - a
+            )
+        }))
+        .collect();
+    if details.len() > MAX_DETAILS_SHOWN {
+        let more = details.len() - MAX_DETAILS_SHOWN;
+        details.truncate(MAX_DETAILS_SHOWN);
+        details.push(format!("and {more} more"));
+    }
+    let missing: i64 = gaps.iter().map(|g| g.1 - g.0).sum();
+    let hours = format!(
+        "{missing} of the {judged} hours {since} have no records, in {} gaps",
+        gaps.len()
+    );
+    let (verdict, why) = if gone.is_empty() {
+        (
+            Verdict::Warn,
+            format!("{hours} (the agent was down, or no flow passed)"),
+        )
+    } else {
+        (
+            Verdict::Fail,
+            format!(
+                "{} missing from disk: their records are lost (restore the files from a copy); {hours}",
+                count(gone.len(), "sealed segment is", "sealed segments are")
+            ),
+        )
+    };
+    Line {
+        details,
+        ..Line::new("records", verdict, why)
+    }
+}
+
+/// The disk line: free space against what the retention period takes at the rate observed.
+pub fn disk_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
+    let disk = match &inputs.disk {
+        Ok(d) => d,
+        Err(e) => return Line::new("disk", Verdict::Warn, format!("cannot read: {e}")),
+    };
+    if let Disk {
+        writable: Err(e), ..
+    } = disk
+    {
+        return Line::new(
+            "disk",
+            Verdict::Fail,
+            format!("the store cannot be written ({e}): the agent cannot keep records"),
+        );
+    }
+    let live = live_segments(entries);
+    let Some(oldest) = live.iter().map(|s| s.time_min_ns).min() else {
+        return Line::new(
+            "disk",
+            Verdict::Warn,
+            format!(
+                "{} free; no records yet, so no rate to project",
+                bytes(disk.free_bytes)
+            ),
+        );
+    };
+    let used: u64 = live.iter().map(|s| s.size).sum();
+    let observed = (inputs.now_ns - oldest).max(HOUR_NS);
+    let per_day = (used as f64 * DAY_NS as f64 / observed as f64) as u64;
+    let more = (per_day as f64 * f64::from(days)) as u64;
+    let more = more.saturating_sub(used);
+    let what = format!(
+        "{} free; {days} days at {}/day (observed over {}) need {} more",
+        bytes(disk.free_bytes),
+        bytes(per_day),
+        span(observed),
+        bytes(more)
+    );
+    let (verdict, why) = if disk.free_bytes < more {
+        (
+            Verdict::Fail,
+            format!("{what}: the disk fills before the retention period is reached"),
+        )
+    } else if (disk.free_bytes as f64) < 1.5 * more as f64 {
+        (Verdict::Warn, format!("{what}: less than 50 % to spare"))
+    } else {
+        (Verdict::Pass, what)
+    };
+    Line::new("disk", verdict, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::compliance::{ClockSync, Configured};
+    use crate::store::manifest::{PruneInfo, RemovedFile};
+
+    /// 2023-11-14T22:00:00Z, an hour boundary.
+    const START: i64 = 1_699_999_200_000_000_000;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Self {
+            let d = std::env::temp_dir()
+                .join(format!("xdp-audit-history-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+            Self(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entry(seq: u64, body: Body) -> Entry {
+        Entry {
+            seq,
+            body,
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// One segment per hour for `hours` hours from START (records from :05 to :50), each
+    /// file present (empty) in `dir` unless its hour is in `skip`.
+    fn hourly(dir: &Path, hours: i64, skip: &[i64]) -> Vec<Entry> {
+        (0..hours)
+            .filter(|h| !skip.contains(h))
+            .map(|h| {
+                let file = format!("seg-{h:05}.parquet");
+                std::fs::write(dir.join(&file), b"")
+                    .unwrap_or_else(|e| panic!("create {file}: {e}"));
+                let t = START + h * HOUR_NS;
+                entry(
+                    h as u64,
+                    Body::Segment(SegmentInfo {
+                        file,
+                        journal_id: t as u64,
+                        time_min_ns: t + HOUR_NS / 12,
+                        time_max_ns: t + HOUR_NS * 5 / 6,
+                        rows: 10,
+                        size: 1_000,
+                        sha256: String::new(),
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    fn inputs(dir: &Path, now_ns: i64) -> Inputs {
+        Inputs {
+            now_ns,
+            log_dir: dir.to_owned(),
+            public_key: None,
+            configured: Some(Configured {
+                days: LEGAL_FLOOR_DAYS,
+                source: "test.toml".into(),
+            }),
+            agent: Err("not needed here".into()),
+            clock: ClockSync::Synced { max_error_us: 0 },
+            disk: Err("not needed here".into()),
+            list_max_age_ns: DAY_NS,
+            status_max_age_ns: DAY_NS,
+        }
+    }
+
+    const FULL: i64 = (LEGAL_FLOOR_DAYS as i64 + 1) * 24;
+
+    #[test]
+    fn a_full_period_of_hourly_segments_passes_records_and_retention() {
+        let d = Dir::new("full");
+        let entries = hourly(&d.0, FULL, &[]);
+        let i = inputs(&d.0, START + FULL * HOUR_NS + HOUR_NS / 2);
+        let r = records_line(&i, &entries);
+        assert_eq!(r.result, Verdict::Pass, "{r:?}");
+        assert!(
+            r.why == "every hour of the last 90 days has records (2160 hours)",
+            "{r:?}"
+        );
+        let (ret, days) = retention_line(&i, &entries, Some(LEGAL_FLOOR_DAYS));
+        assert_eq!(
+            (ret.result, days),
+            (Verdict::Pass, LEGAL_FLOOR_DAYS),
+            "{ret:?}"
+        );
+    }
+
+    #[test]
+    fn hours_never_sealed_are_listed_as_compact_gaps_and_warn() {
+        let d = Dir::new("gaps");
+        let entries = hourly(&d.0, 48, &[10, 11, 12, 30]);
+        let r = records_line(&inputs(&d.0, START + 48 * HOUR_NS + 1), &entries);
+        assert_eq!(r.result, Verdict::Warn, "{r:?}");
+        assert!(r.why.starts_with("4 of the 48 hours"), "{r:?}");
+        assert_eq!(
+            r.details,
+            [
+                "no records 2023-11-15T08:00:00Z to 2023-11-15T11:00:00Z (3 h)",
+                "no records 2023-11-16T04:00:00Z to 2023-11-16T05:00:00Z (1 h)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_segment_missing_from_disk_fails_with_its_time_range() {
+        let d = Dir::new("gone");
+        let entries = hourly(&d.0, 48, &[]);
+        std::fs::remove_file(d.0.join("seg-00020.parquet")).expect("delete a segment");
+        let r = records_line(&inputs(&d.0, START + 48 * HOUR_NS + 1), &entries);
+        assert_eq!(r.result, Verdict::Fail, "{r:?}");
+        assert_eq!(
+            r.details,
+            [
+                "seg-00020.parquet (records 2023-11-15T18:05:00Z to 2023-11-15T18:50:00Z) is in the chain but not on disk",
+                "no records 2023-11-15T18:00:00Z to 2023-11-15T19:00:00Z (1 h)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_prune_of_records_younger_than_the_retention_fails_retention() {
+        let d = Dir::new("early");
+        let mut entries = hourly(&d.0, FULL, &[]);
+        let now = START + FULL * HOUR_NS;
+        // 100 days of retention in force, but hour 500 (about 70 days old) was deleted.
+        entries.push(entry(
+            FULL as u64,
+            Body::Prune(PruneInfo {
+                at_ns: now,
+                retention_days: 100,
+                files: vec![RemovedFile {
+                    file: "seg-00500.parquet".into(),
+                    sha256: String::new(),
+                }],
+            }),
+        ));
+        let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(LEGAL_FLOOR_DAYS));
+        assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
+        assert!(
+            ret.details[0].contains("deleted seg-00500.parquet"),
+            "{ret:?}"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! The lawful-access trail: every command that reads the store's records (`query`, `export`,
+//! `hold list`, and `report` and `sql` when they come) records itself with one call,
+//! [`record`], as an `access` line of the operator log (`oplog`): who, when, the command and
+//! its filter as canonical text, the rows returned and, for a file, its SHA-256.
+//!
+//! Recording never stands in the way of the answer: the line is appended after the command
+//! has run, without the writer's lock (the agent keeps sealing meanwhile), and where the store
+//! cannot be written (a read-only mount, a user without write access to the log) the command
+//! still answers and says on stderr that this access was not recorded.
+
+use std::ffi::CStr;
+use std::fmt::Display;
+use std::path::Path;
+
+use super::oplog::{self, OpBody, OpEntry, OpLine, OpLogError};
+/// The access record and the user, where the commands that record themselves find them.
+pub use super::oplog::{AccessInfo, Who};
+use super::query::{Filter, ScanStats};
+use crate::record::{proto_name, rfc3339_ns};
+
+impl Who {
+    /// The user running this process: real uid and its name, `SUDO_USER`, and the session's
+    /// login uid.
+    pub fn current() -> Who {
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let login_uid = std::fs::read_to_string("/proc/self/loginuid")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|&u| u != u32::MAX); // "unset": a session that never logged in
+        Who {
+            uid,
+            user: user_name(uid),
+            sudo_user: std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty()),
+            login_uid,
+        }
+    }
+}
+
+/// The account name of `uid` (`getpwuid_r`), if the account database has one.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: zeroed plain C struct, filled by getpwuid_r.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; buf's length is passed.
+        let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || found.is_null() || pw.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: getpwuid_r filled pw_name with a NUL-terminated string inside buf.
+        let name = unsafe { CStr::from_ptr(pw.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
+impl AccessInfo {
+    /// An access by `command` selecting `filter` (canonical text, see [`filter_text`]).
+    pub fn new(command: &str, filter: impl Into<String>) -> Self {
+        Self {
+            command: command.to_owned(),
+            filter: filter.into(),
+            ..Self::default()
+        }
+    }
+
+    /// With the rows returned.
+    pub fn rows(mut self, rows: u64) -> Self {
+        self.rows = Some(rows);
+        self
+    }
+
+    /// With the file written and its SHA-256.
+    pub fn output(mut self, sha256: &str, out: &Path) -> Self {
+        self.sha256 = Some(sha256.to_owned());
+        self.out = Some(out.display().to_string());
+        self
+    }
+
+    /// With the error that ended the command.
+    pub fn failed(mut self, error: &dyn Display) -> Self {
+        self.error = Some(error.to_string());
+        self
+    }
+
+    /// A `query` run: the rows it returned, or why it failed.
+    pub fn query<E: Display>(filter: &Filter, result: &Result<ScanStats, E>) -> Self {
+        let a = Self::new("query", filter_text(filter));
+        match result {
+            Ok(stats) => a.rows(stats.matched),
+            Err(e) => a.failed(e),
+        }
+    }
+
+    /// A completed `export`: rows, the file and its SHA-256.
+    pub fn export(filter: &Filter, rows: u64, sha256: &str, out: &Path) -> Self {
+        Self::new("export", filter_text(filter))
+            .rows(rows)
+            .output(sha256, out)
+    }
+}
+
+/// A filter as canonical text: `key=value` pairs, in a fixed order, for the conditions set
+/// (addresses as prefixes, protocols by name where they have one, times as RFC 3339 UTC with nanoseconds);
+/// `all` when nothing is selected.
+pub fn filter_text(f: &Filter) -> String {
+    // Every field is named, so a condition added to the filter cannot be left out here.
+    let Filter {
+        cidr,
+        port,
+        mac,
+        proto,
+        since_ns,
+        until_ns,
+        ignore_index: _,
+    } = f;
+    let mut parts = Vec::new();
+    if let Some(c) = cidr {
+        parts.push(format!("cidr={c}"));
+    }
+    if let Some(p) = port {
+        parts.push(format!("port={p}"));
+    }
+    if let Some(m) = mac {
+        parts.push(format!("mac={m}"));
+    }
+    if let Some(p) = proto {
+        parts.push(format!("proto={}", proto_name(*p)));
+    }
+    if let Some(t) = since_ns {
+        parts.push(format!("since={}", rfc3339_ns(*t)));
+    }
+    if let Some(t) = until_ns {
+        parts.push(format!("until={}", rfc3339_ns(*t)));
+    }
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// Whether an access was recorded.
+#[derive(Debug)]
+pub enum Recorded {
+    /// As this line.
+    Yes(Box<OpLine>),
+    /// Not, and why (also said on stderr).
+    No(OpLogError),
+}
+
+/// Records `access` by the current user now in the store at `dir`. Never fails the command:
+/// when the line cannot be written, a warning says so on stderr and the result says why.
+pub fn record(dir: &Path, access: AccessInfo) -> Recorded {
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    match record_as(dir, access, Who::current(), now) {
+        Ok(line) => Recorded::Yes(Box::new(line)),
+        Err(e) => {
+            let hint = match &e {
+                OpLogError::Io { cause, .. }
+                    if cause.raw_os_error() == Some(libc::EROFS) =>
+                {
+                    " (the store is mounted read-only)"
+                }
+                OpLogError::Io { cause, .. }
+                    if cause.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    " (no write access to the operator log: run as the store's owner or a member of its group)"
+                }
+                _ => "",
+            };
+            tracing::warn!("this access was NOT recorded in the operator log: {e}{hint}; the results stand, but no lawful-access entry exists for them");
+            Recorded::No(e)
+        }
+    }
+}
+
+/// Records `access` by `who` at `at_ns` (tests give their own clock and user).
+pub fn record_as(
+    dir: &Path,
+    access: AccessInfo,
+    who: Who,
+    at_ns: i64,
+) -> Result<OpLine, OpLogError> {
+    oplog::append(
+        dir,
+        OpEntry {
+            at_ns,
+            who,
+            body: OpBody::Access(access),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_text_is_canonical_and_names_every_condition() {
+        assert_eq!(filter_text(&Filter::default()), "all");
+        let f = Filter {
+            cidr: Some("10.1.0.0/16".parse().expect("cidr")),
+            port: Some(443),
+            mac: Some("3c:22:fb:00:00:2a".parse().expect("mac")),
+            proto: Some(6),
+            since_ns: Some(1_700_000_000_000_000_000),
+            until_ns: Some(1_700_003_600_000_000_000),
+            ignore_index: true,
+        };
+        assert_eq!(
+            filter_text(&f),
+            "cidr=10.1.0.0/16 port=443 mac=3c:22:fb:00:00:2a proto=tcp since=2023-11-14T22:13:20.000000000Z until=2023-11-14T23:13:20.000000000Z"
+        );
+    }
+
+    #[test]
+    fn the_current_user_has_a_uid_and_name() {
+        let w = Who::current();
+        // SAFETY: getuid cannot fail.
+        assert_eq!(w.uid, unsafe { libc::getuid() });
+        assert!(w.user.is_some(), "no name for uid {}", w.uid);
+    }
+}

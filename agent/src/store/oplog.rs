@@ -1,0 +1,701 @@
+//! The operator log: who read the store and which legal holds were ordered and released, one
+//! hash-chained JSON line each, in `operator.log` (the byte-level reference is
+//! `docs/store-format.md`).
+//!
+//! Commands run by operators append here, never to the manifest: the manifest belongs to the
+//! one writer holding `.lock` (the agent's sealer thread), and a query must neither wait for
+//! the agent nor stop it. Appenders serialise on a short `flock` of the log itself; the writer
+//! never takes that lock, it reads the complete lines and anchors them into the manifest
+//! (`anchor` entries: how many lines and bytes, and the last line's hash), after each seal and
+//! before each retention pass. So anchored lines cannot be edited, deleted, reordered or cut
+//! off unnoticed by `verify`; lines written since the last anchor (at most an hour while the
+//! agent runs) are protected by their own chain only, which cannot show their removal from
+//! the end.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::fsutil::{hex, sync_dir};
+use super::manifest::{AnchorInfo, Body, Entry, Manifest, ManifestError, GENESIS};
+
+/// File name of the log inside the log directory.
+pub const LOG: &str = "operator.log";
+/// Mode of a new log: operators who may read the store (its group) must be able to append.
+pub const LOG_MODE: u32 = 0o660;
+/// Longest line accepted: a reason or filter is text for people, not a payload.
+pub const MAX_LINE: usize = 16 * 1024;
+const DOMAIN: &[u8] = b"xdp-audit operator log v1\n";
+
+/// Errors of the operator log; each names the file and, where it applies, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum OpLogError {
+    /// An I/O operation failed.
+    #[error("{path}: {op}: {cause}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause (in the message, so not named `source`: that would print it twice).
+        cause: std::io::Error,
+    },
+    /// A line breaks the log's chain or rules.
+    #[error("{path} line {line}: {reason}")]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The entry to append is refused (too long, or against the log's state).
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Who ran the command.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Who {
+    /// Real user id of the process.
+    pub uid: u32,
+    /// Its user name (`getpwuid`), if the account database knows it.
+    pub user: Option<String>,
+    /// `SUDO_USER` as the environment said (set by sudo; informative, the caller can set it).
+    pub sudo_user: Option<String>,
+    /// The session's login user id (`/proc/self/loginuid`, kept by the kernel across `su`
+    /// and `sudo`), if the session has one.
+    pub login_uid: Option<u32>,
+}
+
+/// A read of the store's records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessInfo {
+    /// The command (`query`, `export`, `hold list`, ...).
+    pub command: String,
+    /// What it selected, as canonical text (`access::filter_text`).
+    pub filter: String,
+    /// Rows returned (none when the command failed before it knew).
+    pub rows: Option<u64>,
+    /// SHA-256 of the output file, hex (exports).
+    pub sha256: Option<String>,
+    /// The output file (exports).
+    pub out: Option<String>,
+    /// Why the command failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A legal hold: segments with records in `[since_ns, until_ns)` are kept past retention
+/// until the hold is released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldInfo {
+    /// Start of the held window, Unix ns.
+    pub since_ns: i64,
+    /// End of the held window (exclusive), Unix ns.
+    pub until_ns: i64,
+    /// Why (case number, order).
+    pub reason: String,
+}
+
+/// The end of a legal hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    /// The hold's id: the number of its line.
+    pub hold: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a line records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OpBody {
+    /// The store's records were read.
+    Access(AccessInfo),
+    /// A legal hold was ordered.
+    Hold(HoldInfo),
+    /// A legal hold was released.
+    Release(ReleaseInfo),
+}
+
+/// The content of a line: when, who, what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpEntry {
+    /// When, Unix ns.
+    pub at_ns: i64,
+    /// Who.
+    pub who: Who,
+    /// What.
+    #[serde(flatten)]
+    pub body: OpBody,
+}
+
+/// One line of the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpLine {
+    /// Its line number, from 1 (a hold's id).
+    pub n: u64,
+    /// The content.
+    #[serde(flatten)]
+    pub entry: OpEntry,
+    /// Hash of the previous line ([`GENESIS`] for the first).
+    pub prev: String,
+    /// SHA-256 of `"xdp-audit operator log v1\n"` and the compact JSON `[n, entry, prev]`.
+    pub hash: String,
+}
+
+/// The hash a line must carry.
+pub fn line_hash(n: u64, entry: &OpEntry, prev: &str) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(DOMAIN);
+    // Serialising plain data to a Vec cannot fail; an empty input would still differ.
+    h.update(serde_json::to_vec(&(n, entry, prev)).unwrap_or_default());
+    hex(&h.finalize())
+}
+
+/// Where a chain of lines stands: the last line's number and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainEnd {
+    /// Lines so far.
+    pub lines: u64,
+    /// Bytes so far.
+    pub bytes: u64,
+    /// Hash of the last line ([`GENESIS`] before the first).
+    pub head: String,
+}
+
+impl ChainEnd {
+    /// The empty log.
+    pub fn start() -> Self {
+        Self {
+            lines: 0,
+            bytes: 0,
+            head: GENESIS.to_owned(),
+        }
+    }
+}
+
+/// The result of reading (part of) the log: the lines that hold, up to the first that does
+/// not.
+#[derive(Clone, Debug)]
+pub struct Scan {
+    /// Valid lines in file order.
+    pub lines: Vec<OpLine>,
+    /// Where the valid lines end.
+    pub end: ChainEnd,
+    /// Byte offset after each valid line (parallel to `lines`).
+    pub ends: Vec<u64>,
+    /// The first line that breaks the chain or the rules, and why.
+    pub problem: Option<(u64, String)>,
+    /// Bytes after the last newline: a line an appender was writing, or left torn by a crash.
+    pub incomplete: u64,
+}
+
+/// Checks lines one by one, continuing a chain.
+struct Checker {
+    end: ChainEnd,
+    /// Holds seen, and whether released; `None` when checking a tail without its start
+    /// (the writer's anchoring), which checks the chain only.
+    holds: Option<std::collections::BTreeMap<u64, bool>>,
+}
+
+impl Checker {
+    fn check(&mut self, text: &[u8]) -> Result<OpLine, String> {
+        let n = self.end.lines + 1;
+        let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_owned())?;
+        let line: OpLine =
+            serde_json::from_str(text).map_err(|e| format!("not a log line: {e}"))?;
+        if line.n != n {
+            return Err(format!(
+                "numbered {}, expected {n} (lines deleted, inserted or reordered)",
+                line.n
+            ));
+        }
+        if line.prev != self.end.head {
+            return Err(format!(
+                "prev does not match the hash of line {} (a line was changed, removed, inserted or reordered)",
+                n - 1
+            ));
+        }
+        if line_hash(line.n, &line.entry, &line.prev) != line.hash {
+            return Err("hash does not match its content (line changed)".into());
+        }
+        // A field added or reformatted leaves the hash intact; the exact bytes must be ours.
+        if serde_json::to_string(&line).ok().as_deref() != Some(text) {
+            return Err("not in the form the agent writes (line edited)".into());
+        }
+        if let Some(holds) = &mut self.holds {
+            check_rules(&line, holds)?;
+        }
+        Ok(line)
+    }
+}
+
+/// A hold's window must be non-empty and have a reason; a release must name a hold in force.
+fn check_rules(
+    line: &OpLine,
+    holds: &mut std::collections::BTreeMap<u64, bool>,
+) -> Result<(), String> {
+    match &line.entry.body {
+        OpBody::Access(_) => Ok(()),
+        OpBody::Hold(h) => {
+            if h.since_ns >= h.until_ns || h.reason.trim().is_empty() {
+                return Err("hold with an empty window or no reason".into());
+            }
+            holds.insert(line.n, false);
+            Ok(())
+        }
+        OpBody::Release(r) => {
+            if r.reason.trim().is_empty() {
+                return Err(format!("release of hold {} without a reason", r.hold));
+            }
+            match holds.get_mut(&r.hold) {
+                None => Err(format!(
+                    "release of hold {}, which no earlier line ordered",
+                    r.hold
+                )),
+                Some(true) => Err(format!("hold {} released twice", r.hold)),
+                Some(released) => {
+                    *released = true;
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Checks `bytes` (the log from `from.bytes` on) as the continuation of the chain at `from`;
+/// with `rules`, also the holds' rules (only meaningful from the log's start).
+pub fn check_bytes(bytes: &[u8], from: ChainEnd, rules: bool) -> Scan {
+    let mut c = Checker {
+        end: from,
+        holds: rules.then(Default::default),
+    };
+    let mut lines = Vec::new();
+    let mut ends = Vec::new();
+    let mut problem = None;
+    let mut at = 0;
+    while let Some(len) = bytes[at..].iter().position(|&b| b == b'\n') {
+        match c.check(&bytes[at..at + len]) {
+            Ok(line) => {
+                at += len + 1;
+                c.end.lines = line.n;
+                c.end.bytes += len as u64 + 1;
+                c.end.head = line.hash.clone();
+                ends.push(c.end.bytes);
+                lines.push(line);
+            }
+            Err(reason) => {
+                problem = Some((c.end.lines + 1, reason));
+                break;
+            }
+        }
+    }
+    let incomplete = if problem.is_none() {
+        (bytes.len() - at) as u64
+    } else {
+        0
+    };
+    Scan {
+        lines,
+        end: c.end,
+        ends,
+        problem,
+        incomplete,
+    }
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> OpLogError + 'a {
+    move |cause| OpLogError::Io {
+        path: path.to_owned(),
+        op,
+        cause,
+    }
+}
+
+/// Reads and checks the whole log of `dir` (an empty scan if there is none).
+pub fn scan(dir: &Path) -> Result<Scan, OpLogError> {
+    let path = dir.join(LOG);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(check_bytes(&bytes, ChainEnd::start(), true)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(check_bytes(&[], ChainEnd::start(), true))
+        }
+        Err(e) => Err(io(&path, "read")(e)),
+    }
+}
+
+/// The log opened for appending and locked against other appenders (never against the
+/// writer, which does not lock it); the lock goes with the file.
+fn open_locked(dir: &Path) -> Result<(File, bool), OpLogError> {
+    let path = dir.join(LOG);
+    let existed = path.exists();
+    let f = File::options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(LOG_MODE)
+        .open(&path)
+        .map_err(io(&path, "open for appending"))?;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok((f, !existed));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(io(&path, "lock")(e));
+        }
+    }
+}
+
+/// The chain end of the locked log, read from its last line. A torn last line (an appender
+/// that died mid-write: no newline) is cut first; it never was a complete entry, and anchors
+/// only ever cover complete lines.
+fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
+    let len = f.metadata().map_err(io(path, "stat"))?.len();
+    let mut buf = Vec::new();
+    let mut from = len;
+    // Grow the window from the end until it holds the last newline and the one before it.
+    let (complete, start) = loop {
+        from = from.saturating_sub(64 * 1024).min(from);
+        f.seek(SeekFrom::Start(from)).map_err(io(path, "seek"))?;
+        buf.clear();
+        Read::take(&mut *f, len - from)
+            .read_to_end(&mut buf)
+            .map_err(io(path, "read"))?;
+        let last_nl = buf.iter().rposition(|&b| b == b'\n');
+        let before = last_nl.and_then(|i| buf[..i].iter().rposition(|&b| b == b'\n'));
+        match (last_nl, before) {
+            (Some(i), Some(j)) => break (from + i as u64 + 1, from + j as u64 + 1),
+            (Some(i), None) if from == 0 => break (i as u64 + 1, 0),
+            (None, None) if from == 0 => break (0, 0),
+            _ => {}
+        }
+    };
+    if complete < len {
+        tracing::warn!(file = %path.display(), bytes = len - complete, "cutting an incomplete last line of the operator log (an append interrupted by a crash)");
+        f.set_len(complete)
+            .map_err(io(path, "cut an incomplete line"))?;
+    }
+    if complete == 0 {
+        return Ok(ChainEnd::start());
+    }
+    let text = &buf[(start - from) as usize..(complete - from) as usize - 1];
+    let last: OpLine = serde_json::from_slice(text).map_err(|e| OpLogError::Refused {
+        path: path.to_owned(),
+        reason: format!(
+            "the last line does not parse ({e}); nothing can be chained to it: run `xdp-audit verify`"
+        ),
+    })?;
+    Ok(ChainEnd {
+        lines: last.n,
+        bytes: complete,
+        head: last.hash,
+    })
+}
+
+fn write_line(
+    dir: &Path,
+    mut f: File,
+    created: bool,
+    end: &ChainEnd,
+    entry: OpEntry,
+) -> Result<OpLine, OpLogError> {
+    let path = dir.join(LOG);
+    let n = end.lines + 1;
+    let hash = line_hash(n, &entry, &end.head);
+    let line = OpLine {
+        n,
+        entry,
+        prev: end.head.clone(),
+        hash,
+    };
+    let mut text = serde_json::to_vec(&line).map_err(|e| OpLogError::Refused {
+        path: path.clone(),
+        reason: format!("cannot encode: {e}"),
+    })?;
+    if text.len() > MAX_LINE {
+        return Err(OpLogError::Refused {
+            path,
+            reason: format!(
+                "the entry is {} bytes, more than the {MAX_LINE} a line may hold (shorten the reason or filter)",
+                text.len()
+            ),
+        });
+    }
+    text.push(b'\n');
+    // One write of the whole line: O_APPEND puts it at the end in one piece.
+    f.write_all(&text).map_err(io(&path, "append"))?;
+    f.sync_data().map_err(io(&path, "fsync"))?;
+    if created {
+        sync_dir(dir).map_err(io(dir, "fsync directory"))?;
+    }
+    Ok(line)
+}
+
+/// Appends `entry` as the next line; the caller needs write access to the log only.
+pub fn append(dir: &Path, entry: OpEntry) -> Result<OpLine, OpLogError> {
+    let (mut f, created) = open_locked(dir)?;
+    let end = tail(&mut f, &dir.join(LOG))?;
+    write_line(dir, f, created, &end, entry)
+}
+
+/// Appends `entry` after reading and checking the whole log under the lock and asking
+/// `check` whether the entry fits it (a release must name a hold in force). A log that does
+/// not verify refuses the append.
+pub fn append_checked(
+    dir: &Path,
+    entry: OpEntry,
+    check: impl FnOnce(&[OpLine]) -> Result<(), String>,
+) -> Result<OpLine, OpLogError> {
+    let path = dir.join(LOG);
+    let (mut f, created) = open_locked(dir)?;
+    let end = tail(&mut f, &path)?;
+    f.seek(SeekFrom::Start(0)).map_err(io(&path, "seek"))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(io(&path, "read"))?;
+    let s = check_bytes(&bytes, ChainEnd::start(), true);
+    if let Some((line, reason)) = s.problem {
+        return Err(OpLogError::Line { path, line, reason });
+    }
+    check(&s.lines).map_err(|reason| OpLogError::Refused {
+        path: path.clone(),
+        reason,
+    })?;
+    write_line(dir, f, created, &end, entry)
+}
+
+/// The last anchor of the log in `entries`, or the start of the chain.
+pub fn anchored(entries: &[Entry]) -> ChainEnd {
+    entries
+        .iter()
+        .rev()
+        .find_map(|e| match &e.body {
+            Body::Anchor(a) if a.log == LOG => Some(ChainEnd {
+                lines: a.lines,
+                bytes: a.bytes,
+                head: a.head.clone(),
+            }),
+            _ => None,
+        })
+        .unwrap_or_else(ChainEnd::start)
+}
+
+/// What anchoring found.
+#[derive(Debug, Default)]
+pub struct Anchored {
+    /// Lines newly anchored.
+    pub new_lines: u64,
+    /// The first line past the last anchor that breaks the chain: it and what follows stay
+    /// unanchored, and `verify` reports it.
+    pub problem: Option<OpLogError>,
+}
+
+/// The writer's step: reads the log past the last anchor, without locking it, and appends an
+/// `anchor` entry when complete lines were added that continue the chain. A line that does
+/// not is reported in [`Anchored::problem`]; the lines before it are anchored all the same.
+pub fn anchor(dir: &Path, manifest: &mut Manifest, now_ns: i64) -> Result<Anchored, ManifestError> {
+    let path = dir.join(LOG);
+    let last = anchored(manifest.entries());
+    let problem = |line: u64, reason: String| Anchored {
+        new_lines: 0,
+        problem: Some(OpLogError::Line {
+            path: path.clone(),
+            line,
+            reason,
+        }),
+    };
+    let mut f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && last.lines == 0 => {
+            return Ok(Anchored::default())
+        }
+        Err(e) => {
+            return Ok(Anchored {
+                new_lines: 0,
+                problem: Some(io(&path, "read")(e)),
+            })
+        }
+    };
+    let read = (|| {
+        let len = f.metadata()?.len();
+        if len < last.bytes {
+            return Ok(None);
+        }
+        f.seek(SeekFrom::Start(last.bytes))?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    })();
+    let bytes = match read {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Ok(problem(
+                last.lines,
+                format!(
+                    "shorter than the {} bytes anchored (lines cut off)",
+                    last.bytes
+                ),
+            ))
+        }
+        Err(e) => {
+            return Ok(Anchored {
+                new_lines: 0,
+                problem: Some(io(&path, "read")(e)),
+            })
+        }
+    };
+    let s = check_bytes(&bytes, last.clone(), false);
+    let out = Anchored {
+        new_lines: s.end.lines - last.lines,
+        problem: s.problem.map(|(line, reason)| OpLogError::Line {
+            path: path.clone(),
+            line,
+            reason,
+        }),
+    };
+    if out.new_lines > 0 {
+        manifest.append(Body::Anchor(AnchorInfo {
+            at_ns: now_ns,
+            log: LOG.to_owned(),
+            lines: s.end.lines,
+            bytes: s.end.bytes,
+            head: s.end.head,
+        }))?;
+    }
+    Ok(out)
+}
+
+/// [`anchor`] for the sealer thread: problems are logged, never fatal (records come first).
+pub fn anchor_logged(dir: &Path, manifest: &mut Manifest, now_ns: i64) {
+    match anchor(dir, manifest, now_ns) {
+        Ok(a) => {
+            if let Some(p) = a.problem {
+                tracing::error!(error = %p, "operator log past the last anchor does not verify; the lines before the fault are anchored, the rest is not (run `xdp-audit verify`)");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot anchor the operator log; retrying after the next seal")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(command: &str) -> OpEntry {
+        OpEntry {
+            at_ns: 5,
+            who: Who::default(),
+            body: OpBody::Access(AccessInfo {
+                command: command.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xdp-audit-oplog-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("create temp dir");
+        d
+    }
+
+    #[test]
+    fn appended_lines_chain_and_check() {
+        let d = temp("chain");
+        for c in ["a", "b", "c"] {
+            append(&d, access(c)).expect("append");
+        }
+        let s = scan(&d).expect("scan");
+        assert_eq!(s.problem, None);
+        assert_eq!(s.lines.iter().map(|l| l.n).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(s.lines[1].prev, s.lines[0].hash);
+        assert_eq!(
+            s.end.bytes,
+            std::fs::metadata(d.join(LOG)).expect("stat").len()
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_before_the_next_append() {
+        let d = temp("torn");
+        append(&d, access("a")).expect("append");
+        let mut f = File::options()
+            .append(true)
+            .open(d.join(LOG))
+            .expect("open");
+        f.write_all(b"{\"n\":2,\"at_").expect("tear");
+        let s = scan(&d).expect("scan");
+        assert_eq!((s.lines.len(), s.incomplete), (1, 11));
+        append(&d, access("b")).expect("append after a torn line");
+        let s = scan(&d).expect("scan");
+        assert_eq!((s.lines.len(), s.incomplete, s.problem), (2, 0, None));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_long_tail_is_found_across_read_windows() {
+        let d = temp("long");
+        let mut e = access("x");
+        if let OpBody::Access(a) = &mut e.body {
+            a.filter = "f".repeat(MAX_LINE - 400);
+        }
+        for _ in 0..6 {
+            append(&d, e.clone()).expect("append");
+        }
+        assert_eq!(scan(&d).expect("scan").problem, None);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rules_refuse_bad_releases() {
+        let hold = |n| OpLine {
+            n,
+            entry: OpEntry {
+                at_ns: 1,
+                who: Who::default(),
+                body: OpBody::Hold(HoldInfo {
+                    since_ns: 0,
+                    until_ns: 10,
+                    reason: "case".into(),
+                }),
+            },
+            prev: String::new(),
+            hash: String::new(),
+        };
+        let release = |n, hold| OpLine {
+            n,
+            entry: OpEntry {
+                at_ns: 1,
+                who: Who::default(),
+                body: OpBody::Release(ReleaseInfo {
+                    hold,
+                    reason: "done".into(),
+                }),
+            },
+            prev: String::new(),
+            hash: String::new(),
+        };
+        let mut holds = Default::default();
+        assert!(check_rules(&release(1, 1), &mut holds).is_err());
+        check_rules(&hold(2), &mut holds).expect("hold");
+        check_rules(&release(3, 2), &mut holds).expect("release");
+        let twice = check_rules(&release(4, 2), &mut holds).expect_err("twice");
+        assert!(twice.contains("twice"), "{twice}");
+    }
+}
