@@ -226,3 +226,67 @@ fn drop_child() {
     spinner.join().expect("spinner");
     println!("drop_child: ok ({} threads)", threads.len());
 }
+
+/// Asks for a dump of the conntrack table over nfnetlink and returns the error the kernel
+/// answers with (0: none, the dump started).
+fn conntrack_dump_errno() -> i32 {
+    // SAFETY: socket, send and recv on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_NETFILTER,
+        );
+        assert!(
+            fd >= 0,
+            "netlink socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // nlmsghdr (16 bytes) + nfgenmsg (family AF_INET, version 0, res_id 0).
+        // Type: NFNL_SUBSYS_CTNETLINK (1) << 8 | IPCTNL_MSG_CT_GET (1).
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP | libc::NLM_F_ACK) as u16;
+        let mut msg = Vec::with_capacity(20);
+        msg.extend_from_slice(&20u32.to_ne_bytes());
+        msg.extend_from_slice(&0x0101u16.to_ne_bytes());
+        msg.extend_from_slice(&flags.to_ne_bytes());
+        msg.extend_from_slice(&1u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]);
+        let sent = libc::send(fd, msg.as_ptr().cast(), msg.len(), 0);
+        assert_eq!(sent, 20, "send: {}", std::io::Error::last_os_error());
+        let mut buf = [0u8; 8192];
+        let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+        libc::close(fd);
+        assert!(n >= 16, "recv: {}", std::io::Error::last_os_error());
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        if kind == libc::NLMSG_ERROR as u16 {
+            -i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]])
+        } else {
+            0
+        }
+    }
+}
+
+/// NAT attribution reads conntrack over netlink after attach: nfnetlink refuses every
+/// request without CAP_NET_ADMIN, so that feature keeps it ([`Needs::conntrack`]).
+#[test]
+fn conntrack_needs_net_admin() {
+    in_child("conntrack_child");
+}
+
+#[test]
+#[ignore = "run by conntrack_needs_net_admin in a child process of its own"]
+fn conntrack_child() {
+    assert_eq!(std::env::var(CHILD_ENV).as_deref(), Ok("1"));
+    let kept = needed_after_attach(Needs { conntrack: true }, kernel_version());
+    drop_to(kept, None).expect("drop to what NAT attribution keeps");
+    let with = conntrack_dump_errno();
+    assert_ne!(with, libc::EPERM, "refused with CAP_NET_ADMIN");
+    drop_to(CapSet::EMPTY, None).expect("drop everything");
+    assert_eq!(
+        conntrack_dump_errno(),
+        libc::EPERM,
+        "conntrack without CAP_NET_ADMIN"
+    );
+    println!("conntrack_child: ok (with CAP_NET_ADMIN: errno {with})");
+}
