@@ -1,7 +1,9 @@
 //! Least privilege end to end: the agent started as root with `--user nobody` runs as nobody
 //! with no capability in any thread once attached, and still does its whole job: blocks,
 //! applies a list edit, writes status and records, detaches at SIGTERM; the store it writes
-//! is nobody's, files 0640 and directories 0750. Needs root.
+//! is nobody's, files 0640 and directories 0750. Started the way the systemd unit starts it
+//! (a plain user with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON as ambient capabilities), it
+//! loads, attaches and then holds none of them. Needs root.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt as _;
@@ -182,4 +184,67 @@ fn unprivileged_agent_blocks_reloads_records_and_detaches() {
         let want = if meta.is_dir() { 0o750 } else { 0o640 };
         assert_eq!(mode, want, "{}: mode {mode:o}", path.display());
     }
+}
+
+/// The three capabilities the unit grants, as setpriv names them.
+const UNIT_CAPS: &str = "+bpf,+net_admin,+perfmon";
+
+#[test]
+fn agent_started_like_the_unit_loads_then_drops_its_ambient_capabilities() {
+    let lab = Lab::new("amb").expect("build the netns lab");
+    let tmp = lab.temp_dir("ambient").expect("temp dir");
+    let log_dir = tmp.path().join("log");
+    for dir in [log_dir.clone(), log_dir.join("state")] {
+        std::fs::create_dir_all(&dir).expect("create the store directory");
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown to nobody");
+    }
+    // systemd's User=, AmbientCapabilities= and CapabilityBoundingSet=, done by setpriv.
+    let wrapper = tmp.path().join("as-unit.sh");
+    let bin = binary().expect("agent binary");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups \\\n  \
+             --inh-caps=-all,{UNIT_CAPS} --ambient-caps={UNIT_CAPS} \\\n  \
+             --bounding-set=-all,{UNIT_CAPS} {} \"$@\"\n",
+            bin.display()
+        ),
+    )
+    .expect("write the wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the wrapper");
+    }
+    let mut agent = Agent::start(
+        &lab,
+        &lab.gateway.clone(),
+        &wrapper,
+        &log_dir,
+        &["--iface", lab::GW_LAN_IF, "--sweep-interval", "200ms"],
+    )
+    .expect("the agent loads and attaches with the unit's three capabilities");
+    let pid = agent.pid().expect("the agent runs");
+    let unit_bounding = format!("{:016x}", (1u64 << 39) | (1 << 38) | (1 << 12));
+    for st in threads(pid) {
+        let who = field(&st, "Name");
+        assert_eq!(
+            field(&st, "Uid"),
+            "65534\t65534\t65534\t65534",
+            "{who}: uids"
+        );
+        for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            assert_eq!(field(&st, set), "0000000000000000", "{who}: {set}");
+        }
+        assert_eq!(
+            field(&st, "CapBnd"),
+            unit_bounding,
+            "{who}: the unit's bounding set"
+        );
+        assert_eq!(field(&st, "NoNewPrivs"), "1", "{who}");
+    }
+    wait_until(Duration::from_secs(10), "status.json is written", || {
+        agent.status().is_ok()
+    });
+    assert_eq!(agent.stop().expect("stop the agent"), 0, "clean exit");
 }
