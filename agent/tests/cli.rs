@@ -585,3 +585,31 @@ fn a_config_file_supplies_the_settings_and_the_command_line_wins() {
     let o = run(&["run", "--config", cfg_s, "--retention-days", "30"]);
     assert_error(&o, &["--retention-days", "90"]);
 }
+
+#[test]
+fn a_signing_key_others_can_read_is_refused_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TempDir::new("run-keymode");
+    let key = d.path().join("chain.key");
+    let made = run(&["keygen", "--out", s(&key)]);
+    assert!(made.status.success(), "keygen: {}", stderr(&made));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let (log, key) = (d.path().join("log"), s(&key));
+    let names = ["--signing-key", key, "mode 0640", "`chmod 600`"];
+    let first = run_fails_before_the_kernel(&log, &["--signing-key", key], &names);
+    let secret = std::fs::read_to_string(key).expect("read the key");
+    let hex = secret.split_whitespace().nth(1).expect("the key's hex");
+    assert!(!first.contains(hex), "the error shows the secret: {first}");
+}
+
+#[test]
+fn an_unknown_user_is_named_before_the_kernel_is_touched() {
+    let d = TempDir::new("run-user");
+    let log = d.path().join("log");
+    run_fails_before_the_kernel(
+        &log,
+        &["--user", "no-such-user-xa"],
+        &["--user no-such-user-xa"],
+    );
+    assert!(!log.exists(), "nothing is created for an unknown user");
+}

@@ -77,10 +77,8 @@ fn unknown_users_and_readable_secrets_are_refused_by_name() {
     assert!(mode(0o400).is_ok());
     for m in [0o640, 0o604, 0o644] {
         let err = mode(m).expect_err("readable by others").to_string();
-        assert!(
-            err.contains(&format!("chmod 600 {}", path.display())),
-            "{m:o}: {err}"
-        );
+        let named = format!("{}: mode 0{m:o}", path.display());
+        assert!(err.contains(&named) && err.contains("`chmod 600`"), "{err}");
     }
     let _ = std::fs::remove_file(&path);
 }
@@ -289,4 +287,27 @@ fn conntrack_child() {
         "conntrack without CAP_NET_ADMIN"
     );
     println!("conntrack_child: ok (with CAP_NET_ADMIN: errno {with})");
+}
+
+/// The store's configuration is logged and printed in errors with `{:?}`; the signing key in
+/// it must show only its public half.
+#[test]
+fn the_signing_key_never_prints_its_secret() {
+    let seed = [0x5a_u8; 32];
+    let config = crate::store::StoreConfig {
+        signing_key: Some(ed25519_dalek::SigningKey::from_bytes(&seed)),
+        ..crate::store::StoreConfig::new("/var/lib/xdp-audit")
+    };
+    let shown = format!("{config:?} {config:#?}");
+    assert!(shown.contains("SigningKey"), "{shown}");
+    for form in [
+        crate::store::fsutil::hex(&seed),
+        format!("{seed:?}"),
+        "90, 90".into(),
+    ] {
+        assert!(
+            !shown.contains(&form),
+            "the secret shows as {form}: {shown}"
+        );
+    }
 }

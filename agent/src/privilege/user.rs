@@ -42,7 +42,7 @@ pub enum AccountError {
     },
     /// A secret file others can read.
     #[error(
-        "{path}: mode {mode:04o} lets group or others read this secret; run `chmod 600 {path}` (owner: the user the agent runs as)",
+        "{path}: mode {mode:04o} lets group or others read this secret: `chmod 600` it (its owner: the user the agent runs as)",
         path = path.display()
     )]
     SecretReadable {
