@@ -84,6 +84,10 @@ impl CapSet {
     pub const EMPTY: Self = Self(0);
     /// CAP_DAC_READ_SEARCH: search any directory (the pins under `/sys/fs/bpf`, mode 0700).
     pub const DAC_READ_SEARCH: Self = Self(1 << 2);
+    /// CAP_SETGID: may change its group ids.
+    pub const SETGID: Self = Self(1 << 6);
+    /// CAP_SETUID: may change its user ids.
+    pub const SETUID: Self = Self(1 << 7);
     /// CAP_SETPCAP: may clear the bounding set.
     pub const SETPCAP: Self = Self(1 << 8);
     /// CAP_NET_ADMIN: XDP programs and attachments, conntrack over netlink, net sysctls.
@@ -241,6 +245,7 @@ pub fn kernel_version() -> (u32, u32) {
 /// [`drop_after_attach`] can still narrow the bounding set). Files the agent creates from
 /// here on belong to `user`. Needs CAP_SETUID and CAP_SETGID (start as root).
 pub fn become_user(user: &RunAs) -> Result<Dropped, PrivilegeError> {
+    check_can_switch()?;
     let dropped = drop_to(LOAD.with(CapSet::SETPCAP), Some(user))?;
     tracing::info!(
         user = %user.name,
@@ -250,6 +255,16 @@ pub fn become_user(user: &RunAs) -> Result<Dropped, PrivilegeError> {
         "switched user"
     );
     Ok(dropped)
+}
+
+/// Fails unless the agent may switch user (CAP_SETUID and CAP_SETGID), so that `--user`
+/// without root is refused before anything is created for the user.
+pub fn check_can_switch() -> Result<(), PrivilegeError> {
+    let (effective, _) = capget()?;
+    if !CapSet::SETUID.with(CapSet::SETGID).is_subset(effective) {
+        return Err(PrivilegeError::CannotSwitch { have: effective });
+    }
+    Ok(())
 }
 
 /// Drops every capability the stages do not need any more ([`needed_after_attach`]) in
@@ -291,6 +306,12 @@ pub enum PrivilegeError {
         step: &'static str,
         /// The cause (in the message, so not named `source`: that would print it twice).
         cause: std::io::Error,
+    },
+    /// `--user` without the capabilities to switch user.
+    #[error("switching user needs root (CAP_SETUID and CAP_SETGID); the agent has {have}: start it as root, or without --user as the user it should run as")]
+    CannotSwitch {
+        /// The effective capabilities the agent has.
+        have: CapSet,
     },
     /// `/proc` could not be read to check the threads.
     #[error("cannot check the threads' capabilities: {path}: {cause}")]

@@ -613,3 +613,27 @@ fn an_unknown_user_is_named_before_the_kernel_is_touched() {
     );
     assert!(!log.exists(), "nothing is created for an unknown user");
 }
+
+#[test]
+fn user_without_root_says_what_it_needs() {
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .args([
+            BIN,
+            "run",
+            "--iface",
+            "lo",
+            "--user",
+            "nobody",
+            "--log-dir",
+            "/nonexistent/log",
+        ])
+        .output()
+        .expect("spawn setpriv");
+    assert_error(&o, &["--user nobody", "needs root", "CAP_SETUID"]);
+}

@@ -182,9 +182,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let log_dir = args.store.dir.log_dir.clone();
     if let Some(name) = &args.user {
         let user = RunAs::lookup(name)?;
+        privilege::check_can_switch().with_context(|| format!("--user {name}"))?;
         for (flag, dir) in [("--log-dir", &log_dir), ("--state-dir", &args.state_dir)] {
-            user.own_new_dir(dir)
-                .with_context(|| format!("{flag} {}", dir.display()))?;
+            user.own_new_dir(dir).context(flag)?;
         }
         privilege::become_user(&user).with_context(|| format!("--user {name}"))?;
     }
