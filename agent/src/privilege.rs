@@ -82,8 +82,6 @@ const NAMES: [&str; 41] = [
 impl CapSet {
     /// No capability.
     pub const EMPTY: Self = Self(0);
-    /// CAP_DAC_READ_SEARCH: search any directory (the pins under `/sys/fs/bpf`, mode 0700).
-    pub const DAC_READ_SEARCH: Self = Self(1 << 2);
     /// CAP_SETGID: may change its group ids.
     pub const SETGID: Self = Self(1 << 6);
     /// CAP_SETUID: may change its user ids.
@@ -130,26 +128,6 @@ impl CapSet {
     /// Whether the set is empty.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
-    }
-
-    /// Parses names as systemd and capabilities(7) write them (`CAP_BPF CAP_NET_ADMIN`, or
-    /// comma-separated, any case, `CAP_` optional); the error names the word it refuses.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut set = Self::EMPTY;
-        for word in text.split([' ', ',', '\t']).filter(|w| !w.is_empty()) {
-            let upper = word.to_ascii_uppercase();
-            let name = if upper.starts_with("CAP_") {
-                upper
-            } else {
-                format!("CAP_{upper}")
-            };
-            let n = NAMES
-                .iter()
-                .position(|&known| known == name)
-                .ok_or_else(|| format!("{word:?} is not a capability name"))?;
-            set.0 |= 1 << n;
-        }
-        Ok(set)
     }
 
     /// The capabilities' numbers, lowest first.
