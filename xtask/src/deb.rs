@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context as _};
+use xdp_audit_lab::wait::poll_until;
 
 const PACKAGE: &str = "xdp-audit";
 const USER: &str = "xdp-audit";
@@ -169,20 +170,153 @@ fn getent(db: &str, name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Purges the package when the test ends, also when it fails.
+/// Purges the package when the test ends, also when it fails, and removes a store and user
+/// a purge kept (the test refuses to start where the user existed before).
 struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        if installed() || getent("passwd", USER) {
+        if installed() {
             let _ = Command::new("dpkg").args(["--purge", PACKAGE]).status();
+        }
+        if getent("passwd", USER) {
+            let _ = std::fs::remove_dir_all(STORE);
+            let _ = Command::new("userdel").arg(USER).status();
+        }
+        if getent("group", USER) {
+            let _ = Command::new("groupdel").arg(USER).status();
         }
     }
 }
 
+/// The installed agent run the way its unit runs it (as `xdp-audit`, with the unit's three
+/// capabilities as ambient ones) on `lo` of a namespace of its own, stopped once running.
+/// Removes the namespace and the runtime directory, and kills the agent, when dropped.
+struct UnitLikeRun {
+    ns: String,
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+const RUNTIME: &str = "/run/xdp-audit";
+
+impl UnitLikeRun {
+    fn start() -> anyhow::Result<Self> {
+        let ns = format!("xa-deb-{}", std::process::id());
+        let log = std::env::temp_dir().join(format!("{ns}.log"));
+        let mut me = Self {
+            ns,
+            child: None,
+            log,
+        };
+        run(Command::new("ip").args(["netns", "add", &me.ns]))?;
+        run(Command::new("ip").args(["-n", &me.ns, "link", "set", "lo", "up"]))?;
+        // systemd's RuntimeDirectory=.
+        run(Command::new("install").args(["-d", "-o", USER, "-g", USER, "-m", "0750", RUNTIME]))?;
+        let caps = "+bpf,+net_admin,+perfmon";
+        let stderr = std::fs::File::create(&me.log)
+            .with_context(|| format!("create {}", me.log.display()))?;
+        me.child = Some(
+            Command::new("ip")
+                .args(["netns", "exec", &me.ns, "setpriv"])
+                .args([&format!("--reuid={USER}"), &format!("--regid={USER}")])
+                .arg("--clear-groups")
+                .args([
+                    &format!("--inh-caps=-all,{caps}"),
+                    &format!("--ambient-caps={caps}"),
+                ])
+                .arg(format!("--bounding-set=-all,{caps}"))
+                .args([
+                    "/usr/bin/xdp-audit",
+                    "run",
+                    "--config",
+                    CONFIG,
+                    "--iface",
+                    "lo",
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .context("start the installed agent")?,
+        );
+        let child = me.child.as_mut().context("the agent was just started")?;
+        let log = me.log.clone();
+        poll_until(
+            std::time::Duration::from_secs(30),
+            "the installed agent runs",
+            || {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(status) = child.try_wait()? {
+                    bail!("the installed agent exited ({status}): {said}");
+                }
+                Ok(said.contains("xdp-audit running"))
+            },
+        )?;
+        Ok(me)
+    }
+
+    /// SIGTERM, and the agent's exit status.
+    fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the agent was stopped already")?;
+        // SAFETY: kill(2) on our own child (`ip netns exec` and setpriv exec in place).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().context("wait for the agent")
+    }
+}
+
+impl Drop for UnitLikeRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(RUNTIME);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Second round: install, run the agent as its unit would, so the store fills; a purge then
+/// keeps the store and its user, and says so.
+fn run_then_purge_keeps_the_records(deb: &Path) -> anyhow::Result<()> {
+    run(Command::new("dpkg").arg("-i").arg(deb))?;
+    let mut agent = UnitLikeRun::start()?;
+    let status = agent.stop()?;
+    ensure!(status.success(), "the installed agent exited with {status}");
+    let uid: u32 = run(Command::new("id").args(["-u", USER]))?.trim().parse()?;
+    let mut files = 0;
+    for entry in std::fs::read_dir(STORE).with_context(|| format!("read {STORE}"))? {
+        let meta = entry?.metadata()?;
+        let mode = meta.mode() & 0o7777;
+        ensure!(
+            meta.uid() == uid && (mode == 0o640 || (meta.is_dir() && mode == 0o750)),
+            "a store file with uid {} mode {mode:o} (want {uid}, 0640 or a 0750 directory)",
+            meta.uid()
+        );
+        files += 1;
+    }
+    ensure!(files > 0, "the agent wrote nothing to {STORE}");
+    let out = Command::new("dpkg")
+        .args(["--purge", PACKAGE])
+        .output()
+        .context("dpkg --purge")?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success() && said.contains("kept the audit store"),
+        "purge with records: {said}"
+    );
+    ensure!(
+        Path::new(STORE).is_dir() && getent("passwd", USER),
+        "purge must keep a store that holds records, and its user"
+    );
+    Ok(())
+}
+
 /// The package test: build (debug binary), install, check what is installed and that
 /// `systemd-analyze verify` accepts the unit, purge, and check that every file, the store
-/// directory and the user are gone.
+/// directory and the user are gone; then install again, run the installed agent as its unit
+/// would, and check that its store is the user's (0640) and that a purge keeps it.
 pub fn check() -> anyhow::Result<()> {
     for (tool, package) in [
         ("dpkg-deb", "dpkg"),
@@ -256,7 +390,6 @@ pub fn check() -> anyhow::Result<()> {
     );
 
     run(Command::new("dpkg").args(["--purge", PACKAGE]))?;
-    drop(guard);
     let left: Vec<&PathBuf> = files.iter().filter(|f| f.exists()).collect();
     ensure!(left.is_empty(), "purge left {left:?}");
     for dir in ["/etc/xdp-audit", STORE, "/usr/share/doc/xdp-audit"] {
@@ -264,8 +397,11 @@ pub fn check() -> anyhow::Result<()> {
     }
     ensure!(!getent("passwd", USER), "purge left the user {USER}");
     ensure!(!getent("group", USER), "purge left the group {USER}");
+    run_then_purge_keeps_the_records(&deb)?;
+    drop(guard);
+    ensure!(!getent("passwd", USER), "the test left the user {USER}");
     eprintln!(
-        "deb: installed, unit verified, purged clean ({} files)",
+        "deb: installed, unit verified, purged clean ({} files); run as the unit would, a purge kept the records and said so",
         files.len()
     );
     Ok(())
