@@ -92,9 +92,12 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));
     }
-    cargo(&args)?;
-    // Built from the debug binary the tests use (a release build would double CI time).
-    deb::check()
+    let tests = cargo(&args);
+    // Built from the debug binary the tests use (a release build would double CI time); run
+    // also when a test failed, so one run reports both.
+    let package = deb::check();
+    tests?;
+    package
 }
 
 fn bench() -> anyhow::Result<()> {
