@@ -487,23 +487,25 @@ fn a_list_in_a_missing_directory_is_named_before_the_kernel_is_touched() {
     run_fails_before_the_kernel(&log, &["--blocklist", list], &["--blocklist", list]);
 }
 
+/// `setpriv` that runs what follows as nobody, with no capability.
+fn as_nobody() -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]);
+    c
+}
+
 #[test]
 fn without_privileges_the_error_says_root() {
     let d = TempDir::new("nopriv");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-            "run",
-            "--iface",
-            "lo",
-            "--log-dir",
-        ])
+    let o = as_nobody()
+        .args([BIN, "run", "--iface", "lo", "--log-dir"])
         .arg(d.path().join("log"))
         .output()
         .expect("spawn setpriv");
@@ -616,13 +618,7 @@ fn an_unknown_user_is_named_before_the_kernel_is_touched() {
 
 #[test]
 fn user_without_root_says_what_it_needs() {
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
+    let o = as_nobody()
         .args([
             BIN,
             "run",
