@@ -15,6 +15,7 @@ pub mod enrich;
 pub mod flowtable;
 pub mod loader;
 pub mod net;
+pub mod privilege;
 pub mod reader;
 pub mod record;
 pub mod sink;

@@ -487,23 +487,25 @@ fn a_list_in_a_missing_directory_is_named_before_the_kernel_is_touched() {
     run_fails_before_the_kernel(&log, &["--blocklist", list], &["--blocklist", list]);
 }
 
+/// `setpriv` that runs what follows as nobody, with no capability.
+fn as_nobody() -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]);
+    c
+}
+
 #[test]
 fn without_privileges_the_error_says_root() {
     let d = TempDir::new("nopriv");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-            "run",
-            "--iface",
-            "lo",
-            "--log-dir",
-        ])
+    let o = as_nobody()
+        .args([BIN, "run", "--iface", "lo", "--log-dir"])
         .arg(d.path().join("log"))
         .output()
         .expect("spawn setpriv");
@@ -584,4 +586,50 @@ fn a_config_file_supplies_the_settings_and_the_command_line_wins() {
     assert_error(&o, &["\"nosuchif0\""]);
     let o = run(&["run", "--config", cfg_s, "--retention-days", "30"]);
     assert_error(&o, &["--retention-days", "90"]);
+}
+
+#[test]
+fn a_signing_key_others_can_read_is_refused_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TempDir::new("run-keymode");
+    let key = d.path().join("chain.key");
+    let made = run(&["keygen", "--out", s(&key)]);
+    assert!(made.status.success(), "keygen: {}", stderr(&made));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let (log, key) = (d.path().join("log"), s(&key));
+    let names = ["--signing-key", key, "mode 0640", "`chmod 600`"];
+    let first = run_fails_before_the_kernel(&log, &["--signing-key", key], &names);
+    let secret = std::fs::read_to_string(key).expect("read the key");
+    let hex = secret.split_whitespace().nth(1).expect("the key's hex");
+    assert!(!first.contains(hex), "the error shows the secret: {first}");
+}
+
+#[test]
+fn an_unknown_user_is_named_before_the_kernel_is_touched() {
+    let d = TempDir::new("run-user");
+    let log = d.path().join("log");
+    run_fails_before_the_kernel(
+        &log,
+        &["--user", "no-such-user-xa"],
+        &["--user no-such-user-xa"],
+    );
+    assert!(!log.exists(), "nothing is created for an unknown user");
+}
+
+#[test]
+fn user_without_root_says_what_it_needs() {
+    let o = as_nobody()
+        .args([
+            BIN,
+            "run",
+            "--iface",
+            "lo",
+            "--user",
+            "nobody",
+            "--log-dir",
+            "/nonexistent/log",
+        ])
+        .output()
+        .expect("spawn setpriv");
+    assert_error(&o, &["--user nobody", "needs root", "CAP_SETUID"]);
 }

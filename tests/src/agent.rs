@@ -94,6 +94,11 @@ impl Agent {
         }
     }
 
+    /// The agent's process id (`ip netns exec` execs it in place), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the agent with SIGKILL, as a crash would, and waits for it.
     pub fn crash(&mut self) -> anyhow::Result<()> {
         let mut child = self.child.take().context("agent already stopped")?;

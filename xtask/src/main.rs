@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything around the code. Each command installs what it needs first
 //! (`setup`), so a fresh Debian 12 machine needs nothing but this repository and rustup.
 
+mod deb;
 mod lab;
 mod setup;
 
@@ -34,6 +35,14 @@ enum Cmd {
     /// Print the performance figures (ns/packet and the rest), as ratios to baselines
     /// measured in the same run.
     Bench,
+    /// Build the Debian package (release binary, hardened systemd unit, default config,
+    /// empty list files, the xdp-audit user and its store directory) into target/deb/.
+    Deb {
+        /// Instead: build it from the debug binary, install it on this machine, verify the
+        /// unit and purge it (the package test `cargo xtask test` runs).
+        #[arg(long)]
+        test: bool,
+    },
 }
 
 /// Runs a cargo command in the workspace, echoing it.
@@ -83,7 +92,12 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));
     }
-    cargo(&args)
+    let tests = cargo(&args);
+    // Built from the debug binary the tests use (a release build would double CI time); run
+    // also when a test failed, so one run reports both.
+    let package = deb::check();
+    tests?;
+    package
 }
 
 fn bench() -> anyhow::Result<()> {
@@ -101,6 +115,10 @@ fn main() -> ExitCode {
             .and_then(|()| lab::run()),
         Cmd::Test { args } => test(&args),
         Cmd::Bench => bench(),
+        Cmd::Deb { test: false } => deb::build(deb::Profile::Release).map(drop),
+        Cmd::Deb { test: true } => {
+            require_root("cargo xtask deb --test").and_then(|()| deb::check())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,10 @@ const APT: &[&str] = &[
     "bind9-dnsutils",
     "curl",
     "python3",
+    // The package test: adduser for postinst, systemd-analyze, strip for `cargo xtask deb`.
+    "adduser",
+    "binutils",
+    "systemd",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const EBPF_TOOLCHAIN: &str = "nightly";

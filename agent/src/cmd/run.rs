@@ -20,6 +20,7 @@ use crate::daemon::{Control, Daemon, Interface, Settings};
 use crate::enrich::inputs::Enrichment;
 use crate::enrich::stage::{EnrichStage, StageConfig};
 use crate::loader::{AttachMode, LoadOptions, Loaded};
+use crate::privilege::{self, Needs, RunAs};
 use crate::span;
 use crate::store::Store;
 use crate::sweeper::Timeouts;
@@ -102,6 +103,12 @@ pub struct RunArgs {
     /// Attribution: --subscribers, --dhcp-leases, --dhcp-server, --nat.
     #[command(flatten)]
     pub enrich: crate::cmd::enrich_args::EnrichArgs,
+    /// Switch to this user and its group (started as root) before opening the store, keeping
+    /// only the capabilities loading needs; a missing --log-dir or --state-dir is created for
+    /// it. With or without it, once attached the agent keeps only the capabilities it still
+    /// needs (README, "Least privilege").
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 /// Where the agent keeps its status snapshot unless told otherwise.
@@ -173,9 +180,22 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             ifindex,
         });
     }
-    // Open the store first: a bad --log-dir must fail before anything touches the kernel.
+    // Store files 0640 and directories 0750, whoever creates them.
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o027) };
+    // The signing key is read before a --user switch: it may be readable by root only.
+    let store_config = args.store.to_config()?;
     let log_dir = args.store.dir.log_dir.clone();
-    let store = Store::open(args.store.to_config()?)
+    if let Some(name) = &args.user {
+        let user = RunAs::lookup(name)?;
+        privilege::check_can_switch().with_context(|| format!("--user {name}"))?;
+        for (flag, dir) in [("--log-dir", &log_dir), ("--state-dir", &args.state_dir)] {
+            user.own_new_dir(dir).context(flag)?;
+        }
+        privilege::become_user(&user).with_context(|| format!("--user {name}"))?;
+    }
+    // Open the store first: a bad --log-dir must fail before anything touches the kernel.
+    let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
 
     let files = args
@@ -223,6 +243,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         sweep_interval: args.sweep_interval,
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
+    // From here on the stages work through descriptors they hold: keep only what they need
+    // (NAT attribution keeps CAP_NET_ADMIN while the conntrack listener runs).
+    privilege::drop_after_attach(Needs {
+        conntrack: enrichment.follows_conntrack(),
+    })?;
     let (mut program, maps) = loaded.into_parts();
     let (mut daemon, control) =
         Daemon::start(settings, maps, lists, Box::new(stage), Arc::new(HostClocks))?;

@@ -70,7 +70,11 @@ impl StoreArgs {
     /// The store configuration these flags describe (loads the signing key).
     pub fn to_config(&self) -> anyhow::Result<StoreConfig> {
         let signing_key = match &self.signing_key {
-            Some(p) => Some(manifest::load_signing_key(p).context("loading --signing-key")?),
+            Some(p) => {
+                let key = manifest::load_signing_key(p).context("loading --signing-key")?;
+                crate::privilege::check_secret_file(p).context("--signing-key")?;
+                Some(key)
+            }
             None => None,
         };
         Ok(StoreConfig {

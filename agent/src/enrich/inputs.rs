@@ -188,6 +188,11 @@ impl Drop for Enrichment {
 }
 
 impl Enrichment {
+    /// Whether the conntrack listener runs (it needs CAP_NET_ADMIN for as long as it does).
+    pub fn follows_conntrack(&self) -> bool {
+        self._listener.is_some()
+    }
+
     /// Reads the files once (so the first records are attributed), then starts the file
     /// thread and, as `opts.nat` says, the conntrack listener.
     pub fn start(opts: EnrichOptions) -> Result<(Enrichment, Inputs), EnrichError> {
