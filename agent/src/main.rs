@@ -25,6 +25,8 @@ enum Command {
     Run(xdp_audit::cmd::run::RunArgs),
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
+    /// Check lists, subscribers and DHCP lease files: every bad line as FILE:LINE: reason.
+    Check(xdp_audit::cmd::check::CheckArgs),
     Status(xdp_audit::cmd::status::StatusArgs),
     /// Find flows in the audit store by address, port, MAC, protocol and time.
     #[command(long_about = xdp_audit::cmd::query::LONG_ABOUT)]
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Run(args) => xdp_audit::cmd::run::main(args),
         Command::Status(args) => xdp_audit::cmd::status::main(args),
         Command::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
+        Command::Check(args) => xdp_audit::cmd::check::main(args),
         Command::Query(args) => xdp_audit::cmd::query::main(args),
         Command::Export(args) => xdp_audit::cmd::export::main(args),
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),

@@ -55,4 +55,8 @@ pub trait RecordSink: Send {
     fn store_status(&self) -> Option<crate::store::StoreStatus> {
         None
     }
+    /// The enrich stage's counters, for `status`; a sink without that stage has none.
+    fn enrich_status(&self) -> Option<crate::enrich::stage::EnrichStatus> {
+        None
+    }
 }

@@ -68,6 +68,10 @@ pub struct Snapshot {
     /// The wall clock: its offset from the kernel's clock and the steps seen.
     #[serde(default)]
     pub clock: crate::clock::ClockStats,
+    /// Attribution: records joined per field, payload parse failures, conntrack, DHCP, cache
+    /// sizes (absent when the agent runs without the enrich stage).
+    #[serde(default)]
+    pub enrich: Option<crate::enrich::stage::EnrichStatus>,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -131,6 +135,7 @@ impl Snapshot {
             store: Default::default(),
             pipeline: Default::default(),
             clock: Default::default(),
+            enrich: None,
         }
     }
 

@@ -507,7 +507,7 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
     });
     let closed: Vec<_> = {
         let mut t = shared.table.lock().expect("table lock");
-        t.take_closed()
+        t.take_closed(i64::MAX)
             .filter(|s| udp_ids.contains(&s.entry.id))
             .collect()
     };
@@ -520,7 +520,7 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
         .table
         .lock()
         .expect("table lock")
-        .take_closed()
+        .take_closed(i64::MAX)
         .count();
     assert_eq!(again, 0, "a closed session was handed out twice");
     for s in &closed {

@@ -69,8 +69,20 @@ pub fn main(args: BlocklistArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (checks, total) = check_files(&args.files);
     let mut out = std::io::stdout().lock();
+    let failed = report(&args.files, &mut out).context("writing to stdout")?;
+    out.flush().context("writing to stdout")?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Checks list files and prints every bad line and a summary to `out`; returns whether any
+/// file failed (what `blocklist check` and `check` exit 1 on).
+pub fn report(files: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool> {
+    let (checks, total) = check_files(files);
     let mut failed = false;
     for c in &checks {
         let path = c.path.display();
@@ -91,21 +103,16 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
             Ok((lines, stats)) => {
                 writeln!(out, "{path}: ok")?;
-                write_summary(&mut out, Some(lines), stats)?;
+                write_summary(out, Some(lines), stats)?;
             }
         }
     }
     let good = checks.iter().filter(|c| c.result.is_ok()).count();
     if good > 1 {
         writeln!(out, "all {good} good files as one list:")?;
-        write_summary(&mut out, None, &total)?;
+        write_summary(out, None, &total)?;
     }
-    out.flush().context("writing to stdout")?;
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(failed)
 }
 
 fn write_summary(

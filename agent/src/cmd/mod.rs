@@ -1,6 +1,8 @@
 //! One module per `xdp-audit` subcommand: its arguments and its `main`.
 
 pub mod blocklist;
+pub mod check;
+pub mod enrich_args;
 pub mod export;
 pub mod keygen;
 pub mod query;

@@ -17,6 +17,8 @@ use crate::clock::HostClocks;
 use crate::cmd::store_args::StoreArgs;
 use crate::daemon::lists::{read_at_start, Reload};
 use crate::daemon::{Control, Daemon, Interface, Settings};
+use crate::enrich::inputs::Enrichment;
+use crate::enrich::stage::{EnrichStage, StageConfig};
 use crate::loader::{AttachMode, LoadOptions, Loaded};
 use crate::span;
 use crate::store::Store;
@@ -97,6 +99,9 @@ pub struct RunArgs {
     /// of new flows at the rate the README documents.
     #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes)]
     pub ringbuf_bytes: u32,
+    /// Attribution: --subscribers, --dhcp-leases, --dhcp-server, --nat.
+    #[command(flatten)]
+    pub enrich: crate::cmd::enrich_args::EnrichArgs,
 }
 
 /// Where the agent keeps its status snapshot unless told otherwise.
@@ -135,8 +140,9 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     }
     // A list file may be missing at start (it is loaded when it appears), but its directory
     // is watched, so it must exist: checked here, before anything touches the kernel.
-    let lists = (args.blocklists.iter().map(|p| ("--blocklist", p)))
-        .chain(args.allowlists.iter().map(|p| ("--allowlist", p)));
+    let lists = (args.blocklists.iter().map(|p| ("--blocklist", p.as_path())))
+        .chain(args.allowlists.iter().map(|p| ("--allowlist", p.as_path())))
+        .chain(args.enrich.watched());
     for (flag, path) in lists {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -203,6 +209,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         loaded.attach(name, args.xdp_mode)?;
     }
+    // Attribution sources start once the program is in (a missing privilege is then said
+    // once, by the loader) and before the first record can be written.
+    let (enrichment, inputs) =
+        Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
+    let stage = EnrichStage::new(Box::new(store), inputs, stage_config(&args));
     let settings = Settings {
         timeouts: Timeouts {
             inactive: args.inactive_timeout,
@@ -214,7 +225,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut program, maps) = loaded.into_parts();
     let (mut daemon, control) =
-        Daemon::start(settings, maps, lists, Box::new(store), Arc::new(HostClocks))?;
+        Daemon::start(settings, maps, lists, Box::new(stage), Arc::new(HostClocks))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -229,9 +240,21 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // then write what is left, also when the reader failed.
     program.detach_all();
     let finished = daemon.finish();
+    drop(enrichment);
     ran?;
     finished?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The enrich stage's delays from the record timing: a NAT session's record waits until a
+/// flow through it has certainly had its record written (inactive timeout, close linger,
+/// two sweeps).
+fn stage_config(args: &RunArgs) -> StageConfig {
+    let wait = args.inactive_timeout + args.close_linger + args.sweep_interval * 2;
+    StageConfig {
+        nat_record_delay_ns: i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX),
+        ..StageConfig::default()
+    }
 }
 
 /// SIGINT and SIGTERM stop the daemon; SIGHUP reloads every list.

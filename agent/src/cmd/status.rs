@@ -75,6 +75,9 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("{}", s.agent_summary());
+    if let Some(e) = &s.enrich {
+        println!("{}", e.summary());
+    }
     println!("\nlists:");
     for l in &s.lists {
         println!(

@@ -8,10 +8,12 @@
 
 pub mod dhcp;
 pub mod identity;
+pub mod inputs;
 pub mod leases;
 pub mod names;
 pub mod nat;
 pub mod source;
+pub mod stage;
 pub mod subscribers;
 
 /// When a binding holds: `[from, to)` in Unix nanoseconds; `None` is unbounded on that side.

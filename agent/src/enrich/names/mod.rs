@@ -21,7 +21,7 @@ pub mod http;
 pub mod payload;
 pub mod quic;
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 pub mod tls;
 mod wire;
 

@@ -11,6 +11,7 @@
 //!   NAT record.
 //! - [`parse`] is the ctnetlink codec both use.
 
+mod index;
 mod listener;
 pub mod parse;
 mod socket;

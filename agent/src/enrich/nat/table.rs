@@ -2,9 +2,10 @@
 //! by the inside tuple (the flow join) or by the outside address and port (the lawful query).
 //!
 //! Sessions live in a slab; two hash maps point at the newest session of each inside key and
-//! each outside key, and sessions sharing a key are chained through the slab (a tuple reused
-//! after its entry died, several ICMP echo ids between the same hosts). A lookup is one hash
-//! probe and a walk of a chain that is almost always one long.
+//! each outside key, and sessions sharing a key are chained (a tuple reused after its entry
+//! died, several ICMP echo ids between the same hosts). A lookup is one hash probe and a walk
+//! of a chain that is almost always one long, over the compact lines of [`super::index`]
+//! rather than the slab.
 //!
 //! Memory is bounded: a closed session is handed out once by [`NatTable::take_closed`] (for
 //! a NAT record) and leaves the table [`TableConfig::linger_ns`] after it closed, so late flow
@@ -14,6 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
+use super::index::{Hot, Index, NIL};
 use super::parse::{CtEntry, CtKind, CtMessage, CtTuple, L4};
 use crate::enrich::Validity;
 
@@ -104,6 +106,9 @@ pub struct NatSession {
     pub learned: Learned,
     /// Why it closed, once it has.
     pub closed: Option<Closed>,
+    /// Whether a flow record joined it ([`NatTable::join`]) by the time it was handed out:
+    /// then the flow's record carries its outside tuple and it needs no NAT record.
+    pub joined: bool,
 }
 
 impl NatSession {
@@ -228,8 +233,6 @@ pub enum DumpReason {
     Periodic,
 }
 
-const NIL: u32 = u32::MAX;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Open,
@@ -248,8 +251,6 @@ struct Slot {
     generation: u32,
     /// Dump epoch in which the session was last listed or (re)learned.
     seen_epoch: u32,
-    next_inside: u32,
-    next_outside: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -266,8 +267,7 @@ pub struct NatTable {
     config: TableConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_inside: HashMap<InsideKey, u32>,
-    by_outside: HashMap<OutsideKey, u32>,
+    index: Index,
     /// Open sessions by conntrack id.
     live: HashMap<u32, u32>,
     unwritten: VecDeque<(u32, u32)>,
@@ -284,8 +284,7 @@ impl NatTable {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            by_inside: HashMap::new(),
-            by_outside: HashMap::new(),
+            index: Index::default(),
             live: HashMap::new(),
             unwritten: VecDeque::new(),
             written: VecDeque::new(),
@@ -341,6 +340,7 @@ impl NatTable {
                     if slot.session.entry.orig == e.orig {
                         slot.session.refresh(e);
                         slot.seen_epoch = self.epoch;
+                        self.sync_window(i);
                         return;
                     }
                     // The id names another connection now: the old one's destroy was lost.
@@ -365,6 +365,7 @@ impl NatTable {
                     start_exact: e.start_ns.is_some(),
                     learned,
                     closed: None,
+                    joined: false,
                 };
                 if let Some(i) = self.insert(session, State::Open) {
                     self.live.insert(e.id, i);
@@ -386,20 +387,19 @@ impl NatTable {
         // Closed by a dump that ran after the entry died but before its destroy event was
         // read: the event's stop time is exact, the dump's end was a bound.
         let key = InsideKey::of_tuple(&e.orig);
-        let mut at = self.by_inside.get(&key).copied().unwrap_or(NIL);
-        while at != NIL {
-            let slot = &mut self.slots[at as usize];
-            let s = &mut slot.session;
-            if s.entry.id == e.id
+        let missing = self.index.inside_chain(&key).map(|(i, _)| i).find(|&i| {
+            let s = &self.slots[i as usize].session;
+            s.entry.id == e.id
                 && s.entry.orig == e.orig
                 && s.closed == Some(Closed::MissingFromDump)
-            {
-                s.entry = e;
-                s.closed = Some(Closed::Destroyed);
-                s.window.to = Some(end.max(s.window.from.unwrap_or(end)));
-                return;
-            }
-            at = slot.next_inside;
+        });
+        if let Some(i) = missing {
+            let s = &mut self.slots[i as usize].session;
+            s.entry = e;
+            s.closed = Some(Closed::Destroyed);
+            s.window.to = Some(end.max(s.window.from.unwrap_or(end)));
+            self.sync_window(i);
+            return;
         }
         self.stats.destroy_only += 1;
         // Without a start timestamp the window is empty: the record says the session existed
@@ -414,6 +414,7 @@ impl NatTable {
             start_exact: e.start_ns.is_some(),
             learned: Learned::DestroyOnly,
             closed: Some(Closed::Destroyed),
+            joined: false,
         };
         self.insert(session, State::Unwritten);
     }
@@ -448,6 +449,15 @@ impl NatTable {
         slot.state = State::Unwritten;
         self.live.remove(&s.entry.id);
         self.unwritten.push_back((i, slot.generation));
+        self.sync_window(i);
+    }
+
+    /// Copies session `i`'s window into its hot line.
+    fn sync_window(&mut self, i: u32) {
+        let w = self.slots[i as usize].session.window;
+        let hot = self.index.hot_mut(i);
+        hot.from = w.from.unwrap_or(i64::MIN);
+        hot.to = w.to.unwrap_or(i64::MAX);
     }
 
     /// Inserts a session as the newest of its keys; `None` if the table is full of open
@@ -458,18 +468,22 @@ impl NatTable {
             return None;
         }
         self.stats.inserted += 1;
+        let hot = Hot {
+            from: session.window.from.unwrap_or(i64::MIN),
+            to: session.window.to.unwrap_or(i64::MAX),
+            next_inside: NIL,
+            next_outside: NIL,
+            outside: session.outside(),
+            translated: session.translated(),
+            joined: false,
+        };
         let inside = session.inside();
-        let outside = session.outside();
-        let next_inside = self.by_inside.get(&inside).copied().unwrap_or(NIL);
-        let next_outside = self.by_outside.get(&outside).copied().unwrap_or(NIL);
         let i = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
                 slot.session = session;
                 slot.state = state;
                 slot.seen_epoch = self.epoch;
-                slot.next_inside = next_inside;
-                slot.next_outside = next_outside;
                 i
             }
             None => {
@@ -479,14 +493,11 @@ impl NatTable {
                     state,
                     generation: 0,
                     seen_epoch: self.epoch,
-                    next_inside,
-                    next_outside,
                 });
                 i
             }
         };
-        self.by_inside.insert(inside, i);
-        self.by_outside.insert(outside, i);
+        self.index.link(i, inside, hot);
         if state == State::Unwritten {
             self.unwritten
                 .push_back((i, self.slots[i as usize].generation));
@@ -522,42 +533,37 @@ impl NatTable {
 
     /// Unlinks closed session `i` from its chains and frees its slot.
     fn remove(&mut self, i: u32) {
-        let (inside, outside) = {
-            let s = &self.slots[i as usize].session;
-            (s.inside(), s.outside())
-        };
-        let next = self.slots[i as usize].next_inside;
-        unlink(&mut self.by_inside, &mut self.slots, inside, i, next, |s| {
-            &mut s.next_inside
-        });
-        let next = self.slots[i as usize].next_outside;
-        unlink(
-            &mut self.by_outside,
-            &mut self.slots,
-            outside,
-            i,
-            next,
-            |s| &mut s.next_outside,
-        );
+        let inside = self.slots[i as usize].session.inside();
+        self.index.unlink(i, inside);
         let slot = &mut self.slots[i as usize];
         slot.state = State::Free;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(i);
     }
 
-    /// Closed sessions not yet handed out, oldest close first; each is handed out once, for
-    /// the record writer's NAT records (sessions with or without an XDP flow). They stay
-    /// for lookups until their linger passes.
-    pub fn take_closed(&mut self) -> impl Iterator<Item = NatSession> + '_ {
+    /// Closed sessions not yet handed out whose window ended before `ended_before_ns`, oldest
+    /// close first; each is handed out once, with whether a flow record joined it
+    /// ([`NatSession::joined`]), for the NAT records of sessions no flow joined. Ask for those
+    /// that ended longer ago than a flow's last record can take to be written, so the flow's
+    /// join comes first. They stay for lookups until their linger passes.
+    pub fn take_closed(&mut self, ended_before_ns: i64) -> impl Iterator<Item = NatSession> + '_ {
         std::iter::from_fn(move || loop {
-            let (i, generation) = self.unwritten.pop_front()?;
-            if self.is_current(i, generation, State::Unwritten) {
-                let slot = &mut self.slots[i as usize];
-                slot.state = State::Written;
-                self.written.push_back((i, generation));
-                self.stats.handed_out += 1;
-                return Some(slot.session);
+            let &(i, generation) = self.unwritten.front()?;
+            if !self.is_current(i, generation, State::Unwritten) {
+                self.unwritten.pop_front();
+                continue;
             }
+            if self.index.hot(i).to >= ended_before_ns {
+                return None;
+            }
+            self.unwritten.pop_front();
+            let joined = self.index.hot(i).joined;
+            let slot = &mut self.slots[i as usize];
+            slot.state = State::Written;
+            slot.session.joined = joined;
+            self.written.push_back((i, generation));
+            self.stats.handed_out += 1;
+            return Some(slot.session);
         })
     }
 
@@ -592,27 +598,39 @@ impl NatTable {
     /// within [`TableConfig::start_slack_ns`] after it. `None`: no conntrack entry covers the
     /// flow, so it has no outside tuple.
     pub fn lookup_inside(&self, key: &InsideKey, t_ns: i64) -> Option<&NatSession> {
-        let mut at = self.by_inside.get(key).copied().unwrap_or(NIL);
-        let mut holding: Option<&NatSession> = None;
-        let mut soon: Option<&NatSession> = None;
-        let start = |s: &NatSession| s.window.from.unwrap_or(i64::MIN);
-        while at != NIL {
-            let slot = &self.slots[at as usize];
-            let s = &slot.session;
-            if s.window.contains(t_ns) {
-                if holding.is_none_or(|h| start(s) > start(h)) {
-                    holding = Some(s);
+        self.find_inside(key, t_ns)
+            .map(|i| &self.slots[i as usize].session)
+    }
+
+    /// The flow join: the outside tuple of the session [`NatTable::lookup_inside`] finds, if
+    /// its source was translated, and the session marked as joined (it then needs no NAT
+    /// record). Reads only the hot index.
+    #[inline]
+    pub fn join(&mut self, key: &InsideKey, t_ns: i64) -> Option<OutsideKey> {
+        let i = self.find_inside(key, t_ns)?;
+        let hot = self.index.hot_mut(i);
+        hot.joined = true;
+        hot.translated.then_some(hot.outside)
+    }
+
+    #[inline]
+    fn find_inside(&self, key: &InsideKey, t_ns: i64) -> Option<u32> {
+        let mut holding: Option<(u32, i64)> = None;
+        let mut soon: Option<(u32, i64)> = None;
+        for (i, h) in self.index.inside_chain(key) {
+            if h.contains(t_ns) {
+                if holding.is_none_or(|(_, from)| h.from > from) {
+                    holding = Some((i, h.from));
                 }
-            } else if s.window.to.is_none_or(|to| to > start(s))
-                && start(s) > t_ns
-                && start(s) - t_ns <= self.config.start_slack_ns
-                && soon.is_none_or(|h| start(s) < start(h))
+            } else if h.to > h.from
+                && h.from > t_ns
+                && h.from - t_ns <= self.config.start_slack_ns
+                && soon.is_none_or(|(_, from)| h.from < from)
             {
-                soon = Some(s);
+                soon = Some((i, h.from));
             }
-            at = slot.next_inside;
         }
-        holding.or(soon)
+        holding.or(soon).map(|(i, _)| i)
     }
 
     /// The sessions that held outside address and port `key` at `t_ns` (several when one
@@ -622,49 +640,10 @@ impl NatTable {
         key: &OutsideKey,
         t_ns: i64,
     ) -> impl Iterator<Item = &NatSession> + '_ {
-        let key = *key;
-        let mut at = self.by_outside.get(&key).copied().unwrap_or(NIL);
-        std::iter::from_fn(move || {
-            while at != NIL {
-                let slot = &self.slots[at as usize];
-                at = slot.next_outside;
-                if slot.session.window.contains(t_ns) {
-                    return Some(&slot.session);
-                }
-            }
-            None
-        })
-    }
-}
-
-/// Removes slot `i` from the chain of `key` in `heads`; `next` is `i`'s successor.
-fn unlink<K: std::hash::Hash + Eq>(
-    heads: &mut HashMap<K, u32>,
-    slots: &mut [Slot],
-    key: K,
-    i: u32,
-    next: u32,
-    link: impl Fn(&mut Slot) -> &mut u32,
-) {
-    let Some(head) = heads.get_mut(&key) else {
-        return;
-    };
-    if *head == i {
-        if next == NIL {
-            heads.remove(&key);
-        } else {
-            *head = next;
-        }
-        return;
-    }
-    let mut at = *head;
-    while at != NIL {
-        let after = *link(&mut slots[at as usize]);
-        if after == i {
-            *link(&mut slots[at as usize]) = next;
-            return;
-        }
-        at = after;
+        self.index
+            .outside_chain(key)
+            .filter(move |(_, h)| h.contains(t_ns))
+            .map(|(i, _)| &self.slots[i as usize].session)
     }
 }
 

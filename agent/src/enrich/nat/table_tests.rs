@@ -129,7 +129,7 @@ fn destroy_closes_with_the_kernel_times_and_hands_out_once() {
     });
     t.apply(msg(CtKind::Destroy, d, 201 * S));
     assert_eq!(t.open_len(), 0);
-    let closed: Vec<_> = t.take_closed().collect();
+    let closed: Vec<_> = t.take_closed(i64::MAX).collect();
     assert_eq!(closed.len(), 1);
     let s = closed[0];
     assert_eq!(
@@ -141,7 +141,7 @@ fn destroy_closes_with_the_kernel_times_and_hands_out_once() {
     );
     assert!(s.start_exact && s.closed == Some(Closed::Destroyed));
     assert_eq!(s.entry.counters_orig.map(|c| c.packets), Some(3));
-    assert_eq!(t.take_closed().count(), 0, "handed out twice");
+    assert_eq!(t.take_closed(i64::MAX).count(), 0, "handed out twice");
     // Still there for late flow records until the linger passes.
     assert!(t.lookup_inside(&inside(2, 40000), 150 * S).is_some());
     assert!(
@@ -152,6 +152,33 @@ fn destroy_closes_with_the_kernel_times_and_hands_out_once() {
     assert_eq!(t.expire(200 * S + TableConfig::default().linger_ns), 1);
     assert!(t.is_empty() && t.lookup_inside(&inside(2, 40000), 150 * S).is_none());
     assert_eq!(t.lookup_outside(&outside(61000), 150 * S).count(), 0);
+}
+
+#[test]
+fn a_joined_session_is_handed_out_marked_and_only_once_its_end_is_old_enough() {
+    let mut t = table();
+    t.apply(msg(CtKind::New, entry(1, 2, 40000, 61000), 100 * S));
+    t.apply(msg(CtKind::New, entry(2, 3, 40001, 61001), 100 * S));
+    assert_eq!(t.join(&inside(2, 40000), 150 * S), Some(outside(61000)));
+    assert_eq!(
+        t.join(&inside(9, 40000), 150 * S),
+        None,
+        "no entry covers it"
+    );
+    for (id, c, sport, oport) in [(1, 2, 40000, 61000), (2, 3, 40001, 61001)] {
+        let mut d = entry(id, c, sport, oport);
+        d.stop_ns = Some(200 * S);
+        t.apply(msg(CtKind::Destroy, d, 201 * S));
+    }
+    assert_eq!(
+        t.take_closed(200 * S).count(),
+        0,
+        "handed out before a late flow record could join it"
+    );
+    let mut closed: Vec<_> = t.take_closed(200 * S + 1).collect();
+    closed.sort_by_key(|s| s.entry.id);
+    let joined: Vec<_> = closed.iter().map(|s| (s.entry.id, s.joined)).collect();
+    assert_eq!(joined, [(1, true), (2, false)]);
 }
 
 #[test]
@@ -189,7 +216,7 @@ fn an_id_back_with_another_tuple_closes_the_old_session() {
     t.apply(msg(CtKind::New, entry(7, 2, 40000, 61000), 10 * S));
     t.apply(msg(CtKind::New, entry(7, 3, 50000, 62000), 20 * S));
     assert_eq!(t.stats().closed_replaced, 1);
-    let closed: Vec<_> = t.take_closed().collect();
+    let closed: Vec<_> = t.take_closed(i64::MAX).collect();
     assert_eq!(closed.len(), 1);
     assert_eq!(
         (closed[0].closed, closed[0].window.to),
@@ -238,7 +265,7 @@ fn a_dump_recovers_lost_news_and_closes_lost_destroys() {
         t.lookup_inside(&inside(2, 40003), 52 * S).is_some(),
         "new during the dump"
     );
-    let gone: Vec<_> = t.take_closed().collect();
+    let gone: Vec<_> = t.take_closed(i64::MAX).collect();
     assert_eq!(gone.len(), 1);
     assert_eq!(
         (gone[0].entry.id, gone[0].closed, gone[0].window.to),
@@ -259,7 +286,7 @@ fn a_late_destroy_makes_the_dump_bound_exact() {
     d.start_ns = Some(10 * S);
     d.stop_ns = Some(45 * S);
     t.apply(msg(CtKind::Destroy, d, 52 * S));
-    let s: Vec<_> = t.take_closed().collect();
+    let s: Vec<_> = t.take_closed(i64::MAX).collect();
     assert_eq!(s.len(), 1);
     assert_eq!(
         (s[0].closed, s[0].window.to),
@@ -291,7 +318,7 @@ fn a_destroy_without_its_new_is_recorded_with_what_it_says() {
     let mut bare = entry(10, 2, 40001, 61001);
     bare.stop_ns = Some(8 * S);
     t.apply(msg(CtKind::Destroy, bare, 9 * S));
-    let s: Vec<_> = t.take_closed().collect();
+    let s: Vec<_> = t.take_closed(i64::MAX).collect();
     assert_eq!(t.stats().destroy_only, 2);
     assert_eq!(
         s[0].window,
@@ -364,7 +391,7 @@ fn a_full_table_evicts_closed_sessions_and_counts_it() {
     }
     t.apply(msg(CtKind::Destroy, entry(0, 2, 40000, 61000), 2 * S));
     t.apply(msg(CtKind::Destroy, entry(1, 2, 40001, 61000), 2 * S));
-    assert_eq!(t.take_closed().count(), 2);
+    assert_eq!(t.take_closed(i64::MAX).count(), 2);
     t.apply(msg(CtKind::New, entry(3, 2, 40003, 61000), 3 * S)); // evicts written id 0
     t.apply(msg(CtKind::Destroy, entry(2, 2, 40002, 61000), 4 * S));
     t.apply(msg(CtKind::New, entry(4, 2, 40004, 61000), 5 * S)); // evicts written id 1
@@ -441,7 +468,7 @@ fn indexed_lookups_equal_a_scan_under_churn() {
                 }
             }
             7 => {
-                t.take_closed().for_each(drop);
+                t.take_closed(i64::MAX).for_each(drop);
             }
             8 => {
                 t.expire(now);

@@ -1,0 +1,172 @@
+//! `xdp-audit check`: one command for every file the agent reads (block and allow lists,
+//! subscribers files, DHCP lease files), with each file's kind told from its content or named.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::enrich::leases::{self, LeaseFormat};
+use crate::enrich::subscribers::set as subscribers;
+
+/// What a file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Told from the content: a CSV whose header starts `match,` is a subscribers file, one
+    /// that starts `address,` or lines that start with an expiry time are DHCP leases (Kea,
+    /// dnsmasq), anything else a list.
+    Auto,
+    /// A block or allow list.
+    List,
+    /// A subscribers file.
+    Subscribers,
+    /// A dnsmasq leases file.
+    Dnsmasq,
+    /// A Kea memfile lease CSV.
+    Kea,
+}
+
+/// Check files without an agent: print every bad line as `FILE:LINE: reason` and a summary
+/// per file; exit 1 if any file has a bad line or cannot be read.
+///
+/// Examples:
+///   xdp-audit check /etc/xdp-audit/block.list /etc/xdp-audit/subscribers.csv
+///   xdp-audit check --kind dnsmasq /var/lib/misc/dnsmasq.leases
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct CheckArgs {
+    /// The files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// What the files are (all of them); `auto` tells each from its content.
+    #[arg(long, value_enum, default_value_t = Kind::Auto)]
+    pub kind: Kind,
+}
+
+/// Tells a file's kind from its first line that is not blank.
+pub fn detect(bytes: &[u8]) -> Kind {
+    let body = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let first = body
+        .split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii())
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    if first.len() >= 6 && first[..6].eq_ignore_ascii_case(b"match,") {
+        return Kind::Subscribers;
+    }
+    match LeaseFormat::detect(body) {
+        Some(LeaseFormat::Kea) => Kind::Kea,
+        Some(LeaseFormat::Dnsmasq) => Kind::Dnsmasq,
+        None => Kind::List,
+    }
+}
+
+fn kind_of(path: &Path, asked: Kind) -> std::io::Result<Kind> {
+    if asked != Kind::Auto {
+        return Ok(asked);
+    }
+    std::fs::read(path).map(|b| detect(&b))
+}
+
+/// Runs `xdp-audit check`.
+pub fn main(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let failed = report(&args, &mut out).context("writing to stdout")?;
+    out.flush().context("writing to stdout")?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Checks every file, printing to `out`; whether any failed.
+pub fn report(args: &CheckArgs, out: &mut impl std::io::Write) -> std::io::Result<bool> {
+    let mut failed = false;
+    let mut lists = Vec::new();
+    for path in &args.files {
+        match kind_of(path, args.kind) {
+            Err(e) => {
+                failed = true;
+                writeln!(out, "{}: cannot read: {e}", path.display())?;
+            }
+            Ok(Kind::List | Kind::Auto) => lists.push(path.clone()),
+            Ok(Kind::Subscribers) => {
+                let c = subscribers::check_file(path);
+                failed |= c.result.is_err();
+                writeln!(out, "{c}")?;
+            }
+            Ok(k @ (Kind::Dnsmasq | Kind::Kea)) => {
+                let format = if k == Kind::Kea {
+                    LeaseFormat::Kea
+                } else {
+                    LeaseFormat::Dnsmasq
+                };
+                let c = leases::file::check_file(path, Some(format));
+                failed |= c.failed();
+                writeln!(out, "{c}")?;
+            }
+        }
+    }
+    if !lists.is_empty() {
+        failed |= super::blocklist::report(&lists, out)?;
+    }
+    Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::tests::TempDir;
+
+    #[test]
+    fn kinds_are_told_from_the_first_line() {
+        assert_eq!(
+            detect(b"\xef\xbb\xbfMatch,Account\n10.0.0.1,a\n"),
+            Kind::Subscribers
+        );
+        assert_eq!(
+            detect(b"\n1767225600 02:00:00:00:00:01 10.0.0.5 laptop *\n"),
+            Kind::Dnsmasq
+        );
+        assert_eq!(detect(b"address,hwaddr,client_id\n"), Kind::Kea);
+        assert_eq!(
+            detect(b"# blocked\n192.0.2.0/24\nexample.com\n"),
+            Kind::List
+        );
+    }
+
+    #[test]
+    fn every_kind_reports_bad_lines_and_fails() {
+        let dir = TempDir::new("check-kinds");
+        let subs = dir.0.join("subs.csv");
+        std::fs::write(&subs, "match,account\n10.0.0.1,alice\nnot-an-address,bob\n")
+            .expect("write subscribers");
+        let list = dir.0.join("block.list");
+        std::fs::write(&list, "192.0.2.0/24\n").expect("write list");
+        let run = |files: Vec<PathBuf>| {
+            let mut out = Vec::new();
+            let failed = report(
+                &CheckArgs {
+                    files,
+                    kind: Kind::Auto,
+                },
+                &mut out,
+            )
+            .expect("write to memory");
+            (failed, String::from_utf8_lossy(&out).into_owned())
+        };
+        let (failed, text) = run(vec![subs.clone(), list.clone()]);
+        assert!(failed, "a bad subscribers line must fail: {text}");
+        assert!(
+            text.contains(&format!("{}:3:", subs.display())),
+            "names FILE:LINE: {text}"
+        );
+        assert!(text.contains(&format!("{}: ok", list.display())), "{text}");
+        let (failed, text) = run(vec![list]);
+        assert!(!failed, "{text}");
+        let (failed, text) = run(vec![dir.0.join("missing.csv")]);
+        assert!(failed && text.contains("cannot read"), "{text}");
+    }
+}

@@ -1,0 +1,410 @@
+//! The enrich stage's sources that run beside it: the subscribers and lease files, read at
+//! start and re-read when they change (on a thread of their own), and the conntrack listener
+//! (on its own thread, filling the shared [`NatTable`]). The stage takes what they publish
+//! through [`Inputs`] on each tick, so nothing it does per record waits on a file or socket.
+//!
+//! Files behave like the list files: watched by directory ([`ListWatcher`]), re-read on
+//! SIGHUP, every bad line logged as `FILE:LINE: reason`, a subscribers file with a bad line
+//! not applied (its last good version stays). Lease files are also re-read when their size or
+//! modification time changes: dnsmasq and Kea write them in place without closing them, which
+//! inotify's close and rename events do not see.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use super::dhcp::DhcpLearner;
+use super::leases::file::LeaseFile;
+use super::leases::Lease;
+use super::nat::{
+    ConntrackListener, ListenerConfig, ListenerCounters, NatError, NatTable, TableConfig,
+};
+use super::stage::status::NatStatus;
+use super::stage::SharedNat;
+use super::subscribers::set::SubscriberSet;
+use super::subscribers::SubscriberTable;
+use crate::blocklist::watch::{self, ListWatcher, DEFAULT_DEBOUNCE};
+
+/// How often lease files are checked for an in-place rewrite.
+const LEASE_POLL: Duration = Duration::from_secs(2);
+
+/// The newest subscribers table, with a version that grows at each publication.
+#[derive(Default)]
+pub struct SubscriberSlot(Mutex<(u64, Arc<SubscriberTable>)>);
+
+impl SubscriberSlot {
+    /// Publishes a new table.
+    pub fn publish(&self, table: Arc<SubscriberTable>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *g = (g.0 + 1, table);
+    }
+
+    /// The table and its version, if newer than `version` (`u64::MAX`: any).
+    pub fn newer_than(&self, version: u64) -> Option<(u64, Arc<SubscriberTable>)> {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (version == u64::MAX || g.0 > version).then(|| (g.0, Arc::clone(&g.1)))
+    }
+}
+
+/// One lease file read, for [`super::leases::bindings::Bindings::apply_file`].
+#[derive(Debug)]
+pub struct LeaseUpdate {
+    /// The file's index among the configured lease files.
+    pub file: u32,
+    /// Its leases.
+    pub leases: Vec<Lease>,
+    /// Lines skipped (logged).
+    pub skipped: u32,
+}
+
+/// What the stage reads from the sources' threads.
+#[derive(Default)]
+pub struct Inputs {
+    /// The subscribers table.
+    pub subscribers: Arc<SubscriberSlot>,
+    leases: Option<Receiver<LeaseUpdate>>,
+    /// The NAT table, when conntrack is followed.
+    pub nat: Option<SharedNat>,
+    nat_counters: Option<Arc<ListenerCounters>>,
+    dhcp_servers: Option<Vec<IpAddr>>,
+}
+
+impl Inputs {
+    /// Sources with a fixed subscribers table, NAT table and lease channel (tests, benches).
+    pub fn fixed(
+        subscribers: Arc<SubscriberTable>,
+        nat: Option<SharedNat>,
+        leases: Option<Receiver<LeaseUpdate>>,
+    ) -> Self {
+        let slot = SubscriberSlot::default();
+        slot.publish(subscribers);
+        Self {
+            subscribers: Arc::new(slot),
+            leases,
+            nat,
+            ..Self::default()
+        }
+    }
+
+    /// A DHCP learner that trusts the configured servers (any, when none is configured).
+    pub(super) fn dhcp_learner(&self) -> DhcpLearner {
+        match &self.dhcp_servers {
+            Some(s) => DhcpLearner::trusting(s.clone()),
+            None => DhcpLearner::new(),
+        }
+    }
+
+    /// The next lease file read waiting, if any.
+    pub(super) fn next_lease_read(&mut self) -> Option<LeaseUpdate> {
+        self.leases.as_ref()?.try_recv().ok()
+    }
+
+    /// Fills the conntrack part of the status.
+    pub(super) fn nat_status(&self, s: &mut NatStatus) {
+        if let Some(c) = &self.nat_counters {
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            s.listening = true;
+            s.new_events = get(&c.new_events);
+            s.destroy_events = get(&c.destroy_events);
+            s.enobufs = get(&c.enobufs);
+            s.rereads = get(&c.dumps);
+            s.reread_failures = get(&c.dump_failures);
+            s.parse_errors = get(&c.parse_errors);
+            s.rcvbuf_bytes = get(&c.rcvbuf_granted);
+        }
+        if let Some(nat) = &self.nat {
+            let t = nat.lock().unwrap_or_else(|p| p.into_inner());
+            let stats = t.stats();
+            s.recovered = stats.recovered;
+            s.lost_unwritten = stats.evicted_unwritten;
+            s.open_sessions = t.open_len() as u64;
+            s.sessions = t.len() as u64;
+        }
+    }
+}
+
+/// Whether to follow conntrack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NatMode {
+    /// Follow it; the agent does not start without it.
+    On,
+    /// Do not.
+    Off,
+    /// Follow it if the kernel lets us (nf_conntrack_netlink loaded, CAP_NET_ADMIN); say so
+    /// and go on without otherwise.
+    #[default]
+    Auto,
+}
+
+/// What to start.
+#[derive(Clone, Debug, Default)]
+pub struct EnrichOptions {
+    /// Subscribers files, in precedence order.
+    pub subscribers: Vec<PathBuf>,
+    /// Lease files.
+    pub leases: Vec<LeaseFile>,
+    /// DHCP servers whose replies are trusted (any when empty).
+    pub dhcp_servers: Vec<IpAddr>,
+    /// Conntrack.
+    pub nat: NatMode,
+    /// The conntrack listener's settings.
+    pub listener: ListenerConfig,
+}
+
+/// Why the sources could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    /// `--nat on` and the listener could not start.
+    #[error("--nat on: {0}")]
+    Nat(#[from] NatError),
+    /// The file thread could not start.
+    #[error("cannot start the attribution file thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The running sources; dropping it stops their threads.
+pub struct Enrichment {
+    stop: Option<oneshot::Sender<()>>,
+    files: Option<JoinHandle<()>>,
+    _listener: Option<ConntrackListener>,
+}
+
+impl Drop for Enrichment {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.files.take() {
+            if t.join().is_err() {
+                error!("the attribution file thread panicked");
+            }
+        }
+    }
+}
+
+impl Enrichment {
+    /// Reads the files once (so the first records are attributed), then starts the file
+    /// thread and, as `opts.nat` says, the conntrack listener.
+    pub fn start(opts: EnrichOptions) -> Result<(Enrichment, Inputs), EnrichError> {
+        let slot = Arc::new(SubscriberSlot::default());
+        let mut subs = SubscriberSet::new(opts.subscribers.clone());
+        reload_subscribers(&mut subs, &slot, &opts.subscribers, true);
+        let (tx, rx) = mpsc::channel();
+        let mut stamps: Vec<Option<Stamp>> = vec![None; opts.leases.len()];
+        for (i, f) in opts.leases.iter().enumerate() {
+            read_lease(i, f, &tx, &mut stamps[i], true);
+        }
+        let (nat, counters, listener) = start_nat(&opts)?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let files = if opts.subscribers.is_empty() && opts.leases.is_empty() {
+            None
+        } else {
+            let (s, l) = (slot.clone(), opts.leases.clone());
+            let spawned = std::thread::Builder::new()
+                .name("xdp-audit-attr-files".into())
+                .spawn(move || files_thread(subs, s, l, tx, stamps, stop_rx))
+                .map_err(EnrichError::Thread)?;
+            Some(spawned)
+        };
+        let inputs = Inputs {
+            subscribers: slot,
+            leases: Some(rx),
+            nat,
+            nat_counters: counters,
+            dhcp_servers: (!opts.dhcp_servers.is_empty()).then(|| opts.dhcp_servers.clone()),
+        };
+        let running = Enrichment {
+            stop: Some(stop_tx),
+            files,
+            _listener: listener,
+        };
+        Ok((running, inputs))
+    }
+}
+
+type NatParts = (
+    Option<SharedNat>,
+    Option<Arc<ListenerCounters>>,
+    Option<ConntrackListener>,
+);
+
+fn start_nat(opts: &EnrichOptions) -> Result<NatParts, EnrichError> {
+    if opts.nat == NatMode::Off {
+        return Ok((None, None, None));
+    }
+    let table: SharedNat = Arc::new(Mutex::new(NatTable::new(TableConfig::default())));
+    let t = table.clone();
+    let sink = move |u| {
+        t.lock().unwrap_or_else(|p| p.into_inner()).apply(u);
+        true
+    };
+    match ConntrackListener::spawn(opts.listener.clone(), sink) {
+        Ok(l) => {
+            info!(
+                rcvbuf_bytes = l.counters().rcvbuf_granted.load(Ordering::Relaxed),
+                "following conntrack: NAT outside addresses and ports go on the records"
+            );
+            Ok((Some(table), Some(l.counters()), Some(l)))
+        }
+        Err(e) if opts.nat == NatMode::Auto => {
+            warn!(error = %e, "--nat auto: not following conntrack, records carry no NAT outside tuple (use --nat off to silence this, --nat on to require it)");
+            Ok((None, None, None))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Re-reads the subscribers files among `paths`; logs every problem, publishes a changed
+/// table.
+fn reload_subscribers(
+    set: &mut SubscriberSet,
+    slot: &SubscriberSlot,
+    paths: &[PathBuf],
+    first: bool,
+) {
+    let r = set.reload(paths);
+    for d in &r.diagnostics {
+        warn!("{d}");
+    }
+    if r.changed || first {
+        let table = set.table();
+        if !paths.is_empty() {
+            info!(
+                rows = table.rows(),
+                subscribers = table.subscribers(),
+                "subscribers table in force"
+            );
+        }
+        slot.publish(table);
+    }
+}
+
+/// What a lease file looked like at its last read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+    })
+}
+
+/// Reads lease file `i` unless (`force` false) it looks unchanged; sends what it holds.
+fn read_lease(
+    i: usize,
+    f: &LeaseFile,
+    tx: &Sender<LeaseUpdate>,
+    last: &mut Option<Stamp>,
+    force: bool,
+) {
+    let now = stamp(&f.path);
+    if !force && now == *last {
+        return;
+    }
+    *last = now;
+    match f.read() {
+        Ok(read) => {
+            for d in &read.skipped {
+                warn!("{d}");
+            }
+            let update = LeaseUpdate {
+                file: u32::try_from(i).unwrap_or(u32::MAX),
+                skipped: u32::try_from(read.skipped.len()).unwrap_or(u32::MAX),
+                leases: read.leases,
+            };
+            // The stage gone means the agent is stopping.
+            let _ = tx.send(update);
+        }
+        Err(d) => warn!("{d}"),
+    }
+}
+
+fn files_thread(
+    mut subs: SubscriberSet,
+    slot: Arc<SubscriberSlot>,
+    leases: Vec<LeaseFile>,
+    tx: Sender<LeaseUpdate>,
+    mut stamps: Vec<Option<Stamp>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "attribution files: cannot start a runtime; files will not be re-read");
+            return;
+        }
+    };
+    let sub_paths: Vec<PathBuf> = subs.paths().map(|p| p.to_owned()).collect();
+    let watched: Vec<PathBuf> = sub_paths
+        .iter()
+        .cloned()
+        .chain(leases.iter().map(|f| f.path.clone()))
+        .collect();
+    rt.block_on(async {
+        let mut watcher = match ListWatcher::new(&watched, DEFAULT_DEBOUNCE) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                error!(error = %e, "attribution files: not watched (re-read on SIGHUP only)");
+                None
+            }
+        };
+        let mut hup = watch::sighup().ok();
+        let mut poll = tokio::time::interval(LEASE_POLL);
+        loop {
+            let changed = async {
+                match watcher.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let hupped = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                c = changed => match c {
+                    Ok(paths) => {
+                        reload_subscribers(&mut subs, &slot, &paths, false);
+                        for (i, f) in leases.iter().enumerate() {
+                            if paths.contains(&f.path) {
+                                read_lease(i, f, &tx, &mut stamps[i], true);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        error!(error = %e, "attribution files: watch failed (re-read on SIGHUP only)");
+                        watcher = None;
+                    }
+                },
+                _ = hupped => {
+                    info!("SIGHUP: re-reading subscribers and lease files");
+                    reload_subscribers(&mut subs, &slot, &sub_paths, false);
+                    for (i, f) in leases.iter().enumerate() {
+                        read_lease(i, f, &tx, &mut stamps[i], true);
+                    }
+                }
+                _ = poll.tick() => {
+                    for (i, f) in leases.iter().enumerate() {
+                        read_lease(i, f, &tx, &mut stamps[i], false);
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,450 @@
+//! The enrich stage: a [`RecordSink`] between the sweeper and the store that fills each
+//! record's [`Attribution`] with what was true at the flow's start, then passes it on.
+//!
+//! For a record whose client (originator) is `src_ip` seen with `src_mac`, started at `t`:
+//! - user and host name: [`crate::enrich::identity`] (subscribers by MAC, then address, then
+//!   the DHCP binding's device), at `t`;
+//! - NAT outside tuple: the conntrack session of the record's tuple at `t`
+//!   ([`NatTable::join`]); none when no session covers it (no NAT);
+//! - domain: what the flow's own first payload said (SNI, QUIC SNI, HTTP Host), else the
+//!   client's DNS answer for the destination valid at `t`; ECH says so
+//!   ([`crate::enrich::names::attribute`]);
+//! - a DNS flow's question.
+//!
+//! A flow written in several records (active timeout, a first dropped packet) keeps the
+//! attribution of its first record: its start is the flow's start. Payload snippets
+//! ([`EnrichStage::payload`]) feed the per-flow name state, the DNS answer cache and the DHCP
+//! learner. On each tick the stage takes the newest subscribers table and lease file reads
+//! from its [`Inputs`], and writes a NAT record ([`EndReason::Nat`]) for each translated
+//! conntrack session that ended without any flow record joining it.
+
+mod payload;
+pub mod status;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use agent_common::{family, FlowKey};
+use foldhash::fast::RandomState;
+
+use crate::clock::WallClock;
+use crate::enrich::dhcp::DhcpLearner;
+use crate::enrich::identity;
+use crate::enrich::inputs::Inputs;
+use crate::enrich::leases::bindings::{Bindings, Limits};
+use crate::enrich::names::cache::{DnsCache, DnsCacheConfig};
+use crate::enrich::names::dns::Question;
+use crate::enrich::names::flow::FlowNames;
+use crate::enrich::names::{self, FailureCounts, FlowName};
+use crate::enrich::nat::{InsideKey, NatSession, NatTable};
+use crate::enrich::subscribers::SubscriberTable;
+use crate::record::{Attribution, EndReason, FlowRecord, Mac};
+use crate::sink::{RecordSink, SinkError};
+
+pub use status::EnrichStatus;
+
+const NS_PER_S: i64 = 1_000_000_000;
+
+/// Limits and delays of the stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageConfig {
+    /// The DNS answer cache.
+    pub dns_cache: DnsCacheConfig,
+    /// Flows with payload state kept at most (a flow needs it from its first payload to its
+    /// last record).
+    pub max_flow_states: usize,
+    /// A flow's payload state is dropped this long after its last payload or record, if no
+    /// final record came (its records went elsewhere, or were lost), in ns.
+    pub flow_state_idle_ns: i64,
+    /// A closed NAT session gets a NAT record only this long after it ended, so that the
+    /// record of a flow through it (written up to an inactive timeout plus a sweep after its
+    /// last packet) joins it first; in ns.
+    pub nat_record_delay_ns: i64,
+    /// The DHCP bindings' limits.
+    pub bindings: Limits,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            dns_cache: DnsCacheConfig::default(),
+            max_flow_states: 262_144,
+            flow_state_idle_ns: 900 * NS_PER_S,
+            nat_record_delay_ns: 60 * NS_PER_S,
+            bindings: Limits::default(),
+        }
+    }
+}
+
+/// What the stage knows of one flow between its first payload and its last record.
+#[derive(Default)]
+struct FlowState {
+    /// Name finding in progress (TCP, QUIC); `None` before the first payload or once over.
+    names: Option<FlowNames>,
+    /// What the flow's payload said about its name.
+    name: Option<FlowName>,
+    /// The question of a DNS flow.
+    question: Option<Question>,
+    /// The attribution of the flow's first record, reused by its later records.
+    attr: Option<Attribution>,
+    /// Unix ns of the last payload or record.
+    last_ns: i64,
+}
+
+/// The enrich stage; see the module docs.
+pub struct EnrichStage {
+    inner: Box<dyn RecordSink>,
+    inputs: Inputs,
+    config: StageConfig,
+    subscribers: Arc<SubscriberTable>,
+    subscribers_version: u64,
+    bindings: Bindings,
+    dhcp: DhcpLearner,
+    dns: DnsCache,
+    flows: HashMap<FlowKey, FlowState, RandomState>,
+    failures: FailureCounts,
+    clock: WallClock,
+    status: EnrichStatus,
+}
+
+impl EnrichStage {
+    /// Wraps `inner`; attribution sources come from `inputs`.
+    pub fn new(inner: Box<dyn RecordSink>, inputs: Inputs, config: StageConfig) -> Self {
+        let mut stage = Self {
+            inner,
+            config,
+            subscribers: Arc::default(),
+            subscribers_version: u64::MAX,
+            bindings: Bindings::new(config.bindings),
+            dhcp: inputs.dhcp_learner(),
+            dns: DnsCache::new(config.dns_cache),
+            flows: HashMap::default(),
+            failures: FailureCounts::default(),
+            clock: WallClock::measure(),
+            status: EnrichStatus::default(),
+            inputs,
+        };
+        stage.refresh_inputs(stage.now_ns());
+        stage
+    }
+
+    /// Replaces the wall clock the stage reads kernel times with (tests; the stage re-measures
+    /// it on each tick otherwise).
+    pub fn set_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
+    }
+
+    fn now_ns(&self) -> i64 {
+        self.clock.to_unix_ns(WallClock::ktime_now())
+    }
+
+    /// The DHCP bindings (for tests and benchmarks that seed them).
+    pub fn bindings_mut(&mut self) -> &mut Bindings {
+        &mut self.bindings
+    }
+
+    /// The DNS answer cache (for tests and benchmarks that seed it).
+    pub fn dns_mut(&mut self) -> &mut DnsCache {
+        &mut self.dns
+    }
+
+    /// The attribution of `r`, by the module's rules; remembers it for the flow's later
+    /// records.
+    pub fn attribute(&mut self, r: &FlowRecord) -> Attribution {
+        let key = flow_key(r);
+        let ends = !matches!(r.end_reason, EndReason::Active | EndReason::Drop);
+        let state = self.flows.get_mut(&key);
+        if let Some(attr) = state.as_ref().and_then(|s| s.attr.clone()) {
+            if ends {
+                self.end_flow(&key);
+            }
+            return attr;
+        }
+        let t = r.time_start_ns;
+        let (name, question) = match state {
+            Some(s) => (s.name.clone(), s.question.clone()),
+            None => (None, None),
+        };
+        let mut attr = self.identity(r.src_ip, Some(r.src_mac), t);
+        if let Some(nat) = &self.inputs.nat {
+            let key = InsideKey {
+                proto: r.proto,
+                src: r.src_ip,
+                src_port: r.src_port,
+                dst: r.dst_ip,
+                dst_port: r.dst_port,
+            };
+            let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(out) = table.join(&key, t) {
+                attr.nat_ip = Some(out.addr);
+                attr.nat_port = Some(out.port);
+            }
+        }
+        let dns = self.dns.lookup(r.src_ip, r.dst_ip, t).map(|(n, _)| n);
+        if let Some((domain, source)) = names::attribute(name.as_ref(), dns) {
+            attr.domain = Some(domain.as_str().to_owned());
+            attr.domain_source = Some(source);
+        }
+        if let Some(q) = question {
+            attr.dns_qname = Some(q.name.as_str().to_owned());
+            attr.dns_qtype = Some(q.qtype);
+        }
+        if ends {
+            self.end_flow(&key);
+        } else {
+            let s = self.flows.entry(key).or_default();
+            s.attr = Some(attr.clone());
+            s.last_ns = s.last_ns.max(r.time_end_ns);
+        }
+        attr
+    }
+
+    /// User and host name of `ip` (seen with `mac`) at `t_ns`.
+    fn identity(&self, ip: IpAddr, mac: Option<Mac>, t_ns: i64) -> Attribution {
+        let join = identity::Attribution {
+            subscribers: &self.subscribers,
+            bindings: &self.bindings,
+        };
+        let id = join.identity(ip, mac, t_ns);
+        Attribution {
+            user: id.subscriber.map(|(s, _)| s.account.to_string()),
+            hostname: id.hostname.map(str::to_owned),
+            ..Attribution::default()
+        }
+    }
+
+    /// Forgets a flow after its last record; a name search still waiting is cut short.
+    fn end_flow(&mut self, key: &FlowKey) {
+        if let Some(mut s) = self.flows.remove(key) {
+            if let Some(mut n) = s.names.take() {
+                if let names::flow::Progress::Failed(why) = n.finish() {
+                    self.failures.count(why);
+                }
+            }
+        }
+    }
+
+    /// Takes what the input threads published: a new subscribers table, lease file reads.
+    fn refresh_inputs(&mut self, now_ns: i64) {
+        if let Some((version, table)) = self.inputs.subscribers.newer_than(self.subscribers_version)
+        {
+            self.subscribers = table;
+            self.subscribers_version = version;
+            self.status.subscriber_reloads += 1;
+        }
+        while let Some(read) = self.inputs.next_lease_read() {
+            self.bindings.apply_file(read.file, &read.leases, now_ns);
+            self.status.dhcp.lease_reads += 1;
+            self.status.dhcp.lease_lines_skipped += u64::from(read.skipped);
+        }
+    }
+
+    /// Writes NAT records for the translated sessions that ended before `ended_before_ns`
+    /// with no flow record joined, and lets expired sessions go.
+    fn write_nat_records(&mut self, ended_before_ns: i64, now_ns: i64) -> Result<(), SinkError> {
+        let Some(nat) = self.inputs.nat.clone() else {
+            return Ok(());
+        };
+        let sessions: Vec<NatSession> = {
+            let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
+            let taken = table
+                .take_closed(ended_before_ns)
+                .filter(|s| !s.joined && s.translated())
+                .collect();
+            table.expire(now_ns);
+            taken
+        };
+        for s in &sessions {
+            let record = self.nat_record(s);
+            self.status.nat.nat_records += 1;
+            self.inner.write(&record)?;
+        }
+        Ok(())
+    }
+
+    /// The record of a NAT session no flow record joined.
+    fn nat_record(&self, s: &NatSession) -> FlowRecord {
+        let o = &s.entry.orig;
+        let to = s.window.to.unwrap_or_else(|| self.now_ns());
+        let from = s.window.from.unwrap_or(to);
+        let inside = s.inside();
+        let (op, ob) = s
+            .entry
+            .counters_orig
+            .map_or((0, 0), |c| (c.packets, c.bytes));
+        let (rp, rb) = s
+            .entry
+            .counters_reply
+            .map_or((0, 0), |c| (c.packets, c.bytes));
+        let mut attr = self.identity(o.src, None, from);
+        let out = s.outside();
+        attr.nat_ip = Some(out.addr);
+        attr.nat_port = Some(out.port);
+        if let Some((name, _)) = self.dns.lookup(o.src, o.dst, from) {
+            attr.domain = Some(name.as_str().to_owned());
+            attr.domain_source = Some(names::NameSource::Dns);
+        }
+        FlowRecord {
+            time_start_ns: from,
+            time_end_ns: to,
+            iface: String::new(),
+            ifindex: 0,
+            vlan: None,
+            vlan_inner: None,
+            src_mac: Mac::default(),
+            dst_mac: Mac::default(),
+            proto: o.proto,
+            src_ip: o.src,
+            src_port: inside.src_port,
+            dst_ip: o.dst,
+            dst_port: inside.dst_port,
+            packets: op + rp,
+            bytes: ob + rb,
+            resp_packets: rp,
+            resp_bytes: rb,
+            tcp_flags: 0,
+            dropped: 0,
+            rule: None,
+            end_reason: EndReason::Nat,
+            attr,
+        }
+    }
+
+    /// Drops the payload state of flows idle past the limit.
+    fn prune_flows(&mut self, now_ns: i64) {
+        let before = now_ns.saturating_sub(self.config.flow_state_idle_ns);
+        let failures = &mut self.failures;
+        self.flows.retain(|_, s| {
+            let keep = s.last_ns >= before;
+            if !keep {
+                if let Some(mut n) = s.names.take() {
+                    if let names::flow::Progress::Failed(why) = n.finish() {
+                        failures.count(why);
+                    }
+                }
+            }
+            keep
+        });
+    }
+
+    /// The counters, with the sources' sizes as they are now.
+    pub fn status(&self) -> EnrichStatus {
+        let mut s = self.status.clone();
+        s.payload_failures = self
+            .failures
+            .iter()
+            .filter(|&(_, n)| n > 0)
+            .map(|(r, n)| (r.as_str().to_owned(), n))
+            .collect();
+        s.flow_states = self.flows.len() as u64;
+        s.dns_cache_entries = self.dns.len() as u64;
+        s.dns_cache_names = self.dns.distinct_names() as u64;
+        s.subscriber_rows = self.subscribers.rows() as u64;
+        let d = self.dhcp.counters();
+        s.dhcp.learned = d.v4_ack + d.v6_reply;
+        s.dhcp.released = d.v4_release + d.v6_release;
+        s.dhcp.bad_packets = d.truncated
+            + d.not_dhcp
+            + d.malformed
+            + d.no_message_type
+            + d.incomplete
+            + d.decoder_panic;
+        s.dhcp.untrusted = d.untrusted;
+        s.dhcp.addresses = self.bindings.addresses() as u64;
+        self.inputs.nat_status(&mut s.nat);
+        s
+    }
+}
+
+/// The flow-table key of a record's flow (the key its payload snippets carry).
+pub fn flow_key(r: &FlowRecord) -> FlowKey {
+    let words = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            FlowKey::addr_words(&b)
+        }
+        IpAddr::V6(a) => FlowKey::addr_words(&a.octets()),
+    };
+    FlowKey {
+        ifindex: r.ifindex,
+        vlan: r.vlan.unwrap_or(0),
+        vlan_inner: r.vlan_inner.unwrap_or(0),
+        proto: r.proto,
+        family: if r.src_ip.is_ipv4() {
+            family::V4
+        } else {
+            family::V6
+        },
+        _pad: [0; 2],
+        port_a: r.src_port.to_be(),
+        port_b: r.dst_port.to_be(),
+        addr_a: words(r.src_ip),
+        addr_b: words(r.dst_ip),
+    }
+}
+
+impl RecordSink for EnrichStage {
+    fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
+        if record.end_reason == EndReason::Nat {
+            return self.inner.write(record);
+        }
+        let attr = self.attribute(record);
+        self.status.records += 1;
+        self.status.fields.count(&attr);
+        if let Some(src) = attr.domain_source {
+            *self
+                .status
+                .domain_sources
+                .entry(src.as_str().to_owned())
+                .or_default() += 1;
+        }
+        if attr.dns_qname.is_some() {
+            self.status.dns_questions += 1;
+        }
+        let mut out = record.clone();
+        out.attr = attr;
+        self.inner.write(&out)
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.inner.sync()
+    }
+
+    fn tick(&mut self) -> Result<(), SinkError> {
+        self.clock = WallClock::measure();
+        let now = self.now_ns();
+        self.refresh_inputs(now);
+        self.bindings.prune(now);
+        if self.flows.len() > self.config.max_flow_states / 2 {
+            self.prune_flows(now);
+        }
+        let written = self.write_nat_records(now - self.config.nat_record_delay_ns, now);
+        let ticked = self.inner.tick();
+        written.and(ticked)
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        let now = self.now_ns();
+        self.refresh_inputs(now);
+        // Every flow record is written by now: every closed session no flow joined gets its
+        // NAT record.
+        let written = self.write_nat_records(i64::MAX, now);
+        let closed = self.inner.close();
+        written.and(closed)
+    }
+
+    fn store_status(&self) -> Option<crate::store::StoreStatus> {
+        self.inner.store_status()
+    }
+
+    fn enrich_status(&self) -> Option<EnrichStatus> {
+        Some(self.status())
+    }
+}
+
+/// The NAT table the conntrack listener fills and the stage joins against.
+pub type SharedNat = Arc<Mutex<NatTable>>;

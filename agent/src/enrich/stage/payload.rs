@@ -1,0 +1,155 @@
+//! Payload snippets into the stage: DHCP packets teach bindings, DNS responses fill the
+//! client's answer cache and DNS queries give their flow its question, a TCP flow's first
+//! client bytes (TLS, HTTP) and a QUIC Initial give their flow its name.
+
+use std::net::IpAddr;
+
+use agent_common::{proto, FlowKey};
+
+use super::{EnrichStage, FlowState};
+use crate::enrich::dhcp::DhcpPacket;
+use crate::enrich::names::dns;
+use crate::enrich::names::flow::{FlowNames, Progress};
+use crate::enrich::names::payload::Snippet;
+use crate::record::Mac;
+
+/// One payload snippet as the stage reads it: the packet's own source and destination (the
+/// flow key says which endpoint opened the flow, the direction which one sent this packet).
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    /// The packet's flow.
+    pub key: &'a FlowKey,
+    /// Whether the flow's originator sent it.
+    pub from_originator: bool,
+    /// Unix ns when XDP saw it.
+    pub t_ns: i64,
+    /// TCP sequence number of `data[0]`.
+    pub seq: u32,
+    /// TCP stream start (SYN + 1) when known.
+    pub stream_start: Option<u32>,
+    /// No more snippets will come for this flow and direction.
+    pub last: bool,
+    /// Ethernet destination of the packet.
+    pub dst_mac: Mac,
+    /// The copied bytes.
+    pub data: &'a [u8],
+}
+
+fn key_addr(key: &FlowKey, words: &[u32; 4]) -> IpAddr {
+    let b = FlowKey::addr_bytes(words);
+    if key.family == agent_common::family::V4 {
+        IpAddr::from([b[0], b[1], b[2], b[3]])
+    } else {
+        IpAddr::from(b)
+    }
+}
+
+impl Packet<'_> {
+    /// Source and destination (address, port) of the packet.
+    fn ends(&self) -> ((IpAddr, u16), (IpAddr, u16)) {
+        let k = self.key;
+        let a = (key_addr(k, &k.addr_a), u16::from_be(k.port_a));
+        let b = (key_addr(k, &k.addr_b), u16::from_be(k.port_b));
+        if self.from_originator {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+}
+
+const fn is_dhcp(sport: u16, dport: u16) -> bool {
+    matches!((sport, dport), (67 | 68, 67 | 68) | (546 | 547, 546 | 547))
+}
+
+impl EnrichStage {
+    /// Takes one payload snippet.
+    pub fn take_packet(&mut self, p: Packet<'_>) {
+        self.status.payloads += 1;
+        let ((src, sport), (dst, dport)) = p.ends();
+        let key = p.key;
+        if key.proto == proto::UDP && is_dhcp(sport, dport) {
+            let pkt = DhcpPacket {
+                payload: p.data,
+                src_port: sport,
+                dst_port: dport,
+                src_ip: src,
+                eth_dst: Some(p.dst_mac),
+                t_ns: p.t_ns,
+            };
+            self.dhcp.learn(&pkt, &mut self.bindings);
+            return;
+        }
+        if key.proto == proto::UDP && (sport == 53 || dport == 53) {
+            self.take_dns(&p, sport, dst);
+            return;
+        }
+        // Names come from what the client sends: the originator's packets.
+        if !p.from_originator {
+            return;
+        }
+        let starts = match key.proto {
+            proto::TCP if dport != 53 => Some(FlowNames::tcp(p.stream_start)),
+            proto::UDP if dport == 443 => Some(FlowNames::quic()),
+            _ => None,
+        };
+        let Some(fresh) = starts else { return };
+        let Some(state) = self.state(key, p.t_ns) else {
+            return;
+        };
+        if state.name.is_some() {
+            return;
+        }
+        let names = state.names.get_or_insert(fresh);
+        let mut progress = names.push(Snippet {
+            seq: p.seq,
+            data: p.data,
+        });
+        if progress == Progress::NeedMore && p.last {
+            progress = names.finish();
+        }
+        match progress {
+            Progress::NeedMore => {}
+            Progress::Done(name) => {
+                state.name = Some(name);
+                state.names = None;
+            }
+            Progress::Failed(why) => {
+                state.names = None;
+                self.failures.count(why);
+            }
+        }
+    }
+
+    /// A DNS message over UDP: a response fills its client's answer cache, and either kind
+    /// gives its flow the question.
+    fn take_dns(&mut self, p: &Packet<'_>, sport: u16, dst: IpAddr) {
+        let msg = match dns::parse(p.data) {
+            Ok(m) => m,
+            Err(why) => {
+                self.failures.count(why);
+                return;
+            }
+        };
+        if msg.is_response && sport == 53 {
+            self.dns.insert_response(dst, &msg, p.t_ns);
+        }
+        if let Some(q) = msg.question {
+            if let Some(state) = self.state(p.key, p.t_ns) {
+                state.question.get_or_insert(q);
+            }
+        }
+    }
+
+    /// The flow's state, made if new and room is left.
+    fn state(&mut self, key: &FlowKey, t_ns: i64) -> Option<&mut FlowState> {
+        let room = self.flows.len() < self.config.max_flow_states;
+        if !room && !self.flows.contains_key(key) {
+            self.status.flow_states_full += 1;
+            return None;
+        }
+        let s = self.flows.entry(*key).or_default();
+        s.last_ns = s.last_ns.max(t_ns);
+        Some(s)
+    }
+}

@@ -1,0 +1,183 @@
+//! The enrich stage's counters as `status.json` shows them (the `enrich` object) and
+//! `xdp-audit status` prints them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::Attribution;
+
+/// How many records got one attribution field, and how many did not.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FieldCount {
+    /// Records that carry the field.
+    pub attributed: u64,
+    /// Records that do not.
+    pub unattributed: u64,
+}
+
+impl FieldCount {
+    fn add(&mut self, known: bool) {
+        if known {
+            self.attributed += 1;
+        } else {
+            self.unattributed += 1;
+        }
+    }
+}
+
+/// Per attribution field, the records that carry it.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FieldCounts {
+    /// `user`.
+    pub user: FieldCount,
+    /// `hostname`.
+    pub hostname: FieldCount,
+    /// `nat_ip` and `nat_port`.
+    pub nat: FieldCount,
+    /// `domain`.
+    pub domain: FieldCount,
+}
+
+impl FieldCounts {
+    /// Counts one record's attribution.
+    pub fn count(&mut self, a: &Attribution) {
+        self.user.add(a.user.is_some());
+        self.hostname.add(a.hostname.is_some());
+        self.nat.add(a.nat_ip.is_some());
+        self.domain.add(a.domain.is_some());
+    }
+}
+
+/// The conntrack side: the listener's socket and the NAT table.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NatStatus {
+    /// Whether a conntrack listener runs.
+    pub listening: bool,
+    /// New events received.
+    pub new_events: u64,
+    /// Destroy events received.
+    pub destroy_events: u64,
+    /// ENOBUFS on the event socket: events were lost (each followed by a re-read).
+    pub enobufs: u64,
+    /// Table re-reads (dumps) completed: at start, after each loss, periodically.
+    pub rereads: u64,
+    /// Re-reads that failed part way (retried).
+    pub reread_failures: u64,
+    /// Sessions learned from a re-read after a loss.
+    pub recovered: u64,
+    /// Messages that did not parse.
+    pub parse_errors: u64,
+    /// Receive buffer the kernel granted, bytes.
+    pub rcvbuf_bytes: u64,
+    /// Sessions open now.
+    pub open_sessions: u64,
+    /// Sessions held (open and lingering closed ones).
+    pub sessions: u64,
+    /// NAT records written for sessions no flow record joined.
+    pub nat_records: u64,
+    /// Closed sessions evicted before their NAT record was written (table full).
+    pub lost_unwritten: u64,
+}
+
+/// DHCP: bindings learned from packets and lease files.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DhcpStatus {
+    /// DHCPv4 ACKs and DHCPv6 Replies learned from packets.
+    pub learned: u64,
+    /// Releases and declines applied.
+    pub released: u64,
+    /// DHCP payloads that taught nothing because they were bad (truncated, malformed, not
+    /// DHCP, incomplete, decoder panic).
+    pub bad_packets: u64,
+    /// Replies from senders that are not trusted servers.
+    pub untrusted: u64,
+    /// Lease file reads applied.
+    pub lease_reads: u64,
+    /// Lease file lines skipped (each logged as `FILE:LINE: reason`).
+    pub lease_lines_skipped: u64,
+    /// Addresses with a binding.
+    pub addresses: u64,
+}
+
+/// What the enrich stage did, for `status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrichStatus {
+    /// Flow records joined (NAT records not included).
+    pub records: u64,
+    /// Per field, records that carry it.
+    pub fields: FieldCounts,
+    /// Records with a domain, by where it came from (`sni`, `dns`, ...).
+    pub domain_sources: BTreeMap<String, u64>,
+    /// DNS flow records that carry their question.
+    pub dns_questions: u64,
+    /// Payload snippets taken.
+    pub payloads: u64,
+    /// Payloads that gave no name, by reason (`truncated`, `dns_bad_pointer`, ...).
+    pub payload_failures: BTreeMap<String, u64>,
+    /// Flows whose payload state was not kept: the per-flow table was full.
+    pub flow_states_full: u64,
+    /// Flows with payload state now.
+    pub flow_states: u64,
+    /// (client, address) -> name pairs in the DNS answer cache.
+    pub dns_cache_entries: u64,
+    /// Distinct names in the DNS answer cache.
+    pub dns_cache_names: u64,
+    /// Subscriber rows in force.
+    pub subscriber_rows: u64,
+    /// Subscriber tables taken (start and every good reload).
+    pub subscriber_reloads: u64,
+    /// DHCP.
+    pub dhcp: DhcpStatus,
+    /// Conntrack.
+    pub nat: NatStatus,
+}
+
+impl EnrichStatus {
+    /// The lines `xdp-audit status` prints.
+    pub fn summary(&self) -> String {
+        let f = &self.fields;
+        let field = |name: &str, c: &FieldCount| {
+            format!("{name} {} (without {})", c.attributed, c.unattributed)
+        };
+        let join = |m: &BTreeMap<String, u64>| {
+            if m.is_empty() {
+                "none".to_owned()
+            } else {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let n = &self.nat;
+        let d = &self.dhcp;
+        let nat = if n.listening {
+            format!(
+                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered); {} sessions open, {} held; {} NAT records, {} lost to a full table; receive buffer {} bytes",
+                n.new_events, n.destroy_events, n.enobufs, n.rereads, n.reread_failures,
+                n.recovered, n.open_sessions, n.sessions, n.nat_records, n.lost_unwritten,
+                n.rcvbuf_bytes
+            )
+        } else {
+            "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
+        };
+        format!(
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {}\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state",
+            self.records,
+            field("user", &f.user),
+            field("hostname", &f.hostname),
+            field("nat", &f.nat),
+            field("domain", &f.domain),
+            self.dns_questions,
+            join(&self.domain_sources),
+            self.payloads,
+            join(&self.payload_failures),
+            self.flow_states_full,
+            d.learned, d.released, d.bad_packets, d.untrusted, d.lease_reads, d.lease_lines_skipped,
+            d.addresses,
+            self.subscriber_rows, self.subscriber_reloads, self.dns_cache_entries,
+            self.dns_cache_names, self.flow_states
+        )
+    }
+}

@@ -1,0 +1,421 @@
+//! The join: each source at the flow's start, names from payloads and DNS, NAT records.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use agent_common::proto;
+
+use super::payload::Packet;
+use super::*;
+use crate::enrich::inputs::{Inputs, LeaseUpdate};
+use crate::enrich::leases::bindings::{Holder, Observation, Source};
+use crate::enrich::leases::{Lease, LeaseState};
+use crate::enrich::names::testdata::{records, Hello};
+use crate::enrich::names::NameSource;
+use crate::enrich::nat::parse::{CtEntry, CtKind, CtMessage, CtStatus, CtTuple, L4};
+use crate::enrich::nat::{NatUpdate, TableConfig};
+use crate::enrich::subscribers::parse::ParsedSubscribers;
+use crate::enrich::Validity;
+use crate::store::testgen::Rng;
+
+const S: i64 = 1_000_000_000;
+const LAPTOP: Mac = Mac([2, 0, 0, 0, 0, 1]);
+const PHONE: Mac = Mac([2, 0, 0, 0, 0, 2]);
+const GW_OUT: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+
+/// What the stage passed on.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<FlowRecord>>>);
+
+impl RecordSink for Captured {
+    fn write(&mut self, r: &FlowRecord) -> Result<(), SinkError> {
+        self.0.lock().expect("capture lock").push(r.clone());
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn take(&self) -> Vec<FlowRecord> {
+        std::mem::take(&mut *self.0.lock().expect("capture lock"))
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+/// Unix ns now: the stage's ticks read the real clock, so test times sit near it.
+fn now() -> i64 {
+    WallClock::measure().to_unix_ns(WallClock::ktime_now())
+}
+
+fn subscribers(text: &str) -> Arc<SubscriberTable> {
+    let parsed = ParsedSubscribers::parse(text.as_bytes()).expect("test subscribers parse");
+    Arc::new(SubscriberTable::build([&parsed]))
+}
+
+fn stage(inputs: Inputs) -> (EnrichStage, Captured) {
+    let out = Captured::default();
+    let s = EnrichStage::new(Box::new(out.clone()), inputs, StageConfig::default());
+    (s, out)
+}
+
+fn record(src: &str, sport: u16, dst: IpAddr, dport: u16, p: u8, start: i64) -> FlowRecord {
+    FlowRecord {
+        time_start_ns: start,
+        time_end_ns: start + S,
+        iface: "lan0".into(),
+        ifindex: 3,
+        vlan: None,
+        vlan_inner: None,
+        src_mac: LAPTOP,
+        dst_mac: Mac([2, 0, 0, 0, 0, 0xfe]),
+        proto: p,
+        src_ip: ip(src),
+        src_port: sport,
+        dst_ip: dst,
+        dst_port: dport,
+        packets: 2,
+        bytes: 200,
+        resp_packets: 1,
+        resp_bytes: 100,
+        tcp_flags: 0,
+        dropped: 0,
+        rule: None,
+        end_reason: EndReason::Idle,
+        attr: Attribution::default(),
+    }
+}
+
+fn lease(addr: &str, mac: Mac, host: &str, from: i64, to: i64) -> Observation {
+    Observation {
+        ip: ip(addr),
+        holder: Holder {
+            mac: Some(mac),
+            client_id: None,
+        },
+        hostname: Some(host.into()),
+        valid: Validity {
+            from: Some(from),
+            to: Some(to),
+        },
+        source: Source::Packet,
+    }
+}
+
+#[test]
+fn the_binding_valid_at_the_flows_start_wins_not_the_one_at_write_time() {
+    let t0 = now() - 3600 * S;
+    let subs = subscribers(
+        "match,account\n02:00:00:00:00:01,laptop-owner\n02:00:00:00:00:02,phone-owner\n",
+    );
+    let (mut st, out) = stage(Inputs::fixed(subs, None, None));
+    // 10.0.0.5 was the laptop's until t0+100s, then the phone's.
+    st.bindings_mut()
+        .observe(lease("10.0.0.5", LAPTOP, "laptop", t0, t0 + 100 * S), t0);
+    st.bindings_mut().observe(
+        lease("10.0.0.5", PHONE, "phone", t0 + 100 * S, t0 + 900 * S),
+        t0 + 100 * S,
+    );
+    // Both records are written after the change; the packets' MAC is the gateway's side (a
+    // relay), so only the binding can tell.
+    let mut early = record("10.0.0.5", 40000, SERVER, 80, proto::TCP, t0 + 50 * S);
+    early.src_mac = Mac([2, 0, 0, 0, 0, 0x99]);
+    let mut late = record("10.0.0.5", 40001, SERVER, 80, proto::TCP, t0 + 150 * S);
+    late.src_mac = early.src_mac;
+    st.write(&early).expect("write");
+    st.write(&late).expect("write");
+    let got: Vec<_> = out
+        .take()
+        .into_iter()
+        .map(|r| (r.attr.user, r.attr.hostname))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some("laptop-owner".into()), Some("laptop".into())),
+            (Some("phone-owner".into()), Some("phone".into()))
+        ]
+    );
+    assert_eq!(st.status().fields.user.attributed, 2);
+}
+
+#[test]
+fn a_lease_file_change_mid_run_applies_from_its_read_on() {
+    let (tx, rx) = mpsc::channel();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, Some(rx)));
+    let row = |mac: Mac, host: &str| Lease {
+        ip: ip("10.0.0.9"),
+        mac: Some(mac),
+        client_id: None,
+        hostname: Some(host.into()),
+        valid: Validity {
+            from: None,
+            to: Some(now() + 3600 * S),
+        },
+        state: LeaseState::Bound,
+        line: 1,
+    };
+    let send = |l: Lease| {
+        tx.send(LeaseUpdate {
+            file: 0,
+            leases: vec![l],
+            skipped: 0,
+        })
+        .expect("stage holds the receiver")
+    };
+    send(row(LAPTOP, "alpha"));
+    st.tick().expect("tick");
+    let before = now();
+    while now() <= before {}
+    send(row(PHONE, "beta"));
+    st.tick().expect("tick");
+    let after = now();
+    st.write(&record("10.0.0.9", 1, SERVER, 80, proto::TCP, before))
+        .expect("write");
+    st.write(&record("10.0.0.9", 2, SERVER, 80, proto::TCP, after))
+        .expect("write");
+    let hosts: Vec<_> = out.take().into_iter().map(|r| r.attr.hostname).collect();
+    assert_eq!(hosts, [Some("alpha".into()), Some("beta".into())]);
+    assert_eq!(st.status().dhcp.lease_reads, 2);
+}
+
+#[test]
+fn an_ipv6_client_is_tied_to_its_user_by_mac() {
+    let t0 = now() - 3600 * S;
+    // No MAC row: the v6 address gets the user of the IPv4 address the same MAC leased.
+    let subs = subscribers("match,account\n10.0.0.0/24,v4-pool-user\n");
+    let (mut st, out) = stage(Inputs::fixed(subs, None, None));
+    st.bindings_mut()
+        .observe(lease("10.0.0.7", LAPTOP, "laptop", t0, t0 + 3600 * S), t0);
+    let mut r = record("10.0.0.1", 1, SERVER, 443, proto::TCP, t0 + S);
+    r.src_ip = ip("2001:db8::1234");
+    r.dst_ip = ip("2001:db8:ffff::1");
+    st.write(&r).expect("write");
+    let mut other = r.clone();
+    other.src_mac = PHONE;
+    st.write(&other).expect("write");
+    let got: Vec<_> = out.take().into_iter().map(|r| r.attr.user).collect();
+    assert_eq!(got, [Some("v4-pool-user".into()), None]);
+}
+
+fn ct_entry(id: u32, src: &str, sport: u16, oport: u16) -> CtEntry {
+    CtEntry {
+        id,
+        orig: CtTuple {
+            proto: proto::TCP,
+            src: ip(src),
+            dst: SERVER,
+            l4: L4::Ports {
+                src: sport,
+                dst: 443,
+            },
+        },
+        reply: CtTuple {
+            proto: proto::TCP,
+            src: SERVER,
+            dst: GW_OUT,
+            l4: L4::Ports {
+                src: 443,
+                dst: oport,
+            },
+        },
+        status: CtStatus(CtStatus::SRC_NAT | CtStatus::CONFIRMED),
+        zone: 0,
+        mark: 0,
+        timeout_s: None,
+        start_ns: None,
+        stop_ns: None,
+        counters_orig: None,
+        counters_reply: None,
+    }
+}
+
+fn ct(table: &SharedNat, kind: CtKind, entry: CtEntry, seen_ns: i64) {
+    table.lock().expect("nat lock").apply(NatUpdate::Message {
+        msg: CtMessage { kind, entry },
+        seen_ns,
+    });
+}
+
+#[test]
+fn nat_joins_by_tuple_and_start_and_unjoined_sessions_become_nat_records() {
+    let t0 = now() - 3600 * S;
+    let nat: SharedNat = Arc::new(Mutex::new(NatTable::new(TableConfig::default())));
+    let subs = subscribers("match,account\n10.0.0.0/24,alice\n");
+    let (mut st, out) = stage(Inputs::fixed(subs, Some(nat.clone()), None));
+    ct(&nat, CtKind::New, ct_entry(1, "10.0.0.5", 40000, 61000), t0);
+    ct(&nat, CtKind::New, ct_entry(2, "10.0.0.6", 40000, 61001), t0);
+    let joined = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0 + S);
+    let uncovered = record("10.0.0.5", 40009, SERVER, 443, proto::TCP, t0 + S);
+    st.write(&joined).expect("write");
+    st.write(&uncovered).expect("write");
+    for (id, src, oport) in [(1, "10.0.0.5", 61000), (2, "10.0.0.6", 61001)] {
+        let mut e = ct_entry(id, src, 40000, oport);
+        e.start_ns = Some(t0);
+        e.stop_ns = Some(t0 + 10 * S);
+        ct(&nat, CtKind::Destroy, e, t0 + 10 * S);
+    }
+    st.tick().expect("tick");
+    let got = out.take();
+    let nat_of = |r: &FlowRecord| (r.attr.nat_ip, r.attr.nat_port);
+    assert_eq!(nat_of(&got[0]), (Some(GW_OUT), Some(61000)));
+    assert_eq!(
+        nat_of(&got[1]),
+        (None, None),
+        "no conntrack entry covers it"
+    );
+    assert_eq!(
+        got.len(),
+        3,
+        "one NAT record, for the session no flow joined: {got:#?}"
+    );
+    let n = &got[2];
+    assert_eq!(n.end_reason, EndReason::Nat);
+    assert_eq!((n.src_ip, n.src_port), (ip("10.0.0.6"), 40000));
+    assert_eq!(nat_of(n), (Some(GW_OUT), Some(61001)));
+    assert_eq!(n.attr.user.as_deref(), Some("alice"));
+    assert_eq!((n.time_start_ns, n.time_end_ns), (t0, t0 + 10 * S));
+    st.tick().expect("tick");
+    assert!(out.take().is_empty(), "a NAT record written twice");
+    assert_eq!(st.status().nat.nat_records, 1);
+}
+
+fn packet<'a>(
+    key: &'a FlowKey,
+    from_originator: bool,
+    t: i64,
+    seq: u32,
+    data: &'a [u8],
+) -> Packet<'a> {
+    Packet {
+        key,
+        from_originator,
+        t_ns: t,
+        seq,
+        stream_start: Some(1000),
+        last: false,
+        dst_mac: LAPTOP,
+        data,
+    }
+}
+
+/// A DNS response for `name` A -> `addr` with `ttl`, or the query alone.
+fn dns_message(name: &str, addr: [u8; 4], ttl: u32, response: bool) -> Vec<u8> {
+    let flags: u16 = if response { 0x8180 } else { 0x0100 };
+    let mut m = Vec::new();
+    for x in [0x4242u16, flags, 1, u16::from(response), 0, 0] {
+        m.extend_from_slice(&x.to_be_bytes());
+    }
+    for l in name.split('.') {
+        m.push(l.len() as u8);
+        m.extend_from_slice(l.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if response {
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&[0, 4]);
+        m.extend_from_slice(&addr);
+    }
+    m
+}
+
+#[test]
+fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() {
+    let t0 = now() - 3600 * S;
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    // The client asks the resolver; the response (from port 53 to the client) fills its cache.
+    let resolver = ip("10.0.0.1");
+    let dns_flow = flow_key(&record("10.0.0.5", 5353, resolver, 53, proto::UDP, t0));
+    let query = dns_message("plain.example", [198, 51, 100, 7], 300, false);
+    let answer = dns_message("plain.example", [198, 51, 100, 7], 300, true);
+    st.take_packet(packet(&dns_flow, true, t0, 0, &query));
+    st.take_packet(packet(&dns_flow, false, t0 + 1000, 0, &answer));
+
+    // A TLS flow whose ClientHello (about 1.8 KB) spans two segments, second one first.
+    let hello = records(
+        &Hello::chrome_like("www.example.org", &mut Rng::new(7)).encode(),
+        16384,
+    );
+    assert!(hello.len() > 1460, "the hello must need two segments");
+    let tls = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0 + S);
+    let tls_key = flow_key(&tls);
+    let (a, b) = hello.split_at(1448);
+    st.take_packet(packet(&tls_key, true, t0 + S, 1000 + 1448, b));
+    st.take_packet(packet(&tls_key, true, t0 + S, 1000, a));
+    // A flow to the same server with no name of its own: the DNS answer names it.
+    let bare = record("10.0.0.5", 40001, SERVER, 443, proto::TCP, t0 + 2 * S);
+    // The same destination from another client, which never asked: no name.
+    let stranger = record("10.0.0.6", 40002, SERVER, 443, proto::TCP, t0 + 2 * S);
+    let dns_rec = record("10.0.0.5", 5353, resolver, 53, proto::UDP, t0);
+    for r in [&tls, &bare, &stranger, &dns_rec] {
+        st.write(r).expect("write");
+    }
+    let got: Vec<_> = out
+        .take()
+        .into_iter()
+        .map(|r| (r.attr.domain, r.attr.domain_source))
+        .collect();
+    assert_eq!(
+        got[..3],
+        [
+            (Some("www.example.org".into()), Some(NameSource::Sni)),
+            (Some("plain.example".into()), Some(NameSource::Dns)),
+            (None, None)
+        ]
+    );
+    let status = st.status();
+    assert_eq!(status.payloads, 4);
+    assert_eq!(status.dns_questions, 1);
+    assert_eq!(status.flow_states, 0, "every flow ended, its state must go");
+}
+
+#[test]
+fn a_dns_flow_carries_its_question_and_garbage_is_counted() {
+    let t0 = now() - 3600 * S;
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let r = record("10.0.0.5", 5353, ip("10.0.0.1"), 53, proto::UDP, t0);
+    let key = flow_key(&r);
+    st.take_packet(packet(
+        &key,
+        true,
+        t0,
+        0,
+        &dns_message("Q.Example.NET", [0; 4], 0, false),
+    ));
+    st.take_packet(packet(&key, true, t0, 0, &[0xc0; 40]));
+    st.write(&r).expect("write");
+    let got = out.take();
+    assert_eq!(got[0].attr.dns_qname.as_deref(), Some("q.example.net"));
+    assert_eq!(got[0].attr.dns_qtype, Some(1));
+    let failures: u64 = st.status().payload_failures.values().sum();
+    assert_eq!(failures, 1, "{:?}", st.status().payload_failures);
+}
+
+#[test]
+fn later_records_of_a_flow_keep_the_attribution_of_its_start() {
+    let t0 = now() - 3600 * S;
+    let subs = subscribers("match,account\n02:00:00:00:00:01,laptop-owner\n");
+    let (mut st, out) = stage(Inputs::fixed(subs, None, None));
+    let mut first = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0);
+    first.end_reason = EndReason::Active;
+    let mut next = first.clone();
+    next.time_start_ns = t0 + 300 * S;
+    // The device changed hands since (another MAC on the packets would name another user).
+    next.src_mac = PHONE;
+    next.end_reason = EndReason::Fin;
+    st.write(&first).expect("write");
+    st.write(&next).expect("write");
+    let users: Vec<_> = out.take().into_iter().map(|r| r.attr.user).collect();
+    assert_eq!(
+        users,
+        [Some("laptop-owner".into()), Some("laptop-owner".into())]
+    );
+    assert_eq!(st.status().flow_states, 0);
+}
