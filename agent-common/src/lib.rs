@@ -8,6 +8,7 @@
 use core::mem::size_of;
 
 pub mod domain;
+pub mod payload;
 pub mod rules;
 
 /// Names of the maps and programs in the object, so the loader and the program cannot drift.
@@ -18,8 +19,11 @@ pub mod names {
     pub const FLOWS: &str = "FLOWS";
     /// The IPv4 flow table (LRU hash of [`crate::FlowKey4`] to [`crate::FlowValue`]).
     pub const FLOWS4: &str = "FLOWS4";
-    /// Ring buffer of [`crate::FlowEvent`] records.
+    /// Ring buffer of [`crate::FlowEvent`] and [`crate::payload::PayloadEvent`] records.
     pub const EVENTS: &str = "EVENTS";
+    /// Array of 65,536 [`crate::payload::PortBudget`]s indexed by port number (host order):
+    /// which flows get payload events, and how many; written by the loader.
+    pub const PAYLOAD_PORTS: &str = "PAYLOAD_PORTS";
     /// Per-CPU array of `u64` counters indexed by [`crate::Counter`].
     pub const STATS: &str = "STATS";
     /// Global: pending ring-buffer bytes at which the program wakes the agent.
@@ -276,8 +280,17 @@ pub struct FlowValue {
     /// The rule behind `verdict` (allow or block), or the domain rule of the last DNS query
     /// dropped; [`NO_RULE`] if none.
     pub rule: u32,
+    /// TCP flows with a payload budget: the sequence number of the SYN (or SYN-ACK) that
+    /// created the flow, so the originator's stream starts at `isn + 1`. Otherwise 0.
+    pub isn: u32,
+    /// Payload events the flow may still send, per direction ([`payload`]); 0 once spent
+    /// and for flows on other ports, [`payload::UNLIMITED`] for every packet. Next to the
+    /// verdict fields every packet reads, so a spent budget costs one compare.
+    pub snippets_left: [u8; 2],
+    /// Explicit padding.
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(size_of::<FlowValue>() == 88);
+const _: () = assert!(size_of::<FlowValue>() == 96);
 
 /// Kinds of ring-buffer event.
 pub mod event_kind {
@@ -287,6 +300,8 @@ pub mod event_kind {
     pub const FLOW_END: u8 = 2;
     /// The first packet of a flow dropped by a list (also announces the flow if it is new).
     pub const FLOW_DROP: u8 = 3;
+    /// A copy of a packet's payload ([`crate::payload::PayloadEvent`]).
+    pub const PAYLOAD: u8 = 4;
 }
 
 /// One ring-buffer record: a snapshot of a flow at an event. Never sent per packet.
@@ -304,12 +319,12 @@ pub struct FlowEvent {
     /// The entry as it stood when the event was emitted.
     pub value: FlowValue,
 }
-const _: () = assert!(size_of::<FlowEvent>() == 144);
+const _: () = assert!(size_of::<FlowEvent>() == 152);
 
 /// Ring-buffer space one [`FlowEvent`] takes: the record and the ring's 8-byte header,
 /// rounded up to 8 bytes.
 pub const RING_RECORD_BYTES: usize = (size_of::<FlowEvent>() + 8 + 7) & !7;
-const _: () = assert!(RING_RECORD_BYTES == 152);
+const _: () = assert!(RING_RECORD_BYTES == 160);
 
 /// Per-CPU counters in the `STATS` map. Every packet increments exactly one outcome counter
 /// (`Parsed*`, `Fragment*`, or one `Skip*` reason); losses are counted separately.
@@ -366,11 +381,16 @@ pub enum Counter {
     DnsNameUnparsed,
     /// A flow-drop event could not be reserved in the ring buffer.
     LostFlowDrop,
+    /// A payload event went out.
+    PayloadCopied,
+    /// A payload event could not be reserved in the ring buffer (or the copy failed): the
+    /// packet passed as always, its bytes did not reach the agent.
+    LostPayload,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = Counter::LostFlowDrop as u32 + 1;
+    pub const COUNT: u32 = Counter::LostPayload as u32 + 1;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::ParsedTcp,
@@ -398,6 +418,8 @@ impl Counter {
         Counter::DroppedByDomain,
         Counter::DnsNameUnparsed,
         Counter::LostFlowDrop,
+        Counter::PayloadCopied,
+        Counter::LostPayload,
     ];
 
     /// Stable snake_case name used in `status` output and metrics.
@@ -428,6 +450,8 @@ impl Counter {
             Counter::DroppedByDomain => "dropped_by_domain",
             Counter::DnsNameUnparsed => "dns_name_unparsed",
             Counter::LostFlowDrop => "lost_flow_drop",
+            Counter::PayloadCopied => "payload_copied",
+            Counter::LostPayload => "lost_payload",
         }
     }
 
@@ -450,6 +474,10 @@ mod user {
     unsafe impl aya::Pod for super::FlowValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::payload::PortBudget {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::payload::PayloadHead {}
 }
 
 #[cfg(test)]
@@ -500,7 +528,7 @@ mod tests {
 
     #[test]
     fn flow_value_layout_matches_the_kernel() {
-        assert_eq!(size_of::<FlowValue>(), 88);
+        assert_eq!(size_of::<FlowValue>(), 96);
         assert_eq!(align_of::<FlowValue>(), 8);
         assert_eq!(offset_of!(FlowValue, packets), 24);
         assert_eq!(offset_of!(FlowValue, bytes), 40);
@@ -512,11 +540,13 @@ mod tests {
         assert_eq!(offset_of!(FlowValue, verdict), 79);
         assert_eq!(offset_of!(FlowValue, verdict_gen), 80);
         assert_eq!(offset_of!(FlowValue, rule), 84);
+        assert_eq!(offset_of!(FlowValue, isn), 88);
+        assert_eq!(offset_of!(FlowValue, snippets_left), 92);
     }
 
     #[test]
     fn flow_event_layout_matches_the_kernel() {
-        assert_eq!(size_of::<FlowEvent>(), 144);
+        assert_eq!(size_of::<FlowEvent>(), 152);
         assert_eq!(offset_of!(FlowEvent, rule), 4);
         assert_eq!(offset_of!(FlowEvent, key), 8);
         assert_eq!(offset_of!(FlowEvent, value), 56);

@@ -1,15 +1,24 @@
 //! The reader stage: drains the program's ring buffer and decodes each record into a typed
 //! [`Event`]. It only reads memory: no disk, no map writes, no locks, so nothing it does can
 //! make the ring overflow (see `daemon` for the stages downstream).
+//!
+//! Payload records ([`Payload`]) carry their bytes out of the ring in [`Bytes`] cut from a
+//! shared arena: one allocation per 256 KiB of payloads, not one per event, and the arena's
+//! memory is reused once every event cut from it is dropped.
 
-use agent_common::{event_kind, FlowEvent, FlowKey, FlowValue};
+use std::mem::size_of;
+
+use agent_common::payload::{payload_flags, PayloadHead, SNIPPET_MAX, UNLIMITED};
+use agent_common::{event_kind, FlowEvent, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
 use aya::maps::{MapData, RingBuf};
+use bytes::{Bytes, BytesMut};
 use tracing::error;
 
+use crate::record::Mac;
 use crate::throttle::Throttle;
 
 /// One decoded ring-buffer record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A flow's first packet.
     FlowStart(FlowKey, FlowValue),
@@ -17,32 +26,163 @@ pub enum Event {
     FlowEnd(FlowKey, FlowValue),
     /// A flow's first packet dropped by a list, with the rule that dropped it.
     FlowDrop(FlowKey, FlowValue, u32),
+    /// A copy of a packet's payload, for the names and DHCP parsers.
+    Payload(Payload),
+}
+
+/// Which way a packet went in its flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Sent by endpoint `a` of the key, the flow's originator (as the program saw it: on an
+    /// internet-facing interface, the first packet seen may be a server's).
+    Originator,
+    /// Sent by endpoint `b`.
+    Responder,
+}
+
+impl Direction {
+    /// The index of this direction in [`FlowValue`]'s per-direction counters.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Originator => DIR_ORIG,
+            Direction::Responder => DIR_RESP,
+        }
+    }
+}
+
+/// The first bytes of one packet's payload, copied by the program (see
+/// `agent_common::payload` for which packets, and `README.md`, "What the XDP program does").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// The packet's flow, in the flow's orientation: the key of its [`Event::FlowStart`].
+    pub key: FlowKey,
+    /// The packet's direction in the flow.
+    pub dir: Direction,
+    /// CLOCK_MONOTONIC ns when the program saw the packet (as [`FlowValue::first_seen_ns`]).
+    pub ts_ns: u64,
+    /// TCP: the sequence number of `data[0]`. UDP: 0.
+    pub seq: u32,
+    /// TCP: the sequence number of the stream's first byte (the SYN's plus one) when the flow
+    /// was created by this direction's SYN; what `enrich::names::payload::Reassembler` takes
+    /// as its start. `None` for UDP and for the direction that did not open the flow.
+    pub stream_start: Option<u32>,
+    /// The payload's length by the packet's headers (TCP: the segment's data; UDP: the
+    /// datagram's). `data` is shorter when the payload was longer than
+    /// [`SNIPPET_MAX`], the frame was cut short, or the datagram was fragmented.
+    pub payload_len: u16,
+    /// Payload events the flow will still send in this direction: `Some(0)` after the last
+    /// one, `None` when there is no limit (DHCP).
+    pub left: Option<u8>,
+    /// Ethernet source of the packet.
+    pub src_mac: Mac,
+    /// Ethernet destination of the packet.
+    pub dst_mac: Mac,
+    /// The copied bytes: the payload's first `min(payload_len, SNIPPET_MAX)` bytes, or fewer
+    /// if the frame ended first.
+    pub data: Bytes,
+}
+
+impl Payload {
+    /// Whether `data` holds less than the packet's payload.
+    pub fn is_cut(&self) -> bool {
+        self.data.len() < usize::from(self.payload_len)
+    }
 }
 
 /// A record that does not decode: a build mismatch between program and agent.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Wrong length.
-    #[error("ring-buffer record of {0} bytes, expected {expected}", expected = std::mem::size_of::<FlowEvent>())]
-    Length(usize),
+    #[error("ring-buffer record of kind {kind} is {len} bytes, expected {expected}")]
+    Length {
+        /// The record's kind byte (0 if the record is empty).
+        kind: u8,
+        /// Its length.
+        len: usize,
+        /// The length its kind needs.
+        expected: usize,
+    },
     /// Unknown kind byte.
     #[error("ring-buffer record of unknown kind {0}")]
     Kind(u8),
+    /// A payload record whose head is inconsistent.
+    #[error("payload record with {0}")]
+    Payload(&'static str),
 }
 
-/// Decodes one ring-buffer record.
+/// Payload bytes are cut from arena chunks of this size.
+const ARENA_CHUNK: usize = 256 << 10;
+
+/// Decodes one ring-buffer record; payload bytes get an allocation of their own (the reader
+/// cuts them from an arena instead: [`RingReader`]).
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    if bytes.len() < std::mem::size_of::<FlowEvent>() {
-        return Err(DecodeError::Length(bytes.len()));
+    decode_with(bytes, &mut BytesMut::new())
+}
+
+/// Decodes one record, cutting payload bytes from `arena`.
+fn decode_with(bytes: &[u8], arena: &mut BytesMut) -> Result<Event, DecodeError> {
+    let kind = bytes.first().copied().unwrap_or(0);
+    if kind == event_kind::PAYLOAD {
+        return decode_payload(bytes, arena).map(Event::Payload);
     }
-    // SAFETY: length checked; FlowEvent is plain old data valid for any bit pattern.
-    let ev: FlowEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let ev: FlowEvent = read(bytes, kind)?;
     match ev.kind {
         event_kind::FLOW_START => Ok(Event::FlowStart(ev.key, ev.value)),
         event_kind::FLOW_END => Ok(Event::FlowEnd(ev.key, ev.value)),
         event_kind::FLOW_DROP => Ok(Event::FlowDrop(ev.key, ev.value, ev.rule)),
         k => Err(DecodeError::Kind(k)),
     }
+}
+
+/// The `T` at the start of a record of kind `kind`.
+fn read<T: aya::Pod>(bytes: &[u8], kind: u8) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Length {
+            kind,
+            len: bytes.len(),
+            expected: size_of::<T>(),
+        });
+    }
+    // SAFETY: length checked; T is plain old data valid for any bit pattern.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
+fn decode_payload(bytes: &[u8], arena: &mut BytesMut) -> Result<Payload, DecodeError> {
+    let head: PayloadHead = read(bytes, event_kind::PAYLOAD)?;
+    let len = usize::from(head.cap_len);
+    if len > SNIPPET_MAX {
+        return Err(DecodeError::Payload(
+            "a copy longer than the largest snippet",
+        ));
+    }
+    let data = bytes
+        .get(size_of::<PayloadHead>()..size_of::<PayloadHead>() + len)
+        .ok_or(DecodeError::Length {
+            kind: event_kind::PAYLOAD,
+            len: bytes.len(),
+            expected: size_of::<PayloadHead>() + len,
+        })?;
+    let dir = match usize::from(head.dir) {
+        DIR_ORIG => Direction::Originator,
+        DIR_RESP => Direction::Responder,
+        _ => return Err(DecodeError::Payload("a direction other than 0 or 1")),
+    };
+    if arena.capacity() < len {
+        arena.reserve(ARENA_CHUNK);
+    }
+    arena.extend_from_slice(data);
+    Ok(Payload {
+        key: head.key,
+        dir,
+        ts_ns: head.ts_ns,
+        seq: head.seq,
+        stream_start: (head.flags & payload_flags::START_KNOWN != 0).then_some(head.stream_start),
+        payload_len: head.payload_len,
+        left: (head.left != UNLIMITED).then_some(head.left),
+        src_mac: Mac(head.src_mac),
+        dst_mac: Mac(head.dst_mac),
+        data: arena.split().freeze(),
+    })
 }
 
 /// What one drain read.
@@ -54,9 +194,11 @@ pub struct Drained {
     pub undecodable: u64,
 }
 
-/// The ring buffer and the rate limit of its decode errors.
+/// The ring buffer, the arena payload bytes are cut from, and the rate limit of decode
+/// errors.
 pub struct RingReader {
     ring: RingBuf<MapData>,
+    arena: BytesMut,
     undecodable: Throttle,
 }
 
@@ -65,6 +207,7 @@ impl RingReader {
     pub fn new(ring: RingBuf<MapData>) -> Self {
         Self {
             ring,
+            arena: BytesMut::new(),
             undecodable: Throttle::default(),
         }
     }
@@ -75,7 +218,7 @@ impl RingReader {
         while out.len() < max {
             let Some(item) = self.ring.next() else { break };
             d.records += 1;
-            match decode(&item) {
+            match decode_with(&item, &mut self.arena) {
                 Ok(ev) => out.push(ev),
                 Err(e) => {
                     d.undecodable += 1;
@@ -100,6 +243,12 @@ impl std::os::fd::AsRawFd for RingReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_common::payload::{PayloadEvent, SNIPPET_SMALL};
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a POD value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
 
     fn raw(kind: u8) -> Vec<u8> {
         let ev = FlowEvent {
@@ -111,18 +260,37 @@ mod tests {
             // SAFETY: as above.
             value: unsafe { std::mem::zeroed() },
         };
-        // SAFETY: reading the bytes of a POD value.
-        unsafe {
-            std::slice::from_raw_parts(
-                (&ev as *const FlowEvent).cast::<u8>(),
-                std::mem::size_of::<FlowEvent>(),
-            )
+        bytes_of(&ev)
+    }
+
+    fn payload_record(cap_len: u16, dir: u8, flags: u8, left: u8) -> Vec<u8> {
+        let mut ev = PayloadEvent::<SNIPPET_SMALL> {
+            head: PayloadHead {
+                kind: event_kind::PAYLOAD,
+                dir,
+                flags,
+                left,
+                cap_len,
+                payload_len: 300,
+                ts_ns: 77,
+                seq: 1000,
+                stream_start: 901,
+                // SAFETY: plain old data; all-zero is valid.
+                key: unsafe { std::mem::zeroed() },
+                dst_mac: [2, 0, 0, 0, 0, 0xb],
+                src_mac: [2, 0, 0, 0, 0, 0xa],
+                _pad: [0; 4],
+            },
+            data: [0; SNIPPET_SMALL],
+        };
+        for (i, b) in ev.data.iter_mut().enumerate() {
+            *b = i as u8;
         }
-        .to_vec()
+        bytes_of(&ev)
     }
 
     #[test]
-    fn decodes_both_kinds_and_rejects_the_rest() {
+    fn decodes_every_kind_and_rejects_the_rest() {
         assert!(matches!(
             decode(&raw(event_kind::FLOW_START)),
             Ok(Event::FlowStart(..))
@@ -135,7 +303,88 @@ mod tests {
             decode(&raw(event_kind::FLOW_DROP)),
             Ok(Event::FlowDrop(..))
         ));
+        assert!(matches!(
+            decode(&payload_record(10, 0, 0, 3)),
+            Ok(Event::Payload(..))
+        ));
         assert_eq!(decode(&raw(9)), Err(DecodeError::Kind(9)));
-        assert_eq!(decode(&raw(1)[..100]), Err(DecodeError::Length(100)));
+        assert_eq!(
+            decode(&raw(1)[..100]),
+            Err(DecodeError::Length {
+                kind: 1,
+                len: 100,
+                expected: size_of::<FlowEvent>()
+            })
+        );
+        assert!(matches!(
+            decode(&[]),
+            Err(DecodeError::Length { len: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn payload_records_decode_to_their_head_and_copied_bytes() {
+        let Ok(Event::Payload(p)) = decode(&payload_record(10, 0, payload_flags::START_KNOWN, 3))
+        else {
+            panic!("a payload record decodes to a payload event");
+        };
+        assert_eq!(p.dir, Direction::Originator);
+        assert_eq!((p.ts_ns, p.seq, p.stream_start), (77, 1000, Some(901)));
+        assert_eq!((p.payload_len, p.left), (300, Some(3)));
+        assert_eq!(
+            (p.src_mac, p.dst_mac),
+            (Mac([2, 0, 0, 0, 0, 0xa]), Mac([2, 0, 0, 0, 0, 0xb]))
+        );
+        assert_eq!(&p.data[..], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert!(p.is_cut());
+
+        let Ok(Event::Payload(p)) = decode(&payload_record(0, 1, 0, UNLIMITED)) else {
+            panic!("an empty copy still decodes");
+        };
+        assert_eq!(p.dir, Direction::Responder);
+        assert_eq!((p.stream_start, p.left, p.data.len()), (None, None, 0));
+    }
+
+    #[test]
+    fn inconsistent_payload_records_are_refused() {
+        let too_long = payload_record(SNIPPET_SMALL as u16 + 1, 0, 0, 0);
+        assert!(matches!(decode(&too_long), Err(DecodeError::Length { .. })));
+        let over_max = payload_record(SNIPPET_MAX as u16 + 1, 0, 0, 0);
+        assert!(matches!(decode(&over_max), Err(DecodeError::Payload(_))));
+        assert!(matches!(
+            decode(&payload_record(4, 2, 0, 0)),
+            Err(DecodeError::Payload(_))
+        ));
+        assert!(matches!(
+            decode(&payload_record(4, 0, 0, 0)[..40]),
+            Err(DecodeError::Length { .. })
+        ));
+    }
+
+    #[test]
+    fn payload_bytes_share_arena_chunks_and_stay_intact() {
+        let mut arena = BytesMut::new();
+        let mut kept = Vec::new();
+        for n in 0..3000u16 {
+            let rec = payload_record(n % SNIPPET_SMALL as u16, 0, 0, 0);
+            match decode_with(&rec, &mut arena) {
+                Ok(Event::Payload(p)) => kept.push(p.data),
+                other => panic!("record {n}: {other:?}"),
+            }
+        }
+        for (n, data) in kept.iter().enumerate() {
+            let want: Vec<u8> = (0..(n % SNIPPET_SMALL) as u8).collect();
+            assert_eq!(&data[..], &want[..], "payload {n} intact after later cuts");
+        }
+        // Cut from one buffer, each payload starts where the one before it ends (separate
+        // allocations never do: the allocator keeps a header between them).
+        let adjacent = kept
+            .windows(2)
+            .filter(|w| w[0].as_ptr() as usize + w[0].len() == w[1].as_ptr() as usize)
+            .count();
+        assert!(
+            adjacent > 2900,
+            "only {adjacent} of 2999 payloads follow the one before"
+        );
     }
 }

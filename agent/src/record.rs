@@ -405,6 +405,9 @@ mod tests {
             verdict: 0,
             verdict_gen: 0,
             rule: agent_common::NO_RULE,
+            isn: 0,
+            snippets_left: [0; 2],
+            _pad: [0; 2],
         };
         (key, value)
     }

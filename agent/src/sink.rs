@@ -59,4 +59,8 @@ pub trait RecordSink: Send {
     fn enrich_status(&self) -> Option<crate::enrich::stage::EnrichStatus> {
         None
     }
+    /// Takes a copy of a packet's payload ([`crate::reader::Payload`]), in ring order with
+    /// the flow events around it: the enrich stage reads names from it. A sink that reads no
+    /// payloads (the store) ignores it, the default.
+    fn payload(&mut self, _payload: &crate::reader::Payload) {}
 }

@@ -200,6 +200,8 @@ impl Sweeper {
                 self.open.entry(key).or_default().start = Some(value);
             }
             Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
+            // Payload copies are for the enrich stage; they change no flow's accounting.
+            Event::Payload(_) => {}
             Event::FlowDrop(key, value, rule) => {
                 let tracked = self.open.entry(key).or_default();
                 tracked.start.get_or_insert(value);
@@ -386,6 +388,9 @@ mod tests {
             verdict: 0,
             verdict_gen: 0,
             rule: agent_common::NO_RULE,
+            isn: 0,
+            snippets_left: [0; 2],
+            _pad: [0; 2],
         }
     }
 

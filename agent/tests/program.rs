@@ -552,8 +552,9 @@ fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_eve
     use std::sync::mpsc;
     use std::time::Duration;
 
-    // 64 KiB ring: the loader sets the threshold to 16 KiB, 107 events of 152 bytes (event
-    // and header) stay below it and the 108th crosses it.
+    // 64 KiB ring: the loader sets the threshold to 16 KiB; `below` events of
+    // RING_RECORD_BYTES (event and header) stay below it and the next one crosses it.
+    let below = (16384 - 1) / agent_common::RING_RECORD_BYTES as u16;
     let mut p = Prog::load();
     let fd = RingBuf::try_from(&mut p.loaded.events)
         .expect("ring buffer")
@@ -590,7 +591,7 @@ fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_eve
         },
     );
     let flow = |i: u16| Spec::udp4(v4(10, 8, 0, 1), 20000 + i, v4(10, 8, 0, 2), 53).build();
-    for i in 0..107 {
+    for i in 0..below {
         p.run(&flow(i));
     }
     // A wake-up comes from the kernel's irq_work shortly after the event that causes it, not
@@ -599,7 +600,7 @@ fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_eve
         rx.recv_timeout(Duration::from_millis(500)).is_err(),
         "events below the threshold must not wake the agent"
     );
-    p.run(&flow(107));
+    p.run(&flow(below));
     let woken = rx.recv_timeout(Duration::from_secs(5));
     assert_eq!(
         woken,
@@ -607,5 +608,5 @@ fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_eve
         "the event that crosses the threshold wakes the agent"
     );
     waiter.join().expect("waiter thread");
-    assert_eq!(p.events().len(), 108);
+    assert_eq!(p.events().len(), usize::from(below) + 1);
 }

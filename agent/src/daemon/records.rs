@@ -14,6 +14,7 @@ use super::lists::{ListsShared, RuleBook};
 use super::queue::{Msg, PipelineCounters, PipelineStats, QueueRx};
 use super::{DaemonError, Summary};
 use crate::flowtable::FlowMaps;
+use crate::reader::Event;
 use crate::sink::RecordSink;
 use crate::status::Snapshot;
 use crate::sweeper::Sweeper;
@@ -62,6 +63,11 @@ impl Records {
         match msg {
             Msg::Events(batch) => {
                 for ev in batch {
+                    // Payload copies go to the sink's enrich stage; they count in no flow.
+                    if let Event::Payload(p) = &ev {
+                        self.sink.payload(p);
+                        continue;
+                    }
                     self.sweeper
                         .on_event(ev, self.sink.as_mut(), self.rules.as_ref());
                 }
