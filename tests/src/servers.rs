@@ -54,7 +54,8 @@ pub fn https(lab: &mut Lab, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(cert)
 }
 
-/// Serves `dir` over HTTP on the internet server's port 80 (`python3 -m http.server`).
+/// Serves `dir` over HTTP on the internet server's port 80, IPv4 and IPv6
+/// (`python3 -m http.server`).
 pub fn http(lab: &mut Lab, dir: &Path) -> anyhow::Result<()> {
     require("python3", "python3")?;
     lab.spawn(
@@ -65,7 +66,7 @@ pub fn http(lab: &mut Lab, dir: &Path) -> anyhow::Result<()> {
             "http.server",
             "80",
             "--bind",
-            lab::SERVER_V4,
+            "::",
             "--directory",
             dir.to_str().context("temp path not UTF-8")?,
         ],
