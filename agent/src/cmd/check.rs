@@ -13,7 +13,8 @@ use crate::enrich::subscribers::set as subscribers;
 /// What a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
-    /// Told from the content: a CSV whose header starts `match,` is a subscribers file, one
+    /// Told from the content: a CSV whose header (the first line neither blank nor a `#`
+    /// comment) starts `match,` is a subscribers file, one
     /// that starts `address,` or lines that start with an expiry time are DHCP leases (Kea,
     /// dnsmasq), anything else a list.
     Auto,
@@ -50,7 +51,7 @@ pub fn detect(bytes: &[u8]) -> Kind {
     let first = body
         .split(|&b| b == b'\n')
         .map(|l| l.trim_ascii())
-        .find(|l| !l.is_empty())
+        .find(|l| !l.is_empty() && !l.starts_with(b"#"))
         .unwrap_or_default();
     if first.len() >= 6 && first[..6].eq_ignore_ascii_case(b"match,") {
         return Kind::Subscribers;

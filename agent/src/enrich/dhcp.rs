@@ -509,4 +509,4 @@ fn unwrap_relay(mut payload: &[u8]) -> Result<(&[u8], bool), Bad> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

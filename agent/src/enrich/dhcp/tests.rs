@@ -11,12 +11,12 @@ use crate::store::testgen::Rng;
 const T0: i64 = 1_800_000_000 * NS;
 
 /// One DHCP datagram of a capture.
-struct Datagram {
-    payload: Vec<u8>,
-    src_port: u16,
-    dst_port: u16,
-    src_ip: IpAddr,
-    eth_dst: Mac,
+pub(crate) struct Datagram {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) src_port: u16,
+    pub(crate) dst_port: u16,
+    pub(crate) src_ip: IpAddr,
+    pub(crate) eth_dst: Mac,
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -27,7 +27,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// The UDP datagrams of an untagged Ethernet capture (the lab's frames carry no VLAN tags or
 /// IPv6 extension headers).
-fn datagrams(name: &str) -> Vec<Datagram> {
+pub(crate) fn datagrams(name: &str) -> Vec<Datagram> {
     let frames = xdp_audit_lab::pcap::read(&fixture(name))
         .unwrap_or_else(|e| panic!("read capture {name}: {e:#}"));
     frames

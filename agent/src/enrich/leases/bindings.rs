@@ -147,8 +147,10 @@ type Spans = SmallVec<[Span; 1]>;
 /// The timeline; see the module docs.
 #[derive(Default)]
 pub struct Bindings {
-    by_ip: HashMap<IpAddr, Spans>,
-    by_mac: HashMap<Mac, SmallVec<[IpAddr; 2]>>,
+    // foldhash, not SipHash: the join looks an address up for every record, and addresses
+    // come from the agent's own tables, not from anyone who could aim at collisions in bulk.
+    by_ip: HashMap<IpAddr, Spans, foldhash::fast::RandomState>,
+    by_mac: HashMap<Mac, SmallVec<[IpAddr; 2]>, foldhash::fast::RandomState>,
     files: HashMap<u32, FileState>,
     limits: Limits,
     counters: BindingCounters,

@@ -106,6 +106,8 @@ pub struct EnrichStage {
     dns: DnsCache,
     flows: HashMap<FlowKey, FlowState, RandomState>,
     failures: FailureCounts,
+    /// Records per domain source, by [`names::NameSource`] discriminant.
+    sources: [u64; names::NameSource::ALL.len()],
     clock: WallClock,
     status: EnrichStatus,
 }
@@ -123,6 +125,7 @@ impl EnrichStage {
             dns: DnsCache::new(config.dns_cache),
             flows: HashMap::default(),
             failures: FailureCounts::default(),
+            sources: [0; names::NameSource::ALL.len()],
             clock: WallClock::measure(),
             status: EnrichStatus::default(),
             inputs,
@@ -339,6 +342,12 @@ impl EnrichStage {
             .filter(|&(_, n)| n > 0)
             .map(|(r, n)| (r.as_str().to_owned(), n))
             .collect();
+        s.domain_sources = names::NameSource::ALL
+            .iter()
+            .zip(self.sources)
+            .filter(|&(_, n)| n > 0)
+            .map(|(src, n)| (src.as_str().to_owned(), n))
+            .collect();
         s.flow_states = self.flows.len() as u64;
         s.dns_cache_entries = self.dns.len() as u64;
         s.dns_cache_names = self.dns.distinct_names() as u64;
@@ -396,11 +405,7 @@ impl RecordSink for EnrichStage {
         self.status.records += 1;
         self.status.fields.count(&attr);
         if let Some(src) = attr.domain_source {
-            *self
-                .status
-                .domain_sources
-                .entry(src.as_str().to_owned())
-                .or_default() += 1;
+            self.sources[src as usize] += 1;
         }
         if attr.dns_qname.is_some() {
             self.status.dns_questions += 1;
@@ -443,6 +448,20 @@ impl RecordSink for EnrichStage {
 
     fn enrich_status(&self) -> Option<EnrichStatus> {
         Some(self.status())
+    }
+
+    fn payload(&mut self, p: &crate::reader::Payload) {
+        let packet = payload::Packet {
+            key: &p.key,
+            from_originator: p.dir == crate::reader::Direction::Originator,
+            t_ns: self.clock.to_unix_ns(p.ts_ns),
+            seq: p.seq,
+            stream_start: p.stream_start,
+            last: p.left == Some(0),
+            dst_mac: p.dst_mac,
+            data: &p.data,
+        };
+        self.take_packet(packet);
     }
 }
 

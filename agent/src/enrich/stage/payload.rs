@@ -16,7 +16,7 @@ use crate::record::Mac;
 /// One payload snippet as the stage reads it: the packet's own source and destination (the
 /// flow key says which endpoint opened the flow, the direction which one sent this packet).
 #[derive(Clone, Copy, Debug)]
-pub struct Packet<'a> {
+pub(super) struct Packet<'a> {
     /// The packet's flow.
     pub key: &'a FlowKey,
     /// Whether the flow's originator sent it.
@@ -64,7 +64,7 @@ const fn is_dhcp(sport: u16, dport: u16) -> bool {
 
 impl EnrichStage {
     /// Takes one payload snippet.
-    pub fn take_packet(&mut self, p: Packet<'_>) {
+    pub(super) fn take_packet(&mut self, p: Packet<'_>) {
         self.status.payloads += 1;
         let ((src, sport), (dst, dport)) = p.ends();
         let key = p.key;

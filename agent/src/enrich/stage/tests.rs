@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use agent_common::proto;
 
-use super::payload::Packet;
 use super::*;
 use crate::enrich::inputs::{Inputs, LeaseUpdate};
 use crate::enrich::leases::bindings::{Holder, Observation, Source};
@@ -286,23 +285,28 @@ fn nat_joins_by_tuple_and_start_and_unjoined_sessions_become_nat_records() {
     assert_eq!(st.status().nat.nat_records, 1);
 }
 
-fn packet<'a>(
-    key: &'a FlowKey,
-    from_originator: bool,
-    t: i64,
-    seq: u32,
-    data: &'a [u8],
-) -> Packet<'a> {
-    Packet {
-        key,
-        from_originator,
-        t_ns: t,
+/// Feeds one payload snippet through the sink seam, as the records thread does: kernel time,
+/// direction, bytes.
+fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq: u32, data: &[u8]) {
+    let clock = WallClock::measure();
+    st.set_clock(clock);
+    let p = crate::reader::Payload {
+        key: *key,
+        dir: if from_originator {
+            crate::reader::Direction::Originator
+        } else {
+            crate::reader::Direction::Responder
+        },
+        ts_ns: u64::try_from(t - clock.offset_ns()).expect("a time after boot"),
         seq,
         stream_start: Some(1000),
-        last: false,
+        payload_len: u16::try_from(data.len()).expect("a snippet"),
+        left: Some(3),
+        src_mac: LAPTOP,
         dst_mac: LAPTOP,
-        data,
-    }
+        data: bytes::Bytes::copy_from_slice(data),
+    };
+    st.payload(&p);
 }
 
 /// A DNS response for `name` A -> `addr` with `ttl`, or the query alone.
@@ -335,8 +339,8 @@ fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() 
     let dns_flow = flow_key(&record("10.0.0.5", 5353, resolver, 53, proto::UDP, t0));
     let query = dns_message("plain.example", [198, 51, 100, 7], 300, false);
     let answer = dns_message("plain.example", [198, 51, 100, 7], 300, true);
-    st.take_packet(packet(&dns_flow, true, t0, 0, &query));
-    st.take_packet(packet(&dns_flow, false, t0 + 1000, 0, &answer));
+    feed(&mut st, &dns_flow, true, t0, 0, &query);
+    feed(&mut st, &dns_flow, false, t0 + 1000, 0, &answer);
 
     // A TLS flow whose ClientHello (about 1.8 KB) spans two segments, second one first.
     let hello = records(
@@ -347,8 +351,8 @@ fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() 
     let tls = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0 + S);
     let tls_key = flow_key(&tls);
     let (a, b) = hello.split_at(1448);
-    st.take_packet(packet(&tls_key, true, t0 + S, 1000 + 1448, b));
-    st.take_packet(packet(&tls_key, true, t0 + S, 1000, a));
+    feed(&mut st, &tls_key, true, t0 + S, 1000 + 1448, b);
+    feed(&mut st, &tls_key, true, t0 + S, 1000, a);
     // A flow to the same server with no name of its own: the DNS answer names it.
     let bare = record("10.0.0.5", 40001, SERVER, 443, proto::TCP, t0 + 2 * S);
     // The same destination from another client, which never asked: no name.
@@ -382,14 +386,9 @@ fn a_dns_flow_carries_its_question_and_garbage_is_counted() {
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
     let r = record("10.0.0.5", 5353, ip("10.0.0.1"), 53, proto::UDP, t0);
     let key = flow_key(&r);
-    st.take_packet(packet(
-        &key,
-        true,
-        t0,
-        0,
-        &dns_message("Q.Example.NET", [0; 4], 0, false),
-    ));
-    st.take_packet(packet(&key, true, t0, 0, &[0xc0; 40]));
+    let query = dns_message("Q.Example.NET", [0; 4], 0, false);
+    feed(&mut st, &key, true, t0, 0, &query);
+    feed(&mut st, &key, true, t0, 0, &[0xc0; 40]);
     st.write(&r).expect("write");
     let got = out.take();
     assert_eq!(got[0].attr.dns_qname.as_deref(), Some("q.example.net"));
@@ -418,4 +417,42 @@ fn later_records_of_a_flow_keep_the_attribution_of_its_start() {
         [Some("laptop-owner".into()), Some("laptop-owner".into())]
     );
     assert_eq!(st.status().flow_states, 0);
+}
+
+#[test]
+fn dhcp_packets_in_payloads_teach_bindings_the_join_reads() {
+    let t0 = now() - 3600 * S;
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    // The real exchange of dnsmasq with udhcpc and dhclient, as XDP would copy it.
+    let dgrams = crate::enrich::dhcp::tests::datagrams("dnsmasq-dhcp.pcap");
+    let mut fed = 0;
+    for (i, d) in dgrams.iter().enumerate() {
+        let IpAddr::V4(src) = d.src_ip else { continue };
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&src.octets());
+        let mut broadcast = [0u8; 16];
+        broadcast[..4].copy_from_slice(&[255; 4]);
+        let key = FlowKey {
+            ifindex: 3,
+            vlan: 0,
+            vlan_inner: 0,
+            proto: proto::UDP,
+            family: agent_common::family::V4,
+            _pad: [0; 2],
+            port_a: d.src_port.to_be(),
+            port_b: d.dst_port.to_be(),
+            addr_a: FlowKey::addr_words(&b),
+            addr_b: FlowKey::addr_words(&broadcast),
+        };
+        feed(&mut st, &key, true, t0 + i as i64 * S, 0, &d.payload);
+        fed += 1;
+    }
+    assert!(fed > 0, "the capture holds DHCPv4 datagrams");
+    let mut r = record("10.77.0.146", 40000, SERVER, 443, proto::TCP, t0 + 100 * S);
+    r.src_mac = Mac([2, 0, 0, 0x77, 0, 2]);
+    st.write(&r).expect("write");
+    let got = out.take();
+    assert_eq!(got[0].attr.hostname.as_deref(), Some("laptop-udhcpc"));
+    let dhcp = st.status().dhcp;
+    assert!(dhcp.learned >= 2 && dhcp.bad_packets == 0, "{dhcp:?}");
 }
