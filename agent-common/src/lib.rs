@@ -15,6 +15,10 @@ pub mod rules;
 pub mod names {
     /// The XDP program attached to audited interfaces.
     pub const PROGRAM: &str = "xdp_audit";
+    /// The slow path (DNS name checks, payload copies) the program tail-calls.
+    pub const SLOW_PATH_PROGRAM: &str = "xdp_audit_payload";
+    /// Program array whose slot 0 holds [`SLOW_PATH_PROGRAM`]; written by the loader.
+    pub const SLOW_PATH: &str = "SLOW_PATH";
     /// The IPv6 flow table (LRU hash of [`crate::FlowKey`] to [`crate::FlowValue`]).
     pub const FLOWS: &str = "FLOWS";
     /// The IPv4 flow table (LRU hash of [`crate::FlowKey4`] to [`crate::FlowValue`]).
@@ -280,12 +284,13 @@ pub struct FlowValue {
     /// The rule behind `verdict` (allow or block), or the domain rule of the last DNS query
     /// dropped; [`NO_RULE`] if none.
     pub rule: u32,
-    /// TCP flows with a payload budget: the sequence number of the SYN (or SYN-ACK) that
-    /// created the flow, so the originator's stream starts at `isn + 1`. Otherwise 0.
+    /// TCP flows created by a SYN with a payload budget for their originator: the SYN's
+    /// sequence number (written by the slow path), so the originator's stream starts at
+    /// `isn + 1`. Otherwise 0.
     pub isn: u32,
-    /// Payload events the flow may still send, per direction ([`payload`]); 0 once spent
-    /// and for flows on other ports, [`payload::UNLIMITED`] for every packet. Next to the
-    /// verdict fields every packet reads, so a spent budget costs one compare.
+    /// Packets the flow still hands to the payload slow path, per direction ([`payload`]);
+    /// 0 once spent and for flows on other ports, [`payload::UNLIMITED`] for every packet.
+    /// Next to the verdict fields every packet reads, so a spent budget costs one compare.
     pub snippets_left: [u8; 2],
     /// Explicit padding.
     pub _pad: [u8; 2],

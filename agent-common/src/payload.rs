@@ -6,7 +6,10 @@
 //! array ([`crate::names::PAYLOAD_PORTS`]), which the loader fills from [`DEFAULT_PORTS`].
 //! A flow takes its budget when it is created (the destination port first, then the source
 //! port), keeps what is left per direction in [`crate::FlowValue::snippets_left`], and an
-//! established flow whose budget is spent pays one compare per packet.
+//! established flow whose budget is spent pays one compare per packet. A TCP budget counts
+//! every packet after the SYN, payload or not (a pure ACK spends one too: the main program
+//! does not look at payloads, the slow path it hands budgeted packets to does), so a flow
+//! whose client goes quiet stops costing anything after a handful of packets.
 //!
 //! Record shape: a [`PayloadHead`] followed by `cap_len` bytes, in one of three fixed sizes
 //! ([`PayloadEvent`] of [`SNIPPET_SMALL`], [`SNIPPET_MEDIUM`] or [`SNIPPET_MAX`] bytes, the
@@ -111,8 +114,9 @@ const _: () = assert!(ring_bytes(SNIPPET_MAX) == 1568);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortBudget {
-    /// TCP: `[to the port, from the port]`. Counted in data segments; only flows whose first
-    /// packet is a SYN (or SYN-ACK) get it, since only they start at the stream's start.
+    /// TCP: `[to the port, from the port]`. Counted in packets after the SYN, with or
+    /// without payload; only flows whose first packet is a SYN (or SYN-ACK) get it, since
+    /// only they start at the stream's start.
     pub tcp: [u8; 2],
     /// UDP: `[to the port, from the port]`, counted in datagrams.
     pub udp: [u8; 2],
@@ -120,7 +124,7 @@ pub struct PortBudget {
 const _: () = assert!(size_of::<PortBudget>() == 4);
 
 impl PortBudget {
-    /// A TCP budget: `to` segments of the client's, `from` of the server's.
+    /// A TCP budget: `to` packets of the client's, `from` of the server's.
     pub const fn tcp(to: u8, from: u8) -> Self {
         PortBudget {
             tcp: [to, from],
@@ -158,10 +162,14 @@ impl PortBudget {
     }
 }
 
-/// Segments of a client's TCP stream copied on a name port: a ClientHello of today's browsers
-/// (about 1.8 KB) is two segments, and a third or fourth covers a retransmission or a hello
-/// of up to [`STREAM_BYTES`]; an HTTP request rarely needs more than one.
-pub const TCP_CLIENT_SEGMENTS: u8 = 4;
+/// Packets of a TCP client after its SYN looked at on a name port: the handshake's ACK, then
+/// a ClientHello of today's browsers (about 1.8 KB) is two segments, and two more cover a
+/// retransmission or a hello of up to [`STREAM_BYTES`]; an HTTP request rarely needs more
+/// than one.
+pub const TCP_CLIENT_PACKETS: u8 = 5;
+/// Packets of an SMTP client after its SYN: the server speaks first, so the client ACKs its
+/// banner and sends EHLO and STARTTLS (each answered and ACKed) before its ClientHello.
+pub const SMTP_CLIENT_PACKETS: u8 = 12;
 /// QUIC Initials copied per connection: a ClientHello with a post-quantum key share spans
 /// two client Initials, each in a datagram of its own.
 pub const QUIC_CLIENT_DATAGRAMS: u8 = 2;
@@ -169,9 +177,9 @@ pub const QUIC_CLIENT_DATAGRAMS: u8 = 2;
 /// port per query (or per A/AAAA pair, with its retries): 16 covers that with room, and
 /// bounds what one long-lived 5-tuple can put in the ring.
 pub const DNS_UDP_MESSAGES: u8 = 16;
-/// DNS-over-TCP segments copied per direction: a query, and an answer of up to a few
-/// segments.
-pub const DNS_TCP_SEGMENTS: u8 = 4;
+/// DNS-over-TCP packets looked at per direction after the SYN: the handshake, a query, and an
+/// answer of up to a few segments.
+pub const DNS_TCP_PACKETS: u8 = 6;
 
 /// The ports the loader writes into `PAYLOAD_PORTS` unless told otherwise.
 ///
@@ -185,14 +193,15 @@ pub const DNS_TCP_SEGMENTS: u8 = 4;
 /// | 67, 68 | UDP | DHCP, both directions, every packet |
 /// | 546, 547 | UDP | DHCPv6, both directions, every packet |
 pub const DEFAULT_PORTS: [(u16, PortBudget); 12] = {
-    let tls = PortBudget::tcp(TCP_CLIENT_SEGMENTS, 0);
+    let tls = PortBudget::tcp(TCP_CLIENT_PACKETS, 0);
+    let smtp = PortBudget::tcp(SMTP_CLIENT_PACKETS, 0);
     let https = tls.with(PortBudget::udp(QUIC_CLIENT_DATAGRAMS, 0));
     let dhcp = PortBudget::udp(UNLIMITED, UNLIMITED);
     [
-        (25, tls),
+        (25, smtp),
         (
             53,
-            PortBudget::tcp(DNS_TCP_SEGMENTS, DNS_TCP_SEGMENTS)
+            PortBudget::tcp(DNS_TCP_PACKETS, DNS_TCP_PACKETS)
                 .with(PortBudget::udp(DNS_UDP_MESSAGES, DNS_UDP_MESSAGES)),
         ),
         (67, dhcp),
@@ -202,7 +211,7 @@ pub const DEFAULT_PORTS: [(u16, PortBudget); 12] = {
         (465, tls),
         (546, dhcp),
         (547, dhcp),
-        (587, tls),
+        (587, smtp),
         (8080, tls),
         (8443, https),
     ]
@@ -249,14 +258,14 @@ mod tests {
         assert_eq!(
             of(443),
             Some(PortBudget {
-                tcp: [4, 0],
+                tcp: [TCP_CLIENT_PACKETS, 0],
                 udp: [2, 0]
             })
         );
         assert_eq!(
             of(53),
             Some(PortBudget {
-                tcp: [4, 4],
+                tcp: [6, 6],
                 udp: [16, 16]
             })
         );

@@ -31,7 +31,7 @@ use aya_ebpf::{
 use crate::{
     dns, events,
     parse::{Header, Packet},
-    stats, verdict as lists,
+    payload, stats, verdict as lists,
 };
 
 /// IPv6 flows. Default size; the loader sets the real one (`--flow-table-size`).
@@ -44,7 +44,7 @@ static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(6553
 static FLOWS4: LruHashMap<FlowKey4, FlowValue> = LruHashMap::with_max_entries(65536, 0);
 
 /// A flow-table entry other CPUs may be updating (see the module documentation).
-type Entry = *mut FlowValue;
+pub type Entry = *mut FlowValue;
 
 /// Reads a field of an entry once (READ_ONCE).
 ///
@@ -68,7 +68,7 @@ unsafe fn set<T: Copy>(field: *mut T, value: T) {
 
 /// The entry of `key` in the table of its family.
 #[inline(always)]
-fn lookup(key: &FlowKey) -> Option<Entry> {
+pub fn lookup(key: &FlowKey) -> Option<Entry> {
     if key.family == family::V4 {
         FLOWS4.get_ptr_mut(&FlowKey4::from_key(key))
     } else {
@@ -100,7 +100,7 @@ pub unsafe fn add(counter: *mut u64, n: u64) {
 }
 
 #[inline(always)]
-fn reverse(key: &mut FlowKey) {
+pub fn reverse(key: &mut FlowKey) {
     core::mem::swap(&mut key.addr_a, &mut key.addr_b);
     core::mem::swap(&mut key.port_a, &mut key.port_b);
 }
@@ -122,9 +122,11 @@ fn coarse_now() -> u64 {
 }
 
 /// Counts one packet in its flow (creating the flow on its first packet) and returns the
-/// XDP action of the flow's cached list verdict. `p.key` is left in the flow's orientation.
+/// XDP action of the flow's cached list verdict, and the packet's [`payload::handover`] bits
+/// (its direction, and whether its flow's payload budget grants it a copy). `p.key` is left
+/// in the flow's orientation.
 #[inline(always)]
-pub fn account(ctx: &XdpContext, p: &mut Packet) -> u32 {
+pub fn account(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
     let gen = lists::generation();
     // A SYN goes straight to the insert, which finds a retransmitted SYN's flow by itself:
     // each lookup that misses is a cache miss in a large table, the most a new flow costs.
@@ -146,7 +148,8 @@ pub fn account(ctx: &XdpContext, p: &mut Packet) -> u32 {
 
 /// Counts a packet of direction `dir` in the entry `v` of `key`.
 #[inline(always)]
-fn update(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> u32 {
+fn update(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> (u32, u8) {
+    let mut copy = payload::handover(dir, false);
     // SAFETY: `v` came from a lookup in this run, so it points to a live, aligned map value
     // (which stays valid for the run even if the entry is deleted meanwhile), and every
     // access below is a single field access through the raw pointer.
@@ -185,8 +188,15 @@ fn update(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> u32 {
             set(addr_of_mut!((*v).rule), rule);
             set(addr_of_mut!((*v).verdict_gen), gen);
         }
+        // The one compare a flow past its payload budget (or without one) pays. Racing CPUs
+        // may both spend the same count: a copy or two more, never an unbounded number.
+        let left = get(addr_of!((*v).snippets_left[dir]));
+        if left != 0 {
+            set(addr_of_mut!((*v).snippets_left[dir]), payload::spend(left));
+            copy = payload::handover(dir, true);
+        }
     }
-    judge(key, v)
+    (judge(key, v), copy)
 }
 
 /// Sets `bits` in the entry's flags (a racing CPU's bits may be lost: they are set again by
@@ -253,7 +263,7 @@ fn drop_packet(key: &FlowKey, v: Entry, rule: u32, counter: Counter) {
 /// (its start, or its first drop) follows, so creating a flow costs one table operation and
 /// no second lookup.
 #[inline(always)]
-fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
+fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     let now = precise_now();
     let mut flags = 0;
     let mut end_seen_ns = 0;
@@ -284,6 +294,16 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
         value.dst_mac = eth.get::<[u8; 6], 0>();
         value.src_mac = eth.get::<[u8; 6], 6>();
     }
+    // The payload budget, spent on this packet first if it carries payload; the ticket is
+    // honoured only if this packet's insert creates the flow.
+    // A SYN spends nothing (it has no payload to copy), but goes to the copy program for its
+    // sequence number: the stream's start.
+    let mut budget = payload::budget(&p.key, p.has_syn());
+    let mut copy = budget[DIR_ORIG] != 0;
+    if copy && !p.has_syn() {
+        budget[DIR_ORIG] = payload::spend(budget[DIR_ORIG]);
+    }
+    value.snippets_left = budget;
     // Marked announced before the insert, so a won insert needs no lookup to mark it; the
     // announcement is written after the insert, so a retransmitted SYN (whose insert loses)
     // costs the ring buffer nothing; a full ring takes the mark back.
@@ -325,19 +345,23 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> u32 {
         Err(e) if e == -EEXIST => {
             return match lookup(&p.key) {
                 Some(v) => update(&p.key, v, p, DIR_ORIG, gen),
-                None => xdp_action::XDP_PASS,
+                None => (xdp_action::XDP_PASS, 0),
             };
         }
-        // Still enforce the lists on a flow the table could not hold.
-        Err(_) => stats::bump(Counter::FlowInsertFailed),
+        // Still enforce the lists on a flow the table could not hold (whose payload has no
+        // budget to be counted against, so it is not copied).
+        Err(_) => {
+            stats::bump(Counter::FlowInsertFailed);
+            copy = false;
+        }
     }
     if rule != NO_RULE {
         lists::hit(rule);
     }
     if dropped {
         stats::bump(Counter::DroppedByList);
-        xdp_action::XDP_DROP
+        (xdp_action::XDP_DROP, payload::handover(DIR_ORIG, copy))
     } else {
-        xdp_action::XDP_PASS
+        (xdp_action::XDP_PASS, payload::handover(DIR_ORIG, copy))
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Per packet, top to bottom: `parse` the headers into a [`parse::Packet`], account it in the
 //! `flow` table (which emits ring-buffer `events` for flow start, end and first drop, and
-//! applies the flow's cached `verdict` and the `dns` name check), bump one `stats` outcome
-//! counter, and return PASS or DROP. The parser never drops: whatever it cannot read is
-//! passed and counted by reason; only a list rule drops.
+//! applies the flow's cached `verdict` and the `dns` name check), copy its payload to the
+//! ring if its flow's `payload` budget asks for it and the packet passes, bump one `stats`
+//! outcome counter, and return PASS or DROP. The parser never drops: whatever it cannot read
+//! is passed and counted by reason; only a list rule drops, and the payload copy never
+//! changes the verdict.
 #![no_std]
 #![no_main]
 // Atomic counter adds: core's AtomicU64 has no fetch_add on the BPF target.
@@ -19,6 +21,7 @@ mod dns;
 mod events;
 mod flow;
 mod parse;
+mod payload;
 mod stats;
 mod verdict;
 
@@ -30,11 +33,16 @@ pub fn xdp_audit(ctx: XdpContext) -> u32 {
     match parse::parse(&ctx) {
         Ok(mut pkt) => {
             pkt.key.ifindex = ctx.ingress_ifindex() as u32;
-            let mut action = flow::account(&ctx, &mut pkt);
-            if action == xdp_action::XDP_PASS && pkt.dns_off != 0 {
-                action = flow::judge_dns(&ctx, &pkt);
-            }
+            // Counted first: the outcome is the parser's, and a value the verifier no longer
+            // has to carry through the flow table.
             stats::bump(pkt.outcome);
+            let dns = pkt.dns_off != 0;
+            let (action, bits) = flow::account(&ctx, &mut pkt);
+            // Only what passes goes on: a dropped packet reached no one, and a flood of
+            // blocked traffic must not fill the ring with payloads.
+            if action == xdp_action::XDP_PASS && (dns || bits & 1 != 0) {
+                payload::hand_over(&ctx, bits);
+            }
             action
         }
         Err(reason) => {
@@ -60,4 +68,11 @@ pub fn zeroed<T: Copy>() -> T {
     }
     // SAFETY: every byte was written; T is plain old data, valid all-zero.
     unsafe { v.assume_init() }
+}
+
+/// The slow path (`payload`): DNS name checks and payload copies, reached by tail call from
+/// [`xdp_audit`] and verified on its own.
+#[xdp]
+pub fn xdp_audit_payload(ctx: XdpContext) -> u32 {
+    payload::slow_path(&ctx)
 }

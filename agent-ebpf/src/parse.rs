@@ -28,7 +28,7 @@ const TCP_ACK: u8 = 0x10;
 
 /// Offsets past this are not walked: it bounds every variable offset for the verifier, and no
 /// sane header stack is this deep.
-const MAX_L4_OFFSET: usize = 1024;
+pub const MAX_L4_OFFSET: usize = 1024;
 
 /// What the flow table needs of one packet. The key is oriented source -> destination.
 pub struct Packet {
@@ -43,6 +43,10 @@ pub struct Packet {
     /// Offset of the DNS header if this is a query to port 53 (UDP, or TCP past the length
     /// prefix), else 0.
     pub dns_off: usize,
+    /// Offset of the TCP or UDP header, else 0 (read again only by the payload copy).
+    pub l4_off: usize,
+    /// Where the IP packet ends by its own length field (the frame may be shorter, or padded).
+    pub ip_end: usize,
 }
 
 impl Packet {
@@ -51,6 +55,12 @@ impl Packet {
     #[inline(always)]
     pub fn opens_flow(&self) -> bool {
         self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+
+    /// Whether this packet carries SYN (with or without ACK).
+    #[inline(always)]
+    pub fn has_syn(&self) -> bool {
+        self.tcp_flags & TCP_SYN != 0
     }
 
     /// Whether this packet closes its flow (TCP FIN or RST).
@@ -111,6 +121,8 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
         tcp_flags: 0,
         len: (ctx.data_end() - ctx.data()) as u64,
         dns_off: 0,
+        l4_off: 0,
+        ip_end: 0,
     };
     let mut ethertype = be16(eth.get::<u16, 12>());
     let mut off = ETH_HLEN;
@@ -154,9 +166,11 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
     let h = Header::<20>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv4)?;
     let vihl: u8 = h.get::<_, 0>();
     let ihl = (vihl & 0x0f) as usize * 4;
-    if vihl >> 4 != 4 || ihl < 20 || (be16(h.get::<u16, 2>()) as usize) < ihl {
+    let total = be16(h.get::<u16, 2>()) as usize;
+    if vihl >> 4 != 4 || ihl < 20 || total < ihl {
         return Err(Counter::SkipBadIpv4Header);
     }
+    pkt.ip_end = off + total;
     // Options must be present in full even though they are not read.
     let hdr_end = off + ihl;
     if ctx.data() + hdr_end > ctx.data_end() {
@@ -181,6 +195,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
         return Err(Counter::SkipBadIpv6Header);
     }
     pkt.key.family = family::V6;
+    pkt.ip_end = off + 40 + be16(h.get::<u16, 4>()) as usize;
     pkt.key.addr_a = h.get::<_, 8>();
     pkt.key.addr_b = h.get::<_, 24>();
     let mut next: u8 = h.get::<_, 6>();
@@ -233,6 +248,7 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
     if off > MAX_L4_OFFSET {
         return Err(Counter::SkipTruncatedL4);
     }
+    pkt.l4_off = off;
     match pkt.key.proto {
         proto::TCP => {
             // The whole fixed header must be there, though only ports and flags are read.

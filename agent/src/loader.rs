@@ -4,8 +4,9 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 
+use agent_common::payload::{PortBudget, DEFAULT_PORTS};
 use agent_common::{domain::DomainKey, names};
-use aya::maps::Map;
+use aya::maps::{Array, Map, MapData, MapError, ProgramArray};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use tracing::{info, warn};
@@ -51,6 +52,20 @@ pub enum LoadError {
     /// A flow table is not what the agent reads it as (a build mismatch).
     #[error("{0}")]
     FlowTable(FlowTableError),
+    /// The payload port table could not be written.
+    #[error("cannot write port {port} into the payload port table PAYLOAD_PORTS: {source}")]
+    PayloadPorts {
+        /// The port being written.
+        port: u16,
+        /// The cause.
+        source: MapError,
+    },
+    /// The slow path could not be put into its program array.
+    #[error("cannot put the slow path program into the program array SLOW_PATH: {0}")]
+    SlowPath(MapError),
+    /// The slow path's file descriptor could not be duplicated.
+    #[error("cannot duplicate the slow path program's file descriptor: {0}")]
+    SlowPathFd(io::Error),
     /// Program load (verifier) failure.
     #[error("the kernel rejected the XDP program: {0}")]
     Verifier(ProgramError),
@@ -178,6 +193,28 @@ fn errno(e: &ProgramError) -> Option<i32> {
     None
 }
 
+/// Loads the slow path the program tail-calls (DNS name checks, payload copies) and puts it
+/// in its slot.
+fn load_slow_path(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let slow: &mut Xdp = ebpf
+        .program_mut(names::SLOW_PATH_PROGRAM)
+        .ok_or(LoadError::Missing("program xdp_audit_payload"))?
+        .try_into()
+        .map_err(LoadError::Verifier)?;
+    slow.load().map_err(LoadError::Verifier)?;
+    let fd = slow
+        .fd()
+        .map_err(LoadError::Verifier)?
+        .try_clone()
+        .map_err(LoadError::SlowPathFd)?;
+    let map = ebpf
+        .map_mut(names::SLOW_PATH)
+        .ok_or(LoadError::Missing("program array SLOW_PATH"))?;
+    let mut slots: ProgramArray<&mut MapData> =
+        ProgramArray::try_from(map).map_err(LoadError::SlowPath)?;
+    slots.set(0, &fd, 0).map_err(LoadError::SlowPath)
+}
+
 fn load_hint(e: &aya::EbpfError) -> &'static str {
     let text = format!("{e:?}");
     if text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)") {
@@ -210,6 +247,7 @@ impl Loaded {
             .try_into()
             .map_err(LoadError::Verifier)?;
         prog.load().map_err(LoadError::Verifier)?;
+        load_slow_path(&mut ebpf)?;
         let flows = match ebpf.take_map(names::FLOWS) {
             Some(Map::LruHashMap(m)) => m,
             _ => return Err(LoadError::Missing("LRU map FLOWS")),
@@ -231,16 +269,23 @@ impl Loaded {
             None => crate::blocklist::random_key().map_err(LoadError::Random)?,
         };
         lists.set_domain_key(&key).map_err(LoadError::Lists)?;
+        let mut program = Program {
+            ebpf,
+            attached: Vec::new(),
+        };
+        program.set_payload_ports(&DEFAULT_PORTS)?;
         Ok(Self {
-            program: Program {
-                ebpf,
-                attached: Vec::new(),
-            },
+            program,
             flows,
             events,
             stats,
             lists,
         })
+    }
+
+    /// Sets the payload budget of each `(port, budget)` (see [`Program::set_payload_ports`]).
+    pub fn set_payload_ports(&mut self, ports: &[(u16, PortBudget)]) -> Result<(), LoadError> {
+        self.program.set_payload_ports(ports)
     }
 
     /// Both flow tables.
@@ -296,6 +341,25 @@ impl Program {
             .ok_or(LoadError::Missing("program xdp_audit"))?
             .try_into()
             .map_err(LoadError::Verifier)
+    }
+
+    /// Sets the payload budget of each `(port, budget)`: flows created from now on whose
+    /// destination (or else source) port it is get their payloads copied to the ring
+    /// ([`agent_common::payload`]); an all-zero budget stops copying on the port. The loader
+    /// writes [`DEFAULT_PORTS`].
+    pub fn set_payload_ports(&mut self, ports: &[(u16, PortBudget)]) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut(names::PAYLOAD_PORTS)
+            .ok_or(LoadError::Missing("array PAYLOAD_PORTS"))?;
+        let mut table: Array<&mut MapData, PortBudget> =
+            Array::try_from(map).map_err(|source| LoadError::PayloadPorts { port: 0, source })?;
+        for &(port, budget) in ports {
+            table
+                .set(u32::from(port), budget, 0)
+                .map_err(|source| LoadError::PayloadPorts { port, source })?;
+        }
+        Ok(())
     }
 
     /// Attaches to `iface`; returns the mode actually in use.

@@ -60,6 +60,8 @@ pub struct Spec {
     /// IPv6 fragment offset in 8-byte units, for a fragment header in `ipv6_ext`.
     pub ipv6_frag_offset: u16,
     pub payload: Vec<u8>,
+    /// TCP sequence number.
+    pub seq: u32,
 }
 
 impl Spec {
@@ -93,12 +95,25 @@ impl Spec {
             ipv6_ext: Vec::new(),
             ipv6_frag_offset: 0,
             payload: Vec::new(),
+            seq: 1,
         }
     }
 
     /// With this payload.
     pub fn payload(mut self, n: usize) -> Self {
         self.payload = vec![0x5a; n];
+        self
+    }
+
+    /// With these payload bytes.
+    pub fn data(mut self, bytes: &[u8]) -> Self {
+        self.payload = bytes.to_vec();
+        self
+    }
+
+    /// With this TCP sequence number.
+    pub fn seq(mut self, seq: u32) -> Self {
+        self.seq = seq;
         self
     }
 
@@ -113,9 +128,8 @@ impl Spec {
             } => {
                 l4.extend_from_slice(&sport.to_be_bytes());
                 l4.extend_from_slice(&dport.to_be_bytes());
-                l4.extend_from_slice(&[
-                    0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0,
-                ]);
+                l4.extend_from_slice(&self.seq.to_be_bytes());
+                l4.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
                 6
             }
             L4::Udp { sport, dport } => {

@@ -1,0 +1,240 @@
+//! Which packets have their payload copied to the agent (see [`agent_common::payload`]), and
+//! the slow path that copies them.
+//!
+//! A flow takes its budget from `PAYLOAD_PORTS` when it is created; every later packet of it
+//! reads the budget left in its direction, one byte next to the verdict fields the packet
+//! reads anyway, and a spent budget (0: most flows from their first packet) stops there. A
+//! packet with budget left spends one, whether or not it carries payload (a pure ACK counts:
+//! the budget is a number of packets after the SYN), so a flow never goes to the slow path
+//! more often than it was given.
+//!
+//! The slow path is a second program, `xdp_audit_payload`, reached by tail call once the
+//! main program has accounted a packet that passes and either has a copy due or is a DNS
+//! query (whose name check lives there too). The verifier checks it on its own: the main
+//! program, every parser branch times every flow-table branch, is close to the verifier's
+//! limit of a million instructions by itself. The slow path parses the packet again, runs
+//! the DNS name check, and copies the payload into a ring record ([`events::payload`]).
+//! Nothing here changes the verdict of a packet that is not a blocked DNS query; a failed
+//! tail call or copy is counted ([`Counter::LostPayload`]) and the packet passes.
+
+use agent_common::{
+    payload::{payload_flags, PortBudget, STREAM_BYTES, UNLIMITED},
+    proto, Counter, FlowKey, DIR_ORIG, DIR_RESP,
+};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::map,
+    maps::{Array, PerCpuArray, ProgramArray},
+    programs::XdpContext,
+};
+
+use crate::{
+    events::{self, Snip},
+    flow,
+    parse::{self, Header, Packet},
+    stats,
+};
+
+/// One entry per port number (host order); written by the loader before the program is
+/// attached. Looked up only when a TCP or UDP flow is created.
+#[map(name = "PAYLOAD_PORTS")]
+static PAYLOAD_PORTS: Array<PortBudget> = Array::with_max_entries(65536, 0);
+
+/// Slot 0: the slow path program; written by the loader.
+#[map(name = "SLOW_PATH")]
+static SLOW_PATH: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// What the slow path works on, per CPU: the main program's hand-over bits, and the parsed
+/// packet's offsets passed through memory (see [`slow_path`]).
+#[map(name = "HANDOVER")]
+static HANDOVER: PerCpuArray<Handover> = PerCpuArray::with_max_entries(1, 0);
+
+/// The per-CPU hand-over slot.
+#[repr(C)]
+pub struct Handover {
+    bits: u32,
+    dns_off: u32,
+    l4_off: u32,
+    ip_end: u32,
+    tcp_flags: u32,
+}
+
+/// [`handover`] bit: a payload copy is due.
+const COPY: u8 = 1;
+/// [`handover`] bit: the packet goes in the flow's responder direction (its key was reversed).
+const RESPONDER: u8 = 2;
+
+/// The hand-over bits of a packet of direction `dir`, with a copy due or not.
+#[inline(always)]
+pub fn handover(dir: usize, copy: bool) -> u8 {
+    (if dir == DIR_RESP { RESPONDER } else { 0 }) | copy as u8
+}
+
+/// The payload budget `[originator, responder]` of a new flow whose key is oriented as its
+/// first packet. The destination port is looked up first (a client's packet to a service),
+/// then the source port (a service's packet seen first, as on an internet-facing interface
+/// whose outgoing half XDP never sees). TCP flows get a budget only from a SYN: a flow picked
+/// up in mid-stream has no stream start to copy.
+#[inline(always)]
+pub fn budget(key: &FlowKey, syn: bool) -> [u8; 2] {
+    let udp = match key.proto {
+        proto::UDP => true,
+        proto::TCP if syn => false,
+        _ => return [0, 0],
+    };
+    let of = |port: u16| {
+        PAYLOAD_PORTS
+            .get(u32::from(u16::from_be(port)))
+            .map_or([0, 0], |b| if udp { b.udp } else { b.tcp })
+    };
+    let [to, from] = of(key.port_b);
+    if to | from != 0 {
+        return [to, from];
+    }
+    let [to, from] = of(key.port_a);
+    [from, to]
+}
+
+/// A budget of `left` (> 0) after one packet spent it.
+#[inline(always)]
+pub fn spend(left: u8) -> u8 {
+    if left == UNLIMITED {
+        left
+    } else {
+        left - 1
+    }
+}
+
+/// Goes to the slow path with the packet's hand-over `bits`; returns only if the tail call
+/// failed (the slot is empty), which is counted.
+#[inline(always)]
+pub fn hand_over(ctx: &XdpContext, bits: u8) {
+    if let Some(slot) = HANDOVER.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, valid for the run.
+        unsafe { (*slot).bits = u32::from(bits) };
+        // SAFETY: `ctx` is this program's context, as the helper needs.
+        unsafe { SLOW_PATH.tail_call(ctx, 0) };
+    }
+    stats::bump(Counter::LostPayload);
+}
+
+/// The slow path: the DNS name check of a query, then the payload copy if one is due.
+#[inline(always)]
+pub fn slow_path(ctx: &XdpContext) -> u32 {
+    let Ok(mut p) = parse::parse(ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let Some(slot) = HANDOVER.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    p.key.ifindex = ctx.ingress_ifindex() as u32;
+    // The parser's offsets go through the slot and are read back (volatile, so the compiler
+    // keeps the round trip): the verifier then checks what follows once, for one unknown
+    // offset each, not once for each header layout the parser tells apart.
+    // SAFETY: this CPU's slot, valid for the run; its `bits` were written by the main
+    // program just before the tail call. Single aligned stores and loads.
+    let bits = unsafe {
+        use core::ptr::addr_of_mut;
+        addr_of_mut!((*slot).dns_off).write_volatile(p.dns_off as u32);
+        addr_of_mut!((*slot).l4_off).write_volatile(p.l4_off as u32);
+        addr_of_mut!((*slot).ip_end).write_volatile(p.ip_end as u32);
+        addr_of_mut!((*slot).tcp_flags).write_volatile(u32::from(p.tcp_flags));
+        p.dns_off = addr_of_mut!((*slot).dns_off).read_volatile() as usize;
+        p.l4_off = addr_of_mut!((*slot).l4_off).read_volatile() as usize;
+        p.ip_end = addr_of_mut!((*slot).ip_end).read_volatile() as usize;
+        p.tcp_flags = addr_of_mut!((*slot).tcp_flags).read_volatile() as u8;
+        addr_of_mut!((*slot).bits).read_volatile() as u8
+    };
+    // What the parser wrote; bounds the verifier needs to see again.
+    if p.l4_off > parse::MAX_L4_OFFSET || p.dns_off > parse::MAX_L4_OFFSET + 64 {
+        return xdp_action::XDP_PASS;
+    }
+    let dir = if bits & RESPONDER != 0 {
+        flow::reverse(&mut p.key);
+        DIR_RESP
+    } else {
+        DIR_ORIG
+    };
+    if p.dns_off != 0 {
+        let action = flow::judge_dns(ctx, &p);
+        if action != xdp_action::XDP_PASS {
+            return action;
+        }
+    }
+    if bits & COPY != 0 {
+        copy(ctx, &p, dir);
+    }
+    xdp_action::XDP_PASS
+}
+
+/// Copies the payload of `p`, a packet of direction `dir` whose flow spent a copy on it.
+#[inline(always)]
+fn copy(ctx: &XdpContext, p: &Packet, dir: usize) {
+    let Some(v) = flow::lookup(&p.key) else {
+        return; // evicted meanwhile: the flow is gone, and with it the stream's start
+    };
+    let l4 = p.l4_off;
+    if l4 == 0 || l4 > parse::MAX_L4_OFFSET {
+        return;
+    }
+    let frame = ctx.data_end() - ctx.data();
+    let end = if p.ip_end < frame { p.ip_end } else { frame };
+    let tcp = p.key.proto == proto::TCP;
+    let (off, seq) = if tcp {
+        let Some(t) = Header::<20>::at(ctx, l4) else {
+            return;
+        };
+        let raw = u32::from_be(t.get::<u32, 4>());
+        if p.opens_flow() && dir == DIR_ORIG {
+            // The SYN that created the flow: its sequence number is the stream's start.
+            // SAFETY: `v` points into a live flow entry; a single aligned store.
+            unsafe { core::ptr::addr_of_mut!((*v).isn).write_volatile(raw) };
+        }
+        // Data in a SYN (TCP Fast Open) starts after the SYN's own sequence number.
+        let seq = raw.wrapping_add(p.has_syn() as u32);
+        (l4 + (t.get::<u8, 12>() >> 4) as usize * 4, seq)
+    } else {
+        (l4 + 8, 0)
+    };
+    if off >= end {
+        return; // no payload: a pure ACK, a SYN
+    }
+    // SAFETY: `v` points into a live flow entry; single aligned loads.
+    let (isn, left) = unsafe {
+        (
+            core::ptr::addr_of!((*v).isn).read_volatile(),
+            core::ptr::addr_of!((*v).snippets_left[dir]).read_volatile(),
+        )
+    };
+    let mut flags = 0;
+    let mut stream_start = 0;
+    // TCP budgets are only given from a SYN, whose sequence number the entry keeps: the
+    // originator's stream starts right after it. A segment that starts past the bytes the
+    // agent reads is not copied.
+    if tcp && dir == DIR_ORIG {
+        stream_start = isn.wrapping_add(1);
+        if seq.wrapping_sub(stream_start) >= STREAM_BYTES {
+            return;
+        }
+        flags = payload_flags::START_KNOWN;
+    }
+    let payload_len = p.ip_end.saturating_sub(off);
+    events::payload(
+        ctx,
+        &p.key,
+        &Snip {
+            off: off as u32,
+            avail: (end - off) as u32,
+            seq,
+            stream_start,
+            payload_len: if payload_len > u16::MAX as usize {
+                u16::MAX
+            } else {
+                payload_len as u16
+            },
+            dir: dir as u8,
+            left,
+            flags,
+        },
+    );
+}
