@@ -245,7 +245,6 @@ fn a_dhcp_client_behind_masquerade_has_its_user_host_and_nat_tuple_on_every_reco
 }
 
 #[test]
-#[ignore = "needs i10-kernel's payload events (kernel side) and i10-enrich's RecordSink::payload"]
 fn a_dhcp_client_behind_masquerade_has_the_domain_and_dns_question_on_its_records() {
     let s = Session::run("atd");
     for (port, name, source) in [(443, TLS_NAME, "sni"), (80, WWW_NAME, "http")] {
