@@ -147,7 +147,13 @@ impl Session {
         let answer = client(
             &lab,
             "dig",
-            &["@198.51.100.1", "+short", "+time=2", WWW_NAME, "A"],
+            &[
+                &format!("@{}", lab::GW_LAN_V4),
+                "+short",
+                "+time=2",
+                WWW_NAME,
+                "A",
+            ],
         );
         assert_eq!(answer.trim(), lab::SERVER_V4, "dnsmasq resolves {WWW_NAME}");
         let cert_s = cert.to_str().expect("UTF-8 path");
