@@ -227,14 +227,13 @@ fn attribute_rows(
     mut rows: Rows,
 ) -> Result<Rows, SegmentError> {
     if let Some(user) = f.user.as_deref() {
-        rows = rows.and(seg.mask(g, &[col::USER], &|v| v == user.as_bytes())?);
+        rows = rows.and(seg.mask_equal(g, col::USER, user.as_bytes())?);
     }
     if let (Some(nat), false) = (f.nat, matches!(rows, Rows::Skip)) {
-        let addr = nat.column();
-        rows = rows.and(seg.mask(g, &[col::NAT_IP], &|v| v == addr)?);
+        rows = rows.and(seg.mask_equal(g, col::NAT_IP, &nat.column())?);
         if let (Some(port), false) = (nat.port, matches!(rows, Rows::Skip)) {
             let want = i32::from(port).to_le_bytes();
-            rows = rows.and(seg.mask(g, &[col::NAT_PORT], &|v| v == want)?);
+            rows = rows.and(seg.mask_equal(g, col::NAT_PORT, &want)?);
         }
     }
     if let (Some(d), false) = (&f.domain, matches!(rows, Rows::Skip)) {

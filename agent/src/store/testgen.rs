@@ -376,7 +376,7 @@ impl TrafficGen {
         let kinds = ["laptop", "android", "iphone", "desktop", "tv", "printer"];
         let mut at = Attribution {
             user: self.user_of(c, r.time_start_ns),
-            hostname: (c % 5 != 0).then(|| format!("{}-{c:x}", kinds[(c % 6) as usize])),
+            hostname: (!c.is_multiple_of(5)).then(|| format!("{}-{c:x}", kinds[(c % 6) as usize])),
             ..Attribution::default()
         };
         if r.src_ip.is_ipv4() {
