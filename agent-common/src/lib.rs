@@ -284,9 +284,8 @@ pub struct FlowValue {
     /// The rule behind `verdict` (allow or block), or the domain rule of the last DNS query
     /// dropped; [`NO_RULE`] if none.
     pub rule: u32,
-    /// TCP flows created by a SYN with a payload budget for their originator: the SYN's
-    /// sequence number (written by the slow path), so the originator's stream starts at
-    /// `isn + 1`. Otherwise 0.
+    /// TCP: the sequence number of the packet that created the flow; for a flow created by
+    /// a SYN, the originator's stream starts at `isn + 1`. Otherwise 0.
     pub isn: u32,
     /// Packets the flow still hands to the payload slow path, per direction ([`payload`]);
     /// 0 once spent and for flows on other ports, [`payload::UNLIMITED`] for every packet.
@@ -388,8 +387,9 @@ pub enum Counter {
     LostFlowDrop,
     /// A payload event went out.
     PayloadCopied,
-    /// A payload event could not be reserved in the ring buffer (or the copy failed): the
-    /// packet passed as always, its bytes did not reach the agent.
+    /// A payload event could not be reserved in the ring buffer, the copy failed, or the
+    /// slow path could not be reached: the packet passed as always, its bytes did not reach
+    /// the agent.
     LostPayload,
 }
 

@@ -56,8 +56,9 @@ pub struct PayloadHead {
     pub dir: u8,
     /// [`payload_flags`] bits.
     pub flags: u8,
-    /// Payload events the flow may still send in this direction after this one;
-    /// [`UNLIMITED`] if there is no limit. 0 tells the agent no more will come.
+    /// Packets of the flow in this direction still looked at after this one (each sends an
+    /// event if it carries payload); [`UNLIMITED`] if there is no limit. 0 tells the agent
+    /// no more will come.
     pub left: u8,
     /// Bytes copied after the head.
     pub cap_len: u16,

@@ -296,14 +296,16 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     }
     // The payload budget, spent on this packet first if it carries payload; the ticket is
     // honoured only if this packet's insert creates the flow.
-    // A SYN spends nothing (it has no payload to copy), but goes to the copy program for its
-    // sequence number: the stream's start.
+    // A SYN spends nothing: its sequence number, the stream's start, is all it has to give
+    // (TCP Fast Open data in a SYN is not copied).
     let mut budget = payload::budget(&p.key, p.has_syn());
-    let mut copy = budget[DIR_ORIG] != 0;
-    if copy && !p.has_syn() {
+    let mut copy = false;
+    if budget[DIR_ORIG] != 0 && !p.has_syn() {
         budget[DIR_ORIG] = payload::spend(budget[DIR_ORIG]);
+        copy = true;
     }
     value.snippets_left = budget;
+    value.isn = u32::from_be(p.seq);
     // Marked announced before the insert, so a won insert needs no lookup to mark it; the
     // announcement is written after the insert, so a retransmitted SYN (whose insert loses)
     // costs the ring buffer nothing; a full ring takes the mark back.

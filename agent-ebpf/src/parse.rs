@@ -47,6 +47,8 @@ pub struct Packet {
     pub l4_off: usize,
     /// Where the IP packet ends by its own length field (the frame may be shorter, or padded).
     pub ip_end: usize,
+    /// TCP: the sequence number, network order. Otherwise 0.
+    pub seq: u32,
 }
 
 impl Packet {
@@ -123,6 +125,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
         dns_off: 0,
         l4_off: 0,
         ip_end: 0,
+        seq: 0,
     };
     let mut ethertype = be16(eth.get::<u16, 12>());
     let mut off = ETH_HLEN;
@@ -256,6 +259,7 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
             pkt.key.port_a = t.get::<_, 0>();
             pkt.key.port_b = t.get::<_, 2>();
             pkt.tcp_flags = t.get::<_, 13>();
+            pkt.seq = t.get::<_, 4>();
             pkt.outcome = Counter::ParsedTcp;
             if pkt.key.port_b == DNS_PORT {
                 // DNS over TCP: a two-byte length prefix, then the message.

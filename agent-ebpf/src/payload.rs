@@ -184,14 +184,8 @@ fn copy(ctx: &XdpContext, p: &Packet, dir: usize) {
         let Some(t) = Header::<20>::at(ctx, l4) else {
             return;
         };
-        let raw = u32::from_be(t.get::<u32, 4>());
-        if p.opens_flow() && dir == DIR_ORIG {
-            // The SYN that created the flow: its sequence number is the stream's start.
-            // SAFETY: `v` points into a live flow entry; a single aligned store.
-            unsafe { core::ptr::addr_of_mut!((*v).isn).write_volatile(raw) };
-        }
-        // Data in a SYN (TCP Fast Open) starts after the SYN's own sequence number.
-        let seq = raw.wrapping_add(p.has_syn() as u32);
+        // Data in a SYN (a retransmitted Fast Open SYN) starts after the SYN's own number.
+        let seq = u32::from_be(t.get::<u32, 4>()).wrapping_add(p.has_syn() as u32);
         (l4 + (t.get::<u8, 12>() >> 4) as usize * 4, seq)
     } else {
         (l4 + 8, 0)

@@ -70,8 +70,9 @@ pub struct Payload {
     /// datagram's). `data` is shorter when the payload was longer than
     /// [`SNIPPET_MAX`], the frame was cut short, or the datagram was fragmented.
     pub payload_len: u16,
-    /// Payload events the flow will still send in this direction: `Some(0)` after the last
-    /// one, `None` when there is no limit (DHCP).
+    /// Packets of the flow the program will still look at in this direction (each sends a
+    /// payload event if it carries payload; a TCP budget counts pure ACKs too): `Some(0)`
+    /// after the last one, `None` when there is no limit (DHCP).
     pub left: Option<u8>,
     /// Ethernet source of the packet.
     pub src_mac: Mac,

@@ -20,6 +20,7 @@ use xdp_audit::clock::{ClockSource, FakeWallClock, HostClocks};
 use xdp_audit::daemon::lists::{read_at_start, Reload};
 use xdp_audit::daemon::{Control, Daemon, DaemonError, Interface, Settings, Summary};
 use xdp_audit::loader::{LoadOptions, Loaded, Program};
+use xdp_audit::reader::{Direction, Payload};
 use xdp_audit::record::{EndReason, FlowRecord};
 use xdp_audit::sink::{RecordSink, SinkError};
 use xdp_audit::status::Snapshot;
@@ -53,13 +54,17 @@ impl Drop for TempDir {
     }
 }
 
-/// Records kept in memory, readable while the daemon runs.
+/// Records and payload copies kept in memory, readable while the daemon runs.
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<FlowRecord>>>);
+struct Shared(Arc<Mutex<Vec<FlowRecord>>>, Arc<Mutex<Vec<Payload>>>);
 
 impl Shared {
     fn records(&self) -> Vec<FlowRecord> {
         self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn payloads(&self) -> Vec<Payload> {
+        self.1.lock().map(|p| p.clone()).unwrap_or_default()
     }
 }
 
@@ -72,6 +77,11 @@ impl RecordSink for Shared {
     }
     fn sync(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+    fn payload(&mut self, p: &Payload) {
+        if let Ok(mut v) = self.1.lock() {
+            v.push(p.clone());
+        }
     }
 }
 
@@ -276,6 +286,60 @@ fn records_carry_the_wall_time_in_force_when_their_packets_were_seen_across_a_cl
             && step.new_offset_ns.abs_diff(after) < 1_000_000,
         "old and new offsets: {step:?}"
     );
+}
+
+#[test]
+fn payload_copies_reach_the_sink_in_ring_order_and_make_no_record() {
+    let tmp = TempDir::new("payload");
+    let loaded = Loaded::load(LoadOptions {
+        flow_table_size: 1024,
+        ringbuf_bytes: 1 << 16,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
+    let (mut program, maps) = loaded.into_parts();
+    let settings = Settings {
+        sweep_interval: Duration::from_millis(20),
+        watch_lists: false,
+        ..Settings::new(tmp.path().join("state"), lo())
+    };
+    let sink = Shared::default();
+    let lists = ListSet::new([], maps.lists.domain_key().expect("the domain key"));
+    let (daemon, control) = Daemon::start(
+        settings,
+        maps,
+        lists,
+        Box::new(sink.clone()),
+        Arc::new(HostClocks),
+    )
+    .unwrap_or_else(|e| panic!("start the daemon: {e}"));
+    let running = Running::start(daemon, control);
+    let (c, srv) = (v4(10, 9, 0, 1), v4(10, 9, 0, 53));
+    let queries: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 30 + usize::from(i)]).collect();
+    for q in &queries {
+        run(&mut program, &Spec::udp4(c, 5353, srv, 53).data(q).build());
+    }
+    run(
+        &mut program,
+        &Spec::udp4(srv, 53, c, 5353).data(&[9; 80]).build(),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "four payloads reach the sink",
+        || sink.payloads().len() == 4,
+    );
+    let summary = running.stop();
+    let got = sink.payloads();
+    for (i, q) in queries.iter().enumerate() {
+        assert_eq!(&got[i].data[..], &q[..], "query {i}, in the order sent");
+        assert_eq!(got[i].dir, Direction::Originator);
+    }
+    assert_eq!((got[3].dir, got[3].data.len()), (Direction::Responder, 80));
+    assert_eq!(counter(&summary, Counter::PayloadCopied), 4);
+    // One flow, one record: payloads are not flows.
+    let records = sink.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!((records[0].packets, records[0].resp_packets), (4, 1));
 }
 
 /// New flows per second the burst runs at: half the rate the default ring is sized for

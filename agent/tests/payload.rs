@@ -401,3 +401,24 @@ fn a_full_ring_loses_payloads_counted_and_never_a_packet() {
         "copies resume once the agent drains the ring"
     );
 }
+
+#[test]
+fn the_main_program_keeps_a_fifth_of_the_verifiers_budget_free() {
+    // The kernel walks at most 1,000,000 instructions; the main program was at 859,000 before
+    // its DNS check and payload copy moved to the slow path. A change that eats the headroom
+    // fails here, not as E2BIG on the next addition.
+    let mut p = Prog::load(1 << 16);
+    let info = p
+        .loaded
+        .program_mut()
+        .expect("program")
+        .info()
+        .expect("program info");
+    let verified = info
+        .verified_instruction_count()
+        .expect("the kernel reports verified instructions (5.16 or later)");
+    assert!(
+        verified < 800_000,
+        "the verifier walked {verified} instructions of the main program: move work to the slow path (payload.rs)"
+    );
+}
