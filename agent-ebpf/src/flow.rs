@@ -294,10 +294,9 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
         value.dst_mac = eth.get::<[u8; 6], 0>();
         value.src_mac = eth.get::<[u8; 6], 6>();
     }
-    // The payload budget, spent on this packet first if it carries payload; the ticket is
-    // honoured only if this packet's insert creates the flow.
-    // A SYN spends nothing: its sequence number, the stream's start, is all it has to give
-    // (TCP Fast Open data in a SYN is not copied).
+    // The payload budget. A first packet that is not a SYN (a UDP datagram) spends one and
+    // goes to the slow path if its insert creates the flow. A SYN spends nothing: its
+    // sequence number, kept as `isn`, is the stream's start (Fast Open data is not copied).
     let mut budget = payload::budget(&p.key, p.has_syn());
     let mut copy = false;
     if budget[DIR_ORIG] != 0 && !p.has_syn() {

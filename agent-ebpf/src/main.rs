@@ -1,12 +1,13 @@
 //! The xdp-audit XDP program.
 //!
-//! Per packet, top to bottom: `parse` the headers into a [`parse::Packet`], account it in the
-//! `flow` table (which emits ring-buffer `events` for flow start, end and first drop, and
-//! applies the flow's cached `verdict` and the `dns` name check), copy its payload to the
-//! ring if its flow's `payload` budget asks for it and the packet passes, bump one `stats`
-//! outcome counter, and return PASS or DROP. The parser never drops: whatever it cannot read
-//! is passed and counted by reason; only a list rule drops, and the payload copy never
-//! changes the verdict.
+//! Per packet, top to bottom: `parse` the headers into a [`parse::Packet`], bump one `stats`
+//! outcome counter, account it in the `flow` table (which emits ring-buffer `events` for flow
+//! start, end and first drop, applies the flow's cached `verdict` and spends its `payload`
+//! budget), and return PASS or DROP; a DNS query, or a packet with budget left, that passes
+//! goes by tail call to the slow path, [`xdp_audit_payload`] (the `dns` name check and the
+//! payload copy), which returns for it. The parser never drops: whatever it cannot read is
+//! passed and counted by reason; only a list rule drops, and the payload copy never changes
+//! the verdict.
 #![no_std]
 #![no_main]
 // Atomic counter adds: core's AtomicU64 has no fetch_add on the BPF target.
@@ -40,7 +41,7 @@ pub fn xdp_audit(ctx: XdpContext) -> u32 {
             let (action, bits) = flow::account(&ctx, &mut pkt);
             // Only what passes goes on: a dropped packet reached no one, and a flood of
             // blocked traffic must not fill the ring with payloads.
-            if action == xdp_action::XDP_PASS && (dns || bits & 1 != 0) {
+            if action == xdp_action::XDP_PASS && (dns || payload::copy_due(bits)) {
                 payload::hand_over(&ctx, bits);
             }
             action

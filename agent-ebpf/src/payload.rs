@@ -105,6 +105,12 @@ pub fn spend(left: u8) -> u8 {
     }
 }
 
+/// Whether hand-over `bits` say a payload copy is due.
+#[inline(always)]
+pub fn copy_due(bits: u8) -> bool {
+    bits & COPY != 0
+}
+
 /// Goes to the slow path with the packet's hand-over `bits`; returns only if the tail call
 /// failed (the slot is empty), which is counted.
 #[inline(always)]
@@ -161,7 +167,7 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
             return action;
         }
     }
-    if bits & COPY != 0 {
+    if copy_due(bits) {
         copy(ctx, &p, dir);
     }
     xdp_action::XDP_PASS

@@ -346,7 +346,7 @@ fn payload_copies_reach_the_sink_in_ring_order_and_make_no_record() {
 /// (README), because a debug build's records stage takes about 100,000 events a second on a
 /// busy 2-CPU machine (the pipeline benchmark measures the release build).
 const BURST_RATE: u64 = 50_000;
-/// The ring of the test: 4 MiB, the old default, 27,000 events. A reader stalled for a
+/// The ring of the test: 4 MiB, the old default, 26,000 events. A reader stalled for a
 /// quarter of a second at the burst's rate would lose start events.
 const TEST_RING_BYTES: u32 = 4 << 20;
 /// New flows in the burst: four seconds at BURST_RATE, all of them started while the reload
