@@ -34,14 +34,7 @@ fn fixture(name: &str) -> std::path::PathBuf {
 /// needs CSV quoting or JSON escaping.
 fn edge_records() -> Vec<FlowRecord> {
     let mut g = TrafficGen::new(77, T0 + 10 * 60 * 1_000_000_000);
-    let sources = [
-        NameSource::Sni,
-        NameSource::QuicSni,
-        NameSource::HttpHost,
-        NameSource::Dns,
-        NameSource::Ech,
-        NameSource::EchOuter,
-    ];
+    let sources = NameSource::ALL;
     (0..24)
         .map(|i| {
             let mut r = g.next_record();

@@ -48,7 +48,9 @@ mod present {
 }
 
 /// The payload codes of name sources: a code is its index here. Part of the format: a new
-/// source takes the next code, and no code is ever reused.
+/// source takes the next code, and no code is ever reused (so this is not
+/// `NameSource::ALL`, whose order is the declaration's; [`name_source_code`] is exhaustive,
+/// so a new source cannot be encoded before it has a code).
 const NAME_SOURCES: [NameSource; 6] = [
     NameSource::Sni,
     NameSource::QuicSni,

@@ -252,7 +252,11 @@ impl SegmentReader {
                     dict = buf;
                     continue;
                 }
-                data => data_values(data),
+                data => {
+                    let page = DataPage::split(data, false)
+                        .map_err(|e| self.invalid(c, format!("page at row {row}: {e}")))?;
+                    (page.values, page.rows, page.encoding)
+                }
             };
             // Rows of this page inside a run, in order.
             let mut r = ri;
@@ -553,38 +557,5 @@ fn mark_values(
     match want.next() {
         Some(v) => Err(format!("value {v} past the {value} the levels announce")),
         None => Ok(()),
-    }
-}
-
-/// The values of a data page (v1 or v2, level bytes skipped), their count and encoding.
-fn data_values(page: Page) -> (bytes::Bytes, usize, Encoding) {
-    match page {
-        Page::DataPageV2 {
-            buf,
-            num_values,
-            encoding,
-            def_levels_byte_len,
-            rep_levels_byte_len,
-            ..
-        } => {
-            let skip = (def_levels_byte_len + rep_levels_byte_len) as usize;
-            (
-                buf.slice(skip.min(buf.len())..),
-                num_values as usize,
-                encoding,
-            )
-        }
-        Page::DataPage {
-            buf,
-            num_values,
-            encoding,
-            ..
-        }
-        | Page::DictionaryPage {
-            buf,
-            num_values,
-            encoding,
-            ..
-        } => (buf, num_values as usize, encoding),
     }
 }
