@@ -754,6 +754,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_nat_table_is_byte_identical_to_the_reference() {
+        let records = records();
+        let tuple = |ip: &IpAddr, port: Option<u16>| match (ip, port) {
+            (IpAddr::V6(_), Some(p)) => format!("[{ip}]:{p}"),
+            (_, Some(p)) => format!("{ip}:{p}"),
+            (_, None) => ip.to_string(),
+        };
+        let mut want = format!(
+            "{:<21} {:<16} {:<21} {:<21} {:<6} {:<30} {:<30} {:<8} {:<16} domain\n",
+            "outside",
+            "user",
+            "inside",
+            "remote",
+            "proto",
+            "time_start",
+            "time_end",
+            "end",
+            "hostname",
+        );
+        for r in &records {
+            let a = &r.attr;
+            want += &format!(
+                "{:<21} {:<16} {:<21} {:<21} {:<6} {} {} {:<8} {:<16} {}\n",
+                a.nat_ip.map_or("-".to_owned(), |ip| tuple(&ip, a.nat_port)),
+                reference_cell(a.user.as_deref()),
+                tuple(&r.src_ip, Some(r.src_port)),
+                tuple(&r.dst_ip, Some(r.dst_port)),
+                proto_name(r.proto).to_string(),
+                reference_rfc3339_ns(r.time_start_ns),
+                reference_rfc3339_ns(r.time_end_ns),
+                r.end_reason.as_str(),
+                reference_cell(a.hostname.as_deref()),
+                reference_cell(a.domain.as_deref()),
+            );
+        }
+        let mut w = RecordWriter::new(Vec::new(), Format::Table).with_table(Table::Nat);
+        w.header().expect("header");
+        for r in &records {
+            w.write(r).expect("write");
+        }
+        let got = w.finish().expect("finish");
+        for (g, e) in String::from_utf8_lossy(&got).lines().zip(want.lines()) {
+            assert_eq!(g, e);
+        }
+        assert!(got == want.as_bytes(), "NAT table differs");
+    }
+
     /// Old vs new cost per record on generated traffic:
     /// `cargo test --release -p xdp-audit --lib export::tests::timing -- --ignored --nocapture`.
     #[test]
