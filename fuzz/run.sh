@@ -12,7 +12,7 @@ cd "$here"
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo +nightly install --locked cargo-fuzz@0.13.2
 fi
-for target in tls http quic dns tcp_flow; do
+for target in tls http quic dns tcp_flow dhcp; do
     mkdir -p "corpus/$target"
     echo "fuzz: $target for ${secs}s"
     cargo +nightly fuzz run "$target" "corpus/$target" ../agent/tests/fixtures/names -- \

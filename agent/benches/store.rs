@@ -13,9 +13,10 @@
 //!   index; reading every segment file whole); and the time the compaction took.
 //!
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
-//! (`sealparts`: decode/sort/write breakdown of one seal). The N-record store is built once
-//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v4-N`, v4 = the segment format
-//! with the page table) and reused while it verifies; its compacted copy is `...-daily`.
+//! (`sealparts`: decode/sort/write breakdown of one seal; `XDP_AUDIT_BENCH_WARM_ONLY=1`: no
+//! cold-cache runs). The N-record store is built once
+//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v5-N`, v5 = the segment format
+//! with the attribution) and reused while it verifies; its compacted copy is `...-daily`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use xdp_audit::record::FlowRecord;
 use xdp_audit::store::columns::Columns;
 use xdp_audit::store::journal::{self, encode_frame, frame};
 use xdp_audit::store::manifest::Manifest;
-use xdp_audit::store::query::{scan, Cidr, Filter};
+use xdp_audit::store::query::{scan, Cidr, Filter, NatFilter};
 use xdp_audit::store::seal::{seal_journal, write_segment};
 use xdp_audit::store::segment;
 use xdp_audit::store::testgen::TrafficGen;
@@ -233,6 +234,17 @@ fn size_per_record() {
         ("100 flows/s", 100.0),
         ("1000 flows/s", 1000.0),
     ] {
+        // Baseline in the same run: the same records without the attribution (the records
+        // of segment format 4).
+        let mut bare = TrafficGen::with_rate(3, T0, per_sec).without_attribution();
+        let mut bare_recs = Vec::new();
+        while bare.now_ns() < T0 + HOUR {
+            bare_recs.push(bare.next_record());
+        }
+        let mut manifest = Manifest::load(&dir, None).expect("manifest");
+        let bare_info =
+            write_segment(&dir, bare_recs.iter().collect(), 1, &mut manifest).expect("segment");
+        let bare_per = bare_info.size as f64 / bare_recs.len() as f64;
         let mut g = TrafficGen::with_rate(3, T0, per_sec);
         let mut recs = Vec::new();
         while g.now_ns() < T0 + HOUR {
@@ -246,24 +258,66 @@ fn size_per_record() {
             serde_json::to_writer(&mut jsonl, r).expect("json");
             jsonl.push(b'\n');
         }
-        let mut manifest = Manifest::load(&dir, None).expect("manifest");
-        let info = write_segment(&dir, recs.iter().collect(), 1, &mut manifest).expect("segment");
+        let info = write_segment(&dir, recs.iter().collect(), 2, &mut manifest).expect("segment");
         let per = info.size as f64 / n as f64;
         println!(
-            "size: one hourly segment at {label}: {n} records, {:.2} bytes/record sealed; \
+            "size: one hourly segment at {label}: {n} records, {:.2} bytes/record sealed \
+             (without the attribution: {bare_per:.2}, x{:.3}); \
              journal {:.1} B/rec (x{:.1}), JSON Lines {:.1} B/rec (x{:.1})",
             per,
+            per / bare_per,
             journal.len() as f64 / n as f64,
             journal.len() as f64 / info.size as f64,
             jsonl.len() as f64 / n as f64,
             jsonl.len() as f64 / info.size as f64
         );
     }
+    size_of_a_merged_day();
     println!(
         "size: mix = 250 LAN clients, 20,000 remote hosts (skewed), 20% IPv6, 70% TCP / 25% UDP / 5% ICMP, \
          10% VLAN-tagged, 2 interfaces, ns timestamps, heavy-tailed packet counts (see store::testgen)"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bytes per record of one day at 13 flows/s (the density of the 100 M-record store) sealed
+/// hourly and merged as the agent merges a closed day, with and without the attribution (the
+/// baseline: the records of segment format 4), so the size target is measured where it
+/// applies without building the 100 M-record store.
+fn size_of_a_merged_day() {
+    let mut per = Vec::new();
+    for attr in [false, true] {
+        let dir = tmp(&format!("day-{attr}"));
+        let mut g = TrafficGen::with_rate(3, T0, 13.0);
+        if !attr {
+            g = g.without_attribution();
+        }
+        let mut manifest = Manifest::load(&dir, None).expect("manifest");
+        let mut n = 0u64;
+        for h in 0..24 {
+            let mut batch = Columns::default();
+            while g.now_ns() < T0 + (h + 1) * HOUR {
+                batch.push_record(&g.next_record());
+                n += 1;
+            }
+            let id = manifest.entries().len() as u64 + 1;
+            write_segment(&dir, batch, id, &mut manifest).expect("segment");
+        }
+        let hourly = dir_bytes(&dir, "seg-");
+        let now = T0 + 2 * 24 * HOUR;
+        compact::run(&dir, &mut manifest, now, compact::DEFAULT_MAX_ROWS).expect("compact");
+        compact::run(&dir, &mut manifest, now, compact::DEFAULT_MAX_ROWS).expect("delete inputs");
+        let merged = dir_bytes(&dir, "seg-");
+        per.push((hourly as f64 / n as f64, merged as f64 / n as f64, n));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let ((bare_h, bare_m, _), (h, m, n)) = (per[0], per[1]);
+    println!(
+        "size: one day at 13 flows/s ({n} records) with the attribution: {h:.2} bytes/record in \
+         hourly segments, {m:.2} merged; without it: {bare_h:.2} hourly, {bare_m:.2} merged \
+         (x{:.3} merged)",
+        m / bare_m
+    );
 }
 
 fn build_store(dir: &Path, n: u64) -> bool {
@@ -402,7 +456,7 @@ fn query_speed() {
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
         // reused (it would still verify, and be timed without its index).
-        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v4-{n}")));
+        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v5-{n}")));
     if !build_store(&hourly, n) {
         println!(
             "query store: reusing {} ({n} records, verified)",
@@ -438,12 +492,19 @@ fn query_speed() {
         .last()
         .expect("remote");
     let absent: std::net::IpAddr = "198.51.100.77".parse().expect("ip");
+    let nat = nat_sample(n);
     let cases = [
         ("LAN client (in every hour)", client),
         ("remote host", remote),
         ("absent address", absent),
     ];
+    // `XDP_AUDIT_BENCH_WARM_ONLY=1` skips the cold-cache runs (dropping the page cache slows
+    // everything else on a shared machine).
+    let warm_only = std::env::var_os("XDP_AUDIT_BENCH_WARM_ONLY").is_some();
     for cold in [false, true] {
+        if cold && warm_only {
+            continue;
+        }
         if cold && !drop_caches() {
             println!("query (cold cache): skipped, cannot write /proc/sys/vm/drop_caches");
             continue;
@@ -480,6 +541,16 @@ fn query_speed() {
                 base.as_secs_f64(),
             );
         }
+        // The NAT question, with and without the instant; baseline in the same run: the
+        // `--ip` query of the LAN client above.
+        for (what, f) in nat_cases(&nat) {
+            let compacted = timed(&daily, &f);
+            let as_sealed = timed(&hourly, &f);
+            println!(
+                "query {what}, {label} cache, over {n} records: compacted {compacted}; \
+                 hourly segments {as_sealed}"
+            );
+        }
         // The lawful question: one address in a two-hour window.
         let f = Filter {
             cidr: Some(Cidr::host(client)),
@@ -494,6 +565,56 @@ fn query_speed() {
              compacted {compacted}; hourly segments {as_sealed}"
         );
     }
+}
+
+/// A record of the bench store with a NAT outside tuple, from the middle of the 90 days.
+fn nat_sample(n: u64) -> FlowRecord {
+    let per_sec = n as f64 / (90.0 * 24.0 * 3600.0);
+    let mut g = TrafficGen::with_rate(7, T0, per_sec);
+    let mut r = g.next_record();
+    for _ in 0..n / 2 {
+        r = g.next_record();
+    }
+    while r.attr.nat_port.is_none() {
+        r = g.next_record();
+    }
+    r
+}
+
+/// `--nat IP:PORT` over the whole store, with `--at` the flow's start, and a port no flow has.
+fn nat_cases(r: &FlowRecord) -> Vec<(String, Filter)> {
+    let (Some(ip), Some(port)) = (r.attr.nat_ip, r.attr.nat_port) else {
+        return Vec::new();
+    };
+    let tuple = |port| Some(NatFilter { ip, port });
+    vec![
+        (
+            format!("--nat {ip}:{port}"),
+            Filter {
+                nat: tuple(Some(port)),
+                ..Filter::default()
+            },
+        ),
+        (
+            format!("--nat {ip}:{port} --at (a flow's start)"),
+            Filter {
+                nat: tuple(Some(port)),
+                since_ns: Some(r.time_start_ns),
+                until_ns: Some(r.time_start_ns + 1),
+                ..Filter::default()
+            },
+        ),
+        (
+            "--nat 198.51.100.9:4242 (an absent outside address)".to_owned(),
+            Filter {
+                nat: Some(NatFilter {
+                    ip: "198.51.100.9".parse().expect("ip"),
+                    port: Some(4242),
+                }),
+                ..Filter::default()
+            },
+        ),
+    ]
 }
 
 fn main() {

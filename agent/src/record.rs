@@ -480,7 +480,9 @@ mod tests {
                 r#""src_mac":"02:00:00:00:00:01","dst_mac":"02:00:00:00:00:02","proto":"tcp","#,
                 r#""src_ip":"10.0.0.2","src_port":51000,"dst_ip":"10.0.0.1","dst_port":443,"#,
                 r#""packets":18,"bytes":1800,"resp_packets":8,"resp_bytes":800,"tcp_flags":"SA","#,
-                r#""verdict":"pass","dropped":0,"rule":null,"end_reason":"fin"}"#
+                r#""verdict":"pass","dropped":0,"rule":null,"end_reason":"fin","#,
+                r#""user":null,"hostname":null,"nat_ip":null,"nat_port":null,"domain":null,"#,
+                r#""domain_source":null,"dns_qname":null,"dns_qtype":null}"#
             )
         );
     }

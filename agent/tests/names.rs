@@ -1,22 +1,17 @@
 //! Name sources on real lab captures (`tests/fixtures/names`, made by its `capture.sh`): TLS
 //! SNI over IPv4 and IPv6 and in two segments, HTTP Host in origin and absolute form, QUIC
-//! Initial SNI, DNS answers over UDP and TCP into the per-client cache. Then the parsers'
-//! robustness: random truncations and mutations of those captures and random bytes never
-//! panic, and every failure has a reason.
+//! Initial SNI, DNS answers over UDP and TCP into the per-client cache. The parsers'
+//! robustness on cut, mutated and random input is `tests/parsers_random.rs`.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use xdp_audit::enrich::names::cache::{DnsCache, DnsCacheConfig};
 use xdp_audit::enrich::names::flow::{FlowNames, Progress};
 use xdp_audit::enrich::names::payload::Snippet;
-use xdp_audit::enrich::names::{
-    dns, http, quic, tls, DomainName, FailureCounts, FlowName, NameSource, ParseFailure,
-};
-use xdp_audit::store::testgen::Rng;
+use xdp_audit::enrich::names::{dns, quic, tls, DomainName, FlowName, NameSource, ParseFailure};
 
 mod names_capture;
-use names_capture::{capture, fixture, Packet};
+use names_capture::{capture, Packet};
 
 /// The client's packets to `port` (the client is the side that sent the first packet).
 fn to_server(packets: &[Packet], port: u16) -> Vec<Packet> {
@@ -214,132 +209,4 @@ fn dns_over_tcp_from_dig() {
         a.answers.first().map(|r| r.addr),
         Some("192.0.2.80".parse().expect("literal"))
     );
-}
-
-/// Every parser on one input; the failures counted by reason.
-fn all_parsers(input: &[u8], counts: &mut FailureCounts) {
-    let mut note = |r: Result<(), ParseFailure>| {
-        if let Err(e) = r {
-            counts.count(e);
-        }
-    };
-    note(tls::client_hello_sni(input).map(|_| ()));
-    note(tls::handshake_sni(input).map(|_| ()));
-    note(http::host(input).map(|_| ()));
-    note(quic::initial_sni([input]).map(|_| ()));
-    note(dns::parse(input).map(|_| ()));
-    for m in dns::tcp_messages(input) {
-        note(dns::parse(m).map(|_| ()));
-    }
-    let mut f = FlowNames::tcp(None);
-    let half = input.len() / 2;
-    f.push(Snippet {
-        seq: 1000 + half as u32,
-        data: &input[half..],
-    });
-    if let Progress::Failed(e) = f.push(Snippet {
-        seq: 1000,
-        data: &input[..half],
-    }) {
-        counts.count(e);
-    }
-}
-
-/// Every client payload of every capture, plus the RFC vectors.
-fn corpus() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for file in [
-        "tls-openssl-sni.pcap",
-        "tls-openssl-mss200.pcap",
-        "tls-curl-v6.pcap",
-        "http-curl-host.pcap",
-        "http-curl-proxy.pcap",
-        "dns-dig-cname.pcap",
-        "dns-dig-tcp.pcap",
-        "quic-aioquic.pcap",
-    ] {
-        out.extend(
-            capture(file)
-                .into_iter()
-                .map(|p| p.payload)
-                .filter(|p| !p.is_empty()),
-        );
-    }
-    for file in [
-        "rfc9001-a2-client-initial.bin",
-        "rfc9369-a2-client-initial.bin",
-    ] {
-        out.push(fixture(file));
-    }
-    out
-}
-
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut v = input.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let at = rng.below(v.len() as u64 + 1) as usize;
-        match rng.below(6) {
-            0 => v.truncate(at),
-            1 if at < v.len() => v[at] ^= 1 << rng.below(8),
-            2 if at < v.len() => {
-                v[at] = [0x00, 0xff, 0xc0, 0x3f, 0x7f, 0x80][rng.below(6) as usize]
-            }
-            3 => v.insert(at, rng.next_u64() as u8),
-            4 if at < v.len() => {
-                v.remove(at);
-            }
-            // A length-like field pointing far away: lengths are where parsers break.
-            _ if at + 1 < v.len() => {
-                v[at..at + 2].copy_from_slice(&(rng.next_u64() as u16).to_be_bytes())
-            }
-            _ => {}
-        }
-    }
-    v
-}
-
-#[test]
-fn truncated_mutated_and_random_payloads_never_panic() {
-    let corpus = corpus();
-    let mut rng = Rng::new(0x5eed);
-    let mut counts = FailureCounts::default();
-    for input in &corpus {
-        for cut in 0..=input.len().min(400) {
-            all_parsers(&input[..cut], &mut counts);
-        }
-        for _ in 0..150 {
-            all_parsers(&mutate(&mut rng, input), &mut counts);
-        }
-    }
-    for _ in 0..2000 {
-        let len = rng.below(1500) as usize;
-        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-        // Random bytes behind a plausible first byte reach past the protocol checks.
-        if let Some(b) = bytes.first_mut() {
-            *b = [0x16, 0xc3, 0x47, 0x00, 0xd7][rng.below(5) as usize];
-        }
-        all_parsers(&bytes, &mut counts);
-    }
-    let reasons: BTreeMap<&str, u64> = counts
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(r, n)| (r.as_str(), n))
-        .collect();
-    // The mutations must reach the parsers' error paths, not stop at the first byte.
-    for must in [
-        ParseFailure::TlsBadRecord,
-        ParseFailure::TlsBadHello,
-        ParseFailure::TlsBadExtension,
-        ParseFailure::HttpBadRequest,
-        ParseFailure::QuicBadHeader,
-        ParseFailure::QuicDecrypt,
-        ParseFailure::DnsBadPointer,
-        ParseFailure::DnsBadName,
-        ParseFailure::Truncated,
-    ] {
-        assert!(
-            counts.get(must) > 0,
-            "no input reached {must:?}; reached {reasons:?}"
-        );
-    }
 }

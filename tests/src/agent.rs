@@ -134,21 +134,38 @@ impl Agent {
 
     /// Every record in the audit store, through `xdp-audit query --format jsonl`.
     pub fn records(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.query(&[])
+    }
+
+    /// The records `xdp-audit query --format jsonl ARGS` finds in the audit store.
+    pub fn query(&self, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+        let text = self.query_text(&["--format", "jsonl"], args)?;
+        text.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("bad record {l}")))
+            .collect()
+    }
+
+    /// What `xdp-audit query ARGS` prints (the table unless ARGS name a format).
+    pub fn query_table(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.query_text(&[], args)
+    }
+
+    fn query_text(&self, format: &[&str], args: &[&str]) -> anyhow::Result<String> {
         let out = std::process::Command::new(&self.bin)
-            .args(["query", "--format", "jsonl", "--log-dir"])
+            .arg("query")
+            .args(format)
+            .arg("--log-dir")
             .arg(&self.log_dir)
+            .args(args)
             .output()
             .context("run xdp-audit query")?;
         if !out.status.success() {
             bail!(
-                "xdp-audit query failed: {}",
+                "xdp-audit query {args:?} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let text = String::from_utf8(out.stdout).context("query output is not UTF-8")?;
-        text.lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("bad record {l}")))
-            .collect()
+        String::from_utf8(out.stdout).context("query output is not UTF-8")
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Lab {
     /// The unique part of the names (pid and a counter), for anything else a test creates.
     pub id: String,
     children: Vec<Child>,
+    /// `/etc/netns/<ns>` folders made by [`Lab::set_resolver`], removed with the lab.
+    etc_dirs: Vec<PathBuf>,
 }
 
 fn unique_id() -> String {
@@ -74,6 +76,20 @@ pub fn sh(cmd: &mut Command) -> anyhow::Result<Output> {
     Ok(out)
 }
 
+/// Fails, naming the Debian package, when `program` is not on the `PATH`: the tests run real
+/// servers and clients and never skip one silently.
+pub fn require(program: &str, package: &str) -> anyhow::Result<()> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    if !found {
+        bail!(
+            "`{program}` is not installed: this test runs the real program (Debian package \
+             `{package}`; `cargo xtask setup` installs it)"
+        );
+    }
+    Ok(())
+}
+
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     sh(Command::new("ip").args(args)).map(|_| ())
 }
@@ -88,6 +104,7 @@ impl Lab {
             internet: format!("xa-{tag}-{id}-i"),
             id,
             children: Vec::new(),
+            etc_dirs: Vec::new(),
         };
         // From here on, Drop removes whatever was created, even if a step fails.
         for ns in [&lab.client, &lab.gateway, &lab.internet] {
@@ -213,6 +230,63 @@ impl Lab {
         )
     }
 
+    /// Masquerades what the gateway forwards out of its internet side (nftables `masquerade`
+    /// in the gateway namespace), as a home or office gateway does.
+    pub fn masquerade(&self) -> anyhow::Result<()> {
+        require("nft", "nftables")?;
+        // One statement per line: nft 1.0.6 rejects a closing brace after a statement.
+        let ruleset = format!(
+            "table ip xa_nat {{\n chain post {{\n  type nat hook postrouting priority srcnat; \
+             policy accept;\n  oifname \"{GW_WAN_IF}\" masquerade\n }}\n}}\n"
+        );
+        let mut child = self
+            .cmd(&self.gateway, "nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn nft in the gateway")?;
+        let mut stdin = child.stdin.take().context("nft stdin")?;
+        std::io::Write::write_all(&mut stdin, ruleset.as_bytes()).context("write the ruleset")?;
+        drop(stdin);
+        let out = child.wait_with_output().context("wait for nft")?;
+        if !out.status.success() {
+            bail!(
+                "nft masquerade in {}: {}",
+                self.gateway,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// The MAC address of `dev` in `ns`, as `ip` prints it (lower case, colons).
+    pub fn mac(&self, ns: &str, dev: &str) -> anyhow::Result<String> {
+        let out = sh(Command::new("ip").args(["-n", ns, "-j", "link", "show", "dev", dev]))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("`ip -j link show` output")?;
+        v[0]["address"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no MAC for {dev} in {ns}: {v}"))
+    }
+
+    /// Makes programs started in `ns` through `ip netns exec` (every [`Lab::cmd`]) resolve
+    /// names with the DNS server `server`: `ip netns exec` mounts `/etc/netns/<ns>/resolv.conf`
+    /// over `/etc/resolv.conf`. Removed with the lab.
+    pub fn set_resolver(&mut self, ns: &str, server: &str) -> anyhow::Result<()> {
+        let dir = PathBuf::from("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        self.etc_dirs.push(dir.clone());
+        let file = dir.join("resolv.conf");
+        std::fs::write(
+            &file,
+            format!("nameserver {server}\noptions timeout:2 attempts:2\n"),
+        )
+        .with_context(|| format!("write {}", file.display()))
+    }
+
     /// A temporary directory named after this lab, removed when the guard is dropped.
     pub fn temp_dir(&self, tag: &str) -> anyhow::Result<TempDir> {
         let d = std::env::temp_dir().join(format!("xdp-audit-{tag}-{}", self.id));
@@ -299,6 +373,9 @@ impl Drop for Lab {
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
                 .status();
+        }
+        for dir in &self.etc_dirs {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -3,7 +3,10 @@
 //! two runs never collide and a failed test leaves nothing behind.
 
 pub mod agent;
+pub mod conntrack;
+pub mod dhcp;
 pub mod lab;
 pub mod netns;
 pub mod pcap;
+pub mod servers;
 pub mod wait;

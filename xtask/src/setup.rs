@@ -4,25 +4,31 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
-/// Debian packages: LLVM 22 for bpf-linker (from bookworm-security), and the tools the lab
-/// and the tests drive.
+/// Debian packages, sorted: LLVM 22 for bpf-linker (from bookworm-security), and the tools the
+/// lab and the tests drive. Tests that run one of these name the package when it is missing.
 const APT: &[&str] = &[
-    "llvm-22-dev",
-    "libzstd-dev",
-    "zlib1g-dev",
-    "bpftool",
-    "iproute2",
-    "iputils-ping",
-    "ethtool",
-    "tcpdump",
-    "dnsmasq-base",
-    "bind9-dnsutils",
-    "curl",
-    "python3",
-    // The package test: adduser for postinst, systemd-analyze, strip for `cargo xtask deb`.
-    "adduser",
-    "binutils",
-    "systemd",
+    "bind9-dnsutils",   // dig: DNS lookups in the lab
+    "adduser",          // the package test: postinst creates the xdp-audit user
+    "binutils",         // strip, for cargo xtask deb
+    "bpftool",          // inspecting programs and maps
+    "busybox",          // udhcpc: the lab's DHCP client
+    "conntrack",        // conntrack -L: the NAT tests' oracle
+    "curl",             // HTTP and HTTPS clients in the lab
+    "dnsmasq-base",     // DNS and DHCP server in the lab
+    "ethtool",          // offloads off on the lab's veths
+    "iproute2",         // ip netns, veth
+    "iputils-ping",     // ICMP in the lab
+    "isc-dhcp-client",  // dhclient: the second DHCP client
+    "kea-dhcp4-server", // the second DHCP server (memfile leases)
+    "libzstd-dev",      // bpf-linker's LLVM link
+    "llvm-22-dev",      // bpf-linker
+    "nftables",         // masquerade on the lab gateway
+    "openssl",          // s_server and test certificates
+    "python3",          // http.server; DuckDB reads segments
+    "systemd",          // systemd-analyze verify and security for the unit
+    "tcpdump",          // captures compared with the audit log
+    "util-linux",       // setpriv, mount: privilege and disk-full tests
+    "zlib1g-dev",       // bpf-linker's LLVM link
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const EBPF_TOOLCHAIN: &str = "nightly";

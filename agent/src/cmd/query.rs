@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
 use crate::store::access::{self, AccessInfo};
-use crate::store::export::{Format, RecordWriter};
+use crate::store::export::{Format, RecordWriter, Table};
 use crate::store::query::{default_threads, scan, QueryError};
 use crate::store::{StoreClock, SystemClock};
 
@@ -16,14 +16,29 @@ pub const LONG_ABOUT: &str = "Finds flows in the audit store: sealed segments an
 
 Conditions combine with AND. --ip and --cidr match either side of a flow; --port and --mac too.
 A flow matches a time window when it was active in it: its last packet is at or after --since
-and its first packet is before --until. Times are RFC 3339 with an offset, or a span before now
-(s, m, h, d, w: `2h`, `1h30m`, `7d`).
+and its first packet is before --until; --at T asks for the flows active at the instant T
+(first packet at or before T, last packet at or after T). Times are RFC 3339 with an offset, or
+a span before now (s, m, h, d, w: `2h`, `1h30m`, `7d`).
+
+--user matches the subscriber account exactly. --domain matches a flow whose domain (TLS or
+QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a name under it,
+label by label, in any case. --nat matches the outside address (and port) the gateway's NAT gave
+a flow; IPv6 with a port goes in brackets. Records written before the attribution existed match
+none of these three.
+
+With --nat, the table answers \"who had this outside address and port\": one line per inside
+flow, with the outside tuple, the account, the inside and remote tuples, protocol, first and
+last packet, end reason, host name and domain. Records with end reason `nat` are NAT sessions
+the program saw no flow of (the gateway's own traffic, or an interface not audited). Clocks
+differ: if --at finds nothing, widen the window with --since and --until.
 
 Results go to stdout (segments in chain order, each sorted by client then time; the live
 journal last); diagnostics and progress to stderr.
 
 Examples:
   xdp-audit query --ip 10.1.2.3 --since 2026-05-03T14:00:00+02:00 --until 2026-05-03T16:00:00+02:00
+  xdp-audit query --nat 203.0.113.5:40001 --at 2026-05-03T14:05:09Z
+  xdp-audit query --user C-000042 --domain example.com --since 7d
   xdp-audit query --cidr 192.0.2.0/24 --port 443 --since 2h --format csv > flows.csv
   xdp-audit query --mac 3c:22:fb:00:00:2a --proto udp --format jsonl | jq .dst_ip";
 
@@ -47,7 +62,13 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let filter = args.filter.to_filter(SystemClock.now_ns())?;
     readable_store(&args.dir.log_dir)?;
     let stdout = std::io::stdout();
-    let mut out = RecordWriter::new(std::io::BufWriter::new(stdout.lock()), args.format);
+    let table = if filter.nat.is_some() {
+        Table::Nat
+    } else {
+        Table::Flows
+    };
+    let mut out =
+        RecordWriter::new(std::io::BufWriter::new(stdout.lock()), args.format).with_table(table);
     let mut progress = progress_line("query");
     // The header waits for the first record or the end of a good scan: a store that cannot be
     // read gives its error alone, not a table header followed by it.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::record::{parse_proto, Mac};
-use crate::store::query::{parse_time, Cidr, Filter};
+use crate::store::query::{parse_time, Cidr, DomainFilter, Filter, NatFilter};
 use crate::store::retention::{check_days, DEFAULT_DAYS};
 use crate::store::{compact, manifest, StoreConfig, DEFAULT_BUFFER_RECORDS};
 
@@ -113,6 +113,21 @@ pub struct FilterArgs {
     /// Flows that started before this time: RFC 3339 or a span ago.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Flows active at this instant (first packet at or before it, last packet at or after
+    /// it): RFC 3339 or a span ago. Instead of --since and --until.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["since", "until"])]
+    pub at: Option<String>,
+    /// Flows of this subscriber account, exactly as the subscribers file writes it.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub user: Option<String>,
+    /// Flows whose domain or DNS question is this name or a name under it (`example.com`
+    /// matches `www.example.com`, not `badexample.com`).
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+    /// Flows the NAT gave this outside address, and port if given: `203.0.113.5`,
+    /// `203.0.113.5:40001`, `[2001:db8::5]:40001`.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub nat: Option<String>,
 }
 
 impl FilterArgs {
@@ -145,13 +160,42 @@ impl FilterArgs {
                 })
             })
             .transpose()?;
+        let user = match self.user.as_deref() {
+            Some("") => {
+                anyhow::bail!("--user: empty; give the account as the subscribers file writes it")
+            }
+            u => u.map(str::to_owned),
+        };
+        let domain = self
+            .domain
+            .as_deref()
+            .map(|d| {
+                d.parse::<DomainFilter>()
+                    .map_err(|e| anyhow::anyhow!("--domain {d:?}: {e}"))
+            })
+            .transpose()?;
+        let nat = self
+            .nat
+            .as_deref()
+            .map(|n| {
+                n.parse::<NatFilter>()
+                    .map_err(|e| anyhow::anyhow!("--nat: {e}"))
+            })
+            .transpose()?;
+        // `--at T`: active at T, the window [T, T + 1 ns).
+        let at = time("at", &self.at)?;
         let f = Filter {
             cidr,
             port: self.port,
             mac,
             proto,
-            since_ns: time("since", &self.since)?,
-            until_ns: time("until", &self.until)?,
+            since_ns: at.or(time("since", &self.since)?),
+            until_ns: at
+                .map(|t| t.saturating_add(1))
+                .or(time("until", &self.until)?),
+            user,
+            domain,
+            nat,
             ignore_index: false,
         };
         if let (Some(s), Some(u)) = (f.since_ns, f.until_ns) {

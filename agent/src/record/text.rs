@@ -32,6 +32,8 @@ pub enum Field<'a> {
     Proto(u8),
     /// An IP address, as `IpAddr`'s `Display` writes it.
     Ip(IpAddr),
+    /// An IP address or nothing (JSON `null`, an empty CSV field).
+    OptIp(Option<IpAddr>),
     /// TCP flags as the letters `FSRPAUEC`.
     TcpFlags(u8),
     /// A fixed ASCII name (verdict, end reason).
@@ -49,10 +51,10 @@ impl Field<'_> {
             Field::Num(n) | Field::OptNum(Some(n)) => push_u64(out, n),
             Field::Mac(m) => push_mac(out, &m),
             Field::Proto(p) => push_proto(out, p),
-            Field::Ip(ip) => push_ip(out, &ip),
+            Field::Ip(ip) | Field::OptIp(Some(ip)) => push_ip(out, &ip),
             Field::TcpFlags(f) => push_tcp_flags(out, f),
             Field::Name(n) => out.extend_from_slice(n.as_bytes()),
-            Field::Text(_) | Field::OptText(_) | Field::OptNum(None) => {}
+            Field::Text(_) | Field::OptText(_) | Field::OptNum(None) | Field::OptIp(None) => {}
         }
     }
 }
@@ -64,6 +66,7 @@ impl Serialize for Field<'_> {
             Field::OptText(t) => t.serialize(s),
             Field::Num(n) => s.serialize_u64(n),
             Field::OptNum(n) => n.serialize(s),
+            Field::OptIp(None) => s.serialize_none(),
             _ => {
                 let mut text = Vec::with_capacity(48);
                 self.push_text(&mut text);
@@ -104,7 +107,7 @@ macro_rules! def {
 }
 
 /// Every field of a record's text encodings, in output order.
-pub const FIELDS: [FieldDef; 22] = [
+pub const FIELDS: [FieldDef; 30] = [
     def!("time_start", |r| Field::Time(r.time_start_ns)),
     def!("time_end", |r| Field::Time(r.time_end_ns)),
     def!("iface", |r| Field::Text(&r.iface)),
@@ -131,6 +134,22 @@ pub const FIELDS: [FieldDef; 22] = [
     def!("dropped", |r| Field::Num(r.dropped)),
     def!("rule", |r| Field::OptText(r.rule.as_deref())),
     def!("end_reason", |r| Field::Name(r.end_reason.as_str())),
+    // The attribution (`record::Attribution`), after the fields of earlier versions, so CSV
+    // readers that pick columns by position keep working.
+    def!("user", |r| Field::OptText(r.attr.user.as_deref())),
+    def!("hostname", |r| Field::OptText(r.attr.hostname.as_deref())),
+    def!("nat_ip", |r| Field::OptIp(r.attr.nat_ip)),
+    def!("nat_port", |r| Field::OptNum(
+        r.attr.nat_port.map(u64::from)
+    )),
+    def!("domain", |r| Field::OptText(r.attr.domain.as_deref())),
+    def!("domain_source", |r| Field::OptText(
+        r.attr.domain_source.map(|s| s.as_str())
+    )),
+    def!("dns_qname", |r| Field::OptText(r.attr.dns_qname.as_deref())),
+    def!("dns_qtype", |r| Field::OptNum(
+        r.attr.dns_qtype.map(u64::from)
+    )),
 ];
 
 /// Expands `$each!(i)` for every index `i` of [`FIELDS`], in order: writers on the hot path
@@ -160,12 +179,20 @@ macro_rules! each_field {
         $each!(19);
         $each!(20);
         $each!(21);
+        $each!(22);
+        $each!(23);
+        $each!(24);
+        $each!(25);
+        $each!(26);
+        $each!(27);
+        $each!(28);
+        $each!(29);
     };
 }
 pub(crate) use each_field;
 
 // `each_field!` lists every index of the table, no more.
-const _: () = assert!(FIELDS.len() == 22);
+const _: () = assert!(FIELDS.len() == 30);
 
 impl Serialize for FlowRecord {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

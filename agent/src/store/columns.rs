@@ -11,14 +11,15 @@
 use std::collections::HashMap;
 
 use super::address::{ip_families, ip_from_column, ip_version};
-use super::journal::{Decoded, RecordView};
+use super::journal::{AttrView, Decoded, RecordView};
+use crate::enrich::names::NameSource;
 use crate::record::{EndReason, FlowRecord, Mac};
 
-/// Rule id of a row without a rule.
-pub(crate) const NO_RULE: u32 = u32::MAX;
+/// Dictionary id of a row without the value (no rule, no user, ...).
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// Most rows a segment's buffers can put in order: row indexes and dictionary ids are `u32`
-/// (half the memory of `usize` in the sort), and `u32::MAX` is the "no rule" id.
+/// (half the memory of `usize` in the sort), and `u32::MAX` is the "none" id ([`NONE`]).
 pub const MAX_ROWS: usize = u32::MAX as usize - 1;
 
 /// Errors of the column buffers.
@@ -41,6 +42,11 @@ pub struct Dict {
 }
 
 impl Dict {
+    /// The id of `s` ([`NONE`] for `None`), adding it if new.
+    fn intern_opt(&mut self, s: Option<&str>) -> u32 {
+        s.map_or(NONE, |s| self.intern(s))
+    }
+
     /// The id of `s`, adding it if new (one allocation per distinct string, not per row).
     fn intern(&mut self, s: &str) -> u32 {
         // Consecutive records often repeat a name (one interface carries most flows):
@@ -68,6 +74,20 @@ impl Dict {
     /// Every distinct string, indexed by id.
     pub fn names(&self) -> &[Box<str>] {
         &self.names
+    }
+
+    /// The string of id `id` (`None` for [`NONE`] or an unknown id).
+    pub fn get(&self, id: u32) -> Option<&str> {
+        self.names.get(id as usize).map(|s| &**s)
+    }
+
+    /// Appends `other_ids` (ids into `other`) to `ids`, as ids into this dictionary.
+    fn extend_from(&mut self, ids: &mut Vec<u32>, other: &Dict, other_ids: &[u32]) {
+        let map: Vec<u32> = other.names.iter().map(|n| self.intern(n)).collect();
+        ids.extend(other_ids.iter().map(|&id| match id {
+            NONE => NONE,
+            id => map[id as usize],
+        }));
     }
 }
 
@@ -101,14 +121,33 @@ pub struct Columns {
     pub(crate) tcp_flags: Vec<u8>,
     pub(crate) end_reason: Vec<EndReason>,
     pub(crate) dropped: Vec<i64>,
-    /// Ids into `rules`, [`NO_RULE`] for none.
+    /// Ids into `rules`, [`NONE`] for none.
     pub(crate) rule: Vec<u32>,
+    /// Ids into `users`, [`NONE`] for none.
+    pub(crate) user: Vec<u32>,
+    /// Ids into `hostnames`, [`NONE`] for none.
+    pub(crate) hostname: Vec<u32>,
+    /// NAT addresses, 16-byte column form (all zero without one).
+    pub(crate) nat_ip: Vec<[u8; 16]>,
+    /// The NAT address's family: 4, 6, or 0 without an address.
+    pub(crate) nat_ip_version: Vec<u8>,
+    pub(crate) nat_port: Vec<Option<u16>>,
+    /// Ids into `domains`, [`NONE`] for none.
+    pub(crate) domain: Vec<u32>,
+    pub(crate) domain_source: Vec<Option<NameSource>>,
+    /// Ids into `qnames`, [`NONE`] for none.
+    pub(crate) dns_qname: Vec<u32>,
+    pub(crate) dns_qtype: Vec<Option<u16>>,
     pub(crate) ifaces: Dict,
     pub(crate) rules: Dict,
+    pub(crate) users: Dict,
+    pub(crate) hostnames: Dict,
+    pub(crate) domains: Dict,
+    pub(crate) qnames: Dict,
 }
 
-/// Applies `$m!(field)` to every per-row vector of [`Columns`] but the two holding
-/// dictionary ids (`iface`, `rule`), so adding a column cannot miss one of the bulk operations.
+/// Applies `$m!(field)` to every per-row vector of [`Columns`] but those holding dictionary
+/// ids ([`each_dict_column`]), so adding a column cannot miss one of the bulk operations.
 macro_rules! each_plain_column {
     ($m:ident) => {
         $m!(time_start);
@@ -131,6 +170,23 @@ macro_rules! each_plain_column {
         $m!(tcp_flags);
         $m!(end_reason);
         $m!(dropped);
+        $m!(nat_ip);
+        $m!(nat_ip_version);
+        $m!(nat_port);
+        $m!(domain_source);
+        $m!(dns_qtype);
+    };
+}
+
+/// Applies `$m!(ids, dictionary)` to every per-row vector of dictionary ids of [`Columns`].
+macro_rules! each_dict_column {
+    ($m:ident) => {
+        $m!(iface, ifaces);
+        $m!(rule, rules);
+        $m!(user, users);
+        $m!(hostname, hostnames);
+        $m!(domain, domains);
+        $m!(dns_qname, qnames);
     };
 }
 
@@ -149,8 +205,12 @@ impl Columns {
             };
         }
         each_plain_column!(reserve);
-        reserve!(iface);
-        reserve!(rule);
+        macro_rules! reserve_ids {
+            ($f:ident, $d:ident) => {
+                reserve!($f)
+            };
+        }
+        each_dict_column!(reserve_ids);
         c
     }
 
@@ -187,34 +247,35 @@ impl Columns {
         self.tcp_flags.push(r.tcp_flags);
         self.end_reason.push(r.end_reason);
         self.dropped.push(r.dropped as i64);
-        let rule = match r.rule {
-            Some(s) => self.rules.intern(s),
-            None => NO_RULE,
-        };
-        self.rule.push(rule);
+        self.rule.push(self.rules.intern_opt(r.rule));
+        self.push_attr(&r.attr);
+    }
+
+    fn push_attr(&mut self, a: &AttrView<'_>) {
+        self.user.push(self.users.intern_opt(a.user));
+        self.hostname.push(self.hostnames.intern_opt(a.hostname));
+        self.nat_ip.push(a.nat_ip.unwrap_or_default());
+        self.nat_ip_version.push(match (a.nat_ip, a.nat_v6) {
+            (None, _) => 0,
+            (Some(_), false) => 4,
+            (Some(_), true) => 6,
+        });
+        self.nat_port.push(a.nat_port);
+        self.domain.push(self.domains.intern_opt(a.domain));
+        self.domain_source.push(a.domain_source);
+        self.dns_qname.push(self.qnames.intern_opt(a.dns_qname));
+        self.dns_qtype.push(a.dns_qtype);
     }
 
     /// Appends `other`'s rows after these, mapping its dictionary ids into these
     /// dictionaries (a journal decoded in parts becomes one).
     pub fn append(&mut self, other: Columns) {
-        let ifaces: Vec<u32> = other
-            .ifaces
-            .names
-            .iter()
-            .map(|n| self.ifaces.intern(n))
-            .collect();
-        let rules: Vec<u32> = other
-            .rules
-            .names
-            .iter()
-            .map(|n| self.rules.intern(n))
-            .collect();
-        self.iface
-            .extend(other.iface.iter().map(|&id| ifaces[id as usize]));
-        self.rule.extend(other.rule.iter().map(|&id| match id {
-            NO_RULE => NO_RULE,
-            id => rules[id as usize],
-        }));
+        macro_rules! extend_ids {
+            ($f:ident, $d:ident) => {
+                self.$d.extend_from(&mut self.$f, &other.$d, &other.$f)
+            };
+        }
+        each_dict_column!(extend_ids);
         macro_rules! extend {
             ($f:ident) => {
                 self.$f.extend_from_slice(&other.$f)
@@ -237,6 +298,24 @@ impl Columns {
         }
         let (src_v6, dst_v6) = ip_families(self.ip_version[i])?;
         let name = |d: &Dict, id: u32| d.names.get(id as usize).map(|s| s.to_string());
+        // `None` for no value, `Some(None)` for an id the dictionary lacks.
+        let opt = |d: &Dict, id: u32| match id {
+            NONE => Some(None),
+            id => name(d, id).map(Some),
+        };
+        let attr = crate::record::Attribution {
+            user: opt(&self.users, self.user[i])?,
+            hostname: opt(&self.hostnames, self.hostname[i])?,
+            nat_ip: match self.nat_ip_version[i] {
+                0 => None,
+                v => Some(ip_from_column(self.nat_ip[i], v == 6)),
+            },
+            nat_port: self.nat_port[i],
+            domain: opt(&self.domains, self.domain[i])?,
+            domain_source: self.domain_source[i],
+            dns_qname: opt(&self.qnames, self.dns_qname[i])?,
+            dns_qtype: self.dns_qtype[i],
+        };
         Some(FlowRecord {
             time_start_ns: self.time_start[i],
             time_end_ns: self.time_end[i],
@@ -257,12 +336,9 @@ impl Columns {
             resp_bytes: self.resp_bytes[i] as u64,
             tcp_flags: self.tcp_flags[i],
             dropped: self.dropped[i] as u64,
-            rule: match self.rule[i] {
-                NO_RULE => None,
-                id => Some(name(&self.rules, id)?),
-            },
+            rule: opt(&self.rules, self.rule[i])?,
             end_reason: self.end_reason[i],
-            attr: crate::record::Attribution::default(),
+            attr,
         })
     }
 

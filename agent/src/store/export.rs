@@ -31,10 +31,24 @@ pub fn csv_header() -> String {
     names.join(",")
 }
 
+/// The columns of [`Format::Table`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Table {
+    /// A flow per line: time, interface, protocol, both ends, counters, end reason, account
+    /// and domain.
+    #[default]
+    Flows,
+    /// The answer to "who had this NAT outside address and port": per inside flow, the
+    /// outside tuple, the account, the inside and remote tuples, protocol, times, end
+    /// reason, host name and domain.
+    Nat,
+}
+
 /// Writes records in one format; call [`RecordWriter::header`] once first.
 pub struct RecordWriter<W: Write> {
     out: W,
     format: Format,
+    table: Table,
     /// One record's line, reused so a record costs no allocation and one `write_all`.
     line: Vec<u8>,
 }
@@ -45,17 +59,37 @@ impl<W: Write> RecordWriter<W> {
         Self {
             out,
             format,
+            table: Table::Flows,
             line: Vec::with_capacity(512),
         }
+    }
+
+    /// The same writer with `table`'s columns for [`Format::Table`].
+    pub fn with_table(mut self, table: Table) -> Self {
+        self.table = table;
+        self
     }
 
     /// Writes the header line (CSV, table) or nothing (JSON Lines).
     pub fn header(&mut self) -> std::io::Result<()> {
         match self.format {
             Format::Csv => writeln!(self.out, "{}", csv_header()),
+            Format::Table if self.table == Table::Nat => writeln!(
+                self.out,
+                "{:<21} {:<16} {:<21} {:<21} {:<6} {:<30} {:<30} {:<8} {:<16} domain",
+                "outside",
+                "user",
+                "inside",
+                "remote",
+                "proto",
+                "time_start",
+                "time_end",
+                "end",
+                "hostname",
+            ),
             Format::Table => writeln!(
                 self.out,
-                "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8}",
+                "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8} {:<16} domain",
                 "time_start",
                 "iface",
                 "proto",
@@ -65,7 +99,8 @@ impl<W: Write> RecordWriter<W> {
                 "dport",
                 "packets",
                 "bytes",
-                "end"
+                "end",
+                "user",
             ),
             Format::Jsonl => Ok(()),
         }
@@ -78,6 +113,7 @@ impl<W: Write> RecordWriter<W> {
         match self.format {
             Format::Jsonl => json_line(line, r)?,
             Format::Csv => csv_line(line, r),
+            Format::Table if self.table == Table::Nat => nat_line(line, r),
             Format::Table => table_line(line, r),
         }
         self.out.write_all(line)
@@ -115,7 +151,9 @@ fn json_field(out: &mut Vec<u8>, first: bool, f: &FieldDef, r: &FlowRecord) -> s
     }
     match (f.get)(r) {
         Field::Text(s) | Field::OptText(Some(s)) => json_str(out, s)?,
-        Field::OptText(None) | Field::OptNum(None) => out.extend_from_slice(b"null"),
+        Field::OptText(None) | Field::OptNum(None) | Field::OptIp(None) => {
+            out.extend_from_slice(b"null")
+        }
         v @ (Field::Num(_) | Field::OptNum(Some(_))) => v.push_text(out),
         v => {
             // Times, addresses, names: ASCII that never needs an escape.
@@ -183,8 +221,9 @@ fn csv_field(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// The table row, padded like `"{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8}"`
-/// (`core::fmt` pads by `char` count).
+/// The table row, padded like
+/// `"{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8} {:<16} {}"`
+/// (`core::fmt` pads by `char` count); the account and domain as [`push_cell`] writes them.
 fn table_line(out: &mut Vec<u8>, r: &FlowRecord) {
     let at = out.len();
     out.extend_from_slice(&rfc3339_ns_bytes(r.time_start_ns));
@@ -225,7 +264,79 @@ fn table_line(out: &mut Vec<u8>, r: &FlowRecord) {
     let at = out.len();
     out.extend_from_slice(r.end_reason.as_str().as_bytes());
     pad_right(out, at, 8);
+    out.push(b' ');
+    push_cell(out, r.attr.user.as_deref(), 16);
+    out.push(b' ');
+    push_cell(out, r.attr.domain.as_deref(), 0);
     out.push(b'\n');
+}
+
+/// The row of [`Table::Nat`], padded like
+/// `"{:<21} {:<16} {:<21} {:<21} {:<6} {:<30} {:<30} {:<8} {:<16} {}"`: outside tuple,
+/// account, inside tuple, remote tuple, protocol, start, end, end reason, host name, domain.
+fn nat_line(out: &mut Vec<u8>, r: &FlowRecord) {
+    let at = out.len();
+    match r.attr.nat_ip {
+        Some(ip) => push_tuple(out, &ip, r.attr.nat_port),
+        None => out.push(b'-'),
+    }
+    pad_right(out, at, 21);
+    out.push(b' ');
+    push_cell(out, r.attr.user.as_deref(), 16);
+    for (ip, port) in [(&r.src_ip, r.src_port), (&r.dst_ip, r.dst_port)] {
+        out.push(b' ');
+        let at = out.len();
+        push_tuple(out, ip, Some(port));
+        pad_right(out, at, 21);
+    }
+    out.push(b' ');
+    let at = out.len();
+    push_proto(out, r.proto);
+    pad_right(out, at, 6);
+    for t in [r.time_start_ns, r.time_end_ns] {
+        out.push(b' ');
+        out.extend_from_slice(&rfc3339_ns_bytes(t));
+    }
+    out.push(b' ');
+    let at = out.len();
+    out.extend_from_slice(r.end_reason.as_str().as_bytes());
+    pad_right(out, at, 8);
+    out.push(b' ');
+    push_cell(out, r.attr.hostname.as_deref(), 16);
+    out.push(b' ');
+    push_cell(out, r.attr.domain.as_deref(), 0);
+    out.push(b'\n');
+}
+
+/// `ADDRESS:PORT`, an IPv6 address in brackets; the address alone without a port.
+fn push_tuple(out: &mut Vec<u8>, ip: &std::net::IpAddr, port: Option<u16>) {
+    let v6 = ip.is_ipv6() && port.is_some();
+    if v6 {
+        out.push(b'[');
+    }
+    push_ip(out, ip);
+    if v6 {
+        out.push(b']');
+    }
+    if let Some(p) = port {
+        out.push(b':');
+        push_u64(out, u64::from(p));
+    }
+}
+
+/// Free text of a table cell (account, host name, domain: from subscribers files and
+/// packets, so never trusted with a terminal): control characters as `?`, `-` for none,
+/// left-aligned in `width` characters.
+fn push_cell(out: &mut Vec<u8>, text: Option<&str>, width: usize) {
+    let text = text.unwrap_or("-");
+    let mut chars = 0;
+    for ch in text.chars() {
+        let ch = if ch.is_control() { '?' } else { ch };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        chars += 1;
+    }
+    out.resize(out.len() + width.saturating_sub(chars), b' ');
 }
 
 /// Left-aligns the ASCII text written since `start` in `width` columns (spaces after it).
@@ -252,6 +363,7 @@ mod tests {
     use serde::ser::{Serialize, SerializeStruct, Serializer};
 
     use super::*;
+    use crate::enrich::names::NameSource;
     use crate::record::{proto_name, EndReason, Mac};
     use crate::store::testgen::{Rng, TrafficGen};
 
@@ -271,6 +383,13 @@ mod tests {
         } else {
             s.into()
         }
+    }
+
+    fn reference_cell(v: Option<&str>) -> String {
+        v.unwrap_or("-")
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
     }
 
     fn reference_opt(v: Option<u16>) -> String {
@@ -300,7 +419,7 @@ mod tests {
     impl Serialize for ReferenceJson<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let r = self.0;
-            let mut st = s.serialize_struct("FlowRecord", 22)?;
+            let mut st = s.serialize_struct("FlowRecord", 30)?;
             st.serialize_field("time_start", &reference_rfc3339_ns(r.time_start_ns))?;
             st.serialize_field("time_end", &reference_rfc3339_ns(r.time_end_ns))?;
             st.serialize_field("iface", &r.iface)?;
@@ -323,6 +442,15 @@ mod tests {
             st.serialize_field("dropped", &r.dropped)?;
             st.serialize_field("rule", &r.rule)?;
             st.serialize_field("end_reason", r.end_reason.as_str())?;
+            let a = &r.attr;
+            st.serialize_field("user", &a.user)?;
+            st.serialize_field("hostname", &a.hostname)?;
+            st.serialize_field("nat_ip", &a.nat_ip)?;
+            st.serialize_field("nat_port", &a.nat_port)?;
+            st.serialize_field("domain", &a.domain)?;
+            st.serialize_field("domain_source", &a.domain_source.map(|s| s.as_str()))?;
+            st.serialize_field("dns_qname", &a.dns_qname)?;
+            st.serialize_field("dns_qtype", &a.dns_qtype)?;
             st.end()
         }
     }
@@ -336,7 +464,7 @@ mod tests {
             }
             Format::Csv => writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 reference_rfc3339_ns(r.time_start_ns),
                 reference_rfc3339_ns(r.time_end_ns),
                 reference_csv_field(&r.iface),
@@ -357,11 +485,19 @@ mod tests {
                 reference_tcp_flags(r.tcp_flags),
                 r.dropped,
                 reference_csv_field(r.rule.as_deref().unwrap_or("")),
-                r.end_reason
+                r.end_reason,
+                reference_csv_field(r.attr.user.as_deref().unwrap_or("")),
+                reference_csv_field(r.attr.hostname.as_deref().unwrap_or("")),
+                r.attr.nat_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                reference_opt(r.attr.nat_port),
+                reference_csv_field(r.attr.domain.as_deref().unwrap_or("")),
+                r.attr.domain_source.map_or("", |s| s.as_str()),
+                reference_csv_field(r.attr.dns_qname.as_deref().unwrap_or("")),
+                reference_opt(r.attr.dns_qtype),
             ),
             Format::Table => writeln!(
                 out,
-                "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8}",
+                "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8} {:<16} {}",
                 reference_rfc3339_ns(r.time_start_ns),
                 r.iface,
                 proto_name(r.proto).to_string(),
@@ -371,7 +507,9 @@ mod tests {
                 r.dst_port,
                 r.packets,
                 r.bytes,
-                r.end_reason.as_str()
+                r.end_reason.as_str(),
+                reference_cell(r.attr.user.as_deref()),
+                reference_cell(r.attr.domain.as_deref()),
             ),
         }
     }
@@ -537,6 +675,16 @@ mod tests {
             r.dropped = counters[pick(counters.len())];
             r.rule = rules[pick(rules.len())].map(str::to_owned);
             r.end_reason = EndReason::ALL[i % EndReason::ALL.len()];
+            // Account, host and names come from files and packets: any text.
+            r.attr.user = rules[pick(rules.len())].map(str::to_owned);
+            r.attr.hostname = Some(ifaces[pick(ifaces.len())].to_owned()).filter(|_| i % 3 != 0);
+            r.attr.nat_ip = Some(ips[pick(ips.len())]).filter(|_| i % 4 != 0);
+            r.attr.nat_port = [None, Some(0), Some(1024), Some(u16::MAX)][pick(4)];
+            r.attr.domain = Some(ifaces[pick(ifaces.len())].to_owned()).filter(|_| i % 5 != 0);
+            r.attr.domain_source =
+                [None, Some(NameSource::Sni), Some(NameSource::EchOuter)][pick(3)];
+            r.attr.dns_qname = rules[pick(rules.len())].map(str::to_owned);
+            r.attr.dns_qtype = [None, Some(1), Some(u16::MAX)][pick(3)];
             out.push(r);
         }
         out
@@ -559,12 +707,12 @@ mod tests {
             match format {
                 Format::Csv => writeln!(
                     want,
-                    "time_start,time_end,iface,ifindex,vlan,vlan_inner,src_mac,dst_mac,proto,src_ip,src_port,dst_ip,dst_port,packets,bytes,resp_packets,resp_bytes,tcp_flags,dropped,rule,end_reason"
+                    "time_start,time_end,iface,ifindex,vlan,vlan_inner,src_mac,dst_mac,proto,src_ip,src_port,dst_ip,dst_port,packets,bytes,resp_packets,resp_bytes,tcp_flags,dropped,rule,end_reason,user,hostname,nat_ip,nat_port,domain,domain_source,dns_qname,dns_qtype"
                 )
                 .expect("header"),
                 Format::Table => writeln!(
                     want,
-                    "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8}",
+                    "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8} {:<16} domain",
                     "time_start",
                     "iface",
                     "proto",
@@ -574,7 +722,8 @@ mod tests {
                     "dport",
                     "packets",
                     "bytes",
-                    "end"
+                    "end",
+                    "user"
                 )
                 .expect("header"),
                 Format::Jsonl => {}
@@ -603,6 +752,54 @@ mod tests {
             assert_eq!(all[..header_len], want[..header_len], "{format:?} header");
             assert!(all == want, "{format:?} stream differs");
         }
+    }
+
+    #[test]
+    fn the_nat_table_is_byte_identical_to_the_reference() {
+        let records = records();
+        let tuple = |ip: &IpAddr, port: Option<u16>| match (ip, port) {
+            (IpAddr::V6(_), Some(p)) => format!("[{ip}]:{p}"),
+            (_, Some(p)) => format!("{ip}:{p}"),
+            (_, None) => ip.to_string(),
+        };
+        let mut want = format!(
+            "{:<21} {:<16} {:<21} {:<21} {:<6} {:<30} {:<30} {:<8} {:<16} domain\n",
+            "outside",
+            "user",
+            "inside",
+            "remote",
+            "proto",
+            "time_start",
+            "time_end",
+            "end",
+            "hostname",
+        );
+        for r in &records {
+            let a = &r.attr;
+            want += &format!(
+                "{:<21} {:<16} {:<21} {:<21} {:<6} {} {} {:<8} {:<16} {}\n",
+                a.nat_ip.map_or("-".to_owned(), |ip| tuple(&ip, a.nat_port)),
+                reference_cell(a.user.as_deref()),
+                tuple(&r.src_ip, Some(r.src_port)),
+                tuple(&r.dst_ip, Some(r.dst_port)),
+                proto_name(r.proto).to_string(),
+                reference_rfc3339_ns(r.time_start_ns),
+                reference_rfc3339_ns(r.time_end_ns),
+                r.end_reason.as_str(),
+                reference_cell(a.hostname.as_deref()),
+                reference_cell(a.domain.as_deref()),
+            );
+        }
+        let mut w = RecordWriter::new(Vec::new(), Format::Table).with_table(Table::Nat);
+        w.header().expect("header");
+        for r in &records {
+            w.write(r).expect("write");
+        }
+        let got = w.finish().expect("finish");
+        for (g, e) in String::from_utf8_lossy(&got).lines().zip(want.lines()) {
+            assert_eq!(g, e);
+        }
+        assert!(got == want.as_bytes(), "NAT table differs");
     }
 
     /// Old vs new cost per record on generated traffic:

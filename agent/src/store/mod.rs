@@ -30,6 +30,7 @@ pub mod address;
 pub mod columns;
 pub mod compact;
 pub mod export;
+pub mod filter;
 pub mod fsutil;
 pub mod hold;
 pub mod journal;

@@ -14,90 +14,14 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::address::ip_to_column;
 use super::journal::{self, JournalError};
 use super::manifest::{self, Body, ManifestError, SegmentInfo};
 use super::seal;
-use super::segment::{SegmentError, SegmentReader};
-use crate::net::Net;
-use crate::record::{FlowRecord, Mac};
+use super::segment::index::AddressIndex;
+use super::segment::{col, SegmentError, SegmentReader};
+use crate::record::FlowRecord;
 
-/// The `--ip` / `--cidr` filter: the one prefix type ([`crate::net::Prefix`]), parsed as list
-/// files are (strictly: host bits set after the prefix is an error).
-pub use crate::net::Prefix as Cidr;
-
-/// Whether the 16-byte column form of an address is inside `net` (a prefix in column form,
-/// [`Cidr::to_v6_mapped`]).
-fn in_column(net: Net<u128>, a: &[u8; 16]) -> bool {
-    net.contains(u128::from_be_bytes(*a))
-}
-
-/// What to look for. Every set condition must hold.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    /// Either address inside this prefix (`--ip` is a host prefix).
-    pub cidr: Option<Cidr>,
-    /// Either port equal (ICMP: type or code).
-    pub port: Option<u16>,
-    /// Either MAC equal.
-    pub mac: Option<Mac>,
-    /// IP protocol number.
-    pub proto: Option<u8>,
-    /// Flows active at or after this time (Unix ns): newest packet >= since.
-    pub since_ns: Option<i64>,
-    /// Flows active before this time (Unix ns): first packet < until.
-    pub until_ns: Option<i64>,
-    /// Ignore the segments' address index and test every row group's address columns, as for
-    /// segments written before the index existed: the baseline of the store benchmark, and
-    /// the reference the index is tested against. Same results, slower.
-    pub ignore_index: bool,
-}
-
-impl Filter {
-    /// Whether a record matches.
-    pub fn matches(&self, r: &FlowRecord) -> bool {
-        if let Some(c) = self.cidr {
-            let net = c.to_v6_mapped();
-            if !in_column(net, &ip_to_column(r.src_ip)) && !in_column(net, &ip_to_column(r.dst_ip))
-            {
-                return false;
-            }
-        }
-        self.port.is_none_or(|p| r.src_port == p || r.dst_port == p)
-            && self.mac.is_none_or(|m| r.src_mac == m || r.dst_mac == m)
-            && self.proto.is_none_or(|p| r.proto == p)
-            && self.overlaps(r.time_start_ns, r.time_end_ns.max(r.time_start_ns))
-    }
-
-    /// Whether the time range `[min, max]` can hold a matching record.
-    pub fn overlaps(&self, min: i64, max: i64) -> bool {
-        self.since_ns.is_none_or(|s| max >= s) && self.until_ns.is_none_or(|u| min < u)
-    }
-}
-
-/// Parses `--since`/`--until`: RFC 3339 (`2026-05-03T14:00:00Z`, `2026-05-03T16:00:00+02:00`)
-/// or a span before `now_ns` (`2h`, `90m`, `7d`, `1h30m`: see [`crate::span`]).
-pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
-    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
-        return i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"));
-    }
-    if s.len() >= 10 && s.as_bytes()[4] == b'-' {
-        return Err(format!(
-            "{s:?} is not an RFC 3339 time with a UTC offset: write it like 2026-05-03T14:00:00Z or 2026-05-03T16:00:00+02:00"
-        ));
-    }
-    // A bare number is a span of seconds to `span::parse`, but as a time it could as well be a
-    // year or a date: refuse it rather than guess.
-    if s.trim().bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "{s:?} is ambiguous as a time: give a unit for a span ago (2h, {s}s) or an RFC 3339 time (2026-05-03T14:00:00Z)"
-        ));
-    }
-    let ago = crate::span::parse_ns(s).map_err(|e| {
-        format!("{s:?} is neither an RFC 3339 time with offset (2026-05-03T14:00:00Z) nor a span like 2h: {e}")
-    })?;
-    Ok(now_ns.saturating_sub(ago))
-}
+pub use super::filter::{in_column, parse_time, Cidr, DomainFilter, Filter, NatFilter};
 
 /// Errors of a query; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -169,78 +93,153 @@ struct SegmentScan {
     rows: u64,
 }
 
+/// The rows of a row group that may match.
+enum Rows {
+    /// None: the group is skipped.
+    Skip,
+    /// Every row.
+    All,
+    /// The rows marked.
+    Some(Vec<bool>),
+}
+
+impl Rows {
+    /// Narrows to the rows also in `mask`; `Skip` if none is left.
+    fn and(self, mask: Vec<bool>) -> Rows {
+        let mask = match self {
+            Rows::Skip => return Rows::Skip,
+            Rows::All => mask,
+            Rows::Some(mut m) => {
+                m.iter_mut().zip(&mask).for_each(|(a, b)| *a &= *b);
+                m
+            }
+        };
+        if mask.contains(&true) {
+            Rows::Some(mask)
+        } else {
+            Rows::Skip
+        }
+    }
+}
+
 fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
     let seg = SegmentReader::open(path)?;
-    let net = f.cidr.map(Cidr::to_v6_mapped);
-    let index = match f.cidr {
-        Some(_) if !f.ignore_index => seg.address_index()?,
-        _ => None,
-    };
     let mut out = SegmentScan {
         records: Vec::new(),
         skipped: 0,
         rows: 0,
     };
+    if f.needs_attribution() && !seg.has_attribution() {
+        // A segment of an earlier format holds no attribution, so nothing in it matches.
+        out.skipped = seg.row_groups();
+        return Ok(out);
+    }
+    let index = match f.cidr {
+        Some(_) if !f.ignore_index => seg.address_index()?,
+        _ => None,
+    };
     for g in 0..seg.row_groups() {
-        let st = seg.stats(g);
-        let time_ok = match (st.time_start, st.time_end) {
-            (Some(s), Some(e)) => f.overlaps(s.0, s.1.max(e.1)),
-            _ => true,
+        let rows = match address_rows(path, &seg, g, f, index.as_ref())? {
+            Rows::Skip => Rows::Skip,
+            rows => attribute_rows(&seg, g, f, rows)?,
         };
-        let cidr_range = net.map(|n| (n.addr.to_be_bytes(), n.last().to_be_bytes()));
-        let ip_ok = match (cidr_range, st.src_ip, st.dst_ip) {
-            (Some(c), Some(s), Some(d)) => ranges_meet(c, s) || ranges_meet(c, d),
-            _ => true,
-        };
-        if !time_ok || !ip_ok {
-            out.skipped += 1;
-            continue;
-        }
-        let mask = match (net, index.as_ref().and_then(|x| x.group(g))) {
-            (Some(n), Some(gi)) => {
-                // Indexed: the source rows are one range from the footer; the destination
-                // column is scanned only when its filter does not rule the address out.
-                let (lo, hi) = (n.addr, n.last());
-                let src = gi.src_rows(lo, hi);
-                let dst_maybe = lo != hi || gi.dst_may_contain(lo);
-                if src.is_empty() && !dst_maybe {
-                    out.skipped += 1;
-                    continue;
-                }
-                let mut mask = if dst_maybe {
-                    seg.dst_mask(g, &|a: &[u8; 16]| in_column(n, a))?
-                } else {
-                    vec![false; st.rows]
-                };
-                mask.get_mut(src)
-                    .ok_or_else(|| SegmentError::Invalid {
-                        path: path.to_owned(),
-                        column: "src_ip".into(),
-                        reason: format!("row group {g}: index runs past {} rows", st.rows),
-                    })?
-                    .fill(true);
-                if !mask.contains(&true) {
-                    out.skipped += 1;
-                    continue;
-                }
-                Some(mask)
+        let mask = match rows {
+            Rows::Skip => {
+                out.skipped += 1;
+                continue;
             }
-            (Some(n), None) => {
-                let mask = seg.address_mask(g, &|a: &[u8; 16]| in_column(n, a))?;
-                if !mask.contains(&true) {
-                    out.skipped += 1;
-                    continue;
-                }
-                Some(mask)
-            }
-            (None, _) => None,
+            Rows::All => None,
+            Rows::Some(m) => Some(m),
         };
-        out.rows += st.rows as u64;
+        out.rows += seg.stats(g).rows as u64;
         let rows = seg.read_rows(g, mask.as_deref())?;
         out.records
             .extend(rows.into_iter().filter(|r| f.matches(r)));
     }
     Ok(out)
+}
+
+/// The rows of row group `g` the time window and the address filter leave: pruned by the
+/// group's statistics, then by the address index where there is one, else by the address
+/// columns.
+fn address_rows(
+    path: &Path,
+    seg: &SegmentReader,
+    g: usize,
+    f: &Filter,
+    index: Option<&AddressIndex>,
+) -> Result<Rows, SegmentError> {
+    let st = seg.stats(g);
+    let time_ok = match (st.time_start, st.time_end) {
+        (Some(s), Some(e)) => f.overlaps(s.0, s.1.max(e.1)),
+        _ => true,
+    };
+    let net = f.cidr.map(Cidr::to_v6_mapped);
+    let cidr_range = net.map(|n| (n.addr.to_be_bytes(), n.last().to_be_bytes()));
+    let ip_ok = match (cidr_range, st.src_ip, st.dst_ip) {
+        (Some(c), Some(s), Some(d)) => ranges_meet(c, s) || ranges_meet(c, d),
+        _ => true,
+    };
+    let nat_ok = match (f.nat, st.nat_ip) {
+        (Some(n), Some(r)) => ranges_meet((n.column(), n.column()), r),
+        _ => true,
+    };
+    if !time_ok || !ip_ok || !nat_ok {
+        return Ok(Rows::Skip);
+    }
+    let Some(n) = net else {
+        return Ok(Rows::All);
+    };
+    let Some(gi) = index.and_then(|x| x.group(g)) else {
+        return Ok(Rows::All.and(seg.address_mask(g, &|a: &[u8; 16]| in_column(n, a))?));
+    };
+    // Indexed: the source rows are one range from the footer; the destination column is
+    // scanned only when its filter does not rule the address out.
+    let (lo, hi) = (n.addr, n.last());
+    let src = gi.src_rows(lo, hi);
+    let dst_maybe = lo != hi || gi.dst_may_contain(lo);
+    if src.is_empty() && !dst_maybe {
+        return Ok(Rows::Skip);
+    }
+    let mut mask = if dst_maybe {
+        seg.dst_mask(g, &|a: &[u8; 16]| in_column(n, a))?
+    } else {
+        vec![false; st.rows]
+    };
+    mask.get_mut(src)
+        .ok_or_else(|| SegmentError::Invalid {
+            path: path.to_owned(),
+            column: "src_ip".into(),
+            reason: format!("row group {g}: index runs past {} rows", st.rows),
+        })?
+        .fill(true);
+    Ok(Rows::All.and(mask))
+}
+
+/// Narrows `rows` of row group `g` by the attribution filters, each from its column's pages:
+/// the cheap ones first (an account or NAT address absent from a dictionary skips the group
+/// without decoding a data page), the NAT port, which every NATed row holds a different
+/// value of, last and only while rows are left.
+fn attribute_rows(
+    seg: &SegmentReader,
+    g: usize,
+    f: &Filter,
+    mut rows: Rows,
+) -> Result<Rows, SegmentError> {
+    if let Some(user) = f.user.as_deref() {
+        rows = rows.and(seg.mask_equal(g, col::USER, user.as_bytes())?);
+    }
+    if let (Some(nat), false) = (f.nat, matches!(rows, Rows::Skip)) {
+        rows = rows.and(seg.mask_equal(g, col::NAT_IP, &nat.column())?);
+        if let (Some(port), false) = (nat.port, matches!(rows, Rows::Skip)) {
+            let want = i32::from(port).to_le_bytes();
+            rows = rows.and(seg.mask_equal(g, col::NAT_PORT, &want)?);
+        }
+    }
+    if let (Some(d), false) = (&f.domain, matches!(rows, Rows::Skip)) {
+        rows = rows.and(seg.mask(g, &[col::DOMAIN, col::DNS_QNAME], &|v| d.matches(v))?);
+    }
+    Ok(rows)
 }
 
 /// Runs a query over `dir`, calling `emit` for each match and `progress(done, total)` after
@@ -387,34 +386,4 @@ pub fn collect(dir: &Path, filter: &Filter) -> Result<Vec<FlowRecord>, QueryErro
 /// Threads for a scan: the available cores.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidr_and_spans_parse_and_match() {
-        let c: Cidr = "10.1.0.0/16".parse().expect("cidr");
-        let col = |ip: &str| ip_to_column(ip.parse().expect("ip"));
-        let n = c.to_v6_mapped();
-        assert!(in_column(n, &col("10.1.200.3")));
-        assert!(in_column(n, &col("10.1.0.0")));
-        assert!(!in_column(n, &col("10.2.0.1")));
-        assert!(!in_column(n, &col("10.0.255.255")));
-        let v6: Cidr = "2001:db8::/32".parse().expect("cidr6");
-        assert!(in_column(v6.to_v6_mapped(), &col("2001:db8:1::5")));
-        assert!(!in_column(v6.to_v6_mapped(), &col("::ffff:10.1.0.1")));
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("10.1.2.3/16".parse::<Cidr>().is_err(), "host bits set");
-        assert!("nonsense".parse::<Cidr>().is_err());
-        assert!(parse_time("2", 0).is_err(), "a bare number is no time");
-        assert!(parse_time("2 parsecs", 0).is_err());
-        assert_eq!(parse_time("2h", 10_000_000_000_000), Ok(2_800_000_000_000));
-        assert_eq!(parse_time("1970-01-01T00:00:01Z", 0), Ok(1_000_000_000));
-        assert!(
-            parse_time("2026-05-03T14:00:00", 0).is_err(),
-            "no offset must be refused"
-        );
-    }
 }

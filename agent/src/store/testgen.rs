@@ -14,10 +14,25 @@
 //! Flows start at a Poisson rate (default 13 per second: 100 million records in 90 days) with
 //! nanosecond timestamps; durations 1 ms to 300 s (log-uniform), packets 1 to ~10,000 (heavy
 //! tail), bytes 60 to 1,500 per packet. End reasons: fin 60 %, idle 28 %, rst 7 %, active 5 %.
+//!
+//! The attribution (what the enrich stage adds; drawn from a random stream of its own, so
+//! [`TrafficGen::without_attribution`] gives the same records without it): each client holds
+//! an account for a lease of 6 to 48 hours at a time, drawn from 100,000 accounts (`C-000042`)
+//! with a skewed popularity (squared uniform); 4 % of client leases have no account. 80 % of
+//! clients send a host name (`laptop-2a`, fixed per client). Every IPv4 flow is NATed to one
+//! of 4 public addresses (`203.0.113.1-4`, fixed per client), outside port uniform over
+//! 1024-65535. A client's next name is one of the 16 it reached last (70 %), or a fresh draw
+//! from a pool of 50,000 sites with a Zipf-like popularity (rank k with probability ~1/k),
+//! each with a main name and three service names: TLS 443 from the SNI (92 %, ECH 3 %,
+//! DNS answer 3 %), HTTP 80 from the Host (90 %), QUIC from its SNI (90 %), other flows from
+//! the client's DNS answers (50 %). DNS flows carry their question (same pool; A 55 %, AAAA
+//! 35 %, HTTPS 8 %, TXT 2 %) and no domain. 0.2 % of records are NAT-only (`nat`): a
+//! conntrack session of the gateway itself or of a client on an interface not audited.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::record::{EndReason, FlowRecord, Mac};
+use crate::enrich::names::NameSource;
+use crate::record::{Attribution, EndReason, FlowRecord, Mac};
 
 /// A small, fast, deterministic PRNG (SplitMix64).
 #[derive(Clone, Debug)]
@@ -60,11 +75,48 @@ pub struct TrafficGen {
     rng: Rng,
     now_ns: i64,
     mean_gap_ns: f64,
+    /// The attribution's own stream; `None`: records without attribution.
+    attr: Option<Rng>,
+    seed: u64,
+    /// Per client: names reached so far (count) and the last 16 of them (name ids).
+    recent: Vec<(usize, [u64; 16])>,
 }
 
 const CLIENTS: u64 = 250;
 const REMOTES: u64 = 20_000;
 const GATEWAY_MAC: Mac = Mac([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]);
+/// Accounts a client's lease may belong to.
+pub const ACCOUNTS: u64 = 100_000;
+/// Sites of the domain pool.
+pub const SITES: u64 = 50_000;
+/// The NAT's public addresses: `203.0.113.1` to `203.0.113.NAT_ADDRESSES`.
+pub const NAT_ADDRESSES: u8 = 4;
+const SUBDOMAINS: [&str; 8] = ["api", "cdn", "static", "img", "m", "login", "edge", "mail"];
+const SYLLABLES: [&str; 16] = [
+    "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "bel", "dor", "fin", "gal", "hox", "jun",
+    "max", "pel",
+];
+const TLDS: [&str; 6] = ["com", "net", "org", "de", "io", "co.uk"];
+
+/// The account `C-<6 digits>` of account number `n`.
+pub fn account_name(n: u64) -> String {
+    format!("C-{n:06}")
+}
+
+/// The registrable name of site `rank` (0 is the most popular): syllables and a TLD, 6 to 20
+/// bytes.
+pub fn site_name(rank: u64) -> String {
+    let mut name = String::new();
+    let mut n = rank;
+    loop {
+        name.push_str(SYLLABLES[(n % 16) as usize]);
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    format!("{name}.{}", TLDS[(rank % 6) as usize])
+}
 
 impl TrafficGen {
     /// A generator starting at `start_ns` (Unix ns) at 13 flows per second.
@@ -78,7 +130,17 @@ impl TrafficGen {
             rng: Rng::new(seed),
             now_ns: start_ns,
             mean_gap_ns: 1e9 / per_sec,
+            attr: Some(Rng::new(seed ^ 0x5a5a_a5a5_0f0f_f0f0)),
+            seed,
+            recent: vec![(0, [0; 16]); CLIENTS as usize],
         }
+    }
+
+    /// The same records without attribution and without NAT-only records: the stream of the
+    /// generator before the attribution existed (segments and journals of earlier formats).
+    pub fn without_attribution(mut self) -> Self {
+        self.attr = None;
+        self
     }
 
     /// Start time of the next record.
@@ -86,7 +148,7 @@ impl TrafficGen {
         self.now_ns
     }
 
-    fn client(&mut self, v6: bool) -> (IpAddr, Mac) {
+    fn client(&mut self, v6: bool) -> (IpAddr, Mac, u64) {
         let c = self.rng.below(CLIENTS);
         let ip = if v6 {
             IpAddr::V6(Ipv6Addr::new(
@@ -102,7 +164,11 @@ impl TrafficGen {
         } else {
             IpAddr::V4(Ipv4Addr::new(10, 0, (c / 200) as u8, (c % 200) as u8 + 20))
         };
-        (ip, Mac([0x3c, 0x22, 0xfb, 0x00, (c >> 8) as u8, c as u8]))
+        (
+            ip,
+            Mac([0x3c, 0x22, 0xfb, 0x00, (c >> 8) as u8, c as u8]),
+            c,
+        )
     }
 
     fn remote(&mut self, v6: bool) -> IpAddr {
@@ -127,8 +193,24 @@ impl TrafficGen {
         }
     }
 
-    /// The next record; start times increase.
+    /// The next record; start times do not decrease.
     pub fn next_record(&mut self) -> FlowRecord {
+        let Some(mut a) = self.attr.take() else {
+            return self.base_record().0;
+        };
+        let out = if a.chance(0.002) {
+            self.nat_only(&mut a)
+        } else {
+            let (mut r, client) = self.base_record();
+            self.attribute(&mut a, &mut r, client);
+            r
+        };
+        self.attr = Some(a);
+        out
+    }
+
+    /// A record as the generator wrote it before the attribution, and its client's number.
+    fn base_record(&mut self) -> (FlowRecord, u64) {
         let r = &mut self.rng;
         let gap = -self.mean_gap_ns * (1.0 - r.unit()).ln();
         self.now_ns += gap.max(1.0) as i64;
@@ -170,7 +252,7 @@ impl TrafficGen {
         } else {
             32768 + self.rng.below(28232) as u16
         };
-        let (client_ip, client_mac) = self.client(v6);
+        let (client_ip, client_mac, client) = self.client(v6);
         let remote_ip = self.remote(v6);
         let r = &mut self.rng;
         let duration_ns = (1e6 * (3e5f64).powf(r.unit())) as i64;
@@ -215,7 +297,7 @@ impl TrafficGen {
         let vlan = r.chance(0.1).then_some(10);
         let (iface, ifindex) = if on_lan { ("lan0", 3) } else { ("wan0", 2) };
         let (src_ip, dst_ip) = (client_ip, remote_ip);
-        FlowRecord {
+        let record = FlowRecord {
             time_start_ns: self.now_ns,
             time_end_ns: self.now_ns + duration_ns,
             iface: iface.to_owned(),
@@ -237,7 +319,159 @@ impl TrafficGen {
             dropped,
             rule,
             end_reason,
-            attr: crate::record::Attribution::default(),
+            attr: Attribution::default(),
+        };
+        (record, client)
+    }
+
+    /// The account client `c` holds at `t_ns`: leases of 6 to 48 hours, a fresh draw each.
+    fn user_of(&self, c: u64, t_ns: i64) -> Option<String> {
+        let hour = t_ns.div_euclid(3_600_000_000_000) as u64;
+        let mut k = Rng::new(self.seed ^ c.wrapping_mul(0x9e37_79b9));
+        let lease = 6 + k.below(43);
+        let epoch = (hour + k.below(lease)) / lease;
+        let mut k = Rng::new(self.seed ^ c.wrapping_mul(0x9e37_79b9) ^ epoch.rotate_left(32));
+        if k.chance(0.04) {
+            return None;
+        }
+        let u = k.unit();
+        Some(account_name((u * u * ACCOUNTS as f64) as u64))
+    }
+
+    /// A name client `c` reaches: 70 % of the time one of the 16 it reached last (a page load
+    /// opens many flows to a few names, and background apps keep calling the same ones), else
+    /// a fresh draw from the pool: a Zipf-like site rank, its main name (60 %) or one of three
+    /// service names (20, 12, 8 %).
+    fn domain(&mut self, a: &mut Rng, c: u64) -> String {
+        let (next, recent) = &mut self.recent[c as usize];
+        let id = if a.chance(0.7) && *next > 0 {
+            recent[a.below((*next).min(16) as u64) as usize]
+        } else {
+            let rank = ((SITES as f64).powf(a.unit()) as u64).clamp(1, SITES) - 1;
+            let x = a.unit();
+            let variant = if x < 0.6 {
+                0
+            } else if x < 0.8 {
+                1
+            } else if x < 0.92 {
+                2
+            } else {
+                3
+            };
+            let id = rank * 4 + variant;
+            recent[*next % 16] = id;
+            *next += 1;
+            id
+        };
+        let (rank, variant) = (id / 4, id % 4);
+        let site = site_name(rank);
+        match variant {
+            0 if rank % 2 == 1 => site,
+            0 => format!("www.{site}"),
+            v => format!("{}.{site}", SUBDOMAINS[((rank + v) % 8) as usize]),
+        }
+    }
+
+    fn attribute(&mut self, a: &mut Rng, r: &mut FlowRecord, c: u64) {
+        let kinds = ["laptop", "android", "iphone", "desktop", "tv", "printer"];
+        let mut at = Attribution {
+            user: self.user_of(c, r.time_start_ns),
+            hostname: (!c.is_multiple_of(5)).then(|| format!("{}-{c:x}", kinds[(c % 6) as usize])),
+            ..Attribution::default()
+        };
+        if r.src_ip.is_ipv4() {
+            let n = (c % u64::from(NAT_ADDRESSES)) as u8 + 1;
+            at.nat_ip = Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, n)));
+            at.nat_port = Some(1024 + a.below(65536 - 1024) as u16);
+        }
+        let (source, p) = match (r.proto, r.dst_port) {
+            (6, 443) => {
+                let x = a.unit();
+                let s = if x < 0.92 {
+                    Some(NameSource::Sni)
+                } else if x < 0.95 {
+                    Some(NameSource::Ech)
+                } else if x < 0.98 {
+                    Some(NameSource::Dns)
+                } else {
+                    None
+                };
+                (s, 1.0)
+            }
+            (6, 80) => (Some(NameSource::HttpHost), 0.9),
+            (17, 443) => (Some(NameSource::QuicSni), 0.9),
+            (17, 53) => {
+                at.dns_qname = Some(self.domain(a, c));
+                let x = a.unit();
+                at.dns_qtype = Some(if x < 0.55 {
+                    1
+                } else if x < 0.90 {
+                    28
+                } else if x < 0.98 {
+                    65
+                } else {
+                    16
+                });
+                (None, 0.0)
+            }
+            _ => (Some(NameSource::Dns), 0.5),
+        };
+        if let Some(source) = source.filter(|_| a.chance(p)) {
+            at.domain = Some(self.domain(a, c));
+            at.domain_source = Some(source);
+        }
+        r.attr = at;
+    }
+
+    /// A NAT-only record: a conntrack session the program saw no flow of, from the gateway
+    /// itself (no account) or from a client on an interface not audited.
+    fn nat_only(&self, a: &mut Rng) -> FlowRecord {
+        let c = a.below(CLIENTS);
+        let own = a.chance(0.5);
+        let (src_ip, user) = if own {
+            (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), None)
+        } else {
+            (
+                IpAddr::V4(Ipv4Addr::new(10, 0, (c / 200) as u8, (c % 200) as u8 + 20)),
+                self.user_of(c, self.now_ns),
+            )
+        };
+        let udp = a.chance(0.6);
+        FlowRecord {
+            time_start_ns: self.now_ns,
+            time_end_ns: self.now_ns + (1e9 * (1.0 + 120.0 * a.unit())) as i64,
+            iface: "wan0".to_owned(),
+            ifindex: 2,
+            vlan: None,
+            vlan_inner: None,
+            src_mac: Mac::default(),
+            dst_mac: Mac::default(),
+            proto: if udp { 17 } else { 6 },
+            src_ip,
+            src_port: 32768 + a.below(28232) as u16,
+            dst_ip: IpAddr::V4(Ipv4Addr::from(
+                a.next_u64() as u32 % 0xdf00_0000 + 0x0100_0000,
+            )),
+            dst_port: if udp { 123 } else { 443 },
+            packets: 0,
+            bytes: 0,
+            resp_packets: 0,
+            resp_bytes: 0,
+            tcp_flags: 0,
+            dropped: 0,
+            rule: None,
+            end_reason: EndReason::Nat,
+            attr: Attribution {
+                user,
+                nat_ip: Some(IpAddr::V4(Ipv4Addr::new(
+                    203,
+                    0,
+                    113,
+                    (c % u64::from(NAT_ADDRESSES)) as u8 + 1,
+                ))),
+                nat_port: Some(1024 + a.below(65536 - 1024) as u16),
+                ..Attribution::default()
+            },
         }
     }
 }

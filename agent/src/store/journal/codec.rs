@@ -1,10 +1,12 @@
 //! The journal's record payload: one [`FlowRecord`] in a compact binary form (about 60
-//! bytes), encoded on the record path and decoded, without copying its strings, by the seal.
+//! bytes, 80 with an attribution), encoded on the record path and decoded, without copying
+//! its strings, by the seal.
 
 use std::net::IpAddr;
 
-use crate::record::{EndReason, FlowRecord, Mac};
-use crate::store::address::{ip_from_column, v4_to_column};
+use crate::enrich::names::NameSource;
+use crate::record::{Attribution, EndReason, FlowRecord, Mac};
+use crate::store::address::{ip_from_column, ip_to_column, v4_to_column};
 use crate::store::varint;
 
 /// A payload that does not decode; names the field and the byte offset inside the payload.
@@ -25,6 +27,49 @@ const F_SRC_V6: u8 = 4;
 const F_DST_V6: u8 = 8;
 /// The record carries list-enforcement fields (dropped packets, rule).
 const F_LISTS: u8 = 16;
+/// The record carries an attribution section (journals written before it never set it).
+const F_ATTR: u8 = 32;
+/// The attribution's NAT address is IPv6 (only with a NAT address).
+const F_NAT_V6: u8 = 64;
+/// Every flag bit a payload may set.
+const F_ALL: u8 = F_VLAN | F_VLAN_INNER | F_SRC_V6 | F_DST_V6 | F_LISTS | F_ATTR | F_NAT_V6;
+
+/// Presence bits of the attribution section, one per [`Attribution`] field, in the order the
+/// fields follow them.
+mod present {
+    pub const USER: u8 = 1;
+    pub const HOSTNAME: u8 = 2;
+    pub const NAT_IP: u8 = 4;
+    pub const NAT_PORT: u8 = 8;
+    pub const DOMAIN: u8 = 16;
+    pub const DOMAIN_SOURCE: u8 = 32;
+    pub const DNS_QNAME: u8 = 64;
+    pub const DNS_QTYPE: u8 = 128;
+}
+
+/// The payload codes of name sources: a code is its index here. Part of the format: a new
+/// source takes the next code, and no code is ever reused (so this is not
+/// `NameSource::ALL`, whose order is the declaration's; [`name_source_code`] is exhaustive,
+/// so a new source cannot be encoded before it has a code).
+const NAME_SOURCES: [NameSource; 6] = [
+    NameSource::Sni,
+    NameSource::QuicSni,
+    NameSource::HttpHost,
+    NameSource::Dns,
+    NameSource::Ech,
+    NameSource::EchOuter,
+];
+
+fn name_source_code(s: NameSource) -> u8 {
+    match s {
+        NameSource::Sni => 0,
+        NameSource::QuicSni => 1,
+        NameSource::HttpHost => 2,
+        NameSource::Dns => 3,
+        NameSource::Ech => 4,
+        NameSource::EchOuter => 5,
+    }
+}
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -56,7 +101,8 @@ fn end_reason_code(r: EndReason) -> u8 {
 /// destination MAC 6 | proto u8 | source address 4/16 | destination address 4/16 | source
 /// port u16 | destination port u16 | varint packets, bytes, responder packets, responder
 /// bytes | TCP flags u8 | end reason u8 | with flag 16 only: varint dropped | varint rule
-/// length, rule.
+/// length, rule | with flag 32 only: the attribution section (see [`encode_attribution`];
+/// flag 64: its NAT address is IPv6).
 pub fn encode_record(r: &FlowRecord, out: &mut Vec<u8>) {
     let mut flags = 0;
     if r.vlan.is_some() {
@@ -73,6 +119,12 @@ pub fn encode_record(r: &FlowRecord, out: &mut Vec<u8>) {
     }
     if r.dropped != 0 || r.rule.is_some() {
         flags |= F_LISTS;
+    }
+    if !r.attr.is_empty() {
+        flags |= F_ATTR;
+    }
+    if r.attr.nat_ip.is_some_and(|ip| ip.is_ipv6()) {
+        flags |= F_NAT_V6;
     }
     out.push(flags);
     out.extend_from_slice(&r.time_start_ns.to_le_bytes());
@@ -107,6 +159,52 @@ pub fn encode_record(r: &FlowRecord, out: &mut Vec<u8>) {
         let rule = r.rule.as_deref().unwrap_or("");
         varint::put(out, rule.len() as u64);
         out.extend_from_slice(rule.as_bytes());
+    }
+    if flags & F_ATTR != 0 {
+        encode_attribution(&r.attr, out);
+    }
+}
+
+/// Appends the attribution section: a presence byte (1 user, 2 hostname, 4 NAT address,
+/// 8 NAT port, 16 domain, 32 domain source, 64 DNS question name, 128 DNS question type),
+/// then the fields present, in that order: texts as varint length and UTF-8, the NAT address
+/// as 4 or 16 bytes (the record's flag 64 says which), ports and types as u16, the domain
+/// source as a u8 code ([`NAME_SOURCES`]).
+fn encode_attribution(a: &Attribution, out: &mut Vec<u8>) {
+    let bit = |b: bool, v: u8| if b { v } else { 0 };
+    out.push(
+        bit(a.user.is_some(), present::USER)
+            | bit(a.hostname.is_some(), present::HOSTNAME)
+            | bit(a.nat_ip.is_some(), present::NAT_IP)
+            | bit(a.nat_port.is_some(), present::NAT_PORT)
+            | bit(a.domain.is_some(), present::DOMAIN)
+            | bit(a.domain_source.is_some(), present::DOMAIN_SOURCE)
+            | bit(a.dns_qname.is_some(), present::DNS_QNAME)
+            | bit(a.dns_qtype.is_some(), present::DNS_QTYPE),
+    );
+    let text = |out: &mut Vec<u8>, t: &Option<String>| {
+        if let Some(t) = t {
+            varint::put(out, t.len() as u64);
+            out.extend_from_slice(t.as_bytes());
+        }
+    };
+    text(out, &a.user);
+    text(out, &a.hostname);
+    match a.nat_ip {
+        Some(IpAddr::V4(ip)) => out.extend_from_slice(&ip.octets()),
+        Some(IpAddr::V6(ip)) => out.extend_from_slice(&ip.octets()),
+        None => {}
+    }
+    if let Some(p) = a.nat_port {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+    text(out, &a.domain);
+    if let Some(s) = a.domain_source {
+        out.push(name_source_code(s));
+    }
+    text(out, &a.dns_qname);
+    if let Some(t) = a.dns_qtype {
+        out.extend_from_slice(&t.to_le_bytes());
     }
 }
 
@@ -229,13 +327,69 @@ pub struct RecordView<'a> {
     pub rule: Option<&'a str>,
     /// See [`FlowRecord::end_reason`].
     pub end_reason: EndReason,
+    /// See [`FlowRecord::attr`].
+    pub attr: AttrView<'a>,
+}
+
+/// An [`Attribution`] borrowing its strings from the journal bytes, its NAT address in the
+/// 16-byte column form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttrView<'a> {
+    /// See [`Attribution::user`].
+    pub user: Option<&'a str>,
+    /// See [`Attribution::hostname`].
+    pub hostname: Option<&'a str>,
+    /// [`Attribution::nat_ip`] in the 16-byte column form.
+    pub nat_ip: Option<[u8; 16]>,
+    /// Whether `nat_ip` is an IPv6 address (an IPv4-mapped IPv6 address stays IPv6).
+    pub nat_v6: bool,
+    /// See [`Attribution::nat_port`].
+    pub nat_port: Option<u16>,
+    /// See [`Attribution::domain`].
+    pub domain: Option<&'a str>,
+    /// See [`Attribution::domain_source`].
+    pub domain_source: Option<NameSource>,
+    /// See [`Attribution::dns_qname`].
+    pub dns_qname: Option<&'a str>,
+    /// See [`Attribution::dns_qtype`].
+    pub dns_qtype: Option<u16>,
+}
+
+impl<'a> AttrView<'a> {
+    /// The view of an owned attribution.
+    pub fn of(a: &'a Attribution) -> Self {
+        AttrView {
+            user: a.user.as_deref(),
+            hostname: a.hostname.as_deref(),
+            nat_ip: a.nat_ip.map(ip_to_column),
+            nat_v6: a.nat_ip.is_some_and(|ip| ip.is_ipv6()),
+            nat_port: a.nat_port,
+            domain: a.domain.as_deref(),
+            domain_source: a.domain_source,
+            dns_qname: a.dns_qname.as_deref(),
+            dns_qtype: a.dns_qtype,
+        }
+    }
+
+    /// The owned attribution.
+    pub fn to_attribution(&self) -> Attribution {
+        Attribution {
+            user: self.user.map(str::to_owned),
+            hostname: self.hostname.map(str::to_owned),
+            nat_ip: self.nat_ip.map(|a| ip_from_column(a, self.nat_v6)),
+            nat_port: self.nat_port,
+            domain: self.domain.map(str::to_owned),
+            domain_source: self.domain_source,
+            dns_qname: self.dns_qname.map(str::to_owned),
+            dns_qtype: self.dns_qtype,
+        }
+    }
 }
 
 impl<'a> RecordView<'a> {
     /// The view of an owned record (tests and benchmarks build column buffers from
     /// generated records this way).
     pub fn of(r: &'a FlowRecord) -> Self {
-        use crate::store::address::ip_to_column;
         RecordView {
             time_start_ns: r.time_start_ns,
             time_end_ns: r.time_end_ns,
@@ -260,6 +414,7 @@ impl<'a> RecordView<'a> {
             dropped: r.dropped,
             rule: r.rule.as_deref(),
             end_reason: r.end_reason,
+            attr: AttrView::of(&r.attr),
         }
     }
 
@@ -287,7 +442,7 @@ impl<'a> RecordView<'a> {
             dropped: self.dropped,
             rule: self.rule.map(str::to_owned),
             end_reason: self.end_reason,
-            attr: crate::record::Attribution::default(),
+            attr: self.attr.to_attribution(),
         }
     }
 }
@@ -297,7 +452,7 @@ impl<'a> RecordView<'a> {
 pub fn decode_view(buf: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     let mut c = Cursor { buf, pos: 0 };
     let flags = c.u8("flags")?;
-    if flags & !(F_VLAN | F_VLAN_INNER | F_SRC_V6 | F_DST_V6 | F_LISTS) != 0 {
+    if flags & !F_ALL != 0 {
         return Err(c.err("flags", "unknown flag bits"));
     }
     let time_start_ns = i64::from_le_bytes(c.array("time_start")?);
@@ -336,6 +491,13 @@ pub fn decode_view(buf: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     } else {
         (0, None)
     };
+    let attr = if flags & F_ATTR != 0 {
+        decode_attribution(&mut c, flags & F_NAT_V6 != 0)?
+    } else if flags & F_NAT_V6 != 0 {
+        return Err(c.err("flags", "NAT address family without an attribution"));
+    } else {
+        AttrView::default()
+    };
     if c.pos != buf.len() {
         return Err(c.err("end", "trailing bytes after the record"));
     }
@@ -363,6 +525,62 @@ pub fn decode_view(buf: &[u8]) -> Result<RecordView<'_>, DecodeError> {
         dropped,
         rule,
         end_reason,
+        attr,
+    })
+}
+
+/// Decodes the attribution section written by [`encode_attribution`]. Only the encoder's own
+/// form is accepted (a section with nothing in it, or a family flag without an address, is
+/// refused), so a damaged journal is less likely to resynchronise on a false frame.
+fn decode_attribution<'a>(c: &mut Cursor<'a>, nat_v6: bool) -> Result<AttrView<'a>, DecodeError> {
+    let bits = c.u8("attribution")?;
+    if bits == 0 {
+        return Err(c.err("attribution", "flag set but no field present"));
+    }
+    if nat_v6 && bits & present::NAT_IP == 0 {
+        return Err(c.err("nat_ip", "IPv6 flag without an address"));
+    }
+    let has = |b: u8| bits & b != 0;
+    let text = |c: &mut Cursor<'a>, b: u8, field: &'static str| {
+        if !has(b) {
+            return Ok(None);
+        }
+        let len = c.varint(field)?;
+        c.text(len, field).map(Some)
+    };
+    let user = text(c, present::USER, "user")?;
+    let hostname = text(c, present::HOSTNAME, "hostname")?;
+    let nat_ip = has(present::NAT_IP)
+        .then(|| c.ip(nat_v6, "nat_ip"))
+        .transpose()?;
+    let nat_port = has(present::NAT_PORT)
+        .then(|| c.u16("nat_port"))
+        .transpose()?;
+    let domain = text(c, present::DOMAIN, "domain")?;
+    let domain_source = if has(present::DOMAIN_SOURCE) {
+        let code = c.u8("domain_source")?;
+        Some(
+            *NAME_SOURCES
+                .get(usize::from(code))
+                .ok_or_else(|| c.err("domain_source", "unknown code"))?,
+        )
+    } else {
+        None
+    };
+    let dns_qname = text(c, present::DNS_QNAME, "dns_qname")?;
+    let dns_qtype = has(present::DNS_QTYPE)
+        .then(|| c.u16("dns_qtype"))
+        .transpose()?;
+    Ok(AttrView {
+        user,
+        hostname,
+        nat_ip,
+        nat_v6,
+        nat_port,
+        domain,
+        domain_source,
+        dns_qname,
+        dns_qtype,
     })
 }
 

@@ -16,7 +16,7 @@ pub mod codec;
 pub mod file;
 pub mod frame;
 
-pub use codec::{decode_view, encode_record, DecodeError, RecordView};
+pub use codec::{decode_view, encode_record, AttrView, DecodeError, RecordView};
 pub use file::{
     load, quarantine, quarantine_path, read, read_file, recover, JournalError, JournalWriter,
     Recovery, QUARANTINE_DIR,

@@ -14,9 +14,10 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::parser::parse_message_type;
 
 use super::pages::PageTable;
-use super::schema::{col, column_name, schema_v1, CRC_KEY, SCHEMA};
+use super::schema::{col, column_name, schema_prefix, COLUMN_COUNTS, CRC_KEY};
 use super::{io, pq, SegmentError};
-use crate::record::{EndReason, FlowRecord, Mac};
+use crate::enrich::names::NameSource;
+use crate::record::{Attribution, EndReason, FlowRecord, Mac};
 use crate::store::address::{ip_families, ip_from_column};
 
 /// The `src_ip` and `dst_ip` columns of a row group, 16-byte form.
@@ -31,7 +32,7 @@ pub struct SegmentReader {
     pub(super) pages: std::sync::OnceLock<Option<Arc<PageTable>>>,
     /// CRC-32 of every column chunk, per row group.
     pub(super) crcs: Vec<Vec<u32>>,
-    /// Columns in the file: [`col::COUNT`], or [`col::COUNT_V1`] for first-schema segments.
+    /// Columns in the file: one of [`COLUMN_COUNTS`] (fewer for segments of earlier formats).
     pub(super) columns: usize,
     /// File size in bytes, when opened.
     pub(super) size: u64,
@@ -50,6 +51,9 @@ pub struct RowGroupStats {
     pub src_ip: Option<([u8; 16], [u8; 16])>,
     /// Smallest and largest `dst_ip` (16-byte form).
     pub dst_ip: Option<([u8; 16], [u8; 16])>,
+    /// Smallest and largest `nat_ip` (16-byte form); `None` for a group without NAT
+    /// addresses or a segment of an earlier format.
+    pub nat_ip: Option<([u8; 16], [u8; 16])>,
 }
 
 fn flba_range(s: Option<&Statistics>) -> Option<([u8; 16], [u8; 16])> {
@@ -72,20 +76,17 @@ impl SegmentReader {
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
         let file = File::open(path).map_err(io(path, "open"))?;
         let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
-        static WANT: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
+        // The schema of every format read, parsed once.
+        static KNOWN: std::sync::OnceLock<Vec<(usize, parquet::schema::types::Type)>> =
             std::sync::OnceLock::new();
-        static WANT_V1: std::sync::OnceLock<Option<parquet::schema::types::Type>> =
-            std::sync::OnceLock::new();
-        let want = WANT.get_or_init(|| parse_message_type(SCHEMA).ok());
-        let want_v1 = WANT_V1.get_or_init(|| parse_message_type(&schema_v1()).ok());
+        let known = KNOWN.get_or_init(|| {
+            COLUMN_COUNTS
+                .iter()
+                .filter_map(|&n| Some((n, parse_message_type(&schema_prefix(n)).ok()?)))
+                .collect()
+        });
         let have = reader.metadata().file_metadata().schema();
-        let columns = if want.as_ref() == Some(have) {
-            col::COUNT
-        } else if want_v1.as_ref() == Some(have) {
-            col::COUNT_V1
-        } else {
-            0
-        };
+        let columns = known.iter().find(|(_, t)| t == have).map_or(0, |(n, _)| *n);
         if columns == 0 {
             let columns = reader
                 .metadata()
@@ -155,6 +156,11 @@ impl SegmentReader {
         self.reader.num_row_groups()
     }
 
+    /// Whether the segment has the attribution columns (format 5 on).
+    pub fn has_attribution(&self) -> bool {
+        self.columns > col::USER
+    }
+
     /// Total rows.
     pub fn rows(&self) -> u64 {
         self.reader.metadata().file_metadata().num_rows().max(0) as u64
@@ -170,6 +176,11 @@ impl SegmentReader {
             time_end: i64_range(s(col::TIME_END)),
             src_ip: flba_range(s(col::SRC_IP)),
             dst_ip: flba_range(s(col::DST_IP)),
+            nat_ip: if self.has_attribution() {
+                flba_range(s(col::NAT_IP))
+            } else {
+                None
+            },
         }
     }
 
@@ -309,18 +320,16 @@ impl SegmentReader {
         let (flags, _) = self.column::<Int32Type>(g, col::TCP_FLAGS, runs, false)?;
         let (reason, _) = self.column::<ByteArrayType>(g, col::END_REASON, runs, false)?;
         // Segments written before the list columns existed read as "nothing dropped".
-        let (dropped, (rule_vals, rule_defs)) = if self.columns > col::DROPPED {
+        let (dropped, rules) = if self.columns > col::DROPPED {
             (
                 self.column::<Int64Type>(g, col::DROPPED, runs, false)?.0,
-                self.column::<ByteArrayType>(g, col::RULE, runs, true)?,
+                self.optional_text(g, col::RULE, runs, rows)?,
             )
         } else {
-            (vec![0; rows], (Vec::new(), vec![0; rows]))
+            (vec![0; rows], vec![None; rows])
         };
-        if rule_defs.len() != rows {
-            return Err(self.invalid(col::RULE, "definition levels do not match the rows"));
-        }
-        let mut rule_vals = rule_vals.into_iter();
+        let mut attrs = self.attributions(g, runs, rows)?.into_iter();
+        let mut rules = rules.into_iter();
         let mut out = Vec::with_capacity(rows);
         for r in 0..rows {
             let Some((src_v6, dst_v6)) = u8::try_from(ipv[r]).ok().and_then(ip_families) else {
@@ -345,14 +354,6 @@ impl SegmentReader {
                     .map_err(|_| self.invalid(c, format!("row {r}: not UTF-8")))
             };
             let reason_s = text(col::END_REASON, &reason[r])?;
-            let rule = if rule_defs[r] > 0 {
-                let v = rule_vals
-                    .next()
-                    .ok_or_else(|| self.invalid(col::RULE, format!("row {r}: value missing")))?;
-                Some(text(col::RULE, &v)?)
-            } else {
-                None
-            };
             out.push(FlowRecord {
                 time_start_ns: ts[r],
                 time_end_ns: te[r],
@@ -373,17 +374,130 @@ impl SegmentReader {
                 resp_bytes: rby[r] as u64,
                 tcp_flags: narrow(col::TCP_FLAGS, flags[r], 255)? as u8,
                 dropped: dropped[r] as u64,
-                rule,
+                rule: rules.next().flatten(),
                 end_reason: EndReason::parse(&reason_s).ok_or_else(|| {
                     self.invalid(
                         col::END_REASON,
                         format!("row {r}: unknown reason {reason_s:?}"),
                     )
                 })?,
-                attr: crate::record::Attribution::default(),
+                attr: attrs.next().unwrap_or_default(),
             });
         }
         Ok(out)
+    }
+
+    /// The attribution of the rows of `runs` (`rows` of them); empty for a segment of an
+    /// earlier format.
+    fn attributions(
+        &self,
+        g: &dyn RowGroupReader,
+        runs: &[(usize, usize)],
+        rows: usize,
+    ) -> Result<Vec<Attribution>, SegmentError> {
+        if !self.has_attribution() {
+            return Ok(vec![Attribution::default(); rows]);
+        }
+        let text = |c: usize| self.optional_text(g, c, runs, rows);
+        let user = text(col::USER)?;
+        let hostname = text(col::HOSTNAME)?;
+        let nat_ip = self.optional_values::<FixedLenByteArrayType>(g, col::NAT_IP, runs, rows)?;
+        let nat_version = self.optional_values::<Int32Type>(g, col::NAT_IP_VERSION, runs, rows)?;
+        let nat_port = self.optional_u16(g, col::NAT_PORT, runs, rows)?;
+        let domain = text(col::DOMAIN)?;
+        let source = text(col::DOMAIN_SOURCE)?;
+        let qname = text(col::DNS_QNAME)?;
+        let qtype = self.optional_u16(g, col::DNS_QTYPE, runs, rows)?;
+        let mut out = Vec::with_capacity(rows);
+        let parts = user
+            .into_iter()
+            .zip(hostname)
+            .zip(nat_ip.into_iter().zip(nat_version));
+        let parts = parts.zip(domain.into_iter().zip(source).zip(qname));
+        for (r, (((user, hostname), (ip, version)), ((domain, source), qname))) in parts.enumerate()
+        {
+            let nat_ip = match (ip, version) {
+                (None, None) => None,
+                (Some(ip), Some(v @ (4 | 6))) => {
+                    let a = ip
+                        .data()
+                        .try_into()
+                        .map_err(|_| self.invalid(col::NAT_IP, format!("row {r}: not 16 bytes")))?;
+                    Some(ip_from_column(a, v == 6))
+                }
+                (_, v) => {
+                    return Err(self.invalid(
+                        col::NAT_IP_VERSION,
+                        format!("row {r}: version {v:?} does not fit the address"),
+                    ))
+                }
+            };
+            let domain_source = source
+                .map(|s| {
+                    NameSource::from_str_form(&s).ok_or_else(|| {
+                        self.invalid(col::DOMAIN_SOURCE, format!("row {r}: unknown source {s:?}"))
+                    })
+                })
+                .transpose()?;
+            out.push(Attribution {
+                user,
+                hostname,
+                nat_ip,
+                nat_port: nat_port[r],
+                domain,
+                domain_source,
+                dns_qname: qname,
+                dns_qtype: qtype[r],
+            });
+        }
+        Ok(out)
+    }
+
+    /// The values of optional column `c` at the rows of `runs` (`rows` of them), `None` where
+    /// null.
+    fn optional_values<T: DataType>(
+        &self,
+        g: &dyn RowGroupReader,
+        c: usize,
+        runs: &[(usize, usize)],
+        rows: usize,
+    ) -> Result<Vec<Option<T::T>>, SegmentError> {
+        let (vals, defs) = self.column::<T>(g, c, runs, true)?;
+        if defs.len() != rows {
+            return Err(self.invalid(c, format!("{} levels for {rows} rows", defs.len())));
+        }
+        let mut it = vals.into_iter();
+        defs.iter()
+            .enumerate()
+            .map(|(r, &d)| match d {
+                0 => Ok(None),
+                _ => it
+                    .next()
+                    .map(Some)
+                    .ok_or_else(|| self.invalid(c, format!("row {r}: value missing"))),
+            })
+            .collect()
+    }
+
+    fn optional_text(
+        &self,
+        g: &dyn RowGroupReader,
+        c: usize,
+        runs: &[(usize, usize)],
+        rows: usize,
+    ) -> Result<Vec<Option<String>>, SegmentError> {
+        self.optional_values::<ByteArrayType>(g, c, runs, rows)?
+            .into_iter()
+            .enumerate()
+            .map(|(r, v)| {
+                v.map(|v| {
+                    v.as_utf8()
+                        .map(str::to_owned)
+                        .map_err(|_| self.invalid(c, format!("row {r}: not UTF-8")))
+                })
+                .transpose()
+            })
+            .collect()
     }
 
     fn optional_u16(
@@ -393,23 +507,15 @@ impl SegmentReader {
         runs: &[(usize, usize)],
         rows: usize,
     ) -> Result<Vec<Option<u16>>, SegmentError> {
-        let (vals, defs) = self.column::<Int32Type>(g, c, runs, true)?;
-        if defs.len() != rows {
-            return Err(self.invalid(c, format!("{} levels for {rows} rows", defs.len())));
-        }
-        let mut it = vals.into_iter();
-        defs.iter()
+        self.optional_values::<Int32Type>(g, c, runs, rows)?
+            .into_iter()
             .enumerate()
-            .map(|(r, &d)| {
-                if d == 0 {
-                    return Ok(None);
-                }
-                let v = it
-                    .next()
-                    .ok_or_else(|| self.invalid(c, format!("row {r}: value missing")))?;
-                u16::try_from(v)
-                    .map(Some)
-                    .map_err(|_| self.invalid(c, format!("row {r}: value {v} out of range")))
+            .map(|(r, v)| {
+                v.map(|v| {
+                    u16::try_from(v)
+                        .map_err(|_| self.invalid(c, format!("row {r}: value {v} out of range")))
+                })
+                .transpose()
             })
             .collect()
     }

@@ -1,9 +1,9 @@
-//! The address scan: which rows of a row group hold an address, and the addresses of chosen
-//! rows, decoded from the column pages directly (a dictionary entry is tested once, rows
-//! match by dictionary index), so a query by address never materialises a value it does not
-//! need.
+//! Column scans straight from the pages: which rows of a row group hold a value (an address,
+//! an account, a name, a NAT tuple), and the addresses of chosen rows. A dictionary entry is
+//! tested once and rows match by their dictionary index, so a query never materialises a
+//! value it does not need, and a column whose dictionary holds no match is not decoded at all.
 
-use parquet::basic::Encoding;
+use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::Page;
 use parquet::file::reader::RowGroupReader;
 
@@ -12,17 +12,25 @@ use super::schema::{col, column_name};
 use super::{pq, SegmentError};
 use crate::store::varint;
 
+/// How a column's values are laid out in a page.
+#[derive(Clone, Copy)]
+enum Width {
+    /// Fixed size (INT32: 4 bytes little-endian, FIXED_LEN_BYTE_ARRAY: its length).
+    Fixed(usize),
+    /// BYTE_ARRAY: each value a u32 LE length and its bytes.
+    Var,
+}
+
 impl SegmentReader {
-    /// Rows of row group `i` whose `src_ip` or `dst_ip` satisfies `contains`. The address
-    /// columns are scanned from their pages directly: each dictionary entry is tested once and
-    /// rows are matched by their dictionary index, without materialising a value; a column
-    /// whose dictionary holds no match and whose pages are all dictionary-encoded is skipped.
+    /// Rows of row group `i` whose `src_ip` or `dst_ip` satisfies `contains`.
     pub fn address_mask(
         &self,
         i: usize,
         contains: &dyn Fn(&[u8; 16]) -> bool,
     ) -> Result<Vec<bool>, SegmentError> {
-        self.address_mask_of(i, &[col::SRC_IP, col::DST_IP], contains)
+        self.mask(i, &[col::SRC_IP, col::DST_IP], &|v| {
+            <&[u8; 16]>::try_from(v).is_ok_and(contains)
+        })
     }
 
     /// Rows of row group `i` whose `dst_ip` satisfies `contains` (as [`Self::address_mask`],
@@ -32,87 +40,157 @@ impl SegmentReader {
         i: usize,
         contains: &dyn Fn(&[u8; 16]) -> bool,
     ) -> Result<Vec<bool>, SegmentError> {
-        self.address_mask_of(i, &[col::DST_IP], contains)
+        self.mask(i, &[col::DST_IP], &|v| {
+            <&[u8; 16]>::try_from(v).is_ok_and(contains)
+        })
     }
 
-    fn address_mask_of(
+    /// Rows of row group `i` where any of `columns` holds a value satisfying `test` (nulls
+    /// never do). `test` gets a value's bytes as Parquet stores them: 16 bytes of an address,
+    /// a string's UTF-8, an INT32 as 4 bytes little-endian. Each dictionary entry is tested
+    /// once; a column whose dictionary holds no match and whose pages are all
+    /// dictionary-encoded is not decoded further.
+    pub fn mask(
         &self,
         i: usize,
         columns: &[usize],
-        contains: &dyn Fn(&[u8; 16]) -> bool,
+        test: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Vec<bool>, SegmentError> {
+        self.mask_of(i, columns, test, None)
+    }
+
+    /// Rows of row group `i` where `column` holds exactly `want` (bytes as [`Self::mask`]
+    /// tests them). As [`Self::mask`], and faster on a byte-stream-split column (`nat_port`):
+    /// its first byte stream is searched for `want`'s first byte, the other streams read only
+    /// at those positions, and the page's levels decoded only when a value matched.
+    pub fn mask_equal(
+        &self,
+        i: usize,
+        column: usize,
+        want: &[u8],
+    ) -> Result<Vec<bool>, SegmentError> {
+        self.mask_of(i, &[column], &|v| v == want, Some(want))
+    }
+
+    fn mask_of(
+        &self,
+        i: usize,
+        columns: &[usize],
+        test: &dyn Fn(&[u8]) -> bool,
+        exact: Option<&[u8]>,
     ) -> Result<Vec<bool>, SegmentError> {
         let rg = self.load(i, columns)?;
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut mask = vec![false; rows];
         for &c in columns {
-            let meta = rg.metadata().column(c);
-            let all_dict = meta.dictionary_page_offset().is_some()
-                && meta.page_encoding_stats_mask().is_some_and(|m| {
-                    m.is_only(Encoding::PLAIN_DICTIONARY) || m.is_only(Encoding::RLE_DICTIONARY)
-                });
-            let ctx = || format!("column {}", column_name(c));
-            let mut pages = rg
-                .get_column_page_reader(c)
-                .map_err(|e| pq(&self.path, ctx())(e))?;
-            let mut hits: Vec<bool> = Vec::new();
-            let mut row = 0usize;
-            while let Some(page) = pages
-                .get_next_page()
-                .map_err(|e| pq(&self.path, ctx())(e))?
-            {
-                let (values, n, encoding) = match page {
-                    Page::DictionaryPage {
-                        buf, num_values, ..
-                    } => {
-                        if buf.len() != num_values as usize * 16 {
-                            return Err(
-                                self.invalid(c, "dictionary page is not 16 bytes per value")
-                            );
-                        }
-                        hits = buf
-                            .chunks_exact(16)
-                            .map(|v| {
-                                let mut a = [0u8; 16];
-                                a.copy_from_slice(v);
-                                contains(&a)
-                            })
-                            .collect();
-                        if all_dict && !hits.contains(&true) {
-                            break; // no entry matches and every page indexes the dictionary
-                        }
-                        continue;
-                    }
-                    data => data_values(data),
-                };
-                let end = row + n;
-                let out = mask
-                    .get_mut(row..end)
-                    .ok_or_else(|| self.invalid(c, format!("pages hold more than {rows} rows")))?;
-                match encoding {
-                    Encoding::PLAIN => {
-                        if values.len() < n * 16 {
-                            return Err(self.invalid(c, format!("page at row {row} is short")));
-                        }
-                        for (m, v) in out.iter_mut().zip(values.chunks_exact(16)) {
-                            let mut a = [0u8; 16];
-                            a.copy_from_slice(v);
-                            *m |= contains(&a);
-                        }
-                    }
-                    Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                        decode_dict_indices(&values, n, |k, idx| {
-                            if hits.get(idx as usize).copied().unwrap_or(false) {
-                                out[k] = true;
-                            }
-                        })
-                        .map_err(|e| self.invalid(c, format!("page at row {row}: {e}")))?;
-                    }
-                    e => return Err(self.invalid(c, format!("unexpected page encoding {e:?}"))),
-                }
-                row = end;
-            }
+            self.mask_column(&rg, c, test, exact, &mut mask)?;
         }
         Ok(mask)
+    }
+
+    fn mask_column(
+        &self,
+        rg: &dyn RowGroupReader,
+        c: usize,
+        test: &dyn Fn(&[u8]) -> bool,
+        exact: Option<&[u8]>,
+        mask: &mut [bool],
+    ) -> Result<(), SegmentError> {
+        let meta = rg.metadata().column(c);
+        let descr = meta.column_descr();
+        let optional = descr.max_def_level() > 0;
+        let width = match descr.physical_type() {
+            PhysicalType::INT32 => Width::Fixed(4),
+            PhysicalType::FIXED_LEN_BYTE_ARRAY => {
+                Width::Fixed(usize::try_from(descr.type_length()).unwrap_or(0))
+            }
+            PhysicalType::BYTE_ARRAY => Width::Var,
+            t => return Err(self.invalid(c, format!("cannot scan a {t} column"))),
+        };
+        let all_dict = meta.dictionary_page_offset().is_some()
+            && meta.page_encoding_stats_mask().is_some_and(|m| {
+                m.is_only(Encoding::PLAIN_DICTIONARY) || m.is_only(Encoding::RLE_DICTIONARY)
+            });
+        let ctx = || format!("column {}", column_name(c));
+        let mut pages = rg
+            .get_column_page_reader(c)
+            .map_err(|e| pq(&self.path, ctx())(e))?;
+        let mut hits: Vec<bool> = Vec::new();
+        let mut row = 0usize;
+        while let Some(page) = pages
+            .get_next_page()
+            .map_err(|e| pq(&self.path, ctx())(e))?
+        {
+            let page = match page {
+                Page::DictionaryPage {
+                    buf, num_values, ..
+                } => {
+                    hits = Vec::with_capacity(num_values as usize);
+                    plain_values(&buf, num_values as usize, width, |v| hits.push(test(v)))
+                        .map_err(|e| self.invalid(c, format!("dictionary page: {e}")))?;
+                    if all_dict && !hits.contains(&true) {
+                        break; // no entry matches and every page indexes the dictionary
+                    }
+                    continue;
+                }
+                data => data,
+            };
+            let bad = |e: String| self.invalid(c, format!("page at row {row}: {e}"));
+            let page = DataPage::split(page, optional).map_err(bad)?;
+            let (n, encoding) = (page.rows, page.encoding);
+            let end = row + n;
+            let rows = mask.len();
+            let out = mask
+                .get_mut(row..end)
+                .ok_or_else(|| self.invalid(c, format!("pages hold more than {rows} rows")))?;
+            if let (Some(want), Encoding::BYTE_STREAM_SPLIT) = (exact, encoding) {
+                let found = split_equal(&page.values, want).map_err(bad)?;
+                if !found.is_empty() {
+                    mark_values(out, page.present().map_err(bad)?, &found).map_err(bad)?;
+                }
+                row = end;
+                continue;
+            }
+            let (present, values) = (page.present().map_err(bad)?, page.values);
+            let dict = matches!(
+                encoding,
+                Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+            );
+            if dict && !hits.is_empty() && !hits.contains(&false) {
+                // Every entry matches (a gateway with one outside address): the rows holding
+                // a value are the answer, without decoding an index.
+                for (k, m) in out.iter_mut().enumerate() {
+                    *m |= present.as_ref().is_none_or(|p| p[k]);
+                }
+                row = end;
+                continue;
+            }
+            // The rows holding a value, in order.
+            let mut rows_with_value = (0..n).filter(|&k| present.as_ref().is_none_or(|p| p[k]));
+            let values_n = present
+                .as_ref()
+                .map_or(n, |p| p.iter().filter(|&&x| x).count());
+            let mut take = |hit: bool| {
+                if let Some(k) = rows_with_value.next() {
+                    out[k] |= hit;
+                }
+            };
+            match encoding {
+                Encoding::PLAIN => plain_values(&values, values_n, width, |v| take(test(v))),
+                Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
+                    decode_dict_indices(&values, values_n, |_, idx| {
+                        take(hits.get(idx as usize).copied().unwrap_or(false))
+                    })
+                }
+                Encoding::BYTE_STREAM_SPLIT => {
+                    split_values(&values, values_n, width, |v| take(test(v)))
+                }
+                e => Err(format!("unexpected page encoding {e:?}")),
+            }
+            .map_err(bad)?;
+            row = end;
+        }
+        Ok(())
     }
 
     /// Values of address column `c` (16-byte form) at the rows of `runs` (ascending, disjoint),
@@ -174,7 +252,11 @@ impl SegmentReader {
                     dict = buf;
                     continue;
                 }
-                data => data_values(data),
+                data => {
+                    let page = DataPage::split(data, false)
+                        .map_err(|e| self.invalid(c, format!("page at row {row}: {e}")))?;
+                    (page.values, page.rows, page.encoding)
+                }
             };
             // Rows of this page inside a run, in order.
             let mut r = ri;
@@ -234,12 +316,23 @@ impl SegmentReader {
 
 /// Decodes `n` dictionary indices of a data page (bit width byte, then the RLE/bit-packed
 /// hybrid of the Parquet spec), calling `f(position, index)` for each.
-fn decode_dict_indices(buf: &[u8], n: usize, mut f: impl FnMut(usize, u32)) -> Result<(), String> {
-    let (&width, mut rest) = buf.split_first().ok_or("empty page")?;
-    let width = u32::from(width);
+fn decode_dict_indices(buf: &[u8], n: usize, f: impl FnMut(usize, u32)) -> Result<(), String> {
+    let (&width, rest) = buf.split_first().ok_or("empty page")?;
+    decode_rle(rest, u32::from(width), n, f).map(|_| ())
+}
+
+/// Decodes `n` values of `width` bits in the RLE/bit-packed hybrid of the Parquet spec (no
+/// length prefix), calling `f(position, value)` for each; returns the bytes used.
+fn decode_rle(
+    buf: &[u8],
+    width: u32,
+    n: usize,
+    mut f: impl FnMut(usize, u32),
+) -> Result<usize, String> {
     if width > 32 {
         return Err(format!("bit width {width}"));
     }
+    let mut rest = buf;
     let mut k = 0;
     while k < n {
         let (header, used) = varint::get::<u64>(rest).map_err(|e| format!("run header {e}"))?;
@@ -288,38 +381,181 @@ fn decode_dict_indices(buf: &[u8], n: usize, mut f: impl FnMut(usize, u32)) -> R
             }
         }
     }
+    Ok(buf.len() - rest.len())
+}
+
+/// Calls `f` with each of `n` PLAIN-encoded values of `buf`.
+fn plain_values(
+    buf: &[u8],
+    n: usize,
+    width: Width,
+    mut f: impl FnMut(&[u8]),
+) -> Result<(), String> {
+    match width {
+        Width::Fixed(w) => {
+            let all = n
+                .checked_mul(w)
+                .and_then(|b| buf.get(..b))
+                .ok_or("values cut")?;
+            all.chunks_exact(w.max(1)).for_each(f);
+        }
+        Width::Var => {
+            let mut rest = buf;
+            for _ in 0..n {
+                let (len, tail) = rest.split_first_chunk::<4>().ok_or("value length cut")?;
+                let len = u32::from_le_bytes(*len) as usize;
+                let v = tail.get(..len).ok_or("value cut")?;
+                f(v);
+                rest = &tail[len..];
+            }
+        }
+    }
     Ok(())
 }
 
-/// The values of a data page (v1 or v2, level bytes skipped), their count and encoding.
-fn data_values(page: Page) -> (bytes::Bytes, usize, Encoding) {
-    match page {
-        Page::DataPageV2 {
-            buf,
-            num_values,
-            encoding,
-            def_levels_byte_len,
-            rep_levels_byte_len,
-            ..
-        } => {
-            let skip = (def_levels_byte_len + rep_levels_byte_len) as usize;
-            (
-                buf.slice(skip.min(buf.len())..),
-                num_values as usize,
+/// Calls `f` with each of `n` BYTE_STREAM_SPLIT-encoded values of `buf` (byte `j` of value
+/// `k` at `j * n + k`).
+fn split_values(
+    buf: &[u8],
+    n: usize,
+    width: Width,
+    mut f: impl FnMut(&[u8]),
+) -> Result<(), String> {
+    let Width::Fixed(w) = width else {
+        return Err("byte-stream-split on a variable-length column".into());
+    };
+    if n.checked_mul(w).is_none_or(|b| b > buf.len()) {
+        return Err("values cut".into());
+    }
+    let mut v = vec![0u8; w];
+    for k in 0..n {
+        for (j, b) in v.iter_mut().enumerate() {
+            *b = buf[j * n + k];
+        }
+        f(&v);
+    }
+    Ok(())
+}
+
+/// A data page's parts: its definition levels, undecoded (`None` for a required column), its
+/// value bytes, its row count and its value encoding.
+struct DataPage {
+    levels: Option<bytes::Bytes>,
+    values: bytes::Bytes,
+    rows: usize,
+    encoding: Encoding,
+}
+
+impl DataPage {
+    fn split(page: Page, optional: bool) -> Result<Self, String> {
+        let (levels, values, rows, encoding) = match page {
+            Page::DataPage {
+                buf,
+                num_values,
                 encoding,
-            )
-        }
-        Page::DataPage {
-            buf,
-            num_values,
+                ..
+            } => {
+                let n = num_values as usize;
+                if !optional {
+                    return Ok(DataPage {
+                        levels: None,
+                        values: buf,
+                        rows: n,
+                        encoding,
+                    });
+                }
+                // v1: the levels are prefixed by their length (u32 LE).
+                let (len, _) = buf.split_first_chunk::<4>().ok_or("levels cut")?;
+                let len = u32::from_le_bytes(*len) as usize;
+                let end = 4usize
+                    .checked_add(len)
+                    .filter(|&e| e <= buf.len())
+                    .ok_or("levels cut")?;
+                (buf.slice(4..end), buf.slice(end..), n, encoding)
+            }
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                let rep = rep_levels_byte_len as usize;
+                let end = rep
+                    .checked_add(def_levels_byte_len as usize)
+                    .filter(|&e| e <= buf.len())
+                    .ok_or("levels cut")?;
+                (
+                    buf.slice(rep..end),
+                    buf.slice(end..),
+                    num_values as usize,
+                    encoding,
+                )
+            }
+            Page::DictionaryPage { .. } => return Err("a second dictionary page".into()),
+        };
+        Ok(DataPage {
+            levels: optional.then_some(levels),
+            values,
+            rows,
             encoding,
-            ..
+        })
+    }
+
+    /// Per row, whether it holds a value; `None` for a required column (every row does).
+    fn present(&self) -> Result<Option<Vec<bool>>, String> {
+        let Some(levels) = &self.levels else {
+            return Ok(None);
+        };
+        let mut present = vec![false; self.rows];
+        decode_rle(levels, 1, self.rows, |k, d| present[k] = d > 0)?;
+        Ok(Some(present))
+    }
+}
+
+/// The positions, among the values of a byte-stream-split page, of those equal to `want`
+/// (its width the column's): the first stream is searched for `want[0]`, the others read only
+/// where it matched.
+fn split_equal(buf: &[u8], want: &[u8]) -> Result<Vec<usize>, String> {
+    let w = want.len();
+    if w == 0 || !buf.len().is_multiple_of(w) {
+        return Err(format!(
+            "{} bytes of byte-stream-split values of width {w}",
+            buf.len()
+        ));
+    }
+    let n = buf.len() / w;
+    let first = &buf[..n];
+    Ok(first
+        .iter()
+        .enumerate()
+        .filter(|&(k, &b)| b == want[0] && (1..w).all(|j| buf[j * n + k] == want[j]))
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// Marks the rows holding the values at positions `found` (ascending) among the rows that
+/// hold a value (`present`; every row for a required column).
+fn mark_values(
+    out: &mut [bool],
+    present: Option<Vec<bool>>,
+    found: &[usize],
+) -> Result<(), String> {
+    let mut want = found.iter().copied().peekable();
+    let mut value = 0usize;
+    for (k, m) in out.iter_mut().enumerate() {
+        if present.as_ref().is_some_and(|p| !p[k]) {
+            continue;
         }
-        | Page::DictionaryPage {
-            buf,
-            num_values,
-            encoding,
-            ..
-        } => (buf, num_values as usize, encoding),
+        if want.peek() == Some(&value) {
+            *m = true;
+            want.next();
+        }
+        value += 1;
+    }
+    match want.next() {
+        Some(v) => Err(format!("value {v} past the {value} the levels announce")),
+        None => Ok(()),
     }
 }

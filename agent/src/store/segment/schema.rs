@@ -26,15 +26,32 @@ pub const SCHEMA: &str = "message xdp_audit_flow {
   required binary end_reason (STRING);
   required int64 dropped (INTEGER(64,false));
   optional binary rule (STRING);
+  optional binary user (STRING);
+  optional binary hostname (STRING);
+  optional fixed_len_byte_array(16) nat_ip;
+  optional int32 nat_ip_version (INTEGER(8,false));
+  optional int32 nat_port (INTEGER(16,false));
+  optional binary domain (STRING);
+  optional binary domain_source (STRING);
+  optional binary dns_qname (STRING);
+  optional int32 dns_qtype (INTEGER(16,false));
 }";
 
-/// The first segment schema, before the list columns: still read, never written.
-pub(super) fn schema_v1() -> String {
-    SCHEMA
-        .lines()
-        .filter(|l| !l.contains(" dropped ") && !l.contains(" rule "))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The value of the `xdp-audit.format` metadata key this code writes.
+pub const FORMAT: &str = "5";
+
+/// Column counts of every schema this code reads, newest first. Each schema is the first
+/// columns of the next: 31 (format 5, with the attribution), 22 (formats 3 and 4, with the
+/// list columns), 20 (format 1). Older ones are read, never written.
+pub const COLUMN_COUNTS: [usize; 3] = [col::COUNT, col::COUNT_V4, col::COUNT_V1];
+
+/// The schema of the first `columns` columns of [`SCHEMA`] (a schema of an earlier format).
+pub(super) fn schema_prefix(columns: usize) -> String {
+    let mut lines: Vec<&str> = SCHEMA.lines().collect();
+    let last = lines.pop().unwrap_or("}");
+    lines.truncate(columns + 1);
+    lines.push(last);
+    lines.join("\n")
 }
 
 /// Column indexes in [`SCHEMA`].
@@ -83,8 +100,28 @@ pub mod col {
     pub const DROPPED: usize = 20;
     /// `rule`.
     pub const RULE: usize = 21;
+    /// `user`.
+    pub const USER: usize = 22;
+    /// `hostname`.
+    pub const HOSTNAME: usize = 23;
+    /// `nat_ip`.
+    pub const NAT_IP: usize = 24;
+    /// `nat_ip_version`.
+    pub const NAT_IP_VERSION: usize = 25;
+    /// `nat_port`.
+    pub const NAT_PORT: usize = 26;
+    /// `domain`.
+    pub const DOMAIN: usize = 27;
+    /// `domain_source`.
+    pub const DOMAIN_SOURCE: usize = 28;
+    /// `dns_qname`.
+    pub const DNS_QNAME: usize = 29;
+    /// `dns_qtype`.
+    pub const DNS_QTYPE: usize = 30;
     /// Number of columns.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 31;
+    /// Number of columns of formats 3 and 4 (before the attribution columns).
+    pub const COUNT_V4: usize = 22;
     /// Number of columns of the first schema (before `dropped` and `rule`).
     pub const COUNT_V1: usize = 20;
 }
@@ -150,6 +187,39 @@ pub fn column_name(c: usize) -> &'static str {
         "end_reason",
         "dropped",
         "rule",
+        "user",
+        "hostname",
+        "nat_ip",
+        "nat_ip_version",
+        "nat_port",
+        "domain",
+        "domain_source",
+        "dns_qname",
+        "dns_qtype",
     ];
     NAMES.get(c).copied().unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_names_follow_the_schema_and_earlier_schemas_are_its_prefixes() {
+        let schema = parquet::schema::parser::parse_message_type(SCHEMA).expect("schema parses");
+        let fields = schema.get_fields();
+        assert_eq!(fields.len(), col::COUNT);
+        for (c, f) in fields.iter().enumerate() {
+            assert_eq!(f.name(), column_name(c), "column {c}");
+        }
+        for n in COLUMN_COUNTS {
+            let s = parquet::schema::parser::parse_message_type(&schema_prefix(n))
+                .unwrap_or_else(|e| panic!("schema of {n} columns: {e}"));
+            assert_eq!(s.get_fields().len(), n);
+            assert_eq!(s.get_fields(), &fields[..n], "{n} columns");
+        }
+        // Format 1 ends before the list columns, format 4 before the attribution.
+        assert!(!schema_prefix(col::COUNT_V1).contains(" dropped "));
+        assert!(schema_prefix(col::COUNT_V4).ends_with("optional binary rule (STRING);\n}"));
+    }
 }

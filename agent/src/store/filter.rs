@@ -1,0 +1,325 @@
+//! What a query looks for ([`Filter`]) and the parsers of its values: times, the NAT outside
+//! tuple ([`NatFilter`]), domain names ([`DomainFilter`]). A record matches when every set
+//! condition holds; [`Filter::matches`] is the one definition every path (segments, journals,
+//! tests) is held to.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use super::address::ip_to_column;
+use crate::net::Net;
+use crate::record::{FlowRecord, Mac};
+
+/// The `--ip` / `--cidr` filter: the one prefix type ([`crate::net::Prefix`]), parsed as list
+/// files are (strictly: host bits set after the prefix is an error).
+pub use crate::net::Prefix as Cidr;
+
+/// Whether the 16-byte column form of an address is inside `net` (a prefix in column form,
+/// [`Cidr::to_v6_mapped`]).
+pub fn in_column(net: Net<u128>, a: &[u8; 16]) -> bool {
+    net.contains(u128::from_be_bytes(*a))
+}
+
+/// What to look for. Every set condition must hold.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Either address inside this prefix (`--ip` is a host prefix).
+    pub cidr: Option<Cidr>,
+    /// Either port equal (ICMP: type or code).
+    pub port: Option<u16>,
+    /// Either MAC equal.
+    pub mac: Option<Mac>,
+    /// IP protocol number.
+    pub proto: Option<u8>,
+    /// Flows active at or after this time (Unix ns): newest packet >= since.
+    pub since_ns: Option<i64>,
+    /// Flows active before this time (Unix ns): first packet < until.
+    pub until_ns: Option<i64>,
+    /// The subscriber account, exactly (case counts: accounts are identifiers).
+    pub user: Option<String>,
+    /// The domain or the DNS question name is this name or a name under it.
+    pub domain: Option<DomainFilter>,
+    /// The NAT outside address (and port).
+    pub nat: Option<NatFilter>,
+    /// Ignore the segments' address index and test every row group's address columns, as for
+    /// segments written before the index existed: the baseline of the store benchmark, and
+    /// the reference the index is tested against. Same results, slower.
+    pub ignore_index: bool,
+}
+
+impl Filter {
+    /// Whether a record matches.
+    pub fn matches(&self, r: &FlowRecord) -> bool {
+        if let Some(c) = self.cidr {
+            let net = c.to_v6_mapped();
+            if !in_column(net, &ip_to_column(r.src_ip)) && !in_column(net, &ip_to_column(r.dst_ip))
+            {
+                return false;
+            }
+        }
+        self.port.is_none_or(|p| r.src_port == p || r.dst_port == p)
+            && self.mac.is_none_or(|m| r.src_mac == m || r.dst_mac == m)
+            && self.proto.is_none_or(|p| r.proto == p)
+            && self.overlaps(r.time_start_ns, r.time_end_ns.max(r.time_start_ns))
+            && self
+                .user
+                .as_deref()
+                .is_none_or(|u| r.attr.user.as_deref() == Some(u))
+            && self.domain.as_ref().is_none_or(|d| {
+                [&r.attr.domain, &r.attr.dns_qname]
+                    .into_iter()
+                    .flatten()
+                    .any(|n| d.matches(n.as_bytes()))
+            })
+            && self
+                .nat
+                .is_none_or(|n| n.matches(r.attr.nat_ip, r.attr.nat_port))
+    }
+
+    /// Whether the time range `[min, max]` can hold a matching record.
+    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+        self.since_ns.is_none_or(|s| max >= s) && self.until_ns.is_none_or(|u| min < u)
+    }
+
+    /// Whether the filter asks for a field of the attribution (none of which a segment of an
+    /// earlier format, or a record without attribution, has).
+    pub fn needs_attribution(&self) -> bool {
+        self.user.is_some() || self.domain.is_some() || self.nat.is_some()
+    }
+}
+
+/// The `--nat` filter: the NAT outside address, and the port if given. IPv4 and the
+/// IPv4-mapped IPv6 form of the same address match each other, as `--ip` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatFilter {
+    /// The outside address.
+    pub ip: IpAddr,
+    /// The outside port, if given.
+    pub port: Option<u16>,
+}
+
+impl NatFilter {
+    /// The outside address in the 16-byte column form.
+    pub fn column(&self) -> [u8; 16] {
+        ip_to_column(self.ip)
+    }
+
+    /// Whether a record's NAT address and port match.
+    pub fn matches(&self, ip: Option<IpAddr>, port: Option<u16>) -> bool {
+        ip.is_some_and(|ip| ip_to_column(ip) == self.column())
+            && self.port.is_none_or(|p| port == Some(p))
+    }
+}
+
+impl FromStr for NatFilter {
+    type Err = String;
+
+    /// `203.0.113.5`, `203.0.113.5:40001`, `2001:db8::5`, `[2001:db8::5]:40001`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "write ADDRESS or ADDRESS:PORT (`203.0.113.5:40001`, IPv6 in brackets: `[2001:db8::5]:40001`)";
+        let (addr, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (addr, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: `[` without `]`; {form}"))?;
+            match after {
+                "" => (addr, None),
+                p => match p.strip_prefix(':') {
+                    Some(p) => (addr, Some(p)),
+                    None => return Err(format!("{s:?}: {p:?} after `]`; {form}")),
+                },
+            }
+        } else if s.matches(':').count() == 1 {
+            let (a, p) = s.split_once(':').unwrap_or((s, ""));
+            (a, Some(p))
+        } else {
+            (s, None)
+        };
+        if addr.is_empty() {
+            return Err(format!(
+                "{s:?}: no address; a port alone would match that port on every outside address, {form}"
+            ));
+        }
+        let ip = crate::net::parse_addr(addr).map_err(|e| format!("{s:?}: {e}; {form}"))?;
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("{s:?}: port {p:?} is not a number 0-65535; {form}"))
+            })
+            .transpose()?;
+        Ok(NatFilter { ip, port })
+    }
+}
+
+/// The `--domain` filter: a name, normalised as list files normalise names (lower case,
+/// punycode, no trailing dot), matching itself and every name under it, label by label:
+/// `example.com` matches `www.example.com`, never `badexample.com`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainFilter(Box<str>);
+
+impl DomainFilter {
+    /// The normalised name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `name` (as stored: lower case, no trailing dot; both are tolerated) is this
+    /// name or under it.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        let want = self.0.as_bytes();
+        let Some(cut) = name.len().checked_sub(want.len()) else {
+            return false;
+        };
+        name[cut..].eq_ignore_ascii_case(want) && (cut == 0 || name[cut - 1] == b'.')
+    }
+}
+
+impl FromStr for DomainFilter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::blocklist::domain::normalize_domain(s)
+            .map(DomainFilter)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Parses `--since`/`--until`/`--at`: RFC 3339 (`2026-05-03T14:00:00Z`,
+/// `2026-05-03T16:00:00+02:00`) or a span before `now_ns` (`2h`, `90m`, `7d`, `1h30m`: see
+/// [`crate::span`]).
+pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"));
+    }
+    if s.len() >= 10 && s.as_bytes()[4] == b'-' {
+        return Err(format!(
+            "{s:?} is not an RFC 3339 time with a UTC offset: write it like 2026-05-03T14:00:00Z or 2026-05-03T16:00:00+02:00"
+        ));
+    }
+    // A bare number is a span of seconds to `span::parse`, but as a time it could as well be a
+    // year or a date: refuse it rather than guess.
+    if s.trim().bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{s:?} is ambiguous as a time: give a unit for a span ago (2h, {s}s) or an RFC 3339 time (2026-05-03T14:00:00Z)"
+        ));
+    }
+    let ago = crate::span::parse_ns(s).map_err(|e| {
+        format!("{s:?} is neither an RFC 3339 time with offset (2026-05-03T14:00:00Z) nor a span like 2h: {e}")
+    })?;
+    Ok(now_ns.saturating_sub(ago))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_and_spans_parse_and_match() {
+        let c: Cidr = "10.1.0.0/16".parse().expect("cidr");
+        let col = |ip: &str| ip_to_column(ip.parse().expect("ip"));
+        let n = c.to_v6_mapped();
+        assert!(in_column(n, &col("10.1.200.3")));
+        assert!(in_column(n, &col("10.1.0.0")));
+        assert!(!in_column(n, &col("10.2.0.1")));
+        assert!(!in_column(n, &col("10.0.255.255")));
+        let v6: Cidr = "2001:db8::/32".parse().expect("cidr6");
+        assert!(in_column(v6.to_v6_mapped(), &col("2001:db8:1::5")));
+        assert!(!in_column(v6.to_v6_mapped(), &col("::ffff:10.1.0.1")));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("10.1.2.3/16".parse::<Cidr>().is_err(), "host bits set");
+        assert!("nonsense".parse::<Cidr>().is_err());
+        assert!(parse_time("2", 0).is_err(), "a bare number is no time");
+        assert!(parse_time("2 parsecs", 0).is_err());
+        assert_eq!(parse_time("2h", 10_000_000_000_000), Ok(2_800_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z", 0), Ok(1_000_000_000));
+        assert!(
+            parse_time("2026-05-03T14:00:00", 0).is_err(),
+            "no offset must be refused"
+        );
+    }
+
+    #[test]
+    fn nat_tuples_parse_in_every_written_form_and_junk_is_refused() {
+        let nat = |s: &str| s.parse::<NatFilter>();
+        let v4: IpAddr = "203.0.113.5".parse().expect("ip");
+        let v6: IpAddr = "2001:db8::5".parse().expect("ip");
+        assert_eq!(nat("203.0.113.5"), Ok(NatFilter { ip: v4, port: None }));
+        assert_eq!(
+            nat("203.0.113.5:40001"),
+            Ok(NatFilter {
+                ip: v4,
+                port: Some(40001)
+            })
+        );
+        assert_eq!(nat("2001:db8::5"), Ok(NatFilter { ip: v6, port: None }));
+        assert_eq!(nat("[2001:db8::5]"), Ok(NatFilter { ip: v6, port: None }));
+        assert_eq!(
+            nat("[2001:db8::5]:0"),
+            Ok(NatFilter {
+                ip: v6,
+                port: Some(0)
+            })
+        );
+        for (bad, says) in [
+            (":40001", "no address"),
+            ("203.0.113.5:", "port \"\""),
+            ("203.0.113.5:65536", "65536"),
+            ("203.0.113.5:http", "\"http\""),
+            ("203.0.113.256", "over 255"),
+            ("[2001:db8::5", "without `]`"),
+            ("[2001:db8::5]40001", "after `]`"),
+            ("2001:db8::5:40001:x", "IPv6"),
+            ("", "no address"),
+        ] {
+            let err = nat(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_nat_address_matches_its_mapped_form_and_a_port_needs_an_address() {
+        let f: NatFilter = "203.0.113.5:40001".parse().expect("nat");
+        let v4: IpAddr = "203.0.113.5".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:203.0.113.5".parse().expect("ip");
+        assert!(f.matches(Some(v4), Some(40001)));
+        assert!(f.matches(Some(mapped), Some(40001)));
+        assert!(!f.matches(Some(v4), Some(40002)));
+        assert!(!f.matches(Some(v4), None));
+        assert!(!f.matches(None, Some(40001)), "a port without an address");
+        let any_port = NatFilter { ip: v4, port: None };
+        assert!(any_port.matches(Some(v4), None));
+        assert!(!any_port.matches(Some("203.0.113.6".parse().expect("ip")), None));
+    }
+
+    #[test]
+    fn a_domain_matches_itself_and_names_under_it_label_by_label() {
+        let d: DomainFilter = "Example.COM.".parse().expect("domain");
+        assert_eq!(d.as_str(), "example.com");
+        for yes in [
+            "example.com",
+            "www.example.com",
+            "a.b.example.com",
+            "WWW.Example.Com",
+            "example.com.",
+        ] {
+            assert!(d.matches(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "badexample.com",
+            "example.co",
+            "com",
+            "example.com.evil",
+            "xexample.com",
+            "",
+            ".example.co",
+        ] {
+            assert!(!d.matches(no.as_bytes()), "{no}");
+        }
+        let idn: DomainFilter = "bücher.de".parse().expect("idn");
+        assert_eq!(idn.as_str(), "xn--bcher-kva.de");
+        assert!(idn.matches(b"shop.xn--bcher-kva.de"));
+        for bad in ["", "a..b", "exa mple.com", "*.example.com"] {
+            assert!(bad.parse::<DomainFilter>().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Real servers in the lab's internet namespace: HTTPS (`openssl s_server` with a certificate
+//! made at test time) and plain HTTP (`python3 -m http.server`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::lab::{self, require, sh, Lab};
+
+/// Makes a self-signed certificate for `name` (P-256, one day, the name as CN and SAN) in
+/// `dir` and serves HTTPS with it on the internet server's port 443 (`openssl s_server -www`).
+/// Returns the certificate, for the client's `--cacert`.
+pub fn https(lab: &mut Lab, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    require("openssl", "openssl")?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    sh(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert))
+    .context("make the test certificate")?;
+    let (cert_s, key_s) = (
+        cert.to_str().context("temp path not UTF-8")?,
+        key.to_str().context("temp path not UTF-8")?,
+    );
+    lab.spawn(
+        &lab.internet.clone(),
+        "openssl",
+        &[
+            "s_server",
+            "-accept",
+            &format!("{}:443", lab::SERVER_V4),
+            "-cert",
+            cert_s,
+            "-key",
+            key_s,
+            "-www",
+            "-quiet",
+        ],
+    )?;
+    lab.wait_tcp(lab::SERVER_V4, 443, Duration::from_secs(10))?;
+    Ok(cert)
+}
+
+/// Serves `dir` over HTTP on the internet server's port 80, IPv4 and IPv6
+/// (`python3 -m http.server`).
+pub fn http(lab: &mut Lab, dir: &Path) -> anyhow::Result<()> {
+    require("python3", "python3")?;
+    lab.spawn(
+        &lab.internet.clone(),
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "::",
+            "--directory",
+            dir.to_str().context("temp path not UTF-8")?,
+        ],
+    )?;
+    lab.wait_tcp(lab::SERVER_V4, 80, Duration::from_secs(10))
+}
