@@ -117,6 +117,9 @@ pub fn filter_text(f: &Filter) -> String {
         proto,
         since_ns,
         until_ns,
+        user,
+        domain,
+        nat,
         ignore_index: _,
     } = f;
     let mut parts = Vec::new();
@@ -131,6 +134,19 @@ pub fn filter_text(f: &Filter) -> String {
     }
     if let Some(p) = proto {
         parts.push(format!("proto={}", proto_name(*p)));
+    }
+    if let Some(u) = user {
+        parts.push(format!("user={u}"));
+    }
+    if let Some(d) = domain {
+        parts.push(format!("domain={}", d.as_str()));
+    }
+    if let Some(n) = nat {
+        let addr = std::net::SocketAddr::new(n.ip, n.port.unwrap_or(0));
+        parts.push(match n.port {
+            Some(_) => format!("nat={addr}"),
+            None => format!("nat={}", n.ip),
+        });
     }
     if let Some(t) = since_ns {
         parts.push(format!("since={}", rfc3339_ns(*t)));
@@ -211,12 +227,20 @@ mod tests {
             proto: Some(6),
             since_ns: Some(1_700_000_000_000_000_000),
             until_ns: Some(1_700_003_600_000_000_000),
+            user: Some("alice".into()),
+            domain: Some("Example.COM.".parse().expect("domain")),
+            nat: Some("[2001:db8::1]:40000".parse().expect("nat")),
             ignore_index: true,
         };
         assert_eq!(
             filter_text(&f),
-            "cidr=10.1.0.0/16 port=443 mac=3c:22:fb:00:00:2a proto=tcp since=2023-11-14T22:13:20.000000000Z until=2023-11-14T23:13:20.000000000Z"
+            "cidr=10.1.0.0/16 port=443 mac=3c:22:fb:00:00:2a proto=tcp user=alice domain=example.com nat=[2001:db8::1]:40000 since=2023-11-14T22:13:20.000000000Z until=2023-11-14T23:13:20.000000000Z"
         );
+        let ip_only = Filter {
+            nat: Some("203.0.113.7".parse().expect("nat")),
+            ..Filter::default()
+        };
+        assert_eq!(filter_text(&ip_only), "nat=203.0.113.7");
     }
 
     #[test]
