@@ -82,6 +82,9 @@ fn check<K>(map: &MapData, table: &'static str) -> Result<(), FlowTableError> {
 }
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+/// `BPF_NOEXIST`: create only.
+const BPF_NOEXIST: u64 = 1;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
@@ -166,12 +169,22 @@ struct ElemAttr {
 }
 
 fn call(fd: BorrowedFd<'_>, cmd: libc::c_long, key: u64, value: u64) -> io::Result<()> {
+    call_flags(fd, cmd, key, value, 0)
+}
+
+fn call_flags(
+    fd: BorrowedFd<'_>,
+    cmd: libc::c_long,
+    key: u64,
+    value: u64,
+    flags: u64,
+) -> io::Result<()> {
     let attr = ElemAttr {
         map_fd: fd.as_raw_fd() as u32,
         _pad: 0,
         key,
         value,
-        flags: 0,
+        flags,
     };
     // SAFETY: `attr` is a valid bpf_attr prefix; key/value point to buffers of the map's key
     // and value sizes, owned by the caller for the call's duration.
@@ -317,6 +330,23 @@ impl FlowTable<'_> {
     /// The entry of `key`, if present.
     pub fn get(&self, key: &FlowKey) -> io::Result<Option<FlowValue>> {
         self.elem(BPF_MAP_LOOKUP_ELEM, key)
+    }
+
+    /// Creates the entry of `key` (an upgrade migrating flows into a new table); an entry
+    /// the program created meanwhile is left as it is (`Ok(false)`).
+    pub fn insert(&self, key: &FlowKey, value: &FlowValue) -> io::Result<bool> {
+        let value = value as *const FlowValue as u64;
+        let r = if key.family == family::V4 {
+            let k = FlowKey4::from_key(key);
+            call_flags(self.v4, BPF_MAP_UPDATE_ELEM, &k as *const _ as u64, value, BPF_NOEXIST)
+        } else {
+            call_flags(self.v6, BPF_MAP_UPDATE_ELEM, key as *const _ as u64, value, BPF_NOEXIST)
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes the entry of `key` and returns its final state, atomically.

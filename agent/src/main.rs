@@ -35,6 +35,9 @@ enum Command {
     /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
     #[command(long_about = xdp_audit::cmd::verify::LONG_ABOUT)]
     Verify(xdp_audit::cmd::verify::VerifyArgs),
+    /// Remove a pinned agent instance: its XDP program, links and maps.
+    #[command(long_about = xdp_audit::cmd::detach::LONG_ABOUT)]
+    Detach(xdp_audit::cmd::detach::DetachArgs),
     /// Create an ed25519 key pair for signing the audit chain.
     #[command(long_about = xdp_audit::cmd::keygen::LONG_ABOUT)]
     Keygen(xdp_audit::cmd::keygen::KeygenArgs),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Export(args) => xdp_audit::cmd::export::main(args),
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
+        Command::Detach(args) => xdp_audit::cmd::detach::main(args),
     };
     result.unwrap_or_else(|err| fail(&err))
 }

@@ -1,6 +1,7 @@
 //! One module per `xdp-audit` subcommand: its arguments and its `main`.
 
 pub mod blocklist;
+pub mod detach;
 pub mod export;
 pub mod keygen;
 pub mod query;

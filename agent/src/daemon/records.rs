@@ -13,7 +13,9 @@ use tracing::{error, warn};
 use super::lists::{ListsShared, RuleBook};
 use super::queue::{Msg, PipelineCounters, PipelineStats, QueueRx};
 use super::{DaemonError, Summary};
+use crate::clock::ClockSource;
 use crate::flowtable::FlowMaps;
+use crate::loader::upgrade::Retired;
 use crate::sink::RecordSink;
 use crate::status::Snapshot;
 use crate::sweeper::Sweeper;
@@ -35,6 +37,10 @@ pub(crate) struct StatusInputs {
 /// The records stage's state.
 pub(crate) struct Records {
     pub(crate) sweeper: Sweeper,
+    /// What a replaced layout's maps held: written before anything else.
+    pub(crate) retired: Option<Retired>,
+    /// With a pinned program: the clocks to hand the open flows over with at the stop.
+    pub(crate) hand_over: Option<Arc<dyn ClockSource>>,
     pub(crate) sink: Box<dyn RecordSink>,
     pub(crate) flows: FlowMaps,
     pub(crate) rules: Arc<RuleBook>,
@@ -50,6 +56,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("xdp-audit-records".into())
         .spawn(move || {
+            records.write_retired();
             while let Some(msg) = rx.recv_blocking() {
                 records.handle(msg, rx.counters());
             }
@@ -58,6 +65,18 @@ pub(crate) fn spawn(
 }
 
 impl Records {
+    /// The events and flows of a replaced layout's maps, before the new ring's.
+    fn write_retired(&mut self) {
+        let Some(r) = self.retired.take() else { return };
+        self.sweeper.seed(&r.seed);
+        for ev in r.events {
+            self.sweeper
+                .on_event(ev, self.sink.as_mut(), self.rules.as_ref());
+        }
+        self.sweeper
+            .write_retired(&r.flows, self.sink.as_mut(), self.rules.as_ref());
+    }
+
     fn handle(&mut self, msg: Msg, counters: &PipelineCounters) {
         match msg {
             Msg::Events(batch) => {
@@ -121,12 +140,19 @@ impl Records {
         }
     }
 
-    /// Writes every flow left (the program is detached) and closes the sink.
+    /// Writes every flow left (the program is detached) or hands the open ones over (it
+    /// stays attached), and closes the sink.
     fn finish(mut self, pipeline: PipelineStats) -> Result<Summary, DaemonError> {
         let table = self.flows.table();
-        self.sweeper
-            .flush(table, self.sink.as_mut(), self.rules.as_ref())
-            .map_err(DaemonError::Flush)?;
+        let (sink, names) = (self.sink.as_mut(), self.rules.as_ref());
+        match &self.hand_over {
+            Some(clocks) => {
+                let now = clocks.monotonic_ns();
+                self.sweeper.hand_over(table, sink, names, now)
+            }
+            None => self.sweeper.flush(table, sink, names),
+        }
+        .map_err(DaemonError::Flush)?;
         self.sink.close().map_err(DaemonError::Close)?;
         Ok(Summary {
             flows: self.sweeper.stats,
