@@ -81,7 +81,9 @@ fn read_sorted<K: Ord, I>(
 ) -> Result<Vec<(K, RuleId)>, EnforceError> {
     let mut out = Vec::new();
     for e in entries {
-        out.push(convert(e.map_err(|source| EnforceError::Read { map, source })?));
+        out.push(convert(
+            e.map_err(|source| EnforceError::Read { map, source })?,
+        ));
     }
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)

@@ -338,9 +338,21 @@ impl FlowTable<'_> {
         let value = value as *const FlowValue as u64;
         let r = if key.family == family::V4 {
             let k = FlowKey4::from_key(key);
-            call_flags(self.v4, BPF_MAP_UPDATE_ELEM, &k as *const _ as u64, value, BPF_NOEXIST)
+            call_flags(
+                self.v4,
+                BPF_MAP_UPDATE_ELEM,
+                &k as *const _ as u64,
+                value,
+                BPF_NOEXIST,
+            )
         } else {
-            call_flags(self.v6, BPF_MAP_UPDATE_ELEM, key as *const _ as u64, value, BPF_NOEXIST)
+            call_flags(
+                self.v6,
+                BPF_MAP_UPDATE_ELEM,
+                key as *const _ as u64,
+                value,
+                BPF_NOEXIST,
+            )
         };
         match r {
             Ok(()) => Ok(true),

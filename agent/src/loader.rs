@@ -214,7 +214,10 @@ impl PinnedMaps {
             let data = MapData::from_pin(&path).map_err(|e| pin_err(&path, e.to_string()))?;
             if let Some(l) = layout {
                 let def = l.get(&name).ok_or_else(|| {
-                    pin_err(&path, format!("no map {name} in layout {}", l.fingerprint()))
+                    pin_err(
+                        &path,
+                        format!("no map {name} in layout {}", l.fingerprint()),
+                    )
                 })?;
                 l.check(def, &data)
                     .map_err(|e| pin_err(&path, e.to_string()))?;

@@ -447,7 +447,15 @@ impl Sweeper {
         for f in flows {
             match f.after {
                 Some(copy) => {
-                    self.write(sink, &f.key, &f.value, &copy, EndReason::Active, None, names);
+                    self.write(
+                        sink,
+                        &f.key,
+                        &f.value,
+                        &copy,
+                        EndReason::Active,
+                        None,
+                        names,
+                    );
                 }
                 None => {
                     let reported = self.forget(&f.key).reported;

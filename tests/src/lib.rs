@@ -6,4 +6,6 @@ pub mod agent;
 pub mod lab;
 pub mod netns;
 pub mod pcap;
+pub mod pins;
+pub mod traffic;
 pub mod wait;

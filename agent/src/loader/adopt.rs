@@ -242,7 +242,10 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
     if !old_dir.is_dir() {
         return Err(StartError::Inconsistent {
             dir: spec.pins.dir().to_owned(),
-            what: format!("the state names layout {} but its maps are gone", state.layout),
+            what: format!(
+                "the state names layout {} but its maps are gone",
+                state.layout
+            ),
         });
     }
     let mut old = PinnedMaps::open(&old_dir, None)?;
@@ -268,8 +271,9 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
     if state.config != spec.config {
         info!("the settings changed since the pins were made");
     }
-    let running = Xdp::from_pin(spec.pins.program(), XdpAttachType::Interface)
-        .map_err(|e| program_err(format!("opening {}", spec.pins.program().display()))(e.to_string()))?;
+    let running = Xdp::from_pin(spec.pins.program(), XdpAttachType::Interface).map_err(|e| {
+        program_err(format!("opening {}", spec.pins.program().display()))(e.to_string())
+    })?;
     match adopted_lists {
         Some((_, (lists, delta))) if layout.fingerprint() == state.layout => same_layout(
             spec,
@@ -513,17 +517,27 @@ fn swap(
             .attach_to_link(link)
             .map_err(|e| program_err(&what)(e.to_string()))?;
         // The link stays pinned; this process lets go of its descriptor.
-        drop(new.take_link(id).map_err(|e| program_err(&what)(e.to_string()))?);
+        drop(
+            new.take_link(id)
+                .map_err(|e| program_err(&what)(e.to_string()))?,
+        );
     } else {
         let (new_fd, old_fd) = (program_fd(new)?, program_fd(running)?);
-        netlink::set(t.ifindex, Some(new_fd.as_fd()), Some(old_fd.as_fd()), o.mode).map_err(
-            |cause| StartError::Netlink {
-                iface: t.name.clone(),
-                cause,
-            },
-        )?;
+        netlink::set(
+            t.ifindex,
+            Some(new_fd.as_fd()),
+            Some(old_fd.as_fd()),
+            o.mode,
+        )
+        .map_err(|cause| StartError::Netlink {
+            iface: t.name.clone(),
+            cause,
+        })?;
     }
-    info!(iface = t.name, "program replaced on its attachment, atomically");
+    info!(
+        iface = t.name,
+        "program replaced on its attachment, atomically"
+    );
     Ok(())
 }
 
@@ -686,9 +700,7 @@ pub(super) fn pin_program(prog: &mut Xdp, pins: &PinDir) -> Result<String, Start
     prog.pin(&next)
         .map_err(|e| program_err(&what)(e.to_string()))?;
     std::fs::rename(&next, pins.program()).map_err(|e| program_err(&what)(e.to_string()))?;
-    let info = prog
-        .info()
-        .map_err(|e| program_err(&what)(e.to_string()))?;
+    let info = prog.info().map_err(|e| program_err(&what)(e.to_string()))?;
     Ok(format!("{:016x}", info.tag()))
 }
 

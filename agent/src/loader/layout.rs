@@ -290,7 +290,11 @@ mod tests {
             ringbuf_bytes: base.ringbuf_bytes * 2,
             ..base.clone()
         };
-        assert_ne!(d, program_digest(EBPF_OBJECT, &bigger_ring), "wake-up bytes");
+        assert_ne!(
+            d,
+            program_digest(EBPF_OBJECT, &bigger_ring),
+            "wake-up bytes"
+        );
         let mut other = EBPF_OBJECT.to_vec();
         if let Some(last) = other.last_mut() {
             *last ^= 1;

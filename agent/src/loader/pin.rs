@@ -516,7 +516,10 @@ mod tests {
         }
         let pins = PinDir::new(Path::new("/r"), "gw-1_a").expect("name");
         assert_eq!(pins.dir(), Path::new("/r/gw-1_a"));
-        assert_eq!(pins.link("eth0.100"), Path::new("/r/gw-1_a/link-eth0%2e100"));
+        assert_eq!(
+            pins.link("eth0.100"),
+            Path::new("/r/gw-1_a/link-eth0%2e100")
+        );
         assert_eq!(pins.link("lan0"), Path::new("/r/gw-1_a/link-lan0"));
         assert_eq!(pins.maps("00ff"), Path::new("/r/gw-1_a/maps-00ff"));
         assert!(is_link_pin(&pins.link("lan0")));

@@ -87,7 +87,10 @@ fn take_old(old: &mut PinnedMaps) -> Option<Old> {
 /// Whether the new tables have room for twice the flows of the old ones (the program keeps
 /// creating flows during the copy, and an LRU table evicts before it is full).
 fn room_for(entries: &[(FlowKey, FlowValue)], layout: &Layout) -> bool {
-    let v4 = entries.iter().filter(|(k, _)| k.family == family::V4).count();
+    let v4 = entries
+        .iter()
+        .filter(|(k, _)| k.family == family::V4)
+        .count();
     let v6 = entries.len() - v4;
     let max = |name| layout.get(name).map_or(0, |m| m.max_entries as usize);
     2 * v4 <= max(names::FLOWS4) && 2 * v6 <= max(names::FLOWS)
@@ -230,14 +233,10 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
     if let Ok(ring) = RingBuf::try_from(o.events) {
         RingReader::new(ring).drain_into(&mut events, usize::MAX);
     }
-    let last = o
-        .flows
-        .table()
-        .entries()
-        .map_err(|e| StartError::Program {
-            what: "reading the old flow tables after the swap".into(),
-            cause: e.to_string(),
-        })?;
+    let last = o.flows.table().entries().map_err(|e| StartError::Program {
+        what: "reading the old flow tables after the swap".into(),
+        cause: e.to_string(),
+    })?;
     let mut flows = Vec::new();
     for (key, value) in last {
         match copied.get(&key) {

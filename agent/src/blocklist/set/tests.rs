@@ -661,7 +661,10 @@ fn loaded(files: &[(PathBuf, ListKind)], k: agent_common::domain::DomainKey) -> 
 fn an_adopted_set_with_unchanged_files_writes_nothing_and_keeps_every_id() {
     let dir = TempDir::new("adopt-same");
     let (a, b) = (dir.0.join("a.list"), dir.0.join("b.list"));
-    write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\nport tcp 25\n2001:db8::1\n");
+    write(
+        &a,
+        "192.0.2.1\n10.0.0.0/8\nexample.com\nport tcp 25\n2001:db8::1\n",
+    );
     write(&b, "198.51.100.7\n");
     let files = [(a.clone(), ListKind::Block), (b.clone(), ListKind::Allow)];
     let k = key();
@@ -695,7 +698,10 @@ fn an_adopted_set_writes_only_the_difference_from_the_maps() {
     write(&gone, "198.51.100.7\n");
     let k = key();
     let running = loaded(
-        &[(a.clone(), ListKind::Block), (gone.clone(), ListKind::Allow)],
+        &[
+            (a.clone(), ListKind::Block),
+            (gone.clone(), ListKind::Allow),
+        ],
         k,
     );
     let c = running.compiled();
@@ -732,7 +738,11 @@ fn an_adopted_set_writes_only_the_difference_from_the_maps() {
     assert_eq!(delta.generation, c.generation + 1);
     assert_eq!(id_of(&next.compiled().block, kept), Some(kept_id));
     let new_id = delta.block.v4_exact.upsert[0].1;
-    assert_eq!(delta.assigned, [new_id], "only the new rule's counter resets");
+    assert_eq!(
+        delta.assigned,
+        [new_id],
+        "only the new rule's counter resets"
+    );
     let old_ids: Vec<RuleId> = Table::ALL
         .iter()
         .flat_map(|&t| c.block.ids(t).into_iter().chain(c.allow.ids(t)))
