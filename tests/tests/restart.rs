@@ -132,7 +132,8 @@ impl Setup {
         .expect("client datagrams");
     }
 
-    fn verify(&self) {
+    /// Runs `xdp-audit verify`, checks it passes, returns its verdict line.
+    fn verify(&self) -> String {
         let out = Command::new(&self.bin)
             .args(["verify", "--log-dir"])
             .arg(self.log())
@@ -144,6 +145,7 @@ impl Setup {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn detach(&self) -> std::process::Output {
@@ -308,7 +310,12 @@ fn a_killed_agent_leaves_the_gateway_guarded_and_the_next_adopts_every_flow() {
         );
     }
     assert_counted_once(&records, transfer_sport(&records), payload);
-    s.verify();
+    let verdict = s.verify();
+    assert!(
+        verdict.contains(&format!("({} rows)", records.len())),
+        "SIGTERM sealed the journal: verify sees all {} records: {verdict}",
+        records.len()
+    );
     assert!(s.detach().status.success(), "detach");
 }
 

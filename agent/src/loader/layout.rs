@@ -224,8 +224,21 @@ mod tests {
             "no global section is part of the layout: {l:?}"
         );
         let flows4 = l.get(names::FLOWS4).expect("FLOWS4");
-        assert_eq!(flows4.key_size, 20);
-        assert_eq!(flows4.value_size, 88);
+        // From the wire types: a change of their size (a field added) is a layout change.
+        assert_eq!(
+            flows4.key_size as usize,
+            size_of::<agent_common::FlowKey4>()
+        );
+        assert_eq!(
+            flows4.value_size as usize,
+            size_of::<agent_common::FlowValue>()
+        );
+        let flows = l.get(names::FLOWS).expect("FLOWS");
+        assert_eq!(flows.key_size as usize, size_of::<FlowKey>());
+        assert_eq!(
+            flows.value_size as usize,
+            size_of::<agent_common::FlowValue>()
+        );
         assert_eq!(flows4.max_entries, LoadOptions::default().flow_table_size);
         let names: Vec<&str> = l.maps().iter().map(|m| m.name.as_str()).collect();
         let mut sorted = names.clone();
