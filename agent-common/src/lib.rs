@@ -71,8 +71,10 @@ pub mod names {
 /// Version of the meaning of the shared map types. The pin directory of an agent instance is
 /// versioned by a fingerprint of every map's type, key and value sizes and capacity, which
 /// catches a changed wire type only when its size changes: bump this when a map's key or
-/// value keeps its size but changes its meaning (a field reordered or reinterpreted), so an
-/// agent never adopts maps it would misread.
+/// value changes its meaning in any other way than fields added at the end of [`FlowValue`]
+/// (a field reordered, reinterpreted or removed), so an agent never adopts maps it would
+/// misread, and an upgrade reads the old flow tables (their values zero-extended) only when
+/// their pins carry the same version.
 pub const LAYOUT_VERSION: u32 = 1;
 
 /// Which side of a packet is the remote one (the side list rules are matched against).

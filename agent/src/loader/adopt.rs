@@ -197,6 +197,7 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
     spec.pins.write_state(&PinState {
         format: STATE_FORMAT,
         layout: layout.fingerprint(),
+        layout_version: agent_common::LAYOUT_VERSION,
         program: program_digest(EBPF_OBJECT, &opts),
         program_tag: tag,
         config: spec.config.clone(),
@@ -383,6 +384,7 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
     spec.pins.write_state(&PinState {
         format: STATE_FORMAT,
         layout: state.layout.clone(),
+        layout_version: state.layout_version,
         program: digest,
         program_tag: tag,
         config: spec.config.clone(),

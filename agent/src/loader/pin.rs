@@ -132,6 +132,10 @@ pub struct PinState {
     pub format: u32,
     /// The fingerprint of the maps' layout: the maps live in `maps-<layout>`.
     pub layout: String,
+    /// [`agent_common::LAYOUT_VERSION`] of the build that made the maps: an upgrade reads an
+    /// older build's flow tables (values only ever grow at their end) only when the meaning
+    /// of their fields has not changed since.
+    pub layout_version: u32,
     /// Digest of the program's object and load-time globals ([`super::program_digest`]).
     pub program: String,
     /// The kernel's tag of the program (what `bpftool prog show` prints).
@@ -427,6 +431,7 @@ mod tests {
         PinState {
             format: STATE_FORMAT,
             layout: "0123456789abcdef".into(),
+            layout_version: agent_common::LAYOUT_VERSION,
             program: "ab".repeat(32),
             program_tag: "0011223344556677".into(),
             config: "cd".repeat(32),

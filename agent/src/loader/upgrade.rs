@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use agent_common::{family, names, FlowKey, FlowValue, Reported};
+use agent_common::{family, names, FlowKey, FlowValue, Reported, LAYOUT_VERSION};
 use aya::maps::{Map, RingBuf};
 use aya::programs::Xdp;
 use tracing::{info, warn};
@@ -24,7 +24,7 @@ use super::adopt::{load_pinned, pin_program, reconcile, remove_dir_pins};
 use super::adopt::{Outcome, Spec, StartError, Started};
 use super::layout::{program_digest, Layout};
 use super::pin::{InstanceLock, PinState, STATE_FORMAT};
-use super::{take_flow_maps, LoadOptions, MapSource as _, PinnedMaps, EBPF_OBJECT};
+use super::{LoadOptions, MapSource as _, PinnedMaps, EBPF_OBJECT};
 use crate::blocklist::Capacity;
 use crate::daemon::lists::read_for_new_tables;
 use crate::flowtable::{FlowMaps, FlowTable};
@@ -65,13 +65,39 @@ struct Old {
     ledger: Option<Ledger>,
 }
 
-fn take_old(old: &mut PinnedMaps) -> Option<Old> {
-    let (flows, events, _) = match take_flow_maps(old) {
-        Ok(m) => m,
+/// The old maps, read as today's types where their layout allows: an older build's flow
+/// values may be shorter (fields are only ever added at the end; the added ones read as
+/// zero), unless `version`, the old build's [`LAYOUT_VERSION`], says their fields changed
+/// meaning.
+fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
+    let unreadable = |why: String| {
+        warn!(
+            why,
+            "the old flow tables cannot be read: their flows are not written, and flows that              go on start afresh under the new program"
+        );
+    };
+    if version != LAYOUT_VERSION {
+        unreadable(format!(
+            "their fields have the meaning of layout version {version}, this build reads              {LAYOUT_VERSION}"
+        ));
+        return None;
+    }
+    let (Some(Map::LruHashMap(v6)), Some(Map::LruHashMap(v4))) =
+        (old.take_map(names::FLOWS), old.take_map(names::FLOWS4))
+    else {
+        unreadable("a flow table is missing or not an LRU hash".into());
+        return None;
+    };
+    let flows = match FlowMaps::older(v6, v4) {
+        Ok(f) => f,
         Err(e) => {
-            warn!(error = %e, "the old flow tables cannot be read: their flows are not written");
+            unreadable(e.to_string());
             return None;
         }
+    };
+    let Some(events) = old.take_map(names::EVENTS) else {
+        unreadable("the ring buffer is missing".into());
+        return None;
     };
     let ledger = match old.take_map(names::REPORTED) {
         Some(Map::HashMap(data)) => Ledger::new(data).ok(),
@@ -164,7 +190,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     )?;
     let (mut program, mut maps) = loaded.into_parts();
 
-    let old_maps = take_old(&mut old);
+    let old_maps = take_old(&mut old, state.layout_version);
     let mut copied = HashMap::new();
     if let Some(o) = &old_maps {
         let entries = o.flows.table().entries().map_err(|e| StartError::Program {
@@ -193,6 +219,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     spec.pins.write_state(&PinState {
         format: STATE_FORMAT,
         layout: fp.clone(),
+        layout_version: agent_common::LAYOUT_VERSION,
         program: program_digest(EBPF_OBJECT, &opts),
         program_tag: tag,
         config: spec.config.clone(),
