@@ -455,3 +455,37 @@ fn detach_leaves_no_pin_link_program_or_map_of_the_instance() {
     );
     assert!(!Path::new(&dir).exists());
 }
+
+#[test]
+fn bpffs_is_mounted_where_it_is_absent_and_a_private_mount_namespace_is_said() {
+    let s = Setup::new("bpffs");
+    // `ip netns exec` gives the agent a fresh /sys without bpffs: it mounts one, and warns
+    // that pins in its private mount namespace cannot outlive it.
+    let list = s.list();
+    let mut agent = Agent::start(
+        &s.lab,
+        &s.lab.gateway,
+        &s.bin,
+        &s.log(),
+        &[
+            "--iface",
+            lab::GW_LAN_IF,
+            "--blocklist",
+            list.to_str().expect("UTF-8 path"),
+        ],
+    )
+    .expect("start the agent with the default pin root");
+    assert!(
+        agent.logged("mounted bpffs at /sys/fs/bpf").is_some(),
+        "the agent mounted bpffs"
+    );
+    assert!(
+        agent.logged("mount namespace of its own").is_some(),
+        "the agent said its pins cannot outlive it"
+    );
+    assert!(
+        !s.reachable(BLOCKED),
+        "and it enforces the list all the same"
+    );
+    assert_eq!(agent.stop().expect("SIGTERM"), 0);
+}

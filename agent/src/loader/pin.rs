@@ -365,13 +365,16 @@ fn existing_ancestor(path: &Path) -> &Path {
 
 /// Whether this process runs in another mount namespace than init's (`ip netns exec`, a
 /// container): a bpffs it mounts there vanishes with the namespace, and the pins with it.
+/// Init's namespace cannot be read from some of those (EACCES under `ip netns exec`): that
+/// counts as another.
 fn in_private_mount_namespace() -> bool {
     match (
         std::fs::read_link("/proc/self/ns/mnt"),
         std::fs::read_link("/proc/1/ns/mnt"),
     ) {
         (Ok(a), Ok(b)) => a != b,
-        _ => false,
+        (Ok(_), Err(_)) => true,
+        (Err(_), _) => false,
     }
 }
 
