@@ -148,3 +148,53 @@ fn a_change_of_xdp_mode_is_made_by_detach_and_attach_and_kept_in_the_state() {
     })
     .expect("in the gateway namespace");
 }
+
+#[test]
+fn a_pinned_map_of_another_shape_is_refused_naming_it_and_the_way_out() {
+    let lab = Lab::new("pshape").expect("build the netns lab");
+    let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the pins");
+    let root = pins.path().to_owned();
+    run_in(&lab.gateway, move || {
+        let s = spec(&root, 1024, AttachMode::Skb, false);
+        let state = {
+            let started = adopt::start(&s).expect("fresh start");
+            drop(started);
+            s.pins.read_state().expect("state").expect("a state")
+        };
+        // Something else than xdp-audit replaces a pin with a map of another shape under the
+        // same name: aya would reuse it without a look.
+        let pin = s.pins.maps(&state.layout).join("STATS");
+        std::fs::remove_file(&pin).expect("remove the STATS pin");
+        let other = aya_obj::Map::new_from_params(2, 4, 16, 8, 0); // an ARRAY of 16-byte values
+        let map = aya::maps::MapData::create(other, "STATS", None).expect("create a map");
+        map.pin(&pin).expect("pin it as STATS");
+
+        let err = match adopt::start(&s) {
+            Ok(_) => panic!("a map of another shape must be refused"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains("STATS") && err.contains("xdp-audit detach"),
+            "the error names the map and the way out: {err}"
+        );
+        assert_eq!(
+            attached().0,
+            pinned_prog(&s),
+            "a refused start leaves the running program attached"
+        );
+        adopt::detach(&s.pins).expect("detach");
+        Ok(())
+    })
+    .expect("in the gateway namespace");
+}
+
+/// The id of the instance's pinned program.
+fn pinned_prog(s: &Spec) -> u32 {
+    use aya::programs::Xdp;
+    let p = Xdp::from_pin(
+        s.pins.program(),
+        aya_obj::programs::XdpAttachType::Interface,
+    )
+    .expect("the program is pinned");
+    p.info().expect("program info").id()
+}
