@@ -337,15 +337,7 @@ impl Sweeper {
                     self.write(sink, &key, &v, &reported, EndReason::Active, None, names);
                     self.set_reported(&key, Reported::of(&v));
                 }
-                Action::End(reason) => {
-                    self.forget(&key);
-                    if let Some(last) = table.take(&key)? {
-                        let reason = closed_reason(&last)
-                            .filter(|_| reason != EndReason::Idle)
-                            .unwrap_or(reason);
-                        self.write(sink, &key, &last, &reported, reason, None, names);
-                    }
-                }
+                Action::End(reason) => self.end(table, &key, &reported, reason, sink, names)?,
             }
         }
         tally(
@@ -401,6 +393,27 @@ impl Sweeper {
         Ok(())
     }
 
+    /// Takes the ended flow `key` out of the table and writes its last record: `fin`/`rst`
+    /// if it closed, else `reason`.
+    fn end(
+        &mut self,
+        table: FlowTable<'_>,
+        key: &FlowKey,
+        reported: &Reported,
+        reason: EndReason,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<()> {
+        self.forget(key);
+        if let Some(last) = table.take(key)? {
+            let reason = closed_reason(&last)
+                .filter(|_| reason != EndReason::Idle)
+                .unwrap_or(reason);
+            self.write(sink, key, &last, reported, reason, None, names);
+        }
+        Ok(())
+    }
+
     /// At the shutdown of an agent whose program stays attached (pinned): every flow that
     /// has ended by kernel time `now` is written and taken as a sweep would, every other one
     /// is written as an interim `shutdown` record and stays in the table, for the next agent
@@ -415,15 +428,7 @@ impl Sweeper {
         for (key, v) in table.entries()? {
             let reported = self.open.get(&key).map(|t| t.reported).unwrap_or_default();
             match decide(&v, &reported, now, &self.timeouts) {
-                Action::End(reason) => {
-                    self.forget(&key);
-                    if let Some(last) = table.take(&key)? {
-                        let reason = closed_reason(&last)
-                            .filter(|_| reason != EndReason::Idle)
-                            .unwrap_or(reason);
-                        self.write(sink, &key, &last, &reported, reason, None, names);
-                    }
-                }
+                Action::End(reason) => self.end(table, &key, &reported, reason, sink, names)?,
                 Action::Keep | Action::Active => {
                     self.open.entry(key).or_default();
                     self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);

@@ -101,6 +101,18 @@ impl Setup {
             .expect("start the agent")
     }
 
+    /// A long TCP transfer to the server: 1000 bytes every 10 ms.
+    fn transfer(&self) -> Transfer {
+        Transfer::start(
+            &self.lab,
+            lab::SERVER_V4,
+            TCP_PORT,
+            1000,
+            Duration::from_millis(10),
+        )
+        .expect("start the long transfer")
+    }
+
     fn has_xdp(&self) -> bool {
         let out = Command::new("ip")
             .args(["-n", &self.lab.gateway, "link", "show", lab::GW_LAN_IF])
@@ -216,14 +228,7 @@ fn a_killed_agent_leaves_the_gateway_guarded_and_the_next_adopts_every_flow() {
         "a first start loads and pins"
     );
     let ping = Ping::start(&s.lab, &s.lab.client, BLOCKED, "0.05").expect("ping");
-    let transfer = Transfer::start(
-        &s.lab,
-        lab::SERVER_V4,
-        TCP_PORT,
-        1000,
-        Duration::from_millis(10),
-    )
-    .expect("start the long transfer");
+    let transfer = s.transfer();
     s.datagrams(42000..42005);
     wait_until(
         Duration::from_secs(10),
@@ -340,14 +345,7 @@ fn an_upgrade_with_another_map_layout_swaps_the_program_on_its_link_with_no_repl
     let mut first = s.agent(&["--flow-table-size", "4096"]);
     let link = s.instance_dir().join(format!("link-{}", lab::GW_LAN_IF));
     let (link_id, old_prog) = pins::pinned_link(&link).expect("the link is pinned");
-    let transfer = Transfer::start(
-        &s.lab,
-        lab::SERVER_V4,
-        TCP_PORT,
-        1000,
-        Duration::from_millis(10),
-    )
-    .expect("start the long transfer");
+    let transfer = s.transfer();
     let flood = Ping::start(&s.lab, &s.lab.client, BLOCKED, "0.002").expect("ping flood");
     wait_until(Duration::from_secs(10), "the transfer is under way", || {
         transfer.sent() > 50_000

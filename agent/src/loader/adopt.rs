@@ -28,7 +28,7 @@ use aya_obj::programs::XdpAttachType;
 use tracing::{info, warn};
 
 use super::layout::{program_digest, Layout, LayoutError};
-use super::pin::{self, InstanceLock, PinDir, PinError, PinState, PinnedIface, STATE_FORMAT};
+use super::pin::{self, InstanceLock, PinDir, PinError, PinState, PinnedIface};
 use super::{
     attach_xdp, netlink, take_flow_maps, AttachMode, LoadError, LoadOptions, Loaded, Maps,
     PinnedMaps, EBPF_OBJECT,
@@ -194,15 +194,13 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
         interfaces.push(attach_new(prog, t, spec, None)?);
     }
     let tag = pin_program(prog, &spec.pins)?;
-    spec.pins.write_state(&PinState {
-        format: STATE_FORMAT,
-        layout: layout.fingerprint(),
-        layout_version: agent_common::LAYOUT_VERSION,
-        program: program_digest(EBPF_OBJECT, &opts),
-        program_tag: tag,
-        config: spec.config.clone(),
-        interfaces: interfaces.clone(),
-    })?;
+    spec.pins.write_state(&PinState::of_this_build(
+        layout.fingerprint(),
+        program_digest(EBPF_OBJECT, &opts),
+        tag,
+        spec.config.clone(),
+        interfaces.clone(),
+    ))?;
     Ok(Started {
         maps,
         lists,
@@ -381,15 +379,14 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
             state.program_tag.clone(),
         ),
     };
-    spec.pins.write_state(&PinState {
-        format: STATE_FORMAT,
-        layout: state.layout.clone(),
-        layout_version: state.layout_version,
-        program: digest,
-        program_tag: tag,
-        config: spec.config.clone(),
-        interfaces: interfaces.clone(),
-    })?;
+    // The same layout, so also the same layout version.
+    spec.pins.write_state(&PinState::of_this_build(
+        state.layout.clone(),
+        digest,
+        tag,
+        spec.config.clone(),
+        interfaces.clone(),
+    ))?;
     Ok(Started {
         maps,
         lists,

@@ -146,6 +146,29 @@ pub struct PinState {
     pub interfaces: Vec<PinnedIface>,
 }
 
+impl PinState {
+    /// The state of a program this build loaded: maps of `layout` (and of this build's
+    /// [`agent_common::LAYOUT_VERSION`]), program `digest` and kernel `tag`, the settings'
+    /// digest, the attachments.
+    pub fn of_this_build(
+        layout: String,
+        program: String,
+        program_tag: String,
+        config: String,
+        interfaces: Vec<PinnedIface>,
+    ) -> Self {
+        Self {
+            format: STATE_FORMAT,
+            layout,
+            layout_version: agent_common::LAYOUT_VERSION,
+            program,
+            program_tag,
+            config,
+            interfaces,
+        }
+    }
+}
+
 /// The pin directory of one instance.
 #[derive(Clone, Debug)]
 pub struct PinDir {

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::adopt::{load_pinned, pin_program, reconcile, remove_dir_pins};
 use super::adopt::{Outcome, Spec, StartError, Started};
 use super::layout::{program_digest, Layout};
-use super::pin::{InstanceLock, PinState, STATE_FORMAT};
+use super::pin::{InstanceLock, PinState};
 use super::{LoadOptions, MapSource as _, PinnedMaps, EBPF_OBJECT};
 use crate::blocklist::Capacity;
 use crate::daemon::lists::read_for_new_tables;
@@ -216,15 +216,13 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     let new_prog = program.program_mut()?;
     let interfaces = reconcile(spec, &state, &mut running, Some(&mut *new_prog))?;
     let tag = pin_program(new_prog, &spec.pins)?;
-    spec.pins.write_state(&PinState {
-        format: STATE_FORMAT,
-        layout: fp.clone(),
-        layout_version: agent_common::LAYOUT_VERSION,
-        program: program_digest(EBPF_OBJECT, &opts),
-        program_tag: tag,
-        config: spec.config.clone(),
-        interfaces: interfaces.clone(),
-    })?;
+    spec.pins.write_state(&PinState::of_this_build(
+        fp.clone(),
+        program_digest(EBPF_OBJECT, &opts),
+        tag,
+        spec.config.clone(),
+        interfaces.clone(),
+    ))?;
     drop(running);
 
     let retired = match old_maps {
