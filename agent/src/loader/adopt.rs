@@ -465,6 +465,7 @@ pub(super) fn reconcile(
                      detaching, then attaching; packets in between pass unjudged"
                 );
                 remove_attachment(&spec.pins, o, t.ifindex, running)?;
+                wait_detached(t)?;
                 attach_new(pick(&mut new, running), t, spec, Some(spec.mode))?
             }
             (Some(o), _) => {
@@ -473,6 +474,7 @@ pub(super) fn reconcile(
                     "the pinned attachment is gone (the interface was re-created?): attaching again"
                 );
                 remove_attachment(&spec.pins, o, o.ifindex, running)?;
+                wait_detached(t)?;
                 attach_new(pick(&mut new, running), t, spec, None)?
             }
             (None, _) => attach_new(pick(&mut new, running), t, spec, None)?,
@@ -487,6 +489,23 @@ pub(super) fn reconcile(
         }
     }
     Ok(out)
+}
+
+/// How long a link whose pin was removed may take to let go of its interface.
+const DETACH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until `t` holds no XDP program: the kernel releases a link whose last pin was
+/// removed a moment later (the pin's inode goes after an RCU grace period), and an attach
+/// before that finds the interface busy.
+fn wait_detached(t: &Target) -> Result<(), StartError> {
+    let deadline = std::time::Instant::now() + DETACH_DEADLINE;
+    while query(t)?.is_some() {
+        if std::time::Instant::now() >= deadline {
+            return Err(LoadError::Busy(t.name.clone()).into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// The program to attach: the new one, if there is one, else the running one.

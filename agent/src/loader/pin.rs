@@ -80,7 +80,7 @@ pub enum PinError {
         path: PathBuf,
     },
     /// A file operation failed.
-    #[error("{op} {path}: {cause}")]
+    #[error("{op} {path}: {cause}{}", permission_hint(cause))]
     Io {
         /// What was being done.
         op: &'static str,
@@ -100,6 +100,15 @@ pub enum PinError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// What to do about a refused file operation on bpffs.
+fn permission_hint(cause: &std::io::Error) -> &'static str {
+    if cause.kind() == std::io::ErrorKind::PermissionDenied {
+        "; run as root (CAP_BPF to pin, CAP_SYS_ADMIN to mount bpffs), or with --no-pin"
+    } else {
+        ""
+    }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PinError + 'a {
