@@ -4,10 +4,11 @@
 //! --no-pin`, tests, benchmarks), and [`adopt::start`] for a pinned one: program, links and
 //! maps pinned under `/sys/fs/bpf/xdp-audit/<instance>/` ([`pin`]), versioned by their layout
 //! ([`layout`]), adopted by the next agent, swapped atomically by an upgrade
-//! ([`upgrade`]), removed by `detach` ([`adopt::detach`]). [`netlink`] handles attachments
+//! ([`upgrade`]), removed by `detach` ([`detach::detach`]). [`netlink`] handles attachments
 //! the kernel made without a bpf_link.
 
 pub mod adopt;
+pub mod detach;
 pub mod layout;
 pub mod netlink;
 pub mod pin;

@@ -1,4 +1,4 @@
-//! The start of a pinned agent, and `detach`.
+//! The start of a pinned agent (its removal: [`super::detach`]).
 //!
 //! [`start`] finds one of three situations in the instance's pin directory ([`super::pin`]):
 //! - nothing: a fresh start. The program is loaded with its maps pinned in
@@ -27,6 +27,8 @@ use aya::programs::Xdp;
 use aya_obj::programs::XdpAttachType;
 use tracing::{info, warn};
 
+use super::detach::remove_pins;
+pub use super::detach::{detach, Detached};
 use super::layout::{program_digest, Layout, LayoutError};
 use super::pin::{self, InstanceLock, PinDir, PinError, PinState, PinnedIface};
 use super::{
@@ -400,7 +402,7 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
 }
 
 /// The running program's id.
-fn prog_id(p: &Xdp) -> Result<u32, StartError> {
+pub(super) fn prog_id(p: &Xdp) -> Result<u32, StartError> {
     p.info()
         .map(|i| i.id())
         .map_err(|e| program_err("reading the program's info")(e.to_string()))
@@ -492,20 +494,39 @@ pub(super) fn reconcile(
 }
 
 /// How long a link whose pin was removed may take to let go of its interface.
-const DETACH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const DETACH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Waits until `t` holds no XDP program: the kernel releases a link whose last pin was
-/// removed a moment later (the pin's inode goes after an RCU grace period), and an attach
-/// before that finds the interface busy.
-fn wait_detached(t: &Target) -> Result<(), StartError> {
+/// Waits until interface `ifindex` holds no XDP program (with `ours`: none of that id), for
+/// [`DETACH_DEADLINE`] at most; returns whether it came to pass. The kernel releases a link
+/// whose last pin was removed a moment later (the pin's inode goes after an RCU grace
+/// period): an attach before that finds the interface busy, and a `detach` that returned
+/// would leave the program on it for that moment.
+pub(super) fn released(ifindex: u32, ours: Option<u32>) -> bool {
     let deadline = std::time::Instant::now() + DETACH_DEADLINE;
-    while query(t)?.is_some() {
+    loop {
+        let holds = match netlink::query(ifindex) {
+            Ok(Some(a)) => ours.is_none_or(|id| id == a.prog_id),
+            Ok(None) => false,
+            // Gone with its interface, or unreadable: nothing to wait for.
+            Err(_) => false,
+        };
+        if !holds {
+            return true;
+        }
         if std::time::Instant::now() >= deadline {
-            return Err(LoadError::Busy(t.name.clone()).into());
+            return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(())
+}
+
+/// [`released`] before an attach to `t`: a program still there makes the interface busy.
+fn wait_detached(t: &Target) -> Result<(), StartError> {
+    if released(t.ifindex, None) {
+        Ok(())
+    } else {
+        Err(LoadError::Busy(t.name.clone()).into())
+    }
 }
 
 /// The program to attach: the new one, if there is one, else the running one.
@@ -646,7 +667,7 @@ fn attach_netlink(prog: &Xdp, t: &Target, mode: AttachMode) -> Result<PinnedIfac
 
 /// Removes one attachment: its link pin (the kernel detaches the link with its last
 /// reference), or the netlink attachment when it still holds `running`.
-fn remove_attachment(
+pub(super) fn remove_attachment(
     pins: &PinDir,
     o: &PinnedIface,
     ifindex: u32,
@@ -670,7 +691,7 @@ fn remove_attachment(
     Ok(())
 }
 
-fn remove_file(path: &Path) -> Result<(), StartError> {
+pub(super) fn remove_file(path: &Path) -> Result<(), StartError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PinError::Io {
             op: "remove",
@@ -720,75 +741,4 @@ pub(super) fn pin_program(prog: &mut Xdp, pins: &PinDir) -> Result<String, Start
     std::fs::rename(&next, pins.program()).map_err(|e| program_err(&what)(e.to_string()))?;
     let info = prog.info().map_err(|e| program_err(&what)(e.to_string()))?;
     Ok(format!("{:016x}", info.tag()))
-}
-
-/// What `detach` removed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Detached {
-    /// Link pins removed (each detaches its interface).
-    pub links: usize,
-    /// Netlink attachments removed.
-    pub netlink: usize,
-    /// Map directories removed.
-    pub map_dirs: usize,
-    /// Whether a program pin was removed.
-    pub program: bool,
-}
-
-/// Removes an instance: every attachment, the program, the maps, the state, the directory.
-/// Idempotent (nothing there is success); refused while an agent runs the instance.
-pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
-    let Some(_lock) = pins.lock()? else {
-        return Ok(Detached::default());
-    };
-    let state = pins.read_state().ok().flatten();
-    let report = remove_pins(pins, state.as_ref())?;
-    pins.remove_state()?;
-    match std::fs::remove_dir(pins.dir()) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(PinError::Io {
-                op: "remove directory",
-                path: pins.dir().to_owned(),
-                cause: e,
-            }
-            .into())
-        }
-        _ => {}
-    }
-    Ok(report)
-}
-
-/// Removes the attachments, program and maps of an instance (whatever is there; `state`
-/// tells which interfaces hold netlink attachments).
-fn remove_pins(pins: &PinDir, state: Option<&PinState>) -> Result<Detached, StartError> {
-    let mut report = Detached::default();
-    let running = Xdp::from_pin(pins.program(), XdpAttachType::Interface).ok();
-    for o in state.map_or(&[][..], |s| &s.interfaces) {
-        if o.link {
-            continue;
-        }
-        if let (Some(p), Some(ifindex)) = (running.as_ref(), super::ifindex(&o.name)) {
-            let had = netlink::query(ifindex).ok().flatten().is_some();
-            remove_attachment(pins, o, ifindex, p)?;
-            report.netlink += usize::from(had);
-        }
-    }
-    for path in pins.contents()? {
-        if pin::is_link_pin(&path) {
-            remove_file(&path)?;
-            report.links += 1;
-        } else if pin::is_maps_dir(&path) {
-            remove_dir_pins(&path)?;
-            report.map_dirs += 1;
-        }
-    }
-    drop(running);
-    for name in ["prog", "prog-next"] {
-        let p = pins.dir().join(name);
-        if p.exists() {
-            remove_file(&p)?;
-            report.program = true;
-        }
-    }
-    Ok(report)
 }
