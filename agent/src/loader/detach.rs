@@ -40,7 +40,8 @@ pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
         if running.is_some() && !released(ifindex, running) {
             warn!(
                 iface = o.name,
-                "the program is still on the interface {DETACH_DEADLINE:?} after its link was                  removed; the kernel removes it when the last reference goes"
+                "the program is still on the interface {DETACH_DEADLINE:?} after its link was \
+                 removed; the kernel removes it when the last reference goes"
             );
         }
     }

@@ -73,12 +73,14 @@ fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
     let unreadable = |why: String| {
         warn!(
             why,
-            "the old flow tables cannot be read: their flows are not written, and flows that              go on start afresh under the new program"
+            "the old flow tables cannot be read: their flows are not written, and flows that \
+             go on start afresh under the new program"
         );
     };
     if version != LAYOUT_VERSION {
         unreadable(format!(
-            "their fields have the meaning of layout version {version}, this build reads              {LAYOUT_VERSION}"
+            "their fields have the meaning of layout version {version}, this build reads \
+             {LAYOUT_VERSION}"
         ));
         return None;
     }
