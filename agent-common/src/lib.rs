@@ -69,7 +69,21 @@ pub mod names {
     pub const DOMAIN_KEY: &str = "DOMAIN_KEY";
     /// The baseline program used by the benchmark: returns XDP_PASS and nothing else.
     pub const BASELINE_PASS: &str = "xdp_baseline_pass";
+    /// The agent's ledger beside the flow tables (HASH [`crate::FlowKey`] ->
+    /// [`crate::Reported`]): what its records already carry of each open flow. Created and
+    /// written by the agent, never by the program; pinned with the program's maps, so an
+    /// agent that adopts the pins continues each flow where the last one stopped.
+    pub const REPORTED: &str = "REPORTED";
 }
+
+/// Version of the meaning of the shared map types. The pin directory of an agent instance is
+/// versioned by a fingerprint of every map's type, key and value sizes and capacity, which
+/// catches a changed wire type only when its size changes: bump this when a map's key or
+/// value changes its meaning in any other way than fields added at the end of [`FlowValue`]
+/// (a field reordered, reinterpreted or removed), so an agent never adopts maps it would
+/// misread, and an upgrade reads the old flow tables (their values zero-extended) only when
+/// their pins carry the same version.
+pub const LAYOUT_VERSION: u32 = 1;
 
 /// Which side of a packet is the remote one (the side list rules are matched against).
 pub mod role {
@@ -296,6 +310,36 @@ pub struct FlowValue {
 }
 const _: () = assert!(size_of::<FlowValue>() == 96);
 
+/// What the agent's records already carry of an open flow: the flow's counters as of its last
+/// interim record (active timeout, first drop, a pinned agent's shutdown), so the next record
+/// carries only what followed. Kept in memory by the sweeper and, when the program is pinned,
+/// in the [`names::REPORTED`] map beside the flow tables.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// Packets per direction already written.
+    pub packets: [u64; 2],
+    /// Bytes per direction already written.
+    pub bytes: [u64; 2],
+    /// Dropped packets already written.
+    pub drops: u64,
+    /// Kernel time of the last packet already written, 0 if none.
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(size_of::<Reported>() == 48);
+
+impl Reported {
+    /// Everything `v` has counted so far.
+    pub fn of(v: &FlowValue) -> Self {
+        Reported {
+            packets: v.packets,
+            bytes: v.bytes,
+            drops: v.drops,
+            last_seen_ns: v.last_seen_ns,
+        }
+    }
+}
+
 /// Kinds of ring-buffer event.
 pub mod event_kind {
     /// The first packet of a flow.
@@ -483,6 +527,8 @@ mod user {
     unsafe impl aya::Pod for super::payload::PortBudget {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::payload::PayloadHead {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Reported {}
 }
 
 #[cfg(test)]
@@ -547,6 +593,15 @@ mod tests {
         assert_eq!(offset_of!(FlowValue, rule), 84);
         assert_eq!(offset_of!(FlowValue, isn), 88);
         assert_eq!(offset_of!(FlowValue, snippets_left), 92);
+    }
+
+    #[test]
+    fn reported_layout_is_six_words() {
+        assert_eq!(size_of::<Reported>(), 48);
+        assert_eq!(align_of::<Reported>(), 8);
+        assert_eq!(offset_of!(Reported, bytes), 16);
+        assert_eq!(offset_of!(Reported, drops), 32);
+        assert_eq!(offset_of!(Reported, last_seen_ns), 40);
     }
 
     #[test]

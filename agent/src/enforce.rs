@@ -10,9 +10,10 @@ use agent_common::{
     rules::{PortKey, RuleId},
 };
 use aya::maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError};
-use aya::Ebpf;
 
-use crate::blocklist::{Delta, ListDelta, ListKind, Table};
+use crate::blocklist::{CompiledList, Delta, ListDelta, ListKind, PortSlot, Table};
+use crate::loader::MapSource;
+use crate::net::Net;
 
 /// Errors naming the map and the capacity flag at fault.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,25 @@ pub enum EnforceError {
     /// The thread loading a map panicked.
     #[error("loading map {0} failed unexpectedly (thread panicked)")]
     Panicked(&'static str),
+    /// A map could not be read back.
+    #[error("reading map {map}")]
+    Read {
+        /// The map.
+        map: &'static str,
+        /// The cause.
+        source: MapError,
+    },
+    /// A map holds one rule id under two keys: not what this agent writes.
+    #[error(
+        "map {map} holds rule id {id} twice; the list maps were changed by something else than \
+         xdp-audit: remove the instance with `xdp-audit detach` and start afresh"
+    )]
+    DuplicateId {
+        /// The map.
+        map: &'static str,
+        /// The id.
+        id: RuleId,
+    },
     /// A map update failed.
     #[error("updating map {map}")]
     Update {
@@ -44,13 +64,29 @@ struct KindMaps {
     domains: HashMap<MapData, u64, RuleId>,
 }
 
-/// Takes map `name` out of the object as a typed map.
+/// Takes map `name` out of the object (or the pins) as a typed map.
 fn take<T: TryFrom<Map, Error = MapError>>(
-    ebpf: &mut Ebpf,
+    src: &mut impl MapSource,
     name: &'static str,
 ) -> Result<T, EnforceError> {
-    let map = ebpf.take_map(name).ok_or(EnforceError::Missing(name))?;
+    let map = src.take_map(name).ok_or(EnforceError::Missing(name))?;
     T::try_from(map).map_err(|_| EnforceError::Missing(name))
+}
+
+/// Every entry of a map, sorted by key, as the compiler keeps its tables.
+fn read_sorted<K: Ord, I>(
+    map: &'static str,
+    entries: impl Iterator<Item = Result<I, MapError>>,
+    convert: impl Fn(I) -> (K, RuleId),
+) -> Result<Vec<(K, RuleId)>, EnforceError> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.push(convert(
+            e.map_err(|source| EnforceError::Read { map, source })?,
+        ));
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 fn upd(map: &'static str) -> impl Fn(MapError) -> EnforceError {
@@ -69,17 +105,51 @@ fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
 }
 
 impl KindMaps {
-    fn take(ebpf: &mut Ebpf, kind: ListKind) -> Result<Self, EnforceError> {
+    fn take(src: &mut impl MapSource, kind: ListKind) -> Result<Self, EnforceError> {
         let name = |t: Table| t.map_name(kind);
         Ok(Self {
             kind,
-            v4: take(ebpf, name(Table::V4Exact))?,
-            v6: take(ebpf, name(Table::V6Exact))?,
-            net4: take(ebpf, name(Table::V4Prefix))?,
-            net6: take(ebpf, name(Table::V6Prefix))?,
-            ports: take(ebpf, name(Table::Ports))?,
-            domains: take(ebpf, name(Table::Domains))?,
+            v4: take(src, name(Table::V4Exact))?,
+            v6: take(src, name(Table::V6Exact))?,
+            net4: take(src, name(Table::V4Prefix))?,
+            net6: take(src, name(Table::V6Prefix))?,
+            ports: take(src, name(Table::Ports))?,
+            domains: take(src, name(Table::Domains))?,
         })
+    }
+
+    /// What the maps hold, as compiled tables (without statistics).
+    fn read(&self) -> Result<CompiledList, EnforceError> {
+        let name = |t: Table| t.map_name(self.kind);
+        let net4 = |(k, id): (Key<[u8; 4]>, RuleId)| {
+            let net = Net::new(u32::from_be_bytes(k.data()), k.prefix_len() as u8);
+            (net, id)
+        };
+        let net6 = |(k, id): (Key<[u8; 16]>, RuleId)| {
+            let net = Net::new(u128::from_be_bytes(k.data()), k.prefix_len() as u8);
+            (net, id)
+        };
+        let port = |(k, id): (PortKey, RuleId)| {
+            let slot = PortSlot {
+                proto: k.proto,
+                port: u16::from_be(k.port),
+            };
+            (slot, id)
+        };
+        let list = CompiledList {
+            v4_exact: read_sorted(name(Table::V4Exact), self.v4.iter(), |(k, id)| {
+                (u32::from_be_bytes(k), id)
+            })?,
+            v4_prefix: read_sorted(name(Table::V4Prefix), self.net4.iter(), net4)?,
+            v6_exact: read_sorted(name(Table::V6Exact), self.v6.iter(), |(k, id)| {
+                (u128::from_be_bytes(k), id)
+            })?,
+            v6_prefix: read_sorted(name(Table::V6Prefix), self.net6.iter(), net6)?,
+            ports: read_sorted(name(Table::Ports), self.ports.iter(), port)?,
+            domains: read_sorted(name(Table::Domains), self.domains.iter(), |e| e)?,
+            stats: Default::default(),
+        };
+        Ok(list)
     }
 
     /// The error for a failed update of table `t`.
@@ -177,17 +247,74 @@ pub struct ListMaps {
     domain_key: Array<MapData, DomainKey>,
 }
 
+/// What the list maps of a running program hold: the tables of both kinds and the
+/// generation in force.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InForce {
+    /// Allowlist tables.
+    pub allow: CompiledList,
+    /// Blocklist tables.
+    pub block: CompiledList,
+    /// The list generation.
+    pub generation: u64,
+}
+
 impl ListMaps {
-    /// Takes the list maps out of the loaded object.
-    pub fn take(ebpf: &mut Ebpf) -> Result<Self, EnforceError> {
+    /// Takes the list maps out of the loaded object (or the pins).
+    pub fn take(src: &mut impl MapSource) -> Result<Self, EnforceError> {
         Ok(Self {
-            allow: KindMaps::take(ebpf, ListKind::Allow)?,
-            block: KindMaps::take(ebpf, ListKind::Block)?,
-            generation: take(ebpf, names::GENERATION)?,
-            hits: take(ebpf, names::RULE_HITS)?,
-            roles: take(ebpf, names::IFACE_ROLES)?,
-            domain_key: take(ebpf, names::DOMAIN_KEY)?,
+            allow: KindMaps::take(src, ListKind::Allow)?,
+            block: KindMaps::take(src, ListKind::Block)?,
+            generation: take(src, names::GENERATION)?,
+            hits: take(src, names::RULE_HITS)?,
+            roles: take(src, names::IFACE_ROLES)?,
+            domain_key: take(src, names::DOMAIN_KEY)?,
         })
+    }
+
+    /// Reads back what the maps hold (an adopting agent compares its files with it, so it
+    /// writes only the difference). Every rule id must be held once.
+    pub fn in_force(&self) -> Result<InForce, EnforceError> {
+        let allow = self.allow.read()?;
+        let block = self.block.read()?;
+        let mut seen = std::collections::HashSet::new();
+        for (kind, list) in [(ListKind::Allow, &allow), (ListKind::Block, &block)] {
+            for t in Table::ALL {
+                for id in list.ids(t) {
+                    if !seen.insert(id) {
+                        return Err(EnforceError::DuplicateId {
+                            map: t.map_name(kind),
+                            id,
+                        });
+                    }
+                }
+            }
+        }
+        let generation = self
+            .generation
+            .get(&0, 0)
+            .map_err(|source| EnforceError::Read {
+                map: names::GENERATION,
+                source,
+            })?;
+        Ok(InForce {
+            allow,
+            block,
+            generation,
+        })
+    }
+
+    /// Makes the interfaces in `wan` internet-facing and every other one client-facing (the
+    /// default, no entry), writing only what changes.
+    pub fn set_roles(&mut self, wan: &[u32]) -> Result<(), EnforceError> {
+        let present: Vec<u32> = self.roles.keys().filter_map(Result::ok).collect();
+        for ifindex in present.iter().filter(|i| !wan.contains(i)) {
+            ignore_missing(self.roles.remove(ifindex)).map_err(upd(names::IFACE_ROLES))?;
+        }
+        for ifindex in wan.iter().filter(|i| !present.contains(i)) {
+            self.set_wan(*ifindex)?;
+        }
+        Ok(())
     }
 
     /// Applies `delta` and publishes its generation. The list set sized the delta to the

@@ -57,18 +57,23 @@ pub enum FlowTableError {
     },
 }
 
-/// Checks that `map` is a hash of `K` to [`FlowValue`], as the raw calls below assume.
-fn check<K>(map: &MapData, table: &'static str) -> Result<(), FlowTableError> {
+/// Checks that `map` is a hash of `K` to [`FlowValue`] (with `older`: to a value no longer
+/// than a [`FlowValue`], a build's before it grew), as the raw calls below assume; returns
+/// the value size.
+fn check<K>(map: &MapData, table: &'static str, older: bool) -> Result<usize, FlowTableError> {
     let info = map
         .info()
         .map_err(|cause| FlowTableError::Info { table, cause })?;
     let kind = info.map_type();
     let hash = matches!(kind, Ok(MapType::LruHash | MapType::Hash));
-    if hash
-        && info.key_size() as usize == size_of::<K>()
-        && info.value_size() as usize == size_of::<FlowValue>()
-    {
-        return Ok(());
+    let value = info.value_size() as usize;
+    let fits = if older {
+        (OLDEST_VALUE..=size_of::<FlowValue>()).contains(&value)
+    } else {
+        value == size_of::<FlowValue>()
+    };
+    if hash && info.key_size() as usize == size_of::<K>() && fits {
+        return Ok(value);
     }
     Err(FlowTableError::Shape {
         table,
@@ -81,7 +86,15 @@ fn check<K>(map: &MapData, table: &'static str) -> Result<(), FlowTableError> {
     })
 }
 
+/// The shortest value an older build's flow table may hold: the first [`FlowValue`] the
+/// agent pinned (88 bytes). Fields are only ever added at the end of a [`FlowValue`]; a change
+/// of the meaning of an existing one bumps [`agent_common::LAYOUT_VERSION`] instead.
+const OLDEST_VALUE: usize = 88;
+
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+/// `BPF_NOEXIST`: create only.
+const BPF_NOEXIST: u64 = 1;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
@@ -166,12 +179,22 @@ struct ElemAttr {
 }
 
 fn call(fd: BorrowedFd<'_>, cmd: libc::c_long, key: u64, value: u64) -> io::Result<()> {
+    call_flags(fd, cmd, key, value, 0)
+}
+
+fn call_flags(
+    fd: BorrowedFd<'_>,
+    cmd: libc::c_long,
+    key: u64,
+    value: u64,
+    flags: u64,
+) -> io::Result<()> {
     let attr = ElemAttr {
         map_fd: fd.as_raw_fd() as u32,
         _pad: 0,
         key,
         value,
-        flags: 0,
+        flags,
     };
     // SAFETY: `attr` is a valid bpf_attr prefix; key/value point to buffers of the map's key
     // and value sizes, owned by the caller for the call's duration.
@@ -211,9 +234,10 @@ fn keys_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
 }
 
 fn elem<K>(fd: BorrowedFd<'_>, cmd: libc::c_long, key: &K) -> io::Result<Option<FlowValue>> {
-    let mut value = MaybeUninit::<FlowValue>::uninit();
+    // Zeroed: an older build's shorter value leaves the fields added since at zero.
+    let mut value = MaybeUninit::<FlowValue>::zeroed();
     match call(fd, cmd, key as *const K as u64, value.as_mut_ptr() as u64) {
-        // SAFETY: the kernel filled the whole value on success.
+        // SAFETY: zeroed, then the kernel filled the map's value size on success.
         Ok(()) => Ok(Some(unsafe { value.assume_init() })),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
@@ -224,15 +248,31 @@ fn elem<K>(fd: BorrowedFd<'_>, cmd: libc::c_long, key: &K) -> io::Result<Option<
 pub struct FlowMaps {
     v6: MapData,
     v4: MapData,
+    /// Whether a value is shorter than a [`FlowValue`] (an older build's table).
+    short: bool,
 }
 
 impl FlowMaps {
     /// The tables `FLOWS` (IPv6) and `FLOWS4` (IPv4), once the kernel confirms each is a hash
     /// with the key and value sizes the reads write into.
     pub fn new(v6: MapData, v4: MapData) -> Result<Self, FlowTableError> {
-        check::<FlowKey>(&v6, names::FLOWS)?;
-        check::<FlowKey4>(&v4, names::FLOWS4)?;
-        Ok(Self { v6, v4 })
+        check::<FlowKey>(&v6, names::FLOWS, false)?;
+        check::<FlowKey4>(&v4, names::FLOWS4, false)?;
+        Ok(Self {
+            v6,
+            v4,
+            short: false,
+        })
+    }
+
+    /// The tables of an older build whose [`FlowValue`] was shorter (fields are only ever
+    /// added at its end, see [`OLDEST_VALUE`]): read as today's values with the fields added
+    /// since at zero, for an upgrade to copy or write out. Only for reading and taking.
+    pub fn older(v6: MapData, v4: MapData) -> Result<Self, FlowTableError> {
+        let a = check::<FlowKey>(&v6, names::FLOWS, true)?;
+        let b = check::<FlowKey4>(&v4, names::FLOWS4, true)?;
+        let short = a < size_of::<FlowValue>() || b < size_of::<FlowValue>();
+        Ok(Self { v6, v4, short })
     }
 
     /// A handle for reading and taking entries.
@@ -240,6 +280,7 @@ impl FlowMaps {
         FlowTable {
             v6: self.v6.fd().as_fd(),
             v4: self.v4.fd().as_fd(),
+            short: self.short,
         }
     }
 
@@ -254,7 +295,12 @@ impl FlowMaps {
                 .map_err(|cause| FlowTableError::Dup { table, cause })?;
             MapData::from_fd(fd).map_err(|cause| FlowTableError::Info { table, cause })
         };
-        Self::new(dup(&self.v6, names::FLOWS)?, dup(&self.v4, names::FLOWS4)?)
+        let (v6, v4) = (dup(&self.v6, names::FLOWS)?, dup(&self.v4, names::FLOWS4)?);
+        if self.short {
+            Self::older(v6, v4)
+        } else {
+            Self::new(v6, v4)
+        }
     }
 }
 
@@ -263,6 +309,9 @@ impl FlowMaps {
 pub struct FlowTable<'a> {
     v6: BorrowedFd<'a>,
     v4: BorrowedFd<'a>,
+    /// Values shorter than a [`FlowValue`]: batches (strided by the value size) are not
+    /// used, each value is read into a zeroed one.
+    short: bool,
 }
 
 impl FlowTable<'_> {
@@ -277,6 +326,9 @@ impl FlowTable<'_> {
     /// Every entry present now, with its counters. Flows created during the read may be
     /// missed, and values are as of their batch; the next sweep sees what changed.
     pub fn entries(&self) -> io::Result<Vec<(FlowKey, FlowValue)>> {
+        if self.short {
+            return self.walk(self.keys()?);
+        }
         let mut out = match entries_of::<FlowKey4>(self.v4)? {
             Some(v4) => v4.iter().map(|(k, v)| (k.to_key(), *v)).collect(),
             None => self.walk(self.v4_keys()?)?,
@@ -319,8 +371,135 @@ impl FlowTable<'_> {
         self.elem(BPF_MAP_LOOKUP_ELEM, key)
     }
 
+    /// Creates the entry of `key` (an upgrade migrating flows into a new table); an entry
+    /// the program created meanwhile is left as it is (`Ok(false)`).
+    pub fn insert(&self, key: &FlowKey, value: &FlowValue) -> io::Result<bool> {
+        if self.short {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an older build's flow table is only read, never written",
+            ));
+        }
+        let value = value as *const FlowValue as u64;
+        let r = if key.family == family::V4 {
+            let k = FlowKey4::from_key(key);
+            call_flags(
+                self.v4,
+                BPF_MAP_UPDATE_ELEM,
+                &k as *const _ as u64,
+                value,
+                BPF_NOEXIST,
+            )
+        } else {
+            call_flags(
+                self.v6,
+                BPF_MAP_UPDATE_ELEM,
+                key as *const _ as u64,
+                value,
+                BPF_NOEXIST,
+            )
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes the entry of `key` and returns its final state, atomically.
     pub fn take(&self, key: &FlowKey) -> io::Result<Option<FlowValue>> {
         self.elem(BPF_MAP_LOOKUP_AND_DELETE_ELEM, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `BPF_MAP_TYPE_LRU_HASH`.
+    const LRU_HASH: u32 = 9;
+
+    /// An all-zero wire type (keys and values are plain bytes).
+    fn zeroed<T: aya::Pod>() -> T {
+        // SAFETY: a Pod type is valid as all zeros.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// A new LRU hash map with `K` keys and `value` bytes of value.
+    fn table<K>(name: &str, value: usize) -> MapData {
+        let def =
+            aya_obj::Map::new_from_params(LRU_HASH, size_of::<K>() as u32, value as u32, 16, 0);
+        MapData::create(def, name, None).expect("create a map (needs root)")
+    }
+
+    fn raw_insert<K>(map: &MapData, key: &K, value: &[u8]) {
+        call(
+            map.fd().as_fd(),
+            BPF_MAP_UPDATE_ELEM,
+            key as *const K as u64,
+            value.as_ptr() as u64,
+        )
+        .expect("insert");
+    }
+
+    #[test]
+    fn an_older_builds_shorter_values_read_with_the_added_fields_at_zero() {
+        let value = FlowValue {
+            first_seen_ns: 11,
+            last_seen_ns: 22,
+            packets: [3, 4],
+            bytes: [500, 600],
+            ..zeroed()
+        };
+        // SAFETY: a FlowValue is plain bytes (repr(C), explicit padding).
+        let bytes: &[u8] = unsafe {
+            std::slice::from_raw_parts(
+                (&value as *const FlowValue).cast::<u8>(),
+                size_of::<FlowValue>(),
+            )
+        };
+        let (v6, v4) = (
+            table::<FlowKey>("OLD6", OLDEST_VALUE),
+            table::<FlowKey4>("OLD4", OLDEST_VALUE),
+        );
+        let key = FlowKey {
+            family: family::V4,
+            ifindex: 7,
+            ..zeroed()
+        };
+        // Filled past the old length, so a read of more than the map holds would show.
+        let mut full = vec![0xa5u8; size_of::<FlowValue>()];
+        full[..OLDEST_VALUE].copy_from_slice(&bytes[..OLDEST_VALUE]);
+        raw_insert(&v4, &FlowKey4::from_key(&key), &full);
+        if OLDEST_VALUE == size_of::<FlowValue>() {
+            let e = FlowMaps::new(
+                table::<FlowKey>("N6", OLDEST_VALUE),
+                table::<FlowKey4>("N4", OLDEST_VALUE),
+            );
+            assert!(e.is_ok(), "today's size is also the oldest");
+        }
+        let old = FlowMaps::older(v6, v4).expect("an older table of the oldest size is read");
+        let entries = old.table().entries().expect("entries");
+        let mut want: FlowValue = zeroed();
+        // SAFETY: as above; only the old prefix is copied, the rest stays zero.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                (&mut want as *mut FlowValue).cast::<u8>(),
+                OLDEST_VALUE,
+            )
+        };
+        assert_eq!(entries, vec![(key, want)]);
+        assert!(
+            old.table().insert(&key, &value).is_err() || OLDEST_VALUE == size_of::<FlowValue>(),
+            "an older table is never written"
+        );
+        for bad in [OLDEST_VALUE - 8, size_of::<FlowValue>() + 8] {
+            let e = FlowMaps::older(table::<FlowKey>("B6", bad), table::<FlowKey4>("B4", bad));
+            assert!(
+                matches!(e, Err(FlowTableError::Shape { value, .. }) if value as usize == bad),
+                "a {bad}-byte value is no older FlowValue"
+            );
+        }
     }
 }

@@ -1,18 +1,35 @@
 //! Loads the embedded XDP object and attaches it to interfaces, native mode first.
+//!
+//! Two ways to run it: [`Loaded::load`] for a program that lives as long as the agent (`run
+//! --no-pin`, tests, benchmarks), and [`adopt::start`] for a pinned one: program, links and
+//! maps pinned under `/sys/fs/bpf/xdp-audit/<instance>/` ([`pin`]), versioned by their layout
+//! ([`layout`]), adopted by the next agent, swapped atomically by an upgrade
+//! ([`upgrade`]), removed by `detach` ([`detach::detach`]). [`netlink`] handles attachments
+//! the kernel made without a bpf_link.
 
+pub mod adopt;
+pub mod detach;
+pub mod layout;
+pub mod netlink;
+pub mod pin;
+pub mod upgrade;
+
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
 use std::io;
+use std::path::Path;
 
 use agent_common::payload::{PortBudget, DEFAULT_PORTS};
 use agent_common::{domain::DomainKey, names};
 use aya::maps::{Array, Map, MapData, MapError, ProgramArray};
-use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::programs::{xdp::XdpLinkId, ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use tracing::{info, warn};
 
 use crate::enforce::ListMaps;
 use crate::flowtable::{FlowMaps, FlowTable, FlowTableError};
+use crate::sweeper::ledger::Ledger;
 
 /// The xdp-audit program object, built by `build.rs` with aya-build.
 pub static EBPF_OBJECT: &[u8] =
@@ -81,6 +98,14 @@ pub enum LoadError {
     /// Not root / lacking capabilities.
     #[error("attaching to interface {0:?} needs root (CAP_NET_ADMIN and CAP_BPF): {1}")]
     Permission(String, io::Error),
+    /// A pinned map or the ledger could not be opened, created or pinned.
+    #[error("pinned map {path}: {cause}")]
+    Pin {
+        /// The pin.
+        path: std::path::PathBuf,
+        /// The cause (in the message, so not named `source`).
+        cause: String,
+    },
     /// Any other attach failure.
     #[error("cannot attach XDP to interface {iface:?} in {mode} mode")]
     Attach {
@@ -95,7 +120,10 @@ pub enum LoadError {
 }
 
 /// How the program is attached to an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// Native (driver) mode, falling back to SKB mode if the driver refuses.
     Auto,
@@ -140,6 +168,85 @@ pub const SIZED_FOR_NEW_FLOWS_PER_SEC: u32 = 100_000;
 pub const DEFAULT_RINGBUF_BYTES: u32 =
     (SIZED_FOR_NEW_FLOWS_PER_SEC * agent_common::RING_RECORD_BYTES as u32).next_power_of_two();
 
+/// The capacities the loader gives maps, by name: both flow tables, the ring (bytes), the
+/// list maps. The pin layout ([`layout::Layout::of`]) applies the same, so the two cannot
+/// drift.
+pub(crate) fn map_sizes(opts: &LoadOptions) -> Vec<(&'static str, u32)> {
+    let mut out = vec![
+        (names::FLOWS, opts.flow_table_size),
+        (names::FLOWS4, opts.flow_table_size),
+        (names::EVENTS, opts.ringbuf_bytes),
+    ];
+    out.extend(opts.list_capacity.iter().copied());
+    out
+}
+
+/// The globals the loader sets in the object (`.rodata`): part of the program's identity
+/// ([`layout::program_digest`]), never of the pinned layout.
+pub(crate) fn globals(opts: &LoadOptions) -> Vec<(&'static str, u64)> {
+    vec![(names::WAKEUP_BYTES, u64::from(opts.ringbuf_bytes / 4))]
+}
+
+/// Where maps come from: a freshly loaded object, or the pins of a running one.
+pub trait MapSource {
+    /// Takes the map called `name` out of the source.
+    fn take_map(&mut self, name: &str) -> Option<Map>;
+}
+
+impl MapSource for Ebpf {
+    fn take_map(&mut self, name: &str) -> Option<Map> {
+        Ebpf::take_map(self, name)
+    }
+}
+
+/// Maps opened from a pin directory, by name, with their capacities.
+#[derive(Default)]
+pub struct PinnedMaps {
+    maps: HashMap<String, Map>,
+    /// Each map's capacity (`max_entries`), as the kernel reports it.
+    pub sizes: HashMap<String, u32>,
+}
+
+impl MapSource for PinnedMaps {
+    fn take_map(&mut self, name: &str) -> Option<Map> {
+        self.maps.remove(name)
+    }
+}
+
+impl PinnedMaps {
+    /// Opens every map pinned in `dir` (checked against `layout` when given).
+    pub fn open(dir: &Path, layout: Option<&layout::Layout>) -> Result<Self, LoadError> {
+        let pin_err = |path: &Path, cause: String| LoadError::Pin {
+            path: path.to_owned(),
+            cause,
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| pin_err(dir, e.to_string()))?;
+        let mut out = Self::default();
+        for e in entries {
+            let path = e.map_err(|e| pin_err(dir, e.to_string()))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            let data = MapData::from_pin(&path).map_err(|e| pin_err(&path, e.to_string()))?;
+            if let Some(l) = layout {
+                let def = l.get(&name).ok_or_else(|| {
+                    pin_err(
+                        &path,
+                        format!("no map {name} in layout {}", l.fingerprint()),
+                    )
+                })?;
+                l.check(def, &data)
+                    .map_err(|e| pin_err(&path, e.to_string()))?;
+            }
+            let size = data.info().map_or(0, |i| i.max_entries());
+            let map = Map::from_map_data(data).map_err(|e| pin_err(&path, e.to_string()))?;
+            out.sizes.insert(name.clone(), size);
+            out.maps.insert(name, map);
+        }
+        Ok(out)
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
@@ -154,7 +261,7 @@ impl Default for LoadOptions {
 /// The loaded program and its attachments, without the maps the agent works with.
 pub struct Program {
     ebpf: Ebpf,
-    attached: Vec<(String, aya::programs::xdp::XdpLinkId)>,
+    attached: Vec<(String, XdpLinkId)>,
 }
 
 /// The maps the agent works with, taken out of the `Ebpf` so they outlive the program's links
@@ -168,6 +275,10 @@ pub struct Maps {
     pub stats: Map,
     /// The list maps.
     pub lists: ListMaps,
+    /// The ledger of what interim records carried, when the maps are pinned.
+    pub ledger: Option<Ledger>,
+    /// What a retired layout's maps held, when an upgrade replaced them.
+    pub retired: Option<upgrade::Retired>,
 }
 
 /// The loaded object: its program and the maps the agent works with.
@@ -180,6 +291,7 @@ pub struct Loaded {
     pub stats: Map,
     /// The list maps.
     pub lists: ListMaps,
+    ledger: Option<Ledger>,
 }
 
 fn errno(e: &ProgramError) -> Option<i32> {
@@ -224,18 +336,66 @@ fn load_hint(e: &aya::EbpfError) -> &'static str {
     }
 }
 
+/// The maps the agent works with, taken out of `src`.
+pub(crate) fn take_maps(
+    src: &mut impl MapSource,
+) -> Result<(FlowMaps, Map, Map, ListMaps), LoadError> {
+    let (flows, events, stats) = take_flow_maps(src)?;
+    let lists = ListMaps::take(src).map_err(LoadError::Lists)?;
+    Ok((flows, events, stats, lists))
+}
+
+/// The flow tables, the ring and the counters, taken out of `src`.
+pub(crate) fn take_flow_maps(src: &mut impl MapSource) -> Result<(FlowMaps, Map, Map), LoadError> {
+    let flows = match src.take_map(names::FLOWS) {
+        Some(Map::LruHashMap(m)) => m,
+        _ => return Err(LoadError::Missing("LRU map FLOWS")),
+    };
+    let flows4 = match src.take_map(names::FLOWS4) {
+        Some(Map::LruHashMap(m)) => m,
+        _ => return Err(LoadError::Missing("LRU map FLOWS4")),
+    };
+    let flows = FlowMaps::new(flows, flows4).map_err(LoadError::FlowTable)?;
+    let events = src
+        .take_map(names::EVENTS)
+        .ok_or(LoadError::Missing("ring buffer EVENTS"))?;
+    let stats = src
+        .take_map(names::STATS)
+        .ok_or(LoadError::Missing("per-CPU array STATS"))?;
+    Ok((flows, events, stats))
+}
+
 impl Loaded {
     /// Loads the object into the kernel (not yet attached anywhere).
     pub fn load(opts: LoadOptions) -> Result<Self, LoadError> {
-        let wakeup_bytes = u64::from(opts.ringbuf_bytes / 4);
+        Self::load_with(opts, None)
+    }
+
+    /// Loads the object; with `pins`, every map of `layout` is pinned in (or, if pinned
+    /// there already, reused from) the directory, and the ledger beside them.
+    pub(crate) fn load_with(
+        opts: LoadOptions,
+        pins: Option<(&Path, &layout::Layout)>,
+    ) -> Result<Self, LoadError> {
+        let pin_paths: Vec<(String, std::path::PathBuf)> = match pins {
+            Some((dir, layout)) => layout
+                .maps()
+                .iter()
+                .filter(|m| m.name != names::REPORTED)
+                .map(|m| (m.name.clone(), dir.join(&m.name)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let globals = globals(&opts);
         let mut loader = EbpfLoader::new();
-        loader
-            .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
-            .map_max_entries(names::FLOWS, opts.flow_table_size)
-            .map_max_entries(names::FLOWS4, opts.flow_table_size)
-            .map_max_entries(names::EVENTS, opts.ringbuf_bytes);
-        for &(name, size) in &opts.list_capacity {
+        for (name, value) in &globals {
+            loader.override_global(name, value, true);
+        }
+        for (name, size) in map_sizes(&opts) {
             loader.map_max_entries(name, size);
+        }
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|source| LoadError::Load {
             hint: load_hint(&source),
@@ -248,22 +408,7 @@ impl Loaded {
             .map_err(LoadError::Verifier)?;
         prog.load().map_err(LoadError::Verifier)?;
         load_slow_path(&mut ebpf)?;
-        let flows = match ebpf.take_map(names::FLOWS) {
-            Some(Map::LruHashMap(m)) => m,
-            _ => return Err(LoadError::Missing("LRU map FLOWS")),
-        };
-        let flows4 = match ebpf.take_map(names::FLOWS4) {
-            Some(Map::LruHashMap(m)) => m,
-            _ => return Err(LoadError::Missing("LRU map FLOWS4")),
-        };
-        let flows = FlowMaps::new(flows, flows4).map_err(LoadError::FlowTable)?;
-        let events = ebpf
-            .take_map(names::EVENTS)
-            .ok_or(LoadError::Missing("ring buffer EVENTS"))?;
-        let stats = ebpf
-            .take_map(names::STATS)
-            .ok_or(LoadError::Missing("per-CPU array STATS"))?;
-        let mut lists = ListMaps::take(&mut ebpf).map_err(LoadError::Lists)?;
+        let (flows, events, stats, mut lists) = take_maps(&mut ebpf)?;
         let key = match opts.domain_key {
             Some(key) => key,
             None => crate::blocklist::random_key().map_err(LoadError::Random)?,
@@ -273,13 +418,19 @@ impl Loaded {
             ebpf,
             attached: Vec::new(),
         };
+        // Also on reused pins: the table is the program's configuration, not its state.
         program.set_payload_ports(&DEFAULT_PORTS)?;
+        let ledger = match pins {
+            Some((dir, _)) => Some(open_ledger(dir, opts.flow_table_size)?),
+            None => None,
+        };
         Ok(Self {
             program,
             flows,
             events,
             stats,
             lists,
+            ledger,
         })
     }
 
@@ -322,15 +473,43 @@ impl Loaded {
             events,
             stats,
             lists,
+            ledger,
         } = self;
         let maps = Maps {
             flows,
             events,
             stats,
             lists,
+            ledger,
+            retired: None,
         };
         (program, maps)
     }
+}
+
+/// The ledger pinned in `dir`, created (empty) if it is not there yet.
+pub(crate) fn open_ledger(dir: &Path, flow_table_size: u32) -> Result<Ledger, LoadError> {
+    let path = dir.join(names::REPORTED);
+    let err = |cause: String| LoadError::Pin {
+        path: path.clone(),
+        cause,
+    };
+    let data = if path.exists() {
+        MapData::from_pin(&path).map_err(|e| err(e.to_string()))?
+    } else {
+        let def = layout::ledger_def(flow_table_size);
+        let obj = aya_obj::Map::new_from_params(
+            def.map_type,
+            def.key_size,
+            def.value_size,
+            def.max_entries,
+            def.flags,
+        );
+        let data = MapData::create(obj, names::REPORTED, None).map_err(|e| err(e.to_string()))?;
+        data.pin(&path).map_err(|e| err(e.to_string()))?;
+        data
+    };
+    Ledger::new(data).map_err(|e| err(e.to_string()))
 }
 
 impl Program {
@@ -364,53 +543,9 @@ impl Program {
 
     /// Attaches to `iface`; returns the mode actually in use.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, LoadError> {
-        let c_name = CString::new(iface).map_err(|_| LoadError::NoSuchInterface(iface.into()))?;
-        // SAFETY: a valid NUL-terminated string.
-        if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
-            return Err(LoadError::NoSuchInterface(iface.into()));
-        }
-        let prog = self.program_mut()?;
-        let tries: &[(AttachMode, XdpMode)] = match mode {
-            AttachMode::Auto => &[
-                (AttachMode::Native, XdpMode::Driver),
-                (AttachMode::Skb, XdpMode::Skb),
-            ],
-            AttachMode::Native => &[(AttachMode::Native, XdpMode::Driver)],
-            AttachMode::Skb => &[(AttachMode::Skb, XdpMode::Skb)],
-        };
-        let mut last = None;
-        for (i, &(label, xdp_mode)) in tries.iter().enumerate() {
-            match prog.attach(iface, xdp_mode) {
-                Ok(link) => {
-                    info!(iface, mode = %label, "XDP program attached");
-                    self.attached.push((iface.to_owned(), link));
-                    return Ok(label);
-                }
-                Err(e) => {
-                    match errno(&e) {
-                        Some(libc::EBUSY) | Some(libc::EEXIST) => {
-                            return Err(LoadError::Busy(iface.into()))
-                        }
-                        Some(libc::EPERM) | Some(libc::EACCES) => {
-                            return Err(LoadError::Permission(
-                                iface.into(),
-                                io::Error::from_raw_os_error(libc::EPERM),
-                            ))
-                        }
-                        _ => {}
-                    }
-                    if i + 1 < tries.len() {
-                        warn!(iface, error = %e, "native XDP refused by the driver; falling back to SKB (generic) mode");
-                    }
-                    last = Some(LoadError::Attach {
-                        iface: iface.into(),
-                        mode: label,
-                        source: e,
-                    });
-                }
-            }
-        }
-        Err(last.unwrap_or(LoadError::Missing("attach mode")))
+        let (label, link) = attach_xdp(self.program_mut()?, iface, mode)?;
+        self.attached.push((iface.to_owned(), link));
+        Ok(label)
     }
 
     /// Detaches from every interface; the maps stay readable for the final flush.
@@ -424,6 +559,66 @@ impl Program {
             }
         }
     }
+}
+
+/// The index of interface `name` in this thread's network namespace.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// Attaches `prog` to `iface` (native first in `Auto` mode, SKB on the driver's refusal, and
+/// says which); returns the mode in use and the link.
+pub(crate) fn attach_xdp(
+    prog: &mut Xdp,
+    iface: &str,
+    mode: AttachMode,
+) -> Result<(AttachMode, XdpLinkId), LoadError> {
+    if ifindex(iface).is_none() {
+        return Err(LoadError::NoSuchInterface(iface.into()));
+    }
+    let tries: &[(AttachMode, XdpMode)] = match mode {
+        AttachMode::Auto => &[
+            (AttachMode::Native, XdpMode::Driver),
+            (AttachMode::Skb, XdpMode::Skb),
+        ],
+        AttachMode::Native => &[(AttachMode::Native, XdpMode::Driver)],
+        AttachMode::Skb => &[(AttachMode::Skb, XdpMode::Skb)],
+    };
+    let mut last = None;
+    for (i, &(label, xdp_mode)) in tries.iter().enumerate() {
+        match prog.attach(iface, xdp_mode) {
+            Ok(link) => {
+                info!(iface, mode = %label, "XDP program attached");
+                return Ok((label, link));
+            }
+            Err(e) => {
+                match errno(&e) {
+                    Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                        return Err(LoadError::Busy(iface.into()))
+                    }
+                    Some(libc::EPERM) | Some(libc::EACCES) => {
+                        return Err(LoadError::Permission(
+                            iface.into(),
+                            io::Error::from_raw_os_error(libc::EPERM),
+                        ))
+                    }
+                    _ => {}
+                }
+                if i + 1 < tries.len() {
+                    warn!(iface, error = %e, "native XDP refused by the driver; falling back to SKB (generic) mode");
+                }
+                last = Some(LoadError::Attach {
+                    iface: iface.into(),
+                    mode: label,
+                    source: e,
+                });
+            }
+        }
+    }
+    Err(last.unwrap_or(LoadError::Missing("attach mode")))
 }
 
 #[cfg(test)]

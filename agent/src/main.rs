@@ -43,6 +43,9 @@ enum Command {
     /// Self-check for inspections: retention, records per hour, chain, losses, clock, disk.
     #[command(long_about = xdp_audit::cmd::compliance::LONG_ABOUT)]
     Compliance(xdp_audit::cmd::compliance::ComplianceArgs),
+    /// Remove a pinned agent instance: its XDP program, links and maps.
+    #[command(long_about = xdp_audit::cmd::detach::LONG_ABOUT)]
+    Detach(xdp_audit::cmd::detach::DetachArgs),
     /// Create an ed25519 key pair for signing the audit chain.
     #[command(long_about = xdp_audit::cmd::keygen::LONG_ABOUT)]
     Keygen(xdp_audit::cmd::keygen::KeygenArgs),
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
         Command::Hold(args) => xdp_audit::cmd::hold::main(args),
         Command::Compliance(args) => xdp_audit::cmd::compliance::main(args),
+        Command::Detach(args) => xdp_audit::cmd::detach::main(args),
     };
     result.unwrap_or_else(|err| fail(&err))
 }

@@ -239,19 +239,9 @@ impl Attribution {
     }
 }
 
-/// What has already been reported of a flow by active-timeout records, so the next record
-/// carries only what followed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Reported {
-    /// Packets per direction already written.
-    pub packets: [u64; 2],
-    /// Bytes per direction already written.
-    pub bytes: [u64; 2],
-    /// Dropped packets already written.
-    pub drops: u64,
-    /// Kernel time of the last packet already written, 0 if none.
-    pub last_seen_ns: u64,
-}
+/// What has already been reported of a flow by interim records, so the next record carries
+/// only what followed (a wire type: a pinned agent keeps it in a map beside the flow tables).
+pub use agent_common::Reported;
 
 fn key_addr(fam: u8, words: &[u32; 4]) -> IpAddr {
     let raw = FlowKey::addr_bytes(words);

@@ -3,6 +3,16 @@
 //! buffer lost and flows the LRU table evicted before they ended, so neither goes unrecorded.
 //! Each loss is counted ([`SweepStats`]); the log gets a rate-limited summary, not a line per
 //! flow.
+//!
+//! With a pinned program the sweeper also keeps a [`Ledger`] of what its interim records
+//! carried, beside the flow tables; an agent that adopts the pins starts from it
+//! ([`Sweeper::adopt`]) and takes over every flow of the table where the last agent stopped:
+//! a flow whose start event the last agent read but never wrote is written from its entry,
+//! once; a flow it sliced continues after its last slice. At a pinned agent's shutdown the
+//! open flows are written as interim `shutdown` records and stay in the table
+//! ([`Sweeper::hand_over`]).
+
+pub mod ledger;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -17,6 +27,7 @@ use crate::reader::Event;
 use crate::record::{EndReason, FlowRecord, Reported};
 use crate::sink::RecordSink;
 use crate::throttle::Throttle;
+use ledger::Ledger;
 
 /// Timeouts, all measured on the kernel's monotonic clock.
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +114,23 @@ pub struct SweepStats {
     pub evicted: u64,
     /// Records the sink refused.
     pub sink_errors: u64,
+    /// Flows taken over from a pinned table whose earlier records the ledger holds.
+    #[serde(default)]
+    pub adopted: u64,
+}
+
+/// A flow of a retired flow table, to be written once ([`Sweeper::write_retired`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetiredFlow {
+    /// The flow.
+    pub key: FlowKey,
+    /// Its entry when the program was replaced.
+    pub value: FlowValue,
+    /// For a flow copied into the new table: the copy. What the old program counted after
+    /// it is written as an interim record; the new table carries the rest. `None`: the flow
+    /// was not copied and is written from what earlier records carried, ended if it had
+    /// closed.
+    pub after: Option<Reported>,
 }
 
 /// Resolves a rule id to `FILE:LINE` for records.
@@ -122,15 +150,6 @@ impl RuleNames for crate::blocklist::ListSet {
     fn rule_name(&self, id: u32) -> Option<String> {
         self.origin(id)
             .map(|o| format!("{}:{}", o.path.display(), o.line))
-    }
-}
-
-fn reported_now(v: &FlowValue) -> Reported {
-    Reported {
-        packets: v.packets,
-        bytes: v.bytes,
-        drops: v.drops,
-        last_seen_ns: v.last_seen_ns,
     }
 }
 
@@ -162,6 +181,7 @@ pub struct Sweeper {
     ifnames: HashMap<u32, String>,
     open: HashMap<FlowKey, Tracked>,
     warnings: Warnings,
+    ledger: Option<Ledger>,
     /// What the sweeper has done so far.
     pub stats: SweepStats,
 }
@@ -176,8 +196,43 @@ impl Sweeper {
             ifnames,
             open: HashMap::new(),
             warnings: Warnings::default(),
+            ledger: None,
             stats: SweepStats::default(),
         }
+    }
+
+    /// Keeps what interim records carried in `ledger` from now on, and starts from what it
+    /// holds: the flows an earlier agent sliced continue after their last slice. Returns how
+    /// many flows it holds.
+    pub fn adopt(&mut self, ledger: Ledger) -> usize {
+        let entries = ledger.entries();
+        for (key, reported) in &entries {
+            self.open.entry(*key).or_default().reported = *reported;
+        }
+        self.stats.adopted += entries.len() as u64;
+        self.ledger = Some(ledger);
+        entries.len()
+    }
+
+    /// Notes that `key`'s records now carry `reported`.
+    fn set_reported(&mut self, key: &FlowKey, reported: Reported) {
+        if let Some(t) = self.open.get_mut(key) {
+            t.reported = reported;
+        }
+        if let Some(l) = self.ledger.as_mut() {
+            l.set(key, &reported);
+        }
+    }
+
+    /// Forgets a flow that ended or left the table.
+    fn forget(&mut self, key: &FlowKey) -> Tracked {
+        let t = self.open.remove(key).unwrap_or_default();
+        if t.reported != Reported::default() {
+            if let Some(l) = self.ledger.as_mut() {
+                l.remove(key);
+            }
+        }
+        t
     }
 
     /// A new measurement of the wall clock: records of packets from its kernel time on carry
@@ -206,7 +261,6 @@ impl Sweeper {
                 let tracked = self.open.entry(key).or_default();
                 tracked.start.get_or_insert(value);
                 let reported = tracked.reported;
-                tracked.reported = reported_now(&value);
                 self.write(
                     sink,
                     &key,
@@ -216,6 +270,7 @@ impl Sweeper {
                     Some(rule),
                     names,
                 );
+                self.set_reported(&key, Reported::of(&value));
             }
         }
     }
@@ -282,19 +337,9 @@ impl Sweeper {
                 Action::Keep => {}
                 Action::Active => {
                     self.write(sink, &key, &v, &reported, EndReason::Active, None, names);
-                    if let Some(t) = self.open.get_mut(&key) {
-                        t.reported = reported_now(&v);
-                    }
+                    self.set_reported(&key, Reported::of(&v));
                 }
-                Action::End(reason) => {
-                    self.open.remove(&key);
-                    if let Some(last) = table.take(&key)? {
-                        let reason = closed_reason(&last)
-                            .filter(|_| reason != EndReason::Idle)
-                            .unwrap_or(reason);
-                        self.write(sink, &key, &last, &reported, reason, None, names);
-                    }
-                }
+                Action::End(reason) => self.end(table, &key, &reported, reason, sink, names)?,
             }
         }
         tally(
@@ -325,7 +370,8 @@ impl Sweeper {
             if table.get(&key)?.is_some() {
                 continue; // Created during the walk; the next sweep handles it.
             }
-            if let Some(t) = self.open.remove(&key) {
+            if self.open.contains_key(&key) {
+                let t = self.forget(&key);
                 evicted += 1;
                 if let Some(start) = t.start {
                     self.write(
@@ -347,6 +393,92 @@ impl Sweeper {
             "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
         );
         Ok(())
+    }
+
+    /// Takes the ended flow `key` out of the table and writes its last record: `fin`/`rst`
+    /// if it closed, else `reason`.
+    fn end(
+        &mut self,
+        table: FlowTable<'_>,
+        key: &FlowKey,
+        reported: &Reported,
+        reason: EndReason,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<()> {
+        self.forget(key);
+        if let Some(last) = table.take(key)? {
+            let reason = closed_reason(&last)
+                .filter(|_| reason != EndReason::Idle)
+                .unwrap_or(reason);
+            self.write(sink, key, &last, reported, reason, None, names);
+        }
+        Ok(())
+    }
+
+    /// At the shutdown of an agent whose program stays attached (pinned): every flow that
+    /// has ended by kernel time `now` is written and taken as a sweep would, every other one
+    /// is written as an interim `shutdown` record and stays in the table, for the next agent
+    /// to continue after it.
+    pub fn hand_over(
+        &mut self,
+        table: FlowTable<'_>,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+        now: u64,
+    ) -> io::Result<()> {
+        for (key, v) in table.entries()? {
+            let reported = self.open.get(&key).map(|t| t.reported).unwrap_or_default();
+            match decide(&v, &reported, now, &self.timeouts) {
+                Action::End(reason) => self.end(table, &key, &reported, reason, sink, names)?,
+                Action::Keep | Action::Active => {
+                    self.open.entry(key).or_default();
+                    self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);
+                    if v.packets != reported.packets {
+                        self.set_reported(&key, Reported::of(&v));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what a retired flow table (an upgrade that changed the layout) held when the
+    /// program was replaced: each flow from what its `reported` says was written before.
+    pub fn write_retired(
+        &mut self,
+        flows: &[RetiredFlow],
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) {
+        for f in flows {
+            match f.after {
+                Some(copy) => {
+                    self.write(
+                        sink,
+                        &f.key,
+                        &f.value,
+                        &copy,
+                        EndReason::Active,
+                        None,
+                        names,
+                    );
+                }
+                None => {
+                    let reported = self.forget(&f.key).reported;
+                    let reason = closed_reason(&f.value).unwrap_or(EndReason::Active);
+                    self.write(sink, &f.key, &f.value, &reported, reason, None, names);
+                }
+            }
+        }
+    }
+
+    /// Starts from what earlier records carried of flows the ledger no longer holds (a
+    /// retired one's, see [`Sweeper::write_retired`]).
+    pub fn seed(&mut self, flows: &[(FlowKey, Reported)]) {
+        for (key, reported) in flows {
+            self.open.entry(*key).or_default().reported = *reported;
+        }
     }
 
     /// Ends every flow in the table (the program is already detached).

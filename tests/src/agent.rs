@@ -38,6 +38,8 @@ pub struct Agent {
     /// The log directory.
     pub log_dir: PathBuf,
     lines: mpsc::Receiver<String>,
+    /// Every stderr line read so far, for what was logged before a wait.
+    seen: Vec<String>,
 }
 
 impl Agent {
@@ -76,6 +78,7 @@ impl Agent {
             bin: bin.to_owned(),
             log_dir: log_dir.to_owned(),
             lines: rx,
+            seen: Vec::new(),
         };
         agent.wait_for("xdp-audit running", Duration::from_secs(20))?;
         Ok(agent)
@@ -87,8 +90,12 @@ impl Agent {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Ok(line),
-                Ok(_) => {}
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Ok(line);
+                    }
+                }
                 Err(_) => bail!("agent did not log {needle:?} within {timeout:?}"),
             }
         }
@@ -97,6 +104,14 @@ impl Agent {
     /// The agent's process id (`ip netns exec` execs it in place), while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The first stderr line read so far (by the waits) that contains `needle`.
+    pub fn logged(&self, needle: &str) -> Option<&str> {
+        self.seen
+            .iter()
+            .map(String::as_str)
+            .find(|l| l.contains(needle))
     }
 
     /// Kills the agent with SIGKILL, as a crash would, and waits for it.

@@ -8,5 +8,7 @@ pub mod dhcp;
 pub mod lab;
 pub mod netns;
 pub mod pcap;
+pub mod pins;
 pub mod servers;
+pub mod traffic;
 pub mod wait;

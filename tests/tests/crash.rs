@@ -52,7 +52,9 @@ fn a_crashed_agent_restarts_on_its_store_and_loses_nothing_it_synced() {
     let dir = lab.temp_dir("crash").expect("temp dir");
     let log = dir.path().join("log");
     let bin = binary().expect("agent binary");
+    // Unpinned: the program goes with the agent (a pinned one stays; see restart.rs).
     let fast = [
+        "--no-pin",
         "--iface",
         lab::GW_LAN_IF,
         "--inactive-timeout",

@@ -267,6 +267,9 @@ pub fn run() -> anyhow::Result<()> {
             &subs_s,
             "--dhcp-leases",
             &leases_s,
+            // `ip netns exec` gives the agent a mount namespace of its own, where pins
+            // would vanish with it: the demo's agent lives and goes with the lab.
+            "--no-pin",
         ],
     )?;
 
@@ -382,9 +385,17 @@ pub fn run() -> anyhow::Result<()> {
         .arg(&log_dir)
         .output()
         .context("run xdp-audit verify")?;
-    eprintln!("      {}", String::from_utf8_lossy(&verify.stdout).trim());
+    let verdict = String::from_utf8_lossy(&verify.stdout);
+    eprintln!("      {}", verdict.trim());
     if !verify.status.success() {
         bail!("the audit store does not verify");
+    }
+    // SIGTERM sealed the live journal: every record printed above is in a sealed segment.
+    if !verdict.contains(&format!("({} rows)", records.len())) {
+        bail!(
+            "verify does not count the {} records printed above: the journal was not sealed at shutdown",
+            records.len()
+        );
     }
     drop(lab);
     eprintln!("lab: namespaces removed");

@@ -15,6 +15,15 @@ pub struct Origin {
     pub line: u32,
 }
 
+impl Origin {
+    /// The origin of a rule read back from a running program's maps, before a reload has
+    /// found it in a file: it names no file.
+    pub const UNKNOWN: Origin = Origin {
+        file: u32::MAX,
+        line: 0,
+    };
+}
+
 /// Rule-id allocator. Ids of removed rules are reused, but only from the generation after
 /// their removal, so a drop record the kernel wrote just before a reload still names the rule
 /// it was written for.
@@ -26,6 +35,23 @@ pub struct IdAlloc {
 }
 
 impl IdAlloc {
+    /// An allocator for a program whose maps already hold `used`: every other id below the
+    /// highest is free.
+    pub fn with_used(used: &[RuleId]) -> IdAlloc {
+        let next = used.iter().max().map_or(0, |m| m.saturating_add(1));
+        let mut taken = vec![false; next as usize];
+        for &id in used {
+            taken[id as usize] = true;
+        }
+        // Reversed, so the lowest free id is handed out first.
+        let free = (0..next).rev().filter(|&id| !taken[id as usize]).collect();
+        IdAlloc {
+            next,
+            free,
+            released: Vec::new(),
+        }
+    }
+
     /// Makes ids released in the previous generation available.
     pub fn begin_generation(&mut self) {
         self.free.append(&mut self.released);

@@ -111,6 +111,9 @@ pub struct ListSet {
     /// What the reload under way replaced, file by file (`None`: the file had no good
     /// version), so a reload the tables cannot hold leaves every file as it was.
     staged: Vec<(usize, Option<Vec<u8>>)>,
+    /// The tables were adopted from a running program ([`ListSet::adopt`]): the next commit
+    /// compiles both kinds, also a kind none of whose files changed.
+    adopted: bool,
 }
 
 /// The first table a reload would outgrow.
@@ -139,7 +142,32 @@ impl ListSet {
             capacity: None,
             pending: Vec::new(),
             staged: Vec::new(),
+            adopted: false,
         }
+    }
+
+    /// Starts from what a running program's maps hold (read back from a pinned program),
+    /// before the first reload: every key the files still list keeps its rule id (and with
+    /// it its hit counter), and the first reload's delta is the difference between the maps
+    /// and the files, as a reload's is. Both kinds are compiled at that reload, so a kind
+    /// whose files are gone from the configuration is emptied; a file that cannot be read
+    /// contributes nothing, as at a fresh start. Rules read back name no file until the
+    /// reload finds them in one.
+    pub fn adopt(&mut self, allow: CompiledList, block: CompiledList, generation: u64) {
+        let mut used = Vec::new();
+        for list in [&allow, &block] {
+            for t in Table::ALL {
+                used.extend(list.ids(t));
+            }
+        }
+        self.ids = IdAlloc::with_used(&used);
+        self.compiled = CompiledLists {
+            allow,
+            block,
+            generation,
+            origins: vec![Origin::UNKNOWN; self.ids.high_water() as usize],
+        };
+        self.adopted = true;
     }
 
     /// The key domain rules are hashed with.
@@ -381,7 +409,7 @@ impl ListSet {
                 .iter()
                 .filter(|(i, _)| files[*i].kind == kind)
                 .collect();
-            if changes.is_empty() {
+            if changes.is_empty() && !self.adopted {
                 continue;
             }
             let sources: Vec<(u32, &ParsedList)> = files
@@ -422,6 +450,7 @@ impl ListSet {
         if let Some(list) = block {
             self.compiled.block = list;
         }
+        self.adopted = false;
         let [allow_delta, block_delta] = deltas;
         if !(allow_delta.is_empty() && block_delta.is_empty()) {
             self.compiled.generation += 1;

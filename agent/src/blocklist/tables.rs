@@ -196,6 +196,21 @@ impl Table {
 }
 
 impl CompiledList {
+    /// The rule ids of table `t`.
+    pub fn ids(&self, t: Table) -> Vec<RuleId> {
+        fn of<K>(v: &[(K, RuleId)]) -> Vec<RuleId> {
+            v.iter().map(|(_, id)| *id).collect()
+        }
+        match t {
+            Table::V4Exact => of(&self.v4_exact),
+            Table::V4Prefix => of(&self.v4_prefix),
+            Table::V6Exact => of(&self.v6_exact),
+            Table::V6Prefix => of(&self.v6_prefix),
+            Table::Ports => of(&self.ports),
+            Table::Domains => of(&self.domains),
+        }
+    }
+
     /// Entries in table `t`.
     pub fn len(&self, t: Table) -> usize {
         match t {
@@ -244,6 +259,28 @@ impl Capacity {
             block: Table::ALL.map(|t| size(lists.block.len(t))),
             rule_hits: size(rules),
         }
+    }
+
+    /// The sizes of maps that exist already (a pinned program's), by map name; `None` if
+    /// one of the list maps is not among them.
+    pub fn of_maps(size: impl Fn(&str) -> Option<u32>) -> Option<Capacity> {
+        let sizes = |kind: ListKind| -> Option<[u32; 6]> {
+            let mut out = [0; 6];
+            for t in Table::ALL {
+                out[t as usize] = size(t.map_name(kind))?;
+            }
+            Some(out)
+        };
+        Some(Capacity {
+            allow: sizes(ListKind::Allow)?,
+            block: sizes(ListKind::Block)?,
+            rule_hits: size(agent_common::names::RULE_HITS)?,
+        })
+    }
+
+    /// Whether every table is at least `floor` entries (`--list-capacity`).
+    pub fn at_least(&self, floor: u32) -> bool {
+        self.allow.iter().chain(&self.block).all(|&n| n >= floor) && self.rule_hits >= floor
     }
 
     /// Entries table `t` of `kind` holds.

@@ -3,6 +3,7 @@
 pub mod blocklist;
 pub mod check;
 pub mod compliance;
+pub mod detach;
 pub mod enrich_args;
 pub mod export;
 pub mod hold;

@@ -1,6 +1,5 @@
 //! `xdp-audit run`: load, attach, enforce the lists, and audit until SIGINT/SIGTERM.
 
-use std::ffi::CString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,18 +7,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
 use crate::blocklist::watch;
-use crate::blocklist::ListKind;
+use crate::blocklist::{ListKind, ListSet};
 use crate::clock::HostClocks;
+use crate::cmd::detach::PinArgs;
 use crate::cmd::store_args::StoreArgs;
 use crate::daemon::lists::{read_at_start, Reload};
 use crate::daemon::{Control, Daemon, Interface, Settings};
 use crate::enrich::inputs::Enrichment;
 use crate::enrich::stage::{EnrichStage, StageConfig};
-use crate::loader::{AttachMode, LoadOptions, Loaded};
+use crate::loader::adopt::{self, Outcome, Target};
+use crate::loader::pin::{self, InstanceLock};
+use crate::loader::{ifindex, AttachMode, LoadOptions, Loaded, Maps, Program};
 use crate::privilege::{self, Needs, RunAs};
 use crate::span;
 use crate::store::Store;
@@ -32,8 +35,14 @@ use crate::sweeper::Timeouts;
 /// LOG_DIR (journal, sealed Parquet segments, hash-chained manifest; see `xdp-audit query`,
 /// `verify`, `export`): when it closes (FIN/RST, after --close-linger), when it idles for
 /// --inactive-timeout, every --active-timeout while it lasts, at a flow's first dropped
-/// packet, and at shutdown. SIGINT or SIGTERM detaches the program, writes every open flow
-/// with end reason `shutdown`, and exits 0.
+/// packet, and at shutdown.
+///
+/// The program, its links and maps are pinned under --pin-root/--instance: a restart (also
+/// after a crash) adopts them without a moment unaudited, an agent with another map layout
+/// or program swaps its program in atomically, and `xdp-audit detach` removes them. SIGINT
+/// or SIGTERM leaves the program attached, writes every open flow with end reason
+/// `shutdown` (the next agent carries on from there), seals the journal and exits 0; with
+/// --no-pin it detaches the program first, as it exits.
 ///
 /// List files (--blocklist, --allowlist) are watched: an edit applies within a second, SIGHUP
 /// re-reads them all. A file with a bad line is not applied (each problem is logged as
@@ -109,6 +118,13 @@ pub struct RunArgs {
     /// needs (README, "Least privilege").
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// The pinned instance: --instance, --pin-root.
+    #[command(flatten)]
+    pub pins: PinArgs,
+    /// Pin nothing: the program lives as long as the agent and is detached when it exits
+    /// (and vanishes with it on a crash).
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 /// Where the agent keeps its status snapshot unless told otherwise.
@@ -122,13 +138,6 @@ pub fn parse_iface(s: &str) -> Result<(String, bool), String> {
         Some((name, "wan")) => Ok((name.to_owned(), true)),
         Some((_, side)) => Err(format!("{s:?}: side {side:?} is neither lan nor wan")),
     }
-}
-
-fn ifindex(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
 }
 
 fn validate(args: &RunArgs) -> anyhow::Result<()> {
@@ -166,8 +175,156 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the agent: reads the lists, loads and attaches the program, runs the daemon until
-/// SIGINT or SIGTERM, detaches, and lets the daemon write what is left.
+/// The program in place and the maps for the daemon.
+struct Attached {
+    maps: Maps,
+    lists: ListSet,
+    /// The program, when it lives as long as the agent (`--no-pin`): detached at the stop.
+    program: Option<Program>,
+    /// The pinned instance, held while the agent runs.
+    _instance: Option<InstanceLock>,
+}
+
+/// The list files, in the order given.
+fn list_files(args: &RunArgs) -> Vec<(PathBuf, ListKind)> {
+    args.blocklists
+        .iter()
+        .map(|p| (p.clone(), ListKind::Block))
+        .chain(args.allowlists.iter().map(|p| (p.clone(), ListKind::Allow)))
+        .collect()
+}
+
+/// `--no-pin`: loads, writes the lists, attaches; the program goes with the agent.
+fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Attached> {
+    let pins = args.pins.dir()?;
+    if std::fs::symlink_metadata(pins.dir()).is_ok() {
+        bail!(
+            "instance {:?} is pinned at {} (a pinned run left it): remove it with \
+             `xdp-audit detach --instance {}` before running with --no-pin",
+            args.pins.instance,
+            pins.dir().display(),
+            args.pins.instance
+        );
+    }
+    let key = crate::blocklist::random_key().context("drawing the key for domain hashes")?;
+    let started = Instant::now();
+    let (lists, delta, capacity) = read_at_start(list_files(args), key, args.list_capacity);
+    let mut loaded = Loaded::load(LoadOptions {
+        flow_table_size: args.flow_table_size,
+        ringbuf_bytes: args.ringbuf_bytes,
+        list_capacity: capacity.map_sizes(),
+        domain_key: Some(key),
+    })?;
+    loaded
+        .lists
+        .apply(&delta)
+        .context("loading the lists into the kernel")?;
+    let c = lists.compiled();
+    info!(
+        block = c.block.stats.kept(),
+        allow = c.allow.stats.kept(),
+        ms = started.elapsed().as_millis() as u64,
+        "lists loaded"
+    );
+    for ((name, wan), iface) in args.ifaces.iter().zip(interfaces) {
+        if *wan {
+            loaded.lists.set_wan(iface.ifindex)?;
+        }
+        loaded.attach(name, args.xdp_mode)?;
+    }
+    let (program, maps) = loaded.into_parts();
+    Ok(Attached {
+        maps,
+        lists,
+        program: Some(program),
+        _instance: None,
+    })
+}
+
+/// A digest of the settings that shape the program and its maps, noted beside the pins.
+fn config_digest(args: &RunArgs) -> String {
+    let text = format!(
+        "{:?} {} {} {} {} {:?} {:?}",
+        args.ifaces,
+        args.xdp_mode,
+        args.flow_table_size,
+        args.ringbuf_bytes,
+        args.list_capacity,
+        args.blocklists,
+        args.allowlists
+    );
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Pinned: starts fresh, adopts the running instance, or upgrades it.
+fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Attached> {
+    let started = Instant::now();
+    let spec = adopt::Spec {
+        pins: args.pins.dir()?,
+        sizes: LoadOptions {
+            flow_table_size: args.flow_table_size,
+            ringbuf_bytes: args.ringbuf_bytes,
+            ..LoadOptions::default()
+        },
+        interfaces: args
+            .ifaces
+            .iter()
+            .zip(interfaces)
+            .map(|((name, wan), i)| Target {
+                name: name.clone(),
+                ifindex: i.ifindex,
+                wan: *wan,
+            })
+            .collect(),
+        mode: args.xdp_mode,
+        files: list_files(args),
+        list_floor: args.list_capacity,
+        config: config_digest(args),
+        netlink: false,
+    };
+    let s = adopt::start(&spec).with_context(|| {
+        format!(
+            "starting pinned instance {:?} (or run with --no-pin)",
+            args.pins.instance
+        )
+    })?;
+    let ms = started.elapsed().as_millis() as u64;
+    let dir = spec.pins.dir().display().to_string();
+    match &s.outcome {
+        Outcome::Fresh => info!(dir, ms, "program loaded, attached and pinned"),
+        Outcome::Adopted { program_replaced } => info!(
+            dir,
+            ms,
+            program_replaced,
+            list_changes = s.list_changes,
+            "adopted the pinned program: it never stopped"
+        ),
+        Outcome::Upgraded {
+            from,
+            migrated,
+            written_out,
+        } => info!(
+            dir,
+            ms,
+            from,
+            migrated,
+            written_out,
+            "upgraded the pinned program: swapped on its links, no packet unjudged"
+        ),
+    }
+    Ok(Attached {
+        maps: s.maps,
+        lists: s.lists,
+        program: None,
+        _instance: Some(s.lock),
+    })
+}
+
+/// Runs the agent: reads the lists, loads and attaches the program (or adopts the pinned
+/// one), runs the daemon until SIGINT or SIGTERM, and lets the daemon write what is left.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     validate(&args)?;
     crate::blocklist::use_mmap_for_large_buffers();
@@ -192,43 +349,30 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         for (flag, dir) in [("--log-dir", &log_dir), ("--state-dir", &args.state_dir)] {
             user.own_new_dir(dir).context(flag)?;
         }
+        if !args.no_pin {
+            // Mounting bpffs needs CAP_SYS_ADMIN and the pin root is root's: both are done
+            // before the switch, and the instance's directory given to the user.
+            let pins = args.pins.dir()?;
+            pin::ensure_bpffs(pins.dir()).context("--pin-root")?;
+            user.own_new_dir(pins.dir()).context("--instance")?;
+        }
         privilege::become_user(&user).with_context(|| format!("--user {name}"))?;
     }
     // Open the store first: a bad --log-dir must fail before anything touches the kernel.
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
 
-    let files = args
-        .blocklists
-        .iter()
-        .map(|p| (p.clone(), ListKind::Block))
-        .chain(args.allowlists.iter().map(|p| (p.clone(), ListKind::Allow)));
-    let key = crate::blocklist::random_key().context("drawing the key for domain hashes")?;
-    let started = Instant::now();
-    let (lists, delta, capacity) = read_at_start(files, key, args.list_capacity);
-    let mut loaded = Loaded::load(LoadOptions {
-        flow_table_size: args.flow_table_size,
-        ringbuf_bytes: args.ringbuf_bytes,
-        list_capacity: capacity.map_sizes(),
-        domain_key: Some(key),
-    })?;
-    loaded
-        .lists
-        .apply(&delta)
-        .context("loading the lists into the kernel")?;
-    let c = lists.compiled();
-    info!(
-        block = c.block.stats.kept(),
-        allow = c.allow.stats.kept(),
-        ms = started.elapsed().as_millis() as u64,
-        "lists loaded"
-    );
-    for ((name, wan), iface) in args.ifaces.iter().zip(&interfaces) {
-        if *wan {
-            loaded.lists.set_wan(iface.ifindex)?;
-        }
-        loaded.attach(name, args.xdp_mode)?;
-    }
+    let attached = if args.no_pin {
+        attach_unpinned(&args, &interfaces)?
+    } else {
+        attach_pinned(&args, &interfaces)?
+    };
+    let Attached {
+        maps,
+        lists,
+        mut program,
+        _instance,
+    } = attached;
     // Attribution sources start once the program is in (a missing privilege is then said
     // once, by the loader) and before the first record can be written.
     let (enrichment, inputs) =
@@ -241,14 +385,17 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             close_linger: args.close_linger,
         },
         sweep_interval: args.sweep_interval,
+        hand_over: program.is_none(),
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
-    // From here on the stages work through descriptors they hold: keep only what they need
-    // (NAT attribution keeps CAP_NET_ADMIN while the conntrack listener runs).
+    // ---- Attach is done: pinned or not, nothing after this point attaches, pins or mounts
+    // (a pinned agent leaves its program in place at the stop; an unpinned one closes its
+    // links, which needs no capability). The stages work through descriptors they hold:
+    // keep only what they need (NAT attribution keeps CAP_NET_ADMIN while the conntrack
+    // listener runs). ----
     privilege::drop_after_attach(Needs {
         conntrack: enrichment.follows_conntrack(),
     })?;
-    let (mut program, maps) = loaded.into_parts();
     let (mut daemon, control) =
         Daemon::start(settings, maps, lists, Box::new(stage), Arc::new(HostClocks))?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -261,9 +408,16 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         signals.abort();
         ran
     });
-    // Stop the program first, so the counters are final and no flow changes under the flush;
-    // then write what is left, also when the reader failed.
-    program.detach_all();
+    // Unpinned: stop the program first, so the counters are final and no flow changes under
+    // the flush. Pinned: it stays, blocking and counting, for the next agent. Then write
+    // what is left (also when the reader failed) and seal the journal.
+    match program.as_mut() {
+        Some(p) => p.detach_all(),
+        None => info!(
+            instance = args.pins.instance,
+            "the program stays attached (pinned); `xdp-audit detach` removes it"
+        ),
+    }
     let finished = daemon.finish();
     drop(enrichment);
     ran?;

@@ -27,9 +27,9 @@ use super::ListCmd;
 use agent_common::domain::DomainKey;
 
 use crate::blocklist::{
-    warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet, RuleOrigin,
+    warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet, Problem, RuleOrigin,
 };
-use crate::enforce::ListMaps;
+use crate::enforce::{InForce, ListMaps};
 use crate::sweeper::RuleNames;
 
 /// Diagnostics logged per reload at most.
@@ -171,7 +171,22 @@ pub fn read_at_start(
     key: DomainKey,
     floor: u32,
 ) -> (ListSet, Delta, Capacity) {
+    read_for_new_tables(files, key, floor, 0)
+}
+
+/// [`read_at_start`] for new, empty tables that replace tables in force at list generation
+/// `replaced` (an upgrade that changes the layout): the generation continues past it, so
+/// every flow the new program inherits judges its next packet against the new tables.
+pub fn read_for_new_tables(
+    files: impl IntoIterator<Item = (PathBuf, ListKind)>,
+    key: DomainKey,
+    floor: u32,
+    replaced: u64,
+) -> (ListSet, Delta, Capacity) {
     let mut set = ListSet::new(files, key);
+    if replaced > 0 {
+        set.adopt(Default::default(), Default::default(), replaced + 1);
+    }
     let (delta, problems) = set.reload_all();
     if !problems.is_empty() {
         warn_diagnostics(&problems, DIAGNOSTICS_SHOWN);
@@ -180,6 +195,38 @@ pub fn read_at_start(
     let capacity = Capacity::for_lists(set.compiled(), floor);
     set.set_capacity(capacity);
     (set, delta, capacity)
+}
+
+/// Reads every list file at the start of an agent that adopts a running program whose list
+/// maps hold `in_force` and hold `capacity` entries each: the set starts from what the maps
+/// hold ([`ListSet::adopt`]), so the delta is what differs between the maps and the files,
+/// as a reload's is. `None` when the lists no longer fit the tables: the caller sizes new
+/// ones (a layout change).
+pub fn read_adopting(
+    files: impl IntoIterator<Item = (PathBuf, ListKind)>,
+    key: DomainKey,
+    in_force: &InForce,
+    capacity: Capacity,
+) -> Option<(ListSet, Delta)> {
+    let mut set = ListSet::new(files, key);
+    set.adopt(
+        in_force.allow.clone(),
+        in_force.block.clone(),
+        in_force.generation,
+    );
+    set.set_capacity(capacity);
+    let (delta, problems) = set.reload_all();
+    if problems
+        .iter()
+        .any(|d| matches!(d.problem, Problem::TooLarge { .. }))
+    {
+        return None;
+    }
+    if !problems.is_empty() {
+        warn_diagnostics(&problems, DIAGNOSTICS_SHOWN);
+        warn!("list files with problems are not enforced until fixed");
+    }
+    Some((set, delta))
 }
 
 /// The list stage's thread state.

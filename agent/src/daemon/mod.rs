@@ -79,6 +79,11 @@ pub struct Settings {
     pub watch_lists: bool,
     /// Messages the queue to the records stage holds ([`QUEUE_MESSAGES`]).
     pub queue_messages: usize,
+    /// The program stays attached after the agent (pinned): at the stop, the flows that have
+    /// ended are written and every other one gets an interim `shutdown` record and stays in
+    /// the table, for the next agent to continue after it ([`Sweeper::hand_over`]). Without
+    /// it the program is detached first and every flow is written as ended.
+    pub hand_over: bool,
 }
 
 impl Settings {
@@ -92,6 +97,7 @@ impl Settings {
             drain_interval: DRAIN_INTERVAL,
             watch_lists: true,
             queue_messages: QUEUE_MESSAGES,
+            hand_over: false,
         }
     }
 }
@@ -211,10 +217,13 @@ impl Daemon {
             events,
             stats,
             lists: list_maps,
+            ledger,
+            retired,
         } = maps;
         let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
         let counters = Arc::new(PipelineCounters::default());
         let (tx, rx) = queue::queue(settings.queue_messages, counters.clone());
+        let hand_over = settings.hand_over.then(|| clocks.clone());
         let (clock, first) = ClockWatch::new(clocks);
         let shared = Arc::new(ListsShared::new(list_maps, lists.compiled().generation));
         let ifnames = settings
@@ -222,8 +231,20 @@ impl Daemon {
             .iter()
             .map(|i| (i.ifindex, i.name.clone()))
             .collect();
+        let mut sweeper = Sweeper::new(settings.timeouts, Timeline::new(first), ifnames);
+        if let Some(ledger) = ledger {
+            let n = sweeper.adopt(ledger);
+            if n > 0 {
+                info!(
+                    flows = n,
+                    "continuing flows the previous agent already wrote interim records of"
+                );
+            }
+        }
         let records = records::Records {
-            sweeper: Sweeper::new(settings.timeouts, Timeline::new(first), ifnames),
+            sweeper,
+            retired,
+            hand_over,
             sink,
             flows,
             rules: Arc::new(RuleBook::new(&lists)),
@@ -336,9 +357,10 @@ impl Daemon {
     }
 
     /// Stops the stages: drains what the ring still holds, lets the list stage finish its
-    /// reload, writes every flow left in the table and closes the sink. Detach the program
-    /// first (every flow in the table is written as ended), and call this outside the async
-    /// runtime.
+    /// reload, writes every flow left in the table and closes the sink (which seals the live
+    /// journal). Detach the program first (every flow in the table is written as ended), or,
+    /// with [`Settings::hand_over`], leave it attached (open flows get interim records and
+    /// stay). Call this outside the async runtime.
     pub fn finish(mut self) -> Result<Summary, DaemonError> {
         if let (Some(ring), Some(queue)) = (self.ring.as_mut(), self.queue.as_ref()) {
             loop {

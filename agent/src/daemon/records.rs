@@ -13,7 +13,9 @@ use tracing::{error, warn};
 use super::lists::{ListsShared, RuleBook};
 use super::queue::{Msg, PipelineCounters, PipelineStats, QueueRx};
 use super::{DaemonError, Summary};
+use crate::clock::ClockSource;
 use crate::flowtable::FlowMaps;
+use crate::loader::upgrade::Retired;
 use crate::reader::Event;
 use crate::sink::RecordSink;
 use crate::status::Snapshot;
@@ -36,6 +38,10 @@ pub(crate) struct StatusInputs {
 /// The records stage's state.
 pub(crate) struct Records {
     pub(crate) sweeper: Sweeper,
+    /// What a replaced layout's maps held: written before anything else.
+    pub(crate) retired: Option<Retired>,
+    /// With a pinned program: the clocks to hand the open flows over with at the stop.
+    pub(crate) hand_over: Option<Arc<dyn ClockSource>>,
     pub(crate) sink: Box<dyn RecordSink>,
     pub(crate) flows: FlowMaps,
     pub(crate) rules: Arc<RuleBook>,
@@ -51,6 +57,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("xdp-audit-records".into())
         .spawn(move || {
+            records.write_retired();
             while let Some(msg) = rx.recv_blocking() {
                 records.handle(msg, rx.counters());
             }
@@ -59,17 +66,33 @@ pub(crate) fn spawn(
 }
 
 impl Records {
+    /// The events and flows of a replaced layout's maps, before the new ring's.
+    fn write_retired(&mut self) {
+        let Some(r) = self.retired.take() else { return };
+        self.sweeper.seed(&r.seed);
+        for ev in r.events {
+            self.on_event(ev);
+        }
+        self.sweeper
+            .write_retired(&r.flows, self.sink.as_mut(), self.rules.as_ref());
+    }
+
+    /// One event of the ring (or of a replaced layout's ring): payload copies go to the sink's
+    /// enrich stage, since they count in no flow; the others to the sweeper.
+    fn on_event(&mut self, ev: Event) {
+        if let Event::Payload(p) = &ev {
+            self.sink.payload(p);
+            return;
+        }
+        self.sweeper
+            .on_event(ev, self.sink.as_mut(), self.rules.as_ref());
+    }
+
     fn handle(&mut self, msg: Msg, counters: &PipelineCounters) {
         match msg {
             Msg::Events(batch) => {
                 for ev in batch {
-                    // Payload copies go to the sink's enrich stage; they count in no flow.
-                    if let Event::Payload(p) = &ev {
-                        self.sink.payload(p);
-                        continue;
-                    }
-                    self.sweeper
-                        .on_event(ev, self.sink.as_mut(), self.rules.as_ref());
+                    self.on_event(ev);
                 }
             }
             Msg::Clock(sample) => self.sweeper.on_clock(sample),
@@ -128,12 +151,19 @@ impl Records {
         }
     }
 
-    /// Writes every flow left (the program is detached) and closes the sink.
+    /// Writes every flow left (the program is detached) or hands the open ones over (it
+    /// stays attached), and closes the sink.
     fn finish(mut self, pipeline: PipelineStats) -> Result<Summary, DaemonError> {
         let table = self.flows.table();
-        self.sweeper
-            .flush(table, self.sink.as_mut(), self.rules.as_ref())
-            .map_err(DaemonError::Flush)?;
+        let (sink, names) = (self.sink.as_mut(), self.rules.as_ref());
+        match &self.hand_over {
+            Some(clocks) => {
+                let now = clocks.monotonic_ns();
+                self.sweeper.hand_over(table, sink, names, now)
+            }
+            None => self.sweeper.flush(table, sink, names),
+        }
+        .map_err(DaemonError::Flush)?;
         self.sink.close().map_err(DaemonError::Close)?;
         Ok(Summary {
             flows: self.sweeper.stats,

@@ -523,8 +523,18 @@ impl RecordSink for Store {
         Some(self.status())
     }
 
+    /// Makes everything durable, then seals the live journal, so `verify`, export and every
+    /// reader of segments see the last records now, not at the next start. A seal that fails
+    /// (the disk is full) leaves the synced journal for the next start to seal.
     fn close(&mut self) -> Result<(), SinkError> {
         if self.sync_now() {
+            if !self.seal_now() {
+                tracing::warn!(
+                    dir = %self.cfg.dir.display(),
+                    "the live journal could not be sealed at shutdown; it is durable and is \
+                     sealed at the next start"
+                );
+            }
             Ok(())
         } else {
             let s = self.status();

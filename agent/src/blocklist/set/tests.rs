@@ -648,3 +648,107 @@ fn refused_reloads_leave_everything_as_it_was_and_accepted_ones_equal_a_fresh_lo
         "both paths exercised: {refused} refused, {applied} applied"
     );
 }
+
+/// A set over `files` (path, kind) hashing with `k`, loaded.
+fn loaded(files: &[(PathBuf, ListKind)], k: agent_common::domain::DomainKey) -> ListSet {
+    let mut set = ListSet::new(files.iter().cloned(), k);
+    let (_, diags) = set.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    set
+}
+
+#[test]
+fn an_adopted_set_with_unchanged_files_writes_nothing_and_keeps_every_id() {
+    let dir = TempDir::new("adopt-same");
+    let (a, b) = (dir.0.join("a.list"), dir.0.join("b.list"));
+    write(
+        &a,
+        "192.0.2.1\n10.0.0.0/8\nexample.com\nport tcp 25\n2001:db8::1\n",
+    );
+    write(&b, "198.51.100.7\n");
+    let files = [(a.clone(), ListKind::Block), (b.clone(), ListKind::Allow)];
+    let k = key();
+    let running = loaded(&files, k);
+    // A restart reads the maps back: keys and ids, nothing else.
+    let c = running.compiled();
+    let mut next = ListSet::new(files.iter().cloned(), k);
+    next.adopt(c.allow.clone(), c.block.clone(), c.generation);
+    let (delta, diags) = next.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(delta.is_empty(), "nothing to write: {delta:?}");
+    assert!(delta.assigned.is_empty(), "no hit counter reset");
+    assert_eq!(delta.generation, c.generation, "no generation bump");
+    assert_eq!(tables(&next.compiled().block), tables(&c.block));
+    assert_eq!(tables(&next.compiled().allow), tables(&c.allow));
+    for id in 0..running.rule_id_bound() {
+        assert_eq!(
+            next.origin(id).map(|o| (o.path.to_owned(), o.line)),
+            running.origin(id).map(|o| (o.path.to_owned(), o.line)),
+            "rule {id} named again from its file"
+        );
+    }
+}
+
+#[test]
+fn an_adopted_set_writes_only_the_difference_from_the_maps() {
+    let dir = TempDir::new("adopt-diff");
+    let a = dir.0.join("a.list");
+    let gone = dir.0.join("allow.list");
+    write(&a, "192.0.2.1\n192.0.2.2\nexample.com\n");
+    write(&gone, "198.51.100.7\n");
+    let k = key();
+    let running = loaded(
+        &[
+            (a.clone(), ListKind::Block),
+            (gone.clone(), ListKind::Allow),
+        ],
+        k,
+    );
+    let c = running.compiled();
+    let id_of = |l: &CompiledList, addr: u32| {
+        l.v4_exact
+            .iter()
+            .find(|(x, _)| *x == addr)
+            .map(|(_, id)| *id)
+    };
+    let kept = u32::from_be_bytes([192, 0, 2, 1]);
+    let kept_id = id_of(&c.block, kept).expect("listed");
+    // The file loses one address and gains one; the allowlist is no longer configured.
+    write(&a, "192.0.2.1\nexample.com\n203.0.113.9\n");
+    let mut next = ListSet::new([(a.clone(), ListKind::Block)], k);
+    next.adopt(c.allow.clone(), c.block.clone(), c.generation);
+    let (delta, diags) = next.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    let added = u32::from_be_bytes([203, 0, 113, 9]);
+    let removed = u32::from_be_bytes([192, 0, 2, 2]);
+    assert_eq!(delta.block.v4_exact.upsert.len(), 1, "{delta:?}");
+    assert_eq!(delta.block.v4_exact.upsert[0].0, added);
+    assert_eq!(delta.block.v4_exact.remove, [removed]);
+    assert_eq!(
+        delta.block.len(),
+        2,
+        "the domain stays untouched: {delta:?}"
+    );
+    assert_eq!(
+        delta.allow.v4_exact.remove,
+        [u32::from_be_bytes([198, 51, 100, 7])],
+        "an unconfigured kind is emptied"
+    );
+    assert_eq!(delta.allow.len(), 1);
+    assert_eq!(delta.generation, c.generation + 1);
+    assert_eq!(id_of(&next.compiled().block, kept), Some(kept_id));
+    let new_id = delta.block.v4_exact.upsert[0].1;
+    assert_eq!(
+        delta.assigned,
+        [new_id],
+        "only the new rule's counter resets"
+    );
+    let old_ids: Vec<RuleId> = Table::ALL
+        .iter()
+        .flat_map(|&t| c.block.ids(t).into_iter().chain(c.allow.ids(t)))
+        .collect();
+    assert!(
+        !old_ids.contains(&new_id),
+        "a new rule takes no id the maps held in this generation ({new_id} in {old_ids:?})"
+    );
+}

@@ -1,0 +1,96 @@
+//! `xdp-audit detach`: an instance removed from the kernel and from bpffs, whatever state it
+//! is in (also the leftovers of a start that died before writing its state).
+
+use aya::programs::Xdp;
+use aya_obj::programs::XdpAttachType;
+use tracing::warn;
+
+use super::adopt::{
+    prog_id, released, remove_attachment, remove_dir_pins, remove_file, StartError, DETACH_DEADLINE,
+};
+use super::netlink;
+use super::pin::{self, PinDir, PinError, PinState};
+
+/// What `detach` removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Detached {
+    /// Link pins removed (each detaches its interface).
+    pub links: usize,
+    /// Netlink attachments removed.
+    pub netlink: usize,
+    /// Map directories removed.
+    pub map_dirs: usize,
+    /// Whether a program pin was removed.
+    pub program: bool,
+}
+
+/// Removes an instance: every attachment, the program, the maps, the state, the directory.
+/// Idempotent (nothing there is success); refused while an agent runs the instance.
+pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
+    let Some(_lock) = pins.lock()? else {
+        return Ok(Detached::default());
+    };
+    let state = pins.read_state().ok().flatten();
+    let running = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
+        .ok()
+        .and_then(|p| prog_id(&p).ok());
+    let report = remove_pins(pins, state.as_ref())?;
+    for o in state.as_ref().map_or(&[][..], |s| &s.interfaces) {
+        let ifindex = super::ifindex(&o.name).unwrap_or(o.ifindex);
+        if running.is_some() && !released(ifindex, running) {
+            warn!(
+                iface = o.name,
+                "the program is still on the interface {DETACH_DEADLINE:?} after its link was \
+                 removed; the kernel removes it when the last reference goes"
+            );
+        }
+    }
+    pins.remove_state()?;
+    match std::fs::remove_dir(pins.dir()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(PinError::Io {
+                op: "remove directory",
+                path: pins.dir().to_owned(),
+                cause: e,
+            }
+            .into())
+        }
+        _ => {}
+    }
+    Ok(report)
+}
+
+/// Removes the attachments, program and maps of an instance (whatever is there; `state`
+/// tells which interfaces hold netlink attachments).
+pub(super) fn remove_pins(pins: &PinDir, state: Option<&PinState>) -> Result<Detached, StartError> {
+    let mut report = Detached::default();
+    let running = Xdp::from_pin(pins.program(), XdpAttachType::Interface).ok();
+    for o in state.map_or(&[][..], |s| &s.interfaces) {
+        if o.link {
+            continue;
+        }
+        if let (Some(p), Some(ifindex)) = (running.as_ref(), super::ifindex(&o.name)) {
+            let had = netlink::query(ifindex).ok().flatten().is_some();
+            remove_attachment(pins, o, ifindex, p)?;
+            report.netlink += usize::from(had);
+        }
+    }
+    for path in pins.contents()? {
+        if pin::is_link_pin(&path) {
+            remove_file(&path)?;
+            report.links += 1;
+        } else if pin::is_maps_dir(&path) {
+            remove_dir_pins(&path)?;
+            report.map_dirs += 1;
+        }
+    }
+    drop(running);
+    for name in ["prog", "prog-next"] {
+        let p = pins.dir().join(name);
+        if p.exists() {
+            remove_file(&p)?;
+            report.program = true;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,582 @@
+//! Where a pinned agent instance keeps its program, links and maps, and what it notes beside
+//! them:
+//!
+//! ```text
+//! /sys/fs/bpf/xdp-audit/<instance>/
+//!   state                symlink whose target is the state (JSON; `readlink` it)
+//!   prog                 the XDP program
+//!   link-<iface>         one bpf_link per interface (none for a netlink attachment)
+//!   maps-<fingerprint>/  every map of the program, and the agent's REPORTED ledger
+//! ```
+//!
+//! bpffs holds pinned objects, directories and symlinks only (no regular files, no dots in
+//! names), so the state is the target of a symlink, replaced by a rename. The instance
+//! directory is locked (`flock`) by the one agent that runs it and by `detach`.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::AttachMode;
+
+/// Where instances are pinned unless told otherwise.
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/xdp-audit";
+/// The instance name unless told otherwise.
+pub const DEFAULT_INSTANCE: &str = "default";
+/// Where bpffs is mounted when it is not.
+const BPFFS: &str = "/sys/fs/bpf";
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+/// The state symlink.
+const STATE: &str = "state";
+/// Where a new state is made before it replaces the old.
+const STATE_NEW: &str = "state-new";
+/// The program's pin.
+const PROGRAM: &str = "prog";
+/// Prefix of a link's pin.
+const LINK_PREFIX: &str = "link-";
+/// Prefix of a map directory.
+const MAPS_PREFIX: &str = "maps-";
+/// The version of the state's JSON.
+pub const STATE_FORMAT: u32 = 1;
+/// Longest state (a symlink target; the kernel's limit is 4095 bytes).
+const STATE_MAX: usize = 4000;
+
+/// Errors of the pin directory, each naming the path at fault and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// An instance name that cannot be a directory name on bpffs.
+    #[error(
+        "instance name {0:?} is not usable: use 1 to 64 letters, digits, '-' or '_' \
+         (bpffs refuses dots)"
+    )]
+    Instance(String),
+    /// bpffs is absent and could not be mounted.
+    #[error(
+        "{path} is not on a BPF filesystem and mounting one failed ({cause}): mount it \
+         (`mount -t bpf bpf /sys/fs/bpf`) or run with --no-pin"
+    )]
+    NoBpffs {
+        /// The pin root.
+        path: PathBuf,
+        /// Why the mount failed.
+        cause: std::io::Error,
+    },
+    /// A custom pin root outside /sys/fs/bpf that is no bpffs.
+    #[error("--pin-root {0} is not on a BPF filesystem: mount one there (`mount -t bpf bpf DIR`)")]
+    NotBpffs(PathBuf),
+    /// Another agent (or `detach`) holds the instance.
+    #[error(
+        "instance {instance:?} ({path}) is in use by another xdp-audit process; two agents on \
+         different interfaces need different --instance names"
+    )]
+    Busy {
+        /// The instance.
+        instance: String,
+        /// Its directory.
+        path: PathBuf,
+    },
+    /// A file operation failed.
+    #[error("{op} {path}: {cause}{}", permission_hint(cause))]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause (in the message, so not named `source`).
+        cause: std::io::Error,
+    },
+    /// The state does not parse or is of another format.
+    #[error(
+        "the state of instance {path} is unreadable ({reason}); remove the instance with \
+         `xdp-audit detach --instance NAME` and start afresh"
+    )]
+    State {
+        /// The state symlink.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What to do about a refused file operation on bpffs.
+fn permission_hint(cause: &std::io::Error) -> &'static str {
+    if cause.kind() == std::io::ErrorKind::PermissionDenied {
+        "; run as root (CAP_BPF to pin, CAP_SYS_ADMIN to mount bpffs), or with --no-pin"
+    } else {
+        ""
+    }
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PinError + 'a {
+    move |cause| PinError::Io {
+        op,
+        path: path.to_owned(),
+        cause,
+    }
+}
+
+/// How the program is attached to one interface, as the state remembers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedIface {
+    /// The interface's name.
+    pub name: String,
+    /// Its index when attached (an interface recreated since has another).
+    pub ifindex: u32,
+    /// The mode in use ([`AttachMode::Native`] or [`AttachMode::Skb`]): a change of mode
+    /// cannot be made without a moment with no program, so the adopting agent must know it.
+    pub mode: AttachMode,
+    /// Whether a bpf_link holds the attachment (`link-<iface>`); false when the kernel
+    /// attached through netlink, which leaves no link to pin.
+    pub link: bool,
+}
+
+/// What an instance notes beside its pins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinState {
+    /// [`STATE_FORMAT`].
+    pub format: u32,
+    /// The fingerprint of the maps' layout: the maps live in `maps-<layout>`.
+    pub layout: String,
+    /// [`agent_common::LAYOUT_VERSION`] of the build that made the maps: an upgrade reads an
+    /// older build's flow tables (values only ever grow at their end) only when the meaning
+    /// of their fields has not changed since.
+    pub layout_version: u32,
+    /// Digest of the program's object and load-time globals ([`super::program_digest`]).
+    pub program: String,
+    /// The kernel's tag of the program (what `bpftool prog show` prints).
+    pub program_tag: String,
+    /// Digest of the settings the instance was started with (for the log, when they change).
+    pub config: String,
+    /// The attachments.
+    pub interfaces: Vec<PinnedIface>,
+}
+
+impl PinState {
+    /// The state of a program this build loaded: maps of `layout` (and of this build's
+    /// [`agent_common::LAYOUT_VERSION`]), program `digest` and kernel `tag`, the settings'
+    /// digest, the attachments.
+    pub fn of_this_build(
+        layout: String,
+        program: String,
+        program_tag: String,
+        config: String,
+        interfaces: Vec<PinnedIface>,
+    ) -> Self {
+        Self {
+            format: STATE_FORMAT,
+            layout,
+            layout_version: agent_common::LAYOUT_VERSION,
+            program,
+            program_tag,
+            config,
+            interfaces,
+        }
+    }
+}
+
+/// The pin directory of one instance.
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    instance: String,
+    dir: PathBuf,
+}
+
+/// A path component for `name` that bpffs accepts: letters, digits, '-' and '_' as they are,
+/// every other byte as `%XX` (interface names may hold dots, as VLAN ones do).
+fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    out
+}
+
+impl PinDir {
+    /// The directory of `instance` under `root` (not created yet).
+    pub fn new(root: &Path, instance: &str) -> Result<Self, PinError> {
+        let ok = !instance.is_empty()
+            && instance.len() <= 64
+            && instance
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(PinError::Instance(instance.to_owned()));
+        }
+        Ok(Self {
+            instance: instance.to_owned(),
+            dir: root.join(instance),
+        })
+    }
+
+    /// The instance's name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The instance's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The program's pin.
+    pub fn program(&self) -> PathBuf {
+        self.dir.join(PROGRAM)
+    }
+
+    /// The pin of the link on `iface`.
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.dir.join(format!("{LINK_PREFIX}{}", escape(iface)))
+    }
+
+    /// The directory of the maps of layout `fingerprint`.
+    pub fn maps(&self, fingerprint: &str) -> PathBuf {
+        self.dir.join(format!("{MAPS_PREFIX}{fingerprint}"))
+    }
+
+    /// Every link pin and every map directory there is, whatever the state says (for
+    /// `detach`, which removes what it finds).
+    pub fn contents(&self) -> Result<Vec<PathBuf>, PinError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &self.dir)(e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            out.push(e.map_err(io("list", &self.dir))?.path());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Creates the directory (and bpffs under it, if needed).
+    pub fn create(&self) -> Result<(), PinError> {
+        std::fs::create_dir_all(&self.dir).map_err(io("create directory", &self.dir))
+    }
+
+    /// Takes the instance for this process: another agent of the same instance, or a
+    /// `detach` of it, is refused while the lock is held. `None` when there is no
+    /// directory (nothing pinned).
+    pub fn lock(&self) -> Result<Option<InstanceLock>, PinError> {
+        let file = match File::open(&self.dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("open", &self.dir)(e)),
+        };
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(PinError::Busy {
+                instance: self.instance.clone(),
+                path: self.dir.clone(),
+            });
+        }
+        Ok(Some(InstanceLock { _file: file }))
+    }
+
+    /// The state, if the instance has one.
+    pub fn read_state(&self) -> Result<Option<PinState>, PinError> {
+        let path = self.dir.join(STATE);
+        let target = match std::fs::read_link(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        let bad = |reason: String| PinError::State {
+            path: path.clone(),
+            reason,
+        };
+        let text = target
+            .to_str()
+            .ok_or_else(|| bad("not UTF-8".into()))?
+            .to_owned();
+        let state: PinState = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if state.format != STATE_FORMAT {
+            return Err(bad(format!(
+                "format {} (this agent reads {STATE_FORMAT})",
+                state.format
+            )));
+        }
+        Ok(Some(state))
+    }
+
+    /// Replaces the state at once (a new symlink renamed over the old).
+    pub fn write_state(&self, state: &PinState) -> Result<(), PinError> {
+        let path = self.dir.join(STATE);
+        let text = serde_json::to_string(state).map_err(|e| PinError::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if text.len() > STATE_MAX {
+            return Err(PinError::State {
+                path,
+                reason: format!(
+                    "{} bytes, more than a symlink holds ({STATE_MAX}); use fewer interfaces",
+                    text.len()
+                ),
+            });
+        }
+        let new = self.dir.join(STATE_NEW);
+        match std::fs::remove_file(&new) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", &new)(e))
+            }
+            _ => {}
+        }
+        std::os::unix::fs::symlink(&text, &new).map_err(io("create", &new))?;
+        std::fs::rename(&new, &path).map_err(io("replace", &path))
+    }
+
+    /// Removes the state (last step of `detach`, so an interrupted detach can be repeated).
+    pub fn remove_state(&self) -> Result<(), PinError> {
+        for name in [STATE_NEW, STATE] {
+            let p = self.dir.join(name);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io("remove", &p)(e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a path (or the part of it that exists) is a link or a map directory of an
+/// instance, by its name.
+pub fn is_link_pin(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(LINK_PREFIX))
+}
+
+/// Whether `path` is a map directory of an instance, by its name.
+pub fn is_maps_dir(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(MAPS_PREFIX))
+}
+
+/// Holds an instance for this process; released on drop.
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: File,
+}
+
+fn statfs_magic(path: &Path) -> std::io::Result<u32> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut s = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: a valid C string and a buffer for one statfs.
+    if unsafe { libc::statfs(c.as_ptr(), s.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: filled on success.
+    Ok(unsafe { s.assume_init() }.f_type as u32)
+}
+
+/// The nearest existing directory at or above `path`.
+fn existing_ancestor(path: &Path) -> &Path {
+    let mut p = path;
+    while !p.exists() {
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    p
+}
+
+/// Whether this process runs in another mount namespace than init's (`ip netns exec`, a
+/// container): a bpffs it mounts there vanishes with the namespace, and the pins with it.
+/// Init's namespace cannot be read from some of those (EACCES under `ip netns exec`): that
+/// counts as another.
+fn in_private_mount_namespace() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/mnt"),
+        std::fs::read_link("/proc/1/ns/mnt"),
+    ) {
+        (Ok(a), Ok(b)) => a != b,
+        (Ok(_), Err(_)) => true,
+        (Err(_), _) => false,
+    }
+}
+
+/// Makes sure `root` is on bpffs: mounts bpffs at /sys/fs/bpf when the root is under it and
+/// nothing is mounted there. Two agents starting at once mount it once (a lock file in /run
+/// orders them).
+pub fn ensure_bpffs(root: &Path) -> Result<(), PinError> {
+    if statfs_magic(existing_ancestor(root)).ok() == Some(BPF_FS_MAGIC) {
+        return Ok(());
+    }
+    if !root.starts_with(BPFFS) {
+        return Err(PinError::NotBpffs(root.to_owned()));
+    }
+    let lock_path = Path::new("/run/xdp-audit-bpffs.lock");
+    let lock = File::create(lock_path).map_err(io("create", lock_path))?;
+    // SAFETY: flock on a descriptor we own; blocking until the other mounter is done.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    if statfs_magic(Path::new(BPFFS)).ok() == Some(BPF_FS_MAGIC) {
+        return Ok(());
+    }
+    let no_bpffs = |cause| PinError::NoBpffs {
+        path: root.to_owned(),
+        cause,
+    };
+    std::fs::create_dir_all(BPFFS).map_err(no_bpffs)?;
+    let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
+    // SAFETY: valid C strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            c"mode=0700".as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(no_bpffs(std::io::Error::last_os_error()));
+    }
+    info!("mounted bpffs at {BPFFS}");
+    if in_private_mount_namespace() {
+        warn!(
+            "this process runs in a mount namespace of its own (ip netns exec, a container): the \
+             bpffs it mounted, and every pin in it, vanishes with the namespace, so a restart \
+             cannot adopt them; mount bpffs in the host namespace, or enter only the network \
+             namespace (nsenter --net)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> PinState {
+        PinState {
+            format: STATE_FORMAT,
+            layout: "0123456789abcdef".into(),
+            layout_version: agent_common::LAYOUT_VERSION,
+            program: "ab".repeat(32),
+            program_tag: "0011223344556677".into(),
+            config: "cd".repeat(32),
+            interfaces: vec![
+                PinnedIface {
+                    name: "eth1".into(),
+                    ifindex: 3,
+                    mode: AttachMode::Native,
+                    link: true,
+                },
+                PinnedIface {
+                    name: "eth0.100".into(),
+                    ifindex: 9,
+                    mode: AttachMode::Skb,
+                    link: false,
+                },
+            ],
+        }
+    }
+
+    fn temp(tag: &str) -> crate::blocklist::tests::TempDir {
+        crate::blocklist::tests::TempDir::new(tag)
+    }
+
+    #[test]
+    fn the_state_round_trips_through_its_symlink_and_is_replaced_whole() {
+        let t = temp("pinstate");
+        let pins = PinDir::new(&t.0, "gw1").expect("name");
+        assert_eq!(pins.read_state().expect("read"), None, "no state yet");
+        pins.create().expect("create");
+        let mut s = state();
+        pins.write_state(&s).expect("write");
+        assert_eq!(pins.read_state().expect("read"), Some(s.clone()));
+        s.layout = "fedcba9876543210".into();
+        s.interfaces.pop();
+        pins.write_state(&s).expect("rewrite");
+        assert_eq!(pins.read_state().expect("read"), Some(s));
+        let names: Vec<String> = std::fs::read_dir(pins.dir())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state"], "no temporary left, no dots");
+        pins.remove_state().expect("remove");
+        assert_eq!(pins.read_state().expect("read"), None);
+    }
+
+    #[test]
+    fn a_state_of_another_format_or_garbage_is_refused_with_the_way_out() {
+        let t = temp("pinstate-bad");
+        let pins = PinDir::new(&t.0, "gw1").expect("name");
+        pins.create().expect("create");
+        std::os::unix::fs::symlink("{not json", pins.dir().join(STATE)).expect("symlink");
+        let e = pins.read_state().expect_err("garbage");
+        assert!(e.to_string().contains("xdp-audit detach"), "{e}");
+        let mut s = state();
+        s.format = STATE_FORMAT + 1;
+        let text = serde_json::to_string(&s).expect("json");
+        std::fs::remove_file(pins.dir().join(STATE)).expect("rm");
+        std::os::unix::fs::symlink(text, pins.dir().join(STATE)).expect("symlink");
+        let e = pins.read_state().expect_err("future format");
+        assert!(e.to_string().contains("format 2"), "{e}");
+    }
+
+    #[test]
+    fn a_state_too_long_for_a_symlink_is_refused_before_anything_is_written() {
+        let t = temp("pinstate-long");
+        let pins = PinDir::new(&t.0, "gw1").expect("name");
+        pins.create().expect("create");
+        let mut s = state();
+        s.interfaces = (0..200)
+            .map(|i| PinnedIface {
+                name: format!("veth{i}"),
+                ifindex: i,
+                mode: AttachMode::Skb,
+                link: true,
+            })
+            .collect();
+        let e = pins.write_state(&s).expect_err("too long");
+        assert!(e.to_string().contains("fewer interfaces"), "{e}");
+        assert_eq!(pins.read_state().expect("read"), None);
+    }
+
+    #[test]
+    fn names_become_paths_bpffs_accepts() {
+        for bad in ["", "a.b", "a/b", "..", &"x".repeat(65), "gw 1"] {
+            assert!(PinDir::new(Path::new("/r"), bad).is_err(), "{bad:?}");
+        }
+        let pins = PinDir::new(Path::new("/r"), "gw-1_a").expect("name");
+        assert_eq!(pins.dir(), Path::new("/r/gw-1_a"));
+        assert_eq!(
+            pins.link("eth0.100"),
+            Path::new("/r/gw-1_a/link-eth0%2e100")
+        );
+        assert_eq!(pins.link("lan0"), Path::new("/r/gw-1_a/link-lan0"));
+        assert_eq!(pins.maps("00ff"), Path::new("/r/gw-1_a/maps-00ff"));
+        assert!(is_link_pin(&pins.link("lan0")));
+        assert!(is_maps_dir(&pins.maps("00ff")));
+        assert!(!is_maps_dir(&pins.program()));
+    }
+
+    #[test]
+    fn a_second_lock_on_an_instance_is_refused_until_the_first_is_dropped() {
+        let t = temp("pinlock");
+        let pins = PinDir::new(&t.0, "gw1").expect("name");
+        assert!(pins.lock().expect("no dir").is_none());
+        pins.create().expect("create");
+        let first = pins.lock().expect("lock").expect("dir exists");
+        let e = pins.lock().expect_err("busy");
+        assert!(e.to_string().contains("different --instance"), "{e}");
+        drop(first);
+        assert!(pins.lock().expect("free again").is_some());
+    }
+}

@@ -1,0 +1,296 @@
+//! An upgrade: a start whose maps would have another layout than the running program's (a
+//! new build with other maps, `--flow-table-size`, `--ringbuf-bytes`, lists outgrowing their
+//! tables). aya would reuse the old pins without a look, so the new program gets new maps in
+//! their own directory, and is swapped in on each link at once: no packet passes without a
+//! program, and each is judged by the old lists or the new ones, never by none.
+//!
+//! Before the swap the new list maps are filled (at a generation past the old one, so every
+//! inherited flow judges its next packet against them) and, when the flow tables keep their
+//! key and value and the new ones have room for twice the old flows, the open flows are
+//! copied in with what their records carried (the ledger): they go on as one flow. Otherwise
+//! they are written out from the old tables instead, and a flow that goes on starts afresh
+//! under the new program. After the swap the old ring is drained and the old tables read one
+//! last time: what the old program counted after the copy is written as an interim record of
+//! the flow (so nothing is lost nor counted twice), then the old maps are unpinned.
+
+use std::collections::HashMap;
+
+use agent_common::{family, names, FlowKey, FlowValue, Reported, LAYOUT_VERSION};
+use aya::maps::{Map, RingBuf};
+use aya::programs::Xdp;
+use tracing::{info, warn};
+
+use super::adopt::{load_pinned, pin_program, reconcile, remove_dir_pins};
+use super::adopt::{Outcome, Spec, StartError, Started};
+use super::layout::{program_digest, Layout};
+use super::pin::{InstanceLock, PinState};
+use super::{LoadOptions, MapSource as _, PinnedMaps, EBPF_OBJECT};
+use crate::blocklist::Capacity;
+use crate::daemon::lists::read_for_new_tables;
+use crate::flowtable::{FlowMaps, FlowTable};
+use crate::reader::{Event, RingReader};
+use crate::sweeper::ledger::Ledger;
+use crate::sweeper::RetiredFlow;
+
+/// What the replaced maps held when the program was swapped, for the sweeper to write once:
+/// handed to the daemon with the new maps.
+#[derive(Debug, Default)]
+pub struct Retired {
+    /// Events the old ring held (accumulated while no agent ran, or emitted until the swap).
+    pub events: Vec<Event>,
+    /// What earlier records carried of the flows not moved into the new tables (the old
+    /// ledger).
+    pub seed: Vec<(FlowKey, Reported)>,
+    /// The old tables' flows to write.
+    pub flows: Vec<RetiredFlow>,
+}
+
+/// An upgrade in the making (see [`run`]).
+pub(super) struct Upgrade {
+    pub(super) state: PinState,
+    pub(super) opts: LoadOptions,
+    pub(super) layout: Layout,
+    pub(super) capacity: Capacity,
+    pub(super) key: agent_common::domain::DomainKey,
+    pub(super) old: PinnedMaps,
+    pub(super) replaced_generation: u64,
+    pub(super) running: Xdp,
+    pub(super) lock: InstanceLock,
+}
+
+/// The old flow tables and ledger, when they can be read.
+struct Old {
+    flows: FlowMaps,
+    events: Map,
+    ledger: Option<Ledger>,
+}
+
+/// The old maps, read as today's types where their layout allows: an older build's flow
+/// values may be shorter (fields are only ever added at the end; the added ones read as
+/// zero), unless `version`, the old build's [`LAYOUT_VERSION`], says their fields changed
+/// meaning.
+fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
+    let unreadable = |why: String| {
+        warn!(
+            why,
+            "the old flow tables cannot be read: their flows are not written, and flows that \
+             go on start afresh under the new program"
+        );
+    };
+    if version != LAYOUT_VERSION {
+        unreadable(format!(
+            "their fields have the meaning of layout version {version}, this build reads \
+             {LAYOUT_VERSION}"
+        ));
+        return None;
+    }
+    let (Some(Map::LruHashMap(v6)), Some(Map::LruHashMap(v4))) =
+        (old.take_map(names::FLOWS), old.take_map(names::FLOWS4))
+    else {
+        unreadable("a flow table is missing or not an LRU hash".into());
+        return None;
+    };
+    let flows = match FlowMaps::older(v6, v4) {
+        Ok(f) => f,
+        Err(e) => {
+            unreadable(e.to_string());
+            return None;
+        }
+    };
+    let Some(events) = old.take_map(names::EVENTS) else {
+        unreadable("the ring buffer is missing".into());
+        return None;
+    };
+    let ledger = match old.take_map(names::REPORTED) {
+        Some(Map::HashMap(data)) => Ledger::new(data).ok(),
+        _ => None,
+    };
+    Some(Old {
+        flows,
+        events,
+        ledger,
+    })
+}
+
+/// Whether the new tables have room for twice the flows of the old ones (the program keeps
+/// creating flows during the copy, and an LRU table evicts before it is full).
+fn room_for(entries: &[(FlowKey, FlowValue)], layout: &Layout) -> bool {
+    let v4 = entries
+        .iter()
+        .filter(|(k, _)| k.family == family::V4)
+        .count();
+    let v6 = entries.len() - v4;
+    let max = |name| layout.get(name).map_or(0, |m| m.max_entries as usize);
+    2 * v4 <= max(names::FLOWS4) && 2 * v6 <= max(names::FLOWS)
+}
+
+/// Copies `entries` into `table` and their ledger entries into `ledger`; returns what was
+/// copied, by key.
+fn migrate(
+    entries: &[(FlowKey, FlowValue)],
+    table: FlowTable<'_>,
+    old_ledger: Option<&Ledger>,
+    ledger: Option<&mut Ledger>,
+) -> Result<HashMap<FlowKey, FlowValue>, StartError> {
+    let mut copied = HashMap::with_capacity(entries.len());
+    for (k, v) in entries {
+        let inserted = table.insert(k, v).map_err(|e| StartError::Program {
+            what: "copying the flows into the new flow table".into(),
+            cause: e.to_string(),
+        })?;
+        if inserted {
+            copied.insert(*k, *v);
+        }
+    }
+    if let (Some(old), Some(new)) = (old_ledger, ledger) {
+        for (k, r) in old.entries() {
+            if copied.contains_key(&k) {
+                new.set(&k, &r);
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Swaps a program with new maps in for the running one (see the module documentation).
+pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
+    let Upgrade {
+        state,
+        opts,
+        layout,
+        capacity,
+        key,
+        mut old,
+        replaced_generation,
+        mut running,
+        lock,
+    } = u;
+    let fp = layout.fingerprint();
+    info!(
+        from = state.layout,
+        to = fp,
+        "the map layout changes: new maps, and the program swapped in on its links"
+    );
+    let (mut lists, delta, _) = read_for_new_tables(
+        spec.files.clone(),
+        key,
+        spec.list_floor,
+        replaced_generation,
+    );
+    lists.set_capacity(capacity);
+    let dir = spec.pins.maps(&fp);
+    let mut loaded = load_pinned(&opts, &dir, &layout)?;
+    // Applied also when empty: the generation must move past the replaced one.
+    loaded.lists.apply(&delta)?;
+    loaded.lists.set_roles(
+        &spec
+            .interfaces
+            .iter()
+            .filter(|t| t.wan)
+            .map(|t| t.ifindex)
+            .collect::<Vec<_>>(),
+    )?;
+    let (mut program, mut maps) = loaded.into_parts();
+
+    let old_maps = take_old(&mut old, state.layout_version);
+    let mut copied = HashMap::new();
+    if let Some(o) = &old_maps {
+        let entries = o.flows.table().entries().map_err(|e| StartError::Program {
+            what: "reading the old flow tables".into(),
+            cause: e.to_string(),
+        })?;
+        if room_for(&entries, &layout) {
+            copied = migrate(
+                &entries,
+                maps.flows.table(),
+                o.ledger.as_ref(),
+                maps.ledger.as_mut(),
+            )?;
+        } else {
+            warn!(
+                flows = entries.len(),
+                "the new flow tables are too small to take the open flows over: they are \
+                 written out, and flows that go on start afresh under the new program"
+            );
+        }
+    }
+
+    let new_prog = program.program_mut()?;
+    let interfaces = reconcile(spec, &state, &mut running, Some(&mut *new_prog))?;
+    let tag = pin_program(new_prog, &spec.pins)?;
+    spec.pins.write_state(&PinState::of_this_build(
+        fp.clone(),
+        program_digest(EBPF_OBJECT, &opts),
+        tag,
+        spec.config.clone(),
+        interfaces.clone(),
+    ))?;
+    drop(running);
+
+    let retired = match old_maps {
+        Some(o) => retire(o, &copied)?,
+        None => Retired::default(),
+    };
+    remove_dir_pins(&spec.pins.maps(&state.layout))?;
+    let written_out = retired.flows.iter().filter(|f| f.after.is_none()).count();
+    info!(
+        migrated = copied.len(),
+        written_out,
+        events = retired.events.len(),
+        "upgrade done; the old maps are unpinned"
+    );
+    maps.retired = Some(retired);
+    Ok(Started {
+        maps,
+        lists,
+        outcome: Outcome::Upgraded {
+            from: state.layout,
+            migrated: copied.len(),
+            written_out,
+        },
+        list_changes: delta.allow.len() + delta.block.len(),
+        interfaces,
+        lock,
+    })
+}
+
+/// After the swap: the old ring drained, the old tables read a last time.
+fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, StartError> {
+    let mut events = Vec::new();
+    if let Ok(ring) = RingBuf::try_from(o.events) {
+        RingReader::new(ring).drain_into(&mut events, usize::MAX);
+    }
+    let last = o.flows.table().entries().map_err(|e| StartError::Program {
+        what: "reading the old flow tables after the swap".into(),
+        cause: e.to_string(),
+    })?;
+    let mut flows = Vec::new();
+    for (key, value) in last {
+        match copied.get(&key) {
+            // Counted by the old program after the copy: an interim slice of the flow.
+            Some(c) if c.packets != value.packets => flows.push(RetiredFlow {
+                key,
+                value,
+                after: Some(Reported::of(c)),
+            }),
+            Some(_) => {}
+            None => flows.push(RetiredFlow {
+                key,
+                value,
+                after: None,
+            }),
+        }
+    }
+    let seed = o
+        .ledger
+        .map(|l| l.entries())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !copied.contains_key(k))
+        .collect();
+    Ok(Retired {
+        events,
+        seed,
+        flows,
+    })
+}

@@ -1,0 +1,527 @@
+//! A pinned agent restarts, crashes, upgrades and detaches without the gateway ever being
+//! unguarded: the program, its links and maps stay pinned (in a bpffs of the test's own, see
+//! `xdp_audit_lab::pins`), blocking and counting while no agent runs, and the next agent
+//! adopts them. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use xdp_audit_lab::agent::{binary, Agent};
+use xdp_audit_lab::lab::{self, sh, Lab, TempDir};
+use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::pins::{self, Bpffs};
+use xdp_audit_lab::traffic::{Ping, Transfer};
+use xdp_audit_lab::wait::wait_until;
+
+/// An address of the internet namespace the blocklist names.
+const BLOCKED: &str = "203.0.113.66";
+/// Another one, added to the list for the restart with a changed list file.
+const BLOCKED_LATER: &str = "203.0.113.77";
+/// Where the UDP datagrams go.
+const UDP_PORT: u16 = 7070;
+/// Where the long transfer goes.
+const TCP_PORT: u16 = 9090;
+/// Frame bytes around a TCP segment's payload on the lab's links: Ethernet 14, IPv4 20, TCP
+/// 20 to 60 (timestamps make it 32).
+const TCP_OVERHEAD: std::ops::RangeInclusive<u64> = 54..=74;
+
+/// One test's lab, pins, store and list file.
+struct Setup {
+    // Dropped in this order: the pins first (releasing the program), then the lab.
+    pins: Bpffs,
+    lab: Lab,
+    dir: TempDir,
+    bin: PathBuf,
+    instance: String,
+}
+
+impl Setup {
+    fn new(tag: &str) -> Self {
+        let lab = Lab::new(tag).expect("build the netns lab");
+        for addr in [BLOCKED, BLOCKED_LATER] {
+            sh(Command::new("ip").args([
+                "-n",
+                &lab.internet,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ]))
+            .expect("add the blocked addresses to the internet namespace");
+        }
+        let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
+        let dir = lab.temp_dir(tag).expect("temp dir");
+        std::fs::write(dir.path().join("block.list"), format!("{BLOCKED}\n")).expect("list");
+        Self {
+            instance: format!("t{}", lab.id),
+            pins,
+            lab,
+            dir,
+            bin: binary().expect("agent binary"),
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("log")
+    }
+
+    fn list(&self) -> PathBuf {
+        self.dir.path().join("block.list")
+    }
+
+    fn instance_dir(&self) -> PathBuf {
+        self.pins.path().join(&self.instance)
+    }
+
+    /// The program in slot 0 of the pinned `SLOW_PATH` (the slow path the program
+    /// tail-calls for DNS checks and payload copies), in the one map directory there is.
+    fn slow_path(&self) -> Option<u64> {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(self.instance_dir())
+            .expect("list the instance")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("maps-"))
+            })
+            .collect();
+        assert_eq!(dirs.len(), 1, "one map directory: {dirs:?}");
+        pins::prog_array_slot0(&dirs[0].join("SLOW_PATH")).expect("bpftool on SLOW_PATH")
+    }
+
+    /// Starts a pinned agent on the gateway's LAN interface with `extra` flags.
+    fn agent(&self, extra: &[&str]) -> Agent {
+        let list = self.list();
+        let mut args = vec![
+            "--iface",
+            lab::GW_LAN_IF,
+            "--blocklist",
+            list.to_str().expect("UTF-8 path"),
+            "--pin-root",
+            self.pins.arg(),
+            "--instance",
+            &self.instance,
+            "--inactive-timeout",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+            "--fsync-interval",
+            "200ms",
+            "--close-linger",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        Agent::start(&self.lab, &self.lab.gateway, &self.bin, &self.log(), &args)
+            .expect("start the agent")
+    }
+
+    /// A long TCP transfer to the server: 1000 bytes every 10 ms.
+    fn transfer(&self) -> Transfer {
+        Transfer::start(
+            &self.lab,
+            lab::SERVER_V4,
+            TCP_PORT,
+            1000,
+            Duration::from_millis(10),
+        )
+        .expect("start the long transfer")
+    }
+
+    fn has_xdp(&self) -> bool {
+        let out = Command::new("ip")
+            .args(["-n", &self.lab.gateway, "link", "show", lab::GW_LAN_IF])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&out.stdout).contains("xdp")
+    }
+
+    /// Whether one ping from the client to `addr` gets a reply.
+    fn reachable(&self, addr: &str) -> bool {
+        self.lab
+            .cmd(&self.lab.client, "ping")
+            .args(["-n", "-q", "-c", "1", "-W", "1", addr])
+            .output()
+            .expect("ping (Debian package iputils-ping)")
+            .status
+            .success()
+    }
+
+    /// Sends one UDP datagram from each of `sports` to the server.
+    fn datagrams(&self, sports: std::ops::Range<u16>) {
+        run_in(&self.lab.client, move || {
+            for sport in sports {
+                let s = std::net::UdpSocket::bind((lab::CLIENT_V4, sport))?;
+                s.send_to(b"hello", (lab::SERVER_V4, UDP_PORT))?;
+            }
+            Ok(())
+        })
+        .expect("client datagrams");
+    }
+
+    /// Runs `xdp-audit verify`, checks it passes, returns its verdict line.
+    fn verify(&self) -> String {
+        let out = Command::new(&self.bin)
+            .args(["verify", "--log-dir"])
+            .arg(self.log())
+            .output()
+            .expect("xdp-audit verify");
+        assert!(
+            out.status.success(),
+            "the store verifies: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn detach(&self) -> std::process::Output {
+        self.lab
+            .cmd(&self.lab.gateway, self.bin.to_str().expect("UTF-8 path"))
+            .args(["detach", "--pin-root", self.pins.arg(), "--instance"])
+            .arg(&self.instance)
+            .output()
+            .expect("xdp-audit detach")
+    }
+}
+
+/// Records of UDP datagrams from `sport` to the server.
+fn udp_from(records: &[serde_json::Value], sport: u16) -> usize {
+    records
+        .iter()
+        .filter(|r| r["proto"] == "udp" && r["src_port"] == sport && r["dst_port"] == UDP_PORT)
+        .count()
+}
+
+/// The packets and bytes of every record of the transfer from `sport`.
+fn transfer_totals(records: &[serde_json::Value], sport: u16) -> (u64, u64, usize) {
+    let mine: Vec<_> = records
+        .iter()
+        .filter(|r| r["proto"] == "tcp" && r["src_port"] == sport && r["dst_port"] == TCP_PORT)
+        .collect();
+    let sum = |f: &str| mine.iter().filter_map(|r| r[f].as_u64()).sum::<u64>();
+    (sum("packets"), sum("bytes"), mine.len())
+}
+
+/// Checks the transfer's records add up to what it carried, each frame once: the payload
+/// plus one frame's headers per packet (a slice counted twice would double it).
+fn assert_counted_once(records: &[serde_json::Value], sport: u16, payload: u64) {
+    let (packets, bytes, n) = transfer_totals(records, sport);
+    let (lo, hi) = (
+        payload + packets * TCP_OVERHEAD.start(),
+        payload + packets * TCP_OVERHEAD.end(),
+    );
+    assert!(
+        packets > 0 && (lo..=hi).contains(&bytes),
+        "the transfer's {n} records carry {bytes} bytes in {packets} packets; its {payload} \
+         payload bytes, each counted once, make {lo}..={hi}: {records:#?}"
+    );
+}
+
+/// The value of `field=` in a log line.
+fn field(line: &str, name: &str) -> Option<u64> {
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_killed_agent_leaves_the_gateway_guarded_and_the_next_adopts_every_flow() {
+    let s = Setup::new("rst");
+    assert!(
+        s.reachable(BLOCKED),
+        "{BLOCKED} answers before the agent runs (else the test below proves nothing)"
+    );
+    let mut first = s.agent(&[]);
+    assert!(
+        first
+            .logged("program loaded, attached and pinned")
+            .is_some(),
+        "a first start loads and pins"
+    );
+    let ping = Ping::start(&s.lab, &s.lab.client, BLOCKED, "0.05").expect("ping");
+    let transfer = s.transfer();
+    s.datagrams(42000..42005);
+    wait_until(
+        Duration::from_secs(10),
+        "the first agent's program has counted the five datagrams",
+        || first.status().unwrap_or_default()["counters"]["parsed_udp"].as_u64() >= Some(5),
+    );
+
+    let slow = s.slow_path().expect("the slow path is in SLOW_PATH");
+    first.crash().expect("SIGKILL the agent");
+    assert!(s.has_xdp(), "the program stays attached after SIGKILL");
+    let sent_at_kill = transfer.sent();
+    s.datagrams(43000..43010);
+    // The scenario: the agent is kept down for five seconds.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        s.has_xdp(),
+        "the program stayed attached while no agent ran"
+    );
+    // A program array's slots are emptied when its last user reference goes: pinned, it
+    // keeps the slow path (DNS blocking, payload copies) while no agent runs.
+    assert_eq!(
+        s.slow_path(),
+        Some(slow),
+        "SLOW_PATH still holds the slow path after the agent was killed"
+    );
+    assert!(
+        transfer.sent() > sent_at_kill + 100_000,
+        "the transfer went on while the agent was down ({} bytes then, {} now)",
+        sent_at_kill,
+        transfer.sent()
+    );
+
+    let mut second = s.agent(&[]);
+    let adopted = second
+        .logged("adopted the pinned program")
+        .expect("the restart adopts the pins")
+        .to_owned();
+    assert_eq!(
+        field(&adopted, "list_changes"),
+        Some(0),
+        "an unchanged list file writes nothing: {adopted}"
+    );
+    assert!(
+        adopted.contains("program_replaced=false"),
+        "the same build keeps the running program: {adopted}"
+    );
+    assert_eq!(
+        s.slow_path(),
+        Some(slow),
+        "the adoption keeps the slow path"
+    );
+    let payload = transfer.finish().expect("the transfer ends cleanly");
+    let count = ping.finish().expect("ping statistics");
+    assert!(
+        // 20 a second over at least the 5 s down, give or take the scheduler.
+        count.transmitted >= 80 && count.received == 0,
+        "{BLOCKED} stayed unreachable through the kill, the 5 s down and the restart: {count:?}"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the datagrams sent before the kill and while down are recorded",
+        || {
+            let r = second.records().unwrap_or_default();
+            (42000..42005)
+                .chain(43000..43010)
+                .all(|p| udp_from(&r, p) > 0)
+        },
+    );
+
+    // A restart with one more line in the list applies that line only.
+    assert_eq!(second.stop().expect("SIGTERM"), 0);
+    assert!(s.has_xdp(), "SIGTERM leaves the pinned program attached");
+    std::fs::write(s.list(), format!("{BLOCKED}\n{BLOCKED_LATER}\n")).expect("edit the list");
+    let mut third = s.agent(&[]);
+    let adopted = third
+        .logged("adopted the pinned program")
+        .expect("the third start adopts the pins")
+        .to_owned();
+    assert_eq!(
+        field(&adopted, "list_changes"),
+        Some(1),
+        "one line added to the list file, one entry written: {adopted}"
+    );
+    assert!(
+        !s.reachable(BLOCKED_LATER),
+        "the added line is enforced after the restart"
+    );
+    assert_eq!(third.stop().expect("SIGTERM"), 0);
+
+    let records = third.records().expect("query");
+    for p in (42000..42005).chain(43000..43010) {
+        assert_eq!(
+            udp_from(&records, p),
+            1,
+            "the datagram from port {p} is recorded exactly once: {records:#?}"
+        );
+    }
+    assert_counted_once(&records, transfer_sport(&records), payload);
+    let verdict = s.verify();
+    assert!(
+        verdict.contains(&format!("({} rows)", records.len())),
+        "SIGTERM sealed the journal: verify sees all {} records: {verdict}",
+        records.len()
+    );
+    assert!(s.detach().status.success(), "detach");
+}
+
+/// The source port of the one TCP flow to the transfer's port.
+fn transfer_sport(records: &[serde_json::Value]) -> u16 {
+    let ports: std::collections::BTreeSet<u64> = records
+        .iter()
+        .filter(|r| r["proto"] == "tcp" && r["dst_port"] == TCP_PORT)
+        .filter_map(|r| r["src_port"].as_u64())
+        .collect();
+    assert_eq!(ports.len(), 1, "one transfer: {ports:?}");
+    ports.into_iter().next().map_or(0, |p| p as u16)
+}
+
+#[test]
+fn an_upgrade_with_another_map_layout_swaps_the_program_on_its_link_with_no_reply_through() {
+    let s = Setup::new("upg");
+    assert!(
+        s.reachable(BLOCKED),
+        "{BLOCKED} answers before the agent runs"
+    );
+    let mut first = s.agent(&["--flow-table-size", "4096"]);
+    let link = s.instance_dir().join(format!("link-{}", lab::GW_LAN_IF));
+    let (link_id, old_prog) = pins::pinned_link(&link).expect("the link is pinned");
+    let old_slow = s.slow_path().expect("the slow path is in SLOW_PATH");
+    let transfer = s.transfer();
+    let flood = Ping::start(&s.lab, &s.lab.client, BLOCKED, "0.002").expect("ping flood");
+    wait_until(Duration::from_secs(10), "the transfer is under way", || {
+        transfer.sent() > 50_000
+    });
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+
+    // Another flow-table size is another map layout: new maps, a new program.
+    let mut second = s.agent(&["--flow-table-size", "8192"]);
+    let upgraded = second
+        .logged("upgraded the pinned program")
+        .expect("a changed layout is an upgrade")
+        .to_owned();
+    assert!(
+        field(&upgraded, "migrated") >= Some(2),
+        "the open transfer and the blocked ping's flow move into the new flow table: {upgraded}"
+    );
+    let (link_now, new_prog) = pins::pinned_link(&link).expect("the link is still pinned");
+    assert_eq!(link_now, link_id, "the same link holds the new program");
+    assert_ne!(new_prog, old_prog, "the program on the link was replaced");
+    let new_slow = s
+        .slow_path()
+        .expect("the new program's slow path is in its SLOW_PATH");
+    assert_ne!(
+        new_slow, old_slow,
+        "the new program has a slow path of its own"
+    );
+    let before = transfer.sent();
+    wait_until(
+        Duration::from_secs(10),
+        "the transfer goes on under the new program",
+        || transfer.sent() > before + 20_000,
+    );
+    let count = flood.finish().expect("flood statistics");
+    assert!(
+        count.transmitted >= 200 && count.received == 0,
+        "not one reply from {BLOCKED} through the swap: {count:?}"
+    );
+    let payload = transfer.finish().expect("the transfer ends cleanly");
+    // The transfer closed: it ends after the linger and is written.
+    wait_until(
+        Duration::from_secs(20),
+        "the closed transfer is written",
+        || {
+            second.records().unwrap_or_default().iter().any(|r| {
+                r["proto"] == "tcp"
+                    && r["dst_port"] == TCP_PORT
+                    && matches!(r["end_reason"].as_str(), Some("fin" | "rst"))
+            })
+        },
+    );
+    assert_eq!(second.stop().expect("SIGTERM"), 0);
+    let records = second.records().expect("query");
+    assert_counted_once(&records, transfer_sport(&records), payload);
+    assert!(
+        !pins::pinned_map_ids(&s.instance_dir())
+            .expect("maps")
+            .is_empty(),
+        "the new layout's maps are pinned"
+    );
+    let dirs: Vec<_> = std::fs::read_dir(s.instance_dir())
+        .expect("list the instance")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("maps-"))
+        .collect();
+    assert_eq!(dirs.len(), 1, "the old layout's maps were unpinned");
+    s.verify();
+}
+
+#[test]
+fn detach_leaves_no_pin_link_program_or_map_of_the_instance() {
+    let s = Setup::new("det");
+    let mut agent = s.agent(&[]);
+    let out = s.detach();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "detach is refused while the agent runs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(agent.stop().expect("SIGTERM"), 0);
+    assert!(s.has_xdp(), "the pinned program outlives the agent");
+
+    let dir = s.instance_dir();
+    let prog = pins::pinned_prog_id(&dir.join("prog")).expect("the program is pinned");
+    let (link, _) = pins::pinned_link(&dir.join(format!("link-{}", lab::GW_LAN_IF)))
+        .expect("the link is pinned");
+    let maps = pins::pinned_map_ids(&dir).expect("the maps are pinned");
+    let slow = s.slow_path().expect("the slow path is in SLOW_PATH");
+    assert!(maps.len() >= 10, "every map is pinned: {maps:?}");
+
+    let out = s.detach();
+    assert!(
+        out.status.success(),
+        "detach: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.exists(), "the instance directory is gone");
+    assert!(!s.has_xdp(), "the interface has no XDP program");
+    // The kernel frees the objects once their last reference goes (after an RCU grace
+    // period): wait for it.
+    wait_until(
+        Duration::from_secs(10),
+        "bpftool lists none of the instance's program, link and maps",
+        || {
+            let gone = |kind: &str, ids: &[u64]| {
+                pins::kernel_ids(kind).is_ok_and(|now| ids.iter().all(|i| !now.contains(i)))
+            };
+            gone("prog", &[prog, slow]) && gone("link", &[link]) && gone("map", &maps)
+        },
+    );
+    let again = s.detach();
+    assert!(
+        again.status.success() && String::from_utf8_lossy(&again.stdout).contains("nothing"),
+        "a second detach finds nothing and succeeds: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert!(!Path::new(&dir).exists());
+}
+
+#[test]
+fn bpffs_is_mounted_where_it_is_absent_and_a_private_mount_namespace_is_said() {
+    let s = Setup::new("bpffs");
+    // `ip netns exec` gives the agent a fresh /sys without bpffs: it mounts one, and warns
+    // that pins in its private mount namespace cannot outlive it.
+    let list = s.list();
+    let mut agent = Agent::start(
+        &s.lab,
+        &s.lab.gateway,
+        &s.bin,
+        &s.log(),
+        &[
+            "--iface",
+            lab::GW_LAN_IF,
+            "--blocklist",
+            list.to_str().expect("UTF-8 path"),
+        ],
+    )
+    .expect("start the agent with the default pin root");
+    assert!(
+        agent.logged("mounted bpffs at /sys/fs/bpf").is_some(),
+        "the agent mounted bpffs"
+    );
+    assert!(
+        agent.logged("mount namespace of its own").is_some(),
+        "the agent said its pins cannot outlive it"
+    );
+    assert!(
+        !s.reachable(BLOCKED),
+        "and it enforces the list all the same"
+    );
+    assert_eq!(agent.stop().expect("SIGTERM"), 0);
+}
