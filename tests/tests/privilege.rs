@@ -1,9 +1,11 @@
 //! Least privilege end to end: the agent started as root with `--user nobody` runs as nobody
 //! with no capability in any thread once attached, and still does its whole job: blocks,
-//! applies a list edit, writes status and records, detaches at SIGTERM; the store it writes
-//! is nobody's, files 0640 and directories 0750. Started the way the systemd unit starts it
+//! applies a list edit, writes status and records, pins its program in a bpffs mounted 0700
+//! (the instance directory nobody's, made reachable before the switch) and leaves it attached
+//! at SIGTERM for `detach`; the store it writes is nobody's, files 0640 and directories 0750. Started the way the systemd unit starts it
 //! (a plain user with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON as ambient capabilities), it
-//! loads, attaches and then holds none of them. Needs root.
+//! loads, attaches and pins (after the unit's `ExecStartPre` steps) and then holds none of
+//! them. Needs root.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt as _;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use xdp_audit_lab::agent::{binary, Agent};
 use xdp_audit_lab::lab::{self, sh, Lab};
 use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::pins::Bpffs;
 use xdp_audit_lab::wait::wait_until;
 
 const PORT: u16 = 8080;
@@ -93,6 +96,12 @@ fn unprivileged_agent_blocks_reloads_records_and_detaches() {
     std::fs::write(&block, "192.0.2.99\n").expect("write the blocklist");
     let log_dir = tmp.path().join("log");
     let bin = binary().expect("agent binary");
+    // A bpffs of the test's own, root's and 0700 as systemd mounts /sys/fs/bpf.
+    let bpffs = Bpffs::mount(&format!("priv-{}", std::process::id())).expect("mount bpffs");
+    sh(std::process::Command::new("chmod")
+        .arg("0700")
+        .arg(bpffs.path()))
+    .expect("chmod the bpffs");
     let mut agent = Agent::start(
         &lab,
         &lab.gateway.clone(),
@@ -101,8 +110,14 @@ fn unprivileged_agent_blocks_reloads_records_and_detaches() {
         &[
             "--iface",
             lab::GW_LAN_IF,
+            "--pin-root",
+            bpffs.arg(),
             "--user",
             "nobody",
+            // Without NAT attribution, which keeps CAP_NET_ADMIN when conntrack can be
+            // followed ("auto" follows it once another test has loaded nf_conntrack).
+            "--nat",
+            "off",
             "--blocklist",
             block.to_str().expect("utf8"),
             "--sweep-interval",
@@ -165,12 +180,31 @@ fn unprivileged_agent_blocks_reloads_records_and_detaches() {
         .args(["link", "show", lab::GW_LAN_IF]))
     .expect("ip link");
     let link = String::from_utf8_lossy(&xdp.stdout);
-    assert!(!link.contains("xdp"), "detached at SIGTERM: {link}");
-    let records = agent.records().expect("read the store");
     assert!(
-        records.iter().any(|r| r["dst_ip"] == lab::SERVER_V4),
-        "a record of the allowed flow: {records:?}"
+        link.contains("xdp"),
+        "the pinned program stays attached at SIGTERM: {link}"
     );
+    let instance = bpffs.path().join("default");
+    assert_eq!(
+        std::fs::metadata(&instance)
+            .expect("the instance directory")
+            .uid(),
+        nobody.0,
+        "the instance directory is nobody's, so nobody pinned into it"
+    );
+    let out = sh(lab.cmd(&lab.gateway, bin.to_str().expect("utf8")).args([
+        "detach",
+        "--pin-root",
+        bpffs.arg(),
+    ]))
+    .expect("xdp-audit detach");
+    assert!(out.status.success(), "detach");
+    let xdp = sh(lab
+        .cmd(&lab.gateway, "ip")
+        .args(["link", "show", lab::GW_LAN_IF]))
+    .expect("ip link");
+    let link = String::from_utf8_lossy(&xdp.stdout);
+    assert!(!link.contains("xdp"), "detach removed the program: {link}");
 
     let mut files = Vec::new();
     walk(&log_dir, &mut files);
@@ -184,6 +218,13 @@ fn unprivileged_agent_blocks_reloads_records_and_detaches() {
         let want = if meta.is_dir() { 0o750 } else { 0o640 };
         assert_eq!(mode, want, "{}: mode {mode:o}", path.display());
     }
+    // Read after the walk: a query run as root appends its access entry to operator.log,
+    // which it creates as root when the agent has not yet.
+    let records = agent.records().expect("read the store");
+    assert!(
+        records.iter().any(|r| r["dst_ip"] == lab::SERVER_V4),
+        "a record of the allowed flow: {records:?}"
+    );
 }
 
 /// The three capabilities the unit grants, as setpriv names them.
@@ -204,7 +245,12 @@ fn agent_started_like_the_unit_loads_then_drops_its_ambient_capabilities() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups \\\n  \
+            "#!/bin/sh\nset -e\n\
+             # the unit's ExecStartPre, in the mount namespace of ip netns exec\n\
+             mount -t bpf -o mode=0700 bpf /sys/fs/bpf\n\
+             install -d -o 65534 -g 65534 -m 0700 /sys/fs/bpf/xdp-audit\n\
+             chmod o+x /sys/fs/bpf\n\
+             exec setpriv --reuid=65534 --regid=65534 --clear-groups \\\n  \
              --inh-caps=-all,{UNIT_CAPS} --ambient-caps={UNIT_CAPS} \\\n  \
              --bounding-set=-all,{UNIT_CAPS} {} \"$@\"\n",
             bin.display()
@@ -221,7 +267,15 @@ fn agent_started_like_the_unit_loads_then_drops_its_ambient_capabilities() {
         &lab.gateway.clone(),
         &wrapper,
         &log_dir,
-        &["--iface", lab::GW_LAN_IF, "--sweep-interval", "200ms"],
+        &[
+            "--iface",
+            lab::GW_LAN_IF,
+            "--sweep-interval",
+            "200ms",
+            // See above: no NAT attribution, so no capability is kept.
+            "--nat",
+            "off",
+        ],
     )
     .expect("the agent loads and attaches with the unit's three capabilities");
     let pid = agent.pid().expect("the agent runs");

@@ -9,6 +9,12 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context as _};
 use xdp_audit_lab::wait::poll_until;
 
+/// The unit's `ExecStartPre` lines, run as root in the agent's mount namespace (`ip netns
+/// exec` gives it a fresh /sys without bpffs), then the command in `"$@"`.
+const EXEC_START_PRE: &str = "mount -t bpf -o mode=0700 bpf /sys/fs/bpf && \
+     install -d -o xdp-audit -g xdp-audit -m 0700 /sys/fs/bpf/xdp-audit && \
+     chmod o+x /sys/fs/bpf && exec \"$@\"";
+
 const PACKAGE: &str = "xdp-audit";
 const USER: &str = "xdp-audit";
 const STORE: &str = "/var/lib/xdp-audit";
@@ -218,7 +224,16 @@ impl UnitLikeRun {
             .with_context(|| format!("create {}", me.log.display()))?;
         me.child = Some(
             Command::new("ip")
-                .args(["netns", "exec", &me.ns, "setpriv"])
+                .args([
+                    "netns",
+                    "exec",
+                    &me.ns,
+                    "sh",
+                    "-c",
+                    EXEC_START_PRE,
+                    "sh",
+                    "setpriv",
+                ])
                 .args([&format!("--reuid={USER}"), &format!("--regid={USER}")])
                 .arg("--clear-groups")
                 .args([

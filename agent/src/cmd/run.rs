@@ -350,11 +350,12 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             user.own_new_dir(dir).context(flag)?;
         }
         if !args.no_pin {
-            // Mounting bpffs needs CAP_SYS_ADMIN and the pin root is root's: both are done
-            // before the switch, and the instance's directory given to the user.
+            // Mounting bpffs needs CAP_SYS_ADMIN and bpffs is root's (0700): done before the
+            // switch, the instance's directory given to the user and made reachable.
             let pins = args.pins.dir()?;
             pin::ensure_bpffs(pins.dir()).context("--pin-root")?;
             user.own_new_dir(pins.dir()).context("--instance")?;
+            pin::allow_search_to(pins.dir()).context("--pin-root")?;
         }
         privilege::become_user(&user).with_context(|| format!("--user {name}"))?;
     }

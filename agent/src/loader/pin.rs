@@ -410,6 +410,33 @@ fn in_private_mount_namespace() -> bool {
     }
 }
 
+/// Lets a dedicated user reach the instance directory `dir`: every directory above it on
+/// bpffs that others cannot search (bpffs is mounted 0700, by systemd and by
+/// [`ensure_bpffs`]) gets the search bit for others (`o+x`: a known name can be reached, no
+/// directory listed); the pins keep their own modes (0600, the user's). Done as root before
+/// `run --user` switches; the unit's `ExecStartPre` does the same.
+pub fn allow_search_to(dir: &Path) -> Result<(), PinError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for above in dir.ancestors().skip(1) {
+        if statfs_magic(above).ok() != Some(BPF_FS_MAGIC) {
+            break;
+        }
+        let mode = std::fs::metadata(above)
+            .map_err(io("stat", above))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(
+                above,
+                std::fs::Permissions::from_mode((mode & 0o7777) | 0o001),
+            )
+            .map_err(io("make searchable (o+x)", above))?;
+            info!(dir = %above.display(), "made searchable by others (o+x) for the agent's user");
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure `root` is on bpffs: mounts bpffs at /sys/fs/bpf when the root is under it and
 /// nothing is mounted there. Two agents starting at once mount it once (a lock file in /run
 /// orders them).
