@@ -348,6 +348,9 @@ fn open_locked(dir: &Path) -> Result<(File, bool), OpLogError> {
         .mode(LOG_MODE)
         .open(&path)
         .map_err(io(&path, "open for appending"))?;
+    if !existed {
+        give_to_store_owner(&f, dir, &path)?;
+    }
     loop {
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -358,6 +361,23 @@ fn open_locked(dir: &Path) -> Result<(File, bool), OpLogError> {
             return Err(io(&path, "lock")(e));
         }
     }
+}
+
+/// A log created by an operator's command belongs to the store's owner (the directory's
+/// owner and group) with [`LOG_MODE`] whatever the umask, so the agent, running as its own
+/// user, can still anchor it after a root `query` made it.
+fn give_to_store_owner(f: &File, dir: &Path, path: &Path) -> Result<(), OpLogError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(dir).map_err(io(dir, "stat"))?;
+    let mine = f.metadata().map_err(io(path, "stat"))?;
+    // SAFETY: geteuid cannot fail. Only root may give a file away.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))
+            .map_err(io(path, "give to the store directory's owner"))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))
+        .map_err(io(path, "chmod"))
 }
 
 /// The chain end of the locked log, read from its last line. A torn last line (an appender
@@ -628,6 +648,27 @@ mod tests {
             s.end.bytes,
             std::fs::metadata(d.join(LOG)).expect("stat").len()
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_log_made_by_root_belongs_to_the_stores_owner_with_group_append() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("this test gives files away: run it as root (cargo xtask test does)");
+        }
+        let d = temp("owner");
+        std::os::unix::fs::chown(&d, Some(65534), Some(65534)).expect("chown the store dir");
+        // SAFETY: umask has no preconditions; restored below.
+        let old = unsafe { libc::umask(0o022) };
+        let appended = append(&d, access("query"));
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        appended.expect("append");
+        let m = std::fs::metadata(d.join(LOG)).expect("stat the log");
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "owner of {}", LOG);
+        assert_eq!(m.permissions().mode() & 0o777, LOG_MODE, "mode of {}", LOG);
         let _ = std::fs::remove_dir_all(&d);
     }
 
