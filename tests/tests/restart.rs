@@ -407,8 +407,11 @@ fn an_upgrade_with_another_map_layout_swaps_the_program_on_its_link_with_no_repl
         || transfer.sent() > before + 20_000,
     );
     let count = flood.finish().expect("flood statistics");
+    // The flood spans the swap by construction (started before the first agent stopped,
+    // finished after the new program carried the transfer on); its length is the machine's
+    // speed, so the premise asks only for a real flood (0.2 s at one ping per 2 ms).
     assert!(
-        count.transmitted >= 200 && count.received == 0,
+        count.transmitted >= 100 && count.received == 0,
         "not one reply from {BLOCKED} through the swap: {count:?}"
     );
     let payload = transfer.finish().expect("the transfer ends cleanly");
