@@ -13,7 +13,7 @@ use agent_common::proto;
 use xdp_audit::enrich::inputs::Inputs;
 use xdp_audit::enrich::leases::bindings::{Holder, Observation, Source};
 use xdp_audit::enrich::names::DomainName;
-use xdp_audit::enrich::nat::parse::{CtEntry, CtKind, CtMessage, CtStatus, CtTuple, L4};
+use xdp_audit::enrich::nat::parse::{CtEntry, CtKind, CtMessage};
 use xdp_audit::enrich::nat::{NatTable, NatUpdate, TableConfig};
 use xdp_audit::enrich::stage::{EnrichStage, StageConfig};
 use xdp_audit::enrich::subscribers::parse::ParsedSubscribers;
@@ -98,35 +98,15 @@ fn main() {
         for i in 0..NAT_SESSIONS {
             let c = i * 2;
             let port = 10_000 + (c % 50_000) as u16;
-            let entry = CtEntry {
-                id: i + 1,
-                orig: CtTuple {
-                    proto: proto::TCP,
-                    src: IpAddr::V4(client(c)),
-                    dst: IpAddr::V4(server(c)),
-                    l4: L4::Ports {
-                        src: port,
-                        dst: 443,
-                    },
-                },
-                reply: CtTuple {
-                    proto: proto::TCP,
-                    src: IpAddr::V4(server(c)),
-                    dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, (c % 250) as u8 + 1)),
-                    l4: L4::Ports {
-                        src: 443,
-                        dst: 20_000 + (c % 40_000) as u16,
-                    },
-                },
-                status: CtStatus(CtStatus::SRC_NAT | CtStatus::CONFIRMED),
-                zone: 0,
-                mark: 0,
-                timeout_s: None,
-                start_ns: None,
-                stop_ns: None,
-                counters_orig: None,
-                counters_reply: None,
-            };
+            let entry = CtEntry::masqueraded_tcp(
+                i + 1,
+                (IpAddr::V4(client(c)), port),
+                (IpAddr::V4(server(c)), 443),
+                (
+                    IpAddr::V4(Ipv4Addr::new(203, 0, 113, (c % 250) as u8 + 1)),
+                    20_000 + (c % 40_000) as u16,
+                ),
+            );
             t.apply(NatUpdate::Message {
                 msg: CtMessage {
                     kind: CtKind::New,

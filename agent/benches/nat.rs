@@ -10,62 +10,21 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use xdp_audit::enrich::nat::parse::{
-    messages, CtEntry, CtKind, CtMessage, CtStatus, CtTuple, NlItem, L4,
-};
+use xdp_audit::enrich::nat::parse::{messages, CtEntry, CtKind, CtMessage, NlItem};
 use xdp_audit::enrich::nat::{InsideKey, NatTable, NatUpdate, OutsideKey, TableConfig};
+use xdp_audit::store::testgen::Rng;
 
 const SESSIONS: usize = 50_000;
 const LOOKUPS: usize = 2_000_000;
 const LAB: &[u8] = include_bytes!("../tests/fixtures/nat/lab.bin");
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic, so every run builds the same table.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 fn session(rng: &mut Rng, id: u32) -> CtEntry {
-    let r = rng.next();
+    let r = rng.next_u64();
     let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0xffff)));
     let server = IpAddr::V4(Ipv4Addr::from((r >> 16) as u32));
     let gw = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + (id % 4) as u8));
     let (sport, oport) = ((r >> 48) as u16 | 1024, 1024 + (id % 60_000) as u16);
-    CtEntry {
-        id,
-        orig: CtTuple {
-            proto: 6,
-            src: client,
-            dst: server,
-            l4: L4::Ports {
-                src: sport,
-                dst: 443,
-            },
-        },
-        reply: CtTuple {
-            proto: 6,
-            src: server,
-            dst: gw,
-            l4: L4::Ports {
-                src: 443,
-                dst: oport,
-            },
-        },
-        status: CtStatus(CtStatus::SRC_NAT | CtStatus::CONFIRMED),
-        zone: 0,
-        mark: 0,
-        timeout_s: None,
-        start_ns: None,
-        stop_ns: None,
-        counters_orig: None,
-        counters_reply: None,
-    }
+    CtEntry::masqueraded_tcp(id, (client, sport), (server, 443), (gw, oport))
 }
 
 /// Nanoseconds per call of `f` over `n` calls.
@@ -81,7 +40,7 @@ fn per_op(n: usize, mut f: impl FnMut(usize) -> usize) -> f64 {
 }
 
 fn main() {
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut table = NatTable::new(TableConfig::default());
     let entries: Vec<CtEntry> = (0..SESSIONS as u32)
         .map(|id| session(&mut rng, id))
@@ -101,7 +60,7 @@ fn main() {
 
     // Probe in a shuffled order so the caches see the table, not one entry.
     let order: Vec<usize> = (0..LOOKUPS)
-        .map(|_| (rng.next() % SESSIONS as u64) as usize)
+        .map(|_| (rng.next_u64() % SESSIONS as u64) as usize)
         .collect();
     let inside: Vec<InsideKey> = entries
         .iter()

@@ -204,6 +204,41 @@ pub struct CtEntry {
     pub counters_reply: Option<Counters>,
 }
 
+impl CtEntry {
+    /// A confirmed, source-NATed TCP entry: `client -> server` seen outside as `outside`,
+    /// no timestamps or counters. What tests and benchmarks feed the NAT table.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn masqueraded_tcp(
+        id: u32,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        outside: (IpAddr, u16),
+    ) -> CtEntry {
+        let tuple = |(src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16)| CtTuple {
+            proto: 6,
+            src,
+            dst,
+            l4: L4::Ports {
+                src: sport,
+                dst: dport,
+            },
+        };
+        CtEntry {
+            id,
+            orig: tuple(client, server),
+            reply: tuple(server, outside),
+            status: CtStatus(CtStatus::SRC_NAT | CtStatus::CONFIRMED),
+            zone: 0,
+            mark: 0,
+            timeout_s: None,
+            start_ns: None,
+            stop_ns: None,
+            counters_orig: None,
+            counters_reply: None,
+        }
+    }
+}
+
 /// What a conntrack message says happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CtKind {

@@ -17,35 +17,7 @@ const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 2));
 
 /// A masqueraded TCP entry: client `.c:sport` -> server:443, outside `GW:oport`.
 fn entry(id: u32, c: u8, sport: u16, oport: u16) -> CtEntry {
-    CtEntry {
-        id,
-        orig: CtTuple {
-            proto: 6,
-            src: addr(c),
-            dst: SERVER,
-            l4: L4::Ports {
-                src: sport,
-                dst: 443,
-            },
-        },
-        reply: CtTuple {
-            proto: 6,
-            src: SERVER,
-            dst: GW,
-            l4: L4::Ports {
-                src: 443,
-                dst: oport,
-            },
-        },
-        status: CtStatus(CtStatus::SRC_NAT | CtStatus::CONFIRMED),
-        zone: 0,
-        mark: 0,
-        timeout_s: None,
-        start_ns: None,
-        stop_ns: None,
-        counters_orig: None,
-        counters_reply: None,
-    }
+    CtEntry::masqueraded_tcp(id, (addr(c), sport), (SERVER, 443), (GW, oport))
 }
 
 fn msg(kind: CtKind, entry: CtEntry, seen_ns: i64) -> NatUpdate {

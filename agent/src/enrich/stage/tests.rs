@@ -12,7 +12,7 @@ use crate::enrich::leases::bindings::{Holder, Observation, Source};
 use crate::enrich::leases::{Lease, LeaseState};
 use crate::enrich::names::testdata::{records, Hello};
 use crate::enrich::names::NameSource;
-use crate::enrich::nat::parse::{CtEntry, CtKind, CtMessage, CtStatus, CtTuple, L4};
+use crate::enrich::nat::parse::{CtEntry, CtKind, CtMessage};
 use crate::enrich::nat::{NatUpdate, TableConfig};
 use crate::enrich::subscribers::parse::ParsedSubscribers;
 use crate::enrich::Validity;
@@ -204,35 +204,7 @@ fn an_ipv6_client_is_tied_to_its_user_by_mac() {
 }
 
 fn ct_entry(id: u32, src: &str, sport: u16, oport: u16) -> CtEntry {
-    CtEntry {
-        id,
-        orig: CtTuple {
-            proto: proto::TCP,
-            src: ip(src),
-            dst: SERVER,
-            l4: L4::Ports {
-                src: sport,
-                dst: 443,
-            },
-        },
-        reply: CtTuple {
-            proto: proto::TCP,
-            src: SERVER,
-            dst: GW_OUT,
-            l4: L4::Ports {
-                src: 443,
-                dst: oport,
-            },
-        },
-        status: CtStatus(CtStatus::SRC_NAT | CtStatus::CONFIRMED),
-        zone: 0,
-        mark: 0,
-        timeout_s: None,
-        start_ns: None,
-        stop_ns: None,
-        counters_orig: None,
-        counters_reply: None,
-    }
+    CtEntry::masqueraded_tcp(id, (ip(src), sport), (SERVER, 443), (GW_OUT, oport))
 }
 
 fn ct(table: &SharedNat, kind: CtKind, entry: CtEntry, seen_ns: i64) {
