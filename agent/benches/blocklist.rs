@@ -8,26 +8,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use xdp_audit::blocklist::{random_key, Capacity, ListKind, ListSet};
+use xdp_audit::store::testgen::Rng;
 
 const TOTAL: usize = 1_000_000;
 const EDIT: usize = 10_000;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic, so every run loads the same lists.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// One entry line; `i` picks the kind so kinds are interleaved through the file:
 /// 45% v4 exact, 15% v4 prefixes, 15% v6 exact, 15% v6 prefixes, 10% domains.
 fn entry(rng: &mut Rng, i: usize) -> String {
-    let r = rng.next();
+    let r = rng.next_u64();
     match i % 20 {
         0..=8 => std::net::Ipv4Addr::from(r as u32).to_string(),
         9..=11 => {
@@ -36,11 +25,11 @@ fn entry(rng: &mut Rng, i: usize) -> String {
             format!("{}/{len}", std::net::Ipv4Addr::from(addr))
         }
         12..=14 => {
-            std::net::Ipv6Addr::from((u128::from(r) << 64) | u128::from(rng.next())).to_string()
+            std::net::Ipv6Addr::from((u128::from(r) << 64) | u128::from(rng.next_u64())).to_string()
         }
         15..=17 => {
             let len = 32 + (r >> 40) as u32 % 96;
-            let addr = ((u128::from(r) << 64) | u128::from(rng.next())) & !(u128::MAX >> len);
+            let addr = ((u128::from(r) << 64) | u128::from(rng.next_u64())) & !(u128::MAX >> len);
             format!("{}/{len}", std::net::Ipv6Addr::from(addr))
         }
         _ => {
@@ -48,7 +37,7 @@ fn entry(rng: &mut Rng, i: usize) -> String {
             let labels = 1 + (r >> 8) % 3;
             let mut name = String::new();
             for _ in 0..labels {
-                name.push_str(&format!("{:x}.", rng.next() & 0xff_ffff_ffff));
+                name.push_str(&format!("{:x}.", rng.next_u64() & 0xff_ffff_ffff));
             }
             name.push_str(tld);
             name
@@ -152,7 +141,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("xdp-audit-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("block.txt");
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x5eed);
     let mut lines: Vec<String> = (0..TOTAL).map(|i| entry(&mut rng, i)).collect();
     write_file(&path, &lines);
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -8,76 +8,17 @@ mod common;
 use agent_common::payload::{
     DNS_UDP_MESSAGES, QUIC_CLIENT_DATAGRAMS, SNIPPET_MAX, TCP_CLIENT_PACKETS,
 };
-use agent_common::{Counter, FlowKey, FlowValue};
-use aya::maps::RingBuf;
-use aya::programs::{TestRun, TestRunOptions};
+use agent_common::Counter;
+use common::prog::{Prog, XDP_PASS};
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use xdp_audit::loader::{LoadOptions, Loaded};
-use xdp_audit::reader::{decode, Direction, Event, Payload};
-
-const XDP_PASS: u32 = 2;
-
-struct Prog {
-    loaded: Loaded,
-}
+use xdp_audit::reader::{Direction, Event, Payload};
 
 impl Prog {
-    fn load(ringbuf_bytes: u32) -> Self {
-        let loaded = Loaded::load(LoadOptions {
-            flow_table_size: 1024,
-            ringbuf_bytes,
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("loading the XDP program (are we root?): {e}"));
-        Self { loaded }
-    }
-
-    fn run(&mut self, frame: &[u8]) -> u32 {
-        let prog = self.loaded.program_mut().expect("program");
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..Default::default()
-        };
-        prog.test_run(opts)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()))
-            .return_value
-    }
-
     /// Runs `frame` and asserts the program passed it.
     fn pass(&mut self, frame: &[u8], what: &str) {
         assert_eq!(self.run(frame), XDP_PASS, "{what}: every packet passes");
     }
 
-    fn counter(&self, c: Counter) -> u64 {
-        xdp_audit::stats::read(&self.loaded.stats)
-            .expect("read STATS")
-            .into_iter()
-            .find(|(k, _)| *k == c)
-            .map_or(0, |(_, n)| n)
-    }
-
-    fn flows(&self) -> Vec<(FlowKey, FlowValue)> {
-        let t = self.loaded.flow_table();
-        t.keys()
-            .expect("walk FLOWS")
-            .into_iter()
-            .filter_map(|k| t.get(&k).expect("lookup").map(|v| (k, v)))
-            .collect()
-    }
-
-    fn events(&mut self) -> Vec<Event> {
-        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring buffer");
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            out.push(decode(&item).expect("decodable event"));
-        }
-        out
-    }
-
-    /// The payload events drained from the ring (flow events dropped).
     fn payloads(&mut self) -> Vec<Payload> {
         self.events()
             .into_iter()

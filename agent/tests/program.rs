@@ -4,74 +4,15 @@
 
 mod common;
 
-use agent_common::{family, flow_flags, Counter, FlowKey, FlowValue};
+use agent_common::{family, flow_flags, Counter, FlowKey};
 use aya::maps::RingBuf;
-use aya::programs::{TestRun, TestRunOptions};
+use common::prog::{Prog, XDP_PASS};
 use common::wait::wait_until;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
 use xdp_audit::loader::{LoadOptions, Loaded};
-use xdp_audit::reader::{decode, Event};
-
-const XDP_PASS: u32 = 2;
-
-struct Prog {
-    loaded: Loaded,
-}
+use xdp_audit::reader::Event;
 
 impl Prog {
-    fn load() -> Self {
-        let loaded = Loaded::load(LoadOptions {
-            flow_table_size: 1024,
-            ringbuf_bytes: 1 << 16,
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("loading the XDP program (are we root?): {e}"));
-        Self { loaded }
-    }
-
-    fn run(&mut self, frame: &[u8]) -> u32 {
-        let prog = self.loaded.program_mut().expect("program");
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..Default::default()
-        };
-        prog.test_run(opts)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()))
-            .return_value
-    }
-
-    fn counters(&self) -> Vec<(Counter, u64)> {
-        xdp_audit::stats::read(&self.loaded.stats).expect("read STATS")
-    }
-
-    fn counter(&self, c: Counter) -> u64 {
-        self.counters()
-            .into_iter()
-            .find(|(k, _)| *k == c)
-            .map_or(0, |(_, n)| n)
-    }
-
-    fn flows(&self) -> Vec<(FlowKey, FlowValue)> {
-        let t = self.loaded.flow_table();
-        t.keys()
-            .expect("walk FLOWS")
-            .into_iter()
-            .filter_map(|k| t.get(&k).expect("lookup").map(|v| (k, v)))
-            .collect()
-    }
-
-    fn events(&mut self) -> Vec<Event> {
-        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring buffer");
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            out.push(decode(&item).expect("decodable event"));
-        }
-        out
-    }
-
     /// Runs one frame and asserts it was passed and counted under exactly `outcome`.
     fn expect_outcome(&mut self, frame: &[u8], outcome: Counter, what: &str) {
         let before = self.counter(outcome);
@@ -109,7 +50,7 @@ fn port(raw: u16) -> u16 {
 
 #[test]
 fn a_tcp_conversation_is_one_flow_with_both_directions_counted() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let (c, s) = (v4(198, 51, 100, 2), v4(203, 0, 113, 2));
     let syn = Spec::tcp4(c, 40000, s, 80, tcp::SYN).build();
     let synack = Spec::tcp4(s, 80, c, 40000, tcp::SYN | tcp::ACK).build();
@@ -167,7 +108,7 @@ fn a_tcp_conversation_is_one_flow_with_both_directions_counted() {
 
 #[test]
 fn rst_ends_a_flow_and_only_the_first_close_is_announced() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let (c, s) = (v4(10, 9, 0, 1), v4(10, 9, 0, 2));
     p.run(&Spec::tcp4(c, 1000, s, 443, tcp::SYN).build());
     p.run(&Spec::tcp4(s, 443, c, 1000, tcp::RST).build());
@@ -183,7 +124,7 @@ fn rst_ends_a_flow_and_only_the_first_close_is_announced() {
 
 #[test]
 fn flows_are_keyed_by_vlan_and_qinq_tags() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let base = Spec::udp4(v4(10, 0, 0, 1), 5000, v4(10, 0, 0, 2), 53);
     let mut one = base.clone();
     one.vlans = vec![(0x8100, 100)];
@@ -206,7 +147,7 @@ fn flows_are_keyed_by_vlan_and_qinq_tags() {
 
 #[test]
 fn ipv4_options_fragments_and_bad_headers() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let mut opts = Spec::tcp4(v4(10, 0, 0, 1), 1234, v4(10, 0, 0, 2), 22, tcp::SYN);
     opts.ipv4_options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
     p.expect_outcome(&opts.build(), Counter::ParsedTcp, "IHL 6 with options");
@@ -252,7 +193,7 @@ fn ipv4_options_fragments_and_bad_headers() {
 
 #[test]
 fn truncation_at_every_header_boundary_is_passed_and_counted() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     /// A frame and, for each cut length from which it applies, the expected outcome.
     type Case = (Vec<u8>, Vec<(usize, Counter)>);
     let cases: Vec<Case> = vec![
@@ -324,7 +265,7 @@ fn truncation_at_every_header_boundary_is_passed_and_counted() {
 
 #[test]
 fn ipv6_extension_chains_are_walked_up_to_the_bound() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let base = Spec::new(
         Addrs::V6(v6(1), v6(2)),
         L4::Udp {
@@ -388,7 +329,7 @@ fn ipv6_extension_chains_are_walked_up_to_the_bound() {
 
 #[test]
 fn icmp_other_protocols_and_non_ip() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     p.expect_outcome(
         &Spec::new(
             Addrs::V4(v4(10, 0, 0, 1), v4(10, 0, 0, 2)),
@@ -479,7 +420,7 @@ impl XorShift {
 
 #[test]
 fn hostile_frames_are_all_passed_and_each_counted_once() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let valid = [
         Spec::tcp4(v4(10, 0, 0, 1), 1, v4(10, 0, 0, 2), 53, tcp::SYN)
@@ -527,7 +468,7 @@ fn hostile_frames_are_all_passed_and_each_counted_once() {
 
 #[test]
 fn a_retransmitted_syn_counts_into_its_flow_and_is_announced_once() {
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let syn = Spec::tcp4(v4(10, 7, 0, 1), 40001, v4(10, 7, 0, 2), 80, tcp::SYN).build();
     for _ in 0..3 {
         assert_eq!(p.run(&syn), XDP_PASS);
@@ -555,7 +496,7 @@ fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_eve
     // 64 KiB ring: the loader sets the threshold to 16 KiB; `below` events of
     // RING_RECORD_BYTES (event and header) stay below it and the next one crosses it.
     let below = (16384 - 1) / agent_common::RING_RECORD_BYTES as u16;
-    let mut p = Prog::load();
+    let mut p = Prog::load(1 << 16);
     let fd = RingBuf::try_from(&mut p.loaded.events)
         .expect("ring buffer")
         .as_raw_fd();
