@@ -60,6 +60,9 @@ pub enum LoadError {
     /// A map or program the object should contain is missing (a build mismatch).
     #[error("the XDP object has no {0}; the build is inconsistent")]
     Missing(&'static str),
+    /// A program the agent needs is not in the object.
+    #[error("the XDP object has no program {0}; the build is inconsistent")]
+    MissingProgram(&'static str),
     /// The list maps are missing or malformed.
     #[error(transparent)]
     Lists(crate::enforce::EnforceError),
@@ -305,14 +308,18 @@ fn errno(e: &ProgramError) -> Option<i32> {
     None
 }
 
+/// The object's XDP program `name`.
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoadError> {
+    ebpf.program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(LoadError::Verifier)
+}
+
 /// Loads the slow path the program tail-calls (DNS name checks, payload copies) and puts it
 /// in its slot.
 fn load_slow_path(ebpf: &mut Ebpf) -> Result<(), LoadError> {
-    let slow: &mut Xdp = ebpf
-        .program_mut(names::SLOW_PATH_PROGRAM)
-        .ok_or(LoadError::Missing("program xdp_audit_payload"))?
-        .try_into()
-        .map_err(LoadError::Verifier)?;
+    let slow = xdp_program(ebpf, names::SLOW_PATH_PROGRAM)?;
     slow.load().map_err(LoadError::Verifier)?;
     let fd = slow
         .fd()
@@ -401,12 +408,9 @@ impl Loaded {
             hint: load_hint(&source),
             source,
         })?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or(LoadError::Missing("program xdp_audit"))?
-            .try_into()
+        xdp_program(&mut ebpf, names::PROGRAM)?
+            .load()
             .map_err(LoadError::Verifier)?;
-        prog.load().map_err(LoadError::Verifier)?;
         load_slow_path(&mut ebpf)?;
         let (flows, events, stats, mut lists) = take_maps(&mut ebpf)?;
         let key = match opts.domain_key {
@@ -515,11 +519,7 @@ pub(crate) fn open_ledger(dir: &Path, flow_table_size: u32) -> Result<Ledger, Lo
 impl Program {
     /// The loaded XDP program, for attaching or for BPF_PROG_TEST_RUN.
     pub fn program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
-        self.ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or(LoadError::Missing("program xdp_audit"))?
-            .try_into()
-            .map_err(LoadError::Verifier)
+        xdp_program(&mut self.ebpf, names::PROGRAM)
     }
 
     /// Sets the payload budget of each `(port, budget)`: flows created from now on whose
