@@ -34,6 +34,9 @@ enum Command {
     /// Write a time window of flows to a CSV or JSON Lines file and print its SHA-256.
     #[command(long_about = xdp_audit::cmd::export::LONG_ABOUT)]
     Export(xdp_audit::cmd::export::ExportArgs),
+    /// The incident report of a time window (HTML, Markdown or JSON), with its proofs.
+    #[command(long_about = xdp_audit::cmd::report::LONG_ABOUT)]
+    Report(xdp_audit::cmd::report::ReportArgs),
     /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
     #[command(long_about = xdp_audit::cmd::verify::LONG_ABOUT)]
     Verify(xdp_audit::cmd::verify::VerifyArgs),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Check(args) => xdp_audit::cmd::check::main(args),
         Command::Query(args) => xdp_audit::cmd::query::main(args),
         Command::Export(args) => xdp_audit::cmd::export::main(args),
+        Command::Report(args) => xdp_audit::cmd::report::main(args),
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
         Command::Hold(args) => xdp_audit::cmd::hold::main(args),

@@ -9,6 +9,7 @@ use anyhow::Context;
 use sha2::Digest;
 
 use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
+use crate::record::FlowRecord;
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
 use crate::store::fsutil::hex;
@@ -68,14 +69,98 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// A file this run created, removed on drop unless the run completed (`.0` taken).
-struct Created<'a>(Option<&'a Path>);
+/// A file a command creates for a hand-over: new (an existing file is refused) and removed
+/// if dropped before [`NewFile::keep`], so no partial file is left behind and a retry is not
+/// refused for an existing file.
+pub struct NewFile {
+    path: PathBuf,
+    keep: bool,
+}
 
-impl Drop for Created<'_> {
+impl NewFile {
+    /// Creates `path`, which must not exist.
+    pub fn create(path: &Path) -> anyhow::Result<(Self, File)> {
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let guard = Self {
+            path: path.to_owned(),
+            keep: false,
+        };
+        Ok((guard, file))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the file: the command completed.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for NewFile {
     fn drop(&mut self) {
-        if let Some(path) = self.0 {
-            let _ = std::fs::remove_file(path);
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// An export file being written: a [`NewFile`] hashed as it is written and fsynced when
+/// finished. `export` and `report --attach` write through it.
+pub struct ExportFile {
+    file: NewFile,
+    out: RecordWriter<Hashing<std::io::BufWriter<File>>>,
+}
+
+impl ExportFile {
+    /// Creates `path` (which must not exist) and writes the format's header.
+    pub fn create(path: &Path, format: ExportFormat) -> anyhow::Result<Self> {
+        let (guard, file) = NewFile::create(path)?;
+        let format = match format {
+            ExportFormat::Csv => Format::Csv,
+            ExportFormat::Jsonl => Format::Jsonl,
+        };
+        let sink = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            hash: sha2::Sha256::new(),
+        };
+        let mut out = RecordWriter::new(sink, format);
+        out.header()
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Self { file: guard, out })
+    }
+
+    /// Writes one record.
+    pub fn write(&mut self, r: &FlowRecord) -> std::io::Result<()> {
+        self.out.write(r)
+    }
+
+    /// Flushes and fsyncs the file and keeps it; its SHA-256 (hex). On an error the file is
+    /// removed.
+    pub fn finish(self) -> anyhow::Result<String> {
+        let (digest, file) = self.finish_unkept()?;
+        file.keep();
+        Ok(digest)
+    }
+
+    /// Flushes and fsyncs the file: its SHA-256, and the guard that still removes it unless
+    /// kept (for a command with more to write before it is done).
+    pub fn finish_unkept(self) -> anyhow::Result<(String, NewFile)> {
+        let finished = (|| {
+            let sink = self.out.finish()?;
+            let digest = hex(&sink.hash.finalize());
+            let file = sink.inner.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok::<_, std::io::Error>(digest)
+        })();
+        let digest = finished.with_context(|| format!("writing {}", self.file.path().display()))?;
+        Ok((digest, self.file))
     }
 }
 
@@ -87,54 +172,33 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     );
     let filter = args.filter.to_filter(SystemClock.now_ns())?;
     readable_store(&args.dir.log_dir)?;
-    let file = File::options()
-        .write(true)
-        .create_new(true)
-        .open(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    // From here on the file is ours: a failed export removes it, so no partial hand-over is
-    // left behind and a retry is not refused for an existing file.
-    let mut created = Created(Some(&args.out));
-    let format = match args.format {
-        ExportFormat::Csv => Format::Csv,
-        ExportFormat::Jsonl => Format::Jsonl,
-    };
-    let written = write(&args, &filter, file, format);
+    let file = ExportFile::create(&args.out, args.format)?;
+    let written = write(&args, &filter, file);
     // A failed export read records too: it is recorded with its error (and no file, which
-    // `created` removes). A failure to record only warns (see `access::record`).
+    // `ExportFile` removes). A failure to record only warns (see `access::record`).
     let access = match &written {
         Ok((rows, digest)) => AccessInfo::export(&filter, *rows, digest, &args.out),
         Err(e) => AccessInfo::new("export", access::filter_text(&filter)).failed(&format!("{e:#}")),
     };
     access::record(&args.dir.log_dir, access);
     let (rows, digest) = written?;
-    created.0 = None;
     tracing::info!(records = rows, file = %args.out.display(), "export written");
     println!("{digest}  {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the selected records to `file`, hashing what is written, and fsyncs it: the rows
-/// and the file's SHA-256 (hex).
+/// Writes the selected records to `file` and finishes it: the rows and the file's SHA-256.
 fn write(
     args: &ExportArgs,
     filter: &Filter,
-    file: File,
-    format: Format,
+    mut file: ExportFile,
 ) -> anyhow::Result<(u64, String)> {
-    let sink = Hashing {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        hash: sha2::Sha256::new(),
-    };
-    let mut out = RecordWriter::new(sink, format);
-    out.header()
-        .with_context(|| format!("writing {}", args.out.display()))?;
     let mut progress = progress_line("export");
     let stats = scan(
         &args.dir.log_dir,
         filter,
         default_threads(),
-        &mut |r| out.write(r),
+        &mut |r| file.write(r),
         &mut progress,
     )
     .with_context(|| {
@@ -144,16 +208,5 @@ fn write(
             args.out.display()
         )
     })?;
-    let sink = out
-        .finish()
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    let digest = hex(&sink.hash.finalize());
-    let file = sink
-        .inner
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    file.sync_all()
-        .with_context(|| format!("fsync {}", args.out.display()))?;
-    Ok((stats.matched, digest))
+    Ok((stats.matched, file.finish()?))
 }

@@ -9,6 +9,7 @@ pub mod export;
 pub mod hold;
 pub mod keygen;
 pub mod query;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod store_args;

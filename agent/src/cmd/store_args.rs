@@ -128,6 +128,10 @@ pub struct FilterArgs {
     /// `203.0.113.5:40001`, `[2001:db8::5]:40001`.
     #[arg(long, value_name = "IP[:PORT]")]
     pub nat: Option<String>,
+    /// Flows a list rule decided: `FILE:LINE` as `status` and the records name it, or `FILE`
+    /// for every rule of that file.
+    #[arg(long, value_name = "FILE[:LINE]")]
+    pub rule: Option<String>,
 }
 
 impl FilterArgs {
@@ -196,6 +200,10 @@ impl FilterArgs {
             user,
             domain,
             nat,
+            rule: match self.rule.as_deref() {
+                Some("") => anyhow::bail!("--rule: empty; give FILE:LINE or FILE"),
+                r => r.map(str::to_owned),
+            },
             ignore_index: false,
         };
         if let (Some(s), Some(u)) = (f.since_ns, f.until_ns) {

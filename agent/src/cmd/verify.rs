@@ -57,27 +57,7 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))?;
     match verify(dir, key.as_ref()) {
         Ok(v) => {
-            println!(
-                "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), head {}{}",
-                v.entries,
-                v.segments,
-                v.rows,
-                v.pruned,
-                v.compacted,
-                v.operator_lines,
-                v.anchored_lines,
-                v.holds_in_force,
-                if v.head.is_empty() {
-                    "(empty)"
-                } else {
-                    &v.head
-                },
-                if v.signature_checked {
-                    ", signature valid"
-                } else {
-                    ""
-                }
-            );
+            println!("ok: {}", v.summary());
             Ok(ExitCode::SUCCESS)
         }
         Err(b) => {

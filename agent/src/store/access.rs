@@ -120,6 +120,7 @@ pub fn filter_text(f: &Filter) -> String {
         user,
         domain,
         nat,
+        rule,
         ignore_index: _,
     } = f;
     let mut parts = Vec::new();
@@ -147,6 +148,9 @@ pub fn filter_text(f: &Filter) -> String {
             Some(_) => format!("nat={addr}"),
             None => format!("nat={}", n.ip),
         });
+    }
+    if let Some(r) = rule {
+        parts.push(format!("rule={r}"));
     }
     if let Some(t) = since_ns {
         parts.push(format!("since={}", rfc3339_ns(*t)));
@@ -230,11 +234,12 @@ mod tests {
             user: Some("alice".into()),
             domain: Some("Example.COM.".parse().expect("domain")),
             nat: Some("[2001:db8::1]:40000".parse().expect("nat")),
+            rule: Some("/etc/b.list:3".into()),
             ignore_index: true,
         };
         assert_eq!(
             filter_text(&f),
-            "cidr=10.1.0.0/16 port=443 mac=3c:22:fb:00:00:2a proto=tcp user=alice domain=example.com nat=[2001:db8::1]:40000 since=2023-11-14T22:13:20.000000000Z until=2023-11-14T23:13:20.000000000Z"
+            "cidr=10.1.0.0/16 port=443 mac=3c:22:fb:00:00:2a proto=tcp user=alice domain=example.com nat=[2001:db8::1]:40000 rule=/etc/b.list:3 since=2023-11-14T22:13:20.000000000Z until=2023-11-14T23:13:20.000000000Z"
         );
         let ip_only = Filter {
             nat: Some("203.0.113.7".parse().expect("nat")),

@@ -41,6 +41,8 @@ pub struct Filter {
     pub domain: Option<DomainFilter>,
     /// The NAT outside address (and port).
     pub nat: Option<NatFilter>,
+    /// The list rule behind the verdict: `FILE:LINE`, or `FILE` for every rule of that file.
+    pub rule: Option<String>,
     /// Ignore the segments' address index and test every row group's address columns, as for
     /// segments written before the index existed: the baseline of the store benchmark, and
     /// the reference the index is tested against. Same results, slower.
@@ -74,6 +76,11 @@ impl Filter {
             && self
                 .nat
                 .is_none_or(|n| n.matches(r.attr.nat_ip, r.attr.nat_port))
+            && self.rule.as_deref().is_none_or(|want| {
+                r.rule
+                    .as_deref()
+                    .is_some_and(|have| rule_matches(want, have))
+            })
     }
 
     /// Whether the time range `[min, max]` can hold a matching record.
@@ -86,6 +93,16 @@ impl Filter {
     pub fn needs_attribution(&self) -> bool {
         self.user.is_some() || self.domain.is_some() || self.nat.is_some()
     }
+}
+
+/// Whether a record's rule `have` (`FILE:LINE`) is the rule `want` names: that rule, or with
+/// `want` a file alone, any rule of that file.
+pub fn rule_matches(want: &str, have: &str) -> bool {
+    have == want
+        || have
+            .strip_prefix(want)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|line| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The `--nat` filter: the NAT outside address, and the port if given. IPv4 and the
@@ -236,6 +253,16 @@ mod tests {
             parse_time("2026-05-03T14:00:00", 0).is_err(),
             "no offset must be refused"
         );
+    }
+
+    #[test]
+    fn a_rule_matches_itself_or_its_file() {
+        assert!(rule_matches("/etc/b.list:3", "/etc/b.list:3"));
+        assert!(rule_matches("/etc/b.list", "/etc/b.list:3"));
+        assert!(!rule_matches("/etc/b.list:3", "/etc/b.list:30"));
+        assert!(!rule_matches("/etc/b.lis", "/etc/b.list:3"));
+        assert!(!rule_matches("/etc/b.list", "/etc/b.list:x"));
+        assert!(!rule_matches("/etc/b.list", "/etc/b.list:"));
     }
 
     #[test]

@@ -51,6 +51,33 @@ pub struct Verified {
     pub holds_in_force: u64,
 }
 
+impl Verified {
+    /// The one-line verdict `verify` prints after `ok: ` (the report quotes it too).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), head {}{}",
+            self.entries,
+            self.segments,
+            self.rows,
+            self.pruned,
+            self.compacted,
+            self.operator_lines,
+            self.anchored_lines,
+            self.holds_in_force,
+            if self.head.is_empty() {
+                "(empty)"
+            } else {
+                &self.head
+            },
+            if self.signature_checked {
+                ", signature valid"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// Verifies the store in `dir`; with `key`, the head must carry a valid signature by it.
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
     let mpath = dir.join(manifest::MANIFEST);

@@ -1,0 +1,219 @@
+//! `xdp-audit report`: the incident report of a time window, for a hand-over.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sha2::Digest;
+
+use super::export::{ExportFile, ExportFormat, NewFile};
+use super::store_args::{readable_store, FilterArgs, LogDirArgs};
+use crate::report::{self, Attachment, Inputs, Report};
+use crate::store::access::{self, filter_text, AccessInfo, Who};
+use crate::store::fsutil::hex;
+use crate::store::manifest::load_public_key;
+use crate::store::{StoreClock, SystemClock};
+
+/// Report formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML page (inline styles and SVG timeline, no script).
+    Html,
+    /// Markdown with tables.
+    Md,
+    /// JSON (schema `xdp-audit-report/1`, see docs/report-format.md).
+    Json,
+}
+
+impl ReportFormat {
+    fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Html => "html",
+            ReportFormat::Md => "md",
+            ReportFormat::Json => "json",
+        }
+    }
+}
+
+/// The long help of `xdp-audit report`, with examples.
+pub const LONG_ABOUT: &str = "Writes the incident report of a time window, to hand to an inspector: the gateway's
+identity (host name, the fingerprint of the chain's signing key), the window and selection,
+who made the report and when; summary counts (flows, packets, bytes, distinct clients and
+accounts, blocked flows, dropped packets); blocked destinations by rule and by client; a
+timeline of flows and blocked flows; the matching records (the earliest --limit in a table,
+all of them with --attach in a CSV or JSON Lines file beside the report, whose SHA-256 the
+report prints); the chain entries of the sealed segments covering the window, with their
+hashes; the signed chain head; and the `verify` verdict at report time.
+
+The selection takes the same flags as `query`; --since and --until are required. The
+report reads the store like `query` and records itself in the operator log with its
+SHA-256. With --out, the report (and the attachment, named after it: case.html ->
+case.records.csv) is written whole and fsynced, an existing file is refused, and the
+SHA-256 of each file is printed in `sha256sum` format.
+
+Examples:
+  xdp-audit report --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format html --out case-4711.html --attach csv
+  xdp-audit report --since 24h --until 0s --ip 10.1.2.3 --format md > 10.1.2.3.md
+  xdp-audit report --since 7d --until 0s --rule /etc/xdp-audit/block.list --format json --out week.json";
+
+/// Arguments of `xdp-audit report`.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub struct ReportArgs {
+    /// Where the store lives.
+    #[command(flatten)]
+    pub dir: LogDirArgs,
+    /// What to select; --since and --until are required.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: ReportFormat,
+    /// The file to write (must not exist); stdout without it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Attach every matching record as a file beside --out, in this format.
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "out")]
+    pub attach: Option<ExportFormat>,
+    /// Records shown in the report's table (the earliest); the attachment holds them all.
+    #[arg(long, default_value_t = report::DEFAULT_LIMIT, value_name = "RECORDS")]
+    pub limit: usize,
+    /// Check the chain head's signature against this key (a file from `xdp-audit keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+}
+
+/// The attachment's path for a report at `out`: `case.html` -> `case.records.csv`.
+pub fn attachment_path(out: &Path, format: ExportFormat) -> PathBuf {
+    let stem = out.file_stem().unwrap_or(out.as_os_str()).to_string_lossy();
+    let ext = match format {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Jsonl => "jsonl",
+    };
+    out.with_file_name(format!("{stem}.records.{ext}"))
+}
+
+/// Runs `xdp-audit report`.
+pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.filter.since.is_some() && args.filter.until.is_some(),
+        "report needs both --since and --until (a report names its window)"
+    );
+    let now = SystemClock.now_ns();
+    let filter = args.filter.to_filter(now)?;
+    let key = match &args.public_key {
+        Some(p) => Some(load_public_key(p).context("loading --public-key")?),
+        None => None,
+    };
+    readable_store(&args.dir.log_dir)?;
+    let made = make(&args, &filter, key.as_ref(), now);
+    let access = match &made {
+        Ok((report, digest, _)) => {
+            let mut a = AccessInfo::new("report", filter_text(&filter)).rows(report.records.total);
+            a.sha256 = Some(digest.clone());
+            a.out = args.out.as_ref().map(|p| p.display().to_string());
+            a
+        }
+        Err(e) => AccessInfo::new("report", filter_text(&filter)).failed(&format!("{e:#}")),
+    };
+    access::record(&args.dir.log_dir, access);
+    let (report, digest, attachment) = made?;
+    tracing::info!(
+        records = report.records.total,
+        blocked = report.summary.blocked_flows,
+        verified = report.verify.ok,
+        sha256 = %digest,
+        "report written"
+    );
+    if let Some(out) = &args.out {
+        println!("{digest}  {}", out.display());
+        if let (Some(path), Some(a)) = (attachment, &report.records.attachment) {
+            println!("{}  {}", a.sha256, path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds, renders and writes the report: the report, its SHA-256, and the attachment's path.
+fn make(
+    args: &ReportArgs,
+    filter: &crate::store::query::Filter,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    now: i64,
+) -> anyhow::Result<(Report, String, Option<PathBuf>)> {
+    // Both files are created before the store is read: an existing file is refused at once.
+    let mut target = match &args.out {
+        Some(p) => Some(NewFile::create(p)?),
+        None => None,
+    };
+    let attach_path = args
+        .out
+        .as_deref()
+        .zip(args.attach)
+        .map(|(out, f)| (attachment_path(out, f), f));
+    let mut attachment = match &attach_path {
+        Some((p, f)) => Some(ExportFile::create(p, *f)?),
+        None => None,
+    };
+    let inputs = Inputs {
+        filter,
+        limit: args.limit,
+        public_key: key,
+        who: Who::current(),
+        now_ns: now,
+        host: report::host_name(),
+    };
+    let mut report = report::build(&args.dir.log_dir, inputs, &mut |r| match &mut attachment {
+        Some(a) => a.write(r),
+        None => Ok(()),
+    })
+    .with_context(|| format!("reading {}", args.dir.log_dir.display()))?;
+    let mut attached = None;
+    if let (Some(file), Some((path, format))) = (attachment, &attach_path) {
+        let (sha256, guard) = file.finish_unkept()?;
+        attached = Some(guard);
+        report.records.attachment = Some(Attachment {
+            file: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            format: match format {
+                ExportFormat::Csv => "csv",
+                ExportFormat::Jsonl => "jsonl",
+            }
+            .into(),
+            rows: report.records.total,
+            sha256,
+        });
+    }
+    let text = match args.format {
+        ReportFormat::Html => report::html::html(&report),
+        ReportFormat::Md => report::markdown::markdown(&report),
+        ReportFormat::Json => {
+            let mut j =
+                serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
+            j.push('\n');
+            j
+        }
+    };
+    let digest = hex(&sha2::Sha256::digest(text.as_bytes()));
+    match target.take() {
+        Some((guard, mut file)) => {
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", guard.path().display()))?;
+            guard.keep();
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .with_context(|| format!("writing the {} report to stdout", args.format.name()))?;
+        }
+    }
+    // The attachment is kept only with the report that names its hash.
+    if let Some(guard) = attached {
+        guard.keep();
+    }
+    Ok((report, digest, attach_path.map(|(p, _)| p)))
+}

@@ -1,0 +1,311 @@
+//! The incident report (`xdp-audit report`): what an operator hands an inspector about a time
+//! window. One pass over the store's one query path ([`crate::store::query::scan`]) counts the
+//! matching records ([`tally`]) while the command writes the full set as an attachment with
+//! the export codec; the chain entries that cover the window, the signed head and the
+//! `verify` verdict at report time come from the manifest. The [`Report`] is rendered as
+//! HTML ([`html`], with the inline SVG timeline of [`svg`]), Markdown ([`markdown`]) or JSON
+//! (its `Serialize`, schema in `docs/report-format.md`): the same facts in each.
+
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::record::{rfc3339_s, FlowRecord};
+use crate::store::access::{filter_text, Who};
+use crate::store::fsutil::{hex, unhex};
+use crate::store::manifest::{self, Body, ManifestError};
+use crate::store::query::{default_threads, scan, Filter, QueryError};
+use crate::store::verify::verify;
+
+pub mod html;
+pub mod markdown;
+pub mod svg;
+pub mod tally;
+pub mod text;
+pub mod view;
+
+pub use svg::Timeline;
+pub use tally::{BlockedRow, BlockedTable, Summary};
+
+/// The `schema` of a JSON report; a change of its meaning is a new version.
+pub const SCHEMA: &str = "xdp-audit-report/1";
+
+/// Records shown in the report's table by default; the attachment holds them all.
+pub const DEFAULT_LIMIT: usize = 200;
+
+/// Errors of building a report; each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The records could not be read, or the attachment not written.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The manifest could not be read.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The filter names no window.
+    #[error("a report needs both --since and --until (it names its window)")]
+    NoWindow,
+}
+
+/// The title page: who made the report, of what, where and when.
+#[derive(Clone, Debug, Serialize)]
+pub struct Title {
+    /// Host name of the machine the report was made on (the gateway, for its own store).
+    pub gateway_host: String,
+    /// SHA-256 of the chain's signing public key, hex, if the head is signed.
+    pub key_fingerprint: Option<String>,
+    /// Version of xdp-audit that made the report.
+    pub agent_version: String,
+    /// When the report was made, RFC 3339 UTC.
+    pub generated_at: String,
+    /// Start of the window, RFC 3339 UTC.
+    pub since: String,
+    /// End of the window (exclusive), RFC 3339 UTC.
+    pub until: String,
+    /// The selection as canonical text (the access log's form).
+    pub filter: String,
+    /// The store directory.
+    pub store: String,
+    /// Who made the report.
+    pub operator: Who,
+}
+
+/// The full set of matching records, as a file beside the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// The file's name (beside the report).
+    pub file: String,
+    /// `csv` or `jsonl`.
+    pub format: String,
+    /// Records in it.
+    pub rows: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+}
+
+/// The matching records.
+#[derive(Clone, Debug, Serialize)]
+pub struct Records {
+    /// Records matched.
+    pub total: u64,
+    /// The earliest of them (at most the limit), in the export's field form.
+    pub shown: Vec<FlowRecord>,
+    /// The full set, if attached.
+    pub attachment: Option<Attachment>,
+}
+
+/// One manifest entry that covers the window: a sealed (or merged) segment holding records
+/// of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainEntry {
+    /// Position in the chain.
+    pub seq: u64,
+    /// `segment` (sealed from a journal) or `compact` (a day's segments merged).
+    pub kind: &'static str,
+    /// The segment file.
+    pub file: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Its earliest record start, RFC 3339 UTC.
+    pub time_min: String,
+    /// Its latest record end, RFC 3339 UTC.
+    pub time_max: String,
+    /// SHA-256 of the segment file.
+    pub sha256: String,
+    /// The entry's hash (its link in the chain).
+    pub hash: String,
+}
+
+/// The chain's part of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Chain {
+    /// Entries of live segments overlapping the window, in chain order.
+    pub entries: Vec<ChainEntry>,
+    /// Live journals read: their records are not sealed yet, so no entry covers them (the
+    /// next seal adds one).
+    pub journals: usize,
+    /// The head: the last entry, and its signature if the agent signs.
+    pub head: Option<manifest::Head>,
+}
+
+/// `verify` at report time.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    /// Whether the store verified.
+    pub ok: bool,
+    /// The verdict as `verify` prints it, without its `ok: ` or `BROKEN: `.
+    pub verdict: String,
+    /// Whether the head's signature was checked against a key the operator gave.
+    pub signature_checked: bool,
+}
+
+/// A finished report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: &'static str,
+    /// The title page.
+    pub title: Title,
+    /// Summary counts.
+    pub summary: Summary,
+    /// Blocked destinations by rule.
+    pub blocked_by_rule: BlockedTable,
+    /// Blocked destinations by client.
+    pub blocked_by_client: BlockedTable,
+    /// Flows and blocked flows over the window.
+    pub timeline: Timeline,
+    /// The matching records.
+    pub records: Records,
+    /// Chain entries covering the window, and the head.
+    pub chain: Chain,
+    /// `verify` at report time.
+    pub verify: Verification,
+}
+
+/// What a report is made of besides the store.
+pub struct Inputs<'a> {
+    /// The selection; both ends of its window must be set.
+    pub filter: &'a Filter,
+    /// Records shown in the table.
+    pub limit: usize,
+    /// The trusted chain key (`--public-key`), if given: the head's signature is checked.
+    pub public_key: Option<&'a VerifyingKey>,
+    /// Who makes the report.
+    pub who: Who,
+    /// Now, Unix ns.
+    pub now_ns: i64,
+    /// This machine's host name.
+    pub host: String,
+}
+
+/// Builds the report of the store in `dir`, calling `emit` with every matching record (the
+/// command writes the attachment from it), and fills in `attachment` from the caller after
+/// the scan.
+pub fn build(
+    dir: &Path,
+    inputs: Inputs<'_>,
+    emit: &mut dyn FnMut(&FlowRecord) -> std::io::Result<()>,
+) -> Result<Report, ReportError> {
+    let f = inputs.filter;
+    let (Some(since), Some(until)) = (f.since_ns, f.until_ns) else {
+        return Err(ReportError::NoWindow);
+    };
+    // The verdict first: the chain it walked is at least as old as the records read after it.
+    let verified = verify(dir, inputs.public_key);
+    let mut tally = tally::Tally::new(since, until, inputs.limit);
+    let stats = scan(
+        dir,
+        f,
+        default_threads(),
+        &mut |r| {
+            tally.add(r);
+            emit(r)
+        },
+        &mut |_, _| {},
+    )?;
+    let counted = tally.finish();
+    let path = dir.join(manifest::MANIFEST);
+    let (entries, head) = match std::fs::read_to_string(&path) {
+        Ok(text) => manifest::parse_with_head(&path, &text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
+        Err(cause) => {
+            return Err(ManifestError::Io {
+                path,
+                op: "read",
+                cause,
+            }
+            .into())
+        }
+    };
+    let live: std::collections::HashSet<&str> = manifest::live_segments(&entries)
+        .into_iter()
+        .map(|s| s.file.as_str())
+        .collect();
+    let covering = entries
+        .iter()
+        .filter_map(|e| {
+            let (kind, s) = match &e.body {
+                Body::Segment(s) => ("segment", s),
+                Body::Compact(c) => ("compact", &c.segment),
+                Body::Prune(_) | Body::Anchor(_) => return None,
+            };
+            (live.contains(s.file.as_str()) && f.overlaps(s.time_min_ns, s.time_max_ns)).then(
+                || ChainEntry {
+                    seq: e.seq,
+                    kind,
+                    file: s.file.clone(),
+                    rows: s.rows,
+                    time_min: rfc3339_s(s.time_min_ns),
+                    time_max: rfc3339_s(s.time_max_ns),
+                    sha256: s.sha256.clone(),
+                    hash: e.hash.clone(),
+                },
+            )
+        })
+        .collect();
+    let key_fingerprint = match inputs.public_key {
+        Some(k) => Some(fingerprint(&k.to_bytes())),
+        None => head
+            .as_ref()
+            .and_then(|h| h.public_key.as_deref())
+            .and_then(unhex::<32>)
+            .map(|k| fingerprint(&k)),
+    };
+    let verify = match verified {
+        Ok(v) => Verification {
+            ok: true,
+            verdict: v.summary(),
+            signature_checked: v.signature_checked,
+        },
+        Err(b) => Verification {
+            ok: false,
+            verdict: b.to_string(),
+            signature_checked: false,
+        },
+    };
+    Ok(Report {
+        schema: SCHEMA,
+        title: Title {
+            gateway_host: inputs.host,
+            key_fingerprint,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            generated_at: rfc3339_s(inputs.now_ns),
+            since: rfc3339_s(since),
+            until: rfc3339_s(until),
+            filter: filter_text(f),
+            store: dir.display().to_string(),
+            operator: inputs.who,
+        },
+        summary: counted.summary,
+        blocked_by_rule: counted.blocked_by_rule,
+        blocked_by_client: counted.blocked_by_client,
+        timeline: counted.timeline,
+        records: Records {
+            total: stats.matched,
+            shown: counted.shown,
+            attachment: None,
+        },
+        chain: Chain {
+            entries: covering,
+            journals: stats.journals,
+            head,
+        },
+        verify,
+    })
+}
+
+/// A public key's fingerprint: the SHA-256 of its 32 bytes, hex.
+pub fn fingerprint(key: &[u8; 32]) -> String {
+    hex(&sha2::Sha256::digest(key))
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`), or `unknown`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

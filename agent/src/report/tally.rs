@@ -1,0 +1,349 @@
+//! What a report counts, in one pass over the matching records: the summary, the blocked
+//! destinations by rule and by client, the timeline, and the records shown in the report's
+//! table (the earliest ones; the attachment holds them all).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::svg::Timeline;
+use crate::record::FlowRecord;
+
+/// Rows of a blocked-destinations table shown at most; the rest are counted.
+pub const TOP_ROWS: usize = 100;
+
+/// The rule column of a blocked flow whose record names none (a record of an earlier format).
+pub const NO_RULE: &str = "(not recorded)";
+
+/// The summary counts of a report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Records matched (flows, or slices of long flows).
+    pub flows: u64,
+    /// Packets in both directions.
+    pub packets: u64,
+    /// Frame bytes in both directions.
+    pub bytes: u64,
+    /// Distinct client (originator) addresses.
+    pub clients: u64,
+    /// Distinct subscriber accounts.
+    pub users: u64,
+    /// Flows a list blocked (at least one packet dropped).
+    pub blocked_flows: u64,
+    /// Packets dropped by lists.
+    pub dropped_packets: u64,
+    /// First packet of the earliest record, Unix ns (none without records).
+    pub first_ns: Option<i64>,
+    /// Last packet of the latest record, Unix ns.
+    pub last_ns: Option<i64>,
+}
+
+/// One row of the blocked-destinations tables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockedRow {
+    /// The list rule, `FILE:LINE` ([`NO_RULE`] when the record names none).
+    pub rule: String,
+    /// The client's address (by-client table only).
+    pub client: Option<IpAddr>,
+    /// The client's subscriber account, if known (by-client table only).
+    pub user: Option<String>,
+    /// The blocked destination address.
+    pub destination: IpAddr,
+    /// The name asked for: the flow's domain or DNS question, if known.
+    pub name: Option<String>,
+    /// Distinct clients (by-rule table only).
+    pub clients: Option<u64>,
+    /// Blocked flows.
+    pub flows: u64,
+    /// Packets dropped.
+    pub dropped_packets: u64,
+    /// First packet of the first of those flows, Unix ns.
+    pub first_ns: i64,
+    /// Last packet of the last of them, Unix ns.
+    pub last_ns: i64,
+}
+
+/// A table of at most [`TOP_ROWS`] rows, most flows first, and how many rows were left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BlockedTable {
+    /// The rows shown.
+    pub rows: Vec<BlockedRow>,
+    /// Rows left out.
+    pub more: u64,
+}
+
+type RuleKey = (String, IpAddr, Option<String>);
+type ClientKey = (IpAddr, Option<String>, String, IpAddr, Option<String>);
+
+/// The running counts of one report.
+pub struct Tally {
+    /// The summary so far.
+    pub summary: Summary,
+    clients: HashSet<IpAddr>,
+    users: HashSet<String>,
+    by_rule: HashMap<RuleKey, (BlockedRow, HashSet<IpAddr>)>,
+    by_client: HashMap<ClientKey, BlockedRow>,
+    /// Flows and blocked flows over time.
+    pub timeline: Timeline,
+    shown: Vec<FlowRecord>,
+    limit: usize,
+}
+
+impl Tally {
+    /// Counts for the window `[since_ns, until_ns)`, keeping the `limit` earliest records.
+    pub fn new(since_ns: i64, until_ns: i64, limit: usize) -> Self {
+        Self {
+            summary: Summary::default(),
+            clients: HashSet::new(),
+            users: HashSet::new(),
+            by_rule: HashMap::new(),
+            by_client: HashMap::new(),
+            timeline: Timeline::new(since_ns, until_ns),
+            shown: Vec::new(),
+            limit,
+        }
+    }
+
+    /// Counts one record.
+    pub fn add(&mut self, r: &FlowRecord) {
+        let s = &mut self.summary;
+        s.flows += 1;
+        s.packets += r.packets;
+        s.bytes += r.bytes;
+        s.first_ns = Some(
+            s.first_ns
+                .map_or(r.time_start_ns, |t| t.min(r.time_start_ns)),
+        );
+        s.last_ns = Some(s.last_ns.map_or(r.time_end_ns, |t| t.max(r.time_end_ns)));
+        if self.clients.insert(r.src_ip) {
+            s.clients += 1;
+        }
+        if let Some(u) = &r.attr.user {
+            if !self.users.contains(u) {
+                self.users.insert(u.clone());
+                s.users += 1;
+            }
+        }
+        let blocked = r.dropped > 0;
+        self.timeline.add(r.time_start_ns, blocked);
+        if blocked {
+            s.blocked_flows += 1;
+            s.dropped_packets += r.dropped;
+            self.add_blocked(r);
+        }
+        if self.limit > 0 {
+            self.shown.push(r.clone());
+            // Sorted and cut at twice the limit: each record is sorted a bounded number of
+            // times, and memory stays bounded by the limit, not by the window.
+            if self.shown.len() >= 2 * self.limit {
+                self.cut_shown();
+            }
+        }
+    }
+
+    fn add_blocked(&mut self, r: &FlowRecord) {
+        let rule = r.rule.clone().unwrap_or_else(|| NO_RULE.to_owned());
+        let name = r.attr.domain.clone().or_else(|| r.attr.dns_qname.clone());
+        let row = || BlockedRow {
+            rule: rule.clone(),
+            client: None,
+            user: None,
+            destination: r.dst_ip,
+            name: name.clone(),
+            clients: None,
+            flows: 0,
+            dropped_packets: 0,
+            first_ns: r.time_start_ns,
+            last_ns: r.time_end_ns,
+        };
+        let key = (rule.clone(), r.dst_ip, name.clone());
+        let (by_rule, clients) = self
+            .by_rule
+            .entry(key)
+            .or_insert_with(|| (row(), HashSet::new()));
+        count_into(by_rule, r);
+        clients.insert(r.src_ip);
+        let key = (
+            r.src_ip,
+            r.attr.user.clone(),
+            rule.clone(),
+            r.dst_ip,
+            name.clone(),
+        );
+        let by_client = self.by_client.entry(key).or_insert_with(|| BlockedRow {
+            client: Some(r.src_ip),
+            user: r.attr.user.clone(),
+            ..row()
+        });
+        count_into(by_client, r);
+    }
+
+    fn cut_shown(&mut self) {
+        self.shown
+            .sort_by(|a, b| (a.time_start_ns, a.src_ip).cmp(&(b.time_start_ns, b.src_ip)));
+        self.shown.truncate(self.limit);
+    }
+
+    /// The finished counts: summary, the two blocked tables, the timeline and the records
+    /// shown (earliest first).
+    pub fn finish(mut self) -> Finished {
+        self.cut_shown();
+        let by_rule = top(self
+            .by_rule
+            .into_values()
+            .map(|(mut row, clients)| {
+                row.clients = Some(clients.len() as u64);
+                row
+            })
+            .collect());
+        let by_client = top(self.by_client.into_values().collect());
+        Finished {
+            summary: self.summary,
+            blocked_by_rule: by_rule,
+            blocked_by_client: by_client,
+            timeline: self.timeline,
+            shown: self.shown,
+        }
+    }
+}
+
+/// What [`Tally::finish`] hands over.
+pub struct Finished {
+    /// Summary counts.
+    pub summary: Summary,
+    /// Blocked destinations by rule.
+    pub blocked_by_rule: BlockedTable,
+    /// Blocked destinations by client.
+    pub blocked_by_client: BlockedTable,
+    /// Flows and blocked flows over time.
+    pub timeline: Timeline,
+    /// The earliest records, for the report's table.
+    pub shown: Vec<FlowRecord>,
+}
+
+fn count_into(row: &mut BlockedRow, r: &FlowRecord) {
+    row.flows += 1;
+    row.dropped_packets += r.dropped;
+    row.first_ns = row.first_ns.min(r.time_start_ns);
+    row.last_ns = row.last_ns.max(r.time_end_ns);
+}
+
+/// The rows with the most flows (then most drops, then by rule, client and destination, so
+/// the order is the same on every run), at most [`TOP_ROWS`].
+fn top(mut rows: Vec<BlockedRow>) -> BlockedTable {
+    rows.sort_by(|a, b| {
+        (b.flows, b.dropped_packets)
+            .cmp(&(a.flows, a.dropped_packets))
+            .then_with(|| {
+                (&a.rule, a.client, a.destination).cmp(&(&b.rule, b.client, b.destination))
+            })
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let more = rows.len().saturating_sub(TOP_ROWS) as u64;
+    rows.truncate(TOP_ROWS);
+    BlockedTable { rows, more }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Attribution, EndReason, Mac};
+
+    const T0: i64 = 1_764_500_400_000_000_000;
+
+    fn rec(client: &str, dst: &str, start_s: i64, dropped: u64, rule: Option<&str>) -> FlowRecord {
+        FlowRecord {
+            time_start_ns: T0 + start_s * 1_000_000_000,
+            time_end_ns: T0 + (start_s + 1) * 1_000_000_000,
+            iface: "lan0".into(),
+            ifindex: 2,
+            vlan: None,
+            vlan_inner: None,
+            src_mac: Mac::default(),
+            dst_mac: Mac::default(),
+            proto: 6,
+            src_ip: client.parse().expect("client"),
+            src_port: 40000,
+            dst_ip: dst.parse().expect("dst"),
+            dst_port: 443,
+            packets: 3,
+            bytes: 180,
+            resp_packets: 0,
+            resp_bytes: 0,
+            tcp_flags: 2,
+            dropped,
+            rule: rule.map(str::to_owned),
+            end_reason: if dropped > 0 {
+                EndReason::Drop
+            } else {
+                EndReason::Fin
+            },
+            attr: Attribution {
+                user: Some(format!("u-{client}")),
+                ..Attribution::default()
+            },
+        }
+    }
+
+    #[test]
+    fn counts_add_up_by_rule_and_by_client() {
+        let mut t = Tally::new(T0, T0 + 3600 * 1_000_000_000, 2);
+        t.add(&rec("10.0.0.2", "192.0.2.9", 30, 2, Some("b.list:1")));
+        t.add(&rec("10.0.0.3", "192.0.2.9", 10, 1, Some("b.list:1")));
+        t.add(&rec("10.0.0.2", "192.0.2.9", 20, 3, Some("b.list:1")));
+        t.add(&rec("10.0.0.2", "198.51.100.7", 5, 0, None));
+        t.add(&rec("10.0.0.4", "198.51.100.8", 700, 1, None));
+        let f = t.finish();
+        let s = &f.summary;
+        assert_eq!((s.flows, s.packets, s.bytes), (5, 15, 900));
+        assert_eq!((s.clients, s.users), (3, 3));
+        assert_eq!((s.blocked_flows, s.dropped_packets), (4, 7));
+        assert_eq!(s.first_ns, Some(T0 + 5_000_000_000));
+        let r = &f.blocked_by_rule.rows;
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (
+                r[0].rule.as_str(),
+                r[0].flows,
+                r[0].dropped_packets,
+                r[0].clients
+            ),
+            ("b.list:1", 3, 6, Some(2))
+        );
+        assert_eq!((r[1].rule.as_str(), r[1].flows), (NO_RULE, 1));
+        let c = &f.blocked_by_client.rows;
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            (c[0].client, c[0].flows, c[0].dropped_packets),
+            (Some("10.0.0.2".parse().expect("ip")), 2, 5)
+        );
+        assert_eq!(c[0].user.as_deref(), Some("u-10.0.0.2"));
+        assert_eq!(f.timeline.flows.iter().sum::<u64>(), 5);
+        assert_eq!(f.timeline.blocked.iter().sum::<u64>(), 4);
+        let shown: Vec<i64> = f
+            .shown
+            .iter()
+            .map(|r| (r.time_start_ns - T0) / 1_000_000_000)
+            .collect();
+        assert_eq!(shown, [5, 10], "the two earliest");
+    }
+
+    #[test]
+    fn a_table_keeps_the_top_rows_and_counts_the_rest() {
+        let mut t = Tally::new(T0, T0 + 1_000_000_000, 0);
+        for i in 0..(TOP_ROWS + 7) {
+            let dst = format!("192.0.2.{}", i % 250);
+            let dst = if i < 250 {
+                dst
+            } else {
+                format!("198.51.100.{i}")
+            };
+            t.add(&rec("10.0.0.2", &dst, 0, 1, Some("b.list:2")));
+        }
+        let f = t.finish();
+        assert_eq!(f.blocked_by_rule.rows.len(), TOP_ROWS);
+        assert_eq!(f.blocked_by_rule.more, 7);
+        assert!(f.shown.is_empty(), "limit 0 shows none");
+    }
+}

@@ -1,0 +1,129 @@
+//! How the report writes numbers, sizes, times and free text for people: thousands
+//! separators, byte sizes with their unit, UTC times to the second, and HTML escaping.
+
+use crate::record::rfc3339_s;
+
+/// A count with thousands separators: `1,234,567`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A byte count with its binary unit and the exact figure: `1.5 MiB (1,572,864 bytes)`;
+/// below 1 KiB the bytes alone.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{} bytes", count(n));
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {} ({} bytes)", UNITS[unit], count(n))
+}
+
+/// A time for people: `2026-05-03 14:00:00 UTC` (cut to the second, as clocks show it).
+pub fn time(unix_ns: i64) -> String {
+    let s = rfc3339_s(unix_ns);
+    format!("{} {} UTC", &s[..10], &s[11..19])
+}
+
+/// A span of seconds for people: `45 s`, `5 min`, `2 h 30 min`, `3 d 4 h`.
+pub fn span(secs: i64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m, s) {
+        (0, 0, 0, s) => format!("{s} s"),
+        (0, 0, m, 0) => format!("{m} min"),
+        (0, 0, m, s) => format!("{m} min {s} s"),
+        (0, h, 0, _) => format!("{h} h"),
+        (0, h, m, _) => format!("{h} h {m} min"),
+        (d, 0, _, _) => format!("{d} d"),
+        (d, h, _, _) => format!("{d} d {h} h"),
+    }
+}
+
+/// Text made safe for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Free text from packets and files: a control character is shown, not obeyed.
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text made safe for a Markdown table cell: `|` escaped, control characters and line
+/// breaks as `?`, and the characters Markdown would read as formatting escaped.
+pub fn md_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '|' | '\\' | '*' | '_' | '`' | '<' | '>' | '[' | ']' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn sizes_carry_their_unit_and_exact_figure() {
+        assert_eq!(bytes(512), "512 bytes");
+        assert_eq!(bytes(1536), "1.5 KiB (1,536 bytes)");
+        assert_eq!(bytes(3 << 30), "3.0 GiB (3,221,225,472 bytes)");
+    }
+
+    #[test]
+    fn times_and_spans_read_as_people_write_them() {
+        assert_eq!(time(1_700_000_000_999_999_999), "2023-11-14 22:13:20 UTC");
+        assert_eq!(span(45), "45 s");
+        assert_eq!(span(300), "5 min");
+        assert_eq!(span(330), "5 min 30 s");
+        assert_eq!(span(9000), "2 h 30 min");
+        assert_eq!(span(7200), "2 h");
+        assert_eq!(span(3 * 86_400 + 4 * 3600), "3 d 4 h");
+    }
+
+    #[test]
+    fn free_text_is_escaped_for_html_and_markdown() {
+        assert_eq!(
+            esc("<a href=\"x\">&'\u{1b}"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;?"
+        );
+        assert_eq!(md_cell("a|b_*c\n"), "a\\|b\\_\\*c?");
+    }
+}
