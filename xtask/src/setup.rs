@@ -12,6 +12,7 @@ const APT: &[&str] = &[
     "binutils",         // strip, for cargo xtask deb
     "bpftool",          // inspecting programs and maps
     "busybox",          // udhcpc: the lab's DHCP client
+    "chromium",         // headless screenshots of the HTML report
     "conntrack",        // conntrack -L: the NAT tests' oracle
     "curl",             // HTTP and HTTPS clients in the lab
     "dnsmasq-base",     // DNS and DHCP server in the lab

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::text::esc;
-use super::view::{self, Fact, Grid};
+use super::view::{self, Col, Fact, Grid};
 use super::Report;
 
 const STYLE: &str = "
@@ -17,6 +17,7 @@ table { border-collapse: collapse; margin: 8px 0; }
 th, td { border: 1px solid #cccccc; padding: 3px 6px; vertical-align: top; text-align: left; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.time { white-space: nowrap; }
 table.facts th { width: 260px; }
 .mono { font-family: 'DejaVu Sans Mono', 'Liberation Mono', monospace; font-size: 11px; word-break: break-all; }
 p.ok { color: #1e6b2f; font-weight: bold; }
@@ -75,7 +76,7 @@ pub fn html(r: &Report) -> String {
         if table.rows.is_empty() {
             note(&mut s, "No flow was blocked in this window.");
         } else {
-            grid(&mut s, &view::blocked_grid(table, by_client), false);
+            grid(&mut s, &view::blocked_grid(table, by_client));
         }
         if let Some(n) = view::more_note(table) {
             note(&mut s, &n);
@@ -101,13 +102,13 @@ pub fn html(r: &Report) -> String {
         s.push_str("</div>");
     }
     if !r.records.shown.is_empty() {
-        grid(&mut s, &view::records_grid(&r.records.shown), false);
+        grid(&mut s, &view::records_grid(&r.records.shown));
     }
     s.push_str("</section>\n");
 
     section(&mut s, "chain", "Chain entries covering the window");
     if !r.chain.entries.is_empty() {
-        grid(&mut s, &view::chain_grid(&r.chain), true);
+        grid(&mut s, &view::chain_grid(&r.chain));
     }
     note(&mut s, &view::chain_note(&r.chain));
     s.push_str("</section>\n");
@@ -149,8 +150,7 @@ fn facts(s: &mut String, facts: &[Fact]) {
     s.push_str("</tbody></table>");
 }
 
-/// A table; `mono` sets hashes and file names in a monospace face.
-fn grid(s: &mut String, g: &Grid, mono: bool) {
+fn grid(s: &mut String, g: &Grid) {
     let _ = write!(s, "<table data-rows=\"{}\"><thead><tr>", g.rows.len());
     for h in &g.headers {
         let _ = write!(s, "<th>{}</th>", esc(h));
@@ -158,11 +158,12 @@ fn grid(s: &mut String, g: &Grid, mono: bool) {
     s.push_str("</tr></thead><tbody>");
     for row in &g.rows {
         s.push_str("<tr>");
-        for (cell, &num) in row.iter().zip(&g.numeric) {
-            let class = match (num, mono) {
-                (true, _) => " class=\"num\"",
-                (false, true) => " class=\"mono\"",
-                (false, false) => "",
+        for (cell, col) in row.iter().zip(&g.cols) {
+            let class = match col {
+                Col::Text => "",
+                Col::Num => " class=\"num\"",
+                Col::Time => " class=\"time\"",
+                Col::Code => " class=\"mono\"",
             };
             let _ = write!(s, "<td{class}>{}</td>", esc(cell));
         }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::text::{count, md_cell, span, time};
-use super::view::{self, Fact, Grid};
+use super::view::{self, Col, Fact, Grid};
 use super::Report;
 
 /// The report as Markdown.
@@ -98,9 +98,9 @@ fn facts(s: &mut String, facts: &[Fact]) {
 fn grid(s: &mut String, g: &Grid) {
     let _ = writeln!(s, "| {} |", g.headers.join(" | "));
     let rule: Vec<&str> = g
-        .numeric
+        .cols
         .iter()
-        .map(|&n| if n { "---:" } else { "---" })
+        .map(|&c| if c == Col::Num { "---:" } else { "---" })
         .collect();
     let _ = writeln!(s, "|{}|", rule.join("|"));
     for row in &g.rows {

@@ -123,9 +123,9 @@ pub struct ChainEntry {
 pub struct Chain {
     /// Entries of live segments overlapping the window, in chain order.
     pub entries: Vec<ChainEntry>,
-    /// Live journals read: their records are not sealed yet, so no entry covers them (the
-    /// next seal adds one).
-    pub journals: usize,
+    /// Matching records read from live journals: not sealed yet, so no entry covers them
+    /// (the next seal adds one).
+    pub unsealed_records: u64,
     /// The head: the last entry, and its signature if the agent signs.
     pub head: Option<manifest::Head>,
 }
@@ -289,7 +289,7 @@ pub fn build(
         },
         chain: Chain {
             entries: covering,
-            journals: stats.journals,
+            unsealed_records: stats.journal_matched,
             head,
         },
         verify,

@@ -32,12 +32,25 @@ pub struct Count {
     pub text: String,
 }
 
-/// A table: headers, which columns hold numbers (right-aligned), and rows of cells.
+/// What a column holds, for its alignment and face.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Col {
+    /// Text, left-aligned.
+    Text,
+    /// Numbers, right-aligned.
+    Num,
+    /// Times, kept on one line.
+    Time,
+    /// Hashes and file names, in a monospace face.
+    Code,
+}
+
+/// A table: headers, what each column holds, and rows of cells.
 pub struct Grid {
     /// Column headers.
     pub headers: Vec<&'static str>,
-    /// Per column, whether it holds numbers.
-    pub numeric: Vec<bool>,
+    /// Per column, what it holds.
+    pub cols: Vec<Col>,
     /// The rows' cells.
     pub rows: Vec<Vec<String>>,
 }
@@ -152,7 +165,8 @@ fn or_dash(s: Option<&str>) -> String {
 
 /// A blocked-destinations table, by rule or by client.
 pub fn blocked_grid(t: &BlockedTable, by_client: bool) -> Grid {
-    let (headers, numeric) = if by_client {
+    use Col::*;
+    let (headers, cols) = if by_client {
         (
             vec![
                 "Client",
@@ -165,7 +179,7 @@ pub fn blocked_grid(t: &BlockedTable, by_client: bool) -> Grid {
                 "First",
                 "Last",
             ],
-            vec![false, false, false, false, false, true, true, false, false],
+            vec![Text, Text, Text, Text, Text, Num, Num, Time, Time],
         )
     } else {
         (
@@ -179,7 +193,7 @@ pub fn blocked_grid(t: &BlockedTable, by_client: bool) -> Grid {
                 "First",
                 "Last",
             ],
-            vec![false, false, false, true, true, true, false, false],
+            vec![Text, Text, Text, Num, Num, Num, Time, Time],
         )
     };
     let rows = t
@@ -209,7 +223,7 @@ pub fn blocked_grid(t: &BlockedTable, by_client: bool) -> Grid {
         .collect();
     Grid {
         headers,
-        numeric,
+        cols,
         rows,
     }
 }
@@ -226,6 +240,7 @@ pub fn more_note(t: &BlockedTable) -> Option<String> {
 
 /// The records table.
 pub fn records_grid(recs: &[FlowRecord]) -> Grid {
+    use Col::*;
     Grid {
         headers: vec![
             "Start",
@@ -241,8 +256,8 @@ pub fn records_grid(recs: &[FlowRecord]) -> Grid {
             "Rule",
             "Ended by",
         ],
-        numeric: vec![
-            false, true, false, false, false, false, false, true, true, true, false, false,
+        cols: vec![
+            Time, Num, Text, Text, Text, Text, Text, Num, Num, Num, Text, Text,
         ],
         rows: recs
             .iter()
@@ -301,6 +316,7 @@ pub fn attachment_facts(r: &Report) -> Option<Vec<Fact>> {
 
 /// The chain entries table.
 pub fn chain_grid(c: &Chain) -> Grid {
+    use Col::*;
     Grid {
         headers: vec![
             "Seq",
@@ -312,7 +328,7 @@ pub fn chain_grid(c: &Chain) -> Grid {
             "Segment SHA-256",
             "Entry hash",
         ],
-        numeric: vec![true, false, false, true, false, false, false, false],
+        cols: vec![Num, Text, Code, Num, Time, Time, Code, Code],
         rows: c
             .entries
             .iter()
@@ -336,13 +352,15 @@ pub fn chain_grid(c: &Chain) -> Grid {
 pub fn chain_note(c: &Chain) -> String {
     let sealed = match c.entries.len() {
         0 => "No sealed segment covers this window.".to_owned(),
+        1 => "One sealed segment covers this window.".to_owned(),
         n => format!("{} sealed segments cover this window.", count(n as u64)),
     };
-    match c.journals {
+    match c.unsealed_records {
         0 => sealed,
+        1 => format!("{sealed} One matching record is in the live journal: not sealed yet, the next seal adds it to the chain."),
         n => format!(
-            "{sealed} {} live journal(s) were read too: their records are not sealed yet, and the next seal adds them to the chain.",
-            count(n as u64)
+            "{sealed} {} matching records are in the live journal: not sealed yet, the next seal adds them to the chain.",
+            count(n)
         ),
     }
 }

@@ -63,6 +63,8 @@ pub struct ScanStats {
     pub journals: usize,
     /// Records emitted.
     pub matched: u64,
+    /// Of those, records from live journals (not sealed yet, so no chain entry covers them).
+    pub journal_matched: u64,
 }
 
 /// The live segments, and the id of every journal ever sealed (a compacted segment's
@@ -313,6 +315,7 @@ pub fn scan(
         for r in recs {
             emit(r).map_err(QueryError::Output)?;
             stats.matched += 1;
+            stats.journal_matched += 1;
         }
     }
     Ok(stats)
