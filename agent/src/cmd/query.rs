@@ -24,7 +24,8 @@ a span before now (s, m, h, d, w: `2h`, `1h30m`, `7d`).
 QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a name under it,
 label by label, in any case. --nat matches the outside address (and port) the gateway's NAT gave
 a flow; IPv6 with a port goes in brackets. Records written before the attribution existed match
-none of these three.
+none of these three. --rule FILE:LINE matches the flows that list rule decided (as `status`
+names rules); --rule FILE, those of any rule of that file.
 
 With --nat, the table answers \"who had this outside address and port\": one line per inside
 flow, with the outside tuple, the account, the inside and remote tuples, protocol, first and
