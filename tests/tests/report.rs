@@ -362,7 +362,11 @@ fn a_report_of_a_lab_window_shows_what_query_finds_and_proves_it() {
         64,
         "the signing key's fingerprint: {fingerprint}"
     );
-    assert!(page.facts["gateway"].len() > 0 && page.facts["operator"].starts_with("uid "));
+    assert!(
+        !page.facts["gateway"].is_empty() && page.facts["operator"].starts_with("uid "),
+        "host name and operator on the title page: {:?}",
+        page.facts
+    );
     assert!(
         html.contains("signature valid") && html.contains("checked against the public key"),
         "the verdict checked the signature"

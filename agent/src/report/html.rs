@@ -117,9 +117,9 @@ pub fn html(r: &Report) -> String {
     facts(&mut s, &view::head_facts(r));
     s.push_str("</section>\n");
 
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<section id=\"verify\" data-ok=\"{}\"><h2>Verification at report time</h2><p class=\"{}\">{}</p></section>\n",
+        "<section id=\"verify\" data-ok=\"{}\"><h2>Verification at report time</h2><p class=\"{}\">{}</p></section>",
         r.verify.ok,
         if r.verify.ok { "ok" } else { "broken" },
         esc(&view::verify_text(r))

@@ -180,8 +180,7 @@ impl Tally {
     }
 
     fn cut_shown(&mut self) {
-        self.shown
-            .sort_by(|a, b| (a.time_start_ns, a.src_ip).cmp(&(b.time_start_ns, b.src_ip)));
+        self.shown.sort_by_key(|r| (r.time_start_ns, r.src_ip));
         self.shown.truncate(self.limit);
     }
 
