@@ -62,15 +62,8 @@ fn now_rfc3339(offset_s: i64) -> String {
 }
 
 fn run(bin: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .args(args)
-        .output()
-        .expect("run xdp-audit");
-    assert!(
-        out.status.success(),
-        "xdp-audit {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        sh(Command::new(bin).args(args)).unwrap_or_else(|e| panic!("xdp-audit {args:?}: {e}"));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
@@ -431,7 +424,7 @@ fn a_report_of_a_lab_window_shows_what_query_finds_and_proves_it() {
 
     // The page as a browser draws it.
     let png = dir.join("case.png");
-    let shot = Command::new("chromium")
+    sh(Command::new("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -441,14 +434,8 @@ fn a_report_of_a_lab_window_shows_what_query_finds_and_proves_it() {
             "--window-size=1280,2200",
             &format!("file://{}", html_path.display()),
         ])
-        .env("HOME", dir)
-        .output()
-        .expect("run chromium");
-    assert!(
-        shot.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&shot.stderr)
-    );
+        .env("HOME", dir))
+    .expect("chromium draws the page");
     let image = std::fs::read(&png).expect("the screenshot exists");
     assert_eq!(&image[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     let width = u32::from_be_bytes(image[16..20].try_into().expect("IHDR width"));

@@ -122,23 +122,16 @@ impl Timeline {
                 fc = count(f),
                 bc = count(b),
             );
-            if f > 0 {
-                let _ = write!(
-                    s,
-                    r#"<rect x="{x:.1}" y="{yy:.1}" width="{bar:.1}" height="{h:.1}" fill="{FLOW_FILL}"/>"#,
-                    x = x + slot * 0.06,
-                    yy = y(f),
-                    h = TOP + plot_h - y(f),
-                );
-            }
-            if b > 0 {
-                let _ = write!(
-                    s,
-                    r#"<rect x="{x:.1}" y="{yy:.1}" width="{bar:.1}" height="{h:.1}" fill="{DROP_FILL}"/>"#,
-                    x = x + slot * 0.52,
-                    yy = y(b),
-                    h = TOP + plot_h - y(b),
-                );
+            for (v, offset, fill) in [(f, 0.06, FLOW_FILL), (b, 0.52, DROP_FILL)] {
+                if v > 0 {
+                    let _ = write!(
+                        s,
+                        r#"<rect x="{x:.1}" y="{yy:.1}" width="{bar:.1}" height="{h:.1}" fill="{fill}"/>"#,
+                        x = x + slot * offset,
+                        yy = y(v),
+                        h = TOP + plot_h - y(v),
+                    );
+                }
             }
             s.push_str("</g>");
         }

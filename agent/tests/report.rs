@@ -1,0 +1,282 @@
+//! `xdp-audit report` over a generated store (two hours, the last still in the live journal):
+//! every format counts what `query` finds for the same selection, the table shows the
+//! earliest records, the attachment holds them all with the SHA-256 the report names, the
+//! chain part says what is sealed and what is not, the run is an access line with the
+//! report's SHA-256; an existing file is refused and a failed report leaves nothing behind.
+
+#[path = "store_common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Command, Output};
+
+use common::*;
+use sha2::Digest;
+use xdp_audit::store::access::AccessInfo;
+use xdp_audit::store::oplog::{self, OpBody};
+use xdp_audit::store::FakeClock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
+const SINCE: &str = "2023-11-14T22:30:00Z";
+const UNTIL: &str = "2023-11-15T00:00:00Z";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("spawn xdp-audit")
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn last_access(dir: &std::path::Path) -> AccessInfo {
+    let scan = oplog::scan(dir).expect("scan the operator log");
+    match &scan.lines.last().expect("an access line").entry.body {
+        OpBody::Access(a) => a.clone(),
+        other => panic!("the last line is not an access: {other:?}"),
+    }
+}
+
+#[test]
+fn every_format_counts_what_query_finds_and_the_attachment_holds_it_all() {
+    let dir = TempDir::new("report-gen");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0 - 2 * HOUR, 3, 2.0, 13, false);
+    let d = dir.path().to_str().expect("utf-8");
+    let window = ["--log-dir", d, "--since", SINCE, "--until", UNTIL];
+
+    // What query finds for the window (and for the window and one rule's file).
+    let query: Vec<serde_json::Value> = ok(&run(
+        &[&["query", "--format", "jsonl"][..], &window].concat()
+    ))
+    .lines()
+    .map(|l| serde_json::from_str(l).expect("jsonl"))
+    .collect();
+    let total = query.len() as u64;
+    assert!(total > 5_000, "a window of thousands of records: {total}");
+    let blocked = query
+        .iter()
+        .filter(|r| r["dropped"].as_u64() > Some(0))
+        .count() as u64;
+    assert!(blocked > 10, "blocked records in the window: {blocked}");
+    let clients: HashSet<&str> = query.iter().filter_map(|r| r["src_ip"].as_str()).collect();
+    let mut starts: Vec<&str> = query
+        .iter()
+        .filter_map(|r| r["time_start"].as_str())
+        .collect();
+    starts.sort_unstable();
+
+    let out = dir.path().join("case.json");
+    let printed = ok(&run(&[
+        &[
+            "report",
+            "--format",
+            "json",
+            "--limit",
+            "25",
+            "--attach",
+            "jsonl",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ][..],
+        &window,
+    ]
+    .concat()));
+    let bytes = std::fs::read(&out).expect("the report");
+    let attachment = dir.path().join("case.records.jsonl");
+    let attached = std::fs::read(&attachment).expect("the attachment");
+    assert_eq!(
+        printed,
+        format!(
+            "{}  {}\n{}  {}\n",
+            sha256(&bytes),
+            out.display(),
+            sha256(&attached),
+            attachment.display()
+        ),
+        "both files' SHA-256 in sha256sum format"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&bytes).expect("json report");
+    assert_eq!(j["summary"]["flows"], total);
+    assert_eq!(j["summary"]["blocked_flows"], blocked);
+    assert_eq!(j["summary"]["clients"], clients.len() as u64);
+    assert_eq!(j["records"]["total"], total);
+    let timeline: u64 = j["timeline"]["flows"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(timeline, total, "every record in one bucket");
+    assert_eq!(
+        j["timeline"]["bucket_s"], 300,
+        "90 minutes in 5-minute buckets"
+    );
+    let shown: Vec<&str> = j["records"]["shown"]
+        .as_array()
+        .expect("shown")
+        .iter()
+        .filter_map(|r| r["time_start"].as_str())
+        .collect();
+    assert_eq!(shown, starts[..25], "the earliest 25 records, in order");
+    assert_eq!(j["records"]["attachment"]["sha256"], sha256(&attached));
+    assert_eq!(j["records"]["attachment"]["rows"], total);
+    assert_eq!(
+        attached
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64,
+        total
+    );
+    let rule_rows: u64 = j["blocked_by_rule"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["flows"].as_u64())
+        .sum();
+    let more = j["blocked_by_rule"]["more"].as_u64().expect("more");
+    assert!(
+        rule_rows == blocked || (more > 0 && rule_rows < blocked),
+        "the by-rule rows add up to the blocked flows, or some are counted as left out"
+    );
+    let sealed: u64 = j["chain"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["rows"].as_u64())
+        .sum();
+    assert!(sealed > 0, "sealed segments cover the window");
+    assert!(
+        j["chain"]["unsealed_records"].as_u64() > Some(0),
+        "the last hour is in the live journal"
+    );
+    assert_eq!(j["verify"]["ok"], true, "{}", j["verify"]);
+    let access = last_access(dir.path());
+    assert_eq!(
+        (
+            access.command.as_str(),
+            access.rows,
+            access.sha256.as_deref()
+        ),
+        ("report", Some(total), Some(sha256(&bytes).as_str()))
+    );
+
+    // Markdown and HTML carry the same counts.
+    let thousands = |n: u64| {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let md = ok(&run(&[&["report", "--format", "md"][..], &window].concat()));
+    for (label, n) in [("Flow records", total), ("Blocked flows", blocked)] {
+        assert!(
+            md.contains(&format!("| {label} | {} |", thousands(n))),
+            "md: {label} {n}"
+        );
+    }
+    let html = ok(&run(
+        &[&["report", "--format", "html"][..], &window].concat()
+    ));
+    for (key, n) in [
+        ("flows", total),
+        ("blocked", blocked),
+        ("clients", clients.len() as u64),
+    ] {
+        assert!(
+            html.contains(&format!("data-count=\"{key}\" data-value=\"{n}\"")),
+            "html: {key} {n}"
+        );
+    }
+    assert!(
+        html.contains("<svg") && !html.contains("<script"),
+        "inline SVG, no script"
+    );
+    assert_eq!(
+        html.matches("://").count(),
+        1,
+        "no external resource: the only URL is the SVG namespace"
+    );
+
+    // --rule FILE selects the flows of that file's rules: the blocked ones.
+    let rule = ok(&run(&[
+        &[
+            "report",
+            "--format",
+            "json",
+            "--rule",
+            "/etc/xdp-audit/block.list",
+        ][..],
+        &window,
+    ]
+    .concat()));
+    let r: serde_json::Value = serde_json::from_str(&rule).expect("json");
+    assert_eq!(r["summary"]["flows"], blocked);
+    assert_eq!(r["summary"]["blocked_flows"], blocked);
+}
+
+#[test]
+fn an_existing_file_is_refused_and_a_failed_report_leaves_nothing() {
+    let dir = TempDir::new("report-refuse");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0 - HOUR, 1, 0.5, 3, true);
+    let d = dir.path().to_str().expect("utf-8");
+    let window = ["--log-dir", d, "--since", SINCE, "--until", UNTIL];
+    let out = dir.path().join("case.html");
+    let out_s = out.to_str().expect("utf-8");
+
+    std::fs::write(&out, "keep me").expect("write");
+    let o = run(&[&["report", "--out", out_s][..], &window].concat());
+    assert!(!o.status.success(), "an existing report file is refused");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(out_s),
+        "the error names the file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("read"),
+        "keep me",
+        "and left alone"
+    );
+    std::fs::remove_file(&out).expect("remove");
+
+    // The attachment exists: the report fails, removes the report it created, and keeps the
+    // file that was there.
+    let attachment = dir.path().join("case.records.csv");
+    std::fs::write(&attachment, "theirs").expect("write");
+    let o = run(&[&["report", "--out", out_s, "--attach", "csv"][..], &window].concat());
+    assert!(!o.status.success(), "an existing attachment is refused");
+    assert!(!out.exists(), "no report is left behind");
+    assert_eq!(
+        std::fs::read_to_string(&attachment).expect("read"),
+        "theirs"
+    );
+
+    let o = run(&["report", "--log-dir", d, "--since", SINCE]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--until"),
+        "a report names its window"
+    );
+    let o = run(&[&["report", "--attach", "csv"][..], &window].concat());
+    assert!(!o.status.success(), "--attach needs --out");
+}
