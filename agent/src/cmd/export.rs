@@ -25,6 +25,16 @@ pub enum ExportFormat {
     Jsonl,
 }
 
+impl ExportFormat {
+    /// The format's file name extension (and its name in a report).
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
 /// The long help of `xdp-audit export`, with examples.
 pub const LONG_ABOUT: &str = "Writes every flow of a time window (optionally filtered like `query`) to a
 file for a hand-over, then prints the file's SHA-256 in `sha256sum` format, so the receiver can

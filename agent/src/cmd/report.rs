@@ -87,11 +87,7 @@ pub struct ReportArgs {
 /// The attachment's path for a report at `out`: `case.html` -> `case.records.csv`.
 pub fn attachment_path(out: &Path, format: ExportFormat) -> PathBuf {
     let stem = out.file_stem().unwrap_or(out.as_os_str()).to_string_lossy();
-    let ext = match format {
-        ExportFormat::Csv => "csv",
-        ExportFormat::Jsonl => "jsonl",
-    };
-    out.with_file_name(format!("{stem}.records.{ext}"))
+    out.with_file_name(format!("{stem}.records.{}", format.extension()))
 }
 
 /// Runs `xdp-audit report`.
@@ -143,7 +139,7 @@ fn make(
     now: i64,
 ) -> anyhow::Result<(Report, String, Option<PathBuf>)> {
     // Both files are created before the store is read: an existing file is refused at once.
-    let mut target = match &args.out {
+    let target = match &args.out {
         Some(p) => Some(NewFile::create(p)?),
         None => None,
     };
@@ -177,11 +173,7 @@ fn make(
             file: path
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            format: match format {
-                ExportFormat::Csv => "csv",
-                ExportFormat::Jsonl => "jsonl",
-            }
-            .into(),
+            format: format.extension().into(),
             rows: report.records.total,
             sha256,
         });
@@ -197,7 +189,7 @@ fn make(
         }
     };
     let digest = hex(&sha2::Sha256::digest(text.as_bytes()));
-    match target.take() {
+    match target {
         Some((guard, mut file)) => {
             file.write_all(text.as_bytes())
                 .and_then(|()| file.sync_all())

@@ -14,9 +14,28 @@ pub const MAX_BUCKETS: usize = 60;
 
 /// Bucket widths to choose from, seconds: the smallest that keeps the window within
 /// [`MAX_BUCKETS`] is taken, so bucket edges fall on round times.
-const STEPS_S: [i64; 17] = [
-    1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 604_800,
+/// Up to ten years a bucket, so any window of i64 nanoseconds (584 years) fits.
+const STEPS_S: [i64; 20] = [
+    1,
+    5,
+    10,
+    30,
+    60,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10_800,
+    21_600,
+    43_200,
+    86_400,
+    604_800,
     2_592_000,
+    7_776_000,
+    31_536_000,
+    315_360_000,
 ];
 
 const NS: i64 = 1_000_000_000;
@@ -46,18 +65,24 @@ pub struct Timeline {
 impl Timeline {
     /// An empty timeline over `[since_ns, until_ns)`.
     pub fn new(since_ns: i64, until_ns: i64) -> Self {
-        let window_s = (until_ns.saturating_sub(since_ns).max(1) + NS - 1) / NS;
+        // In i128: a window may span the whole i64 range of nanoseconds.
+        let (since, until) = (
+            i128::from(since_ns),
+            i128::from(until_ns).max(i128::from(since_ns) + 1),
+        );
+        let ns = i128::from(NS);
+        let window_s = (until - since + ns - 1) / ns;
         let bucket_s = STEPS_S
             .iter()
             .copied()
-            .find(|s| window_s / s < MAX_BUCKETS as i64)
+            .find(|&s| window_s / i128::from(s) < MAX_BUCKETS as i128)
             .unwrap_or(STEPS_S[STEPS_S.len() - 1]);
-        let bucket_ns = bucket_s * NS;
-        let start_ns = since_ns.div_euclid(bucket_ns) * bucket_ns;
-        let n =
-            ((until_ns - start_ns + bucket_ns - 1) / bucket_ns).clamp(1, MAX_BUCKETS as i64 + 1);
+        let bucket_ns = i128::from(bucket_s) * ns;
+        // Rounded down to a bucket edge, but not below the earliest i64 time.
+        let start = (since.div_euclid(bucket_ns) * bucket_ns).max(i128::from(i64::MIN));
+        let n = ((until - start + bucket_ns - 1) / bucket_ns).clamp(1, MAX_BUCKETS as i128 + 1);
         Self {
-            start_ns,
+            start_ns: i64::try_from(start).unwrap_or(since_ns),
             bucket_s,
             flows: vec![0; n as usize],
             blocked: vec![0; n as usize],
@@ -66,8 +91,11 @@ impl Timeline {
 
     /// Counts a flow whose first packet was at `start_ns`.
     pub fn add(&mut self, start_ns: i64, blocked: bool) {
-        let i = (start_ns.max(self.start_ns) - self.start_ns) / (self.bucket_s * NS);
-        let i = (i as usize).min(self.flows.len() - 1);
+        let i = (i128::from(start_ns.max(self.start_ns)) - i128::from(self.start_ns))
+            / (i128::from(self.bucket_s) * i128::from(NS));
+        let i = usize::try_from(i)
+            .map_or(usize::MAX, |i| i)
+            .min(self.flows.len() - 1);
         self.flows[i] += 1;
         if blocked {
             self.blocked[i] += 1;
@@ -182,7 +210,8 @@ impl Timeline {
 
     /// Start of bucket `i`, Unix ns.
     pub fn bucket_start(&self, i: usize) -> i64 {
-        self.start_ns + i as i64 * self.bucket_s * NS
+        self.start_ns
+            .saturating_add((i as i64).saturating_mul(self.bucket_s.saturating_mul(NS)))
     }
 
     /// A time-axis label: the time of day, with seconds for buckets under a minute and the
@@ -264,6 +293,19 @@ mod tests {
             week.svg().contains(">11-30 09:00<"),
             "a week's ticks carry the date"
         );
+    }
+
+    #[test]
+    fn any_window_of_i64_times_fits_in_the_buckets() {
+        let mut t = Timeline::new(i64::MIN + 1, i64::MAX);
+        assert_eq!(t.bucket_s, 315_360_000, "ten-year buckets");
+        assert!(t.flows.len() <= MAX_BUCKETS + 1);
+        t.add(i64::MIN, true);
+        t.add(i64::MAX, false);
+        assert_eq!((t.flows[0], *t.flows.last().expect("a bucket")), (1, 1));
+        assert!(t.svg().ends_with("</svg>"));
+        let backwards = Timeline::new(T0, T0 - NS);
+        assert_eq!(backwards.flows.len(), 1, "an empty window is one bucket");
     }
 
     #[test]

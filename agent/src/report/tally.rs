@@ -109,8 +109,8 @@ impl Tally {
     pub fn add(&mut self, r: &FlowRecord) {
         let s = &mut self.summary;
         s.flows += 1;
-        s.packets += r.packets;
-        s.bytes += r.bytes;
+        s.packets = s.packets.saturating_add(r.packets);
+        s.bytes = s.bytes.saturating_add(r.bytes);
         s.first_ns = Some(
             s.first_ns
                 .map_or(r.time_start_ns, |t| t.min(r.time_start_ns)),
@@ -129,7 +129,7 @@ impl Tally {
         self.timeline.add(r.time_start_ns, blocked);
         if blocked {
             s.blocked_flows += 1;
-            s.dropped_packets += r.dropped;
+            s.dropped_packets = s.dropped_packets.saturating_add(r.dropped);
             self.add_blocked(r);
         }
         if self.limit > 0 {
@@ -223,7 +223,7 @@ pub struct Finished {
 
 fn count_into(row: &mut BlockedRow, r: &FlowRecord) {
     row.flows += 1;
-    row.dropped_packets += r.dropped;
+    row.dropped_packets = row.dropped_packets.saturating_add(r.dropped);
     row.first_ns = row.first_ns.min(r.time_start_ns);
     row.last_ns = row.last_ns.max(r.time_end_ns);
 }
