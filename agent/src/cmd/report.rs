@@ -106,10 +106,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let made = make(&args, &filter, key.as_ref(), now);
     let access = match &made {
         Ok((report, digest, _)) => {
-            let mut a = AccessInfo::new("report", filter_text(&filter)).rows(report.records.total);
-            a.sha256 = Some(digest.clone());
-            a.out = args.out.as_ref().map(|p| p.display().to_string());
-            a
+            AccessInfo::report(&filter, report.records.total, digest, args.out.as_deref())
         }
         Err(e) => AccessInfo::new("report", filter_text(&filter)).failed(&format!("{e:#}")),
     };

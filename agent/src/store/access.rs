@@ -1,5 +1,5 @@
 //! The lawful-access trail: every command that reads the store's records (`query`, `export`,
-//! `hold list`, and `report` and `sql` when they come) records itself with one call,
+//! `hold list`, `report`, and `sql` when it comes) records itself with one call,
 //! [`record`], as an `access` line of the operator log (`oplog`): who, when, the command and
 //! its filter as canonical text, the rows returned and, for a file, its SHA-256.
 //!
@@ -94,6 +94,19 @@ impl AccessInfo {
         match result {
             Ok(stats) => a.rows(stats.matched),
             Err(e) => a.failed(e),
+        }
+    }
+
+    /// A completed `report`: the rows it counted, its SHA-256, and its file unless it went
+    /// to stdout.
+    pub fn report(filter: &Filter, rows: u64, sha256: &str, out: Option<&Path>) -> Self {
+        let a = Self::new("report", filter_text(filter)).rows(rows);
+        match out {
+            Some(out) => a.output(sha256, out),
+            None => Self {
+                sha256: Some(sha256.to_owned()),
+                ..a
+            },
         }
     }
 
