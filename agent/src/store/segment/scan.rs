@@ -56,20 +56,25 @@ impl SegmentReader {
         columns: &[usize],
         test: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<bool>, SegmentError> {
-        self.mask_of(i, columns, test, None)
+        self.mask_of(i, columns, test, None, None)
     }
 
     /// Rows of row group `i` where `column` holds exactly `want` (bytes as [`Self::mask`]
     /// tests them). As [`Self::mask`], and faster on a byte-stream-split column (`nat_port`):
     /// its first byte stream is searched for `want`'s first byte, the other streams read only
     /// at those positions, and the page's levels decoded only when a value matched.
+    ///
+    /// With `within`, only the rows it marks are asked about (others may come back false
+    /// whatever they hold): pages holding none of them are skipped undecompressed, and when
+    /// it marks under half of the rows, only the other pages are read from the file.
     pub fn mask_equal(
         &self,
         i: usize,
         column: usize,
         want: &[u8],
+        within: Option<&[bool]>,
     ) -> Result<Vec<bool>, SegmentError> {
-        self.mask_of(i, &[column], &|v| v == want, Some(want))
+        self.mask_of(i, &[column], &|v| v == want, Some(want), within)
     }
 
     fn mask_of(
@@ -78,12 +83,22 @@ impl SegmentReader {
         columns: &[usize],
         test: &dyn Fn(&[u8]) -> bool,
         exact: Option<&[u8]>,
+        within: Option<&[bool]>,
     ) -> Result<Vec<bool>, SegmentError> {
-        let rg = self.load(i, columns)?;
+        let sparse = within.is_some_and(|w| w.iter().filter(|&&x| x).count() < w.len() / 2);
+        let paged = if sparse { self.load_pages(i)? } else { None };
+        let whole;
+        let rg: &dyn RowGroupReader = match &paged {
+            Some(p) => p,
+            None => {
+                whole = self.load(i, columns)?;
+                &whole
+            }
+        };
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut mask = vec![false; rows];
         for &c in columns {
-            self.mask_column(&rg, c, test, exact, &mut mask)?;
+            self.mask_column(rg, c, test, exact, within, &mut mask)?;
         }
         Ok(mask)
     }
@@ -94,6 +109,7 @@ impl SegmentReader {
         c: usize,
         test: &dyn Fn(&[u8]) -> bool,
         exact: Option<&[u8]>,
+        within: Option<&[bool]>,
         mask: &mut [bool],
     ) -> Result<(), SegmentError> {
         let meta = rg.metadata().column(c);
@@ -117,10 +133,34 @@ impl SegmentReader {
             .map_err(|e| pq(&self.path, ctx())(e))?;
         let mut hits: Vec<bool> = Vec::new();
         let mut row = 0usize;
-        while let Some(page) = pages
-            .get_next_page()
-            .map_err(|e| pq(&self.path, ctx())(e))?
-        {
+        loop {
+            if let Some(w) = within {
+                let Some(meta) = pages
+                    .peek_next_page()
+                    .map_err(|e| pq(&self.path, ctx())(e))?
+                else {
+                    break;
+                };
+                let n = meta.num_rows.or(meta.num_levels).unwrap_or(0);
+                // A page of none of the rows asked about (and within the group: a page past
+                // it is read, to fail below).
+                let unasked = w
+                    .get(row..row.saturating_add(n))
+                    .is_some_and(|s| !s.contains(&true));
+                if !meta.is_dict && n > 0 && unasked {
+                    pages
+                        .skip_next_page()
+                        .map_err(|e| pq(&self.path, ctx())(e))?;
+                    row += n;
+                    continue;
+                }
+            }
+            let Some(page) = pages
+                .get_next_page()
+                .map_err(|e| pq(&self.path, ctx())(e))?
+            else {
+                break;
+            };
             let page = match page {
                 Page::DictionaryPage {
                     buf, num_values, ..

@@ -23,6 +23,7 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
 use super::index::{AddressIndex, GroupIndex, INDEX_KEY};
+use super::nat_runs::NatRuns;
 use super::pages::{Page as PageEntry, PageTable, PAGES_KEY};
 use super::schema::{col, column_name, Layout, CRC_KEY, FORMAT, SCHEMA};
 use super::tail;
@@ -117,11 +118,7 @@ pub fn write(
     let mut pages = PageTable::default();
     for start in (0..rows.len()).step_by(layout.row_group_rows) {
         let group = start..rows.len().min(start + layout.row_group_rows);
-        index.push(index_row_group(
-            path,
-            &rows.src_ip()[group.clone()],
-            &rows.dst_ip()[group.clone()],
-        )?);
+        index.push(index_row_group(path, rows, group.clone())?);
         let (crcs, group_pages) =
             write_row_group(&mut w, rows, group).map_err(pq(path, "write row group"))?;
         crc_list.push(
@@ -159,18 +156,25 @@ pub fn write(
     Ok(size)
 }
 
-/// The address index of one row group (see [`super::index`]), from its addresses in file
+/// The address index of rows `group` (see [`super::index`]), from their addresses in file
 /// order.
 fn index_row_group(
     path: &Path,
-    src: &[[u8; 16]],
-    dst: &[[u8; 16]],
+    rows: &SortedColumns,
+    group: Range<usize>,
 ) -> Result<GroupIndex, SegmentError> {
-    GroupIndex::build(src, dst).map_err(|e| SegmentError::Invalid {
-        path: path.to_owned(),
-        column: format!("(file metadata {INDEX_KEY})"),
-        reason: e.to_string(),
-    })
+    let cols = &rows.journal;
+    let nat = NatRuns::build(rows.perm[group.clone()].iter().map(|&j| {
+        let j = j as usize;
+        (cols.nat_ip_version[j] != 0).then(|| cols.nat_ip[j])
+    }));
+    GroupIndex::build(&rows.src_ip()[group.clone()], &rows.dst_ip()[group])
+        .and_then(|g| g.with_nat(nat))
+        .map_err(|e| SegmentError::Invalid {
+            path: path.to_owned(),
+            column: format!("(file metadata {INDEX_KEY})"),
+            reason: e.to_string(),
+        })
 }
 
 /// Writes rows `group` as one row group; returns the CRC-32 of each column chunk's bytes,
