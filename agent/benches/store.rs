@@ -275,8 +275,8 @@ fn size_per_record() {
                     r
                 })
                 .collect();
-            let base = write_segment(&dir, random.iter().collect(), 3, &mut manifest)
-                .expect("segment");
+            let base =
+                write_segment(&dir, random.iter().collect(), 3, &mut manifest).expect("segment");
             let (now, before) = (
                 column_bytes(&dir.join(&info.file)),
                 column_bytes(&dir.join(&base.file)),

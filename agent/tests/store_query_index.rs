@@ -15,8 +15,8 @@ use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMe
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use store_common::{canon, TempDir, DAY, HOUR, T0};
 use xdp_audit::record::FlowRecord;
-use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::compact;
+use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::query::{collect, Cidr, Filter, NatFilter};
 use xdp_audit::store::seal::write_segment;
 use xdp_audit::store::segment::index::INDEX_KEY;
@@ -337,7 +337,12 @@ fn check_nat(dir: &Path, all: &[FlowRecord], what: &str) -> usize {
         };
         check(dir, all, with_user, &format!("{what}: --nat --user --ip"));
     }
-    for ip in ["203.0.113.1", "203.0.113.4", "198.51.100.9", "::ffff:203.0.113.2"] {
+    for ip in [
+        "203.0.113.1",
+        "203.0.113.4",
+        "198.51.100.9",
+        "::ffff:203.0.113.2",
+    ] {
         let ip: IpAddr = ip.parse().expect("ip");
         for port in [None, Some(1), Some(40_000)] {
             let f = Filter {
@@ -373,10 +378,20 @@ fn nat_queries_through_the_index_match_the_full_scan_and_brute_force() {
     assert!(check_nat(dir.path(), &all, "sealed") > 0);
     // Merged days (128 Ki-row groups, 1,024-row pages): the index is written for them too.
     let mut manifest = Manifest::load(dir.path(), None).expect("manifest");
-    let merged = compact::run(dir.path(), &mut manifest, T0 + 3 * DAY, compact::DEFAULT_MAX_ROWS)
-        .expect("compact");
-    compact::run(dir.path(), &mut manifest, T0 + 3 * DAY, compact::DEFAULT_MAX_ROWS)
-        .expect("delete the inputs");
+    let merged = compact::run(
+        dir.path(),
+        &mut manifest,
+        T0 + 3 * DAY,
+        compact::DEFAULT_MAX_ROWS,
+    )
+    .expect("compact");
+    compact::run(
+        dir.path(),
+        &mut manifest,
+        T0 + 3 * DAY,
+        compact::DEFAULT_MAX_ROWS,
+    )
+    .expect("delete the inputs");
     assert!(merged > 0, "the test's segments must be merged");
     assert!(check_nat(dir.path(), &all, "compacted") > 0);
 }
@@ -411,7 +426,11 @@ fn segments_with_an_index_of_version_1_answer_nat_queries_by_the_scan() {
         .address_index()
         .expect("a version 1 index is read")
         .expect("present");
-    assert_eq!(idx.group(0).and_then(|g| g.nat_rows(0)), None, "no outside addresses");
+    assert_eq!(
+        idx.group(0).and_then(|g| g.nat_rows(0)),
+        None,
+        "no outside addresses"
+    );
     assert!(check_nat(dir.path(), &all, "one segment with a version 1 index") > 0);
     // Its address part still answers `--ip`.
     let client = src_at_row(&segs[1], 8192);
@@ -441,7 +460,11 @@ fn a_damaged_nat_part_of_the_index_is_refused_naming_the_segment() {
         data.extend_from_slice(&bad);
         Some(format!("{at}+{}", bad.len()))
     });
-    let name = segs[0].file_name().expect("name").to_string_lossy().into_owned();
+    let name = segs[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let nat = Filter {
         nat: Some(NatFilter {
             ip: "203.0.113.1".parse().expect("ip"),
@@ -449,7 +472,9 @@ fn a_damaged_nat_part_of_the_index_is_refused_naming_the_segment() {
         }),
         ..Filter::default()
     };
-    let msg = collect(dir.path(), &nat).expect_err("must refuse").to_string();
+    let msg = collect(dir.path(), &nat)
+        .expect_err("must refuse")
+        .to_string();
     assert!(msg.contains(&name) && msg.contains(INDEX_KEY), "{msg}");
     assert!(msg.contains("outside address"), "{msg}");
 }

@@ -183,9 +183,7 @@ mod tests {
 
     /// The rows a scan of the column finds.
     fn scan(rows: &[Option<[u8; 16]>], addr: u128) -> Vec<usize> {
-        (0..rows.len())
-            .filter(|&k| rows[k] == a(addr))
-            .collect()
+        (0..rows.len()).filter(|&k| rows[k] == a(addr)).collect()
     }
 
     fn flatten(ranges: Vec<Range<usize>>) -> Vec<usize> {

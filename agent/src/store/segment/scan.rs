@@ -4,7 +4,9 @@
 //! value it does not need, and a column whose dictionary holds no match is not decoded at all.
 
 use parquet::basic::{Encoding, Type as PhysicalType};
-use parquet::column::page::Page;
+use std::ops::Range;
+
+use parquet::column::page::{Page, PageReader};
 use parquet::file::reader::RowGroupReader;
 
 use super::read::SegmentReader;
@@ -135,23 +137,10 @@ impl SegmentReader {
         let mut row = 0usize;
         loop {
             if let Some(w) = within {
-                let Some(meta) = pages
-                    .peek_next_page()
-                    .map_err(|e| pq(&self.path, ctx())(e))?
-                else {
-                    break;
-                };
-                let n = meta.num_rows.or(meta.num_levels).unwrap_or(0);
                 // A page of none of the rows asked about (and within the group: a page past
                 // it is read, to fail below).
-                let unasked = w
-                    .get(row..row.saturating_add(n))
-                    .is_some_and(|s| !s.contains(&true));
-                if !meta.is_dict && n > 0 && unasked {
-                    pages
-                        .skip_next_page()
-                        .map_err(|e| pq(&self.path, ctx())(e))?;
-                    row += n;
+                let unasked = |r: Range<usize>| w.get(r).is_some_and(|s| !s.contains(&true));
+                if self.skip_page(&mut *pages, c, &mut row, unasked)? {
                     continue;
                 }
             }
@@ -254,27 +243,14 @@ impl SegmentReader {
         let mut row = 0usize;
         let mut ri = 0usize; // first run not wholly before `row`
         while out.len() < total {
-            let Some(meta) = pages
-                .peek_next_page()
-                .map_err(|e| pq(&self.path, ctx())(e))?
-            else {
-                break;
-            };
-            if !meta.is_dict {
-                let n = meta
-                    .num_rows
-                    .or(meta.num_levels)
-                    .ok_or_else(|| self.invalid(c, format!("page at row {row}: no row count")))?;
-                while runs.get(ri).is_some_and(|&(s, l)| s + l <= row) {
+            let unwanted = |r: Range<usize>| {
+                while runs.get(ri).is_some_and(|&(s, l)| s + l <= r.start) {
                     ri += 1;
                 }
-                if runs.get(ri).is_none_or(|&(s, _)| s >= row + n) {
-                    pages
-                        .skip_next_page()
-                        .map_err(|e| pq(&self.path, ctx())(e))?;
-                    row += n;
-                    continue;
-                }
+                runs.get(ri).is_none_or(|&(s, _)| s >= r.end)
+            };
+            if self.skip_page(&mut *pages, c, &mut row, unwanted)? {
+                continue;
             }
             let Some(page) = pages
                 .get_next_page()
@@ -351,6 +327,41 @@ impl SegmentReader {
             return Err(self.invalid(c, format!("{} values for {total} rows", out.len())));
         }
         Ok(out)
+    }
+}
+
+impl SegmentReader {
+    /// Skips the next page of column `c` undecompressed if it is a data page whose rows
+    /// (from `*row` on, which it advances) `unwanted` says are not needed; says whether it did.
+    fn skip_page(
+        &self,
+        pages: &mut dyn PageReader,
+        c: usize,
+        row: &mut usize,
+        mut unwanted: impl FnMut(Range<usize>) -> bool,
+    ) -> Result<bool, SegmentError> {
+        let ctx = || format!("column {}", column_name(c));
+        let Some(meta) = pages
+            .peek_next_page()
+            .map_err(|e| pq(&self.path, ctx())(e))?
+        else {
+            return Ok(false);
+        };
+        if meta.is_dict {
+            return Ok(false);
+        }
+        let n = meta
+            .num_rows
+            .or(meta.num_levels)
+            .ok_or_else(|| self.invalid(c, format!("page at row {row}: no row count")))?;
+        if !unwanted(*row..*row + n) {
+            return Ok(false);
+        }
+        pages
+            .skip_next_page()
+            .map_err(|e| pq(&self.path, ctx())(e))?;
+        *row += n;
+        Ok(true)
     }
 }
 

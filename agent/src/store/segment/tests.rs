@@ -176,7 +176,9 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
     ports.extend([0, 1, 256, 65535, ported[0] ^ 0x0100, ported[1] & 0xff00]);
     for port in ports {
         let want = i32::from(port).to_le_bytes();
-        let fast = seg.mask_equal(0, col::NAT_PORT, &want, None).expect("fast mask");
+        let fast = seg
+            .mask_equal(0, col::NAT_PORT, &want, None)
+            .expect("fast mask");
         let slow = seg.mask(0, &[col::NAT_PORT], &|v| v == want).expect("mask");
         let brute: Vec<bool> = all.iter().map(|r| r.attr.nat_port == Some(port)).collect();
         assert_eq!(fast, brute, "nat_port {port}");
@@ -189,7 +191,9 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
         .flatten()
     {
         let want = crate::store::address::ip_to_column(nat);
-        let fast = seg.mask_equal(0, col::NAT_IP, &want, None).expect("nat_ip mask");
+        let fast = seg
+            .mask_equal(0, col::NAT_IP, &want, None)
+            .expect("nat_ip mask");
         let brute: Vec<bool> = all.iter().map(|r| r.attr.nat_ip == Some(nat)).collect();
         assert_eq!(fast, brute, "nat_ip {nat}");
     }
@@ -204,7 +208,12 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
     let seg1 = SegmentReader::open(&path1).expect("open");
     let rows1 = seg1.read_rows(0, None).expect("rows");
     let fast = seg1
-        .mask_equal(0, col::NAT_IP, &crate::store::address::ip_to_column(nat), None)
+        .mask_equal(
+            0,
+            col::NAT_IP,
+            &crate::store::address::ip_to_column(nat),
+            None,
+        )
         .expect("nat_ip mask");
     let brute: Vec<bool> = rows1.iter().map(|r| r.attr.nat_ip.is_some()).collect();
     assert!(brute.contains(&false), "rows without NAT in the test");
@@ -277,7 +286,11 @@ fn equality_masks_within_rows_answer_the_rows_asked() {
                 .mask_equal(0, col::USER, user.as_bytes(), Some(&within))
                 .expect("user within");
             for (k, r) in all.iter().enumerate().filter(|(k, _)| within[*k]) {
-                assert_eq!(got[k], r.attr.user.as_deref() == Some(user.as_str()), "row {k}");
+                assert_eq!(
+                    got[k],
+                    r.attr.user.as_deref() == Some(user.as_str()),
+                    "row {k}"
+                );
             }
         }
     }
