@@ -15,8 +15,9 @@
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
 //! (`sealparts`: decode/sort/write breakdown of one seal; `XDP_AUDIT_BENCH_WARM_ONLY=1`: no
 //! cold-cache runs). The N-record store is built once
-//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v5-N`, v5 = the segment format
-//! with the attribution) and reused while it verifies; its compacted copy is `...-daily`.
+//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v6-N`, v6 = the segment format
+//! with the attribution, the address index with the NAT outside addresses, and the generator
+//! modelling MASQUERADE's ports) and reused while it verifies; its compacted copy is `...-daily`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -260,6 +261,45 @@ fn size_per_record() {
         }
         let info = write_segment(&dir, recs.iter().collect(), 2, &mut manifest).expect("segment");
         let per = info.size as f64 / n as f64;
+        if per_sec == 13.0 {
+            // Baseline in the same run: the same records with the outside port drawn at
+            // random, as the generator drew it before it modelled MASQUERADE.
+            let mut rng = xdp_audit::store::testgen::Rng::new(99);
+            let random: Vec<FlowRecord> = recs
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    if r.attr.nat_port.is_some() {
+                        r.attr.nat_port = Some(1024 + rng.below(65536 - 1024) as u16);
+                    }
+                    r
+                })
+                .collect();
+            let base =
+                write_segment(&dir, random.iter().collect(), 3, &mut manifest).expect("segment");
+            let (now, before) = (
+                column_bytes(&dir.join(&info.file)),
+                column_bytes(&dir.join(&base.file)),
+            );
+            let parts: Vec<String> = now
+                .iter()
+                .zip(&before)
+                .map(|((c, b), (_, b0))| {
+                    let (x, x0) = (*b as f64 / n as f64, *b0 as f64 / n as f64);
+                    if (x - x0).abs() >= 0.005 {
+                        format!("{c} {x:.3} (random outside ports: {x0:.3})")
+                    } else {
+                        format!("{c} {x:.3}")
+                    }
+                })
+                .collect();
+            println!(
+                "size: bytes/record by part, one hour at {label}: {}; total {per:.2} \
+                 (random outside ports: {:.2})",
+                parts.join(", "),
+                base.size as f64 / n as f64
+            );
+        }
         println!(
             "size: one hourly segment at {label}: {n} records, {:.2} bytes/record sealed \
              (without the attribution: {bare_per:.2}, x{:.3}); \
@@ -278,6 +318,39 @@ fn size_per_record() {
          10% VLAN-tagged, 2 interfaces, ns timestamps, heavy-tailed packet counts (see store::testgen)"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bytes of each column chunk (summed over row groups, page headers included), of the tail
+/// blobs and of the footer of the segment at `path`.
+fn column_bytes(path: &Path) -> Vec<(String, u64)> {
+    use parquet::file::reader::FileReader;
+    let f = std::fs::File::open(path).expect("open segment");
+    let size = f.metadata().expect("stat").len();
+    let r = parquet::file::reader::SerializedFileReader::new(f).expect("parquet");
+    let meta = r.metadata();
+    let mut out: Vec<(String, u64)> = (0..segment::col::COUNT)
+        .map(|c| {
+            let bytes = meta
+                .row_groups()
+                .iter()
+                .map(|g| g.column(c).byte_range().1)
+                .sum();
+            (segment::column_name(c).to_owned(), bytes)
+        })
+        .collect();
+    let mut data_end = out.iter().map(|c| c.1).sum::<u64>() + 4;
+    for key in ["xdp-audit.addr-index", "xdp-audit.page-table"] {
+        let len = meta
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == key))
+            .and_then(|kv| kv.value.as_deref()?.split_once('+')?.1.parse::<u64>().ok())
+            .unwrap_or(0);
+        data_end += len;
+        out.push((key.trim_start_matches("xdp-audit.").to_owned(), len));
+    }
+    out.push(("footer".to_owned(), size.saturating_sub(data_end)));
+    out
 }
 
 /// Bytes per record of one day at 13 flows/s (the density of the 100 M-record store) sealed
@@ -456,7 +529,7 @@ fn query_speed() {
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
         // reused (it would still verify, and be timed without its index).
-        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v5-{n}")));
+        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v6-{n}")));
     if !build_store(&hourly, n) {
         println!(
             "query store: reusing {} ({n} records, verified)",
@@ -543,12 +616,19 @@ fn query_speed() {
         }
         // The NAT question, with and without the instant; baseline in the same run: the
         // `--ip` query of the LAN client above.
+        // Baseline in the same run: the same query without the index (`--nat` as main
+        // answers it: the nat_ip and nat_port columns scanned in every row group).
         for (what, f) in nat_cases(&nat) {
+            let full = Filter {
+                ignore_index: true,
+                ..f.clone()
+            };
             let compacted = timed(&daily, &f);
+            let unindexed = timed(&daily, &full);
             let as_sealed = timed(&hourly, &f);
             println!(
                 "query {what}, {label} cache, over {n} records: compacted {compacted}; \
-                 hourly segments {as_sealed}"
+                 baselines: compacted without the index {unindexed}; hourly segments {as_sealed}"
             );
         }
         // The lawful question: one address in a two-hour window.

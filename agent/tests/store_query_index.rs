@@ -1,7 +1,9 @@
 //! The per-segment address index: `query --ip` through the index returns exactly what the
 //! full scan returns (same records, same order) and what a brute-force filter returns, for
 //! source-side, destination-side and absent addresses, across page boundaries, for prefixes,
-//! and for segments without an index; a damaged index is an error naming the file.
+//! and for segments without an index; a damaged index is an error naming the file. The same
+//! for `query --nat` through the index's outside addresses, sealed and compacted, and for
+//! segments whose index predates them (version 1).
 
 mod store_common;
 
@@ -11,10 +13,11 @@ use std::sync::Arc;
 
 use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataWriter};
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use store_common::{canon, TempDir, HOUR, T0};
+use store_common::{canon, TempDir, DAY, HOUR, T0};
 use xdp_audit::record::FlowRecord;
+use xdp_audit::store::compact;
 use xdp_audit::store::manifest::Manifest;
-use xdp_audit::store::query::{collect, Cidr, Filter};
+use xdp_audit::store::query::{collect, Cidr, Filter, NatFilter};
 use xdp_audit::store::seal::write_segment;
 use xdp_audit::store::segment::index::INDEX_KEY;
 use xdp_audit::store::segment::SegmentReader;
@@ -179,13 +182,19 @@ fn indexed_queries_match_the_full_scan_and_brute_force() {
 /// Rewrites the footer of the segment at `path`, replacing the index value by `edit(value)`
 /// (`None`: the key is removed, as in a segment written before the index existed).
 fn rewrite_index(path: &Path, edit: impl Fn(&str) -> Option<String>) {
+    rewrite_footer(path, |v, _| edit(v));
+}
+
+/// As [`rewrite_index`], `edit` getting the file's bytes before the footer too, to which it
+/// may append a blob the new value points at.
+fn rewrite_footer(path: &Path, edit: impl Fn(&str, &mut Vec<u8>) -> Option<String>) {
     let bytes = std::fs::read(path).expect("read segment");
     let reader =
         SerializedFileReader::new(std::fs::File::open(path).expect("open")).expect("footer");
     let meta = reader.metadata();
     let n = bytes.len();
     let footer_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
-    let data = &bytes[..n - 8 - footer_len];
+    let mut out = bytes[..n - 8 - footer_len].to_vec();
     let fm = meta.file_metadata();
     let kv: Vec<KeyValue> = fm
         .key_value_metadata()
@@ -193,7 +202,7 @@ fn rewrite_index(path: &Path, edit: impl Fn(&str) -> Option<String>) {
         .iter()
         .filter_map(|kv| {
             if kv.key == INDEX_KEY {
-                edit(kv.value.as_deref().unwrap_or_default())
+                edit(kv.value.as_deref().unwrap_or_default(), &mut out)
                     .map(|v| KeyValue::new(INDEX_KEY.to_owned(), v))
             } else {
                 Some(kv.clone())
@@ -209,7 +218,6 @@ fn rewrite_index(path: &Path, edit: impl Fn(&str) -> Option<String>) {
         fm.column_orders().cloned(),
     );
     let new_meta = ParquetMetaData::new(file_meta, meta.row_groups().to_vec());
-    let mut out = data.to_vec();
     ParquetMetaDataWriter::new(&mut out, &new_meta)
         .finish()
         .expect("write footer");
@@ -285,4 +293,188 @@ fn a_damaged_index_is_an_error_naming_the_segment() {
     }
     // A query without an address does not need the index.
     collect(dir.path(), &Filter::default()).expect("unfiltered query ignores the index");
+}
+
+/// `--nat IP:PORT`, `--nat IP`, with `--at`, with an account or an address, for a sample of
+/// the NATed flows and for absent tuples: the same records through the index as through the
+/// column scan and as a brute-force filter. Returns the matches.
+fn check_nat(dir: &Path, all: &[FlowRecord], what: &str) -> usize {
+    let mut rng = Rng::new(23);
+    let mut matched = 0;
+    let nated: Vec<&FlowRecord> = all.iter().filter(|r| r.attr.nat_port.is_some()).collect();
+    assert!(nated.len() > all.len() / 2, "the mix must be mostly NATed");
+    for r in nated.iter().filter(|_| rng.chance(0.002)) {
+        let (Some(ip), Some(port)) = (r.attr.nat_ip, r.attr.nat_port) else {
+            continue;
+        };
+        let tuple = Some(NatFilter {
+            ip,
+            port: Some(port),
+        });
+        let n = check(
+            dir,
+            all,
+            Filter {
+                nat: tuple,
+                ..Filter::default()
+            },
+            &format!("{what}: --nat {ip}:{port}"),
+        );
+        assert!(n > 0, "{what}: --nat {ip}:{port} must find its flow");
+        matched += n;
+        let at = Filter {
+            nat: tuple,
+            since_ns: Some(r.time_start_ns),
+            until_ns: Some(r.time_start_ns + 1),
+            ..Filter::default()
+        };
+        assert!(check(dir, all, at, &format!("{what}: --nat {ip}:{port} --at")) > 0);
+        let with_user = Filter {
+            nat: tuple,
+            user: r.attr.user.clone(),
+            cidr: Some(Cidr::host(r.src_ip)),
+            ..Filter::default()
+        };
+        check(dir, all, with_user, &format!("{what}: --nat --user --ip"));
+    }
+    for ip in [
+        "203.0.113.1",
+        "203.0.113.4",
+        "198.51.100.9",
+        "::ffff:203.0.113.2",
+    ] {
+        let ip: IpAddr = ip.parse().expect("ip");
+        for port in [None, Some(1), Some(40_000)] {
+            let f = Filter {
+                nat: Some(NatFilter { ip, port }),
+                ..Filter::default()
+            };
+            matched += check(dir, all, f, &format!("{what}: --nat {ip} port {port:?}"));
+        }
+    }
+    matched
+}
+
+#[test]
+fn nat_queries_through_the_index_match_the_full_scan_and_brute_force() {
+    let dir = TempDir::new("qnat");
+    let all = build(dir.path());
+    for s in segments(dir.path()) {
+        let idx = SegmentReader::open(&s)
+            .expect("open")
+            .address_index()
+            .expect("index parses")
+            .expect("index present");
+        let nat = "203.0.113.1".parse::<IpAddr>().expect("ip");
+        let rows = idx
+            .group(0)
+            .and_then(|g| g.nat_rows(u128::from_be_bytes(in_column_form(nat))));
+        assert!(
+            rows.is_some_and(|r| !r.is_empty()),
+            "{}: the index must hold the outside addresses",
+            s.display()
+        );
+    }
+    assert!(check_nat(dir.path(), &all, "sealed") > 0);
+    // Merged days (128 Ki-row groups, 1,024-row pages): the index is written for them too.
+    let mut manifest = Manifest::load(dir.path(), None).expect("manifest");
+    let merged = compact::run(
+        dir.path(),
+        &mut manifest,
+        T0 + 3 * DAY,
+        compact::DEFAULT_MAX_ROWS,
+    )
+    .expect("compact");
+    compact::run(
+        dir.path(),
+        &mut manifest,
+        T0 + 3 * DAY,
+        compact::DEFAULT_MAX_ROWS,
+    )
+    .expect("delete the inputs");
+    assert!(merged > 0, "the test's segments must be merged");
+    assert!(check_nat(dir.path(), &all, "compacted") > 0);
+}
+
+/// The 16-byte column form of an address (IPv4 mapped), as the index keys it.
+fn in_column_form(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[test]
+fn segments_with_an_index_of_version_1_answer_nat_queries_by_the_scan() {
+    let dir = TempDir::new("qnatv1");
+    let all = build(dir.path());
+    let segs = segments(dir.path());
+    let old = SegmentReader::open(&segs[1])
+        .expect("open")
+        .address_index()
+        .expect("index parses")
+        .expect("index present")
+        .encode_v1();
+    assert_eq!(old[0], 1, "a version 1 index");
+    rewrite_footer(&segs[1], |_, data| {
+        let at = data.len();
+        data.extend_from_slice(&old);
+        Some(format!("{at}+{}", old.len()))
+    });
+    let idx = SegmentReader::open(&segs[1])
+        .expect("open")
+        .address_index()
+        .expect("a version 1 index is read")
+        .expect("present");
+    assert_eq!(
+        idx.group(0).and_then(|g| g.nat_rows(0)),
+        None,
+        "no outside addresses"
+    );
+    assert!(check_nat(dir.path(), &all, "one segment with a version 1 index") > 0);
+    // Its address part still answers `--ip`.
+    let client = src_at_row(&segs[1], 8192);
+    assert!(check(dir.path(), &all, host(client), "client, version 1 index") > 0);
+}
+
+#[test]
+fn a_damaged_nat_part_of_the_index_is_refused_naming_the_segment() {
+    let dir = TempDir::new("qnatbad");
+    build(dir.path());
+    let segs = segments(dir.path());
+    let good = SegmentReader::open(&segs[0])
+        .expect("open")
+        .address_index()
+        .expect("index parses")
+        .expect("index present")
+        .encode();
+    // The outside-address runs are the last bytes before the CRC: change one run length and
+    // fix the CRC up, so only the structure checks can catch it.
+    let mut bad = good[..good.len() - 4].to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    let crc = crc32fast::hash(&bad);
+    bad.extend_from_slice(&crc.to_le_bytes());
+    rewrite_footer(&segs[0], |_, data| {
+        let at = data.len();
+        data.extend_from_slice(&bad);
+        Some(format!("{at}+{}", bad.len()))
+    });
+    let name = segs[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let nat = Filter {
+        nat: Some(NatFilter {
+            ip: "203.0.113.1".parse().expect("ip"),
+            port: Some(40_000),
+        }),
+        ..Filter::default()
+    };
+    let msg = collect(dir.path(), &nat)
+        .expect_err("must refuse")
+        .to_string();
+    assert!(msg.contains(&name) && msg.contains(INDEX_KEY), "{msg}");
+    assert!(msg.contains("outside address"), "{msg}");
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::journal::{self, JournalError};
 use super::manifest::{self, Body, ManifestError, SegmentInfo};
 use super::seal;
-use super::segment::index::AddressIndex;
+use super::segment::index::GroupIndex;
 use super::segment::{col, SegmentError, SegmentReader};
 use crate::record::FlowRecord;
 
@@ -136,14 +136,16 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
         out.skipped = seg.row_groups();
         return Ok(out);
     }
-    let index = match f.cidr {
-        Some(_) if !f.ignore_index => seg.address_index()?,
-        _ => None,
+    let index = if (f.cidr.is_some() || f.nat.is_some()) && !f.ignore_index {
+        seg.address_index()?
+    } else {
+        None
     };
     for g in 0..seg.row_groups() {
-        let rows = match address_rows(path, &seg, g, f, index.as_ref())? {
+        let gi = index.as_ref().and_then(|x| x.group(g));
+        let rows = match address_rows(path, &seg, g, f, gi)? {
             Rows::Skip => Rows::Skip,
-            rows => attribute_rows(&seg, g, f, rows)?,
+            rows => attribute_rows(&seg, g, f, gi, rows)?,
         };
         let mask = match rows {
             Rows::Skip => {
@@ -169,7 +171,7 @@ fn address_rows(
     seg: &SegmentReader,
     g: usize,
     f: &Filter,
-    index: Option<&AddressIndex>,
+    gi: Option<&GroupIndex>,
 ) -> Result<Rows, SegmentError> {
     let st = seg.stats(g);
     let time_ok = match (st.time_start, st.time_end) {
@@ -192,7 +194,7 @@ fn address_rows(
     let Some(n) = net else {
         return Ok(Rows::All);
     };
-    let Some(gi) = index.and_then(|x| x.group(g)) else {
+    let Some(gi) = gi else {
         return Ok(Rows::All.and(seg.address_mask(g, &|a: &[u8; 16]| in_column(n, a))?));
     };
     // Indexed: the source rows are one range from the footer; the destination column is
@@ -218,24 +220,46 @@ fn address_rows(
     Ok(Rows::All.and(mask))
 }
 
-/// Narrows `rows` of row group `g` by the attribution filters, each from its column's pages:
-/// the cheap ones first (an account or NAT address absent from a dictionary skips the group
-/// without decoding a data page), the NAT port, which every NATed row holds a different
-/// value of, last and only while rows are left.
+/// Narrows `rows` of row group `g` by the attribution filters, each from its column's pages
+/// (only the pages holding rows still in question): the cheap ones first (an account or NAT
+/// address absent from a dictionary skips the group without decoding a data page; the NAT
+/// address's rows come from the index, `gi`, where it has them), the NAT port, which every
+/// NATed row holds a different value of, last and only while rows are left.
 fn attribute_rows(
     seg: &SegmentReader,
     g: usize,
     f: &Filter,
+    gi: Option<&GroupIndex>,
     mut rows: Rows,
 ) -> Result<Rows, SegmentError> {
+    fn asked(rows: &Rows) -> Option<&[bool]> {
+        match rows {
+            Rows::Some(m) => Some(m),
+            _ => None,
+        }
+    }
     if let Some(user) = f.user.as_deref() {
-        rows = rows.and(seg.mask_equal(g, col::USER, user.as_bytes())?);
+        let m = seg.mask_equal(g, col::USER, user.as_bytes(), asked(&rows))?;
+        rows = rows.and(m);
     }
     if let (Some(nat), false) = (f.nat, matches!(rows, Rows::Skip)) {
-        rows = rows.and(seg.mask_equal(g, col::NAT_IP, &nat.column())?);
+        let m = match gi.and_then(|x| x.nat_rows(u128::from_be_bytes(nat.column()))) {
+            Some(ranges) => {
+                let mut m = vec![false; seg.stats(g).rows];
+                for r in ranges {
+                    if let Some(s) = m.get_mut(r) {
+                        s.fill(true);
+                    }
+                }
+                m
+            }
+            None => seg.mask_equal(g, col::NAT_IP, &nat.column(), asked(&rows))?,
+        };
+        rows = rows.and(m);
         if let (Some(port), false) = (nat.port, matches!(rows, Rows::Skip)) {
             let want = i32::from(port).to_le_bytes();
-            rows = rows.and(seg.mask_equal(g, col::NAT_PORT, &want)?);
+            let m = seg.mask_equal(g, col::NAT_PORT, &want, asked(&rows))?;
+            rows = rows.and(m);
         }
     }
     if let (Some(d), false) = (&f.domain, matches!(rows, Rows::Skip)) {

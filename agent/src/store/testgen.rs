@@ -19,9 +19,16 @@
 //! [`TrafficGen::without_attribution`] gives the same records without it): each client holds
 //! an account for a lease of 6 to 48 hours at a time, drawn from 100,000 accounts (`C-000042`)
 //! with a skewed popularity (squared uniform); 4 % of client leases have no account. 80 % of
-//! clients send a host name (`laptop-2a`, fixed per client). Every IPv4 flow is NATed to one
-//! of 4 public addresses (`203.0.113.1-4`, fixed per client), outside port uniform over
-//! 1024-65535. A client's next name is one of the 16 it reached last (70 %), or a fresh draw
+//! clients send a host name (`laptop-2a`, fixed per client). Every IPv4 flow the gateway
+//! passed is NATed (a dropped flow never reaches conntrack) to one of 4 public addresses
+//! (`203.0.113.1-4`, fixed per client) as Linux MASQUERADE does it: the outside port is the
+//! flow's own source port (ICMP: its echo id, random) unless that outside tuple (address,
+//! protocol, port, remote address and port) is held by a flow still open, and then another
+//! port of 1024-65535 at random (`nf_nat_used_tuple` then `nf_nat_l4proto_unique_tuple` in
+//! the kernel; the lab's conntrack oracle in `tests/tests/attribution.rs` shows ports kept).
+//! The clash rate follows from the mix (a few in a million: two clients of one address
+//! would need the same ephemeral port toward the same remote service at the same time).
+//! A client's next name is one of the 16 it reached last (70 %), or a fresh draw
 //! from a pool of 50,000 sites with a Zipf-like popularity (rank k with probability ~1/k),
 //! each with a main name and three service names: TLS 443 from the SNI (92 %, ECH 3 %,
 //! DNS answer 3 %), HTTP 80 from the Host (90 %), QUIC from its SNI (90 %), other flows from
@@ -29,6 +36,7 @@
 //! 35 %, HTTPS 8 %, TXT 2 %) and no domain. 0.2 % of records are NAT-only (`nat`): a
 //! conntrack session of the gateway itself or of a client on an interface not audited.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::enrich::names::NameSource;
@@ -80,7 +88,15 @@ pub struct TrafficGen {
     seed: u64,
     /// Per client: names reached so far (count) and the last 16 of them (name ids).
     recent: Vec<(usize, [u64; 16])>,
+    /// NAT outside tuples of flows still open, with their end (see [`TrafficGen::outside_port`]).
+    open: HashMap<OutsideTuple, i64>,
+    /// Size of `open` at which the ended sessions are dropped from it.
+    prune_at: usize,
 }
+
+/// A NAT session's outside tuple as conntrack keeps it unique: outside address (its last
+/// byte), protocol, outside port, remote address, remote port.
+type OutsideTuple = (u8, u8, u16, IpAddr, u16);
 
 const CLIENTS: u64 = 250;
 const REMOTES: u64 = 20_000;
@@ -133,6 +149,8 @@ impl TrafficGen {
             attr: Some(Rng::new(seed ^ 0x5a5a_a5a5_0f0f_f0f0)),
             seed,
             recent: vec![(0, [0; 16]); CLIENTS as usize],
+            open: HashMap::new(),
+            prune_at: 1 << 16,
         }
     }
 
@@ -379,10 +397,10 @@ impl TrafficGen {
             hostname: (!c.is_multiple_of(5)).then(|| format!("{}-{c:x}", kinds[(c % 6) as usize])),
             ..Attribution::default()
         };
-        if r.src_ip.is_ipv4() {
+        if r.src_ip.is_ipv4() && r.end_reason != EndReason::Drop {
             let n = (c % u64::from(NAT_ADDRESSES)) as u8 + 1;
             at.nat_ip = Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, n)));
-            at.nat_port = Some(1024 + a.below(65536 - 1024) as u16);
+            at.nat_port = Some(self.outside_port(a, r, n));
         }
         let (source, p) = match (r.proto, r.dst_port) {
             (6, 443) => {
@@ -423,6 +441,33 @@ impl TrafficGen {
         r.attr = at;
     }
 
+    /// The outside port MASQUERADE gives flow `r` on outside address `203.0.113.n`: its own
+    /// source port (ICMP: a random echo id) unless a flow still open holds that outside
+    /// tuple, then a random other port (see the module doc).
+    fn outside_port(&mut self, a: &mut Rng, r: &FlowRecord, n: u8) -> u16 {
+        let icmp = r.proto == 1;
+        let mut port = if icmp {
+            a.below(65536) as u16
+        } else {
+            r.src_port
+        };
+        let tuple = |p| (n, r.proto, p, r.dst_ip, r.dst_port);
+        while self
+            .open
+            .get(&tuple(port))
+            .is_some_and(|&end| end > r.time_start_ns)
+        {
+            port = 1024 + a.below(65536 - 1024) as u16;
+        }
+        if self.open.len() >= self.prune_at {
+            let now = r.time_start_ns;
+            self.open.retain(|_, end| *end > now);
+            self.prune_at = (2 * self.open.len()).max(1 << 16);
+        }
+        self.open.insert(tuple(port), r.time_end_ns);
+        port
+    }
+
     /// A NAT-only record: a conntrack session the program saw no flow of, from the gateway
     /// itself (no account) or from a client on an interface not audited.
     fn nat_only(&self, a: &mut Rng) -> FlowRecord {
@@ -437,6 +482,7 @@ impl TrafficGen {
             )
         };
         let udp = a.chance(0.6);
+        let src_port = 32768 + a.below(28232) as u16;
         FlowRecord {
             time_start_ns: self.now_ns,
             time_end_ns: self.now_ns + (1e9 * (1.0 + 120.0 * a.unit())) as i64,
@@ -448,7 +494,7 @@ impl TrafficGen {
             dst_mac: Mac::default(),
             proto: if udp { 17 } else { 6 },
             src_ip,
-            src_port: 32768 + a.below(28232) as u16,
+            src_port,
             dst_ip: IpAddr::V4(Ipv4Addr::from(
                 a.next_u64() as u32 % 0xdf00_0000 + 0x0100_0000,
             )),
@@ -469,7 +515,8 @@ impl TrafficGen {
                     113,
                     (c % u64::from(NAT_ADDRESSES)) as u8 + 1,
                 ))),
-                nat_port: Some(1024 + a.below(65536 - 1024) as u16),
+                // A session no flow was seen of keeps its source port like any other.
+                nat_port: Some(src_port),
                 ..Attribution::default()
             },
         }

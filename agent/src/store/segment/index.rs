@@ -25,9 +25,14 @@
 //! file needing its own chain coverage), and it is stored binary: key-value values must be
 //! UTF-8, and base64 would cost a third more of the size budget.
 //!
-//! # Binary form (version 1)
+//! - **NAT outside address, exact (version 2):** the outside address of every row as runs
+//!   ([`super::nat_runs`]): a masquerading gateway gives a client its uplink's address, so
+//!   the address changes with the source runs. `query --nat IP[:PORT]` takes the rows from
+//!   the runs and tests the port only in the pages holding them.
+//!
+//! # Binary form (version 2)
 //! ```text
-//! u8      version = 1
+//! u8      version = 2
 //! varint  row groups
 //! per row group:
 //!   varint  rows
@@ -36,6 +41,7 @@
 //!   varint  filter bits m (a multiple of 8; 0 = no filter: every address "maybe")
 //!   u8      hash count k
 //!   m/8     filter bytes (bit i is byte i/8, bit i%8)
+//!   the outside addresses as runs (see [`super::nat_runs`]; absent in version 1)
 //! u32 LE  CRC-32 of every byte before it
 //! ```
 //! Varints are LEB128. Addresses are the 16-byte column form as a big-endian `u128`.
@@ -43,10 +49,14 @@
 //! [`hash`]; that function is part of the format and must never change.
 //!
 //! A segment without the key (written before the index existed, or by another tool) is read by
-//! the full scan path. A key that does not parse, fails its CRC, or disagrees with the row
+//! the full scan path; a version 1 index (no outside addresses) answers `--ip` and leaves
+//! `--nat` to the scan of the NAT columns. A key that does not parse, fails its CRC, or disagrees with the row
 //! groups is an [`IndexError`]: the file is damaged, and guessing would risk wrong results.
 
-use super::tail::{corrupt, open_blob, with_crc, TailError};
+use std::ops::Range;
+
+use super::nat_runs::NatRuns;
+use super::tail::{corrupt, open_blob_of, with_crc, TailError};
 use crate::store::varint;
 
 /// File metadata key holding the location of the address index: `"<offset>+<length>"`.
@@ -62,7 +72,8 @@ pub const DST_BITS_PER_ADDRESS: usize = 4;
 /// Bloom filter hash count (optimal for [`DST_BITS_PER_ADDRESS`] is ~2.8).
 pub const DST_HASHES: u8 = 3;
 
-const VERSION: u8 = 1;
+/// The version written; version 1 (no outside addresses) is still read.
+const VERSION: u8 = 2;
 
 /// Why an index could not be built or read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +112,8 @@ pub struct GroupIndex {
     /// `starts[i]`: first row of `src[i]`'s run; `starts[src.len()] == rows`.
     starts: Vec<usize>,
     bloom: Bloom,
+    /// Outside addresses as runs; `None`: not indexed (version 1, or too many runs).
+    nat: Option<NatRuns>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +199,21 @@ impl GroupIndex {
             src: addrs,
             starts,
             bloom,
+            nat: None,
         })
+    }
+
+    /// Adds the group's outside addresses (see [`NatRuns::build`]; `None`: not indexed).
+    pub fn with_nat(mut self, nat: Option<NatRuns>) -> Result<Self, IndexError> {
+        if let Some(n) = nat.as_ref().filter(|n| n.rows() != self.rows) {
+            return Err(IndexError::Corrupt(format!(
+                "{} outside address rows for {} rows",
+                n.rows(),
+                self.rows
+            )));
+        }
+        self.nat = nat;
+        Ok(self)
     }
 
     /// Rows in the group.
@@ -208,6 +235,12 @@ impl GroupIndex {
     pub fn dst_may_contain(&self, addr: u128) -> bool {
         self.bloom.may_contain(addr)
     }
+
+    /// The row ranges whose NAT outside address is `addr` (16-byte column form as a number),
+    /// ascending; `None` when the group's outside addresses are not indexed.
+    pub fn nat_rows(&self, addr: u128) -> Option<Vec<Range<usize>>> {
+        self.nat.as_ref().map(|n| n.rows_of(addr))
+    }
 }
 
 impl AddressIndex {
@@ -228,7 +261,18 @@ impl AddressIndex {
 
     /// The stored (binary) form.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
+        self.encode_version(VERSION)
+    }
+
+    /// The stored form of `version` (1: without the outside addresses, as segments written
+    /// before them hold; for tests of the reader's fallback).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn encode_v1(&self) -> Vec<u8> {
+        self.encode_version(1)
+    }
+
+    fn encode_version(&self, version: u8) -> Vec<u8> {
+        let mut out = vec![version];
         varint::put(&mut out, self.groups.len() as u128);
         for g in &self.groups {
             varint::put(&mut out, g.rows as u128);
@@ -242,6 +286,9 @@ impl AddressIndex {
             varint::put(&mut out, (g.bloom.bits.len() * 8) as u128);
             out.push(g.bloom.k);
             out.extend_from_slice(&g.bloom.bits);
+            if version >= 2 {
+                NatRuns::encode(g.nat.as_ref(), &mut out);
+            }
         }
         with_crc(out)
     }
@@ -252,7 +299,7 @@ impl AddressIndex {
     }
 
     fn parse(raw: &[u8]) -> Result<Self, TailError> {
-        let mut r = open_blob(raw, VERSION)?;
+        let (mut r, version) = open_blob_of(raw, 1..=VERSION)?;
         let body_len = r.0.len();
         let groups = r.len("row group count", body_len)?;
         let mut out = Vec::with_capacity(groups);
@@ -299,11 +346,17 @@ impl AddressIndex {
                 return Err(corrupt(format!("row group {g}: {k} filter hashes")));
             }
             let bits = r.take(m / 8)?.to_vec();
+            let nat = if version >= 2 {
+                NatRuns::parse(&mut r, g, rows)?
+            } else {
+                None
+            };
             out.push(GroupIndex {
                 rows,
                 src,
                 starts,
                 bloom: Bloom { bits, k },
+                nat,
             });
         }
         if !r.0.is_empty() {

@@ -6,10 +6,12 @@
 //! One module per job: [`schema`] (columns, layout, metadata keys), [`write`](mod@write) (column buffers
 //! to a file), [`read`] (a file to records), [`chunk`] (the reader's page and chunk I/O, every
 //! byte checked against a CRC), [`scan`] (the address scan of a query) and the tail blobs:
-//! [`tail`] (their shared framing), [`index`] (the address index), [`pages`] (the page table).
+//! [`tail`] (their shared framing), [`index`] (the address index, with [`nat_runs`] for the NAT
+//! outside address), [`pages`] (the page table).
 
 pub mod chunk;
 pub mod index;
+pub mod nat_runs;
 pub mod pages;
 pub mod read;
 pub mod scan;

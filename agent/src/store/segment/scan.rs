@@ -4,7 +4,9 @@
 //! value it does not need, and a column whose dictionary holds no match is not decoded at all.
 
 use parquet::basic::{Encoding, Type as PhysicalType};
-use parquet::column::page::Page;
+use std::ops::Range;
+
+use parquet::column::page::{Page, PageReader};
 use parquet::file::reader::RowGroupReader;
 
 use super::read::SegmentReader;
@@ -56,20 +58,25 @@ impl SegmentReader {
         columns: &[usize],
         test: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<bool>, SegmentError> {
-        self.mask_of(i, columns, test, None)
+        self.mask_of(i, columns, test, None, None)
     }
 
     /// Rows of row group `i` where `column` holds exactly `want` (bytes as [`Self::mask`]
     /// tests them). As [`Self::mask`], and faster on a byte-stream-split column (`nat_port`):
     /// its first byte stream is searched for `want`'s first byte, the other streams read only
     /// at those positions, and the page's levels decoded only when a value matched.
+    ///
+    /// With `within`, only the rows it marks are asked about (others may come back false
+    /// whatever they hold): pages holding none of them are skipped undecompressed, and when
+    /// it marks under half of the rows, only the other pages are read from the file.
     pub fn mask_equal(
         &self,
         i: usize,
         column: usize,
         want: &[u8],
+        within: Option<&[bool]>,
     ) -> Result<Vec<bool>, SegmentError> {
-        self.mask_of(i, &[column], &|v| v == want, Some(want))
+        self.mask_of(i, &[column], &|v| v == want, Some(want), within)
     }
 
     fn mask_of(
@@ -78,12 +85,22 @@ impl SegmentReader {
         columns: &[usize],
         test: &dyn Fn(&[u8]) -> bool,
         exact: Option<&[u8]>,
+        within: Option<&[bool]>,
     ) -> Result<Vec<bool>, SegmentError> {
-        let rg = self.load(i, columns)?;
+        let sparse = within.is_some_and(|w| w.iter().filter(|&&x| x).count() < w.len() / 2);
+        let paged = if sparse { self.load_pages(i)? } else { None };
+        let whole;
+        let rg: &dyn RowGroupReader = match &paged {
+            Some(p) => p,
+            None => {
+                whole = self.load(i, columns)?;
+                &whole
+            }
+        };
         let rows = rg.metadata().num_rows().max(0) as usize;
         let mut mask = vec![false; rows];
         for &c in columns {
-            self.mask_column(&rg, c, test, exact, &mut mask)?;
+            self.mask_column(rg, c, test, exact, within, &mut mask)?;
         }
         Ok(mask)
     }
@@ -94,6 +111,7 @@ impl SegmentReader {
         c: usize,
         test: &dyn Fn(&[u8]) -> bool,
         exact: Option<&[u8]>,
+        within: Option<&[bool]>,
         mask: &mut [bool],
     ) -> Result<(), SegmentError> {
         let meta = rg.metadata().column(c);
@@ -117,10 +135,21 @@ impl SegmentReader {
             .map_err(|e| pq(&self.path, ctx())(e))?;
         let mut hits: Vec<bool> = Vec::new();
         let mut row = 0usize;
-        while let Some(page) = pages
-            .get_next_page()
-            .map_err(|e| pq(&self.path, ctx())(e))?
-        {
+        loop {
+            if let Some(w) = within {
+                // A page of none of the rows asked about (and within the group: a page past
+                // it is read, to fail below).
+                let unasked = |r: Range<usize>| w.get(r).is_some_and(|s| !s.contains(&true));
+                if self.skip_page(&mut *pages, c, &mut row, unasked)? {
+                    continue;
+                }
+            }
+            let Some(page) = pages
+                .get_next_page()
+                .map_err(|e| pq(&self.path, ctx())(e))?
+            else {
+                break;
+            };
             let page = match page {
                 Page::DictionaryPage {
                     buf, num_values, ..
@@ -214,27 +243,14 @@ impl SegmentReader {
         let mut row = 0usize;
         let mut ri = 0usize; // first run not wholly before `row`
         while out.len() < total {
-            let Some(meta) = pages
-                .peek_next_page()
-                .map_err(|e| pq(&self.path, ctx())(e))?
-            else {
-                break;
-            };
-            if !meta.is_dict {
-                let n = meta
-                    .num_rows
-                    .or(meta.num_levels)
-                    .ok_or_else(|| self.invalid(c, format!("page at row {row}: no row count")))?;
-                while runs.get(ri).is_some_and(|&(s, l)| s + l <= row) {
+            let unwanted = |r: Range<usize>| {
+                while runs.get(ri).is_some_and(|&(s, l)| s + l <= r.start) {
                     ri += 1;
                 }
-                if runs.get(ri).is_none_or(|&(s, _)| s >= row + n) {
-                    pages
-                        .skip_next_page()
-                        .map_err(|e| pq(&self.path, ctx())(e))?;
-                    row += n;
-                    continue;
-                }
+                runs.get(ri).is_none_or(|&(s, _)| s >= r.end)
+            };
+            if self.skip_page(&mut *pages, c, &mut row, unwanted)? {
+                continue;
             }
             let Some(page) = pages
                 .get_next_page()
@@ -311,6 +327,41 @@ impl SegmentReader {
             return Err(self.invalid(c, format!("{} values for {total} rows", out.len())));
         }
         Ok(out)
+    }
+}
+
+impl SegmentReader {
+    /// Skips the next page of column `c` undecompressed if it is a data page whose rows
+    /// (from `*row` on, which it advances) `unwanted` says are not needed; says whether it did.
+    fn skip_page(
+        &self,
+        pages: &mut dyn PageReader,
+        c: usize,
+        row: &mut usize,
+        mut unwanted: impl FnMut(Range<usize>) -> bool,
+    ) -> Result<bool, SegmentError> {
+        let ctx = || format!("column {}", column_name(c));
+        let Some(meta) = pages
+            .peek_next_page()
+            .map_err(|e| pq(&self.path, ctx())(e))?
+        else {
+            return Ok(false);
+        };
+        if meta.is_dict {
+            return Ok(false);
+        }
+        let n = meta
+            .num_rows
+            .or(meta.num_levels)
+            .ok_or_else(|| self.invalid(c, format!("page at row {row}: no row count")))?;
+        if !unwanted(*row..*row + n) {
+            return Ok(false);
+        }
+        pages
+            .skip_next_page()
+            .map_err(|e| pq(&self.path, ctx())(e))?;
+        *row += n;
+        Ok(true)
     }
 }
 

@@ -36,6 +36,14 @@ pub fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
 
 /// Checks a stored blob's CRC-32 and version byte; returns a cursor after the version.
 pub fn open_blob(raw: &[u8], version: u8) -> Result<Cursor<'_>, TailError> {
+    open_blob_of(raw, version..=version).map(|(r, _)| r)
+}
+
+/// As [`open_blob`] for a blob read in any of `versions`; returns the version too.
+pub fn open_blob_of(
+    raw: &[u8],
+    versions: std::ops::RangeInclusive<u8>,
+) -> Result<(Cursor<'_>, u8), TailError> {
     let (body, crc) = raw
         .split_last_chunk::<4>()
         .ok_or_else(|| corrupt("shorter than its checksum"))?;
@@ -44,10 +52,10 @@ pub fn open_blob(raw: &[u8], version: u8) -> Result<Cursor<'_>, TailError> {
     }
     let mut r = Cursor(body);
     let v = r.byte()?;
-    if v != version {
+    if !versions.contains(&v) {
         return Err(corrupt(format!("unknown version {v}")));
     }
-    Ok(r)
+    Ok((r, v))
 }
 
 /// Reads a blob's body front to back.

@@ -35,6 +35,14 @@ fn every_field_round_trips_through_a_segment() {
         .read_all()
         .expect("read");
     assert_eq!(back, sorted, "segment changed records");
+    // No Parquet offset index: the page table stands for it (see `write`).
+    let file = std::fs::File::open(&path).expect("open");
+    let pq = parquet::file::reader::SerializedFileReader::new(file).expect("footer");
+    for g in pq.metadata().row_groups() {
+        for c in g.columns() {
+            assert_eq!(c.offset_index_offset(), None, "{}", c.column_path());
+        }
+    }
     let mut a = recs;
     a.sort_by_key(|r| r.time_start_ns);
     let mut b = back;
@@ -168,7 +176,9 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
     ports.extend([0, 1, 256, 65535, ported[0] ^ 0x0100, ported[1] & 0xff00]);
     for port in ports {
         let want = i32::from(port).to_le_bytes();
-        let fast = seg.mask_equal(0, col::NAT_PORT, &want).expect("fast mask");
+        let fast = seg
+            .mask_equal(0, col::NAT_PORT, &want, None)
+            .expect("fast mask");
         let slow = seg.mask(0, &[col::NAT_PORT], &|v| v == want).expect("mask");
         let brute: Vec<bool> = all.iter().map(|r| r.attr.nat_port == Some(port)).collect();
         assert_eq!(fast, brute, "nat_port {port}");
@@ -181,7 +191,9 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
         .flatten()
     {
         let want = crate::store::address::ip_to_column(nat);
-        let fast = seg.mask_equal(0, col::NAT_IP, &want).expect("nat_ip mask");
+        let fast = seg
+            .mask_equal(0, col::NAT_IP, &want, None)
+            .expect("nat_ip mask");
         let brute: Vec<bool> = all.iter().map(|r| r.attr.nat_ip == Some(nat)).collect();
         assert_eq!(fast, brute, "nat_ip {nat}");
     }
@@ -196,7 +208,12 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
     let seg1 = SegmentReader::open(&path1).expect("open");
     let rows1 = seg1.read_rows(0, None).expect("rows");
     let fast = seg1
-        .mask_equal(0, col::NAT_IP, &crate::store::address::ip_to_column(nat))
+        .mask_equal(
+            0,
+            col::NAT_IP,
+            &crate::store::address::ip_to_column(nat),
+            None,
+        )
         .expect("nat_ip mask");
     let brute: Vec<bool> = rows1.iter().map(|r| r.attr.nat_ip.is_some()).collect();
     assert!(brute.contains(&false), "rows without NAT in the test");
@@ -206,12 +223,76 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
         .find_map(|r| r.attr.user.clone())
         .expect("a user");
     let fast = seg
-        .mask_equal(0, col::USER, user.as_bytes())
+        .mask_equal(0, col::USER, user.as_bytes(), None)
         .expect("user mask");
     let brute: Vec<bool> = all
         .iter()
         .map(|r| r.attr.user.as_deref() == Some(user.as_str()))
         .collect();
     assert_eq!(fast, brute, "user {user}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An equality mask asked about some rows only (`within`: sparse runs, dense runs, single
+/// rows) answers those rows as the whole scan does, reading only the pages holding them.
+#[test]
+fn equality_masks_within_rows_answer_the_rows_asked() {
+    let dir = std::env::temp_dir().join(format!("xdp-audit-seg-within-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("within.parquet");
+    let mut g = TrafficGen::new(19, 1_700_000_000_000_000_000);
+    let recs: Vec<FlowRecord> = (0..40_000).map(|_| g.next_record()).collect();
+    write(&path, &sorted(&recs), 1, Layout::COMPACTED).expect("write segment");
+    let seg = SegmentReader::open(&path).expect("open");
+    let all = seg.read_rows(0, None).expect("rows");
+    let mut rng = crate::store::testgen::Rng::new(5);
+    for (round, share) in [0.001, 0.05, 0.3, 0.6, 0.95].into_iter().enumerate() {
+        // Runs of 1 to 3,000 rows, `share` of the rows in all.
+        let mut within = vec![false; all.len()];
+        let mut k = 0;
+        while k < within.len() {
+            let len = 1 + rng.below(3000) as usize;
+            let end = (k + len).min(within.len());
+            within[k..end].fill(rng.chance(share));
+            k = end;
+        }
+        let ports: Vec<u16> = all
+            .iter()
+            .zip(&within)
+            .filter(|(_, &w)| w)
+            .filter_map(|(r, _)| r.attr.nat_port)
+            .step_by(101)
+            .chain([1, 65535])
+            .collect();
+        for port in ports {
+            let want = i32::from(port).to_le_bytes();
+            let got = seg
+                .mask_equal(0, col::NAT_PORT, &want, Some(&within))
+                .expect("mask within");
+            for (k, r) in all.iter().enumerate().filter(|(k, _)| within[*k]) {
+                assert_eq!(
+                    got[k],
+                    r.attr.nat_port == Some(port),
+                    "round {round}, port {port}, row {k}"
+                );
+            }
+        }
+        let user = all
+            .iter()
+            .zip(&within)
+            .find_map(|(r, &w)| r.attr.user.clone().filter(|_| w));
+        if let Some(user) = user {
+            let got = seg
+                .mask_equal(0, col::USER, user.as_bytes(), Some(&within))
+                .expect("user within");
+            for (k, r) in all.iter().enumerate().filter(|(k, _)| within[*k]) {
+                assert_eq!(
+                    got[k],
+                    r.attr.user.as_deref() == Some(user.as_str()),
+                    "row {k}"
+                );
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
