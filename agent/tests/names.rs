@@ -214,8 +214,8 @@ fn dns_over_tcp_from_dig() {
 
 /// The dig exchange over TCP as the agent meets it: segment by segment, each direction in its
 /// own [`DnsTcpStream`] (the client's from its SYN, the server's from its lowest sequence
-/// number), cut into small pieces that arrive last first where the start is known; the answer
-/// fills the client's cache.
+/// number), the query cut into pieces that arrive last first; the answer fills the client's
+/// cache.
 #[test]
 fn dns_over_tcp_from_dig_segment_by_segment_into_the_cache() {
     let packets = capture("dns-dig-tcp.pcap");
@@ -233,12 +233,13 @@ fn dns_over_tcp_from_dig_segment_by_segment_into_the_cache() {
     for p in packets.iter().filter(|p| !p.payload.is_empty()) {
         let seq = p.tcp.expect("TCP").seq;
         if p.dst.1 == 53 {
-            // Pieces of 7 bytes, the last first: nothing is complete until the first arrives.
+            // Three pieces, the last first: nothing is complete until the first arrives.
+            let size = p.payload.len().div_ceil(3).max(1);
             let pieces: Vec<(u32, &[u8])> = p
                 .payload
-                .chunks(7)
+                .chunks(size)
                 .enumerate()
-                .map(|(i, c)| (seq.wrapping_add(7 * i as u32), c))
+                .map(|(i, c)| (seq.wrapping_add((size * i) as u32), c))
                 .collect();
             for (s, c) in pieces.into_iter().rev() {
                 query.push(s, c, |m| questions.push(m));
