@@ -84,6 +84,23 @@ fn client(lab: &Lab, program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `dig` in the client namespace: the A records of `name` from `server`, over UDP
+/// (`+notcp`) or TCP (`+tcp`); the answer's addresses, one a line.
+fn dig_a(lab: &Lab, server: &str, name: &str, transport: &str) -> String {
+    client(
+        lab,
+        "dig",
+        &[
+            &format!("@{server}"),
+            transport,
+            "+short",
+            "+time=2",
+            name,
+            "A",
+        ],
+    )
+}
+
 /// `curl` over IPv4 in the client namespace, names resolved through dnsmasq; the body.
 fn curl(lab: &Lab, args: &[&str]) -> String {
     let mut all = vec!["-4", "-sS", "--max-time", "10"];
@@ -144,17 +161,7 @@ impl Session {
             &sources(&subscribers, Some(&dns.leases)),
         );
 
-        let answer = client(
-            &lab,
-            "dig",
-            &[
-                &format!("@{}", lab::GW_LAN_V4),
-                "+short",
-                "+time=2",
-                WWW_NAME,
-                "A",
-            ],
-        );
+        let answer = dig_a(&lab, lab::GW_LAN_V4, WWW_NAME, "+notcp");
         assert_eq!(answer.trim(), lab::SERVER_V4, "dnsmasq resolves {WWW_NAME}");
         let cert_s = cert.to_str().expect("UTF-8 path");
         let page = curl(&lab, &["--cacert", cert_s, &format!("https://{TLS_NAME}/")]);
@@ -511,18 +518,7 @@ fn a_dns_answer_over_tcp_names_the_clients_next_flow_to_that_address() {
     args.extend(["--iface".to_owned(), format!("{}:wan", lab::GW_WAN_IF)]);
     let mut agent = start_agent(&lab, &dir.join("log"), &args);
 
-    let answer = client(
-        &lab,
-        "dig",
-        &[
-            &format!("@{}", lab::SERVER_V4),
-            "+tcp",
-            "+short",
-            "+time=2",
-            TCP_NAME,
-            "A",
-        ],
-    );
+    let answer = dig_a(&lab, lab::SERVER_V4, TCP_NAME, "+tcp");
     assert_eq!(answer.trim(), TCP_NAME_V4, "dnsmasq answers over TCP");
     // A flow to the answered address that carries no name of its own (a closed port: the
     // SYN is answered with a reset).
