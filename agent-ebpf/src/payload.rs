@@ -12,8 +12,8 @@
 //! main program has accounted a packet that passes and either has a copy due or is a DNS
 //! query (whose name check lives there too). The verifier checks it on its own: the main
 //! program, every parser branch times every flow-table branch, is close to the verifier's
-//! limit of a million instructions by itself. The slow path parses the packet again, runs
-//! the DNS name check, and copies the payload into a ring record ([`events::payload`]).
+//! limit of a million instructions by itself. The slow path parses the packet again, copies
+//! the payload into a ring record ([`events::payload`]), then runs the DNS name check.
 //! Nothing here changes the verdict of a packet that is not a blocked DNS query (which is
 //! still copied first, within its budget, so its record can name it); a failed tail call or
 //! copy is counted ([`Counter::LostPayload`]) and the packet passes.

@@ -1,7 +1,7 @@
 //! Payload snippets into the stage: DHCP packets teach bindings, DNS responses (over UDP, or
 //! reassembled over TCP) fill the client's answer cache and DNS queries give their flow its
-//! question, a TCP flow's first
-//! client bytes (TLS, HTTP) and a QUIC Initial give their flow its name.
+//! question, a TCP flow's first client bytes (TLS, HTTP) and a QUIC Initial give their flow
+//! its name.
 
 use std::net::IpAddr;
 

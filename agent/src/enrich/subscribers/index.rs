@@ -141,14 +141,13 @@ impl<K: Key> IntervalIndex<K> {
             to: it.valid.to.unwrap_or(i64::MAX),
             value: it.value,
         };
-        let (mut single, items): (Vec<(usize, &Item<K>)>, Vec<Item<K>>) = {
-            let (p, w): (Vec<_>, Vec<_>) =
-                all.iter().enumerate().partition(|(_, it)| it.lo == it.hi);
-            (p, w.into_iter().map(|(_, it)| *it).collect())
-        };
-        single.sort_by_key(|&(i, it)| (it.order, i));
+        let (mut single, wide): (Vec<&Item<K>>, Vec<&Item<K>>) =
+            all.iter().partition(|it| it.lo == it.hi);
+        // Stable: equal orders keep the items' own order, as the segments' rank does.
+        single.sort_by_key(|it| it.order);
+        let items: Vec<Item<K>> = wide.into_iter().copied().collect();
         let mut points: HashMap<K, SmallVec<[Candidate; 1]>, RandomState> = HashMap::default();
-        for (_, it) in single {
+        for it in single {
             points.entry(it.lo).or_default().push(candidate(it));
         }
         let items = &items[..];
