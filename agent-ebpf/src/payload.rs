@@ -12,10 +12,11 @@
 //! main program has accounted a packet that passes and either has a copy due or is a DNS
 //! query (whose name check lives there too). The verifier checks it on its own: the main
 //! program, every parser branch times every flow-table branch, is close to the verifier's
-//! limit of a million instructions by itself. The slow path parses the packet again, runs
-//! the DNS name check, and copies the payload into a ring record ([`events::payload`]).
-//! Nothing here changes the verdict of a packet that is not a blocked DNS query; a failed
-//! tail call or copy is counted ([`Counter::LostPayload`]) and the packet passes.
+//! limit of a million instructions by itself. The slow path parses the packet again, copies
+//! the payload into a ring record ([`events::payload`]), then runs the DNS name check.
+//! Nothing here changes the verdict of a packet that is not a blocked DNS query (which is
+//! still copied first, within its budget, so its record can name it); a failed tail call or
+//! copy is counted ([`Counter::LostPayload`]) and the packet passes.
 
 use agent_common::{
     payload::{payload_flags, PortBudget, STREAM_BYTES, UNLIMITED},
@@ -161,14 +162,14 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
     } else {
         DIR_ORIG
     };
-    if p.dns_off != 0 {
-        let action = flow::judge_dns(ctx, &p);
-        if action != xdp_action::XDP_PASS {
-            return action;
-        }
-    }
+    // The copy goes first: a blocked DNS query is copied (within its flow's budget) before
+    // it is judged, so its payload event precedes the flow's drop event in the ring and the
+    // drop record names the query it blocked.
     if copy_due(bits) {
         copy(ctx, &p, dir);
+    }
+    if p.dns_off != 0 {
+        return flow::judge_dns(ctx, &p);
     }
     xdp_action::XDP_PASS
 }

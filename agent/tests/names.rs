@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use xdp_audit::enrich::names::cache::{DnsCache, DnsCacheConfig};
+use xdp_audit::enrich::names::dns_tcp::DnsTcpStream;
 use xdp_audit::enrich::names::flow::{FlowNames, Progress};
 use xdp_audit::enrich::names::payload::Snippet;
 use xdp_audit::enrich::names::{dns, quic, tls, DomainName, FlowName, NameSource, ParseFailure};
@@ -208,5 +209,59 @@ fn dns_over_tcp_from_dig() {
     assert_eq!(
         a.answers.first().map(|r| r.addr),
         Some("192.0.2.80".parse().expect("literal"))
+    );
+}
+
+/// The dig exchange over TCP as the agent meets it: segment by segment, each direction in its
+/// own [`DnsTcpStream`] (the client's from its SYN, the server's from its lowest sequence
+/// number), the query cut into pieces that arrive last first; the answer fills the client's
+/// cache.
+#[test]
+fn dns_over_tcp_from_dig_segment_by_segment_into_the_cache() {
+    let packets = capture("dns-dig-tcp.pcap");
+    let (client, client_syn) = packets
+        .iter()
+        .find_map(|p| {
+            p.tcp
+                .filter(|t| t.syn && p.dst.1 == 53)
+                .map(|t| (p.src.0, t))
+        })
+        .expect("the capture has the client's SYN");
+    let mut query = DnsTcpStream::new(Some(client_syn.seq.wrapping_add(1)));
+    let mut answer = DnsTcpStream::new(None);
+    let (mut questions, mut responses) = (Vec::new(), Vec::new());
+    for p in packets.iter().filter(|p| !p.payload.is_empty()) {
+        let seq = p.tcp.expect("TCP").seq;
+        if p.dst.1 == 53 {
+            // Three pieces, the last first: nothing is complete until the first arrives.
+            let size = p.payload.len().div_ceil(3).max(1);
+            let pieces: Vec<(u32, &[u8])> = p
+                .payload
+                .chunks(size)
+                .enumerate()
+                .map(|(i, c)| (seq.wrapping_add((size * i) as u32), c))
+                .collect();
+            for (s, c) in pieces.into_iter().rev() {
+                query.push(s, c, |m| questions.push(m));
+            }
+        } else {
+            answer.push(seq, &p.payload, |m| responses.push(m));
+        }
+    }
+    assert_eq!(questions.len(), 1, "{questions:?}");
+    let q = questions[0].as_ref().expect("a valid query");
+    assert_eq!(
+        q.question.as_ref().map(|q| q.name.as_str()),
+        Some("www.lab.example")
+    );
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    let msg = responses[0].as_ref().expect("a valid response");
+    let mut cache = DnsCache::new(DnsCacheConfig::default());
+    cache.insert_response(client, msg, 1_000);
+    let edge = "192.0.2.80".parse().expect("literal");
+    assert_eq!(
+        cache.lookup(client, edge, 2_000).map(|(n, _)| n.as_str()),
+        Some("www.lab.example"),
+        "the TCP answer names the address for its client"
     );
 }

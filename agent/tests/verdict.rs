@@ -9,6 +9,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use agent_common::payload::DNS_UDP_MESSAGES;
 use agent_common::{Counter, FlowKey};
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
@@ -94,6 +95,16 @@ impl Lab {
             if let Event::FlowDrop(k, _, rule) = decode(&item).expect("event") {
                 out.push((k, rule));
             }
+        }
+        out
+    }
+
+    /// Every ring event, drained, in the order the program wrote them.
+    fn events(&mut self) -> Vec<Event> {
+        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring");
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            out.push(decode(&item).expect("a decodable event"));
         }
         out
     }
@@ -328,6 +339,43 @@ fn dns_queries_are_dropped_by_name_suffix_and_odd_names_pass() {
     assert_eq!(lab.run(&response), PASS, "responses are not queries");
     assert_eq!(lab.run(&dns_query(&[0])), PASS, "the root name");
     assert!(lab.counter(Counter::DroppedByDomain) >= 5);
+}
+
+#[test]
+fn a_blocked_query_is_copied_before_its_drop_is_announced_and_within_its_budget() {
+    let mut lab = Lab::new("dnscopy", "example.com\n", "");
+    let query = dns_query(&wire("www.example.com"));
+    // Ethernet, IPv4 and UDP headers: 42 bytes before the DNS message.
+    let message = &query[42..];
+    assert_eq!(lab.run(&query), DROP, "a blocked name");
+    let events = lab.events();
+    let copied = events
+        .iter()
+        .position(|e| matches!(e, Event::Payload(p) if &p.data[..] == message))
+        .unwrap_or_else(|| panic!("the blocked query's payload event is missing: {events:?}"));
+    let dropped = events
+        .iter()
+        .position(|e| matches!(e, Event::FlowDrop(..)))
+        .unwrap_or_else(|| panic!("the flow's drop event is missing: {events:?}"));
+    assert!(
+        copied < dropped,
+        "the payload event comes before the drop event, so the drop record can name the query: {events:?}"
+    );
+    // The flow's budget still bounds the copies: a flood of blocked queries is dropped
+    // whole, and copied only as far as the budget reaches.
+    for _ in 0..DNS_UDP_MESSAGES + 4 {
+        assert_eq!(lab.run(&query), DROP, "every blocked query is dropped");
+    }
+    let copies = lab
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Payload(_)))
+        .count();
+    assert_eq!(
+        copies,
+        usize::from(DNS_UDP_MESSAGES) - 1,
+        "copies after the first stop at the flow's budget"
+    );
 }
 
 /// `n` labels `d0 .. d{n-1}`.

@@ -84,6 +84,23 @@ fn client(lab: &Lab, program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `dig` in the client namespace: the A records of `name` from `server`, over UDP
+/// (`+notcp`) or TCP (`+tcp`); the answer's addresses, one a line.
+fn dig_a(lab: &Lab, server: &str, name: &str, transport: &str) -> String {
+    client(
+        lab,
+        "dig",
+        &[
+            &format!("@{server}"),
+            transport,
+            "+short",
+            "+time=2",
+            name,
+            "A",
+        ],
+    )
+}
+
 /// `curl` over IPv4 in the client namespace, names resolved through dnsmasq; the body.
 fn curl(lab: &Lab, args: &[&str]) -> String {
     let mut all = vec!["-4", "-sS", "--max-time", "10"];
@@ -144,17 +161,7 @@ impl Session {
             &sources(&subscribers, Some(&dns.leases)),
         );
 
-        let answer = client(
-            &lab,
-            "dig",
-            &[
-                &format!("@{}", lab::GW_LAN_V4),
-                "+short",
-                "+time=2",
-                WWW_NAME,
-                "A",
-            ],
-        );
+        let answer = dig_a(&lab, lab::GW_LAN_V4, WWW_NAME, "+notcp");
         assert_eq!(answer.trim(), lab::SERVER_V4, "dnsmasq resolves {WWW_NAME}");
         let cert_s = cert.to_str().expect("UTF-8 path");
         let page = curl(&lab, &["--cacert", cert_s, &format!("https://{TLS_NAME}/")]);
@@ -454,4 +461,91 @@ fn nat_at_a_time_names_the_inside_flow_and_user_of_each_of_100_concurrent_flows(
         lines[0].contains(&account(&inside.ip().to_string())),
         "the line names the user:\n{table}"
     );
+}
+
+/// The name the resolver of the DNS-over-TCP test answers, and its address (an extra address
+/// of the internet namespace, so the client's flow to it has no other name).
+const TCP_NAME: &str = "tcp.lab.example";
+const TCP_NAME_V4: &str = "203.0.113.9";
+
+#[test]
+fn a_dns_answer_over_tcp_names_the_clients_next_flow_to_that_address() {
+    // No masquerade: the answer from the internet's resolver arrives on the gateway's
+    // internet-facing interface addressed to the client, which is where an XDP agent can see
+    // a resolver's answers (the gateway's own answers leave it, unseen).
+    let mut lab = Lab::new("atq").expect("build the netns lab (root, iproute2, ethtool)");
+    sh(lab.cmd(&lab.internet, "ip").args([
+        "addr",
+        "add",
+        &format!("{TCP_NAME_V4}/24"),
+        "dev",
+        "eth0",
+    ]))
+    .expect("add the named address");
+    let tmp = lab.temp_dir("atq").expect("temp dir");
+    let dir = tmp.path();
+    lab::require("dnsmasq", "dnsmasq-base").expect("dnsmasq");
+    let log = dir.join("dnsmasq.log");
+    let args = [
+        "--keep-in-foreground".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        "--no-resolv".to_owned(),
+        "--no-hosts".to_owned(),
+        "--user=root".to_owned(),
+        format!("--listen-address={}", lab::SERVER_V4),
+        "--bind-interfaces".to_owned(),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+        format!("--log-facility={}", log.display()),
+        "--log-queries".to_owned(),
+        "--local-ttl=300".to_owned(),
+        format!("--host-record={TCP_NAME},{TCP_NAME_V4}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.spawn(&lab.internet.clone(), "dnsmasq", &args)
+        .expect("dnsmasq in the internet namespace");
+    lab.wait_tcp(lab::SERVER_V4, 53, Duration::from_secs(10))
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("dnsmasq answers on TCP/53: {e:#}\n{log}")
+        });
+    let subscribers = dir.join("subscribers.csv");
+    std::fs::write(
+        &subscribers,
+        format!("match,account\n{},{ACCOUNT}\n", lab::CLIENT_V4),
+    )
+    .expect("write subscribers");
+    let mut args = sources(&subscribers, None);
+    args.extend(["--iface".to_owned(), format!("{}:wan", lab::GW_WAN_IF)]);
+    let mut agent = start_agent(&lab, &dir.join("log"), &args);
+
+    let answer = dig_a(&lab, lab::SERVER_V4, TCP_NAME, "+tcp");
+    assert_eq!(answer.trim(), TCP_NAME_V4, "dnsmasq answers over TCP");
+    // A flow to the answered address that carries no name of its own (a closed port: the
+    // SYN is answered with a reset).
+    let to = SocketAddr::new(TCP_NAME_V4.parse().expect("literal"), 9);
+    let refused = run_in(&lab.client, move || {
+        Ok(TcpStream::connect_timeout(&to, Duration::from_secs(2)).is_err())
+    })
+    .expect("client thread");
+    assert!(refused, "nothing listens on {to}");
+    assert_eq!(agent.stop().expect("stop the agent"), 0, "exit code");
+
+    let records = agent.records().expect("query the store");
+    let from_client: Vec<&Value> = records
+        .iter()
+        .filter(|r| text(r, "src_ip") == Some(lab::CLIENT_V4))
+        .collect();
+    let named = from_client
+        .iter()
+        .find(|r| endpoint(r, "dst_ip", "dst_port") == to)
+        .unwrap_or_else(|| panic!("a record of the client's flow to {to}: {from_client:?}"));
+    assert_eq!(text(named, "domain"), Some(TCP_NAME), "domain of {named}");
+    assert_eq!(text(named, "domain_source"), Some("dns"), "{named}");
+    assert_eq!(text(named, "user"), Some(ACCOUNT), "{named}");
+    let resolver = SocketAddr::new(lab::SERVER_V4.parse().expect("literal"), 53);
+    let question = from_client
+        .iter()
+        .find(|r| text(r, "proto") == Some("tcp") && endpoint(r, "dst_ip", "dst_port") == resolver)
+        .unwrap_or_else(|| panic!("a record of the client's DNS-over-TCP flow: {from_client:?}"));
+    assert_eq!(text(question, "dns_qname"), Some(TCP_NAME), "{question}");
 }

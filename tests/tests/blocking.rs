@@ -2,7 +2,7 @@
 //! are unreachable from the client while allowed ones work; a valid edit of a list file
 //! during a long transfer neither interrupts it nor drops a packet of it; a bad edit is
 //! reported with file and line and changes nothing; an open flow to a newly blocked address
-//! stops. Needs root.
+//! stops; a blocked DNS query's record names the query. Needs root.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -377,6 +377,35 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         drop_record["rule"],
         format!("{}:1", block.display()),
         "names the file and line"
+    );
+    // The blocked DNS query's records name the query it was (copied before the drop), as
+    // the allowed one's do.
+    let dns_records = |dropped: bool| -> Vec<&serde_json::Value> {
+        records
+            .iter()
+            .filter(|r| {
+                r["dst_ip"] == OK_IP
+                    && r["dst_port"] == 53
+                    && (r["dropped"].as_u64().unwrap_or(0) > 0) == dropped
+            })
+            .collect()
+    };
+    let blocked = dns_records(true);
+    assert!(
+        !blocked.is_empty(),
+        "the blocked query's flow is recorded with its drop: {records:?}"
+    );
+    for r in &blocked {
+        assert_eq!(
+            r["dns_qname"], "www.blocked.example",
+            "a blocked query's record names it: {r}"
+        );
+    }
+    assert!(
+        dns_records(false)
+            .iter()
+            .any(|r| r["dns_qname"] == "www.allowed.example"),
+        "the allowed query's record names it: {records:?}"
     );
     // The transfer's records: all of it passed, nothing dropped, every byte seen.
     let transfer: Vec<_> = records

@@ -7,7 +7,8 @@
 //!   derive from the packet's destination connection id;
 //! - [`http`]: the Host of an HTTP/1.x request (or the authority of an absolute-form target);
 //! - failing those, [`dns`]: the answer that resolved the flow's destination for that client,
-//!   kept per client with its TTL in [`cache::DnsCache`].
+//!   kept per client with its TTL in [`cache::DnsCache`] (over TCP, each direction's messages
+//!   reassembled by [`dns_tcp::DnsTcpStream`]).
 //!
 //! [`flow::FlowNames`] drives one flow from its payload snippets to a [`FlowName`];
 //! [`attribute`] combines that with the client's DNS answer into the record's domain and
@@ -16,6 +17,7 @@
 
 pub mod cache;
 pub mod dns;
+pub mod dns_tcp;
 pub mod flow;
 pub mod http;
 pub mod payload;

@@ -37,6 +37,7 @@ use crate::enrich::inputs::Inputs;
 use crate::enrich::leases::bindings::{Bindings, Limits};
 use crate::enrich::names::cache::{DnsCache, DnsCacheConfig};
 use crate::enrich::names::dns::Question;
+use crate::enrich::names::dns_tcp::DnsTcpStream;
 use crate::enrich::names::flow::FlowNames;
 use crate::enrich::names::{self, FailureCounts, FlowName};
 use crate::enrich::nat::{InsideKey, NatSession, NatTable};
@@ -88,6 +89,8 @@ struct FlowState {
     name: Option<FlowName>,
     /// The question of a DNS flow.
     question: Option<Question>,
+    /// A DNS-over-TCP flow's two directions (originator, responder), once they carry bytes.
+    dns_tcp: [Option<Box<DnsTcpStream>>; 2],
     /// The attribution of the flow's first record, reused by its later records.
     attr: Option<Attribution>,
     /// Unix ns of the last payload or record.
@@ -213,7 +216,7 @@ impl EnrichStage {
         };
         let id = join.identity(ip, mac, t_ns);
         Attribution {
-            user: id.subscriber.map(|(s, _)| s.account.to_string()),
+            user: id.subscriber.map(|(s, _)| String::from(&*s.account)),
             hostname: id.hostname.map(str::to_owned),
             ..Attribution::default()
         }

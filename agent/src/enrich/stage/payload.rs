@@ -1,6 +1,7 @@
-//! Payload snippets into the stage: DHCP packets teach bindings, DNS responses fill the
-//! client's answer cache and DNS queries give their flow its question, a TCP flow's first
-//! client bytes (TLS, HTTP) and a QUIC Initial give their flow its name.
+//! Payload snippets into the stage: DHCP packets teach bindings, DNS responses (over UDP, or
+//! reassembled over TCP) fill the client's answer cache and DNS queries give their flow its
+//! question, a TCP flow's first client bytes (TLS, HTTP) and a QUIC Initial give their flow
+//! its name.
 
 use std::net::IpAddr;
 
@@ -9,6 +10,7 @@ use agent_common::{proto, FlowKey};
 use super::{EnrichStage, FlowState};
 use crate::enrich::dhcp::DhcpPacket;
 use crate::enrich::names::dns;
+use crate::enrich::names::dns_tcp::DnsTcpStream;
 use crate::enrich::names::flow::{FlowNames, Progress};
 use crate::enrich::names::payload::Snippet;
 use crate::record::Mac;
@@ -84,12 +86,16 @@ impl EnrichStage {
             self.take_dns(&p, sport, dst);
             return;
         }
+        if key.proto == proto::TCP && (sport == 53 || dport == 53) {
+            self.take_dns_tcp(&p, sport, dst);
+            return;
+        }
         // Names come from what the client sends: the originator's packets.
         if !p.from_originator {
             return;
         }
         let starts = match key.proto {
-            proto::TCP if dport != 53 => Some(FlowNames::tcp(p.stream_start)),
+            proto::TCP => Some(FlowNames::tcp(p.stream_start)),
             proto::UDP if dport == 443 => Some(FlowNames::quic()),
             _ => None,
         };
@@ -121,10 +127,36 @@ impl EnrichStage {
         }
     }
 
-    /// A DNS message over UDP: a response fills its client's answer cache, and either kind
-    /// gives its flow the question.
+    /// A DNS message over UDP.
     fn take_dns(&mut self, p: &Packet<'_>, sport: u16, dst: IpAddr) {
-        let msg = match dns::parse(p.data) {
+        self.take_dns_message(p, dns::parse(p.data), sport, dst);
+    }
+
+    /// A segment of a DNS-over-TCP flow: each message it completes in its direction's
+    /// stream is taken as a UDP one is.
+    fn take_dns_tcp(&mut self, p: &Packet<'_>, sport: u16, dst: IpAddr) {
+        let Some(state) = self.state(p.key, p.t_ns) else {
+            return;
+        };
+        let stream = state.dns_tcp[usize::from(!p.from_originator)]
+            .get_or_insert_with(|| Box::new(DnsTcpStream::new(p.stream_start)));
+        let mut messages = Vec::new();
+        stream.push(p.seq, p.data, |m| messages.push(m));
+        for m in messages {
+            self.take_dns_message(p, m, sport, dst);
+        }
+    }
+
+    /// A DNS message of `p`'s flow (or why it could not be read): a response from port 53
+    /// fills its client's (`dst`'s) answer cache, and either kind gives its flow the question.
+    fn take_dns_message(
+        &mut self,
+        p: &Packet<'_>,
+        msg: Result<dns::DnsMessage, crate::enrich::names::ParseFailure>,
+        sport: u16,
+        dst: IpAddr,
+    ) {
+        let msg = match msg {
             Ok(m) => m,
             Err(why) => {
                 self.failures.count(why);

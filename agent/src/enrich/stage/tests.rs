@@ -271,7 +271,9 @@ fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq:
         },
         ts_ns: u64::try_from(t - clock.offset_ns()).expect("a time after boot"),
         seq,
-        stream_start: Some(1000),
+        // As XDP says: the originator's stream starts after its SYN, the responder's is
+        // unknown.
+        stream_start: from_originator.then_some(1000),
         payload_len: u16::try_from(data.len()).expect("a snippet"),
         left: Some(3),
         src_mac: LAPTOP,
@@ -350,6 +352,70 @@ fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() 
     assert_eq!(status.payloads, 4);
     assert_eq!(status.dns_questions, 1);
     assert_eq!(status.flow_states, 0, "every flow ended, its state must go");
+}
+
+#[test]
+fn dns_over_tcp_answers_across_segments_fill_the_cache_and_the_flow_keeps_its_question() {
+    let t0 = now() - 3600 * S;
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let dns_rec = record("10.0.0.5", 40100, ip("10.0.0.1"), 53, proto::TCP, t0);
+    let key = flow_key(&dns_rec);
+    let framed = |m: Vec<u8>| {
+        let mut f = u16::try_from(m.len())
+            .expect("short")
+            .to_be_bytes()
+            .to_vec();
+        f.extend(m);
+        f
+    };
+    let query = framed(dns_message("tcp.example", [0; 4], 0, false));
+    let answer = framed(dns_message("tcp.example", [198, 51, 100, 9], 300, true));
+    // The query in two segments, the second first (the stream starts at 1000, after the SYN).
+    feed(&mut st, &key, true, t0, 1005, &query[5..]);
+    feed(&mut st, &key, true, t0, 1000, &query[..5]);
+    // The answer in three segments, the length prefix cut in two.
+    let server_seq = 0xffff_fff0u32;
+    feed(&mut st, &key, false, t0 + 1000, server_seq, &answer[..1]);
+    feed(
+        &mut st,
+        &key,
+        false,
+        t0 + 1000,
+        server_seq + 1,
+        &answer[1..20],
+    );
+    feed(
+        &mut st,
+        &key,
+        false,
+        t0 + 2000,
+        server_seq.wrapping_add(20),
+        &answer[20..],
+    );
+    let later = record(
+        "10.0.0.5",
+        40101,
+        IpAddr::from([198, 51, 100, 9]),
+        443,
+        proto::TCP,
+        t0 + S,
+    );
+    st.write(&later).expect("write");
+    st.write(&dns_rec).expect("write");
+    let got = out.take();
+    assert_eq!(
+        (got[0].attr.domain.as_deref(), got[0].attr.domain_source),
+        (Some("tcp.example"), Some(NameSource::Dns)),
+        "the answer over TCP names the client's later flow"
+    );
+    assert_eq!(got[1].attr.dns_qname.as_deref(), Some("tcp.example"));
+    assert_eq!(got[1].attr.dns_qtype, Some(1));
+    assert!(st.status().payload_failures.is_empty());
+    assert_eq!(
+        st.status().flow_states,
+        0,
+        "the DNS flow's state went with it"
+    );
 }
 
 #[test]

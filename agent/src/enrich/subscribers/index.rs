@@ -10,13 +10,22 @@
 //! lookup in 100,000 rows touches a few cache lines instead of one per halving. Memory is the number of segments plus, per
 //! segment, the intervals that cover it: small for the nested or disjoint intervals real files
 //! hold.
+//!
+//! Single keys (a MAC row, an address without a prefix) are the narrowest intervals there
+//! are, so they come first in precedence anyway: they go into a hash map of their own, one
+//! probe instead of the two-level search, and only the wider intervals are cut into segments.
+//! A key the map holds no candidate for at the instant falls through to the segments.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+
+use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 
 use crate::enrich::Validity;
 
 /// A key type: ordered, with a successor for the exclusive end of an interval.
-pub(crate) trait Key: Copy + Ord {
+pub(crate) trait Key: Copy + Ord + Hash {
     /// The smallest key.
     const MIN: Self;
     /// The next key, `None` past the largest.
@@ -93,6 +102,8 @@ struct Seg<K> {
 /// The index; see the module docs.
 #[derive(Clone, Debug)]
 pub(crate) struct IntervalIndex<K> {
+    /// Single-key items: their candidates in precedence order.
+    points: HashMap<K, SmallVec<[Candidate; 1]>, RandomState>,
     /// Every [`BLOCK`]-th segment start: `sample[j] == segs[j * BLOCK].start`.
     sample: Vec<K>,
     /// Segments by start, ascending; the first starts at `K::MIN`. Segment `i`'s candidates
@@ -105,6 +116,7 @@ pub(crate) struct IntervalIndex<K> {
 impl<K: Key> Default for IntervalIndex<K> {
     fn default() -> Self {
         IntervalIndex {
+            points: HashMap::default(),
             sample: vec![K::MIN],
             segs: vec![
                 Seg {
@@ -123,7 +135,22 @@ impl<K: Key> Default for IntervalIndex<K> {
 
 impl<K: Key> IntervalIndex<K> {
     /// Builds the index of `items`.
-    pub fn build(items: &[Item<K>]) -> Self {
+    pub fn build(all: &[Item<K>]) -> Self {
+        let candidate = |it: &Item<K>| Candidate {
+            from: it.valid.from.unwrap_or(i64::MIN),
+            to: it.valid.to.unwrap_or(i64::MAX),
+            value: it.value,
+        };
+        let (mut single, wide): (Vec<&Item<K>>, Vec<&Item<K>>) =
+            all.iter().partition(|it| it.lo == it.hi);
+        // Stable: equal orders keep the items' own order, as the segments' rank does.
+        single.sort_by_key(|it| it.order);
+        let items: Vec<Item<K>> = wide.into_iter().copied().collect();
+        let mut points: HashMap<K, SmallVec<[Candidate; 1]>, RandomState> = HashMap::default();
+        for it in single {
+            points.entry(it.lo).or_default().push(candidate(it));
+        }
+        let items = &items[..];
         let rank = |i: usize| {
             let it = &items[i];
             (it.hi.wide() - it.lo.wide(), it.order, i)
@@ -143,6 +170,7 @@ impl<K: Key> IntervalIndex<K> {
         bounds.dedup();
 
         let mut index = IntervalIndex {
+            points,
             sample: Vec::new(),
             segs: Vec::with_capacity(bounds.len() + 1),
             cands: Vec::new(),
@@ -167,11 +195,9 @@ impl<K: Key> IntervalIndex<K> {
                 start: b,
                 off: u32::try_from(index.cands.len()).unwrap_or(u32::MAX),
             });
-            index.cands.extend(now.iter().map(|&i| Candidate {
-                from: items[i].valid.from.unwrap_or(i64::MIN),
-                to: items[i].valid.to.unwrap_or(i64::MAX),
-                value: items[i].value,
-            }));
+            index
+                .cands
+                .extend(now.iter().map(|&i| candidate(&items[i])));
             last = now;
         }
         index.sample = index.segs.iter().step_by(BLOCK).map(|s| s.start).collect();
@@ -185,6 +211,12 @@ impl<K: Key> IntervalIndex<K> {
     /// The value of the best interval holding `key` whose window holds `t_ns`.
     #[inline]
     pub fn get(&self, key: K, t_ns: i64) -> Option<u32> {
+        let valid = |c: &&Candidate| c.from <= t_ns && t_ns < c.to;
+        if !self.points.is_empty() {
+            if let Some(c) = self.points.get(&key).and_then(|cs| cs.iter().find(valid)) {
+                return Some(c.value);
+            }
+        }
         // `segs[0]` (and `sample[0]`) starts at `K::MIN`, so at least one start is <= key.
         let real = self.segs.len() - 1; // without the sentinel
         let block = self.sample.partition_point(|&s| s <= key).saturating_sub(1) * BLOCK;
@@ -192,11 +224,7 @@ impl<K: Key> IntervalIndex<K> {
         let seg = block + within.partition_point(|s| s.start <= key).saturating_sub(1);
         let lo = self.segs.get(seg)?.off as usize;
         let hi = self.segs.get(seg + 1)?.off as usize;
-        self.cands
-            .get(lo..hi)?
-            .iter()
-            .find(|c| c.from <= t_ns && t_ns < c.to)
-            .map(|c| c.value)
+        self.cands.get(lo..hi)?.iter().find(valid).map(|c| c.value)
     }
 
     /// Segments (for tests).
@@ -308,6 +336,10 @@ mod tests {
         assert_eq!(index.get(0, 0), Some(1));
         assert_eq!(index.get(u32::MAX - 1, 0), Some(1));
         assert_eq!(index.get(u32::MAX, 0), Some(2));
-        assert_eq!(index.segments(), 2);
+        assert_eq!(
+            index.segments(),
+            1,
+            "the single key is in the map, not a segment"
+        );
     }
 }
