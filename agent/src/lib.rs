@@ -18,6 +18,7 @@ pub mod net;
 pub mod privilege;
 pub mod reader;
 pub mod record;
+pub mod ship;
 pub mod sink;
 pub mod span;
 pub mod stats;

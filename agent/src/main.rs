@@ -34,6 +34,9 @@ enum Command {
     /// Write a time window of flows to a CSV or JSON Lines file and print its SHA-256.
     #[command(long_about = xdp_audit::cmd::export::LONG_ABOUT)]
     Export(xdp_audit::cmd::export::ExportArgs),
+    /// Ship the sealed segments and manifest to S3 (what `run --ship` does), once or --follow.
+    #[command(long_about = xdp_audit::cmd::ship::LONG_ABOUT)]
+    Ship(xdp_audit::cmd::ship::ShipCmdArgs),
     /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
     #[command(long_about = xdp_audit::cmd::verify::LONG_ABOUT)]
     Verify(xdp_audit::cmd::verify::VerifyArgs),
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Query(args) => xdp_audit::cmd::query::main(args),
         Command::Export(args) => xdp_audit::cmd::export::main(args),
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
+        Command::Ship(args) => xdp_audit::cmd::ship::main(args),
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
         Command::Hold(args) => xdp_audit::cmd::hold::main(args),
         Command::Compliance(args) => xdp_audit::cmd::compliance::main(args),

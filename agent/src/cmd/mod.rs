@@ -10,6 +10,7 @@ pub mod hold;
 pub mod keygen;
 pub mod query;
 pub mod run;
+pub mod ship;
 pub mod status;
 pub mod store_args;
 pub mod verify;
