@@ -192,7 +192,10 @@ impl Remote {
         })
     }
 
-    fn req(op: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> RemoteError + '_ {
+    fn req<'a>(
+        op: &'static str,
+        key: &'a str,
+    ) -> impl FnOnce(object_store::Error) -> RemoteError + 'a {
         move |cause| RemoteError::Request {
             op,
             key: key.to_owned(),
@@ -206,7 +209,8 @@ impl Remote {
             head: true,
             ..GetOptions::default()
         };
-        match self.rt.block_on(self.store.get_opts(&Key::from(key), opts)) {
+        let k = Key::from(key);
+        match self.rt.block_on(self.store.get_opts(&k, opts)) {
             Ok(r) => Ok(Some(Stat {
                 size: r.meta.size,
                 sha256: r
@@ -221,7 +225,8 @@ impl Remote {
 
     /// Deletes `key` (absent is fine).
     pub fn delete(&self, key: &str) -> Result<(), RemoteError> {
-        match self.rt.block_on(self.store.delete(&Key::from(key))) {
+        let k = Key::from(key);
+        match self.rt.block_on(self.store.delete(&k)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Self::req("DELETE", key)(e)),
         }
@@ -272,8 +277,8 @@ impl Remote {
                 attributes: Self::attributes(sha256),
                 ..PutOptions::default()
             };
-            let put = self.store.put_opts(&Key::from(key), bytes.into(), opts);
-            match self.rt.block_on(put) {
+            let k = Key::from(key);
+            match self.rt.block_on(self.store.put_opts(&k, bytes.into(), opts)) {
                 Ok(_) => Uploaded::Created,
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     if self.check(key, size, sha256)?.is_none() {
@@ -311,10 +316,8 @@ impl Remote {
             attributes: Self::attributes(&sha256),
             ..PutOptions::default()
         };
-        match self
-            .rt
-            .block_on(self.store.put_opts(&Key::from(key), bytes.into(), opts))
-        {
+        let k = Key::from(key);
+        match self.rt.block_on(self.store.put_opts(&k, bytes.into(), opts)) {
             Ok(_) => Ok(Uploaded::Created),
             Err(object_store::Error::AlreadyExists { .. }) => self
                 .check(key, size, &sha256)

@@ -173,10 +173,8 @@ impl Worker {
             .into_iter()
             .map(|s| s.file.as_str())
             .collect();
-        for e in entries
-            .iter()
-            .filter(|e| self.cursor.settled_seq.is_none_or(|s| e.seq > s))
-        {
+        let from = self.cursor.settled_seq;
+        for e in entries.iter().filter(|e| from.is_none_or(|s| e.seq > s)) {
             if let Body::Compact(c) = &e.body {
                 let merged_live = live.contains(&c.segment.file.as_str());
                 if merged_live && !self.is_acked(&c.segment) {
