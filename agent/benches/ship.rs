@@ -107,7 +107,11 @@ fn main() {
     }
     let busy = Arc::new(AtomicBool::new(true));
     let shipping = {
-        let (busy, dir, cfg) = (busy.clone(), data.path().to_owned(), s3.config("bg", "bench"));
+        let (busy, dir, cfg) = (
+            busy.clone(),
+            data.path().to_owned(),
+            s3.config("bg", "bench"),
+        );
         std::thread::spawn(move || {
             let mut n = 0u64;
             while busy.load(Ordering::Relaxed) {

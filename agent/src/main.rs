@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     // A flag on the command line wins over the same setting in the config file.
     #[command(args_override_self = true)]
-    Run(xdp_audit::cmd::run::RunArgs),
+    Run(Box<xdp_audit::cmd::run::RunArgs>),
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
     /// Check lists, subscribers and DHCP lease files: every bad line as FILE:LINE: reason.
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .init();
     let result = match cli.command {
-        Command::Run(args) => xdp_audit::cmd::run::main(args),
+        Command::Run(args) => xdp_audit::cmd::run::main(*args),
         Command::Status(args) => xdp_audit::cmd::status::main(args),
         Command::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
         Command::Check(args) => xdp_audit::cmd::check::main(args),

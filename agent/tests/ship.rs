@@ -73,14 +73,24 @@ fn a_store_with_seals_and_a_merged_day_is_shipped_as_its_chain_says() {
 
     let s = ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
     let want = expected(dir.path(), "fleet", "gw-a");
-    assert!(want.len() > 20, "several hourly seals expected: {}", want.len());
+    assert!(
+        want.len() > 20,
+        "several hourly seals expected: {}",
+        want.len()
+    );
     assert_eq!(s.shipped_segments, want.len() as u64, "{s:?}");
     assert_eq!(s.backlog_segments, 0, "{s:?}");
-    assert_eq!(remote_segments(&s3, "fleet"), want, "objects differ from the chain");
+    assert_eq!(
+        remote_segments(&s3, "fleet"),
+        want,
+        "objects differ from the chain"
+    );
     let head = read_entries(dir.path()).expect("chain").len() as u64 - 1;
     assert_eq!(
         s3.objects("fleet/gateway=gw-a/manifest", ".jsonl"),
-        vec![format!("fleet/gateway=gw-a/manifest/manifest-{head:020}.jsonl")]
+        vec![format!(
+            "fleet/gateway=gw-a/manifest/manifest-{head:020}.jsonl"
+        )]
     );
 
     // Day one closes: its hours merge into one segment; remotely the merged object replaces
@@ -92,9 +102,16 @@ fn a_store_with_seals_and_a_merged_day_is_shipped_as_its_chain_says() {
     assert!(store.wait_idle());
     drop(store);
     let merged = expected(dir.path(), "fleet", "gw-a");
-    assert!(merged.len() < hours_before, "nothing was merged: {merged:?}");
+    assert!(
+        merged.len() < hours_before,
+        "nothing was merged: {merged:?}"
+    );
     ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship after merge: {e}"));
-    assert_eq!(remote_segments(&s3, "fleet"), merged, "the hours were not replaced remotely");
+    assert_eq!(
+        remote_segments(&s3, "fleet"),
+        merged,
+        "the hours were not replaced remotely"
+    );
     let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
     assert!(r.missing.is_empty() && r.checked == merged.len(), "{r:?}");
 
@@ -141,9 +158,11 @@ fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains(
     fill(dir.path(), &clock, T0 + 3 * HOUR, 3, 0.05, 6, true);
     let total = live(dir.path()).len() as u64;
     assert!(total > first);
-    wait_until(Duration::from_secs(30), "the backlog shows the new segments", || {
-        shipper.status().backlog_segments == total
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the backlog shows the new segments",
+        || shipper.status().backlog_segments == total,
+    );
     let st = shipper.status();
     assert!(st.backlog_bytes > 0 && st.oldest_age_s.is_some(), "{st:?}");
 
@@ -153,7 +172,11 @@ fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains(
     gated.ship_gate = Some(xdp_audit::ship::retention_gate());
     let store = Store::open_with_clock(gated, Box::new(FakeClock::new(late))).expect("open");
     drop(store);
-    assert_eq!(live(dir.path()).len() as u64, total, "retention deleted unshipped segments");
+    assert_eq!(
+        live(dir.path()).len() as u64,
+        total,
+        "retention deleted unshipped segments"
+    );
     for s in live(dir.path()) {
         assert!(dir.path().join(&s.file).exists(), "{} deleted", s.file);
     }
@@ -169,7 +192,10 @@ fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains(
     let mut gated = config(dir.path());
     gated.ship_gate = Some(xdp_audit::ship::retention_gate());
     drop(Store::open_with_clock(gated, Box::new(FakeClock::new(late))).expect("open"));
-    assert!(live(dir.path()).is_empty(), "shipped expired segments should be pruned");
+    assert!(
+        live(dir.path()).is_empty(),
+        "shipped expired segments should be pruned"
+    );
 }
 
 #[test]
@@ -237,7 +263,11 @@ fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
         String::from_utf8_lossy(&out.stderr)
     );
     let want = expected(dir.path(), "k", "gw");
-    assert_eq!(remote_segments(&s3, "k"), want, "missing, extra or half-written objects");
+    assert_eq!(
+        remote_segments(&s3, "k"),
+        want,
+        "missing, extra or half-written objects"
+    );
     eprintln!("kill -9 test: {acked} of {live_now} segments acknowledged before the clean run");
     let v = Command::new(BIN)
         .arg("verify")
@@ -250,7 +280,11 @@ fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
         .output()
         .expect("run verify --remote");
     let text = String::from_utf8_lossy(&v.stdout);
-    assert!(v.status.success(), "verify --remote failed: {text}{}", String::from_utf8_lossy(&v.stderr));
+    assert!(
+        v.status.success(),
+        "verify --remote failed: {text}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
     assert!(text.contains("ok remote"), "{text}");
 }
 
@@ -299,13 +333,22 @@ fn secrets_never_reach_the_log_and_open_credential_files_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success(), "a wrong secret must fail: {all}");
-    assert!(!all.contains("WrongSecretValue123"), "the secret was logged: {all}");
+    assert!(
+        !all.contains("WrongSecretValue123"),
+        "the secret was logged: {all}"
+    );
     // Readable by others: refused before anything is sent.
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let out = run(&creds);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a world-readable credentials file was accepted");
-    assert!(err.contains("--ship-credentials") && err.contains("s3.credentials"), "{err}");
+    assert!(
+        !out.status.success(),
+        "a world-readable credentials file was accepted"
+    );
+    assert!(
+        err.contains("--ship-credentials") && err.contains("s3.credentials"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -360,6 +403,9 @@ for gw in ["gw-a", "gw-b"]:
         String::from_utf8_lossy(&out.stderr)
     );
     for (gw, rows) in counts {
-        assert!(text.contains(&format!("{gw} {rows}\n")), "{gw} should have {rows} rows: {text}");
+        assert!(
+            text.contains(&format!("{gw} {rows}\n")),
+            "{gw} should have {rows} rows: {text}"
+        );
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::store_args::{readable_store, LogDirArgs};
 use crate::ship::config::ShipArgs;
-use crate::ship::{ship_once, Shipper, ShipOptions};
+use crate::ship::{ship_once, ShipOptions, Shipper};
 
 /// The long help of `xdp-audit ship`, with examples.
 pub const LONG_ABOUT: &str =
@@ -50,7 +50,8 @@ pub fn main(args: ShipCmdArgs) -> anyhow::Result<ExitCode> {
         .context("--ship s3://BUCKET/PREFIX is required")?;
     let opts = ShipOptions::default();
     if !args.follow {
-        let s = ship_once(dir, &cfg, &opts).with_context(|| format!("shipping {}", dir.display()))?;
+        let s =
+            ship_once(dir, &cfg, &opts).with_context(|| format!("shipping {}", dir.display()))?;
         println!(
             "shipped: {} segments ({} bytes), backlog {}, to {}",
             s.shipped_segments, s.shipped_bytes, s.backlog_segments, s.target

@@ -115,7 +115,9 @@ pub fn parse_target(s: &str) -> Result<Target, ShipConfigError> {
         given: s.to_owned(),
         reason,
     };
-    let rest = s.strip_prefix("s3://").ok_or_else(|| err("not an s3:// URL"))?;
+    let rest = s
+        .strip_prefix("s3://")
+        .ok_or_else(|| err("not an s3:// URL"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(err("no bucket name"));
@@ -154,8 +156,8 @@ pub fn check_gateway_id(id: &str) -> Result<String, ShipConfigError> {
 
 /// The host name, the default gateway id.
 pub fn host_name() -> Result<String, ShipConfigError> {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(ShipConfigError::HostName)?;
+    let raw =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(ShipConfigError::HostName)?;
     check_gateway_id(raw.trim())
 }
 
@@ -328,9 +330,18 @@ mod tests {
     #[test]
     fn targets_parse_and_bad_ones_say_why() {
         let t = parse_target("s3://audit-logs/fleet/eu/").expect("valid");
-        assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("audit-logs", "fleet/eu"));
+        assert_eq!(
+            (t.bucket.as_str(), t.prefix.as_str()),
+            ("audit-logs", "fleet/eu")
+        );
         assert_eq!(parse_target("s3://b").expect("bucket only").prefix, "");
-        for bad in ["http://b/p", "s3:///p", "s3://B/p", "s3://b/a//c", "s3://b/../x"] {
+        for bad in [
+            "http://b/p",
+            "s3:///p",
+            "s3://B/p",
+            "s3://b/a//c",
+            "s3://b/../x",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad} accepted");
         }
     }
@@ -350,9 +361,12 @@ mod tests {
         assert_eq!(c.access_key_id.expose(), "AKIDEXAMPLE");
         assert_eq!(c.secret_access_key.expose(), "s3cr3t/KEY");
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cr3t") && !shown.contains("AKID"), "{shown}");
-        let e = parse_credentials(Path::new("c"), "aws_secret_access_key s3cr3t\n")
-            .expect_err("no =");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("AKID"),
+            "{shown}"
+        );
+        let e =
+            parse_credentials(Path::new("c"), "aws_secret_access_key s3cr3t\n").expect_err("no =");
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
         assert!(e.to_string().contains("line 1"), "{e}");
     }

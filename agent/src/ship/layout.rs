@@ -70,7 +70,10 @@ mod tests {
             sha256: String::new(),
         };
         let l = Layout::new("fleet/eu", "gw1");
-        assert_eq!(l.segment(&s), "fleet/eu/gateway=gw1/date=2025-11-30/seg-7-1.parquet");
+        assert_eq!(
+            l.segment(&s),
+            "fleet/eu/gateway=gw1/date=2025-11-30/seg-7-1.parquet"
+        );
         assert_eq!(
             Layout::new("", "gw1").manifest(12),
             "gateway=gw1/manifest/manifest-00000000000000000012.jsonl"

@@ -196,7 +196,11 @@ fn worker(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<Worker, Sh
 
 /// Ships the store in `dir` until it is caught up (or a pass fails), in the calling thread:
 /// `xdp-audit ship` without `--follow`, and tests.
-pub fn ship_once(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<ShipStatus, ShipError> {
+pub fn ship_once(
+    dir: &Path,
+    cfg: &ShipConfig,
+    opts: &ShipOptions,
+) -> Result<ShipStatus, ShipError> {
     let _lock = lock(dir)?;
     let mut w = worker(dir, cfg, opts)?;
     while w.pass()? == Pass::Again {}

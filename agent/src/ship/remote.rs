@@ -18,8 +18,8 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum};
 use object_store::path::Path as Key;
 use object_store::{
-    Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt as _,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
+    Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt as _, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
 };
 use sha2::Digest;
 
@@ -79,7 +79,9 @@ pub enum RemoteError {
         found: String,
     },
     /// After the upload, the server reports something else than what was sent.
-    #[error("{key}: uploaded but the server reports {found}, expected size {size} and SHA-256 {sha256}")]
+    #[error(
+        "{key}: uploaded but the server reports {found}, expected size {size} and SHA-256 {sha256}"
+    )]
     Mismatch {
         /// The key.
         key: String,
@@ -278,7 +280,10 @@ impl Remote {
                 ..PutOptions::default()
             };
             let k = Key::from(key);
-            match self.rt.block_on(self.store.put_opts(&k, bytes.into(), opts)) {
+            match self
+                .rt
+                .block_on(self.store.put_opts(&k, bytes.into(), opts))
+            {
                 Ok(_) => Uploaded::Created,
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     if self.check(key, size, sha256)?.is_none() {
@@ -317,7 +322,10 @@ impl Remote {
             ..PutOptions::default()
         };
         let k = Key::from(key);
-        match self.rt.block_on(self.store.put_opts(&k, bytes.into(), opts)) {
+        match self
+            .rt
+            .block_on(self.store.put_opts(&k, bytes.into(), opts))
+        {
             Ok(_) => Ok(Uploaded::Created),
             Err(object_store::Error::AlreadyExists { .. }) => self
                 .check(key, size, &sha256)

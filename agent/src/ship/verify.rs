@@ -54,7 +54,10 @@ pub fn verify_remote(dir: &Path, cfg: &ShipConfig) -> Result<RemoteReport, Remot
             Some(st) if st.size == s.size && st.sha256.as_deref() == Some(s.sha256.as_str()) => {
                 continue
             }
-            Some(st) => format!("holds {st}, sealed size {} and SHA-256 {}", s.size, s.sha256),
+            Some(st) => format!(
+                "holds {st}, sealed size {} and SHA-256 {}",
+                s.size, s.sha256
+            ),
         };
         report.missing.push(Missing { key, problem });
     }

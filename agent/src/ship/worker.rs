@@ -63,10 +63,7 @@ impl Worker {
     /// Backlog figures from the chain and the cursor.
     fn update_backlog(&self, live: &[&SegmentInfo]) {
         let now = now_ns();
-        let waiting: Vec<&&SegmentInfo> = live
-            .iter()
-            .filter(|s| !self.is_acked(s))
-            .collect();
+        let waiting: Vec<&&SegmentInfo> = live.iter().filter(|s| !self.is_acked(s)).collect();
         let cutoff = now.saturating_sub(i64::from(self.retention_days) * DAY_NS);
         self.set_status(|st| {
             st.backlog_segments = waiting.len() as u64;
@@ -98,7 +95,12 @@ impl Worker {
         let text = match std::fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(cause) => return Err(ShipError::Manifest(format!("{}: read: {cause}", path.display()))),
+            Err(cause) => {
+                return Err(ShipError::Manifest(format!(
+                    "{}: read: {cause}",
+                    path.display()
+                )))
+            }
         };
         let (entries, head) = parse_with_head(&path, &String::from_utf8_lossy(&text))
             .map_err(|e| ShipError::Manifest(e.to_string()))?;
@@ -144,7 +146,9 @@ impl Worker {
         if let Some(h) = head {
             if self.cursor.manifest_seq != Some(h.seq) {
                 let key = self.layout.manifest(h.seq);
-                self.remote.put_bytes(&key, text).map_err(ShipError::Remote)?;
+                self.remote
+                    .put_bytes(&key, text)
+                    .map_err(ShipError::Remote)?;
                 self.cursor.manifest_seq = Some(h.seq);
                 self.save()?;
                 tracing::debug!(key = %key, "manifest shipped");
@@ -237,10 +241,14 @@ mod tests {
     fn backoff_grows_to_its_cap_with_jitter() {
         let max = Duration::from_secs(60);
         let first = backoff(0, max);
-        assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(250) && first <= Duration::from_millis(500),
+            "{first:?}"
+        );
         let late = backoff(20, max);
         assert!(late >= Duration::from_secs(30) && late <= max, "{late:?}");
-        let samples: std::collections::HashSet<Duration> = (0..20).map(|_| backoff(5, max)).collect();
+        let samples: std::collections::HashSet<Duration> =
+            (0..20).map(|_| backoff(5, max)).collect();
         assert!(samples.len() > 1, "no jitter: {samples:?}");
     }
 }

@@ -297,7 +297,7 @@ impl Store {
             cfg.compact_max_rows,
             cfg.ship_gate.clone(),
         )
-            .map_err(|e| io(&dir, "start the sealer thread", e))?;
+        .map_err(|e| io(&dir, "start the sealer thread", e))?;
         sealer.compact(now);
         Ok(Self {
             cfg,

@@ -57,7 +57,10 @@ pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<SegmentInfo> 
 /// Tells retention which segments were shipped off the box (`ship`): with shipping on, an
 /// expired segment not shipped yet is kept (and said so) instead of deleted.
 #[derive(Clone)]
-pub struct ShipGate(Arc<dyn Fn(&Path) -> Result<HashSet<String>, String> + Send + Sync>);
+pub struct ShipGate(Arc<ShippedFn>);
+
+/// Names of the shipped segments of the store in a directory, or why they cannot be told.
+type ShippedFn = dyn Fn(&Path) -> Result<HashSet<String>, String> + Send + Sync;
 
 impl ShipGate {
     /// A gate asking `shipped(dir)` for the names of the shipped segments.

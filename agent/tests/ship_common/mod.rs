@@ -62,9 +62,11 @@ impl S3Server {
             root: root.to_owned(),
             port,
         };
-        wait_until(Duration::from_secs(20), "s3s-fs accepts connections", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        wait_until(
+            Duration::from_secs(20),
+            "s3s-fs accepts connections",
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
         server
     }
 
@@ -156,7 +158,9 @@ pub fn credentials_file(dir: &Path) -> PathBuf {
     let p = dir.join("s3.credentials");
     std::fs::write(
         &p,
-        format!("[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"),
+        format!(
+            "[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
     )
     .unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
