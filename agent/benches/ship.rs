@@ -28,6 +28,8 @@ const ROUNDS: usize = 3;
 const RECORDS: usize = 400_000;
 
 fn plain_upload(s3: &S3Server, files: &[std::path::PathBuf], round: usize) -> Duration {
+    // What `ship::remote` does before its client: reqwest's TLS uses rustls with ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = AmazonS3Builder::new()
         .with_bucket_name(BUCKET)
         .with_region("us-east-1")

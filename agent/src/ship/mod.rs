@@ -328,3 +328,34 @@ impl Drop for Shipper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_says_the_backlog_and_alerts_on_segments_retention_keeps() {
+        let s = ShipStatus {
+            target: "s3://b/p/gateway=g".into(),
+            backlog_segments: 3,
+            backlog_bytes: 4096,
+            oldest_age_s: Some(7200),
+            kept_for_shipping: 2,
+            last_error: Some("PUT k: connection refused".into()),
+            ..ShipStatus::default()
+        };
+        let text = s.summary();
+        for want in [
+            "backlog 3 segments (4096 bytes), oldest 7200 s old",
+            "ALERT: 2 expired segments",
+            "last error: PUT k: connection refused",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from {text}");
+        }
+        // The block round-trips through status.json.
+        let back: ShipStatus =
+            serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("parse");
+        assert_eq!(back, s);
+        assert!(!ShipStatus::default().summary().contains("ALERT"));
+    }
+}
