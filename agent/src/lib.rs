@@ -19,6 +19,7 @@ pub mod privilege;
 pub mod reader;
 pub mod record;
 pub mod report;
+pub mod ship;
 pub mod sink;
 pub mod span;
 pub mod stats;

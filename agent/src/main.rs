@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     // A flag on the command line wins over the same setting in the config file.
     #[command(args_override_self = true)]
-    Run(xdp_audit::cmd::run::RunArgs),
+    Run(Box<xdp_audit::cmd::run::RunArgs>),
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
     /// Check lists, subscribers and DHCP lease files: every bad line as FILE:LINE: reason.
@@ -37,6 +37,9 @@ enum Command {
     /// The incident report of a time window (HTML, Markdown or JSON), with its proofs.
     #[command(long_about = xdp_audit::cmd::report::LONG_ABOUT)]
     Report(xdp_audit::cmd::report::ReportArgs),
+    /// Ship the sealed segments and manifest to S3 (what `run --ship` does), once or --follow.
+    #[command(long_about = xdp_audit::cmd::ship::LONG_ABOUT)]
+    Ship(xdp_audit::cmd::ship::ShipCmdArgs),
     /// Check that the audit store is unaltered (hash chain, segment hashes, signed head).
     #[command(long_about = xdp_audit::cmd::verify::LONG_ABOUT)]
     Verify(xdp_audit::cmd::verify::VerifyArgs),
@@ -76,7 +79,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .init();
     let result = match cli.command {
-        Command::Run(args) => xdp_audit::cmd::run::main(args),
+        Command::Run(args) => xdp_audit::cmd::run::main(*args),
         Command::Status(args) => xdp_audit::cmd::status::main(args),
         Command::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
         Command::Check(args) => xdp_audit::cmd::check::main(args),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Export(args) => xdp_audit::cmd::export::main(args),
         Command::Report(args) => xdp_audit::cmd::report::main(args),
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
+        Command::Ship(args) => xdp_audit::cmd::ship::main(args),
         Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
         Command::Hold(args) => xdp_audit::cmd::hold::main(args),
         Command::Compliance(args) => xdp_audit::cmd::compliance::main(args),

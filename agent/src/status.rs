@@ -72,6 +72,10 @@ pub struct Snapshot {
     /// sizes (absent when the agent runs without the enrich stage).
     #[serde(default)]
     pub enrich: Option<crate::enrich::stage::EnrichStatus>,
+    /// Shipping to S3: backlog (segments, bytes, age of the oldest), what was shipped, the
+    /// last failure (absent when the agent runs without --ship).
+    #[serde(default)]
+    pub ship: Option<crate::ship::ShipStatus>,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -136,6 +140,7 @@ impl Snapshot {
             pipeline: Default::default(),
             clock: Default::default(),
             enrich: None,
+            ship: None,
         }
     }
 

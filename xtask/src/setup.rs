@@ -32,6 +32,8 @@ const APT: &[&str] = &[
     "zlib1g-dev",       // bpf-linker's LLVM link
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The S3 server the shipping tests run (later releases need a newer rustc than ours).
+const S3S_FS_VERSION: &str = "0.14.1";
 const EBPF_TOOLCHAIN: &str = "nightly";
 
 fn run_loud(cmd: &mut Command) -> anyhow::Result<()> {
@@ -142,12 +144,47 @@ fn duckdb() -> anyhow::Result<()> {
     run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", "duckdb"]))
 }
 
+/// `s3s-fs`, a real S3 server over a folder, for the shipping tests and benchmark.
+fn s3s_fs() -> anyhow::Result<()> {
+    let version = Command::new("s3s-fs").arg("--version").output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(S3S_FS_VERSION)) {
+        eprintln!("setup: s3s-fs {S3S_FS_VERSION} present");
+        return Ok(());
+    }
+    eprintln!("setup: building s3s-fs {S3S_FS_VERSION} (about two minutes)");
+    run_loud(Command::new("cargo").args([
+        "install",
+        "--locked",
+        "s3s-fs",
+        "--version",
+        S3S_FS_VERSION,
+        "--features",
+        "binary",
+    ]))
+}
+
+/// pyarrow: the fleet test reads shipped segments from the S3 server with its dataset API.
+fn pyarrow() -> anyhow::Result<()> {
+    let have = Command::new("python3")
+        .args(["-c", "import pyarrow.dataset, pyarrow.fs"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        eprintln!("setup: python pyarrow present");
+        return Ok(());
+    }
+    eprintln!("setup: installing the pyarrow Python package");
+    run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", "pyarrow"]))
+}
+
 /// Everything, in dependency order.
 pub fn run() -> anyhow::Result<()> {
     apt()?;
     rust_src()?;
     bpf_linker()?;
-    duckdb()
+    duckdb()?;
+    s3s_fs()?;
+    pyarrow()
 }
 
 /// Lints the eBPF crate for its own target.

@@ -11,6 +11,7 @@ pub mod keygen;
 pub mod query;
 pub mod report;
 pub mod run;
+pub mod ship;
 pub mod status;
 pub mod store_args;
 pub mod verify;

@@ -118,6 +118,10 @@ pub struct RunArgs {
     /// needs (README, "Least privilege").
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Shipping sealed segments to S3: --ship, --ship-endpoint, --ship-region,
+    /// --ship-credentials, --gateway-id.
+    #[command(flatten)]
+    pub ship: crate::ship::config::ShipArgs,
     /// The pinned instance: --instance, --pin-root.
     #[command(flatten)]
     pub pins: PinArgs,
@@ -341,7 +345,13 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o027) };
     // The signing key is read before a --user switch: it may be readable by root only.
-    let store_config = args.store.to_config()?;
+    let mut store_config = args.store.to_config()?;
+    // Credentials are read before a --user switch too: the file may be readable by root only.
+    let ship_config = args.ship.to_config()?;
+    if ship_config.is_some() {
+        store_config.ship_gate = Some(crate::ship::retention_gate());
+    }
+    let retention_days = store_config.retention_days;
     let log_dir = args.store.dir.log_dir.clone();
     if let Some(name) = &args.user {
         let user = RunAs::lookup(name)?;
@@ -362,6 +372,16 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Open the store first: a bad --log-dir must fail before anything touches the kernel.
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
+    let shipper = match &ship_config {
+        Some(cfg) => {
+            let opts = crate::ship::ShipOptions {
+                retention_days,
+                ..crate::ship::ShipOptions::default()
+            };
+            Some(crate::ship::Shipper::spawn(&log_dir, cfg, opts).context("--ship")?)
+        }
+        None => None,
+    };
 
     let attached = if args.no_pin {
         attach_unpinned(&args, &interfaces)?
@@ -387,6 +407,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         sweep_interval: args.sweep_interval,
         hand_over: program.is_none(),
+        ship: shipper.as_ref().map(|s| s.handle()),
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
     // ---- Attach is done: pinned or not, nothing after this point attaches, pins or mounts
@@ -420,6 +441,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     let finished = daemon.finish();
+    // After the last seal: what it sealed is shipped at the next start if not now.
+    drop(shipper);
     drop(enrichment);
     ran?;
     finished?;

@@ -85,6 +85,7 @@ impl StoreArgs {
             signing_key,
             buffer_records: self.buffer_records,
             compact_max_rows: self.compact_max_rows,
+            ship_gate: None,
         })
     }
 }

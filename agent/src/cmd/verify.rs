@@ -28,9 +28,16 @@ stderr, exit 1), not a verdict. Changes, deletions, reorderings and insertions o
 segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
 head consistently is not caught; with it (the agent run with --signing-key), they are.
 
+With --remote (and the agent's --ship flags), it also checks that every live segment exists in
+the bucket under its key with its sealed size and SHA-256 (the object's `sha256` metadata, set
+and checked at upload, when the server also checked the bytes against the same SHA-256):
+`ok remote: ...`, or one `BROKEN: remote KEY: problem` line per segment missing or different.
+
 Examples:
   xdp-audit verify --log-dir /var/log/xdp-audit
-  xdp-audit verify --public-key /etc/xdp-audit/chain.key.pub";
+  xdp-audit verify --public-key /etc/xdp-audit/chain.key.pub
+  xdp-audit verify --remote --ship s3://audit/fleet --ship-endpoint http://10.0.0.5:9000 \
+      --ship-credentials /etc/xdp-audit/s3.credentials";
 
 /// Arguments of `xdp-audit verify`.
 #[derive(clap::Args, Debug)]
@@ -42,6 +49,12 @@ pub struct VerifyArgs {
     /// Require the chain head to be signed by this key (a file from `xdp-audit keygen`).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
+    /// Also check that every live segment is in the bucket named by --ship, as sealed.
+    #[arg(long, requires = "ship")]
+    pub remote: bool,
+    /// The bucket (with --remote): the agent's --ship flags.
+    #[command(flatten)]
+    pub ship: crate::ship::config::ShipArgs,
 }
 
 /// Runs `xdp-audit verify`.
@@ -55,14 +68,41 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.dir.log_dir;
     std::fs::read_dir(dir)
         .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))?;
-    match verify(dir, key.as_ref()) {
+    let remote = if args.remote {
+        args.ship.to_config().context("--remote")?
+    } else {
+        None
+    };
+    let local = verify_local(dir, key.as_ref());
+    let Some(cfg) = remote else {
+        return Ok(local);
+    };
+    let report = crate::ship::verify::verify_remote(dir, &cfg)
+        .with_context(|| format!("--remote {}", crate::ship::target_name(&cfg)))?;
+    for m in &report.missing {
+        println!("BROKEN: remote {}: {}", m.key, m.problem);
+    }
+    if !report.missing.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "ok remote: {} live segments in {} with their sealed size and SHA-256",
+        report.checked,
+        crate::ship::target_name(&cfg)
+    );
+    Ok(local)
+}
+
+/// The local verdict, printed.
+fn verify_local(dir: &std::path::Path, key: Option<&ed25519_dalek::VerifyingKey>) -> ExitCode {
+    match verify(dir, key) {
         Ok(v) => {
             println!("ok: {}", v.summary());
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(b) => {
             println!("BROKEN: {b}");
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct Settings {
     /// the table, for the next agent to continue after it ([`Sweeper::hand_over`]). Without
     /// it the program is detached first and every flow is written as ended.
     pub hand_over: bool,
+    /// The shipper's status, shown in `status.json` (with --ship).
+    pub ship: Option<crate::ship::ShipHandle>,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
             watch_lists: true,
             queue_messages: QUEUE_MESSAGES,
             hand_over: false,
+            ship: None,
         }
     }
 }
@@ -254,6 +257,7 @@ impl Daemon {
                 stats,
                 lists: shared.clone(),
                 hits: Vec::new(),
+                ship: settings.ship.clone(),
             },
         };
         let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();

@@ -33,6 +33,8 @@ pub(crate) struct StatusInputs {
     pub(crate) lists: Arc<ListsShared>,
     /// The last hits read (kept while a reload holds the maps).
     pub(crate) hits: Vec<(u32, u64)>,
+    /// The shipper's status (with --ship).
+    pub(crate) ship: Option<crate::ship::ShipHandle>,
 }
 
 /// The records stage's state.
@@ -144,6 +146,7 @@ impl Records {
         snap.flows = self.sweeper.stats;
         snap.store = self.sink.store_status().unwrap_or_default();
         snap.enrich = self.sink.enrich_status();
+        snap.ship = s.ship.as_ref().map(|h| h.status());
         snap.pipeline = pipeline;
         snap.clock = self.sweeper.clock().stats().clone();
         if let Err(e) = snap.write(&s.dir) {

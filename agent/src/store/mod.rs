@@ -106,6 +106,8 @@ pub struct StoreConfig {
     pub buffer_records: usize,
     /// Most rows in a segment merged from a closed day's segments (0: no compaction).
     pub compact_max_rows: u64,
+    /// With shipping on: retention keeps the segments this gate says are not shipped yet.
+    pub ship_gate: Option<retention::ShipGate>,
 }
 
 impl StoreConfig {
@@ -119,6 +121,7 @@ impl StoreConfig {
             signing_key: None,
             buffer_records: DEFAULT_BUFFER_RECORDS,
             compact_max_rows: compact::DEFAULT_MAX_ROWS,
+            ship_gate: None,
         }
     }
 }
@@ -281,9 +284,20 @@ impl Store {
         let jpath = dir.join(seal::journal_name(id));
         let journal = JournalWriter::create(&jpath, id)?;
         fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
-        retention::prune(&dir, &mut manifest, now, cfg.retention_days)?;
-        let sealer = sealer::Sealer::spawn(dir.clone(), manifest, cfg.compact_max_rows)
-            .map_err(|e| io(&dir, "start the sealer thread", e))?;
+        retention::prune_gated(
+            &dir,
+            &mut manifest,
+            now,
+            cfg.retention_days,
+            cfg.ship_gate.as_ref(),
+        )?;
+        let sealer = sealer::Sealer::spawn(
+            dir.clone(),
+            manifest,
+            cfg.compact_max_rows,
+            cfg.ship_gate.clone(),
+        )
+        .map_err(|e| io(&dir, "start the sealer thread", e))?;
         sealer.compact(now);
         Ok(Self {
             cfg,

@@ -6,7 +6,9 @@
 //! the pass saw; if the log does not verify, the pass deletes nothing (a hold could be hidden
 //! in the damage) and says so.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::fsutil::sync_dir;
 use super::hold::{self, Hold};
@@ -52,6 +54,29 @@ pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<SegmentInfo> 
         .collect()
 }
 
+/// Tells retention which segments were shipped off the box (`ship`): with shipping on, an
+/// expired segment not shipped yet is kept (and said so) instead of deleted.
+#[derive(Clone)]
+pub struct ShipGate(Arc<ShippedFn>);
+
+/// Names of the shipped segments of the store in a directory, or why they cannot be told.
+type ShippedFn = dyn Fn(&Path) -> Result<HashSet<String>, String> + Send + Sync;
+
+impl ShipGate {
+    /// A gate asking `shipped(dir)` for the names of the shipped segments.
+    pub fn new(
+        shipped: impl Fn(&Path) -> Result<HashSet<String>, String> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(shipped))
+    }
+}
+
+impl std::fmt::Debug for ShipGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShipGate")
+    }
+}
+
 /// What a retention pass did.
 #[derive(Debug, Default)]
 pub struct Pruned {
@@ -62,6 +87,8 @@ pub struct Pruned {
     pub kept: Vec<(Hold, Vec<String>)>,
     /// Why nothing was deleted although segments expired: the operator log does not verify.
     pub suspended: Option<String>,
+    /// Expired segments kept because they were not shipped yet (see [`ShipGate`]).
+    pub unshipped: Vec<String>,
 }
 
 /// Anchors the operator log, then appends a prune entry for the expired segments no hold
@@ -72,6 +99,18 @@ pub fn prune(
     manifest: &mut Manifest,
     now_ns: i64,
     days: u32,
+) -> Result<Pruned, ManifestError> {
+    prune_gated(dir, manifest, now_ns, days, None)
+}
+
+/// [`prune`], keeping the expired segments `gate` says were not shipped yet (all of them if
+/// the gate cannot tell), with an alert-level warning naming them.
+pub fn prune_gated(
+    dir: &Path,
+    manifest: &mut Manifest,
+    now_ns: i64,
+    days: u32,
+    gate: Option<&ShipGate>,
 ) -> Result<Pruned, ManifestError> {
     let anchored = oplog::anchor(dir, manifest, now_ns)?;
     let expired = expired(manifest, now_ns, days);
@@ -108,9 +147,27 @@ pub fn prune(
             out.kept.push((h.clone(), kept));
         }
     }
+    let shipped = gate.map(|g| (g.0)(dir));
+    let unshipped = |s: &SegmentInfo| match &shipped {
+        None => false,
+        Some(Ok(set)) => !set.contains(&s.file),
+        Some(Err(_)) => true,
+    };
+    out.unshipped = expired
+        .iter()
+        .filter(|s| !holds.iter().any(|h| h.covers(s)) && unshipped(s))
+        .map(|s| s.file.clone())
+        .collect();
+    if !out.unshipped.is_empty() {
+        let why = match &shipped {
+            Some(Err(e)) => format!("the shipping cursor cannot be read: {e}"),
+            _ => "not shipped yet".to_owned(),
+        };
+        tracing::warn!(alert = true, dir = %dir.display(), segments = out.unshipped.len(), files = %out.unshipped.join(" "), reason = %why, "retention kept expired segments that are not shipped off the box yet; they are deleted once the bucket has them (see `xdp-audit status`, ship backlog)");
+    }
     let files: Vec<RemovedFile> = expired
         .iter()
-        .filter(|s| !holds.iter().any(|h| h.covers(s)))
+        .filter(|s| !holds.iter().any(|h| h.covers(s)) && !unshipped(s))
         .map(|s| RemovedFile {
             file: s.file.clone(),
             sha256: s.sha256.clone(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::manifest::Manifest;
+use super::retention::ShipGate;
 use super::{compact, oplog, retention, seal, REPORT_EVERY_NS};
 
 enum Job {
@@ -41,6 +42,7 @@ struct Worker {
     manifest: Manifest,
     queue: VecDeque<PathBuf>,
     compact_max_rows: u64,
+    ship_gate: Option<ShipGate>,
     last_report_ns: i64,
     last_compact_report_ns: i64,
     shared: Arc<Shared>,
@@ -118,7 +120,13 @@ impl Worker {
                 Job::Compact { now } => self.compact(now),
                 Job::Retry { now } => self.seal_queued(now),
                 Job::Retention { now, days } => {
-                    if let Err(e) = retention::prune(&self.dir, &mut self.manifest, now, days) {
+                    if let Err(e) = retention::prune_gated(
+                        &self.dir,
+                        &mut self.manifest,
+                        now,
+                        days,
+                        self.ship_gate.as_ref(),
+                    ) {
                         tracing::warn!(error = %e, "retention could not run; retrying tomorrow");
                     }
                 }
@@ -133,14 +141,21 @@ impl Worker {
 
 impl Sealer {
     /// Starts the thread for the store in `dir`, taking over its manifest; merged segments
-    /// hold at most `compact_max_rows` rows (0: no compaction).
-    pub fn spawn(dir: PathBuf, manifest: Manifest, compact_max_rows: u64) -> std::io::Result<Self> {
+    /// hold at most `compact_max_rows` rows (0: no compaction); retention keeps what
+    /// `ship_gate` says is not shipped yet.
+    pub fn spawn(
+        dir: PathBuf,
+        manifest: Manifest,
+        compact_max_rows: u64,
+        ship_gate: Option<ShipGate>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let worker = Worker {
             dir,
             manifest,
             queue: VecDeque::new(),
             compact_max_rows,
+            ship_gate,
             last_report_ns: i64::MIN / 2,
             last_compact_report_ns: i64::MIN / 2,
             shared: shared.clone(),

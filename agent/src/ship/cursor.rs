@@ -1,0 +1,168 @@
+//! The shipping cursor: what the remote store acknowledged, persisted in the store directory
+//! as `ship-cursor.json` (replaced atomically and fsynced after every acknowledgement; format
+//! in `docs/store-format.md`).
+//!
+//! An object enters the cursor only after the server verified it (size and SHA-256), so a
+//! crash at any moment leaves the cursor behind the bucket, never ahead: the next start
+//! uploads again, and a conditional create then finds the identical object and takes it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::fsutil::write_atomic;
+
+/// File name of the cursor in the store directory.
+pub const CURSOR: &str = "ship-cursor.json";
+/// Format version written.
+pub const VERSION: u32 = 1;
+
+/// One acknowledged segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acked {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes, as the server reported it.
+    pub size: u64,
+    /// SHA-256 (hex) of the sealed file, as the chain records it and the object carries.
+    pub sha256: String,
+}
+
+/// The persisted cursor.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Format version.
+    pub version: u32,
+    /// Bucket and prefix the acknowledgements are for (`s3://BUCKET/PREFIX/gateway=ID`):
+    /// shipping somewhere else starts from nothing.
+    pub target: String,
+    /// Live segments acknowledged, by file name.
+    pub acked: BTreeMap<String, Acked>,
+    /// Compaction entries up to this chain `seq` are settled remotely: the merged object was
+    /// acknowledged and the hour objects it replaced were deleted.
+    pub settled_seq: Option<u64>,
+    /// `seq` of the chain head whose manifest was last acknowledged.
+    pub manifest_seq: Option<u64>,
+}
+
+/// Errors of the cursor file; each names it.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    /// Read or write failed.
+    #[error("{path}: {op}: {cause}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// Not a cursor.
+    #[error("{path}: not a shipping cursor ({reason}); move it away to ship everything again")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Cursor {
+    /// The cursor in `dir` for `target`; empty if there is none or it was for another target.
+    pub fn load(dir: &Path, target: &str) -> Result<Self, CursorError> {
+        let fresh = Self {
+            version: VERSION,
+            target: target.to_owned(),
+            ..Self::default()
+        };
+        match read(dir)? {
+            Some(c) if c.target == target => Ok(c),
+            Some(c) => {
+                tracing::warn!(dir = %dir.display(), was = %c.target, now = %target, "the shipping target changed; every live segment is shipped to the new one");
+                Ok(fresh)
+            }
+            None => Ok(fresh),
+        }
+    }
+
+    /// Writes the cursor durably (temporary file, fsync, rename, directory fsync).
+    pub fn save(&self, dir: &Path) -> Result<(), CursorError> {
+        // Serialising plain data cannot fail.
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        write_atomic(dir, CURSOR, &bytes).map_err(|cause| CursorError::Io {
+            path: dir.join(CURSOR).display().to_string(),
+            op: "write",
+            cause,
+        })
+    }
+}
+
+/// The cursor in `dir`, if any.
+pub fn read(dir: &Path) -> Result<Option<Cursor>, CursorError> {
+    let path = dir.join(CURSOR);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(cause) => {
+            return Err(CursorError::Io {
+                path: path.display().to_string(),
+                op: "read",
+                cause,
+            })
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| CursorError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Names of the segments acknowledged remotely, as the cursor in `dir` says (what retention
+/// asks before deleting: see `store::retention::ShipGate`).
+pub fn shipped(dir: &Path) -> Result<HashSet<String>, String> {
+    match read(dir) {
+        Ok(Some(c)) => Ok(c.acked.into_keys().collect()),
+        Ok(None) => Ok(HashSet::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_cursor_loads_and_another_target_starts_fresh() {
+        let dir = std::env::temp_dir().join(format!("xdp-audit-cursor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut c = Cursor::load(&dir, "s3://b/p/gateway=g").expect("empty");
+        assert!(c.acked.is_empty());
+        c.acked.insert(
+            "seg-1-1.parquet".into(),
+            Acked {
+                key: "k".into(),
+                size: 3,
+                sha256: "ab".into(),
+            },
+        );
+        c.manifest_seq = Some(4);
+        c.save(&dir).expect("save");
+        assert_eq!(Cursor::load(&dir, "s3://b/p/gateway=g").expect("load"), c);
+        assert!(Cursor::load(&dir, "s3://other/gateway=g")
+            .expect("load")
+            .acked
+            .is_empty());
+        assert_eq!(
+            shipped(&dir).expect("read"),
+            HashSet::from(["seg-1-1.parquet".to_string()])
+        );
+        std::fs::write(dir.join(CURSOR), "{").expect("damage");
+        let e = Cursor::load(&dir, "x").expect_err("damaged");
+        assert!(e.to_string().contains(CURSOR), "{e}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}

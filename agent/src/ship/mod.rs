@@ -1,0 +1,361 @@
+//! Shipping the sealed store off the box: every live segment and the manifest go to an
+//! S3-compatible bucket (`--ship s3://BUCKET/PREFIX`), at least once and resumably.
+//!
+//! `config` (flags, credentials, secrets) -> `layout` (object keys) -> `cursor` (what was
+//! acknowledged, persisted in the store directory) -> `remote` (the S3 client: conditional
+//! create, checksums, multipart, verification) -> `worker` (a pass over the chain) -> this
+//! module's [`Shipper`] (the thread, its status) -> `verify` (`xdp-audit verify --remote`).
+//!
+//! The shipper sits beside the sealer, not in the record path: it reads `manifest.jsonl`
+//! after the sealer rewrote it (polling its size and time), so it can neither block nor slow
+//! the journal writer. Local retention asks the cursor before deleting (`ShipGate`).
+
+pub mod config;
+pub mod cursor;
+pub mod layout;
+pub mod remote;
+pub mod verify;
+pub mod worker;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::retention::ShipGate;
+use config::ShipConfig;
+use cursor::{Cursor, CursorError};
+use layout::Layout;
+use remote::{Remote, RemoteError};
+use worker::{backoff, manifest_stamp, Pass, Worker};
+
+/// Lock file in the store directory: one shipper per store.
+pub const LOCK: &str = "ship.lock";
+
+/// What `status` shows about shipping (`status.json`'s `ship` block).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipStatus {
+    /// `s3://BUCKET/PREFIX/gateway=ID`.
+    pub target: String,
+    /// Live segments not yet acknowledged by the bucket.
+    pub backlog_segments: u64,
+    /// Their bytes.
+    pub backlog_bytes: u64,
+    /// Seconds since the newest record of the oldest unacknowledged segment (none: no backlog).
+    pub oldest_age_s: Option<u64>,
+    /// Unacknowledged segments older than the retention, which local retention keeps until
+    /// they are shipped.
+    pub kept_for_shipping: u64,
+    /// Segments acknowledged since start.
+    pub shipped_segments: u64,
+    /// Their bytes.
+    pub shipped_bytes: u64,
+    /// Of those, uploads that found the identical object already there (after a crash).
+    pub identical_reuploads: u64,
+    /// Failed passes since start (each retried with backoff).
+    pub failures: u64,
+    /// The last failure, until a pass succeeds.
+    pub last_error: Option<String>,
+    /// When the last pass left nothing to ship (RFC 3339).
+    pub caught_up_at: Option<String>,
+    /// Chain head `seq` of the last manifest acknowledged.
+    pub manifest_seq: Option<u64>,
+}
+
+impl ShipStatus {
+    /// The `xdp-audit status` lines.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "shipping to {}: backlog {} segments ({} bytes){}; {} shipped ({} bytes, {} identical re-uploads), {} failed passes",
+            self.target,
+            self.backlog_segments,
+            self.backlog_bytes,
+            self.oldest_age_s
+                .map(|a| format!(", oldest {a} s old"))
+                .unwrap_or_default(),
+            self.shipped_segments,
+            self.shipped_bytes,
+            self.identical_reuploads,
+            self.failures,
+        );
+        if self.kept_for_shipping > 0 {
+            out.push_str(&format!(
+                "\n  ALERT: {} expired segments are kept locally until shipped (retention waits for the bucket)",
+                self.kept_for_shipping
+            ));
+        }
+        if let Some(e) = &self.last_error {
+            out.push_str(&format!("\n  last error: {e}"));
+        }
+        out
+    }
+}
+
+/// Errors of the shipper.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The bucket.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The cursor file.
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+    /// The manifest could not be read.
+    #[error("{0}")]
+    Manifest(String),
+    /// Another shipper works on this store.
+    #[error("{0}: another shipper holds the lock (an agent run with --ship, or `xdp-audit ship`)")]
+    Locked(PathBuf),
+    /// The lock or the thread could not be set up.
+    #[error("{path}: {op}: {cause}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        cause: std::io::Error,
+    },
+}
+
+/// Timing of the shipping loop.
+#[derive(Clone, Debug)]
+pub struct ShipOptions {
+    /// How often the manifest is looked at.
+    pub poll: Duration,
+    /// Longest wait between failed passes.
+    pub backoff_max: Duration,
+    /// Bound of one HTTP request.
+    pub request_timeout: Duration,
+    /// The local retention, days (for [`ShipStatus::kept_for_shipping`]).
+    pub retention_days: u32,
+}
+
+impl Default for ShipOptions {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+            retention_days: crate::store::retention::DEFAULT_DAYS,
+        }
+    }
+}
+
+/// The gate retention asks before deleting: segments the cursor in the store does not hold
+/// are kept (read from the file each time, so it holds across restarts).
+pub fn retention_gate() -> ShipGate {
+    ShipGate::new(cursor::shipped)
+}
+
+/// The target string a cursor is bound to.
+pub fn target_name(cfg: &ShipConfig) -> String {
+    let layout = Layout::new(&cfg.target.prefix, &cfg.gateway_id);
+    format!("s3://{}/{}", cfg.target.bucket, layout.base())
+}
+
+fn lock(dir: &Path) -> Result<File, ShipError> {
+    let path = dir.join(LOCK);
+    let f = File::create(&path).map_err(|cause| ShipError::Io {
+        path: path.clone(),
+        op: "create",
+        cause,
+    })?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(ShipError::Locked(path));
+    }
+    Ok(f)
+}
+
+fn worker(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<Worker, ShipError> {
+    let target = target_name(cfg);
+    let cursor = Cursor::load(dir, &target)?;
+    let status = ShipStatus {
+        target,
+        manifest_seq: cursor.manifest_seq,
+        ..ShipStatus::default()
+    };
+    Ok(Worker {
+        dir: dir.to_owned(),
+        layout: Layout::new(&cfg.target.prefix, &cfg.gateway_id),
+        remote: Remote::new(cfg, opts.request_timeout)?,
+        cursor,
+        multipart_bytes: cfg.multipart_bytes,
+        retention_days: opts.retention_days,
+        status: Arc::new(Mutex::new(status)),
+        stop: Arc::new(AtomicBool::new(false)),
+    })
+}
+
+/// Ships the store in `dir` until it is caught up (or a pass fails), in the calling thread:
+/// `xdp-audit ship` without `--follow`, and tests.
+pub fn ship_once(
+    dir: &Path,
+    cfg: &ShipConfig,
+    opts: &ShipOptions,
+) -> Result<ShipStatus, ShipError> {
+    let _lock = lock(dir)?;
+    let mut w = worker(dir, cfg, opts)?;
+    while w.pass()? == Pass::Again {}
+    let s = w.status.lock().map(|s| s.clone()).unwrap_or_default();
+    Ok(s)
+}
+
+/// The shipping thread; dropping it stops it between requests (waiting at most a few seconds
+/// for a request in flight: an upload cut short is uploaded again at the next start).
+pub struct Shipper {
+    status: Arc<Mutex<ShipStatus>>,
+    stop: Arc<AtomicBool>,
+    wake: Sender<()>,
+    done: std::sync::mpsc::Receiver<()>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// A cloneable view of the shipper's status (for the status writer).
+#[derive(Clone)]
+pub struct ShipHandle(Arc<Mutex<ShipStatus>>);
+
+impl ShipHandle {
+    /// The current status.
+    pub fn status(&self) -> ShipStatus {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ShipHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShipHandle")
+    }
+}
+
+impl Shipper {
+    /// Takes the store's shipping lock, loads the cursor and starts the thread.
+    pub fn spawn(dir: &Path, cfg: &ShipConfig, opts: ShipOptions) -> Result<Self, ShipError> {
+        let lock = lock(dir)?;
+        let mut w = worker(dir, cfg, &opts)?;
+        let status = w.status.clone();
+        let stop = w.stop.clone();
+        let (wake, woken) = channel::<()>();
+        let (done_tx, done) = channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("xdp-audit-ship".into())
+            .spawn(move || {
+                let _lock = lock;
+                let mut failures = 0u32;
+                let mut stamp = None;
+                let mut due = true;
+                while !w.stop.load(Ordering::Relaxed) {
+                    let now_stamp = manifest_stamp(&w.dir);
+                    if due || now_stamp != stamp {
+                        stamp = now_stamp;
+                        match w.pass() {
+                            Ok(Pass::CaughtUp) => {
+                                failures = 0;
+                                due = false;
+                            }
+                            Ok(Pass::Again) => continue,
+                            Ok(Pass::Stopped) => break,
+                            Err(e) => {
+                                due = true;
+                                let wait = backoff(failures, opts.backoff_max);
+                                failures = failures.saturating_add(1);
+                                let msg = e.to_string();
+                                tracing::warn!(error = %msg, retry_in_ms = wait.as_millis() as u64, "shipping failed; segments stay in the backlog and are retried");
+                                if let Ok(mut s) = w.status.lock() {
+                                    s.failures += 1;
+                                    s.last_error = Some(msg);
+                                }
+                                match woken.recv_timeout(wait) {
+                                    Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
+                                    Err(RecvTimeoutError::Disconnected) => break,
+                                }
+                            }
+                        }
+                    }
+                    if let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(opts.poll) {
+                        break;
+                    }
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|cause| ShipError::Io {
+                path: dir.to_owned(),
+                op: "start the shipping thread",
+                cause,
+            })?;
+        Ok(Self {
+            status,
+            stop,
+            wake,
+            done,
+            handle: Some(handle),
+        })
+    }
+
+    /// A view of the status for the status writer.
+    pub fn handle(&self) -> ShipHandle {
+        ShipHandle(self.status.clone())
+    }
+
+    /// The current status.
+    pub fn status(&self) -> ShipStatus {
+        self.handle().status()
+    }
+
+    /// Asks for a pass now (the next poll would see the change anyway).
+    pub fn wake(&self) {
+        let _ = self.wake.send(());
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.send(());
+        if self.done.recv_timeout(Duration::from_secs(5)).is_ok() {
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        } else {
+            tracing::warn!("the shipping thread is still in a request; leaving it (the next start uploads again what was not acknowledged)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_says_the_backlog_and_alerts_on_segments_retention_keeps() {
+        let s = ShipStatus {
+            target: "s3://b/p/gateway=g".into(),
+            backlog_segments: 3,
+            backlog_bytes: 4096,
+            oldest_age_s: Some(7200),
+            kept_for_shipping: 2,
+            last_error: Some("PUT k: connection refused".into()),
+            ..ShipStatus::default()
+        };
+        let text = s.summary();
+        for want in [
+            "backlog 3 segments (4096 bytes), oldest 7200 s old",
+            "ALERT: 2 expired segments",
+            "last error: PUT k: connection refused",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from {text}");
+        }
+        // The block round-trips through status.json.
+        let back: ShipStatus =
+            serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("parse");
+        assert_eq!(back, s);
+        assert!(!ShipStatus::default().summary().contains("ALERT"));
+    }
+}

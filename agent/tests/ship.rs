@@ -1,0 +1,411 @@
+//! Shipping to a real S3 server (`s3s-fs` on 127.0.0.1): objects, keys and SHA-256 match the
+//! chain, a merged day replaces its hours remotely, re-uploads are identical or refused, the
+//! shipper survives kill -9 at random moments, a server outage grows and drains the backlog
+//! while retention keeps unshipped segments, secrets never reach the log, and two gateways'
+//! stores read back with pyarrow's dataset API give each store's row count.
+
+#[path = "store_common/mod.rs"]
+mod common;
+mod ship_common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use ship_common::*;
+use xdp_audit::ship::remote::RemoteError;
+use xdp_audit::ship::{cursor, ship_once, ShipError, ShipOptions, Shipper};
+use xdp_audit::store::compact::DEFAULT_MAX_ROWS;
+use xdp_audit::store::fsutil::sha256_file;
+use xdp_audit::store::manifest::read_entries;
+use xdp_audit::store::testgen::Rng;
+use xdp_audit::store::{FakeClock, Store, StoreConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
+
+fn opts() -> ShipOptions {
+    ShipOptions {
+        poll: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(10),
+        ..ShipOptions::default()
+    }
+}
+
+/// The keys the chain's live segments must have, with their sealed SHA-256.
+fn expected(dir: &Path, prefix: &str, gateway: &str) -> Vec<(String, String)> {
+    let layout = xdp_audit::ship::layout::Layout::new(prefix, gateway);
+    let mut v: Vec<(String, String)> = live(dir)
+        .iter()
+        .map(|s| (layout.segment(s), s.sha256.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The segment objects in the bucket with the SHA-256 of their bytes.
+fn remote_segments(s3: &S3Server, prefix: &str) -> Vec<(String, String)> {
+    s3.objects(prefix, ".parquet")
+        .into_iter()
+        .map(|k| {
+            let sha = sha256_file(&s3.root.join(BUCKET).join(&k))
+                .unwrap_or_else(|e| panic!("hash object {k}: {e}"));
+            (k, sha)
+        })
+        .collect()
+}
+
+fn compacting(dir: &Path) -> StoreConfig {
+    let mut cfg = config(dir);
+    cfg.compact_max_rows = DEFAULT_MAX_ROWS;
+    cfg
+}
+
+#[test]
+fn a_store_with_seals_and_a_merged_day_is_shipped_as_its_chain_says() {
+    let dir = TempDir::new("ship-chain");
+    let bucket = TempDir::new("ship-chain-s3");
+    let s3 = S3Server::start(bucket.path());
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 30, 0.05, 3, true);
+    let cfg = s3.config("fleet", "gw-a");
+
+    let s = ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    let want = expected(dir.path(), "fleet", "gw-a");
+    assert!(
+        want.len() > 20,
+        "several hourly seals expected: {}",
+        want.len()
+    );
+    assert_eq!(s.shipped_segments, want.len() as u64, "{s:?}");
+    assert_eq!(s.backlog_segments, 0, "{s:?}");
+    assert_eq!(
+        remote_segments(&s3, "fleet"),
+        want,
+        "objects differ from the chain"
+    );
+    let head = read_entries(dir.path()).expect("chain").len() as u64 - 1;
+    assert_eq!(
+        s3.objects("fleet/gateway=gw-a/manifest", ".jsonl"),
+        vec![format!(
+            "fleet/gateway=gw-a/manifest/manifest-{head:020}.jsonl"
+        )]
+    );
+
+    // Day one closes: its hours merge into one segment; remotely the merged object replaces
+    // the hour objects once it is acknowledged.
+    let hours_before = want.len();
+    let clock = FakeClock::new(T0 + 30 * HOUR);
+    let mut store =
+        Store::open_with_clock(compacting(dir.path()), Box::new(clock)).expect("reopen");
+    assert!(store.wait_idle());
+    drop(store);
+    let merged = expected(dir.path(), "fleet", "gw-a");
+    assert!(
+        merged.len() < hours_before,
+        "nothing was merged: {merged:?}"
+    );
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship after merge: {e}"));
+    assert_eq!(
+        remote_segments(&s3, "fleet"),
+        merged,
+        "the hours were not replaced remotely"
+    );
+    let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
+    assert!(r.missing.is_empty() && r.checked == merged.len(), "{r:?}");
+
+    // A lost cursor: every upload finds the identical object (conditional create) and takes it.
+    std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
+    let again = ship_once(dir.path(), &cfg, &opts()).expect("ship again");
+    assert_eq!(again.identical_reuploads, merged.len() as u64, "{again:?}");
+
+    // An object changed in the bucket: verify --remote names it, and shipping never
+    // overwrites it.
+    let victim = &merged[0].0;
+    std::fs::write(s3.root.join(BUCKET).join(victim), b"not a segment").expect("damage object");
+    let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
+    assert_eq!(r.missing.len(), 1, "{r:?}");
+    assert_eq!(&r.missing[0].key, victim);
+    std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
+    match ship_once(dir.path(), &cfg, &opts()) {
+        Err(ShipError::Remote(RemoteError::Conflict { key, .. })) => assert_eq!(&key, victim),
+        other => panic!("a differing object must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(s3.root.join(BUCKET).join(victim)).expect("read object"),
+        b"not a segment",
+        "the object was overwritten"
+    );
+}
+
+#[test]
+fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains() {
+    let dir = TempDir::new("ship-outage");
+    let bucket = TempDir::new("ship-outage-s3");
+    let port = free_port();
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 3, 0.05, 5, true);
+    let first = live(dir.path()).len() as u64;
+    // No server yet: the shipper fails, backs off, and counts the backlog.
+    let cfg = ship_config(port, "p", "gw");
+    let shipper = Shipper::spawn(dir.path(), &cfg, opts()).expect("spawn");
+    wait_until(Duration::from_secs(30), "two failed passes", || {
+        shipper.status().failures >= 2
+    });
+    assert_eq!(shipper.status().backlog_segments, first);
+    assert!(shipper.status().last_error.is_some());
+    fill(dir.path(), &clock, T0 + 3 * HOUR, 3, 0.05, 6, true);
+    let total = live(dir.path()).len() as u64;
+    assert!(total > first);
+    wait_until(
+        Duration::from_secs(30),
+        "the backlog shows the new segments",
+        || shipper.status().backlog_segments == total,
+    );
+    let st = shipper.status();
+    assert!(st.backlog_bytes > 0 && st.oldest_age_s.is_some(), "{st:?}");
+
+    // Retention far in the future keeps every unshipped segment.
+    let late = T0 + 200 * DAY;
+    let mut gated = config(dir.path());
+    gated.ship_gate = Some(xdp_audit::ship::retention_gate());
+    let store = Store::open_with_clock(gated, Box::new(FakeClock::new(late))).expect("open");
+    drop(store);
+    assert_eq!(
+        live(dir.path()).len() as u64,
+        total,
+        "retention deleted unshipped segments"
+    );
+    for s in live(dir.path()) {
+        assert!(dir.path().join(&s.file).exists(), "{} deleted", s.file);
+    }
+
+    // The server comes back: the backlog drains.
+    let _s3 = S3Server::start_on(bucket.path(), port);
+    wait_until(Duration::from_secs(60), "the backlog drains", || {
+        let s = shipper.status();
+        s.backlog_segments == 0 && s.caught_up_at.is_some()
+    });
+    drop(shipper);
+    // Shipped now: retention deletes them.
+    let mut gated = config(dir.path());
+    gated.ship_gate = Some(xdp_audit::ship::retention_gate());
+    drop(Store::open_with_clock(gated, Box::new(FakeClock::new(late))).expect("open"));
+    assert!(
+        live(dir.path()).is_empty(),
+        "shipped expired segments should be pruned"
+    );
+}
+
+#[test]
+fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
+    let dir = TempDir::new("ship-kill");
+    let bucket = TempDir::new("ship-kill-s3");
+    let s3 = S3Server::start(bucket.path());
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 20, 0.05, 9, true);
+    // One big hour: a segment over the multipart threshold, uploaded in parts.
+    fill(dir.path(), &clock, T0 + 21 * HOUR, 1, 80.0, 10, true);
+    assert!(
+        live(dir.path()).iter().any(|s| s.size >= 5 << 20),
+        "no segment reaches the 5 MiB multipart threshold"
+    );
+    let creds = credentials_file(dir.path());
+    let ship_cmd = || {
+        let mut c = Command::new(BIN);
+        c.arg("ship")
+            .arg("--log-dir")
+            .arg(dir.path())
+            .args(["--ship", "s3://audit/k", "--gateway-id", "gw"])
+            .args(["--ship-endpoint", &s3.endpoint()])
+            .arg("--ship-credentials")
+            .arg(&creds)
+            .args(["--ship-multipart-bytes", &(5u64 << 20).to_string()]);
+        c
+    };
+    let mut rng = Rng::new(0x5eed);
+    for i in 0..10 {
+        let mut child = ship_cmd()
+            .arg("--follow")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start xdp-audit ship");
+        // A random moment; in every other round the server is paused first, so requests are
+        // in flight (and stay there) when the kill comes.
+        let pause = i % 2 == 1;
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        if pause {
+            s3.signal(libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(rng.below(300)));
+        }
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        if pause {
+            s3.signal(libc::SIGCONT);
+        }
+    }
+    // The premise: the kills came while there was still work in flight.
+    let acked = cursor::read(dir.path())
+        .expect("cursor")
+        .map_or(0, |c| c.acked.len());
+    let live_now = live(dir.path()).len();
+    assert!(
+        acked < live_now,
+        "premise: all {live_now} segments were shipped before the 10th kill; the store must be bigger"
+    );
+    let out = ship_cmd().output().expect("run xdp-audit ship");
+    assert!(
+        out.status.success(),
+        "clean run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = expected(dir.path(), "k", "gw");
+    assert_eq!(
+        remote_segments(&s3, "k"),
+        want,
+        "missing, extra or half-written objects"
+    );
+    eprintln!("kill -9 test: {acked} of {live_now} segments acknowledged before the clean run");
+    let v = Command::new(BIN)
+        .arg("verify")
+        .arg("--log-dir")
+        .arg(dir.path())
+        .args(["--remote", "--ship", "s3://audit/k", "--gateway-id", "gw"])
+        .args(["--ship-endpoint", &s3.endpoint()])
+        .arg("--ship-credentials")
+        .arg(&creds)
+        .output()
+        .expect("run verify --remote");
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success(),
+        "verify --remote failed: {text}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(text.contains("ok remote"), "{text}");
+}
+
+#[test]
+fn secrets_never_reach_the_log_and_open_credential_files_are_refused() {
+    let dir = TempDir::new("ship-secret");
+    let bucket = TempDir::new("ship-secret-s3");
+    let s3 = S3Server::start(bucket.path());
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 2, 0.05, 4, true);
+    let creds = credentials_file(dir.path());
+    let run = |creds: &Path| {
+        Command::new(BIN)
+            .args(["--log", "trace", "ship", "--log-dir"])
+            .arg(dir.path())
+            .args(["--ship", "s3://audit/s", "--gateway-id", "gw"])
+            .args(["--ship-endpoint", &s3.endpoint()])
+            .arg("--ship-credentials")
+            .arg(creds)
+            .output()
+            .expect("run xdp-audit ship")
+    };
+    let out = run(&creds);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("segment shipped"), "trace log expected: {all}");
+    assert!(!all.contains(SECRET_KEY), "the secret key was logged");
+    // A wrong secret: the error names the request, not the secret.
+    let wrong = dir.path().join("wrong.credentials");
+    std::fs::write(
+        &wrong,
+        format!("aws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = WrongSecretValue123\n"),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
+    let out = run(&wrong);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "a wrong secret must fail: {all}");
+    assert!(
+        !all.contains("WrongSecretValue123"),
+        "the secret was logged: {all}"
+    );
+    // Readable by others: refused before anything is sent.
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = run(&creds);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a world-readable credentials file was accepted"
+    );
+    assert!(
+        err.contains("--ship-credentials") && err.contains("s3.credentials"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_gateways_in_one_bucket_read_back_with_pyarrow_give_each_stores_row_count() {
+    let bucket = TempDir::new("ship-fleet-s3");
+    let s3 = S3Server::start(bucket.path());
+    let mut counts = Vec::new();
+    let mut dirs = Vec::new();
+    for (gw, seed, hours) in [("gw-a", 21, 5), ("gw-b", 22, 3)] {
+        let dir = TempDir::new(&format!("ship-fleet-{gw}"));
+        let clock = FakeClock::new(T0);
+        fill(dir.path(), &clock, T0, hours, 0.1, seed, true);
+        ship_once(dir.path(), &s3.config("fleet", gw), &opts())
+            .unwrap_or_else(|e| panic!("ship {gw}: {e}"));
+        // The count `xdp-audit query` prints (CSV rows without the header).
+        let q = Command::new(BIN)
+            .args(["query", "--format", "csv", "--log-dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run xdp-audit query");
+        assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+        let rows = String::from_utf8_lossy(&q.stdout).lines().count() - 1;
+        assert!(rows > 0);
+        counts.push((gw, rows));
+        dirs.push(dir);
+    }
+    let script = format!(
+        r#"
+import pyarrow.dataset as ds, pyarrow.fs as fs
+s3 = fs.S3FileSystem(access_key="{ACCESS_KEY}", secret_key="{SECRET_KEY}",
+                     endpoint_override="127.0.0.1:{port}", scheme="http", region="us-east-1")
+# A selector, not ds.dataset("audit/fleet"): s3s-fs answers a HEAD of the "directory" key with
+# 500 where S3 says 404. The manifest folder is skipped by its name.
+opts = ds.FileSystemFactoryOptions(partitioning=ds.HivePartitioning.discover(),
+                                   partition_base_dir="{BUCKET}/fleet",
+                                   selector_ignore_prefixes=[".", "_", "manifest"])
+d = ds.FileSystemDatasetFactory(s3, fs.FileSelector("{BUCKET}/fleet", recursive=True),
+                                ds.ParquetFileFormat(), opts).finish()
+for gw in ["gw-a", "gw-b"]:
+    print(gw, d.count_rows(filter=ds.field("gateway") == gw))
+"#,
+        port = s3.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 (Debian package python3) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pyarrow failed (install it with `cargo xtask setup`: python3 -m pip install pyarrow): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (gw, rows) in counts {
+        assert!(
+            text.contains(&format!("{gw} {rows}\n")),
+            "{gw} should have {rows} rows: {text}"
+        );
+    }
+}
