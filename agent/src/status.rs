@@ -72,6 +72,10 @@ pub struct Snapshot {
     /// sizes (absent when the agent runs without the enrich stage).
     #[serde(default)]
     pub enrich: Option<crate::enrich::stage::EnrichStatus>,
+    /// The flow tables' and the ring buffer's fill, and the list reloads (what the metrics
+    /// add; absent in snapshots of older agents).
+    #[serde(default)]
+    pub observe: crate::metrics::Observed,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -136,6 +140,7 @@ impl Snapshot {
             pipeline: Default::default(),
             clock: Default::default(),
             enrich: None,
+            observe: Default::default(),
         }
     }
 

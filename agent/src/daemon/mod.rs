@@ -84,6 +84,8 @@ pub struct Settings {
     /// the table, for the next agent to continue after it ([`Sweeper::hand_over`]). Without
     /// it the program is detached first and every flow is written as ended.
     pub hand_over: bool,
+    /// Where each sweep's status snapshot is also published, for the metrics endpoint.
+    pub metrics: Option<Arc<crate::metrics::Latest>>,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
             watch_lists: true,
             queue_messages: QUEUE_MESSAGES,
             hand_over: false,
+            metrics: None,
         }
     }
 }
@@ -220,6 +223,8 @@ impl Daemon {
             ledger,
             retired,
         } = maps;
+        let ring_fill = ring_fill(&events);
+        let table_capacities = flows.capacities();
         let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
         let counters = Arc::new(PipelineCounters::default());
         let (tx, rx) = queue::queue(settings.queue_messages, counters.clone());
@@ -254,6 +259,9 @@ impl Daemon {
                 stats,
                 lists: shared.clone(),
                 hits: Vec::new(),
+                ring: ring_fill,
+                table_capacities,
+                publish: settings.metrics.clone(),
             },
         };
         let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();
@@ -392,6 +400,19 @@ impl Daemon {
         log_summary(&summary);
         Ok(summary)
     }
+}
+
+/// A read-only view of the ring buffer's fill, for the status; `None` (said once) if the
+/// kernel refuses the mapping.
+fn ring_fill(events: &aya::maps::Map) -> Option<crate::metrics::ring::RingFill> {
+    use std::os::fd::AsFd as _;
+    let aya::maps::Map::RingBuf(data) = events else {
+        return None;
+    };
+    let size = data.info().map_or(0, |i| i.max_entries());
+    crate::metrics::ring::RingFill::new(data.fd().as_fd(), size)
+        .map_err(|e| warn!(error = %e, "cannot map the ring buffer's positions; its fill is not reported"))
+        .ok()
 }
 
 /// Drains the ring into the queue, in batches, after a clock measurement.

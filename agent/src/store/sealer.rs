@@ -20,13 +20,13 @@ enum Job {
     Barrier { now: i64, reply: Sender<bool> },
 }
 
-#[derive(Default)]
 struct Shared {
     sealed: AtomicU64,
     compacted: AtomicU64,
     pending: AtomicUsize,
     skipped_bytes: AtomicU64,
     skipped_frames: AtomicU64,
+    timings: Arc<super::Timings>,
 }
 
 /// Handle of the sealer thread; dropping it finishes the queued jobs and joins the thread.
@@ -49,11 +49,13 @@ struct Worker {
 impl Worker {
     fn seal_queued(&mut self, now: i64) {
         while let Some(path) = self.queue.front().cloned() {
+            let started = std::time::Instant::now();
             match seal::seal_journal(&self.dir, &path, &mut self.manifest) {
                 Ok(s) => {
                     self.queue.pop_front();
                     if s.segment.is_some() {
                         self.shared.sealed.fetch_add(1, Ordering::Relaxed);
+                        self.shared.timings.seal.observe(started.elapsed());
                     }
                     let shared = &self.shared;
                     shared
@@ -90,7 +92,9 @@ impl Worker {
             return;
         }
         let before = self.manifest.entries().len();
+        let started = std::time::Instant::now();
         let result = compact::run(&self.dir, &mut self.manifest, now, self.compact_max_rows);
+        let took = started.elapsed();
         let merged: usize = self.manifest.entries()[before.min(self.manifest.entries().len())..]
             .iter()
             .map(|e| e.body.removed().len())
@@ -98,6 +102,9 @@ impl Worker {
         self.shared
             .compacted
             .fetch_add(merged as u64, Ordering::Relaxed);
+        if merged > 0 {
+            self.shared.timings.compact.observe(took);
+        }
         if let Err(e) = result {
             if now - self.last_compact_report_ns >= REPORT_EVERY_NS {
                 self.last_compact_report_ns = now;
@@ -133,9 +140,22 @@ impl Worker {
 
 impl Sealer {
     /// Starts the thread for the store in `dir`, taking over its manifest; merged segments
-    /// hold at most `compact_max_rows` rows (0: no compaction).
-    pub fn spawn(dir: PathBuf, manifest: Manifest, compact_max_rows: u64) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared::default());
+    /// hold at most `compact_max_rows` rows (0: no compaction); seal and compaction durations
+    /// go to `timings`.
+    pub fn spawn(
+        dir: PathBuf,
+        manifest: Manifest,
+        compact_max_rows: u64,
+        timings: Arc<super::Timings>,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            sealed: AtomicU64::new(0),
+            compacted: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
+            skipped_bytes: AtomicU64::new(0),
+            skipped_frames: AtomicU64::new(0),
+            timings,
+        });
         let worker = Worker {
             dir,
             manifest,
