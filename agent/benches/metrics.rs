@@ -19,10 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::newflows::{fill, load, Discard};
-use xdp_audit::blocklist::ListSet;
-use xdp_audit::clock::HostClocks;
-use xdp_audit::daemon::{Daemon, Interface, Settings};
+use common::newflows::{fill, load, start_daemon};
+use xdp_audit::daemon::{Interface, Settings};
 use xdp_audit::metrics::render::Static;
 use xdp_audit::metrics::{http, Exporter, Latest};
 use xdp_audit::status::{ListHits, RuleHits, Snapshot};
@@ -179,15 +177,7 @@ fn daemon_rate(metrics: bool, round: u64) -> f64 {
             }],
         )
     };
-    let lists = ListSet::new([], maps.lists.domain_key().expect("domain key"));
-    let (mut daemon, control) = Daemon::start(
-        settings,
-        maps,
-        lists,
-        Box::new(Discard),
-        Arc::new(HostClocks),
-    )
-    .expect("start the daemon");
+    let (mut daemon, control) = start_daemon(settings, maps);
     let endpoint = latest.map(|l| {
         let listener = http::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
         let addr = listener.local_addr().expect("local address");

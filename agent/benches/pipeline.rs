@@ -8,16 +8,13 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
-use common::newflows::{fill, load, Discard};
-use xdp_audit::blocklist::ListSet;
-use xdp_audit::clock::HostClocks;
+use common::newflows::{fill, load, start_daemon, Discard};
 use xdp_audit::clock::{clock_ns, Timeline, WallClock};
 use xdp_audit::daemon::queue::BATCH_EVENTS;
-use xdp_audit::daemon::{Daemon, Interface, Settings};
+use xdp_audit::daemon::{Interface, Settings};
 use xdp_audit::reader::{Event, RingReader};
 use xdp_audit::sweeper::{Sweeper, Timeouts};
 
@@ -103,20 +100,7 @@ fn main() {
                 }],
             )
         };
-        let empty_lists = ListSet::new(
-            [],
-            maps.lists
-                .domain_key()
-                .expect("read the program's domain key"),
-        );
-        let (mut daemon, control) = Daemon::start(
-            settings,
-            maps,
-            empty_lists,
-            Box::new(Discard),
-            Arc::new(HostClocks),
-        )
-        .expect("start the daemon");
+        let (mut daemon, control) = start_daemon(settings, maps);
         let t = Instant::now();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -433,8 +433,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let ran = rt.block_on(async {
         let signals = tokio::spawn(forward_signals(control));
+        // Audit goes on without the endpoint rather than stop over it (said loudly).
         let metrics = match (metrics_listener, exporter) {
-            (Some(l), Some(e)) => Some(crate::metrics::http::spawn(l, e)?),
+            (Some(l), Some(e)) => crate::metrics::http::spawn(l, e)
+                .map_err(|e| tracing::error!("{e}; running without metrics"))
+                .ok(),
             _ => None,
         };
         let ran = daemon.run().await;
@@ -442,8 +445,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(m) = metrics {
             m.abort();
         }
-        anyhow::Ok(ran)
-    })?;
+        ran
+    });
     // Unpinned: stop the program first, so the counters are final and no flow changes under
     // the flush. Pinned: it stays, blocking and counting, for the next agent. Then write
     // what is left (also when the reader failed) and seal the journal.

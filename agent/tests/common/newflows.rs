@@ -2,7 +2,12 @@
 //! loaded with a large ring, and one new UDP flow (one start event) per test run.
 
 use aya::programs::{TestRun, TestRunOptions};
-use xdp_audit::loader::{LoadOptions, Loaded, Program};
+use std::sync::Arc;
+
+use xdp_audit::blocklist::ListSet;
+use xdp_audit::clock::HostClocks;
+use xdp_audit::daemon::{Control, Daemon, Settings};
+use xdp_audit::loader::{LoadOptions, Loaded, Maps, Program};
 use xdp_audit::record::FlowRecord;
 use xdp_audit::sink::{RecordSink, SinkError};
 
@@ -47,4 +52,22 @@ impl RecordSink for Discard {
     fn sync(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+}
+
+/// The daemon on `maps` with no lists, writing to [`Discard`], on the host's clocks.
+pub fn start_daemon(settings: Settings, maps: Maps) -> (Daemon, Control) {
+    let empty_lists = ListSet::new(
+        [],
+        maps.lists
+            .domain_key()
+            .expect("read the program's domain key"),
+    );
+    Daemon::start(
+        settings,
+        maps,
+        empty_lists,
+        Box::new(Discard),
+        Arc::new(HostClocks),
+    )
+    .expect("start the daemon")
 }
