@@ -83,12 +83,28 @@ fn answer(code: u16, reason: &str, content_type: &str, body: &[u8], send_body: b
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("--metrics {addr}: cannot listen: {cause} (is another process on that port? choose another with --metrics ADDR)")]
+#[error("--metrics {addr}: cannot listen: {cause} ({})", bind_hint(cause))]
 pub struct BindError {
     /// The address asked for.
     pub addr: SocketAddr,
     /// The cause (in the message, so not named `source`).
     pub cause: std::io::Error,
+}
+
+/// What to do about a failed bind.
+fn bind_hint(cause: &std::io::Error) -> &'static str {
+    match cause.raw_os_error() {
+        Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES) => {
+            "a sandbox forbids IP sockets: under the packaged unit add AF_INET AF_INET6 to \
+             RestrictAddressFamilies= and IPAddressAllow=localhost in a drop-in (README, \
+             \"Metrics\")"
+        }
+        Some(libc::EADDRINUSE) => {
+            "another process listens there: choose another port with --metrics ADDR"
+        }
+        Some(libc::EADDRNOTAVAIL) => "no interface of this host has that address",
+        _ => "check the address given to --metrics",
+    }
 }
 
 /// Listens on `addr`; done before the program is loaded, so a port in use fails the start.
