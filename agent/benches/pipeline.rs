@@ -8,66 +8,20 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
-use aya::programs::{TestRun, TestRunOptions};
-use common::{v4, Spec};
-use xdp_audit::blocklist::ListSet;
-use xdp_audit::clock::HostClocks;
+use common::newflows::{fill, load, start_daemon, Discard};
 use xdp_audit::clock::{clock_ns, Timeline, WallClock};
 use xdp_audit::daemon::queue::BATCH_EVENTS;
-use xdp_audit::daemon::{Daemon, Interface, Settings};
-use xdp_audit::loader::{LoadOptions, Loaded, Program};
+use xdp_audit::daemon::{Interface, Settings};
 use xdp_audit::reader::{Event, RingReader};
-use xdp_audit::record::FlowRecord;
-use xdp_audit::sink::{RecordSink, SinkError};
 use xdp_audit::sweeper::{Sweeper, Timeouts};
 
 /// Events per measurement: new flows, one start event each.
 const EVENTS: u64 = 400_000;
 /// Rounds of each measurement; the fastest is reported.
 const ROUNDS: usize = 3;
-
-struct Discard;
-
-impl RecordSink for Discard {
-    fn write(&mut self, _: &FlowRecord) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
-
-fn load() -> Loaded {
-    Loaded::load(LoadOptions {
-        flow_table_size: 1 << 20,
-        ringbuf_bytes: 128 << 20,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"))
-}
-
-/// Creates `EVENTS` new flows (numbered from `first`); returns the program's ns per flow.
-fn fill(p: &mut Program, first: u64) -> f64 {
-    let template = Spec::udp4(v4(100, 64, 0, 0), 5000, v4(198, 18, 0, 1), 443).build();
-    let mut frame = template.clone();
-    let prog = p.program_mut().expect("program");
-    let mut kernel_ns = 0u128;
-    for i in first..first + EVENTS {
-        frame[26..30].copy_from_slice(&[100, 64 | (i >> 16) as u8 & 0x3f, (i >> 8) as u8, i as u8]);
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(&frame),
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        kernel_ns += r.duration.as_nanos();
-    }
-    kernel_ns as f64 / EVENTS as f64
-}
 
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
@@ -92,8 +46,8 @@ fn main() {
     let mut per_flow = f64::MAX;
     for round in 0..ROUNDS as u64 {
         // The floor and the reader, on one program: the ring filled twice.
-        let (mut program, maps) = load().into_parts();
-        per_flow = per_flow.min(fill(&mut program, 0));
+        let (mut program, maps) = load(1 << 20).into_parts();
+        per_flow = per_flow.min(fill(&mut program, 0, EVENTS));
         let mut ring = RingBuf::try_from(maps.events).expect("ring");
         let mut n = 0u64;
         let (wall, cpu) = timed(|| {
@@ -104,7 +58,7 @@ fn main() {
         });
         assert_eq!(n, EVENTS, "the ring held every event");
         floor.note(wall, cpu);
-        fill(&mut program, EVENTS);
+        fill(&mut program, EVENTS, EVENTS);
         let mut r = RingReader::new(ring);
         // In batches of the daemon's size, each in a buffer of its own, as the reader sends them.
         let mut batches: Vec<Vec<Event>> = Vec::new();
@@ -132,8 +86,8 @@ fn main() {
         sweeper.note(wall, cpu);
 
         // The whole way to the sweeper: the daemon started on a full ring.
-        let (mut program, maps) = load().into_parts();
-        fill(&mut program, round * EVENTS);
+        let (mut program, maps) = load(1 << 20).into_parts();
+        fill(&mut program, round * EVENTS, EVENTS);
         let settings = Settings {
             sweep_interval: Duration::from_secs(3600),
             watch_lists: false,
@@ -146,20 +100,7 @@ fn main() {
                 }],
             )
         };
-        let empty_lists = ListSet::new(
-            [],
-            maps.lists
-                .domain_key()
-                .expect("read the program's domain key"),
-        );
-        let (mut daemon, control) = Daemon::start(
-            settings,
-            maps,
-            empty_lists,
-            Box::new(Discard),
-            Arc::new(HostClocks),
-        )
-        .expect("start the daemon");
+        let (mut daemon, control) = start_daemon(settings, maps);
         let t = Instant::now();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -275,6 +275,13 @@ impl FlowMaps {
         Ok(Self { v6, v4, short })
     }
 
+    /// The sizes (`max_entries`) of the IPv4 and the IPv6 table, as the kernel reports them
+    /// (0 if it does not).
+    pub fn capacities(&self) -> [u64; 2] {
+        let size = |m: &MapData| m.info().map_or(0, |i| u64::from(i.max_entries()));
+        [size(&self.v4), size(&self.v6)]
+    }
+
     /// A handle for reading and taking entries.
     pub fn table(&self) -> FlowTable<'_> {
         FlowTable {

@@ -14,6 +14,7 @@ pub mod enforce;
 pub mod enrich;
 pub mod flowtable;
 pub mod loader;
+pub mod metrics;
 pub mod net;
 pub mod privilege;
 pub mod reader;

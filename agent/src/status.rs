@@ -76,6 +76,10 @@ pub struct Snapshot {
     /// last failure (absent when the agent runs without --ship).
     #[serde(default)]
     pub ship: Option<crate::ship::ShipStatus>,
+    /// The flow tables' and the ring buffer's fill, and the list reloads (what the metrics
+    /// add; absent in snapshots of older agents).
+    #[serde(default)]
+    pub observe: crate::metrics::Observed,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -141,6 +145,7 @@ impl Snapshot {
             clock: Default::default(),
             enrich: None,
             ship: None,
+            observe: Default::default(),
         }
     }
 

@@ -184,6 +184,8 @@ pub struct Sweeper {
     ledger: Option<Ledger>,
     /// What the sweeper has done so far.
     pub stats: SweepStats,
+    /// Entries of the IPv4 and the IPv6 flow table at the last sweep.
+    pub table_entries: [u64; 2],
 }
 
 impl Sweeper {
@@ -198,6 +200,7 @@ impl Sweeper {
             warnings: Warnings::default(),
             ledger: None,
             stats: SweepStats::default(),
+            table_entries: [0; 2],
         }
     }
 
@@ -324,6 +327,11 @@ impl Sweeper {
         now: u64,
     ) -> io::Result<()> {
         let entries = table.entries()?;
+        let v4 = entries
+            .iter()
+            .filter(|(k, _)| k.family == agent_common::family::V4)
+            .count() as u64;
+        self.table_entries = [v4, entries.len() as u64 - v4];
         let mut seen = HashSet::with_capacity(entries.len());
         let mut lost_starts = 0;
         for (key, v) in entries {

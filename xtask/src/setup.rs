@@ -25,6 +25,7 @@ const APT: &[&str] = &[
     "llvm-22-dev",      // bpf-linker
     "nftables",         // masquerade on the lab gateway
     "openssl",          // s_server and test certificates
+    "prometheus",       // promtool check metrics: the metrics endpoint's test
     "python3",          // http.server; DuckDB reads segments
     "systemd",          // systemd-analyze verify and security for the unit
     "tcpdump",          // captures compared with the audit log

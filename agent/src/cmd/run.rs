@@ -129,6 +129,9 @@ pub struct RunArgs {
     /// (and vanishes with it on a crash).
     #[arg(long)]
     pub no_pin: bool,
+    /// Prometheus metrics: --metrics, --metrics-public, --metrics-top-rules.
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// Where the agent keeps its status snapshot unless told otherwise.
@@ -158,6 +161,7 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     if args.sweep_interval.is_zero() {
         bail!("--sweep-interval must be above zero");
     }
+    args.metrics.addr().map_err(anyhow::Error::msg)?;
     // A list file may be missing at start (it is loaded when it appears), but its directory
     // is watched, so it must exist: checked here, before anything touches the kernel.
     let lists = (args.blocklists.iter().map(|p| ("--blocklist", p.as_path())))
@@ -187,6 +191,8 @@ struct Attached {
     program: Option<Program>,
     /// The pinned instance, held while the agent runs.
     _instance: Option<InstanceLock>,
+    /// `(interface, attach mode in use)`.
+    modes: Vec<(String, String)>,
 }
 
 /// The list files, in the order given.
@@ -230,11 +236,13 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         ms = started.elapsed().as_millis() as u64,
         "lists loaded"
     );
+    let mut modes = Vec::new();
     for ((name, wan), iface) in args.ifaces.iter().zip(interfaces) {
         if *wan {
             loaded.lists.set_wan(iface.ifindex)?;
         }
-        loaded.attach(name, args.xdp_mode)?;
+        let mode = loaded.attach(name, args.xdp_mode)?;
+        modes.push((name.clone(), mode.to_string()));
     }
     let (program, maps) = loaded.into_parts();
     Ok(Attached {
@@ -242,6 +250,7 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         lists,
         program: Some(program),
         _instance: None,
+        modes,
     })
 }
 
@@ -324,6 +333,11 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
         lists: s.lists,
         program: None,
         _instance: Some(s.lock),
+        modes: s
+            .interfaces
+            .iter()
+            .map(|i| (i.name.clone(), i.mode.to_string()))
+            .collect(),
     })
 }
 
@@ -369,6 +383,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         privilege::become_user(&user).with_context(|| format!("--user {name}"))?;
     }
+    // Listen before the kernel is touched: a port in use fails the start, not a later scrape.
+    let metrics_listener = match args.metrics.addr().map_err(anyhow::Error::msg)? {
+        Some(addr) => Some(crate::metrics::http::bind(addr)?),
+        None => None,
+    };
     // Open the store first: a bad --log-dir must fail before anything touches the kernel.
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
@@ -393,6 +412,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         lists,
         mut program,
         _instance,
+        modes,
     } = attached;
     // Attribution sources start once the program is in (a missing privilege is then said
     // once, by the loader) and before the first record can be written.
@@ -408,8 +428,16 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         sweep_interval: args.sweep_interval,
         hand_over: program.is_none(),
         ship: shipper.as_ref().map(|s| s.handle()),
+        metrics: metrics_listener.as_ref().map(|_| Arc::default()),
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
+    let exporter = settings.metrics.clone().map(|latest| {
+        let fixed = crate::metrics::render::Static {
+            attach: modes,
+            top_rules: args.metrics.metrics_top_rules,
+        };
+        Arc::new(crate::metrics::Exporter::new(latest, fixed))
+    });
     // ---- Attach is done: pinned or not, nothing after this point attaches, pins or mounts
     // (a pinned agent leaves its program in place at the stop; an unpinned one closes its
     // links, which needs no capability). The stages work through descriptors they hold:
@@ -426,8 +454,18 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let ran = rt.block_on(async {
         let signals = tokio::spawn(forward_signals(control));
+        // Audit goes on without the endpoint rather than stop over it (said loudly).
+        let metrics = match (metrics_listener, exporter) {
+            (Some(l), Some(e)) => crate::metrics::http::spawn(l, e)
+                .map_err(|e| tracing::error!("{e}; running without metrics"))
+                .ok(),
+            _ => None,
+        };
         let ran = daemon.run().await;
         signals.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         ran
     });
     // Unpinned: stop the program first, so the counters are final and no flow changes under

@@ -107,6 +107,8 @@ impl RuleNames for RuleBook {
 pub struct ListsShared {
     maps: Mutex<ListMaps>,
     generation: AtomicU64,
+    /// Per file, its reloads since the start (for the metrics).
+    reloads: Mutex<std::collections::BTreeMap<PathBuf, crate::metrics::ListReload>>,
 }
 
 impl ListsShared {
@@ -115,6 +117,42 @@ impl ListsShared {
         Self {
             maps: Mutex::new(maps),
             generation: AtomicU64::new(applied),
+            reloads: Mutex::default(),
+        }
+    }
+
+    /// Each reloaded file's reloads (the lock is only ever held to note one, never across a
+    /// reload).
+    pub fn reloads(&self) -> Vec<crate::metrics::ListReload> {
+        match self.reloads.lock() {
+            Ok(r) => r.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        }
+    }
+
+    /// Notes a reload of `files`: applied, or rejected for the ones with `problems` (and for
+    /// all when the kernel could not take it).
+    fn note_reloads(&self, files: &[PathBuf], applied: bool, problems: &[Diagnostic]) {
+        let now = jiff::Timestamp::now().as_second();
+        let mut reloads = match self.reloads.lock() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        for f in files {
+            let ok = applied && !problems.iter().any(|d| &d.path == f);
+            let r = reloads
+                .entry(f.clone())
+                .or_insert_with(|| crate::metrics::ListReload {
+                    path: f.display().to_string(),
+                    ..Default::default()
+                });
+            if ok {
+                r.applied += 1;
+            } else {
+                r.rejected += 1;
+            }
+            r.last_ok = ok;
+            r.last_at_s = now;
         }
     }
 
@@ -273,19 +311,20 @@ pub(crate) fn spawn(
 impl Stage {
     fn serve(&mut self, batch: Vec<Request>) {
         let all = batch.iter().any(|r| r.what == Reload::All);
-        let (what, (delta, problems)) = if all {
-            ("SIGHUP reload".to_owned(), self.set.reload_all())
-        } else {
-            let mut paths: Vec<PathBuf> = Vec::new();
-            for r in &batch {
-                if let Reload::Files(ps) = &r.what {
-                    for p in ps {
-                        if !paths.contains(p) {
-                            paths.push(p.clone());
-                        }
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for r in &batch {
+            if let Reload::Files(ps) = &r.what {
+                for p in ps {
+                    if !paths.contains(p) {
+                        paths.push(p.clone());
                     }
                 }
             }
+        }
+        let (what, (delta, problems)) = if all {
+            paths = self.set.paths().into_iter().map(Path::to_owned).collect();
+            ("SIGHUP reload".to_owned(), self.set.reload_all())
+        } else {
             let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             (
                 format!("list {}", names.join(", ")),
@@ -293,6 +332,7 @@ impl Stage {
             )
         };
         let applied = self.apply(&what, delta, &problems);
+        self.shared.note_reloads(&paths, applied, &problems);
         let outcome = ReloadOutcome {
             generation: self.shared.generation(),
             applied,

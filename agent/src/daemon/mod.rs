@@ -86,6 +86,8 @@ pub struct Settings {
     pub hand_over: bool,
     /// The shipper's status, shown in `status.json` (with --ship).
     pub ship: Option<crate::ship::ShipHandle>,
+    /// Where each sweep's status snapshot is also published, for the metrics endpoint.
+    pub metrics: Option<Arc<crate::metrics::Latest>>,
 }
 
 impl Settings {
@@ -101,6 +103,7 @@ impl Settings {
             queue_messages: QUEUE_MESSAGES,
             hand_over: false,
             ship: None,
+            metrics: None,
         }
     }
 }
@@ -223,6 +226,8 @@ impl Daemon {
             ledger,
             retired,
         } = maps;
+        let ring_fill = ring_fill(&events);
+        let table_capacities = flows.capacities();
         let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
         let counters = Arc::new(PipelineCounters::default());
         let (tx, rx) = queue::queue(settings.queue_messages, counters.clone());
@@ -258,6 +263,9 @@ impl Daemon {
                 lists: shared.clone(),
                 hits: Vec::new(),
                 ship: settings.ship.clone(),
+                ring: ring_fill,
+                table_capacities,
+                publish: settings.metrics.clone(),
             },
         };
         let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();
@@ -396,6 +404,19 @@ impl Daemon {
         log_summary(&summary);
         Ok(summary)
     }
+}
+
+/// A read-only view of the ring buffer's fill, for the status; `None` (said once) if the
+/// kernel refuses the mapping.
+fn ring_fill(events: &aya::maps::Map) -> Option<crate::metrics::ring::RingFill> {
+    use std::os::fd::AsFd as _;
+    let aya::maps::Map::RingBuf(data) = events else {
+        return None;
+    };
+    let size = data.info().map_or(0, |i| i.max_entries());
+    crate::metrics::ring::RingFill::new(data.fd().as_fd(), size)
+        .map_err(|e| warn!(error = %e, "cannot map the ring buffer's positions; its fill is not reported"))
+        .ok()
 }
 
 /// Drains the ring into the queue, in batches, after a clock measurement.

@@ -16,6 +16,7 @@ use super::{DaemonError, Summary};
 use crate::clock::ClockSource;
 use crate::flowtable::FlowMaps;
 use crate::loader::upgrade::Retired;
+use crate::metrics::{Observed, RingFillStats, TableFill};
 use crate::reader::Event;
 use crate::sink::RecordSink;
 use crate::status::Snapshot;
@@ -35,6 +36,12 @@ pub(crate) struct StatusInputs {
     pub(crate) hits: Vec<(u32, u64)>,
     /// The shipper's status (with --ship).
     pub(crate) ship: Option<crate::ship::ShipHandle>,
+    /// The ring buffer's positions.
+    pub(crate) ring: Option<crate::metrics::ring::RingFill>,
+    /// The IPv4 and IPv6 flow tables' sizes.
+    pub(crate) table_capacities: [u64; 2],
+    /// Where the snapshot is published for the metrics endpoint.
+    pub(crate) publish: Option<Arc<crate::metrics::Latest>>,
 }
 
 /// The records stage's state.
@@ -149,8 +156,36 @@ impl Records {
         snap.ship = s.ship.as_ref().map(|h| h.status());
         snap.pipeline = pipeline;
         snap.clock = self.sweeper.clock().stats().clone();
+        snap.observe = self.observed();
+        let s = &self.status;
         if let Err(e) = snap.write(&s.dir) {
             warn!(error = %e, dir = %s.dir.display(), "cannot write the status snapshot");
+        }
+        if let Some(p) = &s.publish {
+            p.publish(snap);
+        }
+    }
+
+    /// The tables' fill and the list reloads.
+    fn observed(&self) -> Observed {
+        let s = &self.status;
+        let families = ["ipv4", "ipv6"];
+        Observed {
+            flow_tables: (0..2)
+                .map(|i| TableFill {
+                    family: families[i].to_owned(),
+                    entries: self.sweeper.table_entries[i],
+                    capacity: s.table_capacities[i],
+                })
+                .collect(),
+            ring: s
+                .ring
+                .as_ref()
+                .map_or_else(Default::default, |r| RingFillStats {
+                    used_bytes: r.used(),
+                    size_bytes: r.size(),
+                }),
+            list_reloads: s.lists.reloads(),
         }
     }
 

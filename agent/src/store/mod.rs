@@ -191,6 +191,42 @@ pub struct StoreStatus {
     /// The retention in force, days (what `xdp-audit compliance` checks the config against).
     #[serde(default)]
     pub retention_days: u32,
+    /// Durations of journal fsyncs, seals and compactions since open.
+    #[serde(default)]
+    pub timings: StoreTimings,
+}
+
+/// Where the store's time goes, recorded by the thread that spends it.
+#[derive(Debug, Default)]
+pub struct Timings {
+    /// Each journal fsync (records thread).
+    pub fsync: crate::metrics::histogram::Histogram,
+    /// Each seal of a journal into a segment (sealer thread).
+    pub seal: crate::metrics::histogram::Histogram,
+    /// Each compaction pass that merged segments (sealer thread).
+    pub compact: crate::metrics::histogram::Histogram,
+}
+
+/// [`Timings`] at one moment, as `status.json` and `/metrics` show them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreTimings {
+    /// Journal fsyncs.
+    pub fsync: crate::metrics::histogram::Timing,
+    /// Seals.
+    pub seal: crate::metrics::histogram::Timing,
+    /// Compaction passes that merged segments.
+    pub compact: crate::metrics::histogram::Timing,
+}
+
+impl Timings {
+    /// What they hold now.
+    pub fn snapshot(&self) -> StoreTimings {
+        StoreTimings {
+            fsync: self.fsync.timing(),
+            seal: self.seal.timing(),
+            compact: self.compact.timing(),
+        }
+    }
 }
 
 struct Degraded {
@@ -215,6 +251,8 @@ pub struct Store {
     last_report_ns: i64,
     counted_synced: u64,
     status: StoreStatus,
+    /// Shared with the sealer thread.
+    timings: std::sync::Arc<Timings>,
     _lock: File,
 }
 
@@ -291,11 +329,13 @@ impl Store {
             cfg.retention_days,
             cfg.ship_gate.as_ref(),
         )?;
+        let timings = std::sync::Arc::new(Timings::default());
         let sealer = sealer::Sealer::spawn(
             dir.clone(),
             manifest,
             cfg.compact_max_rows,
             cfg.ship_gate.clone(),
+            timings.clone(),
         )
         .map_err(|e| io(&dir, "start the sealer thread", e))?;
         sealer.compact(now);
@@ -313,6 +353,7 @@ impl Store {
             degraded: None,
             last_report_ns: i64::MIN / 2,
             counted_synced: 0,
+            timings,
             status: StoreStatus::default(),
             _lock: lock,
         })
@@ -335,6 +376,7 @@ impl Store {
         s.journal_skipped_frames = self.skipped_at_open.1 + frames;
         s.unsealed = self.sealer.pending() as u64;
         s.retention_days = self.cfg.retention_days;
+        s.timings = self.timings.snapshot();
         s
     }
 
@@ -374,6 +416,9 @@ impl Store {
         }
         match self.journal.sync() {
             Ok(()) => {
+                if let Some(d) = self.journal.take_fsync_time() {
+                    self.timings.fsync.observe(d);
+                }
                 self.last_sync_ns = now;
                 self.status.durable += self.journal.synced_records() - self.counted_synced;
                 self.counted_synced = self.journal.synced_records();

@@ -28,6 +28,7 @@ struct Shared {
     pending: AtomicUsize,
     skipped_bytes: AtomicU64,
     skipped_frames: AtomicU64,
+    timings: Arc<super::Timings>,
 }
 
 /// Handle of the sealer thread; dropping it finishes the queued jobs and joins the thread.
@@ -51,11 +52,13 @@ struct Worker {
 impl Worker {
     fn seal_queued(&mut self, now: i64) {
         while let Some(path) = self.queue.front().cloned() {
+            let started = std::time::Instant::now();
             match seal::seal_journal(&self.dir, &path, &mut self.manifest) {
                 Ok(s) => {
                     self.queue.pop_front();
                     if s.segment.is_some() {
                         self.shared.sealed.fetch_add(1, Ordering::Relaxed);
+                        self.shared.timings.seal.observe(started.elapsed());
                     }
                     let shared = &self.shared;
                     shared
@@ -92,7 +95,9 @@ impl Worker {
             return;
         }
         let before = self.manifest.entries().len();
+        let started = std::time::Instant::now();
         let result = compact::run(&self.dir, &mut self.manifest, now, self.compact_max_rows);
+        let took = started.elapsed();
         let merged: usize = self.manifest.entries()[before.min(self.manifest.entries().len())..]
             .iter()
             .map(|e| e.body.removed().len())
@@ -100,6 +105,9 @@ impl Worker {
         self.shared
             .compacted
             .fetch_add(merged as u64, Ordering::Relaxed);
+        if merged > 0 {
+            self.shared.timings.compact.observe(took);
+        }
         if let Err(e) = result {
             if now - self.last_compact_report_ns >= REPORT_EVERY_NS {
                 self.last_compact_report_ns = now;
@@ -142,14 +150,18 @@ impl Worker {
 impl Sealer {
     /// Starts the thread for the store in `dir`, taking over its manifest; merged segments
     /// hold at most `compact_max_rows` rows (0: no compaction); retention keeps what
-    /// `ship_gate` says is not shipped yet.
+    /// `ship_gate` says is not shipped yet; seal and compaction durations go to `timings`.
     pub fn spawn(
         dir: PathBuf,
         manifest: Manifest,
         compact_max_rows: u64,
         ship_gate: Option<ShipGate>,
+        timings: Arc<super::Timings>,
     ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            timings,
+            ..Shared::default()
+        });
         let worker = Worker {
             dir,
             manifest,

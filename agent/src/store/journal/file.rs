@@ -221,6 +221,8 @@ pub struct JournalWriter {
     pending_records: usize,
     written_records: u64,
     synced_records: u64,
+    /// How long the last fsync took, until [`JournalWriter::take_fsync_time`] takes it.
+    fsync_time: Option<std::time::Duration>,
 }
 
 impl JournalWriter {
@@ -249,6 +251,7 @@ impl JournalWriter {
             pending_records: 0,
             written_records: 0,
             synced_records: 0,
+            fsync_time: None,
         })
     }
 
@@ -327,13 +330,20 @@ impl JournalWriter {
         if self.synced_records == self.written_records {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.file.sync_data().map_err(|source| JournalError::Io {
             path: self.path.clone(),
             op: "fsync",
             cause: source,
         })?;
+        self.fsync_time = Some(started.elapsed());
         self.synced_records = self.written_records;
         Ok(())
+    }
+
+    /// How long the last fsync took, once (`None` if none ran since the last call).
+    pub fn take_fsync_time(&mut self) -> Option<std::time::Duration> {
+        self.fsync_time.take()
     }
 }
 

@@ -1,0 +1,265 @@
+//! The metrics endpoint, each figure next to a baseline measured in the same run:
+//! - a scrape of `/metrics` with 10,000 rules loaded (every one hit), through the real server
+//!   over loopback, next to the same server's trivial answer (`GET /` -> 404), and the
+//!   rendering alone;
+//! - what the metrics cost the record path: the daemon taking 400,000 new-flow events off a
+//!   full ring (reader, queue, sweeper, sweeps and status every 200 ms), with the status
+//!   published to the endpoint and scraped 100 times a second on the reader's runtime, next
+//!   to the same daemon without metrics; rounds alternate, the fastest of each is kept.
+//!
+//! Needs root (the second part loads the XDP program). Run with
+//! `cargo bench -p xdp-audit --bench metrics`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::newflows::{fill, load, start_daemon};
+use xdp_audit::daemon::{Interface, Settings};
+use xdp_audit::metrics::render::Static;
+use xdp_audit::metrics::{http, Exporter, Latest};
+use xdp_audit::status::{ListHits, RuleHits, Snapshot};
+
+/// Rules loaded, each with hits, for the scrape.
+const RULES: usize = 10_000;
+/// Scrapes of each kind.
+const SCRAPES: usize = 300;
+/// Events per record-path round.
+const EVENTS: u64 = 400_000;
+/// Record-path rounds of each variant.
+const ROUNDS: u64 = 3;
+
+/// A status snapshot with `RULES` rules hit, in four list files.
+fn snapshot() -> Snapshot {
+    let file = |i: usize| format!("/etc/xdp-audit/list-{}.list", i % 4);
+    let json = serde_json::json!({
+        "written_at": "2026-11-30T10:00:00Z",
+        "pid": 1,
+        "interfaces": ["eth1"],
+        "generation": 3,
+        "counters": {"parsed_tcp": 1, "dropped_by_list": 2},
+        "lists": [],
+        "rules": [],
+    });
+    let mut s: Snapshot = serde_json::from_value(json).expect("a snapshot");
+    s.lists = (0..4)
+        .map(|i| ListHits {
+            path: file(i),
+            kind: "block".into(),
+            rules_hit: (RULES / 4) as u64,
+            hits: 1_000_000,
+        })
+        .collect();
+    s.rules = (0..RULES)
+        .map(|i| RuleHits {
+            rule: format!("{}:{}", file(i), i + 1),
+            kind: "block".into(),
+            hits: (RULES - i) as u64 * 7,
+        })
+        .collect();
+    s.enrich = Some(Default::default());
+    s
+}
+
+/// One request on a new connection, answered in full; returns its time and the body size.
+fn get(addr: SocketAddr, path: &str, want: &str) -> (Duration, usize) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).expect("connect to the endpoint");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send the request");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("read the answer");
+    let took = t.elapsed();
+    assert!(
+        answer.starts_with(want.as_bytes()),
+        "GET {path}: {:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(80)])
+    );
+    (took, answer.len())
+}
+
+/// Serves `exporter` on a loopback port from a runtime of its own, as the agent does.
+fn serve(exporter: Arc<Exporter>) -> SocketAddr {
+    let listener = http::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let task = http::spawn(listener, exporter).expect("serve");
+            let _ = task.await;
+        });
+    });
+    addr
+}
+
+fn quantile(v: &mut [Duration], q: f64) -> Duration {
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * q) as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn scrape() {
+    let latest = Arc::new(Latest::default());
+    latest.publish(snapshot());
+    let fixed = Static {
+        attach: vec![("eth1".into(), "native".into())],
+        top_rules: xdp_audit::metrics::DEFAULT_TOP_RULES,
+    };
+    let exporter = Arc::new(Exporter::new(latest, fixed));
+    let mut render = Vec::with_capacity(SCRAPES);
+    for _ in 0..SCRAPES {
+        let t = Instant::now();
+        std::hint::black_box(exporter.render());
+        render.push(t.elapsed());
+    }
+    let addr = serve(exporter);
+    for _ in 0..20 {
+        get(addr, "/metrics", "HTTP/1.1 200");
+    }
+    let (mut metrics, mut trivial) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for _ in 0..SCRAPES {
+        let (t, n) = get(addr, "/metrics", "HTTP/1.1 200");
+        metrics.push(t);
+        bytes = n;
+        trivial.push(get(addr, "/", "HTTP/1.1 404").0);
+    }
+    let base = quantile(&mut trivial, 0.5);
+    println!(
+        "metrics scrape: {RULES} rules loaded and hit, top {} with series of their own; {SCRAPES} scrapes each, new connection each, loopback",
+        xdp_audit::metrics::DEFAULT_TOP_RULES
+    );
+    println!(
+        "{:<40} {:>10} {:>10} {:>10} {:>12}",
+        "request", "median ms", "p99 ms", "max ms", "median vs 404"
+    );
+    for (name, v) in [
+        ("GET / (404, the baseline)", &mut trivial),
+        ("GET /metrics", &mut metrics),
+        ("render alone (no HTTP)", &mut render),
+    ] {
+        let med = quantile(v, 0.5);
+        println!(
+            "{name:<40} {:>10.3} {:>10.3} {:>10.3} {:>11.2}x",
+            ms(med),
+            ms(quantile(v, 0.99)),
+            ms(quantile(v, 1.0)),
+            med.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+    println!("/metrics answer: {bytes} bytes");
+}
+
+/// Events per second through the daemon, with or without the metrics published and scraped.
+fn daemon_rate(metrics: bool, round: u64) -> f64 {
+    let (mut program, maps) = load(1 << 20).into_parts();
+    fill(&mut program, round * EVENTS, EVENTS);
+    let latest = metrics.then(|| Arc::new(Latest::default()));
+    let settings = Settings {
+        sweep_interval: Duration::from_millis(200),
+        watch_lists: false,
+        metrics: latest.clone(),
+        ..Settings::new(
+            std::env::temp_dir().join(format!("xdp-audit-bench-metrics-{}", std::process::id())),
+            vec![Interface {
+                name: "lo".into(),
+                ifindex: 1,
+            }],
+        )
+    };
+    let (mut daemon, control) = start_daemon(settings, maps);
+    let endpoint = latest.map(|l| {
+        let listener = http::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        (
+            listener,
+            Arc::new(Exporter::new(l, Static::default())),
+            addr,
+        )
+    });
+    let addr = endpoint.as_ref().map(|e| e.2);
+    let t = Instant::now();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let server = endpoint.map(|(l, e, _)| http::spawn(l, e).expect("serve"));
+            daemon.run().await.expect("run");
+            if let Some(s) = server {
+                s.abort();
+            }
+        });
+        drop(rt);
+        daemon.finish().expect("finish")
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraper = addr.map(|addr| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                get(addr, "/metrics", "HTTP/1.1 200");
+                n += 1;
+                // Pacing: 100 scrapes a second, 1,500 times Prometheus' default rate.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        })
+    });
+    while control.pipeline().processed < EVENTS {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let rate = EVENTS as f64 / t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let scrapes = scraper.map(|s| s.join().expect("scraper"));
+    control.stop();
+    let summary = thread.join().expect("daemon thread");
+    assert_eq!(
+        summary.flows.starts, EVENTS,
+        "every start reached the sweeper"
+    );
+    if let Some(n) = scrapes {
+        assert!(n > 0, "the endpoint was scraped during the round");
+    }
+    drop(program);
+    rate
+}
+
+fn record_path() {
+    let (mut off, mut on) = (0f64, 0f64);
+    for round in 0..ROUNDS {
+        off = off.max(daemon_rate(false, 2 * round));
+        on = on.max(daemon_rate(true, 2 * round + 1));
+    }
+    println!(
+        "record path: {EVENTS} new-flow events through the daemon, fastest of {ROUNDS} alternating rounds"
+    );
+    println!("{:<52} {:>12} {:>10}", "daemon", "events/s", "vs off");
+    println!(
+        "{:<52} {off:>12.0} {:>9.3}x",
+        "without metrics (the baseline)", 1.0
+    );
+    println!(
+        "{:<52} {on:>12.0} {:>9.3}x   (cost {:+.1}%)",
+        "with metrics, scraped 100 times a second",
+        on / off,
+        (off / on - 1.0) * 100.0
+    );
+}
+
+fn main() {
+    scrape();
+    record_path();
+}

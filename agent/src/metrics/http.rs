@@ -1,0 +1,250 @@
+//! A small HTTP/1.1 server for `GET /metrics` on the agent's tokio runtime. Each connection
+//! is one request and one answer (`Connection: close`); the request head is bounded in size
+//! and time, connections beyond a bound are closed at once, and the exposition is rendered
+//! on the blocking pool so the ring-buffer reader on the same runtime never waits for it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use super::Exporter;
+
+/// The largest request head read; larger ones get 431.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Time a client has to send its request head.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to take the answer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed unanswered (and counted).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What a request head asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The head is not complete yet.
+    Partial,
+    /// `GET /metrics` (or `HEAD`: the same headers, no body).
+    Metrics {
+        /// Whether to send the body.
+        body: bool,
+    },
+    /// An answer without the metrics: status code and reason.
+    Error(u16, &'static str),
+}
+
+/// Routes a request head (the bytes read so far).
+pub fn route(head: &[u8]) -> Route {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Partial) if head.len() >= MAX_REQUEST_BYTES => {
+            Route::Error(431, "Request Header Fields Too Large")
+        }
+        Ok(httparse::Status::Partial) => Route::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            Route::Error(431, "Request Header Fields Too Large")
+        }
+        Err(_) => Route::Error(400, "Bad Request"),
+        Ok(httparse::Status::Complete(_)) => {
+            let path = req.path.unwrap_or("");
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            match (req.method.unwrap_or(""), path) {
+                ("GET", "/metrics") => Route::Metrics { body: true },
+                ("HEAD", "/metrics") => Route::Metrics { body: false },
+                (_, "/metrics") => Route::Error(405, "Method Not Allowed"),
+                _ => Route::Error(404, "Not Found"),
+            }
+        }
+    }
+}
+
+/// An answer: status line, headers, body.
+fn answer(code: u16, reason: &str, content_type: &str, body: &[u8], send_body: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        body.len(),
+        if code == 405 { "Allow: GET, HEAD\r\n" } else { "" }
+    )
+    .into_bytes();
+    if send_body {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("--metrics {addr}: cannot listen: {cause} ({})", bind_hint(cause))]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// The cause (in the message, so not named `source`).
+    pub cause: std::io::Error,
+}
+
+/// What to do about a failed bind.
+fn bind_hint(cause: &std::io::Error) -> &'static str {
+    match cause.raw_os_error() {
+        Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES) => {
+            "a sandbox forbids IP sockets: under the packaged unit add AF_INET AF_INET6 to \
+             RestrictAddressFamilies= and IPAddressAllow=localhost in a drop-in (README, \
+             \"Metrics\")"
+        }
+        Some(libc::EADDRINUSE) => {
+            "another process listens there: choose another port with --metrics ADDR"
+        }
+        Some(libc::EADDRNOTAVAIL) => "no interface of this host has that address",
+        _ => "check the address given to --metrics",
+    }
+}
+
+/// Listens on `addr`; done before the program is loaded, so a port in use fails the start.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
+    std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|cause| BindError { addr, cause })
+}
+
+/// Serves `exporter` on `listener` from a task of the current runtime, until aborted.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    exporter: Arc<Exporter>,
+) -> Result<tokio::task::JoinHandle<()>, BindError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener = TcpListener::from_std(listener).map_err(|cause| BindError { addr, cause })?;
+    info!("metrics at http://{addr}/metrics");
+    Ok(tokio::spawn(serve(listener, exporter)))
+}
+
+/// Accepts connections until the task is dropped.
+pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors and the like: wait a moment rather than spin.
+                warn!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            exporter.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let exporter = exporter.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, exporter).await {
+                debug!(error = %e, "metrics: connection ended early");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn read_head(s: &mut TcpStream) -> std::io::Result<Route> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Route::Error(400, "Bad Request"));
+        }
+        let take = n.min(MAX_REQUEST_BYTES - buf.len());
+        buf.extend_from_slice(&chunk[..take]);
+        match route(&buf) {
+            Route::Partial => {}
+            r => return Ok(r),
+        }
+    }
+}
+
+async fn handle(mut s: TcpStream, exporter: Arc<Exporter>) -> std::io::Result<()> {
+    let route = tokio::time::timeout(READ_TIMEOUT, read_head(&mut s))
+        .await
+        .unwrap_or(Ok(Route::Error(408, "Request Timeout")))?;
+    let out = match route {
+        Route::Metrics { body } => {
+            let text = tokio::task::spawn_blocking(move || exporter.render())
+                .await
+                .map_err(std::io::Error::other)?;
+            answer(200, "OK", CONTENT_TYPE, text.as_bytes(), body)
+        }
+        Route::Error(code, reason) => {
+            let body = format!("{code} {reason}: the metrics are at GET /metrics\n");
+            answer(
+                code,
+                reason,
+                "text/plain; charset=utf-8",
+                body.as_bytes(),
+                true,
+            )
+        }
+        // read_head returns complete heads only.
+        Route::Partial => answer(400, "Bad Request", "text/plain; charset=utf-8", b"", true),
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, async {
+        s.write_all(&out).await?;
+        s.shutdown().await
+    })
+    .await
+    .unwrap_or(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_routed_by_method_and_path() {
+        assert_eq!(
+            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Metrics { body: true }
+        );
+        assert_eq!(
+            route(b"GET /metrics?name[]=x HTTP/1.0\r\n\r\n"),
+            Route::Metrics { body: true }
+        );
+        assert_eq!(
+            route(b"HEAD /metrics HTTP/1.1\r\n\r\n"),
+            Route::Metrics { body: false }
+        );
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost"), Route::Partial);
+        assert_eq!(
+            route(b"GET / HTTP/1.1\r\n\r\n"),
+            Route::Error(404, "Not Found")
+        );
+        assert_eq!(
+            route(b"POST /metrics HTTP/1.1\r\n\r\n"),
+            Route::Error(405, "Method Not Allowed")
+        );
+        assert_eq!(
+            route(b"\x16\x03\x01garbage\r\n\r\n"),
+            Route::Error(400, "Bad Request")
+        );
+    }
+
+    #[test]
+    fn an_endless_head_is_refused_at_the_bound() {
+        let mut head = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        head.resize(MAX_REQUEST_BYTES, b'a');
+        assert_eq!(
+            route(&head),
+            Route::Error(431, "Request Header Fields Too Large")
+        );
+        head.truncate(MAX_REQUEST_BYTES - 1);
+        assert_eq!(route(&head), Route::Partial);
+    }
+}

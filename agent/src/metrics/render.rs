@@ -1,0 +1,634 @@
+//! The metrics, one function per part of the status snapshot (`status::Snapshot`), so a new
+//! part of the snapshot gets a function of its own beside these. Names follow the Prometheus
+//! conventions: `_total` for counters, base units (`_seconds`, `_bytes`), `_info` for facts
+//! carried as labels with the value 1. The README's "Metrics" table lists every family; a
+//! test keeps the two in step.
+
+use std::collections::BTreeMap;
+
+use agent_common::Counter;
+
+use super::encode::{Encoder, Kind};
+use super::Observed;
+use crate::clock::ClockStats;
+use crate::daemon::queue::PipelineStats;
+use crate::enrich::stage::EnrichStatus;
+use crate::status::{ListHits, RuleHits, Snapshot};
+use crate::store::StoreStatus;
+use crate::sweeper::SweepStats;
+
+/// The label value the rules outside the top N are summed under.
+pub const OTHER_RULES: &str = "other";
+
+/// Facts about the running agent that no sweep changes.
+#[derive(Clone, Debug, Default)]
+pub struct Static {
+    /// `(interface, attach mode)`: `native` or `skb`, as attached (or adopted).
+    pub attach: Vec<(String, String)>,
+    /// Rules with their own series in `rule_hits_total`; the rest are summed as `other`.
+    pub top_rules: usize,
+}
+
+/// The whole exposition: what never changes, the endpoint's own refusals, then the latest
+/// snapshot if the records stage wrote one yet.
+pub fn render(fixed: &Static, snap: Option<&Snapshot>, refused: u64) -> String {
+    let mut e = Encoder::new();
+    build(&mut e);
+    attach(&mut e, &fixed.attach);
+    e.counter(
+        "metrics_connections_refused_total",
+        "Connections to this endpoint closed unanswered: too many were being served at once.",
+        refused,
+    );
+    if let Some(s) = snap {
+        snapshot(&mut e, s, fixed.top_rules);
+    }
+    e.finish()
+}
+
+/// Every part of a snapshot.
+pub fn snapshot(e: &mut Encoder, s: &Snapshot, top_rules: usize) {
+    header(e, s);
+    counters(e, &s.counters);
+    lists(e, &s.lists);
+    rules(e, &s.rules, top_rules);
+    flows(e, &s.flows);
+    store(e, &s.store);
+    pipeline(e, &s.pipeline);
+    clock(e, &s.clock);
+    if let Some(en) = &s.enrich {
+        enrich(e, en);
+    }
+    observed(e, &s.observe);
+    if let Some(sh) = &s.ship {
+        ship(e, sh);
+    }
+}
+
+/// `build_info`: the agent's version.
+pub fn build(e: &mut Encoder) {
+    e.family(
+        "build_info",
+        Kind::Gauge,
+        "The agent's build: version, with the value 1.",
+    )
+    .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1u64);
+}
+
+/// `interface_attach_info`: one series per audited interface.
+pub fn attach(e: &mut Encoder, attach: &[(String, String)]) {
+    let mut f = e.family(
+        "interface_attach_info",
+        Kind::Gauge,
+        "An audited interface and its XDP attach mode (native or skb), with the value 1.",
+    );
+    for (iface, mode) in attach {
+        f.sample(&[("interface", iface), ("mode", mode)], 1u64);
+    }
+}
+
+/// When the snapshot was taken and the list generation in force.
+pub fn header(e: &mut Encoder, s: &Snapshot) {
+    let at = s
+        .written_at
+        .parse::<jiff::Timestamp>()
+        .map_or(0.0, |t| t.as_millisecond() as f64 / 1e3);
+    e.gauge(
+        "status_timestamp_seconds",
+        "When the records stage gathered these figures (Unix time); they are refreshed every sweep.",
+        at,
+    );
+    e.gauge(
+        "list_generation",
+        "The list generation the kernel maps hold (bumped by every applied reload).",
+        s.generation,
+    );
+}
+
+/// The program's per-CPU counters, summed: packet outcomes, drops, ring-buffer losses.
+pub fn counters(e: &mut Encoder, c: &BTreeMap<String, u64>) {
+    let get = |k: Counter| c.get(k.name()).copied().unwrap_or(0);
+    let mut f = e.family(
+        "packets_total",
+        Kind::Counter,
+        "Packets seen by the XDP program, by outcome (exactly one per packet: parsed_*, fragment_*, skip_*).",
+    );
+    for k in Counter::ALL.iter().filter(|k| k.is_outcome()) {
+        f.sample(&[("outcome", k.name())], get(*k));
+    }
+    e.family(
+        "packets_dropped_total",
+        Kind::Counter,
+        "Packets dropped by the lists: reason list (address, prefix, port rules) or domain (DNS query names).",
+    )
+    .sample(&[("reason", "list")], get(Counter::DroppedByList))
+    .sample(&[("reason", "domain")], get(Counter::DroppedByDomain));
+    e.family(
+        "ring_events_lost_total",
+        Kind::Counter,
+        "Events the program could not reserve in the ring buffer, by event (the sweeper still records the flows).",
+    )
+    .sample(&[("event", "flow_start")], get(Counter::LostFlowStart))
+    .sample(&[("event", "flow_end")], get(Counter::LostFlowEnd))
+    .sample(&[("event", "flow_drop")], get(Counter::LostFlowDrop))
+    .sample(&[("event", "payload")], get(Counter::LostPayload));
+    e.counter(
+        "flow_insert_failures_total",
+        "New flows the flow table refused.",
+        get(Counter::FlowInsertFailed),
+    );
+    e.counter(
+        "dns_names_unparsed_total",
+        "DNS queries whose name the program could not walk (passed unchecked).",
+        get(Counter::DnsNameUnparsed),
+    );
+    e.counter(
+        "payloads_copied_total",
+        "Payload snippets the program copied to the ring buffer.",
+        get(Counter::PayloadCopied),
+    );
+}
+
+/// Hits per list file.
+pub fn lists(e: &mut Encoder, lists: &[ListHits]) {
+    let mut f = e.family(
+        "list_hits_total",
+        Kind::Counter,
+        "Packets matched by a list file's rules (block: dropped; allow: let through).",
+    );
+    for l in lists {
+        f.sample(&[("file", &l.path), ("kind", &l.kind)], l.hits);
+    }
+    let mut f = e.family(
+        "list_rules_hit",
+        Kind::Gauge,
+        "Rules of a list file that matched at least once.",
+    );
+    for l in lists {
+        f.sample(&[("file", &l.path), ("kind", &l.kind)], l.rules_hit);
+    }
+}
+
+/// The `top` rules with the most hits (`rules` comes sorted, most first), each with its own
+/// series, and the rest summed per kind as `rule="other"`: at most `top + 2` series however
+/// many rules are loaded.
+pub fn rules(e: &mut Encoder, rules: &[RuleHits], top: usize) {
+    let mut f = e.family(
+        "rule_hits_total",
+        Kind::Counter,
+        "Packets matched by a rule (FILE:LINE), for the rules with the most hits; the others summed as rule=\"other\" per kind.",
+    );
+    let (shown, rest) = rules.split_at(top.min(rules.len()));
+    for r in shown {
+        f.sample(&[("rule", &r.rule), ("kind", &r.kind)], r.hits);
+    }
+    let mut other: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in rest {
+        *other.entry(r.kind.as_str()).or_default() += r.hits;
+    }
+    for kind in ["allow", "block"] {
+        let n = other.get(kind).copied().unwrap_or(0);
+        f.sample(&[("rule", OTHER_RULES), ("kind", kind)], n);
+    }
+}
+
+/// The sweeper: records written and what it had to reconstruct.
+pub fn flows(e: &mut Encoder, f: &SweepStats) {
+    e.counter(
+        "flow_records_total",
+        "Flow records the sweeper wrote.",
+        f.records,
+    );
+    e.counter("flow_starts_total", "Flow-start events received.", f.starts);
+    e.counter(
+        "flow_starts_lost_total",
+        "Flows whose start event never arrived (recorded from the flow table).",
+        f.lost_starts,
+    );
+    e.counter(
+        "flows_evicted_total",
+        "Flows that left the flow table before they ended (LRU eviction).",
+        f.evicted,
+    );
+    e.counter(
+        "sink_errors_total",
+        "Records the record path refused.",
+        f.sink_errors,
+    );
+    e.counter(
+        "flows_adopted_total",
+        "Flows taken over from a pinned table at start.",
+        f.adopted,
+    );
+}
+
+/// The audit store: records through it, its health, seals and their durations.
+pub fn store(e: &mut Encoder, s: &StoreStatus) {
+    e.counter(
+        "records_accepted_total",
+        "Records the audit store accepted.",
+        s.accepted,
+    );
+    e.counter(
+        "records_durable_total",
+        "Accepted records made durable by fsync.",
+        s.durable,
+    );
+    e.gauge(
+        "records_buffered",
+        "Records held in memory, not yet written.",
+        s.buffered,
+    );
+    e.counter(
+        "records_dropped_total",
+        "Records dropped: the buffer was full while the disk refused writes.",
+        s.dropped,
+    );
+    e.gauge(
+        "store_degraded",
+        "1 while the disk refuses the store's writes.",
+        s.degraded,
+    );
+    e.counter(
+        "store_reports_total",
+        "Warnings logged about the store's disk (at most one a minute).",
+        s.reports,
+    );
+    e.counter(
+        "segments_sealed_total",
+        "Journals sealed into segments.",
+        s.sealed,
+    );
+    e.counter(
+        "segments_compacted_total",
+        "Segments merged into daily ones.",
+        s.compacted,
+    );
+    e.gauge(
+        "journals_unsealed",
+        "Rotated journals waiting to be sealed.",
+        s.unsealed,
+    );
+    e.counter(
+        "journal_skipped_bytes_total",
+        "Bytes of damaged or torn journals skipped (kept in quarantine/).",
+        s.journal_skipped_bytes,
+    );
+    e.counter(
+        "journal_skipped_frames_total",
+        "Journal frames skipped, at least.",
+        s.journal_skipped_frames,
+    );
+    e.gauge(
+        "retention_seconds",
+        "The retention in force (whole days).",
+        u64::from(s.retention_days) * 86_400,
+    );
+    let t = &s.timings;
+    e.histogram(
+        "journal_fsync_seconds",
+        "Time of each journal fsync.",
+        &t.fsync,
+    );
+    e.histogram(
+        "seal_duration_seconds",
+        "Time to seal a journal into a segment.",
+        &t.seal,
+    );
+    e.histogram(
+        "compaction_duration_seconds",
+        "Time of each compaction pass that merged segments.",
+        &t.compact,
+    );
+}
+
+/// The reader and the queue to the records stage.
+pub fn pipeline(e: &mut Encoder, p: &PipelineStats) {
+    e.counter(
+        "ring_records_read_total",
+        "Ring-buffer records read.",
+        p.events,
+    );
+    e.counter(
+        "ring_records_undecodable_total",
+        "Ring-buffer records that did not decode (program and agent of different builds).",
+        p.undecodable,
+    );
+    e.counter(
+        "queue_events_processed_total",
+        "Events the records stage took from the queue.",
+        p.processed,
+    );
+    e.gauge("queue_events", "Events in the queue now.", p.queued);
+    e.gauge(
+        "queue_events_peak",
+        "The most events the queue held at once.",
+        p.queued_peak,
+    );
+    e.counter(
+        "queue_full_total",
+        "Times the reader found the queue full and waited.",
+        p.queue_full,
+    );
+    e.counter(
+        "sweeps_skipped_total",
+        "Sweep ticks skipped behind a backlog.",
+        p.sweeps_skipped,
+    );
+}
+
+/// The wall clock as the records are stamped with it.
+pub fn clock(e: &mut Encoder, c: &ClockStats) {
+    e.gauge(
+        "clock_offset_seconds",
+        "Unix time minus the kernel's monotonic clock, as records are stamped.",
+        c.offset_ns as f64 / 1e9,
+    );
+    e.counter(
+        "clock_steps_total",
+        "Wall-clock steps of a second or more.",
+        c.steps,
+    );
+    e.counter(
+        "clock_adjustments_total",
+        "Smaller wall-clock adjustments followed.",
+        c.adjustments,
+    );
+}
+
+/// Attribution: joins per field, names, payloads, DHCP, conntrack.
+pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
+    e.counter(
+        "enrich_records_total",
+        "Flow records the attribution stage joined.",
+        s.records,
+    );
+    let mut f = e.family(
+        "enrich_field_records_total",
+        Kind::Counter,
+        "Joined records by attribution field, with (attributed=\"true\") or without it.",
+    );
+    let fields = &s.fields;
+    for (name, c) in [
+        ("user", fields.user),
+        ("hostname", fields.hostname),
+        ("nat", fields.nat),
+        ("domain", fields.domain),
+    ] {
+        f.sample(&[("field", name), ("attributed", "true")], c.attributed);
+        f.sample(&[("field", name), ("attributed", "false")], c.unattributed);
+    }
+    let mut f = e.family(
+        "enrich_domain_records_total",
+        Kind::Counter,
+        "Records with a domain, by where it came from (sni, http, quic, dns, ...).",
+    );
+    for (source, n) in &s.domain_sources {
+        f.sample(&[("source", source)], *n);
+    }
+    e.counter(
+        "enrich_dns_questions_total",
+        "DNS flow records that carry their question.",
+        s.dns_questions,
+    );
+    e.counter(
+        "enrich_payloads_total",
+        "Payload snippets taken.",
+        s.payloads,
+    );
+    let mut f = e.family(
+        "enrich_payload_failures_total",
+        Kind::Counter,
+        "Payloads that gave no name, by reason.",
+    );
+    for (reason, n) in &s.payload_failures {
+        f.sample(&[("reason", reason)], *n);
+    }
+    e.counter(
+        "enrich_flow_states_full_total",
+        "Flows whose payload state was not kept (the per-flow table was full).",
+        s.flow_states_full,
+    );
+    e.gauge(
+        "enrich_flow_states",
+        "Flows with payload state now.",
+        s.flow_states,
+    );
+    e.gauge(
+        "dns_cache_entries",
+        "(client, address) -> name pairs in the DNS answer cache.",
+        s.dns_cache_entries,
+    );
+    e.gauge(
+        "dns_cache_names",
+        "Distinct names in the DNS answer cache.",
+        s.dns_cache_names,
+    );
+    e.gauge(
+        "subscriber_rows",
+        "Subscriber rows in force.",
+        s.subscriber_rows,
+    );
+    e.counter(
+        "subscriber_reloads_total",
+        "Subscriber tables taken (start and every good reload).",
+        s.subscriber_reloads,
+    );
+    let d = &s.dhcp;
+    e.counter(
+        "dhcp_learned_total",
+        "DHCP bindings learned from packets.",
+        d.learned,
+    );
+    e.counter(
+        "dhcp_released_total",
+        "DHCP releases and declines applied.",
+        d.released,
+    );
+    e.counter(
+        "dhcp_bad_packets_total",
+        "DHCP payloads that were bad.",
+        d.bad_packets,
+    );
+    e.counter(
+        "dhcp_untrusted_total",
+        "DHCP replies from senders that are not trusted servers.",
+        d.untrusted,
+    );
+    e.counter(
+        "dhcp_lease_reads_total",
+        "Lease file reads applied.",
+        d.lease_reads,
+    );
+    e.counter(
+        "dhcp_lease_lines_skipped_total",
+        "Lease file lines skipped.",
+        d.lease_lines_skipped,
+    );
+    e.gauge("dhcp_addresses", "Addresses with a binding.", d.addresses);
+    let n = &s.nat;
+    e.gauge(
+        "conntrack_listening",
+        "1 while the conntrack listener runs.",
+        n.listening,
+    );
+    e.family(
+        "conntrack_events_total",
+        Kind::Counter,
+        "Conntrack events received, by type.",
+    )
+    .sample(&[("type", "new")], n.new_events)
+    .sample(&[("type", "destroy")], n.destroy_events);
+    e.counter(
+        "conntrack_enobufs_total",
+        "Conntrack event losses (ENOBUFS), each followed by a re-read.",
+        n.enobufs,
+    );
+    e.counter(
+        "conntrack_rereads_total",
+        "Conntrack table re-reads completed.",
+        n.rereads,
+    );
+    e.counter(
+        "conntrack_reread_failures_total",
+        "Conntrack re-reads that failed part way.",
+        n.reread_failures,
+    );
+    e.counter(
+        "conntrack_recovered_total",
+        "Sessions learned from a re-read after a loss.",
+        n.recovered,
+    );
+    e.counter(
+        "conntrack_parse_errors_total",
+        "Conntrack messages that did not parse.",
+        n.parse_errors,
+    );
+    e.gauge(
+        "conntrack_rcvbuf_bytes",
+        "The conntrack socket's receive buffer.",
+        n.rcvbuf_bytes,
+    );
+    e.gauge(
+        "nat_sessions_open",
+        "NAT sessions open now.",
+        n.open_sessions,
+    );
+    e.gauge(
+        "nat_sessions",
+        "NAT sessions held (open and lingering closed ones).",
+        n.sessions,
+    );
+    e.counter(
+        "nat_records_total",
+        "NAT records written for sessions no flow joined.",
+        n.nat_records,
+    );
+    e.counter(
+        "nat_lost_unwritten_total",
+        "Closed NAT sessions evicted before their record was written.",
+        n.lost_unwritten,
+    );
+}
+
+/// The kernel tables' fill and the list reloads.
+pub fn observed(e: &mut Encoder, o: &Observed) {
+    let mut f = e.family(
+        "flow_table_entries",
+        Kind::Gauge,
+        "Flows in the flow table at the last sweep, by address family.",
+    );
+    for t in &o.flow_tables {
+        f.sample(&[("family", &t.family)], t.entries);
+    }
+    let mut f = e.family(
+        "flow_table_capacity",
+        Kind::Gauge,
+        "Entries the flow table holds before the LRU evicts, by address family.",
+    );
+    for t in &o.flow_tables {
+        f.sample(&[("family", &t.family)], t.capacity);
+    }
+    e.gauge(
+        "ring_used_bytes",
+        "Bytes written to the ring buffer and not yet read, at the last sweep.",
+        o.ring.used_bytes,
+    );
+    e.gauge(
+        "ring_size_bytes",
+        "The ring buffer's size.",
+        o.ring.size_bytes,
+    );
+    let mut f = e.family(
+        "list_reloads_total",
+        Kind::Counter,
+        "Reloads of a list file since the agent started, by result (applied or rejected).",
+    );
+    for r in &o.list_reloads {
+        f.sample(&[("file", &r.path), ("result", "applied")], r.applied);
+        f.sample(&[("file", &r.path), ("result", "rejected")], r.rejected);
+    }
+    let mut f = e.family(
+        "list_last_reload_success",
+        Kind::Gauge,
+        "1 if a list file's last reload was applied, 0 if it was rejected (its last good version stays in force).",
+    );
+    for r in &o.list_reloads {
+        f.sample(&[("file", &r.path)], r.last_ok);
+    }
+    let mut f = e.family(
+        "list_last_reload_timestamp_seconds",
+        Kind::Gauge,
+        "When a list file was last reloaded (Unix time).",
+    );
+    for r in &o.list_reloads {
+        f.sample(&[("file", &r.path)], r.last_at_s);
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Shipping to S3 (with `--ship`): the backlog not yet acknowledged and what was shipped.
+pub fn ship(e: &mut Encoder, s: &crate::ship::ShipStatus) {
+    e.gauge(
+        "ship_backlog_segments",
+        "Live segments the bucket has not acknowledged yet.",
+        s.backlog_segments,
+    );
+    e.gauge(
+        "ship_backlog_bytes",
+        "Bytes of the segments the bucket has not acknowledged yet.",
+        s.backlog_bytes,
+    );
+    e.gauge(
+        "ship_backlog_oldest_age_seconds",
+        "Age of the newest record of the oldest unacknowledged segment (0: no backlog).",
+        s.oldest_age_s.unwrap_or(0),
+    );
+    e.gauge(
+        "ship_kept_for_shipping_segments",
+        "Segments past the retention that local retention keeps until they are shipped.",
+        s.kept_for_shipping,
+    );
+    e.counter(
+        "ship_segments_total",
+        "Segments the bucket acknowledged since the agent started.",
+        s.shipped_segments,
+    );
+    e.counter(
+        "ship_bytes_total",
+        "Bytes of the segments the bucket acknowledged since the agent started.",
+        s.shipped_bytes,
+    );
+    e.counter(
+        "ship_identical_reuploads_total",
+        "Uploads that found the identical object already there (after a crash).",
+        s.identical_reuploads,
+    );
+    e.counter(
+        "ship_failures_total",
+        "Shipping passes that failed (each retried with backoff).",
+        s.failures,
+    );
+}
