@@ -72,6 +72,10 @@ pub struct Snapshot {
     /// sizes (absent when the agent runs without the enrich stage).
     #[serde(default)]
     pub enrich: Option<crate::enrich::stage::EnrichStatus>,
+    /// Alerts: the active ones, the last notices, the deliveries' counters (absent when the
+    /// agent runs without alerts).
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertStatus>,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -136,6 +140,7 @@ impl Snapshot {
             pipeline: Default::default(),
             clock: Default::default(),
             enrich: None,
+            alerts: None,
         }
     }
 

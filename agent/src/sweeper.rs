@@ -117,6 +117,12 @@ pub struct SweepStats {
     /// Flows taken over from a pinned table whose earlier records the ledger holds.
     #[serde(default)]
     pub adopted: u64,
+    /// Entries of the IPv4 flow table at the last sweep (its fill, against the table size).
+    #[serde(default)]
+    pub table_v4: u64,
+    /// Entries of the IPv6 flow table at the last sweep.
+    #[serde(default)]
+    pub table_v6: u64,
 }
 
 /// A flow of a retired flow table, to be written once ([`Sweeper::write_retired`]).
@@ -324,6 +330,11 @@ impl Sweeper {
         now: u64,
     ) -> io::Result<()> {
         let entries = table.entries()?;
+        let v4 = entries
+            .iter()
+            .filter(|(k, _)| k.family == agent_common::family::V4)
+            .count() as u64;
+        (self.stats.table_v4, self.stats.table_v6) = (v4, entries.len() as u64 - v4);
         let mut seen = HashSet::with_capacity(entries.len());
         let mut lost_starts = 0;
         for (key, v) in entries {

@@ -58,7 +58,7 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     match verify(dir, key.as_ref()) {
         Ok(v) => {
             println!(
-                "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), head {}{}",
+                "ok: {} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), alert log {} lines ({} anchored), head {}{}",
                 v.entries,
                 v.segments,
                 v.rows,
@@ -67,6 +67,8 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 v.operator_lines,
                 v.anchored_lines,
                 v.holds_in_force,
+                v.alert_lines,
+                v.alert_anchored_lines,
                 if v.head.is_empty() {
                     "(empty)"
                 } else {

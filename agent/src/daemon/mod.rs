@@ -84,6 +84,8 @@ pub struct Settings {
     /// the table, for the next agent to continue after it ([`Sweeper::hand_over`]). Without
     /// it the program is detached first and every flow is written as ended.
     pub hand_over: bool,
+    /// The alert thread, told of each status snapshot and of rejected list files.
+    pub alerts: Option<crate::alert::Handle>,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
             watch_lists: true,
             queue_messages: QUEUE_MESSAGES,
             hand_over: false,
+            alerts: None,
         }
     }
 }
@@ -254,13 +257,14 @@ impl Daemon {
                 stats,
                 lists: shared.clone(),
                 hits: Vec::new(),
+                alerts: settings.alerts.clone(),
             },
         };
         let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();
         let records_thread =
             records::spawn(records, rx).map_err(|e| DaemonError::Thread("records", e))?;
         let (lists_tx, lists_thread) =
-            lists::spawn(lists, shared, tx.clone()).map_err(|e| DaemonError::Thread("lists", e))?;
+            lists::spawn(lists, shared, tx.clone(), settings.alerts.clone()).map_err(|e| DaemonError::Thread("lists", e))?;
         let stop = Arc::new(Notify::new());
         let control = Control {
             lists: lists_tx.clone(),
@@ -386,9 +390,8 @@ impl Daemon {
             Some(t) => t.join().map_err(|_| DaemonError::Panicked("records"))??,
             None => return Err(DaemonError::RecordsGone),
         };
-        // A stopped agent has no status: `xdp-audit status` then says so instead of showing
-        // stale figures.
-        let _ = std::fs::remove_file(self.settings.state_dir.join(crate::status::FILE_NAME));
+        // The last snapshot stays: `xdp-audit status` says the agent is down (its pid is
+        // gone) and shows the snapshot's age.
         log_summary(&summary);
         Ok(summary)
     }

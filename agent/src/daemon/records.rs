@@ -33,6 +33,8 @@ pub(crate) struct StatusInputs {
     pub(crate) lists: Arc<ListsShared>,
     /// The last hits read (kept while a reload holds the maps).
     pub(crate) hits: Vec<(u32, u64)>,
+    /// The alert thread: its summary goes into the snapshot, and it reads each snapshot.
+    pub(crate) alerts: Option<crate::alert::Handle>,
 }
 
 /// The records stage's state.
@@ -146,8 +148,12 @@ impl Records {
         snap.enrich = self.sink.enrich_status();
         snap.pipeline = pipeline;
         snap.clock = self.sweeper.clock().stats().clone();
+        snap.alerts = s.alerts.as_ref().map(|a| a.status());
         if let Err(e) = snap.write(&s.dir) {
             warn!(error = %e, dir = %s.dir.display(), "cannot write the status snapshot");
+        }
+        if let Some(a) = &s.alerts {
+            a.observe(&snap);
         }
     }
 
