@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
+use crate::alert::deliver::{ChainDelivery, Delivery, LogDelivery};
+use crate::alert::stage::AlertStage;
+use crate::alert::webhook::Webhook;
+use crate::alert::Alerts;
 use crate::blocklist::watch;
 use crate::blocklist::{ListKind, ListSet};
 use crate::clock::HostClocks;
@@ -125,6 +129,10 @@ pub struct RunArgs {
     /// (and vanishes with it on a crash).
     #[arg(long)]
     pub no_pin: bool,
+    /// Alerts: --alert-webhook, --alert-window, --alert-burst-hits, ... (config file: the
+    /// `[alerts]` table, keys without `alert-`).
+    #[command(flatten)]
+    pub alerts: crate::alert::AlertConfig,
 }
 
 /// Where the agent keeps its status snapshot unless told otherwise.
@@ -342,6 +350,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     unsafe { libc::umask(0o027) };
     // The signing key is read before a --user switch: it may be readable by root only.
     let store_config = args.store.to_config()?;
+    let verify_key = store_config.signing_key.as_ref().map(|k| k.verifying_key());
     let log_dir = args.store.dir.log_dir.clone();
     if let Some(name) = &args.user {
         let user = RunAs::lookup(name)?;
@@ -362,6 +371,15 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Open the store first: a bad --log-dir must fail before anything touches the kernel.
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
+    let mut alerts = start_alerts(&args, &log_dir)?;
+    alerts
+        .verify_store(log_dir.clone(), verify_key, args.alerts.alert_verify_interval)
+        .context("cannot start the store verification thread")?;
+    if store.journals_at_open() > 0 {
+        alerts.handle().event(crate::alert::Event::Crashed {
+            journals: store.journals_at_open(),
+        });
+    }
 
     let attached = if args.no_pin {
         attach_unpinned(&args, &interfaces)?
@@ -378,6 +396,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // once, by the loader) and before the first record can be written.
     let (enrichment, inputs) =
         Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
+    let store = AlertStage::new(store, alerts.handle());
     let stage = EnrichStage::new(Box::new(store), inputs, stage_config(&args));
     let settings = Settings {
         timeouts: Timeouts {
@@ -387,6 +406,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         sweep_interval: args.sweep_interval,
         hand_over: program.is_none(),
+        alerts: Some(alerts.handle()),
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
     // ---- Attach is done: pinned or not, nothing after this point attaches, pins or mounts
@@ -421,9 +441,29 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let finished = daemon.finish();
     drop(enrichment);
+    alerts.stop();
     ran?;
     finished?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the alert thread with its deliveries: the log, `alerts.jsonl` in the store, and
+/// the webhook if one is configured.
+fn start_alerts(args: &RunArgs, log_dir: &std::path::Path) -> anyhow::Result<Alerts> {
+    let a = &args.alerts;
+    let mut deliveries: Vec<Box<dyn Delivery>> = vec![
+        Box::new(LogDelivery::default()),
+        Box::new(ChainDelivery::new(log_dir.to_owned())),
+    ];
+    if let Some(url) = &a.alert_webhook {
+        let hook = Webhook::start(
+            url,
+            a.alert_webhook_queue as usize,
+            a.alert_webhook_attempts,
+        )?;
+        deliveries.push(Box::new(hook));
+    }
+    Alerts::start(a, args.flow_table_size, deliveries).context("cannot start the alert thread")
 }
 
 /// The enrich stage's delays from the record timing: a NAT session's record waits until a
