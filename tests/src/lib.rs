@@ -12,3 +12,4 @@ pub mod pins;
 pub mod servers;
 pub mod traffic;
 pub mod wait;
+pub mod webhook;
