@@ -76,6 +76,9 @@ pub struct Snapshot {
     /// agent runs without alerts).
     #[serde(default)]
     pub alerts: Option<crate::alert::AlertStatus>,
+    /// When the agent stopped cleanly (RFC 3339 UTC); absent while it runs, and after a crash.
+    #[serde(default)]
+    pub stopped_at: Option<String>,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -141,6 +144,7 @@ impl Snapshot {
             clock: Default::default(),
             enrich: None,
             alerts: None,
+            stopped_at: None,
         }
     }
 
@@ -170,6 +174,30 @@ impl Snapshot {
         serde_json::to_writer_pretty(&mut f, self)?;
         f.write_all(b"\n")?;
         std::fs::rename(&tmp, dir.join(FILE_NAME))
+    }
+
+    /// Marks the snapshot in `dir` as the last of an agent that stopped cleanly (a snapshot
+    /// without the mark whose agent is gone is the sign of a crash).
+    pub fn mark_stopped(dir: &Path) -> anyhow::Result<()> {
+        let mut s = Self::read(dir)?;
+        s.stopped_at = Some(crate::record::rfc3339_ns(
+            jiff::Timestamp::now().as_nanosecond() as i64,
+        ));
+        s.write(dir).map_err(anyhow::Error::from)
+    }
+
+    /// Evidence that the agent which wrote the snapshot in `dir` did not stop cleanly: its
+    /// process is gone and it never marked its snapshot stopped. `None` when there is no
+    /// snapshot, or its agent stopped cleanly or still runs.
+    pub fn crash_evidence(dir: &Path) -> Option<String> {
+        let s = Self::read(dir).ok()?;
+        let gone = s.pid != std::process::id() && !crate::compliance::system::alive(s.pid);
+        (s.stopped_at.is_none() && gone).then(|| {
+            format!(
+                "agent pid {} ended without a clean stop (its last status was written {})",
+                s.pid, s.written_at
+            )
+        })
     }
 
     /// Reads the snapshot from `dir`.

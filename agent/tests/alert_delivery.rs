@@ -71,7 +71,9 @@ fn notices_reach_the_webhook_and_the_chain_and_a_removed_line_fails_verify() {
         file: "/etc/xdp-audit/block.list".into(),
         reason: "/etc/xdp-audit/block.list:3: not an address".into(),
     });
-    h.event(Event::Crashed { journals: 1 });
+    h.event(Event::Crashed {
+        evidence: "agent pid 1 ended without a clean stop".into(),
+    });
     for _ in 0..3 {
         h.hit(Hit {
             client: "198.51.100.2".parse().expect("address"),

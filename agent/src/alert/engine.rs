@@ -249,10 +249,10 @@ impl Engine {
                 let hold = self.chain_hold_ns;
                 self.touch(AlertId::ChainBroken, file(f), || text, 1, hold, now, out);
             }
-            Event::Crashed { journals } => {
-                let text = || format!("the previous agent did not stop cleanly: {journals} journals left open were recovered and sealed");
+            Event::Crashed { evidence } => {
+                let text = || format!("the previous agent did not stop cleanly: {evidence}");
                 let subject = Subject::default();
-                self.touch(AlertId::AgentCrashed, subject, text, journals, self.window_ns, now, out);
+                self.touch(AlertId::AgentCrashed, subject, text, 1, self.window_ns, now, out);
             }
         }
     }

@@ -218,10 +218,10 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// The store found journals an earlier agent left open (it did not stop cleanly).
+    /// The agent before this one did not stop cleanly.
     Crashed {
-        /// Journals recovered at start.
-        journals: u64,
+        /// What shows it (a status snapshot never marked stopped, journals left unsealed).
+        evidence: String,
     },
 }
 

@@ -335,6 +335,8 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
 /// one), runs the daemon until SIGINT or SIGTERM, and lets the daemon write what is left.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     validate(&args)?;
+    // Before this agent's first snapshot replaces the last one.
+    let crashed = crate::status::Snapshot::crash_evidence(&args.state_dir);
     crate::blocklist::use_mmap_for_large_buffers();
     let mut interfaces = Vec::new();
     for (name, _) in &args.ifaces {
@@ -375,10 +377,12 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     alerts
         .verify_store(log_dir.clone(), verify_key, args.alerts.alert_verify_interval)
         .context("cannot start the store verification thread")?;
-    if store.journals_at_open() > 0 {
-        alerts.handle().event(crate::alert::Event::Crashed {
-            journals: store.journals_at_open(),
-        });
+    let recovered = store.recovered_at_open();
+    let unsealed = (recovered > 0).then(|| format!("{recovered} journals with records were left unsealed"));
+    if let Some(evidence) = crashed.or(unsealed) {
+        alerts
+            .handle()
+            .event(crate::alert::Event::Crashed { evidence });
     }
 
     let attached = if args.no_pin {

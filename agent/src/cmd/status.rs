@@ -116,8 +116,13 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             s.pid, s.written_at
         ),
         AgentState::Down => println!(
-            "AGENT NOT RUNNING: pid {} is gone; last snapshot written {}, {age_text} ago; the figures below are as of then",
-            s.pid, s.written_at
+            "AGENT NOT RUNNING: pid {} {}; last snapshot written {}, {age_text} ago; the figures below are as of then",
+            s.pid,
+            match &s.stopped_at {
+                Some(t) => format!("stopped cleanly at {t}"),
+                None => "is gone without a clean stop (crashed or killed)".to_owned(),
+            },
+            s.written_at
         ),
     }
     if let Some(a) = &s.alerts {

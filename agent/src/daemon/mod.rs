@@ -390,8 +390,11 @@ impl Daemon {
             Some(t) => t.join().map_err(|_| DaemonError::Panicked("records"))??,
             None => return Err(DaemonError::RecordsGone),
         };
-        // The last snapshot stays: `xdp-audit status` says the agent is down (its pid is
-        // gone) and shows the snapshot's age.
+        // The last snapshot stays, marked: `xdp-audit status` says the agent stopped and shows
+        // the snapshot's age, and the next agent knows this one did not crash.
+        if let Err(e) = crate::status::Snapshot::mark_stopped(&self.settings.state_dir) {
+            warn!(error = %e, "cannot mark the status snapshot stopped");
+        }
         log_summary(&summary);
         Ok(summary)
     }

@@ -201,9 +201,6 @@ pub struct Store {
     clock: Box<dyn StoreClock>,
     sealer: sealer::Sealer,
     sealed_at_open: u64,
-    /// Journals found at open: an agent that stops cleanly seals its journal, so each one is
-    /// left by an agent that did not (a crash, a kill, a power cut).
-    journals_at_open: u64,
     /// Bytes and frames the recovery of leftover journals skipped at open.
     skipped_at_open: (u64, u64),
     journal: JournalWriter,
@@ -265,9 +262,7 @@ impl Store {
         let mut max_id = 0;
         let mut sealed = 0;
         let mut skipped = (0, 0);
-        let mut journals_at_open = 0;
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
-            journals_at_open += 1;
             max_id = max_id.max(id);
             let r = journal::recover(&path)?;
             let s = seal::seal_journal(&dir, &path, &mut manifest)?;
@@ -295,7 +290,6 @@ impl Store {
             clock,
             sealer,
             sealed_at_open: sealed,
-            journals_at_open,
             skipped_at_open: skipped,
             journal,
             journal_hour: None,
@@ -310,10 +304,10 @@ impl Store {
         })
     }
 
-    /// Journals an earlier agent left unsealed, found (and sealed) at open: that agent did not
-    /// stop cleanly.
-    pub fn journals_at_open(&self) -> u64 {
-        self.journals_at_open
+    /// Journals with records an earlier agent left unsealed, sealed at open: that agent did
+    /// not stop cleanly (a crash, a kill, a power cut, or a disk full at its stop).
+    pub fn recovered_at_open(&self) -> u64 {
+        self.sealed_at_open
     }
 
     /// The log directory.
