@@ -215,3 +215,32 @@ impl Snapshot {
             .with_context(|| format!("{} is not a status snapshot", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(pid: u32) -> Snapshot {
+        let mut s = Snapshot::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 1, &[]);
+        s.pid = pid;
+        s
+    }
+
+    #[test]
+    fn a_snapshot_never_marked_stopped_of_a_dead_pid_is_crash_evidence() {
+        let dir = std::env::temp_dir().join(format!("xdp-audit-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("reap true");
+        assert_eq!(Snapshot::crash_evidence(&dir), None, "no snapshot, no evidence");
+        snapshot(dead).write(&dir).expect("write");
+        let e = Snapshot::crash_evidence(&dir).expect("a dead agent that never stopped");
+        assert!(e.contains(&dead.to_string()), "{e}");
+        Snapshot::mark_stopped(&dir).expect("mark stopped");
+        assert_eq!(Snapshot::crash_evidence(&dir), None, "it stopped cleanly");
+        snapshot(std::process::id()).write(&dir).expect("write");
+        assert_eq!(Snapshot::crash_evidence(&dir), None, "an agent still running");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

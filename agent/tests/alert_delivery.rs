@@ -74,13 +74,12 @@ fn notices_reach_the_webhook_and_the_chain_and_a_removed_line_fails_verify() {
     h.event(Event::Crashed {
         evidence: "agent pid 1 ended without a clean stop".into(),
     });
-    for _ in 0..3 {
-        h.hit(Hit {
-            client: "198.51.100.2".parse().expect("address"),
-            user: None,
-            rule: Some("/etc/xdp-audit/block.list:1".into()),
-        });
-    }
+    let hit = Hit {
+        client: "198.51.100.2".parse().expect("address"),
+        user: None,
+        rule: Some("/etc/xdp-audit/block.list:1".into()),
+    };
+    h.hits(vec![(hit.clone(), 2), (hit, 1)]);
     wait_until(Duration::from_secs(30), "three raised and three resolved notices at the webhook", || {
         hook.bodies().len() >= 6
     });

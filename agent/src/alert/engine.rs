@@ -150,17 +150,18 @@ impl Engine {
         out.push(alert);
     }
 
-    /// A blocked record.
-    pub fn hit(&mut self, h: Hit, now: i64, out: &mut Vec<Alert>) {
-        let who = match &h.user {
+    /// `n` blocked records of one (client, user, rule).
+    pub fn hit(&mut self, h: Hit, n: u64, now: i64, out: &mut Vec<Alert>) {
+        // Texts are written only for alerts raised, not for every hit.
+        let who = || match &h.user {
             Some(u) => format!("{u} ({})", h.client),
             None => h.client.to_string(),
         };
-        let rule = h.rule.clone();
         let text = || {
             format!(
-                "{who} blocked by {}",
-                rule.as_deref().unwrap_or("a list rule")
+                "{} blocked by {}",
+                who(),
+                h.rule.as_deref().unwrap_or("a list rule")
             )
         };
         let subject = Subject {
@@ -169,7 +170,7 @@ impl Engine {
             rule: h.rule.clone(),
             file: None,
         };
-        self.touch(AlertId::BlockFirst, subject, text, 1, self.window_ns, now, out);
+        self.touch(AlertId::BlockFirst, subject, text, n, self.window_ns, now, out);
         if self.bursts.len() >= self.max_active && !self.bursts.contains_key(&h.client) {
             self.suppressed += 1;
             return;
@@ -178,12 +179,14 @@ impl Engine {
         if now - w.0 >= self.burst_window_ns {
             *w = (now, 0);
         }
-        w.1 += 1;
+        let before = w.1;
+        w.1 += n;
         let count = w.1;
         if count >= self.burst_hits {
             let (limit, window) = (self.burst_hits, self.burst_window_ns / 1_000_000_000);
-            let text = || format!("{count} blocked records from {who} within {window} s (threshold {limit})");
-            let n = if count == self.burst_hits { count } else { 1 };
+            let text = || format!("{count} blocked records from {} within {window} s (threshold {limit})", who());
+            // Crossing the threshold counts the whole window so far, then each record.
+            let n = if before < self.burst_hits { count } else { n };
             let subject = Subject {
                 client: Some(h.client),
                 ..Subject::default()
@@ -338,10 +341,10 @@ mod tests {
         let mut e = engine();
         let mut out = Vec::new();
         for t in 0..3 {
-            e.hit(hit("10.0.0.2", "b.list:1"), t * S, &mut out);
+            e.hit(hit("10.0.0.2", "b.list:1"), 1, t * S, &mut out);
         }
-        e.hit(hit("10.0.0.2", "b.list:2"), 3 * S, &mut out);
-        e.hit(hit("10.0.0.3", "b.list:1"), 3 * S, &mut out);
+        e.hit(hit("10.0.0.2", "b.list:2"), 1, 3 * S, &mut out);
+        e.hit(hit("10.0.0.3", "b.list:1"), 1, 3 * S, &mut out);
         assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Raised); 3]);
         let st = e.status();
         let first = st
@@ -355,7 +358,7 @@ mod tests {
         assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Resolved)], "only the alert quiet for the window resolves");
         assert_eq!(out[0].count, 3);
         out.clear();
-        e.hit(hit("10.0.0.2", "b.list:1"), 70 * S, &mut out);
+        e.hit(hit("10.0.0.2", "b.list:1"), 1, 70 * S, &mut out);
         assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Raised)], "a hit after the window raises anew");
     }
 
@@ -368,7 +371,7 @@ mod tests {
                 user: Some("alice".into()),
                 ..hit(c, "b.list:1")
             };
-            e.hit(h, 0, &mut out);
+            e.hit(h, 1, 0, &mut out);
         }
         assert_eq!(out.len(), 1, "one alert for alice and the rule: {out:?}");
         assert_eq!(out[0].subject.user.as_deref(), Some("alice"));
@@ -379,7 +382,7 @@ mod tests {
         let mut e = engine();
         let mut out = Vec::new();
         for i in 0..20 {
-            e.hit(hit("10.0.0.2", &format!("b.list:{i}")), i, &mut out);
+            e.hit(hit("10.0.0.2", &format!("b.list:{i}")), 1, i, &mut out);
         }
         let bursts: Vec<_> = out.iter().filter(|a| a.id == AlertId::BlockBurst).collect();
         assert_eq!(bursts.len(), 1, "{bursts:?}");
@@ -390,7 +393,7 @@ mod tests {
         // Four hits a window: never a burst.
         let mut e = engine();
         for i in 0..12 {
-            e.hit(hit("10.0.0.9", "b.list:1"), i * 3 * S, &mut out);
+            e.hit(hit("10.0.0.9", "b.list:1"), 1, i * 3 * S, &mut out);
         }
         assert!(out.iter().all(|a| a.id != AlertId::BlockBurst), "{out:?}");
     }
@@ -483,7 +486,7 @@ mod tests {
         let mut e = Engine::new(&cfg, 0);
         let mut out = Vec::new();
         for i in 0..5 {
-            e.hit(hit(&format!("10.0.0.{i}"), "b.list:1"), 0, &mut out);
+            e.hit(hit(&format!("10.0.0.{i}"), "b.list:1"), 1, 0, &mut out);
         }
         let st = e.status();
         assert_eq!(st.active.len(), 2);

@@ -22,7 +22,7 @@ const TICK: Duration = Duration::from_secs(1);
 pub const STATUS_ACTIVE: usize = 50;
 
 enum Msg {
-    Hit(Hit),
+    Hits(Vec<(Hit, u64)>),
     Observe(Gauges),
     Event(Event),
     Stop,
@@ -48,29 +48,32 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    fn send(&self, m: Msg) -> bool {
+    /// Sends `m`, standing for `inputs` inputs; a full queue drops and counts them.
+    fn send(&self, m: Msg, inputs: u64) -> bool {
         match self.tx.try_send(m) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+                self.shared.queue_full.fetch_add(inputs, Ordering::Relaxed);
                 false
             }
         }
     }
 
-    /// A blocked record; false if the queue was full (counted).
-    pub fn hit(&self, h: Hit) -> bool {
-        self.send(Msg::Hit(h))
+    /// Blocked records, each hit with how many records it stands for; false if the queue was
+    /// full (each record counted).
+    pub fn hits(&self, hits: Vec<(Hit, u64)>) -> bool {
+        let n = hits.iter().map(|(_, n)| n).sum();
+        self.send(Msg::Hits(hits), n)
     }
 
     /// The status snapshot of a sweep; false if the queue was full (counted).
     pub fn observe(&self, snap: &Snapshot) -> bool {
-        self.send(Msg::Observe(Gauges::of(snap, false)))
+        self.send(Msg::Observe(Gauges::of(snap, false)), 1)
     }
 
     /// An explicit event; false if the queue was full (counted).
     pub fn event(&self, e: Event) -> bool {
-        self.send(Msg::Event(e))
+        self.send(Msg::Event(e), 1)
     }
 
     /// The alert summary as the thread last published it (about once a second).
@@ -174,7 +177,12 @@ impl Worker {
         loop {
             let mut publish = false;
             match rx.recv_timeout(TICK) {
-                Ok(Msg::Hit(h)) => self.engine.hit(h, now_ns(), &mut out),
+                Ok(Msg::Hits(hits)) => {
+                    let now = now_ns();
+                    for (h, n) in hits {
+                        self.engine.hit(h, n, now, &mut out);
+                    }
+                }
                 Ok(Msg::Observe(mut g)) => {
                     g.clock_unsynced =
                         matches!(crate::compliance::system::clock_sync(), ClockSync::Unsynced);

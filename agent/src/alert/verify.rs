@@ -15,19 +15,11 @@ use crate::store::verify::verify;
 /// The wait before a failed verification is repeated.
 const RECHECK: Duration = Duration::from_secs(2);
 
-/// The running verification thread; dropping it stops it.
+/// The running verification thread; dropping it tells it to stop without waiting for it: a
+/// verification of a large store reads every segment, and the agent's stop must not wait for
+/// that (the check only reads).
 pub(super) struct Verifier {
-    stop: Option<SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Verifier {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    _stop: SyncSender<()>,
 }
 
 /// Starts verifying `dir` every `interval`.
@@ -40,7 +32,7 @@ pub(super) fn spawn(
     let (stop, rx) = mpsc::sync_channel::<()>(1);
     // Waits `d` unless told to stop (the sender dropped); true when it should go on.
     let wait = move |d: Duration| matches!(rx.recv_timeout(d), Err(RecvTimeoutError::Timeout));
-    let thread = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("xdp-audit-verify".into())
         .spawn(move || loop {
             if let Err(first) = verify(&dir, key.as_ref()) {
@@ -61,8 +53,5 @@ pub(super) fn spawn(
                 return;
             }
         })?;
-    Ok(Verifier {
-        stop: Some(stop),
-        thread: Some(thread),
-    })
+    Ok(Verifier { _stop: stop })
 }
