@@ -32,7 +32,10 @@ fn thread_cpu() -> Duration {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("xdp-audit-bench-alerts-{name}-{}", std::process::id()));
+    let p = std::env::temp_dir().join(format!(
+        "xdp-audit-bench-alerts-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&p);
     p
 }

@@ -230,17 +230,27 @@ mod tests {
     fn a_snapshot_never_marked_stopped_of_a_dead_pid_is_crash_evidence() {
         let dir = std::env::temp_dir().join(format!("xdp-audit-status-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let dead = child.id();
         child.wait().expect("reap true");
-        assert_eq!(Snapshot::crash_evidence(&dir), None, "no snapshot, no evidence");
+        assert_eq!(
+            Snapshot::crash_evidence(&dir),
+            None,
+            "no snapshot, no evidence"
+        );
         snapshot(dead).write(&dir).expect("write");
         let e = Snapshot::crash_evidence(&dir).expect("a dead agent that never stopped");
         assert!(e.contains(&dead.to_string()), "{e}");
         Snapshot::mark_stopped(&dir).expect("mark stopped");
         assert_eq!(Snapshot::crash_evidence(&dir), None, "it stopped cleanly");
         snapshot(std::process::id()).write(&dir).expect("write");
-        assert_eq!(Snapshot::crash_evidence(&dir), None, "an agent still running");
+        assert_eq!(
+            Snapshot::crash_evidence(&dir),
+            None,
+            "an agent still running"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

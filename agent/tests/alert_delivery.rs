@@ -80,31 +80,49 @@ fn notices_reach_the_webhook_and_the_chain_and_a_removed_line_fails_verify() {
         rule: Some("/etc/xdp-audit/block.list:1".into()),
     };
     h.hits(vec![(hit.clone(), 2), (hit, 1)]);
-    wait_until(Duration::from_secs(30), "three raised and three resolved notices at the webhook", || {
-        hook.bodies().len() >= 6
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "three raised and three resolved notices at the webhook",
+        || hook.bodies().len() >= 6,
+    );
     let bodies = hook.bodies();
     let raised = ["XA-AGENT-CRASHED", "XA-BLOCK-FIRST", "XA-LIST-REJECTED"];
-    assert_eq!(ids(&bodies, "raised"), raised, "each condition raised exactly once: {bodies:#?}");
+    assert_eq!(
+        ids(&bodies, "raised"),
+        raised,
+        "each condition raised exactly once: {bodies:#?}"
+    );
     assert_eq!(ids(&bodies, "resolved"), raised, "{bodies:#?}");
-    assert!(hook.requests() > 6, "the refused first POST was retried: {} requests", hook.requests());
+    assert!(
+        hook.requests() > 6,
+        "the refused first POST was retried: {} requests",
+        hook.requests()
+    );
     let block = bodies
         .iter()
         .find(|b| b["id"] == "XA-BLOCK-FIRST" && b["state"] == "resolved")
         .expect("the block alert resolved");
-    assert_eq!(block["count"], 3, "three hits, one alert with their count: {block}");
+    assert_eq!(
+        block["count"], 3,
+        "three hits, one alert with their count: {block}"
+    );
     assert_eq!(block["subject"]["client"], "198.51.100.2");
     assert_eq!(block["severity"], "info");
-    assert!(block["first"].as_str().is_some_and(|t| t.ends_with('Z')), "{block}");
+    assert!(
+        block["first"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{block}"
+    );
     // The status is published about once a second.
     let webhook = || {
         let st = h.status();
         let w = st.deliveries.iter().find(|d| d.name == "webhook").cloned();
         w.map(|w| (w.delivered, w.failed, w.pending))
     };
-    wait_until(Duration::from_secs(5), "the status counts the webhook's deliveries", || {
-        webhook() == Some((6, 1, 0))
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the status counts the webhook's deliveries",
+        || webhook() == Some((6, 1, 0)),
+    );
     alerts.stop();
 
     let scan = oplog::scan_log(&dir.0, Log::Alerts).expect("read the alert log");

@@ -24,7 +24,7 @@ impl Receiver {
     pub fn start(ns: Option<&str>, refuse: u64) -> anyhow::Result<Self> {
         let bind = || TcpListener::bind("127.0.0.1:0").context("bind the webhook receiver");
         let listener = match ns {
-            Some(ns) => crate::netns::run_in(ns, move || bind())?,
+            Some(ns) => crate::netns::run_in(ns, bind)?,
             None => bind()?,
         };
         let addr = listener.local_addr()?;
@@ -73,7 +73,11 @@ impl Drop for Receiver {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop.
         let addr = self.addr;
-        let wake = move || Ok(TcpStream::connect(addr).map(drop).unwrap_or(()));
+        let wake = move || {
+            // Only the wake-up matters; a refused connection means it is gone already.
+            let _ = TcpStream::connect(addr);
+            Ok(())
+        };
         let _ = match &self.ns {
             Some(ns) => crate::netns::run_in(ns, wake),
             None => wake(),
@@ -82,8 +86,15 @@ impl Drop for Receiver {
 }
 
 /// Serves the requests of one connection (keep-alive) until it closes.
-fn serve(conn: TcpStream, bodies: &Mutex<Vec<serde_json::Value>>, requests: &AtomicU64, refuse: u64) {
-    let Ok(mut out) = conn.try_clone() else { return };
+fn serve(
+    conn: TcpStream,
+    bodies: &Mutex<Vec<serde_json::Value>>,
+    requests: &AtomicU64,
+    refuse: u64,
+) {
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
     let mut r = BufReader::new(conn);
     loop {
         let mut len = 0usize;

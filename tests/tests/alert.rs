@@ -26,7 +26,8 @@ const PORT: u16 = 8080;
 fn raised(hook: &Receiver) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for b in hook.bodies().iter().filter(|b| b["state"] == "raised") {
-        *m.entry(b["id"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        *m.entry(b["id"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
     }
     m
 }
@@ -40,9 +41,13 @@ fn raised_in_chain(log: &Path) -> BTreeMap<String, usize> {
     for l in complete.lines() {
         let v: serde_json::Value = serde_json::from_str(l)
             .unwrap_or_else(|e| panic!("alerts.jsonl holds a line that is not JSON ({e}): {l}"));
-        assert_eq!(v["kind"], "alert", "alerts.jsonl holds only alert lines: {l}");
+        assert_eq!(
+            v["kind"], "alert",
+            "alerts.jsonl holds only alert lines: {l}"
+        );
         if v["state"] == "raised" {
-            *m.entry(v["id"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+            *m.entry(v["id"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
         }
     }
     m
@@ -86,7 +91,9 @@ fn dns_flood(lab: &Lab, n: usize) {
 
 /// Waits for the agent's first status snapshot: its signal handlers are in place by then.
 fn wait_running(agent: &Agent) {
-    wait_until(Duration::from_secs(10), "the first status snapshot", || agent.status().is_ok());
+    wait_until(Duration::from_secs(10), "the first status snapshot", || {
+        agent.status().is_ok()
+    });
 }
 
 fn verify(bin: &Path, log: &Path) -> std::process::Output {
@@ -110,9 +117,13 @@ fn fill(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
     let lab = Lab::new("alr").expect("build the netns lab");
-    sh(lab
-        .cmd(&lab.internet, "ip")
-        .args(["addr", "add", &format!("{BLOCKED_IP}/24"), "dev", "eth0"]))
+    sh(lab.cmd(&lab.internet, "ip").args([
+        "addr",
+        "add",
+        &format!("{BLOCKED_IP}/24"),
+        "dev",
+        "eth0",
+    ]))
     .expect("add the blocked address");
     let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
     let fs = Tmpfs::mount("8m");
@@ -134,7 +145,12 @@ fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
     )
     .expect("write the config");
     let bin = binary().expect("agent binary");
-    let args = ["--iface", lab::GW_LAN_IF, "--config", config.to_str().expect("utf8")];
+    let args = [
+        "--iface",
+        lab::GW_LAN_IF,
+        "--config",
+        config.to_str().expect("utf8"),
+    ];
     let mut agent = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("start the agent");
     wait_running(&agent);
 
@@ -156,18 +172,28 @@ fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
         "XA-LIST-REJECTED",
         "XA-RING-LOSS",
     ];
-    wait_until(Duration::from_secs(30), "each lab condition's alert at the webhook", || {
-        let r = raised(&hook);
-        required.iter().all(|id| r.contains_key(*id))
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "each lab condition's alert at the webhook",
+        || {
+            let r = raised(&hook);
+            required.iter().all(|id| r.contains_key(*id))
+        },
+    );
     let status = agent.status().expect("status --json");
-    let active = status["alerts"]["active"].as_array().cloned().unwrap_or_default();
+    let active = status["alerts"]["active"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let first = active
         .iter()
         .find(|a| a["id"] == "XA-BLOCK-FIRST")
         .unwrap_or_else(|| panic!("the block alert is active in status: {active:#?}"));
     assert_eq!(first["subject"]["client"], lab::CLIENT_V4);
-    assert!(first["count"].as_u64() >= Some(3), "three blocked records, one alert: {first}");
+    assert!(
+        first["count"].as_u64() >= Some(3),
+        "three blocked records, one alert: {first}"
+    );
 
     // The disk fills: the store degrades, its alert reaches the webhook at once and the
     // chain once space returns.
@@ -176,14 +202,20 @@ fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
     // sweeper after the 1 s inactive timeout): more records than the journal's last page
     // holds.
     flood(&lab, BLOCKED_IP, 40_000, 100);
-    wait_until(Duration::from_secs(30), "the full disk's alert at the webhook", || {
-        raised(&hook).contains_key("XA-STORE-DEGRADED")
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the full disk's alert at the webhook",
+        || raised(&hook).contains_key("XA-STORE-DEGRADED"),
+    );
     std::fs::remove_file(&filler).expect("free the disk");
-    wait_until(Duration::from_secs(30), "every raised alert in alerts.jsonl", || {
-        let chain = raised_in_chain(&log);
-        raised(&hook).keys().all(|id| chain.contains_key(id))
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "every raised alert in alerts.jsonl",
+        || {
+            let chain = raised_in_chain(&log);
+            raised(&hook).keys().all(|id| chain.contains_key(id))
+        },
+    );
 
     assert_eq!(agent.stop().expect("stop"), 0, "clean exit");
     let at_hook = raised(&hook);
@@ -191,11 +223,19 @@ fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
         at_hook.values().all(|&n| n == 1),
         "every condition raised exactly one alert: {at_hook:?}"
     );
-    assert_eq!(raised_in_chain(&log), at_hook, "the chain holds what the webhook got");
+    assert_eq!(
+        raised_in_chain(&log),
+        at_hook,
+        "the chain holds what the webhook got"
+    );
 
     // The stop sealed the journal and anchored the alert log: a removed line fails verify.
     let ok = verify(&bin, &log);
-    assert!(ok.status.success(), "verify: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let alerts = log.join("alerts.jsonl");
     let text = std::fs::read_to_string(&alerts).expect("read alerts.jsonl");
     let without_first: Vec<&str> = text.lines().skip(1).collect();
@@ -237,7 +277,10 @@ fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_w
     b.crash().expect("kill -9 the second agent");
     // The clock's state is the host's: whatever it is, it is no crash.
     let r = raised(&hook);
-    assert!(r.keys().all(|id| id == "XA-CLOCK-UNSYNC"), "nothing to alert yet: {r:?}");
+    assert!(
+        r.keys().all(|id| id == "XA-CLOCK-UNSYNC"),
+        "nothing to alert yet: {r:?}"
+    );
 
     // The sealed segment is damaged (one byte in its middle).
     let segment = std::fs::read_dir(&log)
@@ -251,20 +294,28 @@ fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_w
     std::fs::write(&segment, &bytes).expect("damage the segment");
 
     let mut c = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("third agent");
-    wait_until(Duration::from_secs(30), "the crash and the damage at the webhook", || {
-        let r = raised(&hook);
-        r.contains_key("XA-AGENT-CRASHED") && r.contains_key("XA-CHAIN-BROKEN")
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the crash and the damage at the webhook",
+        || {
+            let r = raised(&hook);
+            r.contains_key("XA-AGENT-CRASHED") && r.contains_key("XA-CHAIN-BROKEN")
+        },
+    );
     // Verified every second: the damage is seen again and again, and stays one alert.
-    wait_until(Duration::from_secs(30), "the broken chain seen three times", || {
-        c.status().ok().and_then(|s| {
-            s["alerts"]["active"]
-                .as_array()?
-                .iter()
-                .find(|a| a["id"] == "XA-CHAIN-BROKEN")?["count"]
-                .as_u64()
-        }) >= Some(3)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the broken chain seen three times",
+        || {
+            c.status().ok().and_then(|s| {
+                s["alerts"]["active"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["id"] == "XA-CHAIN-BROKEN")?["count"]
+                    .as_u64()
+            }) >= Some(3)
+        },
+    );
     let broken = hook
         .bodies()
         .into_iter()
@@ -272,11 +323,17 @@ fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_w
         .expect("the chain alert");
     assert_eq!(broken["severity"], "critical");
     assert!(
-        broken["subject"]["file"].as_str().is_some_and(|f| f.ends_with(".parquet")),
+        broken["subject"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(".parquet")),
         "the damaged segment is named: {broken}"
     );
     let r = raised(&hook);
-    assert_eq!((r["XA-AGENT-CRASHED"], r["XA-CHAIN-BROKEN"]), (1, 1), "{r:?}");
+    assert_eq!(
+        (r["XA-AGENT-CRASHED"], r["XA-CHAIN-BROKEN"]),
+        (1, 1),
+        "{r:?}"
+    );
     assert_eq!(c.stop().expect("stop"), 0);
 
     // The agent is down: status says so, shows the last snapshot's age and the alerts.
@@ -286,7 +343,17 @@ fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_w
         .output()
         .expect("run xdp-audit status");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "exit status 3 when down: {text}");
-    assert!(text.contains("AGENT NOT RUNNING") && text.contains(" ago"), "{text}");
-    assert!(text.contains("XA-CHAIN-BROKEN"), "the alerts of the last snapshot: {text}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit status 3 when down: {text}"
+    );
+    assert!(
+        text.contains("AGENT NOT RUNNING") && text.contains(" ago"),
+        "{text}"
+    );
+    assert!(
+        text.contains("XA-CHAIN-BROKEN"),
+        "the alerts of the last snapshot: {text}"
+    );
 }

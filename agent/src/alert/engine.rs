@@ -46,7 +46,9 @@ impl Gauges {
     pub fn of(snap: &Snapshot, clock_unsynced: bool) -> Self {
         let c = |name: &str| snap.counters.get(name).copied().unwrap_or(0);
         Self {
-            ring_lost: c("lost_flow_start") + c("lost_flow_end") + c("lost_flow_drop")
+            ring_lost: c("lost_flow_start")
+                + c("lost_flow_end")
+                + c("lost_flow_drop")
                 + c("lost_payload"),
             insert_failed: c("flow_insert_failed"),
             lost_starts: snap.flows.lost_starts,
@@ -93,7 +95,8 @@ impl Engine {
             burst_window_ns: ns(cfg.alert_burst_window).max(1),
             table_percent: u64::from(cfg.alert_flow_table_percent),
             table_size: u64::from(flow_table_size),
-            chain_hold_ns: window_ns.saturating_add(ns(cfg.alert_verify_interval).saturating_mul(2)),
+            chain_hold_ns: window_ns
+                .saturating_add(ns(cfg.alert_verify_interval).saturating_mul(2)),
             max_active: cfg.alert_max_active as usize,
             active: HashMap::new(),
             bursts: HashMap::new(),
@@ -170,7 +173,15 @@ impl Engine {
             rule: h.rule.clone(),
             file: None,
         };
-        self.touch(AlertId::BlockFirst, subject, text, n, self.window_ns, now, out);
+        self.touch(
+            AlertId::BlockFirst,
+            subject,
+            text,
+            n,
+            self.window_ns,
+            now,
+            out,
+        );
         if self.bursts.len() >= self.max_active && !self.bursts.contains_key(&h.client) {
             self.suppressed += 1;
             return;
@@ -184,14 +195,27 @@ impl Engine {
         let count = w.1;
         if count >= self.burst_hits {
             let (limit, window) = (self.burst_hits, self.burst_window_ns / 1_000_000_000);
-            let text = || format!("{count} blocked records from {} within {window} s (threshold {limit})", who());
+            let text = || {
+                format!(
+                    "{count} blocked records from {} within {window} s (threshold {limit})",
+                    who()
+                )
+            };
             // Crossing the threshold counts the whole window so far, then each record.
             let n = if before < self.burst_hits { count } else { n };
             let subject = Subject {
                 client: Some(h.client),
                 ..Subject::default()
             };
-            self.touch(AlertId::BlockBurst, subject, text, n, self.window_ns, now, out);
+            self.touch(
+                AlertId::BlockBurst,
+                subject,
+                text,
+                n,
+                self.window_ns,
+                now,
+                out,
+            );
         }
     }
 
@@ -207,22 +231,29 @@ impl Engine {
         let none = Subject::default;
         let lost = g.ring_lost.saturating_sub(base.ring_lost);
         if lost > 0 {
-            let text = || format!("the ring buffer was full: {lost} flow events or payload copies lost (raise --ringbuf-bytes)");
+            let text = || {
+                format!("the ring buffer was full: {lost} flow events or payload copies lost (raise --ringbuf-bytes)")
+            };
             self.touch(AlertId::RingLoss, none(), text, lost, w, now, out);
         }
         let starts = g.lost_starts.saturating_sub(base.lost_starts)
             + g.insert_failed.saturating_sub(base.insert_failed);
         if starts > 0 {
-            let text = || format!("{starts} flows started unseen (start events lost or table inserts failed); the sweeper records them from the table");
+            let text = || {
+                format!("{starts} flows started unseen (start events lost or table inserts failed); the sweeper records them from the table")
+            };
             self.touch(AlertId::FlowStartLoss, none(), text, starts, w, now, out);
         }
         if self.table_size > 0 && g.table_entries * 100 > self.table_percent * self.table_size {
             let (e, size, p) = (g.table_entries, self.table_size, self.table_percent);
-            let text = || format!("a flow table holds {e} of {size} entries (over {p}%): the oldest idle flows are evicted");
+            let text = || {
+                format!("a flow table holds {e} of {size} entries (over {p}%): the oldest idle flows are evicted")
+            };
             self.touch(AlertId::FlowTableFull, none(), text, 1, w, now, out);
         }
         if g.store_degraded {
-            let text = || "the audit store's disk refuses writes; records are held in memory".to_owned();
+            let text =
+                || "the audit store's disk refuses writes; records are held in memory".to_owned();
             self.touch(AlertId::StoreDegraded, none(), text, 1, w, now, out);
         }
         let refused = g.store_refused.saturating_sub(base.store_refused);
@@ -231,7 +262,9 @@ impl Engine {
             self.touch(AlertId::StoreRefused, none(), text, refused, w, now, out);
         }
         if g.clock_unsynced {
-            let text = || "the kernel clock is not synchronised (adjtimex STA_UNSYNC): record times may be wrong".to_owned();
+            let text = || {
+                "the kernel clock is not synchronised (adjtimex STA_UNSYNC): record times may be wrong".to_owned()
+            };
             self.touch(AlertId::ClockUnsync, none(), text, 1, w, now, out);
         }
     }
@@ -244,8 +277,18 @@ impl Engine {
         };
         match e {
             Event::ListRejected { file: f, reason } => {
-                let text = || format!("list file rejected, its last good version stays in force: {reason}");
-                self.touch(AlertId::ListRejected, file(f), text, 1, self.window_ns, now, out);
+                let text = || {
+                    format!("list file rejected, its last good version stays in force: {reason}")
+                };
+                self.touch(
+                    AlertId::ListRejected,
+                    file(f),
+                    text,
+                    1,
+                    self.window_ns,
+                    now,
+                    out,
+                );
             }
             Event::ChainBroken { file: f, reason } => {
                 let text = format!("the store does not verify: {f}: {reason}");
@@ -255,7 +298,15 @@ impl Engine {
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");
                 let subject = Subject::default();
-                self.touch(AlertId::AgentCrashed, subject, text, 1, self.window_ns, now, out);
+                self.touch(
+                    AlertId::AgentCrashed,
+                    subject,
+                    text,
+                    1,
+                    self.window_ns,
+                    now,
+                    out,
+                );
             }
         }
     }
@@ -355,11 +406,19 @@ mod tests {
         assert_eq!((first.first_ns, first.last_ns), (0, 2 * S));
         out.clear();
         e.tick(62 * S, &mut out);
-        assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Resolved)], "only the alert quiet for the window resolves");
+        assert_eq!(
+            ids(&out),
+            [(AlertId::BlockFirst, AlertState::Resolved)],
+            "only the alert quiet for the window resolves"
+        );
         assert_eq!(out[0].count, 3);
         out.clear();
         e.hit(hit("10.0.0.2", "b.list:1"), 1, 70 * S, &mut out);
-        assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Raised)], "a hit after the window raises anew");
+        assert_eq!(
+            ids(&out),
+            [(AlertId::BlockFirst, AlertState::Raised)],
+            "a hit after the window raises anew"
+        );
     }
 
     #[test]
@@ -387,8 +446,14 @@ mod tests {
         let bursts: Vec<_> = out.iter().filter(|a| a.id == AlertId::BlockBurst).collect();
         assert_eq!(bursts.len(), 1, "{bursts:?}");
         let active = e.status().active;
-        let b = active.iter().find(|a| a.id == AlertId::BlockBurst).expect("burst active");
-        assert_eq!(b.count, 20, "the burst counts every hit from the threshold's first on");
+        let b = active
+            .iter()
+            .find(|a| a.id == AlertId::BlockBurst)
+            .expect("burst active");
+        assert_eq!(
+            b.count, 20,
+            "the burst counts every hit from the threshold's first on"
+        );
         out.clear();
         // Four hits a window: never a burst.
         let mut e = engine();
@@ -408,7 +473,10 @@ mod tests {
             ..Gauges::default()
         };
         e.observe(g, 0, &mut out);
-        assert!(out.is_empty(), "losses before this agent are history: {out:?}");
+        assert!(
+            out.is_empty(),
+            "losses before this agent are history: {out:?}"
+        );
         for t in 1..4 {
             let g = Gauges {
                 ring_lost: 50 + t as u64 * 10,
@@ -459,7 +527,9 @@ mod tests {
         assert!(out.is_empty(), "not yet quiet for the window: {out:?}");
         e.tick(64 * S, &mut out);
         assert_eq!(out.len(), 3, "{out:?}");
-        assert!(out.iter().all(|a| a.state == AlertState::Resolved && a.count == 4));
+        assert!(out
+            .iter()
+            .all(|a| a.state == AlertState::Resolved && a.count == 4));
         assert!(e.status().active.is_empty());
     }
 
@@ -474,7 +544,11 @@ mod tests {
         e.event(broken(), 0, &mut out);
         e.tick(3600 * S, &mut out);
         e.event(broken(), 3600 * S, &mut out);
-        assert_eq!(ids(&out), [(AlertId::ChainBroken, AlertState::Raised)], "{out:?}");
+        assert_eq!(
+            ids(&out),
+            [(AlertId::ChainBroken, AlertState::Raised)],
+            "{out:?}"
+        );
     }
 
     #[test]

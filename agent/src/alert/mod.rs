@@ -267,9 +267,7 @@ impl AlertStatus {
     pub fn summary(&self) -> String {
         let mut out = format!(
             "alerts: {} active, {} raised and {} resolved since start",
-            self.active_total,
-            self.raised,
-            self.resolved
+            self.active_total, self.raised, self.resolved
         );
         if self.queue_full + self.suppressed > 0 {
             out.push_str(&format!(

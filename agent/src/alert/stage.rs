@@ -145,10 +145,16 @@ mod tests {
         for rec in [&r, &passed, &r, &other, &r] {
             stage.write(rec).expect("write");
         }
-        let counts: Vec<(Option<&str>, u64)> =
-            stage.batch.iter().map(|(h, n)| (h.rule.as_deref(), *n)).collect();
+        let counts: Vec<(Option<&str>, u64)> = stage
+            .batch
+            .iter()
+            .map(|(h, n)| (h.rule.as_deref(), *n))
+            .collect();
         assert_eq!(counts, [(Some("b.list:1"), 3), (Some("b.list:2"), 1)]);
         stage.tick().expect("tick");
-        assert!(stage.batch.is_empty() && stage.index.is_empty(), "sent at the tick");
+        assert!(
+            stage.batch.is_empty() && stage.index.is_empty(),
+            "sent at the tick"
+        );
     }
 }

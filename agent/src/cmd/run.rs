@@ -132,7 +132,7 @@ pub struct RunArgs {
     /// Alerts: --alert-webhook, --alert-window, --alert-burst-hits, ... (config file: the
     /// `[alerts]` table, keys without `alert-`).
     #[command(flatten)]
-    pub alerts: crate::alert::AlertConfig,
+    pub alerts: Box<crate::alert::AlertConfig>,
 }
 
 /// Where the agent keeps its status snapshot unless told otherwise.
@@ -375,10 +375,15 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
     let mut alerts = start_alerts(&args, &log_dir)?;
     alerts
-        .verify_store(log_dir.clone(), verify_key, args.alerts.alert_verify_interval)
+        .verify_store(
+            log_dir.clone(),
+            verify_key,
+            args.alerts.alert_verify_interval,
+        )
         .context("cannot start the store verification thread")?;
     let recovered = store.recovered_at_open();
-    let unsealed = (recovered > 0).then(|| format!("{recovered} journals with records were left unsealed"));
+    let unsealed =
+        (recovered > 0).then(|| format!("{recovered} journals with records were left unsealed"));
     if let Some(evidence) = crashed.or(unsealed) {
         alerts
             .handle()
@@ -454,7 +459,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Starts the alert thread with its deliveries: the log, `alerts.jsonl` in the store, and
 /// the webhook if one is configured.
 fn start_alerts(args: &RunArgs, log_dir: &std::path::Path) -> anyhow::Result<Alerts> {
-    let a = &args.alerts;
+    let a: &crate::alert::AlertConfig = &args.alerts;
     let mut deliveries: Vec<Box<dyn Delivery>> = vec![
         Box::new(LogDelivery::default()),
         Box::new(ChainDelivery::new(log_dir.to_owned())),

@@ -264,7 +264,8 @@ impl Daemon {
         let records_thread =
             records::spawn(records, rx).map_err(|e| DaemonError::Thread("records", e))?;
         let (lists_tx, lists_thread) =
-            lists::spawn(lists, shared, tx.clone(), settings.alerts.clone()).map_err(|e| DaemonError::Thread("lists", e))?;
+            lists::spawn(lists, shared, tx.clone(), settings.alerts.clone())
+                .map_err(|e| DaemonError::Thread("lists", e))?;
         let stop = Arc::new(Notify::new());
         let control = Control {
             lists: lists_tx.clone(),
