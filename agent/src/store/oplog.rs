@@ -92,6 +92,15 @@ impl Log {
         }
     }
 
+    /// The mode of a new log: the operator log is appended by the store's group, the alert
+    /// log by the agent alone (the store's 0640).
+    pub const fn mode(self) -> u32 {
+        match self {
+            Log::Operator => LOG_MODE,
+            Log::Alerts => 0o640,
+        }
+    }
+
     /// Whether a line of this body belongs in this log.
     fn holds(self, body: &OpBody) -> bool {
         matches!(body, OpBody::Alert(_)) == (self == Log::Alerts)
@@ -395,11 +404,11 @@ fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
         .read(true)
         .append(true)
         .create(true)
-        .mode(LOG_MODE)
+        .mode(log.mode())
         .open(&path)
         .map_err(io(&path, "open for appending"))?;
     if !existed {
-        give_to_store_owner(&f, dir, &path)?;
+        give_to_store_owner(&f, dir, &path, log.mode())?;
     }
     loop {
         // SAFETY: flock on a descriptor we own.
@@ -416,7 +425,7 @@ fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
 /// A log created by an operator's command belongs to the store's owner (the directory's
 /// owner and group) with [`LOG_MODE`] whatever the umask, so the agent, running as its own
 /// user, can still anchor it after a root `query` made it.
-fn give_to_store_owner(f: &File, dir: &Path, path: &Path) -> Result<(), OpLogError> {
+fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(), OpLogError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let owner = std::fs::metadata(dir).map_err(io(dir, "stat"))?;
     let mine = f.metadata().map_err(io(path, "stat"))?;
@@ -426,7 +435,7 @@ fn give_to_store_owner(f: &File, dir: &Path, path: &Path) -> Result<(), OpLogErr
         std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))
             .map_err(io(path, "give to the store directory's owner"))?;
     }
-    f.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io(path, "chmod"))
 }
 
