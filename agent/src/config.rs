@@ -142,6 +142,10 @@ fn flag_name(key: &str) -> String {
     }
 }
 
+/// Tables of the config file and the prefix of their keys' flags: `[alerts]` `window = "5m"`
+/// is `--alert-window 5m`.
+const TABLES: [(&str, &str); 1] = [("alerts", "alert")];
+
 /// Flags that make no sense in a config file.
 const NOT_SETTINGS: [&str; 3] = ["config", "help", "version"];
 
@@ -156,16 +160,29 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
     // In file order, so the flags (and their errors) come in the order the user wrote them.
     let mut entries: Vec<_> = table.into_iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
-    let mut out = Vec::new();
+    let mut settings = Vec::new();
     for (key, value) in entries {
         let line = line_of(text, key.span().start);
+        let table = TABLES.iter().find(|(name, _)| key.get_ref() == name);
+        match (table, value.into_inner()) {
+            // A table's keys, in its own order, stand for its flags.
+            (Some((name, prefix)), Value::Table(t)) => {
+                for (k, v) in t {
+                    let flag = format!("{prefix}-{}", k.replace('_', "-"));
+                    settings.push((line, format!("{name}.{k}"), flag, v));
+                }
+            }
+            (_, v) => settings.push((line, key.get_ref().clone(), flag_name(key.get_ref()), v)),
+        }
+    }
+    let mut out = Vec::new();
+    for (line, key, flag, value) in settings {
         let err = |message: String| ConfigError::Setting {
             path: path.to_owned(),
             line,
-            key: key.get_ref().clone(),
+            key: key.clone(),
             message,
         };
-        let flag = flag_name(key.get_ref());
         let arg = run
             .get_arguments()
             .find(|a| a.get_long() == Some(flag.as_str()))
@@ -173,13 +190,13 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
             .ok_or_else(|| err(format!("not a setting; known: {}", known(run))))?;
         let long = OsString::from(format!("--{flag}"));
         match arg.get_action() {
-            ArgAction::SetTrue => match value.get_ref() {
+            ArgAction::SetTrue => match &value {
                 Value::Boolean(true) => out.push(long),
                 Value::Boolean(false) => {}
                 v => return Err(err(format!("expected true or false, found {}", kind(v)))),
             },
             action => {
-                let values = match value.into_inner() {
+                let values = match value {
                     Value::Array(items) if matches!(action, ArgAction::Append) => items,
                     Value::Array(_) => {
                         return Err(err("takes one value, not an array".into()));
@@ -307,6 +324,12 @@ mod tests {
                     .value_parser(value_parser!(u32)),
             )
             .arg(Arg::new("switch").long("switch").action(ArgAction::SetTrue))
+            .arg(Arg::new("alert-webhook").long("alert-webhook"))
+            .arg(
+                Arg::new("alert-burst-hits")
+                    .long("alert-burst-hits")
+                    .value_parser(value_parser!(u64)),
+            )
     }
 
     /// The command line's shape: a global flag with a value, `run`, another command.
@@ -346,6 +369,30 @@ mod tests {
                 "60"
             ]
         );
+    }
+
+    #[test]
+    fn the_alerts_table_becomes_alert_flags_and_names_its_bad_keys() {
+        let a = args(
+            "log_dir = \"/var/log/x\"\n[alerts]\nwebhook = \"http://127.0.0.1:9/h\"\nburst_hits = 5\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            a,
+            [
+                "--log-dir",
+                "/var/log/x",
+                "--alert-burst-hits",
+                "5",
+                "--alert-webhook",
+                "http://127.0.0.1:9/h"
+            ]
+        );
+        let (line, key, msg) = setting_error("[alerts]\nburst_hits = \"many\"\n");
+        assert_eq!((line, key.as_str()), (1, "alerts.burst_hits"), "{msg}");
+        let (_, key, msg) = setting_error("[alerts]\nwindo = \"5m\"\n");
+        assert_eq!(key, "alerts.windo");
+        assert!(msg.contains("not a setting"), "{msg}");
     }
 
     fn setting_error(text: &str) -> (usize, String, String) {

@@ -4,6 +4,7 @@
 //! `daemon` runs them as stages.
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod blocklist;
 pub mod clock;
 pub mod cmd;

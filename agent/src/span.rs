@@ -88,9 +88,36 @@ pub fn parse_ns(s: &str) -> Result<i64, SpanError> {
     i64::try_from(d.as_nanos()).map_err(|_| SpanError::TooLong { input: s.into() })
 }
 
+/// A length of time to whole seconds in the compact form [`parse`] reads back (`2d3h4m5s`,
+/// `0s`), for people reading `status`.
+pub fn format(d: Duration) -> String {
+    let mut left = d.as_secs();
+    let mut out = String::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if left >= secs {
+            out.push_str(&format!("{}{unit}", left / secs));
+            left %= secs;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_is_read_back_by_parse() {
+        for secs in [0, 1, 59, 60, 61, 3_600, 3_661, 86_400, 93_784, 1_000_000] {
+            let d = Duration::from_secs(secs);
+            let text = format(d);
+            assert_eq!(parse(&text).ok(), Some(d), "{secs} s formatted as {text:?}");
+        }
+        assert_eq!(format(Duration::from_secs(93_784)), "1d2h3m4s");
+    }
 
     const S: u64 = 1_000_000_000;
 

@@ -80,6 +80,13 @@ pub struct Snapshot {
     /// add; absent in snapshots of older agents).
     #[serde(default)]
     pub observe: crate::metrics::Observed,
+    /// Alerts: the active ones, the last notices, the deliveries' counters (absent when the
+    /// agent runs without alerts).
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertStatus>,
+    /// When the agent stopped cleanly (RFC 3339 UTC); absent while it runs, and after a crash.
+    #[serde(default)]
+    pub stopped_at: Option<String>,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -146,6 +153,8 @@ impl Snapshot {
             enrich: None,
             ship: None,
             observe: Default::default(),
+            alerts: None,
+            stopped_at: None,
         }
     }
 
@@ -177,6 +186,30 @@ impl Snapshot {
         std::fs::rename(&tmp, dir.join(FILE_NAME))
     }
 
+    /// Marks the snapshot in `dir` as the last of an agent that stopped cleanly (a snapshot
+    /// without the mark whose agent is gone is the sign of a crash).
+    pub fn mark_stopped(dir: &Path) -> anyhow::Result<()> {
+        let mut s = Self::read(dir)?;
+        s.stopped_at = Some(crate::record::rfc3339_ns(
+            jiff::Timestamp::now().as_nanosecond() as i64,
+        ));
+        s.write(dir).map_err(anyhow::Error::from)
+    }
+
+    /// Evidence that the agent which wrote the snapshot in `dir` did not stop cleanly: its
+    /// process is gone and it never marked its snapshot stopped. `None` when there is no
+    /// snapshot, or its agent stopped cleanly or still runs.
+    pub fn crash_evidence(dir: &Path) -> Option<String> {
+        let s = Self::read(dir).ok()?;
+        let gone = s.pid != std::process::id() && !crate::compliance::system::alive(s.pid);
+        (s.stopped_at.is_none() && gone).then(|| {
+            format!(
+                "agent pid {} ended without a clean stop (its last status was written {})",
+                s.pid, s.written_at
+            )
+        })
+    }
+
     /// Reads the snapshot from `dir`.
     pub fn read(dir: &Path) -> anyhow::Result<Self> {
         use anyhow::Context as _;
@@ -190,5 +223,44 @@ impl Snapshot {
         })?;
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a status snapshot", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(pid: u32) -> Snapshot {
+        let mut s = Snapshot::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 1, &[]);
+        s.pid = pid;
+        s
+    }
+
+    #[test]
+    fn a_snapshot_never_marked_stopped_of_a_dead_pid_is_crash_evidence() {
+        let dir = std::env::temp_dir().join(format!("xdp-audit-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("reap true");
+        assert_eq!(
+            Snapshot::crash_evidence(&dir),
+            None,
+            "no snapshot, no evidence"
+        );
+        snapshot(dead).write(&dir).expect("write");
+        let e = Snapshot::crash_evidence(&dir).expect("a dead agent that never stopped");
+        assert!(e.contains(&dead.to_string()), "{e}");
+        Snapshot::mark_stopped(&dir).expect("mark stopped");
+        assert_eq!(Snapshot::crash_evidence(&dir), None, "it stopped cleanly");
+        snapshot(std::process::id()).write(&dir).expect("write");
+        assert_eq!(
+            Snapshot::crash_evidence(&dir),
+            None,
+            "an agent still running"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

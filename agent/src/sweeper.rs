@@ -117,6 +117,12 @@ pub struct SweepStats {
     /// Flows taken over from a pinned table whose earlier records the ledger holds.
     #[serde(default)]
     pub adopted: u64,
+    /// Entries of the IPv4 flow table at the last sweep (its fill, against the table size).
+    #[serde(default)]
+    pub table_v4: u64,
+    /// Entries of the IPv6 flow table at the last sweep.
+    #[serde(default)]
+    pub table_v6: u64,
 }
 
 /// A flow of a retired flow table, to be written once ([`Sweeper::write_retired`]).
@@ -184,8 +190,6 @@ pub struct Sweeper {
     ledger: Option<Ledger>,
     /// What the sweeper has done so far.
     pub stats: SweepStats,
-    /// Entries of the IPv4 and the IPv6 flow table at the last sweep.
-    pub table_entries: [u64; 2],
 }
 
 impl Sweeper {
@@ -200,7 +204,6 @@ impl Sweeper {
             warnings: Warnings::default(),
             ledger: None,
             stats: SweepStats::default(),
-            table_entries: [0; 2],
         }
     }
 
@@ -331,7 +334,7 @@ impl Sweeper {
             .iter()
             .filter(|(k, _)| k.family == agent_common::family::V4)
             .count() as u64;
-        self.table_entries = [v4, entries.len() as u64 - v4];
+        (self.stats.table_v4, self.stats.table_v6) = (v4, entries.len() as u64 - v4);
         let mut seen = HashSet::with_capacity(entries.len());
         let mut lost_starts = 0;
         for (key, v) in entries {

@@ -6,55 +6,12 @@
 #[path = "store_common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::*;
 use xdp_audit::store::query::{collect, Filter};
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::verify::verify;
 use xdp_audit::store::{FakeClock, Store, StoreConfig};
-
-/// A tmpfs mounted on a fresh directory, unmounted and removed on drop (also on panic).
-struct Tmpfs(PathBuf);
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed (this test needs root to mount tmpfs): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let dir = TempDir::new("tmpfs");
-        let p = dir.0.clone();
-        std::mem::forget(dir); // the guard below owns the directory
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&p));
-        Self(p)
-    }
-
-    fn resize(&self, size: &str) {
-        run(Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0));
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
+use xdp_audit_lab::tmpfs::Tmpfs;
 
 #[test]
 fn a_full_disk_is_survived_reported_once_a_minute_and_writing_resumes() {

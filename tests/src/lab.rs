@@ -50,7 +50,7 @@ pub struct Lab {
     etc_dirs: Vec<PathBuf>,
 }
 
-fn unique_id() -> String {
+pub(crate) fn unique_id() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -10,5 +10,7 @@ pub mod netns;
 pub mod pcap;
 pub mod pins;
 pub mod servers;
+pub mod tmpfs;
 pub mod traffic;
 pub mod wait;
+pub mod webhook;

@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
+use crate::alert::deliver::{ChainDelivery, Delivery, LogDelivery};
+use crate::alert::stage::AlertStage;
+use crate::alert::webhook::Webhook;
+use crate::alert::Alerts;
 use crate::blocklist::watch;
 use crate::blocklist::{ListKind, ListSet};
 use crate::clock::HostClocks;
@@ -132,6 +136,10 @@ pub struct RunArgs {
     /// Prometheus metrics: --metrics, --metrics-public, --metrics-top-rules.
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
+    /// Alerts: --alert-webhook, --alert-window, --alert-burst-hits, ... (config file: the
+    /// `[alerts]` table, keys without `alert-`).
+    #[command(flatten)]
+    pub alerts: Box<crate::alert::AlertConfig>,
 }
 
 /// Where the agent keeps its status snapshot unless told otherwise.
@@ -345,6 +353,8 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
 /// one), runs the daemon until SIGINT or SIGTERM, and lets the daemon write what is left.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     validate(&args)?;
+    // Before this agent's first snapshot replaces the last one.
+    let crashed = crate::status::Snapshot::crash_evidence(&args.state_dir);
     crate::blocklist::use_mmap_for_large_buffers();
     let mut interfaces = Vec::new();
     for (name, _) in &args.ifaces {
@@ -366,6 +376,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         store_config.ship_gate = Some(crate::ship::retention_gate());
     }
     let retention_days = store_config.retention_days;
+    let verify_key = store_config.signing_key.as_ref().map(|k| k.verifying_key());
     let log_dir = args.store.dir.log_dir.clone();
     if let Some(name) = &args.user {
         let user = RunAs::lookup(name)?;
@@ -401,6 +412,22 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let mut alerts = start_alerts(&args, &log_dir)?;
+    alerts
+        .verify_store(
+            log_dir.clone(),
+            verify_key,
+            args.alerts.alert_verify_interval,
+        )
+        .context("cannot start the store verification thread")?;
+    let recovered = store.recovered_at_open();
+    let unsealed =
+        (recovered > 0).then(|| format!("{recovered} journals with records were left unsealed"));
+    if let Some(evidence) = crashed.or(unsealed) {
+        alerts
+            .handle()
+            .event(crate::alert::Event::Crashed { evidence });
+    }
 
     let attached = if args.no_pin {
         attach_unpinned(&args, &interfaces)?
@@ -418,6 +445,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // once, by the loader) and before the first record can be written.
     let (enrichment, inputs) =
         Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
+    let store = AlertStage::new(store, alerts.handle());
     let stage = EnrichStage::new(Box::new(store), inputs, stage_config(&args));
     let settings = Settings {
         timeouts: Timeouts {
@@ -429,6 +457,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         hand_over: program.is_none(),
         ship: shipper.as_ref().map(|s| s.handle()),
         metrics: metrics_listener.as_ref().map(|_| Arc::default()),
+        alerts: Some(alerts.handle()),
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
     let exporter = settings.metrics.clone().map(|latest| {
@@ -482,9 +511,29 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // After the last seal: what it sealed is shipped at the next start if not now.
     drop(shipper);
     drop(enrichment);
+    alerts.stop();
     ran?;
     finished?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the alert thread with its deliveries: the log, `alerts.jsonl` in the store, and
+/// the webhook if one is configured.
+fn start_alerts(args: &RunArgs, log_dir: &std::path::Path) -> anyhow::Result<Alerts> {
+    let a: &crate::alert::AlertConfig = &args.alerts;
+    let mut deliveries: Vec<Box<dyn Delivery>> = vec![
+        Box::new(LogDelivery::default()),
+        Box::new(ChainDelivery::new(log_dir.to_owned())),
+    ];
+    if let Some(url) = &a.alert_webhook {
+        let hook = Webhook::start(
+            url,
+            a.alert_webhook_queue as usize,
+            a.alert_webhook_attempts,
+        )?;
+        deliveries.push(Box::new(hook));
+    }
+    Alerts::start(a, args.flow_table_size, deliveries).context("cannot start the alert thread")
 }
 
 /// The enrich stage's delays from the record timing: a NAT session's record waits until a

@@ -1,4 +1,4 @@
-//! `xdp-audit status`: the running agent's counters and list hits.
+//! `xdp-audit status`: the agent's counters, list hits and alerts, and whether it runs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,10 +7,16 @@ use clap::Args;
 
 use crate::status::Snapshot;
 
-/// Show the running agent's packet counters and list hits.
+/// Show the agent's packet counters, list hits and alerts, and whether it runs.
 ///
-/// Prints the program's counters (every packet outcome and every loss), and how many packets
-/// each list file and each rule matched. Reads the snapshot the agent rewrites every sweep interval in its state directory.
+/// Prints the program's counters (every packet outcome and every loss), how many packets
+/// each list file and each rule matched, and the alerts (active ones, the last 10 notices).
+/// Reads the snapshot the agent rewrites every sweep interval in its state directory; when
+/// the agent is down (its process is gone) or stalled (its snapshot is older than
+/// --stale-after), it says so and shows the last snapshot with its age.
+///
+/// Exit status: 0 the agent runs; 3 it is not running (the last snapshot is shown);
+/// 4 its process exists but the snapshot is stale; 1 no snapshot could be read.
 ///
 /// Examples:
 ///   xdp-audit status
@@ -28,22 +34,100 @@ pub struct StatusArgs {
     /// Show this many rules, most hits first.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub top: usize,
+    /// A snapshot older than this (the agent rewrites it every sweep) means the agent is stalled.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::span::parse)]
+    pub stale_after: std::time::Duration,
+}
+
+/// Exit status when the agent is not running.
+pub const EXIT_DOWN: u8 = 3;
+/// Exit status when the agent's process exists but its snapshot is stale.
+pub const EXIT_STALE: u8 = 4;
+
+/// Whether the agent that wrote a snapshot runs, judged from its pid and the snapshot's age.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    /// Its process exists and the snapshot is fresh.
+    Running,
+    /// Its process exists but has not rewritten the snapshot for longer than `--stale-after`.
+    Stale,
+    /// Its process is gone.
+    Down,
+}
+
+impl AgentState {
+    /// Judges the writer of `s`, `age` after it was written.
+    pub fn of(s: &Snapshot, age: std::time::Duration, stale_after: std::time::Duration) -> Self {
+        if !crate::compliance::system::alive(s.pid) {
+            AgentState::Down
+        } else if age > stale_after {
+            AgentState::Stale
+        } else {
+            AgentState::Running
+        }
+    }
+
+    fn exit(self) -> ExitCode {
+        match self {
+            AgentState::Running => ExitCode::SUCCESS,
+            AgentState::Stale => ExitCode::from(EXIT_STALE),
+            AgentState::Down => ExitCode::from(EXIT_DOWN),
+        }
+    }
+}
+
+/// The snapshot's age (zero if its time does not parse or lies ahead).
+fn age_of(s: &Snapshot) -> std::time::Duration {
+    s.written_at
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| std::time::Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok())
+        .unwrap_or_default()
 }
 
 /// Prints the snapshot.
 pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let s = Snapshot::read(&args.state_dir)?;
+    let age = age_of(&s);
+    let state = AgentState::of(&s, age, args.stale_after);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(ExitCode::SUCCESS);
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "agent".into(),
+                serde_json::json!({ "state": state, "snapshot_age_s": age.as_secs() }),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(state.exit());
     }
-    println!(
-        "agent pid {} on {}; snapshot {}; list generation {}",
-        s.pid,
-        s.interfaces.join(", "),
-        s.written_at,
-        s.generation
-    );
+    let age_text = crate::span::format(age);
+    match state {
+        AgentState::Running => println!(
+            "agent pid {} running on {}; snapshot {} ({age_text} old); list generation {}",
+            s.pid,
+            s.interfaces.join(", "),
+            s.written_at,
+            s.generation
+        ),
+        AgentState::Stale => println!(
+            "AGENT STALLED: pid {} exists but has not rewritten its snapshot for {age_text} (written {}); the figures below are as of then",
+            s.pid, s.written_at
+        ),
+        AgentState::Down => println!(
+            "AGENT NOT RUNNING: pid {} {}; last snapshot written {}, {age_text} ago; the figures below are as of then",
+            s.pid,
+            match &s.stopped_at {
+                Some(t) => format!("stopped cleanly at {t}"),
+                None => "is gone without a clean stop (crashed or killed)".to_owned(),
+            },
+            s.written_at
+        ),
+    }
+    if let Some(a) = &s.alerts {
+        println!("\n{}", a.summary());
+    }
     println!("\nprogram counters:");
     for (name, n) in s.counters.iter().filter(|(_, n)| **n != 0) {
         println!("  {name:<32} {n:>14}");
@@ -96,5 +180,5 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     for r in s.rules.iter().take(args.top) {
         println!("  {:<6} {:<60} {:>14}", r.kind, r.rule, r.hits);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(state.exit())
 }

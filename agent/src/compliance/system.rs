@@ -70,7 +70,7 @@ pub fn disk(dir: &Path) -> Result<Disk, String> {
 }
 
 /// Whether process `pid` exists (signal 0; EPERM means it exists under another user).
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };

@@ -275,6 +275,8 @@ struct Stage {
     /// An earlier reload failed part way: the kernel holds a state later reloads would not
     /// build on.
     stale: bool,
+    /// Told of each list file a reload rejected.
+    alerts: Option<crate::alert::Handle>,
 }
 
 /// Starts the list stage on its own thread; it ends at [`ListCmd::Stop`].
@@ -282,6 +284,7 @@ pub(crate) fn spawn(
     set: ListSet,
     shared: Arc<ListsShared>,
     queue: QueueTx,
+    alerts: Option<crate::alert::Handle>,
 ) -> std::io::Result<(mpsc::Sender<ListCmd>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<ListCmd>();
     let mut stage = Stage {
@@ -289,6 +292,7 @@ pub(crate) fn spawn(
         shared,
         queue,
         stale: false,
+        alerts,
     };
     let thread = std::thread::Builder::new()
         .name("xdp-audit-lists".into())
@@ -354,6 +358,7 @@ impl Stage {
             warn!(
                 "{what}: files with problems not applied; their last good version stays in force"
             );
+            self.alert_rejected(problems);
         }
         if self.stale {
             error!("{what}: not applied; an earlier list change could not be applied, restart the agent");
@@ -387,6 +392,21 @@ impl Stage {
                 let e = anyhow::Error::from(e);
                 error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e:#}");
                 false
+            }
+        }
+    }
+
+    /// One alert per rejected file, with its first problem.
+    fn alert_rejected(&self, problems: &[Diagnostic]) {
+        let Some(alerts) = &self.alerts else { return };
+        let mut seen: Vec<&Path> = Vec::new();
+        for d in problems {
+            if !seen.contains(&d.path.as_path()) {
+                seen.push(&d.path);
+                alerts.event(crate::alert::Event::ListRejected {
+                    file: d.path.display().to_string(),
+                    reason: d.to_string(),
+                });
             }
         }
     }

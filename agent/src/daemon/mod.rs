@@ -88,6 +88,8 @@ pub struct Settings {
     pub ship: Option<crate::ship::ShipHandle>,
     /// Where each sweep's status snapshot is also published, for the metrics endpoint.
     pub metrics: Option<Arc<crate::metrics::Latest>>,
+    /// The alert thread, told of each status snapshot and of rejected list files.
+    pub alerts: Option<crate::alert::Handle>,
 }
 
 impl Settings {
@@ -104,6 +106,7 @@ impl Settings {
             hand_over: false,
             ship: None,
             metrics: None,
+            alerts: None,
         }
     }
 }
@@ -266,13 +269,15 @@ impl Daemon {
                 ring: ring_fill,
                 table_capacities,
                 publish: settings.metrics.clone(),
+                alerts: settings.alerts.clone(),
             },
         };
         let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();
         let records_thread =
             records::spawn(records, rx).map_err(|e| DaemonError::Thread("records", e))?;
         let (lists_tx, lists_thread) =
-            lists::spawn(lists, shared, tx.clone()).map_err(|e| DaemonError::Thread("lists", e))?;
+            lists::spawn(lists, shared, tx.clone(), settings.alerts.clone())
+                .map_err(|e| DaemonError::Thread("lists", e))?;
         let stop = Arc::new(Notify::new());
         let control = Control {
             lists: lists_tx.clone(),
@@ -398,9 +403,11 @@ impl Daemon {
             Some(t) => t.join().map_err(|_| DaemonError::Panicked("records"))??,
             None => return Err(DaemonError::RecordsGone),
         };
-        // A stopped agent has no status: `xdp-audit status` then says so instead of showing
-        // stale figures.
-        let _ = std::fs::remove_file(self.settings.state_dir.join(crate::status::FILE_NAME));
+        // The last snapshot stays, marked: `xdp-audit status` says the agent stopped and shows
+        // the snapshot's age, and the next agent knows this one did not crash.
+        if let Err(e) = crate::status::Snapshot::mark_stopped(&self.settings.state_dir) {
+            warn!(error = %e, "cannot mark the status snapshot stopped");
+        }
         log_summary(&summary);
         Ok(summary)
     }

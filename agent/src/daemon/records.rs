@@ -42,6 +42,8 @@ pub(crate) struct StatusInputs {
     pub(crate) table_capacities: [u64; 2],
     /// Where the snapshot is published for the metrics endpoint.
     pub(crate) publish: Option<Arc<crate::metrics::Latest>>,
+    /// The alert thread: its summary goes into the snapshot, and it reads each snapshot.
+    pub(crate) alerts: Option<crate::alert::Handle>,
 }
 
 /// The records stage's state.
@@ -158,8 +160,12 @@ impl Records {
         snap.clock = self.sweeper.clock().stats().clone();
         snap.observe = self.observed();
         let s = &self.status;
+        snap.alerts = s.alerts.as_ref().map(|a| a.status());
         if let Err(e) = snap.write(&s.dir) {
             warn!(error = %e, dir = %s.dir.display(), "cannot write the status snapshot");
+        }
+        if let Some(a) = &s.alerts {
+            a.observe(&snap);
         }
         if let Some(p) = &s.publish {
             p.publish(snap);
@@ -169,13 +175,16 @@ impl Records {
     /// The tables' fill and the list reloads.
     fn observed(&self) -> Observed {
         let s = &self.status;
-        let families = ["ipv4", "ipv6"];
+        let f = &self.sweeper.stats;
+        let fill = [("ipv4", f.table_v4), ("ipv6", f.table_v6)];
         Observed {
-            flow_tables: (0..2)
-                .map(|i| TableFill {
-                    family: families[i].to_owned(),
-                    entries: self.sweeper.table_entries[i],
-                    capacity: s.table_capacities[i],
+            flow_tables: fill
+                .iter()
+                .zip(s.table_capacities)
+                .map(|(&(family, entries), capacity)| TableFill {
+                    family: family.to_owned(),
+                    entries,
+                    capacity,
                 })
                 .collect(),
             ring: s

@@ -63,6 +63,9 @@ pub fn snapshot(e: &mut Encoder, s: &Snapshot, top_rules: usize) {
     if let Some(sh) = &s.ship {
         ship(e, sh);
     }
+    if let Some(a) = &s.alerts {
+        alerts(e, a);
+    }
 }
 
 /// `build_info`: the agent's version.
@@ -631,4 +634,52 @@ pub fn ship(e: &mut Encoder, s: &crate::ship::ShipStatus) {
         "Shipping passes that failed (each retried with backoff).",
         s.failures,
     );
+}
+
+/// Alerts: how many are active, raised and resolved, and each delivery's counters (labels:
+/// the few delivery names).
+pub fn alerts(e: &mut Encoder, a: &crate::alert::AlertStatus) {
+    e.gauge("alerts_active", "Alerts active now.", a.active_total);
+    e.counter(
+        "alerts_raised_total",
+        "Alerts raised since the agent started.",
+        a.raised,
+    );
+    e.counter(
+        "alerts_resolved_total",
+        "Alerts resolved since the agent started.",
+        a.resolved,
+    );
+    e.counter(
+        "alert_inputs_lost_total",
+        "Alert inputs dropped because the alert queue was full.",
+        a.queue_full,
+    );
+    e.counter(
+        "alerts_suppressed_total",
+        "Conditions not tracked because the active-alert limit was reached.",
+        a.suppressed,
+    );
+    let mut f = e.family(
+        "alert_notices_total",
+        Kind::Counter,
+        "Alert notices per delivery (log, chain, webhook, syslog), by result.",
+    );
+    for d in &a.deliveries {
+        for (result, v) in [
+            ("delivered", d.delivered),
+            ("failed_attempt", d.failed),
+            ("dropped", d.dropped),
+        ] {
+            f.sample(&[("delivery", &d.name), ("result", result)], v);
+        }
+    }
+    let mut f = e.family(
+        "alert_notices_pending",
+        Kind::Gauge,
+        "Alert notices waiting per delivery.",
+    );
+    for d in &a.deliveries {
+        f.sample(&[("delivery", &d.name)], d.pending);
+    }
 }

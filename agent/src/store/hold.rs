@@ -75,7 +75,7 @@ pub fn holds(lines: &[OpLine]) -> Vec<Hold> {
                     });
                 }
             }
-            OpBody::Access(_) => {}
+            OpBody::Access(_) | OpBody::Alert(_) => {}
         }
     }
     out

@@ -359,6 +359,12 @@ impl Store {
         })
     }
 
+    /// Journals with records an earlier agent left unsealed, sealed at open: that agent did
+    /// not stop cleanly (a crash, a kill, a power cut, or a disk full at its stop).
+    pub fn recovered_at_open(&self) -> u64 {
+        self.sealed_at_open
+    }
+
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.cfg.dir

@@ -11,6 +11,10 @@
 //! off unnoticed by `verify`; lines written since the last anchor (at most an hour while the
 //! agent runs) are protected by their own chain only, which cannot show their removal from
 //! the end.
+//!
+//! The agent's alerts (`crate::alert`) are lines of the same form in a second log,
+//! `alerts.jsonl` ([`Log::Alerts`]), appended by the agent's alert thread and anchored by the
+//! sealer beside the operator log: one chain format, two files.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -26,6 +30,8 @@ use super::manifest::{AnchorInfo, Body, Entry, Manifest, ManifestError, GENESIS}
 
 /// File name of the log inside the log directory.
 pub const LOG: &str = "operator.log";
+/// File name of the alert log inside the log directory.
+pub const ALERTS: &str = "alerts.jsonl";
 /// Mode of a new log: operators who may read the store (its group) must be able to append.
 pub const LOG_MODE: u32 = 0o660;
 /// Longest line accepted: a reason or filter is text for people, not a payload.
@@ -63,6 +69,42 @@ pub enum OpLogError {
         /// Why.
         reason: String,
     },
+}
+
+/// The hash-chained logs of the store directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log {
+    /// `operator.log`: accesses, legal holds and releases.
+    Operator,
+    /// `alerts.jsonl`: the agent's alerts.
+    Alerts,
+}
+
+impl Log {
+    /// Both logs, in the order the sealer anchors them.
+    pub const ALL: [Log; 2] = [Log::Operator, Log::Alerts];
+
+    /// The file name inside the log directory.
+    pub const fn file(self) -> &'static str {
+        match self {
+            Log::Operator => LOG,
+            Log::Alerts => ALERTS,
+        }
+    }
+
+    /// The mode of a new log: the operator log is appended by the store's group, the alert
+    /// log by the agent alone (the store's 0640).
+    pub const fn mode(self) -> u32 {
+        match self {
+            Log::Operator => LOG_MODE,
+            Log::Alerts => 0o640,
+        }
+    }
+
+    /// Whether a line of this body belongs in this log.
+    fn holds(self, body: &OpBody) -> bool {
+        matches!(body, OpBody::Alert(_)) == (self == Log::Alerts)
+    }
 }
 
 /// Who ran the command.
@@ -127,6 +169,8 @@ pub enum OpBody {
     Hold(HoldInfo),
     /// A legal hold was released.
     Release(ReleaseInfo),
+    /// The agent raised or resolved an alert (only in [`ALERTS`]).
+    Alert(crate::alert::Alert),
 }
 
 /// The content of a line: when, who, what.
@@ -205,6 +249,7 @@ pub struct Scan {
 /// Checks lines one by one, continuing a chain.
 struct Checker {
     end: ChainEnd,
+    log: Log,
     /// Holds seen, and whether released; `None` when checking a tail without its start
     /// (the writer's anchoring), which checks the chain only.
     holds: Option<std::collections::BTreeMap<u64, bool>>,
@@ -231,6 +276,9 @@ impl Checker {
         if line_hash(line.n, &line.entry, &line.prev) != line.hash {
             return Err("hash does not match its content (line changed)".into());
         }
+        if !self.log.holds(&line.entry.body) {
+            return Err(format!("a line of another log than {}", self.log.file()));
+        }
         // A field added or reformatted leaves the hash intact; the exact bytes must be ours.
         if serde_json::to_string(&line).ok().as_deref() != Some(text) {
             return Err("not in the form the agent writes (line edited)".into());
@@ -248,7 +296,7 @@ fn check_rules(
     holds: &mut std::collections::BTreeMap<u64, bool>,
 ) -> Result<(), String> {
     match &line.entry.body {
-        OpBody::Access(_) => Ok(()),
+        OpBody::Access(_) | OpBody::Alert(_) => Ok(()),
         OpBody::Hold(h) => {
             if h.since_ns >= h.until_ns || h.reason.trim().is_empty() {
                 return Err("hold with an empty window or no reason".into());
@@ -275,11 +323,17 @@ fn check_rules(
     }
 }
 
-/// Checks `bytes` (the log from `from.bytes` on) as the continuation of the chain at `from`;
-/// with `rules`, also the holds' rules (only meaningful from the log's start).
+/// Checks `bytes` (the operator log from `from.bytes` on) as the continuation of the chain
+/// at `from`; with `rules`, also the holds' rules (only meaningful from the log's start).
 pub fn check_bytes(bytes: &[u8], from: ChainEnd, rules: bool) -> Scan {
+    check_log_bytes(Log::Operator, bytes, from, rules)
+}
+
+/// [`check_bytes`] for either log.
+pub fn check_log_bytes(log: Log, bytes: &[u8], from: ChainEnd, rules: bool) -> Scan {
     let mut c = Checker {
         end: from,
+        log,
         holds: rules.then(Default::default),
     };
     let mut lines = Vec::new();
@@ -324,13 +378,18 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Op
     }
 }
 
-/// Reads and checks the whole log of `dir` (an empty scan if there is none).
+/// Reads and checks the whole operator log of `dir` (an empty scan if there is none).
 pub fn scan(dir: &Path) -> Result<Scan, OpLogError> {
-    let path = dir.join(LOG);
+    scan_log(dir, Log::Operator)
+}
+
+/// Reads and checks the whole `log` of `dir` (an empty scan if there is none).
+pub fn scan_log(dir: &Path, log: Log) -> Result<Scan, OpLogError> {
+    let path = dir.join(log.file());
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(check_bytes(&bytes, ChainEnd::start(), true)),
+        Ok(bytes) => Ok(check_log_bytes(log, &bytes, ChainEnd::start(), true)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(check_bytes(&[], ChainEnd::start(), true))
+            Ok(check_log_bytes(log, &[], ChainEnd::start(), true))
         }
         Err(e) => Err(io(&path, "read")(e)),
     }
@@ -338,18 +397,18 @@ pub fn scan(dir: &Path) -> Result<Scan, OpLogError> {
 
 /// The log opened for appending and locked against other appenders (never against the
 /// writer, which does not lock it); the lock goes with the file.
-fn open_locked(dir: &Path) -> Result<(File, bool), OpLogError> {
-    let path = dir.join(LOG);
+fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
+    let path = dir.join(log.file());
     let existed = path.exists();
     let f = File::options()
         .read(true)
         .append(true)
         .create(true)
-        .mode(LOG_MODE)
+        .mode(log.mode())
         .open(&path)
         .map_err(io(&path, "open for appending"))?;
     if !existed {
-        give_to_store_owner(&f, dir, &path)?;
+        give_to_store_owner(&f, dir, &path, log.mode())?;
     }
     loop {
         // SAFETY: flock on a descriptor we own.
@@ -366,7 +425,7 @@ fn open_locked(dir: &Path) -> Result<(File, bool), OpLogError> {
 /// A log created by an operator's command belongs to the store's owner (the directory's
 /// owner and group) with [`LOG_MODE`] whatever the umask, so the agent, running as its own
 /// user, can still anchor it after a root `query` made it.
-fn give_to_store_owner(f: &File, dir: &Path, path: &Path) -> Result<(), OpLogError> {
+fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(), OpLogError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let owner = std::fs::metadata(dir).map_err(io(dir, "stat"))?;
     let mine = f.metadata().map_err(io(path, "stat"))?;
@@ -376,7 +435,7 @@ fn give_to_store_owner(f: &File, dir: &Path, path: &Path) -> Result<(), OpLogErr
         std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))
             .map_err(io(path, "give to the store directory's owner"))?;
     }
-    f.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io(path, "chmod"))
 }
 
@@ -405,7 +464,7 @@ fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
         }
     };
     if complete < len {
-        tracing::warn!(file = %path.display(), bytes = len - complete, "cutting an incomplete last line of the operator log (an append interrupted by a crash)");
+        tracing::warn!(file = %path.display(), bytes = len - complete, "cutting an incomplete last line of the log (an append interrupted by a crash)");
         f.set_len(complete)
             .map_err(io(path, "cut an incomplete line"))?;
     }
@@ -428,12 +487,19 @@ fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
 
 fn write_line(
     dir: &Path,
+    log: Log,
     mut f: File,
     created: bool,
     end: &ChainEnd,
     entry: OpEntry,
 ) -> Result<OpLine, OpLogError> {
-    let path = dir.join(LOG);
+    let path = dir.join(log.file());
+    if !log.holds(&entry.body) {
+        return Err(OpLogError::Refused {
+            path,
+            reason: "this kind of entry belongs in the other log".into(),
+        });
+    }
     let n = end.lines + 1;
     let hash = line_hash(n, &entry, &end.head);
     let line = OpLine {
@@ -465,11 +531,17 @@ fn write_line(
     Ok(line)
 }
 
-/// Appends `entry` as the next line; the caller needs write access to the log only.
+/// Appends `entry` as the next line of the operator log; the caller needs write access to
+/// the log only.
 pub fn append(dir: &Path, entry: OpEntry) -> Result<OpLine, OpLogError> {
-    let (mut f, created) = open_locked(dir)?;
-    let end = tail(&mut f, &dir.join(LOG))?;
-    write_line(dir, f, created, &end, entry)
+    append_to(dir, Log::Operator, entry)
+}
+
+/// Appends `entry` as the next line of `log`.
+pub fn append_to(dir: &Path, log: Log, entry: OpEntry) -> Result<OpLine, OpLogError> {
+    let (mut f, created) = open_locked(dir, log)?;
+    let end = tail(&mut f, &dir.join(log.file()))?;
+    write_line(dir, log, f, created, &end, entry)
 }
 
 /// Appends `entry` after reading and checking the whole log under the lock and asking
@@ -481,7 +553,7 @@ pub fn append_checked(
     check: impl FnOnce(&[OpLine]) -> Result<(), String>,
 ) -> Result<OpLine, OpLogError> {
     let path = dir.join(LOG);
-    let (mut f, created) = open_locked(dir)?;
+    let (mut f, created) = open_locked(dir, Log::Operator)?;
     let end = tail(&mut f, &path)?;
     f.seek(SeekFrom::Start(0)).map_err(io(&path, "seek"))?;
     let mut bytes = Vec::new();
@@ -494,16 +566,21 @@ pub fn append_checked(
         path: path.clone(),
         reason,
     })?;
-    write_line(dir, f, created, &end, entry)
+    write_line(dir, Log::Operator, f, created, &end, entry)
 }
 
-/// The last anchor of the log in `entries`, or the start of the chain.
+/// The last anchor of the operator log in `entries`, or the start of the chain.
 pub fn anchored(entries: &[Entry]) -> ChainEnd {
+    anchored_log(entries, Log::Operator)
+}
+
+/// The last anchor of `log` in `entries`, or the start of the chain.
+pub fn anchored_log(entries: &[Entry], log: Log) -> ChainEnd {
     entries
         .iter()
         .rev()
         .find_map(|e| match &e.body {
-            Body::Anchor(a) if a.log == LOG => Some(ChainEnd {
+            Body::Anchor(a) if a.log == log.file() => Some(ChainEnd {
                 lines: a.lines,
                 bytes: a.bytes,
                 head: a.head.clone(),
@@ -523,12 +600,23 @@ pub struct Anchored {
     pub problem: Option<OpLogError>,
 }
 
-/// The writer's step: reads the log past the last anchor, without locking it, and appends an
-/// `anchor` entry when complete lines were added that continue the chain. A line that does
-/// not is reported in [`Anchored::problem`]; the lines before it are anchored all the same.
+/// The writer's step: reads the operator log past the last anchor, without locking it, and
+/// appends an `anchor` entry when complete lines were added that continue the chain. A line
+/// that does not is reported in [`Anchored::problem`]; the lines before it are anchored all
+/// the same.
 pub fn anchor(dir: &Path, manifest: &mut Manifest, now_ns: i64) -> Result<Anchored, ManifestError> {
-    let path = dir.join(LOG);
-    let last = anchored(manifest.entries());
+    anchor_log(dir, Log::Operator, manifest, now_ns)
+}
+
+/// [`anchor`] for either log.
+pub fn anchor_log(
+    dir: &Path,
+    log: Log,
+    manifest: &mut Manifest,
+    now_ns: i64,
+) -> Result<Anchored, ManifestError> {
+    let path = dir.join(log.file());
+    let last = anchored_log(manifest.entries(), log);
     let problem = |line: u64, reason: String| Anchored {
         new_lines: 0,
         problem: Some(OpLogError::Line {
@@ -577,7 +665,7 @@ pub fn anchor(dir: &Path, manifest: &mut Manifest, now_ns: i64) -> Result<Anchor
             })
         }
     };
-    let s = check_bytes(&bytes, last.clone(), false);
+    let s = check_log_bytes(log, &bytes, last.clone(), false);
     let out = Anchored {
         new_lines: s.end.lines - last.lines,
         problem: s.problem.map(|(line, reason)| OpLogError::Line {
@@ -589,7 +677,7 @@ pub fn anchor(dir: &Path, manifest: &mut Manifest, now_ns: i64) -> Result<Anchor
     if out.new_lines > 0 {
         manifest.append(Body::Anchor(AnchorInfo {
             at_ns: now_ns,
-            log: LOG.to_owned(),
+            log: log.file().to_owned(),
             lines: s.end.lines,
             bytes: s.end.bytes,
             head: s.end.head,
@@ -598,16 +686,19 @@ pub fn anchor(dir: &Path, manifest: &mut Manifest, now_ns: i64) -> Result<Anchor
     Ok(out)
 }
 
-/// [`anchor`] for the sealer thread: problems are logged, never fatal (records come first).
+/// [`anchor_log`] of both logs for the sealer thread: problems are logged, never fatal
+/// (records come first).
 pub fn anchor_logged(dir: &Path, manifest: &mut Manifest, now_ns: i64) {
-    match anchor(dir, manifest, now_ns) {
-        Ok(a) => {
-            if let Some(p) = a.problem {
-                tracing::error!(error = %p, "operator log past the last anchor does not verify; the lines before the fault are anchored, the rest is not (run `xdp-audit verify`)");
+    for log in Log::ALL {
+        match anchor_log(dir, log, manifest, now_ns) {
+            Ok(a) => {
+                if let Some(p) = a.problem {
+                    tracing::error!(log = log.file(), error = %p, "log past the last anchor does not verify; the lines before the fault are anchored, the rest is not (run `xdp-audit verify`)");
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot anchor the operator log; retrying after the next seal")
+            Err(e) => {
+                tracing::warn!(log = log.file(), error = %e, "cannot anchor the log; retrying after the next seal")
+            }
         }
     }
 }

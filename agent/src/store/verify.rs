@@ -1,7 +1,7 @@
 //! Verify: walk the manifest chain, check every live segment's SHA-256 and size, find segment
 //! files the chain does not list, check the operator log (its own chain, every anchor of it
-//! in the manifest, every prune against the legal holds in force when it was decided), and
-//! check the (signed) head. The first broken link is reported with the file at fault.
+//! in the manifest, every prune against the legal holds in force when it was decided) and the
+//! alert log (its chain and anchors), and check the (signed) head. The first broken link is reported with the file at fault.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use super::hold;
 use super::manifest::{
     self, check_signature, entry_hash, AnchorInfo, Body, Head, SegmentInfo, GENESIS,
 };
-use super::oplog::{self, ChainEnd, Scan};
+use super::oplog::{self, ChainEnd, Log, Scan};
 use super::seal::{is_segment_name, journal_name, seq_of};
 
 /// The first problem found.
@@ -49,13 +49,17 @@ pub struct Verified {
     pub anchored_lines: u64,
     /// Legal holds in force.
     pub holds_in_force: u64,
+    /// Lines of the alert log (`alerts.jsonl`).
+    pub alert_lines: u64,
+    /// Of those, anchored in the manifest.
+    pub alert_anchored_lines: u64,
 }
 
 impl Verified {
     /// The one-line verdict `verify` prints after `ok: ` (the report quotes it too).
     pub fn summary(&self) -> String {
         format!(
-            "{} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), head {}{}",
+            "{} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), alert log {} lines ({} anchored), head {}{}",
             self.entries,
             self.segments,
             self.rows,
@@ -64,6 +68,8 @@ impl Verified {
             self.operator_lines,
             self.anchored_lines,
             self.holds_in_force,
+            self.alert_lines,
+            self.alert_anchored_lines,
             if self.head.is_empty() {
                 "(empty)"
             } else {
@@ -113,7 +119,10 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         manifest::parse_with_head(&mpath, &text).map_err(|e| broken(&mpath, e.to_string()))?;
     let lpath = dir.join(oplog::LOG);
     let log = oplog::scan(dir).map_err(|e| broken(&lpath, e.to_string()))?;
+    let apath = dir.join(oplog::ALERTS);
+    let alerts = oplog::scan_log(dir, Log::Alerts).map_err(|e| broken(&apath, e.to_string()))?;
     let mut anchored = ChainEnd::start();
+    let mut alerts_anchored = ChainEnd::start();
     let mut out = Verified::default();
     let mut prev = GENESIS.to_owned();
     let mut live: HashMap<&str, &SegmentInfo> = HashMap::new();
@@ -172,8 +181,24 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
                     .map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
                 out.pruned += removed.len() as u64;
             }
+            Body::Anchor(a) if a.log == oplog::ALERTS => {
+                check_anchor(Log::Alerts, &alerts, a, &alerts_anchored).map_err(
+                    |(in_log, r)| {
+                        if in_log {
+                            broken(&apath, r)
+                        } else {
+                            broken(&mpath, format!("{at}: {r}"))
+                        }
+                    },
+                )?;
+                alerts_anchored = ChainEnd {
+                    lines: a.lines,
+                    bytes: a.bytes,
+                    head: a.head.clone(),
+                };
+            }
             Body::Anchor(a) => {
-                check_anchor(&log, a, &anchored).map_err(|(in_log, r)| {
+                check_anchor(Log::Operator, &log, a, &anchored).map_err(|(in_log, r)| {
                     if in_log {
                         broken(&lpath, r)
                     } else {
@@ -293,18 +318,28 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     if log.incomplete > 0 {
         tracing::warn!(file = %lpath.display(), bytes = log.incomplete, "the operator log ends in an incomplete line: an append in progress, or one a crash interrupted (the next append cuts it)");
     }
+    if let Some((line, reason)) = &alerts.problem {
+        return Err(broken(&apath, format!("line {line}: {reason}")));
+    }
     out.operator_lines = log.end.lines;
     out.anchored_lines = anchored.lines;
+    out.alert_lines = alerts.end.lines;
+    out.alert_anchored_lines = alerts_anchored.lines;
     out.holds_in_force = hold::in_force(&log.lines).len() as u64;
     check_head(&mpath, head, entries.last(), key, &mut out)?;
     Ok(out)
 }
 
-/// An anchor must name the operator log, never go back, and match the log: its line
-/// `lines` ends at byte `bytes` with hash `head`. The error says whether the log (`true`)
-/// or the manifest entry is at fault.
-fn check_anchor(log: &Scan, a: &AnchorInfo, before: &ChainEnd) -> Result<(), (bool, String)> {
-    if a.log != oplog::LOG || a.lines < before.lines || a.lines == 0 {
+/// An anchor must name `which` log, never go back, and match the log: its line `lines` ends
+/// at byte `bytes` with hash `head`. The error says whether the log (`true`) or the manifest
+/// entry is at fault.
+fn check_anchor(
+    which: Log,
+    log: &Scan,
+    a: &AnchorInfo,
+    before: &ChainEnd,
+) -> Result<(), (bool, String)> {
+    if a.log != which.file() || a.lines < before.lines || a.lines == 0 {
         return Err((
             false,
             format!(

@@ -77,6 +77,17 @@ fn full(rules: usize) -> Snapshot {
             oldest_age_s: Some(90),
             ..Default::default()
         }),
+        alerts: Some(crate::alert::AlertStatus {
+            active_total: 1,
+            raised: 2,
+            deliveries: vec![crate::alert::DeliveryStats {
+                name: "webhook".into(),
+                delivered: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        stopped_at: None,
     }
 }
 

@@ -1,0 +1,118 @@
+//! Alert-stage benchmark: `cargo bench -p xdp-audit --bench alerts`.
+//!
+//! What the alert stage costs the record path: the records thread's CPU time to write the
+//! same records into the audit store directly (the baseline) and through the `AlertStage`
+//! (each blocked record handed to the running alert thread by `try_send`), in the same run,
+//! alternating, the best of several rounds each. Two mixes: one record in ten blocked (a
+//! gateway under heavy blocking) and every record blocked (the worst case; the queue then
+//! fills and the surplus is counted, never waited for). Target: a ratio of at most 1.03.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use xdp_audit::alert::stage::AlertStage;
+use xdp_audit::alert::{AlertConfig, Alerts};
+use xdp_audit::record::FlowRecord;
+use xdp_audit::sink::RecordSink;
+use xdp_audit::store::testgen::TrafficGen;
+use xdp_audit::store::{Store, StoreConfig};
+
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+const RECORDS: usize = 400_000;
+const ROUNDS: usize = 5;
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "xdp-audit-bench-alerts-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn store(name: &str) -> (Store, PathBuf) {
+    let dir = tmp(name);
+    let mut cfg = StoreConfig::new(&dir);
+    cfg.segment_max_bytes = u64::MAX;
+    (Store::open(cfg).expect("open the bench store"), dir)
+}
+
+/// CPU time of the records thread writing `recs` into `sink`, made durable.
+fn write_all(sink: &mut dyn RecordSink, recs: &[FlowRecord]) -> Duration {
+    let c = thread_cpu();
+    for r in recs {
+        sink.write(r).expect("write");
+    }
+    sink.sync().expect("sync");
+    thread_cpu() - c
+}
+
+fn records(blocked_every: usize) -> Vec<FlowRecord> {
+    let mut g = TrafficGen::with_rate(7, T0, 1000.0);
+    (0..RECORDS)
+        .map(|i| {
+            let mut r = g.next_record();
+            if i % blocked_every == 0 {
+                r.dropped = r.packets.max(1);
+                r.rule = Some(format!("/etc/xdp-audit/block.list:{}", i % 500 + 1));
+            } else {
+                r.dropped = 0;
+            }
+            r
+        })
+        .collect()
+}
+
+fn main() {
+    for (label, every) in [("1 in 10 blocked", 10), ("all blocked", 1)] {
+        let recs = records(every);
+        let (mut base, mut with) = (Duration::MAX, Duration::MAX);
+        let mut lost = 0;
+        for round in 0..ROUNDS {
+            let mut runs: [&mut dyn FnMut(); 2] = [
+                &mut || {
+                    let (mut s, dir) = store("base");
+                    base = base.min(write_all(&mut s, &recs));
+                    drop(s);
+                    let _ = std::fs::remove_dir_all(dir);
+                },
+                &mut || {
+                    let (s, dir) = store("alerts");
+                    let alerts = Alerts::start(&AlertConfig::default(), 262_144, Vec::new())
+                        .expect("start the alert thread");
+                    let mut stage = AlertStage::new(s, alerts.handle());
+                    with = with.min(write_all(&mut stage, &recs));
+                    lost = lost.max(alerts.handle().status().queue_full);
+                    drop(stage);
+                    alerts.stop();
+                    let _ = std::fs::remove_dir_all(dir);
+                },
+            ];
+            // Alternate which goes first, so neither always meets a warmer page cache.
+            if round % 2 == 1 {
+                runs.reverse();
+            }
+            for run in runs {
+                run();
+            }
+        }
+        println!(
+            "alerts ({label}): {RECORDS} records into the store, records-thread CPU best of {ROUNDS}: \
+             direct {:.3} s, through the alert stage {:.3} s; ratio {:.3} (target <= 1.03); \
+             {lost} hits dropped by a full alert queue (counted)",
+            base.as_secs_f64(),
+            with.as_secs_f64(),
+            with.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+}

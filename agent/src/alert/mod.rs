@@ -1,0 +1,312 @@
+//! Alerts: what an operator must hear about within minutes, each with a severity, a stable id
+//! ([`AlertId`], the README's table) and a short human text.
+//!
+//! ```text
+//!  records ─► AlertStage (blocked records: try_send) ─┐
+//!  records thread: status snapshot each sweep ────────┼─► alert thread: Engine ─► deliveries
+//!  list thread: a file rejected; store: leftover ─────┤   (dedup, windows)       log, alerts.jsonl,
+//!  verify thread: the chain, every interval ──────────┘                          webhook, (syslog)
+//! ```
+//!
+//! Inputs reach the alert thread through one bounded queue ([`Handle`]); a full queue drops
+//! the input and counts it, so no sender ever waits. The [`engine::Engine`] deduplicates: a
+//! condition that holds again while its alert is active adds to the alert's count; the alert
+//! is resolved once the condition has not held for the quiet window. Raising and resolving
+//! are the two notices delivered ([`deliver::Delivery`]).
+
+pub mod config;
+pub mod deliver;
+pub mod engine;
+pub mod stage;
+pub mod thread;
+mod verify;
+pub mod webhook;
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use config::AlertConfig;
+pub use thread::{Alerts, Handle};
+
+/// How bad an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing (a blocked client).
+    Info,
+    /// Auditing or blocking is at risk (losses, a rejected list, a restart after a crash).
+    Warning,
+    /// Records are being lost or the evidence is damaged.
+    Critical,
+}
+
+impl Severity {
+    /// The lower-case name (`info`, `warning`, `critical`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The stable ids of the alerts (never renamed: receivers route on them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AlertId {
+    /// The first blocked hit of a (client or user, rule) in a window.
+    #[serde(rename = "XA-BLOCK-FIRST")]
+    BlockFirst,
+    /// A burst of blocked hits from one client.
+    #[serde(rename = "XA-BLOCK-BURST")]
+    BlockBurst,
+    /// The ring buffer was full: flow events or payload copies lost.
+    #[serde(rename = "XA-RING-LOSS")]
+    RingLoss,
+    /// Flows whose start the agent never saw (lost start events, failed flow inserts).
+    #[serde(rename = "XA-FLOW-START-LOSS")]
+    FlowStartLoss,
+    /// The flow table is fuller than the threshold (LRU evictions follow).
+    #[serde(rename = "XA-FLOW-TABLE-FULL")]
+    FlowTableFull,
+    /// The store's disk refuses writes; records are held in memory.
+    #[serde(rename = "XA-STORE-DEGRADED")]
+    StoreDegraded,
+    /// The store refused or dropped records.
+    #[serde(rename = "XA-STORE-REFUSED")]
+    StoreRefused,
+    /// A list file was rejected; its last good version stays in force.
+    #[serde(rename = "XA-LIST-REJECTED")]
+    ListRejected,
+    /// The store's hash chain does not verify.
+    #[serde(rename = "XA-CHAIN-BROKEN")]
+    ChainBroken,
+    /// The kernel clock is not synchronised (adjtimex `STA_UNSYNC`).
+    #[serde(rename = "XA-CLOCK-UNSYNC")]
+    ClockUnsync,
+    /// The agent started after one that did not stop cleanly (its journal was left open).
+    #[serde(rename = "XA-AGENT-CRASHED")]
+    AgentCrashed,
+}
+
+impl AlertId {
+    /// Every id, in the README's order.
+    pub const ALL: [AlertId; 11] = [
+        AlertId::BlockFirst,
+        AlertId::BlockBurst,
+        AlertId::RingLoss,
+        AlertId::FlowStartLoss,
+        AlertId::FlowTableFull,
+        AlertId::StoreDegraded,
+        AlertId::StoreRefused,
+        AlertId::ListRejected,
+        AlertId::ChainBroken,
+        AlertId::ClockUnsync,
+        AlertId::AgentCrashed,
+    ];
+
+    /// The id as written (`XA-...`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertId::BlockFirst => "XA-BLOCK-FIRST",
+            AlertId::BlockBurst => "XA-BLOCK-BURST",
+            AlertId::RingLoss => "XA-RING-LOSS",
+            AlertId::FlowStartLoss => "XA-FLOW-START-LOSS",
+            AlertId::FlowTableFull => "XA-FLOW-TABLE-FULL",
+            AlertId::StoreDegraded => "XA-STORE-DEGRADED",
+            AlertId::StoreRefused => "XA-STORE-REFUSED",
+            AlertId::ListRejected => "XA-LIST-REJECTED",
+            AlertId::ChainBroken => "XA-CHAIN-BROKEN",
+            AlertId::ClockUnsync => "XA-CLOCK-UNSYNC",
+            AlertId::AgentCrashed => "XA-AGENT-CRASHED",
+        }
+    }
+
+    /// Its severity.
+    pub const fn severity(self) -> Severity {
+        match self {
+            AlertId::BlockFirst => Severity::Info,
+            AlertId::BlockBurst
+            | AlertId::FlowTableFull
+            | AlertId::ListRejected
+            | AlertId::ClockUnsync
+            | AlertId::AgentCrashed => Severity::Warning,
+            AlertId::RingLoss
+            | AlertId::FlowStartLoss
+            | AlertId::StoreDegraded
+            | AlertId::StoreRefused
+            | AlertId::ChainBroken => Severity::Critical,
+        }
+    }
+}
+
+/// What an alert is about; absent fields are not part of it. Two conditions with the same
+/// id and subject are one alert.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Subject {
+    /// The client (the flow's originator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<IpAddr>,
+    /// The subscriber account behind the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The list rule (`FILE:LINE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// A file (a list file, a store file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// Whether a notice opens or closes an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The condition was seen; the alert is active.
+    Raised,
+    /// The condition has not held for the quiet window; `count` is final.
+    Resolved,
+}
+
+/// One alert notice: what every delivery sends and `alerts.jsonl` keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The stable id.
+    pub id: AlertId,
+    /// Its severity.
+    pub severity: Severity,
+    /// Raised or resolved.
+    pub state: AlertState,
+    /// A short human text.
+    pub text: String,
+    /// What it is about.
+    pub subject: Subject,
+    /// When the condition was first seen, Unix ns.
+    pub first_ns: i64,
+    /// When it was last seen, Unix ns.
+    pub last_ns: i64,
+    /// How often it was seen (blocked records, lost events, ...) between the two.
+    pub count: u64,
+}
+
+/// A blocked record, as the [`stage::AlertStage`] hands it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The flow's originator.
+    pub client: IpAddr,
+    /// The subscriber account, if the enrich stage found one.
+    pub user: Option<String>,
+    /// The rule that dropped it (`FILE:LINE`), if known.
+    pub rule: Option<String>,
+}
+
+/// An explicit event from a stage that is not the record path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A list file was not applied.
+    ListRejected {
+        /// The file.
+        file: String,
+        /// The first problem, as `FILE:LINE: reason`.
+        reason: String,
+    },
+    /// `verify` of the store failed.
+    ChainBroken {
+        /// The file at fault.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// The agent before this one did not stop cleanly.
+    Crashed {
+        /// What shows it (a status snapshot never marked stopped, journals left unsealed).
+        evidence: String,
+    },
+}
+
+/// A delivery's counters, for `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStats {
+    /// The delivery's name (`log`, `chain`, `webhook`, ...).
+    pub name: String,
+    /// Notices delivered.
+    pub delivered: u64,
+    /// Attempts that failed (each retry counts).
+    pub failed: u64,
+    /// Notices given up (queue full, retries spent).
+    pub dropped: u64,
+    /// Notices waiting.
+    pub pending: u64,
+}
+
+/// The alert summary of `status.json` (the `alerts` object).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertStatus {
+    /// Alerts active now, most severe first (at most [`thread::STATUS_ACTIVE`]).
+    pub active: Vec<Alert>,
+    /// Alerts active now, all of them.
+    #[serde(default)]
+    pub active_total: u64,
+    /// The last notices, newest first (at most [`engine::RECENT`]).
+    pub recent: Vec<Alert>,
+    /// Alerts raised since start.
+    pub raised: u64,
+    /// Alerts resolved since start.
+    pub resolved: u64,
+    /// Inputs dropped because the alert queue was full.
+    pub queue_full: u64,
+    /// Conditions not tracked because [`AlertConfig::max_active`] alerts were active.
+    pub suppressed: u64,
+    /// Per delivery.
+    pub deliveries: Vec<DeliveryStats>,
+}
+
+impl AlertStatus {
+    /// The lines `status` prints.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "alerts: {} active, {} raised and {} resolved since start",
+            self.active_total, self.raised, self.resolved
+        );
+        if self.queue_full + self.suppressed > 0 {
+            out.push_str(&format!(
+                "; {} inputs lost to a full queue, {} conditions over the active limit",
+                self.queue_full, self.suppressed
+            ));
+        }
+        for d in &self.deliveries {
+            out.push_str(&format!(
+                "\n  delivery {:<8} {} delivered, {} failed attempts, {} dropped, {} pending",
+                d.name, d.delivered, d.failed, d.dropped, d.pending
+            ));
+        }
+        let line = |a: &Alert| {
+            format!(
+                "\n  {:<8} {:<19} {:<8} x{:<6} {} {}",
+                a.severity.as_str(),
+                a.id.as_str(),
+                match a.state {
+                    AlertState::Raised => "raised",
+                    AlertState::Resolved => "resolved",
+                },
+                a.count,
+                crate::record::rfc3339_ns(a.last_ns),
+                a.text
+            )
+        };
+        if !self.active.is_empty() {
+            out.push_str("\nactive alerts:");
+            for a in &self.active {
+                out.push_str(&line(a));
+            }
+        }
+        if !self.recent.is_empty() {
+            out.push_str(&format!("\nlast {} alert notices:", self.recent.len()));
+            for a in &self.recent {
+                out.push_str(&line(a));
+            }
+        }
+        out
+    }
+}

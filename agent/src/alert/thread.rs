@@ -1,0 +1,229 @@
+//! The alert thread: one bounded queue of inputs ([`Handle`]), the [`Engine`], and the
+//! deliveries it calls with each notice. Senders never wait: a full queue drops the input and
+//! counts it (`queue_full` in the status).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+
+use super::deliver::Delivery;
+use super::engine::{Engine, Gauges};
+use super::{AlertConfig, AlertStatus, Event, Hit};
+use crate::compliance::ClockSync;
+use crate::status::Snapshot;
+
+/// How often alerts are checked for resolution and deliveries retried.
+const TICK: Duration = Duration::from_secs(1);
+/// Active alerts listed in the status (the most severe first); `active_total` counts all.
+pub const STATUS_ACTIVE: usize = 50;
+
+enum Msg {
+    Hits(Vec<(Hit, u64)>),
+    Observe(Gauges),
+    Event(Event),
+    Stop,
+}
+
+#[derive(Default)]
+struct Shared {
+    status: Mutex<AlertStatus>,
+    queue_full: AtomicU64,
+}
+
+/// A cloneable sender of inputs to the alert thread.
+#[derive(Clone)]
+pub struct Handle {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("alert::Handle").finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// Sends `m`, standing for `inputs` inputs; a full queue drops and counts them.
+    fn send(&self, m: Msg, inputs: u64) -> bool {
+        match self.tx.try_send(m) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.shared.queue_full.fetch_add(inputs, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Blocked records, each hit with how many records it stands for; false if the queue was
+    /// full (each record counted).
+    pub fn hits(&self, hits: Vec<(Hit, u64)>) -> bool {
+        let n = hits.iter().map(|(_, n)| n).sum();
+        self.send(Msg::Hits(hits), n)
+    }
+
+    /// The status snapshot of a sweep; false if the queue was full (counted).
+    pub fn observe(&self, snap: &Snapshot) -> bool {
+        self.send(Msg::Observe(Gauges::of(snap, false)), 1)
+    }
+
+    /// An explicit event; false if the queue was full (counted).
+    pub fn event(&self, e: Event) -> bool {
+        self.send(Msg::Event(e), 1)
+    }
+
+    /// The alert summary as the thread last published it (about once a second).
+    pub fn status(&self) -> AlertStatus {
+        let mut s = match self.shared.status.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        s.queue_full = self.shared.queue_full.load(Ordering::Relaxed);
+        s
+    }
+}
+
+/// The running alert thread (and the store's verification thread, if started); stopping it
+/// delivers what is queued.
+pub struct Alerts {
+    handle: Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    verifier: Option<super::verify::Verifier>,
+}
+
+impl Alerts {
+    /// Starts the alert thread with `cfg`'s thresholds, for flow tables of `flow_table_size`
+    /// entries, delivering to `deliveries` in order.
+    pub fn start(
+        cfg: &AlertConfig,
+        flow_table_size: u32,
+        deliveries: Vec<Box<dyn Delivery>>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel(cfg.alert_queue as usize);
+        let shared = Arc::new(Shared::default());
+        let worker = Worker {
+            engine: Engine::new(cfg, flow_table_size),
+            deliveries,
+            shared: shared.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("xdp-audit-alerts".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(Self {
+            handle: Handle { tx, shared },
+            thread: Some(thread),
+            verifier: None,
+        })
+    }
+
+    /// A sender of inputs.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Verifies the store in `dir` (with the head's signature by `key`, if given) now and
+    /// every `interval` on a thread of its own, raising `XA-CHAIN-BROKEN` when it fails.
+    pub fn verify_store(
+        &mut self,
+        dir: PathBuf,
+        key: Option<VerifyingKey>,
+        interval: Duration,
+    ) -> std::io::Result<()> {
+        if !interval.is_zero() {
+            self.verifier = Some(super::verify::spawn(dir, key, interval, self.handle())?);
+        }
+        Ok(())
+    }
+
+    /// Stops verification, delivers what is queued and ends the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        drop(self.verifier.take());
+        if let Some(t) = self.thread.take() {
+            // Blocking: the thread drains the queue, so room comes.
+            let _ = self.handle.tx.send(Msg::Stop);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Alerts {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Worker {
+    engine: Engine,
+    deliveries: Vec<Box<dyn Delivery>>,
+    shared: Arc<Shared>,
+}
+
+fn now_ns() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut out = Vec::new();
+        let mut last_tick = Instant::now();
+        loop {
+            let mut publish = false;
+            match rx.recv_timeout(TICK) {
+                Ok(Msg::Hits(hits)) => {
+                    let now = now_ns();
+                    for (h, n) in hits {
+                        self.engine.hit(h, n, now, &mut out);
+                    }
+                }
+                Ok(Msg::Observe(mut g)) => {
+                    g.clock_unsynced =
+                        matches!(crate::compliance::system::clock_sync(), ClockSync::Unsynced);
+                    self.engine.observe(g, now_ns(), &mut out);
+                    publish = true;
+                }
+                Ok(Msg::Event(e)) => self.engine.event(e, now_ns(), &mut out),
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.engine.tick(now_ns(), &mut out);
+                for d in &mut self.deliveries {
+                    d.tick();
+                }
+                publish = true;
+            }
+            for a in out.drain(..) {
+                for d in &mut self.deliveries {
+                    d.deliver(&a);
+                }
+            }
+            if publish {
+                self.publish();
+            }
+        }
+        for d in &mut self.deliveries {
+            d.close();
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let mut s = self.engine.status();
+        s.active_total = s.active.len() as u64;
+        s.active.truncate(STATUS_ACTIVE);
+        s.deliveries = self.deliveries.iter().map(|d| d.stats()).collect();
+        match self.shared.status.lock() {
+            Ok(mut g) => *g = s,
+            Err(poisoned) => *poisoned.into_inner() = s,
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Alerts end to end in the netns lab, with the real agent and a real HTTP receiver on the
+//! gateway's loopback: blocked hits, a burst, a bad list, a full ring buffer, a full flow
+//! table and a full disk each raise exactly one alert, delivered to the webhook and written to
+//! `alerts.jsonl` inside the hash chain (`verify` fails when a line is removed); a crash and a
+//! damaged segment are alerted at the next start; `status` says when the agent is down.
+//! Needs root.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use xdp_audit_lab::agent::{binary, Agent};
+use xdp_audit_lab::lab::{self, sh, Lab};
+use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::tmpfs::Tmpfs;
+use xdp_audit_lab::wait::wait_until;
+use xdp_audit_lab::webhook::Receiver;
+
+const BLOCKED_IP: &str = "203.0.113.3";
+const PORT: u16 = 8080;
+
+/// Raised notices per alert id, as the webhook received them.
+fn raised(hook: &Receiver) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for b in hook.bodies().iter().filter(|b| b["state"] == "raised") {
+        *m.entry(b["id"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    m
+}
+
+/// Raised notices per alert id in the store's complete lines of `alerts.jsonl` (an append
+/// the full disk cut short is no line; the next append cuts it off).
+fn raised_in_chain(log: &Path) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(log.join("alerts.jsonl")).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut m = BTreeMap::new();
+    for l in complete.lines() {
+        let v: serde_json::Value = serde_json::from_str(l)
+            .unwrap_or_else(|e| panic!("alerts.jsonl holds a line that is not JSON ({e}): {l}"));
+        assert_eq!(
+            v["kind"], "alert",
+            "alerts.jsonl holds only alert lines: {l}"
+        );
+        if v["state"] == "raised" {
+            *m.entry(v["id"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+    }
+    m
+}
+
+fn connect(lab: &Lab, addr: &'static str, port: u16) -> bool {
+    run_in(&lab.client, move || {
+        let sa = SocketAddr::new(addr.parse()?, port);
+        Ok(TcpStream::connect_timeout(&sa, Duration::from_millis(300)).is_ok())
+    })
+    .expect("client thread")
+}
+
+/// `n` new UDP flows from the client to `addr` as fast as it can send them.
+fn flood(lab: &Lab, addr: &'static str, first_port: u16, n: u16) {
+    run_in(&lab.client, move || {
+        let s = UdpSocket::bind((lab::CLIENT_V4, 0))?;
+        for p in first_port..first_port + n {
+            s.send_to(b"x", (addr, p))?;
+        }
+        Ok(())
+    })
+    .expect("client thread");
+}
+
+/// `n` new DNS flows (one per source port) of full-size datagrams, sent together: each has
+/// its payload copied into the ring (1,472 bytes), so a 4 KiB ring overflows for certain.
+fn dns_flood(lab: &Lab, n: usize) {
+    run_in(&lab.client, move || {
+        let socks = (0..n)
+            .map(|_| UdpSocket::bind((lab::CLIENT_V4, 0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let payload = [0u8; 1400];
+        for s in &socks {
+            s.send_to(&payload, (lab::SERVER_V4, 53))?;
+        }
+        Ok(())
+    })
+    .expect("client thread");
+}
+
+/// Waits for the agent's first status snapshot: its signal handlers are in place by then.
+fn wait_running(agent: &Agent) {
+    wait_until(Duration::from_secs(10), "the first status snapshot", || {
+        agent.status().is_ok()
+    });
+}
+
+fn verify(bin: &Path, log: &Path) -> std::process::Output {
+    Command::new(bin)
+        .args(["verify", "--log-dir"])
+        .arg(log)
+        .output()
+        .expect("run xdp-audit verify")
+}
+
+/// Fills the file system of `dir` with one file, until it refuses more.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("create the filler");
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+#[test]
+fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
+    let lab = Lab::new("alr").expect("build the netns lab");
+    sh(lab.cmd(&lab.internet, "ip").args([
+        "addr",
+        "add",
+        &format!("{BLOCKED_IP}/24"),
+        "dev",
+        "eth0",
+    ]))
+    .expect("add the blocked address");
+    let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
+    let fs = Tmpfs::mount("8m");
+    let log = fs.path().join("log");
+    let tmp = lab.temp_dir("alerts").expect("temp dir");
+    let block = tmp.path().join("block.list");
+    std::fs::write(&block, format!("{BLOCKED_IP}\n")).expect("write the blocklist");
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "blocklist = [{block:?}]\nsweep-interval = \"200ms\"\nfsync-interval = \"200ms\"\n\
+             inactive-timeout = \"1s\"\n\
+             flow-table-size = 64\nringbuf-bytes = 4096\nno-pin = true\n\
+             [alerts]\nwebhook = {:?}\nwindow = \"1h\"\nburst_hits = 3\nflow_table_percent = 50\n\
+             verify_interval = \"0\"\n",
+            hook.url()
+        ),
+    )
+    .expect("write the config");
+    let bin = binary().expect("agent binary");
+    let args = [
+        "--iface",
+        lab::GW_LAN_IF,
+        "--config",
+        config.to_str().expect("utf8"),
+    ];
+    let mut agent = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("start the agent");
+    wait_running(&agent);
+
+    // Three blocked connections: the first hit per client and rule, and a burst (threshold 3).
+    for _ in 0..3 {
+        assert!(!connect(&lab, BLOCKED_IP, PORT), "{BLOCKED_IP} is blocked");
+    }
+    // Sixty new DNS flows at once: their payload copies overflow the 4 KiB ring, start
+    // events among them are lost, and they fill more than half the 64-entry table.
+    dns_flood(&lab, 60);
+    // A line no list accepts: the file is rejected, its last good version stays.
+    std::fs::write(&block, format!("{BLOCKED_IP}\n300.1.2.3\n")).expect("write a bad list");
+
+    let required = [
+        "XA-BLOCK-BURST",
+        "XA-BLOCK-FIRST",
+        "XA-FLOW-START-LOSS",
+        "XA-FLOW-TABLE-FULL",
+        "XA-LIST-REJECTED",
+        "XA-RING-LOSS",
+    ];
+    wait_until(
+        Duration::from_secs(30),
+        "each lab condition's alert at the webhook",
+        || {
+            let r = raised(&hook);
+            required.iter().all(|id| r.contains_key(*id))
+        },
+    );
+    let status = agent.status().expect("status --json");
+    let active = status["alerts"]["active"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let first = active
+        .iter()
+        .find(|a| a["id"] == "XA-BLOCK-FIRST")
+        .unwrap_or_else(|| panic!("the block alert is active in status: {active:#?}"));
+    assert_eq!(first["subject"]["client"], lab::CLIENT_V4);
+    assert!(
+        first["count"].as_u64() >= Some(3),
+        "three blocked records, one alert: {first}"
+    );
+
+    // The disk fills: the store degrades, its alert reaches the webhook at once and the
+    // chain once space returns.
+    let filler = fill(fs.path());
+    // A hundred flows, written within a second or two (at their first drop, or by the
+    // sweeper after the 1 s inactive timeout): more records than the journal's last page
+    // holds.
+    flood(&lab, BLOCKED_IP, 40_000, 100);
+    wait_until(
+        Duration::from_secs(30),
+        "the full disk's alert at the webhook",
+        || raised(&hook).contains_key("XA-STORE-DEGRADED"),
+    );
+    std::fs::remove_file(&filler).expect("free the disk");
+    wait_until(
+        Duration::from_secs(30),
+        "every raised alert in alerts.jsonl",
+        || {
+            let chain = raised_in_chain(&log);
+            raised(&hook).keys().all(|id| chain.contains_key(id))
+        },
+    );
+
+    assert_eq!(agent.stop().expect("stop"), 0, "clean exit");
+    let at_hook = raised(&hook);
+    assert!(
+        at_hook.values().all(|&n| n == 1),
+        "every condition raised exactly one alert: {at_hook:?}"
+    );
+    assert_eq!(
+        raised_in_chain(&log),
+        at_hook,
+        "the chain holds what the webhook got"
+    );
+
+    // The stop sealed the journal and anchored the alert log: a removed line fails verify.
+    let ok = verify(&bin, &log);
+    assert!(
+        ok.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let alerts = log.join("alerts.jsonl");
+    let text = std::fs::read_to_string(&alerts).expect("read alerts.jsonl");
+    let without_first: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&alerts, without_first.join("\n") + "\n").expect("remove an alert line");
+    let bad = verify(&bin, &log);
+    let said = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        !bad.status.success() && said.contains("BROKEN") && said.contains("alerts.jsonl"),
+        "verify must fail naming alerts.jsonl: {said}"
+    );
+}
+
+#[test]
+fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_when_down() {
+    let lab = Lab::new("alc").expect("build the netns lab");
+    let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
+    let tmp = lab.temp_dir("alerts-crash").expect("temp dir");
+    let log = tmp.path().join("log");
+    let bin = binary().expect("agent binary");
+    let url = hook.url();
+    let args = [
+        "--no-pin",
+        "--iface",
+        lab::GW_LAN_IF,
+        "--sweep-interval",
+        "200ms",
+        "--alert-webhook",
+        &url,
+        "--alert-verify-interval",
+        "1s",
+    ];
+    // A clean run seals a segment; the next one is killed and leaves its journal.
+    let mut a = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("first agent");
+    wait_running(&a);
+    flood(&lab, lab::SERVER_V4, 30_000, 3);
+    assert_eq!(a.stop().expect("stop"), 0);
+    let mut b = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("second agent");
+    wait_running(&b);
+    b.crash().expect("kill -9 the second agent");
+    // The clock's state is the host's: whatever it is, it is no crash.
+    let r = raised(&hook);
+    assert!(
+        r.keys().all(|id| id == "XA-CLOCK-UNSYNC"),
+        "nothing to alert yet: {r:?}"
+    );
+
+    // The sealed segment is damaged (one byte in its middle).
+    let segment = std::fs::read_dir(&log)
+        .expect("list the store")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("the first agent sealed a segment");
+    let mut bytes = std::fs::read(&segment).expect("read the segment");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&segment, &bytes).expect("damage the segment");
+
+    let mut c = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("third agent");
+    wait_until(
+        Duration::from_secs(30),
+        "the crash and the damage at the webhook",
+        || {
+            let r = raised(&hook);
+            r.contains_key("XA-AGENT-CRASHED") && r.contains_key("XA-CHAIN-BROKEN")
+        },
+    );
+    // Verified every second: the damage is seen again and again, and stays one alert.
+    wait_until(
+        Duration::from_secs(30),
+        "the broken chain seen three times",
+        || {
+            c.status().ok().and_then(|s| {
+                s["alerts"]["active"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["id"] == "XA-CHAIN-BROKEN")?["count"]
+                    .as_u64()
+            }) >= Some(3)
+        },
+    );
+    let broken = hook
+        .bodies()
+        .into_iter()
+        .find(|b| b["id"] == "XA-CHAIN-BROKEN")
+        .expect("the chain alert");
+    assert_eq!(broken["severity"], "critical");
+    assert!(
+        broken["subject"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(".parquet")),
+        "the damaged segment is named: {broken}"
+    );
+    let r = raised(&hook);
+    assert_eq!(
+        (r["XA-AGENT-CRASHED"], r["XA-CHAIN-BROKEN"]),
+        (1, 1),
+        "{r:?}"
+    );
+    assert_eq!(c.stop().expect("stop"), 0);
+
+    // The agent is down: status says so, shows the last snapshot's age and the alerts.
+    let out = Command::new(&bin)
+        .args(["status", "--state-dir"])
+        .arg(log.join("state"))
+        .output()
+        .expect("run xdp-audit status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit status 3 when down: {text}"
+    );
+    assert!(
+        text.contains("AGENT NOT RUNNING") && text.contains(" ago"),
+        "{text}"
+    );
+    assert!(
+        text.contains("XA-CHAIN-BROKEN"),
+        "the alerts of the last snapshot: {text}"
+    );
+}
