@@ -59,6 +59,10 @@ pub trait RecordSink: Send {
     fn enrich_status(&self) -> Option<crate::enrich::stage::EnrichStatus> {
         None
     }
+    /// The syslog sink's counters, for `status`; a sink without that stage has none.
+    fn syslog_status(&self) -> Option<crate::syslog::SyslogStatus> {
+        None
+    }
     /// Takes a copy of a packet's payload ([`crate::reader::Payload`]), in ring order with
     /// the flow events around it: the enrich stage reads names from it. A sink that reads no
     /// payloads (the store) ignores it, the default.

@@ -72,6 +72,10 @@ pub struct Snapshot {
     /// sizes (absent when the agent runs without the enrich stage).
     #[serde(default)]
     pub enrich: Option<crate::enrich::stage::EnrichStatus>,
+    /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
+    /// when the agent runs without `--syslog`).
+    #[serde(default)]
+    pub syslog: Option<crate::syslog::SyslogStatus>,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -136,6 +140,7 @@ impl Snapshot {
             pipeline: Default::default(),
             clock: Default::default(),
             enrich: None,
+            syslog: None,
         }
     }
 

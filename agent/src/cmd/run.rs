@@ -25,7 +25,9 @@ use crate::loader::pin::{self, InstanceLock};
 use crate::loader::{ifindex, AttachMode, LoadOptions, Loaded, Maps, Program};
 use crate::privilege::{self, Needs, RunAs};
 use crate::span;
+use crate::sink::RecordSink;
 use crate::store::Store;
+use crate::syslog::SyslogStage;
 use crate::sweeper::Timeouts;
 
 /// Audit every flow through the given interfaces and enforce block and allow lists.
@@ -112,6 +114,9 @@ pub struct RunArgs {
     /// Attribution: --subscribers, --dhcp-leases, --dhcp-server, --nat.
     #[command(flatten)]
     pub enrich: crate::cmd::enrich_args::EnrichArgs,
+    /// Syslog: --syslog, --syslog-ca, --syslog-records, --syslog-queue.
+    #[command(flatten)]
+    pub syslog: crate::syslog::args::SyslogArgs,
     /// Switch to this user and its group (started as root) before opening the store, keeping
     /// only the capabilities loading needs; a missing --log-dir or --state-dir is created for
     /// it. With or without it, once attached the agent keeps only the capabilities it still
@@ -342,6 +347,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     unsafe { libc::umask(0o027) };
     // The signing key is read before a --user switch: it may be readable by root only.
     let store_config = args.store.to_config()?;
+    let syslog_config = args.syslog.to_config()?;
     let log_dir = args.store.dir.log_dir.clone();
     if let Some(name) = &args.user {
         let user = RunAs::lookup(name)?;
@@ -378,7 +384,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // once, by the loader) and before the first record can be written.
     let (enrichment, inputs) =
         Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
-    let stage = EnrichStage::new(Box::new(store), inputs, stage_config(&args));
+    let sink: Box<dyn RecordSink> = match syslog_config {
+        Some(c) => Box::new(SyslogStage::start(store, c).context("starting the syslog sink")?),
+        None => Box::new(store),
+    };
+    let stage = EnrichStage::new(sink, inputs, stage_config(&args));
     let settings = Settings {
         timeouts: Timeouts {
             inactive: args.inactive_timeout,

@@ -78,6 +78,9 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = &s.enrich {
         println!("{}", e.summary());
     }
+    if let Some(l) = &s.syslog {
+        println!("{}", l.summary());
+    }
     println!("\nlists:");
     for l in &s.lists {
         println!(

@@ -144,6 +144,7 @@ impl Records {
         snap.flows = self.sweeper.stats;
         snap.store = self.sink.store_status().unwrap_or_default();
         snap.enrich = self.sink.enrich_status();
+        snap.syslog = self.sink.syslog_status();
         snap.pipeline = pipeline;
         snap.clock = self.sweeper.clock().stats().clone();
         if let Err(e) = snap.write(&s.dir) {
