@@ -283,7 +283,7 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains(r#" rule="/etc/x\]\"y\\.list:3""#), "{msg}");
-        assert!(msg.contains(r#" user="alice" "#), "{msg}");
+        assert!(msg.contains(r#" user="alice"]"#), "{msg}");
         assert!(msg.contains(r#" verdict="drop" dropped="3""#), "{msg}");
         // Absent fields are left out, not written empty.
         assert!(!msg.contains("vlan="), "{msg}");
