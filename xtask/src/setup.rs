@@ -25,6 +25,8 @@ const APT: &[&str] = &[
     "nftables",         // masquerade on the lab gateway
     "openssl",          // s_server and test certificates
     "python3",          // http.server; DuckDB reads segments
+    "rsyslog",          // the syslog sink's tests: a real RFC 5424 / RFC 6587 receiver
+    "rsyslog-gnutls",   // rsyslog's TLS listener for the syslog TLS test
     "systemd",          // systemd-analyze verify and security for the unit
     "tcpdump",          // captures compared with the audit log
     "util-linux",       // setpriv, mount: privilege and disk-full tests

@@ -1,0 +1,121 @@
+//! The agent binary in the netns lab with `--syslog` to a real rsyslog in the gateway's
+//! namespace: every drop record the store holds arrives once, with its structured data equal
+//! to what `query` prints; pass records stay out (no `--syslog-records`); `status` shows the
+//! sink connected. Needs root.
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use xdp_audit_lab::agent::{binary, Agent};
+use xdp_audit_lab::lab::{self, Lab};
+use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::rsyslog::Rsyslog;
+use xdp_audit_lab::wait::wait_until;
+
+const BLOCKED_PORT: u16 = 7070;
+const OPEN_PORT: u16 = 7071;
+const SYSLOG_PORT: u16 = 5514;
+
+fn send(lab: &Lab, sport: u16, dport: u16) {
+    run_in(&lab.client, move || {
+        let s = UdpSocket::bind((lab::CLIENT_V4, sport))?;
+        s.send_to(b"ping", (lab::SERVER_V4, dport))?;
+        Ok(())
+    })
+    .expect("client send");
+}
+
+/// A record's JSON with absent fields left out and every value as text.
+fn as_params(record: &serde_json::Value) -> BTreeMap<String, String> {
+    record
+        .as_object()
+        .expect("a record is a JSON object")
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_agent_sends_each_drop_record_to_rsyslog_once() {
+    let lab = Lab::new("slog").expect("build the netns lab");
+    let dir = lab.temp_dir("syslog").expect("temp dir");
+    let rsyslog = Rsyslog::start(dir.path(), SYSLOG_PORT, None, Some(&lab.gateway))
+        .expect("start rsyslog in the gateway namespace");
+    let block = dir.path().join("block.list");
+    std::fs::write(&block, format!("port udp {BLOCKED_PORT}\n")).expect("write the blocklist");
+    let bin = binary().expect("agent binary");
+    let syslog = format!("tcp://127.0.0.1:{SYSLOG_PORT}");
+    let mut agent = Agent::start(
+        &lab,
+        &lab.gateway,
+        &bin,
+        &dir.path().join("log"),
+        &[
+            "--no-pin",
+            "--iface",
+            lab::GW_LAN_IF,
+            "--blocklist",
+            block.to_str().expect("utf8"),
+            "--syslog",
+            &syslog,
+            "--inactive-timeout",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+        ],
+    )
+    .expect("start the agent");
+    for sport in 43000..43010 {
+        send(&lab, sport, BLOCKED_PORT);
+        send(&lab, sport, OPEN_PORT);
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "the agent has written ten drop records and sent them to syslog",
+        || {
+            let s = agent.status().unwrap_or_default();
+            s["syslog"]["sent"].as_u64() >= Some(10) && s["syslog"]["connected"] == true
+        },
+    );
+    assert_eq!(agent.stop().expect("stop the agent"), 0);
+
+    let records = agent.records().expect("query the store");
+    let mut expected: Vec<_> = records
+        .iter()
+        .filter(|r| r["verdict"] == "drop")
+        .map(as_params)
+        .collect();
+    assert!(
+        expected.len() >= 10 && records.len() >= expected.len() + 10,
+        "ten drop flows and ten pass flows stored: {} records, {} drops",
+        records.len(),
+        expected.len()
+    );
+    let got = rsyslog
+        .wait_for(expected.len(), Duration::from_secs(20))
+        .expect("every drop record arrives");
+    assert_eq!(got.len(), expected.len(), "each drop record once, no pass record");
+    let mut received: Vec<BTreeMap<String, String>> = got
+        .iter()
+        .map(|m| {
+            assert_eq!(m["msgid"], "flow", "{m}");
+            m["sd"]["flow@32473"]
+                .as_object()
+                .unwrap_or_else(|| panic!("no flow@32473 element in {m}"))
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .collect();
+    received.sort();
+    expected.sort();
+    assert_eq!(received, expected, "structured data equals the stored drop records");
+}
