@@ -79,9 +79,14 @@ pub struct Message {
 
 /// What the queue carries: a copy of a record (formatted by the sender), or a message.
 enum Item {
-    Record(Box<FlowRecord>),
+    Record(FlowRecord),
     Message(Message),
 }
+
+/// Records the stage gathers before it hands them to the queue as one batch: one channel
+/// operation (and at most one wake-up of the sender) per batch, not per record. The stage
+/// also hands over what it has on every sync and tick, so a record waits at most a sweep.
+const STAGE_BATCH: usize = 256;
 
 /// Which records go to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,29 +184,32 @@ pub enum SyslogError {
 /// Hands messages to the sender thread; cloned by every stage that sends (records, alerts).
 #[derive(Clone)]
 pub struct Handle {
-    tx: SyncSender<Item>,
+    tx: SyncSender<Vec<Item>>,
     counters: Arc<Counters>,
+    /// Messages the queue holds at most.
+    limit: u64,
 }
 
 impl Handle {
     /// Queues `m` for the server without waiting; `false` when the queue is full (the message
     /// is dropped and counted in the status's `dropped`).
     pub fn try_send(&self, m: Message) -> bool {
-        self.push(Item::Message(m))
+        self.push(vec![Item::Message(m)])
     }
 
-    /// Queues a copy of `record`; `false` when the queue is full (dropped, counted).
-    fn send_record(&self, record: &FlowRecord) -> bool {
-        self.push(Item::Record(Box::new(record.clone())))
-    }
-
-    fn push(&self, item: Item) -> bool {
+    /// Queues a batch; `false` when the queue cannot hold all of it (the whole batch is
+    /// dropped and counted).
+    fn push(&self, items: Vec<Item>) -> bool {
+        let n = items.len() as u64;
         // Counted before the send, so the sender's decrement never runs ahead of it.
-        self.counters.queue_in();
-        match self.tx.try_send(item) {
+        if self.counters.queue_in(n) > self.limit {
+            self.counters.queue_refused(n);
+            return false;
+        }
+        match self.tx.try_send(items) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.queue_refused();
+                self.counters.queue_refused(n);
                 false
             }
         }
@@ -227,7 +235,9 @@ impl Syslog {
     /// a server that is down at start is retried, not fatal.
     pub fn start(config: SyslogConfig) -> Result<Self, SyslogError> {
         let connector = transport::Connector::new(&config)?;
-        let (tx, rx) = sync_channel(config.queue.max(1));
+        // Slots for the limit in full batches, and as many again for single messages: the
+        // limit itself is kept in messages by the counters.
+        let (tx, rx) = sync_channel(2 * (config.queue / STAGE_BATCH + 1));
         let counters = Arc::new(Counters::new(config.target.to_string()));
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
         let sender = sender::Sender::new(connector, &config, rx, stop_rx, counters.clone());
@@ -236,7 +246,11 @@ impl Syslog {
             .spawn(move || sender.run())
             .map_err(SyslogError::Thread)?;
         Ok(Self {
-            handle: Handle { tx, counters },
+            handle: Handle {
+                tx,
+                counters,
+                limit: config.queue as u64,
+            },
             sender: Some((thread, stop_tx)),
             close_timeout: config.close_timeout,
             target: config.target,

@@ -37,7 +37,7 @@ struct Batch {
 pub(super) struct Sender {
     connector: Connector,
     encoder: Encoder,
-    rx: Receiver<Item>,
+    rx: Receiver<Vec<Item>>,
     stop: Receiver<Instant>,
     counters: Arc<Counters>,
     backoff: Backoff,
@@ -64,7 +64,7 @@ impl Sender {
     pub(super) fn new(
         connector: Connector,
         config: &SyslogConfig,
-        rx: Receiver<Item>,
+        rx: Receiver<Vec<Item>>,
         stop: Receiver<Instant>,
         counters: Arc<Counters>,
     ) -> Self {
@@ -99,7 +99,8 @@ impl Sender {
                 return;
             }
             if self.deliver().is_err() {
-                let left = self.batch.messages + self.rx.try_iter().count() as u64;
+                let queued: usize = self.rx.try_iter().map(|v| v.len()).sum();
+                let left = self.batch.messages + queued as u64;
                 self.counters.queue_out(left - self.batch.messages);
                 self.counters.unsent(left);
                 return;
@@ -107,7 +108,7 @@ impl Sender {
         }
     }
 
-    /// Fills the batch from the queue; waits for the first message. `false` when stopped
+    /// Fills the batch from the queue; waits for the first messages. `false` when stopped
     /// with nothing left to send.
     fn fill(&mut self) -> bool {
         loop {
@@ -130,10 +131,10 @@ impl Sender {
                     Err(RecvTimeoutError::Disconnected) => return false,
                 }
             };
-            self.add(first);
+            first.into_iter().for_each(|item| self.add(item));
             while self.batch.bytes.len() < BATCH_BYTES {
                 match self.rx.try_recv() {
-                    Ok(item) => self.add(item),
+                    Ok(items) => items.into_iter().for_each(|item| self.add(item)),
                     Err(_) => break,
                 }
             }

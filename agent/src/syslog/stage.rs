@@ -3,16 +3,18 @@
 use crate::record::FlowRecord;
 use crate::sink::{RecordSink, SinkError};
 
-use super::{Handle, Records, Syslog, SyslogConfig, SyslogError, SyslogStatus};
+use super::{Handle, Item, Records, Syslog, SyslogConfig, SyslogError, SyslogStatus, STAGE_BATCH};
 
 /// A [`RecordSink`] that queues a copy of each record the configuration selects (drop records,
 /// or all with `--syslog-records`) for the syslog sender, then passes every record to the
-/// sink it wraps. It never waits: a full queue drops the copy and counts it.
+/// sink it wraps. It never waits: a full queue drops the copies and counts them. Copies are
+/// handed over in batches (see `STAGE_BATCH`), and on every sync, tick and close.
 pub struct SyslogStage<S: RecordSink> {
     inner: S,
     syslog: Syslog,
     handle: Handle,
     records: Records,
+    pending: Vec<Item>,
 }
 
 impl<S: RecordSink> SyslogStage<S> {
@@ -25,7 +27,16 @@ impl<S: RecordSink> SyslogStage<S> {
             handle: syslog.handle(),
             syslog,
             records,
+            pending: Vec::with_capacity(STAGE_BATCH),
         })
+    }
+
+    /// Hands the gathered copies to the queue (a refusal is counted by the handle).
+    fn hand_over(&mut self) {
+        if !self.pending.is_empty() {
+            let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(STAGE_BATCH));
+            self.handle.push(batch);
+        }
     }
 
     /// A handle for other senders (the alert engine).
@@ -42,21 +53,26 @@ impl<S: RecordSink> SyslogStage<S> {
 impl<S: RecordSink> RecordSink for SyslogStage<S> {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
         if self.records == Records::All || record.dropped > 0 {
-            // A refused copy is counted by the handle; the record still goes to the store.
-            self.handle.send_record(record);
+            self.pending.push(Item::Record(record.clone()));
+            if self.pending.len() >= STAGE_BATCH {
+                self.hand_over();
+            }
         }
         self.inner.write(record)
     }
 
     fn sync(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
         self.inner.sync()
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
         self.inner.tick()
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
         let closed = self.inner.close();
         self.syslog.close();
         closed

@@ -77,15 +77,15 @@ impl Counters {
         }
     }
 
-    /// A message is about to enter the queue.
-    pub(super) fn queue_in(&self) {
-        self.queued.fetch_add(1, Relaxed);
+    /// `n` messages are about to enter the queue; returns the count queued with them.
+    pub(super) fn queue_in(&self, n: u64) -> u64 {
+        self.queued.fetch_add(n, Relaxed) + n
     }
 
-    /// The queue refused the message counted by [`Counters::queue_in`].
-    pub(super) fn queue_refused(&self) {
-        self.queued.fetch_sub(1, Relaxed);
-        self.dropped.fetch_add(1, Relaxed);
+    /// The queue refused the `n` messages counted by [`Counters::queue_in`].
+    pub(super) fn queue_refused(&self, n: u64) {
+        self.queued.fetch_sub(n, Relaxed);
+        self.dropped.fetch_add(n, Relaxed);
     }
 
     /// The sender took `n` messages from the queue.
