@@ -129,18 +129,22 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
-/// The DuckDB Python package: a test proves segments are readable by a real engine.
+/// The DuckDB and pyarrow Python packages: tests prove segments are readable by real engines
+/// (and run the README's fleet examples with both).
 fn duckdb() -> anyhow::Result<()> {
-    let have = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if have {
-        eprintln!("setup: python duckdb present");
-        return Ok(());
+    for module in ["duckdb", "pyarrow"] {
+        let have = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if have {
+            eprintln!("setup: python {module} present");
+            continue;
+        }
+        eprintln!("setup: installing the {module} Python package");
+        run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", module]))?;
     }
-    eprintln!("setup: installing the duckdb Python package");
-    run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", "duckdb"]))
+    Ok(())
 }
 
 /// Everything, in dependency order.
