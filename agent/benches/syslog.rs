@@ -5,7 +5,9 @@
 //! - records/s from `SyslogStage::write` to frames counted by the reader (every record sent,
 //!   as with `--syslog-records`; the stage wraps a sink that discards);
 //! - the record path (records written to the audit store's journal and synced) with the
-//!   syslog stage in front of the store, against the same path without it: the time ratio.
+//!   syslog stage in front of the store, against the same path without it: the time ratio;
+//!   and the same with the enrich stage in front (with empty attribution tables: the least
+//!   work it does per record), as the agent's records thread runs them.
 //!
 //! Each figure is the best of a few rounds, the two record-path variants alternating. The
 //! record path is timed on its own thread's CPU clock as well as the wall clock: the sender
@@ -19,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use xdp_audit::enrich::inputs::Inputs;
+use xdp_audit::enrich::stage::{EnrichStage, StageConfig};
 use xdp_audit::record::FlowRecord;
 use xdp_audit::sink::{RecordSink, SinkError};
 use xdp_audit::store::testgen::TrafficGen;
@@ -140,7 +144,10 @@ fn send_rate(recs: &[FlowRecord]) -> (f64, f64) {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xdp-audit-bench-syslog-{name}-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!(
+        "xdp-audit-bench-syslog-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -183,6 +190,7 @@ fn main() {
 
     let far = (Duration::MAX, Duration::MAX);
     let (mut plain, mut with, mut drops) = (far, far, far);
+    let (mut enrich_plain, mut enrich_with) = (far, far);
     let (mut sent, mut drops_sent) = (0, 0);
     for round in 0..ROUNDS {
         let (mut s, dir) = store(&format!("plain{round}"));
@@ -213,6 +221,23 @@ fn main() {
         stage.close().expect("close");
         drop(stage);
         let _ = std::fs::remove_dir_all(&dir);
+
+        // The records thread's stages: enrich, then the store, without and with syslog.
+        let (s, dir) = store(&format!("enrich{round}"));
+        let mut e = enrich(Box::new(s));
+        enrich_plain = min(enrich_plain, record_path(&mut e, &recs));
+        e.close().expect("close");
+        drop(e);
+        let _ = std::fs::remove_dir_all(&dir);
+        let (port, frames) = receiver();
+        let (s, dir) = store(&format!("enrich-with{round}"));
+        let stage = SyslogStage::start(s, config(port)).expect("start the stage");
+        let mut e = enrich(Box::new(stage));
+        enrich_with = min(enrich_with, record_path(&mut e, &recs));
+        wait_frames(&frames, recs.len() as u64);
+        e.close().expect("close");
+        drop(e);
+        let _ = std::fs::remove_dir_all(&dir);
     }
     println!(
         "record path (write + sync to the journal), {N} records, every one also queued for syslog \
@@ -231,4 +256,21 @@ fn main() {
         drops.1.as_secs_f64() / plain.1.as_secs_f64(),
         drops.0.as_secs_f64() / plain.0.as_secs_f64()
     );
+    println!(
+        "records thread (enrich + journal), every record also queued for syslog: records thread CPU \
+         {:.0} records/s without syslog, {:.0} with: ratio {:.3} (target <= 1.10); wall ratio {:.3}",
+        rate(N, enrich_plain.1),
+        rate(N, enrich_with.1),
+        enrich_with.1.as_secs_f64() / enrich_plain.1.as_secs_f64(),
+        enrich_with.0.as_secs_f64() / enrich_plain.0.as_secs_f64()
+    );
+}
+
+/// The enrich stage in front of `inner`, with empty attribution tables.
+fn enrich(inner: Box<dyn RecordSink>) -> EnrichStage {
+    EnrichStage::new(
+        inner,
+        Inputs::fixed(Default::default(), None, None),
+        StageConfig::default(),
+    )
 }

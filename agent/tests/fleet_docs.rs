@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use store_common::{fill, TempDir, HOUR};
+use store_common::{fill, query_jsonl as query, TempDir};
 use xdp_audit::store::FakeClock;
 
 /// 2026-11-30T06:30:00Z: the stores span the examples' window, 08:00 to 09:00.
@@ -31,7 +31,9 @@ fn examples() -> BTreeMap<String, String> {
     while let Some(at) = rest.find("<!-- fleet-example: ") {
         rest = &rest[at + "<!-- fleet-example: ".len()..];
         let name = rest[..rest.find(" -->").expect("marker closes")].to_owned();
-        let open = rest.find("```python\n").expect("a python block follows the marker");
+        let open = rest
+            .find("```python\n")
+            .expect("a python block follows the marker");
         let body = &rest[open + "```python\n".len()..];
         let close = body.find("\n```").expect("the python block closes");
         out.insert(name, body[..close + 1].to_owned());
@@ -44,7 +46,11 @@ fn examples() -> BTreeMap<String, String> {
 fn ship_by_copy(root: &Path, id: &str, log_dir: &Path) -> usize {
     let mut n = 0;
     for e in std::fs::read_dir(log_dir).expect("list the store") {
-        let name = e.expect("dir entry").file_name().to_string_lossy().into_owned();
+        let name = e
+            .expect("dir entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         if !(name.starts_with("seg-") && name.ends_with(".parquet")) {
             continue;
         }
@@ -57,25 +63,6 @@ fn ship_by_copy(root: &Path, id: &str, log_dir: &Path) -> usize {
         n += 1;
     }
     n
-}
-
-/// `xdp-audit query --format jsonl` on `log_dir` with `args`.
-fn query(log_dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_xdp-audit"))
-        .args(["query", "--format", "jsonl", "--log-dir"])
-        .arg(log_dir)
-        .args(args)
-        .output()
-        .expect("run xdp-audit query");
-    assert!(
-        out.status.success(),
-        "query failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("query printed {l}: {e}")))
-        .collect()
 }
 
 /// What an example must print: `records GW N` and `address GW N DROPPED` lines.
@@ -109,9 +96,7 @@ fn check_examples(root: &Path, want: &[String]) {
             .arg(code)
             .env("FLEET", root)
             .output()
-            .unwrap_or_else(|e| {
-                panic!("python3 is needed (Debian package `python3`): {e}")
-            });
+            .unwrap_or_else(|e| panic!("python3 is needed (Debian package `python3`): {e}"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !stderr.contains("ModuleNotFoundError"),
@@ -139,7 +124,10 @@ fn readme_fleet_examples_count_what_query_counts() {
     }
     let root = tmp.path().join("fleet");
     for (id, dir) in &gateways {
-        assert!(ship_by_copy(&root, id, dir) >= 4, "{id}: an hour per segment");
+        assert!(
+            ship_by_copy(&root, id, dir) >= 4,
+            "{id}: an hour per segment"
+        );
     }
     let want = expected(&gateways);
     assert!(

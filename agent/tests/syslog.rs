@@ -3,48 +3,21 @@
 //! TLS with the CA file delivers and a wrong CA is refused and reported; an rsyslog restart
 //! in the middle of a stream loses nothing that `status` does not count.
 
+mod store_common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
+use store_common::{query_jsonl, TempDir, T0};
 use xdp_audit::record::FlowRecord;
 use xdp_audit::sink::RecordSink;
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::{FakeClock, Store, StoreConfig};
 use xdp_audit::syslog::{Message, Severity, Syslog, SyslogConfig, SyslogStage, Target};
-use xdp_audit_lab::rsyslog::{free_port, Certs, Rsyslog};
+use xdp_audit_lab::rsyslog::{free_port, record_params, sd_params, Certs, Rsyslog};
 use xdp_audit_lab::wait::wait_until;
 
-/// 2023-11-14T22:13:20Z.
-const T0: i64 = 1_700_000_000_000_000_000;
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A temp dir removed on drop unless the test failed.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "xdp-audit-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 fn config(url: &str) -> SyslogConfig {
     let mut c = SyslogConfig::new(Target::parse(url).unwrap_or_else(|e| panic!("{url}: {e}")));
@@ -55,55 +28,12 @@ fn config(url: &str) -> SyslogConfig {
     c
 }
 
-/// `xdp-audit query --format jsonl` over the store in `dir`.
-fn query(dir: &Path) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xdp-audit"))
-        .args(["query", "--format", "jsonl", "--log-dir"])
-        .arg(dir)
-        .output()
-        .expect("run xdp-audit query");
-    assert!(
-        out.status.success(),
-        "query failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("query printed {l}: {e}")))
-        .collect()
-}
-
-/// A record's JSON with absent fields left out and every value as text: what the syslog
-/// structured data carries.
-fn as_params(record: &serde_json::Value) -> BTreeMap<String, String> {
-    let obj = record.as_object().expect("a record is a JSON object");
-    obj.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect()
-}
-
-fn params_of(message: &serde_json::Value, sd_id: &str) -> BTreeMap<String, String> {
-    let el = message["sd"][sd_id]
-        .as_object()
-        .unwrap_or_else(|| panic!("no {sd_id} element in {message}"));
-    el.iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-        .collect()
-}
-
 #[test]
 fn drop_records_arrive_once_with_the_structured_data_query_reads() {
     let tmp = TempDir::new("syslog-tcp");
     let port = free_port().expect("free port");
-    let rsyslog = Rsyslog::start(&tmp.0, port, None, None).expect("start rsyslog");
-    let log_dir = tmp.0.join("log");
+    let rsyslog = Rsyslog::start(&tmp.path(), port, None, None).expect("start rsyslog");
+    let log_dir = tmp.path().join("log");
     let clock = FakeClock::new(T0);
     let store = Store::open_with_clock(StoreConfig::new(&log_dir), Box::new(clock.clone()))
         .expect("open the store");
@@ -117,14 +47,22 @@ fn drop_records_arrive_once_with_the_structured_data_query_reads() {
         stage.write(&r).expect("write a record");
         records.push(r);
     }
-    let status = stage.syslog_status().expect("the stage has a syslog status");
+    let status = stage
+        .syslog_status()
+        .expect("the stage has a syslog status");
     stage.close().expect("close the stage");
     let drops = records.iter().filter(|r| r.dropped > 0).count();
     assert!(drops >= 50, "the generator made only {drops} drop records");
     assert_eq!(status.dropped, 0, "nothing may be dropped: {status:?}");
 
-    let got = rsyslog.wait_for(drops, WAIT).expect("every drop record arrives");
-    assert_eq!(got.len(), drops, "each drop record arrives once, pass records never");
+    let got = rsyslog
+        .wait_for(drops, WAIT)
+        .expect("every drop record arrives");
+    assert_eq!(
+        got.len(),
+        drops,
+        "each drop record arrives once, pass records never"
+    );
     let host = "gw-test";
     let mut received: Vec<BTreeMap<String, String>> = got
         .iter()
@@ -135,13 +73,13 @@ fn drop_records_arrive_once_with_the_structured_data_query_reads() {
                 "RFC 5424 header fields as rsyslog parsed them: {m}"
             );
             assert_eq!(m["pri"], "109", "facility log audit, severity notice: {m}");
-            params_of(m, "flow@32473")
+            sd_params(m, "flow@32473")
         })
         .collect();
-    let mut expected: Vec<BTreeMap<String, String>> = query(&log_dir)
+    let mut expected: Vec<BTreeMap<String, String>> = query_jsonl(&log_dir, &[])
         .iter()
         .filter(|r| r["verdict"] == "drop")
-        .map(as_params)
+        .map(record_params)
         .collect();
     assert_eq!(expected.len(), drops, "query finds every drop record");
     received.sort();
@@ -168,7 +106,7 @@ fn ids(messages: &[serde_json::Value]) -> Vec<u64> {
     messages
         .iter()
         .map(|m| {
-            params_of(m, "alert@32473")["id"]
+            sd_params(m, "alert@32473")["id"]
                 .parse()
                 .unwrap_or_else(|e| panic!("id of {m}: {e}"))
         })
@@ -178,9 +116,9 @@ fn ids(messages: &[serde_json::Value]) -> Vec<u64> {
 #[test]
 fn tls_with_the_ca_file_delivers_and_a_wrong_ca_is_refused() {
     let tmp = TempDir::new("syslog-tls");
-    let certs = Certs::make(&tmp.0).expect("make certificates");
+    let certs = Certs::make(&tmp.path()).expect("make certificates");
     let port = free_port().expect("free port");
-    let rsyslog = Rsyslog::start(&tmp.0, port, Some(&certs), None).expect("start rsyslog");
+    let rsyslog = Rsyslog::start(&tmp.path(), port, Some(&certs), None).expect("start rsyslog");
 
     let mut good = config(&format!("tls://localhost:{port}"));
     good.ca_file = Some(certs.ca.clone());
@@ -194,7 +132,7 @@ fn tls_with_the_ca_file_delivers_and_a_wrong_ca_is_refused() {
     got_ids.sort_unstable();
     assert_eq!(got_ids, (0..50).collect::<Vec<_>>());
     assert_eq!(
-        params_of(&got[0], "alert@32473")["rule"],
+        sd_params(&got[0], "alert@32473")["rule"],
         "/etc/x]\"y\\.list:7",
         "escaped characters come back intact"
     );
@@ -207,9 +145,11 @@ fn tls_with_the_ca_file_delivers_and_a_wrong_ca_is_refused() {
     let mut refused = Syslog::start(wrong).expect("start the sink with the wrong CA");
     let h = refused.handle();
     assert!(h.try_send(message(99)));
-    wait_until(WAIT, "the wrong CA's handshake fails and is counted", || {
-        h.status().connect_failures >= 2
-    });
+    wait_until(
+        WAIT,
+        "the wrong CA's handshake fails and is counted",
+        || h.status().connect_failures >= 2,
+    );
     let st = h.status();
     assert!(!st.connected, "{st:?}");
     let err = st.last_error.clone().unwrap_or_default();
@@ -218,7 +158,11 @@ fn tls_with_the_ca_file_delivers_and_a_wrong_ca_is_refused() {
         "the error says the server's certificate was refused: {err}"
     );
     refused.close();
-    assert_eq!(h.status().unsent_at_exit, 1, "the undelivered message is counted");
+    assert_eq!(
+        h.status().unsent_at_exit,
+        1,
+        "the undelivered message is counted"
+    );
     assert_eq!(
         rsyslog.messages().expect("read").len(),
         50,
@@ -238,7 +182,7 @@ fn an_rsyslog_restart_loses_nothing_status_does_not_count() {
     const N: u64 = 30_000;
     let tmp = TempDir::new("syslog-restart");
     let port = free_port().expect("free port");
-    let mut rsyslog = Rsyslog::start(&tmp.0, port, None, None).expect("start rsyslog");
+    let mut rsyslog = Rsyslog::start(&tmp.path(), port, None, None).expect("start rsyslog");
     let c = config(&format!("tcp://127.0.0.1:{port}"));
     let mut syslog = Syslog::start(c).expect("start the sink");
     let handle = syslog.handle();
@@ -285,4 +229,56 @@ fn an_rsyslog_restart_loses_nothing_status_does_not_count() {
         st.resent
     );
     eprintln!("restart: {missing} missing, {duplicates} duplicates, status {st:?}");
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_refuses_an_unreadable_ca_file_before_attaching() {
+    let tmp = TempDir::new("syslog-cli");
+    let ca = tmp.path().join("missing-ca.pem");
+    let stderr_file = tmp.path().join("stderr");
+    let mut child = Reaped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_xdp-audit"))
+            .args([
+                "run",
+                "--no-pin",
+                "--iface",
+                "lo",
+                "--syslog",
+                "tls://localhost:6514",
+            ])
+            .arg("--syslog-ca")
+            .arg(&ca)
+            .arg("--log-dir")
+            .arg(tmp.path().join("log"))
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .stderr(std::fs::File::create(&stderr_file).expect("stderr file"))
+            .spawn()
+            .expect("spawn xdp-audit run"),
+    );
+    let mut status = None;
+    wait_until(WAIT, "xdp-audit run exits", || {
+        status = child.0.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    let stderr = std::fs::read_to_string(&stderr_file).expect("read stderr");
+    assert!(status.is_some_and(|s| !s.success()), "refused: {stderr}");
+    assert!(
+        stderr.contains(&format!("--syslog-ca {}: cannot read", ca.display())),
+        "the error names the flag and the file: {stderr}"
+    );
+    assert!(
+        !stderr.contains("attached"),
+        "nothing was attached: {stderr}"
+    );
 }

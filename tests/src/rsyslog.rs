@@ -3,6 +3,7 @@
 //! each message's RFC 5424 structured data, and a JSON line per message in a file. Killed
 //! when dropped.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -33,7 +34,13 @@ impl Certs {
     pub fn make(dir: &Path) -> anyhow::Result<Self> {
         require("openssl", "openssl")?;
         let p = |n: &str| dir.join(n);
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         for (name, cn) in [("ca", "xdp-audit test CA"), ("wrong-ca", "another CA")] {
             sh(Command::new("openssl")
                 .args(["req", "-x509", "-days", "2", "-subj", &format!("/CN={cn}")])
@@ -187,9 +194,7 @@ input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="in"{tls_input})
             Duration::from_secs(10),
             &format!("rsyslogd listens on 127.0.0.1:{port}"),
             || {
-                let probe = move || {
-                    Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
-                };
+                let probe = move || Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
                 match &ns {
                     Some(ns) => crate::netns::run_in(ns, probe),
                     None => probe(),
@@ -263,4 +268,34 @@ impl Drop for Rsyslog {
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+/// A record as `xdp-audit query --format jsonl` prints it, as the parameters its syslog
+/// message carries: absent (null) fields left out, every value as text.
+pub fn record_params(record: &serde_json::Value) -> BTreeMap<String, String> {
+    let Some(fields) = record.as_object() else {
+        panic!("a record is a JSON object: {record}")
+    };
+    fields
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+/// The parameters of the element `sd_id` of a received message (see [`Rsyslog::messages`]).
+pub fn sd_params(message: &serde_json::Value, sd_id: &str) -> BTreeMap<String, String> {
+    let Some(element) = message["sd"][sd_id].as_object() else {
+        panic!("no {sd_id} element in {message}")
+    };
+    element
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
 }

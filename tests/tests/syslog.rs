@@ -10,7 +10,7 @@ use std::time::Duration;
 use xdp_audit_lab::agent::{binary, Agent};
 use xdp_audit_lab::lab::{self, Lab};
 use xdp_audit_lab::netns::run_in;
-use xdp_audit_lab::rsyslog::Rsyslog;
+use xdp_audit_lab::rsyslog::{record_params, sd_params, Rsyslog};
 use xdp_audit_lab::wait::wait_until;
 
 const BLOCKED_PORT: u16 = 7070;
@@ -24,23 +24,6 @@ fn send(lab: &Lab, sport: u16, dport: u16) {
         Ok(())
     })
     .expect("client send");
-}
-
-/// A record's JSON with absent fields left out and every value as text.
-fn as_params(record: &serde_json::Value) -> BTreeMap<String, String> {
-    record
-        .as_object()
-        .expect("a record is a JSON object")
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect()
 }
 
 #[test]
@@ -91,7 +74,7 @@ fn the_agent_sends_each_drop_record_to_rsyslog_once() {
     let mut expected: Vec<_> = records
         .iter()
         .filter(|r| r["verdict"] == "drop")
-        .map(as_params)
+        .map(record_params)
         .collect();
     assert!(
         expected.len() >= 10 && records.len() >= expected.len() + 10,
@@ -102,20 +85,22 @@ fn the_agent_sends_each_drop_record_to_rsyslog_once() {
     let got = rsyslog
         .wait_for(expected.len(), Duration::from_secs(20))
         .expect("every drop record arrives");
-    assert_eq!(got.len(), expected.len(), "each drop record once, no pass record");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "each drop record once, no pass record"
+    );
     let mut received: Vec<BTreeMap<String, String>> = got
         .iter()
         .map(|m| {
             assert_eq!(m["msgid"], "flow", "{m}");
-            m["sd"]["flow@32473"]
-                .as_object()
-                .unwrap_or_else(|| panic!("no flow@32473 element in {m}"))
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
+            sd_params(m, "flow@32473")
         })
         .collect();
     received.sort();
     expected.sort();
-    assert_eq!(received, expected, "structured data equals the stored drop records");
+    assert_eq!(
+        received, expected,
+        "structured data equals the stored drop records"
+    );
 }

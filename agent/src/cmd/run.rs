@@ -24,11 +24,11 @@ use crate::loader::adopt::{self, Outcome, Target};
 use crate::loader::pin::{self, InstanceLock};
 use crate::loader::{ifindex, AttachMode, LoadOptions, Loaded, Maps, Program};
 use crate::privilege::{self, Needs, RunAs};
-use crate::span;
 use crate::sink::RecordSink;
+use crate::span;
 use crate::store::Store;
-use crate::syslog::SyslogStage;
 use crate::sweeper::Timeouts;
+use crate::syslog::SyslogStage;
 
 /// Audit every flow through the given interfaces and enforce block and allow lists.
 ///
@@ -368,6 +368,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Open the store first: a bad --log-dir must fail before anything touches the kernel.
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
+    // The syslog sink too (a bad --syslog-ca fails here); its sender connects on its own.
+    let sink: Box<dyn RecordSink> = match syslog_config {
+        Some(c) => Box::new(SyslogStage::start(store, c).context("starting the syslog sink")?),
+        None => Box::new(store),
+    };
 
     let attached = if args.no_pin {
         attach_unpinned(&args, &interfaces)?
@@ -384,10 +389,6 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // once, by the loader) and before the first record can be written.
     let (enrichment, inputs) =
         Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
-    let sink: Box<dyn RecordSink> = match syslog_config {
-        Some(c) => Box::new(SyslogStage::start(store, c).context("starting the syslog sink")?),
-        None => Box::new(store),
-    };
     let stage = EnrichStage::new(sink, inputs, stage_config(&args));
     let settings = Settings {
         timeouts: Timeouts {

@@ -62,3 +62,42 @@ impl SyslogArgs {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(syslog: Option<&str>, ca: Option<&str>, records: bool, queue: usize) -> SyslogArgs {
+        SyslogArgs {
+            syslog: syslog.map(|u| Target::parse(u).expect("test URL")),
+            syslog_ca: ca.map(PathBuf::from),
+            syslog_records: records,
+            syslog_queue: queue,
+        }
+    }
+
+    #[test]
+    fn flags_make_the_config_or_say_what_is_wrong() {
+        assert!(args(None, None, false, 10)
+            .to_config()
+            .expect("no syslog")
+            .is_none());
+        let c = args(Some("tcp://h:1"), None, true, 10)
+            .to_config()
+            .expect("valid")
+            .expect("configured");
+        assert_eq!((c.records, c.queue, c.target.port), (Records::All, 10, 1));
+        let e = args(None, Some("/ca.pem"), false, 10)
+            .to_config()
+            .expect_err("stray CA");
+        assert!(
+            e.to_string()
+                .contains("--syslog-ca /ca.pem without --syslog"),
+            "{e}"
+        );
+        let e = args(Some("tcp://h:1"), None, false, 0)
+            .to_config()
+            .expect_err("no queue");
+        assert!(e.to_string().contains("--syslog-queue"), "{e}");
+    }
+}

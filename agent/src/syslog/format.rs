@@ -304,10 +304,17 @@ mod tests {
         enc.record(&r, &mut out);
         let first = out.len();
         enc.record(&r, &mut out);
-        assert_eq!(out[..first], out[first..], "the encoder keeps no state between messages");
+        assert_eq!(
+            out[..first],
+            out[first..],
+            "the encoder keeps no state between messages"
+        );
         let msg = unframe(&out[..first]);
         assert!(msg.starts_with("<110>1 "), "{msg}");
-        assert!(msg.contains(" - xdp-audit 1 flow "), "an empty host name is NILVALUE: {msg}");
+        assert!(
+            msg.contains(" - xdp-audit 1 flow "),
+            "an empty host name is NILVALUE: {msg}"
+        );
         assert!(msg.contains(r#" verdict="pass" "#), "{msg}");
     }
 
@@ -333,6 +340,9 @@ mod tests {
             ..m
         };
         enc.message(&bare, 0, &mut out);
-        assert!(unframe(&out).ends_with(" alert -"), "NILVALUE structured data");
+        assert!(
+            unframe(&out).ends_with(" alert -"),
+            "NILVALUE structured data"
+        );
     }
 }

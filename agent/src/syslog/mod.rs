@@ -2,14 +2,15 @@
 //! frames over TCP or TLS (`--syslog tcp://HOST:PORT` or `tls://HOST:PORT`).
 //!
 //! ```text
-//! records thread: SyslogStage::write ─► copy ─► try_send ─┐  bounded queue (overflow counted)
-//! alert engine:   Handle::try_send(Message) ─────────────┘        │
-//!                                                   sender thread: format ─► batch ─► TCP / TLS
+//! records thread: SyslogStage::write ─► copy ─► batch ─► try_send ─┐  bounded queue
+//! alert engine:   Handle::try_send(Message) ──────────────────────┘  (overflow counted)
+//!                                              sender thread: format ─► batch ─► TCP / TLS
 //! ```
 //!
-//! Nothing on the records thread formats or waits: [`SyslogStage`] copies the record into the
-//! queue and passes it on to the sink it wraps. The sender thread ([`sender`]) formats
-//! ([`format`]), writes batches, and on a broken connection reconnects with exponential
+//! Nothing on the records thread formats or waits: [`SyslogStage`] copies the record into a
+//! batch, hands full batches (and what it has at each sync and tick) to the queue, and passes
+//! every record on to the sink it wraps. The sender thread formats ([`format`]), writes
+//! batches, and on a broken connection reconnects with exponential
 //! backoff and jitter and writes again the batch that failed and the frames of the replay
 //! window before it (at least once: a reconnect may repeat frames, counted as `resent`).
 //! What can be lost, and is counted: records refused by a full queue (`dropped`), and what the

@@ -246,7 +246,10 @@ impl Sender {
     fn broken(&mut self, error: String, attempt: bool) {
         self.conn = None;
         if self.failures_in_row == 0 {
-            warn!(error, "syslog: no connection to the server; retrying with backoff");
+            warn!(
+                error,
+                "syslog: no connection to the server; retrying with backoff"
+            );
         } else {
             debug!(error, "syslog: still no connection");
         }

@@ -96,9 +96,27 @@ mod tests {
     #[test]
     fn parses_and_prints_servers() {
         for (url, tls, host, port, shown) in [
-            ("tcp://127.0.0.1:5140", false, "127.0.0.1", 5140, "tcp://127.0.0.1:5140"),
-            ("tls://logs.example:6514", true, "logs.example", 6514, "tls://logs.example:6514"),
-            ("TLS://logs.example", true, "logs.example", 6514, "tls://logs.example:6514"),
+            (
+                "tcp://127.0.0.1:5140",
+                false,
+                "127.0.0.1",
+                5140,
+                "tcp://127.0.0.1:5140",
+            ),
+            (
+                "tls://logs.example:6514",
+                true,
+                "logs.example",
+                6514,
+                "tls://logs.example:6514",
+            ),
+            (
+                "TLS://logs.example",
+                true,
+                "logs.example",
+                6514,
+                "tls://logs.example:6514",
+            ),
             ("tcp://[::1]:514/", false, "::1", 514, "tcp://[::1]:514"),
             ("tcp://[::1]", false, "::1", 601, "tcp://[::1]:601"),
         ] {
