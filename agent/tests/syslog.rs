@@ -32,7 +32,7 @@ fn config(url: &str) -> SyslogConfig {
 fn drop_records_arrive_once_with_the_structured_data_query_reads() {
     let tmp = TempDir::new("syslog-tcp");
     let port = free_port().expect("free port");
-    let rsyslog = Rsyslog::start(&tmp.path(), port, None, None).expect("start rsyslog");
+    let rsyslog = Rsyslog::start(tmp.path(), port, None, None).expect("start rsyslog");
     let log_dir = tmp.path().join("log");
     let clock = FakeClock::new(T0);
     let store = Store::open_with_clock(StoreConfig::new(&log_dir), Box::new(clock.clone()))
@@ -116,9 +116,9 @@ fn ids(messages: &[serde_json::Value]) -> Vec<u64> {
 #[test]
 fn tls_with_the_ca_file_delivers_and_a_wrong_ca_is_refused() {
     let tmp = TempDir::new("syslog-tls");
-    let certs = Certs::make(&tmp.path()).expect("make certificates");
+    let certs = Certs::make(tmp.path()).expect("make certificates");
     let port = free_port().expect("free port");
-    let rsyslog = Rsyslog::start(&tmp.path(), port, Some(&certs), None).expect("start rsyslog");
+    let rsyslog = Rsyslog::start(tmp.path(), port, Some(&certs), None).expect("start rsyslog");
 
     let mut good = config(&format!("tls://localhost:{port}"));
     good.ca_file = Some(certs.ca.clone());
@@ -182,7 +182,7 @@ fn an_rsyslog_restart_loses_nothing_status_does_not_count() {
     const N: u64 = 30_000;
     let tmp = TempDir::new("syslog-restart");
     let port = free_port().expect("free port");
-    let mut rsyslog = Rsyslog::start(&tmp.path(), port, None, None).expect("start rsyslog");
+    let mut rsyslog = Rsyslog::start(tmp.path(), port, None, None).expect("start rsyslog");
     let c = config(&format!("tcp://127.0.0.1:{port}"));
     let mut syslog = Syslog::start(c).expect("start the sink");
     let handle = syslog.handle();
