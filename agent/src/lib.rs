@@ -28,4 +28,5 @@ pub mod stats;
 pub mod status;
 pub mod store;
 pub mod sweeper;
+pub mod syslog;
 pub mod throttle;

@@ -59,8 +59,41 @@ pub trait RecordSink: Send {
     fn enrich_status(&self) -> Option<crate::enrich::stage::EnrichStatus> {
         None
     }
+    /// The syslog sink's counters, for `status`; a sink without that stage has none.
+    fn syslog_status(&self) -> Option<crate::syslog::SyslogStatus> {
+        None
+    }
     /// Takes a copy of a packet's payload ([`crate::reader::Payload`]), in ring order with
     /// the flow events around it: the enrich stage reads names from it. A sink that reads no
     /// payloads (the store) ignores it, the default.
     fn payload(&mut self, _payload: &crate::reader::Payload) {}
+}
+
+/// A boxed sink is a sink: a stage can wrap a chain chosen at run time (with or without
+/// syslog). Every method forwards, so no stage's status is lost on the way.
+impl RecordSink for Box<dyn RecordSink> {
+    fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
+        (**self).write(record)
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        (**self).sync()
+    }
+    fn tick(&mut self) -> Result<(), SinkError> {
+        (**self).tick()
+    }
+    fn close(&mut self) -> Result<(), SinkError> {
+        (**self).close()
+    }
+    fn store_status(&self) -> Option<crate::store::StoreStatus> {
+        (**self).store_status()
+    }
+    fn enrich_status(&self) -> Option<crate::enrich::stage::EnrichStatus> {
+        (**self).enrich_status()
+    }
+    fn syslog_status(&self) -> Option<crate::syslog::SyslogStatus> {
+        (**self).syslog_status()
+    }
+    fn payload(&mut self, payload: &crate::reader::Payload) {
+        (**self).payload(payload)
+    }
 }

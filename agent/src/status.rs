@@ -87,6 +87,10 @@ pub struct Snapshot {
     /// When the agent stopped cleanly (RFC 3339 UTC); absent while it runs, and after a crash.
     #[serde(default)]
     pub stopped_at: Option<String>,
+    /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
+    /// when the agent runs without `--syslog`).
+    #[serde(default)]
+    pub syslog: Option<crate::syslog::SyslogStatus>,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -155,6 +159,7 @@ impl Snapshot {
             observe: Default::default(),
             alerts: None,
             stopped_at: None,
+            syslog: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod lab;
 pub mod netns;
 pub mod pcap;
 pub mod pins;
+pub mod rsyslog;
 pub mod servers;
 pub mod tmpfs;
 pub mod traffic;

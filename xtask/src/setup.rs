@@ -27,6 +27,8 @@ const APT: &[&str] = &[
     "openssl",          // s_server and test certificates
     "prometheus",       // promtool check metrics: the metrics endpoint's test
     "python3",          // http.server; DuckDB reads segments
+    "rsyslog",          // the syslog sink's tests: a real RFC 5424 / RFC 6587 receiver
+    "rsyslog-gnutls",   // rsyslog's TLS listener for the syslog TLS test
     "systemd",          // systemd-analyze verify and security for the unit
     "tcpdump",          // captures compared with the audit log
     "util-linux",       // setpriv, mount: privilege and disk-full tests
@@ -131,18 +133,22 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
-/// The DuckDB Python package: a test proves segments are readable by a real engine.
+/// The DuckDB and pyarrow Python packages: tests prove segments are readable by real engines
+/// (and run the README's fleet examples with both).
 fn duckdb() -> anyhow::Result<()> {
-    let have = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if have {
-        eprintln!("setup: python duckdb present");
-        return Ok(());
+    for module in ["duckdb", "pyarrow"] {
+        let have = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if have {
+            eprintln!("setup: python {module} present");
+            continue;
+        }
+        eprintln!("setup: installing the {module} Python package");
+        run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", module]))?;
     }
-    eprintln!("setup: installing the duckdb Python package");
-    run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", "duckdb"]))
+    Ok(())
 }
 
 /// `s3s-fs`, a real S3 server over a folder, for the shipping tests and benchmark.

@@ -18,6 +18,7 @@ pub mod config;
 pub mod deliver;
 pub mod engine;
 pub mod stage;
+pub mod syslog;
 pub mod thread;
 mod verify;
 pub mod webhook;

@@ -107,6 +107,10 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
         self.inner.enrich_status()
     }
 
+    fn syslog_status(&self) -> Option<crate::syslog::SyslogStatus> {
+        self.inner.syslog_status()
+    }
+
     fn payload(&mut self, payload: &Payload) {
         self.inner.payload(payload)
     }

@@ -28,9 +28,11 @@ use crate::loader::adopt::{self, Outcome, Target};
 use crate::loader::pin::{self, InstanceLock};
 use crate::loader::{ifindex, AttachMode, LoadOptions, Loaded, Maps, Program};
 use crate::privilege::{self, Needs, RunAs};
+use crate::sink::RecordSink;
 use crate::span;
 use crate::store::Store;
 use crate::sweeper::Timeouts;
+use crate::syslog::SyslogStage;
 
 /// Audit every flow through the given interfaces and enforce block and allow lists.
 ///
@@ -116,6 +118,9 @@ pub struct RunArgs {
     /// Attribution: --subscribers, --dhcp-leases, --dhcp-server, --nat.
     #[command(flatten)]
     pub enrich: crate::cmd::enrich_args::EnrichArgs,
+    /// Syslog: --syslog, --syslog-ca, --syslog-records, --syslog-queue.
+    #[command(flatten)]
+    pub syslog: crate::syslog::args::SyslogArgs,
     /// Switch to this user and its group (started as root) before opening the store, keeping
     /// only the capabilities loading needs; a missing --log-dir or --state-dir is created for
     /// it. With or without it, once attached the agent keeps only the capabilities it still
@@ -377,6 +382,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let retention_days = store_config.retention_days;
     let verify_key = store_config.signing_key.as_ref().map(|k| k.verifying_key());
+    let syslog_config = args.syslog.to_config()?;
     let log_dir = args.store.dir.log_dir.clone();
     if let Some(name) = &args.user {
         let user = RunAs::lookup(name)?;
@@ -412,7 +418,17 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let mut alerts = start_alerts(&args, &log_dir)?;
+    let recovered = store.recovered_at_open();
+    // The syslog sink too (a bad --syslog-ca fails here); its sender connects on its own.
+    let (sink, syslog): (Box<dyn RecordSink>, _) = match syslog_config {
+        Some(c) => {
+            let stage = SyslogStage::start(store, c).context("starting the syslog sink")?;
+            let handle = stage.handle();
+            (Box::new(stage), Some(handle))
+        }
+        None => (Box::new(store), None),
+    };
+    let mut alerts = start_alerts(&args, &log_dir, syslog)?;
     alerts
         .verify_store(
             log_dir.clone(),
@@ -420,7 +436,6 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.alerts.alert_verify_interval,
         )
         .context("cannot start the store verification thread")?;
-    let recovered = store.recovered_at_open();
     let unsealed =
         (recovered > 0).then(|| format!("{recovered} journals with records were left unsealed"));
     if let Some(evidence) = crashed.or(unsealed) {
@@ -445,8 +460,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     // once, by the loader) and before the first record can be written.
     let (enrichment, inputs) =
         Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
-    let store = AlertStage::new(store, alerts.handle());
-    let stage = EnrichStage::new(Box::new(store), inputs, stage_config(&args));
+    let sink = AlertStage::new(sink, alerts.handle());
+    let stage = EnrichStage::new(Box::new(sink), inputs, stage_config(&args));
     let settings = Settings {
         timeouts: Timeouts {
             inactive: args.inactive_timeout,
@@ -519,7 +534,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Starts the alert thread with its deliveries: the log, `alerts.jsonl` in the store, and
 /// the webhook if one is configured.
-fn start_alerts(args: &RunArgs, log_dir: &std::path::Path) -> anyhow::Result<Alerts> {
+fn start_alerts(
+    args: &RunArgs,
+    log_dir: &std::path::Path,
+    syslog: Option<crate::syslog::Handle>,
+) -> anyhow::Result<Alerts> {
     let a: &crate::alert::AlertConfig = &args.alerts;
     let mut deliveries: Vec<Box<dyn Delivery>> = vec![
         Box::new(LogDelivery::default()),
@@ -532,6 +551,9 @@ fn start_alerts(args: &RunArgs, log_dir: &std::path::Path) -> anyhow::Result<Ale
             a.alert_webhook_attempts,
         )?;
         deliveries.push(Box::new(hook));
+    }
+    if let Some(handle) = syslog {
+        deliveries.push(Box::new(crate::alert::syslog::SyslogDelivery::new(handle)));
     }
     Alerts::start(a, args.flow_table_size, deliveries).context("cannot start the alert thread")
 }

@@ -165,6 +165,9 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(sh) = &s.ship {
         println!("{}", sh.summary());
     }
+    if let Some(l) = &s.syslog {
+        println!("{}", l.summary());
+    }
     println!("\nlists:");
     for l in &s.lists {
         println!(

@@ -156,6 +156,7 @@ impl Records {
         snap.store = self.sink.store_status().unwrap_or_default();
         snap.enrich = self.sink.enrich_status();
         snap.ship = s.ship.as_ref().map(|h| h.status());
+        snap.syslog = self.sink.syslog_status();
         snap.pipeline = pipeline;
         snap.clock = self.sweeper.clock().stats().clone();
         snap.observe = self.observed();

@@ -66,6 +66,9 @@ pub fn snapshot(e: &mut Encoder, s: &Snapshot, top_rules: usize) {
     if let Some(a) = &s.alerts {
         alerts(e, a);
     }
+    if let Some(l) = &s.syslog {
+        syslog(e, l);
+    }
 }
 
 /// `build_info`: the agent's version.
@@ -682,4 +685,43 @@ pub fn alerts(e: &mut Encoder, a: &crate::alert::AlertStatus) {
     for d in &a.deliveries {
         f.sample(&[("delivery", &d.name)], d.pending);
     }
+}
+
+/// The syslog sink (with `--syslog`): messages sent, queued, lost, and the connection.
+pub fn syslog(e: &mut Encoder, s: &crate::syslog::SyslogStatus) {
+    e.gauge(
+        "syslog_connected",
+        "1 while the syslog server is connected.",
+        s.connected,
+    );
+    e.counter(
+        "syslog_messages_sent_total",
+        "Syslog messages written to the server.",
+        s.sent,
+    );
+    e.gauge(
+        "syslog_messages_queued",
+        "Syslog messages waiting in the bounded queue.",
+        s.queued,
+    );
+    e.counter(
+        "syslog_messages_dropped_total",
+        "Syslog messages dropped because the queue was full.",
+        s.dropped,
+    );
+    e.counter(
+        "syslog_messages_resent_total",
+        "Syslog messages sent again after a reconnect (possible duplicates).",
+        s.resent,
+    );
+    e.counter(
+        "syslog_reconnects_total",
+        "Connections to the syslog server made again after a loss.",
+        s.reconnects,
+    );
+    e.counter(
+        "syslog_connect_failures_total",
+        "Failed connection attempts to the syslog server.",
+        s.connect_failures,
+    );
 }

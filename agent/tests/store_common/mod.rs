@@ -113,3 +113,23 @@ pub fn live(dir: &Path) -> Vec<SegmentInfo> {
         .cloned()
         .collect()
 }
+
+/// What `xdp-audit query --format jsonl ARGS` prints for the store in `dir`, one JSON value per
+/// record.
+pub fn query_jsonl(dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xdp-audit"))
+        .args(["query", "--format", "jsonl", "--log-dir"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run xdp-audit query");
+    assert!(
+        out.status.success(),
+        "query failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("query printed {l}: {e}")))
+        .collect()
+}

@@ -453,6 +453,10 @@ impl RecordSink for EnrichStage {
         Some(self.status())
     }
 
+    fn syslog_status(&self) -> Option<crate::syslog::SyslogStatus> {
+        self.inner.syslog_status()
+    }
+
     fn payload(&mut self, p: &crate::reader::Payload) {
         let packet = payload::Packet {
             key: &p.key,

@@ -88,6 +88,12 @@ fn full(rules: usize) -> Snapshot {
             ..Default::default()
         }),
         stopped_at: None,
+        syslog: Some(crate::syslog::SyslogStatus {
+            server: "tcp://127.0.0.1:514".into(),
+            connected: true,
+            sent: 10,
+            ..Default::default()
+        }),
     }
 }
 

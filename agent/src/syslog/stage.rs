@@ -1,0 +1,96 @@
+//! [`SyslogStage`]: the record path's side of the syslog sink.
+
+use crate::record::FlowRecord;
+use crate::sink::{RecordSink, SinkError};
+
+use super::{Handle, Item, Records, Syslog, SyslogConfig, SyslogError, SyslogStatus, STAGE_BATCH};
+
+/// A [`RecordSink`] that queues a copy of each record the configuration selects (drop records,
+/// or all with `--syslog-records`) for the syslog sender, then passes every record to the
+/// sink it wraps. It never waits: a full queue drops the copies and counts them. Copies are
+/// handed over in batches (see `STAGE_BATCH`), and on every sync, tick and close.
+pub struct SyslogStage<S: RecordSink> {
+    inner: S,
+    syslog: Syslog,
+    handle: Handle,
+    records: Records,
+    pending: Vec<Item>,
+}
+
+impl<S: RecordSink> SyslogStage<S> {
+    /// Starts the sender for `config` and wraps `inner`.
+    pub fn start(inner: S, config: SyslogConfig) -> Result<Self, SyslogError> {
+        let records = config.records;
+        let syslog = Syslog::start(config)?;
+        Ok(Self {
+            inner,
+            handle: syslog.handle(),
+            syslog,
+            records,
+            pending: Vec::with_capacity(STAGE_BATCH),
+        })
+    }
+
+    /// Hands the gathered copies to the queue (a refusal is counted by the handle).
+    fn hand_over(&mut self) {
+        if !self.pending.is_empty() {
+            let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(STAGE_BATCH));
+            self.handle.push(batch);
+        }
+    }
+
+    /// A handle for other senders (the alert engine).
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// The wrapped sink.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: RecordSink> RecordSink for SyslogStage<S> {
+    fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
+        if self.records == Records::All || record.dropped > 0 {
+            self.pending.push(Item::Record(record.clone()));
+            if self.pending.len() >= STAGE_BATCH {
+                self.hand_over();
+            }
+        }
+        self.inner.write(record)
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
+        self.inner.sync()
+    }
+
+    fn tick(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
+        self.inner.tick()
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
+        let closed = self.inner.close();
+        self.syslog.close();
+        closed
+    }
+
+    fn store_status(&self) -> Option<crate::store::StoreStatus> {
+        self.inner.store_status()
+    }
+
+    fn enrich_status(&self) -> Option<crate::enrich::stage::EnrichStatus> {
+        self.inner.enrich_status()
+    }
+
+    fn syslog_status(&self) -> Option<SyslogStatus> {
+        Some(self.handle.status())
+    }
+
+    fn payload(&mut self, payload: &crate::reader::Payload) {
+        self.inner.payload(payload)
+    }
+}
