@@ -252,6 +252,28 @@ input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="in"{tls_input})
         .with_context(|| format!("{} received", self.messages().map_or(0, |m| m.len())))?;
         Ok(got)
     }
+
+    /// Waits until at least `n` messages with MSGID `msgid` were received; returns every
+    /// message received by then (other MSGIDs too, such as the agent's alerts).
+    pub fn wait_for_msgid(
+        &self,
+        msgid: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut got = Vec::new();
+        let count = |got: &[serde_json::Value]| got.iter().filter(|m| m["msgid"] == msgid).count();
+        poll_until(
+            timeout,
+            &format!("rsyslog received {n} messages of MSGID {msgid}"),
+            || {
+                got = self.messages()?;
+                Ok(count(&got) >= n)
+            },
+        )
+        .with_context(|| format!("{} received", self.messages().map_or(0, |m| count(&m))))?;
+        Ok(got)
+    }
 }
 
 impl Drop for Rsyslog {
