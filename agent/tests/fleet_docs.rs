@@ -2,17 +2,20 @@
 //! Hive tree of two gateways' segments (`gateway=<id>/date=YYYY-MM-DD/<segment>`) and their
 //! counts per gateway equal `xdp-audit query` on each gateway's store.
 //!
-//! The tree is built here by copying each store's sealed segments into that layout; the
-//! examples only see its root ([`check_examples`] takes it as a parameter), so a tree shipped
-//! to S3 and synced down is checked the same way.
+//! The tree is what the agent ships: each store goes to a real S3 server (`s3s-fs`, which
+//! keeps a bucket's objects as files under their keys, manifests included), and the examples
+//! read that folder, as they would a bucket synced down or mounted.
 
+mod ship_common;
 mod store_common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ship_common::{S3Server, BUCKET};
 use store_common::{fill, query_jsonl as query, TempDir};
+use xdp_audit::ship::{ship_once, ShipOptions};
 use xdp_audit::store::FakeClock;
 
 /// 2026-11-30T06:30:00Z: the stores span the examples' window, 08:00 to 09:00.
@@ -40,29 +43,6 @@ fn examples() -> BTreeMap<String, String> {
         rest = &body[close..];
     }
     out
-}
-
-/// Copies the sealed segments of the store in `log_dir` into `root` as gateway `id`.
-fn ship_by_copy(root: &Path, id: &str, log_dir: &Path) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir(log_dir).expect("list the store") {
-        let name = e
-            .expect("dir entry")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if !(name.starts_with("seg-") && name.ends_with(".parquet")) {
-            continue;
-        }
-        // seg-<seq>-<YYYYMMDD>T<HHMMSS>Z.parquet: the date of the first record.
-        let stamp = name.split('-').nth(2).expect("segment name has a start");
-        let date = format!("{}-{}-{}", &stamp[..4], &stamp[4..6], &stamp[6..8]);
-        let dir = root.join(format!("gateway={id}/date={date}"));
-        std::fs::create_dir_all(&dir).expect("create the partition");
-        std::fs::copy(log_dir.join(&name), dir.join(&name)).expect("copy a segment");
-        n += 1;
-    }
-    n
 }
 
 /// What an example must print: `records GW N` and `address GW N DROPPED` lines.
@@ -122,13 +102,14 @@ fn readme_fleet_examples_count_what_query_counts() {
         fill(&dir, &clock, START, 4, 1.0, 40 + i as u64, true);
         gateways.push((id, dir));
     }
-    let root = tmp.path().join("fleet");
+    let s3 = S3Server::start(&tmp.path().join("s3"));
     for (id, dir) in &gateways {
-        assert!(
-            ship_by_copy(&root, id, dir) >= 4,
-            "{id}: an hour per segment"
-        );
+        ship_once(dir, &s3.config("fleet", id), &ShipOptions::default())
+            .unwrap_or_else(|e| panic!("ship {id}: {e}"));
+        let shipped = s3.objects(&format!("fleet/gateway={id}"), ".parquet").len();
+        assert!(shipped >= 4, "{id}: an hour per segment, {shipped} shipped");
     }
+    let root = s3.root.join(BUCKET).join("fleet");
     let want = expected(&gateways);
     assert!(
         want.iter().any(|l| l.starts_with("address ")),
