@@ -1,0 +1,127 @@
+//! Tests of the hash-chained logs (the operator log and the alert log).
+
+use super::*;
+
+fn access(command: &str) -> OpEntry {
+    OpEntry {
+        at_ns: 5,
+        who: Who::default(),
+        body: OpBody::Access(AccessInfo {
+            command: command.into(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xdp-audit-oplog-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+#[test]
+fn appended_lines_chain_and_check() {
+    let d = temp("chain");
+    for c in ["a", "b", "c"] {
+        append(&d, access(c)).expect("append");
+    }
+    let s = scan(&d).expect("scan");
+    assert_eq!(s.problem, None);
+    assert_eq!(s.lines.iter().map(|l| l.n).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(s.lines[1].prev, s.lines[0].hash);
+    assert_eq!(
+        s.end.bytes,
+        std::fs::metadata(d.join(LOG)).expect("stat").len()
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_log_made_by_root_belongs_to_the_stores_owner_with_group_append() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test gives files away: run it as root (cargo xtask test does)");
+    }
+    let d = temp("owner");
+    std::os::unix::fs::chown(&d, Some(65534), Some(65534)).expect("chown the store dir");
+    // SAFETY: umask has no preconditions; restored below.
+    let old = unsafe { libc::umask(0o022) };
+    let appended = append(&d, access("query"));
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    appended.expect("append");
+    let m = std::fs::metadata(d.join(LOG)).expect("stat the log");
+    assert_eq!((m.uid(), m.gid()), (65534, 65534), "owner of {}", LOG);
+    assert_eq!(m.permissions().mode() & 0o777, LOG_MODE, "mode of {}", LOG);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_torn_last_line_is_cut_before_the_next_append() {
+    let d = temp("torn");
+    append(&d, access("a")).expect("append");
+    let mut f = File::options()
+        .append(true)
+        .open(d.join(LOG))
+        .expect("open");
+    f.write_all(b"{\"n\":2,\"at_").expect("tear");
+    let s = scan(&d).expect("scan");
+    assert_eq!((s.lines.len(), s.incomplete), (1, 11));
+    append(&d, access("b")).expect("append after a torn line");
+    let s = scan(&d).expect("scan");
+    assert_eq!((s.lines.len(), s.incomplete, s.problem), (2, 0, None));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_long_tail_is_found_across_read_windows() {
+    let d = temp("long");
+    let mut e = access("x");
+    if let OpBody::Access(a) = &mut e.body {
+        a.filter = "f".repeat(MAX_LINE - 400);
+    }
+    for _ in 0..6 {
+        append(&d, e.clone()).expect("append");
+    }
+    assert_eq!(scan(&d).expect("scan").problem, None);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn rules_refuse_bad_releases() {
+    let hold = |n| OpLine {
+        n,
+        entry: OpEntry {
+            at_ns: 1,
+            who: Who::default(),
+            body: OpBody::Hold(HoldInfo {
+                since_ns: 0,
+                until_ns: 10,
+                reason: "case".into(),
+            }),
+        },
+        prev: String::new(),
+        hash: String::new(),
+    };
+    let release = |n, hold| OpLine {
+        n,
+        entry: OpEntry {
+            at_ns: 1,
+            who: Who::default(),
+            body: OpBody::Release(ReleaseInfo {
+                hold,
+                reason: "done".into(),
+            }),
+        },
+        prev: String::new(),
+        hash: String::new(),
+    };
+    let mut holds = Default::default();
+    assert!(check_rules(&release(1, 1), &mut holds).is_err());
+    check_rules(&hold(2), &mut holds).expect("hold");
+    check_rules(&release(3, 2), &mut holds).expect("release");
+    let twice = check_rules(&release(4, 2), &mut holds).expect_err("twice");
+    assert!(twice.contains("twice"), "{twice}");
+}
