@@ -3,7 +3,7 @@
 //! What the alert stage costs the record path: the records thread's CPU time to write the
 //! same records into the audit store directly (the baseline) and through the `AlertStage`
 //! (each blocked record handed to the running alert thread by `try_send`), in the same run,
-//! alternating, the best of several rounds each. Two mixes: one record in ten blocked (a
+//! alternating, the median of several rounds each. Two mixes: one record in ten blocked (a
 //! gateway under heavy blocking) and every record blocked (the worst case; the queue then
 //! fills and the surplus is counted, never waited for). Target: a ratio of at most 1.03.
 
@@ -17,19 +17,12 @@ use xdp_audit::sink::RecordSink;
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::{Store, StoreConfig};
 
+#[path = "support/cpu.rs"]
+mod cpu;
+
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 const RECORDS: usize = 400_000;
-const ROUNDS: usize = 5;
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+const ROUNDS: usize = 7;
 
 fn tmp(name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!(
@@ -49,12 +42,12 @@ fn store(name: &str) -> (Store, PathBuf) {
 
 /// CPU time of the records thread writing `recs` into `sink`, made durable.
 fn write_all(sink: &mut dyn RecordSink, recs: &[FlowRecord]) -> Duration {
-    let c = thread_cpu();
+    let c = cpu::thread();
     for r in recs {
         sink.write(r).expect("write");
     }
     sink.sync().expect("sync");
-    thread_cpu() - c
+    cpu::thread() - c
 }
 
 fn records(blocked_every: usize) -> Vec<FlowRecord> {
@@ -76,13 +69,13 @@ fn records(blocked_every: usize) -> Vec<FlowRecord> {
 fn main() {
     for (label, every) in [("1 in 10 blocked", 10), ("all blocked", 1)] {
         let recs = records(every);
-        let (mut base, mut with) = (Duration::MAX, Duration::MAX);
+        let (mut base, mut with) = (Vec::new(), Vec::new());
         let mut lost = 0;
         for round in 0..ROUNDS {
             let mut runs: [&mut dyn FnMut(); 2] = [
                 &mut || {
                     let (mut s, dir) = store("base");
-                    base = base.min(write_all(&mut s, &recs));
+                    base.push(write_all(&mut s, &recs).as_secs_f64());
                     drop(s);
                     let _ = std::fs::remove_dir_all(dir);
                 },
@@ -91,7 +84,7 @@ fn main() {
                     let alerts = Alerts::start(&AlertConfig::default(), 262_144, Vec::new())
                         .expect("start the alert thread");
                     let mut stage = AlertStage::new(s, alerts.handle());
-                    with = with.min(write_all(&mut stage, &recs));
+                    with.push(write_all(&mut stage, &recs).as_secs_f64());
                     lost = lost.max(alerts.handle().status().queue_full);
                     drop(stage);
                     alerts.stop();
@@ -106,13 +99,15 @@ fn main() {
                 run();
             }
         }
+        let (base, with) = (cpu::median(&base), cpu::median(&with));
         println!(
-            "alerts ({label}): {RECORDS} records into the store, records-thread CPU best of {ROUNDS}: \
-             direct {:.3} s, through the alert stage {:.3} s; ratio {:.3} (target <= 1.03); \
-             {lost} hits dropped by a full alert queue (counted)",
-            base.as_secs_f64(),
-            with.as_secs_f64(),
-            with.as_secs_f64() / base.as_secs_f64()
+            "alerts ({label}): {RECORDS} records into the store, records-thread CPU, median of {ROUNDS} \
+             alternating rounds, load average {}: direct {:.3} s, through the alert stage {:.3} s; \
+             ratio {:.3} (target <= 1.03); {lost} hits dropped by a full alert queue (counted)",
+            cpu::load(),
+            base,
+            with,
+            with / base
         );
     }
 }

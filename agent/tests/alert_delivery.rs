@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use xdp_audit::alert::deliver::{ChainDelivery, Delivery, LogDelivery};
 use xdp_audit::alert::webhook::Webhook;
-use xdp_audit::alert::{AlertConfig, Alerts, Event, Hit};
+use xdp_audit::alert::stage::HitBatch;
+use xdp_audit::alert::{AlertConfig, Alerts, Event};
 use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::oplog::{self, Log, OpBody};
 use xdp_audit::store::verify::verify;
@@ -74,12 +75,12 @@ fn notices_reach_the_webhook_and_the_chain_and_a_removed_line_fails_verify() {
     h.event(Event::Crashed {
         evidence: "agent pid 1 ended without a clean stop".into(),
     });
-    let hit = Hit {
-        client: "198.51.100.2".parse().expect("address"),
-        user: None,
-        rule: Some("/etc/xdp-audit/block.list:1".into()),
-    };
-    h.hits(vec![(hit.clone(), 2), (hit, 1)]);
+    let client = "198.51.100.2".parse().expect("address");
+    let mut hits = HitBatch::default();
+    for _ in 0..3 {
+        hits.push(client, None, Some("/etc/xdp-audit/block.list:1"));
+    }
+    h.hits(hits);
     wait_until(
         Duration::from_secs(30),
         "three raised and three resolved notices at the webhook",

@@ -15,6 +15,8 @@ use common::*;
 use serde_json::Value;
 use xdp_audit::compliance::{self, system, Agent, ClockSync, Configured, Disk, Inputs};
 use xdp_audit::record::{rfc3339_ns, rfc3339_s};
+use xdp_audit::ship::cursor::{Acked, Cursor};
+use xdp_audit::ship::ShipStatus;
 use xdp_audit::status::Snapshot;
 use xdp_audit::store::manifest::{self, load_public_key, load_signing_key, SegmentInfo};
 use xdp_audit::store::oplog::{self, OpBody};
@@ -131,8 +133,8 @@ fn results(report: &Value) -> Vec<(String, String)> {
 }
 
 /// The results of a healthy store younger than its retention, with `clock` for the clock:
-/// it cannot show the full period yet (a warn), and no build ships records off the gateway
-/// yet (a warn); everything else passes.
+/// it cannot show the full period yet (a warn), and it is not shipped off the gateway (a
+/// warn: one copy only); everything else passes.
 fn healthy(clock: &str) -> Vec<(String, String)> {
     [
         ("agent", "pass"),
@@ -495,4 +497,100 @@ fn no_agent_status_fails_the_agent_line() {
         "{r:#}"
     );
     assert_eq!(out.status.code(), Some(1), "{r:#}");
+}
+
+/// The shipping line: not configured is a warn naming `--ship`; an agent shipping with a
+/// fresh backlog passes and names it (from the store's cursor against the chain); a backlog
+/// older than the lag limit warns; a cursor without a shipping agent warns that shipping
+/// stopped, with what is owed.
+#[test]
+fn the_shipping_line_says_whether_records_leave_the_gateway_and_the_backlog() {
+    let dir = TempDir::new("compliance-shipping");
+    let end = T0 + 2 * DAY;
+    let status = build(dir.path(), T0, end, 7);
+    let store = dir.path().join("store");
+    let now = end + 60_000_000_000;
+    let mut inp = inputs(dir.path(), now, status);
+    let shipping = |inp: &Inputs| {
+        let r = report(inp);
+        let l = line(&r, "shipping").clone();
+        (l["result"].as_str().unwrap_or("?").to_owned(), text(&l))
+    };
+
+    let (result, why) = shipping(&inp);
+    assert_eq!(result, "warn", "{why}");
+    assert!(why.contains("not configured") && why.contains("--ship"), "{why}");
+
+    // The agent ships; the bucket acknowledged every segment but the two newest.
+    let target = "s3://audit/k/gateway=gw";
+    let mut segs = live(&store);
+    segs.sort_by_key(|s| s.time_max_ns);
+    let (owed, acked) = (&segs[segs.len() - 2..], &segs[..segs.len() - 2]);
+    let mut cursor = Cursor {
+        version: 1,
+        target: target.into(),
+        ..Cursor::default()
+    };
+    for s in acked {
+        cursor.acked.insert(
+            s.file.clone(),
+            Acked {
+                key: format!("k/gateway=gw/{}", s.file),
+                size: s.size,
+                sha256: s.sha256.clone(),
+            },
+        );
+    }
+    cursor.save(&store).expect("write the cursor");
+    if let Ok(a) = inp.agent.as_mut() {
+        a.snapshot.ship = Some(ShipStatus {
+            target: target.into(),
+            ..ShipStatus::default()
+        });
+    }
+    let owed_bytes: u64 = owed.iter().map(|s| s.size).sum();
+    let (result, why) = shipping(&inp);
+    assert_eq!(result, "pass", "{why}");
+    assert!(
+        why.contains(&format!("shipping to {target}: backlog 2 segments"))
+            && why.contains(&compliance::bytes(owed_bytes)),
+        "{why}"
+    );
+
+    // Two days later nothing more was acknowledged: the backlog is too old.
+    inp.now_ns += 2 * DAY;
+    let (result, why) = shipping(&inp);
+    assert_eq!(result, "warn", "{why}");
+    assert!(why.contains("the backlog is older than"), "{why}");
+    inp.now_ns -= 2 * DAY;
+
+    // Everything acknowledged: nothing owed.
+    for s in owed {
+        cursor.acked.insert(
+            s.file.clone(),
+            Acked {
+                key: s.file.clone(),
+                size: s.size,
+                sha256: s.sha256.clone(),
+            },
+        );
+    }
+    cursor.save(&store).expect("write the cursor");
+    let (result, why) = shipping(&inp);
+    assert_eq!(result, "pass", "{why}");
+    assert!(why.contains("nothing owed"), "{why}");
+
+    // The cursor stays, but the agent runs without --ship: shipping stopped.
+    if let Ok(a) = inp.agent.as_mut() {
+        a.snapshot.ship = None;
+    }
+    cursor.acked.remove(&owed[1].file);
+    cursor.save(&store).expect("write the cursor");
+    let (result, why) = shipping(&inp);
+    assert_eq!(result, "warn", "{why}");
+    assert!(
+        why.contains(&format!("shipped to {target} before"))
+            && why.contains("backlog 1 segment ("),
+        "{why}"
+    );
 }

@@ -1,13 +1,14 @@
 //! The alert stage: a [`RecordSink`] between the enrich stage and the store that hands the
 //! blocked records (`dropped > 0`) to the alert thread and passes every record on. A record
-//! that dropped nothing costs one compare; a blocked one a hash of its (client, user, rule)
-//! and a count on the batch's entry for it (strings are copied for a new entry only). The
-//! batch goes with one `try_send` that never waits when it holds [`BATCH`] entries or at the
+//! that dropped nothing costs one compare; a blocked one appends its client, user and rule as
+//! flat bytes to the batch ([`HitBatch`]): no hash, no allocation, no lookup on the records
+//! thread. The alert thread counts the batch per (client, user, rule) ([`HitBatch::counted`]).
+//! The batch goes with one `try_send` that never waits when it holds [`BATCH`] hits or at the
 //! next tick (a sweep, about once a second): one wake-up of the alert thread per batch, not per
 //! hit. A full queue drops the batch and counts its hits (see [`super::Handle`]).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Handle, Hit};
 use crate::enrich::stage::EnrichStatus;
@@ -16,17 +17,129 @@ use crate::record::FlowRecord;
 use crate::sink::{RecordSink, SinkError};
 use crate::store::StoreStatus;
 
-/// Distinct (client, user, rule) entries sent to the alert thread at once.
-pub const BATCH: usize = 256;
+/// Blocked records sent to the alert thread at once.
+pub const BATCH: usize = 1024;
+
+/// Blocked records as flat bytes, in the order seen: per hit the client (a family byte, 4 or
+/// 16 address bytes), then the user and the rule, each a u16 length (`u16::MAX`: none) and
+/// its UTF-8 (texts longer than 65,534 bytes are cut at a character boundary).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HitBatch {
+    bytes: Vec<u8>,
+    hits: u64,
+}
+
+const NONE: u16 = u16::MAX;
+
+impl HitBatch {
+    /// A batch with room for `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            hits: 0,
+        }
+    }
+
+    /// Blocked records in the batch.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    /// Appends one blocked record's (client, user, rule).
+    pub fn push(&mut self, client: IpAddr, user: Option<&str>, rule: Option<&str>) {
+        match client {
+            IpAddr::V4(a) => {
+                self.bytes.push(4);
+                self.bytes.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                self.bytes.push(6);
+                self.bytes.extend_from_slice(&a.octets());
+            }
+        }
+        for text in [user, rule] {
+            match text {
+                None => self.bytes.extend_from_slice(&NONE.to_le_bytes()),
+                Some(t) => {
+                    let mut end = t.len().min(usize::from(NONE - 1));
+                    while !t.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    self.bytes.extend_from_slice(&(end as u16).to_le_bytes());
+                    self.bytes.extend_from_slice(&t.as_bytes()[..end]);
+                }
+            }
+        }
+        self.hits += 1;
+    }
+
+    /// The distinct (client, user, rule) of the batch with how many records each stands for,
+    /// in first-seen order.
+    pub fn counted(&self) -> Vec<(Hit, u64)> {
+        type Key<'a> = (IpAddr, Option<&'a str>, Option<&'a str>);
+        let mut order: Vec<(Key<'_>, u64)> = Vec::new();
+        let mut index: HashMap<Key<'_>, usize> = HashMap::new();
+        let mut b = &self.bytes[..];
+        while let Some(key) = next_hit(&mut b) {
+            match index.get(&key) {
+                Some(&i) => order[i].1 += 1,
+                None => {
+                    index.insert(key, order.len());
+                    order.push((key, 1));
+                }
+            }
+        }
+        order
+            .into_iter()
+            .map(|((client, user, rule), n)| {
+                let hit = Hit {
+                    client,
+                    user: user.map(str::to_owned),
+                    rule: rule.map(str::to_owned),
+                };
+                (hit, n)
+            })
+            .collect()
+    }
+}
+
+/// Reads one hit written by [`HitBatch::push`] off the front of `b`; `None` at the end (or at
+/// bytes `push` did not write).
+fn next_hit<'a>(b: &mut &'a [u8]) -> Option<(IpAddr, Option<&'a str>, Option<&'a str>)> {
+    let (&family, rest) = b.split_first()?;
+    let (client, mut rest) = match family {
+        4 => {
+            let (a, r) = rest.split_first_chunk::<4>()?;
+            (IpAddr::V4(Ipv4Addr::from(*a)), r)
+        }
+        6 => {
+            let (a, r) = rest.split_first_chunk::<16>()?;
+            (IpAddr::V6(Ipv6Addr::from(*a)), r)
+        }
+        _ => return None,
+    };
+    let mut text = || -> Option<Option<&'a str>> {
+        let (len, r) = rest.split_first_chunk::<2>()?;
+        let len = u16::from_le_bytes(*len);
+        if len == NONE {
+            rest = r;
+            return Some(None);
+        }
+        let (t, r) = r.split_at_checked(usize::from(len))?;
+        rest = r;
+        std::str::from_utf8(t).ok().map(Some)
+    };
+    let user = text()?;
+    let rule = text()?;
+    *b = rest;
+    Some((client, user, rule))
+}
 
 /// The alert stage; see the module docs.
 pub struct AlertStage<S: RecordSink> {
     inner: S,
     alerts: Handle,
-    /// Hits with their counts, in first-seen order.
-    batch: Vec<(Hit, u64)>,
-    /// Index into `batch` by the hash of a hit's (client, user, rule).
-    index: HashMap<u64, usize, foldhash::fast::RandomState>,
+    batch: HitBatch,
 }
 
 impl<S: RecordSink> AlertStage<S> {
@@ -35,39 +148,15 @@ impl<S: RecordSink> AlertStage<S> {
         Self {
             inner,
             alerts,
-            batch: Vec::with_capacity(BATCH),
-            index: HashMap::with_capacity_and_hasher(BATCH, Default::default()),
+            batch: HitBatch::default(),
         }
     }
 
     fn send(&mut self) {
-        if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-            self.index.clear();
-            self.alerts.hits(batch);
-        }
-    }
-
-    /// Counts a blocked record on its entry, or adds one.
-    fn count(&mut self, r: &FlowRecord) {
-        let (user, rule) = (r.attr.user.as_deref(), r.rule.as_deref());
-        let key = self.index.hasher().hash_one((r.src_ip, user, rule));
-        if let Some(&i) = self.index.get(&key) {
-            let (h, n) = &mut self.batch[i];
-            if h.client == r.src_ip && h.user.as_deref() == user && h.rule.as_deref() == rule {
-                *n += 1;
-                return;
-            }
-        }
-        self.index.insert(key, self.batch.len());
-        let hit = Hit {
-            client: r.src_ip,
-            user: user.map(str::to_owned),
-            rule: rule.map(str::to_owned),
-        };
-        self.batch.push((hit, 1));
-        if self.batch.len() == BATCH {
-            self.send();
+        if self.batch.hits > 0 {
+            // The next batch starts at this one's size: one allocation per batch.
+            let next = HitBatch::with_capacity(self.batch.bytes.len());
+            self.alerts.hits(std::mem::replace(&mut self.batch, next));
         }
     }
 
@@ -80,7 +169,12 @@ impl<S: RecordSink> AlertStage<S> {
 impl<S: RecordSink> RecordSink for AlertStage<S> {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
         if record.dropped > 0 {
-            self.count(record);
+            let r = record;
+            self.batch
+                .push(r.src_ip, r.attr.user.as_deref(), r.rule.as_deref());
+            if self.batch.hits as usize >= BATCH {
+                self.send();
+            }
         }
         self.inner.write(record)
     }
@@ -149,16 +243,44 @@ mod tests {
         for rec in [&r, &passed, &r, &other, &r] {
             stage.write(rec).expect("write");
         }
-        let counts: Vec<(Option<&str>, u64)> = stage
-            .batch
+        let counted = stage.batch.counted();
+        let counts: Vec<(Option<&str>, u64)> = counted
             .iter()
             .map(|(h, n)| (h.rule.as_deref(), *n))
             .collect();
         assert_eq!(counts, [(Some("b.list:1"), 3), (Some("b.list:2"), 1)]);
         stage.tick().expect("tick");
-        assert!(
-            stage.batch.is_empty() && stage.index.is_empty(),
-            "sent at the tick"
+        assert_eq!(stage.batch.hits(), 0, "sent at the tick");
+    }
+
+    #[test]
+    fn a_hit_batch_counts_each_client_user_and_rule_in_first_seen_order() {
+        let v4: IpAddr = "198.51.100.7".parse().expect("v4");
+        let v6: IpAddr = "2001:db8::7".parse().expect("v6");
+        let long = "é".repeat(40_000); // 80,000 bytes: cut at a character boundary
+        let mut b = HitBatch::default();
+        b.push(v6, None, Some("b.list:9"));
+        b.push(v4, Some("alice"), Some("b.list:1"));
+        b.push(v6, None, Some("b.list:9"));
+        b.push(v4, Some("alice"), None);
+        b.push(v4, Some(&long), Some("b.list:1"));
+        b.push(v6, None, Some("b.list:9"));
+        assert_eq!(b.hits(), 6);
+        let got: Vec<(IpAddr, Option<String>, Option<String>, u64)> = b
+            .counted()
+            .into_iter()
+            .map(|(h, n)| (h.client, h.user, h.rule, n))
+            .collect();
+        let cut = "é".repeat(32_767);
+        let s = |t: &str| Some(t.to_owned());
+        assert_eq!(
+            got,
+            [
+                (v6, None, s("b.list:9"), 3),
+                (v4, s("alice"), s("b.list:1"), 1),
+                (v4, s("alice"), None, 1),
+                (v4, Some(cut), s("b.list:1"), 1),
+            ]
         );
     }
 }

@@ -12,7 +12,8 @@ use ed25519_dalek::VerifyingKey;
 
 use super::deliver::Delivery;
 use super::engine::{Engine, Gauges};
-use super::{AlertConfig, AlertStatus, Event, Hit};
+use super::stage::HitBatch;
+use super::{AlertConfig, AlertStatus, Event};
 use crate::compliance::ClockSync;
 use crate::status::Snapshot;
 
@@ -22,7 +23,7 @@ const TICK: Duration = Duration::from_secs(1);
 pub const STATUS_ACTIVE: usize = 50;
 
 enum Msg {
-    Hits(Vec<(Hit, u64)>),
+    Hits(HitBatch),
     Observe(Gauges),
     Event(Event),
     Stop,
@@ -59,10 +60,9 @@ impl Handle {
         }
     }
 
-    /// Blocked records, each hit with how many records it stands for; false if the queue was
-    /// full (each record counted).
-    pub fn hits(&self, hits: Vec<(Hit, u64)>) -> bool {
-        let n = hits.iter().map(|(_, n)| n).sum();
+    /// A batch of blocked records; false if the queue was full (each record counted).
+    pub fn hits(&self, hits: HitBatch) -> bool {
+        let n = hits.hits();
         self.send(Msg::Hits(hits), n)
     }
 
@@ -179,7 +179,7 @@ impl Worker {
             match rx.recv_timeout(TICK) {
                 Ok(Msg::Hits(hits)) => {
                     let now = now_ns();
-                    for (h, n) in hits {
+                    for (h, n) in hits.counted() {
                         self.engine.hit(h, n, now, &mut out);
                     }
                 }

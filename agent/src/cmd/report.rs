@@ -38,7 +38,7 @@ impl ReportFormat {
 
 /// The long help of `xdp-audit report`, with examples.
 pub const LONG_ABOUT: &str = "Writes the incident report of a time window, to hand to an inspector: the gateway's
-identity (host name, the fingerprint of the chain's signing key), the window and selection,
+identity (its --gateway-id, host name, the fingerprint of the chain's signing key), the window and selection,
 who made the report and when; summary counts (flows, packets, bytes, distinct clients and
 accounts, blocked flows, dropped packets); blocked destinations by rule and by client; a
 timeline of flows and blocked flows; the matching records (the earliest --limit in a table,
@@ -79,6 +79,10 @@ pub struct ReportArgs {
     /// Records shown in the report's table (the earliest); the attachment holds them all.
     #[arg(long, default_value_t = report::DEFAULT_LIMIT, value_name = "RECORDS")]
     pub limit: usize,
+    /// The gateway's id on the title page (default: the id the store was shipped under, from
+    /// its `ship-cursor.json`, else the host name, as `run --gateway-id` defaults).
+    #[arg(long, value_name = "ID", value_parser = crate::ship::config::check_gateway_id)]
+    pub gateway_id: Option<String>,
     /// Check the chain head's signature against this key (a file from `xdp-audit keygen`).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
@@ -149,13 +153,15 @@ fn make(
         Some((p, f)) => Some(ExportFile::create(p, *f)?),
         None => None,
     };
+    let host = report::host_name();
     let inputs = Inputs {
         filter,
         limit: args.limit,
         public_key: key,
         who: Who::current(),
         now_ns: now,
-        host: report::host_name(),
+        host: host.clone(),
+        gateway: report::gateway_id(&args.dir.log_dir, args.gateway_id.as_deref(), &host),
     };
     let mut report = report::build(&args.dir.log_dir, inputs, &mut |r| match &mut attachment {
         Some(a) => a.write(r),

@@ -3,12 +3,13 @@
 //! hour of the last 90 days (or since the first record) has records; the chain verifies and
 //! its head is signed; accesses can be recorded; the list files loaded and their age;
 //! ring-buffer and flow-start loss; the clock is synchronised; the disk holds the retention
-//! period at the current rate; remote shipping (a warn until shipping lands: one copy only).
+//! period at the current rate; remote shipping configured and keeping up ([`shipping`]).
 //!
 //! [`system`] gathers what the running system says ([`Inputs`]); [`check`] judges the store
 //! against it, so tests give their own clock, agent status and disk.
 
 pub mod history;
+pub mod shipping;
 pub mod system;
 
 use std::path::PathBuf;
@@ -246,7 +247,7 @@ pub fn check(inputs: &Inputs) -> Report {
     checks.push(losses_line(inputs));
     checks.push(clock_line(inputs));
     checks.push(history::disk_line(inputs, &entries, days.1));
-    checks.push(shipping_line());
+    checks.push(shipping::shipping_line(inputs, &entries, days.1));
     report(inputs, checks)
 }
 
@@ -524,17 +525,6 @@ fn clock_line(inputs: &Inputs) -> Line {
             ),
         },
     }
-}
-
-/// Remote shipping (S3, syslog) has not landed in this build: the records exist only on this
-/// gateway. A warn, not a fail: nothing the law asks is unmet, but one disk is one copy, and
-/// an inspector will ask where the second one is.
-fn shipping_line() -> Line {
-    Line::new(
-        "shipping",
-        Verdict::Warn,
-        "not configured: this build cannot ship records off the gateway yet, so the store on this disk is the only copy",
-    )
 }
 
 /// The days of retention the checks go by: configured, else in force, else the floor.

@@ -1,5 +1,6 @@
 //! The report as Markdown (CommonMark with GitHub tables): the same sections and facts as
-//! the HTML page, for a ticket or an e-mail; the timeline as a table of its buckets.
+//! the HTML page, for a ticket or an e-mail; the timeline as a table of its buckets with a
+//! Unicode bar per bucket (a chart that reads in any monospace viewer and in plain text).
 
 use std::fmt::Write as _;
 
@@ -26,18 +27,27 @@ pub fn markdown(r: &Report) -> String {
         span(t.bucket_s)
     );
     let mut any = false;
+    let most = t.flows.iter().copied().max().unwrap_or(0);
     for (i, (&f, &b)) in t.flows.iter().zip(&t.blocked).enumerate() {
         if f > 0 {
             if !any {
-                s.push_str("| Bucket start | Flows | Blocked |\n|---|---:|---:|\n");
+                let _ = writeln!(
+                    s,
+                    "`{}` flows, `{}` of them blocked; the longest bar is {}.\n",
+                    FLOW_BAR,
+                    BLOCKED_BAR,
+                    count(most)
+                );
+                s.push_str("| Bucket start | Flows | Blocked | Chart |\n|---|---:|---:|---|\n");
                 any = true;
             }
             let _ = writeln!(
                 s,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | `{}` |",
                 time(t.bucket_start(i)),
                 count(f),
-                count(b)
+                count(b),
+                bar(f, b, most)
             );
         }
     }
@@ -88,6 +98,28 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
+/// Width of the longest timeline bar, in characters.
+const BAR_WIDTH: u64 = 40;
+/// The glyph of flows not blocked, and of blocked ones.
+const FLOW_BAR: char = '█';
+const BLOCKED_BAR: char = '▒';
+
+/// A bucket's bar: `flows` scaled to `most` over [`BAR_WIDTH`] characters (at least one for a
+/// bucket with flows), its blocked share drawn first in [`BLOCKED_BAR`] (at least one when any
+/// flow was blocked).
+fn bar(flows: u64, blocked: u64, most: u64) -> String {
+    let scale = |n: u64| {
+        let w = (u128::from(n) * u128::from(BAR_WIDTH) + u128::from(most) / 2) / u128::from(most.max(1));
+        (w as u64).max(u64::from(n > 0))
+    };
+    let total = scale(flows);
+    let shaded = scale(blocked.min(flows)).min(total);
+    let mut out = String::with_capacity(total as usize * 3);
+    out.extend((0..shaded).map(|_| BLOCKED_BAR));
+    out.extend((shaded..total).map(|_| FLOW_BAR));
+    out
+}
+
 fn facts(s: &mut String, facts: &[Fact]) {
     s.push_str("| Fact | Value |\n|---|---|\n");
     for f in facts {
@@ -106,5 +138,21 @@ fn grid(s: &mut String, g: &Grid) {
     for row in &g.rows {
         let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
         let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bar_is_scaled_to_the_busiest_bucket_with_its_blocked_share_first() {
+        assert_eq!(bar(100, 0, 100), "█".repeat(40));
+        assert_eq!(bar(50, 25, 100), format!("{}{}", "▒".repeat(10), "█".repeat(10)));
+        // A small bucket still shows, and so does a single blocked flow in it.
+        assert_eq!(bar(1, 1, 10_000), "▒");
+        assert_eq!(bar(3, 1, 10_000), "▒");
+        assert_eq!(bar(200, 1, 10_000), "▒");
+        assert_eq!(bar(0, 0, 10), "");
     }
 }

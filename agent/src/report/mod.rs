@@ -52,6 +52,10 @@ pub enum ReportError {
 /// The title page: who made the report, of what, where and when.
 #[derive(Clone, Debug, Serialize)]
 pub struct Title {
+    /// The gateway's id (`--gateway-id`, the name its shipped objects carry as `gateway=<id>`).
+    pub gateway_id: String,
+    /// Where [`Title::gateway_id`] came from.
+    pub gateway_id_source: GatewaySource,
     /// Host name of the machine the report was made on (the gateway, for its own store).
     pub gateway_host: String,
     /// SHA-256 of the chain's signing public key, hex, if the head is signed.
@@ -178,6 +182,46 @@ pub struct Inputs<'a> {
     pub now_ns: i64,
     /// This machine's host name.
     pub host: String,
+    /// The gateway's id and where it came from ([`gateway_id`]).
+    pub gateway: (String, GatewaySource),
+}
+
+/// Where the report's gateway id came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewaySource {
+    /// `report --gateway-id`.
+    Flag,
+    /// The store's shipping cursor (`ship-cursor.json`): the id its objects were shipped under.
+    ShippingCursor,
+    /// This machine's host name (the agent's default `--gateway-id`).
+    HostName,
+}
+
+impl GatewaySource {
+    /// How the title page says it.
+    pub fn text(self) -> &'static str {
+        match self {
+            GatewaySource::Flag => "--gateway-id",
+            GatewaySource::ShippingCursor => "the id the store was shipped under",
+            GatewaySource::HostName => "host name",
+        }
+    }
+}
+
+/// The gateway id a report of the store in `dir` names: `flag` if given, else the id the
+/// store was shipped under (its cursor's target), else `host` (the agent's default id).
+pub fn gateway_id(dir: &Path, flag: Option<&str>, host: &str) -> (String, GatewaySource) {
+    if let Some(id) = flag {
+        return (id.to_owned(), GatewaySource::Flag);
+    }
+    let shipped = crate::ship::cursor::read(dir).ok().flatten().and_then(|c| {
+        crate::ship::layout::gateway_of(&c.target).map(str::to_owned)
+    });
+    match shipped {
+        Some(id) => (id, GatewaySource::ShippingCursor),
+        None => (host.to_owned(), GatewaySource::HostName),
+    }
 }
 
 /// Builds the report of the store in `dir`, calling `emit` with every matching record (the
@@ -268,6 +312,8 @@ pub fn build(
     Ok(Report {
         schema: SCHEMA,
         title: Title {
+            gateway_id: inputs.gateway.0,
+            gateway_id_source: inputs.gateway.1,
             gateway_host: inputs.host,
             key_fingerprint,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -65,14 +65,19 @@ fn fact(key: &'static str, label: &'static str, value: impl Into<String>) -> Fac
 
 /// The report's title line.
 pub fn heading(r: &Report) -> String {
-    format!("Incident report: gateway {}", r.title.gateway_host)
+    format!("Incident report: gateway {}", r.title.gateway_id)
 }
 
 /// The title page facts.
 pub fn title_facts(r: &Report) -> Vec<Fact> {
     let t = &r.title;
     vec![
-        fact("gateway", "Gateway (host name)", t.gateway_host.clone()),
+        fact(
+            "gateway",
+            "Gateway",
+            format!("{} ({})", t.gateway_id, t.gateway_id_source.text()),
+        ),
+        fact("host", "Host name", t.gateway_host.clone()),
         fact(
             "key",
             "Chain signing key (SHA-256 fingerprint)",

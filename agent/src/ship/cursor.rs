@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::store::fsutil::write_atomic;
+use crate::store::manifest::SegmentInfo;
 
 /// File name of the cursor in the store directory.
 pub const CURSOR: &str = "ship-cursor.json";
@@ -69,7 +70,43 @@ pub enum CursorError {
     },
 }
 
+/// The live segments a cursor does not hold: what shipping still owes the bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Segments not acknowledged.
+    pub segments: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The newest record of the oldest of them (Unix ns), none without a backlog.
+    pub oldest_ns: Option<i64>,
+    /// Of them, segments whose records all ended before the retention's cutoff: local
+    /// retention keeps them until they are shipped.
+    pub expired: u64,
+}
+
 impl Cursor {
+    /// Whether the bucket acknowledged `s` as sealed (same file, same SHA-256).
+    pub fn holds(&self, s: &SegmentInfo) -> bool {
+        self.acked.get(&s.file).is_some_and(|a| a.sha256 == s.sha256)
+    }
+
+    /// The backlog of `live` (the chain's live segments) against this cursor; `cutoff_ns` is
+    /// the retention's cutoff (Unix ns) for [`Backlog::expired`].
+    pub fn backlog<'a>(
+        &self,
+        live: impl IntoIterator<Item = &'a SegmentInfo>,
+        cutoff_ns: i64,
+    ) -> Backlog {
+        live.into_iter()
+            .filter(|s| !self.holds(s))
+            .fold(Backlog::default(), |b, s| Backlog {
+                segments: b.segments + 1,
+                bytes: b.bytes + s.size,
+                oldest_ns: Some(b.oldest_ns.map_or(s.time_max_ns, |o| o.min(s.time_max_ns))),
+                expired: b.expired + u64::from(s.time_max_ns < cutoff_ns),
+            })
+    }
+
     /// The cursor in `dir` for `target`; empty if there is none or it was for another target.
     pub fn load(dir: &Path, target: &str) -> Result<Self, CursorError> {
         let fresh = Self {

@@ -44,6 +44,13 @@ impl Layout {
     }
 }
 
+/// The gateway id of a target name (`s3://BUCKET/PREFIX/gateway=<id>`, as a cursor or the
+/// status names it): the inverse of [`Layout::base`]'s last part.
+pub fn gateway_of(target: &str) -> Option<&str> {
+    let (_, id) = target.rsplit_once("gateway=")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
 /// `YYYY-MM-DD` (UTC) of a Unix-ns instant; instants outside jiff's range clamp to its ends.
 pub fn utc_date(ns: i64) -> String {
     let ts = jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(if ns < 0 {
@@ -78,5 +85,8 @@ mod tests {
             Layout::new("", "gw1").manifest(12),
             "gateway=gw1/manifest/manifest-00000000000000000012.jsonl"
         );
+        let target = format!("s3://b/{}", l.base());
+        assert_eq!(gateway_of(&target), Some("gw1"));
+        assert_eq!(gateway_of("s3://b/fleet"), None);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod cursor;
+pub mod echo;
 pub mod layout;
 pub mod remote;
 pub mod verify;

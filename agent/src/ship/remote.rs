@@ -3,15 +3,21 @@
 //! Every segment is uploaded as a conditional create (`If-None-Match: *`) carrying its sealed
 //! SHA-256 twice: as the S3 checksum (`x-amz-checksum-sha256`, which the server checks
 //! against the bytes it received) and as the object metadata `sha256` (hex, as in the chain),
-//! which a HEAD returns. The upload counts only once a HEAD shows the size and that SHA-256.
+//! which a HEAD returns. The file is read and hashed once, and sent only if it still hashes
+//! to the sealed SHA-256. An upload counts once the server vouched for it: a single PUT by
+//! its response's checksum when the server answers with one ([`super::echo`]: it checked the
+//! bytes it stored against that checksum), otherwise, and after every multipart upload, by a
+//! HEAD showing the size and that SHA-256.
 //! An existing object is never overwritten: if a create finds one (a re-upload after a
 //! crash), it is accepted when its size and SHA-256 are the sealed ones and refused otherwise.
 //! Large segments go up in parts; S3's multipart completion has no conditional form in the
 //! client, so a multipart upload starts only after a HEAD found no object (one shipper per
 //! gateway prefix holds `ship.lock`, so nothing else writes the key meanwhile).
+//! [`Remote::upload_all`] keeps a few uploads in flight at once (the file reads and hashes on
+//! the runtime's blocking threads), so the client's work overlaps the server's.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +30,17 @@ use object_store::{
 use sha2::Digest;
 
 use super::config::ShipConfig;
+use super::echo::{EchoConnector, ServerChecksum};
 use crate::store::fsutil::hex;
 
 /// The metadata key carrying the sealed SHA-256 (header `x-amz-meta-sha256`).
 pub const SHA256_META: &str = "sha256";
 /// Size of a multipart upload's parts (S3 wants at least 5 MiB but for the last).
 pub const PART_BYTES: usize = 8 << 20;
+/// Uploads [`Remote::upload_all`] keeps in flight: the client reads and hashes the next file
+/// while the server stores the last. Bounds the memory too: a single PUT holds its file (below
+/// the multipart threshold, 32 MiB by default), a multipart upload one part.
+pub const IN_FLIGHT: usize = 3;
 
 /// What can go wrong talking to the bucket.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +88,14 @@ pub enum RemoteError {
         key: String,
         /// What the server reported.
         found: String,
+    },
+    /// An upload task ended without an answer (it panicked or was cancelled).
+    #[error("{key}: the upload task ended without an answer: {cause}")]
+    Task {
+        /// The key.
+        key: String,
+        /// What the runtime says.
+        cause: String,
     },
     /// After the upload, the server reports something else than what was sent.
     #[error(
@@ -130,6 +149,19 @@ pub enum Uploaded {
     AlreadyThere,
 }
 
+/// One sealed segment to upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The object key.
+    pub key: String,
+    /// The local file.
+    pub path: PathBuf,
+    /// Its sealed size.
+    pub size: u64,
+    /// Its sealed SHA-256 (hex).
+    pub sha256: String,
+}
+
 /// A connection to the bucket.
 pub struct Remote {
     store: Arc<AmazonS3>,
@@ -139,6 +171,14 @@ pub struct Remote {
 /// Installs ring as rustls' process-wide crypto provider (once; aws-lc-rs is not built in).
 fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn req<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Error) -> RemoteError + 'a {
+    move |cause| RemoteError::Request {
+        op,
+        key: key.to_owned(),
+        cause,
+    }
 }
 
 impl Remote {
@@ -153,6 +193,11 @@ impl Remote {
             .with_access_key_id(c.access_key_id.expose())
             .with_secret_access_key(c.secret_access_key.expose())
             .with_checksum_algorithm(Checksum::SHA256)
+            // The body's integrity rides on the checksum header, which is signed with the
+            // other headers and checked by the server against the bytes: signing the payload
+            // too would have client and server hash every byte once more for nothing.
+            .with_unsigned_payload(true)
+            .with_http_connector(EchoConnector)
             .with_retry(RetryConfig {
                 max_retries: 3,
                 retry_timeout: request_timeout,
@@ -174,19 +219,19 @@ impl Remote {
                 .with_allow_http(e.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
         }
-        let store = b.build().map_err(|cause| RemoteError::Client {
+        let client = |cause| RemoteError::Client {
             target: format!("s3://{}", cfg.target.bucket),
             cause,
-        })?;
+        };
+        let store = b.build().map_err(client)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| RemoteError::Client {
-                target: format!("s3://{}", cfg.target.bucket),
-                cause: object_store::Error::Generic {
+            .map_err(|e| {
+                client(object_store::Error::Generic {
                     store: "S3",
                     source: Box::new(e),
-                },
+                })
             })?;
         Ok(Self {
             store: Arc::new(store),
@@ -194,35 +239,9 @@ impl Remote {
         })
     }
 
-    fn req<'a>(
-        op: &'static str,
-        key: &'a str,
-    ) -> impl FnOnce(object_store::Error) -> RemoteError + 'a {
-        move |cause| RemoteError::Request {
-            op,
-            key: key.to_owned(),
-            cause,
-        }
-    }
-
     /// Size and `sha256` metadata of `key`, `None` if there is no such object.
     pub fn stat(&self, key: &str) -> Result<Option<Stat>, RemoteError> {
-        let opts = GetOptions {
-            head: true,
-            ..GetOptions::default()
-        };
-        let k = Key::from(key);
-        match self.rt.block_on(self.store.get_opts(&k, opts)) {
-            Ok(r) => Ok(Some(Stat {
-                size: r.meta.size,
-                sha256: r
-                    .attributes
-                    .get(&Attribute::Metadata(SHA256_META.into()))
-                    .map(|v| v.to_string()),
-            })),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Self::req("HEAD", key)(e)),
-        }
+        self.rt.block_on(stat(&self.store, key))
     }
 
     /// Deletes `key` (absent is fine).
@@ -230,85 +249,57 @@ impl Remote {
         let k = Key::from(key);
         match self.rt.block_on(self.store.delete(&k)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Self::req("DELETE", key)(e)),
+            Err(e) => Err(req("DELETE", key)(e)),
         }
     }
 
-    fn attributes(sha256: &str) -> Attributes {
-        let mut a = Attributes::new();
-        a.insert(
-            Attribute::Metadata(SHA256_META.into()),
-            sha256.to_owned().into(),
-        );
-        a
+    /// Uploads one segment and verifies it there. Files of at least `multipart_bytes` go up
+    /// in parts.
+    pub fn upload(&self, job: &Job, multipart_bytes: u64) -> Result<Uploaded, RemoteError> {
+        self.rt
+            .block_on(upload(self.store.clone(), job.clone(), multipart_bytes))
     }
 
-    /// Checks an existing object against what was sealed.
-    fn check(&self, key: &str, size: u64, sha256: &str) -> Result<Option<Stat>, RemoteError> {
-        let stat = self.stat(key)?;
-        match &stat {
-            Some(s) if s.size == size && s.sha256.as_deref() == Some(sha256) => Ok(stat),
-            Some(s) => Err(RemoteError::Conflict {
-                key: key.to_owned(),
-                found: s.to_string(),
-            }),
-            None => Ok(None),
-        }
-    }
-
-    /// Uploads the file at `path` (sealed with `sha256`, `size` bytes) to `key` and verifies it
-    /// there. Files of at least `multipart_bytes` go up in parts.
-    pub fn upload(
+    /// Uploads `jobs` in their order, [`IN_FLIGHT`] at a time, each verified; `done` gets
+    /// every finished job with its outcome as it finishes and says whether to start more
+    /// (`false`: stop, finishing what is in flight).
+    pub fn upload_all(
         &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        sha256: &str,
+        jobs: impl IntoIterator<Item = Job>,
         multipart_bytes: u64,
-    ) -> Result<Uploaded, RemoteError> {
-        let outcome = if size >= multipart_bytes {
-            if self.check(key, size, sha256)?.is_some() {
-                return Ok(Uploaded::AlreadyThere);
-            }
-            self.upload_parts(key, path, sha256)?;
-            Uploaded::Created
-        } else {
-            let bytes = read_sealed(path, sha256)?;
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                attributes: Self::attributes(sha256),
-                ..PutOptions::default()
-            };
-            let k = Key::from(key);
-            match self
-                .rt
-                .block_on(self.store.put_opts(&k, bytes.into(), opts))
-            {
-                Ok(_) => Uploaded::Created,
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    if self.check(key, size, sha256)?.is_none() {
-                        // Reported as existing, yet gone: the next pass creates it.
-                        return Err(RemoteError::Mismatch {
-                            key: key.to_owned(),
-                            size,
-                            sha256: sha256.to_owned(),
-                            found: "no object after a refused create".into(),
-                        });
-                    }
-                    return Ok(Uploaded::AlreadyThere);
+        mut done: impl FnMut(Job, Result<Uploaded, RemoteError>) -> bool,
+    ) {
+        let mut jobs = jobs.into_iter();
+        self.rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            let mut flying = std::collections::HashMap::new();
+            let mut more = true;
+            loop {
+                while more && set.len() < IN_FLIGHT {
+                    let Some(job) = jobs.next() else {
+                        more = false;
+                        break;
+                    };
+                    let task = upload(self.store.clone(), job.clone(), multipart_bytes);
+                    flying.insert(set.spawn(task).id(), job);
                 }
-                Err(e) => return Err(Self::req("PUT", key)(e)),
+                let (id, result) = match set.join_next_with_id().await {
+                    None => return,
+                    Some(Ok((id, r))) => (id, Ok(r)),
+                    Some(Err(e)) => (e.id(), Err(e.to_string())),
+                };
+                let Some(job) = flying.remove(&id) else {
+                    continue;
+                };
+                let result = result.unwrap_or_else(|cause| {
+                    Err(RemoteError::Task {
+                        key: job.key.clone(),
+                        cause,
+                    })
+                });
+                more &= done(job, result);
             }
-        };
-        match self.stat(key)? {
-            Some(s) if s.size == size && s.sha256.as_deref() == Some(sha256) => Ok(outcome),
-            found => Err(RemoteError::Mismatch {
-                key: key.to_owned(),
-                size,
-                sha256: sha256.to_owned(),
-                found: found.map_or_else(|| "no object".into(), |s| s.to_string()),
-            }),
-        }
+        });
     }
 
     /// Uploads small bytes (the manifest) under `key` as a conditional create; an identical
@@ -316,81 +307,211 @@ impl Remote {
     pub fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<Uploaded, RemoteError> {
         let sha256 = hex(&sha2::Sha256::digest(&bytes));
         let size = bytes.len() as u64;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            attributes: Self::attributes(&sha256),
-            ..PutOptions::default()
-        };
         let k = Key::from(key);
-        match self
+        let put = self
             .rt
-            .block_on(self.store.put_opts(&k, bytes.into(), opts))
-        {
+            .block_on(self.store.put_opts(&k, bytes.into(), create(&sha256)));
+        match put {
             Ok(_) => Ok(Uploaded::Created),
             Err(object_store::Error::AlreadyExists { .. }) => self
-                .check(key, size, &sha256)
+                .rt
+                .block_on(check(&self.store, key, size, &sha256))
                 .map(|_| Uploaded::AlreadyThere),
-            Err(e) => Err(Self::req("PUT", key)(e)),
+            Err(e) => Err(req("PUT", key)(e)),
         }
     }
+}
 
-    fn upload_parts(&self, key: &str, path: &Path, sha256: &str) -> Result<(), RemoteError> {
-        let local = |cause| RemoteError::Local {
-            path: path.display().to_string(),
-            cause,
-        };
-        let mut file = std::fs::File::open(path).map_err(local)?;
-        let opts = PutMultipartOptions {
-            attributes: Self::attributes(sha256),
-            ..PutMultipartOptions::default()
-        };
-        let k = Key::from(key);
-        let mut upload = self
-            .rt
-            .block_on(self.store.put_multipart_opts(&k, opts))
-            .map_err(Self::req("CreateMultipartUpload", key))?;
-        let mut hasher = sha2::Sha256::new();
-        let result = (|| {
-            loop {
-                let mut part = vec![0u8; PART_BYTES];
-                let mut filled = 0;
-                while filled < PART_BYTES {
-                    let n = file.read(&mut part[filled..]).map_err(local)?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                if filled == 0 {
-                    break;
-                }
-                part.truncate(filled);
-                hasher.update(&part);
-                self.rt
-                    .block_on(upload.put_part(PutPayload::from(part)))
-                    .map_err(Self::req("UploadPart", key))?;
-                if filled < PART_BYTES {
-                    break;
-                }
-            }
-            let found = hex(&hasher.finalize());
-            if found != sha256 {
-                return Err(RemoteError::LocalChanged {
-                    path: path.display().to_string(),
-                    sealed: sha256.to_owned(),
-                    found,
+/// The object's metadata carrying the sealed SHA-256.
+fn attributes(sha256: &str) -> Attributes {
+    let mut a = Attributes::new();
+    a.insert(
+        Attribute::Metadata(SHA256_META.into()),
+        sha256.to_owned().into(),
+    );
+    a
+}
+
+/// A conditional create carrying the sealed SHA-256 as metadata.
+fn create(sha256: &str) -> PutOptions {
+    PutOptions {
+        mode: PutMode::Create,
+        attributes: attributes(sha256),
+        ..PutOptions::default()
+    }
+}
+
+async fn stat(store: &AmazonS3, key: &str) -> Result<Option<Stat>, RemoteError> {
+    let opts = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    match store.get_opts(&Key::from(key), opts).await {
+        Ok(r) => Ok(Some(Stat {
+            size: r.meta.size,
+            sha256: r
+                .attributes
+                .get(&Attribute::Metadata(SHA256_META.into()))
+                .map(|v| v.to_string()),
+        })),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(req("HEAD", key)(e)),
+    }
+}
+
+/// Checks an existing object against what was sealed.
+async fn check(
+    store: &AmazonS3,
+    key: &str,
+    size: u64,
+    sha256: &str,
+) -> Result<Option<Stat>, RemoteError> {
+    let stat = stat(store, key).await?;
+    match &stat {
+        Some(s) if s.size == size && s.sha256.as_deref() == Some(sha256) => Ok(stat),
+        Some(s) => Err(RemoteError::Conflict {
+            key: key.to_owned(),
+            found: s.to_string(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// A HEAD must show the sealed size and SHA-256.
+async fn verify_by_head(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
+    match stat(store, &job.key).await? {
+        Some(s) if s.size == job.size && s.sha256.as_deref() == Some(job.sha256.as_str()) => {
+            Ok(())
+        }
+        found => Err(RemoteError::Mismatch {
+            key: job.key.clone(),
+            size: job.size,
+            sha256: job.sha256.clone(),
+            found: found.map_or_else(|| "no object".into(), |s| s.to_string()),
+        }),
+    }
+}
+
+/// Uploads one segment and verifies it (see the module docs).
+async fn upload(
+    store: Arc<AmazonS3>,
+    job: Job,
+    multipart_bytes: u64,
+) -> Result<Uploaded, RemoteError> {
+    if job.size >= multipart_bytes {
+        if check(&store, &job.key, job.size, &job.sha256)
+            .await?
+            .is_some()
+        {
+            return Ok(Uploaded::AlreadyThere);
+        }
+        upload_parts(&store, &job).await?;
+        verify_by_head(&store, &job).await?;
+        return Ok(Uploaded::Created);
+    }
+    // Reading and hashing are the upload's own CPU work: off the runtime's thread, so the
+    // uploads in flight keep moving meanwhile.
+    let (path, sha256) = (job.path.clone(), job.sha256.clone());
+    let bytes = tokio::task::spawn_blocking(move || read_sealed(&path, &sha256))
+        .await
+        .map_err(|e| RemoteError::Task {
+            key: job.key.clone(),
+            cause: e.to_string(),
+        })??;
+    let k = Key::from(job.key.as_str());
+    match store.put_opts(&k, bytes.into(), create(&job.sha256)).await {
+        Ok(put) => match put.extensions.get::<ServerChecksum>() {
+            // The server checked what it stored against the sealed SHA-256 (which the sent
+            // bytes were just hashed to): verified, no HEAD needed.
+            Some(ServerChecksum(c)) if *c == job.sha256 => Ok(Uploaded::Created),
+            Some(ServerChecksum(c)) => Err(RemoteError::Mismatch {
+                key: job.key.clone(),
+                size: job.size,
+                sha256: job.sha256.clone(),
+                found: format!("a stored object of SHA-256 {c} (its PUT response)"),
+            }),
+            None => verify_by_head(&store, &job)
+                .await
+                .map(|()| Uploaded::Created),
+        },
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            if check(&store, &job.key, job.size, &job.sha256)
+                .await?
+                .is_none()
+            {
+                // Reported as existing, yet gone: the next pass creates it.
+                return Err(RemoteError::Mismatch {
+                    key: job.key.clone(),
+                    size: job.size,
+                    sha256: job.sha256.clone(),
+                    found: "no object after a refused create".into(),
                 });
             }
-            self.rt
-                .block_on(upload.complete())
-                .map_err(Self::req("CompleteMultipartUpload", key))
-        })();
-        if result.is_err() {
-            // Best effort: a lifecycle rule for incomplete uploads collects what this misses.
-            let _ = self.rt.block_on(upload.abort());
+            Ok(Uploaded::AlreadyThere)
         }
-        result.map(drop)
+        Err(e) => Err(req("PUT", &job.key)(e)),
     }
+}
+
+async fn upload_parts(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
+    let (key, path) = (job.key.as_str(), job.path.as_path());
+    let local = |cause| RemoteError::Local {
+        path: path.display().to_string(),
+        cause,
+    };
+    let mut file = std::fs::File::open(path).map_err(local)?;
+    let opts = PutMultipartOptions {
+        attributes: attributes(&job.sha256),
+        ..PutMultipartOptions::default()
+    };
+    let mut upload = store
+        .put_multipart_opts(&Key::from(key), opts)
+        .await
+        .map_err(req("CreateMultipartUpload", key))?;
+    let mut hasher = sha2::Sha256::new();
+    let result = async {
+        loop {
+            let mut part = vec![0u8; PART_BYTES];
+            let mut filled = 0;
+            while filled < PART_BYTES {
+                let n = file.read(&mut part[filled..]).map_err(local)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            part.truncate(filled);
+            hasher.update(&part);
+            upload
+                .put_part(PutPayload::from(part))
+                .await
+                .map_err(req("UploadPart", key))?;
+            if filled < PART_BYTES {
+                break;
+            }
+        }
+        let found = hex(&hasher.finalize());
+        if found != job.sha256 {
+            return Err(RemoteError::LocalChanged {
+                path: path.display().to_string(),
+                sealed: job.sha256.clone(),
+                found,
+            });
+        }
+        upload
+            .complete()
+            .await
+            .map_err(req("CompleteMultipartUpload", key))
+    }
+    .await;
+    if result.is_err() {
+        // Best effort: a lifecycle rule for incomplete uploads collects what this misses.
+        let _ = upload.abort().await;
+    }
+    result.map(drop)
 }
 
 /// The file's bytes, checked against the SHA-256 the chain sealed.

@@ -13,10 +13,14 @@ use std::time::{Duration, Instant};
 
 use super::cursor::{Acked, Cursor};
 use super::layout::Layout;
-use super::remote::{Remote, Uploaded};
+use super::remote::{Job, Remote, Uploaded};
 use super::{ShipError, ShipStatus};
 use crate::store::manifest::{live_segments, parse_with_head, Body, Entry, SegmentInfo, MANIFEST};
 use crate::store::retention::DAY_NS;
+
+/// Longest time acknowledged uploads wait for the cursor's save (an fsync) while more are
+/// shipped; a pass always saves before it ends.
+pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The state of the shipping thread.
 pub struct Worker {
@@ -63,34 +67,38 @@ impl Worker {
     /// Backlog figures from the chain and the cursor.
     fn update_backlog(&self, live: &[&SegmentInfo]) {
         let now = now_ns();
-        let waiting: Vec<&&SegmentInfo> = live.iter().filter(|s| !self.is_acked(s)).collect();
         let cutoff = now.saturating_sub(i64::from(self.retention_days) * DAY_NS);
+        let b = self.cursor.backlog(live.iter().copied(), cutoff);
         self.set_status(|st| {
-            st.backlog_segments = waiting.len() as u64;
-            st.backlog_bytes = waiting.iter().map(|s| s.size).sum();
-            st.oldest_age_s = waiting
-                .iter()
-                .map(|s| s.time_max_ns)
-                .min()
+            st.backlog_segments = b.segments;
+            st.backlog_bytes = b.bytes;
+            st.oldest_age_s = b
+                .oldest_ns
                 .map(|t| (now.saturating_sub(t).max(0) / 1_000_000_000) as u64);
-            st.kept_for_shipping = waiting.iter().filter(|s| s.time_max_ns < cutoff).count() as u64;
+            st.kept_for_shipping = b.expired;
             st.manifest_seq = self.cursor.manifest_seq;
         });
-    }
-
-    fn is_acked(&self, s: &SegmentInfo) -> bool {
-        self.cursor
-            .acked
-            .get(&s.file)
-            .is_some_and(|a| a.sha256 == s.sha256)
     }
 
     fn save(&self) -> Result<(), ShipError> {
         self.cursor.save(&self.dir).map_err(ShipError::Cursor)
     }
 
-    /// One pass; see the module docs.
+    /// One pass; see the module docs. The cursor is saved (one fsync) once at its end when
+    /// it changed, whether the pass succeeded or not, and meanwhile at most every
+    /// [`SAVE_EVERY`] during long uploads: a crash before a save only makes the next pass
+    /// upload again keys the bucket holds (the conditional create finds them identical),
+    /// delete again hour objects already gone, and put again the identical manifest.
     pub fn pass(&mut self) -> Result<Pass, ShipError> {
+        let before = self.cursor.clone();
+        let result = self.pass_unsaved();
+        if self.cursor != before {
+            self.save()?;
+        }
+        result
+    }
+
+    fn pass_unsaved(&mut self) -> Result<Pass, ShipError> {
         let path = self.dir.join(MANIFEST);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
@@ -106,41 +114,9 @@ impl Worker {
             .map_err(|e| ShipError::Manifest(e.to_string()))?;
         let live = live_segments(&entries);
         self.update_backlog(&live);
-        for s in &live {
-            if self.is_acked(s) {
-                continue;
-            }
-            if self.stop.load(Ordering::Relaxed) {
-                return Ok(Pass::Stopped);
-            }
-            let key = self.layout.segment(s);
-            let uploaded = match self.remote.upload(
-                &key,
-                &self.dir.join(&s.file),
-                s.size,
-                &s.sha256,
-                self.multipart_bytes,
-            ) {
-                Ok(u) => u,
-                Err(e) if e.is_local_gone() => return Ok(Pass::Again),
-                Err(e) => return Err(ShipError::Remote(e)),
-            };
-            self.cursor.acked.insert(
-                s.file.clone(),
-                Acked {
-                    key: key.clone(),
-                    size: s.size,
-                    sha256: s.sha256.clone(),
-                },
-            );
-            self.save()?;
-            tracing::info!(key = %key, bytes = s.size, again = (uploaded == Uploaded::AlreadyThere), "segment shipped");
-            self.set_status(|st| {
-                st.shipped_segments += 1;
-                st.shipped_bytes += s.size;
-                st.identical_reuploads += u64::from(uploaded == Uploaded::AlreadyThere);
-            });
-            self.update_backlog(&live);
+        match self.upload(&live)? {
+            Pass::CaughtUp => {}
+            other => return Ok(other),
         }
         self.settle(&entries)?;
         if let Some(h) = head {
@@ -150,7 +126,6 @@ impl Worker {
                     .put_bytes(&key, text)
                     .map_err(ShipError::Remote)?;
                 self.cursor.manifest_seq = Some(h.seq);
-                self.save()?;
                 tracing::debug!(key = %key, "manifest shipped");
             }
         }
@@ -160,6 +135,88 @@ impl Worker {
             st.caught_up_at = Some(jiff::Timestamp::now().to_string());
         });
         Ok(Pass::CaughtUp)
+    }
+
+    /// Uploads the live segments the cursor lacks, a few at a time ([`Remote::upload_all`]);
+    /// a long run saves the cursor every [`SAVE_EVERY`] ([`Worker::pass`] saves at its end).
+    fn upload(&mut self, live: &[&SegmentInfo]) -> Result<Pass, ShipError> {
+        let mut by_key: HashMap<String, &SegmentInfo> = HashMap::new();
+        let mut jobs = Vec::new();
+        for s in live.iter().filter(|s| !self.cursor.holds(s)) {
+            let key = self.layout.segment(s);
+            jobs.push(Job {
+                key: key.clone(),
+                path: self.dir.join(&s.file),
+                size: s.size,
+                sha256: s.sha256.clone(),
+            });
+            by_key.insert(key, s);
+        }
+        if jobs.is_empty() {
+            return Ok(Pass::CaughtUp);
+        }
+        let mut outcome = Ok(Pass::CaughtUp);
+        let mut saved_at = Instant::now();
+        let Worker {
+            remote,
+            cursor,
+            status,
+            stop,
+            dir,
+            multipart_bytes,
+            ..
+        } = self;
+        remote.upload_all(jobs, *multipart_bytes, |job, result| {
+            let uploaded = match result {
+                Ok(u) => u,
+                Err(e) => {
+                    if outcome.is_ok() {
+                        outcome = if e.is_local_gone() {
+                            Ok(Pass::Again)
+                        } else {
+                            Err(ShipError::Remote(e))
+                        };
+                    }
+                    return false;
+                }
+            };
+            let Some(s) = by_key.get(&job.key) else {
+                return true;
+            };
+            cursor.acked.insert(
+                s.file.clone(),
+                Acked {
+                    key: job.key.clone(),
+                    size: s.size,
+                    sha256: s.sha256.clone(),
+                },
+            );
+            let again = uploaded == Uploaded::AlreadyThere;
+            tracing::info!(key = %job.key, bytes = s.size, again, "segment shipped");
+            if let Ok(mut st) = status.lock() {
+                st.shipped_segments += 1;
+                st.shipped_bytes += s.size;
+                st.identical_reuploads += u64::from(again);
+                st.backlog_segments = st.backlog_segments.saturating_sub(1);
+                st.backlog_bytes = st.backlog_bytes.saturating_sub(s.size);
+            }
+            if saved_at.elapsed() >= SAVE_EVERY {
+                if let Err(e) = cursor.save(dir) {
+                    outcome = Err(ShipError::Cursor(e));
+                    return false;
+                }
+                saved_at = Instant::now();
+            }
+            if stop.load(Ordering::Relaxed) {
+                if matches!(outcome, Ok(Pass::CaughtUp)) {
+                    outcome = Ok(Pass::Stopped);
+                }
+                return false;
+            }
+            outcome.is_ok()
+        });
+        self.update_backlog(live);
+        outcome
     }
 
     /// Settles compactions in chain order: once a merged segment is acknowledged, the hour
@@ -181,7 +238,7 @@ impl Worker {
         for e in entries.iter().filter(|e| from.is_none_or(|s| e.seq > s)) {
             if let Body::Compact(c) = &e.body {
                 let merged_live = live.contains(&c.segment.file.as_str());
-                if merged_live && !self.is_acked(&c.segment) {
+                if merged_live && !self.cursor.holds(&c.segment) {
                     break; // its hours stay remote until the merged object is acknowledged
                 }
                 for f in &c.files {
@@ -205,7 +262,7 @@ impl Worker {
         self.cursor
             .acked
             .retain(|f, _| live.contains(&f.as_str()) || unsettled.contains(&f.as_str()));
-        self.save()
+        Ok(())
     }
 }
 

@@ -2,13 +2,13 @@
 //! frames over TCP or TLS (`--syslog tcp://HOST:PORT` or `tls://HOST:PORT`).
 //!
 //! ```text
-//! records thread: SyslogStage::write ─► copy ─► batch ─► try_send ─┐  bounded queue
-//! alert engine:   Handle::try_send(Message) ──────────────────────┘  (overflow counted)
-//!                                              sender thread: format ─► batch ─► TCP / TLS
+//! records thread: SyslogStage::write ─► encode ─► batch ─► try_send ─┐  bounded queue
+//! alert engine:   Handle::try_send(Message) ────────────────────────┘  (overflow counted)
+//!                                      sender thread: decode ─► format ─► batch ─► TCP / TLS
 //! ```
 //!
-//! Nothing on the records thread formats or waits: [`SyslogStage`] copies the record into a
-//! batch, hands full batches (and what it has at each sync and tick) to the queue, and passes
+//! Nothing on the records thread formats, allocates per record or waits: [`SyslogStage`]
+//! appends the record's journal encoding to a flat byte batch, hands full batches (and what it has at each sync and tick) to the queue, and passes
 //! every record on to the sink it wraps. The sender thread formats ([`format`]), writes
 //! batches, and on a broken connection reconnects with exponential
 //! backoff and jitter and writes again the batch that failed and the frames of the replay
@@ -78,13 +78,52 @@ pub struct Message {
     pub text: String,
 }
 
-/// What the queue carries: a copy of a record (formatted by the sender), or a message.
-/// Records are nearly all items, and boxing them would cost an allocation each on the records
-/// thread, so the small variant pays the size instead.
-#[allow(clippy::large_enum_variant)]
+/// What the queue carries: a batch of records, or a message of another stage (an alert).
 enum Item {
-    Record(FlowRecord),
+    /// Records in the journal's binary form (`store::journal::encode_record`), each behind
+    /// its length (u32, little-endian): the records thread appends flat bytes into a reused
+    /// batch, with no allocation or clone per record; the sender decodes and formats them.
+    Records {
+        /// The encoded records.
+        bytes: Vec<u8>,
+        /// How many.
+        count: u64,
+    },
+    /// One message.
     Message(Message),
+}
+
+impl Item {
+    /// Messages it holds.
+    fn len(&self) -> u64 {
+        match self {
+            Item::Records { count, .. } => *count,
+            Item::Message(_) => 1,
+        }
+    }
+}
+
+/// Appends `r` to a records batch (see [`Item::Records`]).
+fn append_record(bytes: &mut Vec<u8>, r: &FlowRecord) {
+    let at = bytes.len();
+    bytes.extend_from_slice(&[0; 4]);
+    crate::store::journal::encode_record(r, bytes);
+    let len = (bytes.len() - at - 4) as u32;
+    bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The records of a batch written by [`append_record`], in order; a record that does not
+/// decode (never: the same process wrote it) ends the batch with its error.
+fn batch_records(
+    mut bytes: &[u8],
+) -> impl Iterator<Item = Result<FlowRecord, crate::store::journal::DecodeError>> + '_ {
+    std::iter::from_fn(move || {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
+        let (record, rest) = rest.split_at(len);
+        bytes = rest;
+        Some(crate::store::journal::decode_view(record).map(|v| v.to_record()))
+    })
 }
 
 /// Records the stage gathers before it hands them to the queue as one batch: one channel
@@ -188,7 +227,7 @@ pub enum SyslogError {
 /// Hands messages to the sender thread; cloned by every stage that sends (records, alerts).
 #[derive(Clone)]
 pub struct Handle {
-    tx: SyncSender<Vec<Item>>,
+    tx: SyncSender<Item>,
     counters: Arc<Counters>,
     /// Messages the queue holds at most.
     limit: u64,
@@ -198,19 +237,19 @@ impl Handle {
     /// Queues `m` for the server without waiting; `false` when the queue is full (the message
     /// is dropped and counted in the status's `dropped`).
     pub fn try_send(&self, m: Message) -> bool {
-        self.push(vec![Item::Message(m)])
+        self.push(Item::Message(m))
     }
 
     /// Queues a batch; `false` when the queue cannot hold all of it (the whole batch is
     /// dropped and counted).
-    fn push(&self, items: Vec<Item>) -> bool {
-        let n = items.len() as u64;
+    fn push(&self, item: Item) -> bool {
+        let n = item.len();
         // Counted before the send, so the sender's decrement never runs ahead of it.
         if self.counters.queue_in(n) > self.limit {
             self.counters.queue_refused(n);
             return false;
         }
-        match self.tx.try_send(items) {
+        match self.tx.try_send(item) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.queue_refused(n);
@@ -304,4 +343,33 @@ pub fn host_name() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testgen::TrafficGen;
+
+    #[test]
+    fn a_records_batch_gives_back_every_record_in_order() {
+        let mut g = TrafficGen::new(11, 1_767_225_600_000_000_000);
+        let mut recs: Vec<FlowRecord> = (0..300).map(|_| g.next_record()).collect();
+        recs[7].dropped = 3;
+        recs[7].rule = Some("/etc/xdp-audit/block.list:12".into());
+        recs[8].attr.user = Some("alice".into());
+        recs[8].attr.domain = Some("example.org".into());
+        let mut bytes = Vec::new();
+        for r in &recs {
+            append_record(&mut bytes, r);
+        }
+        let back: Vec<FlowRecord> = batch_records(&bytes)
+            .collect::<Result<_, _>>()
+            .expect("every record decodes");
+        assert_eq!(back, recs);
+        // A batch cut short ends with an error, not a wrong record.
+        let cut = &bytes[..bytes.len() - 5];
+        let tail: Vec<_> = batch_records(cut).collect();
+        assert_eq!(tail.len(), recs.len());
+        assert!(tail.last().is_some_and(|r| r.is_err()), "the cut record");
+    }
 }

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::format::{Encoder, Header};
 use super::status::Counters;
 use super::transport::{Conn, Connector};
-use super::{Backoff, Item, SyslogConfig};
+use super::{batch_records, Backoff, Item, SyslogConfig};
 
 /// A batch is written once it holds this many bytes, or when the queue is empty.
 const BATCH_BYTES: usize = 64 << 10;
@@ -37,7 +37,7 @@ struct Batch {
 pub(super) struct Sender {
     connector: Connector,
     encoder: Encoder,
-    rx: Receiver<Vec<Item>>,
+    rx: Receiver<Item>,
     stop: Receiver<Instant>,
     counters: Arc<Counters>,
     backoff: Backoff,
@@ -64,7 +64,7 @@ impl Sender {
     pub(super) fn new(
         connector: Connector,
         config: &SyslogConfig,
-        rx: Receiver<Vec<Item>>,
+        rx: Receiver<Item>,
         stop: Receiver<Instant>,
         counters: Arc<Counters>,
     ) -> Self {
@@ -99,8 +99,8 @@ impl Sender {
                 return;
             }
             if self.deliver().is_err() {
-                let queued: usize = self.rx.try_iter().map(|v| v.len()).sum();
-                let left = self.batch.messages + queued as u64;
+                let queued: u64 = self.rx.try_iter().map(|i| i.len()).sum();
+                let left = self.batch.messages + queued;
                 self.counters.queue_out(left - self.batch.messages);
                 self.counters.unsent(left);
                 return;
@@ -131,10 +131,10 @@ impl Sender {
                     Err(RecvTimeoutError::Disconnected) => return false,
                 }
             };
-            first.into_iter().for_each(|item| self.add(item));
+            self.add(first);
             while self.batch.bytes.len() < BATCH_BYTES {
                 match self.rx.try_recv() {
-                    Ok(items) => items.into_iter().for_each(|item| self.add(item)),
+                    Ok(item) => self.add(item),
                     Err(_) => break,
                 }
             }
@@ -146,15 +146,32 @@ impl Sender {
     /// Formats `item` into the batch.
     fn add(&mut self, item: Item) {
         match item {
-            Item::Record(r) => self.encoder.record(&r, &mut self.batch.bytes),
+            Item::Records { bytes, count } => {
+                let mut formatted = 0;
+                for r in batch_records(&bytes) {
+                    match r {
+                        Ok(r) => self.encoder.record(&r, &mut self.batch.bytes),
+                        Err(e) => {
+                            warn!(error = %e, "syslog: a queued record does not decode; the rest of its batch is dropped");
+                            break;
+                        }
+                    }
+                    formatted += 1;
+                }
+                self.batch.messages += formatted;
+                if count > formatted {
+                    // What did not decode leaves the queue as dropped.
+                    self.counters.queue_refused(count - formatted);
+                }
+            }
             Item::Message(m) => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-                self.encoder.message(&m, now, &mut self.batch.bytes)
+                self.encoder.message(&m, now, &mut self.batch.bytes);
+                self.batch.messages += 1;
             }
         }
-        self.batch.messages += 1;
     }
 
     /// Writes the batch, connecting (and replaying) first when needed; gives up only when the

@@ -3,18 +3,24 @@
 use crate::record::FlowRecord;
 use crate::sink::{RecordSink, SinkError};
 
-use super::{Handle, Item, Records, Syslog, SyslogConfig, SyslogError, SyslogStatus, STAGE_BATCH};
+use super::{
+    append_record, Handle, Item, Records, Syslog, SyslogConfig, SyslogError, SyslogStatus,
+    STAGE_BATCH,
+};
 
-/// A [`RecordSink`] that queues a copy of each record the configuration selects (drop records,
-/// or all with `--syslog-records`) for the syslog sender, then passes every record to the
-/// sink it wraps. It never waits: a full queue drops the copies and counts them. Copies are
-/// handed over in batches (see `STAGE_BATCH`), and on every sync, tick and close.
+/// A [`RecordSink`] that queues each record the configuration selects (drop records, or all
+/// with `--syslog-records`) for the syslog sender, then passes every record to the sink it
+/// wraps. A queued record is its journal encoding appended to a flat byte batch (no clone, no
+/// allocation per record). It never waits: a full queue drops the batch and counts it.
+/// Batches are handed over at `STAGE_BATCH` records, and on every sync, tick and close.
 pub struct SyslogStage<S: RecordSink> {
     inner: S,
     syslog: Syslog,
     handle: Handle,
     records: Records,
-    pending: Vec<Item>,
+    /// The batch being gathered ([`Item::Records`]) and its records.
+    pending: Vec<u8>,
+    pending_count: u64,
 }
 
 impl<S: RecordSink> SyslogStage<S> {
@@ -27,15 +33,19 @@ impl<S: RecordSink> SyslogStage<S> {
             handle: syslog.handle(),
             syslog,
             records,
-            pending: Vec::with_capacity(STAGE_BATCH),
+            pending: Vec::new(),
+            pending_count: 0,
         })
     }
 
     /// Hands the gathered copies to the queue (a refusal is counted by the handle).
     fn hand_over(&mut self) {
-        if !self.pending.is_empty() {
-            let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(STAGE_BATCH));
-            self.handle.push(batch);
+        if self.pending_count > 0 {
+            // The next batch starts at this one's size: one allocation per batch.
+            let next = Vec::with_capacity(self.pending.len());
+            let bytes = std::mem::replace(&mut self.pending, next);
+            let count = std::mem::take(&mut self.pending_count);
+            self.handle.push(Item::Records { bytes, count });
         }
     }
 
@@ -53,8 +63,9 @@ impl<S: RecordSink> SyslogStage<S> {
 impl<S: RecordSink> RecordSink for SyslogStage<S> {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
         if self.records == Records::All || record.dropped > 0 {
-            self.pending.push(Item::Record(record.clone()));
-            if self.pending.len() >= STAGE_BATCH {
+            append_record(&mut self.pending, record);
+            self.pending_count += 1;
+            if self.pending_count >= STAGE_BATCH as u64 {
                 self.hand_over();
             }
         }
