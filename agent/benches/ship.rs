@@ -9,10 +9,10 @@
 
 #[path = "../tests/store_common/mod.rs"]
 mod common;
-#[path = "../tests/ship_common/mod.rs"]
-mod ship_common;
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "../tests/ship_common/mod.rs"]
+mod ship_common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -98,9 +98,11 @@ fn main() {
     let (mut plain, mut ship) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let mut runs: [&mut dyn FnMut(); 2] = [
-            &mut || plain.push(timed(&s3, || {
-                let _ = plain_upload(&s3, &files, round);
-            })),
+            &mut || {
+                plain.push(timed(&s3, || {
+                    let _ = plain_upload(&s3, &files, round);
+                }))
+            },
             &mut || {
                 let _ = std::fs::remove_file(data.path().join(cursor::CURSOR));
                 let cfg = s3.config(&format!("ship{round}"), "bench");

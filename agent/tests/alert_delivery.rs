@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use xdp_audit::alert::deliver::{ChainDelivery, Delivery, LogDelivery};
-use xdp_audit::alert::webhook::Webhook;
 use xdp_audit::alert::stage::HitBatch;
+use xdp_audit::alert::webhook::Webhook;
 use xdp_audit::alert::{AlertConfig, Alerts, Event};
 use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::oplog::{self, Log, OpBody};

@@ -519,7 +519,10 @@ fn the_shipping_line_says_whether_records_leave_the_gateway_and_the_backlog() {
 
     let (result, why) = shipping(&inp);
     assert_eq!(result, "warn", "{why}");
-    assert!(why.contains("not configured") && why.contains("--ship"), "{why}");
+    assert!(
+        why.contains("not configured") && why.contains("--ship"),
+        "{why}"
+    );
 
     // The agent ships; the bucket acknowledged every segment but the two newest.
     let target = "s3://audit/k/gateway=gw";
@@ -589,8 +592,7 @@ fn the_shipping_line_says_whether_records_leave_the_gateway_and_the_backlog() {
     let (result, why) = shipping(&inp);
     assert_eq!(result, "warn", "{why}");
     assert!(
-        why.contains(&format!("shipped to {target} before"))
-            && why.contains("backlog 1 segment ("),
+        why.contains(&format!("shipped to {target} before")) && why.contains("backlog 1 segment ("),
         "{why}"
     );
 }

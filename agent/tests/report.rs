@@ -291,9 +291,13 @@ fn the_report_names_the_gateway_by_its_id() {
     let d = dir.path().to_str().expect("utf-8");
     let title = |extra: &[&str]| -> (serde_json::Value, String) {
         let window = ["--log-dir", d, "--since", SINCE, "--until", UNTIL];
-        let json = ok(&run(&[&["report", "--format", "json"][..], &window, extra].concat()));
+        let json = ok(&run(
+            &[&["report", "--format", "json"][..], &window, extra].concat()
+        ));
         let j: serde_json::Value = serde_json::from_str(&json).expect("json report");
-        let md = ok(&run(&[&["report", "--format", "md"][..], &window, extra].concat()));
+        let md = ok(&run(
+            &[&["report", "--format", "md"][..], &window, extra].concat()
+        ));
         (j["title"].clone(), md)
     };
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("host name");
@@ -302,7 +306,10 @@ fn the_report_names_the_gateway_by_its_id() {
     let (t, md) = title(&[]);
     assert_eq!(t["gateway_id"], host, "{t:#}");
     assert_eq!(t["gateway_id_source"], "host_name", "{t:#}");
-    assert!(md.starts_with(&format!("# Incident report: gateway {host}\n")), "{md}");
+    assert!(
+        md.starts_with(&format!("# Incident report: gateway {host}\n")),
+        "{md}"
+    );
 
     // Shipped under an id: the store's cursor names it.
     let cursor = xdp_audit::ship::cursor::Cursor {
@@ -315,17 +322,39 @@ fn the_report_names_the_gateway_by_its_id() {
     assert_eq!(t["gateway_id"], "gw-berlin-01", "{t:#}");
     assert_eq!(t["gateway_id_source"], "shipping_cursor", "{t:#}");
     assert_eq!(t["gateway_host"], host, "{t:#}");
-    assert!(md.starts_with("# Incident report: gateway gw-berlin-01\n"), "{md}");
-    assert!(md.contains("| Gateway | gw-berlin-01 (the id the store was shipped under) |"), "{md}");
+    assert!(
+        md.starts_with("# Incident report: gateway gw-berlin-01\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Gateway | gw-berlin-01 (the id the store was shipped under) |"),
+        "{md}"
+    );
 
     // The flag wins.
     let (t, md) = title(&["--gateway-id", "gw-hamburg-02"]);
     assert_eq!(t["gateway_id"], "gw-hamburg-02", "{t:#}");
     assert_eq!(t["gateway_id_source"], "flag", "{t:#}");
-    assert!(md.contains("| Gateway | gw-hamburg-02 (--gateway-id) |"), "{md}");
+    assert!(
+        md.contains("| Gateway | gw-hamburg-02 (--gateway-id) |"),
+        "{md}"
+    );
 
-    let bad = run(&["report", "--log-dir", d, "--since", SINCE, "--until", UNTIL, "--gateway-id", "a/b"]);
+    let bad = run(&[
+        "report",
+        "--log-dir",
+        d,
+        "--since",
+        SINCE,
+        "--until",
+        UNTIL,
+        "--gateway-id",
+        "a/b",
+    ]);
     assert!(!bad.status.success(), "a malformed id is refused");
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("--gateway-id"), "the error names the flag: {err}");
+    assert!(
+        err.contains("--gateway-id"),
+        "the error names the flag: {err}"
+    );
 }

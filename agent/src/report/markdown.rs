@@ -109,7 +109,8 @@ const BLOCKED_BAR: char = '▒';
 /// flow was blocked).
 fn bar(flows: u64, blocked: u64, most: u64) -> String {
     let scale = |n: u64| {
-        let w = (u128::from(n) * u128::from(BAR_WIDTH) + u128::from(most) / 2) / u128::from(most.max(1));
+        let w = (u128::from(n) * u128::from(BAR_WIDTH) + u128::from(most) / 2)
+            / u128::from(most.max(1));
         (w as u64).max(u64::from(n > 0))
     };
     let total = scale(flows);
@@ -148,7 +149,10 @@ mod tests {
     #[test]
     fn a_bar_is_scaled_to_the_busiest_bucket_with_its_blocked_share_first() {
         assert_eq!(bar(100, 0, 100), "█".repeat(40));
-        assert_eq!(bar(50, 25, 100), format!("{}{}", "▒".repeat(10), "█".repeat(10)));
+        assert_eq!(
+            bar(50, 25, 100),
+            format!("{}{}", "▒".repeat(10), "█".repeat(10))
+        );
         // A small bucket still shows, and so does a single blocked flow in it.
         assert_eq!(bar(1, 1, 10_000), "▒");
         assert_eq!(bar(3, 1, 10_000), "▒");

@@ -215,9 +215,10 @@ pub fn gateway_id(dir: &Path, flag: Option<&str>, host: &str) -> (String, Gatewa
     if let Some(id) = flag {
         return (id.to_owned(), GatewaySource::Flag);
     }
-    let shipped = crate::ship::cursor::read(dir).ok().flatten().and_then(|c| {
-        crate::ship::layout::gateway_of(&c.target).map(str::to_owned)
-    });
+    let shipped = crate::ship::cursor::read(dir)
+        .ok()
+        .flatten()
+        .and_then(|c| crate::ship::layout::gateway_of(&c.target).map(str::to_owned));
     match shipped {
         Some(id) => (id, GatewaySource::ShippingCursor),
         None => (host.to_owned(), GatewaySource::HostName),

@@ -1,6 +1,6 @@
 //! The shipping cursor: what the remote store acknowledged, persisted in the store directory
-//! as `ship-cursor.json` (replaced atomically and fsynced after every acknowledgement; format
-//! in `docs/store-format.md`).
+//! as `ship-cursor.json` (replaced atomically and fsynced at the end of each shipping pass and
+//! at most every second during a long one; format in `docs/store-format.md`).
 //!
 //! An object enters the cursor only after the server verified it (size and SHA-256), so a
 //! crash at any moment leaves the cursor behind the bucket, never ahead: the next start
@@ -87,7 +87,9 @@ pub struct Backlog {
 impl Cursor {
     /// Whether the bucket acknowledged `s` as sealed (same file, same SHA-256).
     pub fn holds(&self, s: &SegmentInfo) -> bool {
-        self.acked.get(&s.file).is_some_and(|a| a.sha256 == s.sha256)
+        self.acked
+            .get(&s.file)
+            .is_some_and(|a| a.sha256 == s.sha256)
     }
 
     /// The backlog of `live` (the chain's live segments) against this cursor; `cutoff_ns` is

@@ -380,9 +380,7 @@ async fn check(
 /// A HEAD must show the sealed size and SHA-256.
 async fn verify_by_head(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
     match stat(store, &job.key).await? {
-        Some(s) if s.size == job.size && s.sha256.as_deref() == Some(job.sha256.as_str()) => {
-            Ok(())
-        }
+        Some(s) if s.size == job.size && s.sha256.as_deref() == Some(job.sha256.as_str()) => Ok(()),
         found => Err(RemoteError::Mismatch {
             key: job.key.clone(),
             size: job.size,
