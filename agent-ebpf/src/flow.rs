@@ -375,7 +375,11 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     }
     if dropped {
         stats::bump(Counter::DroppedByList);
-        let action = if refused { xdp_action::XDP_TX } else { xdp_action::XDP_DROP };
+        let action = if refused {
+            xdp_action::XDP_TX
+        } else {
+            xdp_action::XDP_DROP
+        };
         (action, payload::handover(DIR_ORIG, copy))
     } else {
         (xdp_action::XDP_PASS, payload::handover(DIR_ORIG, copy))
