@@ -171,7 +171,8 @@ pub fn parse_iface(s: &str) -> Result<(String, bool), String> {
 /// colon is refused as a mistyped option, unless the whole value names an existing file.
 pub fn parse_blocklist(s: &str) -> Result<(PathBuf, bool), String> {
     match s.rsplit_once(':') {
-        Some((path, "refuse")) if !path.is_empty() => Ok((path.into(), true)),
+        Some(("", "refuse")) => Err(format!("{s:?}: no file before :refuse")),
+        Some((path, "refuse")) => Ok((path.into(), true)),
         Some((_, opt))
             if !opt.is_empty()
                 && opt.bytes().all(|b| b.is_ascii_lowercase())
@@ -620,4 +621,29 @@ async fn forward_signals(control: Control) -> anyhow::Result<()> {
     }
     control.stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_blocklist;
+
+    #[test]
+    fn a_blocklist_takes_refuse_after_a_colon_and_nothing_else_that_looks_like_an_option() {
+        assert_eq!(
+            parse_blocklist("/etc/xdp-audit/ads.list:refuse"),
+            Ok(("/etc/xdp-audit/ads.list".into(), true))
+        );
+        assert_eq!(
+            parse_blocklist("/etc/xdp-audit/ads.list"),
+            Ok(("/etc/xdp-audit/ads.list".into(), false))
+        );
+        let err = parse_blocklist("/etc/xdp-audit/ads.list:refuze").expect_err("a typo");
+        assert!(err.contains("\"refuze\" is not known"), "{err}");
+        // A colon that is part of the name (not a lower-case word) stays in the path.
+        assert_eq!(
+            parse_blocklist("/lists/v2:2026.list"),
+            Ok(("/lists/v2:2026.list".into(), false))
+        );
+        assert!(parse_blocklist(":refuse").is_err());
+    }
 }
