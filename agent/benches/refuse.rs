@@ -10,51 +10,27 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use aya::programs::{TestRun, TestRunOptions};
+use common::prog::Prog;
 use common::{tcp, v4, Spec};
-use xdp_audit::blocklist::{Capacity, CompiledLists, ListKind, ListSet, ListSpec};
-use xdp_audit::loader::{LoadOptions, Loaded};
+use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 
 const RUNS: usize = 20_000;
 const LIST: &str = "192.0.2.80\nblocked.example\n";
 
 /// The program with `LIST`, refusing or not; the list set is kept with it.
-fn load(dir: &std::path::Path, refuse: bool) -> (Loaded, ListSet) {
-    let capacity = Capacity::for_lists(&CompiledLists::default(), 1024);
-    let mut loaded = Loaded::load(LoadOptions {
-        flow_table_size: 1 << 18,
-        ringbuf_bytes: 1 << 16,
-        list_capacity: capacity.map_sizes(),
-        domain_key: None,
-    })
-    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
-    let key = loaded.lists.domain_key().expect("the program's key");
+fn load(dir: &std::path::Path, refuse: bool) -> (Prog, ListSet) {
     let spec = ListSpec {
         path: dir.join("block.list"),
         kind: ListKind::Block,
         refuse,
     };
-    let mut lists = ListSet::of_specs([spec], key);
-    lists.set_capacity(capacity);
-    let (delta, problems) = lists.reload_all();
-    assert!(problems.is_empty(), "{problems:?}");
-    loaded.lists.apply(&delta).expect("apply the list");
-    (loaded, lists)
+    Prog::with_lists(1 << 18, [spec])
 }
 
 /// One run of `frame`: (nanoseconds, action).
-fn once(loaded: &mut Loaded, frame: &[u8]) -> (u64, u32) {
-    let prog = loaded.program_mut().expect("program");
-    let mut out = vec![0u8; frame.len() + 64];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
-    (r.duration.as_nanos() as u64, r.return_value)
+fn once(prog: &mut Prog, frame: &[u8]) -> (u64, u32) {
+    let (action, _, ns) = prog.run_out(frame);
+    (ns, action)
 }
 
 fn query() -> Vec<u8> {

@@ -11,13 +11,11 @@ mod common;
 use std::path::PathBuf;
 
 use agent_common::{flow_flags, rules, Counter, FlowValue};
-use aya::maps::RingBuf;
-use aya::programs::{TestRun, TestRunOptions};
+use common::prog::Prog;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use xdp_audit::blocklist::{Capacity, CompiledLists, ListKind, ListSet, ListSpec};
+use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 use xdp_audit::enrich::names::dns;
-use xdp_audit::loader::{LoadOptions, Loaded};
-use xdp_audit::reader::{decode, Event};
+use xdp_audit::reader::Event;
 
 const DROP: u32 = 1;
 const TX: u32 = 3;
@@ -25,7 +23,7 @@ const TX: u32 = 3;
 /// The program with one blocklist, refusing or not.
 struct Lab {
     dir: PathBuf,
-    loaded: Loaded,
+    prog: Prog,
     _lists: ListSet,
 }
 
@@ -36,65 +34,39 @@ impl Lab {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("block.list"), block).expect("write the list");
-        let capacity = Capacity::for_lists(&CompiledLists::default(), 1024);
-        let mut loaded = Loaded::load(LoadOptions {
-            flow_table_size: 1024,
-            ringbuf_bytes: 1 << 16,
-            list_capacity: capacity.map_sizes(),
-            domain_key: None,
-        })
-        .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
-        let key = loaded.lists.domain_key().expect("read the program's key");
         let spec = ListSpec {
             path: dir.join("block.list"),
             kind: ListKind::Block,
             refuse,
         };
-        let mut lists = ListSet::of_specs([spec], key);
-        lists.set_capacity(capacity);
-        let (delta, problems) = lists.reload_all();
-        assert!(problems.is_empty(), "{problems:?}");
-        loaded.lists.apply(&delta).expect("apply the lists");
+        let (prog, lists) = Prog::with_lists(1024, [spec]);
         Self {
             dir,
-            loaded,
+            prog,
             _lists: lists,
         }
     }
 
     /// Runs one frame: the action and the frame as the program left it.
     fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let prog = self.loaded.program_mut().expect("program");
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        let (action, out, _) = self.prog.run_out(frame);
+        (action, out)
     }
 
     fn counter(&self, c: Counter) -> u64 {
-        xdp_audit::stats::read(&self.loaded.stats)
-            .expect("stats")
-            .into_iter()
-            .find(|(k, _)| *k == c)
-            .map_or(0, |(_, n)| n)
+        self.prog.counter(c)
     }
 
     /// The flow-drop events in the ring: (flow value, rule as the program sent it).
     fn drops(&mut self) -> Vec<(FlowValue, u32)> {
-        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring");
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            if let Event::FlowDrop(_, v, rule) = decode(&item).expect("event") {
-                out.push((v, rule));
-            }
-        }
-        out
+        let events = self.prog.events();
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::FlowDrop(_, v, rule) => Some((v, rule)),
+                _ => None,
+            })
+            .collect()
     }
 }
 
