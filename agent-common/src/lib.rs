@@ -255,6 +255,9 @@ pub mod flow_flags {
     pub const RST_SEEN: u8 = 1 << 3;
     /// The flow-end event reached the ring buffer.
     pub const END_ANNOUNCED: u8 = 1 << 4;
+    /// A blocked packet of the flow was answered from XDP (NXDOMAIN or RST) instead of
+    /// dropped silently: the flow's drop record says `refused`.
+    pub const REFUSED: u8 = 1 << 5;
 }
 
 /// Index of the originator -> responder direction (`a` -> `b`) in [`FlowValue`] counters.
@@ -435,11 +438,16 @@ pub enum Counter {
     /// slow path could not be reached: the packet passed as always, its bytes did not reach
     /// the agent.
     LostPayload,
+    /// A blocked DNS query answered NXDOMAIN from XDP (also counted in `dropped_by_domain`:
+    /// it never reached its server).
+    RefusedDns,
+    /// A blocked TCP SYN answered RST from XDP (also counted in `dropped_by_list`).
+    RefusedTcp,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = Counter::LostPayload as u32 + 1;
+    pub const COUNT: u32 = Counter::RefusedTcp as u32 + 1;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::ParsedTcp,
@@ -469,6 +477,8 @@ impl Counter {
         Counter::LostFlowDrop,
         Counter::PayloadCopied,
         Counter::LostPayload,
+        Counter::RefusedDns,
+        Counter::RefusedTcp,
     ];
 
     /// Stable snake_case name used in `status` output and metrics.
@@ -501,6 +511,8 @@ impl Counter {
             Counter::LostFlowDrop => "lost_flow_drop",
             Counter::PayloadCopied => "payload_copied",
             Counter::LostPayload => "lost_payload",
+            Counter::RefusedDns => "refused_dns",
+            Counter::RefusedTcp => "refused_tcp",
         }
     }
 

@@ -20,6 +20,30 @@ use core::mem::size_of;
 /// map value.
 pub type RuleId = u32;
 
+/// Bit of a list map's value (a [`RuleId`] with this bit set) saying the rule's list wants
+/// blocked packets refused rather than dropped: a DNS query answered NXDOMAIN, a TCP SYN
+/// answered RST, from XDP (`--refuse`, `--blocklist FILE:refuse`). Rule ids stay below it:
+/// they are dense indexes into the agent's origin table. The program keeps the bit in the
+/// verdict it caches and the drop events it sends; [`rule_id`] takes it off.
+pub const REFUSE: RuleId = 1 << 31;
+
+/// The rule id of a list map value (or of a program's cached rule), without [`REFUSE`].
+/// [`crate::NO_RULE`] stays itself.
+#[inline(always)]
+pub const fn rule_id(value: RuleId) -> RuleId {
+    if value == crate::NO_RULE {
+        value
+    } else {
+        value & !REFUSE
+    }
+}
+
+/// Whether a list map value (a matched rule) asks for refusal.
+#[inline(always)]
+pub const fn refuses(value: RuleId) -> bool {
+    value != crate::NO_RULE && value & REFUSE != 0
+}
+
 /// Key of an IPv4 LPM trie; the layout `BPF_MAP_TYPE_LPM_TRIE` requires (`struct
 /// bpf_lpm_trie_key_u8` with 4 data bytes).
 #[repr(C)]
@@ -91,6 +115,16 @@ mod tests {
         assert_eq!(size_of::<LpmKeyV6>(), 20);
         assert_eq!(align_of::<LpmKeyV6>(), 4);
         assert_eq!(offset_of!(LpmKeyV6, addr), 4);
+    }
+
+    #[test]
+    fn the_refuse_bit_is_taken_off_rule_ids_and_never_read_from_no_rule() {
+        assert_eq!(rule_id(7 | REFUSE), 7);
+        assert_eq!(rule_id(7), 7);
+        assert!(refuses(7 | REFUSE));
+        assert!(!refuses(7));
+        assert!(!refuses(crate::NO_RULE));
+        assert_eq!(rule_id(crate::NO_RULE), crate::NO_RULE);
     }
 
     #[test]

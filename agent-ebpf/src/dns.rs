@@ -119,6 +119,16 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
     match_suffixes(&s.key, &s.ring)
 }
 
+/// The length of the QNAME [`blocked_query`] walked last on this CPU (its terminating zero
+/// included), for a refusal that answers the query it just blocked.
+#[inline(always)]
+pub fn walked_name_len() -> Option<usize> {
+    let s = DNS_SCRATCH.get_ptr(0)?;
+    // SAFETY: this CPU's scratch slot, written by the walk earlier in this run.
+    let (status, pos) = unsafe { ((*s).status, (*s).pos) };
+    (status == DONE).then_some((pos & 0xff) as usize + 1)
+}
+
 /// Eight bytes of the copied name from `at` (masked into the buffer), little-endian.
 #[inline(always)]
 fn word(name: &[u8; 256 + 8], at: usize) -> u64 {

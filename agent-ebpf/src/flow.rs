@@ -31,7 +31,7 @@ use aya_ebpf::{
 use crate::{
     dns, events,
     parse::{Header, Packet},
-    payload, stats, verdict as lists,
+    payload, refuse, stats, verdict as lists,
 };
 
 /// IPv6 flows. Default size; the loader sets the real one (`--flow-table-size`).
@@ -236,11 +236,22 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
         return xdp_action::XDP_PASS;
     };
     lists::hit(rule);
+    let refused = refuse::dns(ctx, p, rule);
     match lookup(&p.key) {
-        Some(v) => drop_packet(&p.key, v, rule, Counter::DroppedByDomain),
+        Some(v) => {
+            if refused {
+                // SAFETY: as in `update`.
+                unsafe { set_flags(v, flow_flags::REFUSED) };
+            }
+            drop_packet(&p.key, v, rule, Counter::DroppedByDomain)
+        }
         None => stats::bump(Counter::DroppedByDomain),
     }
-    xdp_action::XDP_DROP
+    if refused {
+        xdp_action::XDP_TX
+    } else {
+        xdp_action::XDP_DROP
+    }
 }
 
 /// Counts a dropped packet on its flow; the flow's first drop is announced with its rule.
@@ -294,6 +305,9 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
         value.dst_mac = eth.get::<[u8; 6], 0>();
         value.src_mac = eth.get::<[u8; 6], 6>();
     }
+    // A refused SYN becomes its RST here, after the MACs above were read from it.
+    let refused = dropped && refuse::syn(ctx, p, rule);
+    value.flags |= if refused { flow_flags::REFUSED } else { 0 };
     // The payload budget. A first packet that is not a SYN (a UDP datagram) spends one and
     // goes to the slow path if its insert creates the flow. A SYN spends nothing: its
     // sequence number, kept as `isn`, is the stream's start (Fast Open data is not copied).
@@ -361,7 +375,12 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     }
     if dropped {
         stats::bump(Counter::DroppedByList);
-        (xdp_action::XDP_DROP, payload::handover(DIR_ORIG, copy))
+        let action = if refused {
+            xdp_action::XDP_TX
+        } else {
+            xdp_action::XDP_DROP
+        };
+        (action, payload::handover(DIR_ORIG, copy))
     } else {
         (xdp_action::XDP_PASS, payload::handover(DIR_ORIG, copy))
     }

@@ -23,6 +23,7 @@ mod events;
 mod flow;
 mod parse;
 mod payload;
+mod refuse;
 mod stats;
 mod verdict;
 

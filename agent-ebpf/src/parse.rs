@@ -6,7 +6,7 @@
 use agent_common::{family, proto, Counter, FlowKey, MAX_IPV6_EXT_HEADERS};
 use aya_ebpf::programs::XdpContext;
 
-const ETH_HLEN: usize = 14;
+pub const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
@@ -106,6 +106,16 @@ impl<const N: usize> Header<N> {
         // SAFETY: the header's N bytes were bounds-checked in `at`.
         unsafe { core::ptr::read((self.0 + K) as *const T) }
     }
+
+    /// Writes the `T` at byte `K` of the header (checked as [`Header::get`]); for the few
+    /// packets rewritten in place (`refuse`).
+    #[inline(always)]
+    pub fn set<T: Copy, const K: usize>(self, value: T) {
+        const { assert!(K + core::mem::size_of::<T>() <= N) };
+        // SAFETY: the header's N bytes were bounds-checked in `at`; XDP packet data is
+        // writable.
+        unsafe { core::ptr::write((self.0 + K) as *mut T, value) }
+    }
 }
 
 #[inline(always)]
@@ -158,7 +168,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
 }
 
 #[inline(always)]
-fn is_vlan(ethertype: u16) -> bool {
+pub fn is_vlan(ethertype: u16) -> bool {
     matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_OLD)
 }
 

@@ -55,6 +55,8 @@ pub fn generation() -> u32 {
 /// Counts one packet for `rule`.
 #[inline(always)]
 pub fn hit(rule: RuleId) {
+    // Counted under the id alone: the refusal bit is the list's setting, not the rule's.
+    let rule = agent_common::rules::rule_id(rule);
     match RULE_HITS.get_ptr_mut(&rule) {
         // SAFETY: a map value, 8-aligned, live for this run; shared across CPUs, so atomic.
         Some(c) => unsafe { crate::flow::add(c, 1) },

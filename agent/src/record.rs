@@ -34,6 +34,9 @@ pub enum EndReason {
     /// A list dropped the flow's first packet (written at once; the flow's later records
     /// carry the packets that followed).
     Drop,
+    /// As [`EndReason::Drop`], and the program answered the blocked packet (NXDOMAIN for a
+    /// DNS query, RST for a TCP SYN) instead of dropping it in silence (`--refuse`).
+    Refused,
     /// A NAT session the program saw no flow of (the gateway's own traffic, or an interface
     /// not audited), written from its conntrack entry when it ended, so the question "who had
     /// this outside address and port" always has an answer.
@@ -42,7 +45,7 @@ pub enum EndReason {
 
 impl EndReason {
     /// Every reason, for parsers and tests.
-    pub const ALL: [EndReason; 8] = [
+    pub const ALL: [EndReason; 9] = [
         EndReason::Fin,
         EndReason::Rst,
         EndReason::Idle,
@@ -51,6 +54,7 @@ impl EndReason {
         EndReason::Evicted,
         EndReason::Drop,
         EndReason::Nat,
+        EndReason::Refused,
     ];
 
     /// The stable name written to the log.
@@ -64,6 +68,7 @@ impl EndReason {
             EndReason::Evicted => "evicted",
             EndReason::Drop => "drop",
             EndReason::Nat => "nat",
+            EndReason::Refused => "refused",
         }
     }
 

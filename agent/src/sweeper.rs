@@ -267,15 +267,12 @@ impl Sweeper {
                 let tracked = self.open.entry(key).or_default();
                 tracked.start.get_or_insert(value);
                 let reported = tracked.reported;
-                self.write(
-                    sink,
-                    &key,
-                    &value,
-                    &reported,
-                    EndReason::Drop,
-                    Some(rule),
-                    names,
-                );
+                let reason = if value.flags & agent_common::flow_flags::REFUSED != 0 {
+                    EndReason::Refused
+                } else {
+                    EndReason::Drop
+                };
+                self.write(sink, &key, &value, &reported, reason, Some(rule), names);
                 self.set_reported(&key, Reported::of(&value));
             }
         }
@@ -299,7 +296,8 @@ impl Sweeper {
         // One timeline for the whole record, the one of its last packet (see `clock`).
         let clock = self.clock.at(v.last_seen_ns);
         let mut record = FlowRecord::from_entry(key, v, &iface, &clock, rep, r);
-        let rule = rule.unwrap_or(v.rule);
+        // The program's rule values may carry the list's refusal bit.
+        let rule = agent_common::rules::rule_id(rule.unwrap_or(v.rule));
         if rule != agent_common::NO_RULE {
             record.rule = Some(
                 names

@@ -31,6 +31,7 @@ const APT: &[&str] = &[
     "rsyslog-gnutls",   // rsyslog's TLS listener for the syslog TLS test
     "systemd",          // systemd-analyze verify and security for the unit
     "tcpdump",          // captures compared with the audit log
+    "tshark",           // the refusal test: checksums of the answers XDP sends
     "util-linux",       // setpriv, mount: privilege and disk-full tests
     "zlib1g-dev",       // bpf-linker's LLVM link
 ];

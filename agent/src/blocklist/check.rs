@@ -70,6 +70,7 @@ fn compile_standalone<'a>(
         origins: &mut origins,
         assigned: &mut assigned,
         log: None,
+        refuse: &[],
     };
     compile_kind(files, &CompiledList::default(), &mut ctx)
         .0

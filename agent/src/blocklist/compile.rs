@@ -527,6 +527,7 @@ mod tests {
                 origins: &mut self.origins,
                 assigned: &mut assigned,
                 log: None,
+                refuse: &[],
             };
             let (t, d) = compile_kind(
                 files.iter().enumerate().map(|(i, p)| (i as u32, *p)),

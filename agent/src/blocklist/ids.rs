@@ -2,7 +2,7 @@
 //! its list (so a reload that only moves lines rewrites no map value), and every live id
 //! resolves to the file and line it came from.
 
-use agent_common::rules::RuleId;
+use agent_common::rules::{self, RuleId, REFUSE};
 
 use super::tables::TableDelta;
 
@@ -123,7 +123,14 @@ impl OriginLog {
 
 /// Where ids are recorded while compiling: the origin of every live id, and the ids newly
 /// handed out (whose hit counters the loader resets).
+///
+/// A table's values are what the kernel map holds: the rule id, with [`REFUSE`] set when the
+/// file the rule comes from refuses (`refuse`, by file index); a kept key whose file's
+/// setting changed is upserted with its new value.
 pub struct IdContext<'a> {
+    /// Whether each file (by index) wants its blocked packets refused; files past its end
+    /// do not.
+    pub refuse: &'a [bool],
     /// The allocator.
     pub ids: &'a mut IdAlloc,
     /// Origin by rule id.
@@ -212,27 +219,36 @@ impl IdContext<'_> {
                     break;
                 }
                 delta.remove.push(pk);
-                self.ids.release(pid);
+                self.ids.release(rules::rule_id(pid));
                 p.next();
             }
+            let flag = if self.refuse.get(origin.file as usize) == Some(&true) {
+                REFUSE
+            } else {
+                0
+            };
             let id = match p.peek() {
                 Some(&&(pk, pid)) if pk == key => {
                     p.next();
-                    pid
+                    let id = rules::rule_id(pid);
+                    if id | flag != pid {
+                        delta.upsert.push((key, id | flag));
+                    }
+                    id
                 }
                 _ => {
                     let id = self.ids.alloc();
-                    delta.upsert.push((key, id));
+                    delta.upsert.push((key, id | flag));
                     self.assigned.push(id);
                     id
                 }
             };
             self.set_origin(id, origin);
-            out.push((key, id));
+            out.push((key, id | flag));
         }
         for &(pk, pid) in p {
             delta.remove.push(pk);
-            self.ids.release(pid);
+            self.ids.release(rules::rule_id(pid));
         }
     }
 }

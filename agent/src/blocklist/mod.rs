@@ -51,7 +51,7 @@ pub use domain::random_key;
 pub use error::{warn_diagnostics, Diagnostic, LineError, Problem};
 pub use ids::Origin;
 pub use parse::{LineStats, ParsedList};
-pub use set::{CompiledLists, Delta, ListSet, RuleOrigin};
+pub use set::{CompiledLists, Delta, ListSet, ListSpec, RuleOrigin};
 pub use tables::{Capacity, CompileStats, CompiledList, ListDelta, PortSlot, Table, TableDelta};
 
 /// Which verdict a list gives.

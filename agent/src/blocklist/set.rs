@@ -69,11 +69,36 @@ impl Delta {
     }
 }
 
+/// A list file to configure: where it is, its kind, and whether its blocked packets are
+/// answered (`--blocklist FILE:refuse`, `--refuse`) instead of dropped in silence. A plain
+/// `(path, kind)` pair does not refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListSpec {
+    /// The file.
+    pub path: PathBuf,
+    /// Allow or block.
+    pub kind: ListKind,
+    /// Refuse what its rules block (meaningful for a blocklist only).
+    pub refuse: bool,
+}
+
+impl From<(PathBuf, ListKind)> for ListSpec {
+    fn from((path, kind): (PathBuf, ListKind)) -> Self {
+        ListSpec {
+            path,
+            kind,
+            refuse: false,
+        }
+    }
+}
+
 /// A configured list file and its last good version.
 #[derive(Debug)]
 struct ListFile {
     path: PathBuf,
     kind: ListKind,
+    /// The file's rules carry [`agent_common::rules::REFUSE`] in the kernel maps.
+    refuse: bool,
     good: Option<Good>,
 }
 
@@ -127,12 +152,18 @@ impl ListSet {
     /// A set of list files, none loaded yet (call [`ListSet::reload_all`]), whose domain
     /// rules are hashed with `key`: the key the program was (or will be) loaded with.
     pub fn new(files: impl IntoIterator<Item = (PathBuf, ListKind)>, key: DomainKey) -> ListSet {
+        Self::of_specs(files.into_iter().map(ListSpec::from), key)
+    }
+
+    /// [`ListSet::new`] with each file's refusal setting.
+    pub fn of_specs(files: impl IntoIterator<Item = ListSpec>, key: DomainKey) -> ListSet {
         ListSet {
             files: files
                 .into_iter()
-                .map(|(path, kind)| ListFile {
+                .map(|ListSpec { path, kind, refuse }| ListFile {
                     path,
                     kind,
+                    refuse: refuse && kind == ListKind::Block,
                     good: None,
                 })
                 .collect(),
@@ -395,7 +426,9 @@ impl ListSet {
         self.ids.begin_generation();
         let pending = std::mem::take(&mut self.pending);
         let mut assigned = Vec::new();
+        let refuse: Vec<bool> = self.files.iter().map(|f| f.refuse).collect();
         let mut ctx = IdContext {
+            refuse: &refuse,
             ids: &mut self.ids,
             origins: &mut self.compiled.origins,
             assigned: &mut assigned,

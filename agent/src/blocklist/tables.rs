@@ -2,7 +2,7 @@
 //! keyed ([`agent_common::rules`]), with a rule id per entry, and the changes between two
 //! versions of them.
 
-use agent_common::rules::{PortKey, RuleId};
+use agent_common::rules::{self, PortKey, RuleId};
 
 use super::{CompiledLists, ListKind};
 use crate::net::Net;
@@ -65,7 +65,8 @@ impl CompileStats {
 }
 
 /// The tables of one list kind (allow or block), each sorted by key, each entry with its
-/// rule id. Addresses are host-order integers: the kernel key is `addr.to_be_bytes()` for the
+/// rule id as the kernel map holds it (with [`agent_common::rules::REFUSE`] for a refusing
+/// list; [`CompiledList::ids`] takes it off). Addresses are host-order integers: the kernel key is `addr.to_be_bytes()` for the
 /// exact tables and [`Net::lpm_key`] for the prefix tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompiledList {
@@ -199,7 +200,7 @@ impl CompiledList {
     /// The rule ids of table `t`.
     pub fn ids(&self, t: Table) -> Vec<RuleId> {
         fn of<K>(v: &[(K, RuleId)]) -> Vec<RuleId> {
-            v.iter().map(|(_, id)| *id).collect()
+            v.iter().map(|(_, id)| rules::rule_id(*id)).collect()
         }
         match t {
             Table::V4Exact => of(&self.v4_exact),

@@ -16,7 +16,7 @@ use crate::alert::stage::AlertStage;
 use crate::alert::webhook::Webhook;
 use crate::alert::Alerts;
 use crate::blocklist::watch;
-use crate::blocklist::{ListKind, ListSet};
+use crate::blocklist::{ListKind, ListSet, ListSpec};
 use crate::clock::HostClocks;
 use crate::cmd::detach::PinArgs;
 use crate::cmd::store_args::StoreArgs;
@@ -85,8 +85,15 @@ pub struct RunArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// A blocklist file (repeatable); see `xdp-audit blocklist check --help` for the format.
-    #[arg(long = "blocklist", value_name = "FILE")]
-    pub blocklists: Vec<PathBuf>,
+    /// FILE:refuse answers what its rules block instead of dropping it in silence (--refuse).
+    #[arg(long = "blocklist", value_name = "FILE[:refuse]", value_parser = parse_blocklist)]
+    pub blocklists: Vec<(PathBuf, bool)>,
+    /// Answer blocked packets from XDP for every blocklist: a DNS query blocked by name gets
+    /// NXDOMAIN, a TCP SYN blocked by address or port gets RST, so clients fail at once
+    /// instead of timing out; anything else blocked is dropped. Off by default: an answer
+    /// tells the client it was blocked (README, "Fast refusal").
+    #[arg(long)]
+    pub refuse: bool,
     /// An allowlist file (repeatable): its entries are never blocked.
     #[arg(long = "allowlist", value_name = "FILE")]
     pub allowlists: Vec<PathBuf>,
@@ -160,6 +167,25 @@ pub fn parse_iface(s: &str) -> Result<(String, bool), String> {
     }
 }
 
+/// A `--blocklist` value: FILE, or FILE:refuse. Any other lower-case word after the last
+/// colon is refused as a mistyped option, unless the whole value names an existing file.
+pub fn parse_blocklist(s: &str) -> Result<(PathBuf, bool), String> {
+    match s.rsplit_once(':') {
+        Some(("", "refuse")) => Err(format!("{s:?}: no file before :refuse")),
+        Some((path, "refuse")) => Ok((path.into(), true)),
+        Some((_, opt))
+            if !opt.is_empty()
+                && opt.bytes().all(|b| b.is_ascii_lowercase())
+                && !std::path::Path::new(s).exists() =>
+        {
+            Err(format!(
+                "{s:?}: option {opt:?} is not known (FILE:refuse is the only one)"
+            ))
+        }
+        _ => Ok((s.into(), false)),
+    }
+}
+
 fn validate(args: &RunArgs) -> anyhow::Result<()> {
     let rb = args.ringbuf_bytes;
     if rb < 4096 || !rb.is_power_of_two() {
@@ -177,9 +203,12 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     args.metrics.addr().map_err(anyhow::Error::msg)?;
     // A list file may be missing at start (it is loaded when it appears), but its directory
     // is watched, so it must exist: checked here, before anything touches the kernel.
-    let lists = (args.blocklists.iter().map(|p| ("--blocklist", p.as_path())))
-        .chain(args.allowlists.iter().map(|p| ("--allowlist", p.as_path())))
-        .chain(args.enrich.watched());
+    let lists = (args
+        .blocklists
+        .iter()
+        .map(|(p, _)| ("--blocklist", p.as_path())))
+    .chain(args.allowlists.iter().map(|p| ("--allowlist", p.as_path())))
+    .chain(args.enrich.watched());
     for (flag, path) in lists {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -209,11 +238,19 @@ struct Attached {
 }
 
 /// The list files, in the order given.
-fn list_files(args: &RunArgs) -> Vec<(PathBuf, ListKind)> {
+fn list_files(args: &RunArgs) -> Vec<ListSpec> {
     args.blocklists
         .iter()
-        .map(|p| (p.clone(), ListKind::Block))
-        .chain(args.allowlists.iter().map(|p| (p.clone(), ListKind::Allow)))
+        .map(|(path, refuse)| ListSpec {
+            path: path.clone(),
+            kind: ListKind::Block,
+            refuse: *refuse || args.refuse,
+        })
+        .chain(
+            args.allowlists
+                .iter()
+                .map(|p| ListSpec::from((p.clone(), ListKind::Allow))),
+        )
         .collect()
 }
 
@@ -270,14 +307,15 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
 /// A digest of the settings that shape the program and its maps, noted beside the pins.
 fn config_digest(args: &RunArgs) -> String {
     let text = format!(
-        "{:?} {} {} {} {} {:?} {:?}",
+        "{:?} {} {} {} {} {:?} {:?} {}",
         args.ifaces,
         args.xdp_mode,
         args.flow_table_size,
         args.ringbuf_bytes,
         args.list_capacity,
         args.blocklists,
-        args.allowlists
+        args.allowlists,
+        args.refuse
     );
     Sha256::digest(text.as_bytes())
         .iter()
@@ -583,4 +621,29 @@ async fn forward_signals(control: Control) -> anyhow::Result<()> {
     }
     control.stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_blocklist;
+
+    #[test]
+    fn a_blocklist_takes_refuse_after_a_colon_and_nothing_else_that_looks_like_an_option() {
+        assert_eq!(
+            parse_blocklist("/etc/xdp-audit/ads.list:refuse"),
+            Ok(("/etc/xdp-audit/ads.list".into(), true))
+        );
+        assert_eq!(
+            parse_blocklist("/etc/xdp-audit/ads.list"),
+            Ok(("/etc/xdp-audit/ads.list".into(), false))
+        );
+        let err = parse_blocklist("/etc/xdp-audit/ads.list:refuze").expect_err("a typo");
+        assert!(err.contains("\"refuze\" is not known"), "{err}");
+        // A colon that is part of the name (not a lower-case word) stays in the path.
+        assert_eq!(
+            parse_blocklist("/lists/v2:2026.list"),
+            Ok(("/lists/v2:2026.list".into(), false))
+        );
+        assert!(parse_blocklist(":refuse").is_err());
+    }
 }

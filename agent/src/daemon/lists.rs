@@ -27,7 +27,7 @@ use super::ListCmd;
 use agent_common::domain::DomainKey;
 
 use crate::blocklist::{
-    warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet, Problem, RuleOrigin,
+    warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet, ListSpec, Problem, RuleOrigin,
 };
 use crate::enforce::{InForce, ListMaps};
 use crate::sweeper::RuleNames;
@@ -205,7 +205,7 @@ pub(crate) struct Request {
 /// reloads that would outgrow them. Returns the set, what the kernel maps need, and the
 /// table sizes to load the program with.
 pub fn read_at_start(
-    files: impl IntoIterator<Item = (PathBuf, ListKind)>,
+    files: impl IntoIterator<Item = impl Into<ListSpec>>,
     key: DomainKey,
     floor: u32,
 ) -> (ListSet, Delta, Capacity) {
@@ -216,12 +216,12 @@ pub fn read_at_start(
 /// `replaced` (an upgrade that changes the layout): the generation continues past it, so
 /// every flow the new program inherits judges its next packet against the new tables.
 pub fn read_for_new_tables(
-    files: impl IntoIterator<Item = (PathBuf, ListKind)>,
+    files: impl IntoIterator<Item = impl Into<ListSpec>>,
     key: DomainKey,
     floor: u32,
     replaced: u64,
 ) -> (ListSet, Delta, Capacity) {
-    let mut set = ListSet::new(files, key);
+    let mut set = ListSet::of_specs(files.into_iter().map(Into::into), key);
     if replaced > 0 {
         set.adopt(Default::default(), Default::default(), replaced + 1);
     }
@@ -241,12 +241,12 @@ pub fn read_for_new_tables(
 /// as a reload's is. `None` when the lists no longer fit the tables: the caller sizes new
 /// ones (a layout change).
 pub fn read_adopting(
-    files: impl IntoIterator<Item = (PathBuf, ListKind)>,
+    files: impl IntoIterator<Item = impl Into<ListSpec>>,
     key: DomainKey,
     in_force: &InForce,
     capacity: Capacity,
 ) -> Option<(ListSet, Delta)> {
-    let mut set = ListSet::new(files, key);
+    let mut set = ListSet::of_specs(files.into_iter().map(Into::into), key);
     set.adopt(
         in_force.allow.clone(),
         in_force.block.clone(),

@@ -35,7 +35,7 @@ use super::{
     attach_xdp, netlink, take_flow_maps, AttachMode, LoadError, LoadOptions, Loaded, Maps,
     PinnedMaps, EBPF_OBJECT,
 };
-use crate::blocklist::{Capacity, Delta, ListKind, ListSet};
+use crate::blocklist::{Capacity, Delta, ListSet, ListSpec};
 use crate::daemon::lists::{read_adopting, read_at_start};
 use crate::enforce::{EnforceError, ListMaps};
 
@@ -62,7 +62,7 @@ pub struct Spec {
     /// The attach mode asked for.
     pub mode: AttachMode,
     /// The list files.
-    pub files: Vec<(PathBuf, ListKind)>,
+    pub files: Vec<ListSpec>,
     /// Smallest size of each list table (`--list-capacity`).
     pub list_floor: u32,
     /// Digest of the settings, for the state.

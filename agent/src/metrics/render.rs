@@ -130,6 +130,13 @@ pub fn counters(e: &mut Encoder, c: &BTreeMap<String, u64>) {
     .sample(&[("reason", "list")], get(Counter::DroppedByList))
     .sample(&[("reason", "domain")], get(Counter::DroppedByDomain));
     e.family(
+        "packets_refused_total",
+        Kind::Counter,
+        "Dropped packets answered from XDP (--refuse): reason dns (NXDOMAIN) or tcp (RST); also in packets_dropped_total.",
+    )
+    .sample(&[("reason", "dns")], get(Counter::RefusedDns))
+    .sample(&[("reason", "tcp")], get(Counter::RefusedTcp));
+    e.family(
         "ring_events_lost_total",
         Kind::Counter,
         "Events the program could not reserve in the ring buffer, by event (the sweeper still records the flows).",

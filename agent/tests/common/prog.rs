@@ -5,6 +5,7 @@
 use agent_common::{Counter, FlowKey, FlowValue};
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
+use xdp_audit::blocklist::{Capacity, CompiledLists, ListSet, ListSpec};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 
@@ -29,8 +30,38 @@ impl Prog {
         Self { loaded }
     }
 
+    /// Loads the program with `flow_table_size` flows and the list files `specs` (tables
+    /// of 1,024 entries, domains hashed under the program's own key) applied; the list set
+    /// comes back with it.
+    pub fn with_lists(
+        flow_table_size: u32,
+        specs: impl IntoIterator<Item = ListSpec>,
+    ) -> (Self, ListSet) {
+        let capacity = Capacity::for_lists(&CompiledLists::default(), 1024);
+        let mut loaded = Loaded::load(LoadOptions {
+            flow_table_size,
+            ringbuf_bytes: 1 << 16,
+            list_capacity: capacity.map_sizes(),
+            domain_key: None,
+        })
+        .unwrap_or_else(|e| panic!("loading the XDP program (are we root?): {e}"));
+        let key = loaded.lists.domain_key().expect("read the program's key");
+        let mut lists = ListSet::of_specs(specs, key);
+        lists.set_capacity(capacity);
+        let (delta, problems) = lists.reload_all();
+        assert!(problems.is_empty(), "{problems:?}");
+        loaded.lists.apply(&delta).expect("apply the lists");
+        (Self { loaded }, lists)
+    }
+
     /// Runs one frame; the program's return value.
     pub fn run(&mut self, frame: &[u8]) -> u32 {
+        self.run_out(frame).0
+    }
+
+    /// Runs one frame: the program's return value, the frame as the program left it (an
+    /// answer sent with XDP_TX) and the run's time as the kernel measured it, in ns.
+    pub fn run_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>, u64) {
         let prog = self.loaded.program_mut().expect("program");
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {
@@ -39,9 +70,11 @@ impl Prog {
             repeat: 1,
             ..Default::default()
         };
-        prog.test_run(opts)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()))
-            .return_value
+        let r = prog
+            .test_run(opts)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e}", frame.len()));
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out, r.duration.as_nanos() as u64)
     }
 
     /// Every counter, summed over CPUs.

@@ -752,3 +752,88 @@ fn an_adopted_set_writes_only_the_difference_from_the_maps() {
         "a new rule takes no id the maps held in this generation ({new_id} in {old_ids:?})"
     );
 }
+
+#[test]
+fn a_refusing_file_marks_its_rules_and_a_changed_setting_rewrites_only_the_values() {
+    use agent_common::rules::{refuses, rule_id};
+    let dir = TempDir::new("refuse");
+    let (a, b, allow) = (
+        dir.0.join("a.list"),
+        dir.0.join("b.list"),
+        dir.0.join("allow.list"),
+    );
+    write(
+        &a,
+        "192.0.2.1\n10.0.0.0/8\nexample.com\nport tcp 25\n2001:db8::1\n",
+    );
+    write(&b, "198.51.100.7\n");
+    write(&allow, "192.0.2.9\n");
+    let spec = |refuse_a: bool| {
+        [
+            (a.clone(), ListKind::Block, refuse_a),
+            (b.clone(), ListKind::Block, false),
+            (allow.clone(), ListKind::Allow, true),
+        ]
+        .map(|(path, kind, refuse)| ListSpec { path, kind, refuse })
+    };
+    let k = key();
+    let mut plain = ListSet::new(spec(false).map(|s| (s.path, s.kind)), k);
+    assert!(plain.reload_all().1.is_empty());
+    let mut refusing = ListSet::of_specs(spec(true), k);
+    let (delta, diags) = refusing.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    let marked = |set: &ListSet, kind: ListKind| -> Vec<(RuleId, bool)> {
+        let list = set.compiled().list(kind);
+        let mut v: Vec<u32> = Vec::new();
+        v.extend(list.v4_exact.iter().map(|e| e.1));
+        v.extend(list.v4_prefix.iter().map(|e| e.1));
+        v.extend(list.v6_exact.iter().map(|e| e.1));
+        v.extend(list.ports.iter().map(|e| e.1));
+        v.extend(list.domains.iter().map(|e| e.1));
+        v.into_iter().map(|x| (rule_id(x), refuses(x))).collect()
+    };
+    // Only a.list's rules carry the bit; an allowlist never does; ids are as without it.
+    let block = marked(&refusing, ListKind::Block);
+    assert_eq!(block.iter().filter(|e| e.1).count(), 1 + 1 + 1 + 1 + 1);
+    for (id, refused) in &block {
+        let from = refusing.origin(*id).expect("every id has an origin").path;
+        assert_eq!(*refused, from == a, "rule {id} from {}", from.display());
+    }
+    assert!(marked(&refusing, ListKind::Allow).iter().all(|e| !e.1));
+    let ids = |s: &ListSet| {
+        marked(s, ListKind::Block)
+            .into_iter()
+            .map(|e| e.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&refusing), ids(&plain));
+    assert!(delta.block.v4_exact.upsert.iter().any(|e| refuses(e.1)));
+    // A restart that turns refusal off (or on) rewrites the values of the kept keys only:
+    // no removal, no new id, no hit counter reset.
+    for (from, to) in [(&refusing, spec(false)), (&plain, spec(true))] {
+        let c = from.compiled();
+        let mut next = ListSet::of_specs(to.clone(), k);
+        next.adopt(c.allow.clone(), c.block.clone(), c.generation);
+        let (delta, diags) = next.reload_all();
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(delta.assigned.is_empty(), "no id handed out: {delta:?}");
+        assert!(
+            delta.allow.is_empty(),
+            "the allowlist is untouched: {delta:?}"
+        );
+        let b = &delta.block;
+        let removed = b.v4_exact.remove.len() + b.v4_prefix.remove.len() + b.domains.remove.len();
+        assert_eq!(removed, 0, "{delta:?}");
+        let upserts = b.v4_exact.upsert.len()
+            + b.v4_prefix.upsert.len()
+            + b.v6_exact.upsert.len()
+            + b.ports.upsert.len()
+            + b.domains.upsert.len();
+        assert_eq!(upserts, 5, "a.list's five keys rewritten: {delta:?}");
+        assert!(delta.generation > c.generation, "flows judge again");
+        let want = to[0].refuse;
+        assert!(marked(&next, ListKind::Block)
+            .iter()
+            .all(|(id, r)| *r == (want && next.origin(*id).expect("origin").path == a)));
+    }
+}

@@ -161,7 +161,10 @@ impl EnrichStage {
     /// records.
     pub fn attribute(&mut self, r: &FlowRecord) -> Attribution {
         let key = flow_key(r);
-        let ends = !matches!(r.end_reason, EndReason::Active | EndReason::Drop);
+        let ends = !matches!(
+            r.end_reason,
+            EndReason::Active | EndReason::Drop | EndReason::Refused
+        );
         let state = self.flows.get_mut(&key);
         if let Some(attr) = state.as_ref().and_then(|s| s.attr.clone()) {
             if ends {

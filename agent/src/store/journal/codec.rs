@@ -90,6 +90,7 @@ fn end_reason_code(r: EndReason) -> u8 {
         EndReason::Evicted => 5,
         EndReason::Drop => 6,
         EndReason::Nat => 7,
+        EndReason::Refused => 8,
     }
 }
 
