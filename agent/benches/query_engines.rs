@@ -245,6 +245,7 @@ impl DuckDb {
         let script = format!(
             "import sys, json, time, duckdb\n\
              con = duckdb.connect()\n\
+             con.execute(\"SET enable_progress_bar = false\")\n\
              con.execute(\"CREATE VIEW f AS SELECT * FROM read_parquet([{}])\")\n\
              for line in sys.stdin:\n\
              \x20   w, count = json.loads(line)\n\
