@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter, Table};
-use crate::store::query::{default_threads, scan, QueryError};
+use crate::store::query::{self, default_threads, scan, QueryError, ScanStats};
 use crate::store::{StoreClock, SystemClock};
 
 /// The long help of `xdp-audit query`, with examples.
@@ -34,14 +34,16 @@ the program saw no flow of (the gateway's own traffic, or an interface not audit
 differ: if --at finds nothing, widen the window with --since and --until.
 
 Results go to stdout (segments in chain order, each sorted by client then time; the live
-journal last); diagnostics and progress to stderr.
+journal last); diagnostics and progress to stderr. --count prints only the number of matching
+flows, reading only the columns the conditions test.
 
 Examples:
   xdp-audit query --ip 10.1.2.3 --since 2026-05-03T14:00:00+02:00 --until 2026-05-03T16:00:00+02:00
   xdp-audit query --nat 203.0.113.5:40001 --at 2026-05-03T14:05:09Z
   xdp-audit query --user C-000042 --domain example.com --since 7d
   xdp-audit query --cidr 192.0.2.0/24 --port 443 --since 2h --format csv > flows.csv
-  xdp-audit query --mac 3c:22:fb:00:00:2a --proto udp --format jsonl | jq .dst_ip";
+  xdp-audit query --mac 3c:22:fb:00:00:2a --proto udp --format jsonl | jq .dst_ip
+  xdp-audit query --port 8443 --since 7d --count";
 
 /// Arguments of `xdp-audit query`.
 #[derive(clap::Args, Debug)]
@@ -56,12 +58,26 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Print only the number of matching flows (reads only the columns the filter tests).
+    #[arg(long, conflicts_with = "format")]
+    pub count: bool,
 }
 
 /// Runs `xdp-audit query`.
 pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let filter = args.filter.to_filter(SystemClock.now_ns())?;
     readable_store(&args.dir.log_dir)?;
+    if args.count {
+        let mut progress = progress_line("query");
+        let result = query::count(&args.dir.log_dir, &filter, default_threads(), &mut progress);
+        access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
+        let stats = done(result, &args.dir.log_dir)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", stats.matched)
+            .and_then(|()| out.flush())
+            .context("writing the count to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let stdout = std::io::stdout();
     let table = if filter.nat.is_some() {
         Table::Nat
@@ -96,25 +112,27 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     });
     access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
     match result {
-        Ok(stats) => {
-            tracing::info!(
-                matched = stats.matched,
-                segments = stats.segments,
-                segments_opened = stats.segments_opened,
-                row_groups_skipped = stats.row_groups_skipped,
-                rows_scanned = stats.rows_scanned,
-                journals = stats.journals,
-                "query done"
-            );
-        }
         Err(QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            return Err(e).with_context(|| format!("querying {}", args.dir.log_dir.display()))
-        }
-    }
+        result => done(result, &args.dir.log_dir)?,
+    };
     let mut w = out.finish().context("writing results to stdout")?;
     w.flush().context("writing results to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stats of a finished scan, logged; or its error, naming the store.
+fn done(result: Result<ScanStats, QueryError>, dir: &std::path::Path) -> anyhow::Result<ScanStats> {
+    let stats = result.with_context(|| format!("querying {}", dir.display()))?;
+    tracing::info!(
+        matched = stats.matched,
+        segments = stats.segments,
+        segments_opened = stats.segments_opened,
+        row_groups_skipped = stats.row_groups_skipped,
+        rows_scanned = stats.rows_scanned,
+        journals = stats.journals,
+        "query done"
+    );
+    Ok(stats)
 }

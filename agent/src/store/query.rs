@@ -1,14 +1,18 @@
 //! Query: records matching a filter, from the sealed segments and the live journal(s).
 //!
 //! Segments are pruned by the manifest's time range, then row groups by their Parquet
-//! statistics (time, and address range), then, for an address filter, by the segment's
-//! address index (`segment::index`: source rows from its run table, the `dst_ip` column
-//! opened only when its Bloom filter does not rule the address out; segments without an
-//! index test both address columns), and only the matching rows of the other columns are
-//! decoded, reading only the pages that hold them where the segment has a page table
-//! (`segment::pages`). Segments are scanned on all cores; results come out in chain order
-//! (each segment's rows by client, then start time), then the journals in file order (their
-//! damaged stretches, if any, left out as the seal leaves them out).
+//! statistics (time, address, NAT address, protocol and port ranges), then each row group is
+//! narrowed to its matching rows from the filter's own columns alone (late materialisation):
+//! an address from the segment's address index (`segment::index`: source rows from its run
+//! table, the `dst_ip` column opened only when its Bloom filter does not rule the address
+//! out; segments without an index test both address columns), the attribution, rule,
+//! protocol, MAC and port columns by dictionary entry or value (`segment::scan`), the time
+//! window last, each reading only the pages that hold rows still in question. Only then are
+//! the other columns decoded, for the matching rows alone and from the pages holding them
+//! (`segment::pages`); a count ([`count`]) never decodes them. Segments are scanned on all
+//! cores; results come out in chain order (each segment's rows by client, then start time),
+//! then the journals in file order (their damaged stretches, if any, left out as the seal
+//! leaves them out).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -91,8 +95,19 @@ fn ranges_meet(a: ([u8; 16], [u8; 16]), b: ([u8; 16], [u8; 16])) -> bool {
 
 struct SegmentScan {
     records: Vec<FlowRecord>,
+    /// Matches counted (every match, whether or not its record was built).
+    count: u64,
     skipped: usize,
     rows: u64,
+}
+
+/// What a scan produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    /// The matching records.
+    Records,
+    /// Their number alone: the filter columns are decoded, never a record.
+    Count,
 }
 
 /// The rows of a row group that may match.
@@ -122,17 +137,35 @@ impl Rows {
             Rows::Skip
         }
     }
+
+    /// The rows still in question, `None` for every row (or none).
+    fn asked(&self) -> Option<&[bool]> {
+        match self {
+            Rows::Some(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    fn is_skip(&self) -> bool {
+        matches!(self, Rows::Skip)
+    }
 }
 
-fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
+/// Scans one segment: each row group is narrowed to its matching rows from the filter's own
+/// columns alone ([`group_rows`]); records are then built for those rows only (`Records`),
+/// or the rows counted (`Count`).
+fn scan_segment(path: &Path, f: &Filter, want: Want) -> Result<SegmentScan, SegmentError> {
     let seg = SegmentReader::open(path)?;
     let mut out = SegmentScan {
         records: Vec::new(),
+        count: 0,
         skipped: 0,
         rows: 0,
     };
-    if f.needs_attribution() && !seg.has_attribution() {
-        // A segment of an earlier format holds no attribution, so nothing in it matches.
+    let lacks = |c: usize| !seg.has_column(c);
+    if (f.needs_attribution() && !seg.has_attribution()) || (f.rule.is_some() && lacks(col::RULE)) {
+        // A segment of an earlier format holds no attribution (or no rule), so nothing in it
+        // matches.
         out.skipped = seg.row_groups();
         return Ok(out);
     }
@@ -143,11 +176,7 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
     };
     for g in 0..seg.row_groups() {
         let gi = index.as_ref().and_then(|x| x.group(g));
-        let rows = match address_rows(path, &seg, g, f, gi)? {
-            Rows::Skip => Rows::Skip,
-            rows => attribute_rows(&seg, g, f, gi, rows)?,
-        };
-        let mask = match rows {
+        let mask = match group_rows(path, &seg, g, f, gi)? {
             Rows::Skip => {
                 out.skipped += 1;
                 continue;
@@ -155,12 +184,109 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
             Rows::All => None,
             Rows::Some(m) => Some(m),
         };
-        out.rows += seg.stats(g).rows as u64;
-        let rows = seg.read_rows(g, mask.as_deref())?;
-        out.records
-            .extend(rows.into_iter().filter(|r| f.matches(r)));
+        let rows = seg.stats(g).rows;
+        out.rows += rows as u64;
+        if want == Want::Count {
+            out.count += mask
+                .as_deref()
+                .map_or(rows, |m| m.iter().filter(|&&x| x).count()) as u64;
+            continue;
+        }
+        let before = out.records.len();
+        // The masks decide every condition; `matches` holds the records built to the one
+        // definition all the same (it costs nothing next to building them).
+        out.records.extend(
+            seg.read_rows(g, mask.as_deref())?
+                .into_iter()
+                .filter(|r| f.matches(r)),
+        );
+        out.count += (out.records.len() - before) as u64;
     }
     Ok(out)
+}
+
+/// The rows of row group `g` matching `f`, decided from the filter's columns alone, cheapest
+/// and most selective first, each reading only the pages that hold rows still in question:
+/// the statistics and the address, the attribution, the rule, protocol, MAC and port, and the
+/// time window last (skipped where the group's statistics lie wholly inside it).
+fn group_rows(
+    path: &Path,
+    seg: &SegmentReader,
+    g: usize,
+    f: &Filter,
+    gi: Option<&GroupIndex>,
+) -> Result<Rows, SegmentError> {
+    let rows = match address_rows(path, seg, g, f, gi)? {
+        Rows::Skip => return Ok(Rows::Skip),
+        rows => attribute_rows(seg, g, f, gi, rows)?,
+    };
+    let rows = field_rows(seg, g, f, rows)?;
+    time_rows(seg, g, f, rows)
+}
+
+/// Narrows `rows` by `--rule`, `--proto`, `--mac` and `--port`: a value outside both sides'
+/// statistics skips the group, a dictionary without it skips the column's pages.
+fn field_rows(
+    seg: &SegmentReader,
+    g: usize,
+    f: &Filter,
+    mut rows: Rows,
+) -> Result<Rows, SegmentError> {
+    if let (Some(want), false) = (f.rule.as_deref(), rows.is_skip()) {
+        let m = seg.mask(g, &[col::RULE], &|v| {
+            std::str::from_utf8(v).is_ok_and(|have| super::filter::rule_matches(want, have))
+        })?;
+        rows = rows.and(m);
+    }
+    let outside = |c: usize, v: i32| seg.i32_range(g, c).is_some_and(|(lo, hi)| v < lo || v > hi);
+    if let (Some(p), false) = (f.proto, rows.is_skip()) {
+        let v = i32::from(p);
+        if outside(col::PROTO, v) {
+            return Ok(Rows::Skip);
+        }
+        let m = seg.mask_any_equal(g, &[col::PROTO], &v.to_le_bytes(), rows.asked())?;
+        rows = rows.and(m);
+    }
+    if let (Some(mac), false) = (f.mac, rows.is_skip()) {
+        let cols = [col::SRC_MAC, col::DST_MAC];
+        let m = seg.mask_any_equal(g, &cols, &mac.0, rows.asked())?;
+        rows = rows.and(m);
+    }
+    if let (Some(p), false) = (f.port, rows.is_skip()) {
+        let v = i32::from(p);
+        let cols: Vec<usize> = [col::SRC_PORT, col::DST_PORT]
+            .into_iter()
+            .filter(|&c| !outside(c, v))
+            .collect();
+        if cols.is_empty() {
+            return Ok(Rows::Skip);
+        }
+        let m = seg.mask_any_equal(g, &cols, &v.to_le_bytes(), rows.asked())?;
+        rows = rows.and(m);
+    }
+    Ok(rows)
+}
+
+/// Narrows `rows` by the time window, row by row, unless the group's statistics put every
+/// row inside it (the group was already skipped if they put every row outside).
+fn time_rows(seg: &SegmentReader, g: usize, f: &Filter, rows: Rows) -> Result<Rows, SegmentError> {
+    if rows.is_skip() || (f.since_ns.is_none() && f.until_ns.is_none()) {
+        return Ok(rows);
+    }
+    let st = seg.stats(g);
+    let inside = match (st.time_start, st.time_end) {
+        // Every row's end (at least its start) is >= the smallest start, and every start
+        // is <= the largest start.
+        (Some(s), Some(_)) => {
+            f.since_ns.is_none_or(|x| s.0 >= x) && f.until_ns.is_none_or(|u| s.1 < u)
+        }
+        _ => false,
+    };
+    if inside {
+        return Ok(rows);
+    }
+    let m = seg.time_mask(g, f.since_ns, f.until_ns, rows.asked())?;
+    Ok(rows.and(m))
 }
 
 /// The rows of row group `g` the time window and the address filter leave: pruned by the
@@ -232,14 +358,8 @@ fn attribute_rows(
     gi: Option<&GroupIndex>,
     mut rows: Rows,
 ) -> Result<Rows, SegmentError> {
-    fn asked(rows: &Rows) -> Option<&[bool]> {
-        match rows {
-            Rows::Some(m) => Some(m),
-            _ => None,
-        }
-    }
     if let Some(user) = f.user.as_deref() {
-        let m = seg.mask_equal(g, col::USER, user.as_bytes(), asked(&rows))?;
+        let m = seg.mask_equal(g, col::USER, user.as_bytes(), rows.asked())?;
         rows = rows.and(m);
     }
     if let (Some(nat), false) = (f.nat, matches!(rows, Rows::Skip)) {
@@ -253,12 +373,12 @@ fn attribute_rows(
                 }
                 m
             }
-            None => seg.mask_equal(g, col::NAT_IP, &nat.column(), asked(&rows))?,
+            None => seg.mask_equal(g, col::NAT_IP, &nat.column(), rows.asked())?,
         };
         rows = rows.and(m);
         if let (Some(port), false) = (nat.port, matches!(rows, Rows::Skip)) {
             let want = i32::from(port).to_le_bytes();
-            let m = seg.mask_equal(g, col::NAT_PORT, &want, asked(&rows))?;
+            let m = seg.mask_equal(g, col::NAT_PORT, &want, rows.asked())?;
             rows = rows.and(m);
         }
     }
@@ -277,6 +397,29 @@ pub fn scan(
     emit: &mut dyn FnMut(&FlowRecord) -> std::io::Result<()>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ScanStats, QueryError> {
+    run(dir, filter, threads, Want::Records, emit, progress)
+}
+
+/// Counts the matches of a query over `dir` (in [`ScanStats::matched`]) without building a
+/// record from a segment: only the filter's columns are decoded (the live journals are
+/// decoded and tested record by record, as [`scan`] does).
+pub fn count(
+    dir: &Path,
+    filter: &Filter,
+    threads: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ScanStats, QueryError> {
+    run(dir, filter, threads, Want::Count, &mut |_| Ok(()), progress)
+}
+
+fn run(
+    dir: &Path,
+    filter: &Filter,
+    threads: usize,
+    want: Want,
+    emit: &mut dyn FnMut(&FlowRecord) -> std::io::Result<()>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ScanStats, QueryError> {
     // Journals are listed before the manifest is read: a journal sealed in between is then
     // found in the manifest by its id and skipped, not missed.
     let journals = seal::list_journals(dir).map_err(|source| QueryError::Dir {
@@ -292,16 +435,22 @@ pub fn scan(
     stats.segments_opened = segments.len();
     let threads = threads.max(1);
     let total = segments.len();
+    fn take(
+        stats: &mut ScanStats,
+        s: SegmentScan,
+        emit: &mut dyn FnMut(&FlowRecord) -> std::io::Result<()>,
+    ) -> Result<(), QueryError> {
+        stats.row_groups_skipped += s.skipped;
+        stats.rows_scanned += s.rows;
+        for r in &s.records {
+            emit(r).map_err(QueryError::Output)?;
+        }
+        stats.matched += s.count;
+        Ok(())
+    }
     for (done, batch) in segments.chunks(threads * 4).enumerate() {
-        let results = scan_parallel(dir, batch, filter, threads);
-        for res in results {
-            let s = res?;
-            stats.row_groups_skipped += s.skipped;
-            stats.rows_scanned += s.rows;
-            for r in &s.records {
-                emit(r).map_err(QueryError::Output)?;
-                stats.matched += 1;
-            }
+        for res in scan_parallel(dir, batch, filter, threads, want) {
+            take(&mut stats, res?, emit)?;
         }
         progress((done * threads * 4 + batch.len()).min(total), total);
     }
@@ -320,11 +469,8 @@ pub fn scan(
                     .into_iter()
                     .filter(|s| s.journal_id == id)
                 {
-                    let r = scan_segment(&dir.join(&s.file), filter)?;
-                    for rec in &r.records {
-                        emit(rec).map_err(QueryError::Output)?;
-                        stats.matched += 1;
-                    }
+                    let r = scan_segment(&dir.join(&s.file), filter, want)?;
+                    take(&mut stats, r, emit)?;
                 }
                 seen_ids.insert(id);
                 continue;
@@ -335,11 +481,13 @@ pub fn scan(
         stats.rows_scanned += scan.records.len() as u64;
         let mut recs: Vec<&FlowRecord> =
             scan.records.iter().filter(|r| filter.matches(r)).collect();
-        recs.sort_by_key(|r| r.time_start_ns);
-        for r in recs {
-            emit(r).map_err(QueryError::Output)?;
-            stats.matched += 1;
-            stats.journal_matched += 1;
+        stats.matched += recs.len() as u64;
+        stats.journal_matched += recs.len() as u64;
+        if want == Want::Records {
+            recs.sort_by_key(|r| r.time_start_ns);
+            for r in recs {
+                emit(r).map_err(QueryError::Output)?;
+            }
         }
     }
     Ok(stats)
@@ -350,6 +498,7 @@ fn scan_parallel(
     batch: &[SegmentInfo],
     filter: &Filter,
     threads: usize,
+    want: Want,
 ) -> Vec<Result<SegmentScan, SegmentError>> {
     let next = AtomicUsize::new(0);
     let mut slots: Vec<Option<Result<SegmentScan, SegmentError>>> =
@@ -364,7 +513,7 @@ fn scan_parallel(
                 // A corrupt file must give an error naming it, even if the Parquet reader
                 // panics on it.
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    scan_segment(&path, filter)
+                    scan_segment(&path, filter, want)
                 }))
                 .unwrap_or_else(|_| {
                     Err(SegmentError::Invalid {

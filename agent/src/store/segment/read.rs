@@ -14,6 +14,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::parser::parse_message_type;
 
 use super::pages::PageTable;
+use super::scan::runs_of;
 use super::schema::{col, column_name, schema_prefix, COLUMN_COUNTS, CRC_KEY};
 use super::{io, pq, SegmentError};
 use crate::enrich::names::NameSource;
@@ -161,6 +162,23 @@ impl SegmentReader {
         self.columns > col::USER
     }
 
+    /// Whether the segment has column `c` (segments of earlier formats have fewer).
+    pub fn has_column(&self, c: usize) -> bool {
+        c < self.columns
+    }
+
+    /// Smallest and largest value of INT32 column `c` in row group `g`, from the Parquet
+    /// statistics (`None` without them, or for a column the segment lacks).
+    pub fn i32_range(&self, g: usize, c: usize) -> Option<(i32, i32)> {
+        if !self.has_column(c) {
+            return None;
+        }
+        match self.reader.metadata().row_group(g).column(c).statistics()? {
+            Statistics::Int32(v) => Some((*v.min_opt()?, *v.max_opt()?)),
+            _ => None,
+        }
+    }
+
     /// Total rows.
     pub fn rows(&self) -> u64 {
         self.reader.metadata().file_metadata().num_rows().max(0) as u64
@@ -285,18 +303,10 @@ impl SegmentReader {
     ) -> Result<Vec<FlowRecord>, SegmentError> {
         let rows = g.metadata().num_rows().max(0) as usize;
         // Matching rows as runs, so the other columns are read only where they are needed.
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        match keep {
-            None => runs.push((0, rows)),
-            Some(k) => {
-                for (r, _) in k.iter().enumerate().take(rows).filter(|(_, &m)| m) {
-                    match runs.last_mut() {
-                        Some(last) if last.0 + last.1 == r => last.1 += 1,
-                        _ => runs.push((r, 1)),
-                    }
-                }
-            }
-        }
+        let runs = match keep {
+            None => vec![(0, rows)],
+            Some(k) => runs_of(&k[..k.len().min(rows)]),
+        };
         let rows: usize = runs.iter().map(|r| r.1).sum();
         let runs = &runs[..];
         let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, runs, false)?;

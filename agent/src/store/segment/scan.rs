@@ -79,6 +79,65 @@ impl SegmentReader {
         self.mask_of(i, &[column], &|v| v == want, Some(want), within)
     }
 
+    /// Rows of row group `i` where any of `columns` (of one physical type and width) holds
+    /// exactly `want`: as [`Self::mask_equal`], over several columns (a port or MAC filter
+    /// asks both sides of a flow).
+    pub fn mask_any_equal(
+        &self,
+        i: usize,
+        columns: &[usize],
+        want: &[u8],
+        within: Option<&[bool]>,
+    ) -> Result<Vec<bool>, SegmentError> {
+        self.mask_of(i, columns, &|v| v == want, Some(want), within)
+    }
+
+    /// Rows of row group `i` active in the window: `time_end >= since` (when given) and
+    /// `time_start < until` (when given), as [`crate::store::query::Filter::overlaps`] tests
+    /// a record (an end before the start counts as the start). With `within`, only those
+    /// rows are read and asked about; the others come back false.
+    pub fn time_mask(
+        &self,
+        i: usize,
+        since: Option<i64>,
+        until: Option<i64>,
+        within: Option<&[bool]>,
+    ) -> Result<Vec<bool>, SegmentError> {
+        use parquet::data_type::Int64Type;
+        let rows = self.stats(i).rows;
+        let runs = match within {
+            Some(w) => runs_of(w),
+            None => vec![(0, rows)],
+        };
+        let paged = match within {
+            Some(_) => self.load_pages(i)?,
+            None => None,
+        };
+        let whole;
+        let rg: &dyn RowGroupReader = match &paged {
+            Some(p) => p,
+            None => {
+                whole = self.load(i, &[col::TIME_START, col::TIME_END])?;
+                &whole
+            }
+        };
+        let (start, _) = self.column::<Int64Type>(rg, col::TIME_START, &runs, false)?;
+        let (end, _) = self.column::<Int64Type>(rg, col::TIME_END, &runs, false)?;
+        let mut mask = vec![false; rows];
+        let mut k = 0;
+        for &(first, len) in &runs {
+            for (m, (s, e)) in mask[first..first + len]
+                .iter_mut()
+                .zip(start[k..k + len].iter().zip(&end[k..k + len]))
+            {
+                let e = (*e).max(*s);
+                *m = since.is_none_or(|x| e >= x) && until.is_none_or(|u| *s < u);
+            }
+            k += len;
+        }
+        Ok(mask)
+    }
+
     fn mask_of(
         &self,
         i: usize,
@@ -363,6 +422,18 @@ impl SegmentReader {
         *row += n;
         Ok(true)
     }
+}
+
+/// The rows `keep` marks as runs `(first row, count)`, ascending.
+pub(super) fn runs_of(keep: &[bool]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (r, _) in keep.iter().enumerate().filter(|(_, &m)| m) {
+        match runs.last_mut() {
+            Some(last) if last.0 + last.1 == r => last.1 += 1,
+            _ => runs.push((r, 1)),
+        }
+    }
+    runs
 }
 
 /// Decodes `n` dictionary indices of a data page (bit width byte, then the RLE/bit-packed
