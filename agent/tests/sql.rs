@@ -47,7 +47,10 @@ fn ours(dir: &Path, statement: &str) -> Vec<Vec<String>> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).expect("utf-8 answer");
-    assert!(!text.contains('"'), "quoted CSV in a test answer: split would break it");
+    assert!(
+        !text.contains('"'),
+        "quoted CSV in a test answer: split would break it"
+    );
     text.lines()
         .skip(1)
         .map(|l| l.split(',').map(str::to_owned).collect())
@@ -124,11 +127,26 @@ fn investigator_questions_answer_as_duckdb_on_the_same_files_and_the_journal_as_
     let sealed_rows = ours(with_journal.path(), "SELECT count(*) FROM segments_raw");
     let live_n: usize = live_rows[0][0].parse().expect("count");
     let sealed_n: usize = sealed_rows[0][0].parse().expect("count");
-    assert!(live_n > 500, "the last hour is live: {live_n} rows in journal_raw");
-    assert_eq!(live_n + sealed_n, recs.len(), "journal + segments = every record");
+    assert!(
+        live_n > 500,
+        "the last hour is live: {live_n} rows in journal_raw"
+    );
+    assert_eq!(
+        live_n + sealed_n,
+        recs.len(),
+        "journal + segments = every record"
+    );
 
-    let v4 = recs.iter().find(|r| r.src_ip.is_ipv4()).expect("an IPv4 client").src_ip;
-    let v6 = recs.iter().find(|r| r.src_ip.is_ipv6()).expect("an IPv6 client").src_ip;
+    let v4 = recs
+        .iter()
+        .find(|r| r.src_ip.is_ipv4())
+        .expect("an IPv4 client")
+        .src_ip;
+    let v6 = recs
+        .iter()
+        .find(|r| r.src_ip.is_ipv6())
+        .expect("an IPv6 client")
+        .src_ip;
     // (ours, DuckDB's over {files}, whether ours is ordered and limited: DuckDB's then sorted
     // the same way in Rust).
     let questions: Vec<(String, String)> = vec![
@@ -201,7 +219,10 @@ fn investigator_questions_answer_as_duckdb_on_the_same_files_and_the_journal_as_
     for (i, (q, dq)) in questions.iter().enumerate() {
         let got = ours(sealed.path(), q);
         let mut want = duckdb(&files, dq);
-        assert!(!want.is_empty(), "question {i} has an empty answer: proves nothing");
+        assert!(
+            !want.is_empty(),
+            "question {i} has an empty answer: proves nothing"
+        );
         if i == 0 {
             // Ordered by count, then address text; DuckDB's groups sorted the same way.
             want.sort_by(|a, b| {
@@ -232,14 +253,20 @@ fn readable_columns_formats_and_the_access_entry() {
         r.time_start_ns, r.src_port
     );
     let out = sql(dir.path(), &q, &["--format", "jsonl"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8(out.stdout).expect("utf-8");
     let v: serde_json::Value = serde_json::from_str(line.lines().next().expect("one row"))
         .unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
     let when = xdp_audit::record::rfc3339_ns(r.time_start_ns);
     let when = when.trim_end_matches('Z');
     assert!(
-        v["time_start"].as_str().is_some_and(|t| t.starts_with(when)),
+        v["time_start"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(when)),
         "time_start {} is not {when} UTC",
         v["time_start"]
     );
@@ -251,8 +278,15 @@ fn readable_columns_formats_and_the_access_entry() {
     // The table aligns its columns; CSV has a header.
     let table = sql(dir.path(), "SELECT count(*) AS n FROM flows", &[]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains(&format!("| {} |", recs.len())), "table: {text}");
-    let csv = sql(dir.path(), "SELECT 1 AS a, 'x,\"y' AS b", &["--format", "csv"]);
+    assert!(
+        text.contains(&format!("| {} |", recs.len())),
+        "table: {text}"
+    );
+    let csv = sql(
+        dir.path(),
+        "SELECT 1 AS a, 'x,\"y' AS b",
+        &["--format", "csv"],
+    );
     assert_eq!(String::from_utf8_lossy(&csv.stdout), "a,b\n1,\"x,\"\"y\"\n");
 
     // The run is in the operator log with its statement and rows.
@@ -268,7 +302,11 @@ fn readable_columns_formats_and_the_access_entry() {
         "SELECT count(*) FROM flows",
         &["--format", "csv", "--output", file.to_str().expect("path")],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let digest = xdp_audit::store::fsutil::sha256_file(&file).expect("hash");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -294,15 +332,24 @@ fn errors_exit_1_naming_the_problem_and_are_recorded() {
         ("SELEC * FROM flows", "Expected"),
         ("SELECT no_such_column FROM flows", "no_such_column"),
         ("SELECT * FROM no_such_table", "no_such_table"),
-        ("SELECT ip_column('10.1.2') FROM flows LIMIT 1", "not an IP address"),
+        (
+            "SELECT ip_column('10.1.2') FROM flows LIMIT 1",
+            "not an IP address",
+        ),
     ] {
         let out = sql(dir.path(), q, &[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{q}: {err}");
-        assert!(err.contains(says), "{q}: the error does not say {says:?}: {err}");
+        assert!(
+            err.contains(says),
+            "{q}: the error does not say {says:?}: {err}"
+        );
         let access = last_access(dir.path());
         assert_eq!(access.filter, q);
-        assert!(access.error.is_some_and(|e| e.contains(says)), "{q}: access without the error");
+        assert!(
+            access.error.is_some_and(|e| e.contains(says)),
+            "{q}: access without the error"
+        );
     }
 }
 
@@ -347,7 +394,8 @@ fn listing(dir: &Path) -> Vec<String> {
 #[test]
 fn a_segment_of_an_earlier_format_reads_with_its_new_columns_null() {
     let (dir, recs) = store("sql-old-format", true);
-    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store/segment-format4.parquet");
+    let old =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store/segment-format4.parquet");
     let mut segments = segment_files(dir.path());
     segments.push(old);
     let session = Session::new(&Sources {
@@ -374,17 +422,25 @@ fn a_segment_of_an_earlier_format_reads_with_its_new_columns_null() {
 
 #[test]
 fn the_readme_examples_run_as_written() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-        .expect("read README.md");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("read README.md");
     let block = readme
         .split_once("<!-- sql-examples -->\n```sh\n")
         .and_then(|(_, rest)| rest.split_once("```"))
         .map(|(block, _)| block)
         .expect("the README's SQL examples (<!-- sql-examples --> then a sh block)");
-    assert!(block.matches("xdp-audit sql").count() >= 4, "examples: {block}");
+    assert!(
+        block.matches("xdp-audit sql").count() >= 4,
+        "examples: {block}"
+    );
     let (dir, _) = store("sql-readme", false);
     let bin_dir = Path::new(BIN).parent().expect("binary's directory");
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("sh")
         .args(["-e", "-c", block])
         .env("PATH", path)
@@ -408,12 +464,19 @@ fn the_readme_examples_run_as_written() {
 #[test]
 fn a_text_filter_on_flows_reaches_the_scan_as_the_column_form() {
     let (dir, recs) = store("sql-pushdown", true);
-    let v4 = recs.iter().find(|r| r.src_ip.is_ipv4()).expect("IPv4 client").src_ip;
+    let v4 = recs
+        .iter()
+        .find(|r| r.src_ip.is_ipv4())
+        .expect("IPv4 client")
+        .src_ip;
     let want = recs.iter().filter(|r| r.src_ip == v4).count().to_string();
     let q = format!("SELECT count(*) FROM flows WHERE src_ip = '{v4}'");
     let out = sql(dir.path(), &format!("EXPLAIN {q}"), &["--format", "csv"]);
     let plan = String::from_utf8_lossy(&out.stdout);
-    let scans: Vec<&str> = plan.lines().filter(|l| l.contains("DataSourceExec")).collect();
+    let scans: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.contains("DataSourceExec"))
+        .collect();
     assert!(!scans.is_empty(), "no scan in the plan: {plan}");
     for s in &scans {
         assert!(

@@ -73,7 +73,10 @@ pub struct SqlArgs {
 pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
     readable_store(&args.dir.log_dir)?;
     let run = run(&args);
-    let rows = run.as_ref().map(|(s, _)| s.rows).map_err(|e| format!("{e:#}"));
+    let rows = run
+        .as_ref()
+        .map(|(s, _)| s.rows)
+        .map_err(|e| format!("{e:#}"));
     let mut access = AccessInfo::sql(&args.statement, &rows);
     if let (Ok((_, Some(digest))), Some(out)) = (&run, &args.output) {
         access = access.output(digest, out);
@@ -101,7 +104,8 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
 /// Runs the statement to stdout or the output file: what it did, and the file's SHA-256.
 fn run(args: &SqlArgs) -> anyhow::Result<(Summary, Option<String>)> {
     let dir = &args.dir.log_dir;
-    let session = Session::open(dir).with_context(|| format!("reading the store {}", dir.display()))?;
+    let session =
+        Session::open(dir).with_context(|| format!("reading the store {}", dir.display()))?;
     let Some(path) = &args.output else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());

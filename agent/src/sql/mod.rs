@@ -135,16 +135,19 @@ impl Session {
 
     /// Runs `statement` and writes its answer to `out` in `format`. A statement that would
     /// change anything is refused before it runs.
-    pub fn run(&self, statement: &str, format: Format, out: &mut dyn Write) -> Result<Summary, SqlError> {
+    pub fn run(
+        &self,
+        statement: &str,
+        format: Format,
+        out: &mut dyn Write,
+    ) -> Result<Summary, SqlError> {
         let rows = self.runtime.block_on(async {
             let state = self.ctx.state();
             let plan = state
                 .create_logical_plan(statement)
                 .await
                 .map_err(SqlError::Statement)?;
-            read_only()
-                .verify_plan(&plan)
-                .map_err(SqlError::ReadOnly)?;
+            read_only().verify_plan(&plan).map_err(SqlError::ReadOnly)?;
             let df = self
                 .ctx
                 .execute_logical_plan(plan)

@@ -74,12 +74,14 @@ impl<'a> Writer<'a> {
     pub fn finish(mut self) -> Result<u64, SqlError> {
         match self.format {
             Format::Table if self.held.is_empty() => {
-                let t = pretty_format_batches_with_schema(self.schema.clone(), &[]).map_err(arrow_err)?;
+                let t = pretty_format_batches_with_schema(self.schema.clone(), &[])
+                    .map_err(arrow_err)?;
                 writeln!(self.out, "{t}").map_err(SqlError::Output)?;
             }
             Format::Table => {
                 let options = FormatOptions::new().with_null("NULL");
-                let t = pretty_format_batches_with_options(&self.held, &options).map_err(arrow_err)?;
+                let t =
+                    pretty_format_batches_with_options(&self.held, &options).map_err(arrow_err)?;
                 writeln!(self.out, "{t}").map_err(SqlError::Output)?;
             }
             Format::Csv => self.csv_header()?,

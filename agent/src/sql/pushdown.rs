@@ -53,7 +53,9 @@ fn rewrite(e: Expr) -> Result<Transformed<Expr>> {
         return Ok(Transformed::no(e));
     };
     let text = match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s,
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => s,
         _ => return Ok(Transformed::no(e)),
     };
     let Some(column) = udf::canonical_column(func, text) else {

@@ -93,7 +93,8 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
             Ok((_, scan)) if scan.records.is_empty() => {}
             Ok((_, scan)) => {
                 let rows = scan.records.len() as u64;
-                out.journals.push((id, encode_journal(&path, scan.records, id)?, rows));
+                out.journals
+                    .push((id, encode_journal(&path, scan.records, id)?, rows));
             }
             Err(JournalError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
                 // Sealed while we looked: its segment is in the manifest now.
@@ -183,11 +184,15 @@ pub async fn register(ctx: &SessionContext, sources: &Sources) -> DfResult<()> {
 }
 
 /// A table over the Parquet files at `urls` with `schema`; empty when there are none.
-fn parquet_table(urls: Vec<ListingTableUrl>, schema: &SchemaRef) -> DfResult<Arc<dyn TableProvider>> {
+fn parquet_table(
+    urls: Vec<ListingTableUrl>,
+    schema: &SchemaRef,
+) -> DfResult<Arc<dyn TableProvider>> {
     if urls.is_empty() {
         return Ok(Arc::new(EmptyTable::new(schema.clone())));
     }
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema.clone());

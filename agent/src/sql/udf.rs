@@ -94,7 +94,9 @@ impl ScalarUDFImpl for Convert {
         };
         let out = match self.kind {
             Kind::IpText => to_text(input, IP_LEN, |b| Some(ip_text(b.try_into().ok()?))),
-            Kind::MacText => to_text(input, MAC_LEN, |b| Some(Mac(b.try_into().ok()?).to_string())),
+            Kind::MacText => to_text(input, MAC_LEN, |b| {
+                Some(Mac(b.try_into().ok()?).to_string())
+            }),
             Kind::IpColumn => to_column(input, IP_LEN, self.name(), |s| {
                 s.parse::<IpAddr>().ok().map(|ip| ip_to_column(ip).to_vec())
             }),
@@ -141,7 +143,9 @@ fn to_text(input: &ArrayRef, len: i32, text: impl Fn(&[u8]) -> Option<String>) -
         } else {
             match text(values.value(i)) {
                 Some(t) => out.append_value(t),
-                None => return exec_err!("a value of {} bytes, expected {len}", values.value_length()),
+                None => {
+                    return exec_err!("a value of {} bytes, expected {len}", values.value_length())
+                }
             }
         }
     }
@@ -166,7 +170,11 @@ fn to_column(
             Some(s) => match parse(s.trim()) {
                 Some(bytes) => out.append_value(bytes)?,
                 None => {
-                    let what = if len == IP_LEN { "an IP address" } else { "a MAC address (aa:bb:cc:dd:ee:ff)" };
+                    let what = if len == IP_LEN {
+                        "an IP address"
+                    } else {
+                        "a MAC address (aa:bb:cc:dd:ee:ff)"
+                    };
                     return exec_err!("{name}('{s}'): not {what}");
                 }
             },
@@ -211,7 +219,10 @@ mod tests {
     }
 
     fn texts(a: &ArrayRef) -> Vec<Option<String>> {
-        a.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect()
+        a.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
     }
 
     #[test]
@@ -224,7 +235,10 @@ mod tests {
         ]));
         let column = call(Kind::IpColumn, text.clone()).expect("ip_column");
         let first = column.as_fixed_size_binary().value(0).to_vec();
-        assert_eq!(first, crate::store::address::v4_to_column([192, 0, 2, 1]).to_vec());
+        assert_eq!(
+            first,
+            crate::store::address::v4_to_column([192, 0, 2, 1]).to_vec()
+        );
         let back = call(Kind::IpText, column).expect("ip_text");
         assert_eq!(texts(&back), texts(&text), "ip_text(ip_column(x)) != x");
     }
@@ -233,15 +247,25 @@ mod tests {
     fn macs_go_to_text_and_back() {
         let text: ArrayRef = Arc::new(StringArray::from(vec![Some("3c:22:fb:00:00:2a"), None]));
         let column = call(Kind::MacColumn, text.clone()).expect("mac_column");
-        assert_eq!(column.as_fixed_size_binary().value(0), [0x3c, 0x22, 0xfb, 0, 0, 0x2a]);
-        assert_eq!(texts(&call(Kind::MacText, column).expect("mac_text")), texts(&text));
+        assert_eq!(
+            column.as_fixed_size_binary().value(0),
+            [0x3c, 0x22, 0xfb, 0, 0, 0x2a]
+        );
+        assert_eq!(
+            texts(&call(Kind::MacText, column).expect("mac_text")),
+            texts(&text)
+        );
     }
 
     #[test]
     fn text_that_is_no_address_is_an_error_naming_it() {
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["10.1.2"]));
         let e = call(Kind::IpColumn, bad).expect_err("10.1.2 accepted");
-        assert!(e.to_string().contains("ip_column('10.1.2'): not an IP address"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("ip_column('10.1.2'): not an IP address"),
+            "{e}"
+        );
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["3c:22"]));
         let e = call(Kind::MacColumn, bad).expect_err("3c:22 accepted");
         assert!(e.to_string().contains("mac_column('3c:22')"), "{e}");
