@@ -21,7 +21,6 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures_util::StreamExt;
 
 use crate::store::export::Format;
-use crate::store::journal::JournalError;
 use crate::store::query::QueryError;
 
 pub use tables::Sources;
@@ -29,20 +28,9 @@ pub use tables::Sources;
 /// Errors of a `sql` run; each names the statement's problem or the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
-    /// The store's chain or segments could not be listed.
+    /// The store's chain, directory or a live journal could not be read.
     #[error(transparent)]
     Store(#[from] QueryError),
-    /// A live journal could not be read.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// The store directory could not be read.
-    #[error("log directory {path}: {cause}")]
-    Dir {
-        /// The directory.
-        path: PathBuf,
-        /// The cause (in the message, so not named `source`: that would print it twice).
-        cause: std::io::Error,
-    },
     /// A live journal's records could not be encoded for the engine.
     #[error("live journal {journal}: encoding its records for the engine: {cause}")]
     Encode {

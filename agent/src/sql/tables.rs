@@ -33,7 +33,7 @@ use datafusion::prelude::SessionContext;
 use super::SqlError;
 use crate::store::columns::Columns;
 use crate::store::journal::{self, JournalError};
-use crate::store::query::load_segments;
+use crate::store::query::{load_segments, QueryError};
 use crate::store::seal;
 use crate::store::segment::{self, column_name, Layout, SCHEMA};
 
@@ -77,7 +77,7 @@ impl Sources {
 /// Lists the store at `dir` as `query` does: journals first, then the manifest, so a journal
 /// sealed in between is found by its id and read as its segment, not missed or read twice.
 pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
-    let dir_err = |cause| SqlError::Dir {
+    let dir_err = |cause| QueryError::Dir {
         path: dir.to_owned(),
         cause,
     };
@@ -101,7 +101,7 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
                 (live, sealed) = load_segments(dir)?;
                 out.journals.retain(|j| !sealed.contains(&j.0));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(QueryError::from(e).into()),
         }
     }
     out.segments = live.iter().map(|s| dir.join(&s.file)).collect();
