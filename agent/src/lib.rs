@@ -24,6 +24,7 @@ pub mod report;
 pub mod ship;
 pub mod sink;
 pub mod span;
+pub mod sql;
 pub mod stats;
 pub mod status;
 pub mod store;

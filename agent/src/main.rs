@@ -33,6 +33,9 @@ enum Command {
     /// Find flows in the audit store by address, port, MAC, protocol and time.
     #[command(long_about = xdp_audit::cmd::query::LONG_ABOUT)]
     Query(xdp_audit::cmd::query::QueryArgs),
+    /// Answer an SQL statement over the audit store (read-only; an access entry per run).
+    #[command(long_about = xdp_audit::cmd::sql::LONG_ABOUT)]
+    Sql(xdp_audit::cmd::sql::SqlArgs),
     /// Write a time window of flows to a CSV or JSON Lines file and print its SHA-256.
     #[command(long_about = xdp_audit::cmd::export::LONG_ABOUT)]
     Export(xdp_audit::cmd::export::ExportArgs),
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Check(args) => xdp_audit::cmd::check::main(args),
         Command::Query(args) => xdp_audit::cmd::query::main(args),
         Command::Export(args) => xdp_audit::cmd::export::main(args),
+        Command::Sql(args) => xdp_audit::cmd::sql::main(args),
         Command::Report(args) => xdp_audit::cmd::report::main(args),
         Command::Verify(args) => xdp_audit::cmd::verify::main(args),
         Command::Ship(args) => xdp_audit::cmd::ship::main(args),

@@ -12,6 +12,7 @@ pub mod query;
 pub mod report;
 pub mod run;
 pub mod ship;
+pub mod sql;
 pub mod status;
 pub mod store_args;
 pub mod verify;

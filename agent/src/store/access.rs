@@ -110,6 +110,16 @@ impl AccessInfo {
         }
     }
 
+    /// An `sql` run: the statement as given (trimmed) in place of a filter, the rows of its
+    /// answer, or why it failed.
+    pub fn sql<E: Display>(statement: &str, result: &Result<u64, E>) -> Self {
+        let a = Self::new("sql", statement.trim());
+        match result {
+            Ok(rows) => a.rows(*rows),
+            Err(e) => a.failed(e),
+        }
+    }
+
     /// A completed `export`: rows, the file and its SHA-256.
     pub fn export(filter: &Filter, rows: u64, sha256: &str, out: &Path) -> Self {
         Self::new("export", filter_text(filter))

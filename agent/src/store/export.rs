@@ -206,7 +206,7 @@ fn csv_value(out: &mut Vec<u8>, first: bool, f: &FieldDef, r: &FlowRecord) {
 }
 
 /// A CSV field, quoted (with `"` doubled) if it holds a comma, quote or line break.
-fn csv_field(out: &mut Vec<u8>, s: &str) {
+pub fn csv_field(out: &mut Vec<u8>, s: &str) {
     if s.contains([',', '"', '\n', '\r']) {
         out.push(b'"');
         for part in s.split_inclusive('"') {

@@ -73,7 +73,7 @@ pub struct ScanStats {
 
 /// The live segments, and the id of every journal ever sealed (a compacted segment's
 /// inputs are no longer live, but their journals are sealed all the same).
-fn load_segments(dir: &Path) -> Result<(Vec<SegmentInfo>, HashSet<u64>), QueryError> {
+pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentInfo>, HashSet<u64>), QueryError> {
     let entries = manifest::read_entries(dir)?;
     let sealed = entries
         .iter()

@@ -1,0 +1,131 @@
+//! `xdp-audit sql`: an SQL statement over the audit store, for investigators.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::export::NewFile;
+use super::store_args::{readable_store, LogDirArgs};
+use crate::sql::{Session, SqlError, Summary};
+use crate::store::access::{self, AccessInfo};
+use crate::store::export::Format;
+use crate::store::fsutil::sha256_file;
+
+/// The long help of `xdp-audit sql`, with examples.
+pub const LONG_ABOUT: &str = "Runs one SQL statement (SELECT, WITH, EXPLAIN, SHOW) over the audit store, sealed segments
+and live journal alike, with an embedded engine (Apache DataFusion; PostgreSQL-like dialect).
+The store is only read: statements that would define, change or write anything (CREATE,
+INSERT, COPY, SET...) are refused. Every run, failed ones too, is an access entry in the
+operator log, with the statement and the rows of its answer.
+
+Tables:
+  flows      every record, readable: src_ip, dst_ip and nat_ip as text ('192.0.2.1' for IPv4,
+             IPv6 text otherwise), src_mac and dst_mac as 'aa:bb:cc:dd:ee:ff', time_start and
+             time_end as timestamps in UTC; the other columns as `query --format jsonl` names
+             them (user, hostname, domain, dns_qname, nat_port, end_reason, bytes, ...).
+  flows_raw  the same rows in the store's column form (16-byte addresses, 6-byte MACs): a filter
+             on it skips row groups by their statistics, e.g. src_ip = ip_column('10.1.2.3').
+  segments_raw, journal_raw   flows_raw split into the sealed segments and the live journal.
+Functions: ip_text(addr), mac_text(mac) (column form to text), ip_column(text), mac_column(text)
+(text to column form). `SELECT * FROM information_schema.columns` lists every column.
+Write `user` in double quotes (\"user\") where the engine would read the keyword.
+
+Examples:
+  # the 10 destinations with most flows in a window
+  xdp-audit sql \"SELECT dst_ip, dst_port, count(*) AS flows FROM flows
+    WHERE time_start >= TIMESTAMP '2026-05-03T00:00:00Z' GROUP BY dst_ip, dst_port
+    ORDER BY flows DESC LIMIT 10\"
+  # which accounts reached a domain in the last 7 days, how often
+  xdp-audit sql \"SELECT \\\"user\\\", count(*) AS flows, min(time_start) AS first FROM flows
+    WHERE (domain = 'example.com' OR domain LIKE '%.example.com')
+      AND time_start >= now() - INTERVAL '7 days'
+    GROUP BY \\\"user\\\" ORDER BY flows DESC\" --format csv
+  # every MAC an address had
+  xdp-audit sql \"SELECT DISTINCT mac_text(src_mac) AS mac FROM flows_raw
+    WHERE src_ip = ip_column('10.1.2.3')\"
+  # flows a client opened within 5 s after asking DNS for a name
+  xdp-audit sql \"SELECT d.src_ip, d.time_start AS asked, f.dst_ip, f.dst_port, f.time_start AS opened
+    FROM flows d JOIN flows f ON f.src_ip = d.src_ip
+     AND f.time_start BETWEEN d.time_start AND d.time_start + INTERVAL '5 seconds'
+    WHERE d.dns_qname = 'example.com' AND f.dst_port <> 53\" --format jsonl";
+
+/// Arguments of `xdp-audit sql`.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub struct SqlArgs {
+    /// The statement: one SELECT, WITH, EXPLAIN or SHOW.
+    #[arg(value_name = "STATEMENT")]
+    pub statement: String,
+    /// Where the store lives.
+    #[command(flatten)]
+    pub dir: LogDirArgs,
+    /// Output format: an aligned table, CSV with a header line, or JSON Lines.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write the answer to FILE (which must not exist) and print its SHA-256, not to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `xdp-audit sql`.
+pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    readable_store(&args.dir.log_dir)?;
+    let run = run(&args);
+    let rows = run
+        .as_ref()
+        .map(|(s, _)| s.rows)
+        .map_err(|e| format!("{e:#}"));
+    let mut access = AccessInfo::sql(&args.statement, &rows);
+    if let (Ok((_, Some(digest))), Some(out)) = (&run, &args.output) {
+        access = access.output(digest, out);
+    }
+    access::record(&args.dir.log_dir, access);
+    match run {
+        Ok((summary, digest)) => {
+            tracing::info!(
+                rows = summary.rows,
+                segments = summary.segments,
+                journals = summary.journals,
+                journal_rows = summary.journal_rows,
+                "sql done"
+            );
+            if let (Some(digest), Some(out)) = (digest, &args.output) {
+                println!("{digest}  {}", out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the statement to stdout or the output file: what it did, and the file's SHA-256.
+fn run(args: &SqlArgs) -> anyhow::Result<(Summary, Option<String>)> {
+    let dir = &args.dir.log_dir;
+    let session =
+        Session::open(dir).with_context(|| format!("reading the store {}", dir.display()))?;
+    let Some(path) = &args.output else {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let summary = session.run(&args.statement, args.format, &mut out)?;
+        return Ok((summary, None));
+    };
+    let (guard, file) = NewFile::create(path)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let summary = session.run(&args.statement, args.format, &mut out)?;
+    let written = (|| {
+        out.flush()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        sha256_file(path)
+    })();
+    let digest = written.with_context(|| format!("writing {}", path.display()))?;
+    guard.keep();
+    Ok((summary, Some(digest)))
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<SqlError>(), Some(SqlError::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe)
+}

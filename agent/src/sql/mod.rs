@@ -1,0 +1,165 @@
+//! `xdp-audit sql`: SQL over the store with an embedded engine (Apache DataFusion).
+//!
+//! One job per module: [`tables`] (what the store holds, as the engine's tables and views),
+//! [`udf`] (the address and MAC conversions), [`output`] (the answer as a table, CSV or JSON
+//! Lines), [`pushdown`] (filters on the text columns turned into filters on the column form).
+//! The engine only reads: a statement that would define, change or write anything
+//! (DDL, DML, `COPY`, `SET`) is refused before it runs, and no table or function reads
+//! anything but the store's live segments and journals.
+
+pub mod output;
+pub mod pushdown;
+pub mod tables;
+pub mod udf;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures_util::StreamExt;
+
+use crate::store::export::Format;
+use crate::store::query::QueryError;
+
+pub use tables::Sources;
+
+/// Errors of a `sql` run; each names the statement's problem or the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The store's chain, directory or a live journal could not be read.
+    #[error(transparent)]
+    Store(#[from] QueryError),
+    /// A live journal's records could not be encoded for the engine.
+    #[error("live journal {journal}: encoding its records for the engine: {cause}")]
+    Encode {
+        /// The journal.
+        journal: PathBuf,
+        /// What went wrong.
+        cause: String,
+    },
+    /// The memory file holding a live journal's records failed.
+    #[error("live journal {journal}: in-memory copy: {cause}")]
+    Memory {
+        /// The journal.
+        journal: PathBuf,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// The engine could not be set up (a bug, or the machine out of resources).
+    #[error("setting up the SQL engine: {0}")]
+    Engine(DataFusionError),
+    /// The statement is not valid SQL, or names a table, column or function that does not
+    /// exist.
+    #[error("{0} (the tables are `flows` and `flows_raw`; `SELECT * FROM information_schema.columns` lists their columns)")]
+    Statement(DataFusionError),
+    /// The statement would change something: `sql` only reads.
+    #[error("`sql` only reads the store (SELECT, WITH, EXPLAIN, SHOW); this statement would define, change or write something: {0}")]
+    ReadOnly(DataFusionError),
+    /// The statement failed while it ran (a value a function refused, memory).
+    #[error("running the statement: {0}")]
+    Execution(DataFusionError),
+    /// The answer could not be written (a full disk, a closed pipe).
+    #[error("writing the answer: {0}")]
+    Output(std::io::Error),
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Rows of the answer.
+    pub rows: u64,
+    /// Live segments the tables cover.
+    pub segments: usize,
+    /// Live journals the tables cover.
+    pub journals: usize,
+    /// Records of those journals.
+    pub journal_rows: u64,
+}
+
+/// A session over one store: its tables registered, ready for statements.
+pub struct Session {
+    runtime: tokio::runtime::Runtime,
+    ctx: SessionContext,
+    summary: Summary,
+}
+
+impl Session {
+    /// Opens the store at `dir` (segments and live journals as they are now).
+    pub fn open(dir: &Path) -> Result<Self, SqlError> {
+        Self::new(&tables::sources(dir)?)
+    }
+
+    /// A session over `sources` (a store's, or chosen files: tests, other stores' segments).
+    pub fn new(sources: &Sources) -> Result<Self, SqlError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SqlError::Engine(DataFusionError::IoError(e)))?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("xdp_audit", "store");
+        let ctx = SessionContext::new_with_config(config);
+        for f in udf::functions() {
+            ctx.register_udf(f);
+        }
+        ctx.add_optimizer_rule(std::sync::Arc::new(pushdown::TextFilterPushdown));
+        runtime
+            .block_on(tables::register(&ctx, sources))
+            .map_err(SqlError::Engine)?;
+        let summary = Summary {
+            rows: 0,
+            segments: sources.segments.len(),
+            journals: sources.journals.len(),
+            journal_rows: sources.journal_rows(),
+        };
+        Ok(Self {
+            runtime,
+            ctx,
+            summary,
+        })
+    }
+
+    /// Runs `statement` and writes its answer to `out` in `format`. A statement that would
+    /// change anything is refused before it runs.
+    pub fn run(
+        &self,
+        statement: &str,
+        format: Format,
+        out: &mut dyn Write,
+    ) -> Result<Summary, SqlError> {
+        let rows = self.runtime.block_on(async {
+            let state = self.ctx.state();
+            let plan = state
+                .create_logical_plan(statement)
+                .await
+                .map_err(SqlError::Statement)?;
+            read_only().verify_plan(&plan).map_err(SqlError::ReadOnly)?;
+            let df = self
+                .ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(SqlError::Statement)?;
+            let schema = df.schema().inner().clone();
+            let mut stream = df.execute_stream().await.map_err(SqlError::Execution)?;
+            let mut writer = output::Writer::new(out, format, schema);
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch.map_err(SqlError::Execution)?)?;
+            }
+            writer.finish()
+        })?;
+        Ok(Summary {
+            rows,
+            ..self.summary.clone()
+        })
+    }
+}
+
+/// What a statement may do: read.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
