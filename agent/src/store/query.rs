@@ -143,6 +143,10 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
     };
     for g in 0..seg.row_groups() {
         let gi = index.as_ref().and_then(|x| x.group(g));
+        if identity_absent(&seg, g, f)? {
+            out.skipped += 1;
+            continue;
+        }
         let rows = match address_rows(path, &seg, g, f, gi)? {
             Rows::Skip => Rows::Skip,
             rows => attribute_rows(&seg, g, f, gi, rows)?,
@@ -161,6 +165,31 @@ fn scan_segment(path: &Path, f: &Filter) -> Result<SegmentScan, SegmentError> {
             .extend(rows.into_iter().filter(|r| f.matches(r)));
     }
     Ok(out)
+}
+
+/// Whether the identity filters of row group `g` (`segment::bloom`: MAC, account, name) rule
+/// out every row the filter asks for. A group without filters is never ruled out here.
+fn identity_absent(seg: &SegmentReader, g: usize, f: &Filter) -> Result<bool, SegmentError> {
+    if f.ignore_index {
+        return Ok(false);
+    }
+    let no = |x: Option<bool>| x == Some(false);
+    if let Some(m) = f.mac {
+        if no(seg.mac_may_be_in(g, m.0)?) {
+            return Ok(true);
+        }
+    }
+    if let Some(u) = f.user.as_deref() {
+        if no(seg.user_may_be_in(g, u)?) {
+            return Ok(true);
+        }
+    }
+    if let Some(d) = &f.domain {
+        if no(seg.domain_may_be_in(g, d.as_str())?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The rows of row group `g` the time window and the address filter leave: pruned by the

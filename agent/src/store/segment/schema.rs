@@ -38,7 +38,7 @@ pub const SCHEMA: &str = "message xdp_audit_flow {
 }";
 
 /// The value of the `xdp-audit.format` metadata key this code writes.
-pub const FORMAT: &str = "5";
+pub const FORMAT: &str = "6";
 
 /// Column counts of every schema this code reads, newest first. Each schema is the first
 /// columns of the next: 31 (format 5, with the attribution), 22 (formats 3 and 4, with the

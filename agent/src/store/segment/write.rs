@@ -24,6 +24,7 @@ use parquet::file::writer::{
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
+use super::bloom::{self, BLOOM_KEY};
 use super::index::{AddressIndex, GroupIndex, INDEX_KEY};
 use super::nat_runs::NatRuns;
 use super::pages::{Page as PageEntry, PageTable, PAGES_KEY};
@@ -85,6 +86,14 @@ fn writer_props(journal_id: u64, layout: Layout) -> WriterPropertiesBuilder {
             Compression::ZSTD(ZstdLevel::try_new(6).unwrap_or_default()),
         );
     }
+    // Identity columns get a Bloom filter (see `bloom`), sized for a row group of distinct
+    // values and folded down to the target rate when the chunk closes.
+    for (c, fpp) in bloom::FILTERED {
+        let path = ColumnPath::from(column_name(c));
+        b = b
+            .set_column_bloom_filter_fpp(path.clone(), fpp)
+            .set_column_bloom_filter_max_ndv(path, layout.row_group_rows as u64);
+    }
     for (cols, enc) in [
         (DELTA, Encoding::DELTA_BINARY_PACKED),
         (SPLIT, Encoding::BYTE_STREAM_SPLIT),
@@ -122,13 +131,15 @@ pub fn write(
     )
     .map_err(pq(path, "open writer"))?;
     let mut crc_list = Vec::new();
+    let mut bloom_crcs = Vec::new();
     let mut index = Vec::new();
     let mut pages = PageTable::default();
     for start in (0..rows.len()).step_by(layout.row_group_rows) {
         let group = start..rows.len().min(start + layout.row_group_rows);
         index.push(index_row_group(path, rows, group.clone())?);
-        let (crcs, group_pages) =
+        let (crcs, group_pages, blooms) =
             write_row_group(&mut w, &encode, rows, group).map_err(pq(path, "write row group"))?;
+        bloom_crcs.push(blooms);
         crc_list.push(
             crcs.iter()
                 .map(|c| format!("{c:08x}"))
@@ -138,6 +149,10 @@ pub fn write(
         pages.push_group(group_pages);
     }
     w.append_key_value_metadata(KeyValue::new(CRC_KEY.into(), crc_list.join(";")));
+    w.append_key_value_metadata(KeyValue::new(
+        BLOOM_KEY.into(),
+        bloom::encode_crcs(&bloom_crcs),
+    ));
     for (key, blob, what) in [
         (
             INDEX_KEY,
@@ -185,14 +200,17 @@ fn index_row_group(
         })
 }
 
-/// Writes rows `group` as one row group; returns the CRC-32 of each column chunk's bytes,
-/// and each chunk's pages.
+/// The CRC-32 of each column chunk's bytes, each chunk's pages, and the CRC-32 of each
+/// Bloom filter with its column, of one row group.
+type GroupChecks = (Vec<u32>, Vec<Vec<PageEntry>>, Vec<(usize, u32)>);
+
+/// Writes rows `group` as one row group; returns its [`GroupChecks`].
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
     props: &Arc<WriterProperties>,
     rows: &SortedColumns,
     group: Range<usize>,
-) -> parquet::errors::Result<(Vec<u32>, Vec<Vec<PageEntry>>)> {
+) -> parquet::errors::Result<GroupChecks> {
     // Columns are encoded and compressed in parallel into memory, then spliced into the
     // row group in schema order: sealing uses every core.
     let descrs: Vec<_> = w.schema_descr().columns().to_vec();
@@ -218,6 +236,7 @@ fn write_row_group(
     let mut rg = w.next_row_group()?;
     let mut crcs = Vec::with_capacity(encoded.len());
     let mut pages = Vec::with_capacity(encoded.len());
+    let mut blooms = Vec::new();
     for (i, e) in encoded.into_iter().enumerate() {
         let (buf, close) = e.unwrap_or_else(|| {
             Err(parquet::errors::ParquetError::General(format!(
@@ -227,10 +246,13 @@ fn write_row_group(
         })?;
         crcs.push(crc32fast::hash(&buf));
         pages.push(chunk_pages(i, &buf, &close)?);
+        if let Some(b) = &close.bloom_filter {
+            blooms.push((i, bloom::crc_of(b)?));
+        }
         rg.append_column(&buf, close)?;
     }
     rg.close()?;
-    Ok((crcs, pages))
+    Ok((crcs, pages, blooms))
 }
 
 /// The pages of an encoded column chunk (`buf`, offsets from its first byte), from the
@@ -303,13 +325,41 @@ fn encode_column(
                 Ok(())
             })),
         );
-        write_values(i, rows, group, &mut c)?;
+        write_values(i, rows, group.clone(), &mut c)?;
         c.close()?;
     }
-    let closed = closed.ok_or_else(|| {
+    let mut closed = closed.ok_or_else(|| {
         parquet::errors::ParquetError::General(format!("column {} did not close", column_name(i)))
     })?;
+    if let (Some(b), true) = (closed.bloom_filter.as_mut(), bloom::holds_parents(i)) {
+        add_parent_names(i, rows, group, b);
+    }
     Ok((bytes::Bytes::from(sink.into_inner()?), closed))
+}
+
+/// Adds the parent names of the names of column `i` (`domain` or `dns_qname`) in rows
+/// `group` to its Bloom filter (see `bloom`), each distinct name once.
+fn add_parent_names(
+    i: usize,
+    rows: &SortedColumns,
+    group: Range<usize>,
+    b: &mut parquet::bloom_filter::Sbbf,
+) {
+    let cols = &rows.journal;
+    let (ids, dict) = match i {
+        col::DOMAIN => (&cols.domain, &cols.domains),
+        _ => (&cols.dns_qname, &cols.qnames),
+    };
+    let mut seen = vec![false; dict.names().len()];
+    for &j in &rows.perm[group] {
+        let id = ids[j as usize];
+        if let Some(s) = seen.get_mut(id as usize).filter(|s| !**s) {
+            *s = true;
+            if let Some(name) = dict.get(id) {
+                bloom::insert_name_and_parents(b, name);
+            }
+        }
+    }
 }
 
 /// Rows handed to a column writer at once: one page (see `set_data_page_row_count_limit`),
