@@ -380,7 +380,7 @@ fn nat_queries_through_the_index_match_the_full_scan_and_brute_force() {
         );
     }
     assert!(check_nat(dir.path(), &all, "sealed") > 0);
-    // Merged days (128 Ki-row groups, 1,024-row pages): the index is written for them too.
+    // Merged days (one row group a day): the index is written for them too.
     let mut manifest = Manifest::load(dir.path(), None).expect("manifest");
     let merged = compact::run(
         dir.path(),
