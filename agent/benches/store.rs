@@ -10,14 +10,17 @@
 //!   default 100,000,000), as the agent keeps them (closed days compacted into one segment
 //!   each), warm and cold page cache, wall and CPU time, the best of 3 warm runs (baselines:
 //!   the same query over the hourly segments as sealed, and over them ignoring the address
-//!   index; reading every segment file whole); and the time the compaction took.
+//!   index; reading every segment file whole); and the time the compaction took;
+//! - identity point lookups (`--ip`, `--mac`, `--port`, `--user`, `--domain`, `--nat`) over the
+//!   compacted store next to DuckDB on the same files, rows and count, and DuckDB on a copy
+//!   without the Bloom filters (`store/lookups.rs`).
 //!
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
 //! (`sealparts`: decode/sort/write breakdown of one seal; `XDP_AUDIT_BENCH_WARM_ONLY=1`: no
 //! cold-cache runs). The N-record store is built once
-//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v7-N`, v6 = the segment format
-//! with the attribution, the address index with the NAT outside addresses, and the generator
-//! modelling MASQUERADE's ports) and reused while it verifies; its compacted copy is `...-daily`.
+//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v7-N`, v7 = segment format 6:
+//! Bloom filters on the identity columns, merged days as one row group) and reused while it
+//! verifies; its compacted copy is `...-daily`.
 
 #[path = "store/lookups.rs"]
 mod lookups;

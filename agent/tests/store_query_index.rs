@@ -17,12 +17,12 @@ use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMe
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use store_common::{canon, TempDir, DAY, HOUR, T0};
 use xdp_audit::record::FlowRecord;
+use xdp_audit::record::Mac;
 use xdp_audit::store::compact;
 use xdp_audit::store::manifest::Manifest;
-use xdp_audit::record::Mac;
 use xdp_audit::store::query::{collect, Cidr, DomainFilter, Filter, NatFilter};
 use xdp_audit::store::seal::write_segment;
-use xdp_audit::store::segment::bloom::FILTERED;
+use xdp_audit::store::segment::bloom::{BLOOM_KEY, FILTERED};
 use xdp_audit::store::segment::index::INDEX_KEY;
 use xdp_audit::store::segment::{col, SegmentReader};
 use xdp_audit::store::testgen::{Rng, TrafficGen};
@@ -192,6 +192,11 @@ fn rewrite_index(path: &Path, edit: impl Fn(&str) -> Option<String>) {
 /// As [`rewrite_index`], `edit` getting the file's bytes before the footer too, to which it
 /// may append a blob the new value points at.
 fn rewrite_footer(path: &Path, edit: impl Fn(&str, &mut Vec<u8>) -> Option<String>) {
+    rewrite_footer_key(path, INDEX_KEY, edit);
+}
+
+/// As [`rewrite_footer`], for the key-value entry `key`.
+fn rewrite_footer_key(path: &Path, key: &str, edit: impl Fn(&str, &mut Vec<u8>) -> Option<String>) {
     let bytes = std::fs::read(path).expect("read segment");
     let reader =
         SerializedFileReader::new(std::fs::File::open(path).expect("open")).expect("footer");
@@ -205,9 +210,9 @@ fn rewrite_footer(path: &Path, edit: impl Fn(&str, &mut Vec<u8>) -> Option<Strin
         .expect("key-value metadata")
         .iter()
         .filter_map(|kv| {
-            if kv.key == INDEX_KEY {
+            if kv.key == key {
                 edit(kv.value.as_deref().unwrap_or_default(), &mut out)
-                    .map(|v| KeyValue::new(INDEX_KEY.to_owned(), v))
+                    .map(|v| KeyValue::new(key.to_owned(), v))
             } else {
                 Some(kv.clone())
             }
@@ -569,13 +574,18 @@ fn identity_queries_through_the_bloom_filters_match_the_full_scan_and_brute_forc
         }
         // The seam: absent values are ruled out, ports are not indexed.
         let no = |x: Option<bool>| assert_eq!(x, Some(false), "{}", s.display());
-        no(seg.mac_may_be_in(0, [0x3c, 0x22, 0xfb, 0xee, 0xee, 0xee]).expect("mac"));
+        no(seg
+            .mac_may_be_in(0, [0x3c, 0x22, 0xfb, 0xee, 0xee, 0xee])
+            .expect("mac"));
         no(seg.user_may_be_in(0, "C-nobody").expect("user"));
         no(seg.domain_may_be_in(0, "absent.example").expect("domain"));
         assert_eq!(seg.port_may_be_in(0, 443).expect("port"), None);
     }
     let seg = SegmentReader::open(&segments(dir.path())[1]).expect("open");
-    assert_eq!(seg.mac_may_be_in(0, sample.src_mac.0).expect("mac"), Some(true));
+    assert_eq!(
+        seg.mac_may_be_in(0, sample.src_mac.0).expect("mac"),
+        Some(true)
+    );
     if let Some(d) = &sample.attr.domain {
         let parent = d.split_once('.').map_or(d.as_str(), |(_, p)| p);
         assert_eq!(seg.domain_may_be_in(0, parent).expect("parent"), Some(true));
@@ -623,7 +633,9 @@ fn a_damaged_bloom_filter_is_an_error_naming_the_segment() {
         user: Some("C-000001".into()),
         ..Filter::default()
     };
-    let msg = collect(dir.path(), &f).expect_err("must refuse").to_string();
+    let msg = collect(dir.path(), &f)
+        .expect_err("must refuse")
+        .to_string();
     assert!(msg.contains(&name) && msg.contains("Bloom filter"), "{msg}");
     assert!(msg.contains("user"), "the column must be named: {msg}");
     // Queries that use no filter of that column do not read it.
@@ -635,4 +647,28 @@ fn a_damaged_bloom_filter_is_an_error_naming_the_segment() {
         },
     )
     .expect("the MAC filters are intact");
+}
+
+/// Segments without the filters (format 5 and earlier: no `xdp-audit.bloom-crc32` key) answer
+/// `--mac`, `--user` and `--domain` by the scan, with the same records.
+#[test]
+fn segments_without_bloom_filters_are_read_by_the_scan() {
+    let dir = TempDir::new("qnobloom");
+    let all = build(dir.path());
+    let segs = segments(dir.path());
+    rewrite_footer_key(&segs[1], BLOOM_KEY, |_, _| None);
+    let seg = SegmentReader::open(&segs[1]).expect("open");
+    assert!(
+        seg.bloom(0, col::USER)
+            .expect("no key is not an error")
+            .is_none(),
+        "the filters must be gone"
+    );
+    assert_eq!(
+        seg.mac_may_be_in(0, [0x3c, 0x22, 0xfb, 0xee, 0xee, 0xee])
+            .expect("mac"),
+        None,
+        "without the key a segment is not indexed"
+    );
+    assert!(check_identities(dir.path(), &all, "one segment without filters") > 0);
 }

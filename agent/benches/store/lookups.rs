@@ -74,7 +74,12 @@ pub fn lookups(r: &FlowRecord, nat: &FlowRecord) -> Vec<Lookup> {
             sql: format!("\"user\" = '{u}'"),
         });
     }
-    if let Some(d) = r.attr.domain.as_deref().and_then(|d| d.parse::<DomainFilter>().ok()) {
+    if let Some(d) = r
+        .attr
+        .domain
+        .as_deref()
+        .and_then(|d| d.parse::<DomainFilter>().ok())
+    {
         let d = d.as_str().to_owned();
         out.push(Lookup {
             what: format!("--domain {d}"),
@@ -151,7 +156,9 @@ pub fn duckdb(dir: &Path, ls: &[Lookup]) -> Result<Vec<[(f64, f64, u64); 2]>, St
         .ok_or("python3: no stdin")?
         .write_all(req.to_string().as_bytes())
         .map_err(|e| format!("python3: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| format!("python3: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "duckdb (pip install duckdb): {}",
@@ -237,12 +244,7 @@ fn fig((wall, cpu, n): (f64, f64, u64)) -> String {
 /// Prints each lookup over the store at `dir`: ours (`timed(filter, rounds)`), ours without
 /// the indexes where they are new (MAC, account, name: one round, the path before them), and
 /// DuckDB on the same files and on a copy without the Bloom filters.
-pub fn report(
-    dir: &Path,
-    n: u64,
-    ls: &[Lookup],
-    timed: &mut dyn FnMut(&Filter, usize) -> String,
-) {
+pub fn report(dir: &Path, n: u64, ls: &[Lookup], timed: &mut dyn FnMut(&Filter, usize) -> String) {
     let mut copy = dir.as_os_str().to_owned();
     copy.push("-nobloom");
     let copy = std::path::PathBuf::from(copy);
@@ -251,7 +253,8 @@ pub fn report(
     let _ = std::fs::remove_dir_all(&copy);
     for (i, l) in ls.iter().enumerate() {
         let ours = timed(&l.filter, 3);
-        let new_index = l.filter.mac.is_some() || l.filter.user.is_some() || l.filter.domain.is_some();
+        let new_index =
+            l.filter.mac.is_some() || l.filter.user.is_some() || l.filter.domain.is_some();
         let without = if new_index {
             let f = Filter {
                 ignore_index: true,

@@ -128,20 +128,26 @@ impl SegmentReader {
         let mut want = None;
         for entry in groups[g].split(',').filter(|e| !e.is_empty()) {
             let parsed = entry.split_once(':').and_then(|(col, crc)| {
-                Some((col.parse::<usize>().ok()?, u32::from_str_radix(crc, 16).ok()?))
+                Some((
+                    col.parse::<usize>().ok()?,
+                    u32::from_str_radix(crc, 16).ok()?,
+                ))
             });
             match parsed {
                 Some((col, crc)) if col == c => want = Some(crc),
                 Some(_) => {}
-                None => return Err(bad(format!("row group {g}: entry {entry:?} is not COLUMN:CRC"))),
+                None => {
+                    return Err(bad(format!(
+                        "row group {g}: entry {entry:?} is not COLUMN:CRC"
+                    )))
+                }
             }
         }
         let Some(crc) = want else {
             return Ok(None);
         };
         let meta = self.reader.metadata().row_group(g).column(c);
-        let (Some(at), Some(len)) = (meta.bloom_filter_offset(), meta.bloom_filter_length())
-        else {
+        let (Some(at), Some(len)) = (meta.bloom_filter_offset(), meta.bloom_filter_length()) else {
             return Err(self.invalid(
                 c,
                 format!("row group {g}: the Bloom filter its CRC names is not in the footer"),
@@ -178,7 +184,10 @@ impl SegmentReader {
             ));
         }
         Sbbf::from_bytes(&raw).map(Some).map_err(|e| {
-            self.invalid(c, format!("row group {g}: Bloom filter does not parse: {e}"))
+            self.invalid(
+                c,
+                format!("row group {g}: Bloom filter does not parse: {e}"),
+            )
         })
     }
 
@@ -190,10 +199,9 @@ impl SegmentReader {
     /// Whether row group `g` may hold a record with `mac` as source or destination MAC
     /// (`Some(false)`: certainly not; `None`: not indexed, scan).
     pub fn mac_may_be_in(&self, g: usize, mac: [u8; 6]) -> Result<Option<bool>, SegmentError> {
-        either(
-            self.may_hold(g, col::SRC_MAC, &mac)?,
-            || self.may_hold(g, col::DST_MAC, &mac),
-        )
+        either(self.may_hold(g, col::SRC_MAC, &mac)?, || {
+            self.may_hold(g, col::DST_MAC, &mac)
+        })
     }
 
     /// Whether row group `g` may hold a record of account `user` (as [`Self::mac_may_be_in`]).
@@ -211,10 +219,9 @@ impl SegmentReader {
         if !self.has_attribution() {
             return Ok(Some(false));
         }
-        either(
-            self.may_hold(g, col::DOMAIN, name.as_bytes())?,
-            || self.may_hold(g, col::DNS_QNAME, name.as_bytes()),
-        )
+        either(self.may_hold(g, col::DOMAIN, name.as_bytes())?, || {
+            self.may_hold(g, col::DNS_QNAME, name.as_bytes())
+        })
     }
 
     /// Whether row group `g` may hold a record with source or destination port `port`:
