@@ -494,7 +494,7 @@ fn a_damaged_nat_part_of_the_index_is_refused_naming_the_segment() {
 fn check_identities(dir: &Path, all: &[FlowRecord], what: &str) -> usize {
     let mut rng = Rng::new(29);
     let mut matched = 0;
-    for r in all.iter().filter(|_| rng.chance(0.0005)) {
+    for r in all.iter().filter(|_| rng.chance(0.0001)) {
         let mut filters = vec![
             (
                 format!("--mac {}", r.src_mac),
