@@ -683,33 +683,30 @@ fn query_speed() {
     }
 }
 
-/// A record of the bench store with a NAT outside tuple, an account and a domain, from the
-/// middle of the 90 days: the values of the identity lookups.
-fn identity_sample(n: u64) -> FlowRecord {
+/// The first record of the bench store from the middle of the 90 days on that `want`s.
+fn sample(n: u64, want: impl Fn(&FlowRecord) -> bool) -> FlowRecord {
     let per_sec = n as f64 / (90.0 * 24.0 * 3600.0);
     let mut g = TrafficGen::with_rate(7, T0, per_sec);
     let mut r = g.next_record();
     for _ in 0..n / 2 {
         r = g.next_record();
     }
-    while r.attr.nat_port.is_none() || r.attr.user.is_none() || r.attr.domain.is_none() {
+    while !want(&r) {
         r = g.next_record();
     }
     r
 }
 
-/// A record of the bench store with a NAT outside tuple, from the middle of the 90 days.
+/// A record with a NAT outside tuple: the `--nat` cases.
 fn nat_sample(n: u64) -> FlowRecord {
-    let per_sec = n as f64 / (90.0 * 24.0 * 3600.0);
-    let mut g = TrafficGen::with_rate(7, T0, per_sec);
-    let mut r = g.next_record();
-    for _ in 0..n / 2 {
-        r = g.next_record();
-    }
-    while r.attr.nat_port.is_none() {
-        r = g.next_record();
-    }
-    r
+    sample(n, |r| r.attr.nat_port.is_some())
+}
+
+/// A record with a NAT outside tuple, an account and a domain: the identity lookups.
+fn identity_sample(n: u64) -> FlowRecord {
+    sample(n, |r| {
+        r.attr.nat_port.is_some() && r.attr.user.is_some() && r.attr.domain.is_some()
+    })
 }
 
 /// `--nat IP:PORT` over the whole store, with `--at` the flow's start, and a port no flow has.

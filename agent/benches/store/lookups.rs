@@ -135,9 +135,12 @@ for q in req["queries"]:
     print(json.dumps({"what": q["what"], "count": [cw, cc, n], "rows": [rw, rc, m]}), flush=True)
 "#;
 
-/// DuckDB's best-of-3 (wall s, CPU s, rows) for the count and the rows of each lookup over
-/// the segments in `dir`; `None` with the reason if DuckDB cannot run.
-pub fn duckdb(dir: &Path, ls: &[Lookup]) -> Result<Vec<[(f64, f64, u64); 2]>, String> {
+/// Wall s, CPU s and rows of one DuckDB run.
+type Run = (f64, f64, u64);
+
+/// DuckDB's best-of-3 [`Run`] for the count and the rows of each lookup over the segments in
+/// `dir`; the reason if DuckDB cannot run.
+pub fn duckdb(dir: &Path, ls: &[Lookup]) -> Result<Vec<[Run; 2]>, String> {
     let req = serde_json::json!({
         "glob": format!("{}/seg-*.parquet", dir.display()),
         "queries": ls.iter().map(|l| serde_json::json!({"what": l.what, "where": l.sql})).collect::<Vec<_>>(),
@@ -237,7 +240,7 @@ pub fn without_blooms(src: &Path, dst: &Path) {
     }
 }
 
-fn fig((wall, cpu, n): (f64, f64, u64)) -> String {
+fn fig((wall, cpu, n): Run) -> String {
     format!("{wall:.3} s wall ({cpu:.3} s CPU), {n}")
 }
 
@@ -264,7 +267,7 @@ pub fn report(dir: &Path, n: u64, ls: &[Lookup], timed: &mut dyn FnMut(&Filter, 
         } else {
             String::new()
         };
-        let duck = |r: &Result<Vec<[(f64, f64, u64); 2]>, String>| match r {
+        let duck = |r: &Result<Vec<[Run; 2]>, String>| match r {
             Ok(v) => v.get(i).map_or("no answer".into(), |[c, r]| {
                 format!("rows {} matches, count {} ", fig(*r), fig(*c))
             }),

@@ -106,14 +106,7 @@ impl SegmentReader {
     /// The Bloom filter of column `c` in row group `g`, its CRC checked; `None` when the
     /// segment has none for it (written before the filters, or a column without one).
     pub fn bloom(&self, g: usize, c: usize) -> Result<Option<Sbbf>, SegmentError> {
-        let Some(text) = self
-            .reader
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|kv| kv.key == BLOOM_KEY))
-            .and_then(|kv| kv.value.as_deref())
-        else {
+        let Some(text) = self.key_value(BLOOM_KEY) else {
             return Ok(None);
         };
         let bad = |reason: String| self.bad_key(BLOOM_KEY, reason);
