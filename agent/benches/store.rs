@@ -10,14 +10,20 @@
 //!   default 100,000,000), as the agent keeps them (closed days compacted into one segment
 //!   each), warm and cold page cache, wall and CPU time, the best of 3 warm runs (baselines:
 //!   the same query over the hourly segments as sealed, and over them ignoring the address
-//!   index; reading every segment file whole); and the time the compaction took.
+//!   index; reading every segment file whole); and the time the compaction took;
+//! - identity point lookups (`--ip`, `--mac`, `--port`, `--user`, `--domain`, `--nat`) over the
+//!   compacted store next to DuckDB on the same files, rows and count, and DuckDB on a copy
+//!   without the Bloom filters (`store/lookups.rs`).
 //!
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
 //! (`sealparts`: decode/sort/write breakdown of one seal; `XDP_AUDIT_BENCH_WARM_ONLY=1`: no
 //! cold-cache runs). The N-record store is built once
-//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v6-N`, v6 = the segment format
-//! with the attribution, the address index with the NAT outside addresses, and the generator
-//! modelling MASQUERADE's ports) and reused while it verifies; its compacted copy is `...-daily`.
+//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v7-N`, v7 = segment format 6:
+//! Bloom filters on the identity columns, merged days as one row group) and reused while it
+//! verifies; its compacted copy is `...-daily`.
+
+#[path = "store/lookups.rs"]
+mod lookups;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -339,6 +345,16 @@ fn column_bytes(path: &Path) -> Vec<(String, u64)> {
         })
         .collect();
     let mut data_end = out.iter().map(|c| c.1).sum::<u64>() + 4;
+    // The identity columns' Bloom filters (`segment::bloom`), between the row groups.
+    let blooms: u64 = meta
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns())
+        .filter_map(|c| c.bloom_filter_length())
+        .map(|l| l.max(0) as u64)
+        .sum();
+    data_end += blooms;
+    out.push(("bloom".to_owned(), blooms));
     for key in ["xdp-audit.addr-index", "xdp-audit.page-table"] {
         let len = meta
             .file_metadata()
@@ -402,20 +418,28 @@ fn build_store(dir: &Path, n: u64) -> bool {
     let span = 90 * 24 * HOUR;
     let per_sec = n as f64 / (span as f64 / 1e9);
     let mut g = TrafficGen::with_rate(7, T0, per_sec);
-    let mut manifest = Manifest::load(dir, None).expect("manifest");
     let t = Instant::now();
+    // The generator (one stream, so one thread) hands each hour to a sealing thread, so the
+    // two run on two cores; a bound of two hours in flight keeps the memory small.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Columns>(2);
+    let sealer = {
+        let dir = dir.to_owned();
+        std::thread::spawn(move || {
+            let mut manifest = Manifest::load(&dir, None).expect("manifest");
+            for batch in rx {
+                let id = manifest.entries().len() as u64 + 1;
+                write_segment(&dir, batch, id, &mut manifest).expect("segment");
+            }
+        })
+    };
     let mut hour_end = T0 + HOUR;
     let mut batch = Columns::default();
-    let flush = |batch: &mut Columns, manifest: &mut Manifest| {
-        if !batch.is_empty() {
-            let id = manifest.entries().len() as u64 + 1;
-            write_segment(dir, std::mem::take(batch), id, manifest).expect("segment");
-        }
-    };
     for i in 0..n {
         let r = g.next_record();
         if r.time_start_ns >= hour_end {
-            flush(&mut batch, &mut manifest);
+            if !batch.is_empty() {
+                tx.send(std::mem::take(&mut batch)).expect("sealing thread");
+            }
             while r.time_start_ns >= hour_end {
                 hour_end += HOUR;
             }
@@ -425,10 +449,15 @@ fn build_store(dir: &Path, n: u64) -> bool {
             eprint!("\rbuilding: {i}/{n} ({:.0} s)", t.elapsed().as_secs_f64());
         }
     }
-    flush(&mut batch, &mut manifest);
+    if !batch.is_empty() {
+        tx.send(batch).expect("sealing thread");
+    }
+    drop(tx);
+    sealer.join().expect("sealing thread");
     eprintln!();
     println!(
-        "query store: built {n} records ({:.2} flows/s over 90 days, hourly segments) in {:.0} s = {}",
+        "query store: built {n} records ({:.2} flows/s over 90 days, hourly segments, generator \
+         and sealing on two threads) in {:.0} s = {}",
         per_sec,
         t.elapsed().as_secs_f64(),
         rate(n as f64, t.elapsed())
@@ -529,7 +558,7 @@ fn query_speed() {
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
         // reused (it would still verify, and be timed without its index).
-        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v6-{n}")));
+        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v7-{n}")));
     if !build_store(&hourly, n) {
         println!(
             "query store: reusing {} ({n} records, verified)",
@@ -631,6 +660,13 @@ fn query_speed() {
                  baselines: compacted without the index {unindexed}; hourly segments {as_sealed}"
             );
         }
+        if !cold {
+            let sample = identity_sample(n);
+            let ls = lookups::lookups(&sample, &nat);
+            lookups::report(&daily, n, &ls, &mut |f, rounds| {
+                best_of(rounds, &mut || time_query(&daily, f))
+            });
+        }
         // The lawful question: one address in a two-hour window.
         let f = Filter {
             cidr: Some(Cidr::host(client)),
@@ -647,18 +683,30 @@ fn query_speed() {
     }
 }
 
-/// A record of the bench store with a NAT outside tuple, from the middle of the 90 days.
-fn nat_sample(n: u64) -> FlowRecord {
+/// The first record of the bench store from the middle of the 90 days on that `want`s.
+fn sample(n: u64, want: impl Fn(&FlowRecord) -> bool) -> FlowRecord {
     let per_sec = n as f64 / (90.0 * 24.0 * 3600.0);
     let mut g = TrafficGen::with_rate(7, T0, per_sec);
     let mut r = g.next_record();
     for _ in 0..n / 2 {
         r = g.next_record();
     }
-    while r.attr.nat_port.is_none() {
+    while !want(&r) {
         r = g.next_record();
     }
     r
+}
+
+/// A record with a NAT outside tuple: the `--nat` cases.
+fn nat_sample(n: u64) -> FlowRecord {
+    sample(n, |r| r.attr.nat_port.is_some())
+}
+
+/// A record with a NAT outside tuple, an account and a domain: the identity lookups.
+fn identity_sample(n: u64) -> FlowRecord {
+    sample(n, |r| {
+        r.attr.nat_port.is_some() && r.attr.user.is_some() && r.attr.domain.is_some()
+    })
 }
 
 /// `--nat IP:PORT` over the whole store, with `--at` the flow's start, and a port no flow has.

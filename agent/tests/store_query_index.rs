@@ -3,7 +3,9 @@
 //! source-side, destination-side and absent addresses, across page boundaries, for prefixes,
 //! and for segments without an index; a damaged index is an error naming the file. The same
 //! for `query --nat` through the index's outside addresses, sealed and compacted, and for
-//! segments whose index predates them (version 1).
+//! segments whose index predates them (version 1). The same for `query --mac`, `--user` and
+//! `--domain` through the identity columns' Bloom filters (`segment::bloom`), and a damaged
+//! filter is an error naming the file.
 
 mod store_common;
 
@@ -15,12 +17,14 @@ use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMe
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use store_common::{canon, TempDir, DAY, HOUR, T0};
 use xdp_audit::record::FlowRecord;
+use xdp_audit::record::Mac;
 use xdp_audit::store::compact;
 use xdp_audit::store::manifest::Manifest;
-use xdp_audit::store::query::{collect, Cidr, Filter, NatFilter};
+use xdp_audit::store::query::{collect, Cidr, DomainFilter, Filter, NatFilter};
 use xdp_audit::store::seal::write_segment;
+use xdp_audit::store::segment::bloom::{BLOOM_KEY, FILTERED};
 use xdp_audit::store::segment::index::INDEX_KEY;
-use xdp_audit::store::segment::SegmentReader;
+use xdp_audit::store::segment::{col, SegmentReader};
 use xdp_audit::store::testgen::{Rng, TrafficGen};
 
 /// Rows per segment: several data pages (8,192 rows each) per column.
@@ -188,6 +192,11 @@ fn rewrite_index(path: &Path, edit: impl Fn(&str) -> Option<String>) {
 /// As [`rewrite_index`], `edit` getting the file's bytes before the footer too, to which it
 /// may append a blob the new value points at.
 fn rewrite_footer(path: &Path, edit: impl Fn(&str, &mut Vec<u8>) -> Option<String>) {
+    rewrite_footer_key(path, INDEX_KEY, edit);
+}
+
+/// As [`rewrite_footer`], for the key-value entry `key`.
+fn rewrite_footer_key(path: &Path, key: &str, edit: impl Fn(&str, &mut Vec<u8>) -> Option<String>) {
     let bytes = std::fs::read(path).expect("read segment");
     let reader =
         SerializedFileReader::new(std::fs::File::open(path).expect("open")).expect("footer");
@@ -201,9 +210,9 @@ fn rewrite_footer(path: &Path, edit: impl Fn(&str, &mut Vec<u8>) -> Option<Strin
         .expect("key-value metadata")
         .iter()
         .filter_map(|kv| {
-            if kv.key == INDEX_KEY {
+            if kv.key == key {
                 edit(kv.value.as_deref().unwrap_or_default(), &mut out)
-                    .map(|v| KeyValue::new(INDEX_KEY.to_owned(), v))
+                    .map(|v| KeyValue::new(key.to_owned(), v))
             } else {
                 Some(kv.clone())
             }
@@ -376,7 +385,7 @@ fn nat_queries_through_the_index_match_the_full_scan_and_brute_force() {
         );
     }
     assert!(check_nat(dir.path(), &all, "sealed") > 0);
-    // Merged days (128 Ki-row groups, 1,024-row pages): the index is written for them too.
+    // Merged days (one row group a day): the index is written for them too.
     let mut manifest = Manifest::load(dir.path(), None).expect("manifest");
     let merged = compact::run(
         dir.path(),
@@ -477,4 +486,189 @@ fn a_damaged_nat_part_of_the_index_is_refused_naming_the_segment() {
         .to_string();
     assert!(msg.contains(&name) && msg.contains(INDEX_KEY), "{msg}");
     assert!(msg.contains("outside address"), "{msg}");
+}
+
+/// `--mac`, `--user` and `--domain` (a name, its parent, a DNS question's parent) for a sample
+/// of the records' values and for absent ones: the same records through the Bloom filters as
+/// through the full scan and as a brute-force filter. Returns the matches.
+fn check_identities(dir: &Path, all: &[FlowRecord], what: &str) -> usize {
+    let mut rng = Rng::new(29);
+    let mut matched = 0;
+    for r in all.iter().filter(|_| rng.chance(0.0001)) {
+        let mut filters = vec![
+            (
+                format!("--mac {}", r.src_mac),
+                Filter {
+                    mac: Some(r.src_mac),
+                    ..Filter::default()
+                },
+            ),
+            (
+                format!("--mac {} (destination)", r.dst_mac),
+                Filter {
+                    mac: Some(r.dst_mac),
+                    ..Filter::default()
+                },
+            ),
+        ];
+        if let Some(u) = &r.attr.user {
+            filters.push((
+                format!("--user {u}"),
+                Filter {
+                    user: Some(u.clone()),
+                    ..Filter::default()
+                },
+            ));
+        }
+        for name in [&r.attr.domain, &r.attr.dns_qname].into_iter().flatten() {
+            let parent = name.split_once('.').map_or(name.as_str(), |(_, p)| p);
+            for n in [name.as_str(), parent] {
+                filters.push((
+                    format!("--domain {n}"),
+                    Filter {
+                        domain: Some(n.parse::<DomainFilter>().expect("name")),
+                        ..Filter::default()
+                    },
+                ));
+            }
+        }
+        for (q, f) in filters {
+            let n = check(dir, all, f, &format!("{what}: {q}"));
+            assert!(n > 0, "{what}: {q} must find the record it was taken from");
+            matched += n;
+        }
+    }
+    let absent = [
+        Filter {
+            mac: Some(Mac([0x3c, 0x22, 0xfb, 0xee, 0xee, 0xee])),
+            ..Filter::default()
+        },
+        Filter {
+            user: Some("C-nobody".into()),
+            ..Filter::default()
+        },
+        Filter {
+            domain: Some("absent.example".parse().expect("name")),
+            ..Filter::default()
+        },
+    ];
+    for f in absent {
+        assert_eq!(check(dir, all, f.clone(), what), 0, "{what}: {f:?}");
+    }
+    matched
+}
+
+#[test]
+fn identity_queries_through_the_bloom_filters_match_the_full_scan_and_brute_force() {
+    let dir = TempDir::new("qbloom");
+    let all = build(dir.path());
+    let sample = &all[ROWS / 2];
+    for s in segments(dir.path()) {
+        let seg = SegmentReader::open(&s).expect("open");
+        for (c, _) in FILTERED {
+            assert!(
+                seg.bloom(0, c).expect("filter reads").is_some(),
+                "{}: column {c} has no Bloom filter",
+                s.display()
+            );
+        }
+        // The seam: absent values are ruled out, ports are not indexed.
+        let no = |x: Option<bool>| assert_eq!(x, Some(false), "{}", s.display());
+        no(seg
+            .mac_may_be_in(0, [0x3c, 0x22, 0xfb, 0xee, 0xee, 0xee])
+            .expect("mac"));
+        no(seg.user_may_be_in(0, "C-nobody").expect("user"));
+        no(seg.domain_may_be_in(0, "absent.example").expect("domain"));
+        assert_eq!(seg.port_may_be_in(0, 443).expect("port"), None);
+    }
+    let seg = SegmentReader::open(&segments(dir.path())[1]).expect("open");
+    assert_eq!(
+        seg.mac_may_be_in(0, sample.src_mac.0).expect("mac"),
+        Some(true)
+    );
+    if let Some(d) = &sample.attr.domain {
+        let parent = d.split_once('.').map_or(d.as_str(), |(_, p)| p);
+        assert_eq!(seg.domain_may_be_in(0, parent).expect("parent"), Some(true));
+    }
+    assert!(check_identities(dir.path(), &all, "sealed") > 0);
+    let mut manifest = Manifest::load(dir.path(), None).expect("manifest");
+    let merged: Vec<usize> = (0..2)
+        .map(|_| {
+            compact::run(
+                dir.path(),
+                &mut manifest,
+                T0 + 3 * DAY,
+                compact::DEFAULT_MAX_ROWS,
+            )
+            .expect("compact")
+        })
+        .collect();
+    assert!(merged[0] > 0, "the test's segments must be merged");
+    assert!(check_identities(dir.path(), &all, "compacted") > 0);
+}
+
+#[test]
+fn a_damaged_bloom_filter_is_an_error_naming_the_segment() {
+    let dir = TempDir::new("qbloombad");
+    build(dir.path());
+    let segs = segments(dir.path());
+    let (at, len) = {
+        let r = SerializedFileReader::new(std::fs::File::open(&segs[1]).expect("open"))
+            .expect("footer");
+        let c = r.metadata().row_group(0).column(col::USER);
+        (
+            c.bloom_filter_offset().expect("offset") as usize,
+            c.bloom_filter_length().expect("length") as usize,
+        )
+    };
+    let mut bytes = std::fs::read(&segs[1]).expect("read");
+    bytes[at + len - 1] ^= 0x10;
+    std::fs::write(&segs[1], bytes).expect("write");
+    let name = segs[1]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let f = Filter {
+        user: Some("C-000001".into()),
+        ..Filter::default()
+    };
+    let msg = collect(dir.path(), &f)
+        .expect_err("must refuse")
+        .to_string();
+    assert!(msg.contains(&name) && msg.contains("Bloom filter"), "{msg}");
+    assert!(msg.contains("user"), "the column must be named: {msg}");
+    // Queries that use no filter of that column do not read it.
+    collect(
+        dir.path(),
+        &Filter {
+            mac: Some(Mac([2, 0, 0x5e, 0x10, 0, 1])),
+            ..Filter::default()
+        },
+    )
+    .expect("the MAC filters are intact");
+}
+
+/// Segments without the filters (format 5 and earlier: no `xdp-audit.bloom-crc32` key) answer
+/// `--mac`, `--user` and `--domain` by the scan, with the same records.
+#[test]
+fn segments_without_bloom_filters_are_read_by_the_scan() {
+    let dir = TempDir::new("qnobloom");
+    let all = build(dir.path());
+    let segs = segments(dir.path());
+    rewrite_footer_key(&segs[1], BLOOM_KEY, |_, _| None);
+    let seg = SegmentReader::open(&segs[1]).expect("open");
+    assert!(
+        seg.bloom(0, col::USER)
+            .expect("no key is not an error")
+            .is_none(),
+        "the filters must be gone"
+    );
+    assert_eq!(
+        seg.mac_may_be_in(0, [0x3c, 0x22, 0xfb, 0xee, 0xee, 0xee])
+            .expect("mac"),
+        None,
+        "without the key a segment is not indexed"
+    );
+    assert!(check_identities(dir.path(), &all, "one segment without filters") > 0);
 }

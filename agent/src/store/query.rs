@@ -176,6 +176,10 @@ fn scan_segment(path: &Path, f: &Filter, want: Want) -> Result<SegmentScan, Segm
     };
     for g in 0..seg.row_groups() {
         let gi = index.as_ref().and_then(|x| x.group(g));
+        if identity_absent(&seg, g, f)? {
+            out.skipped += 1;
+            continue;
+        }
         let mask = match group_rows(path, &seg, g, f, gi)? {
             Rows::Skip => {
                 out.skipped += 1;
@@ -287,6 +291,31 @@ fn time_rows(seg: &SegmentReader, g: usize, f: &Filter, rows: Rows) -> Result<Ro
     }
     let m = seg.time_mask(g, f.since_ns, f.until_ns, rows.asked())?;
     Ok(rows.and(m))
+}
+
+/// Whether the identity filters of row group `g` (`segment::bloom`: MAC, account, name) rule
+/// out every row the filter asks for. A group without filters is never ruled out here.
+fn identity_absent(seg: &SegmentReader, g: usize, f: &Filter) -> Result<bool, SegmentError> {
+    if f.ignore_index {
+        return Ok(false);
+    }
+    let no = |x: Option<bool>| x == Some(false);
+    if let Some(m) = f.mac {
+        if no(seg.mac_may_be_in(g, m.0)?) {
+            return Ok(true);
+        }
+    }
+    if let Some(u) = f.user.as_deref() {
+        if no(seg.user_may_be_in(g, u)?) {
+            return Ok(true);
+        }
+    }
+    if let Some(d) = &f.domain {
+        if no(seg.domain_may_be_in(g, d.as_str())?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The rows of row group `g` the time window and the address filter leave: pruned by the

@@ -7,8 +7,10 @@
 //! to a file), [`read`] (a file to records), [`chunk`] (the reader's page and chunk I/O, every
 //! byte checked against a CRC), [`scan`] (the address scan of a query) and the tail blobs:
 //! [`tail`] (their shared framing), [`index`] (the address index, with [`nat_runs`] for the NAT
-//! outside address), [`pages`] (the page table).
+//! outside address), [`pages`] (the page table); [`bloom`] (the identity columns' Parquet
+//! Bloom filters).
 
+pub mod bloom;
 pub mod chunk;
 pub mod index;
 pub mod nat_runs;

@@ -6,7 +6,7 @@
 //! # Why runs of the address, and no port structure
 //! Rows are sorted by source address, and a masquerading gateway gives a client the address
 //! of the uplink it leaves by: the outside address changes with the source address, not from
-//! row to row, so a row group of 128 Ki rows holds a few hundred runs (~3 bytes each).
+//! row to row, so a row group holds about one run per client run (~3 bytes each).
 //! The outside *port* is as random as the client's ephemeral source port (Linux keeps it,
 //! see `testgen`). Skipping a page for a port needs, per NATed row, about log2(1/p) bits to
 //! skip all but a fraction p of the pages (a Bloom filter of 4.3 bits per row skips 7 pages

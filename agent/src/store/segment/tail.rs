@@ -152,20 +152,24 @@ impl SegmentReader {
         }
     }
 
-    /// The bytes a key-value entry `"<offset>+<length>"` points at (`None`: no such key).
-    /// Such blobs lie between the data and the footer: bounded by the file, and small.
-    fn blob(&self, key: &str, op: &'static str) -> Result<Option<Vec<u8>>, SegmentError> {
-        let Some(text) = self
-            .reader
+    /// The value of the file's key-value metadata entry `key` (`None`: no such key; an
+    /// entry without a value reads as empty).
+    pub(super) fn key_value(&self, key: &str) -> Option<&str> {
+        self.reader
             .metadata()
             .file_metadata()
             .key_value_metadata()
             .and_then(|kv| kv.iter().find(|kv| kv.key == key))
-        else {
+            .map(|kv| kv.value.as_deref().unwrap_or_default())
+    }
+
+    /// The bytes a key-value entry `"<offset>+<length>"` points at (`None`: no such key).
+    /// Such blobs lie between the data and the footer: bounded by the file, and small.
+    fn blob(&self, key: &str, op: &'static str) -> Result<Option<Vec<u8>>, SegmentError> {
+        let Some(text) = self.key_value(key) else {
             return Ok(None);
         };
-        let (at, len) = parse_location(text.value.as_deref().unwrap_or_default())
-            .map_err(|e| self.bad_key(key, e.to_string()))?;
+        let (at, len) = parse_location(text).map_err(|e| self.bad_key(key, e.to_string()))?;
         let size = self.size;
         if at.checked_add(len).is_none_or(|end| end > size) || len > size / 2 + 4096 {
             return Err(self.bad_key(

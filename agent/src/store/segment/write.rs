@@ -24,6 +24,7 @@ use parquet::file::writer::{
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
+use super::bloom::{self, BLOOM_KEY};
 use super::index::{AddressIndex, GroupIndex, INDEX_KEY};
 use super::nat_runs::NatRuns;
 use super::pages::{Page as PageEntry, PageTable, PAGES_KEY};
@@ -32,7 +33,7 @@ use super::tail;
 use super::{io, pq, SegmentError};
 use crate::store::columns::{Dict, SortedColumns, NONE};
 
-fn writer_props(journal_id: u64, layout: Layout) -> WriterPropertiesBuilder {
+fn writer_props(journal_id: u64, layout: Layout, rows: usize) -> WriterPropertiesBuilder {
     // Encodings chosen by measurement on the generated mix (see `testgen`): start times are
     // sorted within a client, so delta-packed; end times, source ports and counters are close
     // to random in their low bytes, where byte-stream-split lets zstd squeeze the high bytes;
@@ -65,25 +66,30 @@ fn writer_props(journal_id: u64, layout: Layout) -> WriterPropertiesBuilder {
                 "src_ip,time_start,journal_order".to_string(),
             ),
         ]));
-    // The address index (see `index`) costs ~0.26 bytes per record at 13 flows/s; zstd level
-    // 6 on `dst_ip` (random remote addresses, whose dictionary page shares long prefixes)
-    // gains ~0.17 of it back for ~10 ms more CPU per million records sealed.
-    b = b
-        .set_column_compression(
-            ColumnPath::from(column_name(col::DST_IP)),
-            Compression::ZSTD(ZstdLevel::try_new(6).unwrap_or_default()),
-        )
-        .set_column_data_page_row_count_limit(
-            ColumnPath::from(column_name(col::DST_IP)),
-            layout.dst_page_rows,
-        );
-    // The dictionary pages of names (thousands of distinct names an hour) shrink by ~8 % at
-    // level 6; their data pages (bit-packed dictionary indices) do not change.
-    for c in [col::DOMAIN, col::DNS_QNAME] {
-        b = b.set_column_compression(
-            ColumnPath::from(column_name(c)),
-            Compression::ZSTD(ZstdLevel::try_new(6).unwrap_or_default()),
-        );
+    b = b.set_column_data_page_row_count_limit(
+        ColumnPath::from(column_name(col::DST_IP)),
+        layout.dst_page_rows,
+    );
+    // zstd levels by column, measured on a generated merged day at 13 flows/s: the
+    // dictionary pages of remote addresses and names (tens of thousands of distinct values a
+    // day, sharing long prefixes) shrink by ~0.15 byte per record at level 15 against 3; the
+    // byte-stream-split columns (whose high bytes repeat) by ~0.07 at level 9. Other columns
+    // gain nothing measurable above level 3.
+    let level = |l: i32| Compression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default());
+    for c in [col::DST_IP, col::DOMAIN, col::DNS_QNAME] {
+        b = b.set_column_compression(ColumnPath::from(column_name(c)), level(15));
+    }
+    for &c in SPLIT {
+        b = b.set_column_compression(ColumnPath::from(column_name(c)), level(9));
+    }
+    // Identity columns get a Bloom filter (see `bloom`), sized for a row group of distinct
+    // values and folded down to the target rate when the chunk closes.
+    let ndv = rows.clamp(1, layout.row_group_rows) as u64;
+    for (c, fpp) in bloom::FILTERED {
+        let path = ColumnPath::from(column_name(c));
+        b = b
+            .set_column_bloom_filter_fpp(path.clone(), fpp)
+            .set_column_bloom_filter_max_ndv(path, ndv);
     }
     for (cols, enc) in [
         (DELTA, Encoding::DELTA_BINARY_PACKED),
@@ -106,11 +112,11 @@ pub fn write(
     journal_id: u64,
     layout: Layout,
 ) -> Result<u64, SegmentError> {
-    let props = writer_props(journal_id, layout);
+    let props = writer_props(journal_id, layout, rows.len());
     // Columns are encoded with Parquet's offset index on, for their page locations (the
     // page table is built from them), but the file is written without it: the page table
     // holds the same and more (a CRC per page), and the offset index cost ~0.3 bytes per
-    // record on a merged day (1,024-row pages). Engines read a file without it as any other.
+    // record on a merged day of 1,024-row pages). Engines read a file without it as any other.
     let encode = Arc::new(props.clone().build());
     let props = props.set_offset_index_disabled(true).build();
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq(path, "schema"))?);
@@ -122,13 +128,15 @@ pub fn write(
     )
     .map_err(pq(path, "open writer"))?;
     let mut crc_list = Vec::new();
+    let mut bloom_crcs = Vec::new();
     let mut index = Vec::new();
     let mut pages = PageTable::default();
     for start in (0..rows.len()).step_by(layout.row_group_rows) {
         let group = start..rows.len().min(start + layout.row_group_rows);
         index.push(index_row_group(path, rows, group.clone())?);
-        let (crcs, group_pages) =
+        let (crcs, group_pages, blooms) =
             write_row_group(&mut w, &encode, rows, group).map_err(pq(path, "write row group"))?;
+        bloom_crcs.push(blooms);
         crc_list.push(
             crcs.iter()
                 .map(|c| format!("{c:08x}"))
@@ -138,6 +146,10 @@ pub fn write(
         pages.push_group(group_pages);
     }
     w.append_key_value_metadata(KeyValue::new(CRC_KEY.into(), crc_list.join(";")));
+    w.append_key_value_metadata(KeyValue::new(
+        BLOOM_KEY.into(),
+        bloom::encode_crcs(&bloom_crcs),
+    ));
     for (key, blob, what) in [
         (
             INDEX_KEY,
@@ -185,14 +197,17 @@ fn index_row_group(
         })
 }
 
-/// Writes rows `group` as one row group; returns the CRC-32 of each column chunk's bytes,
-/// and each chunk's pages.
+/// The CRC-32 of each column chunk's bytes, each chunk's pages, and the CRC-32 of each
+/// Bloom filter with its column, of one row group.
+type GroupChecks = (Vec<u32>, Vec<Vec<PageEntry>>, Vec<(usize, u32)>);
+
+/// Writes rows `group` as one row group; returns its [`GroupChecks`].
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
     props: &Arc<WriterProperties>,
     rows: &SortedColumns,
     group: Range<usize>,
-) -> parquet::errors::Result<(Vec<u32>, Vec<Vec<PageEntry>>)> {
+) -> parquet::errors::Result<GroupChecks> {
     // Columns are encoded and compressed in parallel into memory, then spliced into the
     // row group in schema order: sealing uses every core.
     let descrs: Vec<_> = w.schema_descr().columns().to_vec();
@@ -218,6 +233,7 @@ fn write_row_group(
     let mut rg = w.next_row_group()?;
     let mut crcs = Vec::with_capacity(encoded.len());
     let mut pages = Vec::with_capacity(encoded.len());
+    let mut blooms = Vec::new();
     for (i, e) in encoded.into_iter().enumerate() {
         let (buf, close) = e.unwrap_or_else(|| {
             Err(parquet::errors::ParquetError::General(format!(
@@ -227,10 +243,13 @@ fn write_row_group(
         })?;
         crcs.push(crc32fast::hash(&buf));
         pages.push(chunk_pages(i, &buf, &close)?);
+        if let Some(b) = &close.bloom_filter {
+            blooms.push((i, bloom::crc_of(b)?));
+        }
         rg.append_column(&buf, close)?;
     }
     rg.close()?;
-    Ok((crcs, pages))
+    Ok((crcs, pages, blooms))
 }
 
 /// The pages of an encoded column chunk (`buf`, offsets from its first byte), from the
@@ -303,13 +322,41 @@ fn encode_column(
                 Ok(())
             })),
         );
-        write_values(i, rows, group, &mut c)?;
+        write_values(i, rows, group.clone(), &mut c)?;
         c.close()?;
     }
-    let closed = closed.ok_or_else(|| {
+    let mut closed = closed.ok_or_else(|| {
         parquet::errors::ParquetError::General(format!("column {} did not close", column_name(i)))
     })?;
+    if let (Some(b), true) = (closed.bloom_filter.as_mut(), bloom::holds_parents(i)) {
+        add_parent_names(i, rows, group, b);
+    }
     Ok((bytes::Bytes::from(sink.into_inner()?), closed))
+}
+
+/// Adds the parent names of the names of column `i` (`domain` or `dns_qname`) in rows
+/// `group` to its Bloom filter (see `bloom`), each distinct name once.
+fn add_parent_names(
+    i: usize,
+    rows: &SortedColumns,
+    group: Range<usize>,
+    b: &mut parquet::bloom_filter::Sbbf,
+) {
+    let cols = &rows.journal;
+    let (ids, dict) = match i {
+        col::DOMAIN => (&cols.domain, &cols.domains),
+        _ => (&cols.dns_qname, &cols.qnames),
+    };
+    let mut seen = vec![false; dict.names().len()];
+    for &j in &rows.perm[group] {
+        let id = ids[j as usize];
+        if let Some(s) = seen.get_mut(id as usize).filter(|s| !**s) {
+            *s = true;
+            if let Some(name) = dict.get(id) {
+                bloom::insert_name_and_parents(b, name);
+            }
+        }
+    }
 }
 
 /// Rows handed to a column writer at once: one page (see `set_data_page_row_count_limit`),
