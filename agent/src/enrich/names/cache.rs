@@ -394,32 +394,30 @@ impl DnsCache {
 
     /// Points the neighbours of the pair now at `i` (moved there) at `i`.
     fn relink(&mut self, i: u32) {
-        let (prev, next) = {
-            let s = &self.slots[i as usize];
-            (s.prev, s.next)
-        };
-        match prev {
-            NIL => self.head = i,
-            p => self.slots[p as usize].next = i,
-        }
-        match next {
-            NIL => self.tail = i,
-            n => self.slots[n as usize].prev = i,
-        }
+        self.mend(i, i, i);
     }
 
+    /// Takes the pair at `i` out of the eviction list.
     fn unlink(&mut self, i: u32) {
+        let s = &self.slots[i as usize];
+        let (prev, next) = (s.prev, s.next);
+        self.mend(i, next, prev);
+    }
+
+    /// Makes the pair before `i` continue with `after` and the one after `i` follow `before`
+    /// (the list's head and tail where `i` is at an end).
+    fn mend(&mut self, i: u32, after: u32, before: u32) {
         let (prev, next) = {
             let s = &self.slots[i as usize];
             (s.prev, s.next)
         };
         match prev {
-            NIL => self.head = next,
-            p => self.slots[p as usize].next = next,
+            NIL => self.head = after,
+            p => self.slots[p as usize].next = after,
         }
         match next {
-            NIL => self.tail = prev,
-            n => self.slots[n as usize].prev = prev,
+            NIL => self.tail = before,
+            n => self.slots[n as usize].prev = before,
         }
     }
 
