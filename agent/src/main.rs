@@ -25,6 +25,13 @@ enum Command {
     // A flag on the command line wins over the same setting in the config file.
     #[command(args_override_self = true)]
     Run(Box<xdp_audit::cmd::run::RunArgs>),
+    #[command(flatten)]
+    Tool(Tool),
+}
+
+// The commands besides `run`: they keep the default action of every signal.
+#[derive(Subcommand)]
+enum Tool {
     /// Work on blocklist and allowlist files (`check`).
     Blocklist(xdp_audit::cmd::blocklist::BlocklistArgs),
     /// Check lists, subscribers and DHCP lease files: every bad line as FILE:LINE: reason.
@@ -63,6 +70,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: a SIGTERM while `run` starts must wait for its handler, not kill
+    // the agent halfway (see `daemon::signals`).
+    let held = match xdp_audit::daemon::signals::Held::hold() {
+        Ok(h) => h,
+        Err(e) => return fail(&anyhow::Error::from(e).context("cannot block SIGTERM at start")),
+    };
     let argv = match xdp_audit::config::expand(std::env::args_os().collect(), &Cli::command()) {
         Ok(argv) => argv,
         Err(err) => return fail(&anyhow::Error::from(err)),
@@ -84,22 +97,33 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .init();
     let result = match cli.command {
-        Command::Run(args) => xdp_audit::cmd::run::main(*args),
-        Command::Status(args) => xdp_audit::cmd::status::main(args),
-        Command::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
-        Command::Check(args) => xdp_audit::cmd::check::main(args),
-        Command::Query(args) => xdp_audit::cmd::query::main(args),
-        Command::Export(args) => xdp_audit::cmd::export::main(args),
-        Command::Sql(args) => xdp_audit::cmd::sql::main(args),
-        Command::Report(args) => xdp_audit::cmd::report::main(args),
-        Command::Verify(args) => xdp_audit::cmd::verify::main(args),
-        Command::Ship(args) => xdp_audit::cmd::ship::main(args),
-        Command::Keygen(args) => xdp_audit::cmd::keygen::main(args),
-        Command::Hold(args) => xdp_audit::cmd::hold::main(args),
-        Command::Compliance(args) => xdp_audit::cmd::compliance::main(args),
-        Command::Detach(args) => xdp_audit::cmd::detach::main(args),
+        Command::Run(args) => xdp_audit::cmd::run::main(*args, held),
+        Command::Tool(tool) => match held.release() {
+            Ok(()) => tool.main(),
+            Err(e) => Err(anyhow::Error::from(e).context("cannot unblock SIGTERM")),
+        },
     };
     result.unwrap_or_else(|err| fail(&err))
+}
+
+impl Tool {
+    fn main(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Tool::Status(args) => xdp_audit::cmd::status::main(args),
+            Tool::Blocklist(args) => xdp_audit::cmd::blocklist::main(args),
+            Tool::Check(args) => xdp_audit::cmd::check::main(args),
+            Tool::Query(args) => xdp_audit::cmd::query::main(args),
+            Tool::Export(args) => xdp_audit::cmd::export::main(args),
+            Tool::Sql(args) => xdp_audit::cmd::sql::main(args),
+            Tool::Report(args) => xdp_audit::cmd::report::main(args),
+            Tool::Verify(args) => xdp_audit::cmd::verify::main(args),
+            Tool::Ship(args) => xdp_audit::cmd::ship::main(args),
+            Tool::Keygen(args) => xdp_audit::cmd::keygen::main(args),
+            Tool::Hold(args) => xdp_audit::cmd::hold::main(args),
+            Tool::Compliance(args) => xdp_audit::cmd::compliance::main(args),
+            Tool::Detach(args) => xdp_audit::cmd::detach::main(args),
+        }
+    }
 }
 
 /// Prints the error and its causes on one line, each once, and returns the failure status.

@@ -8,20 +8,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use sha2::{Digest, Sha256};
-use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
 use crate::alert::deliver::{ChainDelivery, Delivery, LogDelivery};
 use crate::alert::stage::AlertStage;
 use crate::alert::webhook::Webhook;
 use crate::alert::Alerts;
-use crate::blocklist::watch;
 use crate::blocklist::{ListKind, ListSet, ListSpec};
 use crate::clock::HostClocks;
 use crate::cmd::detach::PinArgs;
 use crate::cmd::store_args::StoreArgs;
-use crate::daemon::lists::{read_at_start, Reload};
-use crate::daemon::{Control, Daemon, Interface, Settings};
+use crate::daemon::lists::read_at_start;
+use crate::daemon::signals::Held;
+use crate::daemon::{Daemon, DaemonError, Interface, Settings};
 use crate::enrich::inputs::Enrichment;
 use crate::enrich::stage::{EnrichStage, StageConfig};
 use crate::loader::adopt::{self, Outcome, Target};
@@ -394,7 +393,9 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
 
 /// Runs the agent: reads the lists, loads and attaches the program (or adopts the pinned
 /// one), runs the daemon until SIGINT or SIGTERM, and lets the daemon write what is left.
-pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// `held` blocks the stop signals since the process started: one sent while the agent starts
+/// stops it before the store opens, or as soon as the daemon runs.
+pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     validate(&args)?;
     // Before this agent's first snapshot replaces the last one.
     let crashed = crate::status::Snapshot::crash_evidence(&args.state_dir);
@@ -443,6 +444,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(crate::metrics::http::bind(addr)?),
         None => None,
     };
+    if let Some(sig) = held.stop_pending() {
+        info!("{sig} while starting, before the store was opened: stopping, nothing to seal");
+        return Ok(ExitCode::SUCCESS);
+    }
     // Open the store first: a bad --log-dir must fail before anything touches the kernel.
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
@@ -535,7 +540,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let ran = rt.block_on(async {
-        let signals = tokio::spawn(forward_signals(control));
+        // From here a stop signal (also one sent while starting) stops the daemon cleanly.
+        let signals = match held.listen() {
+            Ok(s) => tokio::spawn(s.forward(control)),
+            Err(e) => return Err(DaemonError::Signals(e)),
+        };
         // Audit goes on without the endpoint rather than stop over it (said loudly).
         let metrics = match (metrics_listener, exporter) {
             (Some(l), Some(e)) => crate::metrics::http::spawn(l, e)
@@ -605,22 +614,6 @@ fn stage_config(args: &RunArgs) -> StageConfig {
         nat_record_delay_ns: i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX),
         ..StageConfig::default()
     }
-}
-
-/// SIGINT and SIGTERM stop the daemon; SIGHUP reloads every list.
-async fn forward_signals(control: Control) -> anyhow::Result<()> {
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut sighup = watch::sighup().context("cannot watch SIGHUP")?;
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = sighup.recv() => drop(control.reload(Reload::All)),
-        }
-    }
-    control.stop();
-    Ok(())
 }
 
 #[cfg(test)]

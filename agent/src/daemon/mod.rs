@@ -20,12 +20,16 @@
 //!   and the status file.
 //! - The list stage ([`lists`]) parses, compiles and writes the kernel maps of each reload.
 //!
+//! - Signals ([`signals`]) are held from the process's first instruction and handled once the
+//!   stages exist: a SIGTERM at any moment ends in a clean stop.
+//!
 //! A later stage between the sweeper and the store (enrichment, shipping, metrics) is a
 //! [`RecordSink`] wrapping the next one, given to [`Daemon::start`] as the sink.
 
 pub mod lists;
 pub mod queue;
 mod records;
+pub mod signals;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -144,6 +148,9 @@ pub enum DaemonError {
     /// [`Daemon::run`] was called twice.
     #[error("the daemon already ran")]
     AlreadyRan,
+    /// The signal handlers could not be installed (the daemon stops at once, cleanly).
+    #[error("cannot install the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// What the daemon did, when it stopped.

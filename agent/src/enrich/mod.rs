@@ -12,6 +12,7 @@ pub mod inputs;
 pub mod leases;
 pub mod names;
 pub mod nat;
+pub mod prefetch;
 pub mod source;
 pub mod stage;
 pub mod subscribers;

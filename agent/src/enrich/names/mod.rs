@@ -289,6 +289,12 @@ impl DomainName {
         DomainName(Arc::from(&*self.0))
     }
 
+    /// Starts loading the text into the cache (a record copies it shortly).
+    #[inline]
+    pub fn prefetch(&self) {
+        crate::enrich::prefetch::line(self.0.as_ptr());
+    }
+
     /// Whether `self` and `other` share their text (not only equal it).
     pub fn shares_text(&self, other: &DomainName) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
