@@ -5,6 +5,8 @@
 //! yardstick xdp-audit's per-packet path is measured against in the same run.
 #![no_std]
 #![no_main]
+// Map keys and values by reference, as in the program: by value would copy them on the stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 #[path = "../rt.rs"]
 mod rt;
