@@ -130,6 +130,11 @@ const ABLATIONS: [(&str, &str); 7] = [
     ("xdp_ablate_no_hits", "no rule-hit counting"),
 ];
 
+/// The ablation variants' program names.
+fn ablation_names() -> Vec<&'static str> {
+    ABLATIONS.iter().map(|(n, _)| *n).collect()
+}
+
 /// Puts `addrs` into an exact IPv4 blocklist `map` of `ebpf`, as rule 1 (in the ablation
 /// object the lists' generation stays 0, so every variant agrees on cached verdicts).
 fn block_v4(ebpf: &mut Ebpf, map: &str, addrs: impl IntoIterator<Item = [u8; 4]>) {
@@ -180,8 +185,7 @@ fn main() {
     let mut empty = load_ref(BASELINE_OBJECT, agent_common::names::BASELINE_PASS);
     let mut filter = load_ref(FILTER_BASELINE_OBJECT, "xdp_filter_baseline");
     let mut stateful = load_ref(STATEFUL_BASELINE_OBJECT, STATEFUL);
-    let names: Vec<&str> = ABLATIONS.iter().map(|(n, _)| *n).collect();
-    let mut ablate = load_programs(ABLATION_OBJECT, &names);
+    let mut ablate = load_programs(ABLATION_OBJECT, &ablation_names());
     let mut old = std::env::var_os("XDP_AUDIT_BENCH_OLD_OBJECT").map(|path| {
         let bytes = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("XDP_AUDIT_BENCH_OLD_OBJECT {path:?}: {e}"));
@@ -443,7 +447,7 @@ fn against_stateful(
     frames3: [&[u8]; 3],
     new_frames: &[Vec<u8>],
 ) -> Issue14 {
-    let prog_names: Vec<&str> = ABLATIONS.iter().map(|(n, _)| *n).collect();
+    let prog_names = ablation_names();
     // First runs create the flows (the established frame's before its response's).
     for fr in frames3 {
         run(ours, fr, 1);
