@@ -274,8 +274,11 @@ pub struct FlowValue {
     /// `bpf_ktime_get_ns` of the first packet.
     pub first_seen_ns: u64,
     /// CLOCK_MONOTONIC of the latest packet, at the kernel tick's resolution (1-4 ms): the
-    /// precise clock costs several times the coarse one per packet on virtual machines.
-    /// Never below `first_seen_ns`.
+    /// precise clock costs several times the coarse one per packet on virtual machines, and
+    /// the coarse one is read once per tick per flow ([`FlowValue::last_tick`]). At most one
+    /// tick behind the packet (two if the packet lands between the kernel's jiffies update
+    /// and its timekeeping update, a window of well under a microsecond per tick). Never
+    /// below `first_seen_ns`.
     pub last_seen_ns: u64,
     /// `bpf_ktime_get_ns` of the first FIN or RST, 0 while open.
     pub end_seen_ns: u64,
@@ -308,8 +311,10 @@ pub struct FlowValue {
     /// 0 once spent and for flows on other ports, [`payload::UNLIMITED`] for every packet.
     /// Next to the verdict fields every packet reads, so a spent budget costs one compare.
     pub snippets_left: [u8; 2],
-    /// Explicit padding.
-    pub _pad: [u8; 2],
+    /// Low 16 bits of the kernel's jiffies when `last_seen_ns` was last written (0 from an
+    /// older program): a packet in the same tick skips the clock helper, which costs more
+    /// than the rest of an established packet's accounting. Read by the program only.
+    pub last_tick: u16,
 }
 const _: () = assert!(size_of::<FlowValue>() == 96);
 
@@ -605,6 +610,7 @@ mod tests {
         assert_eq!(offset_of!(FlowValue, rule), 84);
         assert_eq!(offset_of!(FlowValue, isn), 88);
         assert_eq!(offset_of!(FlowValue, snippets_left), 92);
+        assert_eq!(offset_of!(FlowValue, last_tick), 94);
     }
 
     #[test]

@@ -2,9 +2,23 @@
 //! the packet that opened it (`a` = originator). A packet first looks up its own orientation
 //! (the only lookup on a gateway interface, where each flow ingresses one way); on a miss it
 //! tries the reverse, and only then creates the flow; a TCP SYN skips both lookups and goes
-//! straight to the insert. Counters are atomic. The entry caches
-//! the flow's list verdict with the generation it was computed for, so an established flow
-//! pays one lookup until the lists change.
+//! straight to the insert. The entry caches the flow's list verdict with the generation it
+//! was computed for, so an established flow pays one lookup until the lists change.
+//!
+//! What an established packet costs was measured part by part (`agent/benches/xdp.rs`, its
+//! ablations in `ablate.rs`), and this path keeps what paid:
+//! - The clock: `last_seen_ns` is the coarse clock, which only moves at a kernel tick, so
+//!   the helper is called once per tick per flow; other packets compare the tick's low 16
+//!   bits (`bpf_jiffies64`, one inlined load) with the entry's `last_tick`. That was a fifth
+//!   of the established path. The 16 bits wrap after 65,536 ticks (65 s at HZ=1000): a flow
+//!   silent for exactly a multiple of that whose next packets all fall in that one tick
+//!   keeps its older `last_seen_ns`; the inactive timeout (30 s by default) ends such flows
+//!   long before.
+//! - Counters stay locked atomic adds: plain per-direction adds would be exact only while one
+//!   CPU at a time handles a direction (RSS steers a direction's 5-tuple to one queue; a
+//!   change of the indirection table or of the queue's CPU moves it, and the two CPUs' adds
+//!   race until in-flight packets drain, losing at most the packets processed concurrently),
+//!   and they measured no faster uncontended on this machine ([`ablate::LOCKED_COUNTERS`]).
 //!
 //! An entry is shared: every CPU that gets a packet of the flow updates it at the same time
 //! (and the agent reads it). So it is only ever reached through a raw pointer ([`Entry`]),
@@ -22,13 +36,17 @@ use agent_common::{
 };
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST},
-    helpers::{bpf_ktime_get_ns, generated::bpf_ktime_get_coarse_ns},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+    },
     macros::map,
     maps::LruHashMap,
     programs::XdpContext,
 };
 
 use crate::{
+    ablate::{self, has},
     dns, events,
     parse::{Header, Packet},
     payload, refuse, stats, verdict as lists,
@@ -114,11 +132,36 @@ fn precise_now() -> u64 {
 }
 
 /// CLOCK_MONOTONIC_COARSE in ns: the same clock at the kernel tick's resolution (1-4 ms),
-/// for the per-packet `last_seen_ns`.
+/// for `last_seen_ns`. A helper call, read once per tick per flow ([`tick`]).
 #[inline(always)]
 fn coarse_now() -> u64 {
     // SAFETY: a helper call with no arguments.
     unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// The low 16 bits of the kernel's jiffies: which tick this is. The JIT inlines the helper
+/// into one load.
+#[inline(always)]
+fn tick() -> u16 {
+    // SAFETY: a helper call with no arguments.
+    unsafe { bpf_jiffies64() as u16 }
+}
+
+/// Adds `n` to a counter of the entry: a locked atomic add with
+/// [`ablate::LOCKED_COUNTERS`], else a plain one (see the module documentation).
+///
+/// # Safety
+/// As [`add`].
+#[inline(always)]
+unsafe fn count<const A: u32>(counter: *mut u64, n: u64) {
+    // SAFETY: upheld by the caller.
+    unsafe {
+        if has(A, ablate::LOCKED_COUNTERS) {
+            add(counter, n);
+        } else {
+            set(counter, get(counter) + n);
+        }
+    }
 }
 
 /// Counts one packet in its flow (creating the flow on its first packet) and returns the
@@ -126,41 +169,54 @@ fn coarse_now() -> u64 {
 /// (its direction, and whether its flow's payload budget grants it a copy). `p.key` is left
 /// in the flow's orientation.
 #[inline(always)]
-pub fn account(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
-    let gen = lists::generation();
+pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
+    let gen = if has(A, ablate::NO_GENERATION) {
+        0
+    } else {
+        lists::generation()
+    };
     // A SYN goes straight to the insert, which finds a retransmitted SYN's flow by itself:
     // each lookup that misses is a cache miss in a large table, the most a new flow costs.
     // (A simultaneous open, where the other side's SYN made the flow first, gets an entry
     // of its own.)
     if p.opens_flow() {
-        return create(ctx, p, gen);
+        return create::<A>(ctx, p, gen);
     }
     if let Some(v) = lookup(&p.key) {
-        return update(&p.key, v, p, DIR_ORIG, gen);
+        return update::<A>(&p.key, v, p, DIR_ORIG, gen);
     }
     reverse(&mut p.key);
     if let Some(v) = lookup(&p.key) {
-        return update(&p.key, v, p, DIR_RESP, gen);
+        return update::<A>(&p.key, v, p, DIR_RESP, gen);
     }
     reverse(&mut p.key);
-    create(ctx, p, gen)
+    create::<A>(ctx, p, gen)
 }
 
 /// Counts a packet of direction `dir` in the entry `v` of `key`.
 #[inline(always)]
-fn update(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> (u32, u8) {
+fn update<const A: u32>(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> (u32, u8) {
     let mut copy = payload::handover(dir, false);
     // SAFETY: `v` came from a lookup in this run, so it points to a live, aligned map value
     // (which stays valid for the run even if the entry is deleted meanwhile), and every
     // access below is a single field access through the raw pointer.
     unsafe {
-        add(addr_of_mut!((*v).packets[dir]), 1);
-        add(addr_of_mut!((*v).bytes[dir]), p.len);
-        // The coarse clock lags the precise one that stamped the flow's creation by up to a
-        // tick: never move last_seen backwards (and skip the store when it would not change).
-        let now = coarse_now();
-        if now > get(addr_of!((*v).last_seen_ns)) {
-            set(addr_of_mut!((*v).last_seen_ns), now);
+        if !has(A, ablate::NO_COUNTERS) {
+            count::<A>(addr_of_mut!((*v).packets[dir]), 1);
+            count::<A>(addr_of_mut!((*v).bytes[dir]), p.len);
+        }
+        // The coarse clock only moves at a tick: read it once per tick per flow. It lags the
+        // precise one that stamped the flow's creation by up to a tick: never move last_seen
+        // backwards (and skip the store when it would not change).
+        if !has(A, ablate::NO_CLOCK) {
+            let tick = tick();
+            if has(A, ablate::CLOCK_EVERY_PACKET) || get(addr_of!((*v).last_tick)) != tick {
+                set(addr_of_mut!((*v).last_tick), tick);
+                let now = coarse_now();
+                if now > get(addr_of!((*v).last_seen_ns)) {
+                    set(addr_of_mut!((*v).last_seen_ns), now);
+                }
+            }
         }
         let seen = get(addr_of!((*v).tcp_flags[dir]));
         if p.tcp_flags & !seen != 0 {
@@ -196,7 +252,7 @@ fn update(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> (u32, u8
             copy = payload::handover(dir, true);
         }
     }
-    (judge(key, v), copy)
+    (judge::<A>(key, v), copy)
 }
 
 /// Sets `bits` in the entry's flags (a racing CPU's bits may be lost: they are set again by
@@ -215,14 +271,14 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 
 /// Applies the flow's cached verdict to this packet.
 #[inline(always)]
-fn judge(key: &FlowKey, v: Entry) -> u32 {
+fn judge<const A: u32>(key: &FlowKey, v: Entry) -> u32 {
     // SAFETY: as in `update`.
     let (rule, verdict) = unsafe { (get(addr_of!((*v).rule)), get(addr_of!((*v).verdict))) };
-    if rule != NO_RULE {
+    if rule != NO_RULE && !has(A, ablate::NO_HITS) {
         lists::hit(rule);
     }
     if verdict == verdict::DROP {
-        drop_packet(key, v, rule, Counter::DroppedByList);
+        drop_packet::<A>(key, v, rule, Counter::DroppedByList);
         return xdp_action::XDP_DROP;
     }
     xdp_action::XDP_PASS
@@ -243,7 +299,7 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
                 // SAFETY: as in `update`.
                 unsafe { set_flags(v, flow_flags::REFUSED) };
             }
-            drop_packet(&p.key, v, rule, Counter::DroppedByDomain)
+            drop_packet::<{ ablate::PRODUCTION }>(&p.key, v, rule, Counter::DroppedByDomain)
         }
         None => stats::bump(Counter::DroppedByDomain),
     }
@@ -256,13 +312,13 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
 
 /// Counts a dropped packet on its flow; the flow's first drop is announced with its rule.
 #[inline(always)]
-fn drop_packet(key: &FlowKey, v: Entry, rule: u32, counter: Counter) {
+fn drop_packet<const A: u32>(key: &FlowKey, v: Entry, rule: u32, counter: Counter) {
     stats::bump(counter);
     // SAFETY: as in `update`.
     unsafe {
         // Racing CPUs may both see zero and both announce: the agent keeps the first.
         let first = get(addr_of!((*v).drops)) == 0;
-        add(addr_of_mut!((*v).drops), 1);
+        count::<A>(addr_of_mut!((*v).drops), 1);
         if first && events::emit(event_kind::FLOW_DROP, rule, key, v, Counter::LostFlowDrop) {
             set_flags(v, flow_flags::START_ANNOUNCED);
         }
@@ -274,7 +330,7 @@ fn drop_packet(key: &FlowKey, v: Entry, rule: u32, counter: Counter) {
 /// (its start, or its first drop) follows, so creating a flow costs one table operation and
 /// no second lookup.
 #[inline(always)]
-fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
+fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     let now = precise_now();
     let mut flags = 0;
     let mut end_seen_ns = 0;
@@ -288,9 +344,10 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     }
     let (verdict, rule) = lists::of(&p.key);
     let dropped = verdict == verdict::DROP;
-    let mut value: FlowValue = crate::zeroed();
+    let mut value: FlowValue = crate::mem::zeroed();
     value.first_seen_ns = now;
     value.last_seen_ns = now;
+    value.last_tick = tick();
     value.end_seen_ns = end_seen_ns;
     value.packets[DIR_ORIG] = 1;
     value.bytes[DIR_ORIG] = p.len;
@@ -359,7 +416,7 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
         // retransmit: count into the entry (its creator announced it).
         Err(e) if e == -EEXIST => {
             return match lookup(&p.key) {
-                Some(v) => update(&p.key, v, p, DIR_ORIG, gen),
+                Some(v) => update::<A>(&p.key, v, p, DIR_ORIG, gen),
                 None => (xdp_action::XDP_PASS, 0),
             };
         }
@@ -370,7 +427,7 @@ fn create(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
             copy = false;
         }
     }
-    if rule != NO_RULE {
+    if rule != NO_RULE && !has(A, ablate::NO_HITS) {
         lists::hit(rule);
     }
     if dropped {

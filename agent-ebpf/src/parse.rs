@@ -128,7 +128,7 @@ fn be16(raw: u16) -> u16 {
 pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     let eth = Header::<ETH_HLEN>::at(ctx, 0).ok_or(Counter::SkipTruncatedEth)?;
     let mut pkt = Packet {
-        key: crate::zeroed(),
+        key: crate::mem::zeroed(),
         outcome: Counter::ParsedOtherProto,
         tcp_flags: 0,
         len: (ctx.data_end() - ctx.data()) as u64,

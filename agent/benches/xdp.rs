@@ -1,6 +1,11 @@
 //! Per-packet cost of the XDP program through BPF_PROG_TEST_RUN, with and without 1,000,000
-//! list entries loaded, next to two references measured in the same run: an empty XDP_PASS
-//! program and an xdp-filter-like exact-match program. Also the time to parse, compile and
+//! list entries loaded, next to three references measured in the same run: an empty XDP_PASS
+//! program, an xdp-filter-like exact-match program, and the stateful reference (a 5-tuple
+//! LRU per-CPU hash with plain counters, then the exact match: `bin/stateful.rs`), the
+//! yardstick of issue 14's targets. Ablations of the program's own per-packet path
+//! (`agent-ebpf/src/ablate.rs`, one entry point each in `bin/ablate.rs`) say what each piece
+//! of work costs; `XDP_AUDIT_BENCH_OLD_OBJECT=<path>` adds an older build of the program
+//! (e.g. main's) to the same run. Also the time to parse, compile and
 //! load the lists, to apply a 10,000-line edit, and the agent's RSS with them loaded. DNS
 //! queries (the only packets whose name is walked and hashed) are measured next to the same
 //! frame sent to another UDP port, so the difference is the name check alone.
@@ -18,7 +23,10 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
 use xdp_audit::blocklist::{random_key, Capacity, ListKind, ListSet};
-use xdp_audit::loader::{LoadOptions, Loaded, BASELINE_OBJECT, FILTER_BASELINE_OBJECT};
+use xdp_audit::loader::{
+    LoadOptions, Loaded, ABLATION_OBJECT, BASELINE_OBJECT, FILTER_BASELINE_OBJECT,
+    STATEFUL_BASELINE_OBJECT,
+};
 
 const REPEAT: u32 = 1_000_000;
 const NEW_FLOWS: u32 = 100_000;
@@ -45,12 +53,36 @@ fn per_frame(prog: &mut Xdp, frames: &[Vec<u8>]) -> f64 {
     total / frames.len() as f64
 }
 
-fn new_flow_frames() -> Vec<Vec<u8>> {
+/// Median, over chunks of [`CHUNK`] frames run by each program in turn, of the chunk's
+/// average ns per frame, per program: each program sees every frame once (a new flow), and
+/// the programs take turns chunk by chunk, so a burst of load on the machine hits them all.
+fn new_flows_interleaved(progs: &mut [&mut Xdp], frames: &[Vec<u8>]) -> Vec<f64> {
+    let mut per_chunk = vec![Vec::new(); progs.len()];
+    for chunk in frames.chunks(CHUNK) {
+        for (p, out) in progs.iter_mut().zip(&mut per_chunk) {
+            out.push(per_frame(p, chunk));
+        }
+    }
+    per_chunk
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
+/// Frames per chunk of [`new_flows_interleaved`].
+const CHUNK: usize = 1000;
+
+/// `NEW_FLOWS` SYNs, each a new flow; `set` picks a source range (0 or 1) so a program can
+/// see a second set of new flows.
+fn new_flow_frames(set: u8) -> Vec<Vec<u8>> {
     (0..NEW_FLOWS)
         .map(|i| {
             let [_, b, c, d] = i.to_be_bytes();
             Spec::tcp4(
-                v4(100, 64 + b, c, d),
+                v4(100, 64 + 32 * set + b, c, d),
                 40000,
                 v4(198, 18, 0, 1),
                 443,
@@ -62,15 +94,61 @@ fn new_flow_frames() -> Vec<Vec<u8>> {
 }
 
 fn load_ref(object: &[u8], name: &str) -> Ebpf {
-    let mut ebpf = Ebpf::load(object).unwrap_or_else(|e| panic!("load {name} (root?): {e}"));
-    let p: &mut Xdp = ebpf
-        .program_mut(name)
-        .expect("program")
-        .try_into()
-        .expect("xdp");
-    p.load().expect("load reference program");
+    load_programs(object, &[name])
+}
+
+/// Loads `object` with the flow table and ring sized as the program's, and its programs
+/// `names` (each verified on its own).
+fn load_programs(object: &[u8], names: &[&str]) -> Ebpf {
+    let mut loader = aya::EbpfLoader::new();
+    for (map, size) in [
+        ("FLOWS", 262_144),
+        ("FLOWS4", 262_144),
+        ("EVENTS", 64 << 20),
+    ] {
+        loader.map_max_entries(map, size);
+    }
+    let mut ebpf = loader
+        .load(object)
+        .unwrap_or_else(|e| panic!("load the object of {names:?} (root?): {e}"));
+    for name in names {
+        prog(&mut ebpf, name)
+            .load()
+            .unwrap_or_else(|e| panic!("the verifier refused {name}: {e}"));
+    }
     ebpf
 }
+
+/// The ablation variants (`bin/ablate.rs`), the attached program's variant first.
+const ABLATIONS: [(&str, &str); 7] = [
+    ("xdp_ablate_production", "as attached"),
+    ("xdp_ablate_locking", "counters locked<->plain"),
+    ("xdp_ablate_no_counters", "no packet/byte counters"),
+    ("xdp_ablate_no_clock", "no clock per packet"),
+    ("xdp_ablate_clock_every_packet", "clock helper every packet"),
+    ("xdp_ablate_no_generation", "no generation lookup"),
+    ("xdp_ablate_no_hits", "no rule-hit counting"),
+];
+
+/// The ablation variants' program names.
+fn ablation_names() -> Vec<&'static str> {
+    ABLATIONS.iter().map(|(n, _)| *n).collect()
+}
+
+/// Puts `addrs` into an exact IPv4 blocklist `map` of `ebpf`, as rule 1 (in the ablation
+/// object the lists' generation stays 0, so every variant agrees on cached verdicts).
+fn block_v4(ebpf: &mut Ebpf, map: &str, addrs: impl IntoIterator<Item = [u8; 4]>) {
+    let mut m: HashMap<_, [u8; 4], u32> =
+        HashMap::try_from(ebpf.map_mut(map).unwrap_or_else(|| panic!("no map {map}")))
+            .unwrap_or_else(|e| panic!("{map} is not a hash: {e}"));
+    for addr in addrs {
+        m.insert(addr, 1, 0)
+            .unwrap_or_else(|e| panic!("insert {addr:?} into {map}: {e}"));
+    }
+}
+
+/// The stateful reference's program.
+const STATEFUL: &str = "xdp_stateful_baseline";
 
 fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
     ebpf.program_mut(name)
@@ -106,6 +184,13 @@ fn main() {
     xdp_audit::blocklist::use_mmap_for_large_buffers();
     let mut empty = load_ref(BASELINE_OBJECT, agent_common::names::BASELINE_PASS);
     let mut filter = load_ref(FILTER_BASELINE_OBJECT, "xdp_filter_baseline");
+    let mut stateful = load_ref(STATEFUL_BASELINE_OBJECT, STATEFUL);
+    let mut ablate = load_programs(ABLATION_OBJECT, &ablation_names());
+    let mut old = std::env::var_os("XDP_AUDIT_BENCH_OLD_OBJECT").map(|path| {
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("XDP_AUDIT_BENCH_OLD_OBJECT {path:?}: {e}"));
+        (path, load_programs(&bytes, &[agent_common::names::PROGRAM]))
+    });
     let mut plain = Loaded::load(LoadOptions {
         flow_table_size: 262_144,
         ringbuf_bytes: 64 << 20,
@@ -157,14 +242,21 @@ fn main() {
     listed.lists.apply(&edit).expect("apply the edit");
     let edit_apply_ms = t.elapsed().as_secs_f64() * 1e3;
 
-    // The reference filter holds the same 600,000 exact IPv4 addresses.
-    {
-        let mut m: HashMap<_, [u8; 4], u32> =
-            HashMap::try_from(filter.map_mut("FILTER_V4").expect("FILTER_V4")).expect("hash");
-        for i in 0..600_000u32 {
-            let [_, b, c, d] = i.to_be_bytes();
-            m.insert([10, b, c, d], 1, 0).expect("insert");
-        }
+    // The reference filter and the stateful reference hold the same 600,000 exact IPv4
+    // addresses; the ablations and the old object only the one the drop rows hit.
+    for (ebpf, map) in [(&mut filter, "FILTER_V4"), (&mut stateful, "REF_BLOCK")] {
+        block_v4(
+            ebpf,
+            map,
+            (0..600_000u32).map(|i| {
+                let [_, b, c, d] = i.to_be_bytes();
+                [10, b, c, d]
+            }),
+        );
+    }
+    block_v4(&mut ablate, "BLOCK_V4", [[10, 1, 2, 3]]);
+    if let Some((_, o)) = old.as_mut() {
+        block_v4(o, "BLOCK_V4", [[10, 1, 2, 3]]);
     }
 
     let est4 = Spec::tcp4(
@@ -184,13 +276,23 @@ fn main() {
         },
     )
     .build();
+    // The established flow's other direction: a second lookup for xdp-audit (its own
+    // orientation misses first), a flow of its own for the stateful reference.
+    let resp4 = Spec::tcp4(
+        v4(203, 0, 113, 2),
+        443,
+        v4(198, 51, 100, 2),
+        40000,
+        tcp::ACK,
+    )
+    .build();
     let blocked = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(10, 1, 2, 3), 443, tcp::ACK).build();
     // Not listed, so every suffix is looked up: a usual name and a deep one.
     let dns_short = dns_frame("www.example.net", 53);
     let udp_short = dns_frame("www.example.net", 5353);
     let dns_deep = dns_frame("a1.b2.c3.d4.e5.f6.g7.cdn.example.net", 53);
     let udp_deep = dns_frame("a1.b2.c3.d4.e5.f6.g7.cdn.example.net", 5353);
-    let frames = new_flow_frames();
+    let frames = new_flow_frames(0);
     let e = prog(&mut empty, agent_common::names::BASELINE_PASS);
     let f = prog(&mut filter, "xdp_filter_baseline");
     let p = plain.program_mut().expect("program");
@@ -250,6 +352,15 @@ fn main() {
         ),
     ];
 
+    let issue14 = against_stateful(
+        l,
+        &mut stateful,
+        &mut ablate,
+        old.as_mut(),
+        [&est4, &resp4, &blocked],
+        &new_flow_frames(1),
+    );
+
     println!("xdp: BPF_PROG_TEST_RUN, {REPEAT} repeats, minimum of {ROUNDS} interleaved rounds; new flows: {NEW_FLOWS} distinct frames, one run each");
     println!("references in this run: empty XDP_PASS {floor:.1} ns; xdp-filter-like exact match {filter_pass:.1} ns pass, {filter_drop:.1} ns drop");
     println!(
@@ -288,6 +399,7 @@ fn main() {
         (parse_ms + load_ms) / 1e3
     );
     println!("RSS: {rss_after:.0} MiB with the lists loaded ({rss_before:.0} MiB before them)");
+    issue14.print();
 
     // The sweeper reads every entry every sweep: batched reads next to a key-by-key walk of
     // the same table (the new-flow runs above left their flows in it).
@@ -309,4 +421,179 @@ fn main() {
         walked / batched
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The established, response-direction and drop rows (`[est, resp, drop]`) of one program.
+type Three = [f64; 3];
+
+/// Issue 14's yardstick: xdp-audit (with the lists), the stateful reference, each ablation
+/// and the old object on the same three frames, interleaved rounds, minimum of each.
+struct Issue14 {
+    ours: Three,
+    reference: Three,
+    ours_new: f64,
+    reference_new: f64,
+    /// A new flow of the attached variant without lists.
+    bare_new: f64,
+    ablations: Vec<Three>,
+    old: Option<(String, Three, f64)>,
+}
+
+fn against_stateful(
+    ours: &mut Xdp,
+    stateful: &mut Ebpf,
+    ablate: &mut Ebpf,
+    mut old: Option<&mut (std::ffi::OsString, Ebpf)>,
+    frames3: [&[u8]; 3],
+    new_frames: &[Vec<u8>],
+) -> Issue14 {
+    let prog_names = ablation_names();
+    // First runs create the flows (the established frame's before its response's).
+    for fr in frames3 {
+        run(ours, fr, 1);
+        run(prog(stateful, STATEFUL), fr, 1);
+        for name in &prog_names {
+            run(prog(ablate, name), fr, 1);
+        }
+        if let Some((_, o)) = old.as_deref_mut() {
+            run(prog(o, agent_common::names::PROGRAM), fr, 1);
+        }
+    }
+    let min = |m: &mut f64, v: f64| *m = m.min(v);
+    let mut out = Issue14 {
+        ours: [f64::MAX; 3],
+        reference: [f64::MAX; 3],
+        ours_new: 0.0,
+        reference_new: 0.0,
+        bare_new: 0.0,
+        ablations: vec![[f64::MAX; 3]; ABLATIONS.len()],
+        old: None,
+    };
+    let mut old_three = [f64::MAX; 3];
+    for _ in 0..ROUNDS {
+        for (i, fr) in frames3.iter().enumerate() {
+            min(&mut out.ours[i], run(ours, fr, REPEAT));
+            min(
+                &mut out.reference[i],
+                run(prog(stateful, STATEFUL), fr, REPEAT),
+            );
+            for (a, name) in out.ablations.iter_mut().zip(&prog_names) {
+                min(&mut a[i], run(prog(ablate, name), fr, REPEAT));
+            }
+            if let Some((_, o)) = old.as_deref_mut() {
+                min(
+                    &mut old_three[i],
+                    run(prog(o, agent_common::names::PROGRAM), fr, REPEAT),
+                );
+            }
+        }
+    }
+    // The ablation object's attached variant has no lists but one address, like the old
+    // object: the pair compares builds; `ours` (1M list entries) the targets.
+    let mut progs = vec![ours, prog(stateful, STATEFUL)];
+    let mut bare = load_programs(ABLATION_OBJECT, &[ABLATIONS[0].0]);
+    progs.push(prog(&mut bare, ABLATIONS[0].0));
+    let mut old_path = None;
+    if let Some((path, o)) = old {
+        old_path = Some(path.to_string_lossy().into_owned());
+        progs.push(prog(o, agent_common::names::PROGRAM));
+    }
+    let new = new_flows_interleaved(&mut progs, new_frames);
+    (out.ours_new, out.reference_new, out.bare_new) = (new[0], new[1], new[2]);
+    out.old = old_path.map(|path| (path, old_three, new[3]));
+    out
+}
+
+impl Issue14 {
+    fn print(&self) {
+        let [est, resp, drop] = self.ours;
+        let [r_est, r_resp, r_drop] = self.reference;
+        println!(
+            "stateful reference (5-tuple LRU per-CPU hash, plain counters, exact match): \
+             established {r_est:.1} ns, other direction {r_resp:.1} ns, drop {r_drop:.1} ns, \
+             new flow {:.1} ns",
+            self.reference_new
+        );
+        println!(
+            "{:<52} {:>9} {:>9} {:>7} {:>7}",
+            "issue 14 target (1M list entries)", "ns", "vs ns", "ratio", "target"
+        );
+        let rows = [
+            (
+                "established IPv4 TCP vs stateful reference",
+                est,
+                r_est,
+                "<=1.5",
+            ),
+            (
+                "established, response direction vs reference",
+                resp,
+                r_resp,
+                "-",
+            ),
+            (
+                "new flow IPv4 vs reference's insert (1 run/frame)*",
+                self.ours_new,
+                self.reference_new,
+                "<=1.5",
+            ),
+            (
+                "drop of an already-dropped flow vs established",
+                drop,
+                est,
+                "<=1.0",
+            ),
+            (
+                "drop of an already-dropped flow vs reference's drop",
+                drop,
+                r_drop,
+                "-",
+            ),
+        ];
+        for (name, ns, vs, target) in rows {
+            println!(
+                "{name:<52} {ns:>9.1} {vs:>9.1} {:>6.2}x {target:>7}",
+                ns / vs
+            );
+        }
+        println!(
+            "* median over chunks of {CHUNK} new flows, the programs taking turns chunk by chunk"
+        );
+        let [p_est, p_resp, p_drop] = self.ablations[0];
+        println!(
+            "ablations (bin/ablate.rs, no lists but the dropped address; delta vs as attached):"
+        );
+        println!(
+            "{:<28} {:>16} {:>16} {:>16}",
+            "variant", "established", "response dir", "drop"
+        );
+        for ((_, label), [e, r, d]) in ABLATIONS.iter().zip(&self.ablations) {
+            println!(
+                "{label:<28} {e:>7.1} ({:+5.1}) {r:>7.1} ({:+5.1}) {d:>7.1} ({:+5.1})",
+                e - p_est,
+                r - p_resp,
+                d - p_drop
+            );
+        }
+        println!(
+            "new flow IPv4 without lists (the ablation object as attached): {:.1} ns, {:.2}x the \
+             reference's insert",
+            self.bare_new,
+            self.bare_new / self.reference_new
+        );
+        // Like for like: the old object has no lists but the dropped address either.
+        if let Some((path, [e, r, d], new)) = &self.old {
+            println!(
+                "old object {path} (no lists): established {e:.1} ns, response {r:.1}, drop \
+                 {d:.1}, new flow {new:.1}; this build / old: {:.2}x, {:.2}x, {:.2}x, {:.2}x; \
+                 old vs stateful reference: established {:.2}x, new flow {:.2}x",
+                p_est / e,
+                p_resp / r,
+                p_drop / d,
+                self.bare_new / new,
+                e / r_est,
+                new / self.reference_new
+            );
+        }
+    }
 }

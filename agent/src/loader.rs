@@ -45,6 +45,18 @@ pub static BASELINE_OBJECT: &[u8] =
 pub static FILTER_BASELINE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-filter-baseline"));
 
+/// The benchmark's stateful reference: a 5-tuple LRU per-CPU hash with plain counters, then
+/// one exact-match hash (test builds only: feature `testing`).
+#[cfg(feature = "testing")]
+pub static STATEFUL_BASELINE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-stateful-baseline"));
+
+/// The benchmark's ablations of xdp-audit's per-packet path, one entry point per variant
+/// (`agent-ebpf/src/ablate.rs`; test builds only: feature `testing`).
+#[cfg(feature = "testing")]
+pub static ABLATION_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-ablate"));
+
 /// Errors of loading and attaching, each naming the interface or map at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -411,7 +411,7 @@ mod tests {
             rule: agent_common::NO_RULE,
             isn: 0,
             snippets_left: [0; 2],
-            _pad: [0; 2],
+            last_tick: 0,
         };
         (key, value)
     }

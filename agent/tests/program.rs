@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use agent_common::{family, flow_flags, Counter, FlowKey};
 use aya::maps::RingBuf;
 use common::prog::{Prog, XDP_PASS};
@@ -464,6 +466,63 @@ fn hostile_frames_are_all_passed_and_each_counted_once() {
         runs,
         "exactly one outcome per frame"
     );
+}
+
+/// CLOCK_MONOTONIC_COARSE and its resolution (the kernel tick): the clock `last_seen_ns` is.
+fn coarse_clock() -> (u64, u64) {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let mut res = now;
+    // SAFETY: valid out-pointers to timespecs.
+    let rc = unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now)
+            | libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res)
+    };
+    assert_eq!(
+        rc, 0,
+        "clock_gettime/clock_getres(CLOCK_MONOTONIC_COARSE) failed"
+    );
+    let ns = |t: libc::timespec| t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
+    (ns(now), ns(res))
+}
+
+#[test]
+fn last_seen_follows_the_clock_tick_by_tick_though_read_once_per_tick() {
+    let mut p = Prog::load(1 << 16);
+    let (c, s) = (v4(198, 51, 100, 9), v4(203, 0, 113, 9));
+    let syn = Spec::tcp4(c, 40009, s, 80, tcp::SYN).build();
+    let ack = Spec::tcp4(c, 40009, s, 80, tcp::ACK).build();
+    let reply = Spec::tcp4(s, 80, c, 40009, tcp::ACK).build();
+    assert_eq!(p.run(&syn), XDP_PASS);
+    let mut last = p.flows()[0].1.last_seen_ns;
+    for (round, frame) in [&ack, &reply, &ack, &ack].into_iter().enumerate() {
+        // Two ticks on, so a stale last_seen_ns cannot pass for a fresh one.
+        let (_, tick) = coarse_clock();
+        wait_until(
+            Duration::from_secs(5),
+            "the coarse clock is two ticks past the flow's last packet",
+            || coarse_clock().0 >= last + 2 * tick,
+        );
+        let (before, _) = coarse_clock();
+        // Several packets in one tick: the first reads the clock, the others skip it.
+        for _ in 0..3 {
+            assert_eq!(p.run(frame), XDP_PASS);
+        }
+        let (after, _) = coarse_clock();
+        let v = p.flows()[0].1;
+        // One tick of slack: a packet between the kernel's jiffies and timekeeping updates
+        // reads the clock as it stood at the previous tick.
+        assert!(
+            v.last_seen_ns + tick >= before && v.last_seen_ns <= after,
+            "round {round}: last_seen_ns {} not within a tick of the packets, sent between \
+             {before} and {after} (tick {tick} ns)",
+            v.last_seen_ns
+        );
+        last = v.last_seen_ns;
+    }
+    assert_eq!(p.flows()[0].1.packets, [10, 3], "every packet counted");
 }
 
 #[test]

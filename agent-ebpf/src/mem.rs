@@ -1,0 +1,19 @@
+//! Memory helpers the BPF backend needs spelled out.
+
+/// An all-zero `T`, written as volatile `u64` stores. A plain zero initialiser is merged by
+/// LLVM into a `memset` that the BPF backend emits as an out-of-line byte loop: two of those
+/// cost more than the rest of the parser.
+#[inline(always)]
+pub fn zeroed<T: Copy>() -> T {
+    const { assert!(core::mem::size_of::<T>().is_multiple_of(8) && core::mem::align_of::<T>() == 8) };
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    let words = v.as_mut_ptr() as *mut u64;
+    let mut i = 0;
+    while i < core::mem::size_of::<T>() / 8 {
+        // SAFETY: in bounds of `v`, which is 8-aligned.
+        unsafe { words.add(i).write_volatile(0) };
+        i += 1;
+    }
+    // SAFETY: every byte was written; T is plain old data, valid all-zero.
+    unsafe { v.assume_init() }
+}
