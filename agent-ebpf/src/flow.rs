@@ -362,9 +362,9 @@ fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
         value.dst_mac = eth.get::<[u8; 6], 0>();
         value.src_mac = eth.get::<[u8; 6], 6>();
     }
-    // A refused SYN becomes its RST here, after the MACs above were read from it.
-    let refused = dropped && refuse::syn(ctx, p, rule);
-    value.flags |= if refused { flow_flags::REFUSED } else { 0 };
+    // A refused SYN is marked here and becomes its RST last, after the insert and events.
+    let refusing = dropped && refuse::syn_wanted(ctx, p, rule);
+    value.flags |= if refusing { flow_flags::REFUSED } else { 0 };
     // The payload budget. A first packet that is not a SYN (a UDP datagram) spends one and
     // goes to the slow path if its insert creates the flow. A SYN spends nothing: its
     // sequence number, kept as `isn`, is the stream's start (Fast Open data is not copied).
@@ -432,7 +432,7 @@ fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     }
     if dropped {
         stats::bump(Counter::DroppedByList);
-        let action = if refused {
+        let action = if refusing && refuse::syn(ctx, p, rule) {
             xdp_action::XDP_TX
         } else {
             xdp_action::XDP_DROP

@@ -47,6 +47,19 @@ const SCRATCH_BYTES: usize = 288;
 #[map(name = "REFUSE_SCRATCH")]
 static SCRATCH: PerCpuArray<[u8; SCRATCH_BYTES]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Whether a blocked first packet will be answered by [`syn`]: the checks `syn` makes before
+/// it changes the frame, so the flow can be marked refused before its insert while the frame
+/// is rewritten last (a rewrite earlier in `flow::create` made the verifier walk the rest of
+/// it once per way the rewrite can end).
+#[inline(always)]
+pub fn syn_wanted(ctx: &XdpContext, p: &Packet, rule: RuleId) -> bool {
+    rules::refuses(rule)
+        && p.key.proto == proto::TCP
+        && p.opens_flow()
+        && p.l4_off <= parse::MAX_L4_OFFSET
+        && ip_header(ctx, p).is_some()
+}
+
 /// Answers a blocked TCP SYN with RST|ACK (seq 0, ack = ISN + 1) if `rule` asks for it.
 /// Returns whether the frame is now that answer, to be sent with XDP_TX; otherwise the frame
 /// is to be dropped (and may have been changed).

@@ -204,9 +204,9 @@ fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
     let bucket = TempDir::new("ship-kill-s3");
     let s3 = S3Server::start(bucket.path());
     let clock = FakeClock::new(T0);
-    fill(dir.path(), &clock, T0, 20, 0.05, 9, true);
-    // One big hour: a segment over the multipart threshold, uploaded in parts.
-    fill(dir.path(), &clock, T0 + 21 * HOUR, 1, 80.0, 10, true);
+    fill(dir.path(), &clock, T0, 40, 0.05, 9, true);
+    // Big hours: segments over the multipart threshold, uploaded in parts.
+    fill(dir.path(), &clock, T0 + 41 * HOUR, 2, 80.0, 10, true);
     assert!(
         live(dir.path()).iter().any(|s| s.size >= 5 << 20),
         "no segment reaches the 5 MiB multipart threshold"
@@ -225,6 +225,8 @@ fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
         c
     };
     let mut rng = Rng::new(0x5eed);
+    // Kills that came while segments were still to be shipped (the premise, checked below).
+    let mut in_flight = 0;
     for i in 0..10 {
         let mut child = ship_cmd()
             .arg("--follow")
@@ -235,10 +237,10 @@ fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
         // A random moment; in every other round the server is paused first, so requests are
         // in flight (and stay there) when the kill comes.
         let pause = i % 2 == 1;
-        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        std::thread::sleep(Duration::from_millis(rng.below(150)));
         if pause {
             s3.signal(libc::SIGSTOP);
-            std::thread::sleep(Duration::from_millis(rng.below(300)));
+            std::thread::sleep(Duration::from_millis(rng.below(150)));
         }
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
@@ -246,15 +248,16 @@ fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
         if pause {
             s3.signal(libc::SIGCONT);
         }
+        let acked = cursor::read(dir.path())
+            .expect("cursor")
+            .map_or(0, |c| c.acked.len());
+        in_flight += usize::from(acked < live(dir.path()).len());
     }
-    // The premise: the kills came while there was still work in flight.
-    let acked = cursor::read(dir.path())
-        .expect("cursor")
-        .map_or(0, |c| c.acked.len());
-    let live_now = live(dir.path()).len();
+    // The premise: most kills came while there was still work to ship (a faster shipper
+    // finishes the store in fewer rounds; then the store must be bigger).
     assert!(
-        acked < live_now,
-        "premise: all {live_now} segments were shipped before the 10th kill; the store must be bigger"
+        in_flight >= 5,
+        "premise: only {in_flight} of 10 kills came before everything was shipped; the store must be bigger"
     );
     let out = ship_cmd().output().expect("run xdp-audit ship");
     assert!(
@@ -268,7 +271,7 @@ fn kill_9_at_random_moments_while_shipping_then_a_clean_run_ships_everything() {
         want,
         "missing, extra or half-written objects"
     );
-    eprintln!("kill -9 test: {acked} of {live_now} segments acknowledged before the clean run");
+    eprintln!("kill -9 test: {in_flight} of 10 kills came with segments still to ship");
     let v = Command::new(BIN)
         .arg("verify")
         .arg("--log-dir")
