@@ -1,8 +1,9 @@
 //! Shipping to a real S3 server (`s3s-fs` on 127.0.0.1): objects, keys and SHA-256 match the
-//! chain, a merged day replaces its hours remotely, re-uploads are identical or refused, the
-//! shipper survives kill -9 at random moments, a server outage grows and drains the backlog
-//! while retention keeps unshipped segments, secrets never reach the log, and two gateways'
-//! stores read back with pyarrow's dataset API give each store's row count.
+//! chain, a merged day replaces its hours remotely, re-uploads are identical or refused (the
+//! sealed bytes left without their metadata by a cut-short PUT are created again), the shipper
+//! survives kill -9 at random moments, a server outage grows and drains the backlog while
+//! retention keeps unshipped segments, secrets never reach the log, and two gateways' stores
+//! read back with pyarrow's dataset API give each store's row count.
 
 #[path = "store_common/mod.rs"]
 mod common;
@@ -136,6 +137,74 @@ fn a_store_with_seals_and_a_merged_day_is_shipped_as_its_chain_says() {
         std::fs::read(s3.root.join(BUCKET).join(victim)).expect("read object"),
         b"not a segment",
         "the object was overwritten"
+    );
+}
+
+/// Removes the metadata of every object in the bucket, as s3s-fs leaves an object whose PUT
+/// was cut short between storing the body and saving its metadata; returns how many.
+fn drop_metadata(s3: &S3Server) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(&s3.root).expect("list server root") {
+        let path = e.expect("server root entry").path();
+        if path.to_string_lossy().ends_with(".metadata.json") {
+            std::fs::remove_file(&path).expect("remove object metadata");
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn sealed_bytes_left_without_their_metadata_are_created_again_and_other_bytes_refused() {
+    let dir = TempDir::new("ship-nometa");
+    let bucket = TempDir::new("ship-nometa-s3");
+    let s3 = S3Server::start(bucket.path());
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 4, 0.05, 5, true);
+    let cfg = s3.config("m", "gw");
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    let want = expected(dir.path(), "m", "gw");
+    assert!(
+        drop_metadata(&s3) > want.len(),
+        "segments and manifest lose their metadata"
+    );
+    let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
+    assert_eq!(
+        r.missing.len(),
+        want.len(),
+        "verify --remote names each: {r:?}"
+    );
+
+    // A restart without its cursor finds every key taken by the sealed bytes alone: each
+    // is read back, found to be the sealed bytes, and created again with its metadata.
+    std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
+    let again = ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship again: {e}"));
+    assert_eq!(again.identical_reuploads, 0, "{again:?}");
+    assert_eq!(again.shipped_segments, want.len() as u64, "{again:?}");
+    assert_eq!(
+        remote_segments(&s3, "m"),
+        want,
+        "objects differ from the chain"
+    );
+    let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
+    assert!(r.missing.is_empty() && r.checked == want.len(), "{r:?}");
+
+    // Other bytes of the same size without metadata: refused and left as they are.
+    let victim = &want[0].0;
+    let path = s3.root.join(BUCKET).join(victim);
+    let mut other = std::fs::read(&path).expect("read object");
+    other[100] ^= 0xff;
+    std::fs::write(&path, &other).expect("change object");
+    drop_metadata(&s3);
+    std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
+    match ship_once(dir.path(), &cfg, &opts()) {
+        Err(ShipError::Remote(RemoteError::Conflict { key, .. })) => assert_eq!(&key, victim),
+        other => panic!("other bytes must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("read object"),
+        other,
+        "the object was replaced"
     );
 }
 

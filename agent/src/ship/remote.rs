@@ -9,7 +9,9 @@
 //! bytes it stored against that checksum), otherwise, and after every multipart upload, by a
 //! HEAD showing the size and that SHA-256.
 //! An existing object is never overwritten: if a create finds one (a re-upload after a
-//! crash), it is accepted when its size and SHA-256 are the sealed ones and refused otherwise.
+//! crash), it is accepted when its size and SHA-256 are the sealed ones and refused otherwise,
+//! but for the sealed bytes left without their metadata by a request cut short, which are
+//! created again ([`check`]).
 //! Large segments go up in parts; S3's multipart completion has no conditional form in the
 //! client, so a multipart upload starts only after a HEAD found no object (one shipper per
 //! gateway prefix holds `ship.lock`, so nothing else writes the key meanwhile).
@@ -306,19 +308,10 @@ impl Remote {
     /// object already there counts as done.
     pub fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<Uploaded, RemoteError> {
         let sha256 = hex(&sha2::Sha256::digest(&bytes));
-        let size = bytes.len() as u64;
-        let k = Key::from(key);
-        let put = self
+        let found = self
             .rt
-            .block_on(self.store.put_opts(&k, bytes.into(), create(&sha256)));
-        match put {
-            Ok(_) => Ok(Uploaded::Created),
-            Err(object_store::Error::AlreadyExists { .. }) => self
-                .rt
-                .block_on(check(&self.store, key, size, &sha256))
-                .map(|_| Uploaded::AlreadyThere),
-            Err(e) => Err(req("PUT", key)(e)),
-        }
+            .block_on(create_or_find(&self.store, key, bytes.into(), &sha256))?;
+        Ok(found.map_or(Uploaded::AlreadyThere, |_| Uploaded::Created))
     }
 }
 
@@ -359,7 +352,14 @@ async fn stat(store: &AmazonS3, key: &str) -> Result<Option<Stat>, RemoteError> 
     }
 }
 
-/// Checks an existing object against what was sealed.
+/// Checks an existing object against what was sealed: `Some` if it holds the sealed size and
+/// SHA-256, `None` if there is no object (any more), [`RemoteError::Conflict`] otherwise.
+///
+/// One object is taken away instead of refused: the sealed bytes without their `sha256`
+/// metadata. A server that renames the body into place before it saves the metadata (s3s-fs
+/// does) leaves exactly that when the client dies between the two; the bytes are read back
+/// and hashed, and only when they are the sealed ones is the object deleted, for the caller
+/// to create again with its metadata (one shipper per prefix holds `ship.lock`).
 async fn check(
     store: &AmazonS3,
     key: &str,
@@ -369,11 +369,73 @@ async fn check(
     let stat = stat(store, key).await?;
     match &stat {
         Some(s) if s.size == size && s.sha256.as_deref() == Some(sha256) => Ok(stat),
+        Some(s)
+            if s.size == size
+                && s.sha256.is_none()
+                && stored_sha256(store, key).await? == sha256 =>
+        {
+            tracing::warn!(%key, "the bucket held this segment's bytes without their SHA-256 metadata (a request cut short); it is created again");
+            match store.delete(&Key::from(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(req("DELETE", key)(e)),
+            }
+        }
         Some(s) => Err(RemoteError::Conflict {
             key: key.to_owned(),
             found: s.to_string(),
         }),
         None => Ok(None),
+    }
+}
+
+/// The SHA-256 (hex) of the bytes the bucket holds under `key`, read back in chunks.
+async fn stored_sha256(store: &AmazonS3, key: &str) -> Result<String, RemoteError> {
+    use futures_util::StreamExt as _;
+    let get = store.get(&Key::from(key)).await.map_err(req("GET", key))?;
+    let mut body = get.into_stream();
+    let mut hasher = sha2::Sha256::new();
+    while let Some(chunk) = body.next().await {
+        hasher.update(chunk.map_err(req("GET", key))?);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// A conditional create of `payload` under `key`: `Some` with the server's answer when it
+/// created the object, `None` when the identical object was already there (a re-upload after
+/// a crash). Whatever else holds the key is refused or, if [`check`] took it away, created
+/// again once.
+async fn create_or_find(
+    store: &AmazonS3,
+    key: &str,
+    payload: bytes::Bytes,
+    sha256: &str,
+) -> Result<Option<object_store::PutResult>, RemoteError> {
+    let k = Key::from(key);
+    let size = payload.len() as u64;
+    let mut taken_away = false;
+    loop {
+        match store
+            .put_opts(&k, payload.clone().into(), create(sha256))
+            .await
+        {
+            Ok(put) => return Ok(Some(put)),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                if check(store, key, size, sha256).await?.is_some() {
+                    return Ok(None);
+                }
+                if taken_away {
+                    // Reported as existing, yet gone twice: the next pass creates it.
+                    return Err(RemoteError::Mismatch {
+                        key: key.to_owned(),
+                        size,
+                        sha256: sha256.to_owned(),
+                        found: "no object after a refused create".into(),
+                    });
+                }
+                taken_away = true;
+            }
+            Err(e) => return Err(req("PUT", key)(e)),
+        }
     }
 }
 
@@ -416,9 +478,9 @@ async fn upload(
             key: job.key.clone(),
             cause: e.to_string(),
         })??;
-    let k = Key::from(job.key.as_str());
-    match store.put_opts(&k, bytes.into(), create(&job.sha256)).await {
-        Ok(put) => match put.extensions.get::<ServerChecksum>() {
+    match create_or_find(&store, &job.key, bytes.into(), &job.sha256).await? {
+        None => Ok(Uploaded::AlreadyThere),
+        Some(put) => match put.extensions.get::<ServerChecksum>() {
             // The server checked what it stored against the sealed SHA-256 (which the sent
             // bytes were just hashed to): verified, no HEAD needed.
             Some(ServerChecksum(c)) if *c == job.sha256 => Ok(Uploaded::Created),
@@ -432,22 +494,6 @@ async fn upload(
                 .await
                 .map(|()| Uploaded::Created),
         },
-        Err(object_store::Error::AlreadyExists { .. }) => {
-            if check(&store, &job.key, job.size, &job.sha256)
-                .await?
-                .is_none()
-            {
-                // Reported as existing, yet gone: the next pass creates it.
-                return Err(RemoteError::Mismatch {
-                    key: job.key.clone(),
-                    size: job.size,
-                    sha256: job.sha256.clone(),
-                    found: "no object after a refused create".into(),
-                });
-            }
-            Ok(Uploaded::AlreadyThere)
-        }
-        Err(e) => Err(req("PUT", &job.key)(e)),
     }
 }
 
