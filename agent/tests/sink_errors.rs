@@ -15,7 +15,9 @@ use xdp_audit::store::{FakeClock, Store, StoreConfig};
 use xdp_audit::sweeper::{Sweeper, Timeouts};
 
 /// Makes every file write of this process past `bytes` fail (EFBIG), as a full disk makes
-/// them fail. This test binary holds this one test, so nothing else is affected.
+/// them fail. Only in the child process [`records_the_store_drops_are_counted_as_sink_errors`]
+/// starts, whose output is a pipe: the harness's own output may be a file already past the
+/// limit (CI appends the suite's output to its log).
 fn limit_file_size(bytes: u64) {
     // SAFETY: plain system calls; SIGXFSZ would otherwise end the process at the limit.
     unsafe {
@@ -53,8 +55,27 @@ fn first_drop(i: u32) -> Event {
     Event::FlowDrop(key, value, 7)
 }
 
+/// Set in the child process that runs the test under the file size limit.
+const CHILD: &str = "XDP_AUDIT_SINK_ERRORS_CHILD";
+
 #[test]
 fn records_the_store_drops_are_counted_as_sink_errors() {
+    if std::env::var_os(CHILD).is_none() {
+        let name = "records_the_store_drops_are_counted_as_sink_errors";
+        let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .args([name, "--exact", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the test in a child process");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "the child run failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
     let dir = TempDir::new("sink-errors");
     let clock = FakeClock::new(T0);
     let mut cfg = StoreConfig::new(dir.path().join("log"));
