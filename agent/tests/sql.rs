@@ -3,8 +3,11 @@
 //! what DuckDB answers on the same segment files; the live journal answers as its sealed form
 //! does (the same records, once with the last hour live, once all sealed); a segment of an
 //! earlier format reads with its missing columns NULL; every run, failed ones too, is an
-//! access entry; statements that would define, change or write anything are refused.
+//! access entry; statements that would define, change or write anything are refused; with
+//! `--remote`, two gateways' segments shipped to a real S3 server (`s3s-fs`) answer as DuckDB
+//! answers over the bucket's folder on disk, with the Hive columns `gateway` and `date`.
 
+mod ship_common;
 mod store_common;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +43,13 @@ fn sql(dir: &Path, statement: &str, extra: &[&str]) -> Output {
 /// The rows of our CSV answer (header left out), each as its fields.
 #[track_caller]
 fn ours(dir: &Path, statement: &str) -> Vec<Vec<String>> {
-    let out = sql(dir, statement, &["--format", "csv"]);
+    ours_with(dir, statement, &[])
+}
+
+/// [`ours`] with more arguments.
+#[track_caller]
+fn ours_with(dir: &Path, statement: &str, extra: &[&str]) -> Vec<Vec<String>> {
+    let out = sql(dir, statement, &[&["--format", "csv"], extra].concat());
     assert!(
         out.status.success(),
         "sql {statement:?} failed: {}",
@@ -490,4 +499,137 @@ fn a_text_filter_on_flows_reaches_the_scan_as_the_column_form() {
     assert_eq!(ours(dir.path(), &kept), vec![vec![want]]);
     let mapped = format!("SELECT count(*) FROM flows WHERE src_ip = '::ffff:{v4}'");
     assert_eq!(ours(dir.path(), &mapped), vec![vec!["0".to_owned()]]);
+}
+
+#[test]
+fn remote_bucket_of_two_gateways_answers_as_duckdb_over_its_folder() {
+    use ship_common::{S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
+    let bucket = TempDir::new("sql-remote-s3");
+    let s3 = S3Server::start(bucket.path());
+    let mut stores = Vec::new();
+    // Both cross a UTC midnight (T0 is 22:13 UTC), so each gateway has two dates.
+    for (gw, seed, hours) in [("gw-a", 31, 3), ("gw-b", 32, 2)] {
+        let dir = TempDir::new(&format!("sql-remote-{gw}"));
+        let recs = fill(dir.path(), &FakeClock::new(T0), T0, hours, 0.3, seed, true);
+        xdp_audit::ship::ship_once(
+            dir.path(),
+            &s3.config("fleet", gw),
+            &xdp_audit::ship::ShipOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("ship {gw}: {e}"));
+        stores.push((gw, dir, recs));
+    }
+    let creds = stores[0].1.path().join("s3.cred");
+    std::fs::write(
+        &creds,
+        format!("aws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"),
+    )
+    .expect("write the credentials file");
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600 the credentials file");
+    let endpoint = s3.endpoint();
+    let remote = [
+        "--remote",
+        "s3://audit/fleet",
+        "--ship-endpoint",
+        &endpoint,
+        "--ship-credentials",
+        creds.to_str().expect("utf-8 path"),
+    ];
+    let folder = format!(
+        "read_parquet('{}/fleet/*/*/*.parquet', hive_partitioning = true)",
+        bucket.path().join(BUCKET).display()
+    );
+    let client = stores[0].2[0].src_ip;
+    let questions = [
+        // Flows and volume per gateway and day.
+        (
+            "SELECT gateway, date, count(*), sum(bytes) FROM flows GROUP BY gateway, date".into(),
+            "SELECT gateway, date, count(*), sum(bytes) FROM {P} GROUP BY gateway, date".into(),
+        ),
+        // Top destinations per gateway (every group: compared sorted).
+        (
+            "SELECT gateway, dst_ip, count(*) FROM flows GROUP BY gateway, dst_ip".into(),
+            "SELECT gateway, dst_ip, count(*) FROM {P} GROUP BY gateway, dst_ip".into(),
+        ),
+        // Accounts per gateway.
+        (
+            "SELECT gateway, \"user\", count(*), count(DISTINCT domain) FROM flows \
+             WHERE \"user\" IS NOT NULL GROUP BY gateway, \"user\""
+                .into(),
+            "SELECT gateway, \"user\", count(*), count(DISTINCT domain) FROM {P} \
+             WHERE \"user\" IS NOT NULL GROUP BY gateway, \"user\""
+                .into(),
+        ),
+        // Every MAC a client address had, on which gateway and day.
+        (
+            format!("SELECT DISTINCT gateway, date, src_mac FROM flows WHERE src_ip = '{client}'"),
+            format!(
+                "SELECT DISTINCT gateway, date, src_mac FROM {{P}} WHERE src_ip = unhex('{}')",
+                column_hex(client)
+            ),
+        ),
+    ];
+    let local = stores[0].1.path();
+    for (i, (q, dq)) in questions.iter().enumerate() {
+        let got = ours_with(local, q, &remote);
+        let want = duckdb(&[], &dq.replace("{P}", &folder));
+        assert!(
+            !want.is_empty(),
+            "question {i} has an empty answer: proves nothing"
+        );
+        assert_eq!(sorted(got), sorted(want), "question {i}: {q}");
+    }
+    // Every record of both stores, once, under its gateway.
+    let per_gateway = ours_with(
+        local,
+        "SELECT gateway, count(*) FROM flows GROUP BY gateway ORDER BY gateway",
+        &remote,
+    );
+    let expected: Vec<Vec<String>> = stores
+        .iter()
+        .map(|(gw, _, recs)| vec![gw.to_string(), recs.len().to_string()])
+        .collect();
+    assert_eq!(per_gateway, expected, "rows per gateway in the bucket");
+
+    // The access entry goes to the local store of --log-dir, naming the bucket.
+    let access = last_access(local);
+    assert_eq!(access.command, "sql");
+    assert!(
+        access
+            .filter
+            .starts_with("--remote s3://audit/fleet/: SELECT gateway, count(*)"),
+        "{}",
+        access.filter
+    );
+    assert_eq!(access.rows, Some(2));
+    // Without a local store the answer stands and stderr says no entry was recorded.
+    let nowhere = bucket.path().join("no-store");
+    let out = sql(&nowhere, "SELECT count(*) FROM flows", &remote);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NOT recorded"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A wrong secret is an error naming the bucket, and still an access entry.
+    std::fs::write(
+        &creds,
+        format!("aws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = wrong\n"),
+    )
+    .expect("rewrite the credentials file");
+    let out = sql(local, "SELECT count(*) FROM flows", &remote);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("s3://audit/fleet"),
+        "{err}"
+    );
+    assert!(
+        last_access(local).rows.is_none(),
+        "the failed run is recorded"
+    );
 }

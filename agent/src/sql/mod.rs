@@ -9,6 +9,7 @@
 
 pub mod output;
 pub mod pushdown;
+pub mod remote;
 pub mod tables;
 pub mod udf;
 
@@ -20,6 +21,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures_util::StreamExt;
 
+use crate::ship::config::ShipConfig;
 use crate::store::export::Format;
 use crate::store::query::QueryError;
 
@@ -47,6 +49,9 @@ pub enum SqlError {
         /// The cause.
         cause: std::io::Error,
     },
+    /// The bucket of `--remote` could not be listed or read.
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
     /// The engine could not be set up (a bug, or the machine out of resources).
     #[error("setting up the SQL engine: {0}")]
     Engine(DataFusionError),
@@ -93,18 +98,7 @@ impl Session {
 
     /// A session over `sources` (a store's, or chosen files: tests, other stores' segments).
     pub fn new(sources: &Sources) -> Result<Self, SqlError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| SqlError::Engine(DataFusionError::IoError(e)))?;
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("xdp_audit", "store");
-        let ctx = SessionContext::new_with_config(config);
-        for f in udf::functions() {
-            ctx.register_udf(f);
-        }
-        ctx.add_optimizer_rule(std::sync::Arc::new(pushdown::TextFilterPushdown));
+        let (runtime, ctx) = engine()?;
         runtime
             .block_on(tables::register(&ctx, sources))
             .map_err(SqlError::Engine)?;
@@ -118,6 +112,18 @@ impl Session {
             runtime,
             ctx,
             summary,
+        })
+    }
+
+    /// A session over the segments a fleet shipped to the bucket of `cfg` (its gateway id is
+    /// not used: every gateway under the prefix is read, `gateway` and `date` as columns).
+    pub fn remote(cfg: &ShipConfig) -> Result<Self, SqlError> {
+        let (runtime, ctx) = engine()?;
+        runtime.block_on(remote::register(&ctx, cfg))?;
+        Ok(Self {
+            runtime,
+            ctx,
+            summary: Summary::default(),
         })
     }
 
@@ -154,6 +160,23 @@ impl Session {
             ..self.summary.clone()
         })
     }
+}
+
+/// The engine with its functions and rules, and the runtime it runs on.
+fn engine() -> Result<(tokio::runtime::Runtime, SessionContext), SqlError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SqlError::Engine(DataFusionError::IoError(e)))?;
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("xdp_audit", "store");
+    let ctx = SessionContext::new_with_config(config);
+    for f in udf::functions() {
+        ctx.register_udf(f);
+    }
+    ctx.add_optimizer_rule(std::sync::Arc::new(pushdown::TextFilterPushdown));
+    Ok((runtime, ctx))
 }
 
 /// What a statement may do: read.

@@ -38,8 +38,8 @@ use crate::store::seal;
 use crate::store::segment::{self, column_name, Layout, SCHEMA};
 
 /// The readable view's select list: the raw columns in schema order, addresses and MACs
-/// as text under their own names.
-fn flows_select() -> String {
+/// as text under their own names, then `extra` (a bucket's partition columns) as they are.
+fn flows_select(extra: &[&str]) -> String {
     const TEXT: [(&str, &str); 5] = [
         ("src_mac", "mac_text"),
         ("dst_mac", "mac_text"),
@@ -55,6 +55,7 @@ fn flows_select() -> String {
             None => format!("\"{name}\""),
         });
     }
+    cols.extend(extra.iter().map(|c| format!("\"{c}\"")));
     format!("SELECT {} FROM flows_raw", cols.join(", "))
 }
 
@@ -178,7 +179,12 @@ pub async fn register(ctx: &SessionContext, sources: &Sources) -> DfResult<()> {
         .sql("SELECT * FROM segments_raw UNION ALL SELECT * FROM journal_raw")
         .await?;
     ctx.register_table("flows_raw", raw.into_view())?;
-    let flows = ctx.sql(&flows_select()).await?;
+    register_views(ctx, &[]).await
+}
+
+/// Registers `flows` over the registered `flows_raw`, with its `extra` columns last.
+pub(super) async fn register_views(ctx: &SessionContext, extra: &[&str]) -> DfResult<()> {
+    let flows = ctx.sql(&flows_select(extra)).await?;
     ctx.register_table("flows", flows.into_view())?;
     Ok(())
 }
