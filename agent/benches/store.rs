@@ -22,6 +22,8 @@
 //! `/var/tmp/xdp-audit-bench-v8-N`, v8 = segment format 6 with name Bloom filters at 4 %) and
 //! reused while it verifies; the hourly store beside it (`...-hourly-Dd`) holds the first D
 //! days (`XDP_AUDIT_BENCH_HOURLY_DAYS`; default all 90 up to 10 M records, else 9).
+//! `XDP_AUDIT_BENCH_PAGE_ROWS` writes the merged days with pages of that many rows (directory
+//! suffix `-pROWS`), to weigh a page size before the format takes it.
 
 #[path = "store/build.rs"]
 mod build;
@@ -436,6 +438,19 @@ fn time_query(dir: &Path, f: &Filter) -> (Duration, Duration, u64) {
     (t.elapsed(), cpu() - c, n)
 }
 
+/// Wall time, CPU time (all threads) and matches of one `query --count`.
+fn time_count(dir: &Path, f: &Filter) -> (Duration, Duration, u64) {
+    let (t, c) = (Instant::now(), cpu());
+    let stats = xdp_audit::store::query::count(
+        dir,
+        f,
+        xdp_audit::store::query::default_threads(),
+        &mut |_, _| {},
+    )
+    .expect("count");
+    (t.elapsed(), cpu() - c, stats.matched)
+}
+
 /// The fastest of `rounds` runs (the machine is shared: the minimum is the least disturbed),
 /// with the spread of wall times, so the noise is visible.
 fn best_of(rounds: usize, run: &mut dyn FnMut() -> (Duration, Duration, u64)) -> String {
@@ -460,7 +475,15 @@ fn query_speed() {
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
         // reused (it would still verify, and be timed without its index).
-        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v8-{n}")));
+        .unwrap_or_else(|| {
+            let layout = build::daily_layout();
+            let pages = if layout == segment::Layout::COMPACTED {
+                String::new()
+            } else {
+                format!("-p{}", layout.page_rows)
+            };
+            PathBuf::from(format!("/var/tmp/xdp-audit-bench-v8-{n}{pages}"))
+        });
     // The hourly store (the "as sealed" baselines) holds the first days only past 10 M
     // records (its build and its disk are the merged store's again): 9 days = 10 %.
     let hourly_days: i64 = std::env::var("XDP_AUDIT_BENCH_HOURLY_DAYS")
@@ -573,9 +596,15 @@ fn query_speed() {
         }
         if !cold {
             let sample = identity_sample(n);
-            let ls = lookups::lookups(&sample, &nat);
-            lookups::report(&daily, n, &ls, &mut |f, rounds| {
-                best_of(rounds, &mut || time_query(&daily, f))
+            let mut ls = lookups::lookups(&sample, &nat);
+            ls.push(lookups::ip("remote host", remote));
+            ls.push(lookups::ip("absent address", absent));
+            lookups::report(&daily, n, &ls, &mut |f, rounds, count| {
+                if count {
+                    best_of(rounds, &mut || time_count(&daily, f))
+                } else {
+                    best_of(rounds, &mut || time_query(&daily, f))
+                }
             });
         }
         // The lawful question: one address in a two-hour window.

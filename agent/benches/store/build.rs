@@ -49,6 +49,23 @@ pub fn day_gen(n: u64, day: i64) -> TrafficGen {
     TrafficGen::with_rate(SEED, T0 + day * DAY, per_sec).stream(day as u64)
 }
 
+/// The merged days' layout: `Layout::COMPACTED`, or with `XDP_AUDIT_BENCH_PAGE_ROWS` its
+/// pages of that many rows (1,024 to 8,192, a power of two; the `dst_ip` pages kept),
+/// to measure a page size's cost and speed before the format takes it.
+pub fn daily_layout() -> Layout {
+    let page_rows = std::env::var("XDP_AUDIT_BENCH_PAGE_ROWS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&p| (1024..=8192).contains(&p) && p.is_power_of_two());
+    match page_rows {
+        Some(page_rows) => Layout {
+            page_rows,
+            ..Layout::COMPACTED
+        },
+        None => Layout::COMPACTED,
+    }
+}
+
 /// How a store cuts its days into segments.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
@@ -64,7 +81,7 @@ fn write_day(dir: &Path, n: u64, day: i64, cut: Cut, provisional: u64) -> Vec<Se
     let mut g = day_gen(n, day);
     let rows = day_rows(n, day);
     let layout = match cut {
-        Cut::Daily => Layout::COMPACTED,
+        Cut::Daily => daily_layout(),
         Cut::Hourly => Layout::SEALED,
     };
     let mut out = Vec::new();
