@@ -22,6 +22,7 @@
 //! `/var/tmp/xdp-audit-bench-v8-N`, v8 = segment format 6 with name Bloom filters at 4 %) and
 //! reused while it verifies; the hourly store beside it (`...-hourly-Dd`) holds the first D
 //! days (`XDP_AUDIT_BENCH_HOURLY_DAYS`; default all 90 up to 10 M records, else 9).
+//! `XDP_AUDIT_BENCH_DAYS=D` builds and queries only the first D days (suffix `-Dd`);
 //! `XDP_AUDIT_BENCH_PAGE_ROWS` writes the merged days with pages of that many rows (directory
 //! suffix `-pROWS`), to weigh a page size before the format takes it.
 
@@ -471,6 +472,14 @@ fn query_speed() {
         .ok()
         .and_then(|s| s.replace('_', "").parse().ok())
         .unwrap_or(100_000_000);
+    // `XDP_AUDIT_BENCH_DAYS=D`: only the first D days of the N-record store (at its
+    // density), for A/B runs of a layout that cost a tenth of the whole.
+    let days: i64 = std::env::var("XDP_AUDIT_BENCH_DAYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(build::DAYS)
+        .clamp(1, build::DAYS);
+    let records = build::rows_of(n, &(0..days));
     let daily = std::env::var_os("XDP_AUDIT_BENCH_DIR")
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
@@ -482,7 +491,12 @@ fn query_speed() {
             } else {
                 format!("-p{}", layout.page_rows)
             };
-            PathBuf::from(format!("/var/tmp/xdp-audit-bench-v8-{n}{pages}"))
+            let part = if days < build::DAYS {
+                format!("-{days}d")
+            } else {
+                String::new()
+            };
+            PathBuf::from(format!("/var/tmp/xdp-audit-bench-v8-{n}{part}{pages}"))
         });
     // The hourly store (the "as sealed" baselines) holds the first days only past 10 M
     // records (its build and its disk are the merged store's again): 9 days = 10 %.
@@ -490,7 +504,7 @@ fn query_speed() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if n > 10_000_000 { 9 } else { build::DAYS })
-        .clamp(1, build::DAYS);
+        .clamp(1, days);
     let mut hourly = daily.as_os_str().to_owned();
     hourly.push(format!("-hourly-{hourly_days}d"));
     let hourly = PathBuf::from(hourly);
@@ -498,7 +512,7 @@ fn query_speed() {
         "hourly segments of days 0..{hourly_days} ({} records)",
         build::rows_of(n, &(0..hourly_days))
     );
-    build::store(&daily, n, 0..build::DAYS, build::Cut::Daily);
+    build::store(&daily, n, 0..days, build::Cut::Daily);
     build::store(&hourly, n, 0..hourly_days, build::Cut::Hourly);
     for (dir, what) in [(&daily, "merged days"), (&hourly, hourly_what.as_str())] {
         let v = verify(dir, None).expect("bench store verifies");
@@ -528,7 +542,7 @@ fn query_speed() {
         .last()
         .expect("remote");
     let absent: std::net::IpAddr = "198.51.100.77".parse().expect("ip");
-    let nat = nat_sample(n);
+    let nat = nat_sample(n, days / 2);
     let cases = [
         ("LAN client (in every hour)", client),
         ("remote host", remote),
@@ -571,7 +585,7 @@ fn query_speed() {
             let as_sealed = timed(&hourly, &f);
             let unindexed = timed(&hourly, &full);
             println!(
-                "query --ip {ip} ({what}), {label} cache, over {n} records: compacted {compacted}; \
+                "query --ip {ip} ({what}), {label} cache, over {records} records: compacted {compacted}; \
                  baselines: {hourly_what} {as_sealed}; the same without the index {unindexed}; \
                  read of all compacted segment bytes: {:.3} s",
                 base.as_secs_f64(),
@@ -590,16 +604,16 @@ fn query_speed() {
             let unindexed = timed(&daily, &full);
             let as_sealed = timed(&hourly, &f);
             println!(
-                "query {what}, {label} cache, over {n} records: compacted {compacted}; \
+                "query {what}, {label} cache, over {records} records: compacted {compacted}; \
                  baselines: compacted without the index {unindexed}; {hourly_what} {as_sealed}"
             );
         }
         if !cold {
-            let sample = identity_sample(n);
+            let sample = identity_sample(n, days / 2);
             let mut ls = lookups::lookups(&sample, &nat);
             ls.push(lookups::ip("remote host", remote));
             ls.push(lookups::ip("absent address", absent));
-            lookups::report(&daily, n, &ls, &mut |f, rounds, count| {
+            lookups::report(&daily, records, &ls, &mut |f, rounds, count| {
                 if count {
                     best_of(rounds, &mut || time_count(&daily, f))
                 } else {
@@ -623,9 +637,9 @@ fn query_speed() {
     }
 }
 
-/// The first record of the bench store's day 45 (the middle of the 90 days) that `want`s.
-fn sample(n: u64, want: impl Fn(&FlowRecord) -> bool) -> FlowRecord {
-    let mut g = build::day_gen(n, build::DAYS / 2);
+/// The first record of day `day` of the bench store (the middle of its days) that `want`s.
+fn sample(n: u64, day: i64, want: impl Fn(&FlowRecord) -> bool) -> FlowRecord {
+    let mut g = build::day_gen(n, day);
     loop {
         let r = g.next_record();
         if want(&r) {
@@ -635,13 +649,13 @@ fn sample(n: u64, want: impl Fn(&FlowRecord) -> bool) -> FlowRecord {
 }
 
 /// A record with a NAT outside tuple: the `--nat` cases.
-fn nat_sample(n: u64) -> FlowRecord {
-    sample(n, |r| r.attr.nat_port.is_some())
+fn nat_sample(n: u64, day: i64) -> FlowRecord {
+    sample(n, day, |r| r.attr.nat_port.is_some())
 }
 
 /// A record with a NAT outside tuple, an account and a domain: the identity lookups.
-fn identity_sample(n: u64) -> FlowRecord {
-    sample(n, |r| {
+fn identity_sample(n: u64, day: i64) -> FlowRecord {
+    sample(n, day, |r| {
         r.attr.nat_port.is_some() && r.attr.user.is_some() && r.attr.domain.is_some()
     })
 }
