@@ -7,21 +7,27 @@
 //! - bytes per record sealed on the generated mix (`xdp_audit::store::testgen`), against the
 //!   journal and JSON Lines sizes of the same records;
 //! - `query --ip` time over N records spread over 90 days (N from `XDP_AUDIT_BENCH_RECORDS`,
-//!   default 100,000,000), as the agent keeps them (closed days compacted into one segment
+//!   default 100,000,000), as the agent keeps them (closed days merged into one segment
 //!   each), warm and cold page cache, wall and CPU time, the best of 3 warm runs (baselines:
-//!   the same query over the hourly segments as sealed, and over them ignoring the address
-//!   index; reading every segment file whole); and the time the compaction took;
+//!   the same query over hourly segments as sealed, and over them ignoring the address
+//!   index; reading every segment file whole); and the time the store took to build;
 //! - identity point lookups (`--ip`, `--mac`, `--port`, `--user`, `--domain`, `--nat`) over the
-//!   compacted store next to DuckDB on the same files, rows and count, and DuckDB on a copy
+//!   merged days next to DuckDB on the same files, rows and count, and DuckDB on a copy
 //!   without the Bloom filters (`store/lookups.rs`).
 //!
 //! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
 //! (`sealparts`: decode/sort/write breakdown of one seal; `XDP_AUDIT_BENCH_WARM_ONLY=1`: no
-//! cold-cache runs). The N-record store is built once
-//! under `XDP_AUDIT_BENCH_DIR` (default `/var/tmp/xdp-audit-bench-v7-N`, v7 = segment format 6:
-//! Bloom filters on the identity columns, merged days as one row group) and reused while it
-//! verifies; its compacted copy is `...-daily`.
+//! cold-cache runs). The N-record store of merged days is built once, day by day on every
+//! core (`store/build.rs`), under `XDP_AUDIT_BENCH_DIR` (default
+//! `/var/tmp/xdp-audit-bench-v8-N`, v8 = segment format 6 with name Bloom filters at 4 %) and
+//! reused while it verifies; the hourly store beside it (`...-hourly-Dd`) holds the first D
+//! days (`XDP_AUDIT_BENCH_HOURLY_DAYS`; default all 90 up to 10 M records, else 9).
+//! `XDP_AUDIT_BENCH_DAYS=D` builds and queries only the first D days (suffix `-Dd`);
+//! `XDP_AUDIT_BENCH_PAGE_ROWS` writes the merged days with pages of that many rows (directory
+//! suffix `-pROWS`), to weigh a page size before the format takes it.
 
+#[path = "store/build.rs"]
+mod build;
 #[path = "store/lookups.rs"]
 mod lookups;
 
@@ -409,62 +415,6 @@ fn size_of_a_merged_day() {
     );
 }
 
-fn build_store(dir: &Path, n: u64) -> bool {
-    if verify(dir, None).map(|v| v.rows == n).unwrap_or(false) {
-        return false;
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).expect("bench dir");
-    let span = 90 * 24 * HOUR;
-    let per_sec = n as f64 / (span as f64 / 1e9);
-    let mut g = TrafficGen::with_rate(7, T0, per_sec);
-    let t = Instant::now();
-    // The generator (one stream, so one thread) hands each hour to a sealing thread, so the
-    // two run on two cores; a bound of two hours in flight keeps the memory small.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Columns>(2);
-    let sealer = {
-        let dir = dir.to_owned();
-        std::thread::spawn(move || {
-            let mut manifest = Manifest::load(&dir, None).expect("manifest");
-            for batch in rx {
-                let id = manifest.entries().len() as u64 + 1;
-                write_segment(&dir, batch, id, &mut manifest).expect("segment");
-            }
-        })
-    };
-    let mut hour_end = T0 + HOUR;
-    let mut batch = Columns::default();
-    for i in 0..n {
-        let r = g.next_record();
-        if r.time_start_ns >= hour_end {
-            if !batch.is_empty() {
-                tx.send(std::mem::take(&mut batch)).expect("sealing thread");
-            }
-            while r.time_start_ns >= hour_end {
-                hour_end += HOUR;
-            }
-        }
-        batch.push_record(&r);
-        if i % 1_000_000 == 0 {
-            eprint!("\rbuilding: {i}/{n} ({:.0} s)", t.elapsed().as_secs_f64());
-        }
-    }
-    if !batch.is_empty() {
-        tx.send(batch).expect("sealing thread");
-    }
-    drop(tx);
-    sealer.join().expect("sealing thread");
-    eprintln!();
-    println!(
-        "query store: built {n} records ({:.2} flows/s over 90 days, hourly segments, generator \
-         and sealing on two threads) in {:.0} s = {}",
-        per_sec,
-        t.elapsed().as_secs_f64(),
-        rate(n as f64, t.elapsed())
-    );
-    true
-}
-
 fn drop_caches() -> bool {
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };
@@ -489,6 +439,19 @@ fn time_query(dir: &Path, f: &Filter) -> (Duration, Duration, u64) {
     (t.elapsed(), cpu() - c, n)
 }
 
+/// Wall time, CPU time (all threads) and matches of one `query --count`.
+fn time_count(dir: &Path, f: &Filter) -> (Duration, Duration, u64) {
+    let (t, c) = (Instant::now(), cpu());
+    let stats = xdp_audit::store::query::count(
+        dir,
+        f,
+        xdp_audit::store::query::default_threads(),
+        &mut |_, _| {},
+    )
+    .expect("count");
+    (t.elapsed(), cpu() - c, stats.matched)
+}
+
 /// The fastest of `rounds` runs (the machine is shared: the minimum is the least disturbed),
 /// with the spread of wall times, so the noise is visible.
 fn best_of(rounds: usize, run: &mut dyn FnMut() -> (Duration, Duration, u64)) -> String {
@@ -504,69 +467,54 @@ fn best_of(rounds: usize, run: &mut dyn FnMut() -> (Duration, Duration, u64)) ->
     )
 }
 
-/// A copy of the hourly store at `hourly` with every closed day compacted, as the agent
-/// leaves it; built once next to it and reused while it verifies.
-fn compacted_store(hourly: &Path, n: u64) -> PathBuf {
-    let mut name = hourly.as_os_str().to_owned();
-    name.push("-daily");
-    let dir = PathBuf::from(name);
-    if verify(&dir, None).is_ok_and(|v| v.rows == n && v.compacted > 0) {
-        println!("compaction: reusing {}", dir.display());
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("compacted dir");
-    for e in std::fs::read_dir(hourly)
-        .expect("list")
-        .filter_map(|e| e.ok())
-    {
-        std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy the hourly store");
-    }
-    let mut manifest = Manifest::load(&dir, None).expect("manifest");
-    let now = T0 + 91 * 24 * HOUR;
-    let (t, c) = (Instant::now(), cpu());
-    let merged =
-        compact::run(&dir, &mut manifest, now, compact::DEFAULT_MAX_ROWS).expect("compact");
-    let (wall, cpu_time) = (t.elapsed(), cpu() - c);
-    compact::run(&dir, &mut manifest, now, compact::DEFAULT_MAX_ROWS).expect("delete inputs");
-    println!(
-        "compaction: {n} records in hourly segments merged into {merged} daily segments in {:.1} s wall \
-         ({:.1} s CPU) = {}; peak RSS of the process {:.0} MiB",
-        wall.as_secs_f64(),
-        cpu_time.as_secs_f64(),
-        rate(n as f64, wall),
-        peak_rss_mib()
-    );
-    dir
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn query_speed() {
     let n: u64 = std::env::var("XDP_AUDIT_BENCH_RECORDS")
         .ok()
         .and_then(|s| s.replace('_', "").parse().ok())
         .unwrap_or(100_000_000);
-    let hourly = std::env::var_os("XDP_AUDIT_BENCH_DIR")
+    // `XDP_AUDIT_BENCH_DAYS=D`: only the first D days of the N-record store (at its
+    // density), for A/B runs of a layout that cost a tenth of the whole.
+    let days: i64 = std::env::var("XDP_AUDIT_BENCH_DAYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(build::DAYS)
+        .clamp(1, build::DAYS);
+    let records = build::rows_of(n, &(0..days));
+    let daily = std::env::var_os("XDP_AUDIT_BENCH_DIR")
         .map(PathBuf::from)
         // The segment format version is in the name, so a store of an older format is not
         // reused (it would still verify, and be timed without its index).
-        .unwrap_or_else(|| PathBuf::from(format!("/var/tmp/xdp-audit-bench-v7-{n}")));
-    if !build_store(&hourly, n) {
-        println!(
-            "query store: reusing {} ({n} records, verified)",
-            hourly.display()
-        );
-    }
-    let daily = compacted_store(&hourly, n);
-    for (dir, what) in [(&daily, "compacted"), (&hourly, "hourly, as sealed")] {
+        .unwrap_or_else(|| {
+            let layout = build::daily_layout();
+            let pages = if layout == segment::Layout::COMPACTED {
+                String::new()
+            } else {
+                format!("-p{}", layout.page_rows)
+            };
+            let part = if days < build::DAYS {
+                format!("-{days}d")
+            } else {
+                String::new()
+            };
+            PathBuf::from(format!("/var/tmp/xdp-audit-bench-v8-{n}{part}{pages}"))
+        });
+    // The hourly store (the "as sealed" baselines) holds the first days only past 10 M
+    // records (its build and its disk are the merged store's again): 9 days = 10 %.
+    let hourly_days: i64 = std::env::var("XDP_AUDIT_BENCH_HOURLY_DAYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if n > 10_000_000 { 9 } else { build::DAYS })
+        .clamp(1, days);
+    let mut hourly = daily.as_os_str().to_owned();
+    hourly.push(format!("-hourly-{hourly_days}d"));
+    let hourly = PathBuf::from(hourly);
+    let hourly_what = format!(
+        "hourly segments of days 0..{hourly_days} ({} records)",
+        build::rows_of(n, &(0..hourly_days))
+    );
+    build::store(&daily, n, 0..days, build::Cut::Daily);
+    build::store(&hourly, n, 0..hourly_days, build::Cut::Hourly);
+    for (dir, what) in [(&daily, "merged days"), (&hourly, hourly_what.as_str())] {
         let v = verify(dir, None).expect("bench store verifies");
         let seg_bytes = dir_bytes(dir, "seg-");
         println!(
@@ -594,7 +542,7 @@ fn query_speed() {
         .last()
         .expect("remote");
     let absent: std::net::IpAddr = "198.51.100.77".parse().expect("ip");
-    let nat = nat_sample(n);
+    let nat = nat_sample(n, days / 2);
     let cases = [
         ("LAN client (in every hour)", client),
         ("remote host", remote),
@@ -637,8 +585,8 @@ fn query_speed() {
             let as_sealed = timed(&hourly, &f);
             let unindexed = timed(&hourly, &full);
             println!(
-                "query --ip {ip} ({what}), {label} cache, over {n} records: compacted {compacted}; \
-                 baselines: hourly segments {as_sealed}; hourly without the index {unindexed}; \
+                "query --ip {ip} ({what}), {label} cache, over {records} records: compacted {compacted}; \
+                 baselines: {hourly_what} {as_sealed}; the same without the index {unindexed}; \
                  read of all compacted segment bytes: {:.3} s",
                 base.as_secs_f64(),
             );
@@ -656,15 +604,21 @@ fn query_speed() {
             let unindexed = timed(&daily, &full);
             let as_sealed = timed(&hourly, &f);
             println!(
-                "query {what}, {label} cache, over {n} records: compacted {compacted}; \
-                 baselines: compacted without the index {unindexed}; hourly segments {as_sealed}"
+                "query {what}, {label} cache, over {records} records: compacted {compacted}; \
+                 baselines: compacted without the index {unindexed}; {hourly_what} {as_sealed}"
             );
         }
         if !cold {
-            let sample = identity_sample(n);
-            let ls = lookups::lookups(&sample, &nat);
-            lookups::report(&daily, n, &ls, &mut |f, rounds| {
-                best_of(rounds, &mut || time_query(&daily, f))
+            let sample = identity_sample(n, days / 2);
+            let mut ls = lookups::lookups(&sample, &nat);
+            ls.push(lookups::ip("remote host", remote));
+            ls.push(lookups::ip("absent address", absent));
+            lookups::report(&daily, records, &ls, &mut |f, rounds, count| {
+                if count {
+                    best_of(rounds, &mut || time_count(&daily, f))
+                } else {
+                    best_of(rounds, &mut || time_query(&daily, f))
+                }
             });
         }
         // The lawful question: one address in a two-hour window.
@@ -678,33 +632,30 @@ fn query_speed() {
         let as_sealed = timed(&hourly, &f);
         println!(
             "query --ip {client} --since day40T14:00 --until day40T16:00, {label} cache: \
-             compacted {compacted}; hourly segments {as_sealed}"
+             compacted {compacted}; {hourly_what} {as_sealed}"
         );
     }
 }
 
-/// The first record of the bench store from the middle of the 90 days on that `want`s.
-fn sample(n: u64, want: impl Fn(&FlowRecord) -> bool) -> FlowRecord {
-    let per_sec = n as f64 / (90.0 * 24.0 * 3600.0);
-    let mut g = TrafficGen::with_rate(7, T0, per_sec);
-    let mut r = g.next_record();
-    for _ in 0..n / 2 {
-        r = g.next_record();
+/// The first record of day `day` of the bench store (the middle of its days) that `want`s.
+fn sample(n: u64, day: i64, want: impl Fn(&FlowRecord) -> bool) -> FlowRecord {
+    let mut g = build::day_gen(n, day);
+    loop {
+        let r = g.next_record();
+        if want(&r) {
+            return r;
+        }
     }
-    while !want(&r) {
-        r = g.next_record();
-    }
-    r
 }
 
 /// A record with a NAT outside tuple: the `--nat` cases.
-fn nat_sample(n: u64) -> FlowRecord {
-    sample(n, |r| r.attr.nat_port.is_some())
+fn nat_sample(n: u64, day: i64) -> FlowRecord {
+    sample(n, day, |r| r.attr.nat_port.is_some())
 }
 
 /// A record with a NAT outside tuple, an account and a domain: the identity lookups.
-fn identity_sample(n: u64) -> FlowRecord {
-    sample(n, |r| {
+fn identity_sample(n: u64, day: i64) -> FlowRecord {
+    sample(n, day, |r| {
         r.attr.nat_port.is_some() && r.attr.user.is_some() && r.attr.domain.is_some()
     })
 }
