@@ -57,6 +57,12 @@ pub static STATEFUL_BASELINE_OBJECT: &[u8] =
 pub static ABLATION_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-ablate"));
 
+/// The lab benchmark's frame generator: XDP_TX of the frame as given, or from a new random
+/// source each time (test builds only: feature `testing`).
+#[cfg(feature = "testing")]
+pub static GENERATOR_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-audit-gen"));
+
 /// Errors of loading and attaching, each naming the interface or map at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

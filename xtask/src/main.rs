@@ -34,7 +34,12 @@ enum Cmd {
     },
     /// Print the performance figures (ns/packet and the rest), as ratios to baselines
     /// measured in the same run.
-    Bench,
+    Bench {
+        /// Instead: the netns lab with real frames (generator, gateway with no program, the
+        /// exact-match reference, nftables, xdp-audit) and the 1,000,000-flow burst.
+        #[arg(long)]
+        lab: bool,
+    },
     /// Build the Debian package (release binary, hardened systemd unit, default config,
     /// empty list files, the xdp-audit user and its store directory) into target/deb/.
     Deb {
@@ -100,9 +105,21 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     package
 }
 
-fn bench() -> anyhow::Result<()> {
+fn bench(lab: bool) -> anyhow::Result<()> {
     require_root("cargo xtask bench")?;
     setup::run()?;
+    if lab {
+        // The lab bench runs only when asked (it takes minutes).
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["bench", "-p", "xdp-audit", "--bench", "lab"])
+            .env("XDP_AUDIT_BENCH_LAB", "1")
+            .status()
+            .context("spawn cargo bench --bench lab")?;
+        if !status.success() {
+            bail!("cargo bench --bench lab failed ({status})");
+        }
+        return Ok(());
+    }
     cargo(&["bench", "-p", "xdp-audit"])
 }
 
@@ -114,7 +131,7 @@ fn main() -> ExitCode {
             .and_then(|()| setup::run())
             .and_then(|()| lab::run()),
         Cmd::Test { args } => test(&args),
-        Cmd::Bench => bench(),
+        Cmd::Bench { lab } => bench(lab),
         Cmd::Deb { test: false } => deb::build(deb::Profile::Release).map(drop),
         Cmd::Deb { test: true } => {
             require_root("cargo xtask deb --test").and_then(|()| deb::check())

@@ -1,0 +1,245 @@
+//! The agent's whole event path on one core (issue 14, item 6): flow events taken off the
+//! ring buffer, decoded, noted by the sweeper, their records attributed by the enrich stage
+//! and appended to the store's journal, all on this thread, in its CPU time. The events are
+//! first-drop events of new blocked flows (the program writes one per flow, and the sweeper
+//! writes its record at once), so each event is one record through every stage. Rows, in the
+//! same run: the reader alone (drain and decode), the whole path with an empty table set,
+//! and the whole path with 100,000 subscribers (half the sources: half the records attributed). Rounds are
+//! interleaved (A B C A B C ...); medians of [`ROUNDS`] are printed with the load average.
+//! Needs root. Run with `cargo bench -p xdp-audit --bench event_path`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aya::maps::RingBuf;
+use aya::programs::{TestRun, TestRunOptions};
+use common::{v4, Spec};
+use xdp_audit::blocklist::{Capacity, CompiledLists, ListKind, ListSet, ListSpec};
+use xdp_audit::clock::{clock_ns, Timeline, WallClock};
+use xdp_audit::daemon::queue::BATCH_EVENTS;
+use xdp_audit::enrich::inputs::Inputs;
+use xdp_audit::enrich::stage::{EnrichStage, StageConfig};
+use xdp_audit::enrich::subscribers::parse::ParsedSubscribers;
+use xdp_audit::enrich::subscribers::SubscriberTable;
+use xdp_audit::loader::{LoadOptions, Loaded, Program};
+use xdp_audit::reader::{Event, RingReader};
+use xdp_audit::sink::RecordSink;
+use xdp_audit::store::{Store, StoreConfig};
+use xdp_audit::sweeper::{Sweeper, Timeouts};
+
+/// Events per measurement: new blocked flows, one first-drop event each.
+const EVENTS: u64 = 200_000;
+/// Interleaved rounds of each row; the median is reported.
+const ROUNDS: usize = 5;
+/// Subscribers of the attributed row (issue 10's size).
+const SUBSCRIBERS: u32 = 100_000;
+/// The blocked destination every generated flow goes to.
+const BLOCKED: [u8; 4] = [198, 18, 0, 1];
+/// The issue's target.
+const TARGET: f64 = 1_000_000.0;
+
+/// This thread's CPU time in ns: on a shared machine, wall time counts other processes' turns.
+fn cpu_ns() -> i64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// The `i`th generated source, in 100.64.0.0/10.
+fn source(i: u64) -> [u8; 4] {
+    [100, 64 | ((i >> 16) as u8 & 0x3f), (i >> 8) as u8, i as u8]
+}
+
+/// The program with a 128 MiB ring, a 1 M-flow table, and `BLOCKED` in a blocklist.
+fn load(dir: &Path) -> (Program, RingReader, ListSet) {
+    let path = dir.join("block.list");
+    std::fs::write(&path, format!("{}\n", Ipv4Addr::from(BLOCKED)))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let capacity = Capacity::for_lists(&CompiledLists::default(), 1024);
+    let mut loaded = Loaded::load(LoadOptions {
+        flow_table_size: 1 << 20,
+        ringbuf_bytes: 128 << 20,
+        list_capacity: capacity.map_sizes(),
+        domain_key: None,
+    })
+    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
+    let key = loaded.lists.domain_key().expect("read the program's key");
+    let spec = ListSpec {
+        path,
+        kind: ListKind::Block,
+        refuse: false,
+    };
+    let mut lists = ListSet::of_specs([spec], key);
+    lists.set_capacity(capacity);
+    let (delta, problems) = lists.reload_all();
+    assert!(problems.is_empty(), "the bench's blocklist: {problems:?}");
+    loaded.lists.apply(&delta).expect("apply the blocklist");
+    let (program, maps) = loaded.into_parts();
+    let ring = RingBuf::try_from(maps.events).expect("the event ring");
+    (program, RingReader::new(ring), lists)
+}
+
+/// Sends `EVENTS` new blocked UDP flows through the program: sources 0 to `EVENTS` - 1 (the
+/// first `SUBSCRIBERS` of them are subscribers), each fill from its own source port `sport`
+/// so its flows are new; the ring then holds one first-drop event each.
+fn fill(p: &mut Program, sport: u16) {
+    let mut frame = Spec::udp4(v4(100, 64, 0, 0), sport, BLOCKED, 443).build();
+    let prog = p.program_mut().expect("program");
+    for i in 0..EVENTS {
+        frame[26..30].copy_from_slice(&source(i));
+        prog.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    }
+}
+
+/// Drains the ring in the daemon's batches; `each` takes every event.
+fn drain(r: &mut RingReader, mut each: impl FnMut(Event)) -> u64 {
+    let (mut n, mut batch) = (0, Vec::with_capacity(BATCH_EVENTS));
+    while r.drain_into(&mut batch, BATCH_EVENTS).records > 0 {
+        n += batch.len() as u64;
+        batch.drain(..).for_each(&mut each);
+    }
+    n
+}
+
+/// 100,000 subscribers by address: the generated sources.
+fn subscribers() -> Arc<SubscriberTable> {
+    let mut csv = String::from("match,account\n");
+    for i in 0..u64::from(SUBSCRIBERS) {
+        csv.push_str(&format!("{},acct-{i}\n", Ipv4Addr::from(source(i))));
+    }
+    let parsed = ParsedSubscribers::parse(csv.as_bytes()).expect("generated subscribers parse");
+    Arc::new(SubscriberTable::build([&parsed]))
+}
+
+/// One row of the table: a name and the CPU seconds of each round.
+struct Row {
+    name: &'static str,
+    secs: Vec<f64>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        let mut v = self.secs.clone();
+        v.sort_by(f64::total_cmp);
+        EVENTS as f64 / v[v.len() / 2]
+    }
+}
+
+/// Removes the bench's directory however the bench ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn main() {
+    let scratch = Scratch(
+        std::env::temp_dir().join(format!("xdp-audit-bench-event-path-{}", std::process::id())),
+    );
+    let _ = std::fs::remove_dir_all(&scratch.0);
+    std::fs::create_dir_all(&scratch.0).expect("create the bench directory");
+    let (mut program, mut reader, lists) = load(&scratch.0);
+    let subs = subscribers();
+    let empty = Arc::new(SubscriberTable::build(
+        std::iter::empty::<&ParsedSubscribers>(),
+    ));
+    let mut rows = [
+        Row {
+            name: "reader: drain and decode",
+            secs: Vec::new(),
+        },
+        Row {
+            name: "event path, empty tables",
+            secs: Vec::new(),
+        },
+        Row {
+            name: "event path, 100,000 subscribers",
+            secs: Vec::new(),
+        },
+    ];
+    let mut sport = 1000u16;
+    let mut attributed = Vec::new();
+    for round in 0..ROUNDS {
+        for (i, row) in rows.iter_mut().enumerate() {
+            fill(&mut program, sport);
+            sport += 1;
+            if i == 0 {
+                let t = cpu_ns();
+                let n = drain(&mut reader, |ev| {
+                    std::hint::black_box(ev);
+                });
+                row.secs.push((cpu_ns() - t) as f64 / 1e9);
+                assert_eq!(n, EVENTS, "the ring held every event");
+                continue;
+            }
+            let table = if i == 1 { empty.clone() } else { subs.clone() };
+            let dir = scratch.0.join(format!("store-{round}-{i}"));
+            let store = Store::open(StoreConfig::new(&dir))
+                .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+            let mut sink = EnrichStage::new(
+                Box::new(store),
+                Inputs::fixed(table, None, None),
+                StageConfig::default(),
+            );
+            let mut sweeper = Sweeper::new(
+                Timeouts::default(),
+                Timeline::fixed(WallClock::measure()),
+                [(1, "lo".to_owned())].into(),
+            );
+            let t = cpu_ns();
+            let n = drain(&mut reader, |ev| sweeper.on_event(ev, &mut sink, &lists));
+            sink.sync().expect("sync the journal");
+            row.secs.push((cpu_ns() - t) as f64 / 1e9);
+            assert_eq!(n, EVENTS, "the ring held every event");
+            let accepted = sink.store_status().map(|s| s.accepted);
+            assert_eq!(
+                accepted,
+                Some(EVENTS),
+                "every event's record reached the journal ({})",
+                dir.display()
+            );
+            if i == 2 {
+                attributed.push(sink.status().fields.user.attributed);
+            }
+            drop(sink);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    assert!(
+        attributed.iter().all(|&n| n == u64::from(SUBSCRIBERS)),
+        "the subscribers row attributes the {SUBSCRIBERS} subscribers' records of each round: {attributed:?}"
+    );
+    println!(
+        "event path: {EVENTS} first-drop events per round (ring -> decode -> sweeper -> enrich -> journal), one thread, CPU time, median of {ROUNDS} interleaved rounds; load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let base = rows[0].rate();
+    for row in &rows {
+        let r = row.rate();
+        println!(
+            "  {:<34} {:>10.0} events/s/core {:>7.1} ns/event  x{:.2} the reader's time",
+            row.name,
+            r,
+            1e9 / r,
+            base / r
+        );
+    }
+    let worst = rows[1].rate().min(rows[2].rate());
+    println!(
+        "  target >= 1,000,000 events/s/core through the whole path: {}",
+        if worst >= TARGET { "met" } else { "NOT MET" }
+    );
+}
