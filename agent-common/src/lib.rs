@@ -60,7 +60,7 @@ pub mod names {
     pub const GENERATION: &str = "GENERATION";
     /// Interface roles (HASH ifindex -> [`crate::role`]); absent means `lan`.
     pub const IFACE_ROLES: &str = "IFACE_ROLES";
-    /// Per-rule hit counters (ARRAY rule id -> packets).
+    /// Per-rule hit counters (PERCPU_ARRAY rule id -> packets on each CPU).
     pub const RULE_HITS: &str = "RULE_HITS";
     /// Per-CPU scratch space for walking a DNS name.
     pub const DNS_SCRATCH: &str = "DNS_SCRATCH";
