@@ -96,7 +96,8 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 /// `BPF_NOEXIST`: create only.
 const BPF_NOEXIST: u64 = 1;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`.
+pub(crate) const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
 /// Entries per batch call: far more than a hash bucket holds (a batch never splits a bucket,
@@ -202,7 +203,9 @@ struct ElemAttr {
     flags: u64,
 }
 
-fn call(fd: BorrowedFd<'_>, cmd: libc::c_long, key: u64, value: u64) -> io::Result<()> {
+/// One `bpf(2)` element command on the map behind `fd` (`key` and `value`: addresses of
+/// buffers of the map's key and value sizes).
+pub(crate) fn call(fd: BorrowedFd<'_>, cmd: libc::c_long, key: u64, value: u64) -> io::Result<()> {
     call_flags(fd, cmd, key, value, 0)
 }
 
@@ -238,7 +241,7 @@ fn call_flags(
 }
 
 /// Every key of one map, as its own key type.
-fn keys_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
+pub(crate) fn keys_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
     let mut out = Vec::new();
     let mut prev: Option<K> = None;
     loop {
