@@ -17,7 +17,8 @@ use core::mem::size_of;
 pub const SKETCH_BITS: u32 = 6;
 /// Registers of the distinct-source sketch.
 pub const SKETCH_REGISTERS: usize = 1 << SKETCH_BITS;
-/// Heavy-hitter slots per rule and CPU (space-saving: a new source replaces the smallest).
+/// Heavy-hitter slots per rule and CPU: a source's hash picks its slot, which keeps the
+/// majority candidate of the sources hashed there (Boyer-Moore vote).
 pub const TOP_SOURCES: usize = 4;
 
 /// The budgets, written by the agent; one entry (`FLOOD_CONFIG` array slot 0).
@@ -27,9 +28,10 @@ pub struct FloodConfig {
     /// Bumped by the agent after each sweep took the summaries: a CPU whose global slot
     /// carries another window starts its global budget afresh.
     pub window: u64,
-    /// Drop records per rule per sweep window on each CPU; 0 means no limit.
+    /// Drop records per rule per sweep window on each CPU; `u32::MAX`: no limit (0 records
+    /// none: the program's map before the agent writes it).
     pub per_rule: u32,
-    /// Drop records in all per sweep window on each CPU; 0 means no limit.
+    /// Drop records in all per sweep window on each CPU; `u32::MAX`: no limit.
     pub total: u32,
 }
 const _: () = assert!(size_of::<FloodConfig>() == 16);
@@ -51,8 +53,8 @@ const _: () = assert!(size_of::<FloodTotal>() == 16);
 pub struct TopSource {
     /// The source address, as in [`crate::FlowKey::addr_a`] (IPv4 in word 0).
     pub addr: [u32; 4],
-    /// Packets counted for it (space-saving: an upper bound, exact while the slot was never
-    /// taken over).
+    /// Its vote: packets counted for it minus those of other sources of the slot since it
+    /// took the slot (a lower bound of its packets); 0 for an empty slot.
     pub packets: u64,
 }
 const _: () = assert!(size_of::<TopSource>() == 24);
@@ -68,9 +70,10 @@ pub struct FloodValue {
     pub packets: u64,
     /// Their frame bytes.
     pub bytes: u64,
-    /// `bpf_ktime_get_ns` of the first of them, 0 if none.
+    /// CLOCK_MONOTONIC (the coarse clock, at the kernel tick's resolution) of the first of
+    /// them, 0 if none.
     pub first_ns: u64,
-    /// `bpf_ktime_get_ns` of the last of them.
+    /// The same of the last of them.
     pub last_ns: u64,
     /// HyperLogLog registers over the sources' hashes ([`source_hash`]).
     pub sources: [u8; SKETCH_REGISTERS],

@@ -10,12 +10,15 @@
 //! sweep: a packet counted on a CPU during that call may be lost with the deleted element.
 
 use agent_common::{
-    flood::{register_of, source_hash, FloodConfig, FloodTotal, FloodValue, TOP_SOURCES},
-    rules::{rule_id, RuleId},
+    flood::{
+        register_of, source_hash, FloodConfig, FloodTotal, FloodValue, SKETCH_BITS, TOP_SOURCES,
+    },
+    rules::{RuleId, REFUSE},
     Counter,
 };
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
+    helpers::generated::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{Array, PerCpuArray, PerCpuHashMap},
 };
@@ -51,47 +54,42 @@ fn entry(rule: &RuleId) -> Option<*mut FloodValue> {
     FLOOD.get_ptr_mut(rule)
 }
 
-/// Whether a blocked new flow of `rule` (`len` bytes from `src`, at `now`) may be recorded:
+/// Whether a blocked new flow of `rule` (`len` bytes from `src`) may be recorded:
 /// `true` spends one unit of both budgets; `false` has summarised the packet, which the
 /// caller drops without creating its flow. A rule's summary that cannot be created (the
 /// table is full) leaves the packet counted in [`Counter::FloodUntracked`] alone.
-/// Inlined: a BPF-to-BPF call in a program that tail-calls limits every frame to 256 bytes.
-#[inline(always)]
-pub fn admit(rule: RuleId, len: u64, src: &[u32; 4], now: u64) -> bool {
+/// A BPF subprogram, not inlined: inlined, `create` (and the rest of the path after it) was
+/// walked by the verifier once per way this can return (846,000 instructions, over the
+/// guard in `agent/tests/payload.rs`); the call costs a few ns on the blocked new-flow path
+/// only. Its frame and the program's share the 512-byte stack: keep it within 32 bytes.
+#[inline(never)]
+pub fn admit(rule: RuleId, len: u64, src: &[u32; 4]) -> bool {
+    // Few branches: the verifier walks this once per call site and way through.
     let Some(cfg) = FLOOD_CONFIG.get(0) else {
         return true;
     };
-    let (window, per_rule, total) = (cfg.window, u64::from(cfg.per_rule), u64::from(cfg.total));
-    if per_rule == 0 && total == 0 {
+    let Some(t) = FLOOD_TOTAL.get_ptr_mut(0) else {
         return true;
-    }
-    let rule = rule_id(rule);
+    };
+    // The refusal bit off (a blocked flow always has a rule).
+    let rule = rule & !REFUSE;
     let Some(e) = entry(&rule) else {
         stats::bump(Counter::FloodUntracked);
         return false;
     };
     // SAFETY: both are this CPU's own map values, live for this run.
     unsafe {
-        let spent_all = match FLOOD_TOTAL.get_ptr_mut(0) {
-            Some(t) => {
-                if (*t).window != window {
-                    (*t).window = window;
-                    (*t).spent = 0;
-                }
-                Some(t)
-            }
-            None => None,
-        };
-        let rule_ok = per_rule == 0 || (*e).recorded < per_rule;
-        let total_ok = total == 0 || spent_all.is_none_or(|t| (*t).spent < total);
-        if rule_ok && total_ok {
+        if (*t).window != cfg.window {
+            (*t).window = cfg.window;
+            (*t).spent = 0;
+        }
+        // "No limit" is u32::MAX, out of reach within a window.
+        if (*e).recorded < u64::from(cfg.per_rule) && (*t).spent < u64::from(cfg.total) {
             (*e).recorded += 1;
-            if let Some(t) = spent_all {
-                (*t).spent += 1;
-            }
+            (*t).spent += 1;
             return true;
         }
-        summarise(&mut *e, len, src, now);
+        summarise(&mut *e, len, src);
     }
     stats::bump(Counter::DroppedSummarised);
     false
@@ -99,43 +97,40 @@ pub fn admit(rule: RuleId, len: u64, src: &[u32; 4], now: u64) -> bool {
 
 /// Counts one stateless drop in a rule's summary.
 #[inline(always)]
-fn summarise(e: &mut FloodValue, len: u64, src: &[u32; 4], now: u64) {
+fn summarise(e: &mut FloodValue, len: u64, src: &[u32; 4]) {
+    // The coarse clock, read here rather than passed in: the subprogram's frame must stay
+    // within 32 bytes (the program's stack and this frame share 512).
+    // SAFETY: a helper call with no arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     e.packets += 1;
     e.bytes += len;
     if e.first_ns == 0 {
         e.first_ns = now;
     }
     e.last_ns = now;
-    let (index, rank) = register_of(source_hash(src));
+    let h = source_hash(src);
+    let (index, rank) = register_of(h);
     if let Some(r) = e.sources.get_mut(index) {
         if *r < rank {
             *r = rank;
         }
     }
-    // Space-saving heavy hitters: the source's slot counts up; a new source takes the
-    // smallest slot over, with its count plus one.
-    let mut smallest = 0;
-    let mut least = u64::MAX;
-    let mut i = 0;
-    while i < TOP_SOURCES {
-        let s = &mut e.top[i];
-        if s.packets != 0
-            && s.addr[0] == src[0]
-            && s.addr[1] == src[1]
-            && s.addr[2] == src[2]
-            && s.addr[3] == src[3]
+    // Heavy hitters without a loop (each branch of one multiplies the verifier's walk): the
+    // source's hash picks one of the slots, which keeps a majority vote (Boyer-Moore): the
+    // same source counts up, another counts down and takes the slot over at zero. A source
+    // sending more than half of its slot's packets holds the slot at the end.
+    if let Some(s) = e
+        .top
+        .get_mut((h >> SKETCH_BITS) as usize & (TOP_SOURCES - 1))
+    {
+        if s.addr[0] == src[0] && s.addr[1] == src[1] && s.addr[2] == src[2] && s.addr[3] == src[3]
         {
             s.packets += 1;
-            return;
+        } else if s.packets <= 1 {
+            s.addr = *src;
+            s.packets = 1;
+        } else {
+            s.packets -= 1;
         }
-        if s.packets < least {
-            least = s.packets;
-            smallest = i;
-        }
-        i += 1;
-    }
-    if let Some(s) = e.top.get_mut(smallest) {
-        s.addr = *src;
-        s.packets = least + 1;
     }
 }

@@ -119,7 +119,12 @@ fn pin_to_cpu0() {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
         let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "pinning the bench to CPU 0: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "pinning the bench to CPU 0: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -44,7 +44,11 @@ fn flood(lab: &Lab) {
             to.sin_addr.s_addr = u32::from_ne_bytes(BLOCKED_IP);
             for i in 0..SENT {
                 let [_, b, c, d] = (0x0040_0000 + i).to_be_bytes();
-                let p = syn([10, 64 + (b & 0x3f), c, d], BLOCKED_IP, 40_000 + (i % 1000) as u16);
+                let p = syn(
+                    [10, 64 + (b & 0x3f), c, d],
+                    BLOCKED_IP,
+                    40_000 + (i % 1000) as u16,
+                );
                 let n = libc::sendto(
                     fd,
                     p.as_ptr().cast(),
@@ -99,8 +103,10 @@ fn a_blocked_flood_from_many_sources_is_recorded_then_summarised_and_adds_up() {
     )
     .expect("start the agent");
     // The gateway must know the client's MAC before the flood (no ARP traffic in the way).
-    sh(lab.cmd(&lab.client, "ping").args(["-c", "1", "-W", "2", lab::GW_LAN_V4]))
-        .expect("ping the gateway");
+    sh(lab
+        .cmd(&lab.client, "ping")
+        .args(["-c", "1", "-W", "2", lab::GW_LAN_V4]))
+    .expect("ping the gateway");
 
     flood(&lab);
     let mut status = serde_json::Value::Null;
@@ -124,11 +130,17 @@ fn a_blocked_flood_from_many_sources_is_recorded_then_summarised_and_adds_up() {
         recorded >= 1 && summarised > u64::from(SENT) / 2,
         "a budget of 50/s cannot record most of {SENT} SYNs sent at once: {f}"
     );
-    assert_eq!(counter(&status, "dropped_by_list"), u64::from(SENT), "{status}");
+    assert_eq!(
+        counter(&status, "dropped_by_list"),
+        u64::from(SENT),
+        "{status}"
+    );
     assert_eq!(counter(&status, "dropped_summarised"), summarised);
     let rule = &f["rules"][0];
     assert!(
-        rule["rule"].as_str().is_some_and(|r| r.ends_with("block.list:1"))
+        rule["rule"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("block.list:1"))
             && rule["summarised"].as_u64() == Some(summarised)
             && rule["last_sources"].as_u64().is_some_and(|n| n > 10),
         "per-rule figures: {rule}"
@@ -148,8 +160,16 @@ fn a_blocked_flood_from_many_sources_is_recorded_then_summarised_and_adds_up() {
     let packets = |rs: &[&serde_json::Value]| -> u64 {
         rs.iter().map(|r| r["packets"].as_u64().unwrap_or(0)).sum()
     };
-    assert_eq!(drops.len() as u64, recorded, "one drop record per recorded flow");
-    assert_eq!(packets(&summaries), summarised, "summaries carry every summarised packet");
+    assert_eq!(
+        drops.len() as u64,
+        recorded,
+        "one drop record per recorded flow"
+    );
+    assert_eq!(
+        packets(&summaries),
+        summarised,
+        "summaries carry every summarised packet"
+    );
     assert_eq!(
         packets(&drops) + packets(&summaries),
         u64::from(SENT),

@@ -21,7 +21,6 @@ use crate::cmd::store_args::StoreArgs;
 use crate::daemon::lists::read_at_start;
 use crate::daemon::signals::Held;
 use crate::daemon::{Daemon, DaemonError, Interface, Settings};
-use crate::sweeper::flood::FloodBudget;
 use crate::enrich::inputs::Enrichment;
 use crate::enrich::stage::{EnrichStage, StageConfig};
 use crate::loader::adopt::{self, Outcome, Target};
@@ -31,6 +30,7 @@ use crate::privilege::{self, Needs, RunAs};
 use crate::sink::RecordSink;
 use crate::span;
 use crate::store::Store;
+use crate::sweeper::flood::FloodBudget;
 use crate::sweeper::Timeouts;
 use crate::syslog::SyslogStage;
 
@@ -198,7 +198,9 @@ fn flood_budget(args: &RunArgs) -> FloodBudget {
     FloodBudget {
         per_rule: args.drop_records_per_rule,
         total: args.drop_records_total,
-        window_ms: u64::try_from(args.sweep_interval.as_millis()).unwrap_or(u64::MAX).max(1),
+        window_ms: u64::try_from(args.sweep_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1),
     }
 }
 

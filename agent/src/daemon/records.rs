@@ -135,9 +135,7 @@ impl Records {
                     let names = self.rules.as_ref();
                     self.sweeper.summarise(&taken, self.sink.as_mut(), names);
                     self.flood_status.add(&taken, |id| {
-                        names
-                            .rule_name(id)
-                            .unwrap_or_else(|| format!("rule #{id}"))
+                        names.rule_name(id).unwrap_or_else(|| format!("rule #{id}"))
                     });
                 }
                 Err(e) => error!(error = %e, "taking the flood summaries failed"),

@@ -46,13 +46,13 @@ impl Default for FloodBudget {
 
 impl FloodBudget {
     /// What each CPU may record per window: the rate times the window, divided among `cpus`
-    /// and rounded up (so a rate is never cut to zero), 0 staying unlimited. A flood that
+    /// and rounded up (so a rate is never cut to zero); 0, no limit, becomes `u32::MAX`. A flood that
     /// RSS steers to one CPU gets that CPU's share only.
     pub fn per_cpu(&self, cpus: usize) -> FloodConfig {
         let window_ms = self.window_ms;
         let share = |rate: u32| -> u32 {
             if rate == 0 {
-                return 0;
+                return u32::MAX;
             }
             let per_window = (u64::from(rate) * window_ms).div_ceil(1000).max(1);
             per_window
@@ -84,7 +84,8 @@ pub struct RuleFlood {
     pub last_ns: u64,
     /// Distinct sources, estimated ([`estimate`]).
     pub sources: u64,
-    /// The most frequent sources with their packets (upper bounds), most first.
+    /// The most frequent sources with their votes (lower bounds of their packets), most
+    /// first.
     pub top: Vec<(IpAddr, u64)>,
 }
 
@@ -197,10 +198,9 @@ impl FloodMaps {
     /// The `FLOOD` and `FLOOD_CONFIG` maps, with the budgets written.
     pub fn new(flood: MapData, config: MapData, budget: FloodBudget) -> io::Result<Self> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        let mut config: Array<MapData, FloodConfig> = Array::try_from(aya::maps::Map::Array(
-            config,
-        ))
-        .map_err(|e| io::Error::other(format!("map {}: {e}", names::FLOOD_CONFIG)))?;
+        let mut config: Array<MapData, FloodConfig> =
+            Array::try_from(aya::maps::Map::Array(config))
+                .map_err(|e| io::Error::other(format!("map {}: {e}", names::FLOOD_CONFIG)))?;
         let window = config.get(&0, 0).map_or(0, |c| c.window);
         let mut c = budget.per_cpu(cpus);
         c.window = window;
@@ -400,7 +400,8 @@ mod tests {
             total: 0,
             ..b
         };
-        assert_eq!(off.per_cpu(4), FloodConfig::default());
+        let c = off.per_cpu(4);
+        assert_eq!((c.per_rule, c.total), (u32::MAX, u32::MAX));
         let tiny = FloodBudget {
             per_rule: 1,
             total: 1,
@@ -425,7 +426,11 @@ mod tests {
         assert_eq!((s.recorded, s.summarised, s.summary_records), (10, 150, 2));
         assert_eq!(s.rules[0].rule, "l:2");
         assert_eq!(
-            (s.rules[0].summarised, s.rules[0].summarised_bytes, s.rules[0].last_sources),
+            (
+                s.rules[0].summarised,
+                s.rules[0].summarised_bytes,
+                s.rules[0].last_sources
+            ),
             (150, 9000, 50)
         );
         assert_eq!((s.rules[1].recorded, s.rules[1].summarised), (5, 0));
