@@ -8,6 +8,7 @@
 use core::mem::size_of;
 
 pub mod domain;
+pub mod flood;
 pub mod payload;
 pub mod rules;
 
@@ -60,8 +61,19 @@ pub mod names {
     pub const GENERATION: &str = "GENERATION";
     /// Interface roles (HASH ifindex -> [`crate::role`]); absent means `lan`.
     pub const IFACE_ROLES: &str = "IFACE_ROLES";
-    /// Per-rule hit counters (ARRAY rule id -> packets).
+    /// Per-rule hit counters (PERCPU_ARRAY rule id -> packets on each CPU).
     pub const RULE_HITS: &str = "RULE_HITS";
+    /// Per-rule flood summaries (PERCPU_HASH rule id -> [`crate::flood::FloodValue`]),
+    /// taken by the agent once a sweep.
+    pub const FLOOD: &str = "FLOOD";
+    /// Array of one [`crate::flood::FloodConfig`]: the drop-record budgets, written by the
+    /// agent.
+    pub const FLOOD_CONFIG: &str = "FLOOD_CONFIG";
+    /// Per-CPU array of one [`crate::flood::FloodTotal`]: each CPU's spending of the global
+    /// drop-record budget.
+    pub const FLOOD_TOTAL: &str = "FLOOD_TOTAL";
+    /// Array of one all-zero [`crate::flood::FloodValue`] a rule's summary starts from.
+    pub const FLOOD_ZERO: &str = "FLOOD_ZERO";
     /// Per-CPU scratch space for walking a DNS name.
     pub const DNS_SCRATCH: &str = "DNS_SCRATCH";
     /// Array of one [`crate::domain::DomainKey`]: the secret domain hashes are keyed with,
@@ -448,11 +460,18 @@ pub enum Counter {
     RefusedDns,
     /// A blocked TCP SYN answered RST from XDP (also counted in `dropped_by_list`).
     RefusedTcp,
+    /// A blocked packet that would have created a flow, dropped past its rule's or the
+    /// global drop-record budget: no flow, no event, counted in its rule's flood summary
+    /// (also counted in `dropped_by_list`).
+    DroppedSummarised,
+    /// As `dropped_summarised`, but the flood summary table was full: no summary holds it,
+    /// only this counter (and `dropped_by_list`).
+    FloodUntracked,
 }
 
 impl Counter {
     /// Number of counters; the size of the `STATS` array.
-    pub const COUNT: u32 = Counter::RefusedTcp as u32 + 1;
+    pub const COUNT: u32 = Counter::FloodUntracked as u32 + 1;
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
         Counter::ParsedTcp,
@@ -484,6 +503,8 @@ impl Counter {
         Counter::LostPayload,
         Counter::RefusedDns,
         Counter::RefusedTcp,
+        Counter::DroppedSummarised,
+        Counter::FloodUntracked,
     ];
 
     /// Stable snake_case name used in `status` output and metrics.
@@ -518,6 +539,8 @@ impl Counter {
             Counter::LostPayload => "lost_payload",
             Counter::RefusedDns => "refused_dns",
             Counter::RefusedTcp => "refused_tcp",
+            Counter::DroppedSummarised => "dropped_summarised",
+            Counter::FloodUntracked => "flood_untracked",
         }
     }
 

@@ -47,7 +47,7 @@ use aya_ebpf::{
 
 use crate::{
     ablate::{self, has},
-    dns, events,
+    dns, events, flood,
     parse::{Header, Packet},
     payload, refuse, stats, verdict as lists,
 };
@@ -344,6 +344,15 @@ fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     }
     let (verdict, rule) = lists::of(&p.key);
     let dropped = verdict == verdict::DROP;
+    // Past the drop-record budget a blocked packet buys no flow and no event: it is counted
+    // in its rule's flood summary (a retransmitted SYN of a recorded blocked flow too).
+    if dropped && !flood::admit(rule, p.len, &p.key.addr_a) {
+        if !has(A, ablate::NO_HITS) {
+            lists::hit(rule);
+        }
+        stats::bump(Counter::DroppedByList);
+        return (xdp_action::XDP_DROP, payload::handover(DIR_ORIG, false));
+    }
     let mut value: FlowValue = crate::mem::zeroed();
     value.first_seen_ns = now;
     value.last_seen_ns = now;

@@ -22,6 +22,7 @@ mod ablate;
 mod audit;
 mod dns;
 mod events;
+mod flood;
 mod flow;
 mod mem;
 mod parse;

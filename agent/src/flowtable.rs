@@ -96,7 +96,8 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 /// `BPF_NOEXIST`: create only.
 const BPF_NOEXIST: u64 = 1;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`.
+pub(crate) const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
 /// Entries per batch call: far more than a hash bucket holds (a batch never splits a bucket,
@@ -119,11 +120,34 @@ struct BatchAttr {
 /// Every entry of one map, read a batch at a time; `None` if the kernel has no batch
 /// operations for it (before 5.6), so the caller walks key by key instead.
 fn entries_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<(K, FlowValue)>>> {
-    let mut keys: Vec<MaybeUninit<K>> = (0..BATCH).map(|_| MaybeUninit::uninit()).collect();
-    let mut values: Vec<MaybeUninit<FlowValue>> =
-        (0..BATCH).map(|_| MaybeUninit::uninit()).collect();
     let mut out = Vec::new();
-    // The position token of hash maps is a bucket index.
+    let whole = lookup_batch(fd, size_of::<K>(), size_of::<FlowValue>(), |k, v| {
+        // SAFETY: the kernel wrote a whole key and value of the map's sizes, which
+        // `FlowMaps::new` checked are those of `K` and `FlowValue` (plain data).
+        out.push(unsafe {
+            (
+                k.as_ptr().cast::<K>().read_unaligned(),
+                v.as_ptr().cast::<FlowValue>().read_unaligned(),
+            )
+        });
+    })?;
+    Ok(whole.then_some(out))
+}
+
+/// Reads every entry of the map behind `fd` a batch at a time, handing each key and value
+/// (as the kernel wrote them: for a per-CPU map, one 8-byte-rounded value per possible CPU)
+/// to `each`. `key_size` and `value_size` must be the map's, as the kernel reports them.
+/// `false` if the kernel has no batch operations for the map (before 5.6): nothing was read,
+/// and the caller walks key by key instead.
+pub(crate) fn lookup_batch(
+    fd: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> io::Result<bool> {
+    let mut keys = vec![0u8; BATCH * key_size];
+    let mut values = vec![0u8; BATCH * value_size];
+    // The position token of hash and array maps is a u32 (bucket or index).
     let mut position: Option<u32> = None;
     loop {
         let mut next: u32 = 0;
@@ -152,16 +176,17 @@ fn entries_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<(K, FlowValu
         if err.is_none() || code == Some(libc::ENOENT) {
             // The kernel writes back how many elements it filled, also on the final ENOENT.
             let n = (attr.count as usize).min(BATCH);
-            let filled = keys[..n].iter().zip(&values[..n]);
-            // SAFETY: the kernel filled the first `n` keys and values.
-            out.extend(filled.map(|(k, v)| unsafe { (k.assume_init(), v.assume_init()) }));
+            let filled = keys
+                .chunks_exact(key_size)
+                .zip(values.chunks_exact(value_size));
+            filled.take(n).for_each(|(k, v)| each(k, v));
         }
         match (err, code) {
             (None, _) => position = Some(next),
-            (Some(_), Some(libc::ENOENT)) => return Ok(Some(out)),
+            (Some(_), Some(libc::ENOENT)) => return Ok(true),
             // EINVAL or ENOTSUPP (524): no batch operations for this map on this kernel.
             (Some(_), Some(libc::EINVAL | libc::EOPNOTSUPP | 524)) if position.is_none() => {
-                return Ok(None)
+                return Ok(false)
             }
             (Some(e), _) => return Err(e),
         }
@@ -178,7 +203,9 @@ struct ElemAttr {
     flags: u64,
 }
 
-fn call(fd: BorrowedFd<'_>, cmd: libc::c_long, key: u64, value: u64) -> io::Result<()> {
+/// One `bpf(2)` element command on the map behind `fd` (`key` and `value`: addresses of
+/// buffers of the map's key and value sizes).
+pub(crate) fn call(fd: BorrowedFd<'_>, cmd: libc::c_long, key: u64, value: u64) -> io::Result<()> {
     call_flags(fd, cmd, key, value, 0)
 }
 
@@ -214,7 +241,7 @@ fn call_flags(
 }
 
 /// Every key of one map, as its own key type.
-fn keys_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
+pub(crate) fn keys_of<K: Copy>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
     let mut out = Vec::new();
     let mut prev: Option<K> = None;
     loop {

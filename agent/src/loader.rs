@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::enforce::ListMaps;
 use crate::flowtable::{FlowMaps, FlowTable, FlowTableError};
+use crate::sweeper::flood::{FloodBudget, FloodMaps};
 use crate::sweeper::ledger::Ledger;
 
 /// The xdp-audit program object, built by `build.rs` with aya-build.
@@ -90,6 +91,9 @@ pub enum LoadError {
     /// A flow table is not what the agent reads it as (a build mismatch).
     #[error("{0}")]
     FlowTable(FlowTableError),
+    /// The drop-record budgets could not be written into the program's FLOOD_CONFIG map.
+    #[error("cannot set the drop-record budgets: {0}")]
+    Flood(io::Error),
     /// The payload port table could not be written.
     #[error("cannot write port {port} into the payload port table PAYLOAD_PORTS: {source}")]
     PayloadPorts {
@@ -177,6 +181,9 @@ pub struct LoadOptions {
     /// The secret the program keys domain hashes with: the list set's
     /// ([`crate::blocklist::ListSet::domain_key`]). `None` draws a fresh one.
     pub domain_key: Option<DomainKey>,
+    /// The drop-record budgets (flood-proof drops); written into the program's
+    /// configuration map at every load and adoption, never part of the layout.
+    pub flood: FloodBudget,
 }
 
 /// New flows per second the default ring buffer is sized for: it holds one second of their
@@ -275,6 +282,7 @@ impl Default for LoadOptions {
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             list_capacity: Vec::new(),
             domain_key: None,
+            flood: FloodBudget::default(),
         }
     }
 }
@@ -300,6 +308,8 @@ pub struct Maps {
     pub ledger: Option<Ledger>,
     /// What a retired layout's maps held, when an upgrade replaced them.
     pub retired: Option<upgrade::Retired>,
+    /// The flood summaries and the drop-record budgets.
+    pub flood: Option<FloodMaps>,
 }
 
 /// The loaded object: its program and the maps the agent works with.
@@ -313,6 +323,8 @@ pub struct Loaded {
     /// The list maps.
     pub lists: ListMaps,
     ledger: Option<Ledger>,
+    /// The flood summaries and the drop-record budgets.
+    pub flood: FloodMaps,
 }
 
 fn errno(e: &ProgramError) -> Option<i32> {
@@ -368,6 +380,22 @@ pub(crate) fn take_maps(
     let (flows, events, stats) = take_flow_maps(src)?;
     let lists = ListMaps::take(src).map_err(LoadError::Lists)?;
     Ok((flows, events, stats, lists))
+}
+
+/// The flood summaries and budget maps, taken out of `src`, with `budget` written.
+pub(crate) fn take_flood(
+    src: &mut impl MapSource,
+    budget: FloodBudget,
+) -> Result<FloodMaps, LoadError> {
+    let flood = match src.take_map(names::FLOOD) {
+        Some(Map::PerCpuHashMap(m)) => m,
+        _ => return Err(LoadError::Missing("per-CPU hash FLOOD")),
+    };
+    let config = match src.take_map(names::FLOOD_CONFIG) {
+        Some(Map::Array(m)) => m,
+        _ => return Err(LoadError::Missing("array FLOOD_CONFIG")),
+    };
+    FloodMaps::new(flood, config, budget).map_err(LoadError::Flood)
 }
 
 /// The flow tables, the ring and the counters, taken out of `src`.
@@ -431,6 +459,7 @@ impl Loaded {
             .map_err(LoadError::Verifier)?;
         load_slow_path(&mut ebpf)?;
         let (flows, events, stats, mut lists) = take_maps(&mut ebpf)?;
+        let flood = take_flood(&mut ebpf, opts.flood)?;
         let key = match opts.domain_key {
             Some(key) => key,
             None => crate::blocklist::random_key().map_err(LoadError::Random)?,
@@ -453,6 +482,7 @@ impl Loaded {
             stats,
             lists,
             ledger,
+            flood,
         })
     }
 
@@ -496,6 +526,7 @@ impl Loaded {
             stats,
             lists,
             ledger,
+            flood,
         } = self;
         let maps = Maps {
             flows,
@@ -504,6 +535,7 @@ impl Loaded {
             lists,
             ledger,
             retired: None,
+            flood: Some(flood),
         };
         (program, maps)
     }

@@ -41,11 +41,17 @@ pub enum EndReason {
     /// not audited), written from its conntrack entry when it ended, so the question "who had
     /// this outside address and port" always has an answer.
     Nat,
+    /// Not a flow: one rule's blocked packets dropped past the drop-record budget in one
+    /// sweep (no flow was created for them), summed. `packets`, `bytes` and `dropped` count
+    /// them, the times are the first and last of them, `src_ip` is their most frequent
+    /// source, the other endpoint fields are zero; `status` has the distinct-source
+    /// estimate and the top sources.
+    Summarised,
 }
 
 impl EndReason {
     /// Every reason, for parsers and tests.
-    pub const ALL: [EndReason; 9] = [
+    pub const ALL: [EndReason; 10] = [
         EndReason::Fin,
         EndReason::Rst,
         EndReason::Idle,
@@ -55,6 +61,7 @@ impl EndReason {
         EndReason::Drop,
         EndReason::Nat,
         EndReason::Refused,
+        EndReason::Summarised,
     ];
 
     /// The stable name written to the log.
@@ -69,6 +76,7 @@ impl EndReason {
             EndReason::Drop => "drop",
             EndReason::Nat => "nat",
             EndReason::Refused => "refused",
+            EndReason::Summarised => "summarised",
         }
     }
 

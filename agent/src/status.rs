@@ -91,6 +91,10 @@ pub struct Snapshot {
     /// when the agent runs without `--syslog`).
     #[serde(default)]
     pub syslog: Option<crate::syslog::SyslogStatus>,
+    /// Flood-proof drops: blocked new flows recorded within the drop-record budget and
+    /// blocked packets summarised past it, in all and per rule.
+    #[serde(default)]
+    pub flood: crate::sweeper::flood::FloodStatus,
 }
 
 fn kind_name(k: ListKind) -> &'static str {
@@ -160,6 +164,7 @@ impl Snapshot {
             alerts: None,
             stopped_at: None,
             syslog: None,
+            flood: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 //! open flows are written as interim `shutdown` records and stay in the table
 //! ([`Sweeper::hand_over`]).
 
+pub mod flood;
 pub mod ledger;
 
 use std::collections::{HashMap, HashSet};
@@ -314,6 +315,31 @@ impl Sweeper {
                 self.stats.sink_errors += 1;
                 if let Some(n) = self.warnings.sink_errors.hit(1) {
                     error!(error = %e, records = n, total = self.stats.sink_errors, "audit records not written (logged at most every 10 s)");
+                }
+            }
+        }
+    }
+
+    /// Writes one `summarised` record per rule that dropped packets past the drop-record
+    /// budget in this sweep ([`flood::RuleFlood`]).
+    pub fn summarise(
+        &mut self,
+        taken: &[flood::RuleFlood],
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) {
+        for f in taken.iter().filter(|f| f.packets != 0) {
+            let rule = names
+                .rule_name(f.rule)
+                .unwrap_or_else(|| format!("rule #{}", f.rule));
+            let record = f.record(&self.clock.at(f.last_ns), rule);
+            match sink.write(&record) {
+                Ok(()) => self.stats.records += 1,
+                Err(e) => {
+                    self.stats.sink_errors += 1;
+                    if let Some(n) = self.warnings.sink_errors.hit(1) {
+                        error!(error = %e, records = n, total = self.stats.sink_errors, "audit records not written (logged at most every 10 s)");
+                    }
                 }
             }
         }

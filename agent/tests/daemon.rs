@@ -381,6 +381,7 @@ fn a_million_line_reload_during_a_burst_of_new_flows_loses_no_start_event() {
         ringbuf_bytes: TEST_RING_BYTES,
         list_capacity: capacity.map_sizes(),
         domain_key: Some(key),
+        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
     loaded.lists.apply(&delta).expect("apply the empty list");

@@ -46,6 +46,7 @@ impl Lab {
             ringbuf_bytes: 1 << 16,
             list_capacity: capacity.map_sizes(),
             domain_key: None,
+            ..Default::default()
         })
         .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
         let key = loaded.lists.domain_key().expect("read the program's key");

@@ -19,6 +19,8 @@ mod audit;
 mod dns;
 #[path = "../events.rs"]
 mod events;
+#[path = "../flood.rs"]
+mod flood;
 #[path = "../flow.rs"]
 mod flow;
 #[path = "../mem.rs"]

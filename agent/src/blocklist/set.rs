@@ -520,6 +520,15 @@ impl ListSet {
                 }
             }
         }
+        // Rule hits are counted in an array indexed by rule id.
+        let ids = self.ids.high_water() as usize;
+        if ids > capacity.rule_hits() as usize {
+            return Some(Overflow {
+                map: agent_common::names::RULE_HITS,
+                capacity: capacity.rule_hits(),
+                needed: ids,
+            });
+        }
         None
     }
 

@@ -254,11 +254,16 @@ impl Capacity {
     /// table, at least `floor`.
     pub fn for_lists(lists: &CompiledLists, floor: u32) -> Capacity {
         let size = |n: usize| n.saturating_mul(2).clamp(floor as usize, u32::MAX as usize) as u32;
-        let rules = lists.allow.stats.kept() + lists.block.stats.kept();
+        let allow = Table::ALL.map(|t| size(lists.allow.len(t)));
+        let block = Table::ALL.map(|t| size(lists.block.len(t)));
+        // Hits are counted in an array indexed by rule id: every rule holds at least one
+        // table entry, and a removed rule's id is reused from the next reload on, so the ids
+        // in use never outnumber the entries the tables hold while a delta is applied.
+        let entries: u64 = allow.iter().chain(&block).map(|&n| u64::from(n)).sum();
         Capacity {
-            allow: Table::ALL.map(|t| size(lists.allow.len(t))),
-            block: Table::ALL.map(|t| size(lists.block.len(t))),
-            rule_hits: size(rules),
+            allow,
+            block,
+            rule_hits: entries.min(u64::from(u32::MAX)) as u32,
         }
     }
 
@@ -282,6 +287,11 @@ impl Capacity {
     /// Whether every table is at least `floor` entries (`--list-capacity`).
     pub fn at_least(&self, floor: u32) -> bool {
         self.allow.iter().chain(&self.block).all(|&n| n >= floor) && self.rule_hits >= floor
+    }
+
+    /// Rules the per-rule hit counters hold: one past the highest rule id they can count.
+    pub fn rule_hits(&self) -> u32 {
+        self.rule_hits
     }
 
     /// Entries table `t` of `kind` holds.

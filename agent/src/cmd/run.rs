@@ -30,6 +30,7 @@ use crate::privilege::{self, Needs, RunAs};
 use crate::sink::RecordSink;
 use crate::span;
 use crate::store::Store;
+use crate::sweeper::flood::FloodBudget;
 use crate::sweeper::Timeouts;
 use crate::syslog::SyslogStage;
 
@@ -121,6 +122,13 @@ pub struct RunArgs {
     /// of new flows at the rate the README documents.
     #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes)]
     pub ringbuf_bytes: u32,
+    /// Blocked flows recorded per rule per second; past it a rule's blocked packets are
+    /// dropped without a flow and summed into one `summarised` record per sweep (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = FloodBudget::default().per_rule)]
+    pub drop_records_per_rule: u32,
+    /// Blocked flows recorded per second in all, every rule together (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = FloodBudget::default().total)]
+    pub drop_records_total: u32,
     /// Attribution: --subscribers, --dhcp-leases, --dhcp-server, --nat.
     #[command(flatten)]
     pub enrich: crate::cmd::enrich_args::EnrichArgs,
@@ -185,6 +193,17 @@ pub fn parse_blocklist(s: &str) -> Result<(PathBuf, bool), String> {
     }
 }
 
+/// The drop-record budgets of the flags, in windows of one sweep.
+fn flood_budget(args: &RunArgs) -> FloodBudget {
+    FloodBudget {
+        per_rule: args.drop_records_per_rule,
+        total: args.drop_records_total,
+        window_ms: u64::try_from(args.sweep_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1),
+    }
+}
+
 fn validate(args: &RunArgs) -> anyhow::Result<()> {
     let rb = args.ringbuf_bytes;
     if rb < 4096 || !rb.is_power_of_two() {
@@ -198,6 +217,13 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     }
     if args.sweep_interval.is_zero() {
         bail!("--sweep-interval must be above zero");
+    }
+    let (rule, total) = (args.drop_records_per_rule, args.drop_records_total);
+    if total != 0 && rule > total {
+        bail!(
+            "--drop-records-per-rule {rule} is above --drop-records-total {total} (0 is no limit): \
+             lower the first or raise the second"
+        );
     }
     args.metrics.addr().map_err(anyhow::Error::msg)?;
     // A list file may be missing at start (it is loaded when it appears), but its directory
@@ -273,6 +299,7 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         ringbuf_bytes: args.ringbuf_bytes,
         list_capacity: capacity.map_sizes(),
         domain_key: Some(key),
+        flood: flood_budget(args),
     })?;
     loaded
         .lists
@@ -330,6 +357,7 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
         sizes: LoadOptions {
             flow_table_size: args.flow_table_size,
             ringbuf_bytes: args.ringbuf_bytes,
+            flood: flood_budget(args),
             ..LoadOptions::default()
         },
         interfaces: args

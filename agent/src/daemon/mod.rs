@@ -235,6 +235,7 @@ impl Daemon {
             lists: list_maps,
             ledger,
             retired,
+            flood,
         } = maps;
         let ring_fill = ring_fill(&events);
         let table_capacities = flows.capacities();
@@ -265,6 +266,8 @@ impl Daemon {
             hand_over,
             sink,
             flows,
+            flood,
+            flood_status: Default::default(),
             rules: Arc::new(RuleBook::new(&lists)),
             status: records::StatusInputs {
                 dir: settings.state_dir.clone(),

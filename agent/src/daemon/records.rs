@@ -20,7 +20,8 @@ use crate::metrics::{Observed, RingFillStats, TableFill};
 use crate::reader::Event;
 use crate::sink::RecordSink;
 use crate::status::Snapshot;
-use crate::sweeper::Sweeper;
+use crate::sweeper::flood::{FloodMaps, FloodStatus};
+use crate::sweeper::{RuleNames, Sweeper};
 
 /// What the status file is made of, besides the sweeper's and the sink's counters.
 pub(crate) struct StatusInputs {
@@ -55,6 +56,10 @@ pub(crate) struct Records {
     pub(crate) hand_over: Option<Arc<dyn ClockSource>>,
     pub(crate) sink: Box<dyn RecordSink>,
     pub(crate) flows: FlowMaps,
+    /// The flood summaries, taken every sweep (absent for a program without them).
+    pub(crate) flood: Option<FloodMaps>,
+    /// What they added up to since the start.
+    pub(crate) flood_status: FloodStatus,
     pub(crate) rules: Arc<RuleBook>,
     pub(crate) status: StatusInputs,
 }
@@ -124,6 +129,18 @@ impl Records {
         {
             error!(error = %e, "sweeping the flow table failed");
         }
+        if let Some(flood) = &mut self.flood {
+            match flood.take() {
+                Ok(taken) => {
+                    let names = self.rules.as_ref();
+                    self.sweeper.summarise(&taken, self.sink.as_mut(), names);
+                    self.flood_status.add(&taken, |id| {
+                        names.rule_name(id).unwrap_or_else(|| format!("rule #{id}"))
+                    });
+                }
+                Err(e) => error!(error = %e, "taking the flood summaries failed"),
+            }
+        }
         if let Err(e) = self.sink.tick() {
             error!(error = %e, "audit store upkeep failed");
         }
@@ -153,6 +170,7 @@ impl Records {
             &s.hits,
         );
         snap.flows = self.sweeper.stats;
+        snap.flood = self.flood_status.clone();
         snap.store = self.sink.store_status().unwrap_or_default();
         snap.enrich = self.sink.enrich_status();
         snap.ship = s.ship.as_ref().map(|h| h.status());

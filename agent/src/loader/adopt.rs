@@ -338,6 +338,7 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
     let digest = program_digest(EBPF_OBJECT, &opts);
     let (mut maps, mut new_program) = if digest == state.program {
         let (flows, events, stats) = take_flow_maps(&mut old)?;
+        let flood = super::take_flood(&mut old, opts.flood)?;
         let ledger = super::open_ledger(&dir, opts.flow_table_size)?;
         let maps = Maps {
             flows,
@@ -346,6 +347,7 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
             lists: old_lists,
             ledger: Some(ledger),
             retired: None,
+            flood: Some(flood),
         };
         (maps, None)
     } else {

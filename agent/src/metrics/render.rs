@@ -137,6 +137,13 @@ pub fn counters(e: &mut Encoder, c: &BTreeMap<String, u64>) {
     .sample(&[("reason", "dns")], get(Counter::RefusedDns))
     .sample(&[("reason", "tcp")], get(Counter::RefusedTcp));
     e.family(
+        "packets_summarised_total",
+        Kind::Counter,
+        "Blocked packets dropped past the drop-record budget without a flow (also in packets_dropped_total): summary summed into a summarised record per rule, or untracked (the summary table was full).",
+    )
+    .sample(&[("summary", "rule")], get(Counter::DroppedSummarised))
+    .sample(&[("summary", "untracked")], get(Counter::FloodUntracked));
+    e.family(
         "ring_events_lost_total",
         Kind::Counter,
         "Events the program could not reserve in the ring buffer, by event (the sweeper still records the flows).",

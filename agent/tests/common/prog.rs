@@ -8,6 +8,7 @@ use aya::programs::{TestRun, TestRunOptions};
 use xdp_audit::blocklist::{Capacity, CompiledLists, ListSet, ListSpec};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
+use xdp_audit::sweeper::flood::FloodBudget;
 
 /// XDP_PASS, the verdict every test frame must get.
 pub const XDP_PASS: u32 = 2;
@@ -37,12 +38,22 @@ impl Prog {
         flow_table_size: u32,
         specs: impl IntoIterator<Item = ListSpec>,
     ) -> (Self, ListSet) {
+        Self::with_lists_budget(flow_table_size, FloodBudget::default(), specs)
+    }
+
+    /// As [`Prog::with_lists`], with the drop-record budgets `flood`.
+    pub fn with_lists_budget(
+        flow_table_size: u32,
+        flood: FloodBudget,
+        specs: impl IntoIterator<Item = ListSpec>,
+    ) -> (Self, ListSet) {
         let capacity = Capacity::for_lists(&CompiledLists::default(), 1024);
         let mut loaded = Loaded::load(LoadOptions {
             flow_table_size,
             ringbuf_bytes: 1 << 16,
             list_capacity: capacity.map_sizes(),
             domain_key: None,
+            flood,
         })
         .unwrap_or_else(|e| panic!("loading the XDP program (are we root?): {e}"));
         let key = loaded.lists.domain_key().expect("read the program's key");

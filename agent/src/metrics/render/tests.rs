@@ -42,6 +42,7 @@ fn full(rules: usize) -> Snapshot {
             })
             .collect(),
         flows: SweepStats::default(),
+        flood: Default::default(),
         store,
         pipeline: PipelineStats::default(),
         clock: ClockStats::default(),

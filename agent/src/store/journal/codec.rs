@@ -91,6 +91,7 @@ fn end_reason_code(r: EndReason) -> u8 {
         EndReason::Drop => 6,
         EndReason::Nat => 7,
         EndReason::Refused => 8,
+        EndReason::Summarised => 9,
     }
 }
 

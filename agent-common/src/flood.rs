@@ -1,0 +1,159 @@
+//! Flood-proof drops: the budget of drop records per rule and in all, and the per-rule
+//! summary of the blocked packets dropped past it.
+//!
+//! A blocked packet that would create a flow spends one unit of its rule's budget and of the
+//! global one; while both last, its flow is created and its first drop recorded as always.
+//! Past either, the packet is dropped statelessly (no flow-table insert, no ring event) and
+//! counted in its rule's [`FloodValue`] on this CPU. The agent takes every rule's summary
+//! once per sweep (lookup-and-delete: the counts are exact and the per-rule budget starts
+//! afresh) and bumps [`FloodConfig::window`], which starts the global budget afresh.
+//!
+//! Budgets are per CPU: the agent writes each CPU's share of the configured rate, so a flood
+//! that RSS steers to one CPU gets that CPU's share only (see [`FloodConfig`]).
+
+use core::mem::size_of;
+
+/// Registers of the distinct-source sketch (HyperLogLog, `2^SKETCH_BITS` registers).
+pub const SKETCH_BITS: u32 = 6;
+/// Registers of the distinct-source sketch.
+pub const SKETCH_REGISTERS: usize = 1 << SKETCH_BITS;
+/// Heavy-hitter slots per rule and CPU: a source's hash picks its slot, which keeps the
+/// majority candidate of the sources hashed there (Boyer-Moore vote).
+pub const TOP_SOURCES: usize = 4;
+
+/// The budgets, written by the agent; one entry (`FLOOD_CONFIG` array slot 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloodConfig {
+    /// Bumped by the agent after each sweep took the summaries: a CPU whose global slot
+    /// carries another window starts its global budget afresh.
+    pub window: u64,
+    /// Drop records per rule per sweep window on each CPU; `u32::MAX`: no limit (0 records
+    /// none: the program's map before the agent writes it).
+    pub per_rule: u32,
+    /// Drop records in all per sweep window on each CPU; `u32::MAX`: no limit.
+    pub total: u32,
+}
+const _: () = assert!(size_of::<FloodConfig>() == 16);
+
+/// One CPU's spending of the global budget (`FLOOD_TOTAL`, a per-CPU array of one).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloodTotal {
+    /// The [`FloodConfig::window`] `spent` counts in.
+    pub window: u64,
+    /// Drop records this CPU made in that window.
+    pub spent: u64,
+}
+const _: () = assert!(size_of::<FloodTotal>() == 16);
+
+/// One of a rule's most frequent stateless-drop sources on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopSource {
+    /// The source address, as in [`crate::FlowKey::addr_a`] (IPv4 in word 0).
+    pub addr: [u32; 4],
+    /// Its vote: packets counted for it minus those of other sources of the slot since it
+    /// took the slot (a lower bound of its packets); 0 for an empty slot.
+    pub packets: u64,
+}
+const _: () = assert!(size_of::<TopSource>() == 24);
+
+/// A rule's flood summary on one CPU since the agent last took it (`FLOOD`, a per-CPU hash
+/// of rule id to this).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloodValue {
+    /// Blocked new flows recorded (each spent one unit of the budget).
+    pub recorded: u64,
+    /// Packets dropped statelessly past the budget.
+    pub packets: u64,
+    /// Their frame bytes.
+    pub bytes: u64,
+    /// CLOCK_MONOTONIC (the coarse clock, at the kernel tick's resolution) of the first of
+    /// them, 0 if none.
+    pub first_ns: u64,
+    /// The same of the last of them.
+    pub last_ns: u64,
+    /// HyperLogLog registers over the sources' hashes ([`source_hash`]).
+    pub sources: [u8; SKETCH_REGISTERS],
+    /// The most frequent sources.
+    pub top: [TopSource; TOP_SOURCES],
+}
+const _: () = assert!(size_of::<FloodValue>() == 200);
+
+impl FloodValue {
+    /// An empty summary.
+    pub const fn zeroed() -> Self {
+        FloodValue {
+            recorded: 0,
+            packets: 0,
+            bytes: 0,
+            first_ns: 0,
+            last_ns: 0,
+            sources: [0; SKETCH_REGISTERS],
+            top: [TopSource {
+                addr: [0; 4],
+                packets: 0,
+            }; TOP_SOURCES],
+        }
+    }
+}
+
+/// The 64-bit hash of a source address the sketch registers (multiply-xorshift of its words;
+/// the same on both sides, so tests can predict registers).
+#[inline(always)]
+pub fn source_hash(addr: &[u32; 4]) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut i = 0;
+    while i < 4 {
+        h = (h ^ addr[i] as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 31;
+        i += 1;
+    }
+    h
+}
+
+/// The sketch register and rank of a hash: the low [`SKETCH_BITS`] pick the register, the
+/// rank is one more than the leading zeros of the rest (at most 59).
+#[inline(always)]
+pub fn register_of(hash: u64) -> (usize, u8) {
+    let index = (hash & (SKETCH_REGISTERS as u64 - 1)) as usize;
+    let rest = hash >> SKETCH_BITS;
+    // The top SKETCH_BITS bits of `rest` are zero: count from bit 57 down.
+    let rank = (rest << SKETCH_BITS).leading_zeros().min(64 - SKETCH_BITS) as u8 + 1;
+    (index, rank)
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data with explicit padding, no references, every bit pattern valid.
+    unsafe impl aya::Pod for super::FloodConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FloodTotal {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FloodValue {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn flood_layouts_match_the_kernel() {
+        assert_eq!(offset_of!(FloodConfig, per_rule), 8);
+        assert_eq!(offset_of!(FloodConfig, total), 12);
+        assert_eq!(offset_of!(FloodValue, first_ns), 24);
+        assert_eq!(offset_of!(FloodValue, sources), 40);
+        assert_eq!(offset_of!(FloodValue, top), 104);
+        assert_eq!(offset_of!(TopSource, packets), 16);
+    }
+
+    #[test]
+    fn ranks_stay_in_range() {
+        assert_eq!(register_of(0), (0, 59));
+        assert_eq!(register_of(u64::MAX), (63, 1));
+        assert_eq!(register_of(1 << SKETCH_BITS), (0, 58));
+    }
+}

@@ -1,0 +1,230 @@
+//! Flood-proof drops through BPF_PROG_TEST_RUN: while a rule's drop-record budget lasts, a
+//! blocked new flow is created and its first drop announced; past it, blocked packets create
+//! no flow and no event, and are counted in the rule's summary (packets, bytes, times, the
+//! distinct-source sketch, the top sources); the agent's take starts the budget afresh. The
+//! global budget binds across rules. Needs root.
+
+mod common;
+
+use std::net::IpAddr;
+
+use agent_common::Counter;
+use common::prog::Prog;
+use common::{tcp, v4, Spec};
+use xdp_audit::blocklist::{ListKind, ListSpec};
+use xdp_audit::reader::Event;
+use xdp_audit::sweeper::flood::{FloodBudget, RuleFlood};
+
+const DROP: u32 = 1;
+
+/// The budget counts per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU: the test's
+/// thread stays on one CPU (only this thread's affinity changes).
+fn pin_to_one_cpu() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "pinning the test thread to CPU 0: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// A budget of `per_cpu` drop records per rule and `total_per_cpu` in all on each CPU per
+/// one-second window.
+fn budget(per_cpu: u32, total_per_cpu: u32) -> FloodBudget {
+    let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
+    FloodBudget {
+        per_rule: per_cpu * cpus,
+        total: total_per_cpu * cpus,
+        window_ms: 1000,
+    }
+}
+
+struct Lab {
+    prog: Prog,
+    dir: std::path::PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str, block: &str, flood: FloodBudget) -> Self {
+        pin_to_one_cpu();
+        let dir =
+            std::env::temp_dir().join(format!("xdp-audit-flood-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("block.list");
+        std::fs::write(&path, block).expect("write the list");
+        let spec = ListSpec {
+            path,
+            kind: ListKind::Block,
+            refuse: false,
+        };
+        let (prog, _lists) = Prog::with_lists_budget(1024, flood, [spec]);
+        Lab { prog, dir }
+    }
+
+    /// A SYN from `src` to `dst`:80 (`len` payload bytes), its verdict.
+    fn syn(&mut self, src: [u8; 4], dst: [u8; 4], len: usize) -> u32 {
+        let frame = Spec::tcp4(src, 40000, dst, 80, tcp::SYN)
+            .payload(len)
+            .build();
+        self.prog.run(&frame)
+    }
+
+    fn drop_events(&mut self) -> usize {
+        let events = self.prog.events();
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::FlowDrop(..)))
+            .count()
+    }
+
+    fn take(&mut self) -> Vec<RuleFlood> {
+        self.prog
+            .loaded
+            .flood
+            .take()
+            .expect("take the flood summaries")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn source(i: u32) -> [u8; 4] {
+    let [_, b, c, d] = (0x0a00_0000 + i).to_be_bytes();
+    v4(10, b, c, d)
+}
+
+#[test]
+fn past_the_budget_blocked_packets_create_nothing_and_are_summarised() {
+    let mut lab = Lab::new("budget", "203.0.113.7\n", budget(2, 1000));
+    let target = v4(203, 0, 113, 7);
+    for i in 0..2 {
+        assert_eq!(lab.syn(source(i), target, 0), DROP);
+    }
+    assert_eq!(
+        lab.prog.flows().len(),
+        2,
+        "within the budget: flows created"
+    );
+    assert_eq!(lab.drop_events(), 2, "and their first drops announced");
+
+    // 200 sources once each, then one source 60 times: none of them gets a flow or an event.
+    let frame_len = Spec::tcp4(source(0), 40000, target, 80, tcp::SYN)
+        .payload(10)
+        .build()
+        .len() as u64;
+    for i in 0..200 {
+        assert_eq!(lab.syn(source(1000 + i), target, 10), DROP);
+    }
+    let heavy = v4(198, 51, 100, 99);
+    for _ in 0..60 {
+        assert_eq!(lab.syn(heavy, target, 10), DROP);
+    }
+    assert_eq!(
+        lab.prog.flows().len(),
+        2,
+        "no flow-table insert past the budget"
+    );
+    assert_eq!(lab.drop_events(), 0, "no ring event past the budget");
+    assert_eq!(lab.prog.counter(Counter::DroppedSummarised), 260);
+    assert_eq!(lab.prog.counter(Counter::DroppedByList), 262);
+    assert_eq!(lab.prog.counter(Counter::FloodUntracked), 0);
+
+    let taken = lab.take();
+    assert_eq!(taken.len(), 1, "one rule: {taken:?}");
+    let f = &taken[0];
+    assert_eq!(
+        (f.recorded, f.packets, f.bytes),
+        (2, 260, 260 * frame_len),
+        "{f:?}"
+    );
+    assert!(f.first_ns != 0 && f.first_ns <= f.last_ns, "{f:?}");
+    assert!(
+        (140..=270).contains(&f.sources),
+        "201 distinct sources estimated as {}",
+        f.sources
+    );
+    assert_eq!(
+        f.top[0].0,
+        IpAddr::from(heavy),
+        "top source first: {:?}",
+        f.top
+    );
+    assert!(
+        (30..=60).contains(&f.top[0].1),
+        "its vote, a lower bound of its 60 packets: {:?}",
+        f.top
+    );
+    let hits = lab.prog.loaded.lists.all_hits();
+    assert_eq!(
+        hits.iter().map(|h| h.1).sum::<u64>(),
+        262,
+        "every blocked packet hit its rule: {hits:?}"
+    );
+
+    // The take started the budget afresh: the next blocked new flow is recorded again.
+    assert_eq!(lab.syn(source(5000), target, 0), DROP);
+    assert_eq!(lab.prog.flows().len(), 3, "budget refilled by the take");
+    assert_eq!(lab.drop_events(), 1);
+    let taken = lab.take();
+    assert_eq!(
+        taken
+            .iter()
+            .map(|f| (f.recorded, f.packets))
+            .collect::<Vec<_>>(),
+        vec![(1, 0)],
+        "the take is a delta"
+    );
+}
+
+#[test]
+fn the_global_budget_binds_across_rules() {
+    let mut lab = Lab::new("total", "203.0.113.7\n203.0.113.8\n", budget(5, 3));
+    for i in 0..4 {
+        assert_eq!(lab.syn(source(i), v4(203, 0, 113, 7), 0), DROP);
+        assert_eq!(lab.syn(source(i), v4(203, 0, 113, 8), 0), DROP);
+    }
+    assert_eq!(
+        lab.prog.flows().len(),
+        3,
+        "three records in all, whatever the rule"
+    );
+    assert_eq!(lab.prog.counter(Counter::DroppedSummarised), 5);
+    let taken = lab.take();
+    assert_eq!(taken.iter().map(|f| f.recorded).sum::<u64>(), 3);
+    assert_eq!(taken.iter().map(|f| f.packets).sum::<u64>(), 5);
+    // The window moved on: both budgets start afresh.
+    assert_eq!(lab.syn(source(100), v4(203, 0, 113, 8), 0), DROP);
+    assert_eq!(lab.prog.flows().len(), 4);
+}
+
+#[test]
+fn a_zero_budget_records_every_blocked_flow() {
+    let off = FloodBudget {
+        per_rule: 0,
+        total: 0,
+        window_ms: 1000,
+    };
+    let mut lab = Lab::new("off", "203.0.113.7\n", off);
+    for i in 0..50 {
+        assert_eq!(lab.syn(source(i), v4(203, 0, 113, 7), 0), DROP);
+    }
+    assert_eq!(lab.prog.flows().len(), 50);
+    assert_eq!(lab.prog.counter(Counter::DroppedSummarised), 0);
+    let taken = lab.take();
+    assert_eq!(
+        taken.iter().map(|f| (f.recorded, f.packets)).collect::<Vec<_>>(),
+        vec![(50, 0)],
+        "every blocked flow recorded, nothing summarised"
+    );
+}
