@@ -40,6 +40,15 @@ pub enum SinkError {
 pub trait RecordSink: Send {
     /// Accepts one record; it may be buffered until [`RecordSink::sync`].
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError>;
+    /// [`RecordSink::write`], and appends the record's journal frame
+    /// ([`crate::store::journal::encode_frame`]) to `frame`, whatever the write's outcome: a
+    /// stage in front of the store that forwards records as bytes (syslog) gets the bytes the
+    /// store encoded for its journal instead of encoding each record a second time. The
+    /// default encodes the frame itself.
+    fn write_framed(&mut self, record: &FlowRecord, frame: &mut Vec<u8>) -> Result<(), SinkError> {
+        crate::store::journal::encode_frame(record, frame);
+        self.write(record)
+    }
     /// Makes every accepted record durable.
     fn sync(&mut self) -> Result<(), SinkError>;
     /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
@@ -74,6 +83,9 @@ pub trait RecordSink: Send {
 impl RecordSink for Box<dyn RecordSink> {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
         (**self).write(record)
+    }
+    fn write_framed(&mut self, record: &FlowRecord, frame: &mut Vec<u8>) -> Result<(), SinkError> {
+        (**self).write_framed(record, frame)
     }
     fn sync(&mut self) -> Result<(), SinkError> {
         (**self).sync()

@@ -492,6 +492,13 @@ impl Store {
 
     /// Accepts a record, rotating first when it starts a new hour or the journal is full.
     pub fn append(&mut self, r: &FlowRecord) {
+        self.append_framed(r, None);
+    }
+
+    /// [`Store::append`], also appending the record's journal frame to `copy` if given: the
+    /// bytes the journal holds, or (for a record dropped while the disk refuses writes) the
+    /// same frame encoded for the copy alone.
+    fn append_framed(&mut self, r: &FlowRecord, copy: Option<&mut Vec<u8>>) {
         let now = self.clock.now_ns();
         let hour = hour_of(r.time_start_ns);
         if self.journal_hour.is_some_and(|h| hour > h)
@@ -501,10 +508,16 @@ impl Store {
         }
         if self.degraded.is_some() && self.journal.pending_records() >= self.cfg.buffer_records {
             self.status.dropped += 1;
+            if let Some(copy) = copy {
+                journal::encode_frame(r, copy);
+            }
             self.sync_at(now); // retries (at most once a second) and reports (once a minute)
             return;
         }
-        self.journal.append(r);
+        let frame = self.journal.append(r);
+        if let Some(copy) = copy {
+            copy.extend_from_slice(frame);
+        }
         self.journal_hour.get_or_insert(hour);
         self.status.accepted += 1;
         if self.degraded.is_some() {
@@ -554,12 +567,15 @@ impl Drop for Store {
     }
 }
 
-impl RecordSink for Store {
-    /// Accepts the record, or reports it dropped when the memory buffer is full while the disk
-    /// refuses writes (the store counts it too, in [`StoreStatus::dropped`]).
-    fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
+impl Store {
+    /// [`RecordSink::write`], with the frame copied to `copy` if given.
+    fn write_to(
+        &mut self,
+        record: &FlowRecord,
+        copy: Option<&mut Vec<u8>>,
+    ) -> Result<(), SinkError> {
         let dropped = self.status.dropped;
-        self.append(record);
+        self.append_framed(record, copy);
         if self.status.dropped == dropped {
             return Ok(());
         }
@@ -570,6 +586,19 @@ impl RecordSink for Store {
                 self.cfg.buffer_records
             ),
         })
+    }
+}
+
+impl RecordSink for Store {
+    /// Accepts the record, or reports it dropped when the memory buffer is full while the disk
+    /// refuses writes (the store counts it too, in [`StoreStatus::dropped`]).
+    fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
+        self.write_to(record, None)
+    }
+
+    /// Copies the frame the journal holds (one encoding for both).
+    fn write_framed(&mut self, record: &FlowRecord, frame: &mut Vec<u8>) -> Result<(), SinkError> {
+        self.write_to(record, Some(frame))
     }
 
     /// Fsyncs. While the disk refuses writes this returns `Ok` and the records stay buffered
@@ -611,5 +640,52 @@ impl RecordSink for Store {
                 )),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testgen::{journal_bytes, TrafficGen};
+
+    #[test]
+    fn write_framed_hands_over_the_bytes_the_journal_holds() {
+        let tmp = crate::blocklist::tests::TempDir::new("framed");
+        let dir = tmp.0.join("log");
+        let t0 = 1_767_225_600_000_000_000;
+        let mut g = TrafficGen::with_rate(5, t0, 1000.0);
+        let recs: Vec<FlowRecord> = (0..500).map(|_| g.next_record()).collect();
+        let mut store =
+            Store::open_with_clock(StoreConfig::new(&dir), Box::new(FakeClock::new(t0)))
+                .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+        let mut frames = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            // Every other record plain: the copy holds the framed ones only.
+            let written = if i % 2 == 0 {
+                store.write_framed(r, &mut frames)
+            } else {
+                store.write(r)
+            };
+            written.unwrap_or_else(|e| panic!("record {i}: {e}"));
+        }
+        assert!(store.sync_now(), "the journal is durable");
+        let (all, starts) = journal_bytes(0, &recs);
+        let want: Vec<u8> = (0..recs.len())
+            .step_by(2)
+            .flat_map(|i| &all[starts[i]..starts.get(i + 1).copied().unwrap_or(all.len())])
+            .copied()
+            .collect();
+        assert_eq!(
+            frames, want,
+            "the copies are the journal's frames of the framed records"
+        );
+        let path = store.journal.path().to_owned();
+        let on_disk = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("read the journal {}: {e}", path.display()));
+        assert_eq!(
+            on_disk[journal::HEADER_LEN as usize..],
+            all[journal::HEADER_LEN as usize..],
+            "the journal holds every record once"
+        );
     }
 }

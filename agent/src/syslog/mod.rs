@@ -2,14 +2,15 @@
 //! frames over TCP or TLS (`--syslog tcp://HOST:PORT` or `tls://HOST:PORT`).
 //!
 //! ```text
-//! records thread: SyslogStage::write ─► encode ─► batch ─► try_send ─┐  bounded queue
-//! alert engine:   Handle::try_send(Message) ────────────────────────┘  (overflow counted)
+//! records thread: SyslogStage::write ─► store's frame ─► batch ─► try_send ─┐  bounded queue
+//! alert engine:   Handle::try_send(Message) ────────────────────────────────┘  (overflow counted)
 //!                                      sender thread: decode ─► format ─► batch ─► TCP / TLS
 //! ```
 //!
-//! Nothing on the records thread formats, allocates per record or waits: [`SyslogStage`]
-//! appends the record's journal encoding to a flat byte batch, hands full batches (and what it has at each sync and tick) to the queue, and passes
-//! every record on to the sink it wraps. The sender thread formats ([`format`]), writes
+//! Nothing on the records thread formats, encodes, allocates per record or waits:
+//! [`SyslogStage`] has the store append the journal frame it encodes anyway to a flat byte
+//! batch (`RecordSink::write_framed`), hands full batches (and what it has at each sync and
+//! tick) to the queue, and passes every record on to the sink it wraps. The sender thread formats ([`format`]), writes
 //! batches, and on a broken connection reconnects with exponential
 //! backoff and jitter and writes again the batch that failed and the frames of the replay
 //! window before it (at least once: a reconnect may repeat frames, counted as `resent`).
@@ -80,9 +81,10 @@ pub struct Message {
 
 /// What the queue carries: a batch of records, or a message of another stage (an alert).
 enum Item {
-    /// Records in the journal's binary form (`store::journal::encode_record`), each behind
-    /// its length (u32, little-endian): the records thread appends flat bytes into a reused
-    /// batch, with no allocation or clone per record; the sender decodes and formats them.
+    /// Records as journal frames (`store::journal::encode_frame`), back to back: the bytes
+    /// the store encoded for its journal, copied into the batch by the records thread (no
+    /// second encoding, no allocation or clone per record); the sender decodes
+    /// (`store::journal::frame_records`) and formats them.
     Records {
         /// The encoded records.
         bytes: Vec<u8>,
@@ -101,29 +103,6 @@ impl Item {
             Item::Message(_) => 1,
         }
     }
-}
-
-/// Appends `r` to a records batch (see [`Item::Records`]).
-fn append_record(bytes: &mut Vec<u8>, r: &FlowRecord) {
-    let at = bytes.len();
-    bytes.extend_from_slice(&[0; 4]);
-    crate::store::journal::encode_record(r, bytes);
-    let len = (bytes.len() - at - 4) as u32;
-    bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
-}
-
-/// The records of a batch written by [`append_record`], in order; a record that does not
-/// decode (never: the same process wrote it) ends the batch with its error.
-fn batch_records(
-    mut bytes: &[u8],
-) -> impl Iterator<Item = Result<FlowRecord, crate::store::journal::DecodeError>> + '_ {
-    std::iter::from_fn(move || {
-        let (len, rest) = bytes.split_first_chunk::<4>()?;
-        let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
-        let (record, rest) = rest.split_at(len);
-        bytes = rest;
-        Some(crate::store::journal::decode_view(record).map(|v| v.to_record()))
-    })
 }
 
 /// Records the stage gathers before it hands them to the queue as one batch: one channel
@@ -343,33 +322,4 @@ pub fn host_name() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::testgen::TrafficGen;
-
-    #[test]
-    fn a_records_batch_gives_back_every_record_in_order() {
-        let mut g = TrafficGen::new(11, 1_767_225_600_000_000_000);
-        let mut recs: Vec<FlowRecord> = (0..300).map(|_| g.next_record()).collect();
-        recs[7].dropped = 3;
-        recs[7].rule = Some("/etc/xdp-audit/block.list:12".into());
-        recs[8].attr.user = Some("alice".into());
-        recs[8].attr.domain = Some("example.org".into());
-        let mut bytes = Vec::new();
-        for r in &recs {
-            append_record(&mut bytes, r);
-        }
-        let back: Vec<FlowRecord> = batch_records(&bytes)
-            .collect::<Result<_, _>>()
-            .expect("every record decodes");
-        assert_eq!(back, recs);
-        // A batch cut short ends with an error, not a wrong record.
-        let cut = &bytes[..bytes.len() - 5];
-        let tail: Vec<_> = batch_records(cut).collect();
-        assert_eq!(tail.len(), recs.len());
-        assert!(tail.last().is_some_and(|r| r.is_err()), "the cut record");
-    }
 }

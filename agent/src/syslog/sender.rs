@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use super::format::{Encoder, Header};
 use super::status::Counters;
 use super::transport::{Conn, Connector};
-use super::{batch_records, Backoff, Item, SyslogConfig};
+use super::{Backoff, Item, SyslogConfig};
+use crate::store::journal::frame_records;
 
 /// A batch is written once it holds this many bytes, or when the queue is empty.
 const BATCH_BYTES: usize = 64 << 10;
@@ -148,9 +149,9 @@ impl Sender {
         match item {
             Item::Records { bytes, count } => {
                 let mut formatted = 0;
-                for r in batch_records(&bytes) {
+                for r in frame_records(&bytes) {
                     match r {
-                        Ok(r) => self.encoder.record(&r, &mut self.batch.bytes),
+                        Ok(r) => self.encoder.record(&r.to_record(), &mut self.batch.bytes),
                         Err(e) => {
                             warn!(error = %e, "syslog: a queued record does not decode; the rest of its batch is dropped");
                             break;

@@ -3,15 +3,13 @@
 use crate::record::FlowRecord;
 use crate::sink::{RecordSink, SinkError};
 
-use super::{
-    append_record, Handle, Item, Records, Syslog, SyslogConfig, SyslogError, SyslogStatus,
-    STAGE_BATCH,
-};
+use super::{Handle, Item, Records, Syslog, SyslogConfig, SyslogError, SyslogStatus, STAGE_BATCH};
 
 /// A [`RecordSink`] that queues each record the configuration selects (drop records, or all
-/// with `--syslog-records`) for the syslog sender, then passes every record to the sink it
-/// wraps. A queued record is its journal encoding appended to a flat byte batch (no clone, no
-/// allocation per record). It never waits: a full queue drops the batch and counts it.
+/// with `--syslog-records`) for the syslog sender and passes every record to the sink it
+/// wraps. A queued record is its journal frame, the bytes the store encoded for its journal
+/// ([`RecordSink::write_framed`]), appended to a flat byte batch: no second encoding, no
+/// clone, no allocation per record. It never waits: a full queue drops the batch and counts it.
 /// Batches are handed over at `STAGE_BATCH` records, and on every sync, tick and close.
 pub struct SyslogStage<S: RecordSink> {
     inner: S,
@@ -63,13 +61,17 @@ impl<S: RecordSink> SyslogStage<S> {
 impl<S: RecordSink> RecordSink for SyslogStage<S> {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
         if self.records == Records::All || record.dropped > 0 {
-            append_record(&mut self.pending, record);
+            // The store's own frame lands in the batch (one encoding for both); a record the
+            // store drops is framed all the same and still sent.
+            let written = self.inner.write_framed(record, &mut self.pending);
             self.pending_count += 1;
             if self.pending_count >= STAGE_BATCH as u64 {
                 self.hand_over();
             }
+            written
+        } else {
+            self.inner.write(record)
         }
-        self.inner.write(record)
     }
 
     fn sync(&mut self) -> Result<(), SinkError> {

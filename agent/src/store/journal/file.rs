@@ -265,10 +265,13 @@ impl JournalWriter {
         self.id
     }
 
-    /// Buffers one record.
-    pub fn append(&mut self, r: &FlowRecord) {
+    /// Buffers one record; returns its frame (what [`encode_frame`] wrote), so a stage after
+    /// the journal can copy the bytes instead of encoding the record again.
+    pub fn append(&mut self, r: &FlowRecord) -> &[u8] {
+        let at = self.pending.len();
         encode_frame(r, &mut self.pending);
         self.pending_records += 1;
+        &self.pending[at..]
     }
 
     /// Records buffered in memory, not yet written.

@@ -111,6 +111,38 @@ fn frame_at(rest: &[u8]) -> Result<(RecordView<'_>, usize), FrameError> {
     Ok((rec, FRAME_HEADER_LEN + len))
 }
 
+/// A frame among [`frame_records`]' that is not valid, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("frame at byte {offset} of the batch: {reason}")]
+pub struct BadFrame {
+    /// Its offset in the bytes walked.
+    pub offset: usize,
+    reason: FrameError,
+}
+
+/// The records of `buf`, frames back to back as [`encode_frame`] appends them and without a
+/// journal header: the frames a stage in front of the store gathers with
+/// [`crate::sink::RecordSink::write_framed`]. Each frame is checked as the scan checks it; the
+/// first that is not valid ends the walk with a [`BadFrame`] (no resynchronisation: such
+/// bytes never left memory, so a bad frame is a bug, not damage).
+pub fn frame_records(buf: &[u8]) -> impl Iterator<Item = Result<RecordView<'_>, BadFrame>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = buf.get(at..).filter(|r| !r.is_empty())?;
+        match frame_at(rest) {
+            Ok((record, len)) => {
+                at += len;
+                Some(Ok(record))
+            }
+            Err(reason) => {
+                let offset = at;
+                at = buf.len();
+                Some(Err(BadFrame { offset, reason }))
+            }
+        }
+    })
+}
+
 /// A stretch of a journal that holds no valid frame, skipped by the scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {

@@ -206,3 +206,43 @@ fn columns_decoded_on_two_threads_equal_one_scan_of_records() {
         }
     }
 }
+
+#[test]
+fn frames_back_to_back_give_back_every_record_and_stop_at_a_bad_one() {
+    let mut g = TrafficGen::new(11, 1_767_225_600_000_000_000);
+    let mut recs: Vec<FlowRecord> = (0..300).map(|_| g.next_record()).collect();
+    recs[7].dropped = 3;
+    recs[7].rule = Some("/etc/xdp-audit/block.list:12".into());
+    recs[8].attr.user = Some("alice".into());
+    recs[8].attr.domain = Some("example.org".into());
+    let mut bytes = Vec::new();
+    for r in &recs {
+        encode_frame(r, &mut bytes);
+    }
+    let back: Vec<FlowRecord> = frame_records(&bytes)
+        .map(|v| v.map(|v| v.to_record()))
+        .collect::<Result<_, _>>()
+        .expect("every frame decodes");
+    assert_eq!(back, recs);
+    assert_eq!(frame_records(&[]).count(), 0, "no bytes, no records");
+    // Cut short: every whole frame, then the error, never a wrong record.
+    let cut = &bytes[..bytes.len() - 5];
+    let tail: Vec<_> = frame_records(cut).collect();
+    assert_eq!(tail.len(), recs.len());
+    assert!(tail.last().is_some_and(|r| r.is_err()), "the cut frame");
+    // A flipped payload bit fails the CRC: the walk ends there, at that frame's offset.
+    let mut bad = bytes.clone();
+    let mut second = Vec::new();
+    encode_frame(&recs[0], &mut second);
+    bad[second.len() + FRAME_HEADER_LEN + 3] ^= 1;
+    let walked: Vec<_> = frame_records(&bad).collect();
+    assert_eq!(
+        walked.len(),
+        2,
+        "one good frame, then the bad one ends the walk"
+    );
+    match &walked[1] {
+        Err(e) => assert_eq!(e.offset, second.len(), "{e}"),
+        Ok(_) => panic!("the damaged frame decoded"),
+    }
+}
