@@ -223,7 +223,10 @@ fn a_zero_budget_records_every_blocked_flow() {
     assert_eq!(lab.prog.counter(Counter::DroppedSummarised), 0);
     let taken = lab.take();
     assert_eq!(
-        taken.iter().map(|f| (f.recorded, f.packets)).collect::<Vec<_>>(),
+        taken
+            .iter()
+            .map(|f| (f.recorded, f.packets))
+            .collect::<Vec<_>>(),
         vec![(50, 0)],
         "every blocked flow recorded, nothing summarised"
     );

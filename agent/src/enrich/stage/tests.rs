@@ -53,6 +53,13 @@ fn now() -> i64 {
     WallClock::measure().to_unix_ns(WallClock::ktime_now())
 }
 
+/// Unix ns an hour ago, or a second after boot on a machine up for less than an hour (a
+/// fresh CI machine): payloads carry kernel times, which cannot precede the boot.
+fn an_hour_ago() -> i64 {
+    let boot = WallClock::measure().offset_ns();
+    (now() - 3600 * S).max(boot + S)
+}
+
 fn subscribers(text: &str) -> Arc<SubscriberTable> {
     let parsed = ParsedSubscribers::parse(text.as_bytes()).expect("test subscribers parse");
     Arc::new(SubscriberTable::build([&parsed]))
@@ -306,7 +313,7 @@ fn dns_message(name: &str, addr: [u8; 4], ttl: u32, response: bool) -> Vec<u8> {
 
 #[test]
 fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() {
-    let t0 = now() - 3600 * S;
+    let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
     // The client asks the resolver; the response (from port 53 to the client) fills its cache.
     let resolver = ip("10.0.0.1");
@@ -356,7 +363,7 @@ fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() 
 
 #[test]
 fn dns_over_tcp_answers_across_segments_fill_the_cache_and_the_flow_keeps_its_question() {
-    let t0 = now() - 3600 * S;
+    let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
     let dns_rec = record("10.0.0.5", 40100, ip("10.0.0.1"), 53, proto::TCP, t0);
     let key = flow_key(&dns_rec);
@@ -420,7 +427,7 @@ fn dns_over_tcp_answers_across_segments_fill_the_cache_and_the_flow_keeps_its_qu
 
 #[test]
 fn a_dns_flow_carries_its_question_and_garbage_is_counted() {
-    let t0 = now() - 3600 * S;
+    let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
     let r = record("10.0.0.5", 5353, ip("10.0.0.1"), 53, proto::UDP, t0);
     let key = flow_key(&r);
@@ -459,7 +466,7 @@ fn later_records_of_a_flow_keep_the_attribution_of_its_start() {
 
 #[test]
 fn dhcp_packets_in_payloads_teach_bindings_the_join_reads() {
-    let t0 = now() - 3600 * S;
+    let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
     // The real exchange of dnsmasq with udhcpc and dhclient, as XDP would copy it.
     let dgrams = crate::enrich::dhcp::tests::datagrams("dnsmasq-dhcp.pcap");
