@@ -29,6 +29,7 @@ use xdp_audit::loader::{LoadOptions, Loaded, Program};
 use xdp_audit::reader::{Event, RingReader};
 use xdp_audit::sink::RecordSink;
 use xdp_audit::store::{Store, StoreConfig};
+use xdp_audit::sweeper::flood::FloodBudget;
 use xdp_audit::sweeper::{Sweeper, Timeouts};
 
 /// Events per measurement: new blocked flows, one first-drop event each.
@@ -52,7 +53,8 @@ fn source(i: u64) -> [u8; 4] {
     [100, 64 | ((i >> 16) as u8 & 0x3f), (i >> 8) as u8, i as u8]
 }
 
-/// The program with a 128 MiB ring, a 1 M-flow table, and `BLOCKED` in a blocklist.
+/// The program with a 128 MiB ring, a 1 M-flow table, `BLOCKED` in a blocklist, and no
+/// drop-record budget.
 fn load(dir: &Path) -> (Program, RingReader, ListSet) {
     let path = dir.join("block.list");
     std::fs::write(&path, format!("{}\n", Ipv4Addr::from(BLOCKED)))
@@ -63,6 +65,12 @@ fn load(dir: &Path) -> (Program, RingReader, ListSet) {
         ringbuf_bytes: 128 << 20,
         list_capacity: capacity.map_sizes(),
         domain_key: None,
+        // No drop-record budget: every new blocked flow must reach the ring as its event.
+        flood: FloodBudget {
+            per_rule: 0,
+            total: 0,
+            ..FloodBudget::default()
+        },
     })
     .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
     let key = loaded.lists.domain_key().expect("read the program's key");

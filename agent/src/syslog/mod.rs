@@ -35,8 +35,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::record::FlowRecord;
-
 pub use stage::SyslogStage;
 pub use status::SyslogStatus;
 pub use target::Target;
