@@ -111,23 +111,6 @@ fn flood_frames(set: u8, n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Keeps the bench's thread on CPU 0: the drop-record budget is per CPU, and the flood row
-/// must run past it on the CPU whose budget the warm-up spent.
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; pid 0 is this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(
-            rc,
-            0,
-            "pinning the bench to CPU 0: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 fn load_ref(object: &[u8], name: &str) -> Ebpf {
     load_programs(object, &[name])
 }
@@ -217,7 +200,7 @@ fn rss_mib() -> f64 {
 
 fn main() {
     xdp_audit::blocklist::use_mmap_for_large_buffers();
-    pin_to_cpu0();
+    common::prog::pin_to_cpu0();
     let mut empty = load_ref(BASELINE_OBJECT, agent_common::names::BASELINE_PASS);
     let mut filter = load_ref(FILTER_BASELINE_OBJECT, "xdp_filter_baseline");
     let mut stateful = load_ref(STATEFUL_BASELINE_OBJECT, STATEFUL);

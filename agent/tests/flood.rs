@@ -17,23 +17,6 @@ use xdp_audit::sweeper::flood::{FloodBudget, RuleFlood};
 
 const DROP: u32 = 1;
 
-/// The budget counts per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU: the test's
-/// thread stays on one CPU (only this thread's affinity changes).
-fn pin_to_one_cpu() {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; pid 0 is this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(
-            rc,
-            0,
-            "pinning the test thread to CPU 0: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// A budget of `per_cpu` drop records per rule and `total_per_cpu` in all on each CPU per
 /// one-second window.
 fn budget(per_cpu: u32, total_per_cpu: u32) -> FloodBudget {
@@ -52,7 +35,7 @@ struct Lab {
 
 impl Lab {
     fn new(tag: &str, block: &str, flood: FloodBudget) -> Self {
-        pin_to_one_cpu();
+        common::prog::pin_to_cpu0();
         let dir =
             std::env::temp_dir().join(format!("xdp-audit-flood-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -10,6 +10,24 @@ use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 use xdp_audit::sweeper::flood::FloodBudget;
 
+/// Keeps the calling thread on CPU 0 (only this thread's affinity changes): the drop-record
+/// budget is per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU, so what a run spends
+/// stays on one CPU's budget.
+pub fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "pinning the thread to CPU 0: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// XDP_PASS, the verdict every test frame must get.
 pub const XDP_PASS: u32 = 2;
 
