@@ -74,6 +74,14 @@ impl Lab {
             .take()
             .expect("take the flood summaries")
     }
+
+    /// [`Lab::take`] as (recorded, packets) per rule.
+    fn take_counts(&mut self) -> Vec<(u64, u64)> {
+        self.take()
+            .iter()
+            .map(|f| (f.recorded, f.packets))
+            .collect()
+    }
 }
 
 impl Drop for Lab {
@@ -159,15 +167,7 @@ fn past_the_budget_blocked_packets_create_nothing_and_are_summarised() {
     assert_eq!(lab.syn(source(5000), target, 0), DROP);
     assert_eq!(lab.prog.flows().len(), 3, "budget refilled by the take");
     assert_eq!(lab.drop_events(), 1);
-    let taken = lab.take();
-    assert_eq!(
-        taken
-            .iter()
-            .map(|f| (f.recorded, f.packets))
-            .collect::<Vec<_>>(),
-        vec![(1, 0)],
-        "the take is a delta"
-    );
+    assert_eq!(lab.take_counts(), vec![(1, 0)], "the take is a delta");
 }
 
 #[test]
@@ -204,12 +204,8 @@ fn a_zero_budget_records_every_blocked_flow() {
     }
     assert_eq!(lab.prog.flows().len(), 50);
     assert_eq!(lab.prog.counter(Counter::DroppedSummarised), 0);
-    let taken = lab.take();
     assert_eq!(
-        taken
-            .iter()
-            .map(|f| (f.recorded, f.packets))
-            .collect::<Vec<_>>(),
+        lab.take_counts(),
         vec![(50, 0)],
         "every blocked flow recorded, nothing summarised"
     );
