@@ -24,20 +24,43 @@ const HEADERS: usize = 34;
 #[map(name = "GEN_NEXT")]
 static GEN_NEXT: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Sends the frame unchanged.
+/// The frame's Ethernet and IPv4 headers as the bench built them, written again into every
+/// frame before it is sent: live frames are pages the kernel recycles, and a gateway that
+/// forwards a frame rewrites its MACs and TTL in place in that same page, so without this
+/// the next frame from the page would reach the gateway addressed to another host.
+#[map(name = "GEN_HEADER")]
+static GEN_HEADER: Array<[u8; HEADERS]> = Array::with_max_entries(1, 0);
+
+/// Writes [`GEN_HEADER`] over the frame's first [`HEADERS`] bytes; `None` if the frame is
+/// shorter or the map unreadable.
+#[inline(always)]
+fn reset_headers(ctx: &XdpContext) -> Option<*mut u8> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + HEADERS > end {
+        return None;
+    }
+    let header = GEN_HEADER.get(0)?;
+    // SAFETY: HEADERS bytes of the frame, checked above; the map value is HEADERS bytes.
+    unsafe { core::ptr::write_unaligned(start as *mut [u8; HEADERS], *header) };
+    Some(start as *mut u8)
+}
+
+/// Sends the frame as the bench built it.
 #[xdp]
-pub fn xdp_gen_same(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_TX
+pub fn xdp_gen_same(ctx: XdpContext) -> u32 {
+    match reset_headers(&ctx) {
+        Some(_) => xdp_action::XDP_TX,
+        None => xdp_action::XDP_ABORTED,
+    }
 }
 
 /// Sends the frame from the next source in 10.0.0.0/8 (16 M distinct flows; the flows are
 /// one-way, so no route back is needed), the IPv4 header checksum computed again.
 #[xdp]
 pub fn xdp_gen_new_flows(ctx: XdpContext) -> u32 {
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + HEADERS > end {
+    let Some(start) = reset_headers(&ctx) else {
         return xdp_action::XDP_ABORTED;
-    }
+    };
     let Some(next) = GEN_NEXT.get_ptr_mut(0) else {
         return xdp_action::XDP_ABORTED;
     };
@@ -47,7 +70,7 @@ pub fn xdp_gen_new_flows(ctx: XdpContext) -> u32 {
     unsafe {
         let n = *next;
         *next = n.wrapping_add(1);
-        let ip = (start + 14) as *mut u8;
+        let ip = start.add(14);
         let src = (n & 0x00ff_ffff) | 0x0a00_0000;
         core::ptr::write_unaligned(ip.add(12) as *mut [u8; 4], src.to_be_bytes());
         core::ptr::write_unaligned(ip.add(10) as *mut u16, 0);
