@@ -20,6 +20,7 @@ use std::io;
 use std::time::Duration;
 
 use agent_common::{flow_flags, FlowKey, FlowValue};
+use foldhash::fast::RandomState;
 use tracing::{debug, error, warn};
 
 use crate::clock::{OffsetSample, Timeline};
@@ -186,7 +187,10 @@ pub struct Sweeper {
     timeouts: Timeouts,
     clock: Timeline,
     ifnames: HashMap<u32, String>,
-    open: HashMap<FlowKey, Tracked>,
+    /// Keyed by flow with foldhash (seeded per process), not SipHash: every event and every
+    /// table entry of a sweep hashes its key here, and SipHash over a 40-byte key was the
+    /// largest single cost of the event path.
+    open: HashMap<FlowKey, Tracked, RandomState>,
     warnings: Warnings,
     ledger: Option<Ledger>,
     /// What the sweeper has done so far.
@@ -201,7 +205,7 @@ impl Sweeper {
             timeouts,
             clock,
             ifnames,
-            open: HashMap::new(),
+            open: HashMap::default(),
             warnings: Warnings::default(),
             ledger: None,
             stats: SweepStats::default(),
@@ -359,7 +363,7 @@ impl Sweeper {
             .filter(|(k, _)| k.family == agent_common::family::V4)
             .count() as u64;
         (self.stats.table_v4, self.stats.table_v6) = (v4, entries.len() as u64 - v4);
-        let mut seen = HashSet::with_capacity(entries.len());
+        let mut seen = HashSet::with_capacity_and_hasher(entries.len(), RandomState::default());
         let mut lost_starts = 0;
         for (key, v) in entries {
             seen.insert(key);
@@ -392,7 +396,7 @@ impl Sweeper {
         table: FlowTable<'_>,
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
-        seen: &HashSet<FlowKey>,
+        seen: &HashSet<FlowKey, RandomState>,
     ) -> io::Result<()> {
         let missing: Vec<FlowKey> = self
             .open
