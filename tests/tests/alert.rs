@@ -16,7 +16,7 @@ use xdp_audit_lab::agent::{binary, Agent};
 use xdp_audit_lab::lab::{self, sh, Lab};
 use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::tmpfs::Tmpfs;
-use xdp_audit_lab::wait::wait_until;
+use xdp_audit_lab::wait::{poll_until, wait_until};
 use xdp_audit_lab::webhook::Receiver;
 
 const BLOCKED_IP: &str = "203.0.113.3";
@@ -180,15 +180,31 @@ fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
             required.iter().all(|id| r.contains_key(*id))
         },
     );
-    let status = agent.status().expect("status --json");
-    let active = status["alerts"]["active"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    // `status` reads the snapshot the agent writes once a sweep, which may predate the
+    // webhook's delivery (and the stage's last batch of hits) by up to a sweep: wait for one
+    // that shows the block alert with its three hits.
+    let mut active = Vec::new();
+    let shown = poll_until(
+        Duration::from_secs(30),
+        "the block alert with three hits in a status snapshot",
+        || {
+            let status = agent.status()?;
+            active = status["alerts"]["active"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            Ok(active
+                .iter()
+                .any(|a| a["id"] == "XA-BLOCK-FIRST" && a["count"].as_u64() >= Some(3)))
+        },
+    );
+    if let Err(e) = shown {
+        panic!("{e}: the block alert is active in status: {active:#?}");
+    }
     let first = active
         .iter()
         .find(|a| a["id"] == "XA-BLOCK-FIRST")
-        .unwrap_or_else(|| panic!("the block alert is active in status: {active:#?}"));
+        .expect("found by the poll");
     assert_eq!(first["subject"]["client"], lab::CLIENT_V4);
     assert!(
         first["count"].as_u64() >= Some(3),
