@@ -331,17 +331,6 @@ fn drop_packet<const A: u32>(key: &FlowKey, v: Entry, rule: u32, counter: Counte
 /// no second lookup.
 #[inline(always)]
 fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
-    let now = precise_now();
-    let mut flags = 0;
-    let mut end_seen_ns = 0;
-    if p.closes_flow() {
-        end_seen_ns = now;
-        flags |= if p.is_rst() {
-            flow_flags::RST_SEEN
-        } else {
-            flow_flags::FIN_SEEN
-        };
-    }
     let (verdict, rule) = lists::of(&p.key);
     let dropped = verdict == verdict::DROP;
     // Past the drop-record budget a blocked packet buys no flow and no event: it is counted
@@ -352,6 +341,19 @@ fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
         }
         stats::bump(Counter::DroppedByList);
         return (xdp_action::XDP_DROP, payload::handover(DIR_ORIG, false));
+    }
+    // Read only for a packet that makes a flow: the precise clock was an eighth of a
+    // stateless drop (37 ns of 290 in the flood row of `agent/benches/xdp.rs`).
+    let now = precise_now();
+    let mut flags = 0;
+    let mut end_seen_ns = 0;
+    if p.closes_flow() {
+        end_seen_ns = now;
+        flags |= if p.is_rst() {
+            flow_flags::RST_SEEN
+        } else {
+            flow_flags::FIN_SEEN
+        };
     }
     let mut value: FlowValue = crate::mem::zeroed();
     value.first_seen_ns = now;
