@@ -75,16 +75,16 @@ fn new_flows_interleaved(progs: &mut [&mut Xdp], frames: &[Vec<u8>]) -> Vec<f64>
 /// Frames per chunk of [`new_flows_interleaved`].
 const CHUNK: usize = 1000;
 
-/// `NEW_FLOWS` SYNs, each a new flow; `set` picks a source range (0 or 1) so a program can
-/// see a second set of new flows.
-fn new_flow_frames(set: u8) -> Vec<Vec<u8>> {
-    (0..NEW_FLOWS)
+/// `n` TCP SYNs to `dst`:443, each from its own source in 100.`base + 32 * set`.0.0/11 and
+/// so a new flow; `set` (0 or 1) gives a program a second set it has not seen.
+fn syns(n: u32, base: u8, set: u8, dst: [u8; 4]) -> Vec<Vec<u8>> {
+    (0..n)
         .map(|i| {
             let [_, b, c, d] = i.to_be_bytes();
             Spec::tcp4(
-                v4(100, 64 + 32 * set + b, c, d),
+                v4(100, base + 32 * set + b, c, d),
                 40000,
-                v4(198, 18, 0, 1),
+                dst,
                 443,
                 tcp::SYN,
             )
@@ -93,22 +93,15 @@ fn new_flow_frames(set: u8) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `n` SYNs from distinct sources (set `set`: 0 or 1) to 10.1.2.3, an address of the big
-/// list and of the reference filter's: each a blocked new flow.
+/// `NEW_FLOWS` SYNs to 198.18.0.1, an address of no list: each a new passing flow.
+fn new_flow_frames(set: u8) -> Vec<Vec<u8>> {
+    syns(NEW_FLOWS, 64, set, v4(198, 18, 0, 1))
+}
+
+/// `n` SYNs to 10.1.2.3, an address of the big list and of the reference filter's: each a
+/// blocked new flow.
 fn flood_frames(set: u8, n: u32) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let [_, b, c, d] = i.to_be_bytes();
-            Spec::tcp4(
-                v4(100, 128 + 32 * set + b, c, d),
-                40000,
-                v4(10, 1, 2, 3),
-                443,
-                tcp::SYN,
-            )
-            .build()
-        })
-        .collect()
+    syns(n, 128, set, v4(10, 1, 2, 3))
 }
 
 fn load_ref(object: &[u8], name: &str) -> Ebpf {
