@@ -224,16 +224,21 @@ fn a_real_scrape_passes_promtool_moves_with_traffic_and_stays_bounded() {
     let dropped = "xdp_audit_packets_dropped_total{reason=\"list\"}";
     let records = "xdp_audit_flow_records_total";
     let fsyncs = "xdp_audit_journal_fsync_seconds_count";
+    let hits = "xdp_audit_list_hits_total{file=\"".to_owned() + block.to_str().expect("utf8");
+    let block_hits = format!("{hits}\",kind=\"block\"}}");
     let mut after = String::new();
+    // The rule hits come from the status snapshot, written once a sweep: wait for one taken
+    // after the last blocked attempt, as for the other figures.
     wait_until(
         Duration::from_secs(15),
-        "dropped packets, flow records and fsyncs show in the metrics",
+        "dropped packets, flow records, fsyncs and every blocked SYN's hit show in the metrics",
         || {
             after = scrape(&lab);
             value(&after, dropped) > value(&before, dropped)
                 && value(&after, records) >= value(&before, records) + 3.0
                 && value(&after, fsyncs) > value(&before, fsyncs)
                 && value(&after, "xdp_audit_records_durable_total") >= 3.0
+                && value(&after, &block_hits) >= 15.0
         },
     );
     promtool(&after);
@@ -242,9 +247,8 @@ fn a_real_scrape_passes_promtool_moves_with_traffic_and_stays_bounded() {
         value(&after, tcp) > value(&before, tcp),
         "TCP packets counted"
     );
-    let hits = "xdp_audit_list_hits_total{file=\"".to_owned() + block.to_str().expect("utf8");
     assert!(
-        value(&after, &format!("{hits}\",kind=\"block\"}}")) >= 15.0,
+        value(&after, &block_hits) >= 15.0,
         "the list file's hits: every blocked attempt's SYN"
     );
 
