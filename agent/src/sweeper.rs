@@ -161,6 +161,11 @@ impl RuleNames for crate::blocklist::ListSet {
     }
 }
 
+/// A record's `rule`: the rule's `FILE:LINE`, or its id where the lists no longer know it.
+fn rule_text(names: &dyn RuleNames, id: u32) -> String {
+    names.rule_name(id).unwrap_or_else(|| format!("rule #{id}"))
+}
+
 /// Rate limits of the sweeper's warnings, one per kind of loss.
 #[derive(Default)]
 struct Warnings {
@@ -304,16 +309,17 @@ impl Sweeper {
         // The program's rule values may carry the list's refusal bit.
         let rule = agent_common::rules::rule_id(rule.unwrap_or(v.rule));
         if rule != agent_common::NO_RULE {
-            record.rule = Some(
-                names
-                    .rule_name(rule)
-                    .unwrap_or_else(|| format!("rule #{rule}")),
-            );
+            record.rule = Some(rule_text(names, rule));
         }
         if record.packets == 0 {
             return; // an active slice already carried everything
         }
-        match sink.write(&record) {
+        self.emit(sink, &record);
+    }
+
+    /// Hands `record` to the sink; a refusal is counted and logged (rate-limited).
+    fn emit(&mut self, sink: &mut dyn RecordSink, record: &FlowRecord) {
+        match sink.write(record) {
             Ok(()) => self.stats.records += 1,
             Err(e) => {
                 self.stats.sink_errors += 1;
@@ -333,19 +339,8 @@ impl Sweeper {
         names: &dyn RuleNames,
     ) {
         for f in taken.iter().filter(|f| f.packets != 0) {
-            let rule = names
-                .rule_name(f.rule)
-                .unwrap_or_else(|| format!("rule #{}", f.rule));
-            let record = f.record(&self.clock.at(f.last_ns), rule);
-            match sink.write(&record) {
-                Ok(()) => self.stats.records += 1,
-                Err(e) => {
-                    self.stats.sink_errors += 1;
-                    if let Some(n) = self.warnings.sink_errors.hit(1) {
-                        error!(error = %e, records = n, total = self.stats.sink_errors, "audit records not written (logged at most every 10 s)");
-                    }
-                }
-            }
+            let record = f.record(&self.clock.at(f.last_ns), rule_text(names, f.rule));
+            self.emit(sink, &record);
         }
     }
 
