@@ -4,12 +4,19 @@
 //! first-drop events of new blocked flows (the program writes one per flow, and the sweeper
 //! writes its record at once), so each event is one record through every stage. Rows, in the
 //! same run: the reader alone (drain and decode), the whole path with an empty table set,
-//! and the whole path with 100,000 subscribers (half the sources: half the records attributed). Rounds are
+//! and the whole path with 100,000 subscribers (half the sources: half the records attributed);
+//! then what two optional stages cost this path (issue 13: alerts <= 3%; issue 12: syslog <=
+//! 10%), each next to the empty-tables row: the alert stage with its thread running (every
+//! record here is blocked: its worst case), and syslog of every record (`--syslog-records`)
+//! to a loopback TCP reader (the timing ends at the journal's sync; the reader must then count
+//! every record). Their threads run on the other core, as in the agent. Rounds are
 //! interleaved (A B C A B C ...); medians of [`ROUNDS`] are printed with the load average.
 //! Needs root. Run with `cargo bench -p xdp-audit --bench event_path`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/syslog_receiver.rs"]
+mod syslog_receiver;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -18,6 +25,8 @@ use std::sync::Arc;
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use common::{v4, Spec};
+use xdp_audit::alert::stage::AlertStage;
+use xdp_audit::alert::{AlertConfig, Alerts};
 use xdp_audit::blocklist::{Capacity, CompiledLists, ListKind, ListSet, ListSpec};
 use xdp_audit::clock::{clock_ns, Timeline, WallClock};
 use xdp_audit::daemon::queue::BATCH_EVENTS;
@@ -31,6 +40,7 @@ use xdp_audit::sink::RecordSink;
 use xdp_audit::store::{Store, StoreConfig};
 use xdp_audit::sweeper::flood::FloodBudget;
 use xdp_audit::sweeper::{Sweeper, Timeouts};
+use xdp_audit::syslog::{Records, SyslogConfig, SyslogStage, Target};
 
 /// Events per measurement: new blocked flows, one first-drop event each.
 const EVENTS: u64 = 200_000;
@@ -172,6 +182,14 @@ fn main() {
             name: "event path, 100,000 subscribers",
             secs: Vec::new(),
         },
+        Row {
+            name: "event path + alert stage",
+            secs: Vec::new(),
+        },
+        Row {
+            name: "event path + syslog of every record",
+            secs: Vec::new(),
+        },
     ];
     let mut sport = 1000u16;
     let mut attributed = Vec::new();
@@ -188,12 +206,33 @@ fn main() {
                 assert_eq!(n, EVENTS, "the ring held every event");
                 continue;
             }
-            let table = if i == 1 { empty.clone() } else { subs.clone() };
+            let table = if i == 2 { subs.clone() } else { empty.clone() };
             let dir = scratch.0.join(format!("store-{round}-{i}"));
             let store = Store::open(StoreConfig::new(&dir))
                 .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+            // The agent's order: enrich -> alerts -> syslog -> store (`cmd/run.rs`).
+            let (alerts, syslog) = (i == 3, i == 4);
+            let receiver = syslog.then(syslog_receiver::receiver);
+            let inner: Box<dyn RecordSink> = match &receiver {
+                Some((port, _)) => {
+                    let url = format!("tcp://127.0.0.1:{port}");
+                    let mut c = SyslogConfig::new(Target::parse(&url).expect("syslog url"));
+                    c.records = Records::All;
+                    c.queue = EVENTS as usize;
+                    Box::new(SyslogStage::start(store, c).expect("start the syslog stage"))
+                }
+                None => Box::new(store),
+            };
+            let alert_thread = alerts.then(|| {
+                Alerts::start(&AlertConfig::default(), 1 << 20, Vec::new())
+                    .expect("start the alert thread")
+            });
+            let inner: Box<dyn RecordSink> = match &alert_thread {
+                Some(a) => Box::new(AlertStage::new(inner, a.handle())),
+                None => inner,
+            };
             let mut sink = EnrichStage::new(
-                Box::new(store),
+                inner,
                 Inputs::fixed(table, None, None),
                 StageConfig::default(),
             );
@@ -216,6 +255,15 @@ fn main() {
             );
             if i == 2 {
                 attributed.push(sink.status().fields.user.attributed);
+            }
+            if let Some((_, frames)) = &receiver {
+                syslog_receiver::wait_frames(frames, EVENTS);
+            }
+            sink.close().expect("close the sink");
+            if let Some(a) = alert_thread {
+                let lost = a.handle().status().queue_full;
+                assert_eq!(lost, 0, "the alert queue took every blocked record");
+                a.stop();
             }
             drop(sink);
             let _ = std::fs::remove_dir_all(&dir);
@@ -243,6 +291,14 @@ fn main() {
             r,
             1e9 / r,
             base / r
+        );
+    }
+    for (row, target) in [(&rows[3], 1.03), (&rows[4], 1.10)] {
+        let ratio = rows[1].rate() / row.rate();
+        println!(
+            "  {}: x{ratio:.3} the empty-tables path's CPU time (target <= {target}): {}",
+            row.name,
+            if ratio <= target { "met" } else { "NOT MET" }
         );
     }
     let worst = rows[1].rate().min(rows[2].rate());

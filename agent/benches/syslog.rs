@@ -16,10 +16,8 @@
 //! The send rate is the best of three rounds; the record-path figures are medians of
 //! `ROUNDS` rounds, every variant once per round, each round starting at another variant.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +31,10 @@ use xdp_audit::syslog::{Records, SyslogConfig, SyslogStage, Target};
 
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/syslog_receiver.rs"]
+mod syslog_receiver;
+
+use syslog_receiver::{receiver, wait_frames};
 
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 const N: usize = 300_000;
@@ -49,47 +51,6 @@ impl RecordSink for Discard {
     }
 }
 
-/// A TCP reader on 127.0.0.1 counting octet-counted frames over all its connections.
-fn receiver() -> (u16, Arc<AtomicU64>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
-    let port = l.local_addr().expect("receiver address").port();
-    let frames = Arc::new(AtomicU64::new(0));
-    let count = frames.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(conn) = conn else { break };
-            let count = count.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::with_capacity(1 << 20, conn);
-                let mut len = Vec::with_capacity(8);
-                let mut body = vec![0u8; 1 << 16];
-                loop {
-                    len.clear();
-                    match r.read_until(b' ', &mut len) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let n: usize = match std::str::from_utf8(&len[..len.len() - 1])
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                    {
-                        Some(n) => n,
-                        None => panic!("bad frame length {:?}", String::from_utf8_lossy(&len)),
-                    };
-                    if body.len() < n {
-                        body.resize(n, 0);
-                    }
-                    if r.read_exact(&mut body[..n]).is_err() {
-                        break;
-                    }
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    (port, frames)
-}
-
 fn config(port: u16) -> SyslogConfig {
     let mut c = SyslogConfig::new(Target::parse(&format!("tcp://127.0.0.1:{port}")).expect("url"));
     c.records = Records::All;
@@ -98,19 +59,6 @@ fn config(port: u16) -> SyslogConfig {
     c.queue = N;
     c.close_timeout = Duration::from_secs(60);
     c
-}
-
-/// Waits until `frames` reaches `n`, with a deadline.
-fn wait_frames(frames: &AtomicU64, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while frames.load(Ordering::Relaxed) < n {
-        assert!(
-            Instant::now() < deadline,
-            "the receiver counted {} of {n} frames in 120 s",
-            frames.load(Ordering::Relaxed)
-        );
-        std::thread::yield_now();
-    }
 }
 
 fn rate(n: usize, secs: f64) -> f64 {

@@ -12,6 +12,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
+use foldhash::fast::RandomState;
+
 use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, Subject};
 use crate::status::Snapshot;
 
@@ -75,9 +77,9 @@ pub struct Engine {
     table_size: u64,
     chain_hold_ns: i64,
     max_active: usize,
-    active: HashMap<(super::AlertId, Subject), Active>,
+    active: HashMap<(super::AlertId, Subject), Active, RandomState>,
     /// Per client: the start of its burst window and its blocked records in it.
-    bursts: HashMap<IpAddr, (i64, u64)>,
+    bursts: HashMap<IpAddr, (i64, u64), RandomState>,
     last: Option<Gauges>,
     recent: VecDeque<Alert>,
     raised: u64,
@@ -98,8 +100,8 @@ impl Engine {
             chain_hold_ns: window_ns
                 .saturating_add(ns(cfg.alert_verify_interval).saturating_mul(2)),
             max_active: cfg.alert_max_active as usize,
-            active: HashMap::new(),
-            bursts: HashMap::new(),
+            active: HashMap::default(),
+            bursts: HashMap::default(),
             last: None,
             recent: VecDeque::with_capacity(RECENT),
             raised: 0,

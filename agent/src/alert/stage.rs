@@ -8,6 +8,8 @@
 //! hit. A full queue drops the batch and counts its hits (see [`super::Handle`]).
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Handle, Hit};
@@ -45,6 +47,12 @@ impl HitBatch {
         self.hits
     }
 
+    /// Empties the batch, keeping its room.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.hits = 0;
+    }
+
     /// Appends one blocked record's (client, user, rule).
     pub fn push(&mut self, client: IpAddr, user: Option<&str>, rule: Option<&str>) {
         match client {
@@ -78,7 +86,7 @@ impl HitBatch {
     pub fn counted(&self) -> Vec<(Hit, u64)> {
         type Key<'a> = (IpAddr, Option<&'a str>, Option<&'a str>);
         let mut order: Vec<(Key<'_>, u64)> = Vec::new();
-        let mut index: HashMap<Key<'_>, usize> = HashMap::new();
+        let mut index: HashMap<Key<'_>, usize, RandomState> = HashMap::default();
         let mut b = &self.bytes[..];
         while let Some(key) = next_hit(&mut b) {
             match index.get(&key) {
@@ -154,8 +162,11 @@ impl<S: RecordSink> AlertStage<S> {
 
     fn send(&mut self) {
         if self.batch.hits > 0 {
-            // The next batch starts at this one's size: one allocation per batch.
-            let next = HitBatch::with_capacity(self.batch.bytes.len());
+            // A batch the alert thread emptied, else one of this one's size.
+            let next = match self.alerts.spare_batch() {
+                Some(b) => b,
+                None => HitBatch::with_capacity(self.batch.bytes.len()),
+            };
             self.alerts.hits(std::mem::replace(&mut self.batch, next));
         }
     }
@@ -251,6 +262,32 @@ mod tests {
         assert_eq!(counts, [(Some("b.list:1"), 3), (Some("b.list:2"), 1)]);
         stage.tick().expect("tick");
         assert_eq!(stage.batch.hits(), 0, "sent at the tick");
+    }
+
+    #[test]
+    fn a_counted_batch_comes_back_empty_for_the_stage_to_fill_again() {
+        let alerts = super::super::Alerts::start(&Default::default(), 0, Vec::new())
+            .expect("start the alert thread");
+        let mut stage = AlertStage::new(Discard, alerts.handle());
+        let mut r = TrafficGen::new(5, 0).next_record();
+        r.dropped = 1;
+        r.rule = Some("b.list:1".into());
+        for _ in 0..BATCH {
+            stage.write(&r).expect("write");
+        }
+        assert_eq!(stage.batch.hits(), 0, "a full batch is sent at once");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let spare = loop {
+            if let Some(b) = alerts.handle().spare_batch() {
+                break b;
+            }
+            assert!(std::time::Instant::now() < deadline, "no batch came back in 30 s");
+            std::thread::yield_now();
+        };
+        assert_eq!(spare, HitBatch::with_capacity(0), "cleared");
+        assert!(spare.bytes.capacity() >= BATCH * 10, "its room kept");
+        let status = alerts.handle().status();
+        assert_eq!(status.queue_full, 0);
     }
 
     #[test]

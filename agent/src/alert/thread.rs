@@ -29,10 +29,16 @@ enum Msg {
     Stop,
 }
 
+/// Emptied hit batches kept for the stage to fill again.
+const SPARE_BATCHES: usize = 4;
+
 #[derive(Default)]
 struct Shared {
     status: Mutex<AlertStatus>,
     queue_full: AtomicU64,
+    /// Batches the alert thread has counted, cleared, for the stage to reuse: the records
+    /// thread then neither allocates a batch nor frees one the other thread touched.
+    spare: Mutex<Vec<HitBatch>>,
 }
 
 /// A cloneable sender of inputs to the alert thread.
@@ -64,6 +70,11 @@ impl Handle {
     pub fn hits(&self, hits: HitBatch) -> bool {
         let n = hits.hits();
         self.send(Msg::Hits(hits), n)
+    }
+
+    /// An emptied batch to fill again, if the alert thread has one spare (never waits).
+    pub fn spare_batch(&self) -> Option<HitBatch> {
+        self.shared.spare.try_lock().ok()?.pop()
     }
 
     /// The status snapshot of a sweep; false if the queue was full (counted).
@@ -177,10 +188,16 @@ impl Worker {
         loop {
             let mut publish = false;
             match rx.recv_timeout(TICK) {
-                Ok(Msg::Hits(hits)) => {
+                Ok(Msg::Hits(mut hits)) => {
                     let now = now_ns();
                     for (h, n) in hits.counted() {
                         self.engine.hit(h, n, now, &mut out);
+                    }
+                    hits.clear();
+                    if let Ok(mut spare) = self.shared.spare.lock() {
+                        if spare.len() < SPARE_BATCHES {
+                            spare.push(hits);
+                        }
                     }
                 }
                 Ok(Msg::Observe(mut g)) => {
