@@ -281,7 +281,10 @@ mod tests {
             if let Some(b) = alerts.handle().spare_batch() {
                 break b;
             }
-            assert!(std::time::Instant::now() < deadline, "no batch came back in 30 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no batch came back in 30 s"
+            );
             std::thread::yield_now();
         };
         assert_eq!(spare, HitBatch::with_capacity(0), "cleared");
