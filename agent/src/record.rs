@@ -627,6 +627,29 @@ mod tests {
     }
 
     #[test]
+    fn clone_from_equals_clone() {
+        let mut g = crate::store::testgen::TrafficGen::new(11, 1_700_000_000_000_000_000);
+        let records: Vec<FlowRecord> = (0..200).map(|_| g.next_record()).collect();
+        let mut kept = records[0].clone();
+        assert_eq!(kept, records[0]);
+        for r in &records {
+            kept.clone_from(r);
+            assert_eq!(&kept, r, "a kept record overwritten by clone_from");
+        }
+        let mut attr = records
+            .iter()
+            .map(|r| r.attr.clone())
+            .find(|a| !a.is_empty());
+        if let Some(a) = attr.as_mut() {
+            a.clone_from(&Attribution::default());
+            assert!(
+                a.is_empty(),
+                "no text of the overwritten attribution is left"
+            );
+        }
+    }
+
+    #[test]
     fn helpers_round_trip() {
         assert_eq!(tcp_flags_str(0x1b), "FSPA");
         assert_eq!(tcp_flags_str(0), "");
