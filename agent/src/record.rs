@@ -173,7 +173,7 @@ pub fn tcp_flags_str(flags: u8) -> String {
 }
 
 /// One audit record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     /// First packet of the flow (or of this slice), Unix time in nanoseconds.
     pub time_start_ns: i64,
@@ -225,7 +225,7 @@ pub struct FlowRecord {
 /// Who and what behind a flow, added by the enrich stage (`crate::enrich`) from what was true
 /// at the flow's start. Every field is `None` when unknown; a record written before the
 /// attribution fields existed reads back with all of them `None`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Attribution {
     /// The subscriber account behind the client's address or MAC.
     pub user: Option<String>,
@@ -243,6 +243,142 @@ pub struct Attribution {
     pub dns_qname: Option<String>,
     /// The question of a DNS flow: the query type (1 A, 28 AAAA, ...).
     pub dns_qtype: Option<u16>,
+}
+
+/// `Clone` by hand for `clone_from`, which the derive leaves at `*self = source.clone()`:
+/// field by field, a text overwrites the one it replaces in place, so a stage that keeps one
+/// record and copies each new one into it (the enrich stage) allocates nothing per record.
+/// The destructuring makes a new field a compile error here until it is copied.
+impl Clone for FlowRecord {
+    fn clone(&self) -> Self {
+        let FlowRecord {
+            time_start_ns,
+            time_end_ns,
+            iface,
+            ifindex,
+            vlan,
+            vlan_inner,
+            src_mac,
+            dst_mac,
+            proto,
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+            packets,
+            bytes,
+            resp_packets,
+            resp_bytes,
+            tcp_flags,
+            dropped,
+            rule,
+            end_reason,
+            attr,
+        } = self;
+        FlowRecord {
+            time_start_ns: *time_start_ns,
+            time_end_ns: *time_end_ns,
+            iface: iface.clone(),
+            ifindex: *ifindex,
+            vlan: *vlan,
+            vlan_inner: *vlan_inner,
+            src_mac: *src_mac,
+            dst_mac: *dst_mac,
+            proto: *proto,
+            src_ip: *src_ip,
+            src_port: *src_port,
+            dst_ip: *dst_ip,
+            dst_port: *dst_port,
+            packets: *packets,
+            bytes: *bytes,
+            resp_packets: *resp_packets,
+            resp_bytes: *resp_bytes,
+            tcp_flags: *tcp_flags,
+            dropped: *dropped,
+            rule: rule.clone(),
+            end_reason: *end_reason,
+            attr: attr.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let FlowRecord {
+            time_start_ns,
+            time_end_ns,
+            iface,
+            ifindex,
+            vlan,
+            vlan_inner,
+            src_mac,
+            dst_mac,
+            proto,
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+            packets,
+            bytes,
+            resp_packets,
+            resp_bytes,
+            tcp_flags,
+            dropped,
+            rule,
+            end_reason,
+            attr,
+        } = self;
+        *time_start_ns = source.time_start_ns;
+        *time_end_ns = source.time_end_ns;
+        iface.clone_from(&source.iface);
+        *ifindex = source.ifindex;
+        *vlan = source.vlan;
+        *vlan_inner = source.vlan_inner;
+        *src_mac = source.src_mac;
+        *dst_mac = source.dst_mac;
+        *proto = source.proto;
+        *src_ip = source.src_ip;
+        *src_port = source.src_port;
+        *dst_ip = source.dst_ip;
+        *dst_port = source.dst_port;
+        *packets = source.packets;
+        *bytes = source.bytes;
+        *resp_packets = source.resp_packets;
+        *resp_bytes = source.resp_bytes;
+        *tcp_flags = source.tcp_flags;
+        *dropped = source.dropped;
+        rule.clone_from(&source.rule);
+        *end_reason = source.end_reason;
+        attr.clone_from(&source.attr);
+    }
+}
+
+/// `Clone` by hand for `clone_from` (see [`FlowRecord`]'s).
+impl Clone for Attribution {
+    fn clone(&self) -> Self {
+        let mut a = Attribution::default();
+        a.clone_from(self);
+        a
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Attribution {
+            user,
+            hostname,
+            nat_ip,
+            nat_port,
+            domain,
+            domain_source,
+            dns_qname,
+            dns_qtype,
+        } = self;
+        user.clone_from(&source.user);
+        hostname.clone_from(&source.hostname);
+        *nat_ip = source.nat_ip;
+        *nat_port = source.nat_port;
+        domain.clone_from(&source.domain);
+        *domain_source = source.domain_source;
+        dns_qname.clone_from(&source.dns_qname);
+        *dns_qtype = source.dns_qtype;
+    }
 }
 
 impl Attribution {
@@ -488,6 +624,29 @@ mod tests {
                 r#""domain_source":null,"dns_qname":null,"dns_qtype":null}"#
             )
         );
+    }
+
+    #[test]
+    fn clone_from_equals_clone() {
+        let mut g = crate::store::testgen::TrafficGen::new(11, 1_700_000_000_000_000_000);
+        let records: Vec<FlowRecord> = (0..200).map(|_| g.next_record()).collect();
+        let mut kept = records[0].clone();
+        assert_eq!(kept, records[0]);
+        for r in &records {
+            kept.clone_from(r);
+            assert_eq!(&kept, r, "a kept record overwritten by clone_from");
+        }
+        let mut attr = records
+            .iter()
+            .map(|r| r.attr.clone())
+            .find(|a| !a.is_empty());
+        if let Some(a) = attr.as_mut() {
+            a.clone_from(&Attribution::default());
+            assert!(
+                a.is_empty(),
+                "no text of the overwritten attribution is left"
+            );
+        }
     }
 
     #[test]

@@ -16,11 +16,13 @@ pub mod flood;
 pub mod ledger;
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
 use std::io;
 use std::time::Duration;
 
 use agent_common::{flow_flags, FlowKey, FlowValue};
 use foldhash::fast::RandomState;
+use indexmap::IndexMap;
 use tracing::{debug, error, warn};
 
 use crate::clock::{OffsetSample, Timeline};
@@ -145,6 +147,12 @@ pub struct RetiredFlow {
 pub trait RuleNames {
     /// The rule's origin, if the id is known.
     fn rule_name(&self, id: u32) -> Option<String>;
+
+    /// Appends [`RuleNames::rule_name`] to `out`; false (nothing appended) if the id is
+    /// unknown. The record path names a rule per drop record, into a buffer it reuses.
+    fn push_rule_name(&self, id: u32, out: &mut String) -> bool {
+        self.rule_name(id).map(|n| out.push_str(&n)).is_some()
+    }
 }
 
 /// No lists loaded.
@@ -156,14 +164,26 @@ impl RuleNames for () {
 
 impl RuleNames for crate::blocklist::ListSet {
     fn rule_name(&self, id: u32) -> Option<String> {
-        self.origin(id)
-            .map(|o| format!("{}:{}", o.path.display(), o.line))
+        self.origin(id).map(|o| o.name())
+    }
+
+    fn push_rule_name(&self, id: u32, out: &mut String) -> bool {
+        self.origin(id).map(|o| o.push_name(out)).is_some()
     }
 }
 
 /// A record's `rule`: the rule's `FILE:LINE`, or its id where the lists no longer know it.
 fn rule_text(names: &dyn RuleNames, id: u32) -> String {
-    names.rule_name(id).unwrap_or_else(|| format!("rule #{id}"))
+    let mut out = String::new();
+    push_rule_text(names, id, &mut out);
+    out
+}
+
+/// Appends [`rule_text`] to `out`.
+fn push_rule_text(names: &dyn RuleNames, id: u32, out: &mut String) {
+    if !names.push_rule_name(id, out) {
+        let _ = write!(out, "rule #{id}");
+    }
 }
 
 /// Rate limits of the sweeper's warnings, one per kind of loss.
@@ -191,11 +211,16 @@ fn tally(total: &mut u64, throttle: &mut Throttle, n: u64, what: &str) {
 pub struct Sweeper {
     timeouts: Timeouts,
     clock: Timeline,
-    ifnames: HashMap<u32, String>,
+    ifnames: HashMap<u32, String, RandomState>,
+    /// The last record's text buffers (interface, rule), reused by the next one: a record
+    /// per event, and a new `String` per text was a malloc and a free each.
+    spare: (String, String),
     /// Keyed by flow with foldhash (seeded per process), not SipHash: every event and every
     /// table entry of a sweep hashes its key here, and SipHash over a 40-byte key was the
-    /// largest single cost of the event path.
-    open: HashMap<FlowKey, Tracked, RandomState>,
+    /// largest single cost of the event path. An `IndexMap`: a new flow's 200-byte entry is
+    /// appended to one vector and only a small index table is probed and rehashed, where a
+    /// hash map wrote each entry to a random cache line of a table it moved at every growth.
+    open: IndexMap<FlowKey, Tracked, RandomState>,
     warnings: Warnings,
     ledger: Option<Ledger>,
     /// What the sweeper has done so far.
@@ -209,8 +234,9 @@ impl Sweeper {
         Self {
             timeouts,
             clock,
-            ifnames,
-            open: HashMap::default(),
+            ifnames: ifnames.into_iter().collect(),
+            spare: (String::new(), String::new()),
+            open: IndexMap::default(),
             warnings: Warnings::default(),
             ledger: None,
             stats: SweepStats::default(),
@@ -235,14 +261,19 @@ impl Sweeper {
         if let Some(t) = self.open.get_mut(key) {
             t.reported = reported;
         }
+        self.ledger_set(key, &reported);
+    }
+
+    /// Keeps `reported` in the ledger, if there is one.
+    fn ledger_set(&mut self, key: &FlowKey, reported: &Reported) {
         if let Some(l) = self.ledger.as_mut() {
-            l.set(key, &reported);
+            l.set(key, reported);
         }
     }
 
     /// Forgets a flow that ended or left the table.
     fn forget(&mut self, key: &FlowKey) -> Tracked {
-        let t = self.open.remove(key).unwrap_or_default();
+        let t = self.open.swap_remove(key).unwrap_or_default();
         if t.reported != Reported::default() {
             if let Some(l) = self.ledger.as_mut() {
                 l.remove(key);
@@ -274,7 +305,11 @@ impl Sweeper {
             // Payload copies are for the enrich stage; they change no flow's accounting.
             Event::Payload(_) => {}
             Event::FlowDrop(key, value, rule) => {
-                let tracked = self.open.entry(key).or_default();
+                // One lookup: the entry's index stays valid across `write`, which changes no
+                // flow.
+                let entry = self.open.entry(key);
+                let at = entry.index();
+                let tracked = entry.or_default();
                 tracked.start.get_or_insert(value);
                 let reported = tracked.reported;
                 let reason = if value.flags & agent_common::flow_flags::REFUSED != 0 {
@@ -283,7 +318,11 @@ impl Sweeper {
                     EndReason::Drop
                 };
                 self.write(sink, &key, &value, &reported, reason, Some(rule), names);
-                self.set_reported(&key, Reported::of(&value));
+                let now = Reported::of(&value);
+                if let Some((_, t)) = self.open.get_index_mut(at) {
+                    t.reported = now;
+                }
+                self.ledger_set(&key, &now);
             }
         }
     }
@@ -299,22 +338,33 @@ impl Sweeper {
         rule: Option<u32>,
         names: &dyn RuleNames,
     ) {
-        let iface = self
-            .ifnames
-            .get(&key.ifindex)
-            .map_or_else(|| format!("if{}", key.ifindex), Clone::clone);
         // One timeline for the whole record, the one of its last packet (see `clock`).
         let clock = self.clock.at(v.last_seen_ns);
-        let mut record = FlowRecord::from_entry(key, v, &iface, &clock, rep, r);
-        // The program's rule values may carry the list's refusal bit.
-        let rule = agent_common::rules::rule_id(rule.unwrap_or(v.rule));
-        if rule != agent_common::NO_RULE {
-            record.rule = Some(rule_text(names, rule));
-        }
+        let mut record = FlowRecord::from_entry(key, v, "", &clock, rep, r);
         if record.packets == 0 {
             return; // an active slice already carried everything
         }
+        record.iface = std::mem::take(&mut self.spare.0);
+        record.iface.clear();
+        match self.ifnames.get(&key.ifindex) {
+            Some(name) => record.iface.push_str(name),
+            None => {
+                let _ = write!(record.iface, "if{}", key.ifindex);
+            }
+        }
+        // The program's rule values may carry the list's refusal bit.
+        let rule = agent_common::rules::rule_id(rule.unwrap_or(v.rule));
+        if rule != agent_common::NO_RULE {
+            let mut text = std::mem::take(&mut self.spare.1);
+            text.clear();
+            push_rule_text(names, rule, &mut text);
+            record.rule = Some(text);
+        }
         self.emit(sink, &record);
+        self.spare.0 = record.iface;
+        if let Some(text) = record.rule {
+            self.spare.1 = text;
+        }
     }
 
     /// Hands `record` to the sink; a refusal is counted and logged (rate-limited).
@@ -524,7 +574,7 @@ impl Sweeper {
     ) -> io::Result<()> {
         for key in table.keys()? {
             if let Some(v) = table.take(&key)? {
-                let reported = self.open.remove(&key).unwrap_or_default().reported;
+                let reported = self.open.swap_remove(&key).unwrap_or_default().reported;
                 let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
                 self.write(sink, &key, &v, &reported, reason, None, names);
             }

@@ -119,6 +119,26 @@ pub struct RuleOrigin<'a> {
     pub line: u32,
 }
 
+impl RuleOrigin<'_> {
+    /// `FILE:LINE`, as records name the rule.
+    pub fn name(&self) -> String {
+        let mut out = String::new();
+        self.push_name(&mut out);
+        out
+    }
+
+    /// Appends [`RuleOrigin::name`] to `out`: the path's text as it is when it is UTF-8 (no
+    /// formatter, no lossy pass per drop record), else with U+FFFD for what is not.
+    pub fn push_name(&self, out: &mut String) {
+        match self.path.to_str() {
+            Some(path) => out.push_str(path),
+            None => out.push_str(&self.path.to_string_lossy()),
+        }
+        out.push(':');
+        out.push_str(crate::record::text::Decimal::new(u64::from(self.line)).as_str());
+    }
+}
+
 /// The configured list files, the last good version of each, and their compiled tables.
 #[derive(Debug)]
 pub struct ListSet {

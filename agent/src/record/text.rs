@@ -206,18 +206,42 @@ impl Serialize for FlowRecord {
 
 /// `n` in decimal, as `Display` writes it.
 #[inline]
-pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(Decimal::new(n).as_bytes());
+}
+
+/// A number's decimal digits on the stack ([`push_u64`]'s), for a `String` as well.
+pub struct Decimal {
+    digits: [u8; 20],
+    at: usize,
+}
+
+impl Decimal {
+    /// The digits of `n`, as `Display` writes them.
+    #[inline]
+    pub fn new(mut n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
+        Decimal { digits, at }
     }
-    out.extend_from_slice(&digits[at..]);
+
+    /// The digits.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.at..]
+    }
+
+    /// The digits as text (ASCII digits only, so never empty).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("0")
+    }
 }
 
 /// `n` in lowercase hexadecimal without leading zeros, as `{:x}` writes it.

@@ -83,8 +83,10 @@ pub trait StoreClock: Send {
 pub struct SystemClock;
 
 impl StoreClock for SystemClock {
+    /// `clock_gettime` itself: every append reads it, and `SystemTime`'s conversions on top
+    /// cost about half as much again.
     fn now_ns(&self) -> i64 {
-        jiff::Timestamp::now().as_nanosecond() as i64
+        crate::clock::clock_ns(libc::CLOCK_REALTIME)
     }
 }
 

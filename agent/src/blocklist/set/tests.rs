@@ -651,3 +651,27 @@ fn refused_reloads_leave_everything_as_it_was_and_accepted_ones_equal_a_fresh_lo
 
 /// A set over `files` (path, kind) hashing with `k`, loaded.
 mod adopt;
+
+#[test]
+fn a_rule_name_is_what_the_formatter_wrote() {
+    use std::os::unix::ffi::OsStrExt;
+    let paths = [
+        std::path::PathBuf::from("/etc/xdp-audit/block.list"),
+        std::path::PathBuf::from("lists/é.list"),
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b"bad\xff\xfe-\xc3.list")),
+    ];
+    for path in &paths {
+        for line in [0, 1, 9, 10, 4_294_967_295] {
+            let o = RuleOrigin {
+                path,
+                kind: ListKind::Block,
+                line,
+            };
+            let mut pushed = String::from("x");
+            o.push_name(&mut pushed);
+            let want = format!("{}:{}", path.display(), line);
+            assert_eq!(pushed, format!("x{want}"), "{path:?} line {line}");
+            assert_eq!(o.name(), want);
+        }
+    }
+}

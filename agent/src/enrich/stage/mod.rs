@@ -23,12 +23,12 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use agent_common::{family, FlowKey};
 use foldhash::fast::RandomState;
+use indexmap::IndexMap;
 
 use crate::clock::WallClock;
 use crate::enrich::dhcp::DhcpLearner;
@@ -80,9 +80,22 @@ impl Default for StageConfig {
     }
 }
 
-/// What the stage knows of one flow between its first payload and its last record.
+/// What the stage knows of one flow between its first payload or record and its last record.
 #[derive(Default)]
 struct FlowState {
+    /// What its payload told, once a payload came: boxed, since most flows with state here
+    /// (every blocked flow, from its first-drop record on) never have one, and a smaller
+    /// entry is less memory to touch per new flow.
+    payload: Option<Box<PayloadState>>,
+    /// The attribution of the flow's first record, reused by its later records.
+    attr: Option<Attribution>,
+    /// Unix ns of the last payload or record.
+    last_ns: i64,
+}
+
+/// What a flow's payload snippets told the stage.
+#[derive(Default)]
+struct PayloadState {
     /// Name finding in progress (TCP, QUIC); `None` before the first payload or once over.
     names: Option<FlowNames>,
     /// What the flow's payload said about its name.
@@ -91,10 +104,23 @@ struct FlowState {
     question: Option<Question>,
     /// A DNS-over-TCP flow's two directions (originator, responder), once they carry bytes.
     dns_tcp: [Option<Box<DnsTcpStream>>; 2],
-    /// The attribution of the flow's first record, reused by its later records.
-    attr: Option<Attribution>,
-    /// Unix ns of the last payload or record.
-    last_ns: i64,
+}
+
+impl FlowState {
+    /// The payload part, made on first use.
+    fn payload(&mut self) -> &mut PayloadState {
+        self.payload.get_or_insert_with(Box::default)
+    }
+
+    /// Ends a name search still waiting (the flow's last record came, or its state
+    /// expired): why it failed, if it did.
+    fn finish_names(&mut self) -> Option<names::ParseFailure> {
+        let mut n = self.payload.as_mut()?.names.take()?;
+        match n.finish() {
+            names::flow::Progress::Failed(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 /// The enrich stage; see the module docs.
@@ -107,7 +133,11 @@ pub struct EnrichStage {
     bindings: Bindings,
     dhcp: DhcpLearner,
     dns: DnsCache,
-    flows: HashMap<FlowKey, FlowState, RandomState>,
+    /// An `IndexMap`, as the sweeper's open flows: a new flow's entry is appended to one
+    /// vector, and only a small index table is probed and grown.
+    flows: IndexMap<FlowKey, FlowState, RandomState>,
+    /// The record handed on, kept so that copying the next one into it reuses its texts.
+    out: Option<FlowRecord>,
     failures: FailureCounts,
     /// Records per domain source, by [`names::NameSource`] discriminant.
     sources: [u64; names::NameSource::ALL.len()],
@@ -126,7 +156,8 @@ impl EnrichStage {
             bindings: Bindings::new(config.bindings),
             dhcp: inputs.dhcp_learner(),
             dns: DnsCache::new(config.dns_cache),
-            flows: HashMap::default(),
+            flows: IndexMap::default(),
+            out: None,
             failures: FailureCounts::default(),
             sources: [0; names::NameSource::ALL.len()],
             clock: WallClock::measure(),
@@ -160,21 +191,31 @@ impl EnrichStage {
     /// The attribution of `r`, by the module's rules; remembers it for the flow's later
     /// records.
     pub fn attribute(&mut self, r: &FlowRecord) -> Attribution {
+        let mut attr = Attribution::default();
+        self.attribute_into(r, &mut attr);
+        attr
+    }
+
+    /// [`EnrichStage::attribute`] into `attr`, every field overwritten (its texts' buffers
+    /// reused).
+    fn attribute_into(&mut self, r: &FlowRecord, attr: &mut Attribution) {
         let key = flow_key(r);
         let ends = !matches!(
             r.end_reason,
             EndReason::Active | EndReason::Drop | EndReason::Refused
         );
-        let state = self.flows.get_mut(&key);
-        if let Some(attr) = state.as_ref().and_then(|s| s.attr.clone()) {
+        let known = self.flows.get_index_of(&key);
+        let state = known.and_then(|i| self.flows.get_index(i)).map(|(_, s)| s);
+        if let Some(first) = state.as_ref().and_then(|s| s.attr.as_ref()) {
+            attr.clone_from(first);
             if ends {
                 self.end_flow(&key);
             }
-            return attr;
+            return;
         }
         let t = r.time_start_ns;
-        let (name, question) = match state {
-            Some(s) => (s.name.clone(), s.question.clone()),
+        let (name, question) = match state.and_then(|s| s.payload.as_deref()) {
+            Some(p) => (p.name.clone(), p.question.clone()),
             None => (None, None),
         };
         // The lookups miss the cache (100,000 clients): their memory accesses are issued
@@ -201,27 +242,28 @@ impl EnrichStage {
             let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
             table.join(&key, t)
         });
-        let mut attr = owned(&id);
-        if let Some(out) = outside {
-            attr.nat_ip = Some(out.addr);
-            attr.nat_port = Some(out.port);
-        }
-        if let Some((domain, source)) = names::attribute(name.as_ref(), dns) {
-            attr.domain = Some(domain.as_str().to_owned());
-            attr.domain_source = Some(source);
-        }
-        if let Some(q) = question {
-            attr.dns_qname = Some(q.name.as_str().to_owned());
-            attr.dns_qtype = Some(q.qtype);
-        }
+        set_text(&mut attr.user, account);
+        set_text(&mut attr.hostname, id.hostname);
+        attr.nat_ip = outside.as_ref().map(|o| o.addr);
+        attr.nat_port = outside.as_ref().map(|o| o.port);
+        let domain = names::attribute(name.as_ref(), dns);
+        set_text(&mut attr.domain, domain.as_ref().map(|(d, _)| d.as_str()));
+        attr.domain_source = domain.map(|(_, source)| source);
+        set_text(
+            &mut attr.dns_qname,
+            question.as_ref().map(|q| q.name.as_str()),
+        );
+        attr.dns_qtype = question.map(|q| q.qtype);
         if ends {
             self.end_flow(&key);
         } else {
-            let s = self.flows.entry(key).or_default();
+            let s = match known.and_then(|i| self.flows.get_index_mut(i)) {
+                Some((_, s)) => s,
+                None => self.flows.entry(key).or_default(),
+            };
             s.attr = Some(attr.clone());
             s.last_ns = s.last_ns.max(r.time_end_ns);
         }
-        attr
     }
 
     /// The sources a client's identity is joined from.
@@ -239,12 +281,12 @@ impl EnrichStage {
 
     /// Forgets a flow after its last record; a name search still waiting is cut short.
     fn end_flow(&mut self, key: &FlowKey) {
-        if let Some(mut s) = self.flows.remove(key) {
-            if let Some(mut n) = s.names.take() {
-                if let names::flow::Progress::Failed(why) = n.finish() {
-                    self.failures.count(why);
-                }
-            }
+        if let Some(why) = self
+            .flows
+            .swap_remove(key)
+            .and_then(|mut s| s.finish_names())
+        {
+            self.failures.count(why);
         }
     }
 
@@ -341,10 +383,8 @@ impl EnrichStage {
         self.flows.retain(|_, s| {
             let keep = s.last_ns >= before;
             if !keep {
-                if let Some(mut n) = s.names.take() {
-                    if let names::flow::Progress::Failed(why) = n.finish() {
-                        failures.count(why);
-                    }
+                if let Some(why) = s.finish_names() {
+                    failures.count(why);
                 }
             }
             keep
@@ -383,6 +423,17 @@ impl EnrichStage {
         s.dhcp.addresses = self.bindings.addresses() as u64;
         self.inputs.nat_status(&mut s.nat);
         s
+    }
+}
+
+/// Sets an optional text to `value`, reusing the buffer it holds.
+fn set_text(slot: &mut Option<String>, value: Option<&str>) {
+    match (slot.as_mut(), value) {
+        (Some(s), Some(v)) => {
+            s.clear();
+            s.push_str(v);
+        }
+        (_, v) => *slot = v.map(str::to_owned),
     }
 }
 
@@ -428,18 +479,34 @@ impl RecordSink for EnrichStage {
         if record.end_reason == EndReason::Nat {
             return self.inner.write(record);
         }
-        let attr = self.attribute(record);
+        // The record handed on is the one kept from the last call, overwritten: its texts'
+        // buffers are reused, where a clone per record was a malloc and a free per text.
+        let out = match self.out.take() {
+            Some(mut out) => {
+                let mut attr = std::mem::take(&mut out.attr);
+                out.clone_from(record);
+                self.attribute_into(record, &mut attr);
+                out.attr = attr;
+                out
+            }
+            None => {
+                let mut out = record.clone();
+                out.attr = self.attribute(record);
+                out
+            }
+        };
+        let attr = &out.attr;
         self.status.records += 1;
-        self.status.fields.count(&attr);
+        self.status.fields.count(attr);
         if let Some(src) = attr.domain_source {
             self.sources[src as usize] += 1;
         }
         if attr.dns_qname.is_some() {
             self.status.dns_questions += 1;
         }
-        let mut out = record.clone();
-        out.attr = attr;
-        self.inner.write(&out)
+        let written = self.inner.write(&out);
+        self.out = Some(out);
+        written
     }
 
     fn sync(&mut self) -> Result<(), SinkError> {

@@ -103,6 +103,7 @@ impl EnrichStage {
         let Some(state) = self.state(key, p.t_ns) else {
             return;
         };
+        let state = state.payload();
         if state.name.is_some() {
             return;
         }
@@ -138,7 +139,7 @@ impl EnrichStage {
         let Some(state) = self.state(p.key, p.t_ns) else {
             return;
         };
-        let stream = state.dns_tcp[usize::from(!p.from_originator)]
+        let stream = state.payload().dns_tcp[usize::from(!p.from_originator)]
             .get_or_insert_with(|| Box::new(DnsTcpStream::new(p.stream_start)));
         let mut messages = Vec::new();
         stream.push(p.seq, p.data, |m| messages.push(m));
@@ -168,7 +169,7 @@ impl EnrichStage {
         }
         if let Some(q) = msg.question {
             if let Some(state) = self.state(p.key, p.t_ns) {
-                state.question.get_or_insert(q);
+                state.payload().question.get_or_insert(q);
             }
         }
     }
