@@ -65,7 +65,10 @@ const _: () = assert!(size_of::<TopSource>() == 24);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FloodValue {
     /// Blocked new flows recorded (each spent one unit of the budget).
-    pub recorded: u64,
+    pub recorded: u32,
+    /// The kernel tick (low 32 bits of jiffies) `last_ns` was read at: the coarse clock
+    /// only moves at a tick, so a summarised packet reads it once per tick, not per packet.
+    pub last_tick: u32,
     /// Packets dropped statelessly past the budget.
     pub packets: u64,
     /// Their frame bytes.
@@ -87,6 +90,7 @@ impl FloodValue {
     pub const fn zeroed() -> Self {
         FloodValue {
             recorded: 0,
+            last_tick: 0,
             packets: 0,
             bytes: 0,
             first_ns: 0,
@@ -144,6 +148,8 @@ mod tests {
     fn flood_layouts_match_the_kernel() {
         assert_eq!(offset_of!(FloodConfig, per_rule), 8);
         assert_eq!(offset_of!(FloodConfig, total), 12);
+        assert_eq!(offset_of!(FloodValue, last_tick), 4);
+        assert_eq!(offset_of!(FloodValue, packets), 8);
         assert_eq!(offset_of!(FloodValue, first_ns), 24);
         assert_eq!(offset_of!(FloodValue, sources), 40);
         assert_eq!(offset_of!(FloodValue, top), 104);

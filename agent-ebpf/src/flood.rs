@@ -18,7 +18,7 @@ use agent_common::{
 };
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::generated::bpf_ktime_get_coarse_ns,
+    helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
     macros::map,
     maps::{Array, PerCpuArray, PerCpuHashMap},
 };
@@ -84,7 +84,7 @@ pub fn admit(rule: RuleId, len: u64, src: &[u32; 4]) -> bool {
             (*t).spent = 0;
         }
         // "No limit" is u32::MAX, out of reach within a window.
-        if (*e).recorded < u64::from(cfg.per_rule) && (*t).spent < u64::from(cfg.total) {
+        if (*e).recorded < cfg.per_rule && (*t).spent < u64::from(cfg.total) {
             (*e).recorded += 1;
             (*t).spent += 1;
             return true;
@@ -98,16 +98,23 @@ pub fn admit(rule: RuleId, len: u64, src: &[u32; 4]) -> bool {
 /// Counts one stateless drop in a rule's summary.
 #[inline(always)]
 fn summarise(e: &mut FloodValue, len: u64, src: &[u32; 4]) {
-    // The coarse clock, read here rather than passed in: the subprogram's frame must stay
-    // within 32 bytes (the program's stack and this frame share 512).
-    // SAFETY: a helper call with no arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     e.packets += 1;
     e.bytes += len;
-    if e.first_ns == 0 {
-        e.first_ns = now;
+    // The coarse clock only moves at a kernel tick: the helper (26 ns of a summarised
+    // packet) is called once per tick per rule; other packets compare the tick (an inlined
+    // `bpf_jiffies64`, one load). Read here rather than passed in: the subprogram's frame
+    // must stay within 32 bytes (the program's stack and this frame share 512).
+    // SAFETY: helper calls with no arguments.
+    let tick = unsafe { bpf_jiffies64() } as u32;
+    if e.last_tick != tick || e.first_ns == 0 {
+        // SAFETY: as above.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        e.last_tick = tick;
+        if e.first_ns == 0 {
+            e.first_ns = now;
+        }
+        e.last_ns = now;
     }
-    e.last_ns = now;
     let h = source_hash(src);
     let (index, rank) = register_of(h);
     if let Some(r) = e.sources.get_mut(index) {

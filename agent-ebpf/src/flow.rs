@@ -171,9 +171,12 @@ unsafe fn count<const A: u32>(counter: *mut u64, n: u64) {
 #[inline(always)]
 pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
     let gen = if has(A, ablate::NO_GENERATION) {
-        0
+        lists::InForce {
+            generation: 0,
+            empty: 0,
+        }
     } else {
-        lists::generation()
+        lists::in_force()
     };
     // A SYN goes straight to the insert, which finds a retransmitted SYN's flow by itself:
     // each lookup that misses is a cache miss in a large table, the most a new flow costs.
@@ -195,7 +198,13 @@ pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
 
 /// Counts a packet of direction `dir` in the entry `v` of `key`.
 #[inline(always)]
-fn update<const A: u32>(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u32) -> (u32, u8) {
+fn update<const A: u32>(
+    key: &FlowKey,
+    v: Entry,
+    p: &Packet,
+    dir: usize,
+    gen: lists::InForce,
+) -> (u32, u8) {
     let mut copy = payload::handover(dir, false);
     // SAFETY: `v` came from a lookup in this run, so it points to a live, aligned map value
     // (which stays valid for the run even if the entry is deleted meanwhile), and every
@@ -238,11 +247,11 @@ fn update<const A: u32>(key: &FlowKey, v: Entry, p: &Packet, dir: usize, gen: u3
                 set_flags(v, flow_flags::END_ANNOUNCED);
             }
         }
-        if get(addr_of!((*v).verdict_gen)) != gen {
-            let (verdict, rule) = lists::of(key);
+        if get(addr_of!((*v).verdict_gen)) != gen.generation {
+            let (verdict, rule) = lists::of(key, gen);
             set(addr_of_mut!((*v).verdict), verdict);
             set(addr_of_mut!((*v).rule), rule);
-            set(addr_of_mut!((*v).verdict_gen), gen);
+            set(addr_of_mut!((*v).verdict_gen), gen.generation);
         }
         // The one compare a flow past its payload budget (or without one) pays. Racing CPUs
         // may both spend the same count: a copy or two more, never an unbounded number.
@@ -330,8 +339,8 @@ fn drop_packet<const A: u32>(key: &FlowKey, v: Entry, rule: u32, counter: Counte
 /// (its start, or its first drop) follows, so creating a flow costs one table operation and
 /// no second lookup.
 #[inline(always)]
-fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
-    let (verdict, rule) = lists::of(&p.key);
+fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: lists::InForce) -> (u32, u8) {
+    let (verdict, rule) = lists::of(&p.key, gen);
     let dropped = verdict == verdict::DROP;
     // Past the drop-record budget a blocked packet buys no flow and no event: it is counted
     // in its rule's flood summary (a retransmitted SYN of a recorded blocked flow too).
@@ -365,7 +374,7 @@ fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: u32) -> (u32, u8) {
     value.tcp_flags[DIR_ORIG] = p.tcp_flags;
     value.flags = flags;
     value.verdict = verdict;
-    value.verdict_gen = gen;
+    value.verdict_gen = gen.generation;
     value.rule = rule;
     value.drops = dropped as u64;
     // The parser already proved the Ethernet header is there.

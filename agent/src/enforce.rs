@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use agent_common::{
     domain::DomainKey,
     names,
-    rules::{PortKey, RuleId},
+    rules::{empty, PortKey, RuleId},
 };
 use aya::maps::{
     lpm_trie::Key, Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray,
@@ -110,6 +110,15 @@ fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
         }
         other => other,
     }
+}
+
+/// Whether `d` inserts an address, prefix or port rule.
+fn fills(d: &ListDelta) -> bool {
+    !(d.v4_exact.upsert.is_empty()
+        && d.v4_prefix.upsert.is_empty()
+        && d.v6_exact.upsert.is_empty()
+        && d.v6_prefix.upsert.is_empty()
+        && d.ports.upsert.is_empty())
 }
 
 impl KindMaps {
@@ -218,6 +227,16 @@ impl KindMaps {
         })
     }
 
+    /// Whether the address, prefix and port tables hold nothing (one first-key read each;
+    /// an unreadable table counts as holding something).
+    fn holds_no_address(&self) -> bool {
+        self.v4.keys().next().is_none()
+            && self.net4.keys().next().is_none()
+            && self.v6.keys().next().is_none()
+            && self.net6.keys().next().is_none()
+            && self.ports.keys().next().is_none()
+    }
+
     fn remove(&mut self, d: &ListDelta) -> Result<(), EnforceError> {
         for a in &d.v4_exact.remove {
             ignore_missing(self.v4.remove(&a.to_be_bytes())).map_err(self.err(Table::V4Exact))?;
@@ -298,7 +317,7 @@ impl ListMaps {
                 }
             }
         }
-        let generation = self
+        let value = self
             .generation
             .get(&0, 0)
             .map_err(|source| EnforceError::Read {
@@ -308,7 +327,7 @@ impl ListMaps {
         Ok(InForce {
             allow,
             block,
-            generation,
+            generation: empty::unpack(value).0.into(),
         })
     }
 
@@ -330,12 +349,39 @@ impl ListMaps {
     /// update) may leave the maps half-updated, and the caller must not build on them.
     pub fn apply(&mut self, delta: &Delta) -> Result<(), EnforceError> {
         self.reset_hits(delta)?;
+        // An allowlist marked empty that is about to get rules is looked up again first.
+        if fills(&delta.allow) {
+            let value = self
+                .generation
+                .get(&0, 0)
+                .map_err(|source| EnforceError::Read {
+                    map: names::GENERATION,
+                    source,
+                })?;
+            let (generation, marked) = empty::unpack(value);
+            if marked & empty::ALLOW != 0 {
+                self.generation
+                    .set(0, empty::pack(generation.into(), marked & !empty::ALLOW), 0)
+                    .map_err(upd(names::GENERATION))?;
+            }
+        }
         self.block.upsert(&delta.block)?;
         self.allow.upsert(&delta.allow)?;
         self.allow.remove(&delta.allow)?;
         self.block.remove(&delta.block)?;
+        self.publish(delta.generation)
+    }
+
+    /// Publishes `generation` with the [`empty`] bits of what the tables hold now (marked
+    /// only after the removals that emptied them), which the program skips.
+    pub fn publish(&mut self, generation: u64) -> Result<(), EnforceError> {
+        let marked = if self.allow.holds_no_address() {
+            empty::ALLOW
+        } else {
+            0
+        };
         self.generation
-            .set(0, delta.generation, 0)
+            .set(0, empty::pack(generation, marked), 0)
             .map_err(upd(names::GENERATION))
     }
 

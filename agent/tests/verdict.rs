@@ -220,6 +220,12 @@ fn a_list_change_reaches_established_flows_at_their_next_packet() {
     lab.rewrite("allow.list", "203.0.113.50\n");
     lab.rewrite("block.list", "203.0.113.0/24\n");
     assert_eq!(lab.run(&f), PASS, "allowlisted");
+    // The agent marks an empty allowlist for the program to skip, and unmarks it before it
+    // fills it again: both ways the verdict follows the lists.
+    lab.rewrite("allow.list", "");
+    assert_eq!(lab.run(&f), DROP, "the allowlist emptied, the /24 blocks");
+    lab.rewrite("allow.list", "203.0.113.50\n");
+    assert_eq!(lab.run(&f), PASS, "allowlisted again");
 }
 
 #[test]

@@ -160,7 +160,7 @@ pub fn merge(rule: RuleId, per_cpu: &[FloodValue]) -> RuleFlood {
     let mut registers = [0u8; SKETCH_REGISTERS];
     let mut top: BTreeMap<[u32; 4], u64> = BTreeMap::new();
     for v in per_cpu {
-        out.recorded += v.recorded;
+        out.recorded += u64::from(v.recorded);
         out.packets += v.packets;
         out.bytes += v.bytes;
         if v.first_ns != 0 && (out.first_ns == 0 || v.first_ns < out.first_ns) {
