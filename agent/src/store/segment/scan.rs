@@ -239,7 +239,6 @@ impl SegmentReader {
                 row = end;
                 continue;
             }
-            let (present, values) = (page.present().map_err(bad)?, page.values);
             let dict = matches!(
                 encoding,
                 Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
@@ -247,35 +246,44 @@ impl SegmentReader {
             if dict && !hits.is_empty() && !hits.contains(&false) {
                 // Every entry matches (a gateway with one outside address): the rows holding
                 // a value are the answer, without decoding an index.
+                let present = page.present().map_err(bad)?;
                 for (k, m) in out.iter_mut().enumerate() {
                     *m |= present.as_ref().is_none_or(|p| p[k]);
                 }
                 row = end;
                 continue;
             }
-            // The rows holding a value, in order.
-            let mut rows_with_value = (0..n).filter(|&k| present.as_ref().is_none_or(|p| p[k]));
-            let values_n = present
-                .as_ref()
-                .map_or(n, |p| p.iter().filter(|&&x| x).count());
-            let mut take = |hit: bool| {
-                if let Some(k) = rows_with_value.next() {
-                    out[k] |= hit;
+            // The positions, among the page's values, of those that match; the levels are
+            // read to place them on rows only when there are any (a name filter matches a
+            // few rows of a few pages).
+            let values_n = page.values_n().map_err(bad)?;
+            let mut found: Vec<usize> = Vec::new();
+            let mut k = 0usize;
+            let mut each = |hit: bool| {
+                if hit {
+                    found.push(k);
                 }
+                k += 1;
             };
+            let values = &page.values;
             match encoding {
-                Encoding::PLAIN => plain_values(&values, values_n, width, |v| take(test(v))),
+                Encoding::PLAIN => plain_values(values, values_n, width, |v| each(test(v))),
                 Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                    decode_dict_indices(&values, values_n, |_, idx| {
-                        take(hits.get(idx as usize).copied().unwrap_or(false))
+                    decode_dict_runs(values, values_n, |at, len, idx| {
+                        if hits.get(idx as usize).copied().unwrap_or(false) {
+                            found.extend(at..at + len);
+                        }
                     })
                 }
                 Encoding::BYTE_STREAM_SPLIT => {
-                    split_values(&values, values_n, width, |v| take(test(v)))
+                    split_values(values, values_n, width, |v| each(test(v)))
                 }
                 e => Err(format!("unexpected page encoding {e:?}")),
             }
             .map_err(bad)?;
+            if !found.is_empty() {
+                mark_values(out, page.present().map_err(bad)?, &found).map_err(bad)?;
+            }
             row = end;
         }
         Ok(())
@@ -443,6 +451,12 @@ fn decode_dict_indices(buf: &[u8], n: usize, f: impl FnMut(usize, u32)) -> Resul
     decode_rle(rest, u32::from(width), n, f).map(|_| ())
 }
 
+/// [`decode_dict_indices`] by runs of one index ([`decode_rle_runs`]).
+fn decode_dict_runs(buf: &[u8], n: usize, f: impl FnMut(usize, usize, u32)) -> Result<(), String> {
+    let (&width, rest) = buf.split_first().ok_or("empty page")?;
+    decode_rle_runs(rest, u32::from(width), n, f).map(|_| ())
+}
+
 /// Decodes `n` values of `width` bits in the RLE/bit-packed hybrid of the Parquet spec (no
 /// length prefix), calling `f(position, value)` for each; returns the bytes used.
 fn decode_rle(
@@ -450,6 +464,19 @@ fn decode_rle(
     width: u32,
     n: usize,
     mut f: impl FnMut(usize, u32),
+) -> Result<usize, String> {
+    decode_rle_runs(buf, width, n, |k, len, v| {
+        (k..k + len).for_each(|j| f(j, v))
+    })
+}
+
+/// [`decode_rle`] by runs: `f(position, length, value)` once per RLE run (a bit-packed value
+/// is a run of one), so a caller can take a run of equal values in one step.
+fn decode_rle_runs(
+    buf: &[u8],
+    width: u32,
+    n: usize,
+    mut f: impl FnMut(usize, usize, u32),
 ) -> Result<usize, String> {
     if width > 32 {
         return Err(format!("bit width {width}"));
@@ -460,7 +487,7 @@ fn decode_rle(
         let (header, used) = varint::get::<u64>(rest).map_err(|e| format!("run header {e}"))?;
         rest = &rest[used..];
         if header & 1 == 0 {
-            let count = (header >> 1) as usize;
+            let count = usize::try_from(header >> 1).unwrap_or(usize::MAX);
             let bytes = width.div_ceil(8) as usize;
             let v = rest.get(..bytes).ok_or("RLE value cut")?;
             rest = &rest[bytes..];
@@ -468,10 +495,9 @@ fn decode_rle(
             for (j, b) in v.iter().enumerate() {
                 idx |= u32::from(*b) << (8 * j);
             }
-            for _ in 0..count.min(n - k) {
-                f(k, idx);
-                k += 1;
-            }
+            let len = count.min(n - k);
+            f(k, len, idx);
+            k += len;
         } else {
             // Groups of 8 values, `width` bytes each; a count past the page is damage.
             let groups = usize::try_from(header >> 1).unwrap_or(usize::MAX);
@@ -498,7 +524,7 @@ fn decode_rle(
                         .enumerate()
                         .fold(0u64, |w, (o, b)| w | u64::from(*b) << (8 * o)),
                 };
-                f(k, ((word >> (bit % 8)) & mask) as u32);
+                f(k, 1, ((word >> (bit % 8)) & mask) as u32);
                 k += 1;
             }
         }
@@ -623,6 +649,20 @@ impl DataPage {
             rows,
             encoding,
         })
+    }
+
+    /// How many rows hold a value (the values the page stores), from the levels' runs.
+    fn values_n(&self) -> Result<usize, String> {
+        let Some(levels) = &self.levels else {
+            return Ok(self.rows);
+        };
+        let mut n = 0;
+        decode_rle_runs(levels, 1, self.rows, |_, len, d| {
+            if d > 0 {
+                n += len
+            }
+        })?;
+        Ok(n)
     }
 
     /// Per row, whether it holds a value; `None` for a required column (every row does).
