@@ -271,7 +271,10 @@ impl SegmentReader {
                 Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                     decode_dict_runs(values, values_n, |at, len, idx| {
                         if hits.get(idx as usize).copied().unwrap_or(false) {
-                            found.extend(at..at + len);
+                            match len {
+                                1 => found.push(at),
+                                _ => found.extend(at..at + len),
+                            }
                         }
                     })
                 }
@@ -704,10 +707,19 @@ fn mark_values(
     present: Option<Vec<bool>>,
     found: &[usize],
 ) -> Result<(), String> {
+    let Some(present) = present else {
+        // Every row holds a value: value k is row k.
+        let rows = out.len();
+        for &v in found {
+            *out.get_mut(v)
+                .ok_or_else(|| format!("value {v} past the {rows} rows of the page"))? = true;
+        }
+        return Ok(());
+    };
     let mut want = found.iter().copied().peekable();
     let mut value = 0usize;
     for (k, m) in out.iter_mut().enumerate() {
-        if present.as_ref().is_some_and(|p| !p[k]) {
+        if !present[k] {
             continue;
         }
         if want.peek() == Some(&value) {
