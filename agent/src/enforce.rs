@@ -317,13 +317,7 @@ impl ListMaps {
                 }
             }
         }
-        let value = self
-            .generation
-            .get(&0, 0)
-            .map_err(|source| EnforceError::Read {
-                map: names::GENERATION,
-                source,
-            })?;
+        let value = self.generation_word()?;
         Ok(InForce {
             allow,
             block,
@@ -344,6 +338,16 @@ impl ListMaps {
         Ok(())
     }
 
+    /// The program's `GENERATION` word: the list generation and the empty-allowlist bit.
+    fn generation_word(&self) -> Result<u64, EnforceError> {
+        self.generation
+            .get(&0, 0)
+            .map_err(|source| EnforceError::Read {
+                map: names::GENERATION,
+                source,
+            })
+    }
+
     /// Applies `delta` and publishes its generation. The list set sized the delta to the
     /// tables ([`crate::blocklist::ListSet::set_capacity`]); an error (the kernel refused an
     /// update) may leave the maps half-updated, and the caller must not build on them.
@@ -351,14 +355,7 @@ impl ListMaps {
         self.reset_hits(delta)?;
         // An allowlist marked empty that is about to get rules is looked up again first.
         if fills(&delta.allow) {
-            let value = self
-                .generation
-                .get(&0, 0)
-                .map_err(|source| EnforceError::Read {
-                    map: names::GENERATION,
-                    source,
-                })?;
-            let (generation, marked) = empty::unpack(value);
+            let (generation, marked) = empty::unpack(self.generation_word()?);
             if marked & empty::ALLOW != 0 {
                 self.generation
                     .set(0, empty::pack(generation.into(), marked & !empty::ALLOW), 0)

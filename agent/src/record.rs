@@ -251,53 +251,13 @@ pub struct Attribution {
 /// The destructuring makes a new field a compile error here until it is copied.
 impl Clone for FlowRecord {
     fn clone(&self) -> Self {
-        let FlowRecord {
-            time_start_ns,
-            time_end_ns,
-            iface,
-            ifindex,
-            vlan,
-            vlan_inner,
-            src_mac,
-            dst_mac,
-            proto,
-            src_ip,
-            src_port,
-            dst_ip,
-            dst_port,
-            packets,
-            bytes,
-            resp_packets,
-            resp_bytes,
-            tcp_flags,
-            dropped,
-            rule,
-            end_reason,
-            attr,
-        } = self;
+        // The texts cloned; every other field is `Copy` (a new field that is not fails to
+        // compile here).
         FlowRecord {
-            time_start_ns: *time_start_ns,
-            time_end_ns: *time_end_ns,
-            iface: iface.clone(),
-            ifindex: *ifindex,
-            vlan: *vlan,
-            vlan_inner: *vlan_inner,
-            src_mac: *src_mac,
-            dst_mac: *dst_mac,
-            proto: *proto,
-            src_ip: *src_ip,
-            src_port: *src_port,
-            dst_ip: *dst_ip,
-            dst_port: *dst_port,
-            packets: *packets,
-            bytes: *bytes,
-            resp_packets: *resp_packets,
-            resp_bytes: *resp_bytes,
-            tcp_flags: *tcp_flags,
-            dropped: *dropped,
-            rule: rule.clone(),
-            end_reason: *end_reason,
-            attr: attr.clone(),
+            iface: self.iface.clone(),
+            rule: self.rule.clone(),
+            attr: self.attr.clone(),
+            ..*self
         }
     }
 
