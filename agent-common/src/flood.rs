@@ -4,9 +4,17 @@
 //! A blocked packet that would create a flow spends one unit of its rule's budget and of the
 //! global one; while both last, its flow is created and its first drop recorded as always.
 //! Past either, the packet is dropped statelessly (no flow-table insert, no ring event) and
-//! counted in its rule's [`FloodValue`] on this CPU. The agent takes every rule's summary
-//! once per sweep (lookup-and-delete: the counts are exact and the per-rule budget starts
-//! afresh) and bumps [`FloodConfig::window`], which starts the global budget afresh.
+//! counted in its rule's [`FloodValue`] on this CPU. Once per sweep the agent bumps
+//! [`FloodConfig::window`], which starts both budgets afresh, and reads the summaries of the
+//! window that ended.
+//!
+//! A rule's summary lives in a slot of `FLOOD_SLOTS` (a per-CPU array, [`SLOTS`] per window,
+//! two windows by parity); `FLOOD_RULES` (a per-CPU array indexed by the dense rule id, as the
+//! rule hit counters are) holds the slot a rule last took on that CPU. A slot is the rule's
+//! while it carries the rule and the window's [`stamp`]; otherwise the rule takes the window's
+//! next free slot ([`FloodTotal::used`]). So the budget gate is array reads only, and the
+//! agent reads the used slots of the window that ended while the program fills the other
+//! parity's: no entry is deleted under a writer.
 //!
 //! Budgets are per CPU: the agent writes each CPU's share of the configured rate, so a flood
 //! that RSS steers to one CPU gets that CPU's share only (see [`FloodConfig`]).
@@ -17,6 +25,27 @@ use core::mem::size_of;
 pub const SKETCH_BITS: u32 = 6;
 /// Registers of the distinct-source sketch.
 pub const SKETCH_REGISTERS: usize = 1 << SKETCH_BITS;
+/// Summary slots per window and CPU: rules with blocked new flows on one CPU in one sweep
+/// window; a rule past them has its packets counted in `FloodUntracked` only.
+pub const SLOTS: u32 = 2048;
+
+/// The stamp a slot of `window` carries: never 0, which an unused slot holds.
+#[inline(always)]
+pub const fn stamp(window: u64) -> u32 {
+    let s = (window as u32).wrapping_add(1);
+    if s == 0 {
+        1
+    } else {
+        s
+    }
+}
+
+/// The first slot of `window`'s half of `FLOOD_SLOTS`.
+#[inline(always)]
+pub const fn first_slot(window: u64) -> u32 {
+    (window & 1) as u32 * SLOTS
+}
+
 /// Heavy-hitter slots per rule and CPU: a source's hash picks its slot, which keeps the
 /// majority candidate of the sources hashed there (Boyer-Moore vote).
 pub const TOP_SOURCES: usize = 4;
@@ -44,8 +73,11 @@ pub struct FloodTotal {
     pub window: u64,
     /// Drop records this CPU made in that window.
     pub spent: u64,
+    /// Summary slots this CPU handed out, by window parity (the window's own count while
+    /// `window` is it or the one before it; an older window's otherwise).
+    pub used: [u32; 2],
 }
-const _: () = assert!(size_of::<FloodTotal>() == 16);
+const _: () = assert!(size_of::<FloodTotal>() == 24);
 
 /// One of a rule's most frequent stateless-drop sources on one CPU.
 #[repr(C)]
@@ -59,8 +91,7 @@ pub struct TopSource {
 }
 const _: () = assert!(size_of::<TopSource>() == 24);
 
-/// A rule's flood summary on one CPU since the agent last took it (`FLOOD`, a per-CPU hash
-/// of rule id to this).
+/// A rule's flood summary on one CPU in one sweep window (a slot of `FLOOD_SLOTS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FloodValue {
@@ -82,8 +113,12 @@ pub struct FloodValue {
     pub sources: [u8; SKETCH_REGISTERS],
     /// The most frequent sources.
     pub top: [TopSource; TOP_SOURCES],
+    /// The rule whose summary this slot holds.
+    pub rule: u32,
+    /// The [`stamp`] of the window it summarises; 0: never used.
+    pub stamp: u32,
 }
-const _: () = assert!(size_of::<FloodValue>() == 200);
+const _: () = assert!(size_of::<FloodValue>() == 208);
 
 impl FloodValue {
     /// An empty summary.
@@ -100,6 +135,8 @@ impl FloodValue {
                 addr: [0; 4],
                 packets: 0,
             }; TOP_SOURCES],
+            rule: 0,
+            stamp: 0,
         }
     }
 }
@@ -153,7 +190,18 @@ mod tests {
         assert_eq!(offset_of!(FloodValue, first_ns), 24);
         assert_eq!(offset_of!(FloodValue, sources), 40);
         assert_eq!(offset_of!(FloodValue, top), 104);
+        assert_eq!(offset_of!(FloodValue, rule), 200);
+        assert_eq!(offset_of!(FloodValue, stamp), 204);
+        assert_eq!(offset_of!(FloodTotal, used), 16);
         assert_eq!(offset_of!(TopSource, packets), 16);
+    }
+
+    #[test]
+    fn stamps_are_never_zero_and_windows_alternate_halves() {
+        assert_eq!(stamp(0), 1);
+        assert_eq!(stamp(u64::from(u32::MAX)), 1, "the wrap skips 0");
+        assert_ne!(stamp(5), stamp(6));
+        assert_eq!((first_slot(4), first_slot(5)), (0, SLOTS));
     }
 
     #[test]

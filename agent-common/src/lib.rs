@@ -63,17 +63,18 @@ pub mod names {
     pub const IFACE_ROLES: &str = "IFACE_ROLES";
     /// Per-rule hit counters (PERCPU_ARRAY rule id -> packets on each CPU).
     pub const RULE_HITS: &str = "RULE_HITS";
-    /// Per-rule flood summaries (PERCPU_HASH rule id -> [`crate::flood::FloodValue`]),
-    /// taken by the agent once a sweep.
-    pub const FLOOD: &str = "FLOOD";
+    /// Flood summary slots (PERCPU_ARRAY of [`crate::flood::FloodValue`], two windows of
+    /// [`crate::flood::SLOTS`]), read by the agent once a sweep.
+    pub const FLOOD_SLOTS: &str = "FLOOD_SLOTS";
+    /// The summary slot each rule last took (PERCPU_ARRAY rule id -> slot), sized like
+    /// [`RULE_HITS`].
+    pub const FLOOD_RULES: &str = "FLOOD_RULES";
     /// Array of one [`crate::flood::FloodConfig`]: the drop-record budgets, written by the
     /// agent.
     pub const FLOOD_CONFIG: &str = "FLOOD_CONFIG";
     /// Per-CPU array of one [`crate::flood::FloodTotal`]: each CPU's spending of the global
     /// drop-record budget.
     pub const FLOOD_TOTAL: &str = "FLOOD_TOTAL";
-    /// Array of one all-zero [`crate::flood::FloodValue`] a rule's summary starts from.
-    pub const FLOOD_ZERO: &str = "FLOOD_ZERO";
     /// Per-CPU scratch space for walking a DNS name.
     pub const DNS_SCRATCH: &str = "DNS_SCRATCH";
     /// Array of one [`crate::domain::DomainKey`]: the secret domain hashes are keyed with,

@@ -6,64 +6,127 @@
 //! a ring event, so a flood of spoofed sources buys no per-flow work.
 //!
 //! Every value here is this CPU's own (per-CPU maps, and XDP runs with preemption off), so
-//! plain loads, stores and adds. The agent takes the summaries with lookup-and-delete once a
-//! sweep: a packet counted on a CPU during that call may be lost with the deleted element.
+//! plain loads, stores and adds. A rule's summary is a slot of `FLOOD_SLOTS` found from its
+//! dense id through `FLOOD_RULES` (two inlined array reads, no hash lookup and no insert);
+//! the agent reads the slots of the window that ended while this fills the other half.
 
 use agent_common::{
     flood::{
-        register_of, source_hash, FloodConfig, FloodTotal, FloodValue, SKETCH_BITS, TOP_SOURCES,
+        first_slot, register_of, source_hash, stamp, FloodConfig, FloodTotal, FloodValue,
+        SKETCH_BITS, SLOTS, TOP_SOURCES,
     },
     rules::{RuleId, REFUSE},
     Counter,
 };
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::{Array, PerCpuArray},
 };
 
-use crate::stats;
+use core::ptr::read_volatile;
+
+use crate::{parse::Packet, stats};
+
+/// Default capacity of [`FLOOD_RULES`]; the loader sizes it as `RULE_HITS`.
+const CAP: u32 = 1 << 16;
 
 /// The budgets and the window, written by the agent.
 #[map(name = "FLOOD_CONFIG")]
 static FLOOD_CONFIG: Array<FloodConfig> = Array::with_max_entries(1, 0);
 
-/// This CPU's spending of the global budget.
+/// This CPU's spending of the global budget and its slots handed out.
 #[map(name = "FLOOD_TOTAL")]
 static FLOOD_TOTAL: PerCpuArray<FloodTotal> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per rule that dropped a new flow since the last sweep: its budget spent and its summary.
-#[map(name = "FLOOD")]
-static FLOOD: PerCpuHashMap<RuleId, FloodValue> = PerCpuHashMap::with_max_entries(4096, 0);
+/// The summary slot each rule last took on this CPU, by dense rule id.
+#[map(name = "FLOOD_RULES")]
+static FLOOD_RULES: PerCpuArray<u32> = PerCpuArray::with_max_entries(CAP, 0);
 
-/// An all-zero summary, never written: the value a rule's entry is created with (the
-/// program's stack has no room for 200 bytes more).
-#[map(name = "FLOOD_ZERO")]
-static FLOOD_ZERO: Array<FloodValue> = Array::with_max_entries(1, 0);
+/// Summaries: [`SLOTS`] per window, the even windows' first, then the odd ones'.
+#[map(name = "FLOOD_SLOTS")]
+static FLOOD_SLOTS: PerCpuArray<FloodValue> = PerCpuArray::with_max_entries(2 * SLOTS, 0);
 
-/// This CPU's summary entry of `rule`, created on its first blocked new flow.
+/// This CPU's summary of `rule` in the window `cfg` is in: the slot `FLOOD_RULES` names while
+/// it carries the rule and the window's stamp, else a slot [`take`]n now.
+///
+/// # Safety
+/// `t` is this CPU's `FLOOD_TOTAL` value, current for `cfg`'s window.
 #[inline(always)]
-fn entry(rule: &RuleId) -> Option<*mut FloodValue> {
-    if let Some(e) = FLOOD.get_ptr_mut(rule) {
-        return Some(e);
+unsafe fn entry(rule: RuleId, cfg: &FloodConfig, t: *mut FloodTotal) -> Option<*mut FloodValue> {
+    // A copy of the slot number, not a pointer kept across the next lookup: the subprogram's
+    // frame (at most 32 bytes) holds the lookup key and two spilled values.
+    let slot = *FLOOD_RULES.get(rule)?;
+    if let Some(e) = FLOOD_SLOTS.get_ptr_mut(slot) {
+        // SAFETY: this CPU's own map value, live for this run.
+        if unsafe { (*e).stamp == stamp(read_volatile(&cfg.window)) && (*e).rule == rule } {
+            return Some(e);
+        }
     }
-    let zero = FLOOD_ZERO.get(0)?;
-    // A full table fails the insert; the lookup then misses and the caller counts it.
-    let _ = FLOOD.insert(rule, zero, BPF_NOEXIST as u64);
-    FLOOD.get_ptr_mut(rule)
+    // SAFETY: upheld by the caller.
+    unsafe { take(rule, cfg, t) }
 }
 
-/// Whether a blocked new flow of `rule` (`len` bytes from `src`) may be recorded:
+/// Takes the window's next free slot for `rule`, cleared (with stores: the stack has no room
+/// for a copy), and names it in `FLOOD_RULES`; `None` when the window's slots are all taken.
+/// The slot's number is recomputed from the count rather than kept, for the frame's sake.
+///
+/// # Safety
+/// As [`entry`].
+#[inline(always)]
+unsafe fn take(rule: RuleId, cfg: &FloodConfig, t: *mut FloodTotal) -> Option<*mut FloodValue> {
+    let half = (cfg.window & 1) as usize;
+    // SAFETY: `t` as the caller upholds; the slots are this CPU's own map values; `half` is
+    // 0 or 1.
+    unsafe {
+        let used = (*t).used.get_mut(half)?;
+        if *used >= SLOTS {
+            return None;
+        }
+        *used += 1;
+        let e = FLOOD_SLOTS.get_ptr_mut(first_slot(cfg.window) + *used - 1)?;
+        zero(e);
+        // Re-read (volatile: not kept in a register across the lookups).
+        let window = read_volatile(&cfg.window);
+        (*e).rule = rule;
+        (*e).stamp = stamp(window);
+        let at = FLOOD_RULES.get_ptr_mut(rule)?;
+        let window = read_volatile(&cfg.window);
+        let used = read_volatile(&(*t).used[(window & 1) as usize]);
+        *at = first_slot(window) + used.wrapping_sub(1);
+        Some(e)
+    }
+}
+
+/// Clears a summary in place, word by word.
+///
+/// # Safety
+/// `e` is a live, 8-aligned map value.
+#[inline(always)]
+unsafe fn zero(e: *mut FloodValue) {
+    let words = e as *mut u64;
+    let mut i = 0;
+    while i < core::mem::size_of::<FloodValue>() / 8 {
+        // SAFETY: within the value, as the caller upholds.
+        unsafe { words.add(i).write_volatile(0) };
+        i += 1;
+    }
+}
+
+/// Whether a blocked new flow of `rule` (its first packet `p`) may be recorded:
 /// `true` spends one unit of both budgets; `false` has summarised the packet, which the
 /// caller drops without creating its flow. A rule's summary that cannot be created (the
-/// table is full) leaves the packet counted in [`Counter::FloodUntracked`] alone.
+/// window's slots are all taken, or its id is past `FLOOD_RULES`) leaves the packet counted
+/// in [`Counter::FloodUntracked`] alone.
 /// A BPF subprogram, not inlined: inlined, `create` (and the rest of the path after it) was
 /// walked by the verifier once per way this can return (846,000 instructions, over the
 /// guard in `agent/tests/payload.rs`); the call costs a few ns on the blocked new-flow path
-/// only. Its frame and the program's share the 512-byte stack: keep it within 32 bytes.
+/// only. Its frame and the program's share the 512-byte stack: keep it within 32 bytes (the
+/// packet is passed as one pointer, not its length and source, and the slot code re-reads
+/// what it can rather than keep it: each value kept past a map lookup beyond the four
+/// callee-saved registers is a spilled stack slot).
 #[inline(never)]
-pub fn admit(rule: RuleId, len: u64, src: &[u32; 4]) -> bool {
+pub fn admit(rule: RuleId, p: &Packet) -> bool {
     // Few branches: the verifier walks this once per call site and way through.
     let Some(cfg) = FLOOD_CONFIG.get(0) else {
         return true;
@@ -73,23 +136,27 @@ pub fn admit(rule: RuleId, len: u64, src: &[u32; 4]) -> bool {
     };
     // The refusal bit off (a blocked flow always has a rule).
     let rule = rule & !REFUSE;
-    let Some(e) = entry(&rule) else {
-        stats::bump(Counter::FloodUntracked);
-        return false;
-    };
     // SAFETY: both are this CPU's own map values, live for this run.
     unsafe {
         if (*t).window != cfg.window {
             (*t).window = cfg.window;
             (*t).spent = 0;
+            // The slots of this window's half were the agent's to read two windows ago.
+            if let Some(u) = (*t).used.get_mut((cfg.window & 1) as usize) {
+                *u = 0;
+            }
         }
+        let Some(e) = entry(rule, cfg, t) else {
+            stats::bump(Counter::FloodUntracked);
+            return false;
+        };
         // "No limit" is u32::MAX, out of reach within a window.
         if (*e).recorded < cfg.per_rule && (*t).spent < u64::from(cfg.total) {
             (*e).recorded += 1;
             (*t).spent += 1;
             return true;
         }
-        summarise(&mut *e, len, src);
+        summarise(&mut *e, p.len, &p.key.addr_a);
     }
     stats::bump(Counter::DroppedSummarised);
     false

@@ -344,7 +344,7 @@ fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: lists::InForce) -> (u
     let dropped = verdict == verdict::DROP;
     // Past the drop-record budget a blocked packet buys no flow and no event: it is counted
     // in its rule's flood summary (a retransmitted SYN of a recorded blocked flow too).
-    if dropped && !flood::admit(rule, p.len, &p.key.addr_a) {
+    if dropped && !flood::admit(rule, p) {
         if !has(A, ablate::NO_HITS) {
             lists::hit(rule);
         }

@@ -387,15 +387,19 @@ pub(crate) fn take_flood(
     src: &mut impl MapSource,
     budget: FloodBudget,
 ) -> Result<FloodMaps, LoadError> {
-    let flood = match src.take_map(names::FLOOD) {
-        Some(Map::PerCpuHashMap(m)) => m,
-        _ => return Err(LoadError::Missing("per-CPU hash FLOOD")),
+    let slots = match src.take_map(names::FLOOD_SLOTS) {
+        Some(Map::PerCpuArray(m)) => m,
+        _ => return Err(LoadError::Missing("per-CPU array FLOOD_SLOTS")),
+    };
+    let total = match src.take_map(names::FLOOD_TOTAL) {
+        Some(Map::PerCpuArray(m)) => m,
+        _ => return Err(LoadError::Missing("per-CPU array FLOOD_TOTAL")),
     };
     let config = match src.take_map(names::FLOOD_CONFIG) {
         Some(Map::Array(m)) => m,
         _ => return Err(LoadError::Missing("array FLOOD_CONFIG")),
     };
-    FloodMaps::new(flood, config, budget).map_err(LoadError::Flood)
+    FloodMaps::new(slots, total, config, budget).map_err(LoadError::Flood)
 }
 
 /// The flow tables, the ring and the counters, taken out of `src`.

@@ -358,6 +358,7 @@ fn the_main_program_keeps_a_fifth_of_the_verifiers_budget_free() {
     let verified = info
         .verified_instruction_count()
         .expect("the kernel reports verified instructions (5.16 or later)");
+    eprintln!("the verifier walked {verified} instructions of the main program");
     assert!(
         verified < 800_000,
         "the verifier walked {verified} instructions of the main program: move work to the slow path (payload.rs)"

@@ -306,11 +306,13 @@ impl Capacity {
     /// The size of every list map by name, as the loader creates them (the per-rule hit
     /// counters included).
     pub fn map_sizes(&self) -> Vec<(&'static str, u32)> {
-        let mut out = Vec::with_capacity(13);
+        let mut out = Vec::with_capacity(14);
         for kind in [ListKind::Allow, ListKind::Block] {
             out.extend(Table::ALL.map(|t| (t.map_name(kind), self.get(kind, t))));
         }
         out.push((agent_common::names::RULE_HITS, self.rule_hits));
+        // The flood summaries' slot per rule: indexed by rule id as the hit counters are.
+        out.push((agent_common::names::FLOOD_RULES, self.rule_hits));
         out
     }
 }

@@ -1,22 +1,24 @@
-//! Flood summaries ([`agent_common::flood`]): once a sweep, every rule's per-CPU summary of
-//! the blocked packets dropped past the drop-record budget is taken from the `FLOOD` map
-//! (lookup-and-delete, so the counts are exact and the rule's budget starts afresh), the CPUs
+//! Flood summaries ([`agent_common::flood`]): once a sweep, the budgets' window is moved on
+//! (which starts both budgets afresh and turns the program to the other half of the summary
+//! slots), then every rule's per-CPU summary of the window that ended, of the blocked packets
+//! dropped past the drop-record budget, is read from its `FLOOD_SLOTS` slots, and the CPUs
 //! are merged (sums, first and last time, sketch registers by maximum, top sources by
-//! address), and the global budget's window is moved on. Each rule with stateless drops
-//! becomes one `summarised` record; `status` keeps the running totals.
+//! address). Each rule with stateless drops becomes one `summarised` record; `status` keeps
+//! the running totals.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsFd;
+use std::time::Duration;
 
-use agent_common::flood::{FloodConfig, FloodValue, SKETCH_REGISTERS, TOP_SOURCES};
+use agent_common::flood::{
+    first_slot, stamp, FloodConfig, FloodTotal, FloodValue, SKETCH_REGISTERS, SLOTS, TOP_SOURCES,
+};
 use agent_common::{names, rules::RuleId, FlowKey};
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, MapData, PerCpuArray};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::WallClock;
-use crate::flowtable::{call, keys_of, BPF_MAP_LOOKUP_AND_DELETE_ELEM};
 use crate::record::{EndReason, FlowRecord, Mac};
 
 /// Top sources kept per rule in a summary and in `status`.
@@ -186,18 +188,32 @@ pub fn merge(rule: RuleId, per_cpu: &[FloodValue]) -> RuleFlood {
     out
 }
 
+/// How long the agent waits, after moving the window on, before it reads the window that
+/// ended: a program run that read the old window before the move (well under a microsecond)
+/// has finished counting into it by then.
+const GRACE: Duration = Duration::from_millis(1);
+
 /// The program's flood maps.
 pub struct FloodMaps {
-    flood: MapData,
+    slots: PerCpuArray<MapData, FloodValue>,
+    total: PerCpuArray<MapData, FloodTotal>,
     config: Array<MapData, FloodConfig>,
-    cpus: usize,
     window: u64,
 }
 
 impl FloodMaps {
-    /// The `FLOOD` and `FLOOD_CONFIG` maps, with the budgets written.
-    pub fn new(flood: MapData, config: MapData, budget: FloodBudget) -> io::Result<Self> {
+    /// The `FLOOD_SLOTS`, `FLOOD_TOTAL` and `FLOOD_CONFIG` maps, with the budgets written.
+    pub fn new(
+        slots: MapData,
+        total: MapData,
+        config: MapData,
+        budget: FloodBudget,
+    ) -> io::Result<Self> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let slots = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(slots))
+            .map_err(|e| io::Error::other(format!("map {}: {e}", names::FLOOD_SLOTS)))?;
+        let total = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(total))
+            .map_err(|e| io::Error::other(format!("map {}: {e}", names::FLOOD_TOTAL)))?;
         let mut config: Array<MapData, FloodConfig> =
             Array::try_from(aya::maps::Map::Array(config))
                 .map_err(|e| io::Error::other(format!("map {}: {e}", names::FLOOD_CONFIG)))?;
@@ -208,33 +224,19 @@ impl FloodMaps {
             .set(0, c, 0)
             .map_err(|e| io::Error::other(format!("writing map {}: {e}", names::FLOOD_CONFIG)))?;
         Ok(FloodMaps {
-            flood,
+            slots,
+            total,
             config,
-            cpus,
             window,
         })
     }
 
-    /// Takes every rule's summary and starts the next window.
+    /// Starts the next window and takes every rule's summary of the one that ended. The
+    /// program writes the other half of the slots meanwhile, so nothing counted is lost (a
+    /// slot is cleared by the program when its half comes round again, two windows on).
     pub fn take(&mut self) -> io::Result<Vec<RuleFlood>> {
-        let fd = self.flood.fd().as_fd();
-        let mut out = Vec::new();
-        let mut buf = vec![FloodValue::zeroed(); self.cpus];
-        for rule in keys_of::<RuleId>(fd)? {
-            let got = call(
-                fd,
-                BPF_MAP_LOOKUP_AND_DELETE_ELEM,
-                &rule as *const RuleId as u64,
-                buf.as_mut_ptr() as u64,
-            );
-            match got {
-                Ok(()) => out.push(merge(rule, &buf)),
-                // Taken by someone else meanwhile (another agent adopting the pins).
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.window = self.window.wrapping_add(1);
+        let ended = self.window;
+        self.window = ended.wrapping_add(1);
         let mut c = self
             .config
             .get(&0, 0)
@@ -243,7 +245,37 @@ impl FloodMaps {
         self.config
             .set(0, c, 0)
             .map_err(|e| io::Error::other(format!("writing map {}: {e}", names::FLOOD_CONFIG)))?;
-        Ok(out)
+        std::thread::sleep(GRACE);
+        let read = |what: &str, e: aya::maps::MapError| {
+            io::Error::other(format!("reading map {what}: {e}"))
+        };
+        // Each CPU's count of its slots in that half; a CPU idle since an older window of the
+        // same parity shows that one's, whose slots the stamp then leaves out.
+        let half = (ended & 1) as usize;
+        let used = self
+            .total
+            .get(&0, 0)
+            .map_err(|e| read(names::FLOOD_TOTAL, e))?
+            .iter()
+            .map(|t| t.used[half])
+            .max()
+            .unwrap_or(0)
+            .min(SLOTS);
+        let mark = stamp(ended);
+        let mut by_rule: BTreeMap<RuleId, Vec<FloodValue>> = BTreeMap::new();
+        for i in 0..used {
+            let values = self
+                .slots
+                .get(&(first_slot(ended) + i), 0)
+                .map_err(|e| read(names::FLOOD_SLOTS, e))?;
+            for v in values.iter().filter(|v| v.stamp == mark) {
+                by_rule.entry(v.rule).or_default().push(*v);
+            }
+        }
+        Ok(by_rule
+            .into_iter()
+            .map(|(rule, values)| merge(rule, &values))
+            .collect())
     }
 }
 
