@@ -248,7 +248,6 @@ pub struct Attribution {
 /// `Clone` by hand for `clone_from`, which the derive leaves at `*self = source.clone()`:
 /// field by field, a text overwrites the one it replaces in place, so a stage that keeps one
 /// record and copies each new one into it (the enrich stage) allocates nothing per record.
-/// The destructuring makes a new field a compile error here until it is copied.
 impl Clone for FlowRecord {
     fn clone(&self) -> Self {
         // The texts cloned; every other field is `Copy` (a new field that is not fails to
@@ -262,52 +261,19 @@ impl Clone for FlowRecord {
     }
 
     fn clone_from(&mut self, source: &Self) {
-        let FlowRecord {
-            time_start_ns,
-            time_end_ns,
-            iface,
-            ifindex,
-            vlan,
-            vlan_inner,
-            src_mac,
-            dst_mac,
-            proto,
-            src_ip,
-            src_port,
-            dst_ip,
-            dst_port,
-            packets,
-            bytes,
-            resp_packets,
-            resp_bytes,
-            tcp_flags,
-            dropped,
-            rule,
-            end_reason,
-            attr,
-        } = self;
-        *time_start_ns = source.time_start_ns;
-        *time_end_ns = source.time_end_ns;
+        // The texts copied into the buffers they replace; the rest copied (`..*source`, as
+        // in `clone`).
+        let (mut iface, mut rule) = (std::mem::take(&mut self.iface), self.rule.take());
+        let mut attr = std::mem::take(&mut self.attr);
         iface.clone_from(&source.iface);
-        *ifindex = source.ifindex;
-        *vlan = source.vlan;
-        *vlan_inner = source.vlan_inner;
-        *src_mac = source.src_mac;
-        *dst_mac = source.dst_mac;
-        *proto = source.proto;
-        *src_ip = source.src_ip;
-        *src_port = source.src_port;
-        *dst_ip = source.dst_ip;
-        *dst_port = source.dst_port;
-        *packets = source.packets;
-        *bytes = source.bytes;
-        *resp_packets = source.resp_packets;
-        *resp_bytes = source.resp_bytes;
-        *tcp_flags = source.tcp_flags;
-        *dropped = source.dropped;
         rule.clone_from(&source.rule);
-        *end_reason = source.end_reason;
         attr.clone_from(&source.attr);
+        *self = FlowRecord {
+            iface,
+            rule,
+            attr,
+            ..*source
+        };
     }
 }
 

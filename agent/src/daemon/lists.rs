@@ -97,10 +97,6 @@ impl RuleBook {
 }
 
 impl RuleNames for RuleBook {
-    fn rule_name(&self, id: u32) -> Option<String> {
-        self.origin(id).map(|o| o.name())
-    }
-
     fn push_rule_name(&self, id: u32, out: &mut String) -> bool {
         self.origin(id).map(|o| o.push_name(out)).is_some()
     }

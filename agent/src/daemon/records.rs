@@ -21,7 +21,7 @@ use crate::reader::Event;
 use crate::sink::RecordSink;
 use crate::status::Snapshot;
 use crate::sweeper::flood::{FloodMaps, FloodStatus};
-use crate::sweeper::{RuleNames, Sweeper};
+use crate::sweeper::{rule_text, Sweeper};
 
 /// What the status file is made of, besides the sweeper's and the sink's counters.
 pub(crate) struct StatusInputs {
@@ -134,9 +134,7 @@ impl Records {
                 Ok(taken) => {
                     let names = self.rules.as_ref();
                     self.sweeper.summarise(&taken, self.sink.as_mut(), names);
-                    self.flood_status.add(&taken, |id| {
-                        names.rule_name(id).unwrap_or_else(|| format!("rule #{id}"))
-                    });
+                    self.flood_status.add(&taken, |id| rule_text(names, id));
                 }
                 Err(e) => error!(error = %e, "taking the flood summaries failed"),
             }

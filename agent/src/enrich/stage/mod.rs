@@ -481,20 +481,12 @@ impl RecordSink for EnrichStage {
         }
         // The record handed on is the one kept from the last call, overwritten: its texts'
         // buffers are reused, where a clone per record was a malloc and a free per text.
-        let out = match self.out.take() {
-            Some(mut out) => {
-                let mut attr = std::mem::take(&mut out.attr);
-                out.clone_from(record);
-                self.attribute_into(record, &mut attr);
-                out.attr = attr;
-                out
-            }
-            None => {
-                let mut out = record.clone();
-                out.attr = self.attribute(record);
-                out
-            }
-        };
+        // (`attribute_into` overwrites every field of the attribution.)
+        let mut out = self.out.take().unwrap_or_else(|| record.clone());
+        let mut attr = std::mem::take(&mut out.attr);
+        out.clone_from(record);
+        self.attribute_into(record, &mut attr);
+        out.attr = attr;
         let attr = &out.attr;
         self.status.records += 1;
         self.status.fields.count(attr);
