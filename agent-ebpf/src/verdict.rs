@@ -39,8 +39,12 @@ static ALLOW_PORTS: HashMap<PortKey, RuleId> = HashMap::with_max_entries(CAP, BP
 static BLOCK_PORTS: HashMap<PortKey, RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
 #[map(name = "GENERATION")]
 static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+/// Interface roles by ifindex (see [`role::SLOTS`]); 0 is `lan`.
 #[map(name = "IFACE_ROLES")]
-static IFACE_ROLES: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+static IFACE_ROLES: Array<u8> = Array::with_max_entries(role::SLOTS, 0);
+/// Roles of interfaces past `IFACE_ROLES`'s end; absent is `lan`.
+#[map(name = "IFACE_ROLES_FAR")]
+static IFACE_ROLES_FAR: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
 /// Per-CPU packet counts indexed by dense rule id, sized like the rule-id space (the loader
 /// sets it from the lists). A drop of an already-dropped flow counts its rule on every
 /// packet: a per-CPU slot is one inlined array access and a plain add, where a shared hash
@@ -81,10 +85,12 @@ pub fn hit(rule: RuleId) {
 /// The remote address (as network-order words) and port of a flow.
 #[inline(always)]
 fn remote(key: &FlowKey) -> (&[u32; 4], u16) {
-    let wan = IFACE_ROLES
-        .get_ptr(key.ifindex)
+    let role = match IFACE_ROLES.get(key.ifindex) {
+        Some(r) => *r,
         // SAFETY: a map value read for this run only.
-        .is_some_and(|r| unsafe { *r } == role::WAN);
+        None => unsafe { IFACE_ROLES_FAR.get(&key.ifindex) }.map_or(role::LAN, |r| *r),
+    };
+    let wan = role == role::WAN;
     if wan {
         (&key.addr_a, key.port_a)
     } else {

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 
 use agent_common::{
     domain::DomainKey,
-    names,
+    names, role,
     rules::{empty, PortKey, RuleId},
 };
 use aya::maps::{
@@ -270,7 +270,8 @@ pub struct ListMaps {
     block: KindMaps,
     generation: Array<MapData, u64>,
     hits: PerCpuArray<MapData, u64>,
-    roles: HashMap<MapData, u32, u8>,
+    roles: Array<MapData, u8>,
+    roles_far: HashMap<MapData, u32, u8>,
     domain_key: Array<MapData, DomainKey>,
 }
 
@@ -295,6 +296,7 @@ impl ListMaps {
             generation: take(src, names::GENERATION)?,
             hits: take(src, names::RULE_HITS)?,
             roles: take(src, names::IFACE_ROLES)?,
+            roles_far: take(src, names::IFACE_ROLES_FAR)?,
             domain_key: take(src, names::DOMAIN_KEY)?,
         })
     }
@@ -328,9 +330,25 @@ impl ListMaps {
     /// Makes the interfaces in `wan` internet-facing and every other one client-facing (the
     /// default, no entry), writing only what changes.
     pub fn set_roles(&mut self, wan: &[u32]) -> Result<(), EnforceError> {
-        let present: Vec<u32> = self.roles.keys().filter_map(Result::ok).collect();
+        for ifindex in 0..self.roles.len() {
+            let want = if wan.contains(&ifindex) {
+                role::WAN
+            } else {
+                role::LAN
+            };
+            let read = |source| EnforceError::Read {
+                map: names::IFACE_ROLES,
+                source,
+            };
+            if self.roles.get(&ifindex, 0).map_err(read)? != want {
+                self.roles
+                    .set(ifindex, want, 0)
+                    .map_err(upd(names::IFACE_ROLES))?;
+            }
+        }
+        let present: Vec<u32> = self.roles_far.keys().filter_map(Result::ok).collect();
         for ifindex in present.iter().filter(|i| !wan.contains(i)) {
-            ignore_missing(self.roles.remove(ifindex)).map_err(upd(names::IFACE_ROLES))?;
+            ignore_missing(self.roles_far.remove(ifindex)).map_err(upd(names::IFACE_ROLES_FAR))?;
         }
         for ifindex in wan.iter().filter(|i| !present.contains(i)) {
             self.set_wan(*ifindex)?;
@@ -410,9 +428,15 @@ impl ListMaps {
 
     /// Marks an interface as internet-facing: rules match packets' sources there.
     pub fn set_wan(&mut self, ifindex: u32) -> Result<(), EnforceError> {
-        self.roles
-            .insert(ifindex, agent_common::role::WAN, 0)
-            .map_err(upd(names::IFACE_ROLES))
+        if ifindex < self.roles.len() {
+            return self
+                .roles
+                .set(ifindex, role::WAN, 0)
+                .map_err(upd(names::IFACE_ROLES));
+        }
+        self.roles_far
+            .insert(ifindex, role::WAN, 0)
+            .map_err(upd(names::IFACE_ROLES_FAR))
     }
 
     /// Packets counted for rule `id` (summed over the CPUs).

@@ -34,6 +34,11 @@ impl Lab {
     /// for the list set, as an agent adopting a running program would; tables of 1,024
     /// entries.
     fn new(tag: &str, block: &str, allow: &str) -> Self {
+        Self::sized(tag, block, allow, &[])
+    }
+
+    /// [`Lab::new`] with some maps' sizes set (`(name, entries)`).
+    fn sized(tag: &str, block: &str, allow: &str, sizes: &[(&'static str, u32)]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("xdp-audit-verdict-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -44,7 +49,7 @@ impl Lab {
         let mut loaded = Loaded::load(LoadOptions {
             flow_table_size: 1024,
             ringbuf_bytes: 1 << 16,
-            list_capacity: capacity.map_sizes(),
+            list_capacity: [capacity.map_sizes(), sizes.to_vec()].concat(),
             domain_key: None,
             ..Default::default()
         })
@@ -246,6 +251,53 @@ fn on_a_wan_interface_rules_match_the_source() {
         PASS,
         "to it: the source is the local side"
     );
+    lab.loaded.lists.set_roles(&[]).expect("set roles");
+    let later = Spec::tcp4(
+        v4(203, 0, 113, 9),
+        443,
+        v4(198, 51, 100, 2),
+        40009,
+        tcp::ACK,
+    )
+    .build();
+    assert_eq!(lab.run(&later), PASS, "lan again: the role removed");
+}
+
+/// An interface past the role array's end (a host that made thousands of devices) has its
+/// role in the hash beside it: `lo` made one by an array of one slot.
+#[test]
+fn past_the_role_array_a_wan_interface_still_matches_the_source() {
+    let sizes = [(agent_common::names::IFACE_ROLES, LO)];
+    let mut lab = Lab::sized("wan-far", "203.0.113.9\n", "", &sizes);
+    let inbound = Spec::tcp4(
+        v4(203, 0, 113, 9),
+        443,
+        v4(198, 51, 100, 2),
+        40001,
+        tcp::ACK,
+    )
+    .build();
+    assert_eq!(lab.run(&inbound), PASS, "lan: the source is the local side");
+    lab.loaded.lists.set_roles(&[LO]).expect("set roles");
+    let again = Spec::tcp4(
+        v4(203, 0, 113, 9),
+        443,
+        v4(198, 51, 100, 2),
+        40002,
+        tcp::ACK,
+    )
+    .build();
+    assert_eq!(lab.run(&again), DROP, "wan: from a blocked source");
+    lab.loaded.lists.set_roles(&[]).expect("set roles");
+    let third = Spec::tcp4(
+        v4(203, 0, 113, 9),
+        443,
+        v4(198, 51, 100, 2),
+        40003,
+        tcp::ACK,
+    )
+    .build();
+    assert_eq!(lab.run(&third), PASS, "lan again: the role removed");
 }
 
 /// A DNS query for `name` (dotted, or raw wire bytes via `qname`).
