@@ -318,6 +318,13 @@ mod tests {
         assert!(spare.bytes.capacity() >= BATCH * 10, "its room kept");
         let status = alerts.handle().status();
         assert_eq!(status.queue_full, 0);
+        // The thread publishes its CPU time after each input: final once it stopped.
+        let handle = alerts.handle();
+        alerts.stop();
+        assert!(
+            handle.thread_cpu() > std::time::Duration::ZERO,
+            "the alert thread's CPU time after counting a batch"
+        );
     }
 
     #[test]

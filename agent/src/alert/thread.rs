@@ -39,6 +39,9 @@ struct Shared {
     /// Batches the alert thread has counted, cleared, for the stage to reuse: the records
     /// thread then neither allocates a batch nor frees one the other thread touched.
     spare: Mutex<Vec<HitBatch>>,
+    /// The alert thread's CPU time (ns) after its last input: what alerts cost beyond the
+    /// records thread's stage.
+    cpu_ns: AtomicU64,
 }
 
 /// A cloneable sender of inputs to the alert thread.
@@ -85,6 +88,11 @@ impl Handle {
     /// An explicit event; false if the queue was full (counted).
     pub fn event(&self, e: Event) -> bool {
         self.send(Msg::Event(e), 1)
+    }
+
+    /// CPU time the alert thread had used after its last input (final once it stopped).
+    pub fn thread_cpu(&self) -> Duration {
+        Duration::from_nanos(self.shared.cpu_ns.load(Ordering::Relaxed))
     }
 
     /// The alert summary as the thread last published it (about once a second).
@@ -226,6 +234,10 @@ impl Worker {
             if publish {
                 self.publish();
             }
+            let cpu = crate::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            self.shared
+                .cpu_ns
+                .store(cpu.max(0) as u64, Ordering::Relaxed);
         }
         for d in &mut self.deliveries {
             d.close();
