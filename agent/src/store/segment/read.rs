@@ -5,14 +5,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parquet::data_type::{
-    ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
-    Int64Type,
-};
+use parquet::data_type::DataType;
 use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 use parquet::schema::parser::parse_message_type;
 
+use super::gather::{fixed, i32_of, i64_of, text_of};
 use super::pages::PageTable;
 use super::scan::runs_of;
 use super::schema::{col, column_name, schema_prefix, COLUMN_COUNTS, CRC_KEY};
@@ -260,23 +258,9 @@ impl SegmentReader {
     /// filter can test rows before the other columns are decoded.
     pub fn read_ips(&self, i: usize) -> Result<AddressColumns, SegmentError> {
         let rg = self.load(i, &[col::SRC_IP, col::DST_IP])?;
-        let rows = rg.metadata().num_rows().max(0) as usize;
-        let mut out = Vec::with_capacity(2);
-        for c in [col::SRC_IP, col::DST_IP] {
-            let (v, _) = self.column::<FixedLenByteArrayType>(&rg, c, &[(0, rows)], false)?;
-            let mut ips = Vec::with_capacity(rows);
-            for x in &v {
-                ips.push(
-                    x.data()
-                        .try_into()
-                        .map_err(|_| self.invalid(c, "value is not 16 bytes"))?,
-                );
-            }
-            out.push(ips);
-        }
-        let dst = out.pop().unwrap_or_default();
-        let src = out.pop().unwrap_or_default();
-        Ok((src, dst))
+        let all = [(0, rg.metadata().num_rows().max(0) as usize)];
+        let ip = |c| self.gather_required(&rg, c, &all, |_, v| fixed::<16>(v));
+        Ok((ip(col::SRC_IP)?, ip(col::DST_IP)?))
     }
 
     /// Reads every row of row group `i` for which `keep(row)` is true (`keep` = `None`: all).
@@ -309,31 +293,40 @@ impl SegmentReader {
         };
         let rows: usize = runs.iter().map(|r| r.1).sum();
         let runs = &runs[..];
-        let (ts, _) = self.column::<Int64Type>(g, col::TIME_START, runs, false)?;
-        let (te, _) = self.column::<Int64Type>(g, col::TIME_END, runs, false)?;
-        let (iface, _) = self.column::<ByteArrayType>(g, col::IFACE, runs, false)?;
-        let (ifindex, _) = self.column::<Int32Type>(g, col::IFINDEX, runs, false)?;
-        let vlan = self.optional_u16(g, col::VLAN, runs, rows)?;
-        let vlan_inner = self.optional_u16(g, col::VLAN_INNER, runs, rows)?;
-        let (smac, _) = self.column::<FixedLenByteArrayType>(g, col::SRC_MAC, runs, false)?;
-        let (dmac, _) = self.column::<FixedLenByteArrayType>(g, col::DST_MAC, runs, false)?;
-        let (proto, _) = self.column::<Int32Type>(g, col::PROTO, runs, false)?;
-        let (ipv, _) = self.column::<Int32Type>(g, col::IP_VERSION, runs, false)?;
-        let sip = self.addresses(g, col::SRC_IP, runs)?;
-        let (sport, _) = self.column::<Int32Type>(g, col::SRC_PORT, runs, false)?;
-        let dip = self.addresses(g, col::DST_IP, runs)?;
-        let (dport, _) = self.column::<Int32Type>(g, col::DST_PORT, runs, false)?;
-        let (pk, _) = self.column::<Int64Type>(g, col::PACKETS, runs, false)?;
-        let (by, _) = self.column::<Int64Type>(g, col::BYTES, runs, false)?;
-        let (rpk, _) = self.column::<Int64Type>(g, col::RESP_PACKETS, runs, false)?;
-        let (rby, _) = self.column::<Int64Type>(g, col::RESP_BYTES, runs, false)?;
-        let (flags, _) = self.column::<Int32Type>(g, col::TCP_FLAGS, runs, false)?;
-        let (reason, _) = self.column::<ByteArrayType>(g, col::END_REASON, runs, false)?;
+        let int64 = |c| self.gather_required(g, c, runs, i64_of);
+        let int32 = |c| self.gather_required(g, c, runs, i32_of);
+        let mac = |c| self.gather_required(g, c, runs, |_, v| fixed::<6>(v).map(Mac));
+        let ip = |c| self.gather_required(g, c, runs, |_, v| fixed::<16>(v));
+        let ts = int64(col::TIME_START)?;
+        let te = int64(col::TIME_END)?;
+        let mut iface = self.gather_required(g, col::IFACE, runs, text_of)?;
+        let ifindex = int32(col::IFINDEX)?;
+        let vlan = self.optional_u16(g, col::VLAN, runs)?;
+        let vlan_inner = self.optional_u16(g, col::VLAN_INNER, runs)?;
+        let smac = mac(col::SRC_MAC)?;
+        let dmac = mac(col::DST_MAC)?;
+        let proto = int32(col::PROTO)?;
+        let ipv = int32(col::IP_VERSION)?;
+        let sip = ip(col::SRC_IP)?;
+        let sport = int32(col::SRC_PORT)?;
+        let dip = ip(col::DST_IP)?;
+        let dport = int32(col::DST_PORT)?;
+        let pk = int64(col::PACKETS)?;
+        let by = int64(col::BYTES)?;
+        let rpk = int64(col::RESP_PACKETS)?;
+        let rby = int64(col::RESP_BYTES)?;
+        let flags = int32(col::TCP_FLAGS)?;
+        let reason = self.gather_required(g, col::END_REASON, runs, |_, v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(EndReason::parse)
+                .ok_or_else(|| format!("unknown reason {:?}", String::from_utf8_lossy(v)))
+        })?;
         // Segments written before the list columns existed read as "nothing dropped".
         let (dropped, rules) = if self.columns > col::DROPPED {
             (
-                self.column::<Int64Type>(g, col::DROPPED, runs, false)?.0,
-                self.optional_text(g, col::RULE, runs, rows)?,
+                int64(col::DROPPED)?,
+                self.gather_optional(g, col::RULE, runs, text_of)?,
             )
         } else {
             (vec![0; rows], vec![None; rows])
@@ -346,11 +339,6 @@ impl SegmentReader {
                 let v = ipv[r];
                 return Err(self.invalid(col::IP_VERSION, format!("row {r}: value {v}")));
             };
-            let mac = |c: usize, v: &FixedLenByteArray| -> Result<Mac, SegmentError> {
-                Ok(Mac(v.data().try_into().map_err(|_| {
-                    self.invalid(c, format!("row {r}: not 6 bytes"))
-                })?))
-            };
             let narrow = |c: usize, v: i32, max: i32| -> Result<i32, SegmentError> {
                 if (0..=max).contains(&v) {
                     Ok(v)
@@ -358,21 +346,15 @@ impl SegmentReader {
                     Err(self.invalid(c, format!("row {r}: value {v} out of range")))
                 }
             };
-            let text = |c: usize, v: &ByteArray| -> Result<String, SegmentError> {
-                v.as_utf8()
-                    .map(str::to_owned)
-                    .map_err(|_| self.invalid(c, format!("row {r}: not UTF-8")))
-            };
-            let reason_s = text(col::END_REASON, &reason[r])?;
             out.push(FlowRecord {
                 time_start_ns: ts[r],
                 time_end_ns: te[r],
-                iface: text(col::IFACE, &iface[r])?,
+                iface: std::mem::take(&mut iface[r]),
                 ifindex: ifindex[r] as u32,
                 vlan: vlan[r],
                 vlan_inner: vlan_inner[r],
-                src_mac: mac(col::SRC_MAC, &smac[r])?,
-                dst_mac: mac(col::DST_MAC, &dmac[r])?,
+                src_mac: smac[r],
+                dst_mac: dmac[r],
                 proto: narrow(col::PROTO, proto[r], 255)? as u8,
                 src_ip: ip_from_column(sip[r], src_v6),
                 src_port: narrow(col::SRC_PORT, sport[r], 65535)? as u16,
@@ -385,12 +367,7 @@ impl SegmentReader {
                 tcp_flags: narrow(col::TCP_FLAGS, flags[r], 255)? as u8,
                 dropped: dropped[r] as u64,
                 rule: rules.next().flatten(),
-                end_reason: EndReason::parse(&reason_s).ok_or_else(|| {
-                    self.invalid(
-                        col::END_REASON,
-                        format!("row {r}: unknown reason {reason_s:?}"),
-                    )
-                })?,
+                end_reason: reason[r],
                 attr: attrs.next().unwrap_or_default(),
             });
         }
@@ -408,16 +385,21 @@ impl SegmentReader {
         if !self.has_attribution() {
             return Ok(vec![Attribution::default(); rows]);
         }
-        let text = |c: usize| self.optional_text(g, c, runs, rows);
+        let text = |c: usize| self.gather_optional(g, c, runs, text_of);
         let user = text(col::USER)?;
         let hostname = text(col::HOSTNAME)?;
-        let nat_ip = self.optional_values::<FixedLenByteArrayType>(g, col::NAT_IP, runs, rows)?;
-        let nat_version = self.optional_values::<Int32Type>(g, col::NAT_IP_VERSION, runs, rows)?;
-        let nat_port = self.optional_u16(g, col::NAT_PORT, runs, rows)?;
+        let nat_ip = self.gather_optional(g, col::NAT_IP, runs, |_, v| fixed::<16>(v))?;
+        let nat_version = self.gather_optional(g, col::NAT_IP_VERSION, runs, i32_of)?;
+        let nat_port = self.optional_u16(g, col::NAT_PORT, runs)?;
         let domain = text(col::DOMAIN)?;
-        let source = text(col::DOMAIN_SOURCE)?;
+        let source = self.gather_optional(g, col::DOMAIN_SOURCE, runs, |_, v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(NameSource::from_str_form)
+                .ok_or_else(|| format!("unknown source {:?}", String::from_utf8_lossy(v)))
+        })?;
         let qname = text(col::DNS_QNAME)?;
-        let qtype = self.optional_u16(g, col::DNS_QTYPE, runs, rows)?;
+        let qtype = self.optional_u16(g, col::DNS_QTYPE, runs)?;
         let mut out = Vec::with_capacity(rows);
         let parts = user
             .into_iter()
@@ -428,13 +410,7 @@ impl SegmentReader {
         {
             let nat_ip = match (ip, version) {
                 (None, None) => None,
-                (Some(ip), Some(v @ (4 | 6))) => {
-                    let a = ip
-                        .data()
-                        .try_into()
-                        .map_err(|_| self.invalid(col::NAT_IP, format!("row {r}: not 16 bytes")))?;
-                    Some(ip_from_column(a, v == 6))
-                }
+                (Some(ip), Some(v @ (4 | 6))) => Some(ip_from_column(ip, v == 6)),
                 (_, v) => {
                     return Err(self.invalid(
                         col::NAT_IP_VERSION,
@@ -442,20 +418,13 @@ impl SegmentReader {
                     ))
                 }
             };
-            let domain_source = source
-                .map(|s| {
-                    NameSource::from_str_form(&s).ok_or_else(|| {
-                        self.invalid(col::DOMAIN_SOURCE, format!("row {r}: unknown source {s:?}"))
-                    })
-                })
-                .transpose()?;
             out.push(Attribution {
                 user,
                 hostname,
                 nat_ip,
                 nat_port: nat_port[r],
                 domain,
-                domain_source,
+                domain_source: source,
                 dns_qname: qname,
                 dns_qtype: qtype[r],
             });
@@ -463,71 +432,17 @@ impl SegmentReader {
         Ok(out)
     }
 
-    /// The values of optional column `c` at the rows of `runs` (`rows` of them), `None` where
-    /// null.
-    fn optional_values<T: DataType>(
-        &self,
-        g: &dyn RowGroupReader,
-        c: usize,
-        runs: &[(usize, usize)],
-        rows: usize,
-    ) -> Result<Vec<Option<T::T>>, SegmentError> {
-        let (vals, defs) = self.column::<T>(g, c, runs, true)?;
-        if defs.len() != rows {
-            return Err(self.invalid(c, format!("{} levels for {rows} rows", defs.len())));
-        }
-        let mut it = vals.into_iter();
-        defs.iter()
-            .enumerate()
-            .map(|(r, &d)| match d {
-                0 => Ok(None),
-                _ => it
-                    .next()
-                    .map(Some)
-                    .ok_or_else(|| self.invalid(c, format!("row {r}: value missing"))),
-            })
-            .collect()
-    }
-
-    fn optional_text(
-        &self,
-        g: &dyn RowGroupReader,
-        c: usize,
-        runs: &[(usize, usize)],
-        rows: usize,
-    ) -> Result<Vec<Option<String>>, SegmentError> {
-        self.optional_values::<ByteArrayType>(g, c, runs, rows)?
-            .into_iter()
-            .enumerate()
-            .map(|(r, v)| {
-                v.map(|v| {
-                    v.as_utf8()
-                        .map(str::to_owned)
-                        .map_err(|_| self.invalid(c, format!("row {r}: not UTF-8")))
-                })
-                .transpose()
-            })
-            .collect()
-    }
-
+    /// The values of optional INT32 column `c` holding a `u16` at the rows of `runs`.
     fn optional_u16(
         &self,
         g: &dyn RowGroupReader,
         c: usize,
         runs: &[(usize, usize)],
-        rows: usize,
     ) -> Result<Vec<Option<u16>>, SegmentError> {
-        self.optional_values::<Int32Type>(g, c, runs, rows)?
-            .into_iter()
-            .enumerate()
-            .map(|(r, v)| {
-                v.map(|v| {
-                    u16::try_from(v)
-                        .map_err(|_| self.invalid(c, format!("row {r}: value {v} out of range")))
-                })
-                .transpose()
-            })
-            .collect()
+        self.gather_optional(g, c, runs, |r, v| {
+            let v = i32_of(r, v)?;
+            u16::try_from(v).map_err(|_| format!("value {v} out of range"))
+        })
     }
 
     /// Reads every row of the segment, in file order.

@@ -1,5 +1,6 @@
 //! Column scans straight from the pages: which rows of a row group hold a value (an address,
-//! an account, a name, a NAT tuple), and the addresses of chosen rows. A dictionary entry is
+//! an account, a name, a NAT tuple), and the page decoding they share with [`super::gather`]
+//! (levels, dictionary indices, PLAIN values). A dictionary entry is
 //! tested once and rows match by their dictionary index, so a query never materialises a
 //! value it does not need, and a column whose dictionary holds no match is not decoded at all.
 
@@ -9,18 +10,33 @@ use std::ops::Range;
 use parquet::column::page::{Page, PageReader};
 use parquet::file::reader::RowGroupReader;
 
+use super::gather::i64_of;
 use super::read::SegmentReader;
 use super::schema::{col, column_name};
 use super::{pq, SegmentError};
 use crate::store::varint;
 
 /// How a column's values are laid out in a page.
-#[derive(Clone, Copy)]
-enum Width {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Width {
     /// Fixed size (INT32: 4 bytes little-endian, FIXED_LEN_BYTE_ARRAY: its length).
     Fixed(usize),
     /// BYTE_ARRAY: each value a u32 LE length and its bytes.
     Var,
+}
+
+impl Width {
+    /// The layout of a column of physical type `t` (INT32 and INT64 little-endian,
+    /// FIXED_LEN_BYTE_ARRAY of `len` bytes, BYTE_ARRAY); `None` for a type no segment holds.
+    pub(super) fn of(t: PhysicalType, len: i32) -> Option<Self> {
+        match t {
+            PhysicalType::INT32 => Some(Width::Fixed(4)),
+            PhysicalType::INT64 => Some(Width::Fixed(8)),
+            PhysicalType::FIXED_LEN_BYTE_ARRAY => usize::try_from(len).ok().map(Width::Fixed),
+            PhysicalType::BYTE_ARRAY => Some(Width::Var),
+            _ => None,
+        }
+    }
 }
 
 impl SegmentReader {
@@ -103,7 +119,6 @@ impl SegmentReader {
         until: Option<i64>,
         within: Option<&[bool]>,
     ) -> Result<Vec<bool>, SegmentError> {
-        use parquet::data_type::Int64Type;
         let rows = self.stats(i).rows;
         let runs = match within {
             Some(w) => runs_of(w),
@@ -121,8 +136,8 @@ impl SegmentReader {
                 &whole
             }
         };
-        let (start, _) = self.column::<Int64Type>(rg, col::TIME_START, &runs, false)?;
-        let (end, _) = self.column::<Int64Type>(rg, col::TIME_END, &runs, false)?;
+        let start = self.gather_required(rg, col::TIME_START, &runs, i64_of)?;
+        let end = self.gather_required(rg, col::TIME_END, &runs, i64_of)?;
         let mut mask = vec![false; rows];
         let mut k = 0;
         for &(first, len) in &runs {
@@ -176,14 +191,9 @@ impl SegmentReader {
         let meta = rg.metadata().column(c);
         let descr = meta.column_descr();
         let optional = descr.max_def_level() > 0;
-        let width = match descr.physical_type() {
-            PhysicalType::INT32 => Width::Fixed(4),
-            PhysicalType::FIXED_LEN_BYTE_ARRAY => {
-                Width::Fixed(usize::try_from(descr.type_length()).unwrap_or(0))
-            }
-            PhysicalType::BYTE_ARRAY => Width::Var,
-            t => return Err(self.invalid(c, format!("cannot scan a {t} column"))),
-        };
+        let t = descr.physical_type();
+        let width = Width::of(t, descr.type_length())
+            .ok_or_else(|| self.invalid(c, format!("cannot scan a {t} column")))?;
         let all_dict = meta.dictionary_page_offset().is_some()
             && meta.page_encoding_stats_mask().is_some_and(|m| {
                 m.is_only(Encoding::PLAIN_DICTIONARY) || m.is_only(Encoding::RLE_DICTIONARY)
@@ -291,119 +301,12 @@ impl SegmentReader {
         }
         Ok(())
     }
-
-    /// Values of address column `c` (16-byte form) at the rows of `runs` (ascending, disjoint),
-    /// decoded from the pages directly: the dictionary stays one buffer and rows index into it,
-    /// instead of one reference-counted value per dictionary entry (tens of thousands for
-    /// `dst_ip`, decoded for every segment a query reads rows from). Pages holding none of the
-    /// rows are skipped without being decompressed.
-    pub(super) fn addresses(
-        &self,
-        rg: &dyn RowGroupReader,
-        c: usize,
-        runs: &[(usize, usize)],
-    ) -> Result<Vec<[u8; 16]>, SegmentError> {
-        let ctx = || format!("column {}", column_name(c));
-        let total: usize = runs.iter().map(|r| r.1).sum();
-        let mut out: Vec<[u8; 16]> = Vec::with_capacity(total);
-        let mut pages = rg
-            .get_column_page_reader(c)
-            .map_err(|e| pq(&self.path, ctx())(e))?;
-        let mut dict = bytes::Bytes::new();
-        let mut row = 0usize;
-        let mut ri = 0usize; // first run not wholly before `row`
-        while out.len() < total {
-            let unwanted = |r: Range<usize>| {
-                while runs.get(ri).is_some_and(|&(s, l)| s + l <= r.start) {
-                    ri += 1;
-                }
-                runs.get(ri).is_none_or(|&(s, _)| s >= r.end)
-            };
-            if self.skip_page(&mut *pages, c, &mut row, unwanted)? {
-                continue;
-            }
-            let Some(page) = pages
-                .get_next_page()
-                .map_err(|e| pq(&self.path, ctx())(e))?
-            else {
-                break;
-            };
-            let (values, n, encoding) = match page {
-                Page::DictionaryPage {
-                    buf, num_values, ..
-                } => {
-                    if buf.len() != num_values as usize * 16 {
-                        return Err(self.invalid(c, "dictionary page is not 16 bytes per value"));
-                    }
-                    dict = buf;
-                    continue;
-                }
-                data => {
-                    let page = DataPage::split(data, false)
-                        .map_err(|e| self.invalid(c, format!("page at row {row}: {e}")))?;
-                    (page.values, page.rows, page.encoding)
-                }
-            };
-            // Rows of this page inside a run, in order.
-            let mut r = ri;
-            let mut want = |k: usize| {
-                let at = row + k;
-                while runs.get(r).is_some_and(|&(s, l)| s + l <= at) {
-                    r += 1;
-                }
-                runs.get(r).is_some_and(|&(s, _)| s <= at)
-            };
-            match encoding {
-                Encoding::PLAIN => {
-                    if values.len() < n * 16 {
-                        return Err(self.invalid(c, format!("page at row {row} is short")));
-                    }
-                    for (k, v) in values.chunks_exact(16).take(n).enumerate() {
-                        if want(k) {
-                            let mut a = [0u8; 16];
-                            a.copy_from_slice(v);
-                            out.push(a);
-                        }
-                    }
-                }
-                Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                    let mut bad = None;
-                    decode_dict_indices(&values, n, |k, idx| {
-                        if want(k) {
-                            let at = idx as usize * 16;
-                            match dict.get(at..at + 16) {
-                                Some(v) => {
-                                    let mut a = [0u8; 16];
-                                    a.copy_from_slice(v);
-                                    out.push(a);
-                                }
-                                None => bad = Some(idx),
-                            }
-                        }
-                    })
-                    .map_err(|e| self.invalid(c, format!("page at row {row}: {e}")))?;
-                    if let Some(idx) = bad {
-                        return Err(self.invalid(
-                            c,
-                            format!("page at row {row}: dictionary index {idx} out of range"),
-                        ));
-                    }
-                }
-                e => return Err(self.invalid(c, format!("unexpected page encoding {e:?}"))),
-            }
-            row += n;
-        }
-        if out.len() != total {
-            return Err(self.invalid(c, format!("{} values for {total} rows", out.len())));
-        }
-        Ok(out)
-    }
 }
 
 impl SegmentReader {
     /// Skips the next page of column `c` undecompressed if it is a data page whose rows
     /// (from `*row` on, which it advances) `unwanted` says are not needed; says whether it did.
-    fn skip_page(
+    pub(super) fn skip_page(
         &self,
         pages: &mut dyn PageReader,
         c: usize,
@@ -447,17 +350,22 @@ pub(super) fn runs_of(keep: &[bool]) -> Vec<(usize, usize)> {
     runs
 }
 
-/// Decodes `n` dictionary indices of a data page (bit width byte, then the RLE/bit-packed
-/// hybrid of the Parquet spec), calling `f(position, index)` for each.
-fn decode_dict_indices(buf: &[u8], n: usize, f: impl FnMut(usize, u32)) -> Result<(), String> {
-    let (&width, rest) = buf.split_first().ok_or("empty page")?;
-    decode_rle(rest, u32::from(width), n, f).map(|_| ())
-}
-
-/// [`decode_dict_indices`] by runs of one index ([`decode_rle_runs`]).
-fn decode_dict_runs(buf: &[u8], n: usize, f: impl FnMut(usize, usize, u32)) -> Result<(), String> {
+/// Decodes the first `n` dictionary indices of a data page (bit width byte, then the
+/// RLE/bit-packed hybrid of the Parquet spec) by runs of one index ([`decode_rle_runs`]).
+pub(super) fn decode_dict_runs(
+    buf: &[u8],
+    n: usize,
+    f: impl FnMut(usize, usize, u32),
+) -> Result<(), String> {
     let (&width, rest) = buf.split_first().ok_or("empty page")?;
     decode_rle_runs(rest, u32::from(width), n, f).map(|_| ())
+}
+
+/// [`decode_dict_runs`] by [`Run`]s, bit-packed runs left packed: a caller wanting a few of
+/// the indices unpacks only those.
+pub(super) fn dict_runs(buf: &[u8], n: usize, f: impl FnMut(Run<'_>)) -> Result<(), String> {
+    let (&width, rest) = buf.split_first().ok_or("empty page")?;
+    rle_hybrid(rest, u32::from(width), n, f).map(|_| ())
 }
 
 /// Decodes `n` values of `width` bits in the RLE/bit-packed hybrid of the Parquet spec (no
@@ -475,11 +383,53 @@ fn decode_rle(
 
 /// [`decode_rle`] by runs: `f(position, length, value)` once per RLE run (a bit-packed value
 /// is a run of one), so a caller can take a run of equal values in one step.
-fn decode_rle_runs(
+pub(super) fn decode_rle_runs(
     buf: &[u8],
     width: u32,
     n: usize,
     mut f: impl FnMut(usize, usize, u32),
+) -> Result<usize, String> {
+    rle_hybrid(buf, width, n, |run| match run {
+        Run::Same { at, len, value } => f(at, len, value),
+        Run::Packed {
+            at,
+            count,
+            width,
+            bytes,
+        } => {
+            let mask = (1u64 << width) - 1;
+            for j in 0..count {
+                f(
+                    at + j,
+                    1,
+                    (bits(bytes, j * width as usize, width) & mask) as u32,
+                );
+            }
+        }
+    })
+}
+
+/// A run of the RLE/bit-packed hybrid.
+pub(super) enum Run<'a> {
+    /// `len` values equal to `value`, from position `at`.
+    Same { at: usize, len: usize, value: u32 },
+    /// `count` values from position `at`, `width` bits each (at most 32), packed least
+    /// significant bit first in `bytes` (which may hold more: whole groups of 8).
+    Packed {
+        at: usize,
+        count: usize,
+        width: u32,
+        bytes: &'a [u8],
+    },
+}
+
+/// Walks the runs of `n` values of `width` bits in the RLE/bit-packed hybrid of the Parquet
+/// spec (no length prefix), calling `f` once per run; returns the bytes used.
+pub(super) fn rle_hybrid<'a>(
+    buf: &'a [u8],
+    width: u32,
+    n: usize,
+    mut f: impl FnMut(Run<'a>),
 ) -> Result<usize, String> {
     if width > 32 {
         return Err(format!("bit width {width}"));
@@ -494,53 +444,67 @@ fn decode_rle_runs(
             let bytes = width.div_ceil(8) as usize;
             let v = rest.get(..bytes).ok_or("RLE value cut")?;
             rest = &rest[bytes..];
-            let mut idx = 0u32;
+            let mut value = 0u32;
             for (j, b) in v.iter().enumerate() {
-                idx |= u32::from(*b) << (8 * j);
+                value |= u32::from(*b) << (8 * j);
             }
             let len = count.min(n - k);
-            f(k, len, idx);
+            f(Run::Same { at: k, len, value });
             k += len;
         } else {
             // Groups of 8 values, `width` bytes each; a count past the page is damage.
             let groups = usize::try_from(header >> 1).unwrap_or(usize::MAX);
-            let packed = groups
+            let bytes = groups
                 .checked_mul(width as usize)
                 .and_then(|bytes| rest.get(..bytes))
                 .ok_or("bit-packed run cut")?;
-            rest = &rest[packed.len()..];
+            rest = &rest[bytes.len()..];
             let count = groups.saturating_mul(8).min(n - k);
-            let mask = if width == 32 {
-                u64::MAX >> 32
-            } else {
-                (1u64 << width) - 1
-            };
-            for j in 0..count {
-                let bit = j * width as usize;
-                let byte = bit / 8;
-                // One unaligned load where 8 bytes remain (all but the run's last values).
-                let word = match packed.get(byte..byte + 8) {
-                    Some(w) => u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
-                    None => packed
-                        .iter()
-                        .skip(byte)
-                        .enumerate()
-                        .fold(0u64, |w, (o, b)| w | u64::from(*b) << (8 * o)),
-                };
-                f(k, 1, ((word >> (bit % 8)) & mask) as u32);
-                k += 1;
-            }
+            f(Run::Packed {
+                at: k,
+                count,
+                width,
+                bytes,
+            });
+            k += count;
         }
     }
     Ok(buf.len() - rest.len())
 }
 
+/// The `width`-bit value (at most 64) starting at bit `bit` of `packed`, least significant
+/// bit first (the bit packing of Parquet's RLE hybrid and delta encodings), with any bits past
+/// the end of `packed` read as 0 (callers check the lengths they need), not masked to `width`.
+#[inline]
+pub(super) fn bits(packed: &[u8], bit: usize, width: u32) -> u64 {
+    let (byte, shift) = (bit / 8, (bit % 8) as u32);
+    // One unaligned load where 8 bytes remain (all but a run's last values).
+    let word = match packed.get(byte..byte + 8) {
+        Some(w) => u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+        None => packed
+            .iter()
+            .skip(byte)
+            .take(8)
+            .enumerate()
+            .fold(0u64, |w, (o, b)| w | u64::from(*b) << (8 * o)),
+    };
+    let v = word >> shift;
+    if shift + width > 64 {
+        // A value of 58 bits or more straddling a ninth byte.
+        v | packed
+            .get(byte + 8)
+            .map_or(0, |&b| u64::from(b) << (64 - shift))
+    } else {
+        v
+    }
+}
+
 /// Calls `f` with each of `n` PLAIN-encoded values of `buf`.
-fn plain_values(
-    buf: &[u8],
+pub(super) fn plain_values<'a>(
+    buf: &'a [u8],
     n: usize,
     width: Width,
-    mut f: impl FnMut(&[u8]),
+    mut f: impl FnMut(&'a [u8]),
 ) -> Result<(), String> {
     match width {
         Width::Fixed(w) => {
@@ -590,15 +554,15 @@ fn split_values(
 
 /// A data page's parts: its definition levels, undecoded (`None` for a required column), its
 /// value bytes, its row count and its value encoding.
-struct DataPage {
-    levels: Option<bytes::Bytes>,
-    values: bytes::Bytes,
-    rows: usize,
-    encoding: Encoding,
+pub(super) struct DataPage {
+    pub(super) levels: Option<bytes::Bytes>,
+    pub(super) values: bytes::Bytes,
+    pub(super) rows: usize,
+    pub(super) encoding: Encoding,
 }
 
 impl DataPage {
-    fn split(page: Page, optional: bool) -> Result<Self, String> {
+    pub(super) fn split(page: Page, optional: bool) -> Result<Self, String> {
         let (levels, values, rows, encoding) = match page {
             Page::DataPage {
                 buf,

@@ -112,7 +112,37 @@ pub fn write(
     journal_id: u64,
     layout: Layout,
 ) -> Result<u64, SegmentError> {
-    let props = writer_props(journal_id, layout, rows.len());
+    write_props(
+        path,
+        rows,
+        layout,
+        writer_props(journal_id, layout, rows.len()),
+    )
+}
+
+/// [`write`] with the writer properties changed by `tweak`: tests write the same rows in
+/// other encodings and page versions, as another writer (or an earlier format) would.
+#[cfg(test)]
+pub(super) fn write_tweaked(
+    path: &Path,
+    rows: &SortedColumns,
+    layout: Layout,
+    tweak: impl FnOnce(WriterPropertiesBuilder) -> WriterPropertiesBuilder,
+) -> Result<u64, SegmentError> {
+    write_props(
+        path,
+        rows,
+        layout,
+        tweak(writer_props(1, layout, rows.len())),
+    )
+}
+
+fn write_props(
+    path: &Path,
+    rows: &SortedColumns,
+    layout: Layout,
+    props: WriterPropertiesBuilder,
+) -> Result<u64, SegmentError> {
     // Columns are encoded with Parquet's offset index on, for their page locations (the
     // page table is built from them), but the file is written without it: the page table
     // holds the same and more (a CRC per page), and the offset index cost ~0.3 bytes per
