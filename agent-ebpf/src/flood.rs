@@ -12,8 +12,8 @@
 
 use agent_common::{
     flood::{
-        first_slot, register_of, source_hash, stamp, FloodConfig, FloodTotal, FloodValue,
-        SKETCH_BITS, SLOTS, TOP_SOURCES,
+        first_slot, raises, register_index, register_of, source_hash, stamp, FloodConfig,
+        FloodTotal, FloodValue, SKETCH_BITS, SLOTS, TOP_SOURCES,
     },
     rules::{RuleId, REFUSE},
     Counter,
@@ -183,10 +183,11 @@ fn summarise(e: &mut FloodValue, len: u64, src: &[u32; 4]) {
         e.last_ns = now;
     }
     let h = source_hash(src);
-    let (index, rank) = register_of(h);
-    if let Some(r) = e.sources.get_mut(index) {
-        if *r < rank {
-            *r = rank;
+    if let Some(r) = e.sources.get_mut(register_index(h)) {
+        // The rank (leading zeros, a long expansion in BPF) is counted only when it raises
+        // the register: for one source in 2^register.
+        if raises(h, *r) {
+            *r = register_of(h).1;
         }
     }
     // Heavy hitters without a loop (each branch of one multiplies the verifier's walk): the
