@@ -237,14 +237,7 @@ fn a_list_change_reaches_established_flows_at_their_next_packet() {
 fn on_a_wan_interface_rules_match_the_source() {
     let mut lab = Lab::new("wan", "203.0.113.9\n", "");
     lab.loaded.lists.set_wan(LO).expect("set wan");
-    let inbound = Spec::tcp4(
-        v4(203, 0, 113, 9),
-        443,
-        v4(198, 51, 100, 2),
-        40000,
-        tcp::ACK,
-    )
-    .build();
+    let inbound = from_blocked_source(40000);
     assert_eq!(lab.run(&inbound), DROP, "from a blocked source");
     assert_eq!(
         lab.run(&to(v4(203, 0, 113, 9), 80)),
@@ -252,15 +245,13 @@ fn on_a_wan_interface_rules_match_the_source() {
         "to it: the source is the local side"
     );
     lab.loaded.lists.set_roles(&[]).expect("set roles");
-    let later = Spec::tcp4(
-        v4(203, 0, 113, 9),
-        443,
-        v4(198, 51, 100, 2),
-        40009,
-        tcp::ACK,
-    )
-    .build();
+    let later = from_blocked_source(40009);
     assert_eq!(lab.run(&later), PASS, "lan again: the role removed");
+}
+
+/// An ACK from 203.0.113.9:443 to a client's port `port`: a new flow each port.
+fn from_blocked_source(port: u16) -> Vec<u8> {
+    Spec::tcp4(v4(203, 0, 113, 9), 443, v4(198, 51, 100, 2), port, tcp::ACK).build()
 }
 
 /// An interface past the role array's end (a host that made thousands of devices) has its
@@ -269,34 +260,13 @@ fn on_a_wan_interface_rules_match_the_source() {
 fn past_the_role_array_a_wan_interface_still_matches_the_source() {
     let sizes = [(agent_common::names::IFACE_ROLES, LO)];
     let mut lab = Lab::sized("wan-far", "203.0.113.9\n", "", &sizes);
-    let inbound = Spec::tcp4(
-        v4(203, 0, 113, 9),
-        443,
-        v4(198, 51, 100, 2),
-        40001,
-        tcp::ACK,
-    )
-    .build();
+    let inbound = from_blocked_source(40001);
     assert_eq!(lab.run(&inbound), PASS, "lan: the source is the local side");
     lab.loaded.lists.set_roles(&[LO]).expect("set roles");
-    let again = Spec::tcp4(
-        v4(203, 0, 113, 9),
-        443,
-        v4(198, 51, 100, 2),
-        40002,
-        tcp::ACK,
-    )
-    .build();
+    let again = from_blocked_source(40002);
     assert_eq!(lab.run(&again), DROP, "wan: from a blocked source");
     lab.loaded.lists.set_roles(&[]).expect("set roles");
-    let third = Spec::tcp4(
-        v4(203, 0, 113, 9),
-        443,
-        v4(198, 51, 100, 2),
-        40003,
-        tcp::ACK,
-    )
-    .build();
+    let third = from_blocked_source(40003);
     assert_eq!(lab.run(&third), PASS, "lan again: the role removed");
 }
 
