@@ -328,9 +328,10 @@ impl ListMaps {
     }
 
     /// Makes the interfaces in `wan` internet-facing and every other one client-facing (the
-    /// default, no entry), writing only what changes.
+    /// default: a zero slot, no far entry), writing only what changes.
     pub fn set_roles(&mut self, wan: &[u32]) -> Result<(), EnforceError> {
-        for ifindex in 0..self.roles.len() {
+        let slots = self.roles.len();
+        for ifindex in 0..slots {
             let want = if wan.contains(&ifindex) {
                 role::WAN
             } else {
@@ -350,7 +351,7 @@ impl ListMaps {
         for ifindex in present.iter().filter(|i| !wan.contains(i)) {
             ignore_missing(self.roles_far.remove(ifindex)).map_err(upd(names::IFACE_ROLES_FAR))?;
         }
-        for ifindex in wan.iter().filter(|i| !present.contains(i)) {
+        for ifindex in wan.iter().filter(|&&i| i >= slots && !present.contains(&i)) {
             self.set_wan(*ifindex)?;
         }
         Ok(())
