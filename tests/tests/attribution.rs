@@ -301,9 +301,13 @@ const FIRST_PORT: u16 = 42000;
 
 /// Accepts connections in the internet namespace; each sends its number on a line, and the
 /// server reports (number, peer address and port as the server saw it: the outside tuple),
-/// then holds the connection until the client closes it.
-fn start_numbered_server(lab: &Lab) -> mpsc::Receiver<(usize, SocketAddr)> {
+/// then holds the connection until the client closes it, and reports the number again when
+/// the client's FIN has reached it (through the gateway).
+fn start_numbered_server(
+    lab: &Lab,
+) -> (mpsc::Receiver<(usize, SocketAddr)>, mpsc::Receiver<usize>) {
     let (tx, rx) = mpsc::channel();
+    let (closed_tx, closed_rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
     let ns = lab.internet.clone();
     std::thread::spawn(move || {
@@ -312,17 +316,22 @@ fn start_numbered_server(lab: &Lab) -> mpsc::Receiver<(usize, SocketAddr)> {
             let _ = ready_tx.send(());
             for conn in l.incoming() {
                 let conn = conn?;
-                let tx = tx.clone();
+                let (tx, closed_tx) = (tx.clone(), closed_tx.clone());
                 std::thread::spawn(move || {
                     let peer = conn.peer_addr();
                     let mut reader = BufReader::new(conn);
                     let mut line = String::new();
+                    let mut number = None;
                     if let (Ok(peer), Ok(_)) = (peer, reader.read_line(&mut line)) {
                         if let Ok(n) = line.trim().parse() {
+                            number = Some(n);
                             let _ = tx.send((n, peer));
                         }
                     }
-                    let _ = reader.read_to_end(&mut Vec::new());
+                    let eof = reader.read_to_end(&mut Vec::new()).is_ok();
+                    if let (Some(n), true) = (number, eof) {
+                        let _ = closed_tx.send(n);
+                    }
                 });
             }
             Ok(())
@@ -331,7 +340,7 @@ fn start_numbered_server(lab: &Lab) -> mpsc::Receiver<(usize, SocketAddr)> {
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the numbered server listens in the internet namespace");
-    rx
+    (rx, closed_rx)
 }
 
 /// Flow `i`'s inside tuple: from `NAT_CLIENTS[i % 4]`, port `FIRST_PORT + i / 4`.
@@ -375,7 +384,7 @@ fn nat_at_a_time_names_the_inside_flow_and_user_of_each_of_100_concurrent_flows(
         .map(|a| format!("{a},{}\n", account(a)))
         .collect();
     std::fs::write(&subscribers, format!("match,account\n{rows}")).expect("write subscribers");
-    let seen = start_numbered_server(&lab);
+    let (seen, closed) = start_numbered_server(&lab);
     let mut agent = start_agent(&lab, &dir.join("log"), &sources(&subscribers, None));
 
     let flows = run_in(&lab.client, open_flows).expect("open 100 flows from the client");
@@ -403,6 +412,15 @@ fn nat_at_a_time_names_the_inside_flow_and_user_of_each_of_100_concurrent_flows(
          ports of 3 of 4 clients moved"
     );
     drop(flows);
+    // The agent stops only once every FIN has crossed the gateway: a flow the program saw no
+    // packet of after T would end (at shutdown) before T.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for k in 0..NAT_FLOWS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        closed.recv_timeout(left).unwrap_or_else(|_| {
+            panic!("the server saw {k} of {NAT_FLOWS} flows closed within 20 s")
+        });
+    }
     assert_eq!(agent.stop().expect("stop the agent"), 0, "exit code");
 
     for (i, outside) in &outside_of {
