@@ -79,13 +79,7 @@ impl SegmentReader {
                 }
                 runs.get(ri).is_none_or(|&(s, _)| s >= r.end)
             };
-            if self.skip_page(&mut *pages, c, &mut row, unwanted)? {
-                continue;
-            }
-            let Some(page) = pages
-                .get_next_page()
-                .map_err(|e| pq(&self.path, ctx())(e))?
-            else {
+            let Some(page) = self.next_page(&mut *pages, c, &mut row, unwanted)? else {
                 break;
             };
             let bad = |e: String| self.invalid(c, format!("page at row {row}: {e}"));

@@ -205,18 +205,12 @@ impl SegmentReader {
         let mut hits: Vec<bool> = Vec::new();
         let mut row = 0usize;
         loop {
-            if let Some(w) = within {
-                // A page of none of the rows asked about (and within the group: a page past
-                // it is read, to fail below).
-                let unasked = |r: Range<usize>| w.get(r).is_some_and(|s| !s.contains(&true));
-                if self.skip_page(&mut *pages, c, &mut row, unasked)? {
-                    continue;
-                }
-            }
-            let Some(page) = pages
-                .get_next_page()
-                .map_err(|e| pq(&self.path, ctx())(e))?
-            else {
+            // A page of none of the rows asked about (and within the group: a page past it is
+            // read, to fail below).
+            let unasked = |r: Range<usize>| {
+                within.is_some_and(|w| w.get(r).is_some_and(|s| !s.contains(&true)))
+            };
+            let Some(page) = self.next_page(&mut *pages, c, &mut row, unasked)? else {
                 break;
             };
             let page = match page {
@@ -304,37 +298,37 @@ impl SegmentReader {
 }
 
 impl SegmentReader {
-    /// Skips the next page of column `c` undecompressed if it is a data page whose rows
-    /// (from `*row` on, which it advances) `unwanted` says are not needed; says whether it did.
-    pub(super) fn skip_page(
+    /// The next page of column `c` to decode: data pages whose rows (from `*row` on, which
+    /// it advances) `unwanted` says are not needed are skipped undecompressed; `None` at the
+    /// end of the chunk.
+    pub(super) fn next_page(
         &self,
         pages: &mut dyn PageReader,
         c: usize,
         row: &mut usize,
         mut unwanted: impl FnMut(Range<usize>) -> bool,
-    ) -> Result<bool, SegmentError> {
+    ) -> Result<Option<Page>, SegmentError> {
         let ctx = || format!("column {}", column_name(c));
-        let Some(meta) = pages
+        while let Some(meta) = pages
             .peek_next_page()
             .map_err(|e| pq(&self.path, ctx())(e))?
-        else {
-            return Ok(false);
-        };
-        if meta.is_dict {
-            return Ok(false);
+        {
+            if meta.is_dict {
+                break;
+            }
+            let n = meta
+                .num_rows
+                .or(meta.num_levels)
+                .ok_or_else(|| self.invalid(c, format!("page at row {row}: no row count")))?;
+            if !unwanted(*row..*row + n) {
+                break;
+            }
+            pages
+                .skip_next_page()
+                .map_err(|e| pq(&self.path, ctx())(e))?;
+            *row += n;
         }
-        let n = meta
-            .num_rows
-            .or(meta.num_levels)
-            .ok_or_else(|| self.invalid(c, format!("page at row {row}: no row count")))?;
-        if !unwanted(*row..*row + n) {
-            return Ok(false);
-        }
-        pages
-            .skip_next_page()
-            .map_err(|e| pq(&self.path, ctx())(e))?;
-        *row += n;
-        Ok(true)
+        pages.get_next_page().map_err(|e| pq(&self.path, ctx())(e))
     }
 }
 
