@@ -190,6 +190,7 @@ pub fn live_segments(entries: &[Entry]) -> Vec<&SegmentInfo> {
 
 /// One link of the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "EntryLine")]
 pub struct Entry {
     /// Position in the chain, from 0.
     pub seq: u64,
@@ -200,6 +201,91 @@ pub struct Entry {
     pub prev: String,
     /// Hash of this entry, see the module docs.
     pub hash: String,
+}
+
+/// An entry as its line spells it: every kind's fields side by side, read in one pass. The
+/// derived reader of `Entry` (a flattened, internally tagged body) buffered each line's
+/// fields twice before building it, and every query reads the whole manifest (thousands of
+/// lines after 90 days of hourly seals and daily merges). Unknown fields are ignored, as the
+/// derived reader did.
+#[derive(Deserialize)]
+struct EntryLine {
+    seq: u64,
+    kind: Kind,
+    prev: String,
+    hash: String,
+    file: Option<String>,
+    journal_id: Option<u64>,
+    time_min_ns: Option<i64>,
+    time_max_ns: Option<i64>,
+    rows: Option<u64>,
+    size: Option<u64>,
+    sha256: Option<String>,
+    at_ns: Option<i64>,
+    retention_days: Option<u32>,
+    files: Option<Vec<RemovedFile>>,
+    segment: Option<SegmentInfo>,
+    log: Option<String>,
+    lines: Option<u64>,
+    bytes: Option<u64>,
+    head: Option<String>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Segment,
+    Prune,
+    Compact,
+    Anchor,
+}
+
+impl TryFrom<EntryLine> for Entry {
+    type Error = String;
+
+    fn try_from(l: EntryLine) -> Result<Self, String> {
+        let kind = match l.kind {
+            Kind::Segment => "segment",
+            Kind::Prune => "prune",
+            Kind::Compact => "compact",
+            Kind::Anchor => "anchor",
+        };
+        let need = |field: &str| format!("missing field `{field}` (a {kind} entry)");
+        let body = match l.kind {
+            Kind::Segment => Body::Segment(SegmentInfo {
+                file: l.file.ok_or_else(|| need("file"))?,
+                journal_id: l.journal_id.ok_or_else(|| need("journal_id"))?,
+                time_min_ns: l.time_min_ns.ok_or_else(|| need("time_min_ns"))?,
+                time_max_ns: l.time_max_ns.ok_or_else(|| need("time_max_ns"))?,
+                rows: l.rows.ok_or_else(|| need("rows"))?,
+                size: l.size.ok_or_else(|| need("size"))?,
+                sha256: l.sha256.ok_or_else(|| need("sha256"))?,
+            }),
+            Kind::Prune => Body::Prune(PruneInfo {
+                at_ns: l.at_ns.ok_or_else(|| need("at_ns"))?,
+                retention_days: l.retention_days.ok_or_else(|| need("retention_days"))?,
+                files: l.files.ok_or_else(|| need("files"))?,
+            }),
+            Kind::Compact => Body::Compact(CompactInfo {
+                at_ns: l.at_ns.ok_or_else(|| need("at_ns"))?,
+                files: l.files.ok_or_else(|| need("files"))?,
+                segment: l.segment.ok_or_else(|| need("segment"))?,
+            }),
+            Kind::Anchor => Body::Anchor(AnchorInfo {
+                at_ns: l.at_ns.ok_or_else(|| need("at_ns"))?,
+                log: l.log.ok_or_else(|| need("log"))?,
+                lines: l.lines.ok_or_else(|| need("lines"))?,
+                bytes: l.bytes.ok_or_else(|| need("bytes"))?,
+                head: l.head.ok_or_else(|| need("head"))?,
+            }),
+        };
+        Ok(Entry {
+            seq: l.seq,
+            body,
+            prev: l.prev,
+            hash: l.hash,
+        })
+    }
 }
 
 /// The chain head, the last line of [`MANIFEST`] as `{"head": {...}}`.
@@ -445,4 +531,108 @@ pub fn check_signature(head: &Head, key: &VerifyingKey) -> Result<(), String> {
         &Signature::from_bytes(&sig),
     )
     .map_err(|_| "the signature does not match the public key (head rewritten or wrong key)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(file: &str) -> SegmentInfo {
+        SegmentInfo {
+            file: file.into(),
+            journal_id: 7,
+            time_min_ns: -1,
+            time_max_ns: i64::MAX,
+            rows: 3,
+            size: 4096,
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    fn entry(seq: u64, body: Body) -> Entry {
+        let prev = GENESIS.to_owned();
+        Entry {
+            hash: entry_hash(seq, &body, &prev),
+            seq,
+            body,
+            prev,
+        }
+    }
+
+    #[test]
+    fn every_kind_of_entry_reads_back_as_written() {
+        let removed = vec![RemovedFile {
+            file: "seg-1.parquet".into(),
+            sha256: "cd".repeat(32),
+        }];
+        let entries = [
+            entry(0, Body::Segment(segment("seg-0.parquet"))),
+            entry(
+                1,
+                Body::Prune(PruneInfo {
+                    at_ns: 5,
+                    retention_days: 90,
+                    files: removed.clone(),
+                }),
+            ),
+            entry(
+                2,
+                Body::Compact(CompactInfo {
+                    at_ns: 6,
+                    files: removed,
+                    segment: segment("seg-2.parquet"),
+                }),
+            ),
+            entry(
+                3,
+                Body::Anchor(AnchorInfo {
+                    at_ns: 7,
+                    log: "operator.log".into(),
+                    lines: 2,
+                    bytes: 300,
+                    head: "ef".repeat(32),
+                }),
+            ),
+        ];
+        let text: String = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("serialise") + "\n")
+            .collect();
+        let (read, head) = parse_with_head(Path::new("manifest.jsonl"), &text).expect("parse");
+        assert_eq!(read, entries);
+        assert_eq!(head, None);
+        for e in &read {
+            assert_eq!(
+                e.hash,
+                entry_hash(e.seq, &e.body, &e.prev),
+                "same hash input"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named_with_its_kind_and_line_and_unknown_fields_are_ignored() {
+        let good = serde_json::to_string(&entry(0, Body::Segment(segment("s.parquet"))))
+            .expect("serialise");
+        let extra = good.replacen("{", "{\"later_field\":[1,{\"x\":2}],", 1);
+        let (read, _) = parse_with_head(Path::new("m"), &extra).expect("unknown field ignored");
+        assert_eq!(
+            read[0].body.added().map(|s| s.file.as_str()),
+            Some("s.parquet")
+        );
+        let missing = good.replace("\"rows\":3,", "");
+        let e = parse_with_head(Path::new("m"), &format!("{good}\n{missing}\n"))
+            .expect_err("rows is missing");
+        let msg = e.to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("`rows`") && msg.contains("segment entry"),
+            "{msg}"
+        );
+        let unknown_kind = good.replace("\"kind\":\"segment\"", "\"kind\":\"rename\"");
+        let msg = parse_with_head(Path::new("m"), &unknown_kind)
+            .expect_err("no such kind")
+            .to_string();
+        assert!(msg.contains("rename"), "{msg}");
+    }
 }
