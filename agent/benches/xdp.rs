@@ -15,6 +15,8 @@
 mod biglists;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/cpu.rs"]
+mod cpu;
 
 use std::time::Instant;
 
@@ -46,19 +48,15 @@ fn run(prog: &mut Xdp, frame: &[u8], repeat: u32) -> f64 {
         repeat,
         ..Default::default()
     };
-    let t = cpu_ns();
+    let t = cpu::thread();
     let r = prog
         .test_run(opts)
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
     if repeat > 1 {
-        (cpu_ns() - t) as f64 / f64::from(repeat)
+        (cpu::thread() - t).as_nanos() as f64 / f64::from(repeat)
     } else {
         r.duration.as_nanos() as f64
     }
-}
-
-fn cpu_ns() -> i64 {
-    xdp_audit::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// Average ns over `NEW_FLOWS` distinct frames, one run each (each is a new flow).
