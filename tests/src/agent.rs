@@ -101,6 +101,14 @@ impl Agent {
         }
     }
 
+    /// Runs `status` and `query` with `bin` instead of the binary the agent was started with:
+    /// a test that starts the agent through a wrapper (a unit's `ExecStartPre`, run as root
+    /// in the namespace's own mount namespace) reads the store as an operator would, with the
+    /// plain binary in the host namespace, where the wrapper's mounts must not happen.
+    pub fn read_with(&mut self, bin: &Path) {
+        self.bin = bin.to_owned();
+    }
+
     /// The agent's process id (`ip netns exec` execs it in place), while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

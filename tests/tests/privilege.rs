@@ -52,6 +52,16 @@ fn threads(pid: u32) -> Vec<String> {
     out
 }
 
+/// The mounts stacked on the host's /sys/fs/bpf: the unit's `ExecStartPre` steps belong in
+/// the agent's own mount namespace, and a test must never leave one here.
+fn host_bpffs_mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/sys/fs/bpf"))
+        .count()
+}
+
 /// Every file and directory under `dir`, with its metadata.
 fn walk(dir: &Path, out: &mut Vec<(std::path::PathBuf, std::fs::Metadata)>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
@@ -232,6 +242,7 @@ const UNIT_CAPS: &str = "+bpf,+net_admin,+perfmon";
 
 #[test]
 fn agent_started_like_the_unit_loads_then_drops_its_ambient_capabilities() {
+    let host_mounts = host_bpffs_mounts();
     let lab = Lab::new("amb").expect("build the netns lab");
     let tmp = lab.temp_dir("ambient").expect("temp dir");
     let log_dir = tmp.path().join("log");
@@ -278,6 +289,7 @@ fn agent_started_like_the_unit_loads_then_drops_its_ambient_capabilities() {
         ],
     )
     .expect("the agent loads and attaches with the unit's three capabilities");
+    agent.read_with(&bin);
     let pid = agent.pid().expect("the agent runs");
     let unit_bounding = format!("{:016x}", (1u64 << 39) | (1 << 38) | (1 << 12));
     for st in threads(pid) {
@@ -301,4 +313,9 @@ fn agent_started_like_the_unit_loads_then_drops_its_ambient_capabilities() {
         agent.status().is_ok()
     });
     assert_eq!(agent.stop().expect("stop the agent"), 0, "clean exit");
+    assert_eq!(
+        host_bpffs_mounts(),
+        host_mounts,
+        "the unit's mount of /sys/fs/bpf stayed in the agent's mount namespace"
+    );
 }
