@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
+use indexmap::{Equivalent, IndexMap};
 
 use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, Subject};
 use crate::status::Snapshot;
@@ -62,6 +63,44 @@ impl Gauges {
     }
 }
 
+/// A [`Subject`] with borrowed texts: the condition of an active alert, which holds again
+/// far more often than it raises one, is looked up without allocating.
+#[derive(Clone, Copy, Debug, Default, Hash)]
+struct SubjectRef<'a> {
+    client: Option<IpAddr>,
+    user: Option<&'a str>,
+    rule: Option<&'a str>,
+    file: Option<&'a str>,
+}
+
+impl SubjectRef<'_> {
+    fn owned(self) -> Subject {
+        Subject {
+            client: self.client,
+            user: self.user.map(str::to_owned),
+            rule: self.rule.map(str::to_owned),
+            file: self.file.map(str::to_owned),
+        }
+    }
+}
+
+/// The key of an active alert, borrowed. Its derived `Hash` feeds the hasher what the owned
+/// key's does (fields in the same order; an `Option<&str>` hashes as an `Option<String>`),
+/// which the map needs and a test checks.
+#[derive(Clone, Copy, Hash)]
+struct Lookup<'a>(AlertId, SubjectRef<'a>);
+
+impl Equivalent<(AlertId, Subject)> for Lookup<'_> {
+    fn equivalent(&self, (id, s): &(AlertId, Subject)) -> bool {
+        let Lookup(my_id, my) = self;
+        my_id == id
+            && my.client == s.client
+            && my.user == s.user.as_deref()
+            && my.rule == s.rule.as_deref()
+            && my.file == s.file.as_deref()
+    }
+}
+
 struct Active {
     alert: Alert,
     /// Resolved this long after the last time the condition held.
@@ -77,7 +116,7 @@ pub struct Engine {
     table_size: u64,
     chain_hold_ns: i64,
     max_active: usize,
-    active: HashMap<(super::AlertId, Subject), Active, RandomState>,
+    active: IndexMap<(AlertId, Subject), Active, RandomState>,
     /// Per client: the start of its burst window and its blocked records in it.
     bursts: HashMap<IpAddr, (i64, u64), RandomState>,
     last: Option<Gauges>,
@@ -100,7 +139,7 @@ impl Engine {
             chain_hold_ns: window_ns
                 .saturating_add(ns(cfg.alert_verify_interval).saturating_mul(2)),
             max_active: cfg.alert_max_active as usize,
-            active: HashMap::default(),
+            active: IndexMap::default(),
             bursts: HashMap::default(),
             last: None,
             recent: VecDeque::with_capacity(RECENT),
@@ -115,15 +154,14 @@ impl Engine {
     fn touch(
         &mut self,
         id: AlertId,
-        subject: Subject,
+        subject: SubjectRef<'_>,
         text: impl FnOnce() -> String,
         n: u64,
         hold_ns: i64,
         now: i64,
         out: &mut Vec<Alert>,
     ) {
-        let key = (id, subject);
-        if let Some(a) = self.active.get_mut(&key) {
+        if let Some(a) = self.active.get_mut(&Lookup(id, subject)) {
             a.alert.count += n;
             a.alert.last_ns = now;
             return;
@@ -137,13 +175,14 @@ impl Engine {
             severity: id.severity(),
             state: AlertState::Raised,
             text: text(),
-            subject: key.1.clone(),
+            subject: subject.owned(),
             first_ns: now,
             last_ns: now,
             count: n,
         };
         self.raised += 1;
         self.notice(alert.clone(), out);
+        let key = (id, alert.subject.clone());
         self.active.insert(key, Active { alert, hold_ns });
     }
 
@@ -156,23 +195,17 @@ impl Engine {
     }
 
     /// `n` blocked records of one (client, user, rule).
-    pub fn hit(&mut self, h: Hit, n: u64, now: i64, out: &mut Vec<Alert>) {
+    pub fn hit(&mut self, h: Hit<'_>, n: u64, now: i64, out: &mut Vec<Alert>) {
         // Texts are written only for alerts raised, not for every hit.
-        let who = || match &h.user {
+        let who = || match h.user {
             Some(u) => format!("{u} ({})", h.client),
             None => h.client.to_string(),
         };
-        let text = || {
-            format!(
-                "{} blocked by {}",
-                who(),
-                h.rule.as_deref().unwrap_or("a list rule")
-            )
-        };
-        let subject = Subject {
+        let text = || format!("{} blocked by {}", who(), h.rule.unwrap_or("a list rule"));
+        let subject = SubjectRef {
             client: h.user.is_none().then_some(h.client),
-            user: h.user.clone(),
-            rule: h.rule.clone(),
+            user: h.user,
+            rule: h.rule,
             file: None,
         };
         self.touch(
@@ -205,9 +238,9 @@ impl Engine {
             };
             // Crossing the threshold counts the whole window so far, then each record.
             let n = if before < self.burst_hits { count } else { n };
-            let subject = Subject {
+            let subject = SubjectRef {
                 client: Some(h.client),
-                ..Subject::default()
+                ..SubjectRef::default()
             };
             self.touch(
                 AlertId::BlockBurst,
@@ -230,7 +263,7 @@ impl Engine {
         });
         self.last = Some(g);
         let w = self.window_ns;
-        let none = Subject::default;
+        let none = SubjectRef::default;
         let lost = g.ring_lost.saturating_sub(base.ring_lost);
         if lost > 0 {
             let text = || {
@@ -273,10 +306,12 @@ impl Engine {
 
     /// An explicit event.
     pub fn event(&mut self, e: Event, now: i64, out: &mut Vec<Alert>) {
-        let file = |f: String| Subject {
-            file: Some(f),
-            ..Subject::default()
-        };
+        fn file(f: &str) -> SubjectRef<'_> {
+            SubjectRef {
+                file: Some(f),
+                ..SubjectRef::default()
+            }
+        }
         match e {
             Event::ListRejected { file: f, reason } => {
                 let text = || {
@@ -284,7 +319,7 @@ impl Engine {
                 };
                 self.touch(
                     AlertId::ListRejected,
-                    file(f),
+                    file(&f),
                     text,
                     1,
                     self.window_ns,
@@ -295,11 +330,11 @@ impl Engine {
             Event::ChainBroken { file: f, reason } => {
                 let text = format!("the store does not verify: {f}: {reason}");
                 let hold = self.chain_hold_ns;
-                self.touch(AlertId::ChainBroken, file(f), || text, 1, hold, now, out);
+                self.touch(AlertId::ChainBroken, file(&f), || text, 1, hold, now, out);
             }
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");
-                let subject = Subject::default();
+                let subject = SubjectRef::default();
                 self.touch(
                     AlertId::AgentCrashed,
                     subject,
@@ -316,20 +351,17 @@ impl Engine {
     /// Resolves the alerts whose condition has not held for their hold window, and forgets
     /// burst windows that ended.
     pub fn tick(&mut self, now: i64, out: &mut Vec<Alert>) {
-        let quiet: Vec<_> = self
-            .active
-            .iter()
-            .filter(|(_, a)| now - a.alert.last_ns >= a.hold_ns)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut done: Vec<Alert> = quiet
-            .into_iter()
-            .filter_map(|k| self.active.remove(&k))
-            .map(|a| Alert {
-                state: AlertState::Resolved,
-                ..a.alert
-            })
-            .collect();
+        let mut done = Vec::new();
+        self.active.retain(|_, a| {
+            let quiet = now - a.alert.last_ns >= a.hold_ns;
+            if quiet {
+                done.push(Alert {
+                    state: AlertState::Resolved,
+                    ..a.alert.clone()
+                });
+            }
+            !quiet
+        });
         done.sort_by_key(|a| (a.first_ns, a.id));
         for a in done {
             self.resolved += 1;
@@ -377,11 +409,11 @@ mod tests {
         Engine::new(&cfg, 1000)
     }
 
-    fn hit(client: &str, rule: &str) -> Hit {
+    fn hit<'a>(client: &str, rule: &'a str) -> Hit<'a> {
         Hit {
             client: client.parse().expect("test address"),
             user: None,
-            rule: Some(rule.into()),
+            rule: Some(rule),
         }
     }
 
@@ -424,12 +456,58 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_key_hashes_and_compares_as_the_owned_one() {
+        use std::hash::BuildHasher as _;
+        let state = RandomState::default();
+        let client = Some("10.0.0.2".parse().expect("address"));
+        let subjects = [
+            SubjectRef::default(),
+            SubjectRef {
+                client,
+                rule: Some("b.list:1"),
+                ..SubjectRef::default()
+            },
+            SubjectRef {
+                user: Some("alice"),
+                rule: Some("b.list:1"),
+                ..SubjectRef::default()
+            },
+            SubjectRef {
+                file: Some("/etc/xdp-audit/block.list"),
+                ..SubjectRef::default()
+            },
+            SubjectRef {
+                user: Some(""),
+                ..SubjectRef::default()
+            },
+        ];
+        for (i, s) in subjects.iter().enumerate() {
+            for id in [AlertId::BlockFirst, AlertId::ListRejected] {
+                let owned = (id, s.owned());
+                assert_eq!(
+                    state.hash_one(Lookup(id, *s)),
+                    state.hash_one(&owned),
+                    "{owned:?}"
+                );
+                for (j, other) in subjects.iter().enumerate() {
+                    assert_eq!(
+                        Lookup(id, *other).equivalent(&owned),
+                        i == j,
+                        "{other:?} against {owned:?}"
+                    );
+                }
+                assert!(!Lookup(AlertId::RingLoss, *s).equivalent(&owned));
+            }
+        }
+    }
+
+    #[test]
     fn a_user_is_the_subject_when_known() {
         let mut e = engine();
         let mut out = Vec::new();
         for c in ["10.0.0.2", "10.0.0.3"] {
             let h = Hit {
-                user: Some("alice".into()),
+                user: Some("alice"),
                 ..hit(c, "b.list:1")
             };
             e.hit(h, 1, 0, &mut out);

@@ -191,15 +191,16 @@ pub struct Alert {
     pub count: u64,
 }
 
-/// A blocked record, as the [`stage::AlertStage`] hands it over.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hit {
+/// A blocked record, as the [`stage::AlertStage`] hands it over, its texts borrowed from the
+/// batch: counting a hit of an active alert allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit<'a> {
     /// The flow's originator.
     pub client: IpAddr,
     /// The subscriber account, if the enrich stage found one.
-    pub user: Option<String>,
+    pub user: Option<&'a str>,
     /// The rule that dropped it (`FILE:LINE`), if known.
-    pub rule: Option<String>,
+    pub rule: Option<&'a str>,
 }
 
 /// An explicit event from a stage that is not the record path.

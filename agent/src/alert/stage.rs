@@ -96,7 +96,7 @@ impl HitBatch {
 
     /// The distinct (client, user, rule) of the batch with how many records each stands for,
     /// in first-seen order.
-    pub fn counted(&self) -> Vec<(Hit, u64)> {
+    pub fn counted(&self) -> Vec<(Hit<'_>, u64)> {
         type Key<'a> = (IpAddr, Option<&'a str>, Option<&'a str>);
         let mut order: Vec<(Key<'_>, u64)> = Vec::new();
         let mut index: HashMap<Key<'_>, usize, RandomState> = HashMap::default();
@@ -115,14 +115,7 @@ impl HitBatch {
         }
         order
             .into_iter()
-            .map(|((client, user, rule), n)| {
-                let hit = Hit {
-                    client,
-                    user: user.map(str::to_owned),
-                    rule: rule.map(str::to_owned),
-                };
-                (hit, n)
-            })
+            .map(|((client, user, rule), n)| (Hit { client, user, rule }, n))
             .collect()
     }
 }
@@ -282,10 +275,7 @@ mod tests {
             stage.write(rec).expect("write");
         }
         let counted = stage.batch.counted();
-        let counts: Vec<(Option<&str>, u64)> = counted
-            .iter()
-            .map(|(h, n)| (h.rule.as_deref(), *n))
-            .collect();
+        let counts: Vec<(Option<&str>, u64)> = counted.iter().map(|(h, n)| (h.rule, *n)).collect();
         assert_eq!(counts, [(Some("b.list:1"), 3), (Some("b.list:2"), 1)]);
         stage.tick().expect("tick");
         assert_eq!(stage.batch.hits(), 0, "sent at the tick");
@@ -341,17 +331,19 @@ mod tests {
             "each text once: {} bytes",
             b.bytes.len()
         );
-        let got: Vec<(Option<String>, Option<String>, u64)> = b
+        let got: Vec<(Option<&str>, Option<&str>, u64)> = b
             .counted()
             .into_iter()
             .map(|(h, n)| (h.user, h.rule, n))
             .collect();
-        let s = |t: &str| Some(t.to_owned());
-        assert_eq!(got, [(s("alice"), s(rule), 500), (None, s(rule), 500)]);
+        assert_eq!(
+            got,
+            [(Some("alice"), Some(rule), 500), (None, Some(rule), 500)]
+        );
         // A cleared batch forgets its texts: the next hit writes them again.
         b.clear();
         b.push(a, Some("bob"), Some(rule));
-        assert_eq!(b.counted()[0].0.rule.as_deref(), Some(rule));
+        assert_eq!(b.counted()[0].0.rule, Some(rule));
     }
 
     #[test]
@@ -370,7 +362,14 @@ mod tests {
         let got: Vec<(IpAddr, Option<String>, Option<String>, u64)> = b
             .counted()
             .into_iter()
-            .map(|(h, n)| (h.client, h.user, h.rule, n))
+            .map(|(h, n)| {
+                (
+                    h.client,
+                    h.user.map(str::to_owned),
+                    h.rule.map(str::to_owned),
+                    n,
+                )
+            })
             .collect();
         let cut = "é".repeat(32_766); // 65,532 bytes: the last whole character under 65,533
         let s = |t: &str| Some(t.to_owned());
