@@ -362,6 +362,62 @@ fn errors_exit_1_naming_the_problem_and_are_recorded() {
     }
 }
 
+/// The engine reads a missing file as no rows and a directory as the Parquet files in it:
+/// `sql` checks each live segment against its manifest entry first, as `query` does.
+#[test]
+fn a_lost_or_swapped_segment_is_an_error_naming_it_not_other_rows() {
+    let (dir, recs) = store("sql-swapped", true);
+    let count = "SELECT count(*) FROM flows";
+    assert_eq!(ours(dir.path(), count), [[recs.len().to_string()]]);
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 2, "{files:?}");
+    let pristine = std::fs::read(&files[0]).expect("read segment");
+    let stray = dir.path().join("stray.parquet");
+    for (what, damage, says) in [
+        ("lost", 0, "stat"),
+        (
+            "a directory with a Parquet file in its place",
+            1,
+            "not a regular file",
+        ),
+        (
+            "another segment in its place",
+            2,
+            "where the manifest records",
+        ),
+    ] {
+        match damage {
+            0 => std::fs::remove_file(&files[0]).expect("remove"),
+            1 => {
+                std::fs::remove_file(&files[0]).expect("remove");
+                std::fs::create_dir(&files[0]).expect("mkdir");
+                std::fs::copy(&files[1], files[0].join("x.parquet")).expect("copy");
+            }
+            _ => {
+                std::fs::copy(&files[1], &files[0]).expect("copy");
+            }
+        }
+        std::fs::copy(&files[1], &stray).expect("a stray file beside");
+        let out = sql(dir.path(), count, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = files[0].file_name().expect("name").to_string_lossy();
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains(name.as_ref()) && err.contains(says),
+            "{what}: {err}"
+        );
+        if files[0].is_dir() {
+            std::fs::remove_dir_all(&files[0]).expect("rm -r");
+        }
+        std::fs::write(&files[0], &pristine).expect("restore");
+        assert_eq!(
+            ours(dir.path(), count),
+            [[recs.len().to_string()]],
+            "{what}: restored, and the stray file beside is not read"
+        );
+    }
+}
+
 #[test]
 fn statements_that_would_change_anything_are_refused() {
     let (dir, _) = store("sql-readonly", false);

@@ -232,6 +232,30 @@ fn rewrite_footer_key(path: &Path, key: &str, edit: impl Fn(&str, &mut Vec<u8>) 
         .expect("write footer");
     drop(reader);
     std::fs::write(path, out).expect("write segment");
+    relist(path);
+}
+
+/// Records the rewritten segment's size in its manifest entry, as the writer of such a file
+/// would have: readers check each segment against its entry's size.
+fn relist(path: &Path) {
+    let dir = path.parent().expect("the store directory");
+    let name = path.file_name().expect("name").to_string_lossy();
+    let size = std::fs::metadata(path).expect("stat").len();
+    let manifest = dir.join(xdp_audit::store::manifest::MANIFEST);
+    let text = std::fs::read_to_string(&manifest).expect("read the manifest");
+    let entry = format!("\"file\":\"{name}\"");
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut line = line.to_owned();
+        if line.contains(&entry) {
+            let at = line.find("\"size\":").expect("a size field") + "\"size\":".len();
+            let end = at + line[at..].find(',').expect("a field after size");
+            line.replace_range(at..end, &size.to_string());
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    std::fs::write(&manifest, out).expect("write the manifest");
 }
 
 #[test]

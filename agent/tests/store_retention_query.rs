@@ -343,3 +343,88 @@ fn a_corrupt_segment_gives_an_error_naming_it_and_changes_nothing() {
         "only {errors} of 40 damaged files gave a query error"
     );
 }
+
+/// A segment lost, cut short, a directory in its place, swapped for another segment or with
+/// another row count than its entry, and a manifest cut short or with entries taken away: each
+/// is an error naming the file, never an answer from fewer or other rows.
+#[test]
+fn a_lost_or_swapped_segment_and_a_cut_manifest_are_errors_not_other_rows() {
+    let dir = TempDir::new("swapped");
+    let clock = FakeClock::new(T0);
+    let all = fill(dir.path(), &clock, T0 - T0 % HOUR, 2, 2.0, 8, true);
+    assert_eq!(
+        collect(dir.path(), &Filter::default())
+            .expect("query")
+            .len(),
+        all.len()
+    );
+    let segs = live(dir.path());
+    assert!(segs.len() >= 2, "two segments: {segs:?}");
+    let (a, b) = (
+        dir.path().join(&segs[0].file),
+        dir.path().join(&segs[1].file),
+    );
+    let pristine = std::fs::read(&a).expect("read segment");
+    let expect_error = |what: &str, needle: &str| {
+        let e = collect(dir.path(), &Filter::default())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the query answered"));
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&segs[0].file) && msg.contains(needle),
+            "{what}: {msg}"
+        );
+    };
+    std::fs::remove_file(&a).expect("remove");
+    expect_error("lost", "stat");
+    std::fs::create_dir(&a).expect("mkdir");
+    expect_error("a directory in its place", "not a regular file");
+    std::fs::remove_dir(&a).expect("rmdir");
+    std::fs::copy(&b, &a).expect("copy");
+    expect_error("another segment in its place", "where the manifest records");
+    std::fs::write(&a, &pristine[..pristine.len() / 2]).expect("cut");
+    expect_error("cut short", "where the manifest records");
+    std::fs::write(&a, &pristine).expect("restore");
+    collect(dir.path(), &Filter::default()).expect("restored");
+
+    let mpath = dir.path().join(manifest::MANIFEST);
+    let text = std::fs::read_to_string(&mpath).expect("read manifest");
+    let rows = format!("\"rows\":{},", segs[0].rows);
+    assert!(text.contains(&rows), "{rows} in {text}");
+    let other_rows = text.replacen(&rows, &format!("\"rows\":{},", segs[0].rows + 1), 1);
+    std::fs::write(&mpath, other_rows).expect("write");
+    expect_error("another row count", "rows where the manifest records");
+
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, entries) = lines.split_last().expect("lines");
+    for (what, damaged, needle) in [
+        ("emptied", String::new(), "no head line"),
+        (
+            "cut before its head",
+            entries.join("\n") + "\n",
+            "no head line",
+        ),
+        (
+            "its last entry taken away",
+            format!("{}\n{head}\n", entries[..entries.len() - 1].join("\n")),
+            "entries were taken away",
+        ),
+    ] {
+        std::fs::write(&mpath, damaged).expect("write");
+        let e = collect(dir.path(), &Filter::default())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the query answered"));
+        let msg = e.to_string();
+        assert!(
+            msg.contains(manifest::MANIFEST) && msg.contains(needle),
+            "{what}: {msg}"
+        );
+    }
+    std::fs::write(&mpath, &text).expect("restore");
+    assert_eq!(
+        collect(dir.path(), &Filter::default())
+            .expect("query")
+            .len(),
+        all.len()
+    );
+}

@@ -35,7 +35,7 @@ use crate::store::columns::Columns;
 use crate::store::journal::{self, JournalError};
 use crate::store::query::{load_segments, QueryError};
 use crate::store::seal;
-use crate::store::segment::{self, column_name, Layout, SCHEMA};
+use crate::store::segment::{self, column_name, Layout, SegmentReader, SCHEMA};
 
 /// The readable view's select list: the raw columns in schema order, addresses and MACs
 /// as text under their own names, then `extra` (a bucket's partition columns) as they are.
@@ -105,7 +105,13 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
             Err(e) => return Err(QueryError::from(e).into()),
         }
     }
-    out.segments = live.iter().map(|s| dir.join(&s.file)).collect();
+    // The engine would read a missing file as no rows, and a directory in its place as the
+    // Parquet files in it: each file is checked against its entry first, as `query` does.
+    for s in &live {
+        let path = dir.join(&s.file);
+        SegmentReader::open_listed(&path, s.size, s.rows).map_err(QueryError::from)?;
+        out.segments.push(path);
+    }
     Ok(out)
 }
 

@@ -357,13 +357,47 @@ pub fn parse_with_head(
 pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
     let path = dir.join(MANIFEST);
     match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&path, &text),
+        Ok(text) => {
+            let (entries, head) = parse_with_head(&path, &text)?;
+            check_head(&path, &text, &entries, head.as_ref())?;
+            Ok(entries)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(source) => Err(ManifestError::Io {
             path,
             op: "read",
             cause: source,
         }),
+    }
+}
+
+/// Refuses a manifest whose head line is missing or names another entry than the last. The
+/// writer replaces the file whole, head line last ([`Manifest::append`]), so either is damage
+/// (a file cut short at a line's end, emptied, or lines taken away): read as it is, it would
+/// answer from fewer segments without a word. Hashes and signature are `verify`'s to check.
+fn check_head(
+    path: &Path,
+    text: &str,
+    entries: &[Entry],
+    head: Option<&Head>,
+) -> Result<(), ManifestError> {
+    let damaged = |reason: String| ManifestError::Parse {
+        path: path.to_owned(),
+        line: text.lines().count().max(1),
+        reason: format!("{reason}; `xdp-audit verify` checks the whole chain"),
+    };
+    match (head, entries.last()) {
+        (None, _) => Err(damaged(
+            "no head line (the manifest is always written whole, its head line last): the \
+             file was cut short, emptied or replaced"
+                .into(),
+        )),
+        (Some(h), Some(last)) if h.seq == last.seq && h.hash == last.hash => Ok(()),
+        (Some(h), last) => Err(damaged(format!(
+            "the head line names entry {} but the last entry is {}: entries were taken away",
+            h.seq,
+            last.map_or_else(|| "none".to_owned(), |e| e.seq.to_string())
+        ))),
     }
 }
 

@@ -356,11 +356,11 @@ pub fn check_log_bytes(log: Log, bytes: &[u8], from: ChainEnd, rules: bool) -> S
             }
         }
     }
-    let incomplete = if problem.is_none() {
-        (bytes.len() - at) as u64
-    } else {
-        0
-    };
+    let rest = (bytes.len() - at) as u64;
+    if problem.is_none() && rest > TORN_MAX {
+        problem = Some((c.end.lines + 1, torn_too_long(rest)));
+    }
+    let incomplete = if problem.is_none() { rest } else { 0 };
     Scan {
         lines,
         end: c.end,
@@ -439,9 +439,21 @@ fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(
         .map_err(io(path, "chmod"))
 }
 
+/// The most bytes an append interrupted by a crash can leave after the last newline: one line
+/// without its newline. More is damage (lines zeroed or overwritten), never cut away.
+const TORN_MAX: u64 = MAX_LINE as u64;
+
+/// Why a tail of `bytes` without a newline is not a torn append.
+fn torn_too_long(bytes: u64) -> String {
+    format!(
+        "the last {bytes} bytes or more hold no newline, more than one line may ({MAX_LINE}): \
+         not an append cut short by a crash but damage (lines zeroed or overwritten)"
+    )
+}
+
 /// The chain end of the locked log, read from its last line. A torn last line (an appender
 /// that died mid-write: no newline) is cut first; it never was a complete entry, and anchors
-/// only ever cover complete lines.
+/// only ever cover complete lines. A tail longer than a line is damage: refused, not cut.
 fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
     let len = f.metadata().map_err(io(path, "stat"))?.len();
     let mut buf = Vec::new();
@@ -455,6 +467,17 @@ fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
             .read_to_end(&mut buf)
             .map_err(io(path, "read"))?;
         let last_nl = buf.iter().rposition(|&b| b == b'\n');
+        // Bytes after the last newline (at least, while none is in the window yet).
+        let torn = last_nl.map_or(len - from, |i| len - from - i as u64 - 1);
+        if torn > TORN_MAX {
+            return Err(OpLogError::Refused {
+                path: path.to_owned(),
+                reason: format!(
+                    "{}; nothing is cut or appended: run `xdp-audit verify`",
+                    torn_too_long(torn)
+                ),
+            });
+        }
         let before = last_nl.and_then(|i| buf[..i].iter().rposition(|&b| b == b'\n'));
         match (last_nl, before) {
             (Some(i), Some(j)) => break (from + i as u64 + 1, from + j as u64 + 1),

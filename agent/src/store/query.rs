@@ -154,8 +154,13 @@ impl Rows {
 /// Scans one segment: each row group is narrowed to its matching rows from the filter's own
 /// columns alone ([`group_rows`]); records are then built for those rows only (`Records`),
 /// or the rows counted (`Count`).
-fn scan_segment(path: &Path, f: &Filter, want: Want) -> Result<SegmentScan, SegmentError> {
-    let seg = SegmentReader::open(path)?;
+fn scan_segment(
+    path: &Path,
+    listed: &SegmentInfo,
+    f: &Filter,
+    want: Want,
+) -> Result<SegmentScan, SegmentError> {
+    let seg = SegmentReader::open_listed(path, listed.size, listed.rows)?;
     let mut out = SegmentScan {
         records: Vec::new(),
         count: 0,
@@ -498,7 +503,7 @@ fn run(
                     .into_iter()
                     .filter(|s| s.journal_id == id)
                 {
-                    let r = scan_segment(&dir.join(&s.file), filter, want)?;
+                    let r = scan_segment(&dir.join(&s.file), &s, filter, want)?;
                     take(&mut stats, r, emit)?;
                 }
                 seen_ids.insert(id);
@@ -506,6 +511,25 @@ fn run(
             }
             Err(e) => return Err(e.into()),
         };
+        // A torn tail is a write the agent is making or a crash cut short; a stretch with
+        // valid frames after it is damage, and its records are not in this answer.
+        let torn = scan.frames.torn_tail().map(|t| t.offset);
+        for s in scan
+            .frames
+            .skipped
+            .iter()
+            .filter(|s| Some(s.offset) != torn)
+        {
+            tracing::warn!(
+                journal = %path.display(),
+                offset = s.offset,
+                bytes = s.len,
+                frames_at_least = s.frames,
+                reason = %s.reason,
+                "a damaged stretch of a live journal holds no valid frame: its records are not \
+                 in this answer (the agent quarantines it when it seals the journal)"
+            );
+        }
         stats.journals += 1;
         stats.rows_scanned += scan.records.len() as u64;
         let mut recs: Vec<&FlowRecord> =
@@ -542,7 +566,7 @@ fn scan_parallel(
                 // A corrupt file must give an error naming it, even if the Parquet reader
                 // panics on it.
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    scan_segment(&path, filter, want)
+                    scan_segment(&path, seg, filter, want)
                 }))
                 .unwrap_or_else(|_| {
                     Err(SegmentError::Invalid {

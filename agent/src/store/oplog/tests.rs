@@ -76,6 +76,34 @@ fn a_torn_last_line_is_cut_before_the_next_append() {
 }
 
 #[test]
+fn a_tail_longer_than_a_line_is_damage_never_cut() {
+    let d = temp("zeroed");
+    for c in ["a", "b", "c"] {
+        append(&d, access(c)).expect("append");
+    }
+    let path = d.join(LOG);
+    // The log zeroed over more than a line's worth of bytes: no newline left in them.
+    let size = MAX_LINE + 1;
+    std::fs::write(&path, vec![0u8; size]).expect("zero the log");
+    let s = scan(&d).expect("scan");
+    let (line, why) = s.problem.expect("the zeroed log is a problem");
+    assert!(line == 1 && why.contains("damage"), "{line}: {why}");
+    let e = append(&d, access("d")).expect_err("nothing is appended to damage");
+    assert!(e.to_string().contains("nothing is cut"), "{e}");
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        size as u64,
+        "nothing was cut"
+    );
+    // Up to a line's worth is what a crash mid-append leaves: cut, as before.
+    std::fs::write(&path, vec![0u8; MAX_LINE]).expect("zero a line's worth");
+    assert_eq!(scan(&d).expect("scan").problem, None);
+    append(&d, access("e")).expect("append after a torn line");
+    assert_eq!(scan(&d).expect("scan").lines.len(), 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn a_long_tail_is_found_across_read_windows() {
     let d = temp("long");
     let mut e = access("x");

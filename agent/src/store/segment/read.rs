@@ -71,6 +71,36 @@ fn i64_range(s: Option<&Statistics>) -> Option<(i64, i64)> {
 }
 
 impl SegmentReader {
+    /// Opens the segment a manifest entry lists, checked against the `size` and `rows` the
+    /// entry recorded: a file lost, cut short, or put in another's place fails here, naming
+    /// it, instead of answering from the wrong rows (`verify` compares the whole file's hash).
+    pub fn open_listed(path: &Path, size: u64, rows: u64) -> Result<Self, SegmentError> {
+        let meta = std::fs::metadata(path).map_err(io(path, "stat"))?;
+        let listed = |reason: String| SegmentError::Invalid {
+            path: path.to_owned(),
+            column: "(file)".into(),
+            reason: format!("{reason}; `xdp-audit verify` checks every file"),
+        };
+        if !meta.is_file() {
+            return Err(listed("not a regular file".into()));
+        }
+        if meta.len() != size {
+            return Err(listed(format!(
+                "{} bytes where the manifest records {size}: cut short, grown, or another file \
+                 in its place",
+                meta.len()
+            )));
+        }
+        let seg = Self::open(path)?;
+        if seg.rows() != rows {
+            return Err(listed(format!(
+                "{} rows where the manifest records {rows}: another segment in its place",
+                seg.rows()
+            )));
+        }
+        Ok(seg)
+    }
+
     /// Opens a segment and checks that its schema is the segment schema.
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
         let file = File::open(path).map_err(io(path, "open"))?;
