@@ -115,8 +115,14 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         }
         Err(e) => return Err(broken(&mpath, format!("cannot read: {e}"))),
     };
-    let (entries, head) =
-        manifest::parse_with_head(&mpath, &text).map_err(|e| broken(&mpath, e.to_string()))?;
+    let (entries, head) = manifest::parse_with_head(&mpath, &text).map_err(|e| {
+        // The verdict names the file already.
+        let reason = match e {
+            manifest::ManifestError::Parse { line, reason, .. } => format!("line {line}: {reason}"),
+            e => e.to_string(),
+        };
+        broken(&mpath, reason)
+    })?;
     let lpath = dir.join(oplog::LOG);
     let log = oplog::scan(dir).map_err(|e| broken(&lpath, e.to_string()))?;
     let apath = dir.join(oplog::ALERTS);
