@@ -418,6 +418,49 @@ fn a_lost_or_swapped_segment_is_an_error_naming_it_not_other_rows() {
     }
 }
 
+/// The engine's Parquet reader checks no page checksums (ours are in the segment's page
+/// table): without the check, some flipped bytes decode to other values and `sql` answered
+/// them. Every page of a segment, damaged in turn, is an error naming the file and its bytes.
+#[test]
+fn a_damaged_page_is_an_error_naming_the_file_and_bytes_not_other_values() {
+    let (dir, recs) = store("sql-flipped", true);
+    let all = "SELECT * FROM flows_raw";
+    assert_eq!(ours(dir.path(), all).len(), recs.len());
+    let file = segment_files(dir.path()).remove(0);
+    let name = file
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let ranges = xdp_audit::store::segment::SegmentReader::open(&file)
+        .expect("open the segment")
+        .checked_ranges()
+        .expect("its checked ranges");
+    let pristine = std::fs::read(&file).expect("read segment");
+    // Every page would take a run each; a spread of them covers each kind (dictionary and
+    // data pages of every column type).
+    let step = ranges.len().div_ceil(24);
+    for &(at, len, _) in ranges.iter().step_by(step) {
+        let mut bad = pristine.clone();
+        let i = (at + len / 2) as usize;
+        bad[i] ^= 0x10;
+        std::fs::write(&file, &bad).expect("damage");
+        let out = sql(dir.path(), all, &["--format", "csv"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "byte {i} flipped: {err}");
+        assert!(
+            err.contains(&name)
+                && err.contains(&format!(
+                    "checksum mismatch in the page at bytes {at}..{}",
+                    at + len
+                )),
+            "byte {i} flipped: {err}"
+        );
+    }
+    std::fs::write(&file, &pristine).expect("restore");
+    assert_eq!(ours(dir.path(), all).len(), recs.len());
+}
+
 #[test]
 fn statements_that_would_change_anything_are_refused() {
     let (dir, _) = store("sql-readonly", false);
@@ -461,8 +504,19 @@ fn a_segment_of_an_earlier_format_reads_with_its_new_columns_null() {
     let (dir, recs) = store("sql-old-format", true);
     let old =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store/segment-format4.parquet");
-    let mut segments = segment_files(dir.path());
-    segments.push(old);
+    let mut files = segment_files(dir.path());
+    files.push(old);
+    // Each with the ranges its CRC-32s cover (the fixture's: its column chunks, it has no
+    // page table), as `sql` reads them.
+    let segments = files
+        .into_iter()
+        .map(|f| {
+            let ranges = xdp_audit::store::segment::SegmentReader::open(&f)
+                .and_then(|s| s.checked_ranges())
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            (f, ranges)
+        })
+        .collect();
     let session = Session::new(&Sources {
         segments,
         journals: Vec::new(),

@@ -1,12 +1,14 @@
 //! `xdp-audit sql`: SQL over the store with an embedded engine (Apache DataFusion).
 //!
 //! One job per module: [`tables`] (what the store holds, as the engine's tables and views),
+//! [`checked`] (the engine's reads of segments checked against their CRC-32s),
 //! [`udf`] (the address and MAC conversions), [`output`] (the answer as a table, CSV or JSON
 //! Lines), [`pushdown`] (filters on the text columns turned into filters on the column form).
 //! The engine only reads: a statement that would define, change or write anything
 //! (DDL, DML, `COPY`, `SET`) is refused before it runs, and no table or function reads
 //! anything but the store's live segments and journals.
 
+pub mod checked;
 pub mod output;
 pub mod pushdown;
 pub mod remote;

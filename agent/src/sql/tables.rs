@@ -7,6 +7,7 @@
 //! schema; a segment of an earlier format reads its missing columns as NULL. `flows_raw` is the
 //! two together in the column form, `flows` the same with addresses and MACs as text.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::os::fd::FromRawFd;
@@ -22,6 +23,8 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::Result as DfResult;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::memory::InMemory;
 use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::object_store::ObjectStoreExt;
@@ -30,6 +33,7 @@ use datafusion::parquet::schema::parser::parse_message_type;
 use datafusion::parquet::schema::types::SchemaDescriptor;
 use datafusion::prelude::SessionContext;
 
+use super::checked::{self, Checked};
 use super::SqlError;
 use crate::store::columns::Columns;
 use crate::store::journal::{self, JournalError};
@@ -62,8 +66,9 @@ fn flows_select(extra: &[&str]) -> String {
 /// What the store holds now: the live segments' paths and the live journals as Parquet.
 #[derive(Debug, Default)]
 pub struct Sources {
-    /// Live sealed segments, in chain order.
-    pub segments: Vec<PathBuf>,
+    /// Live sealed segments, in chain order, each with the byte ranges its CRC-32s cover
+    /// (the engine's reads are checked against them: [`checked`]).
+    pub segments: Vec<(PathBuf, checked::Ranges)>,
     /// Live journals not yet sealed: (id, the records as a segment in memory, rows).
     pub journals: Vec<(u64, Bytes, u64)>,
 }
@@ -109,8 +114,9 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
     // Parquet files in it: each file is checked against its entry first, as `query` does.
     for s in &live {
         let path = dir.join(&s.file);
-        SegmentReader::open_listed(&path, s.size, s.rows).map_err(QueryError::from)?;
-        out.segments.push(path);
+        let reader = SegmentReader::open_listed(&path, s.size, s.rows).map_err(QueryError::from)?;
+        let ranges = reader.checked_ranges().map_err(QueryError::from)?;
+        out.segments.push((path, ranges));
     }
     Ok(out)
 }
@@ -162,11 +168,18 @@ pub fn schema() -> DfResult<SchemaRef> {
 /// Registers the tables and views of `sources` with `ctx`.
 pub async fn register(ctx: &SessionContext, sources: &Sources) -> DfResult<()> {
     let schema = schema()?;
-    let segment_urls = sources
-        .segments
-        .iter()
-        .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
-        .collect::<DfResult<Vec<_>>>()?;
+    let mut segment_urls = Vec::new();
+    let mut files = HashMap::new();
+    for (path, ranges) in &sources.segments {
+        let url = ListingTableUrl::parse(path.to_string_lossy())?;
+        files.insert(url.prefix().clone(), ranges.clone());
+        segment_urls.push(url);
+    }
+    let local = Arc::new(LocalFileSystem::new());
+    ctx.register_object_store(
+        ObjectStoreUrl::local_filesystem().as_ref(),
+        Arc::new(Checked::new(local, files)),
+    );
     ctx.register_table("segments_raw", parquet_table(segment_urls, &schema)?)?;
     let memory = Arc::new(InMemory::new());
     let mut journal_urls = Vec::new();

@@ -201,6 +201,34 @@ impl SegmentReader {
         }))
     }
 
+    /// Every byte range of the file a CRC-32 covers, as `(offset, length, CRC-32)` in file
+    /// order: each page when the segment has a page table, else each column chunk. What a
+    /// reader other than ours (the SQL engine) checks its reads against.
+    pub fn checked_ranges(&self) -> Result<Vec<(u64, u64, u32)>, SegmentError> {
+        let table = self.page_table()?;
+        let mut out = Vec::new();
+        for (g, rg) in self.reader.metadata().row_groups().iter().enumerate() {
+            for (c, chunk) in rg.columns().iter().enumerate() {
+                let (mut at, len) = chunk.byte_range();
+                match table.as_ref().and_then(|t| t.pages(g, c)) {
+                    Some(pages) => {
+                        for p in pages {
+                            out.push((at, u64::from(p.len), p.crc));
+                            at += u64::from(p.len);
+                        }
+                    }
+                    None => {
+                        let crc = self.crcs.get(g).and_then(|r| r.get(c)).copied();
+                        let crc = crc.ok_or_else(|| self.invalid(c, "no chunk CRC"))?;
+                        out.push((at, len, crc));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// Reads the column chunks `columns` of row group `g` into memory with one read, checks
     /// each against its recorded CRC-32, and returns a row group reader over that memory.
     /// The Parquet reader would otherwise read a `File` page by page, with a `dup`, a seek and
