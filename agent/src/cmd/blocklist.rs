@@ -4,8 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::blocklist::{check_files, CompileStats, LineStats};
 
 /// The accepted line formats, shown by `--help`.
@@ -70,8 +68,8 @@ pub fn main(args: BlocklistArgs) -> anyhow::Result<ExitCode> {
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    let failed = report(&args.files, &mut out).context("writing to stdout")?;
-    out.flush().context("writing to stdout")?;
+    let failed = report(&args.files, &mut out).map_err(super::stdout_error)?;
+    out.flush().map_err(super::stdout_error)?;
     Ok(if failed {
         ExitCode::from(1)
     } else {

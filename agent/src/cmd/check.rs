@@ -5,8 +5,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::enrich::leases::{self, LeaseFormat};
 use crate::enrich::subscribers::set as subscribers;
 
@@ -73,8 +71,8 @@ fn kind_of(path: &Path, asked: Kind) -> std::io::Result<Kind> {
 /// Runs `xdp-audit check`.
 pub fn main(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    let failed = report(&args, &mut out).context("writing to stdout")?;
-    out.flush().context("writing to stdout")?;
+    let failed = report(&args, &mut out).map_err(super::stdout_error)?;
+    out.flush().map_err(super::stdout_error)?;
     Ok(if failed {
         ExitCode::from(1)
     } else {

@@ -118,9 +118,9 @@ pub fn main(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         AccessInfo::new("compliance", "all").rows(report.checks.len() as u64),
     );
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.table());
+        out!("{}", report.table())?;
     }
     Ok(if report.worst() == Verdict::Fail {
         ExitCode::FAILURE

@@ -58,13 +58,13 @@ pub fn main(args: DetachArgs) -> anyhow::Result<ExitCode> {
     let done = adopt::detach(&pins)
         .with_context(|| format!("detaching instance {:?}", args.pins.instance))?;
     if done == adopt::Detached::default() {
-        println!(
+        outln!(
             "instance {:?}: nothing pinned at {}",
             args.pins.instance,
             pins.dir().display()
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "instance {:?}: detached ({} links, {} netlink attachments, {}program, {} map \
              directories removed)",
             args.pins.instance,
@@ -72,7 +72,7 @@ pub fn main(args: DetachArgs) -> anyhow::Result<ExitCode> {
             done.netlink,
             if done.program { "" } else { "no " },
             done.map_dirs
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

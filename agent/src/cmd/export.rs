@@ -193,7 +193,7 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     access::record(&args.dir.log_dir, access);
     let (rows, digest) = written?;
     tracing::info!(records = rows, file = %args.out.display(), "export written");
-    println!("{digest}  {}", args.out.display());
+    outln!("{digest}  {}", args.out.display())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -102,10 +102,10 @@ pub fn main(args: HoldArgs) -> anyhow::Result<ExitCode> {
             readable_store(dir)?;
             let line = hold::release(dir, Who::current(), now, a.id, &a.reason)
                 .with_context(|| format!("releasing hold {}", a.id))?;
-            println!(
+            outln!(
                 "hold {} released (operator log line {}); its segments follow the retention again from the next retention pass",
                 a.id, line.n
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -128,7 +128,7 @@ fn add(a: AddArgs, now: i64) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|s| h.covers(s))
         .collect();
-    println!(
+    outln!(
         "hold {} ordered: {} to {}, reason {:?}; it covers {} segments ({} records) now, and every retention pass keeps them until `xdp-audit hold release {}`",
         h.id,
         rfc3339_s(h.window.since_ns),
@@ -137,7 +137,7 @@ fn add(a: AddArgs, now: i64) -> anyhow::Result<ExitCode> {
         covered.len(),
         covered.iter().map(|s| s.rows).sum::<u64>(),
         h.id
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -169,13 +169,18 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         AccessInfo::new("hold list", if a.all { "all" } else { "in force" })
             .rows(shown.len() as u64),
     );
-    println!(
+    outln!(
         "{:>5}  {:<9} {:<20} {:<20} {:<20} {:<16} REASON",
-        "ID", "STATE", "SINCE", "UNTIL", "ORDERED", "BY"
-    );
+        "ID",
+        "STATE",
+        "SINCE",
+        "UNTIL",
+        "ORDERED",
+        "BY"
+    )?;
     for h in &shown {
         let state = if h.in_force() { "in force" } else { "released" };
-        println!(
+        outln!(
             "{:>5}  {:<9} {:<20} {:<20} {:<20} {:<16} {}",
             h.id,
             state,
@@ -183,16 +188,16 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
             rfc3339_s(h.window.until_ns),
             rfc3339_s(h.at_ns),
             who_text(&h.who),
-            h.window.reason
-        );
+            super::printable(&h.window.reason)
+        )?;
         if let Some(r) = &h.released {
-            println!(
+            outln!(
                 "{:>5}  released {} by {}: {}",
                 "",
                 rfc3339_s(r.at_ns),
                 who_text(&r.who),
-                r.reason
-            );
+                super::printable(&r.reason)
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

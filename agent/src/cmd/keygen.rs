@@ -43,7 +43,7 @@ pub fn main(args: KeygenArgs) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_file(&args.out);
         return Err(e);
     }
-    println!("{}\n{}", args.out.display(), pub_path.display());
+    outln!("{}\n{}", args.out.display(), pub_path.display())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,19 @@
 //! One module per `xdp-audit` subcommand: its arguments and its `main`.
 
+/// `print!` that returns an error instead of panicking (see [`stdout`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cmd::stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that returns an error instead of panicking (see [`stdout`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod blocklist;
 pub mod check;
 pub mod compliance;
@@ -16,3 +30,60 @@ pub mod sql;
 pub mod status;
 pub mod store_args;
 pub mod verify;
+
+/// Standard output was closed by its reader (`| head -1`): the command stops there, and exits
+/// quietly (`main` tells it from a failure).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed by its reader")]
+pub struct StdoutClosed;
+
+/// Writes to standard output. `print!` would panic on a closed pipe or a full disk, after the
+/// command's work (a hold recorded, a key or an export written) is done, and exit 101 as if it
+/// had failed.
+pub fn stdout(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
+/// An error writing standard output: [`StdoutClosed`] for a closed pipe, else the cause.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("writing to standard output")
+    }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): a free text an operator
+/// typed (a hold's reason) printed in a table must not start a row of its own or drive the
+/// terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(super::printable("case 4711, \"ü\""), "case 4711, \"ü\"");
+        assert_eq!(
+            super::printable("case 1\nFAKE\x1b[31m\t"),
+            "case 1\\nFAKE\\u{1b}[31m\\t"
+        );
+    }
+}

@@ -75,7 +75,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", stats.matched)
             .and_then(|()| out.flush())
-            .context("writing the count to stdout")?;
+            .map_err(super::stdout_error)?;
         return Ok(ExitCode::SUCCESS);
     }
     let stdout = std::io::stdout();

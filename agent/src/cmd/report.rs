@@ -26,16 +26,6 @@ pub enum ReportFormat {
     Json,
 }
 
-impl ReportFormat {
-    fn name(self) -> &'static str {
-        match self {
-            ReportFormat::Html => "html",
-            ReportFormat::Md => "md",
-            ReportFormat::Json => "json",
-        }
-    }
-}
-
 /// The long help of `xdp-audit report`, with examples.
 pub const LONG_ABOUT: &str = "Writes the incident report of a time window, to hand to an inspector: the gateway's
 identity (its --gateway-id, host name, the fingerprint of the chain's signing key), the window and selection,
@@ -124,9 +114,9 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         "report written"
     );
     if let Some(out) = &args.out {
-        println!("{digest}  {}", out.display());
+        outln!("{digest}  {}", out.display())?;
         if let (Some(path), Some(a)) = (attachment, &report.records.attachment) {
-            println!("{}  {}", a.sha256, path.display());
+            outln!("{}  {}", a.sha256, path.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -203,7 +193,7 @@ fn make(
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
                 .and_then(|()| out.flush())
-                .with_context(|| format!("writing the {} report to stdout", args.format.name()))?;
+                .map_err(super::stdout_error)?;
         }
     }
     // The attachment is kept only with the report that names its hash.

@@ -52,10 +52,13 @@ pub fn main(args: ShipCmdArgs) -> anyhow::Result<ExitCode> {
     if !args.follow {
         let s =
             ship_once(dir, &cfg, &opts).with_context(|| format!("shipping {}", dir.display()))?;
-        println!(
+        outln!(
             "shipped: {} segments ({} bytes), backlog {}, to {}",
-            s.shipped_segments, s.shipped_bytes, s.backlog_segments, s.target
-        );
+            s.shipped_segments,
+            s.shipped_bytes,
+            s.backlog_segments,
+            s.target
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let shipper = Shipper::spawn(dir, &cfg, opts).context("--ship")?;
@@ -74,9 +77,12 @@ pub fn main(args: ShipCmdArgs) -> anyhow::Result<ExitCode> {
     .context("waiting for SIGINT/SIGTERM")?;
     let s = shipper.status();
     drop(shipper);
-    println!(
+    outln!(
         "shipped: {} segments ({} bytes), backlog {}, to {}",
-        s.shipped_segments, s.shipped_bytes, s.backlog_segments, s.target
-    );
+        s.shipped_segments,
+        s.shipped_bytes,
+        s.backlog_segments,
+        s.target
+    )?;
     Ok(ExitCode::SUCCESS)
 }

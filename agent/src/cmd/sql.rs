@@ -151,7 +151,7 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
                 "sql done"
             );
             if let (Some(digest), Some(out)) = (digest, &args.output) {
-                println!("{digest}  {}", out.display());
+                outln!("{digest}  {}", out.display())?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -99,23 +99,23 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({ "state": state, "snapshot_age_s": age.as_secs() }),
             );
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(state.exit());
     }
     let age_text = crate::span::format(age);
     match state {
-        AgentState::Running => println!(
+        AgentState::Running => outln!(
             "agent pid {} running on {}; snapshot {} ({age_text} old); list generation {}",
             s.pid,
             s.interfaces.join(", "),
             s.written_at,
             s.generation
-        ),
-        AgentState::Stale => println!(
+        )?,
+        AgentState::Stale => outln!(
             "AGENT STALLED: pid {} exists but has not rewritten its snapshot for {age_text} (written {}); the figures below are as of then",
             s.pid, s.written_at
-        ),
-        AgentState::Down => println!(
+        )?,
+        AgentState::Down => outln!(
             "AGENT NOT RUNNING: pid {} {}; last snapshot written {}, {age_text} ago; the figures below are as of then",
             s.pid,
             match &s.stopped_at {
@@ -123,21 +123,21 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 None => "is gone without a clean stop (crashed or killed)".to_owned(),
             },
             s.written_at
-        ),
+        )?,
     }
     if let Some(a) = &s.alerts {
-        println!("\n{}", a.summary());
+        outln!("\n{}", a.summary())?;
     }
-    println!("\nprogram counters:");
+    outln!("\nprogram counters:")?;
     for (name, n) in s.counters.iter().filter(|(_, n)| **n != 0) {
-        println!("  {name:<32} {n:>14}");
+        outln!("  {name:<32} {n:>14}")?;
     }
     let (f, st) = (&s.flows, &s.store);
-    println!(
+    outln!(
         "\nflows: {} records written, {} whose start event was lost, {} evicted from a full table, {} refused by the store",
         f.records, f.lost_starts, f.evicted, f.sink_errors
-    );
-    println!(
+    )?;
+    outln!(
         "audit store: {} records accepted, {} durable, {} buffered, {} dropped; {} segments sealed, {} merged into days, {} journals waiting{}",
         st.accepted,
         st.durable,
@@ -151,37 +151,40 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         } else {
             ""
         }
-    );
+    )?;
     if st.journal_skipped_bytes > 0 {
-        println!(
+        outln!(
             "  damaged journals: {} bytes skipped (at least {} records), kept in the log directory's quarantine/",
             st.journal_skipped_bytes, st.journal_skipped_frames
-        );
+        )?;
     }
-    println!("{}", s.agent_summary());
+    outln!("{}", s.agent_summary())?;
     if let Some(e) = &s.enrich {
-        println!("{}", e.summary());
+        outln!("{}", e.summary())?;
     }
     if let Some(sh) = &s.ship {
-        println!("{}", sh.summary());
+        outln!("{}", sh.summary())?;
     }
     if let Some(l) = &s.syslog {
-        println!("{}", l.summary());
+        outln!("{}", l.summary())?;
     }
-    println!("\nlists:");
+    outln!("\nlists:")?;
     for l in &s.lists {
-        println!(
+        outln!(
             "  {:<6} {:<50} {:>8} rules hit {:>14} packets",
-            l.kind, l.path, l.rules_hit, l.hits
-        );
+            l.kind,
+            l.path,
+            l.rules_hit,
+            l.hits
+        )?;
     }
-    println!(
+    outln!(
         "\nrules (top {} of {}):",
         args.top.min(s.rules.len()),
         s.rules.len()
-    );
+    )?;
     for r in s.rules.iter().take(args.top) {
-        println!("  {:<6} {:<60} {:>14}", r.kind, r.rule, r.hits);
+        outln!("  {:<6} {:<60} {:>14}", r.kind, r.rule, r.hits)?;
     }
     Ok(state.exit())
 }

@@ -73,36 +73,39 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let local = verify_local(dir, key.as_ref());
+    let local = verify_local(dir, key.as_ref())?;
     let Some(cfg) = remote else {
         return Ok(local);
     };
     let report = crate::ship::verify::verify_remote(dir, &cfg)
         .with_context(|| format!("--remote {}", crate::ship::target_name(&cfg)))?;
     for m in &report.missing {
-        println!("BROKEN: remote {}: {}", m.key, m.problem);
+        outln!("BROKEN: remote {}: {}", m.key, m.problem)?;
     }
     if !report.missing.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    outln!(
         "ok remote: {} live segments in {} with their sealed size and SHA-256",
         report.checked,
         crate::ship::target_name(&cfg)
-    );
+    )?;
     Ok(local)
 }
 
 /// The local verdict, printed.
-fn verify_local(dir: &std::path::Path, key: Option<&ed25519_dalek::VerifyingKey>) -> ExitCode {
-    match verify(dir, key) {
+fn verify_local(
+    dir: &std::path::Path,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> anyhow::Result<ExitCode> {
+    Ok(match verify(dir, key) {
         Ok(v) => {
-            println!("ok: {}", v.summary());
+            outln!("ok: {}", v.summary())?;
             ExitCode::SUCCESS
         }
         Err(b) => {
-            println!("BROKEN: {b}");
+            outln!("BROKEN: {b}")?;
             ExitCode::FAILURE
         }
-    }
+    })
 }
