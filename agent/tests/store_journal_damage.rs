@@ -184,3 +184,41 @@ fn the_sealer_skips_and_quarantines_damage_with_the_same_scanner() {
     assert!(canon(got) == canon(want), "sealed records differ");
     verify(dir.path(), None).unwrap_or_else(|b| panic!("verify: {b}"));
 }
+
+/// `verify` reads the live journals too: before, it said "ok" over a journal that was not one
+/// or held damage whose records the chain would never get. A torn tail (an append the agent
+/// is making, or a crash cut short) is not damage.
+#[test]
+fn verify_names_a_damaged_live_journal_and_passes_a_torn_tail() {
+    let recs = records(1_000);
+    let (good, starts) = journal_bytes(JOURNAL_ID, &recs);
+    let dir = TempDir::new("verify-journal");
+    let journal = dir.path().join(journal_name(JOURNAL_ID));
+    let write = |bytes: &[u8]| std::fs::write(&journal, bytes).expect("write journal");
+
+    write(&good);
+    let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("intact: {b}"));
+    assert_eq!((v.journals, v.journal_records), (1, 1_000), "{v:?}");
+
+    // Torn: the last frame cut short.
+    write(&good[..good.len() - 3]);
+    let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("torn tail: {b}"));
+    assert_eq!((v.journals, v.journal_records), (1, 999), "{v:?}");
+
+    let mut bad = good.clone();
+    bad[starts[500] + FRAME_HEADER_LEN + 9] ^= 0x20;
+    let mut garbage = good.clone();
+    garbage[..8].fill(0xee);
+    for (what, bytes, says) in [
+        ("a bad byte in the middle", bad, "damaged at bytes"),
+        ("garbage", garbage, "not a journal"),
+    ] {
+        write(&bytes);
+        let b = verify(dir.path(), None).expect_err(what);
+        assert!(b.file == journal && b.reason.contains(says), "{what}: {b}");
+    }
+    std::fs::remove_file(&journal).expect("rm");
+    std::fs::create_dir(&journal).expect("a directory in its place");
+    let b = verify(dir.path(), None).expect_err("a directory");
+    assert_eq!(b.file, journal, "{b}");
+}

@@ -420,6 +420,15 @@ fn a_lost_or_swapped_segment_and_a_cut_manifest_are_errors_not_other_rows() {
             "{what}: {msg}"
         );
     }
+    // Deleted: read as no manifest, the store answered as empty.
+    std::fs::remove_file(&mpath).expect("delete the manifest");
+    let e = collect(dir.path(), &Filter::default())
+        .err()
+        .unwrap_or_else(|| panic!("deleted: the query answered"));
+    assert!(
+        e.to_string().contains("the manifest was deleted"),
+        "deleted: {e}"
+    );
     std::fs::write(&mpath, &text).expect("restore");
     assert_eq!(
         collect(dir.path(), &Filter::default())

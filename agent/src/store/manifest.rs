@@ -56,6 +56,13 @@ pub enum ManifestError {
         /// What is wrong.
         reason: String,
     },
+    /// The manifest is gone but the segments it listed are there: it was deleted, and read
+    /// as no manifest the store would answer as empty.
+    #[error("{path}: missing, but the directory holds sealed segments (the manifest was deleted); `xdp-audit verify` checks the whole chain")]
+    Lost {
+        /// The manifest's path.
+        path: PathBuf,
+    },
     /// A key file is malformed.
     #[error("key file {path}: {reason}")]
     Key {
@@ -362,7 +369,12 @@ pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
             check_head(&path, &text, &entries, head.as_ref())?;
             Ok(entries)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if super::verify::segments_without_manifest(dir) {
+                return Err(ManifestError::Lost { path });
+            }
+            Ok(Vec::new())
+        }
         Err(source) => Err(ManifestError::Io {
             path,
             op: "read",

@@ -513,13 +513,7 @@ fn run(
         };
         // A torn tail is a write the agent is making or a crash cut short; a stretch with
         // valid frames after it is damage, and its records are not in this answer.
-        let torn = scan.frames.torn_tail().map(|t| t.offset);
-        for s in scan
-            .frames
-            .skipped
-            .iter()
-            .filter(|s| Some(s.offset) != torn)
-        {
+        for s in scan.frames.damaged() {
             tracing::warn!(
                 journal = %path.display(),
                 offset = s.offset,

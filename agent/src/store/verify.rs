@@ -1,7 +1,7 @@
 //! Verify: walk the manifest chain, check every live segment's SHA-256 and size, find segment
 //! files the chain does not list, check the operator log (its own chain, every anchor of it
 //! in the manifest, every prune against the legal holds in force when it was decided) and the
-//! alert log (its chain and anchors), and check the (signed) head. The first broken link is reported with the file at fault.
+//! alert log (its chain and anchors), read the live journals, and check the (signed) head. The first broken link is reported with the file at fault.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,11 +10,12 @@ use ed25519_dalek::VerifyingKey;
 
 use super::fsutil::sha256_file;
 use super::hold;
+use super::journal::{self, JournalError};
 use super::manifest::{
     self, check_signature, entry_hash, AnchorInfo, Body, Head, SegmentInfo, GENESIS,
 };
 use super::oplog::{self, ChainEnd, Log, Scan};
-use super::seal::{is_segment_name, journal_name, seq_of};
+use super::seal::{is_segment_name, journal_name, list_journals, seq_of};
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,13 +54,17 @@ pub struct Verified {
     pub alert_lines: u64,
     /// Of those, anchored in the manifest.
     pub alert_anchored_lines: u64,
+    /// Live journals read (not yet sealed, so in no chain entry).
+    pub journals: u64,
+    /// Records in them.
+    pub journal_records: u64,
 }
 
 impl Verified {
     /// The one-line verdict `verify` prints after `ok: ` (the report quotes it too).
     pub fn summary(&self) -> String {
         format!(
-            "{} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), alert log {} lines ({} anchored), head {}{}",
+            "{} entries, {} segments ({} rows), {} pruned by retention, {} merged by compaction, operator log {} lines ({} anchored, {} holds in force), alert log {} lines ({} anchored), {} live journals ({} records), head {}{}",
             self.entries,
             self.segments,
             self.rows,
@@ -70,6 +75,8 @@ impl Verified {
             self.holds_in_force,
             self.alert_lines,
             self.alert_anchored_lines,
+            self.journals,
+            self.journal_records,
             if self.head.is_empty() {
                 "(empty)"
             } else {
@@ -94,18 +101,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     let text = match std::fs::read_to_string(&mpath) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // The first seal writes its segment before it creates the manifest: a crash
-            // between the two leaves one segment of an interrupted seal, checked below.
-            let has_segments = std::fs::read_dir(dir)
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                        .any(|n| {
-                            is_segment_name(&n)
-                                && interrupted_write(dir, &n, 0) != Some(Interrupted::Seal)
-                        })
-                })
-                .unwrap_or(false);
-            if has_segments {
+            if segments_without_manifest(dir) {
                 return Err(broken(
                     &mpath,
                     "missing, but segments exist (manifest deleted)".into(),
@@ -332,8 +328,64 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     out.alert_lines = alerts.end.lines;
     out.alert_anchored_lines = alerts_anchored.lines;
     out.holds_in_force = hold::in_force(&log.lines).len() as u64;
+    let sealed: HashSet<u64> = entries
+        .iter()
+        .filter_map(|e| e.body.added())
+        .map(|s| s.journal_id)
+        .collect();
+    check_journals(dir, &sealed, &mut out)?;
     check_head(&mpath, head, entries.last(), key, &mut out)?;
     Ok(out)
+}
+
+/// Every live journal (not yet sealed) must read as one: a file that is not a journal, or a
+/// damaged stretch with valid frames after it, holds records the chain will never get. A torn
+/// tail is an append in progress, or one a crash cut short.
+fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Result<(), Broken> {
+    let journals = list_journals(dir).map_err(|e| Broken {
+        file: dir.to_owned(),
+        reason: format!("cannot list the journals: {e}"),
+    })?;
+    for (id, path) in journals {
+        if sealed.contains(&id) {
+            continue;
+        }
+        let scan = match journal::read(&path) {
+            Ok(s) => s,
+            // Sealed while we looked.
+            Err(JournalError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(JournalError::Io { op, cause, .. }) => {
+                return Err(Broken {
+                    file: path,
+                    reason: format!("{op}: {cause}"),
+                })
+            }
+            Err(JournalError::BadMagic { .. }) => {
+                return Err(Broken {
+                    file: path,
+                    reason: "not a journal (bad magic at offset 0)".into(),
+                })
+            }
+        };
+        if let Some(s) = scan.frames.damaged().next() {
+            return Err(Broken {
+                file: path,
+                reason: format!(
+                    "damaged at bytes {}..{} (at least {} records, valid frames after it): {}; \
+                     the agent quarantines the stretch when it seals the journal",
+                    s.offset,
+                    s.end(),
+                    s.frames,
+                    s.reason
+                ),
+            });
+        }
+        out.journals += 1;
+        out.journal_records += scan.records.len() as u64;
+    }
+    Ok(())
 }
 
 /// An anchor must name `which` log, never go back, and match the log: its line `lines` ends
@@ -401,6 +453,20 @@ enum Interrupted {
     /// A compaction, before its entry (the merged segment has journal id 0): its inputs are
     /// still live, and the next start deletes it.
     Compaction,
+}
+
+/// Whether `dir`, which has no manifest, holds segments other than the one an interrupted
+/// first seal leaves (the first seal writes its segment before it creates the manifest): the
+/// manifest was deleted.
+pub(crate) fn segments_without_manifest(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .any(|n| {
+                    is_segment_name(&n) && interrupted_write(dir, &n, 0) != Some(Interrupted::Seal)
+                })
+        })
+        .unwrap_or(false)
 }
 
 /// Whether an unlisted segment is what a crash in the middle of a seal or a compaction left.

@@ -198,6 +198,12 @@ impl Frames {
         self.skipped.last().filter(|s| s.end() == self.len)
     }
 
+    /// The skipped stretches with valid frames after them: damage, not a write in progress.
+    pub fn damaged(&self) -> impl Iterator<Item = &Skipped> {
+        let torn = self.torn_tail().map(|t| t.offset);
+        self.skipped.iter().filter(move |s| Some(s.offset) != torn)
+    }
+
     /// Bytes skipped in all.
     pub fn skipped_bytes(&self) -> u64 {
         self.skipped.iter().map(|s| s.len).sum()
