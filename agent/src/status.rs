@@ -45,6 +45,10 @@ pub struct Snapshot {
     pub written_at: String,
     /// The agent's process id.
     pub pid: u32,
+    /// The agent process's start time (clock ticks after boot), so a reader tells the agent
+    /// from a process that was given its pid after it ended (absent in older snapshots).
+    #[serde(default)]
+    pub pid_start: Option<u64>,
     /// Interfaces audited.
     pub interfaces: Vec<String>,
     /// The list generation in force.
@@ -149,6 +153,7 @@ impl Snapshot {
         Snapshot {
             written_at: crate::record::rfc3339_ns(jiff::Timestamp::now().as_nanosecond() as i64),
             pid: std::process::id(),
+            pid_start: crate::compliance::system::process_start(std::process::id()),
             interfaces,
             generation,
             counters,
@@ -211,7 +216,8 @@ impl Snapshot {
     /// snapshot, or its agent stopped cleanly or still runs.
     pub fn crash_evidence(dir: &Path) -> Option<String> {
         let s = Self::read(dir).ok()?;
-        let gone = s.pid != std::process::id() && !crate::compliance::system::alive(s.pid);
+        let gone =
+            s.pid != std::process::id() && !crate::compliance::system::alive(s.pid, s.pid_start);
         (s.stopped_at.is_none() && gone).then(|| {
             format!(
                 "agent pid {} ended without a clean stop (its last status was written {})",
@@ -271,6 +277,35 @@ mod tests {
             None,
             "an agent still running"
         );
+        // The pid of a process that started after the snapshot's writer: its pid reused.
+        let mut reused = snapshot(std::process::id());
+        reused.pid_start = reused.pid_start.map(|t| t + 1);
+        reused.write(&dir).expect("write");
+        assert!(
+            Snapshot::crash_evidence(&dir).is_none(),
+            "the reader's own pid is never taken for a crash"
+        );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_pid_is_the_agent_only_while_its_start_time_matches() {
+        use crate::compliance::system::{alive, process_start};
+        let me = std::process::id();
+        let start = process_start(me).expect("/proc/self/stat");
+        assert!(alive(me, Some(start)) && alive(me, None));
+        assert!(
+            !alive(me, Some(start + 1)),
+            "a pid given to another process"
+        );
+        assert!(
+            !alive(0, None),
+            "pid 0 is no process (kill(0) asks about our group)"
+        );
+        assert_eq!(
+            snapshot(me).pid_start,
+            Some(start),
+            "written with the snapshot"
+        );
     }
 }

@@ -350,6 +350,18 @@ fn status_without_a_snapshot_or_with_a_bad_one_names_the_file() {
     assert_error(&o, &[s(&file)]);
     let o = run(&["status", "--state-dir", s(d.path()), "--top", "many"]);
     assert_error(&o, &["--top", "many"]);
+    // A snapshot whose time does not parse was shown as "0s old", its agent running.
+    let mut snap = xdp_audit::status::Snapshot::new(
+        Vec::new(),
+        Default::default(),
+        &xdp_audit::daemon::lists::RuleBook::default(),
+        1,
+        &[],
+    );
+    snap.written_at = "yesterday".into();
+    snap.write(d.path()).expect("write snapshot");
+    let o = run(&["status", "--state-dir", s(d.path())]);
+    assert_error(&o, &[s(&file), "written_at", "yesterday"]);
 }
 
 // ---- keygen ----

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -57,11 +58,12 @@ pub enum AgentState {
 }
 
 impl AgentState {
-    /// Judges the writer of `s`, `age` after it was written.
-    pub fn of(s: &Snapshot, age: std::time::Duration, stale_after: std::time::Duration) -> Self {
-        if !crate::compliance::system::alive(s.pid) {
+    /// Judges the writer of `s`, `age` after it was written (`None`: dated ahead of now, so
+    /// nothing says the agent still writes it).
+    pub fn of(s: &Snapshot, age: Option<Duration>, stale_after: Duration) -> Self {
+        if !crate::compliance::system::alive(s.pid, s.pid_start) {
             AgentState::Down
-        } else if age > stale_after {
+        } else if age.is_none_or(|a| a > stale_after) {
             AgentState::Stale
         } else {
             AgentState::Running
@@ -77,32 +79,44 @@ impl AgentState {
     }
 }
 
-/// The snapshot's age (zero if its time does not parse or lies ahead).
-fn age_of(s: &Snapshot) -> std::time::Duration {
-    s.written_at
-        .parse::<jiff::Timestamp>()
-        .ok()
-        .and_then(|t| std::time::Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok())
-        .unwrap_or_default()
+/// The snapshot's age: how long ago its `written_at` is; `None` for a time ahead of now (the
+/// clock was set back since, or the agent did not write the file).
+fn age_of(s: &Snapshot, dir: &std::path::Path) -> anyhow::Result<Option<Duration>> {
+    let written = s.written_at.parse::<jiff::Timestamp>().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: written_at {:?} is not an RFC 3339 time: {e}",
+            dir.join(crate::status::FILE_NAME).display(),
+            s.written_at
+        )
+    })?;
+    let ago = jiff::Timestamp::now().duration_since(written);
+    Ok(match std::time::Duration::try_from(ago) {
+        Ok(age) => Some(age),
+        Err(_) if ago.abs() <= jiff::SignedDuration::from_secs(1) => Some(Duration::ZERO),
+        Err(_) => None,
+    })
 }
 
 /// Prints the snapshot.
 pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let s = Snapshot::read(&args.state_dir)?;
-    let age = age_of(&s);
+    let age = age_of(&s, &args.state_dir)?;
     let state = AgentState::of(&s, age, args.stale_after);
     if args.json {
         let mut v = serde_json::to_value(&s)?;
         if let Some(o) = v.as_object_mut() {
             o.insert(
                 "agent".into(),
-                serde_json::json!({ "state": state, "snapshot_age_s": age.as_secs() }),
+                serde_json::json!({ "state": state, "snapshot_age_s": age.map(|a| a.as_secs()) }),
             );
         }
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(state.exit());
     }
-    let age_text = crate::span::format(age);
+    let age_text = match age {
+        Some(a) => crate::span::format(a),
+        None => "an unknown time (it is dated ahead of this clock: was the clock set back?)".into(),
+    };
     match state {
         AgentState::Running => outln!(
             "agent pid {} running on {}; snapshot {} ({age_text} old); list generation {}",

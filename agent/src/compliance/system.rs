@@ -69,14 +69,32 @@ pub fn disk(dir: &Path) -> Result<Disk, String> {
     })
 }
 
-/// Whether process `pid` exists (signal 0; EPERM means it exists under another user).
-pub fn alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+/// Whether the process that wrote a snapshot runs: `pid` exists and, when the snapshot
+/// recorded it, started when it did (an ended process's pid is given to others).
+pub fn alive(pid: u32, start: Option<u64>) -> bool {
+    // kill(0, 0) would ask about our own process group.
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
         return false;
     };
+    if pid_t <= 0 {
+        return false;
+    }
     // SAFETY: signal 0 only checks.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let rc = unsafe { libc::kill(pid_t, 0) };
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    match (start, process_start(pid)) {
+        (Some(want), Some(got)) => exists && want == got,
+        _ => exists,
+    }
+}
+
+/// The start time of process `pid` in clock ticks after boot (`/proc/PID/stat`, field 22);
+/// `None` where `/proc` does not show it.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may hold spaces and parentheses.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The agent's status snapshot in `state_dir`, with its list files' modification times.
@@ -99,7 +117,7 @@ pub fn agent(state_dir: &Path) -> Result<Agent, String> {
         })
         .collect();
     Ok(Agent {
-        alive: alive(snapshot.pid),
+        alive: alive(snapshot.pid, snapshot.pid_start),
         snapshot,
         written_ns,
         lists,

@@ -205,12 +205,27 @@ impl FromStr for DomainFilter {
 /// `2026-05-03T16:00:00+02:00`) or a span before `now_ns` (`2h`, `90m`, `7d`, `1h30m`: see
 /// [`crate::span`]).
 pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
-    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+    let parsed = s.parse::<jiff::Timestamp>();
+    if let Ok(ts) = parsed {
+        // jiff takes offsets up to 25:59; RFC 3339's hours end at 23, and a mistyped offset
+        // would move the window by a day without a word.
+        let tail = s
+            .as_bytes()
+            .get(s.len().saturating_sub(6)..)
+            .unwrap_or_default();
+        if let [b'+' | b'-', h1 @ b'0'..=b'9', h2 @ b'0'..=b'9', b':', _, _] = tail {
+            if (h1 - b'0') * 10 + (h2 - b'0') > 23 {
+                return Err(format!(
+                    "{s:?}: the UTC offset {} is past the ±23:59 RFC 3339 allows",
+                    &s[s.len() - 6..]
+                ));
+            }
+        }
         return i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"));
     }
-    if s.len() >= 10 && s.as_bytes()[4] == b'-' {
+    if let (Err(e), true) = (parsed, s.len() >= 10 && s.as_bytes()[4] == b'-') {
         return Err(format!(
-            "{s:?} is not an RFC 3339 time with a UTC offset: write it like 2026-05-03T14:00:00Z or 2026-05-03T16:00:00+02:00"
+            "{s:?} is not an RFC 3339 time with a UTC offset ({e}): write it like 2026-05-03T14:00:00Z or 2026-05-03T16:00:00+02:00"
         ));
     }
     // A bare number is a span of seconds to `span::parse`, but as a time it could as well be a
@@ -229,6 +244,17 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_out_of_rfc_3339_say_why() {
+        let ok = parse_time("2026-05-03T16:00:00+02:00", 0).expect("an offset of two hours");
+        assert_eq!(ok, parse_time("2026-05-03T14:00:00Z", 0).expect("UTC"));
+        assert!(parse_time("2026-05-03T16:00:00-23:59", 0).is_ok());
+        let e = parse_time("2026-05-03T16:00:00+25:00", 0).expect_err("offset of 25 hours");
+        assert!(e.contains("+25:00") && e.contains("23:59"), "{e}");
+        let e = parse_time("2026-02-30T00:00:00Z", 0).expect_err("no 30 February");
+        assert!(e.contains("day") && e.contains("RFC 3339"), "{e}");
+    }
 
     #[test]
     fn cidr_and_spans_parse_and_match() {

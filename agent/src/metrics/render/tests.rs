@@ -23,6 +23,7 @@ fn full(rules: usize) -> Snapshot {
     Snapshot {
         written_at: "2026-11-30T10:00:00.5Z".into(),
         pid: 1,
+        pid_start: None,
         interfaces: vec!["eth1".into()],
         generation: 4,
         counters,
