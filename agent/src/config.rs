@@ -205,15 +205,17 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
                 };
                 for v in values {
                     let s = scalar(&v).map_err(&err)?;
+                    // `--flag=value` in one argument: a value that starts with `-` (a
+                    // negative number) would otherwise be read as a flag of its own.
+                    let pair = OsString::from(format!("--{flag}={s}"));
                     // The flag alone in a command of its own: its parser, none of the
                     // other flags' requirements.
                     Command::new("run")
                         .no_binary_name(true)
                         .arg(arg.clone().required(false))
-                        .try_get_matches_from([long.as_os_str(), OsStr::new(&s)])
+                        .try_get_matches_from([pair.as_os_str()])
                         .map_err(|e| err(clap_reason(&e)))?;
-                    out.push(long.clone());
-                    out.push(s.into());
+                    out.push(pair);
                 }
             }
         }
@@ -355,18 +357,12 @@ mod tests {
         assert_eq!(
             a,
             [
-                "--iface",
-                "eth1:lan",
-                "--iface",
-                "eth0:wan",
-                "--log-dir",
-                "/var/log/x",
-                "--retention-days",
-                "365",
-                "--blocklist",
-                "/etc/a.list",
-                "--inactive-timeout",
-                "60"
+                "--iface=eth1:lan",
+                "--iface=eth0:wan",
+                "--log-dir=/var/log/x",
+                "--retention-days=365",
+                "--blocklist=/etc/a.list",
+                "--inactive-timeout=60"
             ]
         );
     }
@@ -380,12 +376,9 @@ mod tests {
         assert_eq!(
             a,
             [
-                "--log-dir",
-                "/var/log/x",
-                "--alert-burst-hits",
-                "5",
-                "--alert-webhook",
-                "http://127.0.0.1:9/h"
+                "--log-dir=/var/log/x",
+                "--alert-burst-hits=5",
+                "--alert-webhook=http://127.0.0.1:9/h"
             ]
         );
         let (line, key, msg) = setting_error("[alerts]\nburst_hits = \"many\"\n");
@@ -393,6 +386,13 @@ mod tests {
         let (_, key, msg) = setting_error("[alerts]\nwindo = \"5m\"\n");
         assert_eq!(key, "alerts.windo");
         assert!(msg.contains("not a setting"), "{msg}");
+        // A negative number is the flag's value, not a flag of its own.
+        let (line, key, msg) = setting_error("log_dir = \"/x\"\nretention-days = -5\n");
+        assert_eq!((line, key.as_str()), (2, "retention-days"), "{msg}");
+        assert!(
+            msg.contains("-5") && !msg.contains("unexpected argument"),
+            "{msg}"
+        );
     }
 
     fn setting_error(text: &str) -> (usize, String, String) {
@@ -480,11 +480,8 @@ mod tests {
         .collect();
         let out = expand(argv.clone(), &cli()).expect("expand");
         assert_eq!(out[..4], argv[..4]);
-        assert_eq!(
-            out[4..6],
-            [OsString::from("--retention-days"), "365".into()]
-        );
-        assert_eq!(out[6..], argv[4..], "the command line follows, so it wins");
+        assert_eq!(out[4..5], [OsString::from("--retention-days=365")]);
+        assert_eq!(out[5..], argv[4..], "the command line follows, so it wins");
         let query: Vec<OsString> = ["xdp-audit", "query", "--config", "x"]
             .iter()
             .map(OsString::from)

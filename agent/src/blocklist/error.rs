@@ -173,8 +173,34 @@ pub struct BadLine {
 
 impl fmt::Display for BadLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.line, self.error)
+        write!(f, "{}: {}", self.line, clipped(self.error.to_string()))
     }
+}
+
+/// A message about a line longer than this is shown in part: it quotes what it refuses, and a
+/// line of megabytes (a file that is not a list) would be echoed whole, once per bad line.
+const SHOWN: usize = 600;
+
+/// `message` with its middle left out when it is over [`SHOWN`] bytes: its start names the
+/// field and its end says why, so both stay.
+fn clipped(message: String) -> String {
+    if message.len() <= SHOWN {
+        return message;
+    }
+    let mut head = SHOWN / 2;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - SHOWN / 3;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}…({} bytes left out)…{}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
 }
 
 /// What is wrong with a list file: a bad line, or the file as a whole.
@@ -231,7 +257,13 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.problem),
+            Some(line) => write!(
+                f,
+                "{}:{}: {}",
+                self.path.display(),
+                line,
+                clipped(self.problem.to_string())
+            ),
             None => write!(f, "{}: {}", self.path.display(), self.problem),
         }
     }
@@ -259,6 +291,38 @@ pub fn warn_diagnostics(diagnostics: &[Diagnostic], limit: usize) {
         tracing::warn!(
             "... and {} more list problems (run `xdp-audit blocklist check` for all)",
             diagnostics.len() - limit
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_line_is_quoted_in_part_and_a_short_one_whole() {
+        let long = "ü".repeat(100_000);
+        let bad = BadLine {
+            line: 7,
+            error: LineError::DomainWildcard { name: long },
+        };
+        let text = bad.to_string();
+        assert!(
+            text.starts_with("7: domain `üü") && text.len() < SHOWN + 40,
+            "{text}"
+        );
+        assert!(
+            text.contains("bytes left out)…üü")
+                && text.ends_with("`: `*` is only allowed as a leading `*.`"),
+            "{text}"
+        );
+        let short = BadLine {
+            line: 1,
+            error: LineError::DomainWildcard { name: "a*b".into() },
+        };
+        assert_eq!(
+            short.to_string(),
+            "1: domain `a*b`: `*` is only allowed as a leading `*.`"
         );
     }
 }

@@ -158,9 +158,20 @@ fn parse_network(tok: &str, out: &mut Vec<Entry>) -> Result<(), LineError> {
     }
     out.push(match parse_prefix(tok)? {
         Prefix::V4(net) => Entry::V4(net),
-        Prefix::V6(net) => Entry::V6(net),
+        Prefix::V6(net) => v6_entry(net),
     });
     Ok(())
+}
+
+/// An IPv6 network as a rule: inside `::ffff:0:0/96` it is an IPv4 network written in IPv6
+/// form (`::ffff:192.0.2.1`), which no packet carries on the wire, so it is the IPv4 rule
+/// the list's author meant (as `query --ip` takes the two forms as one address).
+fn v6_entry(net: Net<u128>) -> Entry {
+    if net.len >= 96 && net.addr >> 32 == 0xffff {
+        Entry::V4(Net::new(net.addr as u32, net.len - 96))
+    } else {
+        Entry::V6(net)
+    }
 }
 
 fn push_range(text: &str, start: &str, end: &str, out: &mut Vec<Entry>) -> Result<(), LineError> {
@@ -177,7 +188,7 @@ fn push_range(text: &str, start: &str, end: &str, out: &mut Vec<Entry>) -> Resul
             if a > b {
                 return Err(LineError::RangeReversed { text: text.into() });
             }
-            range_to_prefixes(a, b, |net| out.push(Entry::V6(net)));
+            range_to_prefixes(a, b, |net| out.push(v6_entry(net)));
         }
         _ => return Err(LineError::RangeFamily { text: text.into() }),
     }
@@ -338,7 +349,16 @@ mod tests {
         assert_eq!(entries("2001:db8::1"), [v6("2001:db8::1", 128)]);
         assert_eq!(entries("2001:DB8::/32"), [v6("2001:db8::", 32)]);
         assert_eq!(entries("::"), [v6("::", 128)]);
-        assert_eq!(entries("::ffff:192.0.2.1"), [v6("::ffff:192.0.2.1", 128)]);
+        // IPv4 written in IPv6 form is the IPv4 rule; the rest of IPv6 stays IPv6.
+        assert_eq!(entries("::ffff:192.0.2.1"), [v4("192.0.2.1", 32)]);
+        assert_eq!(entries("::ffff:192.0.2.0/120"), [v4("192.0.2.0", 24)]);
+        assert_eq!(entries("::ffff:0:0/96"), [v4("0.0.0.0", 0)]);
+        assert_eq!(entries("::fffe:0:0/95"), [v6("::fffe:0:0", 95)]);
+        assert_eq!(entries("::1:ffff:c000:201"), [v6("::1:ffff:c000:201", 128)]);
+        assert_eq!(
+            entries("::ffff:192.0.2.0-::ffff:192.0.2.255"),
+            [v4("192.0.2.0", 24)]
+        );
     }
 
     #[test]

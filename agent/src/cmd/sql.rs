@@ -19,7 +19,8 @@ pub const LONG_ABOUT: &str = "Runs one SQL statement (SELECT, WITH, EXPLAIN, SHO
 and live journal alike, with an embedded engine (Apache DataFusion; PostgreSQL-like dialect).
 The store is only read: statements that would define, change or write anything (CREATE,
 INSERT, COPY, SET...) are refused. Every run, failed ones too, is an access entry in the
-operator log, with the statement and the rows of its answer.
+operator log, with the statement and the rows of its answer (a user who may read the store
+but not append to its operator log gets the answer and a warning that no entry was written).
 
 Tables:
   flows      every record, readable: src_ip, dst_ip and nat_ip as text ('192.0.2.1' for IPv4,
