@@ -27,6 +27,12 @@ pub enum LineError {
         /// The range as written.
         text: String,
     },
+    /// A range without its start or its end (`1.2.3.4-`).
+    #[error("range `{text}`: its start or end is missing")]
+    RangeOpen {
+        /// The range as written.
+        text: String,
+    },
     /// A range whose start is after its end.
     #[error("range `{text}`: start is after end")]
     RangeReversed {

@@ -175,6 +175,9 @@ fn v6_entry(net: Net<u128>) -> Entry {
 }
 
 fn push_range(text: &str, start: &str, end: &str, out: &mut Vec<Entry>) -> Result<(), LineError> {
+    if start.trim().is_empty() || end.trim().is_empty() {
+        return Err(LineError::RangeOpen { text: text.into() });
+    }
     match (parse_addr(start)?, parse_addr(end)?) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
             let (a, b) = (u32::from(a), u32::from(b));
@@ -271,7 +274,11 @@ fn parse_port<'a>(
         _ => return Err(LineError::PortUsage),
     };
     let (lo, hi) = match spec.split_once('-') {
-        Some((lo, hi)) => (parse_port_number(lo)?, parse_port_number(hi)?),
+        // Either end bad: the message quotes the range as written (`-1`, `1-`).
+        Some((lo, hi)) => match (parse_port_number(lo), parse_port_number(hi)) {
+            (Ok(lo), Ok(hi)) => (lo, hi),
+            _ => return Err(LineError::PortValue { port: spec.into() }),
+        },
         None => {
             let p = parse_port_number(spec)?;
             (p, p)
@@ -475,6 +482,7 @@ mod tests {
             ),
             ("10.0.0.1-::1", "not the same address family"),
             ("10.0.0.1-10.0.0", "has 3 octets"),
+            ("1.2.3.4-", "range `1.2.3.4-`: its start or end is missing"),
             ("exa$mple.com", "character '$' is not allowed"),
             ("ex ample.com", "unexpected `ample.com` after `ex`"),
             ("a..b", "domain `a..b` has an empty label"),
@@ -512,7 +520,8 @@ mod tests {
             ("port tcp 65536", "port `65536`"),
             ("port udp 60-53", "range 60-53 is reversed"),
             ("port tcp x", "port `x`"),
-            ("port tcp 1-", "port ``"),
+            ("port tcp 1-", "port `1-`"),
+            ("port tcp -1", "port `-1`"),
         ];
         for (line, want) in cases {
             let got = err(line);

@@ -22,7 +22,7 @@ a span before now (s, m, h, d, w: `2h`, `1h30m`, `7d`).
 
 --user matches the subscriber account exactly. --domain matches a flow whose domain (TLS or
 QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a name under it,
-label by label, in any case. --nat matches the outside address (and port) the gateway's NAT gave
+label by label, in any case (`*.example.com`, as lists write it, means the same). --nat matches the outside address (and port) the gateway's NAT gave
 a flow; IPv6 with a port goes in brackets. Records written before the attribution existed match
 none of these three. --rule FILE:LINE matches the flows that list rule decided (as `status`
 names rules); --rule FILE, those of any rule of that file.

@@ -195,6 +195,9 @@ impl FromStr for DomainFilter {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        // A filter matches the name and every name under it, as a list's `*.example.com`
+        // does: the list form is taken too.
+        let s = s.strip_prefix("*.").unwrap_or(s);
         crate::blocklist::domain::normalize_domain(s)
             .map(DomainFilter)
             .map_err(|e| e.to_string())
@@ -348,6 +351,8 @@ mod tests {
     fn a_domain_matches_itself_and_names_under_it_label_by_label() {
         let d: DomainFilter = "Example.COM.".parse().expect("domain");
         assert_eq!(d.as_str(), "example.com");
+        let w: DomainFilter = "*.example.com".parse().expect("the list form");
+        assert_eq!(w.as_str(), "example.com");
         for yes in [
             "example.com",
             "www.example.com",
@@ -371,7 +376,7 @@ mod tests {
         let idn: DomainFilter = "bücher.de".parse().expect("idn");
         assert_eq!(idn.as_str(), "xn--bcher-kva.de");
         assert!(idn.matches(b"shop.xn--bcher-kva.de"));
-        for bad in ["", "a..b", "exa mple.com", "*.example.com"] {
+        for bad in ["", "a..b", "exa mple.com", "a*.example.com"] {
             assert!(bad.parse::<DomainFilter>().is_err(), "{bad:?}");
         }
     }
