@@ -210,7 +210,7 @@ fn query_of_a_log_dir_that_is_a_file_names_it() {
 fn query_flags_with_bad_values_are_named() {
     let d = TempDir::new("q-flags");
     let dir = s(d.path());
-    let cases: [(&[&str], &[&str]); 7] = [
+    let cases: [(&[&str], &[&str]); 10] = [
         (&["--since", "bogus"], &["--since", "bogus"]),
         (&["--until", "2026-13-01T00:00:00Z"], &["--until"]),
         (&["--since", "2h", "--until", "3h"], &["--since", "--until"]),
@@ -218,6 +218,18 @@ fn query_flags_with_bad_values_are_named() {
         (&["--mac", "zz:zz"], &["--mac"]),
         (&["--proto", "sctpx"], &["--proto", "sctpx"]),
         (&["--port", "70000"], &["--port", "70000"]),
+        (
+            &["--rule", "/etc/b.list:0"],
+            &["--rule", "line numbers start at 1"],
+        ),
+        (
+            &["--since", "2026-05-03T16:00:00+25:00"],
+            &["--since", "+25:00"],
+        ),
+        (
+            &["--domain", "a*.example.com"],
+            &["--domain", "a*.example.com"],
+        ),
     ];
     for (args, names) in cases {
         let mut argv = vec!["query", "--log-dir", dir];
@@ -335,6 +347,15 @@ fn verify_with_a_missing_or_bad_public_key_names_it() {
     std::fs::write(&key, "not a key\n").expect("write");
     let o = run(&["verify", "--log-dir", s(d.path()), "--public-key", s(&key)]);
     assert_error(&o, &["--public-key", s(&key)]);
+    // All zeros decodes as a point, of small order: any signature "verifies" under it.
+    let zeros = format!(
+        "{} {}\n",
+        xdp_audit::store::manifest::PUBLIC_KEY_TAG,
+        "0".repeat(64)
+    );
+    std::fs::write(&key, zeros).expect("write");
+    let o = run(&["verify", "--log-dir", s(d.path()), "--public-key", s(&key)]);
+    assert_error(&o, &["--public-key", s(&key), "weak"]);
 }
 
 // ---- status ----

@@ -203,6 +203,12 @@ impl FilterArgs {
             nat,
             rule: match self.rule.as_deref() {
                 Some("") => anyhow::bail!("--rule: empty; give FILE:LINE or FILE"),
+                Some(r)
+                    if r.rsplit_once(':')
+                        .is_some_and(|(_, l)| !l.is_empty() && l.bytes().all(|b| b == b'0')) =>
+                {
+                    anyhow::bail!("--rule {r:?}: line numbers start at 1")
+                }
                 r => r.map(str::to_owned),
             },
             ignore_index: false,

@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -531,12 +531,21 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, ManifestError> {
 
 /// Loads a public key file (`xdp-audit-ed25519-public-v1 <64 hex digits>`).
 pub fn load_public_key(path: &Path) -> Result<VerifyingKey, ManifestError> {
-    VerifyingKey::from_bytes(&read_key_line(path, PUBLIC_KEY_TAG)?).map_err(|e| {
-        ManifestError::Key {
-            path: path.to_owned(),
-            reason: format!("not a valid ed25519 public key: {e}"),
-        }
-    })
+    let bad = |reason: String| ManifestError::Key {
+        path: path.to_owned(),
+        reason,
+    };
+    let key = VerifyingKey::from_bytes(&read_key_line(path, PUBLIC_KEY_TAG)?)
+        .map_err(|e| bad(format!("not a valid ed25519 public key: {e}")))?;
+    // A key of small order (all zeros, say) is no key: signatures that verify under it can be
+    // made without any secret. `keygen` never makes one.
+    if key.is_weak() {
+        return Err(bad(
+            "a weak ed25519 public key (of small order): it would accept signatures anyone can make"
+                .into(),
+        ));
+    }
+    Ok(key)
 }
 
 /// A new key pair from the kernel's random source: (secret file text, public file text).
@@ -572,7 +581,8 @@ pub fn check_signature(head: &Head, key: &VerifyingKey) -> Result<(), String> {
         .as_deref()
         .ok_or("the head is not signed (was the agent run without --signing-key?)")?;
     let sig = unhex::<64>(sig).ok_or("the signature is not 128 hex digits")?;
-    key.verify(
+    // Strict: refuses the malleable and small-order forms plain verification lets pass.
+    key.verify_strict(
         &head_message(head.seq, &head.hash),
         &Signature::from_bytes(&sig),
     )
