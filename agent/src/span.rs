@@ -40,6 +40,12 @@ pub enum SpanError {
         /// The text as given.
         input: String,
     },
+    /// Zero where a length must be above it (a timeout, an interval).
+    #[error("{input:?} is zero; this length of time must be above zero")]
+    Zero {
+        /// The text as given.
+        input: String,
+    },
     /// Months or years: they have no fixed length.
     #[error("{input:?} uses months or years, which have no fixed length; write days or weeks (30d, 52w)")]
     Calendar {
@@ -80,6 +86,15 @@ pub fn parse(s: &str) -> Result<Duration, SpanError> {
         .to_duration(SpanRelativeTo::days_are_24_hours())
         .map_err(|_| SpanError::TooLong { input: s.into() })?;
     Duration::try_from(d).map_err(|_| SpanError::Negative { input: s.into() })
+}
+
+/// [`parse`], refusing zero: for timeouts and intervals, so a config file's `0s` is an error
+/// at its key and line, like any other bad value.
+pub fn parse_positive(s: &str) -> Result<Duration, SpanError> {
+    match parse(s)? {
+        d if d.is_zero() => Err(SpanError::Zero { input: s.into() }),
+        d => Ok(d),
+    }
 }
 
 /// [`parse`] in nanoseconds, for arithmetic on Unix-nanosecond times.

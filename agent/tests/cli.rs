@@ -529,8 +529,16 @@ fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
 
 #[test]
 fn bad_flag_values_are_named() {
-    let cases: [(&[&str], &[&str]); 6] = [
-        (&["--ringbuf-bytes", "1000"], &["--ringbuf-bytes 1000"]),
+    let cases: [(&[&str], &[&str]); 8] = [
+        (
+            &["--sweep-interval", "0s"],
+            &["--sweep-interval", "above zero"],
+        ),
+        (&["--flow-table-size", "0"], &["--flow-table-size", "0"]),
+        (
+            &["--ringbuf-bytes", "1000"],
+            &["--ringbuf-bytes", "1000", "power of two"],
+        ),
         (
             &["--inactive-timeout", "soon"],
             &["--inactive-timeout", "soon"],

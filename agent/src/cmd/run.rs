@@ -104,23 +104,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub list_capacity: u32,
     /// End a flow after this long without packets (`30s`, `2m`, `60`: seconds).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = span::parse)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = span::parse_positive)]
     pub inactive_timeout: Duration,
     /// Write an interim record of a flow open this long (`300s`, `5m`).
-    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = span::parse)]
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = span::parse_positive)]
     pub active_timeout: Duration,
     /// After FIN or RST, wait this long for the closing packets before ending the flow.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = span::parse)]
     pub close_linger: Duration,
     /// How often the flow table is swept and the log synced to disk.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = span::parse)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = span::parse_positive)]
     pub sweep_interval: Duration,
     /// Flow-table entries (LRU: when full, the oldest idle flow is evicted and recorded).
-    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().flow_table_size)]
+    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().flow_table_size,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub flow_table_size: u32,
     /// Ring-buffer size in bytes (a power of two, at least 4096); the default holds one second
     /// of new flows at the rate the README documents.
-    #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes,
+          value_parser = parse_ringbuf_bytes)]
     pub ringbuf_bytes: u32,
     /// Blocked flows recorded per rule per second; past it a rule's blocked packets are
     /// dropped without a flow and summed into one `summarised` record per sweep (0: no limit).
@@ -204,20 +206,17 @@ fn flood_budget(args: &RunArgs) -> FloodBudget {
     }
 }
 
+/// `--ringbuf-bytes`: the kernel takes a power of two of at least a page. A parser, not a
+/// check after parsing, so a config file's bad value is named at its key and line.
+fn parse_ringbuf_bytes(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 4096 && n.is_power_of_two() => Ok(n),
+        Ok(n) => Err(format!("{n} is not a power of two of at least 4096")),
+        Err(e) => Err(format!("{s:?} is not a number of bytes: {e}")),
+    }
+}
+
 fn validate(args: &RunArgs) -> anyhow::Result<()> {
-    let rb = args.ringbuf_bytes;
-    if rb < 4096 || !rb.is_power_of_two() {
-        bail!("--ringbuf-bytes {rb} must be a power of two of at least 4096");
-    }
-    if args.flow_table_size == 0 {
-        bail!("--flow-table-size must be at least 1");
-    }
-    if args.inactive_timeout.is_zero() || args.active_timeout.is_zero() {
-        bail!("--inactive-timeout and --active-timeout must be above zero");
-    }
-    if args.sweep_interval.is_zero() {
-        bail!("--sweep-interval must be above zero");
-    }
     let (rule, total) = (args.drop_records_per_rule, args.drop_records_total);
     if total != 0 && rule > total {
         bail!(
