@@ -24,6 +24,8 @@ use datafusion::object_store::{
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 
+use crate::store::segment::damaged_page;
+
 /// `(offset, length, CRC-32)` of every checksummed range of one file, by offset.
 pub type Ranges = Vec<(u64, u64, u32)>;
 
@@ -62,11 +64,7 @@ impl Checked {
             if crc32fast::hash(&data[from..from + len as usize]) != crc {
                 return Err(object_store::Error::Generic {
                     store: "segment",
-                    source: format!(
-                        "/{location}: checksum mismatch in the page at bytes {at}..{} (file damaged; run `xdp-audit verify`)",
-                        at + len
-                    )
-                    .into(),
+                    source: format!("/{location}: {}", damaged_page(at, len)).into(),
                 });
             }
         }

@@ -102,10 +102,7 @@ impl parquet::file::reader::ChunkReader for PageSource {
             .read_exact_at(&mut buf, start)
             .map_err(|e| err(format!("read {len} bytes at {start}: {e}")))?;
         if crc32fast::hash(&buf) != crc {
-            return Err(err(format!(
-                "checksum mismatch in the page at bytes {start}..{} (file damaged; run `xdp-audit verify`)",
-                start + u64::from(len)
-            )));
+            return Err(err(super::pages::damaged_page(start, u64::from(len))));
         }
         Ok(bytes::Bytes::from(buf))
     }
@@ -172,10 +169,9 @@ impl SegmentReader {
         let mut pages = Vec::new();
         let mut locations = Vec::with_capacity(rg.num_columns());
         for (c, chunk) in rg.columns().iter().enumerate() {
-            let mut at = chunk.byte_range().0;
             let mut row = 0i64;
             let mut locs = Vec::new();
-            for p in table.pages(g, c).unwrap_or_default() {
+            for (at, p) in table.placed(g, c, chunk.byte_range().0) {
                 pages.push((at, p.len, p.crc));
                 if p.rows > 0 {
                     locs.push(PageLocation {
@@ -185,7 +181,6 @@ impl SegmentReader {
                     });
                     row += i64::from(p.rows);
                 }
-                at += u64::from(p.len);
             }
             locations.push(locs);
         }
@@ -209,14 +204,12 @@ impl SegmentReader {
         let mut out = Vec::new();
         for (g, rg) in self.reader.metadata().row_groups().iter().enumerate() {
             for (c, chunk) in rg.columns().iter().enumerate() {
-                let (mut at, len) = chunk.byte_range();
-                match table.as_ref().and_then(|t| t.pages(g, c)) {
-                    Some(pages) => {
-                        for p in pages {
-                            out.push((at, u64::from(p.len), p.crc));
-                            at += u64::from(p.len);
-                        }
-                    }
+                let (at, len) = chunk.byte_range();
+                match &table {
+                    Some(t) => out.extend(
+                        t.placed(g, c, at)
+                            .map(|(at, p)| (at, u64::from(p.len), p.crc)),
+                    ),
                     None => {
                         let crc = self.crcs.get(g).and_then(|r| r.get(c)).copied();
                         let crc = crc.ok_or_else(|| self.invalid(c, "no chunk CRC"))?;

@@ -25,6 +25,14 @@
 use super::tail::{corrupt, open_blob, with_crc, TailError};
 use crate::store::varint;
 
+/// The error text of a page whose bytes do not match its CRC-32, whoever reads it.
+pub fn damaged_page(at: u64, len: u64) -> String {
+    format!(
+        "checksum mismatch in the page at bytes {at}..{} (file damaged; run `xdp-audit verify`)",
+        at + len
+    )
+}
+
 /// File metadata key holding the location of the page table: `"<offset>+<length>"`.
 pub const PAGES_KEY: &str = "xdp-audit.page-table";
 
@@ -56,6 +64,19 @@ impl PageTable {
     /// The pages of column `c` of row group `g`.
     pub fn pages(&self, g: usize, c: usize) -> Option<&[Page]> {
         Some(self.groups.get(g)?.get(c)?)
+    }
+
+    /// The pages of column `c` of row group `g`, each with its file offset, the chunk
+    /// starting at `start` (pages follow each other from the chunk's first byte).
+    pub fn placed(&self, g: usize, c: usize, start: u64) -> impl Iterator<Item = (u64, Page)> + '_ {
+        self.pages(g, c)
+            .unwrap_or_default()
+            .iter()
+            .scan(start, |at, &p| {
+                let here = *at;
+                *at += u64::from(p.len);
+                Some((here, p))
+            })
     }
 
     /// Row groups described.
