@@ -14,6 +14,7 @@
 //! rusage; DuckDB's `process_time` inside one Python process, so DuckDB pays no start-up and
 //! xdp-audit pays its own), the ratio column xdp-audit / DuckDB (below 1: faster). The load
 //! average is printed: on a shared machine the CPU ratios are the figures to trust.
+//! `XDP_AUDIT_BENCH_BIN=PATH` times another build's binary instead (a before/after).
 
 #[path = "../tests/duckdb_common/mod.rs"]
 mod duckdb_common;
@@ -209,7 +210,12 @@ fn children_cpu() -> Duration {
 /// (lines of CSV without the header, or the count printed).
 fn xdp_audit(dir: &Path, args: &[String], count: bool, out: &Path) -> (f64, f64, u64) {
     let file = std::fs::File::create(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xdp-audit"));
+    // `XDP_AUDIT_BENCH_BIN`: another build's binary, for a before/after in the same session.
+    let bin = std::env::var_os("XDP_AUDIT_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_xdp-audit")),
+        PathBuf::from,
+    );
+    let mut cmd = Command::new(bin);
     cmd.arg("query").arg("--log-dir").arg(dir).args(args);
     if count {
         cmd.arg("--count");

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{FileReader, RowGroupReader};
-use parquet::file::serialized_reader::SerializedRowGroupReader;
 
 use super::read::SegmentReader;
-use super::{pq, SegmentError};
+use super::SegmentError;
 
 /// Part of a segment file held in memory, addressed by file offsets, so the Parquet page
 /// reader reads pages as slices of it.
@@ -61,7 +60,7 @@ impl Region {
 }
 
 /// A row group's pages, read from the file one at a time and checked against their CRCs.
-struct PageSource {
+pub(super) struct PageSource {
     file: Arc<File>,
     /// `(file offset, length, CRC-32)` of every page of the row group, by offset.
     pages: Vec<(u64, u32, u32)>,
@@ -108,15 +107,16 @@ impl parquet::file::reader::ChunkReader for PageSource {
     }
 }
 
-/// A row group read through a [`PageSource`].
-pub(super) struct PagedRowGroup<'a> {
+/// A row group's column chunks read from `source` (a [`Region`] or a [`PageSource`]), their
+/// pages decompressed by [`codec`](super::codec).
+pub(super) struct ChunkGroup<'a, R> {
     meta: &'a parquet::file::metadata::RowGroupMetaData,
-    source: Arc<PageSource>,
-    /// Data pages of each column.
-    locations: Vec<Vec<PageLocation>>,
+    source: Arc<R>,
+    /// Data pages of each column, where known.
+    locations: Vec<Option<Vec<PageLocation>>>,
 }
 
-impl RowGroupReader for PagedRowGroup<'_> {
+impl<R: parquet::file::reader::ChunkReader + 'static> RowGroupReader for ChunkGroup<'_, R> {
     fn metadata(&self) -> &parquet::file::metadata::RowGroupMetaData {
         self.meta
     }
@@ -129,20 +129,17 @@ impl RowGroupReader for PagedRowGroup<'_> {
         &self,
         i: usize,
     ) -> parquet::errors::Result<Box<dyn parquet::column::page::PageReader>> {
-        let locations = self
-            .locations
-            .get(i)
-            .cloned()
-            .ok_or_else(|| parquet::errors::ParquetError::General(format!("no column {i}")))?;
-        Ok(Box::new(
-            parquet::file::serialized_reader::SerializedPageReader::new_with_properties(
-                self.source.clone(),
-                self.meta.column(i),
-                usize::try_from(self.meta.num_rows())?,
-                Some(locations),
-                Arc::new(parquet::file::properties::ReaderProperties::builder().build()),
-            )?,
-        ))
+        if i >= self.meta.num_columns() {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "no column {i}"
+            )));
+        }
+        super::codec::page_reader(
+            self.source.clone(),
+            self.meta.column(i),
+            usize::try_from(self.meta.num_rows())?,
+            self.locations.get(i).cloned().flatten(),
+        )
     }
 
     fn get_column_bloom_filter(&self, _i: usize) -> Option<&parquet::bloom_filter::Sbbf> {
@@ -156,6 +153,9 @@ impl RowGroupReader for PagedRowGroup<'_> {
         parquet::record::reader::RowIter::from_row_group(projection, self)
     }
 }
+
+/// A row group read page by page ([`SegmentReader::load_pages`]).
+pub(super) type PagedRowGroup<'a> = ChunkGroup<'a, PageSource>;
 
 impl SegmentReader {
     /// Row group `g` read page by page: each page is read from the file only when a column
@@ -182,10 +182,10 @@ impl SegmentReader {
                     row += i64::from(p.rows);
                 }
             }
-            locations.push(locs);
+            locations.push(Some(locs));
         }
         pages.sort_unstable();
-        Ok(Some(PagedRowGroup {
+        Ok(Some(ChunkGroup {
             meta: rg,
             source: Arc::new(PageSource {
                 file: self.file.clone(),
@@ -230,7 +230,7 @@ impl SegmentReader {
         &self,
         g: usize,
         columns: &[usize],
-    ) -> Result<SerializedRowGroupReader<'_, Region>, SegmentError> {
+    ) -> Result<ChunkGroup<'_, Region>, SegmentError> {
         use std::io::{Read, Seek};
         let meta = self.reader.metadata();
         let rg = meta.row_group(g);
@@ -276,12 +276,13 @@ impl SegmentReader {
             data: bytes::Bytes::from(buf),
             file_len: self.size,
         };
-        SerializedRowGroupReader::new(
-            Arc::new(region),
-            rg,
-            meta.page_index_for_row_group(g),
-            Arc::new(parquet::file::properties::ReaderProperties::builder().build()),
-        )
-        .map_err(pq(&self.path, "open row group"))
+        let index = meta.page_index_for_row_group(g);
+        Ok(ChunkGroup {
+            meta: rg,
+            source: Arc::new(region),
+            locations: (0..rg.num_columns())
+                .map(|c| index.page_locations(c).cloned())
+                .collect(),
+        })
     }
 }

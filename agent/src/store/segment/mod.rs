@@ -5,7 +5,7 @@
 //!
 //! One module per job: [`schema`] (columns, layout, metadata keys), [`write`](mod@write) (column buffers
 //! to a file), [`read`] (a file to records), [`chunk`] (the reader's page and chunk I/O, every
-//! byte checked against a CRC), [`scan`] (the address scan of a query), [`gather`] (the values of
+//! byte checked against a CRC; [`codec`] its zstd pages), [`scan`] (the address scan of a query), [`gather`] (the values of
 //! a query's rows, from the pages) and the tail blobs:
 //! [`tail`] (their shared framing), [`index`] (the address index, with [`nat_runs`] for the NAT
 //! outside address), [`pages`] (the page table); [`bloom`] (the identity columns' Parquet
@@ -13,6 +13,7 @@
 
 pub mod bloom;
 pub mod chunk;
+mod codec;
 pub mod gather;
 pub mod index;
 pub mod nat_runs;

@@ -296,3 +296,84 @@ fn equality_masks_within_rows_answer_the_rows_asked() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Values `vals` of `width` bits as the bit-packed runs of the RLE/bit-packed hybrid, split
+/// into runs of at most `per_run` groups, with a repeated run (`Same`) between every two.
+fn rle_hybrid_of(
+    vals: &[u32],
+    width: u32,
+    per_run: usize,
+    same: (usize, u32),
+) -> (Vec<u8>, Vec<u32>) {
+    let mut out = Vec::new();
+    let mut expect = Vec::new();
+    let varint = |out: &mut Vec<u8>, mut v: u64| loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    };
+    for (k, run) in vals.chunks(per_run * 8).enumerate() {
+        if k > 0 {
+            varint(&mut out, (same.0 as u64) << 1);
+            out.extend_from_slice(&same.1.to_le_bytes()[..width.div_ceil(8) as usize]);
+            expect.extend(std::iter::repeat_n(same.1, same.0));
+        }
+        let groups = run.len().div_ceil(8);
+        varint(&mut out, (groups as u64) << 1 | 1);
+        let mut packed = vec![0u8; groups * width as usize];
+        for (j, &v) in run.iter().enumerate() {
+            for b in 0..width as usize {
+                if v >> b & 1 == 1 {
+                    let bit = j * width as usize + b;
+                    packed[bit / 8] |= 1 << (bit % 8);
+                }
+            }
+        }
+        out.extend_from_slice(&packed);
+        expect.extend_from_slice(run);
+    }
+    (out, expect)
+}
+
+#[test]
+fn the_rle_hybrid_decodes_every_width_and_run_length_to_its_values() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for width in 0..=32u32 {
+        let mask = if width == 32 {
+            u32::MAX
+        } else {
+            (1u32 << width) - 1
+        };
+        for len in [1usize, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200, 1001] {
+            for per_run in [1usize, 3, 64] {
+                let vals: Vec<u32> = (0..len).map(|_| next() as u32 & mask).collect();
+                let (buf, expect) = rle_hybrid_of(&vals, width, per_run, (5, mask / 2));
+                // Every value, one call each or by runs; and the first values only, where `n`
+                // ends inside a packed group.
+                for n in [expect.len(), expect.len().saturating_sub(3)] {
+                    let mut got = vec![u32::MAX; n];
+                    let used = scan::decode_rle_runs(&buf, width, n, |at, len, v| {
+                        got[at..at + len].iter_mut().for_each(|g| *g = v)
+                    })
+                    .unwrap_or_else(|e| panic!("width {width} len {len} n {n}: {e}"));
+                    assert_eq!(
+                        got,
+                        expect[..n],
+                        "width {width} len {len} per_run {per_run} n {n}"
+                    );
+                    assert!(used <= buf.len());
+                }
+            }
+        }
+    }
+}
