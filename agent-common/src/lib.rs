@@ -57,6 +57,9 @@ pub mod names {
     pub const ALLOW_DOMAINS: &str = "ALLOW_DOMAINS";
     /// Blocklist: domain suffix hashes.
     pub const BLOCK_DOMAINS: &str = "BLOCK_DOMAINS";
+    /// IPv4 /24s the address and prefix rules touch (ARRAY of [`crate::rules::cover4::WORDS`]
+    /// `u64` bit words).
+    pub const COVER4: &str = "COVER4";
     /// Array of one `u64`: the list generation; bumped after every applied reload.
     pub const GENERATION: &str = "GENERATION";
     /// Interface roles (ARRAY by ifindex, [`crate::role::SLOTS`] of them -> [`crate::role`]).

@@ -114,6 +114,24 @@ pub mod empty {
     }
 }
 
+/// The IPv4 cover: one bit per /24 that any IPv4 address or prefix rule of either list
+/// touches (`COVER4`, an array of [`cover4::WORDS`] `u64`s: 2 MiB). An address in a /24 whose
+/// bit is clear can match no exact or prefix rule, so a new flow to it skips both tables: a
+/// miss in a large exact table and a walk of the prefix trie were most of what the lists
+/// cost a passing new flow. A set bit only sends the address to the tables, so a superset is
+/// always safe: the agent sets bits before it inserts rules and clears them after it removes.
+pub mod cover4 {
+    /// Words of the cover: 2^24 /24s, 64 to a word.
+    pub const WORDS: u32 = 1 << 18;
+
+    /// The word and bit of the /24 holding `addr` (network-order bytes).
+    #[inline(always)]
+    pub const fn slot(addr: [u8; 4]) -> (u32, u32) {
+        let slash24 = (addr[0] as u32) << 16 | (addr[1] as u32) << 8 | addr[2] as u32;
+        (slash24 >> 6, slash24 & 63)
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain-old-data with explicit padding, no references, every bit pattern valid.
@@ -127,6 +145,18 @@ mod user {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cover_slot_of_an_address_is_its_slash_24() {
+        assert_eq!(cover4::slot([0, 0, 0, 255]), (0, 0));
+        assert_eq!(cover4::slot([0, 0, 63, 1]), (0, 63));
+        assert_eq!(cover4::slot([0, 0, 64, 0]), (1, 0));
+        assert_eq!(
+            cover4::slot([10, 1, 2, 3]),
+            ((10 << 16 | 1 << 8 | 2) >> 6, 2)
+        );
+        assert_eq!(cover4::slot([255, 255, 255, 255]), (cover4::WORDS - 1, 63));
+    }
     use core::mem::{align_of, offset_of};
 
     #[test]

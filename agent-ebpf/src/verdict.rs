@@ -1,13 +1,16 @@
 //! List verdicts, in the documented order: allowlist (wins) -> exact blocklist (HASH) ->
 //! prefix blocklist (LPM trie) -> port/protocol rules -> pass. The side matched is the remote
-//! one: the destination on a `lan` interface, the source on a `wan` one. A flow computes its
-//! verdict once per list generation and caches it in its entry.
+//! one: the destination on a `lan` interface, the source on a `wan` one. An IPv4 address
+//! whose /24 is not in the cover ([`cover4`]) skips the exact and prefix tables. A flow
+//! computes its verdict once per list generation and caches it in its entry.
 
 use agent_common::{
     family, proto, role,
-    rules::{empty, PortKey, RuleId},
+    rules::{cover4, empty, PortKey, RuleId},
     verdict, FlowKey, NO_RULE,
 };
+use core::ptr::read_volatile;
+
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
@@ -37,6 +40,10 @@ static BLOCK_NET6: LpmTrie<[u8; 16], RuleId> = LpmTrie::with_max_entries(CAP, 0)
 static ALLOW_PORTS: HashMap<PortKey, RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
 #[map(name = "BLOCK_PORTS")]
 static BLOCK_PORTS: HashMap<PortKey, RuleId> = HashMap::with_max_entries(CAP, BPF_F_NO_PREALLOC);
+/// The IPv4 /24s any address or prefix rule touches ([`cover4`]): a new flow to another
+/// /24 skips the exact table and the trie.
+#[map(name = "COVER4")]
+static COVER4: Array<u64> = Array::with_max_entries(cover4::WORDS, 0);
 #[map(name = "GENERATION")]
 static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 /// Interface roles by ifindex (see [`role::SLOTS`]); 0 is `lan`.
@@ -104,20 +111,42 @@ fn v6_bytes(w: &[u32; 4]) -> [u8; 16] {
     unsafe { core::mem::transmute(*w) }
 }
 
+/// Whether an address or prefix rule may match the IPv4 address `addr` (a network-order
+/// word): its /24's bit in [`COVER4`] (an unreadable word counts as set). The address is read
+/// again after the lookup rather than kept across it, and its exact key written only after
+/// this: each value kept across a helper call beyond the four callee-saved registers is a
+/// stack slot, and `judge`'s frame must stay within 48 bytes (the program's is 464 of 512).
+#[inline(always)]
+fn covered(addr: &u32) -> bool {
+    // SAFETY: a live reference; volatile, so the compiler reads it where it is written.
+    let word = cover4::slot(unsafe { read_volatile(addr) }.to_ne_bytes()).0;
+    let Some(w) = COVER4.get(word) else {
+        return true;
+    };
+    // SAFETY: as above.
+    let bit = cover4::slot(unsafe { read_volatile(addr) }.to_ne_bytes()).1;
+    *w >> bit & 1 != 0
+}
+
 /// Looks up the address and port of one list; `allow` picks the maps.
 #[inline(always)]
 fn lookup(key: &FlowKey, addr: &[u32; 4], port: u16, allow: bool) -> Option<RuleId> {
     let hit = if key.family == family::V4 {
-        let a = addr[0].to_ne_bytes();
         let (exact, net) = if allow {
             (&ALLOW_V4, &ALLOW_NET4)
         } else {
             (&BLOCK_V4, &BLOCK_NET4)
         };
-        // SAFETY: map values are read for this run only.
-        unsafe { exact.get(&a) }
-            .or_else(|| net.get(Key::new(32, a)))
-            .copied()
+        if covered(&addr[0]) {
+            // SAFETY: a live reference, read after the cover's lookup (see `covered`).
+            let a = unsafe { read_volatile(&addr[0]) }.to_ne_bytes();
+            // SAFETY: map values are read for this run only.
+            unsafe { exact.get(&a) }
+                .or_else(|| net.get(Key::new(32, a)))
+                .copied()
+        } else {
+            None
+        }
     } else {
         let a = v6_bytes(addr);
         let (exact, net) = if allow {

@@ -161,12 +161,24 @@ fn ablation_names() -> Vec<&'static str> {
 /// Puts `addrs` into an exact IPv4 blocklist `map` of `ebpf`, as rule 1 (in the ablation
 /// object the lists' generation stays 0, so every variant agrees on cached verdicts).
 fn block_v4(ebpf: &mut Ebpf, map: &str, addrs: impl IntoIterator<Item = [u8; 4]>) {
+    let addrs: Vec<[u8; 4]> = addrs.into_iter().collect();
     let mut m: HashMap<_, [u8; 4], u32> =
         HashMap::try_from(ebpf.map_mut(map).unwrap_or_else(|| panic!("no map {map}")))
             .unwrap_or_else(|e| panic!("{map} is not a hash: {e}"));
-    for addr in addrs {
+    for &addr in &addrs {
         m.insert(addr, 1, 0)
             .unwrap_or_else(|e| panic!("insert {addr:?} into {map}: {e}"));
+    }
+    // xdp-audit's own objects look an address up only where its /24 is in the cover (an
+    // older build may have none).
+    if let Some(cover) = ebpf.map_mut("COVER4") {
+        let mut cover: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(cover).expect("COVER4 is an array");
+        for addr in addrs {
+            let (word, bit) = agent_common::rules::cover4::slot(addr);
+            let w = cover.get(&word, 0).expect("read COVER4");
+            cover.set(word, w | 1 << bit, 0).expect("write COVER4");
+        }
     }
 }
 

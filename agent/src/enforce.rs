@@ -1,6 +1,7 @@
 //! Writes compiled lists into the program's maps, in an order that never lets a packet see a
-//! half-applied list: blocklist insertions, then allowlist insertions, then allowlist
-//! removals, then blocklist removals, and the generation bump last (which makes every flow
+//! half-applied list: the IPv4 cover widened, blocklist insertions, then allowlist
+//! insertions, then allowlist removals, then blocklist removals, the cover narrowed, and the
+//! generation bump last (which makes every flow
 //! recompute its cached verdict at its next packet). An entry present before and after is
 //! never touched, so nothing blocked in both versions is ever un-blocked.
 
@@ -264,10 +265,60 @@ impl KindMaps {
     }
 }
 
+/// The `COVER4` map ([`agent_common::rules::cover4`]) and its words as the map holds them,
+/// read back when the maps are taken, so only the words that change are written.
+struct Cover4 {
+    map: Array<MapData, u64>,
+    now: Vec<u64>,
+}
+
+impl Cover4 {
+    fn take(src: &mut impl MapSource) -> Result<Self, EnforceError> {
+        let map: Array<MapData, u64> = take(src, names::COVER4)?;
+        let mut now = vec![0u64; map.len() as usize];
+        let fd = map.map().fd().as_fd();
+        let batch = crate::flowtable::lookup_batch(fd, 4, 8, |k, v| {
+            let (Ok(k), Ok(v)) = (<[u8; 4]>::try_from(k), <[u8; 8]>::try_from(v)) else {
+                return;
+            };
+            if let Some(w) = now.get_mut(u32::from_ne_bytes(k) as usize) {
+                *w = u64::from_ne_bytes(v);
+            }
+        });
+        if !matches!(batch, Ok(true)) {
+            // No batch reads on this kernel (or one failed): word by word.
+            for (i, w) in now.iter_mut().enumerate() {
+                *w = map
+                    .get(&(i as u32), 0)
+                    .map_err(|source| EnforceError::Read {
+                        map: names::COVER4,
+                        source,
+                    })?;
+            }
+        }
+        Ok(Self { map, now })
+    }
+
+    /// Writes the words of `next` that differ from the map's; with `widen`, their union with
+    /// the map's instead (bits only set, never cleared: what must hold while rules change).
+    fn write(&mut self, next: &[u64], widen: bool) -> Result<(), EnforceError> {
+        let Self { map, now } = self;
+        for (i, (now, &next)) in now.iter_mut().zip(next).enumerate() {
+            let want = if widen { *now | next } else { next };
+            if want != *now {
+                map.set(i as u32, want, 0).map_err(upd(names::COVER4))?;
+                *now = want;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The program's list maps.
 pub struct ListMaps {
     allow: KindMaps,
     block: KindMaps,
+    cover4: Cover4,
     generation: Array<MapData, u64>,
     hits: PerCpuArray<MapData, u64>,
     roles: Array<MapData, u8>,
@@ -293,6 +344,7 @@ impl ListMaps {
         Ok(Self {
             allow: KindMaps::take(src, ListKind::Allow)?,
             block: KindMaps::take(src, ListKind::Block)?,
+            cover4: Cover4::take(src)?,
             generation: take(src, names::GENERATION)?,
             hits: take(src, names::RULE_HITS)?,
             roles: take(src, names::IFACE_ROLES)?,
@@ -381,10 +433,18 @@ impl ListMaps {
                     .map_err(upd(names::GENERATION))?;
             }
         }
+        // The IPv4 cover is widened before any rule is inserted and narrowed after every
+        // removal, so no packet skips a table that holds its rule.
+        if let Some(next) = &delta.cover4 {
+            self.cover4.write(next, true)?;
+        }
         self.block.upsert(&delta.block)?;
         self.allow.upsert(&delta.allow)?;
         self.allow.remove(&delta.allow)?;
         self.block.remove(&delta.block)?;
+        if let Some(next) = &delta.cover4 {
+            self.cover4.write(next, false)?;
+        }
         self.publish(delta.generation)
     }
 

@@ -233,6 +233,73 @@ fn a_list_change_reaches_established_flows_at_their_next_packet() {
     assert_eq!(lab.run(&f), PASS, "allowlisted again");
 }
 
+/// The program looks an IPv4 address up only where its /24 is in the cover the agent writes
+/// (`COVER4`): every rule must be found through it, before and after each edit, for prefixes
+/// shorter and longer than /24, exact addresses, and allow rules.
+#[test]
+fn every_ipv4_rule_is_found_through_the_cover_as_the_lists_change() {
+    let mut lab = Lab::new("cover", "10.0.0.0/8\n192.0.2.128/25\n198.51.100.77\n", "");
+    let mut port = 1000u16;
+    let mut check = |lab: &mut Lab, cases: &[([u8; 4], u32)], when: &str| {
+        for &(dst, want) in cases {
+            // A new flow each time: its own source port.
+            port += 1;
+            let f = Spec::tcp4(v4(100, 64, 0, 1), port, dst, 443, tcp::SYN).build();
+            let got = lab.run(&f);
+            assert_eq!(got, want, "{when}: {dst:?} got {got}, want {want}");
+        }
+    };
+    check(
+        &mut lab,
+        &[
+            (v4(10, 0, 0, 1), DROP),
+            (v4(10, 255, 255, 254), DROP),
+            (v4(9, 255, 255, 255), PASS),
+            (v4(11, 0, 0, 0), PASS),
+            (v4(192, 0, 2, 200), DROP),
+            (v4(192, 0, 2, 5), PASS),
+            (v4(198, 51, 100, 77), DROP),
+            (v4(198, 51, 100, 78), PASS),
+            (v4(203, 0, 113, 9), PASS),
+        ],
+        "loaded",
+    );
+    lab.rewrite("block.list", "192.0.2.128/25\n203.0.113.0/24\n");
+    check(
+        &mut lab,
+        &[
+            (v4(10, 0, 0, 1), PASS),
+            (v4(198, 51, 100, 77), PASS),
+            (v4(192, 0, 2, 200), DROP),
+            (v4(203, 0, 113, 9), DROP),
+        ],
+        "the /8 and the address removed, a /24 added",
+    );
+    lab.rewrite("allow.list", "203.0.113.9\n");
+    check(
+        &mut lab,
+        &[(v4(203, 0, 113, 9), PASS), (v4(203, 0, 113, 10), DROP)],
+        "an address allowed inside a blocked /24",
+    );
+    lab.rewrite("block.list", "0.0.0.0/0\n");
+    check(
+        &mut lab,
+        &[
+            (v4(8, 8, 8, 8), DROP),
+            (v4(255, 255, 255, 254), DROP),
+            (v4(203, 0, 113, 9), PASS),
+        ],
+        "everything blocked but the allowed address",
+    );
+    lab.rewrite("block.list", "");
+    lab.rewrite("allow.list", "");
+    check(
+        &mut lab,
+        &[(v4(8, 8, 8, 8), PASS), (v4(10, 0, 0, 1), PASS)],
+        "both lists emptied",
+    );
+}
+
 #[test]
 fn on_a_wan_interface_rules_match_the_source() {
     let mut lab = Lab::new("wan", "203.0.113.9\n", "");

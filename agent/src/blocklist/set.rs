@@ -60,6 +60,10 @@ pub struct Delta {
     pub assigned: Vec<RuleId>,
     /// The generation after this delta ([`CompiledLists::generation`]).
     pub generation: u64,
+    /// The IPv4 cover after this delta ([`super::tables::cover4`]), when it changes an IPv4
+    /// address or prefix table of either kind (or the maps were adopted: the next agent
+    /// writes the cover it computes).
+    pub cover4: Option<Vec<u64>>,
 }
 
 impl Delta {
@@ -503,16 +507,23 @@ impl ListSet {
         if let Some(list) = block {
             self.compiled.block = list;
         }
-        self.adopted = false;
         let [allow_delta, block_delta] = deltas;
         if !(allow_delta.is_empty() && block_delta.is_empty()) {
             self.compiled.generation += 1;
         }
+        let v4 = |d: &ListDelta| {
+            d.removes(Table::V4Exact) + d.removes(Table::V4Prefix) > 0
+                || !(d.v4_exact.upsert.is_empty() && d.v4_prefix.upsert.is_empty())
+        };
+        let cover4 = (self.adopted || v4(&allow_delta) || v4(&block_delta))
+            .then(|| super::tables::cover4([&self.compiled.allow, &self.compiled.block]));
+        self.adopted = false;
         let delta = Delta {
             allow: allow_delta,
             block: block_delta,
             assigned,
             generation: self.compiled.generation,
+            cover4,
         };
         release_freed_memory();
         Ok(delta)

@@ -133,6 +133,34 @@ pub struct ListDelta {
     pub domains: TableDelta<u64>,
 }
 
+/// The IPv4 cover of `lists` ([`agent_common::rules::cover4`]): the bit of every /24 one of
+/// their IPv4 addresses or prefixes touches, as the `COVER4` map's words.
+pub fn cover4<'a>(lists: impl IntoIterator<Item = &'a CompiledList>) -> Vec<u64> {
+    let mut words = vec![0u64; rules::cover4::WORDS as usize];
+    // `last` is at most 2^24 - 1, so `s` cannot overflow.
+    let mut mark = |first: u32, last: u32| {
+        let mut s = first;
+        while s <= last {
+            if s & 63 == 0 && last - s >= 63 {
+                words[(s >> 6) as usize] = u64::MAX;
+                s += 64;
+            } else {
+                words[(s >> 6) as usize] |= 1 << (s & 63);
+                s += 1;
+            }
+        }
+    };
+    for list in lists {
+        for &(addr, _) in &list.v4_exact {
+            mark(addr >> 8, addr >> 8);
+        }
+        for &(net, _) in &list.v4_prefix {
+            mark(net.addr >> 8, net.last() >> 8);
+        }
+    }
+    words
+}
+
 impl ListDelta {
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
@@ -314,5 +342,77 @@ impl Capacity {
         // The flood summaries' slot per rule: indexed by rule id as the hit counters are.
         out.push((agent_common::names::FLOOD_RULES, self.rule_hits));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bit(words: &[u64], addr: u32) -> bool {
+        let (w, b) = rules::cover4::slot(addr.to_be_bytes());
+        words[w as usize] >> b & 1 == 1
+    }
+
+    #[test]
+    fn the_cover_marks_every_slash_24_a_rule_touches_and_no_other() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20 {
+            let mut lists = [CompiledList::default(), CompiledList::default()];
+            for (k, list) in lists.iter_mut().enumerate() {
+                for _ in 0..(round * 3 + k) {
+                    list.v4_exact.push((next() as u32, 1));
+                }
+                for _ in 0..(round + 1) {
+                    // Lengths 0-31, the short ones rare: a /0 would cover everything.
+                    let len = (8 + next() % 24) as u8 - if next() % 8 == 0 { 8 } else { 0 };
+                    list.v4_prefix.push((Net::new(next() as u32, len), 2));
+                }
+            }
+            let words = cover4(&lists);
+            let rules = |a: u32| {
+                lists.iter().any(|l| {
+                    l.v4_exact.iter().any(|&(x, _)| x >> 8 == a >> 8)
+                        || l.v4_prefix
+                            .iter()
+                            .any(|&(n, _)| Net::new(a, 24).addr <= n.last() && n.addr <= a | 0xff)
+                })
+            };
+            // Every rule's first and last address, addresses beside them, and random ones.
+            let mut probes: Vec<u32> = (0..2_000).map(|_| next() as u32).collect();
+            for l in &lists {
+                for &(a, _) in &l.v4_exact {
+                    probes.extend([a, a.wrapping_add(256), a.wrapping_sub(256)]);
+                }
+                for &(n, _) in &l.v4_prefix {
+                    probes.extend([
+                        n.addr,
+                        n.last(),
+                        n.addr.wrapping_sub(1),
+                        n.last().wrapping_add(1),
+                    ]);
+                }
+            }
+            for a in probes {
+                assert_eq!(
+                    bit(&words, a),
+                    rules(a),
+                    "round {round}: {:?}",
+                    a.to_be_bytes()
+                );
+            }
+        }
+        let everything = CompiledList {
+            v4_prefix: vec![(Net::new(0, 0), 1)],
+            ..Default::default()
+        };
+        assert!(cover4([&everything]).iter().all(|&w| w == u64::MAX));
+        assert!(cover4([&CompiledList::default()]).iter().all(|&w| w == 0));
     }
 }
