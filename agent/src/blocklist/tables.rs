@@ -348,6 +348,7 @@ impl Capacity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocklist::tests::XorShift;
 
     fn bit(words: &[u64], addr: u32) -> bool {
         let (w, b) = rules::cover4::slot(addr.to_be_bytes());
@@ -356,13 +357,8 @@ mod tests {
 
     #[test]
     fn the_cover_marks_every_slash_24_a_rule_touches_and_no_other() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next();
         for round in 0..20 {
             let mut lists = [CompiledList::default(), CompiledList::default()];
             for (k, list) in lists.iter_mut().enumerate() {

@@ -88,63 +88,26 @@ impl PageReader for Unzstd {
 }
 
 /// `page` with its compressed bytes decompressed (a v2 page's levels are stored plain).
-fn inflate(page: Page) -> Result<Page> {
-    Ok(match page {
-        Page::DataPage {
-            buf,
-            num_values,
-            encoding,
-            def_level_encoding,
-            rep_level_encoding,
-            statistics,
-        } => Page::DataPage {
-            buf: decompress(&buf, 0)?,
-            num_values,
-            encoding,
-            def_level_encoding,
-            rep_level_encoding,
-            statistics,
-        },
+fn inflate(mut page: Page) -> Result<Page> {
+    match &mut page {
+        Page::DataPage { buf, .. } | Page::DictionaryPage { buf, .. } => {
+            *buf = decompress(buf, 0)?;
+        }
         Page::DataPageV2 {
             buf,
-            num_values,
-            encoding,
-            num_nulls,
-            num_rows,
             def_levels_byte_len,
             rep_levels_byte_len,
             is_compressed,
-            statistics,
+            ..
         } => {
-            let levels = def_levels_byte_len as usize + rep_levels_byte_len as usize;
-            Page::DataPageV2 {
-                buf: if is_compressed {
-                    decompress(&buf, levels)?
-                } else {
-                    buf
-                },
-                num_values,
-                encoding,
-                num_nulls,
-                num_rows,
-                def_levels_byte_len,
-                rep_levels_byte_len,
-                is_compressed: false,
-                statistics,
+            if *is_compressed {
+                let levels = *def_levels_byte_len as usize + *rep_levels_byte_len as usize;
+                *buf = decompress(buf, levels)?;
+                *is_compressed = false;
             }
         }
-        Page::DictionaryPage {
-            buf,
-            num_values,
-            encoding,
-            is_sorted,
-        } => Page::DictionaryPage {
-            buf: decompress(&buf, 0)?,
-            num_values,
-            encoding,
-            is_sorted,
-        },
-    })
+    }
+    Ok(page)
 }
 
 thread_local! {

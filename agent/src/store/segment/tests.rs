@@ -341,13 +341,8 @@ fn rle_hybrid_of(
 
 #[test]
 fn the_rle_hybrid_decodes_every_width_and_run_length_to_its_values() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = crate::store::testgen::Rng::new(15);
+    let mut next = || rng.next_u64();
     for width in 0..=32u32 {
         let mask = if width == 32 {
             u32::MAX
