@@ -372,3 +372,35 @@ fn the_rle_hybrid_decodes_every_width_and_run_length_to_its_values() {
         }
     }
 }
+
+#[test]
+fn a_required_columns_rows_are_marked_from_its_indices_at_every_width() {
+    let mut rng = crate::store::testgen::Rng::new(16);
+    let mut next = || rng.next_u64();
+    for width in 0..=12u32 {
+        let mask = (1u32 << width) - 1;
+        for len in [1usize, 7, 8, 9, 17, 64, 65, 1001] {
+            for per_run in [1usize, 3, 64] {
+                let vals: Vec<u32> = (0..len).map(|_| next() as u32 & mask).collect();
+                let (runs, expect) = rle_hybrid_of(&vals, width, per_run, (5, mask / 2));
+                let mut buf = vec![width as u8];
+                buf.extend_from_slice(&runs);
+                // A dictionary shorter than the indices reach (an index past it marks
+                // nothing), and random entries matching.
+                let entries = (mask as usize + 1).saturating_sub(1).max(1);
+                let hits: Vec<bool> = (0..entries).map(|_| next() % 3 == 0).collect();
+                for n in [expect.len(), expect.len().saturating_sub(3)] {
+                    // Rows already marked by another column stay marked.
+                    let before: Vec<bool> = (0..n).map(|_| next() % 5 == 0).collect();
+                    let mut got = before.clone();
+                    scan::mark_dict_rows(&buf, n, &hits, &mut got)
+                        .unwrap_or_else(|e| panic!("width {width} len {len} n {n}: {e}"));
+                    let want: Vec<bool> = (0..n)
+                        .map(|k| before[k] || hits.get(expect[k] as usize) == Some(&true))
+                        .collect();
+                    assert_eq!(got, want, "width {width} len {len} per_run {per_run} n {n}");
+                }
+            }
+        }
+    }
+}
