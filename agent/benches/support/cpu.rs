@@ -66,6 +66,20 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The median of `v` and a 95% confidence interval for it that assumes no distribution: the
+/// order statistics `n/2 -+ 0.98 sqrt(n)` (the binomial's normal approximation; the sorted
+/// samples' ends when `v` is too short for that). A comparison whose whole interval is under
+/// (or over) a line is judged by it; one that straddles the line is not.
+pub fn median_ci(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let half = 0.98 * n.sqrt();
+    let lo = ((n / 2.0 - half).floor().max(0.0)) as usize;
+    let hi = ((n / 2.0 + half).ceil() as usize).min(s.len() - 1);
+    (median(v), s[lo], s[hi])
+}
+
 /// The current 1-minute load average, to print beside the figures.
 pub fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
