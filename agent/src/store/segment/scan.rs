@@ -397,31 +397,15 @@ pub(super) fn mark_dict_rows(
         } => {
             let (w, mask) = (width as usize, (1u64 << width) - 1);
             let mut from = 0;
-            if (1..=8).contains(&w) {
-                while from + 8 <= count {
-                    let Some(rows) = out
-                        .get_mut(at + from..)
-                        .and_then(|o| o.first_chunk_mut::<8>())
-                    else {
-                        break;
-                    };
-                    // The group is `w` bytes; a run's last groups have fewer than 8 after
-                    // them, and are copied out (a short run's every group).
-                    let group = bytes.get(from / 8 * w..).unwrap_or_default();
-                    let word = match group.first_chunk::<8>() {
-                        Some(g) => u64::from_le_bytes(*g),
-                        None => {
-                            let mut g = [0u8; 8];
-                            let k = group.len().min(8);
-                            g[..k].copy_from_slice(&group[..k]);
-                            u64::from_le_bytes(g)
-                        }
-                    };
-                    for (i, r) in rows.iter_mut().enumerate() {
-                        *r |= table[((word >> (i * w)) & mask & 0xff) as usize];
-                    }
-                    from += 8;
+            for (g, word) in groups8(bytes, w, count) {
+                let Some(rows) = out.get_mut(at + g..).and_then(|o| o.first_chunk_mut::<8>())
+                else {
+                    break;
+                };
+                for (i, r) in rows.iter_mut().enumerate() {
+                    *r |= table[((word >> (i * w)) & mask & 0xff) as usize];
                 }
+                from = g + 8;
             }
             for j in from..count {
                 if hit(bits(bytes, j * w, width) & mask) {
@@ -474,20 +458,12 @@ pub(super) fn decode_rle_runs(
             let mask = (1u64 << width) - 1;
             let w = width as usize;
             let mut from = 0;
-            if (1..=8).contains(&w) {
-                // A group of 8 values is `w` bytes: one load for the eight (a small
-                // dictionary's indices, e.g. `proto`, were a load and bounds check each).
-                while from + 8 <= count {
-                    let Some(word) = bytes.get(from / 8 * w..).and_then(|b| b.first_chunk::<8>())
-                    else {
-                        break;
-                    };
-                    let word = u64::from_le_bytes(*word);
-                    for i in 0..8 {
-                        f(at + from + i, 1, ((word >> (i * w)) & mask) as u32);
-                    }
-                    from += 8;
+            // A small dictionary's indices (e.g. `proto`) were a load and bounds check each.
+            for (g, word) in groups8(bytes, w, count) {
+                for i in 0..8 {
+                    f(at + g + i, 1, ((word >> (i * w)) & mask) as u32);
                 }
+                from = g + 8;
             }
             for j in from..count {
                 f(
@@ -497,6 +473,27 @@ pub(super) fn decode_rle_runs(
                 );
             }
         }
+    })
+}
+
+/// The whole groups of eight among a bit-packed run's first `count` values of `w` bits, when
+/// `w` is 1 to 8 (none otherwise): `(the group's first position in the run, its 8 w bits)`,
+/// one load each. A group is `w` bytes; the run's last groups, with fewer than 8 bytes after
+/// them, are copied out (a short run's every group), not left to be read value by value.
+fn groups8(bytes: &[u8], w: usize, count: usize) -> impl Iterator<Item = (usize, u64)> + '_ {
+    let groups = if (1..=8).contains(&w) { count / 8 } else { 0 };
+    (0..groups).map(move |g| {
+        let group = bytes.get(g * w..).unwrap_or_default();
+        let word = match group.first_chunk::<8>() {
+            Some(b) => u64::from_le_bytes(*b),
+            None => {
+                let mut b = [0u8; 8];
+                let k = group.len().min(8);
+                b[..k].copy_from_slice(&group[..k]);
+                u64::from_le_bytes(b)
+            }
+        };
+        (g * 8, word)
     })
 }
 
