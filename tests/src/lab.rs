@@ -303,17 +303,70 @@ impl Lab {
 
     /// Starts a long-running process in `ns`; it is killed when the lab is dropped.
     pub fn spawn(&mut self, ns: &str, program: &str, args: &[&str]) -> anyhow::Result<u32> {
+        self.spawn_to(ns, program, args, Stdio::null(), Stdio::null())
+    }
+
+    /// As [`Lab::spawn`], with the program's output (stdout and stderr) written to `log`: a
+    /// server that fails to start says why ([`Lab::wait_serving`]).
+    pub fn spawn_logged(
+        &mut self,
+        ns: &str,
+        program: &str,
+        args: &[&str],
+        log: &Path,
+    ) -> anyhow::Result<u32> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        let err = out
+            .try_clone()
+            .with_context(|| format!("{}", log.display()))?;
+        self.spawn_to(ns, program, args, out.into(), err.into())
+    }
+
+    fn spawn_to(
+        &mut self,
+        ns: &str,
+        program: &str,
+        args: &[&str],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> anyhow::Result<u32> {
         let child = self
             .cmd(ns, program)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("spawn {program} in {ns}"))?;
         let pid = child.id();
         self.children.push(child);
         Ok(pid)
+    }
+
+    /// [`Lab::wait_tcp`] for a server started with [`Lab::spawn_logged`]: on a timeout the
+    /// error carries the end of the server's output.
+    pub fn wait_serving(
+        &self,
+        addr: &str,
+        port: u16,
+        timeout: Duration,
+        log: &Path,
+    ) -> anyhow::Result<()> {
+        self.wait_tcp(addr, port, timeout).with_context(|| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!(
+                "the server's output ({}): {}",
+                log.display(),
+                if tail.is_empty() {
+                    "none".to_owned()
+                } else {
+                    tail.join("\n")
+                }
+            )
+        })
     }
 
     /// Keeps `child` alive only as long as the lab.

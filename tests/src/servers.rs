@@ -9,6 +9,12 @@ use anyhow::Context as _;
 
 use crate::lab::{self, require, sh, Lab};
 
+/// How long a server may take to accept its first connection: a bound on a condition, not a
+/// sleep (a server accepts in well under a second). With 10 s, one suite run under heavy load
+/// (two release builds beside it) saw `python3 -m http.server` not accept in time, its
+/// output discarded; servers now write theirs to a log the error quotes.
+const START: Duration = Duration::from_secs(30);
+
 /// Makes a self-signed certificate for `name` (P-256, one day, the name as CN and SAN) in
 /// `dir` and serves HTTPS with it on the internet server's port 443 (`openssl s_server -www`).
 /// Returns the certificate, for the client's `--cacert`.
@@ -35,7 +41,8 @@ pub fn https(lab: &mut Lab, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         cert.to_str().context("temp path not UTF-8")?,
         key.to_str().context("temp path not UTF-8")?,
     );
-    lab.spawn(
+    let log = dir.join("https-server.log");
+    lab.spawn_logged(
         &lab.internet.clone(),
         "openssl",
         &[
@@ -49,8 +56,9 @@ pub fn https(lab: &mut Lab, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
             "-www",
             "-quiet",
         ],
+        &log,
     )?;
-    lab.wait_tcp(lab::SERVER_V4, 443, Duration::from_secs(10))?;
+    lab.wait_serving(lab::SERVER_V4, 443, START, &log)?;
     Ok(cert)
 }
 
@@ -58,7 +66,9 @@ pub fn https(lab: &mut Lab, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 /// (`python3 -m http.server`).
 pub fn http(lab: &mut Lab, dir: &Path) -> anyhow::Result<()> {
     require("python3", "python3")?;
-    lab.spawn(
+    // Beside the web root, not in it.
+    let log = dir.parent().unwrap_or(dir).join("http-server.log");
+    lab.spawn_logged(
         &lab.internet.clone(),
         "python3",
         &[
@@ -70,6 +80,7 @@ pub fn http(lab: &mut Lab, dir: &Path) -> anyhow::Result<()> {
             "--directory",
             dir.to_str().context("temp path not UTF-8")?,
         ],
+        &log,
     )?;
-    lab.wait_tcp(lab::SERVER_V4, 80, Duration::from_secs(10))
+    lab.wait_serving(lab::SERVER_V4, 80, START, &log)
 }
