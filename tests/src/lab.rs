@@ -355,8 +355,8 @@ impl Lab {
     ) -> anyhow::Result<()> {
         self.wait_tcp(addr, port, timeout).with_context(|| {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(20)..];
             format!(
                 "the server's output ({}): {}",
                 log.display(),

@@ -369,18 +369,17 @@ pub(super) fn decode_dict_runs(
 /// `hits` marks nothing. Up to 8 bits an index (a dictionary of up to 256 entries: `proto`,
 /// ports of a quiet segment), eight rows a step: one load of the group, eight lookups in a
 /// table with no bounds check, eight stores, no branch (per index, the closure of
-/// [`decode_dict_runs`] was 39% of a `--proto icmp` count).
+/// [`decode_dict_runs`] was 39-53% of a `--proto icmp` count).
 pub(super) fn mark_dict_rows(
     buf: &[u8],
     n: usize,
     hits: &[bool],
     out: &mut [bool],
 ) -> Result<(), String> {
-    let (&width, rest) = buf.split_first().ok_or("empty page")?;
     let hit = |idx: u64| usize::try_from(idx).is_ok_and(|i| hits.get(i) == Some(&true));
     let mut table = [false; 256];
     table.iter_mut().zip(hits).for_each(|(t, h)| *t = *h);
-    rle_hybrid(rest, u32::from(width), n, |run| match run {
+    dict_runs(buf, n, |run| match run {
         Run::Same { at, len, value } => {
             if hit(u64::from(value)) {
                 // Runs stop at `n`, the page's rows, which `out` holds.
@@ -396,16 +395,14 @@ pub(super) fn mark_dict_rows(
             bytes,
         } => {
             let (w, mask) = (width as usize, (1u64 << width) - 1);
-            let mut from = 0;
-            for (g, word) in groups8(bytes, w, count) {
-                let Some(rows) = out.get_mut(at + g..).and_then(|o| o.first_chunk_mut::<8>())
-                else {
-                    break;
-                };
-                for (i, r) in rows.iter_mut().enumerate() {
-                    *r |= table[((word >> (i * w)) & mask & 0xff) as usize];
+            let (from, groups) = groups8(bytes, w, count);
+            for (g, word) in groups {
+                // Runs stop at `n`, the page's rows, which `out` holds.
+                if let Some(rows) = out.get_mut(at + g..).and_then(|o| o.first_chunk_mut::<8>()) {
+                    for (i, r) in rows.iter_mut().enumerate() {
+                        *r |= table[((word >> (i * w)) & mask & 0xff) as usize];
+                    }
                 }
-                from = g + 8;
             }
             for j in from..count {
                 if hit(bits(bytes, j * w, width) & mask) {
@@ -416,7 +413,6 @@ pub(super) fn mark_dict_rows(
             }
         }
     })
-    .map(|_| ())
 }
 
 /// [`decode_dict_runs`] by [`Run`]s, bit-packed runs left packed: a caller wanting a few of
@@ -457,13 +453,12 @@ pub(super) fn decode_rle_runs(
         } => {
             let mask = (1u64 << width) - 1;
             let w = width as usize;
-            let mut from = 0;
             // A small dictionary's indices (e.g. `proto`) were a load and bounds check each.
-            for (g, word) in groups8(bytes, w, count) {
+            let (from, groups) = groups8(bytes, w, count);
+            for (g, word) in groups {
                 for i in 0..8 {
                     f(at + g + i, 1, ((word >> (i * w)) & mask) as u32);
                 }
-                from = g + 8;
             }
             for j in from..count {
                 f(
@@ -477,12 +472,17 @@ pub(super) fn decode_rle_runs(
 }
 
 /// The whole groups of eight among a bit-packed run's first `count` values of `w` bits, when
-/// `w` is 1 to 8 (none otherwise): `(the group's first position in the run, its 8 w bits)`,
-/// one load each. A group is `w` bytes; the run's last groups, with fewer than 8 bytes after
-/// them, are copied out (a short run's every group), not left to be read value by value.
-fn groups8(bytes: &[u8], w: usize, count: usize) -> impl Iterator<Item = (usize, u64)> + '_ {
+/// `w` is 1 to 8 (none otherwise), and the position where the values they leave begin:
+/// `(the group's first position in the run, its 8 w bits)`, one load each. A group is `w`
+/// bytes; the run's last groups, with fewer than 8 bytes after them, are copied out (a short
+/// run's every group), not left to be read value by value.
+fn groups8(
+    bytes: &[u8],
+    w: usize,
+    count: usize,
+) -> (usize, impl Iterator<Item = (usize, u64)> + '_) {
     let groups = if (1..=8).contains(&w) { count / 8 } else { 0 };
-    (0..groups).map(move |g| {
+    let each = (0..groups).map(move |g| {
         let group = bytes.get(g * w..).unwrap_or_default();
         let word = match group.first_chunk::<8>() {
             Some(b) => u64::from_le_bytes(*b),
@@ -494,7 +494,8 @@ fn groups8(bytes: &[u8], w: usize, count: usize) -> impl Iterator<Item = (usize,
             }
         };
         (g * 8, word)
-    })
+    });
+    (groups * 8, each)
 }
 
 /// A run of the RLE/bit-packed hybrid.
