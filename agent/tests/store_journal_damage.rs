@@ -1,5 +1,5 @@
 //! A damaged journal keeps every valid record. A journal left with damage (one bad byte in
-//! the middle of 10,000 records, the first frame, a length field, the last complete frame,
+//! the middle of 10,000 records, the header's magic, the first frame, a length field, the last complete frame,
 //! runs of zeros, a whole 4 KiB page zeroed, a torn tail on top) is recovered when the store
 //! opens: exactly the frames the damage touched are lost, every other record is sealed, each
 //! skipped stretch is in a quarantine file holding exactly its bytes, the status counts them,
@@ -120,7 +120,17 @@ fn damage_at_every_kind_of_position_loses_only_the_frames_it_touched() {
     let (good, starts) = journal_bytes(JOURNAL_ID, &recs);
     let n = starts.len();
     let page = 4096 * (good.len() / 4096 / 2);
-    let cases: [(&str, &Damage<'_>); 8] = [
+    let cases: [(&str, &Damage<'_>); 11] = [
+        // The header's magic: before, the store refused to open over such a journal.
+        ("the header's magic zeroed", &|b| b[..8].fill(0)),
+        ("the header and the first frame", &|b| {
+            b[3] ^= 0x20;
+            b[starts[0] + FRAME_HEADER_LEN + 4] ^= 0x01;
+        }),
+        ("nothing but a damaged header and a torn frame", &|b| {
+            b.truncate(starts[0] + 30);
+            b[..16].fill(0xee);
+        }),
         ("first frame", &|b| {
             b[starts[0] + FRAME_HEADER_LEN + 1] ^= 0x01
         }),
@@ -211,7 +221,7 @@ fn verify_names_a_damaged_live_journal_and_passes_a_torn_tail() {
     garbage[..8].fill(0xee);
     for (what, bytes, says) in [
         ("a bad byte in the middle", bad, "damaged at bytes"),
-        ("garbage", garbage, "not a journal"),
+        ("garbage", garbage, "the journal header is damaged"),
     ] {
         write(&bytes);
         let b = verify(dir.path(), None).expect_err(what);

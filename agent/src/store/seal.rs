@@ -47,18 +47,7 @@ pub enum SealError {
     },
 }
 
-/// File name of the journal with id `id`.
-pub fn journal_name(id: u64) -> String {
-    format!("journal-{id:020}.wal")
-}
-
-/// The id in a journal file name, if it is one.
-pub fn journal_id_of(name: &str) -> Option<u64> {
-    name.strip_prefix("journal-")?
-        .strip_suffix(".wal")?
-        .parse()
-        .ok()
-}
+pub use crate::store::journal::file::{journal_id_of, journal_name};
 
 /// Journal files in `dir`, oldest first.
 pub fn list_journals(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
@@ -110,7 +99,15 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
         skipped_bytes: frames.skipped_bytes(),
         skipped_frames: frames.skipped_frames(),
     };
-    let id = frames.id;
+    let id = journal::file::id_of(path, frames);
+    if journal::file::named_id(path).is_some_and(|named| named != id) {
+        tracing::warn!(
+            file = %path.display(),
+            header_id = id,
+            "the journal's header names another id than its file name; sealing it under the \
+             header's"
+        );
+    }
     let already = manifest
         .entries()
         .iter()

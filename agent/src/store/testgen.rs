@@ -598,12 +598,17 @@ pub fn journal_bytes(id: u64, recs: &[FlowRecord]) -> (Vec<u8>, Vec<usize>) {
 
 /// What a scan of damaged journal bytes must find, computed the plain way: `bad` is `good`
 /// (frames at `starts`) after damage; a frame survives when its bytes are intact, and every
-/// byte after the header outside a surviving frame is skipped. Returns the indexes of the
+/// byte after the header outside a surviving frame is skipped (the header too when its magic
+/// is damaged). Returns the indexes of the
 /// surviving frames and the skipped stretches as `(offset, length)`, in file order.
 pub fn intact_frames(good: &[u8], bad: &[u8], starts: &[usize]) -> (Vec<usize>, Vec<(u64, u64)>) {
     let mut kept = Vec::new();
     let mut stretches = Vec::new();
-    let mut gap_from = crate::store::journal::HEADER_LEN as usize;
+    use crate::store::journal::{HEADER_LEN, MAGIC};
+    // A header whose magic is damaged is skipped with what follows it.
+    let header = HEADER_LEN as usize;
+    let magic_damaged = bad.len() >= header && bad[..MAGIC.len()] != good[..MAGIC.len()];
+    let mut gap_from = if magic_damaged { 0 } else { header };
     for (i, &s) in starts.iter().enumerate() {
         let e = starts.get(i + 1).copied().unwrap_or(good.len());
         if bad.get(s..e) == Some(&good[s..e]) {

@@ -362,12 +362,6 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                     reason: format!("{op}: {cause}"),
                 })
             }
-            Err(JournalError::BadMagic { .. }) => {
-                return Err(Broken {
-                    file: path,
-                    reason: "not a journal (bad magic at offset 0)".into(),
-                })
-            }
         };
         if let Some(s) = scan.frames.damaged().next() {
             return Err(Broken {

@@ -26,12 +26,6 @@ pub enum JournalError {
         /// The cause (in the message, so not named `source`: that would print it twice).
         cause: std::io::Error,
     },
-    /// The file does not start with the journal magic.
-    #[error("journal {path}: not a journal (bad magic at offset 0)")]
-    BadMagic {
-        /// The journal file.
-        path: PathBuf,
-    },
 }
 
 fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
@@ -51,12 +45,39 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, JournalError> {
     Ok(buf)
 }
 
+/// File name of the journal with id `id`.
+pub fn journal_name(id: u64) -> String {
+    format!("journal-{id:020}.wal")
+}
+
+/// The id in a journal file name, if it is one.
+pub fn journal_id_of(name: &str) -> Option<u64> {
+    name.strip_prefix("journal-")?
+        .strip_suffix(".wal")?
+        .parse()
+        .ok()
+}
+
+/// The id the file name of the journal at `path` gives.
+pub fn named_id(path: &Path) -> Option<u64> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(journal_id_of)
+}
+
+/// The id of the journal at `path`: its header's, or, when the header is damaged or torn,
+/// its file name's (0 if neither says).
+pub fn id_of(path: &Path, frames: &Frames) -> u64 {
+    match frames.id {
+        0 => named_id(path).unwrap_or(0),
+        id => id,
+    }
+}
+
 /// Reads and scans a journal file without changing it: its bytes and what the scan found.
 pub fn load<D: Decoded>(path: &Path) -> Result<(Vec<u8>, Scan<D>), JournalError> {
     let buf = read_file(path)?;
-    let scan = scan(&buf).map_err(|frame::NotAJournal| JournalError::BadMagic {
-        path: path.to_owned(),
-    })?;
+    let scan = scan(&buf);
     Ok((buf, scan))
 }
 
@@ -190,7 +211,13 @@ pub fn recover(path: &Path) -> Result<Recovery, JournalError> {
                 .map_err(io(path, "truncate torn tail"))?;
         }
         skipped => {
-            let mut kept = Vec::with_capacity(skipped.len() + 1);
+            let mut kept = Vec::with_capacity(skipped.len() + 2);
+            // A damaged header is skipped with the rest; the journal gets a whole one back,
+            // with the id its file name gives (the seal names the segment's journal by it).
+            let header = frame::header(id_of(path, f));
+            if skipped.first().is_some_and(|s| s.offset == 0) {
+                kept.push(&header[..]);
+            }
             let mut at = 0usize;
             for s in skipped {
                 kept.push(&buf[at..s.offset as usize]);

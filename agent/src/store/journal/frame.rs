@@ -183,7 +183,8 @@ fn frames_in(stretch: &[u8]) -> u64 {
 /// Where a scan found valid frames and where it did not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frames {
-    /// The journal id from the header (0 when the header itself was torn).
+    /// The journal id from the header (0 when the header was torn or its magic damaged:
+    /// the journal's file name then says which it is).
     pub id: u64,
     /// Length of the bytes scanned (the file's length).
     pub len: u64,
@@ -195,7 +196,15 @@ impl Frames {
     /// The skipped stretch that runs to the end of the file, if any: a write a crash cut
     /// short, or damage with no valid frame after it.
     pub fn torn_tail(&self) -> Option<&Skipped> {
-        self.skipped.last().filter(|s| s.end() == self.len)
+        self.skipped
+            .last()
+            .filter(|s| s.end() == self.len && !self.is_damaged_header(s))
+    }
+
+    /// Whether `s` is a header whose magic is damaged: damage wherever it ends, since no
+    /// write in progress touches the header.
+    fn is_damaged_header(&self, s: &Skipped) -> bool {
+        self.id == 0 && s.offset == 0 && s.len >= HEADER_LEN
     }
 
     /// The skipped stretches with valid frames after them: damage, not a write in progress.
@@ -274,11 +283,6 @@ pub struct Scan<D> {
     pub records: D,
 }
 
-/// The bytes do not start with the journal magic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a journal (bad magic at offset 0)")]
-pub struct NotAJournal;
-
 /// Frame length used to size buffers before decoding: a little under the ~67 bytes measured
 /// on the generated mix, so buffers are allocated once and rarely grow.
 const TYPICAL_FRAME_LEN: usize = 56;
@@ -286,28 +290,40 @@ const TYPICAL_FRAME_LEN: usize = 56;
 /// Journals smaller than this are decoded on one thread (a second one would not pay).
 pub const PARALLEL_MIN_BYTES: usize = 4 << 20;
 
+/// Reason given for a header whose magic is damaged.
+pub const DAMAGED_HEADER: &str = "bad magic: the journal header is damaged";
+
 /// Scans journal bytes: the header, then every valid frame, resynchronising after damage
 /// (see the module docs). A large journal is decoded in two halves on two threads (decoding
 /// is the longest step of a seal that runs on one core); the result is always the same as
 /// one sequential scan's.
-pub fn scan<D: Decoded>(buf: &[u8]) -> Result<Scan<D>, NotAJournal> {
-    let Some(id) = journal_id(buf)? else {
-        return Ok(Scan {
-            frames: Frames {
-                id: 0,
-                len: buf.len() as u64,
-                skipped: (!buf.is_empty())
-                    .then(|| Skipped {
-                        offset: 0,
-                        len: buf.len() as u64,
-                        frames: 0,
-                        reason: format!("header shorter than {HEADER_LEN} bytes"),
-                    })
-                    .into_iter()
-                    .collect(),
-            },
-            records: D::with_capacity(0),
-        });
+///
+/// A header whose magic is damaged is skipped like a damaged frame, up to the first valid
+/// frame (the id it holds is not trusted: [`Frames::id`] is 0, and the caller names the
+/// journal by its file); before, such a journal was refused whole, and the agent would not
+/// start over it.
+pub fn scan<D: Decoded>(buf: &[u8]) -> Scan<D> {
+    let id = match journal_id(buf) {
+        Header::Id(id) => id,
+        Header::Damaged => return scan_after_damaged_header(buf),
+        Header::Short => {
+            return Scan {
+                frames: Frames {
+                    id: 0,
+                    len: buf.len() as u64,
+                    skipped: (!buf.is_empty())
+                        .then(|| Skipped {
+                            offset: 0,
+                            len: buf.len() as u64,
+                            frames: 0,
+                            reason: format!("header shorter than {HEADER_LEN} bytes"),
+                        })
+                        .into_iter()
+                        .collect(),
+                },
+                records: D::with_capacity(0),
+            }
+        }
     };
     let rows = buf.len() / TYPICAL_FRAME_LEN;
     let sequential = || {
@@ -358,27 +374,59 @@ pub fn scan<D: Decoded>(buf: &[u8]) -> Result<Scan<D>, NotAJournal> {
             }
         }
     };
-    Ok(Scan {
+    Scan {
         frames: Frames {
             id,
             len: buf.len() as u64,
             skipped,
         },
         records,
-    })
+    }
 }
 
-/// The journal id from the header; `None` when the header itself is cut short.
-fn journal_id(buf: &[u8]) -> Result<Option<u64>, NotAJournal> {
+/// A scan of a journal whose header magic is damaged: one skipped stretch from offset 0 to
+/// the first valid frame after the header, then the frames as usual (on one thread: rare).
+fn scan_after_damaged_header<D: Decoded>(buf: &[u8]) -> Scan<D> {
+    let header = HEADER_LEN as usize;
+    let first = next_frame(buf, header, buf.len());
+    let mut skipped = vec![Skipped {
+        offset: 0,
+        len: first as u64,
+        frames: frames_in(&buf[header..first]),
+        reason: DAMAGED_HEADER.into(),
+    }];
+    let mut records = D::with_capacity(buf.len() / TYPICAL_FRAME_LEN);
+    scan_range(buf, first, buf.len(), &mut records, &mut skipped);
+    Scan {
+        frames: Frames {
+            id: 0,
+            len: buf.len() as u64,
+            skipped,
+        },
+        records,
+    }
+}
+
+/// What a journal's first [`HEADER_LEN`] bytes hold.
+enum Header {
+    /// The magic and this id.
+    Id(u64),
+    /// Fewer bytes than a header (a creation a crash cut short).
+    Short,
+    /// A header whose magic is not the journal's.
+    Damaged,
+}
+
+fn journal_id(buf: &[u8]) -> Header {
     let Some(h) = buf.first_chunk::<{ HEADER_LEN as usize }>() else {
-        return Ok(None);
+        return Header::Short;
     };
     if &h[..8] != MAGIC {
-        return Err(NotAJournal);
+        return Header::Damaged;
     }
     let mut id = [0u8; 8];
     id.copy_from_slice(&h[8..]);
-    Ok(Some(u64::from_le_bytes(id)))
+    Header::Id(u64::from_le_bytes(id))
 }
 
 /// Decodes the frames of `buf[start..end]` into `out`, resynchronising after every frame

@@ -22,6 +22,6 @@ pub use file::{
     Recovery, QUARANTINE_DIR,
 };
 pub use frame::{
-    encode_frame, frame_records, scan, BadFrame, Count, Decoded, Frames, NotAJournal, Scan,
-    Skipped, FRAME_HEADER_LEN, HEADER_LEN, MAGIC, MAX_PAYLOAD,
+    encode_frame, frame_records, scan, BadFrame, Count, Decoded, Frames, Scan, Skipped,
+    DAMAGED_HEADER, FRAME_HEADER_LEN, HEADER_LEN, MAGIC, MAX_PAYLOAD,
 };
