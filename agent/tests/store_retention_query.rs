@@ -437,3 +437,70 @@ fn a_lost_or_swapped_segment_and_a_cut_manifest_are_errors_not_other_rows() {
         all.len()
     );
 }
+
+/// Segments are scanned on several threads and handed out in chain order as each is done:
+/// the records come out exactly as one thread gives them, the progress counts every segment
+/// once, and an output that fails stops the scan (the threads waiting to run ahead end).
+#[test]
+fn a_scan_on_several_threads_keeps_chain_order_and_stops_at_an_output_error() {
+    use xdp_audit::store::query::{scan, QueryError};
+    let dir = TempDir::new("query-order");
+    let clock = FakeClock::new(T0);
+    let all = fill(dir.path(), &clock, T0, 40, 0.2, 17, true);
+    let segments = live(dir.path()).len();
+    assert!(segments >= 40, "expected 40 sealed hours, got {segments}");
+    let run = |f: &Filter, threads: usize| {
+        let mut got = Vec::new();
+        let mut shown = Vec::new();
+        scan(
+            dir.path(),
+            f,
+            threads,
+            &mut |r| {
+                got.push(r.clone());
+                Ok(())
+            },
+            &mut |done, total| shown.push((done, total)),
+        )
+        .unwrap_or_else(|e| panic!("{threads} threads: {e}"));
+        let want: Vec<(usize, usize)> = (1..=segments).map(|d| (d, segments)).collect();
+        assert_eq!(shown, want, "{threads} threads: progress");
+        got
+    };
+    let one = run(&Filter::default(), 1);
+    assert_eq!(
+        canon(one.clone()),
+        canon(all.clone()),
+        "one thread: every record"
+    );
+    for threads in [2, 3, 7] {
+        assert!(
+            run(&Filter::default(), threads) == one,
+            "{threads} threads: order"
+        );
+    }
+    let port = Filter {
+        port: Some(all[all.len() / 2].dst_port),
+        ..Filter::default()
+    };
+    let one = run(&port, 1);
+    assert!(!one.is_empty());
+    assert!(run(&port, 4) == one, "a filter on 4 threads: order");
+
+    let mut emitted = 0;
+    let r = scan(
+        dir.path(),
+        &Filter::default(),
+        2,
+        &mut |_| {
+            emitted += 1;
+            if emitted == 100 {
+                return Err(std::io::Error::other("the reader went away"));
+            }
+            Ok(())
+        },
+        &mut |_, _| {},
+    );
+    assert!(matches!(r, Err(QueryError::Output(_))), "{r:?}");
+    assert_eq!(emitted, 100, "nothing is written after the output failed");
+}

@@ -17,6 +17,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use super::journal::{self, JournalError};
 use super::manifest::{self, Body, ManifestError, SegmentInfo};
@@ -482,12 +483,13 @@ fn run(
         stats.matched += s.count;
         Ok(())
     }
-    for (done, batch) in segments.chunks(threads * 4).enumerate() {
-        for res in scan_parallel(dir, batch, filter, threads, want) {
-            take(&mut stats, res?, emit)?;
-        }
-        progress((done * threads * 4 + batch.len()).min(total), total);
-    }
+    let mut done = 0;
+    scan_in_order(dir, &segments, filter, threads, want, &mut |res| {
+        take(&mut stats, res?, emit)?;
+        done += 1;
+        progress(done, total);
+        Ok(())
+    })?;
     for (id, path) in journals {
         if seen_ids.contains(&id) {
             continue;
@@ -540,54 +542,130 @@ fn run(
     Ok(stats)
 }
 
-fn scan_parallel(
+/// Scans `segments` on `threads` threads and hands each result to `take` in segment order,
+/// as soon as it and all before it are done, while the threads go on with the next ones.
+/// A thread runs at most [`AHEAD`] segments per thread ahead of the last one taken, so
+/// the records held stay bounded while `take` writes them out. (Before, segments went in
+/// batches of that size, each waiting for its slowest segment and starting threads anew:
+/// over 90 segments a count kept one core of two busy.)
+fn scan_in_order(
     dir: &Path,
-    batch: &[SegmentInfo],
+    segments: &[SegmentInfo],
     filter: &Filter,
     threads: usize,
     want: Want,
-) -> Vec<Result<SegmentScan, SegmentError>> {
+    take: &mut dyn FnMut(Result<SegmentScan, SegmentError>) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let n = segments.len();
+    let window = threads.max(1) * AHEAD;
+    let order = Order {
+        state: Mutex::new(OrderState {
+            slots: (0..n).map(|_| None).collect(),
+            taken: 0,
+            stop: false,
+        }),
+        changed: Condvar::new(),
+    };
     let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<Result<SegmentScan, SegmentError>>> =
-        (0..batch.len()).map(|_| None).collect();
-    let results = std::sync::Mutex::new(&mut slots);
     std::thread::scope(|s| {
-        for _ in 0..threads.min(batch.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(seg) = batch.get(i) else { break };
-                let path = dir.join(&seg.file);
-                // A corrupt file must give an error naming it, even if the Parquet reader
-                // panics on it.
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    scan_segment(&path, seg, filter, want)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(SegmentError::Invalid {
-                        path: path.clone(),
-                        column: "(file)".into(),
-                        reason: "the Parquet reader failed on this file (corrupt?)".into(),
-                    })
-                });
-                if let Ok(mut slots) = results.lock() {
-                    slots[i] = Some(r);
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .zip(batch)
-        .map(|(r, seg)| {
-            r.unwrap_or_else(|| {
-                Err(SegmentError::Io {
-                    path: dir.join(&seg.file),
-                    op: "scan",
-                    cause: std::io::Error::other("scan thread failed"),
-                })
+        let worker = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(seg) = segments.get(i) else { break };
+            if !order.wait_for(|st| st.stop || i < st.taken + window) {
+                break;
+            }
+            let r = scan_guarded(&dir.join(&seg.file), seg, filter, want);
+            let mut st = order.lock();
+            st.slots[i] = Some(r);
+            order.changed.notify_all();
+        };
+        let spawned = (0..threads.min(n))
+            .filter(|_| {
+                std::thread::Builder::new()
+                    .name("xdp-audit-query".into())
+                    .spawn_scoped(s, worker)
+                    .is_ok()
             })
+            .count();
+        let mut out = Ok(());
+        for (i, seg) in segments.iter().enumerate() {
+            let r = if spawned == 0 {
+                // The system refused every thread: scan here.
+                scan_guarded(&dir.join(&seg.file), seg, filter, want)
+            } else {
+                let mut st = order.lock();
+                loop {
+                    if let Some(r) = st.slots[i].take() {
+                        st.taken = i + 1;
+                        order.changed.notify_all();
+                        break r;
+                    }
+                    st = order.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            if let Err(e) = take(r) {
+                out = Err(e);
+                break;
+            }
+        }
+        order.lock().stop = true;
+        order.changed.notify_all();
+        out
+    })
+}
+
+/// Segments per thread the scan may run ahead of the output.
+const AHEAD: usize = 4;
+
+/// Where [`scan_in_order`]'s threads leave their results, and how far the output has got.
+struct Order {
+    state: Mutex<OrderState>,
+    /// A result left, a result taken, or the scan stopped.
+    changed: Condvar,
+}
+
+struct OrderState {
+    slots: Vec<Option<Result<SegmentScan, SegmentError>>>,
+    /// Results taken so far (in order).
+    taken: usize,
+    /// The output failed: the threads stop.
+    stop: bool,
+}
+
+impl Order {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OrderState> {
+        // Nothing panics while holding it (the scans run outside it, under catch_unwind).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `ready` holds; `false` when the scan stopped.
+    fn wait_for(&self, ready: impl Fn(&OrderState) -> bool) -> bool {
+        let mut st = self.lock();
+        while !ready(&st) {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        !st.stop
+    }
+}
+
+/// [`scan_segment`], with a panic of the Parquet reader on a corrupt file turned into an
+/// error naming the file.
+fn scan_guarded(
+    path: &Path,
+    seg: &SegmentInfo,
+    filter: &Filter,
+    want: Want,
+) -> Result<SegmentScan, SegmentError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scan_segment(path, seg, filter, want)
+    }))
+    .unwrap_or_else(|_| {
+        Err(SegmentError::Invalid {
+            path: path.to_owned(),
+            column: "(file)".into(),
+            reason: "the Parquet reader failed on this file (corrupt?)".into(),
         })
-        .collect()
+    })
 }
 
 /// Runs a query and collects the matches (tests and small results).
