@@ -152,6 +152,7 @@ fn duckdb(dir: &Path, conditions: &[&str]) -> Vec<(Vec<String>, u64)> {
     let script = "import sys, json, duckdb\n\
         req = json.load(sys.stdin)\n\
         con = duckdb.connect()\n\
+        con.execute('SET enable_progress_bar = false')\n\
         con.execute('CREATE VIEW f AS SELECT * FROM read_parquet([' + req['files'] + '])')\n\
         for w in req['where']:\n\
         \x20   rows = [r[0] for r in con.execute('SELECT ' + req['canon'] + ' FROM f WHERE ' + w).fetchall()]\n\

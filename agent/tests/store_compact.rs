@@ -227,6 +227,7 @@ fn duckdb_reads_the_merged_days(dir: &Path, recs: &[FlowRecord]) {
         .map(|s| format!("'{}'", dir.join(&s.file).display()))
         .collect();
     let script = "import sys, duckdb\n\
+        duckdb.sql('SET enable_progress_bar = false')\n\
         print(','.join(str(v) for v in duckdb.sql(f\"SELECT count(*), sum(bytes)::BIGINT, \
         count(DISTINCT src_ip) FROM read_parquet([{sys.argv[1]}])\").fetchall()[0]))";
     let out = std::process::Command::new("python3")

@@ -229,6 +229,7 @@ fn duckdb_reads_the_attribution(dir: &Path) {
     }
     let list: Vec<String> = files.iter().map(|p| format!("'{}'", p.display())).collect();
     let script = "import sys, duckdb\n\
+        duckdb.sql('SET enable_progress_bar = false')\n\
         print(','.join(str(v) for v in duckdb.sql(f\"SELECT count(*), count(user), \
         count(hostname), count(nat_ip), coalesce(sum(nat_port), 0)::BIGINT, \
         count(DISTINCT domain), count(*) FILTER (WHERE domain_source = 'sni'), \

@@ -119,6 +119,7 @@ const DUCKDB: &str = r#"
 import duckdb, json, sys, time
 req = json.load(sys.stdin)
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 src = "read_parquet('" + req["glob"] + "')"
 def best(sql, rows):
     runs = []
