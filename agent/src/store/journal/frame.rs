@@ -303,9 +303,21 @@ pub const DAMAGED_HEADER: &str = "bad magic: the journal header is damaged";
 /// journal by its file); before, such a journal was refused whole, and the agent would not
 /// start over it.
 pub fn scan<D: Decoded>(buf: &[u8]) -> Scan<D> {
-    let id = match journal_id(buf) {
-        Header::Id(id) => id,
-        Header::Damaged => return scan_after_damaged_header(buf),
+    // Where the frames start, and the header's stretch when it is damaged (then the journal
+    // is scanned on one thread: the halves' split walks frames from the header).
+    let (id, start, lead) = match journal_id(buf) {
+        Header::Id(id) => (id, HEADER_LEN as usize, None),
+        Header::Damaged => {
+            let header = HEADER_LEN as usize;
+            let first = next_frame(buf, header, buf.len());
+            let stretch = Skipped {
+                offset: 0,
+                len: first as u64,
+                frames: frames_in(&buf[header..first]),
+                reason: DAMAGED_HEADER.into(),
+            };
+            (0, first, Some(stretch))
+        }
         Header::Short => {
             return Scan {
                 frames: Frames {
@@ -328,17 +340,11 @@ pub fn scan<D: Decoded>(buf: &[u8]) -> Scan<D> {
     let rows = buf.len() / TYPICAL_FRAME_LEN;
     let sequential = || {
         let mut records = D::with_capacity(rows);
-        let mut skipped = Vec::new();
-        scan_range(
-            buf,
-            HEADER_LEN as usize,
-            buf.len(),
-            &mut records,
-            &mut skipped,
-        );
+        let mut skipped: Vec<Skipped> = lead.clone().into_iter().collect();
+        scan_range(buf, start, buf.len(), &mut records, &mut skipped);
         (records, skipped)
     };
-    let (records, skipped) = match split_point(buf).filter(|_| D::SPLIT) {
+    let (records, skipped) = match split_point(buf).filter(|_| D::SPLIT && lead.is_none()) {
         None => sequential(),
         Some(mid) => {
             let mut first = D::with_capacity(rows);
@@ -352,13 +358,7 @@ pub fn scan<D: Decoded>(buf: &[u8]) -> Scan<D> {
                         scan_range(buf, mid, buf.len(), &mut records, &mut skipped);
                         (records, skipped)
                     });
-                scan_range(
-                    buf,
-                    HEADER_LEN as usize,
-                    mid,
-                    &mut first,
-                    &mut first_skipped,
-                );
+                scan_range(buf, start, mid, &mut first, &mut first_skipped);
                 second.map(|h| h.join())
             });
             match second {
@@ -377,29 +377,6 @@ pub fn scan<D: Decoded>(buf: &[u8]) -> Scan<D> {
     Scan {
         frames: Frames {
             id,
-            len: buf.len() as u64,
-            skipped,
-        },
-        records,
-    }
-}
-
-/// A scan of a journal whose header magic is damaged: one skipped stretch from offset 0 to
-/// the first valid frame after the header, then the frames as usual (on one thread: rare).
-fn scan_after_damaged_header<D: Decoded>(buf: &[u8]) -> Scan<D> {
-    let header = HEADER_LEN as usize;
-    let first = next_frame(buf, header, buf.len());
-    let mut skipped = vec![Skipped {
-        offset: 0,
-        len: first as u64,
-        frames: frames_in(&buf[header..first]),
-        reason: DAMAGED_HEADER.into(),
-    }];
-    let mut records = D::with_capacity(buf.len() / TYPICAL_FRAME_LEN);
-    scan_range(buf, first, buf.len(), &mut records, &mut skipped);
-    Scan {
-        frames: Frames {
-            id: 0,
             len: buf.len() as u64,
             skipped,
         },
