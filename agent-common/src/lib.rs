@@ -281,6 +281,11 @@ pub mod flow_flags {
     /// A blocked packet of the flow was answered from XDP (NXDOMAIN or RST) instead of
     /// dropped silently: the flow's drop record says `refused`.
     pub const REFUSED: u8 = 1 << 5;
+    /// The lists were asked about the flow's other end too: the remote side of a packet in
+    /// the response direction, judged at the first such packet (and again after each list
+    /// change), so a flow made by a packet *from* a blocked address cannot carry traffic *to*
+    /// it.
+    pub const OTHER_JUDGED: u8 = 1 << 6;
 }
 
 /// Index of the originator -> responder direction (`a` -> `b`) in [`FlowValue`] counters.

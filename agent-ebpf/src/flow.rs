@@ -186,25 +186,19 @@ pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
         return create::<A>(ctx, p, gen);
     }
     if let Some(v) = lookup(&p.key) {
-        return update::<A>(&p.key, v, p, DIR_ORIG, gen);
+        return update::<A>(v, p, DIR_ORIG, gen);
     }
     reverse(&mut p.key);
     if let Some(v) = lookup(&p.key) {
-        return update::<A>(&p.key, v, p, DIR_RESP, gen);
+        return update::<A>(v, p, DIR_RESP, gen);
     }
     reverse(&mut p.key);
     create::<A>(ctx, p, gen)
 }
 
-/// Counts a packet of direction `dir` in the entry `v` of `key`.
+/// Counts a packet of direction `dir` in the entry `v` of `p.key` (in the flow's orientation).
 #[inline(always)]
-fn update<const A: u32>(
-    key: &FlowKey,
-    v: Entry,
-    p: &Packet,
-    dir: usize,
-    gen: lists::InForce,
-) -> (u32, u8) {
+fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForce) -> (u32, u8) {
     let mut copy = payload::handover(dir, false);
     // SAFETY: `v` came from a lookup in this run, so it points to a live, aligned map value
     // (which stays valid for the run even if the entry is deleted meanwhile), and every
@@ -231,7 +225,11 @@ fn update<const A: u32>(
         if p.tcp_flags & !seen != 0 {
             set(addr_of_mut!((*v).tcp_flags[dir]), seen | p.tcp_flags);
         }
-        if p.closes_flow() && get(addr_of!((*v).end_seen_ns)) == 0 {
+        if p.closes_flow() && get(addr_of!((*v).end_seen_ns)) != 0 {
+            // A RST after the first FIN still says how the flow ended (RST wins over FIN).
+            // Branch-free: a branch here forks the verifier's walk of all that follows.
+            set_flags(v, rst_seen(p.tcp_flags));
+        } else if p.closes_flow() {
             let now = precise_now();
             set(addr_of_mut!((*v).end_seen_ns), now);
             if now > get(addr_of!((*v).last_seen_ns)) {
@@ -243,15 +241,48 @@ fn update<const A: u32>(
                 flow_flags::FIN_SEEN
             };
             set_flags(v, closed);
-            if events::emit(event_kind::FLOW_END, NO_RULE, key, v, Counter::LostFlowEnd) {
+            if events::emit(
+                event_kind::FLOW_END,
+                NO_RULE,
+                &p.key,
+                v,
+                Counter::LostFlowEnd,
+            ) {
                 set_flags(v, flow_flags::END_ANNOUNCED);
             }
         }
-        if get(addr_of!((*v).verdict_gen)) != gen.generation {
-            let (verdict, rule) = lists::of(key, gen);
-            set(addr_of_mut!((*v).verdict), verdict);
-            set(addr_of_mut!((*v).rule), rule);
-            set(addr_of_mut!((*v).verdict_gen), gen.generation);
+        // The lists judge a packet's remote side. The flow's first packet had its remote side
+        // judged (again at each list change); a packet the other way has the flow's other end
+        // as its remote side, judged at the first such packet: else one datagram sent first
+        // from a blocked address (spoofed, say) would make a flow whose packets to that
+        // address pass. After a list change, the other end is judged again at the next packet
+        // the other way (one packet after the flow's own side).
+        let stale = get(addr_of!((*v).verdict_gen)) != gen.generation;
+        let other = dir == DIR_RESP && get(addr_of!((*v).flags)) & flow_flags::OTHER_JUDGED == 0;
+        if stale || other {
+            // One call site for the list chain, the key turned to the packet's orientation in
+            // place for the other end; nothing known to differ between the two ways in is
+            // kept across the call (the generation is read again after it), so the verifier
+            // walks the chain once for both.
+            if !stale {
+                reverse(&mut p.key);
+            }
+            let (verdict, rule) = lists::of(&p.key, gen);
+            if get(addr_of!((*v).verdict_gen)) != gen.generation {
+                set(addr_of_mut!((*v).verdict), verdict);
+                set(addr_of_mut!((*v).rule), rule);
+                set(addr_of_mut!((*v).verdict_gen), gen.generation);
+                let flags = addr_of_mut!((*v).flags);
+                set(flags, get(flags) & !flow_flags::OTHER_JUDGED);
+            } else {
+                reverse(&mut p.key);
+                // A drop wins, unless the flow's own side is allowlisted or already dropped.
+                if verdict == verdict::DROP && get(addr_of!((*v).rule)) == NO_RULE {
+                    set(addr_of_mut!((*v).verdict), verdict);
+                    set(addr_of_mut!((*v).rule), rule);
+                }
+                set_flags(v, flow_flags::OTHER_JUDGED);
+            }
         }
         // The one compare a flow past its payload budget (or without one) pays. Racing CPUs
         // may both spend the same count: a copy or two more, never an unbounded number.
@@ -261,7 +292,15 @@ fn update<const A: u32>(
             copy = payload::handover(dir, true);
         }
     }
-    (judge::<A>(key, v), copy)
+    (judge::<A>(&p.key, v), copy)
+}
+
+/// [`flow_flags::RST_SEEN`] if `tcp_flags` has RST, else 0, without a branch.
+#[inline(always)]
+fn rst_seen(tcp_flags: u8) -> u8 {
+    const RST: u8 = 0x04;
+    const { assert!(flow_flags::RST_SEEN == RST << 1) };
+    (tcp_flags & RST) << 1
 }
 
 /// Sets `bits` in the entry's flags (a racing CPU's bits may be lost: they are set again by
@@ -339,7 +378,7 @@ fn drop_packet<const A: u32>(key: &FlowKey, v: Entry, rule: u32, counter: Counte
 /// (its start, or its first drop) follows, so creating a flow costs one table operation and
 /// no second lookup.
 #[inline(always)]
-fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: lists::InForce) -> (u32, u8) {
+fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -> (u32, u8) {
     let (verdict, rule) = lists::of(&p.key, gen);
     let dropped = verdict == verdict::DROP;
     // Past the drop-record budget a blocked packet buys no flow and no event: it is counted
@@ -436,7 +475,7 @@ fn create<const A: u32>(ctx: &XdpContext, p: &Packet, gen: lists::InForce) -> (u
         // retransmit: count into the entry (its creator announced it).
         Err(e) if e == -EEXIST => {
             return match lookup(&p.key) {
-                Some(v) => update::<A>(&p.key, v, p, DIR_ORIG, gen),
+                Some(v) => update::<A>(v, p, DIR_ORIG, gen),
                 None => (xdp_action::XDP_PASS, 0),
             };
         }

@@ -59,6 +59,14 @@ impl Packet {
         self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
+    /// Whether this is a bare connection request (SYN, no ACK, RST or FIN): the only
+    /// segment a refusal answers with a RST (RFC 9293 never answers a RST, and a SYN with
+    /// FIN is no request to open).
+    #[inline(always)]
+    pub fn is_plain_syn(&self) -> bool {
+        self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
+    }
+
     /// Whether this packet carries SYN (with or without ACK).
     #[inline(always)]
     pub fn has_syn(&self) -> bool {
@@ -161,10 +169,31 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
         ETH_P_IPV6 => parse_ipv6(ctx, off, &mut pkt)?,
         _ => return Err(Counter::SkipNonIp),
     };
-    if let Some(l4_off) = l4 {
-        parse_l4(ctx, l4_off, &mut pkt)?;
+    if let L4::At(l4_off) | L4::FirstFragment(l4_off) = l4 {
+        if let Err(reason) = parse_l4(ctx, l4_off, &mut pkt) {
+            // A first fragment too short for its transport header (RFC 1858's tiny
+            // fragment) is still delivered once reassembled: it joins its later fragments'
+            // flow (ports 0), so its addresses are judged and it is counted.
+            if !matches!(l4, L4::FirstFragment(_)) {
+                return Err(reason);
+            }
+            pkt.outcome = reason;
+            pkt.l4_off = 0;
+        }
     }
     Ok(pkt)
+}
+
+/// Where the transport header is, as the IP header says.
+#[derive(Clone, Copy)]
+enum L4 {
+    /// At this offset.
+    At(usize),
+    /// At this offset, in the first fragment of a datagram.
+    FirstFragment(usize),
+    /// Not in this packet (a later fragment, or past what is walked): the flow is the
+    /// addresses' and protocol's alone, ports 0, its outcome already set.
+    Absent,
 }
 
 #[inline(always)]
@@ -172,10 +201,9 @@ pub fn is_vlan(ethertype: u16) -> bool {
     matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_OLD)
 }
 
-/// Fills the IPv4 fields; returns the transport header's offset, or `None` for a later
-/// fragment (which has no transport header).
+/// Fills the IPv4 fields; returns where the transport header is.
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<usize>, Counter> {
+fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Counter> {
     let h = Header::<20>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv4)?;
     let vihl: u8 = h.get::<_, 0>();
     let ihl = (vihl & 0x0f) as usize * 4;
@@ -193,16 +221,23 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
     pkt.key.proto = h.get::<_, 9>();
     pkt.key.addr_a[0] = h.get::<u32, 12>();
     pkt.key.addr_b[0] = h.get::<u32, 16>();
-    if be16(h.get::<u16, 6>()) & 0x1fff != 0 {
+    let frag = be16(h.get::<u16, 6>());
+    if frag & 0x1fff != 0 {
         pkt.outcome = Counter::FragmentV4;
-        return Ok(None);
+        return Ok(L4::Absent);
     }
-    Ok(Some(hdr_end))
+    // MF with offset 0.
+    if frag & 0x2000 != 0 {
+        return Ok(L4::FirstFragment(hdr_end));
+    }
+    Ok(L4::At(hdr_end))
 }
 
-/// Fills the IPv6 fields and walks at most [`MAX_IPV6_EXT_HEADERS`] extension headers.
+/// Fills the IPv6 fields and walks at most [`MAX_IPV6_EXT_HEADERS`] extension headers. A
+/// longer chain, or one reaching past [`MAX_L4_OFFSET`], is still a packet the host may
+/// deliver: its flow is the addresses' with the first header not walked as protocol.
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<usize>, Counter> {
+fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Counter> {
     let h = Header::<40>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6)?;
     if h.get::<u8, 0>() >> 4 != 6 {
         return Err(Counter::SkipBadIpv6Header);
@@ -214,6 +249,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
     let mut next: u8 = h.get::<_, 6>();
     let mut off = off + 40;
     let mut n = 0;
+    let mut first_fragment = false;
     while n <= MAX_IPV6_EXT_HEADERS {
         let is_ext = matches!(
             next,
@@ -223,16 +259,21 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
             break;
         }
         if n == MAX_IPV6_EXT_HEADERS {
-            return Err(Counter::SkipIpv6ExtChainTooLong);
+            pkt.key.proto = next;
+            pkt.outcome = Counter::SkipIpv6ExtChainTooLong;
+            return Ok(L4::Absent);
         }
         let len = if next == IPPROTO_FRAGMENT {
             let e = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
             next = e.get::<_, 0>();
-            if be16(e.get::<u16, 2>()) >> 3 != 0 {
+            let frag = be16(e.get::<u16, 2>());
+            if frag >> 3 != 0 {
                 pkt.key.proto = next;
                 pkt.outcome = Counter::FragmentV6;
-                return Ok(None);
+                return Ok(L4::Absent);
             }
+            // M with offset 0 (without M: an atomic fragment, a whole datagram).
+            first_fragment = frag & 1 != 0;
             8
         } else {
             let e = Header::<2>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
@@ -247,12 +288,17 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<Option<u
         };
         off += len;
         if off > MAX_L4_OFFSET {
-            return Err(Counter::SkipTruncatedIpv6Ext);
+            pkt.key.proto = next;
+            pkt.outcome = Counter::SkipTruncatedIpv6Ext;
+            return Ok(L4::Absent);
         }
         n += 1;
     }
     pkt.key.proto = next;
-    Ok(Some(off))
+    if first_fragment {
+        return Ok(L4::FirstFragment(off));
+    }
+    Ok(L4::At(off))
 }
 
 /// Fills ports (or ICMP type/code) and TCP flags; other protocols keep ports 0.

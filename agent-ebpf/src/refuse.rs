@@ -55,24 +55,35 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_BYTES]> = PerCpuArray::with_max_entries
 pub fn syn_wanted(ctx: &XdpContext, p: &Packet, rule: RuleId) -> bool {
     rules::refuses(rule)
         && p.key.proto == proto::TCP
-        && p.opens_flow()
+        && p.is_plain_syn()
         && p.l4_off <= parse::MAX_L4_OFFSET
         && ip_header(ctx, p).is_some()
 }
 
-/// Answers a blocked TCP SYN with RST|ACK (seq 0, ack = ISN + 1) if `rule` asks for it.
+/// Answers a blocked TCP SYN with RST|ACK (seq 0, ack = ISN + 1 + the bytes it carried, as
+/// Linux answers a closed port) if `rule` asks for it.
 /// Returns whether the frame is now that answer, to be sent with XDP_TX; otherwise the frame
 /// is to be dropped (and may have been changed).
 #[inline(always)]
 pub fn syn(ctx: &XdpContext, p: &Packet, rule: RuleId) -> bool {
-    if !rules::refuses(rule) || p.key.proto != proto::TCP || !p.opens_flow() {
+    if !rules::refuses(rule) || p.key.proto != proto::TCP || !p.is_plain_syn() {
         return false;
     }
     let Some(l3) = ip_header(ctx, p) else {
         return false;
     };
     let l4 = p.l4_off;
-    if l4 > parse::MAX_L4_OFFSET || !trim(ctx, l4 + 20) {
+    if l4 > parse::MAX_L4_OFFSET {
+        return false;
+    }
+    // Data in the SYN (TCP Fast Open) is acknowledged too: read before the trim cuts it.
+    let Some(t) = Header::<20>::at(ctx, l4) else {
+        return false;
+    };
+    let data = p
+        .ip_end
+        .saturating_sub(l4 + (t.get::<u8, 12>() >> 4) as usize * 4);
+    if !trim(ctx, l4 + 20) {
         return false;
     }
     let Some(pseudo) = turn_around(ctx, p, l3, 20) else {
@@ -81,7 +92,10 @@ pub fn syn(ctx: &XdpContext, p: &Packet, rule: RuleId) -> bool {
     let Some(t) = Header::<20>::at(ctx, l4) else {
         return false;
     };
-    let ack = u32::from_be(p.seq).wrapping_add(1).to_be();
+    let ack = u32::from_be(p.seq)
+        .wrapping_add(1)
+        .wrapping_add(data as u32)
+        .to_be();
     t.set::<u32, 4>(0);
     t.set::<u32, 8>(ack);
     t.set::<u8, 12>(5 << 4); // 20 bytes: the SYN's options are not answered

@@ -78,8 +78,10 @@ fn closed_reason(v: &FlowValue) -> Option<EndReason> {
 /// Decides the fate of one entry at kernel time `now`.
 pub fn decide(v: &FlowValue, reported: &Reported, now: u64, t: &Timeouts) -> Action {
     let since = |ts: u64| Duration::from_nanos(now.saturating_sub(ts));
+    // The linger runs from the last packet, not the first FIN: after a half-close
+    // (`shutdown(SHUT_WR)`) the other side may go on sending for as long as it likes.
     if let Some(reason) = closed_reason(v) {
-        if since(v.end_seen_ns) >= t.close_linger {
+        if since(v.end_seen_ns.max(v.last_seen_ns)) >= t.close_linger {
             return Action::End(reason);
         }
     }
@@ -643,6 +645,15 @@ mod tests {
         );
         assert_eq!(
             decide(&value(100 * S, 101 * S, 101 * S, fin), &none, 103 * S, &t),
+            Action::End(EndReason::Fin)
+        );
+        // A half-close: the other side still sends 9 s after the first FIN.
+        assert_eq!(
+            decide(&value(100 * S, 110 * S, 101 * S, fin), &none, 111 * S, &t),
+            Action::Keep
+        );
+        assert_eq!(
+            decide(&value(100 * S, 110 * S, 101 * S, fin), &none, 112 * S, &t),
             Action::End(EndReason::Fin)
         );
         assert_eq!(

@@ -125,6 +125,23 @@ fn rst_ends_a_flow_and_only_the_first_close_is_announced() {
 }
 
 #[test]
+fn a_rst_after_a_fin_says_the_flow_was_reset() {
+    let mut p = Prog::load(1 << 16);
+    let (c, s) = (v4(10, 9, 1, 1), v4(10, 9, 1, 2));
+    p.run(&Spec::tcp4(c, 1001, s, 443, tcp::SYN).build());
+    p.run(&Spec::tcp4(c, 1001, s, 443, tcp::FIN | tcp::ACK).build());
+    assert_eq!(p.flows()[0].1.flags & flow_flags::RST_SEEN, 0, "a FIN only");
+    p.run(&Spec::tcp4(s, 443, c, 1001, tcp::RST).build());
+    let v = p.flows()[0].1;
+    assert_ne!(
+        v.flags & flow_flags::RST_SEEN,
+        0,
+        "RST wins over FIN: {v:?}"
+    );
+    assert_ne!(v.flags & flow_flags::FIN_SEEN, 0);
+}
+
+#[test]
 fn flows_are_keyed_by_vlan_and_qinq_tags() {
     let mut p = Prog::load(1 << 16);
     let base = Spec::udp4(v4(10, 0, 0, 1), 5000, v4(10, 0, 0, 2), 53);
@@ -175,6 +192,24 @@ fn ipv4_options_fragments_and_bad_headers() {
         .find(|(k, _)| k.proto == 17 && k.port_a == 0 && k.port_b == 0)
         .expect("a later fragment is a port-0 flow");
     assert_eq!(frag_flow.1.packets[0] + frag_flow.1.packets[1], 1);
+
+    // A first fragment too short for its TCP header still reaches the host, reassembled:
+    // it is counted on its datagram's port-0 flow, which its later fragment joins.
+    let mut tiny = Spec::tcp4(v4(10, 0, 2, 1), 7000, v4(10, 0, 2, 2), 22, tcp::SYN);
+    tiny.ipv4_frag = (0, true);
+    let mut tiny_first = tiny.build();
+    tiny_first.truncate(14 + 20 + 8);
+    tiny_first[16..18].copy_from_slice(&28u16.to_be_bytes());
+    p.expect_outcome(&tiny_first, Counter::SkipTruncatedL4, "tiny first fragment");
+    tiny.ipv4_frag = (1, false);
+    p.expect_outcome(&tiny.build(), Counter::FragmentV4, "its later fragment");
+    let tiny_flow = p
+        .flows()
+        .into_iter()
+        .find(|(k, _)| k.proto == 6 && k.addr_b[0] == u32::from_ne_bytes(v4(10, 0, 2, 2)))
+        .expect("the tiny fragment's flow");
+    assert_eq!((tiny_flow.0.port_a, tiny_flow.0.port_b), (0, 0));
+    assert_eq!(tiny_flow.1.packets, [2, 0], "both fragments on one flow");
 
     let mut frame = Spec::tcp4(v4(10, 0, 0, 1), 1, v4(10, 0, 0, 2), 2, 0).build();
     frame[14] = 0x44; // IHL 4: below the minimum
@@ -305,6 +340,15 @@ fn ipv6_extension_chains_are_walked_up_to_the_bound() {
         &too_long.build(),
         Counter::SkipIpv6ExtChainTooLong,
         "one past the bound",
+    );
+    // Still a packet the host delivers: a flow of its addresses, the first header not walked
+    // as its protocol, so the lists judge it and its record exists.
+    assert!(
+        p.flows()
+            .iter()
+            .any(|(k, v)| k.proto == 60 && k.port_a == 0 && v.packets == [1, 0]),
+        "a flow for the chain past the bound: {:?}",
+        p.flows()
     );
 
     let mut later = base.clone();

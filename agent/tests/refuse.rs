@@ -340,7 +340,8 @@ fn refused_syns_come_back_as_rst_ack() {
     let mut lab = Lab::new("syn", "192.0.2.80\n2001:db8::80\n", true);
     let mut answered = 0;
     for shape in SHAPES {
-        // A plain SYN, and one carrying data (Fast Open), which the answer must not echo.
+        // A plain SYN, and one carrying data (Fast Open), which the answer acknowledges (as
+        // Linux's RST for a closed port does) and must not echo.
         for data in [0usize, 33] {
             let what = format!("{shape:?} data={data}");
             let q = shape
@@ -363,8 +364,8 @@ fn refused_syns_come_back_as_rst_ack() {
             assert_eq!(t[4..8], [0, 0, 0, 0], "{what}: seq 0");
             assert_eq!(
                 t[8..12],
-                0xfffffff1u32.to_be_bytes(),
-                "{what}: ack = ISN + 1"
+                0xfffffff1u32.wrapping_add(data as u32).to_be_bytes(),
+                "{what}: ack = ISN + 1 + data"
             );
             assert_eq!((t[12], t[13]), (0x50, tcp::RST | tcp::ACK), "{what}");
             assert_eq!(checksum(pseudo, t), 0, "{what}: TCP checksum");
@@ -394,6 +395,16 @@ fn what_cannot_be_answered_is_dropped_as_before() {
             })
             .build()
     };
+    // Flows of their own, so each reaches the first-packet path a refusal is made on.
+    let fresh = |sport: u16, flags: u8| {
+        shape
+            .spec(L4::Tcp {
+                sport,
+                dport: 80,
+                flags,
+            })
+            .build()
+    };
     let mut options = shape.spec(L4::Tcp {
         sport: 41_002,
         dport: 80,
@@ -415,8 +426,17 @@ fn what_cannot_be_answered_is_dropped_as_before() {
     let mut two_questions = query(shape, 41_005, "blocked.example", false, 0);
     let count = shape.l3() + 20 + 8 + 5;
     two_questions[count] = 2;
-    let cases: [(&str, Vec<u8>); 6] = [
+    let cases: [(&str, Vec<u8>); 8] = [
         ("an ACK of a blocked address", tcp_to(tcp::ACK)),
+        // RFC 9293: a segment carrying RST is never answered; a SYN with FIN asks nothing.
+        (
+            "a SYN|RST of a blocked address",
+            fresh(41_006, tcp::SYN | tcp::RST),
+        ),
+        (
+            "a SYN|FIN of a blocked address",
+            fresh(41_007, tcp::SYN | tcp::FIN),
+        ),
         (
             "a SYN|ACK of a blocked address",
             tcp_to(tcp::SYN | tcp::ACK),

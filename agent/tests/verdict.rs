@@ -316,6 +316,116 @@ fn on_a_wan_interface_rules_match_the_source() {
     assert_eq!(lab.run(&later), PASS, "lan again: the role removed");
 }
 
+/// A flow is made by its first packet, judged on that packet's remote side. A datagram sent
+/// first *from* a blocked address (spoofed by a client, say) makes a flow whose remote side
+/// is the client; the client's packets to the blocked address are that flow's response
+/// direction, and must be judged on their own remote side, or they would all pass.
+#[test]
+fn a_flow_made_by_a_packet_from_a_blocked_address_carries_nothing_to_it() {
+    let mut lab = Lab::new(
+        "other-end",
+        "203.0.113.9
+",
+        "",
+    );
+    let (client, blocked) = (v4(198, 51, 100, 2), v4(203, 0, 113, 9));
+    let spoofed = Spec::udp4(blocked, 443, client, 5000).build();
+    let out = Spec::udp4(client, 5000, blocked, 443).payload(20).build();
+    assert_eq!(lab.run(&spoofed), PASS, "its remote side is the client");
+    assert_eq!(lab.run(&out), DROP, "to the blocked address, the other way");
+    assert_eq!(lab.run(&out), DROP, "and again, from the cached verdict");
+    let drops = lab.drops();
+    assert_eq!(drops.len(), 1, "one drop event: {drops:?}");
+    assert_eq!(lab.rule_line(drops[0].1), 1, "with the rule that matched");
+    let t = lab.loaded.flow_table();
+    let v = t.get(&drops[0].0).expect("lookup").expect("one flow");
+    assert_eq!((v.packets, v.drops), ([1, 2], 2), "counted on the one flow");
+
+    // After a list change the other end is judged again (one packet after the own side).
+    lab.rewrite(
+        "block.list",
+        "192.0.2.1
+",
+    );
+    let other = Spec::udp4(client, 5001, blocked, 53).build();
+    assert_eq!(
+        lab.run(&Spec::udp4(blocked, 53, client, 5001).build()),
+        PASS
+    );
+    assert_eq!(lab.run(&other), PASS, "unblocked");
+    lab.rewrite(
+        "block.list",
+        "192.0.2.1
+203.0.113.9
+",
+    );
+    lab.run(&other);
+    assert_eq!(lab.run(&other), DROP, "blocked again by the reload");
+
+    // A flow whose own side is allowlisted keeps its pass.
+    let mut lab = Lab::new(
+        "other-end-allow",
+        "203.0.113.0/24
+",
+        "198.51.100.2
+",
+    );
+    lab.loaded.lists.set_wan(LO).expect("set wan");
+    let inbound = Spec::udp4(client, 7000, blocked, 7001).build();
+    let back = Spec::udp4(blocked, 7001, client, 7000).build();
+    assert_eq!(lab.run(&inbound), PASS, "wan: from an allowlisted source");
+    assert_eq!(lab.run(&back), PASS, "the allowlisted flow's other way");
+}
+
+/// What the parser cannot read whole, but the host may still deliver, is judged by its
+/// addresses: a first fragment too short for its TCP header (the port rule cannot see it,
+/// the address rule must), and IPv6 extension chains longer than the program walks.
+#[test]
+fn packets_the_parser_cannot_read_whole_are_still_judged_by_address() {
+    let mut lab = Lab::new(
+        "unparsed",
+        "203.0.113.9
+2001:db8::66
+",
+        "",
+    );
+    let mut tiny = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(203, 0, 113, 9), 22, tcp::SYN);
+    tiny.ipv4_frag = (0, true);
+    let mut frame = tiny.build();
+    frame.truncate(14 + 20 + 8); // 8 bytes of TCP: ports, no flags
+    frame[16..18].copy_from_slice(&28u16.to_be_bytes());
+    assert_eq!(
+        lab.run(&frame),
+        DROP,
+        "a tiny first fragment to a blocked address"
+    );
+    let mut chain = Spec::new(
+        Addrs::V6(v6(2), v6(0x66)),
+        L4::Udp {
+            sport: 5000,
+            dport: 443,
+        },
+    );
+    chain.ipv6_ext = vec![(60, 8); agent_common::MAX_IPV6_EXT_HEADERS + 1];
+    assert_eq!(
+        lab.run(&chain.build()),
+        DROP,
+        "a chain past the walk's bound"
+    );
+    let mut long = chain.clone();
+    long.ipv6_ext = vec![(60, 1024)];
+    assert_eq!(
+        lab.run(&long.build()),
+        DROP,
+        "a header reaching past the walk"
+    );
+    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 1);
+    assert_eq!(lab.counter(Counter::SkipIpv6ExtChainTooLong), 1);
+    assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 1);
+    chain.addrs = Addrs::V6(v6(2), v6(0x67));
+    assert_eq!(lab.run(&chain.build()), PASS, "to another address");
+}
+
 /// An ACK from 203.0.113.9:443 to a client's port `port`: a new flow each port.
 fn from_blocked_source(port: u16) -> Vec<u8> {
     Spec::tcp4(v4(203, 0, 113, 9), 443, v4(198, 51, 100, 2), port, tcp::ACK).build()

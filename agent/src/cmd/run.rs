@@ -109,7 +109,8 @@ pub struct RunArgs {
     /// Write an interim record of a flow open this long (`300s`, `5m`).
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = span::parse_positive)]
     pub active_timeout: Duration,
-    /// After FIN or RST, wait this long for the closing packets before ending the flow.
+    /// After FIN or RST, end the flow once it has been this long without packets (a
+    /// half-closed connection whose other side still sends stays open while it sends).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = span::parse)]
     pub close_linger: Duration,
     /// How often the flow table is swept and the log synced to disk.
