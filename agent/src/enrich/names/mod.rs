@@ -15,6 +15,7 @@
 //! [`NameSource`]. Every parser takes untrusted bytes: it returns a [`ParseFailure`] (counted
 //! by reason in [`FailureCounts`]) and never panics, loops or allocates without bound.
 
+pub mod asked;
 pub mod cache;
 pub mod dns;
 pub mod dns_tcp;
@@ -150,11 +151,15 @@ pub enum ParseFailure {
     /// A name (SNI, Host, QNAME) is not a valid host name (characters, label or total length).
     #[error("name: not a valid host name (characters, label or total length)")]
     BadName,
+    /// DNS: an answer to a client whose queries are seen, for a question it was not seen
+    /// asking (id, name and type): not taken into its cache ([`asked`]).
+    #[error("DNS: an answer to a question its client was not seen asking")]
+    DnsUnasked,
 }
 
 impl ParseFailure {
     /// Every reason, in declaration order (the index of [`FailureCounts`]).
-    pub const ALL: [ParseFailure; 20] = [
+    pub const ALL: [ParseFailure; 21] = [
         ParseFailure::UnknownProtocol,
         ParseFailure::OverBudget,
         ParseFailure::Truncated,
@@ -175,6 +180,7 @@ impl ParseFailure {
         ParseFailure::DnsBadPointer,
         ParseFailure::DnsBadRecord,
         ParseFailure::BadName,
+        ParseFailure::DnsUnasked,
     ];
 
     /// A stable snake-case label for metrics and logs.
@@ -200,6 +206,7 @@ impl ParseFailure {
             ParseFailure::DnsBadPointer => "dns_bad_pointer",
             ParseFailure::DnsBadRecord => "dns_bad_record",
             ParseFailure::BadName => "bad_name",
+            ParseFailure::DnsUnasked => "dns_unasked",
         }
     }
 

@@ -35,6 +35,7 @@ use crate::enrich::dhcp::DhcpLearner;
 use crate::enrich::identity;
 use crate::enrich::inputs::Inputs;
 use crate::enrich::leases::bindings::{Bindings, Limits};
+use crate::enrich::names::asked::Asked;
 use crate::enrich::names::cache::{DnsCache, DnsCacheConfig};
 use crate::enrich::names::dns::Question;
 use crate::enrich::names::dns_tcp::DnsTcpStream;
@@ -133,6 +134,8 @@ pub struct EnrichStage {
     bindings: Bindings,
     dhcp: DhcpLearner,
     dns: DnsCache,
+    /// The DNS questions clients were seen asking: answers to others are not cached.
+    asked: Asked,
     /// An `IndexMap`, as the sweeper's open flows: a new flow's entry is appended to one
     /// vector, and only a small index table is probed and grown.
     flows: IndexMap<FlowKey, FlowState, RandomState>,
@@ -156,6 +159,7 @@ impl EnrichStage {
             bindings: Bindings::new(config.bindings),
             dhcp: inputs.dhcp_learner(),
             dns: DnsCache::new(config.dns_cache),
+            asked: Asked::default(),
             flows: IndexMap::default(),
             out: None,
             failures: FailureCounts::default(),

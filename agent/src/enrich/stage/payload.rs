@@ -9,10 +9,10 @@ use agent_common::{proto, FlowKey};
 
 use super::{EnrichStage, FlowState};
 use crate::enrich::dhcp::DhcpPacket;
-use crate::enrich::names::dns;
 use crate::enrich::names::dns_tcp::DnsTcpStream;
 use crate::enrich::names::flow::{FlowNames, Progress};
 use crate::enrich::names::payload::Snippet;
+use crate::enrich::names::{asked, dns, ParseFailure};
 use crate::record::Mac;
 
 /// One payload snippet as the stage reads it: the packet's own source and destination (the
@@ -83,11 +83,11 @@ impl EnrichStage {
             return;
         }
         if key.proto == proto::UDP && (sport == 53 || dport == 53) {
-            self.take_dns(&p, sport, dst);
+            self.take_dns(&p, (src, sport), (dst, dport));
             return;
         }
         if key.proto == proto::TCP && (sport == 53 || dport == 53) {
-            self.take_dns_tcp(&p, sport, dst);
+            self.take_dns_tcp(&p, (src, sport), (dst, dport));
             return;
         }
         // Names come from what the client sends: the originator's packets.
@@ -129,13 +129,13 @@ impl EnrichStage {
     }
 
     /// A DNS message over UDP.
-    fn take_dns(&mut self, p: &Packet<'_>, sport: u16, dst: IpAddr) {
-        self.take_dns_message(p, dns::parse(p.data), sport, dst);
+    fn take_dns(&mut self, p: &Packet<'_>, from: (IpAddr, u16), to: (IpAddr, u16)) {
+        self.take_dns_message(p, dns::parse(p.data), from, to);
     }
 
     /// A segment of a DNS-over-TCP flow: each message it completes in its direction's
     /// stream is taken as a UDP one is.
-    fn take_dns_tcp(&mut self, p: &Packet<'_>, sport: u16, dst: IpAddr) {
+    fn take_dns_tcp(&mut self, p: &Packet<'_>, from: (IpAddr, u16), to: (IpAddr, u16)) {
         let Some(state) = self.state(p.key, p.t_ns) else {
             return;
         };
@@ -144,18 +144,20 @@ impl EnrichStage {
         let mut messages = Vec::new();
         stream.push(p.seq, p.data, |m| messages.push(m));
         for m in messages {
-            self.take_dns_message(p, m, sport, dst);
+            self.take_dns_message(p, m, from, to);
         }
     }
 
-    /// A DNS message of `p`'s flow (or why it could not be read): a response from port 53
-    /// fills its client's (`dst`'s) answer cache, and either kind gives its flow the question.
+    /// A DNS message of `p`'s flow (or why it could not be read), sent `from` `to`: a query
+    /// to port 53 is noted as asked, a response from port 53 fills its client's (`to`'s)
+    /// answer cache if that client asked it or its queries are not seen ([`asked`]), and
+    /// either kind gives its flow the question.
     fn take_dns_message(
         &mut self,
         p: &Packet<'_>,
-        msg: Result<dns::DnsMessage, crate::enrich::names::ParseFailure>,
-        sport: u16,
-        dst: IpAddr,
+        msg: Result<dns::DnsMessage, ParseFailure>,
+        (src, sport): (IpAddr, u16),
+        (dst, dport): (IpAddr, u16),
     ) {
         let msg = match msg {
             Ok(m) => m,
@@ -164,8 +166,16 @@ impl EnrichStage {
                 return;
             }
         };
+        if !msg.is_response && dport == 53 {
+            self.asked.ask(src, &msg, p.t_ns);
+        }
         if msg.is_response && sport == 53 {
-            self.dns.insert_response(dst, &msg, p.t_ns);
+            match self.asked.answer(dst, &msg, p.t_ns) {
+                asked::Answer::Asked | asked::Answer::Unseen => {
+                    self.dns.insert_response(dst, &msg, p.t_ns);
+                }
+                asked::Answer::Unasked => self.failures.count(ParseFailure::DnsUnasked),
+            }
         }
         if let Some(q) = msg.question {
             if let Some(state) = self.state(p.key, p.t_ns) {

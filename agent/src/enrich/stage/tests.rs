@@ -425,6 +425,60 @@ fn dns_over_tcp_answers_across_segments_fill_the_cache_and_the_flow_keeps_its_qu
     );
 }
 
+/// One datagram from port 53 crosses XDP without a handshake. Once a client's queries are
+/// seen, an answer it was not seen asking for (another id, name or type) must not name its
+/// flows; a client whose queries are not seen keeps taking answers on trust.
+#[test]
+fn a_spoofed_dns_answer_does_not_name_the_flows_of_a_client_seen_asking() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let resolver = ip("10.0.0.1");
+    let asking = flow_key(&record("10.0.0.5", 5353, resolver, 53, proto::UDP, t0));
+    feed(
+        &mut st,
+        &asking,
+        true,
+        t0,
+        0,
+        &dns_message("real.example", [0; 4], 0, false),
+    );
+    // Spoofed, from port 53 of an address never asked: another id, then the asked id with
+    // another name; both bind SERVER.
+    let attacker = ip("192.0.2.66");
+    let spoofed = flow_key(&record("10.0.0.5", 40000, attacker, 53, proto::UDP, t0));
+    let octets = |a: IpAddr| match a {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(_) => [0; 4],
+    };
+    let mut other_id = dns_message("evil.example", octets(SERVER), 300, true);
+    other_id[..2].copy_from_slice(&0x1234u16.to_be_bytes());
+    feed(&mut st, &spoofed, false, t0 + 1000, 0, &other_id);
+    let other_name = dns_message("evil.example", octets(SERVER), 300, true);
+    feed(&mut st, &spoofed, false, t0 + 2000, 0, &other_name);
+    // A client never seen asking takes its answer as before.
+    let quiet = flow_key(&record("10.0.0.7", 5353, resolver, 53, proto::UDP, t0));
+    feed(
+        &mut st,
+        &quiet,
+        false,
+        t0 + 3000,
+        0,
+        &dns_message("trusted.example", octets(SERVER), 300, true),
+    );
+    let victim = record("10.0.0.5", 40001, SERVER, 22, proto::TCP, t0 + S);
+    let unseen = record("10.0.0.7", 40002, SERVER, 22, proto::TCP, t0 + S);
+    st.write(&victim).expect("write");
+    st.write(&unseen).expect("write");
+    let got: Vec<_> = out.take().into_iter().map(|r| r.attr.domain).collect();
+    assert_eq!(got, [None, Some("trusted.example".into())]);
+    assert_eq!(
+        st.status().payload_failures.get("dns_unasked"),
+        Some(&2),
+        "{:?}",
+        st.status().payload_failures
+    );
+}
+
 #[test]
 fn a_dns_flow_carries_its_question_and_garbage_is_counted() {
     let t0 = an_hour_ago();
