@@ -96,7 +96,8 @@ impl EnrichStage {
         }
         let starts = match key.proto {
             proto::TCP => Some(FlowNames::tcp(p.stream_start)),
-            proto::UDP if dport == 443 => Some(FlowNames::quic()),
+            // The ports XDP copies QUIC Initials of, and only those.
+            proto::UDP if agent_common::payload::quic_port(dport) => Some(FlowNames::quic()),
             _ => None,
         };
         let Some(fresh) = starts else { return };

@@ -426,6 +426,27 @@ fn dns_over_tcp_answers_across_segments_fill_the_cache_and_the_flow_keeps_its_qu
 }
 
 #[test]
+fn quic_initials_are_named_on_every_port_xdp_copies_them_from() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let initial: &[u8] =
+        include_bytes!("../../../tests/fixtures/names/rfc9001-a2-client-initial.bin");
+    for (i, port) in [443u16, 8443].into_iter().enumerate() {
+        let sport = 50000 + i as u16;
+        let r = record("10.0.0.5", sport, SERVER, port, proto::UDP, t0);
+        feed(&mut st, &flow_key(&r), true, t0, 0, initial);
+        st.write(&r).expect("write");
+    }
+    let got: Vec<_> = out
+        .take()
+        .into_iter()
+        .map(|r| (r.dst_port, r.attr.domain, r.attr.domain_source))
+        .collect();
+    let named = |port| (port, Some("example.com".into()), Some(NameSource::QuicSni));
+    assert_eq!(got, [named(443), named(8443)]);
+}
+
+#[test]
 fn a_dns_flow_carries_its_question_and_garbage_is_counted() {
     let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
