@@ -127,7 +127,9 @@ mod tests {
         assert_eq!(p.to_string(), "subs.csv: gone");
         assert_eq!(control_char("a\u{1b}b"), Some('\u{1b}'));
         assert_eq!(control_char("Zoë"), None);
-        for c in ['\u{ad}', '\u{200b}', '\u{202e}', '\u{2028}', '\u{2066}', '\u{feff}'] {
+        for c in [
+            '\u{ad}', '\u{200b}', '\u{202e}', '\u{2028}', '\u{2066}', '\u{feff}',
+        ] {
             assert_eq!(invisible_char(&format!("a{c}b")), Some(c), "{c:?}");
         }
         assert_eq!(invisible_char("Zoë-ünïcode"), None);

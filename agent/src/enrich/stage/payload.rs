@@ -144,6 +144,11 @@ impl EnrichStage {
             .get_or_insert_with(|| Box::new(DnsTcpStream::new(p.stream_start)));
         let mut messages = Vec::new();
         stream.push(p.seq, p.data, |m| messages.push(m));
+        if p.last {
+            if let Some(why) = stream.finish() {
+                messages.push(Err(why));
+            }
+        }
         for m in messages {
             self.take_dns_message(p, m, sport, dst);
         }

@@ -447,6 +447,47 @@ fn quic_initials_are_named_on_every_port_xdp_copies_them_from() {
 }
 
 #[test]
+fn a_dns_over_tcp_answer_whose_second_segment_comes_first_is_read() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let dns_rec = record("10.0.0.5", 40102, ip("10.0.0.1"), 53, proto::TCP, t0);
+    let key = flow_key(&dns_rec);
+    let mut answer = dns_message("tcp.example", [198, 51, 100, 10], 300, true);
+    let len = u16::try_from(answer.len()).expect("short").to_be_bytes();
+    answer.splice(0..0, len);
+    // The responder's start is unknown: its later segment, first, is the lowest seen. It
+    // starts with the record's type, 1, read as a length prefix: a one-byte message.
+    assert_eq!(answer[33..35], [0, 1]);
+    let server_seq = 0xffff_fff0u32;
+    feed(
+        &mut st,
+        &key,
+        false,
+        t0,
+        server_seq.wrapping_add(33),
+        &answer[33..],
+    );
+    feed(&mut st, &key, false, t0 + 1000, server_seq, &answer[..33]);
+    let later = record(
+        "10.0.0.5",
+        40103,
+        IpAddr::from([198, 51, 100, 10]),
+        443,
+        proto::TCP,
+        t0 + S,
+    );
+    st.write(&later).expect("write");
+    let got = out.take();
+    assert_eq!(
+        (got[0].attr.domain.as_deref(), got[0].attr.domain_source),
+        (Some("tcp.example"), Some(NameSource::Dns)),
+        "failures: {:?}",
+        st.status().payload_failures
+    );
+    assert!(st.status().payload_failures.is_empty());
+}
+
+#[test]
 fn a_dns_flow_carries_its_question_and_garbage_is_counted() {
     let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
