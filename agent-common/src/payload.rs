@@ -182,6 +182,17 @@ pub const DNS_UDP_MESSAGES: u8 = 16;
 /// answer of up to a few segments.
 pub const DNS_TCP_PACKETS: u8 = 6;
 
+/// The budget of an HTTPS port: the client's TLS ClientHello over TCP, its QUIC Initials over
+/// UDP.
+pub const HTTPS: PortBudget =
+    PortBudget::tcp(TCP_CLIENT_PACKETS, 0).with(PortBudget::udp(QUIC_CLIENT_DATAGRAMS, 0));
+
+/// Whether the default ports copy datagrams sent to `port` as QUIC Initials: a port of
+/// [`DEFAULT_PORTS`] with the [`HTTPS`] budget. The agent reads as QUIC what this copies.
+pub fn quic_port(port: u16) -> bool {
+    DEFAULT_PORTS.iter().any(|&(p, b)| p == port && b == HTTPS)
+}
+
 /// The ports the loader writes into `PAYLOAD_PORTS` unless told otherwise.
 ///
 /// | port | protocol | copied |
@@ -196,7 +207,7 @@ pub const DNS_TCP_PACKETS: u8 = 6;
 pub const DEFAULT_PORTS: [(u16, PortBudget); 12] = {
     let tls = PortBudget::tcp(TCP_CLIENT_PACKETS, 0);
     let smtp = PortBudget::tcp(SMTP_CLIENT_PACKETS, 0);
-    let https = tls.with(PortBudget::udp(QUIC_CLIENT_DATAGRAMS, 0));
+    let https = HTTPS;
     let dhcp = PortBudget::udp(UNLIMITED, UNLIMITED);
     [
         (25, smtp),
@@ -272,6 +283,8 @@ mod tests {
         );
         assert_eq!(of(67).map(|b| b.udp), Some([UNLIMITED; 2]));
         assert_eq!(of(22), None);
+        assert!(quic_port(443) && quic_port(8443));
+        assert!(!quic_port(53) && !quic_port(80) && !quic_port(22));
         let mut ports: [u16; DEFAULT_PORTS.len()] = core::array::from_fn(|i| DEFAULT_PORTS[i].0);
         ports.sort_unstable();
         assert!(ports.windows(2).all(|w| w[0] < w[1]), "each port once");

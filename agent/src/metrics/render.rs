@@ -429,6 +429,16 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
         "Flows whose payload state was not kept (the per-flow table was full).",
         s.flow_states_full,
     );
+    e.counter(
+        "enrich_payload_state_refused_total",
+        "Flows whose payload reassembly state was refused or dropped (the byte budget was spent).",
+        s.payload_state_refused,
+    );
+    e.gauge(
+        "enrich_payload_state_bytes",
+        "Heap bytes of payload reassembly state now.",
+        s.payload_state_bytes,
+    );
     e.gauge(
         "enrich_flow_states",
         "Flows with payload state now.",

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::enrich::source::{control_char, NotUtf8};
+use crate::enrich::source::{control_char, invisible_char, NotUtf8};
 use crate::enrich::Validity;
 use crate::record::Mac;
 
@@ -230,13 +230,21 @@ pub(crate) fn parse_hex_colons(text: &str) -> Option<Vec<u8>> {
 /// Longest host name kept (a DNS name's limit).
 const MAX_HOSTNAME_LEN: usize = 253;
 
-/// A host name as records carry it: without a trailing dot; `None` when empty, over 253 bytes
-/// or holding a control character (the text comes from clients, and a record or a terminal
-/// must not be corrupted by it).
+/// A host name as records carry it: without a trailing dot; `None` when empty, over 253 bytes,
+/// holding a control or invisible character, or starting with `=`, `+`, `-` or `@`. The text
+/// comes from clients: a record or a terminal must not be corrupted by it, a name must not
+/// read as another one, and a spreadsheet opening an export must not run it as a formula
+/// (the export itself keeps values exact, so the name is refused here). A DNS label never
+/// starts with any of the four.
 pub(crate) fn clean_hostname(text: &str) -> Option<Arc<str>> {
     let name = text.strip_suffix('.').unwrap_or(text);
-    (!name.is_empty() && name.len() <= MAX_HOSTNAME_LEN && control_char(name).is_none())
-        .then(|| Arc::from(name))
+    let formula = name.starts_with(['=', '+', '-', '@']);
+    (!name.is_empty()
+        && name.len() <= MAX_HOSTNAME_LEN
+        && !formula
+        && control_char(name).is_none()
+        && invisible_char(name).is_none())
+    .then(|| Arc::from(name))
 }
 
 /// The MAC inside a DUID: DUID-LLT (type 1) and DUID-LL (type 3) with hardware type 1
@@ -305,5 +313,29 @@ mod tests {
         assert_eq!(clean_hostname("a\u{1b}[2J"), None);
         assert_eq!(clean_hostname("."), None);
         assert_eq!(clean_hostname(&"a".repeat(254)), None);
+    }
+
+    #[test]
+    fn host_names_that_a_spreadsheet_would_run_or_that_hide_characters_are_refused() {
+        for formula in ["=HYPERLINK(\"http://x\")", "+cmd", "-2+3", "@SUM(A1)"] {
+            assert_eq!(clean_hostname(formula), None, "{formula}");
+        }
+        for hidden in [
+            "admin\u{202e}gpj.exe",
+            "lap\u{200b}top",
+            "a\u{2028}b",
+            "\u{feff}phone",
+            "soft\u{ad}hyphen",
+            "iso\u{2066}late",
+            "join\u{2060}er",
+        ] {
+            assert_eq!(clean_hostname(hidden), None, "{hidden:?}");
+        }
+        assert_eq!(
+            clean_hostname("my-laptop.lab").as_deref(),
+            Some("my-laptop.lab"),
+            "a hyphen inside a name is fine"
+        );
+        assert_eq!(clean_hostname("Zoë").as_deref(), Some("Zoë"));
     }
 }

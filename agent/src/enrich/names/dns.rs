@@ -192,7 +192,9 @@ fn read_record<'m>(
 fn resolve(names: &Names, question: Span, records: &[Record]) -> Vec<Resolved> {
     // Names that stand for the question, with the TTL of the CNAMEs that led there.
     let mut aliases: Vec<(&[u8], u32)> = vec![(names.get(question), u32::MAX)];
-    for _ in 0..MAX_CHAIN {
+    // Passes repeat for records out of chain order; the limit counts links, not passes (one
+    // pass follows a whole chain written in order).
+    'passes: loop {
         let mut grew = false;
         for r in records {
             let Record::Cname { owner, target, ttl } = r else {
@@ -203,6 +205,9 @@ fn resolve(names: &Names, question: Span, records: &[Record]) -> Vec<Resolved> {
                 continue;
             };
             if aliases.iter().all(|(n, _)| *n != target_name) {
+                if aliases.len() > MAX_CHAIN {
+                    break 'passes;
+                }
                 aliases.push((target_name, via.min(*ttl)));
                 grew = true;
             }

@@ -15,14 +15,24 @@ use super::ParseFailure;
 pub const DNS_TCP_BUDGET: usize = 8192;
 
 /// One direction of a DNS-over-TCP flow; see the module docs.
+///
+/// The responder's start is not known (XDP sees only the originator's SYN), so the lowest
+/// sequence number received stands for it; a later segment that arrives first is then read
+/// from a wrong offset. Its reading is only trusted once a message parses: a first message
+/// that fails is held back (not reported, nothing read) until the start moves back or the
+/// stream ends, and a start that moves back past a message already handed out stops the
+/// stream as inconsistent.
 #[derive(Debug)]
 pub struct DnsTcpStream {
+    /// The bytes not read yet: what was read is released.
     bytes: Reassembler,
-    /// The stream's contiguous bytes so far (rebuilt on each segment).
-    stream: Vec<u8>,
-    /// Bytes of `stream` already handed out as whole messages.
-    read: usize,
-    /// Nothing more will be read: the stream failed, or ran past the budget.
+    /// The start was not known when the stream was made.
+    guessed: bool,
+    /// With a guessed start, where the first message handed out began.
+    origin: Option<u32>,
+    /// Why the first message at a guessed start did not parse, held back.
+    held: Option<ParseFailure>,
+    /// Nothing more will be read: the stream failed, ran past the budget, or ended.
     over: bool,
 }
 
@@ -32,8 +42,9 @@ impl DnsTcpStream {
     pub fn new(start: Option<u32>) -> Self {
         DnsTcpStream {
             bytes: Reassembler::new(start, DNS_TCP_BUDGET),
-            stream: Vec::new(),
-            read: 0,
+            guessed: start.is_none(),
+            origin: None,
+            held: None,
             over: false,
         }
     }
@@ -50,23 +61,70 @@ impl DnsTcpStream {
         if self.over {
             return;
         }
-        self.bytes.push(seq, data);
-        let assembled = self.bytes.assemble(&mut self.stream);
-        if assembled.inconsistent || self.stream.len() < self.read {
-            // Bytes already read changed under us (or the start moved back): nothing after
-            // can be trusted to be aligned on a message.
-            self.over = true;
-            each(Err(ParseFailure::Inconsistent));
+        let before_origin = self
+            .origin
+            .is_some_and(|origin| (seq.wrapping_sub(origin) as i32) < 0);
+        if before_origin {
+            // The guessed start was wrong, and a message read from it was handed out.
+            self.stop(ParseFailure::Inconsistent, each);
             return;
         }
-        for msg in dns::tcp_messages(&self.stream[self.read..]) {
-            self.read += 2 + msg.len();
-            each(dns::parse(msg));
+        self.bytes.push(seq, data);
+        let mut stream = Vec::new();
+        if self.bytes.assemble(&mut stream).inconsistent {
+            // Bytes already received changed under us: nothing after can be trusted to be
+            // aligned on a message.
+            self.stop(ParseFailure::Inconsistent, each);
+            return;
         }
-        if self.bytes.exhausted() && self.read < self.stream.len() {
-            self.over = true;
-            each(Err(ParseFailure::OverBudget));
+        let mut read = 0;
+        self.held = None;
+        for msg in dns::tcp_messages(&stream) {
+            let parsed = dns::parse(msg);
+            if self.guessed && self.origin.is_none() {
+                if let Err(why) = parsed {
+                    // Perhaps a later segment read as the stream's start.
+                    self.held = Some(why);
+                    break;
+                }
+                self.origin = self.bytes.first_seq();
+            }
+            read += 2 + msg.len();
+            each(parsed);
         }
+        if self.bytes.exhausted() && read < stream.len() {
+            let why = self.held.take().unwrap_or(ParseFailure::OverBudget);
+            self.stop(why, each);
+            return;
+        }
+        if read > 0 {
+            self.bytes.release(read);
+        }
+    }
+
+    /// No more segments will come: why the first message of a guessed start did not parse,
+    /// if it did not. The stream holds nothing after.
+    pub fn finish(&mut self) -> Option<ParseFailure> {
+        self.over = true;
+        self.bytes = Reassembler::new(None, 0);
+        self.held.take()
+    }
+
+    /// Whether nothing more will be read (the stream can be dropped, once its end is noted).
+    pub fn is_over(&self) -> bool {
+        self.over
+    }
+
+    /// Heap bytes held by the stream's unread segments.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes.held_bytes()
+    }
+
+    /// Reports `why` and stops reading, releasing what is held.
+    fn stop(&mut self, why: ParseFailure, mut each: impl FnMut(Result<DnsMessage, ParseFailure>)) {
+        self.held = None;
+        self.finish();
+        each(Err(why));
     }
 }
 
@@ -142,6 +200,52 @@ mod tests {
             first_addr(&got[0]),
             Some("198.51.100.7".parse().expect("literal"))
         );
+    }
+
+    #[test]
+    fn a_later_segment_first_at_an_unknown_start_is_reread_from_the_real_start() {
+        let bytes = framed_answer(9, "moved.example", [192, 0, 2, 9]);
+        // The cut puts the record's type (0x0001) first: read as a length prefix, it frames a
+        // one-byte garbage message.
+        let cut = bytes.len() - 14;
+        assert_eq!(&bytes[cut..cut + 2], &[0, 1]);
+        let isn = 0xffff_fff0u32;
+        let mut s = DnsTcpStream::new(None);
+        assert!(run(&mut s, isn.wrapping_add(cut as u32), &bytes[cut..]).is_empty());
+        let got = run(&mut s, isn, &bytes[..cut]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            first_addr(&got[0]),
+            Some("192.0.2.9".parse().expect("literal"))
+        );
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn an_unknown_start_moving_back_past_a_message_read_stops_the_stream() {
+        let one = framed_answer(1, "one.example", [192, 0, 2, 1]);
+        let two = framed_answer(2, "two.example", [192, 0, 2, 2]);
+        let mut s = DnsTcpStream::new(None);
+        let at = 5000u32;
+        // The second message first: it parses, so its offset is taken as the start.
+        assert_eq!(run(&mut s, at + one.len() as u32, &two).len(), 1);
+        assert_eq!(run(&mut s, at, &one), vec![Err(ParseFailure::Inconsistent)]);
+        assert!(s.is_over());
+        // Garbage held back at a guessed start is reported when the stream ends.
+        let mut s = DnsTcpStream::new(None);
+        assert!(run(&mut s, 0, &[0, 3, 1, 2, 3]).is_empty());
+        assert_eq!(s.finish(), Some(ParseFailure::DnsBadHeader));
+    }
+
+    #[test]
+    fn read_messages_are_released() {
+        let one = framed_answer(1, "one.example", [192, 0, 2, 1]);
+        let mut s = DnsTcpStream::new(Some(0));
+        assert!(run(&mut s, 0, &one[..10]).is_empty());
+        let held = s.held_bytes();
+        assert!(held >= 10, "{held}");
+        assert_eq!(run(&mut s, 10, &one[10..]).len(), 1);
+        assert_eq!(s.held_bytes(), 0, "a read message holds nothing");
     }
 
     #[test]

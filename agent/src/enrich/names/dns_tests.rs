@@ -215,3 +215,46 @@ fn tcp_messages_split_on_length_prefixes() {
     assert_eq!(msgs, vec![&one[..], &one[..]]);
     assert_eq!(tcp_messages(&[0]).count(), 0);
 }
+
+/// A response for `q.example` whose answer is a chain of `links` CNAMEs written in order
+/// (`q` -> `c1` -> ... -> `cN`), then an A record of the last name.
+fn in_order_chain(links: usize) -> Vec<u8> {
+    let name = |i: usize| match i {
+        0 => "q.example".to_owned(),
+        i => format!("c{i}.example"),
+    };
+    let wire_len = |n: &str| n.split('.').map(|l| l.len() + 1).sum::<usize>() + 1;
+    let answers = u16::try_from(links + 1).expect("a short chain");
+    let mut m = Msg::new(1, RESPONSE, 1, answers)
+        .name(&name(0))
+        .u16(TYPE_A)
+        .u16(1);
+    for i in 1..=links {
+        let target = name(i);
+        let rdlen = u16::try_from(wire_len(&target)).expect("a short name");
+        m = m
+            .name(&name(i - 1))
+            .rr_head(TYPE_CNAME, 300, rdlen)
+            .name(&target);
+    }
+    m.name(&name(links))
+        .rr_head(TYPE_A, 60, 4)
+        .bytes(&[192, 0, 2, 20])
+        .0
+}
+
+#[test]
+fn the_chain_limit_counts_cnames_followed_not_passes() {
+    let within = parse(&in_order_chain(MAX_CHAIN)).expect("a valid chain");
+    assert_eq!(
+        within.answers.len(),
+        1,
+        "a chain of {MAX_CHAIN} CNAMEs is followed to its address"
+    );
+    let past = parse(&in_order_chain(20)).expect("a long chain is valid DNS");
+    assert_eq!(
+        past.answers,
+        vec![],
+        "a chain of 20 CNAMEs in order stops after {MAX_CHAIN}"
+    );
+}

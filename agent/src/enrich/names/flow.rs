@@ -29,7 +29,6 @@ enum State {
 /// The name-finding state of one flow.
 pub struct FlowNames {
     state: State,
-    stream: Vec<u8>,
 }
 
 impl FlowNames {
@@ -38,7 +37,6 @@ impl FlowNames {
     pub fn tcp(start: Option<u32>) -> FlowNames {
         FlowNames {
             state: State::Tcp(Reassembler::new(start, DEFAULT_BUDGET)),
-            stream: Vec::new(),
         }
     }
 
@@ -46,7 +44,6 @@ impl FlowNames {
     pub fn quic() -> FlowNames {
         FlowNames {
             state: State::Quic(Box::default()),
-            stream: Vec::new(),
         }
     }
 
@@ -56,11 +53,13 @@ impl FlowNames {
             State::Over(done) => return done.clone(),
             State::Tcp(r) => {
                 r.push(snippet.seq, snippet.data);
-                let assembled = r.assemble(&mut self.stream);
+                // Rebuilt per snippet and not kept: a flow waiting holds only its segments.
+                let mut stream = Vec::new();
+                let assembled = r.assemble(&mut stream);
                 if assembled.inconsistent {
                     Progress::Failed(ParseFailure::Inconsistent)
                 } else {
-                    match read_tcp(&self.stream) {
+                    match read_tcp(&stream) {
                         Progress::NeedMore if r.exhausted() => {
                             Progress::Failed(ParseFailure::OverBudget)
                         }
@@ -77,6 +76,15 @@ impl FlowNames {
             self.state = State::Over(progress.clone());
         }
         progress
+    }
+
+    /// Heap bytes held while the search waits; none once it is over.
+    pub fn held_bytes(&self) -> usize {
+        match &self.state {
+            State::Tcp(r) => r.held_bytes(),
+            State::Quic(q) => std::mem::size_of::<QuicInitials>() + q.held_bytes(),
+            State::Over(_) => 0,
+        }
     }
 
     /// No more snippets will come (the flow ended, or XDP's per-flow snippet count is

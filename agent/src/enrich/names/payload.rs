@@ -181,6 +181,47 @@ impl Reassembler {
         self.over_budget
     }
 
+    /// The sequence number of the stream's first byte: its start when known, else the lowest
+    /// received so far.
+    pub fn first_seq(&self) -> Option<u32> {
+        self.base()
+    }
+
+    /// Forgets the first `n` bytes of the contiguous prefix, read and done with, so that a
+    /// reader of a long stream holds only what it has not read: the stream starts after them
+    /// from now on (its start is known from here if it was not), the budget shrinks by as
+    /// much, and retransmissions of them are ignored.
+    pub fn release(&mut self, n: usize) {
+        let Some(base) = self.base() else {
+            return;
+        };
+        let n = n.min(self.budget);
+        let start = base.wrapping_add(n as u32);
+        self.start = Some(start);
+        self.budget -= n;
+        self.segments.retain_mut(|(seq, data)| {
+            let off = seq.wrapping_sub(start) as i32;
+            if off >= 0 {
+                return true;
+            }
+            match data.get(off.unsigned_abs() as usize..) {
+                Some(rest) if !rest.is_empty() => {
+                    *data = rest.into();
+                    *seq = start;
+                    true
+                }
+                _ => false,
+            }
+        });
+        self.segments.shrink_to_fit();
+    }
+
+    /// Heap bytes held: the segments' bytes and their list.
+    pub fn held_bytes(&self) -> usize {
+        let list = self.segments.capacity() * std::mem::size_of::<(u32, Box<[u8]>)>();
+        list + self.segments.iter().map(|(_, d)| d.len()).sum::<usize>()
+    }
+
     /// The sequence number of the stream's first byte.
     fn base(&self) -> Option<u32> {
         if self.start.is_some() {
@@ -276,6 +317,28 @@ mod tests {
         }
         assert_eq!(r.push(100, b"a"), Pushed::OverBudget);
         assert!(r.exhausted());
+    }
+
+    #[test]
+    fn released_bytes_are_forgotten_and_their_retransmissions_ignored() {
+        let mut r = Reassembler::new(None, 16);
+        r.push(105, b"world!");
+        r.push(100, b"hello");
+        r.release(5);
+        assert_eq!(r.first_seq(), Some(105));
+        assert_eq!(
+            r.held_bytes() - r.segments.capacity() * 24,
+            6,
+            "hello is gone"
+        );
+        assert_eq!(r.push(100, b"hello"), Pushed::Ignored);
+        r.push(111, b"0123456789");
+        let (b, s) = assembled(&r);
+        assert_eq!(
+            b, b"world!01234",
+            "16 bytes of budget in all, 5 of them released"
+        );
+        assert!(s.over_budget);
     }
 
     /// The reassembler against the obvious model: a byte array written first-wins.

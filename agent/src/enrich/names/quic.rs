@@ -204,6 +204,11 @@ impl QuicInitials {
         }
     }
 
+    /// Heap bytes held: the CRYPTO stream's frames and the decryption buffer.
+    pub fn held_bytes(&self) -> usize {
+        self.crypto.held_bytes() + self.scratch.capacity()
+    }
+
     /// Takes one UDP datagram from the client: every Initial coalesced in it is decrypted and
     /// its CRYPTO frames kept; other long-header packets are stepped over and a short-header
     /// packet ends the datagram. The keys come from the first Initial's destination

@@ -67,6 +67,13 @@ pub struct StageConfig {
     pub nat_record_delay_ns: i64,
     /// The DHCP bindings' limits.
     pub bindings: Limits,
+    /// Heap bytes of payload reassembly state (TCP and QUIC name searches, DNS-over-TCP
+    /// streams) kept across all flows. Each flow's is bounded (a waiting TLS flow about 4 KB,
+    /// a DNS-over-TCP direction up to 8 KB), but flows are many and their sources may be
+    /// spoofed: past this total, new state is refused and growing state dropped, both counted
+    /// (`payload_state_refused`). 64 MiB holds some 15,000 TLS flows mid-hello, or 4,000
+    /// DNS-over-TCP flows at their largest.
+    pub payload_state_bytes: usize,
 }
 
 impl Default for StageConfig {
@@ -77,6 +84,7 @@ impl Default for StageConfig {
             flow_state_idle_ns: 900 * NS_PER_S,
             nat_record_delay_ns: 60 * NS_PER_S,
             bindings: Limits::default(),
+            payload_state_bytes: 64 << 20,
         }
     }
 }
@@ -103,8 +111,56 @@ struct PayloadState {
     name: Option<FlowName>,
     /// The question of a DNS flow.
     question: Option<Question>,
-    /// A DNS-over-TCP flow's two directions (originator, responder), once they carry bytes.
-    dns_tcp: [Option<Box<DnsTcpStream>>; 2],
+    /// The name search ended (named, failed, or refused): later snippets start no new one.
+    names_over: bool,
+    /// A DNS-over-TCP flow's two directions (originator, responder).
+    dns_tcp: [DnsTcpSide; 2],
+    /// Heap bytes of this flow's reassembly state, as counted in the stage's total.
+    held: usize,
+}
+
+/// One direction of a DNS-over-TCP flow.
+#[derive(Default)]
+enum DnsTcpSide {
+    /// No bytes yet.
+    #[default]
+    Unseen,
+    /// Being read.
+    Open(Box<DnsTcpStream>),
+    /// Read to its end, failed, or refused: its bytes are freed, and a late segment (a
+    /// retransmission) must not start it again mid-stream.
+    Done,
+}
+
+impl PayloadState {
+    /// Heap bytes of the flow's reassembly state now.
+    fn reassembly_bytes(&self) -> usize {
+        let names = self.names.as_ref().map_or(0, FlowNames::held_bytes);
+        let dns = self.dns_tcp.iter().map(|side| match side {
+            DnsTcpSide::Open(s) => std::mem::size_of::<DnsTcpStream>() + s.held_bytes(),
+            DnsTcpSide::Unseen | DnsTcpSide::Done => 0,
+        });
+        names + dns.sum::<usize>()
+    }
+
+    /// Ends every reassembly of the flow: a name search still waiting is cut short, a DNS
+    /// stream's held-back failure reported; each reason goes to `failures`.
+    fn end_reassembly(&mut self, failures: &mut FailureCounts) {
+        if let Some(mut n) = self.names.take() {
+            if let names::flow::Progress::Failed(why) = n.finish() {
+                failures.count(why);
+            }
+        }
+        self.names_over = true;
+        for side in &mut self.dns_tcp {
+            if let DnsTcpSide::Open(s) = side {
+                if let Some(why) = s.finish() {
+                    failures.count(why);
+                }
+            }
+            *side = DnsTcpSide::Done;
+        }
+    }
 }
 
 impl FlowState {
@@ -113,13 +169,13 @@ impl FlowState {
         self.payload.get_or_insert_with(Box::default)
     }
 
-    /// Ends a name search still waiting (the flow's last record came, or its state
-    /// expired): why it failed, if it did.
-    fn finish_names(&mut self) -> Option<names::ParseFailure> {
-        let mut n = self.payload.as_mut()?.names.take()?;
-        match n.finish() {
-            names::flow::Progress::Failed(why) => Some(why),
-            _ => None,
+    /// Ends the flow's reassembly (its last record came, or its state expired): reasons
+    /// counted in `failures`, its bytes taken from the stage's `total`.
+    fn finish(&mut self, failures: &mut FailureCounts, total: &mut usize) {
+        if let Some(p) = self.payload.as_deref_mut() {
+            p.end_reassembly(failures);
+            *total = total.saturating_sub(p.held);
+            p.held = 0;
         }
     }
 }
@@ -146,6 +202,8 @@ pub struct EnrichStage {
     sources: [u64; names::NameSource::ALL.len()],
     clock: WallClock,
     status: EnrichStatus,
+    /// Heap bytes of payload reassembly state across flows (their `PayloadState::held`).
+    payload_bytes: usize,
 }
 
 impl EnrichStage {
@@ -166,6 +224,7 @@ impl EnrichStage {
             sources: [0; names::NameSource::ALL.len()],
             clock: WallClock::measure(),
             status: EnrichStatus::default(),
+            payload_bytes: 0,
             inputs,
         };
         stage.refresh_inputs(stage.now_ns());
@@ -285,12 +344,8 @@ impl EnrichStage {
 
     /// Forgets a flow after its last record; a name search still waiting is cut short.
     fn end_flow(&mut self, key: &FlowKey) {
-        if let Some(why) = self
-            .flows
-            .swap_remove(key)
-            .and_then(|mut s| s.finish_names())
-        {
-            self.failures.count(why);
+        if let Some(mut s) = self.flows.swap_remove(key) {
+            s.finish(&mut self.failures, &mut self.payload_bytes);
         }
     }
 
@@ -384,12 +439,11 @@ impl EnrichStage {
     fn prune_flows(&mut self, now_ns: i64) {
         let before = now_ns.saturating_sub(self.config.flow_state_idle_ns);
         let failures = &mut self.failures;
+        let total = &mut self.payload_bytes;
         self.flows.retain(|_, s| {
             let keep = s.last_ns >= before;
             if !keep {
-                if let Some(why) = s.finish_names() {
-                    failures.count(why);
-                }
+                s.finish(failures, total);
             }
             keep
         });
@@ -411,6 +465,7 @@ impl EnrichStage {
             .map(|(src, n)| (src.as_str().to_owned(), n))
             .collect();
         s.flow_states = self.flows.len() as u64;
+        s.payload_state_bytes = self.payload_bytes as u64;
         s.dns_cache_entries = self.dns.len() as u64;
         s.dns_cache_names = self.dns.distinct_names() as u64;
         s.subscriber_rows = self.subscribers.rows() as u64;

@@ -7,12 +7,12 @@ use std::net::IpAddr;
 
 use agent_common::{proto, FlowKey};
 
-use super::{EnrichStage, FlowState};
+use super::{DnsTcpSide, EnrichStage, FlowState};
 use crate::enrich::dhcp::DhcpPacket;
 use crate::enrich::names::dns_tcp::DnsTcpStream;
 use crate::enrich::names::flow::{FlowNames, Progress};
 use crate::enrich::names::payload::Snippet;
-use crate::enrich::names::{asked, dns, ParseFailure};
+use crate::enrich::names::{self, asked, dns, ParseFailure};
 use crate::record::Mac;
 
 /// One payload snippet as the stage reads it: the packet's own source and destination (the
@@ -96,15 +96,22 @@ impl EnrichStage {
         }
         let starts = match key.proto {
             proto::TCP => Some(FlowNames::tcp(p.stream_start)),
-            proto::UDP if dport == 443 => Some(FlowNames::quic()),
+            // The ports XDP copies QUIC Initials of, and only those.
+            proto::UDP if agent_common::payload::quic_port(dport) => Some(FlowNames::quic()),
             _ => None,
         };
         let Some(fresh) = starts else { return };
+        let full = self.payload_bytes >= self.config.payload_state_bytes;
         let Some(state) = self.state(key, p.t_ns) else {
             return;
         };
         let state = state.payload();
-        if state.name.is_some() {
+        if state.name.is_some() || state.names_over {
+            return;
+        }
+        if full && state.names.is_none() {
+            state.names_over = true;
+            self.refuse_payload_state();
             return;
         }
         let names = state.names.get_or_insert(fresh);
@@ -115,17 +122,16 @@ impl EnrichStage {
         if progress == Progress::NeedMore && p.last {
             progress = names.finish();
         }
+        if progress != Progress::NeedMore {
+            state.names = None;
+            state.names_over = true;
+        }
         match progress {
             Progress::NeedMore => {}
-            Progress::Done(name) => {
-                state.name = Some(name);
-                state.names = None;
-            }
-            Progress::Failed(why) => {
-                state.names = None;
-                self.failures.count(why);
-            }
+            Progress::Done(name) => state.name = Some(name),
+            Progress::Failed(why) => self.failures.count(why),
         }
+        self.account(key);
     }
 
     /// A DNS message over UDP.
@@ -136,16 +142,69 @@ impl EnrichStage {
     /// A segment of a DNS-over-TCP flow: each message it completes in its direction's
     /// stream is taken as a UDP one is.
     fn take_dns_tcp(&mut self, p: &Packet<'_>, from: (IpAddr, u16), to: (IpAddr, u16)) {
+        let full = self.payload_bytes >= self.config.payload_state_bytes;
         let Some(state) = self.state(p.key, p.t_ns) else {
             return;
         };
-        let stream = state.payload().dns_tcp[usize::from(!p.from_originator)]
-            .get_or_insert_with(|| Box::new(DnsTcpStream::new(p.stream_start)));
+        let side = &mut state.payload().dns_tcp[usize::from(!p.from_originator)];
+        if matches!(side, DnsTcpSide::Unseen) {
+            if full {
+                *side = DnsTcpSide::Done;
+                self.refuse_payload_state();
+                return;
+            }
+            *side = DnsTcpSide::Open(Box::new(DnsTcpStream::new(p.stream_start)));
+        }
+        let DnsTcpSide::Open(stream) = side else {
+            return;
+        };
         let mut messages = Vec::new();
         stream.push(p.seq, p.data, |m| messages.push(m));
+        if p.last || stream.is_over() {
+            // Nothing more will come, or nothing more will be read: its bytes go now.
+            if let Some(why) = stream.finish() {
+                messages.push(Err(why));
+            }
+            *side = DnsTcpSide::Done;
+        }
+        self.account(p.key);
         for m in messages {
             self.take_dns_message(p, m, from, to);
         }
+    }
+
+    /// Brings the stage's reassembly total up to date with `key`'s flow after its state
+    /// changed; past the budget, the flow's reassembly is dropped (and counted), so the total
+    /// passes the budget by one flow's growth at most.
+    fn account(&mut self, key: &FlowKey) {
+        let Some(p) = self
+            .flows
+            .get_mut(key)
+            .and_then(|s| s.payload.as_deref_mut())
+        else {
+            return;
+        };
+        let now = p.reassembly_bytes();
+        self.payload_bytes = self.payload_bytes.saturating_sub(p.held) + now;
+        p.held = now;
+        if now > 0 && self.payload_bytes > self.config.payload_state_bytes {
+            // Its reasons are not counted as payload failures: the refusal is.
+            p.end_reassembly(&mut names::FailureCounts::default());
+            self.payload_bytes -= now;
+            p.held = 0;
+            self.refuse_payload_state();
+        }
+    }
+
+    /// Counts a flow whose reassembly state was refused or dropped for the byte budget.
+    fn refuse_payload_state(&mut self) {
+        if self.status.payload_state_refused == 0 {
+            tracing::warn!(
+                budget = self.config.payload_state_bytes,
+                "payload reassembly state is at its byte budget: flows past it go unnamed by their payload (counted in payload_state_refused)"
+            );
+        }
+        self.status.payload_state_refused += 1;
     }
 
     /// A DNS message of `p`'s flow (or why it could not be read), sent `from` `to`: a query

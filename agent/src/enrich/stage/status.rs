@@ -119,6 +119,13 @@ pub struct EnrichStatus {
     pub flow_states_full: u64,
     /// Flows with payload state now.
     pub flow_states: u64,
+    /// Flows whose payload reassembly state (name search, DNS-over-TCP stream) was refused
+    /// or dropped: the stage's byte budget for it was spent.
+    #[serde(default)]
+    pub payload_state_refused: u64,
+    /// Heap bytes of payload reassembly state now.
+    #[serde(default)]
+    pub payload_state_bytes: u64,
     /// (client, address) -> name pairs in the DNS answer cache.
     pub dns_cache_entries: u64,
     /// Distinct names in the DNS answer cache.
@@ -163,7 +170,7 @@ impl EnrichStatus {
             "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
         };
         format!(
-            "attribution: {} records; {}, {}, {}, {}; DNS questions {}\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state",
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {}\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)",
             self.records,
             field("user", &f.user),
             field("hostname", &f.hostname),
@@ -174,10 +181,11 @@ impl EnrichStatus {
             self.payloads,
             join(&self.payload_failures),
             self.flow_states_full,
+            self.payload_state_refused,
             d.learned, d.released, d.bad_packets, d.untrusted, d.lease_reads, d.lease_lines_skipped,
             d.addresses,
             self.subscriber_rows, self.subscriber_reloads, self.dns_cache_entries,
-            self.dns_cache_names, self.flow_states
+            self.dns_cache_names, self.flow_states, self.payload_state_bytes
         )
     }
 }

@@ -480,6 +480,131 @@ fn a_spoofed_dns_answer_does_not_name_the_flows_of_a_client_seen_asking() {
 }
 
 #[test]
+fn quic_initials_are_named_on_every_port_xdp_copies_them_from() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let initial: &[u8] =
+        include_bytes!("../../../tests/fixtures/names/rfc9001-a2-client-initial.bin");
+    for (i, port) in [443u16, 8443].into_iter().enumerate() {
+        let sport = 50000 + i as u16;
+        let r = record("10.0.0.5", sport, SERVER, port, proto::UDP, t0);
+        feed(&mut st, &flow_key(&r), true, t0, 0, initial);
+        st.write(&r).expect("write");
+    }
+    let got: Vec<_> = out
+        .take()
+        .into_iter()
+        .map(|r| (r.dst_port, r.attr.domain, r.attr.domain_source))
+        .collect();
+    let named = |port| (port, Some("example.com".into()), Some(NameSource::QuicSni));
+    assert_eq!(got, [named(443), named(8443)]);
+}
+
+#[test]
+fn a_dns_over_tcp_answer_whose_second_segment_comes_first_is_read() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let dns_rec = record("10.0.0.5", 40102, ip("10.0.0.1"), 53, proto::TCP, t0);
+    let key = flow_key(&dns_rec);
+    let mut answer = dns_message("tcp.example", [198, 51, 100, 10], 300, true);
+    let len = u16::try_from(answer.len()).expect("short").to_be_bytes();
+    answer.splice(0..0, len);
+    // The responder's start is unknown: its later segment, first, is the lowest seen. It
+    // starts with the record's type, 1, read as a length prefix: a one-byte message.
+    assert_eq!(answer[33..35], [0, 1]);
+    let server_seq = 0xffff_fff0u32;
+    feed(
+        &mut st,
+        &key,
+        false,
+        t0,
+        server_seq.wrapping_add(33),
+        &answer[33..],
+    );
+    feed(&mut st, &key, false, t0 + 1000, server_seq, &answer[..33]);
+    let later = record(
+        "10.0.0.5",
+        40103,
+        IpAddr::from([198, 51, 100, 10]),
+        443,
+        proto::TCP,
+        t0 + S,
+    );
+    st.write(&later).expect("write");
+    let got = out.take();
+    assert_eq!(
+        (got[0].attr.domain.as_deref(), got[0].attr.domain_source),
+        (Some("tcp.example"), Some(NameSource::Dns)),
+        "failures: {:?}",
+        st.status().payload_failures
+    );
+    assert!(st.status().payload_failures.is_empty());
+}
+
+#[test]
+fn partial_streams_of_many_flows_stay_within_the_byte_budget_and_refusals_are_counted() {
+    let t0 = an_hour_ago();
+    let budget = 64 << 10;
+    let config = StageConfig {
+        payload_state_bytes: budget,
+        ..StageConfig::default()
+    };
+    let out = Captured::default();
+    let mut st = EnrichStage::new(
+        Box::new(out.clone()),
+        Inputs::fixed(Arc::default(), None, None),
+        config,
+    );
+    let hello = records(
+        &Hello::chrome_like("www.example.org", &mut Rng::new(7)).encode(),
+        16384,
+    );
+    let answer = {
+        let m = dns_message("held.example", [198, 51, 100, 11], 300, true);
+        let mut f = u16::try_from(m.len())
+            .expect("short")
+            .to_be_bytes()
+            .to_vec();
+        f.extend(m);
+        f
+    };
+    // Flows that each stop half way: a hello's first segment, a DNS answer's first bytes
+    // (in both directions of a TCP/53 flow).
+    let mut flows = Vec::new();
+    for i in 0..200u16 {
+        let tls = record("10.0.1.5", 20000 + i, SERVER, 443, proto::TCP, t0);
+        feed(&mut st, &flow_key(&tls), true, t0, 1000, &hello[..1448]);
+        let dns = record("10.0.1.5", 30000 + i, ip("10.0.0.1"), 53, proto::TCP, t0);
+        feed(&mut st, &flow_key(&dns), true, t0, 1000, &answer[..20]);
+        feed(&mut st, &flow_key(&dns), false, t0, 7, &answer[..20]);
+        flows.extend([tls, dns]);
+    }
+    let status = st.status();
+    assert!(
+        status.payload_state_bytes <= budget as u64
+            && status.payload_state_bytes > budget as u64 / 2,
+        "{} bytes held for a budget of {budget}",
+        status.payload_state_bytes
+    );
+    assert!(status.payload_state_refused > 0, "{status:?}");
+    // A DNS answer read whole keeps none of its bytes, only its stream's small struct (more
+    // messages may follow), though its flow's state stays for its record.
+    let before = st.status().payload_state_bytes;
+    let dns = record("10.0.1.6", 40000, ip("10.0.0.1"), 53, proto::TCP, t0);
+    feed(&mut st, &flow_key(&dns), false, t0, 7, &answer);
+    assert_eq!(
+        st.status().payload_state_bytes - before,
+        std::mem::size_of::<DnsTcpStream>() as u64
+    );
+    // Every flow's end gives its bytes back.
+    for r in flows.iter().chain([&dns]) {
+        st.write(r).expect("write");
+    }
+    assert_eq!(st.status().payload_state_bytes, 0);
+    assert_eq!(st.status().flow_states, 0);
+}
+
+#[test]
 fn a_dns_flow_carries_its_question_and_garbage_is_counted() {
     let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
