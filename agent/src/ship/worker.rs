@@ -16,7 +16,7 @@ use super::layout::Layout;
 use super::remote::{Job, Remote, Uploaded};
 use super::{ShipError, ShipStatus};
 use crate::store::manifest::{live_segments, parse_with_head, Body, Entry, SegmentInfo, MANIFEST};
-use crate::store::retention::DAY_NS;
+use crate::store::retention::cutoff_ns;
 
 /// Longest time acknowledged uploads wait for the cursor's save (an fsync) while more are
 /// shipped; a pass always saves before it ends.
@@ -67,7 +67,7 @@ impl Worker {
     /// Backlog figures from the chain and the cursor.
     fn update_backlog(&self, live: &[&SegmentInfo]) {
         let now = now_ns();
-        let cutoff = now.saturating_sub(i64::from(self.retention_days) * DAY_NS);
+        let cutoff = cutoff_ns(now, self.retention_days).unwrap_or(i64::MIN);
         let b = self.cursor.backlog(live.iter().copied(), cutoff);
         self.set_status(|st| {
             st.backlog_segments = b.segments;

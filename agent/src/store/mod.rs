@@ -144,9 +144,9 @@ pub enum StoreError {
     /// Another process writes to this directory.
     #[error("audit store {0}: another xdp-audit process holds the lock")]
     Locked(PathBuf),
-    /// The retention is below the legal floor.
+    /// The retention is below the legal floor or above the maximum.
     #[error(transparent)]
-    Retention(#[from] retention::BelowFloor),
+    Retention(#[from] retention::RefusedDays),
     /// A leftover journal could not be recovered.
     #[error(transparent)]
     Journal(#[from] JournalError),

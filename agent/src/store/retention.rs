@@ -24,29 +24,55 @@ pub const LEGAL_FLOOR_DAYS: u32 = 90;
 pub const DEFAULT_DAYS: u32 = 180;
 /// One day in nanoseconds; retention runs at most this often.
 pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
+/// The longest retention accepted, in days (a hundred years): more is a typo, and from
+/// 106,752 days on the span no longer fits the nanosecond clock.
+pub const MAX_DAYS: u32 = 36_500;
 
-/// A retention below the legal floor.
+/// A retention outside what the store accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "retention of {days} days refused: audit records must be kept at least {LEGAL_FLOOR_DAYS} days (the legal floor)"
-)]
-pub struct BelowFloor {
-    /// The refused value.
-    pub days: u32,
+pub enum RefusedDays {
+    /// Below the legal floor.
+    #[error(
+        "retention-days {days} refused: audit records must be kept at least {LEGAL_FLOOR_DAYS} days (the legal floor)"
+    )]
+    BelowFloor {
+        /// The refused value.
+        days: u32,
+    },
+    /// Above [`MAX_DAYS`].
+    #[error("retention-days {days} refused: at most {MAX_DAYS} days (a hundred years)")]
+    AboveMax {
+        /// The refused value.
+        days: u32,
+    },
 }
 
-/// Accepts `days` if it is at least the legal floor.
-pub fn check_days(days: u32) -> Result<u32, BelowFloor> {
+/// Accepts `days` from the legal floor to [`MAX_DAYS`].
+pub fn check_days(days: u32) -> Result<u32, RefusedDays> {
     if days < LEGAL_FLOOR_DAYS {
-        Err(BelowFloor { days })
+        Err(RefusedDays::BelowFloor { days })
+    } else if days > MAX_DAYS {
+        Err(RefusedDays::AboveMax { days })
     } else {
         Ok(days)
     }
 }
 
+/// The time before which a segment's newest record is expired under `days` of retention,
+/// or `None` when the span reaches past the clock's range: then nothing expires (a
+/// saturated or wrapped span would put the cutoff at the end of time and expire everything).
+/// Every retention cutoff (local, shipping backlog, compliance) is computed here.
+pub fn cutoff_ns(now_ns: i64, days: u32) -> Option<i64> {
+    i64::from(days)
+        .checked_mul(DAY_NS)
+        .and_then(|span| now_ns.checked_sub(span))
+}
+
 /// Live segments expired at `now_ns` under `days` of retention (holds aside).
 pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<SegmentInfo> {
-    let cutoff = now_ns.saturating_sub(i64::from(days) * DAY_NS);
+    let Some(cutoff) = cutoff_ns(now_ns, days) else {
+        return Vec::new();
+    };
     live_segments(manifest.entries())
         .into_iter()
         .filter(|s| s.time_max_ns < cutoff)
@@ -213,4 +239,33 @@ pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), Manifes
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_past_the_clock_expires_nothing() {
+        let now = 1_700_000_000_000_000_000;
+        assert_eq!(cutoff_ns(now, 90), Some(now - 90 * DAY_NS));
+        // 106,752 days no longer fit in i64 nanoseconds: nothing expires, not everything.
+        assert_eq!(cutoff_ns(now, 106_752), None);
+        assert_eq!(cutoff_ns(now, u32::MAX), None);
+        assert_eq!(cutoff_ns(i64::MIN, 1), None);
+    }
+
+    #[test]
+    fn retention_days_are_accepted_from_the_floor_to_the_maximum() {
+        assert_eq!(check_days(LEGAL_FLOOR_DAYS), Ok(LEGAL_FLOOR_DAYS));
+        assert_eq!(check_days(MAX_DAYS), Ok(MAX_DAYS));
+        assert_eq!(check_days(89), Err(RefusedDays::BelowFloor { days: 89 }));
+        let e = check_days(106_752).expect_err("past the maximum");
+        assert_eq!(e, RefusedDays::AboveMax { days: 106_752 });
+        let msg = e.to_string();
+        assert!(
+            msg.contains("retention-days") && msg.contains("36500"),
+            "{msg}"
+        );
+    }
 }
