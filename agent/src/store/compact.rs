@@ -204,8 +204,13 @@ fn check_unchanged(path: &Path, s: &SegmentInfo) -> Result<(), CompactError> {
 /// Deletes the merged segment of a compaction a crash interrupted before its entry: an
 /// unlisted segment at the next chain position with journal id 0 (a seal's has its
 /// journal's id). Must run before anything else takes that position. Returns whether one
-/// was found.
+/// was found. Deletes nothing while the chain does not verify ([`Manifest::broken`]).
 pub fn discard_interrupted(dir: &Path, manifest: &Manifest) -> Result<bool, CompactError> {
+    if let Some(why) = manifest.broken() {
+        // The next chain position comes from the entries: with the chain in doubt, so is it.
+        tracing::error!(dir = %dir.display(), error = %why, "the segment of an interrupted compaction is not looked for or deleted: the manifest's chain does not verify (run `xdp-audit verify`)");
+        return Ok(false);
+    }
     let next = seal::next_seq(manifest);
     let io = |path: &Path, op, source| CompactError::Io {
         path: path.to_owned(),

@@ -10,11 +10,11 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::fsutil::sync_dir;
+use super::fsutil::{sha256_file, sync_dir};
 use super::hold::{self, Hold};
+use super::journal::QUARANTINE_DIR;
 use super::manifest::{
-    live_segments, removed_files, Body, Manifest, ManifestError, PruneInfo, RemovedFile,
-    SegmentInfo,
+    live_segments, Body, Manifest, ManifestError, PruneInfo, RemovedFile, SegmentInfo,
 };
 use super::oplog;
 
@@ -144,6 +144,11 @@ pub fn prune_gated(
     if expired.is_empty() {
         return Ok(out);
     }
+    if let Some(why) = manifest.broken() {
+        tracing::error!(dir = %dir.display(), expired = expired.len(), error = %why, "retention suspended: the manifest's chain does not verify, so its times and names cannot be trusted; nothing is deleted until it does (run `xdp-audit verify`)");
+        out.suspended = Some(why.to_owned());
+        return Ok(out);
+    }
     let holds = match (anchored.problem, oplog::scan(dir)) {
         (None, Ok(s)) if s.problem.is_none() => hold::in_force(&s.lines),
         (problem, scan) => {
@@ -214,31 +219,58 @@ pub fn prune_gated(
 }
 
 /// Deletes files the chain took out of the live set (pruned, or merged by compaction) but
-/// which still exist: what a crash between the entry and the deletion leaves.
+/// which still exist: what a crash between the entry and the deletion leaves. A file whose
+/// SHA-256 is not the one the chain recorded for it is not the segment the entry removed: it
+/// is moved into `quarantine/` instead, with an error. Nothing is deleted while the chain does
+/// not verify ([`Manifest::broken`]): a changed entry could name any file.
 pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), ManifestError> {
-    let mut deleted = false;
-    for name in removed_files(manifest.entries()) {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => deleted = true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ManifestError::Io {
-                    path,
-                    op: "delete a segment the chain removed",
-                    cause: source,
-                })
-            }
-        }
+    if let Some(why) = manifest.broken() {
+        tracing::error!(dir = %dir.display(), error = %why, "files the chain removed are not deleted: the manifest's chain does not verify (run `xdp-audit verify`)");
+        return Ok(());
     }
-    if deleted {
-        sync_dir(dir).map_err(|source| ManifestError::Io {
-            path: dir.to_owned(),
-            op: "fsync directory",
-            cause: source,
-        })?;
+    let io = |path: &Path, op, cause| ManifestError::Io {
+        path: path.to_owned(),
+        op,
+        cause,
+    };
+    let mut changed = false;
+    for f in manifest.entries().iter().flat_map(|e| e.body.removed()) {
+        let path = dir.join(&f.file);
+        let sha = match sha256_file(&path) {
+            Ok(sha) => sha,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path, "hash a segment the chain removed", e)),
+        };
+        if sha == f.sha256 {
+            std::fs::remove_file(&path)
+                .map_err(|e| io(&path, "delete a segment the chain removed", e))?;
+        } else {
+            let to =
+                quarantine_file(dir, &f.file).map_err(|e| io(&path, "move into quarantine", e))?;
+            tracing::error!(file = %path.display(), sha256 = %sha, recorded = %f.sha256, quarantine = %to.display(), "a segment the chain removed holds other bytes than the chain recorded for it; moved into quarantine instead of deleted (run `xdp-audit verify`)");
+        }
+        changed = true;
+    }
+    if changed {
+        sync_dir(dir).map_err(|e| io(dir, "fsync directory", e))?;
     }
     Ok(())
+}
+
+/// Moves `dir/name` into `dir/quarantine/` (as `name`, or `name.1`, `name.2`, ... when taken)
+/// and returns where it went.
+fn quarantine_file(dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    std::fs::create_dir_all(&qdir)?;
+    let mut to = qdir.join(name);
+    let mut k = 0u32;
+    while to.try_exists()? {
+        k += 1;
+        to = qdir.join(format!("{name}.{k}"));
+    }
+    std::fs::rename(dir.join(name), &to)?;
+    sync_dir(&qdir)?;
+    Ok(to)
 }
 
 #[cfg(test)]
