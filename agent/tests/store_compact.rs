@@ -297,6 +297,15 @@ fn a_changed_input_is_not_merged_the_other_days_are_and_verify_names_it() {
         .filter(|e| matches!(e.body, Body::Compact(_)))
         .count();
     assert_eq!(merges, 3, "the days before and after the changed one");
+    // The agent's next pass fails that day again, and its status says so.
+    let mut store = Store::open_with_clock(
+        with_compaction(dir.path()),
+        Box::new(FakeClock::new(T0 + 5 * DAY)),
+    )
+    .expect("open");
+    assert!(store.wait_idle());
+    assert_eq!(store.status().compact_failed_days, 1);
+    drop(store);
     assert!(
         !after.iter().any(
             |e| matches!(&e.body, Body::Compact(c) if c.files.iter().any(|f| f.file == victim))
