@@ -421,6 +421,9 @@ mod tests {
         let (line, key, msg) = setting_error("iface = \"eth0\"\nretention-days = 30\n");
         assert_eq!((line, key.as_str()), (2, "retention-days"));
         assert!(msg.contains("90"), "names the legal floor: {msg}");
+        let (line, key, msg) = setting_error("retention-days = 106752\n");
+        assert_eq!((line, key.as_str()), (1, "retention-days"));
+        assert!(msg.contains("36500"), "names the maximum: {msg}");
         let (line, _, msg) = setting_error("inactive-timeout = \"soon\"\n");
         assert_eq!(line, 1);
         assert!(msg.contains("soon"), "{msg}");

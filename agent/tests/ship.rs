@@ -2,8 +2,9 @@
 //! chain, a merged day replaces its hours remotely, re-uploads are identical or refused (the
 //! sealed bytes left without their metadata by a cut-short PUT are created again), the shipper
 //! survives kill -9 at random moments, a server outage grows and drains the backlog while
-//! retention keeps unshipped segments, secrets never reach the log, and two gateways' stores
-//! read back with pyarrow's dataset API give each store's row count.
+//! retention keeps unshipped segments, a live segment gone from disk is named while the others
+//! ship, secrets never reach the log, and two gateways' stores read back with pyarrow's
+//! dataset API give each store's row count.
 
 #[path = "store_common/mod.rs"]
 mod common;
@@ -264,6 +265,104 @@ fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains(
     assert!(
         live(dir.path()).is_empty(),
         "shipped expired segments should be pruned"
+    );
+}
+
+/// Kills the child on drop: a command that never exits must not outlive its test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_live_segment_gone_from_disk_is_named_while_the_others_ship_and_merged_days_settle() {
+    let dir = TempDir::new("ship-gone");
+    let bucket = TempDir::new("ship-gone-s3");
+    let s3 = S3Server::start(bucket.path());
+    let cfg = s3.config("fleet", "gw-a");
+    fill(dir.path(), &FakeClock::new(T0), T0, 30, 0.05, 3, true);
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    // The two closed days merge (their hour objects are in the bucket), then more hours seal.
+    let later = T0 + 30 * HOUR;
+    let mut store = Store::open_with_clock(compacting(dir.path()), Box::new(FakeClock::new(later)))
+        .expect("reopen");
+    assert!(store.wait_idle());
+    drop(store);
+    fill(dir.path(), &FakeClock::new(later), later, 3, 0.05, 4, true);
+    let new: Vec<_> = live(dir.path())
+        .into_iter()
+        .filter(|s| s.time_min_ns >= later)
+        .collect();
+    assert!(new.len() >= 2, "hours after the victim must ship: {new:?}");
+    let victim = new[0].file.clone();
+    std::fs::remove_file(dir.path().join(&victim)).expect("delete the segment");
+    let victim_key = xdp_audit::ship::layout::Layout::new("fleet", "gw-a").segment(&new[0]);
+    let want: Vec<(String, String)> = expected(dir.path(), "fleet", "gw-a")
+        .into_iter()
+        .filter(|(k, _)| *k != victim_key)
+        .collect();
+
+    // In a thread of its own: a pass that never ends must fail the test, not hang it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (d, c) = (dir.path().to_owned(), cfg.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(ship_once(&d, &c, &opts()));
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Err(ShipError::Missing { files, .. })) => {
+            assert_eq!(files, std::slice::from_ref(&victim))
+        }
+        Ok(other) => panic!("a missing segment must fail the pass by name, got {other:?}"),
+        Err(e) => panic!("ship_once did not return with a segment file gone: {e}"),
+    }
+    assert_eq!(
+        remote_segments(&s3, "fleet"),
+        want,
+        "every other segment shipped, and the merged days' hour objects deleted"
+    );
+
+    // The agent's thread: failed passes, counted, naming it (with backoff, not a spin).
+    let shipper = Shipper::spawn(dir.path(), &cfg, opts()).expect("spawn");
+    wait_until(
+        Duration::from_secs(30),
+        "two failed passes naming the segment",
+        || {
+            let s = shipper.status();
+            s.failures >= 2 && s.last_error.is_some_and(|e| e.contains(&victim))
+        },
+    );
+    drop(shipper);
+
+    // `xdp-audit ship`: a non-zero exit naming it.
+    let child = Command::new(BIN)
+        .arg("ship")
+        .arg("--log-dir")
+        .arg(dir.path())
+        .args(["--ship", "s3://audit/fleet", "--gateway-id", "gw-a"])
+        .args(["--ship-endpoint", &s3.endpoint()])
+        .arg("--ship-credentials")
+        .arg(credentials_file(dir.path()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xdp-audit ship");
+    let mut child = KillOnDrop(child);
+    let mut exit = None;
+    wait_until(Duration::from_secs(60), "xdp-audit ship exits", || {
+        exit = child.0.try_wait().expect("wait for xdp-audit ship");
+        exit.is_some()
+    });
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr).expect("read stderr");
+    }
+    assert!(
+        exit.is_some_and(|s| !s.success()) && stderr.contains(&victim),
+        "{exit:?}: {stderr}"
     );
 }
 

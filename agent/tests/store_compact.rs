@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use common::*;
-use xdp_audit::record::FlowRecord;
+use xdp_audit::record::{rfc3339_s, FlowRecord};
 use xdp_audit::store::compact::{self, CompactError, DEFAULT_MAX_ROWS};
 use xdp_audit::store::manifest::{self, entry_hash, Body, Manifest, GENESIS};
 use xdp_audit::store::query::{collect, Cidr, Filter};
@@ -261,11 +261,12 @@ fn done_segment(dir: &Path, seq: u64) -> String {
 }
 
 #[test]
-fn a_changed_input_is_not_merged_and_verify_names_it() {
+fn a_changed_input_is_not_merged_the_other_days_are_and_verify_names_it() {
     let (dir, _) = hourly_store("compact-changed");
     let entries = manifest::read_entries(dir.path()).expect("entries");
-    let victim = match &entries[3].body {
-        Body::Segment(s) => s.file.clone(),
+    // Entry 3 lies in the second of the four days: the days after it must still be merged.
+    let (victim, day) = match &entries[3].body {
+        Body::Segment(s) => (s.file.clone(), rfc3339_s(s.time_min_ns)[..10].to_owned()),
         other => panic!("entry 3 is not a segment: {other:?}"),
     };
     let path = dir.path().join(&victim);
@@ -275,14 +276,36 @@ fn a_changed_input_is_not_merged_and_verify_names_it() {
     std::fs::write(&path, &bytes).expect("write");
     let mut m = load(dir.path());
     match compact::run(dir.path(), &mut m, T0 + 5 * DAY, DEFAULT_MAX_ROWS) {
-        Err(e @ CompactError::Changed { .. }) => {
-            let msg = e.to_string();
-            assert!(msg.contains(&victim) && msg.contains("SHA-256"), "{msg}");
+        Err(CompactError::Partial { merged, failed }) => {
+            assert_eq!(merged, 3, "the other three days are merged: {failed:?}");
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(failed[0].day, day);
+            let msg = failed[0].error.to_string();
+            assert!(
+                matches!(failed[0].error, CompactError::Changed { .. })
+                    && msg.contains(&victim)
+                    && msg.contains("SHA-256"),
+                "{msg}"
+            );
         }
         other => panic!("a changed input was merged or gave another error: {other:?}"),
     }
     // Its day was not merged: the changed file is still the chain's, and verify names it.
     let after = manifest::read_entries(dir.path()).expect("entries");
+    let merges = after
+        .iter()
+        .filter(|e| matches!(e.body, Body::Compact(_)))
+        .count();
+    assert_eq!(merges, 3, "the days before and after the changed one");
+    // The agent's next pass fails that day again, and its status says so.
+    let mut store = Store::open_with_clock(
+        with_compaction(dir.path()),
+        Box::new(FakeClock::new(T0 + 5 * DAY)),
+    )
+    .expect("open");
+    assert!(store.wait_idle());
+    assert_eq!(store.status().compact_failed_days, 1);
+    drop(store);
     assert!(
         !after.iter().any(
             |e| matches!(&e.body, Body::Compact(c) if c.files.iter().any(|f| f.file == victim))

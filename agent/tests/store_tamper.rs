@@ -1,5 +1,6 @@
 //! Tamper evidence: every kind of change to a sealed store is caught by `verify`, naming the
-//! file; a signed head catches even a consistently rewritten chain.
+//! file; a signed head catches even a consistently rewritten chain; the writer deletes nothing
+//! on the word of a changed chain, nor a removed segment's file holding other bytes.
 
 #[path = "store_common/mod.rs"]
 mod common;
@@ -7,7 +8,12 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use xdp_audit::store::manifest::{self, entry_hash, generate_keypair, Entry, Head, GENESIS};
+use xdp_audit::store::journal::QUARANTINE_DIR;
+use xdp_audit::store::manifest::{
+    self, entry_hash, generate_keypair, Body, Entry, Head, Manifest, PruneInfo, RemovedFile,
+    GENESIS,
+};
+use xdp_audit::store::retention;
 use xdp_audit::store::verify::verify;
 use xdp_audit::store::{FakeClock, Store, StoreConfig};
 
@@ -343,5 +349,81 @@ fn a_crash_inside_the_first_seal_is_no_tampering_but_a_deleted_manifest_is() {
         "manifest.jsonl",
         "manifest deleted",
         "deleted manifest",
+    );
+}
+
+/// The writer checks the chain's links before acting on it: one changed digit that makes a
+/// live segment look expired must not get it deleted at the next start.
+#[test]
+fn a_changed_entry_time_does_not_get_its_segment_deleted_at_open() {
+    let (dir, _) = pristine(false);
+    let mut ls = lines(dir.path());
+    let e: Entry = serde_json::from_str(&ls[1]).expect("entry 1");
+    let Body::Segment(s) = &e.body else {
+        panic!("entry 1 is not a segment: {e:?}")
+    };
+    let (was, doctored) = (s.time_max_ns, s.time_max_ns - 1000 * DAY);
+    let field = |t: i64| format!("\"time_max_ns\":{t}");
+    assert!(ls[1].contains(&field(was)), "{}", ls[1]);
+    ls[1] = ls[1].replace(&field(was), &field(doctored));
+    write_lines(dir.path(), &ls);
+    let m = Manifest::load(dir.path(), None).expect("load");
+    let why = m.broken().expect("the changed entry must be found at load");
+    assert!(why.contains("line 2") && why.contains("hash"), "{why}");
+    drop(m);
+
+    // A day later, under the default 180 days, the doctored entry looks 1,000 days old.
+    let clock = FakeClock::new(T0 + DAY);
+    drop(Store::open_with_clock(config(dir.path()), Box::new(clock)).expect("open"));
+    assert!(
+        dir.path().join(&s.file).exists(),
+        "{} was deleted on the word of a changed entry",
+        s.file
+    );
+    let entries = manifest::read_entries(dir.path()).expect("entries");
+    assert!(
+        !entries.iter().any(|e| matches!(e.body, Body::Prune(_))),
+        "retention ran on a chain that does not verify"
+    );
+}
+
+/// A file a prune removed but a crash left is deleted only if it holds the bytes the chain
+/// recorded; other bytes go into quarantine.
+#[test]
+fn a_removed_segment_with_other_bytes_is_quarantined_not_deleted() {
+    let (dir, _) = pristine(false);
+    let live = live(dir.path());
+    let (a, b) = (&live[0], &live[1]);
+    let mut m = Manifest::load(dir.path(), None).expect("load");
+    // The prune entry of a pass that crashed before its deletions.
+    m.append(Body::Prune(PruneInfo {
+        at_ns: T0 + 200 * DAY,
+        retention_days: 180,
+        files: [a, b]
+            .iter()
+            .map(|s| RemovedFile {
+                file: s.file.clone(),
+                sha256: s.sha256.clone(),
+            })
+            .collect(),
+    }))
+    .expect("append");
+    let pa = dir.path().join(&a.file);
+    let mut bytes = std::fs::read(&pa).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&pa, &bytes).expect("write");
+
+    retention::finish_interrupted(dir.path(), &m).expect("finish");
+    assert!(
+        !dir.path().join(&b.file).exists(),
+        "the intact one is deleted"
+    );
+    assert!(!pa.exists(), "the changed one is moved away");
+    let q = dir.path().join(QUARANTINE_DIR).join(&a.file);
+    assert_eq!(
+        std::fs::read(&q).unwrap_or_else(|e| panic!("{}: {e}", q.display())),
+        bytes,
+        "the changed file must be kept in quarantine"
     );
 }

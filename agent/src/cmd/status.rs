@@ -166,6 +166,12 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     )?;
+    if st.compact_failed_days > 0 {
+        outln!(
+            "  compaction: {} closed days not merged (a changed or damaged segment; run `xdp-audit verify`)",
+            st.compact_failed_days
+        )?;
+    }
     if st.journal_skipped_bytes > 0 {
         outln!(
             "  damaged journals: {} bytes skipped (at least {} records), kept in the log directory's quarantine/",

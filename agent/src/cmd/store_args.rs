@@ -50,7 +50,8 @@ pub struct StoreArgs {
     /// Seal the journal when it reaches this many bytes, even within the hour.
     #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
     pub segment_max_bytes: u64,
-    /// Delete segments this many days after their newest record; at least 90 (the legal floor).
+    /// Delete segments this many days after their newest record; at least 90 (the legal floor),
+    /// at most 36500 (a hundred years; more is refused, not read as "keep forever").
     #[arg(long, default_value_t = DEFAULT_DAYS, value_parser = parse_retention, value_name = "DAYS")]
     pub retention_days: u32,
     /// Sign the chain head at every seal with this ed25519 key (see `xdp-audit keygen`).
@@ -252,5 +253,19 @@ impl ProgressLine {
 impl Drop for ProgressLine {
     fn drop(&mut self) {
         self.erase();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_retention;
+
+    #[test]
+    fn retention_days_past_the_maximum_are_refused_naming_the_setting_and_the_maximum() {
+        assert_eq!(parse_retention("36500"), Ok(36_500));
+        let e = parse_retention("106752").expect_err("past the clock's range");
+        assert!(e.contains("retention-days") && e.contains("36500"), "{e}");
+        let e = parse_retention("4294967295").expect_err("u32::MAX");
+        assert!(e.contains("36500"), "{e}");
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{bytes, count, days_of, floor_start, span, Disk, Inputs, Line, Verdict};
 use crate::record::rfc3339_s;
 use crate::store::manifest::{live_segments, Body, Entry, SegmentInfo};
-use crate::store::retention::{DAY_NS, LEGAL_FLOOR_DAYS};
+use crate::store::retention::{cutoff_ns, DAY_NS, LEGAL_FLOOR_DAYS};
 use crate::store::{hold, oplog, seal, HOUR_NS};
 
 /// Missing segments and gaps listed at most, the rest counted.
@@ -40,11 +40,12 @@ fn early_prunes(entries: &[Entry]) -> Vec<String> {
                 e.seq, p.retention_days
             ));
         }
-        let cutoff = p.at_ns.saturating_sub(i64::from(days) * DAY_NS);
+        // No cutoff: under that retention nothing expires, so every deletion was early.
+        let cutoff = cutoff_ns(p.at_ns, days);
         for f in &p.files {
             if let Some(s) = sealed
                 .get(f.file.as_str())
-                .filter(|s| s.time_max_ns >= cutoff)
+                .filter(|s| cutoff.is_none_or(|c| s.time_max_ns >= c))
             {
                 out.push(format!(
                     "entry {} at {}: deleted {} whose newest record was {} old",
@@ -129,7 +130,7 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
         .unwrap_or_default();
     let stale = live_segments(entries)
         .into_iter()
-        .filter(|s| s.time_max_ns < now - (i64::from(days) + 2) * DAY_NS)
+        .filter(|s| cutoff_ns(now, days.saturating_add(2)).is_some_and(|c| s.time_max_ns < c))
         .filter(|s| !holds.iter().any(|h| h.covers(s)))
         .count();
     if stale > 0 {
@@ -142,7 +143,7 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
         );
     }
     let held = now - first;
-    let full = i64::from(days) * DAY_NS;
+    let full = i64::from(days).saturating_mul(DAY_NS);
     if held < full {
         return (
             line(
@@ -151,7 +152,7 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
                     "{said}; the store holds {} of them so far (first record {}): the full period is reached on {}",
                     span(held),
                     rfc3339_s(first),
-                    rfc3339_s(first + full)
+                    rfc3339_s(first.saturating_add(full))
                 ),
             ),
             days,

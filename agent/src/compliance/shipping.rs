@@ -6,7 +6,7 @@
 
 use crate::ship::cursor::{self, Backlog, Cursor};
 use crate::store::manifest::{live_segments, Entry};
-use crate::store::retention::DAY_NS;
+use crate::store::retention::cutoff_ns;
 
 use super::{bytes, count, span, Inputs, Line, Verdict};
 
@@ -45,7 +45,7 @@ pub fn shipping_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
             ),
         );
     };
-    let cutoff = inputs.now_ns.saturating_sub(i64::from(days) * DAY_NS);
+    let cutoff = cutoff_ns(inputs.now_ns, days).unwrap_or(i64::MIN);
     let backlog = cursor
         .unwrap_or_else(|| Cursor {
             target: target.clone(),

@@ -285,6 +285,11 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
         s.compacted,
     );
     e.gauge(
+        "compaction_failed_days",
+        "Closed days the last compaction pass could not merge.",
+        s.compact_failed_days,
+    );
+    e.gauge(
         "journals_unsealed",
         "Rotated journals waiting to be sealed.",
         s.unsealed,

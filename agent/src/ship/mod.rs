@@ -110,6 +110,15 @@ pub enum ShipError {
     /// The manifest could not be read.
     #[error("{0}")]
     Manifest(String),
+    /// Live segments whose files are gone from the store: not shipped (the others were);
+    /// the chain, read again after the pass, still lists them.
+    #[error("{}: {} listed live by the manifest but missing; not shipped, the other segments were (run `xdp-audit verify`)", dir.display(), files.join(" "))]
+    Missing {
+        /// The store directory.
+        dir: PathBuf,
+        /// The missing segments' file names.
+        files: Vec<String>,
+    },
     /// Another shipper works on this store.
     #[error("{0}: another shipper holds the lock (an agent run with --ship, or `xdp-audit ship`)")]
     Locked(PathBuf),

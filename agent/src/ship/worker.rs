@@ -4,6 +4,10 @@
 //! or block the sealer or the journal writer), uploads every live segment the cursor does not
 //! hold, in chain order, settles compactions (a merged day's hour objects are deleted only
 //! once the merged object is acknowledged), and finally uploads the manifest as of its head.
+//!
+//! A live segment whose file is gone is skipped and the others shipped; if the manifest read
+//! again still lists it, the pass fails naming it (retried with backoff), and only if the
+//! chain moved on (merged or pruned meanwhile) is the pass done again at once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,8 +19,10 @@ use super::cursor::{Acked, Cursor};
 use super::layout::Layout;
 use super::remote::{Job, Remote, Uploaded};
 use super::{ShipError, ShipStatus};
-use crate::store::manifest::{live_segments, parse_with_head, Body, Entry, SegmentInfo, MANIFEST};
-use crate::store::retention::DAY_NS;
+use crate::store::manifest::{
+    live_segments, parse_with_head, Body, Entry, Head, SegmentInfo, MANIFEST,
+};
+use crate::store::retention::cutoff_ns;
 
 /// Longest time acknowledged uploads wait for the cursor's save (an fsync) while more are
 /// shipped; a pass always saves before it ends.
@@ -47,10 +53,18 @@ pub struct Worker {
 pub enum Pass {
     /// Everything live is acknowledged, and the manifest too.
     CaughtUp,
-    /// The chain changed under the pass (a segment was merged away): pass again at once.
+    /// The chain changed under the pass (a segment was merged or pruned away): pass again at
+    /// once.
     Again,
     /// Asked to stop.
     Stopped,
+}
+
+/// `manifest.jsonl` as a pass read it: its bytes (shipped as they are), entries and head.
+struct Chain {
+    text: Vec<u8>,
+    entries: Vec<Entry>,
+    head: Option<Head>,
 }
 
 fn now_ns() -> i64 {
@@ -67,7 +81,7 @@ impl Worker {
     /// Backlog figures from the chain and the cursor.
     fn update_backlog(&self, live: &[&SegmentInfo]) {
         let now = now_ns();
-        let cutoff = now.saturating_sub(i64::from(self.retention_days) * DAY_NS);
+        let cutoff = cutoff_ns(now, self.retention_days).unwrap_or(i64::MIN);
         let b = self.cursor.backlog(live.iter().copied(), cutoff);
         self.set_status(|st| {
             st.backlog_segments = b.segments;
@@ -98,7 +112,8 @@ impl Worker {
         result
     }
 
-    fn pass_unsaved(&mut self) -> Result<Pass, ShipError> {
+    /// The manifest as it is now (none yet: empty).
+    fn read_manifest(&self) -> Result<Chain, ShipError> {
         let path = self.dir.join(MANIFEST);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
@@ -112,13 +127,51 @@ impl Worker {
         };
         let (entries, head) = parse_with_head(&path, &String::from_utf8_lossy(&text))
             .map_err(|e| ShipError::Manifest(e.to_string()))?;
+        Ok(Chain {
+            text,
+            entries,
+            head,
+        })
+    }
+
+    fn pass_unsaved(&mut self) -> Result<Pass, ShipError> {
+        let Chain {
+            text,
+            entries,
+            head,
+        } = self.read_manifest()?;
         let live = live_segments(&entries);
         self.update_backlog(&live);
-        match self.upload(&live)? {
-            Pass::CaughtUp => {}
-            other => return Ok(other),
+        let mut gone = Vec::new();
+        let uploaded = self.upload(&live, &mut gone);
+        if matches!(uploaded, Ok(Pass::Stopped)) {
+            return Ok(Pass::Stopped);
         }
-        self.settle(&entries)?;
+        // Settled whatever the uploads came to: a merged day acknowledged now or earlier must
+        // not leave its hour objects beside it, or engines reading the bucket count it twice.
+        let settled = self.settle(&entries);
+        if let Err(e) = uploaded {
+            if let Err(s) = settled {
+                tracing::warn!(error = %s, "compacted days not settled remotely; retried at the next pass");
+            }
+            return Err(e);
+        }
+        settled?;
+        if !gone.is_empty() {
+            let now = self.read_manifest()?;
+            let missing: Vec<String> = live_segments(&now.entries)
+                .into_iter()
+                .filter(|s| gone.contains(&s.file))
+                .map(|s| s.file.clone())
+                .collect();
+            if missing.is_empty() {
+                return Ok(Pass::Again); // merged or pruned away since the pass read the chain
+            }
+            return Err(ShipError::Missing {
+                dir: self.dir.clone(),
+                files: missing,
+            });
+        }
         if let Some(h) = head {
             if self.cursor.manifest_seq != Some(h.seq) {
                 let key = self.layout.manifest(h.seq);
@@ -139,7 +192,8 @@ impl Worker {
 
     /// Uploads the live segments the cursor lacks, a few at a time ([`Remote::upload_all`]);
     /// a long run saves the cursor every [`SAVE_EVERY`] ([`Worker::pass`] saves at its end).
-    fn upload(&mut self, live: &[&SegmentInfo]) -> Result<Pass, ShipError> {
+    /// Segments whose file is gone are put in `gone` and the others still uploaded.
+    fn upload(&mut self, live: &[&SegmentInfo], gone: &mut Vec<String>) -> Result<Pass, ShipError> {
         let mut by_key: HashMap<String, &SegmentInfo> = HashMap::new();
         let mut jobs = Vec::new();
         for s in live.iter().filter(|s| !self.cursor.holds(s)) {
@@ -167,21 +221,22 @@ impl Worker {
             ..
         } = self;
         remote.upload_all(jobs, *multipart_bytes, |job, result| {
+            let Some(s) = by_key.get(&job.key) else {
+                return true;
+            };
             let uploaded = match result {
                 Ok(u) => u,
+                Err(e) if e.is_local_gone() => {
+                    tracing::debug!(file = %s.file, "segment file gone; shipping the others");
+                    gone.push(s.file.clone());
+                    return outcome.is_ok();
+                }
                 Err(e) => {
                     if outcome.is_ok() {
-                        outcome = if e.is_local_gone() {
-                            Ok(Pass::Again)
-                        } else {
-                            Err(ShipError::Remote(e))
-                        };
+                        outcome = Err(ShipError::Remote(e));
                     }
                     return false;
                 }
-            };
-            let Some(s) = by_key.get(&job.key) else {
-                return true;
             };
             cursor.acked.insert(
                 s.file.clone(),

@@ -25,6 +25,7 @@ use super::retention::{self, DAY_NS};
 use super::seal::{self, is_segment_name, SealError};
 use super::segment::{Layout, SegmentError, SegmentReader};
 use super::HOUR_NS;
+use crate::record::rfc3339_s;
 
 /// Most rows in a merged segment: a mid-size gateway's day (about 1.1 million flows at 13
 /// per second) fits in one. The merge holds this many rows in column buffers (~130 bytes
@@ -67,6 +68,31 @@ pub enum CompactError {
     /// The manifest could not be appended.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// Some days of a pass were not merged (each one warned about); the others were.
+    #[error("{} of {} merges due were not done: {}", failed.len(), merged + failed.len(), list(failed))]
+    Partial {
+        /// Merged segments written by the pass.
+        merged: usize,
+        /// The groups left as they were.
+        failed: Vec<GroupFailed>,
+    },
+}
+
+/// A group of a closed day's segments a pass could not merge.
+#[derive(Debug)]
+pub struct GroupFailed {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Why.
+    pub error: CompactError,
+}
+
+fn list(failed: &[GroupFailed]) -> String {
+    failed
+        .iter()
+        .map(|g| format!("day {}: {}", g.day, g.error))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The merges due at `now_ns`: live segments of each closed UTC day (by their first
@@ -107,7 +133,10 @@ pub fn plan(entries: &[Entry], now_ns: i64, max_rows: u64) -> Vec<Vec<SegmentInf
 }
 
 /// One compaction pass: deletes the inputs of earlier merges, then does the merges due at
-/// `now_ns`. Returns how many merged segments were written.
+/// `now_ns`. Returns how many merged segments were written. A group that cannot be merged
+/// (a changed or damaged input) is warned about, naming its day, and left as it is, and the
+/// others are still merged: one bad file must not stop every later day's compaction. Any
+/// such group makes the pass end in [`CompactError::Partial`].
 pub fn run(
     dir: &Path,
     manifest: &mut Manifest,
@@ -116,10 +145,22 @@ pub fn run(
 ) -> Result<usize, CompactError> {
     retention::finish_interrupted(dir, manifest)?;
     let groups = plan(manifest.entries(), now_ns, max_rows);
+    let mut failed = Vec::new();
     for group in &groups {
-        merge(dir, manifest, group, now_ns)?;
+        if let Err(error) = merge(dir, manifest, group, now_ns) {
+            let mut day = rfc3339_s(group.first().map_or(0, |s| s.time_min_ns));
+            day.truncate("YYYY-MM-DD".len());
+            let files: Vec<&str> = group.iter().map(|s| s.file.as_str()).collect();
+            tracing::warn!(day = %day, files = %files.join(" "), error = %error, "a closed day was not compacted; its segments stay as sealed (run `xdp-audit verify`), the other days are merged");
+            failed.push(GroupFailed { day, error });
+        }
     }
-    Ok(groups.len())
+    let merged = groups.len() - failed.len();
+    if failed.is_empty() {
+        Ok(merged)
+    } else {
+        Err(CompactError::Partial { merged, failed })
+    }
 }
 
 /// Merges `inputs` (live, in chain order) into one segment and appends the entry.
@@ -204,8 +245,13 @@ fn check_unchanged(path: &Path, s: &SegmentInfo) -> Result<(), CompactError> {
 /// Deletes the merged segment of a compaction a crash interrupted before its entry: an
 /// unlisted segment at the next chain position with journal id 0 (a seal's has its
 /// journal's id). Must run before anything else takes that position. Returns whether one
-/// was found.
+/// was found. Deletes nothing while the chain does not verify ([`Manifest::broken`]).
 pub fn discard_interrupted(dir: &Path, manifest: &Manifest) -> Result<bool, CompactError> {
+    if let Some(why) = manifest.broken() {
+        // The next chain position comes from the entries: with the chain in doubt, so is it.
+        tracing::error!(dir = %dir.display(), error = %why, "the segment of an interrupted compaction is not looked for or deleted: the manifest's chain does not verify (run `xdp-audit verify`)");
+        return Ok(false);
+    }
     let next = seal::next_seq(manifest);
     let io = |path: &Path, op, source| CompactError::Io {
         path: path.to_owned(),

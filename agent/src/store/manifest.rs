@@ -413,6 +413,36 @@ fn check_head(
     }
 }
 
+/// Checks one link of the chain: `e` sits at position `i`, names `prev` (the hash of the
+/// entry before it, [`GENESIS`] for the first) and carries the hash of its own content. The
+/// reason says what is wrong; the caller names the file and line. `verify` walks the chain
+/// with it, and the writer before it acts on entries ([`Manifest::load`]).
+pub fn check_link(i: usize, prev: &str, e: &Entry) -> Result<(), String> {
+    if e.seq != i as u64 {
+        return Err(format!(
+            "seq is {}, expected {i} (entries deleted, inserted or reordered)",
+            e.seq
+        ));
+    }
+    if e.prev != prev {
+        return Err(format!("prev does not match the hash of entry {} (chain broken: an entry was changed, removed, inserted or reordered)", i.wrapping_sub(1) as i64));
+    }
+    if entry_hash(e.seq, &e.body, &e.prev) != e.hash {
+        return Err("hash does not match its content (entry changed)".into());
+    }
+    Ok(())
+}
+
+/// The first broken link of `entries` ([`check_link`]), as `entry N (line N+1): reason`.
+pub fn check_chain(entries: &[Entry]) -> Result<(), String> {
+    let mut prev = GENESIS;
+    for (i, e) in entries.iter().enumerate() {
+        check_link(i, prev, e).map_err(|r| format!("entry {i} (line {}): {r}", i + 1))?;
+        prev = &e.hash;
+    }
+    Ok(())
+}
+
 /// Parses `manifest.jsonl` text into its entries (see [`parse_with_head`]).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ManifestError> {
     Ok(parse_with_head(path, text)?.0)
@@ -423,17 +453,35 @@ pub struct Manifest {
     dir: PathBuf,
     entries: Vec<Entry>,
     signing_key: Option<SigningKey>,
+    broken: Option<String>,
 }
 
 impl Manifest {
-    /// Loads the chain of `dir` (empty if there is none yet).
+    /// Loads the chain of `dir` (empty if there is none yet) and checks its links (an error
+    /// is logged naming the line; see [`Manifest::broken`]). Readers such as `query` use
+    /// [`read_entries`], which does not hash every entry.
     pub fn load(dir: &Path, signing_key: Option<SigningKey>) -> Result<Self, ManifestError> {
         let entries = read_entries(dir)?;
+        let path = dir.join(MANIFEST);
+        let broken = check_chain(&entries)
+            .err()
+            .map(|reason| format!("{} {reason}", path.display()));
+        if let Some(why) = &broken {
+            tracing::error!(error = %why, "the manifest's chain does not verify: retention and the deletion of files the chain removed are suspended until it does (run `xdp-audit verify`)");
+        }
         Ok(Self {
             dir: dir.to_owned(),
             entries,
             signing_key,
+            broken,
         })
+    }
+
+    /// Why the chain as loaded does not verify, naming the line; `None` if it does. Entries
+    /// appended since are linked to it and cannot repair it. While set, nothing is deleted on
+    /// the chain's word: a changed `time_max_ns` or file name would delete a live segment.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// Every entry, oldest first.

@@ -144,9 +144,9 @@ pub enum StoreError {
     /// Another process writes to this directory.
     #[error("audit store {0}: another xdp-audit process holds the lock")]
     Locked(PathBuf),
-    /// The retention is below the legal floor.
+    /// The retention is below the legal floor or above the maximum.
     #[error(transparent)]
-    Retention(#[from] retention::BelowFloor),
+    Retention(#[from] retention::RefusedDays),
     /// A leftover journal could not be recovered.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -181,6 +181,9 @@ pub struct StoreStatus {
     /// Segments merged into daily ones since open (see `compact`).
     #[serde(default)]
     pub compacted: u64,
+    /// Closed days the last compaction pass could not merge (a changed or damaged segment).
+    #[serde(default)]
+    pub compact_failed_days: u64,
     /// Rotated journals waiting for the sealer thread (or for disk space).
     pub unsealed: u64,
     /// Bytes of damaged or torn journals skipped since open (moved into `quarantine/`).
@@ -379,6 +382,7 @@ impl Store {
         s.degraded = self.degraded.is_some();
         s.sealed = self.sealed_at_open + self.sealer.sealed();
         s.compacted = self.sealer.compacted();
+        s.compact_failed_days = self.sealer.compact_failed();
         let (bytes, frames) = self.sealer.skipped();
         s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
         s.journal_skipped_frames = self.skipped_at_open.1 + frames;

@@ -10,11 +10,11 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::fsutil::sync_dir;
+use super::fsutil::{sha256_file, sync_dir};
 use super::hold::{self, Hold};
+use super::journal::QUARANTINE_DIR;
 use super::manifest::{
-    live_segments, removed_files, Body, Manifest, ManifestError, PruneInfo, RemovedFile,
-    SegmentInfo,
+    live_segments, Body, Manifest, ManifestError, PruneInfo, RemovedFile, SegmentInfo,
 };
 use super::oplog;
 
@@ -24,29 +24,55 @@ pub const LEGAL_FLOOR_DAYS: u32 = 90;
 pub const DEFAULT_DAYS: u32 = 180;
 /// One day in nanoseconds; retention runs at most this often.
 pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
+/// The longest retention accepted, in days (a hundred years): more is a typo, and from
+/// 106,752 days on the span no longer fits the nanosecond clock.
+pub const MAX_DAYS: u32 = 36_500;
 
-/// A retention below the legal floor.
+/// A retention outside what the store accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "retention of {days} days refused: audit records must be kept at least {LEGAL_FLOOR_DAYS} days (the legal floor)"
-)]
-pub struct BelowFloor {
-    /// The refused value.
-    pub days: u32,
+pub enum RefusedDays {
+    /// Below the legal floor.
+    #[error(
+        "retention-days {days} refused: audit records must be kept at least {LEGAL_FLOOR_DAYS} days (the legal floor)"
+    )]
+    BelowFloor {
+        /// The refused value.
+        days: u32,
+    },
+    /// Above [`MAX_DAYS`].
+    #[error("retention-days {days} refused: at most {MAX_DAYS} days (a hundred years)")]
+    AboveMax {
+        /// The refused value.
+        days: u32,
+    },
 }
 
-/// Accepts `days` if it is at least the legal floor.
-pub fn check_days(days: u32) -> Result<u32, BelowFloor> {
+/// Accepts `days` from the legal floor to [`MAX_DAYS`].
+pub fn check_days(days: u32) -> Result<u32, RefusedDays> {
     if days < LEGAL_FLOOR_DAYS {
-        Err(BelowFloor { days })
+        Err(RefusedDays::BelowFloor { days })
+    } else if days > MAX_DAYS {
+        Err(RefusedDays::AboveMax { days })
     } else {
         Ok(days)
     }
 }
 
+/// The time before which a segment's newest record is expired under `days` of retention,
+/// or `None` when the span reaches past the clock's range: then nothing expires (a
+/// saturated or wrapped span would put the cutoff at the end of time and expire everything).
+/// Every retention cutoff (local, shipping backlog, compliance) is computed here.
+pub fn cutoff_ns(now_ns: i64, days: u32) -> Option<i64> {
+    i64::from(days)
+        .checked_mul(DAY_NS)
+        .and_then(|span| now_ns.checked_sub(span))
+}
+
 /// Live segments expired at `now_ns` under `days` of retention (holds aside).
 pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<SegmentInfo> {
-    let cutoff = now_ns.saturating_sub(i64::from(days) * DAY_NS);
+    let Some(cutoff) = cutoff_ns(now_ns, days) else {
+        return Vec::new();
+    };
     live_segments(manifest.entries())
         .into_iter()
         .filter(|s| s.time_max_ns < cutoff)
@@ -116,6 +142,11 @@ pub fn prune_gated(
     let expired = expired(manifest, now_ns, days);
     let mut out = Pruned::default();
     if expired.is_empty() {
+        return Ok(out);
+    }
+    if let Some(why) = manifest.broken() {
+        tracing::error!(dir = %dir.display(), expired = expired.len(), error = %why, "retention suspended: the manifest's chain does not verify, so its times and names cannot be trusted; nothing is deleted until it does (run `xdp-audit verify`)");
+        out.suspended = Some(why.to_owned());
         return Ok(out);
     }
     let holds = match (anchored.problem, oplog::scan(dir)) {
@@ -188,29 +219,85 @@ pub fn prune_gated(
 }
 
 /// Deletes files the chain took out of the live set (pruned, or merged by compaction) but
-/// which still exist: what a crash between the entry and the deletion leaves.
+/// which still exist: what a crash between the entry and the deletion leaves. A file whose
+/// SHA-256 is not the one the chain recorded for it is not the segment the entry removed: it
+/// is moved into `quarantine/` instead, with an error. Nothing is deleted while the chain does
+/// not verify ([`Manifest::broken`]): a changed entry could name any file.
 pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), ManifestError> {
-    let mut deleted = false;
-    for name in removed_files(manifest.entries()) {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => deleted = true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ManifestError::Io {
-                    path,
-                    op: "delete a segment the chain removed",
-                    cause: source,
-                })
-            }
-        }
+    if let Some(why) = manifest.broken() {
+        tracing::error!(dir = %dir.display(), error = %why, "files the chain removed are not deleted: the manifest's chain does not verify (run `xdp-audit verify`)");
+        return Ok(());
     }
-    if deleted {
-        sync_dir(dir).map_err(|source| ManifestError::Io {
-            path: dir.to_owned(),
-            op: "fsync directory",
-            cause: source,
-        })?;
+    let io = |path: &Path, op, cause| ManifestError::Io {
+        path: path.to_owned(),
+        op,
+        cause,
+    };
+    let mut changed = false;
+    for f in manifest.entries().iter().flat_map(|e| e.body.removed()) {
+        let path = dir.join(&f.file);
+        let sha = match sha256_file(&path) {
+            Ok(sha) => sha,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path, "hash a segment the chain removed", e)),
+        };
+        if sha == f.sha256 {
+            std::fs::remove_file(&path)
+                .map_err(|e| io(&path, "delete a segment the chain removed", e))?;
+        } else {
+            let to =
+                quarantine_file(dir, &f.file).map_err(|e| io(&path, "move into quarantine", e))?;
+            tracing::error!(file = %path.display(), sha256 = %sha, recorded = %f.sha256, quarantine = %to.display(), "a segment the chain removed holds other bytes than the chain recorded for it; moved into quarantine instead of deleted (run `xdp-audit verify`)");
+        }
+        changed = true;
+    }
+    if changed {
+        sync_dir(dir).map_err(|e| io(dir, "fsync directory", e))?;
     }
     Ok(())
+}
+
+/// Moves `dir/name` into `dir/quarantine/` (as `name`, or `name.1`, `name.2`, ... when taken)
+/// and returns where it went.
+fn quarantine_file(dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    std::fs::create_dir_all(&qdir)?;
+    let mut to = qdir.join(name);
+    let mut k = 0u32;
+    while to.try_exists()? {
+        k += 1;
+        to = qdir.join(format!("{name}.{k}"));
+    }
+    std::fs::rename(dir.join(name), &to)?;
+    sync_dir(&qdir)?;
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_past_the_clock_expires_nothing() {
+        let now = 1_700_000_000_000_000_000;
+        assert_eq!(cutoff_ns(now, 90), Some(now - 90 * DAY_NS));
+        // 106,752 days no longer fit in i64 nanoseconds: nothing expires, not everything.
+        assert_eq!(cutoff_ns(now, 106_752), None);
+        assert_eq!(cutoff_ns(now, u32::MAX), None);
+        assert_eq!(cutoff_ns(i64::MIN, 1), None);
+    }
+
+    #[test]
+    fn retention_days_are_accepted_from_the_floor_to_the_maximum() {
+        assert_eq!(check_days(LEGAL_FLOOR_DAYS), Ok(LEGAL_FLOOR_DAYS));
+        assert_eq!(check_days(MAX_DAYS), Ok(MAX_DAYS));
+        assert_eq!(check_days(89), Err(RefusedDays::BelowFloor { days: 89 }));
+        let e = check_days(106_752).expect_err("past the maximum");
+        assert_eq!(e, RefusedDays::AboveMax { days: 106_752 });
+        let msg = e.to_string();
+        assert!(
+            msg.contains("retention-days") && msg.contains("36500"),
+            "{msg}"
+        );
+    }
 }

@@ -25,6 +25,7 @@ enum Job {
 struct Shared {
     sealed: AtomicU64,
     compacted: AtomicU64,
+    compact_failed: AtomicU64,
     pending: AtomicUsize,
     skipped_bytes: AtomicU64,
     skipped_frames: AtomicU64,
@@ -108,6 +109,11 @@ impl Worker {
         if merged > 0 {
             self.shared.timings.compact.observe(took);
         }
+        let failed = match &result {
+            Err(compact::CompactError::Partial { failed, .. }) => failed.len() as u64,
+            _ => 0,
+        };
+        self.shared.compact_failed.store(failed, Ordering::Relaxed);
         if let Err(e) = result {
             if now - self.last_compact_report_ns >= REPORT_EVERY_NS {
                 self.last_compact_report_ns = now;
@@ -234,6 +240,11 @@ impl Sealer {
     /// Segments merged into others by the thread.
     pub fn compacted(&self) -> u64 {
         self.shared.compacted.load(Ordering::Relaxed)
+    }
+
+    /// Closed days the last compaction pass could not merge.
+    pub fn compact_failed(&self) -> u64 {
+        self.shared.compact_failed.load(Ordering::Relaxed)
     }
 
     /// Bytes and frames (at least) of damaged journals the thread's seals skipped.

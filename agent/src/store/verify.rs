@@ -11,9 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use super::fsutil::sha256_file;
 use super::hold;
 use super::journal::{self, JournalError};
-use super::manifest::{
-    self, check_signature, entry_hash, AnchorInfo, Body, Head, SegmentInfo, GENESIS,
-};
+use super::manifest::{self, check_signature, AnchorInfo, Body, Head, SegmentInfo, GENESIS};
 use super::oplog::{self, ChainEnd, Log, Scan};
 use super::seal::{is_segment_name, journal_name, list_journals, seq_of};
 
@@ -131,27 +129,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     let mut listed: HashSet<&str> = HashSet::new();
     for (i, e) in entries.iter().enumerate() {
         let at = format!("entry {i} (line {})", i + 1);
-        if e.seq != i as u64 {
-            return Err(broken(
-                &mpath,
-                format!(
-                    "{at}: seq is {}, expected {i} (entries deleted, inserted or reordered)",
-                    e.seq
-                ),
-            ));
-        }
-        if e.prev != prev {
-            return Err(broken(
-                &mpath,
-                format!("{at}: prev does not match the hash of entry {} (chain broken: an entry was changed, removed, inserted or reordered)", i.wrapping_sub(1) as i64),
-            ));
-        }
-        if entry_hash(e.seq, &e.body, &e.prev) != e.hash {
-            return Err(broken(
-                &mpath,
-                format!("{at}: hash does not match its content (entry changed)"),
-            ));
-        }
+        manifest::check_link(i, &prev, e).map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
         let what = match e.body {
             Body::Compact(_) => "compaction",
             _ => "prune",
