@@ -485,7 +485,19 @@ impl Store {
         if self.journal.records() > 0 {
             let id = (now.max(0) as u64).max(self.journal.id() + 1);
             let path = self.cfg.dir.join(seal::journal_name(id));
-            match JournalWriter::create(&path, id) {
+            // The new journal's directory entry is made durable before records go into it,
+            // as at open: otherwise a power cut could lose the file with its fsynced records.
+            // One directory fsync an hour (or per full journal) on the records thread.
+            let created = JournalWriter::create(&path, id).and_then(|next| {
+                fsutil::sync_dir(&self.cfg.dir)
+                    .map(|()| next)
+                    .map_err(|cause| JournalError::Io {
+                        path: self.cfg.dir.clone(),
+                        op: "fsync directory",
+                        cause,
+                    })
+            });
+            match created {
                 Ok(next) => {
                     let old = std::mem::replace(&mut self.journal, next);
                     self.sealer.seal(old.path().to_owned(), now);
