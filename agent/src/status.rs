@@ -191,7 +191,10 @@ impl Snapshot {
         )
     }
 
-    /// Writes the snapshot to `dir` atomically.
+    /// Writes the snapshot to `dir` atomically (rename), but without fsync: the records
+    /// thread rewrites it every sweep (once a second), where a file and a directory fsync
+    /// would each cost as much as the journal's own fsync; a power cut loses at most the
+    /// last snapshots, which the next agent rewrites within a second.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
