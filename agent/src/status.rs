@@ -233,14 +233,15 @@ impl Snapshot {
     pub fn read(dir: &Path) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        // Bytes: serde_json reports the line and column of a byte that is not UTF-8.
+        let bytes = std::fs::read(&path).with_context(|| {
             format!(
                 "cannot read {}: is `xdp-audit run --state-dir {}` running?",
                 path.display(),
                 dir.display()
             )
         })?;
-        serde_json::from_str(&text)
+        serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a status snapshot", path.display()))
     }
 }
