@@ -191,7 +191,10 @@ impl Snapshot {
         )
     }
 
-    /// Writes the snapshot to `dir` atomically.
+    /// Writes the snapshot to `dir` atomically (rename), but without fsync: the records
+    /// thread rewrites it every sweep (once a second), where a file and a directory fsync
+    /// would each cost as much as the journal's own fsync; a power cut loses at most the
+    /// last snapshots, which the next agent rewrites within a second.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
@@ -230,14 +233,15 @@ impl Snapshot {
     pub fn read(dir: &Path) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        // Bytes: serde_json reports the line and column of a byte that is not UTF-8.
+        let bytes = std::fs::read(&path).with_context(|| {
             format!(
                 "cannot read {}: is `xdp-audit run --state-dir {}` running?",
                 path.display(),
                 dir.display()
             )
         })?;
-        serde_json::from_str(&text)
+        serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a status snapshot", path.display()))
     }
 }

@@ -232,3 +232,41 @@ fn verify_names_a_damaged_live_journal_and_passes_a_torn_tail() {
     let b = verify(dir.path(), None).expect_err("a directory");
     assert_eq!(b.file, journal, "{b}");
 }
+
+/// A leftover journal the agent cannot read (a directory in its place: unreadable even to
+/// root) does not keep the store from opening: the journal after it is sealed, the
+/// unreadable one stays where it was, and the status counts it.
+#[test]
+fn an_unreadable_leftover_journal_is_left_and_the_next_one_sealed() {
+    let dir = TempDir::new("unreadable");
+    let bad = dir.path().join(journal_name(JOURNAL_ID));
+    std::fs::create_dir(&bad).expect("a directory in the first journal's place");
+    let recs = records(200);
+    let (good, _) = journal_bytes(JOURNAL_ID + 1, &recs);
+    let good_path = dir.path().join(journal_name(JOURNAL_ID + 1));
+    std::fs::write(&good_path, &good).expect("write the second journal");
+
+    let clock = FakeClock::new(T0 + 3_600_000_000_000);
+    let store = Store::open_with_clock(config(dir.path()), Box::new(clock))
+        .unwrap_or_else(|e| panic!("the store opens past an unreadable journal: {e}"));
+    let status = store.status();
+    drop(store);
+
+    assert_eq!(
+        status.unsealable, 1,
+        "the unreadable journal is counted: {status:?}"
+    );
+    assert!(bad.is_dir(), "the unreadable journal is left in place");
+    assert!(
+        !good_path.exists(),
+        "the second journal was sealed and deleted"
+    );
+    // A query reads the live journals too and refuses the unreadable one; without it, it
+    // answers from the segment the second journal became.
+    std::fs::remove_dir(&bad).expect("take the unreadable journal away");
+    let got = collect(dir.path(), &Filter::default()).expect("query");
+    assert!(
+        canon(got) == canon(recs),
+        "the second journal's records are in the store"
+    );
+}

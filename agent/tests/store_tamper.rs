@@ -427,3 +427,61 @@ fn a_removed_segment_with_other_bytes_is_quarantined_not_deleted() {
         "the changed file must be kept in quarantine"
     );
 }
+
+/// One flipped bit in a segment's footer that makes a column chunk's start negative (the
+/// sign bit of a zigzag varint): `query` and `sql` fail naming the segment instead of
+/// panicking in the Parquet library's `byte_range`.
+#[test]
+fn a_negative_chunk_offset_in_a_footer_is_an_error_not_a_panic() {
+    use parquet::file::reader::FileReader as _;
+    let (dir, _) = pristine(false);
+    let seg = segments(dir.path())
+        .into_iter()
+        .next()
+        .expect("a sealed segment");
+    let path = dir.path().join(&seg);
+    let mut bytes = std::fs::read(&path).expect("read segment");
+    let n = bytes.len();
+    let footer_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
+    let footer = n - 8 - footer_len;
+    // The first chunk starts at byte 4 (after `PAR1`): an i64 field (compact type 6) whose
+    // zigzag varint is 8; its low bit is the sign.
+    let at = (footer..n - 9)
+        .find(|&i| bytes[i] & 0x0f == 6 && bytes[i] >> 4 != 0 && bytes[i + 1] == 8)
+        .expect("the first chunk's offset in the footer")
+        + 1;
+    bytes[at] ^= 1;
+    std::fs::write(&path, &bytes).expect("write the damaged segment");
+    let file = std::fs::File::open(&path).expect("open");
+    let meta = parquet::file::reader::SerializedFileReader::new(file).expect("the footer parses");
+    let c = meta.metadata().row_group(0).column(0);
+    assert!(
+        c.dictionary_page_offset().unwrap_or(c.data_page_offset()) < 0,
+        "the flip made the first chunk's start negative"
+    );
+
+    let bin = env!("CARGO_BIN_EXE_xdp-audit");
+    for args in [
+        vec!["query", "--format", "jsonl", "--log-dir"],
+        vec!["sql", "--log-dir"],
+    ] {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(&args).arg(dir.path());
+        if args[0] == "sql" {
+            cmd.arg("select count(*) from flows");
+        }
+        let out = cmd.output().expect("run xdp-audit");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{}: a damaged footer answered",
+            args[0]
+        );
+        assert!(!err.contains("panicked"), "{}: no panic: {err}", args[0]);
+        assert!(
+            err.contains(&seg) && err.contains("negative"),
+            "{}: the error names the segment and the fault: {err}",
+            args[0]
+        );
+    }
+}

@@ -172,6 +172,12 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.compact_failed_days
         )?;
     }
+    if st.unsealable > 0 {
+        outln!(
+            "  {} journals cannot be read or sealed; they stay in the log directory (the agent's log names each and why)",
+            st.unsealable
+        )?;
+    }
     if st.journal_skipped_bytes > 0 {
         outln!(
             "  damaged journals: {} bytes skipped (at least {} records), kept in the log directory's quarantine/",

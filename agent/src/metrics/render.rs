@@ -294,6 +294,11 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
         "Rotated journals waiting to be sealed.",
         s.unsealed,
     );
+    e.gauge(
+        "journals_unsealable",
+        "Journals that cannot be read or sealed, left in place.",
+        s.unsealable,
+    );
     e.counter(
         "journal_skipped_bytes_total",
         "Bytes of damaged or torn journals skipped (kept in quarantine/).",

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::fsutil::write_atomic;
+use crate::store::fsutil::{sync_dir, write_atomic};
 use crate::store::manifest::SegmentInfo;
 
 /// File name of the cursor in the store directory.
@@ -116,7 +116,14 @@ impl Cursor {
             target: target.to_owned(),
             ..Self::default()
         };
-        match read(dir)? {
+        let found = match read(dir) {
+            Err(CursorError::Parse { path, reason }) => {
+                set_aside(dir, &path, &reason)?;
+                None
+            }
+            other => other?,
+        };
+        match found {
             Some(c) if c.target == target => Ok(c),
             Some(c) => {
                 tracing::warn!(dir = %dir.display(), was = %c.target, now = %target, "the shipping target changed; every live segment is shipped to the new one");
@@ -138,11 +145,39 @@ impl Cursor {
     }
 }
 
+/// Moves a damaged cursor out of the way (to `ship-cursor.json.damaged-<unix seconds>`, kept
+/// for a look), so shipping starts from an empty cursor: the cursor can be rebuilt, since a
+/// conditional create (or, before a multipart upload, a HEAD) takes an identical object the
+/// bucket already holds as acknowledged, and settling and the manifest put again are no-ops.
+fn set_aside(dir: &Path, path: &str, reason: &str) -> Result<(), CursorError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = dir.join(format!("{CURSOR}.damaged-{secs}"));
+    std::fs::rename(dir.join(CURSOR), &aside)
+        .and_then(|()| sync_dir(dir))
+        .map_err(|cause| CursorError::Io {
+            path: path.to_owned(),
+            op: "move the damaged cursor aside",
+            cause,
+        })?;
+    tracing::warn!(
+        file = path,
+        reason,
+        moved_to = %aside.display(),
+        "the shipping cursor is damaged; moved it aside and starting from an empty one (segments \
+         the bucket already holds are recognised and not uploaded twice)"
+    );
+    Ok(())
+}
+
 /// The cursor in `dir`, if any.
 pub fn read(dir: &Path) -> Result<Option<Cursor>, CursorError> {
     let path = dir.join(CURSOR);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    // Bytes, not text: a byte that is not UTF-8 is damage like any other, and serde_json
+    // reports where it is.
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(cause) => {
             return Err(CursorError::Io {
@@ -152,7 +187,7 @@ pub fn read(dir: &Path) -> Result<Option<Cursor>, CursorError> {
             })
         }
     };
-    serde_json::from_str(&text)
+    serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| CursorError::Parse {
             path: path.display().to_string(),
@@ -199,9 +234,59 @@ mod tests {
             shipped(&dir).expect("read"),
             HashSet::from(["seg-1-1.parquet".to_string()])
         );
-        std::fs::write(dir.join(CURSOR), "{").expect("damage");
-        let e = Cursor::load(&dir, "x").expect_err("damaged");
-        assert!(e.to_string().contains(CURSOR), "{e}");
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    /// A damaged cursor (cut short, emptied, a flipped bit) is moved aside with its bytes
+    /// and shipping starts from an empty one, instead of refusing to start.
+    #[test]
+    fn a_damaged_cursor_is_moved_aside_and_shipping_starts_empty() {
+        let mut saved = Cursor::load(Path::new("/nonexistent"), "t").expect("empty");
+        saved.manifest_seq = Some(9);
+        let good = serde_json::to_vec_pretty(&saved).expect("encode");
+        let mut flipped = good.clone();
+        flipped[0] ^= 0x40; // `{` becomes `;`
+        let mut not_utf8 = good.clone();
+        let quote = good.iter().position(|&b| b == b'"').expect("a string") + 1;
+        not_utf8[quote] ^= 0x80; // inside a string: no longer UTF-8
+        for (what, bytes) in [
+            ("a byte no longer UTF-8", not_utf8),
+            ("cut short", good[..good.len() / 2].to_vec()),
+            ("emptied", Vec::new()),
+            ("a flipped bit", flipped),
+        ] {
+            let dir = std::env::temp_dir().join(format!(
+                "xdp-audit-cursor-damaged-{}-{}",
+                std::process::id(),
+                what.replace(' ', "-")
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            std::fs::write(dir.join(CURSOR), &bytes).expect("damage");
+            let c = Cursor::load(&dir, "t")
+                .unwrap_or_else(|e| panic!("{what}: a damaged cursor refused: {e}"));
+            assert_eq!(c.manifest_seq, None, "{what}: starts from an empty cursor");
+            assert!(c.acked.is_empty(), "{what}: starts from an empty cursor");
+            assert!(
+                !dir.join(CURSOR).exists(),
+                "{what}: the damaged file is gone"
+            );
+            let aside: Vec<_> = std::fs::read_dir(&dir)
+                .expect("list")
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{CURSOR}.damaged-"))
+                })
+                .collect();
+            assert_eq!(aside.len(), 1, "{what}: one file set aside");
+            assert_eq!(
+                std::fs::read(aside[0].path()).expect("read the file set aside"),
+                bytes,
+                "{what}: the damaged bytes are kept"
+            );
+            std::fs::remove_dir_all(&dir).expect("clean up");
+        }
     }
 }

@@ -37,6 +37,29 @@ pub fn write_atomic_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> std::io::R
     result
 }
 
+/// Where a file's bytes stop being UTF-8, so the report can point at the damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("byte offset {offset} (line {line}) is not UTF-8")]
+pub struct NotUtf8 {
+    /// 1-based line of the first invalid byte.
+    pub line: usize,
+    /// Offset of the first invalid byte from the start of the file.
+    pub offset: usize,
+}
+
+/// `bytes` as text, or the line and offset of the first byte that is not UTF-8 (what
+/// `read_to_string` reports only as "stream did not contain valid UTF-8").
+pub fn utf8_text(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        NotUtf8 { line, offset }
+    })
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -77,4 +100,29 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex(&h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_byte_not_utf8_is_found_by_line_and_offset() {
+        assert_eq!(utf8_text(b"a\nb".to_vec()), Ok("a\nb".to_owned()));
+        let mut bytes = b"{\"a\":1}\n{\"b\":\"x".to_vec();
+        bytes.push(0xff);
+        bytes.extend_from_slice(b"\"}\n");
+        assert_eq!(
+            utf8_text(bytes),
+            Err(NotUtf8 {
+                line: 2,
+                offset: 15
+            })
+        );
+        // A multi-byte sequence cut short points at its first byte.
+        assert_eq!(
+            utf8_text(vec![b'\n', b'\n', 0xc3]),
+            Err(NotUtf8 { line: 3, offset: 2 })
+        );
+    }
 }

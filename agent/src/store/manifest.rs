@@ -21,7 +21,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::fsutil::{hex, unhex, write_atomic};
+use super::fsutil::{hex, unhex, utf8_text, write_atomic};
 
 /// File name of the chain.
 pub const MANIFEST: &str = "manifest.jsonl";
@@ -363,8 +363,16 @@ pub fn parse_with_head(
 /// the writer's role: what readers such as `query` use.
 pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
     let path = dir.join(MANIFEST);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = utf8_text(bytes).map_err(|e| ManifestError::Parse {
+                path: path.clone(),
+                line: e.line,
+                reason: format!(
+                    "byte offset {} is not UTF-8; `xdp-audit verify` checks the whole chain",
+                    e.offset
+                ),
+            })?;
             let (entries, head) = parse_with_head(&path, &text)?;
             check_head(&path, &text, &entries, head.as_ref())?;
             Ok(entries)
@@ -738,5 +746,40 @@ mod tests {
             .expect_err("no such kind")
             .to_string();
         assert!(msg.contains("rename"), "{msg}");
+    }
+
+    /// A byte that is not UTF-8 is reported with its line and offset, by readers and by
+    /// `verify`, not as a bare "stream did not contain valid UTF-8".
+    #[test]
+    fn a_byte_not_utf8_is_named_by_line_and_offset() {
+        let tmp = crate::blocklist::tests::TempDir::new("manifest-utf8");
+        let dir = tmp.0.clone();
+        let mut m = Manifest::load(&dir, None)
+            .unwrap_or_else(|e| panic!("load the empty manifest in {}: {e}", dir.display()));
+        for f in ["seg-0.parquet", "seg-1.parquet"] {
+            m.append(Body::Segment(segment(f)))
+                .unwrap_or_else(|e| panic!("append {f}: {e}"));
+        }
+        let path = dir.join(MANIFEST);
+        let mut bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let second = bytes.iter().position(|&b| b == b'\n').expect("two lines") + 1;
+        let at = second + 20;
+        bytes[at] ^= 0x80;
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+
+        let msg = read_entries(&dir)
+            .expect_err("a byte not UTF-8 is refused")
+            .to_string();
+        for want in ["line 2", &format!("byte offset {at} ")] {
+            assert!(msg.contains(want), "the reader names {want}: {msg}");
+        }
+        let broken = crate::store::verify::verify(&dir, None).expect_err("verify refuses it");
+        for want in ["line 2", &format!("byte offset {at} ")] {
+            assert!(
+                broken.reason.contains(want),
+                "verify names {want}: {broken:?}"
+            );
+        }
     }
 }

@@ -186,6 +186,10 @@ pub struct StoreStatus {
     pub compact_failed_days: u64,
     /// Rotated journals waiting for the sealer thread (or for disk space).
     pub unsealed: u64,
+    /// Journals that cannot be read or sealed, left in place: those found at open, and those
+    /// the sealer now passes over so the journals behind them still seal.
+    #[serde(default)]
+    pub unsealable: u64,
     /// Bytes of damaged or torn journals skipped since open (moved into `quarantine/`).
     #[serde(default)]
     pub journal_skipped_bytes: u64,
@@ -245,6 +249,8 @@ pub struct Store {
     clock: Box<dyn StoreClock>,
     sealer: sealer::Sealer,
     sealed_at_open: u64,
+    /// Leftover journals that could not be recovered or sealed at open (left in place).
+    unsealable_at_open: u64,
     /// Bytes and frames the recovery of leftover journals skipped at open.
     skipped_at_open: (u64, u64),
     journal: JournalWriter,
@@ -259,6 +265,17 @@ pub struct Store {
     /// Shared with the sealer thread.
     timings: std::sync::Arc<Timings>,
     _lock: File,
+}
+
+/// Recovers a leftover journal (torn tail cut, damage quarantined) and seals it.
+fn recover_and_seal(
+    dir: &Path,
+    path: &Path,
+    manifest: &mut Manifest,
+) -> Result<(journal::Recovery, seal::Sealed), StoreError> {
+    let r = journal::recover(path)?;
+    let s = seal::seal_journal(dir, path, manifest)?;
+    Ok((r, s))
 }
 
 fn hour_of(ns: i64) -> i64 {
@@ -308,13 +325,27 @@ impl Store {
         let mut max_id = 0;
         let mut sealed = 0;
         let mut skipped = (0, 0);
+        let mut unsealable = 0;
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
             max_id = max_id.max(id);
-            let r = journal::recover(&path)?;
-            let s = seal::seal_journal(&dir, &path, &mut manifest)?;
-            sealed += u64::from(s.segment.is_some());
-            skipped.0 += r.skipped_bytes + s.skipped_bytes;
-            skipped.1 += r.skipped_frames + s.skipped_frames;
+            match recover_and_seal(&dir, &path, &mut manifest) {
+                Ok((r, s)) => {
+                    sealed += u64::from(s.segment.is_some());
+                    skipped.0 += r.skipped_bytes + s.skipped_bytes;
+                    skipped.1 += r.skipped_frames + s.skipped_frames;
+                }
+                Err(error) => {
+                    // One journal the agent cannot read must not keep it from recording:
+                    // it stays for an operator (or the next start) and the others go on.
+                    unsealable += 1;
+                    tracing::warn!(
+                        journal = %path.display(),
+                        %error,
+                        "cannot recover or seal a journal left by an earlier agent; leaving it \
+                         in place and going on (the next start tries it again)"
+                    );
+                }
+            }
         }
         for e in manifest.entries() {
             if let Body::Segment(s) = &e.body {
@@ -349,6 +380,7 @@ impl Store {
             clock,
             sealer,
             sealed_at_open: sealed,
+            unsealable_at_open: unsealable,
             skipped_at_open: skipped,
             journal,
             journal_hour: None,
@@ -387,6 +419,7 @@ impl Store {
         s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
         s.journal_skipped_frames = self.skipped_at_open.1 + frames;
         s.unsealed = self.sealer.pending() as u64;
+        s.unsealable = self.unsealable_at_open + self.sealer.unsealable();
         s.retention_days = self.cfg.retention_days;
         s.timings = self.timings.snapshot();
         s
@@ -456,7 +489,19 @@ impl Store {
         if self.journal.records() > 0 {
             let id = (now.max(0) as u64).max(self.journal.id() + 1);
             let path = self.cfg.dir.join(seal::journal_name(id));
-            match JournalWriter::create(&path, id) {
+            // The new journal's directory entry is made durable before records go into it,
+            // as at open: otherwise a power cut could lose the file with its fsynced records.
+            // One directory fsync an hour (or per full journal) on the records thread.
+            let created = JournalWriter::create(&path, id).and_then(|next| {
+                fsutil::sync_dir(&self.cfg.dir)
+                    .map(|()| next)
+                    .map_err(|cause| JournalError::Io {
+                        path: self.cfg.dir.clone(),
+                        op: "fsync directory",
+                        cause,
+                    })
+            });
+            match created {
                 Ok(next) => {
                     let old = std::mem::replace(&mut self.journal, next);
                     self.sealer.seal(old.path().to_owned(), now);

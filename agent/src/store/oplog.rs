@@ -665,9 +665,13 @@ pub fn anchor_log(
         if len < last.bytes {
             return Ok(None);
         }
+        // The appender fsyncs after its write, so a line read through the page cache may not
+        // be on disk yet; the anchor must not outlive it at a power cut. Everything up to
+        // `len` was written before this fsync, so only that much is read.
+        f.sync_data()?;
         f.seek(SeekFrom::Start(last.bytes))?;
         let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)?;
+        (&mut f).take(len - last.bytes).read_to_end(&mut bytes)?;
         Ok(Some(bytes))
     })();
     let bytes = match read {

@@ -18,7 +18,11 @@ use super::segment::{self, Layout, SegmentError};
 /// Errors of sealing; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    /// The journal could not be read.
+    /// The journal could not be read: a fault of this journal alone (its permissions, a
+    /// directory in its place), so the sealer goes on with the journals after it.
+    #[error(transparent)]
+    Unreadable(JournalError),
+    /// The journal's damaged stretches could not be kept in quarantine.
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The segment could not be written.
@@ -45,6 +49,14 @@ pub enum SealError {
         /// The cause (in the message, so not named `source`: that would print it twice).
         cause: std::io::Error,
     },
+}
+
+impl SealError {
+    /// Whether the fault is the journal's own (it cannot be read, or holds more than a
+    /// segment can), not the store's (a full disk): the journals after it may still seal.
+    pub fn is_the_journals(&self) -> bool {
+        matches!(self, Self::Unreadable(_) | Self::TooLarge { .. })
+    }
 }
 
 pub use crate::store::journal::file::{journal_id_of, journal_name};
@@ -90,7 +102,7 @@ pub struct Sealed {
 /// it. Its valid frames are sealed; a stretch without one (damage after it was written) is
 /// copied into quarantine first, as recovery does, so deleting the journal loses nothing.
 pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<Sealed, SealError> {
-    let (bytes, scan) = journal::load::<Columns>(path)?;
+    let (bytes, scan) = journal::load::<Columns>(path).map_err(SealError::Unreadable)?;
     let frames = &scan.frames;
     journal::quarantine(path, &bytes, frames)?;
     drop(bytes);

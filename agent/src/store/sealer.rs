@@ -3,7 +3,7 @@
 //! record loop. It owns the manifest; jobs arrive in order over a channel.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -27,6 +27,7 @@ struct Shared {
     compacted: AtomicU64,
     compact_failed: AtomicU64,
     pending: AtomicUsize,
+    unsealable: AtomicUsize,
     skipped_bytes: AtomicU64,
     skipped_frames: AtomicU64,
     timings: Arc<super::Timings>,
@@ -39,10 +40,27 @@ pub struct Sealer {
     shared: Arc<Shared>,
 }
 
+/// Failures in a row after which a journal no longer holds up those queued behind it.
+const SKIP_AFTER: u32 = 3;
+
+/// A rotated journal waiting to be sealed.
+struct Queued {
+    path: PathBuf,
+    /// Failed seals in a row.
+    failures: u32,
+    /// No longer holds up the journals behind it (reported once, when it became so).
+    passed_over: bool,
+}
+
+/// Whether anything (even a directory in its place) is at `path`.
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
 struct Worker {
     dir: PathBuf,
     manifest: Manifest,
-    queue: VecDeque<PathBuf>,
+    queue: VecDeque<Queued>,
     compact_max_rows: u64,
     ship_gate: Option<ShipGate>,
     last_report_ns: i64,
@@ -51,12 +69,16 @@ struct Worker {
 }
 
 impl Worker {
+    /// Seals the queued journals in order. A journal that is gone is dropped; one at fault
+    /// itself (unreadable, or failing [`SKIP_AFTER`] times in a row) is kept and passed over,
+    /// so the journals behind it still seal; any other failure (a full disk) ends the pass,
+    /// since the rest would fail the same way.
     fn seal_queued(&mut self, now: i64) {
-        while let Some(path) = self.queue.front().cloned() {
+        let mut kept = VecDeque::new();
+        while let Some(mut q) = self.queue.pop_front() {
             let started = std::time::Instant::now();
-            match seal::seal_journal(&self.dir, &path, &mut self.manifest) {
+            match seal::seal_journal(&self.dir, &q.path, &mut self.manifest) {
                 Ok(s) => {
-                    self.queue.pop_front();
                     if s.segment.is_some() {
                         self.shared.sealed.fetch_add(1, Ordering::Relaxed);
                         self.shared.timings.seal.observe(started.elapsed());
@@ -69,21 +91,46 @@ impl Worker {
                         .skipped_frames
                         .fetch_add(s.skipped_frames, Ordering::Relaxed);
                 }
+                Err(e) if !exists(&q.path) => {
+                    tracing::warn!(
+                        journal = %q.path.display(),
+                        error = %e,
+                        "a journal waiting to be sealed is gone; dropping it from the queue \
+                         (its records are not in the store)"
+                    );
+                }
                 Err(e) => {
-                    // The journal stays intact on disk; the next retry seals it.
-                    if now - self.last_report_ns >= REPORT_EVERY_NS {
+                    q.failures += 1;
+                    let skip = e.is_the_journals() || q.failures >= SKIP_AFTER;
+                    if skip && !q.passed_over {
+                        q.passed_over = true;
+                        tracing::warn!(
+                            journal = %q.path.display(),
+                            error = %e,
+                            failures = q.failures,
+                            "audit store cannot seal this journal; leaving it in place, \
+                             retrying it, and sealing the journals after it meanwhile"
+                        );
+                    } else if now - self.last_report_ns >= REPORT_EVERY_NS {
                         self.last_report_ns = now;
                         tracing::warn!(
-                            journal = %path.display(),
+                            journal = %q.path.display(),
                             error = %e,
-                            waiting = self.queue.len(),
+                            waiting = self.queue.len() + kept.len() + 1,
                             "audit store cannot seal a journal; keeping it and retrying (reported at most once a minute)"
                         );
                     }
-                    break;
+                    kept.push_back(q);
+                    if !skip {
+                        break;
+                    }
                 }
             }
         }
+        kept.append(&mut self.queue);
+        self.queue = kept;
+        let passed_over = self.queue.iter().filter(|q| q.passed_over).count();
+        self.shared.unsealable.store(passed_over, Ordering::Relaxed);
         self.shared
             .pending
             .store(self.queue.len(), Ordering::Relaxed);
@@ -126,7 +173,11 @@ impl Worker {
         for job in rx {
             match job {
                 Job::Seal { path, now } => {
-                    self.queue.push_back(path);
+                    self.queue.push_back(Queued {
+                        path,
+                        failures: 0,
+                        passed_over: false,
+                    });
                     self.seal_queued(now);
                     self.compact(now);
                     oplog::anchor_logged(&self.dir, &mut self.manifest, now);
@@ -232,6 +283,12 @@ impl Sealer {
         self.shared.pending.load(Ordering::Relaxed)
     }
 
+    /// Queued journals that failed again and again and are passed over (left in place and
+    /// retried) so the ones behind them seal.
+    pub fn unsealable(&self) -> u64 {
+        self.shared.unsealable.load(Ordering::Relaxed) as u64
+    }
+
     /// Segments sealed by the thread.
     pub fn sealed(&self) -> u64 {
         self.shared.sealed.load(Ordering::Relaxed)
@@ -262,5 +319,49 @@ impl Drop for Sealer {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testgen::{journal_bytes, TrafficGen};
+
+    /// A queued journal the sealer cannot read (a directory in its place) stays queued and
+    /// in place without holding up the journal behind it; one that is gone is dropped.
+    #[test]
+    fn an_unreadable_journal_does_not_block_the_ones_behind_it() {
+        let tmp = crate::blocklist::tests::TempDir::new("sealer-skip");
+        let dir = tmp.0.clone();
+        let manifest = Manifest::load(&dir, None)
+            .unwrap_or_else(|e| panic!("load the empty manifest in {}: {e}", dir.display()));
+        let sealer = Sealer::spawn(dir.clone(), manifest, 0, None, Arc::default())
+            .unwrap_or_else(|e| panic!("start the sealer: {e}"));
+        let t0 = 1_767_225_600_000_000_000;
+        let bad = dir.join(seal::journal_name(1));
+        std::fs::create_dir(&bad).unwrap_or_else(|e| panic!("mkdir {}: {e}", bad.display()));
+        let gone = dir.join(seal::journal_name(2));
+        let mut g = TrafficGen::with_rate(7, t0, 100.0);
+        let recs: Vec<_> = (0..50).map(|_| g.next_record()).collect();
+        let good = dir.join(seal::journal_name(3));
+        std::fs::write(&good, journal_bytes(3, &recs).0)
+            .unwrap_or_else(|e| panic!("write {}: {e}", good.display()));
+
+        for p in [&bad, &gone, &good] {
+            sealer.seal(p.clone(), t0);
+        }
+        assert!(
+            !sealer.barrier(t0),
+            "the unreadable journal is still unsealed"
+        );
+        assert_eq!(sealer.sealed(), 1, "the journal behind it was sealed");
+        assert!(!good.exists(), "the sealed journal was deleted");
+        assert_eq!(
+            sealer.pending(),
+            1,
+            "only the unreadable journal is left queued"
+        );
+        assert_eq!(sealer.unsealable(), 1, "and it is counted as passed over");
+        assert!(bad.is_dir(), "the unreadable journal is left in place");
     }
 }

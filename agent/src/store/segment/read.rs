@@ -70,6 +70,55 @@ fn i64_range(s: Option<&Statistics>) -> Option<(i64, i64)> {
     }
 }
 
+/// Refuses a footer whose column chunks do not lie inside the file: the Parquet library
+/// asserts their offsets are not negative (`ColumnChunkMetaData::byte_range`), so a flipped
+/// bit there would panic a reader instead of failing it, and one past the end would read
+/// another chunk's bytes.
+pub(crate) fn check_chunk_ranges(
+    path: &Path,
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+) -> Result<(), SegmentError> {
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for c in rg.columns() {
+            let bad = |field: &str, value: i64, what: String| SegmentError::Invalid {
+                path: path.to_owned(),
+                column: c.column_path().string(),
+                reason: format!(
+                    "row group {g}: footer field {field} is {value}, {what} (file damaged; run \
+                     `xdp-audit verify`)"
+                ),
+            };
+            let inside = |field: &str, value: i64| match u64::try_from(value) {
+                Ok(v) if v < file_len => Ok(v),
+                Ok(_) => Err(bad(
+                    field,
+                    value,
+                    format!("past the file's {file_len} bytes"),
+                )),
+                Err(_) => Err(bad(field, value, "negative".into())),
+            };
+            let data = inside("data_page_offset", c.data_page_offset())?;
+            let dict = c
+                .dictionary_page_offset()
+                .map(|d| inside("dictionary_page_offset", d))
+                .transpose()?;
+            let size = c.compressed_size();
+            let len = u64::try_from(size)
+                .map_err(|_| bad("total_compressed_size", size, "negative".into()))?;
+            let start = dict.unwrap_or(data);
+            if start.checked_add(len).is_none_or(|end| end > file_len) {
+                return Err(bad(
+                    "total_compressed_size",
+                    size,
+                    format!("so the chunk from byte {start} runs past the file's {file_len} bytes"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl SegmentReader {
     /// Opens the segment a manifest entry lists, checked against the `size` and `rows` the
     /// entry recorded: a file lost, cut short, or put in another's place fails here, naming
@@ -104,7 +153,9 @@ impl SegmentReader {
     /// Opens a segment and checks that its schema is the segment schema.
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
         let file = File::open(path).map_err(io(path, "open"))?;
+        let file_len = file.metadata().map_err(io(path, "stat"))?.len();
         let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
+        check_chunk_ranges(path, reader.metadata(), file_len)?;
         // The schema of every format read, parsed once.
         static KNOWN: std::sync::OnceLock<Vec<(usize, parquet::schema::types::Type)>> =
             std::sync::OnceLock::new();

@@ -127,6 +127,91 @@ fn a_file_of_another_schema_is_refused_with_the_file_named() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A footer whose column chunk starts at a negative offset (one flipped sign bit) is an error
+/// naming the file, row group, column and field when the segment opens, not a panic in the
+/// Parquet library's `byte_range` when a reader reaches the chunk.
+#[test]
+fn a_footer_with_a_negative_chunk_offset_is_refused_at_open() {
+    use parquet::file::metadata::ParquetMetaDataWriter;
+    let dir = std::env::temp_dir().join(format!("xdp-audit-seg-neg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("s.parquet");
+    let mut g = TrafficGen::new(5, 1_700_000_000_000_000_000);
+    let recs: Vec<FlowRecord> = (0..2_000).map(|_| g.next_record()).collect();
+    write(&path, &sorted(&recs), 1, Layout::SEALED).expect("write segment");
+    let bytes = std::fs::read(&path).expect("read segment");
+    let footer_len = u32::from_le_bytes(
+        bytes[bytes.len() - 8..bytes.len() - 4]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let data = &bytes[..bytes.len() - 8 - footer_len as usize];
+    let file = std::fs::File::open(&path).expect("open");
+    let meta = parquet::file::reader::SerializedFileReader::new(file)
+        .expect("footer")
+        .metadata()
+        .clone();
+
+    // The chunk's start (its dictionary page if it has one) with the sign bit flipped.
+    let (victim, field) = (2, |c: &parquet::file::metadata::ColumnChunkMetaData| {
+        if c.dictionary_page_offset().is_some() {
+            "dictionary_page_offset"
+        } else {
+            "data_page_offset"
+        }
+    });
+    let mut b = meta.into_builder();
+    let mut groups = b.take_row_groups();
+    let mut columns = groups[0].columns().to_vec();
+    let c = columns[victim].clone();
+    let name = c.column_path().string();
+    let field = field(&c);
+    columns[victim] = match c.dictionary_page_offset() {
+        Some(d) => c
+            .into_builder()
+            .set_dictionary_page_offset(Some(d | i64::MIN)),
+        None => {
+            let d = c.data_page_offset();
+            c.into_builder().set_data_page_offset(d | i64::MIN)
+        }
+    }
+    .build()
+    .expect("column chunk");
+    groups[0] = groups[0]
+        .clone()
+        .into_builder()
+        .set_column_metadata(columns)
+        .build()
+        .expect("row group");
+    let damaged_meta = b.set_row_groups(groups).build();
+    let mut damaged = data.to_vec();
+    ParquetMetaDataWriter::new(&mut damaged, &damaged_meta)
+        .finish()
+        .expect("write the footer");
+    let bad = dir.join("bad.parquet");
+    std::fs::write(&bad, &damaged).expect("write the damaged segment");
+
+    match SegmentReader::open(&bad) {
+        Err(e) => {
+            let msg = e.to_string();
+            for want in [
+                "bad.parquet",
+                "row group 0",
+                name.as_str(),
+                field,
+                "negative",
+            ] {
+                assert!(msg.contains(want), "the error names {want}: {msg}");
+            }
+        }
+        Ok(r) => panic!(
+            "a negative chunk offset opened; its byte ranges: {:?}",
+            r.checked_ranges().map(|v| v.len())
+        ),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The size guard of an hourly segment at 13 flows/s: the records of earlier formats (no
 /// attribution) stay at 24 bytes or less, and the attribution adds at most 5 (the target of
 /// 28 bytes per record is for the bench store, where merged days amortise the dictionaries of
