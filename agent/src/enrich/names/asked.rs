@@ -159,36 +159,70 @@ mod tests {
             Answer::Unseen
         );
         a.ask(c, &msg(7, false, "example.com", 1), S);
-        assert_eq!(
-            a.answer(c, &msg(7, true, "example.com", 1), 2 * S),
-            Answer::Asked
-        );
-        // Another id, name or type, too late, or another client's question: not taken.
-        assert_eq!(
-            a.answer(c, &msg(8, true, "example.com", 1), 2 * S),
-            Answer::Unasked
-        );
-        assert_eq!(
-            a.answer(c, &msg(7, true, "evil.example", 1), 2 * S),
-            Answer::Unasked
-        );
-        assert_eq!(
-            a.answer(c, &msg(7, true, "example.com", 28), 2 * S),
-            Answer::Unasked
-        );
-        assert_eq!(
-            a.answer(c, &msg(7, true, "example.com", 1), S + ANSWER_WINDOW_NS),
-            Answer::Unasked
-        );
-        assert_eq!(
-            a.answer(other, &msg(7, true, "example.com", 1), 2 * S),
-            Answer::Unseen
-        );
-        // A client silent past the asker window is trusted again.
-        assert_eq!(
-            a.answer(c, &msg(9, true, "x.example", 1), S + ASKER_WINDOW_NS),
-            Answer::Unseen
-        );
+        let cases = [
+            (
+                c,
+                7,
+                "example.com",
+                1,
+                2 * S,
+                Answer::Asked,
+                "the question asked",
+            ),
+            (c, 8, "example.com", 1, 2 * S, Answer::Unasked, "another id"),
+            (
+                c,
+                7,
+                "evil.example",
+                1,
+                2 * S,
+                Answer::Unasked,
+                "another name",
+            ),
+            (
+                c,
+                7,
+                "example.com",
+                28,
+                2 * S,
+                Answer::Unasked,
+                "another type",
+            ),
+            (
+                c,
+                7,
+                "example.com",
+                1,
+                S + ANSWER_WINDOW_NS,
+                Answer::Unasked,
+                "too late",
+            ),
+            (
+                other,
+                7,
+                "example.com",
+                1,
+                2 * S,
+                Answer::Unseen,
+                "a client never seen asking",
+            ),
+            (
+                c,
+                9,
+                "x.example",
+                1,
+                S + ASKER_WINDOW_NS,
+                Answer::Unseen,
+                "silent past the window",
+            ),
+        ];
+        for (client, id, name, qtype, t, want, why) in cases {
+            assert_eq!(
+                a.answer(client, &msg(id, true, name, qtype), t),
+                want,
+                "{why}"
+            );
+        }
     }
 
     #[test]
