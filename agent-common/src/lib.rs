@@ -281,11 +281,17 @@ pub mod flow_flags {
     /// A blocked packet of the flow was answered from XDP (NXDOMAIN or RST) instead of
     /// dropped silently: the flow's drop record says `refused`.
     pub const REFUSED: u8 = 1 << 5;
-    /// The lists were asked about the flow's other end too: the remote side of a packet in
-    /// the response direction, judged at the first such packet (and again after each list
-    /// change), so a flow made by a packet *from* a blocked address cannot carry traffic *to*
-    /// it.
-    pub const OTHER_JUDGED: u8 = 1 << 6;
+    /// The remote side of the originator's packets (the responder) was judged under the
+    /// entry's `verdict_gen`.
+    pub const ORIG_JUDGED: u8 = 1 << 6;
+    /// The remote side of the responder's packets (the originator) was judged under the
+    /// entry's `verdict_gen`. Each direction's packets have their own remote side judged at
+    /// the first packet that way (and again after each list change), and the entry's verdict
+    /// drops if either side's does: a flow made by a packet *from* a blocked address cannot
+    /// carry traffic *to* it.
+    pub const RESP_JUDGED: u8 = 1 << 7;
+    /// [`ORIG_JUDGED`] and [`RESP_JUDGED`] by direction index.
+    pub const JUDGED: [u8; 2] = [ORIG_JUDGED, RESP_JUDGED];
 }
 
 /// Index of the originator -> responder direction (`a` -> `b`) in [`FlowValue`] counters.

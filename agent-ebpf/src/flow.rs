@@ -226,9 +226,11 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
             set(addr_of_mut!((*v).tcp_flags[dir]), seen | p.tcp_flags);
         }
         if p.closes_flow() && get(addr_of!((*v).end_seen_ns)) != 0 {
-            // A RST after the first FIN still says how the flow ended (RST wins over FIN).
-            // Branch-free: a branch here forks the verifier's walk of all that follows.
-            set_flags(v, rst_seen(p.tcp_flags));
+            // A RST after the first FIN still says how the flow ended (RST wins over FIN);
+            // a later FIN writes nothing (a racing CPU's bits would be lost to it).
+            if p.is_rst() {
+                set_flags(v, flow_flags::RST_SEEN);
+            }
         } else if p.closes_flow() {
             let now = precise_now();
             set(addr_of_mut!((*v).end_seen_ns), now);
@@ -251,37 +253,39 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
                 set_flags(v, flow_flags::END_ANNOUNCED);
             }
         }
-        // The lists judge a packet's remote side. The flow's first packet had its remote side
-        // judged (again at each list change); a packet the other way has the flow's other end
-        // as its remote side, judged at the first such packet: else one datagram sent first
-        // from a blocked address (spoofed, say) would make a flow whose packets to that
-        // address pass. After a list change, the other end is judged again at the next packet
-        // the other way (one packet after the flow's own side).
+        // The lists judge a packet's remote side: each direction's at its first packet under
+        // the generation in force ([`flow_flags::JUDGED`]), the entry's verdict a drop if
+        // either side's is. Else one datagram sent first from a blocked address (spoofed,
+        // say) would make a flow whose packets to that address pass. `dir` is a constant at
+        // each inlined call site, so which way the key is turned is known statically, and the
+        // generation is read again after the call rather than kept across it (the verifier
+        // walks the chain once for both ways in).
         let stale = get(addr_of!((*v).verdict_gen)) != gen.generation;
-        let other = dir == DIR_RESP && get(addr_of!((*v).flags)) & flow_flags::OTHER_JUDGED == 0;
-        if stale || other {
-            // One call site for the list chain, the key turned to the packet's orientation in
-            // place for the other end; nothing known to differ between the two ways in is
-            // kept across the call (the generation is read again after it), so the verifier
-            // walks the chain once for both.
-            if !stale {
+        let judged = get(addr_of!((*v).flags)) & flow_flags::JUDGED[dir] != 0;
+        if stale || !judged {
+            if dir == DIR_RESP {
                 reverse(&mut p.key);
             }
             let (verdict, rule) = lists::of(&p.key, gen);
+            if dir == DIR_RESP {
+                reverse(&mut p.key);
+            }
+            let flags = addr_of_mut!((*v).flags);
             if get(addr_of!((*v).verdict_gen)) != gen.generation {
+                // A new generation: this side's verdict alone, the other side to be judged
+                // at its next packet.
                 set(addr_of_mut!((*v).verdict), verdict);
                 set(addr_of_mut!((*v).rule), rule);
                 set(addr_of_mut!((*v).verdict_gen), gen.generation);
-                let flags = addr_of_mut!((*v).flags);
-                set(flags, get(flags) & !flow_flags::OTHER_JUDGED);
+                let others = flow_flags::ORIG_JUDGED | flow_flags::RESP_JUDGED;
+                set(flags, get(flags) & !others | flow_flags::JUDGED[dir]);
             } else {
-                reverse(&mut p.key);
-                // A drop wins, unless the flow's own side is allowlisted or already dropped.
-                if verdict == verdict::DROP && get(addr_of!((*v).rule)) == NO_RULE {
+                // A drop on either side wins (an allow rule only speaks for its own side).
+                if verdict == verdict::DROP && get(addr_of!((*v).verdict)) != verdict::DROP {
                     set(addr_of_mut!((*v).verdict), verdict);
                     set(addr_of_mut!((*v).rule), rule);
                 }
-                set_flags(v, flow_flags::OTHER_JUDGED);
+                set(flags, get(flags) | flow_flags::JUDGED[dir]);
             }
         }
         // The one compare a flow past its payload budget (or without one) pays. Racing CPUs
@@ -293,14 +297,6 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
         }
     }
     (judge::<A>(&p.key, v), copy)
-}
-
-/// [`flow_flags::RST_SEEN`] if `tcp_flags` has RST, else 0, without a branch.
-#[inline(always)]
-fn rst_seen(tcp_flags: u8) -> u8 {
-    const RST: u8 = 0x04;
-    const { assert!(flow_flags::RST_SEEN == RST << 1) };
-    (tcp_flags & RST) << 1
 }
 
 /// Sets `bits` in the entry's flags (a racing CPU's bits may be lost: they are set again by
@@ -411,7 +407,7 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
     value.packets[DIR_ORIG] = 1;
     value.bytes[DIR_ORIG] = p.len;
     value.tcp_flags[DIR_ORIG] = p.tcp_flags;
-    value.flags = flags;
+    value.flags = flags | flow_flags::ORIG_JUDGED;
     value.verdict = verdict;
     value.verdict_gen = gen.generation;
     value.rule = rule;

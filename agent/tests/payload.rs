@@ -349,7 +349,7 @@ fn the_main_program_keeps_the_verifiers_budget_free() {
     // its DNS check and payload copy moved to the slow path. A change that eats the headroom
     // fails here, not as E2BIG on the next addition. The line was 800,000 until the
     // response direction's own remote side was judged and unparsed packets were judged by
-    // address (692,717 -> 819,259): 15% stays free.
+    // address (692,717 -> 802,802): 15% stays free.
     let mut p = Prog::load(1 << 16);
     let info = p
         .loaded

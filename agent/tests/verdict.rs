@@ -316,18 +316,13 @@ fn on_a_wan_interface_rules_match_the_source() {
     assert_eq!(lab.run(&later), PASS, "lan again: the role removed");
 }
 
-/// A flow is made by its first packet, judged on that packet's remote side. A datagram sent
-/// first *from* a blocked address (spoofed by a client, say) makes a flow whose remote side
-/// is the client; the client's packets to the blocked address are that flow's response
-/// direction, and must be judged on their own remote side, or they would all pass.
+/// A flow is made by its first packet. A datagram sent first *from* a blocked address
+/// (spoofed by a client, say) makes a flow whose remote side is the client; the client's
+/// packets to the blocked address are that flow's response direction, and their own remote
+/// side must be judged too, or they would all pass.
 #[test]
 fn a_flow_made_by_a_packet_from_a_blocked_address_carries_nothing_to_it() {
-    let mut lab = Lab::new(
-        "other-end",
-        "203.0.113.9
-",
-        "",
-    );
+    let mut lab = Lab::new("other-end", "203.0.113.9\n", "");
     let (client, blocked) = (v4(198, 51, 100, 2), v4(203, 0, 113, 9));
     let spoofed = Spec::udp4(blocked, 443, client, 5000).build();
     let out = Spec::udp4(client, 5000, blocked, 443).payload(20).build();
@@ -341,40 +336,30 @@ fn a_flow_made_by_a_packet_from_a_blocked_address_carries_nothing_to_it() {
     let v = t.get(&drops[0].0).expect("lookup").expect("one flow");
     assert_eq!((v.packets, v.drops), ([1, 2], 2), "counted on the one flow");
 
-    // After a list change the other end is judged again (one packet after the own side).
-    lab.rewrite(
-        "block.list",
-        "192.0.2.1
-",
-    );
-    let other = Spec::udp4(client, 5001, blocked, 53).build();
+    // After a list change each direction's remote side is judged again at its next packet.
+    lab.rewrite("block.list", "192.0.2.1\n");
+    let other = Spec::udp4(client, 5001, blocked, 443).build();
     assert_eq!(
-        lab.run(&Spec::udp4(blocked, 53, client, 5001).build()),
+        lab.run(&Spec::udp4(blocked, 443, client, 5001).build()),
         PASS
     );
     assert_eq!(lab.run(&other), PASS, "unblocked");
-    lab.rewrite(
-        "block.list",
-        "192.0.2.1
-203.0.113.9
-",
+    lab.rewrite("block.list", "192.0.2.1\n203.0.113.9\n");
+    assert_eq!(
+        lab.run(&other),
+        DROP,
+        "blocked again by the reload, at once"
     );
-    lab.run(&other);
-    assert_eq!(lab.run(&other), DROP, "blocked again by the reload");
 
-    // A flow whose own side is allowlisted keeps its pass.
-    let mut lab = Lab::new(
-        "other-end-allow",
-        "203.0.113.0/24
-",
-        "198.51.100.2
-",
-    );
+    // An allow rule speaks for its own side only: a flow made from an allowlisted address
+    // still drops the other way's packets from a blocked one, and then the whole flow.
+    let mut lab = Lab::new("other-end-allow", "203.0.113.0/24\n", "198.51.100.2\n");
     lab.loaded.lists.set_wan(LO).expect("set wan");
     let inbound = Spec::udp4(client, 7000, blocked, 7001).build();
     let back = Spec::udp4(blocked, 7001, client, 7000).build();
     assert_eq!(lab.run(&inbound), PASS, "wan: from an allowlisted source");
-    assert_eq!(lab.run(&back), PASS, "the allowlisted flow's other way");
+    assert_eq!(lab.run(&back), DROP, "the other way: from a blocked source");
+    assert_eq!(lab.run(&inbound), DROP, "the whole flow after that");
 }
 
 /// What the parser cannot read whole, but the host may still deliver, is judged by its
@@ -382,13 +367,7 @@ fn a_flow_made_by_a_packet_from_a_blocked_address_carries_nothing_to_it() {
 /// the address rule must), and IPv6 extension chains longer than the program walks.
 #[test]
 fn packets_the_parser_cannot_read_whole_are_still_judged_by_address() {
-    let mut lab = Lab::new(
-        "unparsed",
-        "203.0.113.9
-2001:db8::66
-",
-        "",
-    );
+    let mut lab = Lab::new("unparsed", "203.0.113.9\n2001:db8::66\n", "");
     let mut tiny = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(203, 0, 113, 9), 22, tcp::SYN);
     tiny.ipv4_frag = (0, true);
     let mut frame = tiny.build();

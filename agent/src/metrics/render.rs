@@ -440,6 +440,11 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
         s.flow_states_full,
     );
     e.counter(
+        "enrich_dns_questions_untracked_total",
+        "DNS questions not noted as asked (the table of questions was full); their answers are refused.",
+        s.dns_questions_untracked,
+    );
+    e.counter(
         "enrich_payload_state_refused_total",
         "Flows whose payload reassembly state was refused or dropped (the byte budget was spent).",
         s.payload_state_refused,

@@ -8,9 +8,11 @@
 //! anything in the last [`ASKER_WINDOW_NS`] (its queries cross no audited interface, or the
 //! answer's destination is a translated address) has its answers taken as before.
 //!
-//! Bounded: at most `capacity` questions and as many clients; when a table is full its
-//! expired entries go, and if it is still full it is emptied (counted): a flood of spoofed
-//! queries costs answers for a window, never memory.
+//! Bounded: at most `capacity` questions and as many clients. A full table drops its expired
+//! entries (at most once a second, so a flood does not make every insert a scan); if it is
+//! still full, a new question is not noted (its answer is then refused: a flood of spoofed
+//! queries costs names for a while, never memory, and never lets an unasked answer in) and a
+//! new client is not noted either (its answers are taken on trust, as before this check).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -51,14 +53,21 @@ pub struct Asked {
     capacity: usize,
     questions: HashMap<(IpAddr, u16), Question, RandomState>,
     askers: HashMap<IpAddr, i64, RandomState>,
-    /// Times a full table was emptied.
-    pub flushed: u64,
+    /// When each table last dropped its expired entries.
+    pruned_ns: [i64; 2],
+    /// Questions (or clients) not noted because a table was full of live entries.
+    pub untracked: u64,
 }
 
 impl Default for Asked {
     fn default() -> Self {
         Self::with_capacity(CAPACITY)
     }
+}
+
+/// Whether `then` is less than `window` before `now` (a clock stepped back counts as now).
+fn within(now: i64, then: i64, window: i64) -> bool {
+    now.saturating_sub(then) < window
 }
 
 impl Asked {
@@ -68,7 +77,8 @@ impl Asked {
             capacity,
             questions: HashMap::default(),
             askers: HashMap::default(),
-            flushed: 0,
+            pruned_ns: [i64::MIN; 2],
+            untracked: 0,
         }
     }
 
@@ -77,31 +87,39 @@ impl Asked {
         let Some(q) = msg.question.as_ref().filter(|_| !msg.is_response) else {
             return;
         };
-        if !self.askers.contains_key(&client) && self.askers.len() >= self.capacity {
-            self.askers.retain(|_, t| t_ns - *t < ASKER_WINDOW_NS);
-            if self.askers.len() >= self.capacity {
-                self.askers.clear();
-                self.flushed += 1;
-            }
+        if self.askers.contains_key(&client) || self.room(1, t_ns) {
+            self.askers.insert(client, t_ns);
         }
-        self.askers.insert(client, t_ns);
         let key = (client, msg.id);
-        if !self.questions.contains_key(&key) && self.questions.len() >= self.capacity {
-            self.questions
-                .retain(|_, q| t_ns - q.asked_ns < ANSWER_WINDOW_NS);
-            if self.questions.len() >= self.capacity {
-                self.questions.clear();
-                self.flushed += 1;
-            }
-        }
-        self.questions.insert(
-            key,
-            Question {
+        if self.questions.contains_key(&key) || self.room(0, t_ns) {
+            let asked = Question {
                 name: q.name.clone(),
                 qtype: q.qtype,
                 asked_ns: t_ns,
-            },
-        );
+            };
+            self.questions.insert(key, asked);
+        }
+    }
+
+    /// Whether table `which` (0 questions, 1 clients) has room for one more entry, after
+    /// dropping its expired ones if it is full and has not done so in the last second.
+    fn room(&mut self, which: usize, t_ns: i64) -> bool {
+        let len = |a: &Self| [a.questions.len(), a.askers.len()][which];
+        if len(self) < self.capacity {
+            return true;
+        }
+        if !within(t_ns, self.pruned_ns[which], 1_000_000_000) {
+            self.pruned_ns[which] = t_ns;
+            if which == 0 {
+                self.questions
+                    .retain(|_, q| within(t_ns, q.asked_ns, ANSWER_WINDOW_NS));
+            } else {
+                self.askers.retain(|_, t| within(t_ns, *t, ASKER_WINDOW_NS));
+            }
+        }
+        let room = len(self) < self.capacity;
+        self.untracked += u64::from(!room);
+        room
     }
 
     /// Judges a response to `client` seen at `t_ns`.
@@ -109,12 +127,12 @@ impl Asked {
         let seen = self
             .askers
             .get(&client)
-            .is_some_and(|t| t_ns - *t < ASKER_WINDOW_NS);
+            .is_some_and(|t| within(t_ns, *t, ASKER_WINDOW_NS));
         if !seen {
             return Answer::Unseen;
         }
         let asked = self.questions.get(&(client, msg.id)).is_some_and(|q| {
-            t_ns - q.asked_ns < ANSWER_WINDOW_NS
+            within(t_ns, q.asked_ns, ANSWER_WINDOW_NS)
                 && msg
                     .question
                     .as_ref()
@@ -226,21 +244,34 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_questions_stays_within_capacity() {
+    fn a_flood_of_questions_stays_within_capacity_and_lets_no_unasked_answer_in() {
         let mut a = Asked::with_capacity(100);
+        let victim: IpAddr = "10.0.0.200".parse().unwrap();
+        a.ask(victim, &msg(1, false, "real.example", 1), S);
         for i in 0..1_000u32 {
-            let client = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            let client = IpAddr::from((0x0a00_1000 + i).to_be_bytes());
             a.ask(client, &msg(i as u16, false, "example.com", 1), S);
         }
         assert!(a.questions.len() <= 100 && a.askers.len() <= 100);
-        assert!(a.flushed > 0);
-        // Expired entries go before a flush does.
+        assert!(a.untracked > 0);
+        // The victim's question was noted before the flood, and its client stays known.
+        assert_eq!(
+            a.answer(victim, &msg(1, true, "real.example", 1), 2 * S),
+            Answer::Asked
+        );
+        a.ask(victim, &msg(2, false, "late.example", 1), 2 * S);
+        assert_eq!(
+            a.answer(victim, &msg(2, true, "late.example", 1), 2 * S),
+            Answer::Unasked,
+            "a question the full table could not note: its answer is refused, not trusted"
+        );
+        // Expired entries go when the table is full, and the new question is noted.
         let mut b = Asked::with_capacity(2);
         let c: IpAddr = "10.0.0.1".parse().unwrap();
         b.ask(c, &msg(1, false, "a.example", 1), S);
         b.ask(c, &msg(2, false, "b.example", 1), 2 * S);
         b.ask(c, &msg(3, false, "c.example", 1), 2 * S + ANSWER_WINDOW_NS);
-        assert_eq!(b.flushed, 0);
+        assert_eq!(b.untracked, 0);
         assert_eq!(
             b.answer(c, &msg(3, true, "c.example", 1), 3 * S + ANSWER_WINDOW_NS),
             Answer::Asked

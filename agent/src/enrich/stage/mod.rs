@@ -468,6 +468,7 @@ impl EnrichStage {
         s.payload_state_bytes = self.payload_bytes as u64;
         s.dns_cache_entries = self.dns.len() as u64;
         s.dns_cache_names = self.dns.distinct_names() as u64;
+        s.dns_questions_untracked = self.asked.untracked;
         s.subscriber_rows = self.subscribers.rows() as u64;
         let d = self.dhcp.counters();
         s.dhcp.learned = d.v4_ack + d.v6_reply;

@@ -126,6 +126,10 @@ pub struct EnrichStatus {
     /// Heap bytes of payload reassembly state now.
     #[serde(default)]
     pub payload_state_bytes: u64,
+    /// DNS questions (or asking clients) not noted because the table of questions seen
+    /// asked was full of live ones (`names::asked`): such a question's answer is refused.
+    #[serde(default)]
+    pub dns_questions_untracked: u64,
     /// (client, address) -> name pairs in the DNS answer cache.
     pub dns_cache_entries: u64,
     /// Distinct names in the DNS answer cache.
@@ -170,13 +174,14 @@ impl EnrichStatus {
             "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
         };
         format!(
-            "attribution: {} records; {}, {}, {}, {}; DNS questions {}\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)",
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)",
             self.records,
             field("user", &f.user),
             field("hostname", &f.hostname),
             field("nat", &f.nat),
             field("domain", &f.domain),
             self.dns_questions,
+            self.dns_questions_untracked,
             join(&self.domain_sources),
             self.payloads,
             join(&self.payload_failures),
