@@ -132,7 +132,14 @@ fn done(result: Result<ScanStats, QueryError>, dir: &std::path::Path) -> anyhow:
         row_groups_skipped = stats.row_groups_skipped,
         rows_scanned = stats.rows_scanned,
         journals = stats.journals,
+        journals_unreadable = stats.journals_unreadable,
         "query done"
     );
+    if stats.journals_unreadable > 0 {
+        tracing::warn!(
+            "{} live journals could not be read (each named above): the answer lacks their records",
+            stats.journals_unreadable
+        );
+    }
     Ok(stats)
 }

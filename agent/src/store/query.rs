@@ -66,6 +66,9 @@ pub struct ScanStats {
     pub rows_scanned: u64,
     /// Journals read.
     pub journals: usize,
+    /// Live journals that could not be read at all (unreadable, or not a file): their
+    /// records are not in the answer, and each is named in a warning.
+    pub journals_unreadable: usize,
     /// Records emitted.
     pub matched: u64,
     /// Of those, records from live journals (not sealed yet, so no chain entry covers them).
@@ -511,7 +514,17 @@ fn run(
                 seen_ids.insert(id);
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // One unreadable file does not withhold the rest of the answer; the agent
+                // leaves such a journal in place and counts it (`unsealable`).
+                tracing::warn!(
+                    journal = %path.display(),
+                    error = %e,
+                    "a live journal cannot be read: its records are not in this answer"
+                );
+                stats.journals_unreadable += 1;
+                continue;
+            }
         };
         // A torn tail is a write the agent is making or a crash cut short; a stretch with
         // valid frames after it is damage, and its records are not in this answer.
