@@ -285,7 +285,7 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
         s.compacted,
     );
     e.gauge(
-        "compaction_failed_days",
+        "compaction_failed_groups",
         "Closed days the last compaction pass could not merge.",
         s.compact_failed_days,
     );
