@@ -270,7 +270,6 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
             if dir == DIR_RESP {
                 reverse(&mut p.key);
             }
-            let flags = addr_of_mut!((*v).flags);
             if get(addr_of!((*v).verdict_gen)) != gen.generation {
                 // A new generation: this side's verdict alone, the other side to be judged
                 // at its next packet.
@@ -278,6 +277,7 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
                 set(addr_of_mut!((*v).rule), rule);
                 set(addr_of_mut!((*v).verdict_gen), gen.generation);
                 let others = flow_flags::ORIG_JUDGED | flow_flags::RESP_JUDGED;
+                let flags = addr_of_mut!((*v).flags);
                 set(flags, get(flags) & !others | flow_flags::JUDGED[dir]);
             } else {
                 // A drop on either side wins (an allow rule only speaks for its own side).
@@ -285,7 +285,7 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
                     set(addr_of_mut!((*v).verdict), verdict);
                     set(addr_of_mut!((*v).rule), rule);
                 }
-                set(flags, get(flags) | flow_flags::JUDGED[dir]);
+                set_flags(v, flow_flags::JUDGED[dir]);
             }
         }
         // The one compare a flow past its payload budget (or without one) pays. Racing CPUs
