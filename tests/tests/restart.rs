@@ -355,6 +355,46 @@ fn a_killed_agent_leaves_the_gateway_guarded_and_the_next_adopts_every_flow() {
     assert!(s.detach().status.success(), "detach");
 }
 
+#[test]
+fn a_restart_with_a_bad_list_file_keeps_the_lists_the_program_held() {
+    let s = Setup::new("badlist");
+    let mut first = s.agent(&[]);
+    assert!(!s.reachable(BLOCKED), "the list is enforced");
+    first.crash().expect("SIGKILL");
+    // While no agent runs, an edit adds an address and a line that does not parse.
+    std::fs::write(
+        s.list(),
+        format!("{BLOCKED}\n{BLOCKED_LATER}\n203.0.113.0/33\n"),
+    )
+    .expect("edit the list");
+    let mut second = s.agent(&[]);
+    assert!(
+        second.logged("adopted the pinned program").is_some(),
+        "the second start adopts the pins"
+    );
+    // The file's last good version is what the program held: it stays, the edit waits.
+    assert!(
+        !s.reachable(BLOCKED),
+        "a bad line saved before the restart does not unblock the file's addresses"
+    );
+    assert!(
+        s.reachable(BLOCKED_LATER),
+        "nothing of the bad version is applied"
+    );
+    second
+        .wait_for("XA-LIST-REJECTED", Duration::from_secs(10))
+        .expect("the rejected file raises its alert once the agent runs");
+    // Fixed, the file applies as it says.
+    std::fs::write(s.list(), format!("{BLOCKED_LATER}\n")).expect("fix the list");
+    wait_until(
+        Duration::from_secs(10),
+        "the fixed file replaces the held lists",
+        || !s.reachable(BLOCKED_LATER) && s.reachable(BLOCKED),
+    );
+    assert_eq!(second.stop().expect("SIGTERM"), 0);
+    assert!(s.detach().status.success(), "detach");
+}
+
 /// The source port of the one TCP flow to the transfer's port.
 fn transfer_sport(records: &[serde_json::Value]) -> u16 {
     let ports: std::collections::BTreeSet<u64> = records

@@ -163,6 +163,14 @@ pub struct ListSet {
     /// The tables were adopted from a running program ([`ListSet::adopt`]): the next commit
     /// compiles both kinds, also a kind none of whose files changed.
     adopted: bool,
+    /// The kernel tables the adoption fills start empty (new maps of an upgrade): the first
+    /// commit writes every entry, not the difference from the adopted tables.
+    into_empty: bool,
+    /// Per kind (in [`KINDS`] order): its tables are still the ones adopted, because one of
+    /// its files has had no good version since (a bad edit saved before a restart). They stay
+    /// in force, as a file's last good version does during a run, until every file of the
+    /// kind loads; a file the agent cannot name rules from keeps them unnamed meanwhile.
+    held: [bool; 2],
 }
 
 /// The first table a reload would outgrow.
@@ -198,6 +206,8 @@ impl ListSet {
             pending: Vec::new(),
             staged: Vec::new(),
             adopted: false,
+            into_empty: false,
+            held: [false; 2],
         }
     }
 
@@ -205,10 +215,31 @@ impl ListSet {
     /// before the first reload: every key the files still list keeps its rule id (and with
     /// it its hit counter), and the first reload's delta is the difference between the maps
     /// and the files, as a reload's is. Both kinds are compiled at that reload, so a kind
-    /// whose files are gone from the configuration is emptied; a file that cannot be read
-    /// contributes nothing, as at a fresh start. Rules read back name no file until the
-    /// reload finds them in one.
+    /// whose files are gone from the configuration is emptied. A kind with a file that does
+    /// not load (a bad edit saved before the restart, an unreadable file) keeps the tables
+    /// read back, as a reload keeps a bad file's last good version ([`ListSet::held`]).
+    /// The first reload also moves the generation on, even when nothing differs: a reload
+    /// the last agent wrote but did not publish is then judged by every flow. Rules read
+    /// back name no file until the reload finds them in one.
     pub fn adopt(&mut self, allow: CompiledList, block: CompiledList, generation: u64) {
+        self.adopt_into(allow, block, generation, false);
+    }
+
+    /// [`ListSet::adopt`] for new, empty kernel tables replacing those of a running program
+    /// (an upgrade to another map layout) that held `allow` and `block` at `generation`: the
+    /// first reload's delta fills them whole, with the adopted tables of any kind it holds,
+    /// and publishes a generation past `generation`.
+    pub fn adopt_into_new(&mut self, allow: CompiledList, block: CompiledList, generation: u64) {
+        self.adopt_into(allow, block, generation + 1, true);
+    }
+
+    fn adopt_into(
+        &mut self,
+        allow: CompiledList,
+        block: CompiledList,
+        generation: u64,
+        into_empty: bool,
+    ) {
         let mut used = Vec::new();
         for list in [&allow, &block] {
             for t in Table::ALL {
@@ -223,6 +254,17 @@ impl ListSet {
             origins: vec![Origin::UNKNOWN; self.ids.high_water() as usize],
         };
         self.adopted = true;
+        self.into_empty = into_empty;
+    }
+
+    /// The kinds whose tables are still those adopted from the running program, because a
+    /// file of the kind has not loaded since (see [`ListSet::adopt`]).
+    pub fn held(&self) -> Vec<ListKind> {
+        KINDS
+            .into_iter()
+            .zip(self.held)
+            .filter_map(|(kind, held)| held.then_some(kind))
+            .collect()
     }
 
     /// The key domain rules are hashed with.
@@ -461,14 +503,30 @@ impl ListSet {
         let files = &self.files;
         let mut lists = [None, None];
         let mut deltas = [ListDelta::default(), ListDelta::default()];
+        let mut held = self.held;
         for (slot, kind) in KINDS.into_iter().enumerate() {
+            let prev = match kind {
+                ListKind::Allow => &self.compiled.allow,
+                ListKind::Block => &self.compiled.block,
+            };
+            let unloaded = files.iter().any(|f| f.kind == kind && f.good.is_none());
+            if (self.adopted || held[slot]) && unloaded {
+                // Held as adopted: nothing to write into the running tables; new ones get
+                // the adopted entries.
+                held[slot] = true;
+                if self.into_empty {
+                    deltas[slot] = ListDelta::filling(prev);
+                }
+                continue;
+            }
             let changes: Vec<&(usize, Option<Edit>)> = pending
                 .iter()
                 .filter(|(i, _)| files[*i].kind == kind)
                 .collect();
-            if changes.is_empty() && !self.adopted {
+            if changes.is_empty() && !self.adopted && !held[slot] {
                 continue;
             }
+            held[slot] = false;
             let sources: Vec<(u32, &ParsedList)> = files
                 .iter()
                 .enumerate()
@@ -477,18 +535,18 @@ impl ListSet {
                     Some((i as u32, &good.parsed))
                 })
                 .collect();
-            let prev = match kind {
-                ListKind::Allow => &self.compiled.allow,
-                ListKind::Block => &self.compiled.block,
-            };
             let (list, delta) = match (changes.as_slice(), sources.as_slice()) {
                 ([(i, Some(edit))], [(f, parsed)]) if *i as u32 == *f => {
                     compile_edit(*f, parsed, edit, prev, &mut ctx)
                 }
                 _ => compile_kind(sources.iter().copied(), prev, &mut ctx),
             };
+            deltas[slot] = if self.into_empty {
+                ListDelta::filling(&list)
+            } else {
+                delta
+            };
             lists[slot] = Some(list);
-            deltas[slot] = delta;
         }
         if let Some(over) = self.overflow(&lists, &deltas) {
             if let Some((ids, log)) = saved {
@@ -508,9 +566,10 @@ impl ListSet {
             self.compiled.block = list;
         }
         let [allow_delta, block_delta] = deltas;
-        if !(allow_delta.is_empty() && block_delta.is_empty()) {
+        if self.adopted || !(allow_delta.is_empty() && block_delta.is_empty()) {
             self.compiled.generation += 1;
         }
+        self.held = held;
         let v4 = |d: &ListDelta| {
             d.removes(Table::V4Exact) + d.removes(Table::V4Prefix) > 0
                 || !(d.v4_exact.upsert.is_empty() && d.v4_prefix.upsert.is_empty())
@@ -518,6 +577,7 @@ impl ListSet {
         let cover4 = (self.adopted || v4(&allow_delta) || v4(&block_delta))
             .then(|| super::tables::cover4([&self.compiled.allow, &self.compiled.block]));
         self.adopted = false;
+        self.into_empty = false;
         let delta = Delta {
             allow: allow_delta,
             block: block_delta,

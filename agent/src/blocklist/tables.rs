@@ -162,6 +162,24 @@ pub fn cover4<'a>(lists: impl IntoIterator<Item = &'a CompiledList>) -> Vec<u64>
 }
 
 impl ListDelta {
+    /// The delta that writes every entry of `list` into empty tables.
+    pub fn filling(list: &CompiledList) -> ListDelta {
+        fn all<K: Clone>(entries: &[(K, RuleId)]) -> TableDelta<K> {
+            TableDelta {
+                upsert: entries.to_vec(),
+                remove: Vec::new(),
+            }
+        }
+        ListDelta {
+            v4_exact: all(&list.v4_exact),
+            v4_prefix: all(&list.v4_prefix),
+            v6_exact: all(&list.v6_exact),
+            v6_prefix: all(&list.v6_prefix),
+            ports: all(&list.ports),
+            domains: all(&list.domains),
+        }
+    }
+
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -208,27 +208,26 @@ pub fn read_at_start(
     key: DomainKey,
     floor: u32,
 ) -> (ListSet, Delta, Capacity) {
-    read_for_new_tables(files, key, floor, 0)
+    read_for_new_tables(files, key, floor, None)
 }
 
-/// [`read_at_start`] for new, empty tables that replace tables in force at list generation
-/// `replaced` (an upgrade that changes the layout): the generation continues past it, so
-/// every flow the new program inherits judges its next packet against the new tables.
+/// [`read_at_start`] for new, empty tables that replace the tables `replaced` of a running
+/// program (an upgrade that changes the layout): the generation continues past theirs, so
+/// every flow the new program inherits judges its next packet against the new tables, and
+/// a kind with a file that does not load keeps the replaced tables' entries
+/// ([`ListSet::adopt_into_new`]).
 pub fn read_for_new_tables(
     files: impl IntoIterator<Item = impl Into<ListSpec>>,
     key: DomainKey,
     floor: u32,
-    replaced: u64,
+    replaced: Option<&InForce>,
 ) -> (ListSet, Delta, Capacity) {
     let mut set = ListSet::of_specs(files.into_iter().map(Into::into), key);
-    if replaced > 0 {
-        set.adopt(Default::default(), Default::default(), replaced + 1);
+    if let Some(r) = replaced {
+        set.adopt_into_new(r.allow.clone(), r.block.clone(), r.generation);
     }
     let (delta, problems) = set.reload_all();
-    if !problems.is_empty() {
-        warn_diagnostics(&problems, DIAGNOSTICS_SHOWN);
-        warn!("list files with problems are not enforced until fixed");
-    }
+    warn_at_start(&set, &problems);
     let capacity = Capacity::for_lists(set.compiled(), floor);
     set.set_capacity(capacity);
     (set, delta, capacity)
@@ -259,11 +258,28 @@ pub fn read_adopting(
     {
         return None;
     }
-    if !problems.is_empty() {
-        warn_diagnostics(&problems, DIAGNOSTICS_SHOWN);
-        warn!("list files with problems are not enforced until fixed");
-    }
+    warn_at_start(&set, &problems);
     Some((set, delta))
+}
+
+/// Logs the problems of the lists read at start-up, and what is enforced instead. The list
+/// stage reads every file again once the agent runs, which raises their alerts.
+fn warn_at_start(set: &ListSet, problems: &[Diagnostic]) {
+    if problems.is_empty() {
+        return;
+    }
+    warn_diagnostics(problems, DIAGNOSTICS_SHOWN);
+    let held = set.held();
+    if held.is_empty() {
+        warn!("list files with problems are not enforced until fixed");
+    } else {
+        let kinds: Vec<String> = held.iter().map(ToString::to_string).collect();
+        warn!(
+            kinds = kinds.join(", "),
+            "list files with problems: their kind's tables stay as the running program held \
+             them until every file of the kind loads"
+        );
+    }
 }
 
 /// The list stage's thread state.
@@ -326,7 +342,7 @@ impl Stage {
         }
         let (what, (delta, problems)) = if all {
             paths = self.set.paths().into_iter().map(Path::to_owned).collect();
-            ("SIGHUP reload".to_owned(), self.set.reload_all())
+            ("reload of every list file".to_owned(), self.set.reload_all())
         } else {
             let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             (

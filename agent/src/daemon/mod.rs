@@ -325,6 +325,15 @@ impl Daemon {
         } else {
             None
         };
+        // Every file read once more now that changes are watched: an edit saved while the
+        // agent started is applied, and a file that did not load at the start raises its
+        // alert (unchanged files are compared, not parsed again).
+        if !self.list_paths.is_empty() {
+            let _ = self.lists.send(ListCmd::Reload(Request {
+                what: Reload::All,
+                reply: None,
+            }));
+        }
         // The first sweep one interval after the start, as every later one.
         let period = self.settings.sweep_interval;
         let mut sweep_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);

@@ -36,7 +36,7 @@ use super::{
     PinnedMaps, EBPF_OBJECT,
 };
 use crate::blocklist::{Capacity, Delta, ListSet, ListSpec};
-use crate::daemon::lists::{read_adopting, read_at_start};
+use crate::daemon::lists::{read_adopting, read_at_start, read_for_new_tables};
 use crate::enforce::{EnforceError, ListMaps};
 
 /// An interface to audit.
@@ -261,7 +261,7 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
         .and_then(|c| Some((c, read_adopting(spec.files.clone(), key, &in_force, c)?)));
     let capacity = match &adopted_lists {
         Some((c, _)) => *c,
-        None => read_at_start(spec.files.clone(), key, spec.list_floor).2,
+        None => read_for_new_tables(spec.files.clone(), key, spec.list_floor, Some(&in_force)).2,
     };
     let opts = LoadOptions {
         list_capacity: capacity.map_sizes(),
@@ -299,7 +299,7 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
                 capacity,
                 key,
                 old,
-                replaced_generation: in_force.generation,
+                replaced: in_force,
                 running,
                 lock,
             },
@@ -358,9 +358,8 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
         drop(old_lists);
         (maps, Some(program))
     };
-    if !delta.is_empty() {
-        maps.lists.apply(&delta)?;
-    }
+    // Applied also when empty: the adoption publishes a new generation.
+    maps.lists.apply(&delta)?;
     maps.lists.set_roles(&wan(spec))?;
     let list_changes = delta.allow.len() + delta.block.len();
     info!(

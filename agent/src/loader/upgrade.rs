@@ -53,7 +53,8 @@ pub(super) struct Upgrade {
     pub(super) capacity: Capacity,
     pub(super) key: agent_common::domain::DomainKey,
     pub(super) old: PinnedMaps,
-    pub(super) replaced_generation: u64,
+    /// The list tables of the program replaced.
+    pub(super) replaced: crate::enforce::InForce,
     pub(super) running: Xdp,
     pub(super) lock: InstanceLock,
 }
@@ -161,7 +162,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         capacity,
         key,
         mut old,
-        replaced_generation,
+        replaced,
         mut running,
         lock,
     } = u;
@@ -175,7 +176,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         spec.files.clone(),
         key,
         spec.list_floor,
-        replaced_generation,
+        Some(&replaced),
     );
     lists.set_capacity(capacity);
     let dir = spec.pins.maps(&fp);

@@ -29,7 +29,11 @@ fn an_adopted_set_with_unchanged_files_writes_nothing_and_keeps_every_id() {
     assert!(diags.is_empty(), "{diags:?}");
     assert!(delta.is_empty(), "nothing to write: {delta:?}");
     assert!(delta.assigned.is_empty(), "no hit counter reset");
-    assert_eq!(delta.generation, c.generation, "no generation bump");
+    assert_eq!(
+        delta.generation,
+        c.generation + 1,
+        "one generation bump: flows judge again whatever the last agent left unpublished"
+    );
     assert_eq!(tables(&next.compiled().block), tables(&c.block));
     assert_eq!(tables(&next.compiled().allow), tables(&c.allow));
     for id in 0..running.rule_id_bound() {
@@ -188,4 +192,100 @@ fn a_refusing_file_marks_its_rules_and_a_changed_setting_rewrites_only_the_value
             .iter()
             .all(|(id, r)| *r == (want && next.origin(*id).expect("origin").path == a)));
     }
+}
+
+#[test]
+fn a_kind_with_a_bad_file_keeps_the_adopted_tables_until_every_file_loads() {
+    let dir = TempDir::new("adopt-bad");
+    let (a, b, allow) = (
+        dir.0.join("a.list"),
+        dir.0.join("b.list"),
+        dir.0.join("allow.list"),
+    );
+    write(&a, "192.0.2.1\nexample.com\n");
+    write(&b, "198.51.100.7\n");
+    write(&allow, "192.0.2.9\n");
+    let files = [
+        (a.clone(), ListKind::Block),
+        (b.clone(), ListKind::Block),
+        (allow.clone(), ListKind::Allow),
+    ];
+    let k = key();
+    let running = loaded(&files, k);
+    let c = running.compiled();
+    // While the agent was down, a.list got a bad line and b.list a new address, and the
+    // allowlist lost its address; then the agent starts again on the pinned maps.
+    write(&a, "192.0.2.1\nexample.com\nnot-an-address/33\n");
+    write(&b, "198.51.100.7\n203.0.113.5\n");
+    write(&allow, "");
+    let mut next = ListSet::new(files.iter().cloned(), k);
+    next.adopt(c.allow.clone(), c.block.clone(), c.generation);
+    let (delta, diags) = next.reload_all();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!((diags[0].path.as_path(), diags[0].line), (a.as_path(), Some(3)));
+    assert!(
+        delta.block.is_empty(),
+        "the blocklists stay as the maps hold them, a.list's rules included: {delta:?}"
+    );
+    assert_eq!(tables(&next.compiled().block), tables(&c.block));
+    assert_eq!(next.held(), [ListKind::Block]);
+    assert_eq!(
+        delta.allow.v4_exact.remove,
+        [u32::from_be_bytes([192, 0, 2, 9])],
+        "a kind whose files all load is written as they say"
+    );
+    assert!(delta.generation > c.generation);
+    // Fixing b.list alone changes nothing yet; a.list loading writes both files' changes.
+    write(&b, "203.0.113.5\n");
+    let (delta, diags) = next.reload_many(&[b.clone()]);
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(delta.block.is_empty(), "{delta:?}");
+    assert_eq!(next.held(), [ListKind::Block]);
+    write(&a, "192.0.2.1\n");
+    let (delta, diags) = next.reload_many(&[a.clone()]);
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(next.held().is_empty());
+    let v4 = |d: &TableDelta<u32>| {
+        let mut up: Vec<u32> = d.upsert.iter().map(|e| e.0).collect();
+        up.sort_unstable();
+        (up, d.remove.clone())
+    };
+    assert_eq!(
+        v4(&delta.block.v4_exact),
+        (
+            vec![u32::from_be_bytes([203, 0, 113, 5])],
+            vec![u32::from_be_bytes([198, 51, 100, 7])]
+        )
+    );
+    assert_eq!(delta.block.domains.remove.len(), 1, "example.com gone");
+    assert_eq!(
+        next.origin(delta.block.v4_exact.upsert[0].1)
+            .map(|o| (o.path.to_owned(), o.line)),
+        Some((b.clone(), 1))
+    );
+}
+
+#[test]
+fn new_tables_of_an_upgrade_are_filled_whole_with_a_held_kind_included() {
+    let dir = TempDir::new("adopt-new");
+    let (a, allow) = (dir.0.join("a.list"), dir.0.join("allow.list"));
+    write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\n");
+    write(&allow, "192.0.2.9\n");
+    let files = [(a.clone(), ListKind::Block), (allow.clone(), ListKind::Allow)];
+    let k = key();
+    let running = loaded(&files, k);
+    let c = running.compiled();
+    write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\nbad line here\n");
+    write(&allow, "192.0.2.9\n192.0.2.10\n");
+    let mut next = ListSet::new(files.iter().cloned(), k);
+    next.adopt_into_new(c.allow.clone(), c.block.clone(), c.generation);
+    let (delta, diags) = next.reload_all();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(next.held(), [ListKind::Block]);
+    assert_eq!(delta.block, ListDelta::filling(&c.block), "the held kind, whole");
+    assert_eq!(delta.allow, ListDelta::filling(&next.compiled().allow));
+    assert_eq!(delta.allow.v4_exact.upsert.len(), 2, "{delta:?}");
+    assert!(delta.allow.v4_exact.remove.is_empty());
+    assert!(delta.generation > c.generation);
+    assert!(delta.cover4.is_some(), "the new cover map is written");
 }
