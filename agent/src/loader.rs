@@ -9,6 +9,7 @@
 
 pub mod adopt;
 pub mod detach;
+mod features;
 pub mod layout;
 pub mod netlink;
 pub mod pin;
@@ -646,6 +647,7 @@ pub(crate) fn attach_xdp(
         match prog.attach(iface, xdp_mode) {
             Ok(link) => {
                 info!(iface, mode = %label, "XDP program attached");
+                features::warn_vlan_stripping(iface);
                 return Ok((label, link));
             }
             Err(e) => {

@@ -342,7 +342,10 @@ impl Stage {
         }
         let (what, (delta, problems)) = if all {
             paths = self.set.paths().into_iter().map(Path::to_owned).collect();
-            ("reload of every list file".to_owned(), self.set.reload_all())
+            (
+                "reload of every list file".to_owned(),
+                self.set.reload_all(),
+            )
         } else {
             let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             (

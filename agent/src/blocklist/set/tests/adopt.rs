@@ -222,7 +222,10 @@ fn a_kind_with_a_bad_file_keeps_the_adopted_tables_until_every_file_loads() {
     next.adopt(c.allow.clone(), c.block.clone(), c.generation);
     let (delta, diags) = next.reload_all();
     assert_eq!(diags.len(), 1, "{diags:?}");
-    assert_eq!((diags[0].path.as_path(), diags[0].line), (a.as_path(), Some(3)));
+    assert_eq!(
+        (diags[0].path.as_path(), diags[0].line),
+        (a.as_path(), Some(3))
+    );
     assert!(
         delta.block.is_empty(),
         "the blocklists stay as the maps hold them, a.list's rules included: {delta:?}"
@@ -271,7 +274,10 @@ fn new_tables_of_an_upgrade_are_filled_whole_with_a_held_kind_included() {
     let (a, allow) = (dir.0.join("a.list"), dir.0.join("allow.list"));
     write(&a, "192.0.2.1\n10.0.0.0/8\nexample.com\n");
     write(&allow, "192.0.2.9\n");
-    let files = [(a.clone(), ListKind::Block), (allow.clone(), ListKind::Allow)];
+    let files = [
+        (a.clone(), ListKind::Block),
+        (allow.clone(), ListKind::Allow),
+    ];
     let k = key();
     let running = loaded(&files, k);
     let c = running.compiled();
@@ -282,7 +288,11 @@ fn new_tables_of_an_upgrade_are_filled_whole_with_a_held_kind_included() {
     let (delta, diags) = next.reload_all();
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert_eq!(next.held(), [ListKind::Block]);
-    assert_eq!(delta.block, ListDelta::filling(&c.block), "the held kind, whole");
+    assert_eq!(
+        delta.block,
+        ListDelta::filling(&c.block),
+        "the held kind, whole"
+    );
     assert_eq!(delta.allow, ListDelta::filling(&next.compiled().allow));
     assert_eq!(delta.allow.v4_exact.upsert.len(), 2, "{delta:?}");
     assert!(delta.allow.v4_exact.remove.is_empty());
