@@ -20,7 +20,7 @@ use std::fmt::Write;
 use std::io;
 use std::time::Duration;
 
-use agent_common::{flow_flags, FlowKey, FlowValue};
+use agent_common::{flow_flags, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
 use foldhash::fast::RandomState;
 use indexmap::IndexMap;
 use tracing::{debug, error, warn};
@@ -65,6 +65,9 @@ pub enum Action {
     End(EndReason),
 }
 
+/// The FIN bit of a TCP header's flags byte, as the program ORs it into `tcp_flags`.
+const TCP_FIN: u8 = 0x01;
+
 fn closed_reason(v: &FlowValue) -> Option<EndReason> {
     if v.flags & flow_flags::RST_SEEN != 0 {
         Some(EndReason::Rst)
@@ -79,9 +82,20 @@ fn closed_reason(v: &FlowValue) -> Option<EndReason> {
 pub fn decide(v: &FlowValue, reported: &Reported, now: u64, t: &Timeouts) -> Action {
     let since = |ts: u64| Duration::from_nanos(now.saturating_sub(ts));
     // The linger runs from the last packet, not the first FIN: after a half-close
-    // (`shutdown(SHUT_WR)`) the other side may go on sending for as long as it likes.
+    // (`shutdown(SHUT_WR)`) the other side may go on sending for as long as it likes. Where
+    // both directions cross audited interfaces, a FIN from one side only is such a
+    // half-close: the other side may also pause before it answers, so the flow waits for
+    // the inactive timeout (and still ends `fin`) instead of being cut by the linger and
+    // its answer made a second flow. One-way, the other side's FIN is never seen.
     if let Some(reason) = closed_reason(v) {
-        if since(v.end_seen_ns.max(v.last_seen_ns)) >= t.close_linger {
+        let fin_both = v.tcp_flags[DIR_ORIG] & v.tcp_flags[DIR_RESP] & TCP_FIN != 0;
+        let half_closed = reason == EndReason::Fin && v.packets[DIR_RESP] != 0 && !fin_both;
+        let wait = if half_closed {
+            t.inactive
+        } else {
+            t.close_linger
+        };
+        if since(v.end_seen_ns.max(v.last_seen_ns)) >= wait {
             return Action::End(reason);
         }
     }
@@ -654,6 +668,21 @@ mod tests {
         );
         assert_eq!(
             decide(&value(100 * S, 110 * S, 101 * S, fin), &none, 112 * S, &t),
+            Action::End(EndReason::Fin)
+        );
+        // Both directions audited: one side's FIN waits for the inactive timeout (the other
+        // side may pause before its answer); both sides' FINs linger as before.
+        let mut half = value(100 * S, 101 * S, 101 * S, fin);
+        half.packets = [3, 2];
+        half.tcp_flags = [TCP_FIN | 0x10, 0x10];
+        assert_eq!(decide(&half, &none, 110 * S, &t), Action::Keep);
+        assert_eq!(
+            decide(&half, &none, 131 * S, &t),
+            Action::End(EndReason::Fin)
+        );
+        half.tcp_flags[DIR_RESP] |= TCP_FIN;
+        assert_eq!(
+            decide(&half, &none, 103 * S, &t),
             Action::End(EndReason::Fin)
         );
         assert_eq!(
