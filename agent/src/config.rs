@@ -27,7 +27,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// The cause (in the message, so not named `source`: that would print it twice).
-        cause: std::io::Error,
+        cause: crate::store::fsutil::InputError,
     },
     /// Not valid TOML, or not a table of settings.
     #[error("{path}:{line}: {message}")]
@@ -70,10 +70,11 @@ pub fn expand(argv: Vec<OsString>, cli: &Command) -> Result<Vec<OsString>, Confi
             _ => return Ok(argv),
         },
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        cause: source,
-    })?;
+    let text = crate::store::fsutil::read_input_text(&path, crate::store::fsutil::CONFIG_MAX)
+        .map_err(|cause| ConfigError::Read {
+            path: path.clone(),
+            cause,
+        })?;
     let settings = to_args(&path, &text, run)?;
     let mut out = argv;
     out.splice(at + 1..at + 1, settings);

@@ -215,9 +215,9 @@ pub enum Problem {
     /// A line that does not parse.
     #[error(transparent)]
     Line(#[from] LineError),
-    /// The file could not be read.
+    /// The file could not be read (or is no regular file, or too large).
     #[error("cannot read: {0}")]
-    Read(std::io::Error),
+    Read(crate::store::fsutil::InputError),
     /// A path that is not one of the configured lists.
     #[error("not a configured list file")]
     NotConfigured,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use crate::enrich::leases::{self, LeaseFormat};
 use crate::enrich::subscribers::set as subscribers;
+use crate::store::fsutil::{read_input, InputError, TABLE_MAX};
 
 /// What a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -61,11 +62,11 @@ pub fn detect(bytes: &[u8]) -> Kind {
     }
 }
 
-fn kind_of(path: &Path, asked: Kind) -> std::io::Result<Kind> {
+fn kind_of(path: &Path, asked: Kind) -> Result<Kind, InputError> {
     if asked != Kind::Auto {
         return Ok(asked);
     }
-    std::fs::read(path).map(|b| detect(&b))
+    read_input(path, TABLE_MAX).map(|b| detect(&b))
 }
 
 /// Runs `xdp-audit check`.

@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::enrich::source::FileProblem;
+use crate::store::fsutil::{read_input, TABLE_MAX};
 
 use super::{parse, Lease, LeaseFileError, LeaseFormat, LeaseLineError, LeaseState};
 
@@ -28,7 +29,7 @@ pub enum LeaseProblem {
     File(#[from] LeaseFileError),
     /// The file could not be read.
     #[error("cannot read: {0}; the bindings learned from it so far stay")]
-    Read(#[source] std::io::Error),
+    Read(#[source] crate::store::fsutil::InputError),
 }
 
 /// One problem, displayed `FILE:LINE: reason`.
@@ -62,7 +63,8 @@ impl LeaseFile {
             line: None,
             error,
         };
-        let bytes = std::fs::read(&self.path).map_err(|e| problem(LeaseProblem::Read(e)))?;
+        let bytes =
+            read_input(&self.path, TABLE_MAX).map_err(|e| problem(LeaseProblem::Read(e)))?;
         let parsed = parse(&bytes, self.format).map_err(|e| problem(LeaseProblem::File(e)))?;
         Ok(LeaseRead {
             leases: parsed.leases,
