@@ -16,10 +16,16 @@ pub struct NotUtf8 {
     pub column: usize,
 }
 
+/// A file's bytes without the UTF-8 byte-order mark a spreadsheet or a Windows editor puts
+/// first: every reader of an attribution file (and `check`'s guess of its kind) drops it.
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
 /// The lines of a file with their 1-based numbers: split on `\n` (no phantom line after a
 /// final one), a UTF-8 byte-order mark dropped from the first, a trailing `\r` from each.
 pub fn numbered_lines(bytes: &[u8]) -> impl Iterator<Item = (u32, Result<&str, NotUtf8>)> {
-    let body = bytes.strip_prefix(BOM).unwrap_or(bytes);
+    let body = without_bom(bytes);
     let body = body.strip_suffix(b"\n").unwrap_or(body);
     let empty = body.is_empty() && !bytes.ends_with(b"\n");
     body.split(|&b| b == b'\n')
