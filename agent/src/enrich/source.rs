@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::blocklist::error::clipped;
+
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// A line that is not UTF-8: the first bad byte and its 1-based column.
@@ -57,10 +59,13 @@ pub struct FileProblem<E> {
 }
 
 impl<E: fmt::Display> fmt::Display for FileProblem<E> {
+    /// The reason with its middle left out when long: it quotes the field it refuses, which
+    /// may be megabytes (a file that is no subscribers or lease file).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = clipped(self.error.to_string());
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.error),
-            None => write!(f, "{}: {}", self.path.display(), self.error),
+            Some(line) => write!(f, "{}:{}: {reason}", self.path.display(), line),
+            None => write!(f, "{}: {reason}", self.path.display()),
         }
     }
 }
