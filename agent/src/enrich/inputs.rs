@@ -15,13 +15,13 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::dhcp::DhcpLearner;
-use super::leases::file::LeaseFile;
+use super::leases::file::{LeaseFile, Stamp};
 use super::leases::Lease;
 use super::nat::{
     ConntrackListener, ListenerConfig, ListenerCounters, NatError, NatTable, TableConfig,
@@ -288,21 +288,6 @@ fn reload_subscribers(
     }
 }
 
-/// What a lease file looked like at its last read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        len: m.len(),
-        modified: m.modified().ok(),
-    })
-}
-
 /// Reads lease file `i` unless (`force` false) it looks unchanged; sends what it holds.
 fn read_lease(
     i: usize,
@@ -311,7 +296,7 @@ fn read_lease(
     last: &mut Option<Stamp>,
     force: bool,
 ) {
-    let now = stamp(&f.path);
+    let now = Stamp::of(&f.path).ok();
     if !force && now == *last {
         return;
     }
@@ -327,7 +312,11 @@ fn read_lease(
             // The stage gone means the agent is stopping.
             let _ = tx.send(update);
         }
-        Err(d) => warn!("{d}"),
+        Err(d) => {
+            // Not applied: the next poll reads it again even if it looks the same then.
+            *last = None;
+            warn!("{d}");
+        }
     }
 }
 
