@@ -579,7 +579,20 @@ fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
 
 #[test]
 fn bad_flag_values_are_named() {
-    let cases: [(&[&str], &[&str]); 8] = [
+    let cases: [(&[&str], &[&str]); 12] = [
+        (&["--list-capacity", "0"], &["--list-capacity", "0"]),
+        (
+            &["--list-capacity", "4294967295"],
+            &["--list-capacity", "4294967295"],
+        ),
+        (
+            &["--sweep-interval", "18446744073709551615"],
+            &["--sweep-interval", "too long"],
+        ),
+        (
+            &["--fsync-interval", "106752d"],
+            &["--fsync-interval", "too long"],
+        ),
         (
             &["--sweep-interval", "0s"],
             &["--sweep-interval", "above zero"],
