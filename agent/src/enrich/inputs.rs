@@ -472,7 +472,8 @@ mod tests {
         std::fs::write(&path, text).expect("write");
         let mut set = SubscriberSet::new([path.clone()]);
         let slot = SubscriberSlot::default();
-        let log = logged(|| reload_subscribers(&mut set, &slot, &[path.clone()], false));
+        let log =
+            logged(|| reload_subscribers(&mut set, &slot, std::slice::from_ref(&path), false));
         assert_capped(
             &log,
             &format!("{}:2: ", path.display()),

@@ -98,7 +98,7 @@ impl std::fmt::Display for Size {
         let units = [(30, "GiB"), (20, "MiB"), (10, "KiB")];
         match units
             .iter()
-            .find(|(shift, _)| self.0 >= 1 << shift && self.0 % (1 << shift) == 0)
+            .find(|(shift, _)| self.0 >= 1 << shift && self.0.is_multiple_of(1 << shift))
         {
             Some((shift, unit)) => write!(f, "{} {unit}", self.0 >> shift),
             None => write!(f, "{} bytes", self.0),
