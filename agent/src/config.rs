@@ -8,11 +8,12 @@
 //! here, so a mistake is reported as `FILE:LINE: key: reason` rather than as a flag the user
 //! never typed.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Command};
+use serde::Deserialize as _;
+use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use toml::{Spanned, Value};
 
 /// The environment variable naming a config file when `--config` is not given.
@@ -27,7 +28,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// The cause (in the message, so not named `source`: that would print it twice).
-        cause: std::io::Error,
+        cause: crate::store::fsutil::InputError,
     },
     /// Not valid TOML, or not a table of settings.
     #[error("{path}:{line}: {message}")]
@@ -70,10 +71,11 @@ pub fn expand(argv: Vec<OsString>, cli: &Command) -> Result<Vec<OsString>, Confi
             _ => return Ok(argv),
         },
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        cause: source,
-    })?;
+    let text = crate::store::fsutil::read_input_text(&path, crate::store::fsutil::CONFIG_MAX)
+        .map_err(|cause| ConfigError::Read {
+            path: path.clone(),
+            cause,
+        })?;
     let settings = to_args(&path, &text, run)?;
     let mut out = argv;
     out.splice(at + 1..at + 1, settings);
@@ -149,30 +151,42 @@ const TABLES: [(&str, &str); 1] = [("alerts", "alert")];
 /// Flags that make no sense in a config file.
 const NOT_SETTINGS: [&str; 3] = ["config", "help", "version"];
 
-/// The command-line arguments `text` (the contents of `path`) stands for.
-pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, ConfigError> {
-    let table: BTreeMap<Spanned<String>, Spanned<Value>> =
-        toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            line: e.span().map_or(1, |s| line_of(text, s.start)),
-            message: e.message().trim().to_owned(),
-        })?;
-    // In file order, so the flags (and their errors) come in the order the user wrote them.
+/// A table's entries in file order, so the flags (and their errors) come in the order the
+/// user wrote them.
+fn in_file_order(table: DeTable<'_>) -> Vec<(Spanned<DeString<'_>>, Spanned<DeValue<'_>>)> {
     let mut entries: Vec<_> = table.into_iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
+    entries
+}
+
+/// The command-line arguments `text` (the contents of `path`) stands for.
+pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, ConfigError> {
+    let syntax = |e: toml::de::Error| ConfigError::Syntax {
+        path: path.to_owned(),
+        line: e.span().map_or(1, |s| line_of(text, s.start)),
+        message: e.message().trim().to_owned(),
+    };
+    // Parsed with every key's span, a table's keys too: each setting names its own line.
+    let doc = DeTable::parse(text).map_err(syntax)?.into_inner();
+    let value = |v: Spanned<DeValue<'_>>| Value::deserialize(ValueDeserializer::from(v));
     let mut settings = Vec::new();
-    for (key, value) in entries {
+    for (key, v) in in_file_order(doc) {
         let line = line_of(text, key.span().start);
         let table = TABLES.iter().find(|(name, _)| key.get_ref() == name);
-        match (table, value.into_inner()) {
-            // A table's keys, in its own order, stand for its flags.
-            (Some((name, prefix)), Value::Table(t)) => {
-                for (k, v) in t {
-                    let flag = format!("{prefix}-{}", k.replace('_', "-"));
-                    settings.push((line, format!("{name}.{k}"), flag, v));
+        match (table, v.into_inner()) {
+            // A table's keys stand for its flags.
+            (Some((name, prefix)), DeValue::Table(t)) => {
+                for (k, v) in in_file_order(t) {
+                    let flag = format!("{prefix}-{}", k.get_ref().replace('_', "-"));
+                    let line = line_of(text, k.span().start);
+                    let key = format!("{name}.{}", k.get_ref());
+                    settings.push((line, key, flag, value(v).map_err(syntax)?));
                 }
             }
-            (_, v) => settings.push((line, key.get_ref().clone(), flag_name(key.get_ref()), v)),
+            (_, other) => {
+                let v = value(Spanned::new(key.span(), other)).map_err(syntax)?;
+                settings.push((line, key.get_ref().to_string(), flag_name(key.get_ref()), v));
+            }
         }
     }
     let mut out = Vec::new();
@@ -377,12 +391,19 @@ mod tests {
             a,
             [
                 "--log-dir=/var/log/x",
-                "--alert-burst-hits=5",
-                "--alert-webhook=http://127.0.0.1:9/h"
+                "--alert-webhook=http://127.0.0.1:9/h",
+                "--alert-burst-hits=5"
             ]
         );
+        // A table's key is reported at its own line, not at the table's header.
         let (line, key, msg) = setting_error("[alerts]\nburst_hits = \"many\"\n");
-        assert_eq!((line, key.as_str()), (1, "alerts.burst_hits"), "{msg}");
+        assert_eq!((line, key.as_str()), (2, "alerts.burst_hits"), "{msg}");
+        let (line, key, msg) = setting_error(
+            "log_dir = \"/x\"\n[alerts]\n# why\nwebhook = \"h\"\n\nburst_hits = \"x\"\n",
+        );
+        assert_eq!((line, key.as_str()), (6, "alerts.burst_hits"), "{msg}");
+        let (line, key, _) = setting_error("alerts = { webhook = \"h\", windo = 1 }\n");
+        assert_eq!((line, key.as_str()), (1, "alerts.windo"));
         let (_, key, msg) = setting_error("[alerts]\nwindo = \"5m\"\n");
         assert_eq!(key, "alerts.windo");
         assert!(msg.contains("not a setting"), "{msg}");

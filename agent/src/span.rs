@@ -60,8 +60,21 @@ pub enum SpanError {
     },
 }
 
-/// Parses a length of time in any of the [`FORMS`].
+/// The longest length of time accepted: what a signed count of nanoseconds holds (292 years
+/// and a bit), so every stage can add it to a time or turn it into nanoseconds without
+/// wrapping or panicking.
+pub const MAX: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// Parses a length of time in any of the [`FORMS`], at most [`MAX`].
 pub fn parse(s: &str) -> Result<Duration, SpanError> {
+    let d = parse_unbounded(s)?;
+    if d > MAX {
+        return Err(SpanError::TooLong { input: s.into() });
+    }
+    Ok(d)
+}
+
+fn parse_unbounded(s: &str) -> Result<Duration, SpanError> {
     let text = s.trim();
     if text.is_empty() {
         return Err(SpanError::Empty);
@@ -183,6 +196,21 @@ mod tests {
             parse("99999999999999999999"),
             Err(SpanError::TooLong { .. })
         ));
+        // Past what nanoseconds in an i64 hold: `--sweep-interval` with it panicked at
+        // `Instant::now() + period`, `--fsync-interval` wrapped to a negative interval.
+        for long in ["18446744073709551615", "9223372037", "106752d", "15251w"] {
+            assert!(
+                matches!(parse(long), Err(SpanError::TooLong { .. })),
+                "{long}: {:?}",
+                parse(long)
+            );
+        }
+        // The longest accepted, in either form, is usable as a period and as nanoseconds.
+        for longest in ["9223372036", "106751d"] {
+            let d = parse(longest).expect(longest);
+            assert!(d <= MAX && i64::try_from(d.as_nanos()).is_ok(), "{longest}");
+            let _ = std::time::Instant::now() + d;
+        }
         let msg = parse("soon").unwrap_err().to_string();
         assert!(
             msg.contains("\"soon\"") && msg.contains("30s"),

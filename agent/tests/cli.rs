@@ -427,6 +427,56 @@ fn blocklist_check_of_a_missing_file_names_it_once() {
     assert_said_once(&out, first);
 }
 
+/// `check` of a FIFO with no writer, or of an endless device, as every kind of file: it used
+/// to block at the open, or read until memory ran out; now it ends at once, naming the file
+/// and what it is.
+#[test]
+fn check_of_a_fifo_or_a_device_names_it_and_ends() {
+    use std::io::Read as _;
+    let d = TempDir::new("c-special");
+    let fifo = d.path().join("block.list");
+    let c = std::ffi::CString::new(s(&fifo)).expect("no NUL");
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    for (path, what) in [
+        (s(&fifo), "is a FIFO, not a regular file"),
+        ("/dev/zero", "is a character device, not a regular file"),
+    ] {
+        for kind in ["auto", "list", "subscribers", "kea", "dnsmasq"] {
+            let child = Command::new(BIN)
+                .args(["check", "--kind", kind, path])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn xdp-audit");
+            let mut child = Reaped(child);
+            let mut status = None;
+            wait_until(
+                Duration::from_secs(20),
+                &format!("check --kind {kind} {path} ended"),
+                || {
+                    status = child.0.try_wait().expect("wait");
+                    status.is_some()
+                },
+            );
+            let mut out = String::new();
+            child
+                .0
+                .stdout
+                .take()
+                .expect("stdout")
+                .read_to_string(&mut out)
+                .expect("read stdout");
+            assert_eq!(status.and_then(|s| s.code()), Some(1), "{kind}: {out}");
+            let first = out.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with(&format!("{path}: cannot read: {what}")),
+                "{kind}: {out}"
+            );
+        }
+    }
+}
+
 // ---- standard output ----
 
 /// `cmd` with its standard output on `/dev/full`.
@@ -529,7 +579,20 @@ fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
 
 #[test]
 fn bad_flag_values_are_named() {
-    let cases: [(&[&str], &[&str]); 8] = [
+    let cases: [(&[&str], &[&str]); 12] = [
+        (&["--list-capacity", "0"], &["--list-capacity", "0"]),
+        (
+            &["--list-capacity", "4294967295"],
+            &["--list-capacity", "4294967295"],
+        ),
+        (
+            &["--sweep-interval", "18446744073709551615"],
+            &["--sweep-interval", "too long"],
+        ),
+        (
+            &["--fsync-interval", "106752d"],
+            &["--fsync-interval", "too long"],
+        ),
         (
             &["--sweep-interval", "0s"],
             &["--sweep-interval", "above zero"],

@@ -8,6 +8,7 @@ use super::compile::compile_kind;
 use super::error::{Diagnostic, Problem};
 use super::ids::{IdAlloc, IdContext};
 use super::parse::{LineStats, ParsedList};
+use crate::store::fsutil::{read_input, TABLE_MAX};
 
 /// The key `check` hashes domain rules with. Any key folds the same names (a collision
 /// between two rule names is as unlikely under one key as under another), and nothing
@@ -33,7 +34,7 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
     let mut parsed = Vec::new();
     let mut checks = Vec::new();
     for (i, path) in paths.iter().enumerate() {
-        let r = std::fs::read(path)
+        let r = read_input(path, TABLE_MAX)
             .map_err(|e| {
                 vec![Diagnostic {
                     path: path.clone(),

@@ -188,8 +188,9 @@ impl fmt::Display for BadLine {
 const SHOWN: usize = 600;
 
 /// `message` with its middle left out when it is over [`SHOWN`] bytes: its start names the
-/// field and its end says why, so both stay.
-fn clipped(message: String) -> String {
+/// field and its end says why, so both stay. Subscribers and lease problems are shown the
+/// same way.
+pub(crate) fn clipped(message: String) -> String {
     if message.len() <= SHOWN {
         return message;
     }
@@ -215,9 +216,9 @@ pub enum Problem {
     /// A line that does not parse.
     #[error(transparent)]
     Line(#[from] LineError),
-    /// The file could not be read.
+    /// The file could not be read (or is no regular file, or too large).
     #[error("cannot read: {0}")]
-    Read(std::io::Error),
+    Read(crate::store::fsutil::InputError),
     /// A path that is not one of the configured lists.
     #[error("not a configured list file")]
     NotConfigured,
@@ -287,15 +288,20 @@ impl Diagnostic {
     }
 }
 
-/// Logs diagnostics as tracing warnings: at most `limit` lines, then a count of the rest, so a
-/// binary file dropped in place of a list cannot flood the journal.
-pub fn warn_diagnostics(diagnostics: &[Diagnostic], limit: usize) {
+/// Problems logged per reload of one kind of input at most (lists, subscribers files, a lease
+/// file read).
+pub const DIAGNOSTICS_SHOWN: usize = 50;
+
+/// Logs problems (of lists, subscribers or lease files) as tracing warnings: at most `limit`
+/// lines, then a count of the rest, so a binary file dropped in place of an input cannot flood
+/// the journal at every reload.
+pub fn warn_diagnostics<D: fmt::Display>(diagnostics: &[D], limit: usize) {
     for d in diagnostics.iter().take(limit) {
         tracing::warn!("{d}");
     }
     if diagnostics.len() > limit {
         tracing::warn!(
-            "... and {} more list problems (run `xdp-audit blocklist check` for all)",
+            "... and {} more problems (run `xdp-audit check FILE` for all)",
             diagnostics.len() - limit
         );
     }

@@ -40,7 +40,7 @@ pub struct PortRange {
 pub enum LineKind {
     /// Empty or whitespace only.
     Blank,
-    /// A comment (`#`, `;` or `!` first).
+    /// A comment (`#`, `;` or `!` first), or an adblock list's header (`[Adblock Plus 2.0]`).
     Comment,
     /// A line that contributed entries.
     Rule,
@@ -63,7 +63,7 @@ pub fn parse_line(raw: &[u8], out: &mut Vec<Entry>) -> Result<LineKind, LineErro
     if text.is_empty() {
         return Ok(LineKind::Blank);
     }
-    if matches!(text.as_bytes()[0], b'#' | b';' | b'!') {
+    if matches!(text.as_bytes()[0], b'#' | b';' | b'!') || is_adblock_header(text) {
         return Ok(LineKind::Comment);
     }
     // Neither `#` nor `;` can occur in any accepted token, so either starts a trailing
@@ -79,6 +79,19 @@ pub fn parse_line(raw: &[u8], out: &mut Vec<Entry>) -> Result<LineKind, LineErro
         out.truncate(mark);
     }
     result
+}
+
+/// Whether a whole line is an adblock list's header (`[Adblock Plus]`, `[Adblock Plus 2.0]`,
+/// the first line of HaGeZi's and OISD's ABP lists). Not one that could be an address in
+/// brackets (`[2001:db8::1]`): that is refused as a bad line, never passed over.
+fn is_adblock_header(text: &str) -> bool {
+    text.strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .is_some_and(|inside| {
+            inside
+                .bytes()
+                .any(|b| !(b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'/')))
+        })
 }
 
 fn parse_tokens(text: &str, out: &mut Vec<Entry>) -> Result<LineKind, LineError> {
@@ -453,7 +466,16 @@ mod tests {
 
     #[test]
     fn comments_blank_crlf() {
-        for c in ["# x", "; x", "! adblock title", "#", "   # indented"] {
+        for c in [
+            "# x",
+            "; x",
+            "! adblock title",
+            "#",
+            "   # indented",
+            "[Adblock Plus]",
+            "[Adblock Plus 2.0]",
+            " [uBlock Origin] \r",
+        ] {
             assert_eq!(parse(c), Ok((LineKind::Comment, vec![])), "{c}");
         }
         for b in ["", "   ", "\t", "\r"] {
@@ -462,6 +484,10 @@ mod tests {
         assert_eq!(entries("192.0.2.1\r"), [v4("192.0.2.1", 32)]);
         assert_eq!(entries("192.0.2.0/24 ; SBL123"), [v4("192.0.2.0", 24)]);
         assert_eq!(entries("example.com#no space"), [dom("example.com")]);
+        // An address in brackets is not a header: refused, not passed over in silence.
+        for addr in ["[2001:db8::1]", "[192.0.2.1]", "[2001:db8::/32]"] {
+            assert!(parse(addr).is_err(), "{addr}");
+        }
     }
 
     #[test]

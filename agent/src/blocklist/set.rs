@@ -14,6 +14,7 @@ use super::parse::{LineStats, ParsedList};
 use super::reparse::Edit;
 use super::tables::{Capacity, CompiledList, ListDelta, Table};
 use super::{release_freed_memory, ListKind};
+use crate::store::fsutil::{read_input, TABLE_MAX};
 
 /// The tables of both list kinds and the origin of every rule id.
 #[derive(Clone, Debug, Default)]
@@ -419,7 +420,7 @@ impl ListSet {
     /// contents changed.
     fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
         let file = &mut self.files[i];
-        let bytes = std::fs::read(&file.path).map_err(|e| {
+        let bytes = read_input(&file.path, TABLE_MAX).map_err(|e| {
             vec![Diagnostic {
                 path: file.path.clone(),
                 line: None,

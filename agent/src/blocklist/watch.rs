@@ -4,8 +4,9 @@
 //! The directories are watched, not the files, because editors and downloaders replace a
 //! file by writing a temporary and renaming it over the original (and `mv` does the same):
 //! a watch on the old inode would see nothing. Events are taken only when a file is complete
-//! (closed after writing, renamed into place, created, deleted): never on each `write`, so
-//! a half-written file is not read on purpose. A burst of events (an editor's write, rename
+//! (closed after writing, renamed into place, deleted, or a symbolic link created): never on
+//! each `write`, nor when a regular file is created (its writer has only begun; its close
+//! reports it), so a half-written file is not read on purpose. A burst of events (an editor's write, rename
 //! and chmod) becomes one report once `debounce` has passed without a new event, or at most
 //! ten debounce periods after the first one, so a file rewritten non-stop is still reloaded.
 //!
@@ -51,6 +52,8 @@ pub struct ListWatcher {
     fd: AsyncFd<Inotify>,
     /// Per watched directory, the file names in it we care about and their paths as given.
     targets: HashMap<WatchDescriptor, Vec<(OsString, PathBuf)>>,
+    /// Each watched directory's path.
+    dirs: HashMap<WatchDescriptor, PathBuf>,
     pending: BTreeSet<PathBuf>,
     first_event: Option<Instant>,
     last_event: Option<Instant>,
@@ -67,6 +70,7 @@ impl ListWatcher {
     pub fn new<P: AsRef<Path>>(paths: &[P], debounce: Duration) -> Result<Self, WatchError> {
         let inotify = Inotify::init().map_err(WatchError::Init)?;
         let mut targets: HashMap<WatchDescriptor, Vec<(OsString, PathBuf)>> = HashMap::new();
+        let mut dirs = HashMap::new();
         let mask = WatchMask::CLOSE_WRITE
             | WatchMask::MOVED_TO
             | WatchMask::MOVED_FROM
@@ -84,6 +88,7 @@ impl ListWatcher {
                     dir: dir.to_owned(),
                     cause: source,
                 })?;
+            dirs.insert(wd.clone(), dir.to_owned());
             targets
                 .entry(wd)
                 .or_default()
@@ -94,6 +99,7 @@ impl ListWatcher {
                 let (real_dir, real_name) = dir_and_name(&real)?;
                 if real_dir != dir || real_name != name {
                     if let Ok(wd) = inotify.watches().add(real_dir, mask) {
+                        dirs.insert(wd.clone(), real_dir.to_owned());
                         targets
                             .entry(wd)
                             .or_default()
@@ -109,6 +115,7 @@ impl ListWatcher {
         Ok(ListWatcher {
             fd,
             targets,
+            dirs,
             pending: BTreeSet::new(),
             first_event: None,
             last_event: None,
@@ -176,6 +183,13 @@ impl ListWatcher {
             let (Some(files), Some(name)) = (self.targets.get(&wd), name) else {
                 continue;
             };
+            if !files.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            if mask.contains(EventMask::CREATE) && !self.is_symlink(&wd, &name) {
+                // A regular file created is still being written: its close reports it.
+                continue;
+            }
             for (n, path) in files {
                 if *n == name {
                     self.pending.insert(path.clone());
@@ -189,6 +203,14 @@ impl ListWatcher {
             self.first_event.get_or_insert(now);
             self.last_event = Some(now);
         }
+    }
+
+    /// Whether `name` in the directory of `wd` is a symbolic link now: `ln -s` makes one
+    /// whole, with no close or rename to report it.
+    fn is_symlink(&self, wd: &WatchDescriptor, name: &std::ffi::OsStr) -> bool {
+        self.dirs.get(wd).is_some_and(|dir| {
+            std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_symlink())
+        })
     }
 }
 
@@ -268,6 +290,41 @@ mod tests {
         // alone.
         std::fs::write(dir.0.join("other.txt"), "y").expect("write");
         std::fs::write(&b, "2\n").expect("write");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&b));
+    }
+
+    /// Whether a report comes within `periods` debounce periods: a test's way to see that
+    /// none does (each period the watcher would report what it noted).
+    async fn reports_within(w: &mut ListWatcher, periods: u32) -> Option<Vec<PathBuf>> {
+        tokio::time::timeout(w.debounce * periods, w.changed())
+            .await
+            .ok()
+            .map(|r| r.expect("watcher works"))
+    }
+
+    /// A new list written slowly is reported once, at its close, never at its creation: the
+    /// part written so far (`port tcp 80` of `port tcp 8080`) was read and applied.
+    #[tokio::test]
+    async fn a_new_file_is_reported_when_closed_not_when_created() {
+        use std::io::Write as _;
+        let dir = TempDir::new("watch-create");
+        let a = dir.0.join("a.txt");
+        let mut w = ListWatcher::new(&[&a], Duration::from_millis(50)).expect("watch");
+        let mut f = std::fs::File::create(&a).expect("create");
+        f.write_all(b"port tcp 80").expect("write");
+        assert_eq!(
+            reports_within(&mut w, 6).await,
+            None,
+            "reported half-written"
+        );
+        f.write_all(b"80\n").expect("write");
+        drop(f);
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+        assert_eq!(reports_within(&mut w, 6).await, None, "reported twice");
+        // A symbolic link created in place is whole at once: reported with no close.
+        let b = dir.0.join("b.txt");
+        let mut w = ListWatcher::new(&[&b], Duration::from_millis(50)).expect("watch");
+        std::os::unix::fs::symlink(&a, &b).expect("symlink");
         assert_eq!(next(&mut w).await, std::slice::from_ref(&b));
     }
 

@@ -26,6 +26,7 @@ One entry per line; the same format for blocklists and allowlists.
   port udp 53-60            remote UDP port range
   port 25                   TCP and UDP
   # comment, ; comment, ! comment, and trailing `# ...` or `; ...`
+  [Adblock Plus 2.0]        an adblock list's header line: passed over like a comment
 
 Domains are lower-cased, a trailing dot is dropped, labels are letters, digits, `-`
 and `_`, at most 63 bytes each, 253 in all, and at most 16 labels.

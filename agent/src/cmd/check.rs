@@ -6,15 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::enrich::leases::{self, LeaseFormat};
+use crate::enrich::source::numbered_lines;
+use crate::enrich::subscribers::parse::is_header;
 use crate::enrich::subscribers::set as subscribers;
+use crate::store::fsutil::{read_input, InputError, TABLE_MAX};
 
 /// What a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     /// Told from the content: a CSV whose header (the first line neither blank nor a `#`
-    /// comment) starts `match,` is a subscribers file, one
-    /// that starts `address,` or lines that start with an expiry time are DHCP leases (Kea,
-    /// dnsmasq), anything else a list.
+    /// comment) names subscribers columns (`match`, `account`, ... in any order) is a
+    /// subscribers file, one that starts `address,` or lines that start with an expiry time
+    /// are DHCP leases (Kea, dnsmasq), anything else a list.
     Auto,
     /// A block or allow list.
     List,
@@ -43,29 +46,28 @@ pub struct CheckArgs {
     pub kind: Kind,
 }
 
-/// Tells a file's kind from its first line that is not blank.
+/// Tells a file's kind from its first line that is not blank, by the agent's own readers:
+/// the subscribers header parser on the first line that is not a comment, then the lease
+/// format detection.
 pub fn detect(bytes: &[u8]) -> Kind {
-    let body = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let first = body
-        .split(|&b| b == b'\n')
-        .map(|l| l.trim_ascii())
-        .find(|l| !l.is_empty() && !l.starts_with(b"#"))
-        .unwrap_or_default();
-    if first.len() >= 6 && first[..6].eq_ignore_ascii_case(b"match,") {
+    let first = numbered_lines(bytes)
+        .filter_map(|(_, text)| text.ok().map(str::trim))
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    if first.is_some_and(is_header) {
         return Kind::Subscribers;
     }
-    match LeaseFormat::detect(body) {
+    match LeaseFormat::detect(bytes) {
         Some(LeaseFormat::Kea) => Kind::Kea,
         Some(LeaseFormat::Dnsmasq) => Kind::Dnsmasq,
         None => Kind::List,
     }
 }
 
-fn kind_of(path: &Path, asked: Kind) -> std::io::Result<Kind> {
+fn kind_of(path: &Path, asked: Kind) -> Result<Kind, InputError> {
     if asked != Kind::Auto {
         return Ok(asked);
     }
-    std::fs::read(path).map(|b| detect(&b))
+    read_input(path, TABLE_MAX).map(|b| detect(&b))
 }
 
 /// Runs `xdp-audit check`.
@@ -130,6 +132,24 @@ mod tests {
             Kind::Dnsmasq
         );
         assert_eq!(detect(b"address,hwaddr,client_id\n"), Kind::Kea);
+        assert_eq!(detect(b"\xef\xbb\xbfaddress,hwaddr,client_id\n"), Kind::Kea);
+        // The agent's header parser decides: columns in any order, quoted, or separated by
+        // `;` (which the agent refuses; this used to be checked as a list, and passed).
+        for header in [
+            &b"account,match\n10.0.0.1,a\n"[..],
+            b"\"match\",\"account\"\n",
+            b"# people\n\n Name , Match, account\n",
+            b"match;account\n10.0.0.1;a\n",
+        ] {
+            assert_eq!(
+                detect(header),
+                Kind::Subscribers,
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        // A list whose first entry is a name that a column shares stays a list.
+        assert_eq!(detect(b"name\nmatch.example\n"), Kind::List);
         assert_eq!(
             detect(b"# blocked\n192.0.2.0/24\nexample.com\n"),
             Kind::List
@@ -167,5 +187,18 @@ mod tests {
         assert!(!failed, "{text}");
         let (failed, text) = run(vec![dir.0.join("missing.csv")]);
         assert!(failed && text.contains("cannot read"), "{text}");
+        // What the agent refuses, check refuses: a `;`-separated export passed as a list.
+        let semi = dir.0.join("semi.csv");
+        std::fs::write(&semi, "match;account\n10.0.0.1;alice\n").expect("write");
+        let (failed, text) = run(vec![semi.clone()]);
+        assert!(
+            failed && text.contains(&format!("{}:1: the header separates", semi.display())),
+            "{text}"
+        );
+        // And what it takes, check takes: columns in another order, quoted.
+        let reordered = dir.0.join("reordered.csv");
+        std::fs::write(&reordered, "\"account\",\"match\"\nalice,10.0.0.1\n").expect("write");
+        let (failed, text) = run(vec![reordered]);
+        assert!(!failed, "{text}");
     }
 }

@@ -64,7 +64,7 @@ pub struct ComplianceArgs {
 
 /// The agent's settings from its config file, read as `run` reads them.
 fn run_settings(path: &Path) -> anyhow::Result<RunArgs> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::store::fsutil::read_input_text(path, crate::store::fsutil::CONFIG_MAX)
         .with_context(|| format!("--config {}: cannot read", path.display()))?;
     // Interfaces are what the agent needs, not what this check reads.
     let cmd = RunArgs::augment_args(clap::Command::new("run"))

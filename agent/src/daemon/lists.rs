@@ -27,13 +27,11 @@ use super::ListCmd;
 use agent_common::domain::DomainKey;
 
 use crate::blocklist::{
-    warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet, ListSpec, Problem, RuleOrigin,
+    warn_diagnostics, Capacity, Delta, Diagnostic, ListKind, ListSet, ListSpec, Problem,
+    RuleOrigin, DIAGNOSTICS_SHOWN,
 };
 use crate::enforce::{InForce, ListMaps};
 use crate::sweeper::RuleNames;
-
-/// Diagnostics logged per reload at most.
-const DIAGNOSTICS_SHOWN: usize = 50;
 
 /// Where every rule id came from, frozen at one reload: what the records stage names rules
 /// with and what `status` groups hits by, without sharing the list set the list stage edits.

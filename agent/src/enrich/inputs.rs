@@ -15,13 +15,13 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::dhcp::DhcpLearner;
-use super::leases::file::LeaseFile;
+use super::leases::file::{LeaseFile, Stamp};
 use super::leases::Lease;
 use super::nat::{
     ConntrackListener, ListenerConfig, ListenerCounters, NatError, NatTable, TableConfig,
@@ -31,6 +31,7 @@ use super::stage::SharedNat;
 use super::subscribers::set::SubscriberSet;
 use super::subscribers::SubscriberTable;
 use crate::blocklist::watch::{self, ListWatcher, DEFAULT_DEBOUNCE};
+use crate::blocklist::{warn_diagnostics, DIAGNOSTICS_SHOWN};
 
 /// How often lease files are checked for an in-place rewrite.
 const LEASE_POLL: Duration = Duration::from_secs(2);
@@ -273,9 +274,7 @@ fn reload_subscribers(
     first: bool,
 ) {
     let r = set.reload(paths);
-    for d in &r.diagnostics {
-        warn!("{d}");
-    }
+    warn_diagnostics(&r.diagnostics, DIAGNOSTICS_SHOWN);
     if r.changed || first {
         let table = set.table();
         if !paths.is_empty() {
@@ -289,21 +288,6 @@ fn reload_subscribers(
     }
 }
 
-/// What a lease file looked like at its last read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        len: m.len(),
-        modified: m.modified().ok(),
-    })
-}
-
 /// Reads lease file `i` unless (`force` false) it looks unchanged; sends what it holds.
 fn read_lease(
     i: usize,
@@ -312,16 +296,14 @@ fn read_lease(
     last: &mut Option<Stamp>,
     force: bool,
 ) {
-    let now = stamp(&f.path);
+    let now = Stamp::of(&f.path).ok();
     if !force && now == *last {
         return;
     }
     *last = now;
     match f.read() {
         Ok(read) => {
-            for d in &read.skipped {
-                warn!("{d}");
-            }
+            warn_diagnostics(&read.skipped, DIAGNOSTICS_SHOWN);
             let update = LeaseUpdate {
                 file: u32::try_from(i).unwrap_or(u32::MAX),
                 skipped: u32::try_from(read.skipped.len()).unwrap_or(u32::MAX),
@@ -330,7 +312,11 @@ fn read_lease(
             // The stage gone means the agent is stopping.
             let _ = tx.send(update);
         }
-        Err(d) => warn!("{d}"),
+        Err(d) => {
+            // Not applied: the next poll reads it again even if it looks the same then.
+            *last = None;
+            warn!("{d}");
+        }
     }
 }
 
@@ -412,4 +398,113 @@ fn files_thread(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::tests::TempDir;
+
+    /// What `f` logs through `tracing`, as text.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Captured::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = log.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8(bytes).expect("UTF-8 log")
+    }
+
+    /// A reload's log lines: at most [`DIAGNOSTICS_SHOWN`] problems and a count of the rest,
+    /// none of them a whole megabyte field.
+    #[track_caller]
+    fn assert_capped(log: &str, first_line: &str, more: usize) {
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(
+            lines.len(),
+            DIAGNOSTICS_SHOWN + 1,
+            "{}",
+            &log[..log.len().min(4000)]
+        );
+        assert!(
+            lines[0].contains(first_line) && lines[0].contains("bytes left out"),
+            "the long field is clipped: {}",
+            &lines[0][..lines[0].len().min(2000)]
+        );
+        assert!(
+            lines.iter().all(|l| l.len() < 1000),
+            "a line is not clipped"
+        );
+        let last = lines[DIAGNOSTICS_SHOWN];
+        assert!(
+            last.contains(&format!("... and {more} more problems")),
+            "{last}"
+        );
+    }
+
+    /// 10,000 bad rows and a 1 MB field used to log 10,001 warnings at every reload, one of
+    /// them a megabyte long.
+    #[test]
+    fn subscribers_problems_are_capped_and_clipped() {
+        let dir = TempDir::new("inputs-subs");
+        let path = dir.0.join("subs.csv");
+        let mut text = format!("match,account\n{},a\n", "x".repeat(1 << 20));
+        for i in 0..10_000 {
+            text.push_str(&format!("bad-{i},b\n"));
+        }
+        std::fs::write(&path, text).expect("write");
+        let mut set = SubscriberSet::new([path.clone()]);
+        let slot = SubscriberSlot::default();
+        let log =
+            logged(|| reload_subscribers(&mut set, &slot, std::slice::from_ref(&path), false));
+        assert_capped(
+            &log,
+            &format!("{}:2: ", path.display()),
+            10_001 - DIAGNOSTICS_SHOWN,
+        );
+    }
+
+    #[test]
+    fn lease_problems_are_capped_and_clipped() {
+        let dir = TempDir::new("inputs-leases");
+        let path = dir.0.join("dnsmasq.leases");
+        let mut text = format!(
+            "100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n100 aa:bb:cc:dd:ee:01 {} h *\n",
+            "9".repeat(1 << 20)
+        );
+        for _ in 0..10_000 {
+            text.push_str("100 aa:bb:cc:dd:ee:01 10.0.0.x h *\n");
+        }
+        std::fs::write(&path, text).expect("write");
+        let file = LeaseFile {
+            path: path.clone(),
+            format: None,
+        };
+        let (tx, rx) = mpsc::channel();
+        let log = logged(|| read_lease(0, &file, &tx, &mut None, true));
+        assert_capped(
+            &log,
+            &format!("{}:2: ", path.display()),
+            10_001 - DIAGNOSTICS_SHOWN,
+        );
+        let update = rx.try_recv().expect("the good lease is sent");
+        assert_eq!((update.leases.len(), update.skipped), (1, 10_001));
+    }
 }

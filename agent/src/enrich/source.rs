@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::blocklist::error::clipped;
+
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// A line that is not UTF-8: the first bad byte and its 1-based column.
@@ -16,10 +18,16 @@ pub struct NotUtf8 {
     pub column: usize,
 }
 
+/// A file's bytes without the UTF-8 byte-order mark a spreadsheet or a Windows editor puts
+/// first: every reader of an attribution file (and `check`'s guess of its kind) drops it.
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
 /// The lines of a file with their 1-based numbers: split on `\n` (no phantom line after a
 /// final one), a UTF-8 byte-order mark dropped from the first, a trailing `\r` from each.
 pub fn numbered_lines(bytes: &[u8]) -> impl Iterator<Item = (u32, Result<&str, NotUtf8>)> {
-    let body = bytes.strip_prefix(BOM).unwrap_or(bytes);
+    let body = without_bom(bytes);
     let body = body.strip_suffix(b"\n").unwrap_or(body);
     let empty = body.is_empty() && !bytes.ends_with(b"\n");
     body.split(|&b| b == b'\n')
@@ -51,10 +59,13 @@ pub struct FileProblem<E> {
 }
 
 impl<E: fmt::Display> fmt::Display for FileProblem<E> {
+    /// The reason with its middle left out when long: it quotes the field it refuses, which
+    /// may be megabytes (a file that is no subscribers or lease file).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = clipped(self.error.to_string());
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.error),
-            None => write!(f, "{}: {}", self.path.display(), self.error),
+            Some(line) => write!(f, "{}:{}: {reason}", self.path.display(), line),
+            None => write!(f, "{}: {reason}", self.path.display()),
         }
     }
 }

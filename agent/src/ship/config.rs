@@ -169,10 +169,12 @@ pub fn read_credentials_file(path: &Path) -> Result<Credentials, ShipConfigError
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    let text = std::fs::read_to_string(path).map_err(|e| ShipConfigError::Credentials {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let text = crate::store::fsutil::read_input_text(path, crate::store::fsutil::KEY_MAX).map_err(
+        |e| ShipConfigError::Credentials {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
+    )?;
     parse_credentials(path, &text)
 }
 

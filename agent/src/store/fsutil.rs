@@ -1,4 +1,5 @@
-//! Crash-safe file replacement: write a temporary name, fsync, rename, fsync the directory.
+//! Crash-safe file replacement: write a temporary name, fsync, rename, fsync the directory;
+//! and the one way an operator's input file (a list, a config, a key) is read.
 
 use std::fs::File;
 use std::io::Write;
@@ -60,6 +61,109 @@ pub fn utf8_text(bytes: Vec<u8>) -> Result<String, NotUtf8> {
     })
 }
 
+/// The most bytes read from a table the operator keeps (block and allow lists, subscribers,
+/// lease files): a 1,000,000-line list is 21 MiB, so this is room for about fifty of those,
+/// and still refuses an endless file before it takes the host's memory.
+pub const TABLE_MAX: u64 = 1 << 30;
+/// The most bytes read from a config file (the agent's TOML, a CA bundle: ~200 KiB).
+pub const CONFIG_MAX: u64 = 1 << 20;
+/// The most bytes read from a key or credentials file (a key line is under 100 bytes).
+pub const KEY_MAX: u64 = 64 << 10;
+
+/// Why an operator's input file was not read. The caller names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Opening or reading failed.
+    #[error(transparent)]
+    Io(std::io::Error),
+    /// A FIFO, a device, a directory: reading one could block forever or never end.
+    #[error("is a {0}, not a regular file")]
+    NotRegular(&'static str),
+    /// Over the limit for its kind of input.
+    #[error("is larger than {}, the most read from such a file", Size(*.max))]
+    TooLarge {
+        /// The limit, in bytes.
+        max: u64,
+    },
+    /// A text input (a config or a key) that is not UTF-8.
+    #[error(transparent)]
+    NotUtf8(#[from] NotUtf8),
+}
+
+/// A byte count in the largest binary unit that divides it.
+struct Size(u64);
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let units = [(30, "GiB"), (20, "MiB"), (10, "KiB")];
+        match units
+            .iter()
+            .find(|(shift, _)| self.0 >= 1 << shift && self.0.is_multiple_of(1 << shift))
+        {
+            Some((shift, unit)) => write!(f, "{} {unit}", self.0 >> shift),
+            None => write!(f, "{} bytes", self.0),
+        }
+    }
+}
+
+/// Reads an operator's input file whole, up to `max` bytes. Opened without blocking (a FIFO
+/// with no writer would hold the open forever) and without taking a terminal, then refused
+/// unless it is a regular file (`/dev/zero` never ends); read through a cap, so a file that
+/// grows while it is read cannot outgrow memory either.
+pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // std opens with O_CLOEXEC.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(InputError::Io)?;
+    let meta = file.metadata().map_err(InputError::Io)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        return Err(InputError::NotRegular(if kind.is_fifo() {
+            "FIFO"
+        } else if kind.is_char_device() {
+            "character device"
+        } else if kind.is_block_device() {
+            "block device"
+        } else if kind.is_dir() {
+            "directory"
+        } else if kind.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        }));
+    }
+    if meta.len() > max {
+        return Err(InputError::TooLarge { max });
+    }
+    // A regular file now: reads block as usual (a network file system may honour O_NONBLOCK).
+    // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0
+        {
+            return Err(InputError::Io(std::io::Error::last_os_error()));
+        }
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(InputError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(InputError::TooLarge { max });
+    }
+    Ok(bytes)
+}
+
+/// [`read_input`] of a text file: its bytes as UTF-8.
+pub fn read_input_text(path: &Path, max: u64) -> Result<String, InputError> {
+    Ok(utf8_text(read_input(path, max)?)?)
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -105,6 +209,61 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO with no writer and an endless device are refused at once by what they are, a
+    /// file over the cap by its size, and a file at the cap is read whole.
+    #[test]
+    fn only_a_regular_file_within_its_cap_is_read() {
+        let dir = crate::blocklist::tests::TempDir::new("read-input");
+        let fifo = dir.0.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let shown = |r: Result<Vec<u8>, InputError>| match r {
+            Ok(b) => panic!("read {} bytes", b.len()),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            shown(read_input(&fifo, KEY_MAX)),
+            "is a FIFO, not a regular file"
+        );
+        assert_eq!(
+            shown(read_input(Path::new("/dev/zero"), TABLE_MAX)),
+            "is a character device, not a regular file"
+        );
+        assert_eq!(
+            shown(read_input(&dir.0, CONFIG_MAX)),
+            "is a directory, not a regular file"
+        );
+        let file = dir.0.join("f");
+        std::fs::write(&file, [7u8; 1024]).expect("write");
+        assert_eq!(read_input(&file, 1024).expect("at the cap").len(), 1024);
+        assert_eq!(
+            shown(read_input(&file, 1023)),
+            "is larger than 1023 bytes, the most read from such a file"
+        );
+        assert_eq!(
+            InputError::TooLarge { max: TABLE_MAX }.to_string(),
+            "is larger than 1 GiB, the most read from such a file"
+        );
+        std::fs::write(&file, b"ok \xff").expect("write");
+        assert!(matches!(
+            read_input_text(&file, KEY_MAX),
+            Err(InputError::NotUtf8(NotUtf8 { line: 1, offset: 3 }))
+        ));
+        assert!(matches!(
+            read_input(&dir.0.join("missing"), KEY_MAX),
+            Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
+        ));
+    }
+
+    /// A file that grows past the cap while it is read (its size was under the cap at the
+    /// stat) is refused by the read's own limit: `/proc` files report size 0.
+    #[test]
+    fn a_file_whose_size_is_not_known_is_capped_by_the_read() {
+        let r = read_input(Path::new("/proc/self/maps"), 16);
+        assert!(matches!(r, Err(InputError::TooLarge { max: 16 })), "{r:?}");
+    }
 
     #[test]
     fn the_first_byte_not_utf8_is_found_by_line_and_offset() {

@@ -21,7 +21,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::fsutil::{hex, unhex, utf8_text, write_atomic};
+use super::fsutil::{hex, read_input_text, unhex, utf8_text, write_atomic, InputError, KEY_MAX};
 
 /// File name of the chain.
 pub const MANIFEST: &str = "manifest.jsonl";
@@ -560,10 +560,13 @@ fn read_key_line(path: &Path, tag: &str) -> Result<[u8; 32], ManifestError> {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-        path: path.to_owned(),
-        op: "read key",
-        cause: source,
+    let text = read_input_text(path, KEY_MAX).map_err(|e| match e {
+        InputError::Io(cause) => ManifestError::Io {
+            path: path.to_owned(),
+            op: "read key",
+            cause,
+        },
+        other => bad(other.to_string()),
     })?;
     let mut words = text.split_whitespace();
     match (words.next(), words.next(), words.next()) {

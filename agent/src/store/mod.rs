@@ -17,9 +17,9 @@
 //! ```
 //!
 //! Modules depend on each other in one direction only (a module uses only those before it):
-//! `varint`, `address` (codecs), `fsutil` (durable file replacement) -> `journal` (codec,
-//! frame, file) -> `columns` (a journal's records as column buffers) -> `segment` (schema,
-//! write, read, chunk, scan, tail: index, pages) -> `manifest` -> `oplog` -> `hold` ->
+//! `varint`, `address` (codecs), `fsutil` (durable file replacement, operator input reads) ->
+//! `journal` (codec, frame, file) -> `columns` (a journal's records as column buffers) ->
+//! `segment` (schema, write, read, chunk, scan, tail: index, pages) -> `manifest` -> `oplog` -> `hold` ->
 //! `retention`, `seal` -> `compact` -> `sealer` -> `query`, `export`, `verify` -> `access`
 //! -> [`Store`] (this module, whose constants and clock trait the others may use).
 //! `testgen` (generated traffic, the fake clock; behind the `testing` feature) serves tests

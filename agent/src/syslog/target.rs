@@ -49,6 +49,11 @@ impl Target {
             }
         } else {
             match rest.rsplit_once(':') {
+                // `tcp://::1` would be host `:` port 1: which colon ends an address without
+                // brackets cannot be told.
+                Some((h, p)) if h.contains(':') => {
+                    return Err(err(&unbracketed(scheme, rest, h, p, tls)));
+                }
                 Some((h, p)) => (h, Some(p)),
                 None => (rest, None),
             }
@@ -56,6 +61,7 @@ impl Target {
         if host.is_empty() || host.contains(['/', '@', '?', '#', ' ']) {
             return Err(err("no host name or address"));
         }
+
         let port = match port {
             None => {
                 if tls {
@@ -76,6 +82,20 @@ impl Target {
             port,
         })
     }
+}
+
+/// The reason for an IPv6 address given without brackets (`rest` after the scheme, split at
+/// its last colon into `host` and `port`), with the form to write: the whole of `rest` as the
+/// address when it is one, and the default port.
+fn unbracketed(scheme: &str, rest: &str, host: &str, port: &str, tls: bool) -> String {
+    let scheme = scheme.to_ascii_lowercase();
+    let default = if tls { TLS_PORT } else { TCP_PORT };
+    let (addr, port) = match (rest.parse::<std::net::Ipv6Addr>(), port.parse::<u16>()) {
+        (Ok(_), _) => (rest, default),
+        (Err(_), Ok(p)) => (host, p),
+        (Err(_), Err(_)) => (rest, default),
+    };
+    format!("an IPv6 address goes in brackets, the port after them: {scheme}://[{addr}]:{port}")
 }
 
 impl fmt::Display for Target {
@@ -136,6 +156,19 @@ mod tests {
             ("tcp://h:http", "port"),
             ("tcp://[::1", "closing ]"),
             ("tcp://user@h:1", "no host"),
+            // Read as host `:` port 1, and host `2001:db8:` port 5.
+            (
+                "tcp://::1",
+                "in brackets, the port after them: tcp://[::1]:601",
+            ),
+            (
+                "tls://2001:db8::5",
+                "in brackets, the port after them: tls://[2001:db8::5]:6514",
+            ),
+            (
+                "tcp://fe80::1%eth0:514",
+                "in brackets, the port after them: tcp://[fe80::1%eth0]:514",
+            ),
         ] {
             let e = Target::parse(url).expect_err(url).to_string();
             assert!(e.contains(reason) && e.contains(url), "{url}: {e}");

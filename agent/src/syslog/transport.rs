@@ -114,7 +114,8 @@ fn read_roots(path: &std::path::Path) -> Result<RootCertStore, SyslogError> {
         path: path.to_owned(),
         reason,
     };
-    let pem = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let pem = crate::store::fsutil::read_input(path, crate::store::fsutil::CONFIG_MAX)
+        .map_err(|e| err(format!("cannot read: {e}")))?;
     let mut roots = RootCertStore::empty();
     for (i, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
         let cert = cert.map_err(|e| err(format!("certificate {}: {e}", i + 1)))?;

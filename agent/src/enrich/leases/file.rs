@@ -6,14 +6,16 @@
 //! and the time of the read. A file that cannot be read or whose format cannot be told yields
 //! an error and must not be applied: applying nothing would end every binding it holds. Both
 //! servers keep their file open and rewrite (dnsmasq) or append to (Kea) it in place, so a
-//! watcher must react to modifications, not only to a close or a rename; a read that catches
-//! dnsmasq mid-rewrite misses some leases, which end and come back (from the next read on) at
-//! the next change.
+//! watcher must react to modifications, not only to a close or a rename. A read is taken only
+//! when the file did not change while it was read ([`read_steady`]): dnsmasq empties its file
+//! and then writes it again, and a read in between would end every binding the file holds.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::enrich::source::FileProblem;
+use crate::store::fsutil::{read_input, InputError, TABLE_MAX};
 
 use super::{parse, Lease, LeaseFileError, LeaseFormat, LeaseLineError, LeaseState};
 
@@ -28,7 +30,77 @@ pub enum LeaseProblem {
     File(#[from] LeaseFileError),
     /// The file could not be read.
     #[error("cannot read: {0}; the bindings learned from it so far stay")]
-    Read(#[source] std::io::Error),
+    Read(#[source] InputError),
+    /// The file changed while it was read, at every attempt.
+    #[error("changed while it was read, {attempts} times in a row (its server is rewriting it): not applied this time; the bindings learned from it so far stay, and the next change or poll reads it again")]
+    Unsteady {
+        /// Reads tried.
+        attempts: u32,
+    },
+}
+
+/// What a file looked like at one moment: a write changes its size or modification time, a
+/// replacement its inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    dev: u64,
+    ino: u64,
+}
+
+impl Stamp {
+    /// The file's stamp now (through a symbolic link).
+    pub fn of(path: &Path) -> std::io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// An empty file written to within [`SETTLE`]: dnsmasq truncates its file before it
+    /// writes the leases again, so this may be the moment between the two.
+    fn freshly_emptied(&self) -> bool {
+        self.len == 0
+            && self
+                .modified
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age < SETTLE)
+    }
+}
+
+/// Reads of a file that keeps changing tried before it is given up until its next change.
+const ATTEMPTS: u32 = 5;
+/// The wait between two reads of a file that changed.
+const RETRY_WAIT: Duration = Duration::from_millis(50);
+/// How long an emptied file must stay empty to be taken as empty.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// The bytes of a file that did not change while `read` read them: its [`Stamp`] the same
+/// before and after, and not an empty file written to a moment ago. Otherwise the read is
+/// discarded, `wait` called, and the file read again, [`ATTEMPTS`] times at most: a torn read
+/// is never returned.
+fn read_steady(
+    path: &Path,
+    mut read: impl FnMut(&Path) -> Result<Vec<u8>, InputError>,
+    mut wait: impl FnMut(),
+) -> Result<Vec<u8>, LeaseProblem> {
+    let stamp = |p: &Path| Stamp::of(p).map_err(|e| LeaseProblem::Read(InputError::Io(e)));
+    for attempt in 1..=ATTEMPTS {
+        let before = stamp(path)?;
+        let bytes = read(path).map_err(LeaseProblem::Read)?;
+        if stamp(path)? == before && !before.freshly_emptied() {
+            return Ok(bytes);
+        }
+        if attempt < ATTEMPTS {
+            wait();
+        }
+    }
+    Err(LeaseProblem::Unsteady { attempts: ATTEMPTS })
 }
 
 /// One problem, displayed `FILE:LINE: reason`.
@@ -62,7 +134,12 @@ impl LeaseFile {
             line: None,
             error,
         };
-        let bytes = std::fs::read(&self.path).map_err(|e| problem(LeaseProblem::Read(e)))?;
+        let bytes = read_steady(
+            &self.path,
+            |p| read_input(p, TABLE_MAX),
+            || std::thread::sleep(RETRY_WAIT),
+        )
+        .map_err(problem)?;
         let parsed = parse(&bytes, self.format).map_err(|e| problem(LeaseProblem::File(e)))?;
         Ok(LeaseRead {
             leases: parsed.leases,
@@ -198,5 +275,81 @@ mod tests {
         std::fs::remove_file(&bad).expect("remove");
         let c = check_file(&bad, None);
         assert!(c.to_string().contains(": cannot read: "), "{c}");
+    }
+
+    /// A read during which the file changed is discarded and the file read again: the
+    /// reader here rewrites the file after reading it, as a server writing at that moment.
+    #[test]
+    fn a_read_the_file_changed_under_is_never_returned() {
+        let dir = crate::blocklist::tests::TempDir::new("lease-steady");
+        let path = dir.0.join("dnsmasq.leases");
+        let full = "100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n100 aa:bb:cc:dd:ee:02 10.0.0.2 g *\n";
+        std::fs::write(&path, &full[..20]).expect("write");
+        let mut reads = 0;
+        let got = read_steady(
+            &path,
+            |p| {
+                reads += 1;
+                let bytes = read_input(p, TABLE_MAX);
+                if reads == 1 {
+                    std::fs::write(p, full).expect("rewrite");
+                }
+                bytes
+            },
+            || {},
+        )
+        .expect("the second read is steady");
+        assert_eq!((reads, got.as_slice()), (2, full.as_bytes()));
+
+        // A file that changes at every read is given up, not returned torn.
+        let mut n = 0u32;
+        let r = read_steady(
+            &path,
+            |p| {
+                n += 1;
+                let bytes = read_input(p, TABLE_MAX);
+                std::fs::write(p, "x".repeat(n as usize)).expect("rewrite");
+                bytes
+            },
+            || {},
+        );
+        assert!(
+            matches!(r, Err(LeaseProblem::Unsteady { attempts: ATTEMPTS })),
+            "{r:?}"
+        );
+        assert_eq!(n, ATTEMPTS);
+    }
+
+    /// dnsmasq empties its file, then writes the leases: a read between the two sees an
+    /// empty file that does not change while it is read. Taken, it ended every binding.
+    #[test]
+    fn a_file_emptied_a_moment_ago_is_read_again_and_one_long_empty_is_empty() {
+        let dir = crate::blocklist::tests::TempDir::new("lease-emptied");
+        let path = dir.0.join("dnsmasq.leases");
+        let full = "100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n";
+        std::fs::write(&path, "").expect("truncate");
+        let mut waits = 0;
+        let got = read_steady(
+            &path,
+            |p| read_input(p, TABLE_MAX),
+            || {
+                // The server's write lands while the reader waits.
+                waits += 1;
+                std::fs::write(&path, full).expect("write");
+            },
+        )
+        .expect("read");
+        assert_eq!((waits, got.as_slice()), (1, full.as_bytes()));
+
+        // A file empty for a while is an empty file: read at once.
+        std::fs::write(&path, "").expect("truncate");
+        let old = SystemTime::now() - Duration::from_secs(10);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(old))
+            .expect("set mtime");
+        let got = read_steady(&path, |p| read_input(p, TABLE_MAX), || panic!("no wait"));
+        assert_eq!(got.expect("read"), b"");
     }
 }

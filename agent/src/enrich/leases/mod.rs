@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::enrich::source::{control_char, invisible_char, NotUtf8};
+use crate::enrich::source::{control_char, invisible_char, without_bom, NotUtf8};
 use crate::enrich::Validity;
 use crate::record::Mac;
 
@@ -34,10 +34,11 @@ pub enum LeaseFormat {
 }
 
 impl LeaseFormat {
-    /// Tells the format from the first line that is not blank: Kea's CSV starts with its
-    /// header `address,...`; dnsmasq's lines start with an expiry time or `duid`.
+    /// Tells the format from the first line that is not blank (a byte-order mark before it
+    /// dropped, as the parsers drop it): Kea's CSV starts with its header `address,...`;
+    /// dnsmasq's lines start with an expiry time or `duid`.
     pub fn detect(bytes: &[u8]) -> Option<LeaseFormat> {
-        let first = bytes
+        let first = without_bom(bytes)
             .split(|&b| b == b'\n')
             .map(|l| l.trim_ascii())
             .find(|l| !l.is_empty())?;
@@ -282,6 +283,16 @@ mod tests {
             Some(LeaseFormat::Dnsmasq)
         );
         assert_eq!(LeaseFormat::detect(b"lease 10.0.0.1 {\n"), None);
+        // A byte-order mark (a file saved by a Windows editor) is dropped, as the parsers do
+        // and as `check` does: it told such a file ok that the agent refused.
+        for name in ["dnsmasq.leases", "kea-leases4.csv"] {
+            let mut bom = b"\xef\xbb\xbf".to_vec();
+            bom.extend(read(name));
+            let plain = parse(&read(name), None).expect(name);
+            let read = parse(&bom, None).expect(name);
+            assert!(!read.leases.is_empty() && read.bad.is_empty(), "{name}");
+            assert_eq!(read.leases, plain.leases, "{name}");
+        }
         assert_eq!(
             parse(b"lease 10.0.0.1 {\n", None),
             Err(LeaseFileError::UnknownFormat)

@@ -98,6 +98,13 @@ pub enum RowError {
         /// What the line held.
         found: String,
     },
+    /// A header whose columns are separated by something else than commas (a spreadsheet's
+    /// export in a locale that uses `;`, or tabs).
+    #[error("the header separates its columns with {sep:?}; a subscribers file separates fields with commas (`match,account,...`)")]
+    HeaderSeparator {
+        /// The separator found.
+        sep: char,
+    },
     /// A header column that is not known.
     #[error("unknown column `{name}`; the columns are match, account, name, valid_from, valid_to")]
     UnknownColumn {
@@ -432,12 +439,20 @@ fn parse_header(fields: &[Cow<'_, str>]) -> Result<Vec<Column>, RowError> {
             .into_iter()
             .find(|c| c.as_str().eq_ignore_ascii_case(f))
         else {
-            // A first line that names no column at all is a row, not a misspelt header.
-            if !fields.iter().any(|f| {
+            let names_a_column = |f: &str| {
                 Column::ALL
                     .iter()
-                    .any(|c| c.as_str().eq_ignore_ascii_case(f))
-            }) {
+                    .any(|c| c.as_str().eq_ignore_ascii_case(f.trim()))
+            };
+            if let [only] = fields {
+                for sep in [';', '\t'] {
+                    if only.contains(sep) && only.split(sep).any(names_a_column) {
+                        return Err(RowError::HeaderSeparator { sep });
+                    }
+                }
+            }
+            // A first line that names no column at all is a row, not a misspelt header.
+            if !fields.iter().any(|f| names_a_column(f)) {
                 return Err(RowError::MissingHeader {
                     found: fields.join(","),
                 });
@@ -457,6 +472,17 @@ fn parse_header(fields: &[Cow<'_, str>]) -> Result<Vec<Column>, RowError> {
         }
     }
     Ok(columns)
+}
+
+/// Whether `line`, a file's first line neither blank nor a comment, is a subscribers header as
+/// [`ParsedSubscribers::parse`] reads one: fields (quoted or not, in any order) of which one
+/// names a column, or columns separated by `;` or tabs (which the parser refuses, saying
+/// why). `check` tells a subscribers file from a list by it, so the two cannot disagree.
+pub fn is_header(line: &str) -> bool {
+    // A header needs two columns (match, account): a line without a separator is a list's.
+    line.contains([',', ';', '\t'])
+        && split_fields(line)
+            .is_ok_and(|f| !matches!(parse_header(&f), Err(RowError::MissingHeader { .. })))
 }
 
 fn parse_row(columns: &[Column], fields: &[Cow<'_, str>], line: u32) -> Result<Entry, BadRow> {

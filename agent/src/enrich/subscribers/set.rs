@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::enrich::source::FileProblem;
+use crate::store::fsutil::{read_input, TABLE_MAX};
 
 use super::parse::{ParsedSubscribers, RowProblem, RowStats};
 use super::SubscriberTable;
@@ -31,7 +32,7 @@ pub enum Problem {
     #[error(
         "cannot read: {0}; the last good version stays in force (to empty the file, truncate it)"
     )]
-    Read(#[source] std::io::Error),
+    Read(#[source] crate::store::fsutil::InputError),
 }
 
 /// One reason a subscribers file was not applied.
@@ -39,7 +40,7 @@ pub type Diagnostic = FileProblem<Problem>;
 
 /// Reads and parses one file: its rows, or every problem.
 fn load(path: &Path) -> Result<ParsedSubscribers, Vec<Diagnostic>> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_input(path, TABLE_MAX).map_err(|e| {
         vec![Diagnostic {
             path: path.to_owned(),
             line: None,

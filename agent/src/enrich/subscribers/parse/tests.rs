@@ -150,6 +150,14 @@ fn header_problems() {
         ["1: column `match` appears twice in the header"]
     );
     assert_eq!(
+        errors("match;account\n10.0.0.1;alice\n"),
+        ["1: the header separates its columns with ';'; a subscribers file separates fields with commas (`match,account,...`)"]
+    );
+    assert_eq!(
+        errors("Account\tMatch\n"),
+        ["1: the header separates its columns with '\\t'; a subscribers file separates fields with commas (`match,account,...`)"]
+    );
+    assert_eq!(
         errors(b"match,account\n\xff\n10.0.0.1,a,b\n"),
         [
             "2: line is not valid UTF-8 (byte 0xff at column 1)",
