@@ -51,6 +51,19 @@ pub trait RecordSink: Send {
     }
     /// Makes every accepted record durable.
     fn sync(&mut self) -> Result<(), SinkError>;
+    /// Hands what the sink holds in memory to the kernel (one plain `write(2)`, no fsync), so
+    /// a killed agent loses none of it: the records stage calls it after each batch of events
+    /// and each sweep, once the kernel's side (flow table, ledger) may have forgotten what the
+    /// records carry. Nothing pending, no system call. The default does nothing; a stage
+    /// forwards it to the sink it wraps.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// The sweeper ended `key`'s flow (or saw it leave the table) without a last record: it
+    /// had nothing new to report (an earlier record, such as its first drop, carried every
+    /// packet). A stage that keeps state per flow until its last record lets it go here. The
+    /// default does nothing; a stage forwards it to the sink it wraps.
+    fn flow_ended(&mut self, _key: &agent_common::FlowKey) {}
     /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
     /// about once a second, also when no record arrives. The default does nothing.
     fn tick(&mut self) -> Result<(), SinkError> {
@@ -89,6 +102,12 @@ impl RecordSink for Box<dyn RecordSink> {
     }
     fn sync(&mut self) -> Result<(), SinkError> {
         (**self).sync()
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        (**self).flush()
+    }
+    fn flow_ended(&mut self, key: &agent_common::FlowKey) {
+        (**self).flow_ended(key)
     }
     fn tick(&mut self) -> Result<(), SinkError> {
         (**self).tick()

@@ -79,6 +79,16 @@ impl<S: RecordSink> RecordSink for SyslogStage<S> {
         self.inner.sync()
     }
 
+    /// The store's flush only: the batch goes to the sender at its size or the tick, as
+    /// before (the journal is what a kill must not lose).
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+
+    fn flow_ended(&mut self, key: &agent_common::FlowKey) {
+        self.inner.flow_ended(key)
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.hand_over();
         self.inner.tick()
