@@ -118,6 +118,10 @@ struct Tracked {
     reported: Reported,
     /// The start event's snapshot: what we can still write if the entry is evicted.
     start: Option<FlowValue>,
+    /// The kernel entry's `first_seen_ns`, once an event or a sweep showed it (0: not yet):
+    /// which incarnation of the key this is. The LRU may evict a flow and a later packet
+    /// make the entry anew between two sweeps, under the same key.
+    first_seen_ns: u64,
 }
 
 /// Counts of what the sweeper did, for `status`, the shutdown summary and tests.
@@ -132,6 +136,11 @@ pub struct SweepStats {
     pub lost_starts: u64,
     /// Flows that left the table before they ended.
     pub evicted: u64,
+    /// Flows whose start event the ring buffer lost and that the LRU evicted before a sweep
+    /// found them in the table: no record holds them. A lower bound (the program's
+    /// `lost_flow_start` since this agent's first sweep, less the flows the sweeper found).
+    #[serde(default)]
+    pub lost_unseen: u64,
     /// Records the sink refused.
     pub sink_errors: u64,
     /// Flows taken over from a pinned table whose earlier records the ledger holds.
@@ -203,6 +212,7 @@ fn push_rule_text(names: &dyn RuleNames, id: u32, out: &mut String) {
 #[derive(Default)]
 struct Warnings {
     lost_starts: Throttle,
+    lost_unseen: Throttle,
     evicted: Throttle,
     sink_errors: Throttle,
 }
@@ -236,6 +246,10 @@ pub struct Sweeper {
     open: IndexMap<FlowKey, Tracked, RandomState>,
     warnings: Warnings,
     ledger: Option<Ledger>,
+    /// The program's `lost_flow_start` read before the sweep under way
+    /// ([`Sweeper::note_lost_starts`]), and at the first one with the flows found by then.
+    kernel_lost_starts: Option<u64>,
+    lost_starts_base: Option<(u64, u64)>,
     /// What the sweeper has done so far.
     pub stats: SweepStats,
 }
@@ -252,6 +266,8 @@ impl Sweeper {
             open: IndexMap::default(),
             warnings: Warnings::default(),
             ledger: None,
+            kernel_lost_starts: None,
+            lost_starts_base: None,
             stats: SweepStats::default(),
         }
     }
@@ -311,6 +327,67 @@ impl Sweeper {
         t
     }
 
+    /// Notes that the entry of `key` is the incarnation made at kernel time `first_seen_ns`.
+    /// When the flow tracked under `key` was another, the LRU evicted it and a later packet
+    /// made the entry anew between two sweeps: the old flow is written as evicted from what
+    /// is known of it (as [`Sweeper::record_evictions`] writes one whose key is gone) and
+    /// forgotten, so the new one starts from nothing (else its records would be the old
+    /// one's remainder, less what the old one's slices carried).
+    fn incarnation(
+        &mut self,
+        key: &FlowKey,
+        first_seen_ns: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) {
+        let Some(t) = self.open.get_mut(key) else {
+            return;
+        };
+        if t.first_seen_ns == 0 || first_seen_ns == 0 {
+            t.first_seen_ns = first_seen_ns;
+            return;
+        }
+        if t.first_seen_ns == first_seen_ns {
+            return;
+        }
+        let old = self.forget(key);
+        self.write_evicted(key, old, sink, names);
+        tally(
+            &mut self.stats.evicted,
+            &mut self.warnings.evicted,
+            1,
+            "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
+        );
+    }
+
+    /// Writes a flow the LRU evicted from what its start event and its records carried.
+    fn write_evicted(
+        &mut self,
+        key: &FlowKey,
+        t: Tracked,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) {
+        match t.start {
+            Some(start) => self.write(
+                sink,
+                key,
+                &start,
+                &t.reported,
+                EndReason::Evicted,
+                None,
+                names,
+            ),
+            None => sink.flow_ended(key),
+        }
+    }
+
+    /// The program's `lost_flow_start` counter, read before a sweep: after it, the sweep
+    /// works out how many of those flows it never found ([`SweepStats::lost_unseen`]).
+    pub fn note_lost_starts(&mut self, kernel_total: u64) {
+        self.kernel_lost_starts = Some(kernel_total);
+    }
+
     /// A new measurement of the wall clock: records of packets from its kernel time on carry
     /// its offset (see [`crate::clock`]).
     pub fn on_clock(&mut self, sample: OffsetSample) {
@@ -328,18 +405,23 @@ impl Sweeper {
             Event::FlowStart(key, value) => {
                 debug!(?key, "flow start");
                 self.stats.starts += 1;
-                self.open.entry(key).or_default().start = Some(value);
+                self.incarnation(&key, value.first_seen_ns, sink, names);
+                let t = self.open.entry(key).or_default();
+                t.start = Some(value);
+                t.first_seen_ns = value.first_seen_ns;
             }
             Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
             // Payload copies are for the enrich stage; they change no flow's accounting.
             Event::Payload(_) => {}
             Event::FlowDrop(key, value, rule) => {
+                self.incarnation(&key, value.first_seen_ns, sink, names);
                 // One lookup: the entry's index stays valid across `write`, which changes no
                 // flow.
                 let entry = self.open.entry(key);
                 let at = entry.index();
                 let tracked = entry.or_default();
                 tracked.start.get_or_insert(value);
+                tracked.first_seen_ns = value.first_seen_ns;
                 let reported = tracked.reported;
                 let reason = if value.flags & agent_common::flow_flags::REFUSED != 0 {
                     EndReason::Refused
@@ -453,10 +535,12 @@ impl Sweeper {
         let mut lost_starts = 0;
         for (key, v) in entries {
             seen.insert(key);
+            self.incarnation(&key, v.first_seen_ns, sink, names);
             if v.flags & flow_flags::START_ANNOUNCED == 0 && !self.open.contains_key(&key) {
                 lost_starts += 1;
             }
             let tracked = self.open.entry(key).or_default();
+            tracked.first_seen_ns = v.first_seen_ns;
             let reported = tracked.reported;
             match decide(&v, &reported, now, &self.timeouts) {
                 Action::Keep => {}
@@ -473,7 +557,34 @@ impl Sweeper {
             lost_starts,
             "the ring buffer lost these flows' start events; the sweeper records them from the table",
         );
+        self.count_unseen();
         self.record_evictions(table, sink, names, &seen)
+    }
+
+    /// Every start the program lost before its counter was read is a flow this sweep found
+    /// in the table, or one the LRU evicted unseen: the difference since the first sweep
+    /// is a lower bound of those (a start lost after the read and found by the walk only
+    /// makes it smaller until the next sweep's read counts it).
+    fn count_unseen(&mut self) {
+        let Some(kernel) = self.kernel_lost_starts.take() else {
+            return;
+        };
+        let found = self.stats.lost_starts;
+        let (kernel0, found0) = *self.lost_starts_base.get_or_insert((kernel, found));
+        let unseen = kernel
+            .saturating_sub(kernel0)
+            .saturating_sub(found.saturating_sub(found0));
+        if unseen > self.stats.lost_unseen {
+            let n = unseen - self.stats.lost_unseen;
+            self.stats.lost_unseen = unseen;
+            if let Some(n) = self.warnings.lost_unseen.hit(n) {
+                warn!(
+                    flows = n,
+                    total = unseen,
+                    "flows whose start event the ring lost were evicted from the full table before a sweep found them: they have no record; raise --ringbuf-bytes and --flow-table-size (logged at most every 10 s)"
+                );
+            }
+        }
     }
 
     /// Flows we knew of that are gone without our taking them were evicted by the LRU.
@@ -498,18 +609,7 @@ impl Sweeper {
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
                 evicted += 1;
-                match t.start {
-                    Some(start) => self.write(
-                        sink,
-                        &key,
-                        &start,
-                        &t.reported,
-                        EndReason::Evicted,
-                        None,
-                        names,
-                    ),
-                    None => sink.flow_ended(&key),
-                }
+                self.write_evicted(&key, t, sink, names);
             }
         }
         tally(
@@ -631,102 +731,4 @@ impl Sweeper {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const S: u64 = 1_000_000_000;
-
-    fn value(first: u64, last: u64, end: u64, flags: u8) -> FlowValue {
-        FlowValue {
-            first_seen_ns: first,
-            last_seen_ns: last,
-            end_seen_ns: end,
-            packets: [1, 0],
-            bytes: [60, 0],
-            drops: 0,
-            src_mac: [0; 6],
-            dst_mac: [0; 6],
-            tcp_flags: [0; 2],
-            flags,
-            verdict: 0,
-            verdict_gen: 0,
-            rule: agent_common::NO_RULE,
-            isn: 0,
-            snippets_left: [0; 2],
-            last_tick: 0,
-        }
-    }
-
-    #[test]
-    fn decisions_follow_the_timeouts() {
-        let t = Timeouts::default();
-        let none = Reported::default();
-        // Fresh flow: kept.
-        assert_eq!(
-            decide(&value(100 * S, 100 * S, 0, 0), &none, 101 * S, &t),
-            Action::Keep
-        );
-        // Idle for the inactive timeout: ends idle.
-        assert_eq!(
-            decide(&value(100 * S, 100 * S, 0, 0), &none, 130 * S, &t),
-            Action::End(EndReason::Idle)
-        );
-        // Busy for the active timeout: interim record.
-        assert_eq!(
-            decide(&value(100 * S, 399 * S, 0, 0), &none, 400 * S, &t),
-            Action::Active
-        );
-        // After an interim record the next slice starts at its last packet.
-        let rep = Reported {
-            last_seen_ns: 399 * S,
-            ..Reported::default()
-        };
-        assert_eq!(
-            decide(&value(100 * S, 420 * S, 0, 0), &rep, 421 * S, &t),
-            Action::Keep
-        );
-        // FIN: lingers, then ends fin; RST wins over FIN.
-        let fin = flow_flags::FIN_SEEN;
-        assert_eq!(
-            decide(&value(100 * S, 101 * S, 101 * S, fin), &none, 102 * S, &t),
-            Action::Keep
-        );
-        assert_eq!(
-            decide(&value(100 * S, 101 * S, 101 * S, fin), &none, 103 * S, &t),
-            Action::End(EndReason::Fin)
-        );
-        // A half-close: the other side still sends 9 s after the first FIN.
-        assert_eq!(
-            decide(&value(100 * S, 110 * S, 101 * S, fin), &none, 111 * S, &t),
-            Action::Keep
-        );
-        assert_eq!(
-            decide(&value(100 * S, 110 * S, 101 * S, fin), &none, 112 * S, &t),
-            Action::End(EndReason::Fin)
-        );
-        // Both directions audited: one side's FIN waits for the inactive timeout (the other
-        // side may pause before its answer); both sides' FINs linger as before.
-        let mut half = value(100 * S, 101 * S, 101 * S, fin);
-        half.packets = [3, 2];
-        half.tcp_flags = [TCP_FIN | 0x10, 0x10];
-        assert_eq!(decide(&half, &none, 110 * S, &t), Action::Keep);
-        assert_eq!(
-            decide(&half, &none, 131 * S, &t),
-            Action::End(EndReason::Fin)
-        );
-        half.tcp_flags[DIR_RESP] |= TCP_FIN;
-        assert_eq!(
-            decide(&half, &none, 103 * S, &t),
-            Action::End(EndReason::Fin)
-        );
-        assert_eq!(
-            decide(
-                &value(100 * S, 101 * S, 101 * S, fin | flow_flags::RST_SEEN),
-                &none,
-                104 * S,
-                &t
-            ),
-            Action::End(EndReason::Rst)
-        );
-    }
-}
+mod tests;

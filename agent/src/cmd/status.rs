@@ -151,6 +151,12 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         "\nflows: {} records written, {} whose start event was lost, {} evicted from a full table, {} refused by the store",
         f.records, f.lost_starts, f.evicted, f.sink_errors
     )?;
+    if f.lost_unseen != 0 {
+        outln!(
+            "  {} flows lost unseen: their start event was lost and the full table evicted them before a sweep found them (no record; raise --ringbuf-bytes and --flow-table-size)",
+            f.lost_unseen
+        )?;
+    }
     outln!(
         "audit store: {} records accepted, {} durable, {} buffered, {} dropped; {} segments sealed, {} merged into days, {} journals waiting{}",
         st.accepted,

@@ -485,6 +485,7 @@ fn log_summary(s: &Summary) {
         records = f.records,
         lost_starts = f.lost_starts,
         evicted = f.evicted,
+        lost_unseen = f.lost_unseen,
         sink_errors = f.sink_errors,
         undecodable = s.pipeline.undecodable,
         queue_full = s.pipeline.queue_full,

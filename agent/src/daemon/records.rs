@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agent_common::Counter;
 use aya::maps::Map;
 use tracing::{error, warn};
 
@@ -127,6 +128,15 @@ impl Records {
     }
 
     fn sweep(&mut self, now: u64) {
+        // Read before the walk: each start lost by then is in the table or evicted unseen.
+        match crate::stats::read(&self.status.stats) {
+            Ok(c) => {
+                if let Some(&(_, n)) = c.iter().find(|(c, _)| *c == Counter::LostFlowStart) {
+                    self.sweeper.note_lost_starts(n);
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the program counters"),
+        }
         let table = self.flows.table();
         if let Err(e) = self
             .sweeper

@@ -231,6 +231,11 @@ pub fn flows(e: &mut Encoder, f: &SweepStats) {
         f.evicted,
     );
     e.counter(
+        "flows_lost_unseen_total",
+        "Flows whose start event was lost and that were evicted before a sweep found them: no record (a lower bound).",
+        f.lost_unseen,
+    );
+    e.counter(
         "sink_errors_total",
         "Records the record path refused.",
         f.sink_errors,

@@ -1,0 +1,99 @@
+//! The sweeper's decisions, apart from any table.
+
+use super::*;
+
+const S: u64 = 1_000_000_000;
+
+fn value(first: u64, last: u64, end: u64, flags: u8) -> FlowValue {
+    FlowValue {
+        first_seen_ns: first,
+        last_seen_ns: last,
+        end_seen_ns: end,
+        packets: [1, 0],
+        bytes: [60, 0],
+        drops: 0,
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
+        tcp_flags: [0; 2],
+        flags,
+        verdict: 0,
+        verdict_gen: 0,
+        rule: agent_common::NO_RULE,
+        isn: 0,
+        snippets_left: [0; 2],
+        last_tick: 0,
+    }
+}
+
+#[test]
+fn decisions_follow_the_timeouts() {
+    let t = Timeouts::default();
+    let none = Reported::default();
+    // Fresh flow: kept.
+    assert_eq!(
+        decide(&value(100 * S, 100 * S, 0, 0), &none, 101 * S, &t),
+        Action::Keep
+    );
+    // Idle for the inactive timeout: ends idle.
+    assert_eq!(
+        decide(&value(100 * S, 100 * S, 0, 0), &none, 130 * S, &t),
+        Action::End(EndReason::Idle)
+    );
+    // Busy for the active timeout: interim record.
+    assert_eq!(
+        decide(&value(100 * S, 399 * S, 0, 0), &none, 400 * S, &t),
+        Action::Active
+    );
+    // After an interim record the next slice starts at its last packet.
+    let rep = Reported {
+        last_seen_ns: 399 * S,
+        ..Reported::default()
+    };
+    assert_eq!(
+        decide(&value(100 * S, 420 * S, 0, 0), &rep, 421 * S, &t),
+        Action::Keep
+    );
+    // FIN: lingers, then ends fin; RST wins over FIN.
+    let fin = flow_flags::FIN_SEEN;
+    assert_eq!(
+        decide(&value(100 * S, 101 * S, 101 * S, fin), &none, 102 * S, &t),
+        Action::Keep
+    );
+    assert_eq!(
+        decide(&value(100 * S, 101 * S, 101 * S, fin), &none, 103 * S, &t),
+        Action::End(EndReason::Fin)
+    );
+    // A half-close: the other side still sends 9 s after the first FIN.
+    assert_eq!(
+        decide(&value(100 * S, 110 * S, 101 * S, fin), &none, 111 * S, &t),
+        Action::Keep
+    );
+    assert_eq!(
+        decide(&value(100 * S, 110 * S, 101 * S, fin), &none, 112 * S, &t),
+        Action::End(EndReason::Fin)
+    );
+    // Both directions audited: one side's FIN waits for the inactive timeout (the other
+    // side may pause before its answer); both sides' FINs linger as before.
+    let mut half = value(100 * S, 101 * S, 101 * S, fin);
+    half.packets = [3, 2];
+    half.tcp_flags = [TCP_FIN | 0x10, 0x10];
+    assert_eq!(decide(&half, &none, 110 * S, &t), Action::Keep);
+    assert_eq!(
+        decide(&half, &none, 131 * S, &t),
+        Action::End(EndReason::Fin)
+    );
+    half.tcp_flags[DIR_RESP] |= TCP_FIN;
+    assert_eq!(
+        decide(&half, &none, 103 * S, &t),
+        Action::End(EndReason::Fin)
+    );
+    assert_eq!(
+        decide(
+            &value(100 * S, 101 * S, 101 * S, fin | flow_flags::RST_SEEN),
+            &none,
+            104 * S,
+            &t
+        ),
+        Action::End(EndReason::Rst)
+    );
+}
