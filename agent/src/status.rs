@@ -91,6 +91,15 @@ pub struct Snapshot {
     /// When the agent stopped cleanly (RFC 3339 UTC); absent while it runs, and after a crash.
     #[serde(default)]
     pub stopped_at: Option<String>,
+    /// Written at the start, before the first sweep ([`Snapshot::starting`]): only the
+    /// process is known (pid, start time), no figure yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub starting: bool,
+    /// Evidence of an earlier agent's crash that this agent read at its start and had not
+    /// reported yet (only in a starting snapshot): a start that fails or dies before the
+    /// alert goes out hands it on to the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreported_crash: Option<String>,
     /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
     /// when the agent runs without `--syslog`).
     #[serde(default)]
@@ -168,8 +177,21 @@ impl Snapshot {
             observe: Default::default(),
             alerts: None,
             stopped_at: None,
+            starting: false,
+            unreported_crash: None,
             syslog: None,
             flood: Default::default(),
+        }
+    }
+
+    /// The snapshot an agent writes as soon as it has read the last one's crash evidence:
+    /// from then on its death before a clean stop is evidence too, even before its first
+    /// sweep. `unreported` is that evidence, handed on until the alert carries it.
+    pub fn starting(unreported: Option<String>) -> Self {
+        Self {
+            starting: true,
+            unreported_crash: unreported,
+            ..Self::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 0, &[])
         }
     }
 
@@ -196,12 +218,23 @@ impl Snapshot {
     /// would each cost as much as the journal's own fsync; a power cut loses at most the
     /// last snapshots, which the next agent rewrites within a second.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        self.put(dir, false)
+    }
+
+    fn put(&self, dir: &Path, sync: bool) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
         let mut f = std::fs::File::create(&tmp)?;
         serde_json::to_writer_pretty(&mut f, self)?;
         f.write_all(b"\n")?;
-        std::fs::rename(&tmp, dir.join(FILE_NAME))
+        if sync {
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, dir.join(FILE_NAME))?;
+        if sync {
+            crate::store::fsutil::sync_dir(dir)?;
+        }
+        Ok(())
     }
 
     /// Marks the snapshot in `dir` as the last of an agent that stopped cleanly (a snapshot
@@ -215,18 +248,30 @@ impl Snapshot {
     }
 
     /// Evidence that the agent which wrote the snapshot in `dir` did not stop cleanly: its
-    /// process is gone and it never marked its snapshot stopped. `None` when there is no
-    /// snapshot, or its agent stopped cleanly or still runs.
+    /// process is gone (no process has its pid with its start time: a pid given to another
+    /// process, this one included, after a reboot is not the agent) and it never marked its
+    /// snapshot stopped; with what a starting snapshot still carried of an earlier crash.
+    /// `None` when there is no snapshot, or its agent stopped cleanly or still runs.
     pub fn crash_evidence(dir: &Path) -> Option<String> {
         let s = Self::read(dir).ok()?;
-        let gone =
-            s.pid != std::process::id() && !crate::compliance::system::alive(s.pid, s.pid_start);
-        (s.stopped_at.is_none() && gone).then(|| {
-            format!(
+        let gone = !crate::compliance::system::alive(s.pid, s.pid_start);
+        if s.stopped_at.is_none() && !gone {
+            return None;
+        }
+        let own = s.stopped_at.is_none().then(|| match s.starting {
+            true => format!(
+                "agent pid {} ended while starting, before its first sweep, without a clean stop (it started at {})",
+                s.pid, s.written_at
+            ),
+            false => format!(
                 "agent pid {} ended without a clean stop (its last status was written {})",
                 s.pid, s.written_at
-            )
-        })
+            ),
+        });
+        match (own, s.unreported_crash) {
+            (Some(own), Some(before)) => Some(format!("{own}; before it: {before}")),
+            (own, before) => own.or(before),
+        }
     }
 
     /// Reads the snapshot from `dir`.
@@ -243,6 +288,47 @@ impl Snapshot {
         })?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a status snapshot", path.display()))
+    }
+}
+
+/// This agent's start, as the state directory shows it: [`Starting::begin`] reads the last
+/// agent's crash evidence and writes a starting snapshot in its place, fsynced (once per
+/// start: a power cut during the start is a crash too). Should the start end before the
+/// daemon takes the snapshot over (an error, a stop signal while starting), dropping this
+/// marks it stopped: a failed start is no crash, and the evidence it carries goes on to the
+/// next agent. A panic or a kill leaves it unmarked, which the next agent reports.
+pub struct Starting {
+    dir: PathBuf,
+    armed: bool,
+}
+
+impl Starting {
+    /// Reads the evidence in `dir` and writes the starting snapshot; returns the evidence.
+    pub fn begin(dir: &Path) -> (Self, Option<String>) {
+        let evidence = Snapshot::crash_evidence(dir);
+        if let Err(e) = Snapshot::starting(evidence.clone()).put(dir, true) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot: a crash before the first sweep will go unreported");
+        }
+        let starting = Self {
+            dir: dir.to_owned(),
+            armed: true,
+        };
+        (starting, evidence)
+    }
+
+    /// The daemon runs: it rewrites the snapshot every sweep and marks it at its stop.
+    pub fn handed_over(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            if let Err(e) = Snapshot::mark_stopped(&self.dir) {
+                tracing::warn!(error = %e, "cannot mark the starting status snapshot stopped");
+            }
+        }
     }
 }
 
@@ -281,14 +367,74 @@ mod tests {
             None,
             "an agent still running"
         );
-        // The pid of a process that started after the snapshot's writer: its pid reused.
+        // The writer's pid given to another process, this one (after a reboot): its start
+        // time differs, so the writer is gone.
         let mut reused = snapshot(std::process::id());
         reused.pid_start = reused.pid_start.map(|t| t + 1);
         reused.write(&dir).expect("write");
-        assert!(
-            Snapshot::crash_evidence(&dir).is_none(),
-            "the reader's own pid is never taken for a crash"
+        let e = Snapshot::crash_evidence(&dir).expect("a pid reused is not the agent");
+        assert!(e.contains(&std::process::id().to_string()), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A child killed before it wrote anything: its pid and start time, taken while it ran.
+    fn killed_process() -> (u32, Option<u64>) {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("spawn sleep");
+        let (pid, start) = (
+            child.id(),
+            crate::compliance::system::process_start(child.id()),
         );
+        assert!(start.is_some(), "/proc shows the child's start time");
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        (pid, start)
+    }
+
+    #[test]
+    fn an_agent_killed_while_starting_is_evidence_for_the_next() {
+        let dir = std::env::temp_dir().join(format!("xdp-audit-starting-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Agent A ran and stopped cleanly.
+        let (a, a_start) = killed_process();
+        let mut last = snapshot(a);
+        last.pid_start = a_start;
+        last.write(&dir).expect("write A's snapshot");
+        Snapshot::mark_stopped(&dir).expect("A stops cleanly");
+        // Agent B starts: no evidence, its starting snapshot in A's place; then it is killed
+        // before its first sweep (its snapshot is rewritten with its own process's identity).
+        let (b, b_start) = killed_process();
+        let (starting, evidence) = Starting::begin(&dir);
+        assert_eq!(evidence, None, "A stopped cleanly");
+        std::mem::forget(starting);
+        let mut s = Snapshot::read(&dir).expect("the starting snapshot");
+        assert!(s.starting && s.stopped_at.is_none(), "{s:?}");
+        assert_eq!(
+            (s.pid, s.pid_start),
+            (
+                std::process::id(),
+                crate::compliance::system::process_start(std::process::id())
+            ),
+            "written with the starting process's pid and start time"
+        );
+        (s.pid, s.pid_start) = (b, b_start);
+        s.write(&dir).expect("write B's starting snapshot");
+        // Agent C sees B's death.
+        let (c_starting, evidence) = Starting::begin(&dir);
+        let e = evidence.expect("B died before a clean stop");
+        assert!(
+            e.contains(&format!("agent pid {b} ended while starting")),
+            "{e}"
+        );
+        // C's start fails (an error, not a crash): its snapshot is marked stopped and still
+        // carries B's crash, which C never reported, to the next agent.
+        drop(c_starting);
+        let s = Snapshot::read(&dir).expect("C's snapshot");
+        assert!(s.starting && s.stopped_at.is_some(), "{s:?}");
+        let next = Snapshot::crash_evidence(&dir).expect("B's crash is handed on");
+        assert_eq!(next, e);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

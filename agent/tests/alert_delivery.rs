@@ -171,6 +171,7 @@ fn an_alert_line_moved_into_the_operator_log_does_not_verify() {
         last_ns: 1,
         count: 1,
     });
+    d.flush();
     assert_eq!(d.stats().delivered, 1);
     // An alert line moved into the operator log does not verify there.
     let line = std::fs::read(dir.0.join(oplog::ALERTS)).expect("read");

@@ -385,6 +385,46 @@ fn status_without_a_snapshot_or_with_a_bad_one_names_the_file() {
     assert_error(&o, &[s(&file), "written_at", "yesterday"]);
 }
 
+#[test]
+fn status_of_a_starting_agent_says_so_and_of_one_that_died_starting_says_that() {
+    let d = TempDir::new("s-starting");
+    // This test process stands for the agent: alive, and its snapshot just written.
+    let snap = xdp_audit::status::Snapshot::starting(None);
+    snap.write(d.path()).expect("write snapshot");
+    let o = run(&["status", "--state-dir", s(d.path())]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(
+        out.contains(&format!("agent pid {} starting since", std::process::id()))
+            && out.contains("no sweep yet")
+            && !out.contains("program counters"),
+        "{out}"
+    );
+    // A process that is gone: it ended while starting.
+    let mut child = Command::new("true").spawn().expect("spawn true");
+    let dead = child.id();
+    child.wait().expect("reap true");
+    let mut snap = xdp_audit::status::Snapshot::starting(Some("agent pid 7 ended".into()));
+    (snap.pid, snap.pid_start) = (dead, None);
+    snap.write(d.path()).expect("write snapshot");
+    let o = run(&["status", "--state-dir", s(d.path())]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains(&format!(
+            "AGENT NOT RUNNING: pid {dead} ended while starting"
+        )) && out.contains("last seen starting at")
+            && out.contains("agent pid 7 ended"),
+        "{out}"
+    );
+    let o = run(&["status", "--json", "--state-dir", s(d.path())]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json");
+    assert_eq!(
+        (v["starting"].as_bool(), v["agent"]["state"].as_str()),
+        (Some(true), Some("down"))
+    );
+}
+
 // ---- keygen ----
 
 #[test]

@@ -210,6 +210,50 @@ fn sealed_bytes_left_without_their_metadata_are_created_again_and_other_bytes_re
 }
 
 #[test]
+fn an_object_whose_metadata_matches_but_whose_bytes_differ_is_refused_and_never_acknowledged() {
+    let dir = TempDir::new("ship-samemeta");
+    let bucket = TempDir::new("ship-samemeta-s3");
+    let s3 = S3Server::start(bucket.path());
+    fill(dir.path(), &FakeClock::new(T0), T0, 2, 0.05, 7, true);
+    let cfg = s3.config("d", "gw");
+    let want = expected(dir.path(), "d", "gw");
+    // The key already holds other bytes of the sealed size, with the sealed SHA-256 as its
+    // metadata (what a server that stored something else than it was sent, and answered with
+    // a wrong checksum, leaves for the next pass): made here by shipping, then changing the
+    // stored bytes under their metadata.
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    let victim = &want[0].0;
+    let path = s3.root.join(BUCKET).join(victim);
+    let mut other = std::fs::read(&path).expect("read object");
+    other[100] ^= 0xff;
+    std::fs::write(&path, &other).expect("change object");
+    let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
+    assert!(r.missing.is_empty(), "size and metadata still match: {r:?}");
+    std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
+
+    match ship_once(dir.path(), &cfg, &opts()) {
+        Err(ShipError::Remote(e @ RemoteError::Conflict { .. })) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(victim.as_str()) && text.contains("stored object differs"),
+                "the error names the object and says it differs: {text}"
+            );
+        }
+        other => panic!("other bytes under matching metadata must be refused, got {other:?}"),
+    }
+    let acked = cursor::read(dir.path()).expect("cursor");
+    assert!(
+        acked.is_none_or(|c| c.acked.values().all(|a| &a.key != victim)),
+        "the cursor acknowledged an object whose bytes differ"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read object"),
+        other,
+        "the object was replaced"
+    );
+}
+
+#[test]
 fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains() {
     let dir = TempDir::new("ship-outage");
     let bucket = TempDir::new("ship-outage-s3");

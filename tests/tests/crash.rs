@@ -1,6 +1,7 @@
 //! A crash of the agent (SIGKILL) in the middle of its work: the kernel detaches the program
 //! with the agent's link, a restart on the same store attaches again and seals what the
 //! crashed run left, every record written before the crash is found, and the store verifies.
+//! An agent killed while starting, before its first sweep, is reported by the next one.
 //! Needs root.
 
 use std::net::UdpSocket;
@@ -124,4 +125,71 @@ fn a_crashed_agent_restarts_on_its_store_and_loses_nothing_it_synced() {
             "the flow from port {sport} is recorded exactly once: {records:?}"
         );
     }
+}
+
+/// The status snapshot in the agent's state directory, as the file holds it.
+fn snapshot_file(log: &std::path::Path) -> serde_json::Value {
+    std::fs::read(log.join("state").join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_agent_killed_before_its_first_sweep_is_reported_by_the_next() {
+    let lab = Lab::new("crashstart").expect("build the netns lab");
+    let dir = lab.temp_dir("crashstart").expect("temp dir");
+    let log = dir.path().join("log");
+    let bin = binary().expect("agent binary");
+    let args = |sweep: &'static str| {
+        [
+            "--no-pin",
+            "--iface",
+            lab::GW_LAN_IF,
+            "--sweep-interval",
+            sweep,
+            "--alert-verify-interval",
+            "0",
+        ]
+    };
+    // A runs and stops cleanly: its snapshot is marked stopped.
+    let mut a = Agent::start(&lab, &lab.gateway, &bin, &log, &args("200ms")).expect("agent A");
+    wait_until(Duration::from_secs(10), "A's first sweep", || {
+        snapshot(&a)["agent"]["state"] == "running"
+    });
+    assert_eq!(a.stop().expect("stop A"), 0);
+    assert!(snapshot_file(&log)["stopped_at"].is_string());
+    // B attaches but its first sweep is an hour away: killed while its snapshot is the
+    // starting one.
+    let mut b = Agent::start(&lab, &lab.gateway, &bin, &log, &args("1h")).expect("agent B");
+    let b_pid = b.pid().expect("B runs");
+    let s = snapshot_file(&log);
+    assert_eq!(
+        (s["starting"].as_bool(), s["pid"].as_u64()),
+        (Some(true), Some(u64::from(b_pid))),
+        "B's starting snapshot replaced A's: {s}"
+    );
+    b.crash().expect("kill -9 agent B");
+    // C finds B's death.
+    let mut c = Agent::start(&lab, &lab.gateway, &bin, &log, &args("200ms")).expect("agent C");
+    let crashed = || {
+        std::fs::read_to_string(log.join("alerts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["id"] == "XA-AGENT-CRASHED" && v["state"] == "raised")
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "XA-AGENT-CRASHED in alerts.jsonl",
+        || crashed().is_some(),
+    );
+    let text = crashed()
+        .and_then(|v| v["text"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        text.contains(&format!("agent pid {b_pid} ended while starting")),
+        "{text}"
+    );
+    assert_eq!(c.stop().expect("stop C"), 0);
 }

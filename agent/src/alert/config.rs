@@ -39,7 +39,8 @@ pub struct AlertConfig {
     /// Attempts per notice before the webhook gives it up (backoff 1 s, doubling, at most 60 s).
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     pub alert_webhook_attempts: u32,
-    /// Alerts tracked at once; conditions beyond are counted as suppressed.
+    /// Traffic alerts (XA-BLOCK-FIRST, XA-BLOCK-BURST) tracked at once; conditions beyond are
+    /// counted as suppressed. System alerts (losses, the store, lists, the chain) always get in.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub alert_max_active: u32,
 }

@@ -15,6 +15,10 @@ pub trait Delivery: Send {
     /// Hands one notice over. It must not block for long: a destination that waits on the
     /// network queues the notice for a thread of its own.
     fn deliver(&mut self, alert: &Alert);
+    /// Sends on what `deliver` kept since the last call: the alert thread calls it once per
+    /// loop, after that loop's notices, so a destination that writes to disk writes them
+    /// together.
+    fn flush(&mut self) {}
     /// Retries what failed; the alert thread calls it about once a second.
     fn tick(&mut self) {}
     /// Delivers what it still can before the agent exits (bounded in time).
@@ -60,14 +64,21 @@ pub const CHAIN_PENDING: usize = 1024;
 
 /// `alerts.jsonl` in the store directory: one hash-chained line per notice (the operator
 /// log's chain, `store::oplog`), anchored into the manifest by the sealer, so `verify`
-/// notices a line removed. A failed append (a full disk) is kept and retried in order.
+/// notices a line removed. The notices of one loop of the alert thread are appended together
+/// at its [`Delivery::flush`]: one lock, one write, one fsync (a flood's notices would
+/// otherwise cost an fsync each). A failed append (a full disk) is kept and retried in order,
+/// about once a second.
 pub struct ChainDelivery {
     dir: PathBuf,
     who: Who,
     pending: VecDeque<OpEntry>,
     stats: DeliveryStats,
-    /// Whether the last attempt failed (reported once until it succeeds again).
+    /// Whether the last attempt failed (reported once until it succeeds again); while it
+    /// does, only [`Delivery::tick`] lets the next attempt happen.
     failing: bool,
+    retry_due: bool,
+    /// Appends made (each one lock, one write and one fsync).
+    appends: u64,
 }
 
 impl ChainDelivery {
@@ -82,25 +93,31 @@ impl ChainDelivery {
                 ..DeliveryStats::default()
             },
             failing: false,
+            retry_due: false,
+            appends: 0,
         }
     }
 
-    fn flush(&mut self) {
-        while let Some(entry) = self.pending.front() {
-            match oplog::append_to(&self.dir, Log::Alerts, entry.clone()) {
-                Ok(_) => {
-                    self.pending.pop_front();
-                    self.stats.delivered += 1;
-                    self.failing = false;
+    /// Appends everything pending in one go; what is not written stays pending, in order.
+    fn append_pending(&mut self) {
+        self.retry_due = false;
+        if self.pending.is_empty() {
+            return;
+        }
+        self.appends += 1;
+        let entries = self.pending.make_contiguous();
+        match oplog::append_all_to(&self.dir, Log::Alerts, entries) {
+            Ok(lines) => {
+                self.pending.drain(..lines.len());
+                self.stats.delivered += lines.len() as u64;
+                self.failing = false;
+            }
+            Err(e) => {
+                self.stats.failed += 1;
+                if !self.failing {
+                    tracing::error!(error = %e, waiting = self.pending.len(), "cannot append to the alert log; keeping the notices and retrying every second");
                 }
-                Err(e) => {
-                    self.stats.failed += 1;
-                    if !self.failing {
-                        tracing::error!(error = %e, waiting = self.pending.len(), "cannot append to the alert log; keeping the notices and retrying every second");
-                    }
-                    self.failing = true;
-                    break;
-                }
+                self.failing = true;
             }
         }
         self.stats.pending = self.pending.len() as u64;
@@ -118,20 +135,106 @@ impl Delivery for ChainDelivery {
             who: self.who.clone(),
             body: OpBody::Alert(a.clone()),
         });
-        self.flush();
+        self.stats.pending = self.pending.len() as u64;
     }
 
-    fn tick(&mut self) {
-        if !self.pending.is_empty() {
-            self.flush();
+    fn flush(&mut self) {
+        if !self.failing || self.retry_due {
+            self.append_pending();
         }
     }
 
+    fn tick(&mut self) {
+        self.retry_due = true;
+    }
+
     fn close(&mut self) {
-        self.flush();
+        self.append_pending();
     }
 
     fn stats(&self) -> DeliveryStats {
         self.stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertId, Subject};
+
+    fn notice(i: u64) -> Alert {
+        Alert {
+            id: AlertId::BlockFirst,
+            severity: Severity::Info,
+            state: AlertState::Raised,
+            text: format!("client {i} blocked"),
+            subject: Subject {
+                client: Some(std::net::IpAddr::from([10, 0, 0, i as u8])),
+                ..Subject::default()
+            },
+            first_ns: i as i64,
+            last_ns: i as i64,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn the_notices_of_one_loop_are_one_append_and_verify_as_a_chain() {
+        let dir =
+            std::env::temp_dir().join(format!("xdp-audit-chain-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the store directory");
+        let mut d = ChainDelivery::new(dir.clone());
+        for round in 0..2u64 {
+            for i in 0..20 {
+                d.deliver(&notice(round * 20 + i));
+            }
+            d.flush();
+            assert_eq!(d.appends, round + 1, "one lock and one fsync per loop");
+        }
+        // A loop without notices writes nothing.
+        d.flush();
+        assert_eq!(d.appends, 2);
+        let st = d.stats();
+        assert_eq!((st.delivered, st.pending, st.failed), (40, 0, 0));
+        let v = crate::store::verify::verify(&dir, None).expect("the alert log verifies");
+        assert_eq!(v.alert_lines, 40);
+        let scan = oplog::scan_log(&dir, Log::Alerts).expect("read the alert log");
+        let firsts: Vec<i64> = scan
+            .lines
+            .iter()
+            .map(|l| match &l.entry.body {
+                OpBody::Alert(a) => a.first_ns,
+                other => panic!("not an alert: {other:?}"),
+            })
+            .collect();
+        assert_eq!(firsts, (0..40).collect::<Vec<i64>>(), "in order, each once");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_refused_notice_stops_the_batch_after_the_lines_before_it() {
+        let dir =
+            std::env::temp_dir().join(format!("xdp-audit-chain-refused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the store directory");
+        let mut d = ChainDelivery::new(dir.clone());
+        d.deliver(&notice(1));
+        let mut long = notice(2);
+        long.text = "x".repeat(oplog::MAX_LINE);
+        d.deliver(&long);
+        d.deliver(&notice(3));
+        d.flush();
+        let st = d.stats();
+        assert_eq!(
+            (st.delivered, st.pending),
+            (1, 2),
+            "the line before it is written"
+        );
+        d.flush();
+        assert_eq!(d.stats().failed, 1, "then the refusal is the error");
+        let scan = oplog::scan_log(&dir, Log::Alerts).expect("read the alert log");
+        assert_eq!((scan.lines.len(), scan.problem), (1, None));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

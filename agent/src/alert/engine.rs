@@ -115,7 +115,12 @@ pub struct Engine {
     table_percent: u64,
     table_size: u64,
     chain_hold_ns: i64,
+    /// The limit on active traffic alerts ([`AlertId::is_traffic`]); system alerts, a bounded
+    /// set, are never held back by it: a flood fills the table with traffic alerts exactly
+    /// when the store or the ring is most likely to fail.
     max_active: usize,
+    /// Active traffic alerts.
+    traffic_active: usize,
     active: IndexMap<(AlertId, Subject), Active, RandomState>,
     /// Per client: the start of its burst window and its blocked records in it.
     bursts: HashMap<IpAddr, (i64, u64), RandomState>,
@@ -139,6 +144,7 @@ impl Engine {
             chain_hold_ns: window_ns
                 .saturating_add(ns(cfg.alert_verify_interval).saturating_mul(2)),
             max_active: cfg.alert_max_active as usize,
+            traffic_active: 0,
             active: IndexMap::default(),
             bursts: HashMap::default(),
             last: None,
@@ -166,9 +172,12 @@ impl Engine {
             a.alert.last_ns = now;
             return;
         }
-        if self.active.len() >= self.max_active {
-            self.suppressed += 1;
-            return;
+        if id.is_traffic() {
+            if self.traffic_active >= self.max_active {
+                self.suppressed += 1;
+                return;
+            }
+            self.traffic_active += 1;
         }
         let alert = Alert {
             id,
@@ -352,9 +361,13 @@ impl Engine {
     /// burst windows that ended.
     pub fn tick(&mut self, now: i64, out: &mut Vec<Alert>) {
         let mut done = Vec::new();
+        let traffic = &mut self.traffic_active;
         self.active.retain(|_, a| {
             let quiet = now - a.alert.last_ns >= a.hold_ns;
             if quiet {
+                if a.alert.id.is_traffic() {
+                    *traffic -= 1;
+                }
                 done.push(Alert {
                     state: AlertState::Resolved,
                     ..a.alert.clone()
@@ -645,6 +658,50 @@ mod tests {
         let st = e.status();
         assert_eq!(st.active.len(), 2);
         assert!(st.suppressed >= 3, "{}", st.suppressed);
+    }
+
+    #[test]
+    fn a_flood_of_blocked_clients_never_keeps_out_the_system_alerts() {
+        let cfg = AlertConfig {
+            alert_max_active: 2,
+            ..AlertConfig::default()
+        };
+        let mut e = Engine::new(&cfg, 0);
+        let mut out = Vec::new();
+        for c in ["10.0.0.1", "10.0.0.2"] {
+            e.hit(hit(c, "b.list:1"), 1, 0, &mut out);
+        }
+        e.hit(hit("10.0.0.3", "b.list:1"), 1, 0, &mut out);
+        assert!(
+            e.status().suppressed > 0,
+            "the third client is over the limit"
+        );
+        out.clear();
+        let degraded = Gauges {
+            store_degraded: true,
+            ..Gauges::default()
+        };
+        e.observe(degraded, S, &mut out);
+        e.event(
+            Event::ListRejected {
+                file: "b.list".into(),
+                reason: "b.list:3: not an address".into(),
+            },
+            S,
+            &mut out,
+        );
+        assert_eq!(
+            ids(&out),
+            [
+                (AlertId::StoreDegraded, AlertState::Raised),
+                (AlertId::ListRejected, AlertState::Raised)
+            ],
+            "the table full of traffic alerts must not suppress these"
+        );
+        assert_eq!(e.status().active_total, 4);
+        out.clear();
+        e.hit(hit("10.0.0.4", "b.list:1"), 1, S, &mut out);
+        assert!(out.is_empty(), "traffic stays limited: {out:?}");
     }
 
     #[test]

@@ -124,6 +124,13 @@ impl AlertId {
         }
     }
 
+    /// Whether it is about one subject of the traffic (a client, a user), of which a flood
+    /// brings any number: only these count against `--alert-max-active`. The others are a
+    /// bounded set (one per id, one per list or store file) and always get in.
+    pub const fn is_traffic(self) -> bool {
+        matches!(self, AlertId::BlockFirst | AlertId::BlockBurst)
+    }
+
     /// Its severity.
     pub const fn severity(self) -> Severity {
         match self {
@@ -258,7 +265,8 @@ pub struct AlertStatus {
     pub resolved: u64,
     /// Inputs dropped because the alert queue was full.
     pub queue_full: u64,
-    /// Conditions not tracked because [`AlertConfig::max_active`] alerts were active.
+    /// Traffic conditions not tracked because `--alert-max-active` traffic alerts were
+    /// active (system alerts are never suppressed).
     pub suppressed: u64,
     /// Per delivery.
     pub deliveries: Vec<DeliveryStats>,

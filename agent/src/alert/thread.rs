@@ -231,6 +231,9 @@ impl Worker {
                     d.deliver(&a);
                 }
             }
+            for d in &mut self.deliveries {
+                d.flush();
+            }
             if publish {
                 self.publish();
             }

@@ -1,12 +1,14 @@
 //! The webhook delivery: each notice POSTed as one JSON object ([`Payload`]) to
 //! `--alert-webhook`, from a thread of its own with a bounded queue. A notice is retried
 //! with backoff (1 s, doubling, at most 60 s) until a 2xx answer or `--alert-webhook-attempts`
-//! attempts; notices are sent in order. A full queue drops the notice and counts it.
+//! attempts; notices are sent in order. A full queue drops the notice and counts it. At the
+//! agent's stop the thread has [`CLOSE_GRACE`]: each POST from then on waits at most what is
+//! left of it, and past it every notice left is counted as dropped, never posted.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -72,7 +74,22 @@ struct Counters {
     failed: AtomicU64,
     dropped: AtomicU64,
     pending: AtomicU64,
+    /// When the close began: set by [`Delivery::close`] before its message is queued, so the
+    /// thread knows it while the notices ahead of that message are still being sent.
+    closing: OnceLock<Instant>,
 }
+
+/// How long the thread waits: for one POST, and at the close for all of them.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    request: Duration,
+    grace: Duration,
+}
+
+const TIMING: Timing = Timing {
+    request: REQUEST_TIMEOUT,
+    grace: CLOSE_GRACE,
+};
 
 enum Msg {
     Post(Vec<u8>),
@@ -102,6 +119,15 @@ impl Webhook {
     /// Starts the thread that POSTs to `url`, with a queue of `queue` notices and `attempts`
     /// attempts per notice.
     pub fn start(url: &str, queue: usize, attempts: u32) -> Result<Self, WebhookError> {
+        Self::start_timed(url, queue, attempts, TIMING)
+    }
+
+    fn start_timed(
+        url: &str,
+        queue: usize,
+        attempts: u32,
+        timing: Timing,
+    ) -> Result<Self, WebhookError> {
         let client_err = |reason: String| WebhookError::Client {
             url: url.to_owned(),
             reason,
@@ -113,7 +139,7 @@ impl Webhook {
             .build()
             .map_err(|e| client_err(e.to_string()))?;
         let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timing.request)
             .user_agent(concat!("xdp-audit/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| client_err(e.to_string()))?;
@@ -126,6 +152,7 @@ impl Webhook {
             attempts: attempts.max(1),
             counters: counters.clone(),
             queue: queue.max(1),
+            timing,
         };
         let thread = std::thread::Builder::new()
             .name("xdp-audit-webhook".into())
@@ -161,6 +188,7 @@ impl Delivery for Webhook {
     }
 
     fn close(&mut self) {
+        self.counters.closing.get_or_init(Instant::now);
         // Blocking send: the thread drains the queue, so room comes.
         let _ = self.tx.send(Msg::Close);
         if let Some(t) = self.thread.take() {
@@ -194,23 +222,23 @@ struct Sender {
     attempts: u32,
     counters: Arc<Counters>,
     queue: usize,
+    timing: Timing,
 }
 
 impl Sender {
     fn run(self, rx: mpsc::Receiver<Msg>) {
         let mut waiting: VecDeque<Vec<u8>> = VecDeque::new();
-        let mut closing: Option<Instant> = None;
         loop {
             let body = match waiting.pop_front() {
                 Some(b) => b,
                 None => {
                     // Closing: what is queued still goes, then the thread ends.
-                    let m = match closing {
+                    let m = match self.grace_left() {
                         Some(_) => rx.try_recv().ok(),
                         None => rx.recv().ok(),
                     };
                     match m {
-                        Some(m) => match self.take(m, &mut closing) {
+                        Some(m) => match self.take(m) {
                             Some(b) => b,
                             None => continue,
                         },
@@ -218,10 +246,18 @@ impl Sender {
                     }
                 }
             };
+            if self.grace_left().is_some_and(|left| left.is_zero()) {
+                self.give_up(1 + waiting.len() as u64, &rx);
+                return;
+            }
             let mut backoff = FIRST_BACKOFF;
             let mut attempt = 1;
             loop {
-                match self.post(&body) {
+                // Once closing, a POST waits no longer than the grace left.
+                let limit = self
+                    .grace_left()
+                    .map_or(self.timing.request, |left| left.min(self.timing.request));
+                match self.post(&body, limit) {
                     Ok(()) => {
                         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                         break;
@@ -231,7 +267,7 @@ impl Sender {
                         tracing::warn!(url = %self.url, attempt, error = %e, "alert webhook POST failed");
                     }
                 }
-                let past_grace = closing.is_some_and(|t| t.elapsed() >= CLOSE_GRACE);
+                let past_grace = self.grace_left().is_some_and(|left| left.is_zero());
                 if attempt >= self.attempts || past_grace {
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -240,12 +276,12 @@ impl Sender {
                 // Wait out the backoff on the queue: what arrives meanwhile is kept in order.
                 let until = Instant::now() + backoff;
                 while let Some(left) = until.checked_duration_since(Instant::now()) {
-                    if closing.is_some() {
+                    if self.grace_left().is_some() {
                         break;
                     }
                     match rx.recv_timeout(left) {
                         Ok(m) => {
-                            if let Some(b) = self.take(m, &mut closing) {
+                            if let Some(b) = self.take(m) {
                                 if waiting.len() == self.queue {
                                     waiting.pop_front();
                                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -256,7 +292,7 @@ impl Sender {
                         }
                         Err(RecvTimeoutError::Timeout) => break,
                         Err(RecvTimeoutError::Disconnected) => {
-                            closing.get_or_insert_with(Instant::now);
+                            self.counters.closing.get_or_init(Instant::now);
                         }
                     }
                 }
@@ -266,21 +302,39 @@ impl Sender {
         }
     }
 
-    /// A message's body, or `None` for the close (noted in `closing`).
-    fn take(&self, m: Msg, closing: &mut Option<Instant>) -> Option<Vec<u8>> {
+    /// While closing, what is left of the grace (zero once it is spent); `None` before.
+    fn grace_left(&self) -> Option<Duration> {
+        let since = self.counters.closing.get()?;
+        Some(self.timing.grace.saturating_sub(since.elapsed()))
+    }
+
+    /// The grace is spent: `held` notices taken from the queue and every one still in it are
+    /// counted as dropped, none posted.
+    fn give_up(&self, held: u64, rx: &mpsc::Receiver<Msg>) {
+        let queued = rx.try_iter().filter(|m| matches!(m, Msg::Post(_))).count() as u64;
+        let n = held + queued;
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        self.counters.pending.fetch_sub(n, Ordering::Relaxed);
+        tracing::warn!(url = %self.url, dropped = n, "alert webhook: the stop's grace is spent; notices not sent");
+    }
+
+    /// A message's body, or `None` for the close.
+    fn take(&self, m: Msg) -> Option<Vec<u8>> {
         match m {
             Msg::Post(b) => Some(b),
             Msg::Close => {
-                closing.get_or_insert_with(Instant::now);
+                self.counters.closing.get_or_init(Instant::now);
                 None
             }
         }
     }
 
-    fn post(&self, body: &[u8]) -> Result<(), String> {
+    /// One POST, waiting at most `limit` for the whole exchange.
+    fn post(&self, body: &[u8], limit: Duration) -> Result<(), String> {
         let req = self
             .client
             .post(&self.url)
+            .timeout(limit)
             .header("content-type", "application/json")
             .body(body.to_vec());
         self.rt.block_on(async {
@@ -292,5 +346,62 @@ impl Sender {
                 Err(format!("HTTP {status}"))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertId, AlertState, Severity};
+
+    fn notice(i: i64) -> Alert {
+        Alert {
+            id: AlertId::RingLoss,
+            severity: Severity::Critical,
+            state: AlertState::Raised,
+            text: format!("notice {i}"),
+            subject: Default::default(),
+            first_ns: i,
+            last_ns: i,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn a_receiver_that_never_answers_holds_the_stop_no_longer_than_the_grace_and_one_request() {
+        // Never accepted, never answered: the kernel completes each connection into the
+        // listen backlog, so every POST is sent and waits for an answer that never comes.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let url = format!(
+            "http://{}/hook",
+            silent.local_addr().expect("the listener's address")
+        );
+        let timing = Timing {
+            request: Duration::from_secs(2),
+            grace: Duration::from_secs(1),
+        };
+        let mut hook = Webhook::start_timed(&url, 64, 6, timing).expect("start the webhook");
+        for i in 0..20 {
+            hook.deliver(&notice(i));
+        }
+        assert_eq!(hook.stats().pending, 20);
+        let started = Instant::now();
+        let (done, stopped) = mpsc::channel();
+        std::thread::spawn(move || {
+            hook.close();
+            let _ = done.send(hook.stats());
+        });
+        let bound = timing.grace + timing.request + Duration::from_secs(1);
+        let st = stopped
+            .recv_timeout(bound)
+            .unwrap_or_else(|_| panic!("the close took longer than {bound:?}"));
+        assert!(started.elapsed() <= bound, "{:?}", started.elapsed());
+        assert_eq!(
+            (st.delivered, st.dropped, st.pending),
+            (0, 20, 0),
+            "each notice not delivered is counted as dropped: {st:?}"
+        );
+        assert!(st.failed >= 1, "{st:?}");
+        drop(silent);
     }
 }

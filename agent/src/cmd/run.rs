@@ -431,8 +431,6 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
 /// stops it before the store opens, or as soon as the daemon runs.
 pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     validate(&args)?;
-    // Before this agent's first snapshot replaces the last one.
-    let crashed = crate::status::Snapshot::crash_evidence(&args.state_dir);
     crate::blocklist::use_mmap_for_large_buffers();
     let mut interfaces = Vec::new();
     for (name, _) in &args.ifaces {
@@ -473,6 +471,10 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         }
         privilege::become_user(&user).with_context(|| format!("--user {name}"))?;
     }
+    // The last agent's crash evidence, read before this agent's starting snapshot replaces
+    // its snapshot (as the user the agent runs as, in the directory made for it): from here
+    // on this agent's death before a clean stop is evidence too.
+    let (starting, crashed) = crate::status::Starting::begin(&args.state_dir);
     // Listen before the kernel is touched: a port in use fails the start, not a later scrape.
     let metrics_listener = match args.metrics.addr().map_err(anyhow::Error::msg)? {
         Some(addr) => Some(crate::metrics::http::bind(addr)?),
@@ -569,6 +571,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     })?;
     let (mut daemon, control) =
         Daemon::start(settings, maps, lists, Box::new(stage), Arc::new(HostClocks))?;
+    starting.handed_over();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -17,7 +17,8 @@ use crate::status::Snapshot;
 /// --stale-after), it says so and shows the last snapshot with its age.
 ///
 /// Exit status: 0 the agent runs; 3 it is not running (the last snapshot is shown);
-/// 4 its process exists but the snapshot is stale; 1 no snapshot could be read.
+/// 4 its process exists but the snapshot is stale; 5 it is starting (no sweep yet, so no
+/// figures); 1 no snapshot could be read.
 ///
 /// Examples:
 ///   xdp-audit status
@@ -44,6 +45,8 @@ pub struct StatusArgs {
 pub const EXIT_DOWN: u8 = 3;
 /// Exit status when the agent's process exists but its snapshot is stale.
 pub const EXIT_STALE: u8 = 4;
+/// Exit status when the agent is starting (before its first sweep).
+pub const EXIT_STARTING: u8 = 5;
 
 /// Whether the agent that wrote a snapshot runs, judged from its pid and the snapshot's age.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -53,6 +56,9 @@ pub enum AgentState {
     Running,
     /// Its process exists but has not rewritten the snapshot for longer than `--stale-after`.
     Stale,
+    /// Its process exists and wrote its starting snapshot within `--stale-after`; its first
+    /// sweep has not come yet.
+    Starting,
     /// Its process is gone.
     Down,
 }
@@ -65,6 +71,8 @@ impl AgentState {
             AgentState::Down
         } else if age.is_none_or(|a| a > stale_after) {
             AgentState::Stale
+        } else if s.starting {
+            AgentState::Starting
         } else {
             AgentState::Running
         }
@@ -74,6 +82,7 @@ impl AgentState {
         match self {
             AgentState::Running => ExitCode::SUCCESS,
             AgentState::Stale => ExitCode::from(EXIT_STALE),
+            AgentState::Starting => ExitCode::from(EXIT_STARTING),
             AgentState::Down => ExitCode::from(EXIT_DOWN),
         }
     }
@@ -125,9 +134,27 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             s.written_at,
             s.generation
         )?,
+        AgentState::Starting => outln!(
+            "agent pid {} starting since {} ({age_text} ago); no sweep yet, so no figures",
+            s.pid,
+            s.written_at
+        )?,
+        AgentState::Stale if s.starting => outln!(
+            "AGENT STALLED: pid {} exists but has been starting for {age_text} (since {}) without a sweep",
+            s.pid, s.written_at
+        )?,
         AgentState::Stale => outln!(
             "AGENT STALLED: pid {} exists but has not rewritten its snapshot for {age_text} (written {}); the figures below are as of then",
             s.pid, s.written_at
+        )?,
+        AgentState::Down if s.starting => outln!(
+            "AGENT NOT RUNNING: pid {} {}; last seen starting at {}, {age_text} ago",
+            s.pid,
+            match &s.stopped_at {
+                Some(t) => format!("ended its start at {t} (it failed or was stopped; see its log)"),
+                None => "ended while starting, without a clean stop (crashed or killed)".to_owned(),
+            },
+            s.written_at
         )?,
         AgentState::Down => outln!(
             "AGENT NOT RUNNING: pid {} {}; last snapshot written {}, {age_text} ago; the figures below are as of then",
@@ -138,6 +165,12 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             },
             s.written_at
         )?,
+    }
+    if s.starting {
+        if let Some(e) = &s.unreported_crash {
+            outln!("the agent before it did not stop cleanly: {e}")?;
+        }
+        return Ok(state.exit());
     }
     if let Some(a) = &s.alerts {
         outln!("\n{}", a.summary())?;

@@ -288,6 +288,16 @@ fn agent_line(inputs: &Inputs) -> Line {
                         span(age)
                     ),
                 )
+            } else if a.snapshot.starting {
+                Line::new(
+                    "agent",
+                    Verdict::Warn,
+                    format!(
+                        "starting as process {} since {} ago (no sweep yet)",
+                        a.snapshot.pid,
+                        span(age)
+                    ),
+                )
             } else {
                 Line::new(
                     "agent",

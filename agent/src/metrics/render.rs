@@ -704,7 +704,7 @@ pub fn alerts(e: &mut Encoder, a: &crate::alert::AlertStatus) {
     );
     e.counter(
         "alerts_suppressed_total",
-        "Conditions not tracked because the active-alert limit was reached.",
+        "Traffic conditions not tracked because the active-alert limit (--alert-max-active) was reached.",
         a.suppressed,
     );
     let mut f = e.family(

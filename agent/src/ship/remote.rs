@@ -9,9 +9,11 @@
 //! bytes it stored against that checksum), otherwise, and after every multipart upload, by a
 //! HEAD showing the size and that SHA-256.
 //! An existing object is never overwritten: if a create finds one (a re-upload after a
-//! crash), it is accepted when its size and SHA-256 are the sealed ones and refused otherwise,
-//! but for the sealed bytes left without their metadata by a request cut short, which are
-//! created again ([`check`]).
+//! crash), its bytes are read back and hashed, and it is accepted only when they are the
+//! sealed ones and its metadata says so; its `sha256` metadata alone proves nothing (it is the
+//! client's own header, kept whatever the server stored). Anything else is refused, but for
+//! the sealed bytes left without their metadata by a request cut short, which are created
+//! again ([`check`]).
 //! Large segments go up in parts; S3's multipart completion has no conditional form in the
 //! client, so a multipart upload starts only after a HEAD found no object (one shipper per
 //! gateway prefix holds `ship.lock`, so nothing else writes the key meanwhile).
@@ -352,39 +354,52 @@ async fn stat(store: &AmazonS3, key: &str) -> Result<Option<Stat>, RemoteError> 
     }
 }
 
-/// Checks an existing object against what was sealed: `Some` if it holds the sealed size and
-/// SHA-256, `None` if there is no object (any more), [`RemoteError::Conflict`] otherwise.
+/// Checks an existing object against what was sealed: `Some` if it holds the sealed size,
+/// SHA-256 metadata and bytes, `None` if there is no object (any more),
+/// [`RemoteError::Conflict`] otherwise. The bytes are read back and hashed
+/// ([`stored_sha256`]): the metadata is only what a client sent, and a server that stored
+/// other bytes (and answered a PUT with their checksum, refused as
+/// [`RemoteError::Mismatch`]) keeps it all the same.
 ///
 /// One object is taken away instead of refused: the sealed bytes without their `sha256`
 /// metadata. A server that renames the body into place before it saves the metadata (s3s-fs
-/// does) leaves exactly that when the client dies between the two; the bytes are read back
-/// and hashed, and only when they are the sealed ones is the object deleted, for the caller
-/// to create again with its metadata (one shipper per prefix holds `ship.lock`).
+/// does) leaves exactly that when the client dies between the two; only when its bytes are
+/// the sealed ones is the object deleted, for the caller to create again with its metadata
+/// (one shipper per prefix holds `ship.lock`).
 async fn check(
     store: &AmazonS3,
     key: &str,
     size: u64,
     sha256: &str,
 ) -> Result<Option<Stat>, RemoteError> {
-    let stat = stat(store, key).await?;
-    match &stat {
-        Some(s) if s.size == size && s.sha256.as_deref() == Some(sha256) => Ok(stat),
-        Some(s)
-            if s.size == size
-                && s.sha256.is_none()
-                && stored_sha256(store, key).await? == sha256 =>
-        {
-            tracing::warn!(%key, "the bucket held this segment's bytes without their SHA-256 metadata (a request cut short); it is created again");
-            match store.delete(&Key::from(key)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(req("DELETE", key)(e)),
-            }
-        }
-        Some(s) => Err(RemoteError::Conflict {
-            key: key.to_owned(),
-            found: s.to_string(),
-        }),
-        None => Ok(None),
+    let Some(s) = stat(store, key).await? else {
+        return Ok(None);
+    };
+    let conflict = |found: String| RemoteError::Conflict {
+        key: key.to_owned(),
+        found,
+    };
+    let meta_ok = match s.sha256.as_deref() {
+        Some(m) if m == sha256 => true,
+        None => false,
+        Some(_) => return Err(conflict(s.to_string())),
+    };
+    if s.size != size {
+        return Err(conflict(s.to_string()));
+    }
+    let stored = stored_sha256(store, key).await?;
+    if stored != sha256 {
+        return Err(conflict(format!(
+            "{s}, but the bytes it holds hash to {stored}: the stored object differs from the sealed segment"
+        )));
+    }
+    if meta_ok {
+        return Ok(Some(s));
+    }
+    tracing::warn!(%key, "the bucket held this segment's bytes without their SHA-256 metadata (a request cut short); it is created again");
+    match store.delete(&Key::from(key)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(req("DELETE", key)(e)),
     }
 }
 

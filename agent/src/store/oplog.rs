@@ -17,16 +17,17 @@
 //! sealer beside the operator log: one chain format, two files.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::fsutil::{hex, sync_dir};
+use super::fsutil::hex;
 use super::manifest::{AnchorInfo, Body, Entry, Manifest, ManifestError, GENESIS};
+
+mod append;
+pub use append::{append, append_all_to, append_checked, append_to};
 
 /// File name of the log inside the log directory.
 pub const LOG: &str = "operator.log";
@@ -395,50 +396,6 @@ pub fn scan_log(dir: &Path, log: Log) -> Result<Scan, OpLogError> {
     }
 }
 
-/// The log opened for appending and locked against other appenders (never against the
-/// writer, which does not lock it); the lock goes with the file.
-fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
-    let path = dir.join(log.file());
-    let existed = path.exists();
-    let f = File::options()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(log.mode())
-        .open(&path)
-        .map_err(io(&path, "open for appending"))?;
-    if !existed {
-        give_to_store_owner(&f, dir, &path, log.mode())?;
-    }
-    loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok((f, !existed));
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(io(&path, "lock")(e));
-        }
-    }
-}
-
-/// A log created by an operator's command belongs to the store's owner (the directory's
-/// owner and group) with [`LOG_MODE`] whatever the umask, so the agent, running as its own
-/// user, can still anchor it after a root `query` made it.
-fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(), OpLogError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let owner = std::fs::metadata(dir).map_err(io(dir, "stat"))?;
-    let mine = f.metadata().map_err(io(path, "stat"))?;
-    // SAFETY: geteuid cannot fail. Only root may give a file away.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid()) {
-        std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))
-            .map_err(io(path, "give to the store directory's owner"))?;
-    }
-    f.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io(path, "chmod"))
-}
-
 /// The most bytes an append interrupted by a crash can leave after the last newline: one line
 /// without its newline. More is damage (lines zeroed or overwritten), never cut away.
 const TORN_MAX: u64 = MAX_LINE as u64;
@@ -449,147 +406,6 @@ fn torn_too_long(bytes: u64) -> String {
         "the last {bytes} bytes or more hold no newline, more than one line may ({MAX_LINE}): \
          not an append cut short by a crash but damage (lines zeroed or overwritten)"
     )
-}
-
-/// The chain end of the locked log, read from its last line. A torn last line (an appender
-/// that died mid-write: no newline) is cut first; it never was a complete entry, and anchors
-/// only ever cover complete lines. A tail longer than a line is damage: refused, not cut.
-fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
-    let len = f.metadata().map_err(io(path, "stat"))?.len();
-    let mut buf = Vec::new();
-    let mut from = len;
-    // Grow the window from the end until it holds the last newline and the one before it.
-    let (complete, start) = loop {
-        from = from.saturating_sub(64 * 1024).min(from);
-        f.seek(SeekFrom::Start(from)).map_err(io(path, "seek"))?;
-        buf.clear();
-        Read::take(&mut *f, len - from)
-            .read_to_end(&mut buf)
-            .map_err(io(path, "read"))?;
-        let last_nl = buf.iter().rposition(|&b| b == b'\n');
-        // Bytes after the last newline (at least, while none is in the window yet).
-        let torn = last_nl.map_or(len - from, |i| len - from - i as u64 - 1);
-        if torn > TORN_MAX {
-            return Err(OpLogError::Refused {
-                path: path.to_owned(),
-                reason: format!(
-                    "{}; nothing is cut or appended: run `xdp-audit verify`",
-                    torn_too_long(torn)
-                ),
-            });
-        }
-        let before = last_nl.and_then(|i| buf[..i].iter().rposition(|&b| b == b'\n'));
-        match (last_nl, before) {
-            (Some(i), Some(j)) => break (from + i as u64 + 1, from + j as u64 + 1),
-            (Some(i), None) if from == 0 => break (i as u64 + 1, 0),
-            (None, None) if from == 0 => break (0, 0),
-            _ => {}
-        }
-    };
-    if complete < len {
-        tracing::warn!(file = %path.display(), bytes = len - complete, "cutting an incomplete last line of the log (an append interrupted by a crash)");
-        f.set_len(complete)
-            .map_err(io(path, "cut an incomplete line"))?;
-    }
-    if complete == 0 {
-        return Ok(ChainEnd::start());
-    }
-    let text = &buf[(start - from) as usize..(complete - from) as usize - 1];
-    let last: OpLine = serde_json::from_slice(text).map_err(|e| OpLogError::Refused {
-        path: path.to_owned(),
-        reason: format!(
-            "the last line does not parse ({e}); nothing can be chained to it: run `xdp-audit verify`"
-        ),
-    })?;
-    Ok(ChainEnd {
-        lines: last.n,
-        bytes: complete,
-        head: last.hash,
-    })
-}
-
-fn write_line(
-    dir: &Path,
-    log: Log,
-    mut f: File,
-    created: bool,
-    end: &ChainEnd,
-    entry: OpEntry,
-) -> Result<OpLine, OpLogError> {
-    let path = dir.join(log.file());
-    if !log.holds(&entry.body) {
-        return Err(OpLogError::Refused {
-            path,
-            reason: "this kind of entry belongs in the other log".into(),
-        });
-    }
-    let n = end.lines + 1;
-    let hash = line_hash(n, &entry, &end.head);
-    let line = OpLine {
-        n,
-        entry,
-        prev: end.head.clone(),
-        hash,
-    };
-    let mut text = serde_json::to_vec(&line).map_err(|e| OpLogError::Refused {
-        path: path.clone(),
-        reason: format!("cannot encode: {e}"),
-    })?;
-    if text.len() > MAX_LINE {
-        return Err(OpLogError::Refused {
-            path,
-            reason: format!(
-                "the entry is {} bytes, more than the {MAX_LINE} a line may hold (shorten the reason or filter)",
-                text.len()
-            ),
-        });
-    }
-    text.push(b'\n');
-    // One write of the whole line: O_APPEND puts it at the end in one piece.
-    f.write_all(&text).map_err(io(&path, "append"))?;
-    f.sync_data().map_err(io(&path, "fsync"))?;
-    if created {
-        sync_dir(dir).map_err(io(dir, "fsync directory"))?;
-    }
-    Ok(line)
-}
-
-/// Appends `entry` as the next line of the operator log; the caller needs write access to
-/// the log only.
-pub fn append(dir: &Path, entry: OpEntry) -> Result<OpLine, OpLogError> {
-    append_to(dir, Log::Operator, entry)
-}
-
-/// Appends `entry` as the next line of `log`.
-pub fn append_to(dir: &Path, log: Log, entry: OpEntry) -> Result<OpLine, OpLogError> {
-    let (mut f, created) = open_locked(dir, log)?;
-    let end = tail(&mut f, &dir.join(log.file()))?;
-    write_line(dir, log, f, created, &end, entry)
-}
-
-/// Appends `entry` after reading and checking the whole log under the lock and asking
-/// `check` whether the entry fits it (a release must name a hold in force). A log that does
-/// not verify refuses the append.
-pub fn append_checked(
-    dir: &Path,
-    entry: OpEntry,
-    check: impl FnOnce(&[OpLine]) -> Result<(), String>,
-) -> Result<OpLine, OpLogError> {
-    let path = dir.join(LOG);
-    let (mut f, created) = open_locked(dir, Log::Operator)?;
-    let end = tail(&mut f, &path)?;
-    f.seek(SeekFrom::Start(0)).map_err(io(&path, "seek"))?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(io(&path, "read"))?;
-    let s = check_bytes(&bytes, ChainEnd::start(), true);
-    if let Some((line, reason)) = s.problem {
-        return Err(OpLogError::Line { path, line, reason });
-    }
-    check(&s.lines).map_err(|reason| OpLogError::Refused {
-        path: path.clone(),
-        reason,
-    })?;
-    write_line(dir, Log::Operator, f, created, &end, entry)
 }
 
 /// The last anchor of the operator log in `entries`, or the start of the chain.

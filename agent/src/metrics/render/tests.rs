@@ -90,6 +90,8 @@ fn full(rules: usize) -> Snapshot {
             ..Default::default()
         }),
         stopped_at: None,
+        starting: false,
+        unreported_crash: None,
         syslog: Some(crate::syslog::SyslogStatus {
             server: "tcp://127.0.0.1:514".into(),
             connected: true,

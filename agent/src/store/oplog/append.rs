@@ -1,0 +1,292 @@
+//! Appending to the hash-chained logs: under a short `flock` of the log (appenders only; the
+//! writer anchoring it never takes it), the chain's end read from the last line, then the new
+//! lines written in one piece and fsynced once.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::{
+    check_bytes, io, line_hash, torn_too_long, ChainEnd, Log, OpEntry, OpLine, OpLogError, LOG,
+    MAX_LINE, TORN_MAX,
+};
+use crate::store::fsutil::sync_dir;
+
+/// The log opened for appending and locked against other appenders (never against the
+/// writer, which does not lock it); the lock goes with the file.
+fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
+    let path = dir.join(log.file());
+    let existed = path.exists();
+    let f = File::options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(log.mode())
+        .open(&path)
+        .map_err(io(&path, "open for appending"))?;
+    if !existed {
+        give_to_store_owner(&f, dir, &path, log.mode())?;
+    }
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok((f, !existed));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(io(&path, "lock")(e));
+        }
+    }
+}
+
+/// A log created by an operator's command belongs to the store's owner (the directory's
+/// owner and group) with [`LOG_MODE`] whatever the umask, so the agent, running as its own
+/// user, can still anchor it after a root `query` made it.
+fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(), OpLogError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(dir).map_err(io(dir, "stat"))?;
+    let mine = f.metadata().map_err(io(path, "stat"))?;
+    // SAFETY: geteuid cannot fail. Only root may give a file away.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))
+            .map_err(io(path, "give to the store directory's owner"))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io(path, "chmod"))
+}
+
+/// The chain end of the locked log, read from its last line. A torn last line (an appender
+/// that died mid-write: no newline) is cut first; it never was a complete entry, and anchors
+/// only ever cover complete lines. A tail longer than a line is damage: refused, not cut.
+fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
+    let len = f.metadata().map_err(io(path, "stat"))?.len();
+    let mut buf = Vec::new();
+    let mut from = len;
+    // Grow the window from the end until it holds the last newline and the one before it.
+    let (complete, start) = loop {
+        from = from.saturating_sub(64 * 1024).min(from);
+        f.seek(SeekFrom::Start(from)).map_err(io(path, "seek"))?;
+        buf.clear();
+        Read::take(&mut *f, len - from)
+            .read_to_end(&mut buf)
+            .map_err(io(path, "read"))?;
+        let last_nl = buf.iter().rposition(|&b| b == b'\n');
+        // Bytes after the last newline (at least, while none is in the window yet).
+        let torn = last_nl.map_or(len - from, |i| len - from - i as u64 - 1);
+        if torn > TORN_MAX {
+            return Err(OpLogError::Refused {
+                path: path.to_owned(),
+                reason: format!(
+                    "{}; nothing is cut or appended: run `xdp-audit verify`",
+                    torn_too_long(torn)
+                ),
+            });
+        }
+        let before = last_nl.and_then(|i| buf[..i].iter().rposition(|&b| b == b'\n'));
+        match (last_nl, before) {
+            (Some(i), Some(j)) => break (from + i as u64 + 1, from + j as u64 + 1),
+            (Some(i), None) if from == 0 => break (i as u64 + 1, 0),
+            (None, None) if from == 0 => break (0, 0),
+            _ => {}
+        }
+    };
+    if complete < len {
+        tracing::warn!(file = %path.display(), bytes = len - complete, "cutting an incomplete last line of the log (an append interrupted by a crash)");
+        f.set_len(complete)
+            .map_err(io(path, "cut an incomplete line"))?;
+    }
+    if complete == 0 {
+        return Ok(ChainEnd::start());
+    }
+    let text = &buf[(start - from) as usize..(complete - from) as usize - 1];
+    let last: OpLine = serde_json::from_slice(text).map_err(|e| OpLogError::Refused {
+        path: path.to_owned(),
+        reason: format!(
+            "the last line does not parse ({e}); nothing can be chained to it: run `xdp-audit verify`"
+        ),
+    })?;
+    Ok(ChainEnd {
+        lines: last.n,
+        bytes: complete,
+        head: last.hash,
+    })
+}
+
+/// One line after `n - 1` lines ending in `prev`, encoded with its newline.
+fn encode_line(
+    path: &Path,
+    log: Log,
+    n: u64,
+    prev: &str,
+    entry: &OpEntry,
+) -> Result<(OpLine, Vec<u8>), OpLogError> {
+    let refused = |reason: String| OpLogError::Refused {
+        path: path.to_owned(),
+        reason,
+    };
+    if !log.holds(&entry.body) {
+        return Err(refused(
+            "this kind of entry belongs in the other log".into(),
+        ));
+    }
+    let line = OpLine {
+        n,
+        hash: line_hash(n, entry, prev),
+        entry: entry.clone(),
+        prev: prev.to_owned(),
+    };
+    let mut text = serde_json::to_vec(&line).map_err(|e| refused(format!("cannot encode: {e}")))?;
+    if text.len() > MAX_LINE {
+        return Err(refused(format!(
+            "the entry is {} bytes, more than the {MAX_LINE} a line may hold (shorten the reason or filter)",
+            text.len()
+        )));
+    }
+    text.push(b'\n');
+    Ok((line, text))
+}
+
+/// Writes `entries` as the lines after `end`: one write, one fsync. Lines are encoded in
+/// order up to the first that is refused; those before it are written and returned, and the
+/// refusal is the error only when no line precedes it (the caller retries the rest and meets
+/// it then). A write that fails part way returns the lines it completed, if any (the torn
+/// rest is cut by the next append's [`tail`]), so no line is ever written twice.
+fn write_lines(
+    dir: &Path,
+    log: Log,
+    mut f: File,
+    created: bool,
+    end: &ChainEnd,
+    entries: &[OpEntry],
+) -> Result<Vec<OpLine>, OpLogError> {
+    let path = dir.join(log.file());
+    let mut lines: Vec<OpLine> = Vec::with_capacity(entries.len());
+    let mut text = Vec::new();
+    // The byte offset in `text` after each line.
+    let mut ends = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (n, prev) = lines
+            .last()
+            .map_or((end.lines + 1, end.head.as_str()), |l| (l.n + 1, &l.hash));
+        match encode_line(&path, log, n, prev, entry) {
+            Ok((line, bytes)) => {
+                text.extend_from_slice(&bytes);
+                ends.push(text.len());
+                lines.push(line);
+            }
+            Err(e) if lines.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    if lines.is_empty() {
+        return Ok(lines);
+    }
+    // One write of whole lines: O_APPEND puts them at the end in one piece.
+    let mut done = 0;
+    while done < text.len() {
+        match f.write(&text[done..]) {
+            Ok(0) => {
+                done = write_failed(&path, &ends, done, std::io::ErrorKind::WriteZero.into())?;
+                break;
+            }
+            Ok(k) => done += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                done = write_failed(&path, &ends, done, e)?;
+                break;
+            }
+        }
+    }
+    lines.truncate(ends.iter().take_while(|&&e| e <= done).count());
+    f.sync_data().map_err(io(&path, "fsync"))?;
+    if created {
+        sync_dir(dir).map_err(io(dir, "fsync directory"))?;
+    }
+    Ok(lines)
+}
+
+/// After a write failed with `done` bytes of the lines ending at `ends` written: the bytes of
+/// the complete lines, or the error when not even the first line was written whole.
+fn write_failed(
+    path: &Path,
+    ends: &[usize],
+    done: usize,
+    e: std::io::Error,
+) -> Result<usize, OpLogError> {
+    match ends.iter().take_while(|&&end| end <= done).last() {
+        Some(&whole) => {
+            tracing::warn!(file = %path.display(), error = %e, "an append of several lines failed part way; the complete ones stay, the rest is retried");
+            Ok(whole)
+        }
+        None => Err(io(path, "append")(e)),
+    }
+}
+
+/// Appends `entry` as the next line of the operator log; the caller needs write access to
+/// the log only.
+pub fn append(dir: &Path, entry: OpEntry) -> Result<OpLine, OpLogError> {
+    append_to(dir, Log::Operator, entry)
+}
+
+/// Appends `entry` as the next line of `log`.
+pub fn append_to(dir: &Path, log: Log, entry: OpEntry) -> Result<OpLine, OpLogError> {
+    one_line(
+        dir,
+        log,
+        append_all_to(dir, log, std::slice::from_ref(&entry))?,
+    )
+}
+
+/// The line of a one-entry append (which returns it or an error).
+fn one_line(dir: &Path, log: Log, lines: Vec<OpLine>) -> Result<OpLine, OpLogError> {
+    lines.into_iter().next().ok_or_else(|| OpLogError::Refused {
+        path: dir.join(log.file()),
+        reason: "nothing was appended".into(),
+    })
+}
+
+/// Appends `entries` as the next lines of `log` under one lock, in one write and one fsync
+/// (the alert thread's notices of one loop). Returns the lines written: all of them, or the
+/// ones before an entry that was refused or a write that failed part way; an error only when
+/// none was written.
+pub fn append_all_to(dir: &Path, log: Log, entries: &[OpEntry]) -> Result<Vec<OpLine>, OpLogError> {
+    let (mut f, created) = open_locked(dir, log)?;
+    let end = tail(&mut f, &dir.join(log.file()))?;
+    write_lines(dir, log, f, created, &end, entries)
+}
+
+/// Appends `entry` after reading and checking the whole log under the lock and asking
+/// `check` whether the entry fits it (a release must name a hold in force). A log that does
+/// not verify refuses the append.
+pub fn append_checked(
+    dir: &Path,
+    entry: OpEntry,
+    check: impl FnOnce(&[OpLine]) -> Result<(), String>,
+) -> Result<OpLine, OpLogError> {
+    let path = dir.join(LOG);
+    let (mut f, created) = open_locked(dir, Log::Operator)?;
+    let end = tail(&mut f, &path)?;
+    f.seek(SeekFrom::Start(0)).map_err(io(&path, "seek"))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(io(&path, "read"))?;
+    let s = check_bytes(&bytes, ChainEnd::start(), true);
+    if let Some((line, reason)) = s.problem {
+        return Err(OpLogError::Line { path, line, reason });
+    }
+    check(&s.lines).map_err(|reason| OpLogError::Refused {
+        path: path.clone(),
+        reason,
+    })?;
+    let lines = write_lines(
+        dir,
+        Log::Operator,
+        f,
+        created,
+        &end,
+        std::slice::from_ref(&entry),
+    )?;
+    one_line(dir, Log::Operator, lines)
+}
