@@ -266,7 +266,7 @@ fn dnsmasq_lease_file_and_packets_attribute_the_client() {
     );
     assert_eq!(parsed.bad, []);
     let mut from_file = Bindings::default();
-    from_file.apply_file(0, &parsed.leases, t);
+    from_file.apply_file(0, &parsed.leases, t, |_, _| None);
     check_attribution(&from_file, ip, mac, t, "dnsmasq lease file");
 
     // The packets on the LAN interface.
@@ -284,7 +284,7 @@ fn dnsmasq_lease_file_and_packets_attribute_the_client() {
     // A release (ISC dhclient: busybox's `-R` sends none): the lease leaves dnsmasq's file,
     // and the binding ends when the agent notices, while the time it held stays answered.
     let (ip2, t2, parsed) = dhclient_lease(&lab, &dir.0, &leasefile, &log);
-    from_file.apply_file(0, &parsed.leases, t2);
+    from_file.apply_file(0, &parsed.leases, t2, |_, _| None);
     assert_eq!(from_file.at(ip2, t2).and_then(|s| s.holder.mac), Some(mac));
     dhclient_release(&lab, &dir.0, ip2);
     let parsed = wait_showing(
@@ -297,7 +297,7 @@ fn dnsmasq_lease_file_and_packets_attribute_the_client() {
         },
     );
     let later = now_ns();
-    from_file.apply_file(0, &parsed.leases, later);
+    from_file.apply_file(0, &parsed.leases, later, |_, _| None);
     assert!(from_file.at(ip2, later).is_none(), "released");
     assert!(
         from_file.at(ip2, t2).is_some(),
@@ -424,7 +424,7 @@ fn kea_memfile_attributes_the_client() {
     });
     assert_eq!(parsed.bad, []);
     let mut b = Bindings::default();
-    b.apply_file(0, &parsed.leases, t);
+    b.apply_file(0, &parsed.leases, t, |_, _| None);
     check_attribution(&b, ip, mac, t, "Kea memfile");
     // Kea's rows carry the lease start: the binding begins at the client's transaction, not
     // when the file was read.

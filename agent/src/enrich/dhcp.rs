@@ -49,6 +49,18 @@ const MAX_PENDING: usize = 4096;
 /// How long a REQUEST's host name waits for its ACK.
 const PENDING_NS: i64 = 60 * NS;
 
+/// Inserts into a table of what REQUESTs said, at most [`MAX_PENDING`] clients: a full table
+/// first lets go of entries older than [`PENDING_NS`], then refuses new clients.
+fn bounded_insert<V>(table: &mut HashMap<Mac, V>, mac: Mac, v: V, time: impl Fn(&V) -> i64) {
+    let now = time(&v);
+    if table.len() >= MAX_PENDING {
+        table.retain(|_, old| now - time(old) < PENDING_NS);
+    }
+    if table.len() < MAX_PENDING || table.contains_key(&mac) {
+        table.insert(mac, v);
+    }
+}
+
 /// One UDP payload on a DHCP port, with what the packet's headers said.
 #[derive(Clone, Copy, Debug)]
 pub struct DhcpPacket<'a> {
@@ -103,6 +115,10 @@ pub struct DhcpLearner {
     counters: DhcpCounters,
     trusted: Option<Vec<IpAddr>>,
     pending: HashMap<Mac, (Arc<str>, i64)>,
+    /// The address each client last asked for in a REQUEST, and when: a lease file that
+    /// states no start (dnsmasq's) is only read later, and its binding starts at the
+    /// REQUEST instead of at the read (see [`DhcpLearner::requested_at`]).
+    requested: HashMap<Mac, (Ipv4Addr, i64)>,
 }
 
 enum Bad {
@@ -233,11 +249,27 @@ impl DhcpLearner {
                 self.counters.v4_ack += 1;
             }
             V4Type::Request => {
-                let (Some(mac), Some(name)) = (mac, v4_hostname(opts)) else {
+                let Some(mac) = mac else {
                     self.counters.ignored += 1;
                     return Ok(());
                 };
-                self.remember(mac, name, pkt.t_ns);
+                // Option 50 while selecting or rebooting, the client's own address when
+                // renewing or rebinding.
+                let asked = match opts.get(V4Code::RequestedIpAddress) {
+                    Some(V4Opt::RequestedIpAddress(a)) => *a,
+                    _ => msg.ciaddr(),
+                };
+                let named = v4_hostname(opts);
+                if asked == Ipv4Addr::UNSPECIFIED && named.is_none() {
+                    self.counters.ignored += 1;
+                    return Ok(());
+                }
+                if asked != Ipv4Addr::UNSPECIFIED {
+                    bounded_insert(&mut self.requested, mac, (asked, pkt.t_ns), |v| v.1);
+                }
+                if let Some(name) = named {
+                    bounded_insert(&mut self.pending, mac, (name, pkt.t_ns), |v| v.1);
+                }
                 self.counters.v4_request += 1;
             }
             V4Type::Release | V4Type::Decline => {
@@ -256,13 +288,10 @@ impl DhcpLearner {
         Ok(())
     }
 
-    fn remember(&mut self, mac: Mac, name: Arc<str>, t_ns: i64) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.retain(|_, (_, t)| t_ns - *t < PENDING_NS);
-        }
-        if self.pending.len() < MAX_PENDING || self.pending.contains_key(&mac) {
-            self.pending.insert(mac, (name, t_ns));
-        }
+    /// When `mac` asked for `ip` in a REQUEST seen within the last minute before `now_ns`.
+    pub fn requested_at(&self, mac: Mac, ip: IpAddr, now_ns: i64) -> Option<i64> {
+        let (asked, t) = *self.requested.get(&mac)?;
+        (IpAddr::V4(asked) == ip && now_ns - t < PENDING_NS && t <= now_ns).then_some(t)
     }
 
     fn take_pending(&mut self, mac: Mac, t_ns: i64) -> Option<Arc<str>> {

@@ -138,6 +138,19 @@ fn the_dnsmasq_capture_teaches_what_its_lease_file_says() {
         .map(|l| (l.ip, l.mac, l.hostname.as_deref().map(str::to_owned)))
         .collect();
     assert_eq!(learned, from_file);
+    // Each lease the file holds was asked for on the link: a read of that file (which states
+    // no start) starts the binding at the REQUEST, for a minute after it.
+    for l in file.leases.iter().filter(|l| l.state == LeaseState::Bound) {
+        let (Some(mac), IpAddr::V4(_)) = (l.mac, l.ip) else {
+            continue;
+        };
+        let asked = learner.requested_at(mac, l.ip, end);
+        assert!(asked.is_some_and(|t| (T0..=end).contains(&t)), "{l:?}");
+        let later = asked.map_or(end, |t| t + 61 * NS);
+        assert_eq!(learner.requested_at(mac, l.ip, later), None, "too old");
+        let other: IpAddr = "10.77.0.250".parse().expect("ip");
+        assert_eq!(learner.requested_at(mac, other, end), None);
+    }
     // The released lease was held between its ACK and its RELEASE.
     let released: IpAddr = "10.77.0.147".parse().expect("ip");
     let ack = dgrams

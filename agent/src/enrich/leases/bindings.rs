@@ -285,8 +285,15 @@ impl Bindings {
     /// Applies a lease file read at `now_ns`. Rows already applied from the previous read (an
     /// append-only Kea file) are not applied again; a rewritten file is applied whole, which
     /// merges with what is known. An address the file held before and no longer holds ends
-    /// now.
-    pub fn apply_file(&mut self, file: u32, leases: &[Lease], now_ns: i64) {
+    /// now. A row that states no start (dnsmasq's) starts when `requested` says its holder
+    /// asked for the address (a REQUEST seen on the link), else now.
+    pub fn apply_file(
+        &mut self,
+        file: u32,
+        leases: &[Lease],
+        now_ns: i64,
+        requested: impl Fn(Mac, IpAddr) -> Option<i64>,
+    ) {
         let state = self.files.remove(&file).unwrap_or_default();
         let new_rows = if leases.starts_with(&state.rows) {
             &leases[state.rows.len()..]
@@ -299,16 +306,22 @@ impl Bindings {
                 client_id: lease.client_id.clone(),
             };
             match lease.state {
-                LeaseState::Bound => self.observe(
-                    Observation {
-                        ip: lease.ip,
-                        holder,
-                        hostname: lease.hostname.clone(),
-                        valid: lease.valid,
-                        source: Source::LeaseFile(file),
-                    },
-                    now_ns,
-                ),
+                LeaseState::Bound => {
+                    let mut valid = lease.valid;
+                    if valid.from.is_none() {
+                        valid.from = lease.mac.and_then(|mac| requested(mac, lease.ip));
+                    }
+                    self.observe(
+                        Observation {
+                            ip: lease.ip,
+                            holder,
+                            hostname: lease.hostname.clone(),
+                            valid,
+                            source: Source::LeaseFile(file),
+                        },
+                        now_ns,
+                    )
+                }
                 LeaseState::Gone => self.end(lease.ip, &holder, now_ns),
             }
         }

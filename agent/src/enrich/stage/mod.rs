@@ -362,7 +362,11 @@ impl EnrichStage {
             self.status.subscriber_reloads += 1;
         }
         while let Some(read) = self.inputs.next_lease_read() {
-            self.bindings.apply_file(read.file, &read.leases, now_ns);
+            let dhcp = &self.dhcp;
+            self.bindings
+                .apply_file(read.file, &read.leases, now_ns, |mac, ip| {
+                    dhcp.requested_at(mac, ip, now_ns)
+                });
             self.status.dhcp.lease_reads += 1;
             self.status.dhcp.lease_lines_skipped += u64::from(read.skipped);
         }

@@ -240,12 +240,12 @@ fn a_kind_with_a_bad_file_keeps_the_adopted_tables_until_every_file_loads() {
     assert!(delta.generation > c.generation);
     // Fixing b.list alone changes nothing yet; a.list loading writes both files' changes.
     write(&b, "203.0.113.5\n");
-    let (delta, diags) = next.reload_many(&[b.clone()]);
+    let (delta, diags) = next.reload_many(std::slice::from_ref(&b));
     assert!(diags.is_empty(), "{diags:?}");
     assert!(delta.block.is_empty(), "{delta:?}");
     assert_eq!(next.held(), [ListKind::Block]);
     write(&a, "192.0.2.1\n");
-    let (delta, diags) = next.reload_many(&[a.clone()]);
+    let (delta, diags) = next.reload_many(std::slice::from_ref(&a));
     assert!(diags.is_empty(), "{diags:?}");
     assert!(next.held().is_empty());
     let v4 = |d: &TableDelta<u32>| {

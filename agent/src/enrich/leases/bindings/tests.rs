@@ -146,14 +146,15 @@ fn lease_files_snapshot_and_append() {
         0,
         &[lease("10.0.1.1", 1, 1000, LeaseState::Bound, 1)],
         100 * S,
+        |_, _| None,
     );
-    b.apply_file(0, &[], 300 * S);
+    b.apply_file(0, &[], 300 * S, |_, _| None);
     assert_eq!(who(&b, "10.0.1.1", 299 * S), Some(1));
     assert_eq!(who(&b, "10.0.1.1", 300 * S), None);
     // Re-reading an unchanged file changes nothing.
     let rows = [lease("10.0.1.2", 2, 1000, LeaseState::Bound, 1)];
-    b.apply_file(1, &rows, 100 * S);
-    b.apply_file(1, &rows, 200 * S);
+    b.apply_file(1, &rows, 100 * S, |_, _| None);
+    b.apply_file(1, &rows, 200 * S, |_, _| None);
     assert_eq!(
         b.at(ip("10.0.1.2"), 150 * S).map(|s| s.valid.from),
         Some(Some(100 * S))
@@ -161,15 +162,41 @@ fn lease_files_snapshot_and_append() {
     // Appended: a release row; then a new holder.
     let mut rows = rows.to_vec();
     rows.push(lease("10.0.1.2", 2, 1000, LeaseState::Gone, 2));
-    b.apply_file(1, &rows, 400 * S);
+    b.apply_file(1, &rows, 400 * S, |_, _| None);
     assert_eq!(who(&b, "10.0.1.2", 399 * S), Some(2));
     assert_eq!(who(&b, "10.0.1.2", 400 * S), None);
     rows.push(lease("10.0.1.2", 3, 2000, LeaseState::Bound, 3));
-    b.apply_file(1, &rows, 500 * S);
-    b.apply_file(1, &rows, 600 * S);
+    b.apply_file(1, &rows, 500 * S, |_, _| None);
+    b.apply_file(1, &rows, 600 * S, |_, _| None);
     assert_eq!(who(&b, "10.0.1.2", 450 * S), None);
     assert_eq!(who(&b, "10.0.1.2", 550 * S), Some(3));
     assert_eq!(who(&b, "10.0.1.2", 350 * S), Some(2), "history kept");
+}
+
+#[test]
+fn a_lease_file_without_start_times_starts_a_binding_at_its_request() {
+    let mut b = Bindings::default();
+    let asked = |mac: Mac, at: i64| {
+        move |m: Mac, a: IpAddr| (m == mac).then_some(at).filter(|_| a == ip("10.0.2.1"))
+    };
+    // Client 1 holds the address; the file read every 2 s says so.
+    let first = [lease("10.0.2.1", 1, 1000, LeaseState::Bound, 1)];
+    b.apply_file(0, &first, 100 * S, |_, _| None);
+    // Without the server's release crossing the link, the address goes to client 2: it
+    // asked at 101 s, the file is read at 102 s.
+    let second = [lease("10.0.2.1", 2, 1000, LeaseState::Bound, 1)];
+    b.apply_file(0, &second, 102 * S, asked(Mac([2, 0, 0, 0, 0, 2]), 101 * S));
+    assert_eq!(
+        who(&b, "10.0.2.1", 101 * S + S / 2),
+        Some(2),
+        "flows after the REQUEST are the new holder's, not the last one's"
+    );
+    assert_eq!(who(&b, "10.0.2.1", 100 * S + S / 2), Some(1));
+    // A REQUEST for another address, or by another client, changes nothing.
+    let third = [lease("10.0.2.2", 3, 1000, LeaseState::Bound, 1)];
+    b.apply_file(1, &third, 110 * S, asked(Mac([2, 0, 0, 0, 0, 3]), 105 * S));
+    assert_eq!(who(&b, "10.0.2.2", 109 * S), None);
+    assert_eq!(who(&b, "10.0.2.2", 110 * S), Some(3));
 }
 
 /// What the server did at an instant: an ACK, or a release by a holder.
