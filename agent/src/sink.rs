@@ -51,6 +51,14 @@ pub trait RecordSink: Send {
     }
     /// Makes every accepted record durable.
     fn sync(&mut self) -> Result<(), SinkError>;
+    /// Hands what the sink holds in memory to the kernel (one plain `write(2)`, no fsync), so
+    /// a killed agent loses none of it: the records stage calls it after each batch of events
+    /// and each sweep, once the kernel's side (flow table, ledger) may have forgotten what the
+    /// records carry. Nothing pending, no system call. The default does nothing; a stage
+    /// forwards it to the sink it wraps.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
     /// about once a second, also when no record arrives. The default does nothing.
     fn tick(&mut self) -> Result<(), SinkError> {
@@ -89,6 +97,9 @@ impl RecordSink for Box<dyn RecordSink> {
     }
     fn sync(&mut self) -> Result<(), SinkError> {
         (**self).sync()
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        (**self).flush()
     }
     fn tick(&mut self) -> Result<(), SinkError> {
         (**self).tick()

@@ -270,7 +270,23 @@ impl Sweeper {
         }
     }
 
-    /// Forgets a flow that ended or left the table.
+    /// Hands the records written so far to the kernel (the sink's flush: one `write(2)`, none
+    /// when nothing is pending), then has the ledger follow them ([`Ledger::commit`]). The
+    /// records stage calls it after each batch of events and each sweep: a killed agent then
+    /// loses nothing the flow table or the ledger no longer holds.
+    pub fn settle(&mut self, sink: &mut dyn RecordSink) {
+        if let Err(e) = sink.flush() {
+            if let Some(n) = self.warnings.sink_errors.hit(1) {
+                error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered (logged at most every 10 s)");
+            }
+        }
+        if let Some(l) = self.ledger.as_mut() {
+            l.commit();
+        }
+    }
+
+    /// Forgets a flow that ended or left the table (in the ledger at the next
+    /// [`Sweeper::settle`]).
     fn forget(&mut self, key: &FlowKey) -> Tracked {
         let t = self.open.swap_remove(key).unwrap_or_default();
         if t.reported != Reported::default() {
@@ -337,6 +353,13 @@ impl Sweeper {
         rule: Option<u32>,
         names: &dyn RuleNames,
     ) {
+        if self
+            .ledger
+            .as_ref()
+            .is_some_and(|l| l.pending() >= ledger::COMMIT_EVERY)
+        {
+            self.settle(sink);
+        }
         // One timeline for the whole record, the one of its last packet (see `clock`).
         let clock = self.clock.at(v.last_seen_ns);
         let mut record = FlowRecord::from_entry(key, v, "", &clock, rep, r);
@@ -479,7 +502,9 @@ impl Sweeper {
     }
 
     /// Takes the ended flow `key` out of the table and writes its last record: `fin`/`rst`
-    /// if it closed, else `reason`.
+    /// if it closed, else `reason`. The ledger forgets it after the record is written (and,
+    /// at [`Sweeper::settle`], in the journal file): a kill before that leaves the next agent
+    /// a ledger entry without a flow, which it drops, never a flow to write again.
     fn end(
         &mut self,
         table: FlowTable<'_>,
@@ -489,13 +514,13 @@ impl Sweeper {
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) -> io::Result<()> {
-        self.forget(key);
         if let Some(last) = table.take(key)? {
             let reason = closed_reason(&last)
                 .filter(|_| reason != EndReason::Idle)
                 .unwrap_or(reason);
             self.write(sink, key, &last, reported, reason, None, names);
         }
+        self.forget(key);
         Ok(())
     }
 

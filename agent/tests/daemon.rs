@@ -342,6 +342,79 @@ fn payload_copies_reach_the_sink_in_ring_order_and_make_no_record() {
     assert_eq!((records[0].packets, records[0].resp_packets), (4, 1));
 }
 
+/// The records a batch of events or a sweep wrote are in the journal file right after it,
+/// with an fsync interval of an hour: the kernel has forgotten them by then (the flow taken
+/// out of the table, a blocked flow's one packet written), so a killed agent must not hold
+/// them only in memory.
+#[test]
+fn records_are_in_the_journal_file_after_each_batch_and_sweep_long_before_fsync() {
+    let tmp = TempDir::new("flush");
+    let list = tmp.path().join("block.list");
+    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
+    let spec = xdp_audit::blocklist::ListSpec {
+        path: list,
+        kind: ListKind::Block,
+        refuse: false,
+    };
+    let (prog, lists) = common::prog::Prog::with_lists(1024, [spec]);
+    let (mut program, maps) = prog.loaded.into_parts();
+    let log = tmp.path().join("log");
+    let mut cfg = StoreConfig::new(&log);
+    cfg.fsync_interval = Duration::from_secs(3_600);
+    let store = Store::open(cfg).expect("open the store");
+    let settings = Settings {
+        timeouts: Timeouts {
+            inactive: Duration::from_millis(300),
+            active: Duration::from_secs(3600),
+            close_linger: Duration::from_millis(1),
+        },
+        sweep_interval: Duration::from_millis(50),
+        watch_lists: false,
+        ..Settings::new(tmp.path().join("state"), lo())
+    };
+    let (daemon, control) =
+        Daemon::start(settings, maps, lists, Box::new(store), Arc::new(HostClocks))
+            .unwrap_or_else(|e| panic!("start the daemon: {e}"));
+    let running = Running::start(daemon, control);
+    let in_journal = |port: u16, reason: EndReason| {
+        xdp_audit::store::query::collect(&log, &xdp_audit::store::query::Filter::default())
+            .unwrap_or_else(|e| panic!("read the live journal in {}: {e}", log.display()))
+            .iter()
+            .any(|r| r.src_port == port && r.end_reason == reason)
+    };
+    let (c, blocked, srv) = (v4(10, 8, 0, 1), v4(203, 0, 113, 9), v4(10, 8, 0, 2));
+    let syn = Spec::tcp4(c, 4001, blocked, 443, tcp::SYN).build();
+    let verdict = program
+        .program_mut()
+        .expect("the loaded program")
+        .test_run(TestRunOptions {
+            data_in: Some(&syn),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+    assert_eq!(
+        verdict.return_value, 1,
+        "the SYN to the blocked address is dropped"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the first drop's record is in the journal file",
+        || in_journal(4001, EndReason::Drop),
+    );
+    run(&mut program, &Spec::udp4(c, 4002, srv, 53).build());
+    wait_until(
+        Duration::from_secs(10),
+        "the idle flow's record is in the journal file",
+        || in_journal(4002, EndReason::Idle),
+    );
+    let summary = running.stop();
+    let store = summary.store.expect("the store's counters");
+    assert_eq!(
+        store.accepted, 2,
+        "the drop and the idle flow, once each: {store:?}"
+    );
+}
+
 /// New flows per second the burst runs at: half the rate the default ring is sized for
 /// (README), because a debug build's records stage takes about 100,000 events a second on a
 /// busy 2-CPU machine (the pipeline benchmark measures the release build).

@@ -214,6 +214,10 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
         self.inner.sync()
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.send();
         self.inner.tick()

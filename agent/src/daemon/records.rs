@@ -91,6 +91,7 @@ impl Records {
         }
         self.sweeper
             .write_retired(&r.flows, self.sink.as_mut(), self.rules.as_ref());
+        self.sweeper.settle(self.sink.as_mut());
     }
 
     /// One event of the ring (or of a replaced layout's ring): payload copies go to the sink's
@@ -110,6 +111,10 @@ impl Records {
                 for ev in batch {
                     self.on_event(ev);
                 }
+                // A first drop's record: the ledger moves on, and the kernel's flow holds
+                // nothing more to write of it. One write(2) per batch, none for a batch of
+                // starts alone.
+                self.sweeper.settle(self.sink.as_mut());
             }
             Msg::Clock(sample) => self.sweeper.on_clock(sample),
             Msg::Rules(book) => self.rules = book,
@@ -139,6 +144,9 @@ impl Records {
                 Err(e) => error!(error = %e, "taking the flood summaries failed"),
             }
         }
+        // The flows the sweep took out of the table are in the journal file before the
+        // status snapshot counts their records (and before the ledger forgets them).
+        self.sweeper.settle(self.sink.as_mut());
         if let Err(e) = self.sink.tick() {
             error!(error = %e, "audit store upkeep failed");
         }
@@ -228,6 +236,7 @@ impl Records {
             None => self.sweeper.flush(table, sink, names),
         }
         .map_err(DaemonError::Flush)?;
+        self.sweeper.settle(sink);
         self.sink.close().map_err(DaemonError::Close)?;
         Ok(Summary {
             flows: self.sweeper.stats,

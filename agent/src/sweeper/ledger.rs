@@ -4,9 +4,12 @@
 //! map pinned with the program's, so an agent that adopts the pins after a crash or a restart
 //! writes only what followed, never a slice twice.
 //!
-//! It is written right after the record is handed to the sink: a crash between the two (a
-//! window of one map update) can make the next agent write that one slice again; a crash
-//! after it loses what the store loses of its last fsync interval, as for every record.
+//! Its updates wait in memory until the records they follow are in the journal file: the
+//! sweeper hands them over ([`Ledger::commit`]) right after the sink's flush (a `write(2)`),
+//! so a kill before it leaves the ledger as it was and the next agent writes those slices
+//! from the table (nothing lost); a kill between the flush and the map updates can make the
+//! next agent write those slices again; after it, only a power cut within the fsync interval
+//! loses them, as for every record.
 
 use agent_common::{names, FlowKey, Reported};
 use aya::maps::{HashMap, MapData, MapError};
@@ -17,9 +20,15 @@ use crate::throttle::Throttle;
 /// The ledger map, typed.
 pub struct Ledger {
     map: HashMap<MapData, FlowKey, Reported>,
+    /// Updates waiting for [`Ledger::commit`], in order: `None` removes the key.
+    pending: Vec<(FlowKey, Option<Reported>)>,
     errors: u64,
     warned: Throttle,
 }
+
+/// Updates held before the sweeper flushes the sink and commits them on its own, so a sweep
+/// that slices a million flows holds a bounded list (some 360 KB).
+pub const COMMIT_EVERY: usize = 4_096;
 
 impl Ledger {
     /// The ledger in `map` (a hash of [`FlowKey`] to [`Reported`]).
@@ -27,24 +36,50 @@ impl Ledger {
         let map = HashMap::try_from(aya::maps::Map::HashMap(map))?;
         Ok(Self {
             map,
+            pending: Vec::new(),
             errors: 0,
             warned: Throttle::default(),
         })
     }
 
-    /// Every flow it holds, with what was reported of it.
+    /// Every flow its map holds, with what was reported of it (updates waiting for
+    /// [`Ledger::commit`] are not among them).
     pub fn entries(&self) -> Vec<(FlowKey, Reported)> {
         self.map.iter().filter_map(Result::ok).collect()
     }
 
-    /// Notes what `key`'s records carry now.
+    /// Notes what `key`'s records carry now, at the next [`Ledger::commit`].
     pub fn set(&mut self, key: &FlowKey, reported: &Reported) {
-        let r = self.map.insert(key, reported, 0);
-        self.note(r, "update");
+        self.pending.push((*key, Some(*reported)));
     }
 
-    /// Forgets `key` (its flow ended or left the table).
+    /// Forgets `key` (its flow ended or left the table), at the next [`Ledger::commit`].
     pub fn remove(&mut self, key: &FlowKey) {
+        self.pending.push((*key, None));
+    }
+
+    /// Updates waiting for [`Ledger::commit`].
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes the waiting updates into the map, in order: call it once the records they
+    /// follow are in the journal file.
+    pub fn commit(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (key, reported) in pending.drain(..) {
+            match reported {
+                Some(r) => {
+                    let result = self.map.insert(key, r, 0);
+                    self.note(result, "update");
+                }
+                None => self.delete(&key),
+            }
+        }
+        self.pending = pending; // its capacity, for the next batch
+    }
+
+    fn delete(&mut self, key: &FlowKey) {
         match self.map.remove(key) {
             Err(MapError::KeyNotFound) => {}
             Err(MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {

@@ -79,6 +79,12 @@ impl<S: RecordSink> RecordSink for SyslogStage<S> {
         self.inner.sync()
     }
 
+    /// The store's flush only: the batch goes to the sender at its size or the tick, as
+    /// before (the journal is what a kill must not lose).
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.hand_over();
         self.inner.tick()

@@ -565,6 +565,10 @@ impl RecordSink for EnrichStage {
         self.inner.sync()
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.clock = WallClock::measure();
         let now = self.now_ns();

@@ -1,0 +1,86 @@
+//! The writer's own behaviour: frames handed over, flushes, the hourly rotation.
+
+use super::*;
+use crate::store::testgen::{journal_bytes, TrafficGen};
+
+#[test]
+fn write_framed_hands_over_the_bytes_the_journal_holds() {
+    let tmp = crate::blocklist::tests::TempDir::new("framed");
+    let dir = tmp.0.join("log");
+    let t0 = 1_767_225_600_000_000_000;
+    let mut g = TrafficGen::with_rate(5, t0, 1000.0);
+    let recs: Vec<FlowRecord> = (0..500).map(|_| g.next_record()).collect();
+    let mut store = Store::open_with_clock(StoreConfig::new(&dir), Box::new(FakeClock::new(t0)))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+    let mut frames = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        // Every other record plain: the copy holds the framed ones only.
+        let written = if i % 2 == 0 {
+            store.write_framed(r, &mut frames)
+        } else {
+            store.write(r)
+        };
+        written.unwrap_or_else(|e| panic!("record {i}: {e}"));
+    }
+    assert!(store.sync_now(), "the journal is durable");
+    let (all, starts) = journal_bytes(0, &recs);
+    let want: Vec<u8> = (0..recs.len())
+        .step_by(2)
+        .flat_map(|i| &all[starts[i]..starts.get(i + 1).copied().unwrap_or(all.len())])
+        .copied()
+        .collect();
+    assert_eq!(
+        frames, want,
+        "the copies are the journal's frames of the framed records"
+    );
+    let path = store.journal.path().to_owned();
+    let on_disk =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read the journal {}: {e}", path.display()));
+    assert_eq!(
+        on_disk[journal::HEADER_LEN as usize..],
+        all[journal::HEADER_LEN as usize..],
+        "the journal holds every record once"
+    );
+}
+
+/// A record written through the sink is in the journal file once the sink is flushed, long
+/// before the fsync interval: a killed agent loses nothing the kernel already forgot.
+#[test]
+fn a_flush_puts_the_buffered_records_in_the_journal_file_without_waiting_for_fsync() {
+    let tmp = crate::blocklist::tests::TempDir::new("flush");
+    let dir = tmp.0.join("log");
+    let t0 = 1_767_225_600_000_000_000;
+    let mut cfg = StoreConfig::new(&dir);
+    cfg.fsync_interval = Duration::from_secs(3_600);
+    let clock = FakeClock::new(t0);
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+    let mut g = TrafficGen::with_rate(11, t0, 1000.0);
+    let recs: Vec<FlowRecord> = (0..3).map(|_| g.next_record()).collect();
+    let path = store.journal.path().to_owned();
+    let on_disk = || {
+        journal::read(&path)
+            .unwrap_or_else(|e| panic!("read the live journal {}: {e}", path.display()))
+            .records
+    };
+    for r in &recs {
+        clock.advance(1_000_000);
+        RecordSink::write(&mut store, r).unwrap_or_else(|e| panic!("write: {e}"));
+    }
+    assert!(
+        on_disk().is_empty(),
+        "the frames wait in memory before the flush"
+    );
+    RecordSink::flush(&mut store).unwrap_or_else(|e| panic!("flush: {e}"));
+    assert_eq!(
+        on_disk(),
+        recs,
+        "the journal file holds the flushed records"
+    );
+    let s = store.status();
+    assert_eq!(
+        (s.accepted, s.buffered, s.durable),
+        (3, 0, 0),
+        "written, not yet fsynced: {s:?}"
+    );
+}
