@@ -84,6 +84,15 @@ impl EndReason {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
+
+    /// Whether a record of this reason is the last this agent writes of its flow (an
+    /// interim slice or a first drop is not: the flow goes on).
+    pub const fn is_last(self) -> bool {
+        !matches!(
+            self,
+            EndReason::Active | EndReason::Drop | EndReason::Refused
+        )
+    }
 }
 
 impl fmt::Display for EndReason {

@@ -59,6 +59,11 @@ pub trait RecordSink: Send {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// The sweeper ended `key`'s flow (or saw it leave the table) without a last record: it
+    /// had nothing new to report (an earlier record, such as its first drop, carried every
+    /// packet). A stage that keeps state per flow until its last record lets it go here. The
+    /// default does nothing; a stage forwards it to the sink it wraps.
+    fn flow_ended(&mut self, _key: &agent_common::FlowKey) {}
     /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
     /// about once a second, also when no record arrives. The default does nothing.
     fn tick(&mut self) -> Result<(), SinkError> {
@@ -100,6 +105,9 @@ impl RecordSink for Box<dyn RecordSink> {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         (**self).flush()
+    }
+    fn flow_ended(&mut self, key: &agent_common::FlowKey) {
+        (**self).flow_ended(key)
     }
     fn tick(&mut self) -> Result<(), SinkError> {
         (**self).tick()

@@ -364,7 +364,12 @@ impl Sweeper {
         let clock = self.clock.at(v.last_seen_ns);
         let mut record = FlowRecord::from_entry(key, v, "", &clock, rep, r);
         if record.packets == 0 {
-            return; // an active slice already carried everything
+            // An earlier record (an active slice, the first drop) carried everything; a stage
+            // that keeps state until the flow's last record learns it ended all the same.
+            if r.is_last() {
+                sink.flow_ended(key);
+            }
+            return;
         }
         record.iface = std::mem::take(&mut self.spare.0);
         record.iface.clear();
@@ -479,8 +484,8 @@ impl Sweeper {
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
                 evicted += 1;
-                if let Some(start) = t.start {
-                    self.write(
+                match t.start {
+                    Some(start) => self.write(
                         sink,
                         &key,
                         &start,
@@ -488,7 +493,8 @@ impl Sweeper {
                         EndReason::Evicted,
                         None,
                         names,
-                    );
+                    ),
+                    None => sink.flow_ended(&key),
                 }
             }
         }
@@ -514,11 +520,14 @@ impl Sweeper {
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) -> io::Result<()> {
-        if let Some(last) = table.take(key)? {
-            let reason = closed_reason(&last)
-                .filter(|_| reason != EndReason::Idle)
-                .unwrap_or(reason);
-            self.write(sink, key, &last, reported, reason, None, names);
+        match table.take(key)? {
+            Some(last) => {
+                let reason = closed_reason(&last)
+                    .filter(|_| reason != EndReason::Idle)
+                    .unwrap_or(reason);
+                self.write(sink, key, &last, reported, reason, None, names);
+            }
+            None => sink.flow_ended(key),
         }
         self.forget(key);
         Ok(())

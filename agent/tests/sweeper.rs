@@ -8,19 +8,23 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use agent_common::FlowKey;
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
+use common::prog::Prog;
 use common::{tcp, v4, Spec};
+use xdp_audit::blocklist::{ListKind, ListSpec};
 use xdp_audit::clock::{Timeline, WallClock};
 use xdp_audit::flowtable::FlowMaps;
 use xdp_audit::loader::{LoadOptions, Loaded};
-use xdp_audit::reader::decode;
+use xdp_audit::reader::{decode, Event};
 use xdp_audit::record::{EndReason, FlowRecord};
 use xdp_audit::sink::{RecordSink, SinkError};
 use xdp_audit::sweeper::{Sweeper, Timeouts};
 
+/// The records written, and the flows said to have ended without a last record.
 #[derive(Default)]
-struct Memory(Vec<FlowRecord>);
+struct Memory(Vec<FlowRecord>, Vec<FlowKey>);
 
 impl RecordSink for Memory {
     fn write(&mut self, r: &FlowRecord) -> Result<(), SinkError> {
@@ -29,6 +33,9 @@ impl RecordSink for Memory {
     }
     fn sync(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+    fn flow_ended(&mut self, key: &FlowKey) {
+        self.1.push(*key);
     }
 }
 
@@ -211,6 +218,51 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
     );
     s.flush(table, &mut sink, &()).expect("flush");
     assert_eq!(sink.0.len(), 100, "every flow is written");
+}
+
+/// A blocked SYN and nothing after it: its first drop's record carries its one packet, so
+/// when it idles out there is nothing more to write; the sink still learns that it ended (the
+/// enrich stage lets the flow's state go there).
+#[test]
+fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
+    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-ended-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("block.list");
+    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
+    let spec = ListSpec {
+        path: list,
+        kind: ListKind::Block,
+        refuse: false,
+    };
+    let (mut prog, _lists) = Prog::with_lists(1024, [spec]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = Timeouts::default();
+    let mut s = sweeper(t);
+    let mut sink = Memory::default();
+    let syn = Spec::tcp4(v4(10, 6, 0, 1), 40000, v4(203, 0, 113, 9), 443, tcp::SYN).build();
+    assert_eq!(prog.run(&syn), 1, "the SYN is dropped");
+    let mut dropped = Vec::new();
+    for ev in prog.events() {
+        if let Event::FlowDrop(key, ..) = &ev {
+            dropped.push(*key);
+        }
+        s.on_event(ev, &mut sink, &());
+    }
+    let [key] = dropped[..] else {
+        panic!("one first-drop event: {dropped:?}")
+    };
+    assert_eq!(sink.0.len(), 1, "the first drop is written at once");
+    assert_eq!(sink.0[0].end_reason, EndReason::Drop);
+    let fd = flows_fd(&prog.loaded);
+    let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+    s.sweep(fd.table(), &mut sink, &(), idle).expect("sweep");
+    assert!(
+        fd.table().get(&key).expect("lookup").is_none(),
+        "the flow is taken out of the table"
+    );
+    assert_eq!(sink.0.len(), 1, "nothing more to write: {:?}", sink.0);
+    assert_eq!(sink.1, [key], "the sink learns that the flow ended");
 }
 
 #[test]

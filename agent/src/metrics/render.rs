@@ -436,7 +436,7 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
     }
     e.counter(
         "enrich_flow_states_full_total",
-        "Flows whose payload state was not kept (the per-flow table was full).",
+        "Flows whose state (payload, or a first record's attribution) was not kept (the per-flow table was full).",
         s.flow_states_full,
     );
     e.counter(
@@ -456,7 +456,7 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
     );
     e.gauge(
         "enrich_flow_states",
-        "Flows with payload state now.",
+        "Flows with state (payload, or a first record's attribution) now.",
         s.flow_states,
     );
     e.gauge(

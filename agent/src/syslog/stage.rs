@@ -85,6 +85,10 @@ impl<S: RecordSink> RecordSink for SyslogStage<S> {
         self.inner.flush()
     }
 
+    fn flow_ended(&mut self, key: &agent_common::FlowKey) {
+        self.inner.flow_ended(key)
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.hand_over();
         self.inner.tick()

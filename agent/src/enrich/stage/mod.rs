@@ -263,10 +263,7 @@ impl EnrichStage {
     /// reused).
     fn attribute_into(&mut self, r: &FlowRecord, attr: &mut Attribution) {
         let key = flow_key(r);
-        let ends = !matches!(
-            r.end_reason,
-            EndReason::Active | EndReason::Drop | EndReason::Refused
-        );
+        let ends = r.end_reason.is_last();
         let known = self.flows.get_index_of(&key);
         let state = known.and_then(|i| self.flows.get_index(i)).map(|(_, s)| s);
         if let Some(first) = state.as_ref().and_then(|s| s.attr.as_ref()) {
@@ -320,9 +317,16 @@ impl EnrichStage {
         if ends {
             self.end_flow(&key);
         } else {
+            // Kept for the flow's later records, within the same bound as payload state: a
+            // flood of one-packet blocked flows must not crowd out the flows being named.
+            let room = self.flows.len() < self.config.max_flow_states;
             let s = match known.and_then(|i| self.flows.get_index_mut(i)) {
                 Some((_, s)) => s,
-                None => self.flows.entry(key).or_default(),
+                None if room => self.flows.entry(key).or_default(),
+                None => {
+                    self.status.flow_states_full += 1;
+                    return;
+                }
             };
             s.attr = Some(attr.clone());
             s.last_ns = s.last_ns.max(r.time_end_ns);
@@ -567,6 +571,13 @@ impl RecordSink for EnrichStage {
 
     fn flush(&mut self) -> Result<(), SinkError> {
         self.inner.flush()
+    }
+
+    /// The flow's state goes as at its last record (its first drop's attribution, a name
+    /// search still waiting), then the sinks after this stage learn of it.
+    fn flow_ended(&mut self, key: &FlowKey) {
+        self.end_flow(key);
+        self.inner.flow_ended(key);
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {

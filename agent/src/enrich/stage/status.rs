@@ -115,9 +115,10 @@ pub struct EnrichStatus {
     pub payloads: u64,
     /// Payloads that gave no name, by reason (`truncated`, `dns_bad_pointer`, ...).
     pub payload_failures: BTreeMap<String, u64>,
-    /// Flows whose payload state was not kept: the per-flow table was full.
+    /// Flows whose state (payload, or a first record's attribution) was not kept: the
+    /// per-flow table was full.
     pub flow_states_full: u64,
-    /// Flows with payload state now.
+    /// Flows with state (payload, or a first record's attribution) now.
     pub flow_states: u64,
     /// Flows whose payload reassembly state (name search, DNS-over-TCP stream) was refused
     /// or dropped: the stage's byte budget for it was spent.

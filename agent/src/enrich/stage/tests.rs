@@ -680,3 +680,48 @@ fn dhcp_packets_in_payloads_teach_bindings_the_join_reads() {
     let dhcp = st.status().dhcp;
     assert!(dhcp.learned >= 2 && dhcp.bad_packets == 0, "{dhcp:?}");
 }
+
+/// A flood of one-packet blocked flows: each first-drop record leaves its attribution for
+/// the flow's later records, but the flows end with nothing more to write (the sweeper skips
+/// a record of no packets) and say so through `flow_ended`; past the table's bound the
+/// attributions are refused and counted, so names still come for the flows that carry them.
+#[test]
+fn blocked_flows_that_end_with_nothing_more_to_write_leave_no_state() {
+    let t0 = an_hour_ago();
+    let config = StageConfig {
+        max_flow_states: 64,
+        ..StageConfig::default()
+    };
+    let out = Captured::default();
+    let mut st = EnrichStage::new(
+        Box::new(out.clone()),
+        Inputs::fixed(Arc::default(), None, None),
+        config,
+    );
+    let drops: Vec<FlowRecord> = (0..100u16)
+        .map(|i| {
+            let mut r = record("10.0.0.5", 10_000 + i, SERVER, 443, proto::TCP, t0);
+            r.packets = 1;
+            r.end_reason = EndReason::Drop;
+            r
+        })
+        .collect();
+    for r in &drops {
+        st.write(r).expect("write");
+    }
+    assert_eq!(out.take().len(), drops.len(), "every drop record passed on");
+    let s = st.status();
+    assert_eq!(
+        (s.flow_states, s.flow_states_full),
+        (64, 36),
+        "the attributions kept within the bound, the rest counted: {s:?}"
+    );
+    for r in &drops {
+        st.flow_ended(&flow_key(r));
+    }
+    assert_eq!(
+        st.status().flow_states,
+        0,
+        "every ended flow's state is gone"
+    );
+}
