@@ -254,6 +254,8 @@ pub struct Store {
     /// Bytes and frames the recovery of leftover journals skipped at open.
     skipped_at_open: (u64, u64),
     journal: JournalWriter,
+    /// The hour the live journal is for, set by its first record; it rotates once the clock
+    /// or a record is past it.
     journal_hour: Option<i64>,
     last_sync_ns: i64,
     last_seal_try_ns: i64,
@@ -569,7 +571,10 @@ impl Store {
         if let Some(copy) = copy {
             copy.extend_from_slice(frame);
         }
-        self.journal_hour.get_or_insert(hour);
+        // The journal's hour is the later of its first record's and the clock's: a flow that
+        // started before the hour and ends after it lands in the new journal and must not
+        // make it a journal of the hour just rotated away (every tick would rotate again).
+        self.journal_hour.get_or_insert(hour.max(hour_of(now)));
         self.status.accepted += 1;
         if self.degraded.is_some() {
             self.sync_at(now);

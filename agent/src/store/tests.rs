@@ -84,3 +84,41 @@ fn a_flush_puts_the_buffered_records_in_the_journal_file_without_waiting_for_fsy
         "written, not yet fsynced: {s:?}"
     );
 }
+
+/// After the hour's rotation, records of flows that started in the hour before (written at
+/// 10:00:0x, starting 09:59:5x) go into the new journal without making it a journal of the
+/// old hour: one journal, sealed once, not one per tick.
+#[test]
+fn records_that_started_before_the_hour_do_not_rotate_the_new_journal_at_every_tick() {
+    let tmp = crate::blocklist::tests::TempDir::new("hour-cascade");
+    let dir = tmp.0.join("log");
+    let ten = 1_767_225_600_000_000_000 + 10 * HOUR_NS;
+    let clock = FakeClock::new(ten + 500_000_000);
+    let mut store = Store::open_with_clock(StoreConfig::new(&dir), Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+    let mut g = TrafficGen::with_rate(12, ten, 1000.0);
+    let mut recs = Vec::new();
+    for i in 0..10 {
+        let mut r = g.next_record();
+        r.time_start_ns = ten - 10 * 1_000_000_000 + i * 1_000_000_000;
+        r.time_end_ns = clock.now_ns();
+        store.append(&r);
+        recs.push(r);
+        clock.advance(1_000_000_000);
+        store
+            .tick_at(clock.now_ns())
+            .unwrap_or_else(|e| panic!("tick {i}: {e}"));
+    }
+    assert!(store.wait_idle(), "nothing left unsealed");
+    assert_eq!(
+        store.status().sealed,
+        0,
+        "no rotation within the hour: {:?}",
+        store.status()
+    );
+    assert!(store.seal_now(), "seal the live journal");
+    assert_eq!(store.status().sealed, 1, "one journal, one segment");
+    let got = query::collect(&dir, &filter::Filter::default())
+        .unwrap_or_else(|e| panic!("query {}: {e}", dir.display()));
+    assert_eq!(got.len(), recs.len(), "every record in it");
+}
