@@ -159,3 +159,134 @@ fn a_store_that_cannot_seal_keeps_the_journal_and_seals_later() {
         canon(all)
     );
 }
+
+/// Journal ids of the journals in `dir`, oldest first.
+fn journal_ids(dir: &std::path::Path) -> Vec<u64> {
+    xdp_audit::store::seal::list_journals(dir)
+        .unwrap_or_else(|e| panic!("list the journals in {}: {e}", dir.display()))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// A full disk is the store's condition, not the journal's fault: seals that fail on it again
+/// and again never pass a journal over as unsealable (which would let the ones behind it seal
+/// out of chain order); the store shows degraded meanwhile; once space returns every journal
+/// seals, in order.
+#[test]
+fn seals_that_meet_a_full_disk_again_and_again_pass_no_journal_over_and_seal_in_order() {
+    const PAGE: usize = 4096;
+    let fs = Tmpfs::mount("1m");
+    let dir = fs.path().join("log");
+    let clock = FakeClock::new(T0);
+    let mut store = open(&dir, &clock);
+    let mut g = TrafficGen::with_rate(5, T0, 2.0);
+    let mut all = Vec::new();
+    // Twenty records (about 2 KB) fit in the page a new journal's header takes.
+    let mut append = |store: &mut Store, all: &mut Vec<_>| {
+        for _ in 0..20 {
+            let r = g.next_record();
+            clock.set(r.time_start_ns);
+            store.append(&r);
+            all.push(r);
+        }
+        assert!(store.sync_now(), "the journal's own page holds its records");
+    };
+    append(&mut store, &mut all);
+    // Fill the disk with one-page files: removing one frees exactly a new journal's page.
+    let mut fillers = Vec::new();
+    loop {
+        let f = fs.path().join(format!("filler-{}", fillers.len()));
+        match std::fs::write(&f, [0u8; PAGE]) {
+            Ok(()) => fillers.push(f),
+            Err(e) => {
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSPC),
+                    "filling the disk: {e}"
+                );
+                let _ = std::fs::remove_file(&f);
+                break;
+            }
+        }
+        assert!(fillers.len() < 1024, "a 1 MiB tmpfs holds fewer pages");
+    }
+    for round in 1..=4 {
+        let page = fillers.pop().expect("a filler page to free");
+        std::fs::remove_file(&page).unwrap_or_else(|e| panic!("free {}: {e}", page.display()));
+        clock.advance(2_000_000_000);
+        assert!(
+            !store.seal_now(),
+            "round {round}: no segment fits on the full disk"
+        );
+        let s = store.status();
+        assert_eq!(
+            s.unsealable, 0,
+            "round {round}: a full disk passes no journal over: {s:?}"
+        );
+        assert_eq!(
+            s.unsealed, round,
+            "round {round}: every journal waits: {s:?}"
+        );
+        assert!(s.degraded, "round {round}: the full disk shows: {s:?}");
+        append(&mut store, &mut all);
+    }
+    let waiting = journal_ids(&dir);
+    assert_eq!(waiting.len(), 5, "four waiting journals and the live one");
+    for f in &fillers {
+        std::fs::remove_file(f).unwrap_or_else(|e| panic!("free {}: {e}", f.display()));
+    }
+    clock.advance(2_000_000_000);
+    assert!(store.seal_now(), "sealing after space returned");
+    let s = store.status();
+    assert_eq!(
+        (s.sealed, s.unsealed, s.unsealable, s.degraded),
+        (5, 0, 0, false),
+        "{s:?}"
+    );
+    let sealed: Vec<u64> = live(&dir).iter().map(|seg| seg.journal_id).collect();
+    assert_eq!(sealed, waiting, "the journals sealed in chain order");
+    drop(store);
+    verify(&dir, None).unwrap_or_else(|b| panic!("verify after the disk was full: {b}"));
+    assert_eq!(
+        canon(collect(&dir, &Filter::default()).expect("query")),
+        canon(all)
+    );
+}
+
+/// A compaction pass that meets a full disk reports the disk, not a day it could not merge
+/// (which says "a changed or damaged segment, run verify"); it merges once space returns.
+#[test]
+fn a_compaction_that_meets_a_full_disk_fails_no_day_and_merges_once_space_returns() {
+    use xdp_audit::store::compact;
+    use xdp_audit::store::manifest::Manifest;
+    let fs = Tmpfs::mount("4m");
+    let dir = fs.path().join("log");
+    // Three hours of one day, sealed hour by hour: one merge due once the day is over.
+    let start = T0.div_euclid(DAY) * DAY + HOUR;
+    let clock = FakeClock::new(start);
+    let all = fill(&dir, &clock, start, 3, 2.0, 9, true);
+    let segments = live(&dir).len();
+    assert!(segments >= 3, "{segments} segments");
+    let filler = fs.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 8 << 20]);
+    let mut manifest = Manifest::load(&dir, None).expect("load the manifest");
+    let later = start + 2 * DAY;
+    let err = compact::run(&dir, &mut manifest, later, compact::DEFAULT_MAX_ROWS)
+        .expect_err("no merged segment fits on the full disk");
+    assert!(err.is_disk_full(), "reported as the disk being full: {err}");
+    assert!(
+        err.failed_groups().is_empty(),
+        "no day counts as failed: {err}"
+    );
+    assert_eq!(live(&dir).len(), segments, "the segments stay as sealed");
+    std::fs::remove_file(&filler).expect("free space");
+    let merged = compact::run(&dir, &mut manifest, later, compact::DEFAULT_MAX_ROWS)
+        .unwrap_or_else(|e| panic!("compaction after space returned: {e}"));
+    assert_eq!(merged, 1, "the day is merged");
+    verify(&dir, None).unwrap_or_else(|b| panic!("verify after the disk was full: {b}"));
+    assert_eq!(
+        canon(collect(&dir, &Filter::default()).expect("query")),
+        canon(all)
+    );
+}

@@ -92,6 +92,11 @@ impl Setup {
 
     /// Starts a pinned agent on the gateway's LAN interface with `extra` flags.
     fn agent(&self, extra: &[&str]) -> Agent {
+        self.agent_fsync("200ms", extra)
+    }
+
+    /// [`Setup::agent`] with the journal fsynced every `fsync`.
+    fn agent_fsync(&self, fsync: &str, extra: &[&str]) -> Agent {
         let list = self.list();
         let mut args = vec![
             "--iface",
@@ -107,7 +112,7 @@ impl Setup {
             "--sweep-interval",
             "200ms",
             "--fsync-interval",
-            "200ms",
+            fsync,
             "--close-linger",
             "1s",
         ];
@@ -392,6 +397,53 @@ fn a_restart_with_a_bad_list_file_keeps_the_lists_the_program_held() {
         || !s.reachable(BLOCKED_LATER) && s.reachable(BLOCKED),
     );
     assert_eq!(second.stop().expect("SIGTERM"), 0);
+    assert!(s.detach().status.success(), "detach");
+}
+
+/// A SIGKILL right after the sweeps that ended ten flows and the batch that wrote a blocked
+/// ping's drop record, well within the fsync interval: the kernel has forgotten those flows
+/// (taken out of the table; the ledger says the drop carried the ping's one packet), so the
+/// records must already be in the journal file. The restart seals them: each flow once, the
+/// drop record there. The interval is longer than the test (the store fsyncs at once a first
+/// record that comes an interval after its open, and loading the program takes seconds).
+#[test]
+fn a_kill_within_the_fsync_interval_loses_no_record_the_kernel_has_forgotten() {
+    let s = Setup::new("kfl");
+    let mut first = s.agent_fsync("60s", &[]);
+    s.datagrams(44000..44010);
+    assert!(
+        !s.reachable(BLOCKED),
+        "the ping to {BLOCKED} is dropped by the list"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the ten flows ended and the drop record are written (status counts 11 records)",
+        || first.status().unwrap_or_default()["flows"]["records"].as_u64() >= Some(11),
+    );
+    first.crash().expect("SIGKILL the agent");
+    let mut second = s.agent_fsync("60s", &[]);
+    second
+        .logged("adopted the pinned program")
+        .expect("the restart adopts the pins");
+    assert_eq!(second.stop().expect("SIGTERM"), 0);
+
+    let records = second.records().expect("query");
+    for p in 44000..44010 {
+        assert_eq!(
+            udp_from(&records, p),
+            1,
+            "the datagram from port {p} is recorded exactly once: {records:#?}"
+        );
+    }
+    let to_blocked: Vec<_> = records
+        .iter()
+        .filter(|r| r["proto"] == "icmp" && r["dst_ip"] == BLOCKED)
+        .collect();
+    assert!(
+        to_blocked.len() == 1 && to_blocked[0]["end_reason"] == "drop",
+        "the blocked ping is recorded once, by its drop record: {to_blocked:#?}"
+    );
+    s.verify();
     assert!(s.detach().status.success(), "detach");
 }
 

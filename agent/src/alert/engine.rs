@@ -296,8 +296,9 @@ impl Engine {
             self.touch(AlertId::FlowTableFull, none(), text, 1, w, now, out);
         }
         if g.store_degraded {
-            let text =
-                || "the audit store's disk refuses writes; records are held in memory".to_owned();
+            let text = || {
+                "the audit store's disk refuses writes; records are held in memory, or journals wait to be sealed".to_owned()
+            };
             self.touch(AlertId::StoreDegraded, none(), text, 1, w, now, out);
         }
         let refused = g.store_refused.saturating_sub(base.store_refused);

@@ -71,7 +71,8 @@ pub enum AlertId {
     /// The flow table is fuller than the threshold (LRU evictions follow).
     #[serde(rename = "XA-FLOW-TABLE-FULL")]
     FlowTableFull,
-    /// The store's disk refuses writes; records are held in memory.
+    /// The store's disk refuses writes; records are held in memory, or journals wait to be
+    /// sealed.
     #[serde(rename = "XA-STORE-DEGRADED")]
     StoreDegraded,
     /// The store refused or dropped records.

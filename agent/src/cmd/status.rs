@@ -200,7 +200,7 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         st.compacted,
         st.unsealed,
         if st.degraded {
-            "; DEGRADED: the disk refuses writes (records are held in memory)"
+            "; DEGRADED: the disk refuses writes (records are held in memory, or journals wait to be sealed)"
         } else {
             ""
         }

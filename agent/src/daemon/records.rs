@@ -238,15 +238,17 @@ impl Records {
     fn finish(mut self, pipeline: PipelineStats) -> Result<Summary, DaemonError> {
         let table = self.flows.table();
         let (sink, names) = (self.sink.as_mut(), self.rules.as_ref());
-        match &self.hand_over {
+        let written = match &self.hand_over {
             Some(clocks) => {
                 let now = clocks.monotonic_ns();
                 self.sweeper.hand_over(table, sink, names, now)
             }
             None => self.sweeper.flush(table, sink, names),
-        }
-        .map_err(DaemonError::Flush)?;
+        };
+        // What was written goes to the file and the ledger follows, even if the walk failed
+        // part way.
         self.sweeper.settle(sink);
+        written.map_err(DaemonError::Flush)?;
         self.sink.close().map_err(DaemonError::Close)?;
         Ok(Summary {
             flows: self.sweeper.stats,

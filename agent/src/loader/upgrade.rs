@@ -149,6 +149,9 @@ fn migrate(
                 new.set(&k, &r);
             }
         }
+        // No record to wait for: what the old ledger held goes into the new one now, before
+        // the sweeper reads it (`Sweeper::adopt`).
+        new.commit();
     }
     Ok(copied)
 }

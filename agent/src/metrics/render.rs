@@ -271,7 +271,7 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
     );
     e.gauge(
         "store_degraded",
-        "1 while the disk refuses the store's writes.",
+        "1 while the disk refuses the store's writes (the journal's, a seal's or a compaction's).",
         s.degraded,
     );
     e.counter(
@@ -291,7 +291,7 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
     );
     e.gauge(
         "compaction_failed_groups",
-        "Closed days the last compaction pass could not merge.",
+        "Closed days the last compaction pass could not merge (a changed or damaged segment).",
         s.compact_failed_days,
     );
     e.gauge(
@@ -301,7 +301,7 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
     );
     e.gauge(
         "journals_unsealable",
-        "Journals that cannot be read or sealed, left in place.",
+        "Journals that cannot be read or sealed, left in place (a full disk makes none).",
         s.unsealable,
     );
     e.counter(

@@ -76,6 +76,43 @@ pub enum CompactError {
         /// The groups left as they were.
         failed: Vec<GroupFailed>,
     },
+    /// The disk was full: the pass stopped there (the merges after it would fail the same
+    /// way), and the next one tries again. No group is at fault for it.
+    #[error(
+        "the disk is full ({cause}); {merged} merges done, the rest wait for space{}",
+        also(failed)
+    )]
+    DiskFull {
+        /// Merged segments written by the pass before it stopped.
+        merged: usize,
+        /// Groups left as they were for a fault of their own, before it stopped.
+        failed: Vec<GroupFailed>,
+        /// What met the full disk.
+        cause: Box<CompactError>,
+    },
+}
+
+impl CompactError {
+    /// Whether the disk was full ([`crate::store::fsutil::is_disk_full`]): not a changed or
+    /// damaged segment, and it passes when space returns.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
+            Self::Segment(e) => e.is_disk_full(),
+            Self::Seal(e) => e.is_disk_full(),
+            Self::Manifest(e) => e.is_disk_full(),
+            Self::DiskFull { .. } => true,
+            Self::Changed { .. } | Self::Partial { .. } => false,
+        }
+    }
+
+    /// The groups a pass left for a fault of their own (a changed or damaged segment).
+    pub fn failed_groups(&self) -> &[GroupFailed] {
+        match self {
+            Self::Partial { failed, .. } | Self::DiskFull { failed, .. } => failed,
+            _ => &[],
+        }
+    }
 }
 
 /// A group of a closed day's segments a pass could not merge.
@@ -93,6 +130,15 @@ fn list(failed: &[GroupFailed]) -> String {
         .map(|g| format!("day {}: {}", g.day, g.error))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The groups that failed for a fault of their own besides a full disk, for its message.
+fn also(failed: &[GroupFailed]) -> String {
+    if failed.is_empty() {
+        String::new()
+    } else {
+        format!("; also {}", list(failed))
+    }
 }
 
 /// The merges due at `now_ns`: live segments of each closed UTC day (by their first
@@ -136,7 +182,8 @@ pub fn plan(entries: &[Entry], now_ns: i64, max_rows: u64) -> Vec<Vec<SegmentInf
 /// `now_ns`. Returns how many merged segments were written. A group that cannot be merged
 /// (a changed or damaged input) is warned about, naming its day, and left as it is, and the
 /// others are still merged: one bad file must not stop every later day's compaction. Any
-/// such group makes the pass end in [`CompactError::Partial`].
+/// such group makes the pass end in [`CompactError::Partial`]. A full disk is no group's
+/// fault: the pass stops there and ends in [`CompactError::DiskFull`].
 pub fn run(
     dir: &Path,
     manifest: &mut Manifest,
@@ -146,21 +193,34 @@ pub fn run(
     retention::finish_interrupted(dir, manifest)?;
     let groups = plan(manifest.entries(), now_ns, max_rows);
     let mut failed = Vec::new();
+    let mut merged = 0;
     for group in &groups {
-        if let Err(error) = merge(dir, manifest, group, now_ns) {
-            let mut day = rfc3339_s(group.first().map_or(0, |s| s.time_min_ns));
-            day.truncate("YYYY-MM-DD".len());
-            let files: Vec<&str> = group.iter().map(|s| s.file.as_str()).collect();
-            tracing::warn!(day = %day, files = %files.join(" "), error = %error, "a closed day was not compacted; its segments stay as sealed (run `xdp-audit verify`), the other days are merged");
-            failed.push(GroupFailed { day, error });
+        match merge(dir, manifest, group, now_ns) {
+            Ok(_) => merged += 1,
+            Err(error) if error.is_disk_full() => {
+                return Err(CompactError::DiskFull {
+                    merged,
+                    failed,
+                    cause: Box::new(error),
+                });
+            }
+            Err(error) => failed.push(group_failed(group, error)),
         }
     }
-    let merged = groups.len() - failed.len();
     if failed.is_empty() {
         Ok(merged)
     } else {
         Err(CompactError::Partial { merged, failed })
     }
+}
+
+/// A group that could not be merged, warned about with its day and files.
+fn group_failed(group: &[SegmentInfo], error: CompactError) -> GroupFailed {
+    let mut day = rfc3339_s(group.first().map_or(0, |s| s.time_min_ns));
+    day.truncate("YYYY-MM-DD".len());
+    let files: Vec<&str> = group.iter().map(|s| s.file.as_str()).collect();
+    tracing::warn!(day = %day, files = %files.join(" "), error = %error, "a closed day was not compacted; its segments stay as sealed (run `xdp-audit verify`), the other days are merged");
+    GroupFailed { day, error }
 }
 
 /// Merges `inputs` (live, in chain order) into one segment and appends the entry.

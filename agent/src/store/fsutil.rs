@@ -164,6 +164,21 @@ pub fn read_input_text(path: &Path, max: u64) -> Result<String, InputError> {
     Ok(utf8_text(read_input(path, max)?)?)
 }
 
+/// Whether `e` says the disk (or the user's quota on it) is full: ENOSPC or EDQUOT. That is
+/// the store's condition, not a fault of the file being written, and passes when space returns.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// [`is_disk_full`] for an I/O error anywhere in `e`'s chain of sources (the Parquet writer
+/// wraps the file's error in its own).
+pub fn disk_full_in(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source())
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(is_disk_full))
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -263,6 +278,19 @@ mod tests {
     fn a_file_whose_size_is_not_known_is_capped_by_the_read() {
         let r = read_input(Path::new("/proc/self/maps"), 16);
         assert!(matches!(r, Err(InputError::TooLarge { max: 16 })), "{r:?}");
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_is_told_from_other_errors_also_inside_another_error() {
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let e = std::io::Error::from_raw_os_error(errno);
+            assert!(is_disk_full(&e), "{e}");
+            let wrapped = parquet::errors::ParquetError::from(e);
+            assert!(disk_full_in(&wrapped), "{wrapped}");
+        }
+        let other = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(!is_disk_full(&other));
+        assert!(!disk_full_in(&parquet::errors::ParquetError::from(other)));
     }
 
     #[test]

@@ -73,6 +73,16 @@ pub enum ManifestError {
     },
 }
 
+impl ManifestError {
+    /// Whether the disk was full ([`crate::store::fsutil::is_disk_full`]).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
+            Self::Parse { .. } | Self::Lost { .. } | Self::Key { .. } => false,
+        }
+    }
+}
+
 /// A sealed segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentInfo {

@@ -172,7 +172,8 @@ pub struct StoreStatus {
     pub buffered: u64,
     /// Records dropped because the memory buffer was full while the disk refused writes.
     pub dropped: u64,
-    /// Whether the disk currently refuses writes.
+    /// Whether the disk currently refuses writes: the journal's (records are held in memory),
+    /// or the last seal's or compaction's (journals wait, in order, and are retried).
     pub degraded: bool,
     /// Warnings emitted about the condition (at most one per minute).
     pub reports: u64,
@@ -181,13 +182,15 @@ pub struct StoreStatus {
     /// Segments merged into daily ones since open (see `compact`).
     #[serde(default)]
     pub compacted: u64,
-    /// Closed days the last compaction pass could not merge (a changed or damaged segment).
+    /// Closed days the last compaction pass could not merge (a changed or damaged segment;
+    /// a full disk is reported as [`StoreStatus::degraded`] instead).
     #[serde(default)]
     pub compact_failed_days: u64,
     /// Rotated journals waiting for the sealer thread (or for disk space).
     pub unsealed: u64,
     /// Journals that cannot be read or sealed, left in place: those found at open, and those
-    /// the sealer now passes over so the journals behind them still seal.
+    /// the sealer now passes over so the journals behind them still seal. A full disk makes
+    /// none: it is [`StoreStatus::degraded`], and the journals wait in order.
     #[serde(default)]
     pub unsealable: u64,
     /// Bytes of damaged or torn journals skipped since open (moved into `quarantine/`).
@@ -269,6 +272,21 @@ pub struct Store {
     _lock: File,
 }
 
+impl StoreError {
+    /// Whether the disk was full ([`fsutil::is_disk_full`]): the store's condition, which
+    /// passes when space returns.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Io { cause, .. } => fsutil::is_disk_full(cause),
+            Self::Journal(e) => e.is_disk_full(),
+            Self::Seal(e) => e.is_disk_full(),
+            Self::Compact(e) => e.is_disk_full(),
+            Self::Manifest(e) => e.is_disk_full(),
+            Self::Locked(_) | Self::Retention(_) => false,
+        }
+    }
+}
+
 /// Recovers a leftover journal (torn tail cut, damage quarantined) and seals it.
 fn recover_and_seal(
     dir: &Path,
@@ -328,13 +346,29 @@ impl Store {
         let mut sealed = 0;
         let mut skipped = (0, 0);
         let mut unsealable = 0;
+        // Journals left for the sealer thread: from the first that met a full disk on, so
+        // they seal in chain order once space returns.
+        let mut waiting = Vec::new();
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
             max_id = max_id.max(id);
+            if !waiting.is_empty() {
+                waiting.push(path);
+                continue;
+            }
             match recover_and_seal(&dir, &path, &mut manifest) {
                 Ok((r, s)) => {
                     sealed += u64::from(s.segment.is_some());
                     skipped.0 += r.skipped_bytes + s.skipped_bytes;
                     skipped.1 += r.skipped_frames + s.skipped_frames;
+                }
+                Err(error) if error.is_disk_full() => {
+                    tracing::warn!(
+                        journal = %path.display(),
+                        %error,
+                        "cannot seal the journals an earlier agent left: the disk is full; the \
+                         sealer thread seals them in order once space returns"
+                    );
+                    waiting.push(path);
                 }
                 Err(error) => {
                     // One journal the agent cannot read must not keep it from recording:
@@ -376,6 +410,9 @@ impl Store {
             timings.clone(),
         )
         .map_err(|e| io(&dir, "start the sealer thread", e))?;
+        for path in waiting {
+            sealer.seal(path, now);
+        }
         sealer.compact(now);
         Ok(Self {
             cfg,
@@ -413,7 +450,7 @@ impl Store {
     pub fn status(&self) -> StoreStatus {
         let mut s = self.status.clone();
         s.buffered = self.journal.pending_records() as u64;
-        s.degraded = self.degraded.is_some();
+        s.degraded = self.degraded.is_some() || self.sealer.disk_full();
         s.sealed = self.sealed_at_open + self.sealer.sealed();
         s.compacted = self.sealer.compacted();
         s.compact_failed_days = self.sealer.compact_failed();
@@ -528,7 +565,9 @@ impl Store {
             let hour_over = self.journal_hour.is_some_and(|h| hour_of(now) > h);
             if hour_over || self.journal.size() >= self.cfg.segment_max_bytes {
                 self.rotate(now);
-            } else if self.sealer.pending() > 0 && now - self.last_seal_try_ns >= 1_000_000_000 {
+            } else if (self.sealer.pending() > 0 || self.sealer.disk_full())
+                && now - self.last_seal_try_ns >= 1_000_000_000
+            {
                 self.sealer.retry(now);
                 self.last_seal_try_ns = now;
             }

@@ -57,6 +57,18 @@ impl SealError {
     pub fn is_the_journals(&self) -> bool {
         matches!(self, Self::Unreadable(_) | Self::TooLarge { .. })
     }
+
+    /// Whether the disk was full: the store's condition, which passes when space returns,
+    /// never the journal's fault.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Unreadable(e) | Self::Journal(e) => e.is_disk_full(),
+            Self::Segment(e) => e.is_disk_full(),
+            Self::Manifest(e) => e.is_disk_full(),
+            Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
+            Self::TooLarge { .. } => false,
+        }
+    }
 }
 
 pub use crate::store::journal::file::{journal_id_of, journal_name};

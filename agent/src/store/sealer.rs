@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,6 +26,10 @@ struct Shared {
     sealed: AtomicU64,
     compacted: AtomicU64,
     compact_failed: AtomicU64,
+    /// The last seal pass stopped at a full disk.
+    seal_disk_full: AtomicBool,
+    /// The last compaction pass stopped at a full disk.
+    compact_disk_full: AtomicBool,
     pending: AtomicUsize,
     unsealable: AtomicUsize,
     skipped_bytes: AtomicU64,
@@ -65,16 +69,20 @@ struct Worker {
     ship_gate: Option<ShipGate>,
     last_report_ns: i64,
     last_compact_report_ns: i64,
+    /// When the last compaction pass ran (a pass that met a full disk is retried a minute on).
+    last_compact_ns: i64,
     shared: Arc<Shared>,
 }
 
 impl Worker {
     /// Seals the queued journals in order. A journal that is gone is dropped; one at fault
     /// itself (unreadable, or failing [`SKIP_AFTER`] times in a row) is kept and passed over,
-    /// so the journals behind it still seal; any other failure (a full disk) ends the pass,
-    /// since the rest would fail the same way.
+    /// so the journals behind it still seal; any other failure ends the pass, since the rest
+    /// would fail the same way. A full disk is never the journal's fault: it does not count
+    /// towards [`SKIP_AFTER`], so once space returns the journals seal in chain order.
     fn seal_queued(&mut self, now: i64) {
         let mut kept = VecDeque::new();
+        let mut disk_full = false;
         while let Some(mut q) = self.queue.pop_front() {
             let started = std::time::Instant::now();
             match seal::seal_journal(&self.dir, &q.path, &mut self.manifest) {
@@ -98,6 +106,22 @@ impl Worker {
                         "a journal waiting to be sealed is gone; dropping it from the queue \
                          (its records are not in the store)"
                     );
+                }
+                Err(e) if e.is_disk_full() => {
+                    disk_full = true;
+                    if now - self.last_report_ns >= REPORT_EVERY_NS {
+                        self.last_report_ns = now;
+                        tracing::warn!(
+                            journal = %q.path.display(),
+                            error = %e,
+                            waiting = self.queue.len() + kept.len() + 1,
+                            "audit store cannot seal: the disk is full; the journals stay in \
+                             place and are sealed in order once space returns (reported at most \
+                             once a minute)"
+                        );
+                    }
+                    kept.push_back(q);
+                    break;
                 }
                 Err(e) => {
                     q.failures += 1;
@@ -132,6 +156,9 @@ impl Worker {
         let passed_over = self.queue.iter().filter(|q| q.passed_over).count();
         self.shared.unsealable.store(passed_over, Ordering::Relaxed);
         self.shared
+            .seal_disk_full
+            .store(disk_full, Ordering::Relaxed);
+        self.shared
             .pending
             .store(self.queue.len(), Ordering::Relaxed);
     }
@@ -142,6 +169,7 @@ impl Worker {
         if self.compact_max_rows == 0 {
             return;
         }
+        self.last_compact_ns = now;
         let before = self.manifest.entries().len();
         let started = std::time::Instant::now();
         let result = compact::run(&self.dir, &mut self.manifest, now, self.compact_max_rows);
@@ -156,16 +184,31 @@ impl Worker {
         if merged > 0 {
             self.shared.timings.compact.observe(took);
         }
-        let failed = match &result {
-            Err(compact::CompactError::Partial { failed, .. }) => failed.len() as u64,
-            _ => 0,
-        };
-        self.shared.compact_failed.store(failed, Ordering::Relaxed);
+        let failed = result.as_ref().err().map_or(0, |e| e.failed_groups().len());
+        self.shared
+            .compact_failed
+            .store(failed as u64, Ordering::Relaxed);
+        let disk_full = result
+            .as_ref()
+            .is_err_and(compact::CompactError::is_disk_full);
+        self.shared
+            .compact_disk_full
+            .store(disk_full, Ordering::Relaxed);
         if let Err(e) = result {
             if now - self.last_compact_report_ns >= REPORT_EVERY_NS {
                 self.last_compact_report_ns = now;
                 tracing::warn!(error = %e, "audit store cannot compact closed days; segments stay as sealed and the next pass retries (reported at most once a minute)");
             }
+        }
+    }
+
+    /// Retries what a full disk stopped: the queued journals, and (at most once a minute,
+    /// since a pass reads a day's segments) the compaction.
+    fn retry(&mut self, now: i64) {
+        self.seal_queued(now);
+        let compaction_waits = self.shared.compact_disk_full.load(Ordering::Relaxed);
+        if compaction_waits && now - self.last_compact_ns >= REPORT_EVERY_NS {
+            self.compact(now);
         }
     }
 
@@ -183,7 +226,7 @@ impl Worker {
                     oplog::anchor_logged(&self.dir, &mut self.manifest, now);
                 }
                 Job::Compact { now } => self.compact(now),
-                Job::Retry { now } => self.seal_queued(now),
+                Job::Retry { now } => self.retry(now),
                 Job::Retention { now, days } => {
                     if let Err(e) = retention::prune_gated(
                         &self.dir,
@@ -227,6 +270,7 @@ impl Sealer {
             ship_gate,
             last_report_ns: i64::MIN / 2,
             last_compact_report_ns: i64::MIN / 2,
+            last_compact_ns: i64::MIN / 2,
             shared: shared.clone(),
         };
         let (tx, rx) = channel();
@@ -256,7 +300,7 @@ impl Sealer {
         self.send(Job::Seal { path, now });
     }
 
-    /// Retries journals that failed to seal.
+    /// Retries journals that failed to seal, and a compaction a full disk stopped.
     pub fn retry(&self, now: i64) {
         self.send(Job::Retry { now });
     }
@@ -299,9 +343,16 @@ impl Sealer {
         self.shared.compacted.load(Ordering::Relaxed)
     }
 
-    /// Closed days the last compaction pass could not merge.
+    /// Closed days the last compaction pass could not merge (a full disk is none of them).
     pub fn compact_failed(&self) -> u64 {
         self.shared.compact_failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last seal or compaction pass stopped at a full disk (retried: see
+    /// [`Sealer::retry`]).
+    pub fn disk_full(&self) -> bool {
+        self.shared.seal_disk_full.load(Ordering::Relaxed)
+            || self.shared.compact_disk_full.load(Ordering::Relaxed)
     }
 
     /// Bytes and frames (at least) of damaged journals the thread's seals skipped.

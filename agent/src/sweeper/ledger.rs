@@ -42,7 +42,8 @@ impl Ledger {
         })
     }
 
-    /// Every flow it holds, with what was reported of it.
+    /// Every flow its map holds, with what was reported of it (updates waiting for
+    /// [`Ledger::commit`] are not among them).
     pub fn entries(&self) -> Vec<(FlowKey, Reported)> {
         self.map.iter().filter_map(Result::ok).collect()
     }

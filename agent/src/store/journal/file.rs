@@ -28,6 +28,15 @@ pub enum JournalError {
     },
 }
 
+impl JournalError {
+    /// Whether the disk was full ([`crate::store::fsutil::is_disk_full`]).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
+        }
+    }
+}
+
 fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
     move |source| JournalError::Io {
         path: path.to_owned(),

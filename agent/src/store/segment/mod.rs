@@ -66,6 +66,18 @@ pub enum SegmentError {
     },
 }
 
+impl SegmentError {
+    /// Whether the disk was full ([`crate::store::fsutil::is_disk_full`]), also under the
+    /// Parquet writer's error.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
+            Self::Parquet { cause, .. } => crate::store::fsutil::disk_full_in(cause),
+            Self::Invalid { .. } => false,
+        }
+    }
+}
+
 /// Maps an I/O error on `path` to a [`SegmentError`] saying what was being done.
 fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> SegmentError + 'a {
     move |source| SegmentError::Io {
