@@ -338,51 +338,6 @@ fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
     assert_eq!(sink.1, [key], "the sink learns that the flow ended");
 }
 
-/// A blocked SYN and nothing after it: its first drop's record carries its one packet, so
-/// when it idles out there is nothing more to write; the sink still learns that it ended (the
-/// enrich stage lets the flow's state go there).
-#[test]
-fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-ended-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let list = dir.join("block.list");
-    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
-    let spec = ListSpec {
-        path: list,
-        kind: ListKind::Block,
-        refuse: false,
-    };
-    let (mut prog, _lists) = Prog::with_lists(1024, [spec]);
-    let _ = std::fs::remove_dir_all(&dir);
-    let t = Timeouts::default();
-    let mut s = sweeper(t);
-    let mut sink = Memory::default();
-    let syn = Spec::tcp4(v4(10, 6, 0, 1), 40000, v4(203, 0, 113, 9), 443, tcp::SYN).build();
-    assert_eq!(prog.run(&syn), 1, "the SYN is dropped");
-    let mut dropped = Vec::new();
-    for ev in prog.events() {
-        if let Event::FlowDrop(key, ..) = &ev {
-            dropped.push(*key);
-        }
-        s.on_event(ev, &mut sink, &());
-    }
-    let [key] = dropped[..] else {
-        panic!("one first-drop event: {dropped:?}")
-    };
-    assert_eq!(sink.0.len(), 1, "the first drop is written at once");
-    assert_eq!(sink.0[0].end_reason, EndReason::Drop);
-    let fd = flows_fd(&prog.loaded);
-    let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
-    s.sweep(fd.table(), &mut sink, &(), idle).expect("sweep");
-    assert!(
-        fd.table().get(&key).expect("lookup").is_none(),
-        "the flow is taken out of the table"
-    );
-    assert_eq!(sink.0.len(), 1, "nothing more to write: {:?}", sink.0);
-    assert_eq!(sink.1, [key], "the sink learns that the flow ended");
-}
-
 #[test]
 fn flows_evicted_from_a_full_table_are_still_recorded() {
     let mut l = load(64, 1 << 20);
