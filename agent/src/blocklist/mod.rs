@@ -48,6 +48,7 @@ use std::fmt;
 
 pub use check::{check_files, FileCheck};
 pub use domain::random_key;
+pub(crate) use error::clipped;
 pub use error::{warn_diagnostics, Diagnostic, LineError, Problem, DIAGNOSTICS_SHOWN};
 pub use ids::Origin;
 pub use parse::{LineStats, ParsedList};
