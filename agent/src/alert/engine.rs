@@ -42,6 +42,12 @@ pub struct Gauges {
     pub store_refused: u64,
     /// adjtimex says the clock is not synchronised.
     pub clock_unsynced: bool,
+    /// Failed shipping passes (with `--ship`).
+    pub ship_failures: u64,
+    /// Segments waiting to be shipped.
+    pub ship_backlog: u64,
+    /// Messages the syslog stage dropped (with `--syslog`).
+    pub syslog_dropped: u64,
 }
 
 impl Gauges {
@@ -59,6 +65,9 @@ impl Gauges {
             store_degraded: snap.store.degraded,
             store_refused: snap.store.dropped + snap.flows.sink_errors,
             clock_unsynced,
+            ship_failures: snap.ship.as_ref().map_or(0, |s| s.failures),
+            ship_backlog: snap.ship.as_ref().map_or(0, |s| s.backlog_segments),
+            syslog_dropped: snap.syslog.as_ref().map_or(0, |s| s.dropped),
         }
     }
 }
@@ -268,6 +277,8 @@ impl Engine {
         let base = self.last.unwrap_or(Gauges {
             lost_starts: 0,
             store_refused: 0,
+            ship_failures: 0,
+            syslog_dropped: 0,
             ..g
         });
         self.last = Some(g);
@@ -305,6 +316,21 @@ impl Engine {
         if refused > 0 {
             let text = || format!("the audit store dropped or refused {refused} records");
             self.touch(AlertId::StoreRefused, none(), text, refused, w, now, out);
+        }
+        let failed = g.ship_failures.saturating_sub(base.ship_failures);
+        if failed > 0 {
+            let backlog = g.ship_backlog;
+            let text = || {
+                format!("shipping to object storage failed {failed} times; {backlog} segments wait on the gateway (status says why)")
+            };
+            self.touch(AlertId::ShipFailing, none(), text, failed, w, now, out);
+        }
+        let dropped = g.syslog_dropped.saturating_sub(base.syslog_dropped);
+        if dropped > 0 {
+            let text = || {
+                format!("the syslog stage dropped {dropped} messages (its queue was full; the store still holds the records)")
+            };
+            self.touch(AlertId::SyslogLoss, none(), text, dropped, w, now, out);
         }
         if g.clock_unsynced {
             let text = || {
@@ -576,6 +602,9 @@ mod tests {
                 ring_lost: 50 + t as u64 * 10,
                 lost_starts: t as u64,
                 store_refused: 2,
+                ship_failures: t as u64,
+                ship_backlog: 5,
+                syslog_dropped: 4 * t as u64,
                 ..g
             };
             e.observe(g, t * S, &mut out);
@@ -586,6 +615,8 @@ mod tests {
                 (AlertId::RingLoss, AlertState::Raised),
                 (AlertId::FlowStartLoss, AlertState::Raised),
                 (AlertId::StoreRefused, AlertState::Raised),
+                (AlertId::ShipFailing, AlertState::Raised),
+                (AlertId::SyslogLoss, AlertState::Raised),
             ]
         );
         let st = e.status();
@@ -593,6 +624,8 @@ mod tests {
         assert_eq!(count(AlertId::RingLoss), Some(30));
         assert_eq!(count(AlertId::FlowStartLoss), Some(3));
         assert_eq!(count(AlertId::StoreRefused), Some(2));
+        assert_eq!(count(AlertId::ShipFailing), Some(3));
+        assert_eq!(count(AlertId::SyslogLoss), Some(12));
     }
 
     #[test]

@@ -90,11 +90,17 @@ pub enum AlertId {
     /// The agent started after one that did not stop cleanly (its journal was left open).
     #[serde(rename = "XA-AGENT-CRASHED")]
     AgentCrashed,
+    /// Shipping segments to object storage fails; they wait on the gateway.
+    #[serde(rename = "XA-SHIP-FAILING")]
+    ShipFailing,
+    /// The syslog stage dropped messages (its queue was full while the server was away).
+    #[serde(rename = "XA-SYSLOG-LOSS")]
+    SyslogLoss,
 }
 
 impl AlertId {
     /// Every id, in the README's order.
-    pub const ALL: [AlertId; 11] = [
+    pub const ALL: [AlertId; 13] = [
         AlertId::BlockFirst,
         AlertId::BlockBurst,
         AlertId::RingLoss,
@@ -106,6 +112,8 @@ impl AlertId {
         AlertId::ChainBroken,
         AlertId::ClockUnsync,
         AlertId::AgentCrashed,
+        AlertId::ShipFailing,
+        AlertId::SyslogLoss,
     ];
 
     /// The id as written (`XA-...`).
@@ -122,6 +130,8 @@ impl AlertId {
             AlertId::ChainBroken => "XA-CHAIN-BROKEN",
             AlertId::ClockUnsync => "XA-CLOCK-UNSYNC",
             AlertId::AgentCrashed => "XA-AGENT-CRASHED",
+            AlertId::ShipFailing => "XA-SHIP-FAILING",
+            AlertId::SyslogLoss => "XA-SYSLOG-LOSS",
         }
     }
 
@@ -140,7 +150,9 @@ impl AlertId {
             | AlertId::FlowTableFull
             | AlertId::ListRejected
             | AlertId::ClockUnsync
-            | AlertId::AgentCrashed => Severity::Warning,
+            | AlertId::AgentCrashed
+            | AlertId::ShipFailing
+            | AlertId::SyslogLoss => Severity::Warning,
             AlertId::RingLoss
             | AlertId::FlowStartLoss
             | AlertId::StoreDegraded
