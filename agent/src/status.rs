@@ -306,12 +306,22 @@ impl Starting {
     /// Reads the evidence in `dir` and writes the starting snapshot; returns the evidence.
     pub fn begin(dir: &Path) -> (Self, Option<String>) {
         let evidence = Snapshot::crash_evidence(dir);
-        if let Err(e) = Snapshot::starting(evidence.clone()).put(dir, true) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot: a crash before the first sweep will go unreported");
+        let written = Snapshot::starting(evidence.clone()).put(dir, true);
+        match &written {
+            Ok(()) => {}
+            // Unprivileged: the start fails on its first privileged step and says so there
+            // (the OS error once); the status snapshot cannot be written either way.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot: a crash before the first sweep will go unreported")
+            }
         }
+        // Nothing to mark stopped where nothing was written.
         let starting = Self {
             dir: dir.to_owned(),
-            armed: true,
+            armed: written.is_ok(),
         };
         (starting, evidence)
     }

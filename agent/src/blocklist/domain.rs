@@ -14,6 +14,16 @@ use super::error::LineError;
 /// Letters, digits, `-` and `_` are allowed in labels: `_` and edge hyphens are not valid host
 /// names, but they are valid DNS labels and real blocklists carry them.
 pub fn normalize_domain(name: &str) -> Result<Box<str>, LineError> {
+    normalize(name, MAX_DOMAIN_LABELS)
+}
+
+/// [`normalize_domain`] without the kernel's label limit: a name to look for in the records
+/// (`query --domain`), where a long SNI may have any number of labels DNS allows.
+pub fn normalize_name(name: &str) -> Result<Box<str>, LineError> {
+    normalize(name, usize::MAX)
+}
+
+fn normalize(name: &str, max_labels: usize) -> Result<Box<str>, LineError> {
     let trimmed = name.strip_suffix('.').unwrap_or(name);
     let needs_idna = !trimmed.is_ascii()
         || trimmed.split('.').any(|l| {
@@ -32,11 +42,11 @@ pub fn normalize_domain(name: &str) -> Result<Box<str>, LineError> {
     } else {
         trimmed.to_ascii_lowercase()
     };
-    validate_ascii_domain(name, &ascii)?;
+    validate_ascii_domain(name, &ascii, max_labels)?;
     Ok(ascii.into_boxed_str())
 }
 
-fn validate_ascii_domain(original: &str, ascii: &str) -> Result<(), LineError> {
+fn validate_ascii_domain(original: &str, ascii: &str, max_labels: usize) -> Result<(), LineError> {
     if ascii.len() > MAX_NAME_LEN {
         return Err(LineError::DomainLen {
             name: original.into(),
@@ -75,7 +85,7 @@ fn validate_ascii_domain(original: &str, ascii: &str) -> Result<(), LineError> {
         }
         last = label;
     }
-    if count > MAX_DOMAIN_LABELS {
+    if count > max_labels {
         return Err(LineError::DomainLabels {
             name: original.into(),
             count,

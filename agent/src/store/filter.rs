@@ -198,7 +198,7 @@ impl FromStr for DomainFilter {
         // A filter matches the name and every name under it, as a list's `*.example.com`
         // does: the list form is taken too.
         let s = s.strip_prefix("*.").unwrap_or(s);
-        crate::blocklist::domain::normalize_domain(s)
+        crate::blocklist::domain::normalize_name(s)
             .map(DomainFilter)
             .map_err(|e| e.to_string())
     }
@@ -238,7 +238,9 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
             "{s:?} is ambiguous as a time: give a unit for a span ago (2h, {s}s) or an RFC 3339 time (2026-05-03T14:00:00Z)"
         ));
     }
-    let ago = crate::span::parse_ns(s).map_err(|e| {
+    // `2h ago` reads as it is meant.
+    let span = s.trim_end().strip_suffix("ago").map_or(s, str::trim_end);
+    let ago = crate::span::parse_ns(span).map_err(|e| {
         format!("{s:?} is neither an RFC 3339 time with offset (2026-05-03T14:00:00Z) nor a span like 2h: {e}")
     })?;
     Ok(now_ns.saturating_sub(ago))
@@ -257,6 +259,10 @@ mod tests {
         assert!(e.contains("+25:00") && e.contains("23:59"), "{e}");
         let e = parse_time("2026-02-30T00:00:00Z", 0).expect_err("no 30 February");
         assert!(e.contains("day") && e.contains("RFC 3339"), "{e}");
+        let now = 10 * 3_600_000_000_000;
+        assert_eq!(parse_time("2h ago", now), parse_time("2h", now));
+        assert_eq!(parse_time("2h", now), Ok(8 * 3_600_000_000_000));
+        assert!(parse_time("ago", now).is_err());
     }
 
     #[test]
@@ -379,5 +385,10 @@ mod tests {
         for bad in ["", "a..b", "exa mple.com", "a*.example.com"] {
             assert!(bad.parse::<DomainFilter>().is_err(), "{bad:?}");
         }
+        // A name longer than the kernel's 16 labels (a list rule's limit) is still a name
+        // records may hold.
+        let long = format!("{}example.com", "l.".repeat(20));
+        let d: DomainFilter = long.parse().expect("22 labels");
+        assert!(d.matches(format!("www.{long}").as_bytes()));
     }
 }
