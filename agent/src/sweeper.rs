@@ -327,37 +327,53 @@ impl Sweeper {
         t
     }
 
-    /// Notes that the entry of `key` is the incarnation made at kernel time `first_seen_ns`.
-    /// When the flow tracked under `key` was another, the LRU evicted it and a later packet
-    /// made the entry anew between two sweeps: the old flow is written as evicted from what
-    /// is known of it (as [`Sweeper::record_evictions`] writes one whose key is gone) and
-    /// forgotten, so the new one starts from nothing (else its records would be the old
-    /// one's remainder, less what the old one's slices carried).
-    fn incarnation(
+    /// The index of the flow tracked under `key`, whose kernel entry was made at
+    /// `first_seen_ns`, and whether it was tracked before. One hash of the key on the common
+    /// path. When the flow tracked under `key` was another incarnation, the LRU evicted it and
+    /// a later packet made the entry anew between two sweeps: the old flow is written as
+    /// evicted from what is known of it (as [`Sweeper::record_evictions`] writes one whose key
+    /// is gone) and forgotten, so the new one starts from nothing (else its records would be
+    /// the old one's remainder, less what the old one's slices carried).
+    fn track(
         &mut self,
-        key: &FlowKey,
+        key: FlowKey,
         first_seen_ns: u64,
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
-    ) {
-        let Some(t) = self.open.get_mut(key) else {
-            return;
-        };
-        if t.first_seen_ns == 0 || first_seen_ns == 0 {
-            t.first_seen_ns = first_seen_ns;
-            return;
+    ) -> (usize, bool) {
+        match self.open.entry(key) {
+            indexmap::map::Entry::Occupied(mut o) => {
+                let t = o.get_mut();
+                if t.first_seen_ns == 0 || first_seen_ns == 0 || t.first_seen_ns == first_seen_ns {
+                    t.first_seen_ns = t.first_seen_ns.max(first_seen_ns);
+                    return (o.index(), false);
+                }
+            }
+            indexmap::map::Entry::Vacant(v) => {
+                let at = v.index();
+                v.insert(Tracked {
+                    first_seen_ns,
+                    ..Tracked::default()
+                });
+                return (at, true);
+            }
         }
-        if t.first_seen_ns == first_seen_ns {
-            return;
-        }
-        let old = self.forget(key);
-        self.write_evicted(key, old, sink, names);
+        let old = self.forget(&key);
+        self.write_evicted(&key, old, sink, names);
         tally(
             &mut self.stats.evicted,
             &mut self.warnings.evicted,
             1,
             "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
         );
+        let (at, _) = self.open.insert_full(
+            key,
+            Tracked {
+                first_seen_ns,
+                ..Tracked::default()
+            },
+        );
+        (at, true)
     }
 
     /// Writes a flow the LRU evicted from what its start event and its records carried.
@@ -405,23 +421,17 @@ impl Sweeper {
             Event::FlowStart(key, value) => {
                 debug!(?key, "flow start");
                 self.stats.starts += 1;
-                self.incarnation(&key, value.first_seen_ns, sink, names);
-                let t = self.open.entry(key).or_default();
-                t.start = Some(value);
-                t.first_seen_ns = value.first_seen_ns;
+                let (at, _) = self.track(key, value.first_seen_ns, sink, names);
+                self.open[at].start = Some(value);
             }
             Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
             // Payload copies are for the enrich stage; they change no flow's accounting.
             Event::Payload(_) => {}
             Event::FlowDrop(key, value, rule) => {
-                self.incarnation(&key, value.first_seen_ns, sink, names);
-                // One lookup: the entry's index stays valid across `write`, which changes no
-                // flow.
-                let entry = self.open.entry(key);
-                let at = entry.index();
-                let tracked = entry.or_default();
+                // The entry's index stays valid across `write`, which changes no flow.
+                let (at, _) = self.track(key, value.first_seen_ns, sink, names);
+                let tracked = &mut self.open[at];
                 tracked.start.get_or_insert(value);
-                tracked.first_seen_ns = value.first_seen_ns;
                 let reported = tracked.reported;
                 let reason = if value.flags & agent_common::flow_flags::REFUSED != 0 {
                     EndReason::Refused
@@ -535,13 +545,11 @@ impl Sweeper {
         let mut lost_starts = 0;
         for (key, v) in entries {
             seen.insert(key);
-            self.incarnation(&key, v.first_seen_ns, sink, names);
-            if v.flags & flow_flags::START_ANNOUNCED == 0 && !self.open.contains_key(&key) {
+            let (at, fresh) = self.track(key, v.first_seen_ns, sink, names);
+            if v.flags & flow_flags::START_ANNOUNCED == 0 && fresh {
                 lost_starts += 1;
             }
-            let tracked = self.open.entry(key).or_default();
-            tracked.first_seen_ns = v.first_seen_ns;
-            let reported = tracked.reported;
+            let reported = self.open[at].reported;
             match decide(&v, &reported, now, &self.timeouts) {
                 Action::Keep => {}
                 Action::Active => {

@@ -248,11 +248,7 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
     let fd = flows_fd(&l);
     let table = fd.table();
     let lost_starts = |l: &Loaded| {
-        xdp_audit::stats::read(&l.stats)
-            .expect("stats")
-            .into_iter()
-            .find(|(c, _)| *c == agent_common::Counter::LostFlowStart)
-            .map_or(0, |(_, n)| n)
+        xdp_audit::stats::read_one(&l.stats, agent_common::Counter::LostFlowStart).expect("stats")
     };
     // The first sweep is where the count of flows lost unseen starts from.
     s.note_lost_starts(lost_starts(&l));

@@ -129,13 +129,9 @@ impl Records {
 
     fn sweep(&mut self, now: u64) {
         // Read before the walk: each start lost by then is in the table or evicted unseen.
-        match crate::stats::read(&self.status.stats) {
-            Ok(c) => {
-                if let Some(&(_, n)) = c.iter().find(|(c, _)| *c == Counter::LostFlowStart) {
-                    self.sweeper.note_lost_starts(n);
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot read the program counters"),
+        match crate::stats::read_one(&self.status.stats, Counter::LostFlowStart) {
+            Ok(n) => self.sweeper.note_lost_starts(n),
+            Err(e) => warn!(error = %e, "cannot read the program's lost_flow_start counter"),
         }
         let table = self.flows.table();
         if let Err(e) = self
