@@ -447,6 +447,129 @@ fn a_kill_within_the_fsync_interval_loses_no_record_the_kernel_has_forgotten() {
     assert!(s.detach().status.success(), "detach");
 }
 
+/// A name the internet namespace's resolver answers with the server's address.
+const CARRIED_NAME: &str = "carried.lab.example";
+
+/// What attribution learned goes on over a crash: the transfer's records written by the next
+/// agent keep the domain the client's DNS answer gave it, and a new flow after the restart to
+/// the answered address (the client does not ask again) is named by that answer. The agent
+/// sees the resolver's answers on the gateway's internet side.
+#[test]
+fn flows_keep_the_domain_a_dns_answer_gave_them_across_a_crash() {
+    let mut s = Setup::new("rcy");
+    lab::require("dnsmasq", "dnsmasq-base").expect("dnsmasq");
+    let dir = s.dir.path().to_owned();
+    let log = dir.join("dnsmasq.log");
+    let args = [
+        "--keep-in-foreground".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        "--no-resolv".to_owned(),
+        "--no-hosts".to_owned(),
+        "--user=root".to_owned(),
+        format!("--listen-address={}", lab::SERVER_V4),
+        "--bind-interfaces".to_owned(),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+        format!("--log-facility={}", log.display()),
+        "--local-ttl=300".to_owned(),
+        format!("--host-record={CARRIED_NAME},{}", lab::SERVER_V4),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let internet = s.lab.internet.clone();
+    s.lab
+        .spawn(&internet, "dnsmasq", &args)
+        .expect("dnsmasq in the internet namespace");
+    s.lab
+        .wait_tcp(lab::SERVER_V4, 53, Duration::from_secs(10))
+        .expect("dnsmasq answers");
+    let wan = format!("{}:wan", lab::GW_WAN_IF);
+    let extra = [
+        "--iface",
+        wan.as_str(),
+        "--active-timeout",
+        "1s",
+        "--state-save-interval",
+        "200ms",
+    ];
+    let mut first = s.agent(&extra);
+    let answer = sh(s.lab.cmd(&s.lab.client, "dig").args([
+        &format!("@{}", lab::SERVER_V4),
+        "+short",
+        "+time=2",
+        CARRIED_NAME,
+        "A",
+    ]))
+    .expect("dig in the client namespace");
+    assert_eq!(
+        String::from_utf8_lossy(&answer.stdout).trim(),
+        lab::SERVER_V4,
+        "the resolver answers"
+    );
+    let transfer = s.transfer();
+    let saved = first.log_dir.join("state").join("enrich.json");
+    wait_until(
+        Duration::from_secs(20),
+        "the saved attribution state holds the transfer's flow, named",
+        || {
+            let Ok(text) = std::fs::read_to_string(&saved) else {
+                return false;
+            };
+            let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            state["flows"].as_array().is_some_and(|flows| {
+                flows
+                    .iter()
+                    .any(|f| f["key"][3] == 6 && f["attr"]["domain"] == CARRIED_NAME)
+            })
+        },
+    );
+    first.crash().expect("SIGKILL the agent");
+    let sent_at_kill = transfer.sent();
+    let mut second = s.agent(&extra);
+    s.datagrams(45000..45001);
+    wait_until(
+        Duration::from_secs(20),
+        "the transfer goes on under the second agent (two more records)",
+        || {
+            transfer.sent() > sent_at_kill + 100_000
+                && second.status().unwrap_or_default()["flows"]["records"].as_u64() >= Some(3)
+        },
+    );
+    let carry = second.status().expect("status")["enrich"]["carry"].clone();
+    transfer.finish().expect("the transfer ends");
+    assert_eq!(second.stop().expect("SIGTERM"), 0);
+
+    let records = second.records().expect("query");
+    let sport = transfer_sport(&records);
+    let transfer_records: Vec<_> = records
+        .iter()
+        .filter(|r| r["proto"] == "tcp" && r["src_port"] == sport && r["dst_port"] == TCP_PORT)
+        .collect();
+    assert!(
+        transfer_records.len() >= 3,
+        "the transfer's slices before and after the crash: {transfer_records:#?}"
+    );
+    for r in &transfer_records {
+        assert_eq!(
+            r["domain"], CARRIED_NAME,
+            "every slice of the transfer: {r}"
+        );
+    }
+    let datagram: Vec<_> = records
+        .iter()
+        .filter(|r| r["proto"] == "udp" && r["src_port"] == 45000)
+        .collect();
+    assert!(
+        datagram.len() == 1
+            && datagram[0]["domain"] == CARRIED_NAME
+            && datagram[0]["domain_source"] == "dns",
+        "the datagram sent after the restart is named by the answer seen before: {datagram:#?}"
+    );
+    assert!(
+        carry["restored_names"].as_u64() >= Some(1) && carry["restored_flows"].as_u64() >= Some(1),
+        "the second agent took back the answer and the flow: {carry}"
+    );
+    assert!(s.detach().status.success(), "detach");
+}
+
 /// The source port of the one TCP flow to the transfer's port.
 fn transfer_sport(records: &[serde_json::Value]) -> u16 {
     let ports: std::collections::BTreeSet<u64> = records

@@ -104,6 +104,12 @@ pub struct RunArgs {
     /// Where `status.json` is kept up to date for `xdp-audit status`.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// How often what attribution has learned (DNS answers, DHCP bindings seen on the link,
+    /// open flows' names and users) is saved to `enrich.json` in --state-dir, when it changed,
+    /// for the next agent to take back: flows that go on over a restart keep their domain.
+    /// Also saved at a clean stop; a crash loses what was learned since the last save.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = span::parse_positive)]
+    pub state_save_interval: Duration,
     /// Smallest size of each list table; tables are sized to twice the lists at start
     /// (1 to 16,777,216: a kernel hash table of more is refused or takes gigabytes).
     #[arg(long, value_name = "N", default_value_t = 65_536,
@@ -540,7 +546,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let (enrichment, inputs) =
         Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
     let sink = AlertStage::new(sink, alerts.handle());
-    let stage = EnrichStage::new(Box::new(sink), inputs, stage_config(&args));
+    let mut stage = EnrichStage::new(Box::new(sink), inputs, stage_config(&args));
+    stage.carry_over(&args.state_dir, args.state_save_interval);
     let settings = Settings {
         timeouts: Timeouts {
             inactive: args.inactive_timeout,

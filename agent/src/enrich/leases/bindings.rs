@@ -196,6 +196,14 @@ impl Bindings {
         })
     }
 
+    /// Every span held, by address (the stage's carry-over across a restart gives them back
+    /// to [`Bindings::observe`]).
+    pub fn spans(&self) -> impl Iterator<Item = (IpAddr, &Span)> {
+        self.by_ip
+            .iter()
+            .flat_map(|(ip, spans)| spans.iter().map(move |s| (*ip, s)))
+    }
+
     /// Takes one observation at `now_ns` (see the module docs for the rules).
     pub fn observe(&mut self, obs: Observation, now_ns: i64) {
         let from = obs.valid.from.unwrap_or(now_ns);

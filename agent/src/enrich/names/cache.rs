@@ -194,7 +194,51 @@ impl DnsCache {
             self.config.max_ttl_s.max(self.config.min_ttl_s),
         );
         let to_ns = seen_ns.saturating_add(i64::from(ttl) * NS_PER_S);
-        let key = Key::new(client, addr);
+        self.bind(Key::new(client, addr), name, seen_ns, to_ns);
+    }
+
+    /// Binds `client`'s `addr` to `name` for `[from_ns, to_ns)` as an earlier agent held it
+    /// (its TTL already clamped): the stage's carry-over across a restart
+    /// ([`DnsCache::bindings`] gives them in the order that rebuilds the eviction order).
+    pub fn restore(
+        &mut self,
+        client: IpAddr,
+        addr: IpAddr,
+        name: &DomainName,
+        from_ns: i64,
+        to_ns: i64,
+    ) {
+        if from_ns < to_ns {
+            self.bind(Key::new(client, addr), name, from_ns, to_ns);
+        }
+    }
+
+    /// Every binding held as (client, address, name, from, to): the least recently answered
+    /// pair first, and within a pair the older name first.
+    pub fn bindings(&self) -> impl Iterator<Item = (IpAddr, IpAddr, &DomainName, i64, i64)> {
+        let mut at = self.head;
+        std::iter::from_fn(move || {
+            if at == NIL {
+                return None;
+            }
+            let slot = &self.slots[at as usize];
+            at = slot.next;
+            Some(slot)
+        })
+        .flat_map(|slot| {
+            let ip = |b: [u8; 16]| std::net::Ipv6Addr::from(b).to_canonical();
+            let (client, addr) = (ip(slot.key.client), ip(slot.key.addr));
+            slot.bindings
+                .iter()
+                .rev()
+                .flatten()
+                .map(move |b| (client, addr, &b.name, b.from_ns, b.to_ns))
+        })
+    }
+
+    /// Binds the pair `key` to `name` for `[seen_ns, to_ns)`, the pair made the most
+    /// recently answered.
+    fn bind(&mut self, key: Key, name: &DomainName, seen_ns: i64, to_ns: i64) {
         let index = match self.find(&key) {
             Some(i) => i,
             None => {

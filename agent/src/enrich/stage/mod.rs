@@ -18,6 +18,7 @@
 //! from its [`Inputs`], and writes a NAT record ([`EndReason::Nat`]) for each translated
 //! conntrack session that ended without any flow record joining it.
 
+pub mod carry;
 mod payload;
 pub mod status;
 #[cfg(test)]
@@ -204,6 +205,10 @@ pub struct EnrichStage {
     status: EnrichStatus,
     /// Heap bytes of payload reassembly state across flows (their `PayloadState::held`).
     payload_bytes: usize,
+    /// Saving what the next agent takes back ([`carry`]), once set up.
+    saver: Option<carry::Saver>,
+    /// Flows the last agent carried over, until their records take them up.
+    carried_flows: carry::CarriedFlows,
 }
 
 impl EnrichStage {
@@ -225,6 +230,8 @@ impl EnrichStage {
             clock: WallClock::measure(),
             status: EnrichStatus::default(),
             payload_bytes: 0,
+            saver: None,
+            carried_flows: carry::CarriedFlows::default(),
             inputs,
         };
         stage.refresh_inputs(stage.now_ns());
@@ -263,8 +270,13 @@ impl EnrichStage {
     /// reused).
     fn attribute_into(&mut self, r: &FlowRecord, attr: &mut Attribution) {
         let key = flow_key(r);
-        let ends = r.end_reason.is_last();
-        let known = self.flows.get_index_of(&key);
+        // A shutdown record ends the flow for this agent only: its state stays, for the
+        // save at the stop to carry it over to the next agent ([`carry`]).
+        let ends = r.end_reason.is_last() && r.end_reason != EndReason::Shutdown;
+        let mut known = self.flows.get_index_of(&key);
+        if known.is_none() && !self.carried_flows.is_empty() {
+            known = self.take_carried(&key, r.time_start_ns);
+        }
         let state = known.and_then(|i| self.flows.get_index(i)).map(|(_, s)| s);
         if let Some(first) = state.as_ref().and_then(|s| s.attr.as_ref()) {
             attr.clone_from(first);
@@ -331,6 +343,18 @@ impl EnrichStage {
             s.attr = Some(attr.clone());
             s.last_ns = s.last_ns.max(r.time_end_ns);
         }
+    }
+
+    /// The state the last agent carried over for the flow of `key`, if the record starting at
+    /// `start_ns` goes on with it: made the flow's state here.
+    fn take_carried(&mut self, key: &FlowKey, start_ns: i64) -> Option<usize> {
+        let state = self.carried_flows.take(key, start_ns)?;
+        if self.flows.len() >= self.config.max_flow_states {
+            self.status.flow_states_full += 1;
+            return None;
+        }
+        self.status.carry.continued_flows += 1;
+        Some(self.flows.insert_full(*key, state).0)
     }
 
     /// The sources a client's identity is joined from.
@@ -474,6 +498,7 @@ impl EnrichStage {
             .collect();
         s.flow_states = self.flows.len() as u64;
         s.payload_state_bytes = self.payload_bytes as u64;
+        s.carry = self.carry_status();
         s.dns_cache_entries = self.dns.len() as u64;
         s.dns_cache_names = self.dns.distinct_names() as u64;
         s.dns_questions_untracked = self.asked.untracked;
@@ -593,6 +618,8 @@ impl RecordSink for EnrichStage {
             self.prune_flows(now);
         }
         let written = self.write_nat_records(now - self.config.nat_record_delay_ns, now);
+        self.carried_flows.expire(now);
+        self.save_if_due(now);
         let ticked = self.inner.tick();
         written.and(ticked)
     }
@@ -603,6 +630,7 @@ impl RecordSink for EnrichStage {
         // Every flow record is written by now: every closed session no flow joined gets its
         // NAT record.
         let written = self.write_nat_records(i64::MAX, now);
+        self.save_at_stop(now);
         let closed = self.inner.close();
         written.and(closed)
     }

@@ -143,6 +143,9 @@ pub struct EnrichStatus {
     pub dhcp: DhcpStatus,
     /// Conntrack.
     pub nat: NatStatus,
+    /// What the last agent carried over, and the saves for the next.
+    #[serde(default)]
+    pub carry: super::carry::CarryStatus,
 }
 
 impl EnrichStatus {
@@ -175,7 +178,7 @@ impl EnrichStatus {
             "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
         };
         format!(
-            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)",
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)\n  carried over from the last agent: {} DNS answers, {} DHCP bindings, {} flows ({} went on); {} saves for the next ({} failed)",
             self.records,
             field("user", &f.user),
             field("hostname", &f.hostname),
@@ -191,7 +194,9 @@ impl EnrichStatus {
             d.learned, d.released, d.bad_packets, d.untrusted, d.lease_reads, d.lease_lines_skipped,
             d.addresses,
             self.subscriber_rows, self.subscriber_reloads, self.dns_cache_entries,
-            self.dns_cache_names, self.flow_states, self.payload_state_bytes
+            self.dns_cache_names, self.flow_states, self.payload_state_bytes,
+            self.carry.restored_names, self.carry.restored_bindings, self.carry.restored_flows,
+            self.carry.continued_flows, self.carry.saves, self.carry.save_failures
         )
     }
 }

@@ -18,6 +18,9 @@ use crate::enrich::subscribers::parse::ParsedSubscribers;
 use crate::enrich::Validity;
 use crate::store::testgen::Rng;
 
+#[path = "carry_tests.rs"]
+mod carry_tests;
+
 const S: i64 = 1_000_000_000;
 const LAPTOP: Mac = Mac([2, 0, 0, 0, 0, 1]);
 const PHONE: Mac = Mac([2, 0, 0, 0, 0, 2]);

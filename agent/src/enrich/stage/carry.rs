@@ -1,0 +1,594 @@
+//! What the stage carries across a restart: the DNS answers it holds, the DHCP bindings it
+//! learned, and each open flow's first attribution and name.
+//!
+//! A pinned program goes on while no agent runs (a crash, an upgrade, `systemctl restart`),
+//! and so do its flows and its clients' use of the answers they resolved before. Without
+//! this, the next agent would record those flows with no domain (a DNS answer is seen once
+//! per TTL, a TLS name once per connection), and a client whose DHCP server is elsewhere
+//! with no host name until its next renewal.
+//!
+//! Saved to `STATE_DIR/`[`FILE`] every `--state-save-interval` when something changed (the
+//! stage copies its tables, a thread of its own encodes and writes them) and at a clean stop;
+//! read back at start. Each save is written whole and renamed over the last, so a crash leaves
+//! the one before. A file that does not read is set aside as `FILE.bad` and the agent starts
+//! without it, saying so.
+//!
+//! A carried flow is taken up only by a record of the same key that starts no later than the
+//! save (a flow that went on: its next slice starts where the last one ended); a record that
+//! starts later is a new flow on the same addresses and ports, and is joined afresh.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use agent_common::FlowKey;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{EnrichStage, FlowState, PayloadState};
+use crate::enrich::leases::bindings::{Holder, Observation, Source};
+use crate::enrich::names::dns::Question;
+use crate::enrich::names::{DomainName, FlowName, NameSource};
+use crate::enrich::Validity;
+use crate::record::{Attribution, Mac};
+use crate::store::fsutil;
+
+/// The file in the state directory.
+pub const FILE: &str = "enrich.json";
+/// The version of its JSON; another is not read.
+const FORMAT: u32 = 1;
+/// Largest file read back (a full stage: 200,000 answer pairs, 262,144 flows and a million
+/// bindings take some 300 MB).
+const MAX_BYTES: u64 = 1 << 30;
+
+/// Counters of the carry-over, for `status`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CarryStatus {
+    /// DNS answer bindings taken back at start.
+    pub restored_names: u64,
+    /// DHCP bindings taken back at start.
+    pub restored_bindings: u64,
+    /// Open flows' attributions taken back at start.
+    pub restored_flows: u64,
+    /// Of those, taken up by a record of the flow going on.
+    pub continued_flows: u64,
+    /// Saves written.
+    pub saves: u64,
+    /// Saves that failed (each said in the log).
+    pub save_failures: u64,
+}
+
+/// The file's content.
+#[derive(Serialize, Deserialize)]
+struct Carried {
+    format: u32,
+    /// Unix ns of the save: a carried flow is taken up only by a record starting no later.
+    written_ns: i64,
+    /// DNS answers: (client, address, name, from, to).
+    names: Vec<(IpAddr, IpAddr, Arc<str>, i64, i64)>,
+    bindings: Vec<CarriedSpan>,
+    flows: Vec<CarriedFlow>,
+}
+
+/// A DHCP binding ([`crate::enrich::leases::bindings::Span`]).
+#[derive(Serialize, Deserialize)]
+struct CarriedSpan {
+    ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<Mac6>,
+    /// The client id or DUID, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<Arc<str>>,
+    from: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<i64>,
+    /// The lease file's index, `None` for a DHCP packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<u32>,
+}
+
+type Mac6 = [u8; 6];
+
+/// A flow's key: interface, VLANs, protocol, family, ports and address words as the flow
+/// table holds them (the file never leaves the host).
+type CarriedKey = (u32, u16, u16, u8, u8, u16, u16, [u32; 4], [u32; 4]);
+
+/// An open flow.
+#[derive(Serialize, Deserialize)]
+struct CarriedFlow {
+    key: CarriedKey,
+    /// Unix ns of its last payload or record.
+    last: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attr: Option<CarriedAttr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<CarriedName>,
+    /// A DNS flow's question: name and type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    question: Option<(Arc<str>, u16)>,
+}
+
+/// [`Attribution`], with the domain's source as its text.
+#[derive(Serialize, Deserialize)]
+struct CarriedAttr {
+    user: Option<String>,
+    hostname: Option<String>,
+    nat_ip: Option<IpAddr>,
+    nat_port: Option<u16>,
+    domain: Option<String>,
+    domain_source: Option<String>,
+    dns_qname: Option<String>,
+    dns_qtype: Option<u16>,
+}
+
+/// [`FlowName`], sources as their text.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CarriedName {
+    Name {
+        name: Arc<str>,
+        source: String,
+    },
+    Ech {
+        outer: Option<Arc<str>>,
+        carrier: String,
+    },
+    NoName,
+}
+
+impl CarriedAttr {
+    fn of(a: &Attribution) -> Self {
+        CarriedAttr {
+            user: a.user.clone(),
+            hostname: a.hostname.clone(),
+            nat_ip: a.nat_ip,
+            nat_port: a.nat_port,
+            domain: a.domain.clone(),
+            domain_source: a.domain_source.map(|s| s.as_str().to_owned()),
+            dns_qname: a.dns_qname.clone(),
+            dns_qtype: a.dns_qtype,
+        }
+    }
+
+    fn into_attr(self) -> Option<Attribution> {
+        let domain_source = match self.domain_source {
+            Some(s) => Some(NameSource::from_str_form(&s)?),
+            None => None,
+        };
+        Some(Attribution {
+            user: self.user,
+            hostname: self.hostname,
+            nat_ip: self.nat_ip,
+            nat_port: self.nat_port,
+            domain: self.domain,
+            domain_source,
+            dns_qname: self.dns_qname,
+            dns_qtype: self.dns_qtype,
+        })
+    }
+}
+
+impl CarriedName {
+    fn of(n: &FlowName) -> Self {
+        match n {
+            FlowName::Name { name, source } => CarriedName::Name {
+                name: name.as_str().into(),
+                source: source.as_str().to_owned(),
+            },
+            FlowName::Ech { outer, carrier } => CarriedName::Ech {
+                outer: outer.as_ref().map(|o| o.as_str().into()),
+                carrier: carrier.as_str().to_owned(),
+            },
+            FlowName::NoName => CarriedName::NoName,
+        }
+    }
+
+    fn into_name(self) -> Option<FlowName> {
+        Some(match self {
+            CarriedName::Name { name, source } => FlowName::Name {
+                name: domain(&name)?,
+                source: NameSource::from_str_form(&source)?,
+            },
+            CarriedName::Ech { outer, carrier } => FlowName::Ech {
+                outer: match outer {
+                    Some(o) => Some(domain(&o)?),
+                    None => None,
+                },
+                carrier: NameSource::from_str_form(&carrier)?,
+            },
+            CarriedName::NoName => FlowName::NoName,
+        })
+    }
+}
+
+fn domain(text: &str) -> Option<DomainName> {
+    DomainName::from_wire(text.as_bytes()).ok()
+}
+
+fn key_of(k: &FlowKey) -> CarriedKey {
+    (
+        k.ifindex,
+        k.vlan,
+        k.vlan_inner,
+        k.proto,
+        k.family,
+        k.port_a,
+        k.port_b,
+        k.addr_a,
+        k.addr_b,
+    )
+}
+
+fn flow_key_of(k: CarriedKey) -> FlowKey {
+    let (ifindex, vlan, vlan_inner, proto, family, port_a, port_b, addr_a, addr_b) = k;
+    FlowKey {
+        ifindex,
+        vlan,
+        vlan_inner,
+        proto,
+        family,
+        _pad: [0; 2],
+        port_a,
+        port_b,
+        addr_a,
+        addr_b,
+    }
+}
+
+/// The flows a last agent carried over, until a record takes each up or they age out.
+#[derive(Default)]
+pub(super) struct CarriedFlows {
+    flows: std::collections::HashMap<FlowKey, FlowState, foldhash::fast::RandomState>,
+    /// When the last agent saved them (Unix ns).
+    written_ns: i64,
+    /// Dropped whole after this (Unix ns): each flow that went on has had a record by then.
+    until_ns: i64,
+}
+
+impl CarriedFlows {
+    pub(super) fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The carried state of `key`'s flow if the record starting at `start_ns` goes on with it
+    /// (taken out either way).
+    pub(super) fn take(&mut self, key: &FlowKey, start_ns: i64) -> Option<FlowState> {
+        let s = self.flows.remove(key)?;
+        (start_ns <= self.written_ns).then_some(s)
+    }
+
+    /// Forgets every carried flow once they had time to be taken up.
+    pub(super) fn expire(&mut self, now_ns: i64) {
+        if now_ns > self.until_ns {
+            self.flows = std::collections::HashMap::default();
+        }
+    }
+}
+
+/// Saving: the stage's side of the writing thread.
+pub(super) struct Saver {
+    dir: PathBuf,
+    every_ns: i64,
+    next_ns: i64,
+    /// What had changed at the last save (records, answers, bindings learned): the same
+    /// means nothing to save.
+    last_mark: (u64, u64, u64),
+    tx: Option<SyncSender<Carried>>,
+    thread: Option<JoinHandle<()>>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    saves: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Counts {
+    fn done(&self, dir: &Path, written: std::io::Result<usize>) {
+        match written {
+            Ok(_) => {
+                self.saves.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let n = self.failures.fetch_add(1, Ordering::Relaxed);
+                // Said at the first failure and then every 100th: a full disk must not flood
+                // the log every interval.
+                if n.is_multiple_of(100) {
+                    warn!(
+                        path = %dir.join(FILE).display(),
+                        failures = n + 1,
+                        "cannot save the attribution state for the next agent: {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn write(dir: &Path, c: &Carried) -> std::io::Result<usize> {
+    let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+    fsutil::write_atomic(dir, FILE, &bytes)?;
+    Ok(bytes.len())
+}
+
+impl EnrichStage {
+    /// Takes back what the last agent saved in `dir` (if anything), then saves there every
+    /// `every` (see the module documentation). Returns the counts taken back.
+    pub fn carry_over(&mut self, dir: &Path, every: std::time::Duration) -> CarryStatus {
+        let now = self.now_ns();
+        let path = dir.join(FILE);
+        match fsutil::read_input(&path, MAX_BYTES) {
+            Ok(bytes) => match serde_json::from_slice::<Carried>(&bytes) {
+                Ok(c) if c.format == FORMAT => self.restore(c, now),
+                Ok(c) => set_aside(&path, &format!("format {}, not {FORMAT}", c.format)),
+                Err(e) => set_aside(&path, &e.to_string()),
+            },
+            Err(fsutil::InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => set_aside(&path, &e.to_string()),
+        }
+        let (tx, rx) = sync_channel::<Carried>(1);
+        let counts = Arc::new(Counts::default());
+        let thread = {
+            let (dir, counts) = (dir.to_owned(), counts.clone());
+            std::thread::Builder::new()
+                .name("state-save".into())
+                .spawn(move || {
+                    for c in rx {
+                        counts.done(&dir, write(&dir, &c));
+                    }
+                })
+        };
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!("cannot start the attribution state saver, saving at the stop only: {e}");
+                None
+            }
+        };
+        let every_ns = i64::try_from(every.as_nanos()).unwrap_or(i64::MAX);
+        self.saver = Some(Saver {
+            dir: dir.to_owned(),
+            every_ns,
+            next_ns: now.saturating_add(every_ns),
+            last_mark: self.change_mark(),
+            tx: thread.is_some().then_some(tx),
+            thread,
+            counts,
+        });
+        self.status.carry
+    }
+
+    /// What changes when there is something new to save.
+    fn change_mark(&self) -> (u64, u64, u64) {
+        (
+            self.status.records,
+            self.dns.stats().inserted,
+            self.bindings.counters().observed + self.bindings.counters().ended,
+        )
+    }
+
+    /// On a tick: hands a copy of the state to the saving thread when due and changed (a
+    /// save still being written skips this one).
+    pub(super) fn save_if_due(&mut self, now_ns: i64) {
+        let Some(s) = self.saver.as_ref() else { return };
+        if now_ns < s.next_ns {
+            return;
+        }
+        let mark = self.change_mark();
+        let changed = mark != s.last_mark;
+        let c = changed.then(|| self.carried(now_ns));
+        let Some(s) = self.saver.as_mut() else { return };
+        s.next_ns = now_ns.saturating_add(s.every_ns);
+        let (Some(c), Some(tx)) = (c, &s.tx) else {
+            return;
+        };
+        match tx.try_send(c) {
+            Ok(()) => s.last_mark = mark,
+            Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => s.tx = None,
+        }
+    }
+
+    /// At the stop: the last save, written before this returns.
+    pub(super) fn save_at_stop(&mut self, now_ns: i64) {
+        let Some(mut s) = self.saver.take() else {
+            return;
+        };
+        drop(s.tx.take());
+        if let Some(t) = s.thread.take() {
+            let _ = t.join();
+        }
+        let c = self.carried(now_ns);
+        s.counts.done(&s.dir, write(&s.dir, &c));
+        self.saver = Some(s);
+    }
+
+    /// The counts for `status`.
+    pub(super) fn carry_status(&self) -> CarryStatus {
+        let mut c = self.status.carry;
+        if let Some(s) = &self.saver {
+            c.saves = s.counts.saves.load(Ordering::Relaxed);
+            c.save_failures = s.counts.failures.load(Ordering::Relaxed);
+        }
+        c
+    }
+
+    /// A copy of what is carried over.
+    fn carried(&self, now_ns: i64) -> Carried {
+        let names = self
+            .dns
+            .bindings()
+            .filter(|&(.., to)| to > now_ns)
+            .map(|(c, a, n, from, to)| (c, a, n.as_str().into(), from, to))
+            .collect();
+        let bindings = self
+            .bindings
+            .spans()
+            .map(|(ip, s)| CarriedSpan {
+                ip,
+                mac: s.holder.mac.map(|m| m.0),
+                id: s.holder.client_id.as_deref().map(fsutil::hex),
+                host: s.hostname.as_deref().map(Arc::from),
+                from: s.valid.from.unwrap_or(i64::MIN),
+                to: s.valid.to,
+                file: match s.source {
+                    Source::LeaseFile(i) => Some(i),
+                    Source::Packet => None,
+                },
+            })
+            .collect();
+        let flows = self
+            .flows
+            .iter()
+            .filter_map(|(k, s)| {
+                let p = s.payload.as_deref();
+                let name = p.and_then(|p| p.name.as_ref()).map(CarriedName::of);
+                let question = p
+                    .and_then(|p| p.question.as_ref())
+                    .map(|q| (q.name.as_str().into(), q.qtype));
+                let attr = s.attr.as_ref().map(CarriedAttr::of);
+                (attr.is_some() || name.is_some() || question.is_some()).then(|| CarriedFlow {
+                    key: key_of(k),
+                    last: s.last_ns,
+                    attr,
+                    name,
+                    question,
+                })
+            })
+            .collect();
+        Carried {
+            format: FORMAT,
+            written_ns: now_ns,
+            names,
+            bindings,
+            flows,
+        }
+    }
+
+    /// Takes `c` back: answers and bindings still of use, flows for their records to take up.
+    fn restore(&mut self, c: Carried, now_ns: i64) {
+        let mut skipped = 0u64;
+        let mut carry = self.status.carry;
+        for (client, addr, name, from, to) in c.names {
+            match domain(&name) {
+                Some(n) if to > now_ns => {
+                    self.dns.restore(client, addr, &n, from, to);
+                    carry.restored_names += 1;
+                }
+                Some(_) => {}
+                None => skipped += 1,
+            }
+        }
+        for b in c.bindings {
+            let client_id = match b.id.as_deref().map(unhex_vec) {
+                Some(Some(id)) => Some(Arc::from(id)),
+                Some(None) => {
+                    skipped += 1;
+                    continue;
+                }
+                None => None,
+            };
+            self.bindings.observe(
+                Observation {
+                    ip: b.ip,
+                    holder: Holder {
+                        mac: b.mac.map(Mac),
+                        client_id,
+                    },
+                    hostname: b.host,
+                    valid: Validity {
+                        from: Some(b.from),
+                        to: b.to,
+                    },
+                    source: b.file.map_or(Source::Packet, Source::LeaseFile),
+                },
+                now_ns,
+            );
+            carry.restored_bindings += 1;
+        }
+        let mut flows = CarriedFlows {
+            written_ns: c.written_ns,
+            until_ns: now_ns.saturating_add(self.config.flow_state_idle_ns),
+            ..CarriedFlows::default()
+        };
+        for f in c.flows {
+            let attr = match f.attr.map(CarriedAttr::into_attr) {
+                Some(None) => {
+                    skipped += 1;
+                    continue;
+                }
+                a => a.flatten(),
+            };
+            let name = match f.name.map(CarriedName::into_name) {
+                Some(None) => {
+                    skipped += 1;
+                    continue;
+                }
+                n => n.flatten(),
+            };
+            let question = f.question.and_then(|(n, qtype)| {
+                Some(Question {
+                    name: domain(&n)?,
+                    qtype,
+                })
+            });
+            let payload = (name.is_some() || question.is_some()).then(|| {
+                Box::new(PayloadState {
+                    names_over: name.is_some(),
+                    name,
+                    question,
+                    ..PayloadState::default()
+                })
+            });
+            if flows.flows.len() < self.config.max_flow_states {
+                flows.flows.insert(
+                    flow_key_of(f.key),
+                    FlowState {
+                        payload,
+                        attr,
+                        last_ns: f.last,
+                    },
+                );
+                carry.restored_flows += 1;
+            }
+        }
+        info!(
+            names = carry.restored_names,
+            bindings = carry.restored_bindings,
+            flows = carry.restored_flows,
+            skipped,
+            saved_s_ago = (now_ns - c.written_ns) / 1_000_000_000,
+            "took back the attribution state the last agent saved"
+        );
+        self.status.carry = carry;
+        self.carried_flows = flows;
+    }
+}
+
+fn unhex_vec(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A saved state that does not read: moved aside (kept for a look), the start goes on without.
+fn set_aside(path: &Path, why: &str) {
+    let bad = path.with_extension("json.bad");
+    let moved = std::fs::rename(path, &bad);
+    warn!(
+        path = %path.display(),
+        kept_as = %bad.display(),
+        moved = moved.is_ok(),
+        "the attribution state the last agent saved does not read ({why}): starting without it"
+    );
+}

@@ -1,0 +1,199 @@
+//! The carry-over: what one agent learned, the next takes back ([`super::super::carry`]).
+
+use std::time::Duration;
+
+use super::*;
+use crate::blocklist::tests::TempDir;
+use crate::enrich::stage::carry::FILE;
+
+/// A minute ago, or a second after boot (payloads carry kernel times).
+fn a_minute_ago() -> i64 {
+    let boot = WallClock::measure().offset_ns();
+    (now() - 60 * S).max(boot + S)
+}
+
+fn carrying(dir: &TempDir, subs: Arc<SubscriberTable>) -> (EnrichStage, Captured) {
+    let (mut st, out) = stage(Inputs::fixed(subs, None, None));
+    st.carry_over(&dir.0, Duration::from_secs(3600));
+    (st, out)
+}
+
+fn named(r: &FlowRecord) -> (Option<&str>, Option<NameSource>) {
+    (r.attr.domain.as_deref(), r.attr.domain_source)
+}
+
+/// A stop and a start: a flow that went on keeps its first record's attribution (the TLS
+/// name, and the user of a subscribers file the new agent no longer has), a new flow on the
+/// same key is joined afresh, and the DNS answers and DHCP bindings the last agent learned
+/// name and attribute the new agent's flows.
+#[test]
+fn what_the_stage_learned_goes_on_after_a_stop_and_a_start() {
+    let dir = TempDir::new("carry");
+    let t0 = a_minute_ago();
+    let subs = subscribers("match,account\n02:00:00:00:00:01,laptop-owner\n");
+    let (mut st, _) = carrying(&dir, subs);
+    // A DNS answer for the client (TTL 300 s: valid after the restart).
+    let resolver = ip("10.0.0.1");
+    let dns_flow = flow_key(&record("10.0.0.5", 5353, resolver, 53, proto::UDP, t0));
+    feed(
+        &mut st,
+        &dns_flow,
+        true,
+        t0,
+        0,
+        &dns_message("plain.example", [198, 51, 100, 7], 300, false),
+    );
+    feed(
+        &mut st,
+        &dns_flow,
+        false,
+        t0 + 1000,
+        0,
+        &dns_message("plain.example", [198, 51, 100, 7], 300, true),
+    );
+    // Two TLS flows named by their hellos, each with an interim record, then the stop's
+    // shutdown records.
+    let hello = records(
+        &Hello::chrome_like("www.example.org", &mut Rng::new(7)).encode(),
+        16384,
+    );
+    let mut slices = Vec::new();
+    for sport in [40000, 40001] {
+        let mut r = record("10.0.0.5", sport, SERVER, 443, proto::TCP, t0 + S);
+        feed(&mut st, &flow_key(&r), true, t0 + S, 1000, &hello);
+        r.end_reason = EndReason::Active;
+        st.write(&r).expect("write");
+        r.time_start_ns = r.time_end_ns;
+        r.time_end_ns += S;
+        r.end_reason = EndReason::Shutdown;
+        st.write(&r).expect("write");
+        slices.push(r);
+    }
+    // A DHCP binding seen on the link.
+    st.bindings_mut()
+        .observe(lease("10.0.0.9", PHONE, "phone", t0, t0 + 3600 * S), t0);
+    st.close().expect("close");
+    assert!(dir.0.join(FILE).exists(), "the stop saved the state");
+    assert_eq!(st.status().carry.saves, 1);
+
+    // The next agent, without the subscribers file.
+    let (mut next, out) = carrying(&dir, Arc::default());
+    let carry = next.status().carry;
+    // The flows: the two TLS flows and the DNS flow, whose question came with no record yet.
+    assert_eq!(
+        (
+            carry.restored_names,
+            carry.restored_bindings,
+            carry.restored_flows
+        ),
+        (1, 1, 3),
+        "{carry:?}"
+    );
+    // The first flow goes on: its next slice starts where the last one ended.
+    let mut went_on = slices[0].clone();
+    went_on.time_start_ns = slices[0].time_end_ns;
+    went_on.time_end_ns = now();
+    went_on.end_reason = EndReason::Fin;
+    // The second flow's key, reused by a new flow after the restart.
+    let mut reused = slices[1].clone();
+    reused.time_start_ns = now() + S;
+    reused.time_end_ns = reused.time_start_ns + S;
+    reused.end_reason = EndReason::Fin;
+    // A new flow to the answered address, and one from the leased address.
+    let bare = record("10.0.0.5", 40002, SERVER, 443, proto::TCP, now());
+    let mut phone = record("10.0.0.9", 40003, SERVER, 443, proto::TCP, now());
+    phone.src_mac = PHONE;
+    for r in [&went_on, &reused, &bare, &phone] {
+        next.write(r).expect("write");
+    }
+    let got = out.take();
+    assert_eq!(
+        named(&got[0]),
+        (Some("www.example.org"), Some(NameSource::Sni))
+    );
+    assert_eq!(got[0].attr.user.as_deref(), Some("laptop-owner"));
+    assert_eq!(
+        named(&got[1]),
+        (Some("plain.example"), Some(NameSource::Dns)),
+        "a new flow on a carried key is joined afresh"
+    );
+    assert_eq!(got[1].attr.user, None);
+    assert_eq!(
+        named(&got[2]),
+        (Some("plain.example"), Some(NameSource::Dns))
+    );
+    assert_eq!(got[3].attr.hostname.as_deref(), Some("phone"));
+    let carry = next.status().carry;
+    assert_eq!(carry.continued_flows, 1, "{carry:?}");
+    assert_eq!(
+        next.status().flow_states,
+        0,
+        "every flow ended, its state must go"
+    );
+}
+
+/// A file that does not read (damaged, cut short, of another format) is set aside and the
+/// agent starts without it; the next stop saves a good one again.
+#[test]
+fn a_saved_state_that_does_not_read_is_set_aside_and_the_start_goes_on() {
+    let dir = TempDir::new("carry-bad");
+    let (mut st, _) = carrying(&dir, Arc::default());
+    st.bindings_mut().observe(
+        lease("10.0.0.9", PHONE, "phone", a_minute_ago(), now() + 3600 * S),
+        now(),
+    );
+    st.close().expect("close");
+    let good = std::fs::read(dir.0.join(FILE)).expect("the saved state");
+    let cut = good[..good.len() / 2].to_vec();
+    let other = String::from_utf8(good.clone())
+        .expect("JSON")
+        .replacen("\"format\":1", "\"format\":99", 1)
+        .into_bytes();
+    for bad in [b"\x00garbage".to_vec(), cut, other] {
+        std::fs::write(dir.0.join(FILE), &bad).expect("write a bad state");
+        let (mut next, out) = carrying(&dir, Arc::default());
+        assert_eq!(
+            std::fs::read(dir.0.join(format!("{FILE}.bad"))).expect("set aside"),
+            bad
+        );
+        assert!(
+            !dir.0.join(FILE).exists(),
+            "the bad file is no longer in the way"
+        );
+        assert_eq!(next.status().carry, carry::CarryStatus::default());
+        let mut r = record("10.0.0.9", 40003, SERVER, 443, proto::TCP, now());
+        r.src_mac = PHONE;
+        next.write(&r).expect("write");
+        assert_eq!(out.take()[0].attr.hostname, None);
+        next.close().expect("close");
+        assert!(dir.0.join(FILE).exists(), "the stop saves again");
+    }
+}
+
+/// Between stops, a changed state is saved on a tick once the interval has passed, by the
+/// saving thread: a crash then loses only what came after.
+#[test]
+fn a_changed_state_is_saved_on_a_tick_for_a_crash_to_leave_behind() {
+    let dir = TempDir::new("carry-tick");
+    let (mut st, _) = stage(Inputs::fixed(Arc::default(), None, None));
+    st.carry_over(&dir.0, Duration::from_nanos(1));
+    st.tick().expect("tick");
+    st.bindings_mut().observe(
+        lease("10.0.0.9", PHONE, "phone", a_minute_ago(), now() + 3600 * S),
+        now(),
+    );
+    st.tick().expect("tick");
+    let saved = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        st.status().carry.saves == 1
+    });
+    assert!(saved, "one save: {:?}", st.status().carry);
+    // A crash: no close. What the thread wrote is what the next agent finds.
+    drop(st);
+    let (mut next, out) = carrying(&dir, Arc::default());
+    assert_eq!(next.status().carry.restored_bindings, 1);
+    let mut r = record("10.0.0.9", 40003, SERVER, 443, proto::TCP, now());
+    r.src_mac = PHONE;
+    next.write(&r).expect("write");
+    assert_eq!(out.take()[0].attr.hostname.as_deref(), Some("phone"));
+}
