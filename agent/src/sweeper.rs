@@ -471,8 +471,10 @@ impl Sweeper {
         let mut record = FlowRecord::from_entry(key, v, "", &clock, rep, r);
         if record.packets == 0 {
             // An earlier record (an active slice, the first drop) carried everything; a stage
-            // that keeps state until the flow's last record learns it ended all the same.
-            if r.is_last() {
+            // that keeps state until the flow's last record learns it ended all the same. A
+            // shutdown ends nothing there: the stage closes next, and where the flow goes on
+            // in the pinned program it carries the flow's state over to the next agent.
+            if r.is_last() && r != EndReason::Shutdown {
                 sink.flow_ended(key);
             }
             return;

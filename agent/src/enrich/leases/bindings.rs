@@ -204,6 +204,32 @@ impl Bindings {
             .flat_map(|(ip, spans)| spans.iter().map(move |s| (*ip, s)))
     }
 
+    /// Takes back a span an earlier agent held ([`Bindings::spans`]). A lease file's span
+    /// still open is checked against that file: against its read if one was applied already
+    /// (a lease gone from it ends now), else noted as present for the first read to check.
+    pub fn restore(&mut self, obs: Observation, now_ns: i64) {
+        let (ip, holder, source) = (obs.ip, obs.holder.clone(), obs.source);
+        let open = obs.valid.contains(now_ns);
+        self.observe(obs, now_ns);
+        let Source::LeaseFile(file) = source else {
+            return;
+        };
+        if !open {
+            return;
+        }
+        match self.files.get_mut(&file) {
+            Some(read) if read.present.get(&ip).is_some_and(|h| h.same(&holder)) => {}
+            Some(_) => self.end(ip, &holder, now_ns),
+            None => {
+                self.files
+                    .entry(file)
+                    .or_default()
+                    .present
+                    .insert(ip, holder);
+            }
+        }
+    }
+
     /// Takes one observation at `now_ns` (see the module docs for the rules).
     pub fn observe(&mut self, obs: Observation, now_ns: i64) {
         let from = obs.valid.from.unwrap_or(now_ns);

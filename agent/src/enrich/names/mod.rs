@@ -291,6 +291,11 @@ impl DomainName {
         &self.0
     }
 
+    /// The text itself, shared (a copy of the name that costs no allocation).
+    pub(crate) fn shared_text(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+
     /// The same name in a copy of its own text.
     pub(crate) fn unshared(&self) -> DomainName {
         DomainName(Arc::from(&*self.0))

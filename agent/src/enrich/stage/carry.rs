@@ -7,7 +7,7 @@
 //! per TTL, a TLS name once per connection), and a client whose DHCP server is elsewhere
 //! with no host name until its next renewal.
 //!
-//! Saved to `STATE_DIR/`[`FILE`] every `--state-save-interval` when something changed (the
+//! Saved to `STATE_DIR/`[`FILE`] (mode 0600: it holds who resolved what) every `--state-save-interval` when something changed (the
 //! stage copies its tables, a thread of its own encodes and writes them) and at a clean stop;
 //! read back at start. Each save is written whole and renamed over the last, so a crash leaves
 //! the one before. A file that does not read is set aside as `FILE.bad` and the agent starts
@@ -19,7 +19,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,7 +28,7 @@ use agent_common::FlowKey;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{EnrichStage, FlowState, PayloadState};
+use super::{DnsTcpSide, EnrichStage, FlowState, PayloadState};
 use crate::enrich::leases::bindings::{Holder, Observation, Source};
 use crate::enrich::names::dns::Question;
 use crate::enrich::names::{DomainName, FlowName, NameSource};
@@ -67,6 +67,10 @@ struct Carried {
     format: u32,
     /// Unix ns of the save: a carried flow is taken up only by a record starting no later.
     written_ns: i64,
+    /// The kernel's boot id: flows are carried only within one boot (pins do not outlive it,
+    /// and a clock without a battery may start before the save again).
+    #[serde(default)]
+    boot: String,
     /// DNS answers: (client, address, name, from, to).
     names: Vec<(IpAddr, IpAddr, Arc<str>, i64, i64)>,
     bindings: Vec<CarriedSpan>,
@@ -79,9 +83,9 @@ struct CarriedSpan {
     ip: IpAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mac: Option<Mac6>,
-    /// The client id or DUID, hex.
+    /// The client id or DUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
+    id: Option<Arc<[u8]>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     host: Option<Arc<str>>,
     from: i64,
@@ -93,6 +97,9 @@ struct CarriedSpan {
 }
 
 type Mac6 = [u8; 6];
+
+/// A source's name: borrowed when saved, owned when read back.
+type Text = std::borrow::Cow<'static, str>;
 
 /// A flow's key: interface, VLANs, protocol, family, ports and address words as the flow
 /// table holds them (the file never leaves the host).
@@ -121,7 +128,7 @@ struct CarriedAttr {
     nat_ip: Option<IpAddr>,
     nat_port: Option<u16>,
     domain: Option<String>,
-    domain_source: Option<String>,
+    domain_source: Option<Text>,
     dns_qname: Option<String>,
     dns_qtype: Option<u16>,
 }
@@ -132,11 +139,11 @@ struct CarriedAttr {
 enum CarriedName {
     Name {
         name: Arc<str>,
-        source: String,
+        source: Text,
     },
     Ech {
         outer: Option<Arc<str>>,
-        carrier: String,
+        carrier: Text,
     },
     NoName,
 }
@@ -149,7 +156,7 @@ impl CarriedAttr {
             nat_ip: a.nat_ip,
             nat_port: a.nat_port,
             domain: a.domain.clone(),
-            domain_source: a.domain_source.map(|s| s.as_str().to_owned()),
+            domain_source: a.domain_source.map(|s| s.as_str().into()),
             dns_qname: a.dns_qname.clone(),
             dns_qtype: a.dns_qtype,
         }
@@ -177,12 +184,12 @@ impl CarriedName {
     fn of(n: &FlowName) -> Self {
         match n {
             FlowName::Name { name, source } => CarriedName::Name {
-                name: name.as_str().into(),
-                source: source.as_str().to_owned(),
+                name: name.shared_text(),
+                source: source.as_str().into(),
             },
             FlowName::Ech { outer, carrier } => CarriedName::Ech {
-                outer: outer.as_ref().map(|o| o.as_str().into()),
-                carrier: carrier.as_str().to_owned(),
+                outer: outer.as_ref().map(DomainName::shared_text),
+                carrier: carrier.as_str().into(),
             },
             FlowName::NoName => CarriedName::NoName,
         }
@@ -281,12 +288,17 @@ pub(super) struct Saver {
     tx: Option<SyncSender<Carried>>,
     thread: Option<JoinHandle<()>>,
     counts: Arc<Counts>,
+    /// Whether the stage carries open flows: only when they go on in a pinned program.
+    flows_go_on: bool,
 }
 
 #[derive(Default)]
 struct Counts {
     saves: AtomicU64,
     failures: AtomicU64,
+    /// A copy handed over and not yet written: the next is not made (the copy is the records
+    /// thread's cost).
+    busy: AtomicBool,
 }
 
 impl Counts {
@@ -313,14 +325,21 @@ impl Counts {
 
 fn write(dir: &Path, c: &Carried) -> std::io::Result<usize> {
     let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-    fsutil::write_atomic(dir, FILE, &bytes)?;
+    fsutil::write_atomic_private(dir, FILE, &bytes)?;
     Ok(bytes.len())
 }
 
 impl EnrichStage {
     /// Takes back what the last agent saved in `dir` (if anything), then saves there every
-    /// `every` (see the module documentation). Returns the counts taken back.
-    pub fn carry_over(&mut self, dir: &Path, every: std::time::Duration) -> CarryStatus {
+    /// `every` (see the module documentation); open flows are carried when `flows_go_on` (the
+    /// program is pinned: a shutdown record is not the flow's last). Returns the counts taken
+    /// back.
+    pub fn carry_over(
+        &mut self,
+        dir: &Path,
+        every: std::time::Duration,
+        flows_go_on: bool,
+    ) -> CarryStatus {
         let now = self.now_ns();
         let path = dir.join(FILE);
         match fsutil::read_input(&path, MAX_BYTES) {
@@ -341,6 +360,8 @@ impl EnrichStage {
                 .spawn(move || {
                     for c in rx {
                         counts.done(&dir, write(&dir, &c));
+                        drop(c);
+                        counts.busy.store(false, Ordering::Release);
                     }
                 })
         };
@@ -360,6 +381,7 @@ impl EnrichStage {
             tx: thread.is_some().then_some(tx),
             thread,
             counts,
+            flows_go_on,
         });
         self.status.carry
     }
@@ -377,27 +399,30 @@ impl EnrichStage {
     /// save still being written skips this one).
     pub(super) fn save_if_due(&mut self, now_ns: i64) {
         let Some(s) = self.saver.as_ref() else { return };
-        if now_ns < s.next_ns {
+        if now_ns < s.next_ns || s.tx.is_none() || s.counts.busy.load(Ordering::Acquire) {
             return;
         }
         let mark = self.change_mark();
-        let changed = mark != s.last_mark;
-        let c = changed.then(|| self.carried(now_ns));
+        let c = (mark != s.last_mark).then(|| self.carried(now_ns));
         let Some(s) = self.saver.as_mut() else { return };
         s.next_ns = now_ns.saturating_add(s.every_ns);
         let (Some(c), Some(tx)) = (c, &s.tx) else {
             return;
         };
+        s.counts.busy.store(true, Ordering::Release);
         match tx.try_send(c) {
             Ok(()) => s.last_mark = mark,
             Err(TrySendError::Full(_)) => {}
-            Err(TrySendError::Disconnected(_)) => s.tx = None,
+            Err(TrySendError::Disconnected(_)) => {
+                s.counts.busy.store(false, Ordering::Release);
+                s.tx = None;
+            }
         }
     }
 
     /// At the stop: the last save, written before this returns.
     pub(super) fn save_at_stop(&mut self, now_ns: i64) {
-        let Some(mut s) = self.saver.take() else {
+        let Some(s) = self.saver.as_mut() else {
             return;
         };
         drop(s.tx.take());
@@ -405,8 +430,14 @@ impl EnrichStage {
             let _ = t.join();
         }
         let c = self.carried(now_ns);
-        s.counts.done(&s.dir, write(&s.dir, &c));
-        self.saver = Some(s);
+        if let Some(s) = &self.saver {
+            s.counts.done(&s.dir, write(&s.dir, &c));
+        }
+    }
+
+    /// Whether open flows are carried over (see [`EnrichStage::carry_over`]).
+    pub(super) fn carries_flows(&self) -> bool {
+        self.saver.as_ref().is_some_and(|s| s.flows_go_on)
     }
 
     /// The counts for `status`.
@@ -425,7 +456,7 @@ impl EnrichStage {
             .dns
             .bindings()
             .filter(|&(.., to)| to > now_ns)
-            .map(|(c, a, n, from, to)| (c, a, n.as_str().into(), from, to))
+            .map(|(c, a, n, from, to)| (c, a, n.shared_text(), from, to))
             .collect();
         let bindings = self
             .bindings
@@ -433,8 +464,8 @@ impl EnrichStage {
             .map(|(ip, s)| CarriedSpan {
                 ip,
                 mac: s.holder.mac.map(|m| m.0),
-                id: s.holder.client_id.as_deref().map(fsutil::hex),
-                host: s.hostname.as_deref().map(Arc::from),
+                id: s.holder.client_id.clone(),
+                host: s.hostname.clone(),
                 from: s.valid.from.unwrap_or(i64::MIN),
                 to: s.valid.to,
                 file: match s.source {
@@ -443,15 +474,17 @@ impl EnrichStage {
                 },
             })
             .collect();
+        let flows_go_on = self.carries_flows();
         let flows = self
             .flows
             .iter()
+            .filter(|_| flows_go_on)
             .filter_map(|(k, s)| {
                 let p = s.payload.as_deref();
                 let name = p.and_then(|p| p.name.as_ref()).map(CarriedName::of);
                 let question = p
                     .and_then(|p| p.question.as_ref())
-                    .map(|q| (q.name.as_str().into(), q.qtype));
+                    .map(|q| (q.name.shared_text(), q.qtype));
                 let attr = s.attr.as_ref().map(CarriedAttr::of);
                 (attr.is_some() || name.is_some() || question.is_some()).then(|| CarriedFlow {
                     key: key_of(k),
@@ -465,6 +498,7 @@ impl EnrichStage {
         Carried {
             format: FORMAT,
             written_ns: now_ns,
+            boot: boot_id(),
             names,
             bindings,
             flows,
@@ -486,20 +520,12 @@ impl EnrichStage {
             }
         }
         for b in c.bindings {
-            let client_id = match b.id.as_deref().map(unhex_vec) {
-                Some(Some(id)) => Some(Arc::from(id)),
-                Some(None) => {
-                    skipped += 1;
-                    continue;
-                }
-                None => None,
-            };
-            self.bindings.observe(
+            self.bindings.restore(
                 Observation {
                     ip: b.ip,
                     holder: Holder {
                         mac: b.mac.map(Mac),
-                        client_id,
+                        client_id: b.id,
                     },
                     hostname: b.host,
                     valid: Validity {
@@ -512,12 +538,17 @@ impl EnrichStage {
             );
             carry.restored_bindings += 1;
         }
+        // A save from the future (a clock stepped back since) must not let every later flow
+        // on a carried key go on.
         let mut flows = CarriedFlows {
-            written_ns: c.written_ns,
+            written_ns: c.written_ns.min(now_ns),
             until_ns: now_ns.saturating_add(self.config.flow_state_idle_ns),
             ..CarriedFlows::default()
         };
-        for f in c.flows {
+        let this_boot = boot_id();
+        let same_boot = !this_boot.is_empty() && c.boot == this_boot;
+        let (c_flows, c_written) = (if same_boot { c.flows } else { Vec::new() }, c.written_ns);
+        for f in c_flows {
             let attr = match f.attr.map(CarriedAttr::into_attr) {
                 Some(None) => {
                     skipped += 1;
@@ -532,17 +563,23 @@ impl EnrichStage {
                 }
                 n => n.flatten(),
             };
-            let question = f.question.and_then(|(n, qtype)| {
-                Some(Question {
-                    name: domain(&n)?,
-                    qtype,
-                })
-            });
+            let question = match f.question {
+                Some((n, qtype)) => match domain(&n) {
+                    Some(name) => Some(Question { name, qtype }),
+                    None => {
+                        skipped += 1;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            // Reassembly is over: a later snippet is mid-stream, never a start.
             let payload = (name.is_some() || question.is_some()).then(|| {
                 Box::new(PayloadState {
-                    names_over: name.is_some(),
+                    names_over: true,
                     name,
                     question,
+                    dns_tcp: [DnsTcpSide::Done, DnsTcpSide::Done],
                     ..PayloadState::default()
                 })
             });
@@ -563,7 +600,8 @@ impl EnrichStage {
             bindings = carry.restored_bindings,
             flows = carry.restored_flows,
             skipped,
-            saved_s_ago = (now_ns - c.written_ns) / 1_000_000_000,
+            saved_s_ago = now_ns.saturating_sub(c_written) / 1_000_000_000,
+            same_boot,
             "took back the attribution state the last agent saved"
         );
         self.status.carry = carry;
@@ -571,14 +609,25 @@ impl EnrichStage {
     }
 }
 
-fn unhex_vec(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
+#[cfg(feature = "testing")]
+impl EnrichStage {
+    /// For the benchmark: one save's two halves, timed (the copy the records thread makes,
+    /// then the encoding and write the saving thread does), and the bytes written to `dir`.
+    pub fn time_save(&self, dir: &Path) -> (std::time::Duration, std::time::Duration, usize) {
+        let t = std::time::Instant::now();
+        let c = self.carried(self.now_ns());
+        let copied = t.elapsed();
+        let t = std::time::Instant::now();
+        let bytes = write(dir, &c).unwrap_or(0);
+        (copied, t.elapsed(), bytes)
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+}
+
+/// The kernel's boot id, empty if unreadable.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// A saved state that does not read: moved aside (kept for a look), the start goes on without.

@@ -14,7 +14,7 @@ fn a_minute_ago() -> i64 {
 
 fn carrying(dir: &TempDir, subs: Arc<SubscriberTable>) -> (EnrichStage, Captured) {
     let (mut st, out) = stage(Inputs::fixed(subs, None, None));
-    st.carry_over(&dir.0, Duration::from_secs(3600));
+    st.carry_over(&dir.0, Duration::from_secs(3600), true);
     (st, out)
 }
 
@@ -73,7 +73,15 @@ fn what_the_stage_learned_goes_on_after_a_stop_and_a_start() {
     st.bindings_mut()
         .observe(lease("10.0.0.9", PHONE, "phone", t0, t0 + 3600 * S), t0);
     st.close().expect("close");
-    assert!(dir.0.join(FILE).exists(), "the stop saved the state");
+    let mode = std::fs::metadata(dir.0.join(FILE)).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    assert_eq!(
+        mode.ok(),
+        Some(0o600),
+        "the stop saved the state, for the agent alone"
+    );
     assert_eq!(st.status().carry.saves, 1);
 
     // The next agent, without the subscribers file.
@@ -103,6 +111,15 @@ fn what_the_stage_learned_goes_on_after_a_stop_and_a_start() {
     let bare = record("10.0.0.5", 40002, SERVER, 443, proto::TCP, now());
     let mut phone = record("10.0.0.9", 40003, SERVER, 443, proto::TCP, now());
     phone.src_mac = PHONE;
+    // A snippet of the flow that went on, before its next record (a retransmission).
+    feed(
+        &mut next,
+        &flow_key(&went_on),
+        true,
+        now(),
+        5000,
+        b"more of it",
+    );
     for r in [&went_on, &reused, &bare, &phone] {
         next.write(r).expect("write");
     }
@@ -176,7 +193,7 @@ fn a_saved_state_that_does_not_read_is_set_aside_and_the_start_goes_on() {
 fn a_changed_state_is_saved_on_a_tick_for_a_crash_to_leave_behind() {
     let dir = TempDir::new("carry-tick");
     let (mut st, _) = stage(Inputs::fixed(Arc::default(), None, None));
-    st.carry_over(&dir.0, Duration::from_nanos(1));
+    st.carry_over(&dir.0, Duration::from_nanos(1), true);
     st.tick().expect("tick");
     st.bindings_mut().observe(
         lease("10.0.0.9", PHONE, "phone", a_minute_ago(), now() + 3600 * S),
@@ -196,4 +213,31 @@ fn a_changed_state_is_saved_on_a_tick_for_a_crash_to_leave_behind() {
     r.src_mac = PHONE;
     next.write(&r).expect("write");
     assert_eq!(out.take()[0].attr.hostname.as_deref(), Some("phone"));
+}
+
+/// An agent whose program dies with it (`--no-pin`): its flows end at the stop, so none is
+/// carried; what it learned of names and bindings is.
+#[test]
+fn an_unpinned_agent_carries_no_flow() {
+    let dir = TempDir::new("carry-nopin");
+    let (mut st, _) = stage(Inputs::fixed(Arc::default(), None, None));
+    st.carry_over(&dir.0, Duration::from_secs(3600), false);
+    let mut r = record("10.0.0.9", 40003, SERVER, 443, proto::TCP, a_minute_ago());
+    r.end_reason = EndReason::Active;
+    st.write(&r).expect("write");
+    r.end_reason = EndReason::Shutdown;
+    st.write(&r).expect("write");
+    assert_eq!(st.status().flow_states, 0, "the shutdown ended the flow");
+    st.bindings_mut().observe(
+        lease("10.0.0.9", PHONE, "phone", a_minute_ago(), now() + 3600 * S),
+        now(),
+    );
+    st.close().expect("close");
+    let (next, _) = carrying(&dir, Arc::default());
+    let carry = next.status().carry;
+    assert_eq!(
+        (carry.restored_flows, carry.restored_bindings),
+        (0, 1),
+        "{carry:?}"
+    );
 }

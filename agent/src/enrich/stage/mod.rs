@@ -270,12 +270,13 @@ impl EnrichStage {
     /// reused).
     fn attribute_into(&mut self, r: &FlowRecord, attr: &mut Attribution) {
         let key = flow_key(r);
-        // A shutdown record ends the flow for this agent only: its state stays, for the
-        // save at the stop to carry it over to the next agent ([`carry`]).
-        let ends = r.end_reason.is_last() && r.end_reason != EndReason::Shutdown;
+        // Where the flow goes on in a pinned program, a shutdown record ends it for this agent
+        // only: its state stays, for the save at the stop to carry it over ([`carry`]).
+        let ends = r.end_reason.is_last()
+            && !(r.end_reason == EndReason::Shutdown && self.carries_flows());
         let mut known = self.flows.get_index_of(&key);
-        if known.is_none() && !self.carried_flows.is_empty() {
-            known = self.take_carried(&key, r.time_start_ns);
+        if !self.carried_flows.is_empty() {
+            known = self.take_carried(known, &key, r);
         }
         let state = known.and_then(|i| self.flows.get_index(i)).map(|(_, s)| s);
         if let Some(first) = state.as_ref().and_then(|s| s.attr.as_ref()) {
@@ -345,16 +346,52 @@ impl EnrichStage {
         }
     }
 
-    /// The state the last agent carried over for the flow of `key`, if the record starting at
-    /// `start_ns` goes on with it: made the flow's state here.
-    fn take_carried(&mut self, key: &FlowKey, start_ns: i64) -> Option<usize> {
-        let state = self.carried_flows.take(key, start_ns)?;
-        if self.flows.len() >= self.config.max_flow_states {
-            self.status.flow_states_full += 1;
-            return None;
+    /// Takes up the state the last agent carried over for `r`'s flow (at `key`; `known`: its
+    /// entry here, if a payload made one since the start), if `r` goes on with that flow: its
+    /// first attribution becomes this flow's. Returns the flow's entry.
+    fn take_carried(
+        &mut self,
+        known: Option<usize>,
+        key: &FlowKey,
+        r: &FlowRecord,
+    ) -> Option<usize> {
+        let has_attr = known
+            .and_then(|i| self.flows.get_index(i))
+            .is_some_and(|(_, s)| s.attr.is_some());
+        if has_attr {
+            return known;
         }
+        let Some(carried) = self.carried_flows.take(key, r.time_start_ns) else {
+            return known;
+        };
+        let joined = carried.attr.is_some();
+        let index = match known {
+            Some(i) => {
+                if let Some((_, s)) = self.flows.get_index_mut(i) {
+                    s.attr = carried.attr;
+                    s.last_ns = s.last_ns.max(carried.last_ns);
+                }
+                i
+            }
+            // The fresh join counts a full table.
+            None if self.flows.len() >= self.config.max_flow_states => return None,
+            None => self.flows.insert_full(*key, carried).0,
+        };
         self.status.carry.continued_flows += 1;
-        Some(self.flows.insert_full(*key, state).0)
+        // The NAT session the flow went through is joined by it, as at its first record: no
+        // `nat` record for it once it closes (a flow with no attribution yet joins afresh).
+        if let Some(nat) = self.inputs.nat.as_ref().filter(|_| joined) {
+            let inside = InsideKey {
+                proto: r.proto,
+                src: r.src_ip,
+                src_port: r.src_port,
+                dst: r.dst_ip,
+                dst_port: r.dst_port,
+            };
+            let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
+            table.join(&inside, r.time_start_ns);
+        }
+        Some(index)
     }
 
     /// The sources a client's identity is joined from.

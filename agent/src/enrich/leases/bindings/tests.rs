@@ -173,6 +173,65 @@ fn lease_files_snapshot_and_append() {
     assert_eq!(who(&b, "10.0.1.2", 350 * S), Some(2), "history kept");
 }
 
+/// What an earlier agent held (its spans, taken back at a restart) keeps its start; a lease
+/// file's span is checked against the file's next read (or the read already applied): a
+/// lease gone from it while no agent ran ends, one still there goes on.
+#[test]
+fn spans_taken_back_keep_their_start_and_leases_gone_from_their_file_end() {
+    let mut old = Bindings::default();
+    old.apply_file(
+        0,
+        &[
+            lease("10.0.2.1", 1, 1000, LeaseState::Bound, 1),
+            lease("10.0.2.2", 2, 1000, LeaseState::Bound, 2),
+        ],
+        100 * S,
+        |_, _| Some(90 * S),
+    );
+    old.observe(obs("10.0.2.3", 3, Some(95 * S), Some(1000 * S)), 95 * S);
+    let spans: Vec<(IpAddr, Span)> = old.spans().map(|(ip, s)| (ip, s.clone())).collect();
+    let back = |spans: &[(IpAddr, Span)], b: &mut Bindings, now: i64| {
+        for (ip, s) in spans {
+            let obs = Observation {
+                ip: *ip,
+                holder: s.holder.clone(),
+                hostname: s.hostname.clone(),
+                valid: s.valid,
+                source: s.source,
+            };
+            b.restore(obs, now);
+        }
+    };
+    // The file read after the restore: 10.0.2.2 left it while no agent ran.
+    let now_file = [lease("10.0.2.1", 1, 1000, LeaseState::Bound, 1)];
+    let mut b = Bindings::default();
+    back(&spans, &mut b, 200 * S);
+    b.apply_file(0, &now_file, 210 * S, |_, _| None);
+    // The same with the file read first.
+    let mut first_read = Bindings::default();
+    first_read.apply_file(0, &now_file, 200 * S, |_, _| None);
+    back(&spans, &mut first_read, 210 * S);
+    for b in [&b, &first_read] {
+        assert_eq!(
+            who(b, "10.0.2.1", 95 * S),
+            Some(1),
+            "the REQUEST's start stays"
+        );
+        assert_eq!(who(b, "10.0.2.1", 500 * S), Some(1));
+        assert_eq!(who(b, "10.0.2.2", 150 * S), Some(2));
+        assert_eq!(
+            who(b, "10.0.2.2", 500 * S),
+            None,
+            "gone from the file: ended"
+        );
+        assert_eq!(
+            who(b, "10.0.2.3", 500 * S),
+            Some(3),
+            "a packet's binding holds"
+        );
+    }
+}
+
 #[test]
 fn a_lease_file_without_start_times_starts_a_binding_at_its_request() {
     let mut b = Bindings::default();
