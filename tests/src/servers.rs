@@ -1,5 +1,5 @@
 //! Real servers in the lab's internet namespace: HTTPS (`openssl s_server` with a certificate
-//! made at test time) and plain HTTP (`python3 -m http.server`).
+//! made at test time), plain HTTP (`python3 -m http.server`) and a DNS resolver (dnsmasq).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,4 +83,32 @@ pub fn http(lab: &mut Lab, dir: &Path) -> anyhow::Result<()> {
         &log,
     )?;
     lab.wait_serving(lab::SERVER_V4, 80, START, &log)
+}
+
+/// Answers DNS on the internet server's address (UDP and TCP port 53, dnsmasq) with `hosts`
+/// (name, IPv4 address), TTL 300 s, and nothing else; its queries logged to `dir/dnsmasq.log`.
+pub fn dns(lab: &mut Lab, dir: &Path, hosts: &[(&str, &str)]) -> anyhow::Result<()> {
+    require("dnsmasq", "dnsmasq-base")?;
+    let log = dir.join("dnsmasq.log");
+    let mut args = vec![
+        "--keep-in-foreground".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        "--no-resolv".to_owned(),
+        "--no-hosts".to_owned(),
+        "--user=root".to_owned(),
+        format!("--listen-address={}", lab::SERVER_V4),
+        "--bind-interfaces".to_owned(),
+        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+        format!("--log-facility={}", log.display()),
+        "--log-queries".to_owned(),
+        "--local-ttl=300".to_owned(),
+    ];
+    args.extend(
+        hosts
+            .iter()
+            .map(|(name, addr)| format!("--host-record={name},{addr}")),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.spawn(&lab.internet.clone(), "dnsmasq", &args)?;
+    lab.wait_serving(lab::SERVER_V4, 53, START, &log)
 }

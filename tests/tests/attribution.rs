@@ -502,30 +502,8 @@ fn a_dns_answer_over_tcp_names_the_clients_next_flow_to_that_address() {
     .expect("add the named address");
     let tmp = lab.temp_dir("atq").expect("temp dir");
     let dir = tmp.path();
-    lab::require("dnsmasq", "dnsmasq-base").expect("dnsmasq");
-    let log = dir.join("dnsmasq.log");
-    let args = [
-        "--keep-in-foreground".to_owned(),
-        "--conf-file=/dev/null".to_owned(),
-        "--no-resolv".to_owned(),
-        "--no-hosts".to_owned(),
-        "--user=root".to_owned(),
-        format!("--listen-address={}", lab::SERVER_V4),
-        "--bind-interfaces".to_owned(),
-        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
-        format!("--log-facility={}", log.display()),
-        "--log-queries".to_owned(),
-        "--local-ttl=300".to_owned(),
-        format!("--host-record={TCP_NAME},{TCP_NAME_V4}"),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    lab.spawn(&lab.internet.clone(), "dnsmasq", &args)
-        .expect("dnsmasq in the internet namespace");
-    lab.wait_tcp(lab::SERVER_V4, 53, Duration::from_secs(10))
-        .unwrap_or_else(|e| {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("dnsmasq answers on TCP/53: {e:#}\n{log}")
-        });
+    servers::dns(&mut lab, dir, &[(TCP_NAME, TCP_NAME_V4)])
+        .expect("dnsmasq answers in the internet namespace");
     let subscribers = dir.join("subscribers.csv");
     std::fs::write(
         &subscribers,

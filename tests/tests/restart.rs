@@ -11,6 +11,7 @@ use xdp_audit_lab::agent::{binary, Agent};
 use xdp_audit_lab::lab::{self, sh, Lab, TempDir};
 use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::pins::{self, Bpffs};
+use xdp_audit_lab::servers;
 use xdp_audit_lab::traffic::{Ping, Transfer};
 use xdp_audit_lab::wait::wait_until;
 
@@ -457,30 +458,9 @@ const CARRIED_NAME: &str = "carried.lab.example";
 #[test]
 fn flows_keep_the_domain_a_dns_answer_gave_them_across_a_crash() {
     let mut s = Setup::new("rcy");
-    lab::require("dnsmasq", "dnsmasq-base").expect("dnsmasq");
     let dir = s.dir.path().to_owned();
-    let log = dir.join("dnsmasq.log");
-    let args = [
-        "--keep-in-foreground".to_owned(),
-        "--conf-file=/dev/null".to_owned(),
-        "--no-resolv".to_owned(),
-        "--no-hosts".to_owned(),
-        "--user=root".to_owned(),
-        format!("--listen-address={}", lab::SERVER_V4),
-        "--bind-interfaces".to_owned(),
-        format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
-        format!("--log-facility={}", log.display()),
-        "--local-ttl=300".to_owned(),
-        format!("--host-record={CARRIED_NAME},{}", lab::SERVER_V4),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let internet = s.lab.internet.clone();
-    s.lab
-        .spawn(&internet, "dnsmasq", &args)
-        .expect("dnsmasq in the internet namespace");
-    s.lab
-        .wait_tcp(lab::SERVER_V4, 53, Duration::from_secs(10))
-        .expect("dnsmasq answers");
+    servers::dns(&mut s.lab, &dir, &[(CARRIED_NAME, lab::SERVER_V4)])
+        .expect("dnsmasq answers in the internet namespace");
     let wan = format!("{}:wan", lab::GW_WAN_IF);
     let extra = [
         "--iface",

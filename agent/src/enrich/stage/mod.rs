@@ -304,17 +304,7 @@ impl EnrichStage {
         for text in [account, id.hostname].into_iter().flatten() {
             crate::enrich::prefetch::line(text.as_ptr());
         }
-        let outside = self.inputs.nat.as_ref().and_then(|nat| {
-            let key = InsideKey {
-                proto: r.proto,
-                src: r.src_ip,
-                src_port: r.src_port,
-                dst: r.dst_ip,
-                dst_port: r.dst_port,
-            };
-            let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
-            table.join(&key, t)
-        });
+        let outside = self.nat_join(r, t);
         set_text(&mut attr.user, account);
         set_text(&mut attr.hostname, id.hostname);
         attr.nat_ip = outside.as_ref().map(|o| o.addr);
@@ -380,18 +370,25 @@ impl EnrichStage {
         self.status.carry.continued_flows += 1;
         // The NAT session the flow went through is joined by it, as at its first record: no
         // `nat` record for it once it closes (a flow with no attribution yet joins afresh).
-        if let Some(nat) = self.inputs.nat.as_ref().filter(|_| joined) {
-            let inside = InsideKey {
-                proto: r.proto,
-                src: r.src_ip,
-                src_port: r.src_port,
-                dst: r.dst_ip,
-                dst_port: r.dst_port,
-            };
-            let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
-            table.join(&inside, r.time_start_ns);
+        if joined {
+            self.nat_join(r, r.time_start_ns);
         }
         Some(index)
+    }
+
+    /// The outside tuple of the NAT session `r`'s flow went through at `t_ns`; the session
+    /// is marked joined (it needs no `nat` record of its own).
+    fn nat_join(&self, r: &FlowRecord, t_ns: i64) -> Option<crate::enrich::nat::OutsideKey> {
+        let nat = self.inputs.nat.as_ref()?;
+        let key = InsideKey {
+            proto: r.proto,
+            src: r.src_ip,
+            src_port: r.src_port,
+            dst: r.dst_ip,
+            dst_port: r.dst_port,
+        };
+        let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
+        table.join(&key, t_ns)
     }
 
     /// The sources a client's identity is joined from.
