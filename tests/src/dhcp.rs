@@ -31,29 +31,19 @@ impl GatewayDnsmasq {
         require("dnsmasq", "dnsmasq-base")?;
         let leases = dir.join("dnsmasq.leases");
         let log = dir.join("dnsmasq.log");
-        let mut args = vec![
-            "--keep-in-foreground".to_owned(),
-            "--conf-file=/dev/null".to_owned(),
-            "--no-resolv".to_owned(),
-            "--no-hosts".to_owned(),
-            "--user=root".to_owned(),
+        let args = crate::servers::dnsmasq_args(
+            dir,
+            &log,
             format!("--interface={}", lab::GW_LAN_IF),
-            "--bind-interfaces".to_owned(),
-            format!("--dhcp-range={},{},255.255.255.0,1h", POOL.0, POOL.1),
-            format!("--dhcp-option=option:router,{}", lab::GW_LAN_V4),
-            format!("--dhcp-option=option:dns-server,{}", lab::GW_LAN_V4),
-            "--dhcp-authoritative".to_owned(),
-            format!("--dhcp-leasefile={}", leases.display()),
-            format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
-            format!("--log-facility={}", log.display()),
-            "--log-dhcp".to_owned(),
-            "--log-queries".to_owned(),
-            "--local-ttl=300".to_owned(),
-        ];
-        args.extend(
-            hosts
-                .iter()
-                .map(|(name, addr)| format!("--host-record={name},{addr}")),
+            hosts,
+            vec![
+                format!("--dhcp-range={},{},255.255.255.0,1h", POOL.0, POOL.1),
+                format!("--dhcp-option=option:router,{}", lab::GW_LAN_V4),
+                format!("--dhcp-option=option:dns-server,{}", lab::GW_LAN_V4),
+                "--dhcp-authoritative".to_owned(),
+                format!("--dhcp-leasefile={}", leases.display()),
+                "--log-dhcp".to_owned(),
+            ],
         );
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         lab.spawn(&lab.gateway.clone(), "dnsmasq", &args)?;

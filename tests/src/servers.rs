@@ -90,13 +90,31 @@ pub fn http(lab: &mut Lab, dir: &Path) -> anyhow::Result<()> {
 pub fn dns(lab: &mut Lab, dir: &Path, hosts: &[(&str, &str)]) -> anyhow::Result<()> {
     require("dnsmasq", "dnsmasq-base")?;
     let log = dir.join("dnsmasq.log");
+    let listen = format!("--listen-address={}", lab::SERVER_V4);
+    let args = dnsmasq_args(dir, &log, listen, hosts, Vec::new());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.spawn(&lab.internet.clone(), "dnsmasq", &args)?;
+    lab.wait_serving(lab::SERVER_V4, 53, START, &log)
+}
+
+/// dnsmasq's arguments for a lab server: no config file, upstream or hosts file, in the
+/// foreground as root, bound to `bind` (`--interface=` or `--listen-address=`), its pid file
+/// in `dir` and its log (queries too) in `log`, `hosts` (name, IPv4 address) answered with TTL
+/// 300 s; then `extra`.
+pub(crate) fn dnsmasq_args(
+    dir: &Path,
+    log: &Path,
+    bind: String,
+    hosts: &[(&str, &str)],
+    extra: Vec<String>,
+) -> Vec<String> {
     let mut args = vec![
         "--keep-in-foreground".to_owned(),
         "--conf-file=/dev/null".to_owned(),
         "--no-resolv".to_owned(),
         "--no-hosts".to_owned(),
         "--user=root".to_owned(),
-        format!("--listen-address={}", lab::SERVER_V4),
+        bind,
         "--bind-interfaces".to_owned(),
         format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
         format!("--log-facility={}", log.display()),
@@ -108,7 +126,6 @@ pub fn dns(lab: &mut Lab, dir: &Path, hosts: &[(&str, &str)]) -> anyhow::Result<
             .iter()
             .map(|(name, addr)| format!("--host-record={name},{addr}")),
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    lab.spawn(&lab.internet.clone(), "dnsmasq", &args)?;
-    lab.wait_serving(lab::SERVER_V4, 53, START, &log)
+    args.extend(extra);
+    args
 }
