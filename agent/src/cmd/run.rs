@@ -654,16 +654,40 @@ fn start_alerts(
 /// flow through it has certainly had its record written (inactive timeout, close linger,
 /// two sweeps).
 fn stage_config(args: &RunArgs) -> StageConfig {
+    let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     let wait = args.inactive_timeout + args.close_linger + args.sweep_interval * 2;
+    // A flow's next record comes at most an active timeout after its last (and a sweep):
+    // its state (the first record's attribution, a carried flow's) must outlive that gap.
+    let slice = args.active_timeout + args.inactive_timeout + args.sweep_interval * 2;
+    let default = StageConfig::default();
     StageConfig {
-        nat_record_delay_ns: i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX),
-        ..StageConfig::default()
+        nat_record_delay_ns: ns(wait),
+        flow_state_idle_ns: default.flow_state_idle_ns.max(ns(slice)),
+        ..default
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_blocklist;
+    use super::{parse_blocklist, stage_config, RunArgs};
+    use clap::{Args as _, FromArgMatches as _};
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cmd = RunArgs::augment_args(clap::Command::new("run")).no_binary_name(true);
+        let m = cmd.try_get_matches_from(argv).expect("run flags parse");
+        RunArgs::from_arg_matches(&m).expect("run flags")
+    }
+
+    /// A flow's state outlives the gap between two of its records: with an active timeout of
+    /// an hour, its later slices keep its first record's attribution.
+    #[test]
+    fn a_flows_state_outlives_the_active_timeout() {
+        let s = 1_000_000_000i64;
+        let default = stage_config(&run_args(&["--iface", "lan0"]));
+        assert_eq!(default.flow_state_idle_ns, 900 * s);
+        let hour = stage_config(&run_args(&["--iface", "lan0", "--active-timeout", "1h"]));
+        assert!(hour.flow_state_idle_ns > 3600 * s, "{hour:?}");
+    }
 
     #[test]
     fn a_blocklist_takes_refuse_after_a_colon_and_nothing_else_that_looks_like_an_option() {
