@@ -18,32 +18,12 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     write_atomic_parts(dir, name, &[bytes])
 }
 
-/// [`write_atomic`] for a file only its owner may read (mode 0600, whatever the umask): what
-/// no one but the agent needs, such as the people's names and DNS history it carries over.
-pub fn write_atomic_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    replace(dir, name, &[bytes], 0o600)
-}
-
 /// Replaces `dir/name` with the concatenation of `parts` atomically and durably: a temporary
 /// file, fsync, rename, directory fsync.
 pub fn write_atomic_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> std::io::Result<()> {
-    replace(dir, name, parts, 0o666)
-}
-
-/// [`write_atomic_parts`], the file made with `mode` (less the umask).
-fn replace(dir: &Path, name: &str, parts: &[&[u8]], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
-    // One a crash left keeps its mode: made anew, the file gets `mode`.
-    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        let mut f = std::io::BufWriter::new(file);
+        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
         for p in parts {
             f.write_all(p)?;
         }

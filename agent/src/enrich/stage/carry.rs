@@ -7,8 +7,9 @@
 //! per TTL, a TLS name once per connection), and a client whose DHCP server is elsewhere
 //! with no host name until its next renewal.
 //!
-//! Saved to `STATE_DIR/`[`FILE`] (mode 0600: it holds who resolved what) every `--state-save-interval` when something changed (the
-//! stage copies its tables, a thread of its own encodes and writes them) and at a clean stop;
+//! Saved to `STATE_DIR/`[`FILE`] (with the store's permissions: it holds who resolved what)
+//! every `--state-save-interval` when something changed (the stage copies its tables, a
+//! thread of its own encodes and writes them) and at a clean stop;
 //! read back at start. Each save is written whole and renamed over the last, so a crash leaves
 //! the one before. A file that does not read is set aside as `FILE.bad` and the agent starts
 //! without it, saying so.
@@ -325,7 +326,7 @@ impl Counts {
 
 fn write(dir: &Path, c: &Carried) -> std::io::Result<usize> {
     let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-    fsutil::write_atomic_private(dir, FILE, &bytes)?;
+    fsutil::write_atomic(dir, FILE, &bytes)?;
     Ok(bytes.len())
 }
 
