@@ -197,7 +197,7 @@ impl Bindings {
     }
 
     /// Every span held, by address (the stage's carry-over across a restart gives them back
-    /// to [`Bindings::observe`]).
+    /// to [`Bindings::restore`]).
     pub fn spans(&self) -> impl Iterator<Item = (IpAddr, &Span)> {
         self.by_ip
             .iter()

@@ -214,6 +214,61 @@ impl CarriedName {
     }
 }
 
+impl CarriedFlow {
+    /// The flow at `key` with state `s`, if there is anything to carry (an attribution, a
+    /// name, a question).
+    fn of(key: &FlowKey, s: &FlowState) -> Option<Self> {
+        let p = s.payload.as_deref();
+        let name = p.and_then(|p| p.name.as_ref()).map(CarriedName::of);
+        let question = p
+            .and_then(|p| p.question.as_ref())
+            .map(|q| (q.name.shared_text(), q.qtype));
+        let attr = s.attr.as_ref().map(CarriedAttr::of);
+        (attr.is_some() || name.is_some() || question.is_some()).then(|| CarriedFlow {
+            key: key_of(key),
+            last: s.last_ns,
+            attr,
+            name,
+            question,
+        })
+    }
+
+    /// The flow's key and state here; `None` if any part does not read back. Its reassembly
+    /// is over: a later snippet is mid-stream, never a start.
+    fn into_state(self) -> Option<(FlowKey, FlowState)> {
+        let attr = match self.attr {
+            Some(a) => Some(a.into_attr()?),
+            None => None,
+        };
+        let name = match self.name {
+            Some(n) => Some(n.into_name()?),
+            None => None,
+        };
+        let question = match self.question {
+            Some((n, qtype)) => Some(Question {
+                name: domain(&n)?,
+                qtype,
+            }),
+            None => None,
+        };
+        let payload = (name.is_some() || question.is_some()).then(|| {
+            Box::new(PayloadState {
+                names_over: true,
+                name,
+                question,
+                dns_tcp: [DnsTcpSide::Done, DnsTcpSide::Done],
+                ..PayloadState::default()
+            })
+        });
+        let state = FlowState {
+            payload,
+            attr,
+            last_ns: self.last,
+        };
+        Some((flow_key_of(self.key), state))
+    }
+}
+
 fn domain(text: &str) -> Option<DomainName> {
     DomainName::from_wire(text.as_bytes()).ok()
 }
@@ -413,10 +468,11 @@ impl EnrichStage {
         s.counts.busy.store(true, Ordering::Release);
         match tx.try_send(c) {
             Ok(()) => s.last_mark = mark,
-            Err(TrySendError::Full(_)) => {}
-            Err(TrySendError::Disconnected(_)) => {
+            Err(e) => {
                 s.counts.busy.store(false, Ordering::Release);
-                s.tx = None;
+                if matches!(e, TrySendError::Disconnected(_)) {
+                    s.tx = None;
+                }
             }
         }
     }
@@ -475,27 +531,14 @@ impl EnrichStage {
                 },
             })
             .collect();
-        let flows_go_on = self.carries_flows();
-        let flows = self
-            .flows
-            .iter()
-            .filter(|_| flows_go_on)
-            .filter_map(|(k, s)| {
-                let p = s.payload.as_deref();
-                let name = p.and_then(|p| p.name.as_ref()).map(CarriedName::of);
-                let question = p
-                    .and_then(|p| p.question.as_ref())
-                    .map(|q| (q.name.shared_text(), q.qtype));
-                let attr = s.attr.as_ref().map(CarriedAttr::of);
-                (attr.is_some() || name.is_some() || question.is_some()).then(|| CarriedFlow {
-                    key: key_of(k),
-                    last: s.last_ns,
-                    attr,
-                    name,
-                    question,
-                })
-            })
-            .collect();
+        let flows = if self.carries_flows() {
+            self.flows
+                .iter()
+                .filter_map(|(k, s)| CarriedFlow::of(k, s))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Carried {
             format: FORMAT,
             written_ns: now_ns,
@@ -548,51 +591,14 @@ impl EnrichStage {
         };
         let this_boot = boot_id();
         let same_boot = !this_boot.is_empty() && c.boot == this_boot;
-        let (c_flows, c_written) = (if same_boot { c.flows } else { Vec::new() }, c.written_ns);
-        for f in c_flows {
-            let attr = match f.attr.map(CarriedAttr::into_attr) {
-                Some(None) => {
-                    skipped += 1;
-                    continue;
-                }
-                a => a.flatten(),
+        let carried = if same_boot { c.flows } else { Vec::new() };
+        for f in carried {
+            let Some((key, state)) = f.into_state() else {
+                skipped += 1;
+                continue;
             };
-            let name = match f.name.map(CarriedName::into_name) {
-                Some(None) => {
-                    skipped += 1;
-                    continue;
-                }
-                n => n.flatten(),
-            };
-            let question = match f.question {
-                Some((n, qtype)) => match domain(&n) {
-                    Some(name) => Some(Question { name, qtype }),
-                    None => {
-                        skipped += 1;
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            // Reassembly is over: a later snippet is mid-stream, never a start.
-            let payload = (name.is_some() || question.is_some()).then(|| {
-                Box::new(PayloadState {
-                    names_over: true,
-                    name,
-                    question,
-                    dns_tcp: [DnsTcpSide::Done, DnsTcpSide::Done],
-                    ..PayloadState::default()
-                })
-            });
             if flows.flows.len() < self.config.max_flow_states {
-                flows.flows.insert(
-                    flow_key_of(f.key),
-                    FlowState {
-                        payload,
-                        attr,
-                        last_ns: f.last,
-                    },
-                );
+                flows.flows.insert(key, state);
                 carry.restored_flows += 1;
             }
         }
@@ -601,7 +607,7 @@ impl EnrichStage {
             bindings = carry.restored_bindings,
             flows = carry.restored_flows,
             skipped,
-            saved_s_ago = now_ns.saturating_sub(c_written) / 1_000_000_000,
+            saved_s_ago = now_ns.saturating_sub(c.written_ns) / 1_000_000_000,
             same_boot,
             "took back the attribution state the last agent saved"
         );
@@ -624,11 +630,15 @@ impl EnrichStage {
     }
 }
 
-/// The kernel's boot id, empty if unreadable.
+/// The kernel's boot id, empty if unreadable (read once).
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
 /// A saved state that does not read: moved aside (kept for a look), the start goes on without.
