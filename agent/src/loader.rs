@@ -13,6 +13,7 @@ mod features;
 pub mod layout;
 pub mod netlink;
 pub mod pin;
+mod recover;
 pub mod upgrade;
 
 use std::collections::HashMap;

@@ -51,13 +51,7 @@ impl Agent {
         log_dir: &Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut child = lab
-            .cmd(ns, bin.to_str().context("binary path is not UTF-8")?)
-            .arg("run")
-            .args(["--log-dir", log_dir.to_str().context("log dir not UTF-8")?])
-            .arg("--state-dir")
-            .arg(log_dir.join("state"))
-            .args(args)
+        let mut child = Self::command(lab, ns, bin, log_dir, args)?
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -82,6 +76,68 @@ impl Agent {
         };
         agent.wait_for("xdp-audit running", Duration::from_secs(20))?;
         Ok(agent)
+    }
+
+    /// The command line [`Agent::start`] runs.
+    fn command(
+        lab: &Lab,
+        ns: &str,
+        bin: &Path,
+        log_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Command> {
+        let mut c = lab.cmd(ns, bin.to_str().context("binary path is not UTF-8")?);
+        c.arg("run")
+            .args(["--log-dir", log_dir.to_str().context("log dir not UTF-8")?])
+            .arg("--state-dir")
+            .arg(log_dir.join("state"))
+            .args(args);
+        Ok(c)
+    }
+
+    /// Runs the agent as [`Agent::start`] would, told to abort at the crash point `point`
+    /// (`XDP_AUDIT_CRASH_AT`, as a kill there would stop it); fails unless it died of
+    /// SIGABRT within `timeout`. Returns its stderr.
+    pub fn crash_at(
+        lab: &Lab,
+        ns: &str,
+        bin: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        point: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        use std::io::Read as _;
+        use std::os::unix::process::ExitStatusExt as _;
+        let mut child = Self::command(lab, ns, bin, log_dir, args)?
+            .env("XDP_AUDIT_CRASH_AT", point)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn xdp-audit")?;
+        let mut stderr = child.stderr.take().context("agent stderr")?;
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let waited = crate::wait::poll_until(timeout, "the agent aborts", || {
+            Ok(child.try_wait()?.is_some())
+        });
+        if waited.is_err() {
+            let _ = child.kill();
+        }
+        let status = child.wait().context("wait for the agent")?;
+        let text = reader.join().unwrap_or_default();
+        for line in text.lines() {
+            eprintln!("  [agent] {line}");
+        }
+        waited?;
+        if status.signal() != Some(libc::SIGABRT) {
+            bail!("the agent told to abort at {point:?} ended with {status} instead");
+        }
+        Ok(text)
     }
 
     /// Waits for a stderr line containing `needle`.

@@ -79,14 +79,7 @@ impl Setup {
     /// The program in slot 0 of the pinned `SLOW_PATH` (the slow path the program
     /// tail-calls for DNS checks and payload copies), in the one map directory there is.
     fn slow_path(&self) -> Option<u64> {
-        let dirs: Vec<PathBuf> = std::fs::read_dir(self.instance_dir())
-            .expect("list the instance")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("maps-"))
-            })
-            .collect();
+        let dirs = self.map_dirs();
         assert_eq!(dirs.len(), 1, "one map directory: {dirs:?}");
         pins::prog_array_slot0(&dirs[0].join("SLOW_PATH")).expect("bpftool on SLOW_PATH")
     }
@@ -98,6 +91,31 @@ impl Setup {
 
     /// [`Setup::agent`] with the journal fsynced every `fsync`.
     fn agent_fsync(&self, fsync: &str, extra: &[&str]) -> Agent {
+        self.with_args(fsync, extra, |args| {
+            Agent::start(&self.lab, &self.lab.gateway, &self.bin, &self.log(), args)
+                .expect("start the agent")
+        })
+    }
+
+    /// Runs an agent as [`Setup::agent`] would, told to abort at the crash point `point`;
+    /// checks it did.
+    fn crash_at(&self, point: &str, extra: &[&str]) {
+        self.with_args("200ms", extra, |args| {
+            Agent::crash_at(
+                &self.lab,
+                &self.lab.gateway,
+                &self.bin,
+                &self.log(),
+                args,
+                point,
+                Duration::from_secs(20),
+            )
+            .expect("the agent aborts at the crash point")
+        });
+    }
+
+    /// Calls `f` with the agent's arguments: the test's defaults, then `extra`.
+    fn with_args<R>(&self, fsync: &str, extra: &[&str], f: impl FnOnce(&[&str]) -> R) -> R {
         let list = self.list();
         let mut args = vec![
             "--iface",
@@ -118,8 +136,41 @@ impl Setup {
             "1s",
         ];
         args.extend_from_slice(extra);
-        Agent::start(&self.lab, &self.lab.gateway, &self.bin, &self.log(), &args)
-            .expect("start the agent")
+        f(&args)
+    }
+
+    /// Makes the state name a program digest no build has, as an agent of another build
+    /// finds it: the next start keeps the maps and swaps its own program in.
+    fn pretend_another_build(&self) {
+        let state = self.instance_dir().join("state");
+        let text = std::fs::read_link(&state).expect("read the state");
+        let mut v: serde_json::Value =
+            serde_json::from_str(text.to_str().expect("UTF-8 state")).expect("state JSON");
+        v["program"] = "0".repeat(64).into();
+        let new = self.instance_dir().join("state-new");
+        std::os::unix::fs::symlink(v.to_string(), &new).expect("write a new state");
+        std::fs::rename(&new, &state).expect("replace the state");
+    }
+
+    /// The kernel ids of the program on the link and of the pinned program.
+    fn linked_and_pinned(&self) -> (u64, u64) {
+        let dir = self.instance_dir();
+        let (_, linked) = pins::pinned_link(&dir.join(format!("link-{}", lab::GW_LAN_IF)))
+            .expect("the link is pinned");
+        let pinned = pins::pinned_prog_id(&dir.join("prog")).expect("the program is pinned");
+        (linked, pinned)
+    }
+
+    /// The instance's map directories.
+    fn map_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.instance_dir())
+            .expect("list the instance")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("maps-"))
+            })
+            .collect()
     }
 
     /// A long TCP transfer to the server: 1000 bytes every 10 ms.
@@ -222,6 +273,25 @@ fn assert_counted_once(records: &[serde_json::Value], sport: u16, payload: u64) 
         "the transfer's {n} records carry {bytes} bytes in {packets} packets; its {payload} \
          payload bytes, each counted once, make {lo}..={hi}: {records:#?}"
     );
+}
+
+/// Waits until `agent` wrote the closed transfer, stops it, and checks the transfer's
+/// `payload` bytes were counted once.
+fn assert_closed_transfer_counted_once(agent: &mut Agent, payload: u64) {
+    wait_until(
+        Duration::from_secs(20),
+        "the closed transfer is written",
+        || {
+            agent.records().unwrap_or_default().iter().any(|r| {
+                r["proto"] == "tcp"
+                    && r["dst_port"] == TCP_PORT
+                    && matches!(r["end_reason"].as_str(), Some("fin" | "rst"))
+            })
+        },
+    );
+    assert_eq!(agent.stop().expect("SIGTERM"), 0);
+    let records = agent.records().expect("query");
+    assert_counted_once(&records, transfer_sport(&records), payload);
 }
 
 /// The value of `field=` in a log line.
@@ -615,32 +685,100 @@ fn an_upgrade_with_another_map_layout_swaps_the_program_on_its_link_with_no_repl
     );
     let payload = transfer.finish().expect("the transfer ends cleanly");
     // The transfer closed: it ends after the linger and is written.
-    wait_until(
-        Duration::from_secs(20),
-        "the closed transfer is written",
-        || {
-            second.records().unwrap_or_default().iter().any(|r| {
-                r["proto"] == "tcp"
-                    && r["dst_port"] == TCP_PORT
-                    && matches!(r["end_reason"].as_str(), Some("fin" | "rst"))
-            })
-        },
-    );
-    assert_eq!(second.stop().expect("SIGTERM"), 0);
-    let records = second.records().expect("query");
-    assert_counted_once(&records, transfer_sport(&records), payload);
+    assert_closed_transfer_counted_once(&mut second, payload);
     assert!(
         !pins::pinned_map_ids(&s.instance_dir())
             .expect("maps")
             .is_empty(),
         "the new layout's maps are pinned"
     );
-    let dirs: Vec<_> = std::fs::read_dir(s.instance_dir())
-        .expect("list the instance")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("maps-"))
-        .collect();
-    assert_eq!(dirs.len(), 1, "the old layout's maps were unpinned");
+    assert_eq!(s.map_dirs().len(), 1, "the old layout's maps were unpinned");
+    s.verify();
+}
+
+#[test]
+fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next_start_able_to_run()
+{
+    let s = Setup::new("swapk");
+    let mut first = s.agent(&[]);
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    let (_, first_prog) = s.linked_and_pinned();
+    s.pretend_another_build();
+    s.crash_at("swap", &[]);
+    let (orphan, pinned) = s.linked_and_pinned();
+    assert!(
+        orphan != first_prog && pinned == first_prog,
+        "the aborted start swapped its program in ({orphan}) and died before pinning it \
+         (the pin still holds {pinned}, the first program {first_prog})"
+    );
+    assert!(
+        !s.reachable(BLOCKED),
+        "the program it left on the link blocks {BLOCKED}"
+    );
+
+    let mut third = s.agent(&[]);
+    assert!(
+        third.logged("taken as the running one").is_some(),
+        "the next start takes the program on the link as the instance's"
+    );
+    let (linked, pinned) = s.linked_and_pinned();
+    assert_eq!(linked, pinned, "the program on the link is the pinned one");
+    assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
+    s.datagrams(44000..44003);
+    wait_until(Duration::from_secs(20), "the datagrams are written", || {
+        let records = third.records().unwrap_or_default();
+        (44000..44003).all(|p| udp_from(&records, p) == 1)
+    });
+    assert_eq!(third.stop().expect("SIGTERM"), 0);
+    // And the one after it finds a consistent instance: nothing to recover, nothing to swap.
+    let mut fourth = s.agent(&[]);
+    let adopted = fourth
+        .logged("adopted the pinned program")
+        .expect("the next start adopts")
+        .to_owned();
+    assert!(
+        adopted.contains("program_replaced=false") && fourth.logged("taken as").is_none(),
+        "the same build keeps the running program: {adopted}"
+    );
+    assert_eq!(fourth.stop().expect("SIGTERM"), 0);
+    assert_eq!(s.map_dirs().len(), 1, "one map directory");
+    s.verify();
+}
+
+#[test]
+fn an_upgrade_killed_after_its_swap_is_finished_by_the_next_start_with_each_flow_counted_once() {
+    let s = Setup::new("upgk");
+    let mut first = s.agent(&["--flow-table-size", "4096"]);
+    let transfer = s.transfer();
+    wait_until(Duration::from_secs(10), "the transfer is under way", || {
+        transfer.sent() > 50_000
+    });
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    // Ended while no agent runs: the flow, and its close, are in the old tables only, and
+    // the copy and the swap see no packet of it between them.
+    let payload = transfer.finish().expect("the transfer ends cleanly");
+
+    s.crash_at("swap", &["--flow-table-size", "8192"]);
+    let (orphan, pinned) = s.linked_and_pinned();
+    assert!(
+        orphan != pinned && s.map_dirs().len() == 2,
+        "the aborted upgrade swapped its program in and left both layouts' maps: the link \
+         holds {orphan}, the pin {pinned}, the maps {:?}",
+        s.map_dirs()
+    );
+
+    let mut third = s.agent(&["--flow-table-size", "8192"]);
+    assert!(
+        third.logged("taken as the running one").is_some()
+            && third.logged("their flows are written out").is_some(),
+        "the next start finishes the upgrade: the program on the link is taken, the old \
+         layout's flows written out"
+    );
+    let (linked, pinned) = s.linked_and_pinned();
+    assert_eq!(linked, pinned, "the program on the link is the pinned one");
+    assert_eq!(s.map_dirs().len(), 1, "the old layout's maps were unpinned");
+    assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
+    assert_closed_transfer_counted_once(&mut third, payload);
     s.verify();
 }
 

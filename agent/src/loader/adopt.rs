@@ -18,7 +18,7 @@
 //! attachment the kernel made through netlink (no bpf_link) is said so, leaves no link pin,
 //! and is replaced or removed through netlink with the program it is expected to hold.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, PinnedLink};
@@ -171,7 +171,18 @@ pub fn start(spec: &Spec) -> Result<Started, StartError> {
             remove_pins(&spec.pins, None)?;
             fresh(spec, lock)
         }
-        Some(state) => adopt(spec, state, lock),
+        Some(state) => {
+            let (state, leftovers) = super::recover::finish_interrupted(spec, state)?;
+            let mut started = adopt(spec, state, lock)?;
+            // An upgrade may have made its maps afresh where an interrupted one left some.
+            let now = spec.pins.read_state()?.map(|s| spec.pins.maps(&s.layout));
+            for (dir, version) in leftovers {
+                if Some(&dir) != now.as_ref() {
+                    super::upgrade::retire_leftover(&dir, version, &mut started.maps)?;
+                }
+            }
+            Ok(started)
+        }
     }
 }
 
@@ -436,23 +447,31 @@ pub(super) fn reconcile(
     mut new: Option<&mut Xdp>,
 ) -> Result<Vec<PinnedIface>, StartError> {
     let running_id = prog_id(running)?;
+    let mut ours = None;
     let mut out = Vec::new();
     for t in &spec.interfaces {
         let old = state.interfaces.iter().find(|i| i.name == t.name);
         let attached = query(t)?;
+        // Another program of the instance's own (it reads the instance's maps): one a start
+        // that died mid-swap left there. It is replaced like the running one.
+        let mut stale = None;
         if let Some(a) = attached.filter(|a| a.prog_id != running_id) {
-            if new
-                .as_deref()
-                .and_then(|n| prog_id(n).ok())
-                .is_none_or(|id| id != a.prog_id)
-            {
-                return Err(LoadError::Busy(t.name.clone()).into());
+            let new_id = new.as_deref().and_then(|n| prog_id(n).ok());
+            if new_id != Some(a.prog_id) {
+                let ours = ours.get_or_insert_with(|| super::recover::Ours::of(&spec.pins));
+                let Some((info, _)) = ours.program(a.prog_id) else {
+                    return Err(LoadError::Busy(t.name.clone()).into());
+                };
+                stale = Some(super::recover::program_fd(&info)?);
             }
         }
         let iface = match (old, attached) {
             (Some(o), Some(a)) if o.ifindex == t.ifindex && mode_fits(spec.mode, a.mode) => {
-                if let Some(n) = new.as_deref_mut() {
-                    swap(spec, o, t, running, n)?;
+                match (new.as_deref_mut(), &stale) {
+                    (Some(n), Some(fd)) => swap(spec, o, t, fd.as_fd(), n)?,
+                    (Some(n), None) => swap(spec, o, t, program_fd(running)?, n)?,
+                    (None, Some(fd)) => swap(spec, o, t, fd.as_fd(), running)?,
+                    (None, None) => {}
                 }
                 PinnedIface {
                     mode: a.mode.unwrap_or(o.mode),
@@ -544,7 +563,7 @@ fn swap(
     spec: &Spec,
     o: &PinnedIface,
     t: &Target,
-    running: &Xdp,
+    replaced: BorrowedFd<'_>,
     new: &mut Xdp,
 ) -> Result<(), StartError> {
     if o.link {
@@ -562,22 +581,18 @@ fn swap(
                 .map_err(|e| program_err(&what)(e.to_string()))?,
         );
     } else {
-        let (new_fd, old_fd) = (program_fd(new)?, program_fd(running)?);
-        netlink::set(
-            t.ifindex,
-            Some(new_fd.as_fd()),
-            Some(old_fd.as_fd()),
-            o.mode,
-        )
-        .map_err(|cause| StartError::Netlink {
-            iface: t.name.clone(),
-            cause,
-        })?;
+        netlink::set(t.ifindex, Some(program_fd(new)?), Some(replaced), o.mode).map_err(
+            |cause| StartError::Netlink {
+                iface: t.name.clone(),
+                cause,
+            },
+        )?;
     }
     info!(
         iface = t.name,
         "program replaced on its attachment, atomically"
     );
+    super::recover::crash_point("swap");
     Ok(())
 }
 
@@ -693,15 +708,7 @@ pub(super) fn remove_attachment(
 }
 
 pub(super) fn remove_file(path: &Path) -> Result<(), StartError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PinError::Io {
-            op: "remove",
-            path: path.to_owned(),
-            cause: e,
-        }
-        .into()),
-        _ => Ok(()),
-    }
+    Ok(pin::remove(path)?)
 }
 
 /// Removes every pin in a map directory, and the directory.
@@ -731,15 +738,7 @@ pub(super) fn remove_dir_pins(dir: &Path) -> Result<(), StartError> {
     })
 }
 
-/// Pins `prog` as the instance's program, replacing the pin of the one before at once (a
-/// new pin renamed over the old); returns its kernel tag.
-pub(super) fn pin_program(prog: &mut Xdp, pins: &PinDir) -> Result<String, StartError> {
-    let next = pins.dir().join("prog-next");
-    remove_file(&next)?;
-    let what = format!("pinning the program at {}", pins.program().display());
-    prog.pin(&next)
-        .map_err(|e| program_err(&what)(e.to_string()))?;
-    std::fs::rename(&next, pins.program()).map_err(|e| program_err(&what)(e.to_string()))?;
-    let info = prog.info().map_err(|e| program_err(&what)(e.to_string()))?;
-    Ok(format!("{:016x}", info.tag()))
+/// Pins `prog` as the instance's program ([`PinDir::pin_program`]); returns its kernel tag.
+pub(super) fn pin_program(prog: &Xdp, pins: &PinDir) -> Result<String, StartError> {
+    Ok(pins.pin_program(program_fd(prog)?)?)
 }

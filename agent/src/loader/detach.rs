@@ -85,8 +85,7 @@ pub(super) fn remove_pins(pins: &PinDir, state: Option<&PinState>) -> Result<Det
         }
     }
     drop(running);
-    for name in ["prog", "prog-next"] {
-        let p = pins.dir().join(name);
+    for p in [pins.program(), pins.dir().join(pin::PROGRAM_NEXT)] {
         if p.exists() {
             remove_file(&p)?;
             report.program = true;

@@ -14,7 +14,7 @@
 //! directory is locked (`flock`) by the one agent that runs it and by `detach`.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,8 @@ const STATE: &str = "state";
 const STATE_NEW: &str = "state-new";
 /// The program's pin.
 const PROGRAM: &str = "prog";
+/// Where a new program pin is made before it replaces the old.
+pub const PROGRAM_NEXT: &str = "prog-next";
 /// Prefix of a link's pin.
 const LINK_PREFIX: &str = "link-";
 /// Prefix of a map directory.
@@ -234,6 +236,18 @@ impl PinDir {
         self.dir.join(PROGRAM)
     }
 
+    /// Pins the program behind `fd` as the instance's program, replacing the pin of the one
+    /// before at once (a new pin renamed over the old); returns its kernel tag.
+    pub fn pin_program(&self, fd: BorrowedFd<'_>) -> Result<String, PinError> {
+        let (next, path) = (self.dir.join(PROGRAM_NEXT), self.program());
+        remove(&next)?;
+        obj_pin(fd, &next).map_err(io("pin", &next))?;
+        std::fs::rename(&next, &path).map_err(io("rename", &next))?;
+        let info = aya::programs::ProgramInfo::from_pin(&path)
+            .map_err(|e| io("read", &path)(std::io::Error::other(e)))?;
+        Ok(format!("{:016x}", info.tag()))
+    }
+
     /// The pin of the link on `iface`.
     pub fn link(&self, iface: &str) -> PathBuf {
         self.dir.join(format!("{LINK_PREFIX}{}", escape(iface)))
@@ -336,28 +350,16 @@ impl PinDir {
             });
         }
         let new = self.dir.join(STATE_NEW);
-        match std::fs::remove_file(&new) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("remove", &new)(e))
-            }
-            _ => {}
-        }
+        remove(&new)?;
         std::os::unix::fs::symlink(&text, &new).map_err(io("create", &new))?;
         std::fs::rename(&new, &path).map_err(io("replace", &path))
     }
 
     /// Removes the state (last step of `detach`, so an interrupted detach can be repeated).
     pub fn remove_state(&self) -> Result<(), PinError> {
-        for name in [STATE_NEW, STATE] {
-            let p = self.dir.join(name);
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io("remove", &p)(e))
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        [STATE_NEW, STATE]
+            .into_iter()
+            .try_for_each(|name| remove(&self.dir.join(name)))
     }
 }
 
@@ -369,11 +371,58 @@ pub fn is_link_pin(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with(LINK_PREFIX))
 }
 
+/// Removes a pin (or the state's symlink); one already gone is no error.
+pub fn remove(path: &Path) -> Result<(), PinError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `path` is a map directory of an instance, by its name.
 pub fn is_maps_dir(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(MAPS_PREFIX))
+    maps_layout(path).is_some()
+}
+
+/// The layout fingerprint a map directory is named for (the inverse of [`PinDir::maps`]).
+pub fn maps_layout(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.strip_prefix(MAPS_PREFIX)
+}
+
+/// The `BPF_OBJ_PIN` arm of `union bpf_attr`.
+#[repr(C)]
+struct ObjAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+/// `BPF_OBJ_PIN` (aya pins only the programs it loaded, not one opened by id).
+const BPF_OBJ_PIN: libc::c_long = 6;
+
+fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+    let attr = ObjAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix for BPF_OBJ_PIN; the path outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_PIN,
+            &attr as *const ObjAttr,
+            std::mem::size_of::<ObjAttr>(),
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Holds an instance for this process; released on drop.
@@ -604,6 +653,8 @@ mod tests {
         assert!(is_link_pin(&pins.link("lan0")));
         assert!(is_maps_dir(&pins.maps("00ff")));
         assert!(!is_maps_dir(&pins.program()));
+        assert_eq!(maps_layout(&pins.maps("00ff")), Some("00ff"));
+        assert_eq!(maps_layout(&pins.link("lan0")), None);
     }
 
     #[test]

@@ -254,6 +254,64 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     })
 }
 
+/// A map directory the state no longer names ([`super::recover`]): the layout an upgrade
+/// replaced, when the agent died before it wrote out its flows, or the maps an upgrade made
+/// and never swapped in. The first has its flows written out as [`run`] would have, but for
+/// those the running tables hold (they were moved over); the second never ran (its
+/// counters are all zero): it is only unpinned.
+pub(super) fn retire_leftover(
+    dir: &std::path::Path,
+    version: u32,
+    maps: &mut super::Maps,
+) -> Result<(), StartError> {
+    let mut old = PinnedMaps::open(dir, None)?;
+    let ran = old
+        .take_map(names::STATS)
+        .and_then(|m| crate::stats::read(&m).ok())
+        .is_some_and(|counts| counts.iter().any(|&(_, n)| n > 0));
+    let old_maps = if ran {
+        take_old(&mut old, version)
+    } else {
+        None
+    };
+    if let Some(o) = old_maps {
+        let running = maps
+            .flows
+            .table()
+            .entries()
+            .map_err(|e| StartError::Program {
+                what: "reading the flow tables".into(),
+                cause: e.to_string(),
+            })?;
+        let running: std::collections::HashSet<FlowKey> =
+            running.into_iter().map(|(k, _)| k).collect();
+        let old_entries = o.flows.table().entries().map_err(|e| StartError::Program {
+            what: format!("reading the flow tables left in {}", dir.display()),
+            cause: e.to_string(),
+        })?;
+        // A flow the running tables hold was moved over: its old value is taken for what
+        // was copied, so it is not written again. What the old program counted between the
+        // copy and the swap (milliseconds) is lost with the crash.
+        let copied = old_entries
+            .into_iter()
+            .filter(|(k, _)| running.contains(k))
+            .collect();
+        let r = retire(o, &copied)?;
+        info!(
+            dir = %dir.display(),
+            flows = r.flows.len(),
+            events = r.events.len(),
+            "the maps of a replaced layout were left pinned: their flows are written out"
+        );
+        let into = maps.retired.get_or_insert_with(Retired::default);
+        into.events.extend(r.events);
+        into.seed.extend(r.seed);
+        into.flows.extend(r.flows);
+    }
+    drop(old);
+    remove_dir_pins(dir)
+}
+
 /// After the swap: the old ring drained, the old tables read a last time.
 fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, StartError> {
     let mut events = Vec::new();
