@@ -14,6 +14,7 @@ pub mod layout;
 pub mod netlink;
 pub mod pin;
 mod recover;
+pub(crate) use recover::crash_point;
 pub mod upgrade;
 
 use std::collections::HashMap;

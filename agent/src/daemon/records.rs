@@ -85,14 +85,18 @@ pub(crate) fn spawn(
 impl Records {
     /// The events and flows of a replaced layout's maps, before the new ring's.
     fn write_retired(&mut self) {
-        let Some(r) = self.retired.take() else { return };
+        let Some(mut r) = self.retired.take() else {
+            return;
+        };
+        crate::loader::crash_point("retired");
         self.sweeper.seed(&r.seed);
-        for ev in r.events {
+        for ev in std::mem::take(&mut r.events) {
             self.on_event(ev);
         }
         self.sweeper
             .write_retired(&r.flows, self.sink.as_mut(), self.rules.as_ref());
         self.sweeper.settle(self.sink.as_mut());
+        r.unpin();
     }
 
     /// One event of the ring (or of a replaced layout's ring): payload copies go to the sink's

@@ -181,6 +181,7 @@ pub fn start(spec: &Spec) -> Result<Started, StartError> {
                     super::upgrade::retire_leftover(&dir, version, &mut started.maps)?;
                 }
             }
+            super::recover::note_replaced(spec, &started)?;
             Ok(started)
         }
     }

@@ -158,6 +158,20 @@ pub struct PinState {
     pub config: String,
     /// The attachments.
     pub interfaces: Vec<PinnedIface>,
+    /// Layouts an upgrade replaced whose maps stay pinned until their flows are written, with
+    /// the layout version their flow tables are read by (the next start writes them out if
+    /// the agent died first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<Replaced>,
+}
+
+/// A replaced layout whose maps are still pinned ([`PinState::replaced`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    /// Its fingerprint: the maps live in `maps-<layout>`.
+    pub layout: String,
+    /// [`PinState::layout_version`] of its maps.
+    pub layout_version: u32,
 }
 
 impl PinState {
@@ -179,7 +193,20 @@ impl PinState {
             program_tag,
             config,
             interfaces,
+            replaced: Vec::new(),
         }
+    }
+
+    /// The layout version of the maps of `layout`: the state's own, or a replaced one's; 0
+    /// (read by no build) when the state does not know it.
+    pub fn version_of(&self, layout: &str) -> u32 {
+        if layout == self.layout {
+            return self.layout_version;
+        }
+        self.replaced
+            .iter()
+            .find(|r| r.layout == layout)
+            .map_or(0, |r| r.layout_version)
     }
 }
 
@@ -572,11 +599,27 @@ mod tests {
                     link: false,
                 },
             ],
+            replaced: vec![Replaced {
+                layout: "ef".repeat(32),
+                layout_version: 3,
+            }],
         }
     }
 
     fn temp(tag: &str) -> crate::blocklist::tests::TempDir {
         crate::blocklist::tests::TempDir::new(tag)
+    }
+
+    #[test]
+    fn a_state_knows_its_replaced_layouts_versions_and_an_older_one_without_them_reads() {
+        let mut s = state();
+        assert_eq!(s.version_of(&s.layout.clone()), s.layout_version);
+        assert_eq!(s.version_of(&"ef".repeat(32)), 3);
+        assert_eq!(s.version_of("00"), 0, "unknown: read by no build");
+        s.replaced.clear();
+        let text = serde_json::to_string(&s).expect("encode");
+        assert!(!text.contains("replaced"), "none, not written: {text}");
+        assert_eq!(serde_json::from_str::<PinState>(&text).expect("decode"), s);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! it as the instance's program and names its maps in the state, so the start goes on as an
 //! adoption of what really runs; a map directory no longer named by the state is handed
 //! back, for its flows to be written out ([`super::upgrade::retire_leftover`]) and its pins
-//! removed.
+//! removed. The same holds for a replaced layout whose flows an upgrade had not written yet
+//! when its agent died: the state names it, with its layout version, until they are
+//! ([`note_replaced`]).
 
 use std::collections::HashMap;
 use std::os::fd::AsFd as _;
@@ -18,9 +20,9 @@ use aya::maps::MapInfo;
 use aya::programs::{loaded_programs, ProgramFd, ProgramInfo};
 use tracing::warn;
 
-use super::adopt::{Spec, StartError};
+use super::adopt::{Spec, StartError, Started};
 use super::netlink;
-use super::pin::{self, PinDir, PinState};
+use super::pin::{self, PinDir, PinState, Replaced};
 
 /// Where a crash test asks the agent to stop as a kill would: a process whose
 /// `XDP_AUDIT_CRASH_AT` names `point` aborts there (no destructor runs, no pin is removed).
@@ -80,7 +82,7 @@ pub(super) fn program_fd(info: &ProgramInfo) -> Result<ProgramFd, StartError> {
 
 /// Makes the state name what really runs (see the module documentation); returns it, and
 /// the map directories it does not name, each with the layout version their maps have
-/// when it is known (0 when not).
+/// when the state knows it (0 when not: they are then unpinned unread).
 pub(super) fn finish_interrupted(
     spec: &Spec,
     state: PinState,
@@ -97,7 +99,6 @@ pub(super) fn finish_interrupted(
         let (info, layout) = ours.program(attached.prog_id)?;
         Some((o.name.clone(), info, layout))
     });
-    let before = (state.layout.clone(), state.layout_version);
     let state = match found {
         None => state,
         Some((iface, info, layout)) => {
@@ -110,17 +111,23 @@ pub(super) fn finish_interrupted(
             );
             let fd = program_fd(&info)?;
             let program_tag = spec.pins.pin_program(fd.as_fd())?;
-            let layout_version = if layout == state.layout {
-                state.layout_version
-            } else {
-                0
-            };
+            let layout_version = state.version_of(&layout);
+            let mut replaced = state.replaced.clone();
+            if layout != state.layout {
+                // Still pinned, and its flows not yet written: a crash before they are
+                // leaves the next start what it needs to read them.
+                replaced.push(Replaced {
+                    layout: state.layout.clone(),
+                    layout_version: state.layout_version,
+                });
+            }
             let recovered = PinState {
                 layout,
                 layout_version,
                 // Unknown: the start loads its own program and swaps it in.
                 program: String::new(),
                 program_tag,
+                replaced,
                 ..state
             };
             spec.pins.write_state(&recovered)?;
@@ -133,9 +140,36 @@ pub(super) fn finish_interrupted(
         .into_iter()
         .filter_map(|p| {
             let layout = pin::maps_layout(&p)?;
-            let version = if layout == before.0 { before.1 } else { 0 };
+            let version = state.version_of(layout);
             (layout != state.layout).then_some((p, version))
         })
         .collect();
     Ok((state, leftovers))
+}
+
+/// Names in the state every replaced layout whose maps stay pinned until the records stage
+/// writes their flows, with its version, so that an agent dying first leaves the next start
+/// able to read them.
+pub(super) fn note_replaced(spec: &Spec, started: &Started) -> Result<(), StartError> {
+    let Some(r) = started.maps.retired.as_ref().filter(|r| !r.pins.is_empty()) else {
+        return Ok(());
+    };
+    let Some(mut state) = spec.pins.read_state()? else {
+        return Ok(());
+    };
+    let replaced: Vec<Replaced> = r
+        .pins
+        .iter()
+        .filter_map(|(dir, version)| {
+            Some(Replaced {
+                layout: pin::maps_layout(dir)?.to_owned(),
+                layout_version: *version,
+            })
+        })
+        .collect();
+    if replaced != state.replaced {
+        state.replaced = replaced;
+        spec.pins.write_state(&state)?;
+    }
+    Ok(())
 }

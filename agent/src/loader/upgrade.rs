@@ -11,9 +11,12 @@
 //! they are written out from the old tables instead, and a flow that goes on starts afresh
 //! under the new program. After the swap the old ring is drained and the old tables read one
 //! last time: what the old program counted after the copy is written as an interim record of
-//! the flow (so nothing is lost nor counted twice), then the old maps are unpinned.
+//! the flow (so nothing is lost nor counted twice), and the old maps are unpinned once those
+//! records are handed to the kernel: an agent that dies before leaves them, and their layout
+//! version in the state, for the next start to write out.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use agent_common::{family, names, FlowKey, FlowValue, Reported, LAYOUT_VERSION};
 use aya::maps::{Map, RingBuf};
@@ -23,7 +26,7 @@ use tracing::{info, warn};
 use super::adopt::{load_pinned, pin_program, reconcile, remove_dir_pins};
 use super::adopt::{Outcome, Spec, StartError, Started};
 use super::layout::{program_digest, Layout};
-use super::pin::{InstanceLock, PinState};
+use super::pin::{InstanceLock, PinState, Replaced};
 use super::{LoadOptions, MapSource as _, PinnedMaps, EBPF_OBJECT};
 use crate::blocklist::Capacity;
 use crate::daemon::lists::read_for_new_tables;
@@ -43,6 +46,27 @@ pub struct Retired {
     pub seed: Vec<(FlowKey, Reported)>,
     /// The old tables' flows to write.
     pub flows: Vec<RetiredFlow>,
+    /// The map directories these came from, each with its layout version: unpinned by
+    /// [`Retired::unpin`] once the records are written.
+    pub pins: Vec<(PathBuf, u32)>,
+}
+
+impl Retired {
+    /// Unpins the replaced maps, called once their flows are written and handed to the
+    /// kernel: an agent that dies before leaves them pinned, for the next start to write
+    /// out ([`retire_leftover`]).
+    pub fn unpin(&mut self) {
+        for (dir, _) in self.pins.drain(..) {
+            match remove_dir_pins(&dir) {
+                Ok(()) => info!(dir = %dir.display(), "the replaced maps are unpinned"),
+                Err(e) => warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "the replaced maps could not be unpinned; `xdp-audit detach` removes them"
+                ),
+            }
+        }
+    }
 }
 
 /// An upgrade in the making (see [`run`]).
@@ -218,26 +242,42 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     let new_prog = program.program_mut()?;
     let interfaces = reconcile(spec, &state, &mut running, Some(&mut *new_prog))?;
     let tag = pin_program(new_prog, &spec.pins)?;
-    spec.pins.write_state(&PinState::of_this_build(
-        fp.clone(),
-        program_digest(EBPF_OBJECT, &opts),
-        tag,
-        spec.config.clone(),
-        interfaces.clone(),
-    ))?;
+    let old_dir = spec.pins.maps(&state.layout);
+    let mut replaced_layouts = state.replaced.clone();
+    if old_maps.is_some() {
+        replaced_layouts.push(Replaced {
+            layout: state.layout.clone(),
+            layout_version: state.layout_version,
+        });
+    }
+    spec.pins.write_state(&PinState {
+        replaced: replaced_layouts,
+        ..PinState::of_this_build(
+            fp.clone(),
+            program_digest(EBPF_OBJECT, &opts),
+            tag,
+            spec.config.clone(),
+            interfaces.clone(),
+        )
+    })?;
     drop(running);
 
     let retired = match old_maps {
-        Some(o) => retire(o, &copied)?,
-        None => Retired::default(),
+        Some(o) => Retired {
+            pins: vec![(old_dir, state.layout_version)],
+            ..retire(o, &copied)?
+        },
+        None => {
+            remove_dir_pins(&old_dir)?;
+            Retired::default()
+        }
     };
-    remove_dir_pins(&spec.pins.maps(&state.layout))?;
     let written_out = retired.flows.iter().filter(|f| f.after.is_none()).count();
     info!(
         migrated = copied.len(),
         written_out,
         events = retired.events.len(),
-        "upgrade done; the old maps are unpinned"
+        "upgrade done; the old maps are unpinned once their flows are written"
     );
     maps.retired = Some(retired);
     Ok(Started {
@@ -257,10 +297,11 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
 /// A map directory the state no longer names ([`super::recover`]): the layout an upgrade
 /// replaced, when the agent died before it wrote out its flows, or the maps an upgrade made
 /// and never swapped in. The first has its flows written out as [`run`] would have, but for
-/// those the running tables hold (they were moved over); the second never ran (its
-/// counters are all zero): it is only unpinned.
+/// those the running tables hold (they were moved over), and stays pinned until they are
+/// ([`Retired::unpin`]); the second never ran (its counters are all zero): it is only
+/// unpinned.
 pub(super) fn retire_leftover(
-    dir: &std::path::Path,
+    dir: &Path,
     version: u32,
     maps: &mut super::Maps,
 ) -> Result<(), StartError> {
@@ -307,6 +348,8 @@ pub(super) fn retire_leftover(
         into.events.extend(r.events);
         into.seed.extend(r.seed);
         into.flows.extend(r.flows);
+        into.pins.push((dir.to_owned(), version));
+        return Ok(());
     }
     drop(old);
     remove_dir_pins(dir)
@@ -350,5 +393,6 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
         events,
         seed,
         flows,
+        pins: Vec::new(),
     })
 }
