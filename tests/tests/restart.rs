@@ -159,13 +159,31 @@ impl Setup {
         std::fs::rename(&new, self.instance_dir().join("state")).expect("replace the state");
     }
 
+    /// A transfer under way when an agent with a 4096-entry flow table stopped.
+    fn transfer_past_a_stop(&self) -> Transfer {
+        let mut first = self.agent(&["--flow-table-size", "4096"]);
+        let transfer = self.transfer();
+        wait_until(Duration::from_secs(10), "the transfer is under way", || {
+            transfer.sent() > 50_000
+        });
+        assert_eq!(first.stop().expect("SIGTERM"), 0);
+        transfer
+    }
+
     /// The kernel ids of the program on the link and of the pinned program.
     fn linked_and_pinned(&self) -> (u64, u64) {
-        let dir = self.instance_dir();
-        let (_, linked) = pins::pinned_link(&dir.join(format!("link-{}", lab::GW_LAN_IF)))
-            .expect("the link is pinned");
-        let pinned = pins::pinned_prog_id(&dir.join("prog")).expect("the program is pinned");
-        (linked, pinned)
+        (self.linked(lab::GW_LAN_IF), self.pinned())
+    }
+
+    /// The kernel id of the program on `iface`'s link.
+    fn linked(&self, iface: &str) -> u64 {
+        let link = self.instance_dir().join(format!("link-{iface}"));
+        pins::pinned_link(&link).expect("the link is pinned").1
+    }
+
+    /// The kernel id of the pinned program.
+    fn pinned(&self) -> u64 {
+        pins::pinned_prog_id(&self.instance_dir().join("prog")).expect("the program is pinned")
     }
 
     /// The instance's map directories.
@@ -707,29 +725,42 @@ fn an_upgrade_with_another_map_layout_swaps_the_program_on_its_link_with_no_repl
 fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next_start_able_to_run()
 {
     let s = Setup::new("swapk");
-    let mut first = s.agent(&[]);
+    // Two interfaces: the start is aborted after the first swap, the second one still runs
+    // the program it replaced.
+    let wan = format!("{}:wan", lab::GW_WAN_IF);
+    let two = ["--iface", wan.as_str()];
+    let mut first = s.agent(&two);
     assert_eq!(first.stop().expect("SIGTERM"), 0);
-    let (_, first_prog) = s.linked_and_pinned();
+    let first_prog = s.pinned();
     s.pretend_another_build();
-    s.crash_at("swap", &[]);
+    s.crash_at("swap", &two);
     let (orphan, pinned) = s.linked_and_pinned();
     assert!(
-        orphan != first_prog && pinned == first_prog,
-        "the aborted start swapped its program in ({orphan}) and died before pinning it \
-         (the pin still holds {pinned}, the first program {first_prog})"
+        orphan != first_prog && pinned == first_prog && s.linked(lab::GW_WAN_IF) == first_prog,
+        "the aborted start swapped its program in on {} ({orphan}) and died before the \
+         second interface and the pin (both still hold {first_prog}: {pinned}, {})",
+        lab::GW_LAN_IF,
+        s.linked(lab::GW_WAN_IF)
     );
     assert!(
         !s.reachable(BLOCKED),
         "the program it left on the link blocks {BLOCKED}"
     );
 
-    let mut third = s.agent(&[]);
+    let mut third = s.agent(&two);
     assert!(
         third.logged("taken as the running one").is_some(),
         "the next start takes the program on the link as the instance's"
     );
-    let (linked, pinned) = s.linked_and_pinned();
-    assert_eq!(linked, pinned, "the program on the link is the pinned one");
+    let pinned = s.pinned();
+    assert!(
+        s.linked(lab::GW_LAN_IF) == pinned && s.linked(lab::GW_WAN_IF) == pinned,
+        "both interfaces run the pinned program"
+    );
+    assert!(
+        !s.instance_dir().join("prog-old").exists() && !s.instance_dir().join("prog-next").exists(),
+        "no program pin is left but the instance's"
+    );
     assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
     s.datagrams(44000..44003);
     wait_until(Duration::from_secs(20), "the datagrams are written", || {
@@ -738,7 +769,7 @@ fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next
     });
     assert_eq!(third.stop().expect("SIGTERM"), 0);
     // And the one after it finds a consistent instance: nothing to recover, nothing to swap.
-    let mut fourth = s.agent(&[]);
+    let mut fourth = s.agent(&two);
     let adopted = fourth
         .logged("adopted the pinned program")
         .expect("the next start adopts")
@@ -755,12 +786,7 @@ fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next
 #[test]
 fn an_upgrade_killed_after_its_swap_is_finished_by_the_next_start_with_each_flow_counted_once() {
     let s = Setup::new("upgk");
-    let mut first = s.agent(&["--flow-table-size", "4096"]);
-    let transfer = s.transfer();
-    wait_until(Duration::from_secs(10), "the transfer is under way", || {
-        transfer.sent() > 50_000
-    });
-    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    let transfer = s.transfer_past_a_stop();
     // Ended while no agent runs: the flow, and its close, are in the old tables only, and
     // the copy and the swap see no packet of it between them.
     let payload = transfer.finish().expect("the transfer ends cleanly");
@@ -790,6 +816,38 @@ fn an_upgrade_killed_after_its_swap_is_finished_by_the_next_start_with_each_flow
     );
     assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
     assert_closed_transfer_counted_once(&mut third, payload);
+    s.verify();
+}
+
+#[test]
+fn an_upgrade_without_room_killed_at_its_swap_counts_a_flow_that_goes_on_once() {
+    let s = Setup::new("upgn");
+    let transfer = s.transfer_past_a_stop();
+    // More flows than the new table takes over (it needs room for twice as many): none is
+    // moved, and the transfer goes on as a new entry of the new program's table.
+    let ports = 46000..46040;
+    s.datagrams(ports.clone());
+    s.crash_at("swap", &["--flow-table-size", "64"]);
+    let sent = transfer.sent();
+    wait_until(
+        Duration::from_secs(10),
+        "the transfer goes on under the program the aborted upgrade swapped in",
+        || transfer.sent() > sent + 20_000,
+    );
+
+    let mut third = s.agent(&["--flow-table-size", "64"]);
+    assert!(
+        third.logged("taken as the running one").is_some()
+            && third.logged("their flows are written out").is_some(),
+        "the next start finishes the upgrade and writes the old tables' flows out"
+    );
+    let payload = transfer.finish().expect("the transfer ends cleanly");
+    assert_closed_transfer_counted_once(&mut third, payload);
+    let records = third.records().expect("query");
+    assert!(
+        ports.clone().all(|p| udp_from(&records, p) == 1),
+        "each datagram of the old table once: {records:#?}"
+    );
     s.verify();
 }
 

@@ -51,7 +51,8 @@ pub(crate) struct StatusInputs {
 /// The records stage's state.
 pub(crate) struct Records {
     pub(crate) sweeper: Sweeper,
-    /// What a replaced layout's maps held: written before anything else.
+    /// What a replaced layout's maps held: written before anything else; then its map
+    /// directories until they are unpinned.
     pub(crate) retired: Option<Retired>,
     /// With a pinned program: the clocks to hand the open flows over with at the stop.
     pub(crate) hand_over: Option<Arc<dyn ClockSource>>,
@@ -77,6 +78,7 @@ pub(crate) fn spawn(
             records.write_retired();
             while let Some(msg) = rx.recv_blocking() {
                 records.handle(msg, rx.counters());
+                records.unpin_retired();
             }
             records.finish(rx.counters().stats())
         })
@@ -96,7 +98,23 @@ impl Records {
         self.sweeper
             .write_retired(&r.flows, self.sink.as_mut(), self.rules.as_ref());
         self.sweeper.settle(self.sink.as_mut());
-        r.unpin();
+        r.flows.clear();
+        r.seed.clear();
+        self.retired = Some(r);
+        self.unpin_retired();
+    }
+
+    /// Unpins the replaced maps once the records of what they held are handed to the kernel;
+    /// while a flush fails (those records still buffered here) they stay pinned, for the
+    /// next start to write them should this agent die first.
+    fn unpin_retired(&mut self) {
+        let Some(r) = self.retired.as_mut().filter(|r| r.has_pins()) else {
+            return;
+        };
+        if self.sink.flush().is_ok() {
+            r.unpin();
+            self.retired = None;
+        }
     }
 
     /// One event of the ring (or of a replaced layout's ring): payload copies go to the sink's

@@ -30,7 +30,8 @@ use tracing::{info, warn};
 use super::detach::remove_pins;
 pub use super::detach::{detach, Detached};
 use super::layout::{program_digest, Layout, LayoutError};
-use super::pin::{self, InstanceLock, PinDir, PinError, PinState, PinnedIface};
+use super::pin::{self, InstanceLock, NextProgram, PinDir, PinError, PinState, PinnedIface};
+use super::recover;
 use super::{
     attach_xdp, netlink, take_flow_maps, AttachMode, LoadError, LoadOptions, Loaded, Maps,
     PinnedMaps, EBPF_OBJECT,
@@ -172,16 +173,11 @@ pub fn start(spec: &Spec) -> Result<Started, StartError> {
             fresh(spec, lock)
         }
         Some(state) => {
-            let (state, leftovers) = super::recover::finish_interrupted(spec, state)?;
+            let (state, leftovers) = recover::finish_interrupted(spec, state)?;
+            // Read before an upgrade may make maps afresh under one of their names.
+            let leftovers = recover::retire_leftovers(spec, &state, leftovers)?;
             let mut started = adopt(spec, state, lock)?;
-            // An upgrade may have made its maps afresh where an interrupted one left some.
-            let now = spec.pins.read_state()?.map(|s| spec.pins.maps(&s.layout));
-            for (dir, version) in leftovers {
-                if Some(&dir) != now.as_ref() {
-                    super::upgrade::retire_leftover(&dir, version, &mut started.maps)?;
-                }
-            }
-            super::recover::note_replaced(spec, &started)?;
+            recover::finish(spec, &mut started, leftovers)?;
             Ok(started)
         }
     }
@@ -386,22 +382,31 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
     let replaced = new_prog.is_some();
     let (interfaces, tag) = match new_prog {
         Some(p) => {
-            let ifaces = reconcile(spec, &state, &mut running, Some(&mut *p))?;
-            (ifaces, pin_program(p, &spec.pins)?)
+            let next = NextProgram {
+                layout: state.layout.clone(),
+                layout_version: agent_common::LAYOUT_VERSION,
+                program: digest.clone(),
+                migrated: true,
+            };
+            recover::swap_in(spec, &state, &mut running, p, next)?
         }
         None => (
             reconcile(spec, &state, &mut running, None)?,
             state.program_tag.clone(),
         ),
     };
-    // The same layout, so also the same layout version.
-    spec.pins.write_state(&PinState::of_this_build(
-        state.layout.clone(),
-        digest,
-        tag,
-        spec.config.clone(),
-        interfaces.clone(),
-    ))?;
+    // The same layout, so also the same layout version; replaced ones stay named until
+    // their flows are written.
+    spec.pins.write_state(&PinState {
+        replaced: state.replaced.clone(),
+        ..PinState::of_this_build(
+            state.layout.clone(),
+            digest,
+            tag,
+            spec.config.clone(),
+            interfaces.clone(),
+        )
+    })?;
     Ok(Started {
         maps,
         lists,
@@ -448,30 +453,28 @@ pub(super) fn reconcile(
     mut new: Option<&mut Xdp>,
 ) -> Result<Vec<PinnedIface>, StartError> {
     let running_id = prog_id(running)?;
-    let mut ours = None;
     let mut out = Vec::new();
     for t in &spec.interfaces {
         let old = state.interfaces.iter().find(|i| i.name == t.name);
         let attached = query(t)?;
-        // Another program of the instance's own (it reads the instance's maps): one a start
-        // that died mid-swap left there. It is replaced like the running one.
+        // The program a swap that died half-way left on this interface: it is replaced like
+        // the running one.
         let mut stale = None;
         if let Some(a) = attached.filter(|a| a.prog_id != running_id) {
             let new_id = new.as_deref().and_then(|n| prog_id(n).ok());
             if new_id != Some(a.prog_id) {
-                let ours = ours.get_or_insert_with(|| super::recover::Ours::of(&spec.pins));
-                let Some((info, _)) = ours.program(a.prog_id) else {
+                let Some(old) = recover::replaced_program(spec, a.prog_id) else {
                     return Err(LoadError::Busy(t.name.clone()).into());
                 };
-                stale = Some(super::recover::program_fd(&info)?);
+                stale = Some(old);
             }
         }
         let iface = match (old, attached) {
             (Some(o), Some(a)) if o.ifindex == t.ifindex && mode_fits(spec.mode, a.mode) => {
                 match (new.as_deref_mut(), &stale) {
-                    (Some(n), Some(fd)) => swap(spec, o, t, fd.as_fd(), n)?,
+                    (Some(n), Some(old)) => swap(spec, o, t, program_fd(old)?, n)?,
                     (Some(n), None) => swap(spec, o, t, program_fd(running)?, n)?,
-                    (None, Some(fd)) => swap(spec, o, t, fd.as_fd(), running)?,
+                    (None, Some(old)) => swap(spec, o, t, program_fd(old)?, running)?,
                     (None, None) => {}
                 }
                 PinnedIface {
@@ -593,7 +596,7 @@ fn swap(
         iface = t.name,
         "program replaced on its attachment, atomically"
     );
-    super::recover::crash_point("swap");
+    recover::crash_point("swap");
     Ok(())
 }
 
@@ -739,7 +742,18 @@ pub(super) fn remove_dir_pins(dir: &Path) -> Result<(), StartError> {
     })
 }
 
-/// Pins `prog` as the instance's program ([`PinDir::pin_program`]); returns its kernel tag.
-pub(super) fn pin_program(prog: &Xdp, pins: &PinDir) -> Result<String, StartError> {
-    Ok(pins.pin_program(program_fd(prog)?)?)
+/// Pins `prog` as the instance's program, replacing the pin of the one before at once (a
+/// new pin renamed over the old); returns its kernel tag.
+pub(super) fn pin_program(prog: &mut Xdp, pins: &PinDir) -> Result<String, StartError> {
+    pin_next(prog, pins)?;
+    Ok(pins.promote_next()?)
+}
+
+/// Pins `prog` at [`PinDir::next_program`].
+pub(super) fn pin_next(prog: &mut Xdp, pins: &PinDir) -> Result<(), StartError> {
+    let next = pins.next_program();
+    remove_file(&next)?;
+    prog.pin(&next).map_err(|e| {
+        program_err(format!("pinning the program at {}", next.display()))(e.to_string())
+    })
 }

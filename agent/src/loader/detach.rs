@@ -85,7 +85,7 @@ pub(super) fn remove_pins(pins: &PinDir, state: Option<&PinState>) -> Result<Det
         }
     }
     drop(running);
-    for p in [pins.program(), pins.dir().join(pin::PROGRAM_NEXT)] {
+    for p in [pins.program(), pins.next_program(), pins.old_program()] {
         if p.exists() {
             remove_file(&p)?;
             report.program = true;

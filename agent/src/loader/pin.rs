@@ -14,7 +14,7 @@
 //! directory is locked (`flock`) by the one agent that runs it and by `detach`.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -36,8 +36,10 @@ const STATE: &str = "state";
 const STATE_NEW: &str = "state-new";
 /// The program's pin.
 const PROGRAM: &str = "prog";
-/// Where a new program pin is made before it replaces the old.
-pub const PROGRAM_NEXT: &str = "prog-next";
+/// Where a program about to be swapped in is pinned until it has replaced the old.
+const PROGRAM_NEXT: &str = "prog-next";
+/// Where a replaced program is kept while an interrupted swap is finished.
+const PROGRAM_OLD: &str = "prog-old";
 /// Prefix of a link's pin.
 const LINK_PREFIX: &str = "link-";
 /// Prefix of a map directory.
@@ -163,6 +165,24 @@ pub struct PinState {
     /// the agent died first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaced: Vec<Replaced>,
+    /// A program being swapped in, pinned at [`PinDir::next_program`] until every interface
+    /// runs it: a start that finds an interface running it finishes the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextProgram>,
+}
+
+/// The program a swap puts in ([`PinState::next`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextProgram {
+    /// The fingerprint of its maps' layout.
+    pub layout: String,
+    /// [`agent_common::LAYOUT_VERSION`] of its build.
+    pub layout_version: u32,
+    /// Its digest ([`super::program_digest`]).
+    pub program: String,
+    /// Whether the open flows were copied into its tables (an upgrade with room for them):
+    /// if not, every flow of the replaced tables is to be written out.
+    pub migrated: bool,
 }
 
 /// A replaced layout whose maps are still pinned ([`PinState::replaced`]).
@@ -172,6 +192,10 @@ pub struct Replaced {
     pub layout: String,
     /// [`PinState::layout_version`] of its maps.
     pub layout_version: u32,
+    /// Whether its open flows were copied into the tables that replaced them
+    /// ([`NextProgram::migrated`]).
+    #[serde(default)]
+    pub migrated: bool,
 }
 
 impl PinState {
@@ -194,19 +218,14 @@ impl PinState {
             config,
             interfaces,
             replaced: Vec::new(),
+            next: None,
         }
     }
 
-    /// The layout version of the maps of `layout`: the state's own, or a replaced one's; 0
-    /// (read by no build) when the state does not know it.
-    pub fn version_of(&self, layout: &str) -> u32 {
-        if layout == self.layout {
-            return self.layout_version;
-        }
-        self.replaced
-            .iter()
-            .find(|r| r.layout == layout)
-            .map_or(0, |r| r.layout_version)
+    /// What the state knows of the maps of a layout other than its own (a replaced one); `None`
+    /// when nothing: they are then unpinned unread.
+    pub fn replaced(&self, layout: &str) -> Option<&Replaced> {
+        self.replaced.iter().find(|r| r.layout == layout)
     }
 }
 
@@ -263,13 +282,29 @@ impl PinDir {
         self.dir.join(PROGRAM)
     }
 
-    /// Pins the program behind `fd` as the instance's program, replacing the pin of the one
-    /// before at once (a new pin renamed over the old); returns its kernel tag.
-    pub fn pin_program(&self, fd: BorrowedFd<'_>) -> Result<String, PinError> {
-        let (next, path) = (self.dir.join(PROGRAM_NEXT), self.program());
-        remove(&next)?;
-        obj_pin(fd, &next).map_err(io("pin", &next))?;
+    /// Where a program about to be swapped in is pinned before the first swap
+    /// ([`PinState::next`]).
+    pub fn next_program(&self) -> PathBuf {
+        self.dir.join(PROGRAM_NEXT)
+    }
+
+    /// Where the program a swap replaced is kept while a start finishes an interrupted swap
+    /// (an interface may still run it).
+    pub fn old_program(&self) -> PathBuf {
+        self.dir.join(PROGRAM_OLD)
+    }
+
+    /// Makes the program pinned at [`PinDir::next_program`] the instance's program, replacing
+    /// the pin of the one before at once (a rename); returns its kernel tag.
+    pub fn promote_next(&self) -> Result<String, PinError> {
+        let (next, path) = (self.next_program(), self.program());
         std::fs::rename(&next, &path).map_err(io("rename", &next))?;
+        self.program_tag()
+    }
+
+    /// The kernel tag of the pinned program (what `bpftool prog show` prints).
+    pub fn program_tag(&self) -> Result<String, PinError> {
+        let path = self.program();
         let info = aya::programs::ProgramInfo::from_pin(&path)
             .map_err(|e| io("read", &path)(std::io::Error::other(e)))?;
         Ok(format!("{:016x}", info.tag()))
@@ -414,42 +449,6 @@ pub fn is_maps_dir(path: &Path) -> bool {
 /// The layout fingerprint a map directory is named for (the inverse of [`PinDir::maps`]).
 pub fn maps_layout(path: &Path) -> Option<&str> {
     path.file_name()?.to_str()?.strip_prefix(MAPS_PREFIX)
-}
-
-/// The `BPF_OBJ_PIN` arm of `union bpf_attr`.
-#[repr(C)]
-struct ObjAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-}
-
-/// `BPF_OBJ_PIN` (aya pins only the programs it loaded, not one opened by id).
-const BPF_OBJ_PIN: libc::c_long = 6;
-
-fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
-    let attr = ObjAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-    };
-    // SAFETY: `attr` is a valid bpf_attr prefix for BPF_OBJ_PIN; the path outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_PIN,
-            &attr as *const ObjAttr,
-            std::mem::size_of::<ObjAttr>(),
-        )
-    };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// Holds an instance for this process; released on drop.
@@ -602,7 +601,14 @@ mod tests {
             replaced: vec![Replaced {
                 layout: "ef".repeat(32),
                 layout_version: 3,
+                migrated: true,
             }],
+            next: Some(NextProgram {
+                layout: "12".repeat(32),
+                layout_version: 3,
+                program: "34".repeat(32),
+                migrated: false,
+            }),
         }
     }
 
@@ -611,14 +617,20 @@ mod tests {
     }
 
     #[test]
-    fn a_state_knows_its_replaced_layouts_versions_and_an_older_one_without_them_reads() {
+    fn a_state_knows_its_replaced_layouts_and_an_older_one_without_them_reads() {
         let mut s = state();
-        assert_eq!(s.version_of(&s.layout.clone()), s.layout_version);
-        assert_eq!(s.version_of(&"ef".repeat(32)), 3);
-        assert_eq!(s.version_of("00"), 0, "unknown: read by no build");
+        assert_eq!(
+            s.replaced(&"ef".repeat(32)).map(|r| r.layout_version),
+            Some(3)
+        );
+        assert_eq!(s.replaced("00"), None, "unknown: read by no build");
         s.replaced.clear();
+        s.next = None;
         let text = serde_json::to_string(&s).expect("encode");
-        assert!(!text.contains("replaced"), "none, not written: {text}");
+        assert!(
+            !text.contains("replaced") && !text.contains("next"),
+            "none, not written: {text}"
+        );
         assert_eq!(serde_json::from_str::<PinState>(&text).expect("decode"), s);
     }
 

@@ -1,28 +1,31 @@
-//! A start that dies between swapping its program in on an interface and pinning it leaves
-//! the interface running a program the instance's `prog` pin does not name; an upgrade that
-//! dies there also leaves the state naming the maps that program no longer reads. Left so,
-//! every later start found the interface held by a foreign program and gave up (Busy).
+//! A swap that a kill can interrupt anywhere. A start that swaps a program in (a new build on
+//! the pinned maps, or an upgrade's program with new maps) first pins it at `prog-next` and
+//! names it in the state ([`PinState::next`]), then swaps it in on each interface, then
+//! renames it to `prog` ([`swap_in`]). Left without this, a start killed between a swap and
+//! the pin made every later start find the interface held by a program it did not know and
+//! give up (Busy).
 //!
-//! Such a program is still the instance's own: it reads maps pinned under the instance's
-//! directory, and no other instance's program does. [`finish_interrupted`] finds it, pins
-//! it as the instance's program and names its maps in the state, so the start goes on as an
-//! adoption of what really runs; a map directory no longer named by the state is handed
-//! back, for its flows to be written out ([`super::upgrade::retire_leftover`]) and its pins
-//! removed. The same holds for a replaced layout whose flows an upgrade had not written yet
-//! when its agent died: the state names it, with its layout version, until they are
-//! ([`note_replaced`]).
+//! The next start ([`finish_interrupted`]) asks the interfaces: one that runs the named
+//! program means the swap happened, so that program becomes the instance's (the one it
+//! replaced is kept at `prog-old` for an interface still running it) and the state names its
+//! maps; none means it did not, and the pin is dropped. Only pins and the state are read, so
+//! this works with the unit's capabilities (no CAP_SYS_ADMIN to list the kernel's programs).
+//!
+//! Map directories the state no longer names are read before anything may reuse their names
+//! ([`retire_leftovers`]): a replaced layout whose flows were not yet written (its agent died
+//! first) has them written out by the new agent, and the maps of an upgrade that never ran
+//! are unpinned.
 
-use std::collections::HashMap;
-use std::os::fd::AsFd as _;
 use std::path::PathBuf;
 
-use aya::maps::MapInfo;
-use aya::programs::{loaded_programs, ProgramFd, ProgramInfo};
+use aya::programs::Xdp;
+use aya_obj::programs::XdpAttachType;
 use tracing::warn;
 
-use super::adopt::{Spec, StartError, Started};
+use super::adopt::{pin_next, prog_id, reconcile, remove_file, Spec, StartError, Started};
 use super::netlink;
-use super::pin::{self, PinDir, PinState, Replaced};
+use super::pin::{self, NextProgram, PinState, PinnedIface, Replaced};
+use super::upgrade::{self, Retired};
 
 /// Where a crash test asks the agent to stop as a kill would: a process whose
 /// `XDP_AUDIT_CRASH_AT` names `point` aborts there (no destructor runs, no pin is removed).
@@ -33,140 +36,176 @@ pub(crate) fn crash_point(point: &str) {
     }
 }
 
-/// The maps pinned under an instance's directory, by kernel map id, with the layout (the
-/// map directory's fingerprint) each belongs to.
-pub(super) struct Ours {
-    layouts: HashMap<u32, String>,
+/// Swaps `new` in for `running` on every interface of `state` (see the module
+/// documentation); returns the attachments and the new program's tag.
+pub(super) fn swap_in(
+    spec: &Spec,
+    state: &PinState,
+    running: &mut Xdp,
+    new: &mut Xdp,
+    next: NextProgram,
+) -> Result<(Vec<PinnedIface>, String), StartError> {
+    pin_next(new, &spec.pins)?;
+    spec.pins.write_state(&PinState {
+        next: Some(next),
+        ..state.clone()
+    })?;
+    let interfaces = reconcile(spec, state, running, Some(new))?;
+    let tag = spec.pins.promote_next()?;
+    Ok((interfaces, tag))
 }
 
-impl Ours {
-    /// Reads the ids of every map pinned under `pins` (a pin that cannot be opened is no map
-    /// of ours).
-    pub(super) fn of(pins: &PinDir) -> Self {
-        let mut layouts = HashMap::new();
-        for dir in pins.contents().unwrap_or_default() {
-            let Some(layout) = pin::maps_layout(&dir) else {
-                continue;
-            };
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if let Ok(info) = MapInfo::from_pin(e.path()) {
-                    layouts.insert(info.id(), layout.to_owned());
-                }
-            }
-        }
-        Self { layouts }
-    }
-
-    /// The instance's program of kernel id `id`, and the layout whose maps it reads; `None`
-    /// for a program that reads none of the instance's maps.
-    pub(super) fn program(&self, id: u32) -> Option<(ProgramInfo, String)> {
-        let info = loaded_programs().flatten().find(|p| p.id() == id)?;
-        let layout = info
-            .map_ids()
-            .ok()
-            .flatten()?
-            .iter()
-            .find_map(|m| self.layouts.get(m))?
-            .clone();
-        Some((info, layout))
-    }
-}
-
-/// The descriptor of a program found by [`Ours::program`].
-pub(super) fn program_fd(info: &ProgramInfo) -> Result<ProgramFd, StartError> {
-    info.fd().map_err(|e| StartError::Program {
-        what: format!("opening program {}", info.id()),
-        cause: e.to_string(),
-    })
+/// The program an interrupted swap replaced, kept at `prog-old`, if `id` is it.
+pub(super) fn replaced_program(spec: &Spec, id: u32) -> Option<Xdp> {
+    let old = Xdp::from_pin(spec.pins.old_program(), XdpAttachType::Interface).ok()?;
+    (prog_id(&old).ok() == Some(id)).then_some(old)
 }
 
 /// Makes the state name what really runs (see the module documentation); returns it, and
-/// the map directories it does not name, each with the layout version their maps have
-/// when the state knows it (0 when not: they are then unpinned unread).
+/// the map directories it does not name.
 pub(super) fn finish_interrupted(
     spec: &Spec,
     state: PinState,
-) -> Result<(PinState, Vec<(PathBuf, u32)>), StartError> {
-    let pinned = ProgramInfo::from_pin(spec.pins.program())
-        .map(|i| i.id())
-        .ok();
-    let ours = Ours::of(&spec.pins);
-    let found = state.interfaces.iter().find_map(|o| {
-        let attached = netlink::query(o.ifindex).ok().flatten()?;
-        if Some(attached.prog_id) == pinned {
-            return None;
+) -> Result<(PinState, Vec<PathBuf>), StartError> {
+    let pins = &spec.pins;
+    let state = match state.next.clone() {
+        None => {
+            // Pinned by a start that died before naming it: it never ran.
+            remove_file(&pins.next_program())?;
+            state
         }
-        let (info, layout) = ours.program(attached.prog_id)?;
-        Some((o.name.clone(), info, layout))
-    });
-    let state = match found {
-        None => state,
-        Some((iface, info, layout)) => {
-            warn!(
-                iface,
-                layout,
-                "an earlier start stopped between swapping its program in and pinning it: \
-                 the program on the interface reads this instance's maps, so it is taken as \
-                 the running one"
-            );
-            let fd = program_fd(&info)?;
-            let program_tag = spec.pins.pin_program(fd.as_fd())?;
-            let layout_version = state.version_of(&layout);
-            let mut replaced = state.replaced.clone();
-            if layout != state.layout {
-                // Still pinned, and its flows not yet written: a crash before they are
-                // leaves the next start what it needs to read them.
-                replaced.push(Replaced {
-                    layout: state.layout.clone(),
-                    layout_version: state.layout_version,
-                });
-            }
-            let recovered = PinState {
-                layout,
-                layout_version,
-                // Unknown: the start loads its own program and swaps it in.
-                program: String::new(),
-                program_tag,
-                replaced,
-                ..state
+        Some(next) => {
+            // Still at `prog-next`, or already renamed when the start died just after.
+            let pending = if pins.next_program().exists() {
+                pins.next_program()
+            } else {
+                pins.program()
             };
-            spec.pins.write_state(&recovered)?;
+            let id = aya::programs::ProgramInfo::from_pin(&pending)
+                .ok()
+                .map(|i| i.id());
+            let runs = state.interfaces.iter().find(|o| {
+                id.is_some()
+                    && netlink::query(o.ifindex)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|a| Some(a.prog_id) == id)
+            });
+            let recovered = match runs {
+                Some(o) => {
+                    warn!(
+                        iface = o.name,
+                        layout = next.layout,
+                        "an earlier start stopped in the middle of swapping its program in: \
+                         the interface runs it, so it is taken as the running one"
+                    );
+                    if pending == pins.next_program() {
+                        rename(&pins.program(), &pins.old_program())?;
+                        pins.promote_next()?;
+                    }
+                    let mut replaced = state.replaced.clone();
+                    if next.layout != state.layout {
+                        // Its flows not yet written: a crash before they are leaves the
+                        // next start what it needs to read them.
+                        replaced.push(Replaced {
+                            layout: state.layout.clone(),
+                            layout_version: state.layout_version,
+                            migrated: next.migrated,
+                        });
+                    }
+                    PinState {
+                        layout: next.layout,
+                        layout_version: next.layout_version,
+                        program: next.program,
+                        program_tag: pins.program_tag()?,
+                        replaced,
+                        next: None,
+                        ..state
+                    }
+                }
+                None => {
+                    remove_file(&pins.next_program())?;
+                    PinState {
+                        next: None,
+                        ..state
+                    }
+                }
+            };
+            pins.write_state(&recovered)?;
             recovered
         }
     };
-    let leftovers = spec
-        .pins
+    let leftovers = pins
         .contents()?
         .into_iter()
-        .filter_map(|p| {
-            let layout = pin::maps_layout(&p)?;
-            let version = state.version_of(layout);
-            (layout != state.layout).then_some((p, version))
-        })
+        .filter(|p| pin::maps_layout(p).is_some_and(|l| l != state.layout))
         .collect();
     Ok((state, leftovers))
 }
 
+fn rename(from: &std::path::Path, to: &std::path::Path) -> Result<(), StartError> {
+    std::fs::rename(from, to).map_err(|cause| {
+        pin::PinError::Io {
+            op: "rename",
+            path: from.to_owned(),
+            cause,
+        }
+        .into()
+    })
+}
+
+/// Reads the map directories of `leftovers` (see the module documentation): what their
+/// tables hold that was not moved into the running ones, to be written by the records stage.
+pub(super) fn retire_leftovers(
+    spec: &Spec,
+    state: &PinState,
+    leftovers: Vec<PathBuf>,
+) -> Result<Option<Retired>, StartError> {
+    if leftovers.is_empty() {
+        return Ok(None);
+    }
+    let running = upgrade::flow_keys(&spec.pins.maps(&state.layout))?;
+    let mut all: Option<Retired> = None;
+    for dir in leftovers {
+        let replaced = pin::maps_layout(&dir).and_then(|l| state.replaced(l));
+        if let Some(r) = upgrade::retire_leftover(&dir, replaced, &running)? {
+            all.get_or_insert_with(Retired::default).merge(r);
+        }
+    }
+    Ok(all)
+}
+
+/// Ends a start that found leftovers: hands what they held to the records stage (but for a
+/// directory an upgrade has just made afresh under the same name), names them in the state
+/// until they are written, and drops the replaced program an interrupted swap kept.
+pub(super) fn finish(
+    spec: &Spec,
+    started: &mut Started,
+    leftovers: Option<Retired>,
+) -> Result<(), StartError> {
+    if let Some(mut l) = leftovers {
+        let now = spec.pins.read_state()?.map(|s| spec.pins.maps(&s.layout));
+        l.pins.retain(|(dir, _)| Some(dir) != now.as_ref());
+        started
+            .maps
+            .retired
+            .get_or_insert_with(Retired::default)
+            .merge(l);
+    }
+    note_replaced(spec, started)?;
+    remove_file(&spec.pins.old_program())
+}
+
 /// Names in the state every replaced layout whose maps stay pinned until the records stage
-/// writes their flows, with its version, so that an agent dying first leaves the next start
-/// able to read them.
-pub(super) fn note_replaced(spec: &Spec, started: &Started) -> Result<(), StartError> {
+/// writes their flows, so that an agent dying first leaves the next start able to read them.
+fn note_replaced(spec: &Spec, started: &Started) -> Result<(), StartError> {
     let Some(r) = started.maps.retired.as_ref().filter(|r| !r.pins.is_empty()) else {
         return Ok(());
     };
     let Some(mut state) = spec.pins.read_state()? else {
         return Ok(());
     };
-    let replaced: Vec<Replaced> = r
-        .pins
-        .iter()
-        .filter_map(|(dir, version)| {
-            Some(Replaced {
-                layout: pin::maps_layout(dir)?.to_owned(),
-                layout_version: *version,
-            })
-        })
-        .collect();
+    let replaced: Vec<Replaced> = r.pins.iter().map(|(_, r)| r.clone()).collect();
     if replaced != state.replaced {
         state.replaced = replaced;
         spec.pins.write_state(&state)?;

@@ -15,7 +15,7 @@
 //! records are handed to the kernel: an agent that dies before leaves them, and their layout
 //! version in the state, for the next start to write out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use agent_common::{family, names, FlowKey, FlowValue, Reported, LAYOUT_VERSION};
@@ -23,10 +23,10 @@ use aya::maps::{Map, RingBuf};
 use aya::programs::Xdp;
 use tracing::{info, warn};
 
-use super::adopt::{load_pinned, pin_program, reconcile, remove_dir_pins};
+use super::adopt::{load_pinned, remove_dir_pins};
 use super::adopt::{Outcome, Spec, StartError, Started};
 use super::layout::{program_digest, Layout};
-use super::pin::{InstanceLock, PinState, Replaced};
+use super::pin::{InstanceLock, NextProgram, PinState, Replaced};
 use super::{LoadOptions, MapSource as _, PinnedMaps, EBPF_OBJECT};
 use crate::blocklist::Capacity;
 use crate::daemon::lists::read_for_new_tables;
@@ -46,12 +46,25 @@ pub struct Retired {
     pub seed: Vec<(FlowKey, Reported)>,
     /// The old tables' flows to write.
     pub flows: Vec<RetiredFlow>,
-    /// The map directories these came from, each with its layout version: unpinned by
+    /// The map directories these came from, each as the state names it: unpinned by
     /// [`Retired::unpin`] once the records are written.
-    pub pins: Vec<(PathBuf, u32)>,
+    pub pins: Vec<(PathBuf, Replaced)>,
 }
 
 impl Retired {
+    /// Adds what `other` holds.
+    pub(super) fn merge(&mut self, other: Retired) {
+        self.events.extend(other.events);
+        self.seed.extend(other.seed);
+        self.flows.extend(other.flows);
+        self.pins.extend(other.pins);
+    }
+
+    /// Whether map directories wait for [`Retired::unpin`].
+    pub fn has_pins(&self) -> bool {
+        !self.pins.is_empty()
+    }
+
     /// Unpins the replaced maps, called once their flows are written and handed to the
     /// kernel: an agent that dies before leaves them pinned, for the next start to write
     /// out ([`retire_leftover`]).
@@ -109,16 +122,10 @@ fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
         ));
         return None;
     }
-    let (Some(Map::LruHashMap(v6)), Some(Map::LruHashMap(v4))) =
-        (old.take_map(names::FLOWS), old.take_map(names::FLOWS4))
-    else {
-        unreadable("a flow table is missing or not an LRU hash".into());
-        return None;
-    };
-    let flows = match FlowMaps::older(v6, v4) {
+    let flows = match flow_maps(old) {
         Ok(f) => f,
         Err(e) => {
-            unreadable(e.to_string());
+            unreadable(e);
             return None;
         }
     };
@@ -135,6 +142,27 @@ fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
         events,
         ledger,
     })
+}
+
+/// The flow tables among `maps`, read as today's types ([`FlowMaps::older`]).
+fn flow_maps(maps: &mut PinnedMaps) -> Result<FlowMaps, String> {
+    let (Some(Map::LruHashMap(v6)), Some(Map::LruHashMap(v4))) =
+        (maps.take_map(names::FLOWS), maps.take_map(names::FLOWS4))
+    else {
+        return Err("a flow table is missing or not an LRU hash".into());
+    };
+    FlowMaps::older(v6, v4).map_err(|e| e.to_string())
+}
+
+/// The keys of the flows the tables pinned in `dir` hold.
+pub(super) fn flow_keys(dir: &Path) -> Result<HashSet<FlowKey>, StartError> {
+    let err = |cause: String| StartError::Program {
+        what: format!("reading the flow tables in {}", dir.display()),
+        cause,
+    };
+    let flows = flow_maps(&mut PinnedMaps::open(dir, None)?).map_err(err)?;
+    let entries = flows.table().entries().map_err(|e| err(e.to_string()))?;
+    Ok(entries.into_iter().map(|(k, _)| k).collect())
 }
 
 /// Whether the new tables have room for twice the flows of the old ones (the program keeps
@@ -218,12 +246,14 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
 
     let old_maps = take_old(&mut old, state.layout_version);
     let mut copied = HashMap::new();
+    let mut moved = false;
     if let Some(o) = &old_maps {
         let entries = o.flows.table().entries().map_err(|e| StartError::Program {
             what: "reading the old flow tables".into(),
             cause: e.to_string(),
         })?;
-        if room_for(&entries, &layout) {
+        moved = room_for(&entries, &layout);
+        if moved {
             copied = migrate(
                 &entries,
                 maps.flows.table(),
@@ -239,22 +269,30 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         }
     }
 
+    let digest = program_digest(EBPF_OBJECT, &opts);
+    let next = NextProgram {
+        layout: fp.clone(),
+        layout_version: LAYOUT_VERSION,
+        program: digest.clone(),
+        migrated: moved,
+    };
     let new_prog = program.program_mut()?;
-    let interfaces = reconcile(spec, &state, &mut running, Some(&mut *new_prog))?;
-    let tag = pin_program(new_prog, &spec.pins)?;
+    let (interfaces, tag) = super::recover::swap_in(spec, &state, &mut running, new_prog, next)?;
     let old_dir = spec.pins.maps(&state.layout);
+    let old_layout = Replaced {
+        layout: state.layout.clone(),
+        layout_version: state.layout_version,
+        migrated: moved,
+    };
     let mut replaced_layouts = state.replaced.clone();
     if old_maps.is_some() {
-        replaced_layouts.push(Replaced {
-            layout: state.layout.clone(),
-            layout_version: state.layout_version,
-        });
+        replaced_layouts.push(old_layout.clone());
     }
     spec.pins.write_state(&PinState {
         replaced: replaced_layouts,
         ..PinState::of_this_build(
             fp.clone(),
-            program_digest(EBPF_OBJECT, &opts),
+            digest,
             tag,
             spec.config.clone(),
             interfaces.clone(),
@@ -264,7 +302,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
 
     let retired = match old_maps {
         Some(o) => Retired {
-            pins: vec![(old_dir, state.layout_version)],
+            pins: vec![(old_dir, old_layout)],
             ..retire(o, &copied)?
         },
         None => {
@@ -294,65 +332,62 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     })
 }
 
-/// A map directory the state no longer names ([`super::recover`]): the layout an upgrade
-/// replaced, when the agent died before it wrote out its flows, or the maps an upgrade made
-/// and never swapped in. The first has its flows written out as [`run`] would have, but for
-/// those the running tables hold (they were moved over), and stays pinned until they are
-/// ([`Retired::unpin`]); the second never ran (its counters are all zero): it is only
+/// A map directory the state no longer names ([`super::recover`]): a replaced layout whose
+/// agent died before it wrote out its flows, or the maps of an upgrade that never swapped in.
+/// The first has its flows read as [`run`] would have (`running` holds the keys of the
+/// running tables: when the flows were moved, a flow they hold is taken as moved at its old
+/// value), and stays pinned until they are written ([`Retired::unpin`]); the second never
+/// ran (its counters are all zero), or is of a layout the state does not know: it is only
 /// unpinned.
 pub(super) fn retire_leftover(
     dir: &Path,
-    version: u32,
-    maps: &mut super::Maps,
-) -> Result<(), StartError> {
+    replaced: Option<&Replaced>,
+    running: &HashSet<FlowKey>,
+) -> Result<Option<Retired>, StartError> {
     let mut old = PinnedMaps::open(dir, None)?;
     let ran = old
         .take_map(names::STATS)
         .and_then(|m| crate::stats::read(&m).ok())
         .is_some_and(|counts| counts.iter().any(|&(_, n)| n > 0));
-    let old_maps = if ran {
-        take_old(&mut old, version)
-    } else {
-        None
+    let old_maps = match replaced {
+        Some(r) if ran => take_old(&mut old, r.layout_version).map(|o| (o, r)),
+        None if ran => {
+            warn!(
+                dir = %dir.display(),
+                "maps of a layout the state does not name were left pinned: unpinned unread"
+            );
+            None
+        }
+        _ => None,
     };
-    if let Some(o) = old_maps {
-        let running = maps
-            .flows
-            .table()
-            .entries()
-            .map_err(|e| StartError::Program {
-                what: "reading the flow tables".into(),
-                cause: e.to_string(),
-            })?;
-        let running: std::collections::HashSet<FlowKey> =
-            running.into_iter().map(|(k, _)| k).collect();
-        let old_entries = o.flows.table().entries().map_err(|e| StartError::Program {
-            what: format!("reading the flow tables left in {}", dir.display()),
-            cause: e.to_string(),
-        })?;
-        // A flow the running tables hold was moved over: its old value is taken for what
-        // was copied, so it is not written again. What the old program counted between the
-        // copy and the swap (milliseconds) is lost with the crash.
-        let copied = old_entries
+    let Some((o, r)) = old_maps else {
+        drop(old);
+        remove_dir_pins(dir)?;
+        return Ok(None);
+    };
+    let entries = o.flows.table().entries().map_err(|e| StartError::Program {
+        what: format!("reading the flow tables left in {}", dir.display()),
+        cause: e.to_string(),
+    })?;
+    // The old value stands for the copy: what the old program counted between the copy
+    // and the swap is lost with the crash.
+    let copied = if r.migrated {
+        entries
             .into_iter()
             .filter(|(k, _)| running.contains(k))
-            .collect();
-        let r = retire(o, &copied)?;
-        info!(
-            dir = %dir.display(),
-            flows = r.flows.len(),
-            events = r.events.len(),
-            "the maps of a replaced layout were left pinned: their flows are written out"
-        );
-        let into = maps.retired.get_or_insert_with(Retired::default);
-        into.events.extend(r.events);
-        into.seed.extend(r.seed);
-        into.flows.extend(r.flows);
-        into.pins.push((dir.to_owned(), version));
-        return Ok(());
-    }
-    drop(old);
-    remove_dir_pins(dir)
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let mut retired = retire(o, &copied)?;
+    info!(
+        dir = %dir.display(),
+        flows = retired.flows.len(),
+        events = retired.events.len(),
+        "the maps of a replaced layout were left pinned: their flows are written out"
+    );
+    retired.pins.push((dir.to_owned(), r.clone()));
+    Ok(Some(retired))
 }
 
 /// After the swap: the old ring drained, the old tables read a last time.

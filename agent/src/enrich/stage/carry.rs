@@ -48,9 +48,10 @@ const MAX_BYTES: u64 = 1 << 30;
 /// Counters of the carry-over, for `status`.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CarryStatus {
-    /// DNS answer bindings taken back at start.
+    /// DNS answer bindings taken back at start (those the cache holds: a smaller one than the
+    /// last agent's keeps only the most recent).
     pub restored_names: u64,
-    /// DHCP bindings taken back at start.
+    /// DHCP bindings taken back at start (those the table holds).
     pub restored_bindings: u64,
     /// Open flows' attributions taken back at start.
     pub restored_flows: u64,
@@ -553,16 +554,22 @@ impl EnrichStage {
     fn restore(&mut self, c: Carried, now_ns: i64) {
         let mut skipped = 0u64;
         let mut carry = self.status.carry;
+        // What the tables hold afterwards, not what was offered: a smaller cache or table
+        // than the last agent's keeps only part of it.
+        let (names_before, spans_before) =
+            (self.dns.bindings().count(), self.bindings.spans().count());
+        let mut offered = 0usize;
         for (client, addr, name, from, to) in c.names {
             match domain(&name) {
                 Some(n) if to > now_ns => {
                     self.dns.restore(client, addr, &n, from, to);
-                    carry.restored_names += 1;
+                    offered += 1;
                 }
                 Some(_) => {}
                 None => skipped += 1,
             }
         }
+        offered += c.bindings.len();
         for b in c.bindings {
             self.bindings.restore(
                 Observation {
@@ -580,8 +587,12 @@ impl EnrichStage {
                 },
                 now_ns,
             );
-            carry.restored_bindings += 1;
         }
+        let names = self.dns.bindings().count().saturating_sub(names_before);
+        let spans = self.bindings.spans().count().saturating_sub(spans_before);
+        carry.restored_names += names as u64;
+        carry.restored_bindings += spans as u64;
+        let mut not_kept = offered.saturating_sub(names + spans);
         // A save from the future (a clock stepped back since) must not let every later flow
         // on a carried key go on.
         let mut flows = CarriedFlows {
@@ -600,6 +611,8 @@ impl EnrichStage {
             if flows.flows.len() < self.config.max_flow_states {
                 flows.flows.insert(key, state);
                 carry.restored_flows += 1;
+            } else {
+                not_kept += 1;
             }
         }
         info!(
@@ -607,6 +620,7 @@ impl EnrichStage {
             bindings = carry.restored_bindings,
             flows = carry.restored_flows,
             skipped,
+            not_kept,
             saved_s_ago = now_ns.saturating_sub(c.written_ns) / 1_000_000_000,
             same_boot,
             "took back the attribution state the last agent saved"

@@ -233,3 +233,48 @@ fn an_unpinned_agent_carries_no_flow() {
         "{carry:?}"
     );
 }
+
+/// A next agent with a smaller DNS cache and bindings table than the last says what they
+/// hold, not what was offered.
+#[test]
+fn a_smaller_next_agent_counts_what_it_kept() {
+    let dir = TempDir::new("carry-small");
+    let (mut st, _) = carrying(&dir, Arc::default());
+    let t0 = a_minute_ago();
+    let name = crate::enrich::names::DomainName::from_wire(b"plain.example").expect("name");
+    for i in 1..=3u8 {
+        st.dns_mut().insert(
+            ip("10.0.0.5"),
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, i)),
+            &name,
+            t0,
+            3600,
+        );
+        st.bindings_mut().observe(
+            lease(
+                &format!("10.0.0.{}", 10 + i),
+                PHONE,
+                "phone",
+                t0,
+                now() + 3600 * S,
+            ),
+            t0,
+        );
+    }
+    st.close().expect("close");
+    let mut config = StageConfig::default();
+    config.dns_cache.capacity = 1;
+    config.bindings.max_addresses = 1;
+    let mut next = EnrichStage::new(
+        Box::new(Captured::default()),
+        Inputs::fixed(Arc::default(), None, None),
+        config,
+    );
+    next.carry_over(&dir.0, Duration::from_secs(3600), true);
+    let carry = next.status().carry;
+    assert_eq!(
+        (carry.restored_names, carry.restored_bindings),
+        (1, 1),
+        "{carry:?}"
+    );
+}
