@@ -211,8 +211,13 @@ impl Setup {
     }
 
     fn has_xdp(&self) -> bool {
+        self.has_xdp_on(lab::GW_LAN_IF)
+    }
+
+    /// Whether the gateway's `iface` has an XDP program.
+    fn has_xdp_on(&self, iface: &str) -> bool {
         let out = Command::new("ip")
-            .args(["-n", &self.lab.gateway, "link", "show", lab::GW_LAN_IF])
+            .args(["-n", &self.lab.gateway, "link", "show", iface])
             .output()
             .expect("ip link");
         String::from_utf8_lossy(&out.stdout).contains("xdp")
@@ -758,7 +763,10 @@ fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next
         "both interfaces run the pinned program"
     );
     assert!(
-        !s.instance_dir().join("prog-old").exists() && !s.instance_dir().join("prog-next").exists(),
+        std::fs::read_dir(s.instance_dir())
+            .expect("list the instance")
+            .filter_map(|e| e.ok())
+            .all(|e| !e.file_name().to_string_lossy().starts_with("prog-")),
         "no program pin is left but the instance's"
     );
     assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
@@ -781,6 +789,47 @@ fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next
     assert_eq!(fourth.stop().expect("SIGTERM"), 0);
     assert_eq!(s.map_dirs().len(), 1, "one map directory");
     s.verify();
+}
+
+#[test]
+fn a_swap_whose_recovery_is_killed_too_is_finished_and_detach_after_a_killed_swap_leaves_nothing() {
+    let s = Setup::new("swap2");
+    let wan = format!("{}:wan", lab::GW_WAN_IF);
+    let two = ["--iface", wan.as_str()];
+    let mut first = s.agent(&two);
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    s.pretend_another_build();
+    s.crash_at("swap", &two);
+    // The next start dies in its recovery, between keeping the replaced program and
+    // pinning the new one as the instance's.
+    s.crash_at("promote", &two);
+    let mut third = s.agent(&two);
+    assert!(
+        third.logged("taken as the running one").is_some(),
+        "the start after two killed ones finishes the swap"
+    );
+    let pinned = s.pinned();
+    assert!(
+        s.linked(lab::GW_LAN_IF) == pinned && s.linked(lab::GW_WAN_IF) == pinned,
+        "both interfaces run the pinned program"
+    );
+    assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
+    assert_eq!(third.stop().expect("SIGTERM"), 0);
+
+    // Killed mid-swap again, then detached: no program is left on either interface.
+    s.pretend_another_build();
+    s.crash_at("swap", &two);
+    let out = s.detach();
+    assert!(
+        out.status.success(),
+        "detach: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!s.instance_dir().exists(), "the instance directory is gone");
+    for iface in [lab::GW_LAN_IF, lab::GW_WAN_IF] {
+        assert!(!s.has_xdp_on(iface), "{iface} has no XDP program");
+    }
+    assert!(s.reachable(BLOCKED), "{BLOCKED} answers once detached");
 }
 
 #[test]

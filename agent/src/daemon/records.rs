@@ -111,7 +111,10 @@ impl Records {
         let Some(r) = self.retired.as_mut().filter(|r| r.has_pins()) else {
             return;
         };
-        if self.sink.flush().is_ok() {
+        // A store whose disk refuses writes keeps them buffered and says so by its status.
+        let handed =
+            self.sink.flush().is_ok() && self.sink.store_status().is_none_or(|s| !s.degraded);
+        if handed {
             r.unpin();
             self.retired = None;
         }

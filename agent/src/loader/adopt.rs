@@ -387,6 +387,7 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
                 layout_version: agent_common::LAYOUT_VERSION,
                 program: digest.clone(),
                 migrated: true,
+                id: 0,
             };
             recover::swap_in(spec, &state, &mut running, p, next)?
         }
@@ -490,7 +491,7 @@ pub(super) fn reconcile(
                     "a change of XDP mode cannot be made without a moment with no program: \
                      detaching, then attaching; packets in between pass unjudged"
                 );
-                remove_attachment(&spec.pins, o, t.ifindex, running)?;
+                remove_attachment(&spec.pins, o, t.ifindex, stale.as_ref().unwrap_or(running))?;
                 wait_detached(t)?;
                 attach_new(pick(&mut new, running), t, spec, Some(spec.mode))?
             }
@@ -499,7 +500,7 @@ pub(super) fn reconcile(
                     iface = t.name,
                     "the pinned attachment is gone (the interface was re-created?): attaching again"
                 );
-                remove_attachment(&spec.pins, o, o.ifindex, running)?;
+                remove_attachment(&spec.pins, o, o.ifindex, stale.as_ref().unwrap_or(running))?;
                 wait_detached(t)?;
                 attach_new(pick(&mut new, running), t, spec, None)?
             }
@@ -511,7 +512,13 @@ pub(super) fn reconcile(
         if !spec.interfaces.iter().any(|t| t.name == o.name) {
             info!(iface = o.name, "no longer configured: detaching");
             let ifindex = super::ifindex(&o.name).unwrap_or(o.ifindex);
-            remove_attachment(&spec.pins, o, ifindex, running)?;
+            // It may still run the program an interrupted swap replaced.
+            let stale = netlink::query(ifindex)
+                .ok()
+                .flatten()
+                .filter(|a| a.prog_id != running_id)
+                .and_then(|a| recover::replaced_program(spec, a.prog_id));
+            remove_attachment(&spec.pins, o, ifindex, stale.as_ref().unwrap_or(running))?;
         }
     }
     Ok(out)

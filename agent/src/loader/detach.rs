@@ -31,13 +31,16 @@ pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
         return Ok(Detached::default());
     };
     let state = pins.read_state().ok().flatten();
-    let running = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
-        .ok()
-        .and_then(|p| prog_id(&p).ok());
+    // Every program of the instance (a start killed mid-swap leaves more than one).
+    let ours: Vec<u32> = pins
+        .programs()?
+        .into_iter()
+        .filter_map(|p| aya::programs::ProgramInfo::from_pin(p).ok().map(|i| i.id()))
+        .collect();
     let report = remove_pins(pins, state.as_ref())?;
     for o in state.as_ref().map_or(&[][..], |s| &s.interfaces) {
         let ifindex = super::ifindex(&o.name).unwrap_or(o.ifindex);
-        if running.is_some() && !released(ifindex, running) {
+        if ours.iter().any(|&id| !released(ifindex, Some(id))) {
             warn!(
                 iface = o.name,
                 "the program is still on the interface {DETACH_DEADLINE:?} after its link was \
@@ -64,15 +67,26 @@ pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
 /// tells which interfaces hold netlink attachments).
 pub(super) fn remove_pins(pins: &PinDir, state: Option<&PinState>) -> Result<Detached, StartError> {
     let mut report = Detached::default();
-    let running = Xdp::from_pin(pins.program(), XdpAttachType::Interface).ok();
+    // A start killed mid-swap may have left an interface running the program at `prog-next`
+    // or a replaced one: each netlink attachment is removed naming the program it holds.
+    let programs: Vec<(u32, Xdp)> = pins
+        .programs()?
+        .into_iter()
+        .filter_map(|p| Xdp::from_pin(p, XdpAttachType::Interface).ok())
+        .filter_map(|x| Some((prog_id(&x).ok()?, x)))
+        .collect();
     for o in state.map_or(&[][..], |s| &s.interfaces) {
         if o.link {
             continue;
         }
-        if let (Some(p), Some(ifindex)) = (running.as_ref(), super::ifindex(&o.name)) {
-            let had = netlink::query(ifindex).ok().flatten().is_some();
+        let Some(ifindex) = super::ifindex(&o.name) else {
+            continue;
+        };
+        let attached = netlink::query(ifindex).ok().flatten();
+        let held = attached.and_then(|a| programs.iter().find(|(id, _)| *id == a.prog_id));
+        if let Some((_, p)) = held {
             remove_attachment(pins, o, ifindex, p)?;
-            report.netlink += usize::from(had);
+            report.netlink += 1;
         }
     }
     for path in pins.contents()? {
@@ -84,8 +98,8 @@ pub(super) fn remove_pins(pins: &PinDir, state: Option<&PinState>) -> Result<Det
             report.map_dirs += 1;
         }
     }
-    drop(running);
-    for p in [pins.program(), pins.next_program(), pins.old_program()] {
+    drop(programs);
+    for p in pins.programs()? {
         if p.exists() {
             remove_file(&p)?;
             report.program = true;

@@ -38,8 +38,8 @@ const STATE_NEW: &str = "state-new";
 const PROGRAM: &str = "prog";
 /// Where a program about to be swapped in is pinned until it has replaced the old.
 const PROGRAM_NEXT: &str = "prog-next";
-/// Where a replaced program is kept while an interrupted swap is finished.
-const PROGRAM_OLD: &str = "prog-old";
+/// Prefix of the pin of a replaced program kept while an interrupted swap is finished.
+const PROGRAM_OLD: &str = "prog-old-";
 /// Prefix of a link's pin.
 const LINK_PREFIX: &str = "link-";
 /// Prefix of a map directory.
@@ -183,6 +183,9 @@ pub struct NextProgram {
     /// Whether the open flows were copied into its tables (an upgrade with room for them):
     /// if not, every flow of the replaced tables is to be written out.
     pub migrated: bool,
+    /// Its kernel id, for the interfaces to be asked whether they run it.
+    #[serde(default)]
+    pub id: u32,
 }
 
 /// A replaced layout whose maps are still pinned ([`PinState::replaced`]).
@@ -220,6 +223,12 @@ impl PinState {
             replaced: Vec::new(),
             next: None,
         }
+    }
+
+    /// Names `r` as a replaced layout, instead of what was said of the same layout before.
+    pub fn add_replaced(&mut self, r: Replaced) {
+        self.replaced.retain(|x| x.layout != r.layout);
+        self.replaced.push(r);
     }
 
     /// What the state knows of the maps of a layout other than its own (a replaced one); `None`
@@ -288,10 +297,28 @@ impl PinDir {
         self.dir.join(PROGRAM_NEXT)
     }
 
-    /// Where the program a swap replaced is kept while a start finishes an interrupted swap
-    /// (an interface may still run it).
-    pub fn old_program(&self) -> PathBuf {
-        self.dir.join(PROGRAM_OLD)
+    /// Where the program of kernel id `id` a swap replaced is kept while a start finishes an
+    /// interrupted swap (an interface may still run it).
+    pub fn old_program(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("{PROGRAM_OLD}{id}"))
+    }
+
+    /// The pins of the replaced programs kept ([`PinDir::old_program`]).
+    pub fn old_programs(&self) -> Result<Vec<PathBuf>, PinError> {
+        let mut out = self.contents()?;
+        out.retain(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(PROGRAM_OLD))
+        });
+        Ok(out)
+    }
+
+    /// Every program pin of the instance: `prog`, `prog-next` and each replaced one kept.
+    pub fn programs(&self) -> Result<Vec<PathBuf>, PinError> {
+        let mut out = vec![self.program(), self.next_program()];
+        out.extend(self.old_programs()?);
+        Ok(out)
     }
 
     /// Makes the program pinned at [`PinDir::next_program`] the instance's program, replacing
@@ -608,6 +635,7 @@ mod tests {
                 layout_version: 3,
                 program: "34".repeat(32),
                 migrated: false,
+                id: 42,
             }),
         }
     }

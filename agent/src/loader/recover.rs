@@ -7,7 +7,7 @@
 //!
 //! The next start ([`finish_interrupted`]) asks the interfaces: one that runs the named
 //! program means the swap happened, so that program becomes the instance's (the one it
-//! replaced is kept at `prog-old` for an interface still running it) and the state names its
+//! replaced is kept at `prog-old-<id>` for an interface still running it) and the state names its
 //! maps; none means it did not, and the pin is dropped. Only pins and the state are read, so
 //! this works with the unit's capabilities (no CAP_SYS_ADMIN to list the kernel's programs).
 //!
@@ -46,8 +46,9 @@ pub(super) fn swap_in(
     next: NextProgram,
 ) -> Result<(Vec<PinnedIface>, String), StartError> {
     pin_next(new, &spec.pins)?;
+    let id = prog_id(new)?;
     spec.pins.write_state(&PinState {
-        next: Some(next),
+        next: Some(NextProgram { id, ..next }),
         ..state.clone()
     })?;
     let interfaces = reconcile(spec, state, running, Some(new))?;
@@ -55,10 +56,17 @@ pub(super) fn swap_in(
     Ok((interfaces, tag))
 }
 
-/// The program an interrupted swap replaced, kept at `prog-old`, if `id` is it.
+/// The program of kernel id `id` an interrupted swap replaced, if it is kept
+/// ([`PinDir::old_program`](super::pin::PinDir::old_program)).
 pub(super) fn replaced_program(spec: &Spec, id: u32) -> Option<Xdp> {
-    let old = Xdp::from_pin(spec.pins.old_program(), XdpAttachType::Interface).ok()?;
-    (prog_id(&old).ok() == Some(id)).then_some(old)
+    Xdp::from_pin(spec.pins.old_program(id), XdpAttachType::Interface).ok()
+}
+
+/// The kernel id of the program pinned at `path`.
+fn pinned_id(path: &std::path::Path) -> Option<u32> {
+    aya::programs::ProgramInfo::from_pin(path)
+        .ok()
+        .map(|i| i.id())
 }
 
 /// Makes the state name what really runs (see the module documentation); returns it, and
@@ -75,64 +83,82 @@ pub(super) fn finish_interrupted(
             state
         }
         Some(next) => {
-            // Still at `prog-next`, or already renamed when the start died just after.
-            let pending = if pins.next_program().exists() {
-                pins.next_program()
-            } else {
-                pins.program()
-            };
-            let id = aya::programs::ProgramInfo::from_pin(&pending)
-                .ok()
-                .map(|i| i.id());
-            let runs = state.interfaces.iter().find(|o| {
-                id.is_some()
-                    && netlink::query(o.ifindex)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|a| Some(a.prog_id) == id)
-            });
-            let recovered = match runs {
-                Some(o) => {
+            // Asked of every interface the state or the configuration names: a swap puts
+            // the program on a newly configured one too.
+            let mut ifaces: Vec<(&str, u32)> = state
+                .interfaces
+                .iter()
+                .map(|o| (o.name.as_str(), o.ifindex))
+                .collect();
+            ifaces.extend(spec.interfaces.iter().map(|t| (t.name.as_str(), t.ifindex)));
+            let mut runs = None;
+            for (name, ifindex) in ifaces {
+                let attached = netlink::query(ifindex).map_err(|cause| StartError::Netlink {
+                    iface: name.to_owned(),
+                    cause,
+                })?;
+                if next.id != 0 && attached.is_some_and(|a| a.prog_id == next.id) {
+                    runs = Some(name.to_owned());
+                    break;
+                }
+            }
+            match runs {
+                Some(iface) => {
                     warn!(
-                        iface = o.name,
+                        iface,
                         layout = next.layout,
                         "an earlier start stopped in the middle of swapping its program in: \
                          the interface runs it, so it is taken as the running one"
                     );
-                    if pending == pins.next_program() {
-                        rename(&pins.program(), &pins.old_program())?;
+                    if pinned_id(&pins.next_program()) == Some(next.id) {
+                        // Kept for an interface that still runs it (gone already if a
+                        // recovery stopped between these two renames).
+                        if let Some(old) = pinned_id(&pins.program()).filter(|&i| i != next.id) {
+                            rename(&pins.program(), &pins.old_program(old))?;
+                            crash_point("promote");
+                        }
                         pins.promote_next()?;
+                    } else if pinned_id(&pins.program()) != Some(next.id) {
+                        return Err(StartError::Inconsistent {
+                            dir: pins.dir().to_owned(),
+                            what: format!(
+                                "{iface} runs the program being swapped in, which no pin \
+                                 holds; remove the instance with `xdp-audit detach`"
+                            ),
+                        });
                     }
-                    let mut replaced = state.replaced.clone();
+                    let mut recovered = PinState {
+                        layout: next.layout.clone(),
+                        layout_version: next.layout_version,
+                        program: next.program.clone(),
+                        program_tag: pins.program_tag()?,
+                        next: None,
+                        ..state.clone()
+                    };
                     if next.layout != state.layout {
                         // Its flows not yet written: a crash before they are leaves the
                         // next start what it needs to read them.
-                        replaced.push(Replaced {
+                        recovered.add_replaced(Replaced {
                             layout: state.layout.clone(),
                             layout_version: state.layout_version,
                             migrated: next.migrated,
                         });
                     }
-                    PinState {
-                        layout: next.layout,
-                        layout_version: next.layout_version,
-                        program: next.program,
-                        program_tag: pins.program_tag()?,
-                        replaced,
-                        next: None,
-                        ..state
-                    }
+                    pins.write_state(&recovered)?;
+                    recovered
                 }
                 None => {
-                    remove_file(&pins.next_program())?;
-                    PinState {
+                    // The swap never happened: the state first, so that a kill between the
+                    // two leaves a pin no state names (dropped by the next start).
+                    let s = PinState {
                         next: None,
                         ..state
-                    }
+                    };
+                    pins.write_state(&s)?;
+                    remove_file(&pins.next_program())?;
+                    s
                 }
-            };
-            pins.write_state(&recovered)?;
-            recovered
+            }
         }
     };
     let leftovers = pins
@@ -193,7 +219,11 @@ pub(super) fn finish(
             .merge(l);
     }
     note_replaced(spec, started)?;
-    remove_file(&spec.pins.old_program())
+    // Every interface runs the new program now: the replaced ones kept are of no use.
+    for p in spec.pins.old_programs()? {
+        remove_file(&p)?;
+    }
+    Ok(())
 }
 
 /// Names in the state every replaced layout whose maps stay pinned until the records stage

@@ -275,6 +275,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         layout_version: LAYOUT_VERSION,
         program: digest.clone(),
         migrated: moved,
+        id: 0,
     };
     let new_prog = program.program_mut()?;
     let (interfaces, tag) = super::recover::swap_in(spec, &state, &mut running, new_prog, next)?;
@@ -284,12 +285,8 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         layout_version: state.layout_version,
         migrated: moved,
     };
-    let mut replaced_layouts = state.replaced.clone();
-    if old_maps.is_some() {
-        replaced_layouts.push(old_layout.clone());
-    }
-    spec.pins.write_state(&PinState {
-        replaced: replaced_layouts,
+    let mut new_state = PinState {
+        replaced: state.replaced.clone(),
         ..PinState::of_this_build(
             fp.clone(),
             digest,
@@ -297,7 +294,11 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
             spec.config.clone(),
             interfaces.clone(),
         )
-    })?;
+    };
+    if old_maps.is_some() {
+        new_state.add_replaced(old_layout.clone());
+    }
+    spec.pins.write_state(&new_state)?;
     drop(running);
 
     let retired = match old_maps {
