@@ -93,10 +93,17 @@ pub(super) fn finish_interrupted(
             ifaces.extend(spec.interfaces.iter().map(|t| (t.name.as_str(), t.ifindex)));
             let mut runs = None;
             for (name, ifindex) in ifaces {
-                let attached = netlink::query(ifindex).map_err(|cause| StartError::Netlink {
-                    iface: name.to_owned(),
-                    cause,
-                })?;
+                let attached = match netlink::query(ifindex) {
+                    Ok(a) => a,
+                    // Gone since (re-created, or removed): it runs nothing of ours.
+                    Err(e) if e.raw_os_error() == Some(libc::ENODEV) => None,
+                    Err(cause) => {
+                        return Err(StartError::Netlink {
+                            iface: name.to_owned(),
+                            cause,
+                        })
+                    }
+                };
                 if next.id != 0 && attached.is_some_and(|a| a.prog_id == next.id) {
                     runs = Some(name.to_owned());
                     break;
