@@ -93,10 +93,14 @@ fn a_netlink_attachment_is_said_adopted_replaced_and_detached_without_a_link() {
         assert_eq!(mode, Some(AttachMode::Skb));
         drop(up);
 
+        // No records stage ran to write the replaced layout's flows: its maps stay pinned,
+        // named in the state, for the next start (or detach) to find.
+        let state = bigger.pins.read_state().expect("state").expect("a state");
+        assert_eq!(state.replaced.len(), 1, "{state:?}");
         let done = adopt::detach(&bigger.pins).expect("detach");
         assert_eq!(
             (done.netlink, done.links, done.map_dirs),
-            (1, 0, 1),
+            (1, 0, 2),
             "{done:?}"
         );
         assert!(done.program);
