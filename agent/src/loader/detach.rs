@@ -35,7 +35,7 @@ pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
     let ours: Vec<u32> = pins
         .programs()?
         .into_iter()
-        .filter_map(|p| aya::programs::ProgramInfo::from_pin(p).ok().map(|i| i.id()))
+        .filter_map(|p| pin::program_id(&p))
         .collect();
     let report = remove_pins(pins, state.as_ref())?;
     for o in state.as_ref().map_or(&[][..], |s| &s.interfaces) {

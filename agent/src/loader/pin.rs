@@ -325,7 +325,7 @@ impl PinDir {
     /// the pin of the one before at once (a rename); returns its kernel tag.
     pub fn promote_next(&self) -> Result<String, PinError> {
         let (next, path) = (self.next_program(), self.program());
-        std::fs::rename(&next, &path).map_err(io("rename", &next))?;
+        rename(&next, &path)?;
         self.program_tag()
     }
 
@@ -458,6 +458,18 @@ pub fn is_link_pin(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with(LINK_PREFIX))
+}
+
+/// Renames a pin (replacing what `to` named).
+pub fn rename(from: &Path, to: &Path) -> Result<(), PinError> {
+    std::fs::rename(from, to).map_err(io("rename", from))
+}
+
+/// The kernel id of the program pinned at `path`, if one is.
+pub fn program_id(path: &Path) -> Option<u32> {
+    aya::programs::ProgramInfo::from_pin(path)
+        .ok()
+        .map(|i| i.id())
 }
 
 /// Removes a pin (or the state's symlink); one already gone is no error.

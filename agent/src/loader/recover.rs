@@ -62,13 +62,6 @@ pub(super) fn replaced_program(spec: &Spec, id: u32) -> Option<Xdp> {
     Xdp::from_pin(spec.pins.old_program(id), XdpAttachType::Interface).ok()
 }
 
-/// The kernel id of the program pinned at `path`.
-fn pinned_id(path: &std::path::Path) -> Option<u32> {
-    aya::programs::ProgramInfo::from_pin(path)
-        .ok()
-        .map(|i| i.id())
-}
-
 /// Makes the state name what really runs (see the module documentation); returns it, and
 /// the map directories it does not name.
 pub(super) fn finish_interrupted(
@@ -117,15 +110,17 @@ pub(super) fn finish_interrupted(
                         "an earlier start stopped in the middle of swapping its program in: \
                          the interface runs it, so it is taken as the running one"
                     );
-                    if pinned_id(&pins.next_program()) == Some(next.id) {
+                    if pin::program_id(&pins.next_program()) == Some(next.id) {
                         // Kept for an interface that still runs it (gone already if a
                         // recovery stopped between these two renames).
-                        if let Some(old) = pinned_id(&pins.program()).filter(|&i| i != next.id) {
-                            rename(&pins.program(), &pins.old_program(old))?;
+                        if let Some(old) =
+                            pin::program_id(&pins.program()).filter(|&i| i != next.id)
+                        {
+                            pin::rename(&pins.program(), &pins.old_program(old))?;
                             crash_point("promote");
                         }
                         pins.promote_next()?;
-                    } else if pinned_id(&pins.program()) != Some(next.id) {
+                    } else if pin::program_id(&pins.program()) != Some(next.id) {
                         return Err(StartError::Inconsistent {
                             dir: pins.dir().to_owned(),
                             what: format!(
@@ -174,17 +169,6 @@ pub(super) fn finish_interrupted(
         .filter(|p| pin::maps_layout(p).is_some_and(|l| l != state.layout))
         .collect();
     Ok((state, leftovers))
-}
-
-fn rename(from: &std::path::Path, to: &std::path::Path) -> Result<(), StartError> {
-    std::fs::rename(from, to).map_err(|cause| {
-        pin::PinError::Io {
-            op: "rename",
-            path: from.to_owned(),
-            cause,
-        }
-        .into()
-    })
 }
 
 /// Reads the map directories of `leftovers` (see the module documentation): what their
