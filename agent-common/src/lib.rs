@@ -380,6 +380,20 @@ impl Reported {
             last_seen_ns: v.last_seen_ns,
         }
     }
+
+    /// What has been written of a flow once a record of `v` is written too. `v` may be older
+    /// than what was written (a first drop's event drained after a later record, such as a
+    /// stopping agent's `shutdown` slice, covered its packet): nothing moves back, else the
+    /// next record would count that stretch again.
+    pub fn covering(&self, v: &FlowValue) -> Self {
+        let max2 = |a: [u64; 2], b: [u64; 2]| [a[0].max(b[0]), a[1].max(b[1])];
+        Reported {
+            packets: max2(self.packets, v.packets),
+            bytes: max2(self.bytes, v.bytes),
+            drops: self.drops.max(v.drops),
+            last_seen_ns: self.last_seen_ns.max(v.last_seen_ns),
+        }
+    }
 }
 
 /// Kinds of ring-buffer event.

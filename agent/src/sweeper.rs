@@ -439,7 +439,7 @@ impl Sweeper {
                     EndReason::Drop
                 };
                 self.write(sink, &key, &value, &reported, reason, Some(rule), names);
-                let now = Reported::of(&value);
+                let now = reported.covering(&value);
                 if let Some((_, t)) = self.open.get_index_mut(at) {
                     t.reported = now;
                 }

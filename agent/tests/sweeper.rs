@@ -342,6 +342,61 @@ fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
     assert_eq!(sink.1, [key], "the sink learns that the flow ended");
 }
 
+/// A stopping pinned agent writes a blocked flow's `shutdown` slice before the first drop's
+/// event is drained (it lags in the ring): the drop, drained after, has nothing left to write
+/// and must not move what the flow's records carried back to its one packet, else the next
+/// record counts the second packet again.
+#[test]
+fn a_first_drop_drained_after_a_later_slice_counts_each_packet_once() {
+    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("block.list");
+    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
+    let spec = ListSpec {
+        path: list,
+        kind: ListKind::Block,
+        refuse: false,
+    };
+    let (mut prog, _lists) = Prog::with_lists(1024, [spec]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = Timeouts::default();
+    let mut s = sweeper(t);
+    let mut sink = Memory::default();
+    let syn = Spec::tcp4(v4(10, 6, 0, 2), 40001, v4(203, 0, 113, 9), 443, tcp::SYN).build();
+    for _ in 0..2 {
+        assert_eq!(prog.run(&syn), 1, "the SYN is dropped");
+    }
+    let fd = flows_fd(&prog.loaded);
+    s.hand_over(fd.table(), &mut sink, &(), WallClock::ktime_now())
+        .expect("hand over");
+    assert_eq!(
+        sink.0
+            .iter()
+            .map(|r| (r.end_reason, r.packets))
+            .collect::<Vec<_>>(),
+        [(EndReason::Shutdown, 2)],
+        "the shutdown slice carries both packets"
+    );
+    let events = prog.events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::FlowDrop(..))),
+        "premise: the first drop's event was still in the ring"
+    );
+    for ev in events {
+        s.on_event(ev, &mut sink, &());
+    }
+    assert_eq!(prog.run(&syn), 1, "a third SYN is dropped");
+    let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+    s.sweep(fd.table(), &mut sink, &(), idle).expect("sweep");
+    let slices: Vec<_> = sink.0.iter().map(|r| (r.end_reason, r.packets)).collect();
+    assert_eq!(
+        slices.iter().map(|s| s.1).sum::<u64>(),
+        3,
+        "the three SYNs are counted once each: {slices:?}"
+    );
+}
+
 #[test]
 fn flows_evicted_from_a_full_table_are_still_recorded() {
     let mut l = load(64, 1 << 20);

@@ -51,6 +51,20 @@ impl Agent {
         log_dir: &Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        let mut agent = Self::spawn(lab, ns, bin, log_dir, args)?;
+        agent.wait_for("xdp-audit running", Duration::from_secs(20))?;
+        Ok(agent)
+    }
+
+    /// Starts `bin run` as [`Agent::start`] does, without waiting for it to attach: for a
+    /// test that kills it at any moment of its start.
+    pub fn spawn(
+        lab: &Lab,
+        ns: &str,
+        bin: &Path,
+        log_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut child = Self::command(lab, ns, bin, log_dir, args)?
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -67,15 +81,13 @@ impl Agent {
                 }
             }
         });
-        let mut agent = Self {
+        Ok(Self {
             child: Some(child),
             bin: bin.to_owned(),
             log_dir: log_dir.to_owned(),
             lines: rx,
             seen: Vec::new(),
-        };
-        agent.wait_for("xdp-audit running", Duration::from_secs(20))?;
-        Ok(agent)
+        })
     }
 
     /// The command line [`Agent::start`] runs.
@@ -178,6 +190,14 @@ impl Agent {
             .find(|l| l.contains(needle))
     }
 
+    /// How the agent ended, if it has (without waiting).
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().context("poll the agent"),
+            None => bail!("agent already stopped"),
+        }
+    }
+
     /// Kills the agent with SIGKILL, as a crash would, and waits for it.
     pub fn crash(&mut self) -> anyhow::Result<()> {
         let mut child = self.child.take().context("agent already stopped")?;
@@ -186,11 +206,20 @@ impl Agent {
         Ok(())
     }
 
+    /// Sends SIGTERM without waiting: the agent begins its clean stop.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("agent already stopped")?;
+        // SAFETY: kill(2) on our own child (`ip netns exec` execs the agent in place).
+        if unsafe { libc::kill(child.id() as i32, libc::SIGTERM) } != 0 {
+            bail!("SIGTERM the agent: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits; returns the exit code.
     pub fn stop(&mut self) -> anyhow::Result<i32> {
+        self.terminate()?;
         let mut child = self.child.take().context("agent already stopped")?;
-        // SAFETY: kill(2) on our own child (`ip netns exec` execs the agent in place).
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().context("wait for the agent")?;
         status.code().context("agent killed by a signal")
     }

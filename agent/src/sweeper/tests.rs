@@ -97,3 +97,22 @@ fn decisions_follow_the_timeouts() {
         Action::End(EndReason::Rst)
     );
 }
+
+#[test]
+fn what_was_reported_never_moves_back() {
+    let mut v = value(5, 5, 0, 0);
+    v.drops = 1;
+    let later = Reported {
+        packets: [2, 1],
+        bytes: [120, 40],
+        drops: 2,
+        last_seen_ns: 9,
+    };
+    assert_eq!(
+        later.covering(&v),
+        later,
+        "an older value moves nothing back"
+    );
+    (v.packets, v.bytes, v.drops, v.last_seen_ns) = ([3, 1], [180, 40], 3, 12);
+    assert_eq!(later.covering(&v), Reported::of(&v), "a newer one is taken");
+}

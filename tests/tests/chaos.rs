@@ -1,0 +1,319 @@
+//! Kills at random moments: a pinned agent is killed (SIGKILL; now and then SIGTERM, or SIGTERM
+//! and a SIGKILL in the middle of the clean stop) at moments a seeded generator picks, in the
+//! middle of its work or of its start, while datagrams of random sizes go from a few hundred
+//! source ports to the server and to an address the blocklist names. Every datagram the
+//! server received, and every one the client sent to the blocked address, must be in the store
+//! exactly once, in packets and in bytes, and the store must verify. A failure prints the
+//! seed; `XDP_AUDIT_CHAOS_SEED=N` replays its moments. Needs root.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xdp_audit_lab::agent::{binary, Agent};
+use xdp_audit_lab::lab::{self, Lab};
+use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::pins::Bpffs;
+use xdp_audit_lab::wait::wait_until;
+
+/// Where the datagrams go.
+const PORT: u16 = 7171;
+/// An address of the internet side the blocklist names: one datagram in ten goes there.
+const BLOCKED: &str = "203.0.113.66";
+/// The client's source ports: each is a flow, idle now and then past the inactive timeout.
+const SPORTS: std::ops::Range<u16> = 45000..45300;
+/// Frame bytes around a datagram's payload: Ethernet 14, IPv4 20, UDP 8.
+const UDP_OVERHEAD: u64 = 42;
+/// Agents killed before the last one, which is stopped.
+const KILLS: usize = 7;
+
+/// Packets and bytes per (destination, source port).
+type Tally = HashMap<(String, u16), (u64, u64)>;
+
+/// A small deterministic generator (xorshift64*), so a seed replays a run's moments.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `range`.
+    fn within(&mut self, range: std::ops::Range<u64>) -> u64 {
+        range.start + self.next() % (range.end - range.start)
+    }
+
+    fn millis(&mut self, range: std::ops::Range<u64>) -> Duration {
+        Duration::from_millis(self.within(range))
+    }
+}
+
+/// The server: counts what it receives per source port until stopped.
+fn receive(lab: &Lab, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Result<Tally>> {
+    let socket = run_in(&lab.internet, || {
+        Ok(UdpSocket::bind((lab::SERVER_V4, PORT))?)
+    })
+    .expect("bind the server");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    std::thread::spawn(move || {
+        let mut tally = Tally::new();
+        let mut buf = [0u8; 2048];
+        loop {
+            match socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let t = tally
+                        .entry((lab::SERVER_V4.to_owned(), from.port()))
+                        .or_default();
+                    t.0 += 1;
+                    t.1 += n as u64;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(tally);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+}
+
+/// The client: a datagram every 2 ms from a random port of [`SPORTS`], 1 to 400 payload
+/// bytes, to the server or (one in ten) to [`BLOCKED`], until stopped; returns what it sent.
+fn send(lab: &Lab, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Result<Tally>> {
+    let sockets = run_in(&lab.client, || {
+        SPORTS
+            .map(|p| Ok((p, UdpSocket::bind((lab::CLIENT_V4, p))?)))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .expect("bind the client's ports");
+    std::thread::spawn(move || {
+        let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let mut tally = Tally::new();
+        let payload = [0xa5u8; 400];
+        while !stop.load(Ordering::Relaxed) {
+            let (port, socket) = &sockets[rng.within(0..sockets.len() as u64) as usize];
+            let len = rng.within(1..401) as usize;
+            let to = if rng.within(0..10) == 0 {
+                BLOCKED
+            } else {
+                lab::SERVER_V4
+            };
+            socket.send_to(&payload[..len], (to, PORT))?;
+            let t = tally.entry((to.to_owned(), *port)).or_default();
+            t.0 += 1;
+            t.1 += len as u64;
+            // The traffic's pace, not a wait for a condition.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(tally)
+    })
+}
+
+/// Packets and frame bytes the store's UDP records to [`PORT`] carry, per source port.
+fn recorded(records: &[serde_json::Value]) -> Tally {
+    let mut tally = Tally::new();
+    for r in records
+        .iter()
+        .filter(|r| r["proto"] == "udp" && r["dst_port"] == PORT)
+    {
+        let port = r["src_port"].as_u64().expect("a source port") as u16;
+        let to = r["dst_ip"].as_str().expect("a destination").to_owned();
+        let t = tally.entry((to, port)).or_default();
+        t.0 += r["packets"].as_u64().expect("packets");
+        t.1 += r["bytes"].as_u64().expect("bytes");
+    }
+    tally
+}
+
+/// Frame bytes of what the server received: the payload plus each datagram's headers.
+fn as_frames(received: &Tally) -> Tally {
+    received
+        .iter()
+        .map(|(k, &(n, payload))| (k.clone(), (n, payload + n * UDP_OVERHEAD)))
+        .collect()
+}
+
+#[test]
+fn kills_at_random_moments_lose_and_double_count_no_datagram() {
+    let seed = std::env::var("XDP_AUDIT_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64 | 1)
+        });
+    eprintln!("chaos seed {seed} (XDP_AUDIT_CHAOS_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+
+    let lab = Lab::new("chaos").expect("build the netns lab");
+    let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
+    let dir = lab.temp_dir("chaos").expect("temp dir");
+    let log = dir.path().join("log");
+    let bin = binary().expect("agent binary");
+    let instance = format!("t{}", lab.id);
+    let list = dir.path().join("block.list");
+    std::fs::write(&list, format!("{BLOCKED}\n")).expect("write the list");
+    let args = [
+        "--blocklist",
+        list.to_str().expect("UTF-8 path"),
+        "--iface",
+        lab::GW_LAN_IF,
+        "--pin-root",
+        pins.arg(),
+        "--instance",
+        &instance,
+        "--inactive-timeout",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+        "--fsync-interval",
+        "200ms",
+    ];
+    let spawn = || Agent::spawn(&lab, &lab.gateway, &bin, &log, &args).expect("spawn the agent");
+
+    // The first start pins the program; from then on one is attached whatever is killed.
+    let mut agent = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("first agent");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = receive(&lab, stop.clone());
+    let client = send(&lab, seed, stop.clone());
+
+    let began = Instant::now();
+    for kill in 0..KILLS {
+        // The scenario: the agent runs for a random while (often less than its start takes),
+        // then dies; the gateway has no agent for a random while.
+        let run = rng.millis(50..3000);
+        std::thread::sleep(run);
+        if let Some(status) = agent.exited().expect("poll the agent") {
+            panic!("seed {seed}: agent {kill} ended by itself ({status}) before its kill");
+        }
+        let how = rng.within(0..5);
+        eprintln!(
+            "seed {seed}: at {:?}, agent {kill} after {run:?}: {}",
+            began.elapsed(),
+            [
+                "SIGTERM",
+                "SIGTERM then SIGKILL",
+                "SIGKILL",
+                "SIGKILL",
+                "SIGKILL"
+            ][how as usize]
+        );
+        match how {
+            0 => assert_eq!(
+                agent.stop().expect("SIGTERM"),
+                0,
+                "seed {seed}: a clean stop"
+            ),
+            1 => {
+                agent.terminate().expect("SIGTERM");
+                // The scenario: killed somewhere in its clean stop (or just after it).
+                std::thread::sleep(rng.millis(0..400));
+                agent.crash().expect("SIGKILL");
+            }
+            _ => agent.crash().expect("SIGKILL"),
+        }
+        std::thread::sleep(rng.millis(0..1000));
+        agent = spawn();
+    }
+    agent
+        .wait_for("xdp-audit running", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("seed {seed}: the last agent starts: {e:#}"));
+
+    stop.store(true, Ordering::Relaxed);
+    let sent = client.join().expect("client thread").expect("send");
+    let received = server.join().expect("server thread").expect("receive");
+    let (to_blocked, to_server): (Tally, Tally) =
+        sent.into_iter().partition(|((to, _), _)| to == BLOCKED);
+    assert_eq!(
+        to_server, received,
+        "premise: the server received every datagram the client sent it"
+    );
+    assert!(
+        !to_blocked.is_empty(),
+        "premise: some datagrams went to {BLOCKED}"
+    );
+    let want = as_frames(&received.into_iter().chain(to_blocked).collect());
+    let total: u64 = want.values().map(|t| t.0).sum();
+    wait_until(
+        Duration::from_secs(30),
+        "every datagram's flow has idled out and is written",
+        || {
+            let r = agent.records().unwrap_or_default();
+            recorded(&r).values().map(|t| t.0).sum::<u64>() >= total
+        },
+    );
+    assert_eq!(agent.stop().expect("SIGTERM"), 0);
+
+    let records = agent.records().expect("query");
+    let passed_blocked: Vec<_> = records
+        .iter()
+        .filter(|r| r["dst_ip"] == BLOCKED && r["verdict"] != "drop")
+        .collect();
+    assert!(
+        passed_blocked.is_empty(),
+        "seed {seed}: every record to {BLOCKED} says it was dropped: {passed_blocked:#?}"
+    );
+    let got = recorded(&records);
+    let mut wrong: Vec<_> = want
+        .iter()
+        .filter(|(p, t)| got.get(p) != Some(t))
+        .map(|(p, t)| (p.clone(), *t, got.get(p).copied()))
+        .collect();
+    wrong.extend(
+        got.iter()
+            .filter(|(p, _)| !want.contains_key(p))
+            .map(|(p, t)| (p.clone(), (0, 0), Some(*t))),
+    );
+    wrong.sort_unstable();
+    let first: Vec<_> = wrong
+        .iter()
+        .take(3)
+        .flat_map(|((to, port), ..)| {
+            records
+                .iter()
+                .filter(move |r| r["dst_ip"] == to.as_str() && r["src_port"] == *port)
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "seed {seed}: {} of {} flows' records do not add up to what was sent and received \
+         ((destination, port), (packets, frame bytes) sent or received, recorded): {:?}; \
+         the records of the first three: {first:#?}",
+        wrong.len(),
+        want.len(),
+        &wrong[..wrong.len().min(20)]
+    );
+
+    let verify = std::process::Command::new(&bin)
+        .args(["verify", "--log-dir"])
+        .arg(&log)
+        .output()
+        .expect("xdp-audit verify");
+    assert!(
+        verify.status.success(),
+        "seed {seed}: the store verifies: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let detach = lab
+        .cmd(&lab.gateway, bin.to_str().expect("UTF-8 path"))
+        .args(["detach", "--pin-root", pins.arg(), "--instance", &instance])
+        .output()
+        .expect("xdp-audit detach");
+    assert!(detach.status.success(), "detach");
+}
