@@ -8,13 +8,15 @@
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use xdp_audit_lab::agent::{binary, Agent};
-use xdp_audit_lab::lab::{self, Lab};
+use xdp_audit_lab::lab::{self, sh, Lab, TempDir};
 use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::pins::Bpffs;
 use xdp_audit_lab::wait::wait_until;
@@ -147,50 +149,154 @@ fn as_frames(received: &Tally) -> Tally {
         .collect()
 }
 
+/// One test's lab, pins, store, list file and seeded moments.
+struct Chaos {
+    // Dropped in this order: the pins first (releasing the program), then the lab.
+    pins: Bpffs,
+    lab: Lab,
+    dir: TempDir,
+    bin: PathBuf,
+    instance: String,
+    seed: u64,
+}
+
+impl Chaos {
+    fn new(tag: &str) -> (Self, Rng) {
+        let seed = std::env::var("XDP_AUDIT_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64 | 1)
+            });
+        eprintln!("chaos seed {seed} (XDP_AUDIT_CHAOS_SEED={seed} replays it)");
+        let lab = Lab::new(tag).expect("build the netns lab");
+        let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
+        let dir = lab.temp_dir(tag).expect("temp dir");
+        std::fs::write(dir.path().join("block.list"), format!("{BLOCKED}\n"))
+            .expect("write the list");
+        let c = Self {
+            instance: format!("t{}", lab.id),
+            pins,
+            lab,
+            dir,
+            bin: binary().expect("agent binary"),
+            seed,
+        };
+        (c, Rng(seed))
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("log")
+    }
+
+    /// The pinned agent's arguments.
+    fn args(&self) -> Vec<String> {
+        let list = self.dir.path().join("block.list");
+        [
+            "--blocklist",
+            list.to_str().expect("UTF-8 path"),
+            "--iface",
+            lab::GW_LAN_IF,
+            "--pin-root",
+            self.pins.arg(),
+            "--instance",
+            &self.instance,
+            "--inactive-timeout",
+            "1s",
+            "--sweep-interval",
+            "200ms",
+            "--fsync-interval",
+            "200ms",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// An agent, started without waiting for it to attach.
+    fn spawn(&self) -> Agent {
+        let args = self.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Agent::spawn(&self.lab, &self.lab.gateway, &self.bin, &self.log(), &args)
+            .expect("spawn the agent")
+    }
+
+    /// An agent, once it runs.
+    fn start(&self) -> Agent {
+        let mut agent = self.spawn();
+        agent
+            .wait_for("xdp-audit running", Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("seed {}: the agent starts: {e:#}", self.seed));
+        agent
+    }
+
+    /// Kills `agent` after a random while, checking it did not end by itself before.
+    fn kill_later(&self, rng: &mut Rng, agent: &mut Agent, within: std::ops::Range<u64>, n: usize) {
+        let seed = self.seed;
+        // The scenario: the agent runs for a random while, then dies.
+        let run = rng.millis(within);
+        std::thread::sleep(run);
+        if let Some(status) = agent.exited().expect("poll the agent") {
+            panic!("seed {seed}: agent {n} ended by itself ({status}) before its kill");
+        }
+        eprintln!("seed {seed}: agent {n} killed after {run:?}");
+        agent.crash().expect("SIGKILL");
+    }
+
+    /// Checks `xdp-audit verify` passes on the store.
+    fn verify(&self) {
+        let verify = std::process::Command::new(&self.bin)
+            .args(["verify", "--log-dir"])
+            .arg(self.log())
+            .output()
+            .expect("xdp-audit verify");
+        assert!(
+            verify.status.success(),
+            "seed {}: the store verifies: {}{}",
+            self.seed,
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+
+    /// Detaches the instance; checks nothing of it is left.
+    fn detach(&self) {
+        let out = self
+            .lab
+            .cmd(&self.lab.gateway, self.bin.to_str().expect("UTF-8 path"))
+            .args([
+                "detach",
+                "--pin-root",
+                self.pins.arg(),
+                "--instance",
+                &self.instance,
+            ])
+            .output()
+            .expect("xdp-audit detach");
+        assert!(
+            out.status.success(),
+            "seed {}: detach: {}",
+            self.seed,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !self.pins.path().join(&self.instance).exists(),
+            "seed {}: detach leaves no pin of the instance",
+            self.seed
+        );
+    }
+}
+
 #[test]
 fn kills_at_random_moments_lose_and_double_count_no_datagram() {
-    let seed = std::env::var("XDP_AUDIT_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64 | 1)
-        });
-    eprintln!("chaos seed {seed} (XDP_AUDIT_CHAOS_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
-
-    let lab = Lab::new("chaos").expect("build the netns lab");
-    let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
-    let dir = lab.temp_dir("chaos").expect("temp dir");
-    let log = dir.path().join("log");
-    let bin = binary().expect("agent binary");
-    let instance = format!("t{}", lab.id);
-    let list = dir.path().join("block.list");
-    std::fs::write(&list, format!("{BLOCKED}\n")).expect("write the list");
-    let args = [
-        "--blocklist",
-        list.to_str().expect("UTF-8 path"),
-        "--iface",
-        lab::GW_LAN_IF,
-        "--pin-root",
-        pins.arg(),
-        "--instance",
-        &instance,
-        "--inactive-timeout",
-        "1s",
-        "--sweep-interval",
-        "200ms",
-        "--fsync-interval",
-        "200ms",
-    ];
-    let spawn = || Agent::spawn(&lab, &lab.gateway, &bin, &log, &args).expect("spawn the agent");
-
+    let (c, mut rng) = Chaos::new("chaos");
+    let (lab, seed) = (&c.lab, c.seed);
     // The first start pins the program; from then on one is attached whatever is killed.
-    let mut agent = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("first agent");
+    let mut agent = c.start();
     let stop = Arc::new(AtomicBool::new(false));
-    let server = receive(&lab, stop.clone());
-    let client = send(&lab, seed, stop.clone());
+    let server = receive(lab, stop.clone());
+    let client = send(lab, seed, stop.clone());
 
     let began = Instant::now();
     for kill in 0..KILLS {
@@ -228,7 +334,7 @@ fn kills_at_random_moments_lose_and_double_count_no_datagram() {
             _ => agent.crash().expect("SIGKILL"),
         }
         std::thread::sleep(rng.millis(0..1000));
-        agent = spawn();
+        agent = c.spawn();
     }
     agent
         .wait_for("xdp-audit running", Duration::from_secs(30))
@@ -299,21 +405,67 @@ fn kills_at_random_moments_lose_and_double_count_no_datagram() {
         &wrong[..wrong.len().min(20)]
     );
 
-    let verify = std::process::Command::new(&bin)
-        .args(["verify", "--log-dir"])
-        .arg(&log)
-        .output()
-        .expect("xdp-audit verify");
+    c.verify();
+    c.detach();
+}
+
+/// A first start (nothing pinned yet) killed at random moments of loading, pinning and
+/// attaching, again and again: the start after them runs, blocks the list's address, stops
+/// cleanly, and detach leaves nothing behind.
+#[test]
+fn first_starts_killed_at_random_moments_leave_the_next_able_to_guard_and_detach() {
+    let (c, mut rng) = Chaos::new("chaos1");
+    sh(Command::new("ip").args([
+        "-n",
+        &c.lab.internet,
+        "addr",
+        "add",
+        &format!("{BLOCKED}/24"),
+        "dev",
+        "eth0",
+    ]))
+    .expect("add the blocked address to the internet namespace");
+    let reachable = || {
+        c.lab
+            .cmd(&c.lab.client, "ping")
+            .args(["-n", "-q", "-c", "1", "-W", "1", BLOCKED])
+            .output()
+            .expect("ping (Debian package iputils-ping)")
+            .status
+            .success()
+    };
     assert!(
-        verify.status.success(),
-        "seed {seed}: the store verifies: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
+        reachable(),
+        "premise: {BLOCKED} answers before any agent runs"
     );
-    let detach = lab
-        .cmd(&lab.gateway, bin.to_str().expect("UTF-8 path"))
-        .args(["detach", "--pin-root", pins.arg(), "--instance", &instance])
-        .output()
-        .expect("xdp-audit detach");
-    assert!(detach.status.success(), "detach");
+    for n in 0..6 {
+        let fresh = !c.pins.path().join(&c.instance).join("prog").exists();
+        let mut agent = c.spawn();
+        if fresh && n % 2 == 1 {
+            // Aimed at the narrow window between the first attach and the pins (the
+            // verifier's load before it takes seconds and is hit by the other kills).
+            agent
+                .wait_for("XDP program attached", Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("seed {}: the first start attaches: {e:#}", c.seed));
+            c.kill_later(&mut rng, &mut agent, 0..60, n);
+        } else {
+            c.kill_later(&mut rng, &mut agent, 0..5000, n);
+        }
+    }
+    let mut agent = c.start();
+    assert!(!reachable(), "seed {}: the list is enforced", c.seed);
+    assert_eq!(
+        agent.stop().expect("SIGTERM"),
+        0,
+        "seed {}: a clean stop",
+        c.seed
+    );
+    assert!(
+        !reachable(),
+        "seed {}: the pinned program stays attached after a clean stop",
+        c.seed
+    );
+    c.verify();
+    c.detach();
+    assert!(reachable(), "seed {}: detach unblocks", c.seed);
 }
