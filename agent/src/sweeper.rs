@@ -122,7 +122,15 @@ struct Tracked {
     /// which incarnation of the key this is. The LRU may evict a flow and a later packet
     /// make the entry anew between two sweeps, under the same key.
     first_seen_ns: u64,
+    /// Kernel time the sweeper took the flow out of the table (0: open). An ended flow is
+    /// kept for [`ENDED_KEPT_NS`] with what its records carried: an event of it still in the
+    /// ring (a first drop just before the take) is drained after its last record and must
+    /// find it there, not pass for a new flow's and count its packets again.
+    ended_ns: u64,
 }
+
+/// How long an ended flow is remembered for its late events ([`Tracked::ended_ns`]).
+const ENDED_KEPT_NS: u64 = 10_000_000_000;
 
 /// Counts of what the sweeper did, for `status`, the shutdown summary and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -319,7 +327,8 @@ impl Sweeper {
     /// [`Sweeper::settle`]).
     fn forget(&mut self, key: &FlowKey) -> Tracked {
         let t = self.open.swap_remove(key).unwrap_or_default();
-        if t.reported != Reported::default() {
+        // An ended flow's entry left the ledger with its last record.
+        if t.reported != Reported::default() && t.ended_ns == 0 {
             if let Some(l) = self.ledger.as_mut() {
                 l.remove(key);
             }
@@ -341,12 +350,32 @@ impl Sweeper {
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) -> (usize, bool) {
-        match self.open.entry(key) {
+        let silent = match self.open.entry(key) {
             indexmap::map::Entry::Occupied(mut o) => {
                 let t = o.get_mut();
-                if t.first_seen_ns == 0 || first_seen_ns == 0 || t.first_seen_ns == first_seen_ns {
+                if t.ended_ns != 0 {
+                    if t.first_seen_ns == first_seen_ns {
+                        return (o.index(), false); // a late event of the ended flow
+                    }
+                    true // a new flow under an ended one's key: nothing of that is left
+                } else if t.first_seen_ns == 0
+                    && t.start.is_none()
+                    && t.reported.last_seen_ns != 0
+                    && first_seen_ns > t.reported.last_seen_ns
+                {
+                    // A flow adopted from the ledger was made anew while no agent ran (its
+                    // first packet is later than the last one written: `last_seen_ns` never
+                    // lags behind `first_seen_ns`). What it counted after its last record
+                    // went with it; the new one starts from nothing.
+                    true
+                } else if t.first_seen_ns == 0
+                    || first_seen_ns == 0
+                    || t.first_seen_ns == first_seen_ns
+                {
                     t.first_seen_ns = t.first_seen_ns.max(first_seen_ns);
                     return (o.index(), false);
+                } else {
+                    false
                 }
             }
             indexmap::map::Entry::Vacant(v) => {
@@ -357,15 +386,17 @@ impl Sweeper {
                 });
                 return (at, true);
             }
-        }
+        };
         let old = self.forget(&key);
-        self.write_evicted(&key, old, sink, names);
-        tally(
-            &mut self.stats.evicted,
-            &mut self.warnings.evicted,
-            1,
-            "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
-        );
+        if !silent {
+            self.write_evicted(&key, old, sink, names);
+            tally(
+                &mut self.stats.evicted,
+                &mut self.warnings.evicted,
+                1,
+                "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
+            );
+        }
         let (at, _) = self.open.insert_full(
             key,
             Tracked {
@@ -442,6 +473,9 @@ impl Sweeper {
                 let now = reported.covering(&value);
                 if let Some((_, t)) = self.open.get_index_mut(at) {
                     t.reported = now;
+                    if t.ended_ns != 0 {
+                        return; // the ledger forgot it with its last record
+                    }
                 }
                 self.ledger_set(&key, &now);
             }
@@ -558,7 +592,9 @@ impl Sweeper {
                     self.write(sink, &key, &v, &reported, EndReason::Active, None, names);
                     self.set_reported(&key, Reported::of(&v));
                 }
-                Action::End(reason) => self.end(table, &key, &reported, reason, sink, names)?,
+                Action::End(reason) => {
+                    self.end(table, &key, &reported, reason, now, sink, names)?;
+                }
             }
         }
         tally(
@@ -568,7 +604,7 @@ impl Sweeper {
             "the ring buffer lost these flows' start events; the sweeper records them from the table",
         );
         self.count_unseen();
-        self.record_evictions(table, sink, names, &seen)
+        self.record_evictions(table, sink, names, &seen, now)
     }
 
     /// Every start the program lost before its counter was read is a flow this sweep found
@@ -604,13 +640,24 @@ impl Sweeper {
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
         seen: &HashSet<FlowKey, RandomState>,
+        now: u64,
     ) -> io::Result<()> {
+        let mut expired = Vec::new();
         let missing: Vec<FlowKey> = self
             .open
-            .keys()
-            .filter(|k| !seen.contains(*k))
-            .copied()
+            .iter()
+            .filter(|(k, t)| {
+                if t.ended_ns != 0 && now.saturating_sub(t.ended_ns) >= ENDED_KEPT_NS {
+                    expired.push(**k);
+                }
+                t.ended_ns == 0 && !seen.contains(*k)
+            })
+            .map(|(k, _)| *k)
             .collect();
+        for key in expired {
+            // The ledger forgot it with its last record.
+            self.open.swap_remove(&key);
+        }
         let mut evicted = 0;
         for key in missing {
             if table.get(&key)?.is_some() {
@@ -618,6 +665,12 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
+                if t.start.is_none() && t.first_seen_ns == 0 {
+                    // Adopted from the ledger and gone (ended, or evicted while no agent
+                    // ran, by the last agent): nothing is left to write.
+                    sink.flow_ended(&key);
+                    continue;
+                }
                 evicted += 1;
                 self.write_evicted(&key, t, sink, names);
             }
@@ -631,30 +684,45 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Takes the ended flow `key` out of the table and writes its last record: `fin`/`rst`
-    /// if it closed, else `reason`. The ledger forgets it after the record is written (and,
-    /// at [`Sweeper::settle`], in the journal file): a kill before that leaves the next agent
-    /// a ledger entry without a flow, which it drops, never a flow to write again.
+    /// Takes the ended flow `key` out of the table at kernel time `now` and writes its last
+    /// record: `fin`/`rst` if it closed, else `reason`; the flow is kept a while as ended
+    /// ([`Tracked::ended_ns`]). The ledger forgets it after the record is written (and, at
+    /// [`Sweeper::settle`], in the journal file): a kill before that leaves the next agent a
+    /// ledger entry without a flow, which it drops, never a flow to write again.
+    #[allow(clippy::too_many_arguments)]
     fn end(
         &mut self,
         table: FlowTable<'_>,
         key: &FlowKey,
         reported: &Reported,
         reason: EndReason,
+        now: u64,
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<Reported>> {
         match table.take(key)? {
             Some(last) => {
                 let reason = closed_reason(&last)
                     .filter(|_| reason != EndReason::Idle)
                     .unwrap_or(reason);
                 self.write(sink, key, &last, reported, reason, None, names);
+                self.forget(key);
+                let ended = Tracked {
+                    reported: reported.covering(&last),
+                    first_seen_ns: last.first_seen_ns,
+                    ended_ns: now.max(1),
+                    start: None,
+                };
+                let carried = ended.reported;
+                self.open.insert(*key, ended);
+                Ok(Some(carried))
             }
-            None => sink.flow_ended(key),
+            None => {
+                sink.flow_ended(key);
+                self.forget(key);
+                Ok(None)
+            }
         }
-        self.forget(key);
-        Ok(())
     }
 
     /// At the shutdown of an agent whose program stays attached (pinned): every flow that
@@ -669,11 +737,20 @@ impl Sweeper {
         now: u64,
     ) -> io::Result<()> {
         for (key, v) in table.entries()? {
-            let reported = self.open.get(&key).map(|t| t.reported).unwrap_or_default();
+            let (at, _) = self.track(key, v.first_seen_ns, sink, names);
+            let reported = self.open[at].reported;
             match decide(&v, &reported, now, &self.timeouts) {
-                Action::End(reason) => self.end(table, &key, &reported, reason, sink, names)?,
+                Action::End(reason) => {
+                    // The ledger keeps an ended flow's last record for the next agent, which
+                    // may drain an event of it left in the ring (see `Tracked::ended_ns`)
+                    // and drops it at its first sweep.
+                    if let Some(carried) =
+                        self.end(table, &key, &reported, reason, now, sink, names)?
+                    {
+                        self.ledger_set(&key, &carried);
+                    }
+                }
                 Action::Keep | Action::Active => {
-                    self.open.entry(key).or_default();
                     self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);
                     if v.packets != reported.packets {
                         self.set_reported(&key, Reported::of(&v));
@@ -731,7 +808,9 @@ impl Sweeper {
     ) -> io::Result<()> {
         for key in table.keys()? {
             if let Some(v) = table.take(&key)? {
-                let reported = self.open.swap_remove(&key).unwrap_or_default().reported;
+                let (at, _) = self.track(key, v.first_seen_ns, sink, names);
+                let reported = self.open[at].reported;
+                self.open.swap_remove(&key);
                 let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
                 self.write(sink, &key, &v, &reported, reason, None, names);
             }

@@ -397,6 +397,53 @@ fn a_first_drop_drained_after_a_later_slice_counts_each_packet_once() {
     );
 }
 
+/// A blocked flow's first drop is still in the ring when the sweeper ends the flow (its
+/// last record carries the packet): drained after, it must not pass for a new flow's and be
+/// written again. A new flow under the same key afterwards is counted from nothing.
+#[test]
+fn a_first_drop_drained_after_its_flow_ended_is_not_written_again() {
+    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-late-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("block.list");
+    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
+    let spec = ListSpec {
+        path: list,
+        kind: ListKind::Block,
+        refuse: false,
+    };
+    let (mut prog, _lists) = Prog::with_lists(1024, [spec]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = Timeouts::default();
+    let mut s = sweeper(t);
+    let mut sink = Memory::default();
+    let syn = Spec::tcp4(v4(10, 6, 0, 3), 40002, v4(203, 0, 113, 9), 443, tcp::SYN).build();
+    let fd = flows_fd(&prog.loaded);
+    let later = |prog: &mut Prog, s: &mut Sweeper, sink: &mut Memory| {
+        assert_eq!(prog.run(&syn), 1, "the SYN is dropped");
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        s.sweep(fd.table(), sink, &(), idle).expect("sweep");
+        let events = prog.events();
+        assert!(
+            events.iter().any(|e| matches!(e, Event::FlowDrop(..))),
+            "premise: the first drop's event was still in the ring"
+        );
+        for ev in events {
+            s.on_event(ev, sink, &());
+        }
+    };
+    later(&mut prog, &mut s, &mut sink);
+    let slices: Vec<_> = sink.0.iter().map(|r| (r.end_reason, r.packets)).collect();
+    assert_eq!(slices, [(EndReason::Idle, 1)], "the SYN is written once");
+    later(&mut prog, &mut s, &mut sink);
+    let slices: Vec<_> = sink.0.iter().map(|r| (r.end_reason, r.packets)).collect();
+    assert_eq!(
+        slices,
+        [(EndReason::Idle, 1), (EndReason::Idle, 1)],
+        "a new flow under the key is written whole, once"
+    );
+}
+
 #[test]
 fn flows_evicted_from_a_full_table_are_still_recorded() {
     let mut l = load(64, 1 << 20);

@@ -1,10 +1,11 @@
 //! Kills at random moments: a pinned agent is killed (SIGKILL; now and then SIGTERM, or SIGTERM
 //! and a SIGKILL in the middle of the clean stop) at moments a seeded generator picks, in the
 //! middle of its work or of its start, while datagrams of random sizes go from a few hundred
-//! source ports to the server and to an address the blocklist names. Every datagram the
-//! server received, and every one the client sent to the blocked address, must be in the store
-//! exactly once, in packets and in bytes, and the store must verify. A failure prints the
-//! seed; `XDP_AUDIT_CHAOS_SEED=N` replays its moments. Needs root.
+//! source ports to the server, to an address the blocklist names, and to one that an edit of
+//! the list file blocks and unblocks at random moments too. Every datagram sent must be in
+//! the store exactly once, in packets and in frame bytes; what the records say passed must be
+//! what each server received; the store must verify. First starts are killed as well. A
+//! failure prints the seed; `XDP_AUDIT_CHAOS_SEED=N` replays its moments. Needs root.
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -25,6 +26,8 @@ use xdp_audit_lab::wait::wait_until;
 const PORT: u16 = 7171;
 /// An address of the internet side the blocklist names: one datagram in ten goes there.
 const BLOCKED: &str = "203.0.113.66";
+/// An address of the internet side the list file names now and then: one in ten goes there.
+const TOGGLED: &str = "203.0.113.77";
 /// The client's source ports: each is a flow, idle now and then past the inactive timeout.
 const SPORTS: std::ops::Range<u16> = 45000..45300;
 /// Frame bytes around a datagram's payload: Ethernet 14, IPv4 20, UDP 8.
@@ -32,8 +35,17 @@ const UDP_OVERHEAD: u64 = 42;
 /// Agents killed before the last one, which is stopped.
 const KILLS: usize = 7;
 
-/// Packets and bytes per (destination, source port).
-type Tally = HashMap<(String, u16), (u64, u64)>;
+/// A flow: (destination, source port).
+type Flow = (String, u16);
+
+/// What a flow carried, as the client sent it (`passed`: as its server received it), or as
+/// its records say (`passed`: packets less those dropped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Count {
+    packets: u64,
+    bytes: u64,
+    passed: u64,
+}
 
 /// A small deterministic generator (xorshift64*), so a seed replays a run's moments.
 struct Rng(u64);
@@ -56,27 +68,23 @@ impl Rng {
     }
 }
 
-/// The server: counts what it receives per source port until stopped.
-fn receive(lab: &Lab, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Result<Tally>> {
-    let socket = run_in(&lab.internet, || {
-        Ok(UdpSocket::bind((lab::SERVER_V4, PORT))?)
-    })
-    .expect("bind the server");
+/// A server at `addr`: counts the datagrams it receives per source port until stopped.
+fn receive(
+    lab: &Lab,
+    addr: &'static str,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<anyhow::Result<HashMap<Flow, u64>>> {
+    let socket =
+        run_in(&lab.internet, move || Ok(UdpSocket::bind((addr, PORT))?)).expect("bind a server");
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
     std::thread::spawn(move || {
-        let mut tally = Tally::new();
+        let mut tally = HashMap::new();
         let mut buf = [0u8; 2048];
         loop {
             match socket.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let t = tally
-                        .entry((lab::SERVER_V4.to_owned(), from.port()))
-                        .or_default();
-                    t.0 += 1;
-                    t.1 += n as u64;
-                }
+                Ok((_, from)) => *tally.entry((addr.to_owned(), from.port())).or_default() += 1,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -94,8 +102,13 @@ fn receive(lab: &Lab, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Result<Tally>
 }
 
 /// The client: a datagram every 2 ms from a random port of [`SPORTS`], 1 to 400 payload
-/// bytes, to the server or (one in ten) to [`BLOCKED`], until stopped; returns what it sent.
-fn send(lab: &Lab, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Result<Tally>> {
+/// bytes, to the server, [`BLOCKED`] or [`TOGGLED`], until stopped; returns the packets and
+/// frame bytes it sent per flow.
+fn send(
+    lab: &Lab,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<anyhow::Result<HashMap<Flow, Count>>> {
     let sockets = run_in(&lab.client, || {
         SPORTS
             .map(|p| Ok((p, UdpSocket::bind((lab::CLIENT_V4, p))?)))
@@ -104,20 +117,19 @@ fn send(lab: &Lab, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Resul
     .expect("bind the client's ports");
     std::thread::spawn(move || {
         let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
-        let mut tally = Tally::new();
+        let mut tally = HashMap::<Flow, Count>::new();
         let payload = [0xa5u8; 400];
         while !stop.load(Ordering::Relaxed) {
             let (port, socket) = &sockets[rng.within(0..sockets.len() as u64) as usize];
             let len = rng.within(1..401) as usize;
-            let to = if rng.within(0..10) == 0 {
-                BLOCKED
-            } else {
-                lab::SERVER_V4
-            };
+            let to = [BLOCKED, TOGGLED][..]
+                .get(rng.within(0..10) as usize)
+                .copied()
+                .unwrap_or(lab::SERVER_V4);
             socket.send_to(&payload[..len], (to, PORT))?;
             let t = tally.entry((to.to_owned(), *port)).or_default();
-            t.0 += 1;
-            t.1 += len as u64;
+            t.packets += 1;
+            t.bytes += len as u64 + UDP_OVERHEAD;
             // The traffic's pace, not a wait for a condition.
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -125,9 +137,9 @@ fn send(lab: &Lab, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<anyhow::Resul
     })
 }
 
-/// Packets and frame bytes the store's UDP records to [`PORT`] carry, per source port.
-fn recorded(records: &[serde_json::Value]) -> Tally {
-    let mut tally = Tally::new();
+/// What the store's UDP records to [`PORT`] carry, per flow.
+fn recorded(records: &[serde_json::Value]) -> HashMap<Flow, Count> {
+    let mut tally = HashMap::<Flow, Count>::new();
     for r in records
         .iter()
         .filter(|r| r["proto"] == "udp" && r["dst_port"] == PORT)
@@ -135,18 +147,12 @@ fn recorded(records: &[serde_json::Value]) -> Tally {
         let port = r["src_port"].as_u64().expect("a source port") as u16;
         let to = r["dst_ip"].as_str().expect("a destination").to_owned();
         let t = tally.entry((to, port)).or_default();
-        t.0 += r["packets"].as_u64().expect("packets");
-        t.1 += r["bytes"].as_u64().expect("bytes");
+        let packets = r["packets"].as_u64().expect("packets");
+        t.packets += packets;
+        t.bytes += r["bytes"].as_u64().expect("bytes");
+        t.passed += packets - r["dropped"].as_u64().expect("dropped");
     }
     tally
-}
-
-/// Frame bytes of what the server received: the payload plus each datagram's headers.
-fn as_frames(received: &Tally) -> Tally {
-    received
-        .iter()
-        .map(|(k, &(n, payload))| (k.clone(), (n, payload + n * UDP_OVERHEAD)))
-        .collect()
 }
 
 /// One test's lab, pins, store, list file and seeded moments.
@@ -244,6 +250,27 @@ impl Chaos {
         agent.crash().expect("SIGKILL");
     }
 
+    /// Gives the internet namespace `addr` as well.
+    fn add_address(&self, addr: &str) {
+        sh(Command::new("ip").args([
+            "-n",
+            &self.lab.internet,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]))
+        .expect("add an address to the internet namespace");
+    }
+
+    /// Replaces the list file's text at once (a rename, as an editor saves).
+    fn write_list(&self, text: &str) {
+        let tmp = self.dir.path().join("block.list.new");
+        std::fs::write(&tmp, text).expect("write the new list");
+        std::fs::rename(&tmp, self.dir.path().join("block.list")).expect("replace the list");
+    }
+
     /// Checks `xdp-audit verify` passes on the store.
     fn verify(&self) {
         let verify = std::process::Command::new(&self.bin)
@@ -289,21 +316,45 @@ impl Chaos {
 }
 
 #[test]
-fn kills_at_random_moments_lose_and_double_count_no_datagram() {
+fn kills_and_list_edits_at_random_moments_lose_and_double_count_no_datagram() {
     let (c, mut rng) = Chaos::new("chaos");
     let (lab, seed) = (&c.lab, c.seed);
+    c.add_address(TOGGLED);
     // The first start pins the program; from then on one is attached whatever is killed.
     let mut agent = c.start();
     let stop = Arc::new(AtomicBool::new(false));
-    let server = receive(lab, stop.clone());
+    let servers = [lab::SERVER_V4, TOGGLED].map(|a| receive(lab, a, stop.clone()));
     let client = send(lab, seed, stop.clone());
 
     let began = Instant::now();
+    let mut toggled = false;
     for kill in 0..KILLS {
         // The scenario: the agent runs for a random while (often less than its start takes),
-        // then dies; the gateway has no agent for a random while.
+        // then dies; the gateway has no agent for a random while; the list file is edited
+        // now and then, while an agent runs or while none does.
         let run = rng.millis(50..3000);
-        std::thread::sleep(run);
+        let edit_at = (rng.within(0..2) == 0).then(|| rng.millis(0..run.as_millis() as u64 + 1000));
+        let mut edit = || {
+            toggled = !toggled;
+            eprintln!(
+                "seed {seed}: at {:?}, {TOGGLED} blocked: {toggled}",
+                began.elapsed()
+            );
+            let text = if toggled {
+                format!("{BLOCKED}\n{TOGGLED}\n")
+            } else {
+                format!("{BLOCKED}\n")
+            };
+            c.write_list(&text);
+        };
+        match edit_at {
+            Some(at) if at < run => {
+                std::thread::sleep(at);
+                edit();
+                std::thread::sleep(run - at);
+            }
+            _ => std::thread::sleep(run),
+        }
         if let Some(status) = agent.exited().expect("poll the agent") {
             panic!("seed {seed}: agent {kill} ended by itself ({status}) before its kill");
         }
@@ -333,7 +384,16 @@ fn kills_at_random_moments_lose_and_double_count_no_datagram() {
             }
             _ => agent.crash().expect("SIGKILL"),
         }
-        std::thread::sleep(rng.millis(0..1000));
+        let down = rng.millis(0..1000);
+        match edit_at {
+            Some(at) if at >= run => {
+                let at = (at - run).min(down);
+                std::thread::sleep(at);
+                edit();
+                std::thread::sleep(down - at);
+            }
+            _ => std::thread::sleep(down),
+        }
         agent = c.spawn();
     }
     agent
@@ -342,48 +402,50 @@ fn kills_at_random_moments_lose_and_double_count_no_datagram() {
 
     stop.store(true, Ordering::Relaxed);
     let sent = client.join().expect("client thread").expect("send");
-    let received = server.join().expect("server thread").expect("receive");
-    let (to_blocked, to_server): (Tally, Tally) =
-        sent.into_iter().partition(|((to, _), _)| to == BLOCKED);
-    assert_eq!(
-        to_server, received,
+    let mut received = HashMap::new();
+    for s in servers {
+        received.extend(s.join().expect("server thread").expect("receive"));
+    }
+    let want: HashMap<Flow, Count> = sent
+        .into_iter()
+        .map(|(flow, c)| {
+            let passed = received.get(&flow).copied().unwrap_or(0);
+            (flow, Count { passed, ..c })
+        })
+        .collect();
+    for to in [BLOCKED, TOGGLED] {
+        assert!(
+            want.keys().any(|(t, _)| t == to),
+            "premise: some datagrams went to {to}"
+        );
+    }
+    let to_server = |f: &Flow, c: &Count| f.0 == lab::SERVER_V4 && c.passed != c.packets;
+    assert!(
+        !want.iter().any(|(f, c)| to_server(f, c)),
         "premise: the server received every datagram the client sent it"
     );
-    assert!(
-        !to_blocked.is_empty(),
-        "premise: some datagrams went to {BLOCKED}"
-    );
-    let want = as_frames(&received.into_iter().chain(to_blocked).collect());
-    let total: u64 = want.values().map(|t| t.0).sum();
+    let total: u64 = want.values().map(|t| t.packets).sum();
     wait_until(
         Duration::from_secs(30),
         "every datagram's flow has idled out and is written",
         || {
             let r = agent.records().unwrap_or_default();
-            recorded(&r).values().map(|t| t.0).sum::<u64>() >= total
+            recorded(&r).values().map(|t| t.packets).sum::<u64>() >= total
         },
     );
     assert_eq!(agent.stop().expect("SIGTERM"), 0);
 
     let records = agent.records().expect("query");
-    let passed_blocked: Vec<_> = records
-        .iter()
-        .filter(|r| r["dst_ip"] == BLOCKED && r["verdict"] != "drop")
-        .collect();
-    assert!(
-        passed_blocked.is_empty(),
-        "seed {seed}: every record to {BLOCKED} says it was dropped: {passed_blocked:#?}"
-    );
     let got = recorded(&records);
     let mut wrong: Vec<_> = want
         .iter()
-        .filter(|(p, t)| got.get(p) != Some(t))
-        .map(|(p, t)| (p.clone(), *t, got.get(p).copied()))
+        .filter(|(f, c)| got.get(*f) != Some(*c))
+        .map(|(f, c)| (f.clone(), *c, got.get(f).copied()))
         .collect();
     wrong.extend(
         got.iter()
-            .filter(|(p, _)| !want.contains_key(p))
-            .map(|(p, t)| (p.clone(), (0, 0), Some(*t))),
+            .filter(|(f, _)| !want.contains_key(*f))
+            .map(|(f, c)| (f.clone(), Count::default(), Some(*c))),
     );
     wrong.sort_unstable();
     let first: Vec<_> = wrong
@@ -398,8 +460,7 @@ fn kills_at_random_moments_lose_and_double_count_no_datagram() {
     assert!(
         wrong.is_empty(),
         "seed {seed}: {} of {} flows' records do not add up to what was sent and received \
-         ((destination, port), (packets, frame bytes) sent or received, recorded): {:?}; \
-         the records of the first three: {first:#?}",
+         (flow, sent and received, recorded): {:?}; the records of the first three: {first:#?}",
         wrong.len(),
         want.len(),
         &wrong[..wrong.len().min(20)]
@@ -415,16 +476,7 @@ fn kills_at_random_moments_lose_and_double_count_no_datagram() {
 #[test]
 fn first_starts_killed_at_random_moments_leave_the_next_able_to_guard_and_detach() {
     let (c, mut rng) = Chaos::new("chaos1");
-    sh(Command::new("ip").args([
-        "-n",
-        &c.lab.internet,
-        "addr",
-        "add",
-        &format!("{BLOCKED}/24"),
-        "dev",
-        "eth0",
-    ]))
-    .expect("add the blocked address to the internet namespace");
+    c.add_address(BLOCKED);
     let reachable = || {
         c.lab
             .cmd(&c.lab.client, "ping")
