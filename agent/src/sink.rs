@@ -59,6 +59,14 @@ pub trait RecordSink: Send {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Fsyncs if the sink's fsync interval has passed. The records stage calls it after a
+    /// [`RecordSink::flush`] and the ledger's update that follows it: a sink writes nothing
+    /// to its file between flushes, so no fsync (milliseconds) sits between records reaching
+    /// the file and the ledger saying they did, where a kill makes the next agent write them
+    /// again. The default does nothing; a stage forwards it to the sink it wraps.
+    fn sync_due(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// The sweeper ended `key`'s flow (or saw it leave the table) without a last record: it
     /// had nothing new to report (an earlier record, such as its first drop, carried every
     /// packet). A stage that keeps state per flow until its last record lets it go here. The
@@ -105,6 +113,9 @@ impl RecordSink for Box<dyn RecordSink> {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         (**self).flush()
+    }
+    fn sync_due(&mut self) -> Result<(), SinkError> {
+        (**self).sync_due()
     }
     fn flow_ended(&mut self, key: &agent_common::FlowKey) {
         (**self).flow_ended(key)

@@ -127,10 +127,20 @@ struct Tracked {
     /// ring (a first drop just before the take) is drained after its last record and must
     /// find it there, not pass for a new flow's and count its packets again.
     ended_ns: u64,
+    /// Taken over from what an earlier agent wrote (the ledger, or a retired table's seed):
+    /// its start event went to that agent, so when it is gone from the table (ended or
+    /// evicted while no agent ran) nothing is left to write.
+    adopted: bool,
 }
 
-/// How long an ended flow is remembered for its late events ([`Tracked::ended_ns`]).
-const ENDED_KEPT_NS: u64 = 10_000_000_000;
+/// Records written between two [`Sweeper::settle`]s at most: the sink writes nothing to its
+/// file in between (a frame is some 60 to 250 bytes, under the store's 256 KiB write chunk),
+/// so no record reaches the file before the ledger can follow it.
+pub const SETTLE_EVERY: usize = 1_024;
+
+/// How long an ended flow is remembered for its late events ([`Tracked::ended_ns`]): the
+/// ring's usual lag is milliseconds; ended flows held cost about 220 bytes each.
+const ENDED_KEPT_NS: u64 = 2_000_000_000;
 
 /// Counts of what the sweeper did, for `status`, the shutdown summary and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -254,6 +264,8 @@ pub struct Sweeper {
     open: IndexMap<FlowKey, Tracked, RandomState>,
     warnings: Warnings,
     ledger: Option<Ledger>,
+    /// Records written since the last [`Sweeper::settle`].
+    unsettled: usize,
     /// The program's `lost_flow_start` read before the sweep under way
     /// ([`Sweeper::note_lost_starts`]), and at the first one with the flows found by then.
     kernel_lost_starts: Option<u64>,
@@ -274,6 +286,7 @@ impl Sweeper {
             open: IndexMap::default(),
             warnings: Warnings::default(),
             ledger: None,
+            unsettled: 0,
             kernel_lost_starts: None,
             lost_starts_base: None,
             stats: SweepStats::default(),
@@ -285,9 +298,7 @@ impl Sweeper {
     /// many flows it holds.
     pub fn adopt(&mut self, ledger: Ledger) -> usize {
         let entries = ledger.entries();
-        for (key, reported) in &entries {
-            self.open.entry(*key).or_default().reported = *reported;
-        }
+        self.seed(&entries);
         self.stats.adopted += entries.len() as u64;
         self.ledger = Some(ledger);
         entries.len()
@@ -313,6 +324,7 @@ impl Sweeper {
     /// records stage calls it after each batch of events and each sweep: a killed agent then
     /// loses nothing the flow table or the ledger no longer holds.
     pub fn settle(&mut self, sink: &mut dyn RecordSink) {
+        self.unsettled = 0;
         if let Err(e) = sink.flush() {
             if let Some(n) = self.warnings.sink_errors.hit(1) {
                 error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered (logged at most every 10 s)");
@@ -320,6 +332,13 @@ impl Sweeper {
         }
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
+        }
+        // After the ledger: an fsync between the flush and the commit would widen the window
+        // in which a kill makes the next agent write these records again.
+        if let Err(e) = sink.sync_due() {
+            if let Some(n) = self.warnings.sink_errors.hit(1) {
+                error!(error = %e, failures = n, "audit records could not be synced (logged at most every 10 s)");
+            }
         }
     }
 
@@ -375,7 +394,7 @@ impl Sweeper {
                     t.first_seen_ns = t.first_seen_ns.max(first_seen_ns);
                     return (o.index(), false);
                 } else {
-                    false
+                    t.adopted
                 }
             }
             indexmap::map::Entry::Vacant(v) => {
@@ -493,10 +512,11 @@ impl Sweeper {
         rule: Option<u32>,
         names: &dyn RuleNames,
     ) {
-        if self
-            .ledger
-            .as_ref()
-            .is_some_and(|l| l.pending() >= ledger::COMMIT_EVERY)
+        if self.unsettled >= SETTLE_EVERY
+            || self
+                .ledger
+                .as_ref()
+                .is_some_and(|l| l.pending() >= ledger::COMMIT_EVERY)
         {
             self.settle(sink);
         }
@@ -538,6 +558,7 @@ impl Sweeper {
 
     /// Hands `record` to the sink; a refusal is counted and logged (rate-limited).
     fn emit(&mut self, sink: &mut dyn RecordSink, record: &FlowRecord) {
+        self.unsettled += 1;
         match sink.write(record) {
             Ok(()) => self.stats.records += 1,
             Err(e) => {
@@ -665,9 +686,7 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
-                if t.start.is_none() && t.first_seen_ns == 0 {
-                    // Adopted from the ledger and gone (ended, or evicted while no agent
-                    // ran, by the last agent): nothing is left to write.
+                if t.adopted {
                     sink.flow_ended(&key);
                     continue;
                 }
@@ -699,30 +718,32 @@ impl Sweeper {
         now: u64,
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
-    ) -> io::Result<Option<Reported>> {
+    ) -> io::Result<()> {
         match table.take(key)? {
             Some(last) => {
                 let reason = closed_reason(&last)
                     .filter(|_| reason != EndReason::Idle)
                     .unwrap_or(reason);
                 self.write(sink, key, &last, reported, reason, None, names);
-                self.forget(key);
                 let ended = Tracked {
                     reported: reported.covering(&last),
                     first_seen_ns: last.first_seen_ns,
                     ended_ns: now.max(1),
-                    start: None,
+                    ..Tracked::default()
                 };
-                let carried = ended.reported;
-                self.open.insert(*key, ended);
-                Ok(Some(carried))
+                let was = std::mem::replace(self.open.entry(*key).or_default(), ended);
+                if was.reported != Reported::default() && was.ended_ns == 0 {
+                    if let Some(l) = self.ledger.as_mut() {
+                        l.remove(key);
+                    }
+                }
             }
             None => {
                 sink.flow_ended(key);
                 self.forget(key);
-                Ok(None)
             }
         }
+        Ok(())
     }
 
     /// At the shutdown of an agent whose program stays attached (pinned): every flow that
@@ -741,14 +762,7 @@ impl Sweeper {
             let reported = self.open[at].reported;
             match decide(&v, &reported, now, &self.timeouts) {
                 Action::End(reason) => {
-                    // The ledger keeps an ended flow's last record for the next agent, which
-                    // may drain an event of it left in the ring (see `Tracked::ended_ns`)
-                    // and drops it at its first sweep.
-                    if let Some(carried) =
-                        self.end(table, &key, &reported, reason, now, sink, names)?
-                    {
-                        self.ledger_set(&key, &carried);
-                    }
+                    self.end(table, &key, &reported, reason, now, sink, names)?;
                 }
                 Action::Keep | Action::Active => {
                     self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);
@@ -757,6 +771,19 @@ impl Sweeper {
                     }
                 }
             }
+        }
+        // The first drop of a flow ended lately (here or by a sweep still queued after the
+        // stage's last drain) may still be in the ring: the ledger keeps what such a flow's
+        // records carried for the next agent, which drains it and drops the entry at its
+        // first sweep (see `Tracked::ended_ns`). Only a drop writes a record of a known flow.
+        let ended: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, t)| t.ended_ns != 0 && t.reported.drops != 0)
+            .map(|(k, t)| (*k, t.reported))
+            .collect();
+        for (key, reported) in ended {
+            self.ledger_set(&key, &reported);
         }
         Ok(())
     }
@@ -783,7 +810,9 @@ impl Sweeper {
                     );
                 }
                 None => {
-                    let reported = self.forget(&f.key).reported;
+                    let (at, _) = self.track(f.key, f.value.first_seen_ns, sink, names);
+                    let reported = self.open[at].reported;
+                    self.forget(&f.key);
                     let reason = closed_reason(&f.value).unwrap_or(EndReason::Active);
                     self.write(sink, &f.key, &f.value, &reported, reason, None, names);
                 }
@@ -795,7 +824,8 @@ impl Sweeper {
     /// retired one's, see [`Sweeper::write_retired`]).
     pub fn seed(&mut self, flows: &[(FlowKey, Reported)]) {
         for (key, reported) in flows {
-            self.open.entry(*key).or_default().reported = *reported;
+            let t = self.open.entry(*key).or_default();
+            (t.reported, t.adopted) = (*reported, true);
         }
     }
 

@@ -218,6 +218,10 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
         self.inner.flush()
     }
 
+    fn sync_due(&mut self) -> Result<(), SinkError> {
+        self.inner.sync_due()
+    }
+
     fn flow_ended(&mut self, key: &agent_common::FlowKey) {
         self.inner.flow_ended(key)
     }

@@ -617,14 +617,18 @@ impl Store {
         self.status.accepted += 1;
         if self.degraded.is_some() {
             self.sync_at(now);
-        } else if self.journal.pending_bytes() >= WRITE_CHUNK {
+        } else if self.journal.pending_bytes() >= WRITE_CHUNK
+            || self.journal.pending_records() >= self.cfg.buffer_records / 2
+        {
+            // Also at half the memory bound, so a disk that refuses writes is found with
+            // room left to hold records.
             if let Err(e) = self.journal.flush() {
                 self.degrade(&e, now);
             }
         }
-        if now - self.last_sync_ns >= self.cfg.fsync_interval.as_nanos() as i64 {
-            self.sync_at(now);
-        }
+        // No fsync here: the interval's is at `sync_due` and `tick` (see
+        // `RecordSink::sync_due`). The records stage flushes every `sweeper::SETTLE_EVERY`
+        // records, well before `WRITE_CHUNK`.
     }
 
     /// Writes the buffered frames into the journal file (one `write(2)`, no fsync): a killed
@@ -637,6 +641,16 @@ impl Store {
         if let Err(e) = self.journal.flush() {
             let now = self.clock.now_ns();
             self.degrade(&e, now);
+        }
+    }
+
+    /// Fsyncs if the fsync interval has passed since the last one.
+    pub fn sync_due(&mut self) {
+        let now = self.clock.now_ns();
+        if self.degraded.is_none()
+            && now - self.last_sync_ns >= self.cfg.fsync_interval.as_nanos() as i64
+        {
+            self.sync_at(now);
         }
     }
 
@@ -720,6 +734,11 @@ impl RecordSink for Store {
     /// degraded state, not an error.
     fn flush(&mut self) -> Result<(), SinkError> {
         Store::flush(self);
+        Ok(())
+    }
+
+    fn sync_due(&mut self) -> Result<(), SinkError> {
+        Store::sync_due(self);
         Ok(())
     }
 

@@ -636,6 +636,10 @@ impl RecordSink for EnrichStage {
         self.inner.flush()
     }
 
+    fn sync_due(&mut self) -> Result<(), SinkError> {
+        self.inner.sync_due()
+    }
+
     /// The flow's state goes as at its last record (its first drop's attribution, a name
     /// search still waiting), then the sinks after this stage learn of it.
     fn flow_ended(&mut self, key: &FlowKey) {
