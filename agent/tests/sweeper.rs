@@ -13,7 +13,7 @@ use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use common::prog::Prog;
 use common::{tcp, v4, Spec};
-use xdp_audit::blocklist::{ListKind, ListSpec};
+use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 use xdp_audit::clock::{Timeline, WallClock};
 use xdp_audit::flowtable::FlowMaps;
 use xdp_audit::loader::{LoadOptions, Loaded};
@@ -297,12 +297,10 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
     assert_eq!(sink.0.len(), 95, "every flow left is written");
 }
 
-/// A blocked SYN and nothing after it: its first drop's record carries its one packet, so
-/// when it idles out there is nothing more to write; the sink still learns that it ended (the
-/// enrich stage lets the flow's state go there).
-#[test]
-fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-ended-{}", std::process::id()));
+/// The program with a block list naming 203.0.113.9 (its file, under a name with `tag`, is
+/// gone once loaded), and the list set.
+fn blocking(tag: &str) -> (Prog, ListSet) {
+    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let list = dir.join("block.list");
@@ -312,8 +310,17 @@ fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
         kind: ListKind::Block,
         refuse: false,
     };
-    let (mut prog, _lists) = Prog::with_lists(1024, [spec]);
+    let loaded = Prog::with_lists(1024, [spec]);
     let _ = std::fs::remove_dir_all(&dir);
+    loaded
+}
+
+/// A blocked SYN and nothing after it: its first drop's record carries its one packet, so
+/// when it idles out there is nothing more to write; the sink still learns that it ended (the
+/// enrich stage lets the flow's state go there).
+#[test]
+fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
+    let (mut prog, _lists) = blocking("ended");
     let t = Timeouts::default();
     let mut s = sweeper(t);
     let mut sink = Memory::default();
@@ -348,18 +355,7 @@ fn a_blocked_flow_that_ends_with_nothing_more_to_write_is_said_to_have_ended() {
 /// record counts the second packet again.
 #[test]
 fn a_first_drop_drained_after_a_later_slice_counts_each_packet_once() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-stale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let list = dir.join("block.list");
-    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
-    let spec = ListSpec {
-        path: list,
-        kind: ListKind::Block,
-        refuse: false,
-    };
-    let (mut prog, _lists) = Prog::with_lists(1024, [spec]);
-    let _ = std::fs::remove_dir_all(&dir);
+    let (mut prog, _lists) = blocking("stale");
     let t = Timeouts::default();
     let mut s = sweeper(t);
     let mut sink = Memory::default();
@@ -402,18 +398,7 @@ fn a_first_drop_drained_after_a_later_slice_counts_each_packet_once() {
 /// written again. A new flow under the same key afterwards is counted from nothing.
 #[test]
 fn a_first_drop_drained_after_its_flow_ended_is_not_written_again() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-sweeper-late-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let list = dir.join("block.list");
-    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
-    let spec = ListSpec {
-        path: list,
-        kind: ListKind::Block,
-        refuse: false,
-    };
-    let (mut prog, _lists) = Prog::with_lists(1024, [spec]);
-    let _ = std::fs::remove_dir_all(&dir);
+    let (mut prog, _lists) = blocking("late");
     let t = Timeouts::default();
     let mut s = sweeper(t);
     let mut sink = Memory::default();
