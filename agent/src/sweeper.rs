@@ -12,15 +12,16 @@
 //! open flows are written as interim `shutdown` records and stay in the table
 //! ([`Sweeper::hand_over`]).
 
+mod decide;
 pub mod flood;
+mod handover;
 pub mod ledger;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::io;
-use std::time::Duration;
 
-use agent_common::{flow_flags, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
+use agent_common::{flow_flags, FlowKey, FlowValue};
 use foldhash::fast::RandomState;
 use indexmap::IndexMap;
 use tracing::{debug, error, warn};
@@ -33,85 +34,8 @@ use crate::sink::RecordSink;
 use crate::throttle::Throttle;
 use ledger::Ledger;
 
-/// Timeouts, all measured on the kernel's monotonic clock.
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// A flow with no packet for this long ends (`idle`).
-    pub inactive: Duration,
-    /// A flow open this long gets an interim record (`active`) and counting restarts.
-    pub active: Duration,
-    /// After a FIN or RST, wait this long for the closing handshake before ending the flow.
-    pub close_linger: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            inactive: Duration::from_secs(30),
-            active: Duration::from_secs(300),
-            close_linger: Duration::from_secs(2),
-        }
-    }
-}
-
-/// What the sweeper does with one entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Leave it.
-    Keep,
-    /// Write an interim record, keep the entry.
-    Active,
-    /// Remove the entry and write its final record.
-    End(EndReason),
-}
-
-/// The FIN bit of a TCP header's flags byte, as the program ORs it into `tcp_flags`.
-const TCP_FIN: u8 = 0x01;
-
-fn closed_reason(v: &FlowValue) -> Option<EndReason> {
-    if v.flags & flow_flags::RST_SEEN != 0 {
-        Some(EndReason::Rst)
-    } else if v.flags & flow_flags::FIN_SEEN != 0 {
-        Some(EndReason::Fin)
-    } else {
-        None
-    }
-}
-
-/// Decides the fate of one entry at kernel time `now`.
-pub fn decide(v: &FlowValue, reported: &Reported, now: u64, t: &Timeouts) -> Action {
-    let since = |ts: u64| Duration::from_nanos(now.saturating_sub(ts));
-    // The linger runs from the last packet, not the first FIN: after a half-close
-    // (`shutdown(SHUT_WR)`) the other side may go on sending for as long as it likes. Where
-    // both directions cross audited interfaces, a FIN from one side only is such a
-    // half-close: the other side may also pause before it answers, so the flow waits for
-    // the inactive timeout (and still ends `fin`) instead of being cut by the linger and
-    // its answer made a second flow. One-way, the other side's FIN is never seen.
-    if let Some(reason) = closed_reason(v) {
-        let fin_both = v.tcp_flags[DIR_ORIG] & v.tcp_flags[DIR_RESP] & TCP_FIN != 0;
-        let half_closed = reason == EndReason::Fin && v.packets[DIR_RESP] != 0 && !fin_both;
-        let wait = if half_closed {
-            t.inactive
-        } else {
-            t.close_linger
-        };
-        if since(v.end_seen_ns.max(v.last_seen_ns)) >= wait {
-            return Action::End(reason);
-        }
-    }
-    if since(v.last_seen_ns) >= t.inactive {
-        return Action::End(EndReason::Idle);
-    }
-    let slice_start = if reported.last_seen_ns != 0 {
-        reported.last_seen_ns
-    } else {
-        v.first_seen_ns
-    };
-    if since(slice_start) >= t.active {
-        return Action::Active;
-    }
-    Action::Keep
-}
+use decide::closed_reason;
+pub use decide::{decide, Action, Timeouts};
 
 #[derive(Default)]
 struct Tracked {
@@ -741,108 +665,6 @@ impl Sweeper {
             None => {
                 sink.flow_ended(key);
                 self.forget(key);
-            }
-        }
-        Ok(())
-    }
-
-    /// At the shutdown of an agent whose program stays attached (pinned): every flow that
-    /// has ended by kernel time `now` is written and taken as a sweep would, every other one
-    /// is written as an interim `shutdown` record and stays in the table, for the next agent
-    /// to continue after it.
-    pub fn hand_over(
-        &mut self,
-        table: FlowTable<'_>,
-        sink: &mut dyn RecordSink,
-        names: &dyn RuleNames,
-        now: u64,
-    ) -> io::Result<()> {
-        for (key, v) in table.entries()? {
-            let (at, _) = self.track(key, v.first_seen_ns, sink, names);
-            let reported = self.open[at].reported;
-            match decide(&v, &reported, now, &self.timeouts) {
-                Action::End(reason) => {
-                    self.end(table, &key, &reported, reason, now, sink, names)?;
-                }
-                Action::Keep | Action::Active => {
-                    self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);
-                    if v.packets != reported.packets {
-                        self.set_reported(&key, Reported::of(&v));
-                    }
-                }
-            }
-        }
-        // The first drop of a flow ended lately (here or by a sweep still queued after the
-        // stage's last drain) may still be in the ring: the ledger keeps what such a flow's
-        // records carried for the next agent, which drains it and drops the entry at its
-        // first sweep (see `Tracked::ended_ns`). Only a drop writes a record of a known flow.
-        let ended: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(_, t)| t.ended_ns != 0 && t.reported.drops != 0)
-            .map(|(k, t)| (*k, t.reported))
-            .collect();
-        for (key, reported) in ended {
-            self.ledger_set(&key, &reported);
-        }
-        Ok(())
-    }
-
-    /// Writes what a retired flow table (an upgrade that changed the layout) held when the
-    /// program was replaced: each flow from what its `reported` says was written before.
-    pub fn write_retired(
-        &mut self,
-        flows: &[RetiredFlow],
-        sink: &mut dyn RecordSink,
-        names: &dyn RuleNames,
-    ) {
-        for f in flows {
-            match f.after {
-                Some(copy) => {
-                    self.write(
-                        sink,
-                        &f.key,
-                        &f.value,
-                        &copy,
-                        EndReason::Active,
-                        None,
-                        names,
-                    );
-                }
-                None => {
-                    let (at, _) = self.track(f.key, f.value.first_seen_ns, sink, names);
-                    let reported = self.open[at].reported;
-                    self.forget(&f.key);
-                    let reason = closed_reason(&f.value).unwrap_or(EndReason::Active);
-                    self.write(sink, &f.key, &f.value, &reported, reason, None, names);
-                }
-            }
-        }
-    }
-
-    /// Starts from what earlier records carried of flows the ledger no longer holds (a
-    /// retired one's, see [`Sweeper::write_retired`]).
-    pub fn seed(&mut self, flows: &[(FlowKey, Reported)]) {
-        for (key, reported) in flows {
-            let t = self.open.entry(*key).or_default();
-            (t.reported, t.adopted) = (*reported, true);
-        }
-    }
-
-    /// Ends every flow in the table (the program is already detached).
-    pub fn flush(
-        &mut self,
-        table: FlowTable<'_>,
-        sink: &mut dyn RecordSink,
-        names: &dyn RuleNames,
-    ) -> io::Result<()> {
-        for key in table.keys()? {
-            if let Some(v) = table.take(&key)? {
-                let (at, _) = self.track(key, v.first_seen_ns, sink, names);
-                let reported = self.open[at].reported;
-                self.open.swap_remove(&key);
-                let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
-                self.write(sink, &key, &v, &reported, reason, None, names);
             }
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! The sweeper's decisions, apart from any table.
 
+use super::decide::TCP_FIN;
 use super::*;
+use agent_common::DIR_RESP;
 
 const S: u64 = 1_000_000_000;
 

@@ -1,0 +1,116 @@
+//! The sweeper at a stop and at an upgrade: a pinned agent's hand-over of its open flows, an
+//! unpinned agent's flush, and the flows of a retired table.
+
+use std::io;
+
+use agent_common::FlowKey;
+
+use super::decide::{closed_reason, decide, Action};
+use super::{RetiredFlow, RuleNames, Sweeper};
+use crate::flowtable::FlowTable;
+use crate::record::{EndReason, Reported};
+use crate::sink::RecordSink;
+
+impl Sweeper {
+    /// At the shutdown of an agent whose program stays attached (pinned): every flow that
+    /// has ended by kernel time `now` is written and taken as a sweep would, every other one
+    /// is written as an interim `shutdown` record and stays in the table, for the next agent
+    /// to continue after it.
+    pub fn hand_over(
+        &mut self,
+        table: FlowTable<'_>,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+        now: u64,
+    ) -> io::Result<()> {
+        for (key, v) in table.entries()? {
+            let (at, _) = self.track(key, v.first_seen_ns, sink, names);
+            let reported = self.open[at].reported;
+            match decide(&v, &reported, now, &self.timeouts) {
+                Action::End(reason) => {
+                    self.end(table, &key, &reported, reason, now, sink, names)?;
+                }
+                Action::Keep | Action::Active => {
+                    self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);
+                    if v.packets != reported.packets {
+                        self.set_reported(&key, Reported::of(&v));
+                    }
+                }
+            }
+        }
+        // The first drop of a flow ended lately (here or by a sweep still queued after the
+        // stage's last drain) may still be in the ring: the ledger keeps what such a flow's
+        // records carried for the next agent, which drains it and drops the entry at its
+        // first sweep (see `Tracked::ended_ns`). Only a drop writes a record of a known flow.
+        let ended: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, t)| t.ended_ns != 0 && t.reported.drops != 0)
+            .map(|(k, t)| (*k, t.reported))
+            .collect();
+        for (key, reported) in ended {
+            self.ledger_set(&key, &reported);
+        }
+        Ok(())
+    }
+
+    /// Writes what a retired flow table (an upgrade that changed the layout) held when the
+    /// program was replaced: each flow from what its `reported` says was written before.
+    pub fn write_retired(
+        &mut self,
+        flows: &[RetiredFlow],
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) {
+        for f in flows {
+            match f.after {
+                Some(copy) => {
+                    self.write(
+                        sink,
+                        &f.key,
+                        &f.value,
+                        &copy,
+                        EndReason::Active,
+                        None,
+                        names,
+                    );
+                }
+                None => {
+                    let (at, _) = self.track(f.key, f.value.first_seen_ns, sink, names);
+                    let reported = self.open[at].reported;
+                    self.forget(&f.key);
+                    let reason = closed_reason(&f.value).unwrap_or(EndReason::Active);
+                    self.write(sink, &f.key, &f.value, &reported, reason, None, names);
+                }
+            }
+        }
+    }
+
+    /// Starts from what earlier records carried of flows the ledger no longer holds (a
+    /// retired one's, see [`Sweeper::write_retired`]).
+    pub fn seed(&mut self, flows: &[(FlowKey, Reported)]) {
+        for (key, reported) in flows {
+            let t = self.open.entry(*key).or_default();
+            (t.reported, t.adopted) = (*reported, true);
+        }
+    }
+
+    /// Ends every flow in the table (the program is already detached).
+    pub fn flush(
+        &mut self,
+        table: FlowTable<'_>,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<()> {
+        for key in table.keys()? {
+            if let Some(v) = table.take(&key)? {
+                let (at, _) = self.track(key, v.first_seen_ns, sink, names);
+                let reported = self.open[at].reported;
+                self.open.swap_remove(&key);
+                let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
+                self.write(sink, &key, &v, &reported, reason, None, names);
+            }
+        }
+        Ok(())
+    }
+}
