@@ -301,8 +301,8 @@ impl Sweeper {
                         return (o.index(), false); // a late event of the ended flow
                     }
                     true // a new flow under an ended one's key: nothing of that is left
-                } else if t.first_seen_ns == 0
-                    && t.start.is_none()
+                } else if t.adopted
+                    && t.first_seen_ns == 0
                     && t.reported.last_seen_ns != 0
                     && first_seen_ns > t.reported.last_seen_ns
                 {
