@@ -193,6 +193,73 @@ pub(crate) fn lookup_batch(
     }
 }
 
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// Writes `keys[i]` -> `values[i]` into the map behind `fd` (any existing entry replaced), or
+/// with no `values` deletes each key, [`BATCH`] elements per `bpf(2)` call instead of one
+/// call each. A key the kernel refuses (a full map; for a delete, a key not there) is handed
+/// to `failed` with its error, and the rest are still written. `K` and `V` must be exactly
+/// the map's key and value (plain data). `Ok(false)` if the kernel has no batch operations
+/// for the map (before 5.6): nothing was written, and the caller goes key by key.
+pub(crate) fn write_batch<K: Copy, V: Copy>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: Option<&[V]>,
+    mut failed: impl FnMut(io::Error),
+) -> io::Result<bool> {
+    if let Some(v) = values {
+        assert_eq!(v.len(), keys.len(), "a value per key");
+    }
+    let cmd = if values.is_some() {
+        BPF_MAP_UPDATE_BATCH
+    } else {
+        BPF_MAP_DELETE_BATCH
+    };
+    let mut start = 0;
+    while start < keys.len() {
+        let count = (keys.len() - start).min(BATCH);
+        let mut attr = BatchAttr {
+            in_batch: 0,
+            out_batch: 0,
+            keys: keys[start..].as_ptr() as u64,
+            values: values.map_or(0, |v| v[start..].as_ptr() as u64),
+            count: count as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: `attr` is a valid bpf_attr prefix; the kernel reads `count` keys (and
+        // values) of the map's sizes, which are those of `K` (and `V`), from slices that
+        // hold at least that many and live for the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        if rc >= 0 {
+            start += count;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        // The kernel writes back how many elements it did before the one that failed.
+        let done = (attr.count as usize).min(count);
+        let code = e.raw_os_error();
+        if start == 0 && done == 0 && matches!(code, Some(libc::EINVAL | libc::EOPNOTSUPP | 524)) {
+            return Ok(false);
+        }
+        if done == count {
+            return Err(e); // not an element's failure (EFAULT writing the count back)
+        }
+        failed(e);
+        start += done + 1;
+    }
+    Ok(true)
+}
+
 /// The `map_elem` arm of `union bpf_attr`.
 #[repr(C)]
 struct ElemAttr {
@@ -533,6 +600,59 @@ mod tests {
             assert!(
                 matches!(e, Err(FlowTableError::Shape { value, .. }) if value as usize == bad),
                 "a {bad}-byte value is no older FlowValue"
+            );
+        }
+    }
+
+    /// More keys than a batch call takes, into a hash map with room for all but two: the two
+    /// are refused and said to be, every other is written; a batch delete goes past a key
+    /// that is not there and removes the rest.
+    #[test]
+    fn batch_writes_go_past_refused_keys() {
+        const ROOM: u32 = BATCH as u32 + 1000;
+        let def = aya_obj::Map::new_from_params(1, 8, 8, ROOM, 0); // BPF_MAP_TYPE_HASH
+        let map = MapData::create(def, "WB", None).expect("create a map (needs root)");
+        let fd = map.fd().as_fd();
+        let keys: Vec<u64> = (0..u64::from(ROOM) + 2).collect();
+        let values: Vec<u64> = keys.iter().map(|k| k * 3).collect();
+        let mut refused = Vec::new();
+        let batched = write_batch(fd, &keys, Some(&values), |e| refused.push(e.raw_os_error()));
+        assert!(
+            batched.expect("batch update"),
+            "batch operations (Linux 5.6+)"
+        );
+        assert_eq!(refused, [Some(libc::E2BIG); 2], "the two past the room");
+        let mut got = Vec::new();
+        lookup_batch(fd, 8, 8, |k, v| {
+            let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+            got.push((word(k), word(v)));
+        })
+        .expect("read back");
+        got.sort_unstable();
+        let want: Vec<(u64, u64)> = (0..u64::from(ROOM)).map(|k| (k, k * 3)).collect();
+        assert_eq!(got, want, "every key with room, with its value");
+
+        let gone = [5u64, 6, u64::MAX, 7];
+        let mut missing = Vec::new();
+        let batched = write_batch(fd, &gone, None::<&[u64]>, |e| missing.push(e.kind()));
+        assert!(batched.expect("batch delete"));
+        assert_eq!(
+            missing,
+            [io::ErrorKind::NotFound],
+            "the key that is not there"
+        );
+        for k in gone {
+            let mut v = 0u64;
+            let r = call(
+                fd,
+                BPF_MAP_LOOKUP_ELEM,
+                &k as *const u64 as u64,
+                &mut v as *mut u64 as u64,
+            );
+            assert_eq!(
+                r.map_err(|e| e.kind()),
+                Err(io::ErrorKind::NotFound),
+                "key {k} removed"
             );
         }
     }

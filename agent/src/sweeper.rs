@@ -62,6 +62,21 @@ struct Tracked {
 /// so no record reaches the file before the ledger can follow it.
 pub const SETTLE_EVERY: usize = 1_024;
 
+/// Ended flows written ([`Sweeper::end`]) and not yet taken out of the table, at most: the
+/// longer the list, the longer a packet has to land between the walk's read of a flow and
+/// its take (it is written as a second record).
+const TAKE_EVERY: usize = 1_024;
+
+/// A flow whose last record is written and that is still in the table.
+struct Ending {
+    key: FlowKey,
+    /// Its entry's `first_seen_ns` when the walk read it.
+    first_seen_ns: u64,
+    /// What its records carry.
+    written: Reported,
+    reason: EndReason,
+}
+
 /// How long an ended flow is remembered for its late events ([`Tracked::ended_ns`]): the
 /// ring's usual lag is milliseconds; ended flows held cost about 220 bytes each.
 const ENDED_KEPT_NS: u64 = 2_000_000_000;
@@ -188,6 +203,9 @@ pub struct Sweeper {
     open: IndexMap<FlowKey, Tracked, RandomState>,
     warnings: Warnings,
     ledger: Option<Ledger>,
+    /// Flows [`Sweeper::end`] wrote and [`Sweeper::take_ended`] has yet to take; empty
+    /// between calls.
+    ending: Vec<Ending>,
     /// Records written since the last [`Sweeper::settle`].
     unsettled: usize,
     /// The program's `lost_flow_start` read before the sweep under way
@@ -210,6 +228,7 @@ impl Sweeper {
             open: IndexMap::default(),
             warnings: Warnings::default(),
             ledger: None,
+            ending: Vec::new(),
             unsettled: 0,
             kernel_lost_starts: None,
             lost_starts_base: None,
@@ -538,10 +557,11 @@ impl Sweeper {
                     self.set_reported(&key, Reported::of(&v));
                 }
                 Action::End(reason) => {
-                    self.end(table, &key, &reported, reason, now, sink, names)?;
+                    self.end(table, &key, &v, &reported, reason, now, sink, names)?;
                 }
             }
         }
+        self.take_ended(table, now, sink, names)?;
         tally(
             &mut self.stats.lost_starts,
             &mut self.warnings.lost_starts,
@@ -627,46 +647,95 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Takes the ended flow `key` out of the table at kernel time `now` and writes its last
-    /// record: `fin`/`rst` if it closed, else `reason`; the flow is kept a while as ended
-    /// ([`Tracked::ended_ns`]). The ledger forgets it after the record is written (and, at
-    /// [`Sweeper::settle`], in the journal file): a kill before that leaves the next agent a
-    /// ledger entry without a flow, which it drops, never a flow to write again.
+    /// Writes the last record of the ended flow `key` from `v`, its entry as the sweep's walk
+    /// read it: `fin`/`rst` if it closed, else `reason`. The flow leaves the table only at the
+    /// next [`Sweeper::take_ended`], once that record is in the journal file and the ledger
+    /// says so: a kill before leaves the flow in the table for the next agent to write (or,
+    /// after the ledger's update, to end with nothing left to write); never a flow the kernel
+    /// forgot whose record was still in this process's buffer.
     #[allow(clippy::too_many_arguments)]
     fn end(
         &mut self,
         table: FlowTable<'_>,
         key: &FlowKey,
+        v: &FlowValue,
         reported: &Reported,
         reason: EndReason,
         now: u64,
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) -> io::Result<()> {
-        match table.take(key)? {
-            Some(last) => {
-                let reason = closed_reason(&last)
-                    .filter(|_| reason != EndReason::Idle)
-                    .unwrap_or(reason);
-                self.write(sink, key, &last, reported, reason, None, names);
-                let ended = Tracked {
-                    reported: reported.covering(&last),
-                    first_seen_ns: last.first_seen_ns,
-                    ended_ns: now.max(1),
-                    ..Tracked::default()
+        let reason = closed_reason(v)
+            .filter(|_| reason != EndReason::Idle)
+            .unwrap_or(reason);
+        self.write(sink, key, v, reported, reason, None, names);
+        let written = reported.covering(v);
+        self.set_reported(key, written);
+        self.ending.push(Ending {
+            key: *key,
+            first_seen_ns: v.first_seen_ns,
+            written,
+            reason,
+        });
+        if self.ending.len() >= TAKE_EVERY {
+            self.take_ended(table, now, sink, names)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the flows [`Sweeper::end`] wrote out of the table at kernel time `now`, after
+    /// settling their records (with a ledger: without one the program, and the table, go
+    /// with this agent). What a flow counted between the walk's read and the take (a packet
+    /// in that moment) is written as a second last record, with the same reason. Each flow
+    /// is kept a while as ended ([`Tracked::ended_ns`]); the ledger forgets it at the next
+    /// settle, so a kill before that leaves the next agent a ledger entry without a flow,
+    /// which it drops.
+    fn take_ended(
+        &mut self,
+        table: FlowTable<'_>,
+        now: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<()> {
+        if self.ending.is_empty() {
+            return Ok(());
+        }
+        if self.ledger.is_some() {
+            self.settle(sink);
+        }
+        let mut ending = std::mem::take(&mut self.ending);
+        for e in ending.drain(..) {
+            let mut ended = Tracked {
+                reported: e.written,
+                first_seen_ns: e.first_seen_ns,
+                ended_ns: now.max(1),
+                ..Tracked::default()
+            };
+            // Gone (the LRU evicted it since the walk): its record is written all the same.
+            if let Some(last) = table.take(&e.key)? {
+                // Another incarnation (evicted since the walk, and a packet made the entry
+                // anew) is a flow of its own, written whole; its start event, if still in
+                // the ring, then finds it ended.
+                let before = if last.first_seen_ns == e.first_seen_ns {
+                    e.written
+                } else {
+                    Reported::default()
                 };
-                let was = std::mem::replace(self.open.entry(*key).or_default(), ended);
-                if was.reported != Reported::default() && was.ended_ns == 0 {
-                    if let Some(l) = self.ledger.as_mut() {
-                        l.remove(key);
-                    }
+                if last.packets != before.packets {
+                    let reason = closed_reason(&last)
+                        .filter(|_| e.reason != EndReason::Idle)
+                        .unwrap_or(e.reason);
+                    self.write(sink, &e.key, &last, &before, reason, None, names);
                 }
+                ended.reported = before.covering(&last);
+                ended.first_seen_ns = last.first_seen_ns;
             }
-            None => {
-                sink.flow_ended(key);
-                self.forget(key);
+            *self.open.entry(e.key).or_default() = ended;
+            if let Some(l) = self.ledger.as_mut() {
+                l.remove(&e.key);
             }
         }
+        self.ending = ending; // its capacity, for the next sweep
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use agent_common::FlowKey;
 use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
-use common::prog::Prog;
+use common::prog::{ledger, Prog};
 use common::{tcp, v4, Spec};
 use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 use xdp_audit::clock::{Timeline, WallClock};
@@ -20,6 +20,7 @@ use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 use xdp_audit::record::{EndReason, FlowRecord};
 use xdp_audit::sink::{RecordSink, SinkError};
+use xdp_audit::sweeper::ledger::Ledger;
 use xdp_audit::sweeper::{Sweeper, Timeouts};
 
 /// The records written, and the flows said to have ended without a last record.
@@ -570,5 +571,107 @@ fn a_map_of_the_wrong_shape_is_refused_as_a_flow_table() {
     assert!(
         msg.contains("FLOWS") && msg.contains("48-byte keys") && msg.contains("RingBuf"),
         "names the table, what the map is and the shape it needs: {msg}"
+    );
+}
+
+/// A sink that dies at its `kill_at`-th write or flush, as a killed agent would: what it
+/// flushed before is in the "file", what it held is gone. A flush dies before its write.
+struct Killable {
+    file: Vec<FlowRecord>,
+    held: Vec<FlowRecord>,
+    calls: usize,
+    kill_at: usize,
+}
+
+impl Killable {
+    fn step(&mut self) {
+        self.calls += 1;
+        if self.calls == self.kill_at {
+            panic!("simulated kill at sink call {}", self.calls);
+        }
+    }
+}
+
+impl RecordSink for Killable {
+    fn write(&mut self, r: &FlowRecord) -> Result<(), SinkError> {
+        self.step();
+        self.held.push(r.clone());
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.step();
+        self.file.append(&mut self.held);
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// An agent killed at any moment of a sweep that ends flows, and the next one adopting the
+/// table and the ledger: every packet is written once. Before, a flow taken out of the table
+/// whose last record was still in the agent's buffer was lost with the kill.
+#[test]
+fn a_kill_at_any_moment_of_a_sweep_neither_loses_nor_repeats_an_ended_flow() {
+    const FLOWS: u16 = 6;
+    let t = Timeouts::default();
+    let (c, srv) = (v4(10, 7, 0, 1), v4(10, 7, 0, 2));
+    let mut calls = None;
+    let mut kill_at = 1;
+    // Kill at each sink call of a whole run in turn, then once past the last (no kill).
+    let mut l = load(1024, 1 << 16);
+    while calls.is_none_or(|n| kill_at <= n + 1) {
+        let base = 5000 + 100 * kill_at as u16;
+        let (ledger, pin) = ledger();
+        let mut first = sweeper(t);
+        first.adopt(ledger);
+        for port in 0..FLOWS {
+            let f = Spec::udp4(c, base + port, srv, 53).payload(20).build();
+            run(&mut l, &f);
+            run(&mut l, &f);
+        }
+        drain(&mut l, &mut first);
+        let fd = flows_fd(&l);
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        let mut sink = Killable {
+            file: Vec::new(),
+            held: Vec::new(),
+            calls: 0,
+            kill_at,
+        };
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            first
+                .sweep(fd.table(), &mut sink, &(), idle)
+                .expect("sweep");
+            first.settle(&mut sink); // the records stage's, after each sweep
+        }))
+        .is_err();
+        drop(first);
+        if !killed {
+            calls = Some(sink.calls);
+        }
+        let mut next = sweeper(t);
+        next.adopt(Ledger::new(pin).expect("ledger"));
+        let mut after = Memory::default();
+        next.sweep(fd.table(), &mut after, &(), idle)
+            .expect("sweep");
+        let mut packets: HashMap<u16, u64> = HashMap::new();
+        for r in sink.file.iter().chain(&after.0) {
+            *packets.entry(r.src_port).or_default() += r.packets;
+        }
+        let want: HashMap<u16, u64> = (0..FLOWS).map(|p| (base + p, 2)).collect();
+        assert_eq!(
+            packets, want,
+            "killed at sink call {kill_at}: each flow's two packets once"
+        );
+        assert!(
+            fd.table().keys().expect("keys").is_empty(),
+            "every flow ended"
+        );
+        kill_at += 1;
+    }
+    assert!(
+        kill_at > FLOWS as usize + 2,
+        "kills landed in the writes and the flushes: {kill_at}"
     );
 }

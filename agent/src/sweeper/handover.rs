@@ -28,7 +28,7 @@ impl Sweeper {
             let reported = self.open[at].reported;
             match decide(&v, &reported, now, &self.timeouts) {
                 Action::End(reason) => {
-                    self.end(table, &key, &reported, reason, now, sink, names)?;
+                    self.end(table, &key, &v, &reported, reason, now, sink, names)?;
                 }
                 Action::Keep | Action::Active => {
                     self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);
@@ -38,6 +38,7 @@ impl Sweeper {
                 }
             }
         }
+        self.take_ended(table, now, sink, names)?;
         // The first drop of a flow ended lately (here or by a sweep still queued after the
         // stage's last drain) may still be in the ring: the ledger keeps what such a flow's
         // records carried for the next agent, which drains it and drops the entry at its

@@ -11,10 +11,15 @@
 //! next agent write those slices again; after it, only a power cut within the fsync interval
 //! loses them, as for every record.
 
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+
 use agent_common::{names, FlowKey, Reported};
-use aya::maps::{HashMap, MapData, MapError};
+use aya::maps::{HashMap, IterableMap, MapData, MapError};
+use foldhash::fast::RandomState;
 use tracing::warn;
 
+use crate::flowtable::write_batch;
 use crate::throttle::Throttle;
 
 /// The ledger map, typed.
@@ -22,8 +27,19 @@ pub struct Ledger {
     map: HashMap<MapData, FlowKey, Reported>,
     /// Updates waiting for [`Ledger::commit`], in order: `None` removes the key.
     pending: Vec<(FlowKey, Option<Reported>)>,
+    /// [`Ledger::commit`]'s buffers, kept for their capacity.
+    batch: Batch,
     errors: u64,
     warned: Throttle,
+}
+
+/// One commit's updates, the last of each key.
+#[derive(Default)]
+struct Batch {
+    seen: HashSet<FlowKey, RandomState>,
+    set_keys: Vec<FlowKey>,
+    set_values: Vec<Reported>,
+    remove_keys: Vec<FlowKey>,
 }
 
 /// Updates held before the sweeper flushes the sink and commits them on its own, so a sweep
@@ -37,6 +53,7 @@ impl Ledger {
         Ok(Self {
             map,
             pending: Vec::new(),
+            batch: Batch::default(),
             errors: 0,
             warned: Throttle::default(),
         })
@@ -63,20 +80,67 @@ impl Ledger {
         self.pending.len()
     }
 
-    /// Writes the waiting updates into the map, in order: call it once the records they
-    /// follow are in the journal file.
+    /// Writes the waiting updates into the map (the last of each key counts), a batch call
+    /// for the changed entries and one for the removed ones: call it once the records they
+    /// follow are in the journal file. A sweep that ends flows updates the ledger twice per
+    /// flow (before its take and after), so a call per update would cost more than the rest
+    /// of the sweep.
     pub fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut pending = std::mem::take(&mut self.pending);
-        for (key, reported) in pending.drain(..) {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.seen.clear();
+        for (key, reported) in pending.drain(..).rev() {
+            if !batch.seen.insert(key) {
+                continue; // a later update of the key is the one that counts
+            }
             match reported {
                 Some(r) => {
-                    let result = self.map.insert(key, r, 0);
-                    self.note(result, "update");
+                    batch.set_keys.push(key);
+                    batch.set_values.push(r);
                 }
-                None => self.delete(&key),
+                None => batch.remove_keys.push(key),
             }
         }
         self.pending = pending; // its capacity, for the next batch
+        let fd = self.map.map().fd().as_fd();
+        let mut failed = Vec::new();
+        let sets = write_batch(fd, &batch.set_keys, Some(&batch.set_values), |e| {
+            failed.push(("update", e))
+        });
+        let removes = write_batch(fd, &batch.remove_keys, None::<&[Reported]>, |e| {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                failed.push(("remove", e));
+            }
+        });
+        for (op, e) in failed {
+            self.note(Err(e), op);
+        }
+        match sets {
+            Ok(true) => {}
+            Ok(false) => {
+                for (key, r) in batch.set_keys.iter().zip(&batch.set_values) {
+                    let result = self.map.insert(*key, *r, 0);
+                    self.note(result, "update");
+                }
+            }
+            Err(e) => self.note(Err(e), "update"),
+        }
+        match removes {
+            Ok(true) => {}
+            Ok(false) => {
+                for key in &batch.remove_keys {
+                    self.delete(key);
+                }
+            }
+            Err(e) => self.note(Err(e), "remove"),
+        }
+        batch.set_keys.clear();
+        batch.set_values.clear();
+        batch.remove_keys.clear();
+        self.batch = batch;
     }
 
     fn delete(&mut self, key: &FlowKey) {
@@ -93,7 +157,7 @@ impl Ledger {
         self.errors
     }
 
-    fn note(&mut self, r: Result<(), MapError>, op: &str) {
+    fn note<E: std::fmt::Display>(&mut self, r: Result<(), E>, op: &str) {
         if let Err(e) = r {
             self.errors += 1;
             if let Some(n) = self.warned.hit(1) {

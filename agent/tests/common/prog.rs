@@ -2,13 +2,16 @@
 //! its counters, flow table and ring events. Test files add their own assertions in an
 //! `impl Prog` of their own.
 
+use std::os::fd::AsFd;
+
 use agent_common::{Counter, FlowKey, FlowValue};
-use aya::maps::RingBuf;
+use aya::maps::{MapData, RingBuf};
 use aya::programs::{TestRun, TestRunOptions};
 use xdp_audit::blocklist::{Capacity, CompiledLists, ListSet, ListSpec};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 use xdp_audit::sweeper::flood::FloodBudget;
+use xdp_audit::sweeper::ledger::Ledger;
 
 /// Keeps the calling thread on CPU 0 (only this thread's affinity changes): the drop-record
 /// budget is per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU, so what a run spends
@@ -26,6 +29,21 @@ pub fn pin_to_cpu0() {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// A pinned agent's ledger, made as the loader makes it, and a second handle on its map (the
+/// pin's, for the next agent to adopt).
+pub fn ledger() -> (Ledger, MapData) {
+    let def = aya_obj::Map::new_from_params(
+        1, // BPF_MAP_TYPE_HASH
+        size_of::<FlowKey>() as u32,
+        size_of::<agent_common::Reported>() as u32,
+        1 << 20,
+        1, // BPF_F_NO_PREALLOC
+    );
+    let map = MapData::create(def, "REPORTED", None).expect("create the ledger (root?)");
+    let pin = MapData::from_fd(map.fd().as_fd().try_clone_to_owned().expect("dup")).expect("map");
+    (Ledger::new(map).expect("ledger"), pin)
 }
 
 /// XDP_PASS, the verdict every test frame must get.
