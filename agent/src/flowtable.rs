@@ -245,10 +245,14 @@ pub(crate) fn write_batch<K: Copy, V: Copy>(
             continue;
         }
         let e = io::Error::last_os_error();
-        // The kernel writes back how many elements it did before the one that failed.
+        // The kernel writes back how many elements it did before the one that failed; a
+        // kernel or map without batch operations leaves the count as it was.
         let done = (attr.count as usize).min(count);
-        let code = e.raw_os_error();
-        if start == 0 && done == 0 && matches!(code, Some(libc::EINVAL | libc::EOPNOTSUPP | 524)) {
+        let unsupported = matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::EOPNOTSUPP | 524)
+        );
+        if start == 0 && unsupported && (done == 0 || done == count) {
             return Ok(false);
         }
         if done == count {
@@ -655,5 +659,21 @@ mod tests {
                 "key {k} removed"
             );
         }
+    }
+
+    /// A map with no batch operations (a ring buffer has none) is said to have none, with
+    /// no key said to be refused, so the ledger goes key by key there.
+    #[test]
+    fn batch_writes_on_a_map_without_them_say_so() {
+        // BPF_MAP_TYPE_RINGBUF of one page.
+        let def = aya_obj::Map::new_from_params(27, 0, 0, 4096, 0);
+        let map = MapData::create(def, "NB", None).expect("create a map (needs root)");
+        let fd = map.fd().as_fd();
+        let mut refused = 0;
+        let batched = write_batch(fd, &[1u64, 2], Some(&[1u64, 2]), |_| refused += 1);
+        assert!(!batched.expect("no error"), "no batch updates");
+        let batched = write_batch(fd, &[1u64, 2], None::<&[u64]>, |_| refused += 1);
+        assert!(!batched.expect("no error"), "no batch deletes");
+        assert_eq!(refused, 0, "no key was said to be refused");
     }
 }

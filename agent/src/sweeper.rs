@@ -62,9 +62,9 @@ struct Tracked {
 /// so no record reaches the file before the ledger can follow it.
 pub const SETTLE_EVERY: usize = 1_024;
 
-/// Ended flows written ([`Sweeper::end`]) and not yet taken out of the table, at most: the
-/// longer the list, the longer a packet has to land between the walk's read of a flow and
-/// its take (it is written as a second record).
+/// Ended flows written ([`Sweeper::end`]) and not yet taken out of the table, at most: a
+/// bounded list, and ended flows out of the LRU table soon (a packet that lands between the
+/// walk's read of a flow and its take is written as a second record).
 const TAKE_EVERY: usize = 1_024;
 
 /// A flow whose last record is written and that is still in the table.
@@ -268,6 +268,11 @@ impl Sweeper {
     /// loses nothing the flow table or the ledger no longer holds.
     pub fn settle(&mut self, sink: &mut dyn RecordSink) {
         self.unsettled = 0;
+        // Only the map updates sit between the write and the ledger's following it, where a
+        // kill makes the next agent write these records again.
+        if let Some(l) = self.ledger.as_mut() {
+            l.prepare();
+        }
         if let Err(e) = sink.flush() {
             if let Some(n) = self.warnings.sink_errors.hit(1) {
                 error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered (logged at most every 10 s)");
@@ -647,12 +652,15 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Writes the last record of the ended flow `key` from `v`, its entry as the sweep's walk
-    /// read it: `fin`/`rst` if it closed, else `reason`. The flow leaves the table only at the
-    /// next [`Sweeper::take_ended`], once that record is in the journal file and the ledger
-    /// says so: a kill before leaves the flow in the table for the next agent to write (or,
-    /// after the ledger's update, to end with nothing left to write); never a flow the kernel
-    /// forgot whose record was still in this process's buffer.
+    /// Ends the flow `key`, whose entry the sweep's walk read as `v`: its last record says
+    /// `fin`/`rst` if it closed, else `reason`. With a ledger (a pinned program, whose table
+    /// outlives this agent) the record is written from `v` and the flow leaves the table
+    /// only at the next [`Sweeper::take_ended`], once that record is in the journal file and
+    /// the ledger says so: a kill before leaves the flow in the table for the next agent to
+    /// write (or, after the ledger's update, to end with nothing left to write), never a
+    /// flow the kernel forgot whose record was still in this process's buffer. Without one
+    /// the table goes with this agent: the flow is taken at once and written from its final
+    /// counters (from `v` if the LRU evicted it since the walk).
     #[allow(clippy::too_many_arguments)]
     fn end(
         &mut self,
@@ -665,18 +673,24 @@ impl Sweeper {
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) -> io::Result<()> {
+        let mut e = Ending {
+            key: *key,
+            first_seen_ns: v.first_seen_ns,
+            written: *reported,
+            reason,
+        };
+        if self.ledger.is_none() {
+            let last = table.take(key)?.unwrap_or(*v);
+            self.finish(e, Some(last), true, now, sink, names);
+            return Ok(());
+        }
         let reason = closed_reason(v)
             .filter(|_| reason != EndReason::Idle)
             .unwrap_or(reason);
         self.write(sink, key, v, reported, reason, None, names);
-        let written = reported.covering(v);
-        self.set_reported(key, written);
-        self.ending.push(Ending {
-            key: *key,
-            first_seen_ns: v.first_seen_ns,
-            written,
-            reason,
-        });
+        e.written = reported.covering(v);
+        self.set_reported(key, e.written);
+        self.ending.push(e);
         if self.ending.len() >= TAKE_EVERY {
             self.take_ended(table, now, sink, names)?;
         }
@@ -684,12 +698,11 @@ impl Sweeper {
     }
 
     /// Takes the flows [`Sweeper::end`] wrote out of the table at kernel time `now`, after
-    /// settling their records (with a ledger: without one the program, and the table, go
-    /// with this agent). What a flow counted between the walk's read and the take (a packet
-    /// in that moment) is written as a second last record, with the same reason. Each flow
-    /// is kept a while as ended ([`Tracked::ended_ns`]); the ledger forgets it at the next
-    /// settle, so a kill before that leaves the next agent a ledger entry without a flow,
-    /// which it drops.
+    /// settling their records. What a flow counted after the walk read it (a packet in
+    /// between) is written as a second last record, with the same reason, and settled at
+    /// once: the kernel no longer holds it. The ledger forgets the flows at the next settle,
+    /// so a kill before that leaves the next agent ledger entries without a flow, which it
+    /// drops.
     fn take_ended(
         &mut self,
         table: FlowTable<'_>,
@@ -700,43 +713,64 @@ impl Sweeper {
         if self.ending.is_empty() {
             return Ok(());
         }
-        if self.ledger.is_some() {
-            self.settle(sink);
-        }
+        self.settle(sink);
         let mut ending = std::mem::take(&mut self.ending);
+        let mut wrote = false;
         for e in ending.drain(..) {
-            let mut ended = Tracked {
-                reported: e.written,
-                first_seen_ns: e.first_seen_ns,
-                ended_ns: now.max(1),
-                ..Tracked::default()
-            };
-            // Gone (the LRU evicted it since the walk): its record is written all the same.
-            if let Some(last) = table.take(&e.key)? {
-                // Another incarnation (evicted since the walk, and a packet made the entry
-                // anew) is a flow of its own, written whole; its start event, if still in
-                // the ring, then finds it ended.
-                let before = if last.first_seen_ns == e.first_seen_ns {
-                    e.written
-                } else {
-                    Reported::default()
-                };
-                if last.packets != before.packets {
-                    let reason = closed_reason(&last)
-                        .filter(|_| e.reason != EndReason::Idle)
-                        .unwrap_or(e.reason);
-                    self.write(sink, &e.key, &last, &before, reason, None, names);
-                }
-                ended.reported = before.covering(&last);
-                ended.first_seen_ns = last.first_seen_ns;
-            }
-            *self.open.entry(e.key).or_default() = ended;
-            if let Some(l) = self.ledger.as_mut() {
-                l.remove(&e.key);
-            }
+            // None: the LRU evicted it since the walk; its record is written all the same.
+            let last = table.take(&e.key)?;
+            wrote |= self.finish(e, last, false, now, sink, names);
         }
         self.ending = ending; // its capacity, for the next sweep
+        if wrote {
+            self.settle(sink);
+        }
         Ok(())
+    }
+
+    /// A flow taken out of the table as `last` (`None`: gone since the walk): writes what
+    /// it counted past `e.written` (`always`: also when that is nothing, so the sink learns
+    /// the flow ended) and keeps it a while as ended ([`Tracked::ended_ns`]). Another
+    /// incarnation (evicted since the walk, and a packet made the entry anew) is a flow of
+    /// its own, written whole; its start event, if still in the ring, then finds it ended.
+    /// True if a record with packets was written.
+    fn finish(
+        &mut self,
+        e: Ending,
+        last: Option<FlowValue>,
+        always: bool,
+        now: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> bool {
+        let mut ended = Tracked {
+            reported: e.written,
+            first_seen_ns: e.first_seen_ns,
+            ended_ns: now.max(1),
+            ..Tracked::default()
+        };
+        let mut wrote = false;
+        if let Some(last) = last {
+            let before = if last.first_seen_ns == e.first_seen_ns {
+                e.written
+            } else {
+                Reported::default()
+            };
+            wrote = last.packets != before.packets;
+            if wrote || always {
+                let reason = closed_reason(&last)
+                    .filter(|_| e.reason != EndReason::Idle)
+                    .unwrap_or(e.reason);
+                self.write(sink, &e.key, &last, &before, reason, None, names);
+            }
+            ended.reported = before.covering(&last);
+            ended.first_seen_ns = last.first_seen_ns;
+        }
+        *self.open.entry(e.key).or_default() = ended;
+        if let Some(l) = self.ledger.as_mut() {
+            l.remove(&e.key);
+        }
+        wrote
     }
 }
 

@@ -576,11 +576,14 @@ fn a_map_of_the_wrong_shape_is_refused_as_a_flow_table() {
 
 /// A sink that dies at its `kill_at`-th write or flush, as a killed agent would: what it
 /// flushed before is in the "file", what it held is gone. A flush dies before its write.
+#[derive(Default)]
 struct Killable {
     file: Vec<FlowRecord>,
     held: Vec<FlowRecord>,
     calls: usize,
     kill_at: usize,
+    /// Run at the first flush, before it writes (a packet arriving in the middle of a sweep).
+    at_first_flush: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Killable {
@@ -600,6 +603,9 @@ impl RecordSink for Killable {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         self.step();
+        if let Some(hook) = self.at_first_flush.take() {
+            hook();
+        }
         self.file.append(&mut self.held);
         Ok(())
     }
@@ -634,10 +640,8 @@ fn a_kill_at_any_moment_of_a_sweep_neither_loses_nor_repeats_an_ended_flow() {
         let fd = flows_fd(&l);
         let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
         let mut sink = Killable {
-            file: Vec::new(),
-            held: Vec::new(),
-            calls: 0,
             kill_at,
+            ..Killable::default()
         };
         let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             first
@@ -673,5 +677,47 @@ fn a_kill_at_any_moment_of_a_sweep_neither_loses_nor_repeats_an_ended_flow() {
     assert!(
         kill_at > FLOWS as usize + 2,
         "kills landed in the writes and the flushes: {kill_at}"
+    );
+}
+
+/// A packet that lands between the walk's read of an ended flow and its take (here at the
+/// flush before the take) is written as a second last record, and is in the file when the
+/// sweep returns: the kernel no longer holds it.
+#[test]
+fn a_packet_between_the_walk_and_the_take_is_written_and_in_the_file() {
+    let t = Timeouts::default();
+    let mut l = load(1024, 1 << 16);
+    let mut s = sweeper(t);
+    s.adopt(ledger().0);
+    let f = Spec::udp4(v4(10, 7, 1, 1), 6000, v4(10, 7, 1, 2), 53)
+        .payload(20)
+        .build();
+    run(&mut l, &f);
+    drain(&mut l, &mut s);
+    let fd = flows_fd(&l);
+    let mut sink = Killable {
+        kill_at: usize::MAX,
+        at_first_flush: Some(Box::new(move || run(&mut l, &f))),
+        ..Killable::default()
+    };
+    let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+    s.sweep(fd.table(), &mut sink, &(), idle).expect("sweep");
+    assert!(
+        sink.at_first_flush.is_none(),
+        "premise: the packet was sent"
+    );
+    let file: Vec<_> = sink
+        .file
+        .iter()
+        .map(|r| (r.end_reason, r.packets))
+        .collect();
+    assert_eq!(
+        file,
+        [(EndReason::Idle, 1), (EndReason::Idle, 1)],
+        "the walk's packet, then the one after it, both in the file"
+    );
+    assert!(
+        fd.table().keys().expect("keys").is_empty(),
+        "the flow is taken"
     );
 }

@@ -42,6 +42,19 @@ struct Batch {
     remove_keys: Vec<FlowKey>,
 }
 
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.set_keys.is_empty() && self.remove_keys.is_empty()
+    }
+
+    /// Empties it, keeping its capacity.
+    fn clear(&mut self) {
+        self.set_keys.clear();
+        self.set_values.clear();
+        self.remove_keys.clear();
+    }
+}
+
 /// Updates held before the sweeper flushes the sink and commits them on its own, so a sweep
 /// that slices a million flows holds a bounded list (some 360 KB).
 pub const COMMIT_EVERY: usize = 4_096;
@@ -80,19 +93,17 @@ impl Ledger {
         self.pending.len()
     }
 
-    /// Writes the waiting updates into the map (the last of each key counts), a batch call
-    /// for the changed entries and one for the removed ones: call it once the records they
-    /// follow are in the journal file. A sweep that ends flows updates the ledger twice per
-    /// flow (before its take and after), so a call per update would cost more than the rest
-    /// of the sweep.
-    pub fn commit(&mut self) {
-        if self.pending.is_empty() {
+    /// Sorts the waiting updates into one batch of changed entries and one of removed ones,
+    /// the last update of each key counting, ready for [`Ledger::commit`]: the sweeper calls
+    /// it before the flush the updates follow, so only the map calls sit between the two.
+    /// Updates noted after it wait for the commit after next.
+    pub fn prepare(&mut self) {
+        if self.pending.is_empty() || !self.batch.is_empty() {
             return;
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        let mut batch = std::mem::take(&mut self.batch);
+        let batch = &mut self.batch;
         batch.seen.clear();
-        for (key, reported) in pending.drain(..).rev() {
+        for (key, reported) in self.pending.drain(..).rev() {
             if !batch.seen.insert(key) {
                 continue; // a later update of the key is the one that counts
             }
@@ -104,19 +115,39 @@ impl Ledger {
                 None => batch.remove_keys.push(key),
             }
         }
-        self.pending = pending; // its capacity, for the next batch
+    }
+
+    /// Writes the waiting updates into the map, a batch call for the changed entries and one
+    /// for the removed ones: call it once the records they follow are in the journal file.
+    /// A sweep that ends flows updates the ledger twice per flow (before its take and after),
+    /// so a call per update would cost more than the rest of the sweep.
+    pub fn commit(&mut self) {
+        self.prepare();
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
         let fd = self.map.map().fd().as_fd();
         let mut failed = Vec::new();
-        let sets = write_batch(fd, &batch.set_keys, Some(&batch.set_values), |e| {
-            failed.push(("update", e))
-        });
         let removes = write_batch(fd, &batch.remove_keys, None::<&[Reported]>, |e| {
             if e.kind() != std::io::ErrorKind::NotFound {
                 failed.push(("remove", e));
             }
         });
+        let sets = write_batch(fd, &batch.set_keys, Some(&batch.set_values), |e| {
+            failed.push(("update", e))
+        });
         for (op, e) in failed {
             self.note(Err(e), op);
+        }
+        match removes {
+            Ok(true) => {}
+            Ok(false) => {
+                for key in &batch.remove_keys {
+                    self.delete(key);
+                }
+            }
+            Err(e) => self.note(Err(e), "remove"),
         }
         match sets {
             Ok(true) => {}
@@ -128,19 +159,8 @@ impl Ledger {
             }
             Err(e) => self.note(Err(e), "update"),
         }
-        match removes {
-            Ok(true) => {}
-            Ok(false) => {
-                for key in &batch.remove_keys {
-                    self.delete(key);
-                }
-            }
-            Err(e) => self.note(Err(e), "remove"),
-        }
-        batch.set_keys.clear();
-        batch.set_values.clear();
-        batch.remove_keys.clear();
         self.batch = batch;
+        self.batch.clear();
     }
 
     fn delete(&mut self, key: &FlowKey) {
