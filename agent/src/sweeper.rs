@@ -13,6 +13,7 @@
 //! ([`Sweeper::hand_over`]).
 
 mod decide;
+mod end;
 pub mod flood;
 mod handover;
 pub mod ledger;
@@ -34,7 +35,6 @@ use crate::sink::RecordSink;
 use crate::throttle::Throttle;
 use ledger::Ledger;
 
-use decide::closed_reason;
 pub use decide::{decide, Action, Timeouts};
 
 #[derive(Default)]
@@ -61,21 +61,6 @@ struct Tracked {
 /// file in between (a frame is some 60 to 250 bytes, under the store's 256 KiB write chunk),
 /// so no record reaches the file before the ledger can follow it.
 pub const SETTLE_EVERY: usize = 1_024;
-
-/// Ended flows written ([`Sweeper::end`]) and not yet taken out of the table, at most: a
-/// bounded list, and ended flows out of the LRU table soon (a packet that lands between the
-/// walk's read of a flow and its take is written as a second record).
-const TAKE_EVERY: usize = 1_024;
-
-/// A flow whose last record is written and that is still in the table.
-struct Ending {
-    key: FlowKey,
-    /// Its entry's `first_seen_ns` when the walk read it.
-    first_seen_ns: u64,
-    /// What its records carry.
-    written: Reported,
-    reason: EndReason,
-}
 
 /// How long an ended flow is remembered for its late events ([`Tracked::ended_ns`]): the
 /// ring's usual lag is milliseconds; ended flows held cost about 220 bytes each.
@@ -205,7 +190,7 @@ pub struct Sweeper {
     ledger: Option<Ledger>,
     /// Flows [`Sweeper::end`] wrote and [`Sweeper::take_ended`] has yet to take; empty
     /// between calls.
-    ending: Vec<Ending>,
+    ending: Vec<end::Ending>,
     /// Records written since the last [`Sweeper::settle`].
     unsettled: usize,
     /// The program's `lost_flow_start` read before the sweep under way
@@ -566,7 +551,7 @@ impl Sweeper {
                 }
             }
         }
-        self.take_ended(table, now, sink, names)?;
+        self.take_ended_settled(table, now, sink, names)?;
         tally(
             &mut self.stats.lost_starts,
             &mut self.warnings.lost_starts,
@@ -650,127 +635,6 @@ impl Sweeper {
             "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
         );
         Ok(())
-    }
-
-    /// Ends the flow `key`, whose entry the sweep's walk read as `v`: its last record says
-    /// `fin`/`rst` if it closed, else `reason`. With a ledger (a pinned program, whose table
-    /// outlives this agent) the record is written from `v` and the flow leaves the table
-    /// only at the next [`Sweeper::take_ended`], once that record is in the journal file and
-    /// the ledger says so: a kill before leaves the flow in the table for the next agent to
-    /// write (or, after the ledger's update, to end with nothing left to write), never a
-    /// flow the kernel forgot whose record was still in this process's buffer. Without one
-    /// the table goes with this agent: the flow is taken at once and written from its final
-    /// counters (from `v` if the LRU evicted it since the walk).
-    #[allow(clippy::too_many_arguments)]
-    fn end(
-        &mut self,
-        table: FlowTable<'_>,
-        key: &FlowKey,
-        v: &FlowValue,
-        reported: &Reported,
-        reason: EndReason,
-        now: u64,
-        sink: &mut dyn RecordSink,
-        names: &dyn RuleNames,
-    ) -> io::Result<()> {
-        let mut e = Ending {
-            key: *key,
-            first_seen_ns: v.first_seen_ns,
-            written: *reported,
-            reason,
-        };
-        if self.ledger.is_none() {
-            let last = table.take(key)?.unwrap_or(*v);
-            self.finish(e, Some(last), true, now, sink, names);
-            return Ok(());
-        }
-        let reason = closed_reason(v)
-            .filter(|_| reason != EndReason::Idle)
-            .unwrap_or(reason);
-        self.write(sink, key, v, reported, reason, None, names);
-        e.written = reported.covering(v);
-        self.set_reported(key, e.written);
-        self.ending.push(e);
-        if self.ending.len() >= TAKE_EVERY {
-            self.take_ended(table, now, sink, names)?;
-        }
-        Ok(())
-    }
-
-    /// Takes the flows [`Sweeper::end`] wrote out of the table at kernel time `now`, after
-    /// settling their records. What a flow counted after the walk read it (a packet in
-    /// between) is written as a second last record, with the same reason, and settled at
-    /// once: the kernel no longer holds it. The ledger forgets the flows at the next settle,
-    /// so a kill before that leaves the next agent ledger entries without a flow, which it
-    /// drops.
-    fn take_ended(
-        &mut self,
-        table: FlowTable<'_>,
-        now: u64,
-        sink: &mut dyn RecordSink,
-        names: &dyn RuleNames,
-    ) -> io::Result<()> {
-        if self.ending.is_empty() {
-            return Ok(());
-        }
-        self.settle(sink);
-        let mut ending = std::mem::take(&mut self.ending);
-        let mut wrote = false;
-        for e in ending.drain(..) {
-            // None: the LRU evicted it since the walk; its record is written all the same.
-            let last = table.take(&e.key)?;
-            wrote |= self.finish(e, last, false, now, sink, names);
-        }
-        self.ending = ending; // its capacity, for the next sweep
-        if wrote {
-            self.settle(sink);
-        }
-        Ok(())
-    }
-
-    /// A flow taken out of the table as `last` (`None`: gone since the walk): writes what
-    /// it counted past `e.written` (`always`: also when that is nothing, so the sink learns
-    /// the flow ended) and keeps it a while as ended ([`Tracked::ended_ns`]). Another
-    /// incarnation (evicted since the walk, and a packet made the entry anew) is a flow of
-    /// its own, written whole; its start event, if still in the ring, then finds it ended.
-    /// True if a record with packets was written.
-    fn finish(
-        &mut self,
-        e: Ending,
-        last: Option<FlowValue>,
-        always: bool,
-        now: u64,
-        sink: &mut dyn RecordSink,
-        names: &dyn RuleNames,
-    ) -> bool {
-        let mut ended = Tracked {
-            reported: e.written,
-            first_seen_ns: e.first_seen_ns,
-            ended_ns: now.max(1),
-            ..Tracked::default()
-        };
-        let mut wrote = false;
-        if let Some(last) = last {
-            let before = if last.first_seen_ns == e.first_seen_ns {
-                e.written
-            } else {
-                Reported::default()
-            };
-            wrote = last.packets != before.packets;
-            if wrote || always {
-                let reason = closed_reason(&last)
-                    .filter(|_| e.reason != EndReason::Idle)
-                    .unwrap_or(e.reason);
-                self.write(sink, &e.key, &last, &before, reason, None, names);
-            }
-            ended.reported = before.covering(&last);
-            ended.first_seen_ns = last.first_seen_ns;
-        }
-        *self.open.entry(e.key).or_default() = ended;
-        if let Some(l) = self.ledger.as_mut() {
-            l.remove(&e.key);
-        }
-        wrote
     }
 }
 

@@ -38,7 +38,8 @@ impl Sweeper {
                 }
             }
         }
-        self.take_ended(table, now, sink, names)?;
+        // Settled after the ledger entries below, in the commit that forgets the others.
+        let wrote = self.take_ended(table, now, sink, names)?;
         // The first drop of a flow ended lately (here or by a sweep still queued after the
         // stage's last drain) may still be in the ring: the ledger keeps what such a flow's
         // records carried for the next agent, which drains it and drops the entry at its
@@ -51,6 +52,9 @@ impl Sweeper {
             .collect();
         for (key, reported) in ended {
             self.ledger_set(&key, &reported);
+        }
+        if wrote {
+            self.settle(sink);
         }
         Ok(())
     }

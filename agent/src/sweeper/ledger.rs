@@ -96,7 +96,7 @@ impl Ledger {
     /// Sorts the waiting updates into one batch of changed entries and one of removed ones,
     /// the last update of each key counting, ready for [`Ledger::commit`]: the sweeper calls
     /// it before the flush the updates follow, so only the map calls sit between the two.
-    /// Updates noted after it wait for the commit after next.
+    /// Updates noted between it and the commit wait for the commit after that one.
     pub fn prepare(&mut self) {
         if self.pending.is_empty() || !self.batch.is_empty() {
             return;

@@ -1,0 +1,180 @@
+//! Ending a flow: its last record written, and the flow taken out of the table. With a
+//! pinned program (whose table outlives this agent) the record reaches the journal file and
+//! the ledger before the take, so a kill at any moment leaves each flow in the file or in the
+//! table; without one, the flow is taken at once and written from its final counters.
+
+use std::io;
+
+use agent_common::{FlowKey, FlowValue};
+
+use super::decide::closed_reason;
+use super::{RuleNames, Sweeper, Tracked};
+use crate::flowtable::FlowTable;
+use crate::record::{EndReason, Reported};
+use crate::sink::RecordSink;
+
+/// Ended flows written ([`Sweeper::end`]) and not yet taken out of the table, at most: a
+/// bounded list, and ended flows out of the LRU table soon (a packet that lands between the
+/// walk's read of a flow and its take is written as a second record).
+const TAKE_EVERY: usize = 1_024;
+
+/// A flow whose last record is written and that is still in the table.
+#[derive(Clone, Copy)]
+pub(super) struct Ending {
+    key: FlowKey,
+    /// Its entry's `first_seen_ns` when the walk read it.
+    first_seen_ns: u64,
+    /// What its records carry.
+    written: Reported,
+    reason: EndReason,
+}
+
+impl Sweeper {
+    /// Ends the flow `key`, whose entry the sweep's walk read as `v`: its last record says
+    /// `fin`/`rst` if it closed, else `reason`. With a ledger (a pinned program, whose table
+    /// outlives this agent) the record is written from `v` and the flow leaves the table
+    /// only at the next [`Sweeper::take_ended`], once that record is in the journal file and
+    /// the ledger says so: a kill before leaves the flow in the table for the next agent to
+    /// write (or, after the ledger's update, to end with nothing left to write), never a
+    /// flow the kernel forgot whose record was still in this process's buffer. Without one
+    /// the table goes with this agent: the flow is taken at once and written from its final
+    /// counters (from `v` if the LRU evicted it since the walk).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn end(
+        &mut self,
+        table: FlowTable<'_>,
+        key: &FlowKey,
+        v: &FlowValue,
+        reported: &Reported,
+        reason: EndReason,
+        now: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<()> {
+        let mut e = Ending {
+            key: *key,
+            first_seen_ns: v.first_seen_ns,
+            written: *reported,
+            reason,
+        };
+        if self.ledger.is_none() {
+            match table.take(key)? {
+                Some(last) if last.first_seen_ns == v.first_seen_ns => {
+                    self.finish(e, Some(last), true, now, sink, names);
+                }
+                other => {
+                    // Evicted since the walk (and, with `other`, made anew by a later packet,
+                    // a flow of its own, written whole): written from the walk's read.
+                    self.finish(e, Some(*v), true, now, sink, names);
+                    if let Some(new) = other {
+                        let e = Ending {
+                            written: Reported::default(),
+                            first_seen_ns: new.first_seen_ns,
+                            ..e
+                        };
+                        self.finish(e, Some(new), true, now, sink, names);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let reason = closed_reason(v)
+            .filter(|_| reason != EndReason::Idle)
+            .unwrap_or(reason);
+        self.write(sink, key, v, reported, reason, None, names);
+        e.written = reported.covering(v);
+        self.set_reported(key, e.written);
+        self.ending.push(e);
+        if self.ending.len() >= TAKE_EVERY {
+            self.take_ended_settled(table, now, sink, names)?;
+        }
+        Ok(())
+    }
+
+    /// [`Sweeper::take_ended`], settling a second record at once.
+    pub(super) fn take_ended_settled(
+        &mut self,
+        table: FlowTable<'_>,
+        now: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<()> {
+        if self.take_ended(table, now, sink, names)? {
+            self.settle(sink);
+        }
+        Ok(())
+    }
+
+    /// Takes the flows [`Sweeper::end`] wrote out of the table at kernel time `now`, after
+    /// settling their records. What a flow counted after the walk read it (a packet in
+    /// between) is written as a second last record, with the same reason; true if one was,
+    /// and the caller settles at once: the kernel no longer holds it. The ledger forgets the
+    /// flows at the next settle, so a kill before that leaves the next agent ledger entries
+    /// without a flow, which it drops.
+    pub(super) fn take_ended(
+        &mut self,
+        table: FlowTable<'_>,
+        now: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> io::Result<bool> {
+        if self.ending.is_empty() {
+            return Ok(false);
+        }
+        self.settle(sink);
+        let mut ending = std::mem::take(&mut self.ending);
+        let mut wrote = false;
+        for e in ending.drain(..) {
+            // None: the LRU evicted it since the walk; its record is written all the same.
+            let last = table.take(&e.key)?;
+            wrote |= self.finish(e, last, false, now, sink, names);
+        }
+        self.ending = ending; // its capacity, for the next sweep
+        Ok(wrote)
+    }
+
+    /// A flow taken out of the table as `last` (`None`: gone since the walk): writes what
+    /// it counted past `e.written` (`always`: also when that is nothing, so the sink learns
+    /// the flow ended) and keeps it a while as ended ([`Tracked::ended_ns`]). Another
+    /// incarnation (evicted since the walk, and a packet made the entry anew) is a flow of
+    /// its own, written whole; its start event, if still in the ring, then finds it ended.
+    /// True if a record with packets was written.
+    fn finish(
+        &mut self,
+        e: Ending,
+        last: Option<FlowValue>,
+        always: bool,
+        now: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> bool {
+        let mut ended = Tracked {
+            reported: e.written,
+            first_seen_ns: e.first_seen_ns,
+            ended_ns: now.max(1),
+            ..Tracked::default()
+        };
+        let mut wrote = false;
+        if let Some(last) = last {
+            let before = if last.first_seen_ns == e.first_seen_ns {
+                e.written
+            } else {
+                Reported::default()
+            };
+            wrote = last.packets != before.packets;
+            if wrote || always {
+                let reason = closed_reason(&last)
+                    .filter(|_| e.reason != EndReason::Idle)
+                    .unwrap_or(e.reason);
+                self.write(sink, &e.key, &last, &before, reason, None, names);
+            }
+            ended.reported = before.covering(&last);
+            ended.first_seen_ns = last.first_seen_ns;
+        }
+        *self.open.entry(e.key).or_default() = ended;
+        if let Some(l) = self.ledger.as_mut() {
+            l.remove(&e.key);
+        }
+        wrote
+    }
+}
