@@ -161,17 +161,9 @@ pub(crate) fn lookup_batch(
             elem_flags: 0,
             flags: 0,
         };
-        // SAFETY: `attr` is a valid bpf_attr prefix; the key and value buffers hold BATCH
-        // elements of the map's key and value sizes, the tokens are u32, all live for the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc < 0).then(io::Error::last_os_error);
+        // SAFETY: the key and value buffers hold BATCH elements of the map's key and value
+        // sizes, the tokens are u32, all live for the call.
+        let err = unsafe { batch_call(BPF_MAP_LOOKUP_BATCH, &mut attr) }.err();
         let code = err.as_ref().and_then(io::Error::raw_os_error);
         if err.is_none() || code == Some(libc::ENOENT) {
             // The kernel writes back how many elements it filled, also on the final ENOENT.
@@ -199,10 +191,15 @@ const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// Writes `keys[i]` -> `values[i]` into the map behind `fd` (any existing entry replaced), or
 /// with no `values` deletes each key, [`BATCH`] elements per `bpf(2)` call instead of one
 /// call each. A key the kernel refuses (a full map; for a delete, a key not there) is handed
-/// to `failed` with its error, and the rest are still written. `K` and `V` must be exactly
-/// the map's key and value (plain data). `Ok(false)` if the kernel has no batch operations
-/// for the map (before 5.6): nothing was written, and the caller goes key by key.
-pub(crate) fn write_batch<K: Copy, V: Copy>(
+/// to `failed` with its error, and the rest are still written. `Ok(false)` if the kernel has
+/// no batch operations for the map (before 5.6): nothing was written, and the caller goes
+/// key by key.
+///
+/// # Safety
+///
+/// `K` and `V` must be exactly the map's key and value sizes (plain data): the kernel reads
+/// that many bytes per element.
+pub(crate) unsafe fn write_batch<K: Copy, V: Copy>(
     fd: BorrowedFd<'_>,
     keys: &[K],
     values: Option<&[V]>,
@@ -229,22 +226,13 @@ pub(crate) fn write_batch<K: Copy, V: Copy>(
             elem_flags: 0,
             flags: 0,
         };
-        // SAFETY: `attr` is a valid bpf_attr prefix; the kernel reads `count` keys (and
-        // values) of the map's sizes, which are those of `K` (and `V`), from slices that
-        // hold at least that many and live for the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if rc >= 0 {
+        // SAFETY: the kernel reads `count` keys (and values) of the map's sizes, which the
+        // caller vouches are those of `K` (and `V`), from slices that hold at least that
+        // many and live for the call.
+        let Err(e) = (unsafe { batch_call(cmd, &mut attr) }) else {
             start += count;
             continue;
-        }
-        let e = io::Error::last_os_error();
+        };
         // The kernel writes back how many elements it did before the one that failed; a
         // kernel or map without batch operations leaves the count as it was.
         let done = (attr.count as usize).min(count);
@@ -262,6 +250,29 @@ pub(crate) fn write_batch<K: Copy, V: Copy>(
         start += done + 1;
     }
     Ok(true)
+}
+
+/// One batch command on `attr` (the kernel writes `attr.count` back, also on failure).
+///
+/// # Safety
+///
+/// What `attr` points to (keys, values, position tokens) must be valid for what `cmd` reads
+/// and writes on its map, and live for the call.
+unsafe fn batch_call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid bpf_attr prefix; the caller vouches for its buffers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// The `map_elem` arm of `union bpf_attr`.
@@ -620,7 +631,9 @@ mod tests {
         let keys: Vec<u64> = (0..u64::from(ROOM) + 2).collect();
         let values: Vec<u64> = keys.iter().map(|k| k * 3).collect();
         let mut refused = Vec::new();
-        let batched = write_batch(fd, &keys, Some(&values), |e| refused.push(e.raw_os_error()));
+        // SAFETY: the map's keys and values are those of the slices' element types.
+        let batched =
+            unsafe { write_batch(fd, &keys, Some(&values), |e| refused.push(e.raw_os_error())) };
         assert!(
             batched.expect("batch update"),
             "batch operations (Linux 5.6+)"
@@ -638,7 +651,8 @@ mod tests {
 
         let gone = [5u64, 6, u64::MAX, 7];
         let mut missing = Vec::new();
-        let batched = write_batch(fd, &gone, None::<&[u64]>, |e| missing.push(e.kind()));
+        // SAFETY: the map's keys and values are those of the slices' element types.
+        let batched = unsafe { write_batch(fd, &gone, None::<&[u64]>, |e| missing.push(e.kind())) };
         assert!(batched.expect("batch delete"));
         assert_eq!(
             missing,
@@ -670,9 +684,12 @@ mod tests {
         let map = MapData::create(def, "NB", None).expect("create a map (needs root)");
         let fd = map.fd().as_fd();
         let mut refused = 0;
-        let batched = write_batch(fd, &[1u64, 2], Some(&[1u64, 2]), |_| refused += 1);
+        // SAFETY: (here and below) the map's keys and values are the slices' element types;
+        // a ring buffer has no keys, and refuses the call before reading any.
+        let batched = unsafe { write_batch(fd, &[1u64, 2], Some(&[1u64, 2]), |_| refused += 1) };
         assert!(!batched.expect("no error"), "no batch updates");
-        let batched = write_batch(fd, &[1u64, 2], None::<&[u64]>, |_| refused += 1);
+        // SAFETY: the map's keys and values are those of the slices' element types.
+        let batched = unsafe { write_batch(fd, &[1u64, 2], None::<&[u64]>, |_| refused += 1) };
         assert!(!batched.expect("no error"), "no batch deletes");
         assert_eq!(refused, 0, "no key was said to be refused");
     }

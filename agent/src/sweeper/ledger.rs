@@ -129,14 +129,21 @@ impl Ledger {
         let batch = std::mem::take(&mut self.batch);
         let fd = self.map.map().fd().as_fd();
         let mut failed = Vec::new();
-        let removes = write_batch(fd, &batch.remove_keys, None::<&[Reported]>, |e| {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                failed.push(("remove", e));
-            }
-        });
-        let sets = write_batch(fd, &batch.set_keys, Some(&batch.set_values), |e| {
-            failed.push(("update", e))
-        });
+        // SAFETY: the map is a hash of `FlowKey` to `Reported`: `HashMap::try_from` checked
+        // its key and value sizes in `Ledger::new`.
+        let removes = unsafe {
+            write_batch(fd, &batch.remove_keys, None::<&[Reported]>, |e| {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    failed.push(("remove", e));
+                }
+            })
+        };
+        // SAFETY: as above.
+        let sets = unsafe {
+            write_batch(fd, &batch.set_keys, Some(&batch.set_values), |e| {
+                failed.push(("update", e))
+            })
+        };
         for (op, e) in failed {
             self.note(Err(e), op);
         }
