@@ -124,6 +124,7 @@ impl Inputs {
             let t = nat.lock().unwrap_or_else(|p| p.into_inner());
             let stats = t.stats();
             s.recovered = stats.recovered;
+            s.read_late = stats.dump_before_new;
             s.lost_unwritten = stats.evicted_unwritten;
             s.open_sessions = t.open_len() as u64;
             s.sessions = t.len() as u64;

@@ -546,8 +546,13 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
     );
     e.counter(
         "conntrack_recovered_total",
-        "Sessions learned from a re-read after a loss.",
+        "Sessions learned from a re-read rather than their new event.",
         n.recovered,
+    );
+    e.counter(
+        "conntrack_read_late_total",
+        "Recovered sessions whose new event was read after the re-read: late, not lost.",
+        n.read_late,
     );
     e.counter(
         "conntrack_parse_errors_total",

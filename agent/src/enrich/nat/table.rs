@@ -175,12 +175,17 @@ impl Default for TableConfig {
 pub struct TableStats {
     /// Sessions inserted, by any route.
     pub inserted: u64,
-    /// Sessions learned from a dump after a loss.
+    /// Sessions learned from a dump after a loss, or from a periodic dump.
     pub recovered: u64,
+    /// Of those, sessions whose new event came after the dump: read late, not lost.
+    pub dump_before_new: u64,
     /// Destroy events for sessions never seen, inserted closed.
     pub destroy_only: u64,
     /// Sessions closed because a dump no longer listed them.
     pub closed_missing: u64,
+    /// Of those, sessions whose destroy event came after the dump: the entry had died and
+    /// the dump ran before its event was read. The rest lost their destroy event.
+    pub dump_before_destroy: u64,
     /// Sessions closed because their id came back with another tuple.
     pub closed_replaced: u64,
     /// Closed sessions handed out for NAT records.
@@ -338,6 +343,11 @@ impl NatTable {
                 if let Some(&i) = self.live.get(&e.id) {
                     let slot = &mut self.slots[i as usize];
                     if slot.session.entry.orig == e.orig {
+                        // A dump listed it before its new event was read: not a recovery.
+                        if msg.kind == CtKind::New && slot.session.learned == Learned::Recovered {
+                            slot.session.learned = Learned::Event;
+                            self.stats.dump_before_new += 1;
+                        }
                         slot.session.refresh(e);
                         slot.seen_epoch = self.epoch;
                         self.sync_window(i);
@@ -394,6 +404,7 @@ impl NatTable {
                 && s.closed == Some(Closed::MissingFromDump)
         });
         if let Some(i) = missing {
+            self.stats.dump_before_destroy += 1;
             let s = &mut self.slots[i as usize].session;
             s.entry = e;
             s.closed = Some(Closed::Destroyed);

@@ -264,7 +264,29 @@ fn a_late_destroy_makes_the_dump_bound_exact() {
         (s[0].closed, s[0].window.to),
         (Some(Closed::Destroyed), Some(45 * S))
     );
-    assert_eq!(t.stats().destroy_only, 0);
+    let st = t.stats();
+    assert_eq!(
+        (st.destroy_only, st.closed_missing, st.dump_before_destroy),
+        (0, 1, 1)
+    );
+}
+
+#[test]
+fn a_dump_ahead_of_a_new_event_is_no_recovery() {
+    let mut t = table();
+    t.apply(NatUpdate::DumpBegin {
+        at_ns: 50 * S,
+        reason: DumpReason::Periodic,
+    });
+    let mut e = entry(7, 2, 40007, 61007);
+    e.start_ns = Some(49 * S);
+    t.apply(msg(CtKind::Dumped, e, 50 * S));
+    t.apply(NatUpdate::DumpEnd { at_ns: 51 * S });
+    t.apply(msg(CtKind::New, e, 52 * S));
+    let s = t.lookup_inside(&inside(2, 40007), 52 * S).expect("open");
+    assert_eq!((s.learned, s.window.from), (Learned::Event, Some(49 * S)));
+    let st = t.stats();
+    assert_eq!((st.recovered, st.dump_before_new), (1, 1));
 }
 
 #[test]

@@ -64,8 +64,10 @@ pub struct NatStatus {
     pub rereads: u64,
     /// Re-reads that failed part way (retried).
     pub reread_failures: u64,
-    /// Sessions learned from a re-read after a loss.
+    /// Sessions learned from a re-read rather than their new event.
     pub recovered: u64,
+    /// Of those, sessions whose new event was read after the re-read: late, not lost.
+    pub read_late: u64,
     /// Messages that did not parse.
     pub parse_errors: u64,
     /// Receive buffer the kernel granted, bytes.
@@ -169,9 +171,9 @@ impl EnrichStatus {
         let d = &self.dhcp;
         let nat = if n.listening {
             format!(
-                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered); {} sessions open, {} held; {} NAT records, {} lost to a full table; receive buffer {} bytes",
+                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered, {} of them read late); {} sessions open, {} held; {} NAT records, {} lost to a full table; receive buffer {} bytes",
                 n.new_events, n.destroy_events, n.enobufs, n.rereads, n.reread_failures,
-                n.recovered, n.open_sessions, n.sessions, n.nat_records, n.lost_unwritten,
+                n.recovered, n.read_late, n.open_sessions, n.sessions, n.nat_records, n.lost_unwritten,
                 n.rcvbuf_bytes
             )
         } else {
