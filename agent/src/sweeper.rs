@@ -51,6 +51,10 @@ struct Tracked {
     /// ring (a first drop just before the take) is drained after its last record and must
     /// find it there, not pass for a new flow's and count its packets again.
     ended_ns: u64,
+    /// An ended flow with drops whose ledger entry stays until it is forgotten: its first
+    /// drop's event may still be in the ring (a drop just before the take) when a kill comes,
+    /// and the next agent, draining it, must find what the flow's records carried.
+    ledger_kept: bool,
     /// Taken over from what an earlier agent wrote (the ledger, or a retired table's seed):
     /// its start event went to that agent, so when it is gone from the table (ended or
     /// evicted while no agent ran) nothing is left to write.
@@ -279,8 +283,8 @@ impl Sweeper {
     /// [`Sweeper::settle`]).
     fn forget(&mut self, key: &FlowKey) -> Tracked {
         let t = self.open.swap_remove(key).unwrap_or_default();
-        // An ended flow's entry left the ledger with its last record.
-        if t.reported != Reported::default() && t.ended_ns == 0 {
+        // An ended flow's entry left the ledger with its last record, unless it was kept.
+        if t.reported != Reported::default() && (t.ended_ns == 0 || t.ledger_kept) {
             if let Some(l) = self.ledger.as_mut() {
                 l.remove(key);
             }
@@ -610,8 +614,7 @@ impl Sweeper {
             .map(|(k, _)| *k)
             .collect();
         for key in expired {
-            // The ledger forgot it with its last record.
-            self.open.swap_remove(&key);
+            self.forget(&key);
         }
         let mut evicted = 0;
         for key in missing {

@@ -721,3 +721,85 @@ fn a_packet_between_the_walk_and_the_take_is_written_and_in_the_file() {
         "the flow is taken"
     );
 }
+
+/// Blocked flows whose first drops' events are still in the ring when a sweep ends them, and
+/// an agent killed at any moment of that sweep or after it, before the drain: the next agent
+/// drains the events and sweeps, and each packet is written once. Before, a kill after the
+/// ledger forgot the flows made the next agent take each event for a new flow's and write
+/// its packet again.
+#[test]
+fn a_kill_before_an_ended_flows_first_drop_is_drained_repeats_no_packet() {
+    const FLOWS: u16 = 3;
+    let (mut prog, _lists) = blocking("killdrop");
+    let t = Timeouts::default();
+    let fd = flows_fd(&prog.loaded);
+    let mut calls = None;
+    let mut kill_at = 1;
+    while calls.is_none_or(|n| kill_at <= n + 1) {
+        let base = 7000 + 100 * kill_at as u16;
+        let (ledger, pin) = ledger();
+        let mut first = sweeper(t);
+        first.adopt(ledger);
+        for port in 0..FLOWS {
+            let syn = Spec::tcp4(
+                v4(10, 6, 1, 1),
+                base + port,
+                v4(203, 0, 113, 9),
+                443,
+                tcp::SYN,
+            );
+            assert_eq!(prog.run(&syn.build()), 1, "the SYN is dropped");
+        }
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        let mut sink = Killable {
+            kill_at,
+            ..Killable::default()
+        };
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            first
+                .sweep(fd.table(), &mut sink, &(), idle)
+                .expect("sweep");
+            first.settle(&mut sink);
+        }))
+        .is_err();
+        drop(first);
+        if !killed {
+            calls = Some(sink.calls);
+        }
+        let mut next = sweeper(t);
+        next.adopt(Ledger::new(pin).expect("ledger"));
+        let mut after = Memory::default();
+        let events = prog.events();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::FlowDrop(..)))
+                .count(),
+            usize::from(FLOWS),
+            "premise: the first drops' events were still in the ring"
+        );
+        for ev in events {
+            next.on_event(ev, &mut after, &());
+        }
+        next.sweep(fd.table(), &mut after, &(), idle)
+            .expect("sweep");
+        let mut packets: HashMap<u16, u64> = HashMap::new();
+        for r in sink.file.iter().chain(&after.0) {
+            *packets.entry(r.src_port).or_default() += r.packets;
+        }
+        let want: HashMap<u16, u64> = (0..FLOWS).map(|p| (base + p, 1)).collect();
+        assert_eq!(
+            packets, want,
+            "killed at sink call {kill_at} of {calls:?}: each SYN once"
+        );
+        assert!(
+            fd.table().keys().expect("keys").is_empty(),
+            "every flow ended"
+        );
+        kill_at += 1;
+    }
+    assert!(
+        kill_at > usize::from(FLOWS) + 2,
+        "kills landed in the writes and the flushes: {kill_at}"
+    );
+}

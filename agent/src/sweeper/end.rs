@@ -109,8 +109,9 @@ impl Sweeper {
     /// settling their records. What a flow counted after the walk read it (a packet in
     /// between) is written as a second last record, with the same reason; true if one was,
     /// and the caller settles at once: the kernel no longer holds it. The ledger forgets the
-    /// flows at the next settle, so a kill before that leaves the next agent ledger entries
-    /// without a flow, which it drops.
+    /// flows at the next settle (one with drops when it is forgotten here, see
+    /// `Tracked::ledger_kept`), so a kill before that leaves the next agent ledger entries
+    /// without a flow, which it drops at its first sweep.
     pub(super) fn take_ended(
         &mut self,
         table: FlowTable<'_>,
@@ -171,10 +172,18 @@ impl Sweeper {
             ended.reported = before.covering(&last);
             ended.first_seen_ns = last.first_seen_ns;
         }
-        *self.open.entry(e.key).or_default() = ended;
         if let Some(l) = self.ledger.as_mut() {
-            l.remove(&e.key);
+            // A first drop's event may still be in the ring: see `Tracked::ledger_kept`.
+            if ended.reported.drops != 0 {
+                if ended.reported != e.written {
+                    l.set(&e.key, &ended.reported);
+                }
+                ended.ledger_kept = true;
+            } else {
+                l.remove(&e.key);
+            }
         }
+        *self.open.entry(e.key).or_default() = ended;
         wrote
     }
 }

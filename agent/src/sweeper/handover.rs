@@ -38,25 +38,10 @@ impl Sweeper {
                 }
             }
         }
-        // Settled after the ledger entries below, in the commit that forgets the others.
-        let wrote = self.take_ended(table, now, sink, names)?;
-        // The first drop of a flow ended lately (here or by a sweep still queued after the
-        // stage's last drain) may still be in the ring: the ledger keeps what such a flow's
-        // records carried for the next agent, which drains it and drops the entry at its
-        // first sweep (see `Tracked::ended_ns`). Only a drop writes a record of a known flow.
-        let ended: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(_, t)| t.ended_ns != 0 && t.reported.drops != 0)
-            .map(|(k, t)| (*k, t.reported))
-            .collect();
-        for (key, reported) in ended {
-            self.ledger_set(&key, &reported);
-        }
-        if wrote {
-            self.settle(sink);
-        }
-        Ok(())
+        // The ledger keeps what ended flows with drops carried (`Tracked::ledger_kept`): the
+        // next agent drains their first drops' events, if still in the ring, and drops the
+        // entries at its first sweep.
+        self.take_ended_settled(table, now, sink, names)
     }
 
     /// Writes what a retired flow table (an upgrade that changed the layout) held when the
