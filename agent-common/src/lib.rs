@@ -385,12 +385,18 @@ impl Reported {
     /// than what was written (a first drop's event drained after a later record, such as a
     /// stopping agent's `shutdown` slice, covered its packet): nothing moves back, else the
     /// next record would count that stretch again.
+    ///
+    /// A record carries no more drops than packets: the program counts a dropped packet's
+    /// drop before the packet, so a copy of the entry made in between (the sweeper's read,
+    /// on another CPU) holds the drop alone; that drop goes with the packet's record.
     pub fn covering(&self, v: &FlowValue) -> Self {
         let max2 = |a: [u64; 2], b: [u64; 2]| [a[0].max(b[0]), a[1].max(b[1])];
+        let packets = max2(self.packets, v.packets);
+        let new = (packets[0] + packets[1]).saturating_sub(self.packets[0] + self.packets[1]);
         Reported {
-            packets: max2(self.packets, v.packets),
+            packets,
             bytes: max2(self.bytes, v.bytes),
-            drops: self.drops.max(v.drops),
+            drops: self.drops.max(v.drops.min(self.drops + new)),
             last_seen_ns: self.last_seen_ns.max(v.last_seen_ns),
         }
     }

@@ -204,10 +204,6 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
     // (which stays valid for the run even if the entry is deleted meanwhile), and every
     // access below is a single field access through the raw pointer.
     unsafe {
-        if !has(A, ablate::NO_COUNTERS) {
-            count::<A>(addr_of_mut!((*v).packets[dir]), 1);
-            count::<A>(addr_of_mut!((*v).bytes[dir]), p.len);
-        }
         // The coarse clock only moves at a tick: read it once per tick per flow. It lags the
         // precise one that stamped the flow's creation by up to a tick: never move last_seen
         // backwards (and skip the store when it would not change).
@@ -224,34 +220,6 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
         let seen = get(addr_of!((*v).tcp_flags[dir]));
         if p.tcp_flags & !seen != 0 {
             set(addr_of_mut!((*v).tcp_flags[dir]), seen | p.tcp_flags);
-        }
-        if p.closes_flow() && get(addr_of!((*v).end_seen_ns)) != 0 {
-            // A RST after the first FIN still says how the flow ended (RST wins over FIN);
-            // a later FIN writes nothing (a racing CPU's bits would be lost to it).
-            if p.is_rst() {
-                set_flags(v, flow_flags::RST_SEEN);
-            }
-        } else if p.closes_flow() {
-            let now = precise_now();
-            set(addr_of_mut!((*v).end_seen_ns), now);
-            if now > get(addr_of!((*v).last_seen_ns)) {
-                set(addr_of_mut!((*v).last_seen_ns), now);
-            }
-            let closed = if p.is_rst() {
-                flow_flags::RST_SEEN
-            } else {
-                flow_flags::FIN_SEEN
-            };
-            set_flags(v, closed);
-            if events::emit(
-                event_kind::FLOW_END,
-                NO_RULE,
-                &p.key,
-                v,
-                Counter::LostFlowEnd,
-            ) {
-                set_flags(v, flow_flags::END_ANNOUNCED);
-            }
         }
         // The lists judge a packet's remote side: each direction's at its first packet under
         // the generation in force ([`flow_flags::JUDGED`]), the entry's verdict a drop if
@@ -295,8 +263,38 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
             set(addr_of_mut!((*v).snippets_left[dir]), payload::spend(left));
             copy = payload::handover(dir, true);
         }
+        // Counted before the end's announcement, which carries the closing packet.
+        let action = judge::<A>(&p.key, v, dir, p.len);
+        if p.closes_flow() && get(addr_of!((*v).end_seen_ns)) != 0 {
+            // A RST after the first FIN still says how the flow ended (RST wins over FIN);
+            // a later FIN writes nothing (a racing CPU's bits would be lost to it).
+            if p.is_rst() {
+                set_flags(v, flow_flags::RST_SEEN);
+            }
+        } else if p.closes_flow() {
+            let now = precise_now();
+            set(addr_of_mut!((*v).end_seen_ns), now);
+            if now > get(addr_of!((*v).last_seen_ns)) {
+                set(addr_of_mut!((*v).last_seen_ns), now);
+            }
+            let closed = if p.is_rst() {
+                flow_flags::RST_SEEN
+            } else {
+                flow_flags::FIN_SEEN
+            };
+            set_flags(v, closed);
+            if events::emit(
+                event_kind::FLOW_END,
+                NO_RULE,
+                &p.key,
+                v,
+                Counter::LostFlowEnd,
+            ) {
+                set_flags(v, flow_flags::END_ANNOUNCED);
+            }
+        }
+        (action, copy)
     }
-    (judge::<A>(&p.key, v), copy)
 }
 
 /// Sets `bits` in the entry's flags (a racing CPU's bits may be lost: they are set again by
@@ -313,17 +311,32 @@ unsafe fn set_flags(v: Entry, bits: u8) {
     }
 }
 
-/// Applies the flow's cached verdict to this packet.
+/// Applies the flow's cached verdict to this packet of direction `dir` and `len` bytes, and
+/// counts it, last: once its verdict is known, a dropped packet's drop is counted before the
+/// packet. A copy of the entry made meanwhile (the sweeper's read, on another CPU, copies
+/// `packets` before `drops`) may then hold the drop without its packet, which the sweeper
+/// carries to the packet's record (`Reported::covering`), never the packet without its drop,
+/// which would record a blocked packet as passed (the list lookups of a re-judged packet
+/// once sat between the two). What a packet adds after the sweeper's take of an idle flow
+/// is lost with the deleted entry.
 #[inline(always)]
-fn judge<const A: u32>(key: &FlowKey, v: Entry) -> u32 {
+fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64) -> u32 {
     // SAFETY: as in `update`.
-    let (rule, verdict) = unsafe { (get(addr_of!((*v).rule)), get(addr_of!((*v).verdict))) };
-    if rule != NO_RULE && !has(A, ablate::NO_HITS) {
-        lists::hit(rule);
-    }
-    if verdict == verdict::DROP {
-        drop_packet::<A>(key, v, rule, Counter::DroppedByList);
-        return xdp_action::XDP_DROP;
+    unsafe {
+        let (rule, verdict) = (get(addr_of!((*v).rule)), get(addr_of!((*v).verdict)));
+        if rule != NO_RULE && !has(A, ablate::NO_HITS) {
+            lists::hit(rule);
+        }
+        let dropped = verdict == verdict::DROP;
+        let first = dropped && count_drop::<A>(v);
+        if !has(A, ablate::NO_COUNTERS) {
+            count::<A>(addr_of_mut!((*v).packets[dir]), 1);
+            count::<A>(addr_of_mut!((*v).bytes[dir]), len);
+        }
+        if dropped {
+            announce_drop(key, v, rule, Counter::DroppedByList, first);
+            return xdp_action::XDP_DROP;
+        }
     }
     xdp_action::XDP_PASS
 }
@@ -357,15 +370,33 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
 /// Counts a dropped packet on its flow; the flow's first drop is announced with its rule.
 #[inline(always)]
 fn drop_packet<const A: u32>(key: &FlowKey, v: Entry, rule: u32, counter: Counter) {
-    stats::bump(counter);
     // SAFETY: as in `update`.
+    let first = unsafe { count_drop::<A>(v) };
+    announce_drop(key, v, rule, counter, first);
+}
+
+/// Counts a drop on the entry; true if it is the flow's first.
+///
+/// # Safety
+/// As [`get`].
+#[inline(always)]
+unsafe fn count_drop<const A: u32>(v: Entry) -> bool {
+    // SAFETY: upheld by the caller.
     unsafe {
         // Racing CPUs may both see zero and both announce: the agent keeps the first.
         let first = get(addr_of!((*v).drops)) == 0;
         count::<A>(addr_of_mut!((*v).drops), 1);
-        if first && events::emit(event_kind::FLOW_DROP, rule, key, v, Counter::LostFlowDrop) {
-            set_flags(v, flow_flags::START_ANNOUNCED);
-        }
+        first
+    }
+}
+
+/// Counts the drop in `counter` and, for a flow's `first` drop, announces it with its rule.
+#[inline(always)]
+fn announce_drop(key: &FlowKey, v: Entry, rule: u32, counter: Counter, first: bool) {
+    stats::bump(counter);
+    if first && events::emit(event_kind::FLOW_DROP, rule, key, v, Counter::LostFlowDrop) {
+        // SAFETY: as in `update`.
+        unsafe { set_flags(v, flow_flags::START_ANNOUNCED) };
     }
 }
 

@@ -380,7 +380,8 @@ impl FlowRecord {
             resp_packets: rp,
             resp_bytes: rb,
             tcp_flags: value.tcp_flags[DIR_ORIG] | value.tcp_flags[DIR_RESP],
-            dropped: value.drops.saturating_sub(reported.drops),
+            // Never more than the record's packets: see `Reported::covering`.
+            dropped: reported.covering(value).drops - reported.drops,
             rule: None,
             end_reason,
             attr: Attribution::default(),

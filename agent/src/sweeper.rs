@@ -548,7 +548,7 @@ impl Sweeper {
                 Action::Keep => {}
                 Action::Active => {
                     self.write(sink, &key, &v, &reported, EndReason::Active, None, names);
-                    self.set_reported(&key, Reported::of(&v));
+                    self.set_reported(&key, reported.covering(&v));
                 }
                 Action::End(reason) => {
                     self.end(table, &key, &v, &reported, reason, now, sink, names)?;

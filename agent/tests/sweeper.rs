@@ -15,7 +15,7 @@ use common::prog::{ledger, Prog};
 use common::{tcp, v4, Spec};
 use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 use xdp_audit::clock::{Timeline, WallClock};
-use xdp_audit::flowtable::FlowMaps;
+use xdp_audit::flowtable::{FlowMaps, FlowTable};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::{decode, Event};
 use xdp_audit::record::{EndReason, FlowRecord};
@@ -614,6 +614,51 @@ impl RecordSink for Killable {
     }
 }
 
+/// Runs `round(kill_at)` with a kill at each sink call of a first agent's sweep in turn, then
+/// once past the last (no kill); `round` says how many calls the sweep made when no kill came.
+/// Returns the rounds run.
+fn at_each_sink_call(mut round: impl FnMut(usize) -> Option<usize>) -> usize {
+    let mut calls = None;
+    let mut kill_at = 1;
+    while calls.is_none_or(|n| kill_at <= n + 1) {
+        if let Some(n) = round(kill_at) {
+            calls = Some(n);
+        }
+        kill_at += 1;
+    }
+    kill_at - 1
+}
+
+/// `first`'s sweep at kernel time `idle` and the records stage's settle after it, with a sink
+/// that dies at its `kill_at`-th call: the sink, and how many calls it took if no kill came.
+fn sweep_killed(
+    mut first: Sweeper,
+    table: FlowTable<'_>,
+    idle: u64,
+    kill_at: usize,
+) -> (Killable, Option<usize>) {
+    let mut sink = Killable {
+        kill_at,
+        ..Killable::default()
+    };
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        first.sweep(table, &mut sink, &(), idle).expect("sweep");
+        first.settle(&mut sink);
+    }))
+    .is_err();
+    let calls = (!killed).then_some(sink.calls);
+    (sink, calls)
+}
+
+/// Packets per source port in what a killed agent's file and the next agent's sink hold.
+fn packets_by_port(killed: &Killable, next: &Memory) -> HashMap<u16, u64> {
+    let mut packets = HashMap::new();
+    for r in killed.file.iter().chain(&next.0) {
+        *packets.entry(r.src_port).or_default() += r.packets;
+    }
+    packets
+}
+
 /// An agent killed at any moment of a sweep that ends flows, and the next one adopting the
 /// table and the ledger: every packet is written once. Before, a flow taken out of the table
 /// whose last record was still in the agent's buffer was lost with the kill.
@@ -622,11 +667,8 @@ fn a_kill_at_any_moment_of_a_sweep_neither_loses_nor_repeats_an_ended_flow() {
     const FLOWS: u16 = 6;
     let t = Timeouts::default();
     let (c, srv) = (v4(10, 7, 0, 1), v4(10, 7, 0, 2));
-    let mut calls = None;
-    let mut kill_at = 1;
-    // Kill at each sink call of a whole run in turn, then once past the last (no kill).
     let mut l = load(1024, 1 << 16);
-    while calls.is_none_or(|n| kill_at <= n + 1) {
+    let rounds = at_each_sink_call(|kill_at| {
         let base = 5000 + 100 * kill_at as u16;
         let (ledger, pin) = ledger();
         let mut first = sweeper(t);
@@ -639,44 +681,27 @@ fn a_kill_at_any_moment_of_a_sweep_neither_loses_nor_repeats_an_ended_flow() {
         drain(&mut l, &mut first);
         let fd = flows_fd(&l);
         let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
-        let mut sink = Killable {
-            kill_at,
-            ..Killable::default()
-        };
-        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            first
-                .sweep(fd.table(), &mut sink, &(), idle)
-                .expect("sweep");
-            first.settle(&mut sink); // the records stage's, after each sweep
-        }))
-        .is_err();
-        drop(first);
-        if !killed {
-            calls = Some(sink.calls);
-        }
+        let (sink, calls) = sweep_killed(first, fd.table(), idle, kill_at);
         let mut next = sweeper(t);
         next.adopt(Ledger::new(pin).expect("ledger"));
         let mut after = Memory::default();
         next.sweep(fd.table(), &mut after, &(), idle)
             .expect("sweep");
-        let mut packets: HashMap<u16, u64> = HashMap::new();
-        for r in sink.file.iter().chain(&after.0) {
-            *packets.entry(r.src_port).or_default() += r.packets;
-        }
         let want: HashMap<u16, u64> = (0..FLOWS).map(|p| (base + p, 2)).collect();
         assert_eq!(
-            packets, want,
+            packets_by_port(&sink, &after),
+            want,
             "killed at sink call {kill_at}: each flow's two packets once"
         );
         assert!(
             fd.table().keys().expect("keys").is_empty(),
             "every flow ended"
         );
-        kill_at += 1;
-    }
+        calls
+    });
     assert!(
-        kill_at > FLOWS as usize + 2,
-        "kills landed in the writes and the flushes: {kill_at}"
+        rounds > FLOWS as usize + 2,
+        "kills landed in the writes and the flushes: {rounds}"
     );
 }
 
@@ -733,9 +758,7 @@ fn a_kill_before_an_ended_flows_first_drop_is_drained_repeats_no_packet() {
     let (mut prog, _lists) = blocking("killdrop");
     let t = Timeouts::default();
     let fd = flows_fd(&prog.loaded);
-    let mut calls = None;
-    let mut kill_at = 1;
-    while calls.is_none_or(|n| kill_at <= n + 1) {
+    let rounds = at_each_sink_call(|kill_at| {
         let base = 7000 + 100 * kill_at as u16;
         let (ledger, pin) = ledger();
         let mut first = sweeper(t);
@@ -751,21 +774,7 @@ fn a_kill_before_an_ended_flows_first_drop_is_drained_repeats_no_packet() {
             assert_eq!(prog.run(&syn.build()), 1, "the SYN is dropped");
         }
         let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
-        let mut sink = Killable {
-            kill_at,
-            ..Killable::default()
-        };
-        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            first
-                .sweep(fd.table(), &mut sink, &(), idle)
-                .expect("sweep");
-            first.settle(&mut sink);
-        }))
-        .is_err();
-        drop(first);
-        if !killed {
-            calls = Some(sink.calls);
-        }
+        let (sink, calls) = sweep_killed(first, fd.table(), idle, kill_at);
         let mut next = sweeper(t);
         next.adopt(Ledger::new(pin).expect("ledger"));
         let mut after = Memory::default();
@@ -783,23 +792,20 @@ fn a_kill_before_an_ended_flows_first_drop_is_drained_repeats_no_packet() {
         }
         next.sweep(fd.table(), &mut after, &(), idle)
             .expect("sweep");
-        let mut packets: HashMap<u16, u64> = HashMap::new();
-        for r in sink.file.iter().chain(&after.0) {
-            *packets.entry(r.src_port).or_default() += r.packets;
-        }
         let want: HashMap<u16, u64> = (0..FLOWS).map(|p| (base + p, 1)).collect();
         assert_eq!(
-            packets, want,
-            "killed at sink call {kill_at} of {calls:?}: each SYN once"
+            packets_by_port(&sink, &after),
+            want,
+            "killed at sink call {kill_at}: each SYN once"
         );
         assert!(
             fd.table().keys().expect("keys").is_empty(),
             "every flow ended"
         );
-        kill_at += 1;
-    }
+        calls
+    });
     assert!(
-        kill_at > usize::from(FLOWS) + 2,
-        "kills landed in the writes and the flushes: {kill_at}"
+        rounds > usize::from(FLOWS) + 2,
+        "kills landed in the writes and the flushes: {rounds}"
     );
 }

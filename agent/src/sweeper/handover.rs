@@ -33,7 +33,7 @@ impl Sweeper {
                 Action::Keep | Action::Active => {
                     self.write(sink, &key, &v, &reported, EndReason::Shutdown, None, names);
                     if v.packets != reported.packets {
-                        self.set_reported(&key, Reported::of(&v));
+                        self.set_reported(&key, reported.covering(&v));
                     }
                 }
             }

@@ -118,3 +118,42 @@ fn what_was_reported_never_moves_back() {
     (v.packets, v.bytes, v.drops, v.last_seen_ns) = ([3, 1], [180, 40], 3, 12);
     assert_eq!(later.covering(&v), Reported::of(&v), "a newer one is taken");
 }
+
+/// The program counts a dropped packet's drop before the packet: a copy made in between
+/// holds the drop alone, which goes with the packet's record, not the one before it.
+#[test]
+fn a_drop_copied_before_its_packet_goes_with_the_packets_record() {
+    let written = Reported {
+        packets: [1, 0],
+        bytes: [60, 0],
+        drops: 1,
+        last_seen_ns: 1,
+    };
+    let mut v = value(1, 2, 0, 0);
+    v.drops = 2; // the second packet's drop, not yet its count
+    let after = written.covering(&v);
+    assert_eq!(after.drops, 1, "no drop without a packet to carry it");
+    let key = FlowKey {
+        ifindex: 1,
+        vlan: 0,
+        vlan_inner: 0,
+        proto: 17,
+        family: agent_common::family::V4,
+        _pad: [0; 2],
+        port_a: 0,
+        port_b: 0,
+        addr_a: [0; 4],
+        addr_b: [0; 4],
+    };
+    let clock = crate::clock::WallClock::from_offset(0);
+    let torn = FlowRecord::from_entry(&key, &v, "", &clock, &written, EndReason::Idle);
+    assert_eq!((torn.packets, torn.dropped), (0, 0));
+    (v.packets, v.bytes) = ([2, 0], [120, 0]);
+    let next = FlowRecord::from_entry(&key, &v, "", &clock, &after, EndReason::Idle);
+    assert_eq!(
+        (next.packets, next.dropped),
+        (1, 1),
+        "the packet and its drop"
+    );
+    assert_eq!(after.covering(&v).drops, 2);
+}
