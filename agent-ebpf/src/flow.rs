@@ -318,7 +318,11 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 /// carries to the packet's record (`Reported::covering`), never the packet without its drop,
 /// which would record a blocked packet as passed (the list lookups of a re-judged packet
 /// once sat between the two). What a packet adds after the sweeper's take of an idle flow
-/// is lost with the deleted entry.
+/// is lost with the deleted entry. Two exceptions: a query dropped by its DNS name is
+/// counted here as passed and its drop comes in the slow path ([`judge_dns`]); and the
+/// order holds for a reader where the kernel's copy reads forward and atomic adds are
+/// seen in program order (x86, whose atomic adds are locked); arm64's relaxed adds may
+/// show the two in either order.
 #[inline(always)]
 fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64) -> u32 {
     // SAFETY: as in `update`.

@@ -429,7 +429,7 @@ impl Sweeper {
                 let now = reported.covering(&value);
                 if let Some((_, t)) = self.open.get_index_mut(at) {
                     t.reported = now;
-                    if t.ended_ns != 0 {
+                    if t.ended_ns != 0 && !t.ledger_kept {
                         return; // the ledger forgot it with its last record
                     }
                 }

@@ -506,7 +506,7 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
     // A periodic dump between the delete and the read of its events closes a session before
     // its destroy event does; the event then makes it exact. Wait for that too.
     shared.wait_until(
-        "every UDP session closed by its destroy event (or a dump closed a live session)",
+        "every UDP session closed by its destroy event (else a dump closed a live session)",
         Duration::from_secs(10),
         |t| {
             let st = t.stats();

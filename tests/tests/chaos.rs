@@ -323,9 +323,10 @@ fn kills_at_random_moments_lose_and_double_count_no_datagram() {
 /// As above, with the list file edited at random moments too. It found the late-first-drop
 /// double count fixed in the sweeper; the loss of the flows a sweep had taken out of the
 /// table when a kill came before their records reached the file (two timeouts in some fifty
-/// runs; the sweeper now writes them first); and, once in some forty-five runs after that,
-/// most likely a first drop still in the ring when a kill followed its flow's take (the
-/// ledger now keeps such a flow until it is forgotten).
+/// runs; the sweeper now writes them first); a first drop that could still be in the ring
+/// when a kill followed its flow's take (the ledger now keeps such a flow until it is
+/// forgotten); and a blocked datagram recorded as passed (the sweeper's copy of the entry
+/// made between the packet's count and its drop: the program now counts the drop first).
 #[test]
 fn kills_and_list_edits_at_random_moments_lose_and_double_count_no_datagram() {
     kills_at_random_moments(true);

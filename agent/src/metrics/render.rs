@@ -546,7 +546,7 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
     );
     e.counter(
         "conntrack_recovered_total",
-        "Sessions learned from a re-read rather than their new event.",
+        "Sessions learned from a re-read (after a loss, or a periodic one ahead of the new event).",
         n.recovered,
     );
     e.counter(

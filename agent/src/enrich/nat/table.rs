@@ -183,8 +183,9 @@ pub struct TableStats {
     pub destroy_only: u64,
     /// Sessions closed because a dump no longer listed them.
     pub closed_missing: u64,
-    /// Of those, sessions whose destroy event came after the dump: the entry had died and
-    /// the dump ran before its event was read. The rest lost their destroy event.
+    /// Of those, sessions whose destroy event came after the dump with a stop time before the
+    /// dump's end: the entry had died and the dump ran before its event was read. The rest
+    /// lost their destroy event, or were closed alive.
     pub dump_before_destroy: u64,
     /// Sessions closed because their id came back with another tuple.
     pub closed_replaced: u64,
@@ -404,8 +405,15 @@ impl NatTable {
                 && s.closed == Some(Closed::MissingFromDump)
         });
         if let Some(i) = missing {
-            self.stats.dump_before_destroy += 1;
             let s = &mut self.slots[i as usize].session;
+            // Only a stop before the dump's end proves the dump right; a later one means it
+            // closed a live session (which a delete then ended).
+            if e.stop_ns
+                .zip(s.window.to)
+                .is_some_and(|(stop, to)| stop <= to)
+            {
+                self.stats.dump_before_destroy += 1;
+            }
             s.entry = e;
             s.closed = Some(Closed::Destroyed);
             s.window.to = Some(end.max(s.window.from.unwrap_or(end)));

@@ -269,6 +269,18 @@ fn a_late_destroy_makes_the_dump_bound_exact() {
         (st.destroy_only, st.closed_missing, st.dump_before_destroy),
         (0, 1, 1)
     );
+    // A session a dump closed while it lived, ended later: the dump was wrong, not early.
+    t.apply(msg(CtKind::New, entry(3, 2, 40003, 61003), 60 * S));
+    t.apply(NatUpdate::DumpBegin {
+        at_ns: 70 * S,
+        reason: DumpReason::Periodic,
+    });
+    t.apply(NatUpdate::DumpEnd { at_ns: 71 * S });
+    let mut d = entry(3, 2, 40003, 61003);
+    d.stop_ns = Some(80 * S);
+    t.apply(msg(CtKind::Destroy, d, 81 * S));
+    let st = t.stats();
+    assert_eq!((st.closed_missing, st.dump_before_destroy), (2, 1));
 }
 
 #[test]

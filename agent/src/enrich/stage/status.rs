@@ -64,7 +64,8 @@ pub struct NatStatus {
     pub rereads: u64,
     /// Re-reads that failed part way (retried).
     pub reread_failures: u64,
-    /// Sessions learned from a re-read rather than their new event.
+    /// Sessions learned from a re-read (after a loss, or a periodic one ahead of the new
+    /// event).
     pub recovered: u64,
     /// Of those, sessions whose new event was read after the re-read: late, not lost.
     pub read_late: u64,
