@@ -51,14 +51,24 @@ struct Tracked {
     /// ring (a first drop just before the take) is drained after its last record and must
     /// find it there, not pass for a new flow's and count its packets again.
     ended_ns: u64,
-    /// An ended flow with drops whose ledger entry stays until it is forgotten: its first
-    /// drop's event may still be in the ring (a drop just before the take) when a kill comes,
-    /// and the next agent, draining it, must find what the flow's records carried.
-    ledger_kept: bool,
     /// Taken over from what an earlier agent wrote (the ledger, or a retired table's seed):
     /// its start event went to that agent, so when it is gone from the table (ended or
     /// evicted while no agent ran) nothing is left to write.
     adopted: bool,
+}
+
+impl Tracked {
+    /// Whether the ledger holds the flow: while it is open and something of it was written,
+    /// and once it ended, while it is remembered if it had drops. Its first drop's event may
+    /// then still be in the ring (a drop just before the take) when a kill comes, and the next
+    /// agent, draining it, must find what the flow's records carried.
+    fn in_ledger(&self) -> bool {
+        if self.ended_ns == 0 {
+            self.reported != Reported::default()
+        } else {
+            self.reported.drops != 0
+        }
+    }
 }
 
 /// Records written between two [`Sweeper::settle`]s at most: the sink writes nothing to its
@@ -283,8 +293,7 @@ impl Sweeper {
     /// [`Sweeper::settle`]).
     fn forget(&mut self, key: &FlowKey) -> Tracked {
         let t = self.open.swap_remove(key).unwrap_or_default();
-        // An ended flow's entry left the ledger with its last record, unless it was kept.
-        if t.reported != Reported::default() && (t.ended_ns == 0 || t.ledger_kept) {
+        if t.in_ledger() {
             if let Some(l) = self.ledger.as_mut() {
                 l.remove(key);
             }
@@ -429,8 +438,8 @@ impl Sweeper {
                 let now = reported.covering(&value);
                 if let Some((_, t)) = self.open.get_index_mut(at) {
                     t.reported = now;
-                    if t.ended_ns != 0 && !t.ledger_kept {
-                        return; // the ledger forgot it with its last record
+                    if !t.in_ledger() {
+                        return; // an ended flow the ledger forgot with its last record
                     }
                 }
                 self.ledger_set(&key, &now);

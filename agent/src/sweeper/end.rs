@@ -110,7 +110,7 @@ impl Sweeper {
     /// between) is written as a second last record, with the same reason; true if one was,
     /// and the caller settles at once: the kernel no longer holds it. The ledger forgets the
     /// flows at the next settle (one with drops when it is forgotten here, see
-    /// `Tracked::ledger_kept`), so a kill before that leaves the next agent ledger entries
+    /// `Tracked::in_ledger`), so a kill before that leaves the next agent ledger entries
     /// without a flow, which it drops at its first sweep.
     pub(super) fn take_ended(
         &mut self,
@@ -173,12 +173,11 @@ impl Sweeper {
             ended.first_seen_ns = last.first_seen_ns;
         }
         if let Some(l) = self.ledger.as_mut() {
-            // A first drop's event may still be in the ring: see `Tracked::ledger_kept`.
-            if ended.reported.drops != 0 {
+            // A first drop's event may still be in the ring: see `Tracked::in_ledger`.
+            if ended.in_ledger() {
                 if ended.reported != e.written {
                     l.set(&e.key, &ended.reported);
                 }
-                ended.ledger_kept = true;
             } else {
                 l.remove(&e.key);
             }

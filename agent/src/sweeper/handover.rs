@@ -38,7 +38,7 @@ impl Sweeper {
                 }
             }
         }
-        // The ledger keeps what ended flows with drops carried (`Tracked::ledger_kept`): the
+        // The ledger keeps what ended flows with drops carried (`Tracked::in_ledger`): the
         // next agent drains their first drops' events, if still in the ring, and drops the
         // entries at its first sweep.
         self.take_ended_settled(table, now, sink, names)
