@@ -414,7 +414,7 @@ impl NatTable {
             {
                 self.stats.dump_before_destroy += 1;
             }
-            s.entry = e;
+            s.refresh(e);
             s.closed = Some(Closed::Destroyed);
             s.window.to = Some(end.max(s.window.from.unwrap_or(end)));
             self.sync_window(i);

@@ -254,15 +254,23 @@ fn a_late_destroy_makes_the_dump_bound_exact() {
         reason: DumpReason::Loss,
     });
     t.apply(NatUpdate::DumpEnd { at_ns: 51 * S });
+    // The kernel's start precedes the new event's receipt; the event makes it exact too.
     let mut d = entry(2, 2, 40001, 61001);
-    d.start_ns = Some(10 * S);
+    d.start_ns = Some(9 * S);
     d.stop_ns = Some(45 * S);
     t.apply(msg(CtKind::Destroy, d, 52 * S));
     let s: Vec<_> = t.take_closed(i64::MAX).collect();
     assert_eq!(s.len(), 1);
     assert_eq!(
-        (s[0].closed, s[0].window.to),
-        (Some(Closed::Destroyed), Some(45 * S))
+        (s[0].closed, s[0].window, s[0].start_exact),
+        (
+            Some(Closed::Destroyed),
+            Validity {
+                from: Some(9 * S),
+                to: Some(45 * S)
+            },
+            true
+        )
     );
     let st = t.stats();
     assert_eq!(
