@@ -263,8 +263,9 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
             set(addr_of_mut!((*v).snippets_left[dir]), payload::spend(left));
             copy = payload::handover(dir, true);
         }
-        // Counted before the end's announcement, which carries the closing packet.
-        let action = judge::<A>(&p.key, v, dir, p.len);
+        // Counted before the end's announcement, which carries the closing packet (not a
+        // DNS query's, counted by the slow path).
+        let action = judge::<A>(&p.key, v, dir, p.len, p.dns_off != 0);
         if p.closes_flow() && get(addr_of!((*v).end_seen_ns)) != 0 {
             // A RST after the first FIN still says how the flow ended (RST wins over FIN);
             // a later FIN writes nothing (a racing CPU's bits would be lost to it).
@@ -318,13 +319,16 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 /// carries to the packet's record (`Reported::covering`), never the packet without its drop,
 /// which would record a blocked packet as passed (the list lookups of a re-judged packet
 /// once sat between the two). What a packet adds after the sweeper's take of an idle flow
-/// is lost with the deleted entry. Two exceptions: a query dropped by its DNS name is
-/// counted here as passed and its drop comes in the slow path ([`judge_dns`]); and the
-/// order holds for a reader where the kernel's copy reads forward and atomic adds are
-/// seen in program order (x86, whose atomic adds are locked); arm64's relaxed adds may
-/// show the two in either order.
+/// is lost with the deleted entry. A DNS `query` its flow passes is not counted here: its
+/// name may still drop it, so the slow path counts it once the name is judged
+/// ([`judge_dns`]); if the tail call fails (counted), it passes uncounted in its flow. (A
+/// new flow's first query is in the entry it creates: no record is written of a flow so
+/// young but a stopping agent's, and its name's drop follows within the same run.) The
+/// order holds for a reader where the kernel's copy reads forward and atomic adds are seen
+/// in program order (x86, whose atomic adds are locked); arm64's relaxed adds may show the
+/// two in either order.
 #[inline(always)]
-fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64) -> u32 {
+fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64, query: bool) -> u32 {
     // SAFETY: as in `update`.
     unsafe {
         let (rule, verdict) = (get(addr_of!((*v).rule)), get(addr_of!((*v).verdict)));
@@ -332,11 +336,11 @@ fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64) -> u32 {
             lists::hit(rule);
         }
         let dropped = verdict == verdict::DROP;
-        let first = dropped && count_drop::<A>(v);
-        if !has(A, ablate::NO_COUNTERS) {
-            count::<A>(addr_of_mut!((*v).packets[dir]), 1);
-            count::<A>(addr_of_mut!((*v).bytes[dir]), len);
+        if query && !dropped {
+            return xdp_action::XDP_PASS;
         }
+        let first = dropped && count_drop::<A>(v);
+        count_packet::<A>(v, dir, len);
         if dropped {
             announce_drop(key, v, rule, Counter::DroppedByList, first);
             return xdp_action::XDP_DROP;
@@ -345,23 +349,51 @@ fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// The DNS name check of a packet its flow's verdict passed. One call site, after the flow
-/// path: the name walk is the costliest code for the verifier to prove.
+/// Counts one packet of direction `dir` and `len` bytes on the entry.
+///
+/// # Safety
+/// As [`get`].
 #[inline(always)]
-pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
+unsafe fn count_packet<const A: u32>(v: Entry, dir: usize, len: u64) {
+    if !has(A, ablate::NO_COUNTERS) {
+        // SAFETY: upheld by the caller.
+        unsafe {
+            count::<A>(addr_of_mut!((*v).packets[dir]), 1);
+            count::<A>(addr_of_mut!((*v).bytes[dir]), len);
+        }
+    }
+}
+
+/// The DNS name check of a query of direction `dir` its flow's verdict passed, which counts
+/// it unless the main program has (`counted`: a new flow's first packet; see [`judge`]): a
+/// blocked name's drop first, then the packet, as `judge` counts a blocked flow's packet.
+/// One call site, after the flow path: the name walk is the costliest code for the
+/// verifier to prove.
+#[inline(always)]
+pub fn judge_dns(ctx: &XdpContext, p: &Packet, dir: usize, counted: bool) -> u32 {
     let Some(rule) = dns::blocked_query(ctx, p.dns_off) else {
+        if !counted {
+            if let Some(v) = lookup(&p.key) {
+                // SAFETY: as in `update`.
+                unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
+            }
+        }
         return xdp_action::XDP_PASS;
     };
     lists::hit(rule);
     let refused = refuse::dns(ctx, p, rule);
     match lookup(&p.key) {
-        Some(v) => {
+        // SAFETY: as in `update`.
+        Some(v) => unsafe {
             if refused {
-                // SAFETY: as in `update`.
-                unsafe { set_flags(v, flow_flags::REFUSED) };
+                set_flags(v, flow_flags::REFUSED);
             }
-            drop_packet::<{ ablate::PRODUCTION }>(&p.key, v, rule, Counter::DroppedByDomain)
-        }
+            let first = count_drop::<{ ablate::PRODUCTION }>(v);
+            if !counted {
+                count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len);
+            }
+            announce_drop(&p.key, v, rule, Counter::DroppedByDomain, first);
+        },
         None => stats::bump(Counter::DroppedByDomain),
     }
     if refused {
@@ -369,14 +401,6 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet) -> u32 {
     } else {
         xdp_action::XDP_DROP
     }
-}
-
-/// Counts a dropped packet on its flow; the flow's first drop is announced with its rule.
-#[inline(always)]
-fn drop_packet<const A: u32>(key: &FlowKey, v: Entry, rule: u32, counter: Counter) {
-    // SAFETY: as in `update`.
-    let first = unsafe { count_drop::<A>(v) };
-    announce_drop(key, v, rule, counter, first);
 }
 
 /// Counts a drop on the entry; true if it is the flow's first.
@@ -529,6 +553,10 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
         };
         (action, payload::handover(DIR_ORIG, copy))
     } else {
-        (xdp_action::XDP_PASS, payload::handover(DIR_ORIG, copy))
+        // A query's packet is in the entry already (see `judge`).
+        (
+            xdp_action::XDP_PASS,
+            payload::handover(DIR_ORIG, copy) | payload::COUNTED,
+        )
     }
 }

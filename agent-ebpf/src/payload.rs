@@ -13,10 +13,13 @@
 //! query (whose name check lives there too). The verifier checks it on its own: the main
 //! program, every parser branch times every flow-table branch, is close to the verifier's
 //! limit of a million instructions by itself. The slow path parses the packet again, copies
-//! the payload into a ring record ([`events::payload`]), then runs the DNS name check.
+//! the payload into a ring record ([`events::payload`]), then runs the DNS name check, which
+//! also counts the query in its flow (the main program leaves a query its flow passes
+//! uncounted, so a copy of the entry never holds it passed before its name drops it).
 //! Nothing here changes the verdict of a packet that is not a blocked DNS query (which is
 //! still copied first, within its budget, so its record can name it); a failed tail call or
-//! copy is counted ([`Counter::LostPayload`]) and the packet passes.
+//! copy is counted ([`Counter::LostPayload`]) and the packet passes (a query then
+//! uncounted in its flow).
 
 use agent_common::{
     payload::{payload_flags, PortBudget, STREAM_BYTES, UNLIMITED},
@@ -64,6 +67,9 @@ pub struct Handover {
 const COPY: u8 = 1;
 /// [`handover`] bit: the packet goes in the flow's responder direction (its key was reversed).
 const RESPONDER: u8 = 2;
+/// Hand-over bit: the main program counted the packet in its flow (a new flow's first), so
+/// the name check of a query that passes counts only its drop.
+pub const COUNTED: u8 = 4;
 
 /// The hand-over bits of a packet of direction `dir`, with a copy due or not.
 #[inline(always)]
@@ -152,7 +158,8 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
         p.tcp_flags = addr_of_mut!((*slot).tcp_flags).read_volatile() as u8;
         addr_of_mut!((*slot).bits).read_volatile() as u8
     };
-    // What the parser wrote; bounds the verifier needs to see again.
+    // What the parser wrote; bounds the verifier needs to see again. (None of these early
+    // returns happens to the packet the main program parsed, so no query goes uncounted.)
     if p.l4_off > parse::MAX_L4_OFFSET || p.dns_off > parse::MAX_L4_OFFSET + 64 {
         return xdp_action::XDP_PASS;
     }
@@ -169,7 +176,7 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
         copy(ctx, &p, dir);
     }
     if p.dns_off != 0 {
-        return flow::judge_dns(ctx, &p);
+        return flow::judge_dns(ctx, &p, dir, bits & COUNTED != 0);
     }
     xdp_action::XDP_PASS
 }

@@ -365,4 +365,19 @@ fn the_main_program_keeps_the_verifiers_budget_free() {
         verified < 850_000,
         "the verifier walked {verified} instructions of the main program: move work to the slow path (payload.rs)"
     );
+    // The slow path, loaded with it (the newest of that name: the object is the same).
+    let slow = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|i| i.name_as_str() == Some("xdp_audit_paylo"))
+        .max_by_key(|i| i.id())
+        .expect("the slow path is loaded");
+    let verified = slow
+        .verified_instruction_count()
+        .expect("verified instructions");
+    eprintln!("the verifier walked {verified} instructions of the slow path");
+    assert!(
+        verified < 850_000,
+        "the verifier walked {verified} instructions of the slow path"
+    );
+    drop(p);
 }
