@@ -185,20 +185,26 @@ fn migrate(
     old_ledger: Option<&Ledger>,
     ledger: Option<&mut Ledger>,
 ) -> Result<HashMap<FlowKey, FlowValue>, StartError> {
+    let written: HashMap<FlowKey, Reported> = old_ledger
+        .map(|l| l.entries())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut copied = HashMap::with_capacity(entries.len());
     for (k, v) in entries {
-        let inserted = table.insert(k, v).map_err(|e| StartError::Program {
+        let v = settled(v, written.get(k).unwrap_or(&Reported::default()));
+        let inserted = table.insert(k, &v).map_err(|e| StartError::Program {
             what: "copying the flows into the new flow table".into(),
             cause: e.to_string(),
         })?;
         if inserted {
-            copied.insert(*k, *v);
+            copied.insert(*k, v);
         }
     }
-    if let (Some(old), Some(new)) = (old_ledger, ledger) {
-        for (k, r) in old.entries() {
-            if copied.contains_key(&k) {
-                new.set(&k, &r);
+    if let Some(new) = ledger {
+        for (k, r) in &written {
+            if copied.contains_key(k) {
+                new.set(k, r);
             }
         }
         // No record to wait for: what the old ledger held goes into the new one now, before
@@ -206,6 +212,19 @@ fn migrate(
         new.commit();
     }
     Ok(copied)
+}
+
+/// The copy of `v`, a flow whose records carried `written`, without a drop its packets do
+/// not cover: the program counts a dropped packet's drop before the packet, so a read made
+/// in between holds the drop alone (see `Reported::covering`). The packet, counted in the
+/// old table after the read, then goes with its drop in the flow's interim record
+/// ([`retire`]), instead of a blocked packet recorded as passed there and its drop held
+/// twice.
+fn settled(v: &FlowValue, written: &Reported) -> FlowValue {
+    FlowValue {
+        drops: v.drops.min(written.covering(v).drops),
+        ..*v
+    }
 }
 
 /// Swaps a program with new maps in for the running one (see the module documentation).
@@ -431,4 +450,57 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
         flows,
         pins: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A blocked flow read between its third packet's drop and its count: the copy keeps two
+    /// drops, and the third goes with the packet the old table counts after the read.
+    #[test]
+    fn a_drop_read_before_its_packet_is_left_to_the_interim_record() {
+        let v = FlowValue {
+            first_seen_ns: 1,
+            last_seen_ns: 2,
+            end_seen_ns: 0,
+            packets: [2, 0],
+            bytes: [120, 0],
+            drops: 3,
+            src_mac: [0; 6],
+            dst_mac: [0; 6],
+            tcp_flags: [0; 2],
+            flags: 0,
+            verdict: agent_common::verdict::DROP,
+            verdict_gen: 1,
+            rule: 7,
+            isn: 0,
+            snippets_left: [0; 2],
+            last_tick: 0,
+        };
+        let c = settled(&v, &Reported::default());
+        assert_eq!((c.packets, c.drops), ([2, 0], 2));
+        // What the old table holds at the swap, less the copy: the packet and its drop.
+        let last = FlowValue {
+            packets: [3, 0],
+            bytes: [180, 0],
+            ..v
+        };
+        let after = Reported::of(&c);
+        assert_eq!(
+            (last.packets[0] - after.packets[0], last.drops - after.drops),
+            (1, 1)
+        );
+        // Records already carried the first packet and its drop: two new packets cover two.
+        let written = Reported {
+            packets: [1, 0],
+            bytes: [60, 0],
+            drops: 1,
+            last_seen_ns: 0,
+        };
+        assert_eq!(settled(&v, &written).drops, 2);
+        // A copy that is not torn is copied whole.
+        let whole = FlowValue { drops: 2, ..v };
+        assert_eq!(settled(&whole, &written), whole);
+    }
 }
