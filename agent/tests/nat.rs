@@ -213,6 +213,29 @@ fn connect_from(src: SocketAddr, dst: SocketAddr) -> std::io::Result<TcpStream> 
     Ok(s.into())
 }
 
+/// Prints what the namespaces' counters, conntrack and neighbours say, for a failure's log:
+/// a lost datagram shows where it went.
+fn dump_lab_state(lab: &Lab) {
+    for ns in [&lab.client, &lab.gateway, &lab.internet] {
+        for c in [
+            &["nstat", "-az"][..],
+            &["conntrack", "-S"],
+            &["conntrack", "-L", "-p", "udp"],
+            &["ip", "-s", "link"],
+            &["ip", "neigh"],
+        ] {
+            if let Ok(o) = lab.cmd(ns, c[0]).args(&c[1..]).output() {
+                eprintln!(
+                    "{ns} {}:\n{}{}",
+                    c.join(" "),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+    }
+}
+
 /// Runs `f` in namespace `ns` on a background thread.
 fn in_ns_bg<T: Send + 'static>(
     ns: &str,
@@ -250,7 +273,9 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
     const PAIRS: u16 = 50;
     let n_tcp = usize::from(PAIRS) * 2;
     let server = SocketAddr::new(v4(lab::SERVER_V4), TCP_PORT);
+    // Each server says when it is bound: a datagram sent before is refused (`UdpNoPorts`).
     let (bound_tx, bound) = std::sync::mpsc::channel();
+    let udp_bound_tx = bound_tx.clone();
     let tcp_server = in_ns_bg(&lab.internet, move || {
         let l = TcpListener::bind(server)?;
         bound_tx.send(())?;
@@ -275,6 +300,7 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
     let n_udp = 20;
     let udp_server = in_ns_bg(&lab.internet, move || {
         let s = UdpSocket::bind(udp_addr)?;
+        udp_bound_tx.send(())?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut peers = Vec::new();
         let mut b = [0u8; 16];
@@ -285,9 +311,11 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
         }
         Ok(peers)
     });
-    bound
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("TCP server in the internet namespace never bound: {e}"));
+    for _ in 0..2 {
+        bound
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("a server in the internet namespace never bound: {e}"));
+    }
 
     // 100 concurrent TCP connections: both client addresses use the same 50 source ports,
     // so masquerade must move one of each pair to another outside port.
@@ -316,13 +344,18 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
                 s.set_read_timeout(Some(Duration::from_secs(10)))?;
                 s.send_to(b"ping", udp_addr)?;
                 let mut b = [0u8; 8];
-                s.recv_from(&mut b)?;
+                s.recv_from(&mut b).map_err(|e| {
+                    anyhow::anyhow!("no pong for UDP ping {i} from {:?}: {e}", s.local_addr())
+                })?;
                 Ok(s.local_addr()?)
             })
             .collect::<anyhow::Result<_>>()?;
         Ok((open, udp))
     })
-    .unwrap_or_else(|e| panic!("client traffic: {e:#}"));
+    .unwrap_or_else(|e| {
+        dump_lab_state(&lab);
+        panic!("client traffic: {e:#}")
+    });
     let (open, udp_clients) = clients;
     let tcp_peers = tcp_server
         .join()
