@@ -495,8 +495,9 @@ pub enum Counter {
     PayloadCopied,
     /// A payload event could not be reserved in the ring buffer, the copy failed, or the
     /// slow path could not be reached: the packet passed as always, its bytes did not reach
-    /// the agent (nor, for a DNS query of an existing flow, its count: the slow path counts
-    /// those once their name is judged).
+    /// the agent (and where the slow path could not be reached, a DNS query of an existing
+    /// flow is not counted in its flow either: the slow path counts those once their name is
+    /// judged).
     LostPayload,
     /// A blocked DNS query answered NXDOMAIN from XDP (also counted in `dropped_by_domain`:
     /// it never reached its server).

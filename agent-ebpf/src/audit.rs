@@ -1,6 +1,7 @@
 //! The per-packet path of the main program, top to bottom: `parse` the headers into a
 //! [`Packet`](crate::parse::Packet), bump one `stats` outcome counter, account it in the
-//! `flow` table, and hand what passes and needs it to the `payload` slow path. Generic over
+//! `flow` table (a DNS query of an existing flow that passes is counted by the slow path,
+//! once its name is judged), and hand what passes and needs it to the `payload` slow path. Generic over
 //! the [`ablate`](crate::ablate) mask so the benchmark can measure each cost; the attached
 //! program is [`ablate::PRODUCTION`](crate::ablate::PRODUCTION).
 

@@ -164,10 +164,11 @@ unsafe fn count<const A: u32>(counter: *mut u64, n: u64) {
     }
 }
 
-/// Counts one packet in its flow (creating the flow on its first packet) and returns the
-/// XDP action of the flow's cached list verdict, and the packet's [`payload::handover`] bits
-/// (its direction, and whether its flow's payload budget grants it a copy). `p.key` is left
-/// in the flow's orientation.
+/// Counts one packet in its flow (creating the flow on its first packet; a DNS query of an
+/// existing flow that passes is left to the slow path to count, see [`judge`]) and returns
+/// the XDP action of the flow's cached list verdict, and the packet's [`payload::handover`]
+/// bits (its direction, whether its flow's payload budget grants it a copy, and whether it
+/// was counted where a new flow was made). `p.key` is left in the flow's orientation.
 #[inline(always)]
 pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
     let gen = if has(A, ablate::NO_GENERATION) {
@@ -196,7 +197,8 @@ pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
     create::<A>(ctx, p, gen)
 }
 
-/// Counts a packet of direction `dir` in the entry `v` of `p.key` (in the flow's orientation).
+/// Counts a packet of direction `dir` in the entry `v` of `p.key` (in the flow's orientation),
+/// but a DNS query its flow passes (see [`judge`]).
 #[inline(always)]
 fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForce) -> (u32, u8) {
     let mut copy = payload::handover(dir, false);
@@ -321,9 +323,10 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 /// once sat between the two). What a packet adds after the sweeper's take of an idle flow
 /// is lost with the deleted entry. A DNS `query` its flow passes is not counted here: its
 /// name may still drop it, so the slow path counts it once the name is judged
-/// ([`judge_dns`]); if the tail call fails (counted), it passes uncounted in its flow. (A
-/// new flow's first query is in the entry it creates: no record is written of a flow so
-/// young but a stopping agent's, and its name's drop follows within the same run.) The
+/// ([`judge_dns`]); if the tail call fails (counted), it passes uncounted in its flow. A new
+/// flow's first query is in the entry it creates (its drop, if its name is blocked, comes
+/// after it): no record is written of a flow so young but a stopping agent's slice, and the
+/// copy of an upgrade that moves the flows to new tables. The
 /// order holds for a reader where the kernel's copy reads forward and atomic adds are seen
 /// in program order (x86, whose atomic adds are locked); arm64's relaxed adds may show the
 /// two in either order.
@@ -364,15 +367,15 @@ unsafe fn count_packet<const A: u32>(v: Entry, dir: usize, len: u64) {
     }
 }
 
-/// The DNS name check of a query of direction `dir` its flow's verdict passed, which counts
-/// it unless the main program has (`counted`: a new flow's first packet; see [`judge`]): a
-/// blocked name's drop first, then the packet, as `judge` counts a blocked flow's packet.
-/// One call site, after the flow path: the name walk is the costliest code for the
-/// verifier to prove.
+/// The DNS name check of a query of direction `dir` its flow's verdict passed, which also
+/// counts the query if the main program left it `uncounted` (see [`judge`]): a blocked
+/// name's drop first, then the packet, as `judge` counts a blocked flow's packet. One call
+/// site, after the flow path: the name walk is the costliest code for the verifier to
+/// prove.
 #[inline(always)]
-pub fn judge_dns(ctx: &XdpContext, p: &Packet, dir: usize, counted: bool) -> u32 {
+pub fn judge_dns(ctx: &XdpContext, p: &Packet, dir: usize, uncounted: bool) -> u32 {
     let Some(rule) = dns::blocked_query(ctx, p.dns_off) else {
-        if !counted {
+        if uncounted {
             if let Some(v) = lookup(&p.key) {
                 // SAFETY: as in `update`.
                 unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
@@ -389,7 +392,7 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet, dir: usize, counted: bool) -> u32
                 set_flags(v, flow_flags::REFUSED);
             }
             let first = count_drop::<{ ablate::PRODUCTION }>(v);
-            if !counted {
+            if uncounted {
                 count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len);
             }
             announce_drop(&p.key, v, rule, Counter::DroppedByDomain, first);

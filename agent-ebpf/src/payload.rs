@@ -67,9 +67,15 @@ pub struct Handover {
 const COPY: u8 = 1;
 /// [`handover`] bit: the packet goes in the flow's responder direction (its key was reversed).
 const RESPONDER: u8 = 2;
-/// Hand-over bit: the main program counted the packet in its flow (a new flow's first), so
-/// the name check of a query that passes counts only its drop.
+/// Hand-over bit: the main program counted the packet in its flow (a new flow's first).
 pub const COUNTED: u8 = 4;
+/// Set beside the bits in the slot by every hand-over of this build: its main program leaves
+/// a DNS query its flow passes to the name check to count, unless it says [`COUNTED`]. An
+/// older build's main program, which counted every query itself and can reach a newer slow
+/// path while a start swaps them, does not set it. (Set once in [`hand_over`]: a branch on
+/// the query in the flow path cost the verifier 42,000 instructions, the bit in every
+/// [`handover`] 18,000.)
+const LEAVES_QUERIES: u32 = 1 << 8;
 
 /// The hand-over bits of a packet of direction `dir`, with a copy due or not.
 #[inline(always)]
@@ -124,14 +130,14 @@ pub fn copy_due(bits: u8) -> bool {
 pub fn hand_over(ctx: &XdpContext, bits: u8) {
     if let Some(slot) = HANDOVER.get_ptr_mut(0) {
         // SAFETY: this CPU's slot, valid for the run.
-        unsafe { (*slot).bits = u32::from(bits) };
+        unsafe { (*slot).bits = LEAVES_QUERIES | u32::from(bits) };
         // SAFETY: `ctx` is this program's context, as the helper needs.
         unsafe { SLOW_PATH.tail_call(ctx, 0) };
     }
     stats::bump(Counter::LostPayload);
 }
 
-/// The slow path: the DNS name check of a query, then the payload copy if one is due.
+/// The slow path: the payload copy if one is due, then the DNS name check of a query.
 #[inline(always)]
 pub fn slow_path(ctx: &XdpContext) -> u32 {
     let Ok(mut p) = parse::parse(ctx) else {
@@ -156,8 +162,10 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
         p.l4_off = addr_of_mut!((*slot).l4_off).read_volatile() as usize;
         p.ip_end = addr_of_mut!((*slot).ip_end).read_volatile() as usize;
         p.tcp_flags = addr_of_mut!((*slot).tcp_flags).read_volatile() as u8;
-        addr_of_mut!((*slot).bits).read_volatile() as u8
+        addr_of_mut!((*slot).bits).read_volatile()
     };
+    let uncounted = bits & LEAVES_QUERIES != 0 && bits as u8 & COUNTED == 0;
+    let bits = bits as u8;
     // What the parser wrote; bounds the verifier needs to see again. (None of these early
     // returns happens to the packet the main program parsed, so no query goes uncounted.)
     if p.l4_off > parse::MAX_L4_OFFSET || p.dns_off > parse::MAX_L4_OFFSET + 64 {
@@ -176,7 +184,7 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
         copy(ctx, &p, dir);
     }
     if p.dns_off != 0 {
-        return flow::judge_dns(ctx, &p, dir, bits & COUNTED != 0);
+        return flow::judge_dns(ctx, &p, dir, uncounted);
     }
     xdp_action::XDP_PASS
 }
