@@ -806,12 +806,15 @@ fn the_enrich_stage_joins_flows_and_records_unjoined_sessions_from_real_conntrac
     let server = in_ns_bg(&lab.internet, move || {
         let s = UdpSocket::bind(udp_addr)?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        let mut peers = Vec::new();
+        let mut peers: Vec<(u8, SocketAddr)> = Vec::new();
         let mut b = [0u8; 16];
+        // Until both clients are heard: a client whose echo came late sends again.
         while peers.len() < 2 {
             let (n, peer) = s.recv_from(&mut b)?;
             s.send_to(&b[..n], peer)?;
-            peers.push((b[0], peer));
+            if !peers.iter().any(|(t, _)| *t == b[0]) {
+                peers.push((b[0], peer));
+            }
         }
         Ok(peers)
     });
@@ -820,7 +823,7 @@ fn the_enrich_stage_joins_flows_and_records_unjoined_sessions_from_real_conntrac
         for (tag, src) in [(b'1', lab::CLIENT_V4), (b'2', CLIENT2_V4)] {
             let s = UdpSocket::bind((src, 43000))?;
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            // Retried: the server thread may not have bound yet.
+            // Retried: the server thread may not have bound yet, or its echo may come late.
             let mut b = [0u8; 4];
             let mut got = false;
             for _ in 0..50 {
