@@ -106,9 +106,12 @@ impl Sweeper {
     }
 
     /// Takes the flows [`Sweeper::end`] wrote out of the table at kernel time `now`, after
-    /// settling their records. What a flow counted after the walk read it (a packet in
-    /// between) is written as a second last record, with the same reason; true if one was,
-    /// and the caller settles at once: the kernel no longer holds it. The ledger forgets the
+    /// settling their records. A flow that counted a packet since the walk read it is left
+    /// in the table, open, for a later sweep to write what it counted since (taken, that
+    /// record would sit in this process until the next settle, and a kill meanwhile would
+    /// lose it with the entry). What a flow counts between that read and its take is written
+    /// as a second last record, with the same reason; true if one was, and the caller
+    /// settles at once: the kernel no longer holds it. The ledger forgets the
     /// flows at the next settle (one with drops when it is forgotten here, see
     /// `Tracked::in_ledger`), so a kill before that leaves the next agent ledger entries
     /// without a flow, which it drops at its first sweep.
@@ -126,6 +129,11 @@ impl Sweeper {
         let mut ending = std::mem::take(&mut self.ending);
         let mut wrote = false;
         for e in ending.drain(..) {
+            if table.get(&e.key)?.is_some_and(|v| {
+                v.first_seen_ns == e.first_seen_ns && v.packets != e.written.packets
+            }) {
+                continue; // it goes on: tracked open, its records in the file and the ledger
+            }
             // None: the LRU evicted it since the walk; its record is written all the same.
             let last = table.take(&e.key)?;
             wrote |= self.finish(e, last, false, now, sink, names);
