@@ -5,6 +5,7 @@
 
 pub mod newflows;
 pub mod prog;
+pub mod sweep;
 pub mod wait;
 
 /// Client and server MACs used in crafted frames.

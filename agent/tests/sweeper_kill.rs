@@ -1,0 +1,277 @@
+//! A kill at any moment of a sweep, and the next agent adopting the pinned table and ledger:
+//! every packet is written once, neither lost with the killed agent's buffer nor written
+//! again by the next agent. The kill is a sink that dies at its n-th call, for each n in
+//! turn. Needs root.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::prog::ledger;
+use common::sweep::{blocking, drain, flows_fd, load, run, sweeper, Memory, S};
+use common::{tcp, v4, Spec};
+use xdp_audit::clock::WallClock;
+use xdp_audit::flowtable::FlowTable;
+use xdp_audit::loader::Loaded;
+use xdp_audit::reader::Event;
+use xdp_audit::record::FlowRecord;
+use xdp_audit::sink::{RecordSink, SinkError};
+use xdp_audit::sweeper::ledger::Ledger;
+use xdp_audit::sweeper::{Sweeper, Timeouts};
+
+/// A sink that dies at its `kill_at`-th write or flush, as a killed agent would: what it
+/// flushed before is in the "file", what it held is gone. A flush dies before its write.
+#[derive(Default)]
+struct Killable {
+    file: Vec<FlowRecord>,
+    held: Vec<FlowRecord>,
+    calls: usize,
+    kill_at: usize,
+    /// Run at the first flush, before it writes (a packet arriving in the middle of a sweep).
+    at_first_flush: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Killable {
+    fn step(&mut self) {
+        self.calls += 1;
+        if self.calls == self.kill_at {
+            panic!("simulated kill at sink call {}", self.calls);
+        }
+    }
+}
+
+impl RecordSink for Killable {
+    fn write(&mut self, r: &FlowRecord) -> Result<(), SinkError> {
+        self.step();
+        self.held.push(r.clone());
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.step();
+        if let Some(hook) = self.at_first_flush.take() {
+            hook();
+        }
+        self.file.append(&mut self.held);
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Runs `round(kill_at)` with a kill at each sink call of a first agent's sweep in turn, then
+/// once past the last (no kill); `round` says how many calls the sweep made when no kill came.
+/// Returns the rounds run.
+fn at_each_sink_call(mut round: impl FnMut(usize) -> Option<usize>) -> usize {
+    let mut calls = None;
+    let mut kill_at = 1;
+    while calls.is_none_or(|n| kill_at <= n + 1) {
+        if let Some(n) = round(kill_at) {
+            calls = Some(n);
+        }
+        kill_at += 1;
+    }
+    kill_at - 1
+}
+
+/// `first`'s sweep at kernel time `idle` and the records stage's settle after it, with a sink
+/// that dies at its `kill_at`-th call: the sink, and how many calls it took if no kill came.
+fn sweep_killed(
+    mut first: Sweeper,
+    table: FlowTable<'_>,
+    idle: u64,
+    kill_at: usize,
+) -> (Killable, Option<usize>) {
+    let mut sink = Killable {
+        kill_at,
+        ..Killable::default()
+    };
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        first.sweep(table, &mut sink, &(), idle).expect("sweep");
+        first.settle(&mut sink);
+    }))
+    .is_err();
+    let calls = (!killed).then_some(sink.calls);
+    (sink, calls)
+}
+
+/// Packets per source port in what a killed agent's file and the next agent's sink hold.
+fn packets_by_port(killed: &Killable, next: &Memory) -> HashMap<u16, u64> {
+    let mut packets = HashMap::new();
+    for r in killed.file.iter().chain(&next.0) {
+        *packets.entry(r.src_port).or_default() += r.packets;
+    }
+    packets
+}
+
+/// An agent killed at any moment of a sweep that ends flows, and the next one adopting the
+/// table and the ledger: every packet is written once. Before, a flow taken out of the table
+/// whose last record was still in the agent's buffer was lost with the kill.
+#[test]
+fn a_kill_at_any_moment_of_a_sweep_neither_loses_nor_repeats_an_ended_flow() {
+    const FLOWS: u16 = 6;
+    let t = Timeouts::default();
+    let (c, srv) = (v4(10, 7, 0, 1), v4(10, 7, 0, 2));
+    let mut l = load(1024, 1 << 16);
+    let rounds = at_each_sink_call(|kill_at| {
+        let base = 5000 + 100 * kill_at as u16;
+        let (ledger, pin) = ledger();
+        let mut first = sweeper(t);
+        first.adopt(ledger);
+        for port in 0..FLOWS {
+            let f = Spec::udp4(c, base + port, srv, 53).payload(20).build();
+            run(&mut l, &f);
+            run(&mut l, &f);
+        }
+        drain(&mut l, &mut first);
+        let fd = flows_fd(&l);
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        let (sink, calls) = sweep_killed(first, fd.table(), idle, kill_at);
+        let mut next = sweeper(t);
+        next.adopt(Ledger::new(pin).expect("ledger"));
+        let mut after = Memory::default();
+        next.sweep(fd.table(), &mut after, &(), idle)
+            .expect("sweep");
+        let want: HashMap<u16, u64> = (0..FLOWS).map(|p| (base + p, 2)).collect();
+        assert_eq!(
+            packets_by_port(&sink, &after),
+            want,
+            "killed at sink call {kill_at}: each flow's two packets once"
+        );
+        assert!(
+            fd.table().keys().expect("keys").is_empty(),
+            "every flow ended"
+        );
+        calls
+    });
+    assert!(
+        rounds > FLOWS as usize + 2,
+        "kills landed in the writes and the flushes: {rounds}"
+    );
+}
+
+/// The program, shared with a sink's hook (a kill never lands while the hook holds it: the
+/// sink dies before its hook runs).
+fn lock(l: &std::sync::Mutex<Loaded>) -> std::sync::MutexGuard<'_, Loaded> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A packet that lands between the walk's read of an ended flow and its take (here at the
+/// flush before the take), and an agent killed at any moment of that sweep: the flow stays
+/// in the table, and each packet is written once, by the agent or by the next one. Before,
+/// the flow was taken with the packet, whose record sat in the agent until the next settle:
+/// a kill at its write lost it (a chaos run lost a datagram so).
+#[test]
+fn a_packet_between_the_walk_and_the_take_is_written_once_whenever_the_agent_is_killed() {
+    let t = Timeouts::default();
+    let l = std::sync::Arc::new(std::sync::Mutex::new(load(1024, 1 << 16)));
+    let fd = flows_fd(&lock(&l));
+    let rounds = at_each_sink_call(|kill_at| {
+        let port = 6000 + kill_at as u16;
+        let f = Spec::udp4(v4(10, 7, 1, 1), port, v4(10, 7, 1, 2), 53)
+            .payload(20)
+            .build();
+        let (ledger, pin) = ledger();
+        let mut first = sweeper(t);
+        first.adopt(ledger);
+        run(&mut lock(&l), &f);
+        drain(&mut lock(&l), &mut first);
+        let late = l.clone();
+        let mut sink = Killable {
+            kill_at,
+            at_first_flush: Some(Box::new(move || run(&mut lock(&late), &f))),
+            ..Killable::default()
+        };
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            first
+                .sweep(fd.table(), &mut sink, &(), idle)
+                .expect("sweep");
+            first.settle(&mut sink);
+        }))
+        .is_err();
+        let sent = if sink.at_first_flush.is_none() { 2 } else { 1 };
+        let mut next = sweeper(t);
+        next.adopt(Ledger::new(pin).expect("ledger"));
+        let mut after = Memory::default();
+        next.sweep(fd.table(), &mut after, &(), idle)
+            .expect("sweep");
+        assert_eq!(
+            packets_by_port(&sink, &after),
+            HashMap::from([(port, sent)]),
+            "killed at sink call {kill_at}: each packet once"
+        );
+        assert!(
+            fd.table().keys().expect("keys").is_empty(),
+            "the flow ended"
+        );
+        (!killed).then_some(sink.calls)
+    });
+    assert!(
+        rounds >= 3,
+        "kills landed in the writes and the flushes: {rounds}"
+    );
+}
+
+/// Blocked flows whose first drops' events are still in the ring when a sweep ends them, and
+/// an agent killed at any moment of that sweep or after it, before the drain: the next agent
+/// drains the events and sweeps, and each packet is written once. Before, a kill after the
+/// ledger forgot the flows made the next agent take each event for a new flow's and write
+/// its packet again.
+#[test]
+fn a_kill_before_an_ended_flows_first_drop_is_drained_repeats_no_packet() {
+    const FLOWS: u16 = 3;
+    let (mut prog, _lists) = blocking("killdrop");
+    let t = Timeouts::default();
+    let fd = flows_fd(&prog.loaded);
+    let rounds = at_each_sink_call(|kill_at| {
+        let base = 7000 + 100 * kill_at as u16;
+        let (ledger, pin) = ledger();
+        let mut first = sweeper(t);
+        first.adopt(ledger);
+        for port in 0..FLOWS {
+            let syn = Spec::tcp4(
+                v4(10, 6, 1, 1),
+                base + port,
+                v4(203, 0, 113, 9),
+                443,
+                tcp::SYN,
+            );
+            assert_eq!(prog.run(&syn.build()), 1, "the SYN is dropped");
+        }
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        let (sink, calls) = sweep_killed(first, fd.table(), idle, kill_at);
+        let mut next = sweeper(t);
+        next.adopt(Ledger::new(pin).expect("ledger"));
+        let mut after = Memory::default();
+        let events = prog.events();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::FlowDrop(..)))
+                .count(),
+            usize::from(FLOWS),
+            "premise: the first drops' events were still in the ring"
+        );
+        for ev in events {
+            next.on_event(ev, &mut after, &());
+        }
+        next.sweep(fd.table(), &mut after, &(), idle)
+            .expect("sweep");
+        let want: HashMap<u16, u64> = (0..FLOWS).map(|p| (base + p, 1)).collect();
+        assert_eq!(
+            packets_by_port(&sink, &after),
+            want,
+            "killed at sink call {kill_at}: each SYN once"
+        );
+        assert!(
+            fd.table().keys().expect("keys").is_empty(),
+            "every flow ended"
+        );
+        calls
+    });
+    assert!(
+        rounds > usize::from(FLOWS) + 2,
+        "kills landed in the writes and the flushes: {rounds}"
+    );
+}
