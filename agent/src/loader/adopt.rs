@@ -456,7 +456,7 @@ pub(super) fn reconcile(
     let running_id = prog_id(running)?;
     let mut out = Vec::new();
     for t in &spec.interfaces {
-        let old = state.interfaces.iter().find(|i| i.name == t.name);
+        let listed = state.interfaces.iter().find(|i| i.name == t.name);
         let attached = query(t)?;
         // The program a swap that died half-way left on this interface: it is replaced like
         // the running one.
@@ -470,6 +470,20 @@ pub(super) fn reconcile(
                 stale = Some(old);
             }
         }
+        // An interface an earlier start attached (the link pinned, or attached through
+        // netlink) and was killed before noting beside the pins: the attachment holds one of
+        // this instance's programs (any other was refused as busy above), so it is taken over
+        // as a noted one, else every start would find the interface busy until `detach`.
+        let unlisted = match (listed, attached) {
+            (None, Some(a)) => Some(PinnedIface {
+                name: t.name.clone(),
+                ifindex: t.ifindex,
+                mode: a.mode.unwrap_or(spec.mode),
+                link: spec.pins.link(&t.name).exists(),
+            }),
+            _ => None,
+        };
+        let old = listed.or(unlisted.as_ref());
         let iface = match (old, attached) {
             (Some(o), Some(a)) if o.ifindex == t.ifindex && mode_fits(spec.mode, a.mode) => {
                 match (new.as_deref_mut(), &stale) {
@@ -641,6 +655,7 @@ fn attach_new(
             false
         }
     };
+    recover::crash_point("attached");
     Ok(PinnedIface {
         name: t.name.clone(),
         ifindex: t.ifindex,
