@@ -145,9 +145,9 @@ fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next
 }
 
 /// A start that adds an interface to the configuration, killed after attaching it and pinning
-/// its link but before noting it beside the pins: the next start takes that attachment over
-/// (it holds the instance's own program) instead of finding the interface busy at every start
-/// until `detach`.
+/// its link but before noting it beside the pins: a next start that no longer configures it
+/// detaches it, and one that does takes the attachment over (it holds the instance's own
+/// program) instead of finding the interface busy at every start until `detach`.
 #[test]
 fn a_start_killed_after_attaching_a_newly_configured_interface_leaves_the_next_start_able_to_run() {
     let s = Setup::new("addk");
@@ -156,7 +156,6 @@ fn a_start_killed_after_attaching_a_newly_configured_interface_leaves_the_next_s
     let prog = s.pinned();
     let wan = format!("{}:wan", lab::GW_WAN_IF);
     let two = ["--iface", wan.as_str()];
-    s.crash_at("attached", &two);
     let noted = |s: &Setup| {
         s.state()["interfaces"]
             .as_array()
@@ -164,15 +163,28 @@ fn a_start_killed_after_attaching_a_newly_configured_interface_leaves_the_next_s
             .iter()
             .any(|i| i["name"] == lab::GW_WAN_IF)
     };
-    assert!(
-        s.linked(lab::GW_WAN_IF) == prog && !noted(&s),
-        "the killed start attached {} with the instance's program {prog} and died before \
-         noting it: {}",
-        lab::GW_WAN_IF,
-        s.state()
-    );
+    let killed_after_attaching = || {
+        s.crash_at("attached", &two);
+        assert!(
+            s.linked(lab::GW_WAN_IF) == prog && !noted(&s),
+            "the killed start attached {} with the instance's program {prog} and died before \
+             noting it: {}",
+            lab::GW_WAN_IF,
+            s.state()
+        );
+    };
 
-    let mut third = s.agent(&two);
+    killed_after_attaching();
+    let mut lan_only = s.agent(&[]);
+    assert!(
+        !s.has_xdp_on(lab::GW_WAN_IF) && s.linked(lab::GW_LAN_IF) == prog,
+        "a start without {} detached it",
+        lab::GW_WAN_IF
+    );
+    assert_eq!(lan_only.stop().expect("SIGTERM"), 0);
+
+    killed_after_attaching();
+    let mut both = s.agent(&two);
     let pinned = s.pinned();
     assert!(
         pinned == prog && s.linked(lab::GW_LAN_IF) == prog && s.linked(lab::GW_WAN_IF) == prog,
@@ -184,7 +196,7 @@ fn a_start_killed_after_attaching_a_newly_configured_interface_leaves_the_next_s
         s.state()
     );
     assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
-    assert_eq!(third.stop().expect("SIGTERM"), 0);
+    assert_eq!(both.stop().expect("SIGTERM"), 0);
     let out = s.detach();
     assert!(
         out.status.success(),

@@ -535,6 +535,18 @@ pub(super) fn reconcile(
             remove_attachment(&spec.pins, o, ifindex, stale.as_ref().unwrap_or(running))?;
         }
     }
+    // The link of an interface a killed start attached before noting it, and no longer
+    // configured: removing the pin detaches it.
+    for path in spec.pins.contents()? {
+        let configured = spec
+            .interfaces
+            .iter()
+            .any(|t| spec.pins.link(&t.name) == path);
+        if pin::is_link_pin(&path) && !configured {
+            info!(pin = %path.display(), "a link no start noted, for an interface no longer configured: detaching");
+            remove_file(&path)?;
+        }
+    }
     Ok(out)
 }
 
