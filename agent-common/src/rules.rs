@@ -96,10 +96,15 @@ impl PortKey {
 /// its verdict under) and, in the high 32, [`empty`] bits for the tables the agent knows hold
 /// nothing, which the program skips: an allowlist nobody loaded costs a new flow one branch
 /// instead of three lookups that miss. Zero, the map's initial value (and what an older agent
-/// writes), skips nothing.
+/// writes), skips nothing. One bit says the opposite, [`empty::DOMAINS_BLOCKED`].
 pub mod empty {
     /// The allowlist holds no address, prefix or port rule (domains are checked apart).
     pub const ALLOW: u32 = 1;
+    /// The blocklist holds a domain: a DNS query whose name cannot be walked (compressed,
+    /// cut short by a fragment's end) is dropped, since its server would read a name no rule
+    /// judged. Clear (no domain blocked, or a program no agent gave lists yet), it passes,
+    /// counted.
+    pub const DOMAINS_BLOCKED: u32 = 2;
 
     /// The map value of `generation` (its low 32 bits) with `empty` bits.
     #[inline(always)]

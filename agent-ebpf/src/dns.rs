@@ -1,14 +1,16 @@
 //! DNS query names: the QNAME of a query to port 53 is walked label by label, each label
 //! hashed as [`agent_common::domain`] defines (keyed with the secret in `DOMAIN_KEY`), and
 //! every suffix of the name (`com`, `example.com`, `www.example.com`) looked up in the allow
-//! and block domain tables. An allowed suffix wins over a blocked one. Compressed or
-//! malformed names are passed and counted, never guessed at.
+//! and block domain tables. An allowed suffix wins over a blocked one. A name that cannot be
+//! walked (compressed, malformed, cut short) is counted, never guessed at, and dropped while
+//! a domain is blocked.
 
 use agent_common::{
     domain::{
         low_bytes, DomainKey, LabelHasher, LabelRing, SuffixHasher, MAX_DOMAIN_LABELS,
         MAX_LABEL_LEN,
     },
+    proto,
     rules::RuleId,
     Counter,
 };
@@ -21,7 +23,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::{parse::Header, stats};
+use crate::{
+    parse::{be16, Header, Packet},
+    stats,
+};
 
 /// Wire-format names are at most 255 bytes, terminator included.
 const MAX_NAME_WIRE: usize = 255;
@@ -59,21 +64,74 @@ static DNS_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "DOMAIN_KEY")]
 static DOMAIN_KEY: Array<DomainKey> = Array::with_max_entries(1, 0);
 
-/// The block rule a DNS query at `off` (the DNS header) falls under, if any.
+/// What the name check of a query to port 53 found.
+pub enum Query {
+    /// Nothing to judge (a response, no question, a segment without data) or a name no
+    /// rule blocks.
+    Pass,
+    /// A name the rule blocks.
+    Blocked(RuleId),
+    /// A query whose name cannot be read here: cut short (a UDP datagram longer than its
+    /// packet, a first fragment; a segment that ends inside it), compressed or malformed.
+    /// Counted in [`Counter::DnsNameUnparsed`]; the caller drops it while a domain is
+    /// blocked, since its server would read the name no rule judged.
+    Unwalked,
+}
+
+/// The name check of the query at `p.dns_off` (the DNS header).
 #[inline(always)]
-pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
-    let hdr = Header::<DNS_HEADER>::at(ctx, off)?;
+pub fn blocked_query(ctx: &XdpContext, p: &Packet) -> Query {
+    let off = p.dns_off;
+    // What the IP packet holds: Ethernet padding past it is no part of the query.
+    let frame = ctx.data_end() - ctx.data();
+    let end = if p.ip_end < frame { p.ip_end } else { frame };
+    if p.key.proto == proto::UDP {
+        let udp = match Header::<8>::at(ctx, p.l4_off) {
+            Some(udp) if p.l4_off + 8 <= end => udp,
+            _ => return unwalked(), // a tiny first fragment
+        };
+        if p.l4_off + be16(udp.get::<u16, 4>()) as usize > end {
+            return unwalked(); // the rest of the datagram is in later fragments
+        }
+        if off >= end {
+            return Query::Pass; // an empty datagram
+        }
+    } else if off - 2 >= end {
+        return Query::Pass; // a segment without data: the handshake, an ACK
+    }
+    if off + DNS_HEADER > end {
+        return unwalked();
+    }
+    let Some(hdr) = Header::<DNS_HEADER>::at(ctx, off) else {
+        return unwalked();
+    };
     let flags: u8 = hdr.get::<_, 2>();
     let qdcount = u16::from_be(hdr.get::<u16, 4>());
     if flags & 0x80 != 0 || qdcount == 0 {
-        return None; // a response, or no question
+        return Query::Pass; // a response, or no question
     }
+    match walk(ctx, off, end) {
+        Some(rule) => rule,
+        None => unwalked(),
+    }
+}
+
+/// [`Query::Unwalked`], counted.
+#[inline(always)]
+fn unwalked() -> Query {
+    stats::bump(Counter::DnsNameUnparsed);
+    Query::Unwalked
+}
+
+/// Walks the name after the header at `off`, within `end`: `None` if it cannot be walked.
+#[inline(always)]
+fn walk(ctx: &XdpContext, off: usize, end: usize) -> Option<Query> {
     let s = DNS_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot, valid for this run.
     let s = unsafe { &mut *s };
     s.key = *DOMAIN_KEY.get(0)?;
     let name_off = off + DNS_HEADER;
-    let avail = ctx.data_end().saturating_sub(ctx.data() + name_off);
+    let avail = end.saturating_sub(name_off);
     // Through black_box so the bounds check below stays next to the helper call, where the
     // verifier needs to see `len` in 1..=255.
     let len = core::hint::black_box(if avail < MAX_NAME_WIRE {
@@ -82,7 +140,6 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
         MAX_NAME_WIRE
     });
     if len == 0 || len > MAX_NAME_WIRE {
-        stats::bump(Counter::DnsNameUnparsed);
         return None;
     }
     s.ring.count = 0;
@@ -99,7 +156,6 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
         )
     };
     if copied != 0 {
-        stats::bump(Counter::DnsNameUnparsed);
         return None;
     }
     // bpf_loop: the verifier checks `walk_label` once, not once per label and caller state.
@@ -113,10 +169,12 @@ pub fn blocked_query(ctx: &XdpContext, off: usize) -> Option<RuleId> {
         )
     };
     if s.status != DONE {
-        stats::bump(Counter::DnsNameUnparsed);
         return None;
     }
-    match_suffixes(&s.key, &s.ring)
+    Some(match match_suffixes(&s.key, &s.ring) {
+        Some(rule) => Query::Blocked(rule),
+        None => Query::Pass,
+    })
 }
 
 /// The length of the QNAME [`blocked_query`] walked last on this CPU (its terminating zero

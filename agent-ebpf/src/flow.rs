@@ -31,8 +31,8 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use core::ptr::{addr_of, addr_of_mut};
 
 use agent_common::{
-    event_kind, family, flow_flags, verdict, Counter, FlowKey, FlowKey4, FlowValue, DIR_ORIG,
-    DIR_RESP, NO_RULE,
+    event_kind, family, flow_flags, rules::empty, verdict, Counter, FlowKey, FlowKey4, FlowValue,
+    DIR_ORIG, DIR_RESP, NO_RULE,
 };
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST},
@@ -374,17 +374,23 @@ unsafe fn count_packet<const A: u32>(v: Entry, dir: usize, len: u64) {
 /// prove.
 #[inline(always)]
 pub fn judge_dns(ctx: &XdpContext, p: &Packet, dir: usize, uncounted: bool) -> u32 {
-    let Some(rule) = dns::blocked_query(ctx, p.dns_off) else {
-        if uncounted {
-            if let Some(v) = lookup(&p.key) {
-                // SAFETY: as in `update`.
-                unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
+    let rule = match dns::blocked_query(ctx, p) {
+        dns::Query::Blocked(rule) => rule,
+        // Dropped while a domain is blocked: its server would read a name no rule judged
+        // (a fragment, a compressed name). Its drop record names no rule.
+        dns::Query::Unwalked if lists::in_force().empty & empty::DOMAINS_BLOCKED != 0 => NO_RULE,
+        _ => {
+            if uncounted {
+                if let Some(v) = lookup(&p.key) {
+                    // SAFETY: as in `update`.
+                    unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
+                }
             }
+            return xdp_action::XDP_PASS;
         }
-        return xdp_action::XDP_PASS;
     };
     lists::hit(rule);
-    let refused = refuse::dns(ctx, p, rule);
+    let refused = rule != NO_RULE && refuse::dns(ctx, p, rule);
     match lookup(&p.key) {
         // SAFETY: as in `update`.
         Some(v) => unsafe {

@@ -127,7 +127,7 @@ impl<const N: usize> Header<N> {
 }
 
 #[inline(always)]
-fn be16(raw: u16) -> u16 {
+pub(crate) fn be16(raw: u16) -> u16 {
     u16::from_be(raw)
 }
 
@@ -171,12 +171,14 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     };
     if let L4::At(l4_off) | L4::FirstFragment(l4_off) = l4 {
         if let Err(reason) = parse_l4(ctx, l4_off, &mut pkt) {
-            // A first fragment too short for its transport header (RFC 1858's tiny
-            // fragment) is still delivered once reassembled: it joins its later fragments'
-            // flow (ports 0), so its addresses are judged and it is counted.
             if !matches!(l4, L4::FirstFragment(_)) {
                 return Err(reason);
             }
+            // A first fragment too short for its transport header (RFC 1858's tiny
+            // fragment) is still delivered once reassembled. Its ports are there (a first
+            // fragment holds at least 8 bytes), so port rules judge it; without them it
+            // would pass a blocked port. Another protocol's joins its later fragments' flow
+            // (ports 0).
             pkt.outcome = reason;
             pkt.l4_off = 0;
         }
@@ -310,10 +312,17 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
     pkt.l4_off = off;
     match pkt.key.proto {
         proto::TCP => {
-            // The whole fixed header must be there, though only ports and flags are read.
+            // The ports first: a tiny first fragment (8 bytes of TCP) has them, and its
+            // port rules must judge it (see `parse`).
+            let ports = Header::<4>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
+            pkt.key.port_a = ports.get::<_, 0>();
+            pkt.key.port_b = ports.get::<_, 2>();
+            // The whole fixed header must be there, though only ports and flags are read,
+            // within the IP packet: Ethernet padding past it is no header.
+            if off + 20 > pkt.ip_end {
+                return Err(Counter::SkipTruncatedL4);
+            }
             let t = Header::<20>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
-            pkt.key.port_a = t.get::<_, 0>();
-            pkt.key.port_b = t.get::<_, 2>();
             pkt.tcp_flags = t.get::<_, 13>();
             pkt.seq = t.get::<_, 4>();
             pkt.outcome = Counter::ParsedTcp;
@@ -323,6 +332,9 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
             }
         }
         proto::UDP => {
+            if off + 8 > pkt.ip_end {
+                return Err(Counter::SkipTruncatedL4);
+            }
             let u = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
             pkt.key.port_a = u.get::<_, 0>();
             pkt.key.port_b = u.get::<_, 2>();
@@ -332,6 +344,9 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
             }
         }
         proto::ICMP | proto::ICMPV6 => {
+            if off + 4 > pkt.ip_end {
+                return Err(Counter::SkipTruncatedL4);
+            }
             let c = Header::<4>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
             // Type and code stand in for ports (as NetFlow does), network-order like ports.
             pkt.key.port_a = u16::from_be(c.get::<u8, 0>() as u16);

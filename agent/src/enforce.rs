@@ -238,6 +238,12 @@ impl KindMaps {
             && self.ports.keys().next().is_none()
     }
 
+    /// Whether the domain table holds nothing (an unreadable table counts as holding
+    /// something).
+    fn holds_no_domain(&self) -> bool {
+        self.domains.keys().next().is_none()
+    }
+
     fn remove(&mut self, d: &ListDelta) -> Result<(), EnforceError> {
         for a in &d.v4_exact.remove {
             ignore_missing(self.v4.remove(&a.to_be_bytes())).map_err(self.err(Table::V4Exact))?;
@@ -449,13 +455,16 @@ impl ListMaps {
     }
 
     /// Publishes `generation` with the [`empty`] bits of what the tables hold now (marked
-    /// only after the removals that emptied them), which the program skips.
+    /// only after the removals that emptied them), which the program skips, and whether a
+    /// domain is blocked.
     pub fn publish(&mut self, generation: u64) -> Result<(), EnforceError> {
-        let marked = if self.allow.holds_no_address() {
-            empty::ALLOW
-        } else {
-            0
-        };
+        let mut marked = 0;
+        if self.allow.holds_no_address() {
+            marked |= empty::ALLOW;
+        }
+        if !self.block.holds_no_domain() {
+            marked |= empty::DOMAINS_BLOCKED;
+        }
         self.generation
             .set(0, empty::pack(generation, marked), 0)
             .map_err(upd(names::GENERATION))

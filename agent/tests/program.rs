@@ -194,7 +194,8 @@ fn ipv4_options_fragments_and_bad_headers() {
     assert_eq!(frag_flow.1.packets[0] + frag_flow.1.packets[1], 1);
 
     // A first fragment too short for its TCP header still reaches the host, reassembled:
-    // it is counted on its datagram's port-0 flow, which its later fragment joins.
+    // it is counted on its ports' flow (its 8 bytes of TCP hold them, so port rules judge
+    // it), its later fragment on the datagram's port-0 flow, as every later fragment.
     let mut tiny = Spec::tcp4(v4(10, 0, 2, 1), 7000, v4(10, 0, 2, 2), 22, tcp::SYN);
     tiny.ipv4_frag = (0, true);
     let mut tiny_first = tiny.build();
@@ -203,13 +204,30 @@ fn ipv4_options_fragments_and_bad_headers() {
     p.expect_outcome(&tiny_first, Counter::SkipTruncatedL4, "tiny first fragment");
     tiny.ipv4_frag = (1, false);
     p.expect_outcome(&tiny.build(), Counter::FragmentV4, "its later fragment");
-    let tiny_flow = p
+    let mut tiny_flows: Vec<_> = p
         .flows()
         .into_iter()
-        .find(|(k, _)| k.proto == 6 && k.addr_b[0] == u32::from_ne_bytes(v4(10, 0, 2, 2)))
-        .expect("the tiny fragment's flow");
-    assert_eq!((tiny_flow.0.port_a, tiny_flow.0.port_b), (0, 0));
-    assert_eq!(tiny_flow.1.packets, [2, 0], "both fragments on one flow");
+        .filter(|(k, _)| k.proto == 6 && k.addr_b[0] == u32::from_ne_bytes(v4(10, 0, 2, 2)))
+        .map(|(k, v)| ((u16::from_be(k.port_a), u16::from_be(k.port_b)), v.packets))
+        .collect();
+    tiny_flows.sort();
+    assert_eq!(
+        tiny_flows,
+        [((0, 0), [1, 0]), ((7000, 22), [1, 0])],
+        "the first fragment on its ports' flow, the later one on the port-0 flow"
+    );
+
+    // An IP packet with no room for its UDP header, padded to Ethernet's minimum: the
+    // padding is no header (the host drops the packet), so it is counted in no flow.
+    let mut padded = Spec::udp4(v4(10, 0, 3, 1), 7001, v4(10, 0, 3, 2), 7002).build();
+    padded.truncate(14 + 20);
+    padded[16..18].copy_from_slice(&20u16.to_be_bytes());
+    padded.resize(60, 0xab);
+    p.expect_outcome(
+        &padded,
+        Counter::SkipTruncatedL4,
+        "a UDP header in the padding",
+    );
 
     let mut frame = Spec::tcp4(v4(10, 0, 0, 1), 1, v4(10, 0, 0, 2), 2, 0).build();
     frame[14] = 0x44; // IHL 4: below the minimum

@@ -446,12 +446,34 @@ fn a_flow_made_by_a_packet_from_a_blocked_address_carries_nothing_to_it() {
     assert_eq!(lab.run(&inbound), DROP, "the whole flow after that");
 }
 
-/// What the parser cannot read whole, but the host may still deliver, is judged by its
-/// addresses: a first fragment too short for its TCP header (the port rule cannot see it,
-/// the address rule must), and IPv6 extension chains longer than the program walks.
+/// What the parser cannot read whole, but the host may still deliver, is judged by what it
+/// can read: a first fragment too short for its TCP header (RFC 1858's tiny fragment) by its
+/// address and its ports, which it holds (before, a blocked port passed: its later fragment
+/// completed a SYN to port 22 the port rule never saw), and IPv6 extension chains longer
+/// than the program walks by their addresses.
 #[test]
-fn packets_the_parser_cannot_read_whole_are_still_judged_by_address() {
-    let mut lab = Lab::new("unparsed", "203.0.113.9\n2001:db8::66\n", "");
+fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() {
+    let mut lab = Lab::new("unparsed", "203.0.113.9\n2001:db8::66\nport tcp 22\n", "");
+    let mut to_port = Spec::tcp4(v4(198, 51, 100, 2), 40001, v4(198, 18, 0, 7), 22, tcp::SYN);
+    to_port.ipv4_frag = (0, true);
+    let mut frame = to_port.build();
+    frame.truncate(14 + 20 + 8);
+    frame[16..18].copy_from_slice(&28u16.to_be_bytes());
+    assert_eq!(
+        lab.run(&frame),
+        DROP,
+        "a tiny first fragment to a blocked port"
+    );
+    let mut allowed = to_port.clone();
+    allowed.l4 = L4::Tcp {
+        sport: 40002,
+        dport: 2222,
+        flags: tcp::SYN,
+    };
+    let mut frame = allowed.build();
+    frame.truncate(14 + 20 + 8);
+    frame[16..18].copy_from_slice(&28u16.to_be_bytes());
+    assert_eq!(lab.run(&frame), PASS, "one to another port");
     let mut tiny = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(203, 0, 113, 9), 22, tcp::SYN);
     tiny.ipv4_frag = (0, true);
     let mut frame = tiny.build();
@@ -482,7 +504,7 @@ fn packets_the_parser_cannot_read_whole_are_still_judged_by_address() {
         DROP,
         "a header reaching past the walk"
     );
-    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 1);
+    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 3);
     assert_eq!(lab.counter(Counter::SkipIpv6ExtChainTooLong), 1);
     assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 1);
     chain.addrs = Addrs::V6(v6(2), v6(0x67));
@@ -516,12 +538,17 @@ fn dns_query(qname: &[u8]) -> Vec<u8> {
 }
 
 fn dns_query_from(port: u16, qname: &[u8]) -> Vec<u8> {
+    let mut s = Spec::udp4(v4(198, 51, 100, 2), port, v4(198, 18, 0, 53), 53);
+    s.payload = dns_query_payload(qname);
+    s.build()
+}
+
+/// A DNS message asking one A question for `qname` (wire form).
+fn dns_query_payload(qname: &[u8]) -> Vec<u8> {
     let mut payload = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     payload.extend_from_slice(qname);
     payload.extend_from_slice(&[0, 1, 0, 1]);
-    let mut s = Spec::udp4(v4(198, 51, 100, 2), port, v4(198, 18, 0, 53), 53);
-    s.payload = payload;
-    s.build()
+    payload
 }
 
 fn wire(name: &str) -> Vec<u8> {
@@ -535,7 +562,7 @@ fn wire(name: &str) -> Vec<u8> {
 }
 
 #[test]
-fn dns_queries_are_dropped_by_name_suffix_and_odd_names_pass() {
+fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
     let mut lab = Lab::new(
         "dns",
         "example.com\n||ads.example.net^\n",
@@ -589,29 +616,69 @@ fn dns_queries_are_dropped_by_name_suffix_and_odd_names_pass() {
         "more labels than the ring holds"
     );
 
+    // Names the walk cannot read are dropped while a domain is blocked: the server would
+    // read a name no rule judged (a resolver follows a pointer in a query).
     let before = lab.counter(Counter::DnsNameUnparsed);
-    let mut compressed = vec![3, b'w', b'w', b'w', 0xc0, 0x0c];
-    compressed.extend_from_slice(&[0, 1]);
-    assert_eq!(
-        lab.run(&dns_query(&compressed)),
-        PASS,
-        "compression pointer in a query"
-    );
-    let mut cut = dns_query(&wire("www.example.com"));
-    cut.truncate(cut.len() - 12);
-    assert_eq!(lab.run(&cut), PASS, "name cut short by the packet's end");
-    assert_eq!(
-        lab.run(&dns_query(&[70, b'x'])),
-        PASS,
-        "label length over 63"
-    );
-    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 3);
+    for (query, what) in unwalkable_queries() {
+        assert_eq!(lab.run(&query), DROP, "{what}");
+    }
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 5);
 
     let mut response = dns_query(&wire("example.com"));
     response[14 + 20 + 8 + 2] |= 0x80;
     assert_eq!(lab.run(&response), PASS, "responses are not queries");
     assert_eq!(lab.run(&dns_query(&[0])), PASS, "the root name");
-    assert!(lab.counter(Counter::DroppedByDomain) >= 5);
+    let mut empty = Spec::udp4(v4(198, 51, 100, 2), 5354, v4(198, 18, 0, 53), 53);
+    empty.payload.clear();
+    assert_eq!(lab.run(&empty.build()), PASS, "an empty datagram");
+    let syn = Spec::tcp4(v4(198, 51, 100, 2), 5355, v4(198, 18, 0, 53), 53, tcp::SYN);
+    assert_eq!(lab.run(&syn.build()), PASS, "a SYN to port 53 (no data)");
+    assert!(lab.counter(Counter::DroppedByDomain) >= 10);
+}
+
+/// Queries the name walk cannot read, each with what it is.
+fn unwalkable_queries() -> Vec<(Vec<u8>, &'static str)> {
+    let mut compressed = vec![3, b'w', b'w', b'w', 0xc0, 0x0c];
+    compressed.extend_from_slice(&[0, 1]);
+    let mut cut = dns_query(&wire("www.example.com"));
+    cut.truncate(cut.len() - 12);
+    // A first fragment holding the UDP header alone: its later fragment carries the query
+    // (the UDP length says so). Then one cut inside the name.
+    let mut spec = Spec::udp4(v4(198, 51, 100, 2), 5356, v4(198, 18, 0, 53), 53);
+    spec.payload = dns_query_payload(&wire("www.example.com"));
+    spec.ipv4_frag = (0, true);
+    let first_fragment = |udp_bytes: usize| {
+        let mut f = spec.build();
+        f.truncate(14 + 20 + udp_bytes);
+        f[16..18].copy_from_slice(&(20 + udp_bytes as u16).to_be_bytes());
+        f
+    };
+    vec![
+        (dns_query(&compressed), "compression pointer in a query"),
+        (cut, "name cut short by the packet's end"),
+        (dns_query(&[70, b'x']), "label length over 63"),
+        (
+            first_fragment(8),
+            "a first fragment with the UDP header alone",
+        ),
+        (
+            first_fragment(8 + 16),
+            "a first fragment cut inside the name",
+        ),
+    ]
+}
+
+/// Without a blocked domain, a query the walk cannot read passes, counted: nothing is
+/// judged by name.
+#[test]
+fn unwalkable_queries_pass_when_no_domain_is_blocked() {
+    let mut lab = Lab::new("nodomains", "203.0.113.9\n", "");
+    let before = lab.counter(Counter::DnsNameUnparsed);
+    for (query, what) in unwalkable_queries() {
+        assert_eq!(lab.run(&query), PASS, "{what}");
+    }
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 5);
+    assert_eq!(lab.counter(Counter::DroppedByDomain), 0);
 }
 
 #[test]
