@@ -73,11 +73,27 @@ pub struct ListenerCounters {
     pub parse_errors: AtomicU64,
     /// Receive buffer the kernel granted the event socket, in bytes.
     pub rcvbuf_granted: AtomicU64,
+    /// Datagrams dropped unread because the kernel did not send them.
+    pub foreign: AtomicU64,
 }
 
 impl ListenerCounters {
     fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a datagram from `pid`, not the kernel; said at the first and then every 1000th,
+    /// so a sender cannot flood the log.
+    fn foreign(&self, socket: &'static str, pid: u32) {
+        let n = self.foreign.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(1000) {
+            tracing::warn!(
+                socket,
+                sender_port = pid,
+                dropped = n + 1,
+                "conntrack netlink datagram not from the kernel, dropped unread"
+            );
+        }
     }
 }
 
@@ -314,6 +330,7 @@ impl Worker {
                         "conntrack event larger than the receive buffer, skipped"
                     );
                 }
+                Recv::Foreign(pid) => self.counters.foreign("events", pid),
                 Recv::Data(n) => {
                     self.capture(n);
                     let seen_ns = now_ns();
@@ -361,6 +378,10 @@ impl Worker {
             let n = match self.dumper.recv(&mut self.buf, true)? {
                 Recv::Data(n) => n,
                 Recv::Empty => continue,
+                Recv::Foreign(pid) => {
+                    self.counters.foreign("dump", pid);
+                    continue;
+                }
                 Recv::Overrun => return Err(NatError::Dump("the dump socket overran (ENOBUFS)")),
                 Recv::Truncated(_) => {
                     return Err(NatError::Dump(
@@ -387,11 +408,7 @@ impl Worker {
                         return Ok(sink(NatUpdate::DumpEnd { at_ns: seen_ns }));
                     }
                     Ok(NlItem::Error(0) | NlItem::Other(_)) => {}
-                    Ok(NlItem::Error(errno)) => {
-                        return Err(NatError::DumpRefused(std::io::Error::from_raw_os_error(
-                            -errno,
-                        )))
-                    }
+                    Ok(NlItem::Error(errno)) => return Err(refusal(errno)),
                     Err(e) => {
                         // A dump with an unreadable entry cannot prove any entry absent:
                         // abort the reconciliation rather than close live sessions.
@@ -408,4 +425,61 @@ enum Drained {
     Empty,
     Lost,
     SinkClosed,
+}
+
+/// The error of a dump answered with `NLMSG_ERROR` `errno`. The kernel writes a negative
+/// errno; any other value (`i32::MIN` has no negation) is said as it is, never negated.
+fn refusal(errno: i32) -> NatError {
+    let error = match errno.checked_neg().filter(|&e| e > 0) {
+        Some(e) => std::io::Error::from_raw_os_error(e),
+        None => std::io::Error::other(format!(
+            "NLMSG_ERROR with {errno}, which is not a negative errno"
+        )),
+    };
+    NatError::DumpRefused(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `NLMSG_ERROR` datagram: the header, the errno, the header of the request it answers.
+    fn error_message(errno: i32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&36u32.to_ne_bytes());
+        m.extend_from_slice(&2u16.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&errno.to_ne_bytes());
+        m.extend_from_slice(&[0; 16]);
+        m
+    }
+
+    /// The errno of an error message is negated to report it: `i32::MIN` has no negation, and
+    /// negating it panicked in a debug build (and wrapped to itself in a release one).
+    #[test]
+    fn a_dump_refused_with_any_errno_is_reported_without_a_panic() {
+        let said = |errno: i32| {
+            let m = error_message(errno);
+            match messages(&m).collect::<Vec<_>>().as_slice() {
+                [Ok(NlItem::Error(e))] => refusal(*e).to_string(),
+                other => panic!("{errno}: parsed as {other:?}"),
+            }
+        };
+        assert_eq!(
+            said(-libc::EPERM),
+            format!(
+                "conntrack dump refused: {}",
+                std::io::Error::from_raw_os_error(libc::EPERM)
+            )
+        );
+        for errno in [i32::MIN, 5] {
+            assert_eq!(
+                said(errno),
+                format!(
+                    "conntrack dump refused: NLMSG_ERROR with {errno}, \
+                     which is not a negative errno"
+                ),
+            );
+        }
+    }
 }

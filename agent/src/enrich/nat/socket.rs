@@ -27,6 +27,8 @@ pub(crate) enum Recv {
     Empty,
     /// The kernel dropped messages because the receive queue was full (ENOBUFS).
     Overrun,
+    /// A datagram from a sender other than the kernel (its netlink port id), dropped unread.
+    Foreign(u32),
 }
 
 /// A netlink socket of the netfilter family.
@@ -121,18 +123,21 @@ impl CtSocket {
         Ok(rc > 0)
     }
 
-    /// Receives one datagram into `buf` without blocking (or blocking, for dumps).
+    /// Receives one datagram into `buf` without blocking (or blocking, for dumps). Only the
+    /// kernel (port id 0) speaks for conntrack: a datagram from another sender (a process
+    /// with CAP_NET_ADMIN can send to this socket) is [`Recv::Foreign`], not to be read.
     pub(crate) fn recv(&self, buf: &mut [u8], block: bool) -> Result<Recv, NatError> {
         let flags = libc::MSG_TRUNC | if block { 0 } else { libc::MSG_DONTWAIT };
         let cap = buf.len();
-        match self.sock.recv(&mut &mut buf[..], flags) {
-            Ok(n) if n > cap => Ok(Recv::Truncated(n)),
-            Ok(n) => Ok(Recv::Data(n)),
+        match self.sock.recv_from(&mut &mut buf[..], flags) {
+            Ok((_, from)) if from.port_number() != 0 => Ok(Recv::Foreign(from.port_number())),
+            Ok((n, _)) if n > cap => Ok(Recv::Truncated(n)),
+            Ok((n, _)) => Ok(Recv::Data(n)),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Recv::Overrun),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Recv::Empty),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Recv::Empty),
             Err(source) => Err(NatError::Socket {
-                what: "recv",
+                what: "recvfrom",
                 source,
             }),
         }
@@ -144,5 +149,55 @@ impl CtSocket {
             .send_to(msg, &SocketAddr::new(0, 0), 0)
             .map(|_| ())
             .map_err(sock_err("send"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::nat::parse::dump_request;
+
+    /// Only the kernel (port id 0) speaks for conntrack: a datagram another socket sends to
+    /// the dump socket (here a forged refusal of the dump) is dropped unread. Sending to
+    /// another socket of this family takes CAP_NET_ADMIN, as it would for an attacker: run
+    /// as root (cargo xtask test does).
+    #[test]
+    fn a_datagram_not_from_the_kernel_is_dropped_unread() {
+        let dumper = CtSocket::dumper().expect("dump socket");
+        let mut to = SocketAddr::new(0, 0);
+        dumper
+            .sock
+            .get_address(&mut to)
+            .expect("the dump socket's address");
+        let mut other = Socket::new(NETLINK_NETFILTER).expect("another socket");
+        other.bind_auto().expect("bind");
+        let mut from = SocketAddr::new(0, 0);
+        other.get_address(&mut from).expect("its address");
+        let mut forged = Vec::new();
+        forged.extend_from_slice(&36u32.to_ne_bytes());
+        forged.extend_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
+        forged.extend_from_slice(&[0; 10]);
+        forged.extend_from_slice(&(-libc::EPERM).to_ne_bytes());
+        forged.extend_from_slice(&[0; 16]);
+        other.send_to(&forged, &to, 0).unwrap_or_else(|e| {
+            panic!("send to the dump socket: {e} (needs CAP_NET_ADMIN: run as root)")
+        });
+        let mut buf = vec![0; DATAGRAM_MAX];
+        assert!(dumper.wait(2000).expect("poll"), "the datagram arrives");
+        match dumper.recv(&mut buf, false).expect("recv") {
+            Recv::Foreign(pid) => assert_eq!(pid, from.port_number()),
+            Recv::Data(n) => panic!(
+                "{n} bytes from port {} taken as the kernel's",
+                from.port_number()
+            ),
+            _ => panic!("no datagram"),
+        }
+        // The kernel's answer to a request (entries, or an error if conntrack is not loaded)
+        // is taken.
+        dumper
+            .send(&dump_request(1, libc::AF_UNSPEC as u8))
+            .expect("send");
+        assert!(dumper.wait(2000).expect("poll"), "the kernel answers");
+        assert!(matches!(dumper.recv(&mut buf, false), Ok(Recv::Data(_))));
     }
 }
