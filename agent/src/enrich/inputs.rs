@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use super::dhcp::DhcpLearner;
 use super::leases::file::{LeaseFile, Stamp};
-use super::leases::Lease;
+use super::leases::{Lease, LeaseFormat};
 use super::nat::{
     ConntrackListener, ListenerConfig, ListenerCounters, NatError, NatTable, TableConfig,
 };
@@ -54,13 +54,16 @@ impl SubscriberSlot {
     }
 }
 
-/// One lease file read, for [`super::leases::bindings::Bindings::apply_file`].
+/// One lease file read, for [`super::leases::bindings::Bindings::apply_read`].
 #[derive(Debug)]
 pub struct LeaseUpdate {
     /// The file's index among the configured lease files.
     pub file: u32,
     /// Its leases.
     pub leases: Vec<Lease>,
+    /// The format it was read in, which says whether a lease missing from it has ended;
+    /// `None` for an empty file whose format was not named.
+    pub format: Option<LeaseFormat>,
     /// Lines skipped (logged).
     pub skipped: u32,
 }
@@ -309,6 +312,7 @@ fn read_lease(
                 file: u32::try_from(i).unwrap_or(u32::MAX),
                 skipped: u32::try_from(read.skipped.len()).unwrap_or(u32::MAX),
                 leases: read.leases,
+                format: read.format,
             };
             // The stage gone means the agent is stopping.
             let _ = tx.send(update);

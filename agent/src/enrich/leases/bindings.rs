@@ -12,8 +12,10 @@
 //! - A span starts where its source says (a DHCP ACK's time, Kea's last transaction) or, when
 //!   the source does not say (dnsmasq's file), when the agent first saw it: a flow from before
 //!   that is not attributed to a lease it cannot be sure of.
-//! - A span ends at its expiry, at a release or decline, or when its lease disappears from the
-//!   lease file (at the time the agent noticed).
+//! - A span ends at its expiry, at a release or decline, or, for a file rewritten whole
+//!   (dnsmasq's), when its lease disappears from the file (at the time the agent noticed).
+//!   Kea writes every end as a row and its lease file cleanup starts a new file with only the
+//!   leases changed since, so a Kea lease missing from a read goes on ([`Ending`]).
 //!
 //! History is kept because lease files are rewritten while records about the past are still
 //! being written (a record's window starts up to an active timeout earlier): spans that ended
@@ -30,7 +32,7 @@ use smallvec::SmallVec;
 use crate::enrich::Validity;
 use crate::record::Mac;
 
-use super::{Lease, LeaseState};
+use super::{Ending, Lease, LeaseState};
 
 /// Where a binding was learned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -125,7 +127,7 @@ impl Default for Limits {
 pub struct BindingCounters {
     /// Observations taken.
     pub observed: u64,
-    /// Bindings ended by a release, a decline or a lease leaving its file.
+    /// Bindings ended by a release, a decline or a lease leaving a file rewritten whole.
     pub ended: u64,
     /// Observations dropped because [`Limits::max_addresses`] was reached.
     pub dropped_full: u64,
@@ -138,6 +140,9 @@ pub struct BindingCounters {
 struct FileState {
     rows: Vec<Lease>,
     present: HashMap<IpAddr, Holder>,
+    /// How the file ends a lease, as its last read said; `None` before a first read (the
+    /// state then holds only spans taken back, waiting for that read to check them).
+    ending: Option<Ending>,
 }
 
 /// An address's spans, by start. Most addresses have one, kept inline so a lookup reads the
@@ -206,7 +211,8 @@ impl Bindings {
 
     /// Takes back a span an earlier agent held ([`Bindings::spans`]). A lease file's span
     /// still open is checked against that file: against its read if one was applied already
-    /// (a lease gone from it ends now), else noted as present for the first read to check.
+    /// (a lease gone from a file rewritten whole ends now; a Kea lease ends by its own row or
+    /// expiry), else noted as present for the first read to check.
     pub fn restore(&mut self, obs: Observation, now_ns: i64) {
         let (ip, holder, source) = (obs.ip, obs.holder.clone(), obs.source);
         let open = obs.valid.contains(now_ns);
@@ -217,15 +223,16 @@ impl Bindings {
         if !open {
             return;
         }
-        match self.files.get_mut(&file) {
-            Some(read) if read.present.get(&ip).is_some_and(|h| h.same(&holder)) => {}
-            Some(_) => self.end(ip, &holder, now_ns),
+        let state = self.files.entry(file).or_default();
+        match state.ending {
+            Some(Ending::ByRow) => {}
+            Some(Ending::ByAbsence) => {
+                if !state.present.get(&ip).is_some_and(|h| h.same(&holder)) {
+                    self.end(ip, &holder, now_ns);
+                }
+            }
             None => {
-                self.files
-                    .entry(file)
-                    .or_default()
-                    .present
-                    .insert(ip, holder);
+                state.present.insert(ip, holder);
             }
         }
     }
@@ -316,11 +323,8 @@ impl Bindings {
         spans.retain(|s| lo(&s.valid) < hi(&s.valid));
     }
 
-    /// Applies a lease file read at `now_ns`. Rows already applied from the previous read (an
-    /// append-only Kea file) are not applied again; a rewritten file is applied whole, which
-    /// merges with what is known. An address the file held before and no longer holds ends
-    /// now. A row that states no start (dnsmasq's) starts when `requested` says its holder
-    /// asked for the address (a REQUEST seen on the link), else now.
+    /// Applies a read of a file rewritten whole (dnsmasq's): [`Bindings::apply_read`] with
+    /// [`Ending::ByAbsence`].
     pub fn apply_file(
         &mut self,
         file: u32,
@@ -328,7 +332,26 @@ impl Bindings {
         now_ns: i64,
         requested: impl Fn(Mac, IpAddr) -> Option<i64>,
     ) {
+        self.apply_read(file, leases, Some(Ending::ByAbsence), now_ns, requested);
+    }
+
+    /// Applies a lease file read at `now_ns`. Rows already applied from the previous read (an
+    /// append-only Kea file) are not applied again; a rewritten file is applied whole, which
+    /// merges with what is known. `ending` says what a lease missing from the read means
+    /// (`None`: as the file's last read said, else [`Ending::ByAbsence`]): ended now for a
+    /// file rewritten whole, nothing for Kea's, whose cleanup leaves out every lease not
+    /// changed since. A row that states no start (dnsmasq's) starts when `requested` says
+    /// its holder asked for the address (a REQUEST seen on the link), else now.
+    pub fn apply_read(
+        &mut self,
+        file: u32,
+        leases: &[Lease],
+        ending: Option<Ending>,
+        now_ns: i64,
+        requested: impl Fn(Mac, IpAddr) -> Option<i64>,
+    ) {
         let state = self.files.remove(&file).unwrap_or_default();
+        let ending = ending.or(state.ending).unwrap_or(Ending::ByAbsence);
         let new_rows = if leases.starts_with(&state.rows) {
             &leases[state.rows.len()..]
         } else {
@@ -370,9 +393,11 @@ impl Bindings {
                 LeaseState::Gone => present.remove(&lease.ip),
             };
         }
-        for (ip, holder) in &state.present {
-            if present.get(ip).is_none_or(|h| !h.same(holder)) {
-                self.end(*ip, holder, now_ns);
+        if ending == Ending::ByAbsence {
+            for (ip, holder) in &state.present {
+                if present.get(ip).is_none_or(|h| !h.same(holder)) {
+                    self.end(*ip, holder, now_ns);
+                }
             }
         }
         self.files.insert(
@@ -380,6 +405,7 @@ impl Bindings {
             FileState {
                 rows: leases.to_vec(),
                 present,
+                ending: Some(ending),
             },
         );
     }

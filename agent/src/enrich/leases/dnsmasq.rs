@@ -21,13 +21,16 @@ use crate::enrich::Validity;
 use crate::record::Mac;
 
 use super::{
-    clean_hostname, mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseLineError, LeaseState,
-    ParsedLeases,
+    clean_hostname, mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseFormat, LeaseLineError,
+    LeaseState, ParsedLeases,
 };
 
 /// Parses a whole file; bad lines are skipped and listed.
 pub fn parse(bytes: &[u8]) -> ParsedLeases {
-    let mut out = ParsedLeases::default();
+    let mut out = ParsedLeases {
+        format: Some(LeaseFormat::Dnsmasq),
+        ..ParsedLeases::default()
+    };
     for (line, text) in numbered_lines(bytes) {
         let Some(text) = out.text(line, text) else {
             continue;
@@ -50,10 +53,13 @@ fn parse_line(fields: &[&str], line: u32) -> Result<Lease, LeaseLineError> {
             found: fields.len(),
         });
     };
-    let expiry: i64 = expiry
-        .parse()
+    // An expiry that does not fit a time in nanoseconds (past the year 2262) is damage:
+    // saturated, it made a lease that never ends.
+    let expiry_ns: i64 = expiry
+        .parse::<i64>()
         .ok()
         .filter(|&e| e >= 0)
+        .and_then(|e| e.checked_mul(1_000_000_000))
         .ok_or_else(|| LeaseLineError::field("expiry", expiry, "a Unix time in seconds"))?;
     let ip = IpAddr::from_str(addr)
         .map_err(|_| LeaseLineError::field("address", addr, "an IP address"))?;
@@ -81,7 +87,7 @@ fn parse_line(fields: &[&str], line: u32) -> Result<Lease, LeaseLineError> {
         hostname: (host != "*").then(|| clean_hostname(host)).flatten(),
         valid: Validity {
             from: None,
-            to: (expiry != 0).then(|| expiry.saturating_mul(1_000_000_000)),
+            to: (expiry_ns != 0).then_some(expiry_ns),
         },
         state: LeaseState::Bound,
         line,
@@ -161,5 +167,26 @@ mod tests {
                 "8: hardware address: `aa:bb:cc:dd:ee:zz` is not a MAC address",
             ]
         );
+    }
+
+    /// An expiry past the year 2262 does not fit a time in nanoseconds: it was saturated to
+    /// the last one, a lease that never ended.
+    #[test]
+    fn an_expiry_past_what_nanoseconds_hold_is_a_bad_line() {
+        let p = parse(
+            b"9223372037 aa:bb:cc:dd:ee:01 10.0.0.1 * *\n\
+              99999999999999 aa:bb:cc:dd:ee:02 10.0.0.2 * *\n\
+              9223372036 aa:bb:cc:dd:ee:03 10.0.0.3 * *\n",
+        );
+        let shown: Vec<String> = p.bad.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "1: expiry: `9223372037` is not a Unix time in seconds",
+                "2: expiry: `99999999999999` is not a Unix time in seconds",
+            ]
+        );
+        assert_eq!(p.leases.len(), 1);
+        assert_eq!(p.leases[0].valid.to, Some(9_223_372_036_000_000_000));
     }
 }

@@ -2,9 +2,11 @@
 //! its problems as `FILE:LINE: reason`, and the summary `check` prints.
 //!
 //! Wiring: read a file off the enrich task (on start, on SIGHUP and when it changes), then
-//! hand [`LeaseRead::leases`] to [`super::bindings::Bindings::apply_file`] with the file's index
-//! and the time of the read. A file that cannot be read or whose format cannot be told yields
-//! an error and must not be applied: applying nothing would end every binding it holds. Both
+//! hand [`LeaseRead::leases`] to [`super::bindings::Bindings::apply_read`] with the file's
+//! index, how its format ends a lease ([`LeaseFormat::ending`] of [`LeaseRead::format`]) and
+//! the time of the read. A file that cannot be read or whose format cannot be told yields an
+//! error and must not be applied: applying nothing would end every binding of a dnsmasq file
+//! (a Kea file ends none by absence: its cleanup leaves out every lease not changed since). Both
 //! servers keep their file open and rewrite (dnsmasq) or append to (Kea) it in place, so a
 //! watcher must react to modifications, not only to a close or a rename. A read is taken only
 //! when the file did not change while it was read ([`read_steady`]): dnsmasq empties its file
@@ -124,6 +126,9 @@ pub struct LeaseRead {
     pub skipped: Vec<LeaseDiagnostic>,
     /// Delegated prefixes (Kea IA_PD rows), not attributed.
     pub prefixes: u32,
+    /// The format it was read in (named or told from the content); `None` for an empty file
+    /// whose format was not named.
+    pub format: Option<LeaseFormat>,
 }
 
 impl LeaseFile {
@@ -153,6 +158,7 @@ impl LeaseFile {
                 })
                 .collect(),
             prefixes: parsed.skipped_prefixes,
+            format: parsed.format,
         })
     }
 }

@@ -19,8 +19,8 @@ use crate::enrich::Validity;
 use crate::record::Mac;
 
 use super::{
-    clean_hostname, mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseFileError,
-    LeaseLineError, LeaseState, ParsedLeases,
+    clean_hostname, mac_from_duid, parse_hex_colons, BadLease, Lease, LeaseFileError, LeaseFormat,
+    LeaseLineError, LeaseState, ParsedLeases, FORMAT_WITHIN_LINES,
 };
 
 /// Kea's "infinite" valid lifetime.
@@ -61,21 +61,47 @@ impl Columns {
     }
 }
 
-/// Parses a whole file; bad rows are skipped and listed.
+/// Parses a whole file; bad rows are skipped and listed. The header is the first line that
+/// names the required columns, among the first [`FORMAT_WITHIN_LINES`] that are not blank;
+/// lines before it are bad lines (a damaged start must not drop the leases after it).
 pub fn parse(bytes: &[u8]) -> Result<ParsedLeases, LeaseFileError> {
-    let mut out = ParsedLeases::default();
+    let mut out = ParsedLeases {
+        format: Some(LeaseFormat::Kea),
+        ..ParsedLeases::default()
+    };
     let mut columns: Option<Columns> = None;
+    let mut before_header: Vec<BadLease> = Vec::new();
+    // Why the first text line looked at is no header: the file's error if none is found.
+    let mut no_header: Option<LeaseFileError> = None;
     for (line, text) in numbered_lines(bytes) {
+        let Some(cols) = &columns else {
+            let error = match text {
+                Ok(t) if t.trim().is_empty() => continue,
+                Ok(t) => match Columns::from_header(t) {
+                    Ok(c) => {
+                        columns = Some(c);
+                        out.bad.append(&mut before_header);
+                        continue;
+                    }
+                    Err(e) => {
+                        no_header.get_or_insert(e);
+                        LeaseLineError::BeforeHeader
+                    }
+                },
+                Err(e) => e.into(),
+            };
+            before_header.push(BadLease { line, error });
+            if before_header.len() >= FORMAT_WITHIN_LINES {
+                break;
+            }
+            continue;
+        };
         let Some(text) = out.text(line, text) else {
             continue;
         };
         if text.trim().is_empty() {
             continue;
         }
-        let Some(cols) = &columns else {
-            columns = Some(Columns::from_header(text)?);
-            continue;
-        };
         let fields: Vec<&str> = text.split(',').collect();
         if fields.len() != cols.count {
             out.bad.push(BadLease {
@@ -97,6 +123,9 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedLeases, LeaseFileError> {
             Err(error) => out.bad.push(BadLease { line, error }),
         }
     }
+    if columns.is_none() && !before_header.is_empty() {
+        return Err(no_header.unwrap_or(LeaseFileError::NoHeader));
+    }
     Ok(out)
 }
 
@@ -113,7 +142,17 @@ fn parse_row<'a>(
         t.parse::<u64>()
             .map_err(|_| LeaseLineError::field(field, t, "a whole number"))
     };
-    let lifetime = number("valid_lifetime", cols.valid_lifetime)?;
+    // A lifetime is Kea's 32-bit count of seconds: a larger one is damage, not a longer
+    // lease (taken as infinite, it bound the address for ever).
+    let lifetime = Some(number("valid_lifetime", cols.valid_lifetime)?)
+        .filter(|&l| l <= INFINITE)
+        .ok_or_else(|| {
+            LeaseLineError::field(
+                "valid_lifetime",
+                get(Some(cols.valid_lifetime)),
+                "seconds up to 4294967295 (infinite)",
+            )
+        })?;
     let expire = number("expire", cols.expire)?;
     let expire_ns = i64::try_from(expire)
         .ok()
@@ -151,7 +190,7 @@ fn parse_row<'a>(
                 .and_then(mac_from_duid)
         });
     let hostname = unescape(get(cols.hostname));
-    let valid = if lifetime >= INFINITE {
+    let valid = if lifetime == INFINITE {
         Validity::ALWAYS
     } else {
         Validity {
@@ -287,6 +326,33 @@ mod tests {
         )
         .expect("header");
         assert_eq!((pd.leases.len(), pd.skipped_prefixes), (0, 1));
+    }
+
+    /// A damaged lifetime past Kea's infinite one bound its address for ever; a lifetime is
+    /// a 32-bit count of seconds, and only its largest value means infinite.
+    #[test]
+    fn a_lifetime_past_the_infinite_one_is_a_bad_row() {
+        let p = parse(
+            b"address,hwaddr,client_id,valid_lifetime,expire,subnet_id\n\
+              10.0.0.1,aa:bb:cc:dd:ee:01,,99999999999,1800003600,1\n\
+              10.0.0.2,aa:bb:cc:dd:ee:02,,4294967296,1800003600,1\n\
+              10.0.0.3,aa:bb:cc:dd:ee:03,,4294967295,1800003600,1\n",
+        )
+        .expect("header");
+        let shown: Vec<String> = p.bad.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "2: valid_lifetime: `99999999999` is not seconds up to 4294967295 (infinite)",
+                "3: valid_lifetime: `4294967296` is not seconds up to 4294967295 (infinite)",
+            ]
+        );
+        assert_eq!(p.leases.len(), 1);
+        assert_eq!(
+            p.leases[0].valid,
+            Validity::ALWAYS,
+            "4294967295 is infinite"
+        );
     }
 
     #[test]

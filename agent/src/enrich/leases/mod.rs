@@ -24,6 +24,11 @@ use crate::enrich::source::{control_char, invisible_char, without_bom, NotUtf8};
 use crate::enrich::Validity;
 use crate::record::Mac;
 
+/// Lines that are not blank in which a file's format (and a Kea file's header) is looked for:
+/// a damaged first line must not hide the good lines after it, and a file that is no lease
+/// file must not be read through to its end.
+pub const FORMAT_WITHIN_LINES: usize = 16;
+
 /// A lease file's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LeaseFormat {
@@ -34,20 +39,35 @@ pub enum LeaseFormat {
 }
 
 impl LeaseFormat {
-    /// Tells the format from the first line that is not blank (a byte-order mark before it
-    /// dropped, as the parsers drop it): Kea's CSV starts with its header `address,...`;
-    /// dnsmasq's lines start with an expiry time or `duid`.
+    /// Tells the format from the first of the first [`FORMAT_WITHIN_LINES`] lines that are
+    /// not blank that says it (a byte-order mark dropped, as the parsers drop it): Kea's CSV
+    /// has its header `address,...`; dnsmasq's lines start with an expiry time or `duid`. A
+    /// damaged line before it is then the parser's to report as a bad line.
     pub fn detect(bytes: &[u8]) -> Option<LeaseFormat> {
-        let first = without_bom(bytes)
+        without_bom(bytes)
             .split(|&b| b == b'\n')
             .map(|l| l.trim_ascii())
-            .find(|l| !l.is_empty())?;
-        if first.starts_with(b"address,") {
+            .filter(|l| !l.is_empty())
+            .take(FORMAT_WITHIN_LINES)
+            .find_map(LeaseFormat::of_line)
+    }
+
+    /// The format a line (trimmed, not blank) belongs to, if it says.
+    fn of_line(line: &[u8]) -> Option<LeaseFormat> {
+        if line.starts_with(b"address,") {
             return Some(LeaseFormat::Kea);
         }
-        let token = first.split(|b| b.is_ascii_whitespace()).next()?;
+        let token = line.split(|b| b.is_ascii_whitespace()).next()?;
         (token == b"duid" || (!token.is_empty() && token.iter().all(u8::is_ascii_digit)))
             .then_some(LeaseFormat::Dnsmasq)
+    }
+
+    /// How the server's file says a lease ended.
+    pub const fn ending(self) -> Ending {
+        match self {
+            LeaseFormat::Dnsmasq => Ending::ByAbsence,
+            LeaseFormat::Kea => Ending::ByRow,
+        }
     }
 
     /// The name used in configuration (`dnsmasq`, `kea`).
@@ -71,6 +91,18 @@ impl std::str::FromStr for LeaseFormat {
             )),
         }
     }
+}
+
+/// How a lease file says a lease ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The file is rewritten whole at each change (dnsmasq): a lease missing from a read has
+    /// ended.
+    ByAbsence,
+    /// Each end is a row of its own, and the file is compacted now and then (Kea's lease file
+    /// cleanup starts a new file holding only the leases changed since): a lease missing from
+    /// a read holds until its expiry or a row that ends it.
+    ByRow,
 }
 
 /// What a lease row says about its address.
@@ -124,6 +156,9 @@ pub enum LeaseLineError {
         /// Fields in the header.
         expected: usize,
     },
+    /// A line of a Kea file before its header.
+    #[error("before Kea's header (`address,...`): not a lease row")]
+    BeforeHeader,
     /// A field that does not parse.
     #[error("{field}: `{text}` is not {expected}")]
     Field {
@@ -151,8 +186,11 @@ impl LeaseLineError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseFileError {
     /// The format could not be told from the content.
-    #[error("not a dnsmasq leases file or a Kea memfile CSV (the first line is neither `<expiry> <mac> <ip> ...`, `duid ...` nor a header `address,...`); name the format if it is one of these")]
+    #[error("not a dnsmasq leases file or a Kea memfile CSV (none of the first 16 lines that are not blank is `<expiry> <mac> <ip> ...`, `duid ...` or a header `address,...`); name the format if it is one of these")]
     UnknownFormat,
+    /// A Kea file with no header among its first lines (all of them not UTF-8).
+    #[error("no Kea header (`address,...`) in the first 16 lines that are not blank")]
+    NoHeader,
     /// A Kea file whose header lacks a column the parser needs.
     #[error("Kea header has no `{0}` column")]
     MissingColumn(&'static str),
@@ -182,6 +220,8 @@ pub struct ParsedLeases {
     pub bad: Vec<BadLease>,
     /// Rows that hold no address binding (Kea prefix delegations).
     pub skipped_prefixes: u32,
+    /// The format it was read in; `None` for an empty file whose format was not named.
+    pub format: Option<LeaseFormat>,
 }
 
 impl ParsedLeases {
@@ -300,6 +340,54 @@ mod tests {
         assert_eq!(parse(b"\n", None), Ok(ParsedLeases::default()));
         assert_eq!("kea".parse::<LeaseFormat>(), Ok(LeaseFormat::Kea));
         assert!("isc".parse::<LeaseFormat>().is_err());
+    }
+
+    /// A damaged first line hid the format of every good line after it: the file was
+    /// refused whole, with no line named. The format is now told by the first of the first
+    /// 16 lines that are not blank that says it, and the lines before it are bad lines.
+    #[test]
+    fn a_damaged_first_line_is_a_bad_line_and_the_rest_applies() {
+        let dnsmasq =
+            b"garbage\n\n100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n100 aa:bb:cc:dd:ee:02 10.0.0.2 g *\n";
+        assert_eq!(LeaseFormat::detect(dnsmasq), Some(LeaseFormat::Dnsmasq));
+        let p = parse(dnsmasq, None).expect("told from line 3");
+        assert_eq!(p.leases.len(), 2);
+        let shown: Vec<String> = p.bad.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["1: 1 fields, expected 5 (expiry, MAC or IAID, address, host name, client id)"]
+        );
+
+        let kea = b"torn,row\n\
+                    address,hwaddr,client_id,valid_lifetime,expire\n\
+                    10.0.0.3,aa:bb:cc:dd:ee:03,,3600,1800003600\n";
+        assert_eq!(LeaseFormat::detect(kea), Some(LeaseFormat::Kea));
+        for format in [None, Some(LeaseFormat::Kea)] {
+            let p = parse(kea, format).expect("told from line 2");
+            assert_eq!(p.leases.len(), 1, "{format:?}");
+            let shown: Vec<String> = p.bad.iter().map(ToString::to_string).collect();
+            assert_eq!(
+                shown,
+                ["1: before Kea's header (`address,...`): not a lease row"],
+                "{format:?}"
+            );
+        }
+
+        // Past the first 16 lines that are not blank, nothing is looked for.
+        let late = format!(
+            "{}100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n",
+            "junk\n\n".repeat(16)
+        );
+        assert_eq!(LeaseFormat::detect(late.as_bytes()), None);
+        assert_eq!(
+            parse(late.as_bytes(), None),
+            Err(LeaseFileError::UnknownFormat)
+        );
+        let late_kea = format!("{}address,valid_lifetime,expire\n", "junk\n".repeat(16));
+        assert_eq!(
+            parse(late_kea.as_bytes(), Some(LeaseFormat::Kea)),
+            Err(LeaseFileError::MissingColumn("address"))
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::enrich::dhcp::DhcpLearner;
 use crate::enrich::identity;
 use crate::enrich::inputs::Inputs;
 use crate::enrich::leases::bindings::{Bindings, Limits};
+use crate::enrich::leases::LeaseFormat;
 use crate::enrich::names::asked::Asked;
 use crate::enrich::names::cache::{DnsCache, DnsCacheConfig};
 use crate::enrich::names::dns::Question;
@@ -421,8 +422,9 @@ impl EnrichStage {
         }
         while let Some(read) = self.inputs.next_lease_read() {
             let dhcp = &self.dhcp;
+            let ending = read.format.map(LeaseFormat::ending);
             self.bindings
-                .apply_file(read.file, &read.leases, now_ns, |mac, ip| {
+                .apply_read(read.file, &read.leases, ending, now_ns, |mac, ip| {
                     dhcp.requested_at(mac, ip, now_ns)
                 });
             self.status.dhcp.lease_reads += 1;

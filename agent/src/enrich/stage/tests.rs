@@ -9,7 +9,7 @@ use agent_common::proto;
 use super::*;
 use crate::enrich::inputs::{Inputs, LeaseUpdate};
 use crate::enrich::leases::bindings::{Holder, Observation, Source};
-use crate::enrich::leases::{Lease, LeaseState};
+use crate::enrich::leases::{Lease, LeaseFormat, LeaseState};
 use crate::enrich::names::testdata::{records, Hello};
 use crate::enrich::names::NameSource;
 use crate::enrich::nat::parse::{CtEntry, CtKind, CtMessage};
@@ -174,6 +174,7 @@ fn a_lease_file_change_mid_run_applies_from_its_read_on() {
         tx.send(LeaseUpdate {
             file: 0,
             leases: vec![l],
+            format: Some(LeaseFormat::Dnsmasq),
             skipped: 0,
         })
         .expect("stage holds the receiver")

@@ -232,6 +232,82 @@ fn spans_taken_back_keep_their_start_and_leases_gone_from_their_file_end() {
     }
 }
 
+/// Kea's lease file cleanup (LFC, hourly by default) starts a new file holding the header and
+/// only the leases changed since: read by absence, as a dnsmasq file is, it ended every
+/// binding not renewed since. A Kea lease ends by a row of its own or at its expiry.
+#[test]
+fn a_kea_file_cleaned_up_to_its_header_ends_no_binding() {
+    let addr = |i: u8| format!("10.0.3.{i}");
+    let rows: Vec<Lease> = (1..=10)
+        .map(|i| lease(&addr(i), i, 1000, LeaseState::Bound, u32::from(i)))
+        .collect();
+    let mut b = Bindings::default();
+    b.apply_read(0, &rows, Some(Ending::ByRow), 100 * S, |_, _| None);
+    b.apply_read(0, &[], Some(Ending::ByRow), 200 * S, |_, _| None);
+    for i in 1..=10 {
+        assert_eq!(who(&b, &addr(i), 500 * S), Some(i), "after the cleanup");
+    }
+    // A later row with lifetime 0 (a release) ends its lease, and only that one.
+    let released = [lease(&addr(4), 4, 1000, LeaseState::Gone, 2)];
+    b.apply_read(0, &released, Some(Ending::ByRow), 600 * S, |_, _| None);
+    assert_eq!(who(&b, &addr(4), 599 * S), Some(4));
+    assert_eq!(who(&b, &addr(4), 600 * S), None, "released");
+    assert_eq!(who(&b, &addr(5), 700 * S), Some(5));
+    assert_eq!(who(&b, &addr(5), 1000 * S), None, "expired");
+    assert_eq!(b.counters().ended, 1);
+
+    // Taken back at a restart, before or after the first read of the cleaned-up file.
+    let spans: Vec<(IpAddr, Span)> = b.spans().map(|(ip, s)| (ip, s.clone())).collect();
+    let back = |b: &mut Bindings| {
+        for (ip, s) in &spans {
+            let obs = Observation {
+                ip: *ip,
+                holder: s.holder.clone(),
+                hostname: s.hostname.clone(),
+                valid: s.valid,
+                source: s.source,
+            };
+            b.restore(obs, 700 * S);
+        }
+    };
+    let mut restored = Bindings::default();
+    back(&mut restored);
+    restored.apply_read(0, &[], Some(Ending::ByRow), 710 * S, |_, _| None);
+    let mut read_first = Bindings::default();
+    read_first.apply_read(0, &[], Some(Ending::ByRow), 700 * S, |_, _| None);
+    back(&mut read_first);
+    for b in [&restored, &read_first] {
+        for i in (1..=10).filter(|&i| i != 4) {
+            assert_eq!(who(b, &addr(i), 800 * S), Some(i), "taken back");
+        }
+    }
+
+    // A dnsmasq file is rewritten whole: a lease missing from it has ended.
+    let mut d = Bindings::default();
+    d.apply_read(0, &rows, Some(Ending::ByAbsence), 100 * S, |_, _| None);
+    d.apply_read(0, &[], Some(Ending::ByAbsence), 200 * S, |_, _| None);
+    assert_eq!(who(&d, &addr(1), 200 * S), None);
+    // A read that does not tell (an empty file, its format not named) keeps the last rule.
+    b.apply_read(0, &[], None, 800 * S, |_, _| None);
+    assert_eq!(who(&b, &addr(5), 900 * S), Some(5));
+}
+
+/// Every span of a file taken back before the file's first read waits for that read: only the
+/// first one did, the others ended at once (the first read started them again, leaving a gap).
+#[test]
+fn spans_of_one_file_taken_back_before_its_read_all_stay_open() {
+    let mut b = Bindings::default();
+    for i in 1..=3u8 {
+        let mut o = obs(&format!("10.0.4.{i}"), i, Some(90 * S), Some(1000 * S));
+        o.source = Source::LeaseFile(0);
+        b.restore(o, 100 * S);
+    }
+    for i in 1..=3u8 {
+        assert_eq!(who(&b, &format!("10.0.4.{i}"), 150 * S), Some(i));
+    }
+    assert_eq!(b.counters().ended, 0);
+}
+
 #[test]
 fn a_lease_file_without_start_times_starts_a_binding_at_its_request() {
     let mut b = Bindings::default();
