@@ -197,17 +197,21 @@ impl DnsCache {
         self.bind(Key::new(client, addr), name, seen_ns, to_ns);
     }
 
-    /// Binds `client`'s `addr` to `name` for `[from_ns, to_ns)` as an earlier agent held it
-    /// (its TTL already clamped): the stage's carry-over across a restart
-    /// ([`DnsCache::bindings`] gives them in the order that rebuilds the eviction order).
+    /// Binds `client`'s `addr` to `name` for `[from_ns, to_ns)` as an earlier agent held it:
+    /// the stage's carry-over across a restart ([`DnsCache::bindings`] gives them in the
+    /// order that rebuilds the eviction order). The end is held to the longest TTL from
+    /// `now_ns`, as an answer seen now would be: a damaged save must not name a client's
+    /// flows for ever.
     pub fn restore(
         &mut self,
         client: IpAddr,
         addr: IpAddr,
         name: &DomainName,
-        from_ns: i64,
-        to_ns: i64,
+        (from_ns, to_ns): (i64, i64),
+        now_ns: i64,
     ) {
+        let longest = i64::from(self.config.max_ttl_s.max(self.config.min_ttl_s)) * NS_PER_S;
+        let to_ns = to_ns.min(now_ns.saturating_add(longest));
         if from_ns < to_ns {
             self.bind(Key::new(client, addr), name, from_ns, to_ns);
         }

@@ -31,8 +31,10 @@ use tracing::{info, warn};
 
 use super::{DnsTcpSide, EnrichStage, FlowState, PayloadState};
 use crate::enrich::leases::bindings::{Holder, Observation, Source};
+use crate::enrich::leases::clean_hostname;
 use crate::enrich::names::dns::Question;
 use crate::enrich::names::{DomainName, FlowName, NameSource};
+use crate::enrich::subscribers::parse::is_account;
 use crate::enrich::Validity;
 use crate::record::{Attribution, Mac};
 use crate::store::fsutil;
@@ -164,19 +166,33 @@ impl CarriedAttr {
         }
     }
 
+    /// The attribution, if every text passes the check its source's first read makes (an
+    /// account as a subscribers file gives it, a host name as a lease gives it, names as
+    /// DNS names).
     fn into_attr(self) -> Option<Attribution> {
         let domain_source = match self.domain_source {
             Some(s) => Some(NameSource::from_str_form(&s)?),
             None => None,
         };
+        let name = |text: Option<String>| match text {
+            Some(t) => Some(Some(domain(&t)?.as_str().to_owned())),
+            None => Some(None),
+        };
+        if self.user.as_deref().is_some_and(|u| !is_account(u)) {
+            return None;
+        }
+        let hostname = match self.hostname {
+            Some(h) => Some(host_name(&h)?.to_string()),
+            None => None,
+        };
         Some(Attribution {
             user: self.user,
-            hostname: self.hostname,
+            hostname,
             nat_ip: self.nat_ip,
             nat_port: self.nat_port,
-            domain: self.domain,
+            domain: name(self.domain)?,
             domain_source,
-            dns_qname: self.dns_qname,
+            dns_qname: name(self.dns_qname)?,
             dns_qtype: self.dns_qtype,
         })
     }
@@ -272,6 +288,44 @@ impl CarriedFlow {
 
 fn domain(text: &str) -> Option<DomainName> {
     DomainName::from_wire(text.as_bytes()).ok()
+}
+
+/// A saved host name, if a lease or a DHCP packet could have given it as it is.
+fn host_name(text: &str) -> Option<Arc<str>> {
+    clean_hostname(text).filter(|h| **h == *text)
+}
+
+/// Longest client id taken back: DHCPv4's option 61 holds 255 bytes (a DHCPv6 DUID 130).
+const MAX_CLIENT_ID_LEN: usize = 255;
+
+impl CarriedSpan {
+    /// The binding, if its host name and client id pass the checks a first read makes.
+    fn into_observation(self) -> Option<Observation> {
+        let hostname = match self.host {
+            Some(h) => Some(host_name(&h)?),
+            None => None,
+        };
+        if self
+            .id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > MAX_CLIENT_ID_LEN)
+        {
+            return None;
+        }
+        Some(Observation {
+            ip: self.ip,
+            holder: Holder {
+                mac: self.mac.map(Mac),
+                client_id: self.id,
+            },
+            hostname,
+            valid: Validity {
+                from: Some(self.from),
+                to: self.to,
+            },
+            source: self.file.map_or(Source::Packet, Source::LeaseFile),
+        })
+    }
 }
 
 fn key_of(k: &FlowKey) -> CarriedKey {
@@ -562,31 +616,20 @@ impl EnrichStage {
         for (client, addr, name, from, to) in c.names {
             match domain(&name) {
                 Some(n) if to > now_ns => {
-                    self.dns.restore(client, addr, &n, from, to);
+                    self.dns.restore(client, addr, &n, (from, to), now_ns);
                     offered += 1;
                 }
                 Some(_) => {}
                 None => skipped += 1,
             }
         }
-        offered += c.bindings.len();
         for b in c.bindings {
-            self.bindings.restore(
-                Observation {
-                    ip: b.ip,
-                    holder: Holder {
-                        mac: b.mac.map(Mac),
-                        client_id: b.id,
-                    },
-                    hostname: b.host,
-                    valid: Validity {
-                        from: Some(b.from),
-                        to: b.to,
-                    },
-                    source: b.file.map_or(Source::Packet, Source::LeaseFile),
-                },
-                now_ns,
-            );
+            let Some(obs) = b.into_observation() else {
+                skipped += 1;
+                continue;
+            };
+            offered += 1;
+            self.bindings.restore(obs, now_ns);
         }
         let names = self.dns.bindings().count().saturating_sub(names_before);
         let spans = self.bindings.spans().count().saturating_sub(spans_before);

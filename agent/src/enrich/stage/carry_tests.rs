@@ -278,3 +278,100 @@ fn a_smaller_next_agent_counts_what_it_kept() {
         "{carry:?}"
     );
 }
+
+/// A damaged saved state (the agent's own file, but on a disk that can be written to or
+/// corrupted) restored what a first read refuses: an answer that holds for ever, host names a
+/// spreadsheet would run or with an escape sequence, a client id longer than DHCP carries,
+/// accounts and names with control characters. It is limited and checked as a first read is.
+#[test]
+fn a_damaged_saved_state_is_limited_and_checked_as_a_first_read_is() {
+    let dir = TempDir::new("carry-damaged");
+    let (mut st, _) = carrying(&dir, Arc::default());
+    let t0 = a_minute_ago();
+    let name = crate::enrich::names::DomainName::from_wire(b"plain.example").expect("name");
+    st.dns_mut().insert(ip("10.0.0.5"), SERVER, &name, t0, 300);
+    for i in 1..=4 {
+        st.bindings_mut().observe(
+            lease(
+                &format!("10.0.0.1{i}"),
+                PHONE,
+                "phone",
+                t0,
+                now() + 3600 * S,
+            ),
+            t0,
+        );
+    }
+    st.close().expect("close");
+    let path = dir.0.join(FILE);
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("the saved state")).expect("JSON");
+    saved["names"][0][4] = serde_json::json!(i64::MAX);
+    for span in saved["bindings"].as_array_mut().expect("bindings") {
+        match span["ip"].as_str().expect("ip") {
+            "10.0.0.11" => span["host"] = serde_json::json!("=HYPERLINK(\"http://x\")"),
+            "10.0.0.12" => span["host"] = serde_json::json!("a\u{1b}[2J"),
+            "10.0.0.13" => span["id"] = serde_json::json!(vec![7u8; 300]),
+            _ => {}
+        }
+    }
+    let flow = |port: u16, attr: serde_json::Value| {
+        let mut a = serde_json::json!({
+            "user": null, "hostname": null, "nat_ip": null, "nat_port": null,
+            "domain": null, "domain_source": null, "dns_qname": null, "dns_qtype": null
+        });
+        for (k, v) in attr.as_object().expect("fields") {
+            a[k] = v.clone();
+        }
+        serde_json::json!({
+            "key": [1, 0, 0, 6, 2, port, 443, [0x0a00_0005u32, 0, 0, 0], [0xc633_6407u32, 0, 0, 0]],
+            "last": t0,
+            "attr": a,
+        })
+    };
+    saved["flows"] = serde_json::json!([
+        flow(40000, serde_json::json!({"user": "owner\u{1b}[2J"})),
+        flow(40001, serde_json::json!({"user": "x".repeat(129)})),
+        flow(40002, serde_json::json!({"hostname": "+cmd"})),
+        flow(
+            40003,
+            serde_json::json!({"domain": "bad\nname", "domain_source": "sni"})
+        ),
+        flow(
+            40004,
+            serde_json::json!({"dns_qname": "a\u{0}b", "dns_qtype": 1})
+        ),
+        flow(
+            40005,
+            serde_json::json!({
+                "user": "owner", "hostname": "phone",
+                "domain": "plain.example", "domain_source": "sni"
+            })
+        ),
+    ]);
+    std::fs::write(&path, serde_json::to_vec(&saved).expect("encode")).expect("write");
+
+    let (mut next, _) = carrying(&dir, Arc::default());
+    let carry = next.status().carry;
+    assert_eq!(
+        (
+            carry.restored_names,
+            carry.restored_bindings,
+            carry.restored_flows
+        ),
+        (1, 1, 1),
+        "{carry:?}"
+    );
+    let day = i64::from(crate::enrich::names::cache::DnsCacheConfig::default().max_ttl_s) * S;
+    let to: Vec<i64> = next.dns_mut().bindings().map(|b| b.4).collect();
+    assert!(
+        to.len() == 1 && to[0] <= now() + day,
+        "an answer holds a day at most from the start: {to:?}"
+    );
+    let kept: Vec<String> = next
+        .bindings_mut()
+        .spans()
+        .map(|(ip, _)| ip.to_string())
+        .collect();
+    assert_eq!(kept, ["10.0.0.14"]);
+}

@@ -570,6 +570,12 @@ fn parse_mac(text: &str) -> Result<Mac, RowError> {
     Ok(mac)
 }
 
+/// Whether `text` is an account a subscribers file can give (not empty, no control
+/// character, at most [`MAX_ACCOUNT_LEN`] bytes): a saved attribution taken back is held to it.
+pub(crate) fn is_account(text: &str) -> bool {
+    matches!(text_field(text, MAX_ACCOUNT_LEN), Ok(Some(_)))
+}
+
 fn text_field(text: &str, max: usize) -> Result<Option<&str>, RowError> {
     if text.is_empty() {
         return Ok(None);
