@@ -11,11 +11,17 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::fsutil::{sync_dir, write_atomic};
+use crate::store::fsutil::{sync_dir, write_atomic_via};
 use crate::store::manifest::SegmentInfo;
 
 /// File name of the cursor in the store directory.
 pub const CURSOR: &str = "ship-cursor.json";
+/// The cursor's temporary file while it is replaced. Not under the store's temporary prefix
+/// (`store::fsutil::TMP_PREFIX`): shipping writes without the store's lock (`xdp-audit ship`
+/// beside a running agent), and an agent starting would remove that file before its rename.
+/// A leftover is overwritten by the next save; older ones under the store's prefix are still
+/// removed when the store opens.
+pub const CURSOR_TMP: &str = ".ship-cursor.json.tmp";
 /// Format version written.
 pub const VERSION: u32 = 1;
 
@@ -137,7 +143,7 @@ impl Cursor {
     pub fn save(&self, dir: &Path) -> Result<(), CursorError> {
         // Serialising plain data cannot fail.
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        write_atomic(dir, CURSOR, &bytes).map_err(|cause| CursorError::Io {
+        write_atomic_via(dir, CURSOR_TMP, CURSOR, &[&bytes]).map_err(|cause| CursorError::Io {
             path: dir.join(CURSOR).display().to_string(),
             op: "write",
             cause,
@@ -235,6 +241,25 @@ mod tests {
             HashSet::from(["seg-1-1.parquet".to_string()])
         );
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    /// The cursor is replaced through a temporary name the store's clean-up at open does not
+    /// match (shipping does not hold the store's lock), and leaves nothing else behind.
+    #[test]
+    fn the_cursor_is_saved_through_a_name_the_store_does_not_clean_up() {
+        use crate::store::fsutil::TMP_PREFIX;
+        assert!(!CURSOR_TMP.starts_with(TMP_PREFIX), "{CURSOR_TMP}");
+        let tmp = crate::blocklist::tests::TempDir::new("cursor-tmp");
+        let c = Cursor::load(&tmp.0, "t").expect("empty");
+        // A leftover of an interrupted save is overwritten.
+        std::fs::write(tmp.0.join(CURSOR_TMP), b"half").expect("leftover");
+        c.save(&tmp.0).expect("save");
+        let names: Vec<String> = std::fs::read_dir(&tmp.0)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        assert_eq!(names, [CURSOR], "only the cursor");
+        assert_eq!(Cursor::load(&tmp.0, "t").expect("load"), c);
     }
 
     /// A damaged cursor (cut short, emptied, a flipped bit) is moved aside with its bytes

@@ -257,7 +257,13 @@ pub fn merge(
             ),
         });
     }
-    let info = seal::write_file(dir, columns, 0, seal::next_seq(manifest), Layout::COMPACTED)?;
+    let info = seal::write_file(
+        dir,
+        columns,
+        0,
+        seal::next_seq(manifest)?,
+        Layout::COMPACTED,
+    )?;
     manifest.append(Body::Compact(CompactInfo {
         at_ns: now_ns,
         files: inputs
@@ -312,7 +318,7 @@ pub fn discard_interrupted(dir: &Path, manifest: &Manifest) -> Result<bool, Comp
         tracing::error!(dir = %dir.display(), error = %why, "the segment of an interrupted compaction is not looked for or deleted: the manifest's chain does not verify (run `xdp-audit verify`)");
         return Ok(false);
     }
-    let next = seal::next_seq(manifest);
+    let next = seal::next_seq(manifest)?;
     let io = |path: &Path, op, source| CompactError::Io {
         path: path.to_owned(),
         op,

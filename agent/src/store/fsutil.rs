@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-/// Prefix of temporary files; any left by a crash are removed when the store opens.
+/// Prefix of the store's temporary files, written under its lock; any left by a crash are
+/// removed when the store opens. A writer that does not hold the lock (shipping) must use
+/// another name, or an opening store could remove its file before the rename.
 pub const TMP_PREFIX: &str = ".tmp-";
 
 /// Fsyncs a directory, so renames and deletions inside it are durable.
@@ -19,9 +21,19 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
 }
 
 /// Replaces `dir/name` with the concatenation of `parts` atomically and durably: a temporary
-/// file, fsync, rename, directory fsync.
+/// file (`.tmp-<name>`), fsync, rename, directory fsync.
 pub fn write_atomic_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
+    write_atomic_via(dir, &format!("{TMP_PREFIX}{name}"), name, parts)
+}
+
+/// [`write_atomic_parts`] through the temporary file `dir/tmp_name`.
+pub fn write_atomic_via(
+    dir: &Path,
+    tmp_name: &str,
+    name: &str,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut f = std::io::BufWriter::new(File::create(&tmp)?);
         for p in parts {

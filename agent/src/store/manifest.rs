@@ -507,13 +507,32 @@ impl Manifest {
         &self.entries
     }
 
+    /// The chain position the next entry takes: one past the last entry's. A last entry at
+    /// the largest seq there is (damage: a chain that verifies never gets there) leaves none,
+    /// and the error names the manifest and that entry's line.
+    pub fn next_seq(&self) -> Result<u64, ManifestError> {
+        let Some(last) = self.entries.last() else {
+            return Ok(0);
+        };
+        last.seq.checked_add(1).ok_or_else(|| ManifestError::Parse {
+            path: self.dir.join(MANIFEST),
+            line: self.entries.len(),
+            reason: format!(
+                "seq {} is the largest there is: no entry can follow it; `xdp-audit verify` \
+                 checks the whole chain",
+                last.seq
+            ),
+        })
+    }
+
     /// Appends an entry: the whole manifest, with the new head line (signed when a key is
     /// set), is written to a temporary file, fsynced and renamed over the old one.
     pub fn append(&mut self, body: Body) -> Result<&Entry, ManifestError> {
-        let (seq, prev) = match self.entries.last() {
-            Some(e) => (e.seq + 1, e.hash.clone()),
-            None => (0, GENESIS.to_owned()),
-        };
+        let seq = self.next_seq()?;
+        let prev = self
+            .entries
+            .last()
+            .map_or_else(|| GENESIS.to_owned(), |e| e.hash.clone());
         let hash = entry_hash(seq, &body, &prev);
         let entry = Entry {
             seq,
@@ -794,5 +813,42 @@ mod tests {
                 "verify names {want}: {broken:?}"
             );
         }
+    }
+
+    /// A manifest whose last entry carries the largest seq there is (damage: a chain that
+    /// verifies never gets there) leaves no position for another entry: appending is refused
+    /// with an error naming the manifest and the line, instead of overflowing.
+    #[test]
+    fn no_entry_is_appended_after_the_largest_seq() {
+        let tmp = crate::blocklist::tests::TempDir::new("manifest-max-seq");
+        let dir = tmp.0.clone();
+        let last = entry(u64::MAX, Body::Segment(segment("seg-0.parquet")));
+        let head = HeadLine {
+            head: Head {
+                seq: last.seq,
+                hash: last.hash.clone(),
+                public_key: None,
+                signature: None,
+            },
+        };
+        let text = format!(
+            "{}\n{}\n",
+            serde_json::to_string(&last).expect("serialise"),
+            serde_json::to_string(&head).expect("serialise")
+        );
+        let path = dir.join(MANIFEST);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let mut m =
+            Manifest::load(&dir, None).unwrap_or_else(|e| panic!("load {}: {e}", path.display()));
+        assert!(m.broken().is_some(), "the chain does not verify");
+        let msg = match m.append(Body::Segment(segment("seg-1.parquet"))) {
+            Ok(e) => panic!("appended entry {}", e.seq),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("line 1"),
+            "{msg}"
+        );
+        assert_eq!(m.entries().len(), 1);
     }
 }

@@ -159,6 +159,19 @@ pub enum StoreError {
     /// The manifest could not be read or appended.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The manifest lists a journal with the largest id there is, so no new journal can
+    /// follow it (damage: the writer never gives that id).
+    #[error(
+        "{path}: entry {seq} lists journal id {}, the largest there is: no new journal can \
+         follow it; `xdp-audit verify` checks the whole chain",
+        u64::MAX
+    )]
+    NoJournalId {
+        /// The manifest.
+        path: PathBuf,
+        /// The entry that lists it.
+        seq: u64,
+    },
 }
 
 /// Counters describing the store's state.
@@ -200,6 +213,10 @@ pub struct StoreStatus {
     /// length fields; see `journal::Skipped::frames`).
     #[serde(default)]
     pub journal_skipped_frames: u64,
+    /// Records whose texts were shortened to fit a journal frame (a rule with a very long list
+    /// path; see `journal::frame::encode_frame`), since open.
+    #[serde(default)]
+    pub shortened_records: u64,
     /// The retention in force, days (what `xdp-audit compliance` checks the config against).
     #[serde(default)]
     pub retention_days: u32,
@@ -282,7 +299,7 @@ impl StoreError {
             Self::Seal(e) => e.is_disk_full(),
             Self::Compact(e) => e.is_disk_full(),
             Self::Manifest(e) => e.is_disk_full(),
-            Self::Locked(_) | Self::Retention(_) => false,
+            Self::Locked(_) | Self::Retention(_) | Self::NoJournalId { .. } => false,
         }
     }
 }
@@ -300,6 +317,56 @@ fn recover_and_seal(
 
 fn hour_of(ns: i64) -> i64 {
     ns.div_euclid(HOUR_NS)
+}
+
+/// The id of a journal started at `now` after the journal `after`: its creation time, or
+/// one past `after` when the clock is behind. `None` when `after` is the largest id there
+/// is: no journal can follow it.
+fn next_journal_id(after: u64, now: i64) -> Option<u64> {
+    after.checked_add(1).map(|next| next.max(now.max(0) as u64))
+}
+
+/// Removes the temporary files a crash left in `dir` (every name with
+/// [`fsutil::TMP_PREFIX`] is the store's, written under its lock). Anything else under such
+/// a name (a directory, a link) is not what a crash left: it is named in a warning and left.
+/// A file gone before its removal is what was wanted.
+fn remove_temporaries(dir: &Path) -> Result<(), StoreError> {
+    let io = |path: &Path, op, cause| StoreError::Io {
+        path: path.to_owned(),
+        op,
+        cause,
+    };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    for e in std::fs::read_dir(dir).map_err(|e| io(dir, "list", e))? {
+        let e = e.map_err(|e| io(dir, "list", e))?;
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(fsutil::TMP_PREFIX)
+        {
+            continue;
+        }
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_file() => {}
+            Ok(_) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    "a temporary name that is not a regular file: the store writes none, so it \
+                     is not what a crash left; leaving it in place"
+                );
+                continue;
+            }
+            Err(err) if gone(&err) => continue,
+            Err(err) => return Err(io(&path, "stat", err)),
+        }
+        tracing::info!(file = %path.display(), "removing temporary file left by a crash");
+        match std::fs::remove_file(&path) {
+            Err(err) if !gone(&err) => return Err(io(&path, "remove", err)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -329,16 +396,7 @@ impl Store {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(StoreError::Locked(dir));
         }
-        for e in std::fs::read_dir(&dir).map_err(|e| io(&dir, "list", e))? {
-            let e = e.map_err(|e| io(&dir, "list", e))?;
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(fsutil::TMP_PREFIX)
-            {
-                tracing::info!(file = %e.path().display(), "removing temporary file left by a crash");
-                std::fs::remove_file(e.path()).map_err(|err| io(&e.path(), "remove", err))?;
-            }
-        }
+        remove_temporaries(&dir)?;
         let mut manifest = Manifest::load(&dir, cfg.signing_key.clone())?;
         // Before a seal takes the next chain position the merged segment holds.
         compact::discard_interrupted(&dir, &manifest)?;
@@ -350,6 +408,18 @@ impl Store {
         // they seal in chain order once space returns.
         let mut waiting = Vec::new();
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
+            if id == u64::MAX {
+                // Sealed, its id would be the manifest's largest, and no journal could
+                // follow it: the store could never open again.
+                unsealable += 1;
+                tracing::warn!(
+                    journal = %path.display(),
+                    "a journal named with the largest id there is: no journal could follow it, \
+                     so it is not sealed; leaving it in place (renamed with a smaller id, 20 \
+                     digits, it is sealed at the next start)"
+                );
+                continue;
+            }
             max_id = max_id.max(id);
             if !waiting.is_empty() {
                 waiting.push(path);
@@ -383,14 +453,21 @@ impl Store {
                 }
             }
         }
+        let mut max_entry = None;
         for e in manifest.entries() {
             if let Body::Segment(s) = &e.body {
-                max_id = max_id.max(s.journal_id);
+                if s.journal_id >= max_id {
+                    max_id = s.journal_id;
+                    max_entry = Some(e.seq);
+                }
             }
         }
         retention::finish_interrupted(&dir, &manifest)?;
         let now = clock.now_ns();
-        let id = (now.max(0) as u64).max(max_id + 1);
+        let id = next_journal_id(max_id, now).ok_or_else(|| StoreError::NoJournalId {
+            path: dir.join(manifest::MANIFEST),
+            seq: max_entry.unwrap_or_default(),
+        })?;
         let jpath = dir.join(seal::journal_name(id));
         let journal = JournalWriter::create(&jpath, id)?;
         fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
@@ -458,6 +535,7 @@ impl Store {
         s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
         s.journal_skipped_frames = self.skipped_at_open.1 + frames;
         s.unsealed = self.sealer.pending() as u64;
+        s.shortened_records += self.journal.shortened_records();
         s.unsealable = self.unsealable_at_open + self.sealer.unsealable();
         s.retention_days = self.cfg.retention_days;
         s.timings = self.timings.snapshot();
@@ -521,12 +599,15 @@ impl Store {
 
     /// Starts a new journal and seals the old one (and any earlier one that failed to seal).
     fn rotate(&mut self, now: i64) {
+        let Some(id) = next_journal_id(self.journal.id(), now) else {
+            self.report_last_id(now);
+            return;
+        };
         self.sync_at(now);
         if self.degraded.is_some() {
             return; // the journal is not durable; keep appending to it and retry later
         }
         if self.journal.records() > 0 {
-            let id = (now.max(0) as u64).max(self.journal.id() + 1);
             let path = self.cfg.dir.join(seal::journal_name(id));
             // The new journal's directory entry is made durable before records go into it,
             // as at open: otherwise a power cut could lose the file with its fsynced records.
@@ -543,6 +624,7 @@ impl Store {
             match created {
                 Ok(next) => {
                     let old = std::mem::replace(&mut self.journal, next);
+                    self.status.shortened_records += old.shortened_records();
                     self.sealer.seal(old.path().to_owned(), now);
                     self.last_seal_try_ns = now;
                     self.counted_synced = 0;
@@ -551,6 +633,23 @@ impl Store {
                 Err(e) => self.degrade(&e, now),
             }
         }
+    }
+
+    /// Warns, at most once a minute, that the live journal cannot rotate: its id is the
+    /// largest there is (an earlier journal's id was that close to it), so no journal can
+    /// follow it. Its records go on into it, durable as ever; it is not sealed.
+    fn report_last_id(&mut self, now: i64) {
+        if now - self.last_report_ns < REPORT_EVERY_NS {
+            return;
+        }
+        self.last_report_ns = now;
+        self.status.reports += 1;
+        tracing::warn!(
+            journal = %self.journal.path().display(),
+            "the live journal's id is the largest there is: no journal can follow it, so it \
+             is neither rotated nor sealed; records go on into it (reported at most once a \
+             minute)"
+        );
     }
 
     /// Timers: fsync, disk-full retries, hourly rotation by the clock, sealing retries, and
@@ -669,7 +768,8 @@ impl Store {
     pub fn seal_now(&mut self) -> bool {
         let now = self.clock.now_ns();
         self.rotate(now);
-        self.sealer.barrier(now) && self.degraded.is_none()
+        // A journal that could not rotate still holds its records.
+        self.sealer.barrier(now) && self.degraded.is_none() && self.journal.records() == 0
     }
 
     /// Waits until the sealer thread has done every job sent so far (seals, retention).

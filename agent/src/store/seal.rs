@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::columns::{Columns, ColumnsError};
 use super::fsutil::{sha256_file, sync_dir, TMP_PREFIX};
 use super::journal::{self, JournalError};
-use super::manifest::{Body, Manifest, ManifestError, SegmentInfo};
+use super::manifest::{read_entries, Body, Manifest, ManifestError, SegmentInfo};
 use super::segment::{self, Layout, SegmentError};
 
 /// Errors of sealing; each names the file at fault.
@@ -124,12 +124,13 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
         skipped_frames: frames.skipped_frames(),
     };
     let id = journal::file::id_of(path, frames);
-    if journal::file::named_id(path).is_some_and(|named| named != id) {
+    if frames.id != 0 && frames.id != id {
         tracing::warn!(
             file = %path.display(),
-            header_id = id,
-            "the journal's header names another id than its file name; sealing it under the \
-             header's"
+            header_id = frames.id,
+            name_id = id,
+            "the journal's header names another id than its file name (damage behind an \
+             intact magic); sealing it under the file name's"
         );
     }
     let already = manifest
@@ -159,14 +160,24 @@ fn remove(dir: &Path, path: &Path) -> Result<(), SealError> {
 }
 
 /// Writes `columns` (in journal order) as the next segment and appends its manifest entry.
+/// When the entry cannot be appended the segment is removed again (see [`discard_unlisted`]).
 pub fn write_segment(
     dir: &Path,
     columns: Columns,
     journal_id: u64,
     manifest: &mut Manifest,
 ) -> Result<SegmentInfo, SealError> {
-    let info = write_file(dir, columns, journal_id, next_seq(manifest), Layout::SEALED)?;
-    manifest.append(Body::Segment(info.clone()))?;
+    let info = write_file(
+        dir,
+        columns,
+        journal_id,
+        next_seq(manifest)?,
+        Layout::SEALED,
+    )?;
+    if let Err(e) = manifest.append(Body::Segment(info.clone())) {
+        discard_unlisted(dir, &info.file);
+        return Err(e.into());
+    }
     tracing::info!(
         file = %dir.join(&info.file).display(),
         rows = info.rows,
@@ -176,9 +187,44 @@ pub fn write_segment(
     Ok(info)
 }
 
-/// The chain position the next entry takes (it names the next segment file).
-pub fn next_seq(manifest: &Manifest) -> u64 {
-    manifest.entries().last().map_or(0, |e| e.seq + 1)
+/// Removes the segment `file`, renamed into place, whose manifest entry could not be
+/// appended: left unlisted, it holds a chain position that another entry (a retention run, a
+/// compaction) may take before its journal is sealed again, and `verify` would then fail for
+/// good. Kept when the manifest on disk lists it all the same (the manifest's rename went
+/// through and a later step failed) or cannot be read (then it is not known): as before, the
+/// journal's next seal writes the same file again.
+fn discard_unlisted(dir: &Path, file: &str) {
+    let listed = match read_entries(dir) {
+        Ok(entries) => entries
+            .iter()
+            .any(|e| e.body.added().is_some_and(|s| s.file == file)),
+        // No manifest at all (a first seal's): it lists nothing.
+        Err(ManifestError::Lost { .. }) => false,
+        Err(_) => true,
+    };
+    if listed {
+        return;
+    }
+    let path = dir.join(file);
+    match std::fs::remove_file(&path).and_then(|()| sync_dir(dir)) {
+        Ok(()) => tracing::info!(
+            file = %path.display(),
+            "removed the segment whose manifest entry could not be written; its journal is \
+             sealed again"
+        ),
+        Err(error) => tracing::warn!(
+            file = %path.display(),
+            %error,
+            "cannot remove the segment whose manifest entry could not be written; `verify` \
+             reports it unlisted until its journal is sealed again under its name"
+        ),
+    }
+}
+
+/// The chain position the next entry takes (it names the next segment file); an error
+/// naming the manifest when the last entry's is the largest there is (damage).
+pub fn next_seq(manifest: &Manifest) -> Result<u64, ManifestError> {
+    manifest.next_seq()
 }
 
 /// The chain position in a segment file name.
@@ -239,4 +285,64 @@ pub fn write_file(
         size,
         sha256,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::MANIFEST;
+    use crate::store::testgen::TrafficGen;
+
+    /// A segment renamed into place whose manifest entry could not be written is removed:
+    /// left unlisted at a chain position another entry (a retention run, a compaction) may
+    /// take before the journal is sealed again, it would make `verify` fail for good.
+    #[test]
+    fn a_segment_the_manifest_could_not_list_is_removed() {
+        let tmp = crate::blocklist::tests::TempDir::new("seal-unlisted");
+        let dir = tmp.0.clone();
+        // A directory at the manifest's temporary name: the manifest's replacement fails
+        // before its rename, after the segment's.
+        let blocker = dir.join(format!("{TMP_PREFIX}{MANIFEST}"));
+        let mut manifest = Manifest::load(&dir, None)
+            .unwrap_or_else(|e| panic!("load the manifest of {}: {e}", dir.display()));
+        let mut g = TrafficGen::with_rate(3, 1_767_225_600_000_000_000, 0.01);
+        let mut columns = || {
+            let mut c = Columns::with_capacity(10);
+            for _ in 0..10 {
+                c.push_record(&g.next_record());
+            }
+            c
+        };
+        let segments = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| is_segment_name(n))
+                .collect();
+            v.sort();
+            v
+        };
+        // The first seal, which creates the manifest, and a later one.
+        let mut listed = Vec::new();
+        for (round, id) in [(0, 7), (1, 8)] {
+            std::fs::create_dir(&blocker)
+                .unwrap_or_else(|e| panic!("create {}: {e}", blocker.display()));
+            let err = match write_segment(&dir, columns(), id, &mut manifest) {
+                Ok(info) => panic!("round {round}: sealed {} without a manifest", info.file),
+                Err(e) => e,
+            };
+            assert_eq!(
+                segments(),
+                listed,
+                "round {round}: left unlisted after: {err}"
+            );
+            std::fs::remove_dir(&blocker)
+                .unwrap_or_else(|e| panic!("remove {}: {e}", blocker.display()));
+            let info = write_segment(&dir, columns(), id, &mut manifest)
+                .unwrap_or_else(|e| panic!("round {round}: seal again: {e}"));
+            listed.push(info.file);
+            assert_eq!(segments(), listed, "round {round}: sealed again");
+        }
+        assert_eq!(manifest.entries().len(), 2);
+    }
 }

@@ -122,3 +122,34 @@ fn records_that_started_before_the_hour_do_not_rotate_the_new_journal_at_every_t
         .unwrap_or_else(|e| panic!("query {}: {e}", dir.display()));
     assert_eq!(got.len(), recs.len(), "every record in it");
 }
+
+/// A record too long for a journal frame is accepted, written shortened and counted, and the
+/// seal finds it like any other.
+#[test]
+fn a_record_too_long_for_a_frame_is_kept_shortened_and_counted() {
+    let tmp = crate::blocklist::tests::TempDir::new("long-record");
+    let dir = tmp.0.join("log");
+    let t0 = 1_767_225_600_000_000_000;
+    let mut store = Store::open_with_clock(StoreConfig::new(&dir), Box::new(FakeClock::new(t0)))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+    let mut g = TrafficGen::with_rate(14, t0, 1000.0);
+    let mut recs: Vec<FlowRecord> = (0..3).map(|_| g.next_record()).collect();
+    recs[1].dropped = 1;
+    recs[1].rule = Some(format!("/{}/block.list:7", "x".repeat(5_000)));
+    for r in &recs {
+        store.append(r);
+    }
+    assert_eq!(store.status().shortened_records, 1, "{:?}", store.status());
+    assert!(store.seal_now(), "sealed");
+    assert_eq!(
+        store.status().shortened_records,
+        1,
+        "still counted after the rotation"
+    );
+    let got = query::collect(&dir, &filter::Filter::default())
+        .unwrap_or_else(|e| panic!("query {}: {e}", dir.display()));
+    assert_eq!(got.len(), 3, "every record is in the segment");
+    assert_eq!(store.status().journal_skipped_frames, 0);
+}
+
+mod open;

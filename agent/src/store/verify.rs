@@ -345,6 +345,12 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                     reason: format!("{op}: {cause}"),
                 })
             }
+            Err(JournalError::Refused { reason, .. }) => {
+                return Err(Broken {
+                    file: path,
+                    reason: reason.to_string(),
+                })
+            }
         };
         if let Some(s) = scan.frames.damaged().next() {
             return Err(Broken {

@@ -167,6 +167,80 @@ pub fn encode_record(r: &FlowRecord, out: &mut Vec<u8>) {
     }
 }
 
+/// What a shortened text starts with, in place of the bytes taken from its start.
+pub const SHORTENED: &str = "…";
+
+/// `r` with its longest texts cut to one common length, just short enough for its payload to
+/// fit in `max` bytes. A cut text keeps its end after [`SHORTENED`]: a rule's end is the list
+/// file's name and the line, a name's end its domain. In practice only a rule (`FILE:LINE`,
+/// the path as the operator gave it) is ever that long; one common length means no text is
+/// cut to nothing while another stays long. The record is never dropped for its length.
+pub fn shorten_to_fit(r: &FlowRecord, max: usize) -> FlowRecord {
+    let mut r = r.clone();
+    let mut buf = Vec::with_capacity(max + 64);
+    loop {
+        buf.clear();
+        encode_record(&r, &mut buf);
+        let excess = buf.len().saturating_sub(max);
+        if excess == 0 {
+            return r;
+        }
+        let a = &mut r.attr;
+        let mut texts: Vec<&mut String> = [
+            r.rule.as_mut(),
+            a.user.as_mut(),
+            a.hostname.as_mut(),
+            a.domain.as_mut(),
+            a.dns_qname.as_mut(),
+            Some(&mut r.iface),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let cap = common_cap(texts.iter().map(|t| t.len()), excess);
+        let mut cut = false;
+        for t in texts.iter_mut().filter(|t| t.len() > cap) {
+            **t = keep_end(t, cap.saturating_sub(SHORTENED.len()));
+            cut = true;
+        }
+        if !cut {
+            // Every text is down to the marker: the fixed fields alone are far under any
+            // frame's limit, so this is not reached; the record is written as it is.
+            return r;
+        }
+    }
+}
+
+/// The largest length `cap` (at least [`SHORTENED`]'s) such that cutting every text longer
+/// than it down to it takes `excess` bytes or more.
+fn common_cap(lens: impl Iterator<Item = usize> + Clone, excess: usize) -> usize {
+    let taken = |cap: usize| -> usize { lens.clone().map(|l| l.saturating_sub(cap)).sum() };
+    let (mut lo, mut hi) = (SHORTENED.len(), lens.clone().max().unwrap_or(0));
+    if hi <= lo || taken(lo) < excess {
+        return lo;
+    }
+    // taken(lo) >= excess and taken(hi) == 0 < excess: find the last cap that still takes
+    // enough.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if taken(mid) >= excess {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// [`SHORTENED`] and the last `keep` bytes of `t` at most (fewer, to start on a character).
+fn keep_end(t: &str, keep: usize) -> String {
+    let mut at = t.len().saturating_sub(keep);
+    while !t.is_char_boundary(at) {
+        at += 1;
+    }
+    format!("{SHORTENED}{}", &t[at..])
+}
+
 /// Appends the attribution section: a presence byte (1 user, 2 hostname, 4 NAT address,
 /// 8 NAT port, 16 domain, 32 domain source, 64 DNS question name, 128 DNS question type),
 /// then the fields present, in that order: texts as varint length and UTF-8, the NAT address

@@ -3,15 +3,23 @@
 //! cut or rewritten to its valid frames).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::frame::{self, encode_frame, scan, Count, Decoded, Frames, Scan, Skipped, HEADER_LEN};
+use super::frame::{
+    self, encode_frame, scan, Count, Decoded, Frames, Scan, Skipped, HEADER_LEN, MAX_PAYLOAD,
+};
 use crate::record::FlowRecord;
-use crate::store::fsutil::{sync_dir, write_atomic_parts};
+use crate::store::fsutil::{read_input, sync_dir, write_atomic_parts, InputError};
 
 /// Directory inside the log directory that holds the bytes recovery skipped.
 pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// The most bytes read from one journal file (16 GiB, 64 times the default
+/// `--segment-max-bytes`): a journal is read whole into memory to be sealed, and the writer
+/// rotates it at `--segment-max-bytes`, so only a damaged (sparse) file or a foreign one
+/// reaches this; it is refused by its size before anything is read, and left in place.
+pub const MAX_JOURNAL_BYTES: u64 = 16 << 30;
 
 /// Errors of the journal; each names the file and, where it applies, the offset.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +34,15 @@ pub enum JournalError {
         /// The cause (in the message, so not named `source`: that would print it twice).
         cause: std::io::Error,
     },
+    /// The file is not one the writer makes: not a regular file (a FIFO would block the
+    /// read forever), or larger than [`MAX_JOURNAL_BYTES`].
+    #[error("journal {path}: {reason}")]
+    Refused {
+        /// The journal file.
+        path: PathBuf,
+        /// What it is.
+        reason: InputError,
+    },
 }
 
 impl JournalError {
@@ -33,6 +50,7 @@ impl JournalError {
     pub fn is_disk_full(&self) -> bool {
         match self {
             Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
+            Self::Refused { .. } => false,
         }
     }
 }
@@ -45,26 +63,35 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Jo
     }
 }
 
-/// The bytes of a journal file.
+/// The bytes of a journal file. Opened without blocking and checked before it is read
+/// ([`read_input`]): a FIFO or a device under a journal's name is refused at once, as is a
+/// file over [`MAX_JOURNAL_BYTES`].
 pub fn read_file(path: &Path) -> Result<Vec<u8>, JournalError> {
-    let mut buf = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut buf))
-        .map_err(io(path, "read"))?;
-    Ok(buf)
+    read_input(path, MAX_JOURNAL_BYTES).map_err(|e| match e {
+        InputError::Io(cause) => io(path, "read")(cause),
+        reason => JournalError::Refused {
+            path: path.to_owned(),
+            reason,
+        },
+    })
 }
+
+/// Digits of the id in a journal's file name.
+const ID_DIGITS: usize = 20;
 
 /// File name of the journal with id `id`.
 pub fn journal_name(id: u64) -> String {
-    format!("journal-{id:020}.wal")
+    format!("journal-{id:0ID_DIGITS$}.wal")
 }
 
-/// The id in a journal file name, if it is one.
+/// The id in a journal file name, if it is one: exactly the [`journal_name`] form, 20 ASCII
+/// digits (else `journal-2.wal` and `journal-00000000000000000002.wal` would be one journal).
 pub fn journal_id_of(name: &str) -> Option<u64> {
-    name.strip_prefix("journal-")?
-        .strip_suffix(".wal")?
-        .parse()
-        .ok()
+    let digits = name.strip_prefix("journal-")?.strip_suffix(".wal")?;
+    if digits.len() != ID_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The id the file name of the journal at `path` gives.
@@ -74,13 +101,12 @@ pub fn named_id(path: &Path) -> Option<u64> {
         .and_then(journal_id_of)
 }
 
-/// The id of the journal at `path`: its header's, or, when the header is damaged or torn,
-/// its file name's (0 if neither says).
+/// The id of the journal at `path`: its file name's, or, when the name gives none, its
+/// header's (0 when the header is damaged or torn too). The name is the writer's choice and
+/// every reader's key (the seal's check for a journal sealed before a crash, the segment, the
+/// manifest), and a damaged id byte behind an intact magic is not seen by the scan.
 pub fn id_of(path: &Path, frames: &Frames) -> u64 {
-    match frames.id {
-        0 => named_id(path).unwrap_or(0),
-        id => id,
-    }
+    named_id(path).unwrap_or(frames.id)
 }
 
 /// Reads and scans a journal file without changing it: its bytes and what the scan found.
@@ -259,6 +285,8 @@ pub struct JournalWriter {
     synced_records: u64,
     /// How long the last fsync took, until [`JournalWriter::take_fsync_time`] takes it.
     fsync_time: Option<std::time::Duration>,
+    /// Records whose texts were shortened to fit a frame.
+    shortened: u64,
 }
 
 impl JournalWriter {
@@ -288,6 +316,7 @@ impl JournalWriter {
             written_records: 0,
             synced_records: 0,
             fsync_time: None,
+            shortened: 0,
         })
     }
 
@@ -305,9 +334,26 @@ impl JournalWriter {
     /// the journal can copy the bytes instead of encoding the record again.
     pub fn append(&mut self, r: &FlowRecord) -> &[u8] {
         let at = self.pending.len();
-        encode_frame(r, &mut self.pending);
+        if encode_frame(r, &mut self.pending) {
+            self.shortened += 1;
+            if self.shortened == 1 {
+                tracing::warn!(
+                    file = %self.path.display(),
+                    rule_bytes = r.rule.as_ref().map_or(0, String::len),
+                    max_payload = MAX_PAYLOAD,
+                    "a record's texts are too long for a journal frame: wrote it with its longest \
+                     texts shortened, keeping their ends; further ones in this journal are only \
+                     counted (shortened_records)"
+                );
+            }
+        }
         self.pending_records += 1;
         &self.pending[at..]
+    }
+
+    /// Records whose texts were shortened to fit a frame (see [`encode_frame`]).
+    pub fn shortened_records(&self) -> u64 {
+        self.shortened
     }
 
     /// Records buffered in memory, not yet written.

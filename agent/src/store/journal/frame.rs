@@ -17,12 +17,14 @@
 //! a frame only where a 32-bit length falls in range (about one offset in a million for random
 //! bytes; never in zeros, a length of 0 is refused), the CRC-32 of the bytes it announces
 //! matches (2^-32) and those bytes decode as a record with valid flags, exact length, UTF-8
-//! strings and a known end reason. And journals written before resynchronisation existed
+//! strings and a known end reason. A candidate offset is decoded before its CRC is computed
+//! (the same test in a cheaper order): most false lengths announce bytes that fail to decode
+//! within their first few. And journals written before resynchronisation existed
 //! (magic `XDPAJNL1`) are the same format, so they recover the same way.
 
 use std::fmt;
 
-use super::codec::{decode_view, encode_record, DecodeError, RecordView};
+use super::codec::{decode_view, encode_record, shorten_to_fit, DecodeError, RecordView};
 use crate::record::FlowRecord;
 
 /// Magic bytes opening every journal.
@@ -31,7 +33,8 @@ pub const MAGIC: &[u8; 8] = b"XDPAJNL1";
 pub const HEADER_LEN: u64 = 16;
 /// Frame header length: payload length and CRC.
 pub const FRAME_HEADER_LEN: usize = 8;
-/// Largest payload accepted; a record is about 60 bytes, so anything near this is corruption.
+/// Largest payload accepted; a record is about 60 bytes, so a length near this is damage far
+/// more often than a record (the writer shortens the texts of one that would pass it).
 pub const MAX_PAYLOAD: usize = 4096;
 
 /// The header of the journal with id `id`.
@@ -42,16 +45,25 @@ pub fn header(id: u64) -> [u8; HEADER_LEN as usize] {
     h
 }
 
-/// Appends one frame (`[len][crc][payload]`) holding `r` to `out`.
-pub fn encode_frame(r: &FlowRecord, out: &mut Vec<u8>) {
+/// Appends one frame (`[len][crc][payload]`) holding `r` to `out`. A record whose payload
+/// would pass [`MAX_PAYLOAD`] (a rule with a very long list path) is written with its longest
+/// texts shortened ([`shorten_to_fit`]): every reader refuses a longer frame as damage, so
+/// written whole it would be counted durable and then lost. Returns whether it was shortened.
+pub fn encode_frame(r: &FlowRecord, out: &mut Vec<u8>) -> bool {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
     encode_record(r, out);
+    let shortened = out.len() - start - FRAME_HEADER_LEN > MAX_PAYLOAD;
+    if shortened {
+        out.truncate(start + FRAME_HEADER_LEN);
+        encode_record(&shorten_to_fit(r, MAX_PAYLOAD), out);
+    }
     let payload = &out[start + FRAME_HEADER_LEN..];
     let len = payload.len() as u32;
     let crc = crc32fast::hash(payload);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    shortened
 }
 
 /// Why the bytes at an offset are not a valid frame.
@@ -90,6 +102,21 @@ fn frame_len(rest: &[u8]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes the checks of frames hashed on this thread, so a test can tell how much the
+    /// resynchronisation after damage costs without timing it.
+    static HASHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The CRC-32 of a payload, as a frame carries it.
+#[inline]
+fn checksum(payload: &[u8]) -> u32 {
+    #[cfg(test)]
+    HASHED.with(|h| h.set(h.get() + payload.len() as u64));
+    crc32fast::hash(payload)
+}
+
 /// The record of the frame at the start of `rest`, and the frame's length.
 #[inline]
 fn frame_at(rest: &[u8]) -> Result<(RecordView<'_>, usize), FrameError> {
@@ -104,7 +131,7 @@ fn frame_at(rest: &[u8]) -> Result<(RecordView<'_>, usize), FrameError> {
             len,
         });
     };
-    if crc32fast::hash(payload) != crc {
+    if checksum(payload) != crc {
         return Err(FrameError::Checksum);
     }
     let rec = decode_view(payload).map_err(FrameError::Payload)?;
@@ -439,8 +466,25 @@ fn scan_range<D: Decoded>(
 /// The first offset in `from..end` where a valid frame starts, or `end`.
 fn next_frame(buf: &[u8], from: usize, end: usize) -> usize {
     (from..end)
-        .find(|&q| frame_len(&buf[q..end]).is_ok() && frame_at(&buf[q..end]).is_ok())
+        .find(|&q| starts_frame(&buf[q..end]))
         .unwrap_or(end)
+}
+
+/// Whether a valid frame starts at `rest`: [`frame_at`]'s test, with the payload decoded
+/// before it is hashed. Damage that repeats a small pattern can put a length in range at
+/// every few offsets, and most such payloads fail to decode within their first bytes, where
+/// the CRC would cost up to [`MAX_PAYLOAD`] bytes at each.
+fn starts_frame(rest: &[u8]) -> bool {
+    let Ok(len) = frame_len(rest) else {
+        return false;
+    };
+    let (Some(crc), Some(payload)) = (
+        rest.get(4..FRAME_HEADER_LEN),
+        rest.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len),
+    ) else {
+        return false;
+    };
+    decode_view(payload).is_ok() && checksum(payload).to_le_bytes() == crc
 }
 
 /// A frame boundary at or after the middle of `buf`, found by walking the frames' length

@@ -143,3 +143,66 @@ fn damage_in_the_middle_is_quarantined_and_the_journal_rewritten() {
     assert_eq!(quarantined(&dir).len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Only the names the writer makes (`journal-` and 20 digits) are journals: `journal-2.wal`
+/// would otherwise be the same journal as `journal-00000000000000000002.wal`.
+#[test]
+fn a_journal_name_is_twenty_digits() {
+    assert_eq!(journal_id_of(&journal_name(2)), Some(2));
+    assert_eq!(journal_id_of(&journal_name(u64::MAX)), Some(u64::MAX));
+    for name in [
+        "journal-2.wal",
+        "journal-+0000000000000000002.wal",
+        "journal-000000000000000000002.wal",
+        "journal-99999999999999999999.wal",
+        "journal-0000000000000000000x.wal",
+        "journal-00000000000000000002.wal.tmp",
+    ] {
+        assert_eq!(journal_id_of(name), None, "{name}");
+    }
+}
+
+/// A record whose texts make its payload longer than a frame may hold (a rule `FILE:LINE`
+/// with a 5,000-byte path) is written shortened, keeping the ends of its texts, and read
+/// back like any other: before, it was written whole and every reader took its frame for
+/// damage.
+#[test]
+fn a_record_too_long_for_a_frame_is_written_shortened_not_lost() {
+    let dir = tmpdir("long-rule");
+    let path = dir.join(journal_name(42));
+    let mut g = TrafficGen::new(8, 1_700_000_000_000_000_000);
+    let mut records: Vec<_> = (0..3).map(|_| g.next_record()).collect();
+    let rule = format!("/etc/xdp-audit/{}block.list:12", "lists/".repeat(834));
+    assert!(rule.len() > 5_000);
+    records[1].dropped = 2;
+    records[1].rule = Some(rule.clone());
+    records[1].attr.domain = Some("é".repeat(3_000)); // two bytes a character
+    write(&path, &records);
+    let got = read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(got.frames.skipped.is_empty(), "{:?}", got.frames.skipped);
+    assert_eq!(got.records.len(), 3, "every record is read back");
+    assert_eq!(got.records[0], records[0]);
+    assert_eq!(got.records[2], records[2]);
+    let back = &got.records[1];
+    let short = back.rule.as_deref().expect("a rule");
+    assert!(
+        short.starts_with('…') && short.ends_with("/block.list:12") && short.len() < rule.len(),
+        "{short}"
+    );
+    assert!(
+        rule.ends_with(&short['…'.len_utf8()..]),
+        "the rule keeps its end"
+    );
+    let mut payload = Vec::new();
+    crate::store::journal::encode_record(back, &mut payload);
+    assert!(
+        payload.len() <= crate::store::journal::MAX_PAYLOAD,
+        "{}",
+        payload.len()
+    );
+    let mut same = back.clone();
+    same.rule = records[1].rule.clone();
+    same.attr.domain = records[1].attr.domain.clone();
+    assert_eq!(same, records[1], "nothing but the texts changed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,237 @@
+//! What the store does at open with what it finds in its directory: leftover journals whose
+//! header, name or file type is not what the writer makes, temporary names, a manifest at
+//! the end of its numbers.
+
+use std::sync::mpsc;
+
+use super::*;
+use crate::blocklist::tests::TempDir;
+use crate::store::testgen::TrafficGen;
+
+const T0: i64 = 1_767_225_600_000_000_000;
+
+fn open(dir: &Path, now: i64) -> Store {
+    Store::open_with_clock(StoreConfig::new(dir), Box::new(FakeClock::new(now)))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()))
+}
+
+/// A journal at `dir/name` whose header carries `header_id`, holding `recs`, synced.
+fn leave_journal(dir: &Path, name: &str, header_id: u64, recs: &[FlowRecord]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let path = dir.join(name);
+    let mut w = JournalWriter::create(&path, header_id)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    for r in recs {
+        w.append(r);
+    }
+    w.sync()
+        .unwrap_or_else(|e| panic!("sync {}: {e}", path.display()));
+    path
+}
+
+fn records(seed: u64, n: usize) -> Vec<FlowRecord> {
+    let mut g = TrafficGen::with_rate(seed, T0, 1000.0);
+    (0..n).map(|_| g.next_record()).collect()
+}
+
+fn all_records(dir: &Path) -> Vec<FlowRecord> {
+    query::collect(dir, &filter::Filter::default())
+        .unwrap_or_else(|e| panic!("query {}: {e}", dir.display()))
+}
+
+/// A journal whose header id was damaged (magic intact) into the id of a journal already
+/// sealed is sealed under its file name's id: before, it was taken for that journal "sealed
+/// before a crash" and deleted with its records.
+#[test]
+fn a_journal_whose_header_names_a_sealed_journal_keeps_its_records() {
+    let tmp = TempDir::new("header-id");
+    let dir = tmp.0.join("log");
+    let first = records(31, 40);
+    let sealed_id = {
+        let mut store = open(&dir, T0);
+        let id = store.journal.id();
+        for r in &first {
+            store.append(r);
+        }
+        assert!(store.seal_now(), "the first journal is sealed");
+        id
+    };
+    let second = records(32, 40);
+    let path = leave_journal(
+        &dir,
+        &seal::journal_name(sealed_id + 10),
+        sealed_id,
+        &second,
+    );
+    let store = open(&dir, T0 + 1_000_000_000);
+    assert_eq!(store.recovered_at_open(), 1, "the left journal is sealed");
+    assert!(!path.exists(), "{} is sealed and deleted", path.display());
+    let got = all_records(&dir);
+    assert_eq!(
+        got.len(),
+        first.len() + second.len(),
+        "every record is in a segment"
+    );
+    for (i, r) in second.iter().enumerate() {
+        assert!(
+            got.contains(r),
+            "record {i} of the damaged journal was lost"
+        );
+    }
+    let ids: Vec<u64> = Manifest::load(&dir, None)
+        .unwrap_or_else(|e| panic!("load the manifest of {}: {e}", dir.display()))
+        .entries()
+        .iter()
+        .filter_map(|e| e.body.added().map(|s| s.journal_id))
+        .collect();
+    assert_eq!(
+        ids,
+        [sealed_id, sealed_id + 10],
+        "sealed under the file name's id"
+    );
+}
+
+/// A journal named with the largest id there is cannot be followed by any journal: it is
+/// left in place and counted, and the store opens (before, sealing it put that id in the
+/// manifest, and choosing the next journal's id overflowed).
+#[test]
+fn a_journal_named_with_the_largest_id_is_left_in_place_and_the_store_opens() {
+    let tmp = TempDir::new("max-id");
+    let dir = tmp.0.join("log");
+    let path = leave_journal(
+        &dir,
+        &seal::journal_name(u64::MAX),
+        u64::MAX,
+        &records(33, 5),
+    );
+    let store = open(&dir, T0);
+    assert_eq!(store.status().unsealable, 1, "{:?}", store.status());
+    assert!(path.exists(), "{} is left in place", path.display());
+    assert!(store.journal.id() < u64::MAX);
+}
+
+/// A live journal whose id is the largest there is is not rotated (no journal could follow
+/// it): its records go on into it, the seal says it did not seal, nothing panics.
+#[test]
+fn a_live_journal_with_the_largest_id_keeps_its_records_instead_of_rotating() {
+    let tmp = TempDir::new("max-id-rotate");
+    let dir = tmp.0.join("log");
+    leave_journal(
+        &dir,
+        &seal::journal_name(u64::MAX - 1),
+        u64::MAX - 1,
+        &records(34, 5),
+    );
+    let mut store = open(&dir, T0);
+    assert_eq!(store.recovered_at_open(), 1, "the left journal is sealed");
+    assert_eq!(store.journal.id(), u64::MAX, "the next id after it");
+    let recs = records(35, 3);
+    for r in &recs {
+        store.append(r);
+    }
+    assert!(!store.seal_now(), "the live journal cannot be sealed");
+    assert!(store.sync_now(), "its records are durable");
+    let path = store.journal.path().to_owned();
+    let kept = journal::read(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .records;
+    assert_eq!(kept, recs, "the records stay in the live journal");
+}
+
+/// A manifest whose entry names the largest journal id leaves no id for a new journal: the
+/// store refuses to open with an error naming the manifest (before: an overflow).
+#[test]
+fn a_manifest_naming_the_largest_journal_id_is_refused_by_name() {
+    let tmp = TempDir::new("manifest-max-id");
+    let dir = tmp.0.join("log");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let mut m = Manifest::load(&dir, None).unwrap_or_else(|e| panic!("load: {e}"));
+    m.append(Body::Segment(manifest::SegmentInfo {
+        file: "seg-00000000-20260101T000000Z.parquet".into(),
+        journal_id: u64::MAX,
+        time_min_ns: T0,
+        time_max_ns: T0,
+        rows: 1,
+        size: 1,
+        sha256: "ab".repeat(32),
+    }))
+    .unwrap_or_else(|e| panic!("append: {e}"));
+    let err = match Store::open_with_clock(StoreConfig::new(&dir), Box::new(FakeClock::new(T0))) {
+        Ok(_) => panic!("the store opened over a manifest that leaves no journal id"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(manifest::MANIFEST), "{err}");
+}
+
+/// A manifest whose last entry's seq is the largest there is leaves no chain position for
+/// a segment: the leftover journal is left in place and counted, and the store opens
+/// (before: an overflow).
+#[test]
+fn a_manifest_at_the_last_seq_leaves_the_journal_unsealed_and_the_store_opens() {
+    let tmp = TempDir::new("manifest-max-seq");
+    let dir = tmp.0.join("log");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let mut m = Manifest::load(&dir, None).unwrap_or_else(|e| panic!("load: {e}"));
+    m.append(Body::Prune(manifest::PruneInfo {
+        at_ns: T0,
+        retention_days: 180,
+        files: Vec::new(),
+    }))
+    .unwrap_or_else(|e| panic!("append: {e}"));
+    let mpath = dir.join(manifest::MANIFEST);
+    let text = std::fs::read_to_string(&mpath).unwrap_or_else(|e| panic!("read: {e}"));
+    let damaged = text.replace("\"seq\":0", &format!("\"seq\":{}", u64::MAX));
+    assert_ne!(damaged, text, "the seq is in the text");
+    std::fs::write(&mpath, damaged).unwrap_or_else(|e| panic!("write: {e}"));
+    let path = leave_journal(
+        &dir,
+        &seal::journal_name(T0 as u64 - 5),
+        T0 as u64 - 5,
+        &records(36, 5),
+    );
+    let store = open(&dir, T0);
+    assert_eq!(store.status().unsealable, 1, "{:?}", store.status());
+    assert!(path.exists(), "{} is left in place", path.display());
+}
+
+/// A directory with a temporary name is not what a crash left (the store writes files): it
+/// is left in place and the store opens; a temporary file is still removed.
+#[test]
+fn a_directory_with_a_temporary_name_does_not_stop_the_store_opening() {
+    let tmp = TempDir::new("tmp-dir");
+    let dir = tmp.0.join("log");
+    let sub = dir.join(format!("{}x", fsutil::TMP_PREFIX));
+    std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("create {}: {e}", sub.display()));
+    let file = dir.join(format!("{}manifest.jsonl", fsutil::TMP_PREFIX));
+    std::fs::write(&file, b"half").unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    let _store = open(&dir, T0);
+    assert!(sub.is_dir(), "{} is left in place", sub.display());
+    assert!(!file.exists(), "{} is removed", file.display());
+}
+
+/// A FIFO named as a journal is refused by what it is, at once, and left in place: before,
+/// opening it for reading waited for a writer forever and the store never opened.
+#[test]
+fn a_fifo_named_as_a_journal_does_not_hang_the_open() {
+    let tmp = TempDir::new("fifo-journal");
+    let dir = tmp.0.join("log");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let fifo = dir.join(seal::journal_name(T0 as u64 - 5));
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (tx, rx) = mpsc::channel();
+    let opened = dir.clone();
+    std::thread::spawn(move || {
+        let r = Store::open_with_clock(StoreConfig::new(&opened), Box::new(FakeClock::new(T0)))
+            .map(|s| s.status().unsealable)
+            .map_err(|e| e.to_string());
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(unsealable)) => assert_eq!(unsealable, 1, "the FIFO is counted"),
+        Ok(Err(e)) => panic!("the store did not open: {e}"),
+        Err(_) => panic!("Store::open hung on a FIFO named as a journal"),
+    }
+    assert!(fifo.exists(), "{} is left in place", fifo.display());
+}
