@@ -223,6 +223,12 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.journal_skipped_bytes, st.journal_skipped_frames
         )?;
     }
+    if st.shortened_records > 0 {
+        outln!(
+            "  {} records had texts shortened to fit a journal frame (a rule with a very long list path)",
+            st.shortened_records
+        )?;
+    }
     outln!("{}", s.agent_summary())?;
     if let Some(e) = &s.enrich {
         outln!("{}", e.summary())?;

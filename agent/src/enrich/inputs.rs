@@ -121,6 +121,7 @@ impl Inputs {
             s.rereads = get(&c.dumps);
             s.reread_failures = get(&c.dump_failures);
             s.parse_errors = get(&c.parse_errors);
+            s.foreign = get(&c.foreign);
             s.rcvbuf_bytes = get(&c.rcvbuf_granted);
         }
         if let Some(nat) = &self.nat {

@@ -314,6 +314,11 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
         "Journal frames skipped, at least.",
         s.journal_skipped_frames,
     );
+    e.counter(
+        "records_shortened_total",
+        "Records whose texts were shortened to fit a journal frame (a rule with a very long list path).",
+        s.shortened_records,
+    );
     e.gauge(
         "retention_seconds",
         "The retention in force (whole days).",
@@ -558,6 +563,11 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
         "conntrack_parse_errors_total",
         "Conntrack messages that did not parse.",
         n.parse_errors,
+    );
+    e.counter(
+        "conntrack_foreign_total",
+        "Netlink datagrams on the conntrack sockets from a sender other than the kernel, dropped unread.",
+        n.foreign,
     );
     e.gauge(
         "conntrack_rcvbuf_bytes",

@@ -71,6 +71,9 @@ pub struct NatStatus {
     pub read_late: u64,
     /// Messages that did not parse.
     pub parse_errors: u64,
+    /// Datagrams from a sender other than the kernel (another process), dropped unread.
+    #[serde(default)]
+    pub foreign: u64,
     /// Receive buffer the kernel granted, bytes.
     pub rcvbuf_bytes: u64,
     /// Sessions open now.
@@ -172,10 +175,15 @@ impl EnrichStatus {
         let d = &self.dhcp;
         let nat = if n.listening {
             format!(
-                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered, {} of them read late); {} sessions open, {} held; {} NAT records, {} lost to a full table; receive buffer {} bytes",
+                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered, {} of them read late); {} sessions open, {} held; {} NAT records, {} lost to a full table; receive buffer {} bytes{}",
                 n.new_events, n.destroy_events, n.enobufs, n.rereads, n.reread_failures,
                 n.recovered, n.read_late, n.open_sessions, n.sessions, n.nat_records, n.lost_unwritten,
-                n.rcvbuf_bytes
+                n.rcvbuf_bytes,
+                if n.foreign > 0 {
+                    format!("; {} datagrams not from the kernel dropped", n.foreign)
+                } else {
+                    String::new()
+                }
             )
         } else {
             "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
