@@ -24,7 +24,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    parse::{be16, Header, Packet},
+    parse::{self, be16, Header, Packet},
     stats,
 };
 
@@ -72,7 +72,8 @@ pub enum Query {
     /// A name the rule blocks.
     Blocked(RuleId),
     /// A query whose name cannot be read here: cut short (a UDP datagram longer than its
-    /// packet, a first fragment; a segment that ends inside it), compressed or malformed.
+    /// packet, a first fragment), compressed or malformed (a TCP segment's only when it
+    /// holds the whole message).
     /// Counted in [`Counter::DnsNameUnparsed`]; the caller drops it while a domain is
     /// blocked, since its server would read the name no rule judged.
     Unwalked,
@@ -96,8 +97,30 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet) -> Query {
         if off >= end {
             return Query::Pass; // an empty datagram
         }
-    } else if off - 2 >= end {
-        return Query::Pass; // a segment without data: the handshake, an ACK
+    } else {
+        // The segment's data: the length prefix, then the message at `off`.
+        let data = match off.checked_sub(2) {
+            Some(data) if data < end => data,
+            _ => return Query::Pass, // a segment without data: the handshake, an ACK
+        };
+        if first_fragment_v4(ctx) {
+            return unwalked(); // the rest of the segment is in later fragments
+        }
+        // Judged where the segment holds a whole message from its start (as clients send
+        // a query); anything else passes as before: a length prefix sent alone, a message
+        // split across segments, a probe's byte.
+        // Through black_box: folded into `off`, the bound check and the read would be on
+        // two pointers the verifier cannot tie together.
+        let whole = match Header::<2>::at(ctx, core::hint::black_box(data)) {
+            Some(prefix) => {
+                let len = be16(prefix.get::<u16, 0>()) as usize;
+                len >= DNS_HEADER && off + len <= end
+            }
+            None => false,
+        };
+        if !whole {
+            return Query::Pass;
+        }
     }
     if off + DNS_HEADER > end {
         return unwalked();
@@ -113,6 +136,31 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet) -> Query {
     match walk(ctx, off, end) {
         Some(rule) => rule,
         None => unwalked(),
+    }
+}
+
+/// Whether the packet is the first fragment of an IPv4 datagram (more fragments follow).
+#[inline(always)]
+fn first_fragment_v4(ctx: &XdpContext) -> bool {
+    // Past the Ethernet header and up to two VLAN tags, as `refuse` finds the IP header: a
+    // helper shared with it changed the main program's code enough to cost its verifier
+    // walk 17,000 instructions.
+    let Some(eth) = Header::<{ parse::ETH_HLEN }>::at(ctx, 0) else {
+        return false;
+    };
+    let mut l3 = parse::ETH_HLEN;
+    if parse::is_vlan(be16(eth.get::<u16, 12>())) {
+        let Some(tag) = Header::<4>::at(ctx, l3) else {
+            return false;
+        };
+        l3 += 4;
+        if parse::is_vlan(be16(tag.get::<u16, 2>())) {
+            l3 += 4;
+        }
+    }
+    match Header::<8>::at(ctx, l3) {
+        Some(h) => h.get::<u8, 0>() >> 4 == 4 && be16(h.get::<u16, 6>()) & 0x2000 != 0,
+        None => false,
     }
 }
 

@@ -633,7 +633,54 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
     assert_eq!(lab.run(&empty.build()), PASS, "an empty datagram");
     let syn = Spec::tcp4(v4(198, 51, 100, 2), 5355, v4(198, 18, 0, 53), 53, tcp::SYN);
     assert_eq!(lab.run(&syn.build()), PASS, "a SYN to port 53 (no data)");
-    assert!(lab.counter(Counter::DroppedByDomain) >= 10);
+
+    // DNS over TCP: a segment holding a whole message from its start is judged; one that
+    // does not (a length prefix sent alone, a probe's byte) passes, as a client's stream
+    // goes on.
+    let blocked = dns_query_payload(&wire("www.example.com"));
+    assert_eq!(
+        lab.run(&dns_tcp(5360, &blocked)),
+        DROP,
+        "a blocked name over TCP"
+    );
+    let compressed = dns_query_payload(&[3, b'w', b'w', b'w', 0xc0, 0x0c]);
+    assert_eq!(
+        lab.run(&dns_tcp(5361, &compressed)),
+        DROP,
+        "a compressed name in a whole message over TCP"
+    );
+    let mut prefix_alone = Spec::tcp4(v4(198, 51, 100, 2), 5362, v4(198, 18, 0, 53), 53, tcp::ACK);
+    prefix_alone.payload = (blocked.len() as u16).to_be_bytes().to_vec();
+    assert_eq!(
+        lab.run(&prefix_alone.build()),
+        PASS,
+        "a length prefix sent alone"
+    );
+    let mut probe = prefix_alone.clone();
+    probe.payload = vec![0];
+    assert_eq!(lab.run(&probe.build()), PASS, "a keepalive's byte");
+    // An IPv4 first fragment of a segment (the rest, with the name, in its later fragment).
+    let mut fragmented = Spec::tcp4(v4(198, 51, 100, 2), 5363, v4(198, 18, 0, 53), 53, tcp::ACK);
+    fragmented.payload = (blocked.len() as u16).to_be_bytes().to_vec();
+    fragmented.payload.extend_from_slice(&blocked);
+    fragmented.ipv4_frag = (0, true);
+    let mut first = fragmented.build();
+    first.truncate(14 + 20 + 32);
+    first[16..18].copy_from_slice(&52u16.to_be_bytes());
+    assert_eq!(
+        lab.run(&first),
+        DROP,
+        "an IPv4 first fragment of a segment to port 53"
+    );
+    assert!(lab.counter(Counter::DroppedByDomain) >= 13);
+}
+
+/// A TCP segment to port 53 from `sport` carrying `message` behind its length prefix.
+fn dns_tcp(sport: u16, message: &[u8]) -> Vec<u8> {
+    let mut s = Spec::tcp4(v4(198, 51, 100, 2), sport, v4(198, 18, 0, 53), 53, tcp::ACK);
+    s.payload = (message.len() as u16).to_be_bytes().to_vec();
+    s.payload.extend_from_slice(message);
+    s.build()
 }
 
 /// Queries the name walk cannot read, each with what it is.
