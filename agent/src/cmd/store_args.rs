@@ -38,6 +38,19 @@ fn parse_retention(s: &str) -> Result<u32, String> {
     check_days(days).map_err(|e| e.to_string())
 }
 
+/// `--segment-max-bytes`: a journal is sealed at this size, so it must stay well under what
+/// the journal reader accepts ([`crate::store::journal::file::MAX_JOURNAL_BYTES`]).
+fn parse_segment_bytes(s: &str) -> Result<u64, String> {
+    const MAX: u64 = crate::store::journal::file::MAX_JOURNAL_BYTES / 2;
+    let bytes: u64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    if bytes == 0 || bytes > MAX {
+        return Err(format!("{bytes} is not within 1..={MAX} bytes"));
+    }
+    Ok(bytes)
+}
+
 /// Flags of the writer (`xdp-audit run` flattens these).
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -47,8 +60,9 @@ pub struct StoreArgs {
     /// Longest time an accepted record waits for fsync (`1s`, `200ms`; see `run --help`).
     #[arg(long, default_value = "1s", value_parser = crate::span::parse, value_name = "SPAN")]
     pub fsync_interval: Duration,
-    /// Seal the journal when it reaches this many bytes, even within the hour.
-    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    /// Seal the journal when it reaches this many bytes, even within the hour (at most 8 GiB:
+    /// a journal past 16 GiB is refused as damaged when read).
+    #[arg(long, default_value_t = 256 << 20, value_parser = parse_segment_bytes, value_name = "BYTES")]
     pub segment_max_bytes: u64,
     /// Delete segments this many days after their newest record; at least 90 (the legal floor),
     /// at most 36500 (a hundred years; more is refused, not read as "keep forever").
