@@ -455,6 +455,8 @@ pub(super) fn reconcile(
 ) -> Result<Vec<PinnedIface>, StartError> {
     let running_id = prog_id(running)?;
     let mut out = Vec::new();
+    // Noted interfaces whose attachment a configured one took over (it was renamed).
+    let mut renamed: Vec<&str> = Vec::new();
     for t in &spec.interfaces {
         let listed = state.interfaces.iter().find(|i| i.name == t.name);
         let attached = query(t)?;
@@ -470,17 +472,44 @@ pub(super) fn reconcile(
                 stale = Some(old);
             }
         }
-        // An interface an earlier start attached (the link pinned, or attached through
-        // netlink) and was killed before noting beside the pins: the attachment holds one of
-        // this instance's programs (any other was refused as busy above), so it is taken over
-        // as a noted one, else every start would find the interface busy until `detach`.
+        // An interface not noted beside the pins that runs one of this instance's programs
+        // (any other was refused as busy above) is taken over as a noted one, else every
+        // start would find it busy until `detach`: one renamed since (a noted interface of
+        // its index that is no longer configured: its link pin takes the new name), or one an
+        // earlier start attached (the link pinned, or through netlink) and was killed before
+        // noting.
         let unlisted = match (listed, attached) {
-            (None, Some(a)) => Some(PinnedIface {
-                name: t.name.clone(),
-                ifindex: t.ifindex,
-                mode: a.mode.unwrap_or(spec.mode),
-                link: spec.pins.link(&t.name).exists(),
-            }),
+            (None, Some(a)) => {
+                let was = state.interfaces.iter().find(|o| {
+                    o.ifindex == t.ifindex && !spec.interfaces.iter().any(|c| c.name == o.name)
+                });
+                if let Some(o) = was.filter(|o| o.link) {
+                    info!(
+                        iface = t.name,
+                        was = o.name,
+                        "renamed: its link pin follows"
+                    );
+                    pin::rename(&spec.pins.link(&o.name), &spec.pins.link(&t.name))?;
+                }
+                if let Some(o) = was {
+                    renamed.push(&o.name);
+                }
+                Some(PinnedIface {
+                    name: t.name.clone(),
+                    ifindex: t.ifindex,
+                    mode: a.mode.unwrap_or(spec.mode),
+                    link: spec.pins.link(&t.name).exists(),
+                })
+            }
+            (None, None) => {
+                // A link pin of this name holds no attachment here (a start killed after
+                // pinning it, the interface re-created since): attaching pins anew.
+                let stale = spec.pins.link(&t.name);
+                if stale.exists() {
+                    remove_file(&stale)?;
+                }
+                None
+            }
             _ => None,
         };
         let old = listed.or(unlisted.as_ref());
@@ -523,7 +552,8 @@ pub(super) fn reconcile(
         out.push(iface);
     }
     for o in &state.interfaces {
-        if !spec.interfaces.iter().any(|t| t.name == o.name) {
+        if !spec.interfaces.iter().any(|t| t.name == o.name) && !renamed.contains(&o.name.as_str())
+        {
             info!(iface = o.name, "no longer configured: detaching");
             let ifindex = super::ifindex(&o.name).unwrap_or(o.ifindex);
             // It may still run the program an interrupted swap replaced.
