@@ -290,11 +290,12 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// Creates a new, empty journal at `path` with the given id and fsyncs it.
+    /// Creates a new, empty journal at `path` with the given id and fsyncs it. A file already
+    /// there is refused, never truncated: it holds an earlier journal's records (an id given
+    /// twice, as the largest id there is could be after damage).
     pub fn create(path: &Path, id: u64) -> Result<Self, JournalError> {
         let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .read(true)
             .write(true)
             .open(path)

@@ -136,6 +136,15 @@ fn a_live_journal_with_the_largest_id_keeps_its_records_instead_of_rotating() {
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .records;
     assert_eq!(kept, recs, "the records stay in the live journal");
+    // Killed so, the next open must not make that journal anew: its id is the one it
+    // would give again (the left journal's was sealed), and a new file there was truncated.
+    drop(store);
+    let reopened = Store::open_with_clock(StoreConfig::new(&dir), Box::new(FakeClock::new(T0)));
+    assert!(reopened.is_err(), "the open refuses rather than truncate");
+    let after = journal::read(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .records;
+    assert_eq!(after, recs, "its records are still there");
 }
 
 /// A manifest whose entry names the largest journal id leaves no id for a new journal: the
