@@ -454,26 +454,24 @@ fn a_flow_made_by_a_packet_from_a_blocked_address_carries_nothing_to_it() {
 #[test]
 fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() {
     let mut lab = Lab::new("unparsed", "203.0.113.9\n2001:db8::66\nport tcp 22\n", "");
-    let mut to_port = Spec::tcp4(v4(198, 51, 100, 2), 40001, v4(198, 18, 0, 7), 22, tcp::SYN);
-    to_port.ipv4_frag = (0, true);
-    let mut frame = to_port.build();
-    frame.truncate(14 + 20 + 8);
-    frame[16..18].copy_from_slice(&28u16.to_be_bytes());
+    let to_port = Spec::tcp4(v4(198, 51, 100, 2), 40001, v4(198, 18, 0, 7), 22, tcp::SYN);
     assert_eq!(
-        lab.run(&frame),
+        lab.run(&first_fragment(&to_port, 8)),
         DROP,
         "a tiny first fragment to a blocked port"
     );
-    let mut allowed = to_port.clone();
-    allowed.l4 = L4::Tcp {
-        sport: 40002,
-        dport: 2222,
-        flags: tcp::SYN,
-    };
-    let mut frame = allowed.build();
-    frame.truncate(14 + 20 + 8);
-    frame[16..18].copy_from_slice(&28u16.to_be_bytes());
-    assert_eq!(lab.run(&frame), PASS, "one to another port");
+    let allowed = Spec::tcp4(
+        v4(198, 51, 100, 2),
+        40002,
+        v4(198, 18, 0, 7),
+        2222,
+        tcp::SYN,
+    );
+    assert_eq!(
+        lab.run(&first_fragment(&allowed, 8)),
+        PASS,
+        "one to another port"
+    );
     let mut tiny = Spec::tcp4(v4(198, 51, 100, 2), 40000, v4(203, 0, 113, 9), 22, tcp::SYN);
     tiny.ipv4_frag = (0, true);
     let mut frame = tiny.build();
@@ -663,16 +661,23 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
     let mut fragmented = Spec::tcp4(v4(198, 51, 100, 2), 5363, v4(198, 18, 0, 53), 53, tcp::ACK);
     fragmented.payload = (blocked.len() as u16).to_be_bytes().to_vec();
     fragmented.payload.extend_from_slice(&blocked);
-    fragmented.ipv4_frag = (0, true);
-    let mut first = fragmented.build();
-    first.truncate(14 + 20 + 32);
-    first[16..18].copy_from_slice(&52u16.to_be_bytes());
     assert_eq!(
-        lab.run(&first),
+        lab.run(&first_fragment(&fragmented, 32)),
         DROP,
         "an IPv4 first fragment of a segment to port 53"
     );
     assert!(lab.counter(Counter::DroppedByDomain) >= 13);
+}
+
+/// The first IPv4 fragment of `spec`'s untagged datagram, holding `l4_bytes` of it past the
+/// IP header (a multiple of 8; the rest would follow in later fragments).
+fn first_fragment(spec: &Spec, l4_bytes: usize) -> Vec<u8> {
+    let mut s = spec.clone();
+    s.ipv4_frag = (0, true);
+    let mut f = s.build();
+    f.truncate(14 + 20 + l4_bytes);
+    f[16..18].copy_from_slice(&(20 + l4_bytes as u16).to_be_bytes());
+    f
 }
 
 /// A TCP segment to port 53 from `sport` carrying `message` behind its length prefix.
@@ -693,23 +698,16 @@ fn unwalkable_queries() -> Vec<(Vec<u8>, &'static str)> {
     // (the UDP length says so). Then one cut inside the name.
     let mut spec = Spec::udp4(v4(198, 51, 100, 2), 5356, v4(198, 18, 0, 53), 53);
     spec.payload = dns_query_payload(&wire("www.example.com"));
-    spec.ipv4_frag = (0, true);
-    let first_fragment = |udp_bytes: usize| {
-        let mut f = spec.build();
-        f.truncate(14 + 20 + udp_bytes);
-        f[16..18].copy_from_slice(&(20 + udp_bytes as u16).to_be_bytes());
-        f
-    };
     vec![
         (dns_query(&compressed), "compression pointer in a query"),
         (cut, "name cut short by the packet's end"),
         (dns_query(&[70, b'x']), "label length over 63"),
         (
-            first_fragment(8),
+            first_fragment(&spec, 8),
             "a first fragment with the UDP header alone",
         ),
         (
-            first_fragment(8 + 16),
+            first_fragment(&spec, 8 + 16),
             "a first fragment cut inside the name",
         ),
     ]
