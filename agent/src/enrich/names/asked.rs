@@ -1,8 +1,10 @@
 //! DNS questions seen asked: an answer fills a client's cache only if that client was seen
-//! asking its question (same transaction id, name and type) within [`ANSWER_WINDOW_NS`].
-//! XDP sees a datagram from port 53 without any handshake, so without this one spoofed packet
-//! would bind any address to any name for any client, and every later flow of that client to
-//! the address would carry the name.
+//! asking its question (same transaction id, name and type, from the port the answer goes to,
+//! of the resolver the answer comes from) within [`ANSWER_WINDOW_NS`], and only the first such
+//! answer. XDP sees a datagram from port 53 without any handshake, so without this one spoofed
+//! packet would bind any address to any name for any client, and every later flow of that
+//! client to the address would carry the name; with the id alone, 65,536 spoofed answers would
+//! (a client checks the port and the resolver's address too, and takes the first answer).
 //!
 //! The check holds only where the client's queries are visible: a client not seen asking
 //! anything in the last [`ASKER_WINDOW_NS`] (its queries cross no audited interface, or the
@@ -40,6 +42,17 @@ pub enum Answer {
     Unseen,
 }
 
+/// One exchange's ends: the client's address and port, and the resolver's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Exchange {
+    /// The client (the query's source, the answer's destination).
+    pub client: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// The resolver (the query's destination, the answer's source).
+    pub resolver: IpAddr,
+}
+
 #[derive(Debug)]
 struct Question {
     name: DomainName,
@@ -51,7 +64,7 @@ struct Question {
 #[derive(Debug)]
 pub struct Asked {
     capacity: usize,
-    questions: HashMap<(IpAddr, u16), Question, RandomState>,
+    questions: HashMap<(Exchange, u16), Question, RandomState>,
     askers: HashMap<IpAddr, i64, RandomState>,
     /// When each table last dropped its expired entries.
     pruned_ns: [i64; 2],
@@ -82,15 +95,15 @@ impl Asked {
         }
     }
 
-    /// Notes a query `client` sent at `t_ns`.
-    pub fn ask(&mut self, client: IpAddr, msg: &DnsMessage, t_ns: i64) {
+    /// Notes a query of exchange `ex` seen at `t_ns`.
+    pub fn ask(&mut self, ex: Exchange, msg: &DnsMessage, t_ns: i64) {
         let Some(q) = msg.question.as_ref().filter(|_| !msg.is_response) else {
             return;
         };
-        if self.askers.contains_key(&client) || self.room(1, t_ns) {
-            self.askers.insert(client, t_ns);
+        if self.askers.contains_key(&ex.client) || self.room(1, t_ns) {
+            self.askers.insert(ex.client, t_ns);
         }
-        let key = (client, msg.id);
+        let key = (ex, msg.id);
         if self.questions.contains_key(&key) || self.room(0, t_ns) {
             let asked = Question {
                 name: q.name.clone(),
@@ -122,16 +135,17 @@ impl Asked {
         room
     }
 
-    /// Judges a response to `client` seen at `t_ns`.
-    pub fn answer(&self, client: IpAddr, msg: &DnsMessage, t_ns: i64) -> Answer {
+    /// Judges a response of exchange `ex` seen at `t_ns`; an asked question is used up.
+    pub fn answer(&mut self, ex: Exchange, msg: &DnsMessage, t_ns: i64) -> Answer {
         let seen = self
             .askers
-            .get(&client)
+            .get(&ex.client)
             .is_some_and(|t| within(t_ns, *t, ASKER_WINDOW_NS));
         if !seen {
             return Answer::Unseen;
         }
-        let asked = self.questions.get(&(client, msg.id)).is_some_and(|q| {
+        let key = (ex, msg.id);
+        let asked = self.questions.get(&key).is_some_and(|q| {
             within(t_ns, q.asked_ns, ANSWER_WINDOW_NS)
                 && msg
                     .question
@@ -139,6 +153,7 @@ impl Asked {
                     .is_some_and(|a| a.name == q.name && a.qtype == q.qtype)
         });
         if asked {
+            self.questions.remove(&key);
             Answer::Asked
         } else {
             Answer::Unasked
@@ -167,16 +182,42 @@ mod tests {
         }
     }
 
+    /// `client`'s exchange from port 5000 with the resolver 10.0.0.53.
+    fn ex(client: IpAddr) -> Exchange {
+        Exchange {
+            client,
+            port: 5000,
+            resolver: "10.0.0.53".parse().unwrap(),
+        }
+    }
+
     #[test]
     fn an_answer_is_taken_for_the_question_its_client_asked() {
         let (c, other): (IpAddr, IpAddr) =
             ("10.0.0.5".parse().unwrap(), "10.0.0.6".parse().unwrap());
         let mut a = Asked::default();
         assert_eq!(
-            a.answer(c, &msg(7, true, "example.com", 1), S),
+            a.answer(ex(c), &msg(7, true, "example.com", 1), S),
             Answer::Unseen
         );
-        a.ask(c, &msg(7, false, "example.com", 1), S);
+        a.ask(ex(c), &msg(7, false, "example.com", 1), S);
+        // Its answer from another resolver, or to another port, is not the asked one: the
+        // client would not take it either.
+        let elsewhere = Exchange {
+            resolver: "192.0.2.1".parse().unwrap(),
+            ..ex(c)
+        };
+        let other_port = Exchange {
+            port: 5001,
+            ..ex(c)
+        };
+        for e in [elsewhere, other_port] {
+            assert_eq!(
+                a.answer(e, &msg(7, true, "example.com", 1), 2 * S),
+                Answer::Unasked,
+                "{e:?}"
+            );
+        }
         let cases = [
             (
                 c,
@@ -235,45 +276,65 @@ mod tests {
             ),
         ];
         for (client, id, name, qtype, t, want, why) in cases {
+            if want == Answer::Asked {
+                // Judged once more below: used up by this one.
+                a.ask(ex(client), &msg(id, false, name, qtype), S);
+            }
             assert_eq!(
-                a.answer(client, &msg(id, true, name, qtype), t),
+                a.answer(ex(client), &msg(id, true, name, qtype), t),
                 want,
                 "{why}"
             );
         }
+        assert_eq!(
+            a.answer(ex(c), &msg(7, true, "example.com", 1), 2 * S),
+            Answer::Unasked,
+            "a second answer to a question already answered"
+        );
     }
 
     #[test]
     fn a_flood_of_questions_stays_within_capacity_and_lets_no_unasked_answer_in() {
         let mut a = Asked::with_capacity(100);
         let victim: IpAddr = "10.0.0.200".parse().unwrap();
-        a.ask(victim, &msg(1, false, "real.example", 1), S);
+        a.ask(ex(victim), &msg(1, false, "real.example", 1), S);
         for i in 0..1_000u32 {
             let client = IpAddr::from((0x0a00_1000 + i).to_be_bytes());
-            a.ask(client, &msg(i as u16, false, "example.com", 1), S);
+            a.ask(ex(client), &msg(i as u16, false, "example.com", 1), S);
         }
         assert!(a.questions.len() <= 100 && a.askers.len() <= 100);
         assert!(a.untracked > 0);
         // The victim's question was noted before the flood, and its client stays known.
         assert_eq!(
-            a.answer(victim, &msg(1, true, "real.example", 1), 2 * S),
+            a.answer(ex(victim), &msg(1, true, "real.example", 1), 2 * S),
             Answer::Asked
         );
-        a.ask(victim, &msg(2, false, "late.example", 1), 2 * S);
+        // The answer used its question up: the flood takes that room back.
+        let flooder = IpAddr::from(0x0a00_1000u32.to_be_bytes());
+        a.ask(ex(flooder), &msg(5_000, false, "example.com", 1), 2 * S);
+        a.ask(ex(victim), &msg(2, false, "late.example", 1), 2 * S);
         assert_eq!(
-            a.answer(victim, &msg(2, true, "late.example", 1), 2 * S),
+            a.answer(ex(victim), &msg(2, true, "late.example", 1), 2 * S),
             Answer::Unasked,
             "a question the full table could not note: its answer is refused, not trusted"
         );
         // Expired entries go when the table is full, and the new question is noted.
         let mut b = Asked::with_capacity(2);
         let c: IpAddr = "10.0.0.1".parse().unwrap();
-        b.ask(c, &msg(1, false, "a.example", 1), S);
-        b.ask(c, &msg(2, false, "b.example", 1), 2 * S);
-        b.ask(c, &msg(3, false, "c.example", 1), 2 * S + ANSWER_WINDOW_NS);
+        b.ask(ex(c), &msg(1, false, "a.example", 1), S);
+        b.ask(ex(c), &msg(2, false, "b.example", 1), 2 * S);
+        b.ask(
+            ex(c),
+            &msg(3, false, "c.example", 1),
+            2 * S + ANSWER_WINDOW_NS,
+        );
         assert_eq!(b.untracked, 0);
         assert_eq!(
-            b.answer(c, &msg(3, true, "c.example", 1), 3 * S + ANSWER_WINDOW_NS),
+            b.answer(
+                ex(c),
+                &msg(3, true, "c.example", 1),
+                3 * S + ANSWER_WINDOW_NS
+            ),
             Answer::Asked
         );
     }

@@ -226,10 +226,20 @@ impl EnrichStage {
             }
         };
         if !msg.is_response && dport == 53 {
-            self.asked.ask(src, &msg, p.t_ns);
+            let ex = asked::Exchange {
+                client: src,
+                port: sport,
+                resolver: dst,
+            };
+            self.asked.ask(ex, &msg, p.t_ns);
         }
         if msg.is_response && sport == 53 {
-            match self.asked.answer(dst, &msg, p.t_ns) {
+            let ex = asked::Exchange {
+                client: dst,
+                port: dport,
+                resolver: src,
+            };
+            match self.asked.answer(ex, &msg, p.t_ns) {
                 asked::Answer::Asked | asked::Answer::Unseen => {
                     self.dns.insert_response(dst, &msg, p.t_ns);
                 }
