@@ -1,0 +1,171 @@
+use super::*;
+
+fn segment(file: &str) -> SegmentInfo {
+    SegmentInfo {
+        file: file.into(),
+        journal_id: 7,
+        time_min_ns: -1,
+        time_max_ns: i64::MAX,
+        rows: 3,
+        size: 4096,
+        sha256: "ab".repeat(32),
+    }
+}
+
+fn entry(seq: u64, body: Body) -> Entry {
+    let prev = GENESIS.to_owned();
+    Entry {
+        hash: entry_hash(seq, &body, &prev),
+        seq,
+        body,
+        prev,
+    }
+}
+
+#[test]
+fn every_kind_of_entry_reads_back_as_written() {
+    let removed = vec![RemovedFile {
+        file: "seg-1.parquet".into(),
+        sha256: "cd".repeat(32),
+    }];
+    let entries = [
+        entry(0, Body::Segment(segment("seg-0.parquet"))),
+        entry(
+            1,
+            Body::Prune(PruneInfo {
+                at_ns: 5,
+                retention_days: 90,
+                files: removed.clone(),
+            }),
+        ),
+        entry(
+            2,
+            Body::Compact(CompactInfo {
+                at_ns: 6,
+                files: removed,
+                segment: segment("seg-2.parquet"),
+            }),
+        ),
+        entry(
+            3,
+            Body::Anchor(AnchorInfo {
+                at_ns: 7,
+                log: "operator.log".into(),
+                lines: 2,
+                bytes: 300,
+                head: "ef".repeat(32),
+            }),
+        ),
+    ];
+    let text: String = entries
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("serialise") + "\n")
+        .collect();
+    let (read, head) = parse_with_head(Path::new("manifest.jsonl"), &text).expect("parse");
+    assert_eq!(read, entries);
+    assert_eq!(head, None);
+    for e in &read {
+        assert_eq!(
+            e.hash,
+            entry_hash(e.seq, &e.body, &e.prev),
+            "same hash input"
+        );
+    }
+}
+
+#[test]
+fn a_missing_field_is_named_with_its_kind_and_line_and_unknown_fields_are_ignored() {
+    let good =
+        serde_json::to_string(&entry(0, Body::Segment(segment("s.parquet")))).expect("serialise");
+    let extra = good.replacen("{", "{\"later_field\":[1,{\"x\":2}],", 1);
+    let (read, _) = parse_with_head(Path::new("m"), &extra).expect("unknown field ignored");
+    assert_eq!(
+        read[0].body.added().map(|s| s.file.as_str()),
+        Some("s.parquet")
+    );
+    let missing = good.replace("\"rows\":3,", "");
+    let e = parse_with_head(Path::new("m"), &format!("{good}\n{missing}\n"))
+        .expect_err("rows is missing");
+    let msg = e.to_string();
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(
+        msg.contains("`rows`") && msg.contains("segment entry"),
+        "{msg}"
+    );
+    let unknown_kind = good.replace("\"kind\":\"segment\"", "\"kind\":\"rename\"");
+    let msg = parse_with_head(Path::new("m"), &unknown_kind)
+        .expect_err("no such kind")
+        .to_string();
+    assert!(msg.contains("rename"), "{msg}");
+}
+
+/// A byte that is not UTF-8 is reported with its line and offset, by readers and by
+/// `verify`, not as a bare "stream did not contain valid UTF-8".
+#[test]
+fn a_byte_not_utf8_is_named_by_line_and_offset() {
+    let tmp = crate::blocklist::tests::TempDir::new("manifest-utf8");
+    let dir = tmp.0.clone();
+    let mut m = Manifest::load(&dir, None)
+        .unwrap_or_else(|e| panic!("load the empty manifest in {}: {e}", dir.display()));
+    for f in ["seg-0.parquet", "seg-1.parquet"] {
+        m.append(Body::Segment(segment(f)))
+            .unwrap_or_else(|e| panic!("append {f}: {e}"));
+    }
+    let path = dir.join(MANIFEST);
+    let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let second = bytes.iter().position(|&b| b == b'\n').expect("two lines") + 1;
+    let at = second + 20;
+    bytes[at] ^= 0x80;
+    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+
+    let msg = read_entries(&dir)
+        .expect_err("a byte not UTF-8 is refused")
+        .to_string();
+    for want in ["line 2", &format!("byte offset {at} ")] {
+        assert!(msg.contains(want), "the reader names {want}: {msg}");
+    }
+    let broken = crate::store::verify::verify(&dir, None).expect_err("verify refuses it");
+    for want in ["line 2", &format!("byte offset {at} ")] {
+        assert!(
+            broken.reason.contains(want),
+            "verify names {want}: {broken:?}"
+        );
+    }
+}
+
+/// A manifest whose last entry carries the largest seq there is (damage: a chain that
+/// verifies never gets there) leaves no position for another entry: appending is refused
+/// with an error naming the manifest and the line, instead of overflowing.
+#[test]
+fn no_entry_is_appended_after_the_largest_seq() {
+    let tmp = crate::blocklist::tests::TempDir::new("manifest-max-seq");
+    let dir = tmp.0.clone();
+    let last = entry(u64::MAX, Body::Segment(segment("seg-0.parquet")));
+    let head = HeadLine {
+        head: Head {
+            seq: last.seq,
+            hash: last.hash.clone(),
+            public_key: None,
+            signature: None,
+        },
+    };
+    let text = format!(
+        "{}\n{}\n",
+        serde_json::to_string(&last).expect("serialise"),
+        serde_json::to_string(&head).expect("serialise")
+    );
+    let path = dir.join(MANIFEST);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let mut m =
+        Manifest::load(&dir, None).unwrap_or_else(|e| panic!("load {}: {e}", path.display()));
+    assert!(m.broken().is_some(), "the chain does not verify");
+    let msg = match m.append(Body::Segment(segment("seg-1.parquet"))) {
+        Ok(e) => panic!("appended entry {}", e.seq),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("line 1"),
+        "{msg}"
+    );
+    assert_eq!(m.entries().len(), 1);
+}

@@ -1,0 +1,213 @@
+//! Opening the store: its lock, what a crash left (temporary files, an interrupted
+//! compaction or retention run, unsealed journals), retention, and the new journal.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use super::*;
+
+/// Recovers a leftover journal (torn tail cut, damage quarantined) and seals it.
+fn recover_and_seal(
+    dir: &Path,
+    path: &Path,
+    manifest: &mut Manifest,
+) -> Result<(journal::Recovery, seal::Sealed), StoreError> {
+    let r = journal::recover(path)?;
+    let s = seal::seal_journal(dir, path, manifest)?;
+    Ok((r, s))
+}
+
+/// The id of a journal started at `now` after the journal `after`: its creation time, or
+/// one past `after` when the clock is behind. `None` when `after` is the largest id there
+/// is: no journal can follow it.
+pub(super) fn next_journal_id(after: u64, now: i64) -> Option<u64> {
+    after.checked_add(1).map(|next| next.max(now.max(0) as u64))
+}
+
+/// Removes the temporary files a crash left in `dir` (every name with
+/// [`fsutil::TMP_PREFIX`] is the store's, written under its lock). Anything else under such
+/// a name (a directory, a link) is not what a crash left: it is named in a warning and left.
+/// A file gone before its removal is what was wanted.
+fn remove_temporaries(dir: &Path) -> Result<(), StoreError> {
+    let io = |path: &Path, op, cause| StoreError::Io {
+        path: path.to_owned(),
+        op,
+        cause,
+    };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    for e in std::fs::read_dir(dir).map_err(|e| io(dir, "list", e))? {
+        let e = e.map_err(|e| io(dir, "list", e))?;
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(fsutil::TMP_PREFIX)
+        {
+            continue;
+        }
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_file() => {}
+            Ok(_) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    "a temporary name that is not a regular file: the store writes none, so it \
+                     is not what a crash left; leaving it in place"
+                );
+                continue;
+            }
+            Err(err) if gone(&err) => continue,
+            Err(err) => return Err(io(&path, "stat", err)),
+        }
+        tracing::info!(file = %path.display(), "removing temporary file left by a crash");
+        match std::fs::remove_file(&path) {
+            Err(err) if !gone(&err) => return Err(io(&path, "remove", err)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens the store with the system clock.
+    pub fn open(cfg: StoreConfig) -> Result<Self, StoreError> {
+        Self::open_with_clock(cfg, Box::new(SystemClock))
+    }
+
+    /// Opens the store: takes the lock, removes temporary files and what an interrupted
+    /// compaction left, seals leftover journals, finishes an interrupted retention run, runs
+    /// retention, starts a new journal, and has the sealer thread compact closed days.
+    pub fn open_with_clock(
+        cfg: StoreConfig,
+        clock: Box<dyn StoreClock>,
+    ) -> Result<Self, StoreError> {
+        retention::check_days(cfg.retention_days)?;
+        let dir = cfg.dir.clone();
+        let io = |path: &Path, op, source| StoreError::Io {
+            path: path.to_owned(),
+            op,
+            cause: source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, "create directory", e))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::create(&lock_path).map_err(|e| io(&lock_path, "create lock", e))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Locked(dir));
+        }
+        remove_temporaries(&dir)?;
+        let mut manifest = Manifest::load(&dir, cfg.signing_key.clone())?;
+        // Before a seal takes the next chain position the merged segment holds.
+        compact::discard_interrupted(&dir, &manifest)?;
+        let mut max_id = 0;
+        let mut sealed = 0;
+        let mut skipped = (0, 0);
+        let mut unsealable = 0;
+        // Journals left for the sealer thread: from the first that met a full disk on, so
+        // they seal in chain order once space returns.
+        let mut waiting = Vec::new();
+        for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
+            if id == u64::MAX {
+                // Sealed, its id would be the manifest's largest, and no journal could
+                // follow it: the store could never open again.
+                unsealable += 1;
+                tracing::warn!(
+                    journal = %path.display(),
+                    "a journal named with the largest id there is: no journal could follow it, \
+                     so it is not sealed; leaving it in place (renamed with a smaller id, 20 \
+                     digits, it is sealed at the next start)"
+                );
+                continue;
+            }
+            max_id = max_id.max(id);
+            if !waiting.is_empty() {
+                waiting.push(path);
+                continue;
+            }
+            match recover_and_seal(&dir, &path, &mut manifest) {
+                Ok((r, s)) => {
+                    sealed += u64::from(s.segment.is_some());
+                    skipped.0 += r.skipped_bytes + s.skipped_bytes;
+                    skipped.1 += r.skipped_frames + s.skipped_frames;
+                }
+                Err(error) if error.is_disk_full() => {
+                    tracing::warn!(
+                        journal = %path.display(),
+                        %error,
+                        "cannot seal the journals an earlier agent left: the disk is full; the \
+                         sealer thread seals them in order once space returns"
+                    );
+                    waiting.push(path);
+                }
+                Err(error) => {
+                    // One journal the agent cannot read must not keep it from recording:
+                    // it stays for an operator (or the next start) and the others go on.
+                    unsealable += 1;
+                    tracing::warn!(
+                        journal = %path.display(),
+                        %error,
+                        "cannot recover or seal a journal left by an earlier agent; leaving it \
+                         in place and going on (the next start tries it again)"
+                    );
+                }
+            }
+        }
+        let mut max_entry = None;
+        for e in manifest.entries() {
+            if let Body::Segment(s) = &e.body {
+                if s.journal_id >= max_id {
+                    max_id = s.journal_id;
+                    max_entry = Some(e.seq);
+                }
+            }
+        }
+        retention::finish_interrupted(&dir, &manifest)?;
+        let now = clock.now_ns();
+        let id = next_journal_id(max_id, now).ok_or_else(|| StoreError::NoJournalId {
+            path: dir.join(manifest::MANIFEST),
+            seq: max_entry.unwrap_or_default(),
+        })?;
+        let jpath = dir.join(seal::journal_name(id));
+        let journal = JournalWriter::create(&jpath, id)?;
+        fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
+        retention::prune_gated(
+            &dir,
+            &mut manifest,
+            now,
+            cfg.retention_days,
+            cfg.ship_gate.as_ref(),
+        )?;
+        let timings = std::sync::Arc::new(Timings::default());
+        let sealer = sealer::Sealer::spawn(
+            dir.clone(),
+            manifest,
+            cfg.compact_max_rows,
+            cfg.ship_gate.clone(),
+            timings.clone(),
+        )
+        .map_err(|e| io(&dir, "start the sealer thread", e))?;
+        for path in waiting {
+            sealer.seal(path, now);
+        }
+        sealer.compact(now);
+        Ok(Self {
+            cfg,
+            clock,
+            sealer,
+            sealed_at_open: sealed,
+            unsealable_at_open: unsealable,
+            skipped_at_open: skipped,
+            journal,
+            journal_hour: None,
+            last_sync_ns: now,
+            last_seal_try_ns: now,
+            last_retention_ns: Some(now),
+            degraded: None,
+            last_report_ns: i64::MIN / 2,
+            counted_synced: 0,
+            timings,
+            status: StoreStatus::default(),
+            _lock: lock,
+        })
+    }
+}
