@@ -250,16 +250,7 @@ fn a_smaller_next_agent_counts_what_it_kept() {
             t0,
             3600,
         );
-        st.bindings_mut().observe(
-            lease(
-                &format!("10.0.0.{}", 10 + i),
-                PHONE,
-                "phone",
-                t0,
-                now() + 3600 * S,
-            ),
-            t0,
-        );
+        observe_phone(&mut st, &format!("10.0.0.{}", 10 + i), t0);
     }
     st.close().expect("close");
     let mut config = StageConfig::default();
@@ -291,16 +282,7 @@ fn a_damaged_saved_state_is_limited_and_checked_as_a_first_read_is() {
     let name = crate::enrich::names::DomainName::from_wire(b"plain.example").expect("name");
     st.dns_mut().insert(ip("10.0.0.5"), SERVER, &name, t0, 300);
     for i in 1..=4 {
-        st.bindings_mut().observe(
-            lease(
-                &format!("10.0.0.1{i}"),
-                PHONE,
-                "phone",
-                t0,
-                now() + 3600 * S,
-            ),
-            t0,
-        );
+        observe_phone(&mut st, &format!("10.0.0.1{i}"), t0);
     }
     st.close().expect("close");
     let path = dir.0.join(FILE);
@@ -374,4 +356,10 @@ fn a_damaged_saved_state_is_limited_and_checked_as_a_first_read_is() {
         .map(|(ip, _)| ip.to_string())
         .collect();
     assert_eq!(kept, ["10.0.0.14"]);
+}
+
+/// The phone's lease of `addr` from `t0` for an hour from now, seen at `t0`.
+fn observe_phone(st: &mut EnrichStage, addr: &str, t0: i64) {
+    st.bindings_mut()
+        .observe(lease(addr, PHONE, "phone", t0, now() + 3600 * S), t0);
 }

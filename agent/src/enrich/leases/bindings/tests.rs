@@ -190,27 +190,15 @@ fn spans_taken_back_keep_their_start_and_leases_gone_from_their_file_end() {
     );
     old.observe(obs("10.0.2.3", 3, Some(95 * S), Some(1000 * S)), 95 * S);
     let spans: Vec<(IpAddr, Span)> = old.spans().map(|(ip, s)| (ip, s.clone())).collect();
-    let back = |spans: &[(IpAddr, Span)], b: &mut Bindings, now: i64| {
-        for (ip, s) in spans {
-            let obs = Observation {
-                ip: *ip,
-                holder: s.holder.clone(),
-                hostname: s.hostname.clone(),
-                valid: s.valid,
-                source: s.source,
-            };
-            b.restore(obs, now);
-        }
-    };
     // The file read after the restore: 10.0.2.2 left it while no agent ran.
     let now_file = [lease("10.0.2.1", 1, 1000, LeaseState::Bound, 1)];
     let mut b = Bindings::default();
-    back(&spans, &mut b, 200 * S);
+    restore_all(&spans, &mut b, 200 * S);
     b.apply_file(0, &now_file, 210 * S, |_, _| None);
     // The same with the file read first.
     let mut first_read = Bindings::default();
     first_read.apply_file(0, &now_file, 200 * S, |_, _| None);
-    back(&spans, &mut first_read, 210 * S);
+    restore_all(&spans, &mut first_read, 210 * S);
     for b in [&b, &first_read] {
         assert_eq!(
             who(b, "10.0.2.1", 95 * S),
@@ -258,24 +246,12 @@ fn a_kea_file_cleaned_up_to_its_header_ends_no_binding() {
 
     // Taken back at a restart, before or after the first read of the cleaned-up file.
     let spans: Vec<(IpAddr, Span)> = b.spans().map(|(ip, s)| (ip, s.clone())).collect();
-    let back = |b: &mut Bindings| {
-        for (ip, s) in &spans {
-            let obs = Observation {
-                ip: *ip,
-                holder: s.holder.clone(),
-                hostname: s.hostname.clone(),
-                valid: s.valid,
-                source: s.source,
-            };
-            b.restore(obs, 700 * S);
-        }
-    };
     let mut restored = Bindings::default();
-    back(&mut restored);
+    restore_all(&spans, &mut restored, 700 * S);
     restored.apply_read(0, &[], Some(Ending::ByRow), 710 * S, |_, _| None);
     let mut read_first = Bindings::default();
     read_first.apply_read(0, &[], Some(Ending::ByRow), 700 * S, |_, _| None);
-    back(&mut read_first);
+    restore_all(&spans, &mut read_first, 700 * S);
     for b in [&restored, &read_first] {
         for i in (1..=10).filter(|&i| i != 4) {
             assert_eq!(who(b, &addr(i), 800 * S), Some(i), "taken back");
@@ -390,5 +366,19 @@ fn replayed_histories_match_the_truth() {
                 "round {round} at {q}: truth {truth:?}"
             );
         }
+    }
+}
+
+/// Takes `spans` back into `b` at `now`, as a restart's carry-over does.
+fn restore_all(spans: &[(IpAddr, Span)], b: &mut Bindings, now: i64) {
+    for (ip, s) in spans {
+        let obs = Observation {
+            ip: *ip,
+            holder: s.holder.clone(),
+            hostname: s.hostname.clone(),
+            valid: s.valid,
+            source: s.source,
+        };
+        b.restore(obs, now);
     }
 }
