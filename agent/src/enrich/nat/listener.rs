@@ -106,6 +106,8 @@ pub struct ConntrackListener {
 
 /// How long the thread waits for an event before it checks for stop and the resync timer.
 const POLL_MS: i32 = 100;
+/// How long a dump waits for each reply datagram before it is given up.
+const DUMP_REPLY_MS: i32 = 10_000;
 
 impl ConntrackListener {
     /// Opens the sockets (in [`ListenerConfig::netns`] if set), enables the sysctls, and
@@ -314,7 +316,7 @@ impl Worker {
     ) -> Result<Drained, NatError> {
         let mut lost = false;
         loop {
-            match self.events.recv(&mut self.buf, false)? {
+            match self.events.recv(&mut self.buf)? {
                 Recv::Empty => return Ok(if lost { Drained::Lost } else { Drained::Empty }),
                 Recv::Overrun => {
                     ListenerCounters::bump(&self.counters.enobufs);
@@ -375,7 +377,14 @@ impl Worker {
             .send(&dump_request(self.seq, libc::AF_UNSPEC as u8))?;
         let mut entries = 0u64;
         loop {
-            let n = match self.dumper.recv(&mut self.buf, true)? {
+            // The kernel answers a dump at once; a silent socket must not hold this thread
+            // (and the agent's shutdown, which joins it) forever.
+            if !self.dumper.wait(DUMP_REPLY_MS)? {
+                return Err(NatError::Dump(
+                    "the kernel did not answer the dump within 10 s",
+                ));
+            }
+            let n = match self.dumper.recv(&mut self.buf)? {
                 Recv::Data(n) => n,
                 Recv::Empty => continue,
                 Recv::Foreign(pid) => {

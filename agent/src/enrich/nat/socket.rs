@@ -123,11 +123,11 @@ impl CtSocket {
         Ok(rc > 0)
     }
 
-    /// Receives one datagram into `buf` without blocking (or blocking, for dumps). Only the
+    /// Receives one datagram into `buf` without blocking ([`Self::wait`] first). Only the
     /// kernel (port id 0) speaks for conntrack: a datagram from another sender (a process
     /// with CAP_NET_ADMIN can send to this socket) is [`Recv::Foreign`], not to be read.
-    pub(crate) fn recv(&self, buf: &mut [u8], block: bool) -> Result<Recv, NatError> {
-        let flags = libc::MSG_TRUNC | if block { 0 } else { libc::MSG_DONTWAIT };
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> Result<Recv, NatError> {
+        let flags = libc::MSG_TRUNC | libc::MSG_DONTWAIT;
         let cap = buf.len();
         match self.sock.recv_from(&mut &mut buf[..], flags) {
             Ok((_, from)) if from.port_number() != 0 => Ok(Recv::Foreign(from.port_number())),
@@ -184,7 +184,7 @@ mod tests {
         });
         let mut buf = vec![0; DATAGRAM_MAX];
         assert!(dumper.wait(2000).expect("poll"), "the datagram arrives");
-        match dumper.recv(&mut buf, false).expect("recv") {
+        match dumper.recv(&mut buf).expect("recv") {
             Recv::Foreign(pid) => assert_eq!(pid, from.port_number()),
             Recv::Data(n) => panic!(
                 "{n} bytes from port {} taken as the kernel's",
@@ -198,6 +198,6 @@ mod tests {
             .send(&dump_request(1, libc::AF_UNSPEC as u8))
             .expect("send");
         assert!(dumper.wait(2000).expect("poll"), "the kernel answers");
-        assert!(matches!(dumper.recv(&mut buf, false), Ok(Recv::Data(_))));
+        assert!(matches!(dumper.recv(&mut buf), Ok(Recv::Data(_))));
     }
 }
