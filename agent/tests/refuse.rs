@@ -490,3 +490,114 @@ fn a_list_that_does_not_refuse_drops_queries_and_syns() {
         assert!(!rules::refuses(rule));
     }
 }
+
+/// A host never answers a packet to or from a group, and a forged group source would have
+/// the answer sent to every host of the segment: such a blocked query or SYN is dropped
+/// unanswered. So is a SYN whose data offset no host takes (its answer's ack would count
+/// its header as data).
+#[test]
+fn packets_to_or_from_a_group_and_malformed_syns_are_dropped_unanswered() {
+    // Names and addresses in two labs: a query to a blocked address is dropped by address
+    // before its name is looked at (and only a SYN is answered for an address).
+    let mut names = Lab::new(
+        "groupdns",
+        "blocked.example
+",
+        true,
+    );
+    let mut addrs = Lab::new(
+        "groupsyn",
+        "192.0.2.80
+2001:db8::80
+224.0.0.0/4
+ff00::/8
+",
+        true,
+    );
+    let mut queries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut syns: Vec<(String, Vec<u8>)> = Vec::new();
+    for shape in [SHAPES[0], SHAPES[3]] {
+        let syn = |sport: u16| {
+            shape.spec(L4::Tcp {
+                sport,
+                dport: 80,
+                flags: tcp::SYN,
+            })
+        };
+        for (i, which) in ["destination", "source"].into_iter().enumerate() {
+            let mut q = syn(42_000 + i as u16);
+            if i == 0 {
+                q.dst_mac = [0x01, 0x00, 0x5e, 0, 0, 0xfb];
+            } else {
+                q.src_mac = [0xff; 6];
+            }
+            syns.push((
+                format!("{shape:?}: a SYN with a group {which} MAC"),
+                q.build(),
+            ));
+            let mut f = query(shape, 42_010 + i as u16, "blocked.example", false, 0);
+            f[i * 6..i * 6 + 6].copy_from_slice(&[0xff; 6]);
+            queries.push((format!("{shape:?}: a query with a group {which} MAC"), f));
+        }
+        let group = if shape.v6 {
+            Addrs::V6(
+                v6(2),
+                [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb],
+            )
+        } else {
+            Addrs::V4(CLIENT4, v4(224, 0, 0, 251))
+        };
+        let mut to_group = syn(42_020);
+        to_group.addrs = group;
+        syns.push((
+            format!("{shape:?}: a SYN to a multicast group"),
+            to_group.build(),
+        ));
+        let mut mcast = query(shape, 42_021, "blocked.example", false, 0);
+        let dst = shape.l3() + if shape.v6 { 24 } else { 16 };
+        match group {
+            Addrs::V6(_, g) => mcast[dst..dst + 16].copy_from_slice(&g),
+            Addrs::V4(_, g) => {
+                mcast[dst..dst + 4].copy_from_slice(&g);
+                // The IPv4 header checksum is not checked; the address is what counts.
+            }
+        }
+        queries.push((format!("{shape:?}: a query to a multicast group"), mcast));
+        let mut short = syn(42_030).build();
+        short[shape.l3() + shape.ip_len() + 12] = 0x40; // data offset 4
+        syns.push((format!("{shape:?}: a SYN with data offset 4"), short));
+    }
+    let mut broadcast = query(SHAPES[0], 42_040, "blocked.example", false, 0);
+    broadcast[14 + 16..14 + 20].copy_from_slice(&[255; 4]);
+    queries.push(("a query to the broadcast address".into(), broadcast));
+    for (what, frame) in &queries {
+        assert_eq!(names.run(frame).0, DROP, "{what}");
+    }
+    for (what, frame) in &syns {
+        assert_eq!(addrs.run(frame).0, DROP, "{what}");
+    }
+    assert_eq!(names.counter(Counter::RefusedDns), 0, "no query answered");
+    assert_eq!(addrs.counter(Counter::RefusedTcp), 0, "no SYN answered");
+    // From one host to another the same shapes are answered: the cases above differ only in
+    // what makes them unanswerable.
+    for shape in [SHAPES[0], SHAPES[3]] {
+        let plain = query(shape, 42_050, "blocked.example", false, 0);
+        assert_eq!(
+            names.run(&plain).0,
+            TX,
+            "{shape:?}: a unicast query is answered"
+        );
+        let syn = shape
+            .spec(L4::Tcp {
+                sport: 42_051,
+                dport: 80,
+                flags: tcp::SYN,
+            })
+            .build();
+        assert_eq!(
+            addrs.run(&syn).0,
+            TX,
+            "{shape:?}: a unicast SYN is answered"
+        );
+    }
+}
