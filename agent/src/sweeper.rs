@@ -40,8 +40,9 @@ pub use decide::{decide, Action, Timeouts};
 #[derive(Default)]
 struct Tracked {
     reported: Reported,
-    /// The start event's snapshot: what we can still write if the entry is evicted.
-    start: Option<FlowValue>,
+    /// The entry's latest snapshot (its start event's, a first drop's, each walk's): what
+    /// is written if the LRU evicts it.
+    latest: Option<FlowValue>,
     /// The kernel entry's `first_seen_ns`, once an event or a sweep showed it (0: not yet):
     /// which incarnation of the key this is. The LRU may evict a flow and a later packet
     /// make the entry anew between two sweeps, under the same key.
@@ -58,6 +59,15 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// Keeps `v` if it is further along than the snapshot held: an event drained after a
+    /// walk carries an older one (an entry's counts only grow).
+    fn saw(&mut self, v: &FlowValue) {
+        let along = |v: &FlowValue| v.packets[0] + v.packets[1] + v.drops;
+        if self.latest.as_ref().is_none_or(|l| along(v) >= along(l)) {
+            self.latest = Some(*v);
+        }
+    }
+
     /// Whether the ledger holds the flow: while it is open and something of it was written,
     /// and once it ended, while it is remembered if it had drops. Its first drop's event may
     /// then still be in the ring (a drop just before the take) when a kill comes, and the next
@@ -359,7 +369,7 @@ impl Sweeper {
                 &mut self.stats.evicted,
                 &mut self.warnings.evicted,
                 1,
-                "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
+                "flows evicted from a full flow table before they ended, written from their last snapshot; raise --flow-table-size",
             );
         }
         let (at, _) = self.open.insert_full(
@@ -372,7 +382,7 @@ impl Sweeper {
         (at, true)
     }
 
-    /// Writes a flow the LRU evicted from what its start event and its records carried.
+    /// Writes a flow the LRU evicted from its latest snapshot, past what its records carried.
     fn write_evicted(
         &mut self,
         key: &FlowKey,
@@ -380,11 +390,11 @@ impl Sweeper {
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) {
-        match t.start {
-            Some(start) => self.write(
+        match t.latest {
+            Some(latest) => self.write(
                 sink,
                 key,
-                &start,
+                &latest,
                 &t.reported,
                 EndReason::Evicted,
                 None,
@@ -418,7 +428,7 @@ impl Sweeper {
                 debug!(?key, "flow start");
                 self.stats.starts += 1;
                 let (at, _) = self.track(key, value.first_seen_ns, sink, names);
-                self.open[at].start = Some(value);
+                self.open[at].saw(&value);
             }
             Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
             // Payload copies are for the enrich stage; they change no flow's accounting.
@@ -427,7 +437,7 @@ impl Sweeper {
                 // The entry's index stays valid across `write`, which changes no flow.
                 let (at, _) = self.track(key, value.first_seen_ns, sink, names);
                 let tracked = &mut self.open[at];
-                tracked.start.get_or_insert(value);
+                tracked.saw(&value);
                 let reported = tracked.reported;
                 let reason = if value.flags & agent_common::flow_flags::REFUSED != 0 {
                     EndReason::Refused
@@ -552,6 +562,7 @@ impl Sweeper {
             if v.flags & flow_flags::START_ANNOUNCED == 0 && fresh {
                 lost_starts += 1;
             }
+            self.open[at].saw(&v);
             let reported = self.open[at].reported;
             match decide(&v, &reported, now, &self.timeouts) {
                 Action::Keep => {}
@@ -632,7 +643,8 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
-                if t.adopted {
+                if t.adopted && t.latest.is_none() {
+                    // Its start went to an earlier agent and no walk of ours saw it.
                     sink.flow_ended(&key);
                     continue;
                 }
@@ -644,7 +656,7 @@ impl Sweeper {
             &mut self.stats.evicted,
             &mut self.warnings.evicted,
             evicted,
-            "flows evicted from a full flow table before they ended, written from their start event; raise --flow-table-size",
+            "flows evicted from a full flow table before they ended, written from their last snapshot; raise --flow-table-size",
         );
         Ok(())
     }

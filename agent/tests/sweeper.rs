@@ -1,6 +1,6 @@
 //! The sweeper against the real flow table: flows fed through BPF_PROG_TEST_RUN are ended by
 //! the right timeout with the right counters, a flow whose start event the ring buffer lost is
-//! still written, and flows the LRU table evicts are written from their start event. Needs
+//! still written, and flows the LRU table evicts are written from their last snapshot. Needs
 //! root. What a kill in the middle of a sweep does is in `sweeper_kill.rs`.
 
 mod common;
@@ -390,6 +390,53 @@ fn flows_evicted_from_a_full_table_are_still_recorded() {
     assert!(
         sink.0.iter().all(|r| r.packets == 1),
         "each flow had one packet"
+    );
+}
+
+/// An evicted flow is written from the last snapshot the sweeper had of it: a sweep's walk
+/// counts more than its start event, and a flow whose start event the ring lost has only
+/// the walk's.
+#[test]
+fn an_evicted_flow_is_written_with_what_the_last_sweep_saw() {
+    // A 4 KiB ring cannot hold 60 flows' start events: most are lost.
+    let mut l = load(1024, 4096);
+    let mut s = sweeper(Timeouts::default());
+    let fd = flows_fd(&l);
+    let table = fd.table();
+    let mut sink = Memory::default();
+    for i in 0..60u8 {
+        let f = Spec::udp4(v4(10, 3, 8, i), 4001, v4(10, 3, 8, 250), 443)
+            .payload(10)
+            .build();
+        for _ in 0..5 {
+            run(&mut l, &f);
+        }
+    }
+    drain(&mut l, &mut s);
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+        .expect("sweep");
+    assert!(sink.0.is_empty(), "nothing due yet: {:?}", sink.0);
+    let entries = table.entries().expect("entries");
+    let lost = entries
+        .iter()
+        .filter(|(_, v)| v.flags & agent_common::flow_flags::START_ANNOUNCED == 0)
+        .count();
+    assert!(
+        lost > 0 && lost < 60,
+        "some start events lost, some announced: {lost}"
+    );
+    // The LRU evicts every flow (taken here as it would be).
+    for (k, _) in &entries {
+        table.take(k).expect("take");
+    }
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+        .expect("sweep");
+    assert_eq!(s.stats.evicted, 60, "{:?}", s.stats);
+    let written: Vec<_> = sink.0.iter().map(|r| (r.end_reason, r.packets)).collect();
+    assert_eq!(
+        written,
+        vec![(EndReason::Evicted, 5); 60],
+        "each flow written once, with the five packets the walk saw"
     );
 }
 
