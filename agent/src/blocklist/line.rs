@@ -47,6 +47,11 @@ pub enum LineKind {
     /// A hosts-file line naming only local names (`127.0.0.1 localhost`, `::1 ip6-loopback`,
     /// `255.255.255.255 broadcasthost`): hosts-file boilerplate, not a rule.
     HostsBoilerplate,
+    /// An adblock cosmetic rule (element hiding `example.com##.ad`, its exceptions `#@#`,
+    /// extended CSS `#?#`, scriptlets `#$#` and `#%#`, HTML filters `$$`): a rule for a
+    /// browser's rendering of a page, which means nothing at the network. Skipped, and
+    /// counted: read with `#` as a comment it would block the whole domain.
+    Cosmetic,
 }
 
 /// Parses one line (without its `\n`; a trailing `\r` is allowed), appending its entries to
@@ -70,15 +75,37 @@ pub fn parse_line(raw: &[u8], out: &mut Vec<Entry>) -> Result<LineKind, LineErro
     // comment wherever it is (hosts files use `#`, Spamhaus DROP uses ` ; SBL...`). A byte
     // scan: `str::find` with a char set is several times slower on a million lines.
     let text = match text.bytes().position(|b| b == b'#' || b == b';') {
+        Some(at) if is_cosmetic_separator(text, at) => return Ok(LineKind::Cosmetic),
         Some(at) => text[..at].trim_end(),
         None => text,
     };
+    if text.contains("$$") || text.contains("$@$") {
+        return Ok(LineKind::Cosmetic); // an HTML filter
+    }
     let mark = out.len();
     let result = parse_tokens(text, out);
     if result.is_err() {
         out.truncate(mark);
     }
     result
+}
+
+/// Whether the `#` or `;` at `at` (the line's first) joins a token to an adblock cosmetic
+/// rule's separator (`##`, `#@#`, `#?#`, `#@?#`, `#$#`, `#@$#`, `#%#`, `#@%#`) rather than
+/// starting a comment, which follows whitespace.
+fn is_cosmetic_separator(text: &str, at: usize) -> bool {
+    let b = text.as_bytes();
+    if b[at] != b'#' || at == 0 || b[at - 1].is_ascii_whitespace() {
+        return false;
+    }
+    let mut rest = &b[at + 1..];
+    if let [b'@', tail @ ..] = rest {
+        rest = tail;
+    }
+    if let [b'?' | b'$' | b'%', tail @ ..] = rest {
+        rest = tail;
+    }
+    rest.first() == Some(&b'#')
 }
 
 /// Whether a whole line is an adblock list's header (`[Adblock Plus]`, `[Adblock Plus 2.0]`,
@@ -462,6 +489,32 @@ mod tests {
         assert_eq!(entries("port UDP 53-60"), [udp(53, 60)]);
         assert_eq!(entries("port 25"), [tcp(25, 25), udp(25, 25)]);
         assert_eq!(entries("port tcp 1-65535"), [tcp(1, 65535)]);
+    }
+
+    /// Adblock cosmetic rules are page rules: skipped, never read as their domain with a
+    /// trailing comment (which would block the whole domain).
+    #[test]
+    fn adblock_cosmetic_rules_are_skipped_not_taken_for_domains() {
+        for c in [
+            "youtube.com##.ytd-ad",
+            "example.org#@#.banner",
+            "news.example#?#div:has(> .ad)",
+            "a.example,b.example#@?#.x",
+            "foo.example#$#abort-on-property-read x",
+            "foo.example#@$#body { color: red }",
+            "foo.example#%#//scriptlet('x')",
+            "foo.example#@%#x",
+            "example.com$$script[tag-content=\"ad\"]",
+            "example.com$@$script",
+            "example.com##+js(set-constant, x, 1)",
+        ] {
+            assert_eq!(parse(c), Ok((LineKind::Cosmetic, vec![])), "{c}");
+        }
+        // A `#` after whitespace, or after a name with no separator, still starts a comment.
+        let domain = |d: &str| vec![Entry::Domain(d.into())];
+        assert_eq!(entries("ads.example # ## note"), domain("ads.example"));
+        assert_eq!(entries("ads.example#note"), domain("ads.example"));
+        assert_eq!(entries("0.0.0.0 ads.example #x##y"), domain("ads.example"));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct LineStats {
     pub rules: u64,
     /// Hosts-file boilerplate lines ignored.
     pub boilerplate: u64,
+    /// Adblock cosmetic rules skipped (page rules, nothing at the network).
+    pub cosmetic: u64,
 }
 
 impl LineStats {
@@ -32,6 +34,7 @@ impl LineStats {
             LineKind::Comment => self.comments += 1,
             LineKind::Rule => self.rules += 1,
             LineKind::HostsBoilerplate => self.boilerplate += 1,
+            LineKind::Cosmetic => self.cosmetic += 1,
         }
     }
 
@@ -41,6 +44,7 @@ impl LineStats {
         self.comments -= o.comments;
         self.rules -= o.rules;
         self.boilerplate -= o.boilerplate;
+        self.cosmetic -= o.cosmetic;
     }
 
     pub(super) fn add(&mut self, o: &LineStats) {
@@ -49,6 +53,7 @@ impl LineStats {
         self.comments += o.comments;
         self.rules += o.rules;
         self.boilerplate += o.boilerplate;
+        self.cosmetic += o.cosmetic;
     }
 }
 
@@ -289,7 +294,8 @@ mod tests {
                 blank: 1,
                 comments: 1,
                 rules: 3,
-                boilerplate: 0
+                boilerplate: 0,
+                cosmetic: 0,
             }
         );
     }

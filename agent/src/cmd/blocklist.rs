@@ -120,11 +120,19 @@ fn write_summary(
     s: &CompileStats,
 ) -> std::io::Result<()> {
     if let Some(l) = lines {
-        writeln!(
+        write!(
             out,
             "  lines {}: {} rules, {} comments, {} blank, {} hosts boilerplate",
             l.lines, l.rules, l.comments, l.blank, l.boilerplate
         )?;
+        if l.cosmetic != 0 {
+            write!(
+                out,
+                ", {} adblock cosmetic rules skipped (page rules, nothing at the network)",
+                l.cosmetic
+            )?;
+        }
+        writeln!(out)?;
     }
     writeln!(
         out,
