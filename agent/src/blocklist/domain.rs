@@ -35,6 +35,12 @@ fn normalize(name: &str, max_labels: usize) -> Result<Box<str>, LineError> {
         if trimmed.contains('*') {
             return Err(LineError::DomainWildcard { name: name.into() });
         }
+        if let Some(ch) = crate::enrich::source::invisible_char(trimmed) {
+            return Err(LineError::DomainInvisible {
+                name: name.into(),
+                ch,
+            });
+        }
         match idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::URL) {
             Ok(a) => a.into_owned(),
             Err(_) => return Err(LineError::DomainIdna { name: name.into() }),
@@ -173,6 +179,24 @@ mod tests {
         let tld = DomainRule::new("zip", &key);
         assert_eq!(tld.hash, domain_hash(&key, "zip"));
         assert!(tld.parents.is_empty());
+    }
+
+    /// IDNA drops invisible characters: written into a rule, one would make it another,
+    /// broader rule (`\u{AD}com`, all of `com`). Refused, named; visible Unicode still maps.
+    #[test]
+    fn an_invisible_character_is_refused_not_dropped() {
+        for name in ["\u{AD}com", "ex\u{200B}ample.com", "example.com\u{FEFF}"] {
+            match normalize_domain(name) {
+                Err(LineError::DomainInvisible { ch, .. }) => {
+                    assert!(name.contains(ch), "{name:?}: {ch:?}")
+                }
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            normalize_domain("Bücher.example").as_deref(),
+            Ok("xn--bcher-kva.example")
+        );
     }
 
     #[test]

@@ -99,6 +99,15 @@ pub enum LineError {
         /// The domain as written.
         name: String,
     },
+    /// An invisible character (soft hyphen, zero-width, direction mark), which IDNA would
+    /// drop: `\u{AD}com` would become `com`, a rule for a whole top-level domain.
+    #[error("domain `{name}`: holds the invisible character {ch:?}, which would vanish from the name; write the name without it")]
+    DomainInvisible {
+        /// The domain as written.
+        name: String,
+        /// The character.
+        ch: char,
+    },
     /// A URL where a host name was expected.
     #[error("`{text}` is a URL; list the host name alone")]
     Url {
