@@ -6,7 +6,9 @@
 //! a watch on the old inode would see nothing. Events are taken only when a file is complete
 //! (closed after writing, renamed into place, deleted, or a symbolic link created): never on
 //! each `write`, nor when a regular file is created (its writer has only begun; its close
-//! reports it), so a half-written file is not read on purpose. A burst of events (an editor's write, rename
+//! reports it), so a half-written file is not read on purpose. A deletion is reported only
+//! if the file is still absent once the burst is over: one written anew meanwhile is
+//! reported by its close. A burst of events (an editor's write, rename
 //! and chmod) becomes one report once `debounce` has passed without a new event, or at most
 //! ten debounce periods after the first one, so a file rewritten non-stop is still reloaded.
 //!
@@ -54,7 +56,12 @@ pub struct ListWatcher {
     targets: HashMap<WatchDescriptor, Vec<(OsString, PathBuf)>>,
     /// Each watched directory's path.
     dirs: HashMap<WatchDescriptor, PathBuf>,
+    /// Files closed after writing, renamed into place, linked: complete, to be read.
     pending: BTreeSet<PathBuf>,
+    /// Files deleted or renamed away: reported only if still absent when the burst is
+    /// over. One made anew meanwhile is being written (writes raise no event here) and
+    /// its close reports it; read before that, its first lines would be taken for the list.
+    gone: BTreeSet<PathBuf>,
     first_event: Option<Instant>,
     last_event: Option<Instant>,
     debounce: Duration,
@@ -117,6 +124,7 @@ impl ListWatcher {
             targets,
             dirs,
             pending: BTreeSet::new(),
+            gone: BTreeSet::new(),
             first_event: None,
             last_event: None,
             debounce,
@@ -160,7 +168,13 @@ impl ListWatcher {
                 () = quiet => {
                     self.first_event = None;
                     self.last_event = None;
-                    let changed: Vec<PathBuf> = std::mem::take(&mut self.pending).into_iter().collect();
+                    let mut changed = std::mem::take(&mut self.pending);
+                    for path in std::mem::take(&mut self.gone) {
+                        if std::fs::symlink_metadata(&path).is_err() {
+                            changed.insert(path); // its reload says it is missing
+                        }
+                    }
+                    let changed: Vec<PathBuf> = changed.into_iter().collect();
                     if !changed.is_empty() {
                         return Ok(changed);
                     }
@@ -190,9 +204,14 @@ impl ListWatcher {
                 // A regular file created is still being written: its close reports it.
                 continue;
             }
+            let gone = mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM);
             for (n, path) in files {
                 if *n == name {
-                    self.pending.insert(path.clone());
+                    if gone {
+                        self.gone.insert(path.clone());
+                    } else {
+                        self.pending.insert(path.clone());
+                    }
                     relevant = true;
                 }
             }
@@ -326,6 +345,36 @@ mod tests {
         let mut w = ListWatcher::new(&[&b], Duration::from_millis(50)).expect("watch");
         std::os::unix::fs::symlink(&a, &b).expect("symlink");
         assert_eq!(next(&mut w).await, std::slice::from_ref(&b));
+    }
+
+    /// A list deleted (or renamed away) and written anew slowly is reported at the new
+    /// file's close, never while it is half-written; one deleted and left absent is
+    /// reported, so its reload can say it is missing.
+    #[tokio::test]
+    async fn a_list_deleted_and_written_anew_is_reported_when_closed() {
+        use std::io::Write as _;
+        let dir = TempDir::new("watch-recreate");
+        let a = dir.0.join("a.txt");
+        std::fs::write(&a, "port tcp 8080\n").expect("write");
+        let mut w = ListWatcher::new(&[&a], Duration::from_millis(50)).expect("watch");
+        std::fs::remove_file(&a).expect("rm");
+        let mut f = std::fs::File::create(&a).expect("create");
+        f.write_all(b"port tcp 80").expect("write");
+        assert_eq!(
+            reports_within(&mut w, 6).await,
+            None,
+            "reported half-written"
+        );
+        f.write_all(b"80\n").expect("write");
+        drop(f);
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+        // Renamed away and left so.
+        std::fs::rename(&a, dir.0.join("a.old")).expect("mv");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+        std::fs::write(&a, "port tcp 8080\n").expect("write");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+        std::fs::remove_file(&a).expect("rm");
+        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
     }
 
     #[tokio::test]
