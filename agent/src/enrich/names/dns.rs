@@ -22,6 +22,11 @@ const CLASS_IN: u16 = 1;
 const HEADER_LEN: usize = 12;
 /// Longest name on the wire, length octets included (RFC 1035 section 2.3.4).
 const MAX_WIRE_NAME: usize = 255;
+/// Compression pointers followed in one name, at most. A compressor points once per name at
+/// a suffix it wrote, which may itself end in a pointer: a few jumps. Without a bound, a
+/// crafted chain of pointers each two bytes back (hundreds in one datagram, every record's
+/// name at its top) made one packet cost over a hundred times a plain one to read.
+const MAX_JUMPS: usize = 64;
 /// CNAME links followed from the question name; resolvers stop near 8-16.
 const MAX_CHAIN: usize = 16;
 
@@ -287,6 +292,7 @@ fn walk_name<'m>(
     let mut resume: Option<Cursor<'m>> = None;
     let mut floor = usize::MAX;
     let mut wire_len = 0usize;
+    let mut jumps = 0;
     loop {
         // Running out of bytes in place is a cut message; behind a pointer, a bad pointer.
         let short = if resume.is_some() {
@@ -310,7 +316,8 @@ fn walk_name<'m>(
                 let target = usize::from(len & 0x3f) << 8 | usize::from(low);
                 // Strictly backwards, and before the previous target: a compressor only
                 // points at names it wrote earlier, and this makes a loop impossible.
-                if target >= floor.min(here) || target < HEADER_LEN {
+                jumps += 1;
+                if target >= floor.min(here) || target < HEADER_LEN || jumps > MAX_JUMPS {
                     return Err(ParseFailure::DnsBadPointer);
                 }
                 floor = target;

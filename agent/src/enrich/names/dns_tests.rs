@@ -148,6 +148,47 @@ fn compression_loops_and_bad_pointers_are_refused() {
     assert_eq!(parse(&two), Err(ParseFailure::DnsBadPointer));
 }
 
+/// A name reached through a chain of `jumps` pointers, each two bytes before the last,
+/// down to the question name: the chain sits in an unknown record's data, and an A record's
+/// owner points at its top.
+fn pointer_chain(jumps: u16) -> Vec<u8> {
+    let m = Msg::new(9, RESPONSE, 1, 2)
+        .name("a.example")
+        .u16(TYPE_A)
+        .u16(1);
+    // The unknown record: owner the question's name, data the chain.
+    let mut m = m.u16(0xc000 | QNAME_AT).rr_head(99, 60, 2 * jumps);
+    let first = m.0.len() as u16;
+    m = m.u16(0xc000 | QNAME_AT);
+    for i in 1..jumps {
+        m = m.u16(0xc000 | (first + 2 * (i - 1)));
+    }
+    let top = first + 2 * (jumps - 1);
+    m.u16(0xc000 | top)
+        .rr_head(TYPE_A, 60, 4)
+        .bytes(&[192, 0, 2, 7])
+        .0
+}
+
+/// A chain of pointers is followed up to a bound, so one crafted message cannot cost
+/// hundreds of jumps per name.
+#[test]
+fn a_long_chain_of_pointers_is_refused() {
+    // The A record's owner: its own pointer, then the chain.
+    let m = parse(&pointer_chain(MAX_JUMPS as u16 - 1)).expect("a chain within the bound");
+    assert_eq!(
+        m.answers,
+        vec![Resolved {
+            addr: "192.0.2.7".parse().expect("v4"),
+            ttl: 60
+        }]
+    );
+    assert_eq!(
+        parse(&pointer_chain(MAX_JUMPS as u16)),
+        Err(ParseFailure::DnsBadPointer)
+    );
+}
+
 #[test]
 fn bad_labels_and_over_long_names_are_refused() {
     let q = |m: Msg| m.u16(TYPE_A).u16(1).0;
