@@ -4,8 +4,11 @@
 //! DHCPv4 (UDP 67/68, decoded by `dhcproto`): an ACK binds `yiaddr` to the client's hardware
 //! address for the lease time (option 51), with the host name from option 12, the client FQDN
 //! (option 81), or the client's REQUEST seen before it; a RELEASE or DECLINE ends the client's
-//! binding. DHCPv6 (UDP 546/547): a Reply binds each IA_NA address to the client DUID for its
-//! valid lifetime, with the MAC from a DUID-LL/LLT, else the Reply's Ethernet destination (the
+//! binding. Any LAN host can send a REQUEST naming another client, so a REQUEST is believed
+//! only when its client sent it (Ethernet source = chaddr) or a relay did (giaddr set).
+//!
+//! DHCPv6 (UDP 546/547): a Reply binds each IA_NA address to the client DUID for its valid
+//! lifetime, with the MAC from a DUID-LL/LLT, else the Reply's Ethernet destination (the
 //! client, unless relayed), and the host name from the Client FQDN option (39); a Relay-Reply is
 //! unwrapped; a client's Release ends its bindings.
 //!
@@ -44,20 +47,48 @@ const V6_RELAY_MSG: u16 = 9;
 const V6_RELAY_REPL: u8 = 13;
 /// Relay nesting followed at most (RFC 8415's HOP_COUNT_LIMIT).
 const MAX_RELAY_DEPTH: usize = 32;
-/// Host names remembered from REQUESTs, waiting for their ACK.
+/// Clients whose REQUEST is remembered, waiting for their ACK, per table.
 const MAX_PENDING: usize = 4096;
 /// How long a REQUEST's host name waits for its ACK.
 const PENDING_NS: i64 = 60 * NS;
+/// How often a full table may let go of its expired entries: a scan of [`MAX_PENDING`]
+/// entries on every REQUEST of a flood would cost far more than the REQUEST.
+const PRUNE_EVERY_NS: u64 = 1_000_000_000;
 
-/// Inserts into a table of what REQUESTs said, at most [`MAX_PENDING`] clients: a full table
-/// first lets go of entries older than [`PENDING_NS`], then refuses new clients.
-fn bounded_insert<V>(table: &mut HashMap<Mac, V>, mac: Mac, v: V, time: impl Fn(&V) -> i64) {
-    let now = time(&v);
-    if table.len() >= MAX_PENDING {
-        table.retain(|_, old| now - time(old) < PENDING_NS);
+/// What the last REQUEST of each client said, and when, until its ACK: at most
+/// [`MAX_PENDING`] clients. A full table lets go of entries older than [`PENDING_NS`] at most
+/// once every [`PRUNE_EVERY_NS`]; still full, it refuses new clients.
+struct Waiting<V> {
+    entries: HashMap<Mac, (V, i64)>,
+    /// Packet time of the last prune.
+    pruned_ns: i64,
+}
+
+impl<V> Default for Waiting<V> {
+    fn default() -> Self {
+        Waiting {
+            entries: HashMap::new(),
+            pruned_ns: i64::MIN,
+        }
     }
-    if table.len() < MAX_PENDING || table.contains_key(&mac) {
-        table.insert(mac, v);
+}
+
+impl<V> Waiting<V> {
+    /// Notes that `mac` said `v` at `t_ns`; false if the table is full of live entries.
+    fn insert(&mut self, mac: Mac, v: V, t_ns: i64) -> bool {
+        if self.entries.len() >= MAX_PENDING && !self.entries.contains_key(&mac) {
+            // Either way round: a clock stepped back must not stop pruning.
+            if t_ns.abs_diff(self.pruned_ns) >= PRUNE_EVERY_NS {
+                self.pruned_ns = t_ns;
+                self.entries
+                    .retain(|_, (_, t)| t_ns.saturating_sub(*t) < PENDING_NS);
+            }
+            if self.entries.len() >= MAX_PENDING {
+                return false;
+            }
+        }
+        self.entries.insert(mac, (v, t_ns));
+        true
     }
 }
 
@@ -107,6 +138,12 @@ pub struct DhcpCounters {
     pub incomplete: u64,
     /// The decoder panicked on it (a bug in the decoder; the packet is dropped).
     pub decoder_panic: u64,
+    /// REQUESTs not believed: not relayed (giaddr unset) and not sent from their chaddr, or
+    /// from an unknown source. A LAN host naming another client.
+    pub spoofed_requests: u64,
+    /// Not a reason of its own (each also counts in `v4_request`): REQUESTs whose host name
+    /// or address was not kept, its table full of live entries (a REQUEST flood).
+    pub pending_full: u64,
 }
 
 /// Learns bindings from DHCP packets; keeps what a REQUEST said until its ACK.
@@ -114,11 +151,11 @@ pub struct DhcpCounters {
 pub struct DhcpLearner {
     counters: DhcpCounters,
     trusted: Option<Vec<IpAddr>>,
-    pending: HashMap<Mac, (Arc<str>, i64)>,
+    pending: Waiting<Arc<str>>,
     /// The address each client last asked for in a REQUEST, and when: a lease file that
     /// states no start (dnsmasq's) is only read later, and its binding starts at the
     /// REQUEST instead of at the read (see [`DhcpLearner::requested_at`]).
-    requested: HashMap<Mac, (Ipv4Addr, i64)>,
+    requested: Waiting<Ipv4Addr>,
 }
 
 enum Bad {
@@ -166,10 +203,22 @@ impl DhcpLearner {
         self.counters
     }
 
-    /// Learns what `pkt` says into `bindings`.
+    /// Learns what `pkt` says into `bindings`, its Ethernet source unknown: a REQUEST is then
+    /// believed only when relayed (see [`DhcpLearner::learn_sent`]).
     pub fn learn(&mut self, pkt: &DhcpPacket<'_>, bindings: &mut Bindings) {
+        self.learn_from(pkt, None, bindings);
+    }
+
+    /// Learns what `pkt`, sent from Ethernet address `eth_src`, says into `bindings`: a
+    /// REQUEST's host name and address are taken when `eth_src` is its chaddr (the client
+    /// sent it) or its giaddr is set (a relay sent it, from the relay's own MAC).
+    pub fn learn_sent(&mut self, pkt: &DhcpPacket<'_>, eth_src: Mac, bindings: &mut Bindings) {
+        self.learn_from(pkt, Some(eth_src), bindings);
+    }
+
+    fn learn_from(&mut self, pkt: &DhcpPacket<'_>, eth_src: Option<Mac>, bindings: &mut Bindings) {
         let result = match (pkt.src_port, pkt.dst_port) {
-            (67 | 68, 67 | 68) => self.learn_v4(pkt, bindings),
+            (67 | 68, 67 | 68) => self.learn_v4(pkt, eth_src, bindings),
             (546 | 547, 546 | 547) => self.learn_v6(pkt, bindings),
             _ => Err(Bad::NotDhcp),
         };
@@ -189,7 +238,12 @@ impl DhcpLearner {
         self.trusted.as_ref().is_none_or(|t| t.contains(&src))
     }
 
-    fn learn_v4(&mut self, pkt: &DhcpPacket<'_>, bindings: &mut Bindings) -> Result<(), Bad> {
+    fn learn_v4(
+        &mut self,
+        pkt: &DhcpPacket<'_>,
+        eth_src: Option<Mac>,
+        bindings: &mut Bindings,
+    ) -> Result<(), Bad> {
         let p = pkt.payload;
         if p.len() < BOOTP_LEN + MAGIC.len() {
             return Err(Bad::Truncated);
@@ -264,12 +318,19 @@ impl DhcpLearner {
                     self.counters.ignored += 1;
                     return Ok(());
                 }
+                let relayed = msg.giaddr() != Ipv4Addr::UNSPECIFIED;
+                if !relayed && eth_src != Some(mac) {
+                    self.counters.spoofed_requests += 1;
+                    return Ok(());
+                }
+                let mut full = false;
                 if asked != Ipv4Addr::UNSPECIFIED {
-                    bounded_insert(&mut self.requested, mac, (asked, pkt.t_ns), |v| v.1);
+                    full |= !self.requested.insert(mac, asked, pkt.t_ns);
                 }
                 if let Some(name) = named {
-                    bounded_insert(&mut self.pending, mac, (name, pkt.t_ns), |v| v.1);
+                    full |= !self.pending.insert(mac, name, pkt.t_ns);
                 }
+                self.counters.pending_full += u64::from(full);
                 self.counters.v4_request += 1;
             }
             V4Type::Release | V4Type::Decline => {
@@ -290,12 +351,13 @@ impl DhcpLearner {
 
     /// When `mac` asked for `ip` in a REQUEST seen within the last minute before `now_ns`.
     pub fn requested_at(&self, mac: Mac, ip: IpAddr, now_ns: i64) -> Option<i64> {
-        let (asked, t) = *self.requested.get(&mac)?;
+        let (asked, t) = *self.requested.entries.get(&mac)?;
         (IpAddr::V4(asked) == ip && now_ns - t < PENDING_NS && t <= now_ns).then_some(t)
     }
 
     fn take_pending(&mut self, mac: Mac, t_ns: i64) -> Option<Arc<str>> {
         self.pending
+            .entries
             .remove(&mac)
             .filter(|(_, t)| t_ns - *t < PENDING_NS)
             .map(|(n, _)| n)

@@ -1,7 +1,7 @@
 //! The learner against real captures (dnsmasq and Kea talking to udhcpc and dhclient), the
 //! lease files written in the same exchanges, and random and mutated payloads.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use super::*;
@@ -16,6 +16,7 @@ pub(crate) struct Datagram {
     pub(crate) src_port: u16,
     pub(crate) dst_port: u16,
     pub(crate) src_ip: IpAddr,
+    pub(crate) eth_src: Mac,
     pub(crate) eth_dst: Mac,
 }
 
@@ -35,6 +36,7 @@ pub(crate) fn datagrams(name: &str) -> Vec<Datagram> {
         .filter_map(|f| {
             let d = &f.data;
             let eth_dst = Mac(d.get(..6)?.try_into().ok()?);
+            let eth_src = Mac(d.get(6..12)?.try_into().ok()?);
             let (src_ip, udp) = match u16::from_be_bytes([*d.get(12)?, *d.get(13)?]) {
                 0x0800 => {
                     let ihl = usize::from(d.get(14)? & 0x0f) * 4;
@@ -52,6 +54,7 @@ pub(crate) fn datagrams(name: &str) -> Vec<Datagram> {
                 src_port: u16::from_be_bytes([udp[0], udp[1]]),
                 dst_port: u16::from_be_bytes([udp[2], udp[3]]),
                 src_ip,
+                eth_src,
                 eth_dst,
             })
         })
@@ -61,7 +64,7 @@ pub(crate) fn datagrams(name: &str) -> Vec<Datagram> {
 /// Feeds a capture, one packet per second from `T0`.
 fn replay(learner: &mut DhcpLearner, bindings: &mut Bindings, dgrams: &[Datagram]) {
     for (i, d) in dgrams.iter().enumerate() {
-        learner.learn(
+        learner.learn_sent(
             &DhcpPacket {
                 payload: &d.payload,
                 src_port: d.src_port,
@@ -70,6 +73,7 @@ fn replay(learner: &mut DhcpLearner, bindings: &mut Bindings, dgrams: &[Datagram
                 eth_dst: Some(d.eth_dst),
                 t_ns: T0 + i as i64 * NS,
             },
+            d.eth_src,
             bindings,
         );
     }
@@ -89,6 +93,7 @@ fn total(c: &DhcpCounters) -> u64 {
         + c.no_message_type
         + c.incomplete
         + c.decoder_panic
+        + c.spoofed_requests
 }
 
 /// (address, MAC, host name) of every binding holding at `t`.
@@ -299,6 +304,174 @@ fn a_bad_host_name_does_not_cost_the_binding() {
         .expect("bound without its name");
     assert_eq!(span.hostname, None);
     assert_eq!(span.valid.to, Some(T0 + 120 * NS));
+}
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const VICTIM: Mac = Mac([2, 0, 0, 0, 0, 0x10]);
+const VICTIM_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
+
+/// A DHCPv4 message of type `kind` for client `chaddr`, relayed through `giaddr` (unspecified:
+/// not relayed), `opts` after the message type.
+fn v4_message(kind: u8, chaddr: Mac, yiaddr: Ipv4Addr, giaddr: Ipv4Addr, opts: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; BOOTP_LEN];
+    p[0] = if kind == 5 { 2 } else { 1 };
+    p[1] = 1;
+    p[2] = 6;
+    p[16..20].copy_from_slice(&yiaddr.octets());
+    p[24..28].copy_from_slice(&giaddr.octets());
+    p[28..34].copy_from_slice(&chaddr.0);
+    p.extend(MAGIC);
+    p.extend([53, 1, kind]);
+    p.extend_from_slice(opts);
+    p.push(255);
+    p
+}
+
+/// A REQUEST of `chaddr` for `VICTIM_IP` (option 50) naming itself `name` (option 12).
+fn request(chaddr: Mac, giaddr: Ipv4Addr, name: &str) -> Vec<u8> {
+    let mut opts = vec![50, 4];
+    opts.extend(VICTIM_IP.octets());
+    opts.extend([12, name.len() as u8]);
+    opts.extend(name.as_bytes());
+    v4_message(3, chaddr, Ipv4Addr::UNSPECIFIED, giaddr, &opts)
+}
+
+/// A REQUEST as a client (68 -> 67) or a relay (67 -> 67) sends it.
+fn request_packet(payload: &[u8], relayed: bool, t_ns: i64) -> DhcpPacket<'_> {
+    DhcpPacket {
+        payload,
+        src_port: if relayed { 67 } else { 68 },
+        dst_port: 67,
+        src_ip: IpAddr::V4(if relayed {
+            Ipv4Addr::new(10, 0, 1, 1)
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        }),
+        eth_dst: None,
+        t_ns,
+    }
+}
+
+/// A REQUEST naming `VICTIM` is believed only from the victim's own MAC or from a relay;
+/// the server's ACK (no host name of its own) then takes the host name, and a lease file
+/// read later its start.
+#[test]
+fn a_request_is_believed_only_from_its_client_or_a_relay() {
+    let relay = Ipv4Addr::new(10, 0, 1, 1);
+    let none = Ipv4Addr::UNSPECIFIED;
+    let cases = [
+        (
+            "sent by another host",
+            Some(Mac([2, 0, 0, 0, 0, 0x66])),
+            none,
+            false,
+        ),
+        ("sender unknown", None, none, false),
+        ("sent by the client", Some(VICTIM), none, true),
+        ("relayed", Some(Mac([2, 0, 0, 0, 0, 0xfe])), relay, true),
+    ];
+    let mut ack_opts = vec![51, 4, 0, 0, 0x0e, 0x10, 54, 4];
+    ack_opts.extend(SERVER.octets());
+    let ack = v4_message(5, VICTIM, VICTIM_IP, none, &ack_opts);
+    for (why, eth_src, giaddr, believed) in cases {
+        let mut learner = DhcpLearner::trusting(vec![IpAddr::V4(SERVER)]);
+        let mut b = Bindings::default();
+        let req = request(VICTIM, giaddr, "ceo-laptop");
+        let pkt = request_packet(&req, giaddr != none, T0);
+        match eth_src {
+            Some(mac) => learner.learn_sent(&pkt, mac, &mut b),
+            None => learner.learn(&pkt, &mut b),
+        }
+        let ack_pkt = DhcpPacket {
+            payload: &ack,
+            src_port: 67,
+            dst_port: 68,
+            src_ip: IpAddr::V4(SERVER),
+            eth_dst: Some(VICTIM),
+            t_ns: T0 + NS,
+        };
+        learner.learn_sent(&ack_pkt, Mac([2, 0, 0, 0, 0, 1]), &mut b);
+        let c = learner.counters();
+        assert_eq!(
+            (c.v4_request, c.spoofed_requests, c.v4_ack),
+            (u64::from(believed), u64::from(!believed), 1),
+            "{why}: {c:?}"
+        );
+        let span = b
+            .at(IpAddr::V4(VICTIM_IP), T0 + NS)
+            .expect("bound by the ACK");
+        assert_eq!(
+            span.hostname.as_deref(),
+            believed.then_some("ceo-laptop"),
+            "{why}"
+        );
+        assert_eq!(
+            learner.requested_at(VICTIM, IpAddr::V4(VICTIM_IP), T0 + NS),
+            believed.then_some(T0),
+            "{why}: a lease start moved to the REQUEST"
+        );
+    }
+}
+
+/// A client MAC of the flood, `i` below 2^24.
+fn flood_mac(i: usize) -> Mac {
+    let [_, a, b, c] = (i as u32).to_be_bytes();
+    Mac([2, 0, 0, a, b, c])
+}
+
+/// A full table scans itself for expired entries at most once a second of packet time: in
+/// between, a new client is refused even when expired entries would make room.
+#[test]
+fn a_full_table_lets_go_of_expired_entries_at_most_once_a_second() {
+    let mut w = Waiting::<()>::default();
+    // Entry i noted at T0 + i ns: it has expired from T0 + PENDING_NS + i.
+    for i in 0..MAX_PENDING {
+        assert!(w.insert(flood_mac(i), (), T0 + i as i64));
+    }
+    let mut next = MAX_PENDING;
+    let mut new_client = |w: &mut Waiting<()>, t: i64| {
+        next += 1;
+        w.insert(flood_mac(next), (), t)
+    };
+    assert!(!new_client(&mut w, T0 + NS), "full of live entries");
+    // Entries 0..=9 have expired: a second after the last scan, one scan makes room for 10.
+    let t = T0 + PENDING_NS + 9;
+    for n in 0..10 {
+        assert!(new_client(&mut w, t + n), "new client {n} after the scan");
+    }
+    assert_eq!(w.entries.len(), MAX_PENDING);
+    // 2,000 more have expired, but the last scan was under a second ago: no scan, refused.
+    let soon = T0 + PENDING_NS + 2_000;
+    assert!(!new_client(&mut w, soon), "scanned again within a second");
+    assert!(
+        !new_client(&mut w, t + NS - 1),
+        "scanned again within a second"
+    );
+    assert!(
+        w.insert(flood_mac(3_000), (), soon),
+        "a known client updates"
+    );
+    assert!(new_client(&mut w, t + NS), "a second later, scanned again");
+    assert!(w.entries.len() < MAX_PENDING, "2,000 expired entries went");
+}
+
+/// A REQUEST flood (every frame from its own chaddr, as an attacker can send) fills the
+/// tables to their bound, and what they refuse is counted.
+#[test]
+fn a_request_flood_stops_at_the_bound_and_is_counted() {
+    let mut learner = DhcpLearner::new();
+    let mut b = Bindings::default();
+    let extra = 10;
+    for i in 0..MAX_PENDING + extra {
+        let mac = flood_mac(i);
+        let req = request(mac, Ipv4Addr::UNSPECIFIED, "flood");
+        learner.learn_sent(&request_packet(&req, false, T0), mac, &mut b);
+    }
+    let c = learner.counters();
+    assert_eq!(c.v4_request, (MAX_PENDING + extra) as u64, "{c:?}");
+    assert_eq!(c.pending_full, extra as u64, "{c:?}");
+    assert_eq!(learner.pending.entries.len(), MAX_PENDING);
+    assert_eq!(learner.requested.entries.len(), MAX_PENDING);
 }
 
 fn random_packet(rng: &mut Rng, seeds: &[Datagram]) -> (Vec<u8>, u16, u16) {

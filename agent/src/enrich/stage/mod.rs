@@ -695,6 +695,7 @@ impl RecordSink for EnrichStage {
             seq: p.seq,
             stream_start: p.stream_start,
             last: p.left == Some(0),
+            src_mac: p.src_mac,
             dst_mac: p.dst_mac,
             data: &p.data,
         };

@@ -31,6 +31,8 @@ pub(super) struct Packet<'a> {
     pub stream_start: Option<u32>,
     /// No more snippets will come for this flow and direction.
     pub last: bool,
+    /// Ethernet source of the packet (checked against a DHCP REQUEST's chaddr).
+    pub src_mac: Mac,
     /// Ethernet destination of the packet.
     pub dst_mac: Mac,
     /// The copied bytes.
@@ -79,7 +81,7 @@ impl EnrichStage {
                 eth_dst: Some(p.dst_mac),
                 t_ns: p.t_ns,
             };
-            self.dhcp.learn(&pkt, &mut self.bindings);
+            self.dhcp.learn_sent(&pkt, p.src_mac, &mut self.bindings);
             return;
         }
         if key.proto == proto::UDP && (sport == 53 || dport == 53) {
