@@ -507,7 +507,7 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
     );
     e.counter(
         "dhcp_untrusted_total",
-        "DHCP replies from senders that are not trusted servers.",
+        "DHCP replies from senders that are not trusted servers, and REQUESTs neither from their client nor relayed.",
         d.untrusted,
     );
     e.counter(

@@ -548,7 +548,7 @@ impl EnrichStage {
             + d.no_message_type
             + d.incomplete
             + d.decoder_panic;
-        s.dhcp.untrusted = d.untrusted;
+        s.dhcp.untrusted = d.untrusted + d.spoofed_requests;
         s.dhcp.addresses = self.bindings.addresses() as u64;
         self.inputs.nat_status(&mut s.nat);
         s

@@ -96,7 +96,8 @@ pub struct DhcpStatus {
     /// DHCP payloads that taught nothing because they were bad (truncated, malformed, not
     /// DHCP, incomplete, decoder panic).
     pub bad_packets: u64,
-    /// Replies from senders that are not trusted servers.
+    /// Replies from senders that are not trusted servers, and REQUESTs neither from their
+    /// client (Ethernet source = chaddr) nor relayed: not learned from.
     pub untrusted: u64,
     /// Lease file reads applied.
     pub lease_reads: u64,
