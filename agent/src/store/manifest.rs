@@ -15,6 +15,7 @@
 //! and `hash`, and with a signing key carries an ed25519 signature over
 //! `"xdp-audit chain head v1\n{seq}\n{hash}\n"`, so a rewritten or shortened chain is caught.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -296,6 +297,20 @@ impl TryFrom<EntryLine> for Entry {
                 head: l.head.ok_or_else(|| need("head"))?,
             }),
         };
+        let named = body.added().map(|s| s.file.as_str());
+        let removed = body.removed().iter().map(|f| f.file.as_str());
+        if let Some(bad) = named
+            .into_iter()
+            .chain(removed)
+            .find(|f| !is_segment_file(f))
+        {
+            return Err(format!(
+                "entry {} names the file {bad:?}, which is no segment of the store (a segment \
+                 is seg-*.parquet inside the log directory, no '/' or '..'): the manifest was \
+                 changed; nothing it names is deleted; run `xdp-audit verify`",
+                l.seq
+            ));
+        }
         Ok(Entry {
             seq: l.seq,
             body,
@@ -303,6 +318,15 @@ impl TryFrom<EntryLine> for Entry {
             hash: l.hash,
         })
     }
+}
+
+/// Whether `name`, as an entry gives it, can be a segment of the store: a segment's name
+/// (`seg-*.parquet`) and a bare name inside the log directory (no `/`, no `..`, no NUL). The
+/// chain has no key, so a forged entry could otherwise name any file for the writer to
+/// delete (a prune) or move, or for readers to open. Checked when an entry is read, and
+/// again by the writer before it deletes a file the chain removed.
+pub fn is_segment_file(name: &str) -> bool {
+    super::seal::is_segment_name(name) && !name.contains(['/', '\0']) && !name.contains("..")
 }
 
 /// The chain head, the last line of [`MANIFEST`] as `{"head": {...}}`.
@@ -451,11 +475,88 @@ pub fn check_link(i: usize, prev: &str, e: &Entry) -> Result<(), String> {
     Ok(())
 }
 
-/// The first broken link of `entries` ([`check_link`]), as `entry N (line N+1): reason`.
+/// The live set as the chain builds it, entry by entry: each segment an entry removes
+/// (pruned or merged away) must be live at that point, with the SHA-256 it was sealed with,
+/// and each segment an entry adds must bear a segment's name ([`is_segment_file`]) never listed
+/// before. `verify` walks the chain with it, and the writer before it deletes a file the
+/// chain removed ([`check_chain`], [`removed_checked`]).
+#[derive(Debug, Default)]
+pub struct LiveSet<'a> {
+    live: HashMap<&'a str, &'a SegmentInfo>,
+    listed: HashSet<&'a str>,
+}
+
+impl<'a> LiveSet<'a> {
+    /// Applies `e`: returns the segments it removes, as sealed, or what is wrong (the caller
+    /// names the file and the entry).
+    pub fn apply(&mut self, e: &'a Entry) -> Result<Vec<&'a SegmentInfo>, String> {
+        let what = match e.body {
+            Body::Compact(_) => "compaction",
+            _ => "prune",
+        };
+        let mut removed = Vec::new();
+        for f in e.body.removed() {
+            if !is_segment_file(&f.file) {
+                return Err(format!("{what} of {:?}: not a segment's name", f.file));
+            }
+            match self.live.remove(f.file.as_str()) {
+                Some(s) if s.sha256 == f.sha256 => removed.push(s),
+                Some(_) => {
+                    return Err(format!(
+                        "{what} of {} names another hash than its seal",
+                        f.file
+                    ))
+                }
+                None => return Err(format!("{what} of {} which is not a live segment", f.file)),
+            }
+        }
+        if let Some(s) = e.body.added() {
+            if !is_segment_file(&s.file) {
+                return Err(format!("bad segment name {:?}", s.file));
+            }
+            if !self.listed.insert(&s.file) {
+                return Err(format!("segment {} listed twice", s.file));
+            }
+            self.live.insert(&s.file, s);
+        }
+        Ok(removed)
+    }
+
+    /// Whether `file` is live after the entries applied so far.
+    pub fn is_live(&self, file: &str) -> bool {
+        self.live.contains_key(file)
+    }
+
+    /// Every segment the entries applied so far added, live or not.
+    pub fn listed(&self) -> &HashSet<&'a str> {
+        &self.listed
+    }
+}
+
+/// The files the chain took out of the live set (pruned or merged away), each checked by
+/// [`LiveSet`]: live, under that name and hash, when its entry removed it. The error names
+/// the first entry that removes anything else, as `entry N (line N+1): reason`.
+pub fn removed_checked(entries: &[Entry]) -> Result<Vec<&RemovedFile>, String> {
+    let mut set = LiveSet::default();
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        set.apply(e)
+            .map_err(|r| format!("entry {i} (line {}): {r}", i + 1))?;
+        out.extend(e.body.removed());
+    }
+    Ok(out)
+}
+
+/// The first broken link of `entries` ([`check_link`]), or the first entry that removes a
+/// segment that was not live or adds one twice ([`LiveSet`]), as `entry N (line N+1):
+/// reason`.
 pub fn check_chain(entries: &[Entry]) -> Result<(), String> {
     let mut prev = GENESIS;
+    let mut set = LiveSet::default();
     for (i, e) in entries.iter().enumerate() {
-        check_link(i, prev, e).map_err(|r| format!("entry {i} (line {}): {r}", i + 1))?;
+        check_link(i, prev, e)
+            .and_then(|()| set.apply(e).map(drop))
+            .map_err(|r| format!("entry {i} (line {}): {r}", i + 1))?;
         prev = &e.hash;
     }
     Ok(())
@@ -475,8 +576,10 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Loads the chain of `dir` (empty if there is none yet) and checks its links (an error
-    /// is logged naming the line; see [`Manifest::broken`]). Readers such as `query` use
+    /// Loads the chain of `dir` (empty if there is none yet) and checks its links and live
+    /// set ([`check_chain`]; an error is logged naming the entry and line; see
+    /// [`Manifest::broken`]). An entry naming a file that is no segment of the store is
+    /// refused with the manifest ([`is_segment_file`]). Readers such as `query` use
     /// [`read_entries`], which does not hash every entry.
     pub fn load(dir: &Path, signing_key: Option<SigningKey>) -> Result<Self, ManifestError> {
         let entries = read_entries(dir)?;

@@ -14,7 +14,7 @@ use super::fsutil::{sha256_file, sync_dir};
 use super::hold::{self, Hold};
 use super::journal::QUARANTINE_DIR;
 use super::manifest::{
-    live_segments, Body, Manifest, ManifestError, PruneInfo, RemovedFile, SegmentInfo,
+    self, live_segments, Body, Manifest, ManifestError, PruneInfo, RemovedFile, SegmentInfo,
 };
 use super::oplog;
 
@@ -222,19 +222,35 @@ pub fn prune_gated(
 /// which still exist: what a crash between the entry and the deletion leaves. A file whose
 /// SHA-256 is not the one the chain recorded for it is not the segment the entry removed: it
 /// is moved into `quarantine/` instead, with an error. Nothing is deleted while the chain does
-/// not verify ([`Manifest::broken`]): a changed entry could name any file.
+/// not verify ([`Manifest::broken`]): a changed entry could name any file. Nor is anything
+/// deleted on the word of an entry that removes a file not live in the chain up to it, or a
+/// name that is no segment's inside `dir` ([`manifest::removed_checked`],
+/// [`manifest::is_segment_file`]: what `verify` checks): the chain has no key, and a forged
+/// one that is consistent could otherwise name any file.
 pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), ManifestError> {
     if let Some(why) = manifest.broken() {
         tracing::error!(dir = %dir.display(), error = %why, "files the chain removed are not deleted: the manifest's chain does not verify (run `xdp-audit verify`)");
         return Ok(());
     }
+    let removed = match manifest::removed_checked(manifest.entries()) {
+        Ok(removed) => removed,
+        Err(why) => {
+            let path = dir.join(manifest::MANIFEST);
+            tracing::error!(file = %path.display(), error = %why, "files the chain removed are not deleted: an entry removes a file that was not a live segment (run `xdp-audit verify`)");
+            return Ok(());
+        }
+    };
     let io = |path: &Path, op, cause| ManifestError::Io {
         path: path.to_owned(),
         op,
         cause,
     };
     let mut changed = false;
-    for f in manifest.entries().iter().flat_map(|e| e.body.removed()) {
+    for f in removed {
+        if !manifest::is_segment_file(&f.file) {
+            // `removed_checked` refused it already; never join such a name to `dir`.
+            continue;
+        }
         let path = dir.join(&f.file);
         let sha = match sha256_file(&path) {
             Ok(sha) => sha,

@@ -3,7 +3,7 @@
 //! in the manifest, every prune against the legal holds in force when it was decided) and the
 //! alert log (its chain and anchors), read the live journals, and check the (signed) head. The first broken link is reported with the file at fault.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -130,36 +130,13 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     let mut alerts_anchored = ChainEnd::start();
     let mut out = Verified::default();
     let mut prev = GENESIS.to_owned();
-    let mut live: HashMap<&str, &SegmentInfo> = HashMap::new();
-    let mut listed: HashSet<&str> = HashSet::new();
+    let mut chain = manifest::LiveSet::default();
     for (i, e) in entries.iter().enumerate() {
         let at = format!("entry {i} (line {})", i + 1);
         manifest::check_link(i, &prev, e).map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
-        let what = match e.body {
-            Body::Compact(_) => "compaction",
-            _ => "prune",
-        };
-        let mut removed = Vec::new();
-        for f in e.body.removed() {
-            match live.remove(f.file.as_str()) {
-                Some(s) if s.sha256 == f.sha256 => removed.push(s),
-                Some(_) => {
-                    return Err(broken(
-                        &mpath,
-                        format!(
-                            "{at}: {what} of {} names another hash than its seal",
-                            f.file
-                        ),
-                    ))
-                }
-                None => {
-                    return Err(broken(
-                        &mpath,
-                        format!("{at}: {what} of {} which is not a live segment", f.file),
-                    ))
-                }
-            }
-        }
+        let removed = chain
+            .apply(e)
+            .map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
         match &e.body {
             Body::Prune(_) => {
                 check_holds(&log, anchored.lines, &removed)
@@ -203,28 +180,13 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
             }
             Body::Segment(_) => {}
         }
-        if let Some(s) = e.body.added() {
-            if !is_segment_name(&s.file) || s.file.contains('/') {
-                return Err(broken(
-                    &mpath,
-                    format!("{at}: bad segment name {:?}", s.file),
-                ));
-            }
-            if !listed.insert(&s.file) {
-                return Err(broken(
-                    &mpath,
-                    format!("{at}: segment {} listed twice", s.file),
-                ));
-            }
-            live.insert(&s.file, s);
-        }
         prev = e.hash.clone();
     }
     out.entries = entries.len() as u64;
     // Segments in chain order, so the first broken one is reported.
     for e in &entries {
         let Some(s) = e.body.added() else { continue };
-        if !live.contains_key(s.file.as_str()) {
+        if !chain.is_live(&s.file) {
             continue;
         }
         let (sha, size, rows) = (&s.sha256, &s.size, &s.rows);
@@ -258,10 +220,11 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         out.segments += 1;
         out.rows += rows;
     }
+    let listed = chain.listed();
     let removed: HashSet<&str> = listed
         .iter()
         .copied()
-        .filter(|f| !live.contains_key(f))
+        .filter(|f| !chain.is_live(f))
         .collect();
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| broken(dir, format!("cannot list: {e}")))?

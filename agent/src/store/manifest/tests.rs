@@ -75,13 +75,13 @@ fn every_kind_of_entry_reads_back_as_written() {
 
 #[test]
 fn a_missing_field_is_named_with_its_kind_and_line_and_unknown_fields_are_ignored() {
-    let good =
-        serde_json::to_string(&entry(0, Body::Segment(segment("s.parquet")))).expect("serialise");
+    let good = serde_json::to_string(&entry(0, Body::Segment(segment("seg-s.parquet"))))
+        .expect("serialise");
     let extra = good.replacen("{", "{\"later_field\":[1,{\"x\":2}],", 1);
     let (read, _) = parse_with_head(Path::new("m"), &extra).expect("unknown field ignored");
     assert_eq!(
         read[0].body.added().map(|s| s.file.as_str()),
-        Some("s.parquet")
+        Some("seg-s.parquet")
     );
     let missing = good.replace("\"rows\":3,", "");
     let e = parse_with_head(Path::new("m"), &format!("{good}\n{missing}\n"))
@@ -168,4 +168,63 @@ fn no_entry_is_appended_after_the_largest_seq() {
         "{msg}"
     );
     assert_eq!(m.entries().len(), 1);
+}
+
+/// A file name from the manifest is used only if it is a segment's, inside the log directory:
+/// the chain has no key, and the writer deletes what a prune names.
+#[test]
+fn only_a_bare_segment_name_is_a_segment_file() {
+    for good in ["seg-00000003-20231114T220000Z.parquet", "seg-x.parquet"] {
+        assert!(is_segment_file(good), "{good}");
+    }
+    for bad in [
+        "../victim.txt",
+        "seg-x/../../victim.parquet",
+        "/etc/seg-x.parquet",
+        "seg-..parquet",
+        "seg-\0.parquet",
+        "manifest.jsonl",
+        "operator.log",
+        "",
+    ] {
+        assert!(!is_segment_file(bad), "{bad:?}");
+    }
+}
+
+/// An entry naming a file that is no segment of the store is refused where it is read,
+/// naming the entry, whichever field names it.
+#[test]
+fn an_entry_naming_a_file_outside_the_store_is_refused() {
+    let outside = |file: &str| RemovedFile {
+        file: file.into(),
+        sha256: "cd".repeat(32),
+    };
+    let bodies = [
+        Body::Segment(segment("../seg-0.parquet")),
+        Body::Prune(PruneInfo {
+            at_ns: 5,
+            retention_days: 90,
+            files: vec![outside("../victim.txt")],
+        }),
+        Body::Compact(CompactInfo {
+            at_ns: 6,
+            files: vec![outside("seg-x/../../victim.parquet")],
+            segment: segment("seg-2.parquet"),
+        }),
+        Body::Compact(CompactInfo {
+            at_ns: 6,
+            files: vec![outside("seg-1.parquet")],
+            segment: segment("/tmp/seg-2.parquet"),
+        }),
+    ];
+    for (seq, body) in bodies.into_iter().enumerate() {
+        let line = serde_json::to_string(&entry(seq as u64, body)).expect("serialise");
+        let msg = parse_with_head(Path::new("manifest.jsonl"), &line)
+            .expect_err("a name outside the store")
+            .to_string();
+        assert!(
+            msg.contains("manifest.jsonl line 1") && msg.contains(&format!("entry {seq} names")),
+            "{msg}"
+        );
+    }
 }

@@ -1,0 +1,223 @@
+//! Forged manifests: the chain has no key, so an attacker with write access to the store can
+//! write a hash-consistent chain saying anything. The writer must not act on it beyond the
+//! store (a pruned or merged-away name outside the log directory), nor on files the chain never
+//! listed, and with a signing key it must not sign a chain it cannot vouch for.
+
+#[path = "store_common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use xdp_audit::store::fsutil::sha256_file;
+use xdp_audit::store::manifest::{
+    self, entry_hash, Body, CompactInfo, Entry, Head, Manifest, PruneInfo, RemovedFile, GENESIS,
+};
+use xdp_audit::store::retention;
+use xdp_audit::store::{FakeClock, Store};
+
+/// A store of three sealed hours at `parent/log`, made with compaction off.
+fn sealed_store(parent: &Path) -> PathBuf {
+    let dir = parent.join("log");
+    fill(&dir, &FakeClock::new(T0), T0, 3, 1.0, 11, true);
+    dir
+}
+
+/// The manifest of `dir`: its entries' bodies and its head line.
+fn bodies(dir: &Path) -> (Vec<Body>, Option<Head>) {
+    let path = dir.join(manifest::MANIFEST);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let (entries, head) = manifest::parse_with_head(&path, &text)
+        .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+    (entries.into_iter().map(|e| e.body).collect(), head)
+}
+
+/// Writes `bodies` as the manifest of `dir`, every link and hash right and the head line
+/// naming the last entry: what an attacker without the signing key can write. `head` fills
+/// in the head's key and signature fields.
+fn write_chain(dir: &Path, bodies: Vec<Body>, head: impl FnOnce(u64, &str) -> Head) {
+    let mut prev = GENESIS.to_owned();
+    let mut text = String::new();
+    for (seq, body) in bodies.into_iter().enumerate() {
+        let hash = entry_hash(seq as u64, &body, &prev);
+        let e = Entry {
+            seq: seq as u64,
+            body,
+            prev: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        };
+        text += &serde_json::to_string(&e).expect("encode an entry");
+        text.push('\n');
+    }
+    let last = text.lines().count() as u64 - 1;
+    text += &serde_json::json!({ "head": head(last, &prev) }).to_string();
+    text.push('\n');
+    let path = dir.join(manifest::MANIFEST);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn unsigned(seq: u64, hash: &str) -> Head {
+    Head {
+        seq,
+        hash: hash.to_owned(),
+        public_key: None,
+        signature: None,
+    }
+}
+
+/// `path` as a removed file, with the SHA-256 it holds now (so only the name can stop it).
+fn removed(path: &Path, name: &str) -> RemovedFile {
+    RemovedFile {
+        file: name.to_owned(),
+        sha256: sha256_file(path).unwrap_or_else(|e| panic!("hash {}: {e}", path.display())),
+    }
+}
+
+fn write_victim(path: &Path) {
+    std::fs::write(path, b"not the store's\n")
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Opens the store (after the forgery) and returns why it refused, or else why the chain it
+/// loaded is broken; `None` when it took the chain as sound.
+fn open_after_forgery(dir: &Path, what: &str) -> Option<String> {
+    let now = T0 + 4 * HOUR;
+    match Store::open_with_clock(config(dir), Box::new(FakeClock::new(now))) {
+        Err(e) => Some(e.to_string()),
+        Ok(store) => {
+            drop(store);
+            let m = Manifest::load(dir, None)
+                .unwrap_or_else(|e| panic!("{what}: load {}: {e}", dir.display()));
+            m.broken().map(str::to_owned)
+        }
+    }
+}
+
+/// The refusal (or the chain's broken state) names the manifest and the forged entry.
+fn expect_refused(why: Option<String>, forged_seq: usize, what: &str) {
+    let why = why.unwrap_or_else(|| panic!("{what}: the forged chain was taken as sound"));
+    assert!(
+        why.contains(manifest::MANIFEST) && why.contains(&format!("entry {forged_seq}")),
+        "{what}: the refusal names the manifest and entry {forged_seq}: {why}"
+    );
+}
+
+/// A prune or a compaction entry naming a file outside the store, hash-consistent and with
+/// the file's real SHA-256: before, the next start deleted that file.
+#[test]
+fn a_forged_entry_naming_a_file_outside_the_store_deletes_nothing() {
+    let tmp = TempDir::new("forged-outside");
+    let base = sealed_store(tmp.path());
+    let forgeries: [(&str, &str); 3] = [
+        ("prune", "../victim.txt"),
+        ("compact", "../victim.txt"),
+        // Passes a check of the `seg-` prefix and `.parquet` suffix alone.
+        ("prune", "seg-x/../../victim.parquet"),
+    ];
+    for (i, (kind, name)) in forgeries.into_iter().enumerate() {
+        let parent = TempDir::new(&format!("forged-outside-{i}"));
+        let dir = copy_dir(&base, "store");
+        let log = parent.path().join("log");
+        std::fs::rename(dir.path(), &log).unwrap_or_else(|e| panic!("move the store: {e}"));
+        std::fs::create_dir_all(log.join("seg-x")).expect("create seg-x");
+        let victim = log.join(name);
+        write_victim(&victim);
+        let (mut chain, _) = bodies(&log);
+        let gone = removed(&victim, name);
+        let forged = chain.len();
+        chain.push(match kind {
+            "prune" => Body::Prune(PruneInfo {
+                at_ns: T0 + 4 * HOUR,
+                retention_days: 180,
+                files: vec![gone],
+            }),
+            _ => {
+                let mut merged =
+                    manifest::live_segments(&manifest::read_entries(&log).expect("entries"))[0]
+                        .clone();
+                merged.file = "seg-00000099-20231115T000000Z.parquet".into();
+                merged.journal_id = 0;
+                Body::Compact(CompactInfo {
+                    at_ns: T0 + 4 * HOUR,
+                    files: vec![gone],
+                    segment: merged,
+                })
+            }
+        });
+        write_chain(&log, chain, unsigned);
+        let what = format!("{kind} of {name}");
+        let why = open_after_forgery(&log, &what);
+        assert!(
+            victim.exists(),
+            "{what}: {} was deleted on a forged entry's word",
+            victim.display()
+        );
+        expect_refused(why, forged, &what);
+    }
+}
+
+/// A prune naming a segment-named file the chain never listed (here a copy of a live segment
+/// dropped into the store), with its real SHA-256: the entry removes what was never live, which
+/// `verify` calls broken, and the writer must not delete on its word either.
+#[test]
+fn a_forged_prune_of_a_file_the_chain_never_listed_deletes_nothing() {
+    let tmp = TempDir::new("forged-unlisted");
+    let dir = sealed_store(tmp.path());
+    let live = live(&dir);
+    let stray = dir.join("seg-00000099-20231115T000000Z.parquet");
+    std::fs::copy(dir.join(&live[0].file), &stray).expect("copy a segment");
+    let (mut chain, _) = bodies(&dir);
+    let forged = chain.len();
+    chain.push(Body::Prune(PruneInfo {
+        at_ns: T0 + 4 * HOUR,
+        retention_days: 180,
+        files: vec![removed(&stray, "seg-00000099-20231115T000000Z.parquet")],
+    }));
+    write_chain(&dir, chain, unsigned);
+    let what = "prune of an unlisted file";
+    let why = open_after_forgery(&dir, what);
+    assert!(
+        stray.exists(),
+        "{what}: a file the chain never listed was deleted on a forged prune's word"
+    );
+    expect_refused(why, forged, what);
+}
+
+/// The writer checks again right before it deletes: an entry appended after the chain was
+/// loaded (the writer's own, so no load saw it) that removes a file outside the store or one
+/// never listed gets nothing deleted.
+#[test]
+fn finishing_removals_deletes_only_live_segments_of_the_store() {
+    let tmp = TempDir::new("forged-appended");
+    let dir = sealed_store(tmp.path());
+    let victim = tmp.path().join("victim.txt");
+    write_victim(&victim);
+    let stray = dir.join("seg-00000099-20231115T000000Z.parquet");
+    std::fs::copy(dir.join(&live(&dir)[0].file), &stray).expect("copy a segment");
+    for (path, name) in [
+        (&victim, "../victim.txt"),
+        (&stray, "seg-00000099-20231115T000000Z.parquet"),
+    ] {
+        let mut m =
+            Manifest::load(&dir, None).unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
+        assert_eq!(m.broken(), None, "the sealed store's chain is sound");
+        m.append(Body::Prune(PruneInfo {
+            at_ns: T0 + 4 * HOUR,
+            retention_days: 180,
+            files: vec![removed(path, name)],
+        }))
+        .unwrap_or_else(|e| panic!("append a prune of {name}: {e}"));
+        retention::finish_interrupted(&dir, &m)
+            .unwrap_or_else(|e| panic!("finish the removals of {}: {e}", dir.display()));
+        assert!(
+            path.exists(),
+            "{} was deleted on the word of a prune of {name}",
+            path.display()
+        );
+        // Back to the sealed chain for the next case.
+        let mut sound = m.entries().to_vec();
+        sound.pop();
+        write_chain(&dir, sound.into_iter().map(|e| e.body).collect(), unsigned);
+    }
+}
