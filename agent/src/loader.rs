@@ -117,6 +117,18 @@ pub enum LoadError {
     /// No such interface.
     #[error("interface {0:?} does not exist (see `ip link`)")]
     NoSuchInterface(String),
+    /// The interface's frames have no Ethernet header.
+    #[error(
+        "interface {iface:?} is not an Ethernet device (link type {link_type}, see \
+         `ip -d link show {iface}`): XDP there sees packets without the Ethernet header the \
+         program parses; attach to the Ethernet device that carries its traffic"
+    )]
+    NotEthernet {
+        /// The interface.
+        iface: String,
+        /// Its ARPHRD_* link type (65534: none, as on tun and WireGuard; 512: PPP).
+        link_type: u16,
+    },
     /// The interface already has an XDP program.
     #[error(
         "interface {0:?} already has an XDP program attached; detach it first \
@@ -626,6 +638,44 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// The index of `name` if the program can be attached there: it exists in this thread's
+/// network namespace and its frames carry an Ethernet header (an Ethernet device or the
+/// loopback one).
+pub fn usable_interface(name: &str) -> Result<u32, LoadError> {
+    let index = ifindex(name).ok_or_else(|| LoadError::NoSuchInterface(name.into()))?;
+    match link_type(name) {
+        Some(libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK) | None => Ok(index),
+        Some(link_type) => Err(LoadError::NotEthernet {
+            iface: name.into(),
+            link_type,
+        }),
+    }
+}
+
+/// The ARPHRD_* link type of `name` in this thread's network namespace (an ioctl on a
+/// socket, which, unlike `/sys/class/net`, is always this namespace's); `None` if it cannot
+/// be read, and the attach goes on.
+fn link_type(name: &str) -> Option<u16> {
+    // SAFETY: plain socket and ioctl calls on a zeroed `ifreq` holding a NUL-terminated
+    // name shorter than IFNAMSIZ; the descriptor is closed on every path.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        if name.len() >= req.ifr_name.len() {
+            return None;
+        }
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
+        libc::close(fd);
+        (rc == 0).then_some(req.ifr_ifru.ifru_hwaddr.sa_family)
+    }
+}
+
 /// Attaches `prog` to `iface` (native first in `Auto` mode, SKB on the driver's refusal, and
 /// says which); returns the mode in use and the link.
 pub(crate) fn attach_xdp(
@@ -633,9 +683,7 @@ pub(crate) fn attach_xdp(
     iface: &str,
     mode: AttachMode,
 ) -> Result<(AttachMode, XdpLinkId), LoadError> {
-    if ifindex(iface).is_none() {
-        return Err(LoadError::NoSuchInterface(iface.into()));
-    }
+    usable_interface(iface)?;
     let tries: &[(AttachMode, XdpMode)] = match mode {
         AttachMode::Auto => &[
             (AttachMode::Native, XdpMode::Driver),

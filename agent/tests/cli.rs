@@ -607,6 +607,37 @@ fn a_missing_interface_is_named() {
     assert!(first.contains("does not exist"), "{first}");
 }
 
+/// A device whose frames carry no Ethernet header (tun, WireGuard, PPP) is refused by name
+/// before anything is attached: the program would misread every packet on it.
+#[test]
+fn an_interface_without_ethernet_headers_is_refused_by_name() {
+    let ns = Netns::new("tun");
+    let ok = Command::new("ip")
+        .args(["-n", &ns.0, "tuntap", "add", "dev", "xatun0", "mode", "tun"])
+        .status()
+        .expect("ip");
+    assert!(ok.success(), "ip tuntap add");
+    let d = TempDir::new("tun");
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, BIN, "run", "--no-pin", "--iface", "xatun0",
+        ])
+        .arg("--log-dir")
+        .arg(d.path())
+        .output()
+        .expect("spawn xdp-audit");
+    let first = assert_error(&o, &["\"xatun0\""]);
+    assert!(first.contains("not an Ethernet device"), "{first}");
+    let out = Command::new("ip")
+        .args(["-n", &ns.0, "link", "show", "xatun0"])
+        .output()
+        .expect("ip link show");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("xdp"),
+        "nothing attached"
+    );
+}
+
 #[test]
 fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
     let d = TempDir::new("logdir");

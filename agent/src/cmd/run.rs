@@ -25,7 +25,7 @@ use crate::enrich::inputs::Enrichment;
 use crate::enrich::stage::{EnrichStage, StageConfig};
 use crate::loader::adopt::{self, Outcome, Target};
 use crate::loader::pin::{self, InstanceLock};
-use crate::loader::{ifindex, AttachMode, LoadOptions, Loaded, Maps, Program};
+use crate::loader::{AttachMode, LoadOptions, Loaded, Maps, Program};
 use crate::privilege::{self, Needs, RunAs};
 use crate::sink::RecordSink;
 use crate::span;
@@ -440,8 +440,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     crate::blocklist::use_mmap_for_large_buffers();
     let mut interfaces = Vec::new();
     for (name, _) in &args.ifaces {
-        let ifindex = ifindex(name)
-            .with_context(|| format!("interface {name:?} does not exist (see `ip link`)"))?;
+        let ifindex = crate::loader::usable_interface(name)?;
         interfaces.push(Interface {
             name: name.clone(),
             ifindex,
