@@ -57,8 +57,9 @@ fn random_window(rng: &mut Rng) -> Validity {
 }
 
 fn random_entry(rng: &mut Rng, line: u32) -> Entry {
-    // Small key spaces so rows overlap; the top of the IPv6 space too.
-    let matcher = match rng.below(4) {
+    // Small key spaces so rows overlap; the top of the IPv6 space too; ranges nested around
+    // one address, chains as deep as the file is long.
+    let matcher = match rng.below(6) {
         0 => {
             let lo = 0x0a00_0000 + rng.below(2000) as u32;
             Match::V4 {
@@ -81,6 +82,20 @@ fn random_entry(rng: &mut Rng, line: u32) -> Entry {
                 hi: lo | ((1u32 << len) - 1),
             }
         }
+        3 => {
+            let d = rng.below(1000) as u32;
+            Match::V4 {
+                lo: 0x0a00_0400 - d,
+                hi: 0x0a00_0400 + d + rng.below(2) as u32,
+            }
+        }
+        4 => {
+            let d = rng.below(1000) as u128;
+            Match::V6 {
+                lo: u128::MAX - 1200 - d,
+                hi: u128::MAX - 1200 + d + rng.below(2) as u128,
+            }
+        }
         _ => Match::Mac(Mac([2, 0, 0, 0, 0, rng.below(40) as u8])),
     };
     Entry {
@@ -95,7 +110,7 @@ fn random_entry(rng: &mut Rng, line: u32) -> Entry {
 }
 
 #[test]
-fn lookups_match_brute_force() {
+fn lookups_match_brute_force_with_overlapping_and_nested_rows() {
     let mut rng = Rng::new(10);
     for round in 0..60 {
         let files: Vec<ParsedSubscribers> = (0..1 + rng.below(3))
