@@ -1,0 +1,312 @@
+//! `run`'s error paths, through the real binary: a missing interface or one without Ethernet
+//! headers, an unusable log dir, bad flag values, config files, signing keys, a store held by
+//! another writer, lists in a missing directory, unknown users, missing privileges, and a
+//! busy XDP slot. The error is the first line on stderr, is said once, names the file, flag
+//! or interface at fault, and the exit status is non-zero. The cases that get as far as a
+//! store or a list file run inside a network namespace of their own, so a missing check can
+//! never attach anything to the host. The other commands' error paths are in `cli.rs`.
+//! Needs root.
+
+mod cli_common;
+mod common;
+#[path = "store_common/mod.rs"]
+mod store_common;
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cli_common::{assert_error, assert_said_once, run, s, stderr, Netns, Reaped, BIN};
+use common::wait::wait_until;
+use store_common::TempDir;
+
+#[test]
+fn a_missing_interface_is_named() {
+    let d = TempDir::new("iface");
+    let o = run(&["run", "--iface", "nosuchif0", "--log-dir", s(d.path())]);
+    let first = assert_error(&o, &["\"nosuchif0\""]);
+    assert!(first.contains("does not exist"), "{first}");
+}
+
+/// A device whose frames carry no Ethernet header (tun, WireGuard, PPP) is refused by name
+/// before anything is attached: the program would misread every packet on it.
+#[test]
+fn an_interface_without_ethernet_headers_is_refused_by_name() {
+    let ns = Netns::new("tun");
+    let ok = Command::new("ip")
+        .args(["-n", &ns.0, "tuntap", "add", "dev", "xatun0", "mode", "tun"])
+        .status()
+        .expect("ip");
+    assert!(ok.success(), "ip tuntap add");
+    let d = TempDir::new("tun");
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, BIN, "run", "--no-pin", "--iface", "xatun0",
+        ])
+        .arg("--log-dir")
+        .arg(d.path())
+        .output()
+        .expect("spawn xdp-audit");
+    let first = assert_error(&o, &["\"xatun0\""]);
+    assert!(first.contains("not an Ethernet device"), "{first}");
+    let out = Command::new("ip")
+        .args(["-n", &ns.0, "link", "show", "xatun0"])
+        .output()
+        .expect("ip link show");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("xdp"),
+        "nothing attached"
+    );
+}
+
+#[test]
+fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
+    let d = TempDir::new("logdir");
+    let file = d.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write");
+    let bad = file.join("log");
+    let o = run(&["run", "--iface", "lo", "--log-dir", s(&bad)]);
+    assert_error(&o, &[s(&bad), "--log-dir"]);
+}
+
+#[test]
+fn bad_flag_values_are_named() {
+    let cases: [(&[&str], &[&str]); 12] = [
+        (&["--list-capacity", "0"], &["--list-capacity", "0"]),
+        (
+            &["--list-capacity", "4294967295"],
+            &["--list-capacity", "4294967295"],
+        ),
+        (
+            &["--sweep-interval", "18446744073709551615"],
+            &["--sweep-interval", "too long"],
+        ),
+        (
+            &["--fsync-interval", "106752d"],
+            &["--fsync-interval", "too long"],
+        ),
+        (
+            &["--sweep-interval", "0s"],
+            &["--sweep-interval", "above zero"],
+        ),
+        (&["--flow-table-size", "0"], &["--flow-table-size", "0"]),
+        (
+            &["--ringbuf-bytes", "1000"],
+            &["--ringbuf-bytes", "1000", "power of two"],
+        ),
+        (
+            &["--inactive-timeout", "soon"],
+            &["--inactive-timeout", "soon"],
+        ),
+        (
+            &["--fsync-interval", "often"],
+            &["--fsync-interval", "often"],
+        ),
+        (&["--retention-days", "30"], &["--retention-days", "90"]),
+        (&["--xdp-mode", "fast"], &["--xdp-mode", "fast"]),
+        (&["--log", "xdp_audit=[bogus"], &["--log"]),
+    ];
+    let d = TempDir::new("run-flags");
+    for (args, names) in cases {
+        // An interface that does not exist: a flag check that is missing fails the test
+        // without ever starting an agent.
+        let mut argv = vec!["run", "--iface", "nosuchif0", "--log-dir", s(d.path())];
+        argv.extend_from_slice(args);
+        assert_error(&run(&argv), names);
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let d = TempDir::new("cfg-missing");
+    let cfg = d.path().join("agent.toml");
+    assert_error(&run(&["run", "--config", s(&cfg)]), &[s(&cfg)]);
+}
+
+/// `run --iface lo --log-dir LOG ARGS` in a namespace of its own must fail as
+/// [`assert_error`] says, naming `names`, with nothing attached; returns the error line.
+#[track_caller]
+fn run_fails_before_the_kernel(log: &Path, args: &[&str], names: &[&str]) -> String {
+    let ns = Netns::new("run");
+    let o = ns.agent(log).args(args).output().expect("spawn agent");
+    let first = assert_error(&o, names);
+    assert!(!ns.has_xdp(), "nothing may be attached: {first}");
+    first
+}
+
+#[test]
+fn a_missing_signing_key_is_named_before_the_kernel_is_touched() {
+    let d = TempDir::new("run-key");
+    let key = d.path().join("chain.key");
+    let (log, key) = (d.path().join("log"), s(&key));
+    run_fails_before_the_kernel(&log, &["--signing-key", key], &["--signing-key", key]);
+}
+
+#[test]
+fn a_store_held_by_another_writer_is_named_before_the_kernel_is_touched() {
+    let d = TempDir::new("run-lock");
+    let log = d.path().join("log");
+    std::fs::create_dir_all(&log).expect("mkdir");
+    let lock = std::fs::File::create(log.join(".lock")).expect("create lock file");
+    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+    let held = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(held, 0, "take the store's lock");
+    let first = run_fails_before_the_kernel(&log, &[], &["--log-dir", s(&log)]);
+    assert!(first.contains("another xdp-audit process"), "{first}");
+}
+
+#[test]
+fn a_list_in_a_missing_directory_is_named_before_the_kernel_is_touched() {
+    let d = TempDir::new("run-listdir");
+    let list = d.path().join("no-such-dir/block.list");
+    let (log, list) = (d.path().join("log"), s(&list));
+    run_fails_before_the_kernel(&log, &["--blocklist", list], &["--blocklist", list]);
+}
+
+/// `setpriv` that runs what follows as nobody, with no capability.
+fn as_nobody() -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]);
+    c
+}
+
+#[test]
+fn without_privileges_the_error_says_root() {
+    let d = TempDir::new("nopriv");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let o = as_nobody()
+        .args([BIN, "run", "--iface", "lo", "--log-dir"])
+        .arg(d.path().join("log"))
+        .output()
+        .expect("spawn setpriv");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("run as root"), "{e}");
+    assert_said_once(&e, e.lines().last().unwrap_or_default());
+}
+
+#[test]
+fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
+    let ns = Netns::new("busy");
+    let d = TempDir::new("busy");
+    let mut first = Reaped(
+        ns.agent(&d.path().join("a"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("first agent"),
+    );
+    wait_until(Duration::from_secs(20), "the first agent attaches", || {
+        assert!(
+            first.0.try_wait().expect("wait").is_none(),
+            "first agent exited early"
+        );
+        ns.has_xdp()
+    });
+    let second = ns
+        .agent(&d.path().join("b"))
+        .output()
+        .expect("second agent");
+    assert!(!second.status.success());
+    let e = stderr(&second);
+    let line = e
+        .lines()
+        .find(|l| l.starts_with("xdp-audit: error: "))
+        .unwrap_or_else(|| panic!("no error line: {e}"));
+    assert!(
+        line.contains("\"lo\"") && line.contains("already has an XDP program"),
+        "{e}"
+    );
+    assert_said_once(&e, line);
+    assert!(
+        first.0.try_wait().expect("wait").is_none(),
+        "the first agent must keep running"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) };
+    let status = first.0.wait().expect("wait first");
+    assert!(status.success(), "first agent exits 0 on SIGTERM");
+}
+
+#[test]
+fn a_config_file_supplies_the_settings_and_the_command_line_wins() {
+    let d = TempDir::new("config");
+    let cfg = d.path().join("agent.toml");
+    let cfg_s = s(&cfg);
+    let log = d.path().join("log");
+    let write = |retention: u32| {
+        std::fs::write(
+            &cfg,
+            format!("iface = [\"nosuchif0\"]\nlog-dir = {log:?}\nretention-days = {retention}\n"),
+        )
+        .expect("write config")
+    };
+    write(30);
+    let o = run(&["run", "--config", cfg_s]);
+    let first = assert_error(&o, &[&format!("{cfg_s}:3: retention-days")]);
+    assert!(first.contains("90"), "the legal floor: {first}");
+
+    write(120);
+    let o = run(&["run", "--config", cfg_s]);
+    assert_error(&o, &["\"nosuchif0\""]);
+    let o = Command::new(BIN)
+        .env("XDP_AUDIT_CONFIG", &cfg)
+        .arg("run")
+        .output()
+        .expect("spawn xdp-audit");
+    assert_error(&o, &["\"nosuchif0\""]);
+    let o = run(&["run", "--config", cfg_s, "--retention-days", "30"]);
+    assert_error(&o, &["--retention-days", "90"]);
+}
+
+#[test]
+fn a_signing_key_others_can_read_is_refused_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TempDir::new("run-keymode");
+    let key = d.path().join("chain.key");
+    let made = run(&["keygen", "--out", s(&key)]);
+    assert!(made.status.success(), "keygen: {}", stderr(&made));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let (log, key) = (d.path().join("log"), s(&key));
+    let names = ["--signing-key", key, "mode 0640", "`chmod 600`"];
+    let first = run_fails_before_the_kernel(&log, &["--signing-key", key], &names);
+    let secret = std::fs::read_to_string(key).expect("read the key");
+    let hex = secret.split_whitespace().nth(1).expect("the key's hex");
+    assert!(!first.contains(hex), "the error shows the secret: {first}");
+}
+
+#[test]
+fn an_unknown_user_is_named_before_the_kernel_is_touched() {
+    let d = TempDir::new("run-user");
+    let log = d.path().join("log");
+    run_fails_before_the_kernel(
+        &log,
+        &["--user", "no-such-user-xa"],
+        &["--user no-such-user-xa"],
+    );
+    assert!(!log.exists(), "nothing is created for an unknown user");
+}
+
+#[test]
+fn user_without_root_says_what_it_needs() {
+    let o = as_nobody()
+        .args([
+            BIN,
+            "run",
+            "--iface",
+            "lo",
+            "--user",
+            "nobody",
+            "--log-dir",
+            "/nonexistent/log",
+        ])
+        .output()
+        .expect("spawn setpriv");
+    assert_error(&o, &["--user nobody", "needs root", "CAP_SETUID"]);
+}
