@@ -14,6 +14,10 @@ use crate::daemon::lists::RuleBook;
 /// File name of the snapshot inside the state directory.
 pub const FILE_NAME: &str = "status.json";
 
+/// The most bytes read from a snapshot: one listing every rule of a million-rule list as hit
+/// is over 100 MiB, and an endless file is still refused before it takes the host's memory.
+const MAX_BYTES: u64 = 1 << 30;
+
 /// One list file's share of the hits.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ListHits {
@@ -224,7 +228,8 @@ impl Snapshot {
     fn put(&self, dir: &Path, sync: bool) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
+        // Never a blocking open: a FIFO in the temporary file's place would stop the agent.
+        let mut f = crate::store::fsutil::create_temporary(&tmp)?;
         serde_json::to_writer_pretty(&mut f, self)?;
         f.write_all(b"\n")?;
         if sync {
@@ -253,7 +258,18 @@ impl Snapshot {
     /// snapshot stopped; with what a starting snapshot still carried of an earlier crash.
     /// `None` when there is no snapshot, or its agent stopped cleanly or still runs.
     pub fn crash_evidence(dir: &Path) -> Option<String> {
-        let s = Self::read(dir).ok()?;
+        let s = match Self::read(dir) {
+            Ok(s) => s,
+            Err(e) => {
+                let missing = e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                if !missing {
+                    tracing::warn!(dir = %dir.display(), error = format!("{e:#}"), "the last status snapshot cannot be read, so it shows no crash of the agent that wrote it");
+                }
+                return None;
+            }
+        };
         let gone = !crate::compliance::system::alive(s.pid, s.pid_start);
         if s.stopped_at.is_none() && !gone {
             return None;
@@ -274,18 +290,30 @@ impl Snapshot {
         }
     }
 
-    /// Reads the snapshot from `dir`.
+    /// Reads the snapshot from `dir`. Anything but a regular file under its name (a FIFO,
+    /// which a blocking open would wait on forever) is refused at once, named.
     pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        use crate::store::fsutil::{read_input, InputError};
         use anyhow::Context as _;
         let path = dir.join(FILE_NAME);
         // Bytes: serde_json reports the line and column of a byte that is not UTF-8.
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "cannot read {}: is `xdp-audit run --state-dir {}` running?",
-                path.display(),
-                dir.display()
-            )
-        })?;
+        let bytes = match read_input(&path, MAX_BYTES) {
+            Ok(bytes) => bytes,
+            Err(InputError::Io(e)) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read {}: is `xdp-audit run --state-dir {}` running?",
+                        path.display(),
+                        dir.display()
+                    )
+                })
+            }
+            Err(e) => anyhow::bail!(
+                "{} {e}; the agent writes its status snapshot there: remove it, and the \
+                 running agent writes a new one at its next sweep",
+                path.display()
+            ),
+        };
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a status snapshot", path.display()))
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::fsutil::{sync_dir, write_atomic_via};
+use crate::store::fsutil::{read_input, sync_dir, write_atomic_via, InputError};
 use crate::store::manifest::SegmentInfo;
 
 /// File name of the cursor in the store directory.
@@ -24,6 +24,9 @@ pub const CURSOR: &str = "ship-cursor.json";
 pub const CURSOR_TMP: &str = ".ship-cursor.json.tmp";
 /// Format version written.
 pub const VERSION: u32 = 1;
+/// The most bytes read from a cursor: about 250 a live segment, so room for millions of them,
+/// while an endless file is refused before it takes the host's memory.
+pub const MAX_BYTES: u64 = 1 << 30;
 
 /// One acknowledged segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +68,15 @@ pub enum CursorError {
         op: &'static str,
         /// The cause.
         cause: std::io::Error,
+    },
+    /// Not a regular file (a FIFO, which a blocking open would wait on forever), or larger
+    /// than [`MAX_BYTES`]: refused at once, and left in place.
+    #[error("{path} {reason}; move it away to ship everything again")]
+    Refused {
+        /// The file.
+        path: String,
+        /// What it is.
+        reason: InputError,
     },
     /// Not a cursor.
     #[error("{path}: not a shipping cursor ({reason}); move it away to ship everything again")]
@@ -181,15 +193,22 @@ fn set_aside(dir: &Path, path: &str, reason: &str) -> Result<(), CursorError> {
 pub fn read(dir: &Path) -> Result<Option<Cursor>, CursorError> {
     let path = dir.join(CURSOR);
     // Bytes, not text: a byte that is not UTF-8 is damage like any other, and serde_json
-    // reports where it is.
-    let bytes = match std::fs::read(&path) {
+    // reports where it is. Never a blocking open: a FIFO in its place would stop shipping,
+    // and retention, which asks the cursor what was shipped.
+    let bytes = match read_input(&path, MAX_BYTES) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(cause) => {
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(InputError::Io(cause)) => {
             return Err(CursorError::Io {
                 path: path.display().to_string(),
                 op: "read",
                 cause,
+            })
+        }
+        Err(reason) => {
+            return Err(CursorError::Refused {
+                path: path.display().to_string(),
+                reason,
             })
         }
     };

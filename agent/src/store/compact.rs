@@ -331,6 +331,10 @@ pub fn discard_interrupted(dir: &Path, manifest: &Manifest) -> Result<bool, Comp
         if !is_segment_name(&name) || seal::seq_of(&name) != Some(next) {
             continue;
         }
+        if e.file_type().is_ok_and(|t| !t.is_file()) {
+            tracing::warn!(file = %e.path().display(), "not a regular file under the name of the next segment: the store writes none, so it is not what an interrupted compaction left; leaving it in place");
+            continue;
+        }
         let merged = SegmentReader::open(&e.path()).is_ok_and(|s| s.journal_id() == Some(0));
         if merged {
             tracing::info!(file = %e.path().display(), "removing the segment of a compaction a crash interrupted (its inputs are still live)");

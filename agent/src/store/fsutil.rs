@@ -34,8 +34,10 @@ pub fn write_atomic_via(
     parts: &[&[u8]],
 ) -> std::io::Result<()> {
     let tmp = dir.join(tmp_name);
+    // Refused before the clean-up below: what is not a regular file is not this writer's.
+    let f = create_temporary(&tmp)?;
     let result = (|| {
-        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+        let mut f = std::io::BufWriter::new(f);
         for p in parts {
             f.write_all(p)?;
         }
@@ -48,6 +50,27 @@ pub fn write_atomic_via(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates or truncates the temporary file `path` for writing ([`open_regular`]). Anything
+/// but a regular file under its name (a FIFO, which a blocking open would wait on for a
+/// reader) is refused, named, and left in place: the writer did not make it.
+pub fn create_temporary(path: &Path) -> std::io::Result<File> {
+    open_regular(
+        path,
+        File::options().write(true).create(true).truncate(true),
+    )
+    .map_err(|e| match e {
+        InputError::Io(e) => e,
+        e => std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "the temporary file {} {e}; the agent does not make such a file there: \
+                     remove it",
+                path.display()
+            ),
+        ),
+    })
 }
 
 /// Where a file's bytes stop being UTF-8, so the report can point at the damage.
@@ -118,39 +141,69 @@ impl std::fmt::Display for Size {
     }
 }
 
-/// Reads an operator's input file whole, up to `max` bytes. Opened without blocking (a FIFO
-/// with no writer would hold the open forever) and without taking a terminal, then refused
-/// unless it is a regular file (`/dev/zero` never ends); read through a cap, so a file that
-/// grows while it is read cannot outgrow memory either.
-pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
-    use std::io::Read;
+/// What a file that is not a regular one is, as [`InputError::NotRegular`] names it; `None`
+/// for a regular file.
+fn not_regular(kind: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        None
+    } else if kind.is_fifo() {
+        Some("FIFO")
+    } else if kind.is_char_device() {
+        Some("character device")
+    } else if kind.is_block_device() {
+        Some("block device")
+    } else if kind.is_dir() {
+        Some("directory")
+    } else if kind.is_socket() {
+        Some("socket")
+    } else {
+        Some("special file")
+    }
+}
+
+impl From<InputError> for std::io::Error {
+    /// For callers whose errors carry an I/O error: the message stays [`InputError`]'s.
+    fn from(e: InputError) -> Self {
+        use std::io::ErrorKind;
+        match e {
+            InputError::Io(e) => e,
+            e @ InputError::NotRegular(_) => Self::new(ErrorKind::InvalidInput, e),
+            e @ InputError::TooLarge { .. } => Self::new(ErrorKind::FileTooLarge, e),
+            e @ InputError::NotUtf8(_) => Self::new(ErrorKind::InvalidData, e),
+        }
+    }
+}
+
+/// Opens `path` as `options` say (their custom flags are replaced), never waiting on what is
+/// not a regular file, and refuses it unless it is one. Opened with `O_NONBLOCK`, since a FIFO
+/// with no writer (opened for writing: no reader) would hold a blocking open forever, and
+/// `O_NOCTTY`, so a terminal is not taken; `O_NONBLOCK` is cleared again once the file is
+/// known to be regular, so its reads and writes block as usual. A symbolic link is followed,
+/// and the file it leads to must be regular. Every file of the store the agent reads or
+/// writes in place is opened through this: one put in its place by mistake or by an attacker
+/// is refused at once, naming what it is.
+pub fn open_regular(path: &Path, options: &mut std::fs::OpenOptions) -> Result<File, InputError> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     // std opens with O_CLOEXEC.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
+    let file = match options
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(InputError::Io)?;
-    let meta = file.metadata().map_err(InputError::Io)?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        return Err(InputError::NotRegular(if kind.is_fifo() {
-            "FIFO"
-        } else if kind.is_char_device() {
-            "character device"
-        } else if kind.is_block_device() {
-            "block device"
-        } else if kind.is_dir() {
-            "directory"
-        } else if kind.is_socket() {
-            "socket"
-        } else {
-            "special file"
-        }));
-    }
-    if meta.len() > max {
-        return Err(InputError::TooLarge { max });
+    {
+        Ok(f) => f,
+        // A FIFO opened for writing without a reader (ENXIO), a directory opened for writing
+        // (EISDIR): say what it is rather than the errno.
+        Err(e) => {
+            let kind = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| not_regular(m.file_type()));
+            return Err(kind.map_or(InputError::Io(e), InputError::NotRegular));
+        }
+    };
+    let kind = file.metadata().map_err(InputError::Io)?.file_type();
+    if let Some(kind) = not_regular(kind) {
+        return Err(InputError::NotRegular(kind));
     }
     // A regular file now: reads block as usual (a network file system may honour O_NONBLOCK).
     // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
@@ -161,7 +214,26 @@ pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
             return Err(InputError::Io(std::io::Error::last_os_error()));
         }
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Ok(file)
+}
+
+/// [`open_regular`] for reading.
+pub fn open_read(path: &Path) -> Result<File, InputError> {
+    open_regular(path, File::options().read(true))
+}
+
+/// Reads an operator's input file whole, up to `max` bytes. Opened without blocking and
+/// refused unless it is a regular file ([`open_read`]: a FIFO with no writer would hold the
+/// open forever, `/dev/zero` never ends); read through a cap, so a file that grows while it
+/// is read cannot outgrow memory either.
+pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
+    use std::io::Read;
+    let file = open_read(path)?;
+    let len = file.metadata().map_err(InputError::Io)?.len();
+    if len > max {
+        return Err(InputError::TooLarge { max });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
     file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(InputError::Io)?;
@@ -216,11 +288,12 @@ pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// SHA-256 of a file, as hex.
+/// SHA-256 of a file, as hex; anything but a regular file is refused at once
+/// ([`open_read`]).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     use std::io::Read;
-    let mut f = File::open(path)?;
+    let mut f = open_read(path)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -282,6 +355,53 @@ mod tests {
             read_input(&dir.0.join("missing"), KEY_MAX),
             Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
         ));
+    }
+
+    /// Opened for writing too, what is not a regular file is refused by what it is, never
+    /// waited on (a FIFO without a reader fails a non-blocking open with ENXIO, a directory
+    /// with EISDIR); a regular file is opened with `O_NONBLOCK` cleared. An atomic write
+    /// through a temporary name taken by a FIFO is refused, naming it, and leaves it.
+    #[test]
+    fn opened_for_writing_only_a_regular_file_is_taken_and_a_fifo_is_left() {
+        use std::os::fd::AsRawFd;
+        let dir = crate::blocklist::tests::TempDir::new("open-regular");
+        let fifo = dir.0.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let write = || {
+            File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .clone()
+        };
+        for (path, kind) in [(&fifo, "FIFO"), (&dir.0, "directory")] {
+            match open_regular(path, &mut write()) {
+                Err(InputError::NotRegular(k)) => assert_eq!(k, kind),
+                other => panic!("{}: {other:?}", path.display()),
+            }
+        }
+        // A FIFO with a reader: opened, then refused.
+        let reader = open_read(&fifo);
+        assert!(
+            matches!(reader, Err(InputError::NotRegular("FIFO"))),
+            "{reader:?}"
+        );
+        let file = open_regular(&dir.0.join("f"), &mut write()).expect("a new regular file");
+        // SAFETY: F_GETFL on a descriptor the test owns.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "O_NONBLOCK is cleared");
+        let e = write_atomic_via(&dir.0, "fifo", "out", &[b"x"]).expect_err("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&fifo.display().to_string())
+                && shown.contains("is a FIFO, not a regular file"),
+            "{shown}"
+        );
+        assert!(fifo.exists(), "the FIFO is left in place");
+        assert!(!dir.0.join("out").exists(), "nothing was written");
     }
 
     /// A file that grows past the cap while it is read (its size was under the cap at the

@@ -16,14 +16,13 @@
 //! `alerts.jsonl` ([`Log::Alerts`]), appended by the agent's alert thread and anchored by the
 //! sealer beside the operator log: one chain format, two files.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::fsutil::hex;
+use super::fsutil::{hex, open_read};
 use super::manifest::{AnchorInfo, Body, Entry, Manifest, ManifestError, GENESIS};
 
 mod append;
@@ -387,7 +386,13 @@ pub fn scan(dir: &Path) -> Result<Scan, OpLogError> {
 /// Reads and checks the whole `log` of `dir` (an empty scan if there is none).
 pub fn scan_log(dir: &Path, log: Log) -> Result<Scan, OpLogError> {
     let path = dir.join(log.file());
-    match std::fs::read(&path) {
+    // Never a blocking open: a FIFO in the log's place would hold it forever.
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        open_read(&path)?.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    match read() {
         Ok(bytes) => Ok(check_log_bytes(log, &bytes, ChainEnd::start(), true)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(check_log_bytes(log, &[], ChainEnd::start(), true))
@@ -464,7 +469,8 @@ pub fn anchor_log(
             reason,
         }),
     };
-    let mut f = match File::open(&path) {
+    // Never a blocking open: a FIFO in the log's place would stop the sealer thread.
+    let mut f = match open_read(&path).map_err(std::io::Error::from) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && last.lines == 0 => {
             return Ok(Anchored::default())
@@ -534,11 +540,15 @@ pub fn anchor_log(
 pub fn anchor_logged(dir: &Path, manifest: &mut Manifest, now_ns: i64) {
     for log in Log::ALL {
         match anchor_log(dir, log, manifest, now_ns) {
-            Ok(a) => {
-                if let Some(p) = a.problem {
+            Ok(a) => match a.problem {
+                None => {}
+                Some(p @ OpLogError::Io { .. }) => {
+                    tracing::error!(log = log.file(), error = %p, "cannot read the log to anchor it; journals are still sealed, and its lines stay unanchored until it can be read (run `xdp-audit verify`)");
+                }
+                Some(p) => {
                     tracing::error!(log = log.file(), error = %p, "log past the last anchor does not verify; the lines before the fault are anchored, the rest is not (run `xdp-audit verify`)");
                 }
-            }
+            },
             Err(e) => {
                 tracing::warn!(log = log.file(), error = %e, "cannot anchor the log; retrying after the next seal")
             }

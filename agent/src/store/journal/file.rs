@@ -10,7 +10,7 @@ use super::frame::{
     self, encode_frame, scan, Count, Decoded, Frames, Scan, Skipped, HEADER_LEN, MAX_PAYLOAD,
 };
 use crate::record::FlowRecord;
-use crate::store::fsutil::{read_input, sync_dir, write_atomic_parts, InputError};
+use crate::store::fsutil::{open_regular, read_input, sync_dir, write_atomic_parts, InputError};
 
 /// Directory inside the log directory that holds the bytes recovery skipped.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -164,20 +164,31 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
 }
 
 /// Writes `bytes` to `want`, or to `want.1`, `want.2`, ... when a file there holds other
-/// bytes; a file holding the same bytes is what an interrupted recovery wrote, and is reused.
+/// bytes or is not a regular file (a FIFO, which a blocking open would wait on forever: it is
+/// named in a warning and left in place); a file holding the same bytes is what an
+/// interrupted recovery wrote, and is reused.
 fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> {
     for k in 0u32.. {
         let path = match k {
             0 => want.to_owned(),
             k => want.with_extension(format!("bin.{k}")),
         };
-        match std::fs::read(&path) {
+        // A quarantine file is at most a journal's bytes.
+        match read_input(&path, MAX_JOURNAL_BYTES) {
             Ok(old) if old == bytes => return Ok(path),
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path, "read quarantine file")(e)),
+            Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(InputError::Io(e)) => return Err(io(&path, "read quarantine file")(e)),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "a quarantine file's name is taken by what is not one (it {e}); leaving it in place and using the next name");
+                continue;
+            }
         }
-        let mut f = File::create(&path).map_err(io(&path, "create quarantine file"))?;
+        let mut f = open_regular(
+            &path,
+            File::options().write(true).create(true).truncate(true),
+        )
+        .map_err(|e| io(&path, "create quarantine file")(e.into()))?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(io(&path, "write quarantine file"))?;
@@ -237,10 +248,8 @@ pub fn recover(path: &Path) -> Result<Recovery, JournalError> {
     match f.skipped.as_slice() {
         [] => {}
         [tail] if f.torn_tail() == Some(tail) => {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(io(path, "open for truncation"))?;
+            let file = open_regular(path, OpenOptions::new().write(true))
+                .map_err(|e| io(path, "open for truncation")(e.into()))?;
             file.set_len(tail.offset)
                 .and_then(|()| file.sync_all())
                 .map_err(io(path, "truncate torn tail"))?;

@@ -12,20 +12,24 @@ use super::{
     check_bytes, io, line_hash, torn_too_long, ChainEnd, Log, OpEntry, OpLine, OpLogError, LOG,
     MAX_LINE, TORN_MAX,
 };
-use crate::store::fsutil::sync_dir;
+use crate::store::fsutil::{open_regular, sync_dir};
 
 /// The log opened for appending and locked against other appenders (never against the
 /// writer, which does not lock it); the lock goes with the file.
 fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
     let path = dir.join(log.file());
     let existed = path.exists();
-    let f = File::options()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(log.mode())
-        .open(&path)
-        .map_err(io(&path, "open for appending"))?;
+    // Never a blocking open, and never a write into what is not a regular file: a FIFO in
+    // the log's place would hand the lines to whoever reads it, or wait for them to.
+    let f = open_regular(
+        &path,
+        File::options()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(log.mode()),
+    )
+    .map_err(|e| io(&path, "open for appending")(e.into()))?;
     if !existed {
         give_to_store_owner(&f, dir, &path, log.mode())?;
     }

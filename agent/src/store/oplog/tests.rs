@@ -1,6 +1,7 @@
 //! Tests of the hash-chained logs (the operator log and the alert log).
 
 use super::*;
+use std::fs::File;
 use std::io::Write as _;
 
 fn access(command: &str) -> OpEntry {

@@ -18,6 +18,7 @@ use super::{io, pq, SegmentError};
 use crate::enrich::names::NameSource;
 use crate::record::{Attribution, EndReason, FlowRecord, Mac};
 use crate::store::address::{ip_families, ip_from_column};
+use crate::store::fsutil::open_read;
 
 /// The `src_ip` and `dst_ip` columns of a row group, 16-byte form.
 pub type AddressColumns = (Vec<[u8; 16]>, Vec<[u8; 16]>);
@@ -152,7 +153,8 @@ impl SegmentReader {
 
     /// Opens a segment and checks that its schema is the segment schema.
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
-        let file = File::open(path).map_err(io(path, "open"))?;
+        // Never a blocking open: a FIFO under a segment's name would hold it forever.
+        let file = open_read(path).map_err(|e| io(path, "open")(e.into()))?;
         let file_len = file.metadata().map_err(io(path, "stat"))?.len();
         let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
         check_chunk_ranges(path, reader.metadata(), file_len)?;
@@ -204,7 +206,7 @@ impl SegmentReader {
         if crcs.len() != reader.num_row_groups() || crcs.iter().any(|g| g.len() != columns) {
             return Err(bad_crcs("does not cover every column chunk"));
         }
-        let file = File::open(path).map_err(io(path, "open"))?;
+        let file = open_read(path).map_err(|e| io(path, "open")(e.into()))?;
         let size = file.metadata().map_err(io(path, "stat"))?.len();
         Ok(Self {
             path: path.to_owned(),
