@@ -261,10 +261,11 @@ impl Snapshot {
         let s = match Self::read(dir) {
             Ok(s) => s,
             Err(e) => {
-                let missing = e
-                    .downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-                if !missing {
+                // Absent or unreadable by this user (an unprivileged start, refused right
+                // after with its own error): nothing to say. What is there and is not a
+                // snapshot (a FIFO, damage) is named.
+                let unreadable = e.downcast_ref::<std::io::Error>().is_some();
+                if !unreadable {
                     tracing::warn!(dir = %dir.display(), error = format!("{e:#}"), "the last status snapshot cannot be read, so it shows no crash of the agent that wrote it");
                 }
                 return None;
