@@ -518,7 +518,8 @@ async fn upload_parts(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
         path: path.display().to_string(),
         cause,
     };
-    let mut file = std::fs::File::open(path).map_err(local)?;
+    // Never a blocking open: a FIFO in a segment's place would hold the upload forever.
+    let mut file = crate::store::fsutil::open_read(path).map_err(|e| local(e.into()))?;
     let opts = PutMultipartOptions {
         attributes: attributes(&job.sha256),
         ..PutMultipartOptions::default()
@@ -575,10 +576,11 @@ async fn upload_parts(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
 
 /// The file's bytes, checked against the SHA-256 the chain sealed.
 fn read_sealed(path: &Path, sha256: &str) -> Result<Vec<u8>, RemoteError> {
-    let bytes = std::fs::read(path).map_err(|cause| RemoteError::Local {
-        path: path.display().to_string(),
-        cause,
-    })?;
+    let bytes =
+        crate::store::fsutil::read_input(path, u64::MAX).map_err(|e| RemoteError::Local {
+            path: path.display().to_string(),
+            cause: e.into(),
+        })?;
     let found = hex(&sha2::Sha256::digest(&bytes));
     if found != sha256 {
         return Err(RemoteError::LocalChanged {
