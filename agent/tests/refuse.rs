@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use agent_common::{flow_flags, rules, Counter, FlowValue};
 use common::prog::Prog;
-use common::{tcp, v4, v6, Addrs, Spec, L4};
+use common::{tcp, v4, v6, wire, Addrs, Spec, L4};
 use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 use xdp_audit::enrich::names::dns;
 use xdp_audit::reader::Event;
@@ -221,16 +221,6 @@ impl Shape {
         let seg = &a[l3 + self.ip_len()..];
         (seg, pseudo + u32::from(proto) + seg.len() as u32)
     }
-}
-
-fn wire(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.split('.') {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
 }
 
 /// An EDNS OPT record (RFC 6891): root name, type 41, UDP size 1232, a cookie option.

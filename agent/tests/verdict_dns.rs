@@ -11,7 +11,7 @@ mod verdict_common;
 
 use agent_common::payload::DNS_UDP_MESSAGES;
 use agent_common::Counter;
-use common::{tcp, v4, v6, Addrs, Spec, L4};
+use common::{tcp, v4, v6, wire, Addrs, Spec, L4};
 use verdict_common::{copies_while_it_counts, first_fragment, Lab, DROP, PASS};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::Event;
@@ -57,16 +57,6 @@ fn dns_query_payload(qname: &[u8]) -> Vec<u8> {
     payload.extend_from_slice(qname);
     payload.extend_from_slice(&[0, 1, 0, 1]);
     payload
-}
-
-fn wire(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.split('.') {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
 }
 
 #[test]

@@ -321,24 +321,26 @@ mod tests {
             .map(|r| r.expect("watcher works"))
     }
 
+    /// Creates `a` and writes `port tcp 8080` into it in two writes: nothing is reported
+    /// while it holds `port tcp 80`, and `a` once it is closed.
+    async fn written_slowly(w: &mut ListWatcher, a: &Path) {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(a).expect("create");
+        f.write_all(b"port tcp 80").expect("write");
+        assert_eq!(reports_within(w, 6).await, None, "reported half-written");
+        f.write_all(b"80\n").expect("write");
+        drop(f);
+        assert_eq!(next(w).await, [a.to_path_buf()]);
+    }
+
     /// A new list written slowly is reported once, at its close, never at its creation: the
     /// part written so far (`port tcp 80` of `port tcp 8080`) was read and applied.
     #[tokio::test]
     async fn a_new_file_is_reported_when_closed_not_when_created() {
-        use std::io::Write as _;
         let dir = TempDir::new("watch-create");
         let a = dir.0.join("a.txt");
         let mut w = ListWatcher::new(&[&a], Duration::from_millis(50)).expect("watch");
-        let mut f = std::fs::File::create(&a).expect("create");
-        f.write_all(b"port tcp 80").expect("write");
-        assert_eq!(
-            reports_within(&mut w, 6).await,
-            None,
-            "reported half-written"
-        );
-        f.write_all(b"80\n").expect("write");
-        drop(f);
-        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+        written_slowly(&mut w, &a).await;
         assert_eq!(reports_within(&mut w, 6).await, None, "reported twice");
         // A symbolic link created in place is whole at once: reported with no close.
         let b = dir.0.join("b.txt");
@@ -352,22 +354,12 @@ mod tests {
     /// reported, so its reload can say it is missing.
     #[tokio::test]
     async fn a_list_deleted_and_written_anew_is_reported_when_closed() {
-        use std::io::Write as _;
         let dir = TempDir::new("watch-recreate");
         let a = dir.0.join("a.txt");
         std::fs::write(&a, "port tcp 8080\n").expect("write");
         let mut w = ListWatcher::new(&[&a], Duration::from_millis(50)).expect("watch");
         std::fs::remove_file(&a).expect("rm");
-        let mut f = std::fs::File::create(&a).expect("create");
-        f.write_all(b"port tcp 80").expect("write");
-        assert_eq!(
-            reports_within(&mut w, 6).await,
-            None,
-            "reported half-written"
-        );
-        f.write_all(b"80\n").expect("write");
-        drop(f);
-        assert_eq!(next(&mut w).await, std::slice::from_ref(&a));
+        written_slowly(&mut w, &a).await;
         // Renamed away and left so.
         std::fs::rename(&a, dir.0.join("a.old")).expect("mv");
         assert_eq!(next(&mut w).await, std::slice::from_ref(&a));

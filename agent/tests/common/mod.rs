@@ -219,3 +219,14 @@ pub fn v6(last: u16) -> [u8; 16] {
     a[14..].copy_from_slice(&last.to_be_bytes());
     a
 }
+
+/// `name` in DNS wire form: length-prefixed labels, then the root's 0.
+pub fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
