@@ -9,11 +9,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use xdp_audit::store::fsutil::sha256_file;
 use xdp_audit::store::manifest::{
     self, entry_hash, Body, CompactInfo, Entry, Head, Manifest, PruneInfo, RemovedFile, GENESIS,
 };
 use xdp_audit::store::retention;
+use xdp_audit::store::testgen::TrafficGen;
+use xdp_audit::store::verify::verify;
 use xdp_audit::store::{FakeClock, Store};
 
 /// A store of three sealed hours at `parent/log`, made with compaction off.
@@ -220,4 +223,149 @@ fn finishing_removals_deletes_only_live_segments_of_the_store() {
         sound.pop();
         write_chain(&dir, sound.into_iter().map(|e| e.body).collect(), unsigned);
     }
+}
+
+/// A fresh key pair, as `xdp-audit keygen` writes it, read back.
+fn keypair(name: &str) -> (SigningKey, VerifyingKey) {
+    let d = TempDir::new(name);
+    let (secret, public) = manifest::generate_keypair().expect("generate a key pair");
+    let (sp, pp) = (d.path().join("k"), d.path().join("k.pub"));
+    std::fs::write(&sp, secret).unwrap_or_else(|e| panic!("write {}: {e}", sp.display()));
+    std::fs::write(&pp, public).unwrap_or_else(|e| panic!("write {}: {e}", pp.display()));
+    (
+        manifest::load_signing_key(&sp).unwrap_or_else(|e| panic!("{}: {e}", sp.display())),
+        manifest::load_public_key(&pp).unwrap_or_else(|e| panic!("{}: {e}", pp.display())),
+    )
+}
+
+/// Starts the agent's store on `dir` at `at` (with `key`, if any), records a few flows and
+/// seals them, so the manifest gets a new entry and head, and stops.
+fn start_and_seal(dir: &Path, key: Option<&SigningKey>, at: i64, seed: u64) {
+    let clock = FakeClock::new(at);
+    let mut cfg = config(dir);
+    cfg.signing_key = key.cloned();
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()));
+    let mut g = TrafficGen::with_rate(seed, at, 10.0);
+    for _ in 0..20 {
+        let r = g.next_record();
+        clock.set(r.time_start_ns);
+        store.append(&r);
+    }
+    assert!(store.seal_now(), "seal in {}", dir.display());
+}
+
+/// What an attacker without the key does to a signed store: the newest segment and its entry
+/// deleted, the chain and head line rebuilt, `head` making the head's key and signature.
+fn cut_last_segment(dir: &Path, head: impl FnOnce(u64, &str, &Head) -> Head) {
+    let (mut chain, old) = bodies(dir);
+    let old = old.expect("a head line");
+    let Some(Body::Segment(last)) = chain.pop() else {
+        panic!("the last entry of {} is not a segment", dir.display())
+    };
+    let path = dir.join(&last.file);
+    std::fs::remove_file(&path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+    write_chain(dir, chain, |seq, hash| head(seq, hash, &old));
+}
+
+/// `verify --public-key` refuses the store, naming the manifest and `reason_part`.
+fn expect_signature_refused(dir: &Path, key: &VerifyingKey, reason_part: &str, what: &str) {
+    match verify(dir, Some(key)) {
+        Ok(v) => panic!("{what}: verify --public-key passed: {}", v.summary()),
+        Err(b) => assert!(
+            b.file.ends_with(manifest::MANIFEST) && b.reason.contains(reason_part),
+            "{what}: expected the manifest and {reason_part:?}: {b}"
+        ),
+    }
+}
+
+/// The attack of the review: a signed store shortened, its head rebuilt without a signature
+/// (or with the old one, which no longer matches), and a start that appends. Before, the
+/// writer signed the forged chain and `verify --public-key` said "signature valid". Now the
+/// start finds the head unsigned or badly signed, takes the chain as broken and signs nothing
+/// on top of it, start after start.
+#[test]
+fn a_shortened_signed_chain_is_not_signed_again_by_the_writer() {
+    let (key, public) = keypair("forged-signed-keys");
+    type MakeHead = fn(u64, &str, &Head) -> Head;
+    let cases: [(&str, MakeHead, &str); 2] = [
+        (
+            "signature stripped",
+            |seq, hash, old| Head {
+                public_key: old.public_key.clone(),
+                ..unsigned(seq, hash)
+            },
+            "no signature",
+        ),
+        (
+            "old signature kept",
+            |seq, hash, old| Head {
+                seq,
+                hash: hash.to_owned(),
+                ..old.clone()
+            },
+            "signature does not match",
+        ),
+    ];
+    for (what, head, reason) in cases {
+        let tmp = TempDir::new("forged-signed");
+        let dir = tmp.path().join("log");
+        start_and_seal(&dir, Some(&key), T0, 21);
+        start_and_seal(&dir, Some(&key), T0 + HOUR, 22);
+        verify(&dir, Some(&public)).unwrap_or_else(|b| panic!("{what}: the signed store: {b}"));
+
+        cut_last_segment(&dir, head);
+        let m = Manifest::load(&dir, Some(key.clone()))
+            .unwrap_or_else(|e| panic!("{what}: load {}: {e}", dir.display()));
+        let why = m
+            .broken()
+            .unwrap_or_else(|| panic!("{what}: the forged head loads as sound"));
+        assert!(
+            why.contains(manifest::MANIFEST) && why.contains("head line") && why.contains(reason),
+            "{what}: {why}"
+        );
+        drop(m);
+        // The heads written on top name the key without a signature, start after start.
+        for restart in [2 * HOUR, 3 * HOUR] {
+            start_and_seal(&dir, Some(&key), T0 + restart, 23);
+            expect_signature_refused(&dir, &public, "no signature", what);
+        }
+    }
+}
+
+/// A store signed by one key, started with another: the head is not the new key's to vouch
+/// for (a changed key, or a rewritten head), so it signs nothing on top of it.
+#[test]
+fn a_head_signed_by_another_key_is_not_signed_over() {
+    let (first, _) = keypair("forged-first-key");
+    let (second, second_public) = keypair("forged-second-key");
+    let tmp = TempDir::new("forged-other-key");
+    let dir = tmp.path().join("log");
+    start_and_seal(&dir, Some(&first), T0, 31);
+    let m = Manifest::load(&dir, Some(second.clone()))
+        .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
+    let why = m
+        .broken()
+        .expect("a head signed by another key loads as broken");
+    assert!(why.contains("another key"), "{why}");
+    drop(m);
+    start_and_seal(&dir, Some(&second), T0 + HOUR, 32);
+    expect_signature_refused(&dir, &second_public, "no signature", "another key");
+}
+
+/// An existing unsigned store switched to signing: its head names no key and carries no
+/// signature, so the first start with a key signs from then on, and `verify --public-key`
+/// passes.
+#[test]
+fn an_unsigned_store_switched_to_signing_is_signed_from_then_on() {
+    let (key, public) = keypair("forged-switch-keys");
+    let tmp = TempDir::new("forged-switch");
+    let dir = tmp.path().join("log");
+    start_and_seal(&dir, None, T0, 41);
+    start_and_seal(&dir, Some(&key), T0 + HOUR, 42);
+    let v = verify(&dir, Some(&public)).unwrap_or_else(|b| panic!("switched to signing: {b}"));
+    assert!(v.signature_checked, "{v:?}");
+    let m = Manifest::load(&dir, Some(key.clone()))
+        .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
+    assert_eq!(m.broken(), None, "a signed head is sound");
 }

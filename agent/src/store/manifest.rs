@@ -14,6 +14,19 @@
 //! chain and head together: a crash can never leave them disagreeing)
 //! and `hash`, and with a signing key carries an ed25519 signature over
 //! `"xdp-audit chain head v1\n{seq}\n{hash}\n"`, so a rewritten or shortened chain is caught.
+//!
+//! The writer signs only what it can vouch for. With a signing key, [`Manifest::load`] checks
+//! the head it finds ([`check_signer`], with [`check_signature`], the check `verify
+//! --public-key` makes): a head that carries a signature or names a key must be validly signed
+//! by that key. A badly signed head, one signed by another key, or one naming the key without
+//! a signature marks the chain broken ([`Manifest::broken`]: retention and the deletion of
+//! files the chain removed are suspended), and the heads written on top of it name the key but
+//! carry no signature, so a restart does not launder it and `verify --public-key` keeps
+//! failing. A head naming no key and carrying no signature is a store never signed (or last
+//! written without a key): the first signed head after such ones is taken as legitimate, and
+//! said at the start in an alert naming the entry the signature vouches from. The store alone
+//! cannot tell such a head from a signed one stripped of both fields: that start's alert is
+//! the evidence.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -396,6 +409,12 @@ pub fn parse_with_head(
 /// The entries of the manifest in `dir` (none if there is no manifest yet), without taking
 /// the writer's role: what readers such as `query` use.
 pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
+    Ok(read_chain(dir)?.0)
+}
+
+/// The entries and the head line of the manifest in `dir` ([`read_entries`]); no head for
+/// no manifest.
+fn read_chain(dir: &Path) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
     let path = dir.join(MANIFEST);
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -409,13 +428,13 @@ pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
             })?;
             let (entries, head) = parse_with_head(&path, &text)?;
             check_head(&path, &text, &entries, head.as_ref())?;
-            Ok(entries)
+            Ok((entries, head))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if super::verify::segments_without_manifest(dir) {
                 return Err(ManifestError::Lost { path });
             }
-            Ok(Vec::new())
+            Ok((Vec::new(), None))
         }
         Err(source) => Err(ManifestError::Io {
             path,
@@ -579,16 +598,49 @@ impl Manifest {
     /// Loads the chain of `dir` (empty if there is none yet) and checks its links and live
     /// set ([`check_chain`]; an error is logged naming the entry and line; see
     /// [`Manifest::broken`]). An entry naming a file that is no segment of the store is
-    /// refused with the manifest ([`is_segment_file`]). Readers such as `query` use
-    /// [`read_entries`], which does not hash every entry.
+    /// refused with the manifest ([`is_segment_file`]). With `signing_key`, the head must be
+    /// one the key can go on signing from ([`check_signer`]); else the chain is broken too, and
+    /// the writer signs none of the heads it writes (see the module docs).
     pub fn load(dir: &Path, signing_key: Option<SigningKey>) -> Result<Self, ManifestError> {
-        let entries = read_entries(dir)?;
+        let (entries, head) = read_chain(dir)?;
         let path = dir.join(MANIFEST);
-        let broken = check_chain(&entries)
+        let mut broken = check_chain(&entries)
             .err()
             .map(|reason| format!("{} {reason}", path.display()));
         if let Some(why) = &broken {
-            tracing::error!(error = %why, "the manifest's chain does not verify: retention and the deletion of files the chain removed are suspended until it does (run `xdp-audit verify`)");
+            tracing::error!(error = %why, "the manifest's chain does not verify: retention and the deletion of files the chain removed are suspended until it does, and the heads written are not signed (run `xdp-audit verify`)");
+        }
+        match (&head, &signing_key) {
+            (Some(head), Some(key)) if broken.is_none() => match check_signer(head, key) {
+                Ok(HeadSigning::Signed) => {}
+                Ok(HeadSigning::Unsigned) => tracing::warn!(
+                    alert = true,
+                    file = %path.display(),
+                    entry = head.seq,
+                    "the chain's head is not signed and names no key: the store was not signed \
+                     before (or its head was stripped of key and signature); signing starts with \
+                     the next entry, so the signature vouches for entries 0 to {} as they are \
+                     now; if this store was signed before, check it with `xdp-audit verify` and \
+                     a copy of its manifest",
+                    head.seq
+                ),
+                Err(reason) => {
+                    let why = format!(
+                        "{} head line (entry {}): {reason}",
+                        path.display(),
+                        head.seq
+                    );
+                    tracing::error!(error = %why, "the chain's head does not carry a valid signature by the signing key: the writer does not sign on top of it, and retention and the deletion of files the chain removed are suspended (run `xdp-audit verify --public-key FILE`; start with the key that signed it, or restore manifest.jsonl from a copy)");
+                    broken = Some(why);
+                }
+            },
+            (Some(head), None) if head.signature.is_some() => tracing::warn!(
+                file = %path.display(),
+                "the chain's head is signed, but no signing key is given: the heads written \
+                 from now on are not signed, and `xdp-audit verify --public-key` fails until \
+                 the agent signs again"
+            ),
+            _ => {}
         }
         Ok(Self {
             dir: dir.to_owned(),
@@ -670,11 +722,17 @@ impl Manifest {
         Ok(&self.entries[self.entries.len() - 1])
     }
 
+    /// The head naming `last`: signed when a key is set and the chain as loaded verified. A
+    /// chain that did not is not vouched for: its heads name the key but carry no signature,
+    /// so the next start with the key finds the chain broken again ([`check_signer`]) instead
+    /// of taking it as a store never signed.
     fn head_for(&self, last: &Entry) -> Head {
         let (public_key, signature) = match &self.signing_key {
             Some(k) => (
                 Some(hex(&k.verifying_key().to_bytes())),
-                Some(hex(&k.sign(&head_message(last.seq, &last.hash)).to_bytes())),
+                self.broken
+                    .is_none()
+                    .then(|| hex(&k.sign(&head_message(last.seq, &last.hash)).to_bytes())),
             ),
             None => (None, None),
         };
@@ -765,8 +823,27 @@ pub fn generate_keypair() -> std::io::Result<(String, String)> {
     ))
 }
 
-/// Checks a head's signature against `key`.
+/// Checks a head's signature against `key`: `verify --public-key` with it, and the writer at
+/// load ([`check_signer`]). A head naming another key, or naming a key without a signature,
+/// is refused as such.
 pub fn check_signature(head: &Head, key: &VerifyingKey) -> Result<(), String> {
+    let ours = hex(&key.to_bytes());
+    match (&head.public_key, &head.signature) {
+        (Some(named), _) if !named.eq_ignore_ascii_case(&ours) => {
+            return Err(format!(
+                "the head is signed by another key ({named}) than the public key {ours} (a \
+                 changed key, or the head rewritten)"
+            ))
+        }
+        (Some(_), None) => {
+            return Err(
+                "the head names the signing key but carries no signature: the signature was \
+                 stripped, or an agent with the key found the chain broken and did not sign it"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
     let sig = head
         .signature
         .as_deref()
@@ -778,6 +855,27 @@ pub fn check_signature(head: &Head, key: &VerifyingKey) -> Result<(), String> {
         &Signature::from_bytes(&sig),
     )
     .map_err(|_| "the signature does not match the public key (head rewritten or wrong key)".into())
+}
+
+/// What a head found at load lets a writer with a signing key do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadSigning {
+    /// The head carries a valid signature by the key: signing goes on.
+    Signed,
+    /// The head names no key and carries no signature: a store never signed (or last written
+    /// by an agent without a key), which the key signs from its next entry on.
+    Unsigned,
+}
+
+/// Whether a writer signing with `key` may sign on top of `head` ([`HeadSigning`]), or why not: a
+/// head that names a key or carries a signature must pass [`check_signature`] (the check
+/// `verify --public-key` makes), so a signed head made unsigned (its signature stripped, its
+/// key left), badly signed or signed by another key is refused.
+pub fn check_signer(head: &Head, key: &SigningKey) -> Result<HeadSigning, String> {
+    if head.public_key.is_none() && head.signature.is_none() {
+        return Ok(HeadSigning::Unsigned);
+    }
+    check_signature(head, &key.verifying_key()).map(|()| HeadSigning::Signed)
 }
 
 #[cfg(test)]
