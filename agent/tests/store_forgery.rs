@@ -369,3 +369,68 @@ fn an_unsigned_store_switched_to_signing_is_signed_from_then_on() {
         .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
     assert_eq!(m.broken(), None, "a signed head is sound");
 }
+
+/// Live journals `first` and `first + 1` in `dir`, each holding 30 records, synced, with
+/// where each one's last frame starts.
+fn two_live_journals(dir: &Path, first: u64) -> [(PathBuf, u64); 2] {
+    use xdp_audit::store::journal::JournalWriter;
+    use xdp_audit::store::seal::journal_name;
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let mut g = TrafficGen::with_rate(51, T0, 10.0);
+    [first, first + 1].map(|id| {
+        let path = dir.join(journal_name(id));
+        let mut w = JournalWriter::create(&path, id)
+            .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        for _ in 0..29 {
+            w.append(&g.next_record());
+        }
+        w.sync()
+            .unwrap_or_else(|e| panic!("sync {}: {e}", path.display()));
+        let last = w.size();
+        w.append(&g.next_record());
+        w.sync()
+            .unwrap_or_else(|e| panic!("sync {}: {e}", path.display()));
+        (path, last)
+    })
+}
+
+/// Cuts the last 7 bytes off `path`: its last frame is torn.
+fn cut(path: &Path) {
+    let len = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.set_len(len - 7)
+        .unwrap_or_else(|e| panic!("cut {}: {e}", path.display()));
+}
+
+/// Only the newest live journal can have an append in progress: a torn tail in an older one
+/// (one a later journal follows) is a journal cut short, and `verify` reports it, naming the
+/// journal and where the torn stretch starts. Before, any torn tail passed.
+#[test]
+fn a_cut_tail_of_a_journal_a_later_one_follows_is_reported() {
+    let tmp = TempDir::new("forged-journal-cut");
+    let dir = tmp.path().join("log");
+    let [(older, last_frame), (newest, _)] = two_live_journals(&dir, 5);
+
+    cut(&newest);
+    let v = verify(&dir, None)
+        .unwrap_or_else(|b| panic!("a torn tail of the newest journal is an append: {b}"));
+    assert_eq!(v.journals, 2, "{v:?}");
+
+    cut(&older);
+    match verify(&dir, None) {
+        Ok(v) => panic!("the older journal's cut tail passed: {}", v.summary()),
+        Err(b) => {
+            assert_eq!(b.file, older, "{b}");
+            assert!(
+                b.reason.contains(&format!("torn at byte {last_frame} "))
+                    && b.reason.contains("cut short"),
+                "{b}"
+            );
+        }
+    }
+}

@@ -286,16 +286,21 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
 
 /// Every live journal (not yet sealed) must read as one: a file that is not a journal, or a
 /// damaged stretch with valid frames after it, holds records the chain will never get. A torn
-/// tail is an append in progress, or one a crash cut short.
+/// tail is an append in progress, or one a crash cut short, only in the newest live journal:
+/// the writer appends to one journal at a time and rotates only once it is synced whole, so
+/// in a journal a later one follows, a torn tail is the file cut short.
 fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Result<(), Broken> {
-    let journals = list_journals(dir).map_err(|e| Broken {
-        file: dir.to_owned(),
-        reason: format!("cannot list the journals: {e}"),
-    })?;
+    let journals: Vec<_> = list_journals(dir)
+        .map_err(|e| Broken {
+            file: dir.to_owned(),
+            reason: format!("cannot list the journals: {e}"),
+        })?
+        .into_iter()
+        .filter(|(id, _)| !sealed.contains(id))
+        .collect();
+    // In id order: the last is the newest.
+    let newest = journals.last().map(|(id, _)| *id);
     for (id, path) in journals {
-        if sealed.contains(&id) {
-            continue;
-        }
         let scan = match journal::read(&path) {
             Ok(s) => s,
             // Sealed while we looked.
@@ -325,6 +330,18 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                     s.end(),
                     s.frames,
                     s.reason
+                ),
+            });
+        }
+        if let Some(t) = scan.frames.torn_tail().filter(|_| Some(id) != newest) {
+            return Err(Broken {
+                file: path,
+                reason: format!(
+                    "torn at byte {} ({} bytes to its end, at least {} records), but a later \
+                     journal follows it, so no append is in progress here: the file was cut \
+                     short (or a crash's torn tail was never recovered); the agent moves the \
+                     stretch into quarantine when it seals the journal",
+                    t.offset, t.len, t.frames
                 ),
             });
         }
