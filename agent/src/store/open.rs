@@ -170,13 +170,29 @@ impl Store {
         let jpath = dir.join(seal::journal_name(id));
         let journal = JournalWriter::create(&jpath, id)?;
         fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
-        retention::prune_gated(
+        // A full disk is the store's condition, not the start's failure (seals at open wait
+        // for space the same way): the records have their journal, and the sealer thread
+        // anchors the operator log and runs retention once space returns.
+        let retention_waits = match retention::prune_gated(
             &dir,
             &mut manifest,
             now,
             cfg.retention_days,
             cfg.ship_gate.as_ref(),
-        )?;
+        ) {
+            Ok(_) => false,
+            Err(error) if error.is_disk_full() => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    %error,
+                    "cannot anchor the operator log or run retention at the start: the disk is \
+                     full; the sealer thread does both once space returns (it anchors after \
+                     each seal and runs retention now and then daily)"
+                );
+                true
+            }
+            Err(error) => return Err(error.into()),
+        };
         let timings = std::sync::Arc::new(Timings::default());
         let sealer = sealer::Sealer::spawn(
             dir.clone(),
@@ -188,6 +204,9 @@ impl Store {
         .map_err(|e| io(&dir, "start the sealer thread", e))?;
         for path in waiting {
             sealer.seal(path, now);
+        }
+        if retention_waits {
+            sealer.retention(now, cfg.retention_days);
         }
         sealer.compact(now);
         Ok(Self {

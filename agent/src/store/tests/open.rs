@@ -244,3 +244,87 @@ fn a_fifo_named_as_a_journal_does_not_hang_the_open() {
     }
     assert!(fifo.exists(), "{} is left in place", fifo.display());
 }
+
+/// Fills the file system holding `dir` with one-page files until it refuses the next one;
+/// returns them, so a test can free space page by page.
+fn fill_with_pages(dir: &Path) -> Vec<PathBuf> {
+    let mut pages = Vec::new();
+    loop {
+        let f = dir.join(format!("filler-{}", pages.len()));
+        match std::fs::write(&f, [0u8; 4096]) {
+            Ok(()) => pages.push(f),
+            Err(e) => {
+                assert!(fsutil::is_disk_full(&e), "filling {}: {e}", dir.display());
+                let _ = std::fs::remove_file(&f);
+                return pages;
+            }
+        }
+        assert!(
+            pages.len() < 4096,
+            "the file system in {} never filled up",
+            dir.display()
+        );
+    }
+}
+
+/// A full disk at open, with an operator's access to anchor: the store opens (the new journal
+/// made) and leaves the anchoring and retention to the sealer thread, which does them once
+/// space returns. Before, `Store::open` failed on the manifest's replacement, leaving the new
+/// journal behind at every retry.
+#[test]
+fn a_full_disk_at_open_leaves_anchoring_and_retention_to_the_sealer() {
+    let fs = xdp_audit_lab::tmpfs::Tmpfs::mount("1m");
+    let dir = fs.path().join("log");
+    {
+        let mut store = open(&dir, T0);
+        for r in records(41, 50) {
+            store.append(&r);
+        }
+        assert!(store.seal_now(), "the first hour is sealed");
+    }
+    let who = access::Who {
+        uid: 0,
+        user: Some("root".into()),
+        sudo_user: None,
+        login_uid: None,
+    };
+    access::record_as(
+        &dir,
+        access::AccessInfo::new("query", "--ip 10.0.0.1"),
+        who,
+        T0,
+    )
+    .unwrap_or_else(|e| panic!("record an access in {}: {e}", dir.display()));
+    let fillers = fill_with_pages(fs.path());
+
+    let clock = FakeClock::new(T0 + HOUR_NS);
+    let mut store = Store::open_with_clock(StoreConfig::new(&dir), Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open the store on a full disk in {}: {e}", dir.display()));
+    let journals = seal::list_journals(&dir)
+        .unwrap_or_else(|e| panic!("list the journals in {}: {e}", dir.display()));
+    assert_eq!(journals.len(), 1, "only the new journal: {journals:?}");
+    let anchored = |dir: &Path| {
+        manifest::read_entries(dir)
+            .unwrap_or_else(|e| panic!("read the manifest in {}: {e}", dir.display()))
+            .iter()
+            .any(|e| matches!(&e.body, Body::Anchor(a) if a.log == oplog::LOG))
+    };
+    assert!(
+        !anchored(&dir),
+        "nothing could be anchored on the full disk"
+    );
+
+    for f in &fillers {
+        std::fs::remove_file(f).unwrap_or_else(|e| panic!("free {}: {e}", f.display()));
+    }
+    let later = T0 + HOUR_NS + retention::DAY_NS;
+    clock.set(later);
+    store
+        .tick_at(later)
+        .unwrap_or_else(|e| panic!("tick the store in {}: {e}", dir.display()));
+    assert!(store.wait_idle(), "the sealer is done");
+    assert!(
+        anchored(&dir),
+        "the sealer anchored the operator log once space returned"
+    );
+}
