@@ -35,7 +35,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::fsutil::{hex, read_input_text, unhex, utf8_text, write_atomic, InputError, KEY_MAX};
+use super::fsutil::{
+    hex, read_input, read_input_text, unhex, utf8_text, write_atomic, InputError, KEY_MAX,
+    TABLE_MAX,
+};
 
 /// File name of the chain.
 pub const MANIFEST: &str = "manifest.jsonl";
@@ -412,11 +415,24 @@ pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ManifestError> {
     Ok(read_chain(dir)?.0)
 }
 
+/// Reads `manifest.jsonl` at `path` whole ([`read_input`]): a FIFO, device or directory in
+/// its place is refused at once, naming what it is (a FIFO with no writer would block the
+/// read forever), and so is a file past [`MANIFEST_MAX`].
+pub fn read_manifest_file(path: &Path) -> Result<Vec<u8>, InputError> {
+    read_input(path, MANIFEST_MAX)
+}
+
+/// The most bytes of `manifest.jsonl` read. The chain grows by a few hundred bytes an entry
+/// and is never cut (some 50 MB after ten years of hourly seals, daily merges and prunes):
+/// the cap of the operator's largest tables leaves room for a century and more, and still
+/// refuses an endless file before it takes the host's memory.
+pub const MANIFEST_MAX: u64 = TABLE_MAX;
+
 /// The entries and the head line of the manifest in `dir` ([`read_entries`]); no head for
 /// no manifest.
 fn read_chain(dir: &Path) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
     let path = dir.join(MANIFEST);
-    match std::fs::read(&path) {
+    match read_manifest_file(&path) {
         Ok(bytes) => {
             let text = utf8_text(bytes).map_err(|e| ManifestError::Parse {
                 path: path.clone(),
@@ -430,16 +446,16 @@ fn read_chain(dir: &Path) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
             check_head(&path, &text, &entries, head.as_ref())?;
             Ok((entries, head))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             if super::verify::segments_without_manifest(dir) {
                 return Err(ManifestError::Lost { path });
             }
             Ok((Vec::new(), None))
         }
-        Err(source) => Err(ManifestError::Io {
+        Err(refused) => Err(ManifestError::Io {
             path,
             op: "read",
-            cause: source,
+            cause: refused.into(),
         }),
     }
 }

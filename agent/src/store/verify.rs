@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
-use super::fsutil::{sha256_file, utf8_text};
+use super::fsutil::{sha256_file, utf8_text, InputError};
 use super::hold;
 use super::journal::{self, JournalError};
 use super::manifest::{self, check_signature, AnchorInfo, Body, Head, SegmentInfo, GENESIS};
@@ -96,14 +96,14 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         file: file.to_owned(),
         reason,
     };
-    let text = match std::fs::read(&mpath) {
+    let text = match manifest::read_manifest_file(&mpath) {
         Ok(b) => utf8_text(b).map_err(|e| {
             broken(
                 &mpath,
                 format!("line {}: byte offset {} is not UTF-8", e.line, e.offset),
             )
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             if segments_without_manifest(dir) {
                 return Err(broken(
                     &mpath,

@@ -228,3 +228,58 @@ fn an_entry_naming_a_file_outside_the_store_is_refused() {
         );
     }
 }
+
+/// `f()` on another thread, or a panic naming `what` if it has not returned within five
+/// seconds (a read blocked on a FIFO never returns).
+fn within_seconds<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("{what} did not return within 5 s: blocked on the FIFO"))
+}
+
+/// A FIFO in place of `manifest.jsonl` (with no writer, a read would wait forever) is refused
+/// at once, naming the file and what it is: by readers, by the writer's load and by `verify`.
+#[test]
+fn a_fifo_in_place_of_the_manifest_is_refused_at_once() {
+    let tmp = crate::blocklist::tests::TempDir::new("manifest-fifo");
+    let dir = tmp.0.clone();
+    let path = dir.join(MANIFEST);
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+
+    let d = dir.clone();
+    let msg = within_seconds("read_entries", move || {
+        read_entries(&d).map(|e| e.len()).map_err(|e| e.to_string())
+    })
+    .expect_err("a FIFO is no manifest");
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("FIFO"),
+        "{msg}"
+    );
+
+    let d = dir.clone();
+    let msg = within_seconds("Manifest::load", move || {
+        Manifest::load(&d, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .expect_err("a FIFO is no manifest");
+    assert!(msg.contains("FIFO"), "{msg}");
+
+    let d = dir.clone();
+    let broken = within_seconds("verify", move || crate::store::verify::verify(&d, None))
+        .expect_err("a FIFO is no manifest");
+    assert!(
+        broken.file == path && broken.reason.contains("FIFO"),
+        "{broken}"
+    );
+}
