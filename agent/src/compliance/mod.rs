@@ -261,9 +261,14 @@ fn report(inputs: &Inputs, checks: Vec<Line>) -> Report {
 
 fn read_manifest(dir: &std::path::Path) -> Result<(Vec<Entry>, Option<Head>), String> {
     let path = dir.join(manifest::MANIFEST);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => manifest::parse_with_head(&path, &text).map_err(|e| e.to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), None)),
+    match manifest::read_manifest_file(&path) {
+        Ok(bytes) => manifest::parse_with_head(&path, &String::from_utf8_lossy(&bytes))
+            .map_err(|e| e.to_string()),
+        Err(crate::store::fsutil::InputError::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok((Vec::new(), None))
+        }
         Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
     }
 }

@@ -14,7 +14,7 @@ use sha2::Digest;
 
 use crate::record::{rfc3339_s, FlowRecord};
 use crate::store::access::{filter_text, Who};
-use crate::store::fsutil::{hex, unhex};
+use crate::store::fsutil::{hex, unhex, InputError};
 use crate::store::manifest::{self, Body, ManifestError};
 use crate::store::query::{default_threads, scan, Filter, QueryError};
 use crate::store::verify::verify;
@@ -252,14 +252,14 @@ pub fn build(
     )?;
     let counted = tally.finish();
     let path = dir.join(manifest::MANIFEST);
-    let (entries, head) = match std::fs::read_to_string(&path) {
-        Ok(text) => manifest::parse_with_head(&path, &text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
-        Err(cause) => {
+    let (entries, head) = match manifest::read_manifest_file(&path) {
+        Ok(bytes) => manifest::parse_with_head(&path, &String::from_utf8_lossy(&bytes))?,
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
+        Err(refused) => {
             return Err(ManifestError::Io {
                 path,
                 op: "read",
-                cause,
+                cause: refused.into(),
             }
             .into())
         }

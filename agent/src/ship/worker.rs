@@ -115,9 +115,13 @@ impl Worker {
     /// The manifest as it is now (none yet: empty).
     fn read_manifest(&self) -> Result<Chain, ShipError> {
         let path = self.dir.join(MANIFEST);
-        let text = match std::fs::read(&path) {
+        let text = match crate::store::manifest::read_manifest_file(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(crate::store::fsutil::InputError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Vec::new()
+            }
             Err(cause) => {
                 return Err(ShipError::Manifest(format!(
                     "{}: read: {cause}",
