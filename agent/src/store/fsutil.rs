@@ -234,7 +234,8 @@ pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
         return Err(InputError::TooLarge { max });
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    file.take(max + 1)
+    // One byte past the cap tells a file that grew past it; `u64::MAX` is no cap at all.
+    file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(InputError::Io)?;
     if bytes.len() as u64 > max {
@@ -312,6 +313,15 @@ mod tests {
 
     /// A FIFO with no writer and an endless device are refused at once by what they are, a
     /// file over the cap by its size, and a file at the cap is read whole.
+    /// `u64::MAX` is no cap: the read's one byte past the cap must not overflow.
+    #[test]
+    fn no_cap_reads_the_whole_file() {
+        let dir = crate::blocklist::tests::TempDir::new("read-nocap");
+        let path = dir.0.join("f");
+        std::fs::write(&path, b"whole").expect("write");
+        assert_eq!(read_input(&path, u64::MAX).expect("read"), b"whole");
+    }
+
     #[test]
     fn only_a_regular_file_within_its_cap_is_read() {
         let dir = crate::blocklist::tests::TempDir::new("read-input");
