@@ -346,3 +346,24 @@ fn a_segment_that_is_not_a_regular_file_is_refused_at_once() {
         assert_names(&e.to_string(), &path, kind.refusal());
     }
 }
+
+/// The store's lock file as anything but a regular file: the open is refused at once,
+/// naming it, never waits on it.
+#[test]
+fn a_lock_that_is_not_a_regular_file_is_refused_at_once() {
+    for special in Special::ALL {
+        let tmp = TempDir::new("special-lock");
+        let dir = tmp.path().to_owned();
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let lock = dir.join(".lock");
+        special.make(&lock);
+        let d = dir.clone();
+        let err = within("a store open with a special lock file", move || {
+            Store::open_with_clock(config(&d), Box::new(FakeClock::new(T0)))
+                .err()
+                .map(|e| e.to_string())
+        })
+        .unwrap_or_else(|| panic!("{special:?}: the store opened"));
+        assert_names(&err, &lock, special.refusal());
+    }
+}

@@ -90,7 +90,9 @@ impl Store {
         };
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, "create directory", e))?;
         let lock_path = dir.join(".lock");
-        let lock = File::create(&lock_path).map_err(|e| io(&lock_path, "create lock", e))?;
+        // Never a blocking open: a FIFO in the lock's place would hold the start forever.
+        let lock = fsutil::open_regular(&lock_path, File::options().write(true).create(true))
+            .map_err(|e| io(&lock_path, "create lock", e.into()))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(StoreError::Locked(dir));
