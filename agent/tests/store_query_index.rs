@@ -235,12 +235,17 @@ fn rewrite_footer_key(path: &Path, key: &str, edit: impl Fn(&str, &mut Vec<u8>) 
     relist(path);
 }
 
-/// Records the rewritten segment's size in its manifest entry, as the writer of such a file
-/// would have: readers check each segment against its entry's size.
+/// Records the rewritten segment's size and footer hash in its manifest entry, as the writer
+/// of such a file would have: readers check each segment against its entry.
 fn relist(path: &Path) {
     let dir = path.parent().expect("the store directory");
     let name = path.file_name().expect("name").to_string_lossy();
     let size = std::fs::metadata(path).expect("stat").len();
+    let footer = xdp_audit::store::segment::footer_sha256(
+        &std::fs::File::open(path).expect("open the segment"),
+        size,
+    )
+    .expect("hash the footer");
     let manifest = dir.join(xdp_audit::store::manifest::MANIFEST);
     let text = std::fs::read_to_string(&manifest).expect("read the manifest");
     let entry = format!("\"file\":\"{name}\"");
@@ -251,6 +256,9 @@ fn relist(path: &Path) {
             let at = line.find("\"size\":").expect("a size field") + "\"size\":".len();
             let end = at + line[at..].find(',').expect("a field after size");
             line.replace_range(at..end, &size.to_string());
+            let at = line.find("\"footer_sha256\":\"").expect("a footer hash")
+                + "\"footer_sha256\":\"".len();
+            line.replace_range(at..at + 64, &footer);
         }
         out.push_str(&line);
         out.push('\n');

@@ -307,7 +307,7 @@ fn a_corrupt_segment_gives_an_error_naming_it_and_changes_nothing() {
             .map(|e| e.file_name())
             .collect();
         match collect(dir.path(), &Filter::default()) {
-            Ok(_) => {} // the damage hit bytes no decoder checks (e.g. statistics); verify catches it
+            Ok(_) => {} // the damage hit bytes no decoder checks (a page header's statistics); verify catches it
             Err(e) => {
                 errors += 1;
                 assert!(
@@ -344,6 +344,45 @@ fn a_corrupt_segment_gives_an_error_naming_it_and_changes_nothing() {
         errors > 20,
         "only {errors} of 40 damaged files gave a query error"
     );
+}
+
+/// A bit flipped anywhere in a segment's Parquet footer is an error naming the file: the
+/// footer's statistics decide which row groups a query reads, so a flip there that still
+/// decodes would otherwise drop or keep rows without a word.
+#[test]
+fn a_flipped_bit_in_a_segment_footer_is_an_error_never_another_answer() {
+    let dir = TempDir::new("footer");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0 - T0 % HOUR, 2, 2.0, 6, true);
+    let segs = live(dir.path());
+    let seg = &segs[0];
+    let path = dir.path().join(&seg.file);
+    let pristine = std::fs::read(&path).expect("read segment");
+    let n = pristine.len();
+    let meta_len = u32::from_le_bytes(pristine[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
+    let footer = n - 8 - meta_len..n - 4;
+    let stride = (footer.len() / 300).max(1);
+    let mut tried = 0;
+    for at in footer.step_by(stride) {
+        let mut bytes = pristine.clone();
+        bytes[at] ^= 1 << (at % 8);
+        std::fs::write(&path, &bytes).expect("write damaged segment");
+        tried += 1;
+        match collect(dir.path(), &Filter::default()) {
+            Ok(rows) => panic!(
+                "a bit flipped at byte {at} of {n} (footer {meta_len} bytes) was not caught; \
+                 the query answered {} rows",
+                rows.len()
+            ),
+            Err(e) => assert!(
+                e.to_string().contains(&seg.file),
+                "byte {at}: the error does not name the file: {e}"
+            ),
+        }
+    }
+    assert!(tried > 50, "only {tried} footer bytes tried");
+    std::fs::write(&path, &pristine).expect("restore");
+    collect(dir.path(), &Filter::default()).expect("the restored segment answers");
 }
 
 /// A segment lost, cut short, a directory in its place, swapped for another segment or with

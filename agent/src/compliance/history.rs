@@ -415,6 +415,7 @@ mod tests {
                         rows: 10,
                         size: 1_000,
                         sha256: String::new(),
+                        footer_sha256: None,
                     }),
                 )
             })

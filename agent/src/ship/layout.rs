@@ -75,6 +75,7 @@ mod tests {
             rows: 1,
             size: 1,
             sha256: String::new(),
+            footer_sha256: None,
         };
         let l = Layout::new("fleet/eu", "gw1");
         assert_eq!(

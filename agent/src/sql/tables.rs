@@ -114,7 +114,7 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
     // Parquet files in it: each file is checked against its entry first, as `query` does.
     for s in &live {
         let path = dir.join(&s.file);
-        let reader = SegmentReader::open_listed(&path, s.size, s.rows).map_err(QueryError::from)?;
+        let reader = SegmentReader::open_listed(&path, s).map_err(QueryError::from)?;
         let ranges = reader.checked_ranges().map_err(QueryError::from)?;
         out.segments.push((path, ranges));
     }

@@ -362,6 +362,7 @@ mod tests {
             rows,
             size: 1,
             sha256: "00".into(),
+            footer_sha256: None,
         }
     }
 

@@ -117,6 +117,12 @@ pub struct SegmentInfo {
     pub size: u64,
     /// SHA-256 of the file, hex.
     pub sha256: String,
+    /// SHA-256 of the file's Parquet footer and trailer, hex (`segment::footer_sha256`):
+    /// checked at every open, since a query skips row groups by the footer's statistics and
+    /// no page checksum covers them. `None` in entries written before it (their line, and
+    /// so their hash, unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footer_sha256: Option<String>,
 }
 
 /// A segment taken out of the live set (deleted by retention, or merged by compaction).
@@ -255,6 +261,7 @@ struct EntryLine {
     rows: Option<u64>,
     size: Option<u64>,
     sha256: Option<String>,
+    footer_sha256: Option<String>,
     at_ns: Option<i64>,
     retention_days: Option<u32>,
     files: Option<Vec<RemovedFile>>,
@@ -294,6 +301,7 @@ impl TryFrom<EntryLine> for Entry {
                 rows: l.rows.ok_or_else(|| need("rows"))?,
                 size: l.size.ok_or_else(|| need("size"))?,
                 sha256: l.sha256.ok_or_else(|| need("sha256"))?,
+                footer_sha256: l.footer_sha256,
             }),
             Kind::Prune => Body::Prune(PruneInfo {
                 at_ns: l.at_ns.ok_or_else(|| need("at_ns"))?,

@@ -164,7 +164,7 @@ fn scan_segment(
     f: &Filter,
     want: Want,
 ) -> Result<SegmentScan, SegmentError> {
-    let seg = SegmentReader::open_listed(path, listed.size, listed.rows)?;
+    let seg = SegmentReader::open_listed(path, listed)?;
     let mut out = SegmentScan {
         records: Vec::new(),
         count: 0,

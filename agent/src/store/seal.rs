@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::columns::{Columns, ColumnsError};
-use super::fsutil::{sha256_file, sync_dir, TMP_PREFIX};
+use super::fsutil::{open_read, sha256_file, sync_dir, TMP_PREFIX};
 use super::journal::{self, JournalError};
 use super::manifest::{read_entries, Body, Manifest, ManifestError, SegmentInfo};
 use super::segment::{self, Layout, SegmentError};
@@ -255,11 +255,16 @@ pub fn write_file(
         })?;
     let written = (|| {
         let size = segment::write(&tmp, &rows, journal_id, layout)?;
-        let sha256 = sha256_file(&tmp).map_err(|source| SealError::Io {
+        let hash_err = |source| SealError::Io {
             path: tmp.clone(),
             op: "hash",
             cause: source,
-        })?;
+        };
+        let sha256 = sha256_file(&tmp).map_err(hash_err)?;
+        let footer_sha256 = open_read(&tmp)
+            .map_err(std::io::Error::from)
+            .and_then(|f| segment::footer_sha256(&f, size))
+            .map_err(hash_err)?;
         std::fs::rename(&tmp, &final_path)
             .and_then(|()| sync_dir(dir))
             .map_err(|source| SealError::Io {
@@ -267,9 +272,9 @@ pub fn write_file(
                 op: "rename into place",
                 cause: source,
             })?;
-        Ok::<_, SealError>((size, sha256))
+        Ok::<_, SealError>((size, sha256, footer_sha256))
     })();
-    let (size, sha256) = match written {
+    let (size, sha256, footer_sha256) = match written {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -284,6 +289,7 @@ pub fn write_file(
         rows: rows.len() as u64,
         size,
         sha256,
+        footer_sha256: Some(footer_sha256),
     })
 }
 

@@ -9,6 +9,7 @@ fn segment(file: &str) -> SegmentInfo {
         rows: 3,
         size: 4096,
         sha256: "ab".repeat(32),
+        footer_sha256: None,
     }
 }
 

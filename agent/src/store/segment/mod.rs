@@ -27,7 +27,7 @@ pub mod write;
 use std::path::{Path, PathBuf};
 
 pub use pages::damaged_page;
-pub use read::{AddressColumns, RowGroupStats, SegmentReader};
+pub use read::{footer_sha256, AddressColumns, RowGroupStats, SegmentReader};
 pub use schema::{col, column_name, Layout, CRC_KEY, SCHEMA};
 pub use write::write;
 

@@ -19,6 +19,7 @@ use crate::enrich::names::NameSource;
 use crate::record::{Attribution, EndReason, FlowRecord, Mac};
 use crate::store::address::{ip_families, ip_from_column};
 use crate::store::fsutil::open_read;
+use crate::store::manifest::SegmentInfo;
 
 /// The `src_ip` and `dst_ip` columns of a row group, 16-byte form.
 pub type AddressColumns = (Vec<[u8; 16]>, Vec<[u8; 16]>);
@@ -120,30 +121,79 @@ pub(crate) fn check_chunk_ranges(
     Ok(())
 }
 
+/// The SHA-256 (hex) of a Parquet file's footer: its metadata and the 8-byte trailer
+/// (metadata length, `PAR1`) that closes the file of `len` bytes.
+pub fn footer_sha256(file: &File, len: u64) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::os::unix::fs::FileExt;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let trailer_at = len
+        .checked_sub(8)
+        .ok_or_else(|| bad("shorter than a Parquet trailer"))?;
+    let mut trailer = [0u8; 8];
+    file.read_exact_at(&mut trailer, trailer_at)?;
+    let (meta_len, magic) = trailer.split_first_chunk::<4>().unwrap_or((&[0; 4], &[]));
+    if magic != b"PAR1" {
+        return Err(bad("no Parquet trailer at its end"));
+    }
+    let meta_len = u64::from(u32::from_le_bytes(*meta_len));
+    // The file opens with `PAR1` too; a length reaching into it is damage.
+    let mut at = trailer_at
+        .checked_sub(meta_len)
+        .filter(|&s| s >= 4)
+        .ok_or_else(|| bad("its footer length runs past the file's start"))?;
+    // Read in pieces: a damaged length must not buy a 4 GiB buffer.
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while at < len {
+        let n = usize::try_from(len - at).map_or(buf.len(), |n| n.min(buf.len()));
+        file.read_exact_at(&mut buf[..n], at)?;
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(crate::store::fsutil::hex(&h.finalize()))
+}
+
 impl SegmentReader {
-    /// Opens the segment a manifest entry lists, checked against the `size` and `rows` the
-    /// entry recorded: a file lost, cut short, or put in another's place fails here, naming
-    /// it, instead of answering from the wrong rows (`verify` compares the whole file's hash).
-    pub fn open_listed(path: &Path, size: u64, rows: u64) -> Result<Self, SegmentError> {
+    /// Opens the segment a manifest entry lists, checked against what the entry recorded:
+    /// its size, its rows and (entries since it was recorded) its footer's SHA-256. A file
+    /// lost, cut short or put in another's place fails here, naming it, instead of answering
+    /// from the wrong rows; so does a damaged footer, whose statistics would otherwise skip
+    /// row groups without a word (`verify` compares the whole file's hash).
+    pub fn open_listed(path: &Path, listed: &SegmentInfo) -> Result<Self, SegmentError> {
         let meta = std::fs::metadata(path).map_err(io(path, "stat"))?;
-        let listed = |reason: String| SegmentError::Invalid {
+        let refused = |reason: String| SegmentError::Invalid {
             path: path.to_owned(),
             column: "(file)".into(),
             reason: format!("{reason}; `xdp-audit verify` checks every file"),
         };
         if !meta.is_file() {
-            return Err(listed("not a regular file".into()));
+            return Err(refused("not a regular file".into()));
         }
+        let size = listed.size;
         if meta.len() != size {
-            return Err(listed(format!(
+            return Err(refused(format!(
                 "{} bytes where the manifest records {size}: cut short, grown, or another file \
                  in its place",
                 meta.len()
             )));
         }
-        let seg = Self::open(path)?;
+        // Never a blocking open: a FIFO under a segment's name would hold it forever.
+        let file = open_read(path).map_err(|e| io(path, "open")(e.into()))?;
+        if let Some(want) = &listed.footer_sha256 {
+            let have = footer_sha256(&file, size).map_err(io(path, "read the footer"))?;
+            if have != *want {
+                return Err(refused(
+                    "its Parquet footer (statistics, offsets, checksums) differs from the one \
+                     the manifest records: damaged"
+                        .into(),
+                ));
+            }
+        }
+        let seg = Self::from_file(path, file)?;
+        let rows = listed.rows;
         if seg.rows() != rows {
-            return Err(listed(format!(
+            return Err(refused(format!(
                 "{} rows where the manifest records {rows}: another segment in its place",
                 seg.rows()
             )));
@@ -155,9 +205,15 @@ impl SegmentReader {
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
         // Never a blocking open: a FIFO under a segment's name would hold it forever.
         let file = open_read(path).map_err(|e| io(path, "open")(e.into()))?;
-        let file_len = file.metadata().map_err(io(path, "stat"))?.len();
-        let reader = SerializedFileReader::new(file).map_err(pq(path, "read footer"))?;
-        check_chunk_ranges(path, reader.metadata(), file_len)?;
+        Self::from_file(path, file)
+    }
+
+    /// [`Self::open`] on a file already open.
+    fn from_file(path: &Path, file: File) -> Result<Self, SegmentError> {
+        let size = file.metadata().map_err(io(path, "stat"))?.len();
+        let parquet_file = file.try_clone().map_err(io(path, "open"))?;
+        let reader = SerializedFileReader::new(parquet_file).map_err(pq(path, "read footer"))?;
+        check_chunk_ranges(path, reader.metadata(), size)?;
         // The schema of every format read, parsed once.
         static KNOWN: std::sync::OnceLock<Vec<(usize, parquet::schema::types::Type)>> =
             std::sync::OnceLock::new();
@@ -206,8 +262,6 @@ impl SegmentReader {
         if crcs.len() != reader.num_row_groups() || crcs.iter().any(|g| g.len() != columns) {
             return Err(bad_crcs("does not cover every column chunk"));
         }
-        let file = open_read(path).map_err(|e| io(path, "open")(e.into()))?;
-        let size = file.metadata().map_err(io(path, "stat"))?.len();
         Ok(Self {
             path: path.to_owned(),
             reader,

@@ -163,6 +163,7 @@ fn a_manifest_naming_the_largest_journal_id_is_refused_by_name() {
         rows: 1,
         size: 1,
         sha256: "ab".repeat(32),
+        footer_sha256: None,
     }))
     .unwrap_or_else(|e| panic!("append: {e}"));
     let err = match Store::open_with_clock(StoreConfig::new(&dir), Box::new(FakeClock::new(T0))) {
