@@ -47,24 +47,28 @@ static FLOOD_RULES: PerCpuArray<u32> = PerCpuArray::with_max_entries(CAP, 0);
 #[map(name = "FLOOD_SLOTS")]
 static FLOOD_SLOTS: PerCpuArray<FloodValue> = PerCpuArray::with_max_entries(2 * SLOTS, 0);
 
-/// This CPU's summary of `rule` in the window `cfg` is in: the slot `FLOOD_RULES` names while
+/// This CPU's summary of `rule` in the window `t` is in: the slot `FLOOD_RULES` names while
 /// it carries the rule and the window's stamp, else a slot [`take`]n now.
 ///
+/// The window is always `t`'s, never `FLOOD_CONFIG`'s again: the agent moves that one
+/// whenever it likes, and a second read of it in one run took a slot of the next window's
+/// half before `admit` had cleared that half's count, losing a window's summaries.
+///
 /// # Safety
-/// `t` is this CPU's `FLOOD_TOTAL` value, current for `cfg`'s window.
+/// `t` is this CPU's `FLOOD_TOTAL` value, its window set by [`admit`] in this run.
 #[inline(always)]
-unsafe fn entry(rule: RuleId, cfg: &FloodConfig, t: *mut FloodTotal) -> Option<*mut FloodValue> {
+unsafe fn entry(rule: RuleId, t: *mut FloodTotal) -> Option<*mut FloodValue> {
     // A copy of the slot number, not a pointer kept across the next lookup: the subprogram's
     // frame (at most 32 bytes) holds the lookup key and two spilled values.
     let slot = *FLOOD_RULES.get(rule)?;
     if let Some(e) = FLOOD_SLOTS.get_ptr_mut(slot) {
         // SAFETY: this CPU's own map value, live for this run.
-        if unsafe { (*e).stamp == stamp(read_volatile(&cfg.window)) && (*e).rule == rule } {
+        if unsafe { (*e).stamp == stamp(read_volatile(&(*t).window)) && (*e).rule == rule } {
             return Some(e);
         }
     }
     // SAFETY: upheld by the caller.
-    unsafe { take(rule, cfg, t) }
+    unsafe { take(rule, t) }
 }
 
 /// Takes the window's next free slot for `rule`, cleared (with stores: the stack has no room
@@ -74,8 +78,10 @@ unsafe fn entry(rule: RuleId, cfg: &FloodConfig, t: *mut FloodTotal) -> Option<*
 /// # Safety
 /// As [`entry`].
 #[inline(always)]
-unsafe fn take(rule: RuleId, cfg: &FloodConfig, t: *mut FloodTotal) -> Option<*mut FloodValue> {
-    let half = (cfg.window & 1) as usize;
+unsafe fn take(rule: RuleId, t: *mut FloodTotal) -> Option<*mut FloodValue> {
+    // SAFETY: `t` as the caller upholds.
+    let window = unsafe { read_volatile(&(*t).window) };
+    let half = (window & 1) as usize;
     // SAFETY: `t` as the caller upholds; the slots are this CPU's own map values; `half` is
     // 0 or 1.
     unsafe {
@@ -84,14 +90,14 @@ unsafe fn take(rule: RuleId, cfg: &FloodConfig, t: *mut FloodTotal) -> Option<*m
             return None;
         }
         *used += 1;
-        let e = FLOOD_SLOTS.get_ptr_mut(first_slot(cfg.window) + *used - 1)?;
+        let e = FLOOD_SLOTS.get_ptr_mut(first_slot(window) + *used - 1)?;
         zero(e);
         // Re-read (volatile: not kept in a register across the lookups).
-        let window = read_volatile(&cfg.window);
+        let window = read_volatile(&(*t).window);
         (*e).rule = rule;
         (*e).stamp = stamp(window);
         let at = FLOOD_RULES.get_ptr_mut(rule)?;
-        let window = read_volatile(&cfg.window);
+        let window = read_volatile(&(*t).window);
         let used = read_volatile(&(*t).used[(window & 1) as usize]);
         *at = first_slot(window) + used.wrapping_sub(1);
         Some(e)
@@ -138,15 +144,17 @@ pub fn admit(rule: RuleId, p: &Packet) -> bool {
     let rule = rule & !REFUSE;
     // SAFETY: both are this CPU's own map values, live for this run.
     unsafe {
-        if (*t).window != cfg.window {
-            (*t).window = cfg.window;
+        // Read once: the agent moves it meanwhile (see `entry`).
+        let window = read_volatile(&cfg.window);
+        if (*t).window != window {
+            (*t).window = window;
             (*t).spent = 0;
             // The slots of this window's half were the agent's to read two windows ago.
-            if let Some(u) = (*t).used.get_mut((cfg.window & 1) as usize) {
+            if let Some(u) = (*t).used.get_mut((window & 1) as usize) {
                 *u = 0;
             }
         }
-        let Some(e) = entry(rule, cfg, t) else {
+        let Some(e) = entry(rule, t) else {
             stats::bump(Counter::FloodUntracked);
             return false;
         };

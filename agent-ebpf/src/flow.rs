@@ -537,9 +537,13 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
         }
         // Another CPU created the flow between our lookup and insert, or this SYN is a
         // retransmit: count into the entry (its creator announced it).
+        // Gone again before the lookup (the sweeper's take, an LRU eviction): its verdict
+        // kept, never passed when blocked (counted in neither: the counters' calls here cost
+        // the verifier 17,000 instructions; the next packet finds no entry and counts).
         Err(e) if e == -EEXIST => {
             return match lookup(&p.key) {
                 Some(v) => update::<A>(v, p, DIR_ORIG, gen),
+                None if dropped => (xdp_action::XDP_DROP, 0),
                 None => (xdp_action::XDP_PASS, 0),
             };
         }

@@ -210,3 +210,108 @@ fn a_zero_budget_records_every_blocked_flow() {
         "every blocked flow recorded, nothing summarised"
     );
 }
+
+/// The agent moves the window while the program summarises a flood on another CPU: every
+/// summarised packet is in some take. The program read the window twice in one run, and a
+/// run that saw it move between the reads took a slot of the new window's half before that
+/// half's count was cleared, so the next run reused the slot and the packets in it were lost.
+#[test]
+fn moving_the_window_under_a_flood_on_another_cpu_loses_no_summarised_packet() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut lab = Lab::new("race", "203.0.113.7\n", budget(1, 1000));
+    let runner = lab.prog.run_handle();
+    let frame = Spec::tcp4(v4(10, 0, 0, 1), 40000, v4(203, 0, 113, 7), 80, tcp::SYN)
+        .payload(10)
+        .build();
+    let (stop, runs) = (AtomicBool::new(false), AtomicU64::new(0));
+    let (mut taken, mut takes) = (0u64, 0u64);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            common::prog::pin_to(1);
+            let start = std::time::Instant::now();
+            // Long enough for hundreds of window moves mid-run (each take waits its grace).
+            while start.elapsed() < std::time::Duration::from_secs(3) {
+                assert_eq!(runner.run(&frame, 5000), DROP);
+                runs.fetch_add(5000, Ordering::Relaxed);
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        while !stop.load(Ordering::Relaxed) {
+            taken += lab.take().iter().map(|f| f.packets).sum::<u64>();
+            takes += 1;
+        }
+    });
+    // Two more moves: the last window's half, then nothing.
+    for _ in 0..2 {
+        taken += lab.take().iter().map(|f| f.packets).sum::<u64>();
+    }
+    let summarised = lab.prog.counter(Counter::DroppedSummarised);
+    assert!(takes > 50, "only {takes} window moves during the flood");
+    assert!(
+        summarised > runs.load(Ordering::Relaxed) / 2,
+        "the flood was summarised: {summarised} of {} runs",
+        runs.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        lab.prog.counter(Counter::FloodUntracked),
+        0,
+        "every packet found a slot"
+    );
+    assert_eq!(
+        taken,
+        summarised,
+        "{} packets summarised by the program were in no take ({takes} takes)",
+        summarised as i64 - taken as i64
+    );
+}
+
+/// A blocked SYN whose insert finds its flow's entry (EEXIST) and whose lookup then misses it
+/// (the sweeper took it, or the LRU evicted it, in between) is dropped: it was passed.
+#[test]
+fn a_blocked_syn_whose_entry_vanishes_between_insert_and_lookup_is_still_dropped() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let off = FloodBudget {
+        per_rule: 0,
+        total: 0,
+        window_ms: 1000,
+    };
+    let mut lab = Lab::new("eexist", "203.0.113.7\n", off);
+    let frame = Spec::tcp4(v4(10, 0, 0, 1), 40000, v4(203, 0, 113, 7), 80, tcp::SYN).build();
+    assert_eq!(lab.prog.run(&frame), DROP);
+    let [(key, value)] = lab.prog.flows()[..] else {
+        panic!("one flow: {:?}", lab.prog.flows())
+    };
+    let runner = lab.prog.run_handle();
+    let maps = lab
+        .prog
+        .loaded
+        .flow_maps()
+        .try_clone()
+        .expect("the flow maps");
+    let stop = AtomicBool::new(false);
+    let (mut runs, mut passed) = (0u64, 0u64);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            common::prog::pin_to(0);
+            let table = maps.table();
+            // The entry comes and goes as fast as the maps allow.
+            while !stop.load(Ordering::Relaxed) {
+                let _ = table.insert(&key, &value);
+                let _ = table.take(&key);
+            }
+        });
+        common::prog::pin_to(1);
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(3) {
+            runs += 1;
+            if runner.run(&frame, 1) != DROP {
+                passed += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(
+        passed, 0,
+        "{passed} of {runs} blocked SYNs were not dropped"
+    );
+}

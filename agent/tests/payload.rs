@@ -349,7 +349,9 @@ fn both_programs_keep_the_verifiers_budget_free() {
     // its DNS check and payload copy moved to the slow path. A change that eats the headroom
     // fails here, not as E2BIG on the next addition. The line was 800,000 until the
     // response direction's own remote side was judged and unparsed packets were judged by
-    // address (692,717 -> 802,802): 15% stays free.
+    // address (692,717 -> 802,802): 15% stays free. 870,000 since the flood budget reads its
+    // window once per run and a blocked SYN whose entry vanished keeps its drop (844,151 ->
+    // 863,618, both races that lost records or passed blocked packets): 13% stays free.
     let mut p = Prog::load(1 << 16);
     let main = p
         .loaded
@@ -372,7 +374,7 @@ fn both_programs_keep_the_verifiers_budget_free() {
             .expect("the kernel reports verified instructions (5.16 or later)");
         eprintln!("the verifier walked {verified} instructions of the {what}");
         assert!(
-            verified < 850_000,
+            verified < 870_000,
             "the verifier walked {verified} instructions of the {what}: move work out of it"
         );
     }

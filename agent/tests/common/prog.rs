@@ -17,17 +17,53 @@ use xdp_audit::sweeper::ledger::Ledger;
 /// budget is per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU, so what a run spends
 /// stays on one CPU's budget.
 pub fn pin_to_cpu0() {
+    pin_to(0);
+}
+
+/// Keeps the calling thread on CPU `cpu`.
+pub fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; pid 0 is this thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         assert_eq!(
             rc,
             0,
-            "pinning the thread to CPU 0: {}",
+            "pinning the thread to CPU {cpu}: {}",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+/// A second handle on a loaded program, to run it on another thread while the test drives
+/// its maps (aya's `test_run` holds the whole `Loaded` borrowed).
+pub struct RunHandle(std::os::fd::OwnedFd);
+
+impl RunHandle {
+    /// BPF_PROG_TEST_RUN of `frame`, `repeat` times; the program's return value.
+    pub fn run(&self, frame: &[u8], repeat: u32) -> u32 {
+        use std::os::fd::AsRawFd;
+        // union bpf_attr, its `test` member: prog_fd, retval, data_size_in, data_size_out,
+        // data_in, data_out, repeat, duration (and more, left zero).
+        let mut attr = [0u64; 10];
+        let p = attr.as_mut_ptr().cast::<u8>();
+        // SAFETY: every write is inside `attr`; the kernel reads `frame` while it lives.
+        let rc = unsafe {
+            p.cast::<u32>().write(self.0.as_raw_fd() as u32);
+            p.add(8).cast::<u32>().write(frame.len() as u32);
+            p.add(16).cast::<u64>().write(frame.as_ptr() as u64);
+            p.add(32).cast::<u32>().write(repeat);
+            libc::syscall(libc::SYS_bpf, 10, p, std::mem::size_of_val(&attr))
+        };
+        assert_eq!(
+            rc,
+            0,
+            "BPF_PROG_TEST_RUN: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: inside `attr`.
+        unsafe { p.add(4).cast::<u32>().read() }
     }
 }
 
@@ -99,6 +135,17 @@ impl Prog {
         assert!(problems.is_empty(), "{problems:?}");
         loaded.lists.apply(&delta).expect("apply the lists");
         (Self { loaded }, lists)
+    }
+
+    /// A handle that runs the program from another thread.
+    pub fn run_handle(&mut self) -> RunHandle {
+        let prog = self.loaded.program_mut().expect("program");
+        let fd = prog.fd().expect("the program's fd");
+        RunHandle(
+            fd.as_fd()
+                .try_clone_to_owned()
+                .expect("dup the program's fd"),
+        )
     }
 
     /// Runs one frame; the program's return value.
