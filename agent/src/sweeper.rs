@@ -613,7 +613,7 @@ impl Sweeper {
     }
 
     /// Flows we knew of that are gone without our taking them were evicted by the LRU.
-    fn record_evictions(
+    pub(super) fn record_evictions(
         &mut self,
         table: FlowTable<'_>,
         sink: &mut dyn RecordSink,

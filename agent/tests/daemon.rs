@@ -541,3 +541,89 @@ fn a_million_line_reload_during_a_burst_of_new_flows_loses_no_start_event() {
     let store = summary.store.expect("the store's counters");
     assert_eq!((store.accepted, store.dropped), (sent, 0), "{store:?}");
 }
+
+/// A stop writes the flood summaries of the window the program was filling (no sweep took
+/// them) and a last status snapshot that counts them: both were left to a sweep that never
+/// came, so a flood in the last second before a stop was in no record.
+#[test]
+fn a_stop_writes_the_last_flood_summaries_and_a_status_that_counts_them() {
+    let tmp = TempDir::new("floodstop");
+    let list = tmp.path().join("block.list");
+    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
+    let spec = xdp_audit::blocklist::ListSpec {
+        path: list,
+        kind: ListKind::Block,
+        refuse: false,
+    };
+    common::prog::pin_to_cpu0();
+    let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
+    // One drop record per rule and CPU a window: the rest is summarised.
+    let budget = xdp_audit::sweeper::flood::FloodBudget {
+        per_rule: cpus,
+        total: 1000 * cpus,
+        window_ms: 1000,
+    };
+    let (prog, lists) = common::prog::Prog::with_lists_budget(1024, budget, [spec]);
+    let (mut program, maps) = prog.loaded.into_parts();
+    let shared = Shared::default();
+    let state = tmp.path().join("state");
+    let settings = Settings {
+        // No sweep after the first (at start): only the stop can take the summaries.
+        sweep_interval: Duration::from_secs(3_600),
+        watch_lists: false,
+        ..Settings::new(state.clone(), lo())
+    };
+    let (daemon, control) = Daemon::start(
+        settings,
+        maps,
+        lists,
+        Box::new(shared.clone()),
+        Arc::new(HostClocks),
+    )
+    .unwrap_or_else(|e| panic!("start the daemon: {e}"));
+    let running = Running::start(daemon, control);
+    let before = Snapshot::read(&state).ok();
+    for i in 0..20u8 {
+        let syn = Spec::tcp4(v4(10, 8, 1, i), 4001, v4(203, 0, 113, 9), 443, tcp::SYN).build();
+        let verdict = program
+            .program_mut()
+            .expect("the loaded program")
+            .test_run(TestRunOptions {
+                data_in: Some(&syn),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+        assert_eq!(
+            verdict.return_value, 1,
+            "SYN {i} to the blocked address is dropped"
+        );
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the first blocked flow's drop record",
+        || {
+            shared
+                .records()
+                .iter()
+                .any(|r| r.end_reason == EndReason::Drop)
+        },
+    );
+    running.stop();
+    let summarised: Vec<FlowRecord> = shared
+        .records()
+        .into_iter()
+        .filter(|r| r.end_reason == EndReason::Summarised)
+        .collect();
+    assert_eq!(
+        summarised.iter().map(|r| r.packets).sum::<u64>(),
+        19,
+        "the 19 SYNs past the budget are in the stop's summary records: {summarised:?}"
+    );
+    let after = Snapshot::read(&state).expect("a status snapshot after the stop");
+    assert_eq!(
+        after.flood.summarised,
+        19,
+        "the last snapshot counts them (the one before: {:?})",
+        before.map(|b| b.flood.summarised)
+    );
+}

@@ -393,6 +393,51 @@ fn flows_evicted_from_a_full_table_are_still_recorded() {
     );
 }
 
+/// At a stop with no sweep since the flows started, the flush (program detached) and the
+/// hand-over (program left attached) write the flows the LRU evicted meanwhile, known from
+/// their start events alone: they wrote only what was still in the table.
+#[test]
+fn a_stop_writes_the_flows_evicted_since_the_last_sweep() {
+    for hand_over in [false, true] {
+        let mut l = load(64, 1 << 20);
+        let mut s = sweeper(Timeouts::default());
+        let mut sink = Memory::default();
+        for i in 0..300u16 {
+            let src = v4(10, 5, (i >> 8) as u8, i as u8);
+            run(&mut l, &Spec::udp4(src, 5000, v4(10, 5, 9, 9), 53).build());
+        }
+        drain(&mut l, &mut s);
+        let fd = flows_fd(&l);
+        let table = fd.table();
+        let in_table = table.keys().expect("keys").len();
+        if hand_over {
+            s.hand_over(table, &mut sink, &(), WallClock::ktime_now())
+        } else {
+            s.flush(table, &mut sink, &())
+        }
+        .expect("stop");
+        let what = if hand_over { "hand-over" } else { "flush" };
+        assert!(
+            in_table < 300,
+            "{what}: a 64-entry table cannot hold 300 flows"
+        );
+        assert_eq!(
+            s.stats.evicted as usize + in_table,
+            300,
+            "{what}: {:?}, {in_table} in the table",
+            s.stats
+        );
+        let mut sources: Vec<_> = sink.0.iter().map(|r| r.src_ip).collect();
+        sources.sort();
+        sources.dedup();
+        assert_eq!(
+            (sources.len(), sink.0.len()),
+            (300, 300),
+            "{what}: each of the 300 flows written once"
+        );
+    }
+}
+
 /// An evicted flow is written from the last snapshot the sweeper had of it: a sweep's walk
 /// counts more than its start event, and a flow whose start event the ring lost has only
 /// the walk's.

@@ -165,6 +165,17 @@ impl Records {
         {
             error!(error = %e, "sweeping the flow table failed");
         }
+        self.take_flood();
+        // The flows the sweep took out of the table are in the journal file before the
+        // status snapshot counts their records (and before the ledger forgets them).
+        self.sweeper.settle(self.sink.as_mut());
+        if let Err(e) = self.sink.tick() {
+            error!(error = %e, "audit store upkeep failed");
+        }
+    }
+
+    /// Writes the summaries of the flood window that ended (and starts the next).
+    fn take_flood(&mut self) {
         if let Some(flood) = &mut self.flood {
             match flood.take() {
                 Ok(taken) => {
@@ -174,12 +185,6 @@ impl Records {
                 }
                 Err(e) => error!(error = %e, "taking the flood summaries failed"),
             }
-        }
-        // The flows the sweep took out of the table are in the journal file before the
-        // status snapshot counts their records (and before the ledger forgets them).
-        self.sweeper.settle(self.sink.as_mut());
-        if let Err(e) = self.sink.tick() {
-            error!(error = %e, "audit store upkeep failed");
         }
     }
 
@@ -257,6 +262,9 @@ impl Records {
     /// Writes every flow left (the program is detached) or hands the open ones over (it
     /// stays attached), and closes the sink.
     fn finish(mut self, pipeline: PipelineStats) -> Result<Summary, DaemonError> {
+        // The flood summaries since the last sweep (a take reads the window the program
+        // was filling; a program left attached fills the next, which the next agent reads).
+        self.take_flood();
         let table = self.flows.table();
         let (sink, names) = (self.sink.as_mut(), self.rules.as_ref());
         let written = match &self.hand_over {
@@ -270,6 +278,8 @@ impl Records {
         // part way.
         self.sweeper.settle(sink);
         written.map_err(DaemonError::Flush)?;
+        // `status` of a stopped agent shows what it wrote to the end.
+        self.write_status(pipeline);
         self.sink.close().map_err(DaemonError::Close)?;
         Ok(Summary {
             flows: self.sweeper.stats,

@@ -23,7 +23,9 @@ impl Sweeper {
         names: &dyn RuleNames,
         now: u64,
     ) -> io::Result<()> {
-        for (key, v) in table.entries()? {
+        let entries = table.entries()?;
+        let seen = entries.iter().map(|(k, _)| *k).collect();
+        for (key, v) in entries {
             let (at, _) = self.track(key, v.first_seen_ns, sink, names);
             let reported = self.open[at].reported;
             match decide(&v, &reported, now, &self.timeouts) {
@@ -41,7 +43,9 @@ impl Sweeper {
         // The ledger keeps what ended flows with drops carried (`Tracked::in_ledger`): the
         // next agent drains their first drops' events, if still in the ring, and drops the
         // entries at its first sweep.
-        self.take_ended_settled(table, now, sink, names)
+        self.take_ended_settled(table, now, sink, names)?;
+        // Flows the LRU evicted since the last sweep: no later agent can find them.
+        self.record_evictions(table, sink, names, &seen, now)
     }
 
     /// Writes what a retired flow table (an upgrade that changed the layout) held when the
@@ -85,14 +89,17 @@ impl Sweeper {
         }
     }
 
-    /// Ends every flow in the table (the program is already detached).
+    /// Ends every flow in the table (the program is already detached), and writes those the
+    /// table lost since the last sweep.
     pub fn flush(
         &mut self,
         table: FlowTable<'_>,
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) -> io::Result<()> {
-        for key in table.keys()? {
+        let keys = table.keys()?;
+        let seen = keys.iter().copied().collect();
+        for key in keys {
             if let Some(v) = table.take(&key)? {
                 let (at, _) = self.track(key, v.first_seen_ns, sink, names);
                 let reported = self.open[at].reported;
@@ -101,6 +108,8 @@ impl Sweeper {
                 self.write(sink, &key, &v, &reported, reason, None, names);
             }
         }
-        Ok(())
+        // Flows the LRU evicted since the last sweep, known from their events alone. Every
+        // ended one's ledger entry can go: nothing follows (`now` past every hold).
+        self.record_evictions(table, sink, names, &seen, u64::MAX)
     }
 }
