@@ -479,7 +479,8 @@ pub enum Counter {
     SkipTruncatedL4,
     /// The flow table refused a new entry.
     FlowInsertFailed,
-    /// A flow-start event could not be reserved in the ring buffer.
+    /// A new flow's announcement could not be reserved in the ring buffer: its start event,
+    /// or the drop event of one blocked at its first packet.
     LostFlowStart,
     /// A flow-end event could not be reserved in the ring buffer.
     LostFlowEnd,
@@ -489,7 +490,8 @@ pub enum Counter {
     DroppedByDomain,
     /// A DNS query whose name could not be walked (compressed, cut short, too long): passed.
     DnsNameUnparsed,
-    /// A flow-drop event could not be reserved in the ring buffer.
+    /// The first-drop event of a flow announced before (its start) could not be reserved in
+    /// the ring buffer.
     LostFlowDrop,
     /// A payload event went out.
     PayloadCopied,

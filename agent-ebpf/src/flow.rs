@@ -507,14 +507,16 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
         Ok(()) => {
             // Announcements carry the entry as it was before the mark, as they always have.
             value.flags &= !flow_flags::START_ANNOUNCED;
-            // A dropped first packet announces the flow through its drop event instead.
+            // A dropped first packet announces the flow through its drop event instead; its
+            // loss is a lost start (the sweeper finds the flow unannounced and counts the
+            // starts the table lost unseen from `lost_flow_start`).
             let announced = if dropped {
                 events::emit(
                     event_kind::FLOW_DROP,
                     rule,
                     &p.key,
                     &raw const value,
-                    Counter::LostFlowDrop,
+                    Counter::LostFlowStart,
                 )
             } else {
                 events::emit(

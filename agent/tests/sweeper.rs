@@ -225,6 +225,59 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
     s.flush(table, &mut sink, &()).expect("flush");
     assert_eq!(sink.0.len(), 95, "every flow left is written");
 }
+/// The program counts in `lost_flow_start` every flow it leaves unannounced, a blocked one
+/// whose first drop (its announcement) the ring lost included: the sweeper's count of
+/// flows lost unseen is that counter less the unannounced flows it finds, and a blocked one
+/// counted elsewhere made up for a flow really lost.
+#[test]
+fn every_unannounced_flow_is_a_lost_start_blocked_or_not() {
+    let list = std::env::temp_dir().join(format!("xdp-audit-lost-{}.list", std::process::id()));
+    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
+    let spec = xdp_audit::blocklist::ListSpec {
+        path: list.clone(),
+        kind: xdp_audit::blocklist::ListKind::Block,
+        refuse: false,
+    };
+    // Every blocked flow recorded (no flood budget), in a table that holds them all.
+    let off = xdp_audit::sweeper::flood::FloodBudget {
+        per_rule: 0,
+        total: 0,
+        window_ms: 1000,
+    };
+    let (mut p, _lists) = Prog::with_lists_budget(1 << 14, off, [spec]);
+    let _ = std::fs::remove_file(&list);
+    // Nothing drains the 64 KiB ring: it fills part way through.
+    for i in 0..3000u16 {
+        let src = v4(10, 6, (i >> 8) as u8, i as u8);
+        let dst = if i % 2 == 0 {
+            v4(203, 0, 113, 9)
+        } else {
+            v4(10, 6, 99, 9)
+        };
+        p.run(&Spec::udp4(src, 5000, dst, 53).build());
+    }
+    let unannounced = p
+        .flows()
+        .iter()
+        .filter(|(_, v)| v.flags & agent_common::flow_flags::START_ANNOUNCED == 0)
+        .count() as u64;
+    let blocked_unannounced = p
+        .flows()
+        .iter()
+        .filter(|(_, v)| v.flags & agent_common::flow_flags::START_ANNOUNCED == 0 && v.drops > 0)
+        .count();
+    assert_eq!(p.flows().len(), 3000, "the table holds every flow");
+    assert!(
+        blocked_unannounced > 100,
+        "the ring filled before the blocked flows ended: {blocked_unannounced}"
+    );
+    assert_eq!(
+        p.counter(agent_common::Counter::LostFlowStart),
+        unannounced,
+        "lost_flow_start counts each unannounced flow ({blocked_unannounced} of them blocked)"
+    );
+}
+
 /// A blocked SYN and nothing after it: its first drop's record carries its one packet, so
 /// when it idles out there is nothing more to write; the sink still learns that it ended (the
 /// enrich stage lets the flow's state go there).
