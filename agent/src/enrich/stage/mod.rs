@@ -182,6 +182,10 @@ impl FlowState {
     }
 }
 
+/// At most this many replaced tables are kept (a file rewritten every second keeps memory
+/// bounded; the oldest go first).
+const REPLACED_SUBSCRIBERS: usize = 8;
+
 /// The enrich stage; see the module docs.
 pub struct EnrichStage {
     inner: Box<dyn RecordSink>,
@@ -189,6 +193,10 @@ pub struct EnrichStage {
     config: StageConfig,
     subscribers: Arc<SubscriberTable>,
     subscribers_version: u64,
+    /// Tables a reload replaced, oldest first, each with the time it stopped being in force:
+    /// a flow is attributed by the table in force when it started, not by one loaded while
+    /// it was open (its first record can come an active timeout later).
+    replaced_subscribers: std::collections::VecDeque<(i64, Arc<SubscriberTable>)>,
     bindings: Bindings,
     dhcp: DhcpLearner,
     dns: DnsCache,
@@ -220,6 +228,7 @@ impl EnrichStage {
             config,
             subscribers: Arc::default(),
             subscribers_version: u64::MAX,
+            replaced_subscribers: std::collections::VecDeque::new(),
             bindings: Bindings::new(config.bindings),
             dhcp: inputs.dhcp_learner(),
             dns: DnsCache::new(config.dns_cache),
@@ -296,7 +305,7 @@ impl EnrichStage {
         // early and overlapped, the texts copied last. The DNS pair first, read after the
         // identity; its name's text, the user's and the host name's load during the NAT join.
         self.dns.prefetch(r.src_ip, r.dst_ip);
-        let id = self.join().identity(r.src_ip, Some(r.src_mac), t);
+        let id = self.join(t).identity(r.src_ip, Some(r.src_mac), t);
         let dns = self.dns.lookup(r.src_ip, r.dst_ip, t).map(|(n, _)| n);
         if let Some(n) = dns {
             n.prefetch();
@@ -392,17 +401,22 @@ impl EnrichStage {
         table.join(&key, t_ns)
     }
 
-    /// The sources a client's identity is joined from.
-    fn join(&self) -> identity::Attribution<'_> {
+    /// The sources a client's identity at `t_ns` is joined from.
+    fn join(&self, t_ns: i64) -> identity::Attribution<'_> {
+        let subscribers = self
+            .replaced_subscribers
+            .iter()
+            .find(|(until, _)| t_ns < *until)
+            .map_or(&self.subscribers, |(_, table)| table);
         identity::Attribution {
-            subscribers: &self.subscribers,
+            subscribers,
             bindings: &self.bindings,
         }
     }
 
     /// User and host name of `ip` (seen with `mac`) at `t_ns`.
     fn identity(&self, ip: IpAddr, mac: Option<Mac>, t_ns: i64) -> Attribution {
-        owned(&self.join().identity(ip, mac, t_ns))
+        owned(&self.join(t_ns).identity(ip, mac, t_ns))
     }
 
     /// Forgets a flow after its last record; a name search still waiting is cut short.
@@ -416,9 +430,26 @@ impl EnrichStage {
     fn refresh_inputs(&mut self, now_ns: i64) {
         if let Some((version, table)) = self.inputs.subscribers.newer_than(self.subscribers_version)
         {
-            self.subscribers = table;
+            let replaced = std::mem::replace(&mut self.subscribers, table);
+            // The first table (at start) replaces none: flows older than the agent are
+            // attributed by it.
+            if self.subscribers_version != u64::MAX {
+                self.replaced_subscribers.push_back((now_ns, replaced));
+            }
             self.subscribers_version = version;
             self.status.subscriber_reloads += 1;
+        }
+        // Kept while a flow that started before them may still have its first record (it
+        // comes at most an active timeout after the start, as a flow's state outlives),
+        // and a few only.
+        let keep_from = now_ns.saturating_sub(self.config.flow_state_idle_ns);
+        while self
+            .replaced_subscribers
+            .front()
+            .is_some_and(|(until, _)| *until < keep_from)
+            || self.replaced_subscribers.len() > REPLACED_SUBSCRIBERS
+        {
+            self.replaced_subscribers.pop_front();
         }
         while let Some(read) = self.inputs.next_lease_read() {
             let dhcp = &self.dhcp;

@@ -729,3 +729,36 @@ fn blocked_flows_that_end_with_nothing_more_to_write_leave_no_state() {
         "every ended flow's state is gone"
     );
 }
+
+/// A subscribers file edited while a flow is open: the flow's first record (written after
+/// the reload) names the account in force when it started; a flow started after the reload
+/// names the new one.
+#[test]
+fn a_subscribers_reload_attributes_flows_by_the_table_in_force_when_they_started() {
+    let (mut st, out) = stage(Inputs::fixed(
+        subscribers("match,account\n10.0.0.5,alice\n"),
+        None,
+        None,
+    ));
+    let before = now() - 60 * S;
+    st.inputs
+        .subscribers
+        .publish(subscribers("match,account\n10.0.0.5,bob\n"));
+    st.tick().expect("tick");
+    let after = now() + S;
+    for (port, start) in [(40000, before), (40001, after)] {
+        let mut r = record("10.0.0.5", port, SERVER, 443, proto::TCP, start);
+        r.end_reason = EndReason::Fin;
+        st.write(&r).expect("write");
+    }
+    let users: Vec<_> = out
+        .take()
+        .iter()
+        .map(|r| (r.src_port, r.attr.user.clone()))
+        .collect();
+    assert_eq!(
+        users,
+        vec![(40000, Some("alice".into())), (40001, Some("bob".into()))],
+        "the flow open across the reload keeps the account it started under"
+    );
+}
