@@ -12,7 +12,7 @@
 //! records can still join it. Past [`TableConfig::max_sessions`] the oldest closed sessions are
 //! evicted early, and every eviction is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use super::index::{Hot, Index, NIL};
@@ -281,6 +281,9 @@ pub struct NatTable {
     epoch: u32,
     dump: Option<Dump>,
     stats: TableStats,
+    /// Sessions a flow record joined under the last agent ([`NatTable::expect_joined`]),
+    /// by conntrack id and inside key: marked joined when this table learns them.
+    joined_before: HashSet<(u32, InsideKey)>,
 }
 
 impl NatTable {
@@ -297,6 +300,46 @@ impl NatTable {
             epoch: 0,
             dump: None,
             stats: TableStats::default(),
+            joined_before: HashSet::new(),
+        }
+    }
+
+    /// The sessions not yet handed out that a flow record joined, by conntrack id and inside
+    /// key: what the next agent needs to write no NAT record for them.
+    pub fn joined_sessions(&self) -> impl Iterator<Item = (u32, InsideKey)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, slot)| {
+            let pending = matches!(slot.state, State::Open | State::Unwritten);
+            (pending && self.index.hot(i as u32).joined)
+                .then(|| (slot.session.entry.id, slot.session.inside()))
+        })
+    }
+
+    /// Sessions a flow record joined under the last agent ([`NatTable::joined_sessions`]):
+    /// each is marked joined when learned (the start dump lists it, or its destroy event
+    /// comes), or now if it is here already, so its close writes no NAT record beside the
+    /// flow record that carries its outside tuple.
+    pub fn expect_joined(&mut self, sessions: impl IntoIterator<Item = (u32, InsideKey)>) {
+        self.joined_before.extend(sessions);
+        let here: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| matches!(slot.state, State::Open | State::Unwritten))
+            .map(|(i, _)| i as u32)
+            .collect();
+        for i in here {
+            self.mark_if_joined_before(i);
+        }
+    }
+
+    /// Marks session `i` joined if the last agent's flow record joined it.
+    fn mark_if_joined_before(&mut self, i: u32) {
+        if self.joined_before.is_empty() {
+            return;
+        }
+        let s = &self.slots[i as usize].session;
+        if self.joined_before.remove(&(s.entry.id, s.inside())) {
+            self.index.hot_mut(i).joined = true;
         }
     }
 
@@ -517,6 +560,7 @@ impl NatTable {
             }
         };
         self.index.link(i, inside, hot);
+        self.mark_if_joined_before(i);
         if state == State::Unwritten {
             self.unwritten
                 .push_back((i, self.slots[i as usize].generation));

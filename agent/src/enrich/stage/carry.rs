@@ -79,6 +79,11 @@ struct Carried {
     names: Vec<(IpAddr, IpAddr, Arc<str>, i64, i64)>,
     bindings: Vec<CarriedSpan>,
     flows: Vec<CarriedFlow>,
+    /// NAT sessions a flow record joined and not yet closed and handed out: (conntrack id,
+    /// protocol, inside address and port, remote address and port). Taken back within one
+    /// boot only (conntrack ids are the kernel's).
+    #[serde(default)]
+    nat_joined: Vec<(u32, u8, IpAddr, u16, IpAddr, u16)>,
 }
 
 /// A DHCP binding ([`crate::enrich::leases::bindings::Span`]).
@@ -594,6 +599,13 @@ impl EnrichStage {
         } else {
             Vec::new()
         };
+        let nat_joined = self.inputs.nat.as_ref().map_or_else(Vec::new, |nat| {
+            let table = nat.lock().unwrap_or_else(|p| p.into_inner());
+            table
+                .joined_sessions()
+                .map(|(id, k)| (id, k.proto, k.src, k.src_port, k.dst, k.dst_port))
+                .collect()
+        });
         Carried {
             format: FORMAT,
             written_ns: now_ns,
@@ -601,6 +613,7 @@ impl EnrichStage {
             names,
             bindings,
             flows,
+            nat_joined,
         }
     }
 
@@ -645,6 +658,23 @@ impl EnrichStage {
         };
         let this_boot = boot_id();
         let same_boot = !this_boot.is_empty() && c.boot == this_boot;
+        if let (true, Some(nat)) = (same_boot, self.inputs.nat.as_ref()) {
+            let joined = c
+                .nat_joined
+                .into_iter()
+                .map(|(id, proto, src, sp, dst, dp)| {
+                    let key = crate::enrich::nat::InsideKey {
+                        proto,
+                        src,
+                        src_port: sp,
+                        dst,
+                        dst_port: dp,
+                    };
+                    (id, key)
+                });
+            let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
+            table.expect_joined(joined);
+        }
         let carried = if same_boot { c.flows } else { Vec::new() };
         for f in carried {
             let Some((key, state)) = f.into_state() else {

@@ -363,3 +363,68 @@ fn observe_phone(st: &mut EnrichStage, addr: &str, t0: i64) {
     st.bindings_mut()
         .observe(lease(addr, PHONE, "phone", t0, now() + 3600 * S), t0);
 }
+
+/// A restart while a NAT session a flow record joined is still in conntrack (TIME_WAIT): the
+/// next agent learns it from its start dump and sees it close, and writes no `nat` record
+/// for it, since the last agent's flow record carries its outside tuple; a session no flow
+/// joined still gets one.
+#[test]
+fn a_session_the_last_agent_joined_gets_no_nat_record_after_a_restart() {
+    use crate::enrich::nat::{DumpReason, NatTable};
+    let dir = TempDir::new("carry-nat");
+    let t0 = now() - 3600 * S;
+    let subs = subscribers("match,account\n10.0.0.0/24,alice\n");
+    let nat_table = || -> SharedNat { Arc::new(Mutex::new(NatTable::new(TableConfig::default()))) };
+    // The first agent: session 7's flow ends and is written; session 8 sees no flow.
+    let nat1 = nat_table();
+    let (mut a1, out1) = stage(Inputs::fixed(subs.clone(), Some(nat1.clone()), None));
+    a1.carry_over(&dir.0, Duration::from_secs(3600), true);
+    ct(
+        &nat1,
+        CtKind::New,
+        ct_entry(7, "10.0.0.5", 40000, 61000),
+        t0,
+    );
+    ct(
+        &nat1,
+        CtKind::New,
+        ct_entry(8, "10.0.0.6", 40001, 61001),
+        t0,
+    );
+    let mut r = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0);
+    r.end_reason = EndReason::Fin;
+    a1.write(&r).expect("write");
+    a1.close().expect("close");
+    let first = out1.take();
+    assert_eq!(first.len(), 1, "the flow record, no NAT record: {first:?}");
+    assert_eq!(first[0].attr.nat_port, Some(61000));
+    // The next agent: both sessions are still in conntrack, listed by its start dump.
+    let nat2 = nat_table();
+    let (mut a2, out2) = stage(Inputs::fixed(subs, Some(nat2.clone()), None));
+    a2.carry_over(&dir.0, Duration::from_secs(3600), true);
+    let dumped = t0 + 5 * S;
+    nat2.lock().expect("nat lock").apply(NatUpdate::DumpBegin {
+        at_ns: dumped,
+        reason: DumpReason::Start,
+    });
+    for (id, src, sport, oport) in [(7, "10.0.0.5", 40000, 61000), (8, "10.0.0.6", 40001, 61001)] {
+        let mut e = ct_entry(id, src, sport, oport);
+        e.start_ns = Some(t0);
+        ct(&nat2, CtKind::Dumped, e, dumped);
+    }
+    nat2.lock()
+        .expect("nat lock")
+        .apply(NatUpdate::DumpEnd { at_ns: dumped });
+    for (id, src, sport, oport) in [(7, "10.0.0.5", 40000, 61000), (8, "10.0.0.6", 40001, 61001)] {
+        let mut e = ct_entry(id, src, sport, oport);
+        (e.start_ns, e.stop_ns) = (Some(t0), Some(t0 + 122 * S));
+        ct(&nat2, CtKind::Destroy, e, t0 + 122 * S);
+    }
+    a2.tick().expect("tick");
+    let ports: Vec<_> = out2.take().iter().map(|r| r.attr.nat_port).collect();
+    assert_eq!(
+        ports,
+        [Some(61001)],
+        "one NAT record, for the session no flow joined"
+    );
+}
