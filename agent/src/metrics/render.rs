@@ -17,6 +17,9 @@ use crate::status::{ListHits, RuleHits, Snapshot};
 use crate::store::StoreStatus;
 use crate::sweeper::SweepStats;
 
+mod flood;
+pub use flood::flood;
+
 /// The label value the rules outside the top N are summed under.
 pub const OTHER_RULES: &str = "other";
 
@@ -52,6 +55,7 @@ pub fn snapshot(e: &mut Encoder, s: &Snapshot, top_rules: usize) {
     counters(e, &s.counters);
     lists(e, &s.lists);
     rules(e, &s.rules, top_rules);
+    flood(e, &s.flood, top_rules);
     flows(e, &s.flows);
     store(e, &s.store);
     pipeline(e, &s.pipeline);

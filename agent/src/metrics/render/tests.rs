@@ -43,7 +43,19 @@ fn full(rules: usize) -> Snapshot {
             })
             .collect(),
         flows: SweepStats::default(),
-        flood: Default::default(),
+        flood: crate::sweeper::flood::FloodStatus {
+            budget: Some(crate::sweeper::flood::FloodBudget::default()),
+            recorded: 7,
+            summarised: (1..=rules as u64).sum(),
+            summary_records: 3,
+            rules: (0..rules)
+                .map(|i| crate::sweeper::flood::RuleFloodStatus {
+                    rule: format!("/etc/xdp-audit/big.list:{}", i + 1),
+                    summarised: (rules - i) as u64,
+                    ..Default::default()
+                })
+                .collect(),
+        },
         store,
         pipeline: PipelineStats::default(),
         clock: ClockStats::default(),
@@ -161,6 +173,44 @@ fn rules_beyond_the_top_n_are_summed_as_other_per_kind() {
     assert!(
         !text.contains("big.list:21\""),
         "rule 21 is outside the top 20"
+    );
+}
+
+#[test]
+fn flooding_rules_beyond_the_top_n_are_summed_as_other() {
+    let snap = full(1_000);
+    let e = families(&snap, 20);
+    let d = e
+        .declared()
+        .iter()
+        .find(|d| d.name == "xdp_audit_flood_rule_summarised_packets_total");
+    assert_eq!(d.map(|d| d.samples), Some(21), "20 rules and other");
+    let text = e.finish();
+    let rest: u64 = snap.flood.rules[20..].iter().map(|r| r.summarised).sum();
+    assert_eq!(
+        value(
+            &text,
+            "xdp_audit_flood_rule_summarised_packets_total{rule=\"other\"}"
+        ),
+        Some(rest.to_string())
+    );
+    assert_eq!(
+        value(
+            &text,
+            "xdp_audit_flood_rule_summarised_packets_total{rule=\"/etc/xdp-audit/big.list:1\"}"
+        ),
+        Some("1000".into())
+    );
+    assert_eq!(
+        value(
+            &text,
+            "xdp_audit_flood_budget_records_per_second{scope=\"rule\"}"
+        ),
+        Some("1000".into())
+    );
+    assert_eq!(
+        value(&text, "xdp_audit_flood_flows_recorded_total"),
+        Some("7".into())
     );
 }
 
