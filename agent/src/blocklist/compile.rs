@@ -643,6 +643,30 @@ mod tests {
         assert_eq!(a4, [id_2], "... but is in the next one");
     }
 
+    /// With a hold, a removed rule's id is not reused by the next reload either, until the
+    /// hold has passed: a flood window's summaries counted under it would otherwise be
+    /// merged with the new rule's and named after it.
+    #[test]
+    fn a_held_id_is_not_reused_until_its_hold_has_passed() {
+        for (hold, reused) in [
+            (std::time::Duration::from_secs(3_600), false),
+            (std::time::Duration::ZERO, true),
+        ] {
+            let mut s = State::new();
+            s.ids.set_hold(hold);
+            s.compile(&[&parsed("192.0.2.1\n192.0.2.2\n")]);
+            let id_2 = s.table.v4_exact[1].1;
+            s.compile(&[&parsed("192.0.2.1\n")]);
+            let (_, added) = s.compile(&[&parsed("192.0.2.1\n192.0.2.9\n")]);
+            assert_eq!(added.len(), 1);
+            assert_eq!(
+                added[0] == id_2,
+                reused,
+                "hold {hold:?}: {added:?} against {id_2}"
+            );
+        }
+    }
+
     #[test]
     fn a_new_broad_prefix_replaces_what_it_covers() {
         let mut s = State::new();

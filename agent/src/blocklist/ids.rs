@@ -26,12 +26,16 @@ impl Origin {
 
 /// Rule-id allocator. Ids of removed rules are reused, but only from the generation after
 /// their removal, so a drop record the kernel wrote just before a reload still names the rule
-/// it was written for.
+/// it was written for; and, with a hold ([`IdAlloc::set_hold`]), only once it has passed, so
+/// per-rule figures the agent reads later (a flood window's summaries) are not merged with
+/// a new rule's under the same id, nor named after it.
 #[derive(Clone, Debug, Default)]
 pub struct IdAlloc {
     next: RuleId,
     free: Vec<RuleId>,
-    released: Vec<RuleId>,
+    /// Ids removed, with when; oldest first.
+    released: Vec<(RuleId, std::time::Instant)>,
+    hold: std::time::Duration,
 }
 
 impl IdAlloc {
@@ -49,12 +53,30 @@ impl IdAlloc {
             next,
             free,
             released: Vec::new(),
+            hold: std::time::Duration::ZERO,
         }
     }
 
-    /// Makes ids released in the previous generation available.
+    /// Keeps a removed rule's id from reuse for at least `hold` after the reload that
+    /// removed it.
+    pub fn set_hold(&mut self, hold: std::time::Duration) {
+        self.hold = hold;
+    }
+
+    /// The hold in force.
+    pub fn hold(&self) -> std::time::Duration {
+        self.hold
+    }
+
+    /// Makes ids released in earlier generations available, those whose hold has passed.
     pub fn begin_generation(&mut self) {
-        self.free.append(&mut self.released);
+        let held = self
+            .released
+            .iter()
+            .position(|(_, at)| at.elapsed() < self.hold)
+            .unwrap_or(self.released.len());
+        self.free
+            .extend(self.released.drain(..held).map(|(id, _)| id));
     }
 
     pub(super) fn alloc(&mut self) -> RuleId {
@@ -66,7 +88,7 @@ impl IdAlloc {
     }
 
     pub(super) fn release(&mut self, id: RuleId) {
-        self.released.push(id);
+        self.released.push((id, std::time::Instant::now()));
     }
 
     /// One past the highest id ever handed out: the size a per-rule counter array needs.

@@ -247,7 +247,9 @@ impl ListSet {
                 used.extend(list.ids(t));
             }
         }
+        let hold = std::mem::take(&mut self.ids).hold();
         self.ids = IdAlloc::with_used(&used);
+        self.ids.set_hold(hold);
         self.compiled = CompiledLists {
             allow,
             block,
@@ -271,6 +273,13 @@ impl ListSet {
     /// The key domain rules are hashed with.
     pub fn domain_key(&self) -> DomainKey {
         self.key
+    }
+
+    /// Keeps a removed rule's id from reuse for at least `hold` ([`IdAlloc::set_hold`]): the
+    /// agent holds it for two sweeps, so each flood window's summaries are taken under the
+    /// rule they were counted for.
+    pub fn set_id_hold(&mut self, hold: std::time::Duration) {
+        self.ids.set_hold(hold);
     }
 
     /// From now on, refuse a reload that would need more entries in a table than `capacity`

@@ -224,10 +224,12 @@ impl Daemon {
     pub fn start(
         settings: Settings,
         maps: Maps,
-        lists: ListSet,
+        mut lists: ListSet,
         sink: Box<dyn RecordSink>,
         clocks: Arc<dyn ClockSource>,
     ) -> Result<(Self, Control), DaemonError> {
+        // A flood window is a sweep: two sweeps take every summary counted under an id.
+        lists.set_id_hold(settings.sweep_interval.saturating_mul(2));
         let Maps {
             flows,
             events,
