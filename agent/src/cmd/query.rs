@@ -16,9 +16,15 @@ pub const LONG_ABOUT: &str = "Finds flows in the audit store: sealed segments an
 
 Conditions combine with AND. --ip and --cidr match either side of a flow; --port and --mac too.
 A flow matches a time window when it was active in it: its last packet is at or after --since
-and its first packet is before --until; --at T asks for the flows active at the instant T
-(first packet at or before T, last packet at or after T). Times are RFC 3339 with an offset, or
-a span before now (s, m, h, d, w: `2h`, `1h30m`, `7d`).
+and its first packet is before --until. Times are RFC 3339 with an offset, or a span before
+now (s, m, h, d, w: `2h`, `1h30m`, `7d`).
+
+--at T asks for the flows active at T, to the precision T is written: `14:05:09Z` is that whole
+second, `14:05:09.5Z` those 100 ms, nine fractional digits one nanosecond, `14:05Z` the minute
+(a span ago: that second). A flow's times are the gateway's clock and T is usually another's,
+so the window reaches --at-slack (default 1s, 0s for none) before and after:
+[T - slack, T + unit + slack). The window searched is printed on stderr and recorded in the
+access log.
 
 --user matches the subscriber account exactly. --domain matches a flow whose domain (TLS or
 QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a name under it,
@@ -30,8 +36,9 @@ names rules); --rule FILE, those of any rule of that file.
 With --nat, the table answers \"who had this outside address and port\": one line per inside
 flow, with the outside tuple, the account, the inside and remote tuples, protocol, first and
 last packet, end reason, host name and domain. Records with end reason `nat` are NAT sessions
-the program saw no flow of (the gateway's own traffic, or an interface not audited). Clocks
-differ: if --at finds nothing, widen the window with --since and --until.
+the program saw no flow of (the gateway's own traffic, or an interface not audited). Two
+inside flows mean the outside tuple was reused within the window: read their times. If --at
+finds nothing, widen --at-slack, or ask for a window with --since and --until.
 
 Results go to stdout (segments in chain order, each sorted by client then time; the live
 journal last); diagnostics and progress to stderr. --count prints only the number of matching
@@ -40,6 +47,7 @@ flows, reading only the columns the conditions test.
 Examples:
   xdp-audit query --ip 10.1.2.3 --since 2026-05-03T14:00:00+02:00 --until 2026-05-03T16:00:00+02:00
   xdp-audit query --nat 203.0.113.5:40001 --at 2026-05-03T14:05:09Z
+  xdp-audit query --nat 203.0.113.5:40001 --at 2026-05-03T14:05:09.250Z --at-slack 3s
   xdp-audit query --user C-000042 --domain example.com --since 7d
   xdp-audit query --cidr 192.0.2.0/24 --port 443 --since 2h --format csv > flows.csv
   xdp-audit query --mac 3c:22:fb:00:00:2a --proto udp --format jsonl | jq .dst_ip
@@ -65,8 +73,14 @@ pub struct QueryArgs {
 
 /// Runs `xdp-audit query`.
 pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let filter = args.filter.to_filter(SystemClock.now_ns())?;
+    let now = SystemClock.now_ns();
+    let filter = args.filter.to_filter(now)?;
     readable_store(&args.dir.log_dir)?;
+    // The window `--at` became is what was searched: the operator sees it, as the access
+    // line records it.
+    if let Some(w) = args.filter.at_window(now)? {
+        eprintln!("query: {w}");
+    }
     if args.count {
         let mut progress = progress_line("query");
         let result = query::count(&args.dir.log_dir, &filter, default_threads(), &mut progress);

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::record::{parse_proto, Mac};
-use crate::store::query::{parse_time, Cidr, DomainFilter, Filter, NatFilter};
+use crate::record::{parse_proto, rfc3339_ns, Mac};
+use crate::store::query::{parse_time, parse_written_time, Cidr, DomainFilter, Filter, NatFilter};
 use crate::store::retention::{check_days, DEFAULT_DAYS};
 use crate::store::{compact, manifest, StoreConfig, DEFAULT_BUFFER_RECORDS};
 
@@ -129,10 +129,16 @@ pub struct FilterArgs {
     /// Flows that started before this time: RFC 3339 or a span ago.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Flows active at this instant (first packet at or before it, last packet at or after
-    /// it): RFC 3339 or a span ago. Instead of --since and --until.
+    /// Flows active at this time, to the precision written: `14:05:09Z` is that whole second,
+    /// `14:05:09.5Z` those 100 ms, nine fractional digits one nanosecond (a span ago: that
+    /// second), widened by --at-slack on both sides. RFC 3339 or a span ago. Instead of
+    /// --since and --until.
     #[arg(long, value_name = "TIME", conflicts_with_all = ["since", "until"])]
     pub at: Option<String>,
+    /// How far --at reaches on both sides of the time written, for clocks that differ (the
+    /// gateway's and the one the time came from): `2s`, `500ms`, `0s` for none.
+    #[arg(long, value_name = "SPAN", default_value = "1s", value_parser = crate::span::parse, requires = "at")]
+    pub at_slack: Duration,
     /// Flows of this subscriber account, exactly as the subscribers file writes it.
     #[arg(long, value_name = "ACCOUNT")]
     pub user: Option<String>,
@@ -150,7 +156,64 @@ pub struct FilterArgs {
     pub rule: Option<String>,
 }
 
+/// `--at T` as the window it asks for: the unit T is written to, widened by `--at-slack` on
+/// both sides, `[T - slack, T + unit + slack)`. Displayed as the line that tells the operator
+/// what was searched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AtWindow {
+    /// `--at` as written.
+    pub written: String,
+    /// The length of the unit written (ns).
+    pub unit_ns: i64,
+    /// `--at-slack`.
+    pub slack: Duration,
+    /// The window's first nanosecond (Unix ns).
+    pub since_ns: i64,
+    /// The window's end, excluded (Unix ns).
+    pub until_ns: i64,
+}
+
+impl std::fmt::Display for AtWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Whole seconds as spans are written (`1s`, `1m`, `0s`), less as `100ms`, `1ns`.
+        let text = |d: Duration| {
+            if d.subsec_nanos() == 0 {
+                crate::span::format(d)
+            } else {
+                format!("{d:?}")
+            }
+        };
+        write!(
+            f,
+            "--at {} is the {} written, ±{} slack: window [{}, {})",
+            self.written,
+            text(Duration::from_nanos(self.unit_ns.unsigned_abs())),
+            text(self.slack),
+            rfc3339_ns(self.since_ns),
+            rfc3339_ns(self.until_ns)
+        )
+    }
+}
+
 impl FilterArgs {
+    /// The window `--at` asks for, if given, with a span ago taken from `now_ns`.
+    pub fn at_window(&self, now_ns: i64) -> anyhow::Result<Option<AtWindow>> {
+        let Some(written) = &self.at else {
+            return Ok(None);
+        };
+        let t = parse_written_time(written, now_ns).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+        // `span::parse` keeps a slack within i64 nanoseconds; the window saturates at the
+        // clock's ends.
+        let slack = i64::try_from(self.at_slack.as_nanos()).unwrap_or(i64::MAX);
+        Ok(Some(AtWindow {
+            written: written.clone(),
+            unit_ns: t.unit_ns,
+            slack: self.at_slack,
+            since_ns: t.ns.saturating_sub(slack),
+            until_ns: t.ns.saturating_add(t.unit_ns).saturating_add(slack),
+        }))
+    }
+
     /// The filter, with relative times taken from `now_ns`.
     pub fn to_filter(&self, now_ns: i64) -> anyhow::Result<Filter> {
         let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
@@ -202,17 +265,18 @@ impl FilterArgs {
                     .map_err(|e| anyhow::anyhow!("--nat: {e}"))
             })
             .transpose()?;
-        // `--at T`: active at T, the window [T, T + 1 ns).
-        let at = time("at", &self.at)?;
+        // `--at T`: active in the unit T is written to, give or take the slack.
+        let at = self.at_window(now_ns)?;
         let f = Filter {
             cidr,
             port: self.port,
             mac,
             proto,
-            since_ns: at.or(time("since", &self.since)?),
-            until_ns: at
-                .map(|t| t.saturating_add(1))
-                .or(time("until", &self.until)?),
+            since_ns: at
+                .as_ref()
+                .map(|w| w.since_ns)
+                .or(time("since", &self.since)?),
+            until_ns: at.map(|w| w.until_ns).or(time("until", &self.until)?),
             user,
             domain,
             nat,
@@ -272,7 +336,89 @@ impl Drop for ProgressLine {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_retention;
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        filter: FilterArgs,
+    }
+
+    fn filter_args(args: &[&str]) -> FilterArgs {
+        let argv = std::iter::once("query").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .filter
+    }
+
+    #[test]
+    fn at_is_the_unit_written_widened_by_the_slack_on_both_sides() {
+        let sec = 1_000_000_000;
+        let t = parse_time("2026-11-28T07:07:07Z", 0).expect("RFC 3339");
+        let window = |args: &[&str]| {
+            let f = filter_args(args).to_filter(0).expect("filter");
+            (f.since_ns.expect("since"), f.until_ns.expect("until"))
+        };
+        let whole = ["--at", "2026-11-28T07:07:07Z"];
+        assert_eq!(window(&whole), (t - sec, t + 2 * sec), "default slack 1s");
+        let exact = ["--at", "2026-11-28T07:07:07.700000000Z"];
+        let none = ["--at-slack", "0s"];
+        assert_eq!(window(&[&whole[..], &none].concat()), (t, t + sec));
+        let tenth = ["--at", "2026-11-28T07:07:07.7Z"];
+        let ms = ["--at-slack", "250ms"];
+        assert_eq!(
+            window(&[&tenth[..], &ms].concat()),
+            (t + 7 * sec / 10 - sec / 4, t + 8 * sec / 10 + sec / 4)
+        );
+        assert_eq!(
+            window(&[&exact[..], &none].concat()),
+            (t + 7 * sec / 10, t + 7 * sec / 10 + 1),
+            "nine digits and no slack: the old instant"
+        );
+        let now = t + sec / 3;
+        let ago = filter_args(&["--at", "10m", "--at-slack", "2s"])
+            .to_filter(now)
+            .expect("a span ago");
+        assert_eq!(
+            (ago.since_ns, ago.until_ns),
+            (Some(now - 602 * sec), Some(now - 597 * sec))
+        );
+        // The window is what the operator is told.
+        let w = filter_args(&whole).at_window(0).expect("window");
+        assert_eq!(
+            w.map(|w| w.to_string()).as_deref(),
+            Some(
+                "--at 2026-11-28T07:07:07Z is the 1s written, ±1s slack: window \
+                 [2026-11-28T07:07:06.000000000Z, 2026-11-28T07:07:09.000000000Z)"
+            )
+        );
+        let w = filter_args(&[&exact[..], &ms].concat()).at_window(0);
+        let text = w.expect("window").expect("--at").to_string();
+        assert!(text.contains("is the 1ns written, ±250ms slack"), "{text}");
+        let w = filter_args(&["--at", "2026-11-28T07:07Z", "--at-slack", "0s"]).at_window(0);
+        let text = w.expect("window").expect("--at").to_string();
+        assert!(text.contains("is the 1m written, ±0s slack"), "{text}");
+        assert_eq!(filter_args(&[]).at_window(0).expect("no --at"), None);
+    }
+
+    #[test]
+    fn at_slack_needs_at_and_a_span() {
+        let err = |args: &[&str]| {
+            let argv = std::iter::once("query").chain(args.iter().copied());
+            match Cli::try_parse_from(argv) {
+                Ok(_) => panic!("{args:?} accepted"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let e = err(&["--at-slack", "2s"]);
+        assert!(e.contains("--at <TIME>"), "{e}");
+        let e = err(&["--at", "2h", "--at-slack=-1s"]);
+        assert!(e.contains("--at-slack") && e.contains("negative"), "{e}");
+        let e = err(&["--at", "2h", "--at-slack", "soon"]);
+        assert!(e.contains("--at-slack") && e.contains("soon"), "{e}");
+    }
 
     #[test]
     fn retention_days_past_the_maximum_are_refused_naming_the_setting_and_the_maximum() {

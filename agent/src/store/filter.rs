@@ -206,8 +206,27 @@ impl FromStr for DomainFilter {
 
 /// Parses `--since`/`--until`/`--at`: RFC 3339 (`2026-05-03T14:00:00Z`,
 /// `2026-05-03T16:00:00+02:00`) or a span before `now_ns` (`2h`, `90m`, `7d`, `1h30m`: see
-/// [`crate::span`]).
+/// [`crate::span`]). The instant [`parse_written_time`] reads.
 pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
+    parse_written_time(s, now_ns).map(|t| t.ns)
+}
+
+const SECOND_NS: i64 = 1_000_000_000;
+
+/// A time as it was written: the instant it names and the unit of its last written digit.
+/// `--at 14:05:09Z` means the whole second the operator wrote, not its first nanosecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrittenTime {
+    /// The instant (Unix ns), the start of the unit.
+    pub ns: i64,
+    /// The length of the unit written (ns): an hour for `T14Z`, a minute for `T14:05Z`, a
+    /// second for `T14:05:09Z`, 100 ms for `T14:05:09.5Z`, 1 ns for nine fractional digits.
+    /// A span ago (`10m`) counts from the clock's now, to the second.
+    pub unit_ns: i64,
+}
+
+/// Parses a time as [`parse_time`] does, keeping the precision it was written to.
+pub fn parse_written_time(s: &str, now_ns: i64) -> Result<WrittenTime, String> {
     let parsed = s.parse::<jiff::Timestamp>();
     if let Ok(ts) = parsed {
         // jiff takes offsets up to 25:59; RFC 3339's hours end at 23, and a mistyped offset
@@ -224,7 +243,11 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
                 ));
             }
         }
-        return i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"));
+        let ns = i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"))?;
+        return Ok(WrittenTime {
+            ns,
+            unit_ns: written_unit_ns(s),
+        });
     }
     if let (Err(e), true) = (parsed, s.len() >= 10 && s.as_bytes()[4] == b'-') {
         return Err(format!(
@@ -243,7 +266,33 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
     let ago = crate::span::parse_ns(span).map_err(|e| {
         format!("{s:?} is neither an RFC 3339 time with offset (2026-05-03T14:00:00Z) nor a span like 2h: {e}")
     })?;
-    Ok(now_ns.saturating_sub(ago))
+    Ok(WrittenTime {
+        ns: now_ns.saturating_sub(ago),
+        unit_ns: SECOND_NS,
+    })
+}
+
+/// The unit the time of day of `s`, an RFC 3339 text jiff accepted, is written to: by its
+/// fractional digits if it has any, else by its fields (jiff takes `T14Z` and `T14:05Z`, and
+/// the basic form `T140509Z`, none of which has a fraction).
+fn written_unit_ns(s: &str) -> i64 {
+    // The date holds no `T`, `t` or space, and a timestamp always has a time of day; that
+    // runs until the offset (`Z`, `+`, `-`), whose own digits are not the time's.
+    let time = s.find(['T', 't', ' ']).map_or("", |i| &s[i + 1..]);
+    let clause = time
+        .split(|c: char| !(c.is_ascii_digit() || matches!(c, ':' | '.' | ',')))
+        .next()
+        .unwrap_or_default();
+    if let Some((_, fraction)) = clause.split_once(['.', ',']) {
+        // jiff reads at most nine digits, and at least one.
+        let digits = fraction.len().clamp(1, 9) as u32;
+        return 10_i64.pow(9 - digits);
+    }
+    match clause.bytes().filter(u8::is_ascii_digit).count() {
+        2 => 3_600 * SECOND_NS,
+        4 => 60 * SECOND_NS,
+        _ => SECOND_NS,
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +312,56 @@ mod tests {
         assert_eq!(parse_time("2h ago", now), parse_time("2h", now));
         assert_eq!(parse_time("2h", now), Ok(8 * 3_600_000_000_000));
         assert!(parse_time("ago", now).is_err());
+    }
+
+    #[test]
+    fn a_written_time_keeps_the_unit_of_its_last_digit() {
+        let s = SECOND_NS;
+        let t = "2026-11-28T07:07:07Z";
+        let at = parse_time(t, 0).expect("RFC 3339");
+        for (text, ns, unit) in [
+            (t, at, s),
+            ("2026-11-28T07:07:07+00:00", at, s),
+            ("2026-11-28 07:07:07z", at, s),
+            ("20261128T070707Z", at, s),
+            ("2026-11-28T08:07:07+01:00[Europe/Paris]", at, s),
+            // The offset's digits are not the time's.
+            ("2026-11-28T09:37:07+02:30", at, s),
+            ("2026-11-28T07:07:07.5Z", at + s / 2, s / 10),
+            ("2026-11-28T07:07:07,5Z", at + s / 2, s / 10),
+            ("2026-11-28T07:07:07.000Z", at, 1_000_000),
+            ("2026-11-28T07:07:07.123456Z", at + 123_456_000, 1_000),
+            ("2026-11-28T07:07:07.123456789Z", at + 123_456_789, 1),
+            (
+                "2026-11-28T07:07:07.123456789-05:00",
+                at + 5 * 3_600 * s + 123_456_789,
+                1,
+            ),
+            ("2026-11-28T07:07Z", at - 7 * s, 60 * s),
+            ("2026-11-28T07Z", at - 427 * s, 3_600 * s),
+            ("2026-11-28T0707Z", at - 7 * s, 60 * s),
+        ] {
+            assert_eq!(
+                parse_written_time(text, 0),
+                Ok(WrittenTime { ns, unit_ns: unit }),
+                "{text}"
+            );
+        }
+        // A span ago counts from now, to the second.
+        let now = at + 250_000_000;
+        assert_eq!(
+            parse_written_time("10m", now),
+            Ok(WrittenTime {
+                ns: now - 600 * s,
+                unit_ns: s
+            })
+        );
+        assert_eq!(
+            parse_written_time("1h30m ago", now).map(|t| t.unit_ns),
+            Ok(s)
+        );
+        // A date alone is no time (which of its day's offsets?), as before.
+        assert!(parse_written_time("2026-11-28", 0).is_err());
     }
 
     #[test]

@@ -26,7 +26,9 @@ use super::segment::index::GroupIndex;
 use super::segment::{col, SegmentError, SegmentReader};
 use crate::record::FlowRecord;
 
-pub use super::filter::{in_column, parse_time, Cidr, DomainFilter, Filter, NatFilter};
+pub use super::filter::{
+    in_column, parse_time, parse_written_time, Cidr, DomainFilter, Filter, NatFilter, WrittenTime,
+};
 
 /// Errors of a query; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
