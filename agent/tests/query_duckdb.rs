@@ -394,7 +394,7 @@ fn cases(recs: &[FlowRecord]) -> Vec<Case> {
             sql_window(Some(T0 - 2 * HOUR), Some(T0 - HOUR)),
         ),
         case(
-            "a window of one instant (as --at asks)",
+            "a window of one instant (1 ns)",
             Filter {
                 since_ns: Some(until),
                 until_ns: Some(until),

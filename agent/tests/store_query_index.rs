@@ -336,9 +336,10 @@ fn a_damaged_index_is_an_error_naming_the_segment() {
     collect(dir.path(), &Filter::default()).expect("unfiltered query ignores the index");
 }
 
-/// `--nat IP:PORT`, `--nat IP`, with `--at`, with an account or an address, for a sample of
-/// the NATed flows and for absent tuples: the same records through the index as through the
-/// column scan and as a brute-force filter. Returns the matches.
+/// `--nat IP:PORT`, `--nat IP`, at one instant (a 1 ns window; `--at` widens it), with an
+/// account or an address, for a sample of the NATed flows and for absent tuples: the same
+/// records through the index as through the column scan and as a brute-force filter.
+/// Returns the matches.
 fn check_nat(dir: &Path, all: &[FlowRecord], what: &str) -> usize {
     let mut rng = Rng::new(23);
     let mut matched = 0;
@@ -369,7 +370,14 @@ fn check_nat(dir: &Path, all: &[FlowRecord], what: &str) -> usize {
             until_ns: Some(r.time_start_ns + 1),
             ..Filter::default()
         };
-        assert!(check(dir, all, at, &format!("{what}: --nat {ip}:{port} --at")) > 0);
+        assert!(
+            check(
+                dir,
+                all,
+                at,
+                &format!("{what}: --nat {ip}:{port} at one instant")
+            ) > 0
+        );
         let with_user = Filter {
             nat: tuple,
             user: r.attr.user.clone(),
