@@ -141,16 +141,20 @@ fn lo() -> Vec<Interface> {
     }]
 }
 
-fn run(p: &mut Program, frame: &[u8]) {
-    let r = p
-        .program_mut()
+/// The program's verdict on `frame`.
+fn verdict(p: &mut Program, frame: &[u8]) -> u32 {
+    p.program_mut()
         .expect("the loaded program")
         .test_run(TestRunOptions {
             data_in: Some(frame),
             ..Default::default()
         })
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
-    assert_eq!(r.return_value, 2, "the program passes test traffic");
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
+        .return_value
+}
+
+fn run(p: &mut Program, frame: &[u8]) {
+    assert_eq!(verdict(p, frame), 2, "the program passes test traffic");
 }
 
 fn counter(s: &Summary, c: Counter) -> u64 {
@@ -384,16 +388,9 @@ fn records_are_in_the_journal_file_after_each_batch_and_sweep_long_before_fsync(
     };
     let (c, blocked, srv) = (v4(10, 8, 0, 1), v4(203, 0, 113, 9), v4(10, 8, 0, 2));
     let syn = Spec::tcp4(c, 4001, blocked, 443, tcp::SYN).build();
-    let verdict = program
-        .program_mut()
-        .expect("the loaded program")
-        .test_run(TestRunOptions {
-            data_in: Some(&syn),
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
     assert_eq!(
-        verdict.return_value, 1,
+        verdict(&mut program, &syn),
+        1,
         "the SYN to the blocked address is dropped"
     );
     wait_until(
@@ -585,16 +582,9 @@ fn a_stop_writes_the_last_flood_summaries_and_a_status_that_counts_them() {
     let before = Snapshot::read(&state).ok();
     for i in 0..20u8 {
         let syn = Spec::tcp4(v4(10, 8, 1, i), 4001, v4(203, 0, 113, 9), 443, tcp::SYN).build();
-        let verdict = program
-            .program_mut()
-            .expect("the loaded program")
-            .test_run(TestRunOptions {
-                data_in: Some(&syn),
-                ..Default::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
         assert_eq!(
-            verdict.return_value, 1,
+            verdict(&mut program, &syn),
+            1,
             "SYN {i} to the blocked address is dropped"
         );
     }

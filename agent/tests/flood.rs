@@ -18,7 +18,7 @@ use xdp_audit::sweeper::flood::{FloodBudget, RuleFlood};
 const DROP: u32 = 1;
 
 /// A budget of `per_cpu` drop records per rule and `total_per_cpu` in all on each CPU per
-/// one-second window.
+/// one-second window (0: no limit, every blocked flow recorded).
 fn budget(per_cpu: u32, total_per_cpu: u32) -> FloodBudget {
     let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
     FloodBudget {
@@ -193,11 +193,7 @@ fn the_global_budget_binds_across_rules() {
 
 #[test]
 fn a_zero_budget_records_every_blocked_flow() {
-    let off = FloodBudget {
-        per_rule: 0,
-        total: 0,
-        window_ms: 1000,
-    };
+    let off = budget(0, 0);
     let mut lab = Lab::new("off", "203.0.113.7\n", off);
     for i in 0..50 {
         assert_eq!(lab.syn(source(i), v4(203, 0, 113, 7), 0), DROP);
@@ -270,11 +266,7 @@ fn moving_the_window_under_a_flood_on_another_cpu_loses_no_summarised_packet() {
 #[test]
 fn a_blocked_syn_whose_entry_vanishes_between_insert_and_lookup_is_still_dropped() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let off = FloodBudget {
-        per_rule: 0,
-        total: 0,
-        window_ms: 1000,
-    };
+    let off = budget(0, 0);
     let mut lab = Lab::new("eexist", "203.0.113.7\n", off);
     let frame = Spec::tcp4(v4(10, 0, 0, 1), 40000, v4(203, 0, 113, 7), 80, tcp::SYN).build();
     assert_eq!(lab.prog.run(&frame), DROP);
