@@ -19,6 +19,11 @@ use super::index::{Hot, Index, NIL};
 use super::parse::{CtEntry, CtKind, CtMessage, CtTuple, L4};
 use crate::enrich::Validity;
 
+/// How soon after a flow's start the session holding it may end for the flow to be taken as
+/// the tuple's reuse that ended it ([`NatTable::join`]): netfilter handles a packet micro- to
+/// milliseconds after XDP stamps it.
+pub const REUSED_TUPLE_NS: i64 = 100_000_000;
+
 /// What identifies a flow on the inside: the original tuple in the flow record's terms
 /// (for ICMP the type and code stand in for ports, as in [`crate::record::FlowRecord`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -678,22 +683,33 @@ impl NatTable {
 
     #[inline]
     fn find_inside(&self, key: &InsideKey, t_ns: i64) -> Option<u32> {
-        let mut holding: Option<(u32, i64)> = None;
+        let slack = self.config.start_slack_ns;
+        let mut holding: Option<(u32, i64, i64)> = None;
         let mut soon: Option<(u32, i64)> = None;
         for (i, h) in self.index.inside_chain(key) {
             if h.contains(t_ns) {
-                if holding.is_none_or(|(_, from)| h.from > from) {
-                    holding = Some((i, h.from));
+                if holding.is_none_or(|(_, from, _)| h.from > from) {
+                    holding = Some((i, h.from, h.to));
                 }
             } else if h.to > h.from
                 && h.from > t_ns
-                && h.from - t_ns <= self.config.start_slack_ns
+                && h.from - t_ns <= slack
                 && soon.is_none_or(|(_, from)| h.from < from)
             {
                 soon = Some((i, h.from));
             }
         }
-        holding.or(soon).map(|(i, _)| i)
+        match (holding, soon) {
+            // The session holding the flow's start ended just after it, and the next on the
+            // same tuple began once it had: a reused tuple whose SYN ended the old entry
+            // (conntrack stamps both a little after XDP saw the SYN).
+            (Some((_, _, to)), Some((next, from)))
+                if to <= from && to.saturating_sub(t_ns) <= REUSED_TUPLE_NS =>
+            {
+                Some(next)
+            }
+            (holding, soon) => holding.map(|(i, ..)| i).or(soon.map(|(i, _)| i)),
+        }
     }
 
     /// The sessions that held outside address and port `key` at `t_ns` (several when one

@@ -442,7 +442,15 @@ fn scan_inside(t: &NatTable, key: &InsideKey, at: i64) -> Option<u32> {
         .filter(|s| s.window.to.is_none_or(|to| to > start(s)))
         .filter(|s| start(s) > at && start(s) - at <= t.config.start_slack_ns)
         .min_by_key(|s| start(s));
-    holding.or(soon).map(|s| s.entry.id)
+    let end = |s: &NatSession| s.window.to.unwrap_or(i64::MAX);
+    match (holding, soon) {
+        (Some(h), Some(n))
+            if end(h) <= start(n) && end(h).saturating_sub(at) <= REUSED_TUPLE_NS =>
+        {
+            Some(n.entry.id)
+        }
+        _ => holding.or(soon).map(|s| s.entry.id),
+    }
 }
 
 #[test]
@@ -532,4 +540,24 @@ fn indexed_lookups_equal_a_scan_under_churn() {
         t.stats().evicted_early + t.stats().expired > 0,
         "the churn never removed a session"
     );
+}
+
+/// A client reuses its TCP source port to the same server while the old entry sits in
+/// TIME_WAIT: the new SYN ends the old entry (its stop, when netfilter handled the SYN, a
+/// little after XDP stamped it) and a new entry with another outside port follows. The flow
+/// went out through the new one; a session still holding well after the flow's start keeps
+/// it.
+#[test]
+fn a_reused_tuple_joins_the_session_its_syn_began_not_the_one_it_ended() {
+    let mut t = table();
+    let syn = 100 * S;
+    t.apply(msg(CtKind::New, entry(1, 2, 40000, 61000), 10 * S));
+    let mut old = entry(1, 2, 40000, 61000);
+    (old.start_ns, old.stop_ns) = (Some(10 * S), Some(syn + 50_000));
+    t.apply(msg(CtKind::Destroy, old, syn + 60_000));
+    // New events carry no timestamp: the new entry starts when it was received.
+    t.apply(msg(CtKind::New, entry(2, 2, 40000, 62000), syn + 100_000));
+    assert_eq!(t.join(&inside(2, 40000), syn), Some(outside(62000)));
+    // A flow that started a second before the old entry's end was the old one's.
+    assert_eq!(t.join(&inside(2, 40000), syn - S), Some(outside(61000)));
 }
