@@ -665,7 +665,7 @@ mod tests {
         let mut e = engine();
         let mut out = Vec::new();
         let broken = || Event::ChainBroken {
-            file: "/var/log/xdp-audit/manifest".into(),
+            file: "/var/lib/xdp-audit/manifest".into(),
             reason: "entry 3 changed".into(),
         };
         e.event(broken(), 0, &mut out);

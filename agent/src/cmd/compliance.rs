@@ -36,7 +36,7 @@ reads the store, and records its own run as an access line of the operator log. 
 
 Examples:
   xdp-audit compliance --config /etc/xdp-audit/xdp-audit.toml --public-key /etc/xdp-audit/chain.key.pub
-  xdp-audit compliance --log-dir /var/log/xdp-audit --json | jq '.checks[] | select(.result != \"pass\")'";
+  xdp-audit compliance --log-dir /var/lib/xdp-audit --json | jq '.checks[] | select(.result != \"pass\")'";
 
 /// Arguments of `xdp-audit compliance`.
 #[derive(Args, Debug)]
@@ -45,7 +45,7 @@ pub struct ComplianceArgs {
     /// The agent's config file: its retention, log and state directories.
     #[arg(long, value_name = "FILE", env = crate::config::CONFIG_ENV)]
     pub config: Option<PathBuf>,
-    /// Directory of the audit store (default: the config's, else /var/log/xdp-audit).
+    /// Directory of the audit store (default: the config's, else /var/lib/xdp-audit).
     #[arg(long, env = "XDP_AUDIT_LOG_DIR", value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
     /// The agent's state directory (default: the config's, else /run/xdp-audit).

@@ -66,14 +66,14 @@ const MAX_LIST_CAPACITY: u32 = 1 << 24;
 /// years are refused (no fixed length).
 ///
 /// Examples:
-///   xdp-audit run --iface eth1 --log-dir /var/log/xdp-audit
+///   xdp-audit run --iface eth1 --log-dir /var/lib/xdp-audit
 ///   xdp-audit run --iface eth1:lan --iface eth0:wan --blocklist /etc/xdp-audit/block.list
 ///   xdp-audit run --config /etc/xdp-audit/xdp-audit.toml
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
     /// Read settings from this TOML file: keys are these flags without the dashes
-    /// (`log-dir = "/var/log/xdp-audit"`, `iface = ["eth1:lan", "eth0:wan"]`,
+    /// (`log-dir = "/var/lib/xdp-audit"`, `iface = ["eth1:lan", "eth0:wan"]`,
     /// `blocklist = ["/etc/xdp-audit/block.list"]`). Flags on the command line win.
     #[arg(long, value_name = "FILE", env = crate::config::CONFIG_ENV)]
     pub config: Option<PathBuf>,

@@ -21,7 +21,7 @@ what the agent seals, retrying failures with backoff, until SIGINT or SIGTERM.
 Prints one line: `shipped: N segments (B bytes), backlog 0` and the target.
 
 Examples:
-  xdp-audit ship --log-dir /var/log/xdp-audit --ship s3://audit/fleet \\
+  xdp-audit ship --log-dir /var/lib/xdp-audit --ship s3://audit/fleet \\
       --ship-endpoint http://10.0.0.5:9000 --ship-credentials /etc/xdp-audit/s3.credentials
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... xdp-audit ship --ship s3://audit/fleet --follow";
 

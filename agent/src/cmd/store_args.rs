@@ -11,8 +11,9 @@ use crate::store::query::{parse_time, parse_written_time, Cidr, DomainFilter, Fi
 use crate::store::retention::{check_days, DEFAULT_DAYS};
 use crate::store::{compact, manifest, StoreConfig, DEFAULT_BUFFER_RECORDS};
 
-/// Default log directory.
-pub const DEFAULT_LOG_DIR: &str = "/var/log/xdp-audit";
+/// Default store directory: where the package creates it (`/var/lib`: the store is the
+/// agent's state, kept for the retention period, not a log to rotate).
+pub const DEFAULT_LOG_DIR: &str = "/var/lib/xdp-audit";
 
 /// Where the audit store lives.
 #[derive(clap::Args, Debug, Clone)]

@@ -34,7 +34,7 @@ and checked at upload, when the server also checked the bytes against the same S
 `ok remote: ...`, or one `BROKEN: remote KEY: problem` line per segment missing or different.
 
 Examples:
-  xdp-audit verify --log-dir /var/log/xdp-audit
+  xdp-audit verify --log-dir /var/lib/xdp-audit
   xdp-audit verify --public-key /etc/xdp-audit/chain.key.pub
   xdp-audit verify --remote --ship s3://audit/fleet --ship-endpoint http://10.0.0.5:9000 \
       --ship-credentials /etc/xdp-audit/s3.credentials";
