@@ -168,7 +168,15 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
     };
     // Parsed with every key's span, a table's keys too: each setting names its own line.
     let doc = DeTable::parse(text).map_err(syntax)?.into_inner();
-    let value = |v: Spanned<DeValue<'_>>| Value::deserialize(ValueDeserializer::from(v));
+    // A value TOML cannot hold (an integer past 64 bits) is the key's error, named.
+    let value = |v: Spanned<DeValue<'_>>, line: usize, key: &str| {
+        Value::deserialize(ValueDeserializer::from(v)).map_err(|e| ConfigError::Setting {
+            path: path.to_owned(),
+            line,
+            key: key.to_owned(),
+            message: e.message().trim().to_owned(),
+        })
+    };
     let mut settings = Vec::new();
     for (key, v) in in_file_order(doc) {
         let line = line_of(text, key.span().start);
@@ -180,17 +188,22 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
                     let flag = format!("{prefix}-{}", k.get_ref().replace('_', "-"));
                     let line = line_of(text, k.span().start);
                     let key = format!("{name}.{}", k.get_ref());
-                    settings.push((line, key, flag, value(v).map_err(syntax)?));
+                    let v = value(v, line, &key)?;
+                    settings.push((line, key, flag, Some(*prefix), v));
                 }
             }
             (_, other) => {
-                let v = value(Spanned::new(key.span(), other)).map_err(syntax)?;
-                settings.push((line, key.get_ref().to_string(), flag_name(key.get_ref()), v));
+                let key = key.get_ref().to_string();
+                let v = value(Spanned::new(0..0, other), line, &key)?;
+                let flag = flag_name(&key);
+                settings.push((line, key, flag, None, v));
             }
         }
     }
     let mut out = Vec::new();
-    for (line, key, flag, value) in settings {
+    // Where each flag that takes one value was set: `log-dir` and `log_dir` are one setting.
+    let mut set_at: Vec<(String, String, usize)> = Vec::new();
+    for (line, key, flag, table, value) in settings {
         let err = |message: String| ConfigError::Setting {
             path: path.to_owned(),
             line,
@@ -201,7 +214,13 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
             .get_arguments()
             .find(|a| a.get_long() == Some(flag.as_str()))
             .filter(|_| !NOT_SETTINGS.contains(&flag.as_str()))
-            .ok_or_else(|| err(format!("not a setting; known: {}", known(run))))?;
+            .ok_or_else(|| err(format!("not a setting; known: {}", known(run, table))))?;
+        if !matches!(arg.get_action(), ArgAction::Append) {
+            if let Some((first, _, at)) = set_at.iter().find(|(_, f, _)| *f == flag) {
+                return Err(err(format!("set already, as `{first}` on line {at}")));
+            }
+            set_at.push((key.clone(), flag.clone(), line));
+        }
         let long = OsString::from(format!("--{flag}"));
         match arg.get_action() {
             ArgAction::SetTrue => match &value {
@@ -217,7 +236,16 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
                     }
                     v => vec![v],
                 };
+                let takes_bool = arg
+                    .get_possible_values()
+                    .iter()
+                    .any(|p| p.get_name() == "true");
                 for v in values {
+                    if matches!(v, Value::Boolean(_)) && !takes_bool {
+                        return Err(err(
+                            "expected a string or an integer, found a boolean".into()
+                        ));
+                    }
                     let s = scalar(&v).map_err(&err)?;
                     // `--flag=value` in one argument: a value that starts with `-` (a
                     // negative number) would otherwise be read as a flag of its own.
@@ -262,15 +290,32 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// The keys a config file may use.
-fn known(run: &Command) -> String {
+/// The keys a config file may use at the top (every flag, and the tables), or in the table
+/// of the flags `table`-* (without the prefix).
+fn known(run: &Command, table: Option<&str>) -> String {
+    fn in_table(l: &str) -> Option<(&'static str, &str)> {
+        TABLES
+            .iter()
+            .find_map(|(_, p)| l.strip_prefix(p)?.strip_prefix('-').map(|k| (*p, k)))
+    }
     let mut keys: Vec<&str> = run
         .get_arguments()
         .filter_map(|a| a.get_long())
         .filter(|l| !NOT_SETTINGS.contains(l))
+        .filter_map(|l| match (in_table(l), table) {
+            (Some((p, k)), Some(t)) if p == t => Some(k),
+            (_, None) => Some(l),
+            _ => None,
+        })
         .collect();
     keys.sort_unstable();
-    keys.join(", ")
+    let mut text = keys.join(", ");
+    if table.is_none() {
+        for (name, _) in TABLES {
+            text.push_str(&format!(", [{name}]"));
+        }
+    }
+    text
 }
 
 /// The reason in a clap value error, without clap's framing (`error: invalid value ... for
@@ -466,6 +511,38 @@ mod tests {
         assert!(
             msg.contains("table") || msg.contains("not a setting"),
             "{msg}"
+        );
+    }
+
+    /// A switch's `true` is no path, an unknown key in a table lists that table's keys, an
+    /// integer TOML cannot hold names its key, and one setting under two spellings (or at
+    /// the top and in its table) is refused rather than the last one silently winning.
+    #[test]
+    fn config_mistakes_name_their_key() {
+        let (line, key, msg) = setting_error("iface = [\"eth0\"]\nlog-dir = true\n");
+        assert_eq!((line, key.as_str()), (2, "log-dir"));
+        assert!(msg.contains("boolean"), "{msg}");
+        let (_, key, msg) = setting_error("[alerts]\nwindo = \"5m\"\n");
+        assert_eq!(key, "alerts.windo");
+        assert!(
+            msg.contains("webhook") && msg.contains("burst-hits") && !msg.contains("log-dir"),
+            "the [alerts] keys, not the top's: {msg}"
+        );
+        let (_, _, msg) = setting_error("blocklsit = \"a\"\n");
+        assert!(msg.contains("[alerts]") && msg.contains("log-dir"), "{msg}");
+        let (line, key, msg) =
+            setting_error("iface = [\"eth0\"]\nflow-table-size = 99999999999999999999\n");
+        assert_eq!((line, key.as_str()), (2, "flow-table-size"), "{msg}");
+        let (line, key, msg) = setting_error("log-dir = \"/a\"\n\nlog_dir = \"/b\"\n");
+        assert_eq!((line, key.as_str()), (3, "log_dir"));
+        assert!(msg.contains("`log-dir` on line 1"), "{msg}");
+        let (_, key, _) =
+            setting_error("alert-webhook = \"http://a\"\n[alerts]\nwebhook = \"http://b\"\n");
+        assert_eq!(key, "alerts.webhook");
+        // A repeatable flag adds up under both spellings.
+        assert_eq!(
+            args("blocklist = [\"/a\"]\nblocklists = [\"/b\"]\n").expect("valid"),
+            ["--blocklist=/a", "--blocklist=/b"]
         );
     }
 
