@@ -135,8 +135,9 @@ impl Tally {
         if self.limit > 0 {
             self.shown.push(r.clone());
             // Sorted and cut at twice the limit: each record is sorted a bounded number of
-            // times, and memory stays bounded by the limit, not by the window.
-            if self.shown.len() >= 2 * self.limit {
+            // times, and memory stays bounded by the limit, not by the window. Saturating:
+            // `--limit` takes any usize, and twice the largest overflows.
+            if self.shown.len() >= self.limit.saturating_mul(2) {
                 self.cut_shown();
             }
         }
@@ -344,5 +345,14 @@ mod tests {
         assert_eq!(f.blocked_by_rule.rows.len(), TOP_ROWS);
         assert_eq!(f.blocked_by_rule.more, 7);
         assert!(f.shown.is_empty(), "limit 0 shows none");
+    }
+
+    #[test]
+    fn the_largest_limit_keeps_every_record_without_overflow() {
+        let mut t = Tally::new(T0, T0 + 1_000_000_000, usize::MAX);
+        t.add(&rec("10.0.0.2", "192.0.2.1", 0, 1, None));
+        t.add(&rec("10.0.0.3", "192.0.2.2", 0, 0, None));
+        let f = t.finish();
+        assert_eq!(f.shown.len(), 2, "both records shown");
     }
 }
