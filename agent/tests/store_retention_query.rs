@@ -545,3 +545,33 @@ fn a_scan_on_several_threads_keeps_chain_order_and_stops_at_an_output_error() {
     assert!(matches!(r, Err(QueryError::Output(_))), "{r:?}");
     assert_eq!(emitted, 100, "nothing is written after the output failed");
 }
+
+/// A panic in the output (the caller's callback) ends the scan: the threads waiting to run
+/// ahead are released, so the panic reaches the caller instead of the process hanging.
+#[test]
+fn a_panic_in_the_output_of_a_threaded_scan_reaches_the_caller() {
+    use xdp_audit::store::query::scan;
+    let dir = TempDir::new("query-panic");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 20, 0.2, 23, true);
+    let segments = live(dir.path()).len();
+    assert!(segments >= 20, "expected 20 sealed hours, got {segments}");
+    let path = dir.path().to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(|| {
+            scan(
+                &path,
+                &Filter::default(),
+                2,
+                &mut |_| panic!("the output panicked"),
+                &mut |_, _| {},
+            )
+        });
+        let _ = tx.send(r.is_err());
+    });
+    let panicked = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the scan hung after its output panicked"));
+    assert!(panicked, "the output's panic reaches the caller");
+}

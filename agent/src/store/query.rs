@@ -583,6 +583,10 @@ fn scan_in_order(
     };
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
+        // Stops the threads however this closure ends: a panic in `take` unwinds through
+        // here, and the scope waits for every thread before it goes on; a thread waiting to
+        // run ahead would wait for ever.
+        let _stop = StopOnDrop(&order);
         let worker = || loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(seg) = segments.get(i) else { break };
@@ -623,10 +627,18 @@ fn scan_in_order(
                 break;
             }
         }
-        order.lock().stop = true;
-        order.changed.notify_all();
         out
     })
+}
+
+/// Sets [`OrderState::stop`] and wakes the threads when dropped.
+struct StopOnDrop<'a>(&'a Order);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.changed.notify_all();
+    }
 }
 
 /// Segments per thread the scan may run ahead of the output.
@@ -643,7 +655,7 @@ struct OrderState {
     slots: Vec<Option<Result<SegmentScan, SegmentError>>>,
     /// Results taken so far (in order).
     taken: usize,
-    /// The output failed: the threads stop.
+    /// The output is done, failed or panicked: the threads stop.
     stop: bool,
 }
 
