@@ -51,6 +51,13 @@ fn store_with_a_corrupt_segment(dir: &Path) -> PathBuf {
     seg
 }
 
+/// An empty store in `dir`: what an agent that started and recorded nothing leaves.
+fn empty_store(dir: &Path) {
+    let store = Store::open(StoreConfig::new(dir))
+        .unwrap_or_else(|e| panic!("open a store in {}: {e}", dir.display()));
+    drop(store);
+}
+
 // ---- query ----
 
 #[test]
@@ -69,6 +76,65 @@ fn query_of_a_log_dir_that_is_a_file_names_it() {
     let file = d.path().join("store");
     std::fs::write(&file, b"x").expect("write");
     assert_error(&run(&["query", "--log-dir", s(&file)]), &[s(&file)]);
+}
+
+/// A directory that holds nothing of a store (`/tmp`, a typo) is refused by every command
+/// that reads one, and nothing (no operator.log) is written into it.
+#[test]
+fn read_commands_refuse_a_directory_that_is_not_a_store_and_write_nothing_there() {
+    let d = TempDir::new("not-a-store");
+    std::fs::write(d.path().join("notes.txt"), b"not a store").expect("write");
+    let dir = s(d.path());
+    let out = d.path().join("case.csv");
+    let window = ["--since", "1d", "--until", "0s"];
+    let runs: [Vec<&str>; 5] = [
+        vec!["query", "--log-dir", dir],
+        [
+            &[
+                "export",
+                "--log-dir",
+                dir,
+                "--format",
+                "csv",
+                "--out",
+                s(&out),
+            ][..],
+            &window,
+        ]
+        .concat(),
+        [&["report", "--log-dir", dir][..], &window].concat(),
+        vec!["hold", "list", "--log-dir", dir],
+        vec!["sql", "--log-dir", dir, "SELECT 1"],
+    ];
+    for args in runs {
+        let first = assert_error(&run(&args), &[dir]);
+        assert!(
+            first.contains("not an xdp-audit store"),
+            "{args:?}: {first}"
+        );
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["notes.txt"], "{args:?} wrote into the directory");
+    }
+}
+
+/// The store of an agent that started and never sealed holds its lock file and live
+/// journal only: it is a store, and query reads it.
+#[test]
+fn query_reads_a_store_that_holds_only_a_live_journal() {
+    let d = TempDir::new("fresh-store");
+    let dir = d.path().join("log");
+    let mut store = Store::open(StoreConfig::new(&dir)).expect("open the store");
+    let r = TrafficGen::new(3, 1_700_000_000_000_000_000).next_record();
+    store.append(&r);
+    assert!(store.sync_now(), "sync");
+    drop(store);
+    std::fs::remove_file(dir.join(xdp_audit::store::LOCK_FILE)).expect("remove the lock");
+    let o = run(&["query", "--log-dir", s(&dir), "--format", "jsonl"]);
+    assert!(o.status.success(), "query failed: {}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
 }
 
 #[test]
@@ -143,6 +209,7 @@ fn export_from_a_missing_log_dir_leaves_no_output_file() {
 #[test]
 fn export_to_a_file_that_cannot_be_created_names_it() {
     let d = TempDir::new("e-out");
+    empty_store(d.path());
     let out = d.path().join("no-such-dir/case.csv");
     assert_error(&export(d.path(), &out), &[s(&out)]);
 }
@@ -150,6 +217,7 @@ fn export_to_a_file_that_cannot_be_created_names_it() {
 #[test]
 fn export_never_overwrites_a_file() {
     let d = TempDir::new("e-exists");
+    empty_store(d.path());
     let out = d.path().join("case.csv");
     std::fs::write(&out, b"evidence").expect("write");
     assert_error(&export(d.path(), &out), &[s(&out)]);
@@ -405,7 +473,7 @@ fn output_that_cannot_be_written_is_an_error_and_a_closed_pipe_a_quiet_end() {
     let d = TempDir::new("stdout");
     let key = d.path().join("chain.key");
     let store = d.path().join("store");
-    std::fs::create_dir(&store).expect("mkdir");
+    empty_store(&store);
     let held = [
         "hold",
         "add",

@@ -23,13 +23,34 @@ pub struct LogDirArgs {
     pub log_dir: PathBuf,
 }
 
-/// Checks that the store directory can be read. The commands that read a store call it first:
-/// a store that cannot be read is the command line's error, said alone, before any access
-/// line could be attempted (and warned about) for a read that never happened.
+/// Checks that the store directory can be read and is a store. The commands that read a store
+/// call it first: a store that cannot be read is the command line's error, said alone, before
+/// any access line could be attempted (and warned about) for a read that never happened; and a
+/// directory that is no store (`/tmp`, a typo) is refused before `operator.log` is written
+/// into it.
 pub fn readable_store(dir: &Path) -> anyhow::Result<()> {
-    std::fs::read_dir(dir)
-        .map(drop)
-        .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))?;
+    for e in entries {
+        let e =
+            e.with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))?;
+        if e.file_name().to_str().is_some_and(is_store_file) {
+            return Ok(());
+        }
+    }
+    anyhow::bail!(
+        "--log-dir {}: not an xdp-audit store (no lock file, manifest, journal or segment in it)",
+        dir.display()
+    )
+}
+
+/// Whether a file of this name is one a store holds from its first open on: the lock file
+/// and a live journal (an agent that started but never sealed), the manifest and segments.
+fn is_store_file(name: &str) -> bool {
+    name == crate::store::LOCK_FILE
+        || name == manifest::MANIFEST
+        || crate::store::journal::file::journal_id_of(name).is_some()
+        || crate::store::seal::is_segment_name(name)
 }
 
 fn parse_retention(s: &str) -> Result<u32, String> {

@@ -65,6 +65,8 @@ use seal::SealError;
 #[cfg(any(test, feature = "testing"))]
 pub use testgen::FakeClock;
 
+/// The store's lock file, created at the first open and held by the running agent.
+pub const LOCK_FILE: &str = ".lock";
 /// Hour length in nanoseconds: journals rotate when the hour changes.
 pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 /// How often a condition that stops writing is reported, at most.

@@ -89,7 +89,7 @@ impl Store {
             cause: source,
         };
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, "create directory", e))?;
-        let lock_path = dir.join(".lock");
+        let lock_path = dir.join(super::LOCK_FILE);
         // Never a blocking open: a FIFO in the lock's place would hold the start forever.
         let lock = fsutil::open_regular(&lock_path, File::options().write(true).create(true))
             .map_err(|e| io(&lock_path, "create lock", e.into()))?;
