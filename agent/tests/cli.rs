@@ -259,6 +259,54 @@ fn export_over_a_corrupt_segment_names_it_and_leaves_no_output_file() {
     assert!(!out.exists(), "a failed export must not leave {out:?}");
 }
 
+/// A store of two sealed hours and a live journal that cannot be read (a directory in its
+/// place: unreadable even to root): the records it could read, and the journal's path.
+fn store_with_an_unreadable_journal(dir: &Path) -> (usize, PathBuf) {
+    let clock = xdp_audit::store::FakeClock::new(store_common::T0);
+    let recs = store_common::fill(dir, &clock, store_common::T0, 2, 0.05, 29, true);
+    let journal = dir.join(xdp_audit::store::seal::journal_name(99_999_999_999));
+    std::fs::create_dir(&journal).expect("a directory in a journal's place");
+    (recs.len(), journal)
+}
+
+/// An answer that lacks a live journal's records is written from what could be read, the
+/// journal is named, and the exit status (3) says the answer is incomplete.
+#[test]
+fn query_and_export_past_an_unreadable_journal_answer_and_exit_3() {
+    let d = TempDir::new("q-unreadable");
+    let (records, journal) = store_with_an_unreadable_journal(d.path());
+    let o = run(&["query", "--log-dir", s(d.path()), "--format", "jsonl"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "query: {err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), records);
+    assert!(err.contains(s(&journal)), "query names the journal: {err}");
+    let o = run(&["query", "--log-dir", s(d.path()), "--count"]);
+    assert_eq!(o.status.code(), Some(3), "query --count: {}", stderr(&o));
+
+    let out = d.path().join("case.csv");
+    let o = run(&[
+        "export",
+        "--log-dir",
+        s(d.path()),
+        "--since",
+        "2023-11-01T00:00:00Z",
+        "--until",
+        "2023-12-01T00:00:00Z",
+        "--format",
+        "csv",
+        "--out",
+        s(&out),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "export: {err}");
+    let written = std::fs::read_to_string(&out).expect("the export is written");
+    assert_eq!(written.lines().count(), records + 1, "header and records");
+    assert!(
+        err.contains(s(&journal)) && err.contains("export written INCOMPLETE"),
+        "export names the journal and says the file is incomplete: {err}"
+    );
+}
+
 // ---- verify ----
 
 #[test]

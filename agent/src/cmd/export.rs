@@ -13,7 +13,7 @@ use crate::record::FlowRecord;
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
 use crate::store::fsutil::hex;
-use crate::store::query::{default_threads, scan, Filter};
+use crate::store::query::{default_threads, scan, Filter, ScanStats};
 use crate::store::{StoreClock, SystemClock};
 
 /// Export file formats.
@@ -187,22 +187,36 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // A failed export read records too: it is recorded with its error (and no file, which
     // `ExportFile` removes). A failure to record only warns (see `access::record`).
     let access = match &written {
-        Ok((rows, digest)) => AccessInfo::export(&filter, *rows, digest, &args.out),
+        Ok((stats, digest)) => AccessInfo::export(&filter, stats.matched, digest, &args.out),
         Err(e) => AccessInfo::new("export", access::filter_text(&filter)).failed(&format!("{e:#}")),
     };
     access::record(&args.dir.log_dir, access);
-    let (rows, digest) = written?;
-    tracing::info!(records = rows, file = %args.out.display(), "export written");
+    let (stats, digest) = written?;
+    if stats.journals_unreadable > 0 {
+        // The stdout line stays in `sha256sum` format (`sha256sum -c` reads it); the summary
+        // on stderr and the exit status say what the file lacks.
+        tracing::warn!(
+            records = stats.matched,
+            file = %args.out.display(),
+            "export written INCOMPLETE: {} live journals could not be read (each named above), \
+             the file lacks their records (exit status {})",
+            stats.journals_unreadable,
+            super::EXIT_INCOMPLETE
+        );
+    } else {
+        tracing::info!(records = stats.matched, file = %args.out.display(), "export written");
+    }
     outln!("{digest}  {}", args.out.display())?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::answer_status(&stats))
 }
 
-/// Writes the selected records to `file` and finishes it: the rows and the file's SHA-256.
+/// Writes the selected records to `file` and finishes it: the scan's stats and the file's
+/// SHA-256.
 fn write(
     args: &ExportArgs,
     filter: &Filter,
     mut file: ExportFile,
-) -> anyhow::Result<(u64, String)> {
+) -> anyhow::Result<(ScanStats, String)> {
     let mut progress = progress_line("export");
     let stats = scan(
         &args.dir.log_dir,
@@ -218,5 +232,5 @@ fn write(
             args.out.display()
         )
     })?;
-    Ok((stats.matched, file.finish()?))
+    Ok((stats, file.finish()?))
 }

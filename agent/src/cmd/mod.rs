@@ -31,6 +31,20 @@ pub mod status;
 pub mod store_args;
 pub mod verify;
 
+/// Exit status of `query` and `export` when the answer was written from what could be read
+/// but lacks the records of live journals that could not be (each named in a warning): an
+/// incomplete answer to a lawful request must not pass for a complete one.
+pub const EXIT_INCOMPLETE: u8 = 3;
+
+/// The exit status of an answer from `stats`: success, or [`EXIT_INCOMPLETE`].
+pub fn answer_status(stats: &crate::store::query::ScanStats) -> std::process::ExitCode {
+    if stats.journals_unreadable > 0 {
+        std::process::ExitCode::from(EXIT_INCOMPLETE)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
 /// Standard output was closed by its reader (`| head -1`): the command stops there, and exits
 /// quietly (`main` tells it from a failure).
 #[derive(Debug, thiserror::Error)]

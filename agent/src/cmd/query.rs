@@ -90,7 +90,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "{}", stats.matched)
             .and_then(|()| out.flush())
             .map_err(super::stdout_error)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(super::answer_status(&stats));
     }
     let stdout = std::io::stdout();
     let table = if filter.nat.is_some() {
@@ -125,7 +125,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         Ok(stats)
     });
     access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
-    match result {
+    let stats = match result {
         Err(QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(ExitCode::SUCCESS)
         }
@@ -133,7 +133,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     };
     let mut w = out.finish().context("writing results to stdout")?;
     w.flush().context("writing results to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::answer_status(&stats))
 }
 
 /// The stats of a finished scan, logged; or its error, naming the store.
@@ -151,8 +151,10 @@ fn done(result: Result<ScanStats, QueryError>, dir: &std::path::Path) -> anyhow:
     );
     if stats.journals_unreadable > 0 {
         tracing::warn!(
-            "{} live journals could not be read (each named above): the answer lacks their records",
-            stats.journals_unreadable
+            "{} live journals could not be read (each named above): the answer lacks their \
+             records (exit status {})",
+            stats.journals_unreadable,
+            super::EXIT_INCOMPLETE
         );
     }
     Ok(stats)
