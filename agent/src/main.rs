@@ -109,6 +109,10 @@ fn main() -> ExitCode {
         Err(err) if err.chain().any(|c| c.is::<xdp_audit::cmd::StdoutClosed>()) => {
             ExitCode::SUCCESS
         }
+        Err(err) if err.chain().any(|c| c.is::<xdp_audit::cmd::Unchecked>()) => {
+            fail(&err);
+            ExitCode::from(xdp_audit::cmd::EXIT_UNCHECKED)
+        }
         Err(err) => fail(&err),
     }
 }

@@ -319,6 +319,45 @@ fn verify_of_a_missing_log_dir_is_an_error_not_a_verdict() {
     );
 }
 
+/// A segment `verify` cannot read (no permission) is no verdict: an error naming it on
+/// stderr, nothing on stdout, and exit status 3 (not `BROKEN`, 1). Run as `nobody` when the
+/// tests run as root, whom no mode keeps out.
+#[test]
+fn verify_of_a_segment_it_cannot_read_exits_3_not_broken() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let d = TempDir::new("v-eacces");
+    let clock = xdp_audit::store::FakeClock::new(store_common::T0);
+    store_common::fill(d.path(), &clock, store_common::T0, 2, 0.05, 31, true);
+    let seg = d.path().join(&store_common::live(d.path())[0].file);
+    std::fs::set_permissions(&seg, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["verify", "--log-dir", s(d.path())]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+    let o = cmd.output().expect("run verify");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let first = assert_error(&o, &[s(&seg), "could not be checked"]);
+    assert!(!first.contains("BROKEN"), "{first}");
+}
+
+/// A log `verify` cannot take for one is named once in the verdict, not twice.
+#[test]
+fn verify_names_an_operator_log_at_fault_once() {
+    let d = TempDir::new("v-oplog");
+    let clock = xdp_audit::store::FakeClock::new(store_common::T0);
+    store_common::fill(d.path(), &clock, store_common::T0, 1, 0.05, 37, true);
+    let log = d.path().join("operator.log");
+    std::fs::create_dir(&log).expect("a directory in the operator log's place");
+    let o = run(&["verify", "--log-dir", s(d.path())]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out} {}", stderr(&o));
+    assert!(out.starts_with("BROKEN: "), "{out}");
+    assert_eq!(out.matches(s(&log)).count(), 1, "{out}");
+}
+
 #[test]
 fn verify_with_a_missing_or_bad_public_key_names_it() {
     let d = TempDir::new("v-key");

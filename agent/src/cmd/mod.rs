@@ -45,6 +45,16 @@ pub fn answer_status(stats: &crate::store::query::ScanStats) -> std::process::Ex
     }
 }
 
+/// Exit status of `verify` when a file could not be read (no permission, an I/O error): the
+/// store could not be checked, which is neither `ok` (0) nor `BROKEN` (1).
+pub const EXIT_UNCHECKED: u8 = 3;
+
+/// The cause of an error after which the store could not be checked: `main` exits
+/// [`EXIT_UNCHECKED`] when it is in the error's chain.
+#[derive(Debug, thiserror::Error)]
+#[error("the store could not be checked (this is no verdict)")]
+pub struct Unchecked;
+
 /// Standard output was closed by its reader (`| head -1`): the command stops there, and exits
 /// quietly (`main` tells it from a failure).
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::store_args::LogDirArgs;
 use crate::store::manifest::load_public_key;
-use crate::store::verify::verify;
+use crate::store::verify::{verify, Fault};
 
 /// The long help of `xdp-audit verify`, with examples.
 pub const LONG_ABOUT: &str =
@@ -24,7 +24,8 @@ removal from the end cannot be seen.
 
 Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FILE: reason` for
 the first broken link and exits 1. A store directory that cannot be read is an error (on
-stderr, exit 1), not a verdict. Changes, deletions, reorderings and insertions of entries or
+stderr, exit 1), not a verdict; so is a file of the store that cannot be read (no permission,
+an I/O error), which exits 3: the store could not be checked. Changes, deletions, reorderings and insertions of entries or
 segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
 head consistently is not caught; with it (the agent run with --signing-key), they are.
 
@@ -102,6 +103,9 @@ fn verify_local(
         Ok(v) => {
             outln!("ok: {}", v.summary())?;
             ExitCode::SUCCESS
+        }
+        Err(b) if b.fault == Fault::Unreadable => {
+            return Err(anyhow::Error::new(super::Unchecked).context(b));
         }
         Err(b) => {
             outln!("BROKEN: {b}")?;

@@ -23,6 +23,33 @@ pub struct Broken {
     pub file: PathBuf,
     /// What is wrong.
     pub reason: String,
+    /// Whether the store was found altered, or a file could not be read.
+    pub fault: Fault,
+}
+
+/// What a [`Broken`] proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The store is not what its chain says: a file changed, deleted, inserted, damaged, or
+    /// something else (a directory, a FIFO) in a file's place.
+    Altered,
+    /// A file could not be read (no permission, an I/O error): nothing is proved either way.
+    Unreadable,
+}
+
+impl Fault {
+    /// The fault an I/O error stands for: [`Fault::Altered`] for what
+    /// [`super::fsutil::open_regular`] refuses by the file's kind or size (another kind of file
+    /// in a store file's place), else [`Fault::Unreadable`].
+    fn of(e: &std::io::Error) -> Self {
+        if e.get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<InputError>().is_some())
+        {
+            Fault::Altered
+        } else {
+            Fault::Unreadable
+        }
+    }
 }
 
 /// What a successful verification covered.
@@ -95,6 +122,12 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     let broken = |file: &Path, reason: String| Broken {
         file: file.to_owned(),
         reason,
+        fault: Fault::Altered,
+    };
+    let unreadable = |file: &Path, e: &std::io::Error| Broken {
+        file: file.to_owned(),
+        reason: format!("cannot read: {e}"),
+        fault: Fault::of(e),
     };
     let text = match manifest::read_manifest_file(&mpath) {
         Ok(b) => utf8_text(b).map_err(|e| {
@@ -112,6 +145,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
             }
             String::new()
         }
+        Err(InputError::Io(e)) => return Err(unreadable(&mpath, &e)),
         Err(e) => return Err(broken(&mpath, format!("cannot read: {e}"))),
     };
     let (entries, head) = manifest::parse_with_head(&mpath, &text).map_err(|e| {
@@ -123,9 +157,9 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         broken(&mpath, reason)
     })?;
     let lpath = dir.join(oplog::LOG);
-    let log = oplog::scan(dir).map_err(|e| broken(&lpath, e.to_string()))?;
+    let log = oplog::scan(dir).map_err(|e| log_broken(&lpath, e))?;
     let apath = dir.join(oplog::ALERTS);
-    let alerts = oplog::scan_log(dir, Log::Alerts).map_err(|e| broken(&apath, e.to_string()))?;
+    let alerts = oplog::scan_log(dir, Log::Alerts).map_err(|e| log_broken(&apath, e))?;
     let mut anchored = ChainEnd::start();
     let mut alerts_anchored = ChainEnd::start();
     let mut out = Verified::default();
@@ -199,7 +233,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
                     format!("missing: listed by entry {} but deleted", e.seq),
                 ))
             }
-            Err(err) => return Err(broken(&path, format!("cannot read: {err}"))),
+            Err(err) => return Err(unreadable(&path, &err)),
         };
         if meta.len() != *size {
             return Err(broken(
@@ -210,7 +244,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
                 ),
             ));
         }
-        let got = sha256_file(&path).map_err(|err| broken(&path, format!("cannot read: {err}")))?;
+        let got = sha256_file(&path).map_err(|err| unreadable(&path, &err))?;
         if &got != sha {
             return Err(broken(
                 &path,
@@ -227,7 +261,10 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         .filter(|f| !chain.is_live(f))
         .collect();
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| broken(dir, format!("cannot list: {e}")))?
+        .map_err(|e| Broken {
+            reason: format!("cannot list: {e}"),
+            ..unreadable(dir, &e)
+        })?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| is_segment_name(n))
         .collect();
@@ -284,6 +321,23 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
     Ok(out)
 }
 
+/// A log that did not scan: its error without the path (the verdict names the file), and
+/// whether it could not be read or breaks the log's rules.
+fn log_broken(path: &Path, e: oplog::OpLogError) -> Broken {
+    let (reason, fault) = match e {
+        oplog::OpLogError::Io { op, cause, .. } => (format!("{op}: {cause}"), Fault::of(&cause)),
+        oplog::OpLogError::Line { line, reason, .. } => {
+            (format!("line {line}: {reason}"), Fault::Altered)
+        }
+        oplog::OpLogError::Refused { reason, .. } => (reason, Fault::Altered),
+    };
+    Broken {
+        file: path.to_owned(),
+        reason,
+        fault,
+    }
+}
+
 /// Every live journal (not yet sealed) must read as one: a file that is not a journal, or a
 /// damaged stretch with valid frames after it, holds records the chain will never get. A torn
 /// tail is an append in progress, or one a crash cut short, only in the newest live journal:
@@ -294,6 +348,7 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
         .map_err(|e| Broken {
             file: dir.to_owned(),
             reason: format!("cannot list the journals: {e}"),
+            fault: Fault::of(&e),
         })?
         .into_iter()
         .filter(|(id, _)| !sealed.contains(id))
@@ -311,12 +366,14 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                 return Err(Broken {
                     file: path,
                     reason: format!("{op}: {cause}"),
+                    fault: Fault::of(&cause),
                 })
             }
             Err(JournalError::Refused { reason, .. }) => {
                 return Err(Broken {
                     file: path,
                     reason: reason.to_string(),
+                    fault: Fault::Altered,
                 })
             }
         };
@@ -331,6 +388,7 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                     s.frames,
                     s.reason
                 ),
+                fault: Fault::Altered,
             });
         }
         if let Some(t) = scan.frames.torn_tail().filter(|_| Some(id) != newest) {
@@ -343,6 +401,7 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                      stretch into quarantine when it seals the journal",
                     t.offset, t.len, t.frames
                 ),
+                fault: Fault::Altered,
             });
         }
         out.journals += 1;
@@ -482,6 +541,7 @@ fn check_head(
     let broken = |reason: String| Broken {
         file: hpath.to_owned(),
         reason,
+        fault: Fault::Altered,
     };
     let Some(last) = last else {
         if key.is_some() {
