@@ -1,6 +1,6 @@
 //! The `xdp-audit` command line.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -152,6 +152,8 @@ fn fail(err: &anyhow::Error) -> ExitCode {
         }
         line.push_str(&text);
     }
-    eprintln!("xdp-audit: error: {line}");
+    // Not eprintln!: it panics when stderr is closed (a pipe whose reader went away), and the
+    // command would exit 101 as if it had crashed instead of with its own status.
+    let _ = writeln!(std::io::stderr(), "xdp-audit: error: {line}");
     ExitCode::FAILURE
 }

@@ -616,3 +616,20 @@ fn output_that_cannot_be_written_is_an_error_and_a_closed_pipe_a_quiet_end() {
         );
     }
 }
+
+/// A failing command whose stderr is a pipe nobody reads any more still exits with its
+/// error's status (1), not 101 from a panic while writing the error.
+#[test]
+fn an_error_with_stderr_closed_exits_1_not_101() {
+    let d = TempDir::new("stderr-closed");
+    let missing = d.path().join("missing");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let status = Command::new(BIN)
+        .args(["query", "--log-dir", s(&missing)])
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .status()
+        .expect("run query");
+    assert_eq!(status.code(), Some(1), "{status}");
+}

@@ -1,6 +1,6 @@
 //! Flags shared by the commands that use the audit store.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -329,7 +329,8 @@ pub fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
     let mut line = ProgressLine { shown: false };
     move |done, total| {
         if tty && total > 0 {
-            eprint!("\r{what}: {done}/{total} segments");
+            // Not eprint!: a terminal gone (hung up) must not panic the command.
+            let _ = write!(std::io::stderr(), "\r{what}: {done}/{total} segments");
             line.shown = true;
             if done == total {
                 line.erase();
@@ -345,7 +346,7 @@ struct ProgressLine {
 impl ProgressLine {
     fn erase(&mut self) {
         if std::mem::take(&mut self.shown) {
-            eprint!("\r\x1b[2K");
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
     }
 }
