@@ -633,3 +633,28 @@ fn an_error_with_stderr_closed_exits_1_not_101() {
         .expect("run query");
     assert_eq!(status.code(), Some(1), "{status}");
 }
+
+/// Help offers only what a command takes, and says what it does.
+#[test]
+fn help_offers_only_what_each_command_takes() {
+    let help = |cmd: &str| {
+        let o = run(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for cmd in ["export", "report"] {
+        assert!(!help(cmd).contains("--at "), "{cmd} refuses --at");
+    }
+    assert!(help("query").contains("--at "), "query takes --at");
+    let verify = help("verify");
+    assert!(verify.contains("--ship-endpoint"), "{verify}");
+    assert!(!verify.contains("--ship-multipart-bytes"), "{verify}");
+    let sql = help("sql");
+    assert!(!sql.contains("subset of the fields"), "{sql}");
+    assert!(sql.contains("every column of the answer"), "{sql}");
+    let compliance = help("compliance");
+    assert!(
+        !compliance.contains("until remote shipping lands"),
+        "{compliance}"
+    );
+}

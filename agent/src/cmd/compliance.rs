@@ -28,7 +28,8 @@ fail and why:
   losses      ring-buffer and flow-start loss, and records dropped, since the agent started
   clock       the kernel clock is synchronised (adjtimex), and stepped no time since start
   disk        free space for the retention period at the rate observed
-  shipping    records copied off the gateway: a warn until remote shipping lands (one copy)
+  shipping    records copied off the gateway (--ship): a pass when the last pass succeeded and the
+              backlog is under 6 h; a warn when not configured (one copy) or behind
 
 Prints a table (or JSON with --json) and exits 1 if any line fails, 0 otherwise. It only
 reads the store, and records its own run as an access line of the operator log. With --config

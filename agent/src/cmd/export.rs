@@ -48,6 +48,8 @@ Examples:
 /// Arguments of `xdp-audit export`.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
+// A hand-over names its window: --at is refused here, so it is not offered.
+#[command(mut_arg("at", |a| a.hide(true)))]
 pub struct ExportArgs {
     /// Where the store lives.
     #[command(flatten)]

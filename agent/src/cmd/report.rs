@@ -50,6 +50,8 @@ Examples:
 /// Arguments of `xdp-audit report`.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
+// A hand-over names its window: --at is refused here, so it is not offered.
+#[command(mut_arg("at", |a| a.hide(true)))]
 pub struct ReportArgs {
     /// Where the store lives.
     #[command(flatten)]

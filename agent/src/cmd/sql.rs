@@ -75,8 +75,10 @@ pub struct SqlArgs {
     /// Where the store lives.
     #[command(flatten)]
     pub dir: LogDirArgs,
-    /// Output format: an aligned table, CSV with a header line, or JSON Lines.
-    #[arg(long, value_enum, default_value = "table")]
+    /// Output format: `table` (every column of the answer, aligned; the answer is held until
+    /// its end), `csv` (with a header line of the answer's column names) or `jsonl` (one JSON
+    /// object per row).
+    #[arg(long, value_enum, default_value = "table", hide_possible_values = true)]
     pub format: Format,
     /// Write the answer to FILE (which must not exist) and print its SHA-256, not to stdout.
     #[arg(long, value_name = "FILE")]

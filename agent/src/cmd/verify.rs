@@ -43,6 +43,8 @@ Examples:
 /// Arguments of `xdp-audit verify`.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
+// Uploads' part size means nothing to a check that only reads the bucket.
+#[command(mut_arg("ship_multipart_bytes", |a| a.hide(true)))]
 pub struct VerifyArgs {
     /// Where the store lives.
     #[command(flatten)]
