@@ -658,3 +658,27 @@ fn help_offers_only_what_each_command_takes() {
         "{compliance}"
     );
 }
+
+/// A rule that blocks everything of its kind is a warning naming the file and line; the
+/// file is still good and the exit status stays 0.
+#[test]
+fn check_warns_of_rules_that_match_everything() {
+    let d = TempDir::new("check-sweeping");
+    let list = d.path().join("block.list");
+    std::fs::write(&list, "192.0.2.1\n0.0.0.0/0\n::/0\ncom\n").expect("write list");
+    for args in [
+        &["check", s(&list)][..],
+        &["blocklist", "check", s(&list)][..],
+    ] {
+        let o = run(args);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {out} {}", stderr(&o));
+        for line in [2, 3, 4] {
+            assert!(
+                out.contains(&format!("{}:{line}: warning: ", list.display())),
+                "{args:?} names line {line}: {out}"
+            );
+        }
+        assert!(out.contains(&format!("{}: ok", list.display())), "{out}");
+    }
+}

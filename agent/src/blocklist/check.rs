@@ -26,6 +26,57 @@ pub struct FileCheck {
     pub path: PathBuf,
     /// Line counts and what the file compiles into on its own, or every problem.
     pub result: Result<(LineStats, CompileStats), Vec<Diagnostic>>,
+    /// Rules of a good file that match everything of their kind, in line order.
+    pub sweeping: Vec<Sweeping>,
+}
+
+/// A good rule that matches everything of its kind (`0.0.0.0/0`, `::/0`, a whole top-level
+/// domain such as `com`): valid, but on a blocklist it blocks all of it, which is rarely
+/// what was meant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sweeping {
+    /// The line.
+    pub line: u32,
+    /// What it matches.
+    pub what: &'static str,
+}
+
+impl Sweeping {
+    /// The file's sweeping rules, in line order.
+    fn of(list: &ParsedList) -> Vec<Sweeping> {
+        let v4 = list
+            .v4
+            .iter()
+            .filter(|n| n.item.len == 0)
+            .map(|n| Sweeping {
+                line: n.line,
+                what:
+                    "matches every IPv4 address (a /0): on a blocklist it blocks all IPv4 traffic",
+            });
+        let v6 = list
+            .v6
+            .iter()
+            .filter(|n| n.item.len == 0)
+            .map(|n| Sweeping {
+                line: n.line,
+                what:
+                    "matches every IPv6 address (a /0): on a blocklist it blocks all IPv6 traffic",
+            });
+        // A rule's parents are its proper suffixes: none, a single label.
+        let tld = list
+            .domains
+            .iter()
+            .filter(|d| d.item.parents.is_empty())
+            .map(|d| Sweeping {
+                line: d.line,
+                what: "is a whole top-level domain (a single label): on a blocklist it blocks \
+                       every name under it",
+            });
+        let mut all: Vec<Sweeping> = v4.chain(v6).chain(tld).collect();
+        all.sort_by_key(|w| w.line);
+        all.dedup();
+        all
+    }
 }
 
 /// Checks files without a [`super::ListSet`] or the kernel (for `blocklist check`): each file on its
@@ -45,15 +96,18 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
             .and_then(|b| {
                 ParsedList::parse(&b, &CHECK_KEY).map_err(|bad| Diagnostic::bad_lines(path, bad))
             });
+        let mut sweeping = Vec::new();
         let result = r.map(|p| {
             let alone = compile_standalone([(i as u32, &p)].into_iter());
             let stats = p.stats;
+            sweeping = Sweeping::of(&p);
             parsed.push((i as u32, p));
             (stats, alone)
         });
         checks.push(FileCheck {
             path: path.clone(),
             result,
+            sweeping,
         });
     }
     let total = compile_standalone(parsed.iter().map(|(i, p)| (*i, p)));
@@ -95,5 +149,21 @@ mod tests {
         assert_eq!(checks[1].result.as_ref().map(|r| r.1.covered).ok(), Some(0));
         assert_eq!(total.covered, 1);
         assert_eq!(total.kept(), 2);
+    }
+
+    /// `0.0.0.0/0`, `::/0`, a range over all of IPv4 and a bare top-level domain are named
+    /// by line; a /1 and a two-label name are not.
+    #[test]
+    fn rules_that_match_everything_are_named_by_line() {
+        let dir = TempDir::new("sweeping");
+        let a = dir.0.join("a.txt");
+        write(
+            &a,
+            "0.0.0.0/1\n0.0.0.0/0\nexample.com\n::/0\ncom\n0.0.0.0-255.255.255.255\n",
+        );
+        let (checks, _) = check_files(&[a]);
+        let lines: Vec<u32> = checks[0].sweeping.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [2, 4, 5, 6]);
+        assert!(checks[0].result.is_ok(), "still a good file");
     }
 }

@@ -34,7 +34,9 @@ Duplicates and entries covered by a broader one are folded.
 A file with any bad line is not applied by the agent (its last good version stays).
 
 Every bad line is printed as FILE:LINE: reason; the exit status is 1 if any file has
-a problem, 0 otherwise.";
+a problem, 0 otherwise. A good rule that matches everything of its kind (0.0.0.0/0,
+::/0, a bare top-level domain such as `com`) is printed as FILE:LINE: warning: ...,
+and changes no exit status.";
 
 /// Arguments of `xdp-audit blocklist`.
 #[derive(Debug, clap::Args)]
@@ -101,6 +103,9 @@ pub fn report(files: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool> 
                 }
             }
             Ok((lines, stats)) => {
+                for w in &c.sweeping {
+                    writeln!(out, "{path}:{}: warning: {}", w.line, w.what)?;
+                }
                 writeln!(out, "{path}: ok")?;
                 write_summary(out, Some(lines), stats)?;
             }
