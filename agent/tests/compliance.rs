@@ -254,6 +254,28 @@ fn a_damaged_segment_fails_the_chain_line_naming_it() {
     assert_eq!(line(&r, "records")["result"], "pass", "{r:#}");
 }
 
+/// A segment that cannot be read (a symbolic link loop in its place: ELOOP, even for root)
+/// fails the chain line as not checked, not as BROKEN.
+#[test]
+fn a_segment_that_cannot_be_read_fails_the_chain_line_as_not_checked() {
+    let dir = TempDir::new("compliance-unreadable");
+    let end = T0 + 4 * DAY;
+    let status = build(dir.path(), T0, end, 5);
+    let store = dir.path().join("store");
+    let bad = middle(&store);
+    let path = store.join(&bad.file);
+    std::fs::remove_file(&path).expect("remove a segment");
+    std::os::unix::fs::symlink(&path, &path).expect("a link to itself in its place");
+    let r = report(&inputs(dir.path(), end + 60_000_000_000, status));
+    let chain = line(&r, "chain");
+    assert_eq!(chain["result"], "fail", "{r:#}");
+    let why = text(&chain["why"]);
+    assert!(
+        why.contains("could not be checked") && !why.contains("BROKEN") && why.contains(&bad.file),
+        "{chain:#}"
+    );
+}
+
 #[test]
 fn retention_of_90_days_in_a_store_of_10_days_says_when_the_period_is_full() {
     let dir = TempDir::new("compliance-10-days");

@@ -322,6 +322,14 @@ fn agent_line(inputs: &Inputs) -> Line {
 fn chain_line(inputs: &Inputs, head: Option<&Head>) -> Line {
     let v = match verify::verify(&inputs.log_dir, inputs.public_key.as_ref()) {
         Ok(v) => v,
+        // A file that cannot be read proves nothing either way: not BROKEN, but no pass.
+        Err(b) if b.fault == verify::Fault::Unreadable => {
+            return Line::new(
+                "chain",
+                Verdict::Fail,
+                format!("could not be checked (no verdict): {b}"),
+            )
+        }
         Err(b) => return Line::new("chain", Verdict::Fail, format!("BROKEN: {b}")),
     };
     let what = format!(
