@@ -643,9 +643,15 @@ fn help_offers_only_what_each_command_takes() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     for cmd in ["export", "report"] {
-        assert!(!help(cmd).contains("--at "), "{cmd} refuses --at");
+        let h = help(cmd);
+        assert!(!h.contains("--at "), "{cmd} refuses --at");
+        assert!(!h.contains("--at-slack"), "{cmd} refuses --at-slack");
     }
-    assert!(help("query").contains("--at "), "query takes --at");
+    let query = help("query");
+    assert!(
+        query.contains("--at ") && query.contains("--at-slack"),
+        "{query}"
+    );
     let verify = help("verify");
     assert!(verify.contains("--ship-endpoint"), "{verify}");
     assert!(!verify.contains("--ship-multipart-bytes"), "{verify}");

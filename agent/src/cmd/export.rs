@@ -49,7 +49,7 @@ Examples:
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 // A hand-over names its window: --at is refused here, so it is not offered.
-#[command(mut_arg("at", |a| a.hide(true)))]
+#[command(mut_arg("at", |a| a.hide(true)), mut_arg("at_slack", |a| a.hide(true)))]
 pub struct ExportArgs {
     /// Where the store lives.
     #[command(flatten)]
