@@ -141,6 +141,17 @@ fn lo() -> Vec<Interface> {
     }]
 }
 
+/// A block list in `tmp` of the one rule `rule`.
+fn blocking(tmp: &TempDir, rule: &str) -> xdp_audit::blocklist::ListSpec {
+    let path = tmp.path().join("block.list");
+    std::fs::write(&path, format!("{rule}\n")).expect("write the list");
+    xdp_audit::blocklist::ListSpec {
+        path,
+        kind: ListKind::Block,
+        refuse: false,
+    }
+}
+
 /// The program's verdict on `frame`.
 fn verdict(p: &mut Program, frame: &[u8]) -> u32 {
     p.program_mut()
@@ -353,13 +364,7 @@ fn payload_copies_reach_the_sink_in_ring_order_and_make_no_record() {
 #[test]
 fn records_are_in_the_journal_file_after_each_batch_and_sweep_long_before_fsync() {
     let tmp = TempDir::new("flush");
-    let list = tmp.path().join("block.list");
-    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
-    let spec = xdp_audit::blocklist::ListSpec {
-        path: list,
-        kind: ListKind::Block,
-        refuse: false,
-    };
+    let spec = blocking(&tmp, "203.0.113.9");
     let (prog, lists) = common::prog::Prog::with_lists(1024, [spec]);
     let (mut program, maps) = prog.loaded.into_parts();
     let log = tmp.path().join("log");
@@ -545,13 +550,7 @@ fn a_million_line_reload_during_a_burst_of_new_flows_loses_no_start_event() {
 #[test]
 fn a_stop_writes_the_last_flood_summaries_and_a_status_that_counts_them() {
     let tmp = TempDir::new("floodstop");
-    let list = tmp.path().join("block.list");
-    std::fs::write(&list, "203.0.113.9\n").expect("write the list");
-    let spec = xdp_audit::blocklist::ListSpec {
-        path: list,
-        kind: ListKind::Block,
-        refuse: false,
-    };
+    let spec = blocking(&tmp, "203.0.113.9");
     common::prog::pin_to_cpu0();
     let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
     // One drop record per rule and CPU a window: the rest is summarised.

@@ -24,7 +24,7 @@ pub fn flood(e: &mut Encoder, f: &FloodStatus, top: usize) {
         f.recorded,
     );
     e.counter(
-        "flood_summary_records_total",
+        "flood_summarised_records_total",
         "Summarised records written: one per rule and window that dropped packets past the budget.",
         f.summary_records,
     );
