@@ -305,6 +305,31 @@ fn query_and_export_past_an_unreadable_journal_answer_and_exit_3() {
         err.contains(s(&journal)) && err.contains("export written INCOMPLETE"),
         "export names the journal and says the file is incomplete: {err}"
     );
+
+    let window = [
+        "--log-dir",
+        s(d.path()),
+        "--since",
+        "2023-11-01T00:00:00Z",
+        "--until",
+        "2023-12-01T00:00:00Z",
+    ];
+    let o = run(&[&["report", "--format", "json"][..], &window].concat());
+    assert_eq!(o.status.code(), Some(3), "report: {}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("the report is written, as JSON");
+    assert_eq!(json["records"]["unreadable_journals"], 1, "{json}");
+    assert_eq!(
+        json["records"]["total"], records,
+        "what could be read is counted"
+    );
+    let o = run(&[&["report", "--format", "md"][..], &window].concat());
+    assert_eq!(o.status.code(), Some(3));
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        md.contains("INCOMPLETE: 1 live journal"),
+        "the title page says so: {md}"
+    );
 }
 
 // ---- verify ----

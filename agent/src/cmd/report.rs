@@ -121,6 +121,14 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
             outln!("{}  {}", a.sha256, path.display())?;
         }
     }
+    // An incomplete answer must not look complete: as `query` and `export`, exit 3.
+    if report.records.unreadable_journals > 0 {
+        tracing::warn!(
+            journals = report.records.unreadable_journals,
+            "the report is INCOMPLETE: live journals could not be read (named above); its title page says so"
+        );
+        return Ok(ExitCode::from(3));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

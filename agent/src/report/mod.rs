@@ -98,6 +98,9 @@ pub struct Records {
     pub shown: Vec<FlowRecord>,
     /// The full set, if attached.
     pub attachment: Option<Attachment>,
+    /// Live journals that could not be read: their records are missing, so the report is
+    /// incomplete (each is named in a warning on stderr; `report` exits 3).
+    pub unreadable_journals: u64,
 }
 
 /// One manifest entry that covers the window: a sealed (or merged) segment holding records
@@ -333,6 +336,7 @@ pub fn build(
             total: stats.matched,
             shown: counted.shown,
             attachment: None,
+            unreadable_journals: stats.journals_unreadable as u64,
         },
         chain: Chain {
             entries: covering,
