@@ -283,20 +283,20 @@ fn query_and_export_past_an_unreadable_journal_answer_and_exit_3() {
     let o = run(&["query", "--log-dir", s(d.path()), "--count"]);
     assert_eq!(o.status.code(), Some(3), "query --count: {}", stderr(&o));
 
-    let out = d.path().join("case.csv");
-    let o = run(&[
-        "export",
+    let window = [
         "--log-dir",
         s(d.path()),
         "--since",
         "2023-11-01T00:00:00Z",
         "--until",
         "2023-12-01T00:00:00Z",
-        "--format",
-        "csv",
-        "--out",
-        s(&out),
-    ]);
+    ];
+    let out = d.path().join("case.csv");
+    let o = run(&[
+        &["export", "--format", "csv", "--out", s(&out)][..],
+        &window,
+    ]
+    .concat());
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "export: {err}");
     let written = std::fs::read_to_string(&out).expect("the export is written");
@@ -306,14 +306,6 @@ fn query_and_export_past_an_unreadable_journal_answer_and_exit_3() {
         "export names the journal and says the file is incomplete: {err}"
     );
 
-    let window = [
-        "--log-dir",
-        s(d.path()),
-        "--since",
-        "2023-11-01T00:00:00Z",
-        "--until",
-        "2023-12-01T00:00:00Z",
-    ];
     let o = run(&[&["report", "--format", "json"][..], &window].concat());
     assert_eq!(o.status.code(), Some(3), "report: {}", stderr(&o));
     let json: serde_json::Value =

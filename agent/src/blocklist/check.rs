@@ -44,24 +44,16 @@ pub struct Sweeping {
 impl Sweeping {
     /// The file's sweeping rules, in line order.
     fn of(list: &ParsedList) -> Vec<Sweeping> {
-        let v4 = list
-            .v4
-            .iter()
-            .filter(|n| n.item.len == 0)
-            .map(|n| Sweeping {
-                line: n.line,
-                what:
-                    "matches every IPv4 address (a /0): on a blocklist it blocks all IPv4 traffic",
-            });
-        let v6 = list
-            .v6
-            .iter()
-            .filter(|n| n.item.len == 0)
-            .map(|n| Sweeping {
-                line: n.line,
-                what:
-                    "matches every IPv6 address (a /0): on a blocklist it blocks all IPv6 traffic",
-            });
+        const ALL_V4: &str =
+            "matches every IPv4 address (a /0): on a blocklist it blocks all IPv4 traffic";
+        const ALL_V6: &str =
+            "matches every IPv6 address (a /0): on a blocklist it blocks all IPv6 traffic";
+        let v4 = list.v4.iter().map(|n| (n.line, n.item.len, ALL_V4));
+        let v6 = list.v6.iter().map(|n| (n.line, n.item.len, ALL_V6));
+        let nets = v4
+            .chain(v6)
+            .filter(|&(_, len, _)| len == 0)
+            .map(|(line, _, what)| Sweeping { line, what });
         // A rule's parents are its proper suffixes: none, a single label.
         let tld = list
             .domains
@@ -72,7 +64,7 @@ impl Sweeping {
                 what: "is a whole top-level domain (a single label): on a blocklist it blocks \
                        every name under it",
             });
-        let mut all: Vec<Sweeping> = v4.chain(v6).chain(tld).collect();
+        let mut all: Vec<Sweeping> = nets.chain(tld).collect();
         all.sort_by_key(|w| w.line);
         all.dedup();
         all
