@@ -171,14 +171,16 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     };
     if let L4::At(l4_off) | L4::FirstFragment(l4_off) = l4 {
         if let Err(reason) = parse_l4(ctx, l4_off, &mut pkt) {
-            if !matches!(l4, L4::FirstFragment(_)) {
-                return Err(reason);
+            // A transport header cut short is no reason to let the packet by unjudged: a
+            // gateway forwards it on its addresses, and a first fragment too short for it
+            // (RFC 1858's tiny fragment) is delivered once reassembled. It is judged and
+            // counted with the ports it carries (a TCP header's are read first: a first
+            // fragment holds at least 8 bytes, so port rules judge it), else ports 0, as
+            // later fragments are.
+            if l4_off + 4 > pkt.ip_end {
+                pkt.key.port_a = 0;
+                pkt.key.port_b = 0;
             }
-            // A first fragment too short for its transport header (RFC 1858's tiny
-            // fragment) is still delivered once reassembled. Its ports are there (a first
-            // fragment holds at least 8 bytes), so port rules judge it; without them it
-            // would pass a blocked port. Another protocol's joins its later fragments' flow
-            // (ports 0).
             pkt.outcome = reason;
             pkt.l4_off = 0;
         }
@@ -265,8 +267,17 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
             pkt.outcome = Counter::SkipIpv6ExtChainTooLong;
             return Ok(L4::Absent);
         }
+        // A header cut short ends the walk as a long chain does: a router forwards the
+        // packet on its addresses all the same.
+        let cut = |pkt: &mut Packet, next: u8| {
+            pkt.key.proto = next;
+            pkt.outcome = Counter::SkipTruncatedIpv6Ext;
+            L4::Absent
+        };
         let len = if next == IPPROTO_FRAGMENT {
-            let e = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
+            let Some(e) = Header::<8>::at(ctx, off) else {
+                return Ok(cut(pkt, next));
+            };
             next = e.get::<_, 0>();
             let frag = be16(e.get::<u16, 2>());
             if frag >> 3 != 0 {
@@ -278,7 +289,9 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
             first_fragment = frag & 1 != 0;
             8
         } else {
-            let e = Header::<2>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6Ext)?;
+            let Some(e) = Header::<2>::at(ctx, off) else {
+                return Ok(cut(pkt, next));
+            };
             let units = e.get::<u8, 1>() as usize;
             let len = if next == IPPROTO_AH {
                 (units + 2) * 4

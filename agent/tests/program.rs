@@ -218,7 +218,8 @@ fn ipv4_options_fragments_and_bad_headers() {
     );
 
     // An IP packet with no room for its UDP header, padded to Ethernet's minimum: the
-    // padding is no header (the host drops the packet), so it is counted in no flow.
+    // padding is no header, so the packet is counted in a port-0 flow of its addresses (a
+    // gateway forwards it on them).
     let mut padded = Spec::udp4(v4(10, 0, 3, 1), 7001, v4(10, 0, 3, 2), 7002).build();
     padded.truncate(14 + 20);
     padded[16..18].copy_from_slice(&20u16.to_be_bytes());
@@ -227,6 +228,17 @@ fn ipv4_options_fragments_and_bad_headers() {
         &padded,
         Counter::SkipTruncatedL4,
         "a UDP header in the padding",
+    );
+    let padded_flow: Vec<_> = p
+        .flows()
+        .into_iter()
+        .filter(|(k, _)| k.proto == 17 && k.addr_b[0] == u32::from_ne_bytes(v4(10, 0, 3, 2)))
+        .map(|(k, v)| ((k.port_a, k.port_b), v.packets))
+        .collect();
+    assert_eq!(
+        padded_flow,
+        [((0, 0), [1, 0])],
+        "no ports read from the padding"
     );
 
     let mut frame = Spec::tcp4(v4(10, 0, 0, 1), 1, v4(10, 0, 0, 2), 2, 0).build();

@@ -317,6 +317,46 @@ fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() 
     assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 1);
     chain.addrs = Addrs::V6(v6(2), v6(0x67));
     assert_eq!(lab.run(&chain.build()), PASS, "to another address");
+
+    // Whole packets whose transport header is cut short within the IP packet: a gateway
+    // forwards them on their addresses, so they are judged by them (they passed unjudged).
+    let mut four = Spec::tcp4(v4(198, 51, 100, 2), 40003, v4(203, 0, 113, 9), 80, tcp::SYN).build();
+    four.truncate(14 + 20 + 4); // the ports alone
+    four[16..18].copy_from_slice(&24u16.to_be_bytes());
+    assert_eq!(lab.run(&four), DROP, "IPv4 TCP with 4 bytes of header");
+    let mut udp = Spec::udp4(v4(198, 51, 100, 2), 5000, v4(203, 0, 113, 9), 53).build();
+    udp.truncate(14 + 20 + 3);
+    udp[16..18].copy_from_slice(&23u16.to_be_bytes());
+    assert_eq!(lab.run(&udp), DROP, "IPv4 UDP with 3 bytes of header");
+    let v6_tcp = Spec::new(
+        Addrs::V6(v6(2), v6(0x66)),
+        L4::Tcp {
+            sport: 5000,
+            dport: 80,
+            flags: tcp::SYN,
+        },
+    );
+    let mut empty = v6_tcp.build();
+    empty.truncate(14 + 40);
+    empty[18..20].copy_from_slice(&0u16.to_be_bytes()); // payload length 0
+    assert_eq!(lab.run(&empty), DROP, "IPv6, next header TCP, no payload");
+    let mut dstopts = v6_tcp.clone();
+    dstopts.ipv6_ext = vec![(60, 8)];
+    let mut cut = dstopts.build();
+    cut.truncate(14 + 40 + 1); // inside the destination-options header
+    cut[18..20].copy_from_slice(&1u16.to_be_bytes());
+    assert_eq!(lab.run(&cut), DROP, "IPv6 cut inside an extension header");
+    // The port rule still judges a TCP header cut after its ports.
+    let mut to_22 = Spec::tcp4(v4(198, 51, 100, 2), 40004, v4(198, 18, 0, 7), 22, tcp::SYN).build();
+    to_22.truncate(14 + 20 + 4);
+    to_22[16..18].copy_from_slice(&24u16.to_be_bytes());
+    assert_eq!(lab.run(&to_22), DROP, "a cut TCP header to a blocked port");
+    let mut to_23 = Spec::tcp4(v4(198, 51, 100, 2), 40005, v4(198, 18, 0, 7), 23, tcp::SYN).build();
+    to_23.truncate(14 + 20 + 4);
+    to_23[16..18].copy_from_slice(&24u16.to_be_bytes());
+    assert_eq!(lab.run(&to_23), PASS, "and passes one to another port");
+    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 8);
+    assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 2);
 }
 
 /// An ACK from 203.0.113.9:443 to a client's port `port`: a new flow each port.
