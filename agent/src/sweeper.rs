@@ -56,6 +56,9 @@ struct Tracked {
     /// its start event went to that agent, so when it is gone from the table (ended or
     /// evicted while no agent ran) nothing is left to write.
     adopted: bool,
+    /// The rule its first drop's event named: a flow whose queries a name drops keeps a pass
+    /// verdict (no rule) in its entry, and its later records' drops are that rule's.
+    drop_rule: Option<u32>,
 }
 
 impl Tracked {
@@ -397,7 +400,8 @@ impl Sweeper {
                 &latest,
                 &t.reported,
                 EndReason::Evicted,
-                None,
+                t.drop_rule
+                    .filter(|_| agent_common::rules::rule_id(latest.rule) == agent_common::NO_RULE),
                 names,
             ),
             None => sink.flow_ended(key),
@@ -438,6 +442,7 @@ impl Sweeper {
                 let (at, _) = self.track(key, value.first_seen_ns, sink, names);
                 let tracked = &mut self.open[at];
                 tracked.saw(&value);
+                tracked.drop_rule = Some(rule);
                 let reported = tracked.reported;
                 let reason = if value.flags & agent_common::flow_flags::REFUSED != 0 {
                     EndReason::Refused
@@ -498,7 +503,13 @@ impl Sweeper {
             }
         }
         // The program's rule values may carry the list's refusal bit.
-        let rule = agent_common::rules::rule_id(rule.unwrap_or(v.rule));
+        let mut rule = agent_common::rules::rule_id(rule.unwrap_or(v.rule));
+        if rule == agent_common::NO_RULE && record.dropped != 0 {
+            // Drops of a flow whose verdict passes are by name: its first drop named the rule.
+            if let Some(r) = self.open.get(key).and_then(|t| t.drop_rule) {
+                rule = agent_common::rules::rule_id(r);
+            }
+        }
         if rule != agent_common::NO_RULE {
             let mut text = std::mem::take(&mut self.spare.1);
             text.clear();

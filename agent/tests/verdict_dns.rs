@@ -407,3 +407,34 @@ fn every_load_keys_domain_hashes_its_own_way() {
     .expect("load");
     assert_eq!(loaded.lists.domain_key().expect("read back"), ka);
 }
+
+/// A resolver that asks again for a blocked name from the same port (dig does, three tries):
+/// the flow's later record carries the drops past the first, and names the domain rule as
+/// the first drop's record does (it named none: the flow's own verdict is a pass).
+#[test]
+fn every_record_of_a_flow_whose_queries_a_name_drops_names_its_rule() {
+    use common::sweep::{sweeper, Memory, S};
+    use xdp_audit::clock::WallClock;
+    use xdp_audit::sweeper::Timeouts;
+    let mut lab = Lab::new("dnsrule", "example.com\n", "");
+    let query = dns_query(&wire("www.example.com"));
+    let t = Timeouts::default();
+    let mut s = sweeper(t);
+    let mut sink = Memory::default();
+    for _ in 0..3 {
+        assert_eq!(lab.run(&query), DROP, "a blocked name");
+    }
+    for ev in lab.events() {
+        s.on_event(ev, &mut sink, &());
+    }
+    let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+    s.sweep(lab.loaded.flow_table(), &mut sink, &(), idle)
+        .expect("sweep");
+    let drops: Vec<(u64, Option<String>)> =
+        sink.0.iter().map(|r| (r.dropped, r.rule.clone())).collect();
+    assert_eq!(drops.iter().map(|d| d.0).sum::<u64>(), 3, "{drops:?}");
+    assert!(
+        drops.len() == 2 && drops[0].1.is_some() && drops[1].1 == drops[0].1,
+        "the first drop's record and the flow's end, both naming the rule: {drops:?}"
+    );
+}
