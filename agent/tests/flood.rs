@@ -207,6 +207,69 @@ fn a_zero_budget_records_every_blocked_flow() {
     );
 }
 
+/// An agent killed after its take moved the window on and before it wrote the summaries of
+/// the window that ended leaves them in the slots: the next agent (a second handle on the
+/// same maps, as adopting the pins gives) writes them first, and only once: written slots are
+/// cleared. The old code lost that window's summaries.
+#[test]
+fn summaries_taken_but_not_written_by_a_killed_agent_are_written_by_the_next_once() {
+    let flood = budget(1, 1000);
+    let mut lab = Lab::new(
+        "left",
+        "203.0.113.7
+",
+        flood,
+    );
+    let target = v4(203, 0, 113, 7);
+    for i in 0..41 {
+        assert_eq!(lab.syn(source(i), target, 0), DROP);
+    }
+    // A clean round first: its slots are cleared once written.
+    assert_eq!(lab.take_counts(), vec![(1, 40)]);
+    lab.prog
+        .loaded
+        .flood
+        .forget_taken()
+        .expect("clear the written slots");
+    let next = |lab: &Lab| lab.prog.loaded.flood.reopen(flood).expect("reopen");
+    assert_eq!(
+        next(&lab).take_left().expect("left").len(),
+        0,
+        "nothing left after a write"
+    );
+
+    // The killed round: 30 summarised packets taken, never written.
+    for i in 0..31 {
+        assert_eq!(lab.syn(source(100 + i), target, 0), DROP);
+    }
+    assert_eq!(lab.take_counts(), vec![(1, 30)]);
+    // Meanwhile the program goes on in the next window.
+    for i in 0..6 {
+        assert_eq!(lab.syn(source(200 + i), target, 0), DROP);
+    }
+    let mut agent = next(&lab);
+    let left: Vec<(u64, u64)> = agent
+        .take_left()
+        .expect("left")
+        .iter()
+        .map(|f| (f.recorded, f.packets))
+        .collect();
+    assert_eq!(left, vec![(1, 30)], "the killed agent's window");
+    agent.forget_taken().expect("clear the written slots");
+    assert_eq!(
+        next(&lab).take_left().expect("left").len(),
+        0,
+        "written once, not again by a third agent"
+    );
+    let now: Vec<(u64, u64)> = agent
+        .take()
+        .expect("take")
+        .iter()
+        .map(|f| (f.recorded, f.packets))
+        .collect();
+    assert_eq!(now, vec![(1, 5)], "the window in progress is untouched");
+}
+
 /// The agent moves the window while the program summarises a flood on another CPU: every
 /// summarised packet is in some take. The program read the window twice in one run, and a
 /// run that saw it move between the reads took a slot of the new window's half before that

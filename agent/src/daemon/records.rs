@@ -76,6 +76,7 @@ pub(crate) fn spawn(
         .name("xdp-audit-records".into())
         .spawn(move || {
             records.write_retired();
+            records.write_left_flood();
             while let Some(msg) = rx.recv_blocking() {
                 records.handle(msg, rx.counters());
                 records.unpin_retired();
@@ -169,6 +170,7 @@ impl Records {
         // The flows the sweep took out of the table are in the journal file before the
         // status snapshot counts their records (and before the ledger forgets them).
         self.sweeper.settle(self.sink.as_mut());
+        self.forget_flood();
         if let Err(e) = self.sink.tick() {
             error!(error = %e, "audit store upkeep failed");
         }
@@ -177,14 +179,40 @@ impl Records {
     /// Writes the summaries of the flood window that ended (and starts the next).
     fn take_flood(&mut self) {
         if let Some(flood) = &mut self.flood {
-            match flood.take() {
-                Ok(taken) => {
-                    let names = self.rules.as_ref();
-                    self.sweeper.summarise(&taken, self.sink.as_mut(), names);
-                    self.flood_status.add(&taken, |id| rule_text(names, id));
-                }
-                Err(e) => error!(error = %e, "taking the flood summaries failed"),
+            let taken = flood.take();
+            self.summarise(taken);
+        }
+    }
+
+    /// Writes the summaries an agent killed between its take and their write left in the
+    /// pinned program's maps, before anything else of the flood maps is read.
+    fn write_left_flood(&mut self) {
+        if let Some(flood) = &mut self.flood {
+            let left = flood.take_left();
+            if left.as_ref().is_ok_and(|l| !l.is_empty()) {
+                warn!("writing the flood summaries of the previous agent's last window, taken but not written when it stopped");
             }
+            self.summarise(left);
+            self.sweeper.settle(self.sink.as_mut());
+            self.forget_flood();
+        }
+    }
+
+    fn summarise(&mut self, taken: std::io::Result<Vec<crate::sweeper::flood::RuleFlood>>) {
+        match taken {
+            Ok(taken) => {
+                let names = self.rules.as_ref();
+                self.sweeper.summarise(&taken, self.sink.as_mut(), names);
+                self.flood_status.add(&taken, |id| rule_text(names, id));
+            }
+            Err(e) => error!(error = %e, "taking the flood summaries failed"),
+        }
+    }
+
+    /// Clears the slots of the flood window whose summaries were just handed to the kernel.
+    fn forget_flood(&mut self) {
+        if let Some(Err(e)) = self.flood.as_mut().map(FloodMaps::forget_taken) {
+            error!(error = %e, "clearing the written flood summaries failed; a kill now would have the next agent write them again");
         }
     }
 
@@ -277,6 +305,7 @@ impl Records {
         // What was written goes to the file and the ledger follows, even if the walk failed
         // part way.
         self.sweeper.settle(sink);
+        self.forget_flood();
         written.map_err(DaemonError::Flush)?;
         // `status` of a stopped agent shows what it wrote to the end.
         self.write_status(pipeline);

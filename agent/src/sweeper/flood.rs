@@ -15,7 +15,7 @@ use agent_common::flood::{
     first_slot, stamp, FloodConfig, FloodTotal, FloodValue, SKETCH_REGISTERS, SLOTS, TOP_SOURCES,
 };
 use agent_common::{names, rules::RuleId, FlowKey};
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::WallClock;
@@ -194,11 +194,22 @@ pub fn merge(rule: RuleId, per_cpu: &[FloodValue]) -> RuleFlood {
 const GRACE: Duration = Duration::from_millis(1);
 
 /// The program's flood maps.
+///
+/// A window's slots are cleared once its summaries are written ([`FloodMaps::forget_taken`]),
+/// so slots of the window before the current one that still carry its stamp were taken by an
+/// agent killed before it wrote them: the next agent writes them first
+/// ([`FloodMaps::take_left`]). A kill between the write and the clear (microseconds) has
+/// them written twice.
 pub struct FloodMaps {
     slots: PerCpuArray<MapData, FloodValue>,
     total: PerCpuArray<MapData, FloodTotal>,
     config: Array<MapData, FloodConfig>,
     window: u64,
+    /// The window before the one in progress at the start, whose slots may hold summaries
+    /// an earlier agent took but never wrote.
+    left: Option<u64>,
+    /// The window last read and how many slots of its half, to clear once written.
+    taken: Option<(u64, u32)>,
 }
 
 impl FloodMaps {
@@ -228,13 +239,44 @@ impl FloodMaps {
             total,
             config,
             window,
+            left: window.checked_sub(1),
+            taken: None,
         })
+    }
+
+    /// A second handle on the same maps, as the next agent adopting the pins opens them.
+    pub fn reopen(&self, budget: FloodBudget) -> io::Result<Self> {
+        use aya::maps::IterableMap;
+        fn dup<M: IterableMap<u32, V>, V>(m: &M) -> io::Result<MapData> {
+            let fd = m.map().fd().as_fd().try_clone_to_owned()?;
+            MapData::from_fd(fd).map_err(io::Error::other)
+        }
+        use std::os::fd::AsFd;
+        FloodMaps::new(
+            dup(&self.slots)?,
+            dup(&self.total)?,
+            dup(&self.config)?,
+            budget,
+        )
+    }
+
+    /// The summaries of the window before the one in progress at the start that an agent
+    /// killed between its take and their write left (none after a clean stop, or when the
+    /// program is new); call once, before the first [`FloodMaps::take`], then
+    /// [`FloodMaps::forget_taken`] once they are written.
+    pub fn take_left(&mut self) -> io::Result<Vec<RuleFlood>> {
+        match self.left.take() {
+            Some(w) => self.read(w),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Starts the next window and takes every rule's summary of the one that ended. The
     /// program writes the other half of the slots meanwhile, so nothing counted is lost (a
     /// slot is cleared by the program when its half comes round again, two windows on).
     pub fn take(&mut self) -> io::Result<Vec<RuleFlood>> {
+        // The slots of the window before the one that ended are the program's next half.
+        self.left = None;
         let ended = self.window;
         self.window = ended.wrapping_add(1);
         let mut c = self
@@ -246,6 +288,12 @@ impl FloodMaps {
             .set(0, c, 0)
             .map_err(|e| io::Error::other(format!("writing map {}: {e}", names::FLOOD_CONFIG)))?;
         std::thread::sleep(GRACE);
+        self.read(ended)
+    }
+
+    /// Every rule's summary in the slots of window `ended`, which the program no longer
+    /// writes; remembered for [`FloodMaps::forget_taken`].
+    fn read(&mut self, ended: u64) -> io::Result<Vec<RuleFlood>> {
         let read = |what: &str, e: aya::maps::MapError| {
             io::Error::other(format!("reading map {what}: {e}"))
         };
@@ -272,10 +320,33 @@ impl FloodMaps {
                 by_rule.entry(v.rule).or_default().push(*v);
             }
         }
+        self.taken = Some((ended, used));
         Ok(by_rule
             .into_iter()
             .map(|(rule, values)| merge(rule, &values))
             .collect())
+    }
+
+    /// Clears the slots of the window last taken, whose summaries are written: the next
+    /// agent must not find them unwritten ([`FloodMaps::take_left`]). The program writes the
+    /// other half until the next take.
+    pub fn forget_taken(&mut self) -> io::Result<()> {
+        let Some((ended, used)) = self.taken.take() else {
+            return Ok(());
+        };
+        if (ended ^ self.window) & 1 == 0 {
+            return Ok(()); // the program's half now (never after a take or take_left)
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        for i in 0..used {
+            let zero = PerCpuValues::try_from(vec![FloodValue::zeroed(); cpus])?;
+            self.slots
+                .set(first_slot(ended) + i, zero, 0)
+                .map_err(|e| {
+                    io::Error::other(format!("clearing map {}: {e}", names::FLOOD_SLOTS))
+                })?;
+        }
+        Ok(())
     }
 }
 
