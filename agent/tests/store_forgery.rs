@@ -54,7 +54,7 @@ fn write_chain(dir: &Path, bodies: Vec<Body>, head: impl FnOnce(u64, &str) -> He
         text.push('\n');
     }
     let last = text.lines().count() as u64 - 1;
-    text += &serde_json::json!({ "head": head(last, &prev) }).to_string();
+    text += &manifest::head_line(&head(last, &prev));
     text.push('\n');
     let path = dir.join(manifest::MANIFEST);
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

@@ -385,6 +385,14 @@ struct HeadLine {
     head: Head,
 }
 
+/// The head line exactly as the writer puts it into [`MANIFEST`] (no newline): `verify`
+/// holds a head line to it, since a field name or a hex digit's case changed would read as
+/// the same head.
+pub fn head_line(head: &Head) -> String {
+    // Serialising plain strings and numbers cannot fail.
+    serde_json::to_string(&HeadLine { head: head.clone() }).unwrap_or_default()
+}
+
 /// Parses `manifest.jsonl` text into entries and the head line (no chain check: that is
 /// [`crate::store::verify`]). A head line anywhere but last is an error.
 pub fn parse_with_head(
@@ -729,13 +737,7 @@ impl Manifest {
             serde_json::to_writer(&mut text, e).map_err(encode_err)?;
             text.push(b'\n');
         }
-        serde_json::to_writer(
-            &mut text,
-            &HeadLine {
-                head: self.head_for(&entry),
-            },
-        )
-        .map_err(encode_err)?;
+        text.extend_from_slice(head_line(&self.head_for(&entry)).as_bytes());
         text.push(b'\n');
         write_atomic(&self.dir, MANIFEST, &text).map_err(|source| ManifestError::Io {
             path: self.dir.join(MANIFEST),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
-use super::fsutil::{sha256_file, utf8_text, InputError};
+use super::fsutil::{sha256_file, unhex, utf8_text, InputError};
 use super::hold;
 use super::journal::{self, JournalError};
 use super::manifest::{self, check_signature, AnchorInfo, Body, Head, SegmentInfo, GENESIS};
@@ -116,8 +116,62 @@ impl Verified {
     }
 }
 
+/// How many times a failure is checked again when the store changed under the check.
+const RECHECKS: usize = 3;
+
 /// Verifies the store in `dir`; with `key`, the head must carry a valid signature by it.
+///
+/// The writer may seal, merge or prune while the check reads (it takes no lock): a check
+/// that read the manifest before a change and the files after it would find a segment the
+/// chain does not list, or miss one it does. So a failure is checked again whenever the store
+/// changed during the check (a file came or went, or a file other than a journal changed),
+/// up to [`RECHECKS`] times; a failure of a store that held still is the verdict.
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
+    let mut result;
+    let mut tries = 0;
+    loop {
+        let before = shape(dir);
+        result = verify_once(dir, key);
+        if result.is_ok() || tries == RECHECKS || before.is_none() || shape(dir) == before {
+            return result;
+        }
+        tracing::debug!(dir = %dir.display(), "the store changed during its verification: checking again");
+        tries += 1;
+    }
+}
+
+/// A directory entry as [`shape`] compares it: name, inode, size, modification time (s, ns).
+type FileShape = (std::ffi::OsString, u64, u64, i64, i64);
+
+/// What a writer's change to the store alters: every name in `dir` with its inode, and the
+/// size and modification time of each but the live journals (which grow as records come).
+/// None when the directory cannot be listed.
+fn shape(dir: &Path) -> Option<Vec<FileShape>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).ok()? {
+        let e = e.ok()?;
+        let name = e.file_name();
+        let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+            out.push((name, 0, 0, 0, 0)); // gone while listed: a change all the same
+            continue;
+        };
+        let journal = name
+            .to_str()
+            .and_then(journal::file::journal_id_of)
+            .is_some();
+        out.push(if journal {
+            (name, m.ino(), 0, 0, 0)
+        } else {
+            (name, m.ino(), m.len(), m.mtime(), m.mtime_nsec())
+        });
+    }
+    out.sort_unstable();
+    Some(out)
+}
+
+/// One verification of the store as it is read ([`verify`]).
+fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
     let mpath = dir.join(manifest::MANIFEST);
     let broken = |file: &Path, reason: String| Broken {
         file: file.to_owned(),
@@ -317,7 +371,8 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
         .map(|s| s.journal_id)
         .collect();
     check_journals(dir, &sealed, &mut out)?;
-    check_head(&mpath, head, entries.last(), key, &mut out)?;
+    let head_text = text.lines().rev().find(|l| !l.trim().is_empty());
+    check_head(&mpath, head, head_text, entries.last(), key, &mut out)?;
     Ok(out)
 }
 
@@ -534,6 +589,7 @@ fn check_merge(merged: &SegmentInfo, inputs: &[&SegmentInfo]) -> Result<(), Stri
 fn check_head(
     hpath: &Path,
     head: Option<Head>,
+    line: Option<&str>,
     last: Option<&manifest::Entry>,
     key: Option<&VerifyingKey>,
     out: &mut Verified,
@@ -558,9 +614,39 @@ fn check_head(
             head.seq, head.hash, last.seq, last.hash
         )));
     }
-    if let Some(k) = key {
-        check_signature(&head, k).map_err(broken)?;
-        out.signature_checked = true;
+    // The head is not in the chain's hashes: it must be the very line the writer puts there
+    // (lowercase hex), or a changed field name or digit's case would read as the same head.
+    let lower_hex = |v: &Option<String>| {
+        v.as_deref()
+            .is_none_or(|x| x.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    };
+    if line != Some(manifest::head_line(&head).as_str())
+        || !lower_hex(&head.public_key)
+        || !lower_hex(&head.signature)
+    {
+        return Err(broken(
+            "the head line is not as the agent writes it: it was changed".into(),
+        ));
+    }
+    match key {
+        Some(k) => {
+            check_signature(&head, k).map_err(broken)?;
+            out.signature_checked = true;
+        }
+        // Without the operator's key a forged head cannot be told, but a damaged one can:
+        // its signature must verify under the key it names.
+        None => {
+            if let Some(named) = &head.public_key {
+                let named = unhex::<32>(named)
+                    .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+                    .ok_or_else(|| broken("the head names a public key that is not one".into()))?;
+                check_signature(&head, &named).map_err(|e| {
+                    broken(format!(
+                        "{e} (checked against the key the head names: give --public-key to check the signer)"
+                    ))
+                })?;
+            }
+        }
     }
     out.head = head.hash;
     Ok(())
