@@ -322,6 +322,27 @@ fn query_and_export_past_an_unreadable_journal_answer_and_exit_3() {
         md.contains("INCOMPLETE: 1 live journal"),
         "the title page says so: {md}"
     );
+
+    // The access trail says so too: each of the five answers lacked the journal's records.
+    let scan = xdp_audit::store::oplog::scan(d.path()).expect("scan the operator log");
+    let marked: Vec<(String, Option<u64>)> = scan
+        .lines
+        .iter()
+        .filter_map(|l| match &l.entry.body {
+            xdp_audit::store::oplog::OpBody::Access(a) => {
+                Some((a.command.clone(), a.unreadable_journals))
+            }
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<(String, Option<u64>)> = ["query", "query", "export", "report", "report"]
+        .iter()
+        .map(|c| (c.to_string(), Some(1)))
+        .collect();
+    assert_eq!(
+        marked, expected,
+        "every access line marks the answer incomplete"
+    );
 }
 
 // ---- verify ----

@@ -109,6 +109,7 @@ fn each_query_and_export_appends_one_line_with_its_filter_and_rows() {
             sha256: None,
             out: None,
             error: None,
+            unreadable_journals: None,
         }
     );
 

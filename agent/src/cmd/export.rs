@@ -189,7 +189,8 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // A failed export read records too: it is recorded with its error (and no file, which
     // `ExportFile` removes). A failure to record only warns (see `access::record`).
     let access = match &written {
-        Ok((stats, digest)) => AccessInfo::export(&filter, stats.matched, digest, &args.out),
+        Ok((stats, digest)) => AccessInfo::export(&filter, stats.matched, digest, &args.out)
+            .unreadable(stats.journals_unreadable as u64),
         Err(e) => AccessInfo::new("export", access::filter_text(&filter)).failed(&format!("{e:#}")),
     };
     access::record(&args.dir.log_dir, access);

@@ -103,6 +103,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let access = match &made {
         Ok((report, digest, _)) => {
             AccessInfo::report(&filter, report.records.total, digest, args.out.as_deref())
+                .unreadable(report.records.unreadable_journals)
         }
         Err(e) => AccessInfo::new("report", filter_text(&filter)).failed(&format!("{e:#}")),
     };

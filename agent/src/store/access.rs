@@ -88,11 +88,20 @@ impl AccessInfo {
         self
     }
 
+    /// With the number of live journals that could not be read (the answer lacks their
+    /// records); nothing when there were none.
+    pub fn unreadable(mut self, journals: u64) -> Self {
+        self.unreadable_journals = (journals > 0).then_some(journals);
+        self
+    }
+
     /// A `query` run: the rows it returned, or why it failed.
     pub fn query<E: Display>(filter: &Filter, result: &Result<ScanStats, E>) -> Self {
         let a = Self::new("query", filter_text(filter));
         match result {
-            Ok(stats) => a.rows(stats.matched),
+            Ok(stats) => a
+                .rows(stats.matched)
+                .unreadable(stats.journals_unreadable as u64),
             Err(e) => a.failed(e),
         }
     }

@@ -136,6 +136,11 @@ pub struct AccessInfo {
     pub out: Option<String>,
     /// Why the command failed, if it did.
     pub error: Option<String>,
+    /// Live journals that could not be read: their records are missing from an answer that
+    /// is otherwise complete (absent when none was; lines written before it had no such
+    /// field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable_journals: Option<u64>,
 }
 
 /// A legal hold: segments with records in `[since_ns, until_ns)` are kept past retention
