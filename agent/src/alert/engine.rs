@@ -368,6 +368,19 @@ impl Engine {
                 let hold = self.chain_hold_ns;
                 self.touch(AlertId::ChainBroken, file(&f), || text, 1, hold, now, out);
             }
+            Event::StoreUnreadable { file: f, reason } => {
+                let text = format!("the store could not be verified: {f}: {reason}");
+                let hold = self.chain_hold_ns;
+                self.touch(
+                    AlertId::StoreUnreadable,
+                    file(&f),
+                    || text,
+                    1,
+                    hold,
+                    now,
+                    out,
+                );
+            }
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");
                 let subject = SubjectRef::default();
@@ -676,6 +689,26 @@ mod tests {
             [(AlertId::ChainBroken, AlertState::Raised)],
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn an_unreadable_store_file_raises_its_own_alert_not_a_broken_chain() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let unreadable = || Event::StoreUnreadable {
+            file: "/var/lib/xdp-audit/seg-1.parquet".into(),
+            reason: "Input/output error".into(),
+        };
+        e.event(unreadable(), 0, &mut out);
+        e.tick(3600 * S, &mut out);
+        e.event(unreadable(), 3600 * S, &mut out);
+        assert_eq!(
+            ids(&out),
+            [(AlertId::StoreUnreadable, AlertState::Raised)],
+            "{out:?}"
+        );
+        assert_eq!(out[0].severity, crate::alert::Severity::Warning);
+        assert!(out[0].text.contains("could not be verified"), "{out:?}");
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub enum AlertId {
     /// The store's hash chain does not verify.
     #[serde(rename = "XA-CHAIN-BROKEN")]
     ChainBroken,
+    /// The store's verification could not read a file (no permission, an I/O error):
+    /// nothing is proved either way, and it is not taken for a broken chain.
+    #[serde(rename = "XA-STORE-UNREADABLE")]
+    StoreUnreadable,
     /// The kernel clock is not synchronised (adjtimex `STA_UNSYNC`).
     #[serde(rename = "XA-CLOCK-UNSYNC")]
     ClockUnsync,
@@ -100,7 +104,7 @@ pub enum AlertId {
 
 impl AlertId {
     /// Every id, in the README's order.
-    pub const ALL: [AlertId; 13] = [
+    pub const ALL: [AlertId; 14] = [
         AlertId::BlockFirst,
         AlertId::BlockBurst,
         AlertId::RingLoss,
@@ -110,6 +114,7 @@ impl AlertId {
         AlertId::StoreRefused,
         AlertId::ListRejected,
         AlertId::ChainBroken,
+        AlertId::StoreUnreadable,
         AlertId::ClockUnsync,
         AlertId::AgentCrashed,
         AlertId::ShipFailing,
@@ -128,6 +133,7 @@ impl AlertId {
             AlertId::StoreRefused => "XA-STORE-REFUSED",
             AlertId::ListRejected => "XA-LIST-REJECTED",
             AlertId::ChainBroken => "XA-CHAIN-BROKEN",
+            AlertId::StoreUnreadable => "XA-STORE-UNREADABLE",
             AlertId::ClockUnsync => "XA-CLOCK-UNSYNC",
             AlertId::AgentCrashed => "XA-AGENT-CRASHED",
             AlertId::ShipFailing => "XA-SHIP-FAILING",
@@ -149,6 +155,7 @@ impl AlertId {
             AlertId::BlockBurst
             | AlertId::FlowTableFull
             | AlertId::ListRejected
+            | AlertId::StoreUnreadable
             | AlertId::ClockUnsync
             | AlertId::AgentCrashed
             | AlertId::ShipFailing
@@ -236,6 +243,13 @@ pub enum Event {
     /// `verify` of the store failed.
     ChainBroken {
         /// The file at fault.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// `verify` of the store could not read a file.
+    StoreUnreadable {
+        /// The file.
         file: String,
         /// Why.
         reason: String,
