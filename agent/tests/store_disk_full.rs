@@ -290,3 +290,64 @@ fn a_compaction_that_meets_a_full_disk_fails_no_day_and_merges_once_space_return
         canon(all)
     );
 }
+
+/// Bytes free on the filesystem of `path`.
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is NUL-terminated.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0, "statvfs");
+    s.f_bavail * s.f_frsize
+}
+
+/// A compaction whose merged segment fits but whose manifest entry does not (the disk fills
+/// between the two) leaves no unlisted file behind: tried at every page of free space around
+/// the merged segment's size. The old code left the merged file unlisted at the chain's next
+/// position; the next seal took that position and `verify` failed for good.
+#[test]
+fn a_compaction_whose_manifest_entry_meets_a_full_disk_leaves_no_unlisted_segment() {
+    use xdp_audit::store::compact;
+    use xdp_audit::store::manifest::Manifest;
+    let fs = Tmpfs::mount("4m");
+    let dir = fs.path().join("log");
+    let start = T0.div_euclid(DAY) * DAY + HOUR;
+    let clock = FakeClock::new(start);
+    fill(&dir, &clock, start, 3, 0.5, 11, true);
+    let inputs: u64 = live(&dir).iter().map(|s| s.size).sum();
+    let later = start + 2 * DAY;
+    let filler = fs.path().join("filler");
+    let page = 4096;
+    let mut merged = false;
+    let mut tried = 0;
+    // From well under the inputs' size (the merged file is a little smaller) up.
+    let mut room = (inputs / 2) / page * page;
+    while !merged && room < inputs + 64 * page {
+        let _ = std::fs::remove_file(&filler);
+        let free = free_bytes(fs.path());
+        if free > room {
+            std::fs::write(&filler, vec![0u8; (free - room) as usize]).expect("fill");
+        }
+        let mut manifest = Manifest::load(&dir, None).expect("load the manifest");
+        match compact::run(&dir, &mut manifest, later, compact::DEFAULT_MAX_ROWS) {
+            Ok(n) => merged = n == 1,
+            Err(e) => assert!(e.is_disk_full(), "room {room}: {e}"),
+        }
+        tried += 1;
+        let listed: std::collections::HashSet<String> =
+            live(&dir).into_iter().map(|s| s.file).collect();
+        let unlisted: Vec<String> = std::fs::read_dir(&dir)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("seg-") && !listed.contains(n))
+            .collect();
+        assert!(
+            merged || unlisted.is_empty(),
+            "room {room}: a failed compaction left {unlisted:?}"
+        );
+        room += page;
+    }
+    std::fs::remove_file(&filler).ok();
+    assert!(merged && tried > 2, "merged after {tried} tries");
+    verify(&dir, None).unwrap_or_else(|b| panic!("verify after the full disk: {b}"));
+}

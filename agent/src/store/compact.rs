@@ -264,7 +264,7 @@ pub fn merge(
         seal::next_seq(manifest)?,
         Layout::COMPACTED,
     )?;
-    manifest.append(Body::Compact(CompactInfo {
+    let appended = manifest.append(Body::Compact(CompactInfo {
         at_ns: now_ns,
         files: inputs
             .iter()
@@ -274,7 +274,13 @@ pub fn merge(
             })
             .collect(),
         segment: info.clone(),
-    }))?;
+    }));
+    if let Err(e) = appended {
+        // Left unlisted at the next position, the merged file would be taken by the next
+        // entry (a seal) and `verify` would fail for good; the inputs are all still listed.
+        seal::discard_unlisted(dir, &info.file);
+        return Err(e.into());
+    }
     tracing::info!(
         file = %dir.join(&info.file).display(),
         inputs = inputs.len(),

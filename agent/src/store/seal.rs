@@ -193,7 +193,7 @@ pub fn write_segment(
 /// good. Kept when the manifest on disk lists it all the same (the manifest's rename went
 /// through and a later step failed) or cannot be read (then it is not known): as before, the
 /// journal's next seal writes the same file again.
-fn discard_unlisted(dir: &Path, file: &str) {
+pub(super) fn discard_unlisted(dir: &Path, file: &str) {
     let listed = match read_entries(dir) {
         Ok(entries) => entries
             .iter()
