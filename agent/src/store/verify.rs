@@ -123,16 +123,17 @@ const RECHECKS: usize = 3;
 ///
 /// The writer may seal, merge or prune while the check reads (it takes no lock): a check
 /// that read the manifest before a change and the files after it would find a segment the
-/// chain does not list, or miss one it does. So a failure is checked again whenever the store
-/// changed during the check (a file came or went, or a file other than a journal changed),
-/// up to [`RECHECKS`] times; a failure of a store that held still is the verdict.
+/// chain does not list, or miss one it does. Such a file is accepted when the manifest, read
+/// again, extends the chain with the entry that explains it; and the whole check is run again
+/// whenever the store changed during it (a file came or went, or a file other than a journal
+/// changed), up to [`RECHECKS`] times, so the verdict is one of a store that held still.
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
     let mut result;
     let mut tries = 0;
     loop {
         let before = shape(dir);
         result = verify_once(dir, key);
-        if result.is_ok() || tries == RECHECKS || before.is_none() || shape(dir) == before {
+        if tries == RECHECKS || before.is_none() || shape(dir) == before {
             return result;
         }
         tracing::debug!(dir = %dir.display(), "the store changed during its verification: checking again");
@@ -282,10 +283,17 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if extended(dir, &entries).is_some_and(|now| {
+                    now[entries.len()..]
+                        .iter()
+                        .any(|e| e.body.removed().iter().any(|f| f.file == s.file))
+                }) {
+                    continue; // pruned or merged while this check read
+                }
                 return Err(broken(
                     &path,
                     format!("missing: listed by entry {} but deleted", e.seq),
-                ))
+                ));
             }
             Err(err) => return Err(unreadable(&path, &err)),
         };
@@ -341,6 +349,15 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
                     continue;
                 }
                 None => {}
+            }
+            // Sealed or merged while this check read (listed now), or being written now.
+            if extended(dir, &entries).is_some_and(|now| {
+                now[entries.len()..]
+                    .iter()
+                    .any(|e| e.body.added().is_some_and(|s| s.file == n))
+                    || interrupted_write(dir, &n, now.len() as u64).is_some()
+            }) {
+                continue;
             }
             return Err(broken(
                 &dir.join(&n),
@@ -544,6 +561,15 @@ pub(crate) fn segments_without_manifest(dir: &Path) -> bool {
                 })
         })
         .unwrap_or(false)
+}
+
+/// The manifest's entries read again, when they extend the chain this check verified
+/// (`verified` is their start, entry for entry): the writer sealed, merged or pruned while
+/// the check read. [`verify`] checks again once the store holds still.
+fn extended(dir: &Path, verified: &[manifest::Entry]) -> Option<Vec<manifest::Entry>> {
+    let now = manifest::read_entries(dir).ok()?;
+    (now.len() >= verified.len() && now.iter().zip(verified).all(|(a, b)| a.hash == b.hash))
+        .then_some(now)
 }
 
 /// Whether an unlisted segment is what a crash in the middle of a seal or a compaction left.
