@@ -345,6 +345,29 @@ fn query_and_export_past_an_unreadable_journal_answer_and_exit_3() {
     );
 }
 
+/// A live journal with a damaged stretch in its middle (valid frames after it): the answer
+/// lacks that stretch's records, so it is incomplete as for an unreadable journal (exit 3,
+/// the journal named); it exited 0 and passed for complete.
+#[test]
+fn query_past_a_damaged_stretch_of_a_live_journal_exits_3() {
+    let d = TempDir::new("q-damaged");
+    let clock = xdp_audit::store::FakeClock::new(store_common::T0);
+    store_common::fill(d.path(), &clock, store_common::T0, 2, 0.05, 41, false);
+    let journal = std::fs::read_dir(d.path())
+        .expect("list")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "wal"))
+        .expect("a live journal");
+    let mut bytes = std::fs::read(&journal).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 40].fill(0xff);
+    std::fs::write(&journal, &bytes).expect("write");
+    let o = run(&["query", "--log-dir", s(d.path()), "--count"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "query --count: {err}");
+    assert!(err.contains(s(&journal)), "the journal is named: {err}");
+}
+
 // ---- verify ----
 
 #[test]

@@ -201,7 +201,7 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(
             records = stats.matched,
             file = %args.out.display(),
-            "export written INCOMPLETE: {} live journals could not be read (each named above), \
+            "export written INCOMPLETE: {} live journals could not be read whole (each named above), \
              the file lacks their records (exit status {})",
             stats.journals_unreadable,
             super::EXIT_INCOMPLETE

@@ -151,7 +151,7 @@ fn done(result: Result<ScanStats, QueryError>, dir: &std::path::Path) -> anyhow:
     );
     if stats.journals_unreadable > 0 {
         tracing::warn!(
-            "{} live journals could not be read (each named above): the answer lacks their \
+            "{} live journals could not be read whole (each named above): the answer lacks their \
              records (exit status {})",
             stats.journals_unreadable,
             super::EXIT_INCOMPLETE

@@ -126,7 +126,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     if report.records.unreadable_journals > 0 {
         tracing::warn!(
             journals = report.records.unreadable_journals,
-            "the report is INCOMPLETE: live journals could not be read (named above); its title page says so"
+            "the report is INCOMPLETE: live journals could not be read whole (named above); its title page says so"
         );
         return Ok(ExitCode::from(3));
     }

@@ -97,7 +97,7 @@ pub fn title_facts(r: &Report) -> Vec<Fact> {
     if missing > 0 {
         // First, where an inspector reads first.
         let text = format!(
-            "INCOMPLETE: {missing} live journal(s) of the store could not be read; the records \
+            "INCOMPLETE: {missing} live journal(s) of the store could not be read whole; the records \
              in them are missing from this report (`xdp-audit verify` names them)"
         );
         facts.insert(0, fact("incomplete", "Completeness", text));

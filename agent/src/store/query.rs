@@ -68,8 +68,9 @@ pub struct ScanStats {
     pub rows_scanned: u64,
     /// Journals read.
     pub journals: usize,
-    /// Live journals that could not be read at all (unreadable, or not a file): their
-    /// records are not in the answer, and each is named in a warning.
+    /// Live journals that could not be read whole (unreadable, not a file, or with a damaged
+    /// stretch): their records, or the damaged stretch's, are not in the answer, and each is
+    /// named in a warning.
     pub journals_unreadable: usize,
     /// Records emitted.
     pub matched: u64,
@@ -529,8 +530,11 @@ fn run(
             }
         };
         // A torn tail is a write the agent is making or a crash cut short; a stretch with
-        // valid frames after it is damage, and its records are not in this answer.
+        // valid frames after it is damage, and its records are not in this answer, which is
+        // then incomplete as for an unreadable journal.
+        let mut damaged = false;
         for s in scan.frames.damaged() {
+            damaged = true;
             tracing::warn!(
                 journal = %path.display(),
                 offset = s.offset,
@@ -541,6 +545,7 @@ fn run(
                  in this answer (the agent quarantines it when it seals the journal)"
             );
         }
+        stats.journals_unreadable += usize::from(damaged);
         stats.journals += 1;
         stats.rows_scanned += scan.records.len() as u64;
         let mut recs: Vec<&FlowRecord> =
