@@ -105,6 +105,10 @@ pub mod empty {
     /// judged. Clear (no domain blocked, or a program no agent gave lists yet), it passes,
     /// counted.
     pub const DOMAINS_BLOCKED: u32 = 2;
+    /// The blocklist holds a port rule. With it or [`DOMAINS_BLOCKED`], an IPv6 packet whose
+    /// transport header lies past the parser's walk (its ports and any DNS name unread) is
+    /// dropped unless an allow rule passes it.
+    pub const PORTS_BLOCKED: u32 = 4;
 
     /// The map value of `generation` (its low 32 bits) with `empty` bits.
     #[inline(always)]

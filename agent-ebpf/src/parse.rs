@@ -205,6 +205,16 @@ pub fn is_vlan(ethertype: u16) -> bool {
     matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_OLD)
 }
 
+/// Whether `proto` is an IPv6 extension header's number: a flow's protocol is one only when
+/// its transport header lies past the walk (a longer chain, or one cut short).
+#[inline(always)]
+pub(crate) fn is_ipv6_ext(proto: u8) -> bool {
+    matches!(
+        proto,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+    )
+}
+
 /// Fills the IPv4 fields; returns where the transport header is.
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Counter> {
@@ -255,11 +265,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
     let mut n = 0;
     let mut first_fragment = false;
     while n <= MAX_IPV6_EXT_HEADERS {
-        let is_ext = matches!(
-            next,
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
-        );
-        if !is_ext {
+        if !is_ipv6_ext(next) {
             break;
         }
         if n == MAX_IPV6_EXT_HEADERS {

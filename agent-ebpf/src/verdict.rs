@@ -202,6 +202,15 @@ fn judge(key: &FlowKey, empty: u32) -> u64 {
     }
     match lookup(key, addr, port, false) {
         Some(rule) => packed(verdict::DROP, rule),
+        // An IPv6 packet whose transport header lies past the walk could carry a blocked
+        // port, or a DNS name no rule judged: while the blocklist holds either, it is
+        // dropped (as a name the walk cannot read is); an allow rule passed it above.
+        None if key.family == family::V6
+            && crate::parse::is_ipv6_ext(key.proto)
+            && empty & (empty::PORTS_BLOCKED | empty::DOMAINS_BLOCKED) != 0 =>
+        {
+            packed(verdict::DROP, NO_RULE)
+        }
         None => packed(verdict::PASS, NO_RULE),
     }
 }

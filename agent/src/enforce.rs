@@ -238,6 +238,12 @@ impl KindMaps {
             && self.ports.keys().next().is_none()
     }
 
+    /// Whether the port table holds nothing (an unreadable table counts as holding
+    /// something).
+    fn holds_no_port(&self) -> bool {
+        self.ports.keys().next().is_none()
+    }
+
     /// Whether the domain table holds nothing (an unreadable table counts as holding
     /// something).
     fn holds_no_domain(&self) -> bool {
@@ -456,7 +462,7 @@ impl ListMaps {
 
     /// Publishes `generation` with the [`empty`] bits of what the tables hold now (marked
     /// only after the removals that emptied them), which the program skips, and whether a
-    /// domain is blocked.
+    /// domain or a port is blocked.
     pub fn publish(&mut self, generation: u64) -> Result<(), EnforceError> {
         let mut marked = 0;
         if self.allow.holds_no_address() {
@@ -464,6 +470,9 @@ impl ListMaps {
         }
         if !self.block.holds_no_domain() {
             marked |= empty::DOMAINS_BLOCKED;
+        }
+        if !self.block.holds_no_port() {
+            marked |= empty::PORTS_BLOCKED;
         }
         self.generation
             .set(0, empty::pack(generation, marked), 0)

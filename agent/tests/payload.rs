@@ -352,6 +352,9 @@ fn both_programs_keep_the_verifiers_budget_free() {
     // address (692,717 -> 802,802): 15% stays free. 870,000 since the flood budget reads its
     // window once per run and a blocked SYN whose entry vanished keeps its drop (844,151 ->
     // 863,618, both races that lost records or passed blocked packets): 13% stays free.
+    // 880,000 since IPv6 packets whose ports lie past the walk are dropped while port or
+    // domain rules are loaded (846,069 after cut-short headers were judged -> 876,076; the
+    // check in the list chain's subprogram is walked at each call site): 12% stays free.
     let mut p = Prog::load(1 << 16);
     let main = p
         .loaded
@@ -374,7 +377,7 @@ fn both_programs_keep_the_verifiers_budget_free() {
             .expect("the kernel reports verified instructions (5.16 or later)");
         eprintln!("the verifier walked {verified} instructions of the {what}");
         assert!(
-            verified < 870_000,
+            verified < 880_000,
             "the verifier walked {verified} instructions of the {what}: move work out of it"
         );
     }

@@ -315,8 +315,35 @@ fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() 
     assert_eq!(lab.counter(Counter::SkipTruncatedL4), 3);
     assert_eq!(lab.counter(Counter::SkipIpv6ExtChainTooLong), 1);
     assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 1);
+    // To an unblocked address, its ports unread: dropped while a port (or domain) rule is
+    // loaded, since it could carry a blocked port (a SYN to port 22 behind seven headers
+    // reached its server); passed where no such rule is, or an allow rule passes it.
     chain.addrs = Addrs::V6(v6(2), v6(0x67));
-    assert_eq!(lab.run(&chain.build()), PASS, "to another address");
+    chain.l4 = L4::Tcp {
+        sport: 5000,
+        dport: 22,
+        flags: tcp::SYN,
+    };
+    assert_eq!(
+        lab.run(&chain.build()),
+        DROP,
+        "to another address, port rules loaded"
+    );
+    let mut open = Lab::new(
+        "unparsed-open",
+        "2001:db8::66
+",
+        "",
+    );
+    assert_eq!(open.run(&chain.build()), PASS, "no port or domain rule");
+    let mut allowed = Lab::new(
+        "unparsed-allow",
+        "port tcp 22
+",
+        "2001:db8::67
+",
+    );
+    assert_eq!(allowed.run(&chain.build()), PASS, "an allow rule passes it");
 
     // Whole packets whose transport header is cut short within the IP packet: a gateway
     // forwards them on their addresses, so they are judged by them (they passed unjudged).
