@@ -59,6 +59,14 @@ pub trait RecordSink: Send {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Whether accepting `record` would first write what the sink buffers (a journal that
+    /// rotates for a new hour or its size, a buffer at its bound): the records stage settles
+    /// before such a record, so its ledger follows every record written
+    /// (`Sweeper::settle`); written ahead of it, a kill would have the next agent write them
+    /// again. The default says no; a stage forwards it to the sink it wraps.
+    fn writes_before(&self, _record: &FlowRecord) -> bool {
+        false
+    }
     /// Fsyncs if the sink's fsync interval has passed. The records stage calls it after a
     /// [`RecordSink::flush`] and the ledger's update that follows it: a sink writes nothing
     /// to its file between flushes, so no fsync (milliseconds) sits between records reaching
@@ -116,6 +124,9 @@ impl RecordSink for Box<dyn RecordSink> {
     }
     fn sync_due(&mut self) -> Result<(), SinkError> {
         (**self).sync_due()
+    }
+    fn writes_before(&self, record: &FlowRecord) -> bool {
+        (**self).writes_before(record)
     }
     fn flow_ended(&mut self, key: &agent_common::FlowKey) {
         (**self).flow_ended(key)

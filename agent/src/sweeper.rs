@@ -525,6 +525,11 @@ impl Sweeper {
 
     /// Hands `record` to the sink; a refusal is counted and logged (rate-limited).
     fn emit(&mut self, sink: &mut dyn RecordSink, record: &FlowRecord) {
+        if self.unsettled > 0 && sink.writes_before(record) {
+            // The sink would write what it holds before this record (a journal's rotation):
+            // the ledger follows that write first.
+            self.settle(sink);
+        }
         self.unsettled += 1;
         match sink.write(record) {
             Ok(()) => self.stats.records += 1,

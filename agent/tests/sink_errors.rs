@@ -112,3 +112,74 @@ fn records_the_store_drops_are_counted_as_sink_errors() {
         sweeper.stats
     );
 }
+
+/// A sink that logs the calls the sweeper makes, in front of the store.
+struct Order {
+    inner: Store,
+    /// `flush`, or `write` with whether the store would write its buffer first.
+    calls: Vec<(&'static str, bool)>,
+}
+
+impl xdp_audit::sink::RecordSink for Order {
+    fn write(
+        &mut self,
+        r: &xdp_audit::record::FlowRecord,
+    ) -> Result<(), xdp_audit::sink::SinkError> {
+        let ahead = self.inner.writes_before(r);
+        self.calls.push(("write", ahead));
+        self.inner.write(r)
+    }
+    fn sync(&mut self) -> Result<(), xdp_audit::sink::SinkError> {
+        self.inner.sync()
+    }
+    fn flush(&mut self) -> Result<(), xdp_audit::sink::SinkError> {
+        self.calls.push(("flush", false));
+        xdp_audit::sink::RecordSink::flush(&mut self.inner)
+    }
+    fn writes_before(&self, r: &xdp_audit::record::FlowRecord) -> bool {
+        self.inner.writes_before(r)
+    }
+}
+
+/// The first record of a new hour rotates the journal, which writes the records buffered
+/// before it: the sweeper settles first (its ledger follows that write), so no record reaches
+/// the file ahead of the ledger, where a kill would have the next agent write it again.
+#[test]
+fn the_sweeper_settles_before_a_record_that_rotates_the_journal() {
+    use xdp_audit::sink::RecordSink as _;
+    const HOUR: u64 = 3_600_000_000_000;
+    let dir = TempDir::new("settle-rotate");
+    let clock = FakeClock::new(T0);
+    let store = Store::open_with_clock(StoreConfig::new(dir.path()), Box::new(clock.clone()))
+        .expect("open the store");
+    let mut sink = Order {
+        inner: store,
+        calls: Vec::new(),
+    };
+    let mut sweeper = Sweeper::new(
+        Timeouts::default(),
+        Timeline::fixed(WallClock::from_offset(T0)),
+        HashMap::new(),
+    );
+    for i in 1..=50 {
+        sweeper.on_event(first_drop(i), &mut sink, &());
+    }
+    let Event::FlowDrop(key, mut value, rule) = first_drop(51) else {
+        unreachable!()
+    };
+    value.first_seen_ns += HOUR;
+    value.last_seen_ns += HOUR;
+    clock.advance(HOUR as i64);
+    sweeper.on_event(Event::FlowDrop(key, value, rule), &mut sink, &());
+    assert!(
+        !sink.calls.contains(&("write", true)),
+        "no write made the store write its buffer ahead of the ledger: {:?}",
+        sink.calls
+    );
+    assert_eq!(
+        sink.calls[sink.calls.len() - 2..],
+        [("flush", false), ("write", false)],
+        "the sweeper settled right before the record that rotates the journal"
+    );
+    assert!(sink.sync().is_ok());
+}

@@ -222,6 +222,10 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
         self.inner.sync_due()
     }
 
+    fn writes_before(&self, record: &FlowRecord) -> bool {
+        self.inner.writes_before(record)
+    }
+
     fn flow_ended(&mut self, key: &agent_common::FlowKey) {
         self.inner.flow_ended(key)
     }

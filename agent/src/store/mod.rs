@@ -483,6 +483,13 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `r` starts a new journal: a new hour, or the journal is full.
+    fn rotates_for(&self, r: &FlowRecord) -> bool {
+        self.journal_hour
+            .is_some_and(|h| hour_of(r.time_start_ns) > h)
+            || self.journal.size() >= self.cfg.segment_max_bytes
+    }
+
     /// Accepts a record, rotating first when it starts a new hour or the journal is full.
     pub fn append(&mut self, r: &FlowRecord) {
         self.append_framed(r, None);
@@ -494,9 +501,7 @@ impl Store {
     fn append_framed(&mut self, r: &FlowRecord, copy: Option<&mut Vec<u8>>) {
         let now = self.clock.now_ns();
         let hour = hour_of(r.time_start_ns);
-        if self.journal_hour.is_some_and(|h| hour > h)
-            || self.journal.size() >= self.cfg.segment_max_bytes
-        {
+        if self.rotates_for(r) {
             self.rotate(now);
         }
         if self.degraded.is_some() && self.journal.pending_records() >= self.cfg.buffer_records {
@@ -623,6 +628,18 @@ impl RecordSink for Store {
     /// Copies the frame the journal holds (one encoding for both).
     fn write_framed(&mut self, record: &FlowRecord, frame: &mut Vec<u8>) -> Result<(), SinkError> {
         self.write_to(record, Some(frame))
+    }
+
+    /// A rotation writes the buffered frames into the old journal, and so does the append
+    /// that brings the buffer to its write size or half its bound; while the disk refuses
+    /// writes nothing is written ahead.
+    fn writes_before(&self, record: &FlowRecord) -> bool {
+        self.degraded.is_none()
+            && self.journal.pending_records() > 0
+            && (self.rotates_for(record)
+                || self.journal.pending_bytes() + journal::FRAME_HEADER_LEN + journal::MAX_PAYLOAD
+                    >= WRITE_CHUNK
+                || self.journal.pending_records() + 1 >= self.cfg.buffer_records / 2)
     }
 
     /// Fsyncs. While the disk refuses writes this returns `Ok` and the records stay buffered

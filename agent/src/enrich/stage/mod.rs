@@ -673,6 +673,10 @@ impl RecordSink for EnrichStage {
         self.inner.sync_due()
     }
 
+    fn writes_before(&self, record: &FlowRecord) -> bool {
+        self.inner.writes_before(record)
+    }
+
     /// The flow's state goes as at its last record (its first drop's attribution, a name
     /// search still waiting), then the sinks after this stage learn of it.
     fn flow_ended(&mut self, key: &FlowKey) {
