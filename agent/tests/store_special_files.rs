@@ -297,6 +297,46 @@ fn a_fifo_in_place_of_a_quarantine_file_does_not_hang_the_open() {
     assert!(want.exists(), "the FIFO is left in place");
 }
 
+/// A FIFO at the temporary name the next seal writes its segment under: the seal is refused
+/// at once, naming it (the writer's open blocked forever on it), and the journal stays.
+#[test]
+fn a_fifo_at_the_next_segments_temporary_name_does_not_hang_the_seal() {
+    let tmp = TempDir::new("fifo-tmp-seg");
+    let dir = tmp.path().to_owned();
+    let id = T0 as u64;
+    let mut g = TrafficGen::with_rate(5, T0, 20.0);
+    let recs: Vec<_> = (0..50).map(|_| g.next_record()).collect();
+    let (good, _) = journal_bytes(id, &recs);
+    let journal = dir.join(journal_name(id));
+    std::fs::write(&journal, &good).expect("write the journal");
+    let first = recs.iter().map(|r| r.time_start_ns).min().expect("records");
+    let fifo = dir.join(format!(
+        "{}{}",
+        fsutil::TMP_PREFIX,
+        xdp_audit::store::seal::segment_name(0, first)
+    ));
+    mkfifo(&fifo);
+    let d = dir.clone();
+    let opened = within("a seal with a FIFO at its temporary name", move || {
+        Store::open_with_clock(config(&d), Box::new(FakeClock::new(T0 + HOUR)))
+            .map(|s| s.status().sealed)
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = &opened {
+        assert_names(e, &fifo, "");
+    }
+    assert!(fifo.exists(), "the FIFO is left in place");
+    assert_ne!(
+        opened,
+        Ok(1),
+        "sealed past the FIFO: it was not at the seal's name"
+    );
+    assert!(
+        journal.exists(),
+        "the journal's records are kept: {opened:?}"
+    );
+}
+
 /// A segment file that is a FIFO: opening it is refused at once, naming it; as the unlisted
 /// segment of an interrupted compaction it neither hangs the store's open nor is deleted
 /// (it is not a segment the store wrote); hashing it is refused too.

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::columns::{Columns, ColumnsError};
-use super::fsutil::{open_read, sha256_file, sync_dir, TMP_PREFIX};
+use super::fsutil::{create_temporary, open_read, sha256_file, sync_dir, TMP_PREFIX};
 use super::journal::{self, JournalError};
 use super::manifest::{read_entries, Body, Manifest, ManifestError, SegmentInfo};
 use super::segment::{self, Layout, SegmentError};
@@ -91,7 +91,9 @@ pub fn is_segment_name(name: &str) -> bool {
     name.starts_with("seg-") && name.ends_with(".parquet")
 }
 
-fn segment_name(seq: u64, time_min_ns: i64) -> String {
+/// The name of the segment at chain position `seq` whose first record starts at `time_min_ns`
+/// (written first under [`TMP_PREFIX`] and this name).
+pub fn segment_name(seq: u64, time_min_ns: i64) -> String {
     let stamp = jiff::Timestamp::from_nanosecond(i128::from(time_min_ns))
         .map(|t| t.strftime("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_else(|_| "out-of-range".into());
@@ -254,6 +256,13 @@ pub fn write_file(
             cause: source,
         })?;
     let written = (|| {
+        // Made (or truncated) as a regular file first: another kind of file left at the name
+        // (a FIFO would block the writer's open forever) is refused, naming it.
+        create_temporary(&tmp).map_err(|cause| SealError::Io {
+            path: tmp.clone(),
+            op: "create",
+            cause,
+        })?;
         let size = segment::write(&tmp, &rows, journal_id, layout)?;
         let hash_err = |source| SealError::Io {
             path: tmp.clone(),
@@ -277,7 +286,11 @@ pub fn write_file(
     let (size, sha256, footer_sha256) = match written {
         Ok(v) => v,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            // Only the regular file this seal wrote: another kind of file at the name is
+            // not the store's (as at open, it is left in place).
+            if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) {
+                let _ = std::fs::remove_file(&tmp);
+            }
             return Err(e);
         }
     };
