@@ -11,7 +11,7 @@ use common::*;
 use xdp_audit::store::journal::QUARANTINE_DIR;
 use xdp_audit::store::manifest::{
     self, entry_hash, generate_keypair, Body, Entry, Head, Manifest, PruneInfo, RemovedFile,
-    GENESIS,
+    SegmentInfo, GENESIS,
 };
 use xdp_audit::store::retention;
 use xdp_audit::store::verify::verify;
@@ -405,19 +405,16 @@ fn a_changed_entry_time_does_not_get_its_segment_deleted_at_open() {
     );
 }
 
-/// A file a prune removed but a crash left is deleted only if it holds the bytes the chain
-/// recorded; other bytes go into quarantine.
-#[test]
-fn a_removed_segment_with_other_bytes_is_quarantined_not_deleted() {
-    let (dir, _) = pristine(false);
-    let live = live(dir.path());
-    let (a, b) = (&live[0], &live[1]);
-    let mut m = Manifest::load(dir.path(), None).expect("load");
-    // The prune entry of a pass that crashed before its deletions.
+/// The prune entry of a pass that crashed before its deletions, removing the first two live
+/// segments of `dir`: the manifest, and the two.
+fn crashed_prune(dir: &Path) -> (Manifest, SegmentInfo, SegmentInfo) {
+    let live = live(dir);
+    let (a, b) = (live[0].clone(), live[1].clone());
+    let mut m = Manifest::load(dir, None).expect("load");
     m.append(Body::Prune(PruneInfo {
         at_ns: T0 + 200 * DAY,
         retention_days: 180,
-        files: [a, b]
+        files: [&a, &b]
             .iter()
             .map(|s| RemovedFile {
                 file: s.file.clone(),
@@ -426,6 +423,15 @@ fn a_removed_segment_with_other_bytes_is_quarantined_not_deleted() {
             .collect(),
     }))
     .expect("append");
+    (m, a, b)
+}
+
+/// A file a prune removed but a crash left is deleted only if it holds the bytes the chain
+/// recorded; other bytes go into quarantine.
+#[test]
+fn a_removed_segment_with_other_bytes_is_quarantined_not_deleted() {
+    let (dir, _) = pristine(false);
+    let (m, a, b) = crashed_prune(dir.path());
     let pa = dir.path().join(&a.file);
     let mut bytes = std::fs::read(&pa).expect("read");
     let mid = bytes.len() / 2;
@@ -489,21 +495,7 @@ fn every_bit_flip_in_a_signed_head_line_is_caught() {
 #[test]
 fn a_directory_at_a_removed_segments_name_does_not_stop_the_store() {
     let (dir, _) = pristine(false);
-    let live = live(dir.path());
-    let (a, b) = (&live[0], &live[1]);
-    let mut m = Manifest::load(dir.path(), None).expect("load");
-    m.append(Body::Prune(PruneInfo {
-        at_ns: T0 + 200 * DAY,
-        retention_days: 180,
-        files: [a, b]
-            .iter()
-            .map(|s| RemovedFile {
-                file: s.file.clone(),
-                sha256: s.sha256.clone(),
-            })
-            .collect(),
-    }))
-    .expect("append");
+    let (_, a, b) = crashed_prune(dir.path());
     let pa = dir.path().join(&a.file);
     std::fs::remove_file(&pa).expect("remove");
     std::fs::create_dir(&pa).expect("a directory in its place");

@@ -198,6 +198,7 @@ impl Records {
         }
     }
 
+    /// Writes the summary records of what a take read and adds them to `status`.
     fn summarise(&mut self, taken: std::io::Result<Vec<crate::sweeper::flood::RuleFlood>>) {
         match taken {
             Ok(taken) => {

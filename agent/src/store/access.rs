@@ -88,7 +88,7 @@ impl AccessInfo {
         self
     }
 
-    /// With the number of live journals that could not be read (the answer lacks their
+    /// With the number of live journals that could not be read whole (the answer lacks their
     /// records); nothing when there were none.
     pub fn unreadable(mut self, journals: u64) -> Self {
         self.unreadable_journals = (journals > 0).then_some(journals);
