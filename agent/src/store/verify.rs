@@ -125,8 +125,9 @@ const RECHECKS: usize = 3;
 /// that read the manifest before a change and the files after it would find a segment the
 /// chain does not list, or miss one it does. Such a file is accepted when the manifest, read
 /// again, extends the chain with the entry that explains it; and the whole check is run again
-/// whenever the store changed during it (a file came or went, or a file other than a journal
-/// changed), up to [`RECHECKS`] times, so the verdict is one of a store that held still.
+/// whenever the chain's files changed during it ([`shape`]: a segment or journal came or
+/// went, a segment or the manifest changed), up to [`RECHECKS`] times, so the verdict is one
+/// of a store that held still.
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
     let mut result;
     let mut tries = 0;
@@ -144,23 +145,26 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken
 /// A directory entry as [`shape`] compares it: name, inode, size, modification time (s, ns).
 type FileShape = (std::ffi::OsString, u64, u64, i64, i64);
 
-/// What a writer's change to the store alters: every name in `dir` with its inode, and the
-/// size and modification time of each but the live journals (which grow as records come).
-/// None when the directory cannot be listed.
+/// What a seal, merge or prune alters: the segments and the manifest (name, inode, size and
+/// modification time), and which journals there are (a live one grows as records come). The
+/// files the agent rewrites every second (its status snapshot) or appends to (the logs) are
+/// left out, or a long check of a running store would always run again. None when the
+/// directory cannot be listed.
 fn shape(dir: &Path) -> Option<Vec<FileShape>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).ok()? {
         let e = e.ok()?;
         let name = e.file_name();
+        let Some(text) = name.to_str() else { continue };
+        let journal = journal::file::journal_id_of(text).is_some();
+        if !(journal || is_segment_name(text) || text == manifest::MANIFEST) {
+            continue;
+        }
         let Ok(m) = std::fs::symlink_metadata(e.path()) else {
             out.push((name, 0, 0, 0, 0)); // gone while listed: a change all the same
             continue;
         };
-        let journal = name
-            .to_str()
-            .and_then(journal::file::journal_id_of)
-            .is_some();
         out.push(if journal {
             (name, m.ino(), 0, 0, 0)
         } else {
