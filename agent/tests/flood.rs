@@ -77,10 +77,7 @@ impl Lab {
 
     /// [`Lab::take`] as (recorded, packets) per rule.
     fn take_counts(&mut self) -> Vec<(u64, u64)> {
-        self.take()
-            .iter()
-            .map(|f| (f.recorded, f.packets))
-            .collect()
+        counts(self.take())
     }
 }
 
@@ -88,6 +85,11 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Summaries as (recorded, packets) per rule.
+fn counts(taken: Vec<RuleFlood>) -> Vec<(u64, u64)> {
+    taken.iter().map(|f| (f.recorded, f.packets)).collect()
 }
 
 fn source(i: u32) -> [u8; 4] {
@@ -248,12 +250,7 @@ fn summaries_taken_but_not_written_by_a_killed_agent_are_written_by_the_next_onc
         assert_eq!(lab.syn(source(200 + i), target, 0), DROP);
     }
     let mut agent = next(&lab);
-    let left: Vec<(u64, u64)> = agent
-        .take_left()
-        .expect("left")
-        .iter()
-        .map(|f| (f.recorded, f.packets))
-        .collect();
+    let left = counts(agent.take_left().expect("left"));
     assert_eq!(left, vec![(1, 30)], "the killed agent's window");
     agent.forget_taken().expect("clear the written slots");
     assert_eq!(
@@ -261,12 +258,7 @@ fn summaries_taken_but_not_written_by_a_killed_agent_are_written_by_the_next_onc
         0,
         "written once, not again by a third agent"
     );
-    let now: Vec<(u64, u64)> = agent
-        .take()
-        .expect("take")
-        .iter()
-        .map(|f| (f.recorded, f.packets))
-        .collect();
+    let now = counts(agent.take().expect("take"));
     assert_eq!(now, vec![(1, 5)], "the window in progress is untouched");
 }
 

@@ -483,6 +483,14 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the buffered frames, with `records` and `bytes` more, are due to be written:
+    /// at the write size, or at half the memory bound, so a disk that refuses writes is
+    /// found with room left to hold records.
+    fn buffer_due(&self, records: usize, bytes: usize) -> bool {
+        self.journal.pending_bytes() + bytes >= WRITE_CHUNK
+            || self.journal.pending_records() + records >= self.cfg.buffer_records / 2
+    }
+
     /// Whether `r` starts a new journal: a new hour, or the journal is full.
     fn rotates_for(&self, r: &FlowRecord) -> bool {
         self.journal_hour
@@ -523,11 +531,7 @@ impl Store {
         self.status.accepted += 1;
         if self.degraded.is_some() {
             self.sync_at(now);
-        } else if self.journal.pending_bytes() >= WRITE_CHUNK
-            || self.journal.pending_records() >= self.cfg.buffer_records / 2
-        {
-            // Also at half the memory bound, so a disk that refuses writes is found with
-            // room left to hold records.
+        } else if self.buffer_due(0, 0) {
             if let Err(e) = self.journal.flush() {
                 self.degrade(&e, now);
             }
@@ -637,9 +641,7 @@ impl RecordSink for Store {
         self.degraded.is_none()
             && self.journal.pending_records() > 0
             && (self.rotates_for(record)
-                || self.journal.pending_bytes() + journal::FRAME_HEADER_LEN + journal::MAX_PAYLOAD
-                    >= WRITE_CHUNK
-                || self.journal.pending_records() + 1 >= self.cfg.buffer_records / 2)
+                || self.buffer_due(1, journal::FRAME_HEADER_LEN + journal::MAX_PAYLOAD))
     }
 
     /// Fsyncs. While the disk refuses writes this returns `Ok` and the records stay buffered
