@@ -351,3 +351,56 @@ fn a_compaction_whose_manifest_entry_meets_a_full_disk_leaves_no_unlisted_segmen
     assert!(merged && tried > 2, "merged after {tried} tries");
     verify(&dir, None).unwrap_or_else(|b| panic!("verify after the full disk: {b}"));
 }
+
+/// A store opened on a disk that is already full (the agent restarted while it was): the open
+/// succeeds (the agent must start and enforce its lists), the store shows degraded and holds
+/// records in memory, and once space returns they are written behind the earlier records and
+/// the chain verifies.
+#[test]
+fn a_store_opened_on_a_full_disk_starts_degraded_and_writes_once_space_returns() {
+    let fs = Tmpfs::mount("1m");
+    let dir = fs.path().join("log");
+    let clock = FakeClock::new(T0);
+    let mut g = TrafficGen::with_rate(5, T0, 2.0);
+    let mut all = Vec::new();
+    {
+        let mut store = open(&dir, &clock);
+        for _ in 0..500 {
+            let r = g.next_record();
+            clock.set(r.time_start_ns);
+            store.append(&r);
+            all.push(r);
+        }
+        assert!(store.sync_now(), "the first run writes");
+    }
+    let filler = fs.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).expect("create the filler");
+        let chunk = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    }
+    clock.advance(1_000_000_000);
+    let mut store = Store::open_with_clock(StoreConfig::new(&dir), Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("a full disk must not stop the store from opening: {e}"));
+    for _ in 0..300 {
+        let mut r = g.next_record();
+        clock.advance(10_000_000);
+        r.time_start_ns = clock_now(&clock);
+        store.append(&r);
+        all.push(r);
+    }
+    assert!(!store.sync_now(), "nothing can be written yet");
+    let s = store.status();
+    assert!(s.degraded && s.buffered == 300 && s.dropped == 0, "{s:?}");
+    std::fs::remove_file(&filler).expect("free the disk");
+    clock.advance(2_000_000_000);
+    assert!(store.sync_now(), "writing resumes: {:?}", store.status());
+    assert_eq!(store.status().durable, 300, "{:?}", store.status());
+    assert!(store.seal_now(), "sealing after space returned");
+    drop(store);
+    verify(&dir, None).unwrap_or_else(|b| panic!("verify after a start on a full disk: {b}"));
+    assert_eq!(
+        canon(collect(&dir, &Filter::default()).expect("query")),
+        canon(all)
+    );
+}

@@ -302,6 +302,11 @@ impl JournalWriter {
     /// Creates a new, empty journal at `path` with the given id and fsyncs it. A file already
     /// there is refused, never truncated: it holds an earlier journal's records (an id given
     /// twice, as the largest id there is could be after damage).
+    ///
+    /// A full disk that takes the name but not the header's bytes (an agent started on a
+    /// full disk) is not a failure: the file is left empty, the header waits in the buffer
+    /// with the first records, and the first [`JournalWriter::flush`] once space returns
+    /// writes both. An empty journal is one recovery removes.
     pub fn create(path: &Path, id: u64) -> Result<Self, JournalError> {
         let mut file = OpenOptions::new()
             .create_new(true)
@@ -309,19 +314,28 @@ impl JournalWriter {
             .write(true)
             .open(path)
             .map_err(io(path, "create"))?;
+        let mut pending = Vec::with_capacity(1 << 16);
+        let mut written = HEADER_LEN;
         if let Err(e) = file
             .write_all(&frame::header(id))
             .and_then(|()| file.sync_all())
         {
-            let _ = std::fs::remove_file(path);
-            return Err(io(path, "write header")(e));
+            let cut = file
+                .set_len(0)
+                .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop));
+            if !crate::store::fsutil::is_disk_full(&e) || cut.is_err() {
+                let _ = std::fs::remove_file(path);
+                return Err(io(path, "write header")(e));
+            }
+            pending.extend_from_slice(&frame::header(id));
+            written = 0;
         }
         Ok(Self {
             path: path.to_owned(),
             file,
             id,
-            written: HEADER_LEN,
-            pending: Vec::with_capacity(1 << 16),
+            written,
+            pending,
             pending_records: 0,
             written_records: 0,
             synced_records: 0,
