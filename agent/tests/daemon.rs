@@ -616,3 +616,56 @@ fn a_stop_writes_the_last_flood_summaries_and_a_status_that_counts_them() {
         before.map(|b| b.flood.summarised)
     );
 }
+
+/// A reload that moves a rule to another line without changing any table (a comment added
+/// above it) still changes the name drop records give it: the records stage kept naming the
+/// old line until some later reload changed the tables.
+#[test]
+fn a_reload_that_only_moves_a_rule_renames_it_in_later_drop_records() {
+    let tmp = TempDir::new("moved");
+    let spec = blocking(&tmp, "# feed\n203.0.113.9");
+    let list = spec.path.clone();
+    let (prog, lists) = common::prog::Prog::with_lists(1024, [spec]);
+    let (mut program, maps) = prog.loaded.into_parts();
+    let shared = Shared::default();
+    let settings = Settings {
+        sweep_interval: Duration::from_millis(100),
+        watch_lists: false,
+        ..Settings::new(tmp.path().join("state"), lo())
+    };
+    let (daemon, control) = Daemon::start(
+        settings,
+        maps,
+        lists,
+        Box::new(shared.clone()),
+        Arc::new(HostClocks),
+    )
+    .unwrap_or_else(|e| panic!("start the daemon: {e}"));
+    let running = Running::start(daemon, control.clone());
+    let drops = |shared: &Shared| -> Vec<Option<String>> {
+        shared
+            .records()
+            .into_iter()
+            .filter(|r| r.end_reason == EndReason::Drop)
+            .map(|r| r.rule)
+            .collect()
+    };
+    let syn = |sport| Spec::tcp4(v4(10, 8, 1, 1), sport, v4(203, 0, 113, 9), 443, tcp::SYN);
+    assert_eq!(verdict(&mut program, &syn(4001).build()), 1, "dropped");
+    wait_until(Duration::from_secs(10), "the first drop record", || {
+        drops(&shared).len() == 1
+    });
+    std::fs::write(&list, "# feed\n# moved down a line\n203.0.113.9\n").expect("edit the list");
+    let outcome = control
+        .reload(Reload::All)
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the reload finished");
+    assert!(outcome.applied, "{outcome:?}");
+    assert_eq!(verdict(&mut program, &syn(4002).build()), 1, "dropped");
+    wait_until(Duration::from_secs(10), "the second drop record", || {
+        drops(&shared).len() == 2
+    });
+    running.stop();
+    let name = |line: u32| Some(format!("{}:{line}", list.display()));
+    assert_eq!(drops(&shared)[..2], [name(2), name(3)]);
+}

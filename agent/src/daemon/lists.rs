@@ -35,7 +35,7 @@ use crate::sweeper::RuleNames;
 
 /// Where every rule id came from, frozen at one reload: what the records stage names rules
 /// with and what `status` groups hits by, without sharing the list set the list stage edits.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct RuleBook {
     /// The configured files, each once, with the kind it was first configured as.
     files: Vec<(PathBuf, ListKind)>,
@@ -260,9 +260,20 @@ pub fn read_adopting(
     Some((set, delta))
 }
 
+/// Warns of each blocklist rule in force that matches everything of its kind (`0.0.0.0/0`, a
+/// top-level domain): valid, and applied, but one such line in a downloaded feed blocks all
+/// IPv4 traffic or a whole top-level domain, which `blocklist check` says and the agent
+/// must not keep quiet about either.
+fn warn_sweeping(set: &ListSet) {
+    for (path, w) in set.sweeping() {
+        warn!(file = %path.display(), line = w.line, "a blocklist rule {}", w.what);
+    }
+}
+
 /// Logs the problems of the lists read at start-up, and what is enforced instead. The list
 /// stage reads every file again once the agent runs, which raises their alerts.
 fn warn_at_start(set: &ListSet, problems: &[Diagnostic]) {
+    warn_sweeping(set);
     if problems.is_empty() {
         return;
     }
@@ -290,11 +301,15 @@ struct Stage {
     stale: bool,
     /// Told of each list file a reload rejected.
     alerts: Option<crate::alert::Handle>,
+    /// The rule names the records stage holds (the book it was started with, then the last
+    /// one published).
+    published: Arc<RuleBook>,
 }
 
 /// Starts the list stage on its own thread; it ends at [`ListCmd::Stop`].
 pub(crate) fn spawn(
     set: ListSet,
+    published: Arc<RuleBook>,
     shared: Arc<ListsShared>,
     queue: QueueTx,
     alerts: Option<crate::alert::Handle>,
@@ -306,6 +321,7 @@ pub(crate) fn spawn(
         queue,
         stale: false,
         alerts,
+        published,
     };
     let thread = std::thread::Builder::new()
         .name("xdp-audit-lists".into())
@@ -381,7 +397,11 @@ impl Stage {
             return false;
         }
         if delta.is_empty() {
-            info!("{what}: no change");
+            // The tables are as they were, but rules may have moved to other lines (a comment
+            // added above them) or to another file holding the same rule: records must name
+            // where each rule is now.
+            self.publish_rules();
+            info!("{what}: no change to the tables");
             return true;
         }
         self.publish_rules();
@@ -395,6 +415,7 @@ impl Stage {
                 self.shared
                     .generation
                     .store(delta.generation, Ordering::Release);
+                warn_sweeping(&self.set);
                 info!(
                     changes = delta.allow.len() + delta.block.len(),
                     ms = started.elapsed().as_millis() as u64,
@@ -427,9 +448,18 @@ impl Stage {
         }
     }
 
-    fn publish_rules(&self) {
-        let book = Arc::new(RuleBook::new(&self.set));
-        if self.queue.send_blocking(Msg::Rules(book)).is_err() {
+    /// Sends the records stage the set's rule names, unless it holds them already.
+    fn publish_rules(&mut self) {
+        let book = RuleBook::new(&self.set);
+        if book == *self.published {
+            return;
+        }
+        self.published = Arc::new(book);
+        if self
+            .queue
+            .send_blocking(Msg::Rules(self.published.clone()))
+            .is_err()
+        {
             warn!("the records stage has stopped; rule names of this reload are not published");
         }
     }

@@ -41,7 +41,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::blocklist::watch::{self, ListWatcher, WatchError};
+use crate::blocklist::watch::{self, ListWatcher};
 use crate::blocklist::ListSet;
 use crate::clock::{ClockSource, ClockStats, ClockWatch, Timeline};
 use crate::flowtable::FlowTableError;
@@ -130,9 +130,6 @@ pub enum DaemonError {
     /// A stage's thread panicked.
     #[error("the {0} thread stopped unexpectedly (panicked)")]
     Panicked(&'static str),
-    /// The list files could not be watched.
-    #[error("cannot watch the list files: {0}")]
-    Watch(WatchError),
     /// The records stage is gone while the reader still runs.
     #[error("the records stage stopped while the reader was running")]
     RecordsGone,
@@ -262,6 +259,7 @@ impl Daemon {
                 );
             }
         }
+        let rules = Arc::new(RuleBook::new(&lists));
         let records = records::Records {
             sweeper,
             retired,
@@ -270,7 +268,7 @@ impl Daemon {
             flows,
             flood,
             flood_status: Default::default(),
-            rules: Arc::new(RuleBook::new(&lists)),
+            rules: rules.clone(),
             status: records::StatusInputs {
                 dir: settings.state_dir.clone(),
                 interfaces: settings.interfaces.iter().map(|i| i.name.clone()).collect(),
@@ -288,7 +286,7 @@ impl Daemon {
         let records_thread =
             records::spawn(records, rx).map_err(|e| DaemonError::Thread("records", e))?;
         let (lists_tx, lists_thread) =
-            lists::spawn(lists, shared, tx.clone(), settings.alerts.clone())
+            lists::spawn(lists, rules, shared, tx.clone(), settings.alerts.clone())
                 .map_err(|e| DaemonError::Thread("lists", e))?;
         let stop = Arc::new(Notify::new());
         let control = Control {
@@ -319,11 +317,12 @@ impl Daemon {
         let mut ring =
             unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
                 .map_err(|e| DaemonError::Poll(e.into()))?;
+        // A watcher that cannot start (the inotify limits reached) is no reason to stop an
+        // agent whose program already enforces: it runs without, as when one fails later.
         let mut watcher = if self.settings.watch_lists && !self.list_paths.is_empty() {
-            Some(
-                ListWatcher::new(&self.list_paths, watch::DEFAULT_DEBOUNCE)
-                    .map_err(DaemonError::Watch)?,
-            )
+            ListWatcher::new(&self.list_paths, watch::DEFAULT_DEBOUNCE)
+                .map_err(|e| error!(error = %e, "cannot watch the list files; SIGHUP reloads them"))
+                .ok()
         } else {
             None
         };
