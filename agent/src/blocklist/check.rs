@@ -43,7 +43,7 @@ pub struct Sweeping {
 
 impl Sweeping {
     /// The file's sweeping rules, in line order.
-    fn of(list: &ParsedList) -> Vec<Sweeping> {
+    pub(super) fn of(list: &ParsedList) -> Vec<Sweeping> {
         const ALL_V4: &str =
             "matches every IPv4 address (a /0): on a blocklist it blocks all IPv4 traffic";
         const ALL_V6: &str =

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use agent_common::domain::DomainKey;
 use agent_common::rules::RuleId;
 
+use super::check::Sweeping;
 use super::compile::{compile_edit, compile_kind};
 use super::error::{Diagnostic, Problem};
 use super::ids::{IdAlloc, IdContext, Origin, OriginLog};
@@ -292,6 +293,21 @@ impl ListSet {
     /// Whether `path` was configured as an allow or a block list (the first, if both).
     pub fn kind_of(&self, path: &Path) -> Option<ListKind> {
         self.files.iter().find(|f| f.path == path).map(|f| f.kind)
+    }
+
+    /// The rules of the good blocklist files that match everything of their kind (see
+    /// [`Sweeping`]), by file in configuration order.
+    pub fn sweeping(&self) -> Vec<(&Path, Sweeping)> {
+        self.files
+            .iter()
+            .filter(|f| f.kind == ListKind::Block)
+            .filter_map(|f| Some((f.path.as_path(), f.good.as_ref()?)))
+            .flat_map(|(path, good)| {
+                Sweeping::of(&good.parsed)
+                    .into_iter()
+                    .map(move |w| (path, w))
+            })
+            .collect()
     }
 
     /// The configured paths (for the watcher), each once.

@@ -675,3 +675,25 @@ fn a_rule_name_is_what_the_formatter_wrote() {
         }
     }
 }
+
+#[test]
+fn sweeping_rules_are_found_in_blocklists_only() {
+    let dir = TempDir::new("sweeping");
+    let (a, _, mut set) = two_files(
+        &dir,
+        (
+            "block.list",
+            "192.0.2.1\n0.0.0.0/0\nexample.com\ncom\n::/0\n",
+            ListKind::Block,
+        ),
+        ("allow.list", "0.0.0.0/0\norg\n", ListKind::Allow),
+    );
+    let (_, diags) = set.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    let found: Vec<(PathBuf, u32)> = set
+        .sweeping()
+        .into_iter()
+        .map(|(p, w)| (p.to_owned(), w.line))
+        .collect();
+    assert_eq!(found, [(a.clone(), 2), (a.clone(), 4), (a, 5)]);
+}
