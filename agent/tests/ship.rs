@@ -283,7 +283,7 @@ fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains(
     // Retention far in the future keeps every unshipped segment.
     let late = T0 + 200 * DAY;
     let mut gated = config(dir.path());
-    gated.ship_gate = Some(xdp_audit::ship::retention_gate());
+    gated.ship_gate = Some(xdp_audit::ship::retention_gate(&cfg));
     let store = Store::open_with_clock(gated, Box::new(FakeClock::new(late))).expect("open");
     drop(store);
     assert_eq!(
@@ -302,9 +302,20 @@ fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains(
         s.backlog_segments == 0 && s.caught_up_at.is_some()
     });
     drop(shipper);
-    // Shipped now: retention deletes them.
+    // Shipped, but to another target than the one now configured (the gateway renamed):
+    // the new target has none of them, so retention keeps them all.
+    let mut renamed = config(dir.path());
+    let other = ship_config(port, "p", "gw-renamed");
+    renamed.ship_gate = Some(xdp_audit::ship::retention_gate(&other));
+    drop(Store::open_with_clock(renamed, Box::new(FakeClock::new(late))).expect("open"));
+    assert_eq!(
+        live(dir.path()).len() as u64,
+        total,
+        "retention deleted segments the target in force never received"
+    );
+    // Shipped to the target in force: retention deletes them.
     let mut gated = config(dir.path());
-    gated.ship_gate = Some(xdp_audit::ship::retention_gate());
+    gated.ship_gate = Some(xdp_audit::ship::retention_gate(&cfg));
     drop(Store::open_with_clock(gated, Box::new(FakeClock::new(late))).expect("open"));
     assert!(
         live(dir.path()).is_empty(),

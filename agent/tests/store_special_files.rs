@@ -246,7 +246,7 @@ fn a_cursor_that_is_not_a_regular_file_is_refused_and_left_in_place() {
             (
                 cursor::read(&dir).map(|c| c.is_some()),
                 Cursor::load(&dir, "s3://b/p/gateway=g").map(|c| c.acked.len()),
-                cursor::shipped(&dir).map(|s| s.len()),
+                cursor::shipped(&dir, "s3://b/p/gateway=g").map(|s| s.len()),
             )
         });
         assert_names(&read.expect_err("read").to_string(), &path, kind.refusal());

@@ -453,8 +453,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let mut store_config = args.store.to_config()?;
     // Credentials are read before a --user switch too: the file may be readable by root only.
     let ship_config = args.ship.to_config()?;
-    if ship_config.is_some() {
-        store_config.ship_gate = Some(crate::ship::retention_gate());
+    if let Some(cfg) = &ship_config {
+        store_config.ship_gate = Some(crate::ship::retention_gate(cfg));
     }
     let retention_days = store_config.retention_days;
     let verify_key = store_config.signing_key.as_ref().map(|k| k.verifying_key());

@@ -220,12 +220,15 @@ pub fn read(dir: &Path) -> Result<Option<Cursor>, CursorError> {
         })
 }
 
-/// Names of the segments acknowledged remotely, as the cursor in `dir` says (what retention
-/// asks before deleting: see `store::retention::ShipGate`).
-pub fn shipped(dir: &Path) -> Result<HashSet<String>, String> {
+/// Names of the segments `target` acknowledged, as the cursor in `dir` says (what retention
+/// asks before deleting: see `store::retention::ShipGate`). A cursor of another target (the
+/// bucket, prefix or gateway id changed, or the host name the id defaults to) speaks for
+/// none: until the new target's first upload saves its cursor, the old one's would let
+/// retention delete segments the new target never received.
+pub fn shipped(dir: &Path, target: &str) -> Result<HashSet<String>, String> {
     match read(dir) {
-        Ok(Some(c)) => Ok(c.acked.into_keys().collect()),
-        Ok(None) => Ok(HashSet::new()),
+        Ok(Some(c)) if c.target == target => Ok(c.acked.into_keys().collect()),
+        Ok(_) => Ok(HashSet::new()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -256,8 +259,13 @@ mod tests {
             .acked
             .is_empty());
         assert_eq!(
-            shipped(&dir).expect("read"),
+            shipped(&dir, "s3://b/p/gateway=g").expect("read"),
             HashSet::from(["seg-1-1.parquet".to_string()])
+        );
+        assert_eq!(
+            shipped(&dir, "s3://other/gateway=g").expect("read"),
+            HashSet::new(),
+            "another target's acknowledgements let retention delete nothing"
         );
         std::fs::remove_dir_all(&dir).expect("clean up");
     }

@@ -159,9 +159,10 @@ impl Default for ShipOptions {
 }
 
 /// The gate retention asks before deleting: segments the cursor in the store does not hold
-/// are kept (read from the file each time, so it holds across restarts).
-pub fn retention_gate() -> ShipGate {
-    ShipGate::new(cursor::shipped)
+/// for `cfg`'s target are kept (read from the file each time, so it holds across restarts).
+pub fn retention_gate(cfg: &ShipConfig) -> ShipGate {
+    let target = target_name(cfg);
+    ShipGate::new(move |dir| cursor::shipped(dir, &target))
 }
 
 /// The target string a cursor is bound to.
