@@ -1,7 +1,9 @@
 //! NAT figures: lookups in a `NatTable` holding 50,000 open sessions, by inside tuple (the
 //! flow join) and by outside address and port (the lawful query), next to a
-//! `HashMap<u64, u64>` lookup measured in the same run; and conntrack message parse
-//! throughput over the messages captured in the lab (`tests/fixtures/nat/lab.bin`).
+//! `HashMap<u64, u64>` lookup measured in the same run; the churn of sessions that share one
+//! outside address and port (a scan from one source port, which masquerade keeps for every
+//! new destination); and conntrack message parse throughput over the messages captured in the
+//! lab (`tests/fixtures/nat/lab.bin`).
 //!
 //! Run: `cargo bench -p xdp-audit --bench nat`.
 
@@ -105,6 +107,8 @@ fn main() {
         usize::from(table.lookup_inside(black_box(&miss_key), 2).is_some())
     });
 
+    let churn_ns = one_port_churn();
+
     let per_message: usize = messages(LAB)
         .filter(|m| matches!(m, Ok(NlItem::Conntrack(_))))
         .count();
@@ -138,8 +142,42 @@ fn main() {
         insert_ns / base_ns
     );
     println!(
+        "  one outside port's {SESSIONS} sessions: new, destroy, expire {churn_ns:7.1} ns/session  {:.2}x",
+        churn_ns / base_ns
+    );
+    println!(
         "conntrack parse: {:.2} M messages/s ({} bytes/message, lab capture, {parsed} messages)",
         parsed as f64 / secs / 1e6,
         LAB.len() / per_message.max(1)
     );
+}
+
+/// Nanoseconds per session to add, end and expire `SESSIONS` sessions that share one outside
+/// address and port (one chain), oldest leaving first as they do (their NAT records handed
+/// out, then expired).
+fn one_port_churn() -> f64 {
+    let mut table = NatTable::new(TableConfig::default());
+    let client = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+    let gw = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+    let entries: Vec<CtEntry> = (0..SESSIONS as u32)
+        .map(|id| {
+            let server = IpAddr::V4(Ipv4Addr::from(0x0800_0000 + id));
+            CtEntry::masqueraded_tcp(id, (client, 40_000), (server, 80), (gw, 40_000))
+        })
+        .collect();
+    let t = Instant::now();
+    for (kind, at) in [(CtKind::New, 1), (CtKind::Destroy, 2)] {
+        for e in &entries {
+            table.apply(NatUpdate::Message {
+                msg: CtMessage { kind, entry: *e },
+                seen_ns: at,
+            });
+        }
+    }
+    let handed_out = table.take_closed(i64::MAX / 2).count();
+    let gone = table.expire(i64::MAX / 2);
+    assert_eq!(handed_out, SESSIONS, "every session ended");
+    let ns = t.elapsed().as_nanos() as f64 / SESSIONS as f64;
+    assert_eq!(gone, SESSIONS, "every session expired");
+    ns
 }

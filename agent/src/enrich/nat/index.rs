@@ -17,7 +17,7 @@ use super::table::{InsideKey, OutsideKey};
 /// The end of a chain.
 pub(super) const NIL: u32 = u32::MAX;
 
-/// What a lookup reads of one session.
+/// What a lookup reads of one session: one cache line (see the layout test).
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 pub(super) struct Hot {
@@ -29,6 +29,12 @@ pub(super) struct Hot {
     pub next_inside: u32,
     /// Next (older) session of the same outside key.
     pub next_outside: u32,
+    /// Previous (newer) session of the same inside key: removal is then O(1). Sessions
+    /// leave oldest first, from a chain's tail, and one key's chain can be long (a scan from
+    /// one source port: masquerade keeps the port for every new destination).
+    pub prev_inside: u32,
+    /// Previous (newer) session of the same outside key.
+    pub prev_outside: u32,
     /// The outside tuple: what the flow join records.
     pub outside: OutsideKey,
     /// Whether the source was translated (only then has a flow an outside tuple).
@@ -71,6 +77,14 @@ impl Index {
     pub fn link(&mut self, i: u32, inside: InsideKey, mut hot: Hot) {
         hot.next_inside = self.by_inside.insert(inside, i).unwrap_or(NIL);
         hot.next_outside = self.by_outside.insert(hot.outside, i).unwrap_or(NIL);
+        hot.prev_inside = NIL;
+        hot.prev_outside = NIL;
+        if let Some(h) = self.hot.get_mut(hot.next_inside as usize) {
+            h.prev_inside = i;
+        }
+        if let Some(h) = self.hot.get_mut(hot.next_outside as usize) {
+            h.prev_outside = i;
+        }
         match self.hot.get_mut(i as usize) {
             Some(h) => *h = hot,
             None => {
@@ -82,27 +96,20 @@ impl Index {
 
     /// Removes slot `i` from the chains of `inside` and its outside key.
     pub fn unlink(&mut self, i: u32, inside: InsideKey) {
-        let Hot {
-            next_inside,
-            next_outside,
-            outside,
-            ..
-        } = self.hot[i as usize];
+        let h = self.hot[i as usize];
         unlink_one(
             &mut self.by_inside,
             &mut self.hot,
             inside,
-            i,
-            next_inside,
-            |h| &mut h.next_inside,
+            (h.prev_inside, h.next_inside),
+            |h| (&mut h.prev_inside, &mut h.next_inside),
         );
         unlink_one(
             &mut self.by_outside,
             &mut self.hot,
-            outside,
-            i,
-            next_outside,
-            |h| &mut h.next_outside,
+            h.outside,
+            (h.prev_outside, h.next_outside),
+            |h| (&mut h.prev_outside, &mut h.next_outside),
         );
     }
 
@@ -145,33 +152,117 @@ impl<'a> Iterator for Chain<'a> {
     }
 }
 
-/// Removes slot `i` from the chain of `key` in `heads`; `next` is `i`'s successor.
+/// Removes a slot whose (previous, next) neighbours are `around` from the chain of `key` in
+/// `heads`; `links` gives a slot's (previous, next) links of that chain.
 fn unlink_one<K: Hash + Eq>(
     heads: &mut HashMap<K, u32, RandomState>,
     hot: &mut [Hot],
     key: K,
-    i: u32,
-    next: u32,
-    link: impl Fn(&mut Hot) -> &mut u32,
+    (prev, next): (u32, u32),
+    links: impl Fn(&mut Hot) -> (&mut u32, &mut u32),
 ) {
-    let Some(head) = heads.get_mut(&key) else {
-        return;
-    };
-    if *head == i {
-        if next == NIL {
-            heads.remove(&key);
-        } else {
-            *head = next;
-        }
-        return;
+    if let Some(h) = hot.get_mut(next as usize) {
+        *links(h).0 = prev;
     }
-    let mut at = *head;
-    while at != NIL {
-        let after = *link(&mut hot[at as usize]);
-        if after == i {
-            *link(&mut hot[at as usize]) = next;
-            return;
+    match hot.get_mut(prev as usize) {
+        Some(h) => *links(h).1 = next,
+        // The slot was the chain's head.
+        None if next == NIL => {
+            heads.remove(&key);
         }
-        at = after;
+        None => {
+            if let Some(head) = heads.get_mut(&key) {
+                *head = next;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn key(port: u16) -> (InsideKey, OutsideKey) {
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let inside = InsideKey {
+            proto: 6,
+            src: a,
+            src_port: port,
+            dst: a,
+            dst_port: 80,
+        };
+        let outside = OutsideKey {
+            proto: 6,
+            addr: a,
+            port: 40000,
+        };
+        (inside, outside)
+    }
+
+    fn hot(outside: OutsideKey) -> Hot {
+        Hot {
+            from: 0,
+            to: i64::MAX,
+            next_inside: NIL,
+            next_outside: NIL,
+            prev_inside: NIL,
+            prev_outside: NIL,
+            outside,
+            translated: true,
+            joined: false,
+        }
+    }
+
+    #[test]
+    fn a_hot_line_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Hot>(), 64);
+    }
+
+    /// Slots of both chains after links and unlinks in every position (head, middle, tail,
+    /// the last one), against a plain list of what is linked; slots are reused.
+    #[test]
+    fn chains_hold_what_is_linked_through_unlinks_anywhere() {
+        let mut ix = Index::default();
+        // Every session on one outside key; inside keys alternate between two ports.
+        let mut linked: Vec<u32> = Vec::new(); // newest first
+        let mut free: Vec<u32> = Vec::new();
+        let mut next_slot = 0u32;
+        let mut seed = 0x9e37_79b9_u32;
+        for step in 0..2_000u32 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            if linked.len() < 3 || seed % 3 != 0 {
+                let i = free.pop().unwrap_or_else(|| {
+                    next_slot += 1;
+                    next_slot - 1
+                });
+                let (inside, outside) = key((i % 2) as u16);
+                ix.link(i, inside, hot(outside));
+                linked.insert(0, i);
+            } else {
+                let at = (seed as usize / 3) % linked.len();
+                let i = linked.remove(at);
+                ix.unlink(i, key((i % 2) as u16).0);
+                free.push(i);
+            }
+            let (_, outside) = key(0);
+            let chain: Vec<u32> = ix.outside_chain(&outside).map(|(i, _)| i).collect();
+            assert_eq!(chain, linked, "outside chain at step {step}");
+            for port in 0..2u16 {
+                let want: Vec<u32> = linked
+                    .iter()
+                    .copied()
+                    .filter(|&i| (i % 2) as u16 == port)
+                    .collect();
+                let got: Vec<u32> = ix.inside_chain(&key(port).0).map(|(i, _)| i).collect();
+                assert_eq!(got, want, "inside chain {port} at step {step}");
+            }
+        }
+        for i in std::mem::take(&mut linked) {
+            ix.unlink(i, key((i % 2) as u16).0);
+        }
+        assert!(ix.by_inside.is_empty() && ix.by_outside.is_empty());
     }
 }

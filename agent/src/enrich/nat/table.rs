@@ -540,6 +540,8 @@ impl NatTable {
             to: session.window.to.unwrap_or(i64::MAX),
             next_inside: NIL,
             next_outside: NIL,
+            prev_inside: NIL,
+            prev_outside: NIL,
             outside: session.outside(),
             translated: session.translated(),
             joined: false,
