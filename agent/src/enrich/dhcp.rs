@@ -80,8 +80,9 @@ impl<V> Waiting<V> {
             // Either way round: a clock stepped back must not stop pruning.
             if t_ns.abs_diff(self.pruned_ns) >= PRUNE_EVERY_NS {
                 self.pruned_ns = t_ns;
+                // An entry dated ahead of a clock stepped back goes too.
                 self.entries
-                    .retain(|_, (_, t)| t_ns.saturating_sub(*t) < PENDING_NS);
+                    .retain(|_, (_, t)| t_ns.abs_diff(*t) < PENDING_NS.unsigned_abs());
             }
             if self.entries.len() >= MAX_PENDING {
                 return false;

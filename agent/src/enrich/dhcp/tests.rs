@@ -455,6 +455,20 @@ fn a_full_table_lets_go_of_expired_entries_at_most_once_a_second() {
     assert!(w.entries.len() < MAX_PENDING, "2,000 expired entries went");
 }
 
+/// A clock stepped back by more than the pending window: a full table's entries, dated ahead
+/// of it, go at the next scan (they held their places until the clock caught up, and every
+/// new client's host name was refused meanwhile).
+#[test]
+fn a_full_table_lets_go_of_entries_dated_ahead_of_a_clock_stepped_back() {
+    let mut w = Waiting::<()>::default();
+    for i in 0..MAX_PENDING {
+        assert!(w.insert(flood_mac(i), (), T0 + i as i64));
+    }
+    let back = T0 - 2 * PENDING_NS;
+    assert!(w.insert(flood_mac(MAX_PENDING), (), back), "room made");
+    assert_eq!(w.entries.len(), 1);
+}
+
 /// A REQUEST flood (every frame from its own chaddr, as an attacker can send) fills the
 /// tables to their bound, and what they refuse is counted.
 #[test]

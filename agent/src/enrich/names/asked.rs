@@ -83,6 +83,13 @@ fn within(now: i64, then: i64, window: i64) -> bool {
     now.saturating_sub(then) < window
 }
 
+/// Whether `then` is less than `window` from `now` either way: what pruning keeps. An entry
+/// dated ahead of a clock stepped back by more than the window goes (kept, it would hold its
+/// place until the clock caught up, and a full table would refuse every new question).
+fn near(now: i64, then: i64, window: i64) -> bool {
+    now.abs_diff(then) < window.unsigned_abs()
+}
+
 impl Asked {
     /// Empty, holding at most `capacity` questions and clients.
     pub fn with_capacity(capacity: usize) -> Self {
@@ -121,13 +128,13 @@ impl Asked {
         if len(self) < self.capacity {
             return true;
         }
-        if !within(t_ns, self.pruned_ns[which], 1_000_000_000) {
+        if !near(t_ns, self.pruned_ns[which], 1_000_000_000) {
             self.pruned_ns[which] = t_ns;
             if which == 0 {
                 self.questions
-                    .retain(|_, q| within(t_ns, q.asked_ns, ANSWER_WINDOW_NS));
+                    .retain(|_, q| near(t_ns, q.asked_ns, ANSWER_WINDOW_NS));
             } else {
-                self.askers.retain(|_, t| within(t_ns, *t, ASKER_WINDOW_NS));
+                self.askers.retain(|_, t| near(t_ns, *t, ASKER_WINDOW_NS));
             }
         }
         let room = len(self) < self.capacity;
@@ -335,6 +342,28 @@ mod tests {
                 &msg(3, true, "c.example", 1),
                 3 * S + ANSWER_WINDOW_NS
             ),
+            Answer::Asked
+        );
+    }
+
+    /// A clock stepped back by more than the windows: the full table's entries, dated ahead
+    /// of it, are let go, and new questions are noted and their answers taken (they were all
+    /// refused until the clock caught up with the old entries).
+    #[test]
+    fn a_clock_stepped_back_does_not_freeze_a_full_table() {
+        let mut a = Asked::with_capacity(4);
+        let hour = 3_600 * S;
+        let before = 10 * hour;
+        for i in 0..4u32 {
+            let client = IpAddr::from((0x0a00_1000 + i).to_be_bytes());
+            a.ask(ex(client), &msg(i as u16, false, "example.com", 1), before);
+        }
+        let after = before - hour;
+        let c: IpAddr = "10.0.0.9".parse().unwrap();
+        a.ask(ex(c), &msg(77, false, "new.example", 1), after);
+        assert_eq!(a.untracked, 0, "the stale entries made room");
+        assert_eq!(
+            a.answer(ex(c), &msg(77, true, "new.example", 1), after + S),
             Answer::Asked
         );
     }
