@@ -279,9 +279,11 @@ impl Worker {
                 }
                 next_periodic = Instant::now() + config.resync_interval;
             }
+            let mut more = false;
             match self.drain_events(&mut sink) {
                 Ok(Drained::Lost) => pending = Some(DumpReason::Loss),
                 Ok(Drained::Empty) => {}
+                Ok(Drained::More) => more = true,
                 Ok(Drained::SinkClosed) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "conntrack event socket failed; NAT mappings stop here");
@@ -291,7 +293,7 @@ impl Worker {
             if pending.is_none() && Instant::now() >= next_periodic {
                 pending = Some(DumpReason::Periodic);
             }
-            if pending.is_none() {
+            if pending.is_none() && !more {
                 if let Err(e) = self.events.wait(POLL_MS) {
                     tracing::error!(error = %e, "conntrack event socket failed; NAT mappings stop here");
                     return;
@@ -309,13 +311,14 @@ impl Worker {
         }
     }
 
-    /// Reads every queued event; reports whether the kernel dropped some meanwhile.
+    /// Reads the queued events, at most [`DRAIN_DATAGRAMS`] datagrams; reports whether the
+    /// kernel dropped some meanwhile, or that more may be queued.
     fn drain_events(
         &mut self,
         sink: &mut impl FnMut(NatUpdate) -> bool,
     ) -> Result<Drained, NatError> {
         let mut lost = false;
-        loop {
+        for _ in 0..DRAIN_DATAGRAMS {
             match self.events.recv(&mut self.buf)? {
                 Recv::Empty => return Ok(if lost { Drained::Lost } else { Drained::Empty }),
                 Recv::Overrun => {
@@ -358,6 +361,7 @@ impl Worker {
                 }
             }
         }
+        Ok(if lost { Drained::Lost } else { Drained::More })
     }
 
     /// Dumps the table through the sink; false if the sink closed.
@@ -433,8 +437,14 @@ impl Worker {
 enum Drained {
     Empty,
     Lost,
+    /// The batch ended with events maybe still queued.
+    More,
     SinkClosed,
 }
+
+/// Datagrams one drain reads at most: a stream of events faster than the sink must not keep
+/// the loop from its stop flag, its periodic dump and the dump that recovers a loss.
+const DRAIN_DATAGRAMS: usize = 1024;
 
 /// The error of a dump answered with `NLMSG_ERROR` `errno`. The kernel writes a negative
 /// errno; any other value (`i32::MIN` has no negation) is said as it is, never negated.
