@@ -381,6 +381,20 @@ impl Engine {
                     out,
                 );
             }
+            Event::ListStale { reason } => {
+                let text =
+                    || format!("the blocklists in force are not what the files say: {reason}");
+                let subject = SubjectRef::default();
+                self.touch(
+                    AlertId::ListStale,
+                    subject,
+                    text,
+                    1,
+                    self.window_ns,
+                    now,
+                    out,
+                );
+            }
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");
                 let subject = SubjectRef::default();
@@ -709,6 +723,23 @@ mod tests {
         );
         assert_eq!(out[0].severity, crate::alert::Severity::Warning);
         assert!(out[0].text.contains("could not be verified"), "{out:?}");
+    }
+
+    #[test]
+    fn a_list_change_failed_part_way_raises_one_critical_alert() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        for (t, what) in [(0, "failed part way"), (S, "not applied")] {
+            let reason = format!("list b.list: {what}; restart the agent");
+            e.event(Event::ListStale { reason }, t, &mut out);
+        }
+        assert_eq!(
+            ids(&out),
+            [(AlertId::ListStale, AlertState::Raised)],
+            "{out:?}"
+        );
+        assert_eq!(out[0].severity, crate::alert::Severity::Critical);
+        assert!(out[0].text.contains("failed part way"), "{out:?}");
     }
 
     #[test]

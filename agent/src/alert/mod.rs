@@ -81,6 +81,10 @@ pub enum AlertId {
     /// A list file was rejected; its last good version stays in force.
     #[serde(rename = "XA-LIST-REJECTED")]
     ListRejected,
+    /// A list change failed part way in the kernel: the maps may hold part of it, and later
+    /// changes are not applied until the agent restarts.
+    #[serde(rename = "XA-LIST-STALE")]
+    ListStale,
     /// The store's hash chain does not verify.
     #[serde(rename = "XA-CHAIN-BROKEN")]
     ChainBroken,
@@ -104,7 +108,7 @@ pub enum AlertId {
 
 impl AlertId {
     /// Every id, in the README's order.
-    pub const ALL: [AlertId; 14] = [
+    pub const ALL: [AlertId; 15] = [
         AlertId::BlockFirst,
         AlertId::BlockBurst,
         AlertId::RingLoss,
@@ -113,6 +117,7 @@ impl AlertId {
         AlertId::StoreDegraded,
         AlertId::StoreRefused,
         AlertId::ListRejected,
+        AlertId::ListStale,
         AlertId::ChainBroken,
         AlertId::StoreUnreadable,
         AlertId::ClockUnsync,
@@ -132,6 +137,7 @@ impl AlertId {
             AlertId::StoreDegraded => "XA-STORE-DEGRADED",
             AlertId::StoreRefused => "XA-STORE-REFUSED",
             AlertId::ListRejected => "XA-LIST-REJECTED",
+            AlertId::ListStale => "XA-LIST-STALE",
             AlertId::ChainBroken => "XA-CHAIN-BROKEN",
             AlertId::StoreUnreadable => "XA-STORE-UNREADABLE",
             AlertId::ClockUnsync => "XA-CLOCK-UNSYNC",
@@ -164,6 +170,7 @@ impl AlertId {
             | AlertId::FlowStartLoss
             | AlertId::StoreDegraded
             | AlertId::StoreRefused
+            | AlertId::ListStale
             | AlertId::ChainBroken => Severity::Critical,
         }
     }
@@ -238,6 +245,11 @@ pub enum Event {
         /// The file.
         file: String,
         /// The first problem, as `FILE:LINE: reason`.
+        reason: String,
+    },
+    /// A list change failed part way in the kernel, or was refused after such a failure.
+    ListStale {
+        /// What failed, and what to do.
         reason: String,
     },
     /// `verify` of the store failed.

@@ -394,6 +394,9 @@ impl Stage {
         }
         if self.stale {
             error!("{what}: not applied; an earlier list change could not be applied, restart the agent");
+            self.alert_stale(format!(
+                "{what}: not applied, after an earlier change failed part way; restart the agent"
+            ));
             return false;
         }
         if delta.is_empty() {
@@ -428,8 +431,18 @@ impl Stage {
                 self.stale = true;
                 let e = anyhow::Error::from(e);
                 error!("{what}: failed part way, the kernel may hold part of it; restart the agent: {e:#}");
+                self.alert_stale(format!(
+                    "{what}: failed part way, the kernel may hold part of it ({e:#}); restart the agent"
+                ));
                 false
             }
+        }
+    }
+
+    /// The lists in force are not what the files say, until a restart.
+    fn alert_stale(&self, reason: String) {
+        if let Some(alerts) = &self.alerts {
+            alerts.event(crate::alert::Event::ListStale { reason });
         }
     }
 
