@@ -30,7 +30,6 @@ fn opts() -> ShipOptions {
     ShipOptions {
         poll: Duration::from_millis(50),
         backoff_max: Duration::from_millis(300),
-        request_timeout: Duration::from_secs(10),
         ..ShipOptions::default()
     }
 }

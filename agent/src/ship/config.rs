@@ -258,10 +258,26 @@ pub struct ShipArgs {
     /// Segments at least this big are uploaded in parts (multipart upload).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MULTIPART_BYTES)]
     pub ship_multipart_bytes: u64,
+    /// Longest one request to the bucket may take, its body included (30s, 5m); a request
+    /// past it fails and is retried. Default: what the largest request (a single PUT just
+    /// under --ship-multipart-bytes) takes with the uploads in flight sharing 1 Mbit/s,
+    /// at least 60s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::span::parse_positive)]
+    pub ship_request_timeout: Option<std::time::Duration>,
 }
 
 /// Default threshold of multipart uploads: 32 MiB.
 pub const DEFAULT_MULTIPART_BYTES: u64 = 32 << 20;
+
+/// The default of `--ship-request-timeout` for a multipart threshold: the largest request
+/// body (a single PUT below the threshold, or a part) sent by each of the uploads in flight
+/// at once over a 1 Mbit/s link, at least 60 s. A fixed 60 s failed every such PUT, again at
+/// each retry, on an uplink slower than about 13 Mbit/s.
+pub fn default_request_timeout(multipart_bytes: u64) -> std::time::Duration {
+    let largest = multipart_bytes.max(super::remote::PART_BYTES as u64);
+    let bits = largest.saturating_mul(8 * super::remote::IN_FLIGHT as u64);
+    std::time::Duration::from_secs((bits / 1_000_000).max(60))
+}
 
 /// Everything the shipper needs, checked.
 #[derive(Clone, Debug)]
@@ -278,6 +294,8 @@ pub struct ShipConfig {
     pub gateway_id: String,
     /// Multipart threshold in bytes.
     pub multipart_bytes: u64,
+    /// Bound of one HTTP request, its body included.
+    pub request_timeout: std::time::Duration,
 }
 
 impl ShipArgs {
@@ -314,13 +332,17 @@ impl ShipArgs {
             Some(id) => check_gateway_id(id)?,
             None => host_name()?,
         };
+        let multipart_bytes = self.ship_multipart_bytes.max(5 << 20);
         Ok(Some(ShipConfig {
             target,
             endpoint,
             region,
             credentials,
             gateway_id,
-            multipart_bytes: self.ship_multipart_bytes.max(5 << 20),
+            multipart_bytes,
+            request_timeout: self
+                .ship_request_timeout
+                .unwrap_or_else(|| default_request_timeout(multipart_bytes)),
         }))
     }
 }
@@ -328,6 +350,16 @@ impl ShipArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_request_timeout_lets_the_largest_request_through_at_1_mbit() {
+        let secs = |bytes| default_request_timeout(bytes).as_secs();
+        // 32 MiB x 8 bits x 3 in flight / 1 Mbit/s.
+        assert_eq!(secs(32 << 20), 805);
+        // Below the part size, the 8 MiB parts are the largest requests.
+        assert_eq!(secs(5 << 20), 201);
+        assert_eq!(secs(1 << 40), 26_388_279, "no overflow");
+    }
 
     #[test]
     fn targets_parse_and_bad_ones_say_why() {

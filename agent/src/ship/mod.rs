@@ -141,8 +141,6 @@ pub struct ShipOptions {
     pub poll: Duration,
     /// Longest wait between failed passes.
     pub backoff_max: Duration,
-    /// Bound of one HTTP request.
-    pub request_timeout: Duration,
     /// The local retention, days (for [`ShipStatus::kept_for_shipping`]).
     pub retention_days: u32,
 }
@@ -152,7 +150,6 @@ impl Default for ShipOptions {
         Self {
             poll: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(60),
             retention_days: crate::store::retention::DEFAULT_DAYS,
         }
     }
@@ -196,7 +193,7 @@ fn worker(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<Worker, Sh
     Ok(Worker {
         dir: dir.to_owned(),
         layout: Layout::new(&cfg.target.prefix, &cfg.gateway_id),
-        remote: Remote::new(cfg, opts.request_timeout)?,
+        remote: Remote::new(cfg)?,
         cursor,
         multipart_bytes: cfg.multipart_bytes,
         retention_days: opts.retention_days,

@@ -186,9 +186,11 @@ fn req<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Error) -
 }
 
 impl Remote {
-    /// Builds the client for `cfg` with its own single-threaded runtime. `request_timeout`
-    /// bounds each HTTP request (a stalled server must not hold the shipper forever).
-    pub fn new(cfg: &ShipConfig, request_timeout: Duration) -> Result<Self, RemoteError> {
+    /// Builds the client for `cfg` with its own single-threaded runtime. Its
+    /// `request_timeout` bounds each HTTP request (a stalled server must not hold the shipper
+    /// forever).
+    pub fn new(cfg: &ShipConfig) -> Result<Self, RemoteError> {
+        let request_timeout = cfg.request_timeout;
         install_crypto();
         let c = &cfg.credentials;
         let mut b = AmazonS3Builder::new()

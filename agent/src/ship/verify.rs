@@ -4,7 +4,6 @@
 //! `x-amz-checksum-sha256` when it stored them).
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::config::ShipConfig;
 use super::layout::Layout;
@@ -44,7 +43,7 @@ pub enum RemoteVerifyError {
 pub fn verify_remote(dir: &Path, cfg: &ShipConfig) -> Result<RemoteReport, RemoteVerifyError> {
     let entries = read_entries(dir)?;
     let layout = Layout::new(&cfg.target.prefix, &cfg.gateway_id);
-    let remote = Remote::new(cfg, Duration::from_secs(60))?;
+    let remote = Remote::new(cfg)?;
     let mut report = RemoteReport::default();
     for s in live_segments(&entries) {
         report.checked += 1;
