@@ -233,7 +233,7 @@ mod tests {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            if linked.len() < 3 || seed % 3 != 0 {
+            if linked.len() < 3 || !seed.is_multiple_of(3) {
                 let i = free.pop().unwrap_or_else(|| {
                     next_slot += 1;
                     next_slot - 1
