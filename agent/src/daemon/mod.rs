@@ -205,6 +205,9 @@ impl Control {
 pub struct Daemon {
     settings: Settings,
     ring: Option<RingReader>,
+    /// The most events the ring holds at once: what the drain at the stop reads at most
+    /// (a program left attached goes on filling it).
+    ring_events: usize,
     clock: ClockWatch,
     queue: Option<QueueTx>,
     list_paths: Vec<PathBuf>,
@@ -237,6 +240,12 @@ impl Daemon {
             flood,
         } = maps;
         let ring_fill = ring_fill(&events);
+        let ring_events = match &events {
+            aya::maps::Map::RingBuf(data) => data.info().map_or(usize::MAX, |i| {
+                i.max_entries() as usize / agent_common::RING_RECORD_BYTES
+            }),
+            _ => usize::MAX,
+        };
         let table_capacities = flows.capacities();
         let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
         let counters = Arc::new(PipelineCounters::default());
@@ -297,6 +306,7 @@ impl Daemon {
         let daemon = Self {
             settings,
             ring: Some(RingReader::new(ring)),
+            ring_events,
             clock,
             queue: Some(tx),
             list_paths,
@@ -349,15 +359,19 @@ impl Daemon {
                 guard = ring.readable_mut() => match guard {
                     Ok(mut guard) => {
                         let r = pump(guard.get_inner_mut(), clock, &queue).await;
-                        guard.clear_ready();
-                        r
+                        // Left ready while events remain: the loop comes back at once, after
+                        // a look at the stop and the ticks.
+                        if !matches!(r, Ok(true)) {
+                            guard.clear_ready();
+                        }
+                        r.map(drop)
                     }
                     Err(e) => break Err(DaemonError::Poll(e)),
                 },
-                _ = drain_tick.tick() => pump(ring.get_mut(), clock, &queue).await,
+                _ = drain_tick.tick() => pump(ring.get_mut(), clock, &queue).await.map(drop),
                 _ = sweep_tick.tick() => {
                     // Drained first: every start read before `now` is queued before the sweep.
-                    let r = pump(ring.get_mut(), clock, &queue).await;
+                    let r = pump(ring.get_mut(), clock, &queue).await.map(drop);
                     let now = clock.clocks().monotonic_ns();
                     match r {
                         Ok(()) if queue.counters().claim_sweep() => queue.send(Msg::Sweep { now }).await,
@@ -400,15 +414,19 @@ impl Daemon {
     /// stay). Call this outside the async runtime.
     pub fn finish(mut self) -> Result<Summary, DaemonError> {
         if let (Some(ring), Some(queue)) = (self.ring.as_mut(), self.queue.as_ref()) {
-            loop {
+            // At most what the ring held at the stop: under a flood a program left attached
+            // would fill it again as fast as it drains, and the stop would never end.
+            let mut left = self.ring_events;
+            while left > 0 {
                 let mut batch: Vec<Event> = Vec::new();
-                let d = ring.drain_into(&mut batch, BATCH_EVENTS);
+                let d = ring.drain_into(&mut batch, BATCH_EVENTS.min(left));
                 queue.counters().read(d.records, d.undecodable);
+                left = left.saturating_sub(d.records as usize);
                 let more = batch.len() == BATCH_EVENTS;
                 if !batch.is_empty() && queue.send_blocking(Msg::Events(batch)).is_err() {
                     break;
                 }
-                if !more {
+                if !more || d.records == 0 {
                     break;
                 }
             }
@@ -446,16 +464,22 @@ fn ring_fill(events: &aya::maps::Map) -> Option<crate::metrics::ring::RingFill> 
         .ok()
 }
 
-/// Drains the ring into the queue, in batches, after a clock measurement.
+/// Batches one [`pump`] moves at most before the run loop looks at the stop and its ticks:
+/// under a flood the ring refills as fast as it drains, and a pump that drained until empty
+/// never returned (no stop, no sweep, no status).
+const PUMP_BATCHES: usize = 16;
+
+/// Drains the ring into the queue, in batches, after a clock measurement; true when it
+/// stopped at [`PUMP_BATCHES`] with events maybe left.
 async fn pump(
     ring: &mut RingReader,
     clock: &mut ClockWatch,
     queue: &QueueTx,
-) -> Result<(), queue::Closed> {
+) -> Result<bool, queue::Closed> {
     if let Some(sample) = clock.poll() {
         queue.send(Msg::Clock(sample)).await?;
     }
-    loop {
+    for _ in 0..PUMP_BATCHES {
         let mut batch = Vec::new();
         let d = ring.drain_into(&mut batch, BATCH_EVENTS);
         queue.counters().read(d.records, d.undecodable);
@@ -464,9 +488,10 @@ async fn pump(
             queue.send(Msg::Events(batch)).await?;
         }
         if !more {
-            return Ok(());
+            return Ok(false);
         }
     }
+    Ok(true)
 }
 
 fn log_summary(s: &Summary) {
