@@ -352,7 +352,12 @@ fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64, query: boo
     xdp_action::XDP_PASS
 }
 
-/// Counts one packet of direction `dir` and `len` bytes on the entry.
+/// Counts one packet of direction `dir` and `len` bytes on the entry: its bytes first. The
+/// sweeper copies entries while packets are counted and judges by the packet count whether a
+/// flow moved: a copy read in field order (`packets` lies before `bytes`) may then show a
+/// packet's bytes without the packet (the next record carries the packet; the sums stay
+/// exact), not the packet without its bytes, which a flow's last record lost when no packet
+/// followed.
 ///
 /// # Safety
 /// As [`get`].
@@ -361,8 +366,8 @@ unsafe fn count_packet<const A: u32>(v: Entry, dir: usize, len: u64) {
     if !has(A, ablate::NO_COUNTERS) {
         // SAFETY: upheld by the caller.
         unsafe {
-            count::<A>(addr_of_mut!((*v).packets[dir]), 1);
             count::<A>(addr_of_mut!((*v).bytes[dir]), len);
+            count::<A>(addr_of_mut!((*v).packets[dir]), 1);
         }
     }
 }
