@@ -120,9 +120,29 @@ impl AccessInfo {
     }
 
     /// An `sql` run: the statement as given (trimmed) in place of a filter, the rows of its
-    /// answer, or why it failed.
+    /// answer, or why it failed. A statement longer than [`SQL_KEPT`] bytes is kept as its
+    /// beginning and the SHA-256 of the whole: whole, its line would pass the operator log's
+    /// bound, which refuses the entry, and the run would go unrecorded.
     pub fn sql<E: Display>(statement: &str, result: &Result<u64, E>) -> Self {
-        let a = Self::new("sql", statement.trim());
+        let statement = statement.trim();
+        let a = if statement.len() <= SQL_KEPT {
+            Self::new("sql", statement)
+        } else {
+            let mut cut = SQL_KEPT;
+            while !statement.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            use sha2::Digest as _;
+            let digest = crate::store::fsutil::hex(&sha2::Sha256::digest(statement.as_bytes()));
+            Self::new(
+                "sql",
+                format!(
+                    "{}... ({} bytes in all, sha256 {digest})",
+                    &statement[..cut],
+                    statement.len()
+                ),
+            )
+        };
         match result {
             Ok(rows) => a.rows(*rows),
             Err(e) => a.failed(e),
@@ -136,6 +156,11 @@ impl AccessInfo {
             .output(sha256, out)
     }
 }
+
+/// The most bytes of an `sql` statement an access entry keeps (see [`AccessInfo::sql`]): a
+/// eighth of an operator log line: JSON may write a byte as six (`\u001b`), and the other
+/// fields need room.
+pub const SQL_KEPT: usize = crate::store::oplog::MAX_LINE / 8;
 
 /// A filter as canonical text: `key=value` pairs, in a fixed order, for the conditions set
 /// (addresses as prefixes, protocols by name where they have one, times as RFC 3339 UTC with nanoseconds);
@@ -252,6 +277,34 @@ pub fn record_as(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A statement of any length is recorded: whole up to [`SQL_KEPT`] bytes, else its
+    /// beginning and the SHA-256 of the whole (a 17,000-byte one was refused by the log's
+    /// line bound, and the run went unrecorded).
+    #[test]
+    fn an_sql_statement_of_any_length_is_recorded() {
+        let dir = crate::blocklist::tests::TempDir::new("access-sql");
+        let rows: Result<u64, String> = Ok(1);
+        // Control characters: JSON writes each as six bytes.
+        let long = format!("SELECT * FROM flows /*{}*/", "\u{1b}".repeat(17_000));
+        for (statement, whole) in [("SELECT 1", true), (long.as_str(), false)] {
+            let line = record_as(&dir.0, AccessInfo::sql(statement, &rows), Who::current(), 1)
+                .unwrap_or_else(|e| panic!("{} bytes: {e}", statement.len()));
+            let OpBody::Access(a) = &line.entry.body else {
+                panic!("not an access: {line:?}");
+            };
+            assert_eq!(a.filter == statement, whole, "{}", a.filter);
+            if !whole {
+                use sha2::Digest as _;
+                let digest = crate::store::fsutil::hex(&sha2::Sha256::digest(statement));
+                assert!(
+                    a.filter.ends_with(&format!("sha256 {digest})")),
+                    "{}",
+                    a.filter
+                );
+            }
+        }
+    }
 
     #[test]
     fn filter_text_is_canonical_and_names_every_condition() {
