@@ -87,7 +87,7 @@ fn read_commands_refuse_a_directory_that_is_not_a_store_and_write_nothing_there(
     let dir = s(d.path());
     let out = d.path().join("case.csv");
     let window = ["--since", "1d", "--until", "0s"];
-    let runs: [Vec<&str>; 5] = [
+    let runs: [Vec<&str>; 6] = [
         vec!["query", "--log-dir", dir],
         [
             &[
@@ -105,6 +105,7 @@ fn read_commands_refuse_a_directory_that_is_not_a_store_and_write_nothing_there(
         [&["report", "--log-dir", dir][..], &window].concat(),
         vec!["hold", "list", "--log-dir", dir],
         vec!["sql", "--log-dir", dir, "SELECT 1"],
+        vec!["verify", "--log-dir", dir],
     ];
     for args in runs {
         let first = assert_error(&run(&args), &[dir]);

@@ -67,10 +67,11 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     // A store that is not there is an error of the command line, not a broken chain: it goes
-    // to stderr like every other error, and `BROKEN` stays the verdict on a store.
+    // to stderr like every other error, and `BROKEN` stays the verdict on a store. A
+    // directory with no store file in it is not a store either (`ok: 0 entries` said of any
+    // directory, or of a store whose every file was deleted, proved nothing).
     let dir = &args.dir.log_dir;
-    std::fs::read_dir(dir)
-        .with_context(|| format!("--log-dir {}: cannot read the audit store", dir.display()))?;
+    super::store_args::readable_store(dir)?;
     let remote = if args.remote {
         args.ship.to_config().context("--remote")?
     } else {

@@ -260,7 +260,7 @@ pub struct ShipArgs {
     pub ship_multipart_bytes: u64,
     /// Longest one request to the bucket may take, its body included (30s, 5m); a request
     /// past it fails and is retried. Default: what the largest request (a single PUT just
-    /// under --ship-multipart-bytes) takes with the uploads in flight sharing 1 Mbit/s,
+    /// under the multipart threshold) takes with the uploads in flight sharing 1 Mbit/s,
     /// at least 60s.
     #[arg(long, value_name = "DURATION", value_parser = crate::span::parse_positive)]
     pub ship_request_timeout: Option<std::time::Duration>,
