@@ -282,3 +282,50 @@ fn run_refuses_an_unreadable_ca_file_before_attaching() {
         "nothing was attached: {stderr}"
     );
 }
+
+/// A server that accepts and closes at once (a plain TCP URL at a TLS port, a server at its
+/// session limit): the sender backs off between attempts as when the connect is refused. It
+/// reconnected after each failed batch at the first backoff step, never doubling it: a
+/// connection that opens counted as the outage's end.
+#[test]
+fn a_server_that_accepts_and_closes_is_retried_with_backoff() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(conn);
+            }
+        });
+    }
+    // Backoff 50 ms doubling to 500 ms (each wait jittered over its upper half): at most
+    // about 10 attempts in 2 s; without the doubling, 40 at 50 ms.
+    let mut c = config(&format!("tcp://127.0.0.1:{port}"));
+    c.close_timeout = Duration::from_millis(100);
+    let mut syslog = Syslog::start(c).expect("start the sink");
+    let handle = syslog.handle();
+    let mut i = 0;
+    wait_until(WAIT, "a first failed write", || {
+        i += 1;
+        handle.try_send(message(i));
+        handle.status().last_error.is_some()
+    });
+    let before = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    // Messages keep coming for 2 s, the span the attempts are counted over.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        i += 1;
+        handle.try_send(message(i));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let during = accepted.load(std::sync::atomic::Ordering::Relaxed) - before;
+    syslog.close();
+    assert!(
+        (1..=12).contains(&during),
+        "{during} connections in 2 s (backoff 50 ms to 500 ms): {:?}",
+        handle.status()
+    );
+}

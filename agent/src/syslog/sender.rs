@@ -191,6 +191,10 @@ impl Sender {
                 .and_then(|()| conn.write_all(&self.batch.bytes).map_err(|e| e.to_string()));
             match written {
                 Ok(()) => {
+                    // The outage ends with a batch written, not with a connection opened: a
+                    // server that accepts and closes at once would keep the backoff at its
+                    // first step.
+                    self.failures_in_row = 0;
                     let n = self.batch.messages;
                     let again = if self.batch_failed { n } else { 0 };
                     self.counters.written(n, again);
@@ -202,6 +206,7 @@ impl Sender {
                 Err(e) => {
                     self.batch_failed = true;
                     self.broken(format!("{}: {e}", self.connector.target()), false);
+                    self.wait()?;
                 }
             }
         }
@@ -255,7 +260,6 @@ impl Sender {
             info!(server = %self.connector.target(), "syslog: connected");
         }
         self.ever_connected = true;
-        self.failures_in_row = 0;
         self.conn = Some(conn);
         Ok(())
     }
