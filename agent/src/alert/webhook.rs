@@ -58,7 +58,7 @@ pub enum WebhookError {
     /// The HTTP client could not be built (TLS roots, runtime).
     #[error("--alert-webhook {url}: cannot start the HTTP client: {reason}")]
     Client {
-        /// The URL.
+        /// The URL, as logs show it.
         url: String,
         /// Why.
         reason: String,
@@ -129,7 +129,7 @@ impl Webhook {
         timing: Timing,
     ) -> Result<Self, WebhookError> {
         let client_err = |reason: String| WebhookError::Client {
-            url: url.to_owned(),
+            url: shown_url(url),
             reason,
         };
         // The ring provider (never aws-lc-rs); already installed is fine.
@@ -138,8 +138,11 @@ impl Webhook {
             .enable_all()
             .build()
             .map_err(|e| client_err(e.to_string()))?;
+        // A redirect is a failed attempt: followed, it turned the POST into a GET without the
+        // alert, which a 2xx then counted delivered (and sent the agent to any host).
         let client = reqwest::Client::builder()
             .timeout(timing.request)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("xdp-audit/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| client_err(e.to_string()))?;
@@ -147,6 +150,7 @@ impl Webhook {
         let counters = Arc::new(Counters::default());
         let sender = Sender {
             url: url.to_owned(),
+            shown: shown_url(url),
             client,
             rt,
             attempts: attempts.max(1),
@@ -217,6 +221,8 @@ impl Drop for Webhook {
 /// The webhook thread's state.
 struct Sender {
     url: String,
+    /// The URL as logs show it: scheme, host and port (a path or query may carry a token).
+    shown: String,
     client: reqwest::Client,
     rt: tokio::runtime::Runtime,
     attempts: u32,
@@ -264,7 +270,7 @@ impl Sender {
                     }
                     Err(e) => {
                         self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(url = %self.url, attempt, error = %e, "alert webhook POST failed");
+                        tracing::warn!(url = %self.shown, attempt, error = %e, "alert webhook POST failed");
                     }
                 }
                 let past_grace = self.grace_left().is_some_and(|left| left.is_zero());
@@ -315,7 +321,7 @@ impl Sender {
         let n = held + queued;
         self.counters.dropped.fetch_add(n, Ordering::Relaxed);
         self.counters.pending.fetch_sub(n, Ordering::Relaxed);
-        tracing::warn!(url = %self.url, dropped = n, "alert webhook: the stop's grace is spent; notices not sent");
+        tracing::warn!(url = %self.shown, dropped = n, "alert webhook: the stop's grace is spent; notices not sent");
     }
 
     /// A message's body, or `None` for the close.
@@ -338,7 +344,7 @@ impl Sender {
             .header("content-type", "application/json")
             .body(body.to_vec());
         self.rt.block_on(async {
-            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
             let status = resp.status();
             if status.is_success() {
                 Ok(())
@@ -346,6 +352,19 @@ impl Sender {
                 Err(format!("HTTP {status}"))
             }
         })
+    }
+}
+
+/// `url` without what may be secret (user, path, query): what logs show of it.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/...",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(the --alert-webhook URL)".into(),
     }
 }
 
@@ -365,6 +384,64 @@ mod tests {
             last_ns: i,
             count: 1,
         }
+    }
+
+    /// Answers every connection to `listener` with `response` (one request a connection),
+    /// counting them.
+    fn answer_all(
+        listener: std::net::TcpListener,
+        response: String,
+    ) -> Arc<std::sync::atomic::AtomicU64> {
+        use std::io::{Read as _, Write as _};
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            for mut c in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let mut head = [0u8; 4096];
+                let _ = c.read(&mut head);
+                let _ = c.write_all(response.as_bytes());
+            }
+        });
+        seen
+    }
+
+    /// A receiver that redirects: the attempt fails (followed, the POST became a GET
+    /// without the alert, which the target's 200 counted delivered), and the other host is
+    /// never asked.
+    #[test]
+    fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other_addr = other.local_addr().expect("addr");
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let followed = answer_all(other, ok.into());
+        let hook_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", hook_listener.local_addr().expect("addr"));
+        let redirect = format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://{other_addr}/elsewhere\r\n\
+             content-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let asked = answer_all(hook_listener, redirect);
+        let mut hook = Webhook::start_timed(&url, 4, 2, TIMING).expect("start the webhook");
+        hook.deliver(&notice(1));
+        hook.close();
+        let st = hook.stats();
+        assert_eq!((st.delivered, st.failed, st.dropped), (0, 2, 1), "{st:?}");
+        assert_eq!(asked.load(Ordering::Relaxed), 2, "two attempts");
+        assert_eq!(
+            followed.load(Ordering::Relaxed),
+            0,
+            "the redirect was followed"
+        );
+    }
+
+    #[test]
+    fn shown_urls_keep_no_path_query_or_user() {
+        assert_eq!(
+            shown_url("https://user:pw@hooks.example:8443/services/T0/B1/secret?token=x"),
+            "https://hooks.example:8443/..."
+        );
+        assert_eq!(shown_url("not a url"), "(the --alert-webhook URL)");
     }
 
     #[test]
