@@ -79,7 +79,8 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     // The window `--at` became is what was searched: the operator sees it, as the access
     // line records it.
     if let Some(w) = args.filter.at_window(now)? {
-        eprintln!("query: {w}");
+        // Not eprintln!, which panics when stderr's reader is gone.
+        let _ = writeln!(std::io::stderr(), "query: {w}");
     }
     if args.count {
         let mut progress = progress_line("query");
@@ -131,8 +132,8 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         }
         result => done(result, &args.dir.log_dir)?,
     };
-    let mut w = out.finish().context("writing results to stdout")?;
-    w.flush().context("writing results to stdout")?;
+    let mut w = out.finish().map_err(super::stdout_error)?;
+    w.flush().map_err(super::stdout_error)?;
     Ok(super::answer_status(&stats))
 }
 
