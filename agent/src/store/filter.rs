@@ -229,19 +229,16 @@ pub struct WrittenTime {
 pub fn parse_written_time(s: &str, now_ns: i64) -> Result<WrittenTime, String> {
     let parsed = s.parse::<jiff::Timestamp>();
     if let Ok(ts) = parsed {
-        // jiff takes offsets up to 25:59; RFC 3339's hours end at 23, and a mistyped offset
-        // would move the window by a day without a word.
-        let tail = s
-            .as_bytes()
-            .get(s.len().saturating_sub(6)..)
-            .unwrap_or_default();
-        if let [b'+' | b'-', h1 @ b'0'..=b'9', h2 @ b'0'..=b'9', b':', _, _] = tail {
-            if (h1 - b'0') * 10 + (h2 - b'0') > 23 {
-                return Err(format!(
-                    "{s:?}: the UTC offset {} is past the ±23:59 RFC 3339 allows",
-                    &s[s.len() - 6..]
-                ));
-            }
+        // jiff takes offsets up to 25:59:59 in any of its spellings (+25, +2500, +25:00:00);
+        // RFC 3339's hours end at 23, and a mistyped offset would move the window by a day
+        // without a word. The offset jiff read is judged, not how it was written.
+        let offset = jiff::fmt::temporal::Pieces::parse(s)
+            .ok()
+            .and_then(|p| p.to_numeric_offset());
+        if let Some(o) = offset.filter(|o| o.seconds().unsigned_abs() >= 24 * 3600) {
+            return Err(format!(
+                "{s:?}: the UTC offset {o} is past the ±23:59 RFC 3339 allows"
+            ));
         }
         let ns = i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is out of range"))?;
         return Ok(WrittenTime {
@@ -304,8 +301,12 @@ mod tests {
         let ok = parse_time("2026-05-03T16:00:00+02:00", 0).expect("an offset of two hours");
         assert_eq!(ok, parse_time("2026-05-03T14:00:00Z", 0).expect("UTC"));
         assert!(parse_time("2026-05-03T16:00:00-23:59", 0).is_ok());
-        let e = parse_time("2026-05-03T16:00:00+25:00", 0).expect_err("offset of 25 hours");
-        assert!(e.contains("+25:00") && e.contains("23:59"), "{e}");
+        for written in ["+25:00", "+25", "+2500", "+25:00:00", "-24:00"] {
+            let t = format!("2026-05-03T16:00:00{written}");
+            let e = parse_time(&t, 0).expect_err("an offset of a day or more");
+            assert!(e.contains(&t) && e.contains("23:59"), "{e}");
+        }
+        assert!(parse_time("2026-05-03T16:00:00+2359", 0).is_ok());
         let e = parse_time("2026-02-30T00:00:00Z", 0).expect_err("no 30 February");
         assert!(e.contains("day") && e.contains("RFC 3339"), "{e}");
         let now = 10 * 3_600_000_000_000;
