@@ -512,3 +512,30 @@ fn hold_add_list_release_through_the_binary() {
     let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("anchored: {b}"));
     assert_eq!(v.anchored_lines, 5, "{v:?}");
 }
+
+/// `SUDO_USER` is whatever the caller's environment said: `hold list` prints it escaped, so
+/// it can neither make a row of its own nor drive the terminal.
+#[test]
+fn hold_list_prints_a_hostile_sudo_user_on_its_own_row_escaped() {
+    let dir = TempDir::new("hold-sudo-user");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 2, 0.5, 5, true);
+    let d = dir.path().to_str().expect("utf-8 path");
+    let added = Command::new(BIN)
+        .args(["hold", "add", "--log-dir", d, "--reason", "case 1"])
+        .args([
+            "--since",
+            "2023-11-14T22:00:00Z",
+            "--until",
+            "2023-11-14T23:00:00Z",
+        ])
+        .env("SUDO_USER", "eve\n   99  in force  forged\u{1b}[2J")
+        .output()
+        .expect("spawn xdp-audit");
+    ok(added);
+    let listed = ok(run(&["hold", "list", "--log-dir", d]));
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert!(!listed.contains('\u{1b}'), "{listed:?}");
+    assert!(rows[0].contains("sudo by eve\\n"), "{listed}");
+}

@@ -141,12 +141,15 @@ fn add(a: AddArgs, now: i64) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Who, printable: `SUDO_USER` is whatever the caller's environment said, and must not start
+/// a row of its own or drive the terminal of whoever lists the holds.
 fn who_text(w: &Who) -> String {
     let name = w.user.clone().unwrap_or_else(|| format!("uid {}", w.uid));
-    match &w.sudo_user {
+    let text = match &w.sudo_user {
         Some(s) => format!("{name} (sudo by {s})"),
         None => name,
-    }
+    };
+    super::printable(&text).into_owned()
 }
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
