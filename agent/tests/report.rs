@@ -358,3 +358,70 @@ fn the_report_names_the_gateway_by_its_id() {
         "the error names the flag: {err}"
     );
 }
+
+/// A report on a store that does not verify is written (its verification section says why)
+/// and exits 4: it exited 0, so a script took it for evidence whose integrity was shown.
+#[test]
+fn a_report_on_a_store_that_does_not_verify_exits_4() {
+    let dir = TempDir::new("report-broken");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0 - 2 * HOUR, 2, 0.2, 5, false);
+    let d = dir.path().to_str().expect("utf-8");
+    let segment = std::fs::read_dir(dir.path())
+        .expect("list the store")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("a sealed segment");
+    let mut bytes = std::fs::read(&segment).expect("read the segment");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&segment, bytes).expect("damage the segment");
+    let o = run(&[
+        "report",
+        "--format",
+        "json",
+        "--log-dir",
+        d,
+        "--since",
+        SINCE,
+        "--until",
+        UNTIL,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report, written");
+    assert_eq!(j["verify"]["ok"], false, "{}", j["verify"]);
+}
+
+/// A report file holds subscribers' records: it is created for its owner and group only, as
+/// the store's files are (it was 0644 under the usual umask).
+#[test]
+fn a_report_file_is_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("report-mode");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0 - 2 * HOUR, 2, 0.2, 5, false);
+    let d = dir.path().to_str().expect("utf-8");
+    let out = dir.path().join("case.html");
+    let out_s = out.to_str().expect("utf-8");
+    ok(&run(&[
+        "report",
+        "--log-dir",
+        d,
+        "--since",
+        SINCE,
+        "--until",
+        UNTIL,
+        "--out",
+        out_s,
+    ]));
+    let mode = std::fs::metadata(&out)
+        .expect("the report")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+}

@@ -90,11 +90,14 @@ pub struct NewFile {
 }
 
 impl NewFile {
-    /// Creates `path`, which must not exist.
+    /// Creates `path`, which must not exist, readable by its owner and group only (0640
+    /// before the umask), as the store's own files: it holds subscribers' records.
     pub fn create(path: &Path) -> anyhow::Result<(Self, File)> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let file = File::options()
             .write(true)
             .create_new(true)
+            .mode(0o640)
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
         let guard = Self {
