@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::svg::Timeline;
-use crate::record::FlowRecord;
+use crate::record::{EndReason, FlowRecord};
 
 /// Rows of a blocked-destinations table shown at most; the rest are counted.
 pub const TOP_ROWS: usize = 100;
@@ -128,7 +128,9 @@ impl Tally {
         let blocked = r.dropped > 0;
         self.timeline.add(r.time_start_ns, blocked);
         if blocked {
-            s.blocked_flows += 1;
+            // A blocked flow is counted at its first drop's record: its later records (a
+            // client's retries, a resolver's) carry more drops, not another flow.
+            s.blocked_flows += u64::from(first_drop(r));
             s.dropped_packets = s.dropped_packets.saturating_add(r.dropped);
             self.add_blocked(r);
         }
@@ -164,6 +166,11 @@ impl Tally {
             .entry(key)
             .or_insert_with(|| (row(), HashSet::new()));
         count_into(by_rule, r);
+        // A flood summary is no flow and no one client's: `src_ip` is only the most
+        // frequent of its sources, which the by-client table would credit with them all.
+        if r.end_reason == EndReason::Summarised {
+            return;
+        }
         clients.insert(r.src_ip);
         let key = (
             r.src_ip,
@@ -222,8 +229,13 @@ pub struct Finished {
     pub shown: Vec<FlowRecord>,
 }
 
+/// Whether `r` is a blocked flow's first drop's record, the one it is counted at.
+fn first_drop(r: &FlowRecord) -> bool {
+    matches!(r.end_reason, EndReason::Drop | EndReason::Refused)
+}
+
 fn count_into(row: &mut BlockedRow, r: &FlowRecord) {
-    row.flows += 1;
+    row.flows += u64::from(first_drop(r));
     row.dropped_packets = row.dropped_packets.saturating_add(r.dropped);
     row.first_ns = row.first_ns.min(r.time_start_ns);
     row.last_ns = row.last_ns.max(r.time_end_ns);
@@ -327,6 +339,36 @@ mod tests {
             .map(|r| (r.time_start_ns - T0) / 1_000_000_000)
             .collect();
         assert_eq!(shown, [5, 10], "the two earliest");
+    }
+
+    /// A blocked flow with later records (a client's retries) is one blocked flow, its drops
+    /// summed; a flood summary adds its drops to its rule and nothing to any client (it was
+    /// counted a flow, and its most frequent source credited with every packet).
+    #[test]
+    fn a_flow_is_blocked_once_and_a_flood_summary_is_no_clients() {
+        let mut t = Tally::new(T0, T0 + 3600 * 1_000_000_000, 0);
+        t.add(&rec("10.0.0.2", "192.0.2.9", 10, 1, Some("b.list:1")));
+        let retries = FlowRecord {
+            end_reason: EndReason::Idle,
+            ..rec("10.0.0.2", "192.0.2.9", 11, 2, Some("b.list:1"))
+        };
+        t.add(&retries);
+        let summary = FlowRecord {
+            end_reason: EndReason::Summarised,
+            packets: 5_000,
+            dropped: 5_000,
+            dst_ip: "0.0.0.0".parse().expect("zero"),
+            ..rec("10.0.0.7", "192.0.2.9", 12, 1, Some("b.list:1"))
+        };
+        t.add(&summary);
+        let f = t.finish();
+        let s = &f.summary;
+        assert_eq!((s.blocked_flows, s.dropped_packets), (1, 5_003));
+        let flows: u64 = f.blocked_by_rule.rows.iter().map(|r| r.flows).sum();
+        assert_eq!(flows, 1, "{:?}", f.blocked_by_rule.rows);
+        let c = &f.blocked_by_client.rows;
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!((c[0].flows, c[0].dropped_packets), (1, 3));
     }
 
     #[test]
