@@ -367,6 +367,29 @@ fn query_past_a_damaged_stretch_of_a_live_journal_exits_3() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "query --count: {err}");
     assert!(err.contains(s(&journal)), "the journal is named: {err}");
+    // sql reads the same journal: the same answer short of the stretch, said the same way
+    // (it answered short, exit 0, without a word).
+    let counted: u64 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .expect("a count");
+    let o = run(&[
+        "sql",
+        "--log-dir",
+        s(d.path()),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM flows",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "sql: {err}");
+    assert!(err.contains(s(&journal)), "the journal is named: {err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().nth(1),
+        Some(counted.to_string().as_str()),
+        "{out}"
+    );
 }
 
 // ---- verify ----

@@ -136,6 +136,9 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
     if let (Ok((_, Some(digest))), Some(out)) = (&run, &args.output) {
         access = access.output(digest, out);
     }
+    if let Ok((summary, _)) = &run {
+        access = access.unreadable(summary.damaged_journals as u64);
+    }
     if local_store {
         access::record(&args.dir.log_dir, access);
     } else {
@@ -155,6 +158,14 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
             );
             if let (Some(digest), Some(out)) = (digest, &args.output) {
                 outln!("{digest}  {}", out.display())?;
+            }
+            // An incomplete answer must not look complete: as `query`'s, exit 3.
+            if summary.damaged_journals > 0 {
+                tracing::warn!(
+                    journals = summary.damaged_journals,
+                    "the answer is INCOMPLETE: live journals hold damaged stretches (named above)"
+                );
+                return Ok(ExitCode::from(3));
             }
             Ok(ExitCode::SUCCESS)
         }

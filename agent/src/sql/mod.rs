@@ -83,6 +83,8 @@ pub struct Summary {
     pub journals: usize,
     /// Records of those journals.
     pub journal_rows: u64,
+    /// Live journals with a damaged stretch whose records the tables lack.
+    pub damaged_journals: usize,
 }
 
 /// A session over one store: its tables registered, ready for statements.
@@ -109,6 +111,7 @@ impl Session {
             segments: sources.segments.len(),
             journals: sources.journals.len(),
             journal_rows: sources.journal_rows(),
+            damaged_journals: sources.damaged_journals,
         };
         Ok(Self {
             runtime,

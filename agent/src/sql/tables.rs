@@ -71,6 +71,9 @@ pub struct Sources {
     pub segments: Vec<(PathBuf, checked::Ranges)>,
     /// Live journals not yet sealed: (id, the records as a segment in memory, rows).
     pub journals: Vec<(u64, Bytes, u64)>,
+    /// Live journals with a damaged stretch (valid frames after it): its records are not
+    /// in the tables, and an answer is incomplete, as `query`'s is.
+    pub damaged_journals: usize,
 }
 
 impl Sources {
@@ -96,8 +99,23 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
             continue;
         }
         match journal::load::<Columns>(&path) {
-            Ok((_, scan)) if scan.records.is_empty() => {}
             Ok((_, scan)) => {
+                let mut damaged = false;
+                for s in scan.frames.damaged() {
+                    damaged = true;
+                    tracing::warn!(
+                        journal = %path.display(),
+                        offset = s.offset,
+                        bytes = s.len,
+                        reason = %s.reason,
+                        "a damaged stretch of a live journal holds no valid frame: its records \
+                         are not in the tables (the agent quarantines it when it seals the journal)"
+                    );
+                }
+                out.damaged_journals += usize::from(damaged);
+                if scan.records.is_empty() {
+                    continue;
+                }
                 let rows = scan.records.len() as u64;
                 out.journals
                     .push((id, encode_journal(&path, scan.records, id)?, rows));
