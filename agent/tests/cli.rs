@@ -773,3 +773,26 @@ fn check_warns_of_rules_that_match_everything() {
         assert!(out.contains(&format!("{}: ok", list.display())), "{out}");
     }
 }
+
+/// `sql --memory-limit` bounds the engine: a statement that needs more fails with the
+/// engine's word for it (exit 1), as an access entry; the same statement runs under the
+/// default bound.
+#[test]
+fn sql_past_its_memory_limit_fails_and_the_gateway_keeps_its_memory() {
+    let d = TempDir::new("sql-memory");
+    let clock = xdp_audit::store::FakeClock::new(store_common::T0);
+    store_common::fill(d.path(), &clock, store_common::T0, 2, 1.0, 43, true);
+    let statement = "SELECT src_ip, dst_ip, dst_port, count(*) AS n FROM flows \
+                     GROUP BY src_ip, dst_ip, dst_port ORDER BY n DESC, dst_ip";
+    let base = ["sql", "--log-dir", s(d.path()), "--format", "csv"];
+    let small = run(&[&base[..], &["--memory-limit", "4096", statement]].concat());
+    assert_eq!(small.status.code(), Some(1), "{}", stderr(&small));
+    assert!(
+        stderr(&small).contains("Resources exhausted"),
+        "{}",
+        stderr(&small)
+    );
+    let whole = run(&[&base[..], &[statement]].concat());
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    assert!(String::from_utf8_lossy(&whole.stdout).lines().count() > 100);
+}

@@ -519,10 +519,13 @@ fn a_segment_of_an_earlier_format_reads_with_its_new_columns_null() {
             (f, ranges)
         })
         .collect();
-    let session = Session::new(&Sources {
-        segments,
-        journals: Vec::new(),
-    })
+    let session = Session::new(
+        &Sources {
+            segments,
+            ..Sources::default()
+        },
+        xdp_audit::sql::default_memory_limit(),
+    )
     .expect("session over old and new segments");
     let mut out = Vec::new();
     session

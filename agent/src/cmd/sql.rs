@@ -97,6 +97,11 @@ pub struct SqlArgs {
     /// default AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     #[arg(long, value_name = "FILE", requires = "remote")]
     pub ship_credentials: Option<PathBuf>,
+    /// The most memory the engine holds, bytes (default a quarter of the machine's, at
+    /// least 256 MiB): a statement that needs more (a large join or sort) fails with
+    /// "Resources exhausted" instead of taking the gateway's memory.
+    #[arg(long, value_name = "BYTES")]
+    pub memory_limit: Option<usize>,
 }
 
 impl SqlArgs {
@@ -190,11 +195,13 @@ fn answer(
     remote: Option<&ShipConfig>,
 ) -> anyhow::Result<(Summary, Option<String>)> {
     let dir = &args.dir.log_dir;
+    let limit = args
+        .memory_limit
+        .unwrap_or_else(crate::sql::default_memory_limit);
     let session = match remote {
-        Some(cfg) => Session::remote(cfg)?,
-        None => {
-            Session::open(dir).with_context(|| format!("reading the store {}", dir.display()))?
-        }
+        Some(cfg) => Session::remote(cfg, limit)?,
+        None => Session::open(dir, limit)
+            .with_context(|| format!("reading the store {}", dir.display()))?,
     };
     let Some(path) = &args.output else {
         let stdout = std::io::stdout();

@@ -95,14 +95,15 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens the store at `dir` (segments and live journals as they are now).
-    pub fn open(dir: &Path) -> Result<Self, SqlError> {
-        Self::new(&tables::sources(dir)?)
+    /// Opens the store at `dir` (segments and live journals as they are now); the engine
+    /// holds at most `memory_limit` bytes.
+    pub fn open(dir: &Path, memory_limit: usize) -> Result<Self, SqlError> {
+        Self::new(&tables::sources(dir)?, memory_limit)
     }
 
     /// A session over `sources` (a store's, or chosen files: tests, other stores' segments).
-    pub fn new(sources: &Sources) -> Result<Self, SqlError> {
-        let (runtime, ctx) = engine()?;
+    pub fn new(sources: &Sources, memory_limit: usize) -> Result<Self, SqlError> {
+        let (runtime, ctx) = engine(memory_limit)?;
         runtime
             .block_on(tables::register(&ctx, sources))
             .map_err(SqlError::Engine)?;
@@ -122,8 +123,8 @@ impl Session {
 
     /// A session over the segments a fleet shipped to the bucket of `cfg` (its gateway id is
     /// not used: every gateway under the prefix is read, `gateway` and `date` as columns).
-    pub fn remote(cfg: &ShipConfig) -> Result<Self, SqlError> {
-        let (runtime, ctx) = engine()?;
+    pub fn remote(cfg: &ShipConfig, memory_limit: usize) -> Result<Self, SqlError> {
+        let (runtime, ctx) = engine(memory_limit)?;
         runtime.block_on(remote::register(&ctx, cfg))?;
         Ok(Self {
             runtime,
@@ -168,7 +169,24 @@ impl Session {
 }
 
 /// The engine with its functions and rules, and the runtime it runs on.
-fn engine() -> Result<(tokio::runtime::Runtime, SessionContext), SqlError> {
+/// The default bound of the engine's memory: a quarter of the machine's, at least 256 MiB. A
+/// self-join or a sort of a 100 M-row store would otherwise take what the agent next to it
+/// needs; past the bound the statement fails ("Resources exhausted"), the gateway does not.
+pub fn default_memory_limit() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let total = usize::try_from(pages)
+        .unwrap_or(0)
+        .saturating_mul(usize::try_from(page).unwrap_or(0));
+    (total / 4).max(256 << 20)
+}
+
+fn engine(memory_limit: usize) -> Result<(tokio::runtime::Runtime, SessionContext), SqlError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,7 +194,11 @@ fn engine() -> Result<(tokio::runtime::Runtime, SessionContext), SqlError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("xdp_audit", "store");
-    let ctx = SessionContext::new_with_config(config);
+    let env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_limit, 1.0)
+        .build_arc()
+        .map_err(SqlError::Engine)?;
+    let ctx = SessionContext::new_with_config_rt(config, env);
     for f in udf::functions() {
         ctx.register_udf(f);
     }
