@@ -775,8 +775,7 @@ fn check_warns_of_rules_that_match_everything() {
 }
 
 /// `sql --memory-limit` bounds the engine: a statement that needs more fails with the
-/// engine's word for it (exit 1), as an access entry; the same statement runs under the
-/// default bound.
+/// engine's word for it (exit 1); the same statement runs under the default bound.
 #[test]
 fn sql_past_its_memory_limit_fails_and_the_gateway_keeps_its_memory() {
     let d = TempDir::new("sql-memory");

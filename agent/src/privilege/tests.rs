@@ -308,3 +308,29 @@ fn the_signing_key_never_prints_its_secret() {
         );
     }
 }
+
+/// A directory made for `--user` with missing parents: every directory made is the user's,
+/// so the user can reach the last (the parents were root's at 0750). Needs root (chown).
+#[test]
+fn a_new_directory_and_the_parents_made_for_it_belong_to_the_user() {
+    use std::os::unix::fs::MetadataExt as _;
+    let nobody = RunAs::lookup("nobody").expect("the nobody user (Debian base-passwd)");
+    let top = std::env::temp_dir().join(format!("xa-own-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&top);
+    std::fs::create_dir(&top).expect("create the test directory");
+    let dir = top.join("a").join("b").join("log");
+    let owned = nobody.own_new_dir(&dir);
+    let owners: Vec<(u32, u32)> = [top.join("a"), top.join("a/b"), dir.clone()]
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .map(|m| (m.uid(), m.gid()))
+                .unwrap_or((0, 0))
+        })
+        .collect();
+    let top_owner = std::fs::metadata(&top).map(|m| m.uid()).unwrap_or(u32::MAX);
+    let _ = std::fs::remove_dir_all(&top);
+    owned.expect("make the directory");
+    assert_eq!(owners, vec![(nobody.uid, nobody.gid); 3]);
+    assert_eq!(top_owner, 0, "an existing parent is left as it is");
+}

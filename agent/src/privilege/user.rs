@@ -109,17 +109,27 @@ impl RunAs {
 
 impl RunAs {
     /// Creates `dir` (and missing parents, mode 0750 under the agent's umask) owned by this
-    /// user if it does not exist; an existing one is left as it is (its owner decides).
+    /// user if it does not exist; an existing one is left as it is (its owner decides). The
+    /// parents it creates are this user's too: left root's at 0750, the user could not reach
+    /// the directory made for it.
     pub fn own_new_dir(&self, dir: &Path) -> Result<(), AccountError> {
         if dir.exists() {
             return Ok(());
         }
-        let io = |cause| AccountError::Dir {
+        let missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+        std::fs::create_dir_all(dir).map_err(|cause| AccountError::Dir {
             path: dir.to_owned(),
             cause,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        std::os::unix::fs::chown(dir, Some(self.uid), Some(self.gid)).map_err(io)
+        })?;
+        for p in missing.into_iter().rev() {
+            std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid)).map_err(|cause| {
+                AccountError::Dir {
+                    path: p.to_owned(),
+                    cause,
+                }
+            })?;
+        }
+        Ok(())
     }
 }
 
