@@ -289,6 +289,7 @@ impl Daemon {
                 table_capacities,
                 publish: settings.metrics.clone(),
                 alerts: settings.alerts.clone(),
+                unwritten: crate::throttle::Throttle::new(Duration::from_secs(60)),
             },
         };
         let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();

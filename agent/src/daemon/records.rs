@@ -46,6 +46,9 @@ pub(crate) struct StatusInputs {
     pub(crate) publish: Option<Arc<crate::metrics::Latest>>,
     /// The alert thread: its summary goes into the snapshot, and it reads each snapshot.
     pub(crate) alerts: Option<crate::alert::Handle>,
+    /// A snapshot that cannot be written (a full disk) is said at most once a minute, not
+    /// at every sweep.
+    pub(crate) unwritten: crate::throttle::Throttle,
 }
 
 /// The records stage's state.
@@ -249,10 +252,12 @@ impl Records {
         snap.pipeline = pipeline;
         snap.clock = self.sweeper.clock().stats().clone();
         snap.observe = self.observed();
-        let s = &self.status;
+        let s = &mut self.status;
         snap.alerts = s.alerts.as_ref().map(|a| a.status());
         if let Err(e) = snap.write(&s.dir) {
-            warn!(error = %e, dir = %s.dir.display(), "cannot write the status snapshot");
+            if let Some(n) = s.unwritten.hit(1) {
+                warn!(error = %e, dir = %s.dir.display(), times = n, "cannot write the status snapshot (said at most once a minute)");
+            }
         }
         if let Some(a) = &s.alerts {
             a.observe(&snap);
