@@ -388,3 +388,63 @@ fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_w
         "the alerts of the last snapshot: {text}"
     );
 }
+
+/// An agent started on a full disk (restarted while it was): it starts and enforces its
+/// lists, and its records reach the store once space returns. How full the disk is when the
+/// store opens depends on what the start frees first (a truncated lock file, the attribution
+/// state taken back), so this passes on a build whose open fails on a disk that stays full;
+/// `store_disk_full`'s test holds that case.
+#[test]
+fn an_agent_started_on_a_full_disk_blocks_and_writes_its_records_once_space_returns() {
+    let lab = Lab::new("afd").expect("build the netns lab");
+    sh(lab.cmd(&lab.internet, "ip").args([
+        "addr",
+        "add",
+        &format!("{BLOCKED_IP}/24"),
+        "dev",
+        "eth0",
+    ]))
+    .expect("add the blocked address");
+    let fs = Tmpfs::mount("8m");
+    let log = fs.path().join("log");
+    let tmp = lab.temp_dir("fulldisk").expect("temp dir");
+    let block = tmp.path().join("block.list");
+    std::fs::write(&block, format!("{BLOCKED_IP}\n")).expect("write the blocklist");
+    let bin = binary().expect("agent binary");
+    let args = [
+        "--iface",
+        lab::GW_LAN_IF,
+        "--blocklist",
+        block.to_str().expect("utf8"),
+        "--no-pin",
+        "--sweep-interval",
+        "200ms",
+        "--fsync-interval",
+        "200ms",
+        "--inactive-timeout",
+        "1s",
+    ];
+    // A first run makes the store; the disk is full when the second starts.
+    let mut first = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("first agent");
+    assert_eq!(first.stop().expect("stop"), 0, "clean exit");
+    let filler = fill(fs.path());
+    let mut agent = Agent::start(&lab, &lab.gateway, &bin, &log, &args)
+        .expect("an agent starts on a full disk");
+    assert!(!connect(&lab, BLOCKED_IP, PORT), "{BLOCKED_IP} is blocked");
+    agent
+        .wait_for("blocked by", Duration::from_secs(30))
+        .expect("the drop record reached the records stage");
+    std::fs::remove_file(&filler).expect("free the disk");
+    assert_eq!(agent.stop().expect("stop"), 0, "clean exit");
+    let blocked = agent
+        .query(&["--ip", BLOCKED_IP])
+        .expect("query the blocked address");
+    assert!(
+        blocked.iter().any(|r| r["end_reason"] == "drop"),
+        "the blocked connection's drop record, held through the full disk: {blocked:?}"
+    );
+    assert!(
+        verify(&bin, &log).status.success(),
+        "verify after the full disk"
+    );
+}
