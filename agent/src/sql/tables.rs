@@ -100,18 +100,7 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
         }
         match journal::load::<Columns>(&path) {
             Ok((_, scan)) => {
-                let mut damaged = false;
-                for s in scan.frames.damaged() {
-                    damaged = true;
-                    tracing::warn!(
-                        journal = %path.display(),
-                        offset = s.offset,
-                        bytes = s.len,
-                        reason = %s.reason,
-                        "a damaged stretch of a live journal holds no valid frame: its records \
-                         are not in the tables (the agent quarantines it when it seals the journal)"
-                    );
-                }
+                let damaged = journal::file::warn_damaged_live(&path, &scan.frames);
                 out.damaged_journals += usize::from(damaged);
                 if scan.records.is_empty() {
                     continue;

@@ -532,19 +532,7 @@ fn run(
         // A torn tail is a write the agent is making or a crash cut short; a stretch with
         // valid frames after it is damage, and its records are not in this answer, which is
         // then incomplete as for an unreadable journal.
-        let mut damaged = false;
-        for s in scan.frames.damaged() {
-            damaged = true;
-            tracing::warn!(
-                journal = %path.display(),
-                offset = s.offset,
-                bytes = s.len,
-                frames_at_least = s.frames,
-                reason = %s.reason,
-                "a damaged stretch of a live journal holds no valid frame: its records are not \
-                 in this answer (the agent quarantines it when it seals the journal)"
-            );
-        }
+        let damaged = journal::file::warn_damaged_live(&path, &scan.frames);
         stats.journals_unreadable += usize::from(damaged);
         stats.journals += 1;
         stats.rows_scanned += scan.records.len() as u64;

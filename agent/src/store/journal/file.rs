@@ -218,6 +218,26 @@ fn warn_skipped(path: &Path, s: &Skipped, tail: bool, quarantine: &Path) {
     );
 }
 
+/// Warns of each damaged stretch (valid frames after it) of the live journal at `path` a
+/// reader met, and whether there was one: its records are not in the reader's answer, which
+/// is then incomplete (a torn tail is a write in progress, and not said).
+pub fn warn_damaged_live(path: &Path, frames: &Frames) -> bool {
+    let mut damaged = false;
+    for s in frames.damaged() {
+        damaged = true;
+        tracing::warn!(
+            journal = %path.display(),
+            offset = s.offset,
+            bytes = s.len,
+            frames_at_least = s.frames,
+            reason = %s.reason,
+            "a damaged stretch of a live journal holds no valid frame: its records are not \
+             in this answer (the agent quarantines it when it seals the journal)"
+        );
+    }
+    damaged
+}
+
 /// What recovering a journal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
