@@ -15,7 +15,7 @@ use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::{FakeClock, Store, StoreConfig};
 use xdp_audit::syslog::{Message, Severity, Syslog, SyslogConfig, SyslogStage, Target};
 use xdp_audit_lab::rsyslog::{free_port, record_params, sd_params, Certs, Rsyslog};
-use xdp_audit_lab::wait::wait_until;
+use xdp_audit_lab::wait::{poll_until, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -327,5 +327,69 @@ fn a_server_that_accepts_and_closes_is_retried_with_backoff() {
         (1..=12).contains(&during),
         "{during} connections in 2 s (backoff 50 ms to 500 ms): {:?}",
         handle.status()
+    );
+}
+
+/// A server that takes a few bytes now and then keeps a write going: the stop still ends
+/// within its timeout and a second, counting what it did not send (it waited for the write,
+/// for as long as the server trickled).
+#[test]
+fn a_server_that_reads_a_trickle_does_not_hold_the_stop() {
+    use std::io::Read as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = listener.accept() {
+            let mut byte = [0u8; 1];
+            while c.read(&mut byte).is_ok_and(|n| n == 1) {
+                std::thread::sleep(Duration::from_millis(100)); // the server's pace
+            }
+        }
+    });
+    let mut c = config(&format!("tcp://127.0.0.1:{port}"));
+    c.close_timeout = Duration::from_secs(1);
+    let mut syslog = Syslog::start(c).expect("start the sink");
+    let handle = syslog.handle();
+    // Chunks until the sender stops draining the queue: the socket buffers are full and a
+    // write is under way.
+    let mut i = 0;
+    let blocked = loop {
+        for _ in 0..1_000 {
+            handle.try_send(message(i));
+            i += 1;
+        }
+        let drained = poll_until(Duration::from_millis(500), "the queue drains", || {
+            Ok(handle.status().queued == 0)
+        });
+        if drained.is_err() {
+            break true;
+        }
+        if i > 1_000_000 {
+            break false;
+        }
+    };
+    assert!(
+        blocked,
+        "the server's socket never filled: {:?}",
+        handle.status()
+    );
+    let (done, closed) = std::sync::mpsc::channel();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        syslog.close();
+        let _ = done.send(());
+    });
+    closed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stop ended");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the stop took {:?} (timeout 1 s)",
+        started.elapsed()
+    );
+    let st = handle.status();
+    assert!(
+        st.unsent_at_exit > 0,
+        "what was not sent is counted: {st:?}"
     );
 }

@@ -289,8 +289,23 @@ impl Syslog {
             return;
         };
         // A send fails only if the thread is gone already; joining says how it ended.
-        let _ = stop.send(Instant::now() + self.close_timeout);
-        if thread.join().is_err() {
+        let deadline = Instant::now() + self.close_timeout;
+        let _ = stop.send(deadline);
+        // The sender looks at the deadline between writes; a server that reads a little now
+        // and then keeps one write going. The stop waits a second past the deadline at most,
+        // then leaves the thread to the process's exit with what it still held counted.
+        let limit = deadline + std::time::Duration::from_secs(1);
+        while !thread.is_finished() && Instant::now() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if !thread.is_finished() {
+            let held = self.handle.counters.held();
+            self.handle.counters.unsent(held);
+            tracing::warn!(
+                server = %self.target,
+                "syslog: the server was still taking a write at the stop's deadline; leaving it"
+            );
+        } else if thread.join().is_err() {
             tracing::error!(server = %self.target, "the syslog sender thread panicked");
         }
         let left = self.handle.counters.snapshot().unsent_at_exit;

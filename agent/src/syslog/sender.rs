@@ -179,6 +179,9 @@ impl Sender {
     /// stop's deadline passes.
     fn deliver(&mut self) -> Result<(), Stopped> {
         loop {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Stopped);
+            }
             if self.conn.is_none() {
                 self.connect()?;
                 continue;
@@ -186,9 +189,11 @@ impl Sender {
             let Some(conn) = self.conn.as_mut() else {
                 continue;
             };
+            self.counters.writing(self.batch.messages);
             let written = conn
                 .check_open()
                 .and_then(|()| conn.write_all(&self.batch.bytes).map_err(|e| e.to_string()));
+            self.counters.writing(0);
             match written {
                 Ok(()) => {
                     // The outage ends with a batch written, not with a connection opened: a

@@ -65,6 +65,8 @@ pub(super) struct Counters {
     reconnects: AtomicU64,
     connect_failures: AtomicU64,
     unsent_at_exit: AtomicU64,
+    /// Messages of the batch being written now (0 between writes).
+    writing: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -119,6 +121,17 @@ impl Counters {
     /// `n` messages were left in the queue at the stop.
     pub(super) fn unsent(&self, n: u64) {
         self.unsent_at_exit.fetch_add(n, Relaxed);
+    }
+
+    /// A batch of `n` messages is being written (0: the write ended).
+    pub(super) fn writing(&self, n: u64) {
+        self.writing.store(n, Relaxed);
+    }
+
+    /// Messages the sender holds at a stop it did not end in time: queued, and the batch it
+    /// was writing.
+    pub(super) fn held(&self) -> u64 {
+        self.queued.load(Relaxed) + self.writing.load(Relaxed)
     }
 
     /// The counters now.
