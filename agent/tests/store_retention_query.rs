@@ -575,3 +575,30 @@ fn a_panic_in_the_output_of_a_threaded_scan_reaches_the_caller() {
         .unwrap_or_else(|_| panic!("the scan hung after its output panicked"));
     assert!(panicked, "the output's panic reaches the caller");
 }
+
+/// Retention prunes segments while a query reads them: the query says the store changed
+/// under it and to run it again (it failed with "No such file or directory", which reads
+/// as damage).
+#[test]
+fn a_segment_pruned_while_a_query_reads_is_said_as_a_change_not_damage() {
+    let dir = TempDir::new("prune-under-query");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 12, 0.2, 3, true);
+    let mut pruned = false;
+    let result =
+        xdp_audit::store::query::count(dir.path(), &Filter::default(), 1, &mut |done, _| {
+            if done == 1 && !pruned {
+                // Far past retention: the open prunes every segment.
+                let late = FakeClock::new(T0 + 400 * DAY);
+                drop(Store::open_with_clock(config(dir.path()), Box::new(late)).expect("open"));
+                pruned = true;
+            }
+        });
+    assert!(pruned, "the query read a segment");
+    match result {
+        Err(e @ xdp_audit::store::query::QueryError::Changed { .. }) => {
+            assert!(e.to_string().contains("run the query again"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

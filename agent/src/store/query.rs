@@ -53,6 +53,16 @@ pub enum QueryError {
     /// The consumer of the results failed (e.g. a closed pipe).
     #[error("writing results: {0}")]
     Output(std::io::Error),
+    /// A segment listed when the query started was removed by a later chain entry while it
+    /// ran (retention pruned it, or compaction merged it into its day): nothing is damaged.
+    #[error(
+        "segment {file}: the store changed while this query read it (a later chain entry \
+         pruned or merged it); run the query again"
+    )]
+    Changed {
+        /// The segment's file name.
+        file: String,
+    },
 }
 
 /// Counters of a scan.
@@ -94,6 +104,11 @@ pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentInfo>, HashSet<u64
         .cloned()
         .collect();
     Ok((live, sealed))
+}
+
+/// Whether the segment `file` is no longer live in the chain read again now.
+fn removed_since(dir: &Path, file: &str) -> bool {
+    load_segments(dir).is_ok_and(|(live, _)| live.iter().all(|s| s.file != file))
 }
 
 fn ranges_meet(a: ([u8; 16], [u8; 16]), b: ([u8; 16], [u8; 16])) -> bool {
@@ -491,7 +506,15 @@ fn run(
     }
     let mut done = 0;
     scan_in_order(dir, &segments, filter, threads, want, &mut |res| {
-        take(&mut stats, res?, emit)?;
+        let res = match res {
+            Err(e) if e.is_not_found() && removed_since(dir, &segments[done].file) => {
+                return Err(QueryError::Changed {
+                    file: segments[done].file.clone(),
+                })
+            }
+            res => res?,
+        };
+        take(&mut stats, res, emit)?;
         done += 1;
         progress(done, total);
         Ok(())

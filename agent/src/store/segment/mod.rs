@@ -76,6 +76,11 @@ impl SegmentError {
             Self::Invalid { .. } => false,
         }
     }
+
+    /// Whether the file was not there (removed since it was listed: pruned or merged).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
+    }
 }
 
 /// Maps an I/O error on `path` to a [`SegmentError`] saying what was being done.
