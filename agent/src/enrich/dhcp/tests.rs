@@ -359,25 +359,29 @@ fn request_packet(payload: &[u8], relayed: bool, t_ns: i64) -> DhcpPacket<'_> {
 fn a_request_is_believed_only_from_its_client_or_a_relay() {
     let relay = Ipv4Addr::new(10, 0, 1, 1);
     let none = Ipv4Addr::UNSPECIFIED;
+    let other = Mac([2, 0, 0, 0, 0, 0x66]);
     let cases = [
+        ("sent by another host", Some(other), none, false, false),
+        ("sender unknown", None, none, false, false),
+        ("sent by the client", Some(VICTIM), none, false, true),
         (
-            "sent by another host",
-            Some(Mac([2, 0, 0, 0, 0, 0x66])),
-            none,
-            false,
+            "relayed",
+            Some(Mac([2, 0, 0, 0, 0, 0xfe])),
+            relay,
+            true,
+            true,
         ),
-        ("sender unknown", None, none, false),
-        ("sent by the client", Some(VICTIM), none, true),
-        ("relayed", Some(Mac([2, 0, 0, 0, 0, 0xfe])), relay, true),
+        // Any host can set giaddr: a relay sends from port 67 and its giaddr address.
+        ("giaddr set by a client", Some(other), relay, false, false),
     ];
     let mut ack_opts = vec![51, 4, 0, 0, 0x0e, 0x10, 54, 4];
     ack_opts.extend(SERVER.octets());
     let ack = v4_message(5, VICTIM, VICTIM_IP, none, &ack_opts);
-    for (why, eth_src, giaddr, believed) in cases {
+    for (why, eth_src, giaddr, from_relay, believed) in cases {
         let mut learner = DhcpLearner::trusting(vec![IpAddr::V4(SERVER)]);
         let mut b = Bindings::default();
         let req = request(VICTIM, giaddr, "ceo-laptop");
-        let pkt = request_packet(&req, giaddr != none, T0);
+        let pkt = request_packet(&req, from_relay, T0);
         match eth_src {
             Some(mac) => learner.learn_sent(&pkt, mac, &mut b),
             None => learner.learn(&pkt, &mut b),
