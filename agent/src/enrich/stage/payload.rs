@@ -227,6 +227,10 @@ impl EnrichStage {
                 return;
             }
         };
+        // One identity per client, as the name cache keys it (IPv4 as mapped IPv6): else an
+        // answer sent to `::ffff:10.0.0.5` passed as to a client never seen asking, and its
+        // names landed on 10.0.0.5's flows.
+        let (src, dst) = (src.to_canonical(), dst.to_canonical());
         if !msg.is_response && dport == 53 {
             let ex = asked::Exchange {
                 client: src,

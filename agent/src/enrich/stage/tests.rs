@@ -459,6 +459,17 @@ fn a_spoofed_dns_answer_does_not_name_the_flows_of_a_client_seen_asking() {
     feed(&mut st, &spoofed, false, t0 + 1000, 0, &other_id);
     let other_name = dns_message("evil.example", octets(SERVER), 300, true);
     feed(&mut st, &spoofed, false, t0 + 2000, 0, &other_name);
+    // To the victim's address in its IPv4-mapped form, which the name cache takes for it:
+    // it passed as to a client never seen asking.
+    let mapped = flow_key(&record(
+        "::ffff:10.0.0.5",
+        40000,
+        ip("2001:db8::66"),
+        53,
+        proto::UDP,
+        t0,
+    ));
+    feed(&mut st, &mapped, false, t0 + 2500, 0, &other_name);
     // A client never seen asking takes its answer as before.
     let quiet = flow_key(&record("10.0.0.7", 5353, resolver, 53, proto::UDP, t0));
     feed(
@@ -477,7 +488,7 @@ fn a_spoofed_dns_answer_does_not_name_the_flows_of_a_client_seen_asking() {
     assert_eq!(got, [None, Some("trusted.example".into())]);
     assert_eq!(
         st.status().payload_failures.get("dns_unasked"),
-        Some(&2),
+        Some(&3),
         "{:?}",
         st.status().payload_failures
     );
