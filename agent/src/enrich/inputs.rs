@@ -97,7 +97,7 @@ impl Inputs {
         }
     }
 
-    /// A DHCP learner that trusts the configured servers (any, when none is configured).
+    /// A DHCP learner that trusts the configured servers (see [`dhcp_trust`]).
     pub(super) fn dhcp_learner(&self) -> DhcpLearner {
         match &self.dhcp_servers {
             Some(s) => DhcpLearner::trusting(s.clone()),
@@ -227,7 +227,7 @@ impl Enrichment {
             leases: Some(rx),
             nat,
             nat_counters: counters,
-            dhcp_servers: (!opts.dhcp_servers.is_empty()).then(|| opts.dhcp_servers.clone()),
+            dhcp_servers: dhcp_trust(&opts.dhcp_servers, !opts.leases.is_empty()),
         };
         let running = Enrichment {
             stop: Some(stop_tx),
@@ -406,10 +406,39 @@ fn files_thread(
     });
 }
 
+/// Whose DHCP replies seen on an audited interface are believed: the `--dhcp-server`s given;
+/// with none given, no one's when lease files are (the gateway is the server: XDP never
+/// sees the replies it sends, so one seen there is another host's, and any LAN host can send
+/// an ACK binding its own address to a victim's MAC and host name); else anyone's (`None`).
+fn dhcp_trust(servers: &[IpAddr], lease_files: bool) -> Option<Vec<IpAddr>> {
+    if !servers.is_empty() {
+        Some(servers.to_vec())
+    } else if lease_files {
+        Some(Vec::new())
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::blocklist::tests::TempDir;
+
+    /// With lease files and no `--dhcp-server`, no snooped reply is believed (a forged ACK
+    /// from a LAN host bound its own address to a victim's MAC and host name): see
+    /// `dhcp::tests::a_learner_trusting_no_one_believes_no_reply`.
+    #[test]
+    fn with_lease_files_a_snooped_reply_needs_a_named_server() {
+        let server: IpAddr = "10.0.0.1".parse().expect("ip");
+        assert_eq!(dhcp_trust(&[], false), None, "no lease files: anyone");
+        assert_eq!(
+            dhcp_trust(&[], true),
+            Some(Vec::new()),
+            "lease files: no one"
+        );
+        assert_eq!(dhcp_trust(&[server], true), Some(vec![server]));
+    }
 
     /// What `f` logs through `tracing`, as text.
     fn logged(f: impl FnOnce()) -> String {

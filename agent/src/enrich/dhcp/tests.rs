@@ -199,6 +199,16 @@ fn the_kea_capture_takes_host_names_from_requests() {
 }
 
 #[test]
+fn a_learner_trusting_no_one_believes_no_reply() {
+    let dgrams = datagrams("dnsmasq-dhcp.pcap");
+    let mut learner = DhcpLearner::trusting(Vec::new());
+    let mut b = Bindings::default();
+    replay(&mut learner, &mut b, &dgrams);
+    assert_eq!(b.addresses(), 0);
+    assert_eq!(learner.counters().untrusted, 3, "{:?}", learner.counters());
+}
+
+#[test]
 fn only_trusted_servers_are_believed() {
     let dgrams = datagrams("dnsmasq-dhcp.pcap");
     let mut learner = DhcpLearner::trusting(vec!["192.0.2.1".parse().expect("ip")]);
