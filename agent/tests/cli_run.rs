@@ -310,3 +310,53 @@ fn user_without_root_says_what_it_needs() {
         .expect("spawn setpriv");
     assert_error(&o, &["--user nobody", "needs root", "CAP_SETUID"]);
 }
+
+/// A second agent on the same store is refused at the store's lock, and leaves the running
+/// one's status snapshot alone: it wrote its own starting snapshot first and marked it
+/// stopped as it failed, so `status` said the running agent was down.
+#[test]
+fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
+    let ns = Netns::new("second");
+    let d = TempDir::new("second");
+    let (log, state) = (d.path().join("log"), d.path().join("state"));
+    let mut first = Reaped(
+        ns.agent(&log)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--no-pin")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("first agent"),
+    );
+    let pid = first.0.id();
+    let snapshot = || xdp_audit::status::Snapshot::read(&state).ok();
+    wait_until(
+        Duration::from_secs(20),
+        "the first agent's snapshot",
+        || {
+            assert!(
+                first.0.try_wait().expect("wait").is_none(),
+                "first agent exited"
+            );
+            snapshot().is_some_and(|s| s.pid == pid && !s.starting)
+        },
+    );
+    let second = ns
+        .agent(&log)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--no-pin")
+        .output()
+        .expect("second agent");
+    assert!(!second.status.success(), "the store is locked");
+    let s = snapshot().expect("a snapshot");
+    assert_eq!(
+        (s.pid, s.stopped_at.is_none()),
+        (pid, true),
+        "{}",
+        stderr(&second)
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    assert!(first.0.wait().expect("wait first").success());
+}

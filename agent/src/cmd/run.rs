@@ -476,10 +476,6 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         }
         privilege::become_user(&user).with_context(|| format!("--user {name}"))?;
     }
-    // The last agent's crash evidence, read before this agent's starting snapshot replaces
-    // its snapshot (as the user the agent runs as, in the directory made for it): from here
-    // on this agent's death before a clean stop is evidence too.
-    let (starting, crashed) = crate::status::Starting::begin(&args.state_dir);
     // Listen before the kernel is touched: a port in use fails the start, not a later scrape.
     let metrics_listener = match args.metrics.addr().map_err(anyhow::Error::msg)? {
         Some(addr) => Some(crate::metrics::http::bind(addr)?),
@@ -492,6 +488,12 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // Open the store first: a bad --log-dir must fail before anything touches the kernel.
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
+    // The last agent's crash evidence, read before this agent's starting snapshot replaces
+    // its snapshot (as the user the agent runs as, in the directory made for it): from here
+    // on this agent's death before a clean stop is evidence too. After the store's lock: a
+    // second agent started beside a running one (refused there) must not replace the
+    // running one's snapshot and mark it stopped.
+    let (starting, crashed) = crate::status::Starting::begin(&args.state_dir);
     let shipper = match &ship_config {
         Some(cfg) => {
             let opts = crate::ship::ShipOptions {
