@@ -360,3 +360,56 @@ fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(first.0.wait().expect("wait first").success());
 }
+
+/// An audited interface deleted and created again while the agent runs: the kernel took
+/// the program with it, so the agent stops with an error naming it (systemd's
+/// Restart=on-failure then attaches the program again) instead of running on blind there.
+#[test]
+fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
+    let ns = Netns::new("ifgone");
+    let d = TempDir::new("ifgone");
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(["-n", &ns.0])
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(ok.success(), "ip {args:?}");
+    };
+    let make = || {
+        ip(&[
+            "link", "add", "xav0", "type", "veth", "peer", "name", "xav1",
+        ]);
+        ip(&["link", "set", "xav0", "up"]);
+        ip(&["link", "set", "xav1", "up"]);
+    };
+    make();
+    let mut agent = Reaped(
+        ns.agent(&d.path().join("log"))
+            .args(["--iface", "xav0", "--no-pin", "--sweep-interval", "200ms"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agent"),
+    );
+    wait_until(Duration::from_secs(20), "the agent attaches", || {
+        assert!(
+            agent.0.try_wait().expect("wait").is_none(),
+            "agent exited early"
+        );
+        ns.has_xdp()
+    });
+    ip(&["link", "del", "xav0"]);
+    make();
+    wait_until(Duration::from_secs(20), "the agent stops", || {
+        agent.0.try_wait().expect("wait").is_some()
+    });
+    let status = agent.0.wait().expect("wait");
+    let mut err = String::new();
+    std::io::Read::read_to_string(agent.0.stderr.as_mut().expect("stderr"), &mut err)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\"xav0\" was deleted and created again"),
+        "{err}"
+    );
+}

@@ -148,6 +148,21 @@ pub enum DaemonError {
     /// The signal handlers could not be installed (the daemon stops at once, cleanly).
     #[error("cannot install the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
     Signals(std::io::Error),
+    /// An audited interface was deleted (and maybe created again, with a new index) while
+    /// the agent ran: the kernel took its XDP program with it, so nothing blocks or records
+    /// there.
+    #[error(
+        "interface {name:?} was deleted{} while the agent ran: its XDP program went with it, so \
+         nothing blocked or recorded there; stopped so that a restart (systemd's \
+         Restart=on-failure) attaches the program again",
+        now.map(|i| format!(" and created again (index {i})")).unwrap_or_default()
+    )]
+    InterfaceGone {
+        /// The interface.
+        name: String,
+        /// Its index now, if it exists again.
+        now: Option<u32>,
+    },
 }
 
 /// What the daemon did, when it stopped.
@@ -371,6 +386,9 @@ impl Daemon {
                 },
                 _ = drain_tick.tick() => pump(ring.get_mut(), clock, &queue).await.map(drop),
                 _ = sweep_tick.tick() => {
+                    if let Some(gone) = interface_gone(&self.settings.interfaces) {
+                        break Err(gone);
+                    }
                     // Drained first: every start read before `now` is queued before the sweep.
                     let r = pump(ring.get_mut(), clock, &queue).await.map(drop);
                     let now = clock.clocks().monotonic_ns();
@@ -469,6 +487,20 @@ fn ring_fill(events: &aya::maps::Map) -> Option<crate::metrics::ring::RingFill> 
 /// under a flood the ring refills as fast as it drains, and a pump that drained until empty
 /// never returned (no stop, no sweep, no status).
 const PUMP_BATCHES: usize = 16;
+
+/// The first of `interfaces` whose device the program was attached to is gone (one
+/// `if_indextoname` each, once a sweep; a device renamed keeps its index and program).
+fn interface_gone(interfaces: &[Interface]) -> Option<DaemonError> {
+    interfaces.iter().find_map(|i| {
+        let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+        // SAFETY: `name` holds IF_NAMESIZE bytes, as if_indextoname requires.
+        let there = !unsafe { libc::if_indextoname(i.ifindex, name.as_mut_ptr()) }.is_null();
+        (!there).then(|| DaemonError::InterfaceGone {
+            name: i.name.clone(),
+            now: crate::loader::ifindex(&i.name),
+        })
+    })
+}
 
 /// Drains the ring into the queue, in batches, after a clock measurement; true when it
 /// stopped at [`PUMP_BATCHES`] with events maybe left.
