@@ -24,7 +24,8 @@ pub struct EnrichArgs {
     /// and re-read when it changes.
     #[arg(long = "dhcp-leases", value_name = "[FORMAT:]FILE", value_parser = parse_lease_file)]
     pub dhcp_leases: Vec<LeaseFile>,
-    /// A DHCP server whose replies seen on an audited interface are trusted (repeatable);
+    /// A DHCP server (or relay) whose replies (or relayed REQUESTs) seen on an audited
+    /// interface are trusted (repeatable);
     /// without one, replies from any sender teach bindings, or none with --dhcp-leases (the
     /// gateway is then the server, whose replies XDP never sees).
     #[arg(long = "dhcp-server", value_name = "IP")]

@@ -212,7 +212,7 @@ impl DhcpLearner {
 
     /// Learns what `pkt`, sent from Ethernet address `eth_src`, says into `bindings`: a
     /// REQUEST's host name and address are taken when `eth_src` is its chaddr (the client
-    /// sent it) or a relay sent it (from the relay's own MAC, port 67 and the giaddr it set).
+    /// sent it) or a trusted relay sent it (its giaddr set, from the relay's own MAC).
     pub fn learn_sent(&mut self, pkt: &DhcpPacket<'_>, eth_src: Mac, bindings: &mut Bindings) {
         self.learn_from(pkt, Some(eth_src), bindings);
     }
@@ -319,12 +319,11 @@ impl DhcpLearner {
                     self.counters.ignored += 1;
                     return Ok(());
                 }
-                // Any host can set giaddr: a relay sends from the server port and from the
-                // address it put there.
-                let giaddr = msg.giaddr();
-                let relayed = giaddr != Ipv4Addr::UNSPECIFIED
-                    && pkt.src_port == 67
-                    && pkt.src_ip == IpAddr::V4(giaddr);
+                // Any host can set giaddr (and send from port 67, from its own address): a
+                // relayed REQUEST is believed from a sender trusted as replies are (a relay
+                // is named with `--dhcp-server`; anyone when none is named and no lease file
+                // is read).
+                let relayed = msg.giaddr() != Ipv4Addr::UNSPECIFIED && self.trusted(pkt.src_ip);
                 if !relayed && eth_src != Some(mac) {
                     self.counters.spoofed_requests += 1;
                     return Ok(());

@@ -168,10 +168,10 @@ impl Session {
     }
 }
 
-/// The engine with its functions and rules, and the runtime it runs on.
-/// The default bound of the engine's memory: a quarter of the machine's, at least 256 MiB. A
-/// self-join or a sort of a 100 M-row store would otherwise take what the agent next to it
-/// needs; past the bound the statement fails ("Resources exhausted"), the gateway does not.
+/// The default bound of the engine's memory: a quarter of the machine's (or of the memory
+/// its cgroup allows, when less), at least 256 MiB. A self-join or a sort of a 100 M-row store
+/// would otherwise take what the agent next to it needs; past the bound the statement fails
+/// ("Resources exhausted"), the gateway does not.
 pub fn default_memory_limit() -> usize {
     // SAFETY: sysconf has no preconditions.
     let (pages, page) = unsafe {
@@ -180,12 +180,22 @@ pub fn default_memory_limit() -> usize {
             libc::sysconf(libc::_SC_PAGESIZE),
         )
     };
-    let total = usize::try_from(pages)
+    let machine = usize::try_from(pages)
         .unwrap_or(0)
         .saturating_mul(usize::try_from(page).unwrap_or(0));
+    let total = cgroup_memory_max().map_or(machine, |c| c.min(machine));
     (total / 4).max(256 << 20)
 }
 
+/// The `memory.max` of this process's cgroup (v2), if it sets one.
+fn cgroup_memory_max() -> Option<usize> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    let max = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok()?;
+    max.trim().parse().ok()
+}
+
+/// The engine with its functions and rules, and the runtime it runs on.
 fn engine(memory_limit: usize) -> Result<(tokio::runtime::Runtime, SessionContext), SqlError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

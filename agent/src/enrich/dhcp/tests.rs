@@ -346,14 +346,21 @@ fn request(chaddr: Mac, giaddr: Ipv4Addr, name: &str) -> Vec<u8> {
     v4_message(3, chaddr, Ipv4Addr::UNSPECIFIED, giaddr, &opts)
 }
 
-/// A REQUEST as a client (68 -> 67) or a relay (67 -> 67) sends it.
+/// An address no learner trusts.
+const UNTRUSTED: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 66);
+
+/// A REQUEST as a client (68 -> 67) or a relay (67 -> 67, from the giaddr it set) sends it.
 fn request_packet(payload: &[u8], relayed: bool, t_ns: i64) -> DhcpPacket<'_> {
+    let giaddr = payload
+        .get(24..28)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from);
     DhcpPacket {
         payload,
         src_port: if relayed { 67 } else { 68 },
         dst_port: 67,
         src_ip: IpAddr::V4(if relayed {
-            Ipv4Addr::new(10, 0, 1, 1)
+            giaddr
         } else {
             Ipv4Addr::UNSPECIFIED
         }),
@@ -381,14 +388,22 @@ fn a_request_is_believed_only_from_its_client_or_a_relay() {
             true,
             true,
         ),
-        // Any host can set giaddr: a relay sends from port 67 and its giaddr address.
+        // Any host can set giaddr, and send from port 67 with its own address in it: only a
+        // trusted sender is a relay.
         ("giaddr set by a client", Some(other), relay, false, false),
+        (
+            "an untrusted host posing as a relay",
+            Some(other),
+            UNTRUSTED,
+            true,
+            false,
+        ),
     ];
     let mut ack_opts = vec![51, 4, 0, 0, 0x0e, 0x10, 54, 4];
     ack_opts.extend(SERVER.octets());
     let ack = v4_message(5, VICTIM, VICTIM_IP, none, &ack_opts);
     for (why, eth_src, giaddr, from_relay, believed) in cases {
-        let mut learner = DhcpLearner::trusting(vec![IpAddr::V4(SERVER)]);
+        let mut learner = DhcpLearner::trusting(vec![IpAddr::V4(SERVER), IpAddr::V4(relay)]);
         let mut b = Bindings::default();
         let req = request(VICTIM, giaddr, "ceo-laptop");
         let pkt = request_packet(&req, from_relay, T0);
