@@ -385,15 +385,8 @@ impl Engine {
                 let text =
                     || format!("the blocklists in force are not what the files say: {reason}");
                 let subject = SubjectRef::default();
-                self.touch(
-                    AlertId::ListStale,
-                    subject,
-                    text,
-                    1,
-                    self.window_ns,
-                    now,
-                    out,
-                );
+                // Stale until a restart: it holds, however long no change comes to refuse.
+                self.touch(AlertId::ListStale, subject, text, 1, i64::MAX, now, out);
             }
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");
@@ -733,6 +726,8 @@ mod tests {
             let reason = format!("list b.list: {what}; restart the agent");
             e.event(Event::ListStale { reason }, t, &mut out);
         }
+        // A day without a change to refuse: still stale, still active.
+        e.tick(24 * 3600 * S, &mut out);
         assert_eq!(
             ids(&out),
             [(AlertId::ListStale, AlertState::Raised)],
