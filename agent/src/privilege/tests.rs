@@ -333,4 +333,11 @@ fn a_new_directory_and_the_parents_made_for_it_belong_to_the_user() {
     owned.expect("make the directory");
     assert_eq!(owners, vec![(nobody.uid, nobody.gid); 3]);
     assert_eq!(top_owner, 0, "an existing parent is left as it is");
+    // A relative path (its last ancestor is "", which never exists).
+    let rel = std::path::PathBuf::from(format!("xa-own-rel-{}", std::process::id()));
+    let made = nobody.own_new_dir(&rel.join("log"));
+    let owner = std::fs::metadata(&rel).map(|m| m.uid());
+    let _ = std::fs::remove_dir_all(&rel);
+    made.expect("make a relative directory");
+    assert_eq!(owner.ok(), Some(nobody.uid));
 }

@@ -116,7 +116,11 @@ impl RunAs {
         if dir.exists() {
             return Ok(());
         }
-        let missing: Vec<&Path> = dir.ancestors().take_while(|p| !p.exists()).collect();
+        // A relative path's last ancestor is "", which never exists.
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .collect();
         std::fs::create_dir_all(dir).map_err(|cause| AccountError::Dir {
             path: dir.to_owned(),
             cause,
