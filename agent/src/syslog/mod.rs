@@ -299,8 +299,7 @@ impl Syslog {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         if !thread.is_finished() {
-            let held = self.handle.counters.held();
-            self.handle.counters.unsent(held);
+            self.handle.counters.abandon();
             tracing::warn!(
                 server = %self.target,
                 "syslog: the server was still taking a write at the stop's deadline; leaving it"

@@ -27,6 +27,9 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How long one write may block before the connection counts as dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a connection must have held before a batch written on it ends an outage.
+const HELD: Duration = Duration::from_secs(1);
+
 /// A batch of frames and how many messages it holds.
 #[derive(Default)]
 struct Batch {
@@ -44,6 +47,8 @@ pub(super) struct Sender {
     backoff: Backoff,
     replay_bytes: usize,
     conn: Option<Conn>,
+    /// When the connection in `conn` was made.
+    connected_at: Instant,
     ever_connected: bool,
     failures_in_row: u32,
     /// The batch being delivered, and whether a write of it failed before.
@@ -83,6 +88,7 @@ impl Sender {
             replay_bytes: config.replay_bytes,
             conn: None,
             ever_connected: false,
+            connected_at: Instant::now(),
             failures_in_row: 0,
             batch: Batch::default(),
             batch_failed: false,
@@ -103,7 +109,10 @@ impl Sender {
                 let queued: u64 = self.rx.try_iter().map(|i| i.len()).sum();
                 let left = self.batch.messages + queued;
                 self.counters.queue_out(left - self.batch.messages);
-                self.counters.unsent(left);
+                // A stop that left this thread counted what it held already.
+                if !self.counters.abandoned() {
+                    self.counters.unsent(left);
+                }
                 return;
             }
         }
@@ -178,6 +187,14 @@ impl Sender {
     /// Writes the batch, connecting (and replaying) first when needed; gives up only when the
     /// stop's deadline passes.
     fn deliver(&mut self) -> Result<(), Stopped> {
+        // The batch in hand, through connects and replays too, for a stop that cannot wait.
+        self.counters.writing(self.batch.messages);
+        let r = self.deliver_held();
+        self.counters.writing(0);
+        r
+    }
+
+    fn deliver_held(&mut self) -> Result<(), Stopped> {
         loop {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Stopped);
@@ -189,17 +206,18 @@ impl Sender {
             let Some(conn) = self.conn.as_mut() else {
                 continue;
             };
-            self.counters.writing(self.batch.messages);
             let written = conn
                 .check_open()
                 .and_then(|()| conn.write_all(&self.batch.bytes).map_err(|e| e.to_string()));
-            self.counters.writing(0);
             match written {
                 Ok(()) => {
-                    // The outage ends with a batch written, not with a connection opened: a
-                    // server that accepts and closes at once would keep the backoff at its
-                    // first step.
-                    self.failures_in_row = 0;
+                    // The outage ends with a batch written on a connection that held for a
+                    // while, not with a connection opened (or a write the kernel took for a
+                    // peer that already closed): a server that accepts and closes at once
+                    // would keep the backoff at its first step.
+                    if self.connected_at.elapsed() >= HELD {
+                        self.failures_in_row = 0;
+                    }
                     let n = self.batch.messages;
                     let again = if self.batch_failed { n } else { 0 };
                     self.counters.written(n, again);
@@ -266,6 +284,7 @@ impl Sender {
         }
         self.ever_connected = true;
         self.conn = Some(conn);
+        self.connected_at = Instant::now();
         Ok(())
     }
 

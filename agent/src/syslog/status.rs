@@ -65,8 +65,10 @@ pub(super) struct Counters {
     reconnects: AtomicU64,
     connect_failures: AtomicU64,
     unsent_at_exit: AtomicU64,
-    /// Messages of the batch being written now (0 between writes).
+    /// Messages of the batch being delivered now (0 between batches).
     writing: AtomicU64,
+    /// The stop left the sender, counting what it held: the sender counts nothing more.
+    abandoned: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -123,7 +125,7 @@ impl Counters {
         self.unsent_at_exit.fetch_add(n, Relaxed);
     }
 
-    /// A batch of `n` messages is being written (0: the write ended).
+    /// A batch of `n` messages is being delivered (0: it ended).
     pub(super) fn writing(&self, n: u64) {
         self.writing.store(n, Relaxed);
     }
@@ -132,6 +134,18 @@ impl Counters {
     /// was writing.
     pub(super) fn held(&self) -> u64 {
         self.queued.load(Relaxed) + self.writing.load(Relaxed)
+    }
+
+    /// The stop leaves the sender: what it holds is counted unsent, once.
+    pub(super) fn abandon(&self) {
+        if !self.abandoned.swap(true, Relaxed) {
+            self.unsent(self.held());
+        }
+    }
+
+    /// Whether the stop left the sender.
+    pub(super) fn abandoned(&self) -> bool {
+        self.abandoned.load(Relaxed)
     }
 
     /// The counters now.
