@@ -116,7 +116,8 @@ impl Tally {
                 .map_or(r.time_start_ns, |t| t.min(r.time_start_ns)),
         );
         s.last_ns = Some(s.last_ns.map_or(r.time_end_ns, |t| t.max(r.time_end_ns)));
-        if self.clients.insert(r.src_ip) {
+        // A flood summary's `src_ip` is only its most frequent source, no client of its own.
+        if r.end_reason != EndReason::Summarised && self.clients.insert(r.src_ip) {
             s.clients += 1;
         }
         if let Some(u) = &r.attr.user {
@@ -126,7 +127,8 @@ impl Tally {
             }
         }
         let blocked = r.dropped > 0;
-        self.timeline.add(r.time_start_ns, blocked);
+        // Blocked flows by the bucket of their first drop, as the summary counts them.
+        self.timeline.add(r.time_start_ns, first_drop(r));
         if blocked {
             // A blocked flow is counted at its first drop's record: its later records (a
             // client's retries, a resolver's) carry more drops, not another flow.
@@ -364,6 +366,8 @@ mod tests {
         let f = t.finish();
         let s = &f.summary;
         assert_eq!((s.blocked_flows, s.dropped_packets), (1, 5_003));
+        assert_eq!(s.clients, 1, "the summary's source is no client");
+        assert_eq!(f.timeline.blocked.iter().sum::<u64>(), 1);
         let flows: u64 = f.blocked_by_rule.rows.iter().map(|r| r.flows).sum();
         assert_eq!(flows, 1, "{:?}", f.blocked_by_rule.rows);
         let c = &f.blocked_by_client.rows;
