@@ -408,8 +408,6 @@ fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
     std::io::Read::read_to_string(agent.0.stderr.as_mut().expect("stderr"), &mut err)
         .expect("read stderr");
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("\"xav0\" was deleted and created again"),
-        "{err}"
-    );
+    // "and created again" only if no sweep fell between the delete and the add.
+    assert!(err.contains("\"xav0\" was deleted"), "{err}");
 }

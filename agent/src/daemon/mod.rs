@@ -254,13 +254,9 @@ impl Daemon {
             retired,
             flood,
         } = maps;
-        let ring_fill = ring_fill(&events);
-        let ring_events = match &events {
-            aya::maps::Map::RingBuf(data) => data.info().map_or(usize::MAX, |i| {
-                i.max_entries() as usize / agent_common::RING_RECORD_BYTES
-            }),
-            _ => usize::MAX,
-        };
+        let (ring_fill, ring_bytes) = ring_fill(&events);
+        let ring_events =
+            ring_bytes.map_or(usize::MAX, |b| b as usize / agent_common::RING_RECORD_BYTES);
         let table_capacities = flows.capacities();
         let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
         let counters = Arc::new(PipelineCounters::default());
@@ -437,15 +433,13 @@ impl Daemon {
             // would fill it again as fast as it drains, and the stop would never end.
             let mut left = self.ring_events;
             while left > 0 {
-                let mut batch: Vec<Event> = Vec::new();
-                let d = ring.drain_into(&mut batch, BATCH_EVENTS.min(left));
-                queue.counters().read(d.records, d.undecodable);
-                left = left.saturating_sub(d.records as usize);
+                let (batch, records) = take_batch(ring, queue, BATCH_EVENTS.min(left));
+                left = left.saturating_sub(records as usize);
                 let more = batch.len() == BATCH_EVENTS;
                 if !batch.is_empty() && queue.send_blocking(Msg::Events(batch)).is_err() {
                     break;
                 }
-                if !more || d.records == 0 {
+                if !more || records == 0 {
                     break;
                 }
             }
@@ -470,17 +464,26 @@ impl Daemon {
     }
 }
 
-/// A read-only view of the ring buffer's fill, for the status; `None` (said once) if the
-/// kernel refuses the mapping.
-fn ring_fill(events: &aya::maps::Map) -> Option<crate::metrics::ring::RingFill> {
+/// A read-only view of the ring buffer's fill, for the status (`None`, said once, if the
+/// kernel refuses the mapping), and the ring's size in bytes if the kernel says it.
+fn ring_fill(events: &aya::maps::Map) -> (Option<crate::metrics::ring::RingFill>, Option<u32>) {
     use std::os::fd::AsFd as _;
     let aya::maps::Map::RingBuf(data) = events else {
-        return None;
+        return (None, None);
     };
-    let size = data.info().map_or(0, |i| i.max_entries());
-    crate::metrics::ring::RingFill::new(data.fd().as_fd(), size)
+    let size = data.info().ok().map(|i| i.max_entries());
+    let fill = crate::metrics::ring::RingFill::new(data.fd().as_fd(), size.unwrap_or(0))
         .map_err(|e| warn!(error = %e, "cannot map the ring buffer's positions; its fill is not reported"))
-        .ok()
+        .ok();
+    (fill, size)
+}
+
+/// Up to `max` events from the ring, counted as read; with the ring records they took.
+fn take_batch(ring: &mut RingReader, queue: &QueueTx, max: usize) -> (Vec<Event>, u64) {
+    let mut batch = Vec::new();
+    let d = ring.drain_into(&mut batch, max);
+    queue.counters().read(d.records, d.undecodable);
+    (batch, d.records)
 }
 
 /// Batches one [`pump`] moves at most before the run loop looks at the stop and its ticks:
@@ -495,7 +498,10 @@ fn interface_gone(interfaces: &[Interface]) -> Option<DaemonError> {
         let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
         // SAFETY: `name` holds IF_NAMESIZE bytes, as if_indextoname requires.
         let there = !unsafe { libc::if_indextoname(i.ifindex, name.as_mut_ptr()) }.is_null();
-        (!there).then(|| DaemonError::InterfaceGone {
+        // Only "no such device" says so: out of descriptors (the lookup's socket) is not.
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        let gone = !there && matches!(errno, Some(libc::ENXIO | libc::ENODEV));
+        gone.then(|| DaemonError::InterfaceGone {
             name: i.name.clone(),
             now: crate::loader::ifindex(&i.name),
         })
@@ -513,9 +519,7 @@ async fn pump(
         queue.send(Msg::Clock(sample)).await?;
     }
     for _ in 0..PUMP_BATCHES {
-        let mut batch = Vec::new();
-        let d = ring.drain_into(&mut batch, BATCH_EVENTS);
-        queue.counters().read(d.records, d.undecodable);
+        let (batch, _) = take_batch(ring, queue, BATCH_EVENTS);
         let more = batch.len() == BATCH_EVENTS;
         if !batch.is_empty() {
             queue.send(Msg::Events(batch)).await?;
