@@ -53,6 +53,14 @@ fn last_access(dir: &std::path::Path) -> AccessInfo {
     }
 }
 
+/// A store of two generated hours before T0, the last still in the live journal.
+fn two_hours(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0 - 2 * HOUR, 2, 0.2, 5, false);
+    dir
+}
+
 #[test]
 fn every_format_counts_what_query_finds_and_the_attachment_holds_it_all() {
     let dir = TempDir::new("report-gen");
@@ -290,9 +298,7 @@ fn an_existing_file_is_refused_and_a_failed_report_leaves_nothing() {
 /// shipped under (its shipping cursor), else the host name; a malformed id is refused.
 #[test]
 fn the_report_names_the_gateway_by_its_id() {
-    let dir = TempDir::new("report-gateway");
-    let clock = FakeClock::new(T0);
-    fill(dir.path(), &clock, T0 - 2 * HOUR, 2, 0.2, 5, false);
+    let dir = two_hours("report-gateway");
     let d = dir.path().to_str().expect("utf-8");
     let title = |extra: &[&str]| -> (serde_json::Value, String) {
         let window = ["--log-dir", d, "--since", SINCE, "--until", UNTIL];
@@ -368,9 +374,7 @@ fn the_report_names_the_gateway_by_its_id() {
 /// and exits 4: it exited 0, so a script took it for evidence whose integrity was shown.
 #[test]
 fn a_report_on_a_store_that_does_not_verify_exits_4() {
-    let dir = TempDir::new("report-broken");
-    let clock = FakeClock::new(T0);
-    fill(dir.path(), &clock, T0 - 2 * HOUR, 2, 0.2, 5, false);
+    let dir = two_hours("report-broken");
     let d = dir.path().to_str().expect("utf-8");
     let segment = std::fs::read_dir(dir.path())
         .expect("list the store")
@@ -407,9 +411,7 @@ fn a_report_on_a_store_that_does_not_verify_exits_4() {
 #[test]
 fn a_report_file_is_not_world_readable() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = TempDir::new("report-mode");
-    let clock = FakeClock::new(T0);
-    fill(dir.path(), &clock, T0 - 2 * HOUR, 2, 0.2, 5, false);
+    let dir = two_hours("report-mode");
     let d = dir.path().to_str().expect("utf-8");
     let out = dir.path().join("case.html");
     let out_s = out.to_str().expect("utf-8");
