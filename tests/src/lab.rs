@@ -294,6 +294,16 @@ impl Lab {
         Ok(TempDir(d))
     }
 
+    /// Gives the internet namespace's `eth0` one more address, `ip`/24 (a server the
+    /// test blocks or names), reachable through the gateway like the server's own.
+    pub fn add_internet_address(&self, ip: &str) -> anyhow::Result<()> {
+        sh(self
+            .cmd(&self.internet, "ip")
+            .args(["addr", "add", &format!("{ip}/24"), "dev", "eth0"]))
+        .map(drop)
+        .with_context(|| format!("add {ip} in the internet namespace"))
+    }
+
     /// A command that runs inside namespace `ns`.
     pub fn cmd(&self, ns: &str, program: &str) -> Command {
         let mut c = Command::new("ip");

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use xdp_audit_lab::agent::{binary, Agent};
-use xdp_audit_lab::lab::{self, sh, Lab};
+use xdp_audit_lab::lab::{self, Lab};
 use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::tmpfs::Tmpfs;
 use xdp_audit_lab::wait::{poll_until, wait_until};
@@ -117,14 +117,8 @@ fn fill(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
     let lab = Lab::new("alr").expect("build the netns lab");
-    sh(lab.cmd(&lab.internet, "ip").args([
-        "addr",
-        "add",
-        &format!("{BLOCKED_IP}/24"),
-        "dev",
-        "eth0",
-    ]))
-    .expect("add the blocked address");
+    lab.add_internet_address(BLOCKED_IP)
+        .expect("add the blocked address");
     let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
     let fs = Tmpfs::mount("8m");
     let log = fs.path().join("log");
@@ -397,14 +391,8 @@ fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_w
 #[test]
 fn an_agent_started_on_a_full_disk_blocks_and_writes_its_records_once_space_returns() {
     let lab = Lab::new("afd").expect("build the netns lab");
-    sh(lab.cmd(&lab.internet, "ip").args([
-        "addr",
-        "add",
-        &format!("{BLOCKED_IP}/24"),
-        "dev",
-        "eth0",
-    ]))
-    .expect("add the blocked address");
+    lab.add_internet_address(BLOCKED_IP)
+        .expect("add the blocked address");
     let fs = Tmpfs::mount("8m");
     let log = fs.path().join("log");
     let tmp = lab.temp_dir("fulldisk").expect("temp dir");

@@ -492,14 +492,8 @@ fn a_dns_answer_over_tcp_names_the_clients_next_flow_to_that_address() {
     // internet-facing interface addressed to the client, which is where an XDP agent can see
     // a resolver's answers (the gateway's own answers leave it, unseen).
     let mut lab = Lab::new("atq").expect("build the netns lab (root, iproute2, ethtool)");
-    sh(lab.cmd(&lab.internet, "ip").args([
-        "addr",
-        "add",
-        &format!("{TCP_NAME_V4}/24"),
-        "dev",
-        "eth0",
-    ]))
-    .expect("add the named address");
+    lab.add_internet_address(TCP_NAME_V4)
+        .expect("add the named address");
     let tmp = lab.temp_dir("atq").expect("temp dir");
     let dir = tmp.path();
     servers::dns(&mut lab, dir, &[(TCP_NAME, TCP_NAME_V4)])

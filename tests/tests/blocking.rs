@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use xdp_audit_lab::agent::{binary, Agent};
-use xdp_audit_lab::lab::{self, sh, Lab};
+use xdp_audit_lab::lab::{self, Lab};
 use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::wait::wait_until;
 
@@ -141,10 +141,7 @@ fn resolves(lab: &Lab, name: &'static str) -> bool {
 fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     let lab = Lab::new("blk").expect("build the netns lab");
     for ip in [BLOCKED_IP, LATER_BLOCKED_IP, IN_BLOCKED_NET, ALLOWED_IN_NET] {
-        sh(lab
-            .cmd(&lab.internet, "ip")
-            .args(["addr", "add", &format!("{ip}/24"), "dev", "eth0"]))
-        .expect("add address");
+        lab.add_internet_address(ip).expect("add address");
     }
     let received = Arc::new(AtomicU64::new(0));
     let later = Arc::new(AtomicU64::new(0));

@@ -77,14 +77,8 @@ fn walk(dir: &Path, out: &mut Vec<(std::path::PathBuf, std::fs::Metadata)>) {
 #[test]
 fn unprivileged_agent_blocks_reloads_records_and_detaches() {
     let lab = Lab::new("prv").expect("build the netns lab");
-    sh(lab.cmd(&lab.internet, "ip").args([
-        "addr",
-        "add",
-        &format!("{LATER_BLOCKED}/24"),
-        "dev",
-        "eth0",
-    ]))
-    .expect("add address");
+    lab.add_internet_address(LATER_BLOCKED)
+        .expect("add address");
     for ip in [lab::SERVER_V4, LATER_BLOCKED] {
         let ns = lab.internet.clone();
         std::thread::spawn(move || {

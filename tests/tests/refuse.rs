@@ -124,14 +124,8 @@ fn refused_queries_and_connections_fail_at_once_with_well_formed_answers() {
         require(program, package).expect("the test's tools");
     }
     let lab = Lab::new("ref").expect("build the netns lab");
-    sh(lab.cmd(&lab.internet, "ip").args([
-        "addr",
-        "add",
-        &format!("{BLOCKED_IP}/24"),
-        "dev",
-        "eth0",
-    ]))
-    .expect("add the blocked server's address");
+    lab.add_internet_address(BLOCKED_IP)
+        .expect("add the blocked server's address");
     let tmp = lab.temp_dir("refuse").expect("temp dir");
     let dir = tmp.path();
     let block = dir.join("block.list");

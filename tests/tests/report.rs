@@ -174,14 +174,8 @@ fn parse_page(html: &str) -> Page {
 fn a_report_of_a_lab_window_shows_what_query_finds_and_proves_it() {
     require("chromium", "chromium").expect("headless browser for the screenshot");
     let lab = Lab::new("rep").expect("build the netns lab");
-    sh(lab.cmd(&lab.internet, "ip").args([
-        "addr",
-        "add",
-        &format!("{BLOCKED_IP}/24"),
-        "dev",
-        "eth0",
-    ]))
-    .expect("add the blocked server's address");
+    lab.add_internet_address(BLOCKED_IP)
+        .expect("add the blocked server's address");
     start_server(&lab, OK_IP);
     start_server(&lab, BLOCKED_IP);
     lab.wait_tcp(OK_IP, PORT, Duration::from_secs(10))
