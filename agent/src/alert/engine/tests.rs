@@ -1,0 +1,364 @@
+//! The alert engine against its contract: one alert per condition, deduplicated, held,
+//! resolved, and bounded.
+
+use super::*;
+use std::time::Duration;
+
+const S: i64 = 1_000_000_000;
+
+fn engine() -> Engine {
+    let cfg = AlertConfig {
+        alert_window: Duration::from_secs(60),
+        alert_burst_hits: 5,
+        alert_burst_window: Duration::from_secs(10),
+        ..AlertConfig::default()
+    };
+    Engine::new(&cfg, 1000)
+}
+
+fn hit<'a>(client: &str, rule: &'a str) -> Hit<'a> {
+    Hit {
+        client: client.parse().expect("test address"),
+        user: None,
+        rule: Some(rule),
+    }
+}
+
+fn ids(out: &[Alert]) -> Vec<(AlertId, AlertState)> {
+    out.iter().map(|a| (a.id, a.state)).collect()
+}
+
+#[test]
+fn the_first_blocked_hit_per_client_and_rule_raises_one_alert_with_counts() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for t in 0..3 {
+        e.hit(hit("10.0.0.2", "b.list:1"), 1, t * S, &mut out);
+    }
+    e.hit(hit("10.0.0.2", "b.list:2"), 1, 3 * S, &mut out);
+    e.hit(hit("10.0.0.3", "b.list:1"), 1, 3 * S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Raised); 3]);
+    let st = e.status();
+    let first = st
+        .active
+        .iter()
+        .find(|a| a.subject.rule.as_deref() == Some("b.list:1") && a.count == 3)
+        .expect("the first client's alert counts its three hits");
+    assert_eq!((first.first_ns, first.last_ns), (0, 2 * S));
+    out.clear();
+    e.tick(62 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [(AlertId::BlockFirst, AlertState::Resolved)],
+        "only the alert quiet for the window resolves"
+    );
+    assert_eq!(out[0].count, 3);
+    out.clear();
+    e.hit(hit("10.0.0.2", "b.list:1"), 1, 70 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [(AlertId::BlockFirst, AlertState::Raised)],
+        "a hit after the window raises anew"
+    );
+}
+
+#[test]
+fn a_borrowed_key_hashes_and_compares_as_the_owned_one() {
+    use std::hash::BuildHasher as _;
+    let state = RandomState::default();
+    let client = Some("10.0.0.2".parse().expect("address"));
+    let subjects = [
+        SubjectRef::default(),
+        SubjectRef {
+            client,
+            rule: Some("b.list:1"),
+            ..SubjectRef::default()
+        },
+        SubjectRef {
+            user: Some("alice"),
+            rule: Some("b.list:1"),
+            ..SubjectRef::default()
+        },
+        SubjectRef {
+            file: Some("/etc/xdp-audit/block.list"),
+            ..SubjectRef::default()
+        },
+        SubjectRef {
+            user: Some(""),
+            ..SubjectRef::default()
+        },
+    ];
+    for (i, s) in subjects.iter().enumerate() {
+        for id in [AlertId::BlockFirst, AlertId::ListRejected] {
+            let owned = (id, s.owned());
+            assert_eq!(
+                state.hash_one(Lookup(id, *s)),
+                state.hash_one(&owned),
+                "{owned:?}"
+            );
+            for (j, other) in subjects.iter().enumerate() {
+                assert_eq!(
+                    Lookup(id, *other).equivalent(&owned),
+                    i == j,
+                    "{other:?} against {owned:?}"
+                );
+            }
+            assert!(!Lookup(AlertId::RingLoss, *s).equivalent(&owned));
+        }
+    }
+}
+
+#[test]
+fn a_user_is_the_subject_when_known() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for c in ["10.0.0.2", "10.0.0.3"] {
+        let h = Hit {
+            user: Some("alice"),
+            ..hit(c, "b.list:1")
+        };
+        e.hit(h, 1, 0, &mut out);
+    }
+    assert_eq!(out.len(), 1, "one alert for alice and the rule: {out:?}");
+    assert_eq!(out[0].subject.user.as_deref(), Some("alice"));
+}
+
+#[test]
+fn a_burst_raises_once_at_the_threshold() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for i in 0..20 {
+        e.hit(hit("10.0.0.2", &format!("b.list:{i}")), 1, i, &mut out);
+    }
+    let bursts: Vec<_> = out.iter().filter(|a| a.id == AlertId::BlockBurst).collect();
+    assert_eq!(bursts.len(), 1, "{bursts:?}");
+    let active = e.status().active;
+    let b = active
+        .iter()
+        .find(|a| a.id == AlertId::BlockBurst)
+        .expect("burst active");
+    assert_eq!(
+        b.count, 20,
+        "the burst counts every hit from the threshold's first on"
+    );
+    out.clear();
+    // Four hits a window: never a burst.
+    let mut e = engine();
+    for i in 0..12 {
+        e.hit(hit("10.0.0.9", "b.list:1"), 1, i * 3 * S, &mut out);
+    }
+    assert!(out.iter().all(|a| a.id != AlertId::BlockBurst), "{out:?}");
+}
+
+#[test]
+fn counters_alert_on_increases_and_program_counters_from_the_first_snapshot() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let g = Gauges {
+        ring_lost: 50,
+        insert_failed: 7,
+        ..Gauges::default()
+    };
+    e.observe(g, 0, &mut out);
+    assert!(
+        out.is_empty(),
+        "losses before this agent are history: {out:?}"
+    );
+    for t in 1..4 {
+        let g = Gauges {
+            ring_lost: 50 + t as u64 * 10,
+            lost_starts: t as u64,
+            store_refused: 2,
+            ship_failures: t as u64,
+            ship_backlog: 5,
+            syslog_dropped: 4 * t as u64,
+            ..g
+        };
+        e.observe(g, t * S, &mut out);
+    }
+    assert_eq!(
+        ids(&out),
+        [
+            (AlertId::RingLoss, AlertState::Raised),
+            (AlertId::FlowStartLoss, AlertState::Raised),
+            (AlertId::StoreRefused, AlertState::Raised),
+            (AlertId::ShipFailing, AlertState::Raised),
+            (AlertId::SyslogLoss, AlertState::Raised),
+        ]
+    );
+    let st = e.status();
+    let count = |id| st.active.iter().find(|a| a.id == id).map(|a| a.count);
+    assert_eq!(count(AlertId::RingLoss), Some(30));
+    assert_eq!(count(AlertId::FlowStartLoss), Some(3));
+    assert_eq!(count(AlertId::StoreRefused), Some(2));
+    assert_eq!(count(AlertId::ShipFailing), Some(3));
+    assert_eq!(count(AlertId::SyslogLoss), Some(12));
+}
+
+#[test]
+fn states_alert_while_they_hold_and_resolve_after_the_window() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let bad = Gauges {
+        table_entries: 901,
+        store_degraded: true,
+        clock_unsynced: true,
+        ..Gauges::default()
+    };
+    let edge = Gauges {
+        table_entries: 900,
+        ..Gauges::default()
+    };
+    e.observe(edge, 0, &mut out);
+    assert!(out.is_empty(), "90% is not over 90%: {out:?}");
+    for t in 1..5 {
+        e.observe(bad, t * S, &mut out);
+    }
+    assert_eq!(out.len(), 3, "{out:?}");
+    out.clear();
+    e.observe(edge, 5 * S, &mut out);
+    e.tick(63 * S, &mut out);
+    assert!(out.is_empty(), "not yet quiet for the window: {out:?}");
+    e.tick(64 * S, &mut out);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(out
+        .iter()
+        .all(|a| a.state == AlertState::Resolved && a.count == 4));
+    assert!(e.status().active.is_empty());
+}
+
+#[test]
+fn a_broken_chain_stays_active_between_verifications() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let broken = || Event::ChainBroken {
+        file: "/var/lib/xdp-audit/manifest".into(),
+        reason: "entry 3 changed".into(),
+    };
+    e.event(broken(), 0, &mut out);
+    e.tick(3600 * S, &mut out);
+    e.event(broken(), 3600 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [(AlertId::ChainBroken, AlertState::Raised)],
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_unreadable_store_file_raises_its_own_alert_not_a_broken_chain() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let unreadable = || Event::StoreUnreadable {
+        file: "/var/lib/xdp-audit/seg-1.parquet".into(),
+        reason: "Input/output error".into(),
+    };
+    e.event(unreadable(), 0, &mut out);
+    e.tick(3600 * S, &mut out);
+    e.event(unreadable(), 3600 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [(AlertId::StoreUnreadable, AlertState::Raised)],
+        "{out:?}"
+    );
+    assert_eq!(out[0].severity, crate::alert::Severity::Warning);
+    assert!(out[0].text.contains("could not be verified"), "{out:?}");
+}
+
+#[test]
+fn a_list_change_failed_part_way_raises_one_critical_alert() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for (t, what) in [(0, "failed part way"), (S, "not applied")] {
+        let reason = format!("list b.list: {what}; restart the agent");
+        e.event(Event::ListStale { reason }, t, &mut out);
+    }
+    // A day without a change to refuse: still stale, still active.
+    e.tick(24 * 3600 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [(AlertId::ListStale, AlertState::Raised)],
+        "{out:?}"
+    );
+    assert_eq!(out[0].severity, crate::alert::Severity::Critical);
+    assert!(out[0].text.contains("failed part way"), "{out:?}");
+}
+
+#[test]
+fn the_active_limit_suppresses_and_counts() {
+    let cfg = AlertConfig {
+        alert_max_active: 2,
+        ..AlertConfig::default()
+    };
+    let mut e = Engine::new(&cfg, 0);
+    let mut out = Vec::new();
+    for i in 0..5 {
+        e.hit(hit(&format!("10.0.0.{i}"), "b.list:1"), 1, 0, &mut out);
+    }
+    let st = e.status();
+    assert_eq!(st.active.len(), 2);
+    assert!(st.suppressed >= 3, "{}", st.suppressed);
+}
+
+#[test]
+fn a_flood_of_blocked_clients_never_keeps_out_the_system_alerts() {
+    let cfg = AlertConfig {
+        alert_max_active: 2,
+        ..AlertConfig::default()
+    };
+    let mut e = Engine::new(&cfg, 0);
+    let mut out = Vec::new();
+    for c in ["10.0.0.1", "10.0.0.2"] {
+        e.hit(hit(c, "b.list:1"), 1, 0, &mut out);
+    }
+    e.hit(hit("10.0.0.3", "b.list:1"), 1, 0, &mut out);
+    assert!(
+        e.status().suppressed > 0,
+        "the third client is over the limit"
+    );
+    out.clear();
+    let degraded = Gauges {
+        store_degraded: true,
+        ..Gauges::default()
+    };
+    e.observe(degraded, S, &mut out);
+    e.event(
+        Event::ListRejected {
+            file: "b.list".into(),
+            reason: "b.list:3: not an address".into(),
+        },
+        S,
+        &mut out,
+    );
+    assert_eq!(
+        ids(&out),
+        [
+            (AlertId::StoreDegraded, AlertState::Raised),
+            (AlertId::ListRejected, AlertState::Raised)
+        ],
+        "the table full of traffic alerts must not suppress these"
+    );
+    assert_eq!(e.status().active_total, 4);
+    out.clear();
+    e.hit(hit("10.0.0.4", "b.list:1"), 1, S, &mut out);
+    assert!(out.is_empty(), "traffic stays limited: {out:?}");
+}
+
+#[test]
+fn recent_keeps_the_last_ten_newest_first() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for i in 0..15 {
+        e.event(
+            Event::ListRejected {
+                file: format!("l{i}"),
+                reason: "l:1: bad".into(),
+            },
+            i,
+            &mut out,
+        );
+    }
+    let r = e.status().recent;
+    assert_eq!(r.len(), RECENT);
+    assert_eq!(r[0].subject.file.as_deref(), Some("l14"));
+}
