@@ -43,20 +43,28 @@ pub struct Lab {
     pub gateway: String,
     /// Internet namespace name.
     pub internet: String,
-    /// The unique part of the names (pid and a counter), for anything else a test creates.
+    /// The unique part of the names (`PID-NNN-SEQ` in hex), for anything else a test creates.
     pub id: String,
     children: Vec<Child>,
+    /// The namespaces this lab made, the only ones Drop deletes: when a name is taken (a
+    /// crashed run's leftover), the failed `Lab::new` must not delete the other run's.
+    created: Vec<String>,
     /// `/etc/netns/<ns>` folders made by [`Lab::set_resolver`], removed with the lab.
     etc_dirs: Vec<PathBuf>,
 }
 
+/// `PID-NNN-SEQ` in hex: the pid and a per-process counter keep the names of concurrent runs
+/// apart, and three digits of the clock's nanoseconds those of a reused pid. The dashes keep
+/// the fields apart (without them pid 4d2 with 3a and pid 4d23 with a read the same). At most
+/// 19 bytes (a pid is below 2^22, so 6 digits; the counter at most 8); no interface name is
+/// built from it, only namespace names, paths and `--instance` names (up to 64 bytes).
 pub(crate) fn unique_id() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!(
-        "{:x}{:x}{:x}",
+        "{:x}-{:03x}-{:x}",
         std::process::id(),
         nanos & 0xfff,
         SEQ.fetch_add(1, Ordering::Relaxed)
@@ -98,19 +106,26 @@ impl Lab {
     /// Builds the lab; `tag` (a few letters) makes the namespace names recognisable.
     pub fn new(tag: &str) -> anyhow::Result<Self> {
         let id = unique_id();
-        let lab = Self {
+        let mut lab = Self {
             client: format!("xa-{tag}-{id}-c"),
             gateway: format!("xa-{tag}-{id}-g"),
             internet: format!("xa-{tag}-{id}-i"),
             id,
             children: Vec::new(),
+            created: Vec::new(),
             etc_dirs: Vec::new(),
         };
         // From here on, Drop removes whatever was created, even if a step fails.
-        for ns in [&lab.client, &lab.gateway, &lab.internet] {
-            ip(&["netns", "add", ns])?;
-            lab.quiet_ipv6(ns)?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        for ns in [
+            lab.client.clone(),
+            lab.gateway.clone(),
+            lab.internet.clone(),
+        ] {
+            // `ip netns add` fails on a name that exists: the namespace is ours only after it.
+            ip(&["netns", "add", &ns])?;
+            lab.created.push(ns.clone());
+            lab.quiet_ipv6(&ns)?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         }
         let (c, g, i) = (&lab.client, &lab.gateway, &lab.internet);
         ip(&[
@@ -430,7 +445,7 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for ns in [&self.client, &self.gateway, &self.internet] {
+        for ns in &self.created {
             // Deleting the namespace removes its veths and any XDP program on them.
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])

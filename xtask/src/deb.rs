@@ -36,7 +36,8 @@ fn root() -> PathBuf {
     xtask.parent().unwrap_or(xtask).to_owned()
 }
 
-fn target_dir() -> PathBuf {
+/// Where cargo puts its builds: `CARGO_TARGET_DIR` if set, as cargo itself reads it.
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 

@@ -4,7 +4,8 @@
 //! client-facing interface with a subscribers file, the lease file and conntrack, runs real
 //! clients against real servers (HTTPS, HTTP, DNS, ping, IPv6), prints the audit records with
 //! who and what behind each, and answers a lawful request (`query --nat IP:PORT --at T`).
-//! Everything is torn down on exit, on error and on Ctrl-C.
+//! Everything (namespaces, processes, the work folder) is removed on exit, on error and on
+//! Ctrl-C; `--keep` keeps the work folder.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,9 +82,34 @@ fn agent_binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(bin));
     }
     crate::cargo(&["build", "--release", "-p", "xdp-audit"])?;
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/xdp-audit");
+    let bin = crate::deb::target_dir().join("release/xdp-audit");
     bin.canonicalize()
         .with_context(|| format!("{} not built", bin.display()))
+}
+
+/// The lab's work folder (servers' files, lists, the audit store): removed on drop, so on
+/// success, on error and on Ctrl-C alike, unless kept for a look.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    fn create(keep: bool) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("xdp-audit-lab-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
+        Ok(Self { path, keep })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("lab: kept {}", self.path.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("lab: could not remove {}: {e}", self.path.display());
+        }
+    }
 }
 
 /// A record's field as table text: strings bare, numbers as digits, null as `-`.
@@ -181,21 +207,22 @@ fn nat_request(bin: &std::path::Path, log_dir: &std::path::Path, r: &Value) -> a
     Ok(())
 }
 
-/// Runs the demo.
-pub fn run() -> anyhow::Result<()> {
+/// Runs the demo; `keep` keeps the work folder.
+pub fn run(keep: bool) -> anyhow::Result<()> {
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let bin = agent_binary()?;
+    // Made before the lab so that it is dropped after it: the lab's servers write in it.
+    let work_dir = WorkDir::create(keep)?;
+    let work = work_dir.path.as_path();
 
     step("building namespaces client - gateway - internet; the gateway masquerades (nftables)")?;
     let mut lab = Lab::new("lab")?;
     eprintln!("      {} / {} / {}", lab.client, lab.gateway, lab.internet);
     lab.masquerade()?;
-    let work = std::env::temp_dir().join(format!("xdp-audit-lab-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let www = work.join("www");
     std::fs::create_dir_all(&www)?;
     std::fs::write(
@@ -206,13 +233,13 @@ pub fn run() -> anyhow::Result<()> {
     step(
         "starting servers in the internet namespace: HTTPS (openssl s_server) and HTTP (python3)",
     )?;
-    let cert = servers::https(&mut lab, &work, TLS_NAME)?;
+    let cert = servers::https(&mut lab, work, TLS_NAME)?;
     servers::http(&mut lab, &www)?;
 
     step("starting dnsmasq on the gateway: DHCP and DNS for the client side")?;
     let dns = GatewayDnsmasq::start(
         &mut lab,
-        &work,
+        work,
         &[
             (TLS_NAME, lab::SERVER_V4),
             (WWW_NAME, lab::SERVER_V4),
@@ -220,7 +247,7 @@ pub fn run() -> anyhow::Result<()> {
         ],
     )?;
     step(&format!("client: busybox udhcpc -x hostname:{HOSTNAME}"))?;
-    let leased = dhcp::udhcpc(&lab, &work, HOSTNAME, &dns)?;
+    let leased = dhcp::udhcpc(&lab, work, HOSTNAME, &dns)?;
     let mac = lab.mac(&lab.client, "eth0")?;
     eprintln!("      lease of {leased} for {mac}");
     lab.set_resolver(&lab.client.clone(), lab::GW_LAN_V4)?;
@@ -399,5 +426,6 @@ pub fn run() -> anyhow::Result<()> {
     }
     drop(lab);
     eprintln!("lab: namespaces removed");
+    drop(work_dir);
     Ok(())
 }

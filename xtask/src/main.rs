@@ -20,15 +20,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install every tool the build and the tests need (apt packages, rust-src, bpf-linker).
-    /// Idempotent; seconds when everything is present.
+    /// Install every tool the build and the tests need. Idempotent; seconds when everything is
+    /// present.
+    ///
+    /// Installs what is missing: the apt packages listed in xtask/src/setup.rs (apt-get needs
+    /// root; as another user, setup names the missing packages and stops), rust-src and
+    /// clippy for the nightly toolchain, bpf-linker built against LLVM 22 (about a minute),
+    /// s3s-fs (a build of about two minutes), and duckdb and pyarrow from PyPI (pinned
+    /// versions; pip comes from the python3-pip package if missing). Cargo and pip install
+    /// for the user running it.
     Setup,
     /// Demonstrate xdp-audit on a client - gateway - internet lab in network namespaces:
     /// real HTTP, DNS, ping and IPv6 traffic, then the audit records it produced.
-    Lab,
-    /// Run every check: formatting, lints (host and eBPF), unit, program and end-to-end tests.
+    ///
+    /// Needs root; runs `setup` first. Removes the namespaces and its work folder on exit, on
+    /// error and on Ctrl-C.
+    Lab {
+        /// Keep the work folder (the audit store, lists and server logs) for a look; its path
+        /// is printed at the end.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run every check: formatting, lints (host and eBPF), unit, program and end-to-end tests,
+    /// then the package test. Needs root.
+    ///
+    /// Runs `setup` first, which installs what is missing: apt packages, rust-src and clippy
+    /// for the nightly toolchain, bpf-linker, s3s-fs (a build of about two minutes), duckdb
+    /// and pyarrow from PyPI. The package step builds a .deb from the debug binary, installs
+    /// it (creating the xdp-audit system user and /var/lib/xdp-audit), checks it and purges
+    /// it; it refuses to run where xdp-audit is already installed. Run it on a test machine.
     Test {
-        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        /// Arguments for the test binaries: passed as `cargo test --workspace --exclude
+        /// agent-ebpf --no-fail-fast -- ARGS`, e.g. a test name filter or `--nocapture`.
+        /// fmt, clippy and the package step run regardless.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -42,9 +66,12 @@ enum Cmd {
     },
     /// Build the Debian package (release binary, hardened systemd unit, default config,
     /// empty list files, the xdp-audit user and its store directory) into target/deb/.
+    ///
+    /// Runs `setup` first (as root, unless every apt package is already present).
     Deb {
-        /// Instead: build it from the debug binary, install it on this machine, verify the
-        /// unit and purge it (the package test `cargo xtask test` runs).
+        /// Instead: build it from the debug binary, install it on this machine (creating the
+        /// xdp-audit system user), verify the unit and purge it (the package test `cargo
+        /// xtask test` runs). Needs root.
         #[arg(long)]
         test: bool,
     },
@@ -64,8 +91,7 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn require_root(what: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !setup::is_root() {
         bail!("{what} loads XDP programs and creates network namespaces: run it as root");
     }
     Ok(())
@@ -101,8 +127,13 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     // Built from the debug binary the tests use (a release build would double CI time); run
     // also when a test failed, so one run reports both.
     let package = deb::check();
-    tests?;
-    package
+    match (tests, package) {
+        (Err(tests), Err(package)) => {
+            eprintln!("xtask: error: the package test: {package:#}");
+            Err(tests)
+        }
+        (tests, package) => tests.and(package),
+    }
 }
 
 fn bench(lab: bool) -> anyhow::Result<()> {
@@ -127,15 +158,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Setup => setup::run(),
-        Cmd::Lab => require_root("cargo xtask lab")
+        Cmd::Lab { keep } => require_root("cargo xtask lab")
             .and_then(|()| setup::run())
-            .and_then(|()| lab::run()),
+            .and_then(|()| lab::run(keep)),
         Cmd::Test { args } => test(&args),
         Cmd::Bench { lab } => bench(lab),
-        Cmd::Deb { test: false } => deb::build(deb::Profile::Release).map(drop),
-        Cmd::Deb { test: true } => {
-            require_root("cargo xtask deb --test").and_then(|()| deb::check())
+        Cmd::Deb { test: false } => {
+            setup::run().and_then(|()| deb::build(deb::Profile::Release).map(drop))
         }
+        Cmd::Deb { test: true } => require_root("cargo xtask deb --test")
+            .and_then(|()| setup::run())
+            .and_then(|()| deb::check()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,7 +38,14 @@ const APT: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The S3 server the shipping tests run (later releases need a newer rustc than ours).
 const S3S_FS_VERSION: &str = "0.14.1";
+/// The versions the tests were run with: pinned so that a new release cannot change what the
+/// segment-readability and fleet tests prove without anyone noticing.
+const DUCKDB_VERSION: &str = "2.0.1";
+const PYARROW_VERSION: &str = "26.0.1";
+/// The machine's preinstalled nightly (no other toolchain can be fetched here, so no date).
 const EBPF_TOOLCHAIN: &str = "nightly";
+/// What the eBPF build needs of it: rust-src for `-Z build-std`, clippy for [`clippy_ebpf`].
+const EBPF_COMPONENTS: &[&str] = &["rust-src", "clippy"];
 
 fn run_loud(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("spawn {cmd:?}"))?;
@@ -60,23 +67,43 @@ fn apt_missing() -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether this process runs as root (apt-get, and the commands that load XDP programs).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Installs Debian `packages`. apt-get needs root: anyone else is told what to install rather
+/// than shown apt's lock-file error.
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let list = packages.join(" ");
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {list}; installing them needs root: run this command as \
+             root, or `apt-get install {list}` first"
+        );
+    }
+    eprintln!("setup: installing {list}");
+    run_loud(Command::new("apt-get").args(["update", "-q"]))?;
+    run_loud(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages),
+    )
+}
+
 fn apt() -> anyhow::Result<()> {
     let missing = apt_missing();
     if missing.is_empty() {
         eprintln!("setup: {} apt packages present", APT.len());
         return Ok(());
     }
-    eprintln!("setup: installing {}", missing.join(" "));
-    run_loud(Command::new("apt-get").arg("update").arg("-q"))?;
-    run_loud(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing),
-    )
+    apt_install(&missing)
 }
 
-fn rust_src() -> anyhow::Result<()> {
+/// The nightly toolchain and [`EBPF_COMPONENTS`], adding only what is missing.
+fn ebpf_toolchain() -> anyhow::Result<()> {
     let installed = Command::new("rustup")
         .args([
             "component",
@@ -87,12 +114,15 @@ fn rust_src() -> anyhow::Result<()> {
         ])
         .output()
         .context("run rustup (is rustup installed?)")?;
-    if installed.status.success() && String::from_utf8_lossy(&installed.stdout).contains("rust-src")
-    {
-        eprintln!("setup: {EBPF_TOOLCHAIN} toolchain with rust-src present");
-        return Ok(());
-    }
-    if !installed.status.success() {
+    let missing: Vec<&str> = if installed.status.success() {
+        // Lines are component names, with the target appended to most (`clippy-x86_64-...`).
+        let text = String::from_utf8_lossy(&installed.stdout);
+        EBPF_COMPONENTS
+            .iter()
+            .copied()
+            .filter(|c| !text.lines().any(|line| line.starts_with(c)))
+            .collect()
+    } else {
         eprintln!(
             "setup: installing the {EBPF_TOOLCHAIN} toolchain (the eBPF crate needs -Z build-std)"
         );
@@ -103,16 +133,25 @@ fn rust_src() -> anyhow::Result<()> {
             "--profile",
             "minimal",
         ]))?;
+        EBPF_COMPONENTS.to_vec()
+    };
+    if missing.is_empty() {
+        eprintln!(
+            "setup: {EBPF_TOOLCHAIN} toolchain with {} present",
+            EBPF_COMPONENTS.join(" and ")
+        );
+        return Ok(());
     }
-    eprintln!("setup: adding rust-src to {EBPF_TOOLCHAIN}");
-    run_loud(Command::new("rustup").args([
-        "component",
-        "add",
-        "rust-src",
-        "clippy",
-        "--toolchain",
-        EBPF_TOOLCHAIN,
-    ]))
+    eprintln!(
+        "setup: adding {} to {EBPF_TOOLCHAIN}",
+        missing.join(" and ")
+    );
+    run_loud(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing)
+            .args(["--toolchain", EBPF_TOOLCHAIN]),
+    )
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
@@ -134,22 +173,33 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
-/// The DuckDB and pyarrow Python packages: tests prove segments are readable by real engines
-/// (and run the README's fleet examples with both).
-fn duckdb() -> anyhow::Result<()> {
-    for module in ["duckdb", "pyarrow"] {
-        let have = Command::new("python3")
-            .args(["-c", &format!("import {module}")])
+/// The DuckDB and pyarrow Python packages: tests prove segments are readable by real engines,
+/// the fleet test reads shipped segments from the S3 server with pyarrow's dataset API, and
+/// both run the README's fleet examples.
+fn python_packages() -> anyhow::Result<()> {
+    let python = |args: &[&str]| {
+        Command::new("python3")
+            .args(args)
             .output()
-            .is_ok_and(|o| o.status.success());
-        if have {
-            eprintln!("setup: python {module} present");
-            continue;
-        }
-        eprintln!("setup: installing the {module} Python package");
-        run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", module]))?;
+            .is_ok_and(|o| o.status.success())
+    };
+    if python(&["-c", "import duckdb, pyarrow.dataset, pyarrow.fs"]) {
+        eprintln!("setup: python duckdb and pyarrow present");
+        return Ok(());
     }
-    Ok(())
+    if !python(&["-m", "pip", "--version"]) {
+        apt_install(&["python3-pip"])?;
+    }
+    eprintln!("setup: installing duckdb {DUCKDB_VERSION} and pyarrow {PYARROW_VERSION} from PyPI");
+    run_loud(
+        Command::new("python3")
+            // Debian 12 marks its Python externally managed (PEP 668) and pip refuses to
+            // install into it without this; older pips ignore the variable.
+            .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
+            .args(["-m", "pip", "install", "--quiet"])
+            .arg(format!("duckdb=={DUCKDB_VERSION}"))
+            .arg(format!("pyarrow=={PYARROW_VERSION}")),
+    )
 }
 
 /// `s3s-fs`, a real S3 server over a folder, for the shipping tests and benchmark.
@@ -171,28 +221,13 @@ fn s3s_fs() -> anyhow::Result<()> {
     ]))
 }
 
-/// pyarrow: the fleet test reads shipped segments from the S3 server with its dataset API.
-fn pyarrow() -> anyhow::Result<()> {
-    let have = Command::new("python3")
-        .args(["-c", "import pyarrow.dataset, pyarrow.fs"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if have {
-        eprintln!("setup: python pyarrow present");
-        return Ok(());
-    }
-    eprintln!("setup: installing the pyarrow Python package");
-    run_loud(Command::new("python3").args(["-m", "pip", "install", "--quiet", "pyarrow"]))
-}
-
 /// Everything, in dependency order.
 pub fn run() -> anyhow::Result<()> {
     apt()?;
-    rust_src()?;
+    ebpf_toolchain()?;
     bpf_linker()?;
-    duckdb()?;
-    s3s_fs()?;
-    pyarrow()
+    python_packages()?;
+    s3s_fs()
 }
 
 /// Lints the eBPF crate for its own target.
