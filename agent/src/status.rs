@@ -131,16 +131,24 @@ impl Snapshot {
         generation: u64,
         hits: &[(u32, u64)],
     ) -> Self {
-        let mut per_file: BTreeMap<(PathBuf, &'static str), (u64, u64)> = BTreeMap::new();
-        let mut rules: Vec<RuleHits> = Vec::new();
+        // Summed per line first: one line can hold several rules (a range split into
+        // prefixes, a hosts line naming several hosts), and a line is what an operator names
+        // (and a metrics series must not repeat).
+        let mut per_line: BTreeMap<(&Path, u32, &'static str), u64> = BTreeMap::new();
         for &(id, n) in hits {
             let Some(o) = lists.origin(id) else { continue };
-            let kind = kind_name(o.kind);
-            let e = per_file.entry((o.path.to_owned(), kind)).or_default();
+            *per_line
+                .entry((o.path, o.line, kind_name(o.kind)))
+                .or_default() += n;
+        }
+        let mut per_file: BTreeMap<(PathBuf, &'static str), (u64, u64)> = BTreeMap::new();
+        let mut rules: Vec<RuleHits> = Vec::with_capacity(per_line.len());
+        for ((path, line, kind), n) in per_line {
+            let e = per_file.entry((path.to_owned(), kind)).or_default();
             e.0 += 1;
             e.1 += n;
             rules.push(RuleHits {
-                rule: format!("{}:{}", o.path.display(), o.line),
+                rule: format!("{}:{line}", path.display()),
                 kind: kind.into(),
                 hits: n,
             });
@@ -382,6 +390,38 @@ mod tests {
         let mut s = Snapshot::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 1, &[]);
         s.pid = pid;
         s
+    }
+
+    /// A range line is several prefixes, each a rule id: its hits are one line's, said once
+    /// (Prometheus refuses a series twice in one scrape), and the file has one line hit.
+    #[test]
+    fn the_rules_of_one_line_are_summed_as_that_line() {
+        let dir = std::env::temp_dir().join(format!("xdp-audit-status-r-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("block.list");
+        std::fs::write(&path, "198.51.100.1-198.51.100.6\n192.0.2.9\n").expect("write");
+        let key = crate::blocklist::random_key().expect("getrandom");
+        let mut set = crate::blocklist::ListSet::new([(path.clone(), ListKind::Block)], key);
+        let (_, errors) = set.reload_all();
+        assert!(errors.is_empty(), "{errors:?}");
+        let book = RuleBook::new(&set);
+        let ids: Vec<(u32, u32)> = (0..set.rule_id_bound())
+            .filter_map(|id| Some((id, set.origin(id)?.line)))
+            .collect();
+        let range: Vec<u32> = ids.iter().filter(|i| i.1 == 1).map(|i| i.0).collect();
+        assert!(range.len() >= 2, "{ids:?}");
+        let hits = [(range[0], 5), (range[1], 7)];
+        let s = Snapshot::new(Vec::new(), BTreeMap::new(), &book, 1, &hits);
+        let name = format!("{}:1", path.display());
+        assert_eq!(
+            s.rules
+                .iter()
+                .map(|r| (r.rule.as_str(), r.hits))
+                .collect::<Vec<_>>(),
+            [(name.as_str(), 12)]
+        );
+        assert_eq!((s.lists[0].rules_hit, s.lists[0].hits), (1, 12));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

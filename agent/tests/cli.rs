@@ -1,6 +1,6 @@
 //! The error paths of every command but `run`, through the real binary: query, export,
-//! verify, status, keygen, blocklist check and check, and standard output that cannot be
-//! written. The error is the first line on stderr, is said once (no OS error text twice, no
+//! verify, status, keygen, blocklist check and check (standard output that cannot be
+//! written is `cli_output.rs`). The error is the first line on stderr, is said once (no OS error text twice, no
 //! header or progress before it), names the file, flag or interface at fault, and the exit
 //! status is non-zero. `run`'s error paths are in `cli_run.rs`. Needs root.
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cli_common::{assert_error, assert_said_once, run, s, stderr, Reaped, BIN};
 use common::wait::wait_until;
-use store_common::TempDir;
+use store_common::{empty_store, TempDir};
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::{Store, StoreConfig};
 
@@ -49,13 +49,6 @@ fn store_with_a_corrupt_segment(dir: &Path) -> PathBuf {
     }
     std::fs::write(&seg, bytes).expect("damage segment");
     seg
-}
-
-/// An empty store in `dir`: what an agent that started and recorded nothing leaves.
-fn empty_store(dir: &Path) {
-    let store = Store::open(StoreConfig::new(dir))
-        .unwrap_or_else(|e| panic!("open a store in {}: {e}", dir.display()));
-    drop(store);
 }
 
 // ---- query ----
@@ -619,86 +612,6 @@ fn check_of_a_fifo_or_a_device_names_it_and_ends() {
                 "{kind}: {out}"
             );
         }
-    }
-}
-
-// ---- standard output ----
-
-/// `cmd` with its standard output on `/dev/full`.
-fn to_full_disk(args: &[&str]) -> Output {
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("open /dev/full");
-    Command::new(BIN)
-        .args(args)
-        .stdout(full)
-        .output()
-        .expect("spawn xdp-audit")
-}
-
-/// A command whose work is done when it prints (a hold recorded, keys written) used to panic
-/// there and exit 101 on a full disk, as if it had failed and could be retried; now it says
-/// what failed and exits 1. A reader that goes away (`| head -1`) ends a command quietly.
-#[test]
-fn output_that_cannot_be_written_is_an_error_and_a_closed_pipe_a_quiet_end() {
-    let d = TempDir::new("stdout");
-    let key = d.path().join("chain.key");
-    let store = d.path().join("store");
-    empty_store(&store);
-    let held = [
-        "hold",
-        "add",
-        "--log-dir",
-        s(&store),
-        "--since",
-        "2h",
-        "--until",
-        "1h",
-        "--reason",
-        "case 1",
-    ];
-    for args in [
-        &["keygen", "--out", s(&key)][..],
-        &held[..],
-        &["hold", "list", "--log-dir", s(&store)][..],
-        &["verify", "--log-dir", s(&store)][..],
-    ] {
-        let o = to_full_disk(args);
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            err.contains("writing to standard output") && !err.contains("panicked"),
-            "{args:?}: {err}"
-        );
-    }
-    assert!(
-        key.exists(),
-        "the keys were written before the output failed"
-    );
-    // The reader closes the pipe before the report is through: no error, status 0.
-    let list = d.path().join("bad.list");
-    let bad: String = (0..5000).map(|i| format!("bad line {i}\n")).collect();
-    std::fs::write(&list, bad).expect("write list");
-    for args in [
-        &["blocklist", "check", s(&list)][..],
-        &["check", s(&list)][..],
-        &["hold", "list", "--log-dir", s(&store)][..],
-    ] {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xdp-audit");
-        drop(child.stdout.take());
-        let o = child.wait_with_output().expect("wait");
-        assert!(
-            o.status.success() && o.stderr.is_empty(),
-            "{args:?}: {:?} {}",
-            o.status,
-            stderr(&o)
-        );
     }
 }
 

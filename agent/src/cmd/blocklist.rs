@@ -70,14 +70,14 @@ pub fn main(args: BlocklistArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::CheckOutput::new(std::io::stdout().lock());
     let failed = report(&args.files, &mut out).map_err(super::stdout_error)?;
-    out.flush().map_err(super::stdout_error)?;
-    Ok(if failed {
+    let code = if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    super::verdict(code, out.finish())
 }
 
 /// Checks list files and prints every bad line and a summary to `out`; returns whether any

@@ -1,7 +1,6 @@
 //! `xdp-audit check`: one command for every file the agent reads (block and allow lists,
 //! subscribers files, DHCP lease files), with each file's kind told from its content or named.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -72,14 +71,14 @@ fn kind_of(path: &Path, asked: Kind) -> Result<Kind, InputError> {
 
 /// Runs `xdp-audit check`.
 pub fn main(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::CheckOutput::new(std::io::stdout().lock());
     let failed = report(&args, &mut out).map_err(super::stdout_error)?;
-    out.flush().map_err(super::stdout_error)?;
-    Ok(if failed {
+    let code = if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    super::verdict(code, out.finish())
 }
 
 /// Checks every file, printing to `out`; whether any failed.

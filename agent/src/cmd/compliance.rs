@@ -118,14 +118,15 @@ pub fn main(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         &inputs.log_dir,
         AccessInfo::new("compliance", "all").rows(report.checks.len() as u64),
     );
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+    let printed = if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)
     } else {
-        out!("{}", report.table())?;
-    }
-    Ok(if report.worst() == Verdict::Fail {
+        out!("{}", report.table())
+    };
+    let code = if report.worst() == Verdict::Fail {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    super::verdict(code, printed)
 }

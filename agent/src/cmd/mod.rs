@@ -72,6 +72,72 @@ pub fn stdout(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
         .map_err(stdout_error)
 }
 
+/// The exit code of a command whose exit code is its verdict (`verify`, `status`, `check`,
+/// `compliance`), printed first: a reader gone before or while the verdict is printed
+/// (`| grep -q ok`, `| head -1`) leaves the verdict standing, so a pipeline under `pipefail`
+/// still sees BROKEN or a stopped agent, not the quiet success a closed pipe is elsewhere.
+pub fn verdict(
+    code: std::process::ExitCode,
+    printed: anyhow::Result<()>,
+) -> anyhow::Result<std::process::ExitCode> {
+    match printed {
+        Err(e) if !e.chain().any(|c| c.is::<StdoutClosed>()) => Err(e),
+        _ => Ok(code),
+    }
+}
+
+/// Standard output for a check that prints as it goes (`check`, `blocklist check`): once the
+/// reader is gone, the rest is discarded and the check runs on to its verdict (see
+/// [`verdict`]).
+pub struct CheckOutput<W> {
+    out: W,
+    closed: bool,
+}
+
+impl<W: std::io::Write> CheckOutput<W> {
+    /// Wraps the locked standard output.
+    pub fn new(out: W) -> Self {
+        CheckOutput { out, closed: false }
+    }
+
+    /// Flushes; whether everything reached the reader (else [`StdoutClosed`]).
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        std::io::Write::flush(&mut self).map_err(stdout_error)?;
+        if self.closed {
+            return Err(StdoutClosed.into());
+        }
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for CheckOutput<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
 /// An error writing standard output: [`StdoutClosed`] for a closed pipe, else the cause.
 pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -601,7 +601,10 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         let ran = daemon.run().await;
         signals.abort();
         if let Some(m) = metrics {
+            // Awaited, so the listener is closed now: a scrape during the stop's flush and
+            // seal is refused, not left hanging until its timeout.
             m.abort();
+            let _ = m.await;
         }
         ran
     });

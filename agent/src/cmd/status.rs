@@ -111,8 +111,18 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let s = Snapshot::read(&args.state_dir)?;
     let age = age_of(&s, &args.state_dir)?;
     let state = AgentState::of(&s, age, args.stale_after);
+    super::verdict(state.exit(), print(&args, &s, age, state))
+}
+
+/// Prints the snapshot as text or JSON.
+fn print(
+    args: &StatusArgs,
+    s: &Snapshot,
+    age: Option<Duration>,
+    state: AgentState,
+) -> anyhow::Result<()> {
     if args.json {
-        let mut v = serde_json::to_value(&s)?;
+        let mut v = serde_json::to_value(s)?;
         if let Some(o) = v.as_object_mut() {
             o.insert(
                 "agent".into(),
@@ -120,7 +130,7 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
             );
         }
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(state.exit());
+        return Ok(());
     }
     let age_text = match age {
         Some(a) => crate::span::format(a),
@@ -170,7 +180,7 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(e) = &s.unreported_crash {
             outln!("the agent before it did not stop cleanly: {e}")?;
         }
-        return Ok(state.exit());
+        return Ok(());
     }
     if let Some(a) = &s.alerts {
         outln!("\n{}", a.summary())?;
@@ -257,5 +267,5 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     for r in s.rules.iter().take(args.top) {
         outln!("  {:<6} {:<60} {:>14}", r.kind, r.rule, r.hits)?;
     }
-    Ok(state.exit())
+    Ok(())
 }

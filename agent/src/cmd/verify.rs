@@ -77,42 +77,42 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let local = verify_local(dir, key.as_ref())?;
+    let (local, printed) = verify_local(dir, key.as_ref())?;
     let Some(cfg) = remote else {
-        return Ok(local);
+        return super::verdict(local, printed);
     };
     let report = crate::ship::verify::verify_remote(dir, &cfg)
         .with_context(|| format!("--remote {}", crate::ship::target_name(&cfg)))?;
-    for m in &report.missing {
-        outln!("BROKEN: remote {}: {}", m.key, m.problem)?;
-    }
     if !report.missing.is_empty() {
-        return Ok(ExitCode::FAILURE);
+        let printed = printed.and_then(|()| {
+            report
+                .missing
+                .iter()
+                .try_for_each(|m| outln!("BROKEN: remote {}: {}", m.key, m.problem))
+        });
+        return super::verdict(ExitCode::FAILURE, printed);
     }
-    outln!(
-        "ok remote: {} live segments in {} with their sealed size and SHA-256",
-        report.checked,
-        crate::ship::target_name(&cfg)
-    )?;
-    Ok(local)
+    let printed = printed.and_then(|()| {
+        outln!(
+            "ok remote: {} live segments in {} with their sealed size and SHA-256",
+            report.checked,
+            crate::ship::target_name(&cfg)
+        )
+    });
+    super::verdict(local, printed)
 }
 
-/// The local verdict, printed.
+/// The local verdict, and how its printing went (a closed output does not stop the remote
+/// check: its verdict is the exit code).
 fn verify_local(
     dir: &std::path::Path,
     key: Option<&ed25519_dalek::VerifyingKey>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(ExitCode, anyhow::Result<()>)> {
     Ok(match verify(dir, key) {
-        Ok(v) => {
-            outln!("ok: {}", v.summary())?;
-            ExitCode::SUCCESS
-        }
+        Ok(v) => (ExitCode::SUCCESS, outln!("ok: {}", v.summary())),
         Err(b) if b.fault == Fault::Unreadable => {
             return Err(anyhow::Error::new(super::Unchecked).context(b));
         }
-        Err(b) => {
-            outln!("BROKEN: {b}")?;
-            ExitCode::FAILURE
-        }
+        Err(b) => (ExitCode::FAILURE, outln!("BROKEN: {b}")),
     })
 }

@@ -83,7 +83,7 @@ fn answer(code: u16, reason: &str, content_type: &str, body: &[u8], send_body: b
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("--metrics {addr}: cannot listen: {cause} ({})", bind_hint(cause))]
+#[error("--metrics {addr}: cannot listen: {cause} ({})", bind_hint(*addr, cause))]
 pub struct BindError {
     /// The address asked for.
     pub addr: SocketAddr,
@@ -92,8 +92,13 @@ pub struct BindError {
 }
 
 /// What to do about a failed bind.
-fn bind_hint(cause: &std::io::Error) -> &'static str {
+fn bind_hint(addr: SocketAddr, cause: &std::io::Error) -> &'static str {
     match cause.raw_os_error() {
+        // The bind comes after `--user` and the packaged unit grants no CAP_NET_BIND_SERVICE.
+        Some(libc::EACCES) if addr.port() < 1024 => {
+            "a port below 1024 needs CAP_NET_BIND_SERVICE, which the agent does not hold: \
+             choose a port of 1024 or above (the default is 9477)"
+        }
         Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES) => {
             "a sandbox forbids IP sockets: under the packaged unit add AF_INET AF_INET6 to \
              RestrictAddressFamilies= and IPAddressAllow=localhost in a drop-in (README, \
@@ -206,6 +211,25 @@ async fn handle(mut s: TcpStream, exporter: Arc<Exporter>) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// EACCES on a privileged port is the missing capability, not a sandbox's socket rule.
+    #[test]
+    fn a_refused_privileged_port_is_said_as_such() {
+        let refused = |addr: &str| {
+            BindError {
+                addr: addr.parse().expect("address"),
+                cause: std::io::Error::from_raw_os_error(libc::EACCES),
+            }
+            .to_string()
+        };
+        let low = refused("127.0.0.1:80");
+        assert!(
+            low.contains("CAP_NET_BIND_SERVICE") && !low.contains("sandbox"),
+            "{low}"
+        );
+        let high = refused("127.0.0.1:9477");
+        assert!(high.contains("sandbox"), "{high}");
+    }
 
     #[test]
     fn requests_are_routed_by_method_and_path() {

@@ -39,8 +39,8 @@ pub struct MetricsArgs {
     #[arg(long)]
     pub metrics_public: bool,
     /// Rules with a series of their own in xdp_audit_rule_hits_total (those with the most
-    /// hits); the rest are summed as rule="other", so the series stay bounded however many
-    /// rules are loaded.
+    /// hits); the rest are summed per kind in xdp_audit_rule_hits_other, so the series stay
+    /// bounded however many rules are loaded.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TOP_RULES)]
     pub metrics_top_rules: usize,
 }

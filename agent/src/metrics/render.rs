@@ -20,9 +20,6 @@ use crate::sweeper::SweepStats;
 mod flood;
 pub use flood::flood;
 
-/// The label value the rules outside the top N are summed under.
-pub const OTHER_RULES: &str = "other";
-
 /// Facts about the running agent that no sweep changes.
 #[derive(Clone, Debug, Default)]
 pub struct Static {
@@ -194,13 +191,14 @@ pub fn lists(e: &mut Encoder, lists: &[ListHits]) {
 }
 
 /// The `top` rules with the most hits (`rules` comes sorted, most first), each with its own
-/// series, and the rest summed per kind as `rule="other"`: at most `top + 2` series however
-/// many rules are loaded.
+/// series, and the rest summed per kind in a gauge: at most `top + 2` series however many
+/// rules are loaded. The rest is no counter: it falls when one of its rules climbs into the
+/// top, which a counter's reader would take for a reset (and `rate()` for a burst).
 pub fn rules(e: &mut Encoder, rules: &[RuleHits], top: usize) {
     let mut f = e.family(
         "rule_hits_total",
         Kind::Counter,
-        "Packets matched by a rule (FILE:LINE), for the rules with the most hits; the others summed as rule=\"other\" per kind.",
+        "Packets matched by a rule (FILE:LINE), for the rules with the most hits (the others in rule_hits_other).",
     );
     let (shown, rest) = rules.split_at(top.min(rules.len()));
     for r in shown {
@@ -210,9 +208,14 @@ pub fn rules(e: &mut Encoder, rules: &[RuleHits], top: usize) {
     for r in rest {
         *other.entry(r.kind.as_str()).or_default() += r.hits;
     }
+    let mut f = e.family(
+        "rule_hits_other",
+        Kind::Gauge,
+        "Packets matched by the rules outside rule_hits_total's top, per kind (a gauge: it falls when a rule climbs into the top).",
+    );
     for kind in ["allow", "block"] {
         let n = other.get(kind).copied().unwrap_or(0);
-        f.sample(&[("rule", OTHER_RULES), ("kind", kind)], n);
+        f.sample(&[("kind", kind)], n);
     }
 }
 

@@ -13,6 +13,13 @@ pub const T0: i64 = 1_700_000_000_000_000_000;
 pub const HOUR: i64 = 3_600_000_000_000;
 pub const DAY: i64 = 24 * HOUR;
 
+/// An empty store in `dir`: what an agent that started and recorded nothing leaves.
+pub fn empty_store(dir: &Path) {
+    let store = Store::open(StoreConfig::new(dir))
+        .unwrap_or_else(|e| panic!("open a store in {}: {e}", dir.display()));
+    drop(store);
+}
+
 /// A fresh directory under the system temp dir, removed on drop unless the test failed.
 pub struct TempDir(pub PathBuf);
 

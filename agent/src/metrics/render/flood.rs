@@ -1,13 +1,12 @@
 //! The flood-proof drops ([`crate::sweeper::flood`]): what the drop-record budget let through
 //! as records, and what it summarised, per rule for the rules that summarised most.
 
-use super::OTHER_RULES;
 use crate::metrics::encode::{Encoder, Kind};
 use crate::sweeper::flood::FloodStatus;
 
 /// The budget in force, the flows recorded within it, the summary records, and the packets
-/// summarised by the `top` rules that summarised most (the rest as `rule="other"`): at most
-/// `top + 1` series however many rules flood.
+/// summarised by the `top` rules that summarised most (the rest summed in a gauge, as
+/// [`super::rules`] does): at most `top + 1` series however many rules flood.
 pub fn flood(e: &mut Encoder, f: &FloodStatus, top: usize) {
     if let Some(b) = &f.budget {
         let mut g = e.family(
@@ -31,13 +30,16 @@ pub fn flood(e: &mut Encoder, f: &FloodStatus, top: usize) {
     let mut fam = e.family(
         "flood_rule_summarised_packets_total",
         Kind::Counter,
-        "Blocked packets summarised past the budget, by rule (FILE:LINE) for the rules that summarised most; the others summed as rule=\"other\".",
+        "Blocked packets summarised past the budget, by rule (FILE:LINE) for the rules that summarised most (the others in flood_rule_summarised_packets_other).",
     );
     // Sorted most first by `FloodStatus::add`.
     let (shown, rest) = f.rules.split_at(top.min(f.rules.len()));
     for r in shown {
         fam.sample(&[("rule", &r.rule)], r.summarised);
     }
-    let other: u64 = rest.iter().map(|r| r.summarised).sum();
-    fam.sample(&[("rule", OTHER_RULES)], other);
+    e.gauge(
+        "flood_rule_summarised_packets_other",
+        "Blocked packets summarised past the budget by the rules outside flood_rule_summarised_packets_total's top (a gauge: it falls when a rule climbs into the top).",
+        rest.iter().map(|r| r.summarised).sum::<u64>(),
+    );
 }
