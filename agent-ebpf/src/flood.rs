@@ -16,7 +16,7 @@ use agent_common::{
         FloodTotal, FloodValue, SKETCH_BITS, SLOTS, TOP_SOURCES,
     },
     rules::{RuleId, REFUSE},
-    Counter,
+    Counter, NO_RULE,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
@@ -155,6 +155,13 @@ pub fn admit(rule: RuleId, p: &Packet) -> bool {
             }
         }
         let Some(e) = entry(rule, t) else {
+            // No rule's slot: an IPv6 packet dropped for a transport header past the walk
+            // (`NO_RULE`, its top bit taken off above) spends the global budget alone, so it
+            // too is recorded.
+            if rule == NO_RULE & !REFUSE && (*t).spent < u64::from(cfg.total) {
+                (*t).spent += 1;
+                return true;
+            }
             stats::bump(Counter::FloodUntracked);
             return false;
         };

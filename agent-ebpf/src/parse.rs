@@ -257,9 +257,18 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
         return Err(Counter::SkipBadIpv6Header);
     }
     pkt.key.family = family::V6;
-    pkt.ip_end = off + 40 + be16(h.get::<u16, 4>()) as usize;
+    let payload = be16(h.get::<u16, 4>()) as usize;
+    pkt.ip_end = off + 40 + payload;
     pkt.key.addr_a = h.get::<_, 8>();
     pkt.key.addr_b = h.get::<_, 24>();
+    // Length 0 is a jumbogram's (RFC 2675), whose length the Hop-by-Hop header carries and
+    // the host honours: not walked, it is a flow of that header (so a transport header
+    // unread behind it cannot pass a port or domain rule, see `verdict::judge`).
+    if payload == 0 {
+        pkt.key.proto = IPPROTO_HOPOPTS;
+        pkt.outcome = Counter::SkipTruncatedIpv6Ext;
+        return Ok(L4::Absent);
+    }
     let mut next: u8 = h.get::<_, 6>();
     let mut off = off + 40;
     let mut n = 0;
@@ -309,7 +318,11 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
         };
         off += len;
         if off > MAX_L4_OFFSET {
-            pkt.key.proto = next;
+            // An extension header as the protocol, not `next` (TCP there would pass on
+            // ports 0 and a name unread; see `verdict::judge`). Destination Options stands
+            // for whichever header ran past: keeping its number across the walk cost the
+            // verifier past its limit.
+            pkt.key.proto = IPPROTO_DSTOPTS;
             pkt.outcome = Counter::SkipTruncatedIpv6Ext;
             return Ok(L4::Absent);
         }

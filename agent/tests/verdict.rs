@@ -382,8 +382,52 @@ fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() 
     to_23.truncate(14 + 20 + 4);
     to_23[16..18].copy_from_slice(&24u16.to_be_bytes());
     assert_eq!(lab.run(&to_23), PASS, "and passes one to another port");
-    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 8);
+    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 7);
+    assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 3);
+}
+
+/// Two IPv6 packets a host delivers whole though the walk cannot reach their transport
+/// header: one behind an extension header ending past the walk's reach, and a jumbogram
+/// (payload length 0 with a Hop-by-Hop header: the kernel takes the packet's own length).
+/// Both used to pass a blocked port as a TCP flow with ports 0 (and a DNS query with its
+/// name unread); now they are flows of an extension header, dropped while a port or domain
+/// rule is loaded, and recorded: the drop has a flow and a first-drop event.
+#[test]
+fn an_ipv6_transport_header_out_of_the_walks_reach_cannot_pass_a_port_rule() {
+    let mut lab = Lab::new("v6-reach", "port tcp 22\n", "");
+    let syn = Spec::new(
+        Addrs::V6(v6(2), v6(0x67)),
+        L4::Tcp {
+            sport: 5001,
+            dport: 22,
+            flags: tcp::SYN,
+        },
+    );
+    let mut far = syn.clone();
+    far.ipv6_ext = vec![(60, 1032)];
+    assert_eq!(lab.run(&far.build()), DROP, "behind 1,032 bytes of options");
+    let mut jumbo = syn.clone();
+    jumbo.ipv6_ext = vec![(0, 8)];
+    jumbo.l4 = L4::Tcp {
+        sport: 5002,
+        dport: 22,
+        flags: tcp::SYN,
+    };
+    let mut frame = jumbo.build();
+    frame[18..20].copy_from_slice(&0u16.to_be_bytes());
+    assert_eq!(lab.run(&frame), DROP, "a jumbogram");
+    let mut to_80 = syn.clone();
+    to_80.ipv6_ext = vec![(60, 8)];
+    to_80.l4 = L4::Tcp {
+        sport: 5003,
+        dport: 80,
+        flags: tcp::SYN,
+    };
+    assert_eq!(lab.run(&to_80.build()), PASS, "a short chain is walked");
     assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 2);
+    assert_eq!(lab.counter(Counter::FloodUntracked), 0);
+    let drops: Vec<u8> = lab.drops().iter().map(|d| d.0.proto).collect();
+    assert_eq!(drops, [60, 0], "each drop a flow of its extension header");
 }
 
 /// An ACK from 203.0.113.9:443 to a client's port `port`: a new flow each port.
