@@ -129,6 +129,13 @@ pub enum LoadError {
         /// Its ARPHRD_* link type (65534: none, as on tun and WireGuard; 512: PPP).
         link_type: u16,
     },
+    /// Native mode asked on a bond ([`features::attach_mode`]).
+    #[error(
+        "interface {0:?} is a bond: native XDP runs on its member links, where the program \
+         sees their interface indexes, not the bond's (its side and its flows); attach it \
+         with --xdp-mode skb (auto does)"
+    )]
+    BondNative(String),
     /// The interface already has an XDP program.
     #[error(
         "interface {0:?} already has an XDP program attached; detach it first \
@@ -684,7 +691,7 @@ pub(crate) fn attach_xdp(
     mode: AttachMode,
 ) -> Result<(AttachMode, XdpLinkId), LoadError> {
     usable_interface(iface)?;
-    let tries: &[(AttachMode, XdpMode)] = match mode {
+    let tries: &[(AttachMode, XdpMode)] = match features::attach_mode(iface, mode)? {
         AttachMode::Auto => &[
             (AttachMode::Native, XdpMode::Driver),
             (AttachMode::Skb, XdpMode::Skb),

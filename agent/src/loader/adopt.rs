@@ -583,7 +583,7 @@ fn warn_netlink(iface: &str) {
 
 /// Attaches through netlink (native first in `Auto` mode).
 fn attach_netlink(prog: &Xdp, t: &Target, mode: AttachMode) -> Result<PinnedIface, StartError> {
-    let tries: &[AttachMode] = match mode {
+    let tries: &[AttachMode] = match super::features::attach_mode(&t.name, mode)? {
         AttachMode::Auto => &[AttachMode::Native, AttachMode::Skb],
         m => std::slice::from_ref(match m {
             AttachMode::Native => &AttachMode::Native,

@@ -5,7 +5,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use tracing::warn;
+use tracing::{info, warn};
+
+use super::{AttachMode, LoadError};
 
 /// `ETHTOOL_GFLAGS`: the legacy flags word, a stable ABI for the bits below.
 const ETHTOOL_GFLAGS: u32 = 0x25;
@@ -91,6 +93,54 @@ fn vlan_stripping(iface: &str) -> io::Result<(bool, String)> {
     Ok((flags.data & ETH_FLAG_RXVLAN != 0, driver))
 }
 
+/// Whether `iface` is a bond (`IFF_MASTER`, read with `SIOCGIFFLAGS`); `false` if unreadable.
+fn is_bond(iface: &str) -> bool {
+    let name = iface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return false;
+    }
+    // SAFETY: plain socket(2) and ioctl(2) on a zeroed ifreq holding a NUL-terminated name;
+    // the descriptor is owned, so closed on every path.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return false;
+        }
+        let sock = OwnedFd::from_raw_fd(fd);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(name) {
+            *d = *s as libc::c_char;
+        }
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return false;
+        }
+        req.ifr_ifru.ifru_flags as libc::c_int & libc::IFF_MASTER != 0
+    }
+}
+
+/// The mode `iface` is attached in. Native XDP on a bond is installed on its member links:
+/// the program would see their interface indexes, not the bond's, so a `bond0:wan` would be
+/// judged as a LAN side and its flows split at a failover. SKB mode runs on the bond itself.
+pub(crate) fn attach_mode(iface: &str, mode: AttachMode) -> Result<AttachMode, LoadError> {
+    attach_mode_of(iface, is_bond(iface), mode)
+}
+
+fn attach_mode_of(iface: &str, bond: bool, mode: AttachMode) -> Result<AttachMode, LoadError> {
+    match (bond, mode) {
+        (false, m) => Ok(m),
+        (true, AttachMode::Native) => Err(LoadError::BondNative(iface.into())),
+        (true, AttachMode::Auto) => {
+            info!(
+                iface,
+                "a bond: attaching in SKB mode (native XDP would run on its member links, \
+                 under their interface indexes)"
+            );
+            Ok(AttachMode::Skb)
+        }
+        (true, AttachMode::Skb) => Ok(AttachMode::Skb),
+    }
+}
+
 /// Warns when `iface` hands XDP its frames without their VLAN tags: the records of tagged
 /// traffic then say `vlan: null`, count 4 bytes less per frame than a capture, and merge
 /// flows of different VLANs with the same addresses. A veth never strips on receive (its
@@ -120,6 +170,29 @@ mod tests {
         assert_eq!(size_of::<EthtoolValue>(), 8);
         assert_eq!(size_of::<EthtoolDrvinfo>(), 196);
         assert_eq!(size_of::<Ifreq>(), 40);
+    }
+
+    #[test]
+    fn a_bond_is_attached_in_skb_mode_and_refused_native() {
+        assert!(!is_bond("lo") && !is_bond("no-such-if0"));
+        assert_eq!(
+            attach_mode("lo", AttachMode::Auto).ok(),
+            Some(AttachMode::Auto)
+        );
+        assert_eq!(
+            attach_mode_of("bond0", true, AttachMode::Auto).ok(),
+            Some(AttachMode::Skb)
+        );
+        assert_eq!(
+            attach_mode_of("bond0", true, AttachMode::Skb).ok(),
+            Some(AttachMode::Skb)
+        );
+        let e = attach_mode_of("bond0", true, AttachMode::Native).map_err(|e| e.to_string());
+        assert!(
+            e.as_ref()
+                .is_err_and(|e| e.contains("bond0") && e.contains("--xdp-mode skb")),
+            "{e:?}"
+        );
     }
 
     #[test]
