@@ -3,9 +3,10 @@
 //! and time, connections beyond a bound are closed at once, and the exposition is rendered
 //! on the blocking pool so the ring-buffer reader on the same runtime never waits for it.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -23,6 +24,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed unanswered (and counted).
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once from one address: a host that opens idle connections (each
+/// waits [`READ_TIMEOUT`] for its request) cannot hold every slot and keep the scraper out.
+pub const MAX_PER_PEER: usize = 8;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -132,12 +136,51 @@ pub fn spawn(
     Ok(tokio::spawn(serve(listener, exporter)))
 }
 
+/// The connections being served per peer address, each held by a [`PeerSlot`].
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`Peers`], given back when dropped.
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: IpAddr,
+}
+
+impl Peers {
+    /// A slot for a connection from `ip`, unless [`MAX_PER_PEER`] are being served.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip.to_canonical()).or_default();
+        if *n >= MAX_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip: ip.to_canonical(),
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Arc::new(Peers::default());
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors and the like: wait a moment rather than spin.
                 warn!(error = %e, "metrics: accept failed");
@@ -145,7 +188,10 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let slots = peers
+            .take(peer.ip())
+            .and_then(|p| Some((p, permits.clone().try_acquire_owned().ok()?)));
+        let Some(slots) = slots else {
             exporter.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
@@ -154,7 +200,7 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
             if let Err(e) = handle(stream, exporter).await {
                 debug!(error = %e, "metrics: connection ended early");
             }
-            drop(permit);
+            drop(slots);
         });
     }
 }
@@ -211,6 +257,54 @@ async fn handle(mut s: TcpStream, exporter: Arc<Exporter>) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One address holding [`MAX_PER_PEER`] idle connections is refused more, and the
+    /// others still get theirs: 64 idle connections from one host used to keep every scrape
+    /// out for as long as it reopened them.
+    #[test]
+    fn one_peer_cannot_take_every_connection() {
+        use std::io::{Read as _, Write as _};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let exporter = Arc::new(Exporter::new(
+            Arc::new(crate::metrics::Latest::default()),
+            crate::metrics::render::Static::default(),
+        ));
+        let served = exporter.clone();
+        let server = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let l = TcpListener::from_std(listener).expect("listener");
+                let _ = tokio::time::timeout(Duration::from_secs(30), serve(l, served)).await;
+            })
+        });
+        let idle: Vec<std::net::TcpStream> = (0..MAX_PER_PEER)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let mut extra = std::net::TcpStream::connect(addr).expect("connect");
+        let mut got = Vec::new();
+        let n = extra.read_to_end(&mut got).expect("read");
+        assert_eq!(n, 0, "closed unanswered");
+        assert_eq!(exporter.refused.load(Ordering::Relaxed), 1);
+        // Their slots come back as they close: a scrape is served again.
+        drop(idle);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+                .expect("write");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if !answer.is_empty() || std::time::Instant::now() > deadline {
+                break answer;
+            }
+        };
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+        drop(server);
+    }
 
     /// EACCES on a privileged port is the missing capability, not a sandbox's socket rule.
     #[test]

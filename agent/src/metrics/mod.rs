@@ -138,7 +138,8 @@ pub struct Exporter {
     pub latest: Arc<Latest>,
     /// Attach modes, the top-N bound.
     pub fixed: render::Static,
-    /// Connections closed unanswered because [`http::MAX_CONNECTIONS`] were being served.
+    /// Connections closed unanswered because [`http::MAX_CONNECTIONS`] were being served
+    /// (or [`http::MAX_PER_PEER`] from their address).
     pub refused: AtomicU64,
 }
 

@@ -37,7 +37,7 @@ pub fn render(fixed: &Static, snap: Option<&Snapshot>, refused: u64) -> String {
     attach(&mut e, &fixed.attach);
     e.counter(
         "metrics_connections_refused_total",
-        "Connections to this endpoint closed unanswered: too many were being served at once.",
+        "Connections to this endpoint closed unanswered: too many were being served at once (in all, or from one address).",
         refused,
     );
     if let Some(s) = snap {
