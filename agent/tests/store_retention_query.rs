@@ -602,3 +602,32 @@ fn a_segment_pruned_while_a_query_reads_is_said_as_a_change_not_damage() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The same for `sql`: a segment pruned after the session opened and before its statement
+/// read it is a change to run again (the engine, finding the file gone, read its path as an
+/// empty folder and answered without its rows, exit 0).
+#[test]
+fn a_segment_pruned_under_a_sql_statement_is_said_as_a_change_not_damage() {
+    use xdp_audit::sql::{Session, SqlError};
+    let dir = TempDir::new("prune-under-sql");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 6, 0.2, 5, true);
+    let session = Session::open(dir.path(), 256 << 20).expect("session");
+    let late = FakeClock::new(T0 + 400 * DAY);
+    drop(Store::open_with_clock(config(dir.path()), Box::new(late)).expect("open"));
+    assert!(
+        live(dir.path()).is_empty(),
+        "retention pruned every segment"
+    );
+    let mut out = Vec::new();
+    match session.run(
+        "SELECT sum(bytes) FROM flows_raw",
+        xdp_audit::store::export::Format::Csv,
+        &mut out,
+    ) {
+        Err(e @ SqlError::Store(xdp_audit::store::query::QueryError::Changed { .. })) => {
+            assert!(e.to_string().contains("run the query again"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -29,6 +29,13 @@ use crate::store::segment::damaged_page;
 /// `(offset, length, CRC-32)` of every checksummed range of one file, by offset.
 pub type Ranges = Vec<(u64, u64, u32)>;
 
+/// A listed segment that was no longer there when the engine read it (pruned or merged, or
+/// deleted, since the session listed it). Not the store's `NotFound`: given that, the engine
+/// lists the path as a folder, finds nothing and answers without the file's rows.
+#[derive(Debug, thiserror::Error)]
+#[error("/{0}: the segment is gone")]
+pub struct Gone(pub String);
+
 /// An object store whose reads of the listed files are checked.
 #[derive(Debug)]
 pub struct Checked {
@@ -46,6 +53,19 @@ impl Checked {
     /// `inner`, with the reads of each of `files` checked against its ranges.
     pub fn new(inner: Arc<dyn ObjectStore>, files: HashMap<ObjectPath, Ranges>) -> Self {
         Self { inner, files }
+    }
+
+    /// `e`, or [`Gone`] for a listed file not found.
+    fn gone(&self, location: &ObjectPath, e: object_store::Error) -> object_store::Error {
+        match e {
+            object_store::Error::NotFound { .. } if self.files.contains_key(location) => {
+                object_store::Error::Generic {
+                    store: "segment",
+                    source: Box::new(Gone(location.to_string())),
+                }
+            }
+            e => e,
+        }
     }
 
     /// Checks `data`, read from `location` at `start`: every checksummed range it holds
@@ -104,7 +124,11 @@ impl ObjectStore for Checked {
     ) -> object_store::Result<GetResult> {
         // A `head` request reads no bytes (its payload is the whole file, unread).
         let head = options.head;
-        let got = self.inner.get_opts(location, options).await?;
+        let got = self
+            .inner
+            .get_opts(location, options)
+            .await
+            .map_err(|e| self.gone(location, e))?;
         if head || !self.files.contains_key(location) {
             return Ok(got);
         }
@@ -125,7 +149,11 @@ impl ObjectStore for Checked {
         location: &ObjectPath,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        let got = self.inner.get_ranges(location, ranges).await?;
+        let got = self
+            .inner
+            .get_ranges(location, ranges)
+            .await
+            .map_err(|e| self.gone(location, e))?;
         for (r, data) in ranges.iter().zip(&got) {
             self.check(location, r.start, data)?;
         }

@@ -92,13 +92,17 @@ pub struct Session {
     runtime: tokio::runtime::Runtime,
     ctx: SessionContext,
     summary: Summary,
+    /// The store read, to tell a segment pruned or merged under a statement from damage.
+    dir: Option<PathBuf>,
 }
 
 impl Session {
     /// Opens the store at `dir` (segments and live journals as they are now); the engine
     /// holds at most `memory_limit` bytes.
     pub fn open(dir: &Path, memory_limit: usize) -> Result<Self, SqlError> {
-        Self::new(&tables::sources(dir)?, memory_limit)
+        let mut session = Self::new(&tables::sources(dir)?, memory_limit)?;
+        session.dir = Some(dir.to_owned());
+        Ok(session)
     }
 
     /// A session over `sources` (a store's, or chosen files: tests, other stores' segments).
@@ -118,6 +122,7 @@ impl Session {
             runtime,
             ctx,
             summary,
+            dir: None,
         })
     }
 
@@ -130,6 +135,7 @@ impl Session {
             runtime,
             ctx,
             summary: Summary::default(),
+            dir: None,
         })
     }
 
@@ -154,10 +160,11 @@ impl Session {
                 .await
                 .map_err(SqlError::Statement)?;
             let schema = df.schema().inner().clone();
-            let mut stream = df.execute_stream().await.map_err(SqlError::Execution)?;
+            let failed = |e| self.execution_error(e);
+            let mut stream = df.execute_stream().await.map_err(failed)?;
             let mut writer = output::Writer::new(out, format, schema);
             while let Some(batch) = stream.next().await {
-                writer.write(&batch.map_err(SqlError::Execution)?)?;
+                writer.write(&batch.map_err(failed)?)?;
             }
             writer.finish()
         })?;
@@ -165,6 +172,29 @@ impl Session {
             rows,
             ..self.summary.clone()
         })
+    }
+}
+
+impl Session {
+    /// A statement's failure: [`QueryError::Changed`] where a segment file it read was gone
+    /// and the chain no longer lists it (retention pruned it, or compaction merged it, while
+    /// the statement ran: nothing is damaged, and the statement can run again), else the
+    /// engine's error (a segment gone that the chain still lists is named there).
+    fn execution_error(&self, e: DataFusionError) -> SqlError {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let (Some(checked::Gone(path)), Some(dir)) = (c.downcast_ref(), &self.dir) {
+                let file = path.rsplit('/').next().unwrap_or(path);
+                if crate::store::query::removed_since(dir, file) {
+                    return SqlError::Store(QueryError::Changed {
+                        file: file.to_owned(),
+                    });
+                }
+                break;
+            }
+            cause = c.source();
+        }
+        SqlError::Execution(e)
     }
 }
 

@@ -107,7 +107,7 @@ pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentInfo>, HashSet<u64
 }
 
 /// Whether the segment `file` is no longer live in the chain read again now.
-fn removed_since(dir: &Path, file: &str) -> bool {
+pub(crate) fn removed_since(dir: &Path, file: &str) -> bool {
     load_segments(dir).is_ok_and(|(live, _)| live.iter().all(|s| s.file != file))
 }
 
