@@ -458,7 +458,7 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
     );
     e.counter(
         "enrich_dns_questions_untracked_total",
-        "DNS questions not noted as asked (the table of questions was full); their answers are refused.",
+        "DNS questions let go within their answer window for newer ones, or clients not noted, because a table of questions or clients seen (65,536 each) was full of live ones; such answers are refused (`dns_unasked`), never trusted.",
         s.dns_questions_untracked,
     );
     e.counter(

@@ -10,11 +10,17 @@
 //! anything in the last [`ASKER_WINDOW_NS`] (its queries cross no audited interface, or the
 //! answer's destination is a translated address) has its answers taken as before.
 //!
-//! Bounded: at most `capacity` questions and as many clients. A full table drops its expired
-//! entries (at most once a second, so a flood does not make every insert a scan); if it is
-//! still full, a new question is not noted (its answer is then refused: a flood of spoofed
-//! queries costs names for a while, never memory, and never lets an unasked answer in) and a
-//! new client is not noted either (its answers are taken on trust, as before this check).
+//! Bounded: at most `capacity` questions and as many clients. A full question table lets its
+//! oldest question go for the new one (a real answer comes within milliseconds, so a flood of
+//! spoofed queries with random ids no longer keeps every real question out). A full client
+//! table drops its expired entries (at most once a second, so a flood does not make every
+//! insert a scan); if it is still full, the new client is not noted, and for a window after
+//! that no answer to a client not noted is taken on trust: an answer is taken only for a
+//! question seen asked (a flood of spoofed sources used to make every new client's answers
+//! trusted). A flood costs names for a while, never memory, and never lets an unasked
+//! answer in.
+
+use std::collections::VecDeque;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -65,10 +71,16 @@ struct Question {
 pub struct Asked {
     capacity: usize,
     questions: HashMap<(Exchange, u16), Question, RandomState>,
+    /// The questions' keys in the order noted, with when: the oldest goes first when the
+    /// table is full. An entry answered or asked again since is stale and skipped.
+    order: VecDeque<((Exchange, u16), i64)>,
     askers: HashMap<IpAddr, i64, RandomState>,
-    /// When each table last dropped its expired entries.
-    pruned_ns: [i64; 2],
-    /// Questions (or clients) not noted because a table was full of live entries.
+    /// When the client table last dropped its expired entries.
+    pruned_ns: i64,
+    /// When a client last could not be noted (the table full of live entries).
+    askers_full_ns: i64,
+    /// Questions let go within their answer window for newer ones, and clients not noted,
+    /// because a table was full of live entries.
     pub untracked: u64,
 }
 
@@ -96,8 +108,10 @@ impl Asked {
         Asked {
             capacity,
             questions: HashMap::default(),
+            order: VecDeque::new(),
             askers: HashMap::default(),
-            pruned_ns: [i64::MIN; 2],
+            pruned_ns: i64::MIN,
+            askers_full_ns: i64::MIN,
             untracked: 0,
         }
     }
@@ -107,50 +121,60 @@ impl Asked {
         let Some(q) = msg.question.as_ref().filter(|_| !msg.is_response) else {
             return;
         };
-        if self.askers.contains_key(&ex.client) || self.room(1, t_ns) {
+        if self.askers.contains_key(&ex.client) || self.asker_room(t_ns) {
             self.askers.insert(ex.client, t_ns);
+        } else {
+            self.askers_full_ns = t_ns;
         }
         let key = (ex, msg.id);
-        if self.questions.contains_key(&key) || self.room(0, t_ns) {
-            let asked = Question {
-                name: q.name.clone(),
-                qtype: q.qtype,
-                asked_ns: t_ns,
-            };
-            self.questions.insert(key, asked);
+        if !self.questions.contains_key(&key) {
+            self.make_room(t_ns);
+        }
+        let asked = Question {
+            name: q.name.clone(),
+            qtype: q.qtype,
+            asked_ns: t_ns,
+        };
+        self.questions.insert(key, asked);
+        self.order.push_back((key, t_ns));
+        if self.order.len() > 2 * self.capacity.max(1) {
+            // Stale keys (answered, or asked again) pile up where answers come quickly.
+            let questions = &self.questions;
+            self.order
+                .retain(|(k, t)| questions.get(k).is_some_and(|q| q.asked_ns == *t));
         }
     }
 
-    /// Whether table `which` (0 questions, 1 clients) has room for one more entry, after
-    /// dropping its expired ones if it is full and has not done so in the last second.
-    fn room(&mut self, which: usize, t_ns: i64) -> bool {
-        let len = |a: &Self| [a.questions.len(), a.askers.len()][which];
-        if len(self) < self.capacity {
-            return true;
-        }
-        if !near(t_ns, self.pruned_ns[which], 1_000_000_000) {
-            self.pruned_ns[which] = t_ns;
-            if which == 0 {
-                self.questions
-                    .retain(|_, q| near(t_ns, q.asked_ns, ANSWER_WINDOW_NS));
-            } else {
-                self.askers.retain(|_, t| near(t_ns, *t, ASKER_WINDOW_NS));
+    /// Lets the oldest questions go until there is room for one more.
+    fn make_room(&mut self, t_ns: i64) {
+        while self.questions.len() >= self.capacity.max(1) {
+            let Some((key, t)) = self.order.pop_front() else {
+                return;
+            };
+            if self.questions.get(&key).is_some_and(|q| q.asked_ns == t) {
+                self.questions.remove(&key);
+                self.untracked += u64::from(near(t_ns, t, ANSWER_WINDOW_NS));
             }
         }
-        let room = len(self) < self.capacity;
+    }
+
+    /// Whether the client table has room for one more, after dropping its expired entries if
+    /// it is full and has not done so in the last second.
+    fn asker_room(&mut self, t_ns: i64) -> bool {
+        if self.askers.len() < self.capacity {
+            return true;
+        }
+        if !near(t_ns, self.pruned_ns, 1_000_000_000) {
+            self.pruned_ns = t_ns;
+            self.askers.retain(|_, t| near(t_ns, *t, ASKER_WINDOW_NS));
+        }
+        let room = self.askers.len() < self.capacity;
         self.untracked += u64::from(!room);
         room
     }
 
     /// Judges a response of exchange `ex` seen at `t_ns`; an asked question is used up.
     pub fn answer(&mut self, ex: Exchange, msg: &DnsMessage, t_ns: i64) -> Answer {
-        let seen = self
-            .askers
-            .get(&ex.client)
-            .is_some_and(|t| within(t_ns, *t, ASKER_WINDOW_NS));
-        if !seen {
-            return Answer::Unseen;
-        }
         let key = (ex, msg.id);
         let asked = self.questions.get(&key).is_some_and(|q| {
             within(t_ns, q.asked_ns, ANSWER_WINDOW_NS)
@@ -161,9 +185,18 @@ impl Asked {
         });
         if asked {
             self.questions.remove(&key);
-            Answer::Asked
-        } else {
+            return Answer::Asked;
+        }
+        // A client not noted while the table was full may be one whose queries are seen.
+        let seen = self
+            .askers
+            .get(&ex.client)
+            .is_some_and(|t| within(t_ns, *t, ASKER_WINDOW_NS))
+            || within(t_ns, self.askers_full_ns, ASKER_WINDOW_NS);
+        if seen {
             Answer::Unasked
+        } else {
+            Answer::Unseen
         }
     }
 }
@@ -300,30 +333,58 @@ mod tests {
         );
     }
 
+    /// A flood of spoofed queries (random clients, random ids) fills both tables: a real
+    /// question asked amid it is still noted and its answer taken (the full table refused
+    /// it, and its answer, before); no answer to a question not noted is ever taken, also
+    /// for a client the full table could not note (its answers were taken on trust).
     #[test]
     fn a_flood_of_questions_stays_within_capacity_and_lets_no_unasked_answer_in() {
         let mut a = Asked::with_capacity(100);
         let victim: IpAddr = "10.0.0.200".parse().unwrap();
+        let flood = |a: &mut Asked, from: u32, n: u32, t: i64| {
+            for i in from..from + n {
+                let client = IpAddr::from((0x0a00_1000 + i).to_be_bytes());
+                a.ask(ex(client), &msg(i as u16, false, "example.com", 1), t);
+            }
+        };
         a.ask(ex(victim), &msg(1, false, "real.example", 1), S);
-        for i in 0..1_000u32 {
-            let client = IpAddr::from((0x0a00_1000 + i).to_be_bytes());
-            a.ask(ex(client), &msg(i as u16, false, "example.com", 1), S);
-        }
+        flood(&mut a, 0, 1_000, S);
         assert!(a.questions.len() <= 100 && a.askers.len() <= 100);
+        assert!(a.order.len() <= 200, "{}", a.order.len());
         assert!(a.untracked > 0);
-        // The victim's question was noted before the flood, and its client stays known.
         assert_eq!(
             a.answer(ex(victim), &msg(1, true, "real.example", 1), 2 * S),
-            Answer::Asked
+            Answer::Unasked,
+            "a question the flood pushed out: its answer is refused, not trusted"
         );
-        // The answer used its question up: the flood takes that room back.
-        let flooder = IpAddr::from(0x0a00_1000u32.to_be_bytes());
-        a.ask(ex(flooder), &msg(5_000, false, "example.com", 1), 2 * S);
         a.ask(ex(victim), &msg(2, false, "late.example", 1), 2 * S);
+        flood(&mut a, 1_000, 50, 2 * S);
         assert_eq!(
             a.answer(ex(victim), &msg(2, true, "late.example", 1), 2 * S),
+            Answer::Asked,
+            "a question answered before the flood pushed it out"
+        );
+        let unnoted: IpAddr = "10.9.9.9".parse().unwrap();
+        a.ask(ex(unnoted), &msg(3, false, "new.example", 1), 2 * S);
+        assert!(!a.askers.contains_key(&unnoted), "the client table is full");
+        assert_eq!(
+            a.answer(ex(unnoted), &msg(4, true, "forged.example", 1), 2 * S),
             Answer::Unasked,
-            "a question the full table could not note: its answer is refused, not trusted"
+            "a client not noted is not trusted while the table overflows"
+        );
+        assert_eq!(
+            a.answer(ex(unnoted), &msg(3, true, "new.example", 1), 2 * S),
+            Answer::Asked
+        );
+        let stranger: IpAddr = "10.8.8.8".parse().unwrap();
+        assert_eq!(
+            a.answer(
+                ex(stranger),
+                &msg(5, true, "x.example", 1),
+                3 * S + ASKER_WINDOW_NS
+            ),
+            Answer::Unseen,
+            "trust comes back a window after the overflow"
         );
         // Expired entries go when the table is full, and the new question is noted.
         let mut b = Asked::with_capacity(2);

@@ -134,8 +134,9 @@ pub struct EnrichStatus {
     /// Heap bytes of payload reassembly state now.
     #[serde(default)]
     pub payload_state_bytes: u64,
-    /// DNS questions (or asking clients) not noted because the table of questions seen
-    /// asked was full of live ones (`names::asked`): such a question's answer is refused.
+    /// DNS questions let go within their answer window for newer ones, or asking clients
+    /// not noted, because a table was full of live ones (`names::asked`): such answers are
+    /// refused, never trusted.
     #[serde(default)]
     pub dns_questions_untracked: u64,
     /// (client, address) -> name pairs in the DNS answer cache.
