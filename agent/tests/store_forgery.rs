@@ -82,13 +82,17 @@ fn write_victim(path: &Path) {
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// Opens the store (after the forgery) and returns why it refused, or else why the chain it
-/// loaded is broken; `None` when it took the chain as sound.
+/// Opens the store (after the forgery) and returns why it refused or could not read the
+/// manifest (recording into journals only), or else why the chain it loaded is broken;
+/// `None` when it took the chain as sound.
 fn open_after_forgery(dir: &Path, what: &str) -> Option<String> {
     let now = T0 + 4 * HOUR;
     match Store::open_with_clock(config(dir), Box::new(FakeClock::new(now))) {
         Err(e) => Some(e.to_string()),
         Ok(store) => {
+            if let Some(why) = store.status().manifest_unreadable {
+                return Some(why);
+            }
             drop(store);
             let m = Manifest::load(dir, None)
                 .unwrap_or_else(|e| panic!("{what}: load {}: {e}", dir.display()));

@@ -576,3 +576,61 @@ fn a_negative_chunk_offset_in_a_footer_is_an_error_not_a_panic() {
         }
     }
 }
+
+/// A manifest that cannot be read (torn, a garbage line after the head, a directory in its
+/// place) no longer refuses the start, which left the gateway recording nothing until
+/// someone repaired the file by hand: the store records into journals, seals, merges and
+/// deletes nothing, leaves the damaged file as it is, says so in its status; once the file
+/// is restored, the next start seals the journals and every record is in the chain.
+#[test]
+fn a_manifest_that_cannot_be_read_does_not_stop_recording() {
+    type Damage = fn(&Path, &[u8]);
+    let damages: [(&str, Damage); 3] = [
+        ("torn", |p, bytes| {
+            std::fs::write(p, &bytes[..bytes.len() - 10]).expect("tear")
+        }),
+        ("garbage", |p, bytes| {
+            let mut b = bytes.to_vec();
+            b.extend_from_slice(b"{\"not\": \"an entry\"}\n");
+            std::fs::write(p, b).expect("append")
+        }),
+        ("directory", |p, _| {
+            std::fs::remove_file(p).expect("rm");
+            std::fs::create_dir(p).expect("mkdir")
+        }),
+    ];
+    for (what, damage) in damages {
+        let dir = TempDir::new(&format!("m-unreadable-{what}"));
+        let clock = FakeClock::new(T0);
+        let first = fill(dir.path(), &clock, T0, 2, 0.2, 31, true);
+        let path = dir.path().join(manifest::MANIFEST);
+        let original = std::fs::read(&path).expect("read manifest");
+        let before = segments(dir.path());
+        damage(&path, &original);
+        let damaged = std::fs::read(&path).ok();
+        let mut store = open(dir.path(), &clock);
+        let status = store.status();
+        assert!(status.manifest_unreadable.is_some(), "{what}: {status:?}");
+        let mut g = xdp_audit::store::testgen::TrafficGen::with_rate(32, T0 + 3 * HOUR, 0.2);
+        let later: Vec<_> = (0..200).map(|_| g.next_record()).collect();
+        for r in &later {
+            clock.set(r.time_start_ns);
+            store.append(r);
+        }
+        assert!(!store.seal_now(), "{what}: nothing is sealed");
+        drop(store);
+        assert_eq!(std::fs::read(&path).ok(), damaged, "{what}: left as it was");
+        assert_eq!(
+            segments(dir.path()),
+            before,
+            "{what}: no segment written or deleted"
+        );
+        if path.is_dir() {
+            std::fs::remove_dir(&path).expect("rmdir");
+        }
+        std::fs::write(&path, &original).expect("restore the manifest");
+        drop(open(dir.path(), &clock));
+        let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("{what}: {b}"));
+        assert_eq!(v.rows, (first.len() + later.len()) as u64, "{what}");
+    }
+}

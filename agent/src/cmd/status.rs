@@ -215,6 +215,11 @@ fn print(
             ""
         }
     )?;
+    if let Some(why) = &st.manifest_unreadable {
+        outln!(
+            "  MANIFEST UNREADABLE at the start: {why}; recording into journals only (nothing is sealed, merged or pruned) until manifest.jsonl is restored from a copy and the agent restarted"
+        )?;
+    }
     if st.compact_failed_days > 0 {
         outln!(
             "  compaction: {} closed days not merged (a changed or damaged segment; run `xdp-audit verify`)",

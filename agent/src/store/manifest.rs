@@ -88,6 +88,15 @@ pub enum ManifestError {
         /// What is wrong.
         reason: String,
     },
+    /// The manifest could not be read at the start ([`Manifest::frozen`]): nothing is
+    /// appended to it until it is restored.
+    #[error("{path}: not written while it cannot be read ({reason}); restore it from a copy")]
+    Frozen {
+        /// The manifest's path.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
 }
 
 impl ManifestError {
@@ -95,7 +104,9 @@ impl ManifestError {
     pub fn is_disk_full(&self) -> bool {
         match self {
             Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
-            Self::Parse { .. } | Self::Lost { .. } | Self::Key { .. } => false,
+            Self::Parse { .. } | Self::Lost { .. } | Self::Key { .. } | Self::Frozen { .. } => {
+                false
+            }
         }
     }
 }
@@ -624,6 +635,7 @@ pub struct Manifest {
     entries: Vec<Entry>,
     signing_key: Option<SigningKey>,
     broken: Option<String>,
+    frozen: Option<String>,
 }
 
 impl Manifest {
@@ -679,7 +691,41 @@ impl Manifest {
             entries,
             signing_key,
             broken,
+            frozen: None,
         })
+    }
+
+    /// The chain of `dir` when it cannot be read (`why`: torn, garbage, a directory in its
+    /// place, deleted while segments remain): empty, broken, and never written. The agent
+    /// still starts and records into journals, which wait unsealed; nothing is sealed,
+    /// merged, pruned or deleted on its word (a chain started afresh would reuse segment
+    /// numbers and overwrite the damaged file, the evidence) until it is restored.
+    pub fn frozen(dir: &Path, why: &ManifestError) -> Self {
+        let reason = why.to_string();
+        Self {
+            dir: dir.to_owned(),
+            entries: Vec::new(),
+            signing_key: None,
+            broken: Some(reason.clone()),
+            frozen: Some(reason),
+        }
+    }
+
+    /// Why the manifest could not be read at the start ([`Manifest::frozen`]), if so.
+    pub fn unreadable(&self) -> Option<&str> {
+        self.frozen.as_deref()
+    }
+
+    /// [`ManifestError::Frozen`] where the manifest could not be read: what would write a
+    /// segment, merge or delete on its word stops before it starts.
+    pub fn writable(&self) -> Result<(), ManifestError> {
+        match &self.frozen {
+            Some(reason) => Err(ManifestError::Frozen {
+                path: self.dir.join(MANIFEST),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Why the chain as loaded does not verify, naming the line; `None` if it does. Entries
@@ -715,6 +761,7 @@ impl Manifest {
     /// Appends an entry: the whole manifest, with the new head line (signed when a key is
     /// set), is written to a temporary file, fsynced and renamed over the old one.
     pub fn append(&mut self, body: Body) -> Result<&Entry, ManifestError> {
+        self.writable()?;
         let seq = self.next_seq()?;
         let prev = self
             .entries

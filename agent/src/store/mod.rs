@@ -222,6 +222,10 @@ pub struct StoreStatus {
     /// path; see `journal::frame::encode_frame`), since open.
     #[serde(default)]
     pub shortened_records: u64,
+    /// Why `manifest.jsonl` could not be read at the open: the store records into journals
+    /// only, which wait unsealed until it is restored and the agent restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_unreadable: Option<String>,
     /// The retention in force, days (what `xdp-audit compliance` checks the config against).
     #[serde(default)]
     pub retention_days: u32,
@@ -291,6 +295,8 @@ pub struct Store {
     status: StoreStatus,
     /// Shared with the sealer thread.
     timings: std::sync::Arc<Timings>,
+    /// Why the manifest could not be read at the open ([`manifest::Manifest::frozen`]).
+    manifest_unreadable: Option<String>,
     _lock: File,
 }
 
@@ -330,6 +336,7 @@ impl Store {
         let mut s = self.status.clone();
         s.buffered = self.journal.pending_records() as u64;
         s.degraded = self.degraded.is_some() || self.sealer.disk_full();
+        s.manifest_unreadable = self.manifest_unreadable.clone();
         s.sealed = self.sealed_at_open + self.sealer.sealed();
         s.compacted = self.sealer.compacted();
         s.compact_failed_days = self.sealer.compact_failed();

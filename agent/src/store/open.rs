@@ -98,7 +98,21 @@ impl Store {
             return Err(StoreError::Locked(dir));
         }
         remove_temporaries(&dir)?;
-        let mut manifest = Manifest::load(&dir, cfg.signing_key.clone())?;
+        let mut manifest = match Manifest::load(&dir, cfg.signing_key.clone()) {
+            Ok(m) => m,
+            // A manifest that cannot be read must not keep the agent from recording: the
+            // records go to journals, which wait unsealed for the manifest to be restored.
+            Err(error) => {
+                tracing::error!(
+                    alert = true,
+                    %error,
+                    "the manifest cannot be read: recording into journals only; nothing is \
+                     sealed, merged, pruned or deleted, and the file is left as it is, until it \
+                     is restored from a copy and the agent restarted (run `xdp-audit verify`)"
+                );
+                Manifest::frozen(&dir, &error)
+            }
+        };
         // Before a seal takes the next chain position the merged segment holds.
         compact::discard_interrupted(&dir, &manifest)?;
         let mut max_id = 0;
@@ -122,7 +136,7 @@ impl Store {
                 continue;
             }
             max_id = max_id.max(id);
-            if !waiting.is_empty() {
+            if !waiting.is_empty() || manifest.unreadable().is_some() {
                 waiting.push(path);
                 continue;
             }
@@ -196,6 +210,7 @@ impl Store {
             Err(error) => return Err(error.into()),
         };
         let timings = std::sync::Arc::new(Timings::default());
+        let manifest_unreadable = manifest.unreadable().map(str::to_owned);
         let sealer = sealer::Sealer::spawn(
             dir.clone(),
             manifest,
@@ -228,6 +243,7 @@ impl Store {
             counted_synced: 0,
             timings,
             status: StoreStatus::default(),
+            manifest_unreadable,
             _lock: lock,
         })
     }

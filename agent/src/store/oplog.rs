@@ -543,6 +543,9 @@ pub fn anchor_log(
 /// [`anchor_log`] of both logs for the sealer thread: problems are logged, never fatal
 /// (records come first).
 pub fn anchor_logged(dir: &Path, manifest: &mut Manifest, now_ns: i64) {
+    if manifest.unreadable().is_some() {
+        return; // said at the start; nothing is appended to it
+    }
     for log in Log::ALL {
         match anchor_log(dir, log, manifest, now_ns) {
             Ok(a) => match a.problem {

@@ -138,6 +138,12 @@ pub fn prune_gated(
     days: u32,
     gate: Option<&ShipGate>,
 ) -> Result<Pruned, ManifestError> {
+    if let Some(why) = manifest.unreadable() {
+        return Ok(Pruned {
+            suspended: Some(why.to_owned()),
+            ..Pruned::default()
+        });
+    }
     let anchored = oplog::anchor(dir, manifest, now_ns)?;
     let expired = expired(manifest, now_ns, days);
     let mut out = Pruned::default();

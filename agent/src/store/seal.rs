@@ -116,6 +116,7 @@ pub struct Sealed {
 /// it. Its valid frames are sealed; a stretch without one (damage after it was written) is
 /// copied into quarantine first, as recovery does, so deleting the journal loses nothing.
 pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<Sealed, SealError> {
+    manifest.writable()?;
     let (bytes, scan) = journal::load::<Columns>(path).map_err(SealError::Unreadable)?;
     let frames = &scan.frames;
     journal::quarantine(path, &bytes, frames)?;

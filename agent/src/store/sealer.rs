@@ -81,6 +81,13 @@ impl Worker {
     /// would fail the same way. A full disk is never the journal's fault: it does not count
     /// towards [`SKIP_AFTER`], so once space returns the journals seal in chain order.
     fn seal_queued(&mut self, now: i64) {
+        if self.manifest.unreadable().is_some() {
+            // Said at the start: the journals wait, in order, for a restored manifest.
+            self.shared
+                .pending
+                .store(self.queue.len(), Ordering::Relaxed);
+            return;
+        }
         let mut kept = VecDeque::new();
         let mut disk_full = false;
         while let Some(mut q) = self.queue.pop_front() {
@@ -166,7 +173,7 @@ impl Worker {
     /// A compaction pass (cheap when no day is due). A failure leaves the store as it was;
     /// the next pass, after the next seal, tries again.
     fn compact(&mut self, now: i64) {
-        if self.compact_max_rows == 0 {
+        if self.compact_max_rows == 0 || self.manifest.unreadable().is_some() {
             return;
         }
         self.last_compact_ns = now;
