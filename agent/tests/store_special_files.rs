@@ -9,6 +9,8 @@
 //! Every operation runs on a thread watched for 30 s, so a regression fails the test instead
 //! of hanging the run; that is a guard, not a timing assertion.
 
+#[path = "ship_common/mod.rs"]
+mod ship_common;
 mod store_common;
 
 use std::path::{Path, PathBuf};
@@ -257,6 +259,28 @@ fn a_cursor_that_is_not_a_regular_file_is_refused_and_left_in_place() {
             "{kind:?}: {} is left in place",
             path.display()
         );
+    }
+}
+
+/// `ship.lock` not a regular file: the shipper's start is refused at once, naming it, as an
+/// error of the store's files (the agent then records without shipping), where a FIFO held
+/// the agent's start forever (the lock was opened with a blocking create).
+#[test]
+fn a_ship_lock_that_is_not_a_regular_file_is_refused_at_once() {
+    for kind in Special::ALL {
+        let tmp = TempDir::new("special-ship-lock");
+        let path = tmp.path().join(xdp_audit::ship::LOCK);
+        kind.make(&path);
+        let dir = tmp.path().to_owned();
+        let spawned = within(&format!("the ship lock as {kind:?}"), move || {
+            let cfg = ship_common::ship_config(ship_common::free_port(), "p", "g");
+            xdp_audit::ship::Shipper::spawn(&dir, &cfg, Default::default())
+                .map(drop)
+                .map_err(|e| (e.is_state(), e.to_string()))
+        });
+        let (state, e) = spawned.expect_err("refused");
+        assert!(state, "{kind:?}: {e}");
+        assert_names(&e, &path, kind.refusal());
     }
 }
 

@@ -500,7 +500,19 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
                 retention_days,
                 ..crate::ship::ShipOptions::default()
             };
-            Some(crate::ship::Shipper::spawn(&log_dir, cfg, opts).context("--ship")?)
+            match crate::ship::Shipper::spawn(&log_dir, cfg, opts) {
+                Ok(s) => Some(s),
+                Err(e) if e.is_state() => {
+                    tracing::error!(
+                        alert = true,
+                        error = %e,
+                        "--ship: not shipping: recording goes on, and retention keeps every \
+                         segment not shipped; fix the file named and restart the agent"
+                    );
+                    None
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("--ship")),
+            }
         }
         None => None,
     };

@@ -134,6 +134,16 @@ pub enum ShipError {
     },
 }
 
+impl ShipError {
+    /// Whether it is the state of the store directory's shipping files (the lock held by
+    /// another shipper, a cursor refused or unreadable, the lock not a file) rather than the
+    /// configuration: the agent then records without shipping, and retention keeps what is
+    /// not shipped, instead of refusing to start.
+    pub fn is_state(&self) -> bool {
+        matches!(self, Self::Locked(_) | Self::Cursor(_) | Self::Io { .. })
+    }
+}
+
 /// Timing of the shipping loop.
 #[derive(Clone, Debug)]
 pub struct ShipOptions {
@@ -170,11 +180,13 @@ pub fn target_name(cfg: &ShipConfig) -> String {
 
 fn lock(dir: &Path) -> Result<File, ShipError> {
     let path = dir.join(LOCK);
-    let f = File::create(&path).map_err(|cause| ShipError::Io {
-        path: path.clone(),
-        op: "create",
-        cause,
-    })?;
+    // Never a blocking open: a FIFO in the lock's place would hold the start forever.
+    let f = crate::store::fsutil::open_regular(&path, File::options().write(true).create(true))
+        .map_err(|e| ShipError::Io {
+            path: path.clone(),
+            op: "create",
+            cause: e.into(),
+        })?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(ShipError::Locked(path));
