@@ -411,10 +411,10 @@ fn a_segment_that_is_not_a_regular_file_is_refused_at_once() {
     }
 }
 
-/// The store's lock file as anything but a regular file: the open is refused at once,
-/// naming it, never waits on it.
+/// The store's lock file as anything but a regular file: never waited on, and set aside for
+/// a new lock, so the agent records (the open was refused, and the agent did not start).
 #[test]
-fn a_lock_that_is_not_a_regular_file_is_refused_at_once() {
+fn a_lock_that_is_not_a_regular_file_is_set_aside_at_once() {
     for special in Special::ALL {
         let tmp = TempDir::new("special-lock");
         let dir = tmp.path().to_owned();
@@ -422,12 +422,24 @@ fn a_lock_that_is_not_a_regular_file_is_refused_at_once() {
         let lock = dir.join(".lock");
         special.make(&lock);
         let d = dir.clone();
-        let err = within("a store open with a special lock file", move || {
+        let opened = within("a store open with a special lock file", move || {
             Store::open_with_clock(config(&d), Box::new(FakeClock::new(T0)))
-                .err()
-                .map(|e| e.to_string())
-        })
-        .unwrap_or_else(|| panic!("{special:?}: the store opened"));
-        assert_names(&err, &lock, special.refusal());
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        opened.unwrap_or_else(|e| panic!("{special:?}: {e}"));
+        assert!(
+            std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file()),
+            "{special:?}: a new lock"
+        );
+        let aside: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".lock.set-aside-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{special:?}: {aside:?}");
+        if let Err(b) = verify(&dir, None) {
+            panic!("{special:?}: {b}");
+        }
     }
 }

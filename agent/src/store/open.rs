@@ -91,8 +91,29 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, "create directory", e))?;
         let lock_path = dir.join(super::LOCK_FILE);
         // Never a blocking open: a FIFO in the lock's place would hold the start forever.
-        let lock = fsutil::open_regular(&lock_path, File::options().write(true).create(true))
-            .map_err(|e| io(&lock_path, "create lock", e.into()))?;
+        let open_lock =
+            || fsutil::open_regular(&lock_path, File::options().write(true).create(true));
+        let lock = match open_lock() {
+            // Not a file (a directory, a FIFO): no agent holds it, and it holds nothing of
+            // the store; it is set aside rather than keep the agent from recording.
+            Err(fsutil::InputError::NotRegular(kind)) => {
+                let aside = dir.join(format!(
+                    "{}.set-aside-{}",
+                    super::LOCK_FILE,
+                    clock.now_ns().max(0) / 1_000_000_000
+                ));
+                tracing::warn!(
+                    file = %lock_path.display(),
+                    aside = %aside.display(),
+                    "the store's lock is a {kind}, not a file: set aside, and a new lock made"
+                );
+                std::fs::rename(&lock_path, &aside)
+                    .map_err(|e| io(&lock_path, "set aside the lock", e))?;
+                open_lock()
+            }
+            r => r,
+        }
+        .map_err(|e| io(&lock_path, "create lock", e.into()))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(StoreError::Locked(dir));
