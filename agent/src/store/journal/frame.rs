@@ -364,7 +364,10 @@ pub fn scan<D: Decoded>(buf: &[u8]) -> Scan<D> {
             }
         }
     };
-    let rows = buf.len() / TYPICAL_FRAME_LEN;
+    // An estimate to reserve, capped: a sparse or zero-filled journal's length says nothing
+    // of its records, and a reservation sized from it (several times the file) aborted the
+    // process (`verify`, `query`, the sealer) where growing as records come would not.
+    let rows = (buf.len() / TYPICAL_FRAME_LEN).min(1 << 20);
     let sequential = || {
         let mut records = D::with_capacity(rows);
         let mut skipped: Vec<Skipped> = lead.clone().into_iter().collect();
