@@ -634,3 +634,12 @@ fn a_manifest_that_cannot_be_read_does_not_stop_recording() {
         assert_eq!(v.rows, (first.len() + later.len()) as u64, "{what}");
     }
 }
+
+/// An emptied manifest is damage, also where no segment is left to show it: `verify` said
+/// ok (an empty store) while `query` refused it.
+#[test]
+fn an_emptied_manifest_does_not_verify() {
+    let d = TempDir::new("t-emptied");
+    std::fs::write(d.path().join(manifest::MANIFEST), b"").expect("empty manifest");
+    expect_broken(d.path(), manifest::MANIFEST, "empty", "emptied manifest");
+}

@@ -189,6 +189,14 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
         fault: Fault::of(e),
     };
     let text = match manifest::read_manifest_file(&mpath) {
+        // The writer writes it whole, its head line last: an empty one was emptied (the
+        // agent's start finds it unreadable and `query` refuses it).
+        Ok(b) if b.is_empty() => {
+            return Err(broken(
+                &mpath,
+                "empty: no head line (the file was emptied or cut short)".into(),
+            ))
+        }
         Ok(b) => utf8_text(b).map_err(|e| {
             broken(
                 &mpath,
