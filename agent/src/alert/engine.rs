@@ -40,6 +40,12 @@ pub struct Gauges {
     pub store_degraded: bool,
     /// Records the store dropped or refused.
     pub store_refused: u64,
+    /// Journal frames damage made the store skip (kept in `quarantine/`).
+    pub store_skipped_frames: u64,
+    /// Journals the store cannot read or seal, left in place.
+    pub store_unsealable: u64,
+    /// The manifest could not be read at the open: journals only, nothing sealed.
+    pub manifest_unreadable: bool,
     /// adjtimex says the clock is not synchronised.
     pub clock_unsynced: bool,
     /// Failed shipping passes (with `--ship`).
@@ -64,6 +70,9 @@ impl Gauges {
             table_entries: snap.flows.table_v4.max(snap.flows.table_v6),
             store_degraded: snap.store.degraded,
             store_refused: snap.store.dropped + snap.flows.sink_errors,
+            store_skipped_frames: snap.store.journal_skipped_frames,
+            store_unsealable: snap.store.unsealable,
+            manifest_unreadable: snap.store.manifest_unreadable.is_some(),
             clock_unsynced,
             ship_failures: snap.ship.as_ref().map_or(0, |s| s.failures),
             ship_backlog: snap.ship.as_ref().map_or(0, |s| s.backlog_segments),
@@ -277,6 +286,7 @@ impl Engine {
         let base = self.last.unwrap_or(Gauges {
             lost_starts: 0,
             store_refused: 0,
+            store_skipped_frames: 0,
             ship_failures: 0,
             syslog_dropped: 0,
             ..g
@@ -316,6 +326,39 @@ impl Engine {
         if refused > 0 {
             let text = || format!("the audit store dropped or refused {refused} records");
             self.touch(AlertId::StoreRefused, none(), text, refused, w, now, out);
+        }
+        let skipped = g
+            .store_skipped_frames
+            .saturating_sub(base.store_skipped_frames);
+        if skipped > 0 || g.store_unsealable > 0 || g.manifest_unreadable {
+            let (unsealable, manifest) = (g.store_unsealable, g.manifest_unreadable);
+            let text = || {
+                let mut parts = Vec::new();
+                if skipped > 0 {
+                    parts.push(format!("damaged journal stretches skipped, at least {skipped} records (their bytes kept in quarantine/)"));
+                }
+                if unsealable > 0 {
+                    parts.push(format!(
+                        "{unsealable} journals cannot be read or sealed (left in place)"
+                    ));
+                }
+                if manifest {
+                    parts.push("the manifest cannot be read: recording into journals only, nothing sealed until it is restored".to_owned());
+                }
+                format!(
+                    "damage in the audit store: {} (the agent's log names the files)",
+                    parts.join("; ")
+                )
+            };
+            self.touch(
+                AlertId::StoreDamaged,
+                none(),
+                text,
+                skipped.max(1),
+                w,
+                now,
+                out,
+            );
         }
         let failed = g.ship_failures.saturating_sub(base.ship_failures);
         if failed > 0 {

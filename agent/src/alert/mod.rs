@@ -78,6 +78,10 @@ pub enum AlertId {
     /// The store refused or dropped records.
     #[serde(rename = "XA-STORE-REFUSED")]
     StoreRefused,
+    /// Damage in the store: journal stretches skipped, journals that cannot be sealed, a
+    /// manifest that cannot be read.
+    #[serde(rename = "XA-STORE-DAMAGED")]
+    StoreDamaged,
     /// A list file was rejected; its last good version stays in force.
     #[serde(rename = "XA-LIST-REJECTED")]
     ListRejected,
@@ -108,7 +112,7 @@ pub enum AlertId {
 
 impl AlertId {
     /// Every id, in the README's order.
-    pub const ALL: [AlertId; 15] = [
+    pub const ALL: [AlertId; 16] = [
         AlertId::BlockFirst,
         AlertId::BlockBurst,
         AlertId::RingLoss,
@@ -116,6 +120,7 @@ impl AlertId {
         AlertId::FlowTableFull,
         AlertId::StoreDegraded,
         AlertId::StoreRefused,
+        AlertId::StoreDamaged,
         AlertId::ListRejected,
         AlertId::ListStale,
         AlertId::ChainBroken,
@@ -136,6 +141,7 @@ impl AlertId {
             AlertId::FlowTableFull => "XA-FLOW-TABLE-FULL",
             AlertId::StoreDegraded => "XA-STORE-DEGRADED",
             AlertId::StoreRefused => "XA-STORE-REFUSED",
+            AlertId::StoreDamaged => "XA-STORE-DAMAGED",
             AlertId::ListRejected => "XA-LIST-REJECTED",
             AlertId::ListStale => "XA-LIST-STALE",
             AlertId::ChainBroken => "XA-CHAIN-BROKEN",
@@ -170,6 +176,7 @@ impl AlertId {
             | AlertId::FlowStartLoss
             | AlertId::StoreDegraded
             | AlertId::StoreRefused
+            | AlertId::StoreDamaged
             | AlertId::ListStale
             | AlertId::ChainBroken => Severity::Critical,
         }

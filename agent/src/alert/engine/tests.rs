@@ -169,6 +169,7 @@ fn counters_alert_on_increases_and_program_counters_from_the_first_snapshot() {
             ring_lost: 50 + t as u64 * 10,
             lost_starts: t as u64,
             store_refused: 2,
+            store_skipped_frames: 3,
             ship_failures: t as u64,
             ship_backlog: 5,
             syslog_dropped: 4 * t as u64,
@@ -182,6 +183,7 @@ fn counters_alert_on_increases_and_program_counters_from_the_first_snapshot() {
             (AlertId::RingLoss, AlertState::Raised),
             (AlertId::FlowStartLoss, AlertState::Raised),
             (AlertId::StoreRefused, AlertState::Raised),
+            (AlertId::StoreDamaged, AlertState::Raised),
             (AlertId::ShipFailing, AlertState::Raised),
             (AlertId::SyslogLoss, AlertState::Raised),
         ]
@@ -191,6 +193,11 @@ fn counters_alert_on_increases_and_program_counters_from_the_first_snapshot() {
     assert_eq!(count(AlertId::RingLoss), Some(30));
     assert_eq!(count(AlertId::FlowStartLoss), Some(3));
     assert_eq!(count(AlertId::StoreRefused), Some(2));
+    assert_eq!(
+        count(AlertId::StoreDamaged),
+        Some(3),
+        "the damage is counted once"
+    );
     assert_eq!(count(AlertId::ShipFailing), Some(3));
     assert_eq!(count(AlertId::SyslogLoss), Some(12));
 }
@@ -361,4 +368,40 @@ fn recent_keeps_the_last_ten_newest_first() {
     let r = e.status().recent;
     assert_eq!(r.len(), RECENT);
     assert_eq!(r[0].subject.file.as_deref(), Some("l14"));
+}
+
+/// Journal damage the store skipped, journals it cannot seal and a manifest it could not
+/// read raise `XA-STORE-DAMAGED` (only logs and status counters said so); found at the
+/// start (the first snapshot), the damage is this agent's to say, not history.
+#[test]
+fn damage_in_the_store_raises_its_alert() {
+    for (g, says) in [
+        (
+            Gauges {
+                store_skipped_frames: 4,
+                ..Gauges::default()
+            },
+            "at least 4 records",
+        ),
+        (
+            Gauges {
+                store_unsealable: 1,
+                ..Gauges::default()
+            },
+            "1 journals cannot be read or sealed",
+        ),
+        (
+            Gauges {
+                manifest_unreadable: true,
+                ..Gauges::default()
+            },
+            "the manifest cannot be read",
+        ),
+    ] {
+        let mut e = engine();
+        let mut out = Vec::new();
+        e.observe(g, 0, &mut out);
+        assert_eq!(ids(&out), [(AlertId::StoreDamaged, AlertState::Raised)]);
+        assert!(out[0].text.contains(says), "{}", out[0].text);
+    }
 }
