@@ -528,6 +528,11 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
         d.lease_lines_skipped,
     );
     e.gauge("dhcp_addresses", "Addresses with a binding.", d.addresses);
+    e.counter(
+        "dhcp_bindings_dropped_total",
+        "Bindings not kept because the table was full (its addresses, or its spans in all).",
+        d.dropped_full,
+    );
     let n = &s.nat;
     e.gauge(
         "conntrack_listening",

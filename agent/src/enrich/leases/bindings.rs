@@ -105,6 +105,10 @@ pub struct Limits {
     pub max_spans: usize,
     /// Addresses kept; observations of new addresses past it are counted and dropped.
     pub max_addresses: usize,
+    /// Spans kept in all: past it, an observation that would add one is counted and
+    /// dropped (forged ACKs handing each address to a new holder would otherwise reach
+    /// `max_addresses` times `max_spans`).
+    pub max_spans_total: usize,
     /// How long an ended span is kept, in ns.
     pub max_age_ns: i64,
     /// Addresses remembered per MAC (for the IPv6-by-MAC lookup).
@@ -116,6 +120,7 @@ impl Default for Limits {
         Limits {
             max_spans: 16,
             max_addresses: 1_000_000,
+            max_spans_total: 2_000_000,
             max_age_ns: 24 * 3600 * 1_000_000_000,
             max_addrs_per_mac: 8,
         }
@@ -159,7 +164,15 @@ pub struct Bindings {
     files: HashMap<u32, FileState>,
     limits: Limits,
     counters: BindingCounters,
+    /// Spans held in all (see [`Limits::max_spans_total`]).
+    spans_total: usize,
+    /// When [`Bindings::prune`] last walked the table.
+    pruned_ns: Option<i64>,
 }
+
+/// How often [`Bindings::prune`] walks the table (spans are kept a day after they end; a
+/// walk of a million addresses every tick would cost the records thread a tenth of each).
+const PRUNE_EVERY_NS: i64 = 60_000_000_000;
 
 impl Bindings {
     /// An empty timeline with `limits`.
@@ -244,7 +257,12 @@ impl Bindings {
         if to <= from {
             return; // expired before it was first seen: nothing to attribute
         }
-        if !self.by_ip.contains_key(&obs.ip) && self.by_ip.len() >= self.limits.max_addresses {
+        let held = self.by_ip.get(&obs.ip);
+        // A holder's renewal merges into its span: it adds none, and is never refused.
+        let renewal = held.is_some_and(|s| s.iter().any(|s| s.holder.same(&obs.holder)));
+        if (held.is_none() && self.by_ip.len() >= self.limits.max_addresses)
+            || (self.spans_total >= self.limits.max_spans_total && !renewal)
+        {
             self.counters.dropped_full += 1;
             return;
         }
@@ -259,6 +277,7 @@ impl Bindings {
             }
         }
         let spans = self.by_ip.entry(obs.ip).or_default();
+        let before = spans.len();
         let mut new = Span {
             holder: obs.holder,
             hostname: obs.hostname,
@@ -306,6 +325,7 @@ impl Bindings {
             spans.drain(..excess);
             self.counters.pruned += excess as u64;
         }
+        self.spans_total = self.spans_total + spans.len() - before;
     }
 
     /// Ends `holder`'s binding of `ip` that holds at `at_ns` (a release, a decline, a lease
@@ -320,7 +340,9 @@ impl Bindings {
                 self.counters.ended += 1;
             }
         }
+        let before = spans.len();
         spans.retain(|s| lo(&s.valid) < hi(&s.valid));
+        self.spans_total -= before - spans.len();
     }
 
     /// Applies a read of a file rewritten whole (dnsmasq's): [`Bindings::apply_read`] with
@@ -410,8 +432,16 @@ impl Bindings {
         );
     }
 
-    /// Drops spans that ended more than [`Limits::max_age_ns`] before `now_ns`.
+    /// Drops spans that ended more than [`Limits::max_age_ns`] before `now_ns`; walks the
+    /// table at most once every [`PRUNE_EVERY_NS`].
     pub fn prune(&mut self, now_ns: i64) {
+        if self
+            .pruned_ns
+            .is_some_and(|t| t.abs_diff(now_ns) < PRUNE_EVERY_NS.unsigned_abs())
+        {
+            return;
+        }
+        self.pruned_ns = Some(now_ns);
         let horizon = now_ns.saturating_sub(self.limits.max_age_ns);
         let mut pruned = 0;
         self.by_ip.retain(|_, spans| {
@@ -421,6 +451,7 @@ impl Bindings {
             !spans.is_empty()
         });
         self.counters.pruned += pruned;
+        self.spans_total -= pruned as usize;
         let by_ip = &self.by_ip;
         self.by_mac.retain(|mac, ips| {
             ips.retain(|ip| {

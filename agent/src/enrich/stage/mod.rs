@@ -581,6 +581,7 @@ impl EnrichStage {
             + d.decoder_panic;
         s.dhcp.untrusted = d.untrusted + d.spoofed_requests;
         s.dhcp.addresses = self.bindings.addresses() as u64;
+        s.dhcp.dropped_full = self.bindings.counters().dropped_full;
         self.inputs.nat_status(&mut s.nat);
         s
     }

@@ -105,6 +105,9 @@ pub struct DhcpStatus {
     pub lease_lines_skipped: u64,
     /// Addresses with a binding.
     pub addresses: u64,
+    /// Bindings not kept because the table was full (its addresses or its spans in all).
+    #[serde(default)]
+    pub dropped_full: u64,
 }
 
 /// What the enrich stage did, for `status`.
@@ -191,7 +194,7 @@ impl EnrichStatus {
             "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
         };
         format!(
-            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)\n  carried over from the last agent: {} DNS answers, {} DHCP bindings, {} flows ({} went on); {} saves for the next ({} failed)",
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound ({} bindings not kept: table full)\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)\n  carried over from the last agent: {} DNS answers, {} DHCP bindings, {} flows ({} went on); {} saves for the next ({} failed)",
             self.records,
             field("user", &f.user),
             field("hostname", &f.hostname),
@@ -205,7 +208,7 @@ impl EnrichStatus {
             self.flow_states_full,
             self.payload_state_refused,
             d.learned, d.released, d.bad_packets, d.untrusted, d.lease_reads, d.lease_lines_skipped,
-            d.addresses,
+            d.addresses, d.dropped_full,
             self.subscriber_rows, self.subscriber_reloads, self.dns_cache_entries,
             self.dns_cache_names, self.flow_states, self.payload_state_bytes,
             self.carry.restored_names, self.carry.restored_bindings, self.carry.restored_flows,

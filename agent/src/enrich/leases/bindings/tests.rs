@@ -97,6 +97,12 @@ fn v4_lease_of_a_mac_and_pruning() {
     );
     assert_eq!(b.counters().pruned, 2);
     b.prune(200 * S);
+    assert_eq!(
+        b.addresses(),
+        1,
+        "a minute has not passed since the last walk"
+    );
+    b.prune(230 * S);
     assert_eq!(b.addresses(), 0);
     assert_eq!(b.v4_of_mac(mac, 70 * S), None);
 }
@@ -381,4 +387,29 @@ fn restore_all(spans: &[(IpAddr, Span)], b: &mut Bindings, now: i64) {
         };
         b.restore(obs, now);
     }
+}
+
+/// Forged ACKs handing addresses to new holders stop at the total bound (the per-address
+/// one let a million addresses hold 16 spans each); a holder's renewal still gets in, and
+/// spans pruned give their room back.
+#[test]
+fn the_spans_in_all_are_bounded_and_renewals_get_in() {
+    let mut b = Bindings::new(Limits {
+        max_spans_total: 4,
+        max_age_ns: 10 * S,
+        ..Limits::default()
+    });
+    for i in 1..=4u8 {
+        b.observe(obs(&format!("10.0.0.{i}"), i, Some(0), Some(100 * S)), 0);
+    }
+    b.observe(obs("10.0.0.5", 5, Some(0), Some(100 * S)), 0);
+    b.observe(obs("10.0.0.2", 9, Some(50 * S), Some(100 * S)), 50 * S);
+    assert_eq!(b.counters().dropped_full, 2, "a new address, a new holder");
+    assert_eq!(who(&b, "10.0.0.2", 60 * S), Some(2));
+    b.observe(obs("10.0.0.1", 1, Some(90 * S), Some(200 * S)), 90 * S);
+    assert_eq!(b.counters().dropped_full, 2, "a renewal is taken");
+    assert_eq!(who(&b, "10.0.0.1", 150 * S), Some(1));
+    b.prune(150 * S);
+    b.observe(obs("10.0.0.5", 5, Some(150 * S), Some(300 * S)), 150 * S);
+    assert_eq!(who(&b, "10.0.0.5", 160 * S), Some(5), "room given back");
 }
