@@ -138,8 +138,9 @@ pub enum LoadError {
     BondNative(String),
     /// The interface already has an XDP program.
     #[error(
-        "interface {0:?} already has an XDP program attached; detach it first \
-         (`ip link set dev {0} xdp off`) or stop the agent that owns it"
+        "interface {0:?} already has an XDP program attached (or, a bond's member, its \
+         bond has one in native mode); detach it first (`ip link set dev {0} xdp off`) or \
+         stop the agent that owns it"
     )]
     Busy(String),
     /// Not root / lacking capabilities.
@@ -390,6 +391,11 @@ fn load_hint(e: &aya::EbpfError) -> &'static str {
     let text = format!("{e:?}");
     if text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)") {
         "run as root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)"
+    } else if text.contains("OutOfMemory") || text.contains("os error 12)") {
+        // The flow tables are preallocated (LRU), two of them, and the ring buffer too.
+        "the kernel could not allocate the maps: lower --flow-table-size (two tables of that \
+         many entries are allocated up front) or --ringbuf-bytes, or check the memory cgroup \
+         and RLIMIT_MEMLOCK"
     } else {
         "check the kernel supports BPF ring buffers and LRU maps (5.8 or later)"
     }
@@ -737,6 +743,21 @@ pub(crate) fn attach_xdp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A map the kernel cannot allocate (a `--flow-table-size` too large for memory) is said
+    /// as that, not as a kernel too old.
+    #[test]
+    fn a_map_out_of_memory_names_the_sizes() {
+        let err = |errno| {
+            aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+                name: "FLOWS4".into(),
+                io_error: io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert!(load_hint(&err(libc::ENOMEM)).contains("--flow-table-size"));
+        assert!(load_hint(&err(libc::EPERM)).contains("root"));
+        assert!(load_hint(&err(libc::EINVAL)).contains("5.8"));
+    }
 
     #[test]
     fn the_default_ring_holds_a_second_of_new_flows_at_the_documented_rate() {
