@@ -193,7 +193,14 @@ pub struct Drained {
     pub records: u64,
     /// Of those, records that did not decode (logged at most every 10 s, counted).
     pub undecodable: u64,
+    /// It stopped at a bound (events or payload bytes), not at an empty ring: more may wait.
+    pub more: bool,
 }
+
+/// Payload bytes one drain moves at most: a batch of payload copies (up to 1,472 bytes
+/// each) is cut there, so the queue's 32 batches hold at most 16 MiB of them, not 190 MiB
+/// (a flood of large QUIC Initials while the records thread lags).
+pub const BATCH_PAYLOAD_BYTES: usize = 512 << 10;
 
 /// The ring buffer, the arena payload bytes are cut from, and the rate limit of decode
 /// errors.
@@ -213,14 +220,25 @@ impl RingReader {
         }
     }
 
-    /// Moves up to `max` events into `out`; stops early when the ring is empty.
+    /// Moves up to `max` events, and [`BATCH_PAYLOAD_BYTES`] of payload, into `out`; stops
+    /// early when the ring is empty.
     pub fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) -> Drained {
         let mut d = Drained::default();
-        while out.len() < max {
+        let mut bytes = 0;
+        loop {
+            if out.len() >= max || bytes >= BATCH_PAYLOAD_BYTES {
+                d.more = true;
+                break;
+            }
             let Some(item) = self.ring.next() else { break };
             d.records += 1;
             match decode_with(&item, &mut self.arena) {
-                Ok(ev) => out.push(ev),
+                Ok(ev) => {
+                    if let Event::Payload(p) = &ev {
+                        bytes += p.data.len();
+                    }
+                    out.push(ev)
+                }
                 Err(e) => {
                     d.undecodable += 1;
                     if let Some(n) = self.undecodable.hit(1) {

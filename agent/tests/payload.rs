@@ -383,3 +383,43 @@ fn both_programs_keep_the_verifiers_budget_free() {
     }
     drop(p);
 }
+
+/// A drain of large payload copies is cut at `BATCH_PAYLOAD_BYTES` and says more waits, so
+/// the queue's batches bound the bytes they hold (by events alone, 32 batches of copies held
+/// up to 190 MiB); the next drain takes the rest.
+#[test]
+fn a_drain_of_payload_copies_stops_at_its_byte_bound() {
+    use xdp_audit::reader::{RingReader, BATCH_PAYLOAD_BYTES};
+    let mut p = Prog::load(1 << 22);
+    let data = bytes(1400, 3);
+    let queries = BATCH_PAYLOAD_BYTES / 1400 + 100;
+    for i in 0..queries {
+        let query = Spec::udp4(CLIENT, 10000 + i as u16, SERVER, 53).data(&data);
+        p.pass(&query.build(), "a large query");
+    }
+    assert_eq!(
+        p.counter(Counter::LostPayload),
+        0,
+        "the ring held every copy"
+    );
+    let ring = aya::maps::RingBuf::try_from(p.loaded.events).expect("ring buffer");
+    let mut reader = RingReader::new(ring);
+    let copied = |events: &[Event]| -> (usize, usize) {
+        events.iter().fold((0, 0), |(n, b), e| match e {
+            Event::Payload(p) => (n + 1, b + p.data.len()),
+            _ => (n, b),
+        })
+    };
+    let mut first = Vec::new();
+    let d = reader.drain_into(&mut first, usize::MAX);
+    let (n, b) = copied(&first);
+    assert!(d.more, "cut at the bound");
+    assert!(
+        (BATCH_PAYLOAD_BYTES..BATCH_PAYLOAD_BYTES + SNIPPET_MAX).contains(&b),
+        "{b} bytes in {n} copies"
+    );
+    let mut rest = Vec::new();
+    let d = reader.drain_into(&mut rest, usize::MAX);
+    assert!(!d.more, "the ring is empty");
+    assert_eq!(n + copied(&rest).0, queries, "every copy, once");
+}

@@ -433,9 +433,8 @@ impl Daemon {
             // would fill it again as fast as it drains, and the stop would never end.
             let mut left = self.ring_events;
             while left > 0 {
-                let (batch, records) = take_batch(ring, queue, BATCH_EVENTS.min(left));
+                let (batch, records, more) = take_batch(ring, queue, BATCH_EVENTS.min(left));
                 left = left.saturating_sub(records as usize);
-                let more = batch.len() == BATCH_EVENTS;
                 if !batch.is_empty() && queue.send_blocking(Msg::Events(batch)).is_err() {
                     break;
                 }
@@ -478,12 +477,13 @@ fn ring_fill(events: &aya::maps::Map) -> (Option<crate::metrics::ring::RingFill>
     (fill, size)
 }
 
-/// Up to `max` events from the ring, counted as read; with the ring records they took.
-fn take_batch(ring: &mut RingReader, queue: &QueueTx, max: usize) -> (Vec<Event>, u64) {
+/// Up to `max` events from the ring, counted as read; with the ring records they took, and
+/// whether more may wait (the batch stopped at a bound, not at an empty ring).
+fn take_batch(ring: &mut RingReader, queue: &QueueTx, max: usize) -> (Vec<Event>, u64, bool) {
     let mut batch = Vec::new();
     let d = ring.drain_into(&mut batch, max);
     queue.counters().read(d.records, d.undecodable);
-    (batch, d.records)
+    (batch, d.records, d.more)
 }
 
 /// Batches one [`pump`] moves at most before the run loop looks at the stop and its ticks:
@@ -519,8 +519,7 @@ async fn pump(
         queue.send(Msg::Clock(sample)).await?;
     }
     for _ in 0..PUMP_BATCHES {
-        let (batch, _) = take_batch(ring, queue, BATCH_EVENTS);
-        let more = batch.len() == BATCH_EVENTS;
+        let (batch, _, more) = take_batch(ring, queue, BATCH_EVENTS);
         if !batch.is_empty() {
             queue.send(Msg::Events(batch)).await?;
         }

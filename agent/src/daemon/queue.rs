@@ -17,7 +17,8 @@ use crate::reader::Event;
 
 /// Events per batch at most: a drain sends what it read in batches of this many.
 pub const BATCH_EVENTS: usize = 4096;
-/// Messages the queue holds (each batch is one): up to 128 Ki events, 18 MiB.
+/// Messages the queue holds (each batch is one): up to 128 Ki events, and their payload
+/// copies at most `reader::BATCH_PAYLOAD_BYTES` a batch (16 MiB in all).
 pub const QUEUE_MESSAGES: usize = 32;
 
 /// What the records stage receives.
