@@ -263,7 +263,9 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
     pkt.key.addr_b = h.get::<_, 24>();
     // Length 0 is a jumbogram's (RFC 2675), whose length the Hop-by-Hop header carries and
     // the host honours: not walked, it is a flow of that header (so a transport header
-    // unread behind it cannot pass a port or domain rule, see `verdict::judge`).
+    // unread behind it cannot pass a port or domain rule, see `verdict::judge`). Without
+    // that header the host drops the packet itself; telling the two apart here, or reading
+    // on to the frame's end, cost the verifier 35,000 instructions past its guard.
     if payload == 0 {
         pkt.key.proto = IPPROTO_HOPOPTS;
         pkt.outcome = Counter::SkipTruncatedIpv6Ext;

@@ -634,3 +634,39 @@ for gw in ["gw-a", "gw-b"]:
         );
     }
 }
+
+/// A manifest deleted (segments left) or emptied fails the pass and leaves the cursor as it
+/// was: read as an empty chain, the pass dropped every acknowledgement from the cursor, said
+/// it had caught up, and shipped everything again once the manifest was restored.
+#[test]
+fn a_manifest_gone_or_emptied_fails_the_pass_and_keeps_the_cursor() {
+    let dir = TempDir::new("ship-no-manifest");
+    let bucket = TempDir::new("ship-no-manifest-s3");
+    let s3 = S3Server::start(bucket.path());
+    let cfg = s3.config("fleet", "gw-a");
+    fill(dir.path(), &FakeClock::new(T0), T0, 3, 0.05, 9, true);
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    let acked = |d: &Path| {
+        cursor::read(d)
+            .expect("read the cursor")
+            .map_or(0, |c| c.acked.len())
+    };
+    let before = acked(dir.path());
+    assert!(before >= 3, "{before} segments acknowledged");
+    let path = dir.path().join(xdp_audit::store::manifest::MANIFEST);
+    let original = std::fs::read(&path).expect("read the manifest");
+    for (what, damage) in [("deleted", None), ("emptied", Some(""))] {
+        match damage {
+            None => std::fs::remove_file(&path).expect("delete the manifest"),
+            Some(text) => std::fs::write(&path, text).expect("empty the manifest"),
+        }
+        match ship_once(dir.path(), &cfg, &opts()) {
+            Err(e @ ShipError::Manifest(_)) => {
+                assert!(e.to_string().contains("manifest.jsonl"), "{what}: {e}")
+            }
+            other => panic!("{what}: the pass must fail, got {other:?}"),
+        }
+        assert_eq!(acked(dir.path()), before, "{what}: the cursor kept");
+        std::fs::write(&path, &original).expect("restore the manifest");
+    }
+}

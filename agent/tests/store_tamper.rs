@@ -640,6 +640,8 @@ fn a_manifest_that_cannot_be_read_does_not_stop_recording() {
 #[test]
 fn an_emptied_manifest_does_not_verify() {
     let d = TempDir::new("t-emptied");
-    std::fs::write(d.path().join(manifest::MANIFEST), b"").expect("empty manifest");
-    expect_broken(d.path(), manifest::MANIFEST, "empty", "emptied manifest");
+    for text in ["", "\n\n"] {
+        std::fs::write(d.path().join(manifest::MANIFEST), text).expect("empty manifest");
+        expect_broken(d.path(), manifest::MANIFEST, "empty", "emptied manifest");
+    }
 }

@@ -436,3 +436,106 @@ fn an_agent_started_on_a_full_disk_blocks_and_writes_its_records_once_space_retu
         "verify after the full disk"
     );
 }
+
+/// A store the start cannot fully use still records: a manifest cut short (the agent refused
+/// to start) and a shipping lock held by another shipper (the agent refused to start, then,
+/// once let through, said nothing of it). The agent runs, `status` names both,
+/// `XA-STORE-DAMAGED` and `XA-SHIP-FAILING` reach the webhook; with the manifest restored,
+/// the next start seals what was recorded meanwhile and the store verifies.
+#[test]
+fn a_torn_manifest_and_a_held_ship_lock_do_not_stop_recording() {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = Lab::new("alm").expect("build the netns lab");
+    let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
+    let tmp = lab.temp_dir("alerts-manifest").expect("temp dir");
+    let log = tmp.path().join("log");
+    let bin = binary().expect("agent binary");
+    let url = hook.url();
+    let creds = tmp.path().join("s3.credentials");
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = k\naws_secret_access_key = s\n",
+    )
+    .expect("write credentials");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let creds = creds.to_str().expect("UTF-8 path").to_owned();
+    let args = [
+        "--no-pin",
+        "--iface",
+        lab::GW_LAN_IF,
+        "--sweep-interval",
+        "200ms",
+        "--alert-webhook",
+        &url,
+        "--ship",
+        "s3://audit/fleet",
+        "--gateway-id",
+        "gw-a",
+        "--ship-endpoint",
+        "http://127.0.0.1:9",
+        "--ship-credentials",
+        &creds,
+    ];
+    let mut a = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("first agent");
+    wait_running(&a);
+    flood(&lab, lab::SERVER_V4, 31_000, 3);
+    assert_eq!(a.stop().expect("stop"), 0);
+    let manifest = log.join("manifest.jsonl");
+    let original = std::fs::read(&manifest).expect("the first agent sealed");
+    std::fs::write(&manifest, &original[..original.len() - 10]).expect("tear the manifest");
+    let lock = std::fs::File::create(log.join("ship.lock")).expect("the ship lock");
+    // SAFETY: flock on a descriptor this test owns: another shipper holds the lock.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+
+    let mut b = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("second agent");
+    wait_running(&b);
+    flood(&lab, lab::SERVER_V4, 32_000, 3);
+    wait_until(
+        Duration::from_secs(30),
+        "the damage and the shipping at the webhook",
+        || {
+            let r = raised(&hook);
+            r.contains_key("XA-STORE-DAMAGED") && r.contains_key("XA-SHIP-FAILING")
+        },
+    );
+    let s = b.status().expect("status");
+    assert!(
+        s["store"]["manifest_unreadable"].is_string(),
+        "{}",
+        s["store"]
+    );
+    assert!(
+        s["ship"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("another shipper")),
+        "{}",
+        s["ship"]
+    );
+    assert_eq!(b.stop().expect("stop"), 0);
+    assert_eq!(
+        std::fs::read(&manifest).expect("read"),
+        &original[..original.len() - 10],
+        "left as it was"
+    );
+    drop(lock);
+    std::fs::write(&manifest, &original).expect("restore the manifest");
+    let mut c = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("third agent");
+    wait_running(&c);
+    assert_eq!(c.stop().expect("stop"), 0);
+    let v = verify(&bin, &log);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    let before: usize = String::from_utf8_lossy(&original)
+        .lines()
+        .filter(|l| l.contains("\"segment\""))
+        .count();
+    let after = std::fs::read_to_string(&manifest)
+        .expect("read")
+        .lines()
+        .filter(|l| l.contains("\"segment\""))
+        .count();
+    assert!(
+        after > before,
+        "the journals recorded meanwhile sealed: {before} -> {after}"
+    );
+}

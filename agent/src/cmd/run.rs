@@ -494,6 +494,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // second agent started beside a running one (refused there) must not replace the
     // running one's snapshot and mark it stopped.
     let (starting, crashed) = crate::status::Starting::begin(&args.state_dir);
+    let mut not_shipping = None;
     let shipper = match &ship_config {
         Some(cfg) => {
             let opts = crate::ship::ShipOptions {
@@ -504,11 +505,14 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
                 Ok(s) => Some(s),
                 Err(e) if e.is_state() => {
                     tracing::error!(
-                        alert = true,
                         error = %e,
                         "--ship: not shipping: recording goes on, and retention keeps every \
                          segment not shipped; fix the file named and restart the agent"
                     );
+                    not_shipping = Some(crate::ship::ShipHandle::not_shipping(
+                        crate::ship::target_name(cfg),
+                        &e,
+                    ));
                     None
                 }
                 Err(e) => return Err(anyhow::Error::new(e).context("--ship")),
@@ -570,7 +574,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         },
         sweep_interval: args.sweep_interval,
         hand_over: program.is_none(),
-        ship: shipper.as_ref().map(|s| s.handle()),
+        ship: shipper.as_ref().map(|s| s.handle()).or(not_shipping),
         metrics: metrics_listener.as_ref().map(|_| Arc::default()),
         alerts: Some(alerts.handle()),
         ..Settings::new(args.state_dir.clone(), interfaces)

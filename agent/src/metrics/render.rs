@@ -25,7 +25,8 @@ pub use flood::flood;
 pub struct Static {
     /// `(interface, attach mode)`: `native` or `skb`, as attached (or adopted).
     pub attach: Vec<(String, String)>,
-    /// Rules with their own series in `rule_hits_total`; the rest are summed as `other`.
+    /// Rules with their own series in `rule_hits_total`; the rest are summed per kind in
+    /// `rule_hits_other`.
     pub top_rules: usize,
 }
 

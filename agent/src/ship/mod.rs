@@ -243,6 +243,21 @@ pub struct Shipper {
 pub struct ShipHandle(Arc<Mutex<ShipStatus>>);
 
 impl ShipHandle {
+    /// The status of an agent that ships to `target` but could not start its shipper (see
+    /// [`ShipError::is_state`]): one failure with its cause, so `status` shows it and
+    /// `XA-SHIP-FAILING` is raised, where no status at all read like an agent run without
+    /// `--ship`.
+    pub fn not_shipping(target: String, cause: &ShipError) -> Self {
+        Self(Arc::new(Mutex::new(ShipStatus {
+            target,
+            failures: 1,
+            last_error: Some(format!(
+                "not shipping since the start: {cause}; fix it and restart the agent"
+            )),
+            ..ShipStatus::default()
+        })))
+    }
+
     /// The current status.
     pub fn status(&self) -> ShipStatus {
         self.0.lock().map(|s| s.clone()).unwrap_or_default()

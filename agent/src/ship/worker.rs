@@ -19,9 +19,7 @@ use super::cursor::{Acked, Cursor};
 use super::layout::Layout;
 use super::remote::{Job, Remote, Uploaded};
 use super::{ShipError, ShipStatus};
-use crate::store::manifest::{
-    live_segments, parse_with_head, Body, Entry, Head, SegmentInfo, MANIFEST,
-};
+use crate::store::manifest::{live_segments, Body, Entry, Head, SegmentInfo, MANIFEST};
 use crate::store::retention::cutoff_ns;
 
 /// Longest time acknowledged uploads wait for the cursor's save (an fsync) while more are
@@ -113,23 +111,11 @@ impl Worker {
     }
 
     /// The manifest as it is now (none yet: empty).
+    /// The chain as the writer reads it: a manifest deleted while segments remain, cut
+    /// short or emptied fails the pass (read as an empty chain, the pass dropped every
+    /// acknowledgement from the cursor, and shipped everything again once it was restored).
     fn read_manifest(&self) -> Result<Chain, ShipError> {
-        let path = self.dir.join(MANIFEST);
-        let text = match crate::store::manifest::read_manifest_file(&path) {
-            Ok(t) => t,
-            Err(crate::store::fsutil::InputError::Io(e))
-                if e.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Vec::new()
-            }
-            Err(cause) => {
-                return Err(ShipError::Manifest(format!(
-                    "{}: read: {cause}",
-                    path.display()
-                )))
-            }
-        };
-        let (entries, head) = parse_with_head(&path, &String::from_utf8_lossy(&text))
+        let (text, entries, head) = crate::store::manifest::read_chain_bytes(&self.dir)
             .map_err(|e| ShipError::Manifest(e.to_string()))?;
         Ok(Chain {
             text,

@@ -458,6 +458,17 @@ pub const MANIFEST_MAX: u64 = TABLE_MAX;
 /// The entries and the head line of the manifest in `dir` ([`read_entries`]); no head for
 /// no manifest.
 fn read_chain(dir: &Path) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
+    read_chain_bytes(dir).map(|(_, entries, head)| (entries, head))
+}
+
+/// A manifest's bytes, its entries and its head line ([`read_chain_bytes`]).
+pub type ChainBytes = (Vec<u8>, Vec<Entry>, Option<Head>);
+
+/// The manifest's bytes with its entries and head, read and checked as the writer reads them
+/// at its start: empty (no bytes) if there is none and no segment either; a manifest deleted
+/// while segments remain, cut short or emptied is an error, never an empty chain (a reader
+/// taking it for one, the shipper, would forget what it shipped).
+pub fn read_chain_bytes(dir: &Path) -> Result<ChainBytes, ManifestError> {
     let path = dir.join(MANIFEST);
     match read_manifest_file(&path) {
         Ok(bytes) => {
@@ -471,13 +482,13 @@ fn read_chain(dir: &Path) -> Result<(Vec<Entry>, Option<Head>), ManifestError> {
             })?;
             let (entries, head) = parse_with_head(&path, &text)?;
             check_head(&path, &text, &entries, head.as_ref())?;
-            Ok((entries, head))
+            Ok((text.into_bytes(), entries, head))
         }
         Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             if super::verify::segments_without_manifest(dir) {
                 return Err(ManifestError::Lost { path });
             }
-            Ok((Vec::new(), None))
+            Ok((Vec::new(), Vec::new(), None))
         }
         Err(refused) => Err(ManifestError::Io {
             path,

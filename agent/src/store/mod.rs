@@ -685,10 +685,14 @@ impl RecordSink for Store {
     fn close(&mut self) -> Result<(), SinkError> {
         if self.sync_now() {
             if !self.seal_now() {
+                let when = match &self.manifest_unreadable {
+                    Some(_) => "once the manifest is restored and the agent started",
+                    None => "at the next start",
+                };
                 tracing::warn!(
                     dir = %self.cfg.dir.display(),
                     "the live journal could not be sealed at shutdown; it is durable and is \
-                     sealed at the next start"
+                     sealed {when}"
                 );
             }
             Ok(())

@@ -97,19 +97,27 @@ impl Store {
             // Not a file (a directory, a FIFO): no agent holds it, and it holds nothing of
             // the store; it is set aside rather than keep the agent from recording.
             Err(fsutil::InputError::NotRegular(kind)) => {
-                let aside = dir.join(format!(
-                    "{}.set-aside-{}",
-                    super::LOCK_FILE,
-                    clock.now_ns().max(0) / 1_000_000_000
-                ));
-                tracing::warn!(
-                    file = %lock_path.display(),
-                    aside = %aside.display(),
-                    "the store's lock is a {kind}, not a file: set aside, and a new lock made"
-                );
-                std::fs::rename(&lock_path, &aside)
-                    .map_err(|e| io(&lock_path, "set aside the lock", e))?;
-                open_lock()
+                // Under a lock on the directory itself, looked at again: two starts meeting
+                // it at once must not each set aside the other's new lock.
+                let dir_lock = File::open(&dir).map_err(|e| io(&dir, "open", e))?;
+                // SAFETY: flock on a descriptor we own.
+                if unsafe { libc::flock(dir_lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    return Err(io(&dir, "lock", std::io::Error::last_os_error()));
+                }
+                match open_lock() {
+                    Err(fsutil::InputError::NotRegular(_)) => {
+                        let aside = retention::quarantine_file(&dir, super::LOCK_FILE)
+                            .map_err(|e| io(&lock_path, "move the lock into quarantine/", e))?;
+                        tracing::warn!(
+                            file = %lock_path.display(),
+                            moved_to = %aside.display(),
+                            "the store's lock is a {kind}, not a file: moved aside, and a new \
+                             lock made"
+                        );
+                        open_lock()
+                    }
+                    r => r,
+                }
             }
             r => r,
         }
@@ -135,7 +143,10 @@ impl Store {
             }
         };
         // Before a seal takes the next chain position the merged segment holds.
-        compact::discard_interrupted(&dir, &manifest)?;
+        // A manifest not read gives no chain position to look at (said once above).
+        if manifest.unreadable().is_none() {
+            compact::discard_interrupted(&dir, &manifest)?;
+        }
         let mut max_id = 0;
         let mut sealed = 0;
         let mut skipped = (0, 0);
@@ -198,7 +209,9 @@ impl Store {
                 }
             }
         }
-        retention::finish_interrupted(&dir, &manifest)?;
+        if manifest.unreadable().is_none() {
+            retention::finish_interrupted(&dir, &manifest)?;
+        }
         let now = clock.now_ns();
         let id = next_journal_id(max_id, now).ok_or_else(|| StoreError::NoJournalId {
             path: dir.join(manifest::MANIFEST),

@@ -287,7 +287,7 @@ pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), Manifes
 
 /// Moves `dir/name` into `dir/quarantine/` (as `name`, or `name.1`, `name.2`, ... when taken)
 /// and returns where it went.
-fn quarantine_file(dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
+pub(super) fn quarantine_file(dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
     let qdir = dir.join(QUARANTINE_DIR);
     std::fs::create_dir_all(&qdir)?;
     let mut to = qdir.join(name);

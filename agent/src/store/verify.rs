@@ -189,14 +189,6 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
         fault: Fault::of(e),
     };
     let text = match manifest::read_manifest_file(&mpath) {
-        // The writer writes it whole, its head line last: an empty one was emptied (the
-        // agent's start finds it unreadable and `query` refuses it).
-        Ok(b) if b.is_empty() => {
-            return Err(broken(
-                &mpath,
-                "empty: no head line (the file was emptied or cut short)".into(),
-            ))
-        }
         Ok(b) => utf8_text(b).map_err(|e| {
             broken(
                 &mpath,
@@ -223,6 +215,14 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
         };
         broken(&mpath, reason)
     })?;
+    // The writer writes it whole, its head line last: one there with neither entries nor a
+    // head was emptied (the agent's start finds it unreadable and `query` refuses it).
+    if entries.is_empty() && head.is_none() && std::fs::symlink_metadata(&mpath).is_ok() {
+        return Err(broken(
+            &mpath,
+            "empty: no head line (the file was emptied or cut short)".into(),
+        ));
+    }
     let lpath = dir.join(oplog::LOG);
     let log = oplog::scan(dir).map_err(|e| log_broken(&lpath, e))?;
     let apath = dir.join(oplog::ALERTS);

@@ -258,8 +258,13 @@ impl Bindings {
             return; // expired before it was first seen: nothing to attribute
         }
         let held = self.by_ip.get(&obs.ip);
-        // A holder's renewal merges into its span: it adds none, and is never refused.
-        let renewal = held.is_some_and(|s| s.iter().any(|s| s.holder.same(&obs.holder)));
+        // A holder's renewal merges into its span (overlapping or touching it, as below): it
+        // adds none, and is never refused. One after a gap would add a span.
+        let renewal = held.is_some_and(|spans| {
+            spans
+                .iter()
+                .any(|s| s.holder.same(&obs.holder) && lo(&s.valid) <= to && from <= hi(&s.valid))
+        });
         if (held.is_none() && self.by_ip.len() >= self.limits.max_addresses)
             || (self.spans_total >= self.limits.max_spans_total && !renewal)
         {

@@ -76,8 +76,11 @@ pub(in crate::loader) fn reconcile(
             _ => None,
         };
         let old = listed.or(unlisted.as_ref());
+        // As a fresh attach would: a bond's native attachment (an earlier build's) is
+        // changed to SKB mode, and native is refused there.
+        let wanted = crate::loader::features::attach_mode(&t.name, spec.mode)?;
         let iface = match (old, attached) {
-            (Some(o), Some(a)) if o.ifindex == t.ifindex && mode_fits(spec.mode, a.mode) => {
+            (Some(o), Some(a)) if o.ifindex == t.ifindex && mode_fits(wanted, a.mode) => {
                 match (new.as_deref_mut(), &stale) {
                     (Some(n), Some(old)) => swap(spec, o, t, program_fd(old)?, n)?,
                     (Some(n), None) => swap(spec, o, t, program_fd(running)?, n)?,

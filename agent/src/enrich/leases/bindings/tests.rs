@@ -409,6 +409,12 @@ fn the_spans_in_all_are_bounded_and_renewals_get_in() {
     b.observe(obs("10.0.0.1", 1, Some(90 * S), Some(200 * S)), 90 * S);
     assert_eq!(b.counters().dropped_full, 2, "a renewal is taken");
     assert_eq!(who(&b, "10.0.0.1", 150 * S), Some(1));
+    b.observe(obs("10.0.0.3", 3, Some(120 * S), Some(130 * S)), 120 * S);
+    assert_eq!(
+        b.counters().dropped_full,
+        3,
+        "the same holder after a gap would add a span"
+    );
     b.prune(150 * S);
     b.observe(obs("10.0.0.5", 5, Some(150 * S), Some(300 * S)), 150 * S);
     assert_eq!(who(&b, "10.0.0.5", 160 * S), Some(5), "room given back");
