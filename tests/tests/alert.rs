@@ -89,6 +89,14 @@ fn dns_flood(lab: &Lab, n: usize) {
     .expect("client thread");
 }
 
+/// A lab named `tag` with a webhook receiver in the gateway and a temp dir.
+fn webhook_lab(tag: &str) -> (Lab, Receiver, lab::TempDir) {
+    let lab = Lab::new(tag).expect("build the netns lab");
+    let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
+    let tmp = lab.temp_dir(tag).expect("temp dir");
+    (lab, hook, tmp)
+}
+
 /// Waits for the agent's first status snapshot: its signal handlers are in place by then.
 fn wait_running(agent: &Agent) {
     wait_until(Duration::from_secs(10), "the first status snapshot", || {
@@ -275,9 +283,7 @@ fn lab_conditions_raise_one_alert_each_at_the_webhook_and_in_the_chain() {
 
 #[test]
 fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_when_down() {
-    let lab = Lab::new("alc").expect("build the netns lab");
-    let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
-    let tmp = lab.temp_dir("alerts-crash").expect("temp dir");
+    let (lab, hook, tmp) = webhook_lab("alc");
     let log = tmp.path().join("log");
     let bin = binary().expect("agent binary");
     let url = hook.url();
@@ -446,9 +452,7 @@ fn an_agent_started_on_a_full_disk_blocks_and_writes_its_records_once_space_retu
 fn a_torn_manifest_and_a_held_ship_lock_do_not_stop_recording() {
     use std::os::fd::AsRawFd as _;
     use std::os::unix::fs::PermissionsExt as _;
-    let lab = Lab::new("alm").expect("build the netns lab");
-    let hook = Receiver::start(Some(&lab.gateway), 0).expect("webhook receiver in the gateway");
-    let tmp = lab.temp_dir("alerts-manifest").expect("temp dir");
+    let (lab, hook, tmp) = webhook_lab("alm");
     let log = tmp.path().join("log");
     let bin = binary().expect("agent binary");
     let url = hook.url();
