@@ -130,6 +130,7 @@ impl Inputs {
             s.recovered = stats.recovered;
             s.read_late = stats.dump_before_new;
             s.lost_unwritten = stats.evicted_unwritten;
+            s.refused_full = stats.refused_full;
             s.open_sessions = t.open_len() as u64;
             s.sessions = t.len() as u64;
         }

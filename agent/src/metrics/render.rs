@@ -487,6 +487,11 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
         "Distinct names in the DNS answer cache.",
         s.dns_cache_names,
     );
+    e.counter(
+        "dns_cache_evicted_total",
+        "Pairs the full DNS answer cache let go for newer answers (oldest answered first).",
+        s.dns_cache_evicted,
+    );
     e.gauge(
         "subscriber_rows",
         "Subscriber rows in force.",
@@ -606,6 +611,11 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
         "nat_lost_unwritten_total",
         "Closed NAT sessions evicted before their record was written.",
         n.lost_unwritten,
+    );
+    e.counter(
+        "nat_sessions_refused_total",
+        "New NAT sessions not kept because the table was full of open ones: their flows carry no outside tuple.",
+        n.refused_full,
     );
 }
 

@@ -568,6 +568,7 @@ impl EnrichStage {
         s.carry = self.carry_status();
         s.dns_cache_entries = self.dns.len() as u64;
         s.dns_cache_names = self.dns.distinct_names() as u64;
+        s.dns_cache_evicted = self.dns.stats().evicted;
         s.dns_questions_untracked = self.asked.untracked;
         s.subscriber_rows = self.subscribers.rows() as u64;
         let d = self.dhcp.counters();

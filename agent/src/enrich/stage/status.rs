@@ -84,6 +84,10 @@ pub struct NatStatus {
     pub nat_records: u64,
     /// Closed sessions evicted before their NAT record was written (table full).
     pub lost_unwritten: u64,
+    /// New sessions not kept because every slot held an open one: their flows carry no
+    /// outside tuple.
+    #[serde(default)]
+    pub refused_full: u64,
 }
 
 /// DHCP: bindings learned from packets and lease files.
@@ -146,6 +150,9 @@ pub struct EnrichStatus {
     pub dns_cache_entries: u64,
     /// Distinct names in the DNS answer cache.
     pub dns_cache_names: u64,
+    /// Pairs the full DNS answer cache let go for newer answers (oldest answered first).
+    #[serde(default)]
+    pub dns_cache_evicted: u64,
     /// Subscriber rows in force.
     pub subscriber_rows: u64,
     /// Subscriber tables taken (start and every good reload).
@@ -180,9 +187,9 @@ impl EnrichStatus {
         let d = &self.dhcp;
         let nat = if n.listening {
             format!(
-                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered, {} of them read late); {} sessions open, {} held; {} NAT records, {} lost to a full table; receive buffer {} bytes{}",
+                "conntrack: {} new, {} destroy events; {} ENOBUFS losses, {} table re-reads ({} failed, {} sessions recovered, {} of them read late); {} sessions open, {} held ({} refused: table full of open ones); {} NAT records, {} lost to a full table; receive buffer {} bytes{}",
                 n.new_events, n.destroy_events, n.enobufs, n.rereads, n.reread_failures,
-                n.recovered, n.read_late, n.open_sessions, n.sessions, n.nat_records, n.lost_unwritten,
+                n.recovered, n.read_late, n.open_sessions, n.sessions, n.refused_full, n.nat_records, n.lost_unwritten,
                 n.rcvbuf_bytes,
                 if n.foreign > 0 {
                     format!("; {} datagrams not from the kernel dropped", n.foreign)
@@ -194,7 +201,7 @@ impl EnrichStatus {
             "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
         };
         format!(
-            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound ({} bindings not kept: table full)\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names), {} flows with payload state ({} bytes of reassembly)\n  carried over from the last agent: {} DNS answers, {} DHCP bindings, {} flows ({} went on); {} saves for the next ({} failed)",
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound ({} bindings not kept: table full)\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names, {} let go for newer), {} flows with payload state ({} bytes of reassembly)\n  carried over from the last agent: {} DNS answers, {} DHCP bindings, {} flows ({} went on); {} saves for the next ({} failed)",
             self.records,
             field("user", &f.user),
             field("hostname", &f.hostname),
@@ -210,7 +217,7 @@ impl EnrichStatus {
             d.learned, d.released, d.bad_packets, d.untrusted, d.lease_reads, d.lease_lines_skipped,
             d.addresses, d.dropped_full,
             self.subscriber_rows, self.subscriber_reloads, self.dns_cache_entries,
-            self.dns_cache_names, self.flow_states, self.payload_state_bytes,
+            self.dns_cache_names, self.dns_cache_evicted, self.flow_states, self.payload_state_bytes,
             self.carry.restored_names, self.carry.restored_bindings, self.carry.restored_flows,
             self.carry.continued_flows, self.carry.saves, self.carry.save_failures
         )
