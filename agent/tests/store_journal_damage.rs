@@ -219,9 +219,17 @@ fn verify_names_a_damaged_live_journal_and_passes_a_torn_tail() {
     bad[starts[500] + FRAME_HEADER_LEN + 9] ^= 0x20;
     let mut garbage = good.clone();
     garbage[..8].fill(0xee);
+    // A bit of the header's id flipped (its magic intact): it passed.
+    let mut other_id = good.clone();
+    other_id[8] ^= 0x01;
     for (what, bytes, says) in [
         ("a bad byte in the middle", bad, "damaged at bytes"),
         ("garbage", garbage, "the journal header is damaged"),
+        (
+            "another id in the header",
+            other_id,
+            "its header names journal id",
+        ),
     ] {
         write(&bytes);
         let b = verify(dir.path(), None).expect_err(what);

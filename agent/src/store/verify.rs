@@ -475,6 +475,18 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                 fault: Fault::Altered,
             });
         }
+        // The header's id is the file name's (the seal warns and goes by the name): another
+        // is damage behind an intact magic, or a journal renamed.
+        if scan.frames.id != 0 && scan.frames.id != id {
+            return Err(Broken {
+                file: path,
+                reason: format!(
+                    "its header names journal id {}, its file name {id}",
+                    scan.frames.id
+                ),
+                fault: Fault::Altered,
+            });
+        }
         if let Some(t) = scan.frames.torn_tail().filter(|_| Some(id) != newest) {
             return Err(Broken {
                 file: path,
