@@ -439,10 +439,37 @@ impl Counts {
     }
 }
 
+/// The line after the JSON that holds its SHA-256: a flipped bit that leaves the JSON valid
+/// (a letter of a user or a domain) would otherwise be taken back and written into records.
+const SUM: &[u8] = b"\n# sha256 ";
+
 fn write(dir: &Path, c: &Carried) -> std::io::Result<usize> {
-    let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+    use sha2::Digest as _;
+    let mut bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+    let sum = fsutil::hex(&sha2::Sha256::digest(&bytes));
+    bytes.extend_from_slice(SUM);
+    bytes.extend_from_slice(sum.as_bytes());
+    bytes.push(b'\n');
     fsutil::write_atomic(dir, FILE, &bytes)?;
     Ok(bytes.len())
+}
+
+/// The JSON of a saved file, its SHA-256 checked (a file an earlier build wrote has none).
+pub(super) fn checked(bytes: &[u8]) -> Result<&[u8], String> {
+    use sha2::Digest as _;
+    let Some(at) = bytes.windows(SUM.len()).rposition(|w| w == SUM) else {
+        return Ok(bytes);
+    };
+    let (json, line) = (&bytes[..at], &bytes[at + SUM.len()..]);
+    let want = std::str::from_utf8(line).unwrap_or_default().trim_end();
+    let sum = fsutil::hex(&sha2::Sha256::digest(json));
+    if want == sum {
+        Ok(json)
+    } else {
+        Err(format!(
+            "its SHA-256 is {sum}, not the {want:?} it was saved with (damaged)"
+        ))
+    }
 }
 
 impl EnrichStage {
@@ -459,10 +486,12 @@ impl EnrichStage {
         let now = self.now_ns();
         let path = dir.join(FILE);
         match fsutil::read_input(&path, MAX_BYTES) {
-            Ok(bytes) => match serde_json::from_slice::<Carried>(&bytes) {
+            Ok(bytes) => match checked(&bytes)
+                .and_then(|json| serde_json::from_slice::<Carried>(json).map_err(|e| e.to_string()))
+            {
                 Ok(c) if c.format == FORMAT => self.restore(c, now),
                 Ok(c) => set_aside(&path, &format!("format {}, not {FORMAT}", c.format)),
-                Err(e) => set_aside(&path, &e.to_string()),
+                Err(e) => set_aside(&path, &e),
             },
             Err(fsutil::InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => set_aside(&path, &e.to_string()),

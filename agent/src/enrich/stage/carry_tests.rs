@@ -141,8 +141,9 @@ fn what_the_stage_learned_goes_on_after_a_stop_and_a_start() {
     );
 }
 
-/// A file that does not read (damaged, cut short, of another format) is set aside and the
-/// agent starts without it; the next stop saves a good one again.
+/// A file that does not read (damaged, cut short, of another format, a letter changed that
+/// leaves the JSON valid) is set aside and the agent starts without it; the next stop saves a
+/// good one again.
 #[test]
 fn a_saved_state_that_does_not_read_is_set_aside_and_the_start_goes_on() {
     let dir = TempDir::new("carry-bad");
@@ -158,7 +159,13 @@ fn a_saved_state_that_does_not_read_is_set_aside_and_the_start_goes_on() {
         .expect("JSON")
         .replacen("\"format\":1", "\"format\":99", 1)
         .into_bytes();
-    for bad in [b"\x00garbage".to_vec(), cut, other] {
+    // One letter of the host name: the JSON still reads, its SHA-256 does not match.
+    let flipped = String::from_utf8(good.clone())
+        .expect("JSON")
+        .replacen("\"phone\"", "\"phonf\"", 1)
+        .into_bytes();
+    assert_ne!(flipped, good, "the host name is in the file");
+    for bad in [b"\x00garbage".to_vec(), cut, other, flipped] {
         std::fs::write(dir.0.join(FILE), &bad).expect("write a bad state");
         let (mut next, out) = carrying(&dir, Arc::default());
         assert_eq!(
@@ -286,8 +293,9 @@ fn a_damaged_saved_state_is_limited_and_checked_as_a_first_read_is() {
     }
     st.close().expect("close");
     let path = dir.0.join(FILE);
+    let bytes = std::fs::read(&path).expect("the saved state");
     let mut saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("the saved state")).expect("JSON");
+        serde_json::from_slice(carry::checked(&bytes).expect("its SHA-256")).expect("JSON");
     saved["names"][0][4] = serde_json::json!(i64::MAX);
     for span in saved["bindings"].as_array_mut().expect("bindings") {
         match span["ip"].as_str().expect("ip") {
