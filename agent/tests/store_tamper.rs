@@ -645,3 +645,49 @@ fn an_emptied_manifest_does_not_verify() {
         expect_broken(d.path(), manifest::MANIFEST, "empty", "emptied manifest");
     }
 }
+
+/// A kill between a seal's segment and its manifest entry, then damage to the journal's
+/// first record: the next start seals the journal under another name (its earliest record
+/// is gone), and the segment the kill left, unlisted, kept `verify` BROKEN for good. It is
+/// removed as an interrupted seal's, as an interrupted compaction's is.
+#[test]
+fn an_interrupted_seal_whose_journal_lost_its_first_record_leaves_no_orphan() {
+    use xdp_audit::store::journal::JournalWriter;
+    use xdp_audit::store::seal::{journal_name, write_segment};
+    use xdp_audit::store::testgen::TrafficGen;
+    let d = TempDir::new("t-orphan");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(T0, |d| d.as_nanos() as i64);
+    let mut g = TrafficGen::with_rate(8, now - HOUR, 0.1);
+    let records: Vec<_> = (0..300).map(|_| g.next_record()).collect();
+    assert_ne!(
+        records[0].time_start_ns / 1_000_000_000,
+        records[1].time_start_ns / 1_000_000_000,
+        "the segment's name (to the second) changes without the first record"
+    );
+    let journal = d.path().join(journal_name(3));
+    let mut j = JournalWriter::create(&journal, 3).expect("journal");
+    for r in &records {
+        j.append(r);
+    }
+    j.sync().expect("sync journal");
+    drop(j);
+    let mut m = Manifest::load(d.path(), None).expect("manifest");
+    let orphan = write_segment(d.path(), records.iter().collect(), 3, &mut m).expect("seal");
+    std::fs::remove_file(d.path().join(manifest::MANIFEST)).expect("the entry never written");
+    let mut bytes = std::fs::read(&journal).expect("read journal");
+    bytes[16 + 8 + 5] ^= 0x40;
+    std::fs::write(&journal, &bytes).expect("damage the first record");
+    drop(Store::open(StoreConfig::new(d.path())).expect("restart"));
+    assert!(
+        !d.path().join(&orphan.file).exists(),
+        "the interrupted seal's segment is gone"
+    );
+    let v = verify(d.path(), None).unwrap_or_else(|b| panic!("after the restart: {b}"));
+    assert_eq!(
+        (v.segments, v.rows),
+        (1, 299),
+        "the journal sealed, less its first record"
+    );
+}

@@ -314,10 +314,13 @@ fn check_unchanged(path: &Path, s: &SegmentInfo) -> Result<(), CompactError> {
     Ok(())
 }
 
-/// Deletes the merged segment of a compaction a crash interrupted before its entry: an
-/// unlisted segment at the next chain position with journal id 0 (a seal's has its
-/// journal's id). Must run before anything else takes that position. Returns whether one
-/// was found. Deletes nothing while the chain does not verify ([`Manifest::broken`]).
+/// Deletes the segment of a compaction or a seal a crash interrupted before its entry: an
+/// unlisted segment at the next chain position with journal id 0 (a merge, whose inputs are
+/// still live), or with the id of a journal still there (a seal, which that journal's seal
+/// writes again; under another name when recovery cut the journal's first record, and the
+/// one left behind kept `verify` BROKEN for good). Must run before anything else takes that
+/// position. Returns whether one was found. Deletes nothing while the chain does not verify
+/// ([`Manifest::broken`]).
 pub fn discard_interrupted(dir: &Path, manifest: &Manifest) -> Result<bool, CompactError> {
     if let Some(why) = manifest.broken() {
         // The next chain position comes from the entries: with the chain in doubt, so is it.
@@ -341,12 +344,16 @@ pub fn discard_interrupted(dir: &Path, manifest: &Manifest) -> Result<bool, Comp
             tracing::warn!(file = %e.path().display(), "not a regular file under the name of the next segment: the store writes none, so it is not what an interrupted compaction left; leaving it in place");
             continue;
         }
-        let merged = SegmentReader::open(&e.path()).is_ok_and(|s| s.journal_id() == Some(0));
-        if merged {
-            tracing::info!(file = %e.path().display(), "removing the segment of a compaction a crash interrupted (its inputs are still live)");
-            std::fs::remove_file(e.path()).map_err(|err| io(&e.path(), "remove", err))?;
-            found = true;
-        }
+        let what = match seal::interrupted_write(dir, &name, next) {
+            Some(seal::Interrupted::Compaction) => "a compaction (its inputs are still live)",
+            Some(seal::Interrupted::Seal) => {
+                "a seal (its journal is still there, and is sealed again)"
+            }
+            None => continue,
+        };
+        tracing::info!(file = %e.path().display(), "removing the segment of {what} a crash interrupted");
+        std::fs::remove_file(e.path()).map_err(|err| io(&e.path(), "remove", err))?;
+        found = true;
     }
     if found {
         sync_dir(dir).map_err(|e| io(dir, "fsync directory", e))?;

@@ -100,6 +100,33 @@ pub fn segment_name(seq: u64, time_min_ns: i64) -> String {
     format!("seg-{seq:08}-{stamp}.parquet")
 }
 
+/// What left an unlisted segment at the next chain position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupted {
+    /// A seal, between the segment's rename and the manifest append: its journal is still on
+    /// disk, and the next start deletes it and seals the journal again (under this name, or
+    /// another where recovery cut the journal's first record).
+    Seal,
+    /// A compaction, before its entry (the merged segment has journal id 0): its inputs are
+    /// still live, and the next start deletes it.
+    Compaction,
+}
+
+/// Whether the unlisted segment `name` in `dir` is what a crash in the middle of a seal or a
+/// compaction left at the chain position `next_seq`. Query reads only listed segments, so
+/// such a file never shows up in results.
+pub(crate) fn interrupted_write(dir: &Path, name: &str, next_seq: u64) -> Option<Interrupted> {
+    if seq_of(name) != Some(next_seq) {
+        return None;
+    }
+    let seg = super::segment::SegmentReader::open(&dir.join(name)).ok()?;
+    match seg.journal_id()? {
+        0 => Some(Interrupted::Compaction),
+        id if dir.join(journal_name(id)).exists() => Some(Interrupted::Seal),
+        _ => None,
+    }
+}
+
 /// What sealing a journal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sealed {

@@ -13,7 +13,7 @@ use super::hold;
 use super::journal::{self, JournalError};
 use super::manifest::{self, check_signature, AnchorInfo, Body, Head, SegmentInfo, GENESIS};
 use super::oplog::{self, ChainEnd, Log, Scan};
-use super::seal::{is_segment_name, journal_name, list_journals, seq_of};
+use super::seal::{interrupted_write, is_segment_name, list_journals, Interrupted};
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -562,17 +562,6 @@ fn check_holds(log: &Scan, anchored: u64, removed: &[&SegmentInfo]) -> Result<()
     Ok(())
 }
 
-/// What left an unlisted segment at the next chain position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Interrupted {
-    /// A seal, between the segment's rename and the manifest append: its journal is still on
-    /// disk, and the next start re-seals it under this name.
-    Seal,
-    /// A compaction, before its entry (the merged segment has journal id 0): its inputs are
-    /// still live, and the next start deletes it.
-    Compaction,
-}
-
 /// Whether `dir`, which has no manifest, holds segments other than the one an interrupted
 /// first seal leaves (the first seal writes its segment before it creates the manifest): the
 /// manifest was deleted.
@@ -594,20 +583,6 @@ fn extended(dir: &Path, verified: &[manifest::Entry]) -> Option<Vec<manifest::En
     let now = manifest::read_entries(dir).ok()?;
     (now.len() >= verified.len() && now.iter().zip(verified).all(|(a, b)| a.hash == b.hash))
         .then_some(now)
-}
-
-/// Whether an unlisted segment is what a crash in the middle of a seal or a compaction left.
-/// Query reads only listed segments, so such a file never shows up in results.
-fn interrupted_write(dir: &Path, name: &str, next_seq: u64) -> Option<Interrupted> {
-    if seq_of(name) != Some(next_seq) {
-        return None;
-    }
-    let seg = super::segment::SegmentReader::open(&dir.join(name)).ok()?;
-    match seg.journal_id()? {
-        0 => Some(Interrupted::Compaction),
-        id if dir.join(journal_name(id)).exists() => Some(Interrupted::Seal),
-        _ => None,
-    }
 }
 
 /// A compaction's merged segment must hold exactly its inputs' rows and time range.
