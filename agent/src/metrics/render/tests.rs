@@ -2,6 +2,7 @@
 //! README table.
 
 use super::*;
+use crate::enrich::stage::EnrichStatus;
 use crate::metrics::{ListReload, RingFillStats, TableFill};
 
 /// A snapshot with every part filled and `rules` rules, each with hits.
