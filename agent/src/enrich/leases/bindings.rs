@@ -83,6 +83,12 @@ fn hi(v: &Validity) -> i64 {
     v.to.unwrap_or(i64::MAX)
 }
 
+/// Whether `span` is `holder`'s and overlaps or touches `from..to`: a new span of the holder
+/// there merges into it.
+fn merges(span: &Span, holder: &Holder, from: i64, to: i64) -> bool {
+    span.holder.same(holder) && lo(&span.valid) <= to && from <= hi(&span.valid)
+}
+
 /// A binding learned: from a lease row or a DHCP packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
@@ -260,11 +266,8 @@ impl Bindings {
         let held = self.by_ip.get(&obs.ip);
         // A holder's renewal merges into its span (overlapping or touching it, as below): it
         // adds none, and is never refused. One after a gap would add a span.
-        let renewal = held.is_some_and(|spans| {
-            spans
-                .iter()
-                .any(|s| s.holder.same(&obs.holder) && lo(&s.valid) <= to && from <= hi(&s.valid))
-        });
+        let renewal =
+            held.is_some_and(|spans| spans.iter().any(|s| merges(s, &obs.holder, from, to)));
         if (held.is_none() && self.by_ip.len() >= self.limits.max_addresses)
             || (self.spans_total >= self.limits.max_spans_total && !renewal)
         {
@@ -294,8 +297,7 @@ impl Bindings {
         };
         // Merge the holder's spans that overlap or touch this one.
         spans.retain(|s| {
-            let touches = lo(&s.valid) <= hi(&new.valid) && lo(&new.valid) <= hi(&s.valid);
-            if !(touches && s.holder.same(&new.holder)) {
+            if !merges(s, &new.holder, lo(&new.valid), hi(&new.valid)) {
                 return true;
             }
             new.valid.from = Some(lo(&s.valid).min(lo(&new.valid)));
