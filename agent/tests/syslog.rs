@@ -393,3 +393,89 @@ fn a_server_that_reads_a_trickle_does_not_hold_the_stop() {
         "what was not sent is counted: {st:?}"
     );
 }
+
+/// While the server is down, the queue holds up to its limit in messages however they were
+/// handed over: one message at a time (alerts, a record a tick) once filled a bounded channel
+/// of batch slots after some 500 hand-overs and every later message was dropped.
+#[test]
+fn a_queue_of_single_messages_holds_its_limit_while_the_server_is_down() {
+    // A port nothing listens on: every connection attempt is refused.
+    let port = free_port().expect("a free port");
+    let mut c = config(&format!("tcp://127.0.0.1:{port}"));
+    c.close_timeout = Duration::from_millis(100);
+    c.queue = 4_096;
+    let mut syslog = Syslog::start(c).expect("start the sink");
+    let handle = syslog.handle();
+    let refused = (0..3_000).filter(|&i| !handle.try_send(message(i))).count();
+    let st = handle.status();
+    syslog.close();
+    assert_eq!(refused, 0, "3,000 messages under a limit of 4,096: {st:?}");
+    assert_eq!(st.dropped, 0, "{st:?}");
+    // The limit still holds: past it, messages are refused and counted.
+    let mut c = config(&format!("tcp://127.0.0.1:{port}"));
+    c.close_timeout = Duration::from_millis(100);
+    c.queue = 100;
+    let mut syslog = Syslog::start(c).expect("start the sink");
+    let handle = syslog.handle();
+    let accepted = (0..300).filter(|&i| handle.try_send(message(i))).count();
+    let st = handle.status();
+    syslog.close();
+    // The sender may hold one batch of its own beside the queue's 100.
+    assert!(
+        (100..=200).contains(&accepted),
+        "{accepted} accepted: {st:?}"
+    );
+    assert_eq!(st.dropped, 300 - accepted as u64, "{st:?}");
+}
+
+/// A syslog receiver sends nothing; one that floods the connection is given up (and retried
+/// with backoff), not read for ever on the sender's core while the queue fills.
+#[test]
+fn a_server_that_floods_the_connection_is_given_up() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                // Reads what the sender writes, and writes zeros as fast as it can.
+                if let Ok(mut reader) = conn.try_clone() {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        while reader.read(&mut buf).is_ok_and(|n| n > 0) {}
+                    });
+                }
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let zeros = [0u8; 65_536];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && conn.write_all(&zeros).is_ok()
+                    {}
+                });
+            }
+        });
+    }
+    let mut c = config(&format!("tcp://127.0.0.1:{port}"));
+    c.close_timeout = Duration::from_millis(100);
+    let mut syslog = Syslog::start(c).expect("start the sink");
+    let handle = syslog.handle();
+    let mut i = 0;
+    wait_until(WAIT, "the flooding server given up", || {
+        i += 1;
+        handle.try_send(message(i));
+        handle
+            .status()
+            .last_error
+            .is_some_and(|e| e.contains("keeps sending"))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Wakes the accept loop so it sees the stop.
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    syslog.close();
+}

@@ -23,10 +23,26 @@ pub struct SyslogArgs {
     /// Send every flow record to syslog, not only those with dropped packets.
     #[arg(long)]
     pub syslog_records: bool,
-    /// Messages queued for the syslog server at most; beyond it a message is dropped and
-    /// counted in `status`.
-    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    /// Messages queued for the syslog server at most (1 to 4194304);
+    /// beyond it a message is dropped and counted in `status`. The store keeps every record
+    /// whatever syslog loses.
+    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = parse_queue)]
     pub syslog_queue: usize,
+}
+
+/// Most messages `--syslog-queue` may hold: a typo of a few digits more must not reserve
+/// gigabytes for an outage.
+const QUEUE_MAX: usize = 4 << 20;
+
+fn parse_queue(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of messages: {e}"))?;
+    if (1..=QUEUE_MAX).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is outside 1..={QUEUE_MAX}"))
+    }
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -45,11 +61,6 @@ impl SyslogArgs {
             }
             return Ok(None);
         };
-        if self.syslog_queue == 0 {
-            return Err(SyslogError::Settings(
-                "--syslog-queue must be at least 1".into(),
-            ));
-        }
         Ok(Some(SyslogConfig {
             ca_file: self.syslog_ca.clone(),
             records: if self.syslog_records {
@@ -95,9 +106,8 @@ mod tests {
                 .contains("--syslog-ca /ca.pem without --syslog"),
             "{e}"
         );
-        let e = args(Some("tcp://h:1"), None, false, 0)
-            .to_config()
-            .expect_err("no queue");
-        assert!(e.to_string().contains("--syslog-queue"), "{e}");
+        assert!(parse_queue("0").is_err(), "no queue");
+        assert!(parse_queue("100000000000").is_err(), "a typo of digits");
+        assert_eq!(parse_queue("4194304"), Ok(4 << 20));
     }
 }

@@ -30,7 +30,7 @@ mod target;
 mod transport;
 
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -204,7 +204,7 @@ pub enum SyslogError {
 /// Hands messages to the sender thread; cloned by every stage that sends (records, alerts).
 #[derive(Clone)]
 pub struct Handle {
-    tx: SyncSender<Item>,
+    tx: Sender<Item>,
     counters: Arc<Counters>,
     /// Messages the queue holds at most.
     limit: u64,
@@ -226,13 +226,14 @@ impl Handle {
             self.counters.queue_refused(n);
             return false;
         }
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.queue_refused(n);
-                false
-            }
+        // The channel has no bound of its own: the limit is in messages (above), so a queue
+        // of many small hand-overs (one record a tick, single alerts) holds as many as a
+        // queue of full batches.
+        if self.tx.send(item).is_err() {
+            self.counters.queue_refused(n);
+            return false;
         }
+        true
     }
 
     /// The counters, for `status`.
@@ -255,9 +256,7 @@ impl Syslog {
     /// a server that is down at start is retried, not fatal.
     pub fn start(config: SyslogConfig) -> Result<Self, SyslogError> {
         let connector = transport::Connector::new(&config)?;
-        // Slots for the limit in full batches, and as many again for single messages: the
-        // limit itself is kept in messages by the counters.
-        let (tx, rx) = sync_channel(2 * (config.queue / STAGE_BATCH + 1));
+        let (tx, rx) = channel();
         let counters = Arc::new(Counters::new(config.target.to_string()));
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
         let sender = sender::Sender::new(connector, &config, rx, stop_rx, counters.clone());

@@ -18,6 +18,9 @@ use super::{SyslogConfig, SyslogError, Target};
 /// How long one connection attempt (TCP connect, then the TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bytes a server may send between two batches before the connection is given up.
+const UNEXPECTED_MAX: usize = 64 * 1024;
+
 /// Makes connections to the configured server.
 pub(super) struct Connector {
     target: Target,
@@ -153,6 +156,9 @@ impl Conn {
     /// socket means it closed (end of stream) or reset the connection. TLS data the server
     /// sends (session tickets, a close_notify) is read and handled by rustls. Checked before
     /// each batch, so a server that went away is noticed before a batch goes into the void.
+    /// What a server does send is read and dropped up to [`UNEXPECTED_MAX`] bytes a check;
+    /// one that sends more is no syslog receiver (or a flood), and the connection is given up
+    /// rather than read for ever on the sender's core.
     pub(super) fn check_open(&mut self) -> Result<(), String> {
         let sock = match self {
             Conn::Tcp(s) => &*s,
@@ -160,7 +166,8 @@ impl Conn {
         };
         sock.set_nonblocking(true)
             .map_err(|e| format!("cannot poll the connection: {e}"))?;
-        let mut scratch = [0u8; 512];
+        let mut scratch = [0u8; 4096];
+        let mut unexpected = 0usize;
         let seen = loop {
             let r = match self {
                 Conn::Tcp(s) => s.read(&mut scratch),
@@ -168,7 +175,15 @@ impl Conn {
             };
             match r {
                 Ok(0) => break Err("the server closed the connection".to_owned()),
-                Ok(_) => continue,
+                Ok(n) => {
+                    unexpected += n;
+                    if unexpected > UNEXPECTED_MAX {
+                        break Err(format!(
+                            "the server keeps sending data (more than {UNEXPECTED_MAX} bytes \
+                             since the last batch; a syslog receiver sends nothing)"
+                        ));
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => break Err(format!("the connection failed: {e}")),
