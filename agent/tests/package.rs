@@ -108,3 +108,32 @@ fn readme_shows_the_unit_the_package_installs() {
         "README's unit differs from packaging/xdp-audit.service: copy the file into README"
     );
 }
+
+/// The state directory the default config names outlives the agent under the unit: systemd
+/// empties a `RuntimeDirectory=` at every stop (a restart after a crash included) unless it
+/// is preserved, and with it went the crash evidence and what attribution carries over.
+#[test]
+fn the_units_state_directory_survives_a_restart() {
+    let unit = read(&packaging("xdp-audit.service"));
+    let config = read(&packaging("xdp-audit.toml"));
+    let state_dir = config
+        .lines()
+        .find_map(|l| l.strip_prefix("state-dir = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .expect("the config sets state-dir");
+    let setting = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+    };
+    if let Some(runtime) = setting("RuntimeDirectory") {
+        if Path::new(&state_dir).starts_with(Path::new("/run").join(runtime)) {
+            let preserve = setting("RuntimeDirectoryPreserve");
+            assert!(
+                matches!(preserve, Some("yes" | "restart")),
+                "state-dir {state_dir} is the unit's RuntimeDirectory, which systemd removes \
+                 at a stop: RuntimeDirectoryPreserve={preserve:?}"
+            );
+        }
+    }
+}
