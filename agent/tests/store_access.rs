@@ -476,3 +476,42 @@ fn a_read_only_store_still_answers_and_warns_that_the_access_was_not_recorded() 
     let v = verify(mnt.path(), None).unwrap_or_else(|b| panic!("read-only store: {b}"));
     assert_eq!(v.operator_lines, 1);
 }
+
+/// A link planted at the operator log's name (by whoever writes the store's directory: the
+/// agent's own user) is never followed by a command run as root: the file it names is not
+/// created, written or handed to the store's owner, and the access is said to be unrecorded.
+#[test]
+fn a_link_in_the_operator_logs_place_is_never_followed() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (dir, recs) = store("access-link");
+    let victim = dir.path().join("victim");
+    std::os::unix::fs::symlink(&victim, dir.path().join(oplog::LOG)).expect("plant the link");
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown the store");
+    let d = dir.path().to_str().expect("utf-8");
+    let o = run(&["query", "--log-dir", d, "--format", "jsonl"], &[]);
+    assert_eq!(ok(&o).lines().count(), recs.len(), "the query answers");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("NOT recorded") && err.contains("symbolic link"),
+        "the warning names the link: {err}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&victim).is_err(),
+        "the link's target was created"
+    );
+    // An existing target is neither written nor given away.
+    std::fs::write(&victim, b"root's file\n").expect("write the target");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let o = run(&["query", "--log-dir", d, "--count"], &[]);
+    ok(&o);
+    assert_eq!(std::fs::read(&victim).expect("read"), b"root's file\n");
+    let m = std::fs::metadata(&victim).expect("stat");
+    assert_eq!(
+        (m.uid(), m.mode() & 0o777),
+        (0, 0o644),
+        "owner and mode kept"
+    );
+}

@@ -52,11 +52,12 @@ pub fn write_atomic_via(
     result
 }
 
-/// Creates or truncates the temporary file `path` for writing ([`open_regular`]). Anything
-/// but a regular file under its name (a FIFO, which a blocking open would wait on for a
-/// reader) is refused, named, and left in place: the writer did not make it.
+/// Creates or truncates the temporary file `path` for writing ([`open_regular_here`]).
+/// Anything but a regular file under its name (a FIFO, which a blocking open would wait on
+/// for a reader; a symbolic link, which would have the truncation land elsewhere) is
+/// refused, named, and left in place: the writer did not make it.
 pub fn create_temporary(path: &Path) -> std::io::Result<File> {
-    open_regular(
+    open_regular_here(
         path,
         File::options().write(true).create(true).truncate(true),
     )
@@ -157,6 +158,8 @@ fn not_regular(kind: std::fs::FileType) -> Option<&'static str> {
         Some("directory")
     } else if kind.is_socket() {
         Some("socket")
+    } else if kind.is_symlink() {
+        Some("symbolic link")
     } else {
         Some("special file")
     }
@@ -184,20 +187,42 @@ impl From<InputError> for std::io::Error {
 /// writes in place is opened through this: one put in its place by mistake or by an attacker
 /// is refused at once, naming what it is.
 pub fn open_regular(path: &Path, options: &mut std::fs::OpenOptions) -> Result<File, InputError> {
+    open_with(path, options, 0)
+}
+
+/// [`open_regular`] that never follows a symbolic link in the last component: for the files
+/// an operator's command (often run as root) creates or writes in the store, whose directory
+/// the agent's own user may write. A link planted there (`operator.log -> /etc/...`) would
+/// have root create, write or hand over the file it names.
+pub fn open_regular_here(
+    path: &Path,
+    options: &mut std::fs::OpenOptions,
+) -> Result<File, InputError> {
+    open_with(path, options, libc::O_NOFOLLOW)
+}
+
+fn open_with(
+    path: &Path,
+    options: &mut std::fs::OpenOptions,
+    flags: libc::c_int,
+) -> Result<File, InputError> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     // std opens with O_CLOEXEC.
     let file = match options
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | flags)
         .open(path)
     {
         Ok(f) => f,
         // A FIFO opened for writing without a reader (ENXIO), a directory opened for writing
-        // (EISDIR): say what it is rather than the errno.
+        // (EISDIR), a link refused (ELOOP): say what it is rather than the errno.
         Err(e) => {
-            let kind = std::fs::metadata(path)
-                .ok()
-                .and_then(|m| not_regular(m.file_type()));
+            let meta = if flags & libc::O_NOFOLLOW != 0 {
+                std::fs::symlink_metadata(path)
+            } else {
+                std::fs::metadata(path)
+            };
+            let kind = meta.ok().and_then(|m| not_regular(m.file_type()));
             return Err(kind.map_or(InputError::Io(e), InputError::NotRegular));
         }
     };

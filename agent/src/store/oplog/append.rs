@@ -12,7 +12,7 @@ use super::{
     check_bytes, io, line_hash, torn_too_long, ChainEnd, Log, OpEntry, OpLine, OpLogError, LOG,
     MAX_LINE, TORN_MAX,
 };
-use crate::store::fsutil::{open_regular, sync_dir};
+use crate::store::fsutil::{open_regular_here, sync_dir};
 
 /// The log opened for appending and locked against other appenders (never against the
 /// writer, which does not lock it); the lock goes with the file.
@@ -20,8 +20,9 @@ fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
     let path = dir.join(log.file());
     let existed = path.exists();
     // Never a blocking open, and never a write into what is not a regular file: a FIFO in
-    // the log's place would hand the lines to whoever reads it, or wait for them to.
-    let f = open_regular(
+    // the log's place would hand the lines to whoever reads it, or wait for them to; a link
+    // would have a root command create (and give the store's owner) the file it names.
+    let f = open_regular_here(
         &path,
         File::options()
             .read(true)
@@ -52,6 +53,13 @@ fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let owner = std::fs::metadata(dir).map_err(io(dir, "stat"))?;
     let mine = f.metadata().map_err(io(path, "stat"))?;
+    // A file just made has one name; one with another too is a hard link planted between
+    // the check and the open, and is neither given away nor made writable.
+    if mine.nlink() != 1 {
+        return Err(io(path, "take as the new log")(std::io::Error::other(
+            "it has another name (a hard link); remove it",
+        )));
+    }
     // SAFETY: geteuid cannot fail. Only root may give a file away.
     let root = unsafe { libc::geteuid() } == 0;
     if root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid()) {
