@@ -679,7 +679,7 @@ fn link_type(name: &str) -> Option<u16> {
         for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
             *d = s as libc::c_char;
         }
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return None;
         }

@@ -461,7 +461,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let syslog_config = args.syslog.to_config()?;
     let log_dir = args.store.dir.log_dir.clone();
     if let Some(name) = &args.user {
-        let user = RunAs::lookup(name)?;
+        let user = RunAs::lookup(name)?.not_root()?;
         privilege::check_can_switch().with_context(|| format!("--user {name}"))?;
         for (flag, dir) in [("--log-dir", &log_dir), ("--state-dir", &args.state_dir)] {
             user.own_new_dir(dir).context(flag)?;

@@ -61,6 +61,13 @@ fn runtime_needs_follow_the_kernel_and_the_features() {
 fn unknown_users_and_readable_secrets_are_refused_by_name() {
     let root = RunAs::lookup("root").expect("root exists");
     assert_eq!((root.uid, root.gid), (0, 0));
+    let err = root.not_root().expect_err("--user root");
+    assert!(err.to_string().contains("uid 0"), "{err}");
+    let nobody = RunAs::lookup("nobody").expect("the nobody user (Debian base-passwd)");
+    assert_eq!(
+        nobody.not_root().expect("nobody is not root").name,
+        "nobody"
+    );
     let err = RunAs::lookup("no-such-user-xa").expect_err("no such user");
     assert!(err.to_string().contains("no-such-user-xa"), "{err}");
     let path = std::env::temp_dir().join(format!("xa-secret-{}", std::process::id()));

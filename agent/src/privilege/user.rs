@@ -32,6 +32,13 @@ pub enum AccountError {
         /// The cause.
         cause: std::io::Error,
     },
+    /// The user is root under any name: switching to it would keep write access to every
+    /// root-owned file while giving up only the capabilities.
+    #[error("--user {name}: uid 0 is root; name an unprivileged user (`adduser --system --group xdp-audit`)")]
+    Root {
+        /// The name.
+        name: String,
+    },
     /// A directory for the user could not be made.
     #[error("{path}: cannot create it for the agent's user: {cause}", path = path.display())]
     Dir {
@@ -108,6 +115,14 @@ impl RunAs {
 }
 
 impl RunAs {
+    /// Refuses root under any name (uid 0): the switch exists to leave root.
+    pub fn not_root(self) -> Result<Self, AccountError> {
+        if self.uid == 0 {
+            return Err(AccountError::Root { name: self.name });
+        }
+        Ok(self)
+    }
+
     /// Creates `dir` (and missing parents, mode 0750 under the agent's umask) owned by this
     /// user if it does not exist; an existing one is left as it is (its owner decides). The
     /// parents it creates are this user's too: left root's at 0750, the user could not reach
