@@ -117,8 +117,11 @@ fn config_flag(args: &[OsString]) -> Option<PathBuf> {
         }
         if a == "--config" {
             found = it.next().map(PathBuf::from);
-        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
-            found = Some(PathBuf::from(v));
+        } else if let Some(v) = a.as_encoded_bytes().strip_prefix(b"--config=") {
+            // Bytes, not text: a path need not be UTF-8, and one that is not was skipped,
+            // starting the agent on its built-in defaults.
+            use std::os::unix::ffi::OsStrExt as _;
+            found = Some(PathBuf::from(std::ffi::OsStr::from_bytes(v)));
         }
     }
     found
@@ -342,6 +345,23 @@ mod tests {
     use super::*;
     use clap::{value_parser, Arg};
 
+    /// `--config=PATH` whose path is not UTF-8 is still the config (it was skipped).
+    #[test]
+    fn a_config_path_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let raw = std::ffi::OsStr::from_bytes(b"--config=/etc/\xff.toml").to_owned();
+        assert_eq!(
+            config_flag(&[OsString::from("--log-dir"), OsString::from("x"), raw]),
+            Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+                b"/etc/\xff.toml"
+            )))
+        );
+        assert_eq!(
+            config_flag(&[OsString::from("--config"), OsString::from("a.toml")]),
+            Some(PathBuf::from("a.toml"))
+        );
+    }
+
     /// A command of `run`'s shape: repeatable flags, flags with parsers of their own (the
     /// binary's own `run` is tested end to end in `tests/cli.rs`).
     fn run_cmd() -> Command {
@@ -562,8 +582,8 @@ mod tests {
 
     #[test]
     fn the_config_is_inserted_after_run_and_the_command_line_comes_last() {
-        let dir = std::env::temp_dir().join(format!("xdp-audit-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let tmp = crate::blocklist::tests::TempDir::new("config");
+        let dir = tmp.0.clone();
         let file = dir.join("agent.toml");
         std::fs::write(&file, "retention-days = 365\n").expect("write config");
         let argv: Vec<OsString> = [
@@ -588,6 +608,5 @@ mod tests {
             .map(OsString::from)
             .collect();
         assert_eq!(expand(query.clone(), &cli()).expect("untouched"), query);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -73,6 +73,24 @@ fn parse_segment_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// `--buffer-records`: at least a write's worth (the store writes at half of it, so a tiny
+/// buffer writes for every record and drops at once on a full disk), at most about a GiB of
+/// memory (a record held takes some 60 bytes).
+fn parse_buffer_records(s: &str) -> Result<usize, String> {
+    const RANGE: std::ops::RangeInclusive<usize> = 1_024..=16 << 20;
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of records"))?;
+    if !RANGE.contains(&n) {
+        return Err(format!(
+            "{n} is not within {}..={} records",
+            RANGE.start(),
+            RANGE.end()
+        ));
+    }
+    Ok(n)
+}
+
 /// Flags of the writer (`xdp-audit run` flattens these).
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -93,8 +111,9 @@ pub struct StoreArgs {
     /// Sign the chain head at every seal with this ed25519 key (see `xdp-audit keygen`).
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
-    /// Records held in memory while the disk refuses writes; more are dropped and counted.
-    #[arg(long, default_value_t = DEFAULT_BUFFER_RECORDS, value_name = "RECORDS")]
+    /// Records held in memory while the disk refuses writes (1024 to 16777216); more are
+    /// dropped and counted.
+    #[arg(long, default_value_t = DEFAULT_BUFFER_RECORDS, value_parser = parse_buffer_records, value_name = "RECORDS")]
     pub buffer_records: usize,
     /// Merge each closed day's hourly segments into segments of at most this many rows, so
     /// queries over months open a file per day, not per hour (the merge holds ~130 bytes
@@ -374,6 +393,15 @@ mod tests {
         Cli::try_parse_from(argv)
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
             .filter
+    }
+
+    #[test]
+    fn buffer_records_has_a_floor_and_a_ceiling() {
+        for bad in ["0", "1", "1023", "16777217", "100000000000", "-5", "1e6"] {
+            assert!(parse_buffer_records(bad).is_err(), "{bad} taken");
+        }
+        assert_eq!(parse_buffer_records("100000"), Ok(DEFAULT_BUFFER_RECORDS));
+        assert_eq!(parse_buffer_records("16777216"), Ok(16 << 20));
     }
 
     #[test]

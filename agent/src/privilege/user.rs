@@ -2,6 +2,7 @@
 
 use std::ffi::{CStr, CString};
 use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// A user to run as, looked up in the system's user database.
@@ -136,17 +137,24 @@ impl RunAs {
             .ancestors()
             .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
             .collect();
-        std::fs::create_dir_all(dir).map_err(|cause| AccountError::Dir {
-            path: dir.to_owned(),
-            cause,
-        })?;
+        // One level at a time, each given away through a descriptor of the directory just
+        // made (never by path, never through a link): a parent another user may write could
+        // otherwise have a made directory swapped for a link to `/etc` before the chown.
         for p in missing.into_iter().rev() {
-            std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid)).map_err(|cause| {
-                AccountError::Dir {
-                    path: p.to_owned(),
-                    cause,
-                }
-            })?;
+            let dir_error = |cause| AccountError::Dir {
+                path: p.to_owned(),
+                cause,
+            };
+            std::fs::DirBuilder::new()
+                .mode(0o750)
+                .create(p)
+                .map_err(dir_error)?;
+            let made = std::fs::File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(p)
+                .map_err(dir_error)?;
+            std::os::unix::fs::fchown(&made, Some(self.uid), Some(self.gid)).map_err(dir_error)?;
         }
         Ok(())
     }
