@@ -396,8 +396,8 @@ mod tests {
     /// (Prometheus refuses a series twice in one scrape), and the file has one line hit.
     #[test]
     fn the_rules_of_one_line_are_summed_as_that_line() {
-        let dir = std::env::temp_dir().join(format!("xdp-audit-status-r-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
+        let tmp = crate::blocklist::tests::TempDir::new("status-r");
+        let dir = tmp.0.clone();
         let path = dir.join("block.list");
         std::fs::write(&path, "198.51.100.1-198.51.100.6\n192.0.2.9\n").expect("write");
         let key = crate::blocklist::random_key().expect("getrandom");
@@ -421,13 +421,12 @@ mod tests {
             [(name.as_str(), 12)]
         );
         assert_eq!((s.lists[0].rules_hit, s.lists[0].hits), (1, 12));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_snapshot_never_marked_stopped_of_a_dead_pid_is_crash_evidence() {
-        let dir = std::env::temp_dir().join(format!("xdp-audit-status-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = crate::blocklist::tests::TempDir::new("status");
+        let dir = tmp.0.clone();
         let mut child = std::process::Command::new("true")
             .spawn()
             .expect("spawn true");
@@ -456,7 +455,6 @@ mod tests {
         reused.write(&dir).expect("write");
         let e = Snapshot::crash_evidence(&dir).expect("a pid reused is not the agent");
         assert!(e.contains(&std::process::id().to_string()), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A child killed before it wrote anything: its pid and start time, taken while it ran.
@@ -469,16 +467,17 @@ mod tests {
             child.id(),
             crate::compliance::system::process_start(child.id()),
         );
-        assert!(start.is_some(), "/proc shows the child's start time");
+        // Killed and reaped before any check, so a failing one leaves no process behind.
         child.kill().expect("kill sleep");
         child.wait().expect("reap sleep");
+        assert!(start.is_some(), "/proc shows the child's start time");
         (pid, start)
     }
 
     #[test]
     fn an_agent_killed_while_starting_is_evidence_for_the_next() {
-        let dir = std::env::temp_dir().join(format!("xdp-audit-starting-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = crate::blocklist::tests::TempDir::new("starting");
+        let dir = tmp.0.clone();
         // Agent A ran and stopped cleanly.
         let (a, a_start) = killed_process();
         let mut last = snapshot(a);
@@ -517,7 +516,6 @@ mod tests {
         assert!(s.starting && s.stopped_at.is_some(), "{s:?}");
         let next = Snapshot::crash_evidence(&dir).expect("B's crash is handed on");
         assert_eq!(next, e);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

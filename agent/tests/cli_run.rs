@@ -17,7 +17,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cli_common::{assert_error, assert_said_once, run, s, stderr, Netns, Reaped, BIN};
+use cli_common::{
+    assert_error, assert_said_once, output_within, run, s, stderr, wait_within, Netns, Reaped, BIN,
+    ENDS_WITHIN,
+};
 use common::wait::wait_until;
 use store_common::TempDir;
 
@@ -66,8 +69,7 @@ fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
     let file = d.path().join("not-a-dir");
     std::fs::write(&file, b"x").expect("write");
     let bad = file.join("log");
-    let o = run(&["run", "--iface", "lo", "--log-dir", s(&bad)]);
-    assert_error(&o, &[s(&bad), "--log-dir"]);
+    run_fails_before_the_kernel(&bad, &[], &[s(&bad), "--log-dir"]);
 }
 
 #[test]
@@ -129,7 +131,7 @@ fn a_missing_config_file_is_named() {
 #[track_caller]
 fn run_fails_before_the_kernel(log: &Path, args: &[&str], names: &[&str]) -> String {
     let ns = Netns::new("run");
-    let o = ns.agent(log).args(args).output().expect("spawn agent");
+    let o = output_within(ns.agent(log).args(args), "an agent that must refuse");
     let first = assert_error(&o, names);
     assert!(!ns.has_xdp(), "nothing may be attached: {first}");
     first
@@ -209,10 +211,10 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
         );
         ns.has_xdp()
     });
-    let second = ns
-        .agent(&d.path().join("b"))
-        .output()
-        .expect("second agent");
+    let second = output_within(
+        &mut ns.agent(&d.path().join("b")),
+        "a second agent on a busy XDP slot",
+    );
     assert!(!second.status.success());
     let e = stderr(&second);
     let line = e
@@ -230,7 +232,7 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
     );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) };
-    let status = first.0.wait().expect("wait first");
+    let status = wait_within(&mut first.0, ENDS_WITHIN, "the first agent after SIGTERM");
     assert!(status.success(), "first agent exits 0 on SIGTERM");
 }
 
@@ -341,13 +343,13 @@ fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
             snapshot().is_some_and(|s| s.pid == pid && !s.starting)
         },
     );
-    let second = ns
-        .agent(&log)
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--no-pin")
-        .output()
-        .expect("second agent");
+    let second = output_within(
+        ns.agent(&log)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--no-pin"),
+        "a second agent on a locked store",
+    );
     assert!(!second.status.success(), "the store is locked");
     let s = snapshot().expect("a snapshot");
     assert_eq!(
@@ -358,7 +360,7 @@ fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
     );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    assert!(first.0.wait().expect("wait first").success());
+    assert!(wait_within(&mut first.0, ENDS_WITHIN, "the first agent after SIGTERM").success());
 }
 
 /// An audited interface deleted and created again while the agent runs: the kernel took

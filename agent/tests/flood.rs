@@ -278,6 +278,14 @@ fn moving_the_window_under_a_flood_on_another_cpu_loses_no_summarised_packet() {
     let (mut taken, mut takes) = (0u64, 0u64);
     std::thread::scope(|s| {
         s.spawn(|| {
+            /// Ends the take loop when the runner ends, also by a failed assertion.
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = StopOnDrop(&stop);
             common::prog::pin_to(1);
             let start = std::time::Instant::now();
             // Long enough for hundreds of window moves mid-run (each take waits its grace).
@@ -285,7 +293,6 @@ fn moving_the_window_under_a_flood_on_another_cpu_loses_no_summarised_packet() {
                 assert_eq!(runner.run(&frame, 5000), DROP);
                 runs.fetch_add(5000, Ordering::Relaxed);
             }
-            stop.store(true, Ordering::Relaxed);
         });
         while !stop.load(Ordering::Relaxed) {
             taken += lab.take().iter().map(|f| f.packets).sum::<u64>();

@@ -283,7 +283,7 @@ fn dnsmasq_lease_file_and_packets_attribute_the_client() {
 
     // A release (ISC dhclient: busybox's `-R` sends none): the lease leaves dnsmasq's file,
     // and the binding ends when the agent notices, while the time it held stays answered.
-    let (ip2, t2, parsed) = dhclient_lease(&lab, &dir.0, &leasefile, &log);
+    let (ip2, t2, parsed) = dhclient_lease(&mut lab, &dir.0, &leasefile, &log);
     from_file.apply_file(0, &parsed.leases, t2, |_, _| None);
     assert_eq!(from_file.at(ip2, t2).and_then(|s| s.holder.mac), Some(mac));
     dhclient_release(&lab, &dir.0, ip2);
@@ -306,7 +306,9 @@ fn dnsmasq_lease_file_and_packets_attribute_the_client() {
     assert!(from_file.at(ip, t).is_some());
 }
 
-fn dhclient(lab: &Lab, dir: &Path, extra: &[&str]) -> String {
+/// The `dhclient` command line shared by the lease and the release: one lease and pid file
+/// in `dir`, no script (the test configures the address itself).
+fn dhclient_cmd(lab: &Lab, dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = lab.cmd(&lab.client, "dhclient");
     cmd.args(["-4", "-v", "-sf", "/bin/true", "-lf"])
         .arg(dir.join("dhclient.leases"))
@@ -314,25 +316,41 @@ fn dhclient(lab: &Lab, dir: &Path, extra: &[&str]) -> String {
         .arg(dir.join("dhclient.pid"))
         .args(extra)
         .arg("eth0");
-    let out = lab::sh(&mut cmd).unwrap_or_else(|e| panic!("dhclient {extra:?}: {e:#}"));
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    cmd
 }
 
 /// A second lease, from dhclient on the same interface: its address, when, and the file
-/// holding it.
+/// holding it. dhclient stays in the foreground (`-d`) as a child of the lab, so it is
+/// stopped even when the test fails before the release.
 fn dhclient_lease(
-    lab: &Lab,
+    lab: &mut Lab,
     dir: &Path,
     leasefile: &Path,
     log: &Path,
 ) -> (IpAddr, i64, leases::ParsedLeases) {
     require("dhclient", "isc-dhcp-client");
-    let out = dhclient(lab, dir, &["-1"]);
-    let addr = out
-        .lines()
-        .find_map(|l| l.strip_prefix("bound to "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("dhclient bound nothing:\n{out}"));
+    let out_path = dir.join("dhclient.log");
+    let out = std::fs::File::create(&out_path).expect("create dhclient.log");
+    let child = dhclient_cmd(lab, dir, &["-d", "-1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dhclient.log"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn dhclient");
+    lab.adopt(child);
+    // dhclient's own give-up time (`-1`, default timeout 60 s) bounds the wait.
+    let addr = wait_showing(
+        "dhclient to bind a lease",
+        Some(&out_path),
+        Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&out_path).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("bound to "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        },
+    );
     let ip: IpAddr = addr.parse().unwrap_or_else(|e| panic!("`{addr}`: {e}"));
     let t = now_ns();
     let parsed = wait_showing(
@@ -360,7 +378,9 @@ fn dhclient_release(lab: &Lab, dir: &Path, ip: IpAddr) {
         "eth0",
     ]))
     .expect("give eth0 the leased address");
-    dhclient(lab, dir, &["-r"]);
+    // `-r` also stops the foreground dhclient named in the pid file.
+    let mut cmd = dhclient_cmd(lab, dir, &["-r"]);
+    lab::sh(&mut cmd).unwrap_or_else(|e| panic!("dhclient -r: {e:#}"));
 }
 
 #[test]

@@ -28,11 +28,12 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
     let lab = nat_lab("nat");
     let shared = Shared::new(false);
     let t0 = unix_now();
+    // The capture goes to a directory removed on drop (also when the test fails), unless
+    // it is recorded as the fixture.
+    let tmp = lab.temp_dir("nat-capture").expect("temp dir");
     let capture = std::env::var_os("XDP_AUDIT_RECORD_NAT_FIXTURES")
         .map(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nat/lab.bin"))
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("xa-nat-capture-{}.bin", std::process::id()))
-        });
+        .unwrap_or_else(|| tmp.path().join("capture.bin"));
     let _ = std::fs::remove_file(&capture);
     let listener = listen(
         &lab,
@@ -402,7 +403,4 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
         kinds.get(&CtKind::Destroy).copied().unwrap_or(0) >= n_udp,
         "{kinds:?}"
     );
-    if std::env::var_os("XDP_AUDIT_RECORD_NAT_FIXTURES").is_none() {
-        let _ = std::fs::remove_file(&capture);
-    }
 }

@@ -7,6 +7,7 @@
 //! `ACK <n>` once records 0..n are durable. Odd runs write records of a closed day, which the
 //! sealer compacts after every seal.
 
+mod cli_common;
 #[path = "store_common/mod.rs"]
 mod common;
 
@@ -15,6 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cli_common::Reaped;
 use common::*;
 use xdp_audit::store::query::{collect, Filter};
 use xdp_audit::store::testgen::{Rng, TrafficGen};
@@ -77,21 +79,24 @@ fn acknowledged_records_survive_kill_9_at_random_moments() {
     let mut rng = Rng::new(seed);
     let mut acked: Vec<u64> = Vec::new();
     for run in 0..20u32 {
-        let mut c = Command::new(&exe)
-            .args([
-                "--exact",
-                "acknowledged_records_survive_kill_9_at_random_moments",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env(RUN_ENV, run.to_string())
-            .env("RUST_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn writer");
-        let stdout = c.stdout.take().expect("child stdout");
+        // Killed and reaped on drop too, so a failing check leaves no writer running.
+        let mut c = Reaped(
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "acknowledged_records_survive_kill_9_at_random_moments",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, dir.path())
+                .env(RUN_ENV, run.to_string())
+                .env("RUST_LOG", "off")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn writer"),
+        );
+        let stdout = c.0.stdout.take().expect("child stdout");
         let (first_ack, got_first) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut last = 0u64;
@@ -122,8 +127,8 @@ fn acknowledged_records_survive_kill_9_at_random_moments() {
             rng.below(300)
         };
         std::thread::sleep(Duration::from_millis(wait_ms));
-        c.kill().expect("SIGKILL the writer"); // Child::kill sends SIGKILL
-        c.wait().expect("reap writer");
+        c.0.kill().expect("SIGKILL the writer"); // Child::kill sends SIGKILL
+        c.0.wait().expect("reap writer");
         let n = reader.join().expect("reader thread");
         assert!(
             n > 0 || !under_load,

@@ -410,8 +410,9 @@ impl Lab {
     }
 }
 
-/// A temporary directory, removed on drop; kept (and named on stderr) when a test fails, for
-/// a look at the store it holds.
+/// A temporary directory, removed on drop, also when the test fails; with
+/// `XDP_AUDIT_KEEP_TMP=1` in the environment a failing test keeps it (and names it on
+/// stderr), for a look at the store it holds.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
@@ -423,12 +424,20 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {} for inspection", self.0.display());
+        if std::thread::panicking() && keep_tmp() {
+            eprintln!(
+                "kept {} for inspection (XDP_AUDIT_KEEP_TMP=1)",
+                self.0.display()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+/// Whether a failing test keeps its temporary directories: `XDP_AUDIT_KEEP_TMP=1`.
+pub fn keep_tmp() -> bool {
+    std::env::var_os("XDP_AUDIT_KEEP_TMP").is_some_and(|v| v == "1")
 }
 
 impl Drop for Lab {

@@ -193,10 +193,8 @@ mod tests {
 
     #[test]
     fn the_notices_of_one_loop_are_one_append_and_verify_as_a_chain() {
-        let dir =
-            std::env::temp_dir().join(format!("xdp-audit-chain-batch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the store directory");
+        let tmp = crate::blocklist::tests::TempDir::new("chain-batch");
+        let dir = tmp.0.clone();
         let mut d = ChainDelivery::new(dir.clone());
         for round in 0..2u64 {
             for i in 0..20 {
@@ -222,14 +220,12 @@ mod tests {
             })
             .collect();
         assert_eq!(firsts, (0..40).collect::<Vec<i64>>(), "in order, each once");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_notice_too_long_for_a_chain_line_is_shortened_not_refused() {
-        let dir = std::env::temp_dir().join(format!("xdp-audit-chain-long-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the store directory");
+        let tmp = crate::blocklist::tests::TempDir::new("chain-long");
+        let dir = tmp.0.clone();
         let mut d = ChainDelivery::new(dir.clone());
         d.deliver(&notice(1));
         let mut long = notice(2);
@@ -250,6 +246,5 @@ mod tests {
             OpBody::Alert(a) => assert!(a.text.len() < 1024 && a.text.contains("bytes left out")),
             other => panic!("not an alert: {other:?}"),
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -468,7 +468,9 @@ mod tests {
             hook.close();
             let _ = done.send(hook.stats());
         });
-        let bound = timing.grace + timing.request + Duration::from_secs(1);
+        // Twice the designed grace and one request: a hang guard under the 40 s that
+        // waiting out every notice's request would take.
+        let bound = 2 * (timing.grace + timing.request);
         let st = stopped
             .recv_timeout(bound)
             .unwrap_or_else(|_| panic!("the close took longer than {bound:?}"));

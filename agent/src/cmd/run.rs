@@ -696,6 +696,29 @@ fn stage_config(args: &RunArgs) -> StageConfig {
     }
 }
 
+/// Refuses the start when a sandbox forbids IP sockets (the packaged unit's
+/// `RestrictAddressFamilies=`) and `flag` needs one: otherwise the agent starts and every
+/// connection fails, which only the status would say.
+fn ip_sockets_allowed(flag: &str) -> anyhow::Result<()> {
+    // SAFETY: a plain socket(2); the descriptor is closed at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd >= 0 {
+        // SAFETY: a descriptor this function owns.
+        unsafe { libc::close(fd) };
+        return Ok(());
+    }
+    let cause = std::io::Error::last_os_error();
+    match cause.raw_os_error() {
+        Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES) => anyhow::bail!(
+            "{flag}: a sandbox forbids IP sockets ({cause}): under the packaged unit add \
+             AF_INET AF_INET6 to RestrictAddressFamilies= and an IPAddressAllow= for the \
+             server in a drop-in (`systemctl edit xdp-audit`)"
+        ),
+        // Out of descriptors or memory: the connection attempts will say so themselves.
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{parse_blocklist, stage_config, RunArgs};
@@ -736,28 +759,5 @@ mod tests {
             Ok(("/lists/v2:2026.list".into(), false))
         );
         assert!(parse_blocklist(":refuse").is_err());
-    }
-}
-
-/// Refuses the start when a sandbox forbids IP sockets (the packaged unit's
-/// `RestrictAddressFamilies=`) and `flag` needs one: otherwise the agent starts and every
-/// connection fails, which only the status would say.
-fn ip_sockets_allowed(flag: &str) -> anyhow::Result<()> {
-    // SAFETY: a plain socket(2); the descriptor is closed at once.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd >= 0 {
-        // SAFETY: a descriptor this function owns.
-        unsafe { libc::close(fd) };
-        return Ok(());
-    }
-    let cause = std::io::Error::last_os_error();
-    match cause.raw_os_error() {
-        Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES) => anyhow::bail!(
-            "{flag}: a sandbox forbids IP sockets ({cause}): under the packaged unit add \
-             AF_INET AF_INET6 to RestrictAddressFamilies= and an IPAddressAllow= for the \
-             server in a drop-in (`systemctl edit xdp-audit`)"
-        ),
-        // Out of descriptors or memory: the connection attempts will say so themselves.
-        _ => Ok(()),
     }
 }

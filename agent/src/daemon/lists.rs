@@ -484,8 +484,8 @@ mod tests {
 
     #[test]
     fn the_rule_book_names_rules_as_the_set_does() {
-        let dir = std::env::temp_dir().join(format!("xdp-audit-rulebook-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let tmp = crate::blocklist::tests::TempDir::new("rulebook");
+        let dir = tmp.0.clone();
         let block = dir.join("block.list");
         let allow = dir.join("allow.list");
         std::fs::write(&block, "# c\n192.0.2.1\nexample.com\n").expect("write block");
@@ -513,6 +513,5 @@ mod tests {
                 (allow.as_path(), ListKind::Allow)
             ]
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,12 +1,14 @@
 //! The CLI tests' helpers, shared by `cli.rs` (the commands other than `run`) and
 //! `cli_run.rs` (`run`): the real binary run, the shape of its failure checked (the error
 //! first on stderr, said once, naming what is at fault), unique names, and a network
-//! namespace and a child process removed on drop.
+//! namespace and a child process removed on drop, and a child waited for with a deadline.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
 
@@ -140,5 +142,59 @@ impl Drop for Reaped {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// How long a command expected to end (an agent that must refuse, one sent SIGTERM) may
+/// run: a hang guard, far above the seconds it takes, so a regression that makes it keep
+/// running fails the test instead of hanging it.
+pub const ENDS_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits for `child` to exit; if it is still running after `timeout`, kills and reaps it
+/// and fails the test saying `what` did not end.
+#[track_caller]
+pub fn wait_within(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} was still running after {timeout:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`Command::output`] with a deadline: runs `cmd` with stdout and stderr captured and fails
+/// the test, killing the child, if it has not ended within [`ENDS_WITHIN`].
+#[track_caller]
+pub fn output_within(cmd: &mut Command, what: &str) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut child = Reaped(child);
+    // Read both pipes while waiting, so a child that writes much never blocks on a full one.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.0.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.0.stderr.take().map(|p| Box::new(p) as _));
+    let status = wait_within(&mut child.0, ENDS_WITHIN, what);
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
 }

@@ -20,7 +20,9 @@ pub fn empty_store(dir: &Path) {
     drop(store);
 }
 
-/// A fresh directory under the system temp dir, removed on drop unless the test failed.
+/// A fresh directory under the system temp dir, removed on drop, also when the test fails;
+/// with `XDP_AUDIT_KEEP_TMP=1` in the environment a failing test keeps it and names it on
+/// stderr.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -44,7 +46,14 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        let keep = std::thread::panicking()
+            && std::env::var_os("XDP_AUDIT_KEEP_TMP").is_some_and(|v| v == "1");
+        if keep {
+            eprintln!(
+                "kept {} for inspection (XDP_AUDIT_KEEP_TMP=1)",
+                self.0.display()
+            );
+        } else {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }

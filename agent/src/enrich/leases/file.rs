@@ -249,8 +249,8 @@ mod tests {
             "{c}"
         );
 
-        let bad =
-            std::env::temp_dir().join(format!("xdp-audit-lease-check-{}", std::process::id()));
+        let tmp = crate::blocklist::tests::TempDir::new("lease-check");
+        let bad = tmp.0.join("bad.leases");
         std::fs::write(
             &bad,
             "100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n100 aa:bb:cc:dd:ee:01 10.0.0.x h *\n",

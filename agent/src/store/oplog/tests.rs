@@ -15,16 +15,17 @@ fn access(command: &str) -> OpEntry {
     }
 }
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xdp-audit-oplog-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create temp dir");
-    d
+/// A fresh directory, removed when the guard is dropped (also when the test fails), and its
+/// path.
+fn temp(name: &str) -> (crate::blocklist::tests::TempDir, PathBuf) {
+    let guard = crate::blocklist::tests::TempDir::new(&format!("oplog-{name}"));
+    let d = guard.0.clone();
+    (guard, d)
 }
 
 #[test]
 fn appended_lines_chain_and_check() {
-    let d = temp("chain");
+    let (_tmp, d) = temp("chain");
     for c in ["a", "b", "c"] {
         append(&d, access(c)).expect("append");
     }
@@ -36,7 +37,6 @@ fn appended_lines_chain_and_check() {
         s.end.bytes,
         std::fs::metadata(d.join(LOG)).expect("stat").len()
     );
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn a_log_made_by_root_belongs_to_the_stores_owner_with_group_append() {
     if unsafe { libc::geteuid() } != 0 {
         panic!("this test gives files away: run it as root (cargo xtask test does)");
     }
-    let d = temp("owner");
+    let (_tmp, d) = temp("owner");
     std::os::unix::fs::chown(&d, Some(65534), Some(65534)).expect("chown the store dir");
     // SAFETY: umask has no preconditions; restored below.
     let old = unsafe { libc::umask(0o022) };
@@ -57,12 +57,11 @@ fn a_log_made_by_root_belongs_to_the_stores_owner_with_group_append() {
     let m = std::fs::metadata(d.join(LOG)).expect("stat the log");
     assert_eq!((m.uid(), m.gid()), (65534, 65534), "owner of {}", LOG);
     assert_eq!(m.permissions().mode() & 0o777, LOG_MODE, "mode of {}", LOG);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
 fn a_torn_last_line_is_cut_before_the_next_append() {
-    let d = temp("torn");
+    let (_tmp, d) = temp("torn");
     append(&d, access("a")).expect("append");
     let mut f = File::options()
         .append(true)
@@ -74,12 +73,11 @@ fn a_torn_last_line_is_cut_before_the_next_append() {
     append(&d, access("b")).expect("append after a torn line");
     let s = scan(&d).expect("scan");
     assert_eq!((s.lines.len(), s.incomplete, s.problem), (2, 0, None));
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
 fn a_tail_longer_than_a_line_is_damage_never_cut() {
-    let d = temp("zeroed");
+    let (_tmp, d) = temp("zeroed");
     for c in ["a", "b", "c"] {
         append(&d, access(c)).expect("append");
     }
@@ -102,12 +100,11 @@ fn a_tail_longer_than_a_line_is_damage_never_cut() {
     assert_eq!(scan(&d).expect("scan").problem, None);
     append(&d, access("e")).expect("append after a torn line");
     assert_eq!(scan(&d).expect("scan").lines.len(), 1);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
 fn a_long_tail_is_found_across_read_windows() {
-    let d = temp("long");
+    let (_tmp, d) = temp("long");
     let mut e = access("x");
     if let OpBody::Access(a) = &mut e.body {
         a.filter = "f".repeat(MAX_LINE - 400);
@@ -116,7 +113,6 @@ fn a_long_tail_is_found_across_read_windows() {
         append(&d, e.clone()).expect("append");
     }
     assert_eq!(scan(&d).expect("scan").problem, None);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]

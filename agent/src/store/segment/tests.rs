@@ -16,8 +16,8 @@ fn sorted(recs: &[FlowRecord]) -> SortedColumns {
 
 #[test]
 fn every_field_round_trips_through_a_segment() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-seg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("seg");
+    let dir = tmp.0.clone();
     let path = dir.join("s.parquet");
     let mut g = TrafficGen::new(3, 1_700_000_000_000_000_000);
     let mut recs: Vec<FlowRecord> = (0..30_000).map(|_| g.next_record()).collect();
@@ -48,7 +48,6 @@ fn every_field_round_trips_through_a_segment() {
     let mut b = back;
     b.sort_by_key(|r| r.time_start_ns);
     assert_eq!(a.len(), b.len());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Rows `keep` selects, read page by page, equal the same rows of a whole read, in both
@@ -56,8 +55,8 @@ fn every_field_round_trips_through_a_segment() {
 /// and unread (so no error) when none does.
 #[test]
 fn selected_rows_are_read_page_by_page_and_each_page_is_checked() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-seg3-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("seg3");
+    let dir = tmp.0.clone();
     let mut g = TrafficGen::new(4, 1_700_000_000_000_000_000);
     let recs: Vec<FlowRecord> = (0..150_000).map(|_| g.next_record()).collect();
     let rows = sorted(&recs);
@@ -111,20 +110,18 @@ fn selected_rows_are_read_page_by_page_and_each_page_is_checked() {
             all[5..6]
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_file_of_another_schema_is_refused_with_the_file_named() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-seg2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("seg2");
+    let dir = tmp.0.clone();
     let path = dir.join("junk.parquet");
     std::fs::write(&path, b"PAR1 not really").expect("write");
     let err = SegmentReader::open(&path)
         .err()
         .expect("junk must be refused");
     assert!(err.to_string().contains("junk.parquet"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A footer whose column chunk starts at a negative offset (one flipped sign bit) is an error
@@ -133,8 +130,8 @@ fn a_file_of_another_schema_is_refused_with_the_file_named() {
 #[test]
 fn a_footer_with_a_negative_chunk_offset_is_refused_at_open() {
     use parquet::file::metadata::ParquetMetaDataWriter;
-    let dir = std::env::temp_dir().join(format!("xdp-audit-seg-neg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("seg-neg");
+    let dir = tmp.0.clone();
     let path = dir.join("s.parquet");
     let mut g = TrafficGen::new(5, 1_700_000_000_000_000_000);
     let recs: Vec<FlowRecord> = (0..2_000).map(|_| g.next_record()).collect();
@@ -209,7 +206,6 @@ fn a_footer_with_a_negative_chunk_offset_is_refused_at_open() {
             r.checked_ranges().map(|v| v.len())
         ),
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The size guard of an hourly segment at 13 flows/s: the records of earlier formats (no
@@ -218,8 +214,8 @@ fn a_footer_with_a_negative_chunk_offset_is_refused_at_open() {
 /// names: `cargo bench -p xdp-audit --bench store -- query`).
 #[test]
 fn an_hour_of_the_generated_mix_seals_to_at_most_24_bytes_per_record_and_29_with_attribution() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-size-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("size");
+    let dir = tmp.0.clone();
     let path = dir.join("hour.parquet");
     for (attr, limit) in [(false, 24.0), (true, 29.0)] {
         let mut g = TrafficGen::new(9, 1_700_000_000_000_000_000);
@@ -241,13 +237,12 @@ fn an_hour_of_the_generated_mix_seals_to_at_most_24_bytes_per_record_and_29_with
             "attribution {attr}: {per:.2} bytes per record sealed ({size} bytes for {n} records), over {limit}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn equality_masks_of_the_attribution_columns_match_the_rows() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-seg-eq-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("seg-eq");
+    let dir = tmp.0.clone();
     let path = dir.join("eq.parquet");
     let mut g = TrafficGen::new(13, 1_700_000_000_000_000_000);
     let recs: Vec<FlowRecord> = (0..20_000).map(|_| g.next_record()).collect();
@@ -315,15 +310,14 @@ fn equality_masks_of_the_attribution_columns_match_the_rows() {
         .map(|r| r.attr.user.as_deref() == Some(user.as_str()))
         .collect();
     assert_eq!(fast, brute, "user {user}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An equality mask asked about some rows only (`within`: sparse runs, dense runs, single
 /// rows) answers those rows as the whole scan does, reading only the pages holding them.
 #[test]
 fn equality_masks_within_rows_answer_the_rows_asked() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-seg-within-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("seg-within");
+    let dir = tmp.0.clone();
     let path = dir.join("within.parquet");
     let mut g = TrafficGen::new(19, 1_700_000_000_000_000_000);
     let recs: Vec<FlowRecord> = (0..40_000).map(|_| g.next_record()).collect();
@@ -379,7 +373,6 @@ fn equality_masks_within_rows_answer_the_rows_asked() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Values `vals` of `width` bits as the bit-packed runs of the RLE/bit-packed hybrid, split

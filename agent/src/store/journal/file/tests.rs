@@ -2,11 +2,12 @@ use super::*;
 use crate::store::journal::frame::header;
 use crate::store::testgen::TrafficGen;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xdp-audit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create temp dir");
-    d
+/// A fresh directory, removed when the guard is dropped (also when the test fails), and its
+/// path.
+fn tmpdir(name: &str) -> (crate::blocklist::tests::TempDir, PathBuf) {
+    let guard = crate::blocklist::tests::TempDir::new(name);
+    let d = guard.0.clone();
+    (guard, d)
 }
 
 /// Writes `recs` through the writer; returns the file's bytes and each frame's offset.
@@ -40,7 +41,7 @@ fn quarantined(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn a_torn_last_record_at_every_byte_offset_is_cut_and_kept_aside() {
-    let dir = tmpdir("torn");
+    let (_tmp, dir) = tmpdir("torn");
     let path = dir.join("journal-00000000000000000042.wal");
     let mut g = TrafficGen::new(1, 1_700_000_000_000_000_000);
     let records: Vec<_> = (0..5).map(|_| g.next_record()).collect();
@@ -68,12 +69,11 @@ fn a_torn_last_record_at_every_byte_offset_is_cut_and_kept_aside() {
         assert_eq!(again.records, records[..4], "cut at {cut}: wrong prefix");
         assert!(again.frames.skipped.is_empty(), "cut at {cut}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn damage_in_the_middle_is_quarantined_and_the_journal_rewritten() {
-    let dir = tmpdir("midrecover");
+    let (_tmp, dir) = tmpdir("midrecover");
     let path = dir.join("journal-00000000000000000042.wal");
     let mut g = TrafficGen::new(2, 1_700_000_000_000_000_000);
     let records: Vec<_> = (0..50).map(|_| g.next_record()).collect();
@@ -141,7 +141,6 @@ fn damage_in_the_middle_is_quarantined_and_the_journal_rewritten() {
     // Recovering again changes nothing.
     assert_eq!(recover(&path).expect("again").skipped_bytes, 0);
     assert_eq!(quarantined(&dir).len(), 4);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Only the names the writer makes (`journal-` and 20 digits) are journals: `journal-2.wal`
@@ -168,7 +167,7 @@ fn a_journal_name_is_twenty_digits() {
 /// damage.
 #[test]
 fn a_record_too_long_for_a_frame_is_written_shortened_not_lost() {
-    let dir = tmpdir("long-rule");
+    let (_tmp, dir) = tmpdir("long-rule");
     let path = dir.join(journal_name(42));
     let mut g = TrafficGen::new(8, 1_700_000_000_000_000_000);
     let mut records: Vec<_> = (0..3).map(|_| g.next_record()).collect();
@@ -204,5 +203,4 @@ fn a_record_too_long_for_a_frame_is_written_shortened_not_lost() {
     same.rule = records[1].rule.clone();
     same.attr.domain = records[1].attr.domain.clone();
     assert_eq!(same, records[1], "nothing but the texts changed");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -112,8 +112,8 @@ fn encodings(seg: &SegmentReader) -> BTreeSet<String> {
 
 #[test]
 fn chosen_rows_read_from_the_pages_equal_the_column_reader_in_every_encoding() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-gather-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("gather");
+    let dir = tmp.0.clone();
     let rows = records(12_000);
     let mut seen = BTreeSet::new();
     for (name, tweak) in VARIANTS {
@@ -191,7 +191,6 @@ fn chosen_rows_read_from_the_pages_equal_the_column_reader_in_every_encoding() {
     ] {
         assert!(seen.contains(e), "no chunk of {e} among {seen:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Pages held in memory, served as a column chunk's page reader.
@@ -302,8 +301,8 @@ fn gather_all(seg: &SegmentReader, c: usize, pages: Vec<Page>) -> Result<usize, 
 /// are errors naming the column, never a panic, in every encoding decoded here.
 #[test]
 fn damaged_pages_are_errors_naming_the_column() {
-    let dir = std::env::temp_dir().join(format!("xdp-audit-gather-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = crate::blocklist::tests::TempDir::new("gather-bad");
+    let dir = tmp.0.clone();
     let rows = records(5_000);
     let mut rng = Rng::new(11);
     for (name, tweak) in [VARIANTS[0], VARIANTS[1], VARIANTS[2]] {
@@ -372,5 +371,4 @@ fn damaged_pages_are_errors_naming_the_column() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
