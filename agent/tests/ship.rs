@@ -322,6 +322,58 @@ fn an_outage_grows_the_backlog_retention_keeps_unshipped_segments_and_it_drains(
     );
 }
 
+/// A cursor that names an expired segment with another SHA-256 (stale, or restored from
+/// another copy of the store) does not let retention delete it: the gate compares the sealed
+/// SHA-256, as the worker's `Cursor::holds` does. The segment acknowledged with its own
+/// SHA-256 is deleted.
+#[test]
+fn retention_keeps_a_segment_the_cursor_acknowledged_with_another_sha256() {
+    let dir = TempDir::new("ship-stale-cursor");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 3, 0.05, 5, true);
+    let segs = live(dir.path());
+    assert!(
+        segs.len() >= 2,
+        "the test needs two segments, got {}",
+        segs.len()
+    );
+    let cfg = ship_config(free_port(), "p", "gw");
+    let target = xdp_audit::ship::target_name(&cfg);
+    let mut c = cursor::Cursor::load(dir.path(), &target).expect("an empty cursor");
+    for (i, s) in segs.iter().enumerate() {
+        let sha256 = if i == 0 {
+            s.sha256.clone()
+        } else {
+            "0".repeat(64)
+        };
+        let acked = cursor::Acked {
+            key: s.file.clone(),
+            size: s.size,
+            sha256,
+        };
+        c.acked.insert(s.file.clone(), acked);
+    }
+    c.save(dir.path()).expect("save the cursor");
+
+    let mut gated = config(dir.path());
+    gated.ship_gate = Some(xdp_audit::ship::retention_gate(&cfg));
+    let late = Box::new(FakeClock::new(T0 + 200 * DAY));
+    drop(Store::open_with_clock(gated, late).expect("open"));
+    let left: Vec<String> = live(dir.path()).into_iter().map(|s| s.file).collect();
+    let kept: Vec<String> = segs[1..].iter().map(|s| s.file.clone()).collect();
+    assert_eq!(
+        left, kept,
+        "retention deleted segments the cursor acknowledged with another SHA-256"
+    );
+    for f in &kept {
+        assert!(dir.path().join(f).exists(), "{f} deleted");
+    }
+    assert!(
+        !dir.path().join(&segs[0].file).exists(),
+        "the shipped segment is kept"
+    );
+}
+
 /// Kills the child on drop: a command that never exits must not outlive its test.
 struct KillOnDrop(std::process::Child);
 

@@ -279,6 +279,12 @@ pub fn default_request_timeout(multipart_bytes: u64) -> std::time::Duration {
     std::time::Duration::from_secs((bits / 1_000_000).max(60))
 }
 
+/// The longest a server may stay silent: no answer to a request with a small body, or no
+/// byte of an answer's body, for this long fails the request (see `echo`). The request
+/// timeout, sized for the largest upload on a slow link, was the only bound before: a server
+/// that accepted and never answered held each HEAD, DELETE and manifest PUT for ~13 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Everything the shipper needs, checked.
 #[derive(Clone, Debug)]
 pub struct ShipConfig {
@@ -296,6 +302,8 @@ pub struct ShipConfig {
     pub multipart_bytes: u64,
     /// Bound of one HTTP request, its body included.
     pub request_timeout: std::time::Duration,
+    /// Longest silence of the server ([`DEFAULT_IDLE_TIMEOUT`]).
+    pub idle_timeout: std::time::Duration,
 }
 
 impl ShipArgs {
@@ -343,6 +351,7 @@ impl ShipArgs {
             request_timeout: self
                 .ship_request_timeout
                 .unwrap_or_else(|| default_request_timeout(multipart_bytes)),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }))
     }
 }

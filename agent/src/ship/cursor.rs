@@ -6,13 +6,14 @@
 //! crash at any moment leaves the cursor behind the bucket, never ahead: the next start
 //! uploads again, and a conditional create then finds the identical object and takes it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::fsutil::{read_input, sync_dir, write_atomic_via, InputError};
 use crate::store::manifest::SegmentInfo;
+use crate::store::retention::Shipped;
 
 /// File name of the cursor in the store directory.
 pub const CURSOR: &str = "ship-cursor.json";
@@ -220,15 +221,22 @@ pub fn read(dir: &Path) -> Result<Option<Cursor>, CursorError> {
         })
 }
 
-/// Names of the segments `target` acknowledged, as the cursor in `dir` says (what retention
-/// asks before deleting: see `store::retention::ShipGate`). A cursor of another target (the
-/// bucket, prefix or gateway id changed, or the host name the id defaults to) speaks for
-/// none: until the new target's first upload saves its cursor, the old one's would let
-/// retention delete segments the new target never received.
-pub fn shipped(dir: &Path, target: &str) -> Result<HashSet<String>, String> {
+/// The segments `target` acknowledged, file name to SHA-256, as the cursor in `dir` says
+/// (what retention asks before deleting: see `store::retention::ShipGate`, which takes a
+/// segment as shipped only if its sealed SHA-256 is the acknowledged one, as
+/// [`Cursor::holds`]: a stale or restored cursor naming a file with other bytes speaks for
+/// none of them). A cursor of another target (the bucket, prefix or gateway id changed, or
+/// the host name the id defaults to) speaks for none: until the new target's first upload
+/// saves its cursor, the old one's would let retention delete segments the new target never
+/// received.
+pub fn shipped(dir: &Path, target: &str) -> Result<Shipped, String> {
     match read(dir) {
-        Ok(Some(c)) if c.target == target => Ok(c.acked.into_keys().collect()),
-        Ok(_) => Ok(HashSet::new()),
+        Ok(Some(c)) if c.target == target => Ok(c
+            .acked
+            .into_iter()
+            .map(|(file, a)| (file, a.sha256))
+            .collect()),
+        Ok(_) => Ok(Shipped::new()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -260,11 +268,11 @@ mod tests {
             .is_empty());
         assert_eq!(
             shipped(&dir, "s3://b/p/gateway=g").expect("read"),
-            HashSet::from(["seg-1-1.parquet".to_string()])
+            Shipped::from([("seg-1-1.parquet".to_string(), "ab".to_string())])
         );
         assert_eq!(
             shipped(&dir, "s3://other/gateway=g").expect("read"),
-            HashSet::new(),
+            Shipped::new(),
             "another target's acknowledgements let retention delete nothing"
         );
         std::fs::remove_dir_all(&dir).expect("clean up");

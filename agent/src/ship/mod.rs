@@ -13,6 +13,8 @@
 pub mod config;
 pub mod cursor;
 pub mod echo;
+#[cfg(test)]
+mod hostile;
 pub mod layout;
 pub mod remote;
 pub mod verify;
@@ -119,6 +121,10 @@ pub enum ShipError {
         /// The missing segments' file names.
         files: Vec<String>,
     },
+    /// A pass panicked (a bug, or a server's answer the client did not expect): counted as a
+    /// failed pass and retried, instead of ending the shipping thread without a word.
+    #[error("the shipping pass panicked: {0}; retried with backoff")]
+    Panicked(String),
     /// Another shipper works on this store.
     #[error("{0}: another shipper holds the lock (an agent run with --ship, or `xdp-audit ship`)")]
     Locked(PathBuf),
@@ -228,6 +234,20 @@ pub fn ship_once(
     Ok(s)
 }
 
+/// One pass with a panic caught and returned as [`ShipError::Panicked`]: the thread goes on,
+/// and the status counts the failure (an uncaught panic ended the thread, leaving a status
+/// that looked healthy while nothing shipped).
+fn pass_caught(w: &mut Worker) -> Result<Pass, ShipError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.pass())).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        Err(ShipError::Panicked(what))
+    })
+}
+
 /// The shipping thread; dropping it stops it between requests (waiting at most a few seconds
 /// for a request in flight: an upload cut short is uploaded again at the next start).
 pub struct Shipper {
@@ -290,7 +310,7 @@ impl Shipper {
                     let now_stamp = manifest_stamp(&w.dir);
                     if due || now_stamp != stamp {
                         stamp = now_stamp;
-                        match w.pass() {
+                        match pass_caught(&mut w) {
                             Ok(Pass::CaughtUp) => {
                                 failures = 0;
                                 due = false;

@@ -28,13 +28,13 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum};
 use object_store::path::Path as Key;
 use object_store::{
-    Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt as _, PutMode,
+    Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt as _, PutMode,
     PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
 };
 use sha2::Digest;
 
 use super::config::ShipConfig;
-use super::echo::{EchoConnector, ServerChecksum};
+use super::echo::{EchoConnector, Limits, ServerChecksum};
 use crate::store::fsutil::hex;
 
 /// The metadata key carrying the sealed SHA-256 (header `x-amz-meta-sha256`).
@@ -187,10 +187,20 @@ fn req<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Error) -
 
 impl Remote {
     /// Builds the client for `cfg` with its own single-threaded runtime. Its
-    /// `request_timeout` bounds each HTTP request (a stalled server must not hold the shipper
-    /// forever).
+    /// `request_timeout` bounds each HTTP request and its `idle_timeout` each silence of the
+    /// server (a stalled server must not hold the shipper); redirects are failures
+    /// ([`super::echo`]).
     pub fn new(cfg: &ShipConfig) -> Result<Self, RemoteError> {
         let request_timeout = cfg.request_timeout;
+        let limits = Limits {
+            request: request_timeout,
+            connect: Duration::from_secs(5),
+            idle: cfg.idle_timeout,
+            allow_http: cfg
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://")),
+        };
         install_crypto();
         let c = &cfg.credentials;
         let mut b = AmazonS3Builder::new()
@@ -203,17 +213,12 @@ impl Remote {
             // other headers and checked by the server against the bytes: signing the payload
             // too would have client and server hash every byte once more for nothing.
             .with_unsigned_payload(true)
-            .with_http_connector(EchoConnector)
+            .with_http_connector(EchoConnector(limits))
             .with_retry(RetryConfig {
                 max_retries: 3,
                 retry_timeout: request_timeout,
                 ..RetryConfig::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(request_timeout)
-                    .with_connect_timeout(Duration::from_secs(5)),
-            );
+            });
         if let Some(t) = &c.session_token {
             b = b.with_token(t.expose());
         }

@@ -6,7 +6,7 @@
 //! the pass saw; if the log does not verify, the pass deletes nothing (a hold could be hidden
 //! in the damage) and says so.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -85,14 +85,17 @@ pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<SegmentInfo> 
 #[derive(Clone)]
 pub struct ShipGate(Arc<ShippedFn>);
 
-/// Names of the shipped segments of the store in a directory, or why they cannot be told.
-type ShippedFn = dyn Fn(&Path) -> Result<HashSet<String>, String> + Send + Sync;
+/// The shipped segments: file name to the SHA-256 the bucket acknowledged for it. A segment
+/// counts as shipped only when its sealed SHA-256 is that one: a stale or restored record
+/// naming the file with other bytes must not let retention delete it unshipped.
+pub type Shipped = HashMap<String, String>;
+
+/// The shipped segments of the store in a directory, or why they cannot be told.
+type ShippedFn = dyn Fn(&Path) -> Result<Shipped, String> + Send + Sync;
 
 impl ShipGate {
-    /// A gate asking `shipped(dir)` for the names of the shipped segments.
-    pub fn new(
-        shipped: impl Fn(&Path) -> Result<HashSet<String>, String> + Send + Sync + 'static,
-    ) -> Self {
+    /// A gate asking `shipped(dir)` for the shipped segments.
+    pub fn new(shipped: impl Fn(&Path) -> Result<Shipped, String> + Send + Sync + 'static) -> Self {
         Self(Arc::new(shipped))
     }
 }
@@ -187,7 +190,7 @@ pub fn prune_gated(
     let shipped = gate.map(|g| (g.0)(dir));
     let unshipped = |s: &SegmentInfo| match &shipped {
         None => false,
-        Some(Ok(set)) => !set.contains(&s.file),
+        Some(Ok(acked)) => acked.get(&s.file) != Some(&s.sha256),
         Some(Err(_)) => true,
     };
     out.unshipped = expired

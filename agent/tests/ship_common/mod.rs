@@ -144,6 +144,7 @@ pub fn ship_config(port: u16, prefix: &str, gateway: &str) -> ShipConfig {
         gateway_id: gateway.into(),
         multipart_bytes: 5 << 20,
         request_timeout: std::time::Duration::from_secs(10),
+        idle_timeout: xdp_audit::ship::config::DEFAULT_IDLE_TIMEOUT,
     }
 }
 
