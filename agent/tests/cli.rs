@@ -300,17 +300,24 @@ fn query_and_export_past_an_unreadable_journal_answer_and_exit_3() {
         "export names the journal and says the file is incomplete: {err}"
     );
 
+    // A directory in a journal's place is also an alteration `verify` reports (BROKEN), and
+    // a report on a broken store exits 4 even when it is incomplete: the worse news wins.
     let o = run(&[&["report", "--format", "json"][..], &window].concat());
-    assert_eq!(o.status.code(), Some(3), "report: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "report: {}", stderr(&o));
     let json: serde_json::Value =
         serde_json::from_slice(&o.stdout).expect("the report is written, as JSON");
     assert_eq!(json["records"]["unreadable_journals"], 1, "{json}");
+    assert_eq!(
+        (&json["verify"]["ok"], &json["verify"]["unchecked"]),
+        (&false.into(), &false.into()),
+        "{json}"
+    );
     assert_eq!(
         json["records"]["total"], records,
         "what could be read is counted"
     );
     let o = run(&[&["report", "--format", "md"][..], &window].concat());
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(4));
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(
         md.contains("INCOMPLETE: 1 live journal"),

@@ -618,3 +618,49 @@ fn the_shipping_line_says_whether_records_leave_the_gateway_and_the_backlog() {
         "{why}"
     );
 }
+
+/// A shipping cursor for another target acknowledges nothing for the one the agent ships to
+/// now (the agent starts that one from nothing): every live segment is owed, as
+/// `Cursor::load` counts it.
+#[test]
+fn a_shipping_cursor_for_another_target_counts_as_empty() {
+    let dir = TempDir::new("compliance-ship-target");
+    let end = T0 + 2 * DAY;
+    let status = build(dir.path(), T0, end, 11);
+    let store = dir.path().join("store");
+    let mut inp = inputs(dir.path(), end + 60_000_000_000, status);
+    let segs = live(&store);
+    let mut cursor = Cursor {
+        version: 1,
+        target: "s3://old/k/gateway=gw".into(),
+        ..Cursor::default()
+    };
+    for s in &segs {
+        cursor.acked.insert(
+            s.file.clone(),
+            Acked {
+                key: s.file.clone(),
+                size: s.size,
+                sha256: s.sha256.clone(),
+            },
+        );
+    }
+    cursor.save(&store).expect("write the cursor");
+    if let Ok(a) = inp.agent.as_mut() {
+        a.snapshot.ship = Some(ShipStatus {
+            target: "s3://new/k/gateway=gw".into(),
+            ..ShipStatus::default()
+        });
+    }
+    let r = report(&inp);
+    let l = line(&r, "shipping");
+    let why = text(l);
+    assert_eq!(l["result"], "warn", "{why}");
+    assert!(
+        why.contains(&format!(
+            "shipping to s3://new/k/gateway=gw: backlog {} segments",
+            segs.len()
+        )) && why.contains("s3://old/k/gateway=gw"),
+        "{why}"
+    );
+}

@@ -432,3 +432,218 @@ fn a_report_file_is_not_world_readable() {
         .mode();
     assert_eq!(mode & 0o007, 0, "mode {mode:o}");
 }
+
+/// Runs `report --format FORMAT` on `d` for `[since, until)` with `extra` flags.
+fn report_of(d: &str, format: &str, since: &str, until: &str, extra: &[&str]) -> Output {
+    run(&[
+        &[
+            "report",
+            "--format",
+            format,
+            "--log-dir",
+            d,
+            "--since",
+            since,
+            "--until",
+            until,
+        ][..],
+        extra,
+    ]
+    .concat())
+}
+
+/// A sealed segment `verify` cannot read (a symbolic link loop in its place: ELOOP, even
+/// for root) is no verdict: the report says the chain could not be checked, naming the file,
+/// and not BROKEN; it exits 3 (no verdict), not 4. The segment lies outside the window, so
+/// the records of the report are all read.
+#[test]
+fn a_chain_that_could_not_be_read_is_not_checked_not_broken() {
+    let dir = two_hours("report-unreadable");
+    let d = dir.path().to_str().expect("utf-8");
+    let seg = dir.path().join(&live(dir.path())[0].file);
+    std::fs::remove_file(&seg).expect("remove the segment");
+    std::os::unix::fs::symlink(&seg, &seg).expect("a link to itself in its place");
+    let (since, until) = ("2023-11-14T23:30:00Z", UNTIL);
+    let o = report_of(d, "json", since, until, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report, written");
+    assert_eq!(j["verify"]["ok"], false, "{}", j["verify"]);
+    assert_eq!(j["verify"]["unchecked"], true, "{}", j["verify"]);
+    let md = String::from_utf8_lossy(&report_of(d, "md", since, until, &[]).stdout).into_owned();
+    let seg_s = seg.to_str().expect("utf-8");
+    assert!(!md.contains("BROKEN"), "{md}");
+    assert!(
+        md.contains("the chain could not be checked") && md.contains(seg_s),
+        "{md}"
+    );
+    let html =
+        String::from_utf8_lossy(&report_of(d, "html", since, until, &[]).stdout).into_owned();
+    assert!(!html.contains("BROKEN"), "the HTML report says BROKEN");
+}
+
+/// A store that does not verify exits 4 even when the report is incomplete too (a live
+/// journal it could not read): BROKEN is the worse news, and exit 3 hid it.
+#[test]
+fn a_broken_store_exits_4_even_when_the_report_is_incomplete() {
+    let dir = two_hours("report-broken-incomplete");
+    let d = dir.path().to_str().expect("utf-8");
+    let segment = dir.path().join(&live(dir.path())[0].file);
+    let mut bytes = std::fs::read(&segment).expect("read the segment");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&segment, bytes).expect("damage the segment");
+    let journal = std::fs::read_dir(dir.path())
+        .expect("list the store")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "wal"))
+        .expect("a live journal");
+    std::fs::remove_file(&journal).expect("remove the journal");
+    std::os::unix::fs::symlink(&journal, &journal).expect("a link to itself in its place");
+    let o = report_of(d, "json", SINCE, UNTIL, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report, written");
+    assert_eq!(j["records"]["unreadable_journals"], 1, "{err}");
+    assert_eq!(j["verify"]["unchecked"], false, "{}", j["verify"]);
+}
+
+/// A store of one hour sealed and signed with a new key, which is written to
+/// `keys/NAME.key.pub`.
+fn signed_hour(tag: &str, keys: &std::path::Path, name: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    let (secret, public) = xdp_audit::store::manifest::generate_keypair().expect("a key pair");
+    let (sk, pk) = (
+        keys.join(format!("{name}.key")),
+        keys.join(format!("{name}.key.pub")),
+    );
+    std::fs::write(&sk, secret).expect("write the secret key");
+    std::fs::write(&pk, public).expect("write the public key");
+    let mut cfg = config(dir.path());
+    cfg.signing_key =
+        Some(xdp_audit::store::manifest::load_signing_key(&sk).expect("load the key"));
+    let clock = FakeClock::new(T0 - HOUR);
+    let mut store = xdp_audit::store::Store::open_with_clock(cfg, Box::new(clock.clone()))
+        .expect("open the store");
+    let mut g = xdp_audit::store::testgen::TrafficGen::with_rate(17, T0 - HOUR, 0.2);
+    while g.now_ns() < T0 {
+        let r = g.next_record();
+        clock.set(r.time_start_ns);
+        store.append(&r);
+    }
+    assert!(store.seal_now(), "sealing failed");
+    dir
+}
+
+fn fingerprint_of(public_key: &std::path::Path) -> String {
+    let k = xdp_audit::store::manifest::load_public_key(public_key).expect("load the key");
+    xdp_audit::report::fingerprint(&k.to_bytes())
+}
+
+/// The title's chain signing key is the key the head names: labelled checked only when the
+/// store verified with --public-key; a --public-key of another key is shown apart, never as
+/// the chain's (it was, though the head was signed by another and verification failed).
+#[test]
+fn the_title_names_the_key_the_head_names_not_the_one_given() {
+    let keys = TempDir::new("report-keys");
+    let dir = signed_hour("report-signed", keys.path(), "a");
+    let d = dir.path().to_str().expect("utf-8");
+    let (a, b) = (keys.path().join("a.key.pub"), keys.path().join("b.key.pub"));
+    let (_, public_b) = xdp_audit::store::manifest::generate_keypair().expect("a key pair");
+    std::fs::write(&b, public_b).expect("write key B");
+    let (fa, fb) = (fingerprint_of(&a), fingerprint_of(&b));
+    let since = "2023-11-14T21:00:00Z";
+
+    // Checked with another key: the head's key is shown, not checked, and B apart.
+    let o = report_of(
+        d,
+        "json",
+        since,
+        UNTIL,
+        &["--public-key", b.to_str().expect("utf-8")],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let t = &j["title"];
+    assert_eq!(t["key_fingerprint"], fa.as_str(), "{t:#}");
+    assert_eq!(t["key_checked"], false, "{t:#}");
+    assert_eq!(t["given_key_fingerprint"], fb.as_str(), "{t:#}");
+    let md = String::from_utf8_lossy(
+        &report_of(
+            d,
+            "md",
+            since,
+            UNTIL,
+            &["--public-key", b.to_str().expect("utf-8")],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        md.contains(&format!(
+            "| Chain signing key (SHA-256 fingerprint) | {fa} (as the head states, not checked) |"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("{fb} (not the key the chain head names)")),
+        "{md}"
+    );
+
+    // Without a key: the head's claim, not checked.
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&report_of(d, "json", since, UNTIL, &[]))).expect("json");
+    assert_eq!(j["title"]["key_fingerprint"], fa.as_str());
+    assert_eq!(j["title"]["key_checked"], false);
+    assert!(j["title"]["given_key_fingerprint"].is_null());
+
+    // With the head's own key: checked.
+    let md = ok(&report_of(
+        d,
+        "md",
+        since,
+        UNTIL,
+        &["--public-key", a.to_str().expect("utf-8")],
+    ));
+    assert!(
+        md.contains(&format!("{fa} (checked against --public-key)")) && !md.contains("not the key"),
+        "{md}"
+    );
+}
+
+/// The window is printed as given, with its fraction: cut to the second, `query` given the
+/// printed window found other records.
+#[test]
+fn the_window_is_printed_exactly() {
+    let dir = two_hours("report-window");
+    let d = dir.path().to_str().expect("utf-8");
+    let since = "2023-11-14T22:30:00.25Z";
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&report_of(d, "json", since, UNTIL, &[]))).expect("json");
+    assert_eq!(j["title"]["since"], "2023-11-14T22:30:00.250000000Z");
+    assert_eq!(j["title"]["until"], UNTIL);
+    let md = ok(&report_of(d, "md", since, UNTIL, &[]));
+    assert!(
+        md.contains("| Window start | 2023-11-14 22:30:00.250000000 UTC |"),
+        "{md}"
+    );
+}
+
+/// `--limit` is capped: the records shown are held in memory until the scan ends.
+#[test]
+fn the_limit_is_capped_and_the_help_points_to_attach() {
+    let dir = two_hours("report-limit");
+    let d = dir.path().to_str().expect("utf-8");
+    let o = report_of(d, "json", SINCE, UNTIL, &["--limit", "100001"]);
+    assert!(!o.status.success(), "--limit 100001 is refused");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--limit"), "{err}");
+    ok(&report_of(d, "json", SINCE, UNTIL, &["--limit", "100000"]));
+    let help = ok(&run(&["report", "--help"]));
+    assert!(help.contains("--attach writes every record"), "{help}");
+}

@@ -395,7 +395,7 @@ fn a_report_of_a_lab_window_shows_what_query_finds_and_proves_it() {
         &[&["report", "--format", "json"][..], &window].concat(),
     ))
     .expect("json report");
-    assert_eq!(json["schema"], "xdp-audit-report/1");
+    assert_eq!(json["schema"], "xdp-audit-report/2");
     assert_eq!(json["summary"]["flows"], total);
     assert_eq!(json["summary"]["blocked_flows"], blocked_flows);
     assert_eq!(json["records"]["total"], total);

@@ -23,7 +23,8 @@ fail and why:
               deleted records younger than that; nothing overdue is left undeleted
   records     every hour of the last 90 days (or since the first record) has records; gaps listed
   chain       `verify` passes and the chain head is signed (checked with --public-key)
-  access log  accesses are recorded: the operator log verifies and the store can be written
+  access log  accesses are recorded: the operator log verifies, the store can be written, and
+              this run's own access was recorded
   lists       the list files loaded, and their age (--list-max-age)
   losses      ring-buffer and flow-start loss, and records dropped, since the agent started
   clock       the kernel clock is synchronised (adjtimex), and stepped no time since start
@@ -112,12 +113,14 @@ pub fn main(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         list_max_age_ns: args.list_max_age.as_nanos().min(i64::MAX as u128) as i64,
         status_max_age_ns: 60_000_000_000,
     };
-    let report = compliance::check(&inputs);
-    // Recorded before the report is shown; a failure only warns (see `access::record`).
-    access::record(
+    let mut report = compliance::check(&inputs);
+    // Recorded before the report is shown; a failure warns (see `access::record`) and fails
+    // the access-log line: this very access went unrecorded.
+    let recorded = access::record(
         &inputs.log_dir,
         AccessInfo::new("compliance", "all").rows(report.checks.len() as u64),
     );
+    report.own_access(&recorded);
     let printed = if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)
     } else {

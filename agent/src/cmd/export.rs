@@ -12,7 +12,7 @@ use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
 use crate::record::FlowRecord;
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
-use crate::store::fsutil::hex;
+use crate::store::fsutil::{hex, sync_dir};
 use crate::store::query::{default_threads, scan, Filter, ScanStats};
 use crate::store::{StoreClock, SystemClock};
 
@@ -38,8 +38,9 @@ impl ExportFormat {
 /// The long help of `xdp-audit export`, with examples.
 pub const LONG_ABOUT: &str = "Writes every flow of a time window (optionally filtered like `query`) to a
 file for a hand-over, then prints the file's SHA-256 in `sha256sum` format, so the receiver can
-check what they got (`sha256sum -c`). The file is written whole and fsynced; an existing file is
-refused, and an export that fails removes what it wrote.
+check what they got (`sha256sum -c`). The file is written under a temporary name beside it
+(`.NAME.partial-<pid>`) and given its name only when whole and fsynced, so an export that fails
+or is interrupted never leaves a truncated file there; an existing file is refused at once.
 
 Examples:
   xdp-audit export --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format csv --out case-4711.csv
@@ -83,7 +84,8 @@ impl<W: Write> Write for Hashing<W> {
 
 /// A file a command creates for a hand-over: new (an existing file is refused) and removed
 /// if dropped before [`NewFile::keep`], so no partial file is left behind and a retry is not
-/// refused for an existing file.
+/// refused for an existing file. Written at its final name, so a kill leaves it truncated
+/// there: [`PartialFile`] does not (`export` and `report` write through it).
 pub struct NewFile {
     path: PathBuf,
     keep: bool,
@@ -126,17 +128,113 @@ impl Drop for NewFile {
     }
 }
 
-/// An export file being written: a [`NewFile`] hashed as it is written and fsynced when
+/// A hand-over file written under a temporary name beside its final one
+/// (`.NAME.partial-<pid>`) and linked to the final name only when complete
+/// ([`PartialFile::publish`]): a command interrupted by a signal, or killed, never leaves a
+/// truncated file under the final name (nor one that refuses a retry). The temporary is
+/// removed if dropped before it is published; one left by a kill is hidden and named for
+/// its process.
+pub struct PartialFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    published: bool,
+}
+
+/// `path` exists: the error `File::create_new` gives, so the wording is the same whether the
+/// name was taken before the command started or while it ran.
+fn exists_error(path: &Path) -> anyhow::Error {
+    anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EEXIST))
+        .context(format!("creating {}", path.display()))
+}
+
+impl PartialFile {
+    /// Refuses `path` if it exists (before any work, so the user learns at once), and
+    /// creates its temporary, readable by its owner and group only (0640 before the umask),
+    /// as the store's own files: it holds subscribers' records.
+    pub fn create(path: &Path) -> anyhow::Result<(Self, File)> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(exists_error(path));
+        }
+        let name = path
+            .file_name()
+            .with_context(|| format!("creating {}: not a file name", path.display()))?;
+        let tmp = path.with_file_name(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(&tmp)
+            .with_context(|| {
+                format!(
+                    "creating {} (written first as {})",
+                    path.display(),
+                    tmp.display()
+                )
+            })?;
+        let guard = Self {
+            path: path.to_owned(),
+            tmp,
+            published: false,
+        };
+        Ok((guard, file))
+    }
+
+    /// The file's final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives the written (and fsynced) file its final name: a hard link, which never
+    /// replaces a file that took the name meanwhile; then removes the temporary and fsyncs
+    /// the directory, so the name survives a crash.
+    pub fn publish(mut self) -> anyhow::Result<()> {
+        if let Err(e) = std::fs::hard_link(&self.tmp, &self.path) {
+            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                exists_error(&self.path)
+            } else {
+                anyhow::Error::new(e).context(format!(
+                    "creating {} (a hard link to {})",
+                    self.path.display(),
+                    self.tmp.display()
+                ))
+            });
+        }
+        // The final name holds the whole file now: it stays, whatever follows.
+        self.published = true;
+        std::fs::remove_file(&self.tmp)
+            .with_context(|| format!("removing {}", self.tmp.display()))?;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        sync_dir(dir).with_context(|| format!("syncing the directory {}", dir.display()))
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// An export file being written: a [`PartialFile`] hashed as it is written and fsynced when
 /// finished. `export` and `report --attach` write through it.
 pub struct ExportFile {
-    file: NewFile,
+    file: PartialFile,
     out: RecordWriter<Hashing<std::io::BufWriter<File>>>,
 }
 
 impl ExportFile {
     /// Creates `path` (which must not exist) and writes the format's header.
     pub fn create(path: &Path, format: ExportFormat) -> anyhow::Result<Self> {
-        let (guard, file) = NewFile::create(path)?;
+        let (guard, file) = PartialFile::create(path)?;
         let format = match format {
             ExportFormat::Csv => Format::Csv,
             ExportFormat::Jsonl => Format::Jsonl,
@@ -156,17 +254,17 @@ impl ExportFile {
         self.out.write(r)
     }
 
-    /// Flushes and fsyncs the file and keeps it; its SHA-256 (hex). On an error the file is
-    /// removed.
+    /// Flushes and fsyncs the file and publishes it under its name; its SHA-256 (hex). On an
+    /// error the file is removed.
     pub fn finish(self) -> anyhow::Result<String> {
         let (digest, file) = self.finish_unkept()?;
-        file.keep();
+        file.publish()?;
         Ok(digest)
     }
 
     /// Flushes and fsyncs the file: its SHA-256, and the guard that still removes it unless
-    /// kept (for a command with more to write before it is done).
-    pub fn finish_unkept(self) -> anyhow::Result<(String, NewFile)> {
+    /// published (for a command with more to write before it is done).
+    pub fn finish_unkept(self) -> anyhow::Result<(String, PartialFile)> {
         let finished = (|| {
             let sink = self.out.finish()?;
             let digest = hex(&sink.hash.finalize());
@@ -239,4 +337,73 @@ fn write(
         )
     })?;
     Ok((stats, file.finish()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::tests::TempDir;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .collect();
+        n.sort();
+        n
+    }
+
+    /// While the file is written its final name does not exist (a kill then leaves no
+    /// truncated file there); published, it holds the whole file and the temporary is gone.
+    #[test]
+    fn the_final_name_appears_only_when_the_file_is_published() {
+        let d = TempDir::new("partial-publish");
+        let out = d.0.join("case.csv");
+        let (guard, mut file) = PartialFile::create(&out).expect("create");
+        file.write_all(b"a,b\n").expect("write");
+        assert!(
+            !out.exists(),
+            "the final name exists while the file is written"
+        );
+        assert_eq!(
+            names(&d.0),
+            [format!(".case.csv.partial-{}", std::process::id())]
+        );
+        file.sync_all().expect("fsync");
+        guard.publish().expect("publish");
+        assert_eq!(std::fs::read(&out).expect("read"), b"a,b\n");
+        assert_eq!(names(&d.0), ["case.csv"]);
+    }
+
+    /// An error before publishing (the guard dropped) leaves neither file.
+    #[test]
+    fn a_file_not_published_leaves_nothing() {
+        let d = TempDir::new("partial-drop");
+        let out = d.0.join("case.csv");
+        let (guard, mut file) = PartialFile::create(&out).expect("create");
+        file.write_all(b"half").expect("write");
+        drop(guard);
+        assert!(names(&d.0).is_empty(), "{:?}", names(&d.0));
+    }
+
+    /// An existing file is refused before any work, and one that takes the name while the
+    /// file is written is not replaced: both with the error an existing file always gave.
+    #[test]
+    fn an_existing_name_is_refused_and_never_replaced() {
+        let d = TempDir::new("partial-exists");
+        let out = d.0.join("case.csv");
+        std::fs::write(&out, "theirs").expect("write");
+        let e = PartialFile::create(&out).err().expect("refused");
+        assert!(
+            format!("{e:#}").contains(&format!("creating {}: File exists", out.display())),
+            "{e:#}"
+        );
+        std::fs::remove_file(&out).expect("remove");
+        let (guard, _file) = PartialFile::create(&out).expect("create");
+        std::fs::write(&out, "theirs").expect("write");
+        let e = guard.publish().expect_err("refused");
+        assert!(format!("{e:#}").contains("File exists"), "{e:#}");
+        assert_eq!(std::fs::read_to_string(&out).expect("read"), "theirs");
+        assert_eq!(names(&d.0), ["case.csv"], "the temporary is removed");
+    }
 }

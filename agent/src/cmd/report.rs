@@ -7,13 +7,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sha2::Digest;
 
-use super::export::{ExportFile, ExportFormat, NewFile};
+use super::export::{ExportFile, ExportFormat, PartialFile};
 use super::store_args::{readable_store, FilterArgs, LogDirArgs};
 use crate::report::{self, Attachment, Inputs, Report};
 use crate::store::access::{self, filter_text, AccessInfo, Who};
 use crate::store::fsutil::hex;
 use crate::store::manifest::load_public_key;
 use crate::store::{StoreClock, SystemClock};
+
+/// The exit status of a report on a store that does not verify.
+pub const EXIT_BROKEN: u8 = 4;
 
 /// Report formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -22,7 +25,7 @@ pub enum ReportFormat {
     Html,
     /// Markdown with tables.
     Md,
-    /// JSON (schema `xdp-audit-report/1`, see docs/report-format.md).
+    /// JSON (schema `xdp-audit-report/2`, see docs/report-format.md).
     Json,
 }
 
@@ -41,6 +44,11 @@ report reads the store like `query` and records itself in the operator log with 
 SHA-256. With --out, the report (and the attachment, named after it: case.html ->
 case.records.csv) is written whole and fsynced, an existing file is refused, and the
 SHA-256 of each file is printed in `sha256sum` format.
+
+Exit status: 0 when the report is written and the store verified; 4 when the store does not
+verify (BROKEN: the report is written and says why; this wins over 3); 3 when the report is
+incomplete (live journals could not be read whole) or the chain could not be checked (a file
+could not be read: no verdict either way); 1 on an error (nothing is written).
 
 Examples:
   xdp-audit report --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format html --out case-4711.html --attach csv
@@ -68,8 +76,14 @@ pub struct ReportArgs {
     /// Attach every matching record as a file beside --out, in this format.
     #[arg(long, value_enum, value_name = "FORMAT", requires = "out")]
     pub attach: Option<ExportFormat>,
-    /// Records shown in the report's table (the earliest); the attachment holds them all.
-    #[arg(long, default_value_t = report::DEFAULT_LIMIT, value_name = "RECORDS")]
+    /// Records shown in the report's table (the earliest), at most 100000: a report is read
+    /// by people; --attach writes every record to a file beside it.
+    #[arg(
+        long,
+        default_value_t = report::DEFAULT_LIMIT,
+        value_name = "RECORDS",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=report::MAX_LIMIT as u64)
+    )]
     pub limit: usize,
     /// The gateway's id on the title page (default: the id the store was shipped under, from
     /// its `ship-cursor.json`, else the host name, as `run --gateway-id` defaults).
@@ -122,22 +136,38 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
             outln!("{}  {}", a.sha256, path.display())?;
         }
     }
+    Ok(exit_status(&report))
+}
+
+/// The exit status of a written report: 4 when the store is BROKEN (evidence whose integrity
+/// is not shown; it wins over an incomplete answer), 3 when the answer is incomplete or the
+/// chain could not be checked (no verdict), else 0.
+fn exit_status(report: &Report) -> ExitCode {
+    let v = &report.verify;
+    // A report on a store that does not verify is written (its verification section says
+    // why), but a script must not take it for a clean one, nor for a merely incomplete one.
+    if !v.ok && !v.unchecked {
+        tracing::warn!(
+            "the store did not verify (BROKEN): the report says so in its verification section"
+        );
+        return ExitCode::from(EXIT_BROKEN);
+    }
     // An incomplete answer must not look complete: as `query` and `export`, exit 3.
     if report.records.unreadable_journals > 0 {
         tracing::warn!(
             journals = report.records.unreadable_journals,
             "the report is INCOMPLETE: live journals could not be read whole (named above); its title page says so"
         );
-        return Ok(ExitCode::from(3));
+        return ExitCode::from(super::EXIT_INCOMPLETE);
     }
-    // A report on a store that does not verify is evidence whose integrity is not shown:
-    // written (its verification section says why), but a script must not take it for a
-    // clean one.
-    if !report.verify.ok {
-        tracing::warn!("the store did not verify: the report says so on its title page");
-        return Ok(ExitCode::from(4));
+    if v.unchecked {
+        tracing::warn!(
+            "the chain could not be checked (a file could not be read: {}); the report says so and gives no verdict",
+            v.verdict
+        );
+        return ExitCode::from(super::EXIT_UNCHECKED);
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// Builds, renders and writes the report: the report, its SHA-256, and the attachment's path.
@@ -147,9 +177,10 @@ fn make(
     key: Option<&ed25519_dalek::VerifyingKey>,
     now: i64,
 ) -> anyhow::Result<(Report, String, Option<PathBuf>)> {
-    // Both files are created before the store is read: an existing file is refused at once.
+    // Both files are created (under temporary names) before the store is read: an existing
+    // file is refused at once.
     let target = match &args.out {
-        Some(p) => Some(NewFile::create(p)?),
+        Some(p) => Some(PartialFile::create(p)?),
         None => None,
     };
     let attach_path = args
@@ -205,7 +236,18 @@ fn make(
             file.write_all(text.as_bytes())
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("writing {}", guard.path().display()))?;
-            guard.keep();
+            // The attachment is published only with the report that names its hash: first,
+            // and taken back if the report cannot be.
+            let attached_path = attached.as_ref().map(|a| a.path().to_owned());
+            if let Some(a) = attached.take() {
+                a.publish()?;
+            }
+            if let Err(e) = guard.publish() {
+                if let Some(p) = attached_path {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e);
+            }
         }
         None => {
             let mut out = std::io::stdout().lock();
@@ -214,9 +256,8 @@ fn make(
                 .map_err(super::stdout_error)?;
         }
     }
-    // The attachment is kept only with the report that names its hash.
-    if let Some(guard) = attached {
-        guard.keep();
+    if let Some(a) = attached {
+        a.publish()?;
     }
     Ok((report, digest, attach_path.map(|(p, _)| p)))
 }

@@ -65,22 +65,19 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
     let days = days_of(inputs, in_force);
     let line = |v, why: String| Line::new("retention", v, why);
     let configured = inputs.configured.as_ref();
-    let said = match (configured, in_force) {
-        (Some(c), Some(f)) if c.days != f => {
-            return (
-                line(
-                    Verdict::Warn,
-                    format!(
-                        "{} days configured ({}), but the running agent keeps {f}: restart it to apply the configuration",
-                        c.days, c.source
-                    ),
-                ),
-                days,
-            )
-        }
-        (Some(c), _) => format!("{} days configured ({})", c.days, c.source),
-        (None, Some(f)) => format!("{f} days in force in the running agent"),
-        (None, None) => {
+    // Early prunes first: records deleted too early fail the line whatever else it says.
+    let early = early_prunes(entries);
+    let (said, mismatch) = match (configured, in_force) {
+        (Some(c), Some(f)) if c.days != f => (
+            format!(
+                "{} days configured ({}), but the running agent keeps {f}",
+                c.days, c.source
+            ),
+            true,
+        ),
+        (Some(c), _) => (format!("{} days configured ({})", c.days, c.source), false),
+        (None, Some(f)) => (format!("{f} days in force in the running agent"), false),
+        (None, None) if early.is_empty() => {
             return (
                 line(
                     Verdict::Warn,
@@ -89,7 +86,32 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
                 days,
             )
         }
+        (None, None) => (
+            "retention unknown (no agent status, no config file)".into(),
+            false,
+        ),
     };
+    if !early.is_empty() {
+        let mut l = line(
+            Verdict::Fail,
+            format!(
+                "{said}, {} retention deleted records younger than that ({}){}",
+                if mismatch { "and" } else { "but" },
+                if early.len() == 1 {
+                    "once".to_owned()
+                } else {
+                    format!("{} times", early.len())
+                },
+                if mismatch {
+                    "; restart the agent to apply the configuration"
+                } else {
+                    ""
+                }
+            ),
+        );
+        l.details = early;
+        return (l, days);
+    }
     if days < LEGAL_FLOOR_DAYS {
         return (
             line(
@@ -99,21 +121,14 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
             days,
         );
     }
-    let early = early_prunes(entries);
-    if !early.is_empty() {
-        let mut l = line(
-            Verdict::Fail,
-            format!(
-                "{said}, but retention deleted records younger than that ({})",
-                if early.len() == 1 {
-                    "once".to_owned()
-                } else {
-                    format!("{} times", early.len())
-                }
+    if mismatch {
+        return (
+            line(
+                Verdict::Warn,
+                format!("{said}: restart it to apply the configuration"),
             ),
+            days,
         );
-        l.details = early;
-        return (l, days);
     }
     let now = inputs.now_ns;
     let Some(first) = first_record(entries) else {
@@ -128,8 +143,9 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
     let holds = oplog::scan(&inputs.log_dir)
         .map(|s| hold::in_force(&s.lines))
         .unwrap_or_default();
-    let stale = live_segments(entries)
-        .into_iter()
+    let live = live_segments(entries);
+    let stale = live
+        .iter()
         .filter(|s| cutoff_ns(now, days.saturating_add(2)).is_some_and(|c| s.time_max_ns < c))
         .filter(|s| !holds.iter().any(|h| h.covers(s)))
         .count();
@@ -158,14 +174,13 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
             days,
         );
     }
+    // Pruned segments count for when the store began, not for what it keeps.
+    let kept = match live.iter().map(|s| s.time_min_ns).min() {
+        Some(oldest) => format!("the oldest record kept is {} old", span(now - oldest)),
+        None => "no segment is live (every one pruned)".to_owned(),
+    };
     (
-        line(
-            Verdict::Pass,
-            format!(
-                "{said} and in force; the oldest record kept is {} old",
-                span(held)
-            ),
-        ),
+        line(Verdict::Pass, format!("{said} and in force; {kept}")),
         days,
     )
 }
@@ -513,6 +528,68 @@ mod tests {
         assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
         assert!(
             ret.details[0].contains("deleted seg-00500.parquet"),
+            "{ret:?}"
+        );
+    }
+
+    /// The running agent keeping another retention than configured is a warn, but records
+    /// deleted too early still fail the line: the mismatch returned first and hid them.
+    #[test]
+    fn an_early_prune_fails_retention_even_when_the_agent_keeps_another_retention() {
+        let d = Dir::new("early-mismatch");
+        let mut entries = hourly(&d.0, FULL, &[]);
+        let now = START + FULL * HOUR_NS;
+        entries.push(entry(
+            FULL as u64,
+            Body::Prune(PruneInfo {
+                at_ns: now,
+                retention_days: 100,
+                files: vec![RemovedFile {
+                    file: "seg-00500.parquet".into(),
+                    sha256: String::new(),
+                }],
+            }),
+        ));
+        let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(120));
+        assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
+        assert!(ret.why.contains("keeps 120"), "{ret:?}");
+        assert!(ret.why.contains("restart"), "{ret:?}");
+        assert!(
+            ret.details[0].contains("deleted seg-00500.parquet"),
+            "{ret:?}"
+        );
+        // Without an early prune the mismatch alone is a warn.
+        entries.pop();
+        let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(120));
+        assert_eq!(ret.result, Verdict::Warn, "{ret:?}");
+    }
+
+    /// "The oldest record kept" is the oldest live segment's, not the first record the store
+    /// ever held (its segment pruned long ago).
+    #[test]
+    fn the_oldest_record_kept_is_that_of_the_oldest_live_segment() {
+        let d = Dir::new("oldest-live");
+        let mut entries = hourly(&d.0, FULL, &[]);
+        let now = START + FULL * HOUR_NS + HOUR_NS / 2;
+        // The first day pruned on time (its records are more than 90 days old).
+        entries.push(entry(
+            FULL as u64,
+            Body::Prune(PruneInfo {
+                at_ns: now,
+                retention_days: LEGAL_FLOOR_DAYS,
+                files: (0..24)
+                    .map(|h| RemovedFile {
+                        file: format!("seg-{h:05}.parquet"),
+                        sha256: String::new(),
+                    })
+                    .collect(),
+            }),
+        ));
+        let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(LEGAL_FLOOR_DAYS));
+        assert_eq!(ret.result, Verdict::Pass, "{ret:?}");
+        // Hour 24 starts at :05, 90 days and 25 minutes before now.
+        assert!(
+            ret.why.ends_with("the oldest record kept is 90.0 d old"),
             "{ret:?}"
         );
     }

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::record::rfc3339_s;
 use crate::status::Snapshot;
+use crate::store::access::Recorded;
 use crate::store::manifest::{self, Entry, Head};
 use crate::store::retention::{DAY_NS, LEGAL_FLOOR_DAYS};
 use crate::store::{hold, oplog, verify};
@@ -96,6 +97,23 @@ impl Report {
     /// The line of `check`, if the report has one.
     pub fn line(&self, check: &str) -> Option<&Line> {
         self.checks.iter().find(|l| l.check == check)
+    }
+
+    /// Takes whether this run's own access was recorded into the access-log line: a run that
+    /// could not record itself shows accesses going unrecorded, whatever the mount said.
+    pub fn own_access(&mut self, recorded: &Recorded) {
+        let Recorded::No(e) = recorded else { return };
+        let Some(l) = self.checks.iter_mut().find(|l| l.check == "access log") else {
+            return;
+        };
+        if l.result != Verdict::Fail {
+            l.result = Verdict::Fail;
+            l.why.push_str(
+                "; but this run's own access could not be recorded: queries and exports on the store go unrecorded",
+            );
+        }
+        l.details
+            .push(format!("this run's access was not recorded: {e}"));
     }
 
     /// The report as a table: check, result, why; particulars indented below.
@@ -563,4 +581,33 @@ fn days_of(inputs: &Inputs, in_force: Option<u32>) -> u32 {
 /// The start of the 90-day window, or of the store when it is younger.
 fn floor_start(now_ns: i64) -> i64 {
     now_ns.saturating_sub(i64::from(LEGAL_FLOOR_DAYS) * DAY_NS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The access-log line passed on the store's mount alone, though this run's own access
+    /// line could not be written.
+    #[test]
+    fn an_unrecorded_run_fails_the_access_log_line() {
+        let mut r = Report {
+            at: String::new(),
+            log_dir: PathBuf::from("/store"),
+            checks: vec![Line::new(
+                "access log",
+                Verdict::Pass,
+                "3 accesses recorded",
+            )],
+        };
+        r.own_access(&Recorded::No(oplog::OpLogError::Io {
+            path: PathBuf::from("/store/operator.log"),
+            op: "append",
+            cause: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        }));
+        let l = r.line("access log").expect("the access-log line");
+        assert_eq!(l.result, Verdict::Fail, "{l:?}");
+        assert!(l.why.contains("could not be recorded"), "{l:?}");
+        assert!(l.details[0].contains("/store/operator.log"), "{l:?}");
+    }
 }

@@ -46,7 +46,14 @@ pub fn shipping_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
         );
     };
     let cutoff = cutoff_ns(inputs.now_ns, days).unwrap_or(i64::MIN);
+    // A cursor for another target acknowledges nothing here: the agent ships everything
+    // again to the new one (as `Cursor::load` does), so everything is owed.
+    let other_target = cursor
+        .as_ref()
+        .filter(|c| c.target != target)
+        .map(|c| c.target.clone());
     let backlog = cursor
+        .filter(|c| c.target == target)
         .unwrap_or_else(|| Cursor {
             target: target.clone(),
             ..Cursor::default()
@@ -63,6 +70,11 @@ pub fn shipping_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
         );
     };
     let mut problems = Vec::new();
+    if let Some(was) = other_target {
+        problems.push(format!(
+            "the shipping cursor is for {was}: nothing is acknowledged by {target} yet"
+        ));
+    }
     if let Some(e) = &status.last_error {
         problems.push(format!("the last pass failed: {e}"));
     }

@@ -22,6 +22,7 @@ table.facts th { width: 260px; }
 .mono { font-family: 'DejaVu Sans Mono', 'Liberation Mono', monospace; font-size: 11px; word-break: break-all; }
 p.ok { color: #1e6b2f; font-weight: bold; }
 p.broken { color: #b00020; font-weight: bold; }
+p.unchecked { color: #a05a00; font-weight: bold; }
 p.note { color: #555555; }
 @page { size: A4 landscape; margin: 12mm; }
 ";
@@ -78,7 +79,7 @@ pub fn html(r: &Report) -> String {
         } else {
             grid(&mut s, &view::blocked_grid(table, by_client));
         }
-        if let Some(n) = view::more_note(table) {
+        if let Some(n) = view::more_note(table, r.records.attachment.is_some()) {
             note(&mut s, &n);
         }
         s.push_str("</section>\n");
@@ -121,7 +122,11 @@ pub fn html(r: &Report) -> String {
         s,
         "<section id=\"verify\" data-ok=\"{}\"><h2>Verification at report time</h2><p class=\"{}\">{}</p></section>",
         r.verify.ok,
-        if r.verify.ok { "ok" } else { "broken" },
+        match (r.verify.ok, r.verify.unchecked) {
+            (true, _) => "ok",
+            (false, true) => "unchecked",
+            (false, false) => "broken",
+        },
         esc(&view::verify_text(r))
     );
     s.push_str("</body></html>\n");

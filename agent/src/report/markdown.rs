@@ -65,7 +65,7 @@ pub fn markdown(r: &Report) -> String {
         } else {
             grid(&mut s, &view::blocked_grid(table, by_client));
         }
-        if let Some(n) = view::more_note(table) {
+        if let Some(n) = view::more_note(table, r.records.attachment.is_some()) {
             let _ = writeln!(s, "\n{n}");
         }
     }

@@ -17,7 +17,7 @@ use crate::store::access::{filter_text, Who};
 use crate::store::fsutil::{hex, unhex, InputError};
 use crate::store::manifest::{self, Body, ManifestError};
 use crate::store::query::{default_threads, scan, Filter, QueryError};
-use crate::store::verify::verify;
+use crate::store::verify::{verify, Fault};
 
 pub mod html;
 pub mod markdown;
@@ -30,10 +30,14 @@ pub use svg::Timeline;
 pub use tally::{BlockedRow, BlockedTable, Summary};
 
 /// The `schema` of a JSON report; a change of its meaning is a new version.
-pub const SCHEMA: &str = "xdp-audit-report/1";
+pub const SCHEMA: &str = "xdp-audit-report/2";
 
 /// Records shown in the report's table by default; the attachment holds them all.
 pub const DEFAULT_LIMIT: usize = 200;
+
+/// The most records `report --limit` shows: the table is for people, and the records kept
+/// for it are held in memory until the scan ends (`--attach` writes them all to a file).
+pub const MAX_LIMIT: usize = 100_000;
 
 /// Errors of building a report; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +62,23 @@ pub struct Title {
     pub gateway_id_source: GatewaySource,
     /// Host name of the machine the report was made on (the gateway, for its own store).
     pub gateway_host: String,
-    /// SHA-256 of the chain's signing public key, hex, if the head is signed.
+    /// SHA-256 of the public key the chain head names as its signer, hex; none if the head
+    /// names none (or not 32 bytes of hex).
     pub key_fingerprint: Option<String>,
+    /// Whether that key is `--public-key` and the store verified with it: else the key is
+    /// only what the head states.
+    pub key_checked: bool,
+    /// SHA-256 of `--public-key`, hex, when it was given and is not the key the head names:
+    /// the operator's key is never shown as the chain's.
+    pub given_key_fingerprint: Option<String>,
     /// Version of xdp-audit that made the report.
     pub agent_version: String,
     /// When the report was made, RFC 3339 UTC.
     pub generated_at: String,
-    /// Start of the window, RFC 3339 UTC.
+    /// Start of the window, RFC 3339 UTC, exact (with its fraction when it has one: the
+    /// bound `query` is given to find the same records).
     pub since: String,
-    /// End of the window (exclusive), RFC 3339 UTC.
+    /// End of the window (exclusive), RFC 3339 UTC, exact.
     pub until: String,
     /// The selection as canonical text (the access log's form).
     pub filter: String,
@@ -142,6 +154,9 @@ pub struct Chain {
 pub struct Verification {
     /// Whether the store verified.
     pub ok: bool,
+    /// Whether `verify` reached no verdict because a file could not be read (named in
+    /// [`Verification::verdict`]): the store is shown neither unaltered nor altered.
+    pub unchecked: bool,
     /// The verdict as `verify` prints it, without its `ok: ` or `BROKEN: `.
     pub verdict: String,
     /// Whether the head's signature was checked against a key the operator gave.
@@ -293,26 +308,22 @@ pub fn build(
             )
         })
         .collect();
-    let key_fingerprint = match inputs.public_key {
-        Some(k) => Some(fingerprint(&k.to_bytes())),
-        None => head
-            .as_ref()
-            .and_then(|h| h.public_key.as_deref())
-            .and_then(unhex::<32>)
-            .map(|k| fingerprint(&k)),
-    };
     let verify = match verified {
         Ok(v) => Verification {
             ok: true,
+            unchecked: false,
             verdict: v.summary(),
             signature_checked: v.signature_checked,
         },
         Err(b) => Verification {
             ok: false,
+            unchecked: b.fault == Fault::Unreadable,
             verdict: b.to_string(),
             signature_checked: false,
         },
     };
+    let (key_fingerprint, key_checked, given_key_fingerprint) =
+        signer(head.as_ref(), inputs.public_key, &verify);
     Ok(Report {
         schema: SCHEMA,
         title: Title {
@@ -320,10 +331,12 @@ pub fn build(
             gateway_id_source: inputs.gateway.1,
             gateway_host: inputs.host,
             key_fingerprint,
+            key_checked,
+            given_key_fingerprint,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             generated_at: rfc3339_s(inputs.now_ns),
-            since: rfc3339_s(since),
-            until: rfc3339_s(until),
+            since: text::rfc3339_exact(since),
+            until: text::rfc3339_exact(until),
             filter: filter_text(f),
             store: dir.display().to_string(),
             operator: inputs.who,
@@ -345,6 +358,25 @@ pub fn build(
         },
         verify,
     })
+}
+
+/// The signer on the title page: the fingerprint of the key the head names, whether it was
+/// checked (it is `given` and the store verified with it), and the fingerprint of `given`
+/// when it is another key (or the head names none).
+fn signer(
+    head: Option<&manifest::Head>,
+    given: Option<&VerifyingKey>,
+    verify: &Verification,
+) -> (Option<String>, bool, Option<String>) {
+    let named = head
+        .and_then(|h| h.public_key.as_deref())
+        .and_then(unhex::<32>);
+    let given_bytes = given.map(VerifyingKey::to_bytes);
+    let checked = verify.ok && verify.signature_checked && named.is_some() && named == given_bytes;
+    let other = given_bytes
+        .filter(|g| named.as_ref() != Some(g))
+        .map(|g| fingerprint(&g));
+    (named.map(|k| fingerprint(&k)), checked, other)
 }
 
 /// A public key's fingerprint: the SHA-256 of its 32 bytes, hex.

@@ -88,6 +88,16 @@ pub struct Tally {
     pub timeline: Timeline,
     shown: Vec<FlowRecord>,
     limit: usize,
+    /// The sort key of the last record kept at the latest cut, once `limit` were kept: a
+    /// record that sorts at or after it is never shown, so it is not cloned.
+    cutoff: Option<ShownKey>,
+}
+
+/// The order of the records shown: by start, then client.
+type ShownKey = (i64, IpAddr);
+
+fn shown_key(r: &FlowRecord) -> ShownKey {
+    (r.time_start_ns, r.src_ip)
 }
 
 impl Tally {
@@ -102,6 +112,7 @@ impl Tally {
             timeline: Timeline::new(since_ns, until_ns),
             shown: Vec::new(),
             limit,
+            cutoff: None,
         }
     }
 
@@ -126,17 +137,17 @@ impl Tally {
                 s.users += 1;
             }
         }
-        let blocked = r.dropped > 0;
-        // Blocked flows by the bucket of their first drop, as the summary counts them.
+        // Blocked flows by the bucket of their first drop: the one predicate the summary and
+        // the tables count by too, so the timeline adds up to them.
         self.timeline.add(r.time_start_ns, first_drop(r));
-        if blocked {
+        if r.dropped > 0 {
             // A blocked flow is counted at its first drop's record: its later records (a
             // client's retries, a resolver's) carry more drops, not another flow.
             s.blocked_flows += u64::from(first_drop(r));
             s.dropped_packets = s.dropped_packets.saturating_add(r.dropped);
             self.add_blocked(r);
         }
-        if self.limit > 0 {
+        if self.limit > 0 && self.cutoff.is_none_or(|c| shown_key(r) < c) {
             self.shown.push(r.clone());
             // Sorted and cut at twice the limit: each record is sorted a bounded number of
             // times, and memory stays bounded by the limit, not by the window. Saturating:
@@ -190,8 +201,12 @@ impl Tally {
     }
 
     fn cut_shown(&mut self) {
-        self.shown.sort_by_key(|r| (r.time_start_ns, r.src_ip));
+        // Stable: of records with one key, the earlier read stays, as the cutoff assumes.
+        self.shown.sort_by_key(shown_key);
         self.shown.truncate(self.limit);
+        if self.shown.len() == self.limit {
+            self.cutoff = self.shown.last().map(shown_key);
+        }
     }
 
     /// The finished counts: summary, the two blocked tables, the timeline and the records
@@ -231,9 +246,10 @@ pub struct Finished {
     pub shown: Vec<FlowRecord>,
 }
 
-/// Whether `r` is a blocked flow's first drop's record, the one it is counted at.
+/// Whether `r` is a blocked flow's first drop's record, the one it is counted at: a drop
+/// record that dropped packets (one that dropped none blocked nothing).
 fn first_drop(r: &FlowRecord) -> bool {
-    matches!(r.end_reason, EndReason::Drop | EndReason::Refused)
+    r.dropped > 0 && matches!(r.end_reason, EndReason::Drop | EndReason::Refused)
 }
 
 fn count_into(row: &mut BlockedRow, r: &FlowRecord) {
@@ -400,5 +416,49 @@ mod tests {
         t.add(&rec("10.0.0.3", "192.0.2.2", 0, 0, None));
         let f = t.finish();
         assert_eq!(f.shown.len(), 2, "both records shown");
+    }
+
+    /// A drop record that dropped nothing is no blocked flow: the timeline counted it while
+    /// the summary did not, so the two disagreed.
+    #[test]
+    fn the_timeline_counts_blocked_flows_as_the_summary_does() {
+        let mut t = Tally::new(T0, T0 + 3600 * 1_000_000_000, 0);
+        t.add(&FlowRecord {
+            end_reason: EndReason::Drop,
+            ..rec("10.0.0.2", "192.0.2.9", 10, 0, Some("b.list:1"))
+        });
+        t.add(&rec("10.0.0.3", "192.0.2.9", 20, 1, Some("b.list:1")));
+        let f = t.finish();
+        assert_eq!(f.summary.blocked_flows, 1);
+        assert_eq!(
+            f.timeline.blocked.iter().sum::<u64>(),
+            f.summary.blocked_flows
+        );
+    }
+
+    /// The records shown are the earliest `limit` of all, whatever the order they come in
+    /// (the cutoff skips records without keeping them): against a sort of them all.
+    #[test]
+    fn the_records_shown_are_the_earliest_in_any_order() {
+        let starts: Vec<i64> = (0..200).map(|i| (i * 7919) % 211).collect();
+        for limit in [1, 3, 10, 64] {
+            let mut t = Tally::new(T0, T0 + 3600 * 1_000_000_000, limit);
+            for (i, s) in starts.iter().enumerate() {
+                let client = format!("10.0.{}.{}", i % 3, i % 5);
+                t.add(&rec(&client, "192.0.2.9", *s, 0, None));
+            }
+            let got: Vec<_> = t.finish().shown.iter().map(shown_key).collect();
+            let mut all: Vec<_> = starts
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let client = format!("10.0.{}.{}", i % 3, i % 5);
+                    shown_key(&rec(&client, "192.0.2.9", *s, 0, None))
+                })
+                .collect();
+            all.sort();
+            all.truncate(limit);
+            assert_eq!(got, all, "limit {limit}");
+        }
     }
 }

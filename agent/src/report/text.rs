@@ -1,7 +1,7 @@
 //! How the report writes numbers, sizes, times and free text for people: thousands
 //! separators, byte sizes with their unit, UTC times to the second, and HTML escaping.
 
-use crate::record::rfc3339_s;
+use crate::record::{rfc3339_ns, rfc3339_s};
 
 /// A count with thousands separators: `1,234,567`.
 pub fn count(n: u64) -> String {
@@ -36,6 +36,22 @@ pub fn bytes(n: u64) -> String {
 pub fn time(unix_ns: i64) -> String {
     let s = rfc3339_s(unix_ns);
     format!("{} {} UTC", &s[..10], &s[11..19])
+}
+
+/// A bound as given, RFC 3339 UTC: to the second when it falls on one, else with its
+/// nanoseconds, so `query` given the printed bound finds the same records.
+pub fn rfc3339_exact(unix_ns: i64) -> String {
+    if unix_ns.rem_euclid(1_000_000_000) == 0 {
+        rfc3339_s(unix_ns)
+    } else {
+        rfc3339_ns(unix_ns)
+    }
+}
+
+/// [`time`] with the bound's fraction when it has one: `2026-05-03 14:00:00.250000000 UTC`.
+pub fn time_exact(unix_ns: i64) -> String {
+    let s = rfc3339_exact(unix_ns);
+    format!("{} {} UTC", &s[..10], &s[11..s.len() - 1])
 }
 
 /// A span of seconds for people: `45 s`, `5 min`, `2 h 30 min`, `3 d 4 h`.
@@ -116,6 +132,28 @@ mod tests {
         assert_eq!(span(9000), "2 h 30 min");
         assert_eq!(span(7200), "2 h");
         assert_eq!(span(3 * 86_400 + 4 * 3600), "3 d 4 h");
+    }
+
+    /// A window bound keeps its fraction (`--since 24h` has nanoseconds): cut to the second,
+    /// the printed window selected other records than the report's.
+    #[test]
+    fn a_bound_is_printed_exactly() {
+        assert_eq!(
+            rfc3339_exact(1_700_000_000_000_000_000),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            rfc3339_exact(1_700_000_000_000_000_001),
+            "2023-11-14T22:13:20.000000001Z"
+        );
+        assert_eq!(
+            time_exact(1_700_000_000_250_000_000),
+            "2023-11-14 22:13:20.250000000 UTC"
+        );
+        assert_eq!(
+            time_exact(1_700_000_000_000_000_000),
+            "2023-11-14 22:13:20 UTC"
+        );
     }
 
     #[test]
