@@ -66,9 +66,25 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
-struct Hashing<W> {
+/// A writer hashing what it passes on: the SHA-256 of a hand-over file is of the bytes
+/// written, with no second read.
+pub(super) struct Hashing<W> {
     inner: W,
     hash: sha2::Sha256,
+}
+
+impl<W: Write> Hashing<W> {
+    pub(super) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hash: sha2::Sha256::new(),
+        }
+    }
+
+    /// The writer and the SHA-256 (hex) of everything it took.
+    pub(super) fn finish(self) -> (W, String) {
+        (self.inner, hex(&self.hash.finalize()))
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -79,52 +95,6 @@ impl<W: Write> Write for Hashing<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// A file a command creates for a hand-over: new (an existing file is refused) and removed
-/// if dropped before [`NewFile::keep`], so no partial file is left behind and a retry is not
-/// refused for an existing file. Written at its final name, so a kill leaves it truncated
-/// there: [`PartialFile`] does not (`export` and `report` write through it).
-pub struct NewFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl NewFile {
-    /// Creates `path`, which must not exist, readable by its owner and group only (0640
-    /// before the umask), as the store's own files: it holds subscribers' records.
-    pub fn create(path: &Path) -> anyhow::Result<(Self, File)> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o640)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        let guard = Self {
-            path: path.to_owned(),
-            keep: false,
-        };
-        Ok((guard, file))
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Keeps the file: the command completed.
-    pub fn keep(mut self) {
-        self.keep = true;
-    }
-}
-
-impl Drop for NewFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -239,10 +209,7 @@ impl ExportFile {
             ExportFormat::Csv => Format::Csv,
             ExportFormat::Jsonl => Format::Jsonl,
         };
-        let sink = Hashing {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file),
-            hash: sha2::Sha256::new(),
-        };
+        let sink = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let mut out = RecordWriter::new(sink, format);
         out.header()
             .with_context(|| format!("writing {}", path.display()))?;
@@ -266,9 +233,8 @@ impl ExportFile {
     /// published (for a command with more to write before it is done).
     pub fn finish_unkept(self) -> anyhow::Result<(String, PartialFile)> {
         let finished = (|| {
-            let sink = self.out.finish()?;
-            let digest = hex(&sink.hash.finalize());
-            let file = sink.inner.into_inner().map_err(|e| e.into_error())?;
+            let (buffered, digest) = self.out.finish()?.finish();
+            let file = buffered.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
             Ok::<_, std::io::Error>(digest)
         })();

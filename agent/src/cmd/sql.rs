@@ -6,13 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::export::NewFile;
+use super::export::{Hashing, PartialFile};
 use super::store_args::{readable_store, LogDirArgs};
 use crate::ship::config::{ShipArgs, ShipConfig};
 use crate::sql::{remote, Session, SqlError, Summary};
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::Format;
-use crate::store::fsutil::sha256_file;
 
 /// The long help of `xdp-audit sql`, with examples.
 pub const LONG_ABOUT: &str = "Runs one SQL statement (SELECT, WITH, EXPLAIN, SHOW) over the audit store, sealed segments
@@ -209,17 +208,18 @@ fn answer(
         let summary = session.run(&args.statement, args.format, &mut out)?;
         return Ok((summary, None));
     };
-    let (guard, file) = NewFile::create(path)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let (guard, file) = PartialFile::create(path)?;
+    let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
     let summary = session.run(&args.statement, args.format, &mut out)?;
     let written = (|| {
         out.flush()?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
+        let (buffered, digest) = out.finish();
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        sha256_file(path)
+        Ok::<_, std::io::Error>(digest)
     })();
     let digest = written.with_context(|| format!("writing {}", path.display()))?;
-    guard.keep();
+    guard.publish()?;
     Ok((summary, Some(digest)))
 }
 
