@@ -254,25 +254,72 @@ fn a_damaged_segment_fails_the_chain_line_naming_it() {
     assert_eq!(line(&r, "records")["result"], "pass", "{r:#}");
 }
 
-/// A segment that cannot be read (a symbolic link loop in its place: ELOOP, even for root)
-/// fails the chain line as not checked, not as BROKEN.
+/// A segment that cannot be read (root's alone, mode 0600, with the check run as `nobody`,
+/// who reads the rest of the store) fails the chain line as not checked, not as BROKEN; a
+/// loop of links in its place is an alteration (the store makes no links): BROKEN.
 #[test]
 fn a_segment_that_cannot_be_read_fails_the_chain_line_as_not_checked() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = TempDir::new("compliance-unreadable");
-    let end = T0 + 4 * DAY;
-    let status = build(dir.path(), T0, end, 5);
+    let now = SystemClock.now_ns();
+    build(dir.path(), now - 4 * DAY, now, 5);
     let store = dir.path().join("store");
     let bad = middle(&store);
     let path = store.join(&bad.file);
-    std::fs::remove_file(&path).expect("remove a segment");
-    std::os::unix::fs::symlink(&path, &path).expect("a link to itself in its place");
-    let r = report(&inputs(dir.path(), end + 60_000_000_000, status));
-    let chain = line(&r, "chain");
-    assert_eq!(chain["result"], "fail", "{r:#}");
-    let why = text(&chain["why"]);
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg("65534:65534")
+        .arg(dir.path())
+        .status()
+        .expect("spawn chown");
+    assert!(chown.success(), "chown -R the store");
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).expect("chown the segment");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let chain_why = |user: Option<&str>| {
+        let mut cmd = match user {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "--",
+                    BIN,
+                ]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let out = cmd
+            .env_remove("XDP_AUDIT_CONFIG")
+            .env_remove("XDP_AUDIT_LOG_DIR")
+            .args(["compliance", "--json", "--log-dir"])
+            .arg(&store)
+            .arg("--state-dir")
+            .arg(dir.path().join("no-state"))
+            .output()
+            .expect("spawn the check (setpriv: util-linux)");
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let chain = line(&r, "chain").clone();
+        assert_eq!(chain["result"], "fail", "{r:#}");
+        text(&chain["why"])
+    };
+    let why = chain_why(Some("65534"));
     assert!(
         why.contains("could not be checked") && !why.contains("BROKEN") && why.contains(&bad.file),
-        "{chain:#}"
+        "{why}"
+    );
+    std::fs::remove_file(&path).expect("remove the segment");
+    std::os::unix::fs::symlink(&path, &path).expect("a link to itself in its place");
+    let why = chain_why(None);
+    assert!(
+        why.contains("BROKEN"),
+        "a loop of links is an alteration: {why}"
     );
 }
 
@@ -309,6 +356,17 @@ fn retention_of_90_days_in_a_store_of_10_days_says_when_the_period_is_full() {
     assert_eq!(retention["result"], "warn", "{r:#}");
     assert!(
         text(&retention["why"]).contains("the running agent keeps 180"),
+        "{retention:#}"
+    );
+    // A stopped agent's status stays behind (the unit keeps its runtime directory): its
+    // retention is in force nowhere.
+    if let Ok(agent) = other.agent.as_mut() {
+        agent.alive = false;
+    }
+    let r = report(&other);
+    let retention = line(&r, "retention");
+    assert!(
+        !text(&retention["why"]).contains("running agent keeps"),
         "{retention:#}"
     );
 }

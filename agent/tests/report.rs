@@ -452,34 +452,62 @@ fn report_of(d: &str, format: &str, since: &str, until: &str, extra: &[&str]) ->
     .concat())
 }
 
-/// A sealed segment `verify` cannot read (a symbolic link loop in its place: ELOOP, even
-/// for root) is no verdict: the report says the chain could not be checked, naming the file,
-/// and not BROKEN; it exits 3 (no verdict), not 4. The segment lies outside the window, so
-/// the records of the report are all read.
+/// A sealed segment `verify` cannot read (another user's, mode 0600, with the report run as
+/// `nobody`, who reads the rest of the store) is no verdict: the report says the chain could
+/// not be checked, naming the file, and not BROKEN; it exits 3 (no verdict), not 4. The
+/// segment lies outside the window, so the records of the report are all read. A loop of
+/// links in its place is an alteration (the store makes no links): BROKEN, exit 4.
 #[test]
 fn a_chain_that_could_not_be_read_is_not_checked_not_broken() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = two_hours("report-unreadable");
     let d = dir.path().to_str().expect("utf-8");
     let seg = dir.path().join(&live(dir.path())[0].file);
-    std::fs::remove_file(&seg).expect("remove the segment");
-    std::os::unix::fs::symlink(&seg, &seg).expect("a link to itself in its place");
     let (since, until) = ("2023-11-14T23:30:00Z", UNTIL);
-    let o = report_of(d, "json", since, until, &[]);
+    // The store is nobody's; the one segment root's alone.
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534", d])
+        .status()
+        .expect("spawn chown");
+    assert!(chown.success(), "chown -R the store");
+    std::os::unix::fs::chown(&seg, Some(0), Some(0)).expect("chown the segment");
+    std::fs::set_permissions(&seg, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let as_nobody = |format: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(BIN)
+            .args(["report", "--format", format, "--log-dir", d])
+            .args(["--since", since, "--until", until])
+            .output()
+            .expect("spawn setpriv (util-linux)")
+    };
+    let o = as_nobody("json");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report, written");
     assert_eq!(j["verify"]["ok"], false, "{}", j["verify"]);
     assert_eq!(j["verify"]["unchecked"], true, "{}", j["verify"]);
-    let md = String::from_utf8_lossy(&report_of(d, "md", since, until, &[]).stdout).into_owned();
+    let md = String::from_utf8_lossy(&as_nobody("md").stdout).into_owned();
     let seg_s = seg.to_str().expect("utf-8");
     assert!(!md.contains("BROKEN"), "{md}");
     assert!(
         md.contains("the chain could not be checked") && md.contains(seg_s),
         "{md}"
     );
-    let html =
-        String::from_utf8_lossy(&report_of(d, "html", since, until, &[]).stdout).into_owned();
+    let html = String::from_utf8_lossy(&as_nobody("html").stdout).into_owned();
     assert!(!html.contains("BROKEN"), "the HTML report says BROKEN");
+
+    std::fs::remove_file(&seg).expect("remove the segment");
+    std::os::unix::fs::symlink(&seg, &seg).expect("a link to itself in its place");
+    let o = report_of(d, "json", since, until, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report, written");
+    assert_eq!(j["verify"]["unchecked"], false, "{}", j["verify"]);
 }
 
 /// A store that does not verify exits 4 even when the report is incomplete too (a live

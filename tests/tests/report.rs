@@ -349,11 +349,16 @@ fn a_report_of_a_lab_window_shows_what_query_finds_and_proves_it() {
         page.cells.iter().any(|c| c == BLOCKED_IP),
         "the blocked destination in the tables"
     );
-    let fingerprint = &page.facts["key"];
+    let key = &page.facts["key"];
+    let (fingerprint, label) = key.split_once(' ').unwrap_or((key, ""));
     assert_eq!(
         fingerprint.len(),
         64,
-        "the signing key's fingerprint: {fingerprint}"
+        "the signing key's fingerprint: {key}"
+    );
+    assert_eq!(
+        label, "(checked against --public-key)",
+        "the head's key, checked: {key}"
     );
     assert!(
         !page.facts["gateway"].is_empty() && page.facts["operator"].starts_with("uid "),

@@ -15,6 +15,7 @@ use crate::store::export::{Format, RecordWriter};
 use crate::store::fsutil::{hex, sync_dir};
 use crate::store::query::{default_threads, scan, Filter, ScanStats};
 use crate::store::{StoreClock, SystemClock};
+use tracing::warn;
 
 /// Export file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -129,11 +130,9 @@ impl PartialFile {
         let name = path
             .file_name()
             .with_context(|| format!("creating {}: not a file name", path.display()))?;
-        let tmp = path.with_file_name(format!(
-            ".{}.partial-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let prefix = format!(".{}.partial-", name.to_string_lossy());
+        remove_stale_partials(path, &prefix);
+        let tmp = path.with_file_name(format!("{prefix}{}", std::process::id()));
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -159,30 +158,111 @@ impl PartialFile {
         &self.path
     }
 
-    /// Gives the written (and fsynced) file its final name: a hard link, which never
-    /// replaces a file that took the name meanwhile; then removes the temporary and fsyncs
-    /// the directory, so the name survives a crash.
+    /// Gives the written (and fsynced) file its final name, never replacing a file that took
+    /// the name meanwhile: a rename that refuses an existing name (`RENAME_NOREPLACE`, which
+    /// FAT and exFAT sticks have too), or a hard link where the file system has no such
+    /// rename (NFS). Once the name is given, what follows (the directory's fsync, a link's
+    /// temporary removed) only warns: the file is there, whole, and an error would say
+    /// otherwise and refuse the retry.
     pub fn publish(mut self) -> anyhow::Result<()> {
-        if let Err(e) = std::fs::hard_link(&self.tmp, &self.path) {
-            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
-                exists_error(&self.path)
-            } else {
-                anyhow::Error::new(e).context(format!(
-                    "creating {} (a hard link to {})",
-                    self.path.display(),
-                    self.tmp.display()
-                ))
-            });
-        }
-        // The final name holds the whole file now: it stays, whatever follows.
+        let linked = match rename_noreplace(&self.tmp, &self.path) {
+            Ok(()) => false,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                std::fs::hard_link(&self.tmp, &self.path).map_err(|e| self.naming_error(e))?;
+                true
+            }
+            Err(e) => return Err(self.naming_error(e)),
+        };
         self.published = true;
-        std::fs::remove_file(&self.tmp)
-            .with_context(|| format!("removing {}", self.tmp.display()))?;
+        if linked {
+            if let Err(e) = std::fs::remove_file(&self.tmp) {
+                warn!(file = %self.tmp.display(), error = %e, "cannot remove the temporary name of a published file");
+            }
+        }
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        sync_dir(dir).with_context(|| format!("syncing the directory {}", dir.display()))
+        if let Err(e) = sync_dir(dir) {
+            warn!(dir = %dir.display(), error = %e, "cannot fsync the directory of a published file: its name may not survive a crash");
+        }
+        Ok(())
+    }
+
+    fn naming_error(&self, e: std::io::Error) -> anyhow::Error {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            exists_error(&self.path)
+        } else {
+            anyhow::Error::new(e).context(format!(
+                "creating {} (from {})",
+                self.path.display(),
+                self.tmp.display()
+            ))
+        }
+    }
+}
+
+/// Removes the temporaries `prefix<pid>` beside `path` that a killed command left (its
+/// process is gone, or its pid is ours now): they hold subscribers' records, hidden, and one
+/// with our pid would refuse this run. Another running command's temporary is left alone.
+fn remove_stale_partials(path: &Path, prefix: &str) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let own = std::process::id();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let gone = pid == own
+            || i32::try_from(pid).is_ok_and(|p| {
+                // SAFETY: kill with signal 0 only asks whether the process exists.
+                let rc = unsafe { libc::kill(p, 0) };
+                rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            });
+        if gone {
+            let stale = entry.path();
+            match std::fs::remove_file(&stale) {
+                Ok(()) => warn!(file = %stale.display(), "removed what an interrupted run left"),
+                Err(e) => {
+                    warn!(file = %stale.display(), error = %e, "cannot remove what an interrupted run left")
+                }
+            }
+        }
+    }
+}
+
+/// `rename(from, to)` that fails with EEXIST rather than replace `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths relative to the working directory.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -339,6 +419,28 @@ mod tests {
         guard.publish().expect("publish");
         assert_eq!(std::fs::read(&out).expect("read"), b"a,b\n");
         assert_eq!(names(&d.0), ["case.csv"]);
+    }
+
+    /// What a killed run left (its process gone, or its pid ours now) is removed at the next
+    /// create; a running command's temporary and other files are left alone.
+    #[test]
+    fn a_killed_runs_temporary_is_removed_a_running_ones_kept() {
+        let d = TempDir::new("partial-stale");
+        let out = d.0.join("case.csv");
+        let own = format!(".case.csv.partial-{}", std::process::id());
+        // A pid above the kernel's maximum (4194304) names no process.
+        let dead = ".case.csv.partial-4194305".to_owned();
+        // Process 1 always runs.
+        let alive = ".case.csv.partial-1".to_owned();
+        let other = ".other.csv.partial-4194305".to_owned();
+        for n in [&own, &dead, &alive, &other] {
+            std::fs::write(d.0.join(n), b"records").expect("write a leftover");
+        }
+        let (guard, _file) = PartialFile::create(&out).expect("create");
+        let mut want = vec![alive, other, own];
+        want.sort();
+        assert_eq!(names(&d.0), want, "ours is the new temporary");
+        drop(guard);
     }
 
     /// An error before publishing (the guard dropped) leaves neither file.

@@ -250,10 +250,12 @@ pub fn check(inputs: &Inputs) -> Report {
         }
     };
     let mut checks = vec![agent_line(inputs)];
+    // Only a running agent's retention is in force: a stopped one's status stays behind.
     let in_force = inputs
         .agent
         .as_ref()
         .ok()
+        .filter(|a| a.alive)
         .map(|a| a.snapshot.store.retention_days)
         .filter(|&d| d > 0);
     let days = history::retention_line(inputs, &entries, in_force);

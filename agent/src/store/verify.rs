@@ -40,10 +40,12 @@ pub enum Fault {
 impl Fault {
     /// The fault an I/O error stands for: [`Fault::Altered`] for what
     /// [`super::fsutil::open_regular`] refuses by the file's kind or size (another kind of file
-    /// in a store file's place), else [`Fault::Unreadable`].
+    /// in a store file's place), and for a loop of symbolic links (the store makes none: one
+    /// in a file's place was put there), else [`Fault::Unreadable`].
     fn of(e: &std::io::Error) -> Self {
         if e.get_ref()
             .is_some_and(|inner| inner.downcast_ref::<InputError>().is_some())
+            || e.raw_os_error() == Some(libc::ELOOP)
         {
             Fault::Altered
         } else {
