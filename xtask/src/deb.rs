@@ -326,6 +326,11 @@ fn run_then_purge_keeps_the_records(deb: &Path) -> anyhow::Result<()> {
         Path::new(STORE).is_dir() && getent("passwd", USER),
         "purge must keep a store that holds records, and its user"
     );
+    // The unit preserves its runtime directory across stops; the package takes it along.
+    ensure!(
+        !Path::new(RUNTIME).exists(),
+        "purge left {RUNTIME} (the last agent's status and attribution state)"
+    );
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, CString};
 use std::os::unix::fs::MetadataExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// A user to run as, looked up in the system's user database.
@@ -137,26 +137,61 @@ impl RunAs {
             .ancestors()
             .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
             .collect();
-        // One level at a time, each given away through a descriptor of the directory just
-        // made (never by path, never through a link): a parent another user may write could
-        // otherwise have a made directory swapped for a link to `/etc` before the chown.
-        for p in missing.into_iter().rev() {
-            let dir_error = |cause| AccountError::Dir {
-                path: p.to_owned(),
+        // One level at a time, each made and opened relative to a descriptor of its parent
+        // (never by path, never through a link) and given away through its own: once a level
+        // is the user's, the user could swap the next one for a link to `/etc` between the
+        // mkdir and a chown by path.
+        let mut missing = missing.into_iter().rev();
+        let Some(first) = missing.next() else {
+            return Ok(());
+        };
+        let top = match first.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut parent = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(top)
+            .map_err(|cause| AccountError::Dir {
+                path: top.to_owned(),
                 cause,
-            };
-            std::fs::DirBuilder::new()
-                .mode(0o750)
-                .create(p)
-                .map_err(dir_error)?;
-            let made = std::fs::File::options()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-                .open(p)
-                .map_err(dir_error)?;
-            std::os::unix::fs::fchown(&made, Some(self.uid), Some(self.gid)).map_err(dir_error)?;
+            })?;
+        for p in std::iter::once(first).chain(missing) {
+            parent = self
+                .made_under(&parent, p)
+                .map_err(|cause| AccountError::Dir {
+                    path: p.to_owned(),
+                    cause,
+                })?;
         }
         Ok(())
+    }
+
+    /// Makes the directory named by `path`'s last component under `parent` (mode 0750),
+    /// opens it without following a link and gives it to this user; its descriptor.
+    fn made_under(&self, parent: &std::fs::File, path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::fd::{AsRawFd as _, FromRawFd as _};
+        use std::os::unix::ffi::OsStrExt as _;
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let name = std::ffi::CString::new(name.as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: a directory descriptor this function borrows and a NUL-terminated name.
+        if unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o750) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: as above; the descriptor returned is owned by the File made from it.
+        let fd = unsafe { libc::openat(parent.as_raw_fd(), name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        let made = unsafe { std::fs::File::from_raw_fd(fd) };
+        std::os::unix::fs::fchown(&made, Some(self.uid), Some(self.gid))?;
+        Ok(made)
     }
 }
 
