@@ -370,7 +370,7 @@ fn retention_keeps_a_segment_the_cursor_acknowledged_with_another_sha256() {
     }
     assert!(
         !dir.path().join(&segs[0].file).exists(),
-        "the shipped segment is kept"
+        "the segment acknowledged with its SHA-256 is deleted by retention"
     );
 }
 

@@ -41,7 +41,7 @@ pub const BODY_MAX: u64 = 1 << 20;
 /// start (connecting and sending are part of it). Larger ones (a segment, a part) are
 /// bounded by the request timeout alone while they send: it is sized for their body on a
 /// slow uplink, where no fixed idle time is right while the server reads.
-pub const SMALL_BODY: usize = 256 << 10;
+pub const SMALL_BODY: usize = 64 << 10;
 
 /// The SHA-256 a server reported for what it stored, as the hex the chain writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +157,7 @@ impl HttpService for Echo {
             max,
             idle: self.idle,
             silence: Box::pin(tokio::time::sleep(self.idle)),
+            waiting: false,
         };
         Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
     }
@@ -171,8 +172,11 @@ struct Bounded {
     /// Most bytes let through; `None` for an object's bytes.
     max: Option<u64>,
     idle: Duration,
-    /// Fires `idle` after the last frame.
+    /// Fires `idle` after the reader began to wait for the next frame.
     silence: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the reader is waiting (the timer runs only then: a reader that takes its
+    /// time between frames is not the server's silence).
+    waiting: bool,
 }
 
 impl Body for Bounded {
@@ -188,6 +192,11 @@ impl Body for Bounded {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(other) => return Poll::Ready(other),
             Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    this.silence.as_mut().reset(deadline);
+                }
                 return match this.silence.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::new(
                         HttpErrorKind::Timeout,
@@ -197,8 +206,7 @@ impl Body for Bounded {
                 };
             }
         };
-        let deadline = tokio::time::Instant::now() + this.idle;
-        this.silence.as_mut().reset(deadline);
+        this.waiting = false;
         if let Some(data) = frame.data_ref() {
             this.seen = this.seen.saturating_add(data.len() as u64);
             if this.max.is_some_and(|max| this.seen > max) {
