@@ -384,7 +384,11 @@ impl DhcpLearner {
                     return Ok(());
                 }
                 let duid = duid.ok_or(Bad::Incomplete)?;
-                let mac = mac_from_duid(duid).or(if relayed { None } else { pkt.eth_dst });
+                // The frame's destination is the client's own MAC on its link; a DUID-LLT
+                // keeps the MAC it was made with (Windows reuses it across cards, a cloned
+                // image across machines): it speaks only where the frame cannot (relayed).
+                let link = pkt.eth_dst.filter(|m| !relayed && m.0[0] & 1 == 0);
+                let mac = link.or_else(|| mac_from_duid(duid));
                 let holder = Holder {
                     mac,
                     client_id: Some(Arc::from(duid)),

@@ -282,6 +282,42 @@ fn relay_replies_are_unwrapped() {
     assert_eq!(learner.counters().truncated, 1);
 }
 
+/// A Reply straight to its client names the frame's destination, the client's MAC on
+/// the link; a DUID-LLT keeps the MAC it was made with (a cloned image's, another card's),
+/// so it names the client only where the frame cannot (relayed, or a group address).
+#[test]
+fn a_direct_reply_names_the_frames_destination_not_the_duids_mac() {
+    let reply = datagrams("dnsmasq-dhcp.pcap")
+        .into_iter()
+        .rfind(|d| d.src_port == 547 && d.payload.first() == Some(&7))
+        .expect("a DHCPv6 Reply");
+    let card = Mac([2, 0xcc, 0, 0, 0, 9]);
+    for (eth_dst, want) in [
+        (Some(card), card),
+        (
+            Some(Mac([0x33, 0x33, 0, 1, 0, 2])),
+            Mac([2, 0, 0, 0x77, 0, 2]),
+        ),
+        (None, Mac([2, 0, 0, 0x77, 0, 2])),
+    ] {
+        let mut learner = DhcpLearner::new();
+        let mut b = Bindings::default();
+        learner.learn(
+            &DhcpPacket {
+                payload: &reply.payload,
+                src_port: 547,
+                dst_port: 546,
+                src_ip: "fe80::ff:fe77:1".parse().expect("ip"),
+                eth_dst,
+                t_ns: T0,
+            },
+            &mut b,
+        );
+        let span = b.at("fd77::1fd".parse().expect("ip"), T0).expect("bound");
+        assert_eq!(span.holder.mac, Some(want), "frame to {eth_dst:?}");
+    }
+}
+
 #[test]
 fn a_bad_host_name_does_not_cost_the_binding() {
     // dnsmasq's ACK to udhcpc, its options replaced by: message type ACK, a host name that is

@@ -336,13 +336,15 @@ impl Bindings {
     }
 
     /// Ends `holder`'s binding of `ip` that holds at `at_ns` (a release, a decline, a lease
-    /// gone from its file).
+    /// gone from its file). A holder with neither MAC nor client id (Kea's row of a declined
+    /// address, which clears both) ends whichever binding holds: the address has no owner.
     pub fn end(&mut self, ip: IpAddr, holder: &Holder, at_ns: i64) {
         let Some(spans) = self.by_ip.get_mut(&ip) else {
             return;
         };
+        let anyone = holder.mac.is_none() && holder.client_id.is_none();
         for s in spans.iter_mut() {
-            if s.holder.same(holder) && s.valid.contains(at_ns) {
+            if (anyone || s.holder.same(holder)) && s.valid.contains(at_ns) {
                 s.valid.to = Some(at_ns);
                 self.counters.ended += 1;
             }
@@ -408,7 +410,13 @@ impl Bindings {
                         now_ns,
                     )
                 }
-                LeaseState::Gone => self.end(lease.ip, &holder, now_ns),
+                // At the row's own time (Kea writes a release or decline when it happens):
+                // a file read later, or read again whole after a restart, must not stretch
+                // the binding to the read.
+                LeaseState::Gone => {
+                    let at = lease.valid.from.map_or(now_ns, |t| t.min(now_ns));
+                    self.end(lease.ip, &holder, at)
+                }
             }
         }
         let mut present = HashMap::with_capacity(leases.len());

@@ -319,6 +319,19 @@ impl DnsCache {
             })
     }
 
+    /// Whether `client` was answered `name` for `addr`, in the names kept (at any time): the
+    /// outer SNI of a ClientHello offering ECH is the real name when the client resolved it
+    /// itself, as with Chrome's GREASE extension, whatever name the address had since.
+    pub fn resolved(&self, client: IpAddr, addr: IpAddr, name: &DomainName) -> bool {
+        self.find(&Key::new(client, addr)).is_some_and(|i| {
+            self.slots[i]
+                .bindings
+                .iter()
+                .flatten()
+                .any(|b| b.name == *name)
+        })
+    }
+
     /// The key's home position and fingerprint (the table is not empty).
     #[inline]
     fn home(&self, key: &Key) -> (usize, u8) {

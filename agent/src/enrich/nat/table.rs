@@ -128,6 +128,17 @@ impl NatSession {
         self.entry = e;
     }
 
+    /// Where the flow join takes the session to begin: its start, except for an entry the
+    /// start's dump listed without a timestamp (they were off until the agent turned them
+    /// on), which began at some time before the agent: flows that began before it too
+    /// (adopted from the pinned table) join it.
+    fn join_from(&self) -> i64 {
+        if self.learned == Learned::StartDump && !self.start_exact {
+            return i64::MIN;
+        }
+        self.window.from.unwrap_or(i64::MIN)
+    }
+
     /// The inside key (original tuple).
     pub fn inside(&self) -> InsideKey {
         InsideKey::of_tuple(&self.entry.orig)
@@ -407,6 +418,9 @@ impl NatTable {
                     self.close(i, end, Closed::Replaced);
                     self.stats.closed_replaced += 1;
                 }
+                if msg.kind == CtKind::New {
+                    self.close_superseded(&e, e.start_ns.unwrap_or(seen_ns));
+                }
                 let learned = match (msg.kind, self.dump) {
                     (CtKind::New, _) => Learned::Event,
                     (_, Some(d)) if d.reason == DumpReason::Start => Learned::StartDump,
@@ -506,6 +520,31 @@ impl NatTable {
         }
     }
 
+    /// Closes the open sessions a new connection on the same original tuple (and zone)
+    /// replaces: conntrack holds one entry per tuple, so their destroy was lost (a full
+    /// socket buffer), and left open they would still hold the new flows' start. Not for
+    /// ICMP, whose echo identifier the inside key lacks: several are open at once.
+    fn close_superseded(&mut self, e: &CtEntry, at_ns: i64) {
+        if !matches!(e.orig.l4, L4::Ports { .. }) {
+            return;
+        }
+        let key = InsideKey::of_tuple(&e.orig);
+        let stale: Vec<u32> = self
+            .index
+            .inside_chain(&key)
+            .filter(|(_, h)| h.to == i64::MAX)
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                let old = &self.slots[i as usize].session.entry;
+                old.id != e.id && old.zone == e.zone && old.orig == e.orig
+            })
+            .collect();
+        for i in stale {
+            self.close(i, at_ns, Closed::Replaced);
+            self.stats.closed_replaced += 1;
+        }
+    }
+
     /// Closes open session `i` at `end_ns`.
     fn close(&mut self, i: u32, end_ns: i64, why: Closed) {
         let slot = &mut self.slots[i as usize];
@@ -521,10 +560,11 @@ impl NatTable {
 
     /// Copies session `i`'s window into its hot line.
     fn sync_window(&mut self, i: u32) {
-        let w = self.slots[i as usize].session.window;
+        let s = &self.slots[i as usize].session;
+        let (from, to) = (s.join_from(), s.window.to.unwrap_or(i64::MAX));
         let hot = self.index.hot_mut(i);
-        hot.from = w.from.unwrap_or(i64::MIN);
-        hot.to = w.to.unwrap_or(i64::MAX);
+        hot.from = from;
+        hot.to = to;
     }
 
     /// Inserts a session as the newest of its keys; `None` if the table is full of open
@@ -536,7 +576,7 @@ impl NatTable {
         }
         self.stats.inserted += 1;
         let hot = Hot {
-            from: session.window.from.unwrap_or(i64::MIN),
+            from: session.join_from(),
             to: session.window.to.unwrap_or(i64::MAX),
             next_inside: NIL,
             next_outside: NIL,

@@ -182,6 +182,68 @@ fn a_reused_tuple_joins_the_session_of_its_time() {
     );
 }
 
+/// A new connection on a tuple whose open session's destroy was lost (a full socket
+/// buffer) closes that session where the new one starts: a flow XDP saw just before
+/// conntrack stamped the new entry joins the new session, not the dead one. ICMP sessions,
+/// whose echo identifier the inside key lacks, stay open side by side.
+#[test]
+fn a_new_connection_on_the_tuple_of_an_open_session_closes_it() {
+    let mut t = table();
+    t.apply(msg(CtKind::New, entry(1, 2, 40000, 61000), 10 * S));
+    t.apply(msg(CtKind::New, entry(2, 2, 40000, 62000), 20 * S));
+    assert_eq!(t.stats().closed_replaced, 1);
+    assert_eq!(
+        t.join(&inside(2, 40000), 20 * S - S / 100),
+        Some(outside(62000)),
+        "the flow that opened the new connection"
+    );
+    assert_eq!(
+        t.lookup_inside(&inside(2, 40000), 15 * S)
+            .map(|s| s.entry.id),
+        Some(1),
+        "the old connection's time keeps its answer"
+    );
+    let ping = |id: u32, echo: u16| {
+        let mut e = entry(id, 2, 0, 0);
+        e.orig.proto = 1;
+        e.reply.proto = 1;
+        e.orig.l4 = L4::Icmp {
+            id: echo,
+            ty: 8,
+            code: 0,
+        };
+        e.reply.l4 = L4::Icmp {
+            id: echo,
+            ty: 0,
+            code: 0,
+        };
+        e
+    };
+    t.apply(msg(CtKind::New, ping(3, 7), 30 * S));
+    t.apply(msg(CtKind::New, ping(4, 8), 31 * S));
+    assert_eq!(t.stats().closed_replaced, 1, "two pings are two sessions");
+}
+
+/// An entry the start's dump lists without a start time (conntrack timestamps were off)
+/// began before the agent: a flow that began before it too (adopted from the pinned table)
+/// joins it. One listed with its start joins only from there.
+#[test]
+fn a_start_dump_entry_without_a_timestamp_holds_before_the_start() {
+    let mut t = table();
+    t.apply(NatUpdate::DumpBegin {
+        at_ns: 50 * S,
+        reason: DumpReason::Start,
+    });
+    t.apply(msg(CtKind::Dumped, entry(1, 2, 40000, 61000), 50 * S));
+    let mut stamped = entry(2, 2, 40001, 61001);
+    stamped.start_ns = Some(40 * S);
+    t.apply(msg(CtKind::Dumped, stamped, 50 * S));
+    t.apply(NatUpdate::DumpEnd { at_ns: 51 * S });
+    assert_eq!(t.join(&inside(2, 40000), 10 * S), Some(outside(61000)));
+    assert_eq!(t.join(&inside(2, 40001), 10 * S), None, "began at 40 s");
+    assert_eq!(t.join(&inside(2, 40001), 45 * S), Some(outside(61001)));
+}
+
 #[test]
 fn an_id_back_with_another_tuple_closes_the_old_session() {
     let mut t = table();

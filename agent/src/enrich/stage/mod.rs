@@ -319,6 +319,16 @@ impl EnrichStage {
         set_text(&mut attr.hostname, id.hostname);
         attr.nat_ip = outside.as_ref().map(|o| o.addr);
         attr.nat_port = outside.as_ref().map(|o| o.port);
+        // An ECH offer whose outer SNI this client resolved to this address is Chrome's GREASE:
+        // the SNI is the name, whichever answer holds now (`names::attribute`).
+        let dns = match &name {
+            Some(names::FlowName::Ech { outer: Some(o), .. })
+                if dns != Some(o) && self.dns.resolved(r.src_ip, r.dst_ip, o) =>
+            {
+                Some(o)
+            }
+            _ => dns,
+        };
         let domain = names::attribute(name.as_ref(), dns);
         set_text(&mut attr.domain, domain.as_ref().map(|(d, _)| d.as_str()));
         attr.domain_source = domain.map(|(_, source)| source);
@@ -399,6 +409,32 @@ impl EnrichStage {
         };
         let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
         table.join(&key, t_ns)
+    }
+
+    /// The inside client (address and port) whose translated session the gateway's NAT
+    /// sent a reply from `remote` to `outside` through at `t_ns`; `None` without NAT
+    /// attribution or such a session.
+    fn inside_of(
+        &self,
+        proto: u8,
+        remote: (IpAddr, u16),
+        outside: (IpAddr, u16),
+        t_ns: i64,
+    ) -> Option<(IpAddr, u16)> {
+        let nat = self.inputs.nat.as_ref()?;
+        let key = crate::enrich::nat::OutsideKey {
+            proto,
+            addr: outside.0,
+            port: outside.1,
+        };
+        let table = nat.lock().unwrap_or_else(|p| p.into_inner());
+        let inside = table
+            .lookup_outside(&key, t_ns)
+            .map(|s| s.inside())
+            .find(|i| i.dst.to_canonical() == remote.0 && i.dst_port == remote.1)
+            .filter(|i| (i.src, i.src_port) != outside)
+            .map(|i| (i.src.to_canonical(), i.src_port));
+        inside
     }
 
     /// The sources a client's identity at `t_ns` is joined from.

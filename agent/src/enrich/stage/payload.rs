@@ -240,14 +240,19 @@ impl EnrichStage {
             self.asked.ask(ex, &msg, p.t_ns);
         }
         if msg.is_response && sport == 53 {
+            // An answer that came back through the gateway's NAT (seen on the outside) is
+            // the inside client's, whose flows the name is looked up for.
+            let (client, port) = self
+                .inside_of(p.key.proto, (src, sport), (dst, dport), p.t_ns)
+                .unwrap_or((dst, dport));
             let ex = asked::Exchange {
-                client: dst,
-                port: dport,
+                client,
+                port,
                 resolver: src,
             };
             match self.asked.answer(ex, &msg, p.t_ns) {
                 asked::Answer::Asked | asked::Answer::Unseen => {
-                    self.dns.insert_response(dst, &msg, p.t_ns);
+                    self.dns.insert_response(client, &msg, p.t_ns);
                 }
                 asked::Answer::Unasked => self.failures.count(ParseFailure::DnsUnasked),
             }

@@ -179,6 +179,49 @@ fn lease_files_snapshot_and_append() {
     assert_eq!(who(&b, "10.0.1.2", 350 * S), Some(2), "history kept");
 }
 
+/// Kea's rows of a release and a decline end the binding at their own time, not at the
+/// read (a file read late, or whole again after a restart, stretched it to the read); a
+/// decline row (Kea clears its MAC and client id) ends the binding of a holder that sent a
+/// client id too.
+#[test]
+fn kea_releases_and_declines_end_bindings_at_their_own_time() {
+    let kea = |who: u8, id: bool, from_s: i64, to_s: i64, state, line| Lease {
+        ip: ip("10.0.2.9"),
+        mac: (who != 0).then_some(Mac([2, 0, 0, 0, 0, who])),
+        client_id: (id && who != 0).then(|| Arc::from(&[1, 2, 0, 0, 0, 0, who][..])),
+        hostname: None,
+        valid: Validity {
+            from: Some(from_s * S),
+            to: Some(to_s * S),
+        },
+        state,
+        line,
+    };
+    // Bound at 100 s for 4000 s, released at 200 s (lifetime 0: expire = the release).
+    let rows = [
+        kea(1, true, 100, 4100, LeaseState::Bound, 1),
+        kea(1, true, 200, 200, LeaseState::Gone, 2),
+    ];
+    let mut b = Bindings::default();
+    b.apply_read(0, &rows, None, 900 * S, |_, _| None);
+    assert_eq!(who(&b, "10.0.2.9", 199 * S), Some(1));
+    assert_eq!(
+        who(&b, "10.0.2.9", 200 * S),
+        None,
+        "ended at the release row's time"
+    );
+    // Holder 2 (with a client id) bound at 1000 s; Kea declines the address at 1002 s and
+    // writes the row with no MAC and no client id, for the probation period.
+    let rows = [
+        kea(2, true, 1000, 5000, LeaseState::Bound, 1),
+        kea(0, false, 1002, 1002 + 86_400, LeaseState::Gone, 2),
+    ];
+    let mut b = Bindings::default();
+    b.apply_read(0, &rows, None, 1010 * S, |_, _| None);
+    assert_eq!(who(&b, "10.0.2.9", 1001 * S), Some(2));
+    assert_eq!(who(&b, "10.0.2.9", 1002 * S), None, "declined: nobody's");
+}
+
 /// What an earlier agent held (its spans, taken back at a restart) keeps its start; a lease
 /// file's span is checked against the file's next read (or the read already applied): a
 /// lease gone from it while no agent ran ends, one still there goes on.
