@@ -210,6 +210,29 @@ fn a_start_killed_after_attaching_a_newly_configured_interface_leaves_the_next_s
     }
 }
 
+/// A first start killed after attaching (nothing pinned before it): the program it left on
+/// the link counts on into its maps, and the next start adopts them, so a transfer under
+/// way through the downtime is counted once, whole. Before, the next start found pins
+/// without a state and removed them with the maps and what they had counted.
+#[test]
+fn a_first_start_killed_after_attaching_loses_nothing_its_program_counted() {
+    let s = Setup::new("frk");
+    s.crash_at("attached", &["--flow-table-size", "4096"]);
+    assert!(
+        s.has_xdp_on(lab::GW_LAN_IF),
+        "the killed start left its program attached"
+    );
+    let transfer = s.transfer();
+    wait_until(Duration::from_secs(10), "the transfer is under way", || {
+        transfer.sent() > 50_000
+    });
+    let mut next = s.agent(&["--flow-table-size", "4096"]);
+    assert!(!s.reachable(BLOCKED), "{BLOCKED} is blocked");
+    let payload = transfer.finish().expect("the transfer ends cleanly");
+    assert_closed_transfer_counted_once(&mut next, payload);
+    s.verify();
+}
+
 /// An interface renamed while the agent was down, and configured under its new name: the
 /// next start takes its attachment over, the link pin following the name. Before, the start
 /// failed as busy; then, for a while, it detached the interface (its pin was removed as that

@@ -202,18 +202,26 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
     loaded.lists.set_roles(&wan(spec))?;
     let (mut program, maps) = loaded.into_parts();
     let prog = program.program_mut()?;
+    // The program pinned and the state written before the first attach: a start killed
+    // after attaching leaves an instance the next start adopts (taking the interfaces it
+    // finds running the program over), not pins without a state, which it would remove
+    // with the maps and every packet counted meanwhile.
+    let tag = pin_program(prog, &spec.pins)?;
+    let state = |interfaces: Vec<PinnedIface>| {
+        PinState::of_this_build(
+            layout.fingerprint(),
+            program_digest(EBPF_OBJECT, &opts),
+            tag.clone(),
+            spec.config.clone(),
+            interfaces,
+        )
+    };
+    spec.pins.write_state(&state(Vec::new()))?;
     let mut interfaces = Vec::new();
     for t in &spec.interfaces {
         interfaces.push(attach_new(prog, t, spec, None)?);
     }
-    let tag = pin_program(prog, &spec.pins)?;
-    spec.pins.write_state(&PinState::of_this_build(
-        layout.fingerprint(),
-        program_digest(EBPF_OBJECT, &opts),
-        tag,
-        spec.config.clone(),
-        interfaces.clone(),
-    ))?;
+    spec.pins.write_state(&state(interfaces.clone()))?;
     Ok(Started {
         maps,
         lists,
