@@ -450,10 +450,14 @@ impl ListMaps {
         if let Some(next) = &delta.cover4 {
             self.cover4.write(next, true)?;
         }
-        self.block.upsert(&delta.block)?;
+        // Allow rules in first and out last: every state between is the union of both
+        // versions, blocked by a block rule of either and passed by an allow rule of either,
+        // so nothing both versions pass is dropped meanwhile (a /8 blocked and one address
+        // of it allowed in one reload) and nothing both block is passed.
         self.allow.upsert(&delta.allow)?;
-        self.allow.remove(&delta.allow)?;
+        self.block.upsert(&delta.block)?;
         self.block.remove(&delta.block)?;
+        self.allow.remove(&delta.allow)?;
         if let Some(next) = &delta.cover4 {
             self.cover4.write(next, false)?;
         }

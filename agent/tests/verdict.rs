@@ -121,7 +121,7 @@ fn a_list_change_reaches_established_flows_at_their_next_packet() {
     assert_eq!(lab.run(&f), PASS, "allowlisted");
     // The agent marks an empty allowlist for the program to skip, and unmarks it before it
     // fills it again: both ways the verdict follows the lists.
-    lab.rewrite("allow.list", "");
+    lab.rewrite("allow.list", "# emptied\n");
     assert_eq!(lab.run(&f), DROP, "the allowlist emptied, the /24 blocks");
     lab.rewrite("allow.list", "203.0.113.50\n");
     assert_eq!(lab.run(&f), PASS, "allowlisted again");
@@ -185,8 +185,8 @@ fn every_ipv4_rule_is_found_through_the_cover_as_the_lists_change() {
         ],
         "everything blocked but the allowed address",
     );
-    lab.rewrite("block.list", "");
-    lab.rewrite("allow.list", "");
+    lab.rewrite("block.list", "# emptied\n");
+    lab.rewrite("allow.list", "# emptied\n");
     check(
         &mut lab,
         &[(v4(8, 8, 8, 8), PASS), (v4(10, 0, 0, 1), PASS)],

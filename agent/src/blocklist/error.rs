@@ -199,7 +199,22 @@ const SHOWN: usize = 600;
 /// `message` with its middle left out when it is over [`SHOWN`] bytes: its start names the
 /// field and its end says why, so both stay. Subscribers and lease problems are shown the
 /// same way.
+/// Control and text-direction characters are shown escaped (`\u{1b}`): a file's bytes quoted
+/// in a message reach terminals, the journal and syslog, where an escape sequence would act.
 pub(crate) fn clipped(message: String) -> String {
+    let message = if message.chars().any(unsafe_to_show) {
+        let mut shown = String::with_capacity(message.len() + 16);
+        for c in message.chars() {
+            if unsafe_to_show(c) {
+                shown.extend(c.escape_debug());
+            } else {
+                shown.push(c);
+            }
+        }
+        shown
+    } else {
+        message
+    };
     if message.len() <= SHOWN {
         return message;
     }
@@ -219,6 +234,13 @@ pub(crate) fn clipped(message: String) -> String {
     )
 }
 
+/// A character a message must not carry as it is: a control (ESC, NUL, CR) or one that
+/// reorders the text around it.
+fn unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// What is wrong with a list file: a bad line, or the file as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
@@ -228,6 +250,17 @@ pub enum Problem {
     /// The file could not be read (or is no regular file, or too large).
     #[error("cannot read: {0}")]
     Read(crate::store::fsutil::InputError),
+    /// A list file with rules found empty (0 bytes): most likely caught between a truncation
+    /// and its new contents (`: > f; curl ... >> f`), and applying it would unblock every
+    /// rule it held.
+    #[error(
+        "is empty (0 bytes) where its last version held {rules} rules: not applied, that \
+         version stays in force (to empty a list on purpose, leave a comment line in it)"
+    )]
+    Emptied {
+        /// Rules of the version in force.
+        rules: usize,
+    },
     /// A path that is not one of the configured lists.
     #[error("not a configured list file")]
     NotConfigured,
@@ -319,6 +352,23 @@ pub fn warn_diagnostics<D: fmt::Display>(diagnostics: &[D], limit: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file's bytes quoted in a message cannot act on the terminal or log that shows it.
+    #[test]
+    fn controls_and_direction_marks_are_shown_escaped() {
+        let bad = BadLine {
+            line: 3,
+            error: LineError::DomainWildcard {
+                name: "evil\u{1b}[2J\u{202e}moc.*x".into(),
+            },
+        };
+        let text = bad.to_string();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(text.contains("evil\\u{1b}[2J\\u{202e}moc"), "{text}");
+    }
 
     #[test]
     fn a_huge_line_is_quoted_in_part_and_a_short_one_whole() {

@@ -48,10 +48,11 @@ impl CompiledLists {
 /// What a reload changes in the kernel maps.
 ///
 /// Apply in this order so no packet is judged against a half-applied list: every `upsert` of
-/// `block`, then of `allow`, then every `remove` of `allow`, then of `block`. Entries present
-/// before and after are never removed (they keep their key and id), so nothing blocked in both
-/// versions is ever un-blocked; a newly broader prefix is inserted before the narrower
-/// entries it folds are removed, and vice versa. Bump the generation last.
+/// `allow`, then of `block`, then every `remove` of `block`, then of `allow`: each state
+/// between is the union of both versions, so nothing blocked in both versions is ever
+/// un-blocked and nothing passed in both is ever dropped. Entries present before and after
+/// are never removed (they keep their key and id); a newly broader prefix is inserted before
+/// the narrower entries it folds are removed, and vice versa. Bump the generation last.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delta {
     /// Allowlist table changes.
@@ -454,6 +455,13 @@ impl ListSet {
         })?;
         match &mut file.good {
             Some(good) if good.source == bytes => Ok(false),
+            Some(good) if bytes.is_empty() && good.parsed.entries() > 0 => Err(vec![Diagnostic {
+                path: file.path.clone(),
+                line: None,
+                problem: Problem::Emptied {
+                    rules: good.parsed.entries(),
+                },
+            }]),
             Some(good) => {
                 // Incremental: only the lines between the common head and tail are parsed.
                 let edit = good

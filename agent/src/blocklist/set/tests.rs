@@ -61,7 +61,7 @@ fn a_reload_too_large_for_the_tables_is_refused_and_changes_nothing() {
         &a,
         "192.0.2.1\n192.0.2.2\n192.0.2.3\n# moved\n192.0.2.4\n192.0.2.5\n10.0.0.0/8\nexample.com\n",
     );
-    write(&b, "");
+    write(&b, "# emptied\n");
     let (delta, diags) = set.reload_many(&[a.clone(), b.clone()]);
     assert!(delta.is_empty(), "nothing reaches the kernel: {delta:?}");
     assert_eq!(delta.generation, 1, "no new generation");
@@ -177,6 +177,21 @@ fn a_bad_edit_keeps_the_last_good_version() {
     let delta = set.reload(&block).expect("unchanged");
     assert!(delta.is_empty());
     assert_eq!(delta.generation, 2);
+
+    // Emptied (caught between a truncation and its new contents): reported, last good
+    // stays; a comment-only file empties the list on purpose.
+    write(&block, "");
+    let diags = set.reload(&block).expect_err("an emptied file is refused");
+    assert_eq!(
+        diags[0].to_string(),
+        format!("{b}: is empty (0 bytes) where its last version held 3 rules: not applied, that version stays in force (to empty a list on purpose, leave a comment line in it)")
+    );
+    assert_eq!(set.compiled().block.v4_exact.len(), 2);
+    write(&block, "# nothing blocked for now\n");
+    set.reload(&block).expect("a comment-only file applies");
+    assert_eq!(set.compiled().block.v4_exact.len(), 0);
+    write(&block, "192.0.2.1\nexample.com\n198.51.100.7\n");
+    set.reload(&block).expect("back");
 
     // Deleted: reported, last good stays.
     std::fs::remove_file(&block).expect("rm");
