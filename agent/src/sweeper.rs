@@ -279,6 +279,14 @@ impl Sweeper {
     /// records stage calls it after each batch of events and each sweep: a killed agent then
     /// loses nothing the flow table or the ledger no longer holds.
     pub fn settle(&mut self, sink: &mut dyn RecordSink) {
+        self.settle_and(sink, || {});
+    }
+
+    /// [`Sweeper::settle`], with `written` run once the records are in the file and the
+    /// ledger follows, before the fsync: what must be cleared once its records are written
+    /// (the flood slots) is cleared with no fsync's time between, in which a kill would
+    /// have the next agent write them again.
+    pub fn settle_and(&mut self, sink: &mut dyn RecordSink, written: impl FnOnce()) {
         self.unsettled = 0;
         // Only the map updates sit between the write and the ledger's following it, where a
         // kill makes the next agent write these records again.
@@ -293,6 +301,7 @@ impl Sweeper {
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
         }
+        written();
         // After the ledger: an fsync between the flush and the commit would widen the window
         // in which a kill makes the next agent write these records again.
         if let Err(e) = sink.sync_due() {

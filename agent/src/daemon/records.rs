@@ -172,8 +172,9 @@ impl Records {
         self.take_flood();
         // The flows the sweep took out of the table are in the journal file before the
         // status snapshot counts their records (and before the ledger forgets them).
-        self.sweeper.settle(self.sink.as_mut());
-        self.forget_flood();
+        let flood = &mut self.flood;
+        self.sweeper
+            .settle_and(self.sink.as_mut(), || forget_flood(flood));
         if let Err(e) = self.sink.tick() {
             error!(error = %e, "audit store upkeep failed");
         }
@@ -196,8 +197,9 @@ impl Records {
                 warn!("writing the flood summaries of the previous agent's last window, taken but not written when it stopped");
             }
             self.summarise(left);
-            self.sweeper.settle(self.sink.as_mut());
-            self.forget_flood();
+            let flood = &mut self.flood;
+            self.sweeper
+                .settle_and(self.sink.as_mut(), || forget_flood(flood));
         }
     }
 
@@ -210,13 +212,6 @@ impl Records {
                 self.flood_status.add(&taken, |id| rule_text(names, id));
             }
             Err(e) => error!(error = %e, "taking the flood summaries failed"),
-        }
-    }
-
-    /// Clears the slots of the flood window whose summaries were just handed to the kernel.
-    fn forget_flood(&mut self) {
-        if let Some(Err(e)) = self.flood.as_mut().map(FloodMaps::forget_taken) {
-            error!(error = %e, "clearing the written flood summaries failed; a kill now would have the next agent write them again");
         }
     }
 
@@ -297,8 +292,14 @@ impl Records {
     /// stays attached), and closes the sink.
     fn finish(mut self, pipeline: PipelineStats) -> Result<Summary, DaemonError> {
         // The flood summaries since the last sweep (a take reads the window the program
-        // was filling; a program left attached fills the next, which the next agent reads).
+        // was filling; a program left attached fills the next, which the next agent reads),
+        // written and their slots cleared before the walk: one of its settles, every 1,024
+        // records, would write them, and a kill in the walk would leave them to be written
+        // again.
         self.take_flood();
+        let flood = &mut self.flood;
+        self.sweeper
+            .settle_and(self.sink.as_mut(), || forget_flood(flood));
         let table = self.flows.table();
         let (sink, names) = (self.sink.as_mut(), self.rules.as_ref());
         let written = match &self.hand_over {
@@ -311,7 +312,6 @@ impl Records {
         // What was written goes to the file and the ledger follows, even if the walk failed
         // part way.
         self.sweeper.settle(sink);
-        self.forget_flood();
         written.map_err(DaemonError::Flush)?;
         // `status` of a stopped agent shows what it wrote to the end.
         self.write_status(pipeline);
@@ -323,5 +323,12 @@ impl Records {
             clock: self.sweeper.clock().stats().clone(),
             counters: crate::stats::read(&self.status.stats).ok(),
         })
+    }
+}
+
+/// Clears the flood slots whose summaries are written (see `Sweeper::settle_and`).
+fn forget_flood(flood: &mut Option<FloodMaps>) {
+    if let Some(Err(e)) = flood.as_mut().map(FloodMaps::forget_taken) {
+        error!(error = %e, "clearing the written flood summaries failed; a kill now would have the next agent write them again");
     }
 }
