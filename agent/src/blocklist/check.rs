@@ -18,6 +18,7 @@ const CHECK_KEY: DomainKey = DomainKey {
     suffix: [0; 2],
 };
 use super::tables::{CompileStats, CompiledList};
+use super::ListKind;
 
 /// The result of checking one file for `blocklist check`.
 #[derive(Debug)]
@@ -31,8 +32,8 @@ pub struct FileCheck {
 }
 
 /// A good rule that matches everything of its kind (`0.0.0.0/0`, `::/0`, a whole top-level
-/// domain such as `com`): valid, but on a blocklist it blocks all of it, which is rarely
-/// what was meant.
+/// domain such as `com`): valid, but on a blocklist it blocks all of it, and on an allowlist
+/// it passes all of it, which is rarely what was meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sweeping {
     /// The line.
@@ -42,14 +43,29 @@ pub struct Sweeping {
 }
 
 impl Sweeping {
-    /// The file's sweeping rules, in line order.
-    pub(super) fn of(list: &ParsedList) -> Vec<Sweeping> {
-        const ALL_V4: &str =
-            "matches every IPv4 address (a /0): on a blocklist it blocks all IPv4 traffic";
-        const ALL_V6: &str =
-            "matches every IPv6 address (a /0): on a blocklist it blocks all IPv6 traffic";
-        let v4 = list.v4.iter().map(|n| (n.line, n.item.len, ALL_V4));
-        let v6 = list.v6.iter().map(|n| (n.line, n.item.len, ALL_V6));
+    /// The file's sweeping rules, in line order, said as `kind` enforces them: on an
+    /// allowlist such a rule passes all of it past every blocklist (blocking is off).
+    pub(super) fn of(list: &ParsedList, kind: ListKind) -> Vec<Sweeping> {
+        let block = kind == ListKind::Block;
+        let (all_v4, all_v6, tld_what) = if block {
+            (
+                "matches every IPv4 address (a /0): on a blocklist it blocks all IPv4 traffic",
+                "matches every IPv6 address (a /0): on a blocklist it blocks all IPv6 traffic",
+                "is a whole top-level domain (a single label): on a blocklist it blocks every \
+                 name under it",
+            )
+        } else {
+            (
+                "matches every IPv4 address (a /0): on an allowlist it passes all IPv4 \
+                 traffic, whatever the blocklists say",
+                "matches every IPv6 address (a /0): on an allowlist it passes all IPv6 \
+                 traffic, whatever the blocklists say",
+                "is a whole top-level domain (a single label): on an allowlist it passes \
+                 every name under it, whatever the blocklists say",
+            )
+        };
+        let v4 = list.v4.iter().map(|n| (n.line, n.item.len, all_v4));
+        let v6 = list.v6.iter().map(|n| (n.line, n.item.len, all_v6));
         let nets = v4
             .chain(v6)
             .filter(|&(_, len, _)| len == 0)
@@ -61,8 +77,7 @@ impl Sweeping {
             .filter(|d| d.item.parents.is_empty())
             .map(|d| Sweeping {
                 line: d.line,
-                what: "is a whole top-level domain (a single label): on a blocklist it blocks \
-                       every name under it",
+                what: tld_what,
             });
         let mut all: Vec<Sweeping> = nets.chain(tld).collect();
         all.sort_by_key(|w| w.line);
@@ -92,7 +107,7 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
         let result = r.map(|p| {
             let alone = compile_standalone([(i as u32, &p)].into_iter());
             let stats = p.stats;
-            sweeping = Sweeping::of(&p);
+            sweeping = Sweeping::of(&p, ListKind::Block);
             parsed.push((i as u32, p));
             (stats, alone)
         });

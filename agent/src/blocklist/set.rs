@@ -296,17 +296,16 @@ impl ListSet {
         self.files.iter().find(|f| f.path == path).map(|f| f.kind)
     }
 
-    /// The rules of the good blocklist files that match everything of their kind (see
-    /// [`Sweeping`]), by file in configuration order.
-    pub fn sweeping(&self) -> Vec<(&Path, Sweeping)> {
+    /// The rules of the good list files that match everything of their kind (see
+    /// [`Sweeping`]), by file in configuration order, with the file's kind.
+    pub fn sweeping(&self) -> Vec<(&Path, ListKind, Sweeping)> {
         self.files
             .iter()
-            .filter(|f| f.kind == ListKind::Block)
-            .filter_map(|f| Some((f.path.as_path(), f.good.as_ref()?)))
-            .flat_map(|(path, good)| {
-                Sweeping::of(&good.parsed)
+            .filter_map(|f| Some((f.path.as_path(), f.kind, f.good.as_ref()?)))
+            .flat_map(|(path, kind, good)| {
+                Sweeping::of(&good.parsed, kind)
                     .into_iter()
-                    .map(move |w| (path, w))
+                    .map(move |w| (path, kind, w))
             })
             .collect()
     }

@@ -260,13 +260,13 @@ pub fn read_adopting(
     Some((set, delta))
 }
 
-/// Warns of each blocklist rule in force that matches everything of its kind (`0.0.0.0/0`, a
+/// Warns of each list rule in force that matches everything of its kind (`0.0.0.0/0`, a
 /// top-level domain): valid, and applied, but one such line in a downloaded feed blocks all
-/// IPv4 traffic or a whole top-level domain, which `blocklist check` says and the agent
-/// must not keep quiet about either.
+/// IPv4 traffic or a whole top-level domain (on an allowlist, turns blocking off), which
+/// `blocklist check` says and the agent must not keep quiet about either.
 fn warn_sweeping(set: &ListSet) {
-    for (path, w) in set.sweeping() {
-        warn!(file = %path.display(), line = w.line, "a blocklist rule {}", w.what);
+    for (path, kind, w) in set.sweeping() {
+        warn!(file = %path.display(), line = w.line, "a {kind} rule {}", w.what);
     }
 }
 

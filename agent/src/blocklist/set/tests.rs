@@ -692,9 +692,9 @@ fn a_rule_name_is_what_the_formatter_wrote() {
 }
 
 #[test]
-fn sweeping_rules_are_found_in_blocklists_only() {
+fn sweeping_rules_are_found_in_every_list_and_said_as_their_kind_enforces_them() {
     let dir = TempDir::new("sweeping");
-    let (a, _, mut set) = two_files(
+    let (a, b, mut set) = two_files(
         &dir,
         (
             "block.list",
@@ -708,7 +708,28 @@ fn sweeping_rules_are_found_in_blocklists_only() {
     let found: Vec<(PathBuf, u32)> = set
         .sweeping()
         .into_iter()
-        .map(|(p, w)| (p.to_owned(), w.line))
+        .map(|(p, _, w)| (p.to_owned(), w.line))
         .collect();
-    assert_eq!(found, [(a.clone(), 2), (a.clone(), 4), (a, 5)]);
+    assert_eq!(
+        found,
+        [
+            (a.clone(), 2),
+            (a.clone(), 4),
+            (a, 5),
+            (b.clone(), 1),
+            (b, 2)
+        ]
+    );
+    let allowing: Vec<&str> = set
+        .sweeping()
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == ListKind::Allow)
+        .map(|(_, _, w)| w.what)
+        .collect();
+    assert!(
+        allowing
+            .iter()
+            .all(|w| w.contains("on an allowlist it passes")),
+        "{allowing:?}"
+    );
 }
