@@ -203,8 +203,9 @@ impl PartialFile {
 }
 
 /// Removes the temporaries `prefix<pid>` beside `path` that a killed command left (its
-/// process is gone, or its pid is ours now): they hold subscribers' records, hidden, and one
-/// with our pid would refuse this run. Another running command's temporary is left alone.
+/// process is gone and the file untouched for a minute, or its pid is ours now): they hold
+/// subscribers' records, hidden, and one with our pid would refuse this run. Another
+/// running command's temporary is left alone.
 fn remove_stale_partials(path: &Path, prefix: &str) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -229,7 +230,17 @@ fn remove_stale_partials(path: &Path, prefix: &str) {
                 let rc = unsafe { libc::kill(p, 0) };
                 rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
             });
-        if gone {
+        // Not written to for a minute too: a process of another host (a network file
+        // system) or PID namespace is not ours to see, and its file is being written.
+        let quiet = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= std::time::Duration::from_secs(60))
+        };
+        if gone && (pid == own || quiet()) {
             let stale = entry.path();
             match std::fs::remove_file(&stale) {
                 Ok(()) => warn!(file = %stale.display(), "removed what an interrupted run left"),
@@ -433,11 +444,17 @@ mod tests {
         // Process 1 always runs.
         let alive = ".case.csv.partial-1".to_owned();
         let other = ".other.csv.partial-4194305".to_owned();
-        for n in [&own, &dead, &alive, &other] {
-            std::fs::write(d.0.join(n), b"records").expect("write a leftover");
+        // Written to a moment ago: another host's (a network file system), never removed.
+        let fresh = ".case.csv.partial-4194306".to_owned();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        for n in [&own, &dead, &alive, &other, &fresh] {
+            let f = File::create(d.0.join(n)).expect("write a leftover");
+            if *n != fresh {
+                f.set_modified(old).expect("date it back");
+            }
         }
         let (guard, _file) = PartialFile::create(&out).expect("create");
-        let mut want = vec![alive, other, own];
+        let mut want = vec![alive, other, own, fresh];
         want.sort();
         assert_eq!(names(&d.0), want, "ours is the new temporary");
         drop(guard);

@@ -104,7 +104,8 @@ pub struct DhcpPacket<'a> {
     pub dst_port: u16,
     /// The sender's IP address (checked against trusted servers).
     pub src_ip: IpAddr,
-    /// The Ethernet destination (a DHCPv6 Reply's client when not relayed).
+    /// The Ethernet destination of a packet to a link-local address (a DHCPv6 Reply's
+    /// client on its link); `None` for one routed, whose frame goes to the gateway.
     pub eth_dst: Option<Mac>,
     /// When it was seen, Unix ns.
     pub t_ns: i64,

@@ -53,6 +53,12 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// Whether no client is named: no MAC and no client id (Kea's declined rows clear both;
+    /// a declined DHCPv6 lease keeps a DUID of one zero byte).
+    pub fn anonymous(&self) -> bool {
+        self.mac.is_none() && self.client_id.as_deref().is_none_or(|id| id == [0])
+    }
+
     /// Whether two holders are the same client: by MAC when both have one, else by client id.
     pub fn same(&self, other: &Holder) -> bool {
         match (self.mac, other.mac) {
@@ -342,7 +348,7 @@ impl Bindings {
         let Some(spans) = self.by_ip.get_mut(&ip) else {
             return;
         };
-        let anyone = holder.mac.is_none() && holder.client_id.is_none();
+        let anyone = holder.anonymous();
         for s in spans.iter_mut() {
             if (anyone || s.holder.same(holder)) && s.valid.contains(at_ns) {
                 s.valid.to = Some(at_ns);
@@ -410,11 +416,16 @@ impl Bindings {
                         now_ns,
                     )
                 }
-                // At the row's own time (Kea writes a release or decline when it happens):
-                // a file read later, or read again whole after a restart, must not stretch
-                // the binding to the read.
+                // A decline row (Kea clears its holder, and its start is the decline) ends
+                // the binding at its own time: read late, or whole again after a restart,
+                // it must not leave the address its last holder's up to the read. Other
+                // rows state no time of the release (Kea's `expire` is then the client's
+                // last request): they end at the read.
                 LeaseState::Gone => {
-                    let at = lease.valid.from.map_or(now_ns, |t| t.min(now_ns));
+                    let at = match lease.valid.from {
+                        Some(t) if holder.anonymous() => t.min(now_ns),
+                        _ => now_ns,
+                    };
                     self.end(lease.ip, &holder, at)
                 }
             }

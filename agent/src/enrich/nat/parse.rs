@@ -93,6 +93,9 @@ impl CtStatus {
     pub const SRC_NAT: u32 = 1 << 4;
     /// `IPS_DST_NAT`: the destination was translated (DNAT, port forwards).
     pub const DST_NAT: u32 = 1 << 5;
+    /// `IPS_NAT_CLASH` (the bit of `IPS_UNTRACKED`): a UDP entry that lost an insertion race
+    /// and shares its original tuple with the winner (parallel A and AAAA queries).
+    pub const NAT_CLASH: u32 = 1 << 12;
 
     /// Whether the source was translated.
     pub const fn src_nat(self) -> bool {

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use super::index::{Hot, Index, NIL};
-use super::parse::{CtEntry, CtKind, CtMessage, CtTuple, L4};
+use super::parse::{CtEntry, CtKind, CtMessage, CtStatus, CtTuple, L4};
 use crate::enrich::Validity;
 
 /// How soon after a flow's start the session holding it may end for the flow to be taken as
@@ -523,9 +523,12 @@ impl NatTable {
     /// Closes the open sessions a new connection on the same original tuple (and zone)
     /// replaces: conntrack holds one entry per tuple, so their destroy was lost (a full
     /// socket buffer), and left open they would still hold the new flows' start. Not for
-    /// ICMP, whose echo identifier the inside key lacks: several are open at once.
+    /// ICMP, whose echo identifier the inside key lacks (several are open at once), nor for
+    /// a UDP clash loser.
     fn close_superseded(&mut self, e: &CtEntry, at_ns: i64) {
-        if !matches!(e.orig.l4, L4::Ports { .. }) {
+        // A clash loser shares its tuple with a live winner: the one exception to one entry
+        // per tuple.
+        if !matches!(e.orig.l4, L4::Ports { .. }) || e.status.0 & CtStatus::NAT_CLASH != 0 {
             return;
         }
         let key = InsideKey::of_tuple(&e.orig);

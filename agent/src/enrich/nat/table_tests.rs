@@ -222,6 +222,19 @@ fn a_new_connection_on_the_tuple_of_an_open_session_closes_it() {
     t.apply(msg(CtKind::New, ping(3, 7), 30 * S));
     t.apply(msg(CtKind::New, ping(4, 8), 31 * S));
     assert_eq!(t.stats().closed_replaced, 1, "two pings are two sessions");
+    // A UDP clash loser shares the winner's tuple: both stay.
+    let udp = |id: u32, oport: u16, clash: bool| {
+        let mut e = entry(id, 5, 5353, oport);
+        e.orig.proto = 17;
+        e.reply.proto = 17;
+        if clash {
+            e.status.0 |= CtStatus::NAT_CLASH;
+        }
+        e
+    };
+    t.apply(msg(CtKind::New, udp(5, 63000, false), 40 * S));
+    t.apply(msg(CtKind::New, udp(6, 63001, true), 40 * S + 1));
+    assert_eq!(t.stats().closed_replaced, 1, "the clash winner stays open");
 }
 
 /// An entry the start's dump lists without a start time (conntrack timestamps were off)

@@ -78,7 +78,10 @@ impl EnrichStage {
                 src_port: sport,
                 dst_port: dport,
                 src_ip: src,
-                eth_dst: Some(p.dst_mac),
+                // The frame's destination is the client only on its link (a Reply to its
+                // link-local address); a Reply routed through the gateway is addressed to
+                // the gateway's own MAC.
+                eth_dst: is_link_local(dst).then_some(p.dst_mac),
                 t_ns: p.t_ns,
             };
             self.dhcp.learn_sent(&pkt, p.src_mac, &mut self.bindings);
@@ -275,4 +278,9 @@ impl EnrichStage {
         s.last_ns = s.last_ns.max(t_ns);
         Some(s)
     }
+}
+
+/// Whether `ip` is an IPv6 link-local address (fe80::/10).
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
 }

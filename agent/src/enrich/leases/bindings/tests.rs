@@ -179,12 +179,12 @@ fn lease_files_snapshot_and_append() {
     assert_eq!(who(&b, "10.0.1.2", 350 * S), Some(2), "history kept");
 }
 
-/// Kea's rows of a release and a decline end the binding at their own time, not at the
-/// read (a file read late, or whole again after a restart, stretched it to the read); a
-/// decline row (Kea clears its MAC and client id) ends the binding of a holder that sent a
-/// client id too.
+/// Kea's release row states no release time (lifetime 0, `expire` the client's last
+/// request): it ends the binding at the read. A decline row (Kea clears its MAC and client
+/// id; its start is the decline) ends the binding of whoever held the address, a holder
+/// that sent a client id too, at its own time.
 #[test]
-fn kea_releases_and_declines_end_bindings_at_their_own_time() {
+fn kea_releases_end_at_the_read_and_declines_at_their_own_time() {
     let kea = |who: u8, id: bool, from_s: i64, to_s: i64, state, line| Lease {
         ip: ip("10.0.2.9"),
         mac: (who != 0).then_some(Mac([2, 0, 0, 0, 0, who])),
@@ -197,19 +197,20 @@ fn kea_releases_and_declines_end_bindings_at_their_own_time() {
         state,
         line,
     };
-    // Bound at 100 s for 4000 s, released at 200 s (lifetime 0: expire = the release).
+    // Bound at 100 s for 4000 s, released and read at 900 s: Kea's row has lifetime 0 and
+    // expire 100 s (the client's last request), as in the lab's kea-leases4.csv.
     let rows = [
         kea(1, true, 100, 4100, LeaseState::Bound, 1),
-        kea(1, true, 200, 200, LeaseState::Gone, 2),
+        kea(1, true, 100, 100, LeaseState::Gone, 2),
     ];
     let mut b = Bindings::default();
     b.apply_read(0, &rows, None, 900 * S, |_, _| None);
-    assert_eq!(who(&b, "10.0.2.9", 199 * S), Some(1));
     assert_eq!(
-        who(&b, "10.0.2.9", 200 * S),
-        None,
-        "ended at the release row's time"
+        who(&b, "10.0.2.9", 899 * S),
+        Some(1),
+        "held until the release was read"
     );
+    assert_eq!(who(&b, "10.0.2.9", 900 * S), None, "ended at the read");
     // Holder 2 (with a client id) bound at 1000 s; Kea declines the address at 1002 s and
     // writes the row with no MAC and no client id, for the probation period.
     let rows = [
