@@ -465,7 +465,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         ("--alert-webhook", args.alerts.alert_webhook.is_some()),
     ] {
         if on {
-            ip_sockets_allowed(flag)?;
+            privilege::ip_sockets_allowed(flag)?;
         }
     }
     let log_dir = args.store.dir.log_dir.clone();
@@ -696,73 +696,10 @@ fn stage_config(args: &RunArgs) -> StageConfig {
     }
 }
 
-/// Refuses the start when a sandbox forbids IP sockets (the packaged unit's
-/// `RestrictAddressFamilies=`) and `flag` needs one: otherwise the agent starts and every
-/// connection fails, which only the status would say. Either family will do (a server may
-/// be reached over IPv6 alone). An `IPAddressDeny=` is not seen here: connections say it.
-fn ip_sockets_allowed(flag: &str) -> anyhow::Result<()> {
-    let probe = |family| {
-        // SAFETY: a plain socket(2); the descriptor is closed at once.
-        let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Some(std::io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor this function owns.
-        unsafe { libc::close(fd) };
-        None
-    };
-    match sandboxed([probe(libc::AF_INET), probe(libc::AF_INET6)]) {
-        Some(cause) => anyhow::bail!(
-            "{flag}: a sandbox forbids IP sockets ({cause}): under the packaged unit add \
-             AF_INET AF_INET6 to RestrictAddressFamilies= and an IPAddressAllow= for the \
-             server in a drop-in (`systemctl edit xdp-audit`)"
-        ),
-        None => Ok(()),
-    }
-}
-
-/// The IPv4 probe's error when both families were refused as a sandbox refuses them;
-/// `None` when either opened, or failed otherwise (out of descriptors: the connection
-/// attempts will say so themselves).
-fn sandboxed(probes: [Option<std::io::Error>; 2]) -> Option<std::io::Error> {
-    let refused = |p: &Option<std::io::Error>| {
-        p.as_ref().is_some_and(|e| {
-            matches!(
-                e.raw_os_error(),
-                Some(libc::EAFNOSUPPORT | libc::EPERM | libc::EACCES)
-            )
-        })
-    };
-    if probes.iter().all(refused) {
-        let [v4, _] = probes;
-        v4
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{parse_blocklist, sandboxed, stage_config, RunArgs};
+    use super::{parse_blocklist, stage_config, RunArgs};
 
-    #[test]
-    fn ip_sockets_are_refused_only_when_both_families_are() {
-        let e = |n| Some(std::io::Error::from_raw_os_error(n));
-        assert!(sandboxed([e(libc::EAFNOSUPPORT), e(libc::EAFNOSUPPORT)]).is_some());
-        assert!(sandboxed([e(libc::EPERM), e(libc::EAFNOSUPPORT)]).is_some());
-        assert!(
-            sandboxed([e(libc::EAFNOSUPPORT), None]).is_none(),
-            "IPv6 only"
-        );
-        assert!(
-            sandboxed([None, e(libc::EAFNOSUPPORT)]).is_none(),
-            "IPv4 only"
-        );
-        assert!(
-            sandboxed([e(libc::EMFILE), e(libc::EMFILE)]).is_none(),
-            "no sandbox"
-        );
-    }
     use clap::{Args as _, FromArgMatches as _};
 
     fn run_args(argv: &[&str]) -> RunArgs {

@@ -348,3 +348,22 @@ fn a_new_directory_and_the_parents_made_for_it_belong_to_the_user() {
     made.expect("make a relative directory");
     assert_eq!(owner.ok(), Some(nobody.uid));
 }
+
+#[test]
+fn ip_sockets_are_refused_only_when_both_families_are() {
+    let e = |n| Some(std::io::Error::from_raw_os_error(n));
+    assert!(sandboxed([e(libc::EAFNOSUPPORT), e(libc::EAFNOSUPPORT)]).is_some());
+    assert!(sandboxed([e(libc::EPERM), e(libc::EAFNOSUPPORT)]).is_some());
+    assert!(
+        sandboxed([e(libc::EAFNOSUPPORT), None]).is_none(),
+        "IPv6 only"
+    );
+    assert!(
+        sandboxed([None, e(libc::EAFNOSUPPORT)]).is_none(),
+        "IPv4 only"
+    );
+    assert!(
+        sandboxed([e(libc::EMFILE), e(libc::EMFILE)]).is_none(),
+        "no sandbox"
+    );
+}

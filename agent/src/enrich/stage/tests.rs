@@ -268,33 +268,6 @@ fn nat_joins_by_tuple_and_start_and_unjoined_sessions_become_nat_records() {
     assert_eq!(st.status().nat.nat_records, 1);
 }
 
-/// A DNS answer seen on the outside (the WAN interface audited), sent to the gateway's
-/// outside address and port, is the inside client's that the NAT session maps there: its
-/// flows are named by it.
-#[test]
-fn a_dns_answer_back_through_nat_names_the_inside_clients_flows() {
-    let t0 = now() - 3600 * S;
-    let nat: SharedNat = Arc::new(Mutex::new(NatTable::new(TableConfig::default())));
-    let (mut st, out) = stage(Inputs::fixed(Arc::default(), Some(nat.clone()), None));
-    let resolver = ip("198.51.100.53");
-    let mut dns =
-        CtEntry::masqueraded_tcp(1, (ip("10.0.0.5"), 5353), (resolver, 53), (GW_OUT, 40001));
-    dns.orig.proto = proto::UDP;
-    dns.reply.proto = proto::UDP;
-    ct(&nat, CtKind::New, dns, t0);
-    // On the outside: the resolver's answer to the gateway's port (the query left the
-    // gateway, which XDP does not see).
-    let outside = record("198.51.100.53", 53, GW_OUT, 40001, proto::UDP, t0 + 1000);
-    let answer = dns_message("behind.example", [198, 51, 100, 7], 300, true);
-    feed(&mut st, &flow_key(&outside), true, t0 + 1000, 0, &answer);
-    let lan = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0 + S);
-    let gw = record("203.0.113.1", 40002, SERVER, 443, proto::TCP, t0 + S);
-    st.write(&lan).expect("write");
-    st.write(&gw).expect("write");
-    let got: Vec<_> = out.take().into_iter().map(|r| r.attr.domain).collect();
-    assert_eq!(got[..2], [Some("behind.example".into()), None], "{got:?}");
-}
-
 /// Feeds one payload snippet through the sink seam, as the records thread does: kernel time,
 /// direction, bytes.
 fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq: u32, data: &[u8]) {
@@ -390,69 +363,6 @@ fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() 
     assert_eq!(status.payloads, 4);
     assert_eq!(status.dns_questions, 1);
     assert_eq!(status.flow_states, 0, "every flow ended, its state must go");
-}
-
-/// A ClientHello offering ECH whose outer SNI the client resolved to the server itself is
-/// Chrome's GREASE: the SNI is the name, though a later answer named the address otherwise;
-/// an outer SNI it never resolved (a real ECH cover name) leaves the name to DNS.
-#[test]
-fn an_ech_offer_for_a_name_the_client_resolved_is_named_by_its_sni() {
-    let t0 = an_hour_ago();
-    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
-    let resolver = ip("10.0.0.1");
-    // b.example, then a.example, both to the server (a CDN address).
-    for (i, name) in ["b.example", "a.example"].into_iter().enumerate() {
-        let port = 5353 + i as u16;
-        let at = t0 + i as i64 * 1_000_000;
-        let key = flow_key(&record("10.0.0.5", port, resolver, 53, proto::UDP, at));
-        feed(
-            &mut st,
-            &key,
-            true,
-            at,
-            0,
-            &dns_message(name, [198, 51, 100, 7], 300, false),
-        );
-        let answer = dns_message(name, [198, 51, 100, 7], 300, true);
-        feed(&mut st, &key, false, at + 1000, 0, &answer);
-    }
-    let mut flows = Vec::new();
-    for (i, outer) in ["b.example", "cover.example"].into_iter().enumerate() {
-        let mut hello = Hello::chrome_like(outer, &mut Rng::new(7 + i as u64));
-        hello.ech = true;
-        let tls = record(
-            "10.0.0.5",
-            40000 + i as u16,
-            SERVER,
-            443,
-            proto::TCP,
-            t0 + S,
-        );
-        feed(
-            &mut st,
-            &flow_key(&tls),
-            true,
-            t0 + S,
-            1000,
-            &records(&hello.encode(), 16384),
-        );
-        flows.push(tls);
-    }
-    for r in &flows {
-        st.write(r).expect("write");
-    }
-    let got: Vec<_> = out
-        .take()
-        .into_iter()
-        .map(|r| (r.attr.domain, r.attr.domain_source))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (Some("b.example".into()), Some(NameSource::Sni)),
-            (Some("a.example".into()), Some(NameSource::Ech)),
-        ]
-    );
 }
 
 #[test]
@@ -863,3 +773,5 @@ fn a_subscribers_reload_attributes_flows_by_the_table_in_force_when_they_started
         "the flow open across the reload keeps the account it started under"
     );
 }
+
+mod names;
