@@ -147,24 +147,7 @@ pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
     }
 }
 
-/// `text` with its control characters escaped (`\n`, `\u{1b}`): a free text an operator
-/// typed (a hold's reason) printed in a table must not start a row of its own or drive the
-/// terminal.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
+pub use crate::blocklist::error::printable;
 
 #[cfg(test)]
 mod tests {

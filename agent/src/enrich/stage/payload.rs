@@ -81,7 +81,8 @@ impl EnrichStage {
                 // The frame's destination is the client only on its link (a Reply to its
                 // link-local address); a Reply routed through the gateway is addressed to
                 // the gateway's own MAC.
-                eth_dst: is_link_local(dst).then_some(p.dst_mac),
+                eth_dst: matches!(dst, IpAddr::V6(a) if a.is_unicast_link_local())
+                    .then_some(p.dst_mac),
                 t_ns: p.t_ns,
             };
             self.dhcp.learn_sent(&pkt, p.src_mac, &mut self.bindings);
@@ -278,9 +279,4 @@ impl EnrichStage {
         s.last_ns = s.last_ns.max(t_ns);
         Some(s)
     }
-}
-
-/// Whether `ip` is an IPv6 link-local address (fe80::/10).
-fn is_link_local(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
 }
