@@ -294,6 +294,25 @@ fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq:
     st.payload(&p);
 }
 
+/// Client 10.0.0.5 asks resolver 10.0.0.1 from `port` at `at` for `name`, answered 1 us later
+/// with the server's address (198.51.100.7, TTL 300 s).
+fn resolve(st: &mut EnrichStage, port: u16, name: &str, at: i64) {
+    let resolver = ip("10.0.0.1");
+    let key = flow_key(&record("10.0.0.5", port, resolver, 53, proto::UDP, at));
+    let query = dns_message(name, [198, 51, 100, 7], 300, false);
+    let answer = dns_message(name, [198, 51, 100, 7], 300, true);
+    feed(st, &key, true, at, 0, &query);
+    feed(st, &key, false, at + 1000, 0, &answer);
+}
+
+/// The domain and its source of each record written so far.
+fn names(out: &Captured) -> Vec<(Option<String>, Option<NameSource>)> {
+    out.take()
+        .into_iter()
+        .map(|r| (r.attr.domain, r.attr.domain_source))
+        .collect()
+}
+
 /// A DNS response for `name` A -> `addr` with `ttl`, or the query alone.
 fn dns_message(name: &str, addr: [u8; 4], ttl: u32, response: bool) -> Vec<u8> {
     let flags: u16 = if response { 0x8180 } else { 0x0100 };
@@ -321,11 +340,7 @@ fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() 
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
     // The client asks the resolver; the response (from port 53 to the client) fills its cache.
     let resolver = ip("10.0.0.1");
-    let dns_flow = flow_key(&record("10.0.0.5", 5353, resolver, 53, proto::UDP, t0));
-    let query = dns_message("plain.example", [198, 51, 100, 7], 300, false);
-    let answer = dns_message("plain.example", [198, 51, 100, 7], 300, true);
-    feed(&mut st, &dns_flow, true, t0, 0, &query);
-    feed(&mut st, &dns_flow, false, t0 + 1000, 0, &answer);
+    resolve(&mut st, 5353, "plain.example", t0);
 
     // A TLS flow whose ClientHello (about 1.8 KB) spans two segments, second one first.
     let hello = records(
@@ -346,11 +361,7 @@ fn names_come_from_the_hello_in_two_segments_else_from_the_clients_dns_answer() 
     for r in [&tls, &bare, &stranger, &dns_rec] {
         st.write(r).expect("write");
     }
-    let got: Vec<_> = out
-        .take()
-        .into_iter()
-        .map(|r| (r.attr.domain, r.attr.domain_source))
-        .collect();
+    let got = names(&out);
     assert_eq!(
         got[..3],
         [

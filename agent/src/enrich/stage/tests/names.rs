@@ -10,22 +10,9 @@ use super::*;
 fn an_ech_offer_for_a_name_the_client_resolved_is_named_by_its_sni() {
     let t0 = an_hour_ago();
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
-    let resolver = ip("10.0.0.1");
     // b.example, then a.example, both to the server (a CDN address).
     for (i, name) in ["b.example", "a.example"].into_iter().enumerate() {
-        let port = 5353 + i as u16;
-        let at = t0 + i as i64 * 1_000_000;
-        let key = flow_key(&record("10.0.0.5", port, resolver, 53, proto::UDP, at));
-        feed(
-            &mut st,
-            &key,
-            true,
-            at,
-            0,
-            &dns_message(name, [198, 51, 100, 7], 300, false),
-        );
-        let answer = dns_message(name, [198, 51, 100, 7], 300, true);
-        feed(&mut st, &key, false, at + 1000, 0, &answer);
+        resolve(&mut st, 5353 + i as u16, name, t0 + i as i64 * 1_000_000);
     }
     let mut flows = Vec::new();
     for (i, outer) in ["b.example", "cover.example"].into_iter().enumerate() {
@@ -52,13 +39,8 @@ fn an_ech_offer_for_a_name_the_client_resolved_is_named_by_its_sni() {
     for r in &flows {
         st.write(r).expect("write");
     }
-    let got: Vec<_> = out
-        .take()
-        .into_iter()
-        .map(|r| (r.attr.domain, r.attr.domain_source))
-        .collect();
     assert_eq!(
-        got,
+        names(&out),
         [
             (Some("b.example".into()), Some(NameSource::Sni)),
             (Some("a.example".into()), Some(NameSource::Ech)),
