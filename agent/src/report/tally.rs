@@ -276,13 +276,20 @@ fn top(mut rows: Vec<BlockedRow>) -> BlockedTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::record::{Attribution, EndReason, Mac};
 
     const T0: i64 = 1_764_500_400_000_000_000;
 
-    fn rec(client: &str, dst: &str, start_s: i64, dropped: u64, rule: Option<&str>) -> FlowRecord {
+    /// A TCP record of `client` to `dst`:443, a second long from `start_s` after T0.
+    pub(in crate::report) fn rec(
+        client: &str,
+        dst: &str,
+        start_s: i64,
+        dropped: u64,
+        rule: Option<&str>,
+    ) -> FlowRecord {
         FlowRecord {
             time_start_ns: T0 + start_s * 1_000_000_000,
             time_end_ns: T0 + (start_s + 1) * 1_000_000_000,
