@@ -259,36 +259,18 @@ fn a_damaged_segment_fails_the_chain_line_naming_it() {
 /// loop of links in its place is an alteration (the store makes no links): BROKEN.
 #[test]
 fn a_segment_that_cannot_be_read_fails_the_chain_line_as_not_checked() {
-    use std::os::unix::fs::PermissionsExt as _;
     let dir = TempDir::new("compliance-unreadable");
     let now = SystemClock.now_ns();
     build(dir.path(), now - 4 * DAY, now, 5);
     let store = dir.path().join("store");
     let bad = middle(&store);
     let path = store.join(&bad.file);
-    let chown = Command::new("chown")
-        .arg("-R")
-        .arg("65534:65534")
-        .arg(dir.path())
-        .status()
-        .expect("spawn chown");
-    assert!(chown.success(), "chown -R the store");
-    std::os::unix::fs::chown(&path, Some(0), Some(0)).expect("chown the segment");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let chain_why = |user: Option<&str>| {
-        let mut cmd = match user {
-            Some(uid) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={uid}"),
-                    &format!("--regid={uid}"),
-                    "--clear-groups",
-                    "--",
-                    BIN,
-                ]);
-                c
-            }
-            None => Command::new(BIN),
+    nobodys_but(dir.path(), &path);
+    let chain_why = |nobody: bool| {
+        let mut cmd = if nobody {
+            as_nobody(BIN)
+        } else {
+            Command::new(BIN)
         };
         let out = cmd
             .env_remove("XDP_AUDIT_CONFIG")
@@ -309,14 +291,14 @@ fn a_segment_that_cannot_be_read_fails_the_chain_line_as_not_checked() {
         assert_eq!(chain["result"], "fail", "{r:#}");
         text(&chain["why"])
     };
-    let why = chain_why(Some("65534"));
+    let why = chain_why(true);
     assert!(
         why.contains("could not be checked") && !why.contains("BROKEN") && why.contains(&bad.file),
         "{why}"
     );
     std::fs::remove_file(&path).expect("remove the segment");
     std::os::unix::fs::symlink(&path, &path).expect("a link to itself in its place");
-    let why = chain_why(None);
+    let why = chain_why(false);
     assert!(
         why.contains("BROKEN"),
         "a loop of links is an alteration: {why}"

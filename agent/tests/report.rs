@@ -459,42 +459,33 @@ fn report_of(d: &str, format: &str, since: &str, until: &str, extra: &[&str]) ->
 /// links in its place is an alteration (the store makes no links): BROKEN, exit 4.
 #[test]
 fn a_chain_that_could_not_be_read_is_not_checked_not_broken() {
-    use std::os::unix::fs::PermissionsExt as _;
     let dir = two_hours("report-unreadable");
     let d = dir.path().to_str().expect("utf-8");
     let seg = dir.path().join(&live(dir.path())[0].file);
     let (since, until) = ("2023-11-14T23:30:00Z", UNTIL);
     // The store is nobody's; the one segment root's alone.
-    let chown = std::process::Command::new("chown")
-        .args(["-R", "65534:65534", d])
-        .status()
-        .expect("spawn chown");
-    assert!(chown.success(), "chown -R the store");
-    std::os::unix::fs::chown(&seg, Some(0), Some(0)).expect("chown the segment");
-    std::fs::set_permissions(&seg, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let as_nobody = |format: &str| {
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(BIN)
+    nobodys_but(dir.path(), &seg);
+    let report_as_nobody = |format: &str| {
+        as_nobody(BIN)
             .args(["report", "--format", format, "--log-dir", d])
             .args(["--since", since, "--until", until])
             .output()
             .expect("spawn setpriv (util-linux)")
     };
-    let o = as_nobody("json");
+    let o = report_as_nobody("json");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report, written");
     assert_eq!(j["verify"]["ok"], false, "{}", j["verify"]);
     assert_eq!(j["verify"]["unchecked"], true, "{}", j["verify"]);
-    let md = String::from_utf8_lossy(&as_nobody("md").stdout).into_owned();
+    let md = String::from_utf8_lossy(&report_as_nobody("md").stdout).into_owned();
     let seg_s = seg.to_str().expect("utf-8");
     assert!(!md.contains("BROKEN"), "{md}");
     assert!(
         md.contains("the chain could not be checked") && md.contains(seg_s),
         "{md}"
     );
-    let html = String::from_utf8_lossy(&as_nobody("html").stdout).into_owned();
+    let html = String::from_utf8_lossy(&report_as_nobody("html").stdout).into_owned();
     assert!(!html.contains("BROKEN"), "the HTML report says BROKEN");
 
     std::fs::remove_file(&seg).expect("remove the segment");

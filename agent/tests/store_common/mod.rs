@@ -149,3 +149,30 @@ pub fn query_jsonl(dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("query printed {l}: {e}")))
         .collect()
 }
+
+/// Makes the store under `dir` nobody's (uid 65534) but for `file`, root's alone (0600): a
+/// command run as nobody ([`as_nobody`]) reads all of it but that file.
+pub fn nobodys_but(dir: &Path, file: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir)
+        .status()
+        .expect("spawn chown");
+    assert!(chown.success(), "chown -R the store");
+    std::os::unix::fs::chown(file, Some(0), Some(0)).expect("chown the file");
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// `bin` to be run as nobody (`setpriv`, util-linux).
+pub fn as_nobody(bin: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        bin,
+    ]);
+    c
+}
