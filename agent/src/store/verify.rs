@@ -294,20 +294,26 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
         }
         let (sha, size, rows) = (&s.sha256, &s.size, &s.rows);
         let path = dir.join(&s.file);
+        // Gone: pruned or merged while this check read (the writer appends the entry that
+        // removes a segment before it deletes the file), or deleted.
+        let gone = || {
+            if extended(dir, &entries).is_some_and(|now| {
+                now[entries.len()..]
+                    .iter()
+                    .any(|e| e.body.removed().iter().any(|f| f.file == s.file))
+            }) {
+                return Ok(());
+            }
+            Err(broken(
+                &path,
+                format!("missing: listed by entry {} but deleted", e.seq),
+            ))
+        };
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                if extended(dir, &entries).is_some_and(|now| {
-                    now[entries.len()..]
-                        .iter()
-                        .any(|e| e.body.removed().iter().any(|f| f.file == s.file))
-                }) {
-                    continue; // pruned or merged while this check read
-                }
-                return Err(broken(
-                    &path,
-                    format!("missing: listed by entry {} but deleted", e.seq),
-                ));
+                gone()?;
+                continue;
             }
             Err(err) => return Err(unreadable(&path, &err)),
         };
@@ -320,7 +326,14 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
                 ),
             ));
         }
-        let got = sha256_file(&path).map_err(|err| unreadable(&path, &err))?;
+        let got = match sha256_file(&path) {
+            Ok(got) => got,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                gone()?;
+                continue;
+            }
+            Err(err) => return Err(unreadable(&path, &err)),
+        };
         if &got != sha {
             return Err(broken(
                 &path,
@@ -364,13 +377,21 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
                 }
                 None => {}
             }
-            // Sealed or merged while this check read (listed now), or being written now.
-            if extended(dir, &entries).is_some_and(|now| {
+            // Sealed or merged while this check read (listed now), or being written now. A
+            // seal renames its segment into place, appends the entry, then deletes the journal:
+            // a journal seen after one read of the manifest means the entry is still to come,
+            // and a journal gone by then means a second read lists the entry.
+            let lists = |now: &[manifest::Entry]| {
                 now[entries.len()..]
                     .iter()
                     .any(|e| e.body.added().is_some_and(|s| s.file == n))
-                    || interrupted_write(dir, &n, now.len() as u64).is_some()
-            }) {
+            };
+            let being_written = |now: &[manifest::Entry]| {
+                lists(now) || interrupted_write(dir, &n, now.len() as u64).is_some()
+            };
+            if extended(dir, &entries).is_some_and(|now| being_written(&now))
+                || extended(dir, &entries).is_some_and(|now| lists(&now))
+            {
                 continue;
             }
             return Err(broken(
