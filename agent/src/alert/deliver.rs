@@ -59,7 +59,8 @@ impl Delivery for LogDelivery {
     }
 }
 
-/// Notices kept while `alerts.jsonl` cannot be written (a full disk): the oldest go first.
+/// Notices kept while `alerts.jsonl` cannot be written (a full disk): the least severe and
+/// oldest go first.
 pub const CHAIN_PENDING: usize = 1024;
 
 /// `alerts.jsonl` in the store directory: one hash-chained line per notice (the operator
@@ -126,8 +127,23 @@ impl ChainDelivery {
 
 impl Delivery for ChainDelivery {
     fn deliver(&mut self, a: &Alert) {
-        if self.pending.len() == CHAIN_PENDING {
-            self.pending.pop_front();
+        // A loop may raise or resolve thousands at once (a flood's first hits, resolved
+        // together a window later): with a disk that takes writes they are written, not cut
+        // down to the limit.
+        if self.pending.len() >= CHAIN_PENDING && !self.failing {
+            self.append_pending();
+        }
+        // The disk refuses: the least severe, oldest first, so a flood's info notices do not
+        // push out the critical one that says the store is failing.
+        if self.pending.len() >= CHAIN_PENDING {
+            let severity = |e: &OpEntry| match &e.body {
+                OpBody::Alert(a) => a.severity,
+                _ => Severity::Critical,
+            };
+            let least = (self.pending.iter().enumerate())
+                .min_by_key(|(_, e)| severity(e))
+                .map_or(0, |(i, _)| i);
+            self.pending.remove(least);
             self.stats.dropped += 1;
         }
         // A chain line holds at most `oplog::MAX_LINE` bytes, and a refused line would hold
@@ -220,6 +236,52 @@ mod tests {
             })
             .collect();
         assert_eq!(firsts, (0..40).collect::<Vec<i64>>(), "in order, each once");
+    }
+
+    #[test]
+    fn a_loop_with_more_notices_than_the_limit_writes_them_all() {
+        let tmp = crate::blocklist::tests::TempDir::new("chain-many");
+        let dir = tmp.0.clone();
+        let mut d = ChainDelivery::new(dir.clone());
+        let n = CHAIN_PENDING as u64 * 2 + 5;
+        for i in 0..n {
+            d.deliver(&notice(i));
+        }
+        d.flush();
+        let st = d.stats();
+        assert_eq!((st.delivered, st.dropped, st.pending), (n, 0, 0));
+        let v = crate::store::verify::verify(&dir, None).expect("the alert log verifies");
+        assert_eq!(v.alert_lines, n);
+    }
+
+    #[test]
+    fn a_refusing_disk_drops_info_notices_before_a_critical_one() {
+        let tmp = crate::blocklist::tests::TempDir::new("chain-refused");
+        // The store directory is a file: every append fails, as on a full disk.
+        let dir = tmp.0.join("not-a-directory");
+        std::fs::write(&dir, b"").expect("write a file");
+        let mut d = ChainDelivery::new(dir);
+        let mut critical = notice(0);
+        (critical.id, critical.severity) = (AlertId::StoreDegraded, Severity::Critical);
+        d.deliver(&critical);
+        d.flush();
+        assert_eq!(d.stats().failed, 1, "the append failed");
+        for i in 1..=CHAIN_PENDING as u64 + 10 {
+            d.deliver(&notice(i));
+        }
+        let st = d.stats();
+        assert_eq!((st.dropped, st.pending), (11, CHAIN_PENDING as u64));
+        let kept: Vec<Severity> = (d.pending.iter())
+            .filter_map(|e| match &e.body {
+                OpBody::Alert(a) => Some(a.severity),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kept[0], Severity::Critical, "the critical notice is kept");
+        assert!(
+            matches!(&d.pending[1].body, OpBody::Alert(a) if a.first_ns == 12),
+            "the oldest info notices went"
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::status::Snapshot;
 /// Notices kept for `status` (the last ones, raised or resolved).
 pub const RECENT: usize = 10;
 
+/// Active overflow alerts at most: the per-rule alerts that count the clients the
+/// active-alert limit kept out ([`Engine::overflow`]).
+const MAX_OVERFLOW: usize = 1024;
+
 fn ns(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -137,11 +141,16 @@ pub struct Engine {
     /// set, are never held back by it: a flood fills the table with traffic alerts exactly
     /// when the store or the ring is most likely to fail.
     max_active: usize,
-    /// Active traffic alerts.
-    traffic_active: usize,
+    /// Active traffic alerts, per id (first hits, bursts): each has the limit, so a flood's
+    /// first hits do not keep out the burst of the one client that sends the most.
+    traffic_active: [usize; 2],
+    /// Active overflow alerts ([`Engine::overflow`]).
+    overflow_active: usize,
     active: IndexMap<(AlertId, Subject), Active, RandomState>,
     /// Per client: the start of its burst window and its blocked records in it.
     bursts: HashMap<IpAddr, (i64, u64), RandomState>,
+    /// When a full `bursts` was last cleared of its quietest clients.
+    bursts_thinned_ns: i64,
     last: Option<Gauges>,
     recent: VecDeque<Alert>,
     raised: u64,
@@ -162,9 +171,11 @@ impl Engine {
             chain_hold_ns: window_ns
                 .saturating_add(ns(cfg.alert_verify_interval).saturating_mul(2)),
             max_active: cfg.alert_max_active as usize,
-            traffic_active: 0,
+            traffic_active: [0; 2],
+            overflow_active: 0,
             active: IndexMap::default(),
             bursts: HashMap::default(),
+            bursts_thinned_ns: i64::MIN,
             last: None,
             recent: VecDeque::with_capacity(RECENT),
             raised: 0,
@@ -191,18 +202,86 @@ impl Engine {
             return;
         }
         if id.is_traffic() {
-            if self.traffic_active >= self.max_active {
+            let active = &mut self.traffic_active[Self::traffic_slot(id)];
+            if *active >= self.max_active {
                 self.suppressed += 1;
+                self.overflow(id, subject.rule, n, hold_ns, now, out);
                 return;
             }
-            self.traffic_active += 1;
+            *active += 1;
         }
+        self.raise(id, subject.owned(), text(), n, hold_ns, now, out);
+    }
+
+    /// A traffic condition the active-alert limit keeps out is still said, in one alert per
+    /// (id, rule) with no client that counts every client kept out: a flood of spoofed
+    /// sources fills the limit with its own alerts, but a real host blocked by another rule
+    /// during it still shows. Bounded by [`MAX_OVERFLOW`]; past it, only `suppressed` counts.
+    #[allow(clippy::too_many_arguments)]
+    fn overflow(
+        &mut self,
+        id: AlertId,
+        rule: Option<&str>,
+        n: u64,
+        hold_ns: i64,
+        now: i64,
+        out: &mut Vec<Alert>,
+    ) {
+        let subject = SubjectRef {
+            rule,
+            ..SubjectRef::default()
+        };
+        if let Some(a) = self.active.get_mut(&Lookup(id, subject)) {
+            a.alert.count += n;
+            a.alert.last_ns = now;
+            return;
+        }
+        if self.overflow_active >= MAX_OVERFLOW {
+            return;
+        }
+        self.overflow_active += 1;
+        let limit = self.max_active;
+        let text = match (id, rule) {
+            (AlertId::BlockBurst, _) => format!(
+                "clients over the burst threshold while {limit} traffic alerts are active (--alert-max-active): counted here, not alerted one by one"
+            ),
+            (_, Some(r)) => format!(
+                "clients blocked by {r} while {limit} traffic alerts are active (--alert-max-active): counted here, not alerted one by one"
+            ),
+            (_, None) => format!(
+                "clients blocked while {limit} traffic alerts are active (--alert-max-active): counted here, not alerted one by one"
+            ),
+        };
+        self.raise(id, subject.owned(), text, n, hold_ns, now, out);
+    }
+
+    /// Which of `traffic_active` counts the traffic alert `id`.
+    fn traffic_slot(id: AlertId) -> usize {
+        usize::from(id == AlertId::BlockBurst)
+    }
+
+    /// Whether the active alert `(id, s)` is an [`Engine::overflow`] one.
+    fn is_overflow(id: AlertId, s: &Subject) -> bool {
+        id.is_traffic() && s.client.is_none() && s.user.is_none()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn raise(
+        &mut self,
+        id: AlertId,
+        subject: Subject,
+        text: String,
+        n: u64,
+        hold_ns: i64,
+        now: i64,
+        out: &mut Vec<Alert>,
+    ) {
         let alert = Alert {
             id,
             severity: id.severity(),
             state: AlertState::Raised,
-            text: text(),
-            subject: subject.owned(),
+            text,
+            subject,
             first_ns: now,
             last_ns: now,
             count: n,
@@ -245,6 +324,9 @@ impl Engine {
             out,
         );
         if self.bursts.len() >= self.max_active && !self.bursts.contains_key(&h.client) {
+            self.thin_bursts(now);
+        }
+        if self.bursts.len() >= self.max_active && !self.bursts.contains_key(&h.client) {
             self.suppressed += 1;
             return;
         }
@@ -279,6 +361,19 @@ impl Engine {
                 out,
             );
         }
+    }
+
+    /// Makes room in a full burst map, at most once a second: windows that ended go, and so
+    /// do clients with under a quarter of the threshold in theirs. Spoofed sources (one hit
+    /// each) would otherwise hold every slot and keep a real attacker from being counted.
+    fn thin_bursts(&mut self, now: i64) {
+        if now.saturating_sub(self.bursts_thinned_ns) < 1_000_000_000 {
+            return;
+        }
+        self.bursts_thinned_ns = now;
+        let (bw, keep) = (self.burst_window_ns, (self.burst_hits / 4).max(2));
+        self.bursts
+            .retain(|_, w| now.saturating_sub(w.0) < bw && w.1 >= keep);
     }
 
     /// A status snapshot's gauges.
@@ -451,12 +546,14 @@ impl Engine {
     /// burst windows that ended.
     pub fn tick(&mut self, now: i64, out: &mut Vec<Alert>) {
         let mut done = Vec::new();
-        let traffic = &mut self.traffic_active;
-        self.active.retain(|_, a| {
+        let (traffic, overflow) = (&mut self.traffic_active, &mut self.overflow_active);
+        self.active.retain(|(id, subject), a| {
             let quiet = now - a.alert.last_ns >= a.hold_ns;
             if quiet {
-                if a.alert.id.is_traffic() {
-                    *traffic -= 1;
+                if Self::is_overflow(*id, subject) {
+                    *overflow -= 1;
+                } else if id.is_traffic() {
+                    traffic[Self::traffic_slot(*id)] -= 1;
                 }
                 done.push(Alert {
                     state: AlertState::Resolved,

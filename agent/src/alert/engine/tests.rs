@@ -303,8 +303,84 @@ fn the_active_limit_suppresses_and_counts() {
         e.hit(hit(&format!("10.0.0.{i}"), "b.list:1"), 1, 0, &mut out);
     }
     let st = e.status();
-    assert_eq!(st.active.len(), 2);
+    assert_eq!(
+        st.active.len(),
+        3,
+        "two clients' and the one counting the rest"
+    );
     assert!(st.suppressed >= 3, "{}", st.suppressed);
+    let rest = (st.active.iter())
+        .find(|a| a.subject.client.is_none())
+        .expect("the alert counting the clients kept out");
+    assert_eq!(
+        (rest.count, rest.subject.rule.as_deref()),
+        (3, Some("b.list:1"))
+    );
+}
+
+#[test]
+fn clients_over_the_active_limit_are_counted_in_one_alert_per_rule() {
+    let cfg = AlertConfig {
+        alert_max_active: 2,
+        alert_window: Duration::from_secs(60),
+        ..AlertConfig::default()
+    };
+    let mut e = Engine::new(&cfg, 0);
+    let mut out = Vec::new();
+    // A spoofed flood fills the limit...
+    for i in 0..50 {
+        e.hit(
+            hit(&format!("10.0.{}.{}", i / 256, i % 256), "flood.list:1"),
+            1,
+            0,
+            &mut out,
+        );
+    }
+    // ...and a real host blocked by another rule during it still shows.
+    e.hit(hit("192.168.1.7", "malware.list:9"), 1, S, &mut out);
+    e.hit(hit("192.168.1.8", "malware.list:9"), 2, S, &mut out);
+    let overflow: Vec<&Alert> = (out.iter())
+        .filter(|a| a.id == AlertId::BlockFirst && a.subject.client.is_none())
+        .collect();
+    assert_eq!(overflow.len(), 2, "one per rule: {out:?}");
+    assert!(overflow[1].text.contains("malware.list:9"), "{out:?}");
+    let st = e.status();
+    let malware = (st.active.iter())
+        .find(|a| a.subject.rule.as_deref() == Some("malware.list:9"))
+        .expect("the other rule's alert is active");
+    assert_eq!(malware.count, 3, "both clients' hits are counted");
+    // Resolved a window later, they free their places: a new client is alerted again.
+    out.clear();
+    e.tick(120 * S, &mut out);
+    assert_eq!(e.status().active_total, 0, "{:?}", e.status().active);
+    out.clear();
+    e.hit(hit("10.9.9.9", "flood.list:1"), 1, 121 * S, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].subject.client, "10.9.9.9".parse().ok());
+}
+
+#[test]
+fn a_full_burst_map_of_single_hits_still_counts_a_real_attacker() {
+    let cfg = AlertConfig {
+        alert_max_active: 100,
+        alert_burst_hits: 20,
+        alert_burst_window: Duration::from_secs(60),
+        ..AlertConfig::default()
+    };
+    let mut e = Engine::new(&cfg, 0);
+    let mut out = Vec::new();
+    for i in 0..100 {
+        e.hit(hit(&format!("10.0.0.{i}"), "flood.list:1"), 1, 0, &mut out);
+    }
+    out.clear();
+    for t in 0..20 {
+        e.hit(hit("192.168.1.7", "flood.list:1"), 1, S + t, &mut out);
+    }
+    assert!(
+        out.iter()
+            .any(|a| a.id == AlertId::BlockBurst && a.subject.client == "192.168.1.7".parse().ok()),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -345,7 +421,11 @@ fn a_flood_of_blocked_clients_never_keeps_out_the_system_alerts() {
         ],
         "the table full of traffic alerts must not suppress these"
     );
-    assert_eq!(e.status().active_total, 4);
+    assert_eq!(
+        e.status().active_total,
+        5,
+        "with the one counting clients kept out"
+    );
     out.clear();
     e.hit(hit("10.0.0.4", "b.list:1"), 1, S, &mut out);
     assert!(out.is_empty(), "traffic stays limited: {out:?}");
