@@ -674,7 +674,9 @@ pub fn flow_key(r: &FlowRecord) -> FlowKey {
 
 impl RecordSink for EnrichStage {
     fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
-        if record.end_reason == EndReason::Nat {
+        // A NAT record carries its own attribution; a summarised one sums many sources (its
+        // source is only the one seen most, and may be spoofed): neither is one client's.
+        if matches!(record.end_reason, EndReason::Nat | EndReason::Summarised) {
             return self.inner.write(record);
         }
         // The record handed on is the one kept from the last call, overwritten: its texts'
