@@ -441,6 +441,14 @@ fn a_damaged_page_is_an_error_naming_the_file_and_bytes_not_other_values() {
     let pristine = std::fs::read(&file).expect("read segment");
     // Every page would take a run each; a spread of them covers each kind (dictionary and
     // data pages of every column type).
+    let reader = xdp_audit::store::segment::SegmentReader::open(&file).expect("open");
+    let blooms: Vec<(u64, u64, u32)> = (0..reader.row_groups())
+        .flat_map(|g| (0..64).map(move |c| (g, c)))
+        .filter_map(|(g, c)| reader.bloom_range(g, c).expect("bloom range"))
+        .collect();
+    // Without a filter on an identity column the engine reads no Bloom filter (the test
+    // above damages those).
+    let ranges: Vec<_> = ranges.into_iter().filter(|r| !blooms.contains(r)).collect();
     let step = ranges.len().div_ceil(24);
     for &(at, len, _) in ranges.iter().step_by(step) {
         let mut bad = pristine.clone();
@@ -461,6 +469,77 @@ fn a_damaged_page_is_an_error_naming_the_file_and_bytes_not_other_values() {
     }
     std::fs::write(&file, &pristine).expect("restore");
     assert_eq!(ours(dir.path(), all).len(), recs.len());
+}
+
+/// The engine prunes row groups by the identity columns' Bloom filters, which no page CRC
+/// covers: a damaged filter said "absent" and `sql` answered short with exit 0. Their reads
+/// are checked against the CRCs the segment records for them, as `query`'s are.
+#[test]
+fn a_damaged_bloom_filter_is_an_error_not_a_short_answer() {
+    let (dir, recs) = store("sql-bloom", true);
+    let user = recs
+        .iter()
+        .find_map(|r| r.attr.user.clone())
+        .expect("an attributed record");
+    let q = format!("SELECT count(*) FROM flows_raw WHERE \"user\" = '{user}'");
+    let want = recs
+        .iter()
+        .filter(|r| r.attr.user.as_ref() == Some(&user))
+        .count();
+    assert_eq!(ours(dir.path(), &q), vec![vec![want.to_string()]]);
+    let mut damaged = 0;
+    for file in segment_files(dir.path()) {
+        let reader = xdp_audit::store::segment::SegmentReader::open(&file).expect("open");
+        let mut bytes = std::fs::read(&file).expect("read segment");
+        for g in 0..reader.row_groups() {
+            for c in 0..64 {
+                // Past its header (a few bytes), the filter's bits cleared: "absent" for all.
+                if let Some((at, len, _)) = reader.bloom_range(g, c).expect("bloom range") {
+                    bytes[(at + 32) as usize..(at + len) as usize].fill(0);
+                    damaged += 1;
+                }
+            }
+        }
+        std::fs::write(&file, &bytes).expect("damage");
+    }
+    assert!(damaged > 0, "the segments hold Bloom filters");
+    let out = sql(dir.path(), &q, &["--format", "csv"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "answered {} with damaged filters: {err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("checksum mismatch"), "{err}");
+}
+
+/// A live journal that cannot be read (one the agent leaves in place) withholds only its own
+/// records: the answer comes from the rest, with exit 3 as `query`'s, not an abort.
+#[test]
+fn an_unreadable_live_journal_gives_the_rest_with_exit_3() {
+    let (dir, recs) = store("sql-unreadable-journal", false);
+    let bad = dir
+        .path()
+        .join(xdp_audit::store::seal::journal_name(u64::from(u32::MAX)));
+    std::fs::create_dir(&bad).expect("a directory in a journal's place");
+    let out = sql(
+        dir.path(),
+        "SELECT count(*) FROM flows_raw",
+        &["--format", "csv"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().nth(1),
+        Some(recs.len().to_string().as_str()),
+        "{text}"
+    );
+    assert!(
+        err.contains("INCOMPLETE") && err.contains(&*bad.to_string_lossy()),
+        "{err}"
+    );
 }
 
 #[test]

@@ -167,7 +167,7 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
             if summary.damaged_journals > 0 {
                 tracing::warn!(
                     journals = summary.damaged_journals,
-                    "the answer is INCOMPLETE: live journals hold damaged stretches (named above)"
+                    "the answer is INCOMPLETE: live journals cannot be read or hold damaged stretches (named above)"
                 );
                 return Ok(ExitCode::from(3));
             }

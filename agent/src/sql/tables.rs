@@ -71,8 +71,8 @@ pub struct Sources {
     pub segments: Vec<(PathBuf, checked::Ranges)>,
     /// Live journals not yet sealed: (id, the records as a segment in memory, rows).
     pub journals: Vec<(u64, Bytes, u64)>,
-    /// Live journals with a damaged stretch (valid frames after it): its records are not
-    /// in the tables, and an answer is incomplete, as `query`'s is.
+    /// Live journals that cannot be read, or with a damaged stretch (valid frames after it):
+    /// their records are not in the tables, and an answer is incomplete, as `query`'s is.
     pub damaged_journals: usize,
 }
 
@@ -114,14 +114,32 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
                 (live, sealed) = load_segments(dir)?;
                 out.journals.retain(|j| !sealed.contains(&j.0));
             }
-            Err(e) => return Err(QueryError::from(e).into()),
+            // One unreadable journal (one the agent leaves in place: too big, not a regular
+            // file, unreadable) does not withhold the rest of the answer, as for `query`.
+            Err(e) => {
+                tracing::warn!(
+                    journal = %path.display(),
+                    error = %e,
+                    "a live journal cannot be read: its records are not in this answer"
+                );
+                out.damaged_journals += 1;
+            }
         }
     }
     // The engine would read a missing file as no rows, and a directory in its place as the
     // Parquet files in it: each file is checked against its entry first, as `query` does.
     for s in &live {
         let path = dir.join(&s.file);
-        let reader = SegmentReader::open_listed(&path, s).map_err(QueryError::from)?;
+        let reader = SegmentReader::open_listed(&path, s).map_err(|e| {
+            // Pruned or merged since the manifest was read: no damage, run again.
+            if e.is_not_found() && crate::store::query::removed_since(dir, &s.file) {
+                QueryError::Changed {
+                    file: s.file.clone(),
+                }
+            } else {
+                QueryError::from(e)
+            }
+        })?;
         let ranges = reader.checked_ranges().map_err(QueryError::from)?;
         out.segments.push((path, ranges));
     }

@@ -528,12 +528,18 @@ fn run(
             Err(JournalError::Io { cause: source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                // Sealed while we looked: read its segment instead.
-                for s in load_segments(dir)?
-                    .0
-                    .into_iter()
+                // Sealed while we looked: read its segment instead. None live with its id:
+                // sealed and then merged into its day (or pruned) since, which this query
+                // cannot tell from never having held records.
+                let sealed: Vec<_> = (load_segments(dir)?.0.into_iter())
                     .filter(|s| s.journal_id == id)
-                {
+                    .collect();
+                if sealed.is_empty() {
+                    return Err(QueryError::Changed {
+                        file: journal::file::journal_name(id),
+                    });
+                }
+                for s in sealed {
                     let r = scan_segment(&dir.join(&s.file), &s, filter, want)?;
                     take(&mut stats, r, emit)?;
                 }

@@ -106,6 +106,39 @@ impl SegmentReader {
     /// The Bloom filter of column `c` in row group `g`, its CRC checked; `None` when the
     /// segment has none for it (written before the filters, or a column without one).
     pub fn bloom(&self, g: usize, c: usize) -> Result<Option<Sbbf>, SegmentError> {
+        let Some((at, len, crc)) = self.bloom_range(g, c)? else {
+            return Ok(None);
+        };
+        let mut raw = vec![0u8; len as usize];
+        use std::os::unix::fs::FileExt;
+        self.file
+            .read_exact_at(&mut raw, at)
+            .map_err(|source| SegmentError::Io {
+                path: self.path.clone(),
+                op: "read Bloom filter",
+                cause: source,
+            })?;
+        if crc32fast::hash(&raw) != crc {
+            return Err(self.invalid(
+                c,
+                format!(
+                    "row group {g}: Bloom filter checksum mismatch at bytes {at}..{} (file damaged; run `xdp-audit verify`)",
+                    at + len
+                ),
+            ));
+        }
+        Sbbf::from_bytes(&raw).map(Some).map_err(|e| {
+            self.invalid(
+                c,
+                format!("row group {g}: Bloom filter does not parse: {e}"),
+            )
+        })
+    }
+
+    /// Where the Bloom filter of column `c` in row group `g` lies, and its CRC-32:
+    /// `(offset, length, CRC-32)`, checked to lie inside the file; `None` when the segment
+    /// has none for it. The SQL engine's reads of it are checked against this too.
+    pub fn bloom_range(&self, g: usize, c: usize) -> Result<Option<(u64, u64, u32)>, SegmentError> {
         let Some(text) = self.key_value(BLOOM_KEY) else {
             return Ok(None);
         };
@@ -158,30 +191,7 @@ impl SegmentReader {
                 ))
             }
         };
-        let mut raw = vec![0u8; len as usize];
-        use std::os::unix::fs::FileExt;
-        self.file
-            .read_exact_at(&mut raw, at)
-            .map_err(|source| SegmentError::Io {
-                path: self.path.clone(),
-                op: "read Bloom filter",
-                cause: source,
-            })?;
-        if crc32fast::hash(&raw) != crc {
-            return Err(self.invalid(
-                c,
-                format!(
-                    "row group {g}: Bloom filter checksum mismatch at bytes {at}..{} (file damaged; run `xdp-audit verify`)",
-                    at + len
-                ),
-            ));
-        }
-        Sbbf::from_bytes(&raw).map(Some).map_err(|e| {
-            self.invalid(
-                c,
-                format!("row group {g}: Bloom filter does not parse: {e}"),
-            )
-        })
+        Ok(Some((at, len, crc)))
     }
 
     /// Whether `value` may be in column `c` of row group `g` (`None`: no filter).

@@ -197,7 +197,8 @@ impl SegmentReader {
     }
 
     /// Every byte range of the file a CRC-32 covers, as `(offset, length, CRC-32)` in file
-    /// order: each page when the segment has a page table, else each column chunk. What a
+    /// order: each page when the segment has a page table, else each column chunk, and each
+    /// Bloom filter (a damaged one would prune a row group that holds the answer). What a
     /// reader other than ours (the SQL engine) checks its reads against.
     pub fn checked_ranges(&self) -> Result<Vec<(u64, u64, u32)>, SegmentError> {
         let table = self.page_table()?;
@@ -216,6 +217,7 @@ impl SegmentReader {
                         out.push((at, len, crc));
                     }
                 }
+                out.extend(self.bloom_range(g, c)?);
             }
         }
         out.sort_unstable();
