@@ -85,9 +85,18 @@ impl Handle {
         self.send(Msg::Observe(Gauges::of(snap, false)), 1)
     }
 
-    /// An explicit event; false if the queue was full (counted).
+    /// An explicit event; false if the alert thread has stopped (counted). It waits for room:
+    /// events are few and one-off (a rejected list, a broken chain), and a flood that fills
+    /// the queue with hits must not drop them. Never called from the records thread, which
+    /// must not wait: the list, verification and start-up threads send them.
     pub fn event(&self, e: Event) -> bool {
-        self.send(Msg::Event(e), 1)
+        match self.tx.send(Msg::Event(e)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// CPU time the alert thread had used after its last input (final once it stopped).
@@ -257,5 +266,97 @@ impl Worker {
             Ok(mut g) => *g = s,
             Err(poisoned) => *poisoned.into_inner() = s,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertId, DeliveryStats};
+    use std::sync::mpsc::{Receiver, Sender};
+
+    /// A delivery that says when it is entered, holds the alert thread in its first
+    /// `deliver` until told to go on, and hands over the ids it was given.
+    struct Stalled {
+        entered: Sender<()>,
+        go: Receiver<()>,
+        seen: Sender<AlertId>,
+    }
+
+    impl Delivery for Stalled {
+        fn deliver(&mut self, a: &super::super::Alert) {
+            if self.entered.send(()).is_ok() {
+                let _ = self.go.recv();
+            }
+            let _ = self.seen.send(a.id);
+        }
+        fn stats(&self) -> DeliveryStats {
+            DeliveryStats::default()
+        }
+    }
+
+    /// Whether thread `tid` of this process sleeps (state S in its stat line).
+    fn sleeping(tid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(") ")?.1.starts_with('S')))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn an_event_waits_for_room_in_a_queue_a_flood_filled() {
+        let cfg = crate::alert::AlertConfig {
+            alert_queue: 1,
+            ..Default::default()
+        };
+        let ((entered, entered_rx), (go, go_rx)) = (mpsc::channel(), mpsc::channel());
+        let (seen_tx, seen) = mpsc::channel();
+        let stalled = Stalled {
+            entered,
+            go: go_rx,
+            seen: seen_tx,
+        };
+        let alerts = Alerts::start(&cfg, 0, vec![Box::new(stalled)]).expect("start");
+        let h = alerts.handle();
+        // The first event holds the thread in its delivery; a batch of hits fills the queue.
+        assert!(h.event(Event::ListStale { reason: "a".into() }));
+        entered_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the delivery is entered");
+        drop(entered_rx);
+        assert!(h.hits(HitBatch::with_capacity(0)), "one slot");
+        assert!(!h.hits(HitBatch::with_capacity(0)), "the queue is full");
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let _ = tid_tx.send(unsafe { libc::gettid() });
+            h.event(Event::ListRejected {
+                file: "b.list".into(),
+                reason: "b.list:3: not an address".into(),
+            })
+        });
+        let tid = tid_rx.recv().expect("the sender's thread id");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sender.is_finished() && !sleeping(tid) {
+            assert!(
+                Instant::now() < deadline,
+                "the sender neither waits nor returns"
+            );
+            std::thread::yield_now();
+        }
+        go.send(()).expect("release the delivery");
+        assert!(
+            sender.join().expect("the sender"),
+            "the event was dropped, not queued"
+        );
+        let mut ids = Vec::new();
+        while let Ok(id) = seen.recv_timeout(Duration::from_secs(30)) {
+            ids.push(id);
+            if ids.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(ids, [AlertId::ListStale, AlertId::ListRejected]);
+        alerts.stop();
     }
 }
