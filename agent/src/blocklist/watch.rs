@@ -373,9 +373,10 @@ mod tests {
     async fn survives_cancellation_in_select() {
         let dir = TempDir::new("watch-cancel");
         let a = dir.0.join("a.txt");
-        let mut w = ListWatcher::new(&[&a], Duration::from_millis(100)).expect("watch");
+        // A debounce of seconds: a loaded machine cannot hold this test up past it.
+        let mut w = ListWatcher::new(&[&a], Duration::from_secs(2)).expect("watch");
         std::fs::write(&a, "1\n").expect("write");
-        // Cancel the wait before the debounce ends (20 ms of a 100 ms debounce: this timeout
+        // Cancel the wait before the debounce ends (20 ms of a 2 s debounce: this timeout
         // is the cancellation under test); the event must not be lost.
         let r = tokio::time::timeout(Duration::from_millis(20), w.changed()).await;
         assert!(r.is_err());

@@ -117,7 +117,8 @@ impl Setup {
                 &self.log(),
                 args,
                 point,
-                Duration::from_secs(20),
+                // A start loads the program (seconds of verifier) on a loaded machine.
+                Duration::from_secs(60),
             )
             .expect("the agent aborts at the crash point")
         });

@@ -64,14 +64,14 @@ impl Stamp {
         })
     }
 
-    /// An empty file written to within [`SETTLE`]: dnsmasq truncates its file before it
-    /// writes the leases again, so this may be the moment between the two.
-    fn freshly_emptied(&self) -> bool {
+    /// An empty file written to within `settle` ([`SETTLE`]): dnsmasq truncates its file
+    /// before it writes the leases again, so this may be the moment between the two.
+    fn freshly_emptied(&self, settle: Duration) -> bool {
         self.len == 0
             && self
                 .modified
                 .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .is_some_and(|age| age < SETTLE)
+                .is_some_and(|age| age < settle)
     }
 }
 
@@ -88,6 +88,7 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// is never returned.
 fn read_steady(
     path: &Path,
+    settle: Duration,
     mut read: impl FnMut(&Path) -> Result<Vec<u8>, InputError>,
     mut wait: impl FnMut(),
 ) -> Result<Vec<u8>, LeaseProblem> {
@@ -95,7 +96,7 @@ fn read_steady(
     for attempt in 1..=ATTEMPTS {
         let before = stamp(path)?;
         let bytes = read(path).map_err(LeaseProblem::Read)?;
-        if stamp(path)? == before && !before.freshly_emptied() {
+        if stamp(path)? == before && !before.freshly_emptied(settle) {
             return Ok(bytes);
         }
         if attempt < ATTEMPTS {
@@ -141,6 +142,7 @@ impl LeaseFile {
         };
         let bytes = read_steady(
             &self.path,
+            SETTLE,
             |p| read_input(p, TABLE_MAX),
             || std::thread::sleep(RETRY_WAIT),
         )
@@ -294,6 +296,7 @@ mod tests {
         let mut reads = 0;
         let got = read_steady(
             &path,
+            SETTLE,
             |p| {
                 reads += 1;
                 let bytes = read_input(p, TABLE_MAX);
@@ -311,6 +314,7 @@ mod tests {
         let mut n = 0u32;
         let r = read_steady(
             &path,
+            SETTLE,
             |p| {
                 n += 1;
                 let bytes = read_input(p, TABLE_MAX);
@@ -335,8 +339,10 @@ mod tests {
         let full = "100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n";
         std::fs::write(&path, "").expect("truncate");
         let mut waits = 0;
+        // An hour to settle: however long this test is held up, the file is freshly emptied.
         let got = read_steady(
             &path,
+            Duration::from_secs(3600),
             |p| read_input(p, TABLE_MAX),
             || {
                 // The server's write lands while the reader waits.
@@ -355,7 +361,12 @@ mod tests {
             .open(&path)
             .and_then(|f| f.set_modified(old))
             .expect("set mtime");
-        let got = read_steady(&path, |p| read_input(p, TABLE_MAX), || panic!("no wait"));
+        let got = read_steady(
+            &path,
+            SETTLE,
+            |p| read_input(p, TABLE_MAX),
+            || panic!("no wait"),
+        );
         assert_eq!(got.expect("read"), b"");
     }
 }
