@@ -194,7 +194,7 @@ pub fn filter_text(f: &Filter) -> String {
         parts.push(format!("proto={}", proto_name(*p)));
     }
     if let Some(u) = user {
-        parts.push(format!("user={u}"));
+        parts.push(format!("user={}", token(u)));
     }
     if let Some(d) = domain {
         parts.push(format!("domain={}", d.as_str()));
@@ -207,7 +207,7 @@ pub fn filter_text(f: &Filter) -> String {
         });
     }
     if let Some(r) = rule {
-        parts.push(format!("rule={r}"));
+        parts.push(format!("rule={}", token(r)));
     }
     if let Some(t) = since_ns {
         parts.push(format!("since={}", rfc3339_ns(*t)));
@@ -219,6 +219,21 @@ pub fn filter_text(f: &Filter) -> String {
         "all".into()
     } else {
         parts.join(" ")
+    }
+}
+
+/// A free-text value as one token of the filter text: quoted (Rust string escapes) when it
+/// is empty or holds a space, quote, backslash, `=` or control character, so a value such
+/// as `x since=2026-01-01T00:00:00Z` cannot read as a condition that was never applied.
+fn token(v: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '='));
+    if plain {
+        v.into()
+    } else {
+        format!("{v:?}").into()
     }
 }
 
@@ -331,6 +346,16 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(filter_text(&ip_only), "nat=203.0.113.7");
+        // Free text cannot pass for conditions that were never applied.
+        let hostile = Filter {
+            user: Some("x since=2026-01-01T00:00:00Z".into()),
+            rule: Some("/etc/my lists/b.list:3".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            filter_text(&hostile),
+            r#"user="x since=2026-01-01T00:00:00Z" rule="/etc/my lists/b.list:3""#
+        );
     }
 
     #[test]
