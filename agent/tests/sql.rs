@@ -693,6 +693,14 @@ fn a_text_filter_on_flows_reaches_the_scan_as_the_column_form() {
     assert_eq!(ours(dir.path(), &kept), vec![vec![want]]);
     let mapped = format!("SELECT count(*) FROM flows WHERE src_ip = '::ffff:{v4}'");
     assert_eq!(ours(dir.path(), &mapped), vec![vec!["0".to_owned()]]);
+    // Another spelling of a value matches nothing as text, and the user is told how the
+    // view writes it.
+    let out = sql(dir.path(), &mapped, &["--format", "csv"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the flows view writes that value \"{v4}\"")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -242,7 +242,7 @@ fn engine(memory_limit: usize) -> Result<(tokio::runtime::Runtime, SessionContex
     for f in udf::functions() {
         ctx.register_udf(f);
     }
-    ctx.add_optimizer_rule(std::sync::Arc::new(pushdown::TextFilterPushdown));
+    ctx.add_optimizer_rule(std::sync::Arc::new(pushdown::TextFilterPushdown::default()));
     Ok((runtime, ctx))
 }
 

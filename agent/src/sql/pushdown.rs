@@ -15,7 +15,10 @@ use super::udf;
 
 /// The optimizer rule; registered with every `sql` session.
 #[derive(Debug, Default)]
-pub struct TextFilterPushdown;
+pub struct TextFilterPushdown {
+    /// Literals already warned about (the optimizer runs its rules more than once).
+    warned: std::sync::Mutex<std::collections::HashSet<String>>,
+}
 
 impl OptimizerRule for TextFilterPushdown {
     fn name(&self) -> &str {
@@ -31,12 +34,15 @@ impl OptimizerRule for TextFilterPushdown {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        plan.map_expressions(|e| e.transform(rewrite))
+        plan.map_expressions(|e| e.transform(|e| rewrite(e, &self.warned)))
     }
 }
 
 /// `text_fn(x) = 'text'` (either side, `=` or `<>`) as `x = column_form('text')`.
-fn rewrite(e: Expr) -> Result<Transformed<Expr>> {
+fn rewrite(
+    e: Expr,
+    warned: &std::sync::Mutex<std::collections::HashSet<String>>,
+) -> Result<Transformed<Expr>> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
         return Ok(Transformed::no(e));
     };
@@ -59,6 +65,14 @@ fn rewrite(e: Expr) -> Result<Transformed<Expr>> {
         _ => return Ok(Transformed::no(e)),
     };
     let Some(column) = udf::canonical_column(func, text) else {
+        if let Some(written) = udf::other_spelling(func, text) {
+            let first = warned.lock().map_or(true, |mut w| w.insert(text.clone()));
+            if first {
+                tracing::warn!(
+                    "{arg} is compared as text with {text:?}, which no row holds: the flows view writes that value {written:?}"
+                );
+            }
+        }
         return Ok(Transformed::no(e));
     };
     Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {

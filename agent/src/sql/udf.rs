@@ -126,6 +126,19 @@ pub fn canonical_column(func: &ScalarUDF, text: &str) -> Option<ScalarValue> {
     Some(ScalarValue::FixedSizeBinary(len, Some(bytes)))
 }
 
+/// How `func` (`ip_text` or `mac_text`) writes the value `text` names, when `text` names one
+/// but is spelled otherwise (`2001:DB8::1`, `::ffff:10.0.0.1`, `3C:22:FB:00:00:2A`): a text
+/// comparison with it matches no row, which the user is told.
+pub fn other_spelling(func: &ScalarUDF, text: &str) -> Option<String> {
+    let inner: &dyn Any = func.inner().as_ref();
+    let canonical = match inner.downcast_ref::<Convert>()?.kind {
+        Kind::IpText => ip_text(ip_to_column(text.parse::<IpAddr>().ok()?)),
+        Kind::MacText => text.parse::<Mac>().ok()?.to_string(),
+        Kind::IpColumn | Kind::MacColumn => return None,
+    };
+    (canonical != text).then_some(canonical)
+}
+
 /// The text of an address in column form: IPv4-mapped as IPv4, IPv6 otherwise.
 fn ip_text(a: [u8; 16]) -> String {
     ip_from_column(a, a[..12] != V4_MAPPED).to_string()
