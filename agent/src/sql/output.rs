@@ -17,13 +17,21 @@ use datafusion::arrow::util::pretty::{
 use super::SqlError;
 use crate::store::export::{csv_field, Format};
 
-/// Writes an answer batch by batch; a table waits for the last batch to align its columns.
+/// Rows of a table aligned together: a longer answer is printed as several tables of this
+/// many rows, so memory stays bounded however many rows come (CSV and JSON Lines stream).
+pub const TABLE_ROWS: usize = 10_000;
+
+/// Writes an answer batch by batch; a table waits for [`TABLE_ROWS`] rows, or the last
+/// batch, to align its columns.
 pub struct Writer<'a> {
     out: &'a mut dyn Write,
     format: Format,
     schema: SchemaRef,
-    /// The table's batches, until the end.
+    /// The table's batches not printed yet, and their rows.
     held: Vec<RecordBatch>,
+    held_rows: usize,
+    /// Whether a table was printed.
+    printed: bool,
     rows: u64,
     header_written: bool,
 }
@@ -43,6 +51,8 @@ impl<'a> Writer<'a> {
             format,
             schema,
             held: Vec::new(),
+            held_rows: 0,
+            printed: false,
             rows: 0,
             header_written: false,
         }
@@ -55,6 +65,10 @@ impl<'a> Writer<'a> {
             Format::Table => {
                 if batch.num_rows() > 0 {
                     self.held.push(batch.clone());
+                    self.held_rows += batch.num_rows();
+                }
+                if self.held_rows >= TABLE_ROWS {
+                    self.table()?;
                 }
                 Ok(())
             }
@@ -69,21 +83,29 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Prints the held rows as one aligned table (none when nothing is held).
+    fn table(&mut self) -> Result<(), SqlError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let options = FormatOptions::new().with_null("NULL");
+        let t = pretty_format_batches_with_options(&self.held, &options).map_err(arrow_err)?;
+        writeln!(self.out, "{t}").map_err(SqlError::Output)?;
+        self.held.clear();
+        (self.held_rows, self.printed) = (0, true);
+        Ok(())
+    }
+
     /// Writes what is left (a table, a CSV header of an empty answer) and flushes; the rows
     /// of the answer.
     pub fn finish(mut self) -> Result<u64, SqlError> {
         match self.format {
-            Format::Table if self.held.is_empty() => {
+            Format::Table if self.held.is_empty() && !self.printed => {
                 let t = pretty_format_batches_with_schema(self.schema.clone(), &[])
                     .map_err(arrow_err)?;
                 writeln!(self.out, "{t}").map_err(SqlError::Output)?;
             }
-            Format::Table => {
-                let options = FormatOptions::new().with_null("NULL");
-                let t =
-                    pretty_format_batches_with_options(&self.held, &options).map_err(arrow_err)?;
-                writeln!(self.out, "{t}").map_err(SqlError::Output)?;
-            }
+            Format::Table => self.table()?,
             Format::Csv => self.csv_header()?,
             Format::Jsonl => {}
         }
@@ -133,5 +155,45 @@ impl<'a> Writer<'a> {
             self.out.write_all(&line).map_err(SqlError::Output)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    /// A long table answer is printed in aligned tables of [`TABLE_ROWS`] rows as it comes,
+    /// not held whole until the end; every row is there, in order.
+    #[test]
+    fn a_long_table_is_printed_in_bounded_pieces_with_every_row() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let total = TABLE_ROWS * 2 + 500;
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out, Format::Table, schema.clone());
+        let mut most_held = 0;
+        for start in (0..total).step_by(1000) {
+            let n: Vec<i64> = (start..(start + 1000).min(total))
+                .map(|i| i as i64)
+                .collect();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(n))])
+                .expect("batch");
+            w.write(&batch).expect("write");
+            most_held = most_held.max(w.held_rows);
+        }
+        assert!(most_held < TABLE_ROWS, "held {most_held} rows");
+        assert_eq!(w.finish().expect("finish"), total as u64);
+        let text = String::from_utf8(out).expect("text");
+        let rows: Vec<i64> = text
+            .lines()
+            .filter_map(|l| l.trim_matches(|c| c == '|' || c == ' ').parse().ok())
+            .collect();
+        assert_eq!(rows, (0..total as i64).collect::<Vec<_>>());
+        let headers = (text.lines())
+            .filter(|l| l.trim_matches(|c| c == '|' || c == ' ') == "n")
+            .count();
+        assert_eq!(headers, 3, "three tables: {}", &text[..200]);
     }
 }
