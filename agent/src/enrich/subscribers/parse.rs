@@ -548,11 +548,14 @@ pub(super) fn parse_match(text: &str) -> Result<Match, RowError> {
     Ok(parse_addresses(text)?)
 }
 
-/// Six pairs and five separators of one kind: no IPv6 address has this shape (six groups
-/// need a `::`, and `::` makes a separator pair).
+/// Six pairs and five separators of one kind, and no `::`: an IPv6 address of this length
+/// with separators in those places (`10:20:30:40:50::1`) has one.
 fn looks_like_mac(text: &str) -> bool {
     let b = text.as_bytes();
-    b.len() == 17 && matches!(b[2], b':' | b'-') && (5..17).step_by(3).all(|i| b[i] == b[2])
+    b.len() == 17
+        && matches!(b[2], b':' | b'-')
+        && (5..17).step_by(3).all(|i| b[i] == b[2])
+        && !text.contains("::")
 }
 
 fn parse_mac(text: &str) -> Result<Mac, RowError> {
@@ -667,6 +670,9 @@ fn find_conflicts(entries: &mut Vec<Entry>, stats: &mut RowStats, bad: &mut Vec<
                         line: first.line,
                     },
                 });
+                // One report per row: n rows of one match would otherwise report every
+                // pair, n²/2 of them (gigabytes for a CGNAT address listed per customer).
+                break;
             } else if hi > hj {
                 // Sorted by start then widest first: `o` starts at or before `e`, so they nest
                 // unless `e` runs past `o`'s end.
@@ -678,6 +684,7 @@ fn find_conflicts(entries: &mut Vec<Entry>, stats: &mut RowStats, bad: &mut Vec<
                         line: first.line,
                     },
                 });
+                break;
             }
         }
         open.push(i);
