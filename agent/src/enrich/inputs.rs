@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::dhcp::DhcpLearner;
-use super::leases::file::{LeaseFile, Stamp};
+use super::leases::file::{LeaseFile, LeaseProblem, Stamp};
 use super::leases::{Lease, LeaseFormat};
 use super::nat::{
     ConntrackListener, ListenerConfig, ListenerCounters, NatError, NatTable, TableConfig,
@@ -320,8 +320,12 @@ fn read_lease(
             let _ = tx.send(update);
         }
         Err(d) => {
-            // Not applied: the next poll reads it again even if it looks the same then.
-            *last = None;
+            // Not applied. Refused for what it holds: read again when it changes (a file of
+            // another format was read whole and warned about every poll). Not read, or
+            // changing while read: the next poll reads it again even if it looks the same.
+            if !matches!(d.error, LeaseProblem::File(_)) {
+                *last = None;
+            }
             warn!("{d}");
         }
     }

@@ -387,6 +387,21 @@ impl Bindings {
         now_ns: i64,
         requested: impl Fn(Mac, IpAddr) -> Option<i64>,
     ) {
+        self.apply_read_with_gaps(file, leases, ending, false, now_ns, requested);
+    }
+
+    /// [`Bindings::apply_read`] of a read that skipped lines (`gaps`): a lease missing from
+    /// it may be on a line that could not be read (a torn write, damage), so nothing ends by
+    /// absence; what the last read held stays present until a read without gaps.
+    pub fn apply_read_with_gaps(
+        &mut self,
+        file: u32,
+        leases: &[Lease],
+        ending: Option<Ending>,
+        gaps: bool,
+        now_ns: i64,
+        requested: impl Fn(Mac, IpAddr) -> Option<i64>,
+    ) {
         let state = self.files.remove(&file).unwrap_or_default();
         let ending = ending.or(state.ending).unwrap_or(Ending::ByAbsence);
         let new_rows = if leases.starts_with(&state.rows) {
@@ -444,7 +459,11 @@ impl Bindings {
         if ending == Ending::ByAbsence {
             for (ip, holder) in &state.present {
                 if present.get(ip).is_none_or(|h| !h.same(holder)) {
-                    self.end(*ip, holder, now_ns);
+                    if gaps {
+                        present.entry(*ip).or_insert_with(|| holder.clone());
+                    } else {
+                        self.end(*ip, holder, now_ns);
+                    }
                 }
             }
         }

@@ -148,6 +148,12 @@ impl LeaseFile {
         )
         .map_err(problem)?;
         let parsed = parse(&bytes, self.format).map_err(|e| problem(LeaseProblem::File(e)))?;
+        if let (true, Some(first)) = (parsed.leases.is_empty(), parsed.bad.first()) {
+            return Err(problem(LeaseProblem::File(LeaseFileError::NoLease {
+                skipped: parsed.bad.len(),
+                first: first.to_string(),
+            })));
+        }
         Ok(LeaseRead {
             leases: parsed.leases,
             skipped: parsed
@@ -287,6 +293,36 @@ mod tests {
 
     /// A read during which the file changed is discarded and the file read again: the
     /// reader here rewrites the file after reading it, as a server writing at that moment.
+    /// A file of lines none of which is a lease (zeros after a power cut) is refused: read
+    /// as a file with no leases, it ended every binding it held.
+    #[test]
+    fn a_file_without_one_lease_among_its_lines_is_refused() {
+        let dir = crate::blocklist::tests::TempDir::new("lease-no-lease");
+        let path = dir.0.join("dnsmasq.leases");
+        std::fs::write(&path, "\0\0\0\0\n\0\0\n").expect("write");
+        let f = LeaseFile {
+            path: path.clone(),
+            format: Some(LeaseFormat::Dnsmasq),
+        };
+        let e = f.read().expect_err("refused");
+        assert!(
+            matches!(
+                e.error,
+                LeaseProblem::File(LeaseFileError::NoLease { skipped: 2, .. })
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("bindings learned from it so far stay"),
+            "{e}"
+        );
+        // One good line among bad ones is read (the bad ones skipped and named).
+        std::fs::write(&path, "\0\0\n100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n").expect("write");
+        let r = f.read().expect("read");
+        assert_eq!((r.leases.len(), r.skipped.len()), (1, 1));
+    }
+
     #[test]
     fn a_read_the_file_changed_under_is_never_returned() {
         let dir = crate::blocklist::tests::TempDir::new("lease-steady");

@@ -194,6 +194,15 @@ pub enum LeaseFileError {
     /// A Kea file whose header lacks a column the parser needs.
     #[error("Kea header has no `{0}` column")]
     MissingColumn(&'static str),
+    /// Lines, and not one lease among them (zeros after a power cut, a torn write, another
+    /// format): applied, it would end every binding the file held.
+    #[error("none of its lines is a lease ({skipped} skipped; the first: {first}): not applied, the bindings learned from it so far stay")]
+    NoLease {
+        /// Lines skipped.
+        skipped: usize,
+        /// The first of them, as `LINE: reason`.
+        first: String,
+    },
 }
 
 /// A skipped line: its number and why.

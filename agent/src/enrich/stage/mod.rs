@@ -490,10 +490,15 @@ impl EnrichStage {
         while let Some(read) = self.inputs.next_lease_read() {
             let dhcp = &self.dhcp;
             let ending = read.format.map(LeaseFormat::ending);
-            self.bindings
-                .apply_read(read.file, &read.leases, ending, now_ns, |mac, ip| {
-                    dhcp.requested_at(mac, ip, now_ns)
-                });
+            let gaps = read.skipped > 0;
+            self.bindings.apply_read_with_gaps(
+                read.file,
+                &read.leases,
+                ending,
+                gaps,
+                now_ns,
+                |mac, ip| dhcp.requested_at(mac, ip, now_ns),
+            );
             self.status.dhcp.lease_reads += 1;
             self.status.dhcp.lease_lines_skipped += u64::from(read.skipped);
         }

@@ -313,6 +313,23 @@ fn a_kea_file_cleaned_up_to_its_header_ends_no_binding() {
     d.apply_read(0, &rows, Some(Ending::ByAbsence), 100 * S, |_, _| None);
     d.apply_read(0, &[], Some(Ending::ByAbsence), 200 * S, |_, _| None);
     assert_eq!(who(&d, &addr(1), 200 * S), None);
+    // A read that skipped lines ends nothing by absence: the missing lease may be on a line
+    // that could not be read. The next read without gaps does.
+    let mut g = Bindings::default();
+    g.apply_read(0, &rows, Some(Ending::ByAbsence), 100 * S, |_, _| None);
+    let gaps = Some(Ending::ByAbsence);
+    g.apply_read_with_gaps(0, &rows[1..], gaps, true, 200 * S, |_, _| None);
+    assert_eq!(
+        who(&g, &addr(1), 300 * S),
+        Some(1),
+        "kept through a read with gaps"
+    );
+    g.apply_read(0, &rows[1..], Some(Ending::ByAbsence), 400 * S, |_, _| None);
+    assert_eq!(
+        who(&g, &addr(1), 500 * S),
+        None,
+        "ended by the next whole read"
+    );
     // A read that does not tell (an empty file, its format not named) keeps the last rule.
     b.apply_read(0, &[], None, 800 * S, |_, _| None);
     assert_eq!(who(&b, &addr(5), 900 * S), Some(5));
