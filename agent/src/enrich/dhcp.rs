@@ -140,8 +140,8 @@ pub struct DhcpCounters {
     pub incomplete: u64,
     /// The decoder panicked on it (a bug in the decoder; the packet is dropped).
     pub decoder_panic: u64,
-    /// REQUESTs not believed: not relayed (giaddr unset) and not sent from their chaddr, or
-    /// from an unknown source. A LAN host naming another client.
+    /// REQUESTs, RELEASEs and DECLINEs not believed: not relayed (giaddr unset) and not sent
+    /// from their chaddr, or from an unknown source. A LAN host naming another client.
     pub spoofed_requests: u64,
     /// Not a reason of its own (each also counts in `v4_request`): REQUESTs whose host name
     /// or address was not kept, its table full of live entries (a REQUEST flood).
@@ -347,6 +347,14 @@ impl DhcpLearner {
                 let Some(mac) = mac.filter(|_| ip != Ipv4Addr::UNSPECIFIED) else {
                     return Err(Bad::Incomplete);
                 };
+                // Believed as a REQUEST is: from its chaddr, or through a trusted relay. Any
+                // LAN host could otherwise end another's binding (a server ignores a forged
+                // one, so nothing would bind it again until its renewal).
+                let relayed = msg.giaddr() != Ipv4Addr::UNSPECIFIED && self.trusted(pkt.src_ip);
+                if !relayed && eth_src != Some(mac) {
+                    self.counters.spoofed_requests += 1;
+                    return Ok(());
+                }
                 bindings.end(IpAddr::V4(ip), &holder(mac), pkt.t_ns);
                 self.counters.v4_release += 1;
             }

@@ -634,3 +634,47 @@ fn random_and_mutated_payloads_are_counted_never_fatal() {
         "{c:?}"
     );
 }
+
+/// A RELEASE is believed as a REQUEST is: a LAN host sending one with another client's
+/// chaddr and address (from its own MAC) ended that client's binding.
+#[test]
+fn a_release_from_another_mac_ends_nothing() {
+    let mut learner = DhcpLearner::trusting(vec![IpAddr::V4(SERVER)]);
+    let mut b = Bindings::default();
+    let none = Ipv4Addr::UNSPECIFIED;
+    let mut ack_opts = vec![51, 4, 0, 0, 0x0e, 0x10, 54, 4];
+    ack_opts.extend(SERVER.octets());
+    let ack = v4_message(5, VICTIM, VICTIM_IP, none, &ack_opts);
+    let ack_pkt = DhcpPacket {
+        payload: &ack,
+        src_port: 67,
+        dst_port: 68,
+        src_ip: IpAddr::V4(SERVER),
+        eth_dst: Some(VICTIM),
+        t_ns: T0,
+    };
+    learner.learn_sent(&ack_pkt, Mac([2, 0, 0, 0, 0, 1]), &mut b);
+    let mut release = v4_message(7, VICTIM, none, none, &[]);
+    release[12..16].copy_from_slice(&VICTIM_IP.octets());
+    let release_pkt = |t_ns| DhcpPacket {
+        payload: &release,
+        src_port: 68,
+        dst_port: 67,
+        src_ip: IpAddr::V4(VICTIM_IP),
+        eth_dst: None,
+        t_ns,
+    };
+    learner.learn_sent(&release_pkt(T0 + NS), Mac([2, 0, 0, 0, 0, 0x66]), &mut b);
+    let c = learner.counters();
+    assert_eq!((c.v4_release, c.spoofed_requests), (0, 1), "{c:?}");
+    assert!(
+        b.at(IpAddr::V4(VICTIM_IP), T0 + 2 * NS).is_some(),
+        "still bound"
+    );
+    learner.learn_sent(&release_pkt(T0 + 3 * NS), VICTIM, &mut b);
+    assert_eq!(learner.counters().v4_release, 1);
+    assert!(
+        b.at(IpAddr::V4(VICTIM_IP), T0 + 4 * NS).is_none(),
+        "released by its client"
+    );
+}
