@@ -180,12 +180,21 @@ fn masquerade_sessions_match_conntrack_and_the_server() {
         .cloned()
         .collect();
     let ids: HashSet<u32> = all.iter().map(|c| c.id).collect();
+    // A periodic dump can list an entry before its new event is read: the session is then
+    // `Recovered` until the event comes, and the TCP and UDP ones are checked below to be
+    // learned from it.
+    let by_event: HashSet<u32> = ct_tcp.iter().chain(&ct_udp).map(|c| c.id).collect();
     shared.wait_until(
-        "every conntrack entry in the table",
+        "every conntrack entry in the table, each TCP and UDP one learned from its new event",
         Duration::from_secs(10),
         |t| {
             let open: HashSet<u32> = t.open_sessions().map(|s| s.entry.id).collect();
-            ids.is_subset(&open)
+            let from_event: HashSet<u32> = t
+                .open_sessions()
+                .filter(|s| s.learned == Learned::Event)
+                .map(|s| s.entry.id)
+                .collect();
+            ids.is_subset(&open) && by_event.is_subset(&from_event)
         },
     );
 

@@ -643,13 +643,12 @@ fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_eve
             events: libc::POLLIN,
             revents: 0,
         };
-        let timeout = libc::timespec {
-            tv_sec: 10,
-            tv_nsec: 0,
-        };
-        // SAFETY: one valid pollfd and timespec; the ring's fd outlives this thread (joined
-        // below).
-        let n = unsafe { libc::ppoll(&mut pfd, 1, &timeout, std::ptr::null()) };
+        // No timeout: a timeout that ran out on a slow machine would read as a wake-up (0)
+        // before the crossing. The test's receives bound its waits; the crossing ends this
+        // thread, and a failed test leaves it asleep until the test binary exits.
+        // SAFETY: one valid pollfd; the ring's fd outlives this thread on the passing path
+        // (joined below), and a sleeping ppoll holds its own reference to the ring's file.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, std::ptr::null(), std::ptr::null()) };
         let _ = tx.send(n);
     });
     let tid = tid_rx.recv().expect("the waiter's thread id");

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
@@ -31,6 +31,34 @@ pub fn binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Waits until process `pid` handles SIGTERM, as `/proc/PID/status` shows: blocked (the first
+/// thing the agent's `main` does; a SIGTERM then waits for its handler) or caught (once the
+/// started agent installed its handler and unblocked it). Before that (in `ip netns exec`, which
+/// execs the agent in place under the same pid, or in the dynamic loader) a SIGTERM ends the
+/// process as it ends any. Fails if that did not happen within `timeout`.
+pub fn wait_until_sigterm_handled(pid: u32, timeout: Duration) -> anyhow::Result<()> {
+    let path = format!("/proc/{pid}/status");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = std::fs::read_to_string(&path).unwrap_or_default();
+        let has_sigterm = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                .is_some_and(|m| m & (1 << (libc::SIGTERM - 1)) != 0)
+        };
+        if has_sigterm("SigBlk:") || has_sigterm("SigCgt:") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the agent did not handle SIGTERM within {timeout:?} of its start ({path}: {status})");
+        }
+        // Polled often: a test may mean to signal as early as the agent can handle it.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A running agent; its stderr is forwarded to ours, and watched for "xdp-audit running".
 pub struct Agent {
     child: Option<Child>,
@@ -52,7 +80,8 @@ impl Agent {
         args: &[&str],
     ) -> anyhow::Result<Self> {
         let mut agent = Self::spawn(lab, ns, bin, log_dir, args)?;
-        agent.wait_for("xdp-audit running", Duration::from_secs(20))?;
+        // A start loads the program (seconds of verifier) on a machine that may be loaded.
+        agent.wait_for("xdp-audit running", Duration::from_secs(60))?;
         Ok(agent)
     }
 
@@ -204,6 +233,13 @@ impl Agent {
         child.kill().context("SIGKILL the agent")?;
         child.wait().context("wait for the agent")?;
         Ok(())
+    }
+
+    /// Waits until the agent handles SIGTERM ([`wait_until_sigterm_handled`]): a SIGTERM sent
+    /// after this stops it cleanly, at whatever moment of its start or of its run.
+    pub fn wait_until_sigterm_handled(&self, timeout: Duration) -> anyhow::Result<()> {
+        let pid = self.pid().context("agent already stopped")?;
+        wait_until_sigterm_handled(pid, timeout)
     }
 
     /// Sends SIGTERM without waiting: the agent begins its clean stop.

@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use xdp_audit_lab::agent::binary;
+use xdp_audit_lab::agent::{binary, wait_until_sigterm_handled};
 use xdp_audit_lab::lab::{self, Lab, TempDir};
 use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::pins::Bpffs;
@@ -69,26 +69,11 @@ impl Spawned {
         }
     }
 
-    /// Waits until the agent blocks SIGTERM (the first thing its `main` does): from then on a
-    /// SIGTERM is the agent's to handle.
-    fn wait_until_sigterm_blocked(&self) {
-        let path = format!("/proc/{}/status", self.child.id());
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let status = std::fs::read_to_string(&path).unwrap_or_default();
-            let blocked = status
-                .lines()
-                .find_map(|l| l.strip_prefix("SigBlk:"))
-                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-                .is_some_and(|m| m & (1 << (libc::SIGTERM - 1)) != 0);
-            if blocked {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not block SIGTERM within {DEADLINE:?} of its start ({path}: {status})"
-            );
-            std::thread::sleep(Duration::from_millis(1));
+    /// Waits until the agent blocks SIGTERM (the first thing its `main` does) or, started,
+    /// catches it: from then on a SIGTERM is the agent's to handle.
+    fn wait_until_sigterm_handled(&self) {
+        if let Err(e) = wait_until_sigterm_handled(self.child.id(), DEADLINE) {
+            panic!("{e:#}");
         }
     }
 
@@ -232,7 +217,7 @@ fn stop_at_every_moment(tag: &str, extra: &[&str]) {
     let mut n = 0;
     loop {
         let mut agent = s.spawn(extra);
-        agent.wait_until_sigterm_blocked();
+        agent.wait_until_sigterm_handled();
         agent.read_lines(n);
         let moment = match agent.seen.last() {
             None => "as soon as main blocked it".to_owned(),
