@@ -130,16 +130,8 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
     // Parquet files in it: each file is checked against its entry first, as `query` does.
     for s in &live {
         let path = dir.join(&s.file);
-        let reader = SegmentReader::open_listed(&path, s).map_err(|e| {
-            // Pruned or merged since the manifest was read: no damage, run again.
-            if e.is_not_found() && crate::store::query::removed_since(dir, &s.file) {
-                QueryError::Changed {
-                    file: s.file.clone(),
-                }
-            } else {
-                QueryError::from(e)
-            }
-        })?;
+        let reader = SegmentReader::open_listed(&path, s)
+            .map_err(|e| crate::store::query::read_error(dir, &s.file, e))?;
         let ranges = reader.checked_ranges().map_err(QueryError::from)?;
         out.segments.push((path, ranges));
     }

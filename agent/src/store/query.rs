@@ -56,11 +56,11 @@ pub enum QueryError {
     /// A segment listed when the query started was removed by a later chain entry while it
     /// ran (retention pruned it, or compaction merged it into its day): nothing is damaged.
     #[error(
-        "segment {file}: the store changed while this query read it (a later chain entry \
-         pruned or merged it); run the query again"
+        "{file}: the store changed while this query read it (a later chain entry pruned or \
+         merged it); run the query again"
     )]
     Changed {
-        /// The segment's file name.
+        /// The segment's (or sealed journal's) file name.
         file: String,
     },
 }
@@ -109,6 +109,18 @@ pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentInfo>, HashSet<u64
 /// Whether the segment `file` is no longer live in the chain read again now.
 pub(crate) fn removed_since(dir: &Path, file: &str) -> bool {
     load_segments(dir).is_ok_and(|(live, _)| live.iter().all(|s| s.file != file))
+}
+
+/// The error of reading segment `file`: [`QueryError::Changed`] when it was not found and the
+/// chain no longer lists it (pruned or merged since it was listed: nothing is damaged).
+pub(crate) fn read_error(dir: &Path, file: &str, e: SegmentError) -> QueryError {
+    if e.is_not_found() && removed_since(dir, file) {
+        QueryError::Changed {
+            file: file.to_owned(),
+        }
+    } else {
+        e.into()
+    }
 }
 
 fn ranges_meet(a: ([u8; 16], [u8; 16]), b: ([u8; 16], [u8; 16])) -> bool {
@@ -506,14 +518,7 @@ fn run(
     }
     let mut done = 0;
     scan_in_order(dir, &segments, filter, threads, want, &mut |res| {
-        let res = match res {
-            Err(e) if e.is_not_found() && removed_since(dir, &segments[done].file) => {
-                return Err(QueryError::Changed {
-                    file: segments[done].file.clone(),
-                })
-            }
-            res => res?,
-        };
+        let res = res.map_err(|e| read_error(dir, &segments[done].file, e))?;
         take(&mut stats, res, emit)?;
         done += 1;
         progress(done, total);
@@ -528,13 +533,13 @@ fn run(
             Err(JournalError::Io { cause: source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                // Sealed while we looked: read its segment instead. None live with its id:
-                // sealed and then merged into its day (or pruned) since, which this query
-                // cannot tell from never having held records.
-                let sealed: Vec<_> = (load_segments(dir)?.0.into_iter())
-                    .filter(|s| s.journal_id == id)
-                    .collect();
-                if sealed.is_empty() {
+                // Sealed while we looked: read its segment instead. A journal with no
+                // records is deleted without a segment (every clean restart leaves one). One
+                // sealed into a segment no longer live was merged into its day (or pruned)
+                // since: this query cannot read it.
+                let (live, ever) = load_segments(dir)?;
+                let sealed: Vec<_> = live.into_iter().filter(|s| s.journal_id == id).collect();
+                if sealed.is_empty() && ever.contains(&id) {
                     return Err(QueryError::Changed {
                         file: journal::file::journal_name(id),
                     });
