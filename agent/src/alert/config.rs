@@ -30,7 +30,8 @@ pub struct AlertConfig {
     /// on its own thread); 0 turns it off.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = span::parse)]
     pub alert_verify_interval: Duration,
-    /// Inputs the alert thread's queue holds; more are dropped and counted.
+    /// Inputs the alert thread's queue holds; more blocked-record batches and snapshots are
+    /// dropped and counted (an event waits up to 5 s for room).
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub alert_queue: u32,
     /// Notices the webhook's queue holds; more are dropped and counted.
@@ -39,8 +40,9 @@ pub struct AlertConfig {
     /// Attempts per notice before the webhook gives it up (backoff 1 s, doubling, at most 60 s).
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     pub alert_webhook_attempts: u32,
-    /// Traffic alerts (XA-BLOCK-FIRST, XA-BLOCK-BURST) tracked at once; conditions beyond are
-    /// counted as suppressed. System alerts (losses, the store, lists, the chain) always get in.
+    /// Alerts of each traffic id (XA-BLOCK-FIRST, XA-BLOCK-BURST) tracked at once; clients
+    /// beyond are counted as suppressed and in one alert per rule with no client. System
+    /// alerts (losses, the store, lists, the chain) always get in.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub alert_max_active: u32,
 }

@@ -67,7 +67,8 @@ pub const CHAIN_PENDING: usize = 1024;
 /// log's chain, `store::oplog`), anchored into the manifest by the sealer, so `verify`
 /// notices a line removed. The notices of one loop of the alert thread are appended together
 /// at its [`Delivery::flush`]: one lock, one write, one fsync (a flood's notices would
-/// otherwise cost an fsync each). A failed append (a full disk) is kept and retried in order,
+/// otherwise cost an fsync each); a loop with more than [`CHAIN_PENDING`] appends each
+/// [`CHAIN_PENDING`] as they come. A failed append (a full disk) is kept and retried in order,
 /// about once a second.
 pub struct ChainDelivery {
     dir: PathBuf,
@@ -130,21 +131,24 @@ impl Delivery for ChainDelivery {
         // A loop may raise or resolve thousands at once (a flood's first hits, resolved
         // together a window later): with a disk that takes writes they are written, not cut
         // down to the limit.
-        if self.pending.len() >= CHAIN_PENDING && !self.failing {
+        if self.pending.len() >= CHAIN_PENDING && (!self.failing || self.retry_due) {
             self.append_pending();
         }
         // The disk refuses: the least severe, oldest first, so a flood's info notices do not
-        // push out the critical one that says the store is failing.
+        // push out the critical one that says the store is failing; a notice less severe
+        // than all those waiting is the one that goes.
         if self.pending.len() >= CHAIN_PENDING {
             let severity = |e: &OpEntry| match &e.body {
                 OpBody::Alert(a) => a.severity,
                 _ => Severity::Critical,
             };
-            let least = (self.pending.iter().enumerate())
-                .min_by_key(|(_, e)| severity(e))
-                .map_or(0, |(i, _)| i);
-            self.pending.remove(least);
             self.stats.dropped += 1;
+            let least = (self.pending.iter().enumerate()).min_by_key(|(_, e)| severity(e));
+            match least {
+                Some((_, e)) if a.severity < severity(e) => return,
+                Some((i, _)) => drop(self.pending.remove(i)),
+                None => {}
+            }
         }
         // A chain line holds at most `oplog::MAX_LINE` bytes, and a refused line would hold
         // every later one back: texts that come from outside (a list file's path and its

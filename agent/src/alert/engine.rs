@@ -196,9 +196,7 @@ impl Engine {
         now: i64,
         out: &mut Vec<Alert>,
     ) {
-        if let Some(a) = self.active.get_mut(&Lookup(id, subject)) {
-            a.alert.count += n;
-            a.alert.last_ns = now;
+        if self.bump(id, subject, n, now) {
             return;
         }
         if id.is_traffic() {
@@ -214,9 +212,10 @@ impl Engine {
     }
 
     /// A traffic condition the active-alert limit keeps out is still said, in one alert per
-    /// (id, rule) with no client that counts every client kept out: a flood of spoofed
-    /// sources fills the limit with its own alerts, but a real host blocked by another rule
-    /// during it still shows. Bounded by [`MAX_OVERFLOW`]; past it, only `suppressed` counts.
+    /// (id, rule) with no client that counts the blocked records of every client kept out: a
+    /// flood of spoofed sources fills the limit with its own alerts, but a real host blocked
+    /// by another rule during it still shows. Bounded by [`MAX_OVERFLOW`]; past it, only
+    /// `suppressed` counts.
     #[allow(clippy::too_many_arguments)]
     fn overflow(
         &mut self,
@@ -231,9 +230,7 @@ impl Engine {
             rule,
             ..SubjectRef::default()
         };
-        if let Some(a) = self.active.get_mut(&Lookup(id, subject)) {
-            a.alert.count += n;
-            a.alert.last_ns = now;
+        if self.bump(id, subject, n, now) {
             return;
         }
         if self.overflow_active >= MAX_OVERFLOW {
@@ -243,16 +240,26 @@ impl Engine {
         let limit = self.max_active;
         let text = match (id, rule) {
             (AlertId::BlockBurst, _) => format!(
-                "clients over the burst threshold while {limit} traffic alerts are active (--alert-max-active): counted here, not alerted one by one"
+                "blocked records of clients over the burst threshold while {limit} burst alerts are active (--alert-max-active): counted here, not alerted one by one"
             ),
             (_, Some(r)) => format!(
-                "clients blocked by {r} while {limit} traffic alerts are active (--alert-max-active): counted here, not alerted one by one"
+                "blocked records of clients blocked by {r} while {limit} first-hit alerts are active (--alert-max-active): counted here, not alerted one by one"
             ),
             (_, None) => format!(
-                "clients blocked while {limit} traffic alerts are active (--alert-max-active): counted here, not alerted one by one"
+                "blocked records of clients blocked while {limit} first-hit alerts are active (--alert-max-active): counted here, not alerted one by one"
             ),
         };
         self.raise(id, subject.owned(), text, n, hold_ns, now, out);
+    }
+
+    /// Adds `n` to the active alert `(id, subject)`, if there is one.
+    fn bump(&mut self, id: AlertId, subject: SubjectRef<'_>, n: u64, now: i64) -> bool {
+        let Some(a) = self.active.get_mut(&Lookup(id, subject)) else {
+            return false;
+        };
+        a.alert.count += n;
+        a.alert.last_ns = now;
+        true
     }
 
     /// Which of `traffic_active` counts the traffic alert `id`.
@@ -364,16 +371,22 @@ impl Engine {
     }
 
     /// Makes room in a full burst map, at most once a second: windows that ended go, and so
-    /// do clients with under a quarter of the threshold in theirs. Spoofed sources (one hit
-    /// each) would otherwise hold every slot and keep a real attacker from being counted.
+    /// do clients with a single hit, or not on pace for a quarter of the threshold in their
+    /// window so far. Spoofed sources (a hit or two each) would otherwise hold every slot and
+    /// keep a real attacker, even a slow one, from being counted.
     fn thin_bursts(&mut self, now: i64) {
         if now.saturating_sub(self.bursts_thinned_ns) < 1_000_000_000 {
             return;
         }
         self.bursts_thinned_ns = now;
-        let (bw, keep) = (self.burst_window_ns, (self.burst_hits / 4).max(2));
-        self.bursts
-            .retain(|_, w| now.saturating_sub(w.0) < bw && w.1 >= keep);
+        let (bw, hits) = (self.burst_window_ns, self.burst_hits);
+        self.bursts.retain(|_, w| {
+            let age = now.saturating_sub(w.0);
+            // On pace: hits / age >= (threshold / 4) / window, in integers.
+            let on_pace =
+                u128::from(w.1) * bw.max(1) as u128 * 4 >= u128::from(hits) * age.max(0) as u128;
+            age < bw && w.1 >= 2 && on_pace
+        });
     }
 
     /// A status snapshot's gauges.

@@ -1,6 +1,7 @@
 //! The alert thread: one bounded queue of inputs ([`Handle`]), the [`Engine`], and the
-//! deliveries it calls with each notice. Senders never wait: a full queue drops the input and
-//! counts it (`queue_full` in the status).
+//! deliveries it calls with each notice. The records thread never waits: a full queue drops
+//! its input and counts it (`queue_full` in the status); an event waits a few seconds for
+//! room first.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,9 @@ use crate::status::Snapshot;
 
 /// How often alerts are checked for resolution and deliveries retried.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long [`Handle::event`] waits for room in a full queue before it drops the event.
+const EVENT_WAIT: Duration = Duration::from_secs(5);
 /// Active alerts listed in the status (the most severe first); `active_total` counts all.
 pub const STATUS_ACTIVE: usize = 50;
 
@@ -85,16 +89,27 @@ impl Handle {
         self.send(Msg::Observe(Gauges::of(snap, false)), 1)
     }
 
-    /// An explicit event; false if the alert thread has stopped (counted). It waits for room:
-    /// events are few and one-off (a rejected list, a broken chain), and a flood that fills
-    /// the queue with hits must not drop them. Never called from the records thread, which
-    /// must not wait: the list, verification and start-up threads send them.
+    /// An explicit event; false if it could not be queued (counted). It waits for room, up
+    /// to [`EVENT_WAIT`]: events are few and one-off (a rejected list, a broken chain), and a
+    /// flood that fills the queue with hits must not drop them; but an alert thread held up
+    /// (a lock on the alert log, a hung disk) must not hold up list reloads or the stop.
+    /// Never called from the records thread, which must not wait: the list, verification and
+    /// start-up threads send them.
     pub fn event(&self, e: Event) -> bool {
-        match self.tx.send(Msg::Event(e)) {
-            Ok(()) => true,
-            Err(_) => {
-                self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
-                false
+        let deadline = Instant::now() + EVENT_WAIT;
+        let mut m = Msg::Event(e);
+        loop {
+            match self.tx.try_send(m) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    m = back;
+                    // The queue drains at the alert thread's pace: a few ms a batch.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
             }
         }
     }
@@ -317,6 +332,15 @@ mod tests {
             seen: seen_tx,
         };
         let alerts = Alerts::start(&cfg, 0, vec![Box::new(stalled)]).expect("start");
+        /// Releases the delivery when dropped: declared after `alerts`, it is dropped first
+        /// when an assertion fails, so the stop that follows does not wait for ever.
+        struct Release(Sender<()>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let go = Release(go);
         let h = alerts.handle();
         // The first event holds the thread in its delivery; a batch of hits fills the queue.
         assert!(h.event(Event::ListStale { reason: "a".into() }));
@@ -344,7 +368,7 @@ mod tests {
             );
             std::thread::yield_now();
         }
-        go.send(()).expect("release the delivery");
+        drop(go);
         assert!(
             sender.join().expect("the sender"),
             "the event was dropped, not queued"
