@@ -166,6 +166,23 @@ fn a_list_in_a_missing_directory_is_named_before_the_kernel_is_touched() {
     run_fails_before_the_kernel(&log, &["--blocklist", list], &["--blocklist", list]);
 }
 
+/// A path that names no file (a TOML `dhcp-leases = [""]`, `--subscribers .`) is refused by
+/// its flag: taken, it turned off the watching of every list and attribution file.
+#[test]
+fn a_path_that_names_no_file_is_refused_before_the_kernel_is_touched() {
+    let d = TempDir::new("run-nofile");
+    let log = d.path().join("log");
+    for (flag, path) in [
+        ("--dhcp-leases", ""),
+        ("--subscribers", "."),
+        ("--blocklist", ".."),
+    ] {
+        let arg = format!("{flag}={path}");
+        let first = run_fails_before_the_kernel(&log, &[&arg], &[flag]);
+        assert!(first.contains("not a file's path"), "{arg}: {first}");
+    }
+}
+
 /// `setpriv` that runs what follows as nobody, with no capability.
 fn as_nobody() -> Command {
     let mut c = Command::new("setpriv");

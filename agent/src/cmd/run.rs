@@ -247,6 +247,14 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     .chain(args.allowlists.iter().map(|p| ("--allowlist", p.as_path())))
     .chain(args.enrich.watched());
     for (flag, path) in lists {
+        // `""`, `.`, `..` or `/`: no file to read, and its directory cannot be watched for it
+        // (the watcher refused every file with it).
+        if path.file_name().is_none() {
+            bail!(
+                "{flag} {:?}: not a file's path (write the file, e.g. /etc/xdp-audit/block.list)",
+                path.display().to_string()
+            );
+        }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => std::path::Path::new("."),

@@ -320,12 +320,7 @@ impl DhcpLearner {
                     self.counters.ignored += 1;
                     return Ok(());
                 }
-                // Any host can set giaddr (and send from port 67, from its own address): a
-                // relayed REQUEST is believed from a sender trusted as replies are (a relay
-                // is named with `--dhcp-server`; anyone when none is named and no lease file
-                // is read).
-                let relayed = msg.giaddr() != Ipv4Addr::UNSPECIFIED && self.trusted(pkt.src_ip);
-                if !relayed && eth_src != Some(mac) {
+                if !self.believed_from_client(&msg, pkt, eth_src, mac) {
                     self.counters.spoofed_requests += 1;
                     return Ok(());
                 }
@@ -347,11 +342,10 @@ impl DhcpLearner {
                 let Some(mac) = mac.filter(|_| ip != Ipv4Addr::UNSPECIFIED) else {
                     return Err(Bad::Incomplete);
                 };
-                // Believed as a REQUEST is: from its chaddr, or through a trusted relay. Any
-                // LAN host could otherwise end another's binding (a server ignores a forged
-                // one, so nothing would bind it again until its renewal).
-                let relayed = msg.giaddr() != Ipv4Addr::UNSPECIFIED && self.trusted(pkt.src_ip);
-                if !relayed && eth_src != Some(mac) {
+                // Believed as a REQUEST is: any LAN host could otherwise end another's
+                // binding (a server ignores a forged one, so nothing would bind it again
+                // until its renewal).
+                if !self.believed_from_client(&msg, pkt, eth_src, mac) {
                     self.counters.spoofed_requests += 1;
                     return Ok(());
                 }
@@ -361,6 +355,21 @@ impl DhcpLearner {
             _ => self.counters.ignored += 1,
         }
         Ok(())
+    }
+
+    /// Whether a client's message about `mac` (a REQUEST, RELEASE or DECLINE) is believed:
+    /// sent from `mac` itself, or relayed by a sender trusted as replies are. Any host can set
+    /// giaddr (and send from port 67, from its own address), so a relay is named with
+    /// `--dhcp-server` (anyone counts when none is named and no lease file is read).
+    fn believed_from_client(
+        &self,
+        msg: &v4::Message,
+        pkt: &DhcpPacket<'_>,
+        eth_src: Option<Mac>,
+        mac: Mac,
+    ) -> bool {
+        let relayed = msg.giaddr() != Ipv4Addr::UNSPECIFIED && self.trusted(pkt.src_ip);
+        relayed || eth_src == Some(mac)
     }
 
     /// When `mac` asked for `ip` in a REQUEST seen within the last minute before `now_ns`.

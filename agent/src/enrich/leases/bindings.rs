@@ -160,7 +160,14 @@ struct FileState {
     /// How the file ends a lease, as its last read said; `None` before a first read (the
     /// state then holds only spans taken back, waiting for that read to check them).
     ending: Option<Ending>,
+    /// Reads in a row that skipped lines, up to the last.
+    gap_reads: u32,
 }
+
+/// Reads in a row with skipped lines that end no lease by absence; past them, the skipped
+/// lines are taken as lasting damage and absence ends leases again (a file with one bad line
+/// for good would otherwise keep every lease that left it).
+const GAP_READS: u32 = 3;
 
 /// An address's spans, by start. Most addresses have one, kept inline so a lookup reads the
 /// hash table's entry and nothing else.
@@ -392,7 +399,8 @@ impl Bindings {
 
     /// [`Bindings::apply_read`] of a read that skipped lines (`gaps`): a lease missing from
     /// it may be on a line that could not be read (a torn write, damage), so nothing ends by
-    /// absence; what the last read held stays present until a read without gaps.
+    /// absence; what the last read held stays present until a read without gaps, or
+    /// [`GAP_READS`] such reads in a row.
     pub fn apply_read_with_gaps(
         &mut self,
         file: u32,
@@ -403,6 +411,8 @@ impl Bindings {
         requested: impl Fn(Mac, IpAddr) -> Option<i64>,
     ) {
         let state = self.files.remove(&file).unwrap_or_default();
+        let gap_reads = if gaps { state.gap_reads + 1 } else { 0 };
+        let gaps = gaps && gap_reads <= GAP_READS;
         let ending = ending.or(state.ending).unwrap_or(Ending::ByAbsence);
         let new_rows = if leases.starts_with(&state.rows) {
             &leases[state.rows.len()..]
@@ -473,6 +483,7 @@ impl Bindings {
                 rows: leases.to_vec(),
                 present,
                 ending: Some(ending),
+                gap_reads,
             },
         );
     }

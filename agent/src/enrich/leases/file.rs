@@ -291,8 +291,6 @@ mod tests {
         assert!(c.to_string().contains(": cannot read: "), "{c}");
     }
 
-    /// A read during which the file changed is discarded and the file read again: the
-    /// reader here rewrites the file after reading it, as a server writing at that moment.
     /// A file of lines none of which is a lease (zeros after a power cut) is refused: read
     /// as a file with no leases, it ended every binding it held.
     #[test]
@@ -323,6 +321,8 @@ mod tests {
         assert_eq!((r.leases.len(), r.skipped.len()), (1, 1));
     }
 
+    /// A read during which the file changed is discarded and the file read again: the
+    /// reader here rewrites the file after reading it, as a server writing at that moment.
     #[test]
     fn a_read_the_file_changed_under_is_never_returned() {
         let dir = crate::blocklist::tests::TempDir::new("lease-steady");

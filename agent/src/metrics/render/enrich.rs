@@ -119,7 +119,7 @@ pub fn enrich(e: &mut Encoder, s: &EnrichStatus) {
     );
     e.counter(
         "dhcp_untrusted_total",
-        "DHCP replies from senders that are not trusted servers, and REQUESTs neither from their client nor relayed.",
+        "DHCP replies from senders that are not trusted servers, and REQUESTs, RELEASEs and DECLINEs neither from their client nor relayed.",
         d.untrusted,
     );
     e.counter(

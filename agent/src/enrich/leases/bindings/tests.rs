@@ -313,26 +313,48 @@ fn a_kea_file_cleaned_up_to_its_header_ends_no_binding() {
     d.apply_read(0, &rows, Some(Ending::ByAbsence), 100 * S, |_, _| None);
     d.apply_read(0, &[], Some(Ending::ByAbsence), 200 * S, |_, _| None);
     assert_eq!(who(&d, &addr(1), 200 * S), None);
-    // A read that skipped lines ends nothing by absence: the missing lease may be on a line
-    // that could not be read. The next read without gaps does.
+    // A read that does not tell (an empty file, its format not named) keeps the last rule.
+    b.apply_read(0, &[], None, 800 * S, |_, _| None);
+    assert_eq!(who(&b, &addr(5), 900 * S), Some(5));
+}
+
+/// A read of a dnsmasq file that skipped lines ends nothing by absence (the missing lease may
+/// be on a line that could not be read); the next read without gaps does, and so does a read
+/// past a few with gaps in a row (a line bad for good).
+#[test]
+fn a_read_with_skipped_lines_ends_nothing_by_absence_for_a_few_reads() {
+    let addr = |i: u8| format!("10.0.5.{i}");
+    let rows: Vec<Lease> = (1..=3)
+        .map(|i| lease(&addr(i), i, 10_000, LeaseState::Bound, u32::from(i)))
+        .collect();
+    let by_absence = Some(Ending::ByAbsence);
     let mut g = Bindings::default();
-    g.apply_read(0, &rows, Some(Ending::ByAbsence), 100 * S, |_, _| None);
-    let gaps = Some(Ending::ByAbsence);
-    g.apply_read_with_gaps(0, &rows[1..], gaps, true, 200 * S, |_, _| None);
+    g.apply_read(0, &rows, by_absence, 100 * S, |_, _| None);
+    g.apply_read_with_gaps(0, &rows[1..], by_absence, true, 200 * S, |_, _| None);
     assert_eq!(
         who(&g, &addr(1), 300 * S),
         Some(1),
         "kept through a read with gaps"
     );
-    g.apply_read(0, &rows[1..], Some(Ending::ByAbsence), 400 * S, |_, _| None);
+    g.apply_read(0, &rows[1..], by_absence, 400 * S, |_, _| None);
     assert_eq!(
         who(&g, &addr(1), 500 * S),
         None,
         "ended by the next whole read"
     );
-    // A read that does not tell (an empty file, its format not named) keeps the last rule.
-    b.apply_read(0, &[], None, 800 * S, |_, _| None);
-    assert_eq!(who(&b, &addr(5), 900 * S), Some(5));
+
+    let mut h = Bindings::default();
+    h.apply_read(0, &rows, by_absence, 100 * S, |_, _| None);
+    for (i, t) in (1..=GAP_READS + 1).zip(2i64..) {
+        h.apply_read_with_gaps(0, &rows[1..], by_absence, true, t * 100 * S, |_, _| None);
+        let held = who(&h, &addr(1), t * 100 * S + 1);
+        assert_eq!(
+            held.is_some(),
+            i <= GAP_READS,
+            "read {i} with gaps: {held:?}"
+        );
+    }
+    assert_eq!(who(&h, &addr(2), 900 * S), Some(2), "the others stay");
 }
 
 /// Every span of a file taken back before the file's first read waits for that read: only the
