@@ -3,68 +3,24 @@
 //! what DuckDB answers on the same segment files; the live journal answers as its sealed form
 //! does (the same records, once with the last hour live, once all sealed); a segment of an
 //! earlier format reads with its missing columns NULL; every run, failed ones too, is an
-//! access entry; statements that would define, change or write anything are refused; with
+//! access entry; statements that would define, change or write anything are refused (damage
+//! is in `sql_damage.rs`); with
 //! `--remote`, two gateways' segments shipped to a real S3 server (`s3s-fs`) answer as DuckDB
 //! answers over the bucket's folder on disk, with the Hive columns `gateway` and `date`.
 
 mod ship_common;
+mod sql_common;
 mod store_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use store_common::{fill, live, TempDir, T0};
-use xdp_audit::record::FlowRecord;
+use sql_common::{ours, ours_with, segment_files, sql, store, BIN};
+use store_common::{fill, TempDir, T0};
 use xdp_audit::sql::{Session, Sources};
 use xdp_audit::store::export::Format;
 use xdp_audit::store::oplog::{self, OpBody};
 use xdp_audit::store::FakeClock;
-
-const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
-
-/// Three hours of generated traffic at 1 flow/s; the last hour sealed or left live.
-fn store(name: &str, seal_last: bool) -> (TempDir, Vec<FlowRecord>) {
-    let dir = TempDir::new(name);
-    let clock = FakeClock::new(T0);
-    let recs = fill(dir.path(), &clock, T0, 3, 1.0, 15, seal_last);
-    (dir, recs)
-}
-
-fn sql(dir: &Path, statement: &str, extra: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["sql", "--log-dir"])
-        .arg(dir)
-        .arg(statement)
-        .args(extra)
-        .output()
-        .expect("spawn xdp-audit sql")
-}
-
-/// The rows of our CSV answer (header left out), each as its fields.
-#[track_caller]
-fn ours(dir: &Path, statement: &str) -> Vec<Vec<String>> {
-    ours_with(dir, statement, &[])
-}
-
-/// [`ours`] with more arguments.
-#[track_caller]
-fn ours_with(dir: &Path, statement: &str, extra: &[&str]) -> Vec<Vec<String>> {
-    let out = sql(dir, statement, &[&["--format", "csv"], extra].concat());
-    assert!(
-        out.status.success(),
-        "sql {statement:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8 answer");
-    assert!(
-        !text.contains('"'),
-        "quoted CSV in a test answer: split would break it"
-    );
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect()
-}
 
 /// DuckDB's answer to `statement` over `files` (`{files}` in it stands for the list), with
 /// 16-byte values as address text (IPv4-mapped as IPv4), 6-byte values as MAC text, NULL as
@@ -106,10 +62,6 @@ for row in duckdb.sql(q).fetchall():
         .lines()
         .map(|l| l.split(',').map(str::to_owned).collect())
         .collect()
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    live(dir).iter().map(|s| dir.join(&s.file)).collect()
 }
 
 fn sorted(mut v: Vec<Vec<String>>) -> Vec<Vec<String>> {
@@ -362,184 +314,6 @@ fn errors_exit_1_naming_the_problem_and_are_recorded() {
             "{q}: access without the error"
         );
     }
-}
-
-/// The engine reads a missing file as no rows and a directory as the Parquet files in it:
-/// `sql` checks each live segment against its manifest entry first, as `query` does.
-#[test]
-fn a_lost_or_swapped_segment_is_an_error_naming_it_not_other_rows() {
-    let (dir, recs) = store("sql-swapped", true);
-    let count = "SELECT count(*) FROM flows";
-    assert_eq!(ours(dir.path(), count), [[recs.len().to_string()]]);
-    let files = segment_files(dir.path());
-    assert!(files.len() >= 2, "{files:?}");
-    let pristine = std::fs::read(&files[0]).expect("read segment");
-    let stray = dir.path().join("stray.parquet");
-    for (what, damage, says) in [
-        ("lost", 0, "stat"),
-        (
-            "a directory with a Parquet file in its place",
-            1,
-            "not a regular file",
-        ),
-        (
-            "another segment in its place",
-            2,
-            "where the manifest records",
-        ),
-    ] {
-        match damage {
-            0 => std::fs::remove_file(&files[0]).expect("remove"),
-            1 => {
-                std::fs::remove_file(&files[0]).expect("remove");
-                std::fs::create_dir(&files[0]).expect("mkdir");
-                std::fs::copy(&files[1], files[0].join("x.parquet")).expect("copy");
-            }
-            _ => {
-                std::fs::copy(&files[1], &files[0]).expect("copy");
-            }
-        }
-        std::fs::copy(&files[1], &stray).expect("a stray file beside");
-        let out = sql(dir.path(), count, &[]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        let name = files[0].file_name().expect("name").to_string_lossy();
-        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
-        assert!(
-            err.contains(name.as_ref()) && err.contains(says),
-            "{what}: {err}"
-        );
-        if files[0].is_dir() {
-            std::fs::remove_dir_all(&files[0]).expect("rm -r");
-        }
-        std::fs::write(&files[0], &pristine).expect("restore");
-        assert_eq!(
-            ours(dir.path(), count),
-            [[recs.len().to_string()]],
-            "{what}: restored, and the stray file beside is not read"
-        );
-    }
-}
-
-/// The engine's Parquet reader checks no page checksums (ours are in the segment's page
-/// table): without the check, some flipped bytes decode to other values and `sql` answered
-/// them. Every page of a segment, damaged in turn, is an error naming the file and its bytes.
-#[test]
-fn a_damaged_page_is_an_error_naming_the_file_and_bytes_not_other_values() {
-    let (dir, recs) = store("sql-flipped", true);
-    let all = "SELECT * FROM flows_raw";
-    assert_eq!(ours(dir.path(), all).len(), recs.len());
-    let file = segment_files(dir.path()).remove(0);
-    let name = file
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let ranges = xdp_audit::store::segment::SegmentReader::open(&file)
-        .expect("open the segment")
-        .checked_ranges()
-        .expect("its checked ranges");
-    let pristine = std::fs::read(&file).expect("read segment");
-    // Every page would take a run each; a spread of them covers each kind (dictionary and
-    // data pages of every column type).
-    let reader = xdp_audit::store::segment::SegmentReader::open(&file).expect("open");
-    let blooms: Vec<(u64, u64, u32)> = (0..reader.row_groups())
-        .flat_map(|g| (0..64).map(move |c| (g, c)))
-        .filter_map(|(g, c)| reader.bloom_range(g, c).expect("bloom range"))
-        .collect();
-    // Without a filter on an identity column the engine reads no Bloom filter (the test
-    // above damages those).
-    let ranges: Vec<_> = ranges.into_iter().filter(|r| !blooms.contains(r)).collect();
-    let step = ranges.len().div_ceil(24);
-    for &(at, len, _) in ranges.iter().step_by(step) {
-        let mut bad = pristine.clone();
-        let i = (at + len / 2) as usize;
-        bad[i] ^= 0x10;
-        std::fs::write(&file, &bad).expect("damage");
-        let out = sql(dir.path(), all, &["--format", "csv"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "byte {i} flipped: {err}");
-        assert!(
-            err.contains(&name)
-                && err.contains(&format!(
-                    "checksum mismatch in the page at bytes {at}..{}",
-                    at + len
-                )),
-            "byte {i} flipped: {err}"
-        );
-    }
-    std::fs::write(&file, &pristine).expect("restore");
-    assert_eq!(ours(dir.path(), all).len(), recs.len());
-}
-
-/// The engine prunes row groups by the identity columns' Bloom filters, which no page CRC
-/// covers: a damaged filter said "absent" and `sql` answered short with exit 0. Their reads
-/// are checked against the CRCs the segment records for them, as `query`'s are.
-#[test]
-fn a_damaged_bloom_filter_is_an_error_not_a_short_answer() {
-    let (dir, recs) = store("sql-bloom", true);
-    let user = recs
-        .iter()
-        .find_map(|r| r.attr.user.clone())
-        .expect("an attributed record");
-    let q = format!("SELECT count(*) FROM flows_raw WHERE \"user\" = '{user}'");
-    let want = recs
-        .iter()
-        .filter(|r| r.attr.user.as_ref() == Some(&user))
-        .count();
-    assert_eq!(ours(dir.path(), &q), vec![vec![want.to_string()]]);
-    let mut damaged = 0;
-    for file in segment_files(dir.path()) {
-        let reader = xdp_audit::store::segment::SegmentReader::open(&file).expect("open");
-        let mut bytes = std::fs::read(&file).expect("read segment");
-        for g in 0..reader.row_groups() {
-            for c in 0..64 {
-                // Past its header (a few bytes), the filter's bits cleared: "absent" for all.
-                if let Some((at, len, _)) = reader.bloom_range(g, c).expect("bloom range") {
-                    bytes[(at + 32) as usize..(at + len) as usize].fill(0);
-                    damaged += 1;
-                }
-            }
-        }
-        std::fs::write(&file, &bytes).expect("damage");
-    }
-    assert!(damaged > 0, "the segments hold Bloom filters");
-    let out = sql(dir.path(), &q, &["--format", "csv"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "answered {} with damaged filters: {err}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(err.contains("checksum mismatch"), "{err}");
-}
-
-/// A live journal that cannot be read (one the agent leaves in place) withholds only its own
-/// records: the answer comes from the rest, with exit 3 as `query`'s, not an abort.
-#[test]
-fn an_unreadable_live_journal_gives_the_rest_with_exit_3() {
-    let (dir, recs) = store("sql-unreadable-journal", false);
-    let bad = dir
-        .path()
-        .join(xdp_audit::store::seal::journal_name(u64::from(u32::MAX)));
-    std::fs::create_dir(&bad).expect("a directory in a journal's place");
-    let out = sql(
-        dir.path(),
-        "SELECT count(*) FROM flows_raw",
-        &["--format", "csv"],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        text.lines().nth(1),
-        Some(recs.len().to_string().as_str()),
-        "{text}"
-    );
-    assert!(
-        err.contains("INCOMPLETE") && err.contains(&*bad.to_string_lossy()),
-        "{err}"
-    );
 }
 
 #[test]

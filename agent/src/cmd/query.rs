@@ -37,7 +37,8 @@ With --nat, the table answers \"who had this outside address and port\": one lin
 flow, with the outside tuple, the account, the inside and remote tuples, protocol, first and
 last packet, end reason, host name and domain. Records with end reason `nat` are NAT sessions
 the program saw no flow of (the gateway's own traffic, or an interface not audited). Two
-inside flows mean the outside tuple was reused within the window: read their times. If --at
+inside flows mean the outside tuple was reused within the window (a line ending `active` is a
+long flow's slice, continued by the next line of the same inside tuple): read their times. If --at
 finds nothing, widen --at-slack, or ask for a window with --since and --until.
 
 Results go to stdout (segments in chain order, each sorted by client then time; the live

@@ -1,7 +1,7 @@
 //! The engine's reads of segment files, checked as `query`'s are: every byte range it reads
 //! from a segment is checked against the CRC-32s the segment records for its pages (or, in a
-//! segment written before page tables, its column chunks), so a damaged file is an error
-//! naming it and the bytes, never another answer.
+//! segment written before page tables, its column chunks) and its Bloom filters, so a
+//! damaged file is an error naming it and the bytes, never another answer.
 //!
 //! The engine reads a segment through an object store: the footer, then whole column chunks
 //! or whole pages (the page index names them), several close ranges at times coalesced into
