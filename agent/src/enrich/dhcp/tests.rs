@@ -356,6 +356,28 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const VICTIM: Mac = Mac([2, 0, 0, 0, 0, 0x10]);
 const VICTIM_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
 
+/// The server's Ethernet address.
+const SERVER_MAC: Mac = Mac([2, 0, 0, 0, 0, 1]);
+
+/// The server's ACK of `VICTIM_IP` to `VICTIM` for an hour.
+fn victim_ack() -> Vec<u8> {
+    let mut opts = vec![51, 4, 0, 0, 0x0e, 0x10, 54, 4];
+    opts.extend(SERVER.octets());
+    v4_message(5, VICTIM, VICTIM_IP, Ipv4Addr::UNSPECIFIED, &opts)
+}
+
+/// `payload` as the server sends it to `VICTIM` at `t_ns`.
+fn from_server(payload: &[u8], t_ns: i64) -> DhcpPacket<'_> {
+    DhcpPacket {
+        payload,
+        src_port: 67,
+        dst_port: 68,
+        src_ip: IpAddr::V4(SERVER),
+        eth_dst: Some(VICTIM),
+        t_ns,
+    }
+}
+
 /// A DHCPv4 message of type `kind` for client `chaddr`, relayed through `giaddr` (unspecified:
 /// not relayed), `opts` after the message type.
 fn v4_message(kind: u8, chaddr: Mac, yiaddr: Ipv4Addr, giaddr: Ipv4Addr, opts: &[u8]) -> Vec<u8> {
@@ -435,9 +457,7 @@ fn a_request_is_believed_only_from_its_client_or_a_relay() {
             false,
         ),
     ];
-    let mut ack_opts = vec![51, 4, 0, 0, 0x0e, 0x10, 54, 4];
-    ack_opts.extend(SERVER.octets());
-    let ack = v4_message(5, VICTIM, VICTIM_IP, none, &ack_opts);
+    let ack = victim_ack();
     for (why, eth_src, giaddr, from_relay, believed) in cases {
         let mut learner = DhcpLearner::trusting(vec![IpAddr::V4(SERVER), IpAddr::V4(relay)]);
         let mut b = Bindings::default();
@@ -447,15 +467,7 @@ fn a_request_is_believed_only_from_its_client_or_a_relay() {
             Some(mac) => learner.learn_sent(&pkt, mac, &mut b),
             None => learner.learn(&pkt, &mut b),
         }
-        let ack_pkt = DhcpPacket {
-            payload: &ack,
-            src_port: 67,
-            dst_port: 68,
-            src_ip: IpAddr::V4(SERVER),
-            eth_dst: Some(VICTIM),
-            t_ns: T0 + NS,
-        };
-        learner.learn_sent(&ack_pkt, Mac([2, 0, 0, 0, 0, 1]), &mut b);
+        learner.learn_sent(&from_server(&ack, T0 + NS), SERVER_MAC, &mut b);
         let c = learner.counters();
         assert_eq!(
             (c.v4_request, c.spoofed_requests, c.v4_ack),
@@ -642,18 +654,8 @@ fn a_release_from_another_mac_ends_nothing() {
     let mut learner = DhcpLearner::trusting(vec![IpAddr::V4(SERVER)]);
     let mut b = Bindings::default();
     let none = Ipv4Addr::UNSPECIFIED;
-    let mut ack_opts = vec![51, 4, 0, 0, 0x0e, 0x10, 54, 4];
-    ack_opts.extend(SERVER.octets());
-    let ack = v4_message(5, VICTIM, VICTIM_IP, none, &ack_opts);
-    let ack_pkt = DhcpPacket {
-        payload: &ack,
-        src_port: 67,
-        dst_port: 68,
-        src_ip: IpAddr::V4(SERVER),
-        eth_dst: Some(VICTIM),
-        t_ns: T0,
-    };
-    learner.learn_sent(&ack_pkt, Mac([2, 0, 0, 0, 0, 1]), &mut b);
+    let ack = victim_ack();
+    learner.learn_sent(&from_server(&ack, T0), SERVER_MAC, &mut b);
     let mut release = v4_message(7, VICTIM, none, none, &[]);
     release[12..16].copy_from_slice(&VICTIM_IP.octets());
     let release_pkt = |t_ns| DhcpPacket {
