@@ -176,6 +176,7 @@ fn a_path_that_names_no_file_is_refused_before_the_kernel_is_touched() {
         ("--dhcp-leases", ""),
         ("--subscribers", "."),
         ("--blocklist", ".."),
+        ("--allowlist", "allow.list/"),
     ] {
         let arg = format!("{flag}={path}");
         let first = run_fails_before_the_kernel(&log, &[&arg], &[flag]);

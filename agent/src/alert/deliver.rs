@@ -289,6 +289,28 @@ mod tests {
     }
 
     #[test]
+    fn a_refusing_disk_drops_an_info_notice_rather_than_a_waiting_critical_one() {
+        let tmp = crate::blocklist::tests::TempDir::new("chain-refused-critical");
+        let dir = tmp.0.join("not-a-directory");
+        std::fs::write(&dir, b"").expect("write a file");
+        let mut d = ChainDelivery::new(dir);
+        let mut critical = notice(0);
+        (critical.id, critical.severity) = (AlertId::StoreDegraded, Severity::Critical);
+        for _ in 0..CHAIN_PENDING {
+            d.deliver(&critical);
+            d.flush();
+        }
+        d.deliver(&notice(1));
+        let st = d.stats();
+        assert_eq!((st.dropped, st.pending), (1, CHAIN_PENDING as u64));
+        assert!(
+            (d.pending.iter())
+                .all(|e| matches!(&e.body, OpBody::Alert(a) if a.severity == Severity::Critical)),
+            "the info notice went, not a critical one"
+        );
+    }
+
+    #[test]
     fn a_notice_too_long_for_a_chain_line_is_shortened_not_refused() {
         let tmp = crate::blocklist::tests::TempDir::new("chain-long");
         let dir = tmp.0.clone();

@@ -372,21 +372,31 @@ impl Engine {
 
     /// Makes room in a full burst map, at most once a second: windows that ended go, and so
     /// do clients with a single hit, or not on pace for a quarter of the threshold in their
-    /// window so far. Spoofed sources (a hit or two each) would otherwise hold every slot and
-    /// keep a real attacker, even a slow one, from being counted.
+    /// window so far; if that leaves it over three quarters full, the slowest go down to
+    /// that. Spoofed sources (a hit or two each) would otherwise hold every slot and keep a
+    /// real attacker, even a slow one, from being counted.
     fn thin_bursts(&mut self, now: i64) {
         if now.saturating_sub(self.bursts_thinned_ns) < 1_000_000_000 {
             return;
         }
         self.bursts_thinned_ns = now;
-        let (bw, hits) = (self.burst_window_ns, self.burst_hits);
+        let (bw, hits) = (self.burst_window_ns.max(1) as u128, self.burst_hits);
+        // Hits per window at this client's pace so far.
+        let pace = |w: &(i64, u64)| u128::from(w.1) * bw / (now.saturating_sub(w.0).max(1) as u128);
         self.bursts.retain(|_, w| {
-            let age = now.saturating_sub(w.0);
-            // On pace: hits / age >= (threshold / 4) / window, in integers.
-            let on_pace =
-                u128::from(w.1) * bw.max(1) as u128 * 4 >= u128::from(hits) * age.max(0) as u128;
-            age < bw && w.1 >= 2 && on_pace
+            let ended = now.saturating_sub(w.0).max(0) as u128 >= bw;
+            !ended && w.1 >= hits.min(2) && pace(w) * 4 >= u128::from(hits)
         });
+        let room = self.max_active / 4 * 3;
+        if self.bursts.len() > room {
+            let mut paces: Vec<(u128, IpAddr)> =
+                self.bursts.iter().map(|(ip, w)| (pace(w), *ip)).collect();
+            let slowest = paces.len() - room;
+            paces.select_nth_unstable(slowest - 1);
+            for (_, ip) in &paces[..slowest] {
+                self.bursts.remove(ip);
+            }
+        }
     }
 
     /// A status snapshot's gauges.

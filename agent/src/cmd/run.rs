@@ -249,7 +249,9 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
     for (flag, path) in lists {
         // `""`, `.`, `..` or `/`: no file to read, and its directory cannot be watched for it
         // (the watcher refused every file with it).
-        if path.file_name().is_none() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let bytes = path.as_os_str().as_bytes();
+        if path.file_name().is_none() || bytes.ends_with(b"/") || bytes.ends_with(b"/.") {
             bail!(
                 "{flag} {:?}: not a file's path (write the file, e.g. /etc/xdp-audit/block.list)",
                 path.display().to_string()

@@ -545,7 +545,8 @@ fn run(
                     });
                 }
                 for s in sealed {
-                    let r = scan_segment(&dir.join(&s.file), &s, filter, want)?;
+                    let r = scan_guarded(&dir.join(&s.file), &s, filter, want)
+                        .map_err(|e| read_error(dir, &s.file, e))?;
                     take(&mut stats, r, emit)?;
                 }
                 seen_ids.insert(id);

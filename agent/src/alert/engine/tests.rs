@@ -383,6 +383,37 @@ fn a_full_burst_map_of_single_hits_still_counts_a_real_attacker() {
     );
 }
 
+/// Spoofed sources that come back (two hits each, on pace) are not let go by the single-hit
+/// or pace rules: a full map is thinned to three quarters by pace, and the attacker gets in.
+#[test]
+fn a_full_burst_map_of_returning_sources_still_counts_a_real_attacker() {
+    let cfg = AlertConfig {
+        alert_max_active: 100,
+        alert_burst_hits: 20,
+        alert_burst_window: Duration::from_secs(60),
+        ..AlertConfig::default()
+    };
+    let mut e = Engine::new(&cfg, 0);
+    let mut out = Vec::new();
+    for i in 0..100 {
+        e.hit(hit(&format!("10.0.0.{i}"), "flood.list:1"), 2, 0, &mut out);
+    }
+    out.clear();
+    for t in 0..20 {
+        e.hit(hit("192.168.1.7", "flood.list:1"), 1, S + t, &mut out);
+    }
+    assert!(
+        out.iter()
+            .any(|a| a.id == AlertId::BlockBurst && a.subject.client == "192.168.1.7".parse().ok()),
+        "{out:?}"
+    );
+    assert!(
+        e.bursts.len() <= 76,
+        "thinned to three quarters: {}",
+        e.bursts.len()
+    );
+}
+
 #[test]
 fn a_flood_of_blocked_clients_never_keeps_out_the_system_alerts() {
     let cfg = AlertConfig {

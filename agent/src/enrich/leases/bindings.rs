@@ -411,7 +411,11 @@ impl Bindings {
         requested: impl Fn(Mac, IpAddr) -> Option<i64>,
     ) {
         let state = self.files.remove(&file).unwrap_or_default();
-        let gap_reads = if gaps { state.gap_reads + 1 } else { 0 };
+        let gap_reads = if gaps {
+            state.gap_reads.saturating_add(1)
+        } else {
+            0
+        };
         let gaps = gaps && gap_reads <= GAP_READS;
         let ending = ending.or(state.ending).unwrap_or(Ending::ByAbsence);
         let new_rows = if leases.starts_with(&state.rows) {
