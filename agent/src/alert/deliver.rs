@@ -258,16 +258,28 @@ mod tests {
         assert_eq!(v.alert_lines, n);
     }
 
+    /// A chain delivery into `tmp` whose every append fails, as on a full disk (its store
+    /// directory is a file).
+    fn refusing(tmp: &crate::blocklist::tests::TempDir) -> ChainDelivery {
+        let dir = tmp.0.join("not-a-directory");
+        std::fs::write(&dir, b"").expect("write a file");
+        ChainDelivery::new(dir)
+    }
+
+    /// A critical notice (the store refuses writes).
+    fn critical() -> Alert {
+        Alert {
+            id: AlertId::StoreDegraded,
+            severity: Severity::Critical,
+            ..notice(0)
+        }
+    }
+
     #[test]
     fn a_refusing_disk_drops_info_notices_before_a_critical_one() {
         let tmp = crate::blocklist::tests::TempDir::new("chain-refused");
-        // The store directory is a file: every append fails, as on a full disk.
-        let dir = tmp.0.join("not-a-directory");
-        std::fs::write(&dir, b"").expect("write a file");
-        let mut d = ChainDelivery::new(dir);
-        let mut critical = notice(0);
-        (critical.id, critical.severity) = (AlertId::StoreDegraded, Severity::Critical);
-        d.deliver(&critical);
+        let mut d = refusing(&tmp);
+        d.deliver(&critical());
         d.flush();
         assert_eq!(d.stats().failed, 1, "the append failed");
         for i in 1..=CHAIN_PENDING as u64 + 10 {
@@ -291,13 +303,9 @@ mod tests {
     #[test]
     fn a_refusing_disk_drops_an_info_notice_rather_than_a_waiting_critical_one() {
         let tmp = crate::blocklist::tests::TempDir::new("chain-refused-critical");
-        let dir = tmp.0.join("not-a-directory");
-        std::fs::write(&dir, b"").expect("write a file");
-        let mut d = ChainDelivery::new(dir);
-        let mut critical = notice(0);
-        (critical.id, critical.severity) = (AlertId::StoreDegraded, Severity::Critical);
+        let mut d = refusing(&tmp);
         for _ in 0..CHAIN_PENDING {
-            d.deliver(&critical);
+            d.deliver(&critical());
             d.flush();
         }
         d.deliver(&notice(1));

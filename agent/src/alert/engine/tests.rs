@@ -359,8 +359,10 @@ fn clients_over_the_active_limit_are_counted_in_one_alert_per_rule() {
     assert_eq!(out[0].subject.client, "10.9.9.9".parse().ok());
 }
 
-#[test]
-fn a_full_burst_map_of_single_hits_still_counts_a_real_attacker() {
+/// 100 spoofed sources with `each` blocked records each fill a burst map of 100 (threshold
+/// 20 in 60 s), then a real attacker sends 20 within a second: the engine and what the
+/// attacker's records raised.
+fn flood_then_attacker(each: u64) -> (Engine, Vec<Alert>) {
     let cfg = AlertConfig {
         alert_max_active: 100,
         alert_burst_hits: 20,
@@ -370,43 +372,38 @@ fn a_full_burst_map_of_single_hits_still_counts_a_real_attacker() {
     let mut e = Engine::new(&cfg, 0);
     let mut out = Vec::new();
     for i in 0..100 {
-        e.hit(hit(&format!("10.0.0.{i}"), "flood.list:1"), 1, 0, &mut out);
+        e.hit(
+            hit(&format!("10.0.0.{i}"), "flood.list:1"),
+            each,
+            0,
+            &mut out,
+        );
     }
     out.clear();
     for t in 0..20 {
         e.hit(hit("192.168.1.7", "flood.list:1"), 1, S + t, &mut out);
     }
-    assert!(
-        out.iter()
-            .any(|a| a.id == AlertId::BlockBurst && a.subject.client == "192.168.1.7".parse().ok()),
-        "{out:?}"
-    );
+    (e, out)
+}
+
+/// Whether `out` raised the attacker's burst alert.
+fn attacker_burst(out: &[Alert]) -> bool {
+    out.iter()
+        .any(|a| a.id == AlertId::BlockBurst && a.subject.client == "192.168.1.7".parse().ok())
+}
+
+#[test]
+fn a_full_burst_map_of_single_hits_still_counts_a_real_attacker() {
+    let (_, out) = flood_then_attacker(1);
+    assert!(attacker_burst(&out), "{out:?}");
 }
 
 /// Spoofed sources that come back (two hits each, on pace) are not let go by the single-hit
 /// or pace rules: a full map is thinned to three quarters by pace, and the attacker gets in.
 #[test]
 fn a_full_burst_map_of_returning_sources_still_counts_a_real_attacker() {
-    let cfg = AlertConfig {
-        alert_max_active: 100,
-        alert_burst_hits: 20,
-        alert_burst_window: Duration::from_secs(60),
-        ..AlertConfig::default()
-    };
-    let mut e = Engine::new(&cfg, 0);
-    let mut out = Vec::new();
-    for i in 0..100 {
-        e.hit(hit(&format!("10.0.0.{i}"), "flood.list:1"), 2, 0, &mut out);
-    }
-    out.clear();
-    for t in 0..20 {
-        e.hit(hit("192.168.1.7", "flood.list:1"), 1, S + t, &mut out);
-    }
-    assert!(
-        out.iter()
-            .any(|a| a.id == AlertId::BlockBurst && a.subject.client == "192.168.1.7".parse().ok()),
-        "{out:?}"
-    );
+    let (e, out) = flood_then_attacker(2);
+    assert!(attacker_burst(&out), "{out:?}");
     assert!(
         e.bursts.len() <= 76,
         "thinned to three quarters: {}",
