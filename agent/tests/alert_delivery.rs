@@ -1,6 +1,7 @@
 //! Alert delivery without the kernel: the alert thread's notices reach a real HTTP receiver
 //! on loopback (retried after a refusal), are written once each to `alerts.jsonl` inside the
-//! store's hash chain, and `verify` fails when an alert line is removed, anchored or not.
+//! store's hash chain, and `verify` fails when an alert line is removed, anchored or not; a
+//! stop ends the active alerts with their counts, inside the store's last anchor.
 
 use std::path::Path;
 use std::time::Duration;
@@ -178,4 +179,71 @@ fn an_alert_line_moved_into_the_operator_log_does_not_verify() {
     std::fs::write(dir.0.join(oplog::LOG), &line).expect("write");
     let broken = verify(&dir.0, None).expect_err("an alert line in operator.log");
     assert!(broken.reason.contains("another log"), "{broken}");
+}
+
+/// The agent's stop: the record path closes the store through the alert stage. The active
+/// alert ends with an `interrupted` notice carrying every blocked record counted, and the
+/// store's last seal anchors it, so no notice of this agent sits past the chain's anchor.
+#[test]
+fn a_stop_ends_active_alerts_with_their_counts_inside_the_last_anchor() {
+    use xdp_audit::alert::stage::AlertStage;
+    use xdp_audit::alert::AlertState;
+    use xdp_audit::sink::RecordSink;
+    use xdp_audit::store::testgen::TrafficGen;
+    use xdp_audit::store::{Store, StoreConfig};
+
+    let dir = TempDir::new("stop");
+    let store = Store::open(StoreConfig::new(&dir.0)).expect("open the store");
+    let deliveries: Vec<Box<dyn Delivery>> = vec![Box::new(ChainDelivery::new(dir.0.clone()))];
+    let alerts = Alerts::start(&AlertConfig::default(), 1000, deliveries).expect("start alerts");
+    let mut stage = AlertStage::new(store, alerts.handle());
+    let mut g = TrafficGen::new(7, 1_767_225_600_000_000_000);
+    let mut blocked = g.next_record();
+    blocked.dropped = 1;
+    blocked.rule = Some("/etc/xdp-audit/block.list:4".into());
+    // More than one batch of the stage, so some are sent before the stop, some at it.
+    let n = 2_500u64;
+    for _ in 0..n {
+        stage.write(&blocked).expect("write a blocked record");
+        let mut passed = g.next_record();
+        (passed.dropped, passed.rule) = (0, None);
+        stage.write(&passed).expect("write a passed record");
+    }
+    stage.close().expect("close the store");
+
+    let scan = oplog::scan_log(&dir.0, Log::Alerts).expect("read the alert log");
+    assert_eq!(scan.problem, None);
+    let lines: Vec<(String, AlertState, u64)> = scan
+        .lines
+        .iter()
+        .map(|l| match &l.entry.body {
+            OpBody::Alert(a) => (a.id.as_str().to_owned(), a.state, a.count),
+            other => panic!("a line of another kind in alerts.jsonl: {other:?}"),
+        })
+        .collect();
+    let first = |state| {
+        lines
+            .iter()
+            .find(|(id, s, _)| id == "XA-BLOCK-FIRST" && *s == state)
+            .map(|l| l.2)
+    };
+    assert!(first(AlertState::Raised).is_some(), "{lines:?}");
+    assert_eq!(
+        first(AlertState::Interrupted),
+        Some(n),
+        "the stop's notice counts every blocked record: {lines:?}"
+    );
+    let v = verify(&dir.0, None).expect("the store verifies");
+    assert!(v.alert_lines >= 2, "{v:?}");
+    assert_eq!(
+        v.alert_anchored_lines, v.alert_lines,
+        "every notice is inside the last anchor: {v:?}"
+    );
+    alerts.stop();
+    let after = oplog::scan_log(&dir.0, Log::Alerts).expect("read the alert log again");
+    assert_eq!(
+        after.lines.len(),
+        lines.len(),
+        "nothing was left for the thread's stop"
+    );
 }

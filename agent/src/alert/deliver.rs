@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use super::{Alert, AlertState, DeliveryStats, Severity};
+use super::{Alert, DeliveryStats, Severity};
 use crate::store::oplog::{self, Log, OpBody, OpEntry, Who};
 
 /// A destination of alert notices.
@@ -35,13 +35,9 @@ pub struct LogDelivery {
 
 impl Delivery for LogDelivery {
     fn deliver(&mut self, a: &Alert) {
-        let state = match a.state {
-            AlertState::Raised => "raised",
-            AlertState::Resolved => "resolved",
-        };
-        let (id, count) = (a.id.as_str(), a.count);
-        match (a.severity, a.state) {
-            (_, AlertState::Resolved) | (Severity::Info, _) => {
+        let (id, state, count) = (a.id.as_str(), a.state.as_str(), a.count);
+        match (a.severity, a.state.is_over()) {
+            (_, true) | (Severity::Info, _) => {
                 tracing::info!(alert = id, state, count, "{}", a.text)
             }
             (Severity::Warning, _) => tracing::warn!(alert = id, state, count, "{}", a.text),
@@ -193,7 +189,7 @@ impl Delivery for ChainDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertId, Subject};
+    use crate::alert::{AlertId, AlertState, Subject};
 
     fn notice(i: u64) -> Alert {
         Alert {

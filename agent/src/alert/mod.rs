@@ -209,6 +209,26 @@ pub enum AlertState {
     Raised,
     /// The condition has not held for the quiet window; `count` is final.
     Resolved,
+    /// The agent stopped while the alert was active: `count` is what it saw until then. Nothing
+    /// resolves it later; the next agent raises it anew if the condition still holds.
+    Interrupted,
+}
+
+impl AlertState {
+    /// The lower-case name (`raised`, `resolved`, `interrupted`), as serialised.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Raised => "raised",
+            AlertState::Resolved => "resolved",
+            AlertState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the condition is over: such a notice is logged and sent to syslog as a notice,
+    /// whatever the alert's severity.
+    pub const fn is_over(self) -> bool {
+        matches!(self, AlertState::Resolved)
+    }
 }
 
 /// One alert notice: what every delivery sends and `alerts.jsonl` keeps.
@@ -342,10 +362,7 @@ impl AlertStatus {
                 "\n  {:<8} {:<19} {:<8} x{:<6} {} {}",
                 a.severity.as_str(),
                 a.id.as_str(),
-                match a.state {
-                    AlertState::Raised => "raised",
-                    AlertState::Resolved => "resolved",
-                },
+                a.state.as_str(),
                 a.count,
                 crate::record::rfc3339_ns(a.last_ns),
                 a.text

@@ -237,6 +237,11 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
 
     fn close(&mut self) -> Result<(), SinkError> {
         self.send();
+        // Before the store's last seal, which anchors the alert log: the stop's notices
+        // are inside the chain, not past its last anchor until the next agent.
+        if !self.alerts.finish() {
+            tracing::warn!("the alert thread did not finish in time; its last notices may be written after the store's last anchor");
+        }
         self.inner.close()
     }
 

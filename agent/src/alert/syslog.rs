@@ -2,7 +2,7 @@
 //! syslog sink's queue, beside the flow records (`--syslog`).
 
 use super::deliver::Delivery;
-use super::{Alert, AlertState, DeliveryStats, Severity};
+use super::{Alert, DeliveryStats, Severity};
 use crate::syslog::{self, Message};
 
 /// Hands alert notices to the syslog sender; its queue is bounded, so a full one drops and
@@ -26,15 +26,12 @@ impl SyslogDelivery {
 
 /// The message of one notice: the alert's fields as SD-PARAMs, its text as the MSG.
 pub fn message(a: &Alert) -> Message {
-    let severity = match (a.state, a.severity) {
-        (AlertState::Resolved, _) | (_, Severity::Info) => syslog::Severity::Notice,
+    let severity = match (a.state.is_over(), a.severity) {
+        (true, _) | (_, Severity::Info) => syslog::Severity::Notice,
         (_, Severity::Warning) => syslog::Severity::Warning,
         (_, Severity::Critical) => syslog::Severity::Critical,
     };
-    let state = match a.state {
-        AlertState::Raised => "raised",
-        AlertState::Resolved => "resolved",
-    };
+    let state = a.state.as_str();
     let mut sd = vec![
         ("id".to_owned(), a.id.as_str().to_owned()),
         ("severity".to_owned(), a.severity.as_str().to_owned()),
@@ -85,7 +82,7 @@ impl Delivery for SyslogDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertId, Subject};
+    use crate::alert::{AlertId, AlertState, Subject};
 
     fn alert(severity: Severity, state: AlertState) -> Alert {
         Alert {
@@ -119,5 +116,16 @@ mod tests {
         assert_eq!(m.text, "first blocked hit");
         let resolved = message(&alert(Severity::Critical, AlertState::Resolved));
         assert!(matches!(resolved.severity, syslog::Severity::Notice));
+        // A stop does not end the condition: an interrupted alert keeps its severity.
+        let interrupted = message(&alert(Severity::Critical, AlertState::Interrupted));
+        assert!(matches!(interrupted.severity, syslog::Severity::Critical));
+        let get = |k: &str| {
+            interrupted
+                .sd
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("state").as_deref(), Some("interrupted"));
     }
 }

@@ -30,6 +30,8 @@ enum Msg {
     Hits(HitBatch),
     Observe(Gauges),
     Event(Event),
+    /// The records are written: end the active alerts, deliver every notice, then answer.
+    Finish(SyncSender<()>),
     Stop,
 }
 
@@ -96,8 +98,28 @@ impl Handle {
     /// Never called from the records thread, which must not wait: the list, verification and
     /// start-up threads send them.
     pub fn event(&self, e: Event) -> bool {
+        let sent = self.send_by(Msg::Event(e), Instant::now() + EVENT_WAIT);
+        if !sent {
+            self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// The agent's records are all written and the store is about to close (its last seal
+    /// anchors `alerts.jsonl`): every active alert ends with an `interrupted` notice carrying
+    /// its count, and what is queued before this is delivered, so the notices are inside the
+    /// chain's last anchor. Waits up to [`EVENT_WAIT`] for each step; false if that ran out.
+    pub fn finish(&self) -> bool {
         let deadline = Instant::now() + EVENT_WAIT;
-        let mut m = Msg::Event(e);
+        let (reply, done) = mpsc::sync_channel(1);
+        self.send_by(Msg::Finish(reply), deadline)
+            && done
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok()
+    }
+
+    /// Sends `m`, waiting for room until `deadline`.
+    fn send_by(&self, mut m: Msg, deadline: Instant) -> bool {
         loop {
             match self.tx.try_send(m) {
                 Ok(()) => return true,
@@ -106,10 +128,7 @@ impl Handle {
                     // The queue drains at the alert thread's pace: a few ms a batch.
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(_) => {
-                    self.shared.queue_full.fetch_add(1, Ordering::Relaxed);
-                    return false;
-                }
+                Err(_) => return false,
             }
         }
     }
@@ -218,7 +237,7 @@ impl Worker {
         let mut out = Vec::new();
         let mut last_tick = Instant::now();
         loop {
-            let mut publish = false;
+            let (mut publish, mut finished) = (false, None);
             match rx.recv_timeout(TICK) {
                 Ok(Msg::Hits(mut hits)) => {
                     let now = now_ns();
@@ -239,6 +258,10 @@ impl Worker {
                     publish = true;
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, now_ns(), &mut out),
+                Ok(Msg::Finish(reply)) => {
+                    self.engine.interrupt(&mut out);
+                    (publish, finished) = (true, Some(reply));
+                }
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -250,26 +273,37 @@ impl Worker {
                 }
                 publish = true;
             }
-            for a in out.drain(..) {
-                for d in &mut self.deliveries {
-                    d.deliver(&a);
-                }
-            }
+            self.deliver(&mut out);
             for d in &mut self.deliveries {
                 d.flush();
             }
             if publish {
                 self.publish();
             }
+            if let Some(reply) = finished {
+                let _ = reply.send(());
+            }
             let cpu = crate::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
             self.shared
                 .cpu_ns
                 .store(cpu.max(0) as u64, Ordering::Relaxed);
         }
+        // Alerts raised after the records' finish (or with no finish: a failed start).
+        self.engine.interrupt(&mut out);
+        self.deliver(&mut out);
         for d in &mut self.deliveries {
             d.close();
         }
         self.publish();
+    }
+
+    /// Hands each notice in `out` to every delivery, in order.
+    fn deliver(&mut self, out: &mut Vec<super::Alert>) {
+        for a in out.drain(..) {
+            for d in &mut self.deliveries {
+                d.deliver(&a);
+            }
+        }
     }
 
     fn publish(&self) {

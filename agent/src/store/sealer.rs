@@ -247,6 +247,9 @@ impl Worker {
                 }
                 Job::Barrier { now, reply } => {
                     self.seal_queued(now);
+                    // Lines appended since the last seal (a stop's last alert notices)
+                    // are anchored too, even when there was no journal left to seal.
+                    oplog::anchor_logged(&self.dir, &mut self.manifest, now);
                     let _ = reply.send(self.queue.is_empty());
                 }
             }
@@ -322,7 +325,8 @@ impl Sealer {
         self.send(Job::Retention { now, days });
     }
 
-    /// Waits until every job sent so far is done; true if no journal is left unsealed.
+    /// Waits until every job sent so far is done and the logs are anchored; true if no
+    /// journal is left unsealed.
     pub fn barrier(&self, now: i64) -> bool {
         let (reply, done) = channel();
         self.send(Job::Barrier { now, reply });
