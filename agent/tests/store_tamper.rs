@@ -184,6 +184,24 @@ fn each_kind_of_change_is_caught_and_names_the_file() {
         "edited entry",
     );
 
+    // A field added to an entry, and an entry reformatted: its hash covers the parsed
+    // content and still matches, but the line is not what the writer wrote.
+    for (tag, from, to) in [
+        ("t-field", "{", "{\"approved_by\":\"mallory\","),
+        ("t-space", ":", ": "),
+    ] {
+        let d = copy_dir(base.path(), tag);
+        let mut l = lines(d.path());
+        l[1] = l[1].replacen(from, to, 1);
+        write_lines(d.path(), &l);
+        expect_broken(
+            d.path(),
+            "manifest.jsonl",
+            "entry 1 (line 2): not in the form",
+            tag,
+        );
+    }
+
     // A well-formed entry inserted in the middle (its own hash is right; the next link breaks).
     let d = copy_dir(base.path(), "t-ins-entry");
     let mut l = lines(d.path());

@@ -234,9 +234,21 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
     let mut out = Verified::default();
     let mut prev = GENESIS.to_owned();
     let mut chain = manifest::LiveSet::default();
+    // Each entry's line as `parse_with_head` took it, with its line number.
+    let mut lines = (text.lines().enumerate())
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with("{\"head\""));
     for (i, e) in entries.iter().enumerate() {
-        let at = format!("entry {i} (line {})", i + 1);
+        let (n, line) = lines.next().unwrap_or((i, ""));
+        let at = format!("entry {i} (line {})", n + 1);
         manifest::check_link(i, &prev, e).map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
+        // The hash covers the parsed content: a field added or reformatted leaves it intact,
+        // so the line must be the very bytes the writer puts there.
+        if serde_json::to_string(e).ok().as_deref() != Some(line) {
+            return Err(broken(
+                &mpath,
+                format!("{at}: not in the form the agent writes (line edited)"),
+            ));
+        }
         let removed = chain
             .apply(e)
             .map_err(|r| broken(&mpath, format!("{at}: {r}")))?;
