@@ -9,6 +9,7 @@
 #[path = "store_common/mod.rs"]
 mod common;
 mod ship_common;
+mod ship_store;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,52 +17,14 @@ use std::time::Duration;
 
 use common::*;
 use ship_common::*;
+use ship_store::*;
 use xdp_audit::ship::remote::RemoteError;
-use xdp_audit::ship::{cursor, ship_once, ShipError, ShipOptions, Shipper};
-use xdp_audit::store::compact::DEFAULT_MAX_ROWS;
-use xdp_audit::store::fsutil::sha256_file;
+use xdp_audit::ship::{cursor, ship_once, ShipError, Shipper};
 use xdp_audit::store::manifest::read_entries;
 use xdp_audit::store::testgen::Rng;
-use xdp_audit::store::{FakeClock, Store, StoreConfig};
+use xdp_audit::store::{FakeClock, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
-
-fn opts() -> ShipOptions {
-    ShipOptions {
-        poll: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(300),
-        ..ShipOptions::default()
-    }
-}
-
-/// The keys the chain's live segments must have, with their sealed SHA-256.
-fn expected(dir: &Path, prefix: &str, gateway: &str) -> Vec<(String, String)> {
-    let layout = xdp_audit::ship::layout::Layout::new(prefix, gateway);
-    let mut v: Vec<(String, String)> = live(dir)
-        .iter()
-        .map(|s| (layout.segment(s), s.sha256.clone()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The segment objects in the bucket with the SHA-256 of their bytes.
-fn remote_segments(s3: &S3Server, prefix: &str) -> Vec<(String, String)> {
-    s3.objects(prefix, ".parquet")
-        .into_iter()
-        .map(|k| {
-            let sha = sha256_file(&s3.root.join(BUCKET).join(&k))
-                .unwrap_or_else(|e| panic!("hash object {k}: {e}"));
-            (k, sha)
-        })
-        .collect()
-}
-
-fn compacting(dir: &Path) -> StoreConfig {
-    let mut cfg = config(dir);
-    cfg.compact_max_rows = DEFAULT_MAX_ROWS;
-    cfg
-}
 
 #[test]
 fn a_store_with_seals_and_a_merged_day_is_shipped_as_its_chain_says() {
@@ -130,7 +93,10 @@ fn a_store_with_seals_and_a_merged_day_is_shipped_as_its_chain_says() {
     assert_eq!(&r.missing[0].key, victim);
     std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
     match ship_once(dir.path(), &cfg, &opts()) {
-        Err(ShipError::Remote(RemoteError::Conflict { key, .. })) => assert_eq!(&key, victim),
+        Err(ShipError::NotShipped(e)) => match &e[..] {
+            [RemoteError::Conflict { key, .. }] => assert_eq!(key, victim),
+            other => panic!("one conflict, got {other:?}"),
+        },
         other => panic!("a differing object must be refused, got {other:?}"),
     }
     assert_eq!(
@@ -198,7 +164,10 @@ fn sealed_bytes_left_without_their_metadata_are_created_again_and_other_bytes_re
     drop_metadata(&s3);
     std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
     match ship_once(dir.path(), &cfg, &opts()) {
-        Err(ShipError::Remote(RemoteError::Conflict { key, .. })) => assert_eq!(&key, victim),
+        Err(ShipError::NotShipped(e)) => match &e[..] {
+            [RemoteError::Conflict { key, .. }] => assert_eq!(key, victim),
+            other => panic!("one conflict, got {other:?}"),
+        },
         other => panic!("other bytes must be refused, got {other:?}"),
     }
     assert_eq!(
@@ -231,8 +200,8 @@ fn an_object_whose_metadata_matches_but_whose_bytes_differ_is_refused_and_never_
     std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
 
     match ship_once(dir.path(), &cfg, &opts()) {
-        Err(ShipError::Remote(e @ RemoteError::Conflict { .. })) => {
-            let text = e.to_string();
+        Err(ShipError::NotShipped(e)) if matches!(&e[..], [RemoteError::Conflict { .. }]) => {
+            let text = e[0].to_string();
             assert!(
                 text.contains(victim.as_str()) && text.contains("stored object differs"),
                 "the error names the object and says it differs: {text}"

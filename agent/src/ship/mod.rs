@@ -121,6 +121,10 @@ pub enum ShipError {
         /// The missing segments' file names.
         files: Vec<String>,
     },
+    /// Segments refused one by one (a damaged file, another object under the key): the
+    /// others were shipped; the manifest waits until every live segment is.
+    #[error("{} segments not shipped, the others were: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NotShipped(Vec<RemoteError>),
     /// A pass panicked (a bug, or a server's answer the client did not expect): counted as a
     /// failed pass and retried, instead of ending the shipping thread without a word.
     #[error("the shipping pass panicked: {0}; retried with backoff")]

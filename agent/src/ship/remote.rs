@@ -85,6 +85,17 @@ pub enum RemoteError {
         /// What the file hashes to.
         found: String,
     },
+    /// The local file's size is not what the chain sealed (a file grown, even sparse to a
+    /// terabyte, is never read into memory): it is not shipped.
+    #[error("{path}: {found} bytes, but the chain sealed {sealed}; not shipped (run `xdp-audit verify`)")]
+    LocalSize {
+        /// The file.
+        path: String,
+        /// The sealed size.
+        sealed: u64,
+        /// The size found (at least, for a file that grew while read).
+        found: u64,
+    },
     /// An object already holds the key with other content: it is left alone.
     #[error("{key}: the bucket holds another object under this key ({found}); it is never overwritten: move it away or ship to another prefix")]
     Conflict {
@@ -121,6 +132,20 @@ impl RemoteError {
     /// The local file is gone (compacted or pruned meanwhile): the chain is read again.
     pub fn is_local_gone(&self) -> bool {
         matches!(self, RemoteError::Local { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
+    }
+
+    /// A fault of this one segment or key (its file damaged or unreadable, another object
+    /// under its key, the server storing other bytes), not of the bucket or the link: the
+    /// other segments are still shipped.
+    pub fn is_one_object(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Local { .. }
+                | RemoteError::LocalChanged { .. }
+                | RemoteError::LocalSize { .. }
+                | RemoteError::Conflict { .. }
+                | RemoteError::Mismatch { .. }
+        )
     }
 }
 
@@ -493,8 +518,8 @@ async fn upload(
     }
     // Reading and hashing are the upload's own CPU work: off the runtime's thread, so the
     // uploads in flight keep moving meanwhile.
-    let (path, sha256) = (job.path.clone(), job.sha256.clone());
-    let bytes = tokio::task::spawn_blocking(move || read_sealed(&path, &sha256))
+    let (path, sha256, size) = (job.path.clone(), job.sha256.clone(), job.size);
+    let bytes = tokio::task::spawn_blocking(move || read_sealed(&path, &sha256, size))
         .await
         .map_err(|e| RemoteError::Task {
             key: job.key.clone(),
@@ -525,8 +550,20 @@ async fn upload_parts(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
         path: path.display().to_string(),
         cause,
     };
+    let wrong_size = |found| RemoteError::LocalSize {
+        path: path.display().to_string(),
+        sealed: job.size,
+        found,
+    };
     // Never a blocking open: a FIFO in a segment's place would hold the upload forever.
-    let mut file = crate::store::fsutil::open_read(path).map_err(|e| local(e.into()))?;
+    let file = crate::store::fsutil::open_read(path).map_err(|e| local(e.into()))?;
+    let len = file.metadata().map_err(local)?.len();
+    if len != job.size {
+        return Err(wrong_size(len));
+    }
+    // A file that grows while read is read one byte past its sealed size, no further.
+    let mut file = file.take(job.size.saturating_add(1));
+    let mut total = 0u64;
     let opts = PutMultipartOptions {
         attributes: attributes(&job.sha256),
         ..PutMultipartOptions::default()
@@ -551,6 +588,10 @@ async fn upload_parts(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
                 break;
             }
             part.truncate(filled);
+            total += filled as u64;
+            if total > job.size {
+                return Err(wrong_size(total));
+            }
             hasher.update(&part);
             upload
                 .put_part(PutPayload::from(part))
@@ -581,13 +622,28 @@ async fn upload_parts(store: &AmazonS3, job: &Job) -> Result<(), RemoteError> {
     result.map(drop)
 }
 
-/// The file's bytes, checked against the SHA-256 the chain sealed.
-fn read_sealed(path: &Path, sha256: &str) -> Result<Vec<u8>, RemoteError> {
-    let bytes =
-        crate::store::fsutil::read_input(path, u64::MAX).map_err(|e| RemoteError::Local {
+/// The file's bytes, checked against the size and SHA-256 the chain sealed; never more than
+/// the sealed size is read.
+fn read_sealed(path: &Path, sha256: &str, size: u64) -> Result<Vec<u8>, RemoteError> {
+    use crate::store::fsutil::{read_input, InputError};
+    let bytes = read_input(path, size).map_err(|e| match e {
+        InputError::TooLarge { .. } => RemoteError::LocalSize {
+            path: path.display().to_string(),
+            sealed: size,
+            found: std::fs::metadata(path).map_or(size + 1, |m| m.len()),
+        },
+        e => RemoteError::Local {
             path: path.display().to_string(),
             cause: e.into(),
-        })?;
+        },
+    })?;
+    if bytes.len() as u64 != size {
+        return Err(RemoteError::LocalSize {
+            path: path.display().to_string(),
+            sealed: size,
+            found: bytes.len() as u64,
+        });
+    }
     let found = hex(&sha2::Sha256::digest(&bytes));
     if found != sha256 {
         return Err(RemoteError::LocalChanged {

@@ -200,6 +200,7 @@ impl Worker {
             return Ok(Pass::CaughtUp);
         }
         let mut outcome = Ok(Pass::CaughtUp);
+        let mut refused = Vec::new();
         let mut saved_at = Instant::now();
         let Worker {
             remote,
@@ -219,6 +220,11 @@ impl Worker {
                 Err(e) if e.is_local_gone() => {
                     tracing::debug!(file = %s.file, "segment file gone; shipping the others");
                     gone.push(s.file.clone());
+                    return outcome.is_ok();
+                }
+                Err(e) if e.is_one_object() => {
+                    tracing::warn!(error = %e, "segment not shipped; shipping the others");
+                    refused.push(e);
                     return outcome.is_ok();
                 }
                 Err(e) => {
@@ -260,6 +266,9 @@ impl Worker {
             }
             outcome.is_ok()
         });
+        if matches!(outcome, Ok(Pass::CaughtUp)) && !refused.is_empty() {
+            outcome = Err(ShipError::NotShipped(refused));
+        }
         self.update_backlog(live);
         outcome
     }
@@ -279,12 +288,33 @@ impl Worker {
             .into_iter()
             .map(|s| s.file.as_str())
             .collect();
+        // Where each merged-away segment's rows went: a merged segment can itself be merged
+        // again (a late hour of its day sealed after the first compaction).
+        let merged_into: HashMap<&str, &SegmentInfo> = entries
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Compact(c) => {
+                    Some(c.files.iter().map(move |f| (f.file.as_str(), &c.segment)))
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
         let from = self.cursor.settled_seq;
         for e in entries.iter().filter(|e| from.is_none_or(|s| e.seq > s)) {
             if let Body::Compact(c) = &e.body {
-                let merged_live = live.contains(&c.segment.file.as_str());
-                if merged_live && !self.cursor.holds(&c.segment) {
-                    break; // its hours stay remote until the merged object is acknowledged
+                // The segment holding the merged rows now; bounded, as names never repeat.
+                let mut holder = &c.segment;
+                for _ in 0..entries.len() {
+                    match merged_into.get(holder.file.as_str()) {
+                        Some(next) => holder = next,
+                        None => break,
+                    }
+                }
+                if live.contains(&holder.file.as_str()) && !self.cursor.holds(holder) {
+                    // The hours stay remote until an object holding their rows is
+                    // acknowledged: the merged one, or the one it was merged into since.
+                    break;
                 }
                 for f in &c.files {
                     if let Some(s) = added.get(f.file.as_str()) {

@@ -1,0 +1,158 @@
+//! Shipping a damaged store to a real S3 server (`s3s-fs` on 127.0.0.1): a segment changed in
+//! place or grown (sparse, to a terabyte: never read into memory) is named while every other
+//! segment ships; and a day merged twice (a late hour sealed after its first compaction)
+//! keeps its hour objects in the bucket until an object holding their rows is acknowledged.
+
+#[path = "store_common/mod.rs"]
+mod common;
+mod ship_common;
+mod ship_store;
+
+use std::path::Path;
+
+use common::*;
+use ship_common::*;
+use ship_store::*;
+use xdp_audit::ship::layout::Layout;
+use xdp_audit::ship::remote::RemoteError;
+use xdp_audit::ship::{ship_once, ShipError};
+use xdp_audit::store::{FakeClock, Store};
+
+fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+#[test]
+fn damaged_segments_are_named_and_every_other_one_ships() {
+    let dir = TempDir::new("ship-damaged");
+    let bucket = TempDir::new("ship-damaged-s3");
+    let s3 = S3Server::start(bucket.path());
+    let cfg = s3.config("fleet", "gw-a");
+    fill(dir.path(), &FakeClock::new(T0), T0, 8, 0.05, 11, true);
+    let segs = live(dir.path());
+    assert!(segs.len() >= 6, "{segs:?}");
+    let (changed, grown) = (segs[1].file.clone(), segs[3].file.clone());
+    flip_byte(&dir.path().join(&changed));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(&grown))
+        .expect("open the segment to grow");
+    f.set_len(1 << 40)
+        .expect("grow the segment, sparse, to 1 TiB");
+    drop(f);
+
+    let failed = ship_once(dir.path(), &cfg, &opts());
+    let Err(ShipError::NotShipped(errs)) = &failed else {
+        panic!("two damaged segments must fail the pass naming them, got {failed:?}");
+    };
+    let mut named: Vec<(String, &str)> = errs
+        .iter()
+        .map(|e| match e {
+            RemoteError::LocalChanged { path, .. } => (path.clone(), "changed"),
+            RemoteError::LocalSize { path, found, .. } => {
+                assert_eq!(*found, 1 << 40, "{e}");
+                (path.clone(), "size")
+            }
+            other => panic!("not a local fault: {other}"),
+        })
+        .collect();
+    named.sort();
+    let mut want = vec![
+        (dir.path().join(&changed).display().to_string(), "changed"),
+        (dir.path().join(&grown).display().to_string(), "size"),
+    ];
+    want.sort();
+    assert_eq!(named, want);
+    let message = failed.expect_err("failed").to_string();
+    assert!(
+        message.contains(&changed) && message.contains(&grown),
+        "{message}"
+    );
+    let layout = Layout::new("fleet", "gw-a");
+    let (bad_a, bad_b) = (layout.segment(&segs[1]), layout.segment(&segs[3]));
+    let others: Vec<(String, String)> = expected(dir.path(), "fleet", "gw-a")
+        .into_iter()
+        .filter(|(k, _)| *k != bad_a && *k != bad_b)
+        .collect();
+    assert_eq!(
+        remote_segments(&s3, "fleet"),
+        others,
+        "every other segment shipped"
+    );
+    assert!(
+        s3.objects("fleet", ".jsonl").is_empty(),
+        "no manifest while live segments are missing from the bucket"
+    );
+}
+
+#[test]
+fn a_day_merged_twice_keeps_its_hours_remote_until_the_merged_rows_are_acknowledged() {
+    let dir = TempDir::new("ship-remerged");
+    let bucket = TempDir::new("ship-remerged-s3");
+    let s3 = S3Server::start(bucket.path());
+    let cfg = s3.config("fleet", "gw-a");
+    fill(dir.path(), &FakeClock::new(T0), T0, 30, 0.05, 12, true);
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    let day_end = (T0.div_euclid(DAY) + 1) * DAY;
+    let layout = Layout::new("fleet", "gw-a");
+    let hours: Vec<String> = live(dir.path())
+        .iter()
+        .filter(|s| s.time_min_ns < day_end)
+        .map(|s| layout.segment(s))
+        .collect();
+    assert!(hours.len() >= 2, "{hours:?}");
+
+    // The closed days merge, and nothing ships meanwhile.
+    let later = T0 + 3 * DAY;
+    let merge = |at| {
+        let mut store =
+            Store::open_with_clock(compacting(dir.path()), Box::new(FakeClock::new(at)))
+                .expect("reopen to compact");
+        assert!(store.wait_idle());
+    };
+    merge(later);
+    // A late hour of the first day (flows a killed agent's ledger kept past midnight), then
+    // the day is merged again: the first merged segment was never shipped.
+    fill(
+        dir.path(),
+        &FakeClock::new(T0),
+        T0 + 600_000_000_000,
+        1,
+        0.05,
+        13,
+        true,
+    );
+    merge(later + HOUR);
+    let holder = live(dir.path())
+        .into_iter()
+        .find(|s| s.time_min_ns < day_end)
+        .expect("the first day's segment");
+    flip_byte(&dir.path().join(&holder.file));
+
+    let failed = ship_once(dir.path(), &cfg, &opts());
+    assert!(
+        matches!(&failed, Err(ShipError::NotShipped(e)) if e.len() == 1),
+        "{failed:?}"
+    );
+    let remote: Vec<String> = remote_segments(&s3, "fleet")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let kept: Vec<&String> = hours.iter().filter(|k| remote.contains(k)).collect();
+    assert_eq!(
+        kept.len(),
+        hours.len(),
+        "the first day's hour objects stay while no object holding their rows is acknowledged: {remote:?}"
+    );
+
+    flip_byte(&dir.path().join(&holder.file));
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship once repaired: {e}"));
+    assert_eq!(
+        remote_segments(&s3, "fleet"),
+        expected(dir.path(), "fleet", "gw-a"),
+        "once the holder is acknowledged, the bucket holds what the chain holds, each row once"
+    );
+}
