@@ -106,10 +106,12 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // The reader of our output went away (`| head -1`): not a failure of the command.
-        Err(err) if err.chain().any(|c| c.is::<xdp_audit::cmd::StdoutClosed>()) => {
-            ExitCode::SUCCESS
+        Err(err) if has::<xdp_audit::cmd::StdoutClosed>(&err) => ExitCode::SUCCESS,
+        Err(err) if has::<xdp_audit::cmd::BrokenStore>(&err) => {
+            fail(&err);
+            ExitCode::from(xdp_audit::cmd::report::EXIT_BROKEN)
         }
-        Err(err) if err.chain().any(|c| c.is::<xdp_audit::cmd::Unchecked>()) => {
+        Err(err) if has::<xdp_audit::cmd::Unchecked>(&err) => {
             fail(&err);
             ExitCode::from(xdp_audit::cmd::EXIT_UNCHECKED)
         }
@@ -135,6 +137,11 @@ impl Tool {
             Tool::Detach(args) => xdp_audit::cmd::detach::main(args),
         }
     }
+}
+
+/// Whether `T` is in `err`'s chain, as a cause or as context added on the way up.
+fn has<T: std::error::Error + Send + Sync + 'static>(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<T>().is_some() || err.chain().any(|c| c.is::<T>())
 }
 
 /// Prints the error and its causes on one line, each once, and returns the failure status.

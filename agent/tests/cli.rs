@@ -398,10 +398,9 @@ fn query_past_a_damaged_stretch_of_a_live_journal_exits_3() {
 fn verify_of_a_missing_log_dir_is_an_error_not_a_verdict() {
     let d = TempDir::new("v-missing");
     let missing = d.path().join("missing");
-    assert_error(
-        &run(&["verify", "--log-dir", s(&missing)]),
-        &["--log-dir", s(&missing)],
-    );
+    let o = run(&["verify", "--log-dir", s(&missing)]);
+    assert_error(&o, &["--log-dir", s(&missing), "could not be checked"]);
+    assert_eq!(o.status.code(), Some(3), "BROKEN alone exits 1");
 }
 
 /// A segment `verify` cannot read (no permission) is no verdict: an error naming it on
@@ -449,6 +448,7 @@ fn verify_with_a_missing_or_bad_public_key_names_it() {
     let key = d.path().join("chain.key.pub");
     let o = run(&["verify", "--log-dir", s(d.path()), "--public-key", s(&key)]);
     assert_error(&o, &["--public-key", s(&key)]);
+    assert_eq!(o.status.code(), Some(3), "BROKEN alone exits 1");
     std::fs::write(&key, "not a key\n").expect("write");
     let o = run(&["verify", "--log-dir", s(d.path()), "--public-key", s(&key)]);
     assert_error(&o, &["--public-key", s(&key)]);

@@ -406,6 +406,47 @@ fn a_report_on_a_store_that_does_not_verify_exits_4() {
     assert_eq!(j["verify"]["ok"], false, "{}", j["verify"]);
 }
 
+/// A segment the window needs, damaged so that the scan cannot read it (cut short): no
+/// report can be built, and the error says BROKEN, naming it, with exit 4 as for a report
+/// written on such a store (it exited 1, as a typo does).
+#[test]
+fn a_damaged_segment_inside_the_window_exits_4_naming_it() {
+    let dir = two_hours("report-broken-inside");
+    let d = dir.path().to_str().expect("utf-8");
+    let segment = std::fs::read_dir(dir.path())
+        .expect("list the store")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("a sealed segment");
+    let len = std::fs::metadata(&segment).expect("stat the segment").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("cut the segment short");
+    // The window from the store's first hour, so the scan needs every segment.
+    let o = run(&[
+        "report",
+        "--format",
+        "json",
+        "--log-dir",
+        d,
+        "--since",
+        "2023-11-14T20:00:00Z",
+        "--until",
+        UNTIL,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        o.stdout.is_empty(),
+        "no report: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let name = segment.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(err.contains("BROKEN") && err.contains(name), "{err}");
+}
+
 /// A report file holds subscribers' records: it is created for its owner and group only, as
 /// the store's files are (it was 0644 under the usual umask).
 #[test]

@@ -55,6 +55,13 @@ pub const EXIT_UNCHECKED: u8 = 3;
 #[error("the store could not be checked (this is no verdict)")]
 pub struct Unchecked;
 
+/// The cause of an error after which `report` could build nothing from a store that does
+/// not verify (the damage lies in what the window needs): `main` exits
+/// [`report::EXIT_BROKEN`], as for a report written on such a store.
+#[derive(Debug, thiserror::Error)]
+#[error("the store does not verify")]
+pub struct BrokenStore;
+
 /// Standard output was closed by its reader (`| head -1`): the command stops there, and exits
 /// quietly (`main` tells it from a failure).
 #[derive(Debug, thiserror::Error)]

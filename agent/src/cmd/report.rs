@@ -46,7 +46,9 @@ case.records.csv) is written whole and fsynced, an existing file is refused, and
 SHA-256 of each file is printed in `sha256sum` format.
 
 Exit status: 0 when the report is written and the store verified; 4 when the store does not
-verify (BROKEN: the report is written and says why; this wins over 3); 3 when the report is
+verify (BROKEN: the report is written and says why; this wins over 3; when the damage lies
+in a segment the window needs, no report can be built: the error names it and says BROKEN,
+and the exit status is 4 as well); 3 when the report is
 incomplete (live journals could not be read whole) or the chain could not be checked (a file
 could not be read: no verdict either way); 1 on an error (nothing is written).
 
@@ -122,7 +124,20 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Err(e) => AccessInfo::new("report", filter_text(&filter)).failed(&format!("{e:#}")),
     };
     access::record(&args.dir.log_dir, access);
-    let (report, digest, attachment) = made?;
+    let (report, digest, attachment) = match made {
+        Ok(m) => m,
+        // A damaged segment the window needs stops the scan: no report can be built, but a
+        // script must still tell a store that does not verify from a mere error.
+        Err(e) => match crate::store::verify::verify(&args.dir.log_dir, key.as_ref()) {
+            Err(b) if b.fault == crate::store::verify::Fault::Altered => {
+                return Err(e
+                    .context("no report was written")
+                    .context(format!("BROKEN: {b}"))
+                    .context(super::BrokenStore))
+            }
+            _ => return Err(e),
+        },
+    };
     tracing::info!(
         records = report.records.total,
         blocked = report.summary.blocked_flows,

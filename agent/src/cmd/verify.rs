@@ -23,10 +23,11 @@ last anchor (at most an hour while it runs) are checked by their own chain only:
 removal from the end cannot be seen.
 
 Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FILE: reason` for
-the first broken link and exits 1. A store directory that cannot be read is an error (on
-stderr, exit 1), not a verdict; so is a file of the store that cannot be read (no permission,
-an I/O error), which exits 3: the store could not be checked. Changes, deletions, reorderings and insertions of entries or
-segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
+the first broken link and exits 1, and only then. Every error before a verdict is on stderr
+and exits 3, the store could not be checked: no store in --log-dir, a file of it that cannot
+be read (no permission, an I/O error), a --public-key that does not load, a bucket --remote
+cannot reach. A usage error exits 2. Changes, deletions, reorderings and insertions of
+entries or segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
 head consistently is not caught; with it (the agent run with --signing-key), they are.
 
 With --remote (and the agent's --ship flags), it also checks that every live segment exists in
@@ -62,8 +63,16 @@ pub struct VerifyArgs {
 
 /// Runs `xdp-audit verify`.
 pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    // Every error before a verdict (no store there, a key or a bucket that cannot be used)
+    // exits 3, the store not checked: `BROKEN` alone exits 1, so `verify || alarm` never
+    // takes a typo for tampering.
+    let unchecked = |e: anyhow::Error| e.context(super::Unchecked);
     let key = match &args.public_key {
-        Some(p) => Some(load_public_key(p).context("loading --public-key")?),
+        Some(p) => Some(
+            load_public_key(p)
+                .context("loading --public-key")
+                .map_err(unchecked)?,
+        ),
         None => None,
     };
     // A store that is not there is an error of the command line, not a broken chain: it goes
@@ -71,9 +80,12 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     // directory with no store file in it is not a store either (`ok: 0 entries` said of any
     // directory, or of a store whose every file was deleted, proved nothing).
     let dir = &args.dir.log_dir;
-    super::store_args::readable_store(dir)?;
+    super::store_args::readable_store(dir).map_err(unchecked)?;
     let remote = if args.remote {
-        args.ship.to_config().context("--remote")?
+        args.ship
+            .to_config()
+            .context("--remote")
+            .map_err(unchecked)?
     } else {
         None
     };
@@ -82,7 +94,8 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         return super::verdict(local, printed);
     };
     let report = crate::ship::verify::verify_remote(dir, &cfg)
-        .with_context(|| format!("--remote {}", crate::ship::target_name(&cfg)))?;
+        .with_context(|| format!("--remote {}", crate::ship::target_name(&cfg)))
+        .map_err(unchecked)?;
     if !report.missing.is_empty() {
         let printed = printed.and_then(|()| {
             report
