@@ -627,3 +627,57 @@ fn a_map_of_the_wrong_shape_is_refused_as_a_flow_table() {
         "names the table, what the map is and the shape it needs: {msg}"
     );
 }
+
+/// A pinned agent's stop within a closed flow's linger writes it as it closed (`fin`, `rst`)
+/// and takes it from the table, as the unpinned flush does: it wrote `shutdown`, and the next
+/// agent, with nothing new to write, left that as the flow's last word. A half-close (one
+/// side's FIN, the other side seen still sending) stays open for the next agent.
+#[test]
+fn a_stop_in_a_closed_flows_linger_writes_how_it_closed() {
+    let mut l = load(1024, 1 << 16);
+    let mut s = sweeper(Timeouts::default());
+    let (c, srv) = (v4(10, 7, 0, 1), v4(10, 7, 0, 2));
+    // One way, as a gateway's LAN side sees it: the client's SYN, data, FIN.
+    for flags in [tcp::SYN, tcp::ACK, tcp::FIN | tcp::ACK] {
+        run(&mut l, &Spec::tcp4(c, 1001, srv, 80, flags).build());
+    }
+    run(&mut l, &Spec::tcp4(c, 1002, srv, 80, tcp::SYN).build());
+    run(&mut l, &Spec::tcp4(c, 1002, srv, 80, tcp::RST).build());
+    // A half-close: the client's FIN, and the server seen answering after it.
+    run(&mut l, &Spec::tcp4(c, 1003, srv, 80, tcp::SYN).build());
+    run(
+        &mut l,
+        &Spec::tcp4(srv, 80, c, 1003, tcp::SYN | tcp::ACK).build(),
+    );
+    run(
+        &mut l,
+        &Spec::tcp4(c, 1003, srv, 80, tcp::FIN | tcp::ACK).build(),
+    );
+    run(
+        &mut l,
+        &Spec::tcp4(srv, 80, c, 1003, tcp::ACK).payload(100).build(),
+    );
+    drain(&mut l, &mut s);
+    let mut sink = Memory::default();
+    let fd = flows_fd(&l);
+    s.hand_over(fd.table(), &mut sink, &(), WallClock::ktime_now())
+        .expect("hand over");
+    let mut got: Vec<(u16, EndReason)> =
+        sink.0.iter().map(|r| (r.src_port, r.end_reason)).collect();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(
+        got,
+        [
+            (1001, EndReason::Fin),
+            (1002, EndReason::Rst),
+            (1003, EndReason::Shutdown)
+        ],
+        "{:?}",
+        sink.0
+    );
+    assert_eq!(
+        fd.table().keys().expect("keys").len(),
+        1,
+        "only the half-closed flow stays for the next agent"
+    );
+}

@@ -52,19 +52,30 @@ pub(super) fn closed_reason(v: &FlowValue) -> Option<EndReason> {
     }
 }
 
+/// Whether a FIN from one side only is a half-close the other side may still answer: both
+/// directions are seen in the entry and the other side has not sent its FIN.
+fn half_closed(v: &FlowValue, reason: EndReason) -> bool {
+    let fin_both = v.tcp_flags[DIR_ORIG] & v.tcp_flags[DIR_RESP] & TCP_FIN != 0;
+    reason == EndReason::Fin && v.packets[DIR_RESP] != 0 && !fin_both
+}
+
+/// How the flow closed, if nothing but its last ACKs is due from it: a RST, both FINs, or a
+/// FIN where the other direction is not seen; not a half-close ([`half_closed`]).
+pub(super) fn closed_for_good(v: &FlowValue) -> Option<EndReason> {
+    closed_reason(v).filter(|&r| !half_closed(v, r))
+}
+
 /// Decides the fate of one entry at kernel time `now`.
 pub fn decide(v: &FlowValue, reported: &Reported, now: u64, t: &Timeouts) -> Action {
     let since = |ts: u64| Duration::from_nanos(now.saturating_sub(ts));
     // The linger runs from the last packet, not the first FIN: after a half-close
     // (`shutdown(SHUT_WR)`) the other side may go on sending for as long as it likes. Where
-    // both directions cross audited interfaces, a FIN from one side only is such a
+    // the entry sees both directions, a FIN from one side only is such a
     // half-close: the other side may also pause before it answers, so the flow waits for
     // the inactive timeout (and still ends `fin`) instead of being cut by the linger and
     // its answer made a second flow. One-way, the other side's FIN is never seen.
     if let Some(reason) = closed_reason(v) {
-        let fin_both = v.tcp_flags[DIR_ORIG] & v.tcp_flags[DIR_RESP] & TCP_FIN != 0;
-        let half_closed = reason == EndReason::Fin && v.packets[DIR_RESP] != 0 && !fin_both;
-        let wait = if half_closed {
+        let wait = if half_closed(v, reason) {
             t.inactive
         } else {
             t.close_linger

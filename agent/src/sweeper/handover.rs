@@ -5,7 +5,7 @@ use std::io;
 
 use agent_common::FlowKey;
 
-use super::decide::{closed_reason, decide, Action};
+use super::decide::{closed_for_good, closed_reason, decide, Action};
 use super::{RetiredFlow, RuleNames, Sweeper};
 use crate::flowtable::FlowTable;
 use crate::record::{EndReason, Reported};
@@ -13,9 +13,10 @@ use crate::sink::RecordSink;
 
 impl Sweeper {
     /// At the shutdown of an agent whose program stays attached (pinned): every flow that
-    /// has ended by kernel time `now` is written and taken as a sweep would, every other one
-    /// is written as an interim `shutdown` record and stays in the table, for the next agent
-    /// to continue after it.
+    /// has ended by kernel time `now` is written and taken as a sweep would, and so is one
+    /// that closed for good (a RST, both FINs) still in its linger: its record says `fin` or
+    /// `rst`, as the flush's does. Every other one is written as an interim `shutdown` record
+    /// and stays in the table, for the next agent to continue after it.
     pub fn hand_over(
         &mut self,
         table: FlowTable<'_>,
@@ -28,7 +29,13 @@ impl Sweeper {
         for (key, v) in entries {
             let (at, _) = self.track(key, v.first_seen_ns, sink, names);
             let reported = self.open[at].reported;
-            match decide(&v, &reported, now, &self.timeouts) {
+            let action = match decide(&v, &reported, now, &self.timeouts) {
+                Action::Keep | Action::Active => {
+                    closed_for_good(&v).map_or(Action::Keep, Action::End)
+                }
+                ended => ended,
+            };
+            match action {
                 Action::End(reason) => {
                     self.end(table, &key, &v, &reported, reason, now, sink, names)?;
                 }
