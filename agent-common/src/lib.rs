@@ -308,11 +308,9 @@ pub struct FlowValue {
     /// `bpf_ktime_get_ns` of the first packet.
     pub first_seen_ns: u64,
     /// CLOCK_MONOTONIC of the latest packet, at the kernel tick's resolution (1-4 ms): the
-    /// precise clock costs several times the coarse one per packet on virtual machines, and
-    /// the coarse one is read once per tick per flow ([`FlowValue::last_tick`]). At most one
-    /// tick behind the packet (two if the packet lands between the kernel's jiffies update
-    /// and its timekeeping update, a window of well under a microsecond per tick). Never
-    /// below `first_seen_ns`.
+    /// precise clock costs several times the coarse one per packet on virtual machines, so it
+    /// is read at the flow's first packet of each tick ([`FlowValue::last_tick`]). At most one
+    /// tick behind the packet. Never below `first_seen_ns`.
     pub last_seen_ns: u64,
     /// `bpf_ktime_get_ns` of the first FIN or RST, 0 while open.
     pub end_seen_ns: u64,

@@ -10,8 +10,8 @@
 pub const LOCKED_COUNTERS: u32 = 1;
 /// No clock read on an established packet (`last_seen_ns` is left as created).
 pub const NO_CLOCK: u32 = 1 << 1;
-/// The coarse clock helper on every established packet (main@52cbca4) instead of once per
-/// kernel tick per flow.
+/// The clock helper on every established packet (as main@52cbca4 read the coarse one)
+/// instead of once per kernel tick per flow.
 pub const CLOCK_EVERY_PACKET: u32 = 1 << 2;
 /// The list generation taken as 0 instead of read from its array map.
 pub const NO_GENERATION: u32 = 1 << 3;

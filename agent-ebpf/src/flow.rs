@@ -7,8 +7,8 @@
 //!
 //! What an established packet costs was measured part by part (`agent/benches/xdp.rs`, its
 //! ablations in `ablate.rs`), and this path keeps what paid:
-//! - The clock: `last_seen_ns` is the coarse clock, which only moves at a kernel tick, so
-//!   the helper is called once per tick per flow; other packets compare the tick's low 16
+//! - The clock: `last_seen_ns` is the precise clock read at the flow's first packet of a
+//!   kernel tick, so the helper is called once per tick per flow; other packets compare the tick's low 16
 //!   bits (`bpf_jiffies64`, one inlined load) with the entry's `last_tick`. That was a fifth
 //!   of the established path. The 16 bits wrap after 65,536 ticks (65 s at HZ=1000): a flow
 //!   silent for exactly a multiple of that whose next packets all fall in that one tick
@@ -36,10 +36,7 @@ use agent_common::{
 };
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST},
-    helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
-    },
+    helpers::{bpf_ktime_get_ns, generated::bpf_jiffies64},
     macros::map,
     maps::LruHashMap,
     programs::XdpContext,
@@ -124,19 +121,11 @@ pub fn reverse(key: &mut FlowKey) {
 }
 
 /// CLOCK_MONOTONIC in ns, exact. Costs several times the coarse clock on virtual machines,
-/// so only flow creation and closing read it.
+/// so an established packet reads it only at its flow's first packet of a kernel tick.
 #[inline(always)]
 fn precise_now() -> u64 {
     // SAFETY: a helper call with no arguments.
     unsafe { bpf_ktime_get_ns() }
-}
-
-/// CLOCK_MONOTONIC_COARSE in ns: the same clock at the kernel tick's resolution (1-4 ms),
-/// for `last_seen_ns`. A helper call, read once per tick per flow ([`tick`]).
-#[inline(always)]
-fn coarse_now() -> u64 {
-    // SAFETY: a helper call with no arguments.
-    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The low 16 bits of the kernel's jiffies: which tick this is. The JIT inlines the helper
@@ -206,14 +195,15 @@ fn update<const A: u32>(v: Entry, p: &mut Packet, dir: usize, gen: lists::InForc
     // (which stays valid for the run even if the entry is deleted meanwhile), and every
     // access below is a single field access through the raw pointer.
     unsafe {
-        // The coarse clock only moves at a tick: read it once per tick per flow. It lags the
-        // precise one that stamped the flow's creation by up to a tick: never move last_seen
-        // backwards (and skip the store when it would not change).
+        // Read the clock once per tick per flow: `last_seen_ns` is then at most a tick before
+        // the flow's last packet. (The coarse clock, read so before, itself lags up to a
+        // tick more: time_end came out up to 8 ms early against a capture at HZ=250.) Never
+        // move last_seen backwards (and skip the store when it would not change).
         if !has(A, ablate::NO_CLOCK) {
             let tick = tick();
             if has(A, ablate::CLOCK_EVERY_PACKET) || get(addr_of!((*v).last_tick)) != tick {
                 set(addr_of_mut!((*v).last_tick), tick);
-                let now = coarse_now();
+                let now = precise_now();
                 if now > get(addr_of!((*v).last_seen_ns)) {
                     set(addr_of_mut!((*v).last_seen_ns), now);
                 }
