@@ -1,7 +1,8 @@
 //! Shipping a damaged store to a real S3 server (`s3s-fs` on 127.0.0.1): a segment changed in
 //! place or grown (sparse, to a terabyte: never read into memory) is named while every other
 //! segment ships; and a day merged twice (a late hour sealed after its first compaction)
-//! keeps its hour objects in the bucket until an object holding their rows is acknowledged.
+//! keeps its hour objects in the bucket until an object holding their rows is acknowledged,
+//! and a chain that does not hold deletes nothing from it.
 
 #[path = "store_common/mod.rs"]
 mod common;
@@ -154,5 +155,49 @@ fn a_day_merged_twice_keeps_its_hours_remote_until_the_merged_rows_are_acknowled
         remote_segments(&s3, "fleet"),
         expected(dir.path(), "fleet", "gw-a"),
         "once the holder is acknowledged, the bucket holds what the chain holds, each row once"
+    );
+}
+
+/// A merged day's hour objects are deleted from the bucket on the chain's word only if the
+/// chain holds, as local retention deletes files: a changed entry stops the settling.
+#[test]
+fn a_chain_that_does_not_hold_deletes_nothing_from_the_bucket() {
+    let dir = TempDir::new("ship-broken-chain");
+    let bucket = TempDir::new("ship-broken-chain-s3");
+    let s3 = S3Server::start(bucket.path());
+    let cfg = s3.config("fleet", "gw-a");
+    fill(dir.path(), &FakeClock::new(T0), T0, 30, 0.05, 14, true);
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    let hours: Vec<(String, String)> = remote_segments(&s3, "fleet");
+    let mut store = Store::open_with_clock(
+        compacting(dir.path()),
+        Box::new(FakeClock::new(T0 + 3 * DAY)),
+    )
+    .expect("reopen to compact");
+    assert!(store.wait_idle());
+    drop(store);
+    // The first entry claims other rows: its hash no longer matches.
+    let path = dir.path().join("manifest.jsonl");
+    let text = std::fs::read_to_string(&path).expect("read the manifest");
+    let first = text.lines().next().expect("an entry");
+    let rows = first
+        .split("\"rows\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .expect("the entry's rows");
+    let changed = first.replacen(&format!("\"rows\":{rows}"), "\"rows\":1", 1);
+    assert_ne!(changed, first);
+    std::fs::write(&path, text.replacen(first, &changed, 1)).expect("change the entry");
+
+    let failed = ship_once(dir.path(), &cfg, &opts());
+    let message = format!("{failed:?}");
+    assert!(
+        matches!(&failed, Err(ShipError::Manifest(m)) if m.contains("entry 0") && m.contains("no bucket object is deleted")),
+        "{message}"
+    );
+    let remote = remote_segments(&s3, "fleet");
+    assert!(
+        hours.iter().all(|h| remote.contains(h)),
+        "every hour object stays: {remote:?}"
     );
 }

@@ -14,7 +14,7 @@ use sha2::Digest as _;
 
 use super::config::{Credentials, Secret, ShipConfig, Target};
 use super::echo::HEADER;
-use super::remote::{Job, Remote};
+use super::remote::{Job, Remote, RemoteError};
 use crate::blocklist::tests::TempDir;
 
 /// Longest a test waits for the client: far above any bound under test, so only a hang trips it.
@@ -186,6 +186,29 @@ fn a_refusal_with_an_endless_chunked_body_fails_once_the_cap_arrived() {
     });
     let e = result.expect_err("a 400 is a failure");
     assert!(e.to_string().contains("larger than"), "{e}");
+}
+
+/// The manifest's PUT is vouched for as a segment's is: a server answering it with another
+/// checksum is a mismatch, not a shipped manifest the cursor would never send again.
+#[test]
+fn a_manifest_put_answered_with_another_checksum_is_a_mismatch() {
+    let zeros = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
+    let server = Listener::start(move |_, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\n{HEADER}: {zeros}\r\nETag: \"1\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let cfg = config(server.port);
+    let result = guarded("a manifest PUT answered with a wrong checksum", move || {
+        Remote::new(&cfg)
+            .expect("client")
+            .put_bytes("p/manifest-1.jsonl", b"{}".to_vec())
+    });
+    assert!(
+        matches!(result, Err(RemoteError::Mismatch { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]

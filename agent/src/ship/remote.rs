@@ -341,11 +341,18 @@ impl Remote {
     /// Uploads small bytes (the manifest) under `key` as a conditional create; an identical
     /// object already there counts as done.
     pub fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<Uploaded, RemoteError> {
-        let sha256 = hex(&sha2::Sha256::digest(&bytes));
-        let found = self
-            .rt
-            .block_on(create_or_find(&self.store, key, bytes.into(), &sha256))?;
-        Ok(found.map_or(Uploaded::AlreadyThere, |_| Uploaded::Created))
+        let job = Job {
+            key: key.to_owned(),
+            path: PathBuf::new(),
+            size: bytes.len() as u64,
+            sha256: hex(&sha2::Sha256::digest(&bytes)),
+        };
+        self.rt.block_on(async {
+            match create_or_find(&self.store, key, bytes.into(), &job.sha256).await? {
+                None => Ok(Uploaded::AlreadyThere),
+                Some(put) => vouched(&self.store, &job, &put).await,
+            }
+        })
     }
 }
 
@@ -527,20 +534,28 @@ async fn upload(
         })??;
     match create_or_find(&store, &job.key, bytes.into(), &job.sha256).await? {
         None => Ok(Uploaded::AlreadyThere),
-        Some(put) => match put.extensions.get::<ServerChecksum>() {
-            // The server checked what it stored against the sealed SHA-256 (which the sent
-            // bytes were just hashed to): verified, no HEAD needed.
-            Some(ServerChecksum(c)) if *c == job.sha256 => Ok(Uploaded::Created),
-            Some(ServerChecksum(c)) => Err(RemoteError::Mismatch {
-                key: job.key.clone(),
-                size: job.size,
-                sha256: job.sha256.clone(),
-                found: format!("a stored object of SHA-256 {c} (its PUT response)"),
-            }),
-            None => verify_by_head(&store, &job)
-                .await
-                .map(|()| Uploaded::Created),
-        },
+        Some(put) => vouched(&store, &job, &put).await,
+    }
+}
+
+/// Whether the server vouched for what a create `put` stored under `job`'s key: by the
+/// checksum its response reports, else by a HEAD ([`verify_by_head`]).
+async fn vouched(
+    store: &AmazonS3,
+    job: &Job,
+    put: &object_store::PutResult,
+) -> Result<Uploaded, RemoteError> {
+    match put.extensions.get::<ServerChecksum>() {
+        // The server checked what it stored against the sealed SHA-256 (which the sent bytes
+        // were just hashed to): verified, no HEAD needed.
+        Some(ServerChecksum(c)) if *c == job.sha256 => Ok(Uploaded::Created),
+        Some(ServerChecksum(c)) => Err(RemoteError::Mismatch {
+            key: job.key.clone(),
+            size: job.size,
+            sha256: job.sha256.clone(),
+            found: format!("a stored object of SHA-256 {c} (its PUT response)"),
+        }),
+        None => verify_by_head(store, job).await.map(|()| Uploaded::Created),
     }
 }
 

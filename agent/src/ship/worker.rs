@@ -105,7 +105,14 @@ impl Worker {
         let before = self.cursor.clone();
         let result = self.pass_unsaved();
         if self.cursor != before {
-            self.save()?;
+            match (self.save(), &result) {
+                (Ok(()), _) => {}
+                (Err(e), Ok(_)) => return Err(e),
+                // The pass's own failure names the key or file at fault: it stays the error.
+                (Err(e), Err(_)) => {
+                    tracing::warn!(error = %e, "the cursor could not be saved after a failed pass; the next pass uploads again what it lacks")
+                }
+            }
         }
         result
     }
@@ -301,7 +308,22 @@ impl Worker {
             .flatten()
             .collect();
         let from = self.cursor.settled_seq;
-        for e in entries.iter().filter(|e| from.is_none_or(|s| e.seq > s)) {
+        let due = |e: &&Entry| from.is_none_or(|s| e.seq > s);
+        // Remote objects are deleted on the chain's word only if it holds, as retention
+        // deletes local files.
+        if entries
+            .iter()
+            .filter(due)
+            .any(|e| matches!(e.body, Body::Compact(_)))
+        {
+            crate::store::manifest::check_chain(entries).map_err(|r| {
+                ShipError::Manifest(format!(
+                    "{}: {r}; no bucket object is deleted on its word (run `xdp-audit verify`)",
+                    self.dir.join(crate::store::manifest::MANIFEST).display()
+                ))
+            })?;
+        }
+        for e in entries.iter().filter(due) {
             if let Body::Compact(c) = &e.body {
                 // The segment holding the merged rows now; bounded, as names never repeat.
                 let mut holder = &c.segment;
