@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod blocklist;
+pub mod bytesize;
 pub mod clock;
 pub mod cmd;
 pub mod compliance;

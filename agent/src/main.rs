@@ -91,11 +91,16 @@ fn main() -> ExitCode {
             return fail(&e);
         }
     };
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    // The agent's log says when and where; a one-shot command's warnings are read by the
+    // person who just ran it, as `LEVEL message`.
+    match cli.command {
+        Command::Run(_) => fmt.init(),
+        Command::Tool(_) => fmt.without_time().with_target(false).init(),
+    }
     let result = match cli.command {
         Command::Run(args) => xdp_audit::cmd::run::main(*args, held),
         Command::Tool(tool) => match held.release() {

@@ -307,6 +307,8 @@ fn errors_exit_1_naming_the_problem_and_are_recorded() {
             err.contains(says),
             "{q}: the error does not say {says:?}: {err}"
         );
+        // Words, not the engine's debug formatting of its parser's error.
+        assert!(!err.contains("ParserError(\""), "{q}: {err}");
         let access = last_access(dir.path());
         assert_eq!(access.filter, q);
         assert!(

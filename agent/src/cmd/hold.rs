@@ -77,6 +77,13 @@ pub struct ListArgs {
     pub all: bool,
 }
 
+/// A hold's id: the number `hold list` shows.
+fn parse_hold_id(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a hold id (the number `xdp-audit hold list` shows)"))
+}
+
 /// Arguments of `xdp-audit hold release`.
 #[derive(clap::Args, Debug)]
 pub struct ReleaseArgs {
@@ -84,7 +91,7 @@ pub struct ReleaseArgs {
     #[command(flatten)]
     pub dir: LogDirArgs,
     /// The hold's id, as `hold list` shows it.
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", value_parser = parse_hold_id)]
     pub id: u64,
     /// Why; recorded with the release.
     #[arg(long, value_name = "TEXT")]

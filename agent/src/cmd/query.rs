@@ -19,8 +19,8 @@ A flow matches a time window when it was active in it: its last packet is at or 
 and its first packet is before --until. Times are RFC 3339 with an offset, or a span before
 now (s, m, h, d, w: `2h`, `1h30m`, `7d`).
 
---at T asks for the flows active at T, to the precision T is written: `14:05:09Z` is that whole
-second, `14:05:09.5Z` those 100 ms, nine fractional digits one nanosecond, `14:05Z` the minute
+--at T asks for the flows active at T, to the precision T is written: `2026-05-03T14:05:09Z` is
+that whole second, `...T14:05:09.5Z` those 100 ms, nine fractional digits one nanosecond, `...T14:05Z` the minute
 (a span ago: that second). A flow's times are the gateway's clock and T is usually another's,
 so the window reaches --at-slack (default 1s, 0s for none) before and after:
 [T - slack, T + unit + slack). The window searched is printed on stderr and recorded in the

@@ -132,8 +132,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = LoadOptions::default().flow_table_size,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub flow_table_size: u32,
-    /// Ring-buffer size in bytes (a power of two, at least 4096); the default holds one second
-    /// of new flows at the rate the README documents.
+    /// Ring-buffer size in bytes (a power of two, at least 4096: 64MiB); the default holds one
+    /// second of new flows at the rate the README documents.
     #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes,
           value_parser = parse_ringbuf_bytes)]
     pub ringbuf_bytes: u32,
@@ -222,10 +222,9 @@ fn flood_budget(args: &RunArgs) -> FloodBudget {
 /// `--ringbuf-bytes`: the kernel takes a power of two of at least a page. A parser, not a
 /// check after parsing, so a config file's bad value is named at its key and line.
 fn parse_ringbuf_bytes(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if n >= 4096 && n.is_power_of_two() => Ok(n),
-        Ok(n) => Err(format!("{n} is not a power of two of at least 4096")),
-        Err(e) => Err(format!("{s:?} is not a number of bytes: {e}")),
+    match crate::bytesize::parse_u32(s)? {
+        n if n >= 4096 && n.is_power_of_two() => Ok(n),
+        n => Err(format!("{n} is not a power of two of at least 4096")),
     }
 }
 

@@ -96,10 +96,10 @@ pub struct SqlArgs {
     /// default AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     #[arg(long, value_name = "FILE", requires = "remote")]
     pub ship_credentials: Option<PathBuf>,
-    /// The most memory the engine holds, bytes (default a quarter of the machine's, or of
+    /// The most memory the engine holds (bytes, or 512MiB, 2GiB; default a quarter of the machine's, or of
     /// its cgroup's when less, at least 256 MiB): a statement that needs more (a large join
     /// or sort) fails with "Resources exhausted" instead of taking the gateway's memory.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = crate::bytesize::parse_usize)]
     pub memory_limit: Option<usize>,
 }
 

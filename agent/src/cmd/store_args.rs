@@ -64,9 +64,7 @@ fn parse_retention(s: &str) -> Result<u32, String> {
 /// the journal reader accepts ([`crate::store::journal::file::MAX_JOURNAL_BYTES`]).
 fn parse_segment_bytes(s: &str) -> Result<u64, String> {
     const MAX: u64 = crate::store::journal::file::MAX_JOURNAL_BYTES / 2;
-    let bytes: u64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    let bytes = crate::bytesize::parse(s)?;
     if bytes == 0 || bytes > MAX {
         return Err(format!("{bytes} is not within 1..={MAX} bytes"));
     }
@@ -100,8 +98,8 @@ pub struct StoreArgs {
     /// Longest time an accepted record waits for fsync (`1s`, `200ms`; see `run --help`).
     #[arg(long, default_value = "1s", value_parser = crate::span::parse, value_name = "SPAN")]
     pub fsync_interval: Duration,
-    /// Seal the journal when it reaches this many bytes, even within the hour (at most 8 GiB:
-    /// a journal past 16 GiB is refused as damaged when read).
+    /// Seal the journal when it reaches this size (bytes, or 256MiB, 1GiB), even within the
+    /// hour (at most 8 GiB: a journal past 16 GiB is refused as damaged when read).
     #[arg(long, default_value_t = 256 << 20, value_parser = parse_segment_bytes, value_name = "BYTES")]
     pub segment_max_bytes: u64,
     /// Delete segments this many days after their newest record; at least 90 (the legal floor),
@@ -170,8 +168,8 @@ pub struct FilterArgs {
     /// Flows that started before this time: RFC 3339 or a span ago.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Flows active at this time, to the precision written: `14:05:09Z` is that whole second,
-    /// `14:05:09.5Z` those 100 ms, nine fractional digits one nanosecond (a span ago: that
+    /// Flows active at this time, to the precision written: `2026-05-03T14:05:09Z` is that
+    /// whole second, `...T14:05:09.5Z` those 100 ms, nine fractional digits one nanosecond (a span ago: that
     /// second), widened by --at-slack on both sides. RFC 3339 or a span ago. Instead of
     /// --since and --until.
     #[arg(long, value_name = "TIME", conflicts_with_all = ["since", "until"])]

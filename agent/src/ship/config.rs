@@ -255,8 +255,9 @@ pub struct ShipArgs {
     /// This gateway's name in the object keys (`gateway=<id>`); default the host name.
     #[arg(long, value_name = "ID")]
     pub gateway_id: Option<String>,
-    /// Segments at least this big are uploaded in parts (multipart upload).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MULTIPART_BYTES)]
+    /// Segments at least this big (bytes, or 32MiB) are uploaded in parts (multipart upload).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MULTIPART_BYTES,
+          value_parser = crate::bytesize::parse)]
     pub ship_multipart_bytes: u64,
     /// Longest one request to the bucket may take, its body included (30s, 5m); a request
     /// past it fails and is retried. Default: what the largest request (a single PUT just

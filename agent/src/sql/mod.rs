@@ -59,7 +59,7 @@ pub enum SqlError {
     Engine(DataFusionError),
     /// The statement is not valid SQL, or names a table, column or function that does not
     /// exist.
-    #[error("{0} (the tables are `flows` and `flows_raw`; `SELECT * FROM information_schema.columns` lists their columns)")]
+    #[error("{} (the tables are `flows`, `flows_raw`, `segments_raw` and `journal_raw`; `SELECT * FROM information_schema.columns` lists their columns)", statement_text(.0))]
     Statement(DataFusionError),
     /// The statement would change something: `sql` only reads.
     #[error("`sql` only reads the store (SELECT, WITH, EXPLAIN, SHOW); this statement would define, change or write something: {0}")]
@@ -70,6 +70,21 @@ pub enum SqlError {
     /// The answer could not be written (a full disk, a closed pipe).
     #[error("writing the answer: {0}")]
     Output(std::io::Error),
+}
+
+/// What is wrong with a statement, in words: the engine prints a parser's complaint with
+/// Rust's debug formatting (`SQL error: ParserError("Expected: ...")`).
+fn statement_text(e: &DataFusionError) -> String {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    match e.find_root() {
+        DataFusionError::SQL(p, _) => match p.as_ref() {
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
+                format!("not valid SQL: {m}")
+            }
+            ParserError::RecursionLimitExceeded => "not valid SQL: nested too deeply".into(),
+        },
+        root => root.message().into_owned(),
+    }
 }
 
 /// What a run did.

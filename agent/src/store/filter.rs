@@ -258,6 +258,13 @@ pub fn parse_written_time(s: &str, now_ns: i64) -> Result<WrittenTime, String> {
             "{s:?} is ambiguous as a time: give a unit for a span ago (2h, {s}s) or an RFC 3339 time (2026-05-03T14:00:00Z)"
         ));
     }
+    // A time of day alone: which day is not for us to guess.
+    if s.contains(':') && !s.contains('-') {
+        return Err(format!(
+            "{s:?} is a time of day without its date: write it like 2026-05-03T{} (RFC 3339, with a UTC offset)",
+            s.trim()
+        ));
+    }
     // `2h ago` reads as it is meant.
     let span = s.trim_end().strip_suffix("ago").map_or(s, str::trim_end);
     let ago = crate::span::parse_ns(span).map_err(|e| {
@@ -363,6 +370,12 @@ mod tests {
         );
         // A date alone is no time (which of its day's offsets?), as before.
         assert!(parse_written_time("2026-11-28", 0).is_err());
+        // Nor a time of day alone; the error says what to write, not how a span failed.
+        let e = parse_written_time("14:05:09Z", 0).expect_err("no date");
+        assert!(
+            e.contains("without its date") && e.contains("2026-05-03T14:05:09Z"),
+            "{e}"
+        );
     }
 
     #[test]
