@@ -25,10 +25,12 @@ pub fn parse(s: &str) -> Result<u64, String> {
         "M" | "MiB" => 20,
         "G" | "GiB" => 30,
         "T" | "TiB" => 40,
-        u @ ("kB" | "KB" | "MB" | "GB" | "TB") => return Err(format!(
-            "{s:?}: {u} is a decimal unit; write {}iB for powers of 1,024, or the number of bytes",
-            &u[..1].to_ascii_uppercase()
-        )),
+        u @ ("kB" | "KB" | "MB" | "GB" | "TB") => {
+            let binary = format!("{}iB", u[..1].to_ascii_uppercase());
+            return Err(format!(
+                "{s:?}: {u} is a decimal unit; write {binary} (powers of 1,024) or bytes"
+            ));
+        }
         _ => return Err(format!("{s:?} is not a size ({FORMS})")),
     };
     number

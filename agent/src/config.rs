@@ -243,11 +243,25 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
                     .get_possible_values()
                     .iter()
                     .any(|p| p.get_name() == "true");
+                // A name or a path written as a bare number is a slip (`iface = 5`), not
+                // a name: it would be read as the text "5" and fail far from its line.
+                let takes_text = arg.get_value_names().is_some_and(|names| {
+                    names.iter().any(|n| {
+                        [
+                            "FILE", "DIR", "URL", "NAME", "ID", "TEXT", "REGION", "PREFIX",
+                        ]
+                        .contains(&n.as_str())
+                            || n.starts_with("IF")
+                    })
+                });
                 for v in values {
                     if matches!(v, Value::Boolean(_)) && !takes_bool {
                         return Err(err(
                             "expected a string or an integer, found a boolean".into()
                         ));
+                    }
+                    if matches!(v, Value::Integer(_)) && takes_text {
+                        return Err(err("expected a string (in quotes), found an integer".into()));
                     }
                     let s = scalar(&v).map_err(&err)?;
                     // `--flag=value` in one argument: a value that starts with `-` (a
@@ -380,10 +394,11 @@ mod tests {
             .arg(
                 Arg::new("iface")
                     .long("iface")
+                    .value_name("IF[:lan|wan]")
                     .action(ArgAction::Append)
                     .value_parser(side),
             )
-            .arg(Arg::new("log-dir").long("log-dir"))
+            .arg(Arg::new("log-dir").long("log-dir").value_name("DIR"))
             .arg(
                 Arg::new("blocklist")
                     .long("blocklist")
@@ -444,6 +459,30 @@ mod tests {
                 "--inactive-timeout=60"
             ]
         );
+    }
+
+    #[test]
+    fn a_name_or_path_written_as_a_number_is_named_at_its_line() {
+        for (text, key, line) in [
+            ("log_dir = \"/x\"\niface = 5\n", "iface", 2),
+            ("iface = [\"eth0\", 7]\n", "iface", 1),
+            ("log-dir = 7\n", "log-dir", 1),
+        ] {
+            match args(text) {
+                Err(ConfigError::Setting {
+                    line: l,
+                    key: k,
+                    message,
+                    ..
+                }) => {
+                    assert_eq!((l, k.as_str()), (line, key), "{text}");
+                    assert!(message.contains("found an integer"), "{message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Numbers stay numbers where a flag takes one.
+        assert!(args("flow-table-size = 5\n").is_ok());
     }
 
     #[test]
