@@ -236,10 +236,13 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
-        self.send();
+        // The last batch, and the finish, wait for room (bounded): at the stop the records
+        // are written, and a queue a flood filled must not cut the interrupted counts.
+        let last = std::mem::take(&mut self.batch);
+        let sent = last.hits == 0 || self.alerts.finish_hits(last);
         // Before the store's last seal, which anchors the alert log: the stop's notices
         // are inside the chain, not past its last anchor until the next agent.
-        if !self.alerts.finish() {
+        if !sent || !self.alerts.finish() {
             tracing::warn!("the alert thread did not finish in time; its last notices may be written after the store's last anchor");
         }
         self.inner.close()

@@ -105,6 +105,18 @@ impl Handle {
         sent
     }
 
+    /// The last batch of the stop ([`super::stage::AlertStage`]'s close): waits up to
+    /// [`EVENT_WAIT`] for room, where [`Handle::hits`] never waits; false if it ran out
+    /// (the batch's records counted as lost to a full queue).
+    pub fn finish_hits(&self, hits: HitBatch) -> bool {
+        let n = hits.hits();
+        let sent = self.send_by(Msg::Hits(hits), Instant::now() + EVENT_WAIT);
+        if !sent {
+            self.shared.queue_full.fetch_add(n, Ordering::Relaxed);
+        }
+        sent
+    }
+
     /// The agent's records are all written and the store is about to close (its last seal
     /// anchors `alerts.jsonl`): every active alert ends with an `interrupted` notice carrying
     /// its count, and what is queued before this is delivered, so the notices are inside the

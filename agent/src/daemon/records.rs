@@ -217,6 +217,12 @@ impl Records {
 
     /// Rewrites the status snapshot; a failure is logged, never fatal.
     fn write_status(&mut self, pipeline: PipelineStats) {
+        self.write_snapshot(pipeline, true);
+    }
+
+    /// Writes the status snapshot (and, if `observe`, hands it to the alert thread and the
+    /// metrics).
+    fn write_snapshot(&mut self, pipeline: PipelineStats, observe: bool) {
         let s = &mut self.status;
         let counters: BTreeMap<String, u64> = match crate::stats::read(&s.stats) {
             Ok(c) => c
@@ -253,6 +259,9 @@ impl Records {
             if let Some(n) = s.unwritten.hit(1) {
                 warn!(error = %e, dir = %s.dir.display(), times = n, "cannot write the status snapshot (said at most once a minute)");
             }
+        }
+        if !observe {
+            return;
         }
         if let Some(a) = &s.alerts {
             a.observe(&snap);
@@ -316,6 +325,9 @@ impl Records {
         // `status` of a stopped agent shows what it wrote to the end.
         self.write_status(pipeline);
         self.sink.close().map_err(DaemonError::Close)?;
+        // Once more after the close: the alert thread has ended the active alerts and the
+        // live journal is sealed. Not observed: nothing is raised after the last anchor.
+        self.write_snapshot(pipeline, false);
         Ok(Summary {
             flows: self.sweeper.stats,
             store: self.sink.store_status(),
