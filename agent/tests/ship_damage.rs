@@ -148,6 +148,16 @@ fn a_day_merged_twice_keeps_its_hours_remote_until_the_merged_rows_are_acknowled
         hours.len(),
         "the first day's hour objects stay while no object holding their rows is acknowledged: {remote:?}"
     );
+    // The other days settle meanwhile: each row once, the first day's in its hours.
+    let holder_key = layout.segment(&holder);
+    let mut want: Vec<String> = expected(dir.path(), "fleet", "gw-a")
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| *k != holder_key)
+        .chain(hours.iter().cloned())
+        .collect();
+    want.sort();
+    assert_eq!(remote, want, "the later days' hour objects are deleted");
 
     flip_byte(&dir.path().join(&holder.file));
     ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship once repaired: {e}"));

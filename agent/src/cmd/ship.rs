@@ -14,8 +14,9 @@ pub const LONG_ABOUT: &str =
 chain order, then the manifest, exactly as the agent run with --ship does (the same cursor,
 ship-cursor.json in the store, and the same lock: one shipper per store). Use it for a store
 whose agent ran without --ship or is stopped. Without --follow it exits once everything is
-shipped (0) or at the first failure (1, the error on stderr; a live segment whose file is
-gone is named there, after the other segments were shipped); with --follow it keeps shipping
+shipped (0) or at a failure (1, the error on stderr; a live segment whose file is gone or
+changed, or whose key holds other bytes, is named there, after the other segments were
+shipped; the bucket failing stops at once); with --follow it keeps shipping
 what the agent seals, retrying failures with backoff, until SIGINT or SIGTERM.
 
 Prints one line: `shipped: N segments (B bytes), backlog 0` and the target.

@@ -123,7 +123,7 @@ pub enum ShipError {
     },
     /// Segments refused one by one (a damaged file, another object under the key): the
     /// others were shipped; the manifest waits until every live segment is.
-    #[error("{} segments not shipped, the others were: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("{} segments not shipped, the others were: {}", .0.len(), first_few(.0))]
     NotShipped(Vec<RemoteError>),
     /// A pass panicked (a bug, or a server's answer the client did not expect): counted as a
     /// failed pass and retried, instead of ending the shipping thread without a word.
@@ -142,6 +142,15 @@ pub enum ShipError {
         /// The cause.
         cause: std::io::Error,
     },
+}
+
+/// The first three of `errors`, and how many more (a status line, logged at every pass).
+fn first_few(errors: &[RemoteError]) -> String {
+    let mut text: Vec<String> = errors.iter().take(3).map(ToString::to_string).collect();
+    if errors.len() > 3 {
+        text.push(format!("and {} more", errors.len() - 3));
+    }
+    text.join("; ")
 }
 
 impl ShipError {
@@ -221,6 +230,7 @@ fn worker(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<Worker, Sh
         retention_days: opts.retention_days,
         status: Arc::new(Mutex::new(status)),
         stop: Arc::new(AtomicBool::new(false)),
+        settled_past: std::collections::HashSet::new(),
     })
 }
 

@@ -44,6 +44,10 @@ pub struct Worker {
     pub status: Arc<Mutex<ShipStatus>>,
     /// Set to stop between requests.
     pub stop: Arc<AtomicBool>,
+    /// Compactions past the cursor's `settled_seq` settled already (an earlier one waits
+    /// for its merged object): not deleted again at every pass. Held in memory only; after a
+    /// restart their deletes are sent once more, which the bucket takes.
+    pub settled_past: std::collections::HashSet<u64>,
 }
 
 /// How a pass ended.
@@ -323,8 +327,15 @@ impl Worker {
                 ))
             })?;
         }
+        // A compaction whose rows no acknowledged object holds yet waits, and `settled_seq`
+        // stays below it; the later ones are still settled (another day's hours must not
+        // sit beside its merged object, counted twice, while one day waits).
+        let mut waiting = false;
         for e in entries.iter().filter(due) {
             if let Body::Compact(c) = &e.body {
+                if self.settled_past.contains(&e.seq) {
+                    continue;
+                }
                 // The segment holding the merged rows now; bounded, as names never repeat.
                 let mut holder = &c.segment;
                 for _ in 0..entries.len() {
@@ -336,7 +347,8 @@ impl Worker {
                 if live.contains(&holder.file.as_str()) && !self.cursor.holds(holder) {
                     // The hours stay remote until an object holding their rows is
                     // acknowledged: the merged one, or the one it was merged into since.
-                    break;
+                    waiting = true;
+                    continue;
                 }
                 for f in &c.files {
                     if let Some(s) = added.get(f.file.as_str()) {
@@ -346,10 +358,17 @@ impl Worker {
                     }
                 }
                 tracing::info!(merged = %c.segment.file, hours = c.files.len(), "compacted day settled remotely: hour objects replaced by the merged one");
+                if waiting {
+                    self.settled_past.insert(e.seq);
+                }
             }
-            self.cursor.settled_seq = Some(e.seq);
+            if !waiting {
+                self.cursor.settled_seq = Some(e.seq);
+            }
         }
         let settled = self.cursor.settled_seq;
+        self.settled_past
+            .retain(|s| settled.is_none_or(|done| *s > done));
         let unsettled: Vec<&str> = entries
             .iter()
             .filter(|e| settled.is_none_or(|s| e.seq > s))
