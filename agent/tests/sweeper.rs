@@ -630,16 +630,31 @@ fn a_map_of_the_wrong_shape_is_refused_as_a_flow_table() {
 
 /// A pinned agent's stop within a closed flow's linger writes it as it closed (`fin`, `rst`)
 /// and takes it from the table, as the unpinned flush does: it wrote `shutdown`, and the next
-/// agent, with nothing new to write, left that as the flow's last word. A half-close (one
-/// side's FIN, the other side seen still sending) stays open for the next agent.
+/// agent, with nothing new to write, left that as the flow's last word. One side's FIN is no
+/// close for good: a half-close (the other side seen still sending), or one way as a
+/// gateway's interface sees it, stays open for the next agent.
 #[test]
 fn a_stop_in_a_closed_flows_linger_writes_how_it_closed() {
     let mut l = load(1024, 1 << 16);
     let mut s = sweeper(Timeouts::default());
     let (c, srv) = (v4(10, 7, 0, 1), v4(10, 7, 0, 2));
+    // Both FINs seen.
+    run(&mut l, &Spec::tcp4(c, 1001, srv, 80, tcp::SYN).build());
+    run(
+        &mut l,
+        &Spec::tcp4(srv, 80, c, 1001, tcp::SYN | tcp::ACK).build(),
+    );
+    run(
+        &mut l,
+        &Spec::tcp4(c, 1001, srv, 80, tcp::FIN | tcp::ACK).build(),
+    );
+    run(
+        &mut l,
+        &Spec::tcp4(srv, 80, c, 1001, tcp::FIN | tcp::ACK).build(),
+    );
     // One way, as a gateway's LAN side sees it: the client's SYN, data, FIN.
     for flags in [tcp::SYN, tcp::ACK, tcp::FIN | tcp::ACK] {
-        run(&mut l, &Spec::tcp4(c, 1001, srv, 80, flags).build());
+        run(&mut l, &Spec::tcp4(c, 1004, srv, 80, flags).build());
     }
     run(&mut l, &Spec::tcp4(c, 1002, srv, 80, tcp::SYN).build());
     run(&mut l, &Spec::tcp4(c, 1002, srv, 80, tcp::RST).build());
@@ -670,14 +685,15 @@ fn a_stop_in_a_closed_flows_linger_writes_how_it_closed() {
         [
             (1001, EndReason::Fin),
             (1002, EndReason::Rst),
-            (1003, EndReason::Shutdown)
+            (1003, EndReason::Shutdown),
+            (1004, EndReason::Shutdown)
         ],
         "{:?}",
         sink.0
     );
     assert_eq!(
         fd.table().keys().expect("keys").len(),
-        1,
-        "only the half-closed flow stays for the next agent"
+        2,
+        "the half-closed and the one-way flows stay for the next agent"
     );
 }

@@ -59,10 +59,12 @@ fn half_closed(v: &FlowValue, reason: EndReason) -> bool {
     reason == EndReason::Fin && v.packets[DIR_RESP] != 0 && !fin_both
 }
 
-/// How the flow closed, if nothing but its last ACKs is due from it: a RST, both FINs, or a
-/// FIN where the other direction is not seen; not a half-close ([`half_closed`]).
+/// How the flow closed, if its entry shows that nothing but a last ACK is due: a RST, or
+/// both FINs. One side's FIN is not enough: on a gateway each entry sees one direction, and
+/// the other side of a half-close may still be sending.
 pub(super) fn closed_for_good(v: &FlowValue) -> Option<EndReason> {
-    closed_reason(v).filter(|&r| !half_closed(v, r))
+    let fin_both = v.tcp_flags[DIR_ORIG] & v.tcp_flags[DIR_RESP] & TCP_FIN != 0;
+    closed_reason(v).filter(|&r| r == EndReason::Rst || fin_both)
 }
 
 /// Decides the fate of one entry at kernel time `now`.
