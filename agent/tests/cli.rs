@@ -442,6 +442,24 @@ fn verify_names_an_operator_log_at_fault_once() {
     assert_eq!(out.matches(s(&log)).count(), 1, "{out}");
 }
 
+/// A bucket named without --remote was ignored, and `ok` said of the local store alone.
+#[test]
+fn verify_with_a_bucket_but_no_remote_says_so() {
+    let d = TempDir::new("v-ship");
+    let clock = xdp_audit::store::FakeClock::new(store_common::T0);
+    store_common::fill(d.path(), &clock, store_common::T0, 1, 0.05, 41, true);
+    let o = run(&[
+        "verify",
+        "--log-dir",
+        s(d.path()),
+        "--ship",
+        "s3://audit/fleet",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "a usage error: {err}");
+    assert!(err.contains("--remote") && o.stdout.is_empty(), "{err}");
+}
+
 #[test]
 fn verify_with_a_missing_or_bad_public_key_names_it() {
     let d = TempDir::new("v-key");

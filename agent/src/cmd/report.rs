@@ -128,6 +128,23 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Ok(m) => m,
         // A damaged segment the window needs stops the scan: no report can be built, but a
         // script must still tell a store that does not verify from a mere error.
+        // Only a segment the scan could not read: a refused --out or a closed pipe is no
+        // verdict on the store.
+        Err(e)
+            if !e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<report::ReportError>(),
+                    Some(report::ReportError::Query(
+                        crate::store::query::QueryError::Segment(_)
+                    ))
+                ) || matches!(
+                    c.downcast_ref::<crate::store::query::QueryError>(),
+                    Some(crate::store::query::QueryError::Segment(_))
+                )
+            }) =>
+        {
+            return Err(e)
+        }
         Err(e) => match crate::store::verify::verify(&args.dir.log_dir, key.as_ref()) {
             Err(b) if b.fault == crate::store::verify::Fault::Altered => {
                 return Err(e

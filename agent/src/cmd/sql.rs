@@ -79,8 +79,9 @@ pub struct SqlArgs {
     /// object per row).
     #[arg(long, value_enum, default_value = "table", hide_possible_values = true)]
     pub format: Format,
-    /// Write the answer to FILE (which must not exist) and print its SHA-256, not to stdout.
-    #[arg(long, value_name = "FILE")]
+    /// Write the answer to FILE (which must not exist) and print its SHA-256, not to stdout
+    /// (`--out` too, as `export` and `report` spell it).
+    #[arg(long, value_name = "FILE", alias = "out")]
     pub output: Option<PathBuf>,
     /// Read a fleet's shipped segments from this bucket and prefix, not the local store.
     #[arg(long, value_name = "s3://BUCKET/PREFIX")]

@@ -46,6 +46,9 @@ Examples:
 #[command(long_about = LONG_ABOUT)]
 // Uploads' part size means nothing to a check that only reads the bucket.
 #[command(mut_arg("ship_multipart_bytes", |a| a.hide(true)))]
+// The bucket means nothing without --remote: given alone it was ignored, and `ok` said of
+// the local store only.
+#[command(mut_arg("ship", |a| a.requires("remote")))]
 pub struct VerifyArgs {
     /// Where the store lives.
     #[command(flatten)]
