@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::store_args::LogDirArgs;
 use crate::store::manifest::load_public_key;
-use crate::store::verify::{verify, Fault};
+use crate::store::verify::{verify_with_progress, Fault};
 
 /// The long help of `xdp-audit verify`, with examples.
 pub const LONG_ABOUT: &str =
@@ -124,7 +124,8 @@ fn verify_local(
     dir: &std::path::Path,
     key: Option<&ed25519_dalek::VerifyingKey>,
 ) -> anyhow::Result<(ExitCode, anyhow::Result<()>)> {
-    Ok(match verify(dir, key) {
+    let mut progress = super::store_args::progress_line("verify: hashing");
+    Ok(match verify_with_progress(dir, key, &mut progress) {
         Ok(v) => (ExitCode::SUCCESS, outln!("ok: {}", v.summary())),
         Err(b) if b.fault == Fault::Unreadable => {
             return Err(anyhow::Error::new(super::Unchecked).context(b));

@@ -131,11 +131,21 @@ const RECHECKS: usize = 3;
 /// went, a segment or the manifest changed), up to [`RECHECKS`] times, so the verdict is one
 /// of a store that held still.
 pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
+    verify_with_progress(dir, key, &mut |_, _| {})
+}
+
+/// [`verify`], calling `progress` with the live segments hashed so far and their number
+/// (hashing them is the long part: a store of 180 days holds GBs).
+pub fn verify_with_progress(
+    dir: &Path,
+    key: Option<&VerifyingKey>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Verified, Broken> {
     let mut result;
     let mut tries = 0;
     loop {
         let before = shape(dir);
-        result = verify_once(dir, key);
+        result = verify_once(dir, key, progress);
         if tries == RECHECKS || before.is_none() || shape(dir) == before {
             return result;
         }
@@ -178,7 +188,11 @@ fn shape(dir: &Path) -> Option<Vec<FileShape>> {
 }
 
 /// One verification of the store as it is read ([`verify`]).
-fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
+fn verify_once(
+    dir: &Path,
+    key: Option<&VerifyingKey>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Verified, Broken> {
     let mpath = dir.join(manifest::MANIFEST);
     let broken = |file: &Path, reason: String| Broken {
         file: file.to_owned(),
@@ -299,11 +313,17 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
     }
     out.entries = entries.len() as u64;
     // Segments in chain order, so the first broken one is reported.
+    let total = (entries.iter().filter_map(|e| e.body.added()))
+        .filter(|s| chain.is_live(&s.file))
+        .count();
+    let mut done = 0;
     for e in &entries {
         let Some(s) = e.body.added() else { continue };
         if !chain.is_live(&s.file) {
             continue;
         }
+        progress(done, total);
+        done += 1;
         let (sha, size, rows) = (&s.sha256, &s.size, &s.rows);
         let path = dir.join(&s.file);
         // Gone: pruned or merged while this check read (the writer appends the entry that
@@ -355,6 +375,7 @@ fn verify_once(dir: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Broke
         out.segments += 1;
         out.rows += rows;
     }
+    progress(total, total);
     let listed = chain.listed();
     let removed: HashSet<&str> = listed
         .iter()
