@@ -582,6 +582,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
     let sink = AlertStage::new(sink, alerts.handle());
     let mut stage = EnrichStage::new(Box::new(sink), inputs, stage_config(&args));
+    stage.name_lease_files(
+        (args.enrich.dhcp_leases.iter())
+            .map(|f| f.path.display().to_string())
+            .collect(),
+    );
     // A pinned program outlives this agent, and its flows go on under the next one.
     stage.carry_over(&args.state_dir, args.state_save_interval, program.is_none());
     let settings = Settings {

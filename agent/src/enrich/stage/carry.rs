@@ -84,6 +84,10 @@ struct Carried {
     /// boot only (conntrack ids are the kernel's).
     #[serde(default)]
     nat_joined: Vec<(u32, u8, IpAddr, u16, IpAddr, u16)>,
+    /// The lease files by the index a binding's `file` gives (none: the indexes stand as
+    /// they are, as an older agent saved them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lease_files: Vec<String>,
 }
 
 /// A DHCP binding ([`crate::enrich::leases::bindings::Span`]).
@@ -100,7 +104,7 @@ struct CarriedSpan {
     from: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     to: Option<i64>,
-    /// The lease file's index, `None` for a DHCP packet.
+    /// The lease file's index in `Carried::lease_files`, `None` for a DHCP packet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<u32>,
 }
@@ -304,8 +308,13 @@ fn host_name(text: &str) -> Option<Arc<str>> {
 const MAX_CLIENT_ID_LEN: usize = 255;
 
 impl CarriedSpan {
-    /// The binding, if its host name and client id pass the checks a first read makes.
-    fn into_observation(self) -> Option<Observation> {
+    /// The binding, if its host name and client id pass the checks a first read makes and
+    /// its lease file is still given (`file` maps the saved index to today's).
+    fn into_observation(self, file: impl Fn(u32) -> Option<u32>) -> Option<Observation> {
+        let source = match self.file {
+            Some(i) => Source::LeaseFile(file(i)?),
+            None => Source::Packet,
+        };
         let hostname = match self.host {
             Some(h) => Some(host_name(&h)?),
             None => None,
@@ -328,7 +337,7 @@ impl CarriedSpan {
                 from: Some(self.from),
                 to: self.to,
             },
-            source: self.file.map_or(Source::Packet, Source::LeaseFile),
+            source,
         })
     }
 }
@@ -643,7 +652,14 @@ impl EnrichStage {
             bindings,
             flows,
             nat_joined,
+            lease_files: self.lease_files.clone(),
         }
+    }
+
+    /// Names the lease files, in the order `--dhcp-leases` gave them: the index a binding
+    /// learned from one carries is saved with its path.
+    pub fn name_lease_files(&mut self, files: Vec<String>) {
+        self.lease_files = files;
     }
 
     /// Takes `c` back: answers and bindings still of use, flows for their records to take up.
@@ -665,8 +681,19 @@ impl EnrichStage {
                 None => skipped += 1,
             }
         }
+        // A saved lease file's index, as this agent numbers its files: by path; a file no
+        // longer given takes its bindings with it (its reads would never end them).
+        let (files, mine) = (c.lease_files, self.lease_files.clone());
+        let file = |i: u32| -> Option<u32> {
+            if files.is_empty() {
+                return Some(i);
+            }
+            let path = files.get(i as usize)?;
+            let now = mine.iter().position(|p| p == path)?;
+            u32::try_from(now).ok()
+        };
         for b in c.bindings {
-            let Some(obs) = b.into_observation() else {
+            let Some(obs) = b.into_observation(file) else {
                 skipped += 1;
                 continue;
             };

@@ -277,6 +277,57 @@ fn a_smaller_next_agent_counts_what_it_kept() {
     );
 }
 
+/// A binding learned from a lease file is saved with the file's path: a next agent given
+/// the files in another order maps it to the same file (by position it was another's, whose
+/// reads would end it), and one no longer given takes its bindings with it.
+#[test]
+fn a_binding_follows_its_lease_file_by_path_not_position() {
+    let dir = TempDir::new("carry-lease-files");
+    let t0 = a_minute_ago();
+    let from_file = |name: &str, files: &[&str]| {
+        let (mut st, _) = carrying(&dir, Arc::default());
+        st.name_lease_files(files.iter().map(|f| f.to_string()).collect());
+        let mut obs = lease("10.0.0.20", PHONE, name, t0, t0 + 3600 * S);
+        obs.source = Source::LeaseFile(1);
+        st.bindings_mut().observe(obs, t0);
+        st.close().expect("close");
+    };
+    let next = |files: &[&str]| {
+        let (mut next, _) = carrying(&TempDir::new("carry-lease-files-unused"), Arc::default());
+        next.name_lease_files(files.iter().map(|f| f.to_string()).collect());
+        next.carry_over(&dir.0, Duration::from_secs(3600), true);
+        let sources: Vec<Source> = next.bindings_mut().spans().map(|(_, s)| s.source).collect();
+        sources
+    };
+    from_file(
+        "phone",
+        &[
+            "/var/lib/misc/dnsmasq.leases",
+            "/var/lib/kea/kea-leases4.csv",
+        ],
+    );
+    assert_eq!(
+        next(&[
+            "/var/lib/kea/kea-leases4.csv",
+            "/var/lib/misc/dnsmasq.leases"
+        ]),
+        [Source::LeaseFile(0)],
+        "the Kea file is the first now"
+    );
+    from_file(
+        "phone",
+        &[
+            "/var/lib/misc/dnsmasq.leases",
+            "/var/lib/kea/kea-leases4.csv",
+        ],
+    );
+    assert_eq!(
+        next(&["/var/lib/misc/dnsmasq.leases"]),
+        [],
+        "the Kea file is no longer given"
+    );
+}
+
 /// A damaged saved state (the agent's own file, but on a disk that can be written to or
 /// corrupted) restored what a first read refuses: an answer that holds for ever, host names a
 /// spreadsheet would run or with an escape sequence, a client id longer than DHCP carries,

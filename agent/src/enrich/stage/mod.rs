@@ -218,6 +218,9 @@ pub struct EnrichStage {
     saver: Option<carry::Saver>,
     /// Flows the last agent carried over, until their records take them up.
     carried_flows: carry::CarriedFlows,
+    /// The lease files, in the order their reads number them (`Source::LeaseFile`): saved
+    /// with the bindings, so a next agent given them in another order maps each to its own.
+    lease_files: Vec<String>,
 }
 
 impl EnrichStage {
@@ -242,6 +245,7 @@ impl EnrichStage {
             payload_bytes: 0,
             saver: None,
             carried_flows: carry::CarriedFlows::default(),
+            lease_files: Vec::new(),
             inputs,
         };
         stage.refresh_inputs(stage.now_ns());
