@@ -471,6 +471,21 @@ fn hold_add_list_release_through_the_binary() {
         ]),
         &["--since must be before its --until"],
     );
+    // Said as the flags' mistake, not the operator log's.
+    let o = run(&[
+        "hold",
+        "add",
+        "--log-dir",
+        d,
+        "--since",
+        until,
+        "--until",
+        since,
+        "--reason",
+        "x",
+    ]);
+    assert!(!err(&o).contains("operator.log"), "{}", err(&o));
+    fails(o, &["--since must be before its --until"]);
     fails(
         run(&[
             "hold",

@@ -122,6 +122,13 @@ fn add(a: AddArgs, now: i64) -> anyhow::Result<ExitCode> {
     let dir = &a.dir.log_dir;
     let since_ns = parse_time(&a.since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let until_ns = parse_time(&a.until, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?;
+    // The flags' mistake, said as such (the log's own check would blame the log file).
+    anyhow::ensure!(
+        since_ns < until_ns,
+        "the hold's --since must be before its --until ({} is not before {})",
+        a.since,
+        a.until
+    );
     readable_store(dir)?;
     let window = HoldInfo {
         since_ns,

@@ -266,7 +266,7 @@ pub fn record(dir: &Path, access: AccessInfo) -> Recorded {
                 }
                 _ => "",
             };
-            tracing::warn!("this access was NOT recorded in the operator log: {e}{hint}; the results stand, but no lawful-access entry exists for them");
+            tracing::warn!("this access was NOT recorded in the operator log: {e}{hint}; what this command answers stands, but no lawful-access entry records it");
             Recorded::No(e)
         }
     }
