@@ -370,17 +370,22 @@ fn the_report_names_the_gateway_by_its_id() {
     );
 }
 
+/// A sealed segment of the store in `dir`.
+fn a_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("list the store")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .expect("a sealed segment")
+}
+
 /// A report on a store that does not verify is written (its verification section says why)
 /// and exits 4: it exited 0, so a script took it for evidence whose integrity was shown.
 #[test]
 fn a_report_on_a_store_that_does_not_verify_exits_4() {
     let dir = two_hours("report-broken");
     let d = dir.path().to_str().expect("utf-8");
-    let segment = std::fs::read_dir(dir.path())
-        .expect("list the store")
-        .filter_map(|e| Some(e.ok()?.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .expect("a sealed segment");
+    let segment = a_segment(dir.path());
     let mut bytes = std::fs::read(&segment).expect("read the segment");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
@@ -413,11 +418,7 @@ fn a_report_on_a_store_that_does_not_verify_exits_4() {
 fn a_damaged_segment_inside_the_window_exits_4_naming_it() {
     let dir = two_hours("report-broken-inside");
     let d = dir.path().to_str().expect("utf-8");
-    let segment = std::fs::read_dir(dir.path())
-        .expect("list the store")
-        .filter_map(|e| Some(e.ok()?.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .expect("a sealed segment");
+    let segment = a_segment(dir.path());
     let len = std::fs::metadata(&segment).expect("stat the segment").len();
     std::fs::OpenOptions::new()
         .write(true)
