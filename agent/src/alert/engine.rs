@@ -152,6 +152,8 @@ pub struct Engine {
     /// When a full `bursts` was last cleared of its quietest clients.
     bursts_thinned_ns: i64,
     last: Option<Gauges>,
+    /// The last agent's final gauges ([`Engine::previous_run`]).
+    previous: Option<Gauges>,
     recent: VecDeque<Alert>,
     raised: u64,
     resolved: u64,
@@ -177,6 +179,7 @@ impl Engine {
             bursts: HashMap::default(),
             bursts_thinned_ns: i64::MIN,
             last: None,
+            previous: None,
             recent: VecDeque::with_capacity(RECENT),
             raised: 0,
             resolved: 0,
@@ -401,12 +404,22 @@ impl Engine {
 
     /// A status snapshot's gauges.
     pub fn observe(&mut self, g: Gauges, now: i64, out: &mut Vec<Alert>) {
+        // The first snapshot: this agent's own counters start at 0; the program's from the
+        // last agent's final figures when the program counted on since (none of them went
+        // back: the same pinned program), else from this snapshot, as what an earlier
+        // program counted is no news.
+        let program = match self.previous {
+            Some(p) if p.ring_lost <= g.ring_lost && p.insert_failed <= g.insert_failed => p,
+            _ => g,
+        };
         let base = self.last.unwrap_or(Gauges {
             lost_starts: 0,
             store_refused: 0,
             store_skipped_frames: 0,
             ship_failures: 0,
             syslog_dropped: 0,
+            ring_lost: program.ring_lost,
+            insert_failed: program.insert_failed,
             ..g
         });
         self.last = Some(g);
@@ -592,6 +605,12 @@ impl Engine {
         }
         let bw = self.burst_window_ns;
         self.bursts.retain(|_, w| now - w.0 < bw);
+    }
+
+    /// The last agent's final gauges: the program's loss counters of the first snapshot are
+    /// counted from them ([`Engine::observe`]).
+    pub fn previous_run(&mut self, g: Gauges) {
+        self.previous = Some(g);
     }
 
     /// The agent stops: every active alert gets a last notice with its count so far (state

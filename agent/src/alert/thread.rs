@@ -30,6 +30,8 @@ enum Msg {
     Hits(HitBatch),
     Observe(Gauges),
     Event(Event),
+    /// The last agent's final snapshot ([`Handle::previous_run`]).
+    Previous(Gauges),
     /// The records are written: end the active alerts, deliver every notice, then answer.
     Finish(SyncSender<()>),
     Stop,
@@ -84,6 +86,16 @@ impl Handle {
     /// An emptied batch to fill again, if the alert thread has one spare (never waits).
     pub fn spare_batch(&self) -> Option<HitBatch> {
         self.shared.spare.try_lock().ok()?.pop()
+    }
+
+    /// The last agent's final snapshot, before this agent's first: the program's loss
+    /// counters, which a pinned program keeps counting while no agent runs, are then alerted
+    /// from where that agent left them, not from this agent's first sweep.
+    pub fn previous_run(&self, snap: &Snapshot) {
+        self.send_by(
+            Msg::Previous(Gauges::of(snap, false)),
+            Instant::now() + EVENT_WAIT,
+        );
     }
 
     /// The status snapshot of a sweep; false if the queue was full (counted).
@@ -270,6 +282,7 @@ impl Worker {
                     publish = true;
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, now_ns(), &mut out),
+                Ok(Msg::Previous(g)) => self.engine.previous_run(g),
                 Ok(Msg::Finish(reply)) => {
                     self.engine.interrupt(&mut out);
                     (publish, finished) = (true, Some(reply));

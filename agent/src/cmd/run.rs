@@ -511,6 +511,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // on this agent's death before a clean stop is evidence too. After the store's lock: a
     // second agent started beside a running one (refused there) must not replace the
     // running one's snapshot and mark it stopped.
+    // The last agent's figures, for the alerts to count the program's losses from them (a
+    // pinned program counts on while no agent runs).
+    let previous = crate::status::Snapshot::read(&args.state_dir)
+        .ok()
+        .filter(|s| !s.starting);
     let (starting, crashed) = crate::status::Starting::begin(&args.state_dir);
     let mut not_shipping = None;
     let shipper = match &ship_config {
@@ -549,6 +554,9 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         None => (Box::new(store), None),
     };
     let mut alerts = start_alerts(&args, &log_dir, syslog)?;
+    if let Some(prev) = &previous {
+        alerts.handle().previous_run(prev);
+    }
     alerts
         .verify_store(
             log_dir.clone(),

@@ -202,6 +202,42 @@ fn counters_alert_on_increases_and_program_counters_from_the_first_snapshot() {
     assert_eq!(count(AlertId::SyslogLoss), Some(12));
 }
 
+/// A pinned program counts on while no agent runs: its losses since the last agent's final
+/// snapshot are alerted at this agent's first; a program whose counters went back (a new
+/// one) is counted from this agent's first snapshot, as before.
+#[test]
+fn program_losses_while_no_agent_ran_are_counted_from_the_last_agents_figures() {
+    let prev = Gauges {
+        ring_lost: 50,
+        insert_failed: 7,
+        lost_starts: 9,
+        ..Gauges::default()
+    };
+    let now = Gauges {
+        ring_lost: 80,
+        insert_failed: 7,
+        ..Gauges::default()
+    };
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.previous_run(prev);
+    e.observe(now, 0, &mut out);
+    assert_eq!(ids(&out), [(AlertId::RingLoss, AlertState::Raised)]);
+    assert_eq!(
+        out[0].count, 30,
+        "the losses since the last agent's snapshot"
+    );
+
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.previous_run(Gauges {
+        ring_lost: 500,
+        ..prev
+    });
+    e.observe(now, 0, &mut out);
+    assert!(out.is_empty(), "another program's figures: {out:?}");
+}
+
 #[test]
 fn states_alert_while_they_hold_and_resolve_after_the_window() {
     let mut e = engine();
