@@ -127,6 +127,37 @@ struct Active {
     alert: Alert,
     /// Resolved this long after the last time the condition held.
     hold_ns: i64,
+    /// When it last held, on the monotonic clock ([`Now::mono`]).
+    last_mono: i64,
+}
+
+/// The time of an input: the wall clock for the notices' `first` and `last`, and a clock no
+/// one steps (CLOCK_BOOTTIME) for the windows. On the wall clock alone, a clock stepped back
+/// an hour held every alert active and every burst counting for that hour, and one stepped
+/// forward resolved them at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// Unix ns.
+    pub wall: i64,
+    /// ns on a monotonic clock.
+    pub mono: i64,
+}
+
+impl Now {
+    /// The host's clocks now.
+    pub fn host() -> Self {
+        Self {
+            wall: jiff::Timestamp::now().as_nanosecond() as i64,
+            mono: crate::clock::clock_ns(libc::CLOCK_BOOTTIME),
+        }
+    }
+}
+
+/// One time for both clocks (tests, and inputs with no monotonic time of their own).
+impl From<i64> for Now {
+    fn from(ns: i64) -> Self {
+        Self { wall: ns, mono: ns }
+    }
 }
 
 /// The conditions and the alerts they raised; see the module docs.
@@ -147,7 +178,7 @@ pub struct Engine {
     /// Active overflow alerts ([`Engine::overflow`]).
     overflow_active: usize,
     active: IndexMap<(AlertId, Subject), Active, RandomState>,
-    /// Per client: the start of its burst window and its blocked records in it.
+    /// Per client: the start of its burst window (monotonic) and its blocked records in it.
     bursts: HashMap<IpAddr, (i64, u64), RandomState>,
     /// When a full `bursts` was last cleared of its quietest clients.
     bursts_thinned_ns: i64,
@@ -196,7 +227,7 @@ impl Engine {
         text: impl FnOnce() -> String,
         n: u64,
         hold_ns: i64,
-        now: i64,
+        now: Now,
         out: &mut Vec<Alert>,
     ) {
         if self.bump(id, subject, n, now) {
@@ -226,7 +257,7 @@ impl Engine {
         rule: Option<&str>,
         n: u64,
         hold_ns: i64,
-        now: i64,
+        now: Now,
         out: &mut Vec<Alert>,
     ) {
         let subject = SubjectRef {
@@ -256,12 +287,13 @@ impl Engine {
     }
 
     /// Adds `n` to the active alert `(id, subject)`, if there is one.
-    fn bump(&mut self, id: AlertId, subject: SubjectRef<'_>, n: u64, now: i64) -> bool {
+    fn bump(&mut self, id: AlertId, subject: SubjectRef<'_>, n: u64, now: Now) -> bool {
         let Some(a) = self.active.get_mut(&Lookup(id, subject)) else {
             return false;
         };
         a.alert.count += n;
-        a.alert.last_ns = now;
+        a.alert.last_ns = now.wall;
+        a.last_mono = now.mono;
         true
     }
 
@@ -283,7 +315,7 @@ impl Engine {
         text: String,
         n: u64,
         hold_ns: i64,
-        now: i64,
+        now: Now,
         out: &mut Vec<Alert>,
     ) {
         let alert = Alert {
@@ -292,14 +324,21 @@ impl Engine {
             state: AlertState::Raised,
             text,
             subject,
-            first_ns: now,
-            last_ns: now,
+            first_ns: now.wall,
+            last_ns: now.wall,
             count: n,
         };
         self.raised += 1;
         self.notice(alert.clone(), out);
         let key = (id, alert.subject.clone());
-        self.active.insert(key, Active { alert, hold_ns });
+        self.active.insert(
+            key,
+            Active {
+                alert,
+                hold_ns,
+                last_mono: now.mono,
+            },
+        );
     }
 
     fn notice(&mut self, alert: Alert, out: &mut Vec<Alert>) {
@@ -311,7 +350,8 @@ impl Engine {
     }
 
     /// `n` blocked records of one (client, user, rule).
-    pub fn hit(&mut self, h: Hit<'_>, n: u64, now: i64, out: &mut Vec<Alert>) {
+    pub fn hit(&mut self, h: Hit<'_>, n: u64, now: impl Into<Now>, out: &mut Vec<Alert>) {
+        let now = now.into();
         // Texts are written only for alerts raised, not for every hit.
         let who = || match h.user {
             Some(u) => format!("{u} ({})", h.client),
@@ -334,15 +374,15 @@ impl Engine {
             out,
         );
         if self.bursts.len() >= self.max_active && !self.bursts.contains_key(&h.client) {
-            self.thin_bursts(now);
+            self.thin_bursts(now.mono);
         }
         if self.bursts.len() >= self.max_active && !self.bursts.contains_key(&h.client) {
             self.suppressed += 1;
             return;
         }
-        let w = self.bursts.entry(h.client).or_insert((now, 0));
-        if now - w.0 >= self.burst_window_ns {
-            *w = (now, 0);
+        let w = self.bursts.entry(h.client).or_insert((now.mono, 0));
+        if now.mono - w.0 >= self.burst_window_ns {
+            *w = (now.mono, 0);
         }
         let before = w.1;
         w.1 += n;
@@ -403,7 +443,8 @@ impl Engine {
     }
 
     /// A status snapshot's gauges.
-    pub fn observe(&mut self, g: Gauges, now: i64, out: &mut Vec<Alert>) {
+    pub fn observe(&mut self, g: Gauges, now: impl Into<Now>, out: &mut Vec<Alert>) {
+        let now = now.into();
         // The first snapshot: this agent's own counters start at 0; the program's from the
         // last agent's final figures when the program counted on since (none of them went
         // back: the same pinned program), else from this snapshot, as what an earlier
@@ -515,7 +556,8 @@ impl Engine {
     }
 
     /// An explicit event.
-    pub fn event(&mut self, e: Event, now: i64, out: &mut Vec<Alert>) {
+    pub fn event(&mut self, e: Event, now: impl Into<Now>, out: &mut Vec<Alert>) {
+        let now = now.into();
         fn file(f: &str) -> SubjectRef<'_> {
             SubjectRef {
                 file: Some(f),
@@ -580,11 +622,12 @@ impl Engine {
 
     /// Resolves the alerts whose condition has not held for their hold window, and forgets
     /// burst windows that ended.
-    pub fn tick(&mut self, now: i64, out: &mut Vec<Alert>) {
+    pub fn tick(&mut self, now: impl Into<Now>, out: &mut Vec<Alert>) {
+        let now = now.into();
         let mut done = Vec::new();
         let (traffic, overflow) = (&mut self.traffic_active, &mut self.overflow_active);
         self.active.retain(|(id, subject), a| {
-            let quiet = now - a.alert.last_ns >= a.hold_ns;
+            let quiet = now.mono - a.last_mono >= a.hold_ns;
             if quiet {
                 if Self::is_overflow(*id, subject) {
                     *overflow -= 1;
@@ -604,7 +647,7 @@ impl Engine {
             self.notice(a, out);
         }
         let bw = self.burst_window_ns;
-        self.bursts.retain(|_, w| now - w.0 < bw);
+        self.bursts.retain(|_, w| now.mono - w.0 < bw);
     }
 
     /// The last agent's final gauges: the program's loss counters of the first snapshot are

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 
 use super::deliver::Delivery;
-use super::engine::{Engine, Gauges};
+use super::engine::{Engine, Gauges, Now};
 use super::stage::HitBatch;
 use super::{AlertConfig, AlertStatus, Event};
 use crate::compliance::ClockSync;
@@ -252,10 +252,6 @@ struct Worker {
     shared: Arc<Shared>,
 }
 
-fn now_ns() -> i64 {
-    jiff::Timestamp::now().as_nanosecond() as i64
-}
-
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut out = Vec::new();
@@ -264,7 +260,7 @@ impl Worker {
             let (mut publish, mut finished) = (false, None);
             match rx.recv_timeout(TICK) {
                 Ok(Msg::Hits(mut hits)) => {
-                    let now = now_ns();
+                    let now = Now::host();
                     for (h, n) in hits.counted() {
                         self.engine.hit(h, n, now, &mut out);
                     }
@@ -278,10 +274,10 @@ impl Worker {
                 Ok(Msg::Observe(mut g)) => {
                     g.clock_unsynced =
                         matches!(crate::compliance::system::clock_sync(), ClockSync::Unsynced);
-                    self.engine.observe(g, now_ns(), &mut out);
+                    self.engine.observe(g, Now::host(), &mut out);
                     publish = true;
                 }
-                Ok(Msg::Event(e)) => self.engine.event(e, now_ns(), &mut out),
+                Ok(Msg::Event(e)) => self.engine.event(e, Now::host(), &mut out),
                 Ok(Msg::Previous(g)) => self.engine.previous_run(g),
                 Ok(Msg::Finish(reply)) => {
                     self.engine.interrupt(&mut out);
@@ -292,7 +288,7 @@ impl Worker {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                self.engine.tick(now_ns(), &mut out);
+                self.engine.tick(Now::host(), &mut out);
                 for d in &mut self.deliveries {
                     d.tick();
                 }

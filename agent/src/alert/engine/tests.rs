@@ -605,3 +605,40 @@ fn a_stop_ends_every_active_alert_with_its_count_and_the_limits_start_afresh() {
         "an interrupted alert is never resolved later: {out:?}"
     );
 }
+
+/// Windows run on the monotonic clock: a wall clock stepped back an hour neither holds an
+/// alert active nor keeps a burst counting for that hour, and one stepped forward resolves
+/// nothing early; the notices keep the wall times.
+#[test]
+fn a_wall_clock_step_moves_no_window() {
+    let at = |wall: i64, mono: i64| Now {
+        wall: wall * S,
+        mono: mono * S,
+    };
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.hit(hit("10.0.0.2", "b.list:1"), 1, at(10_000, 100), &mut out);
+    assert_eq!(out[0].first_ns, 10_000 * S, "the wall time is shown");
+    out.clear();
+    // Stepped forward an hour: a minute has not passed.
+    e.tick(at(13_630, 130), &mut out);
+    assert!(out.is_empty(), "resolved early: {out:?}");
+    // Stepped back an hour: the window (60 s) has passed all the same.
+    e.tick(at(6_461, 161), &mut out);
+    assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Resolved)]);
+    out.clear();
+    // A burst window (10 s) ends by the monotonic clock too.
+    for i in 0..4 {
+        e.hit(
+            hit("10.0.0.3", "b.list:1"),
+            1,
+            at(20_000, 200 + i),
+            &mut out,
+        );
+    }
+    e.hit(hit("10.0.0.3", "b.list:1"), 1, at(16_400, 220), &mut out);
+    assert!(
+        !out.iter().any(|a| a.id == AlertId::BlockBurst),
+        "five hits over 20 s are no burst of 5 in 10 s: {out:?}"
+    );
+}
