@@ -104,6 +104,11 @@ pub struct Snapshot {
     /// alert goes out hands it on to the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreported_crash: Option<String>,
+    /// The program's counters as the last agent with figures left them (only in a starting
+    /// snapshot): a start that fails hands them on, so the next one still alerts the pinned
+    /// program's losses from there ([`Starting::begin`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub previous_counters: BTreeMap<String, u64>,
     /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
     /// when the agent runs without `--syslog`).
     #[serde(default)]
@@ -191,6 +196,7 @@ impl Snapshot {
             stopped_at: None,
             starting: false,
             unreported_crash: None,
+            previous_counters: BTreeMap::new(),
             syslog: None,
             flood: Default::default(),
         }
@@ -198,11 +204,13 @@ impl Snapshot {
 
     /// The snapshot an agent writes as soon as it has read the last one's crash evidence:
     /// from then on its death before a clean stop is evidence too, even before its first
-    /// sweep. `unreported` is that evidence, handed on until the alert carries it.
-    pub fn starting(unreported: Option<String>) -> Self {
+    /// sweep. `unreported` is that evidence, handed on until the alert carries it, and
+    /// `previous` the program's counters as the last agent with figures left them.
+    pub fn starting(unreported: Option<String>, previous: BTreeMap<String, u64>) -> Self {
         Self {
             starting: true,
             unreported_crash: unreported,
+            previous_counters: previous,
             ..Self::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 0, &[])
         }
     }
@@ -343,10 +351,22 @@ pub struct Starting {
 }
 
 impl Starting {
-    /// Reads the evidence in `dir` and writes the starting snapshot; returns the evidence.
-    pub fn begin(dir: &Path) -> (Self, Option<String>) {
+    /// Reads the evidence in `dir` and writes the starting snapshot; returns the program's
+    /// counters as the last agent with figures left them (empty if none), and the evidence.
+    pub fn begin(dir: &Path) -> (BTreeMap<String, u64>, Self, Option<String>) {
+        // The last snapshot's counters, or those a failed start handed on.
+        let previous = Snapshot::read(dir).map_or_else(
+            |_| BTreeMap::new(),
+            |s| {
+                if s.starting {
+                    s.previous_counters
+                } else {
+                    s.counters
+                }
+            },
+        );
         let evidence = Snapshot::crash_evidence(dir);
-        let written = Snapshot::starting(evidence.clone()).put(dir, true);
+        let written = Snapshot::starting(evidence.clone(), previous.clone()).put(dir, true);
         match &written {
             Ok(()) => {}
             // Unprivileged: the start fails on its first privileged step and says so there
@@ -363,7 +383,7 @@ impl Starting {
             dir: dir.to_owned(),
             armed: written.is_ok(),
         };
-        (starting, evidence)
+        (previous, starting, evidence)
     }
 
     /// The daemon runs: it rewrites the snapshot every sweep and marks it at its stop.
@@ -487,7 +507,7 @@ mod tests {
         // Agent B starts: no evidence, its starting snapshot in A's place; then it is killed
         // before its first sweep (its snapshot is rewritten with its own process's identity).
         let (b, b_start) = killed_process();
-        let (starting, evidence) = Starting::begin(&dir);
+        let (_, starting, evidence) = Starting::begin(&dir);
         assert_eq!(evidence, None, "A stopped cleanly");
         std::mem::forget(starting);
         let mut s = Snapshot::read(&dir).expect("the starting snapshot");
@@ -503,7 +523,7 @@ mod tests {
         (s.pid, s.pid_start) = (b, b_start);
         s.write(&dir).expect("write B's starting snapshot");
         // Agent C sees B's death.
-        let (c_starting, evidence) = Starting::begin(&dir);
+        let (_, c_starting, evidence) = Starting::begin(&dir);
         let e = evidence.expect("B died before a clean stop");
         assert!(
             e.contains(&format!("agent pid {b} ended while starting")),
@@ -516,6 +536,27 @@ mod tests {
         assert!(s.starting && s.stopped_at.is_some(), "{s:?}");
         let next = Snapshot::crash_evidence(&dir).expect("B's crash is handed on");
         assert_eq!(next, e);
+    }
+
+    /// The program's counters as the last agent left them reach the next start, also
+    /// across starts that failed (each starting snapshot hands them on).
+    #[test]
+    fn the_last_agents_counters_are_handed_on_by_failed_starts() {
+        let tmp = crate::blocklist::tests::TempDir::new("starting-counters");
+        let dir = tmp.0.clone();
+        let mut last = snapshot(std::process::id());
+        last.counters.insert("lost_flow_start".into(), 5);
+        last.write(&dir).expect("write the last agent's snapshot");
+        Snapshot::mark_stopped(&dir).expect("it stops cleanly");
+        for start in 0..3 {
+            let (previous, starting, _) = Starting::begin(&dir);
+            assert_eq!(
+                previous.get("lost_flow_start"),
+                Some(&5),
+                "start {start}: {previous:?}"
+            );
+            drop(starting); // the start fails
+        }
     }
 
     #[test]

@@ -512,7 +512,7 @@ fn status_without_a_snapshot_or_with_a_bad_one_names_the_file() {
 fn status_of_a_starting_agent_says_so_and_of_one_that_died_starting_says_that() {
     let d = TempDir::new("s-starting");
     // This test process stands for the agent: alive, and its snapshot just written.
-    let snap = xdp_audit::status::Snapshot::starting(None);
+    let snap = xdp_audit::status::Snapshot::starting(None, Default::default());
     snap.write(d.path()).expect("write snapshot");
     let o = run(&["status", "--state-dir", s(d.path())]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -527,7 +527,8 @@ fn status_of_a_starting_agent_says_so_and_of_one_that_died_starting_says_that() 
     let mut child = Command::new("true").spawn().expect("spawn true");
     let dead = child.id();
     child.wait().expect("reap true");
-    let mut snap = xdp_audit::status::Snapshot::starting(Some("agent pid 7 ended".into()));
+    let mut snap =
+        xdp_audit::status::Snapshot::starting(Some("agent pid 7 ended".into()), Default::default());
     (snap.pid, snap.pid_start) = (dead, None);
     snap.write(d.path()).expect("write snapshot");
     let o = run(&["status", "--state-dir", s(d.path())]);

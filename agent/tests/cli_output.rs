@@ -103,7 +103,7 @@ fn a_closed_pipe_ends_quietly_and_leaves_a_verdict_standing() {
     let state = d.path().join("state");
     std::fs::create_dir(&state).expect("state dir");
     let mut gone = Command::new("true").spawn().expect("spawn true");
-    let mut snap = xdp_audit::status::Snapshot::starting(None);
+    let mut snap = xdp_audit::status::Snapshot::starting(None, Default::default());
     (snap.pid, snap.pid_start) = (gone.id(), None);
     gone.wait().expect("reap true");
     snap.write(&state).expect("write snapshot");

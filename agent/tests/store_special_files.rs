@@ -187,7 +187,7 @@ fn a_fifo_status_snapshot_is_refused_and_the_start_goes_on() {
     assert_eq!(evidence, None, "no snapshot, no evidence");
     let d = dir.clone();
     let evidence = within("a start beside a FIFO snapshot", move || {
-        let (starting, evidence) = Starting::begin(&d);
+        let (_, starting, evidence) = Starting::begin(&d);
         drop(starting);
         evidence
     });
@@ -209,7 +209,7 @@ fn a_fifo_in_place_of_the_status_temporary_file_does_not_hang_the_start() {
     mkfifo(&fifo);
     let d = dir.clone();
     let evidence = within("a start beside a FIFO temporary file", move || {
-        let (starting, evidence) = Starting::begin(&d);
+        let (_, starting, evidence) = Starting::begin(&d);
         drop(starting);
         evidence
     });

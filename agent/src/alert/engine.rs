@@ -1,13 +1,15 @@
 //! The alert conditions and their deduplication, without threads or I/O: inputs in, notices
-//! out. Times are Unix ns the caller passes, so tests drive the windows directly.
+//! out. Times are the caller's ([`Now`]: wall for the notices, monotonic for the windows), so
+//! tests drive the windows directly.
 //!
 //! Every condition names an alert by id and [`Subject`]. The first time it holds, the alert
 //! is raised (a notice); while it is active, the condition holding again adds to its count
 //! and moves its last time (no notice); once it has not held for its hold window
 //! (`--alert-window`, longer for conditions checked less often) it is resolved (a notice with
 //! the final count). Counters read from the status snapshot alert on an increase; the
-//! program's own counters (which a pinned program keeps across agents) count from the first
-//! snapshot, the agent's from zero.
+//! program's own counters (which a pinned program keeps across agents) count from the last
+//! agent's figures when the program was adopted ([`Engine::previous_run`]), else from the
+//! first snapshot; the agent's own from zero.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -61,15 +63,25 @@ pub struct Gauges {
 }
 
 impl Gauges {
-    /// The gauges of `snap`, with the clock's state read separately.
-    pub fn of(snap: &Snapshot, clock_unsynced: bool) -> Self {
-        let c = |name: &str| snap.counters.get(name).copied().unwrap_or(0);
+    /// The program's loss counters of `counters` (a snapshot's), the rest zero.
+    pub fn program(counters: &std::collections::BTreeMap<String, u64>) -> Self {
+        let c = |name: &str| counters.get(name).copied().unwrap_or(0);
         Self {
             ring_lost: c("lost_flow_start")
                 + c("lost_flow_end")
                 + c("lost_flow_drop")
                 + c("lost_payload"),
             insert_failed: c("flow_insert_failed"),
+            ..Self::default()
+        }
+    }
+
+    /// The gauges of `snap`, with the clock's state read separately.
+    pub fn of(snap: &Snapshot, clock_unsynced: bool) -> Self {
+        let program = Self::program(&snap.counters);
+        Self {
+            ring_lost: program.ring_lost,
+            insert_failed: program.insert_failed,
             lost_starts: snap.flows.lost_starts,
             table_entries: snap.flows.table_v4.max(snap.flows.table_v6),
             store_degraded: snap.store.degraded,

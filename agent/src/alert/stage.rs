@@ -241,8 +241,10 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
         let last = std::mem::take(&mut self.batch);
         let sent = last.hits == 0 || self.alerts.finish_hits(last);
         // Before the store's last seal, which anchors the alert log: the stop's notices
-        // are inside the chain, not past its last anchor until the next agent.
-        if !sent || !self.alerts.finish() {
+        // are inside the chain, not past its last anchor until the next agent. Asked for
+        // even when the batch found no room.
+        let finished = self.alerts.finish();
+        if !sent || !finished {
             tracing::warn!("the alert thread did not finish in time; its last notices may be written after the store's last anchor");
         }
         self.inner.close()

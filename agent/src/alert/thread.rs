@@ -88,14 +88,12 @@ impl Handle {
         self.shared.spare.try_lock().ok()?.pop()
     }
 
-    /// The last agent's final snapshot, before this agent's first: the program's loss
-    /// counters, which a pinned program keeps counting while no agent runs, are then alerted
-    /// from where that agent left them, not from this agent's first sweep.
-    pub fn previous_run(&self, snap: &Snapshot) {
-        self.send_by(
-            Msg::Previous(Gauges::of(snap, false)),
-            Instant::now() + EVENT_WAIT,
-        );
+    /// The program's counters as the last agent left them, before this agent's first
+    /// snapshot: an adopted program's losses, counted on while no agent ran, are then alerted
+    /// from there, not from this agent's first sweep.
+    pub fn previous_run(&self, counters: &std::collections::BTreeMap<String, u64>) {
+        let g = Gauges::program(counters);
+        self.send_by(Msg::Previous(g), Instant::now() + EVENT_WAIT);
     }
 
     /// The status snapshot of a sweep; false if the queue was full (counted).

@@ -281,6 +281,8 @@ struct Attached {
     _instance: Option<InstanceLock>,
     /// `(interface, attach mode in use)`.
     modes: Vec<(String, String)>,
+    /// An adopted pinned program, its counters going on from the last agent's.
+    adopted: bool,
 }
 
 /// The list files, in the order given.
@@ -348,6 +350,7 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         program: Some(program),
         _instance: None,
         modes,
+        adopted: false,
     })
 }
 
@@ -437,6 +440,7 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
             .iter()
             .map(|i| (i.name.clone(), i.mode.to_string()))
             .collect(),
+        adopted: matches!(s.outcome, Outcome::Adopted { .. }),
     })
 }
 
@@ -511,12 +515,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // on this agent's death before a clean stop is evidence too. After the store's lock: a
     // second agent started beside a running one (refused there) must not replace the
     // running one's snapshot and mark it stopped.
-    // The last agent's figures, for the alerts to count the program's losses from them (a
-    // pinned program counts on while no agent runs).
-    let previous = crate::status::Snapshot::read(&args.state_dir)
-        .ok()
-        .filter(|s| !s.starting);
-    let (starting, crashed) = crate::status::Starting::begin(&args.state_dir);
+    let (previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
     let mut not_shipping = None;
     let shipper = match &ship_config {
         Some(cfg) => {
@@ -554,9 +553,6 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         None => (Box::new(store), None),
     };
     let mut alerts = start_alerts(&args, &log_dir, syslog)?;
-    if let Some(prev) = &previous {
-        alerts.handle().previous_run(prev);
-    }
     alerts
         .verify_store(
             log_dir.clone(),
@@ -583,7 +579,13 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         mut program,
         _instance,
         modes,
+        adopted,
     } = attached;
+    // An adopted program counted on while no agent ran: its losses since the last agent's
+    // figures are alerted. One this agent loaded counts from its first sweep.
+    if adopted && !previous.is_empty() {
+        alerts.handle().previous_run(&previous);
+    }
     // Attribution sources start once the program is in (a missing privilege is then said
     // once, by the loader) and before the first record can be written.
     let (enrichment, inputs) =

@@ -125,7 +125,11 @@ fn verify_local(
     key: Option<&ed25519_dalek::VerifyingKey>,
 ) -> anyhow::Result<(ExitCode, anyhow::Result<()>)> {
     let mut progress = super::store_args::progress_line("verify: hashing");
-    Ok(match verify_with_progress(dir, key, &mut progress) {
+    let verdict = verify_with_progress(dir, key, &mut progress);
+    // The progress line erased before the verdict is printed (a broken segment ends the
+    // check part way).
+    drop(progress);
+    Ok(match verdict {
         Ok(v) => (ExitCode::SUCCESS, outln!("ok: {}", v.summary())),
         Err(b) if b.fault == Fault::Unreadable => {
             return Err(anyhow::Error::new(super::Unchecked).context(b));

@@ -324,10 +324,12 @@ impl Records {
         written.map_err(DaemonError::Flush)?;
         // `status` of a stopped agent shows what it wrote to the end.
         self.write_status(pipeline);
-        self.sink.close().map_err(DaemonError::Close)?;
-        // Once more after the close: the alert thread has ended the active alerts and the
-        // live journal is sealed. Not observed: nothing is raised after the last anchor.
+        let closed = self.sink.close();
+        // Once more after the close (failed or not): the alert thread has ended the active
+        // alerts and the live journal is sealed. Not observed: nothing is raised after the
+        // last anchor.
         self.write_snapshot(pipeline, false);
+        closed.map_err(DaemonError::Close)?;
         Ok(Summary {
             flows: self.sweeper.stats,
             store: self.sink.store_status(),

@@ -686,7 +686,8 @@ impl EnrichStage {
         let (files, mine) = (c.lease_files, self.lease_files.clone());
         let file = |i: u32| -> Option<u32> {
             if files.is_empty() {
-                return Some(i);
+                // An older save: its indexes as they stand, within today's files.
+                return ((i as usize) < mine.len()).then_some(i);
             }
             let path = files.get(i as usize)?;
             let now = mine.iter().position(|p| p == path)?;

@@ -105,6 +105,7 @@ fn full(rules: usize) -> Snapshot {
         stopped_at: None,
         starting: false,
         unreported_crash: None,
+        previous_counters: BTreeMap::new(),
         syslog: Some(crate::syslog::SyslogStatus {
             server: "tcp://127.0.0.1:514".into(),
             connected: true,
