@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use super::{Alert, DeliveryStats, Severity};
+use super::{Alert, AlertState, DeliveryStats, Severity};
 use crate::store::oplog::{self, Log, OpBody, OpEntry, Who};
 
 /// A destination of alert notices.
@@ -36,7 +36,7 @@ pub struct LogDelivery {
 impl Delivery for LogDelivery {
     fn deliver(&mut self, a: &Alert) {
         let (id, state, count) = (a.id.as_str(), a.state.as_str(), a.count);
-        match (a.severity, a.state.is_over()) {
+        match (a.severity, a.state == AlertState::Resolved) {
             (_, true) | (Severity::Info, _) => {
                 tracing::info!(alert = id, state, count, "{}", a.text)
             }
@@ -189,7 +189,7 @@ impl Delivery for ChainDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertId, AlertState, Subject};
+    use crate::alert::{AlertId, Subject};
 
     fn notice(i: u64) -> Alert {
         Alert {

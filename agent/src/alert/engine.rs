@@ -668,27 +668,6 @@ impl Engine {
         self.previous = Some(g);
     }
 
-    /// The agent stops: every active alert gets a last notice with its count so far (state
-    /// `interrupted`), oldest first, since no later tick resolves it; the engine starts
-    /// afresh.
-    pub fn interrupt(&mut self, out: &mut Vec<Alert>) {
-        let mut done: Vec<Alert> = self
-            .active
-            .drain(..)
-            .map(|(_, a)| Alert {
-                state: AlertState::Interrupted,
-                ..a.alert
-            })
-            .collect();
-        self.traffic_active = [0; 2];
-        self.overflow_active = 0;
-        self.bursts.clear();
-        done.sort_by_key(|a| (a.first_ns, a.id));
-        for a in done {
-            self.notice(a, out);
-        }
-    }
-
     /// The summary for `status` (the thread adds the queue's and deliveries' counters).
     pub fn status(&self) -> AlertStatus {
         let mut active: Vec<Alert> = self.active.values().map(|a| a.alert.clone()).collect();

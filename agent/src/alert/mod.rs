@@ -209,25 +209,15 @@ pub enum AlertState {
     Raised,
     /// The condition has not held for the quiet window; `count` is final.
     Resolved,
-    /// The agent stopped while the alert was active: `count` is what it saw until then. Nothing
-    /// resolves it later; the next agent raises it anew if the condition still holds.
-    Interrupted,
 }
 
 impl AlertState {
-    /// The lower-case name (`raised`, `resolved`, `interrupted`), as serialised.
+    /// The lower-case name (`raised`, `resolved`), as serialised.
     pub const fn as_str(self) -> &'static str {
         match self {
             AlertState::Raised => "raised",
             AlertState::Resolved => "resolved",
-            AlertState::Interrupted => "interrupted",
         }
-    }
-
-    /// Whether the condition is over: such a notice is logged and sent to syslog as a notice,
-    /// whatever the alert's severity.
-    pub const fn is_over(self) -> bool {
-        matches!(self, AlertState::Resolved)
     }
 }
 

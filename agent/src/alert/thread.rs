@@ -128,9 +128,10 @@ impl Handle {
     }
 
     /// The agent's records are all written and the store is about to close (its last seal
-    /// anchors `alerts.jsonl`): every active alert ends with an `interrupted` notice carrying
-    /// its count, and what is queued before this is delivered, so the notices are inside the
-    /// chain's last anchor. Waits up to [`EVENT_WAIT`] for each step; false if that ran out.
+    /// anchors `alerts.jsonl`): what is queued before this is counted and its notices
+    /// delivered, so they are inside the chain's last anchor, and the status published shows
+    /// the active alerts with their counts at the stop. Waits up to [`EVENT_WAIT`] for each
+    /// step; false if that ran out.
     pub fn finish(&self) -> bool {
         let deadline = Instant::now() + EVENT_WAIT;
         let (reply, done) = mpsc::sync_channel(1);
@@ -277,10 +278,7 @@ impl Worker {
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, Now::host(), &mut out),
                 Ok(Msg::Previous(g)) => self.engine.previous_run(g),
-                Ok(Msg::Finish(reply)) => {
-                    self.engine.interrupt(&mut out);
-                    (publish, finished) = (true, Some(reply));
-                }
+                Ok(Msg::Finish(reply)) => (publish, finished) = (true, Some(reply)),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -307,9 +305,6 @@ impl Worker {
                 .cpu_ns
                 .store(cpu.max(0) as u64, Ordering::Relaxed);
         }
-        // Alerts raised after the records' finish (or with no finish: a failed start).
-        self.engine.interrupt(&mut out);
-        self.deliver(&mut out);
         for d in &mut self.deliveries {
             d.close();
         }

@@ -325,9 +325,9 @@ impl Records {
         // `status` of a stopped agent shows what it wrote to the end.
         self.write_status(pipeline);
         let closed = self.sink.close();
-        // Once more after the close (failed or not): the alert thread has ended the active
-        // alerts and the live journal is sealed. Not observed: nothing is raised after the
-        // last anchor.
+        // Once more after the close (failed or not): the alert thread has counted the last
+        // blocked records and the live journal is sealed. Not observed: nothing is raised
+        // after the last anchor.
         self.write_snapshot(pipeline, false);
         closed.map_err(DaemonError::Close)?;
         Ok(Summary {

@@ -551,65 +551,6 @@ fn damage_in_the_store_raises_its_alert() {
 }
 
 #[test]
-fn a_stop_ends_every_active_alert_with_its_count_and_the_limits_start_afresh() {
-    let cfg = AlertConfig {
-        alert_max_active: 1,
-        ..AlertConfig::default()
-    };
-    let mut e = Engine::new(&cfg, 0);
-    let mut out = Vec::new();
-    e.hit(hit("10.0.0.2", "b.list:1"), 4, S, &mut out);
-    e.hit(hit("10.0.0.3", "b.list:1"), 2, 2 * S, &mut out);
-    e.event(
-        Event::ListStale {
-            reason: "an insert failed".into(),
-        },
-        3 * S,
-        &mut out,
-    );
-    out.clear();
-    e.interrupt(&mut out);
-    let got: Vec<(AlertId, AlertState, u64, Option<IpAddr>)> = out
-        .iter()
-        .map(|a| (a.id, a.state, a.count, a.subject.client))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (
-                AlertId::BlockFirst,
-                AlertState::Interrupted,
-                4,
-                Some("10.0.0.2".parse().expect("address"))
-            ),
-            (AlertId::BlockFirst, AlertState::Interrupted, 2, None),
-            (AlertId::ListStale, AlertState::Interrupted, 1, None),
-        ],
-        "oldest first, each with what it counted"
-    );
-    assert_eq!(e.status().active_total, 0, "nothing left active");
-    out.clear();
-    e.hit(hit("10.0.0.4", "b.list:1"), 1, 4 * S, &mut out);
-    assert_eq!(
-        (ids(&out), out[0].subject.client),
-        (
-            vec![(AlertId::BlockFirst, AlertState::Raised)],
-            Some("10.0.0.4".parse().expect("address"))
-        ),
-        "the active limit was given back: a new client is alerted on its own"
-    );
-    e.tick(3600 * S, &mut out);
-    assert!(
-        !out.iter()
-            .any(|a| a.state == AlertState::Resolved && a.count != 1),
-        "an interrupted alert is never resolved later: {out:?}"
-    );
-}
-
-/// Windows run on the monotonic clock: a wall clock stepped back an hour neither holds an
-/// alert active nor keeps a burst counting for that hour, and one stepped forward resolves
-/// nothing early; the notices keep the wall times.
-#[test]
 fn a_wall_clock_step_moves_no_window() {
     let at = |wall: i64, mono: i64| Now {
         wall: wall * S,
