@@ -195,7 +195,7 @@ pub struct Engine {
     /// When a full `bursts` was last cleared of its quietest clients.
     bursts_thinned_ns: i64,
     last: Option<Gauges>,
-    /// The last agent's final gauges ([`Engine::previous_run`]).
+    /// The program counters as the last agent left them ([`Engine::previous_run`]).
     previous: Option<Gauges>,
     recent: VecDeque<Alert>,
     raised: u64,

@@ -30,9 +30,9 @@ enum Msg {
     Hits(HitBatch),
     Observe(Gauges),
     Event(Event),
-    /// The last agent's final snapshot ([`Handle::previous_run`]).
+    /// The program's counters as the last agent left them ([`Handle::previous_run`]).
     Previous(Gauges),
-    /// The records are written: end the active alerts, deliver every notice, then answer.
+    /// The records are written: deliver every notice and publish the status, then answer.
     Finish(SyncSender<()>),
     Stop,
 }
