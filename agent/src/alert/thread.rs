@@ -290,7 +290,11 @@ impl Worker {
                 }
                 publish = true;
             }
-            self.deliver(&mut out);
+            for a in out.drain(..) {
+                for d in &mut self.deliveries {
+                    d.deliver(&a);
+                }
+            }
             for d in &mut self.deliveries {
                 d.flush();
             }
@@ -309,15 +313,6 @@ impl Worker {
             d.close();
         }
         self.publish();
-    }
-
-    /// Hands each notice in `out` to every delivery, in order.
-    fn deliver(&mut self, out: &mut Vec<super::Alert>) {
-        for a in out.drain(..) {
-            for d in &mut self.deliveries {
-                d.deliver(&a);
-            }
-        }
     }
 
     fn publish(&self) {

@@ -128,20 +128,15 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Ok(m) => m,
         // A damaged segment the window needs stops the scan: no report can be built, but a
         // script must still tell a store that does not verify from a mere error.
-        // Only a segment the scan could not read: a refused --out or a closed pipe is no
-        // verdict on the store.
+        // Only a segment the scan could not read (`report::build`'s error): a refused --out
+        // or a closed pipe is no verdict on the store.
         Err(e)
-            if !e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<report::ReportError>(),
-                    Some(report::ReportError::Query(
-                        crate::store::query::QueryError::Segment(_)
-                    ))
-                ) || matches!(
-                    c.downcast_ref::<crate::store::query::QueryError>(),
-                    Some(crate::store::query::QueryError::Segment(_))
-                )
-            }) =>
+            if !matches!(
+                e.downcast_ref::<report::ReportError>(),
+                Some(report::ReportError::Query(
+                    crate::store::query::QueryError::Segment(_)
+                ))
+            ) =>
         {
             return Err(e)
         }
