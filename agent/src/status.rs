@@ -109,6 +109,10 @@ pub struct Snapshot {
     /// program's losses from there ([`Starting::begin`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub previous_counters: BTreeMap<String, u64>,
+    /// The alerts active when the last agent with figures wrote its last snapshot (only in a
+    /// starting snapshot): handed on like `previous_counters`, for the next agent to carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_alerts: Vec<crate::alert::Alert>,
     /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
     /// when the agent runs without `--syslog`).
     #[serde(default)]
@@ -197,6 +201,7 @@ impl Snapshot {
             starting: false,
             unreported_crash: None,
             previous_counters: BTreeMap::new(),
+            previous_alerts: Vec::new(),
             syslog: None,
             flood: Default::default(),
         }
@@ -205,12 +210,13 @@ impl Snapshot {
     /// The snapshot an agent writes as soon as it has read the last one's crash evidence:
     /// from then on its death before a clean stop is evidence too, even before its first
     /// sweep. `unreported` is that evidence, handed on until the alert carries it, and
-    /// `previous` the program's counters as the last agent with figures left them.
-    pub fn starting(unreported: Option<String>, previous: BTreeMap<String, u64>) -> Self {
+    /// `previous` what the last agent with figures left.
+    pub fn starting(unreported: Option<String>, previous: Previous) -> Self {
         Self {
             starting: true,
             unreported_crash: unreported,
-            previous_counters: previous,
+            previous_counters: previous.counters,
+            previous_alerts: previous.alerts,
             ..Self::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 0, &[])
         }
     }
@@ -339,6 +345,17 @@ impl Snapshot {
     }
 }
 
+/// What the last agent with figures left for the next: its program counters (from which an
+/// adopted program's losses are counted on) and its active alerts (carried on, so a
+/// condition that outlives the agent is one alert, and each alert raised is resolved once).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Previous {
+    /// The program's counters.
+    pub counters: BTreeMap<String, u64>,
+    /// The alerts active at its last snapshot.
+    pub alerts: Vec<crate::alert::Alert>,
+}
+
 /// This agent's start, as the state directory shows it: [`Starting::begin`] reads the last
 /// agent's crash evidence and writes a starting snapshot in its place, fsynced (once per
 /// start: a power cut during the start is a crash too). Should the start end before the
@@ -351,17 +368,23 @@ pub struct Starting {
 }
 
 impl Starting {
-    /// Reads the evidence in `dir` and writes the starting snapshot; returns the program's
-    /// counters as the last agent with figures left them (empty if none), and the evidence.
-    pub fn begin(dir: &Path) -> (BTreeMap<String, u64>, Self, Option<String>) {
-        // The last snapshot's counters, or those a failed start handed on.
+    /// Reads the evidence in `dir` and writes the starting snapshot; returns what the last
+    /// agent with figures left (empty if none), and the evidence.
+    pub fn begin(dir: &Path) -> (Previous, Self, Option<String>) {
+        // The last snapshot's figures, or those a failed start handed on.
         let previous = Snapshot::read(dir).map_or_else(
-            |_| BTreeMap::new(),
+            |_| Previous::default(),
             |s| {
                 if s.starting {
-                    s.previous_counters
+                    Previous {
+                        counters: s.previous_counters,
+                        alerts: s.previous_alerts,
+                    }
                 } else {
-                    s.counters
+                    Previous {
+                        counters: s.counters,
+                        alerts: s.alerts.map(|a| a.active).unwrap_or_default(),
+                    }
                 }
             },
         );
@@ -538,22 +561,41 @@ mod tests {
         assert_eq!(next, e);
     }
 
-    /// The program's counters as the last agent left them reach the next start, also
-    /// across starts that failed (each starting snapshot hands them on).
+    /// The program's counters and the active alerts as the last agent left them reach the
+    /// next start, also across starts that failed (each starting snapshot hands them on).
     #[test]
-    fn the_last_agents_counters_are_handed_on_by_failed_starts() {
+    fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
         let tmp = crate::blocklist::tests::TempDir::new("starting-counters");
         let dir = tmp.0.clone();
         let mut last = snapshot(std::process::id());
         last.counters.insert("lost_flow_start".into(), 5);
+        let active = crate::alert::Alert {
+            id: crate::alert::AlertId::StoreDegraded,
+            severity: crate::alert::AlertId::StoreDegraded.severity(),
+            state: crate::alert::AlertState::Raised,
+            text: "the disk".into(),
+            subject: Default::default(),
+            first_ns: 10,
+            last_ns: 20,
+            count: 7,
+        };
+        last.alerts = Some(crate::alert::AlertStatus {
+            active: vec![active.clone()],
+            ..Default::default()
+        });
         last.write(&dir).expect("write the last agent's snapshot");
         Snapshot::mark_stopped(&dir).expect("it stops cleanly");
         for start in 0..3 {
             let (previous, starting, _) = Starting::begin(&dir);
             assert_eq!(
-                previous.get("lost_flow_start"),
+                previous.counters.get("lost_flow_start"),
                 Some(&5),
                 "start {start}: {previous:?}"
+            );
+            assert_eq!(
+                previous.alerts,
+                std::slice::from_ref(&active),
+                "start {start}"
             );
             drop(starting); // the start fails
         }

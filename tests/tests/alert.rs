@@ -2,7 +2,8 @@
 //! gateway's loopback: blocked hits, a burst, a bad list, a full ring buffer, a full flow
 //! table and a full disk each raise exactly one alert, delivered to the webhook and written to
 //! `alerts.jsonl` inside the hash chain (`verify` fails when a line is removed); a crash and a
-//! damaged segment are alerted at the next start; `status` says when the agent is down.
+//! damaged segment are alerted at the next start; `status` says when the agent is down; an
+//! alert active when the agent dies is carried on by the next one and resolved once.
 //! Needs root.
 
 use std::collections::BTreeMap;
@@ -440,6 +441,98 @@ fn an_agent_started_on_a_full_disk_blocks_and_writes_its_records_once_space_retu
     assert!(
         verify(&bin, &log).status.success(),
         "verify after the full disk"
+    );
+}
+
+/// Notices of `id` at the webhook, per state.
+fn notices(hook: &Receiver, id: &str) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut m: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for b in hook.bodies().into_iter().filter(|b| b["id"] == id) {
+        m.entry(b["state"].as_str().unwrap_or("?").to_owned())
+            .or_default()
+            .push(b);
+    }
+    m
+}
+
+/// A condition that outlives the agent is one alert: an agent killed with a list file
+/// rejected leaves the alert active in its last status snapshot; the next agent, reading
+/// the same bad file at its start, counts on that alert instead of raising another, and
+/// resolves it once the window passes.
+#[test]
+fn an_alert_active_when_the_agent_dies_is_carried_on_and_resolved_once() {
+    let (lab, hook, tmp) = webhook_lab("alcarry");
+    let log = tmp.path().join("log");
+    let block = tmp.path().join("block.list");
+    std::fs::write(&block, format!("{BLOCKED_IP}\n")).expect("write the blocklist");
+    let config = |name: &str, window: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "blocklist = [{block:?}]\nsweep-interval = \"200ms\"\nno-pin = true\n\
+                 [alerts]\nwebhook = {:?}\nwindow = {window:?}\nverify_interval = \"0\"\n",
+                hook.url()
+            ),
+        )
+        .expect("write the config");
+        path
+    };
+    // B's window outlasts its start (the program's load), in which the list is read again.
+    let (first, second) = (config("a.toml", "1h"), config("b.toml", "20s"));
+    let bin = binary().expect("agent binary");
+    let args = |config: &Path| {
+        let config = config.to_str().expect("utf8").to_owned();
+        [
+            "--iface".to_owned(),
+            lab::GW_LAN_IF.to_owned(),
+            "--config".to_owned(),
+            config,
+        ]
+    };
+    let a_args = args(&first);
+    let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+    let mut a = Agent::start(&lab, &lab.gateway, &bin, &log, &a_args).expect("agent A");
+    wait_running(&a);
+    std::fs::write(&block, format!("{BLOCKED_IP}\n300.1.2.3\n")).expect("write a bad list");
+    wait_until(
+        Duration::from_secs(30),
+        "the rejected list in A's status snapshot",
+        || {
+            a.status().is_ok_and(|s| {
+                s["alerts"]["active"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|x| x["id"] == "XA-LIST-REJECTED"))
+            })
+        },
+    );
+    a.crash().expect("kill -9 agent A");
+
+    let b_args = args(&second);
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+    let mut b = Agent::start(&lab, &lab.gateway, &bin, &log, &b_args).expect("agent B");
+    wait_until(
+        Duration::from_secs(90),
+        "the carried alert resolved at the webhook",
+        || notices(&hook, "XA-LIST-REJECTED").contains_key("resolved"),
+    );
+    assert_eq!(b.stop().expect("stop B"), 0);
+    let n = notices(&hook, "XA-LIST-REJECTED");
+    let count = |state: &str| n.get(state).map_or(0, Vec::len);
+    assert_eq!(
+        (count("raised"), count("resolved")),
+        (1, 1),
+        "one alert over both agents: {n:#?}"
+    );
+    assert!(
+        n["resolved"][0]["count"].as_u64() >= Some(2),
+        "B's rejection of the same file counted on A's alert: {:#}",
+        n["resolved"][0]
+    );
+    assert_eq!(
+        raised(&hook).get("XA-AGENT-CRASHED"),
+        Some(&1),
+        "A's death is an alert of its own"
     );
 }
 

@@ -662,6 +662,60 @@ impl Engine {
         self.bursts.retain(|_, w| now.mono - w.0 < bw);
     }
 
+    /// Takes on the alerts the last agent left active (its last status snapshot's), before
+    /// any input: a condition that outlives an agent stays one alert, counted on, and every
+    /// alert raised is resolved once, by whichever agent sees it end. Each is resolved after
+    /// its hold window from now unless its condition holds again. An agent crash, and a list
+    /// change that failed in the kernel (a restart loads the lists afresh), end with the
+    /// agent that had them: those, and traffic alerts over the limit, are resolved at once.
+    pub fn carry(&mut self, alerts: Vec<Alert>, now: impl Into<Now>, out: &mut Vec<Alert>) {
+        let now = now.into();
+        let mut done = Vec::new();
+        for alert in alerts {
+            let key = (alert.id, alert.subject.clone());
+            if alert.state != AlertState::Raised || self.active.contains_key(&key) {
+                continue;
+            }
+            let overflow = Self::is_overflow(alert.id, &alert.subject);
+            let room = if overflow {
+                self.overflow_active < MAX_OVERFLOW
+            } else if alert.id.is_traffic() {
+                self.traffic_active[Self::traffic_slot(alert.id)] < self.max_active
+            } else {
+                true
+            };
+            if !room || matches!(alert.id, AlertId::AgentCrashed | AlertId::ListStale) {
+                done.push(alert);
+                continue;
+            }
+            if overflow {
+                self.overflow_active += 1;
+            } else if alert.id.is_traffic() {
+                self.traffic_active[Self::traffic_slot(alert.id)] += 1;
+            }
+            let hold_ns = match alert.id {
+                AlertId::ChainBroken | AlertId::StoreUnreadable => self.chain_hold_ns,
+                _ => self.window_ns,
+            };
+            let active = Active {
+                alert,
+                hold_ns,
+                last_mono: now.mono,
+            };
+            self.active.insert(key, active);
+        }
+        for a in done {
+            self.resolved += 1;
+            self.notice(
+                Alert {
+                    state: AlertState::Resolved,
+                    ..a
+                },
+                out,
+            );
+        }
+    }
+
     /// The last agent's final gauges: the program's loss counters of the first snapshot are
     /// counted from them ([`Engine::observe`]).
     pub fn previous_run(&mut self, g: Gauges) {
@@ -671,9 +725,11 @@ impl Engine {
     /// The summary for `status` (the thread adds the queue's and deliveries' counters).
     pub fn status(&self) -> AlertStatus {
         let mut active: Vec<Alert> = self.active.values().map(|a| a.alert.clone()).collect();
+        // The system alerts first (a bounded set): a status that lists only the first
+        // [`super::thread::STATUS_ACTIVE`] keeps them all, and the next agent carries them.
         active.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
+            (a.id.is_traffic().cmp(&b.id.is_traffic()))
+                .then(b.severity.cmp(&a.severity))
                 .then(a.first_ns.cmp(&b.first_ns))
                 .then(a.id.cmp(&b.id))
         });

@@ -308,7 +308,8 @@ pub struct DeliveryStats {
 /// The alert summary of `status.json` (the `alerts` object).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertStatus {
-    /// Alerts active now, most severe first (at most [`thread::STATUS_ACTIVE`]).
+    /// Alerts active now: the system alerts, then the traffic ones, each most severe first (at
+    /// most [`thread::STATUS_ACTIVE`]).
     pub active: Vec<Alert>,
     /// Alerts active now, all of them.
     #[serde(default)]

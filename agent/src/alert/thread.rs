@@ -32,6 +32,8 @@ enum Msg {
     Event(Event),
     /// The program's counters as the last agent left them ([`Handle::previous_run`]).
     Previous(Gauges),
+    /// The alerts the last agent left active ([`Handle::carry`]).
+    Carry(Vec<super::Alert>),
     /// The records are written: deliver every notice and publish the status, then answer.
     Finish(SyncSender<()>),
     Stop,
@@ -94,6 +96,14 @@ impl Handle {
     pub fn previous_run(&self, counters: &std::collections::BTreeMap<String, u64>) {
         let g = Gauges::program(counters);
         self.send_by(Msg::Previous(g), Instant::now() + EVENT_WAIT);
+    }
+
+    /// The alerts the last agent left active, to carry on ([`Engine::carry`]); sent before
+    /// any other input, so a condition still holding counts on the carried alert.
+    pub fn carry(&self, alerts: Vec<super::Alert>) {
+        if !alerts.is_empty() {
+            self.send_by(Msg::Carry(alerts), Instant::now() + EVENT_WAIT);
+        }
     }
 
     /// The status snapshot of a sweep; false if the queue was full (counted).
@@ -278,6 +288,10 @@ impl Worker {
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, Now::host(), &mut out),
                 Ok(Msg::Previous(g)) => self.engine.previous_run(g),
+                Ok(Msg::Carry(alerts)) => {
+                    self.engine.carry(alerts, Now::host(), &mut out);
+                    publish = true;
+                }
                 Ok(Msg::Finish(reply)) => (publish, finished) = (true, Some(reply)),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}

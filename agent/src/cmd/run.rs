@@ -553,6 +553,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         None => (Box::new(store), None),
     };
     let mut alerts = start_alerts(&args, &log_dir, syslog)?;
+    alerts.handle().carry(previous.alerts);
     alerts
         .verify_store(
             log_dir.clone(),
@@ -583,8 +584,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     } = attached;
     // An adopted program counted on while no agent ran: its losses since the last agent's
     // figures are alerted. One this agent loaded counts from its first sweep.
-    if adopted && !previous.is_empty() {
-        alerts.handle().previous_run(&previous);
+    if adopted && !previous.counters.is_empty() {
+        alerts.handle().previous_run(&previous.counters);
     }
     // Attribution sources start once the program is in (a missing privilege is then said
     // once, by the loader) and before the first record can be written.

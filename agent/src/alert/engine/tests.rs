@@ -583,3 +583,134 @@ fn a_wall_clock_step_moves_no_window() {
         "five hits over 20 s are no burst of 5 in 10 s: {out:?}"
     );
 }
+
+fn carried(id: AlertId, subject: Subject, count: u64) -> Alert {
+    Alert {
+        id,
+        severity: id.severity(),
+        state: AlertState::Raised,
+        text: "left by the last agent".into(),
+        subject,
+        first_ns: -100 * S,
+        last_ns: -10 * S,
+        count,
+    }
+}
+
+/// A condition that outlives the agent is one alert: the next agent counts on the one the
+/// last left active and resolves it once, with the count of both runs.
+#[test]
+fn an_alert_carried_from_the_last_agent_counts_on_and_resolves_once() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let degraded = carried(AlertId::StoreDegraded, Subject::default(), 4);
+    let quiet = carried(AlertId::RingLoss, Subject::default(), 9);
+    e.carry(vec![degraded, quiet], 0, &mut out);
+    assert!(out.is_empty(), "carrying raises nothing: {out:?}");
+    assert_eq!(e.status().active_total, 2);
+    let bad = Gauges {
+        store_degraded: true,
+        ..Gauges::default()
+    };
+    e.observe(bad, 30 * S, &mut out);
+    assert!(out.is_empty(), "the carried alert counts it: {out:?}");
+    e.tick(61 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [(AlertId::RingLoss, AlertState::Resolved)],
+        "quiet for the window after the start"
+    );
+    assert_eq!((out[0].count, out[0].first_ns), (9, -100 * S));
+    out.clear();
+    e.tick(91 * S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::StoreDegraded, AlertState::Resolved)]);
+    assert_eq!((out[0].count, out[0].last_ns), (5, 30 * S));
+    let st = e.status();
+    assert_eq!((st.raised, st.resolved, st.active_total), (0, 2, 0));
+}
+
+/// A crash, and a list change the kernel refused, end with the agent that had them: the
+/// carried alert resolves at once, and the next crash is an alert of its own.
+#[test]
+fn a_carried_crash_or_stale_list_resolves_at_the_start() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let crash = carried(AlertId::AgentCrashed, Subject::default(), 1);
+    let stale = carried(AlertId::ListStale, Subject::default(), 2);
+    let resolved = carried(AlertId::ClockUnsync, Subject::default(), 1);
+    let resolved = Alert {
+        state: AlertState::Resolved,
+        ..resolved
+    };
+    e.carry(vec![crash, stale, resolved], 0, &mut out);
+    assert_eq!(
+        ids(&out),
+        [
+            (AlertId::AgentCrashed, AlertState::Resolved),
+            (AlertId::ListStale, AlertState::Resolved)
+        ]
+    );
+    assert_eq!(
+        e.status().active_total,
+        0,
+        "a resolved notice is not carried"
+    );
+    out.clear();
+    let evidence = "journals left unsealed".to_owned();
+    e.event(Event::Crashed { evidence }, S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::AgentCrashed, AlertState::Raised)]);
+}
+
+/// Carried traffic alerts count against the limit; those over it are resolved, not lost.
+#[test]
+fn carried_traffic_alerts_over_the_limit_are_resolved() {
+    let cfg = AlertConfig {
+        alert_max_active: 2,
+        ..AlertConfig::default()
+    };
+    let mut e = Engine::new(&cfg, 1000);
+    let mut out = Vec::new();
+    let first = |c: &str| {
+        let subject = Subject {
+            client: Some(c.parse().expect("address")),
+            rule: Some("b.list:1".into()),
+            ..Subject::default()
+        };
+        carried(AlertId::BlockFirst, subject, 1)
+    };
+    e.carry(
+        vec![first("10.0.0.1"), first("10.0.0.2"), first("10.0.0.3")],
+        0,
+        &mut out,
+    );
+    assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Resolved)]);
+    assert_eq!(out[0].subject.client, Some("10.0.0.3".parse().expect("ip")));
+    out.clear();
+    e.hit(hit("10.0.0.1", "b.list:1"), 1, S, &mut out);
+    assert!(out.is_empty(), "counted on the carried alert: {out:?}");
+    e.hit(hit("10.0.0.4", "b.list:1"), 1, S, &mut out);
+    assert_eq!(
+        out.iter().map(|a| a.subject.client).collect::<Vec<_>>(),
+        [None],
+        "the limit holds: the new client is counted in the overflow alert"
+    );
+}
+
+/// The system alerts come first in the status, so a status cut to its first entries, and
+/// the next agent carrying them, keeps them all whatever a flood of traffic alerts does.
+#[test]
+fn the_status_lists_system_alerts_before_traffic_ones() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for c in 0..3 {
+        e.hit(hit(&format!("10.0.0.{c}"), "b.list:1"), 5, 0, &mut out);
+    }
+    let full = Gauges {
+        clock_unsynced: true,
+        ..Gauges::default()
+    };
+    e.observe(full, S, &mut out);
+    let order: Vec<AlertId> = e.status().active.iter().map(|a| a.id).collect();
+    assert_eq!(order.first(), Some(&AlertId::ClockUnsync), "{order:?}");
+    assert!(order[1..].iter().all(|id| id.is_traffic()), "{order:?}");
+}
