@@ -173,4 +173,25 @@ mod tests {
         assert_eq!(lines, [2, 4, 5, 6]);
         assert!(checks[0].result.is_ok(), "still a good file");
     }
+
+    /// The README's example list is a good file, each of its six lines a rule (a note
+    /// written after an entry without `#` made every line a bad one).
+    #[test]
+    fn the_readme_example_list_checks_clean() {
+        let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let text = std::fs::read_to_string(readme).expect("read README.md");
+        let start = text
+            .find("# /etc/xdp-audit/block.list\n")
+            .expect("the README's example list");
+        let body = &text[start..];
+        let example = &body[..body.find("```").expect("the example's block closes")];
+        let dir = TempDir::new("readme-list");
+        let path = dir.0.join("block.list");
+        write(&path, example);
+        let (checks, _) = check_files(&[path]);
+        match &checks[0].result {
+            Ok((lines, _)) => assert_eq!(lines.rules, 6, "{lines:?}"),
+            Err(problems) => panic!("the README's example list: {problems:?}"),
+        }
+    }
 }

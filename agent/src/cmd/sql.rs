@@ -74,8 +74,8 @@ pub struct SqlArgs {
     /// Where the store lives.
     #[command(flatten)]
     pub dir: LogDirArgs,
-    /// Output format: `table` (every column of the answer, aligned; the answer is held until
-    /// its end), `csv` (with a header line of the answer's column names) or `jsonl` (one JSON
+    /// Output format: `table` (every column of the answer, aligned, in tables of 10,000 rows
+    /// printed as they come), `csv` (with a header line of the answer's column names) or `jsonl` (one JSON
     /// object per row).
     #[arg(long, value_enum, default_value = "table", hide_possible_values = true)]
     pub format: Format,

@@ -361,7 +361,7 @@ impl TryFrom<EntryLine> for Entry {
 /// delete (a prune) or move, or for readers to open. Checked when an entry is read, and
 /// again by the writer before it deletes a file the chain removed.
 pub fn is_segment_file(name: &str) -> bool {
-    super::seal::is_segment_name(name) && !name.contains(['/', '\0']) && !name.contains("..")
+    super::segment::is_segment_name(name) && !name.contains(['/', '\0']) && !name.contains("..")
 }
 
 /// The chain head, the last line of [`MANIFEST`] as `{"head": {...}}`.

@@ -86,10 +86,7 @@ pub fn list_journals(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Whether `name` looks like a segment file.
-pub fn is_segment_name(name: &str) -> bool {
-    name.starts_with("seg-") && name.ends_with(".parquet")
-}
+pub use super::segment::is_segment_name;
 
 /// The name of the segment at chain position `seq` whose first record starts at `time_min_ns`
 /// (written first under [`TMP_PREFIX`] and this name).

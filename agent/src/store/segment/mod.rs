@@ -107,3 +107,9 @@ fn pq(
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `name` looks like a segment file (`seg-*.parquet`; [`super::seal::segment_name`]
+/// names them): here, below the manifest, which checks the names its entries give.
+pub fn is_segment_name(name: &str) -> bool {
+    name.starts_with("seg-") && name.ends_with(".parquet")
+}
