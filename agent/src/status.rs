@@ -55,6 +55,10 @@ pub struct Snapshot {
     pub pid_start: Option<u64>,
     /// Interfaces audited.
     pub interfaces: Vec<String>,
+    /// Configured interfaces the agent does not audit now (deleted, absent at its start, or
+    /// held by another program), and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unaudited: Vec<Unaudited>,
     /// The list generation in force.
     pub generation: u64,
     /// The program's counters, summed over CPUs.
@@ -185,6 +189,7 @@ impl Snapshot {
             pid: std::process::id(),
             pid_start: crate::compliance::system::process_start(std::process::id()),
             interfaces,
+            unaudited: Vec::new(),
             generation,
             counters,
             lists: list_hits,
@@ -343,6 +348,15 @@ impl Snapshot {
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a status snapshot", path.display()))
     }
+}
+
+/// A configured interface the agent does not audit, and why (see `daemon::ifaces`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unaudited {
+    /// The interface's name.
+    pub name: String,
+    /// Why it is not audited, and what ends it.
+    pub reason: String,
 }
 
 /// What the last agent with figures left for the next: its program counters (from which an

@@ -1,4 +1,5 @@
-//! `run`'s error paths, through the real binary: a missing interface or one without Ethernet
+//! `run`'s error paths, through the real binary: a missing interface (or one given twice,
+//! deleted under the agent, absent at its start) or one without Ethernet
 //! headers, an unusable log dir, bad flag values, config files, signing keys, a store held by
 //! another writer, lists in a missing directory, unknown users, missing privileges, and a
 //! busy XDP slot. The error is the first line on stderr, is said once, names the file, flag
@@ -381,32 +382,67 @@ fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
     assert!(wait_within(&mut first.0, ENDS_WITHIN, "the first agent after SIGTERM").success());
 }
 
-/// An audited interface deleted and created again while the agent runs: the kernel took
-/// the program with it, so the agent stops with an error naming it (systemd's
-/// Restart=on-failure then attaches the program again) instead of running on blind there.
+/// `ip -n NS ARGS...`, which must succeed.
+fn ip_in(ns: &Netns, args: &[&str]) {
+    let ok = Command::new("ip")
+        .args(["-n", &ns.0])
+        .args(args)
+        .status()
+        .expect("ip");
+    assert!(ok.success(), "ip {args:?}");
+}
+
+/// A veth pair `a`, `b` in `ns`, both up.
+fn veth(ns: &Netns, a: &str, b: &str) {
+    ip_in(ns, &["link", "add", a, "type", "veth", "peer", "name", b]);
+    ip_in(ns, &["link", "set", a, "up"]);
+    ip_in(ns, &["link", "set", b, "up"]);
+}
+
+/// Waits until the agent's snapshot in `log` (its state dir) names `iface` as not audited, the agent
+/// still running.
+fn wait_unaudited(agent: &mut Reaped, log: &Path, iface: &str) {
+    wait_until(
+        Duration::from_secs(20),
+        "the interface named as not audited",
+        || {
+            assert!(
+                agent.0.try_wait().expect("wait").is_none(),
+                "the agent exited instead of auditing the others"
+            );
+            xdp_audit::status::Snapshot::read(log)
+                .is_ok_and(|s| s.unaudited.iter().any(|u| u.name == iface))
+        },
+    );
+}
+
+/// The agent's exit status and stderr, once it stops.
+fn exit_and_stderr(agent: &mut Reaped) -> (Option<i32>, String) {
+    wait_until(Duration::from_secs(20), "the agent stops", || {
+        agent.0.try_wait().expect("wait").is_some()
+    });
+    let status = agent.0.wait().expect("wait");
+    let mut err = String::new();
+    std::io::Read::read_to_string(agent.0.stderr.as_mut().expect("stderr"), &mut err)
+        .expect("read stderr");
+    (status.code(), err)
+}
+
+/// An audited interface deleted while the agent runs: the kernel took the program with it.
+/// The agent goes on auditing its other interface (`lo`), names the deleted one in its
+/// status, and once it is created again stops with an error naming it (systemd's
+/// Restart=on-failure then attaches the program there) instead of running on blind there.
 #[test]
 fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
     let ns = Netns::new("ifgone");
     let d = TempDir::new("ifgone");
-    let ip = |args: &[&str]| {
-        let ok = Command::new("ip")
-            .args(["-n", &ns.0])
-            .args(args)
-            .status()
-            .expect("ip");
-        assert!(ok.success(), "ip {args:?}");
-    };
-    let make = || {
-        ip(&[
-            "link", "add", "xav0", "type", "veth", "peer", "name", "xav1",
-        ]);
-        ip(&["link", "set", "xav0", "up"]);
-        ip(&["link", "set", "xav1", "up"]);
-    };
-    make();
+    let log = d.path().join("log");
+    veth(&ns, "xav0", "xav1");
     let mut agent = Reaped(
-        ns.agent(&d.path().join("log"))
+        ns.agent(&log)
             .args(["--iface", "xav0", "--no-pin", "--sweep-interval", "200ms"])
+            .arg("--state-dir")
+            .arg(&log)
             .stderr(Stdio::piped())
             .spawn()
             .expect("agent"),
@@ -418,16 +454,60 @@ fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
         );
         ns.has_xdp()
     });
-    ip(&["link", "del", "xav0"]);
-    make();
-    wait_until(Duration::from_secs(20), "the agent stops", || {
-        agent.0.try_wait().expect("wait").is_some()
+    ip_in(&ns, &["link", "del", "xav0"]);
+    wait_unaudited(&mut agent, &log, "xav0");
+    veth(&ns, "xav0", "xav1");
+    let (code, err) = exit_and_stderr(&mut agent);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("\"xav0\" was deleted and created again"),
+        "{err}"
+    );
+}
+
+/// A configured interface that does not exist at the start: the agent audits the others,
+/// names it in its status and raises `XA-IFACE-UNAUDITED`, and stops when it appears, for
+/// the restart that attaches it.
+#[test]
+fn an_interface_absent_at_the_start_is_watched_and_the_others_audited() {
+    let ns = Netns::new("ifabsent");
+    let d = TempDir::new("ifabsent");
+    let log = d.path().join("log");
+    let mut agent = Reaped(
+        ns.agent(&log)
+            .args(["--iface", "xaw0", "--no-pin", "--sweep-interval", "200ms"])
+            .arg("--state-dir")
+            .arg(&log)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agent"),
+    );
+    wait_unaudited(&mut agent, &log, "xaw0");
+    assert!(ns.has_xdp(), "the interface that exists is audited");
+    wait_until(Duration::from_secs(20), "the alert in alerts.jsonl", || {
+        std::fs::read_to_string(log.join("alerts.jsonl")).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.contains("\"XA-IFACE-UNAUDITED\"") && l.contains("\"xaw0\""))
+        })
     });
-    let status = agent.0.wait().expect("wait");
-    let mut err = String::new();
-    std::io::Read::read_to_string(agent.0.stderr.as_mut().expect("stderr"), &mut err)
-        .expect("read stderr");
-    assert_eq!(status.code(), Some(1), "{err}");
-    // "and created again" only if no sweep fell between the delete and the add.
-    assert!(err.contains("\"xav0\" was deleted"), "{err}");
+    veth(&ns, "xaw0", "xaw1");
+    let (code, err) = exit_and_stderr(&mut agent);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("\"xaw0\" exists now"), "{err}");
+}
+
+/// The same interface given twice is refused before anything is attached.
+#[test]
+fn an_interface_given_twice_is_refused() {
+    let d = TempDir::new("iface2");
+    let o = run(&[
+        "run",
+        "--iface",
+        "lo",
+        "--iface",
+        "lo:wan",
+        "--log-dir",
+        s(d.path()),
+    ]);
+    assert_error(&o, &["--iface lo", "twice"]);
 }

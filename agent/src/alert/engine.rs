@@ -18,7 +18,7 @@ use foldhash::fast::RandomState;
 use indexmap::{Equivalent, IndexMap};
 
 use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, Subject};
-use crate::status::Snapshot;
+use crate::status::{Snapshot, Unaudited};
 
 /// Notices kept for `status` (the last ones, raised or resolved).
 pub const RECENT: usize = 10;
@@ -105,6 +105,7 @@ struct SubjectRef<'a> {
     user: Option<&'a str>,
     rule: Option<&'a str>,
     file: Option<&'a str>,
+    interface: Option<&'a str>,
 }
 
 impl SubjectRef<'_> {
@@ -114,6 +115,7 @@ impl SubjectRef<'_> {
             user: self.user.map(str::to_owned),
             rule: self.rule.map(str::to_owned),
             file: self.file.map(str::to_owned),
+            interface: self.interface.map(str::to_owned),
         }
     }
 }
@@ -132,6 +134,7 @@ impl Equivalent<(AlertId, Subject)> for Lookup<'_> {
             && my.user == s.user.as_deref()
             && my.rule == s.rule.as_deref()
             && my.file == s.file.as_deref()
+            && my.interface == s.interface.as_deref()
     }
 }
 
@@ -375,6 +378,7 @@ impl Engine {
             user: h.user,
             rule: h.rule,
             file: None,
+            interface: None,
         };
         self.touch(
             AlertId::BlockFirst,
@@ -564,6 +568,22 @@ impl Engine {
                 "the kernel clock is not synchronised (adjtimex STA_UNSYNC): record times may be wrong".to_owned()
             };
             self.touch(AlertId::ClockUnsync, none(), text, 1, w, now, out);
+        }
+    }
+
+    /// The configured interfaces a sweep found not audited: each is one alert while it
+    /// stays so, resolved once audited again (by the next agent, which carries it, as the
+    /// stop that mends it is a restart).
+    pub fn unaudited(&mut self, list: &[Unaudited], now: impl Into<Now>, out: &mut Vec<Alert>) {
+        let now = now.into();
+        for u in list {
+            let subject = SubjectRef {
+                interface: Some(&u.name),
+                ..SubjectRef::default()
+            };
+            let text = || format!("interface {} is not audited: {}", u.name, u.reason);
+            let w = self.window_ns;
+            self.touch(AlertId::IfaceUnaudited, subject, text, 1, w, now, out);
         }
     }
 

@@ -108,11 +108,15 @@ pub enum AlertId {
     /// The syslog stage dropped messages (its queue was full while the server was away).
     #[serde(rename = "XA-SYSLOG-LOSS")]
     SyslogLoss,
+    /// A configured interface is not audited: deleted, absent at the start, or held by
+    /// another XDP program.
+    #[serde(rename = "XA-IFACE-UNAUDITED")]
+    IfaceUnaudited,
 }
 
 impl AlertId {
     /// Every id, in the README's order.
-    pub const ALL: [AlertId; 16] = [
+    pub const ALL: [AlertId; 17] = [
         AlertId::BlockFirst,
         AlertId::BlockBurst,
         AlertId::RingLoss,
@@ -129,6 +133,7 @@ impl AlertId {
         AlertId::AgentCrashed,
         AlertId::ShipFailing,
         AlertId::SyslogLoss,
+        AlertId::IfaceUnaudited,
     ];
 
     /// The id as written (`XA-...`).
@@ -150,6 +155,7 @@ impl AlertId {
             AlertId::AgentCrashed => "XA-AGENT-CRASHED",
             AlertId::ShipFailing => "XA-SHIP-FAILING",
             AlertId::SyslogLoss => "XA-SYSLOG-LOSS",
+            AlertId::IfaceUnaudited => "XA-IFACE-UNAUDITED",
         }
     }
 
@@ -178,7 +184,8 @@ impl AlertId {
             | AlertId::StoreRefused
             | AlertId::StoreDamaged
             | AlertId::ListStale
-            | AlertId::ChainBroken => Severity::Critical,
+            | AlertId::ChainBroken
+            | AlertId::IfaceUnaudited => Severity::Critical,
         }
     }
 }
@@ -199,6 +206,9 @@ pub struct Subject {
     /// A file (a list file, a store file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// A network interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
 }
 
 /// Whether a notice opens or closes an alert.

@@ -46,6 +46,7 @@ pub fn message(a: &Alert) -> Message {
         ("user", s.user.clone()),
         ("rule", s.rule.clone()),
         ("file", s.file.clone()),
+        ("interface", s.interface.clone()),
     ];
     sd.extend(
         subject

@@ -28,7 +28,7 @@ pub const STATUS_ACTIVE: usize = 50;
 
 enum Msg {
     Hits(HitBatch),
-    Observe(Gauges),
+    Observe(Gauges, Vec<crate::status::Unaudited>),
     Event(Event),
     /// The program's counters as the last agent left them ([`Handle::previous_run`]).
     Previous(Gauges),
@@ -108,7 +108,8 @@ impl Handle {
 
     /// The status snapshot of a sweep; false if the queue was full (counted).
     pub fn observe(&self, snap: &Snapshot) -> bool {
-        self.send(Msg::Observe(Gauges::of(snap, false)), 1)
+        let unaudited = snap.unaudited.clone();
+        self.send(Msg::Observe(Gauges::of(snap, false), unaudited), 1)
     }
 
     /// An explicit event; false if it could not be queued (counted). It waits for room, up
@@ -280,10 +281,12 @@ impl Worker {
                         }
                     }
                 }
-                Ok(Msg::Observe(mut g)) => {
+                Ok(Msg::Observe(mut g, unaudited)) => {
                     g.clock_unsynced =
                         matches!(crate::compliance::system::clock_sync(), ClockSync::Unsynced);
-                    self.engine.observe(g, Now::host(), &mut out);
+                    let now = Now::host();
+                    self.engine.observe(g, now, &mut out);
+                    self.engine.unaudited(&unaudited, now, &mut out);
                     publish = true;
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, Now::host(), &mut out),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::alert::deliver::{ChainDelivery, Delivery, LogDelivery};
 use crate::alert::stage::AlertStage;
@@ -237,6 +237,14 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     args.metrics.addr().map_err(anyhow::Error::msg)?;
+    for (i, (name, _)) in args.ifaces.iter().enumerate() {
+        if args.ifaces[..i].iter().any(|(n, _)| n == name) {
+            bail!(
+                "--iface {name} is given twice: an interface is audited once, as one side \
+                 (IF, IF:lan or IF:wan)"
+            );
+        }
+    }
     // A list file may be missing at start (it is loaded when it appears), but its directory
     // is watched, so it must exist: checked here, before anything touches the kernel.
     let lists = (args
@@ -336,12 +344,12 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         "lists loaded"
     );
     let mut modes = Vec::new();
-    for ((name, wan), iface) in args.ifaces.iter().zip(interfaces) {
-        if *wan {
+    for iface in interfaces {
+        if wan(args, &iface.name) {
             loaded.lists.set_wan(iface.ifindex)?;
         }
-        let mode = loaded.attach(name, args.xdp_mode)?;
-        modes.push((name.clone(), mode.to_string()));
+        let mode = loaded.attach(&iface.name, args.xdp_mode)?;
+        modes.push((iface.name.clone(), mode.to_string()));
     }
     let (program, maps) = loaded.into_parts();
     Ok(Attached {
@@ -352,6 +360,11 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         modes,
         adopted: false,
     })
+}
+
+/// Whether the interface `name` was given as the WAN side (`IF:wan`).
+fn wan(args: &RunArgs, name: &str) -> bool {
+    args.ifaces.iter().any(|(n, wan)| n == name && *wan)
 }
 
 /// A digest of the settings that shape the program and its maps, noted beside the pins.
@@ -384,14 +397,12 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
             flood: flood_budget(args),
             ..LoadOptions::default()
         },
-        interfaces: args
-            .ifaces
+        interfaces: interfaces
             .iter()
-            .zip(interfaces)
-            .map(|((name, wan), i)| Target {
-                name: name.clone(),
+            .map(|i| Target {
+                name: i.name.clone(),
                 ifindex: i.ifindex,
-                wan: *wan,
+                wan: wan(args, &i.name),
             })
             .collect(),
         mode: args.xdp_mode,
@@ -451,13 +462,32 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
 pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     validate(&args)?;
     crate::blocklist::use_mmap_for_large_buffers();
-    let mut interfaces = Vec::new();
+    // An interface absent at the start is watched, and the others audited: one missing
+    // device (a USB NIC, a VLAN made later) must not leave them all unread. None at all is
+    // a configuration to fix.
+    let (mut interfaces, mut absent, mut first_missing) = (Vec::new(), Vec::new(), None);
     for (name, _) in &args.ifaces {
-        let ifindex = crate::loader::usable_interface(name)?;
-        interfaces.push(Interface {
-            name: name.clone(),
-            ifindex,
-        });
+        match crate::loader::usable_interface(name) {
+            Ok(ifindex) => interfaces.push(Interface {
+                name: name.clone(),
+                ifindex,
+            }),
+            Err(e @ crate::loader::LoadError::NoSuchInterface(_)) => {
+                absent.push(name.clone());
+                first_missing.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let (true, Some(e)) = (interfaces.is_empty(), first_missing) {
+        return Err(e.into());
+    }
+    if !absent.is_empty() {
+        warn!(
+            absent = absent.join(", "),
+            "configured interfaces do not exist: auditing the others; the agent stops when one \
+             appears, so that a restart (systemd's Restart=on-failure) attaches the program there"
+        );
     }
     // Store files 0640 and directories 0750, whoever creates them.
     // SAFETY: umask has no preconditions.
@@ -611,6 +641,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         ship: shipper.as_ref().map(|s| s.handle()).or(not_shipping),
         metrics: metrics_listener.as_ref().map(|_| Arc::default()),
         alerts: Some(alerts.handle()),
+        absent,
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
     let exporter = settings.metrics.clone().map(|latest| {

@@ -176,6 +176,9 @@ fn print(
             s.written_at
         )?,
     }
+    for u in &s.unaudited {
+        outln!("NOT AUDITED: interface {}: {}", u.name, u.reason)?;
+    }
     if s.starting {
         if let Some(e) = &s.unreported_crash {
             outln!("the agent before it did not stop cleanly: {e}")?;

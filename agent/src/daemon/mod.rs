@@ -26,6 +26,7 @@
 //! A later stage between the sweeper and the store (enrichment, shipping, metrics) is a
 //! [`RecordSink`] wrapping the next one, given to [`Daemon::start`] as the sink.
 
+pub mod ifaces;
 pub mod lists;
 pub mod queue;
 mod records;
@@ -73,6 +74,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// The audited interfaces.
     pub interfaces: Vec<Interface>,
+    /// Configured interfaces absent at the start: watched until they appear ([`ifaces`]).
+    pub absent: Vec<String>,
     /// When flows end.
     pub timeouts: Timeouts,
     /// How often the flow table is swept, the store's timers run and the status is written.
@@ -111,6 +114,7 @@ impl Settings {
             ship: None,
             metrics: None,
             alerts: None,
+            absent: Vec::new(),
         }
     }
 }
@@ -148,20 +152,17 @@ pub enum DaemonError {
     /// The signal handlers could not be installed (the daemon stops at once, cleanly).
     #[error("cannot install the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
     Signals(std::io::Error),
-    /// An audited interface was deleted (and maybe created again, with a new index) while
-    /// the agent ran: the kernel took its XDP program with it, so nothing blocks or records
-    /// there.
+    /// An audited interface lost the program in a way a restart mends (it was deleted and
+    /// created again, or its program was detached), or an absent one appeared.
     #[error(
-        "interface {name:?} was deleted{} while the agent ran: its XDP program went with it, so \
-         nothing blocked or recorded there; stopped so that a restart (systemd's \
-         Restart=on-failure) attaches the program again",
-        now.map(|i| format!(" and created again (index {i})")).unwrap_or_default()
+        "{why}: nothing was audited or blocked there since; stopped so that a restart \
+         (systemd's Restart=on-failure) attaches the program there"
     )]
-    InterfaceGone {
+    Reattach {
         /// The interface.
         name: String,
-        /// Its index now, if it exists again.
-        now: Option<u32>,
+        /// What happened to it.
+        why: String,
     },
 }
 
@@ -230,6 +231,8 @@ pub struct Daemon {
     lists_thread: Option<std::thread::JoinHandle<()>>,
     records_thread: Option<std::thread::JoinHandle<Result<Summary, DaemonError>>>,
     stop: Arc<Notify>,
+    /// The interfaces, looked at every sweep.
+    watch: ifaces::Watch,
 }
 
 impl Daemon {
@@ -292,6 +295,7 @@ impl Daemon {
             status: records::StatusInputs {
                 dir: settings.state_dir.clone(),
                 interfaces: settings.interfaces.iter().map(|i| i.name.clone()).collect(),
+                unaudited: Vec::new(),
                 stats,
                 lists: shared.clone(),
                 hits: Vec::new(),
@@ -315,6 +319,7 @@ impl Daemon {
             stop: stop.clone(),
             pipeline: counters,
         };
+        let watch = ifaces::Watch::new(&settings.interfaces, &settings.absent);
         let daemon = Self {
             settings,
             ring: Some(RingReader::new(ring)),
@@ -326,6 +331,7 @@ impl Daemon {
             lists_thread: Some(lists_thread),
             records_thread: Some(records_thread),
             stop,
+            watch,
         };
         Ok((daemon, control))
     }
@@ -382,14 +388,15 @@ impl Daemon {
                 },
                 _ = drain_tick.tick() => pump(ring.get_mut(), clock, &queue).await.map(drop),
                 _ = sweep_tick.tick() => {
-                    if let Some(gone) = interface_gone(&self.settings.interfaces) {
-                        break Err(gone);
-                    }
+                    let unaudited = match self.watch.look() {
+                        Ok(u) => u,
+                        Err(e) => break Err(e),
+                    };
                     // Drained first: every start read before `now` is queued before the sweep.
                     let r = pump(ring.get_mut(), clock, &queue).await.map(drop);
                     let now = clock.clocks().monotonic_ns();
                     match r {
-                        Ok(()) if queue.counters().claim_sweep() => queue.send(Msg::Sweep { now }).await,
+                        Ok(()) if queue.counters().claim_sweep() => queue.send(Msg::Sweep { now, unaudited }).await,
                         other => other,
                     }
                 }
@@ -490,23 +497,6 @@ fn take_batch(ring: &mut RingReader, queue: &QueueTx, max: usize) -> (Vec<Event>
 /// under a flood the ring refills as fast as it drains, and a pump that drained until empty
 /// never returned (no stop, no sweep, no status).
 const PUMP_BATCHES: usize = 16;
-
-/// The first of `interfaces` whose device the program was attached to is gone (one
-/// `if_indextoname` each, once a sweep; a device renamed keeps its index and program).
-fn interface_gone(interfaces: &[Interface]) -> Option<DaemonError> {
-    interfaces.iter().find_map(|i| {
-        let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-        // SAFETY: `name` holds IF_NAMESIZE bytes, as if_indextoname requires.
-        let there = !unsafe { libc::if_indextoname(i.ifindex, name.as_mut_ptr()) }.is_null();
-        // Only "no such device" says so: out of descriptors (the lookup's socket) is not.
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        let gone = !there && matches!(errno, Some(libc::ENXIO | libc::ENODEV));
-        gone.then(|| DaemonError::InterfaceGone {
-            name: i.name.clone(),
-            now: crate::loader::ifindex(&i.name),
-        })
-    })
-}
 
 /// Drains the ring into the queue, in batches, after a clock measurement; true when it
 /// stopped at [`PUMP_BATCHES`] with events maybe left.

@@ -32,6 +32,8 @@ pub enum Msg {
     Sweep {
         /// CLOCK_MONOTONIC when the reader sent it.
         now: u64,
+        /// The configured interfaces not audited now ([`super::ifaces`]).
+        unaudited: Vec<super::ifaces::Unaudited>,
     },
     /// The rule names of a list reload, sent before the reload reaches the kernel maps.
     Rules(Arc<RuleBook>),

@@ -30,6 +30,8 @@ pub(crate) struct StatusInputs {
     pub(crate) dir: PathBuf,
     /// The audited interfaces' names.
     pub(crate) interfaces: Vec<String>,
+    /// The configured interfaces not audited, as the last sweep found them.
+    pub(crate) unaudited: Vec<crate::status::Unaudited>,
     /// The program's per-CPU counters.
     pub(crate) stats: Map,
     /// The list maps' hits and generation.
@@ -148,8 +150,9 @@ impl Records {
             }
             Msg::Clock(sample) => self.sweeper.on_clock(sample),
             Msg::Rules(book) => self.rules = book,
-            Msg::Sweep { now } => {
+            Msg::Sweep { now, unaudited } => {
                 counters.sweep_done();
+                self.status.unaudited = unaudited;
                 self.sweep(now);
                 self.write_status(counters.stats());
             }
@@ -245,6 +248,7 @@ impl Records {
             &s.hits,
         );
         snap.flows = self.sweeper.stats;
+        snap.unaudited = s.unaudited.clone();
         snap.flood = self.flood_status.clone();
         snap.store = self.sink.store_status().unwrap_or_default();
         snap.enrich = self.sink.enrich_status();

@@ -98,6 +98,11 @@ pub fn attach(e: &mut Encoder, attach: &[(String, String)]) {
 
 /// When the snapshot was taken and the list generation in force.
 pub fn header(e: &mut Encoder, s: &Snapshot) {
+    e.gauge(
+        "interfaces_unaudited",
+        "Configured interfaces the agent does not audit now (deleted, absent at its start, or held by another XDP program); status names them.",
+        s.unaudited.len() as u64,
+    );
     let at = s
         .written_at
         .parse::<jiff::Timestamp>()

@@ -714,3 +714,26 @@ fn the_status_lists_system_alerts_before_traffic_ones() {
     assert_eq!(order.first(), Some(&AlertId::ClockUnsync), "{order:?}");
     assert!(order[1..].iter().all(|id| id.is_traffic()), "{order:?}");
 }
+
+/// An interface a sweep finds unaudited is one alert while it stays so, resolved once the
+/// sweeps stop naming it.
+#[test]
+fn an_unaudited_interface_is_one_alert_until_audited_again() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let gone = [Unaudited {
+        name: "eth2".into(),
+        reason: "deleted".into(),
+    }];
+    for t in 0..3 {
+        e.unaudited(&gone, t * S, &mut out);
+    }
+    assert_eq!(ids(&out), [(AlertId::IfaceUnaudited, AlertState::Raised)]);
+    assert_eq!(out[0].subject.interface.as_deref(), Some("eth2"));
+    assert!(out[0].text.contains("eth2"), "{}", out[0].text);
+    out.clear();
+    e.unaudited(&[], 3 * S, &mut out);
+    e.tick(62 * S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::IfaceUnaudited, AlertState::Resolved)]);
+    assert_eq!(out[0].count, 3);
+}

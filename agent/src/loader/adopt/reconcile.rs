@@ -120,8 +120,13 @@ pub(in crate::loader) fn reconcile(
     for o in &state.interfaces {
         if !spec.interfaces.iter().any(|t| t.name == o.name) && !renamed.contains(&o.name.as_str())
         {
-            info!(iface = o.name, "no longer configured: detaching");
-            let ifindex = crate::loader::ifindex(&o.name).unwrap_or(o.ifindex);
+            let now = crate::loader::ifindex(&o.name);
+            if now.is_some() {
+                info!(iface = o.name, "no longer configured: detaching");
+            } else {
+                info!(iface = o.name, "gone: its pinned attachment is removed");
+            }
+            let ifindex = now.unwrap_or(o.ifindex);
             // It may still run the program an interrupted swap replaced.
             let stale = netlink::query(ifindex)
                 .ok()

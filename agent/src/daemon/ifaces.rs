@@ -1,0 +1,164 @@
+//! The audited interfaces, looked at once a sweep: is the agent's program still on each?
+//!
+//! The kernel takes a program off a device that is deleted, and a program can be detached
+//! or replaced (`bpftool link detach`, a device deleted and created again under the same
+//! index) while the agent runs. Where a restart would put the program back (the interface
+//! exists again, or has no program now), the agent stops with an error naming it, and
+//! systemd's `Restart=on-failure` starts it again. Where a restart cannot (the interface is
+//! absent; another program holds it), the agent goes on auditing the others and says so:
+//! `status`, the metrics and `XA-IFACE-UNAUDITED`, every sweep until it changes. A
+//! configured interface absent at the start is watched the same way.
+
+use super::{DaemonError, Interface};
+use crate::loader::{ifindex, netlink};
+pub use crate::status::Unaudited;
+
+/// One configured interface, and the device and program the agent attached there.
+#[derive(Clone, Debug)]
+struct Watched {
+    name: String,
+    /// `(ifindex, program id)`: the program's id as netlink showed it once attached
+    /// (`None` if it could not be read: then only the device is watched).
+    attached: Option<(u32, Option<u32>)>,
+}
+
+/// The configured interfaces, watched.
+#[derive(Clone, Debug)]
+pub struct Watch {
+    ifaces: Vec<Watched>,
+}
+
+/// What a look at one interface found.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    Audited,
+    /// Not audited, and a restart would not change it.
+    Unaudited(String),
+    /// Not audited, and a restart would attach the program: why.
+    Restart(String),
+}
+
+impl Watch {
+    /// The interfaces the program is attached to now (`audited`; their program read from
+    /// netlink now) and the configured ones that were absent at the start.
+    pub fn new(audited: &[Interface], absent: &[String]) -> Self {
+        let mut ifaces: Vec<Watched> = audited
+            .iter()
+            .map(|i| {
+                let prog = netlink::query(i.ifindex).ok().flatten().map(|a| a.prog_id);
+                Watched {
+                    name: i.name.clone(),
+                    attached: Some((i.ifindex, prog)),
+                }
+            })
+            .collect();
+        ifaces.extend(absent.iter().map(|name| Watched {
+            name: name.clone(),
+            attached: None,
+        }));
+        Self { ifaces }
+    }
+
+    /// The interfaces not audited now; an error (to stop the agent) when a restart would
+    /// attach the program to one of them.
+    pub fn look(&self) -> Result<Vec<Unaudited>, DaemonError> {
+        let mut out = Vec::new();
+        for w in &self.ifaces {
+            match look(w) {
+                Look::Audited => {}
+                Look::Unaudited(reason) => out.push(Unaudited {
+                    name: w.name.clone(),
+                    reason,
+                }),
+                Look::Restart(why) => {
+                    return Err(DaemonError::Reattach {
+                        name: w.name.clone(),
+                        why,
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn look(w: &Watched) -> Look {
+    let name = &w.name;
+    let Some((index, prog)) = w.attached else {
+        return match ifindex(name) {
+            Some(i) => Look::Restart(format!("interface {name:?} exists now (index {i})")),
+            None => Look::Unaudited(
+                "absent at the agent's start: nothing is audited or blocked there; the agent \
+                 stops when it appears, so that a restart attaches the program"
+                    .into(),
+            ),
+        };
+    };
+    match netlink::query(index) {
+        Ok(Some(a)) if prog.is_none_or(|p| p == a.prog_id) => Look::Audited,
+        Ok(Some(a)) => Look::Unaudited(format!(
+            "another XDP program (id {}) is attached in place of the agent's: nothing is \
+             audited or blocked there; detach it and restart the agent",
+            a.prog_id
+        )),
+        Ok(None) => Look::Restart(format!(
+            "interface {name:?} (index {index}) has no XDP program any more (detached, or \
+             deleted and created again under its index)"
+        )),
+        Err(e) if gone(&e) => match ifindex(name) {
+            Some(now) => Look::Restart(format!(
+                "interface {name:?} was deleted and created again (index {now})"
+            )),
+            None => Look::Unaudited(
+                "deleted while the agent ran (the kernel took the program with it): nothing \
+                 is audited or blocked there; the agent stops when it is back, so that a \
+                 restart attaches the program"
+                    .into(),
+            ),
+        },
+        // Out of descriptors, say: no news either way.
+        Err(_) => Look::Audited,
+    }
+}
+
+/// Whether netlink's answer says the device is no more.
+fn gone(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENXIO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_interface_is_unaudited_until_it_exists() {
+        let absent = Watched {
+            name: "xa-no-such0".into(),
+            attached: None,
+        };
+        assert!(matches!(look(&absent), Look::Unaudited(_)));
+        let lo = Watched {
+            name: "lo".into(),
+            attached: None,
+        };
+        assert!(
+            matches!(look(&lo), Look::Restart(r) if r.contains("exists now")),
+            "a restart attaches it"
+        );
+    }
+
+    #[test]
+    fn a_device_without_the_program_or_gone_is_no_longer_audited() {
+        // The loopback device runs no XDP program here.
+        let lo = Watched {
+            name: "lo".into(),
+            attached: Some((1, Some(7))),
+        };
+        assert!(matches!(look(&lo), Look::Restart(r) if r.contains("no XDP program")));
+        let gone = Watched {
+            name: "xa-no-such0".into(),
+            attached: Some((0x7fff_0000, Some(7))),
+        };
+        assert!(matches!(look(&gone), Look::Unaudited(r) if r.contains("deleted")));
+    }
+}
