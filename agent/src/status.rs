@@ -226,6 +226,14 @@ impl Snapshot {
         }
     }
 
+    /// Records the agent did not write: the store's drops (a full disk past the memory
+    /// bound) and the records its sink refused. A record the store drops is also one the
+    /// sink refused, so the two are not added; the store may also drop records it held
+    /// without refusing one, so the larger is the count.
+    pub fn records_lost(&self) -> u64 {
+        self.store.dropped.max(self.flows.sink_errors)
+    }
+
     /// The agent's own losses and waits, and the wall clock's steps, as `status` prints them.
     pub fn agent_summary(&self) -> String {
         let p = &self.pipeline;
@@ -613,6 +621,18 @@ mod tests {
             );
             drop(starting); // the start fails
         }
+    }
+
+    /// A record the store drops is refused to the sink too: counted once, not twice.
+    #[test]
+    fn a_dropped_record_is_one_record_lost() {
+        let mut s = snapshot(1);
+        (s.store.dropped, s.flows.sink_errors) = (101, 101);
+        assert_eq!(s.records_lost(), 101);
+        (s.store.dropped, s.flows.sink_errors) = (150, 101);
+        assert_eq!(s.records_lost(), 150, "drops of held records refuse nothing");
+        (s.store.dropped, s.flows.sink_errors) = (0, 3);
+        assert_eq!(s.records_lost(), 3);
     }
 
     #[test]

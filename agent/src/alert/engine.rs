@@ -85,7 +85,7 @@ impl Gauges {
             lost_starts: snap.flows.lost_starts,
             table_entries: snap.flows.table_v4.max(snap.flows.table_v6),
             store_degraded: snap.store.degraded,
-            store_refused: snap.store.dropped + snap.flows.sink_errors,
+            store_refused: snap.records_lost(),
             store_skipped_frames: snap.store.journal_skipped_frames,
             store_unsealable: snap.store.unsealable,
             manifest_unreadable: snap.store.manifest_unreadable.is_some(),

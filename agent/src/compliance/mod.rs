@@ -499,13 +499,14 @@ fn losses_line(inputs: &Inputs) -> Line {
     ];
     let ring_lost: u64 = ring.iter().map(|&k| c(k)).sum();
     let since = "since the agent started";
-    if s.store.dropped > 0 || s.flows.sink_errors > 0 {
+    let lost = s.records_lost();
+    if lost > 0 {
         return Line::new(
             "losses",
             Verdict::Fail,
             format!(
-                "{} records dropped by the store while the disk refused writes, {} refused {since}",
-                s.store.dropped, s.flows.sink_errors
+                "{lost} records not written {since} ({} dropped by the store while the disk refused writes)",
+                s.store.dropped
             ),
         );
     }
