@@ -630,7 +630,11 @@ mod tests {
         (s.store.dropped, s.flows.sink_errors) = (101, 101);
         assert_eq!(s.records_lost(), 101);
         (s.store.dropped, s.flows.sink_errors) = (150, 101);
-        assert_eq!(s.records_lost(), 150, "drops of held records refuse nothing");
+        assert_eq!(
+            s.records_lost(),
+            150,
+            "drops of held records refuse nothing"
+        );
         (s.store.dropped, s.flows.sink_errors) = (0, 3);
         assert_eq!(s.records_lost(), 3);
     }

@@ -305,6 +305,8 @@ impl Daemon {
                 publish: settings.metrics.clone(),
                 alerts: settings.alerts.clone(),
                 unwritten: crate::throttle::Throttle::new(Duration::from_secs(60)),
+                counters: Default::default(),
+                unread: crate::throttle::Throttle::new(Duration::from_secs(60)),
             },
         };
         let list_paths = lists.paths().into_iter().map(PathBuf::from).collect();

@@ -51,6 +51,9 @@ pub(crate) struct StatusInputs {
     /// A snapshot that cannot be written (a full disk) is said at most once a minute, not
     /// at every sweep.
     pub(crate) unwritten: crate::throttle::Throttle,
+    /// The program counters last read, and how often reading them failed since last said.
+    pub(crate) counters: BTreeMap<String, u64>,
+    pub(crate) unread: crate::throttle::Throttle,
 }
 
 /// The records stage's state.
@@ -227,16 +230,23 @@ impl Records {
     /// metrics).
     fn write_snapshot(&mut self, pipeline: PipelineStats, observe: bool) {
         let s = &mut self.status;
-        let counters: BTreeMap<String, u64> = match crate::stats::read(&s.stats) {
-            Ok(c) => c
-                .into_iter()
-                .map(|(c, n)| (c.name().to_owned(), n))
-                .collect(),
-            Err(e) => {
-                warn!(error = %e, "cannot read the program counters");
-                return;
+        // Counters that cannot be read (out of descriptors, say) leave the last ones read in
+        // the snapshot: the rest of the status, and the alerts it feeds (a store that cannot
+        // rotate its journal for the same reason), must not go quiet with them.
+        match crate::stats::read(&s.stats) {
+            Ok(c) => {
+                s.counters = c
+                    .into_iter()
+                    .map(|(c, n)| (c.name().to_owned(), n))
+                    .collect()
             }
-        };
+            Err(e) => {
+                if let Some(n) = s.unread.hit(1) {
+                    warn!(error = %e, times = n, "cannot read the program counters; the status keeps the last ones read (said at most once a minute)");
+                }
+            }
+        }
+        let counters: BTreeMap<String, u64> = s.counters.clone();
         if let Some(hits) = s.lists.try_hits() {
             s.hits = hits;
         }
