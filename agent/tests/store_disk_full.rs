@@ -404,3 +404,40 @@ fn a_store_opened_on_a_full_disk_starts_degraded_and_writes_once_space_returns()
         canon(all)
     );
 }
+
+/// Retention that meets a full disk (its manifest entry needs room before a file can go) is
+/// tried again every minute, not the next day: once space returns, the expired segments go
+/// within a minute and the store verifies.
+#[test]
+fn retention_that_meets_a_full_disk_runs_again_within_a_minute_of_space_returning() {
+    let fs = Tmpfs::mount("4m");
+    let dir = fs.path().join("log");
+    let clock = FakeClock::new(T0);
+    fill(&dir, &clock, T0, 3, 2.0, 11, true);
+    let old = live(&dir).len();
+    assert!(old >= 3, "{old} segments");
+    let filler = fs.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 8 << 20]);
+    // Ninety-two days on: every segment is past a 90-day retention; the open's retention
+    // pass fails on the full disk.
+    clock.set(T0 + 92 * DAY);
+    let mut cfg = config(&dir);
+    cfg.retention_days = 90;
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open on the full disk: {e}"));
+    assert!(store.wait_idle(), "the sealer thread answers");
+    assert_eq!(live(&dir).len(), old, "nothing could be pruned yet");
+    std::fs::remove_file(&filler).expect("free the disk");
+    clock.advance(61_000_000_000);
+    store
+        .tick_at(clock_now(&clock))
+        .unwrap_or_else(|e| panic!("timers: {e}"));
+    assert!(store.wait_idle(), "the sealer thread answers");
+    assert_eq!(
+        live(&dir).len(),
+        0,
+        "the expired segments went a minute later"
+    );
+    drop(store);
+    verify(&dir, None).unwrap_or_else(|b| panic!("verify after the retried retention: {b}"));
+}

@@ -77,6 +77,9 @@ pub const DEFAULT_BUFFER_RECORDS: usize = 100_000;
 /// Buffered frames are written once they reach this many bytes (or at the fsync interval).
 const WRITE_CHUNK: usize = 256 * 1024;
 
+/// How soon a retention pass that failed is tried again ([`Store`]'s timers).
+const RETENTION_RETRY_NS: i64 = 60 * 1_000_000_000;
+
 /// A source of wall-clock time, so tests can drive rotation, retention and reporting.
 pub trait StoreClock: Send {
     /// Now, Unix nanoseconds.
@@ -480,10 +483,14 @@ impl Store {
                 self.last_seal_try_ns = now;
             }
         }
-        if self
-            .last_retention_ns
-            .is_none_or(|t| now - t >= retention::DAY_NS)
-        {
+        // Daily, and every minute after a pass that failed: on a disk that filled, space
+        // freed must let retention run (and free more) without waiting for the next day.
+        let wait = if self.sealer.retention_failed() {
+            RETENTION_RETRY_NS
+        } else {
+            retention::DAY_NS
+        };
+        if self.last_retention_ns.is_none_or(|t| now - t >= wait) {
             self.sealer.retention(now, self.cfg.retention_days);
             self.last_retention_ns = Some(now);
         }

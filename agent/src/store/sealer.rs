@@ -30,6 +30,9 @@ struct Shared {
     seal_disk_full: AtomicBool,
     /// The last compaction pass stopped at a full disk.
     compact_disk_full: AtomicBool,
+    /// The last retention pass failed (a full disk: its entries need room before files
+    /// can go): retried every minute rather than the next day.
+    retention_failed: AtomicBool,
     pending: AtomicUsize,
     unsealable: AtomicUsize,
     skipped_bytes: AtomicU64,
@@ -235,14 +238,19 @@ impl Worker {
                 Job::Compact { now } => self.compact(now),
                 Job::Retry { now } => self.retry(now),
                 Job::Retention { now, days } => {
-                    if let Err(e) = retention::prune_gated(
+                    let result = retention::prune_gated(
                         &self.dir,
                         &mut self.manifest,
                         now,
                         days,
                         self.ship_gate.as_ref(),
-                    ) {
-                        tracing::warn!(error = %e, "retention could not run; retrying tomorrow");
+                    );
+                    let failed = self
+                        .shared
+                        .retention_failed
+                        .swap(result.is_err(), Ordering::Relaxed);
+                    if let (Err(e), false) = (result, failed) {
+                        tracing::warn!(error = %e, "retention could not run; retrying every minute until it does");
                     }
                 }
                 Job::Barrier { now, reply } => {
@@ -364,6 +372,11 @@ impl Sealer {
     pub fn disk_full(&self) -> bool {
         self.shared.seal_disk_full.load(Ordering::Relaxed)
             || self.shared.compact_disk_full.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last retention pass failed (retried every minute by the store).
+    pub fn retention_failed(&self) -> bool {
+        self.shared.retention_failed.load(Ordering::Relaxed)
     }
 
     /// Bytes and frames (at least) of damaged journals the thread's seals skipped.
