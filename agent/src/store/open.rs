@@ -237,7 +237,7 @@ impl Store {
                     %error,
                     "cannot anchor the operator log or run retention at the start: the disk is \
                      full; the sealer thread does both once space returns (it anchors after \
-                     each seal and runs retention now and then daily)"
+                     each seal, and runs retention now, every minute until it succeeds, then daily)"
                 );
                 true
             }
