@@ -117,6 +117,10 @@ pub struct Snapshot {
     /// starting snapshot): handed on like `previous_counters`, for the next agent to carry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_alerts: Vec<crate::alert::Alert>,
+    /// The records the last agent with figures lost at its stop (only in a starting
+    /// snapshot), handed on like `previous_counters`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub previous_lost_at_stop: u64,
     /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
     /// when the agent runs without `--syslog`).
     #[serde(default)]
@@ -207,6 +211,7 @@ impl Snapshot {
             unreported_crash: None,
             previous_counters: BTreeMap::new(),
             previous_alerts: Vec::new(),
+            previous_lost_at_stop: 0,
             syslog: None,
             flood: Default::default(),
         }
@@ -222,6 +227,7 @@ impl Snapshot {
             unreported_crash: unreported,
             previous_counters: previous.counters,
             previous_alerts: previous.alerts,
+            previous_lost_at_stop: previous.lost_at_stop,
             ..Self::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 0, &[])
         }
     }
@@ -229,9 +235,10 @@ impl Snapshot {
     /// Records the agent did not write: the store's drops (a full disk past the memory
     /// bound) and the records its sink refused. A record the store drops is also one the
     /// sink refused, so the two are not added; the store may also drop records it held
-    /// without refusing one, so the larger is the count.
+    /// without refusing one, so the larger is the count. And the records it still held at
+    /// a stop on a disk that refused them.
     pub fn records_lost(&self) -> u64 {
-        self.store.dropped.max(self.flows.sink_errors)
+        self.store.dropped.max(self.flows.sink_errors) + self.store.lost_at_stop
     }
 
     /// The agent's own losses and waits, and the wall clock's steps, as `status` prints them.
@@ -358,6 +365,10 @@ impl Snapshot {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A configured interface the agent does not audit, and why (see `daemon::ifaces`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unaudited {
@@ -376,6 +387,9 @@ pub struct Previous {
     pub counters: BTreeMap<String, u64>,
     /// The alerts active at its last snapshot.
     pub alerts: Vec<crate::alert::Alert>,
+    /// Records it still held when it stopped on a disk that refused them (no alert of its
+    /// own could say so after its last seal).
+    pub lost_at_stop: u64,
 }
 
 /// This agent's start, as the state directory shows it: [`Starting::begin`] reads the last
@@ -401,11 +415,13 @@ impl Starting {
                     Previous {
                         counters: s.previous_counters,
                         alerts: s.previous_alerts,
+                        lost_at_stop: s.previous_lost_at_stop,
                     }
                 } else {
                     Previous {
                         counters: s.counters,
                         alerts: s.alerts.map(|a| a.active).unwrap_or_default(),
+                        lost_at_stop: s.store.lost_at_stop,
                     }
                 }
             },
@@ -605,10 +621,12 @@ mod tests {
             active: vec![active.clone()],
             ..Default::default()
         });
+        last.store.lost_at_stop = 9;
         last.write(&dir).expect("write the last agent's snapshot");
         Snapshot::mark_stopped(&dir).expect("it stops cleanly");
         for start in 0..3 {
             let (previous, starting, _) = Starting::begin(&dir);
+            assert_eq!(previous.lost_at_stop, 9, "start {start}");
             assert_eq!(
                 previous.counters.get("lost_flow_start"),
                 Some(&5),

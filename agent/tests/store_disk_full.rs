@@ -441,3 +441,37 @@ fn retention_that_meets_a_full_disk_runs_again_within_a_minute_of_space_returnin
     drop(store);
     verify(&dir, None).unwrap_or_else(|b| panic!("verify after the retried retention: {b}"));
 }
+
+/// A store closed while the disk still refuses its buffered records reports the close as
+/// failed and counts them as lost at the stop, for the status and the next agent's alert.
+#[test]
+fn records_held_at_a_close_on_a_full_disk_are_counted_lost() {
+    use xdp_audit::sink::RecordSink as _;
+    let fs = Tmpfs::mount("1m");
+    let dir = fs.path().join("log");
+    let clock = FakeClock::new(T0);
+    let mut store = open(&dir, &clock);
+    let filler = fs.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).expect("create the filler");
+        let chunk = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    }
+    let mut g = TrafficGen::with_rate(6, T0, 2.0);
+    for _ in 0..200 {
+        let r = g.next_record();
+        clock.set(r.time_start_ns);
+        store.append(&r);
+    }
+    assert!(!store.sync_now(), "nothing can be written");
+    let held = store.status().buffered;
+    assert!(held > 0, "{:?}", store.status());
+    let e = store
+        .close()
+        .expect_err("the close cannot write what it holds");
+    assert!(
+        e.to_string().contains("could not be written at shutdown"),
+        "{e}"
+    );
+    assert_eq!(store.status().lost_at_stop, held, "{:?}", store.status());
+}

@@ -636,6 +636,13 @@ impl Engine {
                 // Stale until a restart: it holds, however long no change comes to refuse.
                 self.touch(AlertId::ListStale, subject, text, 1, i64::MAX, now, out);
             }
+            Event::LostAtStop { records } => {
+                let text = || {
+                    format!("the last agent stopped with {records} records it could not write: the disk refused them")
+                };
+                let (subject, w) = (SubjectRef::default(), self.window_ns);
+                self.touch(AlertId::StoreRefused, subject, text, records, w, now, out);
+            }
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");
                 let subject = SubjectRef::default();

@@ -293,6 +293,12 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The agent before this one stopped with records it could not write (the disk refused
+    /// them at its last seal, after its own last alert).
+    LostAtStop {
+        /// The records.
+        records: u64,
+    },
     /// The agent before this one did not stop cleanly.
     Crashed {
         /// What shows it (a status snapshot never marked stopped, journals left unsealed).

@@ -584,6 +584,12 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     };
     let mut alerts = start_alerts(&args, &log_dir, syslog)?;
     alerts.handle().carry(previous.alerts);
+    if previous.lost_at_stop > 0 {
+        let records = previous.lost_at_stop;
+        alerts
+            .handle()
+            .event(crate::alert::Event::LostAtStop { records });
+    }
     alerts
         .verify_store(
             log_dir.clone(),

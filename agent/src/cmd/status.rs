@@ -218,6 +218,12 @@ fn print(
             ""
         }
     )?;
+    if st.lost_at_stop > 0 {
+        outln!(
+            "  LOST AT THE STOP: {} records were still held in memory when the agent stopped on a disk that refused them",
+            st.lost_at_stop
+        )?;
+    }
     if let Some(why) = &st.manifest_unreadable {
         outln!(
             "  MANIFEST UNREADABLE at the start: {why}; recording into journals only (nothing is sealed, merged or pruned) until manifest.jsonl is restored from a copy and the agent restarted"

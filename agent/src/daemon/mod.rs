@@ -459,14 +459,19 @@ impl Daemon {
         // The last sender: the records stage sees the end of the queue and finishes.
         self.queue = None;
         let summary = match self.records_thread.take() {
-            Some(t) => t.join().map_err(|_| DaemonError::Panicked("records"))??,
+            Some(t) => t.join().map_err(|_| DaemonError::Panicked("records"))?,
             None => return Err(DaemonError::RecordsGone),
         };
         // The last snapshot stays, marked: `xdp-audit status` says the agent stopped and shows
-        // the snapshot's age, and the next agent knows this one did not crash.
-        if let Err(e) = crate::status::Snapshot::mark_stopped(&self.settings.state_dir) {
-            warn!(error = %e, "cannot mark the status snapshot stopped");
+        // the snapshot's age, and the next agent knows this one did not crash. A store that
+        // could not write everything at its close is no crash either: its snapshot counts
+        // the records lost, which the next agent alerts.
+        if matches!(summary, Ok(_) | Err(DaemonError::Close(_))) {
+            if let Err(e) = crate::status::Snapshot::mark_stopped(&self.settings.state_dir) {
+                warn!(error = %e, "cannot mark the status snapshot stopped");
+            }
         }
+        let summary = summary?;
         log_summary(&summary);
         Ok(summary)
     }

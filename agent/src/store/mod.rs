@@ -193,6 +193,10 @@ pub struct StoreStatus {
     pub buffered: u64,
     /// Records dropped because the memory buffer was full while the disk refused writes.
     pub dropped: u64,
+    /// Records still held in memory when the store closed on a disk that refused them:
+    /// lost with the process (the next agent alerts them).
+    #[serde(default)]
+    pub lost_at_stop: u64,
     /// Whether the disk currently refuses writes: the journal's (records are held in memory),
     /// or the last seal's or compaction's (journals wait, in order, and are retried).
     pub degraded: bool,
@@ -705,6 +709,7 @@ impl RecordSink for Store {
             Ok(())
         } else {
             let s = self.status();
+            self.status.lost_at_stop = s.buffered;
             Err(SinkError::Write {
                 path: self.journal.path().to_owned(),
                 cause: std::io::Error::other(format!(

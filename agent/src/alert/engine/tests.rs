@@ -737,3 +737,15 @@ fn an_unaudited_interface_is_one_alert_until_audited_again() {
     assert_eq!(ids(&out), [(AlertId::IfaceUnaudited, AlertState::Resolved)]);
     assert_eq!(out[0].count, 3);
 }
+
+/// Records the last agent could not write at its stop (after its own last alert) are
+/// alerted by the next one, counted.
+#[test]
+fn records_lost_at_the_last_stop_are_a_store_refused_alert() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.event(Event::LostAtStop { records: 2000 }, 0, &mut out);
+    assert_eq!(ids(&out), [(AlertId::StoreRefused, AlertState::Raised)]);
+    assert_eq!(out[0].count, 2000);
+    assert!(out[0].text.contains("2000 records"), "{}", out[0].text);
+}

@@ -107,6 +107,7 @@ fn full(rules: usize) -> Snapshot {
         unreported_crash: None,
         previous_counters: BTreeMap::new(),
         previous_alerts: Vec::new(),
+        previous_lost_at_stop: 0,
         unaudited: Vec::new(),
         syslog: Some(crate::syslog::SyslogStatus {
             server: "tcp://127.0.0.1:514".into(),
