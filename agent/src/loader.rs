@@ -727,7 +727,11 @@ pub(crate) fn attach_xdp(
                     _ => {}
                 }
                 if i + 1 < tries.len() {
-                    warn!(iface, error = %e, "native XDP refused by the driver; falling back to SKB (generic) mode");
+                    // With the kernel's reason (the source: "Peer MTU is too large", say),
+                    // which the top error alone does not say.
+                    let reason = std::error::Error::source(&e)
+                        .map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
+                    warn!(iface, error = reason, "native XDP refused by the driver; falling back to SKB (generic) mode, which costs more per packet; `--xdp-mode native` retries native at the next start");
                 }
                 last = Some(LoadError::Attach {
                     iface: iface.into(),

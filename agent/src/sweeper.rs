@@ -417,6 +417,14 @@ impl Sweeper {
         }
     }
 
+    /// The program's `lost_flow_start` counter as the last agent read it, for an agent that
+    /// adopted its program: flows whose start was lost while no agent ran, and the LRU
+    /// evicted before this one's first sweep, are counted unseen from there instead of
+    /// vanishing into the first sweep's base.
+    pub fn lost_starts_before(&mut self, kernel_total: u64) {
+        self.lost_starts_base = Some((kernel_total, 0));
+    }
+
     /// The program's `lost_flow_start` counter, read before a sweep: after it, the sweep
     /// works out how many of those flows it never found ([`SweepStats::lost_unseen`]).
     pub fn note_lost_starts(&mut self, kernel_total: u64) {

@@ -179,6 +179,21 @@ fn a_flow_evicted_and_made_again_between_two_sweeps_is_a_new_flow() {
 
 #[test]
 fn flows_whose_start_event_was_lost_are_still_recorded() {
+    lost_starts_case(false);
+}
+
+/// An agent that adopts the program counts the flows lost unseen while no agent ran from
+/// the last agent's reading of the counter, not from its own first sweep, where they
+/// would vanish into the base.
+#[test]
+fn flows_lost_unseen_while_no_agent_ran_are_counted_by_the_next() {
+    lost_starts_case(true);
+}
+
+/// A hundred new flows through a 4 KiB ring, five of the unannounced ones evicted before
+/// a sweep: the sweeper records the rest and counts the five. `adopted`: the counting
+/// starts from a last agent's reading taken before the flows (no sweep of this one).
+fn lost_starts_case(adopted: bool) {
     let mut l = load(1024, 4096);
     let mut s = sweeper(Timeouts::default());
     let mut sink = Memory::default();
@@ -187,10 +202,14 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
     let lost_starts = |l: &Loaded| {
         xdp_audit::stats::read_one(&l.stats, agent_common::Counter::LostFlowStart).expect("stats")
     };
-    // The first sweep is where the count of flows lost unseen starts from.
-    s.note_lost_starts(lost_starts(&l));
-    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
-        .expect("sweep");
+    if adopted {
+        s.lost_starts_before(lost_starts(&l));
+    } else {
+        // The first sweep is where the count of flows lost unseen starts from.
+        s.note_lost_starts(lost_starts(&l));
+        s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+            .expect("sweep");
+    }
     for i in 0..100u16 {
         run(
             &mut l,

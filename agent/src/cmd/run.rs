@@ -648,6 +648,9 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         metrics: metrics_listener.as_ref().map(|_| Arc::default()),
         alerts: Some(alerts.handle()),
         absent,
+        lost_starts_before: adopted
+            .then(|| previous.counters.get("lost_flow_start").copied())
+            .flatten(),
         ..Settings::new(args.state_dir.clone(), interfaces)
     };
     let exporter = settings.metrics.clone().map(|latest| {

@@ -18,7 +18,7 @@ pub use crate::status::Unaudited;
 struct Watched {
     name: String,
     /// `(ifindex, program id)`: the program's id as netlink showed it once attached
-    /// (`None` if it could not be read: then only the device is watched).
+    /// (`None` if none was there or it could not be read: then only the device is watched).
     attached: Option<(u32, Option<u32>)>,
 }
 
@@ -101,6 +101,9 @@ fn look(w: &Watched) -> Look {
              audited or blocked there; detach it and restart the agent",
             a.prog_id
         )),
+        // No program was seen here at the start (a program run without attaching, as the
+        // tests do): only the device is watched.
+        Ok(None) if prog.is_none() => Look::Audited,
         Ok(None) => Look::Restart(format!(
             "interface {name:?} (index {index}) has no XDP program any more (detached, or \
              deleted and created again under its index)"
@@ -110,9 +113,10 @@ fn look(w: &Watched) -> Look {
                 "interface {name:?} was deleted and created again (index {now})"
             )),
             None => Look::Unaudited(
-                "deleted while the agent ran (the kernel took the program with it): nothing \
-                 is audited or blocked there; the agent stops when it is back, so that a \
-                 restart attaches the program"
+                "gone while the agent ran (deleted, or moved to another network namespace, \
+                 where a pinned link keeps the program blocking unread until `xdp-audit \
+                 detach`): nothing is audited here; the agent stops when it is back, so \
+                 that a restart attaches the program"
                     .into(),
             ),
         },
@@ -159,6 +163,6 @@ mod tests {
             name: "xa-no-such0".into(),
             attached: Some((0x7fff_0000, Some(7))),
         };
-        assert!(matches!(look(&gone), Look::Unaudited(r) if r.contains("deleted")));
+        assert!(matches!(look(&gone), Look::Unaudited(r) if r.contains("gone")));
     }
 }

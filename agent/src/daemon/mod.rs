@@ -76,6 +76,9 @@ pub struct Settings {
     pub interfaces: Vec<Interface>,
     /// Configured interfaces absent at the start: watched until they appear ([`ifaces`]).
     pub absent: Vec<String>,
+    /// The program's `lost_flow_start` as the last agent read it, when this one adopted the
+    /// program ([`Sweeper::lost_starts_before`]).
+    pub lost_starts_before: Option<u64>,
     /// When flows end.
     pub timeouts: Timeouts,
     /// How often the flow table is swept, the store's timers run and the status is written.
@@ -115,6 +118,7 @@ impl Settings {
             metrics: None,
             alerts: None,
             absent: Vec::new(),
+            lost_starts_before: None,
         }
     }
 }
@@ -273,6 +277,9 @@ impl Daemon {
             .map(|i| (i.ifindex, i.name.clone()))
             .collect();
         let mut sweeper = Sweeper::new(settings.timeouts, Timeline::new(first), ifnames);
+        if let Some(n) = settings.lost_starts_before {
+            sweeper.lost_starts_before(n);
+        }
         if let Some(ledger) = ledger {
             let n = sweeper.adopt(ledger);
             if n > 0 {

@@ -274,12 +274,20 @@ pub fn read_input_text(path: &Path, max: u64) -> Result<String, InputError> {
     Ok(utf8_text(read_input(path, max)?)?)
 }
 
-/// Whether `e` says the disk (or the user's quota on it) is full: ENOSPC or EDQUOT. That is
-/// the store's condition, not a fault of the file being written, and passes when space returns.
+/// Whether `e` says the disk refuses writes for a reason of the host, not of the file being
+/// written: full (ENOSPC), over quota (EDQUOT), remounted read-only (EROFS, as ext4 does on
+/// an error), or the process out of descriptors (EMFILE, ENFILE). The store holds and
+/// retries, in order, until it passes; taken for the file's fault, a journal would be passed
+/// over as unsealable after a few tries and the chain sealed out of order.
 pub fn is_disk_full(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
-    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
-        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::ReadOnlyFilesystem
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EMFILE | libc::ENFILE)
+    )
 }
 
 /// [`is_disk_full`] for an I/O error anywhere in `e`'s chain of sources (the Parquet writer
@@ -449,7 +457,14 @@ mod tests {
 
     #[test]
     fn a_full_disk_or_quota_is_told_from_other_errors_also_inside_another_error() {
-        for errno in [libc::ENOSPC, libc::EDQUOT] {
+        // A read-only remount and a descriptor limit pass too: held and retried in order.
+        for errno in [
+            libc::ENOSPC,
+            libc::EDQUOT,
+            libc::EROFS,
+            libc::EMFILE,
+            libc::ENFILE,
+        ] {
             let e = std::io::Error::from_raw_os_error(errno);
             assert!(is_disk_full(&e), "{e}");
             let wrapped = parquet::errors::ParquetError::from(e);

@@ -298,6 +298,9 @@ pub struct Store {
     last_retention_ns: Option<i64>,
     degraded: Option<Degraded>,
     last_report_ns: i64,
+    /// When the store last said it writes again: a disk that refuses one write a second
+    /// (a journal that cannot be created while appends go on) is said once a minute.
+    last_recovered_ns: i64,
     counted_synced: u64,
     status: StoreStatus,
     /// Shared with the sealer thread.
@@ -400,7 +403,9 @@ impl Store {
                 self.last_sync_ns = now;
                 self.status.durable += self.journal.synced_records() - self.counted_synced;
                 self.counted_synced = self.journal.synced_records();
-                if let Some(d) = self.degraded.take() {
+                let said = now - self.last_recovered_ns < REPORT_EVERY_NS;
+                if let Some(d) = self.degraded.take().filter(|_| !said) {
+                    self.last_recovered_ns = now;
                     tracing::warn!(
                         dir = %self.cfg.dir.display(),
                         after = %d.error,

@@ -274,6 +274,7 @@ impl Store {
             last_retention_ns: Some(now),
             degraded: None,
             last_report_ns: i64::MIN / 2,
+            last_recovered_ns: i64::MIN / 2,
             counted_synced: 0,
             timings,
             status: StoreStatus::default(),

@@ -213,9 +213,18 @@ fn write_lines(
         }
     }
     lines.truncate(ends.iter().take_while(|&&e| e <= done).count());
-    f.sync_data().map_err(io(&path, "fsync"))?;
-    if created {
-        sync_dir(dir).map_err(io(dir, "fsync directory"))?;
+    // The lines are in the file now: a failed fsync leaves them there unproved, and is said,
+    // but is no failed append, which the caller would retry (the same lines twice) or
+    // report as not recorded.
+    let synced = f.sync_data().map_err(io(&path, "fsync")).and_then(|()| {
+        if created {
+            sync_dir(dir).map_err(io(dir, "fsync directory"))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = synced {
+        tracing::warn!(error = %e, lines = lines.len(), "lines appended, but not known to be on disk");
     }
     Ok(lines)
 }
