@@ -399,9 +399,9 @@ fn veth(ns: &Netns, a: &str, b: &str) {
     ip_in(ns, &["link", "set", b, "up"]);
 }
 
-/// Waits until the agent's snapshot in `log` (its state dir) names `iface` as not audited, the agent
-/// still running.
-fn wait_unaudited(agent: &mut Reaped, log: &Path, iface: &str) {
+/// Waits until the agent's snapshot in `log` (its state dir) names `iface` as not audited
+/// for a reason containing `why`, the agent still running.
+fn wait_unaudited(agent: &mut Reaped, log: &Path, iface: &str, why: &str) {
     wait_until(
         Duration::from_secs(20),
         "the interface named as not audited",
@@ -410,8 +410,9 @@ fn wait_unaudited(agent: &mut Reaped, log: &Path, iface: &str) {
                 agent.0.try_wait().expect("wait").is_none(),
                 "the agent exited instead of auditing the others"
             );
-            xdp_audit::status::Snapshot::read(log)
-                .is_ok_and(|s| s.unaudited.iter().any(|u| u.name == iface))
+            xdp_audit::status::Snapshot::read(log).is_ok_and(|s| {
+                (s.unaudited.iter()).any(|u| u.name == iface && u.reason.contains(why))
+            })
         },
     );
 }
@@ -455,7 +456,7 @@ fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
         ns.has_xdp()
     });
     ip_in(&ns, &["link", "del", "xav0"]);
-    wait_unaudited(&mut agent, &log, "xav0");
+    wait_unaudited(&mut agent, &log, "xav0", "gone");
     veth(&ns, "xav0", "xav1");
     let (code, err) = exit_and_stderr(&mut agent);
     assert_eq!(code, Some(1), "{err}");
@@ -467,7 +468,7 @@ fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
 
 /// A configured interface that does not exist at the start: the agent audits the others,
 /// names it in its status and raises `XA-IFACE-UNAUDITED`, and stops when it appears, for
-/// the restart that attaches it.
+/// the restart that attaches it; not for a device under its name the program cannot run on.
 #[test]
 fn an_interface_absent_at_the_start_is_watched_and_the_others_audited() {
     let ns = Netns::new("ifabsent");
@@ -482,7 +483,7 @@ fn an_interface_absent_at_the_start_is_watched_and_the_others_audited() {
             .spawn()
             .expect("agent"),
     );
-    wait_unaudited(&mut agent, &log, "xaw0");
+    wait_unaudited(&mut agent, &log, "xaw0", "absent");
     assert!(ns.has_xdp(), "the interface that exists is audited");
     wait_until(Duration::from_secs(20), "the alert in alerts.jsonl", || {
         std::fs::read_to_string(log.join("alerts.jsonl")).is_ok_and(|t| {
@@ -490,6 +491,11 @@ fn an_interface_absent_at_the_start_is_watched_and_the_others_audited() {
                 .any(|l| l.contains("\"XA-IFACE-UNAUDITED\"") && l.contains("\"xaw0\""))
         })
     });
+    // A device under that name the program cannot run on (no Ethernet headers): a restart
+    // would fail on it, so the agent goes on and says why.
+    ip_in(&ns, &["tuntap", "add", "dev", "xaw0", "mode", "tun"]);
+    wait_unaudited(&mut agent, &log, "xaw0", "cannot be attached");
+    ip_in(&ns, &["link", "del", "xaw0"]);
     veth(&ns, "xaw0", "xaw1");
     let (code, err) = exit_and_stderr(&mut agent);
     assert_eq!(code, Some(1), "{err}");

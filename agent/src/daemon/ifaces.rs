@@ -86,7 +86,11 @@ fn look(w: &Watched) -> Look {
     let name = &w.name;
     let Some((index, prog)) = w.attached else {
         return match ifindex(name) {
-            Some(i) => Look::Restart(format!("interface {name:?} exists now (index {i})")),
+            Some(i) => restart_if_usable(
+                name,
+                i,
+                format!("interface {name:?} exists now (index {i})"),
+            ),
             None => Look::Unaudited(
                 "absent at the agent's start: nothing is audited or blocked there; the agent \
                  stops when it appears, so that a restart attaches the program"
@@ -109,9 +113,11 @@ fn look(w: &Watched) -> Look {
              deleted and created again under its index)"
         )),
         Err(e) if gone(&e) => match ifindex(name) {
-            Some(now) => Look::Restart(format!(
-                "interface {name:?} was deleted and created again (index {now})"
-            )),
+            Some(now) => restart_if_usable(
+                name,
+                now,
+                format!("interface {name:?} was deleted and created again (index {now})"),
+            ),
             None => Look::Unaudited(
                 "gone while the agent ran (deleted, or moved to another network namespace, \
                  where a pinned link keeps the program blocking unread until `xdp-audit \
@@ -122,6 +128,27 @@ fn look(w: &Watched) -> Look {
         },
         // Out of descriptors, say: no news either way.
         Err(_) => Look::Audited,
+    }
+}
+
+/// A restart for `why`, if the start could attach the program to the device `name` is now
+/// (index `index`): else stopping would start a loop of starts that fail on it, leaving
+/// every interface unread. A device without Ethernet headers, or one holding another XDP
+/// program, is reported instead, with what to do.
+fn restart_if_usable(name: &str, index: u32, why: String) -> Look {
+    if let Err(e) = crate::loader::usable_interface(name) {
+        return Look::Unaudited(format!(
+            "{why}, but the program cannot be attached there ({e}): fix it or take it out of \
+             the configuration"
+        ));
+    }
+    match netlink::query(index) {
+        Ok(Some(a)) => Look::Unaudited(format!(
+            "{why}, but another XDP program (id {}) is attached to it: detach it and restart \
+             the agent",
+            a.prog_id
+        )),
+        _ => Look::Restart(why),
     }
 }
 
