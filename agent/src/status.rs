@@ -390,6 +390,9 @@ pub struct Previous {
     /// Records it still held when it stopped on a disk that refused them (no alert of its
     /// own could say so after its last seal).
     pub lost_at_stop: u64,
+    /// Its snapshot was marked stopped: it ended cleanly (or its start failed), so journals
+    /// it left unsealed (a seal the disk refused at the stop) are no evidence of a crash.
+    pub stopped: bool,
 }
 
 /// This agent's start, as the state directory shows it: [`Starting::begin`] reads the last
@@ -416,12 +419,14 @@ impl Starting {
                         counters: s.previous_counters,
                         alerts: s.previous_alerts,
                         lost_at_stop: s.previous_lost_at_stop,
+                        stopped: s.stopped_at.is_some(),
                     }
                 } else {
                     Previous {
                         counters: s.counters,
                         alerts: s.alerts.map(|a| a.active).unwrap_or_default(),
                         lost_at_stop: s.store.lost_at_stop,
+                        stopped: s.stopped_at.is_some(),
                     }
                 }
             },

@@ -628,6 +628,11 @@ impl Sweeper {
             return;
         };
         let found = self.stats.lost_starts;
+        // A last agent's reading above the program's counter was another program's (a
+        // detach since): this agent's first reading is the base then.
+        if self.lost_starts_base.is_some_and(|(k0, _)| k0 > kernel) {
+            self.lost_starts_base = None;
+        }
         let (kernel0, found0) = *self.lost_starts_base.get_or_insert((kernel, found));
         let unseen = kernel
             .saturating_sub(kernel0)

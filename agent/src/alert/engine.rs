@@ -668,23 +668,13 @@ impl Engine {
         self.active.retain(|(id, subject), a| {
             let quiet = now.mono - a.last_mono >= a.hold_ns;
             if quiet {
-                if Self::is_overflow(*id, subject) {
-                    *overflow -= 1;
-                } else if id.is_traffic() {
-                    traffic[Self::traffic_slot(*id)] -= 1;
-                }
-                done.push(Alert {
-                    state: AlertState::Resolved,
-                    ..a.alert.clone()
-                });
+                Self::release(traffic, overflow, *id, subject);
+                done.push(a.alert.clone());
             }
             !quiet
         });
         done.sort_by_key(|a| (a.first_ns, a.id));
-        for a in done {
-            self.resolved += 1;
-            self.notice(a, out);
-        }
+        self.resolve_all(done, out);
         let bw = self.burst_window_ns;
         self.bursts.retain(|_, w| now.mono - w.0 < bw);
     }
@@ -731,15 +721,42 @@ impl Engine {
             };
             self.active.insert(key, active);
         }
-        for a in done {
+        self.resolve_all(done, out);
+    }
+
+    /// At a stop: resolves the active alerts past the first `keep` in the status's order,
+    /// which the status (cut to `keep`) does not list and the next agent therefore cannot
+    /// carry, so no alert is left raised for ever.
+    pub fn resolve_past(&mut self, keep: usize, out: &mut Vec<Alert>) {
+        let past: Vec<Alert> = self.status().active.into_iter().skip(keep).collect();
+        for a in &past {
+            let key = (a.id, a.subject.clone());
+            if self.active.swap_remove(&key).is_some() {
+                let (traffic, overflow) = (&mut self.traffic_active, &mut self.overflow_active);
+                Self::release(traffic, overflow, a.id, &a.subject);
+            }
+        }
+        self.resolve_all(past, out);
+    }
+
+    /// Frees the slot an active alert held against its limit.
+    fn release(traffic: &mut [usize; 2], overflow: &mut usize, id: AlertId, s: &Subject) {
+        if Self::is_overflow(id, s) {
+            *overflow -= 1;
+        } else if id.is_traffic() {
+            traffic[Self::traffic_slot(id)] -= 1;
+        }
+    }
+
+    /// Sends the resolved notices of `alerts`, in order.
+    fn resolve_all(&mut self, alerts: Vec<Alert>, out: &mut Vec<Alert>) {
+        for a in alerts {
             self.resolved += 1;
-            self.notice(
-                Alert {
-                    state: AlertState::Resolved,
-                    ..a
-                },
-                out,
-            );
+            let resolved = Alert {
+                state: AlertState::Resolved,
+                ..a
+            };
+            self.notice(resolved, out);
         }
     }
 

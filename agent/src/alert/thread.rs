@@ -266,6 +266,9 @@ impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut out = Vec::new();
         let mut last_tick = Instant::now();
+        // From the stop's finish on, nothing more is resolved: the final status lists the
+        // alerts active then, which the next agent carries on and resolves.
+        let mut closing = false;
         loop {
             let (mut publish, mut finished) = (false, None);
             match rx.recv_timeout(TICK) {
@@ -295,13 +298,20 @@ impl Worker {
                     self.engine.carry(alerts, Now::host(), &mut out);
                     publish = true;
                 }
-                Ok(Msg::Finish(reply)) => (publish, finished) = (true, Some(reply)),
+                Ok(Msg::Finish(reply)) => {
+                    // What the final status cannot list, the next agent cannot carry.
+                    self.engine.resolve_past(STATUS_ACTIVE, &mut out);
+                    closing = true;
+                    (publish, finished) = (true, Some(reply));
+                }
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                self.engine.tick(Now::host(), &mut out);
+                if !closing {
+                    self.engine.tick(Now::host(), &mut out);
+                }
                 for d in &mut self.deliveries {
                     d.tick();
                 }

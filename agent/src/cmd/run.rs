@@ -583,13 +583,6 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         None => (Box::new(store), None),
     };
     let mut alerts = start_alerts(&args, &log_dir, syslog)?;
-    alerts.handle().carry(previous.alerts);
-    if previous.lost_at_stop > 0 {
-        let records = previous.lost_at_stop;
-        alerts
-            .handle()
-            .event(crate::alert::Event::LostAtStop { records });
-    }
     alerts
         .verify_store(
             log_dir.clone(),
@@ -597,13 +590,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
             args.alerts.alert_verify_interval,
         )
         .context("cannot start the store verification thread")?;
-    let unsealed =
-        (recovered > 0).then(|| format!("{recovered} journals with records were left unsealed"));
-    if let Some(evidence) = crashed.or(unsealed) {
-        alerts
-            .handle()
-            .event(crate::alert::Event::Crashed { evidence });
-    }
+    // A journal an agent marked stopped left unsealed (its disk refused the last seal) is
+    // no crash.
+    let unsealed = (recovered > 0 && !previous.stopped)
+        .then(|| format!("{recovered} journals with records were left unsealed"));
+    let crashed = crashed.or(unsealed);
 
     let attached = if args.no_pin {
         attach_unpinned(&args, &interfaces)?
@@ -670,6 +661,19 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     })?;
     let (mut daemon, control) =
         Daemon::start(settings, maps, lists, Box::new(stage), Arc::new(HostClocks))?;
+    // What the last agent left is taken over only by a start that got this far: a start
+    // that fails hands it all on (its starting snapshot), and sending it earlier would
+    // have each failed start of a loop resolve, raise and alert it again. The carry goes
+    // first, so a condition still holding counts on its carried alert.
+    let handle = alerts.handle();
+    handle.carry(previous.alerts);
+    if previous.lost_at_stop > 0 {
+        let records = previous.lost_at_stop;
+        handle.event(crate::alert::Event::LostAtStop { records });
+    }
+    if let Some(evidence) = crashed {
+        handle.event(crate::alert::Event::Crashed { evidence });
+    }
     starting.handed_over();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

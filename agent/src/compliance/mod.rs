@@ -323,6 +323,20 @@ fn agent_line(inputs: &Inputs) -> Line {
                         span(age)
                     ),
                 )
+            } else if !a.snapshot.unaudited.is_empty() {
+                let not: Vec<String> = (a.snapshot.unaudited.iter())
+                    .map(|u| format!("{} ({})", u.name, u.reason))
+                    .collect();
+                Line::new(
+                    "agent",
+                    Verdict::Fail,
+                    format!(
+                        "running as process {} on {}, but configured interfaces are NOT AUDITED: {}",
+                        a.snapshot.pid,
+                        a.snapshot.interfaces.join(", "),
+                        not.join("; ")
+                    ),
+                )
             } else {
                 Line::new(
                     "agent",
@@ -612,5 +626,42 @@ mod tests {
         assert_eq!(l.result, Verdict::Fail, "{l:?}");
         assert!(l.why.contains("could not be recorded"), "{l:?}");
         assert!(l.details[0].contains("/store/operator.log"), "{l:?}");
+    }
+
+    /// An agent that runs while a configured interface is not audited fails the line: its
+    /// users' records are not kept.
+    #[test]
+    fn an_unaudited_interface_fails_the_agent_line() {
+        let mut snapshot = Snapshot::new(
+            vec!["eth1".into()],
+            Default::default(),
+            &Default::default(),
+            1,
+            &[],
+        );
+        let agent = |snapshot: Snapshot| Inputs {
+            now_ns: 10,
+            log_dir: PathBuf::from("/store"),
+            public_key: None,
+            configured: None,
+            agent: Ok(Agent {
+                snapshot,
+                written_ns: 10,
+                alive: true,
+                lists: Vec::new(),
+            }),
+            clock: ClockSync::Synced { max_error_us: 0 },
+            disk: Err("not needed here".into()),
+            list_max_age_ns: 1,
+            status_max_age_ns: 1_000,
+        };
+        assert_eq!(agent_line(&agent(snapshot.clone())).result, Verdict::Pass);
+        snapshot.unaudited.push(crate::status::Unaudited {
+            name: "eth2".into(),
+            reason: "gone".into(),
+        });
+        let l = agent_line(&agent(snapshot));
+        assert_eq!(l.result, Verdict::Fail, "{l:?}");
+        assert!(l.why.contains("eth2 (gone)"), "{l:?}");
     }
 }

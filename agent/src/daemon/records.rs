@@ -247,6 +247,9 @@ impl Records {
             }
         }
         let counters: BTreeMap<String, u64> = s.counters.clone();
+        // Not observed before the counters were read once: the alert thread would take the
+        // empty ones for the program's base and alert all it ever lost at the first read.
+        let observe = observe && !counters.is_empty();
         if let Some(hits) = s.lists.try_hits() {
             s.hits = hits;
         }

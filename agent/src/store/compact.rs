@@ -79,7 +79,7 @@ pub enum CompactError {
     /// The disk was full: the pass stopped there (the merges after it would fail the same
     /// way), and the next one tries again. No group is at fault for it.
     #[error(
-        "the disk is full ({cause}); {merged} merges done, the rest wait for space{}",
+        "the disk refuses writes ({cause}); {merged} merges done, the rest wait until it takes them{}",
         also(failed)
     )]
     DiskFull {

@@ -182,8 +182,9 @@ impl Store {
                     tracing::warn!(
                         journal = %path.display(),
                         %error,
-                        "cannot seal the journals an earlier agent left: the disk is full; the \
-                         sealer thread seals them in order once space returns"
+                        "cannot seal the journals an earlier agent left: the disk refuses \
+                         writes (full, read-only, or out of descriptors); the sealer thread \
+                         seals them in order once it takes them"
                     );
                     waiting.push(path);
                 }
@@ -235,9 +236,10 @@ impl Store {
                 tracing::warn!(
                     dir = %dir.display(),
                     %error,
-                    "cannot anchor the operator log or run retention at the start: the disk is \
-                     full; the sealer thread does both once space returns (it anchors after \
-                     each seal, and runs retention now, every minute until it succeeds, then daily)"
+                    "cannot anchor the operator log or run retention at the start: the disk \
+                     refuses writes (full, read-only, or out of descriptors); the sealer thread \
+                     does both once it takes them (it anchors after each seal, and runs \
+                     retention now, every minute until it succeeds, then daily)"
                 );
                 true
             }

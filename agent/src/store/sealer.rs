@@ -30,8 +30,8 @@ struct Shared {
     seal_disk_full: AtomicBool,
     /// The last compaction pass stopped at a full disk.
     compact_disk_full: AtomicBool,
-    /// The last retention pass failed (a full disk: its entries need room before files
-    /// can go): retried every minute rather than the next day.
+    /// The last retention pass met a disk that refuses writes (its entries need room before
+    /// files can go): retried every minute rather than the next day.
     retention_failed: AtomicBool,
     pending: AtomicUsize,
     unsealable: AtomicUsize,
@@ -125,9 +125,10 @@ impl Worker {
                             journal = %q.path.display(),
                             error = %e,
                             waiting = self.queue.len() + kept.len() + 1,
-                            "audit store cannot seal: the disk is full; the journals stay in \
-                             place and are sealed in order once space returns (reported at most \
-                             once a minute)"
+                            "audit store cannot seal: the disk refuses writes (full, \
+                             read-only, or out of descriptors); the journals stay in place and \
+                             are sealed in order once it takes them (reported at most once a \
+                             minute)"
                         );
                     }
                     kept.push_back(q);
@@ -245,12 +246,23 @@ impl Worker {
                         days,
                         self.ship_gate.as_ref(),
                     );
-                    let failed = self
+                    // Retried every minute only when the disk refuses writes (space freed
+                    // lets it run); another failure (damage) waits for the next day.
+                    let disk_full = result.as_ref().is_err_and(|e| e.is_disk_full());
+                    let said = self
                         .shared
                         .retention_failed
-                        .swap(result.is_err(), Ordering::Relaxed);
-                    if let (Err(e), false) = (result, failed) {
-                        tracing::warn!(error = %e, "retention could not run; retrying every minute until it does");
+                        .swap(disk_full, Ordering::Relaxed);
+                    match result {
+                        Err(e) if disk_full => {
+                            if !said {
+                                tracing::warn!(error = %e, "retention could not run: the disk refuses writes; retrying every minute until it does");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retention could not run; retrying tomorrow")
+                        }
+                        Ok(_) => {}
                     }
                 }
                 Job::Barrier { now, reply } => {

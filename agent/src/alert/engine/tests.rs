@@ -702,6 +702,7 @@ fn carried_traffic_alerts_over_the_limit_are_resolved() {
 fn the_status_lists_system_alerts_before_traffic_ones() {
     let mut e = engine();
     let mut out = Vec::new();
+    // Bursts (warning, like the clock's) raised first: by severity and age they came first.
     for c in 0..3 {
         e.hit(hit(&format!("10.0.0.{c}"), "b.list:1"), 5, 0, &mut out);
     }
@@ -711,8 +712,38 @@ fn the_status_lists_system_alerts_before_traffic_ones() {
     };
     e.observe(full, S, &mut out);
     let order: Vec<AlertId> = e.status().active.iter().map(|a| a.id).collect();
+    assert!(order.contains(&AlertId::BlockBurst), "{order:?}");
     assert_eq!(order.first(), Some(&AlertId::ClockUnsync), "{order:?}");
     assert!(order[1..].iter().all(|id| id.is_traffic()), "{order:?}");
+}
+
+/// At a stop, the alerts the final status cannot list (the next agent carries only those)
+/// are resolved, so none stays raised for ever; the listed ones stay active.
+#[test]
+fn a_stop_resolves_the_alerts_past_what_the_status_lists() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for c in 0..4 {
+        e.hit(hit(&format!("10.0.0.{c}"), "b.list:1"), 1, 0, &mut out);
+    }
+    out.clear();
+    e.resolve_past(3, &mut out);
+    assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Resolved)]);
+    let st = e.status();
+    assert_eq!((st.active_total, st.resolved), (3, 1));
+    assert!(
+        !st.active.iter().any(|a| a.subject == out[0].subject),
+        "the resolved one is gone"
+    );
+    // Its slot against the limit is free again: the same client raises anew.
+    let again = out[0]
+        .subject
+        .client
+        .map(|c| c.to_string())
+        .expect("client");
+    out.clear();
+    e.hit(hit(&again, "b.list:1"), 1, S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Raised)]);
 }
 
 /// An interface a sweep finds unaudited is one alert while it stays so, resolved once the
