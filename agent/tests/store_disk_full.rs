@@ -109,6 +109,15 @@ fn a_full_disk_is_survived_reported_once_a_minute_and_writing_resumes() {
     );
 }
 
+/// Fills the tmpfs with one file, page by page until it refuses more; returns the file.
+fn fill_up(fs: &Tmpfs) -> std::path::PathBuf {
+    let filler = fs.path().join("filler");
+    let mut f = std::fs::File::create(&filler).expect("create the filler");
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    filler
+}
+
 fn clock_now(c: &FakeClock) -> i64 {
     use xdp_audit::store::StoreClock;
     c.now_ns()
@@ -373,12 +382,7 @@ fn a_store_opened_on_a_full_disk_starts_degraded_and_writes_once_space_returns()
         }
         assert!(store.sync_now(), "the first run writes");
     }
-    let filler = fs.path().join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).expect("create the filler");
-        let chunk = vec![0u8; 4096];
-        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
-    }
+    let filler = fill_up(&fs);
     clock.advance(1_000_000_000);
     let mut store = Store::open_with_clock(StoreConfig::new(&dir), Box::new(clock.clone()))
         .unwrap_or_else(|e| panic!("a full disk must not stop the store from opening: {e}"));
@@ -451,12 +455,7 @@ fn records_held_at_a_close_on_a_full_disk_are_counted_lost() {
     let dir = fs.path().join("log");
     let clock = FakeClock::new(T0);
     let mut store = open(&dir, &clock);
-    let filler = fs.path().join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).expect("create the filler");
-        let chunk = vec![0u8; 4096];
-        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
-    }
+    fill_up(&fs);
     let mut g = TrafficGen::with_rate(6, T0, 2.0);
     for _ in 0..200 {
         let r = g.next_record();
