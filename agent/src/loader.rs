@@ -9,7 +9,7 @@
 
 pub mod adopt;
 pub mod detach;
-mod features;
+pub(crate) mod features;
 pub mod layout;
 pub mod netlink;
 pub mod pin;

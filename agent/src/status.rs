@@ -390,9 +390,10 @@ pub struct Previous {
     /// Records it still held when it stopped on a disk that refused them (no alert of its
     /// own could say so after its last seal).
     pub lost_at_stop: u64,
-    /// Its snapshot was marked stopped: it ended cleanly (or its start failed), so journals
-    /// it left unsealed (a seal the disk refused at the stop) are no evidence of a crash.
-    pub stopped: bool,
+    /// Its snapshot was marked stopped with its store unable to write or seal everything
+    /// (records lost at the stop, the disk refusing writes, journals waiting): the journals
+    /// it left unsealed are no evidence of a crash.
+    pub stopped_unsealed: bool,
 }
 
 /// This agent's start, as the state directory shows it: [`Starting::begin`] reads the last
@@ -419,14 +420,17 @@ impl Starting {
                         counters: s.previous_counters,
                         alerts: s.previous_alerts,
                         lost_at_stop: s.previous_lost_at_stop,
-                        stopped: s.stopped_at.is_some(),
+                        stopped_unsealed: false,
                     }
                 } else {
                     Previous {
                         counters: s.counters,
                         alerts: s.alerts.map(|a| a.active).unwrap_or_default(),
                         lost_at_stop: s.store.lost_at_stop,
-                        stopped: s.stopped_at.is_some(),
+                        stopped_unsealed: s.stopped_at.is_some()
+                            && (s.store.lost_at_stop > 0
+                                || s.store.degraded
+                                || s.store.unsealed > 0),
                     }
                 }
             },

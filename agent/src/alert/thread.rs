@@ -272,6 +272,9 @@ impl Worker {
         loop {
             let (mut publish, mut finished) = (false, None);
             match rx.recv_timeout(TICK) {
+                // After the finish, an input would raise what no anchor covers and the
+                // final status does not list (the next agent sees it again if it holds).
+                Ok(Msg::Hits(_) | Msg::Event(_)) if closing => {}
                 Ok(Msg::Hits(mut hits)) => {
                     let now = Now::host();
                     for (h, n) in hits.counted() {

@@ -583,16 +583,9 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         None => (Box::new(store), None),
     };
     let mut alerts = start_alerts(&args, &log_dir, syslog)?;
-    alerts
-        .verify_store(
-            log_dir.clone(),
-            verify_key,
-            args.alerts.alert_verify_interval,
-        )
-        .context("cannot start the store verification thread")?;
     // A journal an agent marked stopped left unsealed (its disk refused the last seal) is
     // no crash.
-    let unsealed = (recovered > 0 && !previous.stopped)
+    let unsealed = (recovered > 0 && !previous.stopped_unsealed)
         .then(|| format!("{recovered} journals with records were left unsealed"));
     let crashed = crashed.or(unsealed);
 
@@ -639,6 +632,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         metrics: metrics_listener.as_ref().map(|_| Arc::default()),
         alerts: Some(alerts.handle()),
         absent,
+        xdp_mode: args.xdp_mode,
         lost_starts_before: adopted
             .then(|| previous.counters.get("lost_flow_start").copied())
             .flatten(),
@@ -659,6 +653,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     privilege::drop_after_attach(Needs {
         conntrack: enrichment.follows_conntrack(),
     })?;
+    // Before the daemon: a start that fails once it runs must still go through its finish.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let (mut daemon, control) =
         Daemon::start(settings, maps, lists, Box::new(stage), Arc::new(HostClocks))?;
     // What the last agent left is taken over only by a start that got this far: a start
@@ -674,11 +673,13 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     if let Some(evidence) = crashed {
         handle.event(crate::alert::Event::Crashed { evidence });
     }
+    // After the carry: a broken chain found first would be raised anew beside the carried
+    // alert of it. A thread that cannot start is said, and recording goes on without it.
+    let interval = args.alerts.alert_verify_interval;
+    if let Err(e) = alerts.verify_store(log_dir.clone(), verify_key, interval) {
+        tracing::error!(error = %e, "cannot start the store verification thread: the chain is not checked while this agent runs");
+    }
     starting.handed_over();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let ran = rt.block_on(async {
         // From here a stop signal (also one sent while starting) stops the daemon cleanly.
         let signals = match held.listen() {

@@ -9,8 +9,10 @@
 //! `status`, the metrics and `XA-IFACE-UNAUDITED`, every sweep until it changes. A
 //! configured interface absent at the start is watched the same way.
 
+use std::time::Duration;
+
 use super::{DaemonError, Interface};
-use crate::loader::{ifindex, netlink};
+use crate::loader::{ifindex, netlink, AttachMode};
 pub use crate::status::Unaudited;
 
 /// One configured interface, and the device and program the agent attached there.
@@ -26,6 +28,8 @@ struct Watched {
 #[derive(Clone, Debug)]
 pub struct Watch {
     ifaces: Vec<Watched>,
+    /// The attach mode asked for, which the start would use on an interface that appears.
+    mode: AttachMode,
 }
 
 /// What a look at one interface found.
@@ -38,10 +42,14 @@ enum Look {
     Restart(String),
 }
 
+/// The longest a look waits for netlink: it runs on the task that drains the ring buffer.
+const ANSWER_WITHIN: Duration = Duration::from_millis(100);
+
 impl Watch {
     /// The interfaces the program is attached to now (`audited`; their program read from
-    /// netlink now) and the configured ones that were absent at the start.
-    pub fn new(audited: &[Interface], absent: &[String]) -> Self {
+    /// netlink now) and the configured ones that were absent at the start, attached in
+    /// `mode` by a start.
+    pub fn new(audited: &[Interface], absent: &[String], mode: AttachMode) -> Self {
         let mut ifaces: Vec<Watched> = audited
             .iter()
             .map(|i| {
@@ -56,7 +64,7 @@ impl Watch {
             name: name.clone(),
             attached: None,
         }));
-        Self { ifaces }
+        Self { ifaces, mode }
     }
 
     /// The interfaces not audited now; an error (to stop the agent) when a restart would
@@ -64,7 +72,7 @@ impl Watch {
     pub fn look(&self) -> Result<Vec<Unaudited>, DaemonError> {
         let mut out = Vec::new();
         for w in &self.ifaces {
-            match look(w) {
+            match look(w, self.mode) {
                 Look::Audited => {}
                 Look::Unaudited(reason) => out.push(Unaudited {
                     name: w.name.clone(),
@@ -82,13 +90,15 @@ impl Watch {
     }
 }
 
-fn look(w: &Watched) -> Look {
+fn look(w: &Watched, mode: AttachMode) -> Look {
     let name = &w.name;
+    let now = ifindex(name);
     let Some((index, prog)) = w.attached else {
-        return match ifindex(name) {
+        return match now {
             Some(i) => restart_if_usable(
                 name,
                 i,
+                mode,
                 format!("interface {name:?} exists now (index {i})"),
             ),
             None => Look::Unaudited(
@@ -98,7 +108,20 @@ fn look(w: &Watched) -> Look {
             ),
         };
     };
-    match netlink::query(index) {
+    // The name now on another device: the audited one was renamed (it keeps the program
+    // and is audited under its old name) and another took the name, which is not.
+    if let Some(other) = now.filter(|&i| i != index) {
+        return restart_if_usable(
+            name,
+            other,
+            mode,
+            format!(
+                "interface {name:?} now names another device (index {other}; the one audited, \
+                 index {index}, was renamed or deleted)"
+            ),
+        );
+    }
+    match netlink::query_within(index, Some(ANSWER_WITHIN)) {
         Ok(Some(a)) if prog.is_none_or(|p| p == a.prog_id) => Look::Audited,
         Ok(Some(a)) => Look::Unaudited(format!(
             "another XDP program (id {}) is attached in place of the agent's: nothing is \
@@ -108,41 +131,41 @@ fn look(w: &Watched) -> Look {
         // No program was seen here at the start (a program run without attaching, as the
         // tests do): only the device is watched.
         Ok(None) if prog.is_none() => Look::Audited,
-        Ok(None) => Look::Restart(format!(
-            "interface {name:?} (index {index}) has no XDP program any more (detached, or \
-             deleted and created again under its index)"
-        )),
-        Err(e) if gone(&e) => match ifindex(name) {
-            Some(now) => restart_if_usable(
-                name,
-                now,
-                format!("interface {name:?} was deleted and created again (index {now})"),
+        Ok(None) => restart_if_usable(
+            name,
+            index,
+            mode,
+            format!(
+                "interface {name:?} (index {index}) has no XDP program any more (detached, or \
+                 deleted and created again under its index)"
             ),
-            None => Look::Unaudited(
-                "gone while the agent ran (deleted, or moved to another network namespace, \
-                 where a pinned link keeps the program blocking unread until `xdp-audit \
-                 detach`): nothing is audited here; the agent stops when it is back, so \
-                 that a restart attaches the program"
-                    .into(),
-            ),
-        },
-        // Out of descriptors, say: no news either way.
+        ),
+        Err(e) if gone(&e) => Look::Unaudited(
+            "gone while the agent ran (deleted, or moved to another network namespace, where \
+             a pinned link keeps the program blocking unread until `xdp-audit detach`): \
+             nothing is audited here; the agent stops when it is back, so that a restart \
+             attaches the program"
+                .into(),
+        ),
+        // Out of descriptors, no answer in time: no news either way.
         Err(_) => Look::Audited,
     }
 }
 
-/// A restart for `why`, if the start could attach the program to the device `name` is now
-/// (index `index`): else stopping would start a loop of starts that fail on it, leaving
-/// every interface unread. A device without Ethernet headers, or one holding another XDP
-/// program, is reported instead, with what to do.
-fn restart_if_usable(name: &str, index: u32, why: String) -> Look {
-    if let Err(e) = crate::loader::usable_interface(name) {
+/// A restart for `why`, if the start could attach the program in `mode` to the device
+/// `name` is now (index `index`): else stopping would start a loop of starts that fail on
+/// it, leaving every interface unread. A device without Ethernet headers, a bond asked for
+/// native mode, or one holding another XDP program is reported instead, with what to do.
+fn restart_if_usable(name: &str, index: u32, mode: AttachMode, why: String) -> Look {
+    let usable = crate::loader::usable_interface(name)
+        .and_then(|_| crate::loader::features::attach_mode(name, mode));
+    if let Err(e) = usable {
         return Look::Unaudited(format!(
             "{why}, but the program cannot be attached there ({e}): fix it or take it out of \
              the configuration"
         ));
     }
-    match netlink::query(index) {
+    match netlink::query_within(index, Some(ANSWER_WITHIN)) {
         Ok(Some(a)) => Look::Unaudited(format!(
             "{why}, but another XDP program (id {}) is attached to it: detach it and restart \
              the agent",
@@ -167,13 +190,16 @@ mod tests {
             name: "xa-no-such0".into(),
             attached: None,
         };
-        assert!(matches!(look(&absent), Look::Unaudited(_)));
+        assert!(matches!(
+            look(&absent, AttachMode::Auto),
+            Look::Unaudited(_)
+        ));
         let lo = Watched {
             name: "lo".into(),
             attached: None,
         };
         assert!(
-            matches!(look(&lo), Look::Restart(r) if r.contains("exists now")),
+            matches!(look(&lo, AttachMode::Auto), Look::Restart(r) if r.contains("exists now")),
             "a restart attaches it"
         );
     }
@@ -185,11 +211,13 @@ mod tests {
             name: "lo".into(),
             attached: Some((1, Some(7))),
         };
-        assert!(matches!(look(&lo), Look::Restart(r) if r.contains("no XDP program")));
+        assert!(
+            matches!(look(&lo, AttachMode::Auto), Look::Restart(r) if r.contains("no XDP program"))
+        );
         let gone = Watched {
             name: "xa-no-such0".into(),
             attached: Some((0x7fff_0000, Some(7))),
         };
-        assert!(matches!(look(&gone), Look::Unaudited(r) if r.contains("gone")));
+        assert!(matches!(look(&gone, AttachMode::Auto), Look::Unaudited(r) if r.contains("gone")));
     }
 }

@@ -79,6 +79,9 @@ pub struct Settings {
     /// The program's `lost_flow_start` as the last agent read it, when this one adopted the
     /// program ([`Sweeper::lost_starts_before`]).
     pub lost_starts_before: Option<u64>,
+    /// The XDP attach mode asked for: whether a start could attach to an interface that
+    /// appears ([`ifaces`]).
+    pub xdp_mode: crate::loader::AttachMode,
     /// When flows end.
     pub timeouts: Timeouts,
     /// How often the flow table is swept, the store's timers run and the status is written.
@@ -119,6 +122,7 @@ impl Settings {
             alerts: None,
             absent: Vec::new(),
             lost_starts_before: None,
+            xdp_mode: crate::loader::AttachMode::Auto,
         }
     }
 }
@@ -328,7 +332,7 @@ impl Daemon {
             stop: stop.clone(),
             pipeline: counters,
         };
-        let watch = ifaces::Watch::new(&settings.interfaces, &settings.absent);
+        let watch = ifaces::Watch::new(&settings.interfaces, &settings.absent, settings.xdp_mode);
         let daemon = Self {
             settings,
             ring: Some(RingReader::new(ring)),

@@ -247,9 +247,6 @@ impl Records {
             }
         }
         let counters: BTreeMap<String, u64> = s.counters.clone();
-        // Not observed before the counters were read once: the alert thread would take the
-        // empty ones for the program's base and alert all it ever lost at the first read.
-        let observe = observe && !counters.is_empty();
         if let Some(hits) = s.lists.try_hits() {
             s.hits = hits;
         }
@@ -280,7 +277,9 @@ impl Records {
         if !observe {
             return;
         }
-        if let Some(a) = &s.alerts {
+        // Not to the alerts before the counters were read once: the alert thread would take
+        // the empty ones for the program's base and alert all it ever lost at the first read.
+        if let Some(a) = s.alerts.as_ref().filter(|_| !snap.counters.is_empty()) {
             a.observe(&snap);
         }
         if let Some(p) = &s.publish {

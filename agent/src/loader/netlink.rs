@@ -83,6 +83,11 @@ fn request(kind: u16, flags: u16, ifindex: u32, attrs: &[u8]) -> Vec<u8> {
 
 /// Sends one request and returns the kernel's answer (one datagram).
 fn exchange(req: &[u8]) -> io::Result<Vec<u8>> {
+    exchange_within(req, None)
+}
+
+/// [`exchange`], waiting at most `timeout` for the answer (an error past it).
+fn exchange_within(req: &[u8], timeout: Option<std::time::Duration>) -> io::Result<Vec<u8>> {
     // SAFETY: socket(2) with constant arguments.
     let fd = unsafe {
         libc::socket(
@@ -96,6 +101,25 @@ fn exchange(req: &[u8]) -> io::Result<Vec<u8>> {
     }
     // SAFETY: a descriptor we just opened and own.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(t) = timeout {
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: a valid timeval of the size given, on a descriptor we own.
+        let set = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        if set != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     // SAFETY: sockaddr_nl is plain data; zero is a valid value (the kernel as peer).
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as u16;
@@ -168,7 +192,16 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 /// What interface `ifindex` has attached, if anything.
 pub fn query(ifindex: u32) -> io::Result<Option<Attached>> {
-    let answer = exchange(&request(RTM_GETLINK, NLM_F_REQUEST, ifindex, &[]))?;
+    query_within(ifindex, None)
+}
+
+/// [`query`], waiting at most `timeout` for the kernel's answer: the agent's reader asks
+/// every sweep, and must not wait long on a kernel busy with its network configuration.
+pub fn query_within(
+    ifindex: u32,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Option<Attached>> {
+    let answer = exchange_within(&request(RTM_GETLINK, NLM_F_REQUEST, ifindex, &[]), timeout)?;
     let (kind, body) = first_message(&answer)?;
     if kind != RTM_NEWLINK {
         return Err(malformed("no link message"));

@@ -492,8 +492,8 @@ impl Store {
                 self.last_seal_try_ns = now;
             }
         }
-        // Daily, and every minute after a pass that failed: on a disk that filled, space
-        // freed must let retention run (and free more) without waiting for the next day.
+        // Daily, and every minute after a pass that met a disk refusing writes: space freed
+        // must let retention run (and free more) without waiting for the next day.
         let wait = if self.sealer.retention_failed() {
             RETENTION_RETRY_NS
         } else {
