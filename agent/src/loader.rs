@@ -651,6 +651,18 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+impl LoadError {
+    /// Whether it is one interface's refusal (another program holds it, its driver or a
+    /// bond refuses the mode): the start audits the others and watches this one, where a
+    /// refusal of the program or of privileges fails it.
+    pub fn is_one_interface(&self) -> bool {
+        matches!(
+            self,
+            LoadError::Busy(_) | LoadError::Attach { .. } | LoadError::BondNative(_)
+        )
+    }
+}
+
 /// The index of `name` if the program can be attached there: it exists in this thread's
 /// network namespace and its frames carry an Ethernet header (an Ethernet device or the
 /// loopback one).

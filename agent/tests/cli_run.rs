@@ -499,6 +499,54 @@ fn an_interface_absent_at_the_start_is_watched_and_the_others_audited() {
     assert!(err.contains("\"xaw0\" exists now"), "{err}");
 }
 
+/// One interface held by another XDP program (another agent's): the start audits the others
+/// and reports it, where it refused to start at all.
+#[test]
+fn an_interface_held_by_another_program_is_reported_and_the_others_audited() {
+    let ns = Netns::new("busy2");
+    let d = TempDir::new("busy2");
+    let mut first = Reaped(
+        ns.agent(&d.path().join("a"))
+            .arg("--no-pin")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("first agent"),
+    );
+    wait_until(Duration::from_secs(20), "the first agent attaches", || {
+        assert!(
+            first.0.try_wait().expect("wait").is_none(),
+            "first agent exited early"
+        );
+        ns.has_xdp()
+    });
+    veth(&ns, "xab0", "xab1");
+    let log = d.path().join("b");
+    let mut second = Reaped(
+        ns.agent(&log)
+            .args(["--iface", "xab0", "--no-pin", "--sweep-interval", "200ms"])
+            .arg("--state-dir")
+            .arg(&log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("second agent"),
+    );
+    wait_unaudited(&mut second, &log, "lo", "already has an XDP program");
+    let shown = Command::new("ip")
+        .args(["-n", &ns.0, "link", "show", "xab0"])
+        .output()
+        .expect("ip link show");
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("xdp"),
+        "the free interface is audited"
+    );
+    for agent in [&mut second, &mut first] {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
+        let status = wait_within(&mut agent.0, ENDS_WITHIN, "an agent after SIGTERM");
+        assert!(status.success(), "exits 0 on SIGTERM");
+    }
+}
+
 /// The same interface given twice is refused before anything is attached.
 #[test]
 fn an_interface_given_twice_is_refused() {

@@ -291,6 +291,8 @@ struct Attached {
     modes: Vec<(String, String)>,
     /// An adopted pinned program, its counters going on from the last agent's.
     adopted: bool,
+    /// Interfaces the program could not be attached to, and why: the others are audited.
+    refused: Vec<(String, String)>,
 }
 
 /// The list files, in the order given.
@@ -343,13 +345,22 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         ms = started.elapsed().as_millis() as u64,
         "lists loaded"
     );
-    let mut modes = Vec::new();
+    let (mut modes, mut refused, mut first) = (Vec::new(), Vec::new(), None);
     for iface in interfaces {
         if wan(args, &iface.name) {
             loaded.lists.set_wan(iface.ifindex)?;
         }
-        let mode = loaded.attach(&iface.name, args.xdp_mode)?;
-        modes.push((iface.name.clone(), mode.to_string()));
+        match loaded.attach(&iface.name, args.xdp_mode) {
+            Ok(mode) => modes.push((iface.name.clone(), mode.to_string())),
+            Err(e) if e.is_one_interface() => {
+                refused.push((iface.name.clone(), e.to_string()));
+                first.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let (true, Some(e)) = (modes.is_empty(), first) {
+        return Err(e.into());
     }
     let (program, maps) = loaded.into_parts();
     Ok(Attached {
@@ -359,6 +370,7 @@ fn attach_unpinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<A
         _instance: None,
         modes,
         adopted: false,
+        refused,
     })
 }
 
@@ -441,6 +453,22 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
             "upgraded the pinned program: swapped on its links, no packet unjudged"
         ),
     }
+    // An interface configured and present but not attached was left to another program
+    // (an adopting start skips it), or refused by its driver (a fresh one says why).
+    let mut refused = s.refused;
+    for i in interfaces {
+        let attached = s.interfaces.iter().any(|a| a.name == i.name);
+        if !attached && !refused.iter().any(|(n, _)| *n == i.name) {
+            let busy = crate::loader::LoadError::Busy(i.name.clone());
+            refused.push((i.name.clone(), busy.to_string()));
+        }
+    }
+    if s.interfaces.is_empty() {
+        let why = refused
+            .first()
+            .map_or(String::new(), |(_, why)| why.clone());
+        bail!("no configured interface could be attached: {why}");
+    }
     Ok(Attached {
         maps: s.maps,
         lists: s.lists,
@@ -452,6 +480,7 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
             .map(|i| (i.name.clone(), i.mode.to_string()))
             .collect(),
         adopted: matches!(s.outcome, Outcome::Adopted { .. }),
+        refused,
     })
 }
 
@@ -601,7 +630,14 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         _instance,
         modes,
         adopted,
+        refused,
     } = attached;
+    if !refused.is_empty() {
+        for (iface, why) in &refused {
+            warn!(iface, "not audited: {why}; the other interfaces are");
+        }
+        interfaces.retain(|i| !refused.iter().any(|(n, _)| *n == i.name));
+    }
     // An adopted program counted on while no agent ran: its losses since the last agent's
     // figures are alerted. One this agent loaded counts from its first sweep.
     if adopted && !previous.counters.is_empty() {
@@ -632,6 +668,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         metrics: metrics_listener.as_ref().map(|_| Arc::default()),
         alerts: Some(alerts.handle()),
         absent,
+        refused,
         xdp_mode: args.xdp_mode,
         lost_starts_before: adopted
             .then(|| previous.counters.get("lost_flow_start").copied())

@@ -22,6 +22,9 @@ struct Watched {
     /// `(ifindex, program id)`: the program's id as netlink showed it once attached
     /// (`None` if none was there or it could not be read: then only the device is watched).
     attached: Option<(u32, Option<u32>)>,
+    /// Why the start could not attach the program here: reported until a restart, which
+    /// an operator makes once it is mended (the watch cannot tell a driver's refusal gone).
+    refused: Option<String>,
 }
 
 /// The configured interfaces, watched.
@@ -47,9 +50,14 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(100);
 
 impl Watch {
     /// The interfaces the program is attached to now (`audited`; their program read from
-    /// netlink now) and the configured ones that were absent at the start, attached in
-    /// `mode` by a start.
-    pub fn new(audited: &[Interface], absent: &[String], mode: AttachMode) -> Self {
+    /// netlink now), the configured ones that were absent at the start, and those the start
+    /// could not attach the program to (`refused`, with why), attached in `mode` by a start.
+    pub fn new(
+        audited: &[Interface],
+        absent: &[String],
+        refused: &[(String, String)],
+        mode: AttachMode,
+    ) -> Self {
         let mut ifaces: Vec<Watched> = audited
             .iter()
             .map(|i| {
@@ -57,12 +65,19 @@ impl Watch {
                 Watched {
                     name: i.name.clone(),
                     attached: Some((i.ifindex, prog)),
+                    refused: None,
                 }
             })
             .collect();
         ifaces.extend(absent.iter().map(|name| Watched {
             name: name.clone(),
             attached: None,
+            refused: None,
+        }));
+        ifaces.extend(refused.iter().map(|(name, why)| Watched {
+            name: name.clone(),
+            attached: None,
+            refused: Some(why.clone()),
         }));
         Self { ifaces, mode }
     }
@@ -92,6 +107,12 @@ impl Watch {
 
 fn look(w: &Watched, mode: AttachMode) -> Look {
     let name = &w.name;
+    if let Some(why) = &w.refused {
+        return Look::Unaudited(format!(
+            "the start could not attach the program ({why}): nothing is audited or blocked \
+             there; mend it and restart the agent"
+        ));
+    }
     let now = ifindex(name);
     let Some((index, prog)) = w.attached else {
         return match now {
@@ -189,6 +210,7 @@ mod tests {
         let absent = Watched {
             name: "xa-no-such0".into(),
             attached: None,
+            refused: None,
         };
         assert!(matches!(
             look(&absent, AttachMode::Auto),
@@ -197,6 +219,7 @@ mod tests {
         let lo = Watched {
             name: "lo".into(),
             attached: None,
+            refused: None,
         };
         assert!(
             matches!(look(&lo, AttachMode::Auto), Look::Restart(r) if r.contains("exists now")),
@@ -210,6 +233,7 @@ mod tests {
         let lo = Watched {
             name: "lo".into(),
             attached: Some((1, Some(7))),
+            refused: None,
         };
         assert!(
             matches!(look(&lo, AttachMode::Auto), Look::Restart(r) if r.contains("no XDP program"))
@@ -217,7 +241,23 @@ mod tests {
         let gone = Watched {
             name: "xa-no-such0".into(),
             attached: Some((0x7fff_0000, Some(7))),
+            refused: None,
         };
         assert!(matches!(look(&gone, AttachMode::Auto), Look::Unaudited(r) if r.contains("gone")));
+    }
+
+    /// An interface the start could not attach to stays reported, whatever it looks like
+    /// now: the watch cannot tell a driver's refusal mended, and a restart loop would leave
+    /// every interface unread.
+    #[test]
+    fn an_interface_the_start_refused_is_reported_not_restarted_for() {
+        let lo = Watched {
+            name: "lo".into(),
+            attached: None,
+            refused: Some("the driver refused native mode".into()),
+        };
+        assert!(
+            matches!(look(&lo, AttachMode::Auto), Look::Unaudited(r) if r.contains("refused native"))
+        );
     }
 }

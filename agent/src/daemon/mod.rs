@@ -79,6 +79,9 @@ pub struct Settings {
     /// The program's `lost_flow_start` as the last agent read it, when this one adopted the
     /// program ([`Sweeper::lost_starts_before`]).
     pub lost_starts_before: Option<u64>,
+    /// Configured interfaces the start could not attach the program to, and why (another
+    /// program on one, its driver refusing the mode): reported until a restart ([`ifaces`]).
+    pub refused: Vec<(String, String)>,
     /// The XDP attach mode asked for: whether a start could attach to an interface that
     /// appears ([`ifaces`]).
     pub xdp_mode: crate::loader::AttachMode,
@@ -122,6 +125,7 @@ impl Settings {
             alerts: None,
             absent: Vec::new(),
             lost_starts_before: None,
+            refused: Vec::new(),
             xdp_mode: crate::loader::AttachMode::Auto,
         }
     }
@@ -332,7 +336,12 @@ impl Daemon {
             stop: stop.clone(),
             pipeline: counters,
         };
-        let watch = ifaces::Watch::new(&settings.interfaces, &settings.absent, settings.xdp_mode);
+        let watch = ifaces::Watch::new(
+            &settings.interfaces,
+            &settings.absent,
+            &settings.refused,
+            settings.xdp_mode,
+        );
         let daemon = Self {
             settings,
             ring: Some(RingReader::new(ring)),

@@ -109,6 +109,9 @@ pub struct Started {
     pub list_changes: usize,
     /// The attachments now.
     pub interfaces: Vec<PinnedIface>,
+    /// Configured interfaces the program could not be attached to, and why (another
+    /// program holds one, its driver refuses the mode): the others are audited.
+    pub refused: Vec<(String, String)>,
     /// Holds the instance until the agent exits.
     pub lock: InstanceLock,
 }
@@ -217,9 +220,19 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
         )
     };
     spec.pins.write_state(&state(Vec::new()))?;
-    let mut interfaces = Vec::new();
+    let (mut interfaces, mut refused, mut first) = (Vec::new(), Vec::new(), None);
     for t in &spec.interfaces {
-        interfaces.push(attach_new(prog, t, spec, None)?);
+        match attach_new(prog, t, spec, None) {
+            Ok(i) => interfaces.push(i),
+            Err(StartError::Load(e)) if e.is_one_interface() => {
+                refused.push((t.name.clone(), e.to_string()));
+                first.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let (true, Some(e)) = (interfaces.is_empty(), first) {
+        return Err(e.into());
     }
     spec.pins.write_state(&state(interfaces.clone()))?;
     Ok(Started {
@@ -228,6 +241,7 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
         outcome: Outcome::Fresh,
         list_changes: delta.allow.len() + delta.block.len(),
         interfaces,
+        refused,
         lock,
     })
 }
@@ -427,6 +441,7 @@ fn same_layout(spec: &Spec, a: SameLayout) -> Result<Started, StartError> {
         },
         list_changes,
         interfaces,
+        refused: Vec::new(),
         lock,
     })
 }

@@ -348,6 +348,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         },
         list_changes: delta.allow.len() + delta.block.len(),
         interfaces,
+        refused: Vec::new(),
         lock,
     })
 }

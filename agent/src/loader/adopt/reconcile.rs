@@ -30,7 +30,9 @@ pub(in crate::loader) fn reconcile(
             let new_id = new.as_deref().and_then(|n| prog_id(n).ok());
             if new_id != Some(a.prog_id) {
                 let Some(old) = recover::replaced_program(spec, a.prog_id) else {
-                    return Err(LoadError::Busy(t.name.clone()).into());
+                    // Another tool's program: this interface is left to it, and the caller,
+                    // finding it missing from the attachments, reports it; the others go on.
+                    continue;
                 };
                 stale = Some(old);
             }
