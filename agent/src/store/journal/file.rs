@@ -312,6 +312,14 @@ pub struct JournalWriter {
     pending_records: usize,
     written_records: u64,
     synced_records: u64,
+    /// The frames written since the last fsync that succeeded, and the file's length then:
+    /// a failed fsync may have cost their pages (the kernel says so once, and the next
+    /// fsync succeeds), so they are cut off and written again, never taken for durable.
+    unsynced: Vec<u8>,
+    synced_len: u64,
+    /// Set by a test: the next fsync fails as a disk's writeback error would.
+    #[cfg(test)]
+    fail_next_sync: bool,
     /// How long the last fsync took, until [`JournalWriter::take_fsync_time`] takes it.
     fsync_time: Option<std::time::Duration>,
     /// Records whose texts were shortened to fit a frame.
@@ -359,6 +367,10 @@ impl JournalWriter {
             pending_records: 0,
             written_records: 0,
             synced_records: 0,
+            unsynced: Vec::new(),
+            synced_len: written,
+            #[cfg(test)]
+            fail_next_sync: false,
             fsync_time: None,
             shortened: 0,
         })
@@ -435,6 +447,7 @@ impl JournalWriter {
             Ok(()) => {
                 self.written += self.pending.len() as u64;
                 self.written_records += self.pending_records as u64;
+                self.unsynced.extend_from_slice(&self.pending);
                 self.pending.clear();
                 self.pending_records = 0;
                 Ok(())
@@ -460,14 +473,41 @@ impl JournalWriter {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        self.file.sync_data().map_err(|source| JournalError::Io {
-            path: self.path.clone(),
-            op: "fsync",
-            cause: source,
-        })?;
+        #[cfg(test)]
+        let synced = if std::mem::take(&mut self.fail_next_sync) {
+            Err(std::io::Error::from_raw_os_error(libc::EIO))
+        } else {
+            self.file.sync_data()
+        };
+        #[cfg(not(test))]
+        let synced = self.file.sync_data();
+        if let Err(source) = synced {
+            self.rewind();
+            return Err(JournalError::Io {
+                path: self.path.clone(),
+                op: "fsync",
+                cause: source,
+            });
+        }
         self.fsync_time = Some(started.elapsed());
         self.synced_records = self.written_records;
+        self.synced_len = self.written;
+        self.unsynced.clear();
         Ok(())
+    }
+
+    /// After a failed fsync: the frames written since the last good one go back to the
+    /// front of the buffer and the file is cut to its length then, so the next write puts
+    /// them down again and only an fsync after that makes them durable.
+    fn rewind(&mut self) {
+        let _ = self.file.set_len(self.synced_len);
+        let _ = self.file.seek(SeekFrom::Start(self.synced_len));
+        let mut again = std::mem::take(&mut self.unsynced);
+        again.extend_from_slice(&self.pending);
+        self.pending = again;
+        self.pending_records += (self.written_records - self.synced_records) as usize;
+        self.written_records = self.synced_records;
+        self.written = self.synced_len;
     }
 
     /// How long the last fsync took, once (`None` if none ran since the last call).

@@ -204,3 +204,42 @@ fn a_record_too_long_for_a_frame_is_written_shortened_not_lost() {
     same.attr.domain = records[1].attr.domain.clone();
     assert_eq!(same, records[1], "nothing but the texts changed");
 }
+
+/// A failed fsync may have cost the pages it was writing (the kernel reports the error once
+/// and a later fsync succeeds): the frames written since the last good fsync are cut off
+/// and written again, and count as durable only after an fsync that followed.
+#[test]
+fn frames_a_failed_fsync_may_have_lost_are_written_again() {
+    let (_g, dir) = tmpdir("fsync-fail");
+    let path = dir.join(journal_name(42));
+    let mut g = TrafficGen::new(3, 1_700_000_000_000_000_000);
+    let recs: Vec<FlowRecord> = (0..20).map(|_| g.next_record()).collect();
+    let mut w = JournalWriter::create(&path, 42).expect("create journal");
+    for r in &recs[..10] {
+        w.append(r);
+    }
+    w.sync().expect("the first fsync");
+    let durable_len = std::fs::metadata(&path).expect("stat").len();
+    for r in &recs[10..] {
+        w.append(r);
+    }
+    w.flush().expect("write");
+    assert!(std::fs::metadata(&path).expect("stat").len() > durable_len);
+    w.fail_next_sync = true;
+    assert!(w.sync().is_err(), "the fsync fails");
+    assert_eq!(
+        w.synced_records(),
+        10,
+        "nothing after the failure is durable"
+    );
+    assert_eq!(w.pending_records(), 10, "the ten are to be written again");
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        durable_len,
+        "cut back to what the last good fsync covered"
+    );
+    w.sync().expect("the next fsync");
+    assert_eq!((w.synced_records(), w.pending_records()), (20, 0));
+    let back = read(&path).expect("read the journal back");
+    assert_eq!(back.records, recs, "every record once, in order");
+}
