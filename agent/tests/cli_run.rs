@@ -399,6 +399,20 @@ fn veth(ns: &Netns, a: &str, b: &str) {
     ip_in(ns, &["link", "set", b, "up"]);
 }
 
+/// An agent in `ns` on `lo` and `iface`, unpinned, sweeping every 200 ms, its store and
+/// state in `log`.
+fn agent_on(ns: &Netns, log: &Path, iface: &str, stderr: Stdio) -> Reaped {
+    Reaped(
+        ns.agent(log)
+            .args(["--iface", iface, "--no-pin", "--sweep-interval", "200ms"])
+            .arg("--state-dir")
+            .arg(log)
+            .stderr(stderr)
+            .spawn()
+            .expect("agent"),
+    )
+}
+
 /// Waits until the agent's snapshot in `log` (its state dir) names `iface` as not audited
 /// for a reason containing `why`, the agent still running.
 fn wait_unaudited(agent: &mut Reaped, log: &Path, iface: &str, why: &str) {
@@ -439,15 +453,7 @@ fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
     let d = TempDir::new("ifgone");
     let log = d.path().join("log");
     veth(&ns, "xav0", "xav1");
-    let mut agent = Reaped(
-        ns.agent(&log)
-            .args(["--iface", "xav0", "--no-pin", "--sweep-interval", "200ms"])
-            .arg("--state-dir")
-            .arg(&log)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("agent"),
-    );
+    let mut agent = agent_on(&ns, &log, "xav0", Stdio::piped());
     wait_until(Duration::from_secs(20), "the agent attaches", || {
         assert!(
             agent.0.try_wait().expect("wait").is_none(),
@@ -471,15 +477,7 @@ fn an_interface_absent_at_the_start_is_watched_and_the_others_audited() {
     let ns = Netns::new("ifabsent");
     let d = TempDir::new("ifabsent");
     let log = d.path().join("log");
-    let mut agent = Reaped(
-        ns.agent(&log)
-            .args(["--iface", "xaw0", "--no-pin", "--sweep-interval", "200ms"])
-            .arg("--state-dir")
-            .arg(&log)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("agent"),
-    );
+    let mut agent = agent_on(&ns, &log, "xaw0", Stdio::piped());
     wait_unaudited(&mut agent, &log, "xaw0", "absent");
     assert!(ns.has_xdp(), "the interface that exists is audited");
     wait_until(Duration::from_secs(20), "the alert in alerts.jsonl", || {
@@ -521,15 +519,7 @@ fn an_interface_held_by_another_program_is_reported_and_the_others_audited() {
     });
     veth(&ns, "xab0", "xab1");
     let log = d.path().join("b");
-    let mut second = Reaped(
-        ns.agent(&log)
-            .args(["--iface", "xab0", "--no-pin", "--sweep-interval", "200ms"])
-            .arg("--state-dir")
-            .arg(&log)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("second agent"),
-    );
+    let mut second = agent_on(&ns, &log, "xab0", Stdio::null());
     wait_unaudited(&mut second, &log, "lo", "already has an XDP program");
     let shown = Command::new("ip")
         .args(["-n", &ns.0, "link", "show", "xab0"])
