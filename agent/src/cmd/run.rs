@@ -453,14 +453,16 @@ fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Att
             "upgraded the pinned program: swapped on its links, no packet unjudged"
         ),
     }
-    // An interface configured and present but not attached was left to another program
-    // (an adopting start skips it), or refused by its driver (a fresh one says why).
+    // An interface configured and present but not attached was refused on its own (a
+    // fresh start says why; an adopting one logged it): another program holds it, or its
+    // driver refuses the mode.
     let mut refused = s.refused;
     for i in interfaces {
         let attached = s.interfaces.iter().any(|a| a.name == i.name);
         if !attached && !refused.iter().any(|(n, _)| *n == i.name) {
-            let busy = crate::loader::LoadError::Busy(i.name.clone());
-            refused.push((i.name.clone(), busy.to_string()));
+            let why = "another XDP program holds it, or its driver refuses the mode (the log \
+                       says which)";
+            refused.push((i.name.clone(), why.to_owned()));
         }
     }
     if s.interfaces.is_empty() {

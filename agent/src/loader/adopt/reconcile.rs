@@ -32,6 +32,13 @@ pub(in crate::loader) fn reconcile(
                 let Some(old) = recover::replaced_program(spec, a.prog_id) else {
                     // Another tool's program: this interface is left to it, and the caller,
                     // finding it missing from the attachments, reports it; the others go on.
+                    // A link pin of ours there holds no attachment (a live link would have
+                    // kept the other program out), only the old program alive.
+                    let dead = spec.pins.link(&t.name);
+                    if dead.exists() {
+                        remove_file(&dead)?;
+                    }
+                    warn!(iface = t.name, "{}", LoadError::Busy(t.name.clone()));
                     continue;
                 };
                 stale = Some(old);
@@ -80,7 +87,14 @@ pub(in crate::loader) fn reconcile(
         let old = listed.or(unlisted.as_ref());
         // As a fresh attach would: a bond's native attachment (an earlier build's) is
         // changed to SKB mode, and native is refused there.
-        let wanted = crate::loader::features::attach_mode(&t.name, spec.mode)?;
+        let wanted = match crate::loader::features::attach_mode(&t.name, spec.mode) {
+            Ok(m) => m,
+            Err(e) if e.is_one_interface() => {
+                warn!(iface = t.name, "{e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let iface = match (old, attached) {
             (Some(o), Some(a)) if o.ifindex == t.ifindex && mode_fits(wanted, a.mode) => {
                 match (new.as_deref_mut(), &stale) {
@@ -103,8 +117,12 @@ pub(in crate::loader) fn reconcile(
                      detaching, then attaching; packets in between pass unjudged"
                 );
                 remove_attachment(&spec.pins, o, t.ifindex, stale.as_ref().unwrap_or(running))?;
-                wait_detached(t)?;
-                attach_new(pick(&mut new, running), t, spec, Some(spec.mode))?
+                let again = wait_detached(t)
+                    .and_then(|()| attach_new(pick(&mut new, running), t, spec, Some(spec.mode)));
+                match one_interface(t, again)? {
+                    Some(i) => i,
+                    None => continue,
+                }
             }
             (Some(o), _) => {
                 info!(
@@ -112,10 +130,19 @@ pub(in crate::loader) fn reconcile(
                     "the pinned attachment is gone (the interface was re-created?): attaching again"
                 );
                 remove_attachment(&spec.pins, o, o.ifindex, stale.as_ref().unwrap_or(running))?;
-                wait_detached(t)?;
-                attach_new(pick(&mut new, running), t, spec, None)?
+                let again = wait_detached(t)
+                    .and_then(|()| attach_new(pick(&mut new, running), t, spec, None));
+                match one_interface(t, again)? {
+                    Some(i) => i,
+                    None => continue,
+                }
             }
-            (None, _) => attach_new(pick(&mut new, running), t, spec, None)?,
+            (None, _) => {
+                match one_interface(t, attach_new(pick(&mut new, running), t, spec, None))? {
+                    Some(i) => i,
+                    None => continue,
+                }
+            }
         };
         out.push(iface);
     }
@@ -151,4 +178,20 @@ pub(in crate::loader) fn reconcile(
         }
     }
     Ok(out)
+}
+
+/// An attachment, or `None` when only this interface refused it (another program holds it,
+/// its driver refuses the mode: said here; the caller reports it and audits the others).
+fn one_interface(
+    t: &Target,
+    r: Result<PinnedIface, StartError>,
+) -> Result<Option<PinnedIface>, StartError> {
+    match r {
+        Ok(i) => Ok(Some(i)),
+        Err(StartError::Load(e)) if e.is_one_interface() => {
+            warn!(iface = t.name, "{e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }

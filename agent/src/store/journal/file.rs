@@ -298,6 +298,10 @@ pub fn recover(path: &Path) -> Result<Recovery, JournalError> {
     Ok(out)
 }
 
+/// The most bytes written and not yet fsynced that a journal keeps a copy of (see
+/// [`JournalWriter::fsync`]); more is fsynced at once, whatever `--fsync-interval` says.
+const UNSYNCED_MAX: usize = 8 << 20;
+
 /// Appends frames to a journal. Frames are encoded into a memory buffer and written with
 /// [`JournalWriter::flush`]; [`JournalWriter::sync`] makes them durable. A failed write is cut
 /// back to the last whole frame, so the file never holds a torn frame the writer knows of, and
@@ -314,12 +318,17 @@ pub struct JournalWriter {
     synced_records: u64,
     /// The frames written since the last fsync that succeeded, and the file's length then:
     /// a failed fsync may have cost their pages (the kernel says so once, and the next
-    /// fsync succeeds), so they are cut off and written again, never taken for durable.
+    /// fsync succeeds), so they are written again before the next ([`Self::fsync`]).
     unsynced: Vec<u8>,
     synced_len: u64,
+    /// An fsync failed since the last good one: `unsynced` is to be written again.
+    rewrite: bool,
     /// Set by a test: the next fsync fails as a disk's writeback error would.
     #[cfg(test)]
     fail_next_sync: bool,
+    /// Bytes written again after failed fsyncs (for tests).
+    #[cfg(test)]
+    rewritten: usize,
     /// How long the last fsync took, until [`JournalWriter::take_fsync_time`] takes it.
     fsync_time: Option<std::time::Duration>,
     /// Records whose texts were shortened to fit a frame.
@@ -369,8 +378,11 @@ impl JournalWriter {
             synced_records: 0,
             unsynced: Vec::new(),
             synced_len: written,
+            rewrite: false,
             #[cfg(test)]
             fail_next_sync: false,
+            #[cfg(test)]
+            rewritten: 0,
             fsync_time: None,
             shortened: 0,
         })
@@ -450,6 +462,10 @@ impl JournalWriter {
                 self.unsynced.extend_from_slice(&self.pending);
                 self.pending.clear();
                 self.pending_records = 0;
+                // The copy kept for a failed fsync is bounded: past it, an fsync now.
+                if self.unsynced.len() > UNSYNCED_MAX {
+                    self.fsync()?;
+                }
                 Ok(())
             }
             Err(source) => {
@@ -469,8 +485,25 @@ impl JournalWriter {
     /// Writes the buffered frames and fsyncs the file.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.flush()?;
-        if self.synced_records == self.written_records {
+        self.fsync()
+    }
+
+    /// Fsyncs what is written. After a failed fsync (a disk's writeback error, which the
+    /// kernel reports once, and a later fsync succeeds over pages it may have dropped), the
+    /// frames written since the last good one are first written again where they are: the
+    /// same bytes at the same place, so the file never shrinks and a kill meanwhile loses
+    /// nothing the ledger says was written.
+    fn fsync(&mut self) -> Result<(), JournalError> {
+        if self.synced_records == self.written_records && !self.rewrite {
             return Ok(());
+        }
+        if self.rewrite {
+            std::os::unix::fs::FileExt::write_all_at(&self.file, &self.unsynced, self.synced_len)
+                .map_err(io(&self.path, "write again after a failed fsync"))?;
+            #[cfg(test)]
+            {
+                self.rewritten += self.unsynced.len();
+            }
         }
         let started = std::time::Instant::now();
         #[cfg(test)]
@@ -482,7 +515,7 @@ impl JournalWriter {
         #[cfg(not(test))]
         let synced = self.file.sync_data();
         if let Err(source) = synced {
-            self.rewind();
+            self.rewrite = true;
             return Err(JournalError::Io {
                 path: self.path.clone(),
                 op: "fsync",
@@ -493,21 +526,8 @@ impl JournalWriter {
         self.synced_records = self.written_records;
         self.synced_len = self.written;
         self.unsynced.clear();
+        self.rewrite = false;
         Ok(())
-    }
-
-    /// After a failed fsync: the frames written since the last good one go back to the
-    /// front of the buffer and the file is cut to its length then, so the next write puts
-    /// them down again and only an fsync after that makes them durable.
-    fn rewind(&mut self) {
-        let _ = self.file.set_len(self.synced_len);
-        let _ = self.file.seek(SeekFrom::Start(self.synced_len));
-        let mut again = std::mem::take(&mut self.unsynced);
-        again.extend_from_slice(&self.pending);
-        self.pending = again;
-        self.pending_records += (self.written_records - self.synced_records) as usize;
-        self.written_records = self.synced_records;
-        self.written = self.synced_len;
     }
 
     /// How long the last fsync took, once (`None` if none ran since the last call).
