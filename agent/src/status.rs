@@ -99,6 +99,10 @@ pub struct Snapshot {
     /// When the agent stopped cleanly (RFC 3339 UTC); absent while it runs, and after a crash.
     #[serde(default)]
     pub stopped_at: Option<String>,
+    /// The error it stopped on, when it did not stop for a signal (an interface to attach
+    /// again, say): written everything, but not asked to stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_error: Option<String>,
     /// Written at the start, before the first sweep ([`Snapshot::starting`]): only the
     /// process is known (pid, start time), no figure yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -207,6 +211,7 @@ impl Snapshot {
             observe: Default::default(),
             alerts: None,
             stopped_at: None,
+            stop_error: None,
             starting: false,
             unreported_crash: None,
             previous_counters: BTreeMap::new(),
@@ -294,6 +299,13 @@ impl Snapshot {
         s.stopped_at = Some(crate::record::rfc3339_ns(
             jiff::Timestamp::now().as_nanosecond() as i64,
         ));
+        s.write(dir).map_err(anyhow::Error::from)
+    }
+
+    /// Notes in the snapshot in `dir`, marked stopped, the error the agent stopped on.
+    pub fn note_stop_error(dir: &Path, error: &str) -> anyhow::Result<()> {
+        let mut s = Self::read(dir)?;
+        s.stop_error = Some(error.to_owned());
         s.write(dir).map_err(anyhow::Error::from)
     }
 

@@ -467,6 +467,13 @@ fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
     let (code, err) = exit_and_stderr(&mut agent);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("\"xav0\" now names another device"), "{err}");
+    // `status` says why it stopped, not "stopped cleanly".
+    let shown = run(&["status", "--state-dir", s(&log)]);
+    let out = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        out.contains("on an error") && out.contains("now names another device"),
+        "{out}"
+    );
 }
 
 /// A configured interface that does not exist at the start: the agent audits the others,

@@ -753,6 +753,13 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         ),
     }
     let finished = daemon.finish();
+    // A stop on an error (an interface to attach again, the ring unreadable) is said in the
+    // last snapshot, which `status` shows: "stopped cleanly" would hide why it stopped.
+    if let (Err(e), Ok(_)) = (&ran, &finished) {
+        if let Err(w) = crate::status::Snapshot::note_stop_error(&args.state_dir, &e.to_string()) {
+            tracing::warn!(error = %w, "cannot note the stop's error in the status snapshot");
+        }
+    }
     // After the last seal: what it sealed is shipped at the next start if not now.
     drop(shipper);
     drop(enrichment);

@@ -169,9 +169,10 @@ fn print(
         AgentState::Down => outln!(
             "AGENT NOT RUNNING: pid {} {}; last snapshot written {}, {age_text} ago; the figures below are as of then",
             s.pid,
-            match &s.stopped_at {
-                Some(t) => format!("stopped cleanly at {t}"),
-                None => "is gone without a clean stop (crashed or killed)".to_owned(),
+            match (&s.stopped_at, &s.stop_error) {
+                (Some(t), Some(e)) => format!("stopped at {t} on an error: {e}"),
+                (Some(t), None) => format!("stopped cleanly at {t}"),
+                (None, _) => "is gone without a clean stop (crashed or killed)".to_owned(),
             },
             s.written_at
         )?,

@@ -103,6 +103,7 @@ fn full(rules: usize) -> Snapshot {
             ..Default::default()
         }),
         stopped_at: None,
+        stop_error: None,
         starting: false,
         unreported_crash: None,
         previous_counters: BTreeMap::new(),
