@@ -223,13 +223,7 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
             .spawn()
             .expect("first agent"),
     );
-    wait_until(Duration::from_secs(20), "the first agent attaches", || {
-        assert!(
-            first.0.try_wait().expect("wait").is_none(),
-            "first agent exited early"
-        );
-        ns.has_xdp()
-    });
+    wait_attached(&ns, &mut first);
     let second = output_within(
         &mut ns.agent(&d.path().join("b")),
         "a second agent on a busy XDP slot",
@@ -399,6 +393,17 @@ fn veth(ns: &Netns, a: &str, b: &str) {
     ip_in(ns, &["link", "set", b, "up"]);
 }
 
+/// Waits until `agent`'s program is on `lo` in `ns`, the agent still running.
+fn wait_attached(ns: &Netns, agent: &mut Reaped) {
+    wait_until(Duration::from_secs(20), "the agent attaches", || {
+        assert!(
+            agent.0.try_wait().expect("wait").is_none(),
+            "agent exited early"
+        );
+        ns.has_xdp()
+    });
+}
+
 /// An agent in `ns` on `lo` and `iface`, unpinned, sweeping every 200 ms, its store and
 /// state in `log`.
 fn agent_on(ns: &Netns, log: &Path, iface: &str, stderr: Stdio) -> Reaped {
@@ -454,13 +459,7 @@ fn an_interface_deleted_under_the_agent_stops_it_with_an_error_naming_it() {
     let log = d.path().join("log");
     veth(&ns, "xav0", "xav1");
     let mut agent = agent_on(&ns, &log, "xav0", Stdio::piped());
-    wait_until(Duration::from_secs(20), "the agent attaches", || {
-        assert!(
-            agent.0.try_wait().expect("wait").is_none(),
-            "agent exited early"
-        );
-        ns.has_xdp()
-    });
+    wait_attached(&ns, &mut agent);
     ip_in(&ns, &["link", "del", "xav0"]);
     wait_unaudited(&mut agent, &log, "xav0", "gone");
     veth(&ns, "xav0", "xav1");
@@ -517,13 +516,7 @@ fn an_interface_held_by_another_program_is_reported_and_the_others_audited() {
             .spawn()
             .expect("first agent"),
     );
-    wait_until(Duration::from_secs(20), "the first agent attaches", || {
-        assert!(
-            first.0.try_wait().expect("wait").is_none(),
-            "first agent exited early"
-        );
-        ns.has_xdp()
-    });
+    wait_attached(&ns, &mut first);
     veth(&ns, "xab0", "xab1");
     let log = d.path().join("b");
     let mut second = agent_on(&ns, &log, "xab0", Stdio::null());
