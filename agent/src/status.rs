@@ -125,6 +125,11 @@ pub struct Snapshot {
     /// snapshot), handed on like `previous_counters`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub previous_lost_at_stop: u64,
+    /// The last agent with figures stopped with its store unable to seal everything (only in
+    /// a starting snapshot), handed on like `previous_counters`: the journals it left are no
+    /// crash, however many starts fail in between.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous_stopped_unsealed: bool,
     /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
     /// when the agent runs without `--syslog`).
     #[serde(default)]
@@ -217,6 +222,7 @@ impl Snapshot {
             previous_counters: BTreeMap::new(),
             previous_alerts: Vec::new(),
             previous_lost_at_stop: 0,
+            previous_stopped_unsealed: false,
             syslog: None,
             flood: Default::default(),
         }
@@ -233,6 +239,7 @@ impl Snapshot {
             previous_counters: previous.counters,
             previous_alerts: previous.alerts,
             previous_lost_at_stop: previous.lost_at_stop,
+            previous_stopped_unsealed: previous.stopped_unsealed,
             ..Self::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 0, &[])
         }
     }
@@ -432,7 +439,7 @@ impl Starting {
                         counters: s.previous_counters,
                         alerts: s.previous_alerts,
                         lost_at_stop: s.previous_lost_at_stop,
-                        stopped_unsealed: false,
+                        stopped_unsealed: s.previous_stopped_unsealed,
                     }
                 } else {
                     Previous {
@@ -620,8 +627,8 @@ mod tests {
         assert_eq!(next, e);
     }
 
-    /// The program's counters and the active alerts as the last agent left them reach the
-    /// next start, also across starts that failed (each starting snapshot hands them on).
+    /// The program's counters, the active alerts and a stop unable to seal, as the last agent
+    /// left them, reach the next start, also across starts that failed (each starting snapshot hands them on).
     #[test]
     fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
         let tmp = crate::blocklist::tests::TempDir::new("starting-counters");
@@ -648,6 +655,10 @@ mod tests {
         for start in 0..3 {
             let (previous, starting, _) = Starting::begin(&dir);
             assert_eq!(previous.lost_at_stop, 9, "start {start}");
+            assert!(
+                previous.stopped_unsealed,
+                "start {start}: its unsealed journals are no crash"
+            );
             assert_eq!(
                 previous.counters.get("lost_flow_start"),
                 Some(&5),
