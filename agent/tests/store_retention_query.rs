@@ -100,6 +100,72 @@ fn expired_segments_are_deleted_daily_and_the_chain_still_verifies() {
     drop(store);
 }
 
+/// A wall clock with a boot clock beside it, and the kernel's word on its synchronisation.
+#[derive(Clone)]
+struct SteppedClock {
+    wall: FakeClock,
+    boot_ns: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl xdp_audit::store::StoreClock for SteppedClock {
+    fn now_ns(&self) -> i64 {
+        clock_now(&self.wall)
+    }
+
+    fn trust(&self) -> Option<xdp_audit::store::retention::Trust> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Some(xdp_audit::store::retention::Trust {
+            boot_ns: self.boot_ns.load(SeqCst),
+            synced: self.synced.load(SeqCst),
+        })
+    }
+}
+
+/// A wall clock set 190 days ahead of the store's last entry, an hour after the boot, with
+/// the kernel not calling it synchronised: retention deletes nothing, at the start nor at
+/// the next day's pass. Once the clock is synchronised (and corrected), it prunes what is
+/// truly expired.
+#[test]
+fn a_clock_set_ahead_expires_nothing_until_it_is_synchronised() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = TempDir::new("retention-ahead");
+    let filled = FakeClock::new(T0);
+    fill(dir.path(), &filled, T0, 3, 1.0, 1, true);
+    fill(dir.path(), &filled, T0 + 10 * DAY, 2, 1.0, 2, true);
+    let sealed = live(dir.path()).len();
+    let clock = SteppedClock {
+        wall: FakeClock::new(T0 + 200 * DAY),
+        boot_ns: std::sync::Arc::new(HOUR.into()),
+        synced: Default::default(),
+    };
+    let mut cfg = config(dir.path());
+    cfg.retention_days = 180;
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone())).expect("open");
+    store.wait_idle();
+    assert_eq!(
+        live(dir.path()).len(),
+        sealed,
+        "pruned at the start on a clock set ahead"
+    );
+    // A day later by both clocks: the daily pass, still on the clock set ahead.
+    clock.wall.advance(DAY + HOUR);
+    clock.boot_ns.fetch_add(DAY + HOUR, SeqCst);
+    store.tick_at(clock_now(&clock.wall)).expect("tick");
+    store.wait_idle();
+    assert_eq!(live(dir.path()).len(), sealed, "pruned at the daily pass");
+    drop(store);
+    // Corrected and synchronised: T0's hours are expired, T0 + 10 days' are not.
+    clock.wall.set(T0 + 185 * DAY);
+    clock.synced.store(true, SeqCst);
+    let mut cfg = config(dir.path());
+    cfg.retention_days = 180;
+    drop(Store::open_with_clock(cfg, Box::new(clock)).expect("open"));
+    let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("after retention: {b}"));
+    assert_eq!(v.pruned, 4, "{v:?}");
+    assert_eq!(live(dir.path()).len(), sealed - 4);
+}
+
 fn clock_now(c: &FakeClock) -> i64 {
     use xdp_audit::store::StoreClock;
     c.now_ns()

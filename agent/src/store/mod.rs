@@ -84,6 +84,13 @@ const RETENTION_RETRY_NS: i64 = 60 * 1_000_000_000;
 pub trait StoreClock: Send {
     /// Now, Unix nanoseconds.
     fn now_ns(&self) -> i64;
+
+    /// The boot clock and the wall clock's synchronisation, for retention to tell a clock
+    /// set ahead from time that passed ([`retention::RetentionClock`]); `None` (test
+    /// clocks) follows `now_ns` as is.
+    fn trust(&self) -> Option<retention::Trust> {
+        None
+    }
 }
 
 /// The system's real-time clock.
@@ -95,6 +102,16 @@ impl StoreClock for SystemClock {
     /// cost about half as much again.
     fn now_ns(&self) -> i64 {
         crate::clock::clock_ns(libc::CLOCK_REALTIME)
+    }
+
+    fn trust(&self) -> Option<retention::Trust> {
+        Some(retention::Trust {
+            boot_ns: crate::clock::clock_ns(libc::CLOCK_BOOTTIME),
+            synced: matches!(
+                crate::compliance::system::clock_sync(),
+                crate::compliance::ClockSync::Synced { .. }
+            ),
+        })
     }
 }
 
@@ -500,7 +517,8 @@ impl Store {
             retention::DAY_NS
         };
         if self.last_retention_ns.is_none_or(|t| now - t >= wait) {
-            self.sealer.retention(now, self.cfg.retention_days);
+            self.sealer
+                .retention(now, self.clock.trust(), self.cfg.retention_days);
             self.last_retention_ns = Some(now);
         }
         Ok(())

@@ -224,10 +224,12 @@ impl Store {
         // A full disk is the store's condition, not the start's failure (seals at open wait
         // for space the same way): the records have their journal, and the sealer thread
         // anchors the operator log and runs retention once space returns.
+        let mut retention_clock = retention::RetentionClock::at_start(manifest.entries(), now);
+        let (retention_now, _) = retention_clock.now(now, clock.trust());
         let retention_waits = match retention::prune_gated(
             &dir,
             &mut manifest,
-            now,
+            retention_now,
             cfg.retention_days,
             cfg.ship_gate.as_ref(),
         ) {
@@ -251,7 +253,7 @@ impl Store {
             dir.clone(),
             manifest,
             cfg.compact_max_rows,
-            cfg.ship_gate.clone(),
+            (cfg.ship_gate.clone(), retention_clock),
             timings.clone(),
         )
         .map_err(|e| io(&dir, "start the sealer thread", e))?;
@@ -259,7 +261,7 @@ impl Store {
             sealer.seal(path, now);
         }
         if retention_waits {
-            sealer.retention(now, cfg.retention_days);
+            sealer.retention(now, clock.trust(), cfg.retention_days);
         }
         sealer.compact(now);
         Ok(Self {

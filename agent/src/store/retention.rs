@@ -68,6 +68,93 @@ pub fn cutoff_ns(now_ns: i64, days: u32) -> Option<i64> {
         .and_then(|span| now_ns.checked_sub(span))
 }
 
+/// What a retention pass knows of the clocks besides the wall clock: the boot clock
+/// (CLOCK_BOOTTIME, which no one steps) and whether the kernel says the wall clock is
+/// synchronised (adjtimex).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trust {
+    /// CLOCK_BOOTTIME, ns.
+    pub boot_ns: i64,
+    /// Synchronised (no `STA_UNSYNC`): a step since is corrected already.
+    pub synced: bool,
+}
+
+/// How far the wall clock may run ahead of the time that passed before retention stops
+/// following it: NTP slews some seconds a day, and the start's anchor is a few seconds old.
+const AHEAD_TOLERANCE_NS: i64 = 10 * 60 * 1_000_000_000;
+
+/// Retention's now. A wall clock set ahead (a typo in `date -s`, a real-time clock kept in
+/// local time, a bad time source) would expire young records at once, and the law's floor
+/// would be gone before anyone corrects the clock. So while the kernel does not call the
+/// clock synchronised, retention's now advances no faster than the boot clock from a time
+/// it trusted: its last pass, or at a start the store's newest entry plus the time since
+/// the boot (the least that passed since; a store last written in an earlier boot is then
+/// kept longer by the downtime, never shorter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionClock {
+    wall_ns: i64,
+    /// The boot clock at `wall_ns`; `None` anchors at the first pass (an empty store).
+    boot_ns: Option<i64>,
+}
+
+impl RetentionClock {
+    /// At a start: anchored at the newest time the manifest's `entries` hold, or at
+    /// `now_ns` for a store that holds nothing yet (nothing it could expire is older).
+    pub fn at_start(entries: &[manifest::Entry], now_ns: i64) -> Self {
+        let newest = entries
+            .iter()
+            .map(|e| match &e.body {
+                Body::Segment(s) => s.time_max_ns,
+                Body::Prune(p) => p.at_ns,
+                Body::Compact(c) => c.at_ns.max(c.segment.time_max_ns),
+                Body::Anchor(a) => a.at_ns,
+            })
+            .max();
+        match newest {
+            Some(wall_ns) => Self {
+                wall_ns,
+                boot_ns: Some(0),
+            },
+            None => Self {
+                wall_ns: now_ns,
+                boot_ns: None,
+            },
+        }
+    }
+
+    /// The now a pass at wall time `wall_ns` uses, and how far the wall clock runs ahead of
+    /// it (0 when it is followed). `trust` `None` follows the wall clock (test clocks).
+    pub fn now(&mut self, wall_ns: i64, trust: Option<Trust>) -> (i64, i64) {
+        let Some(t) = trust else {
+            return (wall_ns, 0);
+        };
+        let passed = self
+            .boot_ns
+            .map_or(0, |b| t.boot_ns.saturating_sub(b).max(0));
+        let least = self.wall_ns.saturating_add(passed);
+        let now = if t.synced || wall_ns <= least.saturating_add(AHEAD_TOLERANCE_NS) {
+            wall_ns
+        } else {
+            least
+        };
+        *self = Self {
+            wall_ns: now,
+            boot_ns: Some(t.boot_ns),
+        };
+        let ahead = wall_ns.saturating_sub(now);
+        if ahead > 0 {
+            tracing::warn!(
+                ahead = %crate::span::format(std::time::Duration::from_nanos(ahead.unsigned_abs())),
+                "retention does not follow the wall clock: it runs ahead of the time that \
+                 passed (the boot clock) and the kernel does not call it synchronised, so \
+                 records are kept that much longer until it is (run chrony or \
+                 systemd-timesyncd; a clock set ahead would otherwise expire young records)"
+            );
+        }
+        (now, ahead)
+    }
+}
+
 /// Live segments expired at `now_ns` under `days` of retention (holds aside).
 pub fn expired(manifest: &Manifest, now_ns: i64, days: u32) -> Vec<SegmentInfo> {
     let Some(cutoff) = cutoff_ns(now_ns, days) else {
@@ -307,6 +394,77 @@ pub(super) fn quarantine_file(dir: &Path, name: &str) -> std::io::Result<std::pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T: i64 = 1_700_000_000_000_000_000;
+    const MIN: i64 = 60 * 1_000_000_000;
+
+    fn trust(boot_ns: i64, synced: bool) -> Option<Trust> {
+        Some(Trust { boot_ns, synced })
+    }
+
+    /// A wall clock set ahead while the kernel does not call it synchronised moves
+    /// retention's now only as far as the boot clock moved; once synchronised, it is
+    /// followed again.
+    #[test]
+    fn a_clock_set_ahead_does_not_move_retention() {
+        let mut c = RetentionClock::at_start(&[], T);
+        assert_eq!(c.now(T, trust(5 * MIN, false)), (T, 0), "the first pass");
+        // A day later by both clocks: followed.
+        let day = T + DAY_NS;
+        assert_eq!(c.now(day, trust(5 * MIN + DAY_NS, false)), (day, 0));
+        // Drift within the tolerance: followed.
+        let next = day + DAY_NS + 3 * MIN;
+        assert_eq!(c.now(next, trust(5 * MIN + 2 * DAY_NS, false)), (next, 0));
+        // Set 100 days ahead, a day later by the boot clock: a day, not 100.
+        let boot = 5 * MIN + 3 * DAY_NS;
+        let ahead = next + 101 * DAY_NS;
+        assert_eq!(
+            c.now(ahead, trust(boot, false)),
+            (next + DAY_NS, 100 * DAY_NS)
+        );
+        // Still ahead the next day: the held now moves on by a day.
+        assert_eq!(
+            c.now(ahead + DAY_NS, trust(boot + DAY_NS, false)),
+            (next + 2 * DAY_NS, 100 * DAY_NS)
+        );
+        // Synchronised: the wall clock is taken as corrected.
+        assert_eq!(c.now(next, trust(boot + 2 * DAY_NS, true)), (next, 0));
+        // A clock set back is followed (it expires less).
+        assert_eq!(c.now(T, trust(boot + 3 * DAY_NS, false)), (T, 0));
+        // A test clock (no trust) is followed as is.
+        assert_eq!(c.now(T + 500 * DAY_NS, None), (T + 500 * DAY_NS, 0));
+    }
+
+    /// At a start, the time since the store's newest entry is at least the boot clock's
+    /// reading only if the entry is of this boot: the held now is the entry plus that.
+    #[test]
+    fn a_start_counts_from_the_stores_newest_entry() {
+        let anchor = |at_ns| manifest::Entry {
+            seq: 0,
+            body: Body::Anchor(manifest::AnchorInfo {
+                at_ns,
+                log: oplog::LOG.into(),
+                lines: 0,
+                bytes: 0,
+                head: String::new(),
+            }),
+            prev: String::new(),
+            hash: String::new(),
+        };
+        let entries = [anchor(T - DAY_NS), anchor(T)];
+        let mut c = RetentionClock::at_start(&entries, T + 200 * DAY_NS);
+        // Booted 10 minutes ago with a wall clock 200 days past the store's newest entry.
+        assert_eq!(
+            c.now(T + 200 * DAY_NS, trust(10 * MIN, false)),
+            (T + 10 * MIN, 200 * DAY_NS - 10 * MIN)
+        );
+        // The same after a normal downtime within the tolerance: followed.
+        let mut c = RetentionClock::at_start(&entries, T + 15 * MIN);
+        assert_eq!(
+            c.now(T + 15 * MIN, trust(10 * MIN, false)),
+            (T + 15 * MIN, 0)
+        );
+    }
 
     #[test]
     fn a_retention_past_the_clock_expires_nothing() {

@@ -14,11 +14,25 @@ use super::retention::ShipGate;
 use super::{compact, oplog, retention, seal, REPORT_EVERY_NS};
 
 enum Job {
-    Seal { path: PathBuf, now: i64 },
-    Retry { now: i64 },
-    Retention { now: i64, days: u32 },
-    Compact { now: i64 },
-    Barrier { now: i64, reply: Sender<bool> },
+    Seal {
+        path: PathBuf,
+        now: i64,
+    },
+    Retry {
+        now: i64,
+    },
+    Retention {
+        now: i64,
+        trust: Option<retention::Trust>,
+        days: u32,
+    },
+    Compact {
+        now: i64,
+    },
+    Barrier {
+        now: i64,
+        reply: Sender<bool>,
+    },
 }
 
 #[derive(Default)]
@@ -74,6 +88,8 @@ struct Worker {
     last_compact_report_ns: i64,
     /// When the last compaction pass ran (a pass that met a full disk is retried a minute on).
     last_compact_ns: i64,
+    /// Retention's now, which a clock set ahead does not move.
+    retention_clock: retention::RetentionClock,
     shared: Arc<Shared>,
 }
 
@@ -238,7 +254,8 @@ impl Worker {
                 }
                 Job::Compact { now } => self.compact(now),
                 Job::Retry { now } => self.retry(now),
-                Job::Retention { now, days } => {
+                Job::Retention { now, trust, days } => {
+                    let (now, _) = self.retention_clock.now(now, trust);
                     let result = retention::prune_gated(
                         &self.dir,
                         &mut self.manifest,
@@ -280,12 +297,13 @@ impl Worker {
 impl Sealer {
     /// Starts the thread for the store in `dir`, taking over its manifest; merged segments
     /// hold at most `compact_max_rows` rows (0: no compaction); retention keeps what
-    /// `ship_gate` says is not shipped yet; seal and compaction durations go to `timings`.
+    /// `ship_gate` says is not shipped yet and counts time as `retention_clock` does; seal
+    /// and compaction durations go to `timings`.
     pub fn spawn(
         dir: PathBuf,
         manifest: Manifest,
         compact_max_rows: u64,
-        ship_gate: Option<ShipGate>,
+        (ship_gate, retention_clock): (Option<ShipGate>, retention::RetentionClock),
         timings: Arc<super::Timings>,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
@@ -301,6 +319,7 @@ impl Sealer {
             last_report_ns: i64::MIN / 2,
             last_compact_report_ns: i64::MIN / 2,
             last_compact_ns: i64::MIN / 2,
+            retention_clock,
             shared: shared.clone(),
         };
         let (tx, rx) = channel();
@@ -340,9 +359,9 @@ impl Sealer {
         self.send(Job::Compact { now });
     }
 
-    /// Runs retention.
-    pub fn retention(&self, now: i64, days: u32) {
-        self.send(Job::Retention { now, days });
+    /// Runs retention at wall time `now`, as far as `trust` lets it follow it.
+    pub fn retention(&self, now: i64, trust: Option<retention::Trust>, days: u32) {
+        self.send(Job::Retention { now, trust, days });
     }
 
     /// Waits until every job sent so far is done and the logs are anchored; true if no
@@ -422,7 +441,8 @@ mod tests {
         let dir = tmp.0.clone();
         let manifest = Manifest::load(&dir, None)
             .unwrap_or_else(|e| panic!("load the empty manifest in {}: {e}", dir.display()));
-        let sealer = Sealer::spawn(dir.clone(), manifest, 0, None, Arc::default())
+        let clock = retention::RetentionClock::at_start(manifest.entries(), 0);
+        let sealer = Sealer::spawn(dir.clone(), manifest, 0, (None, clock), Arc::default())
             .unwrap_or_else(|e| panic!("start the sealer: {e}"));
         let t0 = 1_767_225_600_000_000_000;
         let bad = dir.join(seal::journal_name(1));
