@@ -31,7 +31,8 @@ QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a n
 label by label, in any case (`*.example.com`, as lists write it, means the same). --nat matches the outside address (and port) the gateway's NAT gave
 a flow; IPv6 with a port goes in brackets. Records written before the attribution existed match
 none of these three. --rule FILE:LINE matches the flows that list rule decided (as `status`
-names rules); --rule FILE, those of any rule of that file.
+names rules); --rule FILE, those of any rule of that file. Records name a list by the path the
+agent was given; a relative FILE (`block.list`) matches its last components too.
 
 With --nat, the table answers \"who had this outside address and port\": one line per inside
 flow, with the outside tuple, the account, the inside and remote tuples, protocol, first and
@@ -87,7 +88,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         let mut progress = progress_line("query");
         let result = query::count(&args.dir.log_dir, &filter, default_threads(), &mut progress);
         access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
-        let stats = done(result, &args.dir.log_dir)?;
+        let stats = done(result, &args.dir.log_dir, &filter)?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", stats.matched)
             .and_then(|()| out.flush())
@@ -131,7 +132,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         Err(QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(ExitCode::SUCCESS)
         }
-        result => done(result, &args.dir.log_dir)?,
+        result => done(result, &args.dir.log_dir, &filter)?,
     };
     let mut w = out.finish().map_err(super::stdout_error)?;
     w.flush().map_err(super::stdout_error)?;
@@ -139,8 +140,20 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The stats of a finished scan, logged; or its error, naming the store.
-fn done(result: Result<ScanStats, QueryError>, dir: &std::path::Path) -> anyhow::Result<ScanStats> {
+fn done(
+    result: Result<ScanStats, QueryError>,
+    dir: &std::path::Path,
+    filter: &crate::store::filter::Filter,
+) -> anyhow::Result<ScanStats> {
     let stats = result.with_context(|| format!("querying {}", dir.display()))?;
+    if let (0, Some(rule)) = (stats.matched, &filter.rule) {
+        // The likeliest cause of an empty answer is a name the records do not use.
+        let _ = writeln!(
+            std::io::stderr(),
+            "query: no flow matched --rule {rule:?}; records name a rule by the list's path as \
+             the agent was given it, and its line (`xdp-audit status` lists them)"
+        );
+    }
     tracing::info!(
         matched = stats.matched,
         segments = stats.segments,

@@ -96,13 +96,23 @@ impl Filter {
 }
 
 /// Whether a record's rule `have` (`FILE:LINE`) is the rule `want` names: that rule, or with
-/// `want` a file alone, any rule of that file.
+/// `want` a file alone, any rule of that file. Records name a list by the path the agent was
+/// given; a relative `want` (`block.list`, `feeds/block.list:3`) also names it by its last
+/// components, so an operator need not know how the agent was started.
 pub fn rule_matches(want: &str, have: &str) -> bool {
-    have == want
-        || have
-            .strip_prefix(want)
-            .and_then(|rest| rest.strip_prefix(':'))
-            .is_some_and(|line| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()))
+    fn is_rule(want: &str, have: &str) -> bool {
+        have == want
+            || have
+                .strip_prefix(want)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|line| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()))
+    }
+    if is_rule(want, have) || want.starts_with('/') {
+        return is_rule(want, have);
+    }
+    let tail = want.trim_start_matches("./");
+    have.match_indices('/')
+        .any(|(i, _)| is_rule(tail, &have[i + 1..]))
 }
 
 /// The `--nat` filter: the NAT outside address, and the port if given. IPv4 and the
@@ -411,6 +421,17 @@ mod tests {
         assert!(!rule_matches("/etc/b.lis", "/etc/b.list:3"));
         assert!(!rule_matches("/etc/b.list", "/etc/b.list:x"));
         assert!(!rule_matches("/etc/b.list", "/etc/b.list:"));
+        // A relative name matches the last components, whole ones only.
+        assert!(rule_matches("b.list", "/etc/b.list:3"));
+        assert!(rule_matches("etc/b.list:3", "/etc/b.list:3"));
+        assert!(!rule_matches("b.list:3", "/etc/b.list:30"));
+        assert!(!rule_matches("list", "/etc/b.list:3"));
+        assert!(rule_matches("./b.list", "/etc/b.list:3"));
+        assert!(rule_matches("b.list", "./b.list:3"));
+        assert!(
+            !rule_matches("/b.list", "/etc/b.list:3"),
+            "an absolute path is whole"
+        );
     }
 
     #[test]
