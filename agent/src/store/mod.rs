@@ -71,6 +71,18 @@ pub const LOCK_FILE: &str = ".lock";
 pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 /// How often a condition that stops writing is reported, at most.
 pub const REPORT_EVERY_NS: i64 = 60 * 1_000_000_000;
+
+/// The time from `then` to `now` on the wall clock the store's timers read, with a clock set
+/// back counted as all time passed: an fsync, a retry or a report due "an interval after
+/// `then`" must not wait out the step (an hour without fsync after NTP corrects a clock that
+/// ran an hour ahead).
+pub(crate) fn since(now: i64, then: i64) -> i64 {
+    if now < then {
+        i64::MAX
+    } else {
+        now.saturating_sub(then)
+    }
+}
 /// Default bound of the memory buffer used while the disk refuses writes, in records
 /// (about 6 MB of encoded frames).
 pub const DEFAULT_BUFFER_RECORDS: usize = 100_000;
@@ -380,7 +392,7 @@ impl Store {
 
     /// Warns about a condition that stops writing or sealing, at most once a minute.
     fn report(&mut self, now: i64, what: &str, error: &dyn std::fmt::Display) {
-        if now - self.last_report_ns < REPORT_EVERY_NS {
+        if since(now, self.last_report_ns) < REPORT_EVERY_NS {
             return;
         }
         self.last_report_ns = now;
@@ -406,7 +418,7 @@ impl Store {
     /// Writes and fsyncs the journal; on failure enters (or stays in) the degraded state.
     fn sync_at(&mut self, now: i64) {
         if let Some(d) = &self.degraded {
-            if now - d.last_retry_ns < 1_000_000_000 {
+            if since(now, d.last_retry_ns) < 1_000_000_000 {
                 let error = d.error.clone();
                 self.report(now, "cannot write", &error);
                 return;
@@ -420,7 +432,7 @@ impl Store {
                 self.last_sync_ns = now;
                 self.status.durable += self.journal.synced_records() - self.counted_synced;
                 self.counted_synced = self.journal.synced_records();
-                let said = now - self.last_recovered_ns < REPORT_EVERY_NS;
+                let said = since(now, self.last_recovered_ns) < REPORT_EVERY_NS;
                 if let Some(d) = self.degraded.take().filter(|_| !said) {
                     self.last_recovered_ns = now;
                     tracing::warn!(
@@ -477,7 +489,7 @@ impl Store {
     /// largest there is (an earlier journal's id was that close to it), so no journal can
     /// follow it. Its records go on into it, durable as ever; it is not sealed.
     fn report_last_id(&mut self, now: i64) {
-        if now - self.last_report_ns < REPORT_EVERY_NS {
+        if since(now, self.last_report_ns) < REPORT_EVERY_NS {
             return;
         }
         self.last_report_ns = now;
@@ -494,16 +506,20 @@ impl Store {
     /// daily retention, with the time taken from the store's clock.
     pub fn tick_at(&mut self, now: i64) -> Result<(), SinkError> {
         if self.degraded.is_some()
-            || now - self.last_sync_ns >= self.cfg.fsync_interval.as_nanos() as i64
+            || since(now, self.last_sync_ns) >= self.cfg.fsync_interval.as_nanos() as i64
         {
             self.sync_at(now);
         }
         if self.degraded.is_none() {
-            let hour_over = self.journal_hour.is_some_and(|h| hour_of(now) > h);
+            // Past the journal's hour; or the clock set back before the hour before it (a
+            // record a little ahead of the clock does not rotate at every tick).
+            let hour_over = self
+                .journal_hour
+                .is_some_and(|h| hour_of(now) > h || hour_of(now) < h - 1);
             if hour_over || self.journal.size() >= self.cfg.segment_max_bytes {
                 self.rotate(now);
             } else if (self.sealer.pending() > 0 || self.sealer.disk_full())
-                && now - self.last_seal_try_ns >= 1_000_000_000
+                && since(now, self.last_seal_try_ns) >= 1_000_000_000
             {
                 self.sealer.retry(now);
                 self.last_seal_try_ns = now;
@@ -516,7 +532,7 @@ impl Store {
         } else {
             retention::DAY_NS
         };
-        if self.last_retention_ns.is_none_or(|t| now - t >= wait) {
+        if self.last_retention_ns.is_none_or(|t| since(now, t) >= wait) {
             self.sealer
                 .retention(now, self.clock.trust(), self.cfg.retention_days);
             self.last_retention_ns = Some(now);
@@ -599,7 +615,7 @@ impl Store {
     pub fn sync_due(&mut self) {
         let now = self.clock.now_ns();
         if self.degraded.is_none()
-            && now - self.last_sync_ns >= self.cfg.fsync_interval.as_nanos() as i64
+            && since(now, self.last_sync_ns) >= self.cfg.fsync_interval.as_nanos() as i64
         {
             self.sync_at(now);
         }

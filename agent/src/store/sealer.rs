@@ -135,7 +135,7 @@ impl Worker {
                 }
                 Err(e) if e.is_disk_full() => {
                     disk_full = true;
-                    if now - self.last_report_ns >= REPORT_EVERY_NS {
+                    if super::since(now, self.last_report_ns) >= REPORT_EVERY_NS {
                         self.last_report_ns = now;
                         tracing::warn!(
                             journal = %q.path.display(),
@@ -162,7 +162,7 @@ impl Worker {
                             "audit store cannot seal this journal; leaving it in place, \
                              retrying it, and sealing the journals after it meanwhile"
                         );
-                    } else if now - self.last_report_ns >= REPORT_EVERY_NS {
+                    } else if super::since(now, self.last_report_ns) >= REPORT_EVERY_NS {
                         self.last_report_ns = now;
                         tracing::warn!(
                             journal = %q.path.display(),
@@ -222,7 +222,7 @@ impl Worker {
             .compact_disk_full
             .store(disk_full, Ordering::Relaxed);
         if let Err(e) = result {
-            if now - self.last_compact_report_ns >= REPORT_EVERY_NS {
+            if super::since(now, self.last_compact_report_ns) >= REPORT_EVERY_NS {
                 self.last_compact_report_ns = now;
                 tracing::warn!(error = %e, "audit store cannot compact closed days; segments stay as sealed and the next pass retries (reported at most once a minute)");
             }
@@ -234,7 +234,7 @@ impl Worker {
     fn retry(&mut self, now: i64) {
         self.seal_queued(now);
         let compaction_waits = self.shared.compact_disk_full.load(Ordering::Relaxed);
-        if compaction_waits && now - self.last_compact_ns >= REPORT_EVERY_NS {
+        if compaction_waits && super::since(now, self.last_compact_ns) >= REPORT_EVERY_NS {
             self.compact(now);
         }
     }

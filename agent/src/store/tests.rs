@@ -123,6 +123,39 @@ fn records_that_started_before_the_hour_do_not_rotate_the_new_journal_at_every_t
     assert_eq!(got.len(), recs.len(), "every record in it");
 }
 
+/// A wall clock set back (NTP correcting a clock that ran ahead) does not stop the timers
+/// until it catches up: the next tick fsyncs, and a journal of an hour now well ahead of
+/// the clock is rotated rather than kept open until the clock reaches its hour again.
+#[test]
+fn a_clock_set_back_neither_delays_the_fsync_nor_holds_the_journal_open() {
+    let tmp = crate::blocklist::tests::TempDir::new("clock-back");
+    let dir = tmp.0.join("log");
+    let ahead = 1_767_225_600_000_000_000 + 10 * HOUR_NS;
+    let clock = FakeClock::new(ahead);
+    let mut cfg = StoreConfig::new(&dir);
+    cfg.fsync_interval = Duration::from_secs(1);
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+    let mut g = TrafficGen::with_rate(15, ahead, 1000.0);
+    let first = g.next_record();
+    store.append(&first);
+    store.tick_at(ahead + 2_000_000_000).expect("tick");
+    assert_eq!(store.status().durable, 1, "fsynced at the interval");
+    // Set back three hours: the next record and tick.
+    clock.set(ahead - 3 * HOUR_NS);
+    let mut late = g.next_record();
+    (late.time_start_ns, late.time_end_ns) = (clock.now_ns() - 1, clock.now_ns());
+    store.append(&late);
+    store.tick_at(clock.now_ns()).expect("tick");
+    assert!(store.wait_idle(), "nothing left unsealed");
+    let s = store.status();
+    assert_eq!(
+        s.durable, 2,
+        "fsynced at the first tick after the step: {s:?}"
+    );
+    assert_eq!(s.sealed, 1, "the journal of the hour ahead rotated: {s:?}");
+}
+
 /// A record too long for a journal frame is accepted, written shortened and counted, and the
 /// seal finds it like any other.
 #[test]
