@@ -65,9 +65,33 @@ impl ClockSource for HostClocks {
     fn realtime_ns(&self) -> i64 {
         clock_ns(libc::CLOCK_REALTIME)
     }
+    /// The host's, also when the agent runs in a time namespace (`unshare --time`): there
+    /// CLOCK_MONOTONIC reads the namespace's offset more, while the program stamps with the
+    /// host's clock, so every record would be off by the offset.
     fn monotonic_ns(&self) -> u64 {
-        clock_ns(libc::CLOCK_MONOTONIC) as u64
+        static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        let offset = *OFFSET.get_or_init(|| {
+            std::fs::read_to_string("/proc/self/timens_offsets")
+                .map_or(0, |text| monotonic_offset_ns(&text))
+        });
+        clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(offset) as u64
     }
+}
+
+/// The `monotonic` line of `/proc/self/timens_offsets` (`monotonic <s> <ns>`), ns; 0 when
+/// absent or unreadable (no time namespace).
+fn monotonic_offset_ns(text: &str) -> i64 {
+    text.lines()
+        .find_map(|line| {
+            let mut f = line.split_whitespace();
+            if f.next()? != "monotonic" {
+                return None;
+            }
+            let s: i64 = f.next()?.parse().ok()?;
+            let ns: i64 = f.next()?.parse().ok()?;
+            Some(s.saturating_mul(1_000_000_000).saturating_add(ns))
+        })
+        .unwrap_or(0)
 }
 
 /// Converts CLOCK_MONOTONIC nanoseconds to Unix nanoseconds with one fixed offset.
@@ -332,6 +356,15 @@ impl ClockSource for FakeWallClock {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_time_namespaces_monotonic_offset_is_read() {
+        let ns = "monotonic     8640000         5\nboottime            0         0\n";
+        assert_eq!(monotonic_offset_ns(ns), 8_640_000_000_000_005);
+        assert_eq!(monotonic_offset_ns("monotonic -2 0\n"), -2_000_000_000);
+        assert_eq!(monotonic_offset_ns("boottime 5 0\n"), 0);
+        assert_eq!(monotonic_offset_ns("monotonic x 0\n"), 0);
+    }
 
     #[test]
     fn measured_offset_maps_now_to_now() {
