@@ -334,6 +334,128 @@ fn run_then_purge_keeps_the_records(deb: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An agent run as root on `lo` of a namespace of its own, pinned under the default pin
+/// root (the host's bpffs, where the package's scripts look) as an instance of its own.
+/// Dropped: the agent killed, the instance detached, the namespace and its files removed.
+struct PinnedRun {
+    ns: String,
+    instance: String,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+const PIN_ROOT: &str = "/sys/fs/bpf/xdp-audit";
+
+impl PinnedRun {
+    fn start() -> anyhow::Result<Self> {
+        let name = format!("xa-deb-rm-{}", std::process::id());
+        let mut me = Self {
+            dir: std::env::temp_dir().join(&name),
+            ns: name.clone(),
+            instance: name,
+            child: None,
+        };
+        std::fs::create_dir_all(&me.dir).with_context(|| format!("create {}", me.dir.display()))?;
+        run(Command::new("ip").args(["netns", "add", &me.ns]))?;
+        run(Command::new("ip").args(["-n", &me.ns, "link", "set", "lo", "up"]))?;
+        let log = me.dir.join("agent.log");
+        let stderr =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let store = me.dir.join("store");
+        me.child = Some(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", me.ns))
+                .args(["/usr/bin/xdp-audit", "run", "--iface", "lo", "--instance"])
+                .arg(&me.instance)
+                .arg("--log-dir")
+                .arg(&store)
+                .arg("--state-dir")
+                .arg(&store)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .context("start the installed agent")?,
+        );
+        let child = me.child.as_mut().context("the agent was just started")?;
+        poll_until(
+            std::time::Duration::from_secs(30),
+            "the installed agent runs",
+            || {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(status) = child.try_wait()? {
+                    bail!("the installed agent exited ({status}): {said}");
+                }
+                Ok(said.contains("xdp-audit running"))
+            },
+        )?;
+        Ok(me)
+    }
+
+    fn pins(&self) -> PathBuf {
+        Path::new(PIN_ROOT).join(&self.instance)
+    }
+
+    /// Whether `lo` of the namespace runs an XDP program.
+    fn attached(&self) -> anyhow::Result<bool> {
+        let link = run(Command::new("ip").args(["-n", &self.ns, "link", "show", "lo"]))?;
+        Ok(link.contains("xdp"))
+    }
+
+    /// SIGTERM, and the agent's exit status.
+    fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the agent was stopped already")?;
+        // SAFETY: kill(2) on our own child (nsenter execs in place).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().context("wait for the agent")
+    }
+}
+
+impl Drop for PinnedRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.pins().exists() {
+            let _ = Command::new(target_dir().join("debug/xdp-audit"))
+                .args([
+                    "detach",
+                    "--pin-root",
+                    PIN_ROOT,
+                    "--instance",
+                    &self.instance,
+                ])
+                .status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Third round: a stopped agent leaves its program attached and pinned for the next start
+/// to adopt; removing the package (no next start) takes it off, so nothing goes on dropping
+/// unrecorded.
+fn remove_detaches_what_a_stopped_agent_left(deb: &Path) -> anyhow::Result<()> {
+    run(Command::new("dpkg").arg("-i").arg(deb))?;
+    let mut agent = PinnedRun::start()?;
+    let status = agent.stop()?;
+    ensure!(status.success(), "the installed agent exited with {status}");
+    ensure!(
+        agent.pins().is_dir() && agent.attached()?,
+        "a stopped agent leaves its program attached and pinned in {}",
+        agent.pins().display()
+    );
+    run(Command::new("dpkg").args(["--remove", PACKAGE]))?;
+    ensure!(
+        !agent.pins().exists() && !agent.attached()?,
+        "removing the package left the program attached or its pins in {}",
+        agent.pins().display()
+    );
+    run(Command::new("dpkg").args(["--purge", PACKAGE]))?;
+    Ok(())
+}
+
 /// The package test: build (debug binary), install, check what is installed and that
 /// `systemd-analyze verify` accepts the unit, purge, and check that every file, the store
 /// directory and the user are gone; then install again, run the installed agent as its unit
@@ -419,10 +541,11 @@ pub fn check() -> anyhow::Result<()> {
     ensure!(!getent("passwd", USER), "purge left the user {USER}");
     ensure!(!getent("group", USER), "purge left the group {USER}");
     run_then_purge_keeps_the_records(&deb)?;
+    remove_detaches_what_a_stopped_agent_left(&deb)?;
     drop(guard);
     ensure!(!getent("passwd", USER), "the test left the user {USER}");
     eprintln!(
-        "deb: installed, unit verified, purged clean ({} files); run as the unit would, a purge kept the records and said so",
+        "deb: installed, unit verified, purged clean ({} files); run as the unit would, a purge kept the records and said so; a removal detached what a stopped agent left",
         files.len()
     );
     Ok(())
