@@ -79,6 +79,31 @@ fn an_upgrade_with_another_map_layout_swaps_the_program_on_its_link_with_no_repl
     s.verify();
 }
 
+/// The pins of a build whose list maps differ (here, one of them missing, as when a later
+/// build adds one) are upgraded from like any other layout: the start neither fails on
+/// the old lists nor leaves the old program running unread, and the lists are in force.
+#[test]
+fn an_upgrade_from_pins_without_one_of_this_builds_list_maps_swaps_the_program_in() {
+    let s = Setup::new("upgmap");
+    let mut first = s.agent(&["--flow-table-size", "4096"]);
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    let [maps] = &s.map_dirs()[..] else {
+        panic!("one map directory: {:?}", s.map_dirs())
+    };
+    let cover = maps.join("COVER4");
+    std::fs::remove_file(&cover).unwrap_or_else(|e| panic!("unpin {}: {e}", cover.display()));
+    let mut second = s.agent(&["--flow-table-size", "8192"]);
+    second
+        .logged("upgraded the pinned program")
+        .expect("pins lacking a list map are upgraded from");
+    assert!(
+        !s.reachable(BLOCKED),
+        "{BLOCKED} is blocked by the new program's lists"
+    );
+    assert_eq!(s.map_dirs().len(), 1, "the old layout's maps were unpinned");
+    assert_eq!(second.stop().expect("SIGTERM"), 0);
+}
+
 #[test]
 fn a_start_killed_between_swapping_its_program_in_and_pinning_it_leaves_the_next_start_able_to_run()
 {

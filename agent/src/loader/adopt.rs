@@ -284,13 +284,21 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
     }
     let mut old = PinnedMaps::open(&old_dir, None)?;
     let pinned_capacity = Capacity::of_maps(|name| old.sizes.get(name).copied());
-    let old_lists = ListMaps::take(&mut old)?;
-    let key = old_lists.domain_key()?;
-    let in_force = old_lists.in_force()?;
+    let read_lists = ListMaps::take(&mut old).and_then(|l| Ok((l.domain_key()?, l.in_force()?, l)));
+    // A build whose list maps differ (one added since, another size) is upgraded all the
+    // same, its lists replaced whole under a new key; unless the layout is this build's,
+    // where a missing map is damage (checked once the layout is known).
+    let (key, in_force, old_lists) = match read_lists {
+        Ok((key, in_force, lists)) => (key, in_force, Ok(lists)),
+        Err(e) => {
+            let key = crate::blocklist::random_key().map_err(LoadError::Random)?;
+            (key, crate::enforce::InForce::default(), Err(e))
+        }
+    };
     // The list tables keep their size while the lists fit them and --list-capacity does not
     // ask for more; otherwise they are sized afresh, which is a layout change.
     let adopted_lists = pinned_capacity
-        .filter(|c| c.at_least(spec.list_floor))
+        .filter(|c| c.at_least(spec.list_floor) && old_lists.is_ok())
         .and_then(|c| Some((c, read_adopting(spec.files.clone(), key, &in_force, c)?)));
     let capacity = match &adopted_lists {
         Some((c, _)) => *c,
@@ -302,27 +310,37 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
         ..spec.sizes.clone()
     };
     let layout = Layout::of(EBPF_OBJECT, &opts)?;
+    let old_lists = match old_lists {
+        Err(e) if layout.fingerprint() == state.layout => return Err(e.into()),
+        Err(e) => {
+            warn!(error = %e, "the pinned program's list maps are not this build's: its lists are replaced whole, and a drop record it left may not name its rule");
+            None
+        }
+        Ok(lists) => Some(lists),
+    };
     if state.config != spec.config {
         info!("the settings changed since the pins were made");
     }
     let running = Xdp::from_pin(spec.pins.program(), XdpAttachType::Interface).map_err(|e| {
         program_err(format!("opening {}", spec.pins.program().display()))(e.to_string())
     })?;
-    match adopted_lists {
-        Some((_, (lists, delta))) if layout.fingerprint() == state.layout => same_layout(
-            spec,
-            SameLayout {
-                state,
-                opts,
-                layout,
-                old,
-                old_lists,
-                lists,
-                delta,
-                running,
-                lock,
-            },
-        ),
+    match (adopted_lists, old_lists) {
+        (Some((_, (lists, delta))), Some(old_lists)) if layout.fingerprint() == state.layout => {
+            same_layout(
+                spec,
+                SameLayout {
+                    state,
+                    opts,
+                    layout,
+                    old,
+                    old_lists,
+                    lists,
+                    delta,
+                    running,
+                    lock,
+                },
+            )
+        }
         _ => super::upgrade::run(
             spec,
             super::upgrade::Upgrade {
