@@ -415,6 +415,14 @@ pub(crate) fn take_flood(
     src: &mut impl MapSource,
     budget: FloodBudget,
 ) -> Result<FloodMaps, LoadError> {
+    let (slots, total, config) = take_flood_maps(src)?;
+    FloodMaps::new(slots, total, config, budget).map_err(LoadError::Flood)
+}
+
+/// The `FLOOD_SLOTS`, `FLOOD_TOTAL` and `FLOOD_CONFIG` maps, taken out of `src` untouched.
+pub(crate) fn take_flood_maps(
+    src: &mut impl MapSource,
+) -> Result<(MapData, MapData, MapData), LoadError> {
     let slots = match src.take_map(names::FLOOD_SLOTS) {
         Some(Map::PerCpuArray(m)) => m,
         _ => return Err(LoadError::Missing("per-CPU array FLOOD_SLOTS")),
@@ -427,7 +435,7 @@ pub(crate) fn take_flood(
         Some(Map::Array(m)) => m,
         _ => return Err(LoadError::Missing("array FLOOD_CONFIG")),
     };
-    FloodMaps::new(slots, total, config, budget).map_err(LoadError::Flood)
+    Ok((slots, total, config))
 }
 
 /// The flow tables, the ring and the counters, taken out of `src`.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use restart_common::{assert_closed_transfer_counted_once, field, udp_from, Setup, BLOCKED};
 use xdp_audit_lab::agent::Agent;
 use xdp_audit_lab::lab::{self, sh};
+use xdp_audit_lab::netns::run_in;
 use xdp_audit_lab::pins;
 use xdp_audit_lab::traffic::Ping;
 use xdp_audit_lab::wait::wait_until;
@@ -102,6 +103,54 @@ fn an_upgrade_from_pins_without_one_of_this_builds_list_maps_swaps_the_program_i
     );
     assert_eq!(s.map_dirs().len(), 1, "the old layout's maps were unpinned");
     assert_eq!(second.stop().expect("SIGTERM"), 0);
+}
+
+/// Blocked packets the old program summarised past the drop-record budget while no agent
+/// ran are written by the agent that upgrades it: the store's drops add up to what was sent.
+#[test]
+fn an_upgrade_writes_what_the_old_program_summarised_while_no_agent_ran() {
+    const SENT: u16 = 30;
+    let s = Setup::new("upgfld");
+    let budget = ["--drop-records-per-rule", "1", "--drop-records-total", "1"];
+    let mut first = s.agent(&[&["--flow-table-size", "4096"][..], &budget].concat());
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    run_in(&s.lab.client, || {
+        for sport in 41_000..41_000 + SENT {
+            let sock = std::net::UdpSocket::bind((lab::CLIENT_V4, sport))?;
+            sock.send_to(b"blocked", (BLOCKED, restart_common::UDP_PORT))?;
+        }
+        Ok(())
+    })
+    .expect("datagrams to the blocked address");
+    let mut second = s.agent(&[&["--flow-table-size", "8192"][..], &budget].concat());
+    second
+        .logged("upgraded the pinned program")
+        .expect("a changed layout is an upgrade");
+    assert_eq!(second.stop().expect("SIGTERM"), 0);
+    let records = second.records().expect("query the store");
+    let blocked: Vec<_> = records
+        .iter()
+        .filter(|r| r["dst_ip"] == BLOCKED || r["end_reason"] == "summarised")
+        .collect();
+    let dropped: u64 = blocked
+        .iter()
+        .map(|r| r["dropped"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        blocked.iter().any(|r| r["end_reason"] == "summarised"),
+        "the budget of 1 summarises most of {SENT}: {blocked:?}"
+    );
+    assert_eq!(
+        dropped,
+        u64::from(SENT),
+        "every blocked datagram recorded: {blocked:?}"
+    );
+    let summaries = blocked
+        .iter()
+        .filter(|r| r["end_reason"] == "summarised")
+        .count();
+    // One rule, one window (no agent moved it on): one summary, the CPUs merged.
+    assert_eq!(summaries, 1, "{blocked:?}");
 }
 
 #[test]

@@ -106,6 +106,10 @@ impl Records {
         }
         self.sweeper
             .write_retired(&r.flows, self.sink.as_mut(), self.rules.as_ref());
+        let flood = std::mem::take(&mut r.flood);
+        if !flood.is_empty() {
+            self.summarise(Ok(flood));
+        }
         self.sweeper.settle(self.sink.as_mut());
         r.flows.clear();
         r.seed.clear();

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use agent_common::{family, names, FlowKey, FlowValue, Reported, LAYOUT_VERSION};
-use aya::maps::{Map, RingBuf};
+use aya::maps::{Map, MapData, RingBuf};
 use aya::programs::Xdp;
 use tracing::{info, warn};
 
@@ -32,6 +32,7 @@ use crate::blocklist::Capacity;
 use crate::daemon::lists::read_for_new_tables;
 use crate::flowtable::{FlowMaps, FlowTable};
 use crate::reader::{Event, RingReader};
+use crate::sweeper::flood::{FloodBudget, FloodMaps, RuleFlood};
 use crate::sweeper::ledger::Ledger;
 use crate::sweeper::RetiredFlow;
 
@@ -46,6 +47,9 @@ pub struct Retired {
     pub seed: Vec<(FlowKey, Reported)>,
     /// The old tables' flows to write.
     pub flows: Vec<RetiredFlow>,
+    /// The blocked packets the old program summarised past the drop-record budget since
+    /// the last agent took its summaries (while no agent ran, until the swap).
+    pub flood: Vec<RuleFlood>,
     /// The map directories these came from, each as the state names it: unpinned by
     /// [`Retired::unpin`] once the records are written.
     pub pins: Vec<(PathBuf, Replaced)>,
@@ -57,6 +61,7 @@ impl Retired {
         self.events.extend(other.events);
         self.seed.extend(other.seed);
         self.flows.extend(other.flows);
+        self.flood.extend(other.flood);
         self.pins.extend(other.pins);
     }
 
@@ -96,11 +101,12 @@ pub(super) struct Upgrade {
     pub(super) lock: InstanceLock,
 }
 
-/// The old flow tables and ledger, when they can be read.
+/// The old flow tables and ledger, when they can be read, and its flood summaries.
 struct Old {
     flows: FlowMaps,
     events: Map,
     ledger: Option<Ledger>,
+    flood: Option<(MapData, MapData, MapData)>,
 }
 
 /// The old maps, read as today's types where their layout allows: an older build's flow
@@ -141,6 +147,7 @@ fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
         flows,
         events,
         ledger,
+        flood: super::take_flood_maps(old).ok(),
     })
 }
 
@@ -449,7 +456,23 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
         events,
         seed,
         flows,
+        flood: o.flood.map(retired_flood).unwrap_or_default(),
         pins: Vec::new(),
+    })
+}
+
+/// Every summary the old program's flood slots hold: the window its last agent left
+/// untaken and the one it counted in since (it no longer runs, so the budget written here
+/// changes nothing).
+fn retired_flood((slots, total, config): (MapData, MapData, MapData)) -> Vec<RuleFlood> {
+    let taken = FloodMaps::new(slots, total, config, FloodBudget::default()).and_then(|mut f| {
+        let mut all = f.take_left()?;
+        all.extend(f.take()?);
+        Ok(all)
+    });
+    taken.unwrap_or_else(|e| {
+        warn!(error = %e, "the old program's flood summaries cannot be read: the blocked packets it summarised since the last agent's take are not recorded");
+        Vec::new()
     })
 }
 
