@@ -232,10 +232,31 @@ impl SegmentReader {
                 .schema_descr()
                 .columns()
                 .len();
+            // A newer build's segment says so by its format, which is no damage.
+            let format = reader
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|kv| kv.key == super::schema::FORMAT_KEY))
+                .and_then(|kv| kv.value.as_deref()?.parse::<u32>().ok());
+            let reason = match format {
+                Some(f)
+                    if super::schema::FORMAT
+                        .parse::<u32>()
+                        .is_ok_and(|mine| f > mine) =>
+                {
+                    format!(
+                        "written by a newer xdp-audit (segment format {f}; this build reads up \
+                         to {}): read it with that version",
+                        super::schema::FORMAT
+                    )
+                }
+                _ => "the file's schema is not the xdp-audit segment schema".into(),
+            };
             return Err(SegmentError::Invalid {
                 path: path.to_owned(),
                 column: format!("(schema, {columns} columns)"),
-                reason: "the file's schema is not the xdp-audit segment schema".into(),
+                reason,
             });
         }
         let bad_crcs = |reason: &str| SegmentError::Invalid {

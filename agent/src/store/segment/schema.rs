@@ -39,6 +39,8 @@ pub const SCHEMA: &str = "message xdp_audit_flow {
 
 /// The value of the `xdp-audit.format` metadata key this code writes.
 pub const FORMAT: &str = "6";
+/// The file metadata key that holds [`FORMAT`].
+pub const FORMAT_KEY: &str = "xdp-audit.format";
 
 /// Column counts of every schema this code reads, newest first. Each schema is the first
 /// columns of the next: 31 (format 5, with the attribution), 22 (formats 3 and 4, with the

@@ -124,6 +124,38 @@ fn a_file_of_another_schema_is_refused_with_the_file_named() {
     assert!(err.to_string().contains("junk.parquet"), "{err}");
 }
 
+/// A segment of a newer format (a column added since) is refused as that, not as damage.
+#[test]
+fn a_segment_of_a_newer_format_is_said_to_be_one() {
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let tmp = crate::blocklist::tests::TempDir::new("seg-newer");
+    let path = tmp.0.join("seg-newer.parquet");
+    let schema = std::sync::Arc::new(
+        parquet::schema::parser::parse_message_type("message m { required int32 x; }")
+            .expect("schema"),
+    );
+    let mine: u32 = super::schema::FORMAT.parse().expect("a number");
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            super::schema::FORMAT_KEY.into(),
+            (mine + 1).to_string(),
+        )]))
+        .build();
+    let file = std::fs::File::create(&path).expect("create");
+    let writer = SerializedFileWriter::new(file, schema, props.into()).expect("writer");
+    writer.close().expect("close");
+    let err = SegmentReader::open(&path)
+        .err()
+        .expect("a newer format is refused")
+        .to_string();
+    assert!(
+        err.contains("newer xdp-audit") && err.contains(&format!("format {}", mine + 1)),
+        "{err}"
+    );
+}
+
 /// A footer whose column chunk starts at a negative offset (one flipped sign bit) is an error
 /// naming the file, row group, column and field when the segment opens, not a panic in the
 /// Parquet library's `byte_range` when a reader reaches the chunk.

@@ -28,7 +28,7 @@ use super::bloom::{self, BLOOM_KEY};
 use super::index::{AddressIndex, GroupIndex, INDEX_KEY};
 use super::nat_runs::NatRuns;
 use super::pages::{Page as PageEntry, PageTable, PAGES_KEY};
-use super::schema::{col, column_name, Layout, CRC_KEY, FORMAT, SCHEMA};
+use super::schema::{col, column_name, Layout, CRC_KEY, FORMAT, FORMAT_KEY, SCHEMA};
 use super::tail;
 use super::{io, pq, SegmentError};
 use crate::store::columns::{Dict, SortedColumns, NONE};
@@ -59,7 +59,7 @@ fn writer_props(journal_id: u64, layout: Layout, rows: usize) -> WriterPropertie
         .set_data_page_row_count_limit(layout.page_rows)
         .set_created_by(format!("xdp-audit {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![
-            KeyValue::new("xdp-audit.format".into(), FORMAT.to_string()),
+            KeyValue::new(FORMAT_KEY.into(), FORMAT.to_string()),
             KeyValue::new("xdp-audit.journal-id".into(), journal_id.to_string()),
             KeyValue::new(
                 "xdp-audit.sort".into(),
