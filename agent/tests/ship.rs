@@ -197,6 +197,35 @@ fn an_object_whose_metadata_matches_but_whose_bytes_differ_is_refused_and_never_
     std::fs::write(&path, &other).expect("change object");
     let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
     assert!(r.missing.is_empty(), "size and metadata still match: {r:?}");
+    // Read back, the bytes give it away: `verify --remote-bytes` names the object, exit 1.
+    let creds = credentials_file(dir.path());
+    let v = Command::new(BIN)
+        .arg("verify")
+        .arg("--log-dir")
+        .arg(dir.path())
+        .args([
+            "--remote-bytes",
+            "--ship",
+            "s3://audit/d",
+            "--gateway-id",
+            "gw",
+        ])
+        .args(["--ship-endpoint", &s3.endpoint()])
+        .arg("--ship-credentials")
+        .arg(&creds)
+        .output()
+        .expect("run verify --remote-bytes");
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        text.contains(&format!("BROKEN: remote {victim}: holds other bytes")),
+        "{text}"
+    );
     std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
 
     match ship_once(dir.path(), &cfg, &opts()) {

@@ -34,12 +34,16 @@ With --remote (and the agent's --ship flags), it also checks that every live seg
 the bucket under its key with its sealed size and SHA-256 (the object's `sha256` metadata, set
 and checked at upload, when the server also checked the bytes against the same SHA-256):
 `ok remote: ...`, or one `BROKEN: remote KEY: problem` line per segment missing or different.
+The metadata is what a client with write access to the bucket sent: --remote-bytes also reads
+every live segment back and hashes its bytes (the store's size over the network, progress on
+stderr), which catches an object replaced under its old metadata.
 
 Examples:
   xdp-audit verify --log-dir /var/lib/xdp-audit
   xdp-audit verify --public-key /etc/xdp-audit/chain.key.pub
   xdp-audit verify --remote --ship s3://audit/fleet --ship-endpoint http://10.0.0.5:9000 \
-      --ship-credentials /etc/xdp-audit/s3.credentials";
+      --ship-credentials /etc/xdp-audit/s3.credentials
+  xdp-audit verify --remote-bytes --ship s3://audit/fleet --ship-credentials /etc/xdp-audit/s3.credentials";
 
 /// Arguments of `xdp-audit verify`.
 #[derive(clap::Args, Debug)]
@@ -48,7 +52,8 @@ Examples:
 #[command(mut_arg("ship_multipart_bytes", |a| a.hide(true)))]
 // The bucket means nothing without --remote: given alone it was ignored, and `ok` said of
 // the local store only.
-#[command(mut_arg("ship", |a| a.requires("remote")))]
+#[command(mut_arg("ship", |a| a.requires("remote_check")))]
+#[command(group(clap::ArgGroup::new("remote_check").args(["remote", "remote_bytes"]).multiple(true)))]
 pub struct VerifyArgs {
     /// Where the store lives.
     #[command(flatten)]
@@ -59,6 +64,9 @@ pub struct VerifyArgs {
     /// Also check that every live segment is in the bucket named by --ship, as sealed.
     #[arg(long, requires = "ship")]
     pub remote: bool,
+    /// --remote, and every live segment's bytes read back from the bucket and hashed.
+    #[arg(long, requires = "ship")]
+    pub remote_bytes: bool,
     /// The bucket (with --remote): the agent's --ship flags.
     #[command(flatten)]
     pub ship: crate::ship::config::ShipArgs,
@@ -84,7 +92,7 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     // directory, or of a store whose every file was deleted, proved nothing).
     let dir = &args.dir.log_dir;
     super::store_args::readable_store(dir).map_err(unchecked)?;
-    let remote = if args.remote {
+    let remote = if args.remote || args.remote_bytes {
         args.ship
             .to_config()
             .context("--remote")
@@ -96,7 +104,13 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let Some(cfg) = remote else {
         return super::verdict(local, printed);
     };
-    let report = crate::ship::verify::verify_remote(dir, &cfg)
+    let depth = if args.remote_bytes {
+        crate::ship::verify::Depth::Bytes
+    } else {
+        crate::ship::verify::Depth::Metadata
+    };
+    let mut progress = super::store_args::progress_line("verify: remote");
+    let report = crate::ship::verify::verify_remote_to(dir, &cfg, depth, &mut progress)
         .with_context(|| format!("--remote {}", crate::ship::target_name(&cfg)))
         .map_err(unchecked)?;
     if !report.missing.is_empty() {
@@ -110,9 +124,14 @@ pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let printed = printed.and_then(|()| {
         outln!(
-            "ok remote: {} live segments in {} with their sealed size and SHA-256",
+            "ok remote: {} live segments in {} with their sealed size and SHA-256{}",
             report.checked,
-            crate::ship::target_name(&cfg)
+            crate::ship::target_name(&cfg),
+            if depth == crate::ship::verify::Depth::Bytes {
+                ", their bytes read back and hashed"
+            } else {
+                " (metadata)"
+            }
         )
     });
     super::verdict(local, printed)

@@ -280,6 +280,11 @@ impl Remote {
         self.rt.block_on(stat(&self.store, key))
     }
 
+    /// The SHA-256 (hex) of the bytes the bucket holds under `key`, read back whole.
+    pub fn read_sha256(&self, key: &str) -> Result<String, RemoteError> {
+        self.rt.block_on(stored_sha256(&self.store, key))
+    }
+
     /// Deletes `key` (absent is fine).
     pub fn delete(&self, key: &str) -> Result<(), RemoteError> {
         let k = Key::from(key);

@@ -1,7 +1,9 @@
 //! `xdp-audit verify --remote`: every live segment of the local chain exists in the bucket
 //! under its key, with its sealed size and SHA-256 (the object's `sha256` metadata, which the
 //! upload set and verified; the server checked the bytes against the same SHA-256 sent as
-//! `x-amz-checksum-sha256` when it stored them).
+//! `x-amz-checksum-sha256` when it stored them). With [`Depth::Bytes`] each object's bytes
+//! are read back and hashed too: metadata is whatever a client with write access sent, so
+//! an object replaced under its old `sha256` metadata passes the first check only.
 
 use std::path::Path;
 
@@ -39,19 +41,51 @@ pub enum RemoteVerifyError {
     Remote(#[from] RemoteError),
 }
 
-/// Checks every live segment of the store in `dir` against the bucket.
+/// How far `verify --remote` looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Size and `sha256` metadata (a HEAD per segment).
+    Metadata,
+    /// Those, then the bytes read back and hashed (the store's size over the network).
+    Bytes,
+}
+
+/// Checks every live segment of the store in `dir` against the bucket's metadata.
 pub fn verify_remote(dir: &Path, cfg: &ShipConfig) -> Result<RemoteReport, RemoteVerifyError> {
+    verify_remote_to(dir, cfg, Depth::Metadata, &mut |_, _| {})
+}
+
+/// [`verify_remote`] to `depth`, telling `progress` (segments done, of how many).
+pub fn verify_remote_to(
+    dir: &Path,
+    cfg: &ShipConfig,
+    depth: Depth,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RemoteReport, RemoteVerifyError> {
     let entries = read_entries(dir)?;
     let layout = Layout::new(&cfg.target.prefix, &cfg.gateway_id);
     let remote = Remote::new(cfg)?;
     let mut report = RemoteReport::default();
-    for s in live_segments(&entries) {
+    let live = live_segments(&entries);
+    for (i, s) in live.iter().enumerate() {
+        progress(i, live.len());
         report.checked += 1;
         let key = layout.segment(s);
         let problem = match remote.stat(&key)? {
             None => "missing".to_owned(),
             Some(st) if st.size == s.size && st.sha256.as_deref() == Some(s.sha256.as_str()) => {
-                continue
+                if depth == Depth::Metadata {
+                    continue;
+                }
+                let read = remote.read_sha256(&key)?;
+                if read == s.sha256 {
+                    continue;
+                }
+                format!(
+                    "holds other bytes under the sealed size and SHA-256 metadata: they hash \
+                     to {read}, sealed {}",
+                    s.sha256
+                )
             }
             Some(st) => format!(
                 "holds {st}, sealed size {} and SHA-256 {}",
@@ -60,5 +94,6 @@ pub fn verify_remote(dir: &Path, cfg: &ShipConfig) -> Result<RemoteReport, Remot
         };
         report.missing.push(Missing { key, problem });
     }
+    progress(live.len(), live.len());
     Ok(report)
 }
