@@ -117,6 +117,7 @@ impl xdp_audit::store::StoreClock for SteppedClock {
         use std::sync::atomic::Ordering::SeqCst;
         Some(xdp_audit::store::retention::Trust {
             boot_ns: self.boot_ns.load(SeqCst),
+            boot_id: 0xb007,
             synced: self.synced.load(SeqCst),
         })
     }
@@ -154,6 +155,22 @@ fn a_clock_set_ahead_expires_nothing_until_it_is_synchronised() {
     store.tick_at(clock_now(&clock.wall)).expect("tick");
     store.wait_idle();
     assert_eq!(live(dir.path()).len(), sealed, "pruned at the daily pass");
+    // A record of the clock set ahead, sealed: then a restart in the same boot.
+    let mut g = xdp_audit::store::testgen::TrafficGen::with_rate(3, clock_now(&clock.wall), 10.0);
+    store.append(&g.next_record());
+    assert!(store.seal_now(), "sealed");
+    drop(store);
+    let sealed = live(dir.path()).len();
+    clock.boot_ns.fetch_add(60_000_000_000, SeqCst);
+    let mut cfg = config(dir.path());
+    cfg.retention_days = 180;
+    let mut store = Store::open_with_clock(cfg, Box::new(clock.clone())).expect("reopen");
+    store.wait_idle();
+    assert_eq!(
+        live(dir.path()).len(),
+        sealed,
+        "pruned at a restart on the clock set ahead"
+    );
     drop(store);
     // Corrected and synchronised: T0's hours are expired, T0 + 10 days' are not.
     clock.wall.set(T0 + 185 * DAY);

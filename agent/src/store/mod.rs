@@ -119,6 +119,7 @@ impl StoreClock for SystemClock {
     fn trust(&self) -> Option<retention::Trust> {
         Some(retention::Trust {
             boot_ns: crate::clock::clock_ns(libc::CLOCK_BOOTTIME),
+            boot_id: retention::boot_id(),
             synced: matches!(
                 crate::compliance::system::clock_sync(),
                 crate::compliance::ClockSync::Synced { .. }

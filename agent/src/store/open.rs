@@ -224,8 +224,17 @@ impl Store {
         // A full disk is the store's condition, not the start's failure (seals at open wait
         // for space the same way): the records have their journal, and the sealer thread
         // anchors the operator log and runs retention once space returns.
-        let mut retention_clock = retention::RetentionClock::at_start(manifest.entries(), now);
-        let (retention_now, _) = retention_clock.now(now, clock.trust());
+        let trust = clock.trust();
+        let mut retention_clock = retention::RetentionClock::at_start(
+            &dir,
+            manifest.entries(),
+            now,
+            trust.map_or(0, |t| t.boot_id),
+        );
+        let (retention_now, _) = retention_clock.now(now, trust);
+        if trust.is_some() {
+            retention_clock.keep(&dir);
+        }
         let retention_waits = match retention::prune_gated(
             &dir,
             &mut manifest,

@@ -69,38 +69,83 @@ pub fn cutoff_ns(now_ns: i64, days: u32) -> Option<i64> {
 }
 
 /// What a retention pass knows of the clocks besides the wall clock: the boot clock
-/// (CLOCK_BOOTTIME, which no one steps) and whether the kernel says the wall clock is
-/// synchronised (adjtimex).
+/// (CLOCK_BOOTTIME, which no one steps), the boot it counts in, and whether the kernel says
+/// the wall clock is synchronised (adjtimex).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trust {
     /// CLOCK_BOOTTIME, ns.
     pub boot_ns: i64,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), 0 if unknown.
+    pub boot_id: u128,
     /// Synchronised (no `STA_UNSYNC`): a step since is corrected already.
     pub synced: bool,
+}
+
+/// The kernel's boot id as a number, 0 if unreadable (read once).
+pub fn boot_id() -> u128 {
+    static BOOT: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .and_then(|s| u128::from_str_radix(&s.trim().replace('-', ""), 16).ok())
+            .unwrap_or(0)
+    })
 }
 
 /// How far the wall clock may run ahead of the time that passed before retention stops
 /// following it: NTP slews some seconds a day, and the start's anchor is a few seconds old.
 const AHEAD_TOLERANCE_NS: i64 = 10 * 60 * 1_000_000_000;
 
+/// Where retention keeps its clock between starts, in the log directory.
+pub const CLOCK_FILE: &str = "retention-clock.json";
+
 /// Retention's now. A wall clock set ahead (a typo in `date -s`, a real-time clock kept in
 /// local time, a bad time source) would expire young records at once, and the law's floor
 /// would be gone before anyone corrects the clock. So while the kernel does not call the
 /// clock synchronised, retention's now advances no faster than the boot clock from a time
-/// it trusted: its last pass, or at a start the store's newest entry plus the time since
-/// the boot (the least that passed since; a store last written in an earlier boot is then
-/// kept longer by the downtime, never shorter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// it trusted: its last pass, kept in [`CLOCK_FILE`] across starts (in an earlier boot, the
+/// time since this boot began is the least that passed since, so a downtime keeps records
+/// longer, never shorter); for a store without that file, its newest manifest entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RetentionClock {
     wall_ns: i64,
-    /// The boot clock at `wall_ns`; `None` anchors at the first pass (an empty store).
+    /// The boot clock at `wall_ns`, in boot `boot_id`; `None` anchors at the first pass
+    /// (an empty store).
     boot_ns: Option<i64>,
+    #[serde(with = "hex_u128")]
+    boot_id: u128,
+}
+
+/// The boot id as the 32 hex digits the kernel shows (without its dashes).
+mod hex_u128 {
+    pub fn serialize<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:032x}"))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        u128::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
 }
 
 impl RetentionClock {
-    /// At a start: anchored at the newest time the manifest's `entries` hold, or at
-    /// `now_ns` for a store that holds nothing yet (nothing it could expire is older).
-    pub fn at_start(entries: &[manifest::Entry], now_ns: i64) -> Self {
+    /// At a start: the clock the last pass kept in `dir`; else anchored at the newest time
+    /// the manifest's `entries` hold, or at `now_ns` for a store that holds nothing yet
+    /// (nothing it could expire is older).
+    pub fn at_start(dir: &Path, entries: &[manifest::Entry], now_ns: i64, boot_id: u128) -> Self {
+        let kept = std::fs::read(dir.join(CLOCK_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Self>(&b).ok());
+        if let Some(kept) = kept {
+            if kept.boot_id == boot_id && boot_id != 0 {
+                return kept;
+            }
+            // An earlier boot: at least this boot's time passed since.
+            return Self {
+                boot_ns: Some(0),
+                boot_id,
+                ..kept
+            };
+        }
         let newest = entries
             .iter()
             .map(|e| match &e.body {
@@ -114,10 +159,12 @@ impl RetentionClock {
             Some(wall_ns) => Self {
                 wall_ns,
                 boot_ns: Some(0),
+                boot_id,
             },
             None => Self {
                 wall_ns: now_ns,
                 boot_ns: None,
+                boot_id,
             },
         }
     }
@@ -140,6 +187,7 @@ impl RetentionClock {
         *self = Self {
             wall_ns: now,
             boot_ns: Some(t.boot_ns),
+            boot_id: t.boot_id,
         };
         let ahead = wall_ns.saturating_sub(now);
         if ahead > 0 {
@@ -152,6 +200,17 @@ impl RetentionClock {
             );
         }
         (now, ahead)
+    }
+
+    /// Keeps this clock in `dir` for the next start; a failure is logged (the next start
+    /// then anchors at the manifest).
+    pub fn keep(&self, dir: &Path) {
+        let written = serde_json::to_vec(self)
+            .map_err(std::io::Error::other)
+            .and_then(|text| super::fsutil::write_atomic(dir, CLOCK_FILE, &text));
+        if let Err(e) = written {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot keep retention's clock");
+        }
     }
 }
 
@@ -398,8 +457,19 @@ mod tests {
     const T: i64 = 1_700_000_000_000_000_000;
     const MIN: i64 = 60 * 1_000_000_000;
 
+    const BOOT: u128 = 0xb007;
+
     fn trust(boot_ns: i64, synced: bool) -> Option<Trust> {
-        Some(Trust { boot_ns, synced })
+        Some(Trust {
+            boot_ns,
+            boot_id: BOOT,
+            synced,
+        })
+    }
+
+    /// A directory with no kept clock in it.
+    fn nowhere() -> &'static Path {
+        Path::new("/nonexistent/xdp-audit")
     }
 
     /// A wall clock set ahead while the kernel does not call it synchronised moves
@@ -407,7 +477,7 @@ mod tests {
     /// followed again.
     #[test]
     fn a_clock_set_ahead_does_not_move_retention() {
-        let mut c = RetentionClock::at_start(&[], T);
+        let mut c = RetentionClock::at_start(nowhere(), &[], T, BOOT);
         assert_eq!(c.now(T, trust(5 * MIN, false)), (T, 0), "the first pass");
         // A day later by both clocks: followed.
         let day = T + DAY_NS;
@@ -435,8 +505,8 @@ mod tests {
         assert_eq!(c.now(T + 500 * DAY_NS, None), (T + 500 * DAY_NS, 0));
     }
 
-    /// At a start, the time since the store's newest entry is at least the boot clock's
-    /// reading only if the entry is of this boot: the held now is the entry plus that.
+    /// At a start without a kept clock, the held now is the store's newest entry plus the
+    /// time since the boot.
     #[test]
     fn a_start_counts_from_the_stores_newest_entry() {
         let anchor = |at_ns| manifest::Entry {
@@ -452,17 +522,60 @@ mod tests {
             hash: String::new(),
         };
         let entries = [anchor(T - DAY_NS), anchor(T)];
-        let mut c = RetentionClock::at_start(&entries, T + 200 * DAY_NS);
+        let mut c = RetentionClock::at_start(nowhere(), &entries, T + 200 * DAY_NS, BOOT);
         // Booted 10 minutes ago with a wall clock 200 days past the store's newest entry.
         assert_eq!(
             c.now(T + 200 * DAY_NS, trust(10 * MIN, false)),
             (T + 10 * MIN, 200 * DAY_NS - 10 * MIN)
         );
         // The same after a normal downtime within the tolerance: followed.
-        let mut c = RetentionClock::at_start(&entries, T + 15 * MIN);
+        let mut c = RetentionClock::at_start(nowhere(), &entries, T + 15 * MIN, BOOT);
         assert_eq!(
             c.now(T + 15 * MIN, trust(10 * MIN, false)),
             (T + 15 * MIN, 0)
+        );
+    }
+
+    /// The clock a pass kept goes on at the next start: in the same boot from the boot
+    /// clock it was kept at (a restart does not lose the hold, nor count the uptime twice),
+    /// in another from the boot's start; the store's entries, written on the clock set
+    /// ahead, count for nothing then.
+    #[test]
+    fn a_restart_goes_on_with_the_kept_clock() {
+        let tmp = crate::blocklist::tests::TempDir::new("retention-clock");
+        let dir = &tmp.0;
+        let mut c = RetentionClock::at_start(dir, &[], T, BOOT);
+        let up = 200 * DAY_NS;
+        assert_eq!(c.now(T, trust(up, false)), (T, 0));
+        // Set 150 days ahead (within the uptime), held, kept.
+        let ahead = T + 150 * DAY_NS;
+        assert_eq!(
+            c.now(ahead, trust(up + MIN, false)),
+            (T + MIN, 150 * DAY_NS - MIN)
+        );
+        c.keep(dir);
+        // An entry sealed on the clock set ahead does not move the next start.
+        let sealed = manifest::Entry {
+            seq: 0,
+            body: Body::Prune(manifest::PruneInfo {
+                at_ns: ahead,
+                retention_days: 90,
+                files: Vec::new(),
+            }),
+            prev: String::new(),
+            hash: String::new(),
+        };
+        let mut same = RetentionClock::at_start(dir, std::slice::from_ref(&sealed), ahead, BOOT);
+        assert_eq!(
+            same.now(ahead + MIN, trust(up + 2 * MIN, false)),
+            (T + 2 * MIN, 150 * DAY_NS - MIN),
+            "a restart in the same boot"
+        );
+        let mut other = RetentionClock::at_start(dir, &[sealed], ahead, BOOT + 1);
+        assert_eq!(
+            other.now(ahead, trust(5 * MIN, false)),
+            (T + 6 * MIN, 150 * DAY_NS - 6 * MIN),
+            "a start in another boot, 5 minutes after it began"
         );
     }
 

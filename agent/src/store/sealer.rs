@@ -256,6 +256,9 @@ impl Worker {
                 Job::Retry { now } => self.retry(now),
                 Job::Retention { now, trust, days } => {
                     let (now, _) = self.retention_clock.now(now, trust);
+                    if trust.is_some() {
+                        self.retention_clock.keep(&self.dir);
+                    }
                     let result = retention::prune_gated(
                         &self.dir,
                         &mut self.manifest,
@@ -441,7 +444,7 @@ mod tests {
         let dir = tmp.0.clone();
         let manifest = Manifest::load(&dir, None)
             .unwrap_or_else(|e| panic!("load the empty manifest in {}: {e}", dir.display()));
-        let clock = retention::RetentionClock::at_start(manifest.entries(), 0);
+        let clock = retention::RetentionClock::at_start(&dir, manifest.entries(), 0, 0);
         let sealer = Sealer::spawn(dir.clone(), manifest, 0, (None, clock), Arc::default())
             .unwrap_or_else(|e| panic!("start the sealer: {e}"));
         let t0 = 1_767_225_600_000_000_000;
