@@ -350,6 +350,17 @@ pub struct InForce {
     pub generation: u64,
 }
 
+/// The list generation a program's `GENERATION` map holds, taken out of `src` alone: what
+/// an upgrade needs of a program whose other list maps are not this build's.
+pub fn generation_of(src: &mut impl MapSource) -> Result<u64, EnforceError> {
+    let map: Array<MapData, u64> = take(src, names::GENERATION)?;
+    let value = map.get(&0, 0).map_err(|source| EnforceError::Read {
+        map: names::GENERATION,
+        source,
+    })?;
+    Ok(empty::unpack(value).0.into())
+}
+
 impl ListMaps {
     /// Takes the list maps out of the loaded object (or the pins).
     pub fn take(src: &mut impl MapSource) -> Result<Self, EnforceError> {

@@ -7,7 +7,9 @@ mod restart_common;
 use std::path::Path;
 use std::time::Duration;
 
-use restart_common::{assert_closed_transfer_counted_once, field, udp_from, Setup, BLOCKED};
+use restart_common::{
+    assert_closed_transfer_counted_once, field, udp_from, Setup, BLOCKED, BLOCKED_LATER,
+};
 use xdp_audit_lab::agent::Agent;
 use xdp_audit_lab::lab::{self, sh};
 use xdp_audit_lab::netns::run_in;
@@ -103,6 +105,43 @@ fn an_upgrade_from_pins_without_one_of_this_builds_list_maps_swaps_the_program_i
     );
     assert_eq!(s.map_dirs().len(), 1, "the old layout's maps were unpinned");
     assert_eq!(second.stop().expect("SIGTERM"), 0);
+}
+
+/// An upgrade from pins whose lists cannot be read moves the generation past the old
+/// program's, so a flow it copied over is judged again by the new tables: a ping that
+/// passed before is dropped once its address is in the list.
+#[test]
+fn an_upgrade_from_unreadable_lists_judges_the_copied_flows_again() {
+    let s = Setup::new("upggen");
+    let mut first = s.agent(&["--flow-table-size", "4096"]);
+    let ping = Ping::start(&s.lab, &s.lab.client, BLOCKED_LATER, "0.05").expect("ping");
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    // An adoption in between moves the old program's generation on, as a reload would.
+    let mut again = s.agent(&["--flow-table-size", "4096"]);
+    assert_eq!(again.stop().expect("SIGTERM"), 0);
+    let [maps] = &s.map_dirs()[..] else {
+        panic!("one map directory: {:?}", s.map_dirs())
+    };
+    std::fs::remove_file(maps.join("COVER4")).expect("unpin COVER4");
+    std::fs::write(s.list(), format!("{BLOCKED}\n{BLOCKED_LATER}\n")).expect("edit the list");
+    let mut third = s.agent(&["--flow-table-size", "8192"]);
+    third
+        .logged("upgraded the pinned program")
+        .expect("pins lacking a list map are upgraded from");
+    wait_until(
+        Duration::from_secs(10),
+        "the copied ping flow to the address added is dropped",
+        || {
+            third.status().is_ok_and(|st| {
+                st["counters"]["dropped_by_list"]
+                    .as_u64()
+                    .is_some_and(|n| n > 0)
+            })
+        },
+    );
+    let count = ping.finish().expect("ping statistics");
+    assert!(count.received < count.transmitted, "{count:?}");
+    assert_eq!(third.stop().expect("SIGTERM"), 0);
 }
 
 /// Blocked packets the old program summarised past the drop-record budget while no agent

@@ -100,6 +100,10 @@ impl Records {
             return;
         };
         crate::loader::crash_point("retired");
+        // Rule ids of a program whose lists could not be read name no rule of this book.
+        let book = r
+            .rules_unknown
+            .then(|| std::mem::replace(&mut self.rules, Arc::new(RuleBook::default())));
         self.sweeper.seed(&r.seed);
         for ev in std::mem::take(&mut r.events) {
             self.on_event(ev);
@@ -111,6 +115,9 @@ impl Records {
             self.summarise(Ok(flood));
         }
         self.sweeper.settle(self.sink.as_mut());
+        if let Some(book) = book {
+            self.rules = book;
+        }
         r.flows.clear();
         r.seed.clear();
         self.retired = Some(r);

@@ -292,7 +292,18 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
         Ok((key, in_force, lists)) => (key, in_force, Ok(lists)),
         Err(e) => {
             let key = crate::blocklist::random_key().map_err(LoadError::Random)?;
-            (key, crate::enforce::InForce::default(), Err(e))
+            // The generation goes on past the old one, so every flow copied over is judged
+            // again by the new tables (a verdict cached under an equal number would stand).
+            // Unreadable too, it starts far past any a program reaches by reloads.
+            let generation = PinnedMaps::open(&old_dir, None)
+                .ok()
+                .and_then(|mut m| crate::enforce::generation_of(&mut m).ok())
+                .unwrap_or(u64::from(u32::MAX / 2));
+            let in_force = crate::enforce::InForce {
+                generation,
+                ..Default::default()
+            };
+            (key, in_force, Err(e))
         }
     };
     // The list tables keep their size while the lists fit them and --list-capacity does not
@@ -324,6 +335,7 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
     let running = Xdp::from_pin(spec.pins.program(), XdpAttachType::Interface).map_err(|e| {
         program_err(format!("opening {}", spec.pins.program().display()))(e.to_string())
     })?;
+    let rules_known = old_lists.is_some();
     match (adopted_lists, old_lists) {
         (Some((_, (lists, delta))), Some(old_lists)) if layout.fingerprint() == state.layout => {
             same_layout(
@@ -351,6 +363,7 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
                 key,
                 old,
                 replaced: in_force,
+                rules_known,
                 running,
                 lock,
             },

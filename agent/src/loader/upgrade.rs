@@ -50,6 +50,9 @@ pub struct Retired {
     /// The blocked packets the old program summarised past the drop-record budget since
     /// the last agent took its summaries (while no agent ran, until the swap).
     pub flood: Vec<RuleFlood>,
+    /// The old program's rule ids are not this agent's (its list maps could not be read):
+    /// what they hold is written with the rules as `rule #ID`, never another rule's name.
+    pub rules_unknown: bool,
     /// The map directories these came from, each as the state names it: unpinned by
     /// [`Retired::unpin`] once the records are written.
     pub pins: Vec<(PathBuf, Replaced)>,
@@ -62,6 +65,7 @@ impl Retired {
         self.seed.extend(other.seed);
         self.flows.extend(other.flows);
         self.flood.extend(other.flood);
+        self.rules_unknown |= other.rules_unknown;
         self.pins.extend(other.pins);
     }
 
@@ -97,6 +101,9 @@ pub(super) struct Upgrade {
     pub(super) old: PinnedMaps,
     /// The list tables of the program replaced.
     pub(super) replaced: crate::enforce::InForce,
+    /// Whether they were read: else the rule ids in what the old maps hold name no rule
+    /// this agent knows (its ids are allocated afresh).
+    pub(super) rules_known: bool,
     pub(super) running: Xdp,
     pub(super) lock: InstanceLock,
 }
@@ -244,6 +251,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         key,
         mut old,
         replaced,
+        rules_known,
         mut running,
         lock,
     } = u;
@@ -330,6 +338,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     let retired = match old_maps {
         Some(o) => Retired {
             pins: vec![(old_dir, old_layout)],
+            rules_unknown: !rules_known,
             ..retire(o, &copied)?
         },
         None => {
@@ -457,6 +466,7 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
         seed,
         flows,
         flood: o.flood.map(retired_flood).unwrap_or_default(),
+        rules_unknown: false,
         pins: Vec::new(),
     })
 }
