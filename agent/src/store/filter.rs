@@ -111,8 +111,10 @@ pub fn rule_matches(want: &str, have: &str) -> bool {
         return is_rule(want, have);
     }
     let tail = want.trim_start_matches("./");
-    have.match_indices('/')
-        .any(|(i, _)| is_rule(tail, &have[i + 1..]))
+    is_rule(tail, have)
+        || have
+            .match_indices('/')
+            .any(|(i, _)| is_rule(tail, &have[i + 1..]))
 }
 
 /// The `--nat` filter: the NAT outside address, and the port if given. IPv4 and the
@@ -428,6 +430,10 @@ mod tests {
         assert!(!rule_matches("list", "/etc/b.list:3"));
         assert!(rule_matches("./b.list", "/etc/b.list:3"));
         assert!(rule_matches("b.list", "./b.list:3"));
+        assert!(
+            rule_matches("./b.list", "b.list:3"),
+            "the agent given a bare name"
+        );
         assert!(
             !rule_matches("/b.list", "/etc/b.list:3"),
             "an absolute path is whole"

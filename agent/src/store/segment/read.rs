@@ -223,8 +223,27 @@ impl SegmentReader {
                 .filter_map(|&n| Some((n, parse_message_type(&schema_prefix(n)).ok()?)))
                 .collect()
         });
+        // A newer build's segment says so by its format, which is no damage; read as this
+        // build's, its columns could mean other things.
+        let format = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == super::schema::FORMAT_KEY))
+            .and_then(|kv| kv.value.as_deref()?.parse::<u32>().ok());
+        let mine = super::schema::FORMAT.parse::<u32>().unwrap_or(u32::MAX);
         let have = reader.metadata().file_metadata().schema();
         let columns = known.iter().find(|(_, t)| t == have).map_or(0, |(n, _)| *n);
+        if let Some(f) = format.filter(|&f| f > mine) {
+            return Err(SegmentError::Invalid {
+                path: path.to_owned(),
+                column: format!("(file metadata {})", super::schema::FORMAT_KEY),
+                reason: format!(
+                    "written by a newer xdp-audit (segment format {f}; this build reads up to \
+                     {mine}): read it with that version"
+                ),
+            });
+        }
         if columns == 0 {
             let columns = reader
                 .metadata()
@@ -232,31 +251,10 @@ impl SegmentReader {
                 .schema_descr()
                 .columns()
                 .len();
-            // A newer build's segment says so by its format, which is no damage.
-            let format = reader
-                .metadata()
-                .file_metadata()
-                .key_value_metadata()
-                .and_then(|kv| kv.iter().find(|kv| kv.key == super::schema::FORMAT_KEY))
-                .and_then(|kv| kv.value.as_deref()?.parse::<u32>().ok());
-            let reason = match format {
-                Some(f)
-                    if super::schema::FORMAT
-                        .parse::<u32>()
-                        .is_ok_and(|mine| f > mine) =>
-                {
-                    format!(
-                        "written by a newer xdp-audit (segment format {f}; this build reads up \
-                         to {}): read it with that version",
-                        super::schema::FORMAT
-                    )
-                }
-                _ => "the file's schema is not the xdp-audit segment schema".into(),
-            };
             return Err(SegmentError::Invalid {
                 path: path.to_owned(),
                 column: format!("(schema, {columns} columns)"),
-                reason,
+                reason: "the file's schema is not the xdp-audit segment schema".into(),
             });
         }
         let bad_crcs = |reason: &str| SegmentError::Invalid {
