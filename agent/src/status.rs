@@ -13,6 +13,8 @@ use crate::daemon::lists::RuleBook;
 
 /// File name of the snapshot inside the state directory.
 pub const FILE_NAME: &str = "status.json";
+/// The agent's lock on its state directory ([`lock_state_dir`]).
+pub const STATE_LOCK: &str = ".agent.lock";
 
 /// The most bytes read from a snapshot: one listing every rule of a million-rule list as hit
 /// is over 100 MiB, and an endless file is still refused before it takes the host's memory.
@@ -413,6 +415,48 @@ pub struct Previous {
     /// (records lost at the stop, the disk refusing writes, journals waiting): the journals
     /// it left unsealed are no evidence of a crash.
     pub stopped_unsealed: bool,
+}
+
+/// The state directory's lock, [`STATE_LOCK`] in it, held for an agent's life: two agents
+/// on one state directory would each rewrite the other's status (one looking stopped or
+/// crashed while it runs), and take each other's saved attribution, alerts and counters
+/// at their starts. `None` where this user cannot make it (the start then fails on its
+/// first privileged step, and says so there).
+pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd as _;
+    let path = dir.join(STATE_LOCK);
+    let opened = std::fs::create_dir_all(dir)
+        .map_err(crate::store::fsutil::InputError::Io)
+        .and_then(|()| {
+            // Never a blocking open: a FIFO in its place would hold the start forever.
+            crate::store::fsutil::open_regular(
+                &path,
+                std::fs::File::options().write(true).create(true),
+            )
+        });
+    let f = match opened {
+        Ok(f) => f,
+        Err(crate::store::fsutil::InputError::Io(e))
+            if e.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "--state-dir {}: cannot create {STATE_LOCK}",
+                dir.display()
+            )))
+        }
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "--state-dir {}: another xdp-audit agent uses it (its status and saved state would \
+             be mixed with this one's); give each agent its own --state-dir",
+            dir.display()
+        );
+    }
+    Ok(Some(f))
 }
 
 /// This agent's start, as the state directory shows it: [`Starting::begin`] reads the last

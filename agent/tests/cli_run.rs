@@ -326,9 +326,10 @@ fn user_without_root_says_what_it_needs() {
     assert_error(&o, &["--user nobody", "needs root", "CAP_SETUID"]);
 }
 
-/// A second agent on the same store is refused at the store's lock, and leaves the running
-/// one's status snapshot alone: it wrote its own starting snapshot first and marked it
-/// stopped as it failed, so `status` said the running agent was down.
+/// A second agent on the same store is refused at the store's lock, and one on the same
+/// state directory at that directory's lock; both leave the running one's status snapshot
+/// alone (they wrote their own starting snapshot and marked it stopped as they failed, so
+/// `status` said the running agent was down).
 #[test]
 fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
     let ns = Netns::new("second");
@@ -370,6 +371,23 @@ fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
         (pid, true),
         "{}",
         stderr(&second)
+    );
+    // Another store, the same state directory: refused at the directory's lock, before
+    // its snapshot is touched.
+    let other = output_within(
+        ns.agent(&d.path().join("log2"))
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--no-pin"),
+        "a second agent on the same state directory",
+    );
+    assert_error(&other, &["--state-dir", "another xdp-audit agent uses it"]);
+    let s = snapshot().expect("a snapshot");
+    assert_eq!(
+        (s.pid, s.stopped_at.is_none()),
+        (pid, true),
+        "{}",
+        stderr(&other)
     );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };

@@ -343,6 +343,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // on this agent's death before a clean stop is evidence too. After the store's lock: a
     // second agent started beside a running one (refused there) must not replace the
     // running one's snapshot and mark it stopped.
+    // Another agent's state directory is refused before its snapshot is touched.
+    let _state_lock = crate::status::lock_state_dir(&args.state_dir)?;
     let (previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
     let mut not_shipping = None;
     let shipper = match &ship_config {
