@@ -515,3 +515,58 @@ fn a_link_in_the_operator_logs_place_is_never_followed() {
         "owner and mode kept"
     );
 }
+
+/// A query stopped by Ctrl-C once it printed records still records its access, with the
+/// records it handed out and why it ended, and exits 130; before that line existed, the
+/// records were out and the operator log had no line for them.
+#[test]
+fn a_query_stopped_by_a_signal_after_printing_records_its_access() {
+    use std::io::Read as _;
+    let (dir, recs) = store("access-sigint");
+    let d = dir.path().to_str().expect("utf-8");
+    let before = lines_of(dir.path()).len();
+    let mut child = Command::new(BIN)
+        .args(["query", "--log-dir", d, "--format", "jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn xdp-audit query");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Records printed: the query is disclosing, and blocks on the pipe we do not read.
+    let mut first = [0u8; 4096];
+    stdout.read_exact(&mut first).expect("the first records");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = Vec::new();
+    stdout
+        .read_to_end(&mut rest)
+        .expect("the rest of the output");
+    let printed = bytecount(&first) + bytecount(&rest);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        printed < recs.len(),
+        "premise: the signal came before the end ({printed} of {})",
+        recs.len()
+    );
+    assert_eq!(
+        lines_of(dir.path()).len(),
+        before + 1,
+        "one access line: {err}"
+    );
+    let a = last_access(dir.path());
+    assert!(
+        a.command == "query"
+            && a.rows.is_some_and(|n| n as usize >= printed)
+            && a.error
+                .as_deref()
+                .is_some_and(|e| e.contains("stopped by a signal")),
+        "{a:?} ({printed} lines printed)"
+    );
+}
+
+/// Newlines in `b`: the JSON Lines records in it.
+fn bytecount(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c == b'\n').count()
+}

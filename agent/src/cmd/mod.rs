@@ -21,6 +21,7 @@ pub mod detach;
 pub mod enrich_args;
 pub mod export;
 pub mod hold;
+pub mod interrupt;
 pub mod keygen;
 pub mod query;
 pub mod report;

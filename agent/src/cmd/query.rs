@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::interrupt;
 use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter, Table};
@@ -101,8 +102,14 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     } else {
         Table::Flows
     };
-    let mut out =
-        RecordWriter::new(std::io::BufWriter::new(stdout.lock()), args.format).with_table(table);
+    // Records printed are disclosed: a signal stops the output and the access is recorded.
+    interrupt::catch();
+    let mut out = RecordWriter::new(
+        std::io::BufWriter::new(interrupt::Guarded(stdout.lock())),
+        args.format,
+    )
+    .with_table(table);
+    let mut written = 0u64;
     let mut progress = progress_line("query");
     // The header waits for the first record or the end of a good scan: a store that cannot be
     // read gives its error alone, not a table header followed by it.
@@ -119,7 +126,9 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         default_threads(),
         &mut |r| {
             header(&mut out)?;
-            out.write(r)
+            out.write(r)?;
+            written += 1;
+            Ok(())
         },
         &mut progress,
     )
@@ -127,6 +136,17 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         header(&mut out).map_err(QueryError::Output)?;
         Ok(stats)
     });
+    if interrupt::interrupted() {
+        access::record(
+            &args.dir.log_dir,
+            AccessInfo::query(&filter, &result).rows(written),
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "query: stopped by a signal after {written} records; the access is recorded"
+        );
+        return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
+    }
     access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
     let stats = match result {
         Err(QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {

@@ -152,6 +152,13 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
             args.dir.log_dir.display()
         );
     }
+    if super::interrupt::interrupted() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "sql: stopped by a signal; the access is recorded"
+        );
+        return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));
+    }
     match run {
         Ok((summary, digest)) => {
             tracing::info!(
@@ -204,8 +211,10 @@ fn answer(
             .with_context(|| format!("reading the store {}", dir.display()))?,
     };
     let Some(path) = &args.output else {
+        // Rows printed are disclosed: a signal stops the output, the access is recorded.
+        super::interrupt::catch();
         let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut out = std::io::BufWriter::new(super::interrupt::Guarded(stdout.lock()));
         let summary = session.run(&args.statement, args.format, &mut out)?;
         return Ok((summary, None));
     };
