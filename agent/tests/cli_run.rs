@@ -50,6 +50,8 @@ fn an_interface_without_ethernet_headers_is_refused_by_name() {
         ])
         .arg("--log-dir")
         .arg(d.path())
+        .arg("--state-dir")
+        .arg(d.path())
         .output()
         .expect("spawn xdp-audit");
     let first = assert_error(&o, &["\"xatun0\""]);
@@ -224,8 +226,27 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
             .expect("first agent"),
     );
     wait_attached(&ns, &mut first);
+    // Its pins on a bpffs of the test's own, which outlives the agent's mount namespace.
+    let bpffs = d.path().join("bpffs");
+    std::fs::create_dir(&bpffs).expect("mkdir bpffs");
+    let mounted = Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(&bpffs)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a bpffs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(bpffs.clone());
     let second = output_within(
-        &mut ns.agent(&d.path().join("b")),
+        ns.agent(&d.path().join("b"))
+            .arg("--pin-root")
+            .arg(&bpffs)
+            .args(["--instance", "second"]),
         "a second agent on a busy XDP slot",
     );
     assert!(!second.status.success());
@@ -239,6 +260,10 @@ fn a_busy_xdp_slot_is_reported_and_the_first_agent_keeps_running() {
         "{e}"
     );
     assert_said_once(&e, line);
+    assert!(
+        !bpffs.join("second").exists(),
+        "a start that attached nowhere left its pins (the maps' memory held until a detach)"
+    );
     assert!(
         first.0.try_wait().expect("wait").is_none(),
         "the first agent must keep running"

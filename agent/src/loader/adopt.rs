@@ -232,6 +232,13 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
         }
     }
     if let (true, Some(e)) = (interfaces.is_empty(), first) {
+        // Attached nowhere: the pins would hold the maps' memory until a detach.
+        drop(program);
+        let removed = super::detach::remove_pins(&spec.pins, None)
+            .and_then(|_| super::detach::remove_state_and_dir(&spec.pins));
+        if let Err(r) = removed {
+            warn!(dir = %spec.pins.dir().display(), error = %r, "the pins of a start that attached nowhere could not be removed; `xdp-audit detach` removes them");
+        }
         return Err(e.into());
     }
     spec.pins.write_state(&state(interfaces.clone()))?;

@@ -48,19 +48,22 @@ pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
             );
         }
     }
+    remove_state_and_dir(pins)?;
+    Ok(report)
+}
+
+/// Removes the instance's state and its directory, once nothing else is pinned in it.
+pub(super) fn remove_state_and_dir(pins: &PinDir) -> Result<(), StartError> {
     pins.remove_state()?;
     match std::fs::remove_dir(pins.dir()) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(PinError::Io {
-                op: "remove directory",
-                path: pins.dir().to_owned(),
-                cause: e,
-            }
-            .into())
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PinError::Io {
+            op: "remove directory",
+            path: pins.dir().to_owned(),
+            cause: e,
         }
-        _ => {}
+        .into()),
+        _ => Ok(()),
     }
-    Ok(report)
 }
 
 /// Removes the attachments, program and maps of an instance (whatever is there; `state`

@@ -103,8 +103,12 @@ impl Netns {
         ns
     }
 
-    /// `xdp-audit run --iface lo --log-dir LOG_DIR` inside the namespace.
+    /// `xdp-audit run --iface lo --log-dir LOG_DIR --state-dir LOG_DIR-state` inside the
+    /// namespace: a state directory of its own (the default is one per machine, and the
+    /// second agent on it is refused); a later `--state-dir` wins.
     pub fn agent(&self, log_dir: &Path) -> Command {
+        let mut state = log_dir.as_os_str().to_owned();
+        state.push("-state");
         let mut c = Command::new("ip");
         c.args([
             "netns",
@@ -116,7 +120,9 @@ impl Netns {
             "lo",
             "--log-dir",
         ])
-        .arg(log_dir);
+        .arg(log_dir)
+        .arg("--state-dir")
+        .arg(state);
         c
     }
 
