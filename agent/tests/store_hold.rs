@@ -197,6 +197,31 @@ fn a_damaged_operator_log_suspends_retention() {
     assert_eq!(live(dir.path()), before, "nothing may be deleted");
 }
 
+/// A pass holds appenders off from reading the holds to deleting; an operator log another
+/// process keeps locked (an appender stuck mid-write) suspends the pass instead: a hold
+/// being ordered could not be read.
+#[test]
+fn an_operator_log_locked_by_another_process_suspends_retention() {
+    use std::os::fd::AsRawFd as _;
+    let (dir, _clock, _, _) = held_store("hold-locked");
+    let before = live(dir.path());
+    let log = std::fs::File::open(dir.path().join(oplog::LOG)).expect("open the log");
+    // SAFETY: flock on a descriptor we own; released when `log` closes.
+    assert_eq!(unsafe { libc::flock(log.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut m = Manifest::load(dir.path(), None).expect("load");
+    let pruned = retention::prune(dir.path(), &mut m, T0 + 181 * DAY, 180).expect("prune");
+    assert_eq!(pruned.deleted, 0);
+    let why = pruned.suspended.expect("retention must be suspended");
+    assert!(why.contains("held by another process"), "{why}");
+    assert_eq!(live(dir.path()), before, "nothing may be deleted");
+    drop(log);
+    let pruned = retention::prune(dir.path(), &mut m, T0 + 181 * DAY, 180).expect("prune");
+    assert!(
+        pruned.suspended.is_none() && pruned.deleted > 0,
+        "unlocked, the pass deletes what no hold covers: {pruned:?}"
+    );
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .expect("read")

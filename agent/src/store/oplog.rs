@@ -26,7 +26,9 @@ use super::fsutil::{hex, open_read};
 use super::manifest::{AnchorInfo, Body, Entry, Manifest, ManifestError, GENESIS};
 
 mod append;
-pub use append::{append, append_all_to, append_checked, append_to};
+pub use append::{
+    append, append_all_to, append_checked, append_to, try_lock_operator_log, LogLock,
+};
 
 /// File name of the log inside the log directory.
 pub const LOG: &str = "operator.log";

@@ -304,6 +304,23 @@ pub fn prune_gated(
         out.suspended = Some(why.to_owned());
         return Ok(out);
     }
+    // Appenders wait from the holds' reading to the deletion (see `try_lock_operator_log`).
+    let _appenders = match oplog::try_lock_operator_log(dir) {
+        lock @ (Err(_) | Ok(oplog::LogLock::Busy)) => {
+            let why = match lock {
+                Err(e) => format!("{e}: the legal holds cannot be read"),
+                _ => format!(
+                    "{} is held by another process: a legal hold being ordered cannot be \
+                     read, so nothing is deleted until the next pass",
+                    dir.join(oplog::LOG).display()
+                ),
+            };
+            tracing::warn!(dir = %dir.display(), expired = expired.len(), "retention suspended: {why}");
+            out.suspended = Some(why);
+            return Ok(out);
+        }
+        Ok(lock) => lock,
+    };
     let holds = match (anchored.problem, oplog::scan(dir)) {
         (None, Ok(s)) if s.problem.is_none() => hold::in_force(&s.lines),
         (problem, scan) => {

@@ -46,6 +46,42 @@ fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
     }
 }
 
+/// The operator log locked against appenders ([`try_lock_operator_log`]).
+#[derive(Debug)]
+pub enum LogLock {
+    /// Locked for as long as the file is open.
+    Held(File),
+    /// There is no log yet (so no legal hold either).
+    NoLog,
+    /// An appender held it through every try.
+    Busy,
+}
+
+/// The operator log locked against appenders, without waiting long: appenders hold it for
+/// one write, so a few short tries suffice. Retention holds it from reading the legal holds
+/// to deleting, so a hold ordered meanwhile waits for the deletion and then sees what is
+/// left, instead of being said in force over segments being deleted.
+pub fn try_lock_operator_log(dir: &Path) -> Result<LogLock, OpLogError> {
+    let path = dir.join(LOG);
+    let f = match open_regular_here(&path, File::options().read(true)) {
+        Ok(f) => f,
+        Err(crate::store::fsutil::InputError::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(LogLock::NoLog)
+        }
+        Err(e) => return Err(io(&path, "open")(e.into())),
+    };
+    for _ in 0..50 {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(LogLock::Held(f));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(LogLock::Busy)
+}
+
 /// A log created by an operator's command belongs to the store's owner (the directory's
 /// owner and group) with [`LOG_MODE`] whatever the umask, so the agent, running as its own
 /// user, can still anchor it after a root `query` made it.
