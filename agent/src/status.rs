@@ -420,26 +420,41 @@ pub struct Previous {
 /// The state directory's lock, [`STATE_LOCK`] in it, held for an agent's life: two agents
 /// on one state directory would each rewrite the other's status (one looking stopped or
 /// crashed while it runs), and take each other's saved attribution, alerts and counters
-/// at their starts. `None` where this user cannot make it (the start then fails on its
-/// first privileged step, and says so there).
+/// at their starts. `None` where this user can neither read nor make it.
 pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    use crate::store::fsutil::{open_regular, InputError};
     use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let path = dir.join(STATE_LOCK);
-    let opened = std::fs::create_dir_all(dir)
-        .map_err(crate::store::fsutil::InputError::Io)
-        .and_then(|()| {
-            // Never a blocking open: a FIFO in its place would hold the start forever.
-            crate::store::fsutil::open_regular(
-                &path,
-                std::fs::File::options().write(true).create(true),
-            )
-        });
+    // Read-only is enough for flock, so agents of other users share the file: made 0644
+    // whatever the umask. Never a blocking open: a FIFO in its place would hold the start.
+    let create = || {
+        std::fs::create_dir_all(dir).map_err(InputError::Io)?;
+        let f = open_regular(
+            &path,
+            std::fs::File::options()
+                .write(true)
+                .create(true)
+                .mode(0o644),
+        )?;
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o644));
+        Ok::<_, InputError>(f)
+    };
+    let opened = match open_regular(&path, std::fs::File::options().read(true)) {
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => create(),
+        // Another user's, unreadable to this one (an older root run's): made again.
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let _ = std::fs::remove_file(&path);
+            create()
+        }
+        other => other,
+    };
     let f = match opened {
         Ok(f) => f,
-        Err(crate::store::fsutil::InputError::Io(e))
-            if e.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            return Ok(None)
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // An unprivileged start, which fails on its first privileged step and says so.
+            tracing::debug!(path = %path.display(), "cannot lock the state directory (no permission)");
+            return Ok(None);
         }
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!(

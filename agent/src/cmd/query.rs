@@ -102,14 +102,25 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     } else {
         Table::Flows
     };
-    // Records printed are disclosed: a signal stops the output and the access is recorded.
-    interrupt::catch();
+    // Records printed are disclosed: a signal after the first one records the access, with
+    // the records handed out so far, and ends the command.
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (dir, stopped_filter, counted) =
+        (args.dir.log_dir.clone(), filter.clone(), written.clone());
+    interrupt::catch(move || {
+        let stopped: Result<ScanStats, _> = Err(interrupt::Stopped);
+        let rows = counted.load(std::sync::atomic::Ordering::SeqCst);
+        access::record(
+            &dir,
+            AccessInfo::query(&stopped_filter, &stopped).rows(rows),
+        );
+    })
+    .context("installing the signal handlers")?;
     let mut out = RecordWriter::new(
         std::io::BufWriter::new(interrupt::Guarded(stdout.lock())),
         args.format,
     )
     .with_table(table);
-    let mut written = 0u64;
     let mut progress = progress_line("query");
     // The header waits for the first record or the end of a good scan: a store that cannot be
     // read gives its error alone, not a table header followed by it.
@@ -127,7 +138,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         &mut |r| {
             header(&mut out)?;
             out.write(r)?;
-            written += 1;
+            written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         },
         &mut progress,
@@ -136,16 +147,8 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         header(&mut out).map_err(QueryError::Output)?;
         Ok(stats)
     });
-    if interrupt::interrupted() {
-        access::record(
-            &args.dir.log_dir,
-            AccessInfo::query(&filter, &result).rows(written),
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "query: stopped by a signal after {written} records; the access is recorded"
-        );
-        return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED));
+    if !interrupt::claim() {
+        interrupt::wait_for_exit();
     }
     access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
     let stats = match result {

@@ -128,15 +128,28 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
         None => readable_store(&args.dir.log_dir).map(|()| true)?,
         Some(_) => readable_store(&args.dir.log_dir).is_ok(),
     };
+    let statement = match &remote {
+        Some(cfg) => format!("--remote {}: {}", remote::url(cfg), args.statement.trim()),
+        None => args.statement.clone(),
+    };
+    if args.output.is_none() && local_store {
+        // Rows printed are disclosed: a signal after the first records the access and ends
+        // the command.
+        let (dir, stopped) = (args.dir.log_dir.clone(), statement.clone());
+        super::interrupt::catch(move || {
+            let rows: Result<u64, String> = Err(super::interrupt::Stopped.to_string());
+            access::record(&dir, AccessInfo::sql(&stopped, &rows));
+        })
+        .context("installing the signal handlers")?;
+    }
     let run = run(&args, remote.as_ref());
     let rows = run
         .as_ref()
         .map(|(s, _)| s.rows)
         .map_err(|e| format!("{e:#}"));
-    let statement = match &remote {
-        Some(cfg) => format!("--remote {}: {}", remote::url(cfg), args.statement.trim()),
-        None => args.statement.clone(),
-    };
+    if !super::interrupt::claim() {
+        super::interrupt::wait_for_exit();
+    }
     let mut access = AccessInfo::sql(&statement, &rows);
     if let (Ok((_, Some(digest))), Some(out)) = (&run, &args.output) {
         access = access.output(digest, out);
@@ -151,13 +164,6 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
             "no audit store at --log-dir {}: this --remote access was NOT recorded in an operator log; give --log-dir of the store whose log should hold it",
             args.dir.log_dir.display()
         );
-    }
-    if super::interrupt::interrupted() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "sql: stopped by a signal; the access is recorded"
-        );
-        return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));
     }
     match run {
         Ok((summary, digest)) => {
@@ -211,8 +217,6 @@ fn answer(
             .with_context(|| format!("reading the store {}", dir.display()))?,
     };
     let Some(path) = &args.output else {
-        // Rows printed are disclosed: a signal stops the output, the access is recorded.
-        super::interrupt::catch();
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(super::interrupt::Guarded(stdout.lock()));
         let summary = session.run(&args.statement, args.format, &mut out)?;
