@@ -213,6 +213,7 @@ fn an_operator_log_locked_by_another_process_suspends_retention() {
     assert_eq!(pruned.deleted, 0);
     let why = pruned.suspended.expect("retention must be suspended");
     assert!(why.contains("held by another process"), "{why}");
+    assert!(pruned.retry_soon, "tried again in a minute, not tomorrow");
     assert_eq!(live(dir.path()), before, "nothing may be deleted");
     drop(log);
     let pruned = retention::prune(dir.path(), &mut m, T0 + 181 * DAY, 180).expect("prune");

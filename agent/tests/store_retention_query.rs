@@ -149,6 +149,16 @@ fn a_clock_set_ahead_expires_nothing_until_it_is_synchronised() {
         sealed,
         "pruned at the start on a clock set ahead"
     );
+    // Hourly, the clock is kept in the store, for a reboot to go on from.
+    let kept = || -> serde_json::Value {
+        let path = dir.path().join(xdp_audit::store::retention::CLOCK_FILE);
+        serde_json::from_slice(&std::fs::read(&path).expect("the kept clock")).expect("json")
+    };
+    clock.wall.advance(2 * HOUR);
+    clock.boot_ns.fetch_add(2 * HOUR, SeqCst);
+    store.tick_at(clock_now(&clock.wall)).expect("tick");
+    store.wait_idle();
+    assert_eq!(kept()["boot_ns"], 3 * HOUR, "kept at the hour's tick");
     // A day later by both clocks: the daily pass, still on the clock set ahead.
     clock.wall.advance(DAY + HOUR);
     clock.boot_ns.fetch_add(DAY + HOUR, SeqCst);

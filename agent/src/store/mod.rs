@@ -326,6 +326,8 @@ pub struct Store {
     last_sync_ns: i64,
     last_seal_try_ns: i64,
     last_retention_ns: Option<i64>,
+    /// When retention's clock was last kept in the store ([`retention::RetentionClock`]).
+    last_clock_kept_ns: i64,
     degraded: Option<Degraded>,
     last_report_ns: i64,
     /// When the store last said it writes again: a disk that refuses one write a second
@@ -533,6 +535,13 @@ impl Store {
         } else {
             retention::DAY_NS
         };
+        // Hourly, retention's clock is kept, so a reboot goes on from at most an hour ago.
+        if let Some(trust) = self.clock.trust() {
+            if since(now, self.last_clock_kept_ns) >= HOUR_NS {
+                self.sealer.keep_clock(now, trust);
+                self.last_clock_kept_ns = now;
+            }
+        }
         if self.last_retention_ns.is_none_or(|t| since(now, t) >= wait) {
             self.sealer
                 .retention(now, self.clock.trust(), self.cfg.retention_days);

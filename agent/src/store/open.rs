@@ -231,7 +231,8 @@ impl Store {
             now,
             trust.map_or(0, |t| t.boot_id),
         );
-        let (retention_now, _) = retention_clock.now(now, trust);
+        let (retention_now, ahead) = retention_clock.now(now, trust);
+        retention::warn_held(ahead);
         if trust.is_some() {
             retention_clock.keep(&dir);
         }
@@ -242,7 +243,8 @@ impl Store {
             cfg.retention_days,
             cfg.ship_gate.as_ref(),
         ) {
-            Ok(_) => false,
+            // The operator log busy for a moment: the sealer thread tries again at once.
+            Ok(pruned) => pruned.retry_soon,
             Err(error) if error.is_disk_full() => {
                 tracing::warn!(
                     dir = %dir.display(),
@@ -285,6 +287,7 @@ impl Store {
             last_sync_ns: now,
             last_seal_try_ns: now,
             last_retention_ns: Some(now),
+            last_clock_kept_ns: now,
             degraded: None,
             last_report_ns: i64::MIN / 2,
             last_recovered_ns: i64::MIN / 2,

@@ -96,6 +96,19 @@ pub fn boot_id() -> u128 {
 /// following it: NTP slews some seconds a day, and the start's anchor is a few seconds old.
 const AHEAD_TOLERANCE_NS: i64 = 10 * 60 * 1_000_000_000;
 
+/// Says that a pass did not follow the wall clock, running `ahead_ns` behind it.
+pub fn warn_held(ahead_ns: i64) {
+    if ahead_ns > 0 {
+        tracing::warn!(
+            ahead = %crate::span::format(std::time::Duration::from_nanos(ahead_ns.unsigned_abs())),
+            "retention does not follow the wall clock: it runs ahead of the time that passed \
+             (the boot clock) and the kernel does not call it synchronised, so records are \
+             kept that much longer until it is (run chrony or systemd-timesyncd; a clock set \
+             ahead would otherwise expire young records)"
+        );
+    }
+}
+
 /// Where retention keeps its clock between starts, in the log directory.
 pub const CLOCK_FILE: &str = "retention-clock.json";
 
@@ -132,7 +145,8 @@ impl RetentionClock {
     /// the manifest's `entries` hold, or at `now_ns` for a store that holds nothing yet
     /// (nothing it could expire is older).
     pub fn at_start(dir: &Path, entries: &[manifest::Entry], now_ns: i64, boot_id: u128) -> Self {
-        let kept = std::fs::read(dir.join(CLOCK_FILE))
+        // Never a blocking open (a FIFO in its place), nor more than a clock's few bytes.
+        let kept = super::fsutil::read_input(&dir.join(CLOCK_FILE), 4096)
             .ok()
             .and_then(|b| serde_json::from_slice::<Self>(&b).ok());
         if let Some(kept) = kept {
@@ -190,20 +204,12 @@ impl RetentionClock {
             boot_id: t.boot_id,
         };
         let ahead = wall_ns.saturating_sub(now);
-        if ahead > 0 {
-            tracing::warn!(
-                ahead = %crate::span::format(std::time::Duration::from_nanos(ahead.unsigned_abs())),
-                "retention does not follow the wall clock: it runs ahead of the time that \
-                 passed (the boot clock) and the kernel does not call it synchronised, so \
-                 records are kept that much longer until it is (run chrony or \
-                 systemd-timesyncd; a clock set ahead would otherwise expire young records)"
-            );
-        }
         (now, ahead)
     }
 
-    /// Keeps this clock in `dir` for the next start; a failure is logged (the next start
-    /// then anchors at the manifest).
+    /// Keeps this clock in `dir` for the next start (each pass, and hourly: after a reboot
+    /// it goes on from there); a failure is logged, and the next start anchors at the
+    /// manifest.
     pub fn keep(&self, dir: &Path) {
         let written = serde_json::to_vec(self)
             .map_err(std::io::Error::other)
@@ -264,6 +270,8 @@ pub struct Pruned {
     pub suspended: Option<String>,
     /// Expired segments kept because they were not shipped yet (see [`ShipGate`]).
     pub unshipped: Vec<String>,
+    /// Suspended for a passing condition (the operator log busy): worth a try in a minute.
+    pub retry_soon: bool,
 }
 
 /// Anchors the operator log, then appends a prune entry for the expired segments no hold
@@ -309,11 +317,15 @@ pub fn prune_gated(
         lock @ (Err(_) | Ok(oplog::LogLock::Busy)) => {
             let why = match lock {
                 Err(e) => format!("{e}: the legal holds cannot be read"),
-                _ => format!(
-                    "{} is held by another process: a legal hold being ordered cannot be \
-                     read, so nothing is deleted until the next pass",
-                    dir.join(oplog::LOG).display()
-                ),
+                _ => {
+                    out.retry_soon = true;
+                    format!(
+                        "{} is held by another process: a legal hold being ordered cannot be \
+                         read, so nothing is deleted until it is free (tried again in a \
+                         minute)",
+                        dir.join(oplog::LOG).display()
+                    )
+                }
             };
             tracing::warn!(dir = %dir.display(), expired = expired.len(), "retention suspended: {why}");
             out.suspended = Some(why);

@@ -26,6 +26,10 @@ enum Job {
         trust: Option<retention::Trust>,
         days: u32,
     },
+    KeepClock {
+        now: i64,
+        trust: retention::Trust,
+    },
     Compact {
         now: i64,
     },
@@ -253,9 +257,14 @@ impl Worker {
                     oplog::anchor_logged(&self.dir, &mut self.manifest, now);
                 }
                 Job::Compact { now } => self.compact(now),
+                Job::KeepClock { now, trust } => {
+                    self.retention_clock.now(now, Some(trust));
+                    self.retention_clock.keep(&self.dir);
+                }
                 Job::Retry { now } => self.retry(now),
                 Job::Retention { now, trust, days } => {
-                    let (now, _) = self.retention_clock.now(now, trust);
+                    let (now, ahead) = self.retention_clock.now(now, trust);
+                    retention::warn_held(ahead);
                     if trust.is_some() {
                         self.retention_clock.keep(&self.dir);
                     }
@@ -267,12 +276,14 @@ impl Worker {
                         self.ship_gate.as_ref(),
                     );
                     // Retried every minute only when the disk refuses writes (space freed
-                    // lets it run); another failure (damage) waits for the next day.
+                    // lets it run) or the operator log was busy; another failure (damage)
+                    // waits for the next day.
                     let disk_full = result.as_ref().is_err_and(|e| e.is_disk_full());
+                    let busy = result.as_ref().is_ok_and(|p| p.retry_soon);
                     let said = self
                         .shared
                         .retention_failed
-                        .swap(disk_full, Ordering::Relaxed);
+                        .swap(disk_full || busy, Ordering::Relaxed);
                     match result {
                         Err(e) if disk_full => {
                             if !said {
@@ -360,6 +371,12 @@ impl Sealer {
     /// Compacts the closed days due at `now`.
     pub fn compact(&self, now: i64) {
         self.send(Job::Compact { now });
+    }
+
+    /// Moves retention's clock on to wall time `now` as far as `trust` lets it, and keeps it
+    /// in the store for the next start.
+    pub fn keep_clock(&self, now: i64, trust: retention::Trust) {
+        self.send(Job::KeepClock { now, trust });
     }
 
     /// Runs retention at wall time `now`, as far as `trust` lets it follow it.
