@@ -353,12 +353,16 @@ pub struct InForce {
 /// The list generation a program's `GENERATION` map holds, taken out of `src` alone: what
 /// an upgrade needs of a program whose other list maps are not this build's.
 pub fn generation_of(src: &mut impl MapSource) -> Result<u64, EnforceError> {
-    let map: Array<MapData, u64> = take(src, names::GENERATION)?;
-    let value = map.get(&0, 0).map_err(|source| EnforceError::Read {
+    generation_in(&take(src, names::GENERATION)?)
+}
+
+/// The list generation in a `GENERATION` map (its word also holds which tables are empty).
+fn generation_in(map: &Array<MapData, u64>) -> Result<u64, EnforceError> {
+    let word = map.get(&0, 0).map_err(|source| EnforceError::Read {
         map: names::GENERATION,
         source,
     })?;
-    Ok(empty::unpack(value).0.into())
+    Ok(empty::unpack(word).0.into())
 }
 
 impl ListMaps {
@@ -394,11 +398,10 @@ impl ListMaps {
                 }
             }
         }
-        let value = self.generation_word()?;
         Ok(InForce {
             allow,
             block,
-            generation: empty::unpack(value).0.into(),
+            generation: generation_in(&self.generation)?,
         })
     }
 

@@ -196,6 +196,31 @@ impl Drop for Installed {
     }
 }
 
+/// Waits until the installed agent `child` says in its log `log` that it runs; its log is
+/// the error if it exits first.
+fn wait_running(child: &mut std::process::Child, log: &Path) -> anyhow::Result<()> {
+    poll_until(
+        std::time::Duration::from_secs(30),
+        "the installed agent runs",
+        || {
+            let said = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(status) = child.try_wait()? {
+                bail!("the installed agent exited ({status}): {said}");
+            }
+            Ok(said.contains("xdp-audit running"))
+        },
+    )
+}
+
+/// SIGTERM to the agent `child` (the command it was started with execs in place), and its
+/// exit status.
+fn terminate(child: Option<std::process::Child>) -> anyhow::Result<std::process::ExitStatus> {
+    let mut child = child.context("the agent was stopped already")?;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().context("wait for the agent")
+}
+
 /// The installed agent run the way its unit runs it (as `xdp-audit`, with the unit's three
 /// capabilities as ambient ones) on `lo` of a namespace of its own, stopped once running.
 /// Removes the namespace and the runtime directory, and kills the agent, when dropped.
@@ -257,27 +282,13 @@ impl UnitLikeRun {
                 .context("start the installed agent")?,
         );
         let child = me.child.as_mut().context("the agent was just started")?;
-        let log = me.log.clone();
-        poll_until(
-            std::time::Duration::from_secs(30),
-            "the installed agent runs",
-            || {
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
-                if let Some(status) = child.try_wait()? {
-                    bail!("the installed agent exited ({status}): {said}");
-                }
-                Ok(said.contains("xdp-audit running"))
-            },
-        )?;
+        wait_running(child, &me.log)?;
         Ok(me)
     }
 
     /// SIGTERM, and the agent's exit status.
     fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let mut child = self.child.take().context("the agent was stopped already")?;
-        // SAFETY: kill(2) on our own child (`ip netns exec` and setpriv exec in place).
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().context("wait for the agent")
+        terminate(self.child.take())
     }
 }
 
@@ -378,17 +389,7 @@ impl PinnedRun {
                 .context("start the installed agent")?,
         );
         let child = me.child.as_mut().context("the agent was just started")?;
-        poll_until(
-            std::time::Duration::from_secs(30),
-            "the installed agent runs",
-            || {
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
-                if let Some(status) = child.try_wait()? {
-                    bail!("the installed agent exited ({status}): {said}");
-                }
-                Ok(said.contains("xdp-audit running"))
-            },
-        )?;
+        wait_running(child, &log)?;
         Ok(me)
     }
 
@@ -404,10 +405,7 @@ impl PinnedRun {
 
     /// SIGTERM, and the agent's exit status.
     fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let mut child = self.child.take().context("the agent was stopped already")?;
-        // SAFETY: kill(2) on our own child (nsenter execs in place).
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().context("wait for the agent")
+        terminate(self.child.take())
     }
 }
 
