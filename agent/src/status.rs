@@ -424,21 +424,19 @@ pub struct Previous {
 pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
     use crate::store::fsutil::{open_regular, InputError};
     use std::os::fd::AsRawFd as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(STATE_LOCK);
-    // Read-only is enough for flock, so agents of other users share the file: made 0644
-    // whatever the umask. Never a blocking open: a FIFO in its place would hold the start.
+    // Read-only is enough for flock; one this user cannot read (another user's) is made
+    // again below. Never a blocking open: a FIFO in its place would hold the start.
     let create = || {
         std::fs::create_dir_all(dir).map_err(InputError::Io)?;
-        let f = open_regular(
+        open_regular(
             &path,
             std::fs::File::options()
                 .write(true)
                 .create(true)
-                .mode(0o644),
-        )?;
-        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o644));
-        Ok::<_, InputError>(f)
+                .mode(0o640),
+        )
     };
     let opened = match open_regular(&path, std::fs::File::options().read(true)) {
         Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => create(),

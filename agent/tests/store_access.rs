@@ -525,12 +525,20 @@ fn a_query_stopped_by_a_signal_after_printing_records_its_access() {
     let (dir, recs) = store("access-sigint");
     let d = dir.path().to_str().expect("utf-8");
     let before = lines_of(dir.path()).len();
-    let mut child = Command::new(BIN)
-        .args(["query", "--log-dir", d, "--format", "jsonl"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["query", "--log-dir", d, "--format", "jsonl"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn xdp-audit query");
+        .stderr(std::process::Stdio::piped());
+    // As an interactive shell starts it: a test run in the background (CI) inherits SIGINT
+    // ignored, which the query rightly keeps ignoring.
+    // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn xdp-audit query");
     let mut stdout = child.stdout.take().expect("stdout");
     // Records printed: the query is disclosing, and blocks on the pipe we do not read.
     let mut first = [0u8; 4096];
@@ -564,6 +572,45 @@ fn a_query_stopped_by_a_signal_after_printing_records_its_access() {
                 .is_some_and(|e| e.contains("stopped by a signal")),
         "{a:?} ({printed} lines printed)"
     );
+}
+
+/// A query started with SIGINT ignored (a background job, `nohup`) keeps ignoring it: the
+/// answer is whole, exit 0, and its access line counts every record.
+#[test]
+fn a_query_started_ignoring_sigint_keeps_ignoring_it() {
+    use std::io::Read as _;
+    let (dir, recs) = store("access-sigign");
+    let d = dir.path().to_str().expect("utf-8");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["query", "--log-dir", d, "--format", "jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn xdp-audit query");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 4096];
+    stdout.read_exact(&mut first).expect("the first records");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = Vec::new();
+    stdout
+        .read_to_end(&mut rest)
+        .expect("the rest of the output");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(bytecount(&first) + bytecount(&rest), recs.len());
+    assert_eq!(last_access(dir.path()).rows, Some(recs.len() as u64));
 }
 
 /// Newlines in `b`: the JSON Lines records in it.

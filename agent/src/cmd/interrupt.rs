@@ -55,11 +55,7 @@ pub fn catch(record: impl FnOnce() + Send + 'static) -> io::Result<()> {
             let mut byte = [0u8; 1];
             if matches!(io::Read::read(&mut pipe, &mut byte), Ok(1)) && claim() {
                 record();
-                let _ = writeln!(
-                    io::stderr(),
-                    "stopped by a signal; the access is recorded in the operator log"
-                );
-                std::process::exit(i32::from(EXIT_INTERRUPTED));
+                std::process::exit(i32::from(stopped()));
             }
         })?;
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
@@ -79,6 +75,24 @@ pub fn catch(record: impl FnOnce() + Send + 'static) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Says the command was stopped and its access recorded; its exit status.
+fn stopped() -> u8 {
+    let _ = writeln!(
+        io::stderr(),
+        "stopped by a signal; the access is recorded in the operator log"
+    );
+    EXIT_INTERRUPTED
+}
+
+/// For a command that took the recording ([`claim`]) itself: when a signal stopped its
+/// output, it records its access as stopped with `record` and gets its exit status.
+pub fn when_stopped(record: impl FnOnce()) -> Option<std::process::ExitCode> {
+    INTERRUPTED.load(Ordering::SeqCst).then(|| {
+        record();
+        std::process::ExitCode::from(stopped())
+    })
 }
 
 /// Takes the recording of the access: true for the first caller only. A command that

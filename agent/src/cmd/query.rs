@@ -150,6 +150,16 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     if !interrupt::claim() {
         interrupt::wait_for_exit();
     }
+    // Stopped by a signal, the watcher not woken yet: recorded here, as it would have.
+    let rows = written.load(std::sync::atomic::Ordering::SeqCst);
+    if let Some(code) = interrupt::when_stopped(|| {
+        access::record(
+            &args.dir.log_dir,
+            AccessInfo::query(&filter, &result).rows(rows),
+        );
+    }) {
+        return Ok(code);
+    }
     access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
     let stats = match result {
         Err(QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {

@@ -158,6 +158,13 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
         access = access.unreadable(summary.damaged_journals as u64);
     }
     if local_store {
+        let stopped = super::interrupt::when_stopped(|| {
+            let rows: Result<u64, String> = Err(super::interrupt::Stopped.to_string());
+            access::record(&args.dir.log_dir, AccessInfo::sql(&statement, &rows));
+        });
+        if let Some(code) = stopped {
+            return Ok(code);
+        }
         access::record(&args.dir.log_dir, access);
     } else {
         tracing::warn!(
