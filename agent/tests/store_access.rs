@@ -516,31 +516,26 @@ fn a_link_in_the_operator_logs_place_is_never_followed() {
     );
 }
 
-/// A query stopped by Ctrl-C once it printed records still records its access, with the
-/// records it handed out and why it ended, and exits 130; before that line existed, the
-/// records were out and the operator log had no line for them.
-#[test]
-fn a_query_stopped_by_a_signal_after_printing_records_its_access() {
+/// `query --format jsonl` over the store in `dir`, started with SIGINT's disposition
+/// `disposition`, sent SIGINT once its first 4 KiB of records are out (it then blocks on the
+/// pipe we do not read): how it ended and the records it printed.
+fn query_sent_sigint(dir: &Path, disposition: libc::sighandler_t) -> (Output, usize) {
     use std::io::Read as _;
-    let (dir, recs) = store("access-sigint");
-    let d = dir.path().to_str().expect("utf-8");
-    let before = lines_of(dir.path()).len();
     let mut cmd = Command::new(BIN);
-    cmd.args(["query", "--log-dir", d, "--format", "jsonl"])
+    cmd.args(["query", "--log-dir"])
+        .arg(dir)
+        .args(["--format", "jsonl"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    // As an interactive shell starts it: a test run in the background (CI) inherits SIGINT
-    // ignored, which the query rightly keeps ignoring.
     // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            libc::signal(libc::SIGINT, disposition);
             Ok(())
         });
     }
     let mut child = cmd.spawn().expect("spawn xdp-audit query");
     let mut stdout = child.stdout.take().expect("stdout");
-    // Records printed: the query is disclosing, and blocks on the pipe we do not read.
     let mut first = [0u8; 4096];
     stdout.read_exact(&mut first).expect("the first records");
     // SAFETY: kill(2) on our own child.
@@ -550,7 +545,18 @@ fn a_query_stopped_by_a_signal_after_printing_records_its_access() {
         .read_to_end(&mut rest)
         .expect("the rest of the output");
     let printed = bytecount(&first) + bytecount(&rest);
-    let out = child.wait_with_output().expect("wait");
+    (child.wait_with_output().expect("wait"), printed)
+}
+
+/// A query stopped by Ctrl-C once it printed records still records its access, with the
+/// records it handed out and why it ended, and exits 130; before that line existed, the
+/// records were out and the operator log had no line for them. (SIGINT as an interactive
+/// shell leaves it: CI runs the suite in the background, with SIGINT ignored.)
+#[test]
+fn a_query_stopped_by_a_signal_after_printing_records_its_access() {
+    let (dir, recs) = store("access-sigint");
+    let before = lines_of(dir.path()).len();
+    let (out, printed) = query_sent_sigint(dir.path(), libc::SIG_DFL);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(
@@ -578,38 +584,15 @@ fn a_query_stopped_by_a_signal_after_printing_records_its_access() {
 /// answer is whole, exit 0, and its access line counts every record.
 #[test]
 fn a_query_started_ignoring_sigint_keeps_ignoring_it() {
-    use std::io::Read as _;
     let (dir, recs) = store("access-sigign");
-    let d = dir.path().to_str().expect("utf-8");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["query", "--log-dir", d, "--format", "jsonl"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("spawn xdp-audit query");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut first = [0u8; 4096];
-    stdout.read_exact(&mut first).expect("the first records");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = Vec::new();
-    stdout
-        .read_to_end(&mut rest)
-        .expect("the rest of the output");
-    let out = child.wait_with_output().expect("wait");
+    let (out, printed) = query_sent_sigint(dir.path(), libc::SIG_IGN);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(bytecount(&first) + bytecount(&rest), recs.len());
+    assert_eq!(printed, recs.len());
     assert_eq!(last_access(dir.path()).rows, Some(recs.len() as u64));
 }
 
