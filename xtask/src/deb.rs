@@ -428,6 +428,8 @@ impl Drop for PinnedRun {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The pin root the agent made, if no other instance is in it.
+        let _ = std::fs::remove_dir(PIN_ROOT);
     }
 }
 
