@@ -138,7 +138,7 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
         &mut |r| {
             header(&mut out)?;
             out.write(r)?;
-            written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         },
         &mut progress,

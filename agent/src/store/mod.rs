@@ -536,11 +536,12 @@ impl Store {
             retention::DAY_NS
         };
         // Hourly, retention's clock is kept, so a reboot goes on from at most an hour ago.
-        if let Some(trust) = self.clock.trust() {
-            if since(now, self.last_clock_kept_ns) >= HOUR_NS {
+        // The hour checked first: `trust` costs an adjtimex call, and ticks come every sweep.
+        if since(now, self.last_clock_kept_ns) >= HOUR_NS {
+            if let Some(trust) = self.clock.trust() {
                 self.sealer.keep_clock(now, trust);
-                self.last_clock_kept_ns = now;
             }
+            self.last_clock_kept_ns = now;
         }
         if self.last_retention_ns.is_none_or(|t| since(now, t) >= wait) {
             self.sealer
