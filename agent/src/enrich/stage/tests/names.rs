@@ -53,7 +53,7 @@ fn an_ech_offer_for_a_name_the_client_resolved_is_named_by_its_sni() {
 /// flows are named by it.
 #[test]
 fn a_dns_answer_back_through_nat_names_the_inside_clients_flows() {
-    let t0 = now() - 3600 * S;
+    let t0 = an_hour_ago();
     let nat: SharedNat = Arc::new(Mutex::new(NatTable::new(TableConfig::default())));
     let (mut st, out) = stage(Inputs::fixed(Arc::default(), Some(nat.clone()), None));
     let resolver = ip("198.51.100.53");
