@@ -616,6 +616,18 @@ impl Engine {
                 let hold = self.chain_hold_ns;
                 self.touch(AlertId::ChainBroken, file(&f), || text, 1, hold, now, out);
             }
+            Event::SigningBegan { file: f, entry } => {
+                let text = format!(
+                    "{f}: the chain's head (entry {entry}) named no key and carried no \
+                     signature, and the signing key signs on top of it from this start: the \
+                     signature vouches for entries 0 to {entry} as they are now, not as they \
+                     were written. Expected once, when a store is first given a key; otherwise \
+                     the head was stripped of its signature: compare the manifest with a copy \
+                     (a shipped manifest-<seq>.jsonl) with `xdp-audit verify --public-key`"
+                );
+                let hold = self.chain_hold_ns;
+                self.touch(AlertId::ChainBroken, file(&f), || text, 1, hold, now, out);
+            }
             Event::StoreUnreadable { file: f, reason } => {
                 let text = format!("the store could not be verified: {f}: {reason}");
                 let hold = self.chain_hold_ns;

@@ -286,6 +286,14 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The signing key signs on top of a chain whose head named no key and carried no
+    /// signature (a store first given a key, or a head stripped of both).
+    SigningBegan {
+        /// The manifest.
+        file: String,
+        /// The unsigned chain's last entry.
+        entry: u64,
+    },
     /// `verify` of the store could not read a file.
     StoreUnreadable {
         /// The file.

@@ -373,6 +373,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let recovered = store.recovered_at_open();
+    let signing_began_on = store.signing_began_on();
     // The syslog sink too (a bad --syslog-ca fails here); its sender connects on its own.
     let (sink, syslog): (Box<dyn RecordSink>, _) = match syslog_config {
         Some(c) => {
@@ -480,6 +481,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     }
     if let Some(evidence) = crashed {
         handle.event(crate::alert::Event::Crashed { evidence });
+    }
+    if let Some(entry) = signing_began_on {
+        let file = log_dir.join(crate::store::manifest::MANIFEST);
+        let file = file.display().to_string();
+        handle.event(crate::alert::Event::SigningBegan { file, entry });
     }
     // After the carry: a broken chain found first would be raised anew beside the carried
     // alert of it. A thread that cannot start is said, and recording goes on without it.

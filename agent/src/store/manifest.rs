@@ -24,9 +24,10 @@
 //! carry no signature, so a restart does not launder it and `verify --public-key` keeps
 //! failing. A head naming no key and carrying no signature is a store never signed (or last
 //! written without a key): the first signed head after such ones is taken as legitimate, and
-//! said at the start in an alert naming the entry the signature vouches from. The store alone
-//! cannot tell such a head from a signed one stripped of both fields: that start's alert is
-//! the evidence.
+//! raised at the start as an `XA-CHAIN-BROKEN` alert naming the entry the signature vouches
+//! from ([`Manifest::signing_began_on`]). The store alone cannot tell such a head from a signed
+//! one stripped of both fields: that alert, in `alerts.jsonl`, which the next signed head
+//! vouches for through its anchor, is the evidence.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -339,6 +339,8 @@ pub struct Store {
     timings: std::sync::Arc<Timings>,
     /// Why the manifest could not be read at the open ([`manifest::Manifest::frozen`]).
     manifest_unreadable: Option<String>,
+    /// [`manifest::Manifest::signing_began_on`] at the open.
+    signing_began_on: Option<u64>,
     _lock: File,
 }
 
@@ -366,6 +368,12 @@ impl Store {
     /// not stop cleanly (a crash, a kill, a power cut, or a disk full at its stop).
     pub fn recovered_at_open(&self) -> u64 {
         self.sealed_at_open
+    }
+
+    /// The last entry of an unsigned chain the signing key signs on top of from this open on
+    /// ([`manifest::Manifest::signing_began_on`]).
+    pub fn signing_began_on(&self) -> Option<u64> {
+        self.signing_began_on
     }
 
     /// The log directory.

@@ -260,6 +260,7 @@ impl Store {
         };
         let timings = std::sync::Arc::new(Timings::default());
         let manifest_unreadable = manifest.unreadable().map(str::to_owned);
+        let signing_began_on = manifest.signing_began_on();
         let sealer = sealer::Sealer::spawn(
             dir.clone(),
             manifest,
@@ -295,6 +296,7 @@ impl Store {
             timings,
             status: StoreStatus::default(),
             manifest_unreadable,
+            signing_began_on,
             _lock: lock,
         })
     }

@@ -288,6 +288,29 @@ fn a_broken_chain_stays_active_between_verifications() {
     );
 }
 
+/// Signing that began on an unsigned head is raised as the chain's alert, naming the entry
+/// the signature vouches from: the only evidence of a head stripped of its signature.
+#[test]
+fn signing_begun_on_an_unsigned_head_is_raised_with_its_entry() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let began = Event::SigningBegan {
+        file: "/var/lib/xdp-audit/manifest.jsonl".into(),
+        entry: 41,
+    };
+    e.event(began, 0, &mut out);
+    assert_eq!(
+        ids(&out),
+        [(AlertId::ChainBroken, AlertState::Raised)],
+        "{out:?}"
+    );
+    assert!(
+        out[0].text.contains("entries 0 to 41") && out[0].text.contains("stripped"),
+        "{}",
+        out[0].text
+    );
+}
+
 #[test]
 fn an_unreadable_store_file_raises_its_own_alert_not_a_broken_chain() {
     let mut e = engine();

@@ -10,6 +10,9 @@ pub struct Manifest {
     signing_key: Option<SigningKey>,
     broken: Option<String>,
     frozen: Option<String>,
+    /// The last entry of a chain whose head named no key and carried no signature, which this
+    /// writer's key signs on top of ([`Manifest::signing_began_on`]).
+    signing_began: Option<u64>,
 }
 
 impl Manifest {
@@ -28,11 +31,13 @@ impl Manifest {
         if let Some(why) = &broken {
             tracing::error!(error = %why, "the manifest's chain does not verify: retention and the deletion of files the chain removed are suspended until it does, and the heads written are not signed (run `xdp-audit verify`)");
         }
+        let mut signing_began = None;
         match (&head, &signing_key) {
             (Some(head), Some(key)) if broken.is_none() => match check_signer(head, key) {
                 Ok(HeadSigning::Signed) => {}
-                Ok(HeadSigning::Unsigned) => tracing::warn!(
-                    alert = true,
+                Ok(HeadSigning::Unsigned) => {
+                    signing_began = Some(head.seq);
+                    tracing::warn!(
                     file = %path.display(),
                     entry = head.seq,
                     "the chain's head is not signed and names no key: the store was not signed \
@@ -41,7 +46,8 @@ impl Manifest {
                      now; if this store was signed before, check it with `xdp-audit verify` and \
                      a copy of its manifest",
                     head.seq
-                ),
+                    )
+                }
                 Err(reason) => {
                     let why = format!(
                         "{} head line (entry {}): {reason}",
@@ -66,6 +72,7 @@ impl Manifest {
             signing_key,
             broken,
             frozen: None,
+            signing_began,
         })
     }
 
@@ -82,6 +89,7 @@ impl Manifest {
             signing_key: None,
             broken: Some(reason.clone()),
             frozen: Some(reason),
+            signing_began: None,
         }
     }
 
@@ -107,6 +115,14 @@ impl Manifest {
     /// the chain's word: a changed `time_max_ns` or file name would delete a live segment.
     pub fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
+    }
+
+    /// The last entry of an unsigned chain (its head named no key and carried no signature)
+    /// that this writer's key signs on top of: a store first given a key, or one whose head was
+    /// stripped of key and signature, which the store alone cannot tell apart. The agent raises
+    /// it as an alert, so that the start is in the alert log the next signed head vouches for.
+    pub fn signing_began_on(&self) -> Option<u64> {
+        self.signing_began
     }
 
     /// Every entry, oldest first.
