@@ -243,8 +243,9 @@ fn keypair(name: &str) -> (SigningKey, VerifyingKey) {
 }
 
 /// Starts the agent's store on `dir` at `at` (with `key`, if any), records a few flows and
-/// seals them, so the manifest gets a new entry and head, and stops.
-fn start_and_seal(dir: &Path, key: Option<&SigningKey>, at: i64, seed: u64) {
+/// seals them, so the manifest gets a new entry and head, and stops; returns the entry of an
+/// unsigned head the key signed on top of ([`Store::signing_began_on`]).
+fn start_and_seal(dir: &Path, key: Option<&SigningKey>, at: i64, seed: u64) -> Option<u64> {
     let clock = FakeClock::new(at);
     let mut cfg = config(dir);
     cfg.signing_key = key.cloned();
@@ -257,6 +258,7 @@ fn start_and_seal(dir: &Path, key: Option<&SigningKey>, at: i64, seed: u64) {
         store.append(&r);
     }
     assert!(store.seal_now(), "seal in {}", dir.display());
+    store.signing_began_on()
 }
 
 /// What an attacker without the key does to a signed store: the newest segment and its entry
@@ -359,14 +361,29 @@ fn a_head_signed_by_another_key_is_not_signed_over() {
 
 /// An existing unsigned store switched to signing: its head names no key and carries no
 /// signature, so the first start with a key signs from then on, and `verify --public-key`
-/// passes.
+/// passes. That start says which entry the signature vouches from (the agent raises it as
+/// an alert: the store alone cannot tell such a head from one stripped of its signature);
+/// the starts after it, on a signed head, say nothing.
 #[test]
 fn an_unsigned_store_switched_to_signing_is_signed_from_then_on() {
     let (key, public) = keypair("forged-switch-keys");
     let tmp = TempDir::new("forged-switch");
     let dir = tmp.path().join("log");
-    start_and_seal(&dir, None, T0, 41);
-    start_and_seal(&dir, Some(&key), T0 + HOUR, 42);
+    assert_eq!(
+        start_and_seal(&dir, Some(&key), T0 - HOUR, 40),
+        None,
+        "an empty store"
+    );
+    std::fs::remove_dir_all(&dir).expect("start again without a key");
+    assert_eq!(start_and_seal(&dir, None, T0, 41), None, "no key");
+    let (_, unsigned_head) = bodies(&dir);
+    let unsigned_head = unsigned_head.expect("a head line").seq;
+    assert_eq!(
+        start_and_seal(&dir, Some(&key), T0 + HOUR, 42),
+        Some(unsigned_head),
+        "the first start with a key names the unsigned chain's last entry"
+    );
+    assert_eq!(start_and_seal(&dir, Some(&key), T0 + 2 * HOUR, 43), None);
     let v = verify(&dir, Some(&public)).unwrap_or_else(|b| panic!("switched to signing: {b}"));
     assert!(v.signature_checked, "{v:?}");
     let m = Manifest::load(&dir, Some(key.clone()))
@@ -437,4 +454,99 @@ fn a_cut_tail_of_a_journal_a_later_one_follows_is_reported() {
             );
         }
     }
+}
+
+/// A prune of a segment its own time and retention had not expired (here a young one, by an
+/// attacker without the key, its file deleted): no retention pass writes such an entry, and
+/// `verify` says so, though every hash of the rewritten chain is right.
+#[test]
+fn a_forged_prune_of_a_young_segment_does_not_verify() {
+    let tmp = TempDir::new("forged-young-prune");
+    let dir = sealed_store(tmp.path());
+    let live = live(&dir);
+    let young = dir.join(&live[0].file);
+    let (mut chain, _) = bodies(&dir);
+    chain.push(Body::Prune(PruneInfo {
+        at_ns: T0 + 4 * HOUR,
+        retention_days: 90,
+        files: vec![removed(&young, &live[0].file)],
+    }));
+    write_chain(&dir, chain, unsigned);
+    std::fs::remove_file(&young).unwrap_or_else(|e| panic!("remove {}: {e}", young.display()));
+    match verify(&dir, None) {
+        Ok(v) => panic!("a young segment's forged prune verified: {}", v.summary()),
+        Err(b) => assert!(
+            b.reason.contains(&live[0].file) && b.reason.contains("had not expired"),
+            "{b}"
+        ),
+    }
+}
+
+/// The race of the review: a signed store's segment deleted, and its manifest swapped for
+/// one that prunes it (unsigned) just after `verify` read it, and put back (with its
+/// modification time) before the check ends. The missing file was taken on the word of the
+/// manifest read again, which nothing checked whole, and the signed store passed. Now a
+/// verdict that leans on a second read comes only from a whole check of the manifest then on
+/// disk; here the swap comes back at every check, so there is none.
+#[test]
+fn a_manifest_swapped_while_verify_reads_it_passes_no_deleted_segment() {
+    let (key, public) = keypair("forged-swap-keys");
+    let tmp = TempDir::new("forged-swap");
+    let dir = tmp.path().join("log");
+    start_and_seal(&dir, Some(&key), T0, 51);
+    start_and_seal(&dir, Some(&key), T0 + HOUR, 52);
+    let live = live(&dir);
+    assert_eq!(live.len(), 2, "{live:?}");
+    let mpath = dir.join(manifest::MANIFEST);
+    let original = std::fs::read(&mpath).expect("read the manifest");
+    let mtime = std::fs::metadata(&mpath)
+        .and_then(|m| m.modified())
+        .expect("the manifest's time");
+    // The swap, made in a scratch store: the same chain and a prune of the first segment.
+    let scratch = TempDir::new("forged-swap-scratch");
+    std::fs::write(scratch.path().join(manifest::MANIFEST), &original).expect("copy");
+    let (mut chain, _) = bodies(scratch.path());
+    chain.push(Body::Prune(PruneInfo {
+        at_ns: T0 + 400 * DAY,
+        retention_days: 90,
+        files: vec![RemovedFile {
+            file: live[0].file.clone(),
+            sha256: live[0].sha256.clone(),
+        }],
+    }));
+    write_chain(scratch.path(), chain, unsigned);
+    let forged = std::fs::read(scratch.path().join(manifest::MANIFEST)).expect("read");
+    let victim = dir.join(&live[0].file);
+    std::fs::remove_file(&victim).unwrap_or_else(|e| panic!("remove {}: {e}", victim.display()));
+    let put = |bytes: &[u8]| {
+        std::fs::write(&mpath, bytes).expect("write the manifest");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&mpath)
+            .expect("open");
+        f.set_modified(mtime).expect("set the manifest's time back");
+    };
+    let mut swaps = 0;
+    let verdict =
+        xdp_audit::store::verify::verify_with_progress(&dir, Some(&public), &mut |done, _| {
+            if done == 0 {
+                put(&forged);
+                swaps += 1;
+            } else {
+                put(&original);
+            }
+        });
+    assert!(swaps >= 1, "the check reached the segments");
+    match verdict {
+        Ok(v) => panic!(
+            "a deleted segment passed through the swap ({swaps} swaps): {}",
+            v.summary()
+        ),
+        Err(b) => assert!(b.reason.contains("changed under each"), "{b}"),
+    }
+    put(&original);
+    assert!(
+        verify(&dir, Some(&public)).is_err(),
+        "the segment is missing"
+    );
 }

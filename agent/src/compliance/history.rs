@@ -24,8 +24,10 @@ pub fn first_record(entries: &[Entry]) -> Option<i64> {
         .min()
 }
 
-/// Prunes that deleted records younger than their retention, or used less than the floor.
-fn early_prunes(entries: &[Entry]) -> Vec<String> {
+/// Prunes that deleted records younger than their retention, or used less than the floor,
+/// judged at each prune's time or at `now`, whichever is earlier: a prune dated ahead (by a
+/// forger, or a clock set ahead) deleted no later than this check runs.
+fn early_prunes(entries: &[Entry], now: i64) -> Vec<String> {
     let mut sealed: HashMap<&str, &SegmentInfo> = HashMap::new();
     let mut out = Vec::new();
     for e in entries {
@@ -41,7 +43,8 @@ fn early_prunes(entries: &[Entry]) -> Vec<String> {
             ));
         }
         // No cutoff: under that retention nothing expires, so every deletion was early.
-        let cutoff = cutoff_ns(p.at_ns, days);
+        let at = p.at_ns.min(now);
+        let cutoff = cutoff_ns(at, days);
         for f in &p.files {
             if let Some(s) = sealed
                 .get(f.file.as_str())
@@ -52,7 +55,7 @@ fn early_prunes(entries: &[Entry]) -> Vec<String> {
                     e.seq,
                     rfc3339_s(p.at_ns),
                     f.file,
-                    span(p.at_ns - s.time_max_ns)
+                    span(at - s.time_max_ns)
                 ));
             }
         }
@@ -66,7 +69,7 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
     let line = |v, why: String| Line::new("retention", v, why);
     let configured = inputs.configured.as_ref();
     // Early prunes first: records deleted too early fail the line whatever else it says.
-    let early = early_prunes(entries);
+    let early = early_prunes(entries, inputs.now_ns);
     let (said, mismatch) = match (configured, in_force) {
         (Some(c), Some(f)) if c.days != f => (
             format!(
@@ -248,9 +251,17 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
         }
     }
     gone.sort_by_key(|g| g.1);
-    // A rotated journal not sealed yet holds its hour.
-    for (id, _) in seal::list_journals(&inputs.log_dir).unwrap_or_default() {
-        present.insert((id as i64).div_euclid(HOUR_NS));
+    // A journal not sealed yet holds the hours of the records in it: an empty one (a file
+    // anyone can make) holds none.
+    for (_, path) in seal::list_journals(&inputs.log_dir).unwrap_or_default() {
+        let Ok(scan) = crate::store::journal::file::read(&path) else {
+            continue;
+        };
+        let min = scan.records.iter().map(|r| r.time_start_ns).min();
+        let max = scan.records.iter().map(|r| r.time_end_ns).max();
+        if let (Some(min), Some(max)) = (min, max) {
+            present.extend(min.div_euclid(HOUR_NS).max(from)..=max.div_euclid(HOUR_NS).min(to));
+        }
     }
     let mut gaps: Vec<(i64, i64)> = Vec::new();
     for h in (from..to).filter(|h| !present.contains(h)) {
@@ -491,6 +502,23 @@ mod tests {
         );
     }
 
+    /// A journal file covers the hours of the records in it: an empty one (which anyone with
+    /// write access can make for an hour whose records were deleted) covers none.
+    #[test]
+    fn an_empty_journal_does_not_cover_its_hour() {
+        let d = Dir::new("empty-journal");
+        let entries = hourly(&d.0, 48, &[30]);
+        let id = (START + 30 * HOUR_NS) as u64;
+        let path = d.0.join(crate::store::journal::file::journal_name(id));
+        std::fs::write(&path, b"").unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        let r = records_line(&inputs(&d.0, START + 48 * HOUR_NS + 1), &entries);
+        assert_eq!(r.result, Verdict::Warn, "{r:?}");
+        assert_eq!(
+            r.details,
+            ["no records 2023-11-16T04:00:00Z to 2023-11-16T05:00:00Z (1 h)"]
+        );
+    }
+
     #[test]
     fn a_segment_missing_from_disk_fails_with_its_time_range() {
         let d = Dir::new("gone");
@@ -545,6 +573,25 @@ mod tests {
         entries.pop();
         let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(120));
         assert_eq!(ret.result, Verdict::Warn, "the mismatch alone: {ret:?}");
+        // A prune dated 200 days ahead deleted no later than this check: judged now, hour 500
+        // was too young (at its own date it would look old enough).
+        entries.push(entry(
+            FULL as u64,
+            Body::Prune(PruneInfo {
+                at_ns: now + 200 * DAY_NS,
+                retention_days: 100,
+                files: vec![RemovedFile {
+                    file: "seg-00500.parquet".into(),
+                    sha256: String::new(),
+                }],
+            }),
+        ));
+        let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(LEGAL_FLOOR_DAYS));
+        assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
+        assert!(
+            ret.details[0].contains("deleted seg-00500.parquet"),
+            "{ret:?}"
+        );
     }
 
     /// "The oldest record kept" is the oldest live segment's, not the first record the store
