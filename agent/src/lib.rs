@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod enforce;
 pub mod enrich;
 pub mod flowtable;
+pub mod invisible;
 pub mod loader;
 pub mod metrics;
 pub mod net;

@@ -354,7 +354,9 @@ pub struct AlertStatus {
 }
 
 impl AlertStatus {
-    /// The lines `status` prints.
+    /// The lines `status` prints. An alert's text quotes accounts, rules and files: its
+    /// invisible characters are shown as escapes ([`crate::invisible::printable`]) on the
+    /// operator's terminal; the deliveries and `alerts.jsonl` carry it exact.
     pub fn summary(&self) -> String {
         let mut out = format!(
             "alerts: {} active, {} raised and {} resolved since start",
@@ -380,7 +382,7 @@ impl AlertStatus {
                 a.state.as_str(),
                 a.count,
                 crate::record::rfc3339_ns(a.last_ns),
-                a.text
+                crate::invisible::printable(&a.text)
             )
         };
         if !self.active.is_empty() {
@@ -396,5 +398,43 @@ impl AlertStatus {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `status` prints each alert's text with its invisible characters as escapes: an
+    /// account or a rule quoted in it cannot turn the line around, hide text or drive the
+    /// terminal.
+    #[test]
+    fn status_shows_an_alerts_invisible_characters_escaped() {
+        let alert = Alert {
+            id: AlertId::BlockFirst,
+            severity: Severity::Info,
+            state: AlertState::Raised,
+            text: "client 10.0.0.2 (admin\u{202e}gpj.exe) blocked by a\u{200b}b\u{1b}[2J".into(),
+            subject: Subject::default(),
+            first_ns: 0,
+            last_ns: 0,
+            count: 1,
+        };
+        let status = AlertStatus {
+            active: vec![alert.clone()],
+            recent: vec![alert],
+            ..AlertStatus::default()
+        };
+        let text = status.summary();
+        assert!(
+            !text.contains(['\u{202e}', '\u{200b}', '\u{1b}']),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.matches("(admin\\u{202e}gpj.exe) blocked by a\\u{200b}b\\u{1b}[2J")
+                .count(),
+            2,
+            "{text}"
+        );
     }
 }

@@ -35,7 +35,7 @@ fn normalize(name: &str, max_labels: usize) -> Result<Box<str>, LineError> {
         if trimmed.contains('*') {
             return Err(LineError::DomainWildcard { name: name.into() });
         }
-        if let Some(ch) = crate::enrich::source::invisible_char(trimmed) {
+        if let Some(ch) = crate::invisible::find(trimmed) {
             return Err(LineError::DomainInvisible {
                 name: name.into(),
                 ch,

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::invisible::printable;
 use crate::net::NetError;
 
 /// Why a line was refused. The text names the field at fault and quotes it.
@@ -198,9 +199,10 @@ const SHOWN: usize = 600;
 
 /// `message` with its middle left out when it is over [`SHOWN`] bytes: its start names the
 /// field and its end says why, so both stay. Subscribers and lease problems are shown the
-/// same way. Control and text-direction characters are shown escaped ([`printable`]): a file's bytes
-/// quoted in a message reach terminals, the journal and syslog, where an escape sequence
-/// would act.
+/// same way. Invisible characters (controls, text-direction and zero-width characters) are
+/// shown escaped ([`printable`]): a file's bytes quoted in a message reach terminals, the
+/// journal and syslog, where an escape sequence would act and a direction mark would turn
+/// the text around.
 pub(crate) fn clipped(message: String) -> String {
     let message = printable(&message).into_owned();
     if message.len() <= SHOWN {
@@ -220,32 +222,6 @@ pub(crate) fn clipped(message: String) -> String {
         tail - head,
         &message[tail..]
     )
-}
-
-/// `text` with its control characters (`\n`, `\u{1b}`) and the characters that reorder the
-/// text around them escaped: a free text printed in a table or a message (a hold's reason,
-/// a line of a list file) must not start a row of its own, drive the terminal or read
-/// backwards.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(unsafe_to_show) {
-        return text.into();
-    }
-    let mut shown = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if unsafe_to_show(c) {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
-    }
-    shown.into()
-}
-
-/// A character text must not carry as it is: a control (ESC, NUL, CR) or one that reorders
-/// the text around it.
-fn unsafe_to_show(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// What is wrong with a list file: a bad line, or the file as a whole.

@@ -155,12 +155,12 @@ pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
     }
 }
 
-pub use crate::blocklist::error::printable;
+pub use crate::invisible::printable;
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn printable_escapes_control_characters_only() {
+    fn printable_escapes_invisible_characters_only() {
         assert_eq!(super::printable("case 4711, \"ü\""), "case 4711, \"ü\"");
         assert_eq!(
             super::printable("case 1\nFAKE\x1b[31m\t"),

@@ -70,30 +70,6 @@ impl<E: fmt::Display> fmt::Display for FileProblem<E> {
     }
 }
 
-/// Whether text holds a control character (a newline, escape, NUL...): such text would corrupt
-/// a record or a terminal when shown, so names and accounts refuse it.
-pub fn control_char(text: &str) -> Option<char> {
-    text.chars().find(|c| c.is_control())
-}
-
-/// Whether text holds an invisible format or separator character: bidi overrides and
-/// isolates, zero-width characters, word joiners, the BOM, the soft hyphen, line and paragraph
-/// separators. Shown in a report or a spreadsheet they make a name read as another one.
-pub fn invisible_char(text: &str) -> Option<char> {
-    text.chars().find(|&c| {
-        matches!(
-            c,
-            '\u{00AD}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{2029}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{FEFF}'
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,13 +112,5 @@ mod tests {
             error: "gone",
         };
         assert_eq!(p.to_string(), "subs.csv: gone");
-        assert_eq!(control_char("a\u{1b}b"), Some('\u{1b}'));
-        assert_eq!(control_char("Zoë"), None);
-        for c in [
-            '\u{ad}', '\u{200b}', '\u{202e}', '\u{2028}', '\u{2066}', '\u{feff}',
-        ] {
-            assert_eq!(invisible_char(&format!("a{c}b")), Some(c), "{c:?}");
-        }
-        assert_eq!(invisible_char("Zoë-ünïcode"), None);
     }
 }

@@ -68,7 +68,9 @@ pub fn span(secs: i64) -> String {
     }
 }
 
-/// Text made safe for HTML element content and attribute values.
+/// Text made safe for HTML element content and attribute values: markup characters as
+/// entities, invisible characters ([`crate::invisible`]: controls, text-direction and
+/// zero-width characters...) as their escape (`\u{202e}`), shown, not obeyed.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
@@ -78,16 +80,15 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Free text from packets and files: a control character is shown, not obeyed.
-            c if c.is_control() => out.push('?'),
+            c if crate::invisible::is_invisible(c) => out.extend(crate::invisible::escape(c)),
             c => out.push(c),
         }
     }
     out
 }
 
-/// Text made safe for a Markdown table cell: `|` escaped, control characters and line
-/// breaks as `?`, and the characters Markdown would read as formatting escaped.
+/// Text made safe for a Markdown table cell: `|` escaped, invisible characters (line breaks
+/// included) as their escape, and the characters Markdown would read as formatting escaped.
 pub fn md_cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
@@ -96,7 +97,7 @@ pub fn md_cell(s: &str) -> String {
                 out.push('\\');
                 out.push(ch);
             }
-            c if c.is_control() => out.push('?'),
+            c if crate::invisible::is_invisible(c) => out.extend(crate::invisible::escape(c)),
             c => out.push(c),
         }
     }
@@ -160,8 +161,19 @@ mod tests {
     fn free_text_is_escaped_for_html_and_markdown() {
         assert_eq!(
             esc("<a href=\"x\">&'\u{1b}"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;?"
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;\\u{1b}"
         );
-        assert_eq!(md_cell("a|b_*c\n"), "a\\|b\\_\\*c?");
+        assert_eq!(md_cell("a|b_*c\n"), "a\\|b\\_\\*c\\n");
+    }
+
+    /// A direction override, a zero-width character or a filler in a name is shown as its
+    /// escape in HTML: it cannot turn the text around or hide in it.
+    #[test]
+    fn html_shows_invisible_characters_escaped() {
+        assert_eq!(
+            esc("admin\u{202e}gpj.exe c-1\u{200b}7 pc\u{3164} \u{2028}"),
+            "admin\\u{202e}gpj.exe c-1\\u{200b}7 pc\\u{3164} \\u{2028}"
+        );
+        assert_eq!(esc("Zoë 网卡"), "Zoë 网卡");
     }
 }

@@ -7,7 +7,7 @@
 //! Free text comes from subscribers files and packets (accounts, host names, DNS and TLS
 //! names), so each format neutralises it for what reads it, and only there: CSV puts a `'`
 //! before a text cell a spreadsheet would run as a formula ([`csv_text`]), the table shows
-//! control characters as `?` ([`push_cell`]); JSON Lines carries every value exact.
+//! invisible characters as escapes ([`push_cell`]); JSON Lines carries every value exact.
 //!
 //! Query results can run to millions of records, so each line is written by hand into one
 //! reused buffer (the byte writers of [`crate::record::text`]) rather than through
@@ -248,15 +248,14 @@ pub fn csv_field(out: &mut Vec<u8>, s: &str) {
 
 /// The table row, padded like
 /// `"{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8} {:<16} {}"`
-/// (`core::fmt` pads by `char` count); the account and domain as [`push_cell`] writes them.
+/// (`core::fmt` pads by `char` count); the interface, account and domain as [`push_cell`]
+/// writes them.
 fn table_line(out: &mut Vec<u8>, r: &FlowRecord) {
     let at = out.len();
     out.extend_from_slice(&rfc3339_ns_bytes(r.time_start_ns));
     pad_right(out, at, 30);
     out.push(b' ');
-    out.extend_from_slice(r.iface.as_bytes());
-    let chars = r.iface.chars().count();
-    out.resize(out.len() + 8usize.saturating_sub(chars), b' ');
+    push_cell(out, Some(&r.iface), 8);
     out.push(b' ');
     let at = out.len();
     push_proto(out, r.proto);
@@ -349,17 +348,25 @@ fn push_tuple(out: &mut Vec<u8>, ip: &std::net::IpAddr, port: Option<u16>) {
     }
 }
 
-/// Free text of a table cell (account, host name, domain: from subscribers files and
-/// packets, so never trusted with a terminal): control characters as `?`, `-` for none,
-/// left-aligned in `width` characters.
+/// Free text of a table cell (interface, account, host name, domain: from the system,
+/// subscribers files and packets, so never trusted with a terminal): invisible characters
+/// (controls, text-direction and zero-width characters...) as their escape
+/// ([`crate::invisible::escape`], `\u{202e}`), `-` for none, left-aligned in `width`
+/// characters.
 fn push_cell(out: &mut Vec<u8>, text: Option<&str>, width: usize) {
     let text = text.unwrap_or("-");
     let mut chars = 0;
+    let mut buf = [0u8; 4];
     for ch in text.chars() {
-        let ch = if ch.is_control() { '?' } else { ch };
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-        chars += 1;
+        if crate::invisible::is_invisible(ch) {
+            for e in crate::invisible::escape(ch) {
+                out.extend_from_slice(e.encode_utf8(&mut buf).as_bytes());
+                chars += 1;
+            }
+        } else {
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            chars += 1;
+        }
     }
     out.resize(out.len() + width.saturating_sub(chars), b' ');
 }

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::enrich::source::{control_char, invisible_char, without_bom, NotUtf8};
+use crate::enrich::source::{without_bom, NotUtf8};
 use crate::enrich::Validity;
 use crate::record::Mac;
 
@@ -281,19 +281,19 @@ pub(crate) fn parse_hex_colons(text: &str) -> Option<Vec<u8>> {
 const MAX_HOSTNAME_LEN: usize = 253;
 
 /// A host name as records carry it: without a trailing dot; `None` when empty, over 253 bytes,
-/// holding a control or invisible character, or starting with `=`, `+`, `-` or `@`. The text
-/// comes from clients: a record or a terminal must not be corrupted by it, a name must not
-/// read as another one, and a spreadsheet opening an export must not run it as a formula
-/// (the export itself keeps values exact, so the name is refused here). A DNS label never
-/// starts with any of the four.
+/// holding an invisible character ([`crate::invisible`]: a control, a direction mark, a
+/// zero-width character, a filler...), or starting with `=`, `+`, `-` or `@`. The text comes
+/// from clients: a record or a terminal must not be corrupted by it, a name must not read as
+/// another one, and a spreadsheet must not run it as a formula (CSV output neutralises such
+/// a cell too, but JSON Lines carries it exact into whatever tool reads it). A DNS label
+/// never starts with any of the four.
 pub(crate) fn clean_hostname(text: &str) -> Option<Arc<str>> {
     let name = text.strip_suffix('.').unwrap_or(text);
     let formula = name.starts_with(['=', '+', '-', '@']);
     (!name.is_empty()
         && name.len() <= MAX_HOSTNAME_LEN
         && !formula
-        && control_char(name).is_none()
-        && invisible_char(name).is_none())
+        && crate::invisible::find(name).is_none())
     .then(|| Arc::from(name))
 }
 
@@ -436,6 +436,15 @@ mod tests {
             "soft\u{ad}hyphen",
             "iso\u{2066}late",
             "join\u{2060}er",
+            "cgj\u{34f}x",
+            "arabic\u{61c}mark",
+            "mongol\u{180e}ian",
+            "\u{3164}",
+            "fill\u{115f}er",
+            "half\u{ffa0}width",
+            "anno\u{fff9}tation",
+            "tag\u{e0041}\u{e007f}",
+            "select\u{fe0f}or",
         ] {
             assert_eq!(clean_hostname(hidden), None, "{hidden:?}");
         }

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::enrich::source::{control_char, numbered_lines, NotUtf8};
+use crate::enrich::source::{numbered_lines, NotUtf8};
 use crate::enrich::Validity;
 use crate::record::Mac;
 
@@ -158,6 +158,11 @@ pub enum RowError {
     /// A control character in a text field.
     #[error("holds control character {0:?}")]
     ControlChar(char),
+    /// An invisible character other than a control in a text field: a text-direction mark, a
+    /// zero-width character, a filler ([`crate::invisible`]). Shown in a report or a
+    /// spreadsheet, it makes the account read as another one.
+    #[error("holds the invisible character '{}' (a text-direction, zero-width or other format character), which makes it read as another text; write it without", crate::invisible::escape(*.0))]
+    InvisibleChar(char),
     /// A text field over its limit.
     #[error("{len} bytes long, over {max}")]
     TooLong {
@@ -573,18 +578,22 @@ fn parse_mac(text: &str) -> Result<Mac, RowError> {
     Ok(mac)
 }
 
-/// Whether `text` is an account a subscribers file can give (not empty, no control
+/// Whether `text` is an account a subscribers file can give (not empty, no invisible
 /// character, at most [`MAX_ACCOUNT_LEN`] bytes): a saved attribution taken back is held to it.
 pub(crate) fn is_account(text: &str) -> bool {
     matches!(text_field(text, MAX_ACCOUNT_LEN), Ok(Some(_)))
 }
 
+/// An account or name: empty is none; an invisible character ([`crate::invisible`]: a control,
+/// a text-direction mark, a zero-width character...) or more than `max` bytes is refused.
 fn text_field(text: &str, max: usize) -> Result<Option<&str>, RowError> {
     if text.is_empty() {
         return Ok(None);
     }
-    if let Some(c) = control_char(text) {
-        return Err(RowError::ControlChar(c));
+    match crate::invisible::find(text) {
+        Some(c) if c.is_control() => return Err(RowError::ControlChar(c)),
+        Some(c) => return Err(RowError::InvisibleChar(c)),
+        None => {}
     }
     if text.len() > max {
         return Err(RowError::TooLong {

@@ -34,7 +34,13 @@ fn reference_csv_field(s: &str) -> String {
 fn reference_cell(v: Option<&str>) -> String {
     v.unwrap_or("-")
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            if crate::invisible::is_invisible(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
@@ -145,7 +151,7 @@ fn reference_write(out: &mut Vec<u8>, format: Format, r: &FlowRecord) -> std::io
             out,
             "{:<30} {:<8} {:<6} {:>39} {:>5}  {:>39} {:>5} {:>9} {:>12} {:<8} {:<16} {}",
             reference_rfc3339_ns(r.time_start_ns),
-            r.iface,
+            reference_cell(Some(&r.iface)),
             proto_name(r.proto).to_string(),
             r.src_ip.to_string(),
             r.src_port,
@@ -252,6 +258,9 @@ fn records() -> Vec<FlowRecord> {
         "\rlead",
         "'quoted",
         "a=b",
+        "lan\u{202e}0",
+        "\u{200b}",
+        "fill\u{3164}",
     ];
     let rules: [Option<&str>; 11] = [
         None,
@@ -486,6 +495,34 @@ fn csv_text_cells_a_spreadsheet_would_run_are_prefixed() {
             && json.contains("\"dns_qname\":\"-a1-b1.example\""),
         "JSON Lines keeps the exact text: {json}"
     );
+}
+
+/// The table shows invisible characters of every free-text cell, the interface's included,
+/// as escapes: a direction override cannot turn the row around, a zero-width character or a
+/// filler cannot hide in it.
+#[test]
+fn table_cells_show_invisible_characters_escaped() {
+    let mut g = TrafficGen::new(4, 1_700_000_000_000_000_000);
+    let mut r = g.next_record();
+    r.iface = "lan\u{202e}0".into();
+    r.attr.user = Some("c-1\u{200b}7".into());
+    r.attr.hostname = Some("pc\u{3164}".into());
+    r.attr.domain = Some("evil\u{2066}.example\u{e0041}".into());
+    let table = String::from_utf8(written(Format::Table, &[r.clone()])).expect("utf-8");
+    let mut nat = RecordWriter::new(Vec::new(), Format::Table).with_table(Table::Nat);
+    nat.write(&r).expect("write");
+    let nat = String::from_utf8(nat.finish().expect("finish")).expect("utf-8");
+    for out in [&table, &nat] {
+        assert!(
+            !out.chars()
+                .any(|c| crate::invisible::is_invisible(c) && c != '\n'),
+            "{out:?}"
+        );
+        assert!(out.contains("c-1\\u{200b}7 "), "{out}");
+        assert!(out.contains(" evil\\u{2066}.example\\u{e0041}\n"), "{out}");
+    }
+    assert!(table.contains(" lan\\u{202e}0 "), "{table}");
+    assert!(nat.contains(" pc\\u{3164} "), "{nat}");
 }
 
 /// Old vs new cost per record on generated traffic:

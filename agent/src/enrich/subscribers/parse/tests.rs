@@ -186,6 +186,33 @@ fn limits_on_text_fields() {
     );
 }
 
+/// An account or name with a text-direction mark, a zero-width character or a filler reads as
+/// another one in every report and table: the row is refused, the character named by its
+/// escape (a filler printed as it is would be invisible in the message too).
+#[test]
+fn invisible_characters_in_accounts_and_names_are_refused() {
+    let why = "(a text-direction, zero-width or other format character), which makes it read as another text; write it without";
+    assert_eq!(
+        errors(
+            "match,account,name\n\
+             10.0.0.1,admin\u{202e}gpj.exe,\n\
+             10.0.0.2,c-1\u{200b}7,\n\
+             10.0.0.3,c-18,Zo\u{3164}\n\
+             10.0.0.4,tag\u{e0041},\n\
+             10.0.0.5,\u{feff}c-19,\n"
+        ),
+        [
+            format!("2: account: holds the invisible character '\\u{{202e}}' {why}"),
+            format!("3: account: holds the invisible character '\\u{{200b}}' {why}"),
+            format!("4: name: holds the invisible character '\\u{{3164}}' {why}"),
+            format!("5: account: holds the invisible character '\\u{{e0041}}' {why}"),
+            format!("6: account: holds the invisible character '\\u{{feff}}' {why}"),
+        ]
+    );
+    // Visible text of any script stays; a formula-like account too (CSV output neutralises it).
+    ok("match,account,name\n10.0.0.1,Zoë-网卡,\"=HYPERLINK(\"\"http://x\"\")\"\n");
+}
+
 #[test]
 fn conflicts_are_reported_and_duplicates_folded() {
     let shown = errors(

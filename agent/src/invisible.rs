@@ -1,0 +1,184 @@
+//! Invisible characters: the one test of a character that shows nothing of itself, or acts
+//! on the text around it, and the one form such a character is shown in.
+//!
+//! Controls (a newline, ESC), format characters (bidi overrides and isolates, zero-width
+//! spaces and joiners, the BOM, the soft hyphen), line and paragraph separators and the other
+//! default-ignorable code points (Hangul fillers, variation selectors, tags) make a text read
+//! as another one (`admin\u{202e}gpj.exe` shows as `adminexe.jpg`), hide part of it, start a
+//! row of their own or drive a terminal. So the inputs that name people and hosts refuse them
+//! ([`find`]: subscribers files, DHCP host names, list domains), and every display of free
+//! text to people (tables, messages, HTML and Markdown reports, `status`) writes them as
+//! [`escape`] does: `\u{202e}` (`\n`, `\r`, `\t` for those three). The machine formats (JSON
+//! Lines, syslog, webhooks) carry the exact text.
+//!
+//! A hand-written table rather than a Unicode crate: the set is small and changes rarely
+//! (Unicode 15.1: general categories Cc, Cf, Zl, Zp and `Default_Ignorable_Code_Point`).
+
+use std::borrow::Cow;
+
+/// Whether `c` is invisible: a control (category Cc), a format character (Cf), a line or
+/// paragraph separator (Zl, Zp) or a default-ignorable code point.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}' // soft hyphen
+                | '\u{034F}' // combining grapheme joiner
+                | '\u{0600}'..='\u{0605}' // Arabic number signs
+                | '\u{061C}' // Arabic letter mark
+                | '\u{06DD}' // Arabic end of ayah
+                | '\u{070F}' // Syriac abbreviation mark
+                | '\u{0890}'..='\u{0891}' // Arabic pound and piastre marks above
+                | '\u{08E2}' // Arabic disputed end of ayah
+                | '\u{115F}'..='\u{1160}' // Hangul choseong and jungseong fillers
+                | '\u{17B4}'..='\u{17B5}' // Khmer inherent vowels
+                | '\u{180B}'..='\u{180F}' // Mongolian variation selectors, vowel separator
+                | '\u{200B}'..='\u{200F}' // zero-width space, joiners, LRM, RLM
+                | '\u{2028}'..='\u{202E}' // line and paragraph separators, bidi embeddings, overrides
+                | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates
+                | '\u{3164}' // Hangul filler
+                | '\u{FE00}'..='\u{FE0F}' // variation selectors
+                | '\u{FEFF}' // zero-width no-break space, the BOM
+                | '\u{FFA0}' // halfwidth Hangul filler
+                | '\u{FFF0}'..='\u{FFFB}' // reserved, interlinear annotation
+                | '\u{110BD}' // Kaithi number sign
+                | '\u{110CD}' // Kaithi number sign above
+                | '\u{13430}'..='\u{1343F}' // Egyptian hieroglyph format controls
+                | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+                | '\u{1D173}'..='\u{1D17A}' // musical symbol format controls
+                | '\u{E0000}'..='\u{E0FFF}' // tags, variation selectors supplement
+        )
+}
+
+/// The first invisible character of `text`, if it holds one.
+pub fn find(text: &str) -> Option<char> {
+    text.chars().find(|&c| is_invisible(c))
+}
+
+/// How an invisible character is shown: `\u{202e}`, and `\n`, `\r`, `\t` for those three
+/// (Rust's `char::escape_default`); ASCII, so it neither acts nor hides.
+pub fn escape(c: char) -> std::char::EscapeDefault {
+    c.escape_default()
+}
+
+/// `text` with each invisible character shown as [`escape`] writes it: a free text printed
+/// in a table or a message (an account, a host name, a hold's reason, a line of a list file)
+/// must not start a row of its own, drive the terminal or read as another text.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if find(text).is_none() {
+        return text.into();
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_invisible(c) {
+            shown.extend(escape(c));
+        } else {
+            shown.push(c);
+        }
+    }
+    shown.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The characters the security review named, each alone and inside a text; visible
+    /// letters of other scripts, spaces and symbols are not among them.
+    #[test]
+    fn bidi_zero_width_fillers_and_tags_are_invisible_letters_are_not() {
+        let invisible = [
+            '\u{0}',
+            '\n',
+            '\r',
+            '\t',
+            '\u{1b}',
+            '\u{7f}',
+            '\u{85}',
+            '\u{9f}',
+            '\u{ad}',
+            '\u{34f}',
+            '\u{61c}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{206f}',
+            '\u{3164}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{ffa0}',
+            '\u{fff9}',
+            '\u{fffb}',
+            '\u{1bca0}',
+            '\u{e0000}',
+            '\u{e0001}',
+            '\u{e0041}',
+            '\u{e0100}',
+            '\u{e0fff}',
+        ];
+        for c in invisible {
+            assert!(is_invisible(c), "{c:?}");
+            assert_eq!(find(&format!("ab{c}cd")), Some(c), "{c:?}");
+        }
+        let visible = [
+            ' ',
+            'a',
+            '~',
+            'ü',
+            'ë',
+            'Ж',
+            'ا',
+            '网',
+            '한',
+            '\u{a0}',
+            '\u{2010}',
+            '\u{2027}',
+            '\u{2030}',
+            '\u{205f}',
+            '\u{3000}',
+            '\u{fffc}',
+            '\u{fffd}',
+            '🦀',
+            '\u{e1000}',
+        ];
+        for c in visible {
+            assert!(!is_invisible(c), "{c:?}");
+        }
+        assert_eq!(find("Zoë-ünïcode 网卡 🦀"), None);
+    }
+
+    /// Every control is invisible: the table adds to `char::is_control`, never replaces it.
+    #[test]
+    fn every_control_is_invisible() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            if c.is_control() {
+                assert!(is_invisible(c), "{c:?}");
+            }
+        }
+    }
+
+    /// One shown form: an ASCII escape in place of each invisible character, the rest kept.
+    #[test]
+    fn invisible_characters_are_shown_as_escapes() {
+        assert_eq!(printable("case 4711, \"ü\""), "case 4711, \"ü\"");
+        assert!(matches!(printable("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("admin\u{202e}gpj.exe\u{200b}\n\u{3164}\u{e0041}\u{1b}[2J"),
+            "admin\\u{202e}gpj.exe\\u{200b}\\n\\u{3164}\\u{e0041}\\u{1b}[2J"
+        );
+        assert_eq!(escape('\t').to_string(), "\\t");
+    }
+}
