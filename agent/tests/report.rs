@@ -338,7 +338,7 @@ fn the_report_names_the_gateway_by_its_id() {
         "{md}"
     );
     assert!(
-        md.contains("| Gateway | gw-berlin-01 (the id the store was shipped under) |"),
+        md.contains("| Gateway | `gw-berlin-01 (the id the store was shipped under)` |"),
         "{md}"
     );
 
@@ -347,7 +347,7 @@ fn the_report_names_the_gateway_by_its_id() {
     assert_eq!(t["gateway_id"], "gw-hamburg-02", "{t:#}");
     assert_eq!(t["gateway_id_source"], "flag", "{t:#}");
     assert!(
-        md.contains("| Gateway | gw-hamburg-02 (--gateway-id) |"),
+        md.contains("| Gateway | `gw-hamburg-02 (--gateway-id)` |"),
         "{md}"
     );
 
@@ -647,7 +647,7 @@ fn the_title_names_the_key_the_head_names_not_the_one_given() {
     .into_owned();
     assert!(
         md.contains(&format!(
-            "| Chain signing key (SHA-256 fingerprint) | {fa} (as the head states, not checked) |"
+            "| Chain signing key (SHA-256 fingerprint) | `{fa} (as the head states, not checked)` |"
         )),
         "{md}"
     );
@@ -690,7 +690,7 @@ fn the_window_is_printed_exactly() {
     assert_eq!(j["title"]["until"], UNTIL);
     let md = ok(&report_of(d, "md", since, UNTIL, &[]));
     assert!(
-        md.contains("| Window start | 2023-11-14 22:30:00.250000000 UTC |"),
+        md.contains("| Window start | `2023-11-14 22:30:00.250000000 UTC` |"),
         "{md}"
     );
 }

@@ -4,19 +4,19 @@
 
 use std::fmt::Write as _;
 
-use super::text::{count, md_cell, span, time};
+use super::text::{count, md_code, md_text, span, time};
 use super::view::{self, Col, Fact, Grid};
 use super::Report;
 
 /// The report as Markdown.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::with_capacity(32 * 1024 + r.records.shown.len() * 300);
-    let _ = writeln!(s, "# {}\n", md_cell(&view::heading(r)));
+    let _ = writeln!(s, "# {}\n", md_text(&view::heading(r)));
     facts(&mut s, &view::title_facts(r));
 
     s.push_str("\n## Summary\n\n| Count | Value |\n|---|---:|\n");
     for c in view::summary_counts(r) {
-        let _ = writeln!(s, "| {} | {} |", md_cell(c.label), md_cell(&c.text));
+        let _ = writeln!(s, "| {} | {} |", md_text(c.label), md_text(&c.text));
     }
     let _ = writeln!(s, "\n{}", view::records_span(r));
 
@@ -93,7 +93,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(
         s,
         "\n## Verification at report time\n\n{}",
-        md_cell(&view::verify_text(r))
+        md_text(&view::verify_text(r))
     );
     s
 }
@@ -121,13 +121,17 @@ fn bar(flows: u64, blocked: u64, most: u64) -> String {
     out
 }
 
+/// A table of facts: each label as the report's text, each value as a code span (it may hold
+/// an operator's or a file's text: a selection naming a blocked site, a host name).
 fn facts(s: &mut String, facts: &[Fact]) {
     s.push_str("| Fact | Value |\n|---|---|\n");
     for f in facts {
-        let _ = writeln!(s, "| {} | {} |", md_cell(f.label), md_cell(&f.value));
+        let _ = writeln!(s, "| {} | {} |", md_text(f.label), md_code(&f.value));
     }
 }
 
+/// A table: numbers and times as the report writes them, every other cell (accounts, names,
+/// addresses, rules, file names) as a code span ([`md_code`]).
 fn grid(s: &mut String, g: &Grid) {
     let _ = writeln!(s, "| {} |", g.headers.join(" | "));
     let rule: Vec<&str> = g
@@ -137,7 +141,12 @@ fn grid(s: &mut String, g: &Grid) {
         .collect();
     let _ = writeln!(s, "|{}|", rule.join("|"));
     for row in &g.rows {
-        let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
+        let cells: Vec<String> = (row.iter().zip(&g.cols))
+            .map(|(c, col)| match col {
+                Col::Num | Col::Time => md_text(c),
+                Col::Text | Col::Code => md_code(c),
+            })
+            .collect();
         let _ = writeln!(s, "| {} |", cells.join(" | "));
     }
 }
@@ -145,6 +154,43 @@ fn grid(s: &mut String, g: &Grid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record's free text (an account, a name from a packet) is one code span in its cell,
+    /// whatever Markdown it holds; counts and times stay plain.
+    #[test]
+    fn free_text_cells_are_code_spans_numbers_are_plain() {
+        let g = Grid {
+            headers: vec!["Account", "Name", "Flows", "First"],
+            cols: vec![Col::Text, Col::Text, Col::Num, Col::Time],
+            rows: vec![vec![
+                "a|b`c".into(),
+                "&#x202E; ~~x~~ https://evil.example www.example.com".into(),
+                "1,234".into(),
+                "2026-05-03 14:00:00 UTC".into(),
+            ]],
+        };
+        let mut s = String::new();
+        grid(&mut s, &g);
+        assert_eq!(
+            s,
+            "| Account | Name | Flows | First |\n\
+             |---|---|---:|---|\n\
+             | ``a\\|b`c`` | `&#x202E; ~~x~~ https://evil.example www.example.com` | 1,234 | 2026-05-03 14:00:00 UTC |\n"
+        );
+        let mut s = String::new();
+        facts(
+            &mut s,
+            &[Fact {
+                key: "filter",
+                label: "Selection",
+                value: "domain www.blocked.example".into(),
+            }],
+        );
+        assert!(
+            s.ends_with("| Selection | `domain www.blocked.example` |\n"),
+            "{s}"
+        );
+    }
 
     #[test]
     fn a_bar_is_scaled_to_the_busiest_bucket_with_its_blocked_share_first() {

@@ -87,13 +87,15 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Text made safe for a Markdown table cell: `|` escaped, invisible characters (line breaks
-/// included) as their escape, and the characters Markdown would read as formatting escaped.
-pub fn md_cell(s: &str) -> String {
+/// The report's own prose in Markdown (its heading, the verification sentence: texts of the
+/// agent, never a record's free text, which goes through [`md_code`]): the characters
+/// Markdown would read as formatting, an entity or a table's cell boundary backslash-escaped,
+/// invisible characters as their escape.
+pub fn md_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
-            '|' | '\\' | '*' | '_' | '`' | '<' | '>' | '[' | ']' => {
+            '|' | '\\' | '*' | '_' | '`' | '<' | '>' | '[' | ']' | '~' | '&' => {
                 out.push('\\');
                 out.push(ch);
             }
@@ -101,6 +103,47 @@ pub fn md_cell(s: &str) -> String {
             c => out.push(c),
         }
     }
+    out
+}
+
+/// Free text for a cell of a Markdown table (GFM), as a code span: nothing in it is read as
+/// Markdown, so no entity (`&#x202E;`), strikethrough (`~~`), emphasis, HTML or link
+/// (`https://...` and `www....` are autolinked in plain text: a report would link to the
+/// blocked sites it lists). The fence is one backtick longer than the longest run of
+/// backticks inside, with a space inside each end when the text starts or ends with a
+/// backtick or a space (CommonMark strips one such space from each end); `|` is written
+/// `\|`, since a table splits its row at a `|` even inside a code span (and shows `|`);
+/// invisible characters, line breaks included, as their escape. Empty text is an empty cell.
+pub fn md_code(s: &str) -> String {
+    let text = crate::invisible::printable(s);
+    if text.is_empty() {
+        return String::new();
+    }
+    let (mut longest, mut run) = (0, 0);
+    for ch in text.chars() {
+        run = if ch == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    // Padding is undone by the strip for any text that is not all spaces (which is kept
+    // as it is, unstripped and unpadded).
+    let edge = text.starts_with(['`', ' ']) || text.ends_with(['`', ' ']);
+    let pad = if edge && !text.chars().all(|c| c == ' ') {
+        " "
+    } else {
+        ""
+    };
+    let mut out = String::with_capacity(text.len() + 2 * fence.len() + 2);
+    out.push_str(&fence);
+    out.push_str(pad);
+    for ch in text.chars() {
+        if ch == '|' {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push_str(pad);
+    out.push_str(&fence);
     out
 }
 
@@ -163,7 +206,7 @@ mod tests {
             esc("<a href=\"x\">&'\u{1b}"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;\\u{1b}"
         );
-        assert_eq!(md_cell("a|b_*c\n"), "a\\|b\\_\\*c\\n");
+        assert_eq!(md_text("a|b_*c~~&amp;\n"), "a\\|b\\_\\*c\\~\\~\\&amp;\\n");
     }
 
     /// A direction override, a zero-width character or a filler in a name is shown as its
@@ -175,5 +218,26 @@ mod tests {
             "admin\\u{202e}gpj.exe c-1\\u{200b}7 pc\\u{3164} \\u{2028}"
         );
         assert_eq!(esc("Zoë 网卡"), "Zoë 网卡");
+    }
+
+    /// Free text in a Markdown cell is one code span: an entity, strikethrough, autolinks,
+    /// backticks and pipes stay text, the cell stays one cell.
+    #[test]
+    fn a_markdown_cell_is_one_code_span() {
+        assert_eq!(
+            md_code("&#x202E; ~~x~~ https://evil.example www.example.com a``b|c"),
+            "```&#x202E; ~~x~~ https://evil.example www.example.com a``b\\|c```"
+        );
+        assert_eq!(md_code("`x`"), "`` `x` ``");
+        assert_eq!(md_code("a`"), "`` a` ``");
+        assert_eq!(md_code(" a "), "`  a  `");
+        assert_eq!(md_code("   "), "`   `");
+        assert_eq!(md_code("C-000001"), "`C-000001`");
+        assert_eq!(md_code(""), "");
+        assert_eq!(
+            md_code("a\nb\u{202e}c\\|"),
+            "`a\\nb\\u{202e}c\\\\|`",
+            "a line break cannot end the row; a backslash before a pipe stays"
+        );
     }
 }
