@@ -657,6 +657,25 @@ fn the_shipping_line_says_whether_records_leave_the_gateway_and_the_backlog() {
         why.contains(&format!("shipped to {target} before")) && why.contains("backlog 1 segment ("),
         "{why}"
     );
+
+    // The bucket acknowledged a longer chain than the store holds: a store rolled back to an
+    // older copy (whose missing hours compliance would otherwise take for downtime).
+    let last = xdp_audit::store::manifest::read_entries(&store)
+        .expect("read the chain")
+        .last()
+        .map(|e| e.seq)
+        .expect("a chain");
+    cursor.manifest_seq = Some(last);
+    cursor.save(&store).expect("write the cursor");
+    assert_eq!(shipping(&inp).0, "warn", "the head shipped is no rollback");
+    cursor.manifest_seq = Some(last + 3);
+    cursor.save(&store).expect("write the cursor");
+    let (result, why) = shipping(&inp);
+    assert_eq!(result, "fail", "{why}");
+    assert!(
+        why.contains(&format!("up to entry {}", last + 3)) && why.contains("rolled back"),
+        "{why}"
+    );
 }
 
 /// A shipping cursor for another target acknowledges nothing for the one the agent ships to

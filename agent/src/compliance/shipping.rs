@@ -32,6 +32,26 @@ pub fn shipping_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
             )
         }
     };
+    // The bucket acknowledged a chain longer than the store's: the store was rolled back (an
+    // older manifest restored, with the segments after it deleted), or emptied.
+    let last = entries.last().map(|e| e.seq);
+    if let Some((c, shipped)) = cursor
+        .as_ref()
+        .and_then(|c| Some((c, c.manifest_seq?)))
+        .filter(|(_, shipped)| last.is_none_or(|l| *shipped > l))
+    {
+        let has = last.map_or("no entry".to_owned(), |l| format!("entry {l}"));
+        return Line::new(
+            "shipping",
+            Verdict::Fail,
+            format!(
+                "{} acknowledged the chain up to entry {shipped}, but the store's chain ends at \
+                 {has}: the store was rolled back or replaced by an older copy; compare it with \
+                 the bucket's manifest-{shipped:020}.jsonl",
+                c.target
+            ),
+        );
+    }
     let configured = snapshot.and_then(|s| s.ship.as_ref());
     let Some(target) = configured
         .map(|s| s.target.clone())
