@@ -261,7 +261,9 @@ impl Names {
             if self.buf.len() > start {
                 self.buf.push(b'.');
             }
-            self.buf.extend(label.iter().map(u8::to_ascii_lowercase));
+            for &b in label {
+                DomainName::push_label_byte(&mut self.buf, b);
+            }
         });
         match result {
             Ok(()) => Ok(Span {

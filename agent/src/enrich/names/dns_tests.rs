@@ -202,9 +202,19 @@ fn bad_labels_and_over_long_names_are_refused() {
     );
     let fits = ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz1"; 3].join(".");
     assert!(parse(&q(Msg::new(1, 0, 1, 0).name(&fits))).is_ok());
+    // A byte no host name holds is kept in the presentation form (a wildcard zone answers
+    // such names), and a dot inside a label stays inside it: not `www.example.com`.
+    let odd = parse(&q(Msg::new(1, 0, 1, 0).name("odd name*.example"))).expect("parsed");
     assert_eq!(
-        parse(&q(Msg::new(1, 0, 1, 0).name("bad name.example"))),
-        Err(ParseFailure::BadName)
+        odd.question.map(|q| q.name.as_str().to_owned()),
+        Some("odd\\032name\\042.example".to_owned())
+    );
+    let mut dotted = Msg::new(1, 0, 1, 0).0;
+    dotted.extend_from_slice(b"\x0bwww.example\x03com\0");
+    let dotted = parse(&q(Msg(dotted))).expect("parsed");
+    assert_eq!(
+        dotted.question.map(|q| q.name.as_str().to_owned()),
+        Some("www\\046example.com".to_owned())
     );
     let short_a = Msg::new(1, RESPONSE, 1, 1)
         .name("a.example")

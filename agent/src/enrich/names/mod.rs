@@ -241,10 +241,21 @@ impl FailureCounts {
     }
 }
 
+/// The byte three decimal digits (`DDD` of a `\DDD` escape) stand for, if they do.
+fn escaped_byte(digits: Option<&[u8]>) -> Option<u8> {
+    let d = digits.filter(|d| d.len() == 3 && d.iter().all(u8::is_ascii_digit))?;
+    let n = d.iter().fold(0u32, |n, c| n * 10 + u32::from(c - b'0'));
+    u8::try_from(n).ok()
+}
+
 /// A host name as records store it: ASCII lower case, no trailing dot, labels of letters,
 /// digits, `-` and `_`, at most 63 bytes a label and 253 in all. Names on the wire are
 /// already ASCII (IDNA punycode), so nothing is converted: anything else is refused, and so
-/// is an all-digit last label (an address literal).
+/// is an all-digit last label (an address literal). One exception: a byte of a DNS label
+/// that is none of those (a space, a `*`, a `.` inside a label) is written in the
+/// presentation form of RFC 1035 (`\DDD`, three decimal digits) by the DNS reader, and that
+/// form is taken here as the one byte it stands for; else a wildcard zone answering such
+/// names left the flows to them unnamed, and a label holding a dot read as two labels.
 ///
 /// The text is shared: a clone costs a reference count, so the DNS cache and every record
 /// naming the same host hold one copy.
@@ -256,27 +267,39 @@ impl DomainName {
     /// stripped, then checked; [`ParseFailure::BadName`] if it is not a host name.
     pub fn from_wire(raw: &[u8]) -> Result<DomainName, ParseFailure> {
         let raw = raw.strip_suffix(b".").unwrap_or(raw);
-        if raw.is_empty() || raw.len() > MAX_NAME_LEN {
+        // Each name byte takes one to four bytes of text.
+        if raw.is_empty() || raw.len() > 4 * MAX_NAME_LEN {
             return Err(ParseFailure::BadName);
         }
-        let mut label = 0usize;
-        for &b in raw {
-            if b == b'.' {
+        // Bytes of the name (an escape is one) and of its last label so far, and where that
+        // label starts in `raw`.
+        let (mut bytes, mut label, mut last) = (0usize, 0usize, 0usize);
+        let mut i = 0;
+        while let Some(&b) = raw.get(i) {
+            i += if b == b'.' {
                 if label == 0 {
                     return Err(ParseFailure::BadName);
                 }
                 label = 0;
-            } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                last = i + 1;
+                1
+            } else {
                 label += 1;
                 if label > MAX_LABEL_LEN {
                     return Err(ParseFailure::BadName);
                 }
-            } else {
-                return Err(ParseFailure::BadName);
-            }
+                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                    1
+                } else if b == b'\\' && escaped_byte(raw.get(i + 1..i + 4)).is_some() {
+                    4
+                } else {
+                    return Err(ParseFailure::BadName);
+                }
+            };
+            bytes += 1;
         }
         // An all-digit last label is an address literal (or a typo of one), never a host.
-        if label == 0 || raw[raw.len() - label..].iter().all(u8::is_ascii_digit) {
+        if label == 0 || bytes > MAX_NAME_LEN || raw[last..].iter().all(u8::is_ascii_digit) {
             return Err(ParseFailure::BadName);
         }
         let text: String = raw
@@ -284,6 +307,17 @@ impl DomainName {
             .map(|b| char::from(b.to_ascii_lowercase()))
             .collect();
         Ok(DomainName(text.into()))
+    }
+
+    /// Writes one byte of a DNS label as [`DomainName::from_wire`] takes it: itself if it is
+    /// a letter, digit, `-` or `_` (lower case), else in the `\DDD` form.
+    pub(crate) fn push_label_byte(out: &mut Vec<u8>, b: u8) {
+        let b = b.to_ascii_lowercase();
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]);
+        }
     }
 
     /// The name.
@@ -413,6 +447,30 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+        // A DNS label byte that is no host name's, in the presentation form the DNS reader
+        // writes: one byte of the label, so a name that holds it is still a name.
+        assert_eq!(n("x\\032y.Evil.example").as_str(), "x\\032y.evil.example");
+        assert_eq!(n("www\\046example.com").as_str(), "www\\046example.com");
+        for bad in [
+            &b"a\\256b.example"[..],
+            b"a\\12b.example",
+            b"a\\",
+            b"a\\x41b.c",
+        ] {
+            assert_eq!(
+                DomainName::from_wire(bad),
+                Err(ParseFailure::BadName),
+                "{bad:?}"
+            );
+        }
+        let escapes = "\\042".repeat(63);
+        assert!(DomainName::from_wire(format!("{escapes}.com").as_bytes()).is_ok());
+        assert!(DomainName::from_wire(format!("{escapes}a.com").as_bytes()).is_err());
+        let mut wire = Vec::new();
+        for b in *b"a b*" {
+            DomainName::push_label_byte(&mut wire, b);
+        }
+        assert_eq!(wire, b"a\\032b\\042");
         let label = "a".repeat(63);
         assert!(DomainName::from_wire(format!("{label}.com").as_bytes()).is_ok());
         assert!(DomainName::from_wire(format!("{label}a.com").as_bytes()).is_err());
