@@ -255,8 +255,6 @@ pub fn build(
     let (Some(since), Some(until)) = (f.since_ns, f.until_ns) else {
         return Err(ReportError::NoWindow);
     };
-    // The verdict first: the chain it walked is at least as old as the records read after it.
-    let verified = verify(dir, inputs.public_key);
     let mut tally = tally::Tally::new(since, until, inputs.limit);
     let stats = scan(
         dir,
@@ -269,18 +267,14 @@ pub fn build(
         &mut |_, _| {},
     )?;
     let counted = tally.finish();
-    let path = dir.join(manifest::MANIFEST);
-    let (entries, head) = match manifest::read_manifest_file(&path) {
-        Ok(bytes) => manifest::parse_with_head(&path, &String::from_utf8_lossy(&bytes))?,
-        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
-        Err(refused) => {
-            return Err(ManifestError::Io {
-                path,
-                op: "read",
-                cause: refused.into(),
-            }
-            .into())
-        }
+    // The verdict after the records: the chain it walked holds every segment they were read
+    // from (a chain only grows), and the table below is of that very chain, so table and
+    // verdict are of one reading of the manifest (a seal between two readings put an entry
+    // in one and not the other).
+    let mut verified = verify(dir, inputs.public_key);
+    let (entries, head) = match &mut verified {
+        Ok(v) => std::mem::take(&mut v.chain),
+        Err(_) => read_chain(dir)?,
     };
     let live: std::collections::HashSet<&str> = manifest::live_segments(&entries)
         .into_iter()
@@ -358,6 +352,27 @@ pub fn build(
         },
         verify,
     })
+}
+
+/// The entries and head line of the manifest in `dir` as they are now (none for no manifest):
+/// the table of a store that did not verify.
+fn read_chain(dir: &Path) -> Result<(Vec<manifest::Entry>, Option<manifest::Head>), ReportError> {
+    let path = dir.join(manifest::MANIFEST);
+    match manifest::read_manifest_file(&path) {
+        Ok(bytes) => Ok(manifest::parse_with_head(
+            &path,
+            &String::from_utf8_lossy(&bytes),
+        )?),
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((Vec::new(), None))
+        }
+        Err(refused) => Err(ManifestError::Io {
+            path,
+            op: "read",
+            cause: refused.into(),
+        }
+        .into()),
+    }
 }
 
 /// The signer on the title page: the fingerprint of the key the head names, whether it was

@@ -85,6 +85,9 @@ pub struct Verified {
     pub journals: u64,
     /// Records in them.
     pub journal_records: u64,
+    /// The chain as verified, and its head line: what a report lists, so that its table and
+    /// its verdict are of one reading of the manifest.
+    pub chain: (Vec<manifest::Entry>, Option<Head>),
 }
 
 impl Verified {
@@ -483,7 +486,15 @@ fn verify_once(
         .collect();
     check_journals(dir, &sealed, &mut out)?;
     let head_text = text.lines().rev().find(|l| !l.trim().is_empty());
-    check_head(&mpath, head, head_text, entries.last(), key, &mut out)?;
+    check_head(
+        &mpath,
+        head.clone(),
+        head_text,
+        entries.last(),
+        key,
+        &mut out,
+    )?;
+    out.chain = (entries, head);
     Ok(out)
 }
 
