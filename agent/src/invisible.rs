@@ -55,6 +55,25 @@ pub fn find(text: &str) -> Option<char> {
     text.chars().find(|&c| is_invisible(c))
 }
 
+/// The first invisible character of `text` that is no part of ordinary writing: a name's
+/// text may hold a zero-width joiner or non-joiner (Persian and Indic spelling, emoji
+/// sequences) and variation selectors (an emoji's style, Mongolian forms), which neither
+/// reorder nor hide text; displays still show them escaped ([`printable`]), so two names
+/// that differ only by one never look the same.
+pub fn find_deceptive(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        is_invisible(c)
+            && !matches!(
+                c,
+                '\u{200C}'..='\u{200D}'
+                    | '\u{FE00}'..='\u{FE0F}'
+                    | '\u{180B}'..='\u{180D}'
+                    | '\u{180F}'
+                    | '\u{E0100}'..='\u{E01EF}'
+            )
+    })
+}
+
 /// How an invisible character is shown: `\u{202e}`, and `\n`, `\r`, `\t` for those three
 /// (Rust's `char::escape_default`); ASCII, so it neither acts nor hides.
 pub fn escape(c: char) -> std::char::EscapeDefault {

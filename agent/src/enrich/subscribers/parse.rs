@@ -584,13 +584,15 @@ pub(crate) fn is_account(text: &str) -> bool {
     matches!(text_field(text, MAX_ACCOUNT_LEN), Ok(Some(_)))
 }
 
-/// An account or name: empty is none; an invisible character ([`crate::invisible`]: a control,
-/// a text-direction mark, a zero-width character...) or more than `max` bytes is refused.
+/// An account or name: empty is none; an invisible character that is no part of ordinary
+/// writing ([`crate::invisible::find_deceptive`]: a control, a text-direction mark, a
+/// zero-width space...; a joiner or variation selector is fine) or more than `max` bytes is
+/// refused.
 fn text_field(text: &str, max: usize) -> Result<Option<&str>, RowError> {
     if text.is_empty() {
         return Ok(None);
     }
-    match crate::invisible::find(text) {
+    match crate::invisible::find_deceptive(text) {
         Some(c) if c.is_control() => return Err(RowError::ControlChar(c)),
         Some(c) => return Err(RowError::InvisibleChar(c)),
         None => {}

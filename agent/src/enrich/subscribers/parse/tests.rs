@@ -211,6 +211,12 @@ fn invisible_characters_in_accounts_and_names_are_refused() {
     );
     // Visible text of any script stays; a formula-like account too (CSV output neutralises it).
     ok("match,account,name\n10.0.0.1,Zoë-网卡,\"=HYPERLINK(\"\"http://x\"\")\"\n");
+    // Joiners and variation selectors are ordinary writing: Persian with its non-joiner,
+    // Sinhala with its joiner, an emoji with its style selector.
+    ok("match,account,name\n\
+        10.0.0.1,\u{645}\u{62d}\u{645}\u{62f}\u{200c}\u{631}\u{636}\u{627},\n\
+        10.0.0.2,c-20,\u{dc1}\u{dca}\u{200d}\u{dbb}\u{dd3} Perera\n\
+        10.0.0.3,c-21,Anna \u{2764}\u{fe0f}\n");
 }
 
 #[test]
