@@ -3,7 +3,7 @@
 //! in the manifest, every prune against the legal holds in force when it was decided) and the
 //! alert log (its chain and anchors), read the live journals, and check the (signed) head. The first broken link is reported with the file at fault.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -145,10 +145,13 @@ pub fn verify_with_progress(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Verified, Broken> {
     let mut tries = 0;
+    // Each check after the first hashes only the segments that changed since: a store that
+    // seals while a long check runs is checked again in seconds, not in hours.
+    let mut hashed = Hashed::new();
     loop {
         let before = shape(dir);
         let reread = std::cell::Cell::new(false);
-        let result = verify_once(dir, key, progress, &reread);
+        let result = verify_once(dir, key, progress, &reread, &mut hashed);
         let held_still = before.is_some() && shape(dir) == before;
         // A file explained by the manifest read again (a segment sealed, merged or pruned
         // meanwhile) is taken only from a whole check of that manifest: its links, head and
@@ -180,9 +183,36 @@ pub fn verify_with_progress(
 /// times (s, ns; a file's change time cannot be set back as its modification time can).
 type FileShape = (std::ffi::OsString, u64, u64, [i64; 4]);
 
-/// What a seal, merge or prune alters: the segments and the manifest (name, inode, size and
-/// modification time), and which journals there are (a live one grows as records come). The
-/// files the agent rewrites every second (its status snapshot) or appends to (the logs) are
+/// The SHA-256 of each segment hashed by an earlier check of one verification, under the
+/// file's shape before it was hashed: a file written since has another change time.
+type Hashed = HashMap<(std::path::PathBuf, u64, u64, [i64; 4]), String>;
+
+/// The SHA-256 of the segment at `path` whose metadata is `meta`, from `hashed` when an
+/// earlier check of this verification hashed it as it still is.
+fn segment_sha256(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    hashed: &mut Hashed,
+) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let times = [
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    ];
+    let id = (path.to_owned(), meta.ino(), meta.len(), times);
+    if let Some(sha) = hashed.get(&id) {
+        return Ok(sha.clone());
+    }
+    let sha = sha256_file(path)?;
+    hashed.insert(id, sha.clone());
+    Ok(sha)
+}
+
+/// What a seal, merge or prune alters: the segments and the manifest (name, inode, size,
+/// modification and change times), and which journals there are (a live one grows as records
+/// come). The files the agent rewrites every second (its status snapshot) or appends to (the logs) are
 /// left out, or a long check of a running store would always run again. None when the
 /// directory cannot be listed.
 fn shape(dir: &Path) -> Option<Vec<FileShape>> {
@@ -218,6 +248,7 @@ fn verify_once(
     key: Option<&VerifyingKey>,
     progress: &mut dyn FnMut(usize, usize),
     reread: &std::cell::Cell<bool>,
+    hashed: &mut Hashed,
 ) -> Result<Verified, Broken> {
     let mpath = dir.join(manifest::MANIFEST);
     let broken = |file: &Path, reason: String| Broken {
@@ -386,7 +417,7 @@ fn verify_once(
                 ),
             ));
         }
-        let got = match sha256_file(&path) {
+        let got = match segment_sha256(&path, &meta, hashed) {
             Ok(got) => got,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 gone()?;
