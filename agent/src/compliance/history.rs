@@ -25,8 +25,9 @@ pub fn first_record(entries: &[Entry]) -> Option<i64> {
 }
 
 /// Prunes that deleted records younger than their retention, or used less than the floor,
-/// judged at each prune's time or at `now`, whichever is earlier: a prune dated ahead (by a
-/// forger, or a clock set ahead) deleted no later than this check runs.
+/// judged at each prune's time or at `now` (the check's time on a synchronised clock),
+/// whichever is earlier: a prune dated ahead (by a forger, or a clock set ahead) deleted no
+/// later than this check runs.
 fn early_prunes(entries: &[Entry], now: i64) -> Vec<String> {
     let mut sealed: HashMap<&str, &SegmentInfo> = HashMap::new();
     let mut out = Vec::new();
@@ -69,7 +70,13 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
     let line = |v, why: String| Line::new("retention", v, why);
     let configured = inputs.configured.as_ref();
     // Early prunes first: records deleted too early fail the line whatever else it says.
-    let early = early_prunes(entries, inputs.now_ns);
+    // The check's own time only from a clock the kernel calls synchronised: one behind (a
+    // board without a battery clock before NTP) would make every prune look early.
+    let now = match inputs.clock {
+        super::ClockSync::Synced { .. } => inputs.now_ns,
+        _ => i64::MAX,
+    };
+    let early = early_prunes(entries, now);
     let (said, mismatch) = match (configured, in_force) {
         (Some(c), Some(f)) if c.days != f => (
             format!(
@@ -254,13 +261,11 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
     // A journal not sealed yet holds the hours of the records in it: an empty one (a file
     // anyone can make) holds none.
     for (_, path) in seal::list_journals(&inputs.log_dir).unwrap_or_default() {
-        let Ok(scan) = crate::store::journal::file::read(&path) else {
-            continue;
-        };
-        let min = scan.records.iter().map(|r| r.time_start_ns).min();
-        let max = scan.records.iter().map(|r| r.time_end_ns).max();
-        if let (Some(min), Some(max)) = (min, max) {
-            present.extend(min.div_euclid(HOUR_NS).max(from)..=max.div_euclid(HOUR_NS).min(to));
+        use crate::store::journal::{file, frame::TimeSpan};
+        if let Ok((_, scan)) = file::load::<TimeSpan>(&path) {
+            if let Some((min, max)) = scan.records.0 {
+                present.extend(min.div_euclid(HOUR_NS).max(from)..=max.div_euclid(HOUR_NS).min(to));
+            }
         }
     }
     let mut gaps: Vec<(i64, i64)> = Vec::new();

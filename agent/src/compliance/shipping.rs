@@ -34,7 +34,10 @@ pub fn shipping_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
     };
     // The bucket acknowledged a chain longer than the store's: the store was rolled back (an
     // older manifest restored, with the segments after it deleted), or emptied.
-    let last = entries.last().map(|e| e.seq);
+    // The chain read again for this: the check read it before the cursor, and a seal whose
+    // manifest the shipper acknowledged between the two reads is no rollback.
+    let reread = crate::store::manifest::read_entries(&inputs.log_dir).ok();
+    let last = (reread.as_deref().unwrap_or(entries).last()).map(|e| e.seq);
     if let Some((c, shipped)) = cursor
         .as_ref()
         .and_then(|c| Some((c, c.manifest_seq?)))

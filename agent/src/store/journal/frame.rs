@@ -301,6 +301,33 @@ impl Decoded for Count {
     }
 }
 
+/// The earliest start and latest end of the records, none kept (what hours a journal
+/// covers, without decoding it into records).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeSpan(pub Option<(i64, i64)>);
+
+impl TimeSpan {
+    fn widen(&mut self, (a, b): (i64, i64)) {
+        self.0 = Some(self.0.map_or((a, b), |(lo, hi)| (lo.min(a), hi.max(b))));
+    }
+}
+
+impl Decoded for TimeSpan {
+    fn with_capacity(_: usize) -> Self {
+        Self(None)
+    }
+
+    fn push(&mut self, r: &RecordView<'_>) {
+        self.widen((r.time_start_ns, r.time_end_ns));
+    }
+
+    fn append(&mut self, later: Self) {
+        if let Some(span) = later.0 {
+            self.widen(span);
+        }
+    }
+}
+
 /// A journal scanned: where its valid frames are, and their records.
 #[derive(Debug)]
 pub struct Scan<D> {
