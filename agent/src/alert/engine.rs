@@ -50,6 +50,8 @@ pub struct Gauges {
     pub store_skipped_frames: u64,
     /// Journals the store cannot read or seal, left in place.
     pub store_unsealable: u64,
+    /// Journals deleted by someone else before their seal.
+    pub store_journals_gone: u64,
     /// The manifest could not be read at the open: journals only, nothing sealed.
     pub manifest_unreadable: bool,
     /// adjtimex says the clock is not synchronised.
@@ -88,6 +90,7 @@ impl Gauges {
             store_refused: snap.records_lost(),
             store_skipped_frames: snap.store.journal_skipped_frames,
             store_unsealable: snap.store.unsealable,
+            store_journals_gone: snap.store.journals_gone,
             manifest_unreadable: snap.store.manifest_unreadable.is_some(),
             clock_unsynced,
             ship_failures: snap.ship.as_ref().map_or(0, |s| s.failures),
@@ -473,6 +476,7 @@ impl Engine {
             lost_starts: 0,
             store_refused: 0,
             store_skipped_frames: 0,
+            store_journals_gone: 0,
             ship_failures: 0,
             syslog_dropped: 0,
             ring_lost: program.ring_lost,
@@ -518,10 +522,16 @@ impl Engine {
         let skipped = g
             .store_skipped_frames
             .saturating_sub(base.store_skipped_frames);
-        if skipped > 0 || g.store_unsealable > 0 || g.manifest_unreadable {
+        let gone = g
+            .store_journals_gone
+            .saturating_sub(base.store_journals_gone);
+        if skipped > 0 || gone > 0 || g.store_unsealable > 0 || g.manifest_unreadable {
             let (unsealable, manifest) = (g.store_unsealable, g.manifest_unreadable);
             let text = || {
                 let mut parts = Vec::new();
+                if gone > 0 {
+                    parts.push(format!("{gone} journals deleted by someone else before their seal (their records are lost)"));
+                }
                 if skipped > 0 {
                     parts.push(format!("damaged journal stretches skipped, at least {skipped} records (their bytes kept in quarantine/)"));
                 }
@@ -542,7 +552,7 @@ impl Engine {
                 AlertId::StoreDamaged,
                 none(),
                 text,
-                skipped.max(1),
+                (skipped + gone).max(1),
                 w,
                 now,
                 out,
@@ -626,7 +636,18 @@ impl Engine {
                      (a shipped manifest-<seq>.jsonl) with `xdp-audit verify --public-key`"
                 );
                 let hold = self.chain_hold_ns;
-                self.touch(AlertId::ChainBroken, file(&f), || text, 1, hold, now, out);
+                // A subject of its own: a break `verify` finds meanwhile must not be taken for
+                // a repeat of this one and counted into it unsaid.
+                let subject = format!("{f} (signing began after entry {entry})");
+                self.touch(
+                    AlertId::ChainBroken,
+                    file(&subject),
+                    || text,
+                    1,
+                    hold,
+                    now,
+                    out,
+                );
             }
             Event::StoreUnreadable { file: f, reason } => {
                 let text = format!("the store could not be verified: {f}: {reason}");

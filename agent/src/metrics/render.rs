@@ -319,6 +319,11 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
         s.unsealable,
     );
     e.counter(
+        "journals_gone_total",
+        "Journals deleted by someone else before their seal (their records are lost).",
+        s.journals_gone,
+    );
+    e.counter(
         "journal_skipped_bytes_total",
         "Bytes of damaged or torn journals skipped (kept in quarantine/).",
         s.journal_skipped_bytes,

@@ -248,6 +248,10 @@ pub struct StoreStatus {
     /// none: it is [`StoreStatus::degraded`], and the journals wait in order.
     #[serde(default)]
     pub unsealable: u64,
+    /// Journals deleted from the directory by someone else before their seal, since open:
+    /// their records are lost.
+    #[serde(default)]
+    pub journals_gone: u64,
     /// Bytes of damaged or torn journals skipped since open (moved into `quarantine/`).
     #[serde(default)]
     pub journal_skipped_bytes: u64,
@@ -396,6 +400,7 @@ impl Store {
         s.unsealed = self.sealer.pending() as u64;
         s.shortened_records += self.journal.shortened_records();
         s.unsealable = self.unsealable_at_open + self.sealer.unsealable();
+        s.journals_gone = self.sealer.gone();
         s.retention_days = self.cfg.retention_days;
         s.timings = self.timings.snapshot();
         s

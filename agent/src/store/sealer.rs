@@ -53,6 +53,8 @@ struct Shared {
     retention_failed: AtomicBool,
     pending: AtomicUsize,
     unsealable: AtomicUsize,
+    /// Journals gone from the directory before their seal (deleted by someone else).
+    gone: AtomicU64,
     skipped_bytes: AtomicU64,
     skipped_frames: AtomicU64,
     timings: Arc<super::Timings>,
@@ -130,11 +132,13 @@ impl Worker {
                         .fetch_add(s.skipped_frames, Ordering::Relaxed);
                 }
                 Err(e) if !exists(&q.path) => {
-                    tracing::warn!(
+                    self.shared.gone.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
                         journal = %q.path.display(),
                         error = %e,
-                        "a journal waiting to be sealed is gone; dropping it from the queue \
-                         (its records are not in the store)"
+                        "a journal waiting to be sealed is gone (deleted by someone else: the \
+                         agent deletes a journal only after its segment is in the chain); \
+                         dropping it from the queue (its records are not in the store)"
                     );
                 }
                 Err(e) if e.is_disk_full() => {
@@ -403,6 +407,11 @@ impl Sealer {
         self.shared.unsealable.load(Ordering::Relaxed) as u64
     }
 
+    /// Journals gone from the directory before their seal.
+    pub fn gone(&self) -> u64 {
+        self.shared.gone.load(Ordering::Relaxed)
+    }
+
     /// Segments sealed by the thread.
     pub fn sealed(&self) -> u64 {
         self.shared.sealed.load(Ordering::Relaxed)
@@ -454,7 +463,8 @@ mod tests {
     use crate::store::testgen::{journal_bytes, TrafficGen};
 
     /// A queued journal the sealer cannot read (a directory in its place) stays queued and
-    /// in place without holding up the journal behind it; one that is gone is dropped.
+    /// in place without holding up the journal behind it; one that is gone is dropped and
+    /// counted (someone else deleted it: the alert's `XA-STORE-DAMAGED`).
     #[test]
     fn an_unreadable_journal_does_not_block_the_ones_behind_it() {
         let tmp = crate::blocklist::tests::TempDir::new("sealer-skip");
@@ -490,5 +500,10 @@ mod tests {
         );
         assert_eq!(sealer.unsealable(), 1, "and it is counted as passed over");
         assert!(bad.is_dir(), "the unreadable journal is left in place");
+        assert_eq!(
+            sealer.gone(),
+            1,
+            "the journal deleted before its seal is counted"
+        );
     }
 }

@@ -559,6 +559,13 @@ fn damage_in_the_store_raises_its_alert() {
         ),
         (
             Gauges {
+                store_journals_gone: 2,
+                ..Gauges::default()
+            },
+            "2 journals deleted by someone else",
+        ),
+        (
+            Gauges {
                 manifest_unreadable: true,
                 ..Gauges::default()
             },
