@@ -60,7 +60,18 @@ impl<'a> Attribution<'a> {
     #[inline]
     pub fn identity(&self, ip: IpAddr, packet_mac: Option<Mac>, t_ns: i64) -> Identity<'a> {
         let lease = self.bindings.at(ip, t_ns);
-        let mac = lease.and_then(|s| s.holder.mac).or(packet_mac);
+        let leased = lease.and_then(|s| s.holder.mac);
+        // A DHCPv6 lease's MAC is the one inside its DUID when the server knew no other: the
+        // MAC of whatever card the DUID was made on (Windows keeps it across cards, a cloned
+        // image across machines). The frame's own source MAC then speaks first, or a DUID
+        // made on another subscriber's card named that subscriber for this one's flows.
+        let from_duid = lease
+            .and_then(|s| s.holder.client_id.as_deref())
+            .and_then(super::leases::mac_from_duid);
+        let mac = match (leased, packet_mac) {
+            (Some(l), Some(p)) if ip.is_ipv6() && from_duid == Some(l) => Some(p),
+            (l, p) => l.or(p),
+        };
         // An IPv6 client without a DHCPv6 lease: its device's IPv4 lease stands in.
         let v4_lease = match (ip, lease, mac) {
             (IpAddr::V6(_), None, Some(m)) => self.bindings.v4_of_mac(m, t_ns),
@@ -220,5 +231,41 @@ mod tests {
             who(&a, "2001:db8::1234", Some(LAPTOP), 150 * S),
             (s("phone-owner"), Some(Via::Mac), s("phone6"), Some(PHONE))
         );
+    }
+
+    /// A DHCPv6 lease whose MAC is the one inside its DUID (a DUID-LLT made on the phone's
+    /// card, carried by a cloned image to the laptop): the laptop's frames name the laptop,
+    /// not the phone's owner. A lease whose DUID holds no MAC keeps its own.
+    #[test]
+    fn a_mac_taken_from_a_duid_gives_way_to_the_frames() {
+        let (subs, mut b) = world();
+        // DUID-LLT: type 1, hardware type 1, a time, the MAC.
+        let mut duid = vec![0, 1, 0, 1, 0x2a, 0x2b, 0x2c, 0x2d];
+        duid.extend_from_slice(&PHONE.0);
+        b.observe(
+            Observation {
+                ip: ip("2001:db8::77"),
+                holder: Holder {
+                    mac: Some(PHONE),
+                    client_id: Some(duid.into()),
+                },
+                hostname: Some("clone".into()),
+                valid: Validity {
+                    from: Some(100 * S),
+                    to: Some(400 * S),
+                },
+                source: Source::Packet,
+            },
+            100 * S,
+        );
+        let a = Attribution {
+            subscribers: &subs,
+            bindings: &b,
+        };
+        let id = a.identity(ip("2001:db8::77"), Some(LAPTOP), 150 * S);
+        assert_eq!(id.mac, Some(LAPTOP));
+        assert_ne!(id.subscriber.map(|(s, _)| &*s.account), Some("phone-owner"));
+        // No frame MAC (a record of the other direction): the lease's is all there is.
+        assert_eq!(a.identity(ip("2001:db8::77"), None, 150 * S).mac, Some(PHONE));
     }
 }
