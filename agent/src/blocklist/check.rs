@@ -70,6 +70,28 @@ impl Sweeping {
             .chain(v6)
             .filter(|&(_, len, _)| len == 0)
             .map(|(line, _, what)| Sweeping { line, what });
+        // Neighbour discovery (IPv6's ARP) runs between link-local and multicast addresses:
+        // a blocklist rule holding all of either range (a martian or bogon list) cuts IPv6 on
+        // the link. Said apart from a /0, which says more.
+        let link_local: u128 = 0xfe80 << 112;
+        let multicast: u128 = 0xff02 << 112;
+        let link = list
+            .v6
+            .iter()
+            .filter(|n| {
+                let net = n.item;
+                block
+                    && net.len != 0
+                    && ((net.len <= 10 && net.contains(link_local))
+                        || (net.len <= 16 && net.contains(multicast)))
+            })
+            .map(|n| Sweeping {
+                line: n.line,
+                what: "holds all IPv6 link-local (fe80::/10) or link multicast (ff02::/16) \
+                       addresses: on a blocklist it drops neighbour discovery and router \
+                       advertisements, which cuts IPv6 on the link; block routed ranges only",
+            });
+        let nets = nets.chain(link);
         // A rule's parents are its proper suffixes: none, a single label.
         let tld = list
             .domains

@@ -698,10 +698,11 @@ fn sweeping_rules_are_found_in_every_list_and_said_as_their_kind_enforces_them()
         &dir,
         (
             "block.list",
-            "192.0.2.1\n0.0.0.0/0\nexample.com\ncom\n::/0\n",
+            "192.0.2.1\n0.0.0.0/0\nexample.com\ncom\n::/0\nfe80::/10\nff00::/8\n\
+             fe80::1\n2001:db8::/32\n",
             ListKind::Block,
         ),
-        ("allow.list", "0.0.0.0/0\norg\n", ListKind::Allow),
+        ("allow.list", "0.0.0.0/0\norg\nfe80::/10\n", ListKind::Allow),
     );
     let (_, diags) = set.reload_all();
     assert!(diags.is_empty(), "{diags:?}");
@@ -715,11 +716,22 @@ fn sweeping_rules_are_found_in_every_list_and_said_as_their_kind_enforces_them()
         [
             (a.clone(), 2),
             (a.clone(), 4),
-            (a, 5),
+            (a.clone(), 5),
+            (a.clone(), 6),
+            (a, 7),
             (b.clone(), 1),
             (b, 2)
         ]
     );
+    // The link's own ranges on a blocklist: neighbour discovery would be dropped (a single
+    // neighbour's address, or a routed range, says nothing).
+    let link: Vec<u32> = set
+        .sweeping()
+        .into_iter()
+        .filter(|(_, _, w)| w.what.contains("neighbour discovery"))
+        .map(|(_, _, w)| w.line)
+        .collect();
+    assert_eq!(link, [6, 7]);
     let allowing: Vec<&str> = set
         .sweeping()
         .into_iter()
