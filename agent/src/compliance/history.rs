@@ -545,18 +545,22 @@ mod tests {
         let d = Dir::new("early");
         let mut entries = hourly(&d.0, FULL, &[]);
         let now = START + FULL * HOUR_NS;
+        // A prune at `at` of hour 500 under 100 days of retention.
+        let prune_500 = |at: i64| {
+            entry(
+                FULL as u64,
+                Body::Prune(PruneInfo {
+                    at_ns: at,
+                    retention_days: 100,
+                    files: vec![RemovedFile {
+                        file: "seg-00500.parquet".into(),
+                        sha256: String::new(),
+                    }],
+                }),
+            )
+        };
         // 100 days of retention in force, but hour 500 (about 70 days old) was deleted.
-        entries.push(entry(
-            FULL as u64,
-            Body::Prune(PruneInfo {
-                at_ns: now,
-                retention_days: 100,
-                files: vec![RemovedFile {
-                    file: "seg-00500.parquet".into(),
-                    sha256: String::new(),
-                }],
-            }),
-        ));
+        entries.push(prune_500(now));
         let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(LEGAL_FLOOR_DAYS));
         assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
         assert!(
@@ -580,17 +584,7 @@ mod tests {
         assert_eq!(ret.result, Verdict::Warn, "the mismatch alone: {ret:?}");
         // A prune dated 200 days ahead deleted no later than this check: judged now, hour 500
         // was too young (at its own date it would look old enough).
-        entries.push(entry(
-            FULL as u64,
-            Body::Prune(PruneInfo {
-                at_ns: now + 200 * DAY_NS,
-                retention_days: 100,
-                files: vec![RemovedFile {
-                    file: "seg-00500.parquet".into(),
-                    sha256: String::new(),
-                }],
-            }),
-        ));
+        entries.push(prune_500(now + 200 * DAY_NS));
         let (ret, _) = retention_line(&inputs(&d.0, now), &entries, Some(LEGAL_FLOOR_DAYS));
         assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
         assert!(
