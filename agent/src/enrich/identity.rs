@@ -63,13 +63,21 @@ impl<'a> Attribution<'a> {
         let leased = lease.and_then(|s| s.holder.mac);
         // A DHCPv6 lease's MAC is the one inside its DUID when the server knew no other: the
         // MAC of whatever card the DUID was made on (Windows keeps it across cards, a cloned
-        // image across machines). The frame's own source MAC then speaks first, or a DUID
-        // made on another subscriber's card named that subscriber for this one's flows.
+        // image across machines). A frame from a device that holds an IPv4 lease of its own
+        // then names that device, or a DUID made on another subscriber's card named that
+        // subscriber for this one's flows. A frame from anything else (a relay or router, whose
+        // clients' frames all carry its MAC) leaves the DUID's word.
         let from_duid = lease
             .and_then(|s| s.holder.client_id.as_deref())
             .and_then(super::leases::mac_from_duid);
         let mac = match (leased, packet_mac) {
-            (Some(l), Some(p)) if ip.is_ipv6() && from_duid == Some(l) => Some(p),
+            (Some(l), Some(p))
+                if ip.is_ipv6()
+                    && from_duid == Some(l)
+                    && self.bindings.v4_of_mac(p, t_ns).is_some() =>
+            {
+                Some(p)
+            }
             (l, p) => l.or(p),
         };
         // An IPv6 client without a DHCPv6 lease: its device's IPv4 lease stands in.
@@ -265,7 +273,16 @@ mod tests {
         let id = a.identity(ip("2001:db8::77"), Some(LAPTOP), 150 * S);
         assert_eq!(id.mac, Some(LAPTOP));
         assert_ne!(id.subscriber.map(|(s, _)| &*s.account), Some("phone-owner"));
-        // No frame MAC (a record of the other direction): the lease's is all there is.
-        assert_eq!(a.identity(ip("2001:db8::77"), None, 150 * S).mac, Some(PHONE));
+        // No frame MAC (a record of the other direction): the lease's is all there is. A
+        // frame from a router (no lease of its own: a relay's clients all carry its MAC)
+        // leaves the DUID's word too.
+        assert_eq!(
+            a.identity(ip("2001:db8::77"), None, 150 * S).mac,
+            Some(PHONE)
+        );
+        assert_eq!(
+            a.identity(ip("2001:db8::77"), Some(ROUTER), 150 * S).mac,
+            Some(PHONE)
+        );
     }
 }
