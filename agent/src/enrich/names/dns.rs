@@ -111,7 +111,7 @@ pub fn parse(msg: &[u8]) -> Result<DnsMessage, ParseFailure> {
     };
     let question = match question {
         Some((q, qtype)) => Some(Question {
-            name: DomainName::from_wire(names.get(q))?,
+            name: DomainName::from_dns(names.get(q))?,
             qtype,
         }),
         None => None,

@@ -241,6 +241,11 @@ impl FailureCounts {
     }
 }
 
+/// Whether `b` stands for itself in a host name: a letter, digit, `-` or `_`.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
 /// The byte three decimal digits (`DDD` of a `\DDD` escape) stand for, if they do.
 fn escaped_byte(digits: Option<&[u8]>) -> Option<u8> {
     let d = digits.filter(|d| d.len() == 3 && d.iter().all(u8::is_ascii_digit))?;
@@ -263,9 +268,21 @@ fn escaped_byte(digits: Option<&[u8]>) -> Option<u8> {
 pub struct DomainName(Arc<str>);
 
 impl DomainName {
-    /// Normalises a name read from a packet (SNI, Host, DNS): lower case, trailing dot
-    /// stripped, then checked; [`ParseFailure::BadName`] if it is not a host name.
+    /// Normalises a name read from a packet (SNI, Host): lower case, trailing dot stripped,
+    /// then checked; [`ParseFailure::BadName`] if it is not a host name.
     pub fn from_wire(raw: &[u8]) -> Result<DomainName, ParseFailure> {
+        Self::parse(raw, false)
+    }
+
+    /// [`DomainName::from_wire`] for a DNS name as the DNS reader writes it: a label byte no
+    /// host name holds in the `\DDD` form ([`DomainName::push_label_byte`]). Only there: an
+    /// SNI or Host holding `\046` would read as a DNS label holding a dot, and only for such
+    /// bytes, so each name has one form (`ev\105l` is not `evil`).
+    pub fn from_dns(raw: &[u8]) -> Result<DomainName, ParseFailure> {
+        Self::parse(raw, true)
+    }
+
+    fn parse(raw: &[u8], escapes: bool) -> Result<DomainName, ParseFailure> {
         let raw = raw.strip_suffix(b".").unwrap_or(raw);
         // Each name byte takes one to four bytes of text.
         if raw.is_empty() || raw.len() > 4 * MAX_NAME_LEN {
@@ -288,9 +305,12 @@ impl DomainName {
                 if label > MAX_LABEL_LEN {
                     return Err(ParseFailure::BadName);
                 }
-                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                if is_name_byte(b) {
                     1
-                } else if b == b'\\' && escaped_byte(raw.get(i + 1..i + 4)).is_some() {
+                } else if b == b'\\'
+                    && escapes
+                    && escaped_byte(raw.get(i + 1..i + 4)).is_some_and(|e| !is_name_byte(e))
+                {
                     4
                 } else {
                     return Err(ParseFailure::BadName);
@@ -313,7 +333,7 @@ impl DomainName {
     /// a letter, digit, `-` or `_` (lower case), else in the `\DDD` form.
     pub(crate) fn push_label_byte(out: &mut Vec<u8>, b: u8) {
         let b = b.to_ascii_lowercase();
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+        if is_name_byte(b) {
             out.push(b);
         } else {
             out.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10]);
@@ -449,23 +469,34 @@ mod tests {
         }
         // A DNS label byte that is no host name's, in the presentation form the DNS reader
         // writes: one byte of the label, so a name that holds it is still a name.
-        assert_eq!(n("x\\032y.Evil.example").as_str(), "x\\032y.evil.example");
-        assert_eq!(n("www\\046example.com").as_str(), "www\\046example.com");
+        let dns = |s: &str| DomainName::from_dns(s.as_bytes()).expect("a DNS name");
+        assert_eq!(dns("x\\032y.Evil.example").as_str(), "x\\032y.evil.example");
+        assert_eq!(dns("www\\046example.com").as_str(), "www\\046example.com");
+        // Not in an SNI or Host (which would then read as a DNS label holding a dot), and
+        // never for a byte that stands for itself (one form per name: `ev\105l` is no `evil`,
+        // `1.2.3.\052` no address).
+        assert_eq!(
+            DomainName::from_wire(b"www\\046example.com"),
+            Err(ParseFailure::BadName)
+        );
         for bad in [
             &b"a\\256b.example"[..],
             b"a\\12b.example",
             b"a\\",
             b"a\\x41b.c",
+            b"ev\\105l.example",
+            b"\\069vil.example",
+            b"1.2.3.\\052",
         ] {
             assert_eq!(
-                DomainName::from_wire(bad),
+                DomainName::from_dns(bad),
                 Err(ParseFailure::BadName),
                 "{bad:?}"
             );
         }
         let escapes = "\\042".repeat(63);
-        assert!(DomainName::from_wire(format!("{escapes}.com").as_bytes()).is_ok());
-        assert!(DomainName::from_wire(format!("{escapes}a.com").as_bytes()).is_err());
+        assert!(DomainName::from_dns(format!("{escapes}.com").as_bytes()).is_ok());
+        assert!(DomainName::from_dns(format!("{escapes}a.com").as_bytes()).is_err());
         let mut wire = Vec::new();
         for b in *b"a b*" {
             DomainName::push_label_byte(&mut wire, b);
