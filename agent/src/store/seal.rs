@@ -22,6 +22,10 @@ pub enum SealError {
     /// directory in its place), so the sealer goes on with the journals after it.
     #[error(transparent)]
     Unreadable(JournalError),
+    /// The journal could not be read because it is gone: deleted by someone else (the
+    /// sealer deletes a journal only after its segment is in the chain).
+    #[error(transparent)]
+    Gone(JournalError),
     /// The journal's damaged stretches could not be kept in quarantine.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -55,7 +59,10 @@ impl SealError {
     /// Whether the fault is the journal's own (it cannot be read, or holds more than a
     /// segment can), not the store's (a full disk): the journals after it may still seal.
     pub fn is_the_journals(&self) -> bool {
-        matches!(self, Self::Unreadable(_) | Self::TooLarge { .. })
+        matches!(
+            self,
+            Self::Unreadable(_) | Self::Gone(_) | Self::TooLarge { .. }
+        )
     }
 
     /// Whether the disk was full: the store's condition, which passes when space returns,
@@ -66,7 +73,7 @@ impl SealError {
             Self::Segment(e) => e.is_disk_full(),
             Self::Manifest(e) => e.is_disk_full(),
             Self::Io { cause, .. } => crate::store::fsutil::is_disk_full(cause),
-            Self::TooLarge { .. } => false,
+            Self::TooLarge { .. } | Self::Gone(_) => false,
         }
     }
 }
@@ -141,7 +148,12 @@ pub struct Sealed {
 /// copied into quarantine first, as recovery does, so deleting the journal loses nothing.
 pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<Sealed, SealError> {
     manifest.writable()?;
-    let (bytes, scan) = journal::load::<Columns>(path).map_err(SealError::Unreadable)?;
+    let (bytes, scan) = journal::load::<Columns>(path).map_err(|e| match &e {
+        JournalError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
+            SealError::Gone(e)
+        }
+        _ => SealError::Unreadable(e),
+    })?;
     let frames = &scan.frames;
     journal::quarantine(path, &bytes, frames)?;
     drop(bytes);

@@ -131,7 +131,7 @@ impl Worker {
                         .skipped_frames
                         .fetch_add(s.skipped_frames, Ordering::Relaxed);
                 }
-                Err(e) if !exists(&q.path) => {
+                Err(e @ seal::SealError::Gone(_)) => {
                     self.shared.gone.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         journal = %q.path.display(),
@@ -139,6 +139,16 @@ impl Worker {
                         "a journal waiting to be sealed is gone (deleted by someone else: the \
                          agent deletes a journal only after its segment is in the chain); \
                          dropping it from the queue (its records are not in the store)"
+                    );
+                }
+                // Gone after it was read: deleted by this seal (whose directory fsync failed,
+                // its segment in the chain), or by someone else meanwhile. Nothing to retry.
+                Err(e) if !exists(&q.path) => {
+                    tracing::warn!(
+                        journal = %q.path.display(),
+                        error = %e,
+                        "a journal's seal failed and the journal is gone; dropping it from the \
+                         queue (`xdp-audit verify` tells whether its segment is in the chain)"
                     );
                 }
                 Err(e) if e.is_disk_full() => {
