@@ -18,26 +18,35 @@ pub(super) type FileShape = (std::ffi::OsString, u64, u64, [i64; 4]);
 /// file's shape before it was hashed: a file written since has another change time.
 pub(super) type Hashed = HashMap<(std::path::PathBuf, u64, u64, [i64; 4]), String>;
 
+/// How long before a hash a file must have last changed for the hash to be kept: a write in
+/// the same tick of a coarse file clock leaves its times as they were (git's "racily clean").
+const SETTLED_NS: i64 = 2_000_000_000;
+
 /// The SHA-256 of the segment at `path` whose metadata is `meta`, from `hashed` when an
-/// earlier check of this verification hashed it as it still is.
+/// earlier check of this verification hashed it as it still is. A hash is kept only when the
+/// file's metadata was the same after the hash as before it, and its last change was
+/// [`SETTLED_NS`] older than the hash's start.
 pub(super) fn segment_sha256(
     path: &Path,
     meta: &std::fs::Metadata,
     hashed: &mut Hashed,
 ) -> std::io::Result<String> {
     use std::os::unix::fs::MetadataExt;
-    let times = [
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-    ];
-    let id = (path.to_owned(), meta.ino(), meta.len(), times);
-    if let Some(sha) = hashed.get(&id) {
+    let id = |m: &std::fs::Metadata| {
+        let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
+        (path.to_owned(), m.ino(), m.len(), times)
+    };
+    let before = id(meta);
+    if let Some(sha) = hashed.get(&before) {
         return Ok(sha.clone());
     }
+    let started = crate::clock::clock_ns(libc::CLOCK_REALTIME);
     let sha = sha256_file(path)?;
-    hashed.insert(id, sha.clone());
+    let changed_ns = meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec();
+    let settled = started.saturating_sub(changed_ns) > SETTLED_NS;
+    if settled && std::fs::metadata(path).is_ok_and(|after| id(&after) == before) {
+        hashed.insert(before, sha.clone());
+    }
     Ok(sha)
 }
 
@@ -70,4 +79,24 @@ pub(super) fn shape(dir: &Path) -> Option<Vec<FileShape>> {
     }
     out.sort_unstable();
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment changed moments before its hash (here, just written) is hashed again at the
+    /// next check, not taken from the cache: a write within one tick of a coarse file clock
+    /// would leave its times as they were.
+    #[test]
+    fn a_file_changed_just_before_its_hash_is_not_kept() {
+        let tmp = crate::blocklist::tests::TempDir::new("verify-hashed");
+        let path = tmp.0.join("seg-1.parquet");
+        std::fs::write(&path, b"one").expect("write");
+        let meta = std::fs::metadata(&path).expect("stat");
+        let mut hashed = Hashed::new();
+        let first = segment_sha256(&path, &meta, &mut hashed).expect("hash");
+        assert!(hashed.is_empty(), "a file changed just now is not kept");
+        assert_eq!(first, sha256_file(&path).expect("hash"));
+    }
 }
