@@ -73,8 +73,12 @@ impl Sweeping {
         // Neighbour discovery (IPv6's ARP) runs between link-local and multicast addresses:
         // a blocklist rule holding all of either range (a martian or bogon list) cuts IPv6 on
         // the link. Said apart from a /0, which says more.
+        // The link-local prefix in use (fe80::/64), all nodes, all routers, and the
+        // solicited-node range (ff02::1:ff00:0/104) each carry neighbour discovery.
         let link_local: u128 = 0xfe80 << 112;
-        let multicast: u128 = 0xff02 << 112;
+        let all_nodes: u128 = 0xff02 << 112 | 1;
+        let all_routers: u128 = 0xff02 << 112 | 2;
+        let solicited: u128 = 0xff02 << 112 | 0x1_ff00_0000;
         let link = list
             .v6
             .iter()
@@ -82,14 +86,17 @@ impl Sweeping {
                 let net = n.item;
                 block
                     && net.len != 0
-                    && ((net.len <= 10 && net.contains(link_local))
-                        || (net.len <= 16 && net.contains(multicast)))
+                    && ((net.len <= 64 && net.contains(link_local))
+                        || net.contains(all_nodes)
+                        || net.contains(all_routers)
+                        || (net.len <= 104 && net.contains(solicited)))
             })
             .map(|n| Sweeping {
                 line: n.line,
-                what: "holds all IPv6 link-local (fe80::/10) or link multicast (ff02::/16) \
-                       addresses: on a blocklist it drops neighbour discovery and router \
-                       advertisements, which cuts IPv6 on the link; block routed ranges only",
+                what: "holds the IPv6 link-local prefix (fe80::/64) or the link multicast \
+                       groups of neighbour discovery (ff02::1, ff02::2, ff02::1:ff00:0/104): on \
+                       a blocklist it drops neighbour discovery and router advertisements, \
+                       which cuts IPv6 on the link; block routed ranges only",
             });
         let nets = nets.chain(link);
         // A rule's parents are its proper suffixes: none, a single label.

@@ -699,7 +699,7 @@ fn sweeping_rules_are_found_in_every_list_and_said_as_their_kind_enforces_them()
         (
             "block.list",
             "192.0.2.1\n0.0.0.0/0\nexample.com\ncom\n::/0\nfe80::/10\nff00::/8\n\
-             fe80::1\n2001:db8::/32\n",
+             fe80::1\n2001:db8::/32\nfe80::/64\nff02::1\nff02::1:ff00:0/104\nff02::fb\n",
             ListKind::Block,
         ),
         ("allow.list", "0.0.0.0/0\norg\nfe80::/10\n", ListKind::Allow),
@@ -718,7 +718,10 @@ fn sweeping_rules_are_found_in_every_list_and_said_as_their_kind_enforces_them()
             (a.clone(), 4),
             (a.clone(), 5),
             (a.clone(), 6),
-            (a, 7),
+            (a.clone(), 7),
+            (a.clone(), 10),
+            (a.clone(), 11),
+            (a, 12),
             (b.clone(), 1),
             (b, 2)
         ]
@@ -731,7 +734,7 @@ fn sweeping_rules_are_found_in_every_list_and_said_as_their_kind_enforces_them()
         .filter(|(_, _, w)| w.what.contains("neighbour discovery"))
         .map(|(_, _, w)| w.line)
         .collect();
-    assert_eq!(link, [6, 7]);
+    assert_eq!(link, [6, 7, 10, 11, 12]);
     let allowing: Vec<&str> = set
         .sweeping()
         .into_iter()
