@@ -6,7 +6,8 @@
 //! default-ignorable code points (Hangul fillers, variation selectors, tags) make a text read
 //! as another one (`admin\u{202e}gpj.exe` shows as `adminexe.jpg`), hide part of it, start a
 //! row of their own or drive a terminal. So the inputs that name people and hosts refuse them
-//! ([`find`]: subscribers files, DHCP host names, list domains), and every display of free
+//! ([`find`]: DHCP host names, list domains; subscribers files with [`find_deceptive`], which
+//! lets ordinary writing's joiners and variation selectors through), and every display of free
 //! text to people (tables, messages, HTML and Markdown reports, `status`) writes them as
 //! [`escape`] does: `\u{202e}` (`\n`, `\r`, `\t` for those three). The machine formats (JSON
 //! Lines, syslog, webhooks) carry the exact text.
@@ -57,20 +58,24 @@ pub fn find(text: &str) -> Option<char> {
 
 /// The first invisible character of `text` that is no part of ordinary writing: a name's
 /// text may hold a zero-width joiner or non-joiner (Persian and Indic spelling, emoji
-/// sequences) and variation selectors (an emoji's style, Mongolian forms), which neither
-/// reorder nor hide text; displays still show them escaped ([`printable`]), so two names
-/// that differ only by one never look the same.
+/// sequences) and variation selectors (an emoji's style, Mongolian forms) right after a
+/// character that is not ASCII, where they neither reorder nor hide text. After ASCII or at
+/// the start (`c-20\u{200d}`, which looks like `c-20`) they are refused like the rest.
+/// Displays show them escaped all the same ([`printable`]).
 pub fn find_deceptive(text: &str) -> Option<char> {
+    let mut after_ascii = true;
     text.chars().find(|&c| {
-        is_invisible(c)
-            && !matches!(
-                c,
-                '\u{200C}'..='\u{200D}'
-                    | '\u{FE00}'..='\u{FE0F}'
-                    | '\u{180B}'..='\u{180D}'
-                    | '\u{180F}'
-                    | '\u{E0100}'..='\u{E01EF}'
-            )
+        let joins = matches!(
+            c,
+            '\u{200C}'..='\u{200D}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{180B}'..='\u{180D}'
+                | '\u{180F}'
+                | '\u{E0100}'..='\u{E01EF}'
+        );
+        let deceptive = is_invisible(c) && (!joins || after_ascii);
+        after_ascii = c.is_ascii();
+        deceptive
     })
 }
 

@@ -217,6 +217,13 @@ fn invisible_characters_in_accounts_and_names_are_refused() {
         10.0.0.1,\u{645}\u{62d}\u{645}\u{62f}\u{200c}\u{631}\u{636}\u{627},\n\
         10.0.0.2,c-20,\u{dc1}\u{dca}\u{200d}\u{dbb}\u{dd3} Perera\n\
         10.0.0.3,c-21,Anna \u{2764}\u{fe0f}\n");
+    // After ASCII they only make one text look like another.
+    assert_eq!(
+        errors("match,account\n10.0.0.1,c-20\u{200d}\n"),
+        [format!(
+            "2: account: holds the invisible character '\\u{{200d}}' {why}"
+        )]
+    );
 }
 
 #[test]
