@@ -190,7 +190,9 @@ fn a_sealed_journal_reads_back_row_for_row_in_segment_order() {
 
 /// `verify` run while the writer seals (it takes no lock) never calls the intact store
 /// broken: a check that read the manifest before a seal and the directory after it found a
-/// segment the chain did not list. Every check must pass; the writer seals back to back.
+/// segment the chain did not list. The writer seals back to back (60 seals in about two
+/// seconds): a check may then find the store changed under each of its runs and give no
+/// verdict (said as a file that could not be checked, never as damage), but most pass.
 #[test]
 fn verify_during_seals_never_calls_the_intact_store_broken() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -199,7 +201,7 @@ fn verify_during_seals_never_calls_the_intact_store_broken() {
     let mut store = store_common::open(d.path(), &clock);
     let mut g = TrafficGen::with_rate(5, T0, 50.0);
     let done = AtomicBool::new(false);
-    let mut checks = 0;
+    let (mut checks, mut no_verdict) = (0, 0);
     std::thread::scope(|s| {
         s.spawn(|| {
             for _ in 0..60 {
@@ -213,13 +215,24 @@ fn verify_during_seals_never_calls_the_intact_store_broken() {
             done.store(true, Ordering::Relaxed);
         });
         while !done.load(Ordering::Relaxed) {
-            if let Err(b) = xdp_audit::store::verify::verify(d.path(), None) {
-                done.store(true, Ordering::Relaxed);
-                panic!("verify during a seal, check {checks}: BROKEN {b}");
+            match xdp_audit::store::verify::verify(d.path(), None) {
+                Ok(_) => checks += 1,
+                Err(b)
+                    if b.fault == xdp_audit::store::verify::Fault::Unreadable
+                        && b.reason.contains("changed under each") =>
+                {
+                    no_verdict += 1
+                }
+                Err(b) => {
+                    done.store(true, Ordering::Relaxed);
+                    panic!("verify during a seal, check {checks}: BROKEN {b}");
+                }
             }
-            checks += 1;
         }
     });
-    assert!(checks > 10, "only {checks} checks ran during the seals");
+    assert!(
+        checks > 10 && no_verdict < checks,
+        "{checks} checks passed during the seals, {no_verdict} gave no verdict"
+    );
     xdp_audit::store::verify::verify(d.path(), None).expect("the store verifies at rest");
 }
