@@ -271,67 +271,6 @@ fn states_alert_while_they_hold_and_resolve_after_the_window() {
 }
 
 #[test]
-fn a_broken_chain_stays_active_between_verifications() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    let broken = || Event::ChainBroken {
-        file: "/var/lib/xdp-audit/manifest".into(),
-        reason: "entry 3 changed".into(),
-    };
-    e.event(broken(), 0, &mut out);
-    e.tick(3600 * S, &mut out);
-    e.event(broken(), 3600 * S, &mut out);
-    assert_eq!(
-        ids(&out),
-        [(AlertId::ChainBroken, AlertState::Raised)],
-        "{out:?}"
-    );
-}
-
-/// Signing that began on an unsigned head is raised as the chain's alert, naming the entry
-/// the signature vouches from: the only evidence of a head stripped of its signature.
-#[test]
-fn signing_begun_on_an_unsigned_head_is_raised_with_its_entry() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    let began = Event::SigningBegan {
-        file: "/var/lib/xdp-audit/manifest.jsonl".into(),
-        entry: 41,
-    };
-    e.event(began, 0, &mut out);
-    assert_eq!(
-        ids(&out),
-        [(AlertId::ChainBroken, AlertState::Raised)],
-        "{out:?}"
-    );
-    assert!(
-        out[0].text.contains("entries 0 to 41") && out[0].text.contains("stripped"),
-        "{}",
-        out[0].text
-    );
-}
-
-#[test]
-fn an_unreadable_store_file_raises_its_own_alert_not_a_broken_chain() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    let unreadable = || Event::StoreUnreadable {
-        file: "/var/lib/xdp-audit/seg-1.parquet".into(),
-        reason: "Input/output error".into(),
-    };
-    e.event(unreadable(), 0, &mut out);
-    e.tick(3600 * S, &mut out);
-    e.event(unreadable(), 3600 * S, &mut out);
-    assert_eq!(
-        ids(&out),
-        [(AlertId::StoreUnreadable, AlertState::Raised)],
-        "{out:?}"
-    );
-    assert_eq!(out[0].severity, crate::alert::Severity::Warning);
-    assert!(out[0].text.contains("could not be verified"), "{out:?}");
-}
-
-#[test]
 fn a_list_change_failed_part_way_raises_one_critical_alert() {
     let mut e = engine();
     let mut out = Vec::new();
@@ -535,49 +474,6 @@ fn recent_keeps_the_last_ten_newest_first() {
     let r = e.status().recent;
     assert_eq!(r.len(), RECENT);
     assert_eq!(r[0].subject.file.as_deref(), Some("l14"));
-}
-
-/// Journal damage the store skipped, journals it cannot seal and a manifest it could not
-/// read raise `XA-STORE-DAMAGED` (only logs and status counters said so); found at the
-/// start (the first snapshot), the damage is this agent's to say, not history.
-#[test]
-fn damage_in_the_store_raises_its_alert() {
-    for (g, says) in [
-        (
-            Gauges {
-                store_skipped_frames: 4,
-                ..Gauges::default()
-            },
-            "at least 4 records",
-        ),
-        (
-            Gauges {
-                store_unsealable: 1,
-                ..Gauges::default()
-            },
-            "1 journals cannot be read or sealed",
-        ),
-        (
-            Gauges {
-                store_journals_gone: 2,
-                ..Gauges::default()
-            },
-            "2 journals deleted by someone else",
-        ),
-        (
-            Gauges {
-                manifest_unreadable: true,
-                ..Gauges::default()
-            },
-            "the manifest cannot be read",
-        ),
-    ] {
-        let mut e = engine();
-        let mut out = Vec::new();
-        e.observe(g, 0, &mut out);
-        assert_eq!(ids(&out), [(AlertId::StoreDamaged, AlertState::Raised)]);
-        assert!(out[0].text.contains(says), "{}", out[0].text);
-    }
 }
 
 #[test]
@@ -800,14 +696,4 @@ fn an_unaudited_interface_is_one_alert_until_audited_again() {
     assert_eq!(out[0].count, 3);
 }
 
-/// Records the last agent could not write at its stop (after its own last alert) are
-/// alerted by the next one, counted.
-#[test]
-fn records_lost_at_the_last_stop_are_a_store_refused_alert() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    e.event(Event::LostAtStop { records: 2000 }, 0, &mut out);
-    assert_eq!(ids(&out), [(AlertId::StoreRefused, AlertState::Raised)]);
-    assert_eq!(out[0].count, 2000);
-    assert!(out[0].text.contains("2000 records"), "{}", out[0].text);
-}
+mod store;
