@@ -441,6 +441,15 @@ mod tests {
         DomainName::from_wire(s.as_bytes()).expect("test name is valid")
     }
 
+    fn refused(parse: fn(&[u8]) -> Result<DomainName, ParseFailure>, bad: &[u8]) {
+        assert_eq!(
+            parse(bad),
+            Err(ParseFailure::BadName),
+            "{:?} must be refused",
+            String::from_utf8_lossy(bad)
+        );
+    }
+
     #[test]
     fn names_are_normalised_and_checked() {
         assert_eq!(n("WWW.Example.COM.").as_str(), "www.example.com");
@@ -460,12 +469,7 @@ mod tests {
             b"example.com:443",
             b"192.0.2.1",
         ] {
-            assert_eq!(
-                DomainName::from_wire(bad),
-                Err(ParseFailure::BadName),
-                "{:?} must be refused",
-                String::from_utf8_lossy(bad)
-            );
+            refused(DomainName::from_wire, bad);
         }
         // A DNS label byte that is no host name's, in the presentation form the DNS reader
         // writes: one byte of the label, so a name that holds it is still a name.
@@ -488,11 +492,7 @@ mod tests {
             b"\\069vil.example",
             b"1.2.3.\\052",
         ] {
-            assert_eq!(
-                DomainName::from_dns(bad),
-                Err(ParseFailure::BadName),
-                "{bad:?}"
-            );
+            refused(DomainName::from_dns, bad);
         }
         let escapes = "\\042".repeat(63);
         assert!(DomainName::from_dns(format!("{escapes}.com").as_bytes()).is_ok());
