@@ -67,13 +67,18 @@ impl<'a> Attribution<'a> {
         // then names that device, or a DUID made on another subscriber's card named that
         // subscriber for this one's flows. A frame from anything else (a relay or router, whose
         // clients' frames all carry its MAC) leaves the DUID's word.
-        let from_duid = lease
-            .and_then(|s| s.holder.client_id.as_deref())
-            .and_then(super::leases::mac_from_duid);
+        // Read only where it can matter (IPv6, a lease MAC and another frame MAC): this runs
+        // for every record.
+        let from_duid = || {
+            lease
+                .and_then(|s| s.holder.client_id.as_deref())
+                .and_then(super::leases::mac_from_duid)
+        };
         let mac = match (leased, packet_mac) {
             (Some(l), Some(p))
                 if ip.is_ipv6()
-                    && from_duid == Some(l)
+                    && l != p
+                    && from_duid() == Some(l)
                     && self.bindings.v4_of_mac(p, t_ns).is_some() =>
             {
                 Some(p)
