@@ -38,6 +38,10 @@ pub enum Fault {
     Altered,
     /// A file could not be read (no permission, an I/O error): nothing is proved either way.
     Unreadable,
+    /// The store holds no chain at all (no manifest, no segment) where a signature was asked
+    /// for: nothing is signed. A store the agent has not sealed into yet reads so, and so does
+    /// one wiped whole; only who knows it held entries can tell them apart.
+    Empty,
 }
 
 impl Fault {
@@ -711,7 +715,10 @@ fn check_head(
     };
     let Some(last) = last else {
         if key.is_some() {
-            return Err(broken("the store is empty: nothing is signed".into()));
+            return Err(Broken {
+                fault: Fault::Empty,
+                ..broken("the store is empty: nothing is signed".into())
+            });
         }
         return Ok(());
     };
