@@ -706,31 +706,9 @@ pub(super) fn remove_file(path: &Path) -> Result<(), StartError> {
     Ok(pin::remove(path)?)
 }
 
-/// Removes every pin in a map directory, and the directory.
+/// Removes every pin in a map directory, and the directory ([`pin::remove_maps_dir`]).
 pub(super) fn remove_dir_pins(dir: &Path) -> Result<(), StartError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(cause) => {
-            return Err(PinError::Io {
-                op: "list",
-                path: dir.to_owned(),
-                cause,
-            }
-            .into())
-        }
-    };
-    for e in entries.flatten() {
-        remove_file(&e.path())?;
-    }
-    std::fs::remove_dir(dir).map_err(|cause| {
-        PinError::Io {
-            op: "remove directory",
-            path: dir.to_owned(),
-            cause,
-        }
-        .into()
-    })
+    Ok(pin::remove_maps_dir(dir)?)
 }
 
 /// Pins `prog` as the instance's program, replacing the pin of the one before at once (a

@@ -22,6 +22,9 @@ use tracing::{info, warn};
 
 use super::AttachMode;
 
+mod walk;
+pub use walk::remove_maps_dir;
+
 /// Where instances are pinned unless told otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/xdp-audit";
 /// The instance name unless told otherwise.
@@ -372,10 +375,9 @@ impl PinDir {
     /// `detach` of it, is refused while the lock is held. `None` when there is no
     /// directory (nothing pinned).
     pub fn lock(&self) -> Result<Option<InstanceLock>, PinError> {
-        let file = match File::open(&self.dir) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("open", &self.dir)(e)),
+        // Not through a symbolic link: the root's `detach` would empty the directory it names.
+        let Some(file) = walk::open_dir(&self.dir, "open")? else {
+            return Ok(None);
         };
         // A lock can outlive its holder for a moment: a process forked by another thread
         // shares the descriptor until it execs, and an agent that just stopped may still be
@@ -763,5 +765,17 @@ mod tests {
         assert!(e.to_string().contains("different --instance"), "{e}");
         drop(first);
         assert!(pins.lock().expect("free again").is_some());
+    }
+
+    /// An instance directory that is a link is not locked, so not detached through.
+    #[test]
+    fn an_instance_directory_that_is_a_link_is_refused() {
+        let t = temp("pinlock-link");
+        let elsewhere = t.0.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).expect("dir");
+        std::os::unix::fs::symlink(&elsewhere, t.0.join("gw1")).expect("link");
+        let pins = PinDir::new(&t.0, "gw1").expect("name");
+        let e = pins.lock().expect_err("a link");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 }
