@@ -503,6 +503,15 @@ pub fn check() -> anyhow::Result<()> {
         meta.uid(),
         meta.mode() & 0o7777
     );
+    let config = std::fs::metadata(CONFIG).with_context(|| format!("{CONFIG} after install"))?;
+    let gid: u32 = run(Command::new("id").args(["-g", USER]))?.trim().parse()?;
+    ensure!(
+        (config.uid(), config.gid(), config.mode() & 0o7777) == (0, gid, 0o640),
+        "{CONFIG}: uid {} gid {} mode {:o}, want root, {USER}'s group and 0640 (it may hold a webhook token)",
+        config.uid(),
+        config.gid(),
+        config.mode() & 0o7777
+    );
     let conffiles = run(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", PACKAGE]))?;
     for f in [
         CONFIG,

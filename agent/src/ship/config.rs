@@ -60,6 +60,10 @@ pub enum ShipConfigError {
     /// The endpoint is not an http(s) URL.
     #[error("--ship-endpoint {0:?}: expected http://HOST:PORT or https://HOST[:PORT]")]
     Endpoint(String),
+    /// The endpoint carries a user and password: S3 does not take them from there, and the
+    /// URL is in logs, `status.json` and the process list (shown with them cut out).
+    #[error("--ship-endpoint {0:?}: a user or password in the URL is not sent to S3 and would be logged; give the keys with --ship-credentials FILE")]
+    EndpointCredentials(String),
 }
 
 /// A secret string: never printed.
@@ -316,8 +320,17 @@ impl ShipArgs {
         let target = parse_target(url)?;
         let endpoint = self.ship_endpoint.clone().or_else(|| env(ENV_ENDPOINT));
         if let Some(e) = &endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
+            let Some((scheme, rest)) = e
+                .split_once("://")
+                .filter(|(s, _)| matches!(*s, "http" | "https"))
+            else {
                 return Err(ShipConfigError::Endpoint(e.clone()));
+            };
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if let Some((_, host)) = authority.rsplit_once('@') {
+                return Err(ShipConfigError::EndpointCredentials(format!(
+                    "{scheme}://…@{host}"
+                )));
             }
         }
         let region = self
@@ -388,6 +401,32 @@ mod tests {
         ] {
             assert!(parse_target(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    /// An endpoint with a user and password is refused, and the error does not repeat them.
+    #[test]
+    fn an_endpoint_with_credentials_is_refused_without_showing_them() {
+        let args = |endpoint: &str| ShipArgs {
+            ship: Some("s3://b/p".into()),
+            ship_endpoint: Some(endpoint.into()),
+            ..ShipArgs::default()
+        };
+        for bad in [
+            "http://s3user:s3pass@127.0.0.1:9000",
+            "https://s3pass@s3.example:9000/path",
+        ] {
+            match args(bad).to_config() {
+                Err(e @ ShipConfigError::EndpointCredentials(_)) => {
+                    let text = e.to_string();
+                    assert!(!text.contains("s3pass") && text.contains(":9000"), "{text}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            args("ftp://h").to_config(),
+            Err(ShipConfigError::Endpoint(_))
+        ));
     }
 
     #[test]

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::fsutil;
 use crate::store::retention::ShipGate;
 use config::ShipConfig;
 use cursor::{Cursor, CursorError};
@@ -199,13 +200,17 @@ pub fn target_name(cfg: &ShipConfig) -> String {
 
 fn lock(dir: &Path) -> Result<File, ShipError> {
     let path = dir.join(LOCK);
-    // Never a blocking open: a FIFO in the lock's place would hold the start forever.
-    let f = crate::store::fsutil::open_regular(&path, File::options().write(true).create(true))
-        .map_err(|e| ShipError::Io {
-            path: path.clone(),
-            op: "create",
-            cause: e.into(),
-        })?;
+    // Never a blocking open: a FIFO in the lock's place would hold the start forever. Nor
+    // through a symbolic link: `xdp-audit ship` run as root would create the file it names.
+    // Made by root, the lock is still the agent's to take.
+    let io = |op| {
+        let path = path.clone();
+        move |cause| ShipError::Io { path, op, cause }
+    };
+    let f = fsutil::open_regular_here(&path, File::options().write(true).create(true))
+        .map_err(|e| io("create")(e.into()))?;
+    fsutil::give_to_dir_owner(&f, dir, fsutil::FILE_MODE)
+        .map_err(io("give to the store's owner"))?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(ShipError::Locked(path));
@@ -426,5 +431,31 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("parse");
         assert_eq!(back, s);
         assert!(!ShipStatus::default().summary().contains("ALERT"));
+    }
+
+    /// `ship` is often run by root in a store the agent's user owns: a link planted in the
+    /// lock's place is not followed (root created the file it named), and the lock it makes is
+    /// the store owner's, so the agent can still take it.
+    #[test]
+    fn the_lock_follows_no_link_and_is_the_store_owners() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = crate::blocklist::tests::TempDir::new("ship-lock");
+        let dir = tmp.0.join("log");
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let victim = tmp.0.join("victim");
+        std::os::unix::fs::symlink(&victim, dir.join(LOCK)).expect("link");
+        let e = lock(&dir).expect_err("a link");
+        assert!(e.to_string().contains(LOCK), "{e}");
+        assert!(!victim.exists(), "nothing made where the link points");
+        std::fs::remove_file(dir.join(LOCK)).expect("unlink");
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown");
+        }
+        let held = lock(&dir).expect("lock");
+        let m = held.metadata().expect("stat");
+        let d = std::fs::metadata(&dir).expect("stat dir");
+        assert_eq!((m.uid(), m.gid()), (d.uid(), d.gid()), "the store's owner");
+        assert_eq!(m.mode() & 0o777, fsutil::FILE_MODE);
     }
 }

@@ -37,6 +37,7 @@ pub fn write_atomic_via(
     // Refused before the clean-up below: what is not a regular file is not this writer's.
     let f = create_temporary(&tmp)?;
     let result = (|| {
+        give_to_dir_owner(&f, dir, FILE_MODE)?;
         let mut f = std::io::BufWriter::new(f);
         for p in parts {
             f.write_all(p)?;
@@ -50,6 +51,34 @@ pub fn write_atomic_via(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Mode of the store's files: the operators (the store's group) read them.
+pub const FILE_MODE: u32 = 0o640;
+
+/// Gives the file `f`, just made in `dir`, to `dir`'s owner and group with `mode`, whatever the
+/// umask: what an operator's command run as root makes in the store (a shipping cursor or
+/// lock, an operator log) must stay the agent's to write, and readable by no one else. A file
+/// with another name too (a hard link planted between a check and the open) is refused, not
+/// given away or made writable.
+pub fn give_to_dir_owner(f: &File, dir: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(dir)?;
+    let mine = f.metadata()?;
+    if mine.nlink() != 1 {
+        return Err(std::io::Error::other(
+            "it has another name (a hard link); remove it",
+        ));
+    }
+    // SAFETY: geteuid cannot fail. Only root may give a file away.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    if mine.mode() & 0o7777 != mode {
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Creates or truncates the temporary file `path` for writing ([`open_regular_here`]).
@@ -449,6 +478,23 @@ mod tests {
 
     /// A file that grows past the cap while it is read (its size was under the cap at the
     /// stat) is refused by the read's own limit: `/proc` files report size 0.
+    /// A file replaced by a command run as root (a shipping cursor) is the store owner's and
+    /// the group's to read, whatever root's umask.
+    #[test]
+    fn a_file_replaced_by_root_is_the_store_owners() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = crate::blocklist::tests::TempDir::new("atomic-owner");
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&dir.0, Some(65534), Some(65534)).expect("chown");
+        }
+        write_atomic(&dir.0, "f", b"x").expect("write");
+        let m = std::fs::metadata(dir.0.join("f")).expect("stat");
+        let d = std::fs::metadata(&dir.0).expect("stat dir");
+        assert_eq!((m.uid(), m.gid()), (d.uid(), d.gid()), "the store's owner");
+        assert_eq!(m.mode() & 0o777, FILE_MODE);
+    }
+
     #[test]
     fn a_file_whose_size_is_not_known_is_capped_by_the_read() {
         let r = read_input(Path::new("/proc/self/maps"), 16);

@@ -12,7 +12,7 @@ use super::{
     check_bytes, io, line_hash, torn_too_long, ChainEnd, Log, OpEntry, OpLine, OpLogError, LOG,
     MAX_LINE, TORN_MAX,
 };
-use crate::store::fsutil::{open_regular_here, sync_dir};
+use crate::store::fsutil::{self, open_regular_here, sync_dir};
 
 /// The log opened for appending and locked against other appenders (never against the
 /// writer, which does not lock it); the lock goes with the file.
@@ -82,28 +82,11 @@ pub fn try_lock_operator_log(dir: &Path) -> Result<LogLock, OpLogError> {
     Ok(LogLock::Busy)
 }
 
-/// A log created by an operator's command belongs to the store's owner (the directory's
-/// owner and group) with [`LOG_MODE`] whatever the umask, so the agent, running as its own
-/// user, can still anchor it after a root `query` made it.
+/// A log created by an operator's command belongs to the store's owner with [`LOG_MODE`]
+/// whatever the umask ([`fsutil::give_to_dir_owner`]), so the agent, running as its own user,
+/// can still anchor it after a root `query` made it.
 fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(), OpLogError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let owner = std::fs::metadata(dir).map_err(io(dir, "stat"))?;
-    let mine = f.metadata().map_err(io(path, "stat"))?;
-    // A file just made has one name; one with another too is a hard link planted between
-    // the check and the open, and is neither given away nor made writable.
-    if mine.nlink() != 1 {
-        return Err(io(path, "take as the new log")(std::io::Error::other(
-            "it has another name (a hard link); remove it",
-        )));
-    }
-    // SAFETY: geteuid cannot fail. Only root may give a file away.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid()) {
-        std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))
-            .map_err(io(path, "give to the store directory's owner"))?;
-    }
-    f.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io(path, "chmod"))
+    fsutil::give_to_dir_owner(f, dir, mode).map_err(io(path, "give to the store directory's owner"))
 }
 
 /// The chain end of the locked log, read from its last line. A torn last line (an appender
