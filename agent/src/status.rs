@@ -422,7 +422,7 @@ pub struct Previous {
 /// crashed while it runs), and take each other's saved attribution, alerts and counters
 /// at their starts. `None` where this user can neither read nor make it.
 pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
-    use crate::store::fsutil::{open_regular, InputError};
+    use crate::store::fsutil::{open_regular_here, InputError};
     use std::os::fd::AsRawFd as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(STATE_LOCK);
@@ -430,7 +430,8 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
     // again below. Never a blocking open: a FIFO in its place would hold the start.
     let create = || {
         std::fs::create_dir_all(dir).map_err(InputError::Io)?;
-        open_regular(
+        // Not through a link planted in its place: a root start would create what it names.
+        open_regular_here(
             &path,
             std::fs::File::options()
                 .write(true)
@@ -438,7 +439,7 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
                 .mode(0o640),
         )
     };
-    let opened = match open_regular(&path, std::fs::File::options().read(true)) {
+    let opened = match open_regular_here(&path, std::fs::File::options().read(true)) {
         Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => create(),
         // Another user's, unreadable to this one (an older root run's): made again.
         Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {

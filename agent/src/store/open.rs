@@ -92,7 +92,7 @@ impl Store {
         let lock_path = dir.join(super::LOCK_FILE);
         // Never a blocking open: a FIFO in the lock's place would hold the start forever.
         let open_lock =
-            || fsutil::open_regular(&lock_path, File::options().write(true).create(true));
+            || fsutil::open_regular_here(&lock_path, File::options().write(true).create(true));
         let lock = match open_lock() {
             // Not a file (a directory, a FIFO): no agent holds it, and it holds nothing of
             // the store; it is set aside rather than keep the agent from recording.

@@ -329,3 +329,19 @@ fn a_full_disk_at_open_leaves_anchoring_and_retention_to_the_sealer() {
         "the sealer anchored the operator log once space returned"
     );
 }
+
+/// A link in the lock's place is not followed (a start as root created the file it named):
+/// like any other kind of file there, it is set aside and a lock made.
+#[test]
+fn a_link_in_the_locks_place_is_not_followed() {
+    let tmp = TempDir::new("open-lock-link");
+    let dir = tmp.0.join("log");
+    std::fs::create_dir_all(&dir).expect("store dir");
+    let victim = tmp.0.join("victim");
+    std::os::unix::fs::symlink(&victim, dir.join(LOCK_FILE)).expect("link");
+    let store = open(&dir, T0);
+    assert!(!victim.exists(), "nothing made where the link points");
+    let lock = std::fs::symlink_metadata(dir.join(LOCK_FILE)).expect("a lock");
+    assert!(lock.file_type().is_file(), "{lock:?}");
+    drop(store);
+}
