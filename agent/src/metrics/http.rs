@@ -2,8 +2,11 @@
 //! is one request and one answer (`Connection: close`); the request head is bounded in size
 //! and time, connections beyond a bound are closed at once, and the exposition is rendered
 //! on the blocking pool so the ring-buffer reader on the same runtime never waits for it.
+//! When every slot is taken, the connection that has waited longest for its request head is
+//! closed to make room: idle connections cannot keep a scraper, which sends its request as
+//! it connects, out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::Exporter;
@@ -184,10 +187,67 @@ impl Drop for PeerSlot {
     }
 }
 
+/// The connections still waiting for their request head, oldest first, each with the way
+/// to close it.
+#[derive(Default)]
+struct Waiting(Mutex<(u64, BTreeMap<u64, oneshot::Sender<()>>)>);
+
+/// A connection's place in [`Waiting`], left when its head is read or it ends.
+struct WaitingSlot {
+    waiting: Arc<Waiting>,
+    id: u64,
+}
+
+impl Waiting {
+    /// A place for a new connection, and what tells it it was closed to make room.
+    fn enter(self: &Arc<Self>) -> (WaitingSlot, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let id = w.0;
+        w.0 += 1;
+        w.1.insert(id, tx);
+        let slot = WaitingSlot {
+            waiting: self.clone(),
+            id,
+        };
+        (slot, rx)
+    }
+
+    /// Closes the connection that has waited longest for its head; false if none waits.
+    fn evict_oldest(&self) -> bool {
+        loop {
+            let oldest = {
+                let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                w.1.pop_first()
+            };
+            match oldest {
+                None => return false,
+                // One that ended meanwhile frees its own slot; the next is closed too.
+                Some((_, tx)) => {
+                    if tx.send(()).is_ok() {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WaitingSlot {
+    fn drop(&mut self) {
+        let mut w = self.waiting.0.lock().unwrap_or_else(|p| p.into_inner());
+        w.1.remove(&self.id);
+    }
+}
+
+/// How long the accept loop waits for the slot of a connection it closed to make room.
+const EVICT_WAIT: Duration = Duration::from_millis(200);
+
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let peers = Arc::new(Peers::default());
+    let waiting = Arc::new(Waiting::default());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -198,19 +258,32 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
                 continue;
             }
         };
-        let slots = peers
-            .take(peer.ip())
-            .and_then(|p| Some((p, permits.clone().try_acquire_owned().ok()?)));
-        let Some(slots) = slots else {
+        let Some(peer_slot) = peers.take(peer.ip()) else {
             exporter.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) if waiting.evict_oldest() => {
+                exporter.refused.fetch_add(1, Ordering::Relaxed);
+                tokio::time::timeout(EVICT_WAIT, permits.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
+            exporter.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (waiting_slot, evicted) = waiting.enter();
         let exporter = exporter.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, exporter).await {
+            if let Err(e) = handle(stream, exporter, waiting_slot, evicted).await {
                 debug!(error = %e, "metrics: connection ended early");
             }
-            drop(slots);
+            drop((peer_slot, permit));
         });
     }
 }
@@ -249,10 +322,20 @@ async fn drain(s: &mut TcpStream) {
     .await;
 }
 
-async fn handle(mut s: TcpStream, exporter: Arc<Exporter>) -> std::io::Result<()> {
-    let (route, head) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut s))
-        .await
-        .unwrap_or(Ok((Route::Error(408, "Request Timeout"), false)))?;
+/// Serves one connection; `evicted` closes it, unanswered, while it waits for its head.
+async fn handle(
+    mut s: TcpStream,
+    exporter: Arc<Exporter>,
+    waiting: WaitingSlot,
+    evicted: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let (route, head) = tokio::select! {
+        read = tokio::time::timeout(READ_TIMEOUT, read_head(&mut s)) => {
+            read.unwrap_or(Ok((Route::Error(408, "Request Timeout"), false)))?
+        }
+        Ok(()) = evicted => return Ok(()),
+    };
+    drop(waiting);
     let error = !matches!(route, Route::Metrics { .. });
     let out = match route {
         Route::Metrics { body } => {
@@ -362,6 +445,48 @@ mod tests {
             answer.starts_with("HTTP/1.1 404 ") && answer.ends_with("\r\n\r\n"),
             "{answer:?}"
         );
+    }
+
+    /// Idle connections on every slot, from loopback (where all local clients, the scraper
+    /// too, have one address): a scrape is still answered, the idle connection that waited
+    /// longest closed to make room (64 held by any local user kept every scrape out).
+    #[test]
+    fn idle_connections_on_every_slot_do_not_keep_a_scrape_out() {
+        use std::io::{Read as _, Write as _};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let exporter = Arc::new(Exporter::new(
+            Arc::new(crate::metrics::Latest::default()),
+            crate::metrics::render::Static::default(),
+        ));
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let l = TcpListener::from_std(listener).expect("listener");
+                let _ = tokio::time::timeout(Duration::from_secs(60), serve(l, exporter)).await;
+            })
+        });
+        let idle: Vec<_> = (0..2 * MAX_CONNECTIONS)
+            .map(|i| std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("idle {i}: {e}")))
+            .collect();
+        for round in 0..3 {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+                .expect("write");
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).expect("read");
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with("HTTP/1.1 200 "),
+                "round {round}: {answer:?}"
+            );
+        }
+        drop(idle);
     }
 
     /// EACCES on a privileged port is the missing capability, not a sandbox's socket rule.
