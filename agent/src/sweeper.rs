@@ -71,16 +71,14 @@ impl Tracked {
         }
     }
 
-    /// Whether the ledger holds the flow: while it is open and something of it was written,
-    /// and once it ended, while it is remembered if it had drops. Its first drop's event may
-    /// then still be in the ring (a drop just before the take) when a kill comes, and the next
-    /// agent, draining it, must find what the flow's records carried.
+    /// Whether the ledger holds the flow: while something of it was written, open or ended
+    /// and remembered ([`ENDED_KEPT_NS`]). An ended flow's start event or first drop's may
+    /// still be in the ring, which outlives this agent, when a stop or a kill comes (an agent
+    /// behind under load), and the next agent, draining it, must find what the flow's records
+    /// carried, not take it for a flow the LRU evicted and write its packets again. The next
+    /// agent drops such entries at its first sweep.
     fn in_ledger(&self) -> bool {
-        if self.ended_ns == 0 {
-            self.reported != Reported::default()
-        } else {
-            self.reported.drops != 0
-        }
+        self.reported != Reported::default()
     }
 }
 
@@ -681,8 +679,9 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
-                if t.adopted && t.latest.is_none() {
-                    // Its start went to an earlier agent and no walk of ours saw it.
+                if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported)) {
+                    // Its start went to an earlier agent and no walk of ours saw it, or all
+                    // an event of it showed was written (a flow that ended at the stop).
                     sink.flow_ended(&key);
                     continue;
                 }
@@ -698,6 +697,11 @@ impl Sweeper {
         );
         Ok(())
     }
+}
+
+/// Whether records carrying `r` hold everything the snapshot `v` counted.
+fn written(v: &FlowValue, r: &Reported) -> bool {
+    v.packets[0] <= r.packets[0] && v.packets[1] <= r.packets[1] && v.drops <= r.drops
 }
 
 #[cfg(test)]

@@ -275,3 +275,55 @@ fn a_kill_before_an_ended_flows_first_drop_is_drained_repeats_no_packet() {
         "kills landed in the writes and the flushes: {rounds}"
     );
 }
+
+/// Flows ended by a pinned agent whose start events are still in the ring (an agent behind
+/// under load), at its stop's walk or at a sweep before a kill: the next agent, draining the
+/// events, writes nothing of them again. Before, it took each event for a flow the LRU had
+/// evicted and wrote its first packets a second time, as `evicted` (a chaos run of SIGTERMs
+/// under load found 79).
+#[test]
+fn flows_ended_before_a_stop_or_a_kill_are_not_written_again_from_their_start_events() {
+    const FLOWS: u16 = 5;
+    let t = Timeouts::default();
+    let (c, srv) = (v4(10, 7, 2, 1), v4(10, 7, 2, 2));
+    let mut l = load(1024, 1 << 16);
+    let fd = flows_fd(&l);
+    for (case, stop) in [("stop", true), ("kill", false)] {
+        let base = if stop { 8000 } else { 8100 };
+        let (ledger, pin) = ledger();
+        let mut first = sweeper(t);
+        first.adopt(ledger);
+        for port in 0..FLOWS {
+            let f = Spec::udp4(c, base + port, srv, 53).payload(20).build();
+            run(&mut l, &f);
+            run(&mut l, &f);
+        }
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        let mut before = Memory::default();
+        if stop {
+            first.hand_over(fd.table(), &mut before, &(), idle)
+        } else {
+            first.sweep(fd.table(), &mut before, &(), idle)
+        }
+        .expect("walk");
+        first.settle(&mut before);
+        assert_eq!(
+            before.0.len(),
+            usize::from(FLOWS),
+            "{case}: each flow ended"
+        );
+        drop(first);
+        let mut next = sweeper(t);
+        next.adopt(Ledger::new(pin).expect("ledger"));
+        let mut after = Memory::default();
+        common::sweep::drain_into(&mut l, &mut next, &mut after);
+        next.sweep(fd.table(), &mut after, &(), idle)
+            .expect("sweep");
+        let again: Vec<_> = after.0.iter().map(|r| (r.src_port, r.end_reason)).collect();
+        assert!(
+            again.is_empty(),
+            "{case}: written again by the next agent: {again:?}"
+        );
+        assert_eq!(next.stats.evicted, 0, "{case}: nothing taken for evicted");
+    }
+}

@@ -111,10 +111,9 @@ impl Sweeper {
     /// record would sit in this process until the next settle, and a kill meanwhile would
     /// lose it with the entry). What a flow counts between that read and its take is written
     /// as a second last record, with the same reason; true if one was, and the caller
-    /// settles at once: the kernel no longer holds it. The ledger forgets the
-    /// flows at the next settle (one with drops when it is forgotten here, see
-    /// `Tracked::in_ledger`), so a kill before that leaves the next agent ledger entries
-    /// without a flow, which it drops at its first sweep.
+    /// settles at once: the kernel no longer holds it. The ledger keeps the flows while they
+    /// are remembered as ended (`Tracked::in_ledger`), so a kill or a stop meanwhile leaves
+    /// the next agent ledger entries without a flow, which it drops at its first sweep.
     pub(super) fn take_ended(
         &mut self,
         table: FlowTable<'_>,
@@ -181,7 +180,8 @@ impl Sweeper {
             ended.first_seen_ns = last.first_seen_ns;
         }
         if let Some(l) = self.ledger.as_mut() {
-            // A first drop's event may still be in the ring: see `Tracked::in_ledger`.
+            // Its start or first drop's event may still be in the ring: see
+            // `Tracked::in_ledger`.
             if ended.in_ledger() {
                 if ended.reported != e.written {
                     l.set(&e.key, &ended.reported);

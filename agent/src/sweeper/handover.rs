@@ -47,9 +47,9 @@ impl Sweeper {
                 }
             }
         }
-        // The ledger keeps what ended flows with drops carried (`Tracked::in_ledger`): the
-        // next agent drains their first drops' events, if still in the ring, and drops the
-        // entries at its first sweep.
+        // The ledger keeps what ended flows carried (`Tracked::in_ledger`): the next agent
+        // drains their start and first drops' events, if still in the ring, finds them
+        // written, and drops the entries at its first sweep.
         self.take_ended_settled(table, now, sink, names)?;
         // Flows the LRU evicted since the last sweep: no later agent can find them.
         self.record_evictions(table, sink, names, &seen, now)
