@@ -409,7 +409,8 @@ pub struct Previous {
     /// The alerts active at its last snapshot.
     pub alerts: Vec<crate::alert::Alert>,
     /// Records it still held when it stopped on a disk that refused them (no alert of its
-    /// own could say so after its last seal).
+    /// own could say so after its last seal), or, when it died on such a disk, those its last
+    /// snapshot says it held.
     pub lost_at_stop: u64,
     /// Its snapshot was marked stopped with its store unable to write or seal everything
     /// (records lost at the stop, the disk refusing writes, journals waiting): the journals
@@ -488,6 +489,7 @@ impl Starting {
     /// Reads the evidence in `dir` and writes the starting snapshot; returns what the last
     /// agent with figures left (empty if none), and the evidence.
     pub fn begin(dir: &Path) -> (Previous, Self, Option<String>) {
+        let evidence = Snapshot::crash_evidence(dir);
         // The last snapshot's figures, or those a failed start handed on.
         let previous = Snapshot::read(dir).map_or_else(
             |_| Previous::default(),
@@ -500,10 +502,16 @@ impl Starting {
                         stopped_unsealed: s.previous_stopped_unsealed,
                     }
                 } else {
+                    // An agent that died while the disk refused writes held its records in
+                    // memory (as of its last snapshot); with it gone, they are lost.
+                    let died_holding =
+                        (s.stopped_at.is_none() && evidence.is_some() && s.store.degraded)
+                            .then_some(s.store.buffered)
+                            .unwrap_or(0);
                     Previous {
                         counters: s.counters,
                         alerts: s.alerts.map(|a| a.active).unwrap_or_default(),
-                        lost_at_stop: s.store.lost_at_stop,
+                        lost_at_stop: s.store.lost_at_stop.max(died_holding),
                         stopped_unsealed: s.stopped_at.is_some()
                             && (s.store.lost_at_stop > 0
                                 || s.store.degraded
@@ -512,7 +520,6 @@ impl Starting {
                 }
             },
         );
-        let evidence = Snapshot::crash_evidence(dir);
         let written = Snapshot::starting(evidence.clone(), previous.clone()).put(dir, true);
         match &written {
             Ok(()) => {}
@@ -728,6 +735,26 @@ mod tests {
                 "start {start}"
             );
             drop(starting); // the start fails
+        }
+    }
+
+    /// An agent killed while the disk refused writes held its records in memory: the next
+    /// start counts those its last snapshot showed as lost (nothing said so). One killed on a
+    /// healthy disk loses none (what it buffered, its flows' table entries still hold).
+    #[test]
+    fn records_held_on_a_refusing_disk_by_an_agent_that_died_are_lost_at_its_stop() {
+        let tmp = crate::blocklist::tests::TempDir::new("starting-held");
+        let dir = tmp.0.clone();
+        for (degraded, want) in [(true, 196), (false, 0)] {
+            let (dead, start) = killed_process();
+            let mut last = snapshot(dead);
+            last.pid_start = start;
+            (last.store.degraded, last.store.buffered) = (degraded, 196);
+            last.write(&dir).expect("write the dead agent's snapshot");
+            let (previous, starting, evidence) = Starting::begin(&dir);
+            assert!(evidence.is_some(), "it died");
+            assert_eq!(previous.lost_at_stop, want, "degraded {degraded}");
+            drop(starting);
         }
     }
 
