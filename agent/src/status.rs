@@ -504,10 +504,12 @@ impl Starting {
                 } else {
                     // An agent that died while the disk refused writes held its records in
                     // memory (as of its last snapshot); with it gone, they are lost.
-                    let died_holding =
-                        (s.stopped_at.is_none() && evidence.is_some() && s.store.degraded)
-                            .then_some(s.store.buffered)
-                            .unwrap_or(0);
+                    let died = s.stopped_at.is_none() && evidence.is_some();
+                    let died_holding = if died && s.store.degraded {
+                        s.store.buffered
+                    } else {
+                        0
+                    };
                     Previous {
                         counters: s.counters,
                         alerts: s.alerts.map(|a| a.active).unwrap_or_default(),
