@@ -57,7 +57,9 @@ fn writer_props(journal_id: u64, layout: Layout, rows: usize) -> WriterPropertie
         .set_data_page_size_limit(1 << 20)
         // Pages cut by rows: a query reading a few rows skips the other pages undecoded.
         .set_data_page_row_count_limit(layout.page_rows)
-        .set_created_by(format!("xdp-audit {}", env!("CARGO_PKG_VERSION")))
+        // "NAME version X": Java readers (Spark, Trino) that cannot parse it ignore the
+        // statistics of binary columns, the addresses' and MACs'.
+        .set_created_by(format!("xdp-audit version {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(FORMAT_KEY.into(), FORMAT.to_string()),
             KeyValue::new("xdp-audit.journal-id".into(), journal_id.to_string()),
