@@ -474,3 +474,37 @@ fn records_held_at_a_close_on_a_full_disk_are_counted_lost() {
     );
     assert_eq!(store.status().lost_at_stop, held, "{:?}", store.status());
 }
+
+/// An operator-log line the full disk refuses part way is cut back at once: the log keeps its
+/// whole lines only (before, the torn bytes stayed for the next append to cut, which then
+/// logged a crash that never was, once a retry).
+#[test]
+fn a_log_line_a_full_disk_refuses_part_way_leaves_no_torn_bytes() {
+    use xdp_audit::store::oplog::{self, AccessInfo, OpBody, OpEntry, Who};
+    let entry = |command: String| OpEntry {
+        at_ns: T0,
+        who: Who::default(),
+        body: OpBody::Access(AccessInfo {
+            command,
+            ..Default::default()
+        }),
+    };
+    let fs = Tmpfs::mount("64k");
+    let dir = fs.path().join("log");
+    std::fs::create_dir_all(&dir).expect("store dir");
+    oplog::append(&dir, entry("query".into())).expect("the first line");
+    let log = dir.join(oplog::LOG);
+    let len = || std::fs::metadata(&log).expect("stat the log").len();
+    let before = len();
+    let _filler = fill_up(&fs);
+    // Longer than what the log's last page has left, so part of it fits.
+    let refused = oplog::append(&dir, entry("x".repeat(8_000)));
+    assert!(refused.is_err(), "the disk is full: {refused:?}");
+    assert_eq!(len(), before, "no torn bytes left in the log");
+    let scan = oplog::scan(&dir).expect("the log reads");
+    assert_eq!(
+        (scan.lines.len(), scan.incomplete),
+        (1, 0),
+        "its one whole line"
+    );
+}

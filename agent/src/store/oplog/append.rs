@@ -215,21 +215,28 @@ fn write_lines(
     if lines.is_empty() {
         return Ok(lines);
     }
-    // One write of whole lines: O_APPEND puts them at the end in one piece.
+    // One write of whole lines: O_APPEND puts them at the end in one piece. Where the end is
+    // (no other appender moves it: they wait on the log's lock), so that a write a full disk
+    // refused part way is cut back to its whole lines at once, not left torn for the next
+    // append to cut as if a crash had torn it.
+    let start = f.metadata().map_err(io(&path, "stat"))?.len();
     let mut done = 0;
     while done < text.len() {
-        match f.write(&text[done..]) {
-            Ok(0) => {
-                done = write_failed(&path, &ends, done, std::io::ErrorKind::WriteZero.into())?;
-                break;
+        let e = match f.write(&text[done..]) {
+            Ok(0) => std::io::ErrorKind::WriteZero.into(),
+            Ok(k) => {
+                done += k;
+                continue;
             }
-            Ok(k) => done += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                done = write_failed(&path, &ends, done, e)?;
-                break;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => e,
+        };
+        let kept = write_failed(&path, &ends, done, e);
+        if let Err(e) = f.set_len(start + *kept.as_ref().unwrap_or(&0) as u64) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot cut a torn line off the log; the next append cuts it");
         }
+        done = kept?;
+        break;
     }
     lines.truncate(ends.iter().take_while(|&&e| e <= done).count());
     // The lines are in the file now: a failed fsync leaves them there unproved, and is said,
