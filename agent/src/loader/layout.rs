@@ -170,8 +170,8 @@ impl Layout {
 
 /// The ledger: a hash of flow keys to [`Reported`], room for every flow of both tables,
 /// memory only for the flows that have had an interim record or are being ended, and for
-/// ended flows with drops for two seconds after (a churn of blocked flows past that room
-/// makes updates fail, counted).
+/// ended flows for two seconds after (a churn of ended flows past that room makes updates
+/// fail, counted).
 pub(crate) fn ledger_def(flow_table_size: u32) -> MapDef {
     MapDef {
         name: names::REPORTED.to_owned(),

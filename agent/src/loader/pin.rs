@@ -499,16 +499,7 @@ pub struct InstanceLock {
 }
 
 fn statfs_magic(path: &Path) -> std::io::Result<u32> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let mut s = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: a valid C string and a buffer for one statfs.
-    if unsafe { libc::statfs(c.as_ptr(), s.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: filled on success.
-    Ok(unsafe { s.assume_init() }.f_type as u32)
+    walk::fstatfs_magic(&File::open(path)?)
 }
 
 /// The nearest existing directory at or above `path`.

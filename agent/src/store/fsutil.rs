@@ -56,29 +56,53 @@ pub fn write_atomic_via(
 /// Mode of the store's files: the operators (the store's group) read them.
 pub const FILE_MODE: u32 = 0o640;
 
-/// Gives the file `f`, just made in `dir`, to `dir`'s owner and group with `mode`, whatever the
-/// umask: what an operator's command run as root makes in the store (a shipping cursor or
-/// lock, an operator log) must stay the agent's to write, and readable by no one else. A file
-/// with another name too (a hard link planted between a check and the open) is refused, not
-/// given away or made writable.
+/// Gives the file `f` in `dir` to `dir`'s owner and group with `mode`, whatever the umask:
+/// what an operator's command run as root makes in the store (a shipping cursor or lock, an
+/// operator log) must stay the agent's to write, and readable by no one else. A file that
+/// needs changing and has another name too (a hard link planted between a check and the
+/// open) is refused, not given away or made writable; one already right is left as it is. A
+/// file system that refuses the change (root squashed on NFS, no owners on vfat) is said,
+/// and the file used as it is.
 pub fn give_to_dir_owner(f: &File, dir: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let owner = std::fs::metadata(dir)?;
     let mine = f.metadata()?;
+    // SAFETY: geteuid cannot fail. Only root may give a file away.
+    let root = unsafe { libc::geteuid() } == 0;
+    let chown = root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid());
+    let chmod = mine.mode() & 0o7777 != mode;
+    if !chown && !chmod {
+        return Ok(());
+    }
     if mine.nlink() != 1 {
         return Err(std::io::Error::other(
             "it has another name (a hard link); remove it",
         ));
     }
-    // SAFETY: geteuid cannot fail. Only root may give a file away.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && (mine.uid(), mine.gid()) != (owner.uid(), owner.gid()) {
-        std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))?;
+    let changed = if chown {
+        std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid()))
+    } else {
+        Ok(())
     }
-    if mine.mode() & 0o7777 != mode {
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    .and_then(|()| {
+        if chmod {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+        } else {
+            Ok(())
+        }
+    });
+    match changed {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM | libc::EINVAL | libc::EOPNOTSUPP)
+            ) =>
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot give a store file to the store's owner or set its mode (the file system refuses it); it is used as it is");
+            Ok(())
+        }
+        other => other,
     }
-    Ok(())
 }
 
 /// Creates or truncates the temporary file `path` for writing ([`open_regular_here`]).
@@ -476,10 +500,9 @@ mod tests {
         assert!(!dir.0.join("out").exists(), "nothing was written");
     }
 
-    /// A file that grows past the cap while it is read (its size was under the cap at the
-    /// stat) is refused by the read's own limit: `/proc` files report size 0.
     /// A file replaced by a command run as root (a shipping cursor) is the store owner's and
-    /// the group's to read, whatever root's umask.
+    /// the group's to read, whatever root's umask; a file already right with another name (a
+    /// hard-link backup) is used as it is, one that needs changing is refused.
     #[test]
     fn a_file_replaced_by_root_is_the_store_owners() {
         use std::os::unix::fs::MetadataExt;
@@ -493,8 +516,16 @@ mod tests {
         let d = std::fs::metadata(&dir.0).expect("stat dir");
         assert_eq!((m.uid(), m.gid()), (d.uid(), d.gid()), "the store's owner");
         assert_eq!(m.mode() & 0o777, FILE_MODE);
+        let path = dir.0.join("f");
+        std::fs::hard_link(&path, dir.0.join("backup")).expect("link");
+        let f = File::open(&path).expect("open");
+        give_to_dir_owner(&f, &dir.0, FILE_MODE).expect("already right: used as it is");
+        let e = give_to_dir_owner(&f, &dir.0, 0o600).expect_err("a change, and a second name");
+        assert!(e.to_string().contains("hard link"), "{e}");
     }
 
+    /// A file that grows past the cap while it is read (its size was under the cap at the
+    /// stat) is refused by the read's own limit: `/proc` files report size 0.
     #[test]
     fn a_file_whose_size_is_not_known_is_capped_by_the_read() {
         let r = read_input(Path::new("/proc/self/maps"), 16);

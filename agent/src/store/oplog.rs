@@ -99,7 +99,7 @@ impl Log {
     pub const fn mode(self) -> u32 {
         match self {
             Log::Operator => LOG_MODE,
-            Log::Alerts => 0o640,
+            Log::Alerts => super::fsutil::FILE_MODE,
         }
     }
 

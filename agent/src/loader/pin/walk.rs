@@ -15,9 +15,18 @@ use std::path::Path;
 use super::{io, PinError, BPF_FS_MAGIC};
 
 /// Removes every entry of the map directory `dir` (pins; a link itself, never what it points
-/// to), and the directory. Nothing there is fine; a link or a directory on another file
-/// system in its place is refused, with nothing removed.
+/// to), and the directory. Nothing there is fine; a link in its place is removed itself; a
+/// directory on another file system is refused, with nothing removed.
 pub fn remove_maps_dir(dir: &Path) -> Result<(), PinError> {
+    // A link in its place is not the agent's: the link itself goes (an unlink never follows
+    // one), so the rest of the instance is still detached.
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        tracing::warn!(path = %dir.display(), "a symbolic link where the agent makes a map directory: removed, not followed (someone changed the pin root)");
+        return match std::fs::remove_file(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", dir)(e)),
+            _ => Ok(()),
+        };
+    }
     let Some(file) = open_dir(dir, "open the map directory")? else {
         return Ok(());
     };
@@ -70,7 +79,7 @@ pub(super) fn open_dir(path: &Path, op: &'static str) -> Result<Option<File>, Pi
     }
 }
 
-fn fstatfs_magic(file: &File) -> std::io::Result<u32> {
+pub(super) fn fstatfs_magic(file: &File) -> std::io::Result<u32> {
     let mut s = std::mem::MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: an open descriptor and a buffer for one statfs.
     if unsafe { libc::fstatfs(file.as_raw_fd(), s.as_mut_ptr()) } != 0 {
@@ -84,8 +93,9 @@ fn fstatfs_magic(file: &File) -> std::io::Result<u32> {
 mod tests {
     use super::*;
 
-    /// A map directory that is a link to a directory elsewhere, or a directory off bpffs:
-    /// refused, and the files there kept (root's `detach` emptied whatever the link named).
+    /// A map directory that is a link to a directory elsewhere: the link is removed, the
+    /// files it named kept (root's `detach` emptied whatever the link named). A directory off
+    /// bpffs is refused, its files kept.
     #[test]
     fn a_link_or_a_directory_off_bpffs_is_not_emptied() {
         let t = crate::blocklist::tests::TempDir::new("maps-walk");
@@ -94,8 +104,11 @@ mod tests {
         std::fs::write(victim.join("keep.conf"), "x").expect("victim file");
         let link = t.0.join("maps-evil");
         std::os::unix::fs::symlink(&victim, &link).expect("link");
-        let e = remove_maps_dir(&link).expect_err("a link");
-        assert!(e.to_string().contains("symbolic link"), "{e}");
+        remove_maps_dir(&link).expect("the link removed");
+        assert!(
+            std::fs::symlink_metadata(&link).is_err(),
+            "the link is gone"
+        );
         let e = remove_maps_dir(&victim).expect_err("off bpffs");
         assert!(e.to_string().contains("not on bpffs"), "{e}");
         assert!(victim.join("keep.conf").exists(), "the files are kept");
