@@ -264,8 +264,8 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
         };
         let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => Some(p),
+            // The connection closed counts itself as refused.
             Err(_) if waiting.evict_oldest() => {
-                exporter.refused.fetch_add(1, Ordering::Relaxed);
                 tokio::time::timeout(EVICT_WAIT, permits.clone().acquire_owned())
                     .await
                     .ok()
@@ -277,10 +277,9 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
             exporter.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let (waiting_slot, evicted) = waiting.enter();
-        let exporter = exporter.clone();
+        let (exporter, waiting) = (exporter.clone(), waiting.clone());
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, exporter, waiting_slot, evicted).await {
+            if let Err(e) = handle(stream, exporter, waiting).await {
                 debug!(error = %e, "metrics: connection ended early");
             }
             drop((peer_slot, permit));
@@ -322,23 +321,34 @@ async fn drain(s: &mut TcpStream) {
     .await;
 }
 
-/// Serves one connection; `evicted` closes it, unanswered, while it waits for its head.
+/// Serves one connection. While it waits for its request head, and while it drains what a
+/// refused request still sends, it is in `waiting`: closed, unanswered, to make room for a
+/// new connection when every slot is taken (and counted refused). A scrape being rendered or
+/// answered is never closed so.
 async fn handle(
     mut s: TcpStream,
     exporter: Arc<Exporter>,
-    waiting: WaitingSlot,
-    evicted: oneshot::Receiver<()>,
+    waiting: Arc<Waiting>,
 ) -> std::io::Result<()> {
+    let closed = || {
+        exporter.refused.fetch_add(1, Ordering::Relaxed);
+    };
+    let (slot, evicted) = waiting.enter();
     let (route, head) = tokio::select! {
+        biased;
         read = tokio::time::timeout(READ_TIMEOUT, read_head(&mut s)) => {
             read.unwrap_or(Ok((Route::Error(408, "Request Timeout"), false)))?
         }
-        Ok(()) = evicted => return Ok(()),
+        Ok(()) = evicted => {
+            closed();
+            return Ok(());
+        }
     };
-    drop(waiting);
+    drop(slot);
     let error = !matches!(route, Route::Metrics { .. });
     let out = match route {
         Route::Metrics { body } => {
+            let exporter = exporter.clone();
             let text = tokio::task::spawn_blocking(move || exporter.render())
                 .await
                 .map_err(std::io::Error::other)?;
@@ -366,7 +376,12 @@ async fn handle(
     // An answer before the whole request was read (too large, a body of a refused method):
     // what is left is read first, so the close is not a reset.
     if error && sent.is_ok() {
-        drain(&mut s).await;
+        let (_slot, evicted) = waiting.enter();
+        tokio::select! {
+            biased;
+            () = drain(&mut s) => {}
+            Ok(()) = evicted => closed(),
+        }
     }
     sent
 }
@@ -447,11 +462,11 @@ mod tests {
         );
     }
 
-    /// Idle connections on every slot, from loopback (where all local clients, the scraper
-    /// too, have one address): a scrape is still answered, the idle connection that waited
-    /// longest closed to make room (64 held by any local user kept every scrape out).
+    /// Idle or draining connections on every slot, from loopback (where all local clients,
+    /// the scraper too, have one address): a scrape is still answered, the connection that
+    /// waited longest closed to make room (64 held by any local user kept every scrape out).
     #[test]
-    fn idle_connections_on_every_slot_do_not_keep_a_scrape_out() {
+    fn idle_or_draining_connections_on_every_slot_do_not_keep_a_scrape_out() {
         use std::io::{Read as _, Write as _};
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -487,6 +502,34 @@ mod tests {
             );
         }
         drop(idle);
+        // Every slot held by a connection whose refused request was answered and that keeps
+        // its socket open (the server drains it for up to a second): a scrape still comes in.
+        let draining: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|i| {
+                let mut s = std::net::TcpStream::connect(addr)
+                    .unwrap_or_else(|e| panic!("draining {i}: {e}"));
+                s.set_read_timeout(Some(Duration::from_secs(20)))
+                    .expect("timeout");
+                s.write_all(b"GET /x HTTP/1.1\r\n\r\n").expect("write");
+                let mut answer = [0u8; 12];
+                s.read_exact(&mut answer).expect("its answer");
+                assert_eq!(&answer, b"HTTP/1.1 404", "draining {i}");
+                s
+            })
+            .collect();
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .expect("write");
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 "),
+            "behind draining: {answer:?}"
+        );
+        drop(draining);
     }
 
     /// EACCES on a privileged port is the missing capability, not a sandbox's socket rule.
