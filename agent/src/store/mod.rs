@@ -230,6 +230,10 @@ pub struct StoreStatus {
     /// Whether the disk currently refuses writes: the journal's (records are held in memory),
     /// or the last seal's or compaction's (journals wait, in order, and are retried).
     pub degraded: bool,
+    /// Whether the journal itself refuses writes: [`StoreStatus::buffered`] records are then
+    /// held in memory only, and a killed agent loses them.
+    #[serde(default)]
+    pub journal_refused: bool,
     /// Warnings emitted about the condition (at most one per minute).
     pub reports: u64,
     /// Segments sealed since open.
@@ -389,7 +393,8 @@ impl Store {
     pub fn status(&self) -> StoreStatus {
         let mut s = self.status.clone();
         s.buffered = self.journal.pending_records() as u64;
-        s.degraded = self.degraded.is_some() || self.sealer.disk_full();
+        s.journal_refused = self.degraded.is_some();
+        s.degraded = s.journal_refused || self.sealer.disk_full();
         s.manifest_unreadable = self.manifest_unreadable.clone();
         s.sealed = self.sealed_at_open + self.sealer.sealed();
         s.compacted = self.sealer.compacted();

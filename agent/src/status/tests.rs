@@ -1,0 +1,238 @@
+//! The status snapshot: rule hits, crash evidence, what a start hands on.
+
+use super::*;
+
+fn snapshot(pid: u32) -> Snapshot {
+    let mut s = Snapshot::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 1, &[]);
+    s.pid = pid;
+    s
+}
+
+/// A range line is several prefixes, each a rule id: its hits are one line's, said once
+/// (Prometheus refuses a series twice in one scrape), and the file has one line hit.
+#[test]
+fn the_rules_of_one_line_are_summed_as_that_line() {
+    let tmp = crate::blocklist::tests::TempDir::new("status-r");
+    let dir = tmp.0.clone();
+    let path = dir.join("block.list");
+    std::fs::write(&path, "198.51.100.1-198.51.100.6\n192.0.2.9\n").expect("write");
+    let key = crate::blocklist::random_key().expect("getrandom");
+    let mut set = crate::blocklist::ListSet::new([(path.clone(), ListKind::Block)], key);
+    let (_, errors) = set.reload_all();
+    assert!(errors.is_empty(), "{errors:?}");
+    let book = RuleBook::new(&set);
+    let ids: Vec<(u32, u32)> = (0..set.rule_id_bound())
+        .filter_map(|id| Some((id, set.origin(id)?.line)))
+        .collect();
+    let range: Vec<u32> = ids.iter().filter(|i| i.1 == 1).map(|i| i.0).collect();
+    assert!(range.len() >= 2, "{ids:?}");
+    let hits = [(range[0], 5), (range[1], 7)];
+    let s = Snapshot::new(Vec::new(), BTreeMap::new(), &book, 1, &hits);
+    let name = format!("{}:1", path.display());
+    assert_eq!(
+        s.rules
+            .iter()
+            .map(|r| (r.rule.as_str(), r.hits))
+            .collect::<Vec<_>>(),
+        [(name.as_str(), 12)]
+    );
+    assert_eq!((s.lists[0].rules_hit, s.lists[0].hits), (1, 12));
+}
+
+#[test]
+fn a_snapshot_never_marked_stopped_of_a_dead_pid_is_crash_evidence() {
+    let tmp = crate::blocklist::tests::TempDir::new("status");
+    let dir = tmp.0.clone();
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let dead = child.id();
+    child.wait().expect("reap true");
+    assert_eq!(
+        Snapshot::crash_evidence(&dir),
+        None,
+        "no snapshot, no evidence"
+    );
+    snapshot(dead).write(&dir).expect("write");
+    let e = Snapshot::crash_evidence(&dir).expect("a dead agent that never stopped");
+    assert!(e.contains(&dead.to_string()), "{e}");
+    Snapshot::mark_stopped(&dir).expect("mark stopped");
+    assert_eq!(Snapshot::crash_evidence(&dir), None, "it stopped cleanly");
+    snapshot(std::process::id()).write(&dir).expect("write");
+    assert_eq!(
+        Snapshot::crash_evidence(&dir),
+        None,
+        "an agent still running"
+    );
+    // The writer's pid given to another process, this one (after a reboot): its start
+    // time differs, so the writer is gone.
+    let mut reused = snapshot(std::process::id());
+    reused.pid_start = reused.pid_start.map(|t| t + 1);
+    reused.write(&dir).expect("write");
+    let e = Snapshot::crash_evidence(&dir).expect("a pid reused is not the agent");
+    assert!(e.contains(&std::process::id().to_string()), "{e}");
+}
+
+/// A child killed before it wrote anything: its pid and start time, taken while it ran.
+fn killed_process() -> (u32, Option<u64>) {
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    let (pid, start) = (
+        child.id(),
+        crate::compliance::system::process_start(child.id()),
+    );
+    // Killed and reaped before any check, so a failing one leaves no process behind.
+    child.kill().expect("kill sleep");
+    child.wait().expect("reap sleep");
+    assert!(start.is_some(), "/proc shows the child's start time");
+    (pid, start)
+}
+
+#[test]
+fn an_agent_killed_while_starting_is_evidence_for_the_next() {
+    let tmp = crate::blocklist::tests::TempDir::new("starting");
+    let dir = tmp.0.clone();
+    // Agent A ran and stopped cleanly.
+    let (a, a_start) = killed_process();
+    let mut last = snapshot(a);
+    last.pid_start = a_start;
+    last.write(&dir).expect("write A's snapshot");
+    Snapshot::mark_stopped(&dir).expect("A stops cleanly");
+    // Agent B starts: no evidence, its starting snapshot in A's place; then it is killed
+    // before its first sweep (its snapshot is rewritten with its own process's identity).
+    let (b, b_start) = killed_process();
+    let (_, starting, evidence) = Starting::begin(&dir);
+    assert_eq!(evidence, None, "A stopped cleanly");
+    std::mem::forget(starting);
+    let mut s = Snapshot::read(&dir).expect("the starting snapshot");
+    assert!(s.starting && s.stopped_at.is_none(), "{s:?}");
+    assert_eq!(
+        (s.pid, s.pid_start),
+        (
+            std::process::id(),
+            crate::compliance::system::process_start(std::process::id())
+        ),
+        "written with the starting process's pid and start time"
+    );
+    (s.pid, s.pid_start) = (b, b_start);
+    s.write(&dir).expect("write B's starting snapshot");
+    // Agent C sees B's death.
+    let (_, c_starting, evidence) = Starting::begin(&dir);
+    let e = evidence.expect("B died before a clean stop");
+    assert!(
+        e.contains(&format!("agent pid {b} ended while starting")),
+        "{e}"
+    );
+    // C's start fails (an error, not a crash): its snapshot is marked stopped and still
+    // carries B's crash, which C never reported, to the next agent.
+    drop(c_starting);
+    let s = Snapshot::read(&dir).expect("C's snapshot");
+    assert!(s.starting && s.stopped_at.is_some(), "{s:?}");
+    let next = Snapshot::crash_evidence(&dir).expect("B's crash is handed on");
+    assert_eq!(next, e);
+}
+
+/// The program's counters, the active alerts and a stop unable to seal, as the last agent
+/// left them, reach the next start, also across starts that failed (each starting snapshot hands them on).
+#[test]
+fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
+    let tmp = crate::blocklist::tests::TempDir::new("starting-counters");
+    let dir = tmp.0.clone();
+    let mut last = snapshot(std::process::id());
+    last.counters.insert("lost_flow_start".into(), 5);
+    let active = crate::alert::Alert {
+        id: crate::alert::AlertId::StoreDegraded,
+        severity: crate::alert::AlertId::StoreDegraded.severity(),
+        state: crate::alert::AlertState::Raised,
+        text: "the disk".into(),
+        subject: Default::default(),
+        first_ns: 10,
+        last_ns: 20,
+        count: 7,
+    };
+    last.alerts = Some(crate::alert::AlertStatus {
+        active: vec![active.clone()],
+        ..Default::default()
+    });
+    last.store.lost_at_stop = 9;
+    last.write(&dir).expect("write the last agent's snapshot");
+    Snapshot::mark_stopped(&dir).expect("it stops cleanly");
+    for start in 0..3 {
+        let (previous, starting, _) = Starting::begin(&dir);
+        assert_eq!(previous.lost_at_stop, 9, "start {start}");
+        assert!(
+            previous.stopped_unsealed,
+            "start {start}: its unsealed journals are no crash"
+        );
+        assert_eq!(
+            previous.counters.get("lost_flow_start"),
+            Some(&5),
+            "start {start}: {previous:?}"
+        );
+        assert_eq!(
+            previous.alerts,
+            std::slice::from_ref(&active),
+            "start {start}"
+        );
+        drop(starting); // the start fails
+    }
+}
+
+/// An agent killed while the disk refused writes held its records in memory: the next
+/// start counts those its last snapshot showed as lost (nothing said so). One killed on a
+/// healthy disk loses none (what it buffered, its flows' table entries still hold).
+#[test]
+fn records_held_on_a_refusing_disk_by_an_agent_that_died_are_lost_at_its_stop() {
+    let tmp = crate::blocklist::tests::TempDir::new("starting-held");
+    let dir = tmp.0.clone();
+    for (degraded, want) in [(true, 196), (false, 0)] {
+        let (dead, start) = killed_process();
+        let mut last = snapshot(dead);
+        last.pid_start = start;
+        (last.store.journal_refused, last.store.buffered) = (degraded, 196);
+        last.write(&dir).expect("write the dead agent's snapshot");
+        let (previous, starting, evidence) = Starting::begin(&dir);
+        assert!(evidence.is_some(), "it died");
+        assert_eq!(previous.lost_at_stop, want, "degraded {degraded}");
+        drop(starting);
+    }
+}
+
+/// A record the store drops is refused to the sink too: counted once, not twice.
+#[test]
+fn a_dropped_record_is_one_record_lost() {
+    let mut s = snapshot(1);
+    (s.store.dropped, s.flows.sink_errors) = (101, 101);
+    assert_eq!(s.records_lost(), 101);
+    (s.store.dropped, s.flows.sink_errors) = (150, 101);
+    assert_eq!(
+        s.records_lost(),
+        150,
+        "drops of held records refuse nothing"
+    );
+    (s.store.dropped, s.flows.sink_errors) = (0, 3);
+    assert_eq!(s.records_lost(), 3);
+}
+
+#[test]
+fn a_pid_is_the_agent_only_while_its_start_time_matches() {
+    use crate::compliance::system::{alive, process_start};
+    let me = std::process::id();
+    let start = process_start(me).expect("/proc/self/stat");
+    assert!(alive(me, Some(start)) && alive(me, None));
+    assert!(
+        !alive(me, Some(start + 1)),
+        "a pid given to another process"
+    );
+    assert!(
+        !alive(0, None),
+        "pid 0 is no process (kill(0) asks about our group)"
+    );
+    assert_eq!(
+        snapshot(me).pid_start,
+        Some(start),
+        "written with the snapshot"
+    );
+}
