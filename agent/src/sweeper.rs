@@ -88,7 +88,8 @@ impl Tracked {
 pub const SETTLE_EVERY: usize = 1_024;
 
 /// How long an ended flow is remembered for its late events ([`Tracked::ended_ns`]): the
-/// ring's usual lag is milliseconds; ended flows held cost about 220 bytes each.
+/// ring's usual lag is milliseconds; ended flows held cost about 220 bytes each here, and an
+/// entry of the kernel's ledger map.
 const ENDED_KEPT_NS: u64 = 2_000_000_000;
 
 /// Counts of what the sweeper did, for `status`, the shutdown summary and tests.

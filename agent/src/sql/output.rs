@@ -66,7 +66,7 @@ impl<'a> Writer<'a> {
         match self.format {
             Format::Table => {
                 if batch.num_rows() > 0 {
-                    self.held.push(batch.clone());
+                    self.held.push(printable_text(batch)?);
                     self.held_rows += batch.num_rows();
                 }
                 if self.held_rows >= TABLE_ROWS {
@@ -167,6 +167,35 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// `batch` with its text cells as a terminal may show them: invisible characters escaped
+/// ([`crate::invisible::printable`]), so an account or a host name holding U+202E or a line
+/// break neither reorders nor breaks a row of the table. Text columns come out as `Utf8`.
+fn printable_text(batch: &RecordBatch) -> Result<RecordBatch, SqlError> {
+    use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::datatypes::Schema;
+    use std::sync::Arc;
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| is_text(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if !is_text(f.data_type()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+            continue;
+        }
+        let text = datafusion::arrow::compute::cast(c, &DataType::Utf8).map_err(arrow_err)?;
+        let shown: StringArray = (text.as_string::<i32>().iter())
+            .map(|v| v.map(crate::invisible::printable))
+            .collect();
+        fields.push(Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8)));
+        columns.push(Arc::new(shown));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_err)
+}
+
 /// Whether a column holds text (a string, or a dictionary of strings): the cells CSV guards
 /// against formulas. A number (`-5`), a time or a binary column's hex is written as it is.
 fn is_text(t: &DataType) -> bool {
@@ -184,6 +213,48 @@ mod tests {
     use datafusion::arrow::datatypes::Int32Type;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    /// A text cell's invisible characters are escaped in a table (an account holding U+202E
+    /// reordered the row as printed, a line break split it), also in a dictionary column.
+    #[test]
+    fn a_tables_text_cells_show_invisible_characters_escaped() {
+        let accounts = StringArray::from(vec![Some("bob\u{202e}gpj.exe"), None, Some("a\nb")]);
+        let dict: DictionaryArray<Int32Type> =
+            vec!["x\u{200b}y", "plain", "plain"].into_iter().collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user", DataType::Utf8, true),
+            Field::new(
+                "host",
+                datafusion::arrow::array::Array::data_type(&dict).clone(),
+                false,
+            ),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(accounts),
+                Arc::new(dict),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .expect("batch");
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out, Format::Table, schema);
+        w.write(&batch).expect("write");
+        assert_eq!(w.finish().expect("finish"), 3);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            !text.contains('\u{202e}') && !text.contains('\u{200b}'),
+            "{text}"
+        );
+        assert!(
+            text.contains("bob\\u{202e}gpj.exe") && text.contains("x\\u{200b}y"),
+            "{text}"
+        );
+        assert!(text.contains("a\\nb") && text.contains("NULL"), "{text}");
+        assert_eq!(text.lines().count(), 3 + 4, "one line per row: {text}");
+    }
 
     /// A long table answer is printed in aligned tables of [`TABLE_ROWS`] rows as it comes,
     /// not held whole until the end; every row is there, in order.
