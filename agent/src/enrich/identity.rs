@@ -74,26 +74,39 @@ impl<'a> Attribution<'a> {
                 .and_then(|s| s.holder.client_id.as_deref())
                 .and_then(super::leases::mac_from_duid)
         };
-        let mac = match (leased, packet_mac) {
+        // An IPv4 lease names the card that asked for it; a frame from another device the
+        // gateway knows (one holding an IPv4 lease of its own, or with a subscriber row by its
+        // MAC) is that device using an address it does not hold (kept after its release, or
+        // taken), and names it: the holder did not send it. Its host name is its own lease's.
+        // A frame from anything else (a router) leaves the lease's word.
+        let known = |p: Mac| {
+            self.bindings.v4_of_mac(p, t_ns).is_some() || self.subscribers.by_mac(p, t_ns).is_some()
+        };
+        let (mac, stranger) = match (leased, packet_mac) {
             (Some(l), Some(p))
                 if ip.is_ipv6()
                     && l != p
                     && from_duid() == Some(l)
                     && self.bindings.v4_of_mac(p, t_ns).is_some() =>
             {
-                Some(p)
+                (Some(p), false)
             }
-            (l, p) => l.or(p),
+            (Some(l), Some(p)) if ip.is_ipv4() && l != p && known(p) => (Some(p), true),
+            (l, p) => (l.or(p), false),
         };
-        // An IPv6 client without a DHCPv6 lease: its device's IPv4 lease stands in.
+        // An IPv6 client without a DHCPv6 lease: its device's IPv4 lease stands in; so does
+        // the own lease of a device using another's IPv4 address.
         let v4_lease = match (ip, lease, mac) {
             (IpAddr::V6(_), None, Some(m)) => self.bindings.v4_of_mac(m, t_ns),
+            (IpAddr::V4(_), _, Some(m)) if stranger => self.bindings.v4_of_mac(m, t_ns),
             _ => None,
         };
+        let lease = lease.filter(|_| !stranger);
         let subscriber = match self.subscribers.account_at(ip, mac, t_ns) {
             Some((s, MatchedBy::Mac)) => Some((s, Via::Mac)),
-            Some((s, MatchedBy::Address)) => Some((s, Via::Address)),
-            None => v4_lease.and_then(|(v4, _)| {
+            // Not the address's row for a device using another's address: its own lease's.
+            Some((s, MatchedBy::Address)) if !stranger => Some((s, Via::Address)),
+            _ => v4_lease.and_then(|(v4, _)| {
                 self.subscribers
                     .by_addr(IpAddr::V4(v4), t_ns)
                     .map(|s| (s, Via::V4LeaseOfDevice))
@@ -288,6 +301,43 @@ mod tests {
         assert_eq!(
             a.identity(ip("2001:db8::77"), Some(ROUTER), 150 * S).mac,
             Some(PHONE)
+        );
+    }
+
+    /// A device the gateway knows (a subscriber row by its MAC, or an IPv4 lease of its own)
+    /// sending from an IPv4 address leased to another card: it names itself, its own host
+    /// name and account, not the holder's (a laptop kept its released address, and its flows
+    /// read as the new holder's). A router's frames (a MAC the gateway does not know) still
+    /// leave the lease's word.
+    #[test]
+    fn a_known_device_using_another_cards_ipv4_address_names_itself() {
+        let (subs, mut b) = world();
+        lease(&mut b, "10.0.0.8", LAPTOP, "laptop", 200 * S, 300 * S);
+        let a = Attribution {
+            subscribers: &subs,
+            bindings: &b,
+        };
+        let s = |x: &str| Some(x.to_string());
+        // 10.0.0.7 is the phone's at 250 s; the phone's owner has a row by MAC.
+        assert_eq!(
+            who(&a, "10.0.0.7", Some(LAPTOP), 250 * S),
+            (
+                s("pool"),
+                Some(Via::V4LeaseOfDevice),
+                s("laptop"),
+                Some(LAPTOP)
+            ),
+            "the laptop, through its own lease of 10.0.0.8"
+        );
+        // 10.0.0.7 is the laptop's at 150 s; the phone holds no lease then, but has a row.
+        assert_eq!(
+            who(&a, "10.0.0.7", Some(PHONE), 150 * S),
+            (s("phone-owner"), Some(Via::Mac), None, Some(PHONE))
+        );
+        assert_eq!(
+            who(&a, "10.0.0.7", Some(ROUTER), 250 * S),
+            (s("phone-owner"), Some(Via::Mac), s("phone"), Some(PHONE)),
+            "a router's frames"
         );
     }
 }
