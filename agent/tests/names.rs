@@ -179,14 +179,19 @@ fn dns_answers_from_dig_fill_the_client_cache() {
     for addr in ["192.0.2.80", "2001:db8::80"] {
         let addr: IpAddr = addr.parse().expect("literal");
         let (n, v) = cache
-            .lookup(client, addr, 2_000)
+            .lookup(client, addr, i64::MIN, 2_000)
             .unwrap_or_else(|| panic!("{addr} cached"));
         assert_eq!(n.as_str(), "www.lab.example");
         assert_eq!(v.to, Some(1_000 + 300 * 1_000_000_000));
     }
     let other: IpAddr = "192.0.2.9".parse().expect("literal");
     assert!(cache
-        .lookup(other, "192.0.2.80".parse().expect("literal"), 2_000)
+        .lookup(
+            other,
+            "192.0.2.80".parse().expect("literal"),
+            i64::MIN,
+            2_000
+        )
         .is_none());
 }
 
@@ -260,7 +265,9 @@ fn dns_over_tcp_from_dig_segment_by_segment_into_the_cache() {
     cache.insert_response(client, msg, 1_000);
     let edge = "192.0.2.80".parse().expect("literal");
     assert_eq!(
-        cache.lookup(client, edge, 2_000).map(|(n, _)| n.as_str()),
+        cache
+            .lookup(client, edge, i64::MIN, 2_000)
+            .map(|(n, _)| n.as_str()),
         Some("www.lab.example"),
         "the TCP answer names the address for its client"
     );

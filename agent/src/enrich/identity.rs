@@ -43,6 +43,9 @@ pub struct Identity<'a> {
     pub hostname: Option<&'a str>,
     /// The device's MAC (from the DHCP binding, else the packet's).
     pub mac: Option<Mac>,
+    /// When the address last changed hands (`i64::MIN`: never, as far as the leases tell):
+    /// a DNS answer to it before then was another device's.
+    pub names_since: i64,
 }
 
 /// The join of the attribution sources this module reads; borrowed for a batch of records.
@@ -59,7 +62,7 @@ impl<'a> Attribution<'a> {
     /// precedence.
     #[inline]
     pub fn identity(&self, ip: IpAddr, packet_mac: Option<Mac>, t_ns: i64) -> Identity<'a> {
-        let lease = self.bindings.at(ip, t_ns);
+        let (lease, names_since) = self.bindings.at_and_handed_over(ip, t_ns);
         let leased = lease.and_then(|s| s.holder.mac);
         // A DHCPv6 lease's MAC is the one inside its DUID when the server knew no other: the
         // MAC of whatever card the DUID was made on (Windows keeps it across cards, a cloned
@@ -119,6 +122,7 @@ impl<'a> Attribution<'a> {
             subscriber,
             hostname,
             mac,
+            names_since,
         }
     }
 }
@@ -214,6 +218,13 @@ mod tests {
             (s("phone-owner"), Some(Via::Mac), None, Some(PHONE))
         );
         assert_eq!(who(&a, "192.0.2.1", None, 50 * S), (None, None, None, None));
+        // The names the address was answered before it changed hands were the laptop's.
+        let since = |t| a.identity(ip("10.0.0.7"), None, t).names_since;
+        assert_eq!((since(150 * S), since(250 * S)), (i64::MIN, 200 * S));
+        assert_eq!(
+            a.identity(ip("10.0.0.9"), None, 50 * S).names_since,
+            i64::MIN
+        );
     }
 
     #[test]

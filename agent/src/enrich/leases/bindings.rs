@@ -222,6 +222,25 @@ impl Bindings {
             .find(|s| s.valid.contains(t_ns))
     }
 
+    /// [`Bindings::at`], and when `ip` last changed hands before `t_ns` (the end of the
+    /// latest span another card held; `i64::MIN` if none did): what was learned of the
+    /// address before then (the names its DNS answers gave) was another device's.
+    #[inline]
+    pub fn at_and_handed_over(&self, ip: IpAddr, t_ns: i64) -> (Option<&Span>, i64) {
+        let Some(spans) = self.by_ip.get(&ip) else {
+            return (None, i64::MIN);
+        };
+        let now = spans.iter().rev().find(|s| s.valid.contains(t_ns));
+        let handed_over = now.map_or(i64::MIN, |now| {
+            (spans.iter())
+                .filter(|s| s.holder.mac != now.holder.mac && hi(&s.valid) <= t_ns)
+                .map(|s| hi(&s.valid))
+                .max()
+                .unwrap_or(i64::MIN)
+        });
+        (now, handed_over)
+    }
+
     /// The IPv4 address `mac` held at `t_ns`, and that binding (to tie an IPv6 client without
     /// DHCPv6 to its user through its IPv4 lease).
     pub fn v4_of_mac(&self, mac: Mac, t_ns: i64) -> Option<(Ipv4Addr, &Span)> {

@@ -295,12 +295,14 @@ impl DnsCache {
         crate::enrich::prefetch::lines_of(&self.slots[at]);
     }
 
-    /// The name `client` most recently resolved `addr` to that holds at `t_ns`, with its
-    /// validity.
+    /// The name `client` most recently resolved `addr` to that holds at `t_ns`, answered at
+    /// or after `since` (an answer before it went to the address's previous holder), with
+    /// its validity.
     pub fn lookup(
         &self,
         client: IpAddr,
         addr: IpAddr,
+        since: i64,
         t_ns: i64,
     ) -> Option<(&DomainName, Validity)> {
         let i = self.find(&Key::new(client, addr))?;
@@ -308,7 +310,7 @@ impl DnsCache {
             .bindings
             .iter()
             .flatten()
-            .filter(|b| b.from_ns <= t_ns && t_ns < b.to_ns)
+            .filter(|b| since <= b.from_ns && b.from_ns <= t_ns && t_ns < b.to_ns)
             .max_by_key(|b| b.from_ns)
             .map(|b| {
                 let v = Validity {

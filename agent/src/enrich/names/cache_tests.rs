@@ -24,7 +24,7 @@ fn exact(capacity: usize) -> DnsCache {
 }
 
 fn found(c: &DnsCache, client: &str, addr: &str, t: i64) -> Option<String> {
-    c.lookup(ip(client), ip(addr), t)
+    c.lookup(ip(client), ip(addr), i64::MIN, t)
         .map(|(n, _)| n.as_str().to_owned())
 }
 
@@ -62,7 +62,7 @@ fn a_binding_holds_for_its_ttl_and_per_client() {
         "another client"
     );
     let (_, v) = c
-        .lookup(ip("10.0.0.1"), ip("192.0.2.1"), 110 * S)
+        .lookup(ip("10.0.0.1"), ip("192.0.2.1"), i64::MIN, 110 * S)
         .expect("held");
     assert_eq!(
         v,
@@ -76,6 +76,14 @@ fn a_binding_holds_for_its_ttl_and_per_client() {
         found(&c, "::ffff:10.0.0.1", "::ffff:192.0.2.1", 110 * S).as_deref(),
         Some("a.example")
     );
+    // The address changed hands at 105 s: the answer at 100 s was the previous holder's.
+    assert_eq!(
+        c.lookup(ip("10.0.0.1"), ip("192.0.2.1"), 105 * S, 110 * S),
+        None
+    );
+    assert!(c
+        .lookup(ip("10.0.0.1"), ip("192.0.2.1"), 100 * S, 110 * S)
+        .is_some());
 }
 
 #[test]
@@ -137,7 +145,7 @@ fn a_repeated_answer_extends_the_binding() {
     let (client, addr) = (ip("10.0.0.1"), ip("192.0.2.1"));
     c.insert(client, addr, &name("a.example"), 0, 60);
     c.insert(client, addr, &name("A.example."), 50 * S, 60);
-    let (_, v) = c.lookup(client, addr, 100 * S).expect("extended");
+    let (_, v) = c.lookup(client, addr, i64::MIN, 100 * S).expect("extended");
     assert_eq!(
         v,
         Validity {
@@ -172,8 +180,12 @@ fn names_are_shared_and_released_on_eviction() {
         60,
     );
     assert_eq!(c.distinct_names(), 1);
-    let (a, _) = c.lookup(ip("10.0.0.1"), ip("192.0.2.1"), 0).expect("held");
-    let (b, _) = c.lookup(ip("10.0.0.2"), ip("192.0.2.1"), 0).expect("held");
+    let (a, _) = c
+        .lookup(ip("10.0.0.1"), ip("192.0.2.1"), i64::MIN, 0)
+        .expect("held");
+    let (b, _) = c
+        .lookup(ip("10.0.0.2"), ip("192.0.2.1"), i64::MIN, 0)
+        .expect("held");
     assert!(a.shares_text(b));
     c.insert(
         ip("10.0.0.3"),
@@ -249,7 +261,7 @@ fn random_operations_match_a_brute_force_model() {
                             .map(|b| b.0.clone())
                     });
                 let got = c
-                    .lookup(client, addr, t)
+                    .lookup(client, addr, i64::MIN, t)
                     .map(|(n, _)| n.as_str().to_owned());
                 assert_eq!(got, want, "round {round} step {step}");
             }

@@ -757,16 +757,22 @@ impl NatTable {
         }
     }
 
-    /// The sessions that held outside address and port `key` at `t_ns` (several when one
-    /// outside port serves several remote endpoints).
+    /// The sessions that held outside address and port `key` at `t_ns`, or began within
+    /// [`TableConfig::start_slack_ns`] after it (several when one outside port serves several
+    /// remote endpoints). A session's start is when the agent heard of it, which can come
+    /// after the packets XDP saw (a DNS answer back through the NAT found no session then,
+    /// and its name went to the gateway's address instead of the client's).
     pub fn lookup_outside(
         &self,
         key: &OutsideKey,
         t_ns: i64,
     ) -> impl Iterator<Item = &NatSession> + '_ {
+        let slack = self.config.start_slack_ns;
         self.index
             .outside_chain(key)
-            .filter(move |(_, h)| h.contains(t_ns))
+            .filter(move |(_, h)| {
+                h.contains(t_ns) || (h.to > h.from && h.from > t_ns && h.from - t_ns <= slack)
+            })
             .map(|(i, _)| &self.slots[i as usize].session)
     }
 }

@@ -310,7 +310,7 @@ impl EnrichStage {
         // identity; its name's text, the user's and the host name's load during the NAT join.
         self.dns.prefetch(r.src_ip, r.dst_ip);
         let id = self.join(t).identity(r.src_ip, Some(r.src_mac), t);
-        let dns = self.dns.lookup(r.src_ip, r.dst_ip, t).map(|(n, _)| n);
+        let dns = (self.dns.lookup(r.src_ip, r.dst_ip, id.names_since, t)).map(|(n, _)| n);
         if let Some(n) = dns {
             n.prefetch();
         }
@@ -549,7 +549,7 @@ impl EnrichStage {
         let out = s.outside();
         attr.nat_ip = Some(out.addr);
         attr.nat_port = Some(out.port);
-        if let Some((name, _)) = self.dns.lookup(o.src, o.dst, from) {
+        if let Some((name, _)) = self.dns.lookup(o.src, o.dst, i64::MIN, from) {
             attr.domain = Some(name.as_str().to_owned());
             attr.domain_source = Some(names::NameSource::Dns);
         }
