@@ -179,6 +179,11 @@ fn done(
     filter: &crate::store::filter::Filter,
 ) -> anyhow::Result<ScanStats> {
     let stats = result.with_context(|| format!("querying {}", dir.display()))?;
+    if stats.matched == 0 {
+        for hint in empty_answer_hints(filter, SystemClock.now_ns()) {
+            let _ = writeln!(std::io::stderr(), "query: {hint}");
+        }
+    }
     if let (0, Some(rule)) = (stats.matched, &filter.rule) {
         // The likeliest cause of an empty answer is a name the records do not use.
         let _ = writeln!(
@@ -206,4 +211,63 @@ fn done(
         );
     }
     Ok(stats)
+}
+
+/// How long a flow may run before the store holds a record of it: the agent's default active
+/// timeout (a flow is written when it ends, or every active timeout while it runs).
+const OPEN_FLOW_LAG_NS: i64 = 300 * 1_000_000_000;
+
+/// What an empty answer may mean that the operator should be told: a window this recent may
+/// hold flows still open at the gateway, which have no record yet; an IPv6 address asked as
+/// a NAT's outside address was never translated.
+fn empty_answer_hints(filter: &crate::store::filter::Filter, now_ns: i64) -> Vec<String> {
+    let mut hints = Vec::new();
+    if filter
+        .until_ns
+        .is_none_or(|until| until > now_ns - OPEN_FLOW_LAG_NS)
+    {
+        hints.push(
+            "no flow matched; a flow still open at the gateway is recorded when it ends, or at              the agent's --active-timeout (default 5 min) while it runs: a time this recent may              need asking again later"
+                .to_owned(),
+        );
+    }
+    if let Some(nat) = filter.nat.as_ref().filter(|n| n.ip.is_ipv6()) {
+        let port = nat.port.map_or(String::new(), |p| format!(" --port {p}"));
+        hints.push(format!(
+            "the gateway translates IPv4 sources only: an IPv6 client's address is its own,              ask --ip {}{port}",
+            nat.ip
+        ));
+    }
+    hints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_answer_says_what_it_may_mean() {
+        let now = 1_800_000_000 * 1_000_000_000_i64;
+        let mut f = crate::store::filter::Filter {
+            until_ns: Some(now - 3_600 * 1_000_000_000),
+            ..Default::default()
+        };
+        assert!(
+            empty_answer_hints(&f, now).is_empty(),
+            "an hour ago: no hint"
+        );
+        f.until_ns = Some(now - 60 * 1_000_000_000);
+        let h = empty_answer_hints(&f, now);
+        assert!(h.len() == 1 && h[0].contains("still open"), "{h:?}");
+        f.until_ns = Some(now - 3_600 * 1_000_000_000);
+        f.nat = Some(crate::store::filter::NatFilter {
+            ip: "fd53::11".parse().expect("literal"),
+            port: Some(51138),
+        });
+        let h = empty_answer_hints(&f, now);
+        assert!(
+            h.len() == 1 && h[0].contains("--ip fd53::11 --port 51138"),
+            "{h:?}"
+        );
+    }
 }
