@@ -162,7 +162,7 @@ fn dns_answers_from_dig_fill_the_client_cache() {
                 m.answers.iter().all(|a| a.ttl == 300),
                 "packet {i}: dnsmasq --local-ttl=300"
             );
-            cache.insert_response(p.dst.0, &m, 1_000);
+            cache.insert_response(p.dst.0, &m, 1_000, i64::MIN);
         }
     }
     let www = "www.lab.example".to_owned();
@@ -262,7 +262,7 @@ fn dns_over_tcp_from_dig_segment_by_segment_into_the_cache() {
     assert_eq!(responses.len(), 1, "{responses:?}");
     let msg = responses[0].as_ref().expect("a valid response");
     let mut cache = DnsCache::new(DnsCacheConfig::default());
-    cache.insert_response(client, msg, 1_000);
+    cache.insert_response(client, msg, 1_000, i64::MIN);
     let edge = "192.0.2.80".parse().expect("literal");
     assert_eq!(
         cache

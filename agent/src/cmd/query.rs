@@ -227,14 +227,17 @@ fn empty_answer_hints(filter: &crate::store::filter::Filter, now_ns: i64) -> Vec
         .is_none_or(|until| until > now_ns - OPEN_FLOW_LAG_NS)
     {
         hints.push(
-            "no flow matched; a flow still open at the gateway is recorded when it ends, or at              the agent's --active-timeout (default 5 min) while it runs: a time this recent may              need asking again later"
+            "no flow matched; a flow still open at the gateway is recorded when it ends, or at \
+             the agent's --active-timeout (default 5 min) while it runs: a time this recent may \
+             need asking again later"
                 .to_owned(),
         );
     }
-    if let Some(nat) = filter.nat.as_ref().filter(|n| n.ip.is_ipv6()) {
+    if let Some(nat) = (filter.nat.as_ref()).filter(|n| n.ip.to_canonical().is_ipv6()) {
         let port = nat.port.map_or(String::new(), |p| format!(" --port {p}"));
         hints.push(format!(
-            "the gateway translates IPv4 sources only: an IPv6 client's address is its own,              ask --ip {}{port}",
+            "an IPv6 client's address is usually its own, not translated: ask --ip {}{port} \
+             (the flow's own address and port)",
             nat.ip
         ));
     }
@@ -259,6 +262,7 @@ mod tests {
         f.until_ns = Some(now - 60 * 1_000_000_000);
         let h = empty_answer_hints(&f, now);
         assert!(h.len() == 1 && h[0].contains("still open"), "{h:?}");
+        assert!(!h[0].contains("  "), "one line of text: {h:?}");
         f.until_ns = Some(now - 3_600 * 1_000_000_000);
         f.nat = Some(crate::store::filter::NatFilter {
             ip: "fd53::11".parse().expect("literal"),

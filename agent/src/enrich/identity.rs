@@ -3,7 +3,9 @@
 //!
 //! Precedence, for a client address `ip` seen with the MAC `packet_mac` at `t`:
 //! 1. The device: the MAC of the DHCP binding of `ip` at `t` (the server's word on who held
-//!    it), else `packet_mac` (an address without a lease: static, or IPv6 by SLAAC).
+//!    it), else `packet_mac` (an address without a lease: static, or IPv6 by SLAAC); but an
+//!    IPv4 frame from a card that held `ip` before, or that a MAC row names, names that card
+//!    (an address kept after its release).
 //! 2. The subscriber: a MAC row for that device valid at `t`; else the narrowest address row
 //!    for `ip`; else, for an IPv6 address with no DHCPv6 binding, the address row of the IPv4
 //!    address the same device leased at `t` (a dual-stack client's IPv6 traffic goes to the
@@ -35,13 +37,13 @@ pub enum Via {
 }
 
 /// What is known about the client behind an address at an instant.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity<'a> {
     /// The subscriber, and how it was found.
     pub subscriber: Option<(&'a Subscriber, Via)>,
     /// The host name from DHCP.
     pub hostname: Option<&'a str>,
-    /// The device's MAC (from the DHCP binding, else the packet's).
+    /// The device's MAC (from the DHCP binding, else the packet's; see the module docs).
     pub mac: Option<Mac>,
     /// When the address last changed hands (`i64::MIN`: never, as far as the leases tell):
     /// a DNS answer to it before then was another device's.
@@ -77,13 +79,18 @@ impl<'a> Attribution<'a> {
                 .and_then(|s| s.holder.client_id.as_deref())
                 .and_then(super::leases::mac_from_duid)
         };
-        // An IPv4 lease names the card that asked for it; a frame from another device the
-        // gateway knows (one holding an IPv4 lease of its own, or with a subscriber row by its
-        // MAC) is that device using an address it does not hold (kept after its release, or
-        // taken), and names it: the holder did not send it. Its host name is its own lease's.
-        // A frame from anything else (a router) leaves the lease's word.
-        let known = |p: Mac| {
-            self.bindings.v4_of_mac(p, t_ns).is_some() || self.subscribers.by_mac(p, t_ns).is_some()
+        // An IPv4 lease names the card that asked for it. A frame from a card that held the
+        // address before (kept after its release), or that a subscriber row names by its MAC,
+        // is that device using an address it no longer holds, and names it, with the host
+        // name of its own earlier binding (else of its IPv4 lease elsewhere): the holder did
+        // not send it. A card that merely holds a lease of its own is no such evidence: a
+        // relay, a MAC-rewriting extender or a second card of a host sends for others.
+        let stranger_of = |l: Mac, p: Mac| {
+            if !ip.is_ipv4() || l == p {
+                return None;
+            }
+            let before = self.bindings.held_before(ip, p, t_ns);
+            (before.is_some() || self.subscribers.by_mac(p, t_ns).is_some()).then_some(before)
         };
         let (mac, stranger) = match (leased, packet_mac) {
             (Some(l), Some(p))
@@ -92,19 +99,27 @@ impl<'a> Attribution<'a> {
                     && from_duid() == Some(l)
                     && self.bindings.v4_of_mac(p, t_ns).is_some() =>
             {
-                (Some(p), false)
+                (Some(p), None)
             }
-            (Some(l), Some(p)) if ip.is_ipv4() && l != p && known(p) => (Some(p), true),
-            (l, p) => (l.or(p), false),
+            (Some(l), Some(p)) => match stranger_of(l, p) {
+                Some(before) => (Some(p), Some(before)),
+                None => (Some(l), None),
+            },
+            (l, p) => (l.or(p), None),
         };
         // An IPv6 client without a DHCPv6 lease: its device's IPv4 lease stands in; so does
-        // the own lease of a device using another's IPv4 address.
+        // the own lease of a device using an IPv4 address it no longer holds.
         let v4_lease = match (ip, lease, mac) {
             (IpAddr::V6(_), None, Some(m)) => self.bindings.v4_of_mac(m, t_ns),
-            (IpAddr::V4(_), _, Some(m)) if stranger => self.bindings.v4_of_mac(m, t_ns),
+            (IpAddr::V4(_), _, Some(m)) if stranger.is_some() => self.bindings.v4_of_mac(m, t_ns),
             _ => None,
         };
-        let lease = lease.filter(|_| !stranger);
+        // Its own earlier binding of the address, for its host name.
+        let lease = match stranger {
+            Some(before) => before,
+            None => lease,
+        };
+        let stranger = stranger.is_some();
         let subscriber = match self.subscribers.account_at(ip, mac, t_ns) {
             Some((s, MatchedBy::Mac)) => Some((s, Via::Mac)),
             // Not the address's row for a device using another's address: its own lease's.
@@ -315,21 +330,21 @@ mod tests {
         );
     }
 
-    /// A device the gateway knows (a subscriber row by its MAC, or an IPv4 lease of its own)
-    /// sending from an IPv4 address leased to another card: it names itself, its own host
-    /// name and account, not the holder's (a laptop kept its released address, and its flows
-    /// read as the new holder's). A router's frames (a MAC the gateway does not know) still
-    /// leave the lease's word.
+    /// A card that held an IPv4 address before (kept after its release), or that a subscriber
+    /// row names, sending from it while another card holds it: it names itself, its earlier
+    /// binding's host name, not the holder's (its flows read as the new holder's). A card
+    /// that merely holds a lease of its own elsewhere (a relay, a MAC-rewriting extender, a
+    /// host's second card) and a router's frames leave the lease's word.
     #[test]
-    fn a_known_device_using_another_cards_ipv4_address_names_itself() {
+    fn a_card_using_an_ipv4_address_it_no_longer_holds_names_itself() {
         let (subs, mut b) = world();
-        lease(&mut b, "10.0.0.8", LAPTOP, "laptop", 200 * S, 300 * S);
+        lease(&mut b, "10.0.0.8", LAPTOP, "laptop-8", 200 * S, 300 * S);
         let a = Attribution {
             subscribers: &subs,
             bindings: &b,
         };
         let s = |x: &str| Some(x.to_string());
-        // 10.0.0.7 is the phone's at 250 s; the phone's owner has a row by MAC.
+        // 10.0.0.7: the laptop's until 200 s, then the phone's; the laptop goes on using it.
         assert_eq!(
             who(&a, "10.0.0.7", Some(LAPTOP), 250 * S),
             (
@@ -338,12 +353,29 @@ mod tests {
                 s("laptop"),
                 Some(LAPTOP)
             ),
-            "the laptop, through its own lease of 10.0.0.8"
+            "the laptop, which held it before"
         );
-        // 10.0.0.7 is the laptop's at 150 s; the phone holds no lease then, but has a row.
+        // The phone's owner has a row by MAC: named while the laptop holds 10.0.0.7.
         assert_eq!(
             who(&a, "10.0.0.7", Some(PHONE), 150 * S),
             (s("phone-owner"), Some(Via::Mac), None, Some(PHONE))
+        );
+        // 10.0.0.50 is the laptop's from 300 s; the extender (its own lease, 10.0.0.60) sends
+        // for it, its MAC rewritten: the lease decides.
+        lease(&mut b, "10.0.0.60", ROUTER, "extender", 0, 1_000 * S);
+        let a = Attribution {
+            subscribers: &subs,
+            bindings: &b,
+        };
+        assert_eq!(
+            who(&a, "10.0.0.50", Some(ROUTER), 350 * S),
+            (
+                s("static-50"),
+                Some(Via::Address),
+                s("laptop"),
+                Some(LAPTOP)
+            ),
+            "a relay's frames"
         );
         assert_eq!(
             who(&a, "10.0.0.7", Some(ROUTER), 250 * S),

@@ -2,9 +2,9 @@
 //! is one request and one answer (`Connection: close`); the request head is bounded in size
 //! and time, connections beyond a bound are closed at once, and the exposition is rendered
 //! on the blocking pool so the ring-buffer reader on the same runtime never waits for it.
-//! When every slot is taken, the connection that has waited longest for its request head is
-//! closed to make room: idle connections cannot keep a scraper, which sends its request as
-//! it connects, out.
+//! When every slot is taken, the connection that has waited longest for its request head, or
+//! is draining a refused request, is closed to make room: idle connections cannot keep a
+//! scraper, which sends its request as it connects, out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -264,7 +264,7 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
         };
         let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => Some(p),
-            // The connection closed counts itself as refused.
+            // One closed waiting for its head counts itself refused.
             Err(_) if waiting.evict_oldest() => {
                 tokio::time::timeout(EVICT_WAIT, permits.clone().acquire_owned())
                     .await
@@ -277,9 +277,11 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>) {
             exporter.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        // In the waiting list from its accept: a connection not polled yet can make room too.
+        let head_wait = waiting.enter();
         let (exporter, waiting) = (exporter.clone(), waiting.clone());
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, exporter, waiting).await {
+            if let Err(e) = handle(stream, exporter, waiting, head_wait).await {
                 debug!(error = %e, "metrics: connection ended early");
             }
             drop((peer_slot, permit));
@@ -321,26 +323,23 @@ async fn drain(s: &mut TcpStream) {
     .await;
 }
 
-/// Serves one connection. While it waits for its request head, and while it drains what a
-/// refused request still sends, it is in `waiting`: closed, unanswered, to make room for a
-/// new connection when every slot is taken (and counted refused). A scrape being rendered or
-/// answered is never closed so.
+/// Serves one connection. While it waits for its request head (`head_wait`, its place in
+/// `waiting` from its accept), and while it drains what a refused request still sends, it can
+/// be closed to make room for a new connection when every slot is taken: unanswered (counted
+/// refused), or after its answer. A scrape being rendered or answered is never closed so.
 async fn handle(
     mut s: TcpStream,
     exporter: Arc<Exporter>,
     waiting: Arc<Waiting>,
+    (slot, evicted): (WaitingSlot, oneshot::Receiver<()>),
 ) -> std::io::Result<()> {
-    let closed = || {
-        exporter.refused.fetch_add(1, Ordering::Relaxed);
-    };
-    let (slot, evicted) = waiting.enter();
     let (route, head) = tokio::select! {
         biased;
         read = tokio::time::timeout(READ_TIMEOUT, read_head(&mut s)) => {
             read.unwrap_or(Ok((Route::Error(408, "Request Timeout"), false)))?
         }
         Ok(()) = evicted => {
-            closed();
+            exporter.refused.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
     };
@@ -376,11 +375,12 @@ async fn handle(
     // An answer before the whole request was read (too large, a body of a refused method):
     // what is left is read first, so the close is not a reset.
     if error && sent.is_ok() {
+        // Answered already: closed to make room, it is no refusal.
         let (_slot, evicted) = waiting.enter();
         tokio::select! {
             biased;
             () = drain(&mut s) => {}
-            Ok(()) = evicted => closed(),
+            Ok(()) = evicted => {}
         }
     }
     sent
@@ -478,6 +478,7 @@ mod tests {
             Arc::new(crate::metrics::Latest::default()),
             crate::metrics::render::Static::default(),
         ));
+        let seen = exporter.clone();
         std::thread::spawn(move || {
             rt.block_on(async move {
                 let l = TcpListener::from_std(listener).expect("listener");
@@ -502,6 +503,10 @@ mod tests {
             );
         }
         drop(idle);
+        assert!(
+            seen.refused.load(Ordering::Relaxed) >= 3,
+            "an idle connection was closed for each scrape"
+        );
         // Every slot held by a connection whose refused request was answered and that keeps
         // its socket open (the server drains it for up to a second): a scrape still comes in.
         let draining: Vec<_> = (0..MAX_CONNECTIONS)

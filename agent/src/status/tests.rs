@@ -187,15 +187,20 @@ fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
 fn records_held_on_a_refusing_disk_by_an_agent_that_died_are_lost_at_its_stop() {
     let tmp = crate::blocklist::tests::TempDir::new("starting-held");
     let dir = tmp.0.clone();
-    for (degraded, want) in [(true, 196), (false, 0)] {
+    // The journal refusing; a seal refused with the journal writing; nothing refused.
+    for (refused, degraded, want) in [(true, true, 196), (false, true, 0), (false, false, 0)] {
         let (dead, start) = killed_process();
         let mut last = snapshot(dead);
         last.pid_start = start;
-        (last.store.journal_refused, last.store.buffered) = (degraded, 196);
+        (last.store.journal_refused, last.store.degraded) = (refused, degraded);
+        last.store.buffered = 196;
         last.write(&dir).expect("write the dead agent's snapshot");
         let (previous, starting, evidence) = Starting::begin(&dir);
         assert!(evidence.is_some(), "it died");
-        assert_eq!(previous.lost_at_stop, want, "degraded {degraded}");
+        assert_eq!(
+            previous.lost_at_stop, want,
+            "refused {refused}, degraded {degraded}"
+        );
         drop(starting);
     }
 }

@@ -233,12 +233,20 @@ impl Bindings {
         let now = spans.iter().rev().find(|s| s.valid.contains(t_ns));
         let handed_over = now.map_or(i64::MIN, |now| {
             (spans.iter())
-                .filter(|s| s.holder.mac != now.holder.mac && hi(&s.valid) <= t_ns)
+                .filter(|s| !s.holder.same(&now.holder) && hi(&s.valid) <= t_ns)
                 .map(|s| hi(&s.valid))
                 .max()
                 .unwrap_or(i64::MIN)
         });
         (now, handed_over)
+    }
+
+    /// The latest binding of `ip` to the card `mac` that ended by `t_ns`: the card held the
+    /// address before (and, sending from it now, kept it after its release).
+    pub fn held_before(&self, ip: IpAddr, mac: Mac, t_ns: i64) -> Option<&Span> {
+        (self.by_ip.get(&ip)?.iter())
+            .filter(|s| s.holder.mac == Some(mac) && hi(&s.valid) <= t_ns)
+            .max_by_key(|s| hi(&s.valid))
     }
 
     /// The IPv4 address `mac` held at `t_ns`, and that binding (to tie an IPv6 client without

@@ -170,14 +170,27 @@ impl DnsCache {
     }
 
     /// Stores every address a DNS response gave `client`, bound to the question name, seen
-    /// at `seen_ns` (Unix ns). Queries and answerless responses store nothing.
-    pub fn insert_response(&mut self, client: IpAddr, msg: &DnsMessage, seen_ns: i64) {
+    /// at `seen_ns` (Unix ns). Queries and answerless responses store nothing. `since`: when
+    /// the client's address last changed hands; a binding answered before it is another
+    /// device's, and the same answer now starts a binding of its own rather than extend it
+    /// ([`DnsCache::lookup`] passes over the old one).
+    pub fn insert_response(&mut self, client: IpAddr, msg: &DnsMessage, seen_ns: i64, since: i64) {
         let Some(q) = msg.question.as_ref().filter(|_| msg.is_response) else {
             return;
         };
         for a in &msg.answers {
-            self.insert(client, a.addr, &q.name, seen_ns, a.ttl);
+            let to_ns = self.expiry(seen_ns, a.ttl);
+            self.bind(Key::new(client, a.addr), &q.name, seen_ns, to_ns, since);
         }
+    }
+
+    /// The end of a binding seen at `seen_ns` with `ttl_s` (clamped).
+    fn expiry(&self, seen_ns: i64, ttl_s: u32) -> i64 {
+        let ttl = ttl_s.clamp(
+            self.config.min_ttl_s,
+            self.config.max_ttl_s.max(self.config.min_ttl_s),
+        );
+        seen_ns.saturating_add(i64::from(ttl) * NS_PER_S)
     }
 
     /// Binds `client`'s `addr` to `name` from `seen_ns` for `ttl_s` seconds (clamped).
@@ -189,12 +202,8 @@ impl DnsCache {
         seen_ns: i64,
         ttl_s: u32,
     ) {
-        let ttl = ttl_s.clamp(
-            self.config.min_ttl_s,
-            self.config.max_ttl_s.max(self.config.min_ttl_s),
-        );
-        let to_ns = seen_ns.saturating_add(i64::from(ttl) * NS_PER_S);
-        self.bind(Key::new(client, addr), name, seen_ns, to_ns);
+        let to_ns = self.expiry(seen_ns, ttl_s);
+        self.bind(Key::new(client, addr), name, seen_ns, to_ns, i64::MIN);
     }
 
     /// Binds `client`'s `addr` to `name` for `[from_ns, to_ns)` as an earlier agent held it:
@@ -213,7 +222,7 @@ impl DnsCache {
         let longest = i64::from(self.config.max_ttl_s.max(self.config.min_ttl_s)) * NS_PER_S;
         let to_ns = to_ns.min(now_ns.saturating_add(longest));
         if from_ns < to_ns {
-            self.bind(Key::new(client, addr), name, from_ns, to_ns);
+            self.bind(Key::new(client, addr), name, from_ns, to_ns, i64::MIN);
         }
     }
 
@@ -241,8 +250,8 @@ impl DnsCache {
     }
 
     /// Binds the pair `key` to `name` for `[seen_ns, to_ns)`, the pair made the most
-    /// recently answered.
-    fn bind(&mut self, key: Key, name: &DomainName, seen_ns: i64, to_ns: i64) {
+    /// recently answered; the newest binding is extended only if answered since `since`.
+    fn bind(&mut self, key: Key, name: &DomainName, seen_ns: i64, to_ns: i64, since: i64) {
         let index = match self.find(&key) {
             Some(i) => i,
             None => {
@@ -254,7 +263,12 @@ impl DnsCache {
         };
         let slot = &mut self.slots[index];
         match &mut slot.bindings[0] {
-            Some(cur) if cur.name == *name && seen_ns >= cur.from_ns && seen_ns <= cur.to_ns => {
+            Some(cur)
+                if cur.name == *name
+                    && seen_ns >= cur.from_ns
+                    && seen_ns <= cur.to_ns
+                    && cur.from_ns >= since =>
+            {
                 cur.to_ns = cur.to_ns.max(to_ns);
                 self.stats.refreshed += 1;
             }

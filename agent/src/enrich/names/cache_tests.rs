@@ -269,3 +269,36 @@ fn random_operations_match_a_brute_force_model() {
         }
     }
 }
+
+/// The same answer before and after the client's address changed hands (a popular name,
+/// resolved by both holders): the later one starts a binding of its own, which the new
+/// holder's flows find; extended, the old binding kept its start and was passed over.
+#[test]
+fn an_answer_after_the_address_changed_hands_is_the_new_holders() {
+    let mut c = exact(10);
+    let answer = DnsMessage {
+        id: 1,
+        is_response: true,
+        rcode: 0,
+        question: Some(super::super::dns::Question {
+            name: name("cdn.example"),
+            qtype: 1,
+        }),
+        answers: vec![super::super::dns::Resolved {
+            addr: ip("192.0.2.9"),
+            ttl: 300,
+        }],
+        truncated: false,
+    };
+    let (client, addr) = (ip("10.0.0.7"), ip("192.0.2.9"));
+    c.insert_response(client, &answer, 190 * S, i64::MIN);
+    c.insert_response(client, &answer, 210 * S, 200 * S);
+    let (n, v) = c
+        .lookup(client, addr, 200 * S, 215 * S)
+        .expect("the new holder's answer");
+    assert_eq!((n.as_str(), v.from), ("cdn.example", Some(210 * S)));
+    assert!(
+        c.lookup(client, addr, 200 * S, 205 * S).is_none(),
+        "before its answer"
+    );
+}

@@ -432,10 +432,15 @@ impl EnrichStage {
             port: outside.1,
         };
         let table = nat.lock().unwrap_or_else(|p| p.into_inner());
+        // A session holding `t_ns` before one the slack lets in (heard of just after it).
         let inside = table
             .lookup_outside(&key, t_ns)
+            .filter(|s| {
+                let i = s.inside();
+                i.dst.to_canonical() == remote.0 && i.dst_port == remote.1
+            })
+            .min_by_key(|s| !s.window.contains(t_ns))
             .map(|s| s.inside())
-            .find(|i| i.dst.to_canonical() == remote.0 && i.dst_port == remote.1)
             .filter(|i| (i.src, i.src_port) != outside)
             .map(|i| (i.src.to_canonical(), i.src_port));
         inside
@@ -549,7 +554,8 @@ impl EnrichStage {
         let out = s.outside();
         attr.nat_ip = Some(out.addr);
         attr.nat_port = Some(out.port);
-        if let Some((name, _)) = self.dns.lookup(o.src, o.dst, i64::MIN, from) {
+        let since = self.bindings.at_and_handed_over(o.src, from).1;
+        if let Some((name, _)) = self.dns.lookup(o.src, o.dst, since, from) {
             attr.domain = Some(name.as_str().to_owned());
             attr.domain_source = Some(names::NameSource::Dns);
         }

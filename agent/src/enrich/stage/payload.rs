@@ -256,7 +256,8 @@ impl EnrichStage {
             };
             match self.asked.answer(ex, &msg, p.t_ns) {
                 asked::Answer::Asked | asked::Answer::Unseen => {
-                    self.dns.insert_response(client, &msg, p.t_ns);
+                    let since = self.bindings.at_and_handed_over(client, p.t_ns).1;
+                    self.dns.insert_response(client, &msg, p.t_ns, since);
                 }
                 asked::Answer::Unasked => self.failures.count(ParseFailure::DnsUnasked),
             }

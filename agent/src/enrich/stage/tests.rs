@@ -188,8 +188,11 @@ fn a_lease_file_change_mid_run_applies_from_its_read_on() {
     let after = now();
     st.write(&record("10.0.0.9", 1, SERVER, 80, proto::TCP, before))
         .expect("write");
-    st.write(&record("10.0.0.9", 2, SERVER, 80, proto::TCP, after))
-        .expect("write");
+    // The phone's own frame (the laptop's, after its lease went to the phone, would name
+    // the laptop: it held the address before).
+    let mut phones = record("10.0.0.9", 2, SERVER, 80, proto::TCP, after);
+    phones.src_mac = PHONE;
+    st.write(&phones).expect("write");
     let hosts: Vec<_> = out.take().into_iter().map(|r| r.attr.hostname).collect();
     assert_eq!(hosts, [Some("alpha".into()), Some("beta".into())]);
     assert_eq!(st.status().dhcp.lease_reads, 2);
