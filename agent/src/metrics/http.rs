@@ -390,6 +390,42 @@ async fn handle(
 mod tests {
     use super::*;
 
+    /// A server on a loopback port for `secs` on a thread of its own; its address and
+    /// exporter.
+    fn serving(secs: u64) -> (SocketAddr, Arc<Exporter>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let exporter = Arc::new(Exporter::new(
+            Arc::new(crate::metrics::Latest::default()),
+            crate::metrics::render::Static::default(),
+        ));
+        let served = exporter.clone();
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let l = TcpListener::from_std(listener).expect("listener");
+                let _ = tokio::time::timeout(Duration::from_secs(secs), serve(l, served)).await;
+            })
+        });
+        (addr, exporter)
+    }
+
+    /// A scrape's whole answer.
+    fn scrape(addr: SocketAddr) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .expect("write");
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     /// One address holding [`MAX_PER_PEER`] connections is refused more while others are
     /// served (64 idle connections from one host kept every scrape out as long as it reopened
     /// them); its slots come back as its connections end; loopback, the address of every
@@ -425,22 +461,7 @@ mod tests {
     #[test]
     fn an_error_answer_arrives_whole_and_a_head_request_gets_no_body() {
         use std::io::{Read as _, Write as _};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
-        let addr = listener.local_addr().expect("local address");
-        let exporter = Arc::new(Exporter::new(
-            Arc::new(crate::metrics::Latest::default()),
-            crate::metrics::render::Static::default(),
-        ));
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                let l = TcpListener::from_std(listener).expect("listener");
-                let _ = tokio::time::timeout(Duration::from_secs(30), serve(l, exporter)).await;
-            })
-        });
+        let (addr, _) = serving(30);
         let ask = |request: &[u8]| {
             let mut s = std::net::TcpStream::connect(addr).expect("connect");
             s.write_all(request).expect("write");
@@ -468,35 +489,12 @@ mod tests {
     #[test]
     fn idle_or_draining_connections_on_every_slot_do_not_keep_a_scrape_out() {
         use std::io::{Read as _, Write as _};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = bind("127.0.0.1:0".parse().expect("address")).expect("bind");
-        let addr = listener.local_addr().expect("local address");
-        let exporter = Arc::new(Exporter::new(
-            Arc::new(crate::metrics::Latest::default()),
-            crate::metrics::render::Static::default(),
-        ));
-        let seen = exporter.clone();
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                let l = TcpListener::from_std(listener).expect("listener");
-                let _ = tokio::time::timeout(Duration::from_secs(60), serve(l, exporter)).await;
-            })
-        });
+        let (addr, seen) = serving(60);
         let idle: Vec<_> = (0..2 * MAX_CONNECTIONS)
             .map(|i| std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("idle {i}: {e}")))
             .collect();
         for round in 0..3 {
-            let mut s = std::net::TcpStream::connect(addr).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
-            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
-                .expect("write");
-            let mut answer = Vec::new();
-            s.read_to_end(&mut answer).expect("read");
-            let answer = String::from_utf8_lossy(&answer);
+            let answer = scrape(addr);
             assert!(
                 answer.starts_with("HTTP/1.1 200 "),
                 "round {round}: {answer:?}"
@@ -522,14 +520,7 @@ mod tests {
                 s
             })
             .collect();
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
-            .expect("write");
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).expect("read");
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = scrape(addr);
         assert!(
             answer.starts_with("HTTP/1.1 200 "),
             "behind draining: {answer:?}"
