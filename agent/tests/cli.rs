@@ -413,6 +413,16 @@ fn verify_of_a_segment_it_cannot_read_exits_3_not_broken() {
     let d = TempDir::new("v-eacces");
     let clock = xdp_audit::store::FakeClock::new(store_common::T0);
     store_common::fill(d.path(), &clock, store_common::T0, 2, 0.05, 31, true);
+    // The store's files are its group's to read (0640): `nobody` is let read them all but one.
+    for f in std::fs::read_dir(d.path())
+        .expect("list the store")
+        .flatten()
+    {
+        if f.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        }
+    }
     let seg = d.path().join(&store_common::live(d.path())[0].file);
     std::fs::set_permissions(&seg, std::fs::Permissions::from_mode(0o000)).expect("chmod");
     let mut cmd = Command::new(BIN);
