@@ -231,6 +231,9 @@ impl Bindings {
             return (None, i64::MIN);
         };
         let now = spans.iter().rev().find(|s| s.valid.contains(t_ns));
+        if spans.len() < 2 {
+            return (now, i64::MIN); // one holder only: the common case, on every record
+        }
         let handed_over = now.map_or(i64::MIN, |now| {
             (spans.iter())
                 .filter(|s| !s.holder.same(&now.holder) && hi(&s.valid) <= t_ns)
