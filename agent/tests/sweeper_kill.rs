@@ -59,6 +59,15 @@ impl RecordSink for Killable {
     }
 }
 
+/// Two datagrams to `srv`:53 from each of `flows` ports of `c` from `base` on.
+fn two_datagrams_each(l: &mut Loaded, c: [u8; 4], srv: [u8; 4], base: u16, flows: u16) {
+    for port in 0..flows {
+        let f = Spec::udp4(c, base + port, srv, 53).payload(20).build();
+        run(l, &f);
+        run(l, &f);
+    }
+}
+
 /// Runs `round(kill_at)` with a kill at each sink call of a first agent's sweep in turn, then
 /// once past the last (no kill); `round` says how many calls the sweep made when no kill came.
 /// Returns the rounds run.
@@ -118,11 +127,7 @@ fn a_kill_at_any_moment_of_a_sweep_neither_loses_nor_repeats_an_ended_flow() {
         let (ledger, pin) = ledger();
         let mut first = sweeper(t);
         first.adopt(ledger);
-        for port in 0..FLOWS {
-            let f = Spec::udp4(c, base + port, srv, 53).payload(20).build();
-            run(&mut l, &f);
-            run(&mut l, &f);
-        }
+        two_datagrams_each(&mut l, c, srv, base, FLOWS);
         drain(&mut l, &mut first);
         let fd = flows_fd(&l);
         let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
@@ -293,11 +298,7 @@ fn flows_ended_before_a_stop_or_a_kill_are_not_written_again_from_their_start_ev
         let (ledger, pin) = ledger();
         let mut first = sweeper(t);
         first.adopt(ledger);
-        for port in 0..FLOWS {
-            let f = Spec::udp4(c, base + port, srv, 53).payload(20).build();
-            run(&mut l, &f);
-            run(&mut l, &f);
-        }
+        two_datagrams_each(&mut l, c, srv, base, FLOWS);
         let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
         let mut before = Memory::default();
         if stop {
