@@ -159,6 +159,16 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// The error with paths under a held directory shown under `real` ([`PinError::shown_as`]).
+    pub(super) fn shown_as(self, held: &Path, real: &Path) -> Self {
+        match self {
+            Self::Pin(e) => Self::Pin(e.shown_as(held, real)),
+            other => other,
+        }
+    }
+}
+
 fn program_err(what: impl Into<String>) -> impl FnOnce(String) -> StartError {
     let what = what.into();
     move |cause| StartError::Program { what, cause }
@@ -175,7 +185,7 @@ pub fn start(spec: &Spec) -> Result<Started, StartError> {
     match spec.pins.read_state()? {
         None => {
             // Pins without a state: a first start that died before writing it.
-            remove_pins(&spec.pins, None)?;
+            super::detach::through(&spec.pins, &lock, |held| remove_pins(held, None))?;
             fresh(spec, lock)
         }
         Some(state) => {
@@ -234,8 +244,10 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
     if let (true, Some(e)) = (interfaces.is_empty(), first) {
         // Attached nowhere: the pins would hold the maps' memory until a detach.
         drop(program);
-        let removed = super::detach::remove_pins(&spec.pins, None)
-            .and_then(|_| super::detach::remove_state_and_dir(&spec.pins));
+        let removed = super::detach::through(&spec.pins, &lock, |held| {
+            remove_pins(held, None)?;
+            super::detach::remove_state_and_dir(held, spec.pins.dir())
+        });
         if let Err(r) = removed {
             warn!(dir = %spec.pins.dir().display(), error = %r, "the pins of a start that attached nowhere could not be removed; `xdp-audit detach` removes them");
         }

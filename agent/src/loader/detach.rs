@@ -1,6 +1,8 @@
 //! `xdp-audit detach`: an instance removed from the kernel and from bpffs, whatever state it
 //! is in (also the leftovers of a start that died before writing its state).
 
+use std::path::Path;
+
 use aya::programs::Xdp;
 use aya_obj::programs::XdpAttachType;
 use tracing::warn;
@@ -9,7 +11,7 @@ use super::adopt::{
     prog_id, released, remove_attachment, remove_dir_pins, remove_file, StartError, DETACH_DEADLINE,
 };
 use super::netlink;
-use super::pin::{self, PinDir, PinError, PinState};
+use super::pin::{self, InstanceLock, PinDir, PinError, PinState};
 
 /// What `detach` removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,38 +29,54 @@ pub struct Detached {
 /// Removes an instance: every attachment, the program, the maps, the state, the directory.
 /// Idempotent (nothing there is success); refused while an agent runs the instance.
 pub fn detach(pins: &PinDir) -> Result<Detached, StartError> {
-    let Some(_lock) = pins.lock()? else {
+    let Some(lock) = pins.lock()? else {
         return Ok(Detached::default());
     };
-    let state = pins.read_state().ok().flatten();
-    // Every program of the instance (a start killed mid-swap leaves more than one).
-    let ours: Vec<u32> = pins
-        .programs()?
-        .into_iter()
-        .filter_map(|p| pin::program_id(&p))
-        .collect();
-    let report = remove_pins(pins, state.as_ref())?;
-    for o in state.as_ref().map_or(&[][..], |s| &s.interfaces) {
-        let ifindex = super::ifindex(&o.name).unwrap_or(o.ifindex);
-        if ours.iter().any(|&id| !released(ifindex, Some(id))) {
-            warn!(
-                iface = o.name,
-                "the program is still on the interface {DETACH_DEADLINE:?} after its link was \
-                 removed; the kernel removes it when the last reference goes"
-            );
+    through(pins, &lock, |held| {
+        let state = held.read_state().ok().flatten();
+        // Every program of the instance (a start killed mid-swap leaves more than one).
+        let ours: Vec<u32> = held
+            .programs()?
+            .into_iter()
+            .filter_map(|p| pin::program_id(&p))
+            .collect();
+        let report = remove_pins(held, state.as_ref())?;
+        for o in state.as_ref().map_or(&[][..], |s| &s.interfaces) {
+            let ifindex = super::ifindex(&o.name).unwrap_or(o.ifindex);
+            if ours.iter().any(|&id| !released(ifindex, Some(id))) {
+                warn!(
+                    iface = o.name,
+                    "the program is still on the interface {DETACH_DEADLINE:?} after its link \
+                     was removed; the kernel removes it when the last reference goes"
+                );
+            }
         }
-    }
-    remove_state_and_dir(pins)?;
-    Ok(report)
+        remove_state_and_dir(held, pins.dir())?;
+        Ok(report)
+    })
 }
 
-/// Removes the instance's state and its directory, once nothing else is pinned in it.
-pub(super) fn remove_state_and_dir(pins: &PinDir) -> Result<(), StartError> {
-    pins.remove_state()?;
-    match std::fs::remove_dir(pins.dir()) {
+/// Runs `f` on the instance's directory as `lock` holds it ([`InstanceLock::held`]: root's
+/// removals never follow a link the agent's user put in its place), its errors naming the
+/// instance's own path.
+pub(super) fn through<T>(
+    pins: &PinDir,
+    lock: &InstanceLock,
+    f: impl FnOnce(&PinDir) -> Result<T, StartError>,
+) -> Result<T, StartError> {
+    let held = lock.held(pins);
+    f(&held).map_err(|e| e.shown_as(held.dir(), pins.dir()))
+}
+
+/// Removes the instance's state (in the directory `held`) and its directory `real`, once
+/// nothing else is pinned in it. The directory goes by path: `rmdir` removes only an empty
+/// directory and refuses a link.
+pub(super) fn remove_state_and_dir(held: &PinDir, real: &Path) -> Result<(), StartError> {
+    held.remove_state()?;
+    match std::fs::remove_dir(real) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PinError::Io {
             op: "remove directory",
-            path: pins.dir().to_owned(),
+            path: real.to_owned(),
             cause: e,
         }
         .into()),
@@ -109,4 +127,49 @@ pub(super) fn remove_pins(pins: &PinDir, state: Option<&PinState>) -> Result<Det
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The instance's directory swapped for a link to another directory once `detach` holds
+    /// the lock: the files removed are the instance's, wherever it was moved, never those the
+    /// link names (root unlinked `state`, `prog` and `link-*` there).
+    #[test]
+    fn a_directory_swapped_for_a_link_after_the_lock_is_not_followed() {
+        let t = crate::blocklist::tests::TempDir::new("detach-swap");
+        let (root, victim) = (t.0.join("root"), t.0.join("victim"));
+        let pins = PinDir::new(&root, "inst").expect("instance");
+        for dir in [pins.dir(), victim.as_path()] {
+            std::fs::create_dir_all(dir).expect("dir");
+            std::fs::write(dir.join("prog"), "p").expect("prog");
+            std::fs::write(dir.join("link-eth0"), "l").expect("link pin");
+            std::os::unix::fs::symlink("{}", dir.join("state")).expect("state");
+        }
+        let lock = pins.lock().expect("lock").expect("a directory");
+        let moved = root.join("moved");
+        std::fs::rename(pins.dir(), &moved).expect("move away");
+        std::os::unix::fs::symlink(&victim, pins.dir()).expect("link in its place");
+        let done = through(&pins, &lock, |held| {
+            let report = remove_pins(held, None)?;
+            remove_state_and_dir(held, pins.dir()).map(|()| report)
+        });
+        // The directory's path is now a link: `rmdir` refuses it, naming the instance's path.
+        let e = done.expect_err("the link is not removed as a directory");
+        assert!(
+            e.to_string().contains(&pins.dir().display().to_string()),
+            "{e}"
+        );
+        for name in ["prog", "link-eth0", "state"] {
+            assert!(
+                std::fs::symlink_metadata(victim.join(name)).is_ok(),
+                "{name} kept where the link points"
+            );
+            assert!(
+                std::fs::symlink_metadata(moved.join(name)).is_err(),
+                "{name} removed from the instance's own directory"
+            );
+        }
+    }
 }

@@ -386,7 +386,7 @@ impl PinDir {
         loop {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Some(InstanceLock { _file: file }));
+                return Ok(Some(InstanceLock { file }));
             }
             if std::time::Instant::now() >= deadline {
                 return Err(PinError::Busy {
@@ -495,7 +495,43 @@ pub fn maps_layout(path: &Path) -> Option<&str> {
 /// Holds an instance for this process; released on drop.
 #[derive(Debug)]
 pub struct InstanceLock {
-    _file: File,
+    file: File,
+}
+
+impl InstanceLock {
+    /// The instance's directory as this lock holds it, for removals run as root: its paths
+    /// (under `/proc/self/fd/N`) name the directory locked whatever its path leads to now.
+    /// The agent's user owns the pin root and could swap the directory for a link to `/etc`
+    /// once the lock is taken; removals by path would then unlink `/etc/state`.
+    pub fn held(&self, pins: &PinDir) -> PinDir {
+        PinDir {
+            instance: pins.instance.clone(),
+            dir: Path::new("/proc/self/fd").join(self.file.as_raw_fd().to_string()),
+        }
+    }
+}
+
+impl PinError {
+    /// The error with paths under a [`InstanceLock::held`] directory shown under `real`, the
+    /// instance's path an operator knows.
+    pub fn shown_as(self, held: &Path, real: &Path) -> Self {
+        let shown = |p: PathBuf| match p.strip_prefix(held) {
+            Ok(rest) => real.join(rest),
+            Err(_) => p,
+        };
+        match self {
+            Self::Io { op, path, cause } => Self::Io {
+                op,
+                path: shown(path),
+                cause,
+            },
+            Self::State { path, reason } => Self::State {
+                path: shown(path),
+                reason,
+            },
+            other => other,
+        }
+    }
 }
 
 fn statfs_magic(path: &Path) -> std::io::Result<u32> {
