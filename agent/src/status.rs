@@ -512,7 +512,10 @@ impl Starting {
                     };
                     Previous {
                         counters: s.counters,
-                        alerts: s.alerts.map(|a| a.active).unwrap_or_default(),
+                        alerts: s
+                            .alerts
+                            .map(|a| a.active.into_iter().chain(a.carry).collect())
+                            .unwrap_or_default(),
                         lost_at_stop: s.store.lost_at_stop.max(died_holding),
                         stopped_unsealed: s.stopped_at.is_some()
                             && (s.store.lost_at_stop > 0

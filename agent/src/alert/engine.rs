@@ -691,21 +691,6 @@ impl Engine {
         self.resolve_all(done, out);
     }
 
-    /// At a stop: resolves the active alerts past the first `keep` in the status's order,
-    /// which the status (cut to `keep`) does not list and the next agent therefore cannot
-    /// carry, so no alert is left raised for ever.
-    pub fn resolve_past(&mut self, keep: usize, out: &mut Vec<Alert>) {
-        let past: Vec<Alert> = self.status().active.into_iter().skip(keep).collect();
-        for a in &past {
-            let key = (a.id, a.subject.clone());
-            if self.active.swap_remove(&key).is_some() {
-                let (traffic, overflow) = (&mut self.traffic_active, &mut self.overflow_active);
-                Self::release(traffic, overflow, a.id, &a.subject);
-            }
-        }
-        self.resolve_all(past, out);
-    }
-
     /// Frees the slot an active alert held against its limit.
     fn release(traffic: &mut [usize; 2], overflow: &mut usize, id: AlertId, s: &Subject) {
         if Self::is_overflow(id, s) {

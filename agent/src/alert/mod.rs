@@ -338,6 +338,11 @@ pub struct AlertStatus {
     /// Alerts active now, all of them.
     #[serde(default)]
     pub active_total: u64,
+    /// In the last status of a clean stop only: the active alerts past those listed, for the
+    /// next agent to carry with them (a flood's thousands of `XA-BLOCK-FIRST` were resolved at
+    /// each stop and raised again by the next agent). A crash carries the listed ones only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carry: Vec<Alert>,
     /// The last notices, newest first (at most [`engine::RECENT`]).
     pub recent: Vec<Alert>,
     /// Alerts raised since start.

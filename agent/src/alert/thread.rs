@@ -3,7 +3,7 @@
 //! its input and counts it (`queue_full` in the status); an event waits a few seconds for
 //! room first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -222,15 +222,24 @@ impl Alerts {
     }
 
     /// Verifies the store in `dir` (with the head's signature by `key`, if given) now and
-    /// every `interval` on a thread of its own, raising `XA-CHAIN-BROKEN` when it fails.
+    /// every `interval` on a thread of its own, raising `XA-CHAIN-BROKEN` when it fails or no
+    /// longer holds the end of the chain seen last (kept in `state_dir` for the next agent).
     pub fn verify_store(
         &mut self,
         dir: PathBuf,
         key: Option<VerifyingKey>,
         interval: Duration,
+        state_dir: Option<&Path>,
     ) -> std::io::Result<()> {
         if !interval.is_zero() {
-            self.verifier = Some(super::verify::spawn(dir, key, interval, self.handle())?);
+            let mark = state_dir.map(|d| d.join(super::verify::CHAIN_SEEN));
+            self.verifier = Some(super::verify::spawn(
+                dir,
+                key,
+                interval,
+                mark,
+                self.handle(),
+            )?);
         }
         Ok(())
     }
@@ -302,8 +311,7 @@ impl Worker {
                     publish = true;
                 }
                 Ok(Msg::Finish(reply)) => {
-                    // What the final status cannot list, the next agent cannot carry.
-                    self.engine.resolve_past(STATUS_ACTIVE, &mut out);
+                    // The final status hands every active alert on ([`AlertStatus::carry`]).
                     closing = true;
                     (publish, finished) = (true, Some(reply));
                 }
@@ -329,7 +337,7 @@ impl Worker {
                 d.flush();
             }
             if publish {
-                self.publish();
+                self.publish(closing);
             }
             if let Some(reply) = finished {
                 let _ = reply.send(());
@@ -342,13 +350,17 @@ impl Worker {
         for d in &mut self.deliveries {
             d.close();
         }
-        self.publish();
+        self.publish(closing);
     }
 
-    fn publish(&self) {
+    /// Publishes the status; `closing`, with every active alert for the next agent.
+    fn publish(&self, closing: bool) {
         let mut s = self.engine.status();
         s.active_total = s.active.len() as u64;
-        s.active.truncate(STATUS_ACTIVE);
+        let past = s.active.split_off(STATUS_ACTIVE.min(s.active.len()));
+        if closing {
+            s.carry = past;
+        }
         s.deliveries = self.deliveries.iter().map(|d| d.stats()).collect();
         match self.shared.status.lock() {
             Ok(mut g) => *g = s,
@@ -454,6 +466,38 @@ mod tests {
             }
         }
         assert_eq!(ids, [AlertId::ListStale, AlertId::ListRejected]);
+        alerts.stop();
+    }
+
+    /// A clean stop hands every active alert on: those past the listed ones go in the final
+    /// status's `carry` (they were resolved at each stop, and raised again by the next agent
+    /// under a flood that went on), none resolved.
+    #[test]
+    fn a_stop_hands_on_every_active_alert() {
+        let alerts = Alerts::start(&Default::default(), 0, Vec::new()).expect("start");
+        let h = alerts.handle();
+        let active: Vec<super::super::Alert> = (0..STATUS_ACTIVE + 10)
+            .map(|c| super::super::Alert {
+                id: AlertId::BlockFirst,
+                severity: AlertId::BlockFirst.severity(),
+                state: crate::alert::AlertState::Raised,
+                text: "blocked".into(),
+                subject: crate::alert::Subject {
+                    client: Some(std::net::IpAddr::from([10, 0, (c >> 8) as u8, c as u8])),
+                    rule: Some("b.list:1".into()),
+                    ..Default::default()
+                },
+                first_ns: 1,
+                last_ns: 2,
+                count: 1,
+            })
+            .collect();
+        h.carry(active);
+        assert!(h.finish(), "finished");
+        let s = h.status();
+        assert_eq!(s.active_total, STATUS_ACTIVE as u64 + 10);
+        assert_eq!((s.active.len(), s.carry.len()), (STATUS_ACTIVE, 10));
+        assert_eq!(s.resolved, 0, "none resolved at the stop");
         alerts.stop();
     }
 }

@@ -11,10 +11,13 @@ use std::time::Duration;
 use ed25519_dalek::VerifyingKey;
 
 use super::{Event, Handle};
-use crate::store::verify::{verify, Broken, Fault};
+use crate::store::verify::{verify, Broken, Fault, Verified};
 
 /// The wait before a failed verification is repeated.
 const RECHECK: Duration = Duration::from_secs(2);
+
+/// The file in the state directory that keeps the chain's end as a check last saw it.
+pub const CHAIN_SEEN: &str = "chain-seen.json";
 
 /// The running verification thread; dropping it tells it to stop without waiting for it: a
 /// verification of a large store reads every segment, and the agent's stop must not wait for
@@ -23,11 +26,13 @@ pub(super) struct Verifier {
     _stop: SyncSender<()>,
 }
 
-/// Starts verifying `dir` every `interval`.
+/// Starts verifying `dir` every `interval`; `mark` is where the chain's end as last seen is
+/// kept ([`CHAIN_SEEN`] in the state directory), if anywhere.
 pub(super) fn spawn(
     dir: PathBuf,
     key: Option<VerifyingKey>,
     interval: Duration,
+    mark: Option<PathBuf>,
     alerts: Handle,
 ) -> std::io::Result<Verifier> {
     let (stop, rx) = mpsc::sync_channel::<()>(1);
@@ -36,9 +41,9 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("xdp-audit-verify".into())
         .spawn(move || {
-            let mut seen_chain = false;
+            let mut checker = Checker::new(dir, key, mark);
             loop {
-                match check(&dir, key.as_ref(), &mut seen_chain, &wait) {
+                match checker.check(&wait) {
                     Some(Some(e)) => {
                         alerts.event(e);
                     }
@@ -53,37 +58,173 @@ pub(super) fn spawn(
     Ok(Verifier { _stop: stop })
 }
 
-/// One check of `dir`: the event a failure that repeated after [`RECHECK`] raises, if any;
-/// `None` when `wait` says stop. `seen_chain` says whether a check found a chain: till then
-/// an empty store is one the agent has not sealed into yet (a fresh store given a key), not
-/// one wiped.
-fn check(
-    dir: &Path,
-    key: Option<&VerifyingKey>,
-    seen_chain: &mut bool,
-    wait: &dyn Fn(Duration) -> bool,
-) -> Option<Option<Event>> {
-    let first = match verify(dir, key) {
-        Ok(v) => {
-            *seen_chain |= v.entries > 0;
-            return Some(None);
+/// The end of the chain a check saw: the chain only grows (retention and compaction append
+/// entries), so a later chain that does not hold it was cut back, rewritten, wiped or
+/// replaced by an older copy. Kept in the state directory, so the next agent tells a store
+/// wiped while no agent ran from one not sealed into yet.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Seen {
+    /// The store's directory (a mark of another store, after --log-dir changed, is dropped).
+    dir: PathBuf,
+    /// Entries in the chain.
+    entries: u64,
+    /// The last one's hash.
+    head: String,
+}
+
+/// Checks one store, remembering the chain's end between checks (and agents).
+struct Checker {
+    dir: PathBuf,
+    key: Option<VerifyingKey>,
+    mark: Option<PathBuf>,
+    seen: Option<Seen>,
+}
+
+impl Checker {
+    fn new(dir: PathBuf, key: Option<VerifyingKey>, mark: Option<PathBuf>) -> Self {
+        let seen = mark.as_deref().and_then(load).filter(|s| {
+            let same = s.dir == dir;
+            if !same {
+                tracing::info!(mark = %s.dir.display(), store = %dir.display(), "the chain last seen was of another store (--log-dir changed): checks start from this store's chain");
+            }
+            same
+        });
+        Self {
+            dir,
+            key,
+            mark,
+            seen,
         }
-        Err(b) if b.fault == Fault::Empty && !*seen_chain => {
-            tracing::info!(error = %b, "nothing to verify yet: the store has no chain until its first seal");
-            return Some(None);
+    }
+
+    /// One check: the event a failure that repeated after [`RECHECK`] raises, if any; `None`
+    /// when `wait` says stop. Till a chain was seen an empty store is one the agent has not
+    /// sealed into yet (a fresh store given a key), not one wiped.
+    fn check(&mut self, wait: &dyn Fn(Duration) -> bool) -> Option<Option<Event>> {
+        let first = match self.verify() {
+            Ok(v) => {
+                self.saw(&v);
+                return Some(None);
+            }
+            Err(b) if b.fault == Fault::Empty && self.seen.is_none() => {
+                tracing::info!(error = %b, "nothing to verify yet: the store has no chain until its first seal");
+                return Some(None);
+            }
+            Err(b) => b,
+        };
+        if !wait(RECHECK) {
+            return None;
         }
-        Err(b) => b,
+        match self.verify() {
+            Err(b) if b == first => {
+                if b.fault == Fault::Empty || b.reason.starts_with(LOST) {
+                    // Said once: checks go on from the chain as it is now.
+                    self.forget();
+                }
+                Some(Some(event(b)))
+            }
+            _ => {
+                tracing::info!(error = %first, "a verification failure did not repeat (a seal in progress)");
+                Some(None)
+            }
+        }
+    }
+
+    /// `verify`, and whether the chain still holds the end seen last.
+    fn verify(&self) -> Result<Verified, Broken> {
+        let got = verify(&self.dir, self.key.as_ref());
+        let Some(s) = &self.seen else { return got };
+        let (entries, kept) = match &got {
+            Ok(v) => {
+                let at = (s.entries as usize)
+                    .checked_sub(1)
+                    .and_then(|i| v.chain.0.get(i));
+                (v.entries, at.is_some_and(|e| e.hash == s.head))
+            }
+            Err(b) if b.fault == Fault::Empty => (0, false),
+            Err(_) => return got,
+        };
+        if kept {
+            return got;
+        }
+        let head = s.head.get(..16).unwrap_or(&s.head);
+        Err(Broken {
+            file: self.dir.join(crate::store::manifest::MANIFEST),
+            reason: format!(
+                "{LOST}: it held {} entries (the last {head}...) when last checked, and holds \
+                 {entries}{}: the store was wiped, cut back, rewritten or replaced by an older \
+                 copy (if it was moved or replaced on purpose, this alert records it; checks \
+                 go on from the chain as it is now)",
+                s.entries,
+                if entries >= s.entries {
+                    ", that entry not among them"
+                } else {
+                    ""
+                }
+            ),
+            fault: Fault::Altered,
+        })
+    }
+
+    /// Remembers the end of a chain that verified, when it moved.
+    fn saw(&mut self, v: &Verified) {
+        let Some(last) = v.chain.0.last() else { return };
+        let seen = Seen {
+            dir: self.dir.clone(),
+            entries: v.entries,
+            head: last.hash.clone(),
+        };
+        if self.seen.as_ref() == Some(&seen) {
+            return;
+        }
+        if let Some(path) = &self.mark {
+            if let Err(e) = save(path, &seen) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the chain's end for the next agent: a store wiped while no agent runs goes unnoticed by it");
+            }
+        }
+        self.seen = Some(seen);
+    }
+
+    fn forget(&mut self) {
+        self.seen = None;
+        if let Some(path) = &self.mark {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove the chain's end kept for the next agent: it will raise the alert again");
+                }
+            }
+        }
+    }
+}
+
+/// How the reason of a chain that lost the end seen last begins.
+const LOST: &str = "the chain no longer holds its end as seen last";
+
+/// The mark at `path`, if there is one that reads.
+fn load(path: &Path) -> Option<Seen> {
+    let text = match crate::store::fsutil::read_input_text(path, 64 * 1024) {
+        Ok(t) => t,
+        Err(crate::store::fsutil::InputError::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return None
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the chain's end the last agent kept: checks start from the chain as it is");
+            return None;
+        }
     };
-    if !wait(RECHECK) {
-        return None;
-    }
-    match verify(dir, key) {
-        Err(b) if b == first => Some(Some(event(b))),
-        _ => {
-            tracing::info!(error = %first, "a verification failure did not repeat (a seal in progress)");
-            Some(None)
-        }
-    }
+    serde_json::from_str(&text)
+        .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "the chain's end the last agent kept does not parse: checks start from the chain as it is"))
+        .ok()
+}
+
+fn save(path: &Path, seen: &Seen) -> std::io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    };
+    let text = serde_json::to_vec(seen)?;
+    crate::store::fsutil::write_atomic_via(dir, &format!(".{name}.tmp"), name, &[&text, b"\n"])
 }
 
 /// The alert event of a failure that repeated: an altered store breaks the chain, and so does
@@ -118,30 +259,16 @@ mod tests {
         ));
     }
 
-    /// A fresh store given a key has no chain to sign until its first seal: no alert (the
-    /// first start of every signed gateway raised `XA-CHAIN-BROKEN`). Once a check has seen its
-    /// chain, the store found empty is one wiped, and raises it.
-    #[test]
-    fn an_empty_store_is_an_alert_only_once_a_chain_was_seen() {
+    /// A store sealed into once (signed or not), in `dir`.
+    fn sealed_store(dir: &Path, key: Option<ed25519_dalek::SigningKey>) {
         use crate::store::testgen::TrafficGen;
         use crate::store::{Store, StoreConfig};
-        let tmp = crate::blocklist::tests::TempDir::new("verify-empty");
-        let dir = tmp.0.join("log");
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let public = key.verifying_key();
-        let go_on = |_: Duration| true;
-        let mut seen = false;
-        let mut cfg = StoreConfig::new(&dir);
-        cfg.signing_key = Some(key);
+        let mut cfg = StoreConfig::new(dir);
+        cfg.signing_key = key;
         let t0 = 1_767_225_600_000_000_000;
         let clock = crate::store::testgen::FakeClock::new(t0);
         let mut store = Store::open_with_clock(cfg, Box::new(clock.clone()))
             .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()));
-        assert!(
-            matches!(check(&dir, Some(&public), &mut seen, &go_on), Some(None)),
-            "a store opened, nothing sealed"
-        );
-        assert!(!seen);
         let mut g = TrafficGen::with_rate(3, t0, 10.0);
         for _ in 0..5 {
             let r = g.next_record();
@@ -149,26 +276,85 @@ mod tests {
             store.append(&r);
         }
         assert!(store.seal_now(), "sealed");
-        drop(store);
-        assert!(
-            matches!(check(&dir, Some(&public), &mut seen, &go_on), Some(None)),
-            "a signed chain"
-        );
-        assert!(seen, "the chain was seen");
-        for f in std::fs::read_dir(&dir).expect("list the store").flatten() {
-            let p = f.path();
-            let gone = if p.is_dir() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            gone.unwrap_or_else(|e| panic!("wipe {}: {e}", p.display()));
+    }
+
+    fn wipe(dir: &Path) {
+        std::fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("wipe {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).expect("an empty store directory");
+    }
+
+    fn chain_broken(got: Option<Option<Event>>) -> String {
+        match got {
+            Some(Some(Event::ChainBroken { reason, .. })) => reason,
+            other => panic!("expected a broken chain: {other:?}"),
         }
-        match check(&dir, Some(&public), &mut seen, &go_on) {
-            Some(Some(Event::ChainBroken { reason, .. })) => {
-                assert!(reason.contains("empty"), "{reason}")
+    }
+
+    /// A fresh store given a key has no chain to sign until its first seal: no alert (the
+    /// first start of every signed gateway raised `XA-CHAIN-BROKEN`). Once a check has seen its
+    /// chain, the store found empty is one wiped, and raises it, once.
+    #[test]
+    fn an_empty_store_is_an_alert_only_once_a_chain_was_seen() {
+        let tmp = crate::blocklist::tests::TempDir::new("verify-empty");
+        let dir = tmp.0.join("log");
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let go_on = |_: Duration| true;
+        let mut c = Checker::new(dir.clone(), Some(key.verifying_key()), None);
+        assert!(matches!(c.check(&go_on), Some(None)), "nothing sealed yet");
+        assert!(c.seen.is_none());
+        sealed_store(&dir, Some(key));
+        assert!(matches!(c.check(&go_on), Some(None)), "a signed chain");
+        assert!(c.seen.is_some(), "the chain was seen");
+        wipe(&dir);
+        let reason = chain_broken(c.check(&go_on));
+        assert!(reason.contains("holds 0"), "{reason}");
+        assert!(matches!(c.check(&go_on), Some(None)), "said once");
+    }
+
+    /// The next agent (a new checker reading the mark) tells a store wiped while no agent ran,
+    /// unsigned too, where a check of its own finds a valid empty chain; a store cut back to
+    /// an older copy too. A mark of another store is not compared.
+    #[test]
+    fn a_store_wiped_between_agents_is_an_alert() {
+        let tmp = crate::blocklist::tests::TempDir::new("verify-mark");
+        let dir = tmp.0.join("log");
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let mark = tmp.0.join(CHAIN_SEEN);
+        let go_on = |_: Duration| true;
+        sealed_store(&dir, None);
+        let older = tmp.0.join("older");
+        std::fs::create_dir_all(&older).expect("copy dir");
+        for f in std::fs::read_dir(&dir).expect("list").flatten() {
+            if f.path().is_file() {
+                std::fs::copy(f.path(), older.join(f.file_name())).expect("copy");
             }
-            other => panic!("a wiped store: {other:?}"),
         }
+        sealed_store(&dir, None);
+        let mut first = Checker::new(dir.clone(), None, Some(mark.clone()));
+        assert!(matches!(first.check(&go_on), Some(None)), "verifies");
+        assert!(mark.exists(), "the chain's end kept");
+        drop(first);
+        // Another store's mark: nothing compared.
+        let other = Checker::new(tmp.0.join("elsewhere"), None, Some(mark.clone()));
+        assert!(other.seen.is_none());
+        // An older copy of the store put back: fewer entries.
+        wipe(&dir);
+        for f in std::fs::read_dir(&older).expect("list").flatten() {
+            std::fs::copy(f.path(), dir.join(f.file_name())).expect("restore");
+        }
+        let mut next = Checker::new(dir.clone(), None, Some(mark.clone()));
+        let reason = chain_broken(next.check(&go_on));
+        assert!(reason.starts_with(LOST), "{reason}");
+        assert!(!mark.exists(), "said once: the mark goes");
+        assert!(
+            matches!(next.check(&go_on), Some(None)),
+            "goes on from the chain as it is"
+        );
+        assert!(mark.exists(), "the chain as it is now kept");
+        wipe(&dir);
+        let mut after = Checker::new(dir.clone(), None, Some(mark.clone()));
+        let reason = chain_broken(after.check(&go_on));
+        assert!(reason.contains("holds 0"), "{reason}");
     }
 }

@@ -101,7 +101,8 @@ pub struct RunArgs {
     /// An allowlist file (repeatable): its entries are never blocked.
     #[arg(long = "allowlist", value_name = "FILE")]
     pub allowlists: Vec<PathBuf>,
-    /// Where `status.json` is kept up to date for `xdp-audit status`.
+    /// Where `status.json` is kept up to date for `xdp-audit status`, and what the next agent
+    /// takes over (attribution learned, the end of the chain last verified).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// How often what attribution has learned (DNS answers, DHCP bindings seen on the link,
@@ -490,7 +491,9 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // After the carry: a broken chain found first would be raised anew beside the carried
     // alert of it. A thread that cannot start is said, and recording goes on without it.
     let interval = args.alerts.alert_verify_interval;
-    if let Err(e) = alerts.verify_store(log_dir.clone(), verify_key, interval) {
+    if let Err(e) =
+        alerts.verify_store(log_dir.clone(), verify_key, interval, Some(&args.state_dir))
+    {
         tracing::error!(error = %e, "cannot start the store verification thread: the chain is not checked while this agent runs");
     }
     starting.handed_over();

@@ -152,8 +152,14 @@ fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
         last_ns: 20,
         count: 7,
     };
+    // One listed, one past the list that a clean stop hands on.
+    let carried = crate::alert::Alert {
+        text: "the other disk".into(),
+        ..active.clone()
+    };
     last.alerts = Some(crate::alert::AlertStatus {
         active: vec![active.clone()],
+        carry: vec![carried.clone()],
         ..Default::default()
     });
     last.store.lost_at_stop = 9;
@@ -173,7 +179,7 @@ fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
         );
         assert_eq!(
             previous.alerts,
-            std::slice::from_ref(&active),
+            [active.clone(), carried.clone()],
             "start {start}"
         );
         drop(starting); // the start fails

@@ -643,36 +643,6 @@ fn the_status_lists_system_alerts_before_traffic_ones() {
     assert!(order[1..].iter().all(|id| id.is_traffic()), "{order:?}");
 }
 
-/// At a stop, the alerts the final status cannot list (the next agent carries only those)
-/// are resolved, so none stays raised for ever; the listed ones stay active.
-#[test]
-fn a_stop_resolves_the_alerts_past_what_the_status_lists() {
-    let cfg = AlertConfig {
-        alert_max_active: 4,
-        ..AlertConfig::default()
-    };
-    let mut e = Engine::new(&cfg, 1000);
-    let mut out = Vec::new();
-    for c in 0..4 {
-        e.hit(hit(&format!("10.0.0.{c}"), "b.list:1"), 1, 0, &mut out);
-    }
-    out.clear();
-    e.resolve_past(3, &mut out);
-    assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Resolved)]);
-    let st = e.status();
-    assert_eq!((st.active_total, st.resolved), (3, 1));
-    assert!(
-        !st.active.iter().any(|a| a.subject == out[0].subject),
-        "the resolved one is gone"
-    );
-    // Its slot against the limit (4) is free again: a new client raises its own alert,
-    // not the overflow one that counts clients kept out.
-    out.clear();
-    e.hit(hit("10.0.0.9", "b.list:1"), 1, S, &mut out);
-    assert_eq!(ids(&out), [(AlertId::BlockFirst, AlertState::Raised)]);
-    assert!(out[0].subject.client.is_some(), "{:?}", out[0]);
-}
-
 /// An interface a sweep finds unaudited is one alert while it stays so, resolved once the
 /// sweeps stop naming it.
 #[test]
