@@ -448,6 +448,119 @@ fn a_damaged_segment_inside_the_window_exits_4_naming_it() {
     assert!(err.contains("BROKEN") && err.contains(name), "{err}");
 }
 
+/// The `<td>` of the title fact `key` in an HTML report.
+fn title_fact(html: &str, key: &str) -> String {
+    let at = html
+        .find(&format!("<tr data-fact=\"{key}\">"))
+        .unwrap_or_else(|| panic!("no fact {key}"));
+    let cell = &html[at..];
+    let from = cell.find("<td>").expect("a cell") + 4;
+    cell[from..from + cell[from..].find("</td>").expect("its end")].to_owned()
+}
+
+/// The title page says what the chain proves: records still in the live journal are counted
+/// apart from those it covers (the verdict read "Verified" with exit 0 for a store holding
+/// only a journal), and a store that does not verify reads BROKEN there, its entry marked in
+/// the chain table (only the last section said so).
+#[test]
+fn the_title_page_says_what_the_chain_proves() {
+    let dir = two_hours("report-proves");
+    let d = dir.path().to_str().expect("utf-8");
+    let html = |extra: &[&str]| {
+        let mut args = vec!["report", "--format", "html", "--log-dir", d];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // The store's last hour (from 22:00) is in the live journal.
+    let o = html(&["--since", "2023-11-14T21:30:00Z", "--until", UNTIL]);
+    let page = ok(&o);
+    let fact = title_fact(&page, "verification");
+    assert!(fact.starts_with("verified, for the"), "{fact}");
+    assert!(fact.contains("live journal"), "{fact}");
+    // A sealed hour alone: covered whole.
+    let sealed = html(&[
+        "--since",
+        "2023-11-14T20:30:00Z",
+        "--until",
+        "2023-11-14T21:00:00Z",
+    ]);
+    let fact = title_fact(&ok(&sealed), "verification");
+    assert!(fact.contains("covers every matching record"), "{fact}");
+    // A segment changed where a window's read does not look (the account column's Bloom
+    // filter): `verify` finds it, the report is still made.
+    let segment = a_segment(dir.path());
+    let at = {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let r = SerializedFileReader::new(std::fs::File::open(&segment).expect("open"))
+            .expect("the segment's footer");
+        let c = r
+            .metadata()
+            .row_group(0)
+            .column(xdp_audit::store::segment::col::USER);
+        let at = c.bloom_filter_offset().expect("a Bloom filter") as usize;
+        at + c.bloom_filter_length().expect("its length") as usize - 1
+    };
+    let mut bytes = std::fs::read(&segment).expect("read the segment");
+    bytes[at] ^= 0x10;
+    std::fs::write(&segment, bytes).expect("change the segment");
+    let o = html(&["--since", "2023-11-14T20:00:00Z", "--until", UNTIL]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(!o.stdout.is_empty(), "a report: {err}");
+    let page = String::from_utf8_lossy(&o.stdout);
+    let fact = title_fact(&page, "verification");
+    assert!(fact.starts_with("BROKEN: "), "{fact}");
+    let name = segment.file_name().and_then(|n| n.to_str()).expect("name");
+    let chain = &page[page.find("id=\"chain\"").expect("the chain section")..];
+    let row = chain
+        .find(name)
+        .map(|at| &chain[at..])
+        .expect("the segment's row");
+    let row = &row[..row.find("</tr>").expect("its end")];
+    assert!(row.contains("no longer matches"), "{row}");
+}
+
+/// A manifest cut short or deleted stops the scan as a damaged segment does: BROKEN, exit 4
+/// (it exited 1, as a typo does, where `verify` says BROKEN).
+#[test]
+fn a_manifest_cut_short_or_deleted_exits_4() {
+    for cut in [true, false] {
+        let dir = two_hours(if cut {
+            "report-manifest-cut"
+        } else {
+            "report-manifest-gone"
+        });
+        let d = dir.path().to_str().expect("utf-8");
+        let manifest = dir.path().join("manifest.jsonl");
+        if cut {
+            let len = std::fs::metadata(&manifest)
+                .expect("stat the manifest")
+                .len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&manifest)
+                .and_then(|f| f.set_len(len - 50))
+                .expect("cut the manifest short");
+        } else {
+            std::fs::remove_file(&manifest).expect("delete the manifest");
+        }
+        let o = run(&[
+            "report",
+            "--format",
+            "json",
+            "--log-dir",
+            d,
+            "--since",
+            SINCE,
+            "--until",
+            UNTIL,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(4), "cut {cut}: {err}");
+        assert!(err.contains("BROKEN"), "cut {cut}: {err}");
+    }
+}
+
 /// A report file holds subscribers' records: it is created for its owner and group only, as
 /// the store's files are (it was 0644 under the usual umask).
 #[test]

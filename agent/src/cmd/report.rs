@@ -45,10 +45,15 @@ SHA-256. With --out, the report (and the attachment, named after it: case.html -
 case.records.csv) is written whole and fsynced, an existing file is refused, and the
 SHA-256 of each file is printed in `sha256sum` format.
 
+The title page opens with the verdict: verified, BROKEN or NOT CHECKED, and how many
+matching records are still in the live journal, which no chain entry vouches for until the
+next seal.
+
 Exit status: 0 when the report is written and the store verified; 4 when the store does not
-verify (BROKEN: the report is written and says why; this wins over 3; when the damage lies
-in a segment the window needs, no report can be built: the error names it and says BROKEN,
-and the exit status is 4 as well); 3 when the report is
+verify (BROKEN: the report is written and says why, on its title page and at the damaged
+entry; this wins over 3; when the scan cannot read a segment the window needs, or the
+manifest, no report can be built: the error names the file and says BROKEN, and the exit
+status is 4 as well); 3 when the report is
 incomplete (live journals could not be read whole) or the chain could not be checked (a file
 could not be read: no verdict either way); 1 on an error (nothing is written).
 
@@ -126,16 +131,22 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     access::record(&args.dir.log_dir, access);
     let (report, digest, attachment) = match made {
         Ok(m) => m,
-        // A damaged segment the window needs stops the scan: no report can be built, but a
-        // script must still tell a store that does not verify from a mere error.
-        // Only a segment the scan could not read (`report::build`'s error): a refused --out
-        // or a closed pipe is no verdict on the store.
+        // A damaged segment the window needs, or a manifest cut short or deleted, stops the
+        // scan: no report can be built, but a script must still tell a store that does not
+        // verify from a mere error. Only what reading the store met (`report::build`'s
+        // errors): a refused --out, an attachment's write or a closed pipe is no verdict on
+        // the store.
         Err(e)
             if !matches!(
                 e.downcast_ref::<report::ReportError>(),
-                Some(report::ReportError::Query(
-                    crate::store::query::QueryError::Segment(_)
-                ))
+                Some(
+                    report::ReportError::Manifest(_)
+                        | report::ReportError::Query(
+                            crate::store::query::QueryError::Segment(_)
+                                | crate::store::query::QueryError::Manifest(_)
+                                | crate::store::query::QueryError::Journal(_)
+                        )
+                )
             ) =>
         {
             return Err(e)

@@ -14,7 +14,7 @@ body { font-family: 'DejaVu Sans', 'Liberation Sans', Arial, sans-serif; font-si
 h1 { font-size: 22px; margin: 0 0 12px 0; }
 h2 { font-size: 16px; border-bottom: 1px solid #999999; padding-bottom: 3px; margin-top: 28px; }
 table { border-collapse: collapse; margin: 8px 0; }
-th, td { border: 1px solid #cccccc; padding: 3px 6px; vertical-align: top; text-align: left; }
+th, td { border: 1px solid #cccccc; padding: 3px 6px; vertical-align: top; text-align: left; overflow-wrap: anywhere; max-width: 480px; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.time { white-space: nowrap; }
@@ -109,7 +109,7 @@ pub fn html(r: &Report) -> String {
 
     section(&mut s, "chain", "Chain entries covering the window");
     if !r.chain.entries.is_empty() {
-        grid(&mut s, &view::chain_grid(&r.chain));
+        grid(&mut s, &view::chain_grid(r));
     }
     note(&mut s, &view::chain_note(&r.chain));
     s.push_str("</section>\n");

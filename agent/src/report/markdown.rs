@@ -82,7 +82,7 @@ pub fn markdown(r: &Report) -> String {
 
     s.push_str("\n## Chain entries covering the window\n\n");
     if !r.chain.entries.is_empty() {
-        grid(&mut s, &view::chain_grid(&r.chain));
+        grid(&mut s, &view::chain_grid(r));
         s.push('\n');
     }
     let _ = writeln!(s, "{}", view::chain_note(&r.chain));

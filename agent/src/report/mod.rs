@@ -161,6 +161,9 @@ pub struct Verification {
     pub verdict: String,
     /// Whether the head's signature was checked against a key the operator gave.
     pub signature_checked: bool,
+    /// The file at fault, when the store did not verify (its path as `verify` names it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// A finished report.
@@ -308,12 +311,14 @@ pub fn build(
             unchecked: false,
             verdict: v.summary(),
             signature_checked: v.signature_checked,
+            file: None,
         },
         Err(b) => Verification {
             ok: false,
             unchecked: b.fault == Fault::Unreadable,
             verdict: b.to_string(),
             signature_checked: false,
+            file: Some(b.file.display().to_string()),
         },
     };
     let (key_fingerprint, key_checked, given_key_fingerprint) =

@@ -173,9 +173,11 @@ impl Timeline {
         let every = n.div_ceil(8).max(1);
         for i in (0..=n).step_by(every) {
             let x = LEFT + slot * i as f64;
+            // The last label ends at its tick: centred, it ran past the picture's edge.
+            let anchor = if i == n { "end" } else { "middle" };
             let _ = write!(
                 s,
-                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{base}" y2="{y2}" stroke="#333333"/><text x="{x:.1}" y="{ty}" text-anchor="middle" class="x-tick">{label}</text>"##,
+                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{base}" y2="{y2}" stroke="#333333"/><text x="{x:.1}" y="{ty}" text-anchor="{anchor}" class="x-tick">{label}</text>"##,
                 y2 = base + 4.0,
                 ty = base + 16.0,
                 label = self.tick_label(self.bucket_start(i)),

@@ -98,6 +98,8 @@ pub fn title_facts(r: &Report) -> Vec<Fact> {
             ),
         );
     }
+    // First, where an inspector reads first: what the chain proves of these records.
+    facts.insert(0, fact("verification", "Verification", verify_fact(r)));
     let missing = r.records.unreadable_journals;
     if missing > 0 {
         // First, where an inspector reads first.
@@ -108,6 +110,28 @@ pub fn title_facts(r: &Report) -> Vec<Fact> {
         facts.insert(0, fact("incomplete", "Completeness", text));
     }
     facts
+}
+
+/// The verdict on the title page: BROKEN and NOT CHECKED as the verification section says
+/// them, and records no chain entry covers yet (in the live journal) counted apart.
+fn verify_fact(r: &Report) -> String {
+    let v = &r.verify;
+    if !v.ok {
+        let word = if v.unchecked { "NOT CHECKED" } else { "BROKEN" };
+        return format!("{word}: {} (see the verification section)", v.verdict);
+    }
+    let (total, unsealed) = (r.records.total, r.chain.unsealed_records);
+    if unsealed == 0 {
+        return "verified: the chain covers every matching record".into();
+    }
+    format!(
+        "verified, for the {} sealed matching records only: {} of the {} are in the live \
+         journal, not sealed yet, and no chain entry vouches for them (a report made after \
+         the next seal covers them)",
+        count(total.saturating_sub(unsealed)),
+        count(unsealed),
+        count(total)
+    )
 }
 
 /// The key the chain head names, and whether it was checked: the operator's `--public-key`
@@ -365,9 +389,15 @@ pub fn attachment_facts(r: &Report) -> Option<Vec<Fact>> {
     })
 }
 
-/// The chain entries table.
-pub fn chain_grid(c: &Chain) -> Grid {
+/// The chain entries table; the entry of the file `verify` found at fault is marked.
+pub fn chain_grid(r: &Report) -> Grid {
     use Col::*;
+    let c = &r.chain;
+    let at_fault = |file: &str| {
+        r.verify.file.as_deref().is_some_and(|f| {
+            std::path::Path::new(f).file_name() == Some(std::ffi::OsStr::new(file))
+        })
+    };
     Grid {
         headers: vec![
             "Seq",
@@ -391,7 +421,14 @@ pub fn chain_grid(c: &Chain) -> Grid {
                     count(e.rows),
                     time_of(&e.time_min),
                     time_of(&e.time_max),
-                    e.sha256.clone(),
+                    if at_fault(&e.file) {
+                        format!(
+                            "{} (as sealed; the file no longer matches: BROKEN)",
+                            e.sha256
+                        )
+                    } else {
+                        e.sha256.clone()
+                    },
                     e.hash.clone(),
                 ]
             })
@@ -444,7 +481,15 @@ pub fn verify_text(r: &Report) -> String {
         "The head's signature was not checked against a trusted key (run with --public-key to check it)."
     };
     if v.ok {
-        format!("Verified: {}. {key}", v.verdict)
+        let unsealed = match r.chain.unsealed_records {
+            0 => String::new(),
+            n => format!(
+                " The chain does not cover the {} matching records in the live journal: not \
+                 sealed yet, they are shown as read, with no proof.",
+                count(n)
+            ),
+        };
+        format!("Verified: {}. {key}{unsealed}", v.verdict)
     } else if v.unchecked {
         // A file that could not be read proves nothing either way: no BROKEN.
         format!(
