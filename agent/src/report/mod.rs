@@ -12,7 +12,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 use sha2::Digest;
 
-use crate::record::{rfc3339_s, FlowRecord};
+use crate::record::{rfc3339_ns, rfc3339_s, FlowRecord};
 use crate::store::access::{filter_text, Who};
 use crate::store::fsutil::{hex, unhex, InputError};
 use crate::store::manifest::{self, Body, ManifestError};
@@ -297,8 +297,8 @@ pub fn build(
                     kind,
                     file: s.file.clone(),
                     rows: s.rows,
-                    time_min: rfc3339_s(s.time_min_ns),
-                    time_max: rfc3339_s(s.time_max_ns),
+                    time_min: rfc3339_ns(s.time_min_ns),
+                    time_max: rfc3339_ns(s.time_max_ns),
                     sha256: s.sha256.clone(),
                     hash: e.hash.clone(),
                 },
@@ -337,7 +337,11 @@ pub fn build(
             since: text::rfc3339_exact(since),
             until: text::rfc3339_exact(until),
             filter: filter_text(f),
-            store: dir.display().to_string(),
+            // Absolute: the report leaves the directory it was made in.
+            store: std::path::absolute(dir)
+                .unwrap_or_else(|_| dir.to_owned())
+                .display()
+                .to_string(),
             operator: inputs.who,
         },
         summary: counted.summary,

@@ -361,6 +361,11 @@ pub fn records_note(r: &Report) -> String {
     let (shown, total) = (r.records.shown.len() as u64, r.records.total);
     let all = if shown == total {
         format!("All {} matching records, earliest first.", count(total))
+    } else if shown == 0 {
+        format!(
+            "None of the {} matching records is listed (--limit 0).",
+            count(total)
+        )
     } else {
         format!(
             "The earliest {} of {} matching records.",
@@ -419,8 +424,8 @@ pub fn chain_grid(r: &Report) -> Grid {
                     e.kind.to_owned(),
                     e.file.clone(),
                     count(e.rows),
-                    time_of(&e.time_min),
-                    time_of(&e.time_max),
+                    exact_time_of(&e.time_min),
+                    exact_time_of(&e.time_max),
                     if at_fault(&e.file) {
                         format!(
                             "{} (as sealed; the file no longer matches: BROKEN)",
