@@ -466,24 +466,21 @@ fn title_fact(html: &str, key: &str) -> String {
 fn the_title_page_says_what_the_chain_proves() {
     let dir = two_hours("report-proves");
     let d = dir.path().to_str().expect("utf-8");
-    let html = |extra: &[&str]| {
-        let mut args = vec!["report", "--format", "html", "--log-dir", d];
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let html = |since: &str| report_of(d, "html", since, UNTIL, &[]);
     // The store's last hour (from 22:00) is in the live journal.
-    let o = html(&["--since", "2023-11-14T21:30:00Z", "--until", UNTIL]);
+    let o = html("2023-11-14T21:30:00Z");
     let page = ok(&o);
     let fact = title_fact(&page, "verification");
     assert!(fact.starts_with("verified, for the"), "{fact}");
     assert!(fact.contains("live journal"), "{fact}");
     // A sealed hour alone: covered whole.
-    let sealed = html(&[
-        "--since",
+    let sealed = report_of(
+        d,
+        "html",
         "2023-11-14T20:30:00Z",
-        "--until",
         "2023-11-14T21:00:00Z",
-    ]);
+        &[],
+    );
     let fact = title_fact(&ok(&sealed), "verification");
     assert!(fact.contains("covers every matching record"), "{fact}");
     // A segment changed where a window's read does not look (the account column's Bloom
@@ -503,7 +500,7 @@ fn the_title_page_says_what_the_chain_proves() {
     let mut bytes = std::fs::read(&segment).expect("read the segment");
     bytes[at] ^= 0x10;
     std::fs::write(&segment, bytes).expect("change the segment");
-    let o = html(&["--since", "2023-11-14T20:00:00Z", "--until", UNTIL]);
+    let o = html("2023-11-14T20:00:00Z");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(!o.stdout.is_empty(), "a report: {err}");
@@ -544,17 +541,7 @@ fn a_manifest_cut_short_or_deleted_exits_4() {
         } else {
             std::fs::remove_file(&manifest).expect("delete the manifest");
         }
-        let o = run(&[
-            "report",
-            "--format",
-            "json",
-            "--log-dir",
-            d,
-            "--since",
-            SINCE,
-            "--until",
-            UNTIL,
-        ]);
+        let o = report_of(d, "json", SINCE, UNTIL, &[]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(4), "cut {cut}: {err}");
         assert!(err.contains("BROKEN"), "cut {cut}: {err}");
