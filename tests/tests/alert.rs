@@ -388,6 +388,40 @@ fn a_crash_and_a_damaged_segment_are_alerted_at_the_next_start_and_status_says_w
         text.contains("XA-CHAIN-BROKEN"),
         "the alerts of the last snapshot: {text}"
     );
+
+    // The store wiped while no agent runs (its state directory kept): the next agent's
+    // check finds a valid empty chain, which no longer holds the end the last check saw.
+    for e in std::fs::read_dir(&log).expect("list the store").flatten() {
+        if e.file_name() != "state" {
+            let p = e.path();
+            let gone = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            gone.unwrap_or_else(|e| panic!("wipe {}: {e}", p.display()));
+        }
+    }
+    let mut d = Agent::start(&lab, &lab.gateway, &bin, &log, &args).expect("fourth agent");
+    let lost = || {
+        hook.bodies().into_iter().find(|b| {
+            b["id"] == "XA-CHAIN-BROKEN"
+                && b["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("no longer holds"))
+        })
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the wiped store at the webhook",
+        || lost().is_some(),
+    );
+    assert_eq!(d.stop().expect("stop"), 0);
+    let wiped = lost().expect("the alert");
+    assert!(
+        (wiped["subject"]["file"].as_str()).is_some_and(|f| f.ends_with("manifest.jsonl")),
+        "{wiped}"
+    );
 }
 
 /// An agent started on a full disk (restarted while it was): it starts and enforces its
