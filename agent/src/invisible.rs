@@ -9,8 +9,9 @@
 //! ([`find`]: DHCP host names, list domains; subscribers files with [`find_deceptive`], which
 //! lets ordinary writing's joiners and variation selectors through), and every display of free
 //! text to people (tables, messages, HTML and Markdown reports, `status`) writes them as
-//! [`escape`] does: `\u{202e}` (`\n`, `\r`, `\t` for those three). The machine formats (JSON
-//! Lines, syslog, webhooks) carry the exact text.
+//! [`escape`] does: `\u{202e}` (`\n`, `\r`, `\t` for those three), and a backslash that would
+//! read as the start of one doubled ([`shown_chars`]). The machine formats (JSON Lines,
+//! syslog, webhooks) carry the exact text.
 //!
 //! A hand-written table rather than a Unicode crate: the set is small and changes rarely
 //! (Unicode 15.1: general categories Cc, Cf, Zl, Zp and `Default_Ignorable_Code_Point`).
@@ -89,18 +90,36 @@ pub fn escape(c: char) -> std::char::EscapeDefault {
 /// in a table or a message (an account, a host name, a hold's reason, a line of a list file)
 /// must not start a row of its own, drive the terminal or read as another text.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if find(text).is_none() {
+    if find(text).is_none() && !text.contains('\\') {
         return text.into();
     }
-    let mut shown = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if is_invisible(c) {
-            shown.extend(escape(c));
-        } else {
-            shown.push(c);
+    shown_chars(text).collect::<String>().into()
+}
+
+/// The characters of `text` as displays show it: each invisible character as its escape, and
+/// a backslash that starts what reads as one (`\u`, `\n`, `\r`, `\t`, `\\`) doubled, so
+/// that a text spelling `\u{200b}` never shows as one holding U+200B (an
+/// account `C-0042\u{200b}` typed so would pass for `C-0042` with a zero-width space). Every
+/// other character as it is: `CORP\alice` shows as itself.
+pub fn shown_chars(text: &str) -> impl Iterator<Item = char> + '_ {
+    let mut rest = text.chars().peekable();
+    let mut pending: Option<std::char::EscapeDefault> = None;
+    std::iter::from_fn(move || loop {
+        if let Some(c) = pending.as_mut().and_then(Iterator::next) {
+            return Some(c);
         }
-    }
-    shown.into()
+        let c = rest.next()?;
+        let reads_as_escape = c == '\\'
+            && rest
+                .peek()
+                .is_some_and(|n| matches!(n, 'u' | 'n' | 'r' | 't' | '\\'));
+        if is_invisible(c) || reads_as_escape {
+            // `escape_default` writes a backslash as two.
+            pending = Some(escape(c));
+        } else {
+            return Some(c);
+        }
+    })
 }
 
 #[cfg(test)]
@@ -204,5 +223,18 @@ mod tests {
             "admin\\u{202e}gpj.exe\\u{200b}\\n\\u{3164}\\u{e0041}\\u{1b}[2J"
         );
         assert_eq!(escape('\t').to_string(), "\\t");
+    }
+
+    /// A text that spells an escape is shown apart from one holding the character: its
+    /// backslash doubled. Other backslashes stay as they are.
+    #[test]
+    fn a_spelled_escape_is_not_shown_as_the_character() {
+        let real = printable("C-0042\u{200b}");
+        let spelled = printable(r"C-0042\u{200b}");
+        assert_eq!(real, r"C-0042\u{200b}");
+        assert_eq!(spelled, r"C-0042\\u{200b}");
+        assert_eq!(printable(r"a\nb \\ c\td"), r"a\\nb \\\ c\\td");
+        assert_eq!(printable(r"CORP\alice"), r"CORP\alice");
+        assert_eq!(printable("end\\"), "end\\");
     }
 }

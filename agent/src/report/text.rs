@@ -73,14 +73,13 @@ pub fn span(secs: i64) -> String {
 /// zero-width characters...) as their escape (`\u{202e}`), shown, not obeyed.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
+    for ch in crate::invisible::shown_chars(s) {
         match ch {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if crate::invisible::is_invisible(c) => out.extend(crate::invisible::escape(c)),
             c => out.push(c),
         }
     }
@@ -93,13 +92,12 @@ pub fn esc(s: &str) -> String {
 /// invisible characters as their escape.
 pub fn md_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
+    for ch in crate::invisible::shown_chars(s) {
         match ch {
             '|' | '\\' | '*' | '_' | '`' | '<' | '>' | '[' | ']' | '~' | '&' => {
                 out.push('\\');
                 out.push(ch);
             }
-            c if crate::invisible::is_invisible(c) => out.extend(crate::invisible::escape(c)),
             c => out.push(c),
         }
     }
@@ -206,7 +204,8 @@ mod tests {
             esc("<a href=\"x\">&'\u{1b}"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;\\u{1b}"
         );
-        assert_eq!(md_text("a|b_*c~~&amp;\n"), "a\\|b\\_\\*c\\~\\~\\&amp;\\n");
+        // The newline's escape is prose too: its backslash escaped, it renders as `\n`.
+        assert_eq!(md_text("a|b_*c~~&amp;\n"), "a\\|b\\_\\*c\\~\\~\\&amp;\\\\n");
     }
 
     /// A direction override, a zero-width character or a filler in a name is shown as its

@@ -374,22 +374,15 @@ fn push_tuple(out: &mut Vec<u8>, ip: &std::net::IpAddr, port: Option<u16>) {
 /// Free text of a table cell (interface, account, host name, domain: from the system,
 /// subscribers files and packets, so never trusted with a terminal): invisible characters
 /// (controls, text-direction and zero-width characters...) as their escape
-/// ([`crate::invisible::escape`], `\u{202e}`), `-` for none, left-aligned in `width`
+/// ([`crate::invisible::shown_chars`], `\u{202e}`), `-` for none, left-aligned in `width`
 /// characters.
 fn push_cell(out: &mut Vec<u8>, text: Option<&str>, width: usize) {
     let text = text.unwrap_or("-");
     let mut chars = 0;
     let mut buf = [0u8; 4];
-    for ch in text.chars() {
-        if crate::invisible::is_invisible(ch) {
-            for e in crate::invisible::escape(ch) {
-                out.extend_from_slice(e.encode_utf8(&mut buf).as_bytes());
-                chars += 1;
-            }
-        } else {
-            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-            chars += 1;
-        }
+    for ch in crate::invisible::shown_chars(text) {
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        chars += 1;
     }
     out.resize(out.len() + width.saturating_sub(chars), b' ');
 }
