@@ -495,10 +495,16 @@ impl Engine {
         let failed = g.ship_failures.saturating_sub(base.ship_failures);
         if failed > 0 {
             let backlog = g.ship_backlog;
+            // The text stays the raise's (a count of failures in it read wrong by the time
+            // the alert resolved): the count is the failed passes, `status` the backlog now.
             let text = || {
-                format!("shipping to object storage failed {failed} times; {backlog} segments wait on the gateway (status says why)")
+                format!("shipping to object storage fails ({backlog} segments waited on the gateway when raised; the count is the failed passes, `status` says why and what waits now)")
             };
             self.touch(AlertId::ShipFailing, none(), text, failed, w, now, out);
+        } else if g.ship_failing {
+            // Held while the last pass failed: retries back off up to a minute apart, and a
+            // shorter window resolved and raised the one outage again at each.
+            self.bump(AlertId::ShipFailing, none(), 0, now);
         }
         let dropped = g.syslog_dropped.saturating_sub(base.syslog_dropped);
         if dropped > 0 {

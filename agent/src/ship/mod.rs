@@ -346,10 +346,10 @@ impl Shipper {
                                     s.failures += 1;
                                     s.last_error = Some(msg);
                                 }
-                                match woken.recv_timeout(wait) {
-                                    Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
-                                    Err(RecvTimeoutError::Disconnected) => break,
+                                if !wait_out(&woken, wait, BACKLOG_REFRESH, || w.refresh_backlog()) {
+                                    break;
                                 }
+                                continue;
                             }
                         }
                     }
@@ -399,6 +399,33 @@ impl Drop for Shipper {
             }
         } else {
             tracing::warn!("the shipping thread is still in a request; leaving it (the next start uploads again what was not acknowledged)");
+        }
+    }
+}
+
+/// How often the backlog is counted again while a failed pass waits for its retry.
+const BACKLOG_REFRESH: Duration = Duration::from_secs(5);
+
+/// Waits `wait` before a retry (or until woken), counting the backlog again `every` while
+/// ([`BACKLOG_REFRESH`]): counted only by passes, it stood still through an outage
+/// (the oldest segment's age too) while segments were sealed. False when the shipper is
+/// dropped.
+fn wait_out(
+    woken: &std::sync::mpsc::Receiver<()>,
+    wait: Duration,
+    every: Duration,
+    refresh: impl Fn(),
+) -> bool {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        match woken.recv_timeout(left.min(every)) {
+            Ok(()) => return true,
+            Err(RecvTimeoutError::Timeout) => refresh(),
+            Err(RecvTimeoutError::Disconnected) => return false,
         }
     }
 }
@@ -457,5 +484,23 @@ mod tests {
         let d = std::fs::metadata(&dir).expect("stat dir");
         assert_eq!((m.uid(), m.gid()), (d.uid(), d.gid()), "the store's owner");
         assert_eq!(m.mode() & 0o777, fsutil::FILE_MODE);
+    }
+
+    /// A retry's wait counts the backlog again and again (it stood still through an
+    /// outage), ends early when woken, and says when the shipper is gone.
+    #[test]
+    fn a_retry_wait_refreshes_the_backlog_meanwhile() {
+        let (wake, woken) = channel::<()>();
+        let refreshed = std::cell::Cell::new(0);
+        let every = Duration::from_millis(20);
+        let wait = Duration::from_millis(200);
+        assert!(wait_out(&woken, wait, every, || refreshed.set(refreshed.get() + 1)));
+        assert!(refreshed.get() >= 5, "{} refreshes", refreshed.get());
+        wake.send(()).expect("wake");
+        let at = std::time::Instant::now();
+        assert!(wait_out(&woken, Duration::from_secs(60), every, || ()));
+        assert!(at.elapsed() < Duration::from_secs(30), "woken at once");
+        drop(wake);
+        assert!(!wait_out(&woken, wait, every, || ()), "the shipper is gone");
     }
 }

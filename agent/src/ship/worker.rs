@@ -96,6 +96,15 @@ impl Worker {
         });
     }
 
+    /// Counts the backlog from the manifest as it is now (between passes: an outage's retries
+    /// wait up to a minute each). A manifest that does not read leaves the count as it was;
+    /// the next pass says why.
+    pub(super) fn refresh_backlog(&self) {
+        if let Ok(chain) = self.read_manifest() {
+            self.update_backlog(&live_segments(&chain.entries));
+        }
+    }
+
     fn save(&self) -> Result<(), ShipError> {
         self.cursor.save(&self.dir).map_err(ShipError::Cursor)
     }

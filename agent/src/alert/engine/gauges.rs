@@ -32,6 +32,8 @@ pub struct Gauges {
     pub ship_failures: u64,
     /// Segments waiting to be shipped.
     pub ship_backlog: u64,
+    /// The last shipping pass failed (and no later one succeeded yet).
+    pub ship_failing: bool,
     /// Messages the syslog stage dropped (with `--syslog`).
     pub syslog_dropped: u64,
 }
@@ -67,6 +69,7 @@ impl Gauges {
             clock_unsynced,
             ship_failures: snap.ship.as_ref().map_or(0, |s| s.failures),
             ship_backlog: snap.ship.as_ref().map_or(0, |s| s.backlog_segments),
+            ship_failing: snap.ship.as_ref().is_some_and(|s| s.last_error.is_some()),
             syslog_dropped: snap.syslog.as_ref().map_or(0, |s| s.dropped),
         }
     }

@@ -202,6 +202,39 @@ fn counters_alert_on_increases_and_program_counters_from_the_first_snapshot() {
     assert_eq!(count(AlertId::SyslogLoss), Some(12));
 }
 
+/// One shipping outage is one alert while its passes keep failing, however far apart the
+/// retries (they back off to a minute, more than a short window: the one outage was raised
+/// and resolved again and again); it resolves once a pass succeeded and the window passed.
+#[test]
+fn a_shipping_outage_is_one_alert_while_the_last_pass_failed() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let g = |ship_failures, ship_failing| Gauges {
+        ship_failures,
+        ship_backlog: 3,
+        ship_failing,
+        ..Gauges::default()
+    };
+    e.observe(g(0, false), 0, &mut out);
+    e.observe(g(1, true), S, &mut out);
+    for t in 2..300 {
+        e.observe(g(1, true), t * S, &mut out);
+        e.tick(t * S, &mut out);
+    }
+    assert_eq!(ids(&out), [(AlertId::ShipFailing, AlertState::Raised)]);
+    for t in 300..400 {
+        e.observe(g(1, false), t * S, &mut out);
+        e.tick(t * S, &mut out);
+    }
+    assert_eq!(
+        ids(&out),
+        [
+            (AlertId::ShipFailing, AlertState::Raised),
+            (AlertId::ShipFailing, AlertState::Resolved)
+        ]
+    );
+}
+
 /// A pinned program counts on while no agent runs: its losses since the last agent's final
 /// snapshot are alerted at this agent's first; a program whose counters went back (a new
 /// one) is counted from this agent's first snapshot, as before.
