@@ -211,6 +211,21 @@ fn a_real_scrape_passes_promtool_moves_with_traffic_and_stays_bounded() {
         "ring size read"
     );
     assert!(value(&before, "xdp_audit_flow_table_capacity{family=\"ipv4\"}") > 0.0);
+    // The drop-record budgets in force (the defaults): the family was never served.
+    assert_eq!(
+        value(
+            &before,
+            "xdp_audit_flood_budget_records_per_second{scope=\"rule\"}"
+        ),
+        1000.0
+    );
+    assert_eq!(
+        value(
+            &before,
+            "xdp_audit_flood_budget_records_per_second{scope=\"total\"}"
+        ),
+        20000.0
+    );
 
     for _ in 0..3 {
         assert!(connect(&lab, lab::SERVER_V4), "the server is reachable");

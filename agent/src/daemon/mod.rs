@@ -298,6 +298,12 @@ impl Daemon {
             }
         }
         let rules = Arc::new(RuleBook::new(&lists));
+        // The budgets shown from the start (the metrics' `flood_budget_records_per_second`
+        // was never served: nothing set them).
+        let flood_status = crate::sweeper::flood::FloodStatus {
+            budget: flood.as_ref().map(|f| f.budget()),
+            ..Default::default()
+        };
         let records = records::Records {
             sweeper,
             retired,
@@ -305,7 +311,7 @@ impl Daemon {
             sink,
             flows,
             flood,
-            flood_status: Default::default(),
+            flood_status,
             rules: rules.clone(),
             status: records::StatusInputs {
                 dir: settings.state_dir.clone(),

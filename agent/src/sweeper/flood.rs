@@ -204,6 +204,8 @@ pub struct FloodMaps {
     slots: PerCpuArray<MapData, FloodValue>,
     total: PerCpuArray<MapData, FloodTotal>,
     config: Array<MapData, FloodConfig>,
+    /// The budgets written into `config` (what `status` and the metrics show).
+    budget: FloodBudget,
     window: u64,
     /// The window before the one in progress at the start, whose slots may hold summaries
     /// an earlier agent took but never wrote.
@@ -238,10 +240,16 @@ impl FloodMaps {
             slots,
             total,
             config,
+            budget,
             window,
             left: window.checked_sub(1),
             taken: None,
         })
+    }
+
+    /// The budgets in force.
+    pub fn budget(&self) -> FloodBudget {
+        self.budget
     }
 
     /// A second handle on the same maps, as the next agent adopting the pins opens them.
