@@ -217,6 +217,33 @@ fn each_query_and_export_appends_one_line_with_its_filter_and_rows() {
         "{a:?}"
     );
     assert_eq!(lines_of(dir.path()).len(), 5, "five runs, five lines");
+
+    // And one refused its --out (a file there already): it was not recorded at all.
+    let taken = dir.path().join("case.jsonl");
+    let o = run(
+        &[
+            "export",
+            "--log-dir",
+            d,
+            "--since",
+            SINCE,
+            "--until",
+            UNTIL,
+            "--format",
+            "jsonl",
+            "--out",
+            taken.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "an existing --out is refused");
+    let a = last_access(dir.path());
+    assert_eq!((a.command.as_str(), a.rows), ("export", None), "{a:?}");
+    assert!(
+        a.error.as_deref().is_some_and(|e| e.contains("case.jsonl")),
+        "{a:?}"
+    );
+    assert_eq!(lines_of(dir.path()).len(), 6, "six runs, six lines");
 }
 
 fn raw_lines(path: &Path) -> Vec<String> {

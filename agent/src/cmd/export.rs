@@ -342,8 +342,10 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     );
     let filter = args.filter.to_filter(SystemClock.now_ns())?;
     readable_store(&args.dir.log_dir)?;
-    let file = ExportFile::create(&args.out, args.format)?;
-    let written = write(&args, &filter, file);
+    // A refused --out (a file already there) is recorded as a failed export too, as
+    // `report` records one.
+    let written =
+        ExportFile::create(&args.out, args.format).and_then(|file| write(&args, &filter, file));
     // A failed export read records too: it is recorded with its error (and no file, which
     // `ExportFile` removes). A failure to record only warns (see `access::record`).
     let access = match &written {

@@ -126,14 +126,15 @@ pub struct RunArgs {
     /// half-closed connection whose other side still sends stays open while it sends).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = span::parse)]
     pub close_linger: Duration,
-    /// How often the flow table is swept and the log synced to disk.
+    /// How often the flow table is swept (ended and idle flows written, long ones' interim
+    /// records, the status snapshot rewritten); the journal is fsynced every --fsync-interval.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = span::parse_positive)]
     pub sweep_interval: Duration,
     /// Flow-table entries (LRU: when full, the oldest idle flow is evicted and recorded).
     #[arg(long, value_name = "N", default_value_t = LoadOptions::default().flow_table_size,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub flow_table_size: u32,
-    /// Ring-buffer size in bytes (a power of two, at least 4096: 64MiB); the default holds one
+    /// Ring-buffer size in bytes (a power of two, at least 4096; units work: 128MiB); the default holds one
     /// second of new flows at the rate the README documents.
     #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().ringbuf_bytes,
           value_parser = parse_ringbuf_bytes)]
