@@ -282,11 +282,16 @@ pub fn records_line(inputs: &Inputs, entries: &[Entry]) -> Line {
         format!("since the first record ({})", rfc3339_s(first))
     };
     if gaps.is_empty() && gone.is_empty() {
-        return Line::new(
-            "records",
-            Verdict::Pass,
-            format!("every hour {since} has records ({judged} hours)"),
-        );
+        let why = if judged == 0 {
+            // Read as "every hour has records (0 hours)" on a store a few minutes old.
+            format!(
+                "no whole hour to judge yet: the first record ({}) is in the current hour",
+                rfc3339_s(first)
+            )
+        } else {
+            format!("every hour {since} has records ({judged} hours)")
+        };
+        return Line::new("records", Verdict::Pass, why);
     }
     let mut details: Vec<String> = gone
         .iter()
@@ -369,10 +374,18 @@ pub fn disk_line(inputs: &Inputs, entries: &[Entry], days: u32) -> Line {
     let more = (per_day as f64 * f64::from(days)) as u64;
     let more = more.saturating_sub(used);
     let what = format!(
-        "{} free; {days} days at {}/day (observed over {}) need {} more",
+        "{} free; {days} days at {}/day ({}) need {} more",
         bytes(disk.free_bytes),
         bytes(per_day),
-        span(observed),
+        if inputs.now_ns - oldest < HOUR_NS {
+            // The rate of a store minutes old, taken over an hour: a floor, not an observation.
+            format!(
+                "the store is {} old: its size counted as an hour's",
+                span((inputs.now_ns - oldest).max(0))
+            )
+        } else {
+            format!("observed over {}", span(observed))
+        },
         bytes(more)
     );
     let (verdict, why) = if disk.free_bytes < more {
@@ -489,6 +502,17 @@ mod tests {
             (Verdict::Pass, LEGAL_FLOOR_DAYS),
             "{ret:?}"
         );
+    }
+
+    /// A store whose first record is in the current hour has no hour to judge: said so (it
+    /// read "every hour ... has records (0 hours)").
+    #[test]
+    fn a_store_younger_than_an_hour_says_there_is_no_hour_to_judge() {
+        let d = Dir::new("young");
+        let entries = hourly(&d.0, 1, &[]);
+        let r = records_line(&inputs(&d.0, START + HOUR_NS / 2), &entries);
+        assert_eq!(r.result, Verdict::Pass, "{r:?}");
+        assert!(r.why.starts_with("no whole hour to judge yet"), "{r:?}");
     }
 
     #[test]
