@@ -155,12 +155,14 @@ pub enum LoadError {
         cause: String,
     },
     /// Any other attach failure.
-    #[error("cannot attach XDP to interface {iface:?} in {mode} mode")]
+    #[error("cannot attach XDP to interface {iface:?} in {mode} mode{hint}")]
     Attach {
         /// The interface.
         iface: String,
         /// The mode tried.
         mode: AttachMode,
+        /// What to do, when the cause is known ([`attach_hint`]); else empty.
+        hint: &'static str,
         /// The cause: the source, not in the message, since aya's errors carry causes
         /// of their own (the OS error) that only the chain shows.
         source: ProgramError,
@@ -659,7 +661,36 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// What to do about a refused attach whose cause the errno tells: native XDP refuses an MTU
+/// larger than one page holds (frames in several buffers need a multi-buffer program); the
+/// kernel says so ("Peer MTU is too large to set XDP") only in its log, and bpf_link_create
+/// returns a bare ERANGE.
+fn attach_hint(mode: AttachMode, errno: Option<i32>) -> &'static str {
+    match (mode, errno) {
+        (AttachMode::Native, Some(libc::ERANGE)) => {
+            ": its MTU (on a veth, its peer's) is larger than native XDP takes without \
+             multi-buffer frames (3,506 bytes on a veth, about a page on most drivers); lower \
+             it, or run with --xdp-mode skb (whose counts are of frames after GRO)"
+        }
+        _ => "",
+    }
+}
+
 impl LoadError {
+    /// The error with its causes, `: `-joined (as anyhow's `{:#}`), for what is kept and
+    /// shown later (the refusal in `status` and its alert): an attach error leaves its OS
+    /// error to the chain, and its text alone said nothing of it.
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
     /// Whether it is one interface's refusal (another program holds it, its driver or a
     /// bond refuses the mode): the start audits the others and watches this one, where a
     /// refusal of the program or of privileges fails it.
@@ -751,11 +782,13 @@ pub(crate) fn attach_xdp(
                     // which the top error alone does not say.
                     let reason = std::error::Error::source(&e)
                         .map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
+                    let reason = format!("{reason}{}", attach_hint(label, errno(&e)));
                     warn!(iface, error = reason, "native XDP refused by the driver; falling back to SKB (generic) mode, which costs more per packet; `--xdp-mode native` retries native at the next start");
                 }
                 last = Some(LoadError::Attach {
                     iface: iface.into(),
                     mode: label,
+                    hint: attach_hint(label, errno(&e)),
                     source: e,
                 });
             }
@@ -781,6 +814,34 @@ mod tests {
         assert!(load_hint(&err(libc::ENOMEM)).contains("--flow-table-size"));
         assert!(load_hint(&err(libc::EPERM)).contains("root"));
         assert!(load_hint(&err(libc::EINVAL)).contains("5.8"));
+    }
+
+    /// A native attach refused for the MTU says so and what to do, with the OS error: kept
+    /// for `status` and the alert as its text alone, it said neither.
+    #[test]
+    fn a_refused_native_attach_names_the_mtu_and_keeps_its_os_error() {
+        let refused = |mode, errno| LoadError::Attach {
+            iface: "eth1".into(),
+            mode,
+            hint: attach_hint(mode, Some(errno)),
+            source: ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_link_create",
+                io_error: io::Error::from_raw_os_error(errno),
+            }),
+        };
+        let text = refused(AttachMode::Native, libc::ERANGE).with_causes();
+        assert!(
+            text.contains("MTU") && text.contains("--xdp-mode skb"),
+            "{text}"
+        );
+        assert!(text.contains("bpf_link_create"), "{text}");
+        assert!(
+            text.ends_with(&io::Error::from_raw_os_error(libc::ERANGE).to_string()),
+            "{text}"
+        );
+        let other = refused(AttachMode::Skb, libc::EINVAL).with_causes();
+        assert!(!other.contains("MTU"), "{other}");
+        assert!(other.contains("bpf_link_create"), "{other}");
     }
 
     #[test]

@@ -235,7 +235,7 @@ fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
         match attach_new(prog, t, spec, None) {
             Ok(i) => interfaces.push(i),
             Err(StartError::Load(e)) if e.is_one_interface() => {
-                refused.push((t.name.clone(), e.to_string()));
+                refused.push((t.name.clone(), e.with_causes()));
                 first.get_or_insert(e);
             }
             Err(e) => return Err(e),

@@ -124,7 +124,7 @@ pub(super) fn attach_unpinned(
         match loaded.attach(&iface.name, args.xdp_mode) {
             Ok(mode) => modes.push((iface.name.clone(), mode.to_string())),
             Err(e) if e.is_one_interface() => {
-                refused.push((iface.name.clone(), e.to_string()));
+                refused.push((iface.name.clone(), e.with_causes()));
                 first.get_or_insert(e);
             }
             Err(e) => return Err(e.into()),
