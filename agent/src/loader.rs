@@ -155,14 +155,14 @@ pub enum LoadError {
         cause: String,
     },
     /// Any other attach failure.
-    #[error("cannot attach XDP to interface {iface:?} in {mode} mode{hint}")]
+    #[error("cannot attach XDP to interface {iface:?} in {mode} mode{}", attach_hint(*mtu))]
     Attach {
         /// The interface.
         iface: String,
         /// The mode tried.
         mode: AttachMode,
-        /// What to do, when the cause is known ([`attach_hint`]); else empty.
-        hint: &'static str,
+        /// Refused for the MTU ([`too_large_mtu`]): the message says what to do.
+        mtu: bool,
         /// The cause: the source, not in the message, since aya's errors carry causes
         /// of their own (the OS error) that only the chain shows.
         source: ProgramError,
@@ -661,18 +661,22 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
-/// What to do about a refused attach whose cause the errno tells: native XDP refuses an MTU
-/// larger than one page holds (frames in several buffers need a multi-buffer program); the
-/// kernel says so ("Peer MTU is too large to set XDP") only in its log, and bpf_link_create
-/// returns a bare ERANGE.
-fn attach_hint(mode: AttachMode, errno: Option<i32>) -> &'static str {
-    match (mode, errno) {
-        (AttachMode::Native, Some(libc::ERANGE)) => {
-            ": its MTU (on a veth, its peer's) is larger than native XDP takes without \
-             multi-buffer frames (3,506 bytes on a veth, about a page on most drivers); lower \
-             it, or run with --xdp-mode skb (whose counts are of frames after GRO)"
-        }
-        _ => "",
+/// Whether a refused attach was refused for the MTU: native XDP refuses one larger than a
+/// page holds (frames in several buffers need a multi-buffer program); the kernel says so
+/// ("Peer MTU is too large to set XDP") only in its log, and bpf_link_create returns a bare
+/// ERANGE.
+fn too_large_mtu(mode: AttachMode, errno: Option<i32>) -> bool {
+    mode == AttachMode::Native && errno == Some(libc::ERANGE)
+}
+
+/// What to do about an attach refused for the MTU ([`too_large_mtu`]).
+fn attach_hint(mtu: bool) -> &'static str {
+    if mtu {
+        ": its MTU (on a veth, its peer's) is larger than native XDP takes without \
+         multi-buffer frames (3,506 bytes on a veth, about a page on most drivers); lower it, \
+         or run with --xdp-mode skb (whose counts are of frames after GRO)"
+    } else {
+        ""
     }
 }
 
@@ -782,13 +786,14 @@ pub(crate) fn attach_xdp(
                     // which the top error alone does not say.
                     let reason = std::error::Error::source(&e)
                         .map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
-                    let reason = format!("{reason}{}", attach_hint(label, errno(&e)));
+                    let reason =
+                        format!("{reason}{}", attach_hint(too_large_mtu(label, errno(&e))));
                     warn!(iface, error = reason, "native XDP refused by the driver; falling back to SKB (generic) mode, which costs more per packet; `--xdp-mode native` retries native at the next start");
                 }
                 last = Some(LoadError::Attach {
                     iface: iface.into(),
                     mode: label,
-                    hint: attach_hint(label, errno(&e)),
+                    mtu: too_large_mtu(label, errno(&e)),
                     source: e,
                 });
             }
@@ -823,7 +828,7 @@ mod tests {
         let refused = |mode, errno| LoadError::Attach {
             iface: "eth1".into(),
             mode,
-            hint: attach_hint(mode, Some(errno)),
+            mtu: too_large_mtu(mode, Some(errno)),
             source: ProgramError::SyscallError(aya::sys::SyscallError {
                 call: "bpf_link_create",
                 io_error: io::Error::from_raw_os_error(errno),
