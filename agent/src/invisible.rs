@@ -97,7 +97,8 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 }
 
 /// The characters of `text` as displays show it: each invisible character as its escape, and
-/// a backslash that starts what reads as one (`\u`, `\n`, `\r`, `\t`, `\\`) doubled, so
+/// a backslash that starts what reads as one (`\u`, `\n`, `\r`, `\t`, `\\`, or an escaped
+/// character's own backslash) doubled, so
 /// that a text spelling `\u{200b}` never shows as one holding U+200B (an
 /// account `C-0042\u{200b}` typed so would pass for `C-0042` with a zero-width space). Every
 /// other character as it is: `CORP\alice` shows as itself.
@@ -109,10 +110,11 @@ pub fn shown_chars(text: &str) -> impl Iterator<Item = char> + '_ {
             return Some(c);
         }
         let c = rest.next()?;
+        // Before an invisible character too: its escape begins with a backslash.
         let reads_as_escape = c == '\\'
             && rest
                 .peek()
-                .is_some_and(|n| matches!(n, 'u' | 'n' | 'r' | 't' | '\\'));
+                .is_some_and(|&n| matches!(n, 'u' | 'n' | 'r' | 't' | '\\') || is_invisible(n));
         if is_invisible(c) || reads_as_escape {
             // `escape_default` writes a backslash as two.
             pending = Some(escape(c));
@@ -236,5 +238,8 @@ mod tests {
         assert_eq!(printable(r"a\nb \\ c\td"), r"a\\nb \\\ c\\td");
         assert_eq!(printable(r"CORP\alice"), r"CORP\alice");
         assert_eq!(printable("end\\"), "end\\");
+        // A backslash before a real invisible character, against the escape spelled out.
+        assert_ne!(printable("\\\u{200b}"), printable(r"\u{200b}"));
+        assert_ne!(printable("\\\n"), printable(r"\n"));
     }
 }

@@ -218,7 +218,8 @@ fn each_query_and_export_appends_one_line_with_its_filter_and_rows() {
     );
     assert_eq!(lines_of(dir.path()).len(), 5, "five runs, five lines");
 
-    // And one refused its --out (a file there already): it was not recorded at all.
+    // And one that refused its --out (a file there already) is recorded with its error (it
+    // was not recorded at all).
     let taken = dir.path().join("case.jsonl");
     let o = run(
         &[

@@ -82,6 +82,8 @@ struct Checker {
 
 impl Checker {
     fn new(dir: PathBuf, key: Option<VerifyingKey>, mark: Option<PathBuf>) -> Self {
+        // Absolute: a relative --log-dir names another store from another working directory.
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         let seen = mark.as_deref().and_then(load).filter(|s| {
             let same = s.dir == dir;
             if !same {
@@ -178,7 +180,11 @@ impl Checker {
             return;
         }
         if let Some(path) = &self.mark {
-            if let Err(e) = save(path, &seen) {
+            // The manifest's rename made durable first: a power cut would otherwise bring an
+            // older manifest back under a mark of the newer one, read as a chain cut back.
+            if let Err(e) =
+                crate::store::fsutil::sync_dir(&self.dir).and_then(|()| save(path, &seen))
+            {
                 tracing::warn!(path = %path.display(), error = %e, "cannot keep the chain's end for the next agent: a store wiped while no agent runs goes unnoticed by it");
             }
         }

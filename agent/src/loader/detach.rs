@@ -64,7 +64,7 @@ pub(super) fn through<T>(
     lock: &InstanceLock,
     f: impl FnOnce(&PinDir) -> Result<T, StartError>,
 ) -> Result<T, StartError> {
-    let held = lock.held(pins);
+    let held = lock.held(pins)?;
     f(&held).map_err(|e| e.shown_as(held.dir(), pins.dir()))
 }
 

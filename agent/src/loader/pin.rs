@@ -503,10 +503,23 @@ impl InstanceLock {
     /// (under `/proc/self/fd/N`) name the directory locked whatever its path leads to now.
     /// The agent's user owns the pin root and could swap the directory for a link to `/etc`
     /// once the lock is taken; removals by path would then unlink `/etc/state`.
-    pub fn held(&self, pins: &PinDir) -> PinDir {
-        PinDir {
+    /// Refused when that path does not lead to the locked directory (no /proc mounted: every
+    /// removal would then find nothing, and say nothing).
+    pub fn held(&self, pins: &PinDir) -> Result<PinDir, PinError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let held = PinDir {
             instance: pins.instance.clone(),
             dir: Path::new("/proc/self/fd").join(self.file.as_raw_fd().to_string()),
+        };
+        let locked = self.file.metadata().map_err(io("stat", &pins.dir))?;
+        match std::fs::metadata(&held.dir) {
+            Ok(m) if (m.dev(), m.ino()) == (locked.dev(), locked.ino()) => Ok(held),
+            _ => Err(io("reach through /proc/self/fd", &pins.dir)(
+                std::io::Error::other(
+                    "the descriptor's path does not lead to the locked directory (is /proc \
+                 mounted?); nothing removed",
+                ),
+            )),
         }
     }
 }

@@ -426,7 +426,12 @@ pub fn chain_grid(r: &Report) -> Grid {
                     count(e.rows),
                     exact_time_of(&e.time_min),
                     exact_time_of(&e.time_max),
-                    if at_fault(&e.file) {
+                    if at_fault(&e.file) && r.verify.unchecked {
+                        format!(
+                            "{} (as sealed; the file could not be read: NOT CHECKED)",
+                            e.sha256
+                        )
+                    } else if at_fault(&e.file) {
                         format!(
                             "{} (as sealed; the file no longer matches: BROKEN)",
                             e.sha256

@@ -21,7 +21,7 @@ pub fn remove_maps_dir(dir: &Path) -> Result<(), PinError> {
     // A link in its place is not the agent's: the link itself goes (an unlink never follows
     // one), so the rest of the instance is still detached.
     if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        tracing::warn!(path = %dir.display(), "a symbolic link where the agent makes a map directory: removed, not followed (someone changed the pin root)");
+        tracing::warn!(path = %shown(dir).display(), "a symbolic link where the agent makes a map directory: removed, not followed (someone changed the pin root)");
         return match std::fs::remove_file(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", dir)(e)),
             _ => Ok(()),
@@ -57,6 +57,21 @@ pub fn remove_maps_dir(dir: &Path) -> Result<(), PinError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove directory", dir)(e)),
         _ => Ok(()),
     }
+}
+
+/// `path` as an operator knows it: one under `/proc/self/fd/N` (a directory held by its
+/// descriptor, [`super::InstanceLock::held`]) under the directory the descriptor names.
+fn shown(path: &Path) -> std::path::PathBuf {
+    let fds = Path::new("/proc/self/fd");
+    if let Ok(rest) = path.strip_prefix(fds) {
+        let mut parts = rest.components();
+        if let Some(fd) = parts.next() {
+            if let Ok(dir) = std::fs::read_link(fds.join(fd)) {
+                return dir.join(parts.as_path());
+            }
+        }
+    }
+    path.to_owned()
 }
 
 /// Opens the directory `path` without following a symbolic link in its place; `None` if
