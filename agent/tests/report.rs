@@ -486,20 +486,7 @@ fn the_title_page_says_what_the_chain_proves() {
     // A segment changed where a window's read does not look (the account column's Bloom
     // filter): `verify` finds it, the report is still made.
     let segment = a_segment(dir.path());
-    let at = {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        let r = SerializedFileReader::new(std::fs::File::open(&segment).expect("open"))
-            .expect("the segment's footer");
-        let c = r
-            .metadata()
-            .row_group(0)
-            .column(xdp_audit::store::segment::col::USER);
-        let at = c.bloom_filter_offset().expect("a Bloom filter") as usize;
-        at + c.bloom_filter_length().expect("its length") as usize - 1
-    };
-    let mut bytes = std::fs::read(&segment).expect("read the segment");
-    bytes[at] ^= 0x10;
-    std::fs::write(&segment, bytes).expect("change the segment");
+    change_unread(&segment);
     let o = html("2023-11-14T20:00:00Z");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(4), "{err}");
@@ -515,6 +502,25 @@ fn the_title_page_says_what_the_chain_proves() {
         .expect("the segment's row");
     let row = &row[..row.find("</tr>").expect("its end")];
     assert!(row.contains("no longer matches"), "{row}");
+}
+
+/// Changes a byte of `segment` that a window's read does not look at (the account column's
+/// Bloom filter): only `verify` finds it.
+fn change_unread(segment: &std::path::Path) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let at = {
+        let r = SerializedFileReader::new(std::fs::File::open(segment).expect("open"))
+            .expect("the segment's footer");
+        let c = r
+            .metadata()
+            .row_group(0)
+            .column(xdp_audit::store::segment::col::USER);
+        let at = c.bloom_filter_offset().expect("a Bloom filter") as usize;
+        at + c.bloom_filter_length().expect("its length") as usize - 1
+    };
+    let mut bytes = std::fs::read(segment).expect("read the segment");
+    bytes[at] ^= 0x10;
+    std::fs::write(segment, bytes).expect("change the segment");
 }
 
 /// A manifest cut short or deleted stops the scan as a damaged segment does: BROKEN, exit 4
@@ -629,6 +635,24 @@ fn a_chain_that_could_not_be_read_is_not_checked_not_broken() {
     );
     let html = String::from_utf8_lossy(&report_as_nobody("html").stdout).into_owned();
     assert!(!html.contains("BROKEN"), "the HTML report says BROKEN");
+    // Another segment changed behind the unreadable one: BROKEN wins (the check stopped at
+    // the first file it could not read, and said NOT CHECKED).
+    let other = dir.path().join(&live(dir.path())[1].file);
+    let kept = std::fs::read(&other).expect("keep the segment");
+    change_unread(&other);
+    let o = report_as_nobody("json");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report, written");
+    let name = other.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(
+        j["verify"]["verdict"]
+            .as_str()
+            .is_some_and(|v| v.contains(name)),
+        "{}",
+        j["verify"]
+    );
+    std::fs::write(&other, kept).expect("put the segment back");
 
     std::fs::remove_file(&seg).expect("remove the segment");
     std::os::unix::fs::symlink(&seg, &seg).expect("a link to itself in its place");

@@ -498,7 +498,7 @@ impl Engine {
             // The text stays the raise's (a count of failures in it read wrong by the time
             // the alert resolved): the count is the failed passes, `status` the backlog now.
             let text = || {
-                format!("shipping to object storage fails ({backlog} segments waited on the gateway when raised; the count is the failed passes, `status` says why and what waits now)")
+                format!("shipping to object storage fails (segments waiting on the gateway when raised: {backlog}; the count is the failed passes, `status` says why and what waits now)")
             };
             self.touch(AlertId::ShipFailing, none(), text, failed, w, now, out);
         } else if g.ship_failing {

@@ -118,7 +118,7 @@ impl Checker {
             return None;
         }
         match self.verify() {
-            Err(b) if b == first => {
+            Err(b) if same_failure(&b, &first) => {
                 if b.fault == Fault::Empty || b.reason.starts_with(LOST) {
                     // Said once: checks go on from the chain as it is now.
                     self.forget();
@@ -201,6 +201,16 @@ impl Checker {
             }
         }
     }
+}
+
+/// Whether a failure found again is the first one: the same, or both the loss of the end seen
+/// last, whose text counts the entries, which seals add to meanwhile (compared whole, a
+/// gateway sealing more often than the recheck's wait never raised it).
+fn same_failure(again: &Broken, first: &Broken) -> bool {
+    again == first
+        || (again.reason.starts_with(LOST)
+            && first.reason.starts_with(LOST)
+            && (&again.file, again.fault) == (&first.file, first.fault))
 }
 
 /// How the reason of a chain that lost the end seen last begins.
@@ -362,5 +372,26 @@ mod tests {
         let mut after = Checker::new(dir.clone(), None, Some(mark.clone()));
         let reason = chain_broken(after.check(&go_on));
         assert!(reason.contains("holds 0"), "{reason}");
+    }
+
+    /// The loss found again after a seal added an entry is the same failure: the recheck
+    /// compared the whole text, whose count a seal changed, and a gateway sealing more often
+    /// than the recheck's wait never raised it.
+    #[test]
+    fn a_lost_end_found_again_after_a_seal_is_the_same_failure() {
+        let broken = |entries: u64| {
+            Broken {
+            file: "/s/manifest.jsonl".into(),
+            reason: format!("{LOST}: it held 52 entries (the last ab...) when last checked, and holds {entries}"),
+            fault: Fault::Altered,
+        }
+        };
+        assert!(same_failure(&broken(13), &broken(12)));
+        let other = Broken {
+            reason: "entry 3: hash differs".into(),
+            ..broken(12)
+        };
+        assert!(!same_failure(&other, &broken(12)));
+        assert!(same_failure(&other, &other.clone()));
     }
 }

@@ -408,7 +408,10 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     } = attached;
     if !refused.is_empty() {
         for (iface, why) in &refused {
-            warn!(iface, "not audited: {why}; the other interfaces are");
+            warn!(
+                iface,
+                "not audited: {why}; the other interfaces are audited"
+            );
         }
         interfaces.retain(|i| !refused.iter().any(|(n, _)| *n == i.name));
     }

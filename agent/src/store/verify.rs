@@ -320,6 +320,10 @@ fn verify_once(
         .filter(|s| chain.is_live(&s.file))
         .count();
     let mut done = 0;
+    // A segment that could not be read proves nothing either way: the check goes on, so that
+    // an altered file after it is still BROKEN (which wins over NOT CHECKED), and says it at
+    // the end.
+    let mut unread: Option<Broken> = None;
     for e in &entries {
         let Some(s) = e.body.added() else { continue };
         if !chain.is_live(&s.file) {
@@ -351,7 +355,10 @@ fn verify_once(
                 gone()?;
                 continue;
             }
-            Err(err) => return Err(unreadable(&path, &err)),
+            Err(err) => {
+                unread.get_or_insert_with(|| unreadable(&path, &err));
+                continue;
+            }
         };
         if meta.len() != *size {
             return Err(broken(
@@ -368,7 +375,10 @@ fn verify_once(
                 gone()?;
                 continue;
             }
-            Err(err) => return Err(unreadable(&path, &err)),
+            Err(err) => {
+                unread.get_or_insert_with(|| unreadable(&path, &err));
+                continue;
+            }
         };
         if &got != sha {
             return Err(broken(
@@ -470,6 +480,9 @@ fn verify_once(
         key,
         &mut out,
     )?;
+    if let Some(u) = unread {
+        return Err(u);
+    }
     out.chain = (entries, head);
     Ok(out)
 }
