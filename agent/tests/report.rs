@@ -481,8 +481,13 @@ fn the_title_page_says_what_the_chain_proves() {
         "2023-11-14T21:00:00Z",
         &[],
     );
-    let fact = title_fact(&ok(&sealed), "verification");
+    let sealed = ok(&sealed);
+    let fact = title_fact(&sealed, "verification");
     assert!(fact.contains("covers every matching record"), "{fact}");
+    // A window that ends after the report was made says records may still arrive.
+    assert!(!sealed.contains("data-fact=\"open-window\""));
+    let open = ok(&report_of(d, "html", SINCE, "2100-01-01T00:00:00Z", &[]));
+    assert!(title_fact(&open, "open-window").contains("may still arrive"));
     // A segment changed where a window's read does not look (the account column's Bloom
     // filter): `verify` finds it, the report is still made.
     let segment = a_segment(dir.path());

@@ -23,7 +23,7 @@ pub fn markdown(r: &Report) -> String {
     let t = &r.timeline;
     let _ = writeln!(
         s,
-        "\n## Timeline of flows and blocked flows\n\nFlows by the bucket of their first packet, {} per bucket (UTC); empty buckets left out.\n",
+        "\n## Timeline of flows and blocked flows\n\nFlows by the bucket of their first packet (one begun before the window in the first), {} per bucket (UTC); empty buckets left out.\n",
         span(t.bucket_s)
     );
     let mut any = false;

@@ -100,6 +100,17 @@ pub fn title_facts(r: &Report) -> Vec<Fact> {
     }
     // First, where an inspector reads first: what the chain proves of these records.
     facts.insert(0, fact("verification", "Verification", verify_fact(r)));
+    if unix_ns_of(&t.until)
+        .zip(unix_ns_of(&t.generated_at))
+        .is_some_and(|(u, g)| u > g)
+    {
+        facts.push(fact(
+            "open-window",
+            "Window still open",
+            "the window ends after the report was made: records of its last part may still \
+             arrive (flows still open are written when they end)",
+        ));
+    }
     let missing = r.records.unreadable_journals;
     if missing > 0 {
         // First, where an inspector reads first.
