@@ -183,24 +183,15 @@ fn each_query_and_export_appends_one_line_with_its_filter_and_rows() {
     );
 
     // So is an export that fails: it read records, though it hands nothing over.
+    let export_to = |out: &Path| {
+        let out = out.to_str().expect("utf-8");
+        let args = [
+            "--since", SINCE, "--until", UNTIL, "--format", "jsonl", "--out", out,
+        ];
+        run(&[&["export", "--log-dir", d][..], &args[..]].concat(), &[])
+    };
     let file = dir.path().join("failed.jsonl");
-    let f = file.to_str().expect("utf-8");
-    let o = run(
-        &[
-            "export",
-            "--log-dir",
-            d,
-            "--since",
-            SINCE,
-            "--until",
-            UNTIL,
-            "--format",
-            "jsonl",
-            "--out",
-            f,
-        ],
-        &[],
-    );
+    let o = export_to(&file);
     assert!(
         !o.status.success(),
         "an export over a cut segment must fail"
@@ -220,23 +211,7 @@ fn each_query_and_export_appends_one_line_with_its_filter_and_rows() {
 
     // And one that refused its --out (a file there already) is recorded with its error (it
     // was not recorded at all).
-    let taken = dir.path().join("case.jsonl");
-    let o = run(
-        &[
-            "export",
-            "--log-dir",
-            d,
-            "--since",
-            SINCE,
-            "--until",
-            UNTIL,
-            "--format",
-            "jsonl",
-            "--out",
-            taken.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
+    let o = export_to(&dir.path().join("case.jsonl"));
     assert!(!o.status.success(), "an existing --out is refused");
     let a = last_access(dir.path());
     assert_eq!((a.command.as_str(), a.rows), ("export", None), "{a:?}");
