@@ -164,6 +164,13 @@ fn fail(err: &anyhow::Error) -> ExitCode {
         }
         line.push_str(&text);
     }
+    // An error quotes what it was given (a cell the engine could not cast, a list's line):
+    // its invisible characters are shown escaped, not sent to the terminal (line breaks
+    // aside, which some messages are made of).
+    let line: Vec<String> = (line.split('\n'))
+        .map(|l| xdp_audit::invisible::printable(l).into_owned())
+        .collect();
+    let line = line.join("\n");
     // Not eprintln!: it panics when stderr is closed (a pipe whose reader went away), and the
     // command would exit 101 as if it had crashed instead of with its own status.
     let _ = writeln!(std::io::stderr(), "xdp-audit: error: {line}");

@@ -346,6 +346,57 @@ fn statements_that_would_change_anything_are_refused() {
     assert_eq!(after, before, "the store changed");
 }
 
+/// What the engine cannot hold fails and says so, with nothing of the store written
+/// elsewhere (a sort past the limit spilled records in plain text to the temporary directory,
+/// left there when the run was killed); functions that make strings outside the limit are not
+/// offered (`repeat('a', 1500000000)` aborted the process); a text inside a struct, or quoted
+/// by an error, reaches the terminal escaped.
+#[test]
+fn the_memory_limit_holds_nothing_spills_and_text_is_escaped() {
+    let (dir, _) = store("sql-limits", true);
+    let tmp = TempDir::new("sql-limits-tmp");
+    let out = Command::new(BIN)
+        .env("TMPDIR", tmp.path())
+        .args(["sql", "--memory-limit", "16MiB", "--log-dir"])
+        .arg(dir.path())
+        .arg("SELECT a.dns_qname, b.src_port FROM flows a CROSS JOIN flows b ORDER BY a.dns_qname, b.src_port")
+        .output()
+        .expect("spawn xdp-audit sql");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Resources exhausted"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "spilled: {left:?}");
+    for f in ["repeat('a', 3)", "lpad('a', 5)", "rpad('a', 5)"] {
+        let q = format!("SELECT {f}");
+        let out = sql(dir.path(), &q, &[]);
+        assert_eq!(out.status.code(), Some(1), "{q} was offered");
+        assert_eq!(last_access(dir.path()).filter, q);
+    }
+    let out = sql(
+        dir.path(),
+        "SELECT named_struct('x', concat('a', chr(27), '[31m'))",
+        &[],
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !table.contains('\u{1b}') && table.contains("\\u{1b}"),
+        "{table}"
+    );
+    let out = sql(dir.path(), "SELECT CAST(concat('a', chr(27)) AS INT)", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains('\u{1b}') && err.contains("\\u{1b}"), "{err}");
+}
+
 fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .expect("list")

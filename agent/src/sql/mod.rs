@@ -249,17 +249,34 @@ fn engine(memory_limit: usize) -> Result<(tokio::runtime::Runtime, SessionContex
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("xdp_audit", "store");
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    // No spilling: a sort or join past the memory limit wrote the store's records in plain
+    // text to the system's temporary directory (left there when the run was killed), out of
+    // reach of the store's permissions, retention and holds. Past the limit a statement fails
+    // and says to raise --memory-limit.
     let env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
         .build_arc()
         .map_err(SqlError::Engine)?;
     let ctx = SessionContext::new_with_config_rt(config, env);
     for f in udf::functions() {
         ctx.register_udf(f);
     }
+    // Functions that make a string of any size from a small one allocate outside the memory
+    // pool: `repeat('a', 1500000000)` took the process past --memory-limit to an abort.
+    for name in UNBOUNDED {
+        ctx.deregister_udf(name);
+    }
     ctx.add_optimizer_rule(std::sync::Arc::new(pushdown::TextFilterPushdown::default()));
     Ok((runtime, ctx))
 }
+
+/// The built-in functions `sql` does not offer: each makes a string of a size its arguments
+/// choose, outside the memory limit.
+pub const UNBOUNDED: [&str; 3] = ["repeat", "lpad", "rpad"];
 
 /// What a statement may do: read.
 fn read_only() -> SQLOptions {

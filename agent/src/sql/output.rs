@@ -175,21 +175,36 @@ fn printable_text(batch: &RecordBatch) -> Result<RecordBatch, SqlError> {
     use datafusion::arrow::datatypes::Schema;
     use std::sync::Arc;
     let schema = batch.schema();
-    if !schema.fields().iter().any(|f| is_text(f.data_type())) {
+    let shown_as_text = |t: &DataType| is_text(t) || t.is_nested();
+    if !schema.fields().iter().any(|f| shown_as_text(f.data_type())) {
         return Ok(batch.clone());
     }
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        if !is_text(f.data_type()) {
+        let shown: StringArray = if is_text(f.data_type()) {
+            let text = datafusion::arrow::compute::cast(c, &DataType::Utf8).map_err(arrow_err)?;
+            (text.as_string::<i32>().iter())
+                .map(|v| v.map(crate::invisible::printable))
+                .collect()
+        } else if f.data_type().is_nested() {
+            // A struct, list or map of texts (`named_struct('x', domain)`): shown as the
+            // table would show it, then escaped (its texts reached the terminal raw).
+            use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+            let cells = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
+                .map_err(arrow_err)?;
+            (0..c.len())
+                .map(|i| {
+                    (!c.is_null(i)).then(|| {
+                        crate::invisible::printable(&cells.value(i).to_string()).into_owned()
+                    })
+                })
+                .collect()
+        } else {
             fields.push(f.clone());
             columns.push(c.clone());
             continue;
-        }
-        let text = datafusion::arrow::compute::cast(c, &DataType::Utf8).map_err(arrow_err)?;
-        let shown: StringArray = (text.as_string::<i32>().iter())
-            .map(|v| v.map(crate::invisible::printable))
-            .collect();
+        };
         fields.push(Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8)));
         columns.push(Arc::new(shown));
     }

@@ -64,7 +64,7 @@ impl AccessInfo {
     pub fn new(command: &str, filter: impl Into<String>) -> Self {
         Self {
             command: command.to_owned(),
-            filter: filter.into(),
+            filter: kept(filter.into(), TEXT_KEPT),
             ..Self::default()
         }
     }
@@ -78,13 +78,13 @@ impl AccessInfo {
     /// With the file written and its SHA-256.
     pub fn output(mut self, sha256: &str, out: &Path) -> Self {
         self.sha256 = Some(sha256.to_owned());
-        self.out = Some(out.display().to_string());
+        self.out = Some(kept(out.display().to_string(), NOTE_KEPT));
         self
     }
 
     /// With the error that ended the command.
     pub fn failed(mut self, error: &dyn Display) -> Self {
-        self.error = Some(error.to_string());
+        self.error = Some(kept(error.to_string(), NOTE_KEPT));
         self
     }
 
@@ -120,29 +120,11 @@ impl AccessInfo {
     }
 
     /// An `sql` run: the statement as given (trimmed) in place of a filter, the rows of its
-    /// answer, or why it failed. A statement longer than [`SQL_KEPT`] bytes is kept as its
+    /// answer, or why it failed. A statement longer than [`TEXT_KEPT`] bytes is kept as its
     /// beginning and the SHA-256 of the whole: whole, its line would pass the operator log's
     /// bound, which refuses the entry, and the run would go unrecorded.
     pub fn sql<E: Display>(statement: &str, result: &Result<u64, E>) -> Self {
-        let statement = statement.trim();
-        let a = if statement.len() <= SQL_KEPT {
-            Self::new("sql", statement)
-        } else {
-            let mut cut = SQL_KEPT;
-            while !statement.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            use sha2::Digest as _;
-            let digest = crate::store::fsutil::hex(&sha2::Sha256::digest(statement.as_bytes()));
-            Self::new(
-                "sql",
-                format!(
-                    "{}... ({} bytes in all, sha256 {digest})",
-                    &statement[..cut],
-                    statement.len()
-                ),
-            )
-        };
+        let a = Self::new("sql", statement.trim());
         match result {
             Ok(rows) => a.rows(*rows),
             Err(e) => a.failed(e),
@@ -157,10 +139,35 @@ impl AccessInfo {
     }
 }
 
-/// The most bytes of an `sql` statement an access entry keeps (see [`AccessInfo::sql`]): a
-/// eighth of an operator log line: JSON may write a byte as six (`\u001b`), and the other
-/// fields need room.
-pub const SQL_KEPT: usize = crate::store::oplog::MAX_LINE / 8;
+/// The most bytes of a filter (an `sql` statement, a `--user` or `--domain` as given) an
+/// access entry keeps: an eighth of an operator log line, since JSON may write a byte as six
+/// (`\u001b`) and the other fields need room.
+pub const TEXT_KEPT: usize = crate::store::oplog::MAX_LINE / 8;
+
+/// The most bytes of an error or an output path an access entry keeps (an engine's error
+/// quotes what it was given; a path may be long): with [`TEXT_KEPT`], six times each stays
+/// inside a line.
+pub const NOTE_KEPT: usize = crate::store::oplog::MAX_LINE / 64;
+
+/// `text` whole up to `max` bytes, else its beginning and the SHA-256 of the whole: a field
+/// past the bound took the entry past the operator log's line bound, which refuses it, and
+/// the run went unrecorded (a long error printed rows no line recorded).
+fn kept(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    use sha2::Digest as _;
+    let digest = crate::store::fsutil::hex(&sha2::Sha256::digest(text.as_bytes()));
+    format!(
+        "{}... ({} bytes in all, sha256 {digest})",
+        &text[..cut],
+        text.len()
+    )
+}
 
 /// A filter as canonical text: `key=value` pairs, in a fixed order, for the conditions set
 /// (addresses as prefixes, protocols by name where they have one, times as RFC 3339 UTC with nanoseconds);
@@ -293,7 +300,7 @@ pub fn record_as(
 mod tests {
     use super::*;
 
-    /// A statement of any length is recorded: whole up to [`SQL_KEPT`] bytes, else its
+    /// A statement of any length is recorded: whole up to [`TEXT_KEPT`] bytes, else its
     /// beginning and the SHA-256 of the whole (a 17,000-byte one was refused by the log's
     /// line bound, and the run went unrecorded).
     #[test]
@@ -318,6 +325,28 @@ mod tests {
                     a.filter
                 );
             }
+        }
+    }
+
+    /// A long error (an engine quoting what it was given) and a long output path, beside a
+    /// long statement, all of control characters: the entry is still recorded (the error and
+    /// the path were kept whole, and took it past the line bound: rows printed, no line).
+    #[test]
+    fn a_long_error_and_output_path_are_still_recorded() {
+        let dir = crate::blocklist::tests::TempDir::new("access-long");
+        let ctl = |n: usize| "\u{1}".repeat(n);
+        let failed: Result<u64, String> = Err(ctl(15_000));
+        let a = AccessInfo::sql(&ctl(17_000), &failed).output("ab", Path::new(&ctl(3_000)));
+        let line = record_as(&dir.0, a, Who::current(), 1).expect("recorded");
+        let OpBody::Access(a) = &line.entry.body else {
+            panic!("not an access: {line:?}");
+        };
+        for kept in [
+            &a.filter,
+            a.error.as_ref().expect("error"),
+            a.out.as_ref().expect("out"),
+        ] {
+            assert!(kept.contains("bytes in all, sha256 "), "{kept:?}");
         }
     }
 
