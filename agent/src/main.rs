@@ -91,9 +91,13 @@ fn main() -> ExitCode {
             return fail(&e);
         }
     };
+    // A log line stderr refuses (closed, or a full disk) is lost, not a crash: by default the
+    // subscriber says so with `eprintln!`, which panics on that same stderr (exit 101 after a
+    // run that did everything it was asked).
     let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .with_env_filter(filter);
     // The agent's log says when and where; a one-shot command's warnings are read by the
     // person who just ran it, as `LEVEL message`.

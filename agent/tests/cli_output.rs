@@ -123,3 +123,28 @@ fn a_closed_pipe_ends_quietly_and_leaves_a_verdict_standing() {
         );
     }
 }
+
+/// A command whose log lines stderr refuses (a full disk, a closed pipe) still ends with its
+/// own status: the log's fallback message went to that same stderr with `eprintln!`, which
+/// panicked (exit 101 after the work was done).
+#[test]
+fn a_stderr_that_cannot_be_written_is_no_crash() {
+    let d = TempDir::new("stderr");
+    let store = d.path().join("store");
+    empty_store(&store);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let o = Command::new(BIN)
+        .args(["query", "--count", "--log-dir", s(&store)])
+        .stderr(full)
+        .output()
+        .expect("spawn xdp-audit");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
