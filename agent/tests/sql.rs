@@ -364,7 +364,10 @@ fn the_memory_limit_holds_nothing_spills_and_text_is_escaped() {
         .expect("spawn xdp-audit sql");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("Resources exhausted"), "{err}");
+    assert!(
+        err.contains("Resources exhausted") && err.contains("--memory-limit"),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("list")
         .flatten()

@@ -65,11 +65,22 @@ pub enum SqlError {
     #[error("`sql` only reads the store (SELECT, WITH, EXPLAIN, SHOW); this statement would define, change or write something: {0}")]
     ReadOnly(DataFusionError),
     /// The statement failed while it ran (a value a function refused, memory).
-    #[error("running the statement: {0}")]
+    #[error("running the statement: {}{}", .0, memory_hint(.0))]
     Execution(DataFusionError),
     /// The answer could not be written (a full disk, a closed pipe).
     #[error("writing the answer: {0}")]
     Output(std::io::Error),
+}
+
+/// What to do about a statement past the memory limit: the engine names its own setting,
+/// which `sql` does not let a statement change.
+fn memory_hint(e: &DataFusionError) -> &'static str {
+    if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+        " (the engine's limit is `sql --memory-limit`: give it more, or ask for less: fewer \
+         columns, a narrower time window, a LIMIT)"
+    } else {
+        ""
+    }
 }
 
 /// What is wrong with a statement, in words: the engine prints a parser's complaint with
