@@ -52,10 +52,10 @@ next seal.
 Exit status: 0 when the report is written and the store verified; 4 when the store does not
 verify (BROKEN: the report is written and says why, on its title page and at the damaged
 entry; this wins over 3; when a segment the window needs, or the manifest, is too damaged
-for the scan to go on, no report can be built: the error names the file and says BROKEN, and the exit
-status is 4 as well); 3 when the report is
-incomplete (live journals could not be read whole) or the chain could not be checked (a file
-could not be read: no verdict either way); 1 on an error (nothing is written).
+for the scan to go on, no report can be built: the error names the file and says BROKEN,
+and the exit status is 4 as well); 3 when the report is incomplete (live journals could not
+be read whole) or the chain could not be checked (a file could not be read: no verdict
+either way); 1 on an error (nothing is written).
 
 Examples:
   xdp-audit report --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format html --out case-4711.html --attach csv
