@@ -461,11 +461,12 @@ pub enum Counter {
     SkipTooManyVlans,
     /// Not IP (ARP, LLDP, ...).
     SkipNonIp,
-    /// IPv4 header cut short.
+    /// IPv4 header, or the packet its total length gives, cut short: the host drops it too.
     SkipTruncatedIpv4,
-    /// IPv4 version field is not 4 or IHL below 5.
+    /// IPv4 header malformed: version not 4, IHL below 5, total length below IHL, or its
+    /// checksum wrong (options included). The host drops it too (its InHdrErrors).
     SkipBadIpv4Header,
-    /// IPv6 header cut short.
+    /// IPv6 header, or the packet its payload length gives, cut short: the host drops it too.
     SkipTruncatedIpv6,
     /// IPv6 version field is not 6.
     SkipBadIpv6Header,

@@ -29,7 +29,7 @@ use aya_ebpf::{
 
 use crate::{
     dns,
-    parse::{self, Header, Packet},
+    parse::{self, fold, Header, Packet},
     stats,
 };
 
@@ -314,14 +314,4 @@ fn message_sum(ctx: &XdpContext, at: usize, len: usize) -> Option<u64> {
 fn words(w: u32) -> u64 {
     let b = w.to_ne_bytes();
     (u64::from(b[0]) << 8 | u64::from(b[1])) + (u64::from(b[2]) << 8 | u64::from(b[3]))
-}
-
-/// The Internet checksum of a sum of 16-bit words: folded to 16 bits, complemented.
-#[inline(always)]
-fn fold(sum: u64) -> u16 {
-    let mut s = (sum & 0xffff_ffff) + (sum >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    !(s as u16)
 }

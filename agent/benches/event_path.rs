@@ -120,6 +120,7 @@ fn fill(p: &mut Program, sport: u16) {
     let prog = p.program_mut().expect("program");
     for i in 0..EVENTS {
         frame[26..30].copy_from_slice(&source(i));
+        common::seal(&mut frame);
         prog.test_run(TestRunOptions {
             data_in: Some(&frame),
             ..Default::default()

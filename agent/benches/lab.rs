@@ -131,22 +131,8 @@ fn lab() -> anyhow::Result<(Lab, Vec<u8>, u32)> {
     let mut frame = Spec::udp4(CLIENT, 5000, SERVER, 9).payload(18).build();
     frame[0..6].copy_from_slice(&mac(&lab.mac(&g, lab::GW_LAN_IF)?)?);
     frame[6..12].copy_from_slice(&mac(&lab.mac(&c, "eth0")?)?);
-    ipv4_checksum(&mut frame);
     let client_if = ifindex(&c, "eth0")?;
     Ok((lab, frame, client_if))
-}
-
-/// Writes the IPv4 header checksum of `frame` (the test frame builder leaves it 0, which the
-/// XDP programs ignore and the gateway's stack would drop).
-fn ipv4_checksum(frame: &mut [u8]) {
-    frame[24..26].copy_from_slice(&[0, 0]);
-    let sum = frame[14..34]
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum::<u32>();
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    frame[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
 /// Sends `FRAMES` frames of `case` from the client's veth; `first` numbers the first new
@@ -155,7 +141,7 @@ fn generate(lab: &Lab, frame: &[u8], ifindex: u32, case: Case, first: u32) -> an
     let mut frame = frame.to_vec();
     if case == Case::Blocked {
         frame[30..34].copy_from_slice(&BLOCKED);
-        ipv4_checksum(&mut frame);
+        common::seal(&mut frame);
     }
     let taken0 = lab.rx_packets(&lab.gateway, lab::GW_LAN_IF)?;
     let fwd0 = lab.rx_packets(&lab.internet, "eth0")?;

@@ -43,8 +43,9 @@ const ROUNDS: usize = 5;
 /// against the established path differ by less than one). The call's own set-up, a few
 /// microseconds, adds under 0.01 ns a run at [`REPEAT`]. A single run keeps the kernel's figure.
 fn run(prog: &mut Xdp, frame: &[u8], repeat: u32) -> f64 {
+    let frame = common::sealed(frame);
     let opts = TestRunOptions {
-        data_in: Some(frame),
+        data_in: Some(&frame),
         repeat,
         ..Default::default()
     };

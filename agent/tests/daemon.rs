@@ -154,10 +154,11 @@ fn blocking(tmp: &TempDir, rule: &str) -> xdp_audit::blocklist::ListSpec {
 
 /// The program's verdict on `frame`.
 fn verdict(p: &mut Program, frame: &[u8]) -> u32 {
+    let frame = common::sealed(frame);
     p.program_mut()
         .expect("the loaded program")
         .test_run(TestRunOptions {
-            data_in: Some(frame),
+            data_in: Some(&frame),
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))

@@ -237,6 +237,8 @@ fn unwalkable_queries() -> Vec<(Vec<u8>, &'static str)> {
     compressed.extend_from_slice(&[0, 1]);
     let mut cut = dns_query(&wire("www.example.com"));
     cut.truncate(cut.len() - 12);
+    let total = (cut.len() - 14) as u16;
+    cut[16..18].copy_from_slice(&total.to_be_bytes());
     // A first fragment holding the UDP header alone: its later fragment carries the query
     // (the UDP length says so). Then one cut inside the name.
     let mut spec = Spec::udp4(v4(198, 51, 100, 2), 5356, v4(198, 18, 0, 53), 53);

@@ -31,6 +31,7 @@ pub fn fill(p: &mut Program, first: u64, n: u64) -> f64 {
     let mut kernel_ns = 0u128;
     for i in first..first + n {
         frame[26..30].copy_from_slice(&[100, 64 | (i >> 16) as u8 & 0x3f, (i >> 8) as u8, i as u8]);
+        super::seal(&mut frame);
         let r = prog
             .test_run(TestRunOptions {
                 data_in: Some(&frame),

@@ -44,6 +44,7 @@ impl RunHandle {
     /// BPF_PROG_TEST_RUN of `frame`, `repeat` times; the program's return value.
     pub fn run(&self, frame: &[u8], repeat: u32) -> u32 {
         use std::os::fd::AsRawFd;
+        let frame = &super::sealed(frame)[..];
         // union bpf_attr, its `test` member: prog_fd, retval, data_size_in, data_size_out,
         // data_in, data_out, repeat, duration (and more, left zero).
         let mut attr = [0u64; 10];
@@ -153,9 +154,15 @@ impl Prog {
         self.run_out(frame).0
     }
 
-    /// Runs one frame: the program's return value, the frame as the program left it (an
-    /// answer sent with XDP_TX) and the run's time as the kernel measured it, in ns.
+    /// Runs one frame, its IPv4 header checksum written ([`super::seal`]): the program's
+    /// return value, the frame as the program left it (an answer sent with XDP_TX) and the
+    /// run's time as the kernel measured it, in ns.
     pub fn run_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>, u64) {
+        self.run_as_is(&super::sealed(frame))
+    }
+
+    /// As [`Prog::run_out`], the frame's checksum left as it is.
+    pub fn run_as_is(&mut self, frame: &[u8]) -> (u32, Vec<u8>, u64) {
         let prog = self.loaded.program_mut().expect("program");
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {

@@ -57,9 +57,10 @@ pub fn flows_fd(l: &Loaded) -> FlowMaps {
 /// Runs `frame` through the program, which must pass it.
 pub fn run(l: &mut Loaded, frame: &[u8]) {
     let prog = l.program_mut().expect("program");
+    let frame = super::sealed(frame);
     let r = prog
         .test_run(TestRunOptions {
-            data_in: Some(frame),
+            data_in: Some(&frame),
             ..Default::default()
         })
         .expect("BPF_PROG_TEST_RUN");

@@ -67,9 +67,10 @@ impl Lab {
     }
 
     pub fn run(&mut self, frame: &[u8]) -> u32 {
+        let frame = crate::common::sealed(frame);
         let prog = self.loaded.program_mut().expect("program");
         prog.test_run(TestRunOptions {
-            data_in: Some(frame),
+            data_in: Some(&frame),
             ..Default::default()
         })
         .expect("BPF_PROG_TEST_RUN")
@@ -147,10 +148,11 @@ pub fn copies_while_it_counts(lab: &mut Lab, frame: &[u8], repeat: u32) {
         }
         (copies, torn)
     });
+    let frame = crate::common::sealed(frame);
     let prog = lab.loaded.program_mut().expect("program");
     for _ in 0..5 {
         prog.test_run(TestRunOptions {
-            data_in: Some(frame),
+            data_in: Some(&frame),
             repeat,
             ..Default::default()
         })
