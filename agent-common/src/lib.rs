@@ -457,18 +457,21 @@ pub enum Counter {
     SkipTruncatedEth,
     /// VLAN tag cut short.
     SkipTruncatedVlan,
-    /// More than two VLAN tags.
+    /// More than two VLAN tags (802.1Q, 802.1ad): the frame is dropped, the one skip reason
+    /// that is (the host strips VLAN 0 tags one after another and would deliver what no
+    /// rule judged and no record holds).
     SkipTooManyVlans,
     /// Not IP (ARP, LLDP, ...).
     SkipNonIp,
     /// IPv4 header, or the packet its total length gives, cut short: the host drops it too.
     SkipTruncatedIpv4,
-    /// IPv4 header malformed: version not 4, IHL below 5, total length below IHL, or its
-    /// checksum wrong (options included). The host drops it too (its InHdrErrors).
+    /// IPv4 header malformed: version not 4, IHL below 5, total length below IHL, its
+    /// checksum wrong (options included), or a multicast or broadcast source. The host drops
+    /// it too (its InHdrErrors; a martian source).
     SkipBadIpv4Header,
     /// IPv6 header, or the packet its payload length gives, cut short: the host drops it too.
     SkipTruncatedIpv6,
-    /// IPv6 version field is not 6.
+    /// IPv6 version field is not 6, or a multicast source: the host drops it too.
     SkipBadIpv6Header,
     /// An IPv6 extension header cut short.
     SkipTruncatedIpv6Ext,

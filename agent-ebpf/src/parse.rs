@@ -11,8 +11,6 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-/// Pre-standard QinQ outer tag, still seen on older switches.
-const ETH_P_QINQ_OLD: u16 = 0x9100;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
@@ -228,7 +226,8 @@ enum L4 {
 
 #[inline(always)]
 pub fn is_vlan(ethertype: u16) -> bool {
-    matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_OLD)
+    // Not the pre-standard 0x9100: Linux takes no such frame for a VLAN's, nor for IP.
+    matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD)
 }
 
 /// Whether `proto` is an IPv6 extension header's number: a flow's protocol is one only when
@@ -251,14 +250,20 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
     if vihl >> 4 != 4 || ihl < 20 || total < ihl {
         return Err(Counter::SkipBadIpv4Header);
     }
-    // A header that does not sum right is dropped by the host (RFC 1122 3.2.1.2).
-    if !sums_right(ctx, h, off) {
+    // A header that does not sum right is dropped by the host (RFC 1122 3.2.1.2), and so is
+    // a source no host may send from (multicast, the limited broadcast: a martian source
+    // whatever the host's configuration).
+    if !sums_right(ctx, h, off)
+        || h.get::<u8, 12>() & 0xf0 == 0xe0
+        || h.get::<u32, 12>() == u32::MAX
+    {
         return Err(Counter::SkipBadIpv4Header);
     }
     pkt.ip_end = off + total;
     // The whole packet must be in the frame (options too): the host drops a frame shorter
     // than its IP length, so it reaches no one and is no flow, counted under this reason
-    // alone.
+    // alone. (The frame is whole here: this is no multi-buffer program. One would have to
+    // measure it with `bpf_xdp_get_buff_len` instead.)
     if ctx.data() + pkt.ip_end > ctx.data_end() {
         return Err(Counter::SkipTruncatedIpv4);
     }
@@ -318,7 +323,8 @@ fn words_at<const N: usize>(ctx: &XdpContext, at: usize) -> Option<u64> {
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Counter> {
     let h = Header::<40>::at(ctx, off).ok_or(Counter::SkipTruncatedIpv6)?;
-    if h.get::<u8, 0>() >> 4 != 6 {
+    // A multicast source, too, the host drops (RFC 4291 2.7; its InHdrErrors).
+    if h.get::<u8, 0>() >> 4 != 6 || h.get::<u8, 8>() == 0xff {
         return Err(Counter::SkipBadIpv6Header);
     }
     pkt.key.family = family::V6;
@@ -333,8 +339,9 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
     // Length 0 is a jumbogram's (RFC 2675), whose length the Hop-by-Hop header carries and
     // the host honours: not walked, it is a flow of that header (so a transport header
     // unread behind it cannot pass a port or domain rule, see `verdict::judge`). Without
-    // that header the host drops the packet itself; telling the two apart here, or reading
-    // on to the frame's end, cost the verifier 35,000 instructions past its guard.
+    // that header the host forwards the bare 40-byte header (its length says so), no
+    // transport header in it; telling the two apart here, or reading on to the frame's
+    // end, cost the verifier 35,000 instructions past its guard.
     if payload == 0 {
         pkt.key.proto = IPPROTO_HOPOPTS;
         pkt.outcome = Counter::SkipTruncatedIpv6Ext;

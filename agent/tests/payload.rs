@@ -355,9 +355,8 @@ fn both_programs_keep_the_verifiers_budget_free() {
     // 880,000 since IPv6 packets whose ports lie past the walk are dropped while port or
     // domain rules are loaded (846,069 after cut-short headers were judged -> 876,076; the
     // check in the list chain's subprogram is walked at each call site): 12% stays free.
-    // 890,000 since IPv4 headers are checked whole as the host checks them: a frame short
-    // of its IP length, or a header checksum that is wrong (options included), is skipped
-    // and makes no flow (871,719 -> 880,768): 11% stays free.
+    // (IPv4 headers checked whole as the host checks them, its checksum too, took it to
+    // 880,768; 0x9100 no longer taken for a VLAN tag, a state fewer per tag, back to 870,853.)
     let mut p = Prog::load(1 << 16);
     let main = p
         .loaded
@@ -380,7 +379,7 @@ fn both_programs_keep_the_verifiers_budget_free() {
             .expect("the kernel reports verified instructions (5.16 or later)");
         eprintln!("the verifier walked {verified} instructions of the {what}");
         assert!(
-            verified < 890_000,
+            verified < 880_000,
             "the verifier walked {verified} instructions of the {what}: move work out of it"
         );
     }

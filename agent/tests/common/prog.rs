@@ -85,6 +85,8 @@ pub fn ledger() -> (Ledger, MapData) {
 
 /// XDP_PASS, the verdict every test frame must get.
 pub const XDP_PASS: u32 = 2;
+/// `XDP_DROP`.
+pub const XDP_DROP: u32 = 1;
 
 /// A loaded program with a small flow table.
 pub struct Prog {
