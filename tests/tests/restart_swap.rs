@@ -631,4 +631,13 @@ fn bpffs_is_mounted_where_it_is_absent_and_a_private_mount_namespace_is_said() {
         "and it enforces the list all the same"
     );
     assert_eq!(agent.stop().expect("SIGTERM"), 0);
+    // The stop says the program goes with it, not that it stays attached.
+    let said = agent
+        .wait_for(
+            "the program goes as this agent exits",
+            Duration::from_secs(5),
+        )
+        .expect("the stop says the program ends with the namespace");
+    assert!(said.contains("not audited"), "{said}");
+    assert!(agent.logged("stays attached").is_none());
 }

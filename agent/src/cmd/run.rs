@@ -529,6 +529,14 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // what is left (also when the reader failed) and seal the journal.
     match program.as_mut() {
         Some(p) => p.detach_all(),
+        // Said as the start warned: "stays attached" would leave the operator believing the
+        // gateway is still audited.
+        None if pin::pins_end_with_process() => warn!(
+            instance = args.pins.instance,
+            "the program goes as this agent exits: its pins are in the bpffs it mounted in a \
+             mount namespace of its own, which ends with it; the interfaces are not audited \
+             until the next start (open flows have their interim records)"
+        ),
         None => info!(
             instance = args.pins.instance,
             "the program stays attached (pinned); `xdp-audit detach` removes it"

@@ -16,6 +16,7 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -605,6 +606,15 @@ pub fn allow_search_to(dir: &Path) -> Result<(), PinError> {
     Ok(())
 }
 
+/// Set once this process mounted bpffs in a mount namespace of its own: its pins, and the
+/// program with them, end with the namespace as the process exits.
+static PINS_END_WITH_PROCESS: AtomicBool = AtomicBool::new(false);
+
+/// Whether the pins this process made end as it exits (see [`ensure_bpffs`]).
+pub fn pins_end_with_process() -> bool {
+    PINS_END_WITH_PROCESS.load(Ordering::Relaxed)
+}
+
 /// Makes sure `root` is on bpffs: mounts bpffs at /sys/fs/bpf when the root is under it and
 /// nothing is mounted there. Two agents starting at once mount it once (a lock file in /run
 /// orders them).
@@ -643,6 +653,7 @@ pub fn ensure_bpffs(root: &Path) -> Result<(), PinError> {
     }
     info!("mounted bpffs at {BPFFS}");
     if in_private_mount_namespace() {
+        PINS_END_WITH_PROCESS.store(true, Ordering::Relaxed);
         warn!(
             "this process runs in a mount namespace of its own (ip netns exec, a container): the \
              bpffs it mounted, and every pin in it, vanishes with the namespace, so a restart \
