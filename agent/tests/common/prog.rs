@@ -1,6 +1,6 @@
 //! The XDP program loaded for a test and driven through BPF_PROG_TEST_RUN: run a frame, read
-//! its counters, flow table and ring events. Test files add their own assertions in an
-//! `impl Prog` of their own.
+//! its counters, flow table and ring events, and the assertions more than one test file makes
+//! (test files add their own in an `impl Prog` of their own).
 
 use std::os::fd::AsFd;
 
@@ -211,5 +211,39 @@ impl Prog {
             out.push(decode(&item).expect("decodable event"));
         }
         out
+    }
+}
+
+/// Assertions the program tests share.
+impl Prog {
+    /// Runs one frame and asserts it was passed and counted under exactly `outcome`.
+    pub fn expect_outcome(&mut self, frame: &[u8], outcome: Counter, what: &str) {
+        let before = self.counter(outcome);
+        let total_before: u64 = self.outcome_total();
+        assert_eq!(
+            self.run(frame),
+            XDP_PASS,
+            "{what}: the program must pass every packet"
+        );
+        assert_eq!(
+            self.counter(outcome),
+            before + 1,
+            "{what}: expected outcome {outcome:?}; counters {:?}",
+            self.counters()
+        );
+        assert_eq!(
+            self.outcome_total(),
+            total_before + 1,
+            "{what}: exactly one outcome per packet"
+        );
+    }
+
+    /// Packets counted under an outcome so far (exactly one each).
+    pub fn outcome_total(&self) -> u64 {
+        self.counters()
+            .iter()
+            .filter(|(c, _)| c.is_outcome())
+            .map(|(_, n)| n)
+            .sum()
     }
 }
