@@ -415,6 +415,7 @@ impl Engine {
             syslog_dropped: 0,
             ring_lost: program.ring_lost,
             insert_failed: program.insert_failed,
+            vlan_stacked: program.vlan_stacked,
             ..g
         });
         self.last = Some(g);
@@ -426,6 +427,13 @@ impl Engine {
                 format!("the ring buffer was full: {lost} flow events or payload copies lost (raise --ringbuf-bytes)")
             };
             self.touch(AlertId::RingLoss, none(), text, lost, w, now, out);
+        }
+        let stacked = g.vlan_stacked.saturating_sub(base.vlan_stacked);
+        if stacked > 0 {
+            let text = || {
+                format!("{stacked} frames with more than two VLAN tags dropped: a host strips VLAN 0 tags and delivers what follows, which the program does not read (a way around the lists and the audit)")
+            };
+            self.touch(AlertId::VlanStack, none(), text, stacked, w, now, out);
         }
         let starts = g.lost_starts.saturating_sub(base.lost_starts)
             + g.insert_failed.saturating_sub(base.insert_failed);

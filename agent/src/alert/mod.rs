@@ -112,11 +112,16 @@ pub enum AlertId {
     /// another XDP program.
     #[serde(rename = "XA-IFACE-UNAUDITED")]
     IfaceUnaudited,
+    /// Frames with more than two VLAN tags were dropped: nothing behind the third is read,
+    /// while a host strips VLAN 0 tags and delivers what follows (a way around the lists and
+    /// the audit, had they been passed).
+    #[serde(rename = "XA-VLAN-STACK")]
+    VlanStack,
 }
 
 impl AlertId {
     /// Every id, in the README's order.
-    pub const ALL: [AlertId; 17] = [
+    pub const ALL: [AlertId; 18] = [
         AlertId::BlockFirst,
         AlertId::BlockBurst,
         AlertId::RingLoss,
@@ -134,6 +139,7 @@ impl AlertId {
         AlertId::ShipFailing,
         AlertId::SyslogLoss,
         AlertId::IfaceUnaudited,
+        AlertId::VlanStack,
     ];
 
     /// The id as written (`XA-...`).
@@ -156,6 +162,7 @@ impl AlertId {
             AlertId::ShipFailing => "XA-SHIP-FAILING",
             AlertId::SyslogLoss => "XA-SYSLOG-LOSS",
             AlertId::IfaceUnaudited => "XA-IFACE-UNAUDITED",
+            AlertId::VlanStack => "XA-VLAN-STACK",
         }
     }
 
@@ -177,7 +184,8 @@ impl AlertId {
             | AlertId::ClockUnsync
             | AlertId::AgentCrashed
             | AlertId::ShipFailing
-            | AlertId::SyslogLoss => Severity::Warning,
+            | AlertId::SyslogLoss
+            | AlertId::VlanStack => Severity::Warning,
             AlertId::RingLoss
             | AlertId::FlowStartLoss
             | AlertId::StoreDegraded

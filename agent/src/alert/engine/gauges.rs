@@ -10,6 +10,8 @@ pub struct Gauges {
     pub ring_lost: u64,
     /// Flows the program could not insert into its table (program counter).
     pub insert_failed: u64,
+    /// Frames dropped for a third VLAN tag (program counter `skip_too_many_vlans`).
+    pub vlan_stacked: u64,
     /// Flows whose start event never reached the sweeper.
     pub lost_starts: u64,
     /// Entries of the fuller flow table.
@@ -39,7 +41,7 @@ pub struct Gauges {
 }
 
 impl Gauges {
-    /// The program's loss counters of `counters` (a snapshot's), the rest zero.
+    /// The program's loss and evasion counters of `counters` (a snapshot's), the rest zero.
     pub fn program(counters: &std::collections::BTreeMap<String, u64>) -> Self {
         let c = |name: &str| counters.get(name).copied().unwrap_or(0);
         Self {
@@ -48,6 +50,7 @@ impl Gauges {
                 + c("lost_flow_drop")
                 + c("lost_payload"),
             insert_failed: c("flow_insert_failed"),
+            vlan_stacked: c("skip_too_many_vlans"),
             ..Self::default()
         }
     }
@@ -58,6 +61,7 @@ impl Gauges {
         Self {
             ring_lost: program.ring_lost,
             insert_failed: program.insert_failed,
+            vlan_stacked: program.vlan_stacked,
             lost_starts: snap.flows.lost_starts,
             table_entries: snap.flows.table_v4.max(snap.flows.table_v6),
             store_degraded: snap.store.degraded,
