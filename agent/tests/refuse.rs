@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use agent_common::{flow_flags, rules, Counter, FlowValue};
 use common::prog::Prog;
-use common::{tcp, v4, v6, wire, Addrs, Spec, L4};
+use common::{checksum, tcp, v4, v6, wire, Addrs, Spec, L4};
 use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 use xdp_audit::enrich::names::dns;
 use xdp_audit::reader::Event;
@@ -74,19 +74,6 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// The Internet checksum of `bytes` plus `seed` (a sum of 16-bit words): 0 over a message
-/// whose checksum field is right.
-fn checksum(seed: u32, bytes: &[u8]) -> u16 {
-    let mut sum = seed;
-    for pair in bytes.chunks(2) {
-        sum += u32::from(pair[0]) << 8 | u32::from(pair.get(1).copied().unwrap_or(0));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// What a test frame is made of, so the answer can be checked against it.

@@ -224,14 +224,21 @@ pub fn seal(frame: &mut [u8]) {
     }
     let ihl = (usize::from(frame[ip] & 0x0f) * 4).clamp(20, frame.len() - ip);
     frame[ip + 10..ip + 12].fill(0);
-    let mut sum: u32 = frame[ip..ip + ihl]
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
+    let sum = checksum(0, &frame[ip..ip + ihl]);
+    frame[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// The Internet checksum of `bytes` plus `seed` (a sum of 16-bit words): 0 over a message
+/// whose checksum field is right.
+pub fn checksum(seed: u32, bytes: &[u8]) -> u16 {
+    let mut sum = seed;
+    for pair in bytes.chunks(2) {
+        sum += u32::from(pair[0]) << 8 | u32::from(pair.get(1).copied().unwrap_or(0));
+    }
+    while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    frame[ip + 10..ip + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    !(sum as u16)
 }
 
 /// `frame` with its IPv4 header checksum written (see [`seal`]).
