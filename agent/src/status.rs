@@ -424,7 +424,6 @@ pub struct Previous {
 /// at their starts. `None` where this user can neither read nor make it.
 pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
     use crate::store::fsutil::{open_regular_here, InputError};
-    use std::os::fd::AsRawFd as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(STATE_LOCK);
     // Read-only is enough for flock; one this user cannot read (another user's) is made
@@ -463,8 +462,14 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
             )))
         }
     };
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    let held = crate::store::fsutil::lock_exclusive(&f, crate::store::fsutil::LOCK_PATIENCE)
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "--state-dir {}: cannot lock {STATE_LOCK}",
+                dir.display()
+            ))
+        })?;
+    if !held {
         anyhow::bail!(
             "--state-dir {}: another xdp-audit agent uses it (its status and saved state would \
              be mixed with this one's); give each agent its own --state-dir",

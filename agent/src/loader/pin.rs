@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::AttachMode;
+use crate::store::fsutil::{lock_exclusive, LOCK_PATIENCE};
 
 mod bpffs;
 mod walk;
@@ -50,9 +51,6 @@ const MAPS_PREFIX: &str = "maps-";
 pub const STATE_FORMAT: u32 = 1;
 /// Longest state (a symlink target; the kernel's limit is 4095 bytes).
 const STATE_MAX: usize = 4000;
-
-/// How long [`PinDir::lock`] waits for a lock another process is letting go of.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Errors of the pin directory, each naming the path at fault and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -378,23 +376,14 @@ impl PinDir {
         let Some(file) = walk::open_dir(&self.dir, "open")? else {
             return Ok(None);
         };
-        // A lock can outlive its holder for a moment: a process forked by another thread
-        // shares the descriptor until it execs, and an agent that just stopped may still be
-        // closing. So a held lock is asked again for a short while before it counts as busy.
-        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-        loop {
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Some(InstanceLock { file }));
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(PinError::Busy {
-                    instance: self.instance.clone(),
-                    path: self.dir.clone(),
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        // A lock another process is letting go of is asked again for a short while.
+        if !lock_exclusive(&file, LOCK_PATIENCE).map_err(io("lock", &self.dir))? {
+            return Err(PinError::Busy {
+                instance: self.instance.clone(),
+                path: self.dir.clone(),
+            });
         }
+        Ok(Some(InstanceLock { file }))
     }
 
     /// The state, if the instance has one.

@@ -21,7 +21,6 @@ pub mod verify;
 pub mod worker;
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -211,8 +210,7 @@ fn lock(dir: &Path) -> Result<File, ShipError> {
         .map_err(|e| io("create")(e.into()))?;
     fsutil::give_to_dir_owner(&f, dir, fsutil::FILE_MODE)
         .map_err(io("give to the store's owner"))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if !fsutil::lock_exclusive(&f, fsutil::LOCK_PATIENCE).map_err(io("lock"))? {
         return Err(ShipError::Locked(path));
     }
     Ok(f)

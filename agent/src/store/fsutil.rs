@@ -5,6 +5,32 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+/// How long [`lock_exclusive`] asks again for a lock another process is letting go of.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes an exclusive `flock` on `f`, asking again every 10 ms for up to `patience` while
+/// another holds it: `Ok(false)` when it is still held then. A lock can outlive its holder for
+/// a moment (a process that another thread forks shares the descriptor until it execs; an
+/// agent that just stopped may still be closing), and that moment must not read as "another
+/// agent runs".
+pub fn lock_exclusive(f: &File, patience: std::time::Duration) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        // SAFETY: flock on a descriptor the caller owns, which outlives the call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) if std::time::Instant::now() >= deadline => return Ok(false),
+            Some(libc::EWOULDBLOCK) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Some(libc::EINTR) => {}
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Prefix of the store's temporary files, written under its lock; any left by a crash are
 /// removed when the store opens. A writer that does not hold the lock (shipping) must use
 /// another name, or an opening store could remove its file before the rename.
@@ -396,6 +422,34 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lock its holder lets go of within the patience is taken (a forked child's copy of
+    /// the descriptor closing at its exec); one held throughout is not, and is said so.
+    #[test]
+    fn a_lock_let_go_within_the_patience_is_taken_and_one_kept_is_not() {
+        use std::time::Duration;
+        let dir = crate::blocklist::tests::TempDir::new("lock-patience");
+        let path = dir.0.join("lock");
+        let holder = File::create(&path).expect("create");
+        assert_eq!(lock_exclusive(&holder, Duration::ZERO).ok(), Some(true));
+        let other = File::open(&path).expect("open again");
+        assert_eq!(
+            lock_exclusive(&other, Duration::from_millis(30)).ok(),
+            Some(false)
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let letting_go = std::thread::spawn(move || {
+            let _ = rx.recv();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(holder);
+        });
+        let _ = tx.send(());
+        assert_eq!(
+            lock_exclusive(&other, Duration::from_secs(10)).ok(),
+            Some(true)
+        );
+        let _ = letting_go.join();
+    }
 
     /// A FIFO with no writer and an endless device are refused at once by what they are, a
     /// file over the cap by its size, and a file at the cap is read whole.

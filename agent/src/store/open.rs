@@ -122,8 +122,9 @@ impl Store {
             r => r,
         }
         .map_err(|e| io(&lock_path, "create lock", e.into()))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !fsutil::lock_exclusive(&lock, fsutil::LOCK_PATIENCE)
+            .map_err(|e| io(&lock_path, "lock", e))?
+        {
             return Err(StoreError::Locked(dir));
         }
         remove_temporaries(&dir)?;

@@ -72,14 +72,13 @@ pub fn try_lock_operator_log(dir: &Path) -> Result<LogLock, OpLogError> {
         }
         Err(e) => return Err(io(&path, "open")(e.into())),
     };
-    for _ in 0..50 {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(LogLock::Held(f));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    Ok(LogLock::Busy)
+    let held = fsutil::lock_exclusive(&f, std::time::Duration::from_millis(500))
+        .map_err(io(&path, "lock"))?;
+    Ok(if held {
+        LogLock::Held(f)
+    } else {
+        LogLock::Busy
+    })
 }
 
 /// A log created by an operator's command belongs to the store's owner with [`LOG_MODE`]
