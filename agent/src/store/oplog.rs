@@ -39,6 +39,10 @@ pub const LOG_MODE: u32 = 0o660;
 /// Longest line accepted: a reason or filter is text for people, not a payload.
 pub const MAX_LINE: usize = 16 * 1024;
 const DOMAIN: &[u8] = b"xdp-audit operator log v1\n";
+/// The most bytes of a log read at once: millions of entries of a few hundred bytes. A log
+/// going on past it is damage (a file grown sparse, overwritten), and read whole it would take
+/// the host's memory (a sparse terabyte had the agent killed by the OOM killer).
+pub const LOG_MAX: u64 = 1 << 30;
 
 /// Errors of the operator log; each names the file and, where it applies, the line.
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +381,51 @@ pub fn check_log_bytes(log: Log, bytes: &[u8], from: ChainEnd, rules: bool) -> S
     }
 }
 
+/// Reads `f` from where it stands, up to [`LOG_MAX`] bytes; `true` with them when it goes on.
+/// Stops early past a run longer than any line without a newline: the scan stops there anyway
+/// (a sparse terabyte is read for a MiB, not a GiB).
+fn read_log(mut f: impl Read) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0; 1 << 20];
+    let mut line_start = 0;
+    loop {
+        let n = match f.read(&mut chunk) {
+            Ok(0) => return Ok((bytes, false)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+            line_start = bytes.len() + i + 1;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        if bytes.len() - line_start > MAX_LINE {
+            return Ok((bytes, false));
+        }
+        if bytes.len() as u64 > LOG_MAX {
+            bytes.truncate(LOG_MAX as usize);
+            return Ok((bytes, true));
+        }
+    }
+}
+
+impl Scan {
+    /// This scan of bytes [`read_log`] cut: a log going on past them is damage at the line
+    /// after the last valid one, unless an earlier line already is.
+    fn cut(mut self, cut: bool) -> Self {
+        if cut && self.problem.is_none() {
+            let reason = format!(
+                "the log goes on past {} GiB, more than a log of the store holds: damage (a \
+                 file grown sparse or overwritten), not read further",
+                LOG_MAX >> 30
+            );
+            self.problem = Some((self.end.lines + 1, reason));
+            self.incomplete = 0;
+        }
+        self
+    }
+}
+
 fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> OpLogError + 'a {
     move |cause| OpLogError::Io {
         path: path.to_owned(),
@@ -394,13 +443,11 @@ pub fn scan(dir: &Path) -> Result<Scan, OpLogError> {
 pub fn scan_log(dir: &Path, log: Log) -> Result<Scan, OpLogError> {
     let path = dir.join(log.file());
     // Never a blocking open: a FIFO in the log's place would hold it forever.
-    let read = || -> std::io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        open_read(&path)?.read_to_end(&mut bytes)?;
-        Ok(bytes)
-    };
-    match read() {
-        Ok(bytes) => Ok(check_log_bytes(log, &bytes, ChainEnd::start(), true)),
+    match open_read(&path)
+        .map_err(std::io::Error::from)
+        .and_then(read_log)
+    {
+        Ok((bytes, cut)) => Ok(check_log_bytes(log, &bytes, ChainEnd::start(), true).cut(cut)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(check_log_bytes(log, &[], ChainEnd::start(), true))
         }
@@ -499,12 +546,10 @@ pub fn anchor_log(
         // `len` was written before this fsync, so only that much is read.
         f.sync_data()?;
         f.seek(SeekFrom::Start(last.bytes))?;
-        let mut bytes = Vec::new();
-        (&mut f).take(len - last.bytes).read_to_end(&mut bytes)?;
-        Ok(Some(bytes))
+        read_log((&mut f).take(len - last.bytes)).map(Some)
     })();
-    let bytes = match read {
-        Ok(Some(b)) => b,
+    let (bytes, cut) = match read {
+        Ok(Some(read)) => read,
         Ok(None) => {
             return Ok(problem(
                 last.lines,
@@ -521,7 +566,7 @@ pub fn anchor_log(
             })
         }
     };
-    let s = check_log_bytes(log, &bytes, last.clone(), false);
+    let s = check_log_bytes(log, &bytes, last.clone(), false).cut(cut);
     let out = Anchored {
         new_lines: s.end.lines - last.lines,
         problem: s.problem.map(|(line, reason)| OpLogError::Line {

@@ -9,8 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::{
-    check_bytes, io, line_hash, torn_too_long, ChainEnd, Log, OpEntry, OpLine, OpLogError, LOG,
-    MAX_LINE, TORN_MAX,
+    check_bytes, io, line_hash, read_log, torn_too_long, ChainEnd, Log, OpEntry, OpLine,
+    OpLogError, LOG, MAX_LINE, TORN_MAX,
 };
 use crate::store::fsutil::{self, open_regular_here, sync_dir};
 
@@ -120,6 +120,17 @@ fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
             (Some(i), Some(j)) => break (from + i as u64 + 1, from + j as u64 + 1),
             (Some(i), None) if from == 0 => break (i as u64 + 1, 0),
             (None, None) if from == 0 => break (0, 0),
+            // The last line is longer than any line is: damage (a window grown over a sparse
+            // terabyte to find its start would never end).
+            (Some(i), None) if i > MAX_LINE => {
+                return Err(OpLogError::Refused {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "the last line is longer than {MAX_LINE} bytes, the longest a line is: \
+                         damage; nothing is cut or appended: run `xdp-audit verify`"
+                    ),
+                })
+            }
             _ => {}
         }
     };
@@ -316,9 +327,8 @@ pub fn append_checked(
     let (mut f, created) = open_locked(dir, Log::Operator)?;
     let end = tail(&mut f, &path)?;
     f.seek(SeekFrom::Start(0)).map_err(io(&path, "seek"))?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(io(&path, "read"))?;
-    let s = check_bytes(&bytes, ChainEnd::start(), true);
+    let (bytes, cut) = read_log(&mut f).map_err(io(&path, "read"))?;
+    let s = check_bytes(&bytes, ChainEnd::start(), true).cut(cut);
     if let Some((line, reason)) = s.problem {
         return Err(OpLogError::Line { path, line, reason });
     }

@@ -151,3 +151,57 @@ fn rules_refuse_bad_releases() {
     let twice = check_rules(&release(4, 2), &mut holds).expect_err("twice");
     assert!(twice.contains("twice"), "{twice}");
 }
+
+/// A log grown sparse to a terabyte (or damaged at its end by a newline after one) is damage
+/// found after reading about a MiB, by the scan, the anchoring and the appends alike; a log
+/// that goes on past [`LOG_MAX`] is damage where the read stops.
+#[test]
+fn a_sparse_terabyte_is_damage_read_for_a_mib() {
+    let (_tmp, d) = temp("sparse");
+    for c in ["a", "b", "c"] {
+        append(&d, access(c)).expect("append");
+    }
+    let path = d.join(LOG);
+    File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(1 << 40))
+        .expect("grow the log sparse to 1 TiB");
+    let s = scan(&d).expect("scan");
+    let (line, why) = s.problem.expect("the sparse log is a problem");
+    assert!(line == 4 && why.contains("damage"), "{line}: {why}");
+    assert_eq!(s.lines.len(), 3, "the lines before the damage are read");
+    let mut manifest = crate::store::manifest::Manifest::load(&d, None).expect("manifest");
+    let a = anchor(&d, &mut manifest, 7).expect("anchor");
+    assert!(a.problem.is_some() && a.new_lines == 3, "{a:?}");
+    let e = append(&d, access("d")).expect_err("nothing is appended to damage");
+    assert!(e.to_string().contains("damage"), "{e}");
+    // A line after the terabyte: its start would be searched for over the whole of it.
+    File::options()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"{}\n"))
+        .expect("a line after the terabyte");
+    let e = append(&d, access("d")).expect_err("nothing is appended to damage");
+    assert!(e.to_string().contains("longer than"), "{e}");
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        (1 << 40) + 3,
+        "nothing was cut"
+    );
+
+    // A log of valid lines that goes on past the cap: damage at the line after the last read.
+    let (_tmp, d) = temp("past-max");
+    for c in ["a", "b"] {
+        append(&d, access(c)).expect("append");
+    }
+    let bytes = std::fs::read(d.join(LOG)).expect("read the log");
+    let s = check_bytes(&bytes, ChainEnd::start(), true).cut(true);
+    let (line, why) = s.problem.expect("a log past the cap is a problem");
+    assert!(line == 3 && why.contains("goes on past"), "{line}: {why}");
+    assert_eq!(s.lines.len(), 2);
+    assert!(check_bytes(&bytes, ChainEnd::start(), true)
+        .cut(false)
+        .problem
+        .is_none());
+}
