@@ -348,6 +348,10 @@ fn a_head_signed_by_another_key_is_not_signed_over() {
     let tmp = TempDir::new("forged-other-key");
     let dir = tmp.path().join("log");
     start_and_seal(&dir, Some(&first), T0, 31);
+    // `run` refuses the other key before it writes (a damaged key file: one hex digit).
+    let refused = manifest::check_key_fits(&dir, &second).expect_err("another key refused");
+    assert!(refused.contains("is not the one that signed"), "{refused}");
+    assert_eq!(manifest::check_key_fits(&dir, &first), Ok(()));
     let m = Manifest::load(&dir, Some(second.clone()))
         .unwrap_or_else(|e| panic!("load {}: {e}", dir.display()));
     let why = m

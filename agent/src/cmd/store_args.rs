@@ -127,6 +127,8 @@ impl StoreArgs {
             Some(p) => {
                 let key = manifest::load_signing_key(p).context("loading --signing-key")?;
                 crate::privilege::check_secret_file(p).context("--signing-key")?;
+                manifest::check_key_fits(&self.dir.log_dir, &key)
+                    .map_err(|why| anyhow::anyhow!("--signing-key {}: {why}", p.display()))?;
                 Some(key)
             }
             None => None,

@@ -119,6 +119,38 @@ pub fn check_signature(head: &Head, key: &VerifyingKey) -> Result<(), String> {
     .map_err(|_| "the signature does not match the public key (head rewritten or wrong key)".into())
 }
 
+/// Whether `key` may sign the chain of `dir`: refused when its head carries a valid signature
+/// by another key. That is a damaged or wrong key file, not a damaged chain; signing on top
+/// would leave heads naming the wrong key, and the store failing `verify --public-key` even
+/// after the right key is back. Checked by `run` before the kernel is touched; a manifest
+/// that cannot be read, or a head its own key does not verify, is for the store's open to say.
+pub fn check_key_fits(dir: &Path, key: &SigningKey) -> Result<(), String> {
+    let Ok((_, _, Some(head))) = read_chain_bytes(dir) else {
+        return Ok(());
+    };
+    let Some(named) = head.public_key.as_deref() else {
+        return Ok(());
+    };
+    let ours = hex(&key.verifying_key().to_bytes());
+    let theirs = unhex::<32>(named).and_then(|b| VerifyingKey::from_bytes(&b).ok());
+    match theirs {
+        Some(theirs)
+            if theirs != key.verifying_key() && check_signature(&head, &theirs).is_ok() =>
+        {
+            Err(format!(
+                "its public key {ours} is not the one that signed the store's chain in {}: the \
+                 head (entry {}) carries a valid signature by {named}. A damaged or wrong key \
+                 file; start with the key that signed the store. To change keys on purpose, run \
+                 once without --signing-key until a segment is sealed, then with the new key \
+                 (the change is raised as XA-CHAIN-BROKEN, naming the entry it vouches from)",
+                dir.display(),
+                head.seq
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What a head found at load lets a writer with a signing key do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadSigning {
