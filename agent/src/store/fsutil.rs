@@ -223,7 +223,7 @@ impl std::fmt::Display for Size {
 
 /// What a file that is not a regular one is, as [`InputError::NotRegular`] names it; `None`
 /// for a regular file.
-fn not_regular(kind: std::fs::FileType) -> Option<&'static str> {
+pub fn not_regular(kind: std::fs::FileType) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_file() {
         None
@@ -331,8 +331,18 @@ pub fn open_read(path: &Path) -> Result<File, InputError> {
 /// open forever, `/dev/zero` never ends); read through a cap, so a file that grows while it
 /// is read cannot outgrow memory either.
 pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
+    read_capped(open_read(path)?, max)
+}
+
+/// [`read_input`] that never follows a symbolic link in the last component: for the store's
+/// own files (a journal linked to a file elsewhere would be sealed into the chain, or its
+/// target's bytes copied into `quarantine/`).
+pub fn read_input_here(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
+    read_capped(open_regular_here(path, File::options().read(true))?, max)
+}
+
+fn read_capped(file: File, max: u64) -> Result<Vec<u8>, InputError> {
     use std::io::Read;
-    let file = open_read(path)?;
     let len = file.metadata().map_err(InputError::Io)?.len();
     if len > max {
         return Err(InputError::TooLarge { max });

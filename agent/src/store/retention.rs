@@ -467,7 +467,7 @@ pub fn finish_interrupted(dir: &Path, manifest: &Manifest) -> Result<(), Manifes
 /// and returns where it went.
 pub(super) fn quarantine_file(dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
     let qdir = dir.join(QUARANTINE_DIR);
-    std::fs::create_dir_all(&qdir)?;
+    super::journal::make_quarantine_dir(&qdir)?;
     let mut to = qdir.join(name);
     let mut k = 0u32;
     while to.try_exists()? {

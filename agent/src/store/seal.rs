@@ -164,6 +164,38 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
     };
     let id = journal::file::id_of(path, frames);
     if frames.id != 0 && frames.id != id {
+        // A copy of a journal sealed before (the same rows and time range) or still here,
+        // under another name: sealed, its records would be counted twice in the chain. A
+        // header id damaged into another's, with other records, is sealed as below.
+        let records = &scan.records;
+        let sealed_before = manifest.entries().iter().any(|e| {
+            matches!(&e.body, Body::Segment(s) if s.journal_id == frames.id
+                && s.rows == records.len() as u64
+                && (s.time_min_ns, s.time_max_ns) == (records.time_min_ns(), records.time_max_ns()))
+        });
+        if sealed_before || dir.join(journal_name(frames.id)).exists() {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let aside =
+                super::retention::quarantine_file(dir, name).map_err(|cause| SealError::Io {
+                    path: path.to_owned(),
+                    op: "move into quarantine/",
+                    cause,
+                })?;
+            tracing::warn!(
+                alert = true,
+                file = %path.display(),
+                moved_to = %aside.display(),
+                header_id = frames.id,
+                "the journal's header names journal {} ({}): a copy under another name, not \
+                 sealed (its records would be counted twice); moved into quarantine/",
+                frames.id,
+                if sealed_before { "sealed before" } else { "still present" }
+            );
+            return Ok(out);
+        }
         tracing::warn!(
             file = %path.display(),
             header_id = frames.id,
@@ -292,6 +324,26 @@ pub fn write_file(
             path: final_path.clone(),
             cause: source,
         })?;
+    // A file the chain does not list under the name (inserted or replaced, which `verify`
+    // reports) is evidence: set aside, never overwritten. What a crash left mid-write of
+    // this segment is replaced, as before.
+    if std::fs::symlink_metadata(&final_path).is_ok()
+        && interrupted_write(dir, &name, seq).is_none()
+    {
+        let aside =
+            super::retention::quarantine_file(dir, &name).map_err(|cause| SealError::Io {
+                path: final_path.clone(),
+                op: "move into quarantine/",
+                cause,
+            })?;
+        tracing::warn!(
+            alert = true,
+            file = %final_path.display(),
+            moved_to = %aside.display(),
+            "a file the chain does not list holds the name of the segment being written \
+             (inserted or replaced): moved into quarantine/ as evidence"
+        );
+    }
     let written = (|| {
         // Made (or truncated) as a regular file first: another kind of file left at the name
         // (a FIFO would block the writer's open forever) is refused, naming it.

@@ -10,7 +10,9 @@ use super::frame::{
     self, encode_frame, scan, Count, Decoded, Frames, Scan, Skipped, HEADER_LEN, MAX_PAYLOAD,
 };
 use crate::record::FlowRecord;
-use crate::store::fsutil::{open_regular, read_input, sync_dir, write_atomic_parts, InputError};
+use crate::store::fsutil::{
+    open_regular, open_regular_here, read_input_here, sync_dir, write_atomic_parts, InputError,
+};
 
 /// Directory inside the log directory that holds the bytes recovery skipped.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -64,10 +66,10 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Jo
 }
 
 /// The bytes of a journal file. Opened without blocking and checked before it is read
-/// ([`read_input`]): a FIFO or a device under a journal's name is refused at once, as is a
+/// ([`read_input_here`]): a FIFO or a device under a journal's name is refused at once, as is a
 /// file over [`MAX_JOURNAL_BYTES`].
 pub fn read_file(path: &Path) -> Result<Vec<u8>, JournalError> {
-    read_input(path, MAX_JOURNAL_BYTES).map_err(|e| match e {
+    read_input_here(path, MAX_JOURNAL_BYTES).map_err(|e| match e {
         InputError::Io(cause) => io(path, "read")(cause),
         reason => JournalError::Refused {
             path: path.to_owned(),
@@ -122,6 +124,24 @@ pub fn read(path: &Path) -> Result<Scan<Vec<FlowRecord>>, JournalError> {
     Ok(load(path)?.1)
 }
 
+/// Creates the quarantine directory `qdir` if it is missing, and refuses one that is not a
+/// directory of its own: through a symbolic link there, the store's damaged bytes (records)
+/// would be written wherever it points.
+pub fn make_quarantine_dir(qdir: &Path) -> std::io::Result<()> {
+    match std::fs::create_dir(qdir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        r => return r,
+    }
+    let kind = std::fs::symlink_metadata(qdir)?.file_type();
+    match crate::store::fsutil::not_regular(kind) {
+        Some("directory") => Ok(()),
+        what => Err(std::io::Error::other(format!(
+            "it is a {}, not a directory: move it away, and damaged bytes are set aside there",
+            what.unwrap_or("regular file")
+        ))),
+    }
+}
+
 /// The quarantine file of the stretch at `offset` of `journal`:
 /// `<log dir>/quarantine/<journal name without .wal>-<offset>.bin`.
 pub fn quarantine_path(journal: &Path, offset: u64) -> PathBuf {
@@ -144,7 +164,7 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
     }
     let base = quarantine_path(path, 0);
     let qdir = base.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(qdir).map_err(io(qdir, "create quarantine directory"))?;
+    make_quarantine_dir(qdir).map_err(io(qdir, "create quarantine directory"))?;
     let mut files = Vec::with_capacity(frames.skipped.len());
     for s in &frames.skipped {
         let bytes = usize::try_from(s.offset)
@@ -174,7 +194,7 @@ fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> 
             k => want.with_extension(format!("bin.{k}")),
         };
         // A quarantine file is at most a journal's bytes.
-        match read_input(&path, MAX_JOURNAL_BYTES) {
+        match read_input_here(&path, MAX_JOURNAL_BYTES) {
             Ok(old) if old == bytes => return Ok(path),
             Ok(_) => continue,
             Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -184,7 +204,7 @@ fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> 
                 continue;
             }
         }
-        let mut f = open_regular(
+        let mut f = open_regular_here(
             &path,
             File::options().write(true).create(true).truncate(true),
         )

@@ -18,8 +18,8 @@ pub mod frame;
 
 pub use codec::{decode_view, encode_record, AttrView, DecodeError, RecordView};
 pub use file::{
-    load, quarantine, quarantine_path, read, read_file, recover, JournalError, JournalWriter,
-    Recovery, QUARANTINE_DIR,
+    load, make_quarantine_dir, quarantine, quarantine_path, read, read_file, recover, JournalError,
+    JournalWriter, Recovery, QUARANTINE_DIR,
 };
 pub use frame::{
     encode_frame, frame_records, scan, BadFrame, Count, Decoded, Frames, Scan, Skipped,

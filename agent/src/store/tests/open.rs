@@ -345,3 +345,63 @@ fn a_link_in_the_locks_place_is_not_followed() {
     assert!(lock.file_type().is_file(), "{lock:?}");
     drop(store);
 }
+
+/// A copy of a sealed journal under another name (its header names the sealed one, with the
+/// same rows and time range) is not sealed again: its records would be counted twice. It is
+/// moved into `quarantine/`, byte for byte.
+#[test]
+fn a_copy_of_a_sealed_journal_is_set_aside_not_sealed_twice() {
+    let tmp = TempDir::new("journal-copy");
+    let dir = tmp.0.join("log");
+    let first = records(33, 40);
+    let sealed_id = {
+        let mut store = open(&dir, T0);
+        let id = store.journal.id();
+        for r in &first {
+            store.append(r);
+        }
+        assert!(store.seal_now(), "the first journal is sealed");
+        id
+    };
+    let name = seal::journal_name(sealed_id + 10);
+    let copy = leave_journal(&dir, &name, sealed_id, &first);
+    let bytes = std::fs::read(&copy).expect("read the copy");
+    let store = open(&dir, T0 + 1_000_000_000);
+    assert_eq!(store.recovered_at_open(), 0, "the copy is not sealed");
+    drop(store);
+    assert_eq!(
+        all_records(&dir).len(),
+        first.len(),
+        "no record counted twice"
+    );
+    assert!(!copy.exists(), "{} is set aside", copy.display());
+    let aside = dir.join(journal::QUARANTINE_DIR).join(&name);
+    assert_eq!(std::fs::read(&aside).ok(), Some(bytes), "kept as it was");
+}
+
+/// A file the chain does not list, at the name of the segment the next seal writes, is moved
+/// into `quarantine/` (evidence of an insertion), never overwritten.
+#[test]
+fn a_file_at_the_next_segments_name_is_set_aside_not_overwritten() {
+    let recs = records(34, 30);
+    let seal_in = |dir: &Path, planted: Option<&str>| -> String {
+        let mut store = open(dir, T0);
+        for r in &recs {
+            store.append(r);
+        }
+        if let Some(name) = planted {
+            std::fs::write(dir.join(name), b"x\n").expect("plant a file");
+        }
+        assert!(store.seal_now(), "sealed");
+        drop(store);
+        let m = Manifest::load(dir, None).expect("load the manifest");
+        let last = m.entries().iter().rev().find_map(|e| e.body.added());
+        last.map(|s| s.file.clone()).expect("a sealed segment")
+    };
+    let (a, b) = (TempDir::new("next-seg-a"), TempDir::new("next-seg-b"));
+    let name = seal_in(&a.0, None);
+    assert_eq!(seal_in(&b.0, Some(&name)), name, "the same segment name");
+    let aside = b.0.join(journal::QUARANTINE_DIR).join(&name);
+    assert_eq!(std::fs::read(&aside).ok().as_deref(), Some(&b"x\n"[..]));
+    assert_eq!(all_records(&b.0).len(), recs.len());
+}

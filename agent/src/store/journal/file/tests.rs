@@ -248,3 +248,35 @@ fn frames_a_failed_fsync_may_have_lost_are_written_again() {
     let back = read(&path).expect("read the journal back");
     assert_eq!(back.records, recs, "every record once, in order");
 }
+
+/// The quarantine directory is made, or taken if it is one; a symbolic link (to a directory
+/// elsewhere) or a file in its place is refused, naming what it is, and nothing is written
+/// through it. A journal that is a symbolic link is not read through it.
+#[test]
+fn quarantine_and_journals_are_never_reached_through_a_link() {
+    let tmp = crate::blocklist::tests::TempDir::new("quarantine-link");
+    let elsewhere = crate::blocklist::tests::TempDir::new("quarantine-elsewhere");
+    let qdir = tmp.0.join(QUARANTINE_DIR);
+    make_quarantine_dir(&qdir).expect("made");
+    make_quarantine_dir(&qdir).expect("taken as it is");
+    std::fs::remove_dir(&qdir).expect("rmdir");
+    std::os::unix::fs::symlink(&elsewhere.0, &qdir).expect("symlink");
+    let e = make_quarantine_dir(&qdir).expect_err("a link is refused");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    std::fs::remove_file(&qdir).expect("rm");
+    std::fs::write(&qdir, b"").expect("a file in its place");
+    let e = make_quarantine_dir(&qdir).expect_err("a file is refused");
+    assert!(e.to_string().contains("regular file"), "{e}");
+
+    let target = elsewhere.0.join(journal_name(7));
+    let (_, _) = write(&target, &[]);
+    let link = tmp.0.join(journal_name(7));
+    std::os::unix::fs::symlink(&target, &link).expect("symlink a journal");
+    let e = read_file(&link).expect_err("a linked journal is refused");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    assert!(read_file(&target).is_ok(), "the journal itself reads");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere.0).map(|d| d.count()).ok(),
+        Some(1)
+    );
+}
