@@ -44,6 +44,22 @@ struct Columns {
 impl Columns {
     fn from_header(header: &str) -> Result<Columns, LeaseFileError> {
         let names: Vec<&str> = header.split(',').map(str::trim).collect();
+        let is_name = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        // A header at all (the required columns) before its names are judged: another
+        // format's first line is no damaged Kea header.
+        let required = ["address", "valid_lifetime", "expire"];
+        if required.iter().all(|r| names.contains(r)) {
+            if let Some((i, name)) = names.iter().enumerate().find(|(_, n)| !is_name(n)) {
+                return Err(LeaseFileError::BadColumnName {
+                    column: i + 1,
+                    name: (*name).to_owned(),
+                });
+            }
+        }
         let find = |n: &str| names.iter().position(|&x| x == n);
         let need = |n: &'static str| find(n).ok_or(LeaseFileError::MissingColumn(n));
         Ok(Columns {
@@ -321,6 +337,21 @@ mod tests {
             parse(b"hwaddr,expire\n"),
             Err(LeaseFileError::MissingColumn("address"))
         );
+        // A damaged column name (`state` unseen: a declined lease would read as bound).
+        for damaged in ["stAte", "st\0ate", ""] {
+            let text = format!(
+                "address,hwaddr,client_id,valid_lifetime,expire,{damaged}\n\
+                 10.0.0.2,aa:bb:cc:dd:ee:02,,3600,1800003600,1\n"
+            );
+            assert_eq!(
+                parse(text.as_bytes()),
+                Err(LeaseFileError::BadColumnName {
+                    column: 6,
+                    name: damaged.into()
+                }),
+                "{damaged:?}"
+            );
+        }
         let pd = parse(
             b"address,duid,valid_lifetime,expire,lease_type\n2001:db8:1::,00:03:00:01:02:00:00:00:00:01,100,200,2\n",
         )

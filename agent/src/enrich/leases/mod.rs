@@ -194,6 +194,15 @@ pub enum LeaseFileError {
     /// A Kea file whose header lacks a column the parser needs.
     #[error("Kea header has no `{0}` column")]
     MissingColumn(&'static str),
+    /// A Kea header column whose name is not one Kea writes (lowercase letters, digits, `_`):
+    /// a damaged header, in which a column the parser uses (`state`) could go unseen.
+    #[error("Kea header column {column} is named {name:?}, not a column name (lowercase letters, digits and `_`): a damaged header")]
+    BadColumnName {
+        /// Its position, from 1.
+        column: usize,
+        /// The name as found (escaped when shown).
+        name: String,
+    },
     /// Lines, and not one lease among them (zeros after a power cut, a torn write, another
     /// format): applied, it would end every binding the file held.
     #[error("none of its lines is a lease ({skipped} skipped; the first: {first}): not applied, the bindings learned from it so far stay")]
