@@ -30,9 +30,21 @@ pub enum Problem {
     Row(#[from] RowProblem),
     /// The file could not be read.
     #[error(
-        "cannot read: {0}; the last good version stays in force (to empty the file, truncate it)"
+        "cannot read: {0}; the last good version stays in force (to empty the file, leave its \
+         header line in it)"
     )]
     Read(#[source] crate::store::fsutil::InputError),
+    /// A file with rows found empty (0 bytes), as list files are judged: most likely caught
+    /// between a truncation and its new contents, and applied it would take every user off
+    /// the records.
+    #[error(
+        "is empty (0 bytes) where its last version held {rows} rows: not applied, that version \
+         stays in force (to empty the file on purpose, leave its header line in it)"
+    )]
+    Emptied {
+        /// Rows of the version in force.
+        rows: u32,
+    },
 }
 
 /// One reason a subscribers file was not applied.
@@ -115,7 +127,15 @@ impl SubscriberSet {
     pub fn reload(&mut self, paths: &[PathBuf]) -> Reload {
         let mut out = Reload::default();
         for slot in self.slots.iter_mut().filter(|s| paths.contains(&s.path)) {
+            let held = slot.good.as_ref().map_or(0, |g| g.stats.rows);
             match load(&slot.path) {
+                Ok(parsed) if parsed.stats.lines == 0 && held > 0 => {
+                    out.diagnostics.push(Diagnostic {
+                        path: slot.path.clone(),
+                        line: None,
+                        error: Problem::Emptied { rows: held },
+                    });
+                }
                 Ok(parsed) => {
                     if slot.good.as_ref() != Some(&parsed) {
                         slot.good = Some(parsed);
@@ -234,6 +254,18 @@ mod tests {
         assert!(r.diagnostics[0].to_string().contains("cannot read"));
         assert_eq!(account(&set, "10.2.3.4").as_deref(), Some("wide"));
 
+        // 0 bytes (a truncation before the new contents): not applied.
+        std::fs::write(&a, "").expect("truncate a");
+        let r = set.reload(std::slice::from_ref(&a));
+        assert!(!r.changed);
+        let shown = r.diagnostics.first().map(ToString::to_string);
+        assert!(
+            shown.as_deref().is_some_and(
+                |s| s.contains("is empty (0 bytes) where its last version held 1 rows")
+            ),
+            "{shown:?}"
+        );
+        assert_eq!(account(&set, "10.2.3.4").as_deref(), Some("wide"));
         std::fs::write(&a, "match,account\n").expect("empty a");
         let r = set.reload(&[a.clone(), dir.0.join("unrelated")]);
         assert!(r.changed && r.diagnostics.is_empty());
