@@ -156,6 +156,7 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
     })?;
     let frames = &scan.frames;
     journal::quarantine(path, &bytes, frames)?;
+    let no_header = bytes.is_empty();
     drop(bytes);
     let mut out = Sealed {
         segment: None,
@@ -174,26 +175,20 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
                 && (s.time_min_ns, s.time_max_ns) == (records.time_min_ns(), records.time_max_ns()))
         });
         if sealed_before || dir.join(journal_name(frames.id)).exists() {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            let aside =
-                super::retention::quarantine_file(dir, name).map_err(|cause| SealError::Io {
-                    path: path.to_owned(),
-                    op: "move into quarantine/",
-                    cause,
-                })?;
-            tracing::warn!(
-                alert = true,
-                file = %path.display(),
-                moved_to = %aside.display(),
-                header_id = frames.id,
-                "the journal's header names journal {} ({}): a copy under another name, not \
-                 sealed (its records would be counted twice); moved into quarantine/",
-                frames.id,
-                if sealed_before { "sealed before" } else { "still present" }
-            );
+            set_aside(
+                dir,
+                path,
+                &format!(
+                    "the journal's header names journal {} ({}): a copy under another name, \
+                     not sealed (its records would be counted twice)",
+                    frames.id,
+                    if sealed_before {
+                        "sealed before"
+                    } else {
+                        "still present"
+                    }
+                ),
+            )?;
             return Ok(out);
         }
         tracing::warn!(
@@ -208,6 +203,17 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
         .entries()
         .iter()
         .any(|e| matches!(&e.body, Body::Segment(s) if s.journal_id == id && id != 0));
+    if no_header {
+        // The writer fsyncs a journal's header as it makes it: 0 bytes is a crash in that
+        // instant, a disk full then, or a journal emptied. Its name is kept as a trace.
+        set_aside(
+            dir,
+            path,
+            "the journal is empty (0 bytes, not even its header): made by an agent that \
+             stopped at once or met a full disk, or emptied since",
+        )?;
+        return Ok(out);
+    }
     if already || scan.records.is_empty() {
         if already {
             tracing::info!(file = %path.display(), "journal was sealed before a crash; deleting it");
@@ -218,6 +224,22 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
     out.segment = Some(write_segment(dir, scan.records, id, manifest)?);
     remove(dir, path)?;
     Ok(out)
+}
+
+/// Moves the journal at `path` into `quarantine/` instead of sealing it, with a warning
+/// raised as an alert saying `why`.
+fn set_aside(dir: &Path, path: &Path, why: &str) -> Result<(), SealError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let aside = super::retention::quarantine_file(dir, name).map_err(|cause| SealError::Io {
+        path: path.to_owned(),
+        op: "move into quarantine/",
+        cause,
+    })?;
+    tracing::warn!(alert = true, file = %path.display(), moved_to = %aside.display(), "{why}; moved into quarantine/");
+    Ok(())
 }
 
 fn remove(dir: &Path, path: &Path) -> Result<(), SealError> {

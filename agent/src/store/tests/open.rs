@@ -405,3 +405,18 @@ fn a_file_at_the_next_segments_name_is_set_aside_not_overwritten() {
     assert_eq!(std::fs::read(&aside).ok().as_deref(), Some(&b"x\n"[..]));
     assert_eq!(all_records(&b.0).len(), recs.len());
 }
+
+/// A leftover journal of 0 bytes (not even its header: emptied, or made by an agent that
+/// stopped at once) is set aside into `quarantine/` as a trace, never deleted unsaid.
+#[test]
+fn an_empty_leftover_journal_is_set_aside_as_a_trace() {
+    let tmp = TempDir::new("journal-empty");
+    let dir = tmp.0.join("log");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let name = seal::journal_name(12);
+    std::fs::write(dir.join(&name), b"").expect("an empty journal");
+    drop(open(&dir, T0));
+    assert!(!dir.join(&name).exists(), "not left as a journal");
+    let aside = dir.join(journal::QUARANTINE_DIR).join(&name);
+    assert_eq!(std::fs::read(&aside).ok(), Some(Vec::new()), "kept as a trace");
+}
