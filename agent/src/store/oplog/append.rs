@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -34,17 +33,25 @@ fn open_locked(dir: &Path, log: Log) -> Result<(File, bool), OpLogError> {
     if !existed {
         give_to_store_owner(&f, dir, &path, log.mode())?;
     }
-    loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok((f, !existed));
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(io(&path, "lock")(e));
-        }
+    // Appenders hold it for one write; one stopped while holding it (Ctrl-Z) must not hang
+    // every command after it without a word.
+    if fsutil::lock_exclusive(&f, APPEND_PATIENCE).map_err(io(&path, "lock"))? {
+        return Ok((f, !existed));
     }
+    Err(OpLogError::Refused {
+        reason: format!(
+            "another process has held its lock for over {} s (a command stopped with Ctrl-Z, \
+             or hung: `fuser -v {}` names it); nothing is appended",
+            APPEND_PATIENCE.as_secs(),
+            path.display()
+        ),
+        path,
+    })
 }
+
+/// How long an appender waits for the log's lock (a second in unit tests).
+const APPEND_PATIENCE: std::time::Duration =
+    std::time::Duration::from_secs(if cfg!(test) { 1 } else { 10 });
 
 /// The operator log locked against appenders ([`try_lock_operator_log`]).
 #[derive(Debug)]

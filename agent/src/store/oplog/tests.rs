@@ -205,3 +205,20 @@ fn a_sparse_terabyte_is_damage_read_for_a_mib() {
         .problem
         .is_none());
 }
+
+/// An appender stopped while it holds the log's lock does not hang the next one without a
+/// word: after a while it is refused, naming the log and how to find the holder.
+#[test]
+fn a_lock_held_too_long_is_named_not_waited_on_forever() {
+    use std::os::fd::AsRawFd;
+    let (_tmp, d) = temp("held");
+    append(&d, access("a")).expect("append");
+    let holder = File::open(d.join(LOG)).expect("open");
+    // SAFETY: flock on a descriptor we own; released when `holder` is dropped.
+    assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let e = append(&d, access("b")).expect_err("refused while held");
+    assert!(e.to_string().contains("fuser -v"), "{e}");
+    drop(holder);
+    append(&d, access("b")).expect("appended once let go");
+    assert_eq!(scan(&d).expect("scan").lines.len(), 2);
+}
