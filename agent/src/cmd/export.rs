@@ -312,16 +312,8 @@ impl ExportFile {
         self.out.write(r)
     }
 
-    /// Flushes and fsyncs the file and publishes it under its name; its SHA-256 (hex). On an
-    /// error the file is removed.
-    pub fn finish(self) -> anyhow::Result<String> {
-        let (digest, file) = self.finish_unkept()?;
-        file.publish()?;
-        Ok(digest)
-    }
-
-    /// Flushes and fsyncs the file: its SHA-256, and the guard that still removes it unless
-    /// published (for a command with more to write before it is done).
+    /// Flushes and fsyncs the file: its SHA-256 (hex), and the guard that still removes it
+    /// unless published (after the access entry is recorded).
     pub fn finish_unkept(self) -> anyhow::Result<(String, PartialFile)> {
         let finished = (|| {
             let (buffered, digest) = self.out.finish()?.finish();
@@ -349,12 +341,21 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // A failed export read records too: it is recorded with its error (and no file, which
     // `ExportFile` removes). A failure to record only warns (see `access::record`).
     let access = match &written {
-        Ok((stats, digest)) => AccessInfo::export(&filter, stats.matched, digest, &args.out)
+        Ok((stats, digest, _)) => AccessInfo::export(&filter, stats.matched, digest, &args.out)
             .unreadable(stats.journals_unreadable as u64),
         Err(e) => AccessInfo::new("export", access::filter_text(&filter)).failed(&format!("{e:#}")),
     };
+    // Recorded before the file takes its name: a kill between the two must not leave a
+    // complete export that no access entry names (one recorded and never published is said
+    // by the entry's error below, or by the hidden partial file a kill leaves).
     access::record(&args.dir.log_dir, access);
-    let (stats, digest) = written?;
+    let (stats, digest, file) = written?;
+    if let Err(e) = file.publish() {
+        let failed = AccessInfo::new("export", access::filter_text(&filter))
+            .failed(&format!("publishing: {e:#}"));
+        access::record(&args.dir.log_dir, failed);
+        return Err(e);
+    }
     if stats.journals_unreadable > 0 {
         // The stdout line stays in `sha256sum` format (`sha256sum -c` reads it); the summary
         // on stderr and the exit status say what the file lacks.
@@ -373,13 +374,13 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(super::answer_status(&stats))
 }
 
-/// Writes the selected records to `file` and finishes it: the scan's stats and the file's
-/// SHA-256.
+/// Writes the selected records to `file` and finishes it, unpublished: the scan's stats, the
+/// file's SHA-256 and its guard.
 fn write(
     args: &ExportArgs,
     filter: &Filter,
     mut file: ExportFile,
-) -> anyhow::Result<(ScanStats, String)> {
+) -> anyhow::Result<(ScanStats, String, PartialFile)> {
     let mut progress = progress_line("export");
     let stats = scan(
         &args.dir.log_dir,
@@ -395,7 +396,8 @@ fn write(
             args.out.display()
         )
     })?;
-    Ok((stats, file.finish()?))
+    let (digest, file) = file.finish_unkept()?;
+    Ok((stats, digest, file))
 }
 
 #[cfg(test)]

@@ -120,15 +120,19 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     readable_store(&args.dir.log_dir)?;
-    let made = make(&args, &filter, key.as_ref(), now);
-    let access = match &made {
-        Ok((report, digest, _)) => {
-            AccessInfo::report(&filter, report.records.total, digest, args.out.as_deref())
-                .unreadable(report.records.unreadable_journals)
-        }
-        Err(e) => AccessInfo::new("report", filter_text(&filter)).failed(&format!("{e:#}")),
+    // Recorded once the report is made and before it (or its attachment) takes its name:
+    // a kill between the two must not leave a complete report no access entry names. A
+    // failure after that (publishing) is recorded as a failed access as well.
+    let record_made = |report: &Report, digest: &str| {
+        let access = AccessInfo::report(&filter, report.records.total, digest, args.out.as_deref())
+            .unreadable(report.records.unreadable_journals);
+        access::record(&args.dir.log_dir, access);
     };
-    access::record(&args.dir.log_dir, access);
+    let made = make(&args, &filter, key.as_ref(), now, &record_made);
+    if let Err(e) = &made {
+        let failed = AccessInfo::new("report", filter_text(&filter)).failed(&format!("{e:#}"));
+        access::record(&args.dir.log_dir, failed);
+    }
     let (report, digest, attachment) = match made {
         Ok(m) => m,
         // A damaged segment the window needs, or a manifest cut short or deleted, stops the
@@ -209,11 +213,13 @@ fn exit_status(report: &Report) -> ExitCode {
 }
 
 /// Builds, renders and writes the report: the report, its SHA-256, and the attachment's path.
+/// `made` is called with the report and its SHA-256 before anything is published.
 fn make(
     args: &ReportArgs,
     filter: &crate::store::query::Filter,
     key: Option<&ed25519_dalek::VerifyingKey>,
     now: i64,
+    made: &dyn Fn(&Report, &str),
 ) -> anyhow::Result<(Report, String, Option<PathBuf>)> {
     // Both files are created (under temporary names) before the store is read: an existing
     // file is refused at once.
@@ -269,6 +275,7 @@ fn make(
         }
     };
     let digest = hex(&sha2::Sha256::digest(text.as_bytes()));
+    made(&report, &digest);
     match target {
         Some((guard, mut file)) => {
             file.write_all(text.as_bytes())
