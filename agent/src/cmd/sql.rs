@@ -151,7 +151,7 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
         super::interrupt::wait_for_exit();
     }
     let mut access = AccessInfo::sql(&statement, &rows);
-    if let (Ok((_, Some(digest))), Some(out)) = (&run, &args.output) {
+    if let (Ok((_, Some((digest, _)))), Some(out)) = (&run, &args.output) {
         access = access.output(digest, out);
     }
     if let Ok((summary, _)) = &run {
@@ -165,6 +165,8 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
         if let Some(code) = stopped {
             return Ok(code);
         }
+        // Recorded before the output file takes its name: a kill between the two must not
+        // leave a complete answer no access entry names.
         access::record(&args.dir.log_dir, access);
     } else {
         tracing::warn!(
@@ -172,6 +174,19 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
             args.dir.log_dir.display()
         );
     }
+    let run = run.and_then(|(summary, output)| match output {
+        Some((digest, file)) => match file.publish() {
+            Ok(()) => Ok((summary, Some(digest))),
+            Err(e) => {
+                if local_store {
+                    let failed = AccessInfo::sql(&statement, &Err(format!("publishing: {e:#}")));
+                    access::record(&args.dir.log_dir, failed);
+                }
+                Err(e)
+            }
+        },
+        None => Ok((summary, None)),
+    });
     match run {
         Ok((summary, digest)) => {
             tracing::info!(
@@ -199,8 +214,11 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs the statement to stdout or the output file: what it did, and the file's SHA-256.
-fn run(args: &SqlArgs, remote: Option<&ShipConfig>) -> anyhow::Result<(Summary, Option<String>)> {
+/// What a run did, and the output file's SHA-256 and guard (unpublished), if any.
+type Answer = (Summary, Option<(String, PartialFile)>);
+
+/// Runs the statement to stdout or the output file ([`Answer`]).
+fn run(args: &SqlArgs, remote: Option<&ShipConfig>) -> anyhow::Result<Answer> {
     let answer = answer(args, remote);
     match remote {
         // The engine's own messages name the endpoint's URL, not the bucket the operator gave.
@@ -210,10 +228,7 @@ fn run(args: &SqlArgs, remote: Option<&ShipConfig>) -> anyhow::Result<(Summary, 
 }
 
 /// The answer written (see [`run`]).
-fn answer(
-    args: &SqlArgs,
-    remote: Option<&ShipConfig>,
-) -> anyhow::Result<(Summary, Option<String>)> {
+fn answer(args: &SqlArgs, remote: Option<&ShipConfig>) -> anyhow::Result<Answer> {
     let dir = &args.dir.log_dir;
     let limit = args
         .memory_limit
@@ -240,8 +255,7 @@ fn answer(
         Ok::<_, std::io::Error>(digest)
     })();
     let digest = written.with_context(|| format!("writing {}", path.display()))?;
-    guard.publish()?;
-    Ok((summary, Some(digest)))
+    Ok((summary, Some((digest, guard))))
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
