@@ -187,7 +187,7 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
 /// bytes or is not a regular file (a FIFO, which a blocking open would wait on forever: it is
 /// named in a warning and left in place); a file holding the same bytes is what an
 /// interrupted recovery wrote, and is reused.
-fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> {
+pub(crate) fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> {
     for k in 0u32.. {
         let path = match k {
             0 => want.to_owned(),

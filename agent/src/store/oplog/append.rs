@@ -142,7 +142,10 @@ fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
         }
     };
     if complete < len {
-        tracing::warn!(file = %path.display(), bytes = len - complete, "cutting an incomplete last line of the log (an append interrupted by a crash)");
+        // Kept before it is cut: a crash's torn append, or the start of a line cut short by
+        // damage (a hold not yet anchored), which is evidence.
+        let aside = set_aside(path, complete, &buf[(complete - from) as usize..])?;
+        tracing::warn!(file = %path.display(), bytes = len - complete, moved_to = %aside.display(), "cutting an incomplete last line of the log (an append interrupted by a crash); its bytes are kept in quarantine/");
         f.set_len(complete)
             .map_err(io(path, "cut an incomplete line"))?;
     }
@@ -161,6 +164,26 @@ fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
         bytes: complete,
         head: last.hash,
     })
+}
+
+/// Copies `bytes`, the incomplete line at `offset` of the log at `path`, into
+/// `quarantine/<log name>-<offset>.bin` beside it (fsynced); its path.
+fn set_aside(path: &Path, offset: u64, bytes: &[u8]) -> Result<std::path::PathBuf, OpLogError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let qdir = dir.join(crate::store::journal::QUARANTINE_DIR);
+    crate::store::journal::make_quarantine_dir(&qdir).map_err(io(&qdir, "create"))?;
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let want = qdir.join(format!("{name}-{offset:012}.bin"));
+    let kept = crate::store::journal::file::write_quarantine(&want, bytes).map_err(|e| {
+        OpLogError::Refused {
+            path: path.to_owned(),
+            reason: format!("its incomplete last line cannot be kept before it is cut ({e}); nothing is cut or appended"),
+        }
+    })?;
+    sync_dir(&qdir).map_err(io(&qdir, "fsync"))?;
+    Ok(kept)
 }
 
 /// One line after `n - 1` lines ending in `prev`, encoded with its newline.

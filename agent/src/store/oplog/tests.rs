@@ -70,9 +70,18 @@ fn a_torn_last_line_is_cut_before_the_next_append() {
     f.write_all(b"{\"n\":2,\"at_").expect("tear");
     let s = scan(&d).expect("scan");
     assert_eq!((s.lines.len(), s.incomplete), (1, 11));
+    let torn_at = std::fs::metadata(d.join(LOG)).expect("stat").len() - 11;
     append(&d, access("b")).expect("append after a torn line");
     let s = scan(&d).expect("scan");
     assert_eq!((s.lines.len(), s.incomplete, s.problem), (2, 0, None));
+    let kept = d
+        .join(crate::store::journal::QUARANTINE_DIR)
+        .join(format!("{LOG}-{torn_at:012}.bin"));
+    assert_eq!(
+        std::fs::read(&kept).ok().as_deref(),
+        Some(&b"{\"n\":2,\"at_"[..]),
+        "the cut bytes are kept"
+    );
 }
 
 #[test]
