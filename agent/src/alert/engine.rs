@@ -424,14 +424,19 @@ impl Engine {
         let lost = g.ring_lost.saturating_sub(base.ring_lost);
         if lost > 0 {
             let text = || {
-                format!("the ring buffer was full: {lost} flow events or payload copies lost (raise --ringbuf-bytes)")
+                "the ring buffer was full: flow events or payload copies lost (the alert's count \
+                 is how many; raise --ringbuf-bytes)"
+                    .to_owned()
             };
             self.touch(AlertId::RingLoss, none(), text, lost, w, now, out);
         }
         let stacked = g.vlan_stacked.saturating_sub(base.vlan_stacked);
         if stacked > 0 {
             let text = || {
-                format!("{stacked} frames with more than two VLAN tags dropped: a host strips VLAN 0 tags and delivers what follows, which the program does not read (a way around the lists and the audit)")
+                "frames with more than two VLAN tags dropped (the alert's count is how many): a \
+                 host strips VLAN 0 tags and delivers what follows, which the program does not \
+                 read (a way around the lists and the audit)"
+                    .to_owned()
             };
             self.touch(AlertId::VlanStack, none(), text, stacked, w, now, out);
         }
@@ -439,7 +444,10 @@ impl Engine {
             + g.insert_failed.saturating_sub(base.insert_failed);
         if starts > 0 {
             let text = || {
-                format!("{starts} flows started unseen (start events lost or table inserts failed); the sweeper records them from the table")
+                // No number in the text: it is set at the raise, the count grows after it.
+                "flows started unseen (start events lost or table inserts failed; the alert's \
+                 count is how many); the sweeper records them from the table"
+                    .to_owned()
             };
             self.touch(AlertId::FlowStartLoss, none(), text, starts, w, now, out);
         }
@@ -458,7 +466,10 @@ impl Engine {
         }
         let refused = g.store_refused.saturating_sub(base.store_refused);
         if refused > 0 {
-            let text = || format!("the audit store dropped or refused {refused} records");
+            let text = || {
+                "the audit store dropped or refused records (the alert's count is how many)"
+                    .to_owned()
+            };
             self.touch(AlertId::StoreRefused, none(), text, refused, w, now, out);
         }
         let skipped = g
