@@ -179,7 +179,7 @@ fn a_healthy_store_fails_no_line() {
     let dir = TempDir::new("compliance-healthy");
     let end = T0 + 4 * DAY;
     let status = build(dir.path(), T0, end, 1);
-    let r = report(&inputs(dir.path(), end + 60_000_000_000, status));
+    let r = report(&inputs(dir.path(), end + 60_000_000_000, status.clone()));
     assert_eq!(results(&r), healthy("pass"), "{r:#}");
     let first = first_record(&dir.path().join("store"));
     assert_eq!(
@@ -192,6 +192,33 @@ fn a_healthy_store_fails_no_line() {
     );
     let chain = text(&line(&r, "chain")["why"]);
     assert!(chain.contains("the head's signature is valid"), "{chain}");
+
+    // A loss before a restart, carried as an active alert: not "no loss".
+    use xdp_audit::alert::{Alert, AlertId, AlertState, AlertStatus};
+    let mut after_restart = inputs(dir.path(), end + 60_000_000_000, status);
+    if let Ok(a) = &mut after_restart.agent {
+        a.snapshot.alerts = Some(AlertStatus {
+            active: vec![Alert {
+                id: AlertId::StoreRefused,
+                severity: AlertId::StoreRefused.severity(),
+                state: AlertState::Raised,
+                text: "the audit store dropped or refused records".into(),
+                subject: Default::default(),
+                first_ns: end - DAY,
+                last_ns: end - DAY,
+                count: 6018,
+            }],
+            ..Default::default()
+        });
+    }
+    let r = report(&after_restart);
+    let losses = line(&r, "losses");
+    assert_eq!(losses["result"], "fail", "{r:#}");
+    let why = text(&losses["why"]);
+    assert!(
+        why.contains("XA-STORE-REFUSED") && why.contains("6018"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -537,6 +537,32 @@ fn losses_line(inputs: &Inputs) -> Line {
             ),
         );
     }
+    // Counters start at 0 with each agent; a loss before a restart is still active as its
+    // alert (carried to the next agent), and one restart must not make it "no loss".
+    use crate::alert::AlertId;
+    let carried = s.alerts.iter().flat_map(|a| &a.active).find(|a| {
+        matches!(
+            a.id,
+            AlertId::StoreRefused | AlertId::RingLoss | AlertId::FlowStartLoss
+        )
+    });
+    if let Some(a) = carried {
+        let verdict = match a.id {
+            AlertId::StoreRefused => Verdict::Fail,
+            _ => Verdict::Warn,
+        };
+        return Line::new(
+            "losses",
+            verdict,
+            format!(
+                "none {since}, but {} is still active (raised {}, count {}): {}",
+                a.id.as_str(),
+                rfc3339_s(a.first_ns),
+                a.count,
+                a.text
+            ),
+        );
+    }
     Line::new(
         "losses",
         Verdict::Pass,
