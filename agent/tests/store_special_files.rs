@@ -447,3 +447,31 @@ fn a_lock_that_is_not_a_regular_file_is_set_aside_at_once() {
         }
     }
 }
+
+/// A sealed segment replaced by what is not a file: `verify` says BROKEN by what it is
+/// (it said "size 4096 differs" for a directory), and never waits on a FIFO.
+#[test]
+fn a_segment_replaced_by_a_special_file_is_named_by_verify() {
+    for kind in Special::ALL {
+        let tmp = TempDir::new("replaced-segment");
+        let dir = tmp.path().to_owned();
+        fill(&dir, &FakeClock::new(T0), T0, 1, 2.0, 5, true);
+        let seg = manifest::read_entries(&dir)
+            .expect("the manifest")
+            .iter()
+            .find_map(|e| e.body.added().map(|s| s.file.clone()))
+            .expect("a sealed segment");
+        let path = dir.join(&seg);
+        std::fs::remove_file(&path).expect("remove the segment");
+        kind.make(&path);
+        let d = dir.clone();
+        let e = within(&format!("verify beside a {kind:?}"), move || {
+            xdp_audit::store::verify::verify(&d, None)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .expect_err("broken");
+        let what = kind.refusal().split(',').next().unwrap_or_default();
+        assert!(e.contains(&seg) && e.contains(what), "{kind:?}: {e}");
+    }
+}

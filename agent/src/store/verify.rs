@@ -360,6 +360,15 @@ fn verify_once(
                 continue;
             }
         };
+        if let Some(kind) = crate::store::fsutil::not_regular(meta.file_type()) {
+            return Err(broken(
+                &path,
+                format!(
+                    "is a {kind}, not the segment file entry {} sealed (replaced)",
+                    e.seq
+                ),
+            ));
+        }
         if meta.len() != *size {
             return Err(broken(
                 &path,
