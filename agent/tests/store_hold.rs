@@ -565,3 +565,41 @@ fn hold_list_prints_a_hostile_sudo_user_on_its_own_row_escaped() {
     assert!(!listed.contains('\u{1b}'), "{listed:?}");
     assert!(rows[0].contains("sudo by eve\\n"), "{listed}");
 }
+
+/// A hold ordered on an operator log that no longer verifies is written (retention deletes
+/// nothing meanwhile), and `hold add` says at once that `hold list` will not show it.
+#[test]
+fn a_hold_ordered_after_damage_in_the_log_is_said_so() {
+    let dir = TempDir::new("hold-damaged-log");
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 2, 0.5, 7, true);
+    let d = dir.path().to_str().expect("utf-8 path");
+    let add = |reason: &str| {
+        run(&[
+            "hold",
+            "add",
+            "--log-dir",
+            d,
+            "--since",
+            "2023-11-14T22:00:00Z",
+            "--until",
+            "2023-11-14T23:00:00Z",
+            "--reason",
+            reason,
+        ])
+    };
+    let first = add("case 1");
+    assert!(!err(&first).contains("does not verify"), "{}", err(&first));
+    ok(first);
+    // A changed byte in the first line's reason.
+    let log = dir.path().join(oplog::LOG);
+    let text = std::fs::read_to_string(&log).expect("read the log");
+    std::fs::write(&log, text.replacen("case 1", "case 7", 1)).expect("damage the log");
+    let second = add("case 2");
+    let e = err(&second);
+    ok(second);
+    assert!(
+        e.contains("does not verify from line 1") && e.contains("hold list"),
+        "{e}"
+    );
+}

@@ -152,6 +152,19 @@ fn add(a: AddArgs, now: i64) -> anyhow::Result<ExitCode> {
         covered.iter().map(|s| s.rows).sum::<u64>(),
         h.id
     )?;
+    // Ordered after damage in the log, the hold is kept (retention stops while the log does
+    // not verify) but `hold list` stops at the damage: said now, not found out later.
+    if let Ok(scan) = crate::store::oplog::scan(dir) {
+        if let Some((bad, reason)) = scan.problem {
+            tracing::warn!(
+                "{} does not verify from line {bad} ({reason}): hold {} is written after that \
+                 line, so `hold list` does not show it, and retention deletes nothing until the \
+                 log verifies again (run `xdp-audit verify`)",
+                dir.join(crate::store::oplog::LOG).display(),
+                h.id
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
