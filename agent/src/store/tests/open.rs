@@ -418,5 +418,9 @@ fn an_empty_leftover_journal_is_set_aside_as_a_trace() {
     drop(open(&dir, T0));
     assert!(!dir.join(&name).exists(), "not left as a journal");
     let aside = dir.join(journal::QUARANTINE_DIR).join(&name);
-    assert_eq!(std::fs::read(&aside).ok(), Some(Vec::new()), "kept as a trace");
+    assert_eq!(
+        std::fs::read(&aside).ok(),
+        Some(Vec::new()),
+        "kept as a trace"
+    );
 }
