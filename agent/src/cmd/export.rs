@@ -41,7 +41,8 @@ pub const LONG_ABOUT: &str = "Writes every flow of a time window (optionally fil
 file for a hand-over, then prints the file's SHA-256 in `sha256sum` format, so the receiver can
 check what they got (`sha256sum -c`). The file is written under a temporary name beside it
 (`.NAME.partial-<pid>`) and given its name only when whole and fsynced, so an export that fails
-or is interrupted never leaves a truncated file there; an existing file is refused at once.
+or is interrupted never leaves a truncated file there (a killed run's hidden file is removed by
+the next export, report or sql --output in that directory); an existing file is refused at once.
 
 Examples:
   xdp-audit export --since 2026-05-03T14:00:00Z --until 2026-05-03T16:00:00Z --format csv --out case-4711.csv
@@ -202,10 +203,10 @@ impl PartialFile {
     }
 }
 
-/// Removes the temporaries `prefix<pid>` beside `path` that a killed command left (its
-/// process is gone and the file untouched for a minute, or its pid is ours now): they hold
-/// subscribers' records, hidden, and one with our pid would refuse this run. Another
-/// running command's temporary is left alone.
+/// Removes the temporaries (`.NAME.partial-<pid>`, of any name) beside `path` that a killed
+/// command left (its process is gone and the file untouched for a minute, or its pid is ours
+/// now and the name `prefix`'s): they hold subscribers' records, hidden, and one with our pid
+/// would refuse this run. Another running command's temporary is left alone.
 fn remove_stale_partials(path: &Path, prefix: &str) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -217,14 +218,14 @@ fn remove_stale_partials(path: &Path, prefix: &str) {
     let own = std::process::id();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some((this_name, pid)) = name.to_str().and_then(|n| {
+            let (head, pid) = n.strip_prefix('.')?.rsplit_once(".partial-")?;
+            let pid = pid.parse::<u32>().ok()?;
+            Some((n.strip_suffix(&pid.to_string())? == prefix, pid)).filter(|_| !head.is_empty())
+        }) else {
             continue;
         };
-        let gone = pid == own
+        let gone = (pid == own && this_name)
             || i32::try_from(pid).is_ok_and(|p| {
                 // SAFETY: kill with signal 0 only asks whether the process exists.
                 let rc = unsafe { libc::kill(p, 0) };
@@ -240,7 +241,7 @@ fn remove_stale_partials(path: &Path, prefix: &str) {
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age >= std::time::Duration::from_secs(60))
         };
-        if gone && (pid == own || quiet()) {
+        if gone && ((pid == own && this_name) || quiet()) {
             let stale = entry.path();
             match std::fs::remove_file(&stale) {
                 Ok(()) => warn!(file = %stale.display(), "removed what an interrupted run left"),
@@ -447,18 +448,22 @@ mod tests {
         let dead = ".case.csv.partial-4194305".to_owned();
         // Process 1 always runs.
         let alive = ".case.csv.partial-1".to_owned();
+        // Another name's, its run killed too: removed as well (it lingered until a command
+        // wrote that name again).
         let other = ".other.csv.partial-4194305".to_owned();
+        // Another name's with our pid: this run's other file (a report's attachment), kept.
+        let own_other = format!(".other.csv.partial-{}", std::process::id());
         // Written to a moment ago: another host's (a network file system), never removed.
         let fresh = ".case.csv.partial-4194306".to_owned();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
-        for n in [&own, &dead, &alive, &other, &fresh] {
+        for n in [&own, &dead, &alive, &other, &own_other, &fresh] {
             let f = File::create(d.0.join(n)).expect("write a leftover");
             if *n != fresh {
                 f.set_modified(old).expect("date it back");
             }
         }
         let (guard, _file) = PartialFile::create(&out).expect("create");
-        let mut want = vec![alive, other, own, fresh];
+        let mut want = vec![alive, own, own_other, fresh];
         want.sort();
         assert_eq!(names(&d.0), want, "ours is the new temporary");
         drop(guard);
