@@ -200,7 +200,7 @@ impl ListWatcher {
             if !files.iter().any(|(n, _)| *n == name) {
                 continue;
             }
-            if mask.contains(EventMask::CREATE) && !self.is_symlink(&wd, &name) {
+            if mask.contains(EventMask::CREATE) && self.is_regular(&wd, &name) {
                 // A regular file created is still being written: its close reports it.
                 continue;
             }
@@ -224,11 +224,12 @@ impl ListWatcher {
         }
     }
 
-    /// Whether `name` in the directory of `wd` is a symbolic link now: `ln -s` makes one
-    /// whole, with no close or rename to report it.
-    fn is_symlink(&self, wd: &WatchDescriptor, name: &std::ffi::OsStr) -> bool {
-        self.dirs.get(wd).is_some_and(|dir| {
-            std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_symlink())
+    /// Whether `name` in the directory of `wd` is a regular file now. What else is created
+    /// (`ln -s`, `mkfifo`, `mkdir`) is made whole, with no close or rename to report it: read
+    /// at once, it is named (or refused by what it is) rather than passed over until SIGHUP.
+    fn is_regular(&self, wd: &WatchDescriptor, name: &std::ffi::OsStr) -> bool {
+        self.dirs.get(wd).is_none_or(|dir| {
+            std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_file())
         })
     }
 }
@@ -347,6 +348,28 @@ mod tests {
         let mut w = ListWatcher::new(&[&b], Duration::from_millis(50)).expect("watch");
         std::os::unix::fs::symlink(&a, &b).expect("symlink");
         assert_eq!(next(&mut w).await, std::slice::from_ref(&b));
+        // So is a FIFO or a directory put in a list's place: its reload refuses it by what it
+        // is (it went unsaid until SIGHUP).
+        for (name, make) in [
+            (
+                "c.txt",
+                &(|p: &Path| std::fs::create_dir(p)) as &dyn Fn(&Path) -> std::io::Result<()>,
+            ),
+            ("d.txt", &|p: &Path| {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes().to_vec())
+                    .expect("a path without NUL");
+                // SAFETY: a valid C string.
+                match unsafe { libc::mkfifo(c.as_ptr(), 0o600) } {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            }),
+        ] {
+            let p = dir.0.join(name);
+            let mut w = ListWatcher::new(&[&p], Duration::from_millis(50)).expect("watch");
+            make(&p).expect("make it");
+            assert_eq!(next(&mut w).await, std::slice::from_ref(&p), "{name}");
+        }
     }
 
     /// A list deleted (or renamed away) and written anew slowly is reported at the new
