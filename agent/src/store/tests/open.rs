@@ -34,6 +34,17 @@ fn records(seed: u64, n: usize) -> Vec<FlowRecord> {
     (0..n).map(|_| g.next_record()).collect()
 }
 
+/// Opens the store in `dir`, writes `recs` and seals them: the sealed journal's id.
+fn seal_one(dir: &Path, recs: &[FlowRecord]) -> u64 {
+    let mut store = open(dir, T0);
+    let id = store.journal.id();
+    for r in recs {
+        store.append(r);
+    }
+    assert!(store.seal_now(), "the first journal is sealed");
+    id
+}
+
 fn all_records(dir: &Path) -> Vec<FlowRecord> {
     query::collect(dir, &filter::Filter::default())
         .unwrap_or_else(|e| panic!("query {}: {e}", dir.display()))
@@ -47,15 +58,7 @@ fn a_journal_whose_header_names_a_sealed_journal_keeps_its_records() {
     let tmp = TempDir::new("header-id");
     let dir = tmp.0.join("log");
     let first = records(31, 40);
-    let sealed_id = {
-        let mut store = open(&dir, T0);
-        let id = store.journal.id();
-        for r in &first {
-            store.append(r);
-        }
-        assert!(store.seal_now(), "the first journal is sealed");
-        id
-    };
+    let sealed_id = seal_one(&dir, &first);
     let second = records(32, 40);
     let path = leave_journal(
         &dir,
@@ -354,15 +357,7 @@ fn a_copy_of_a_sealed_journal_is_set_aside_not_sealed_twice() {
     let tmp = TempDir::new("journal-copy");
     let dir = tmp.0.join("log");
     let first = records(33, 40);
-    let sealed_id = {
-        let mut store = open(&dir, T0);
-        let id = store.journal.id();
-        for r in &first {
-            store.append(r);
-        }
-        assert!(store.seal_now(), "the first journal is sealed");
-        id
-    };
+    let sealed_id = seal_one(&dir, &first);
     let name = seal::journal_name(sealed_id + 10);
     let copy = leave_journal(&dir, &name, sealed_id, &first);
     let bytes = std::fs::read(&copy).expect("read the copy");
