@@ -289,3 +289,43 @@ fn an_unreadable_leftover_journal_is_left_and_the_next_one_sealed() {
         "the second journal's records are in the store"
     );
 }
+
+/// A journal grown sparse (`truncate -s 3G`) is damage read for none of its gigabytes:
+/// `verify` names it at once, the store opens past it (left in place, counted), and a query
+/// answers from the rest and counts it unreadable. It was read whole into memory (3.2 GB,
+/// and a 15 GiB one within the journal cap would have run the host out of it).
+#[test]
+fn a_sparse_journal_is_named_never_read_whole() {
+    let dir = TempDir::new("sparse-journal");
+    let recs = records(200);
+    let (good, _) = journal_bytes(JOURNAL_ID, &recs);
+    let sparse = dir.path().join(journal_name(JOURNAL_ID));
+    std::fs::write(&sparse, &good).expect("write the journal");
+    std::fs::File::options()
+        .write(true)
+        .open(&sparse)
+        .and_then(|f| f.set_len(3 << 30))
+        .expect("grow it sparse to 3 GiB");
+    let b = verify(dir.path(), None).expect_err("a sparse journal is damage");
+    assert!(b.file == sparse && b.reason.contains("has a hole"), "{b}");
+
+    let clock = FakeClock::new(T0 + 3_600_000_000_000);
+    let store = Store::open_with_clock(config(dir.path()), Box::new(clock))
+        .unwrap_or_else(|e| panic!("the store opens past a sparse journal: {e}"));
+    assert_eq!(store.status().unsealable, 1, "counted");
+    drop(store);
+    assert_eq!(
+        std::fs::metadata(&sparse).map(|m| m.len()).ok(),
+        Some(3 << 30),
+        "left in place as it is"
+    );
+    let stats = xdp_audit::store::query::scan(
+        dir.path(),
+        &Filter::default(),
+        1,
+        &mut |_| Ok(()),
+        &mut |_, _| {},
+    )
+    .expect("a query past a sparse journal");
+    assert_eq!(stats.journals_unreadable, 1, "{stats:?}");
+}

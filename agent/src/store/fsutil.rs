@@ -200,6 +200,18 @@ pub enum InputError {
         /// The limit, in bytes.
         max: u64,
     },
+    /// A file the store wrote by appends with a hole in it: grown sparse (`truncate -s`), not
+    /// written so.
+    #[error(
+        "has a hole from byte {at} of its {len}: a file grown sparse, not written so (damage); \
+         not read (`truncate -s {at}` keeps what is before it)"
+    )]
+    Hole {
+        /// Where the hole starts.
+        at: u64,
+        /// The file's length.
+        len: u64,
+    },
     /// A text input (a config or a key) that is not UTF-8.
     #[error(transparent)]
     NotUtf8(#[from] NotUtf8),
@@ -252,7 +264,9 @@ impl From<InputError> for std::io::Error {
             InputError::Io(e) => e,
             e @ InputError::NotRegular(_) => Self::new(ErrorKind::InvalidInput, e),
             e @ InputError::TooLarge { .. } => Self::new(ErrorKind::FileTooLarge, e),
-            e @ InputError::NotUtf8(_) => Self::new(ErrorKind::InvalidData, e),
+            e @ (InputError::NotUtf8(_) | InputError::Hole { .. }) => {
+                Self::new(ErrorKind::InvalidData, e)
+            }
         }
     }
 }
@@ -334,11 +348,31 @@ pub fn read_input(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
     read_capped(open_read(path)?, max)
 }
 
-/// [`read_input`] that never follows a symbolic link in the last component: for the store's
-/// own files (a journal linked to a file elsewhere would be sealed into the chain, or its
-/// target's bytes copied into `quarantine/`).
+/// [`read_input`] that never follows a symbolic link in the last component, and refuses a
+/// file with a hole: for the store's own files, written by appends (a journal linked to a
+/// file elsewhere would be sealed into the chain, or its target's bytes copied into
+/// `quarantine/`; one grown sparse to gigabytes was read whole into memory).
 pub fn read_input_here(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
-    read_capped(open_regular_here(path, File::options().read(true))?, max)
+    let file = open_regular_here(path, File::options().read(true))?;
+    if let Some((at, len)) = first_hole(&file) {
+        return Err(InputError::Hole { at, len });
+    }
+    read_capped(file, max)
+}
+
+/// Where the first hole of `f` starts and its length, if a hole starts before its end
+/// (`SEEK_HOLE`; a file system that cannot tell says none).
+fn first_hole(f: &File) -> Option<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    let len = f.metadata().ok()?.len();
+    // SAFETY: lseek on a descriptor the caller owns; the offset is set back to the start.
+    let at = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    // SAFETY: as above.
+    unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_SET) };
+    u64::try_from(at)
+        .ok()
+        .filter(|&at| at < len)
+        .map(|at| (at, len))
 }
 
 fn read_capped(file: File, max: u64) -> Result<Vec<u8>, InputError> {
