@@ -411,6 +411,7 @@ impl Engine {
             store_refused: 0,
             store_skipped_frames: 0,
             store_journals_gone: 0,
+            store_set_aside: 0,
             ship_failures: 0,
             syslog_dropped: 0,
             ring_lost: program.ring_lost,
@@ -478,7 +479,8 @@ impl Engine {
         let gone = g
             .store_journals_gone
             .saturating_sub(base.store_journals_gone);
-        if skipped > 0 || gone > 0 || g.store_unsealable > 0 || g.manifest_unreadable {
+        let aside = g.store_set_aside.saturating_sub(base.store_set_aside);
+        if skipped > 0 || gone > 0 || aside > 0 || g.store_unsealable > 0 || g.manifest_unreadable {
             let (unsealable, manifest) = (g.store_unsealable, g.manifest_unreadable);
             let text = || {
                 let mut parts = Vec::new();
@@ -492,6 +494,9 @@ impl Engine {
                     parts.push(format!(
                         "{unsealable} journals cannot be read or sealed (left in place)"
                     ));
+                }
+                if aside > 0 {
+                    parts.push(format!("{aside} files set aside into quarantine/ in place of a seal (a sealed journal's copy, an empty journal, a file at a segment's name)"));
                 }
                 if manifest {
                     parts.push("the manifest cannot be read: recording into journals only, nothing sealed until it is restored".to_owned());

@@ -263,6 +263,11 @@ pub struct StoreStatus {
     /// length fields; see `journal::Skipped::frames`).
     #[serde(default)]
     pub journal_skipped_frames: u64,
+    /// Files moved into `quarantine/` in place of a seal, since the agent started: a copy of
+    /// a sealed journal under another name, an empty journal, a file at the name of the
+    /// segment being written ([`seal::SET_ASIDE`]).
+    #[serde(default)]
+    pub set_aside: u64,
     /// Records whose texts were shortened to fit a journal frame (a rule with a very long list
     /// path; see `journal::frame::encode_frame`), since open.
     #[serde(default)]
@@ -406,6 +411,7 @@ impl Store {
         s.shortened_records += self.journal.shortened_records();
         s.unsealable = self.unsealable_at_open + self.sealer.unsealable();
         s.journals_gone = self.sealer.gone();
+        s.set_aside = seal::SET_ASIDE.load(std::sync::atomic::Ordering::Relaxed);
         s.retention_days = self.cfg.retention_days;
         s.timings = self.timings.snapshot();
         s

@@ -226,8 +226,15 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
     Ok(out)
 }
 
+/// Files this process moved into a store's `quarantine/` in place of a seal: a journal's
+/// copy, an empty journal, a file at a segment's name ([`StoreStatus::set_aside`], raised
+/// as `XA-STORE-DAMAGED`). One store per agent, so the process's count is the store's.
+///
+/// [`StoreStatus::set_aside`]: super::StoreStatus::set_aside
+pub static SET_ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Moves the journal at `path` into `quarantine/` instead of sealing it, with a warning
-/// raised as an alert saying `why`.
+/// saying `why` (counted in [`SET_ASIDE`]).
 fn set_aside(dir: &Path, path: &Path, why: &str) -> Result<(), SealError> {
     let name = path
         .file_name()
@@ -238,6 +245,7 @@ fn set_aside(dir: &Path, path: &Path, why: &str) -> Result<(), SealError> {
         op: "move into quarantine/",
         cause,
     })?;
+    SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(alert = true, file = %path.display(), moved_to = %aside.display(), "{why}; moved into quarantine/");
     Ok(())
 }
@@ -358,6 +366,7 @@ pub fn write_file(
                 op: "move into quarantine/",
                 cause,
             })?;
+        SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
             alert = true,
             file = %final_path.display(),

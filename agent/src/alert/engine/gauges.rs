@@ -26,6 +26,8 @@ pub struct Gauges {
     pub store_unsealable: u64,
     /// Journals deleted by someone else before their seal.
     pub store_journals_gone: u64,
+    /// Files moved into `quarantine/` in place of a seal.
+    pub store_set_aside: u64,
     /// The manifest could not be read at the open: journals only, nothing sealed.
     pub manifest_unreadable: bool,
     /// adjtimex says the clock is not synchronised.
@@ -69,6 +71,7 @@ impl Gauges {
             store_skipped_frames: snap.store.journal_skipped_frames,
             store_unsealable: snap.store.unsealable,
             store_journals_gone: snap.store.journals_gone,
+            store_set_aside: snap.store.set_aside,
             manifest_unreadable: snap.store.manifest_unreadable.is_some(),
             clock_unsynced,
             ship_failures: snap.ship.as_ref().map_or(0, |s| s.failures),

@@ -98,6 +98,13 @@ fn damage_in_the_store_raises_its_alert() {
             },
             "the manifest cannot be read",
         ),
+        (
+            Gauges {
+                store_set_aside: 1,
+                ..Gauges::default()
+            },
+            "1 files set aside into quarantine/",
+        ),
     ] {
         let mut e = engine();
         let mut out = Vec::new();
