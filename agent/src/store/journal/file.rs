@@ -128,9 +128,21 @@ pub fn read(path: &Path) -> Result<Scan<Vec<FlowRecord>>, JournalError> {
 /// directory of its own: through a symbolic link there, the store's damaged bytes (records)
 /// would be written wherever it points.
 pub fn make_quarantine_dir(qdir: &Path) -> std::io::Result<()> {
-    match std::fs::create_dir(qdir) {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o750).create(qdir) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        r => return r,
+        Err(e) => return Err(e),
+        // Made by a root command (a query cutting the operator log's torn line), it stays
+        // the store owner's, whom the agent runs as, to write into.
+        Ok(()) => {
+            let owner = std::fs::metadata(qdir.parent().unwrap_or(Path::new(".")))?;
+            // SAFETY: geteuid cannot fail. Only root may give a directory away.
+            if unsafe { libc::geteuid() } == 0 {
+                std::os::unix::fs::lchown(qdir, Some(owner.uid()), Some(owner.gid()))?;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            return std::fs::set_permissions(qdir, std::fs::Permissions::from_mode(0o750));
+        }
     }
     let kind = std::fs::symlink_metadata(qdir)?.file_type();
     match crate::store::fsutil::not_regular(kind) {
@@ -209,6 +221,9 @@ pub(crate) fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, Jou
             File::options().write(true).create(true).truncate(true),
         )
         .map_err(|e| io(&path, "create quarantine file")(e.into()))?;
+        let qdir = path.parent().unwrap_or(Path::new("."));
+        crate::store::fsutil::give_to_dir_owner(&f, qdir, crate::store::fsutil::FILE_MODE)
+            .map_err(io(&path, "give to the store's owner"))?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(io(&path, "write quarantine file"))?;

@@ -82,6 +82,15 @@ fn a_torn_last_line_is_cut_before_the_next_append() {
         Some(&b"{\"n\":2,\"at_"[..]),
         "the cut bytes are kept"
     );
+    // Private as the store's own files are, whatever the umask of the command that cut.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
+    assert_eq!(mode(kept.parent().expect("quarantine/")), Some(0o750));
+    assert_eq!(mode(&kept), Some(0o640));
 }
 
 #[test]
