@@ -516,6 +516,7 @@ fn run(
         stats.matched += s.count;
         Ok(())
     }
+    let listed: std::collections::HashSet<u64> = journals.iter().map(|(id, _)| *id).collect();
     let mut done = 0;
     scan_in_order(dir, &segments, filter, threads, want, &mut |res| {
         let res = res.map_err(|e| read_error(dir, &segments[done].file, e))?;
@@ -564,6 +565,19 @@ fn run(
                 continue;
             }
         };
+        // A copy of a sealed or listed journal under another name (its header names that one):
+        // its records are in the answer once already. The agent sets it aside at its start.
+        let named = scan.frames.id;
+        if named != 0 && named != id && (seen_ids.contains(&named) || listed.contains(&named)) {
+            tracing::warn!(
+                journal = %path.display(),
+                header_id = named,
+                "a live journal's header names journal {named}, sealed or present: a copy \
+                 under another name, left out of this answer (run `xdp-audit verify`)"
+            );
+            stats.journals_unreadable += 1;
+            continue;
+        }
         // A torn tail is a write the agent is making or a crash cut short; a stretch with
         // valid frames after it is damage, and its records are not in this answer, which is
         // then incomplete as for an unreadable journal.

@@ -361,6 +361,24 @@ fn a_copy_of_a_sealed_journal_is_set_aside_not_sealed_twice() {
     let name = seal::journal_name(sealed_id + 10);
     let copy = leave_journal(&dir, &name, sealed_id, &first);
     let bytes = std::fs::read(&copy).expect("read the copy");
+    // Before any restart, a query leaves the copy out and says its answer is incomplete.
+    let mut n = 0;
+    let stats = query::scan(
+        &dir,
+        &filter::Filter::default(),
+        1,
+        &mut |_| {
+            n += 1;
+            Ok(())
+        },
+        &mut |_, _| {},
+    )
+    .expect("a query beside the copy");
+    assert_eq!(
+        (n, stats.journals_unreadable),
+        (first.len(), 1),
+        "{stats:?}"
+    );
     let store = open(&dir, T0 + 1_000_000_000);
     assert_eq!(store.recovered_at_open(), 0, "the copy is not sealed");
     drop(store);
