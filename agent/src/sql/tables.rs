@@ -93,6 +93,7 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
     let dir = &std::fs::canonicalize(dir).map_err(dir_err)?;
     let journals = seal::list_journals(dir).map_err(dir_err)?;
     let (mut live, mut sealed) = load_segments(dir)?;
+    let listed: std::collections::HashSet<u64> = journals.iter().map(|(id, _)| *id).collect();
     let mut out = Sources::default();
     for (id, path) in journals {
         if sealed.contains(&id) {
@@ -100,6 +101,11 @@ pub fn sources(dir: &Path) -> Result<Sources, SqlError> {
         }
         match journal::load::<Columns>(&path) {
             Ok((_, scan)) => {
+                // A copy under another name: its rows are in the tables once already.
+                if journal::file::warn_copy(&path, id, &scan.frames, &sealed, &listed) {
+                    out.damaged_journals += 1;
+                    continue;
+                }
                 let damaged = journal::file::warn_damaged_live(&path, &scan.frames);
                 out.damaged_journals += usize::from(damaged);
                 if scan.records.is_empty() {

@@ -565,16 +565,7 @@ fn run(
                 continue;
             }
         };
-        // A copy of a sealed or listed journal under another name (its header names that one):
-        // its records are in the answer once already. The agent sets it aside at its start.
-        let named = scan.frames.id;
-        if named != 0 && named != id && (seen_ids.contains(&named) || listed.contains(&named)) {
-            tracing::warn!(
-                journal = %path.display(),
-                header_id = named,
-                "a live journal's header names journal {named}, sealed or present: a copy \
-                 under another name, left out of this answer (run `xdp-audit verify`)"
-            );
+        if journal::file::warn_copy(&path, id, &scan.frames, &seen_ids, &listed) {
             stats.journals_unreadable += 1;
             continue;
         }

@@ -253,6 +253,31 @@ fn warn_skipped(path: &Path, s: &Skipped, tail: bool, quarantine: &Path) {
     );
 }
 
+/// Whether the live journal at `path`, named with `id`, is a copy under another name of a
+/// journal sealed (`sealed` holds the ids the chain sealed) or listed beside it (`listed`):
+/// its header names that one. A reader leaves it out, warning (its records are in the answer
+/// once already; the agent sets it aside at its start). A header id damaged into another
+/// that is neither is read as the file name's journal.
+pub fn warn_copy(
+    path: &Path,
+    id: u64,
+    frames: &Frames,
+    sealed: &std::collections::HashSet<u64>,
+    listed: &std::collections::HashSet<u64>,
+) -> bool {
+    let named = frames.id;
+    let copy = named != 0 && named != id && (sealed.contains(&named) || listed.contains(&named));
+    if copy {
+        tracing::warn!(
+            journal = %path.display(),
+            header_id = named,
+            "a live journal's header names journal {named}, sealed or present: a copy under \
+             another name, left out of this answer (run `xdp-audit verify`)"
+        );
+    }
+    copy
+}
+
 /// Warns of each damaged stretch (valid frames after it) of the live journal at `path` a
 /// reader met, and whether there was one: its records are not in the reader's answer, which
 /// is then incomplete (a torn tail is a write in progress, and not said).

@@ -379,6 +379,8 @@ fn a_copy_of_a_sealed_journal_is_set_aside_not_sealed_twice() {
         (first.len(), 1),
         "{stats:?}"
     );
+    let sql = crate::sql::tables::sources(&dir).expect("the SQL tables' sources");
+    assert_eq!((sql.journals.len(), sql.damaged_journals), (0, 1));
     let store = open(&dir, T0 + 1_000_000_000);
     assert_eq!(store.recovered_at_open(), 0, "the copy is not sealed");
     drop(store);
