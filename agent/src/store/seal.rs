@@ -233,8 +233,8 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
 /// [`StoreStatus::set_aside`]: super::StoreStatus::set_aside
 pub static SET_ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Moves the journal at `path` into `quarantine/` instead of sealing it, with a warning
-/// saying `why` (counted in [`SET_ASIDE`]).
+/// Moves the file at `path` (a journal, or a file at a segment's name) into `quarantine/` in
+/// place of a seal, with a warning saying `why` (counted in [`SET_ASIDE`]).
 fn set_aside(dir: &Path, path: &Path, why: &str) -> Result<(), SealError> {
     let name = path
         .file_name()
@@ -360,20 +360,12 @@ pub fn write_file(
     if std::fs::symlink_metadata(&final_path).is_ok()
         && interrupted_write(dir, &name, seq).is_none()
     {
-        let aside =
-            super::retention::quarantine_file(dir, &name).map_err(|cause| SealError::Io {
-                path: final_path.clone(),
-                op: "move into quarantine/",
-                cause,
-            })?;
-        SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(
-            alert = true,
-            file = %final_path.display(),
-            moved_to = %aside.display(),
+        set_aside(
+            dir,
+            &final_path,
             "a file the chain does not list holds the name of the segment being written \
-             (inserted or replaced): moved into quarantine/ as evidence"
-        );
+             (inserted or replaced), kept as evidence",
+        )?;
     }
     let written = (|| {
         // Made (or truncated) as a regular file first: another kind of file left at the name
