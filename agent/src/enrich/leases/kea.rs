@@ -3,8 +3,8 @@
 //! address is its state and the earlier rows are its history.
 //!
 //! Columns are read by name, so columns added by later Kea versions are ignored: `address`,
-//! `valid_lifetime` and `expire` are required; `hwaddr`, `client_id` (DHCPv4), `duid`,
-//! `lease_type` (DHCPv6), `hostname` and `state` are used when present. A row with
+//! `valid_lifetime`, `expire` and `state` are required; `hwaddr`, `client_id` (DHCPv4),
+//! `duid`, `lease_type` (DHCPv6) and `hostname` are used when present. A row with
 //! `valid_lifetime` 0 records a lease removed (released); `state` 1 (declined) and 3
 //! (released) also end the binding; 2 (expired-reclaimed) keeps the past window. Kea escapes
 //! commas in text as `&#x2c`. The window is `[expire - valid_lifetime, expire)`: Kea's last
@@ -37,7 +37,7 @@ struct Columns {
     duid: Option<usize>,
     lease_type: Option<usize>,
     hostname: Option<usize>,
-    state: Option<usize>,
+    state: usize,
     count: usize,
 }
 
@@ -71,7 +71,9 @@ impl Columns {
             duid: find("duid"),
             lease_type: find("lease_type"),
             hostname: find("hostname"),
-            state: find("state"),
+            // Every Kea since 1.0 writes it; a header without it is damaged (`stat`), and
+            // its declined and released leases would read as bound.
+            state: need("state")?,
             count: names.len(),
         })
     }
@@ -176,7 +178,7 @@ fn parse_row<'a>(
         .ok_or_else(|| {
             LeaseLineError::field("expire", get(Some(cols.expire)), "a Unix time in seconds")
         })?;
-    let state = match get(cols.state) {
+    let state = match get(Some(cols.state)) {
         "" | "0" | "2" => LeaseState::Bound,
         "1" | "3" => LeaseState::Gone,
         s => return Err(LeaseLineError::field("state", s, "0, 1, 2 or 3")),
@@ -352,8 +354,13 @@ mod tests {
                 "{damaged:?}"
             );
         }
+        // A misspelt `state` (a damaged header) is no unknown column: it is required.
+        assert_eq!(
+            parse(b"address,hwaddr,valid_lifetime,expire,stat\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,1\n"),
+            Err(LeaseFileError::MissingColumn("state"))
+        );
         let pd = parse(
-            b"address,duid,valid_lifetime,expire,lease_type\n2001:db8:1::,00:03:00:01:02:00:00:00:00:01,100,200,2\n",
+            b"address,duid,valid_lifetime,expire,lease_type,state\n2001:db8:1::,00:03:00:01:02:00:00:00:00:01,100,200,2,0\n",
         )
         .expect("header");
         assert_eq!((pd.leases.len(), pd.skipped_prefixes), (0, 1));
@@ -364,10 +371,10 @@ mod tests {
     #[test]
     fn a_lifetime_past_the_infinite_one_is_a_bad_row() {
         let p = parse(
-            b"address,hwaddr,client_id,valid_lifetime,expire,subnet_id\n\
-              10.0.0.1,aa:bb:cc:dd:ee:01,,99999999999,1800003600,1\n\
-              10.0.0.2,aa:bb:cc:dd:ee:02,,4294967296,1800003600,1\n\
-              10.0.0.3,aa:bb:cc:dd:ee:03,,4294967295,1800003600,1\n",
+            b"address,hwaddr,client_id,valid_lifetime,expire,subnet_id,state\n\
+              10.0.0.1,aa:bb:cc:dd:ee:01,,99999999999,1800003600,1,0\n\
+              10.0.0.2,aa:bb:cc:dd:ee:02,,4294967296,1800003600,1,0\n\
+              10.0.0.3,aa:bb:cc:dd:ee:03,,4294967295,1800003600,1,0\n",
         )
         .expect("header");
         let shown: Vec<String> = p.bad.iter().map(ToString::to_string).collect();

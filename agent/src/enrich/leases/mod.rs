@@ -378,8 +378,8 @@ mod tests {
         );
 
         let kea = b"torn,row\n\
-                    address,hwaddr,client_id,valid_lifetime,expire\n\
-                    10.0.0.3,aa:bb:cc:dd:ee:03,,3600,1800003600\n";
+                    address,hwaddr,client_id,valid_lifetime,expire,state\n\
+                    10.0.0.3,aa:bb:cc:dd:ee:03,,3600,1800003600,0\n";
         assert_eq!(LeaseFormat::detect(kea), Some(LeaseFormat::Kea));
         for format in [None, Some(LeaseFormat::Kea)] {
             let p = parse(kea, format).expect("told from line 2");
