@@ -30,6 +30,16 @@ pub enum ConfigError {
         /// The cause (in the message, so not named `source`: that would print it twice).
         cause: crate::store::fsutil::InputError,
     },
+    /// An empty file (0 bytes): most likely cut short (a full disk, a copy interrupted), and
+    /// run on, the agent would take every setting's default.
+    #[error(
+        "{path}: is empty (0 bytes): a config cut short? Give its settings, or a comment line \
+         to run on the command line's flags alone"
+    )]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
     /// Not valid TOML, or not a table of settings.
     #[error("{path}:{line}: {message}")]
     Syntax {
@@ -76,6 +86,9 @@ pub fn expand(argv: Vec<OsString>, cli: &Command) -> Result<Vec<OsString>, Confi
             path: path.clone(),
             cause,
         })?;
+    if text.is_empty() {
+        return Err(ConfigError::Empty { path });
+    }
     let settings = to_args(&path, &text, run)?;
     let mut out = argv;
     out.splice(at + 1..at + 1, settings);

@@ -127,6 +127,12 @@ fn a_missing_config_file_is_named() {
     let d = TempDir::new("cfg-missing");
     let cfg = d.path().join("agent.toml");
     assert_error(&run(&["run", "--config", s(&cfg)]), &[s(&cfg)]);
+    // Empty (cut short?): named, not run on every default (it said "--iface is required").
+    std::fs::write(&cfg, "").expect("an empty config");
+    assert_error(
+        &run(&["run", "--config", s(&cfg)]),
+        &[s(&cfg), "is empty (0 bytes)"],
+    );
 }
 
 /// `run --iface lo --log-dir LOG ARGS` in a namespace of its own must fail as
