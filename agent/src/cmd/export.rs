@@ -219,9 +219,9 @@ fn remove_stale_partials(path: &Path, prefix: &str) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some((this_name, pid)) = name.to_str().and_then(|n| {
-            let (head, pid) = n.strip_prefix('.')?.rsplit_once(".partial-")?;
-            let pid = pid.parse::<u32>().ok()?;
-            Some((n.strip_suffix(&pid.to_string())? == prefix, pid)).filter(|_| !head.is_empty())
+            let (head, digits) = n.strip_prefix('.')?.rsplit_once(".partial-")?;
+            let pid = digits.parse::<u32>().ok().filter(|_| !head.is_empty())?;
+            Some((n.strip_prefix(prefix) == Some(digits), pid))
         }) else {
             continue;
         };

@@ -124,34 +124,35 @@ pub fn read(path: &Path) -> Result<Scan<Vec<FlowRecord>>, JournalError> {
     Ok(load(path)?.1)
 }
 
-/// Creates the quarantine directory `qdir` if it is missing, and refuses one that is not a
-/// directory of its own: through a symbolic link there, the store's damaged bytes (records)
-/// would be written wherever it points.
+/// Creates the quarantine directory `qdir` if it is missing (durably: its parent fsynced),
+/// and refuses one that is not a directory of its own: through a symbolic link there, the
+/// store's damaged bytes (records) would be written wherever it points.
 pub fn make_quarantine_dir(qdir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     match std::fs::DirBuilder::new().mode(0o750).create(qdir) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
         // Made by a root command (a query cutting the operator log's torn line), it stays
         // the store owner's, whom the agent runs as, to write into.
         Ok(()) => {
-            let owner = std::fs::metadata(qdir.parent().unwrap_or(Path::new(".")))?;
+            let parent = qdir.parent().unwrap_or(Path::new("."));
+            let owner = std::fs::metadata(parent)?;
             // SAFETY: geteuid cannot fail. Only root may give a directory away.
             if unsafe { libc::geteuid() } == 0 {
                 std::os::unix::fs::lchown(qdir, Some(owner.uid()), Some(owner.gid()))?;
             }
-            use std::os::unix::fs::PermissionsExt;
-            return std::fs::set_permissions(qdir, std::fs::Permissions::from_mode(0o750));
+            std::fs::set_permissions(qdir, std::fs::Permissions::from_mode(0o750))?;
+            return sync_dir(parent);
         }
     }
     let kind = std::fs::symlink_metadata(qdir)?.file_type();
-    match crate::store::fsutil::not_regular(kind) {
-        Some("directory") => Ok(()),
-        what => Err(std::io::Error::other(format!(
-            "it is a {}, not a directory: move it away, and damaged bytes are set aside there",
-            what.unwrap_or("regular file")
-        ))),
+    if kind.is_dir() {
+        return Ok(());
     }
+    Err(std::io::Error::other(format!(
+        "it is a {}, not a directory: move it away, and damaged bytes are set aside there",
+        crate::store::fsutil::not_regular(kind).unwrap_or("regular file")
+    )))
 }
 
 /// The quarantine file of the stretch at `offset` of `journal`:
@@ -189,9 +190,6 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
         files.push(file);
     }
     sync_dir(qdir).map_err(io(qdir, "fsync quarantine directory"))?;
-    if let Some(log_dir) = qdir.parent() {
-        sync_dir(log_dir).map_err(io(log_dir, "fsync directory"))?;
-    }
     Ok(files)
 }
 
