@@ -190,6 +190,20 @@ impl PartialFile {
         Ok(())
     }
 
+    /// [`PartialFile::publish`] after the access was recorded as done: a publish that fails
+    /// is recorded in `log_dir`'s operator log too, as `failed` makes an entry of its error.
+    pub fn publish_recorded(
+        self,
+        log_dir: Option<&Path>,
+        failed: impl FnOnce(String) -> AccessInfo,
+    ) -> anyhow::Result<()> {
+        self.publish().inspect_err(|e| {
+            if let Some(dir) = log_dir {
+                access::record(dir, failed(format!("publishing: {e:#}")));
+            }
+        })
+    }
+
     fn naming_error(&self, e: std::io::Error) -> anyhow::Error {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             exists_error(&self.path)
@@ -351,12 +365,9 @@ pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // by the entry's error below, or by the hidden partial file a kill leaves).
     access::record(&args.dir.log_dir, access);
     let (stats, digest, file) = written?;
-    if let Err(e) = file.publish() {
-        let failed = AccessInfo::new("export", access::filter_text(&filter))
-            .failed(&format!("publishing: {e:#}"));
-        access::record(&args.dir.log_dir, failed);
-        return Err(e);
-    }
+    file.publish_recorded(Some(&args.dir.log_dir), |e| {
+        AccessInfo::new("export", access::filter_text(&filter)).failed(&e)
+    })?;
     if stats.journals_unreadable > 0 {
         // The stdout line stays in `sha256sum` format (`sha256sum -c` reads it); the summary
         // on stderr and the exit status say what the file lacks.

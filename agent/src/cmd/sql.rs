@@ -175,16 +175,11 @@ pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let run = run.and_then(|(summary, output)| match output {
-        Some((digest, file)) => match file.publish() {
-            Ok(()) => Ok((summary, Some(digest))),
-            Err(e) => {
-                if local_store {
-                    let failed = AccessInfo::sql(&statement, &Err(format!("publishing: {e:#}")));
-                    access::record(&args.dir.log_dir, failed);
-                }
-                Err(e)
-            }
-        },
+        Some((digest, file)) => {
+            let log_dir = local_store.then_some(args.dir.log_dir.as_path());
+            file.publish_recorded(log_dir, |e| AccessInfo::sql(&statement, &Err(e)))?;
+            Ok((summary, Some(digest)))
+        }
         None => Ok((summary, None)),
     });
     match run {
