@@ -182,7 +182,29 @@ fn a_restart_with_a_bad_list_file_keeps_the_lists_the_program_held() {
         "the fixed file replaces the held lists",
         || !s.reachable(BLOCKED_LATER) && s.reachable(BLOCKED),
     );
-    assert_eq!(second.stop().expect("SIGTERM"), 0);
+    // Emptied (0 bytes) while no agent runs: a truncation caught by the restart is judged
+    // as one caught during a run, and the program's blocklist stays.
+    second.crash().expect("SIGKILL");
+    std::fs::write(s.list(), "").expect("truncate the list");
+    let mut third = s.agent(&[]);
+    assert!(
+        !s.reachable(BLOCKED_LATER),
+        "a list emptied before the restart does not unblock what the program enforced"
+    );
+    assert!(
+        third
+            .logged("is empty (0 bytes) where the running program enforces")
+            .is_some(),
+        "the start names the emptied file"
+    );
+    // A comment line empties the list on purpose.
+    std::fs::write(s.list(), "# nothing blocked\n").expect("empty on purpose");
+    wait_until(
+        Duration::from_secs(10),
+        "the list emptied on purpose applies",
+        || s.reachable(BLOCKED_LATER),
+    );
+    assert_eq!(third.stop().expect("SIGTERM"), 0);
     assert!(s.detach().status.success(), "detach");
 }
 

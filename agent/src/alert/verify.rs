@@ -182,8 +182,8 @@ impl Checker {
         if let Some(path) = &self.mark {
             // The manifest's rename made durable first: a power cut would otherwise bring an
             // older manifest back under a mark of the newer one, read as a chain cut back.
-            if let Err(e) =
-                crate::store::fsutil::sync_dir(&self.dir).and_then(|()| save(path, &seen))
+            if let Err(e) = crate::store::fsutil::sync_dir(&self.dir)
+                .and_then(|()| crate::store::fsutil::save_state(path, &seen))
             {
                 tracing::warn!(path = %path.display(), error = %e, "cannot keep the chain's end for the next agent: a store wiped while no agent runs goes unnoticed by it");
             }
@@ -218,29 +218,11 @@ const LOST: &str = "the chain no longer holds its end as seen last";
 
 /// The mark at `path`, if there is one that reads.
 fn load(path: &Path) -> Option<Seen> {
-    let text = match crate::store::fsutil::read_input_text(path, 64 * 1024) {
-        Ok(t) => t,
-        Err(crate::store::fsutil::InputError::Io(e))
-            if e.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return None
-        }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the chain's end the last agent kept: checks start from the chain as it is");
-            return None;
-        }
-    };
-    serde_json::from_str(&text)
-        .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "the chain's end the last agent kept does not parse: checks start from the chain as it is"))
-        .ok()
-}
-
-fn save(path: &Path, seen: &Seen) -> std::io::Result<()> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return Err(std::io::ErrorKind::InvalidInput.into());
-    };
-    let text = serde_json::to_vec(seen)?;
-    crate::store::fsutil::write_atomic_via(dir, &format!(".{name}.tmp"), name, &[&text, b"\n"])
+    crate::store::fsutil::load_state(
+        path,
+        "the chain's end the last agent kept",
+        "checks start from the chain as it is",
+    )
 }
 
 /// The alert event of a failure that repeated: an altered store breaks the chain, and so does

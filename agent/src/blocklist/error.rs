@@ -244,6 +244,20 @@ pub enum Problem {
         /// Rules of the version in force.
         rules: usize,
     },
+    /// A list file found empty (0 bytes) by an agent that adopts a running program whose
+    /// tables of its kind hold rules: the file's version before the restart is unknown, and
+    /// applying it could unblock every rule it held. The tables stay as the program holds them.
+    #[error(
+        "is empty (0 bytes) where the running program enforces {rules} {kind} rules: not \
+         applied, the {kind} tables stay as they are (to empty a list on purpose, leave a \
+         comment line in it)"
+    )]
+    EmptiedAtStart {
+        /// The file's kind.
+        kind: super::ListKind,
+        /// Entries of that kind in the running program's tables.
+        rules: usize,
+    },
     /// A path that is not one of the configured lists.
     #[error("not a configured list file")]
     NotConfigured,

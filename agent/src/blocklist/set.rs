@@ -452,6 +452,27 @@ impl ListSet {
                 problem: Problem::Read(e),
             }]
         })?;
+        // A kind held as the running program's (adopted, or a file of it not loaded since)
+        // judges a file it has no version of as if emptied during a run: emptied while no
+        // agent ran, applied it could unblock every rule it held.
+        let held = self.adopted
+            || KINDS
+                .into_iter()
+                .zip(self.held)
+                .any(|(k, h)| h && k == file.kind);
+        if file.good.is_none() && bytes.is_empty() && held {
+            let rules = self.compiled.list(file.kind).entries();
+            if rules > 0 {
+                return Err(vec![Diagnostic {
+                    path: file.path.clone(),
+                    line: None,
+                    problem: Problem::EmptiedAtStart {
+                        kind: file.kind,
+                        rules,
+                    },
+                }]);
+            }
+        }
         match &mut file.good {
             Some(good) if good.source == bytes => Ok(false),
             Some(good) if bytes.is_empty() && good.parsed.entries() > 0 => Err(vec![Diagnostic {

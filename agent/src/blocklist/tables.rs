@@ -258,6 +258,11 @@ impl CompiledList {
         }
     }
 
+    /// Entries in every table.
+    pub fn entries(&self) -> usize {
+        Table::ALL.into_iter().map(|t| self.len(t)).sum()
+    }
+
     /// Entries in table `t`.
     pub fn len(&self, t: Table) -> usize {
         match t {

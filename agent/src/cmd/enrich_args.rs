@@ -78,6 +78,7 @@ impl EnrichArgs {
             dhcp_servers: self.dhcp_servers.clone(),
             nat: self.nat,
             listener: ListenerConfig::default(),
+            state_dir: None,
         }
     }
 }

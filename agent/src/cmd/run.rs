@@ -422,8 +422,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     }
     // Attribution sources start once the program is in (a missing privilege is then said
     // once, by the loader) and before the first record can be written.
-    let (enrichment, inputs) =
-        Enrichment::start(args.enrich.to_options()).context("starting attribution")?;
+    let enrich = crate::enrich::inputs::EnrichOptions {
+        state_dir: Some(args.state_dir.clone()),
+        ..args.enrich.to_options()
+    };
+    let (enrichment, inputs) = Enrichment::start(enrich).context("starting attribution")?;
     let sink = AlertStage::new(sink, alerts.handle());
     let mut stage = EnrichStage::new(Box::new(sink), inputs, stage_config(&args));
     stage.name_lease_files(

@@ -163,6 +163,9 @@ pub struct EnrichOptions {
     pub nat: NatMode,
     /// The conntrack listener's settings.
     pub listener: ListenerConfig,
+    /// The agent's state directory: the subscribers files' rows in force are kept there
+    /// ([`crate::enrich::subscribers::set::SUBSCRIBERS_SEEN`]).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the sources could not start.
@@ -205,6 +208,9 @@ impl Enrichment {
     pub fn start(opts: EnrichOptions) -> Result<(Enrichment, Inputs), EnrichError> {
         let slot = Arc::new(SubscriberSlot::default());
         let mut subs = SubscriberSet::new(opts.subscribers.clone());
+        if let Some(dir) = &opts.state_dir {
+            subs = subs.remembering(dir);
+        }
         reload_subscribers(&mut subs, &slot, &opts.subscribers, true);
         let (tx, rx) = mpsc::channel();
         let mut stamps: Vec<Option<Stamp>> = vec![None; opts.leases.len()];

@@ -397,6 +397,38 @@ pub fn read_input_text(path: &Path, max: u64) -> Result<String, InputError> {
     Ok(utf8_text(read_input(path, max)?)?)
 }
 
+/// A small JSON file a previous agent kept in the state directory (`what` names it, `then`
+/// says what follows without it): `None` when absent, or, warned, when it cannot be read or
+/// parsed, so a damaged state file costs what it remembered and never the start.
+pub fn load_state<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    then: &str,
+) -> Option<T> {
+    let text = match read_input_text(path, 64 * 1024) {
+        Ok(t) => t,
+        Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read {what}: {then}");
+            return None;
+        }
+    };
+    serde_json::from_str(&text)
+        .inspect_err(
+            |e| tracing::warn!(path = %path.display(), error = %e, "{what} does not parse: {then}"),
+        )
+        .ok()
+}
+
+/// Replaces the JSON state file `path` ([`load_state`]) atomically and durably.
+pub fn save_state<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    };
+    let text = serde_json::to_vec(value)?;
+    write_atomic_via(dir, &format!(".{name}.tmp"), name, &[&text, b"\n"])
+}
+
 /// Whether `e` says the disk refuses writes for a reason of the host, not of the file being
 /// written: full (ENOSPC), over quota (EDQUOT), remounted read-only (EROFS, as ext4 does on
 /// an error), or the process out of descriptors (EMFILE, ENFILE). The store holds and

@@ -4,7 +4,9 @@
 //!
 //! Columns are read by name, so columns added by later Kea versions are ignored: `address`,
 //! `valid_lifetime`, `expire` and `state` are required; `hwaddr`, `client_id` (DHCPv4),
-//! `duid`, `lease_type` (DHCPv6) and `hostname` are used when present. A row with
+//! `duid`, `lease_type` (DHCPv6) and `hostname` are used when present. A name Kea never wrote
+//! within two edits of one of those that the header lacks (`hwadr`) is a damaged header, not a
+//! new column: taken as new, the MACs or names would go unread without a word. A row with
 //! `valid_lifetime` 0 records a lease removed (released); `state` 1 (declined) and 3
 //! (released) also end the binding; 2 (expired-reclaimed) keeps the past window. Kea escapes
 //! commas in text as `&#x2c`. The window is `[expire - valid_lifetime, expire)`: Kea's last
@@ -27,6 +29,32 @@ use super::{
 const INFINITE: u64 = u32::MAX as u64;
 /// `lease_type` of a delegated prefix (DHCPv6 IA_PD): a prefix, not an address.
 const LEASE_TYPE_PD: &str = "2";
+
+/// Every column a Kea memfile has had (DHCPv4 and DHCPv6, up to 2.6).
+const KEA_COLUMNS: [&str; 19] = [
+    "address",
+    "hwaddr",
+    "client_id",
+    "valid_lifetime",
+    "expire",
+    "subnet_id",
+    "fqdn_fwd",
+    "fqdn_rev",
+    "hostname",
+    "state",
+    "user_context",
+    "pool_id",
+    "duid",
+    "pref_lifetime",
+    "lease_type",
+    "iaid",
+    "prefix_len",
+    "hwtype",
+    "hwaddr_source",
+];
+
+/// The optional columns the parser reads.
+const READ_OPTIONAL: [&str; 5] = ["hwaddr", "client_id", "duid", "lease_type", "hostname"];
 
 struct Columns {
     address: usize,
@@ -52,6 +80,7 @@ impl Columns {
         // A header at all (the required columns) before its names are judged: another
         // format's first line is no damaged Kea header.
         let required = ["address", "valid_lifetime", "expire"];
+        let find = |n: &str| names.iter().position(|&x| x == n);
         if required.iter().all(|r| names.contains(r)) {
             if let Some((i, name)) = names.iter().enumerate().find(|(_, n)| !is_name(n)) {
                 return Err(LeaseFileError::BadColumnName {
@@ -59,8 +88,22 @@ impl Columns {
                     name: (*name).to_owned(),
                 });
             }
+            for (i, name) in names.iter().enumerate() {
+                if KEA_COLUMNS.contains(name) {
+                    continue;
+                }
+                let meant = READ_OPTIONAL
+                    .into_iter()
+                    .find(|c| find(c).is_none() && strsim::levenshtein(name, c) <= 2);
+                if let Some(meant) = meant {
+                    return Err(LeaseFileError::MisspeltColumn {
+                        column: i + 1,
+                        name: (*name).to_owned(),
+                        meant,
+                    });
+                }
+            }
         }
-        let find = |n: &str| names.iter().position(|&x| x == n);
         let need = |n: &'static str| find(n).ok_or(LeaseFileError::MissingColumn(n));
         Ok(Columns {
             address: need("address")?,
@@ -354,6 +397,28 @@ mod tests {
                 "{damaged:?}"
             );
         }
+        // A misspelt optional column the parser reads is a damaged header, not a column a
+        // later Kea added: its values would go unread. A new name far from them is read past.
+        assert_eq!(
+            parse(b"address,hwadr,valid_lifetime,expire,state\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,0\n"),
+            Err(LeaseFileError::MisspeltColumn {
+                column: 2,
+                name: "hwadr".into(),
+                meant: "hwaddr"
+            })
+        );
+        assert_eq!(
+            parse(b"address,hwaddr,valid_lifetime,expire,state,hostnme\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,0,a\n")
+                .map_err(|e| e.to_string()),
+            Err("Kea header column 6 is named \"hostnme\", a column no Kea version writes, and \
+                 has no `hostname` column: a damaged header (its `hostname` values would go unread)"
+                .into())
+        );
+        let later = parse(
+            b"address,hwaddr,valid_lifetime,expire,state,vendor_class\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,0,x\n",
+        )
+        .expect("a new column is read past");
+        assert_eq!(later.leases.len(), 1);
         // A misspelt `state` (a damaged header) is no unknown column: it is required.
         assert_eq!(
             parse(b"address,hwaddr,valid_lifetime,expire,stat\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,1\n"),

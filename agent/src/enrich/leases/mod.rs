@@ -203,6 +203,17 @@ pub enum LeaseFileError {
         /// The name as found (escaped when shown).
         name: String,
     },
+    /// A header column Kea never wrote, within two edits of one the parser reads that the
+    /// header lacks (`hwadr`): a damaged header, whose MACs or names would go unread.
+    #[error("Kea header column {column} is named {name:?}, a column no Kea version writes, and has no `{meant}` column: a damaged header (its `{meant}` values would go unread)")]
+    MisspeltColumn {
+        /// Its position, from 1.
+        column: usize,
+        /// The name as found.
+        name: String,
+        /// The column it most likely was.
+        meant: &'static str,
+    },
     /// Lines, and not one lease among them (zeros after a power cut, a torn write, another
     /// format): applied, it would end every binding the file held.
     #[error("none of its lines is a lease ({skipped} skipped; the first: {first}): not applied, the bindings learned from it so far stay")]

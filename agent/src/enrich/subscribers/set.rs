@@ -13,11 +13,14 @@
 //! milliseconds); hand [`SubscriberSet::table`] to the enrich stage (a
 //! `tokio::sync::watch` channel does it) when the outcome says it changed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tracing::warn;
+
 use crate::enrich::source::FileProblem;
-use crate::store::fsutil::{read_input, TABLE_MAX};
+use crate::store::fsutil::{load_state, read_input, save_state, TABLE_MAX};
 
 use super::parse::{ParsedSubscribers, RowProblem, RowStats};
 use super::SubscriberTable;
@@ -73,9 +76,23 @@ fn load(path: &Path) -> Result<ParsedSubscribers, Vec<Diagnostic>> {
     })
 }
 
+/// The rows of each file's version in force, kept in the state directory so the next agent
+/// judges a file it finds empty (0 bytes) at its start as a reload would.
+pub const SUBSCRIBERS_SEEN: &str = "subscribers-seen.json";
+
 struct Slot {
     path: PathBuf,
     good: Option<ParsedSubscribers>,
+    /// Rows of the version a previous agent applied ([`SUBSCRIBERS_SEEN`]), until this one
+    /// applies one.
+    seen: u32,
+}
+
+impl Slot {
+    /// Rows of the version in force, or of the one a previous agent applied.
+    fn held(&self) -> u32 {
+        self.good.as_ref().map_or(self.seen, |g| g.stats.rows)
+    }
 }
 
 /// The result of a reload.
@@ -91,6 +108,8 @@ pub struct Reload {
 pub struct SubscriberSet {
     slots: Vec<Slot>,
     table: Arc<SubscriberTable>,
+    /// Where the rows in force are kept for the next agent, if anywhere.
+    memory: Option<PathBuf>,
 }
 
 impl SubscriberSet {
@@ -100,10 +119,32 @@ impl SubscriberSet {
         SubscriberSet {
             slots: paths
                 .into_iter()
-                .map(|path| Slot { path, good: None })
+                .map(|path| Slot {
+                    path,
+                    good: None,
+                    seen: 0,
+                })
                 .collect(),
             table: Arc::default(),
+            memory: None,
         }
+    }
+
+    /// Keeps the rows in force in `state_dir` ([`SUBSCRIBERS_SEEN`]), and judges a file found
+    /// empty before this set applies a version of it against what the last agent kept there.
+    pub fn remembering(mut self, state_dir: &Path) -> Self {
+        let path = state_dir.join(SUBSCRIBERS_SEEN);
+        let seen: BTreeMap<PathBuf, u32> = load_state(
+            &path,
+            "the subscribers files' rows the last agent applied",
+            "a file found empty (0 bytes) now is applied",
+        )
+        .unwrap_or_default();
+        for slot in &mut self.slots {
+            slot.seen = seen.get(&slot.path).copied().unwrap_or(0);
+        }
+        self.memory = Some(path);
+        self
     }
 
     /// The configured paths.
@@ -127,7 +168,7 @@ impl SubscriberSet {
     pub fn reload(&mut self, paths: &[PathBuf]) -> Reload {
         let mut out = Reload::default();
         for slot in self.slots.iter_mut().filter(|s| paths.contains(&s.path)) {
-            let held = slot.good.as_ref().map_or(0, |g| g.stats.rows);
+            let held = slot.held();
             match load(&slot.path) {
                 Ok(parsed) if parsed.stats.lines == 0 && held > 0 => {
                     out.diagnostics.push(Diagnostic {
@@ -148,8 +189,22 @@ impl SubscriberSet {
         if out.changed {
             let table = SubscriberTable::build(self.slots.iter().filter_map(|s| s.good.as_ref()));
             self.table = Arc::new(table);
+            self.remember();
         }
         out
+    }
+
+    /// Keeps the rows in force for the next agent ([`SubscriberSet::remembering`]).
+    fn remember(&self) {
+        let Some(path) = &self.memory else {
+            return;
+        };
+        let rows: BTreeMap<&Path, u32> = (self.slots.iter())
+            .map(|s| (s.path.as_path(), s.held()))
+            .collect();
+        if let Err(e) = save_state(path, &rows) {
+            warn!(path = %path.display(), error = %e, "cannot keep the subscribers files' rows for the next agent: one that finds a file empty (0 bytes) at its start will apply it");
+        }
     }
 }
 
@@ -207,6 +262,47 @@ mod tests {
     fn account(set: &SubscriberSet, ip: &str) -> Option<String> {
         let ip: IpAddr = ip.parse().expect("test address");
         set.table().by_addr(ip, T).map(|s| s.account.to_string())
+    }
+
+    /// A file found empty (0 bytes) at a start is judged against the rows the last agent
+    /// applied, kept in the state directory, as a reload judges it: a truncation caught by a
+    /// restart no longer takes every user off the records.
+    #[test]
+    fn a_file_emptied_while_no_agent_ran_is_judged_by_the_last_agents_rows() {
+        let dir = TempDir::new("subs-seen");
+        let (state, a) = (dir.0.join("state"), dir.0.join("a.csv"));
+        std::fs::create_dir(&state).expect("state dir");
+        std::fs::write(&a, "match,account\n10.0.0.0/8,wide\n10.1.1.1,narrow\n").expect("a");
+        let mut first = SubscriberSet::new([a.clone()]).remembering(&state);
+        assert!(first.reload_all().changed);
+        std::fs::write(&a, "").expect("emptied");
+        let mut next = SubscriberSet::new([a.clone()]).remembering(&state);
+        let r = next.reload_all();
+        let shown: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [format!(
+                "{}: is empty (0 bytes) where its last version held 2 rows: not applied, that \
+                 version stays in force (to empty the file on purpose, leave its header line in it)",
+                a.display()
+            )]
+        );
+        // Without a kept count (no state directory) the empty file applies, as before.
+        let r = SubscriberSet::new([a.clone()]).reload_all();
+        assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+        // The header line empties it on purpose, and that is what the next agent judges by.
+        std::fs::write(&a, "match,account\n").expect("header only");
+        assert!(next.reload_all().diagnostics.is_empty());
+        std::fs::write(&a, "").expect("emptied again");
+        let mut third = SubscriberSet::new([a.clone()]).remembering(&state);
+        let r = third.reload_all();
+        assert!(r.diagnostics.is_empty(), "0 rows kept: {:?}", r.diagnostics);
+        // A damaged state file costs only what it remembered.
+        std::fs::write(state.join(SUBSCRIBERS_SEEN), "{not json").expect("damage");
+        let r = SubscriberSet::new([a.clone()])
+            .remembering(&state)
+            .reload_all();
+        assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
     }
 
     #[test]

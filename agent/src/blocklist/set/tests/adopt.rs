@@ -217,7 +217,7 @@ fn a_kind_with_a_bad_file_keeps_the_adopted_tables_until_every_file_loads() {
     // allowlist lost its address; then the agent starts again on the pinned maps.
     write(&a, "192.0.2.1\nexample.com\nnot-an-address/33\n");
     write(&b, "198.51.100.7\n203.0.113.5\n");
-    write(&allow, "");
+    write(&allow, "# nothing allowed for now\n");
     let mut next = ListSet::new(files.iter().cloned(), k);
     next.adopt(c.allow.clone(), c.block.clone(), c.generation);
     let (delta, diags) = next.reload_all();
@@ -298,4 +298,50 @@ fn new_tables_of_an_upgrade_are_filled_whole_with_a_held_kind_included() {
     assert!(delta.allow.v4_exact.remove.is_empty());
     assert!(delta.generation > c.generation);
     assert!(delta.cover4.is_some(), "the new cover map is written");
+}
+
+/// A list file found empty (0 bytes) at a restart is judged as one emptied during a run: the
+/// running program's tables of its kind stay, as a truncation caught mid-write would have
+/// unblocked every rule. A comment line empties the list on purpose.
+#[test]
+fn a_list_emptied_while_no_agent_ran_leaves_the_running_tables() {
+    let dir = TempDir::new("adopt-emptied");
+    let (block, allow) = (dir.0.join("block.list"), dir.0.join("allow.list"));
+    write(&block, "192.0.2.1\nexample.com\nport tcp 25\n");
+    write(&allow, "");
+    let files = [
+        (block.clone(), ListKind::Block),
+        (allow.clone(), ListKind::Allow),
+    ];
+    let k = key();
+    let running = loaded(&files, k);
+    let c = running.compiled();
+    write(&block, "");
+    let mut next = ListSet::new(files.iter().cloned(), k);
+    next.adopt(c.allow.clone(), c.block.clone(), c.generation);
+    let (delta, diags) = next.reload_all();
+    let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [format!(
+            "{}: is empty (0 bytes) where the running program enforces 3 blocklist rules: not \
+             applied, the blocklist tables stay as they are (to empty a list on purpose, leave a \
+             comment line in it)",
+            block.display()
+        )],
+        "an empty allowlist beside an empty allow table is no problem"
+    );
+    assert!(delta.block.is_empty(), "nothing unblocked: {delta:?}");
+    assert_eq!(tables(&next.compiled().block), tables(&c.block));
+    assert_eq!(next.held(), [ListKind::Block]);
+    // Still held, the 0-byte file is refused again; a comment line empties the list.
+    assert!(next.reload(&block).is_err());
+    write(&block, "# nothing blocked for now\n");
+    let delta = next.reload(&block).expect("a comment-only file applies");
+    assert_eq!(
+        delta.block.v4_exact.remove,
+        [u32::from_be_bytes([192, 0, 2, 1])]
+    );
+    assert!(next.held().is_empty());
+    assert_eq!(next.compiled().block.entries(), 0);
 }
