@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::io;
 
-use agent_common::{flow_flags, FlowKey, FlowValue};
+use agent_common::{flow_flags, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
 use foldhash::fast::RandomState;
 use indexmap::IndexMap;
 use tracing::{debug, error, warn};
@@ -500,12 +500,18 @@ impl Sweeper {
         // One timeline for the whole record, the one of its last packet (see `clock`).
         let clock = self.clock.at(v.last_seen_ns);
         let mut record = FlowRecord::from_entry(key, v, "", &clock, rep, r);
-        if record.packets == 0 {
-            // An earlier record (an active slice, the first drop) carried everything; a stage
-            // that keeps state until the flow's last record learns it ended all the same. A
-            // shutdown ends nothing there: the stage closes next, and where the flow goes on
-            // in the pinned program it carries the flow's state over to the next agent.
-            if r.is_last() && r != EndReason::Shutdown {
+        let ends = r.is_last() && r != EndReason::Shutdown;
+        // After a slice of passed packets (an active one, or an earlier agent's shutdown) the
+        // flow's end is written even with nothing new: a slice reads "continued by the next
+        // line", and that line says how the flow ended. After drops alone (a blocked flow's
+        // first-drop record) nothing more is written.
+        let sliced = rep.packets[DIR_ORIG] + rep.packets[DIR_RESP] > rep.drops;
+        if record.packets == 0 && !(ends && sliced) {
+            // An earlier record carried everything; a stage that keeps state until the
+            // flow's last record learns it ended all the same. A shutdown ends nothing there:
+            // the stage closes next, and where the flow goes on in the pinned program it
+            // carries the flow's state over to the next agent.
+            if ends {
                 sink.flow_ended(key);
             }
             return;
