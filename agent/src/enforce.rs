@@ -543,14 +543,16 @@ impl ListMaps {
             .map_or(0, |per_cpu| per_cpu.iter().sum())
     }
 
-    /// Every rule that matched at least once, with its packet count. One batched read of
-    /// the whole per-CPU array (a few hundred `bpf(2)` calls for a million rules); key by
-    /// key where the kernel has no batch reads. An unreadable map reads as no hits (logged).
-    pub fn all_hits(&self) -> Vec<(RuleId, u64)> {
+    /// Every rule below id `bound` that matched at least once, with its packet count. One
+    /// batched read of the array's first `bound` slots (the array is sized for the lists'
+    /// capacity: reading it whole every sweep kept an idle agent's records thread a fifth
+    /// busy); key by key where the kernel has no batch reads. An unreadable map reads as no
+    /// hits (logged).
+    pub fn all_hits(&self, bound: RuleId) -> Vec<(RuleId, u64)> {
         let mut out = Vec::new();
         let read = aya::util::nr_cpus().map_err(|(_, e)| e).and_then(|cpus| {
             let fd = self.hits.map().fd().as_fd();
-            crate::flowtable::lookup_batch(fd, 4, 8 * cpus, |k, v| {
+            crate::flowtable::lookup_batch_first(fd, 4, 8 * cpus, bound as usize, |k, v| {
                 let id = RuleId::from_ne_bytes([k[0], k[1], k[2], k[3]]);
                 let sum: u64 = v
                     .chunks_exact(8)
@@ -563,7 +565,7 @@ impl ListMaps {
         });
         match read {
             Ok(true) => out,
-            Ok(false) => (0..self.hits.len())
+            Ok(false) => (0..self.hits.len().min(bound))
                 .map(|id| (id, self.hits(id)))
                 .filter(|&(_, n)| n != 0)
                 .collect(),

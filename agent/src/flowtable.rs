@@ -143,20 +143,37 @@ pub(crate) fn lookup_batch(
     fd: BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
+    each: impl FnMut(&[u8], &[u8]),
+) -> io::Result<bool> {
+    lookup_batch_first(fd, key_size, value_size, usize::MAX, each)
+}
+
+/// [`lookup_batch`] of the first `max` entries only: for an array, indices `0..max` (a
+/// million-slot counter array of which a few slots are in use is read in one call, not a
+/// few hundred).
+pub(crate) fn lookup_batch_first(
+    fd: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    max: usize,
     mut each: impl FnMut(&[u8], &[u8]),
 ) -> io::Result<bool> {
-    let mut keys = vec![0u8; BATCH * key_size];
-    let mut values = vec![0u8; BATCH * value_size];
+    let mut keys = vec![0u8; BATCH.min(max.max(1)) * key_size];
+    let mut values = vec![0u8; BATCH.min(max.max(1)) * value_size];
     // The position token of hash and array maps is a u32 (bucket or index).
     let mut position: Option<u32> = None;
+    let mut read = 0;
     loop {
+        if read >= max {
+            return Ok(true);
+        }
         let mut next: u32 = 0;
         let mut attr = BatchAttr {
             in_batch: position.as_ref().map_or(0, |p| p as *const u32 as u64),
             out_batch: &mut next as *mut u32 as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
-            count: BATCH as u32,
+            count: BATCH.min(max - read) as u32,
             map_fd: fd.as_raw_fd() as u32,
             elem_flags: 0,
             flags: 0,
@@ -168,6 +185,7 @@ pub(crate) fn lookup_batch(
         if err.is_none() || code == Some(libc::ENOENT) {
             // The kernel writes back how many elements it filled, also on the final ENOENT.
             let n = (attr.count as usize).min(BATCH);
+            read += n;
             let filled = keys
                 .chunks_exact(key_size)
                 .zip(values.chunks_exact(value_size));

@@ -158,11 +158,23 @@ fn past_the_budget_blocked_packets_create_nothing_and_are_summarised() {
         "its vote, a lower bound of its 60 packets: {:?}",
         f.top
     );
-    let hits = lab.prog.loaded.lists.all_hits();
+    let hits = lab.prog.loaded.lists.all_hits(u32::MAX);
     assert_eq!(
         hits.iter().map(|h| h.1).sum::<u64>(),
         262,
         "every blocked packet hit its rule: {hits:?}"
+    );
+    // Only the slots below the bound are read: the status asks for the ids its book names.
+    let top = hits.iter().map(|h| h.0).max().expect("a rule was hit");
+    assert_eq!(lab.prog.loaded.lists.all_hits(top + 1), hits);
+    assert!(
+        !lab.prog
+            .loaded
+            .lists
+            .all_hits(top)
+            .iter()
+            .any(|h| h.0 == top),
+        "rule {top} is past a bound of {top}"
     );
 
     // The take started the budget afresh: the next blocked new flow is recorded again.

@@ -77,6 +77,11 @@ impl RuleBook {
         }
     }
 
+    /// One past the highest rule id this book names: no rule at or above it has a name.
+    pub fn id_bound(&self) -> RuleId {
+        RuleId::try_from(self.origins.len()).unwrap_or(RuleId::MAX)
+    }
+
     /// Where rule `id` came from.
     pub fn origin(&self, id: RuleId) -> Option<RuleOrigin<'_>> {
         let (at, line) = (*self.origins.get(id as usize)?)?;
@@ -158,12 +163,13 @@ impl ListsShared {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Every rule's hit count, unless a reload holds the maps now (then `None`: the caller
-    /// keeps its last figures rather than wait a second for them).
-    pub fn try_hits(&self) -> Option<Vec<(RuleId, u64)>> {
+    /// The hit count of every rule below id `bound` (a [`RuleBook::id_bound`]: the rules it
+    /// can name), unless a reload holds the maps now (then `None`: the caller keeps its last
+    /// figures rather than wait a second for them).
+    pub fn try_hits(&self, bound: RuleId) -> Option<Vec<(RuleId, u64)>> {
         match self.maps.try_lock() {
-            Ok(maps) => Some(maps.all_hits()),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().all_hits()),
+            Ok(maps) => Some(maps.all_hits(bound)),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().all_hits(bound)),
             Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }

@@ -258,7 +258,7 @@ impl Records {
             }
         }
         let counters: BTreeMap<String, u64> = s.counters.clone();
-        if let Some(hits) = s.lists.try_hits() {
+        if let Some(hits) = s.lists.try_hits(self.rules.id_bound()) {
             s.hits = hits;
         }
         let mut snap = Snapshot::new(
