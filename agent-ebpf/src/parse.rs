@@ -408,6 +408,14 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
         }
         n += 1;
     }
+    // A header longer than the payload holds (cut inside, its next header read from a
+    // header that is not all there) ends the walk as one past its reach does; checked once
+    // here, not per header (in the loop it cost the verifier past its limit).
+    if off > pkt.ip_end {
+        pkt.key.proto = IPPROTO_DSTOPTS;
+        pkt.outcome = Counter::SkipTruncatedIpv6Ext;
+        return Ok(L4::Absent);
+    }
     pkt.key.proto = next;
     if first_fragment {
         return Ok(L4::FirstFragment(off));

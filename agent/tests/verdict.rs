@@ -373,6 +373,18 @@ fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() 
     cut.truncate(14 + 40 + 1); // inside the destination-options header
     cut[18..20].copy_from_slice(&1u16.to_be_bytes());
     assert_eq!(lab.run(&cut), DROP, "IPv6 cut inside an extension header");
+    // Its first two bytes there, its length saying 48: the walk stepped past the payload and
+    // read the header's next header (TCP) as the packet's protocol, a TCP flow with ports 0
+    // that passed the port rule.
+    let mut long = dstopts.build();
+    long.truncate(14 + 40 + 2);
+    long[18..20].copy_from_slice(&2u16.to_be_bytes());
+    long[14 + 40 + 1] = 5;
+    assert_eq!(
+        lab.run(&long),
+        DROP,
+        "IPv6 extension header longer than its payload"
+    );
     // The port rule still judges a TCP header cut after its ports.
     let mut to_22 = Spec::tcp4(v4(198, 51, 100, 2), 40004, v4(198, 18, 0, 7), 22, tcp::SYN).build();
     to_22.truncate(14 + 20 + 4);
@@ -383,7 +395,7 @@ fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() 
     to_23[16..18].copy_from_slice(&24u16.to_be_bytes());
     assert_eq!(lab.run(&to_23), PASS, "and passes one to another port");
     assert_eq!(lab.counter(Counter::SkipTruncatedL4), 7);
-    assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 3);
+    assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 4);
 }
 
 /// Two IPv6 packets a host delivers whole though the walk cannot reach their transport
