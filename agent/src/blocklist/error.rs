@@ -244,8 +244,8 @@ pub enum Problem {
         /// Rules of the version in force.
         rules: usize,
     },
-    /// A list file found empty (0 bytes) by an agent that adopts a running program whose
-    /// tables of its kind hold rules: the file's version before the restart is unknown, and
+    /// A list file found empty (0 bytes), its kind's only file, by an agent that adopts a
+    /// running program whose tables of that kind hold rules: the file's version before the restart is unknown, and
     /// applying it could unblock every rule it held. The tables stay as the program holds them.
     #[error(
         "is empty (0 bytes) where the running program enforces {rules} {kind} rules: not \

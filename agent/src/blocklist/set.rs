@@ -444,6 +444,8 @@ impl ListSet {
     /// Reads and parses file `i`, replacing its good version on success. Returns whether its
     /// contents changed.
     fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
+        let kind = self.files[i].kind;
+        let alone = self.files.iter().filter(|f| f.kind == kind).count() == 1;
         let file = &mut self.files[i];
         let bytes = read_input(&file.path, TABLE_MAX).map_err(|e| {
             vec![Diagnostic {
@@ -454,13 +456,15 @@ impl ListSet {
         })?;
         // A kind held as the running program's (adopted, or a file of it not loaded since)
         // judges a file it has no version of as if emptied during a run: emptied while no
-        // agent ran, applied it could unblock every rule it held.
+        // agent ran, applied it could unblock every rule it held. Only the kind's one file:
+        // beside others, the program's rules may all be theirs (an empty placeholder file),
+        // and holding the kind would hold back their edits too.
         let held = self.adopted
             || KINDS
                 .into_iter()
                 .zip(self.held)
                 .any(|(k, h)| h && k == file.kind);
-        if file.good.is_none() && bytes.is_empty() && held {
+        if file.good.is_none() && bytes.is_empty() && held && alone {
             let rules = self.compiled.list(file.kind).entries();
             if rules > 0 {
                 return Err(vec![Diagnostic {

@@ -334,6 +334,20 @@ fn a_list_emptied_while_no_agent_ran_leaves_the_running_tables() {
     assert!(delta.block.is_empty(), "nothing unblocked: {delta:?}");
     assert_eq!(tables(&next.compiled().block), tables(&c.block));
     assert_eq!(next.held(), [ListKind::Block]);
+    // Beside another file of its kind, an empty file may be a placeholder that never held
+    // a rule: it applies, and the other file's edits with it.
+    let other = dir.0.join("other.list");
+    write(&other, "192.0.2.1\n");
+    let two = [
+        (block.clone(), ListKind::Block),
+        (other.clone(), ListKind::Block),
+    ];
+    let mut beside = ListSet::new(two.iter().cloned(), k);
+    beside.adopt(c.allow.clone(), c.block.clone(), c.generation);
+    let (delta, diags) = beside.reload_all();
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(delta.block.domains.remove.len(), 1, "{delta:?}");
+    assert!(beside.held().is_empty());
     // Still held, the 0-byte file is refused again; a comment line empties the list.
     assert!(next.reload(&block).is_err());
     write(&block, "# nothing blocked for now\n");
