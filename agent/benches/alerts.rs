@@ -10,6 +10,14 @@
 //! without the other thread reading the batches. The store write alone is the cheapest stage
 //! of the record path; the issue's target (<= 3% of the record path, ring buffer -> journal)
 //! is measured against the whole path in `event_path.rs`.
+//!
+//! Timed ratios on these shared 2-core machines spread by several percent between runs, wider
+//! than the 3% target. So the same rows are also counted in instructions: the bench runs
+//! itself under Valgrind's callgrind (when `valgrind` is installed) once per variant, with
+//! collection on only inside [`counted_writes`] and per thread, and prints the records
+//! thread's instruction counts and their ratio, which repeat to the instruction. They weigh
+//! every instruction alike (a cache miss or a futex wake counts as what it executes), so they
+//! sit beside the timed ratio, not in its place.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,11 +55,92 @@ fn store(name: &str) -> (Store, PathBuf) {
 /// CPU time of the records thread writing `recs` into `sink`, made durable.
 fn write_all(sink: &mut dyn RecordSink, recs: &[FlowRecord]) -> Duration {
     let c = cpu::thread();
+    counted_writes(sink, recs);
+    cpu::thread() - c
+}
+
+/// Writes `recs` into `sink` and makes them durable: what callgrind counts (by this name).
+#[inline(never)]
+fn counted_writes(sink: &mut dyn RecordSink, recs: &[FlowRecord]) {
     for r in recs {
         sink.write(r).expect("write");
     }
     sink.sync().expect("sync");
-    cpu::thread() - c
+}
+
+/// Set in the process callgrind runs: `direct:N` or `stage:N` (every Nth record blocked).
+const CALLGRIND_ENV: &str = "XDP_AUDIT_BENCH_CALLGRIND";
+/// Records a callgrind run writes (it runs some 50 times slower).
+const CALLGRIND_RECORDS: usize = 50_000;
+
+/// The process callgrind runs: one variant's writes, nothing else.
+fn callgrind_child(spec: &str) {
+    let (variant, every) = spec.split_once(':').expect("VARIANT:N");
+    let every: usize = every.parse().expect("N");
+    let mut recs = records(every);
+    recs.truncate(CALLGRIND_RECORDS);
+    let (s, dir) = store(variant);
+    match variant {
+        "direct" => {
+            let mut s = s;
+            counted_writes(&mut s, &recs);
+        }
+        "stage" => {
+            let alerts = Alerts::start(&AlertConfig::default(), 262_144, Vec::new())
+                .expect("start the alert thread");
+            let mut stage = AlertStage::new(s, alerts.handle());
+            counted_writes(&mut stage, &recs);
+            drop(stage);
+            alerts.stop();
+        }
+        other => panic!("{CALLGRIND_ENV}: unknown variant {other}"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The records thread's instructions inside [`counted_writes`] for one variant, counted by
+/// callgrind in a child process; `None` (said why) when Valgrind is not there or fails.
+fn callgrind_count(variant: &str, every: usize) -> Option<u64> {
+    let out = tmp(&format!("callgrind-{variant}-{every}"));
+    std::fs::create_dir_all(&out).expect("callgrind output folder");
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let run = std::process::Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=*counted_writes*",
+            "--separate-threads=yes",
+            "--quiet",
+        ])
+        .arg(format!("--callgrind-out-file={}/cg.out", out.display()))
+        .arg(&exe)
+        .env(CALLGRIND_ENV, format!("{variant}:{every}"))
+        .status();
+    let counted = match run {
+        Ok(status) if status.success() => main_thread_instructions(&out),
+        Ok(status) => {
+            println!("alerts: callgrind of the {variant} variant failed ({status})");
+            None
+        }
+        Err(e) => {
+            println!("alerts: no instruction counts (valgrind: {e}; `apt install valgrind`)");
+            None
+        }
+    };
+    let _ = std::fs::remove_dir_all(out);
+    counted
+}
+
+/// The count of the main thread's callgrind file (`cg.out-01`, its `summary:` or `totals:`
+/// line): the thread that wrote the records.
+fn main_thread_instructions(dir: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("cg.out-01")).ok()?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
 }
 
 fn records(blocked_every: usize) -> Vec<FlowRecord> {
@@ -71,6 +160,10 @@ fn records(blocked_every: usize) -> Vec<FlowRecord> {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(CALLGRIND_ENV) {
+        callgrind_child(&spec);
+        return;
+    }
     for (label, every) in [("1 in 10 blocked", 10), ("all blocked", 1)] {
         let recs = records(every);
         let (mut base, mut with, mut alone) = (Vec::new(), Vec::new(), Vec::new());
@@ -136,5 +229,17 @@ fn main() {
             cpu::median(&alone) / base,
             cpu::median(&per_hit) * 1e9
         );
+        if let (Some(direct), Some(stage)) = (
+            callgrind_count("direct", every),
+            callgrind_count("stage", every),
+        ) {
+            println!(
+                "alerts ({label}), instructions (callgrind, {CALLGRIND_RECORDS} records, the \
+                 records thread only): direct {direct}, through the alert stage {stage}; ratio \
+                 {:.4} ({:.1} instructions a record more)",
+                stage as f64 / direct as f64,
+                (stage as f64 - direct as f64) / CALLGRIND_RECORDS as f64
+            );
+        }
     }
 }

@@ -59,36 +59,42 @@ impl HitBatch {
         self.last = [None; 2];
     }
 
-    /// Appends one blocked record's (client, user, rule).
+    /// Appends one blocked record's (client, user, rule). Room for the whole hit is reserved
+    /// once, and a text equal to its field's last is told apart by its last byte first (in a
+    /// flood of many rules, `FILE:LINE` texts differ at their end).
     pub fn push(&mut self, client: IpAddr, user: Option<&str>, rule: Option<&str>) {
+        let texts = [user.map(cut), rule.map(cut)];
+        let text_bytes: usize = texts.iter().flatten().map(|t| t.len()).sum();
+        self.bytes.reserve(17 + 4 + text_bytes);
         match client {
             IpAddr::V4(a) => {
-                self.bytes.push(4);
-                self.bytes.extend_from_slice(&a.octets());
+                let [a, b, c, d] = a.octets();
+                self.bytes.extend_from_slice(&[4, a, b, c, d]);
             }
             IpAddr::V6(a) => {
                 self.bytes.push(6);
                 self.bytes.extend_from_slice(&a.octets());
             }
         }
-        for (field, text) in [user, rule].into_iter().enumerate() {
+        for (field, text) in texts.into_iter().enumerate() {
             let Some(t) = text else {
                 self.bytes.extend_from_slice(&NONE.to_le_bytes());
                 continue;
             };
-            let mut end = t.len().min(usize::from(SAME - 1));
-            while !t.is_char_boundary(end) {
-                end -= 1;
+            let same = self.last[field].is_some_and(|(at, len)| {
+                len == t.len()
+                    && self
+                        .bytes
+                        .get(at..at + len)
+                        .is_some_and(|prev| prev.last() == t.last() && prev == t)
+            });
+            if same {
+                self.bytes.extend_from_slice(&SAME.to_le_bytes());
+                continue;
             }
-            let t = &t.as_bytes()[..end];
-            if let Some((at, len)) = self.last[field] {
-                if self.bytes.get(at..at + len) == Some(t) {
-                    self.bytes.extend_from_slice(&SAME.to_le_bytes());
-                    continue;
-                }
-            }
-            self.bytes.extend_from_slice(&(end as u16).to_le_bytes());
-            self.last[field] = Some((self.bytes.len(), end));
+            self.bytes
+                .extend_from_slice(&(t.len() as u16).to_le_bytes());
+            self.last[field] = Some((self.bytes.len(), t.len()));
             self.bytes.extend_from_slice(t);
         }
         self.hits += 1;
@@ -118,6 +124,15 @@ impl HitBatch {
             .map(|((client, user, rule), n)| (Hit { client, user, rule }, n))
             .collect()
     }
+}
+
+/// A text's bytes as a hit holds them: cut to 65,533 bytes at a character boundary.
+fn cut(t: &str) -> &[u8] {
+    let mut end = t.len().min(usize::from(SAME - 1));
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    &t.as_bytes()[..end]
 }
 
 /// Reads back the hits [`HitBatch::push`] wrote.
@@ -331,7 +346,13 @@ mod tests {
             std::thread::yield_now();
         };
         assert_eq!(spare, HitBatch::with_capacity(0), "cleared");
-        assert!(spare.bytes.capacity() >= BATCH * 10, "its room kept");
+        // The room of the 1,024 hits it held (9 bytes each: an IPv4 client, no user, the
+        // same rule).
+        assert!(
+            spare.bytes.capacity() >= BATCH * 9,
+            "its room kept: {}",
+            spare.bytes.capacity()
+        );
         let status = alerts.handle().status();
         assert_eq!(status.queue_full, 0);
         // The thread publishes its CPU time after each input: final once it stopped.
