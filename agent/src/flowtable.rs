@@ -178,8 +178,9 @@ pub(crate) fn lookup_batch_first(
             elem_flags: 0,
             flags: 0,
         };
-        // SAFETY: the key and value buffers hold BATCH elements of the map's key and value
-        // sizes, the tokens are u32, all live for the call.
+        // SAFETY: the key and value buffers hold `BATCH.min(max)` elements of the map's key
+        // and value sizes, at least the `count` asked for, the tokens are u32, all live for
+        // the call.
         let err = unsafe { batch_call(BPF_MAP_LOOKUP_BATCH, &mut attr) }.err();
         let code = err.as_ref().and_then(io::Error::raw_os_error);
         if err.is_none() || code == Some(libc::ENOENT) {

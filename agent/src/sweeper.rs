@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::io;
 
-use agent_common::{flow_flags, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
+use agent_common::{flow_flags, FlowKey, FlowValue};
 use foldhash::fast::RandomState;
 use indexmap::IndexMap;
 use tracing::{debug, error, warn};
@@ -59,6 +59,11 @@ struct Tracked {
     /// The rule its first drop's event named: a flow whose queries a name drops keeps a pass
     /// verdict (no rule) in its entry, and its later records' drops are that rule's.
     drop_rule: Option<u32>,
+    /// This agent's last line of the flow is an `active` slice that carried packets: the
+    /// flow's end is then written even with nothing new, since a slice reads "continued by
+    /// the next line". Kept in memory only: a flow adopted from an earlier agent's ledger
+    /// (whose last line, after a kill, may already be the closing one) ends as before.
+    sliced: bool,
 }
 
 impl Tracked {
@@ -501,11 +506,15 @@ impl Sweeper {
         let clock = self.clock.at(v.last_seen_ns);
         let mut record = FlowRecord::from_entry(key, v, "", &clock, rep, r);
         let ends = r.is_last() && r != EndReason::Shutdown;
-        // After a slice of passed packets (an active one, or an earlier agent's shutdown) the
-        // flow's end is written even with nothing new: a slice reads "continued by the next
-        // line", and that line says how the flow ended. After drops alone (a blocked flow's
-        // first-drop record) nothing more is written.
-        let sliced = rep.packets[DIR_ORIG] + rep.packets[DIR_RESP] > rep.drops;
+        // After this agent's `active` slice the flow's end is written even with nothing new
+        // (`Tracked::sliced`): that line says how the flow ended. After any other line (a
+        // first drop, the closing line itself) nothing more is.
+        let tracked = self.open.get_mut(key);
+        let sliced = tracked.as_ref().is_some_and(|t| t.sliced);
+        if let Some(t) = tracked {
+            t.sliced = (r == EndReason::Active && record.packets > 0)
+                || (record.packets == 0 && sliced && !ends);
+        }
         if record.packets == 0 && !(ends && sliced) {
             // An earlier record carried everything; a stage that keeps state until the
             // flow's last record learns it ended all the same. A shutdown ends nothing there:

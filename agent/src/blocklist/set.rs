@@ -444,8 +444,8 @@ impl ListSet {
     /// Reads and parses file `i`, replacing its good version on success. Returns whether its
     /// contents changed.
     fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
-        let kind = self.files[i].kind;
-        let alone = self.files.iter().filter(|f| f.kind == kind).count() == 1;
+        let (kind, path) = (self.files[i].kind, &self.files[i].path);
+        let alone = self.files.iter().all(|f| f.kind != kind || f.path == *path);
         let file = &mut self.files[i];
         let bytes = read_input(&file.path, TABLE_MAX).map_err(|e| {
             vec![Diagnostic {

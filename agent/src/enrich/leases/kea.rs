@@ -53,8 +53,10 @@ const KEA_COLUMNS: [&str; 19] = [
     "hwaddr_source",
 ];
 
-/// The optional columns the parser reads.
-const READ_OPTIONAL: [&str; 5] = ["hwaddr", "client_id", "duid", "lease_type", "hostname"];
+/// The optional columns the parser reads in a DHCPv4 file.
+const READ_OPTIONAL_V4: [&str; 3] = ["hwaddr", "client_id", "hostname"];
+/// The optional columns the parser reads in a DHCPv6 file (one with `duid` or `iaid`).
+const READ_OPTIONAL_V6: [&str; 4] = ["hwaddr", "duid", "lease_type", "hostname"];
 
 struct Columns {
     address: usize,
@@ -88,12 +90,20 @@ impl Columns {
                     name: (*name).to_owned(),
                 });
             }
+            // Only the family's own columns: a later column near one of the other family's
+            // (`uuid`, two edits from DHCPv6's `duid`, in a DHCPv4 file) is no misspelling.
+            let read = if names.iter().any(|n| *n == "duid" || *n == "iaid") {
+                &READ_OPTIONAL_V6[..]
+            } else {
+                &READ_OPTIONAL_V4[..]
+            };
             for (i, name) in names.iter().enumerate() {
                 if KEA_COLUMNS.contains(name) {
                     continue;
                 }
-                let meant = READ_OPTIONAL
-                    .into_iter()
+                let meant = read
+                    .iter()
+                    .copied()
                     .find(|c| find(c).is_none() && strsim::levenshtein(name, c) <= 2);
                 if let Some(meant) = meant {
                     return Err(LeaseFileError::MisspeltColumn {
@@ -415,10 +425,20 @@ mod tests {
                 .into())
         );
         let later = parse(
-            b"address,hwaddr,valid_lifetime,expire,state,vendor_class\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,0,x\n",
+            b"address,hwaddr,valid_lifetime,expire,state,vendor_class,uuid\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,0,x,y\n",
         )
-        .expect("a new column is read past");
+        .expect("new columns are read past, one near the other family's `duid` too");
         assert_eq!(later.leases.len(), 1);
+        assert!(
+            matches!(
+                parse(b"address,duid,valid_lifetime,expire,state,lease_typ\n"),
+                Err(LeaseFileError::MisspeltColumn {
+                    meant: "lease_type",
+                    ..
+                })
+            ),
+            "a DHCPv6 header's own columns are checked"
+        );
         // A misspelt `state` (a damaged header) is no unknown column: it is required.
         assert_eq!(
             parse(b"address,hwaddr,valid_lifetime,expire,stat\n10.0.0.2,aa:bb:cc:dd:ee:02,3600,1800003600,1\n"),

@@ -48,6 +48,17 @@ pub enum Problem {
         /// Rows of the version in force.
         rows: u32,
     },
+    /// As [`Problem::Emptied`], found at the start: the version the last agent applied is
+    /// not known to this one, so the file's users are off the records until it holds them.
+    #[error(
+        "is empty (0 bytes) where the version the last agent applied held {rows} rows: not \
+         applied, and this agent has none of those rows until the file holds them again (to \
+         empty the file on purpose, leave its header line in it)"
+    )]
+    EmptiedAtStart {
+        /// Rows of the version the last agent applied.
+        rows: u32,
+    },
 }
 
 /// One reason a subscribers file was not applied.
@@ -174,7 +185,10 @@ impl SubscriberSet {
                     out.diagnostics.push(Diagnostic {
                         path: slot.path.clone(),
                         line: None,
-                        error: Problem::Emptied { rows: held },
+                        error: match slot.good {
+                            Some(_) => Problem::Emptied { rows: held },
+                            None => Problem::EmptiedAtStart { rows: held },
+                        },
                     });
                 }
                 Ok(parsed) => {
@@ -282,8 +296,9 @@ mod tests {
         assert_eq!(
             shown,
             [format!(
-                "{}: is empty (0 bytes) where its last version held 2 rows: not applied, that \
-                 version stays in force (to empty the file on purpose, leave its header line in it)",
+                "{}: is empty (0 bytes) where the version the last agent applied held 2 rows: \
+                 not applied, and this agent has none of those rows until the file holds them \
+                 again (to empty the file on purpose, leave its header line in it)",
                 a.display()
             )]
         );
