@@ -86,6 +86,19 @@ fn flows_end_by_fin_idle_and_active_timeouts_with_exact_counters() {
     assert_eq!(sink.0.last().map(|r| r.end_reason), Some(EndReason::Idle));
 }
 
+/// Three datagrams of one UDP flow from `10.3.NET.1:PORT` to `10.3.NET.2:443` through the
+/// program, their start event drained into `s`; the frame, to send more.
+fn three_datagrams(l: &mut Loaded, s: &mut Sweeper, net: u8, port: u16) -> Vec<u8> {
+    let f = Spec::udp4(v4(10, 3, net, 1), port, v4(10, 3, net, 2), 443)
+        .payload(10)
+        .build();
+    for _ in 0..3 {
+        run(l, &f);
+    }
+    drain(l, s);
+    f
+}
+
 #[test]
 fn active_timeout_slices_a_busy_flow_and_slices_add_up() {
     let mut l = load(1024, 1 << 16);
@@ -96,16 +109,10 @@ fn active_timeout_slices_a_busy_flow_and_slices_add_up() {
         close_linger: Duration::from_secs(2),
     };
     let mut s = sweeper(t);
-    let f = Spec::udp4(v4(10, 3, 0, 1), 4000, v4(10, 3, 0, 2), 443)
-        .payload(10)
-        .build();
+    let f = three_datagrams(&mut l, &mut s, 0, 4000);
     let fd = flows_fd(&l);
     let table = fd.table();
     let mut sink = Memory::default();
-    for _ in 0..3 {
-        run(&mut l, &f);
-    }
-    drain(&mut l, &mut s);
     s.sweep(table, &mut sink, &(), WallClock::ktime_now() + 11 * S)
         .expect("sweep");
     for _ in 0..2 {
@@ -138,16 +145,10 @@ fn a_flow_ending_with_nothing_after_its_slice_gets_an_empty_last_line() {
         close_linger: Duration::from_secs(2),
     };
     let mut s = sweeper(t);
-    let f = Spec::udp4(v4(10, 3, 1, 1), 4100, v4(10, 3, 1, 2), 443)
-        .payload(10)
-        .build();
+    let f = three_datagrams(&mut l, &mut s, 1, 4100);
     let fd = flows_fd(&l);
     let table = fd.table();
     let mut sink = Memory::default();
-    for _ in 0..3 {
-        run(&mut l, &f);
-    }
-    drain(&mut l, &mut s);
     let now = WallClock::ktime_now();
     s.sweep(table, &mut sink, &(), now + 11 * S).expect("sweep");
     s.sweep(table, &mut sink, &(), now + 41 * S).expect("sweep");
