@@ -24,7 +24,7 @@ pub fn packet<const A: u32>(ctx: &XdpContext) -> u32 {
             // Only what passes goes on: a dropped packet reached no one, and a flood of
             // blocked traffic must not fill the ring with payloads.
             if action == xdp_action::XDP_PASS && (dns || payload::copy_due(bits)) {
-                payload::hand_over(ctx, bits);
+                payload::hand_over(ctx, bits | pkt.created);
             }
             action
         }

@@ -101,6 +101,16 @@ fn insert(key: &FlowKey, value: &FlowValue, flags: u64) -> Result<(), i32> {
     }
 }
 
+/// Takes the entry of `key` out of the table of its family.
+#[inline(always)]
+fn remove(key: &FlowKey) {
+    let _ = if key.family == family::V4 {
+        FLOWS4.remove(&FlowKey4::from_key(key))
+    } else {
+        FLOWS.remove(key)
+    };
+}
+
 const EEXIST: i32 = 17;
 
 /// Adds `n` to a counter shared across CPUs.
@@ -315,8 +325,9 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 /// name may still drop it, so the slow path counts it once the name is judged
 /// ([`judge_dns`]); if the tail call fails (counted), it passes uncounted in its flow. A new
 /// flow's first query is in the entry it creates (its drop, if its name is blocked, comes
-/// after it): no record is written of a flow so young but a stopping agent's slice, and the
-/// copy of an upgrade that moves the flows to new tables. The
+/// after it, and the flow is announced only then: no event holds the query passed): no
+/// record is written of a flow so young but a stopping agent's slice, and the copy of an
+/// upgrade that moves the flows to new tables. The
 /// order holds for a reader where the kernel's copy reads forward and atomic adds are seen
 /// in program order (x86, whose atomic adds are locked); arm64's relaxed adds may show the
 /// two in either order.
@@ -362,27 +373,67 @@ unsafe fn count_packet<const A: u32>(v: Entry, dir: usize, len: u64) {
     }
 }
 
-/// The DNS name check of a query of direction `dir` its flow's verdict passed, which also
-/// counts the query if the main program left it `uncounted` (see [`judge`]): a blocked
-/// name's drop first, then the packet, as `judge` counts a blocked flow's packet. One call
-/// site, after the flow path: the name walk is the costliest code for the verifier to
-/// prove.
+/// The name check of a DNS query its flow's verdict passed: the rule that drops it, or
+/// `None`. A name the walk cannot read (a fragment, a compressed name) is dropped while a
+/// domain is blocked, since its server would read a name no rule judged; its drop record
+/// names no rule. Before the payload copy, so a query past the drop-record budget is
+/// not copied either ([`summarised_query`]).
 #[inline(always)]
-pub fn judge_dns(ctx: &XdpContext, p: &Packet, dir: usize, uncounted: bool) -> u32 {
-    let rule = match dns::blocked_query(ctx, p) {
-        dns::Query::Blocked(rule) => rule,
-        // Dropped while a domain is blocked: its server would read a name no rule judged
-        // (a fragment, a compressed name). Its drop record names no rule.
-        dns::Query::Unwalked if lists::in_force().empty & empty::DOMAINS_BLOCKED != 0 => NO_RULE,
-        _ => {
-            if uncounted {
-                if let Some(v) = lookup(&p.key) {
-                    // SAFETY: as in `update`.
-                    unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
+pub fn name_verdict(ctx: &XdpContext, p: &Packet) -> Option<u32> {
+    match dns::blocked_query(ctx, p) {
+        dns::Query::Blocked(rule) => Some(rule),
+        dns::Query::Unwalked if lists::in_force().empty & empty::DOMAINS_BLOCKED != 0 => {
+            Some(NO_RULE)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a query that created its flow, blocked by `rule`, is past the drop-record budget
+/// ([`flood::admit`], which then sums it in the rule's summary): its flow is taken out again
+/// and the drop counted, and the caller drops it with no event, copy or answer, as `create`
+/// drops a blocked flow past the budget.
+#[inline(always)]
+pub fn summarised_query(rule: u32, p: &Packet) -> bool {
+    if flood::admit(rule, p) {
+        return false;
+    }
+    remove(&p.key);
+    lists::hit(rule);
+    stats::bump(Counter::DroppedByDomain);
+    true
+}
+
+/// Acts on a query's [`name_verdict`] (`blocked`), in direction `dir`, and counts the query
+/// if the main program left it `uncounted` (see [`judge`]): a blocked name's drop first,
+/// then the packet, as `judge` counts a blocked flow's packet. A query that `created` its
+/// flow (counted there, not yet announced) announces it now: by its start if the name
+/// passes, else by its first drop (as `create` announces a blocked flow). One call site,
+/// after the flow path: the name walk is the costliest code for the verifier to prove.
+#[inline(always)]
+pub fn judge_dns(
+    ctx: &XdpContext,
+    p: &Packet,
+    dir: usize,
+    uncounted: bool,
+    created: bool,
+    blocked: Option<u32>,
+) -> u32 {
+    let Some(rule) = blocked else {
+        if uncounted || created {
+            if let Some(v) = lookup(&p.key) {
+                // SAFETY: as in `update`.
+                unsafe {
+                    if uncounted {
+                        count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len);
+                    }
+                }
+                if created && !announce(event_kind::FLOW_START, NO_RULE, &p.key, v) {
+                    unannounce(v);
                 }
             }
-            return xdp_action::XDP_PASS;
         }
+        return xdp_action::XDP_PASS;
     };
     lists::hit(rule);
     let refused = rule != NO_RULE && refuse::dns(ctx, p, rule);
@@ -396,7 +447,14 @@ pub fn judge_dns(ctx: &XdpContext, p: &Packet, dir: usize, uncounted: bool) -> u
             if uncounted {
                 count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len);
             }
-            announce_drop(&p.key, v, rule, Counter::DroppedByDomain, first);
+            if created {
+                stats::bump(Counter::DroppedByDomain);
+                if !announce(event_kind::FLOW_DROP, rule, &p.key, v) {
+                    unannounce(v);
+                }
+            } else {
+                announce_drop(&p.key, v, rule, Counter::DroppedByDomain, first);
+            }
         },
         None => stats::bump(Counter::DroppedByDomain),
     }
@@ -419,6 +477,24 @@ unsafe fn count_drop<const A: u32>(v: Entry) -> bool {
         let first = get(addr_of!((*v).drops)) == 0;
         count::<A>(addr_of_mut!((*v).drops), 1);
         first
+    }
+}
+
+/// Announces a flow the slow path judged (its start, or its first drop with `rule`): a loss
+/// is a lost start, as in `create`. Whether it reached the ring.
+#[inline(always)]
+fn announce(kind: u8, rule: u32, key: &FlowKey, v: Entry) -> bool {
+    events::emit(kind, rule, key, v, Counter::LostFlowStart)
+}
+
+/// Takes back a flow's announced mark (its announcement was lost): the sweeper records an
+/// unmarked flow itself, and counts it a lost start.
+#[inline(always)]
+fn unannounce(v: Entry) {
+    // SAFETY: as in `update`.
+    unsafe {
+        let flags = addr_of_mut!((*v).flags);
+        set(flags, get(flags) & !flow_flags::START_ANNOUNCED);
     }
 }
 
@@ -498,37 +574,33 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
     // announcement is written after the insert, so a retransmitted SYN (whose insert loses)
     // costs the ring buffer nothing; a full ring takes the mark back.
     value.flags |= flow_flags::START_ANNOUNCED;
+    // A DNS query the flow's addresses pass (its name judged in the slow path, which also
+    // spends a blocked name's drop-record budget) is announced there, once judged: a start
+    // event written now would say a query passed that its name may drop (and, were the
+    // drop's event lost and the entry evicted before a walk, be all a record could say).
+    let query = !dropped && p.dns_off != 0;
     match insert(&p.key, &value, BPF_NOEXIST as u64) {
+        Ok(()) if query => p.created = payload::CREATED,
         Ok(()) => {
             // Announcements carry the entry as it was before the mark, as they always have.
             value.flags &= !flow_flags::START_ANNOUNCED;
             // A dropped first packet announces the flow through its drop event instead; its
             // loss is a lost start (the sweeper finds the flow unannounced and counts the
             // starts the table lost unseen from `lost_flow_start`).
-            let announced = if dropped {
-                events::emit(
-                    event_kind::FLOW_DROP,
-                    rule,
-                    &p.key,
-                    &raw const value,
-                    Counter::LostFlowStart,
-                )
+            let (kind, named) = if dropped {
+                (event_kind::FLOW_DROP, rule)
             } else {
-                events::emit(
-                    event_kind::FLOW_START,
-                    NO_RULE,
-                    &p.key,
-                    &raw const value,
-                    Counter::LostFlowStart,
-                )
+                (event_kind::FLOW_START, NO_RULE)
             };
-            if !announced {
+            if !events::emit(
+                kind,
+                named,
+                &p.key,
+                &raw const value,
+                Counter::LostFlowStart,
+            ) {
                 if let Some(v) = lookup(&p.key) {
-                    // SAFETY: as in `update`; the sweeper records an unmarked flow itself.
-                    unsafe {
-                        let flags = addr_of_mut!((*v).flags);
-                        set(flags, get(flags) & !flow_flags::START_ANNOUNCED);
-                    }
+                    unannounce(v);
                 }
             }
         }

@@ -48,6 +48,11 @@ pub struct Packet {
     pub ip_end: usize,
     /// TCP: the sequence number, network order. Otherwise 0.
     pub seq: u32,
+    /// Hand-over bits the flow path leaves for the slow path beside those it returns
+    /// (`payload::CREATED`), 0 from the parser. Apart, and read only where they are handed
+    /// over: the main program branches on the returned bits, and a bit there kept states
+    /// the verifier had walked before from being found equal (25,000 instructions).
+    pub created: u8,
 }
 
 impl Packet {
@@ -168,6 +173,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
         l4_off: 0,
         ip_end: 0,
         seq: 0,
+        created: 0,
     };
     let mut ethertype = be16(eth.get::<u16, 12>());
     let mut off = ETH_HLEN;

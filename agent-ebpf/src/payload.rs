@@ -12,10 +12,12 @@
 //! main program has accounted a packet that passes and either has a copy due or is a DNS
 //! query (whose name check lives there too). The verifier checks it on its own: the main
 //! program, every parser branch times every flow-table branch, is close to the verifier's
-//! limit of a million instructions by itself. The slow path parses the packet again, copies
-//! the payload into a ring record ([`events::payload`]), then runs the DNS name check, which
-//! also counts the query in its flow (the main program leaves a query its flow passes
-//! uncounted, so a copy of the entry never holds it passed before its name drops it).
+//! limit of a million instructions by itself. The slow path parses the packet again, judges
+//! a DNS query's name (a blocked query that made its flow, past the drop-record budget, is
+//! dropped there with its flow taken out again), copies the payload into a ring record
+//! ([`events::payload`]), then acts on the name's verdict, which also counts the query in its
+//! flow (the main program leaves a query its flow passes uncounted, so a copy of the entry
+//! never holds it passed before its name drops it) and announces a flow the query made.
 //! Nothing here changes the verdict of a packet that is not a blocked DNS query (which is
 //! still copied first, within its budget, so its record can name it); a failed tail call or
 //! copy is counted ([`Counter::LostPayload`]) and the packet passes (a query then
@@ -69,6 +71,10 @@ const COPY: u8 = 1;
 const RESPONDER: u8 = 2;
 /// Hand-over bit: the main program counted the packet in its flow (a new flow's first).
 pub const COUNTED: u8 = 4;
+/// Hand-over bit: the packet, a DNS query, created its flow, which the main program left
+/// unannounced for the name check to announce ([`flow::judge_dns`]). Never set by an older
+/// build's main program, which announced every flow it created.
+pub const CREATED: u8 = 8;
 /// Set beside the bits in the slot by every hand-over of this build: its main program leaves
 /// a DNS query its flow passes to the name check to count, unless it says [`COUNTED`]. An
 /// older build's main program, which counted every query itself and can reach a newer slow
@@ -177,14 +183,27 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
     } else {
         DIR_ORIG
     };
-    // The copy goes first: a blocked DNS query is copied (within its flow's budget) before
-    // it is judged, so its payload event precedes the flow's drop event in the ring and the
-    // drop record names the query it blocked.
+    // A query's name is judged first: one that created its flow and is past its rule's
+    // drop-record budget is dropped with nothing copied or announced.
+    let created = bits & CREATED != 0;
+    let blocked = if p.dns_off != 0 {
+        flow::name_verdict(ctx, &p)
+    } else {
+        None
+    };
+    if let Some(rule) = blocked {
+        if created && flow::summarised_query(rule, &p) {
+            return xdp_action::XDP_DROP;
+        }
+    }
+    // Then the copy: a blocked DNS query is copied (within its flow's budget) before its
+    // drop is acted on, so its payload event precedes the flow's drop event in the ring and
+    // the drop record names the query it blocked.
     if copy_due(bits) {
         copy(ctx, &p, dir);
     }
     if p.dns_off != 0 {
-        return flow::judge_dns(ctx, &p, dir, uncounted);
+        return flow::judge_dns(ctx, &p, dir, uncounted, created, blocked);
     }
     xdp_action::XDP_PASS
 }

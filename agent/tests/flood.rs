@@ -2,7 +2,7 @@
 //! blocked new flow is created and its first drop announced; past it, blocked packets create
 //! no flow and no event, and are counted in the rule's summary (packets, bytes, times, the
 //! distinct-source sketch, the top sources); the agent's take starts the budget afresh. The
-//! global budget binds across rules. Needs root.
+//! global budget binds across rules; blocked DNS names spend the same budgets. Needs root.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use agent_common::Counter;
 use common::prog::Prog;
-use common::{tcp, v4, Spec};
+use common::{dns_query_payload, tcp, v4, wire, Spec};
 use xdp_audit::blocklist::{ListKind, ListSpec};
 use xdp_audit::reader::Event;
 use xdp_audit::sweeper::flood::{FloodBudget, RuleFlood};
@@ -203,6 +203,57 @@ fn the_global_budget_binds_across_rules() {
     // The window moved on: both budgets start afresh.
     assert_eq!(lab.syn(source(100), v4(203, 0, 113, 8), 0), DROP);
     assert_eq!(lab.prog.flows().len(), 4);
+}
+
+/// Blocked DNS names spend the same budget: a query that would make a flow, past its
+/// rule's budget, makes none (its flow is taken out again), is neither copied nor announced,
+/// and is summed in the rule's summary. A query of a flow that already exists creates
+/// nothing and is dropped as before. Before, each blocked query on a new source port bought
+/// a flow, a start event, a payload copy and a drop event.
+#[test]
+fn past_the_budget_blocked_dns_queries_create_copy_and_announce_nothing() {
+    let mut lab = Lab::new("names", "example.com\n", budget(2, 1000));
+    let query = |sport: u16| {
+        let mut s = Spec::udp4(v4(198, 51, 100, 2), sport, v4(198, 18, 0, 53), 53);
+        s.payload = dns_query_payload(&wire("www.example.com"));
+        s.build()
+    };
+    for sport in 0..50 {
+        assert_eq!(lab.prog.run(&query(40000 + sport)), DROP);
+    }
+    assert_eq!(lab.prog.flows().len(), 2, "flows within the budget alone");
+    let kinds: Vec<_> = (lab.prog.events().iter())
+        .map(|e| match e {
+            Event::FlowStart(..) => "start",
+            Event::FlowEnd(..) => "end",
+            Event::FlowDrop(..) => "drop",
+            Event::Payload(..) => "payload",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["payload", "drop", "payload", "drop"],
+        "events of the two"
+    );
+    assert_eq!(lab.prog.counter(Counter::DroppedSummarised), 48);
+    assert_eq!(lab.prog.counter(Counter::DroppedByDomain), 50);
+    // A second query on a recorded flow: dropped, counted there, nothing summarised.
+    assert_eq!(lab.prog.run(&query(40000)), DROP);
+    let counted: Vec<_> = (lab.prog.flows().into_iter())
+        .map(|(k, v)| (u16::from_be(k.port_a), v.packets[0], v.drops))
+        .collect();
+    assert!(counted.contains(&(40000, 2, 2)), "{counted:?}");
+    assert_eq!(
+        lab.take_counts(),
+        vec![(2, 48)],
+        "two recorded, 48 summarised"
+    );
+    let hits = lab.prog.loaded.lists.all_hits(u32::MAX);
+    assert_eq!(
+        hits.iter().map(|h| h.1).sum::<u64>(),
+        51,
+        "every blocked query hit its rule: {hits:?}"
+    );
 }
 
 #[test]

@@ -3,15 +3,16 @@
 //! lengths around the hash's word size, the 16-label cap, compressed and malformed names),
 //! queries over UDP and TCP and in IPv4 and IPv6 first fragments, names the walk cannot read
 //! (dropped only while a domain is blocked), keys that differ from load to load, a blocked
-//! query copied before its drop is announced, and a flow's entry copied while its dropped
-//! queries are counted. Addresses, prefixes and ports are in `verdict.rs`. Needs root.
+//! query copied before its drop is announced, a flow's entry copied while its dropped
+//! queries are counted, and a new flow's query announced once its name is judged.
+//! Addresses, prefixes and ports are in `verdict.rs`. Needs root.
 
 mod common;
 mod verdict_common;
 
 use agent_common::payload::DNS_UDP_MESSAGES;
-use agent_common::Counter;
-use common::{tcp, v4, v6, wire, Addrs, Spec, L4};
+use agent_common::{flow_flags, names, Counter};
+use common::{dns_query_payload, tcp, v4, v6, wire, Addrs, Spec, L4};
 use verdict_common::{copies_while_it_counts, first_fragment, Lab, DROP, PASS};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::Event;
@@ -49,14 +50,6 @@ fn dns_query_from(port: u16, qname: &[u8]) -> Vec<u8> {
     let mut s = Spec::udp4(v4(198, 51, 100, 2), port, v4(198, 18, 0, 53), 53);
     s.payload = dns_query_payload(qname);
     s.build()
-}
-
-/// A DNS message asking one A question for `qname` (wire form).
-fn dns_query_payload(qname: &[u8]) -> Vec<u8> {
-    let mut payload = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    payload.extend_from_slice(qname);
-    payload.extend_from_slice(&[0, 1, 0, 1]);
-    payload
 }
 
 #[test]
@@ -439,4 +432,65 @@ fn every_record_of_a_flow_whose_queries_a_name_drops_names_its_rule() {
         drops.len() == 2 && drops[0].1.is_some() && drops[1].1 == drops[0].1,
         "the first drop's record and the flow's end, both naming the rule: {drops:?}"
     );
+}
+
+/// A new flow's first query is announced once its name is judged, by one event: its drop
+/// (after its payload copy), or its start. A start event written before the name check
+/// said a query passed that its name then dropped, and were the drop's event lost and the
+/// entry evicted before a sweep read it, the record said so. A full ring loses that one
+/// announcement, a lost start, and leaves the entry unmarked for the sweeper to record.
+#[test]
+fn a_new_flows_query_is_announced_once_its_name_is_judged() {
+    let mut lab = Lab::sized("announce", "example.com\n", "", &[(names::EVENTS, 4096)]);
+    let kinds = |events: &[Event]| -> Vec<(&'static str, [u64; 2], u64)> {
+        (events.iter())
+            .map(|e| match e {
+                Event::FlowStart(_, v) => ("start", v.packets, v.drops),
+                Event::FlowDrop(_, v, _) => ("drop", v.packets, v.drops),
+                Event::FlowEnd(_, v) => ("end", v.packets, v.drops),
+                Event::Payload(_) => ("payload", [0, 0], 0),
+            })
+            .collect()
+    };
+    assert_eq!(lab.run(&dns_query(&wire("www.example.com"))), DROP);
+    assert_eq!(
+        kinds(&lab.events()),
+        [("payload", [0, 0], 0), ("drop", [1, 0], 1)],
+        "a blocked query: copied, then its drop, no start"
+    );
+    assert_eq!(lab.run(&dns_query_from(5400, &wire("example.org"))), PASS);
+    assert_eq!(
+        kinds(&lab.events()),
+        [("payload", [0, 0], 0), ("start", [1, 0], 0)],
+        "a passed query: copied, then its start"
+    );
+    // Other flows' starts fill the ring.
+    let mut n = 0u8;
+    while lab.counter(Counter::LostFlowStart) == 0 {
+        assert!(n < 200, "a 4 KiB ring holds fewer than 200 starts");
+        let filler = Spec::udp4(v4(10, 7, 0, n), 9999, v4(10, 7, 1, 1), 9999).build();
+        assert_eq!(lab.run(&filler), PASS);
+        n += 1;
+    }
+    let lost = |lab: &Lab| [Counter::LostFlowStart, Counter::LostFlowDrop].map(|c| lab.counter(c));
+    let before = lost(&lab);
+    assert_eq!(
+        lab.run(&dns_query_from(5401, &wire("www.example.com"))),
+        DROP
+    );
+    let after = lost(&lab);
+    assert_eq!(
+        [after[0] - before[0], after[1] - before[1]],
+        [1, 0],
+        "one lost start, no lost drop"
+    );
+    let entry = (lab
+        .loaded
+        .flow_table()
+        .entries()
+        .expect("entries")
+        .into_iter())
+    .find(|(k, _)| u16::from_be(k.port_a) == 5401)
+    .map(|(_, v)| (v.packets, v.drops, v.flags & flow_flags::START_ANNOUNCED));
+    assert_eq!(entry, Some(([1, 0], 1, 0)), "its entry, unmarked");
 }

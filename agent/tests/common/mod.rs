@@ -261,6 +261,14 @@ pub fn v6(last: u16) -> [u8; 16] {
     a
 }
 
+/// A DNS message asking one A question for `qname` (wire form, see [`wire`]).
+pub fn dns_query_payload(qname: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    payload.extend_from_slice(qname);
+    payload.extend_from_slice(&[0, 1, 0, 1]);
+    payload
+}
+
 /// `name` in DNS wire form: length-prefixed labels, then the root's 0.
 pub fn wire(name: &str) -> Vec<u8> {
     let mut out = Vec::new();
