@@ -2,8 +2,9 @@
 //! them, replaced as a whole.
 //!
 //! Same behaviour as the list files: a file with any bad row, or that cannot be read, is not
-//! applied and its last good version stays (at start-up it contributes nothing until fixed);
-//! every problem is reported as `FILE:LINE: column: reason`. A reload builds a new
+//! applied and its last good version stays (at start-up, the version the last agent applied,
+//! kept in the state directory ([`SUBSCRIBERS_KEPT`]); without one it contributes nothing
+//! until fixed); every problem is reported as `FILE:LINE: column: reason`. A reload builds a new
 //! [`SubscriberTable`] and swaps the `Arc`: a reader holding the old one keeps a consistent
 //! view, the next reader gets the new one, nobody sees half of each.
 //!
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::enrich::source::FileProblem;
-use crate::store::fsutil::{load_state, read_input, save_state, TABLE_MAX};
+use crate::store::fsutil::{hex, load_state, read_input, save_state, write_atomic, TABLE_MAX};
 
 use super::parse::{ParsedSubscribers, RowProblem, RowStats};
 use super::SubscriberTable;
@@ -66,6 +67,11 @@ pub type Diagnostic = FileProblem<Problem>;
 
 /// Reads and parses one file: its rows, or every problem.
 fn load(path: &Path) -> Result<ParsedSubscribers, Vec<Diagnostic>> {
+    load_bytes(path).map(|(parsed, _)| parsed)
+}
+
+/// [`load`], with the bytes read.
+fn load_bytes(path: &Path) -> Result<(ParsedSubscribers, Vec<u8>), Vec<Diagnostic>> {
     let bytes = read_input(path, TABLE_MAX).map_err(|e| {
         vec![Diagnostic {
             path: path.to_owned(),
@@ -73,7 +79,7 @@ fn load(path: &Path) -> Result<ParsedSubscribers, Vec<Diagnostic>> {
             error: Problem::Read(e),
         }]
     })?;
-    ParsedSubscribers::parse(&bytes).map_err(|bad| {
+    let parsed = ParsedSubscribers::parse(&bytes).map_err(|bad| {
         bad.into_iter()
             .map(|b| {
                 let (line, problem) = b.problem();
@@ -83,13 +89,21 @@ fn load(path: &Path) -> Result<ParsedSubscribers, Vec<Diagnostic>> {
                     error: Problem::Row(problem),
                 }
             })
-            .collect()
-    })
+            .collect::<Vec<_>>()
+    })?;
+    Ok((parsed, bytes))
 }
 
 /// The rows of each file's version in force, kept in the state directory so the next agent
 /// judges a file it finds empty (0 bytes) at its start as a reload would.
 pub const SUBSCRIBERS_SEEN: &str = "subscribers-seen.json";
+
+/// The bytes of each file's version in force, one file each in this directory of the state
+/// directory, named by a hash of the file's path: at a start, a file found empty, damaged or
+/// unreadable is replaced by them until it loads, as a reload keeps the version in force.
+/// (Without them a truncation or a bad edit caught by a restart took the file's users off
+/// the records.)
+pub const SUBSCRIBERS_KEPT: &str = "subscribers-kept";
 
 struct Slot {
     path: PathBuf,
@@ -103,6 +117,51 @@ impl Slot {
     /// Rows of the version in force, or of the one a previous agent applied.
     fn held(&self) -> u32 {
         self.good.as_ref().map_or(self.seen, |g| g.stats.rows)
+    }
+
+    /// The name of its kept copy in [`SUBSCRIBERS_KEPT`].
+    fn kept_name(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.path.as_os_str().as_encoded_bytes());
+        format!("{}.csv", hex(&digest[..16]))
+    }
+
+    /// Keeps `bytes`, the version now in force, in `dir` for the next agent.
+    fn keep(&self, dir: &Path, bytes: &[u8]) {
+        let kept =
+            std::fs::create_dir_all(dir).and_then(|()| write_atomic(dir, &self.kept_name(), bytes));
+        if let Err(e) = kept {
+            warn!(file = %self.path.display(), dir = %dir.display(), error = %e, "cannot keep the subscribers file's version in force for the next agent: one that finds the file unusable at its start goes without its rows");
+        }
+    }
+
+    /// At a start, puts the version the last agent applied, kept in `dir`, in force in place
+    /// of the file it could not apply; whether there was one.
+    fn restore(&mut self, dir: &Path) -> bool {
+        let kept = dir.join(self.kept_name());
+        let bytes = match read_input(&kept, TABLE_MAX) {
+            Ok(bytes) => bytes,
+            Err(crate::store::fsutil::InputError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return false;
+            }
+            Err(e) => {
+                warn!(file = %self.path.display(), kept = %kept.display(), error = %e, "cannot read the version of the subscribers file the last agent applied: the file's users are off the records until it loads");
+                return false;
+            }
+        };
+        match ParsedSubscribers::parse(&bytes) {
+            Ok(parsed) => {
+                warn!(file = %self.path.display(), kept = %kept.display(), rows = parsed.stats.rows, "the subscribers file cannot be applied at this start: the version the last agent applied is in force until it loads");
+                self.good = Some(parsed);
+                true
+            }
+            Err(_) => {
+                warn!(file = %self.path.display(), kept = %kept.display(), "the kept version of the subscribers file does not parse: the file's users are off the records until it loads");
+                false
+            }
+        }
     }
 }
 
@@ -121,6 +180,9 @@ pub struct SubscriberSet {
     table: Arc<SubscriberTable>,
     /// Where the rows in force are kept for the next agent, if anywhere.
     memory: Option<PathBuf>,
+    /// Where the versions in force are kept for the next agent ([`SUBSCRIBERS_KEPT`]), if
+    /// anywhere.
+    kept: Option<PathBuf>,
 }
 
 impl SubscriberSet {
@@ -138,6 +200,7 @@ impl SubscriberSet {
                 .collect(),
             table: Arc::default(),
             memory: None,
+            kept: None,
         }
     }
 
@@ -155,6 +218,7 @@ impl SubscriberSet {
             slot.seen = seen.get(&slot.path).copied().unwrap_or(0);
         }
         self.memory = Some(path);
+        self.kept = Some(state_dir.join(SUBSCRIBERS_KEPT));
         self
     }
 
@@ -180,25 +244,35 @@ impl SubscriberSet {
         let mut out = Reload::default();
         for slot in self.slots.iter_mut().filter(|s| paths.contains(&s.path)) {
             let held = slot.held();
-            match load(&slot.path) {
-                Ok(parsed) if parsed.stats.lines == 0 && held > 0 => {
-                    out.diagnostics.push(Diagnostic {
-                        path: slot.path.clone(),
-                        line: None,
-                        error: match slot.good {
-                            Some(_) => Problem::Emptied { rows: held },
-                            None => Problem::EmptiedAtStart { rows: held },
-                        },
-                    });
-                }
-                Ok(parsed) => {
+            let mut problems = match load_bytes(&slot.path) {
+                Ok((parsed, _)) if parsed.stats.lines == 0 && held > 0 => Vec::new(),
+                Ok((parsed, bytes)) => {
                     if slot.good.as_ref() != Some(&parsed) {
                         slot.good = Some(parsed);
                         out.changed = true;
+                        if let Some(dir) = &self.kept {
+                            slot.keep(dir, &bytes);
+                        }
                     }
+                    continue;
                 }
-                Err(mut d) => out.diagnostics.append(&mut d),
+                Err(d) => d,
+            };
+            // Not applied: at a start, the version the last agent applied stands in.
+            if slot.good.is_none() && self.kept.as_deref().is_some_and(|d| slot.restore(d)) {
+                out.changed = true;
             }
+            if problems.is_empty() {
+                problems.push(Diagnostic {
+                    path: slot.path.clone(),
+                    line: None,
+                    error: match slot.good {
+                        Some(_) => Problem::Emptied { rows: slot.held() },
+                        None => Problem::EmptiedAtStart { rows: held },
+                    },
+                });
+            }
+            out.diagnostics.append(&mut problems);
         }
         if out.changed {
             let table = SubscriberTable::build(self.slots.iter().filter_map(|s| s.good.as_ref()));
@@ -218,6 +292,17 @@ impl SubscriberSet {
             .collect();
         if let Err(e) = save_state(path, &rows) {
             warn!(path = %path.display(), error = %e, "cannot keep the subscribers files' rows for the next agent: one that finds a file empty (0 bytes) at its start will apply it");
+        }
+        // Copies of files no longer configured go: they would outlive the operator's edit.
+        let Some(dir) = &self.kept else {
+            return;
+        };
+        let ours: Vec<String> = self.slots.iter().map(Slot::kept_name).collect();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_none_or(|n| !ours.iter().any(|o| o == n)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }
@@ -279,8 +364,10 @@ mod tests {
     }
 
     /// A file found empty (0 bytes) at a start is judged against the rows the last agent
-    /// applied, kept in the state directory, as a reload judges it: a truncation caught by a
-    /// restart no longer takes every user off the records.
+    /// applied, kept in the state directory, as a reload judges it, and the version it
+    /// applied stays in force: a truncation caught by a restart no longer takes every user
+    /// off the records. Without that version (an older agent's state: its row count alone)
+    /// the file is named and its users are off the records until it loads.
     #[test]
     fn a_file_emptied_while_no_agent_ran_is_judged_by_the_last_agents_rows() {
         let dir = TempDir::new("subs-seen");
@@ -296,12 +383,28 @@ mod tests {
         assert_eq!(
             shown,
             [format!(
+                "{}: is empty (0 bytes) where its last version held 2 rows: not applied, that \
+                 version stays in force (to empty the file on purpose, leave its header line in \
+                 it)",
+                a.display()
+            )]
+        );
+        assert!(r.changed, "the kept version is in force");
+        assert_eq!(account(&next, "10.1.1.1").as_deref(), Some("narrow"));
+        std::fs::remove_dir_all(state.join(SUBSCRIBERS_KEPT)).expect("no kept versions");
+        let mut older = SubscriberSet::new([a.clone()]).remembering(&state);
+        let r = older.reload_all();
+        let shown: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [format!(
                 "{}: is empty (0 bytes) where the version the last agent applied held 2 rows: \
                  not applied, and this agent has none of those rows until the file holds them \
                  again (to empty the file on purpose, leave its header line in it)",
                 a.display()
             )]
         );
+        assert_eq!(account(&older, "10.1.1.1"), None);
         // Without a kept count (no state directory) the empty file applies, as before.
         let r = SubscriberSet::new([a.clone()]).reload_all();
         assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
@@ -318,6 +421,47 @@ mod tests {
             .remembering(&state)
             .reload_all();
         assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    }
+
+    /// A file damaged or gone while no agent ran: the next agent names every problem and
+    /// puts the version the last agent applied in force until the file loads again. A kept
+    /// version of a file no longer configured is removed.
+    #[test]
+    fn at_a_start_a_file_that_does_not_load_is_replaced_by_the_version_last_applied() {
+        let dir = TempDir::new("subs-kept");
+        let state = dir.0.join("state");
+        let (a, b) = (dir.0.join("a.csv"), dir.0.join("b.csv"));
+        std::fs::create_dir(&state).expect("state dir");
+        std::fs::write(&a, "match,account\n10.1.1.1,alice\n").expect("a");
+        std::fs::write(&b, "match,account\n10.2.2.2,bob\n").expect("b");
+        let mut first = SubscriberSet::new([a.clone(), b.clone()]).remembering(&state);
+        assert!(first.reload_all().diagnostics.is_empty());
+        std::fs::write(&a, "match,account\n10.1.1.1,alice\n10.1.1.300,x\n").expect("damage a");
+        std::fs::remove_file(&b).expect("remove b");
+        let mut next = SubscriberSet::new([a.clone(), b.clone()]).remembering(&state);
+        let r = next.reload_all();
+        let shown: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with(&format!("{}:3: match:", a.display())),
+            "{shown:?}"
+        );
+        assert!(shown[1].contains("cannot read"), "{shown:?}");
+        assert!(r.changed);
+        assert_eq!(account(&next, "10.1.1.1").as_deref(), Some("alice"));
+        assert_eq!(account(&next, "10.2.2.2").as_deref(), Some("bob"));
+        // The file fixed: it is applied, and is what the next agent keeps.
+        std::fs::write(&a, "match,account\n10.1.1.1,carol\n").expect("fix a");
+        assert!(next.reload(std::slice::from_ref(&a)).changed);
+        assert_eq!(account(&next, "10.1.1.1").as_deref(), Some("carol"));
+        std::fs::write(&a, "").expect("empty a");
+        let mut third = SubscriberSet::new([a.clone()]).remembering(&state);
+        third.reload_all();
+        assert_eq!(account(&third, "10.1.1.1").as_deref(), Some("carol"));
+        let kept = std::fs::read_dir(state.join(SUBSCRIBERS_KEPT))
+            .expect("kept")
+            .count();
+        assert_eq!(kept, 1, "b, no longer configured, is not kept");
     }
 
     #[test]
