@@ -323,11 +323,9 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 /// once sat between the two). What a packet adds after the sweeper's take of an idle flow
 /// is lost with the deleted entry. A DNS `query` its flow passes is not counted here: its
 /// name may still drop it, so the slow path counts it once the name is judged
-/// ([`judge_dns`]); if the tail call fails (counted), it passes uncounted in its flow. A new
-/// flow's first query is in the entry it creates (its drop, if its name is blocked, comes
-/// after it, and the flow is announced only then: no event holds the query passed): no
-/// record is written of a flow so young but a stopping agent's slice, and the copy of an
-/// upgrade that moves the flows to new tables. The
+/// ([`judge_dns`]); if the tail call fails (counted), it passes uncounted in its flow. So is
+/// a new flow's first query: its entry is created empty, and the slow path counts the query
+/// and announces the flow once the name is judged (see `create`). The
 /// order holds for a reader where the kernel's copy reads forward and atomic adds are seen
 /// in program order (x86, whose atomic adds are locked); arm64's relaxed adds may show the
 /// two in either order.
@@ -398,18 +396,31 @@ pub fn summarised_query(rule: u32, p: &Packet) -> bool {
     if flood::admit(rule, p) {
         return false;
     }
-    remove(&p.key);
+    // Taken out as this query left it, empty (see `create`): a packet of the same flow that
+    // another CPU counted into it meanwhile keeps it, and that packet's own announcement.
+    if let Some(v) = lookup(&p.key) {
+        // SAFETY: as in `update`.
+        let counted = unsafe {
+            get(addr_of!((*v).packets[DIR_ORIG]))
+                | get(addr_of!((*v).packets[DIR_RESP]))
+                | get(addr_of!((*v).drops))
+        };
+        if counted == 0 {
+            remove(&p.key);
+        }
+    }
     lists::hit(rule);
     stats::bump(Counter::DroppedByDomain);
     true
 }
 
 /// Acts on a query's [`name_verdict`] (`blocked`), in direction `dir`, and counts the query
-/// if the main program left it `uncounted` (see [`judge`]): a blocked name's drop first,
-/// then the packet, as `judge` counts a blocked flow's packet. A query that `created` its
-/// flow (counted there, not yet announced) announces it now: by its start if the name
-/// passes, else by its first drop (as `create` announces a blocked flow). One call site,
-/// after the flow path: the name walk is the costliest code for the verifier to prove.
+/// if the main program left it `uncounted` (see [`judge`], and a query that `created` its
+/// flow: see `create`): a blocked name's drop first, then the packet, as `judge` counts a
+/// blocked flow's packet. A query that created its flow (not yet announced) announces it
+/// now: by its start if the name passes, else by its first drop (as `create` announces a
+/// blocked flow); an entry gone meanwhile (evicted) is a lost start. One call site, after
+/// the flow path: the name walk is the costliest code for the verifier to prove.
 #[inline(always)]
 pub fn judge_dns(
     ctx: &XdpContext,
@@ -421,16 +432,18 @@ pub fn judge_dns(
 ) -> u32 {
     let Some(rule) = blocked else {
         if uncounted || created {
-            if let Some(v) = lookup(&p.key) {
-                // SAFETY: as in `update`.
-                unsafe {
+            match lookup(&p.key) {
+                Some(v) => {
                     if uncounted {
-                        count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len);
+                        // SAFETY: as in `update`.
+                        unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
+                    }
+                    if created && !announce(event_kind::FLOW_START, NO_RULE, &p.key, v) {
+                        unannounce(v);
                     }
                 }
-                if created && !announce(event_kind::FLOW_START, NO_RULE, &p.key, v) {
-                    unannounce(v);
-                }
+                None if created => stats::bump(Counter::LostFlowStart),
+                None => {}
             }
         }
         return xdp_action::XDP_PASS;
@@ -447,16 +460,22 @@ pub fn judge_dns(
             if uncounted {
                 count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len);
             }
-            if created {
+            if created && first {
                 stats::bump(Counter::DroppedByDomain);
                 if !announce(event_kind::FLOW_DROP, rule, &p.key, v) {
                     unannounce(v);
                 }
             } else {
+                // Another CPU's packet of the flow dropped first and announced it.
                 announce_drop(&p.key, v, rule, Counter::DroppedByDomain, first);
             }
         },
-        None => stats::bump(Counter::DroppedByDomain),
+        None => {
+            stats::bump(Counter::DroppedByDomain);
+            if created {
+                stats::bump(Counter::LostFlowStart);
+            }
+        }
     }
     if refused {
         xdp_action::XDP_TX
@@ -579,6 +598,12 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
     // event written now would say a query passed that its name may drop (and, were the
     // drop's event lost and the entry evicted before a walk, be all a record could say).
     let query = !dropped && p.dns_off != 0;
+    // Counted by the slow path too, once judged: a walk of the table meanwhile reads a flow
+    // with nothing in it, never a query passed that its name then drops. (A mask, not a
+    // branch: a branch here cost the verifier 17,000 instructions.)
+    let kept = (query as u64).wrapping_sub(1);
+    value.packets[DIR_ORIG] &= kept;
+    value.bytes[DIR_ORIG] &= kept;
     match insert(&p.key, &value, BPF_NOEXIST as u64) {
         Ok(()) if query => p.created = payload::CREATED,
         Ok(()) => {
@@ -635,7 +660,8 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
         };
         (action, payload::handover(DIR_ORIG, copy))
     } else {
-        // A query's packet is in the entry already (see `judge`).
+        // The packet is in the entry already, but a query's (see `judge`), which the slow
+        // path counts for a flow it `created` whatever this bit says.
         (
             xdp_action::XDP_PASS,
             payload::handover(DIR_ORIG, copy) | payload::COUNTED,

@@ -72,8 +72,11 @@ const RESPONDER: u8 = 2;
 /// Hand-over bit: the main program counted the packet in its flow (a new flow's first).
 pub const COUNTED: u8 = 4;
 /// Hand-over bit: the packet, a DNS query, created its flow, which the main program left
-/// unannounced for the name check to announce ([`flow::judge_dns`]). Never set by an older
-/// build's main program, which announced every flow it created.
+/// empty and unannounced for the name check to count it in and announce
+/// ([`flow::judge_dns`]). Never set by an older build's main program, which counted and
+/// announced every flow it created. (An older build's slow path, put in the slot before its
+/// main program replaces this one, leaves such a flow uncounted and unannounced for that
+/// moment.)
 pub const CREATED: u8 = 8;
 /// Set beside the bits in the slot by every hand-over of this build: its main program leaves
 /// a DNS query its flow passes to the name check to count, unless it says [`COUNTED`]. An
@@ -170,7 +173,9 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
         p.tcp_flags = addr_of_mut!((*slot).tcp_flags).read_volatile() as u8;
         addr_of_mut!((*slot).bits).read_volatile()
     };
-    let uncounted = bits & LEAVES_QUERIES != 0 && bits as u8 & COUNTED == 0;
+    let created = bits as u8 & CREATED != 0;
+    // A query that made its flow is not in it yet either (see `flow::create`).
+    let uncounted = created || bits & LEAVES_QUERIES != 0 && bits as u8 & COUNTED == 0;
     let bits = bits as u8;
     // What the parser wrote; bounds the verifier needs to see again. (None of these early
     // returns happens to the packet the main program parsed, so no query goes uncounted.)
@@ -185,7 +190,6 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
     };
     // A query's name is judged first: one that created its flow and is past its rule's
     // drop-record budget is dropped with nothing copied or announced.
-    let created = bits & CREATED != 0;
     let blocked = if p.dns_off != 0 {
         flow::name_verdict(ctx, &p)
     } else {

@@ -76,6 +76,17 @@ impl Tracked {
         }
     }
 
+    /// Whether all it was seen to hold is nothing: a flow a DNS query made, read before the
+    /// slow path judged the query and counted it in. Gone since, it is no eviction to write
+    /// or count: the slow path took it out again (the query summarised past the drop-record
+    /// budget) or counted its loss (`lost_flow_start`).
+    fn held_nothing(&self) -> bool {
+        self.reported == Reported::default()
+            && self
+                .latest
+                .is_some_and(|l| l.packets == [0, 0] && l.drops == 0)
+    }
+
     /// Whether the ledger holds the flow: while something of it was written, open or ended
     /// and remembered ([`ENDED_KEPT_NS`]). An ended flow's start event or first drop's may
     /// still be in the ring, which outlives this agent, when a stop or a kill comes (an agent
@@ -379,7 +390,9 @@ impl Sweeper {
             }
         };
         let old = self.forget(&key);
-        if !silent {
+        if old.held_nothing() {
+            sink.flow_ended(&key);
+        } else if !silent {
             self.write_evicted(&key, old, sink, names);
             tally(
                 &mut self.stats.evicted,
@@ -695,9 +708,12 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
-                if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported)) {
+                if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported))
+                    || t.held_nothing()
+                {
                     // Its start went to an earlier agent and no walk of ours saw it, or all
-                    // an event of it showed was written (a flow that ended at the stop).
+                    // an event of it showed was written (a flow that ended at the stop); or
+                    // it never held anything.
                     sink.flow_ended(&key);
                     continue;
                 }

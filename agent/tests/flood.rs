@@ -16,6 +16,7 @@ use xdp_audit::reader::Event;
 use xdp_audit::sweeper::flood::{FloodBudget, RuleFlood};
 
 const DROP: u32 = 1;
+const TX: u32 = 3;
 
 /// A budget of `per_cpu` drop records per rule and `total_per_cpu` in all on each CPU per
 /// one-second window (0: no limit, every blocked flow recorded).
@@ -35,6 +36,11 @@ struct Lab {
 
 impl Lab {
     fn new(tag: &str, block: &str, flood: FloodBudget) -> Self {
+        Self::refusing(tag, block, flood, false)
+    }
+
+    /// [`Lab::new`], the list answering what it blocks if `refuse`.
+    fn refusing(tag: &str, block: &str, flood: FloodBudget, refuse: bool) -> Self {
         common::prog::pin_to_cpu0();
         let dir =
             std::env::temp_dir().join(format!("xdp-audit-flood-{tag}-{}", std::process::id()));
@@ -45,7 +51,7 @@ impl Lab {
         let spec = ListSpec {
             path,
             kind: ListKind::Block,
-            refuse: false,
+            refuse,
         };
         let (prog, _lists) = Prog::with_lists_budget(1024, flood, [spec]);
         Lab { prog, dir }
@@ -254,6 +260,14 @@ fn past_the_budget_blocked_dns_queries_create_copy_and_announce_nothing() {
         51,
         "every blocked query hit its rule: {hits:?}"
     );
+    // A list that refuses answers the queries within the budget alone.
+    let mut lab = Lab::refusing("names-refused", "example.com\n", budget(2, 1000), true);
+    let actions: Vec<u32> = (0..10).map(|i| lab.prog.run(&query(41000 + i))).collect();
+    assert_eq!(
+        actions,
+        [TX, TX, DROP, DROP, DROP, DROP, DROP, DROP, DROP, DROP]
+    );
+    assert_eq!(lab.prog.counter(Counter::RefusedDns), 2);
 }
 
 #[test]

@@ -229,6 +229,39 @@ fn a_flow_evicted_and_made_again_between_two_sweeps_is_a_new_flow() {
     }
 }
 
+/// A flow a DNS query made holds nothing until the slow path has judged the name: a walk in
+/// between reads it empty. Gone by the next walk (the slow path took it out again, the
+/// query past its drop-record budget), it is neither written nor counted as evicted: before,
+/// the walk read the query counted and passed, and the next sweep wrote it as an evicted
+/// flow whose query passed. (The slow path's slot is emptied here to hold the flow in
+/// that moment.)
+#[test]
+fn a_query_flow_read_before_its_name_was_judged_and_gone_since_is_no_eviction() {
+    let mut l = load(1024, 1 << 16);
+    common::prog::empty_slow_path(&mut l);
+    let mut s = sweeper(Timeouts::default());
+    let mut sink = Memory::default();
+    run(
+        &mut l,
+        &Spec::udp4(v4(10, 6, 0, 1), 5353, v4(10, 6, 0, 53), 53)
+            .payload(30)
+            .build(),
+    );
+    let fd = flows_fd(&l);
+    let table = fd.table();
+    let entries = table.entries().expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].1.packets, entries[0].1.drops), ([0, 0], 0));
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+        .expect("sweep");
+    table.take(&entries[0].0).expect("taken out");
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+        .expect("sweep");
+    assert!(sink.0.is_empty(), "nothing written: {:?}", sink.0);
+    assert_eq!(sink.1, [entries[0].0], "said to have ended");
+    assert_eq!(s.stats.evicted, 0, "{:?}", s.stats);
+}
+
 #[test]
 fn flows_whose_start_event_was_lost_are_still_recorded() {
     lost_starts_case(false);

@@ -484,13 +484,36 @@ fn a_new_flows_query_is_announced_once_its_name_is_judged() {
         [1, 0],
         "one lost start, no lost drop"
     );
-    let entry = (lab
-        .loaded
-        .flow_table()
-        .entries()
-        .expect("entries")
-        .into_iter())
-    .find(|(k, _)| u16::from_be(k.port_a) == 5401)
-    .map(|(_, v)| (v.packets, v.drops, v.flags & flow_flags::START_ANNOUNCED));
-    assert_eq!(entry, Some(([1, 0], 1, 0)), "its entry, unmarked");
+    let entry = |lab: &Lab, port: u16| {
+        (lab.loaded
+            .flow_table()
+            .entries()
+            .expect("entries")
+            .into_iter())
+        .find(|(k, _)| u16::from_be(k.port_a) == port)
+        .map(|(_, v)| (v.packets, v.drops, v.flags & flow_flags::START_ANNOUNCED))
+    };
+    assert_eq!(
+        entry(&lab, 5401),
+        Some(([1, 0], 1, 0)),
+        "its entry, unmarked"
+    );
+    // Until the name is judged the flow holds nothing: a walk of the table meanwhile reads
+    // no query passed. With the slow path's slot emptied (a tail call that fails, counted),
+    // that is how the query leaves it.
+    common::prog::empty_slow_path(&mut lab.loaded);
+    let lost = lab.counter(Counter::LostPayload);
+    assert_eq!(
+        lab.run(&dns_query_from(5402, &wire("www.example.com"))),
+        PASS
+    );
+    assert_eq!(
+        lab.counter(Counter::LostPayload),
+        lost + 1,
+        "the failed tail call"
+    );
+    assert_eq!(
+        entry(&lab, 5402),
+        Some(([0, 0], 0, flow_flags::START_ANNOUNCED))
+    );
 }

@@ -13,6 +13,27 @@ use xdp_audit::reader::{decode, Event};
 use xdp_audit::sweeper::flood::FloodBudget;
 use xdp_audit::sweeper::ledger::Ledger;
 
+/// Empties the slow path's slot of the program `loaded`: every tail call to it then fails
+/// (counted as `lost_payload`), as while a start swaps programs.
+pub fn empty_slow_path(loaded: &mut Loaded) {
+    let ids = (loaded.program_mut().expect("program").info())
+        .expect("program info")
+        .map_ids()
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let slot = (ids.into_iter())
+        .filter_map(|id| MapData::from_id(id).ok())
+        .find(|m| {
+            m.info()
+                .is_ok_and(|i| i.name_as_str() == Some(agent_common::names::SLOW_PATH))
+        })
+        .expect("the slow path's slot");
+    let mut slot = aya::maps::ProgramArray::try_from(aya::maps::Map::ProgramArray(slot))
+        .expect("a program array");
+    slot.clear_index(&0).expect("empty the slot");
+}
+
 /// Keeps the calling thread on CPU 0 (only this thread's affinity changes): the drop-record
 /// budget is per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU, so what a run spends
 /// stays on one CPU's budget.
