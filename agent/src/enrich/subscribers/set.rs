@@ -119,10 +119,24 @@ impl Slot {
         self.good.as_ref().map_or(self.seen, |g| g.stats.rows)
     }
 
-    /// The name of its kept copy in [`SUBSCRIBERS_KEPT`].
+    /// The name of its kept copy in [`SUBSCRIBERS_KEPT`]: of the path made absolute, `.` and
+    /// `..` taken out (`a.csv`, `./a.csv` and `/etc/x/../x/a.csv` from `/etc/x` are one file;
+    /// links are not followed).
     fn kept_name(&self) -> String {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.path.as_os_str().as_encoded_bytes());
+        use std::path::Component;
+        let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        let mut path = PathBuf::new();
+        for c in absolute.components() {
+            match c {
+                Component::ParentDir => {
+                    path.pop();
+                }
+                Component::CurDir => {}
+                c => path.push(c),
+            }
+        }
+        let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
         format!("{}.csv", hex(&digest[..16]))
     }
 
@@ -133,6 +147,13 @@ impl Slot {
         if let Err(e) = kept {
             warn!(file = %self.path.display(), dir = %dir.display(), error = %e, "cannot keep the subscribers file's version in force for the next agent: one that finds the file unusable at its start goes without its rows");
         }
+    }
+
+    /// Rows of the version kept in `dir` (0 if none can be read).
+    fn kept_rows(&self, dir: &Path) -> u32 {
+        (read_input(&dir.join(self.kept_name()), TABLE_MAX).ok())
+            .and_then(|b| ParsedSubscribers::parse(&b).ok())
+            .map_or(0, |p| p.stats.rows)
     }
 
     /// At a start, puts the version the last agent applied, kept in `dir`, in force in place
@@ -219,6 +240,7 @@ impl SubscriberSet {
         }
         self.memory = Some(path);
         self.kept = Some(state_dir.join(SUBSCRIBERS_KEPT));
+        self.forget_unconfigured();
         self
     }
 
@@ -244,8 +266,16 @@ impl SubscriberSet {
         let mut out = Reload::default();
         for slot in self.slots.iter_mut().filter(|s| paths.contains(&s.path)) {
             let held = slot.held();
+            // At a start, a kept version with rows says rows were in force even where their
+            // count was not kept (a damaged `subscribers-seen.json`).
+            let emptied = |parsed: &ParsedSubscribers, slot: &Slot| {
+                parsed.stats.lines == 0
+                    && (held > 0
+                        || slot.good.is_none()
+                            && (self.kept.as_deref()).is_some_and(|d| slot.kept_rows(d) > 0))
+            };
             let mut problems = match load_bytes(&slot.path) {
-                Ok((parsed, _)) if parsed.stats.lines == 0 && held > 0 => Vec::new(),
+                Ok((parsed, _)) if emptied(&parsed, slot) => Vec::new(),
                 Ok((parsed, bytes)) => {
                     if slot.good.as_ref() != Some(&parsed) {
                         slot.good = Some(parsed);
@@ -293,7 +323,12 @@ impl SubscriberSet {
         if let Err(e) = save_state(path, &rows) {
             warn!(path = %path.display(), error = %e, "cannot keep the subscribers files' rows for the next agent: one that finds a file empty (0 bytes) at its start will apply it");
         }
-        // Copies of files no longer configured go: they would outlive the operator's edit.
+        self.forget_unconfigured();
+    }
+
+    /// Removes the kept copies of files no longer configured: they would outlive the
+    /// operator's edit (and hold accounts), and stand in for the file should it come back.
+    fn forget_unconfigured(&self) {
         let Some(dir) = &self.kept else {
             return;
         };
@@ -462,6 +497,29 @@ mod tests {
             .expect("kept")
             .count();
         assert_eq!(kept, 1, "b, no longer configured, is not kept");
+        // The rows' count lost with a damaged state file: the kept version's rows count.
+        std::fs::write(state.join(SUBSCRIBERS_SEEN), "{not json").expect("damage");
+        let mut fourth = SubscriberSet::new([a.clone()]).remembering(&state);
+        assert_eq!(fourth.reload_all().diagnostics.len(), 1);
+        assert_eq!(account(&fourth, "10.1.1.1").as_deref(), Some("carol"));
+        // Relative and absolute spellings of one path are one kept copy.
+        let here = std::env::current_dir().expect("cwd");
+        let relative = pathdiff(&a, &here);
+        let mut fifth = SubscriberSet::new([relative]).remembering(&state);
+        fifth.reload_all();
+        assert_eq!(account(&fifth, "10.1.1.1").as_deref(), Some("carol"));
+    }
+
+    /// `path` relative to `base` (both absolute), through `..` as needed.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        out.extend(&p[common..]);
+        out
     }
 
     #[test]
