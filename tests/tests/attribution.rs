@@ -539,3 +539,43 @@ fn a_dns_answer_over_tcp_names_the_clients_next_flow_to_that_address() {
         .unwrap_or_else(|| panic!("a record of the client's DNS-over-TCP flow: {from_client:?}"));
     assert_eq!(text(question, "dns_qname"), Some(TCP_NAME), "{question}");
 }
+
+/// A subscribers file damaged while no agent ran: the next agent names the bad line and keeps
+/// the version the last one applied in force (kept in its state directory), so the client's
+/// records still carry its user. Until 2026-12-06 they carried none until the file was fixed.
+#[test]
+fn a_subscribers_file_damaged_while_no_agent_ran_keeps_the_last_version_in_force() {
+    let lab = Lab::new("atk").expect("build the netns lab (root, iproute2, ethtool)");
+    let tmp = lab.temp_dir("atk").expect("temp dir");
+    let dir = tmp.path();
+    let (log, subscribers) = (dir.join("log"), dir.join("subscribers.csv"));
+    let good = format!("match,account\n{},{ACCOUNT}\n", lab::CLIENT_V4);
+    std::fs::write(&subscribers, &good).expect("write subscribers");
+    let args = sources(&subscribers, None);
+    let mut agent = start_agent(&lab, &log, &args);
+    let kept = log.join("state").join("subscribers-kept");
+    xdp_audit_lab::wait::wait_until(Duration::from_secs(20), "the version kept", || {
+        std::fs::read_dir(&kept).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert_eq!(agent.stop().expect("stop the agent"), 0, "exit code");
+    std::fs::write(&subscribers, format!("{good}10.0.0.300,x\n")).expect("damage the file");
+    let mut agent = start_agent(&lab, &log, &args);
+    let line = format!("{}:3", subscribers.display());
+    if agent.logged(&line).is_none() {
+        agent
+            .wait_for(&line, Duration::from_secs(20))
+            .expect("the bad line named");
+    }
+    sh(lab
+        .cmd(&lab.client, "ping")
+        .args(["-c", "3", "-i", "0.2", lab::SERVER_V4]))
+    .expect("ping the server");
+    assert_eq!(agent.stop().expect("stop the agent"), 0, "exit code");
+    let pings: Vec<Value> = (agent.records().expect("query the store").into_iter())
+        .filter(|r| text(r, "src_ip") == Some(lab::CLIENT_V4) && text(r, "proto") == Some("icmp"))
+        .collect();
+    assert!(!pings.is_empty(), "the client's pings are recorded");
+    for r in &pings {
+        assert_eq!(text(r, "user"), Some(ACCOUNT), "user: {r}");
+    }
+}
