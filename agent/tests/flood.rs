@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use agent_common::Counter;
 use common::prog::Prog;
-use common::{dns_query_payload, tcp, v4, wire, Spec};
+use common::{dns_query_payload, tcp, v4, wire, Addrs, Spec, L4};
 use xdp_audit::blocklist::{ListKind, ListSpec};
 use xdp_audit::reader::Event;
 use xdp_audit::sweeper::flood::{FloodBudget, RuleFlood};
@@ -260,6 +260,25 @@ fn past_the_budget_blocked_dns_queries_create_copy_and_announce_nothing() {
         51,
         "every blocked query hit its rule: {hits:?}"
     );
+    // IPv6 the same (its own flow table): the budget's two, then nothing.
+    let mut lab = Lab::new("names-v6", "example.com\n", budget(2, 1000));
+    for sport in 0..10 {
+        let mut s = Spec::new(
+            Addrs::V6(common::v6(2), common::v6(0x53)),
+            L4::Udp {
+                sport: 42000 + sport,
+                dport: 53,
+            },
+        );
+        s.payload = dns_query_payload(&wire("www.example.com"));
+        assert_eq!(lab.prog.run(&s.build()), DROP);
+    }
+    assert_eq!(
+        lab.prog.flows().len(),
+        2,
+        "IPv6: flows within the budget alone"
+    );
+    assert_eq!(lab.take_counts(), vec![(2, 8)]);
     // A list that refuses answers the queries within the budget alone.
     let mut lab = Lab::refusing("names-refused", "example.com\n", budget(2, 1000), true);
     let actions: Vec<u32> = (0..10).map(|i| lab.prog.run(&query(41000 + i))).collect();
