@@ -414,36 +414,51 @@ pub fn summarised_query(rule: u32, p: &Packet) -> bool {
     true
 }
 
+/// Announces the flow a DNS query made (see `create`) once its name is judged, and before
+/// its payload is copied, as `create` announces other flows before theirs (the agent takes an
+/// evicted flow's successor under the same key for new at its start): a query that `passes`
+/// is counted in first, so the start holds it; a blocked one is counted with its drop
+/// ([`judge_dns`]), the start holding nothing. An entry gone meanwhile (evicted), or a start
+/// the ring has no room for, is a lost start.
+#[inline(always)]
+pub fn announce_created(p: &Packet, dir: usize, passes: bool) {
+    let Some(v) = lookup(&p.key) else {
+        stats::bump(Counter::LostFlowStart);
+        return;
+    };
+    if passes {
+        // SAFETY: as in `update`.
+        unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
+    }
+    if !events::emit(
+        event_kind::FLOW_START,
+        NO_RULE,
+        &p.key,
+        v,
+        Counter::LostFlowStart,
+    ) {
+        unannounce(v);
+    }
+}
+
 /// Acts on a query's [`name_verdict`] (`blocked`), in direction `dir`, and counts the query
-/// if the main program left it `uncounted` (see [`judge`], and a query that `created` its
-/// flow: see `create`): a blocked name's drop first, then the packet, as `judge` counts a
-/// blocked flow's packet. A query that created its flow (not yet announced) announces it
-/// now: by its start if the name passes, else by its first drop (as `create` announces a
-/// blocked flow); an entry gone meanwhile (evicted) is a lost start. One call site, after
-/// the flow path: the name walk is the costliest code for the verifier to prove.
+/// if it is `uncounted` (see [`judge`], and a blocked query that made its flow: see
+/// [`announce_created`]): a blocked name's drop first, then the packet, as `judge` counts a
+/// blocked flow's packet. One call site, after the flow path: the name walk is the costliest
+/// code for the verifier to prove.
 #[inline(always)]
 pub fn judge_dns(
     ctx: &XdpContext,
     p: &Packet,
     dir: usize,
     uncounted: bool,
-    created: bool,
     blocked: Option<u32>,
 ) -> u32 {
     let Some(rule) = blocked else {
-        if uncounted || created {
-            match lookup(&p.key) {
-                Some(v) => {
-                    if uncounted {
-                        // SAFETY: as in `update`.
-                        unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
-                    }
-                    if created && !announce(event_kind::FLOW_START, NO_RULE, &p.key, v) {
-                        unannounce(v);
-                    }
-                }
-                None if created => stats::bump(Counter::LostFlowStart),
-                None => {}
+        if uncounted {
+            if let Some(v) = lookup(&p.key) {
+                // SAFETY: as in `update`.
+                unsafe { count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len) };
             }
         }
         return xdp_action::XDP_PASS;
@@ -460,22 +475,9 @@ pub fn judge_dns(
             if uncounted {
                 count_packet::<{ ablate::PRODUCTION }>(v, dir, p.len);
             }
-            if created && first {
-                stats::bump(Counter::DroppedByDomain);
-                if !announce(event_kind::FLOW_DROP, rule, &p.key, v) {
-                    unannounce(v);
-                }
-            } else {
-                // Another CPU's packet of the flow dropped first and announced it.
-                announce_drop(&p.key, v, rule, Counter::DroppedByDomain, first);
-            }
+            announce_drop(&p.key, v, rule, Counter::DroppedByDomain, first);
         },
-        None => {
-            stats::bump(Counter::DroppedByDomain);
-            if created {
-                stats::bump(Counter::LostFlowStart);
-            }
-        }
+        None => stats::bump(Counter::DroppedByDomain),
     }
     if refused {
         xdp_action::XDP_TX
@@ -497,13 +499,6 @@ unsafe fn count_drop<const A: u32>(v: Entry) -> bool {
         count::<A>(addr_of_mut!((*v).drops), 1);
         first
     }
-}
-
-/// Announces a flow the slow path judged (its start, or its first drop with `rule`): a loss
-/// is a lost start, as in `create`. Whether it reached the ring.
-#[inline(always)]
-fn announce(kind: u8, rule: u32, key: &FlowKey, v: Entry) -> bool {
-    events::emit(kind, rule, key, v, Counter::LostFlowStart)
 }
 
 /// Takes back a flow's announced mark (its announcement was lost): the sweeper records an

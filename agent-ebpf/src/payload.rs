@@ -14,10 +14,10 @@
 //! program, every parser branch times every flow-table branch, is close to the verifier's
 //! limit of a million instructions by itself. The slow path parses the packet again, judges
 //! a DNS query's name (a blocked query that made its flow, past the drop-record budget, is
-//! dropped there with its flow taken out again), copies the payload into a ring record
-//! ([`events::payload`]), then acts on the name's verdict, which also counts the query in its
-//! flow (the main program leaves a query its flow passes uncounted, so a copy of the entry
-//! never holds it passed before its name drops it) and announces a flow the query made.
+//! dropped there with its flow taken out again), announces a flow the query made, copies the
+//! payload into a ring record ([`events::payload`]), then acts on the name's verdict, which
+//! also counts the query in its flow (the main program leaves a query its flow passes
+//! uncounted, so a copy of the entry never holds it passed before its name drops it).
 //! Nothing here changes the verdict of a packet that is not a blocked DNS query (which is
 //! still copied first, within its budget, so its record can name it); a failed tail call or
 //! copy is counted ([`Counter::LostPayload`]) and the packet passes (a query then
@@ -72,8 +72,8 @@ const RESPONDER: u8 = 2;
 /// Hand-over bit: the main program counted the packet in its flow (a new flow's first).
 pub const COUNTED: u8 = 4;
 /// Hand-over bit: the packet, a DNS query, created its flow, which the main program left
-/// empty and unannounced for the name check to count it in and announce
-/// ([`flow::judge_dns`]). Never set by an older build's main program, which counted and
+/// empty and unannounced for the slow path to count it in and announce once the name is
+/// judged ([`flow::announce_created`]). Never set by an older build's main program, which counted and
 /// announced every flow it created. (An older build's slow path, put in the slot before its
 /// main program replaces this one, leaves such a flow uncounted and unannounced for that
 /// moment.)
@@ -174,8 +174,7 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
         addr_of_mut!((*slot).bits).read_volatile()
     };
     let created = bits as u8 & CREATED != 0;
-    // A query that made its flow is not in it yet either (see `flow::create`).
-    let uncounted = created || bits & LEAVES_QUERIES != 0 && bits as u8 & COUNTED == 0;
+    let uncounted = bits & LEAVES_QUERIES != 0 && bits as u8 & COUNTED == 0;
     let bits = bits as u8;
     // What the parser wrote; bounds the verifier needs to see again. (None of these early
     // returns happens to the packet the main program parsed, so no query goes uncounted.)
@@ -200,6 +199,10 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
             return xdp_action::XDP_DROP;
         }
     }
+    // A flow the query made is announced before its copy, as every flow is.
+    if created {
+        flow::announce_created(&p, dir, blocked.is_none());
+    }
     // Then the copy: a blocked DNS query is copied (within its flow's budget) before its
     // drop is acted on, so its payload event precedes the flow's drop event in the ring and
     // the drop record names the query it blocked.
@@ -207,7 +210,10 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
         copy(ctx, &p, dir);
     }
     if p.dns_off != 0 {
-        return flow::judge_dns(ctx, &p, dir, uncounted, created, blocked);
+        // A blocked query that made its flow is counted with its drop (a passing one was,
+        // with its start).
+        let uncounted = uncounted || created && blocked.is_some();
+        return flow::judge_dns(ctx, &p, dir, uncounted, blocked);
     }
     xdp_action::XDP_PASS
 }

@@ -238,7 +238,7 @@ fn past_the_budget_blocked_dns_queries_create_copy_and_announce_nothing() {
         .collect();
     assert_eq!(
         kinds,
-        ["payload", "drop", "payload", "drop"],
+        ["start", "payload", "drop", "start", "payload", "drop"],
         "events of the two"
     );
     assert_eq!(lab.prog.counter(Counter::DroppedSummarised), 48);

@@ -434,11 +434,12 @@ fn every_record_of_a_flow_whose_queries_a_name_drops_names_its_rule() {
     );
 }
 
-/// A new flow's first query is announced once its name is judged, by one event: its drop
-/// (after its payload copy), or its start. A start event written before the name check
+/// A new flow's first query is announced once its name is judged, by its start before the
+/// payload copy (as every flow): holding the query if the name passes, nothing if it drops
+/// it (the drop, after the copy, holds it). A start event written before the name check
 /// said a query passed that its name then dropped, and were the drop's event lost and the
-/// entry evicted before a sweep read it, the record said so. A full ring loses that one
-/// announcement, a lost start, and leaves the entry unmarked for the sweeper to record.
+/// entry evicted before a sweep read it, the record said so. A full ring loses the start, a
+/// lost start, and leaves the entry unmarked for the sweeper to record.
 #[test]
 fn a_new_flows_query_is_announced_once_its_name_is_judged() {
     let mut lab = Lab::sized("announce", "example.com\n", "", &[(names::EVENTS, 4096)]);
@@ -455,14 +456,18 @@ fn a_new_flows_query_is_announced_once_its_name_is_judged() {
     assert_eq!(lab.run(&dns_query(&wire("www.example.com"))), DROP);
     assert_eq!(
         kinds(&lab.events()),
-        [("payload", [0, 0], 0), ("drop", [1, 0], 1)],
-        "a blocked query: copied, then its drop, no start"
+        [
+            ("start", [0, 0], 0),
+            ("payload", [0, 0], 0),
+            ("drop", [1, 0], 1)
+        ],
+        "a blocked query: a start holding nothing, the copy, then its drop"
     );
     assert_eq!(lab.run(&dns_query_from(5400, &wire("example.org"))), PASS);
     assert_eq!(
         kinds(&lab.events()),
-        [("payload", [0, 0], 0), ("start", [1, 0], 0)],
-        "a passed query: copied, then its start"
+        [("start", [1, 0], 0), ("payload", [0, 0], 0)],
+        "a passed query: its start holding it, then the copy"
     );
     // Other flows' starts fill the ring.
     let mut n = 0u8;
@@ -481,8 +486,8 @@ fn a_new_flows_query_is_announced_once_its_name_is_judged() {
     let after = lost(&lab);
     assert_eq!(
         [after[0] - before[0], after[1] - before[1]],
-        [1, 0],
-        "one lost start, no lost drop"
+        [1, 1],
+        "its start and its drop lost"
     );
     let entry = |lab: &Lab, port: u16| {
         (lab.loaded
