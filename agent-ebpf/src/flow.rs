@@ -29,6 +29,7 @@
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{compiler_fence, Ordering};
 
 use agent_common::{
     event_kind, family, flow_flags, rules::empty, verdict, Counter, FlowKey, FlowKey4, FlowValue,
@@ -363,9 +364,15 @@ fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64, query: boo
 #[inline(always)]
 unsafe fn count_packet<const A: u32>(v: Entry, dir: usize, len: u64) {
     if !has(A, ablate::NO_COUNTERS) {
+        // The adds are relaxed, which lets the compiler reorder them and a drop counted just
+        // before (`judge`): fences for the compiler only (no instruction) keep the order the
+        // agent's reads rely on (the CPU keeps the order of locked adds; the agent reads each
+        // entry twice, `flowtable::settled`).
         // SAFETY: upheld by the caller.
         unsafe {
+            compiler_fence(Ordering::SeqCst);
             count::<A>(addr_of_mut!((*v).bytes[dir]), len);
+            compiler_fence(Ordering::SeqCst);
             count::<A>(addr_of_mut!((*v).packets[dir]), 1);
         }
     }
