@@ -317,8 +317,9 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 
 /// Applies the flow's cached verdict to this packet of direction `dir` and `len` bytes, and
 /// counts it, last: once its verdict is known, a dropped packet's drop is counted before the
-/// packet. A copy of the entry made meanwhile (the sweeper's read, on another CPU, copies
-/// `packets` before `drops`) may then hold the drop without its packet, which the sweeper
+/// packet. A copy of the entry made meanwhile (the sweeper's read, on another CPU: two
+/// reads, the packet counts from the first, `flowtable::settled`, since the kernel's
+/// `memcpy` reads in no set order) may then hold the drop without its packet, which the sweeper
 /// carries to the packet's record (`Reported::covering`), never the packet without its drop,
 /// which would record a blocked packet as passed (the list lookups of a re-judged packet
 /// once sat between the two). What a packet adds after the sweeper's take of an idle flow
@@ -327,9 +328,8 @@ unsafe fn set_flags(v: Entry, bits: u8) {
 /// ([`judge_dns`]); if the tail call fails (counted), it passes uncounted in its flow. So is
 /// a new flow's first query: its entry is created empty, and the slow path counts the query
 /// and announces the flow once the name is judged (see `create`). The
-/// order holds for a reader where the kernel's copy reads forward and atomic adds are seen
-/// in program order (x86, whose atomic adds are locked); arm64's relaxed adds may show the
-/// two in either order.
+/// order holds where atomic adds are seen in program order (x86, whose atomic adds are
+/// locked); arm64's relaxed adds may show the two in either order.
 #[inline(always)]
 fn judge<const A: u32>(key: &FlowKey, v: Entry, dir: usize, len: u64, query: bool) -> u32 {
     // SAFETY: as in `update`.

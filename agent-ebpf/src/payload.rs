@@ -73,10 +73,10 @@ const RESPONDER: u8 = 2;
 pub const COUNTED: u8 = 4;
 /// Hand-over bit: the packet, a DNS query, created its flow, which the main program left
 /// empty and unannounced for the slow path to count it in and announce once the name is
-/// judged ([`flow::announce_created`]). Never set by an older build's main program, which counted and
-/// announced every flow it created. (An older build's slow path, put in the slot before its
-/// main program replaces this one, leaves such a flow uncounted and unannounced for that
-/// moment.)
+/// judged ([`flow::announce_created`]). Never set by an older build's main program, which
+/// counted and announced every flow it created. (An older build's slow path, put in the slot
+/// before its main program replaces this one, leaves such a flow uncounted and unannounced
+/// for that moment.)
 pub const CREATED: u8 = 8;
 /// Set beside the bits in the slot by every hand-over of this build: its main program leaves
 /// a DNS query its flow passes to the name check to count, unless it says [`COUNTED`]. An
