@@ -516,8 +516,9 @@ impl FlowTable<'_> {
     /// The entries of `keys` still present, one lookup each.
     fn walk(&self, keys: Vec<FlowKey>) -> io::Result<Vec<(FlowKey, FlowValue)>> {
         let mut out = Vec::with_capacity(keys.len());
+        // One read each: `entries`, the only caller, reads twice and settles the two.
         for k in keys {
-            if let Some(v) = self.get(&k)? {
+            if let Some(v) = self.elem(BPF_MAP_LOOKUP_ELEM, &k)? {
                 out.push((k, v));
             }
         }
