@@ -16,6 +16,7 @@ pub mod enforce;
 pub mod enrich;
 pub mod flowtable;
 pub mod invisible;
+pub mod kept;
 pub mod loader;
 pub mod metrics;
 pub mod net;

@@ -457,8 +457,8 @@ fn a_million_line_reload_during_a_burst_of_new_flows_loses_no_start_event() {
     biglists::write_million_lines(&big);
     // Tables sized as an agent started with the big list would size them.
     let key = xdp_audit::blocklist::random_key().expect("getrandom");
-    let (_, _, capacity) = read_at_start([(big.clone(), ListKind::Block)], key, 65_536);
-    let (mut lists, delta, _) = read_at_start([(list.clone(), ListKind::Block)], key, 65_536);
+    let (_, _, capacity) = read_at_start([(big.clone(), ListKind::Block)], key, 65_536, None);
+    let (mut lists, delta, _) = read_at_start([(list.clone(), ListKind::Block)], key, 65_536, None);
     lists.set_capacity(capacity);
     let mut loaded = Loaded::load(LoadOptions {
         flow_table_size: 1 << 19,

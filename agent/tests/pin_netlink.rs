@@ -29,6 +29,7 @@ fn spec(root: &Path, flow_table_size: u32, mode: AttachMode, netlink: bool) -> S
         }],
         mode,
         files: Vec::new(),
+        state_dir: None,
         list_floor: 1024,
         config: "test".into(),
         netlink,

@@ -183,7 +183,7 @@ fn a_restart_with_a_bad_list_file_keeps_the_lists_the_program_held() {
         || !s.reachable(BLOCKED_LATER) && s.reachable(BLOCKED),
     );
     // Emptied (0 bytes) while no agent runs: a truncation caught by the restart is judged
-    // as one caught during a run, and the program's blocklist stays.
+    // as one caught during a run, against the version the last agent kept, which stays.
     second.crash().expect("SIGKILL");
     std::fs::write(s.list(), "").expect("truncate the list");
     let mut third = s.agent(&[]);
@@ -193,7 +193,7 @@ fn a_restart_with_a_bad_list_file_keeps_the_lists_the_program_held() {
     );
     assert!(
         third
-            .logged("is empty (0 bytes) where the running program enforces")
+            .logged("is empty (0 bytes) where its last version held 1 rules")
             .is_some(),
         "the start names the emptied file"
     );
@@ -205,6 +205,62 @@ fn a_restart_with_a_bad_list_file_keeps_the_lists_the_program_held() {
         || s.reachable(BLOCKED_LATER),
     );
     assert_eq!(third.stop().expect("SIGTERM"), 0);
+    assert!(s.detach().status.success(), "detach");
+}
+
+/// A start on no program (after a `detach`, as after a reboot with a persistent state
+/// directory) that finds one list file damaged and another emptied enforces the versions the
+/// last agent applied, kept in its state directory, until each file loads again. Until
+/// 2026-12-06 both files' addresses were reachable until fixed.
+#[test]
+fn a_start_after_a_detach_enforces_the_last_versions_of_files_that_do_not_load() {
+    let s = Setup::new("keptlst");
+    let second = s.dir.path().join("second.list");
+    std::fs::write(&second, format!("{BLOCKED_LATER}\n")).expect("second list");
+    let extra = ["--blocklist", second.to_str().expect("UTF-8 path")];
+    let mut first = s.agent(&extra);
+    assert!(
+        !s.reachable(BLOCKED) && !s.reachable(BLOCKED_LATER),
+        "both enforced"
+    );
+    assert_eq!(first.stop().expect("SIGTERM"), 0);
+    assert!(s.detach().status.success(), "detach");
+    std::fs::write(s.list(), format!("{BLOCKED}\n203.0.113.0/33\n")).expect("damage");
+    std::fs::write(&second, "").expect("truncate the second list");
+    let mut next = s.agent(&extra);
+    assert!(
+        next.logged("adopted the pinned program").is_none(),
+        "the start loads a new program"
+    );
+    assert!(
+        !s.reachable(BLOCKED),
+        "the damaged file's last version stays in force"
+    );
+    assert!(
+        !s.reachable(BLOCKED_LATER),
+        "the emptied file's last version stays in force"
+    );
+    for said in [
+        format!("{}:2", s.list().display()),
+        format!(
+            "{}: is empty (0 bytes) where its last version held 1 rules",
+            second.display()
+        ),
+    ] {
+        assert!(next.logged(&said).is_some(), "the start says {said:?}");
+    }
+    // Emptied on purpose, the second list applies; the first stays until it loads.
+    std::fs::write(&second, "# nothing blocked\n").expect("empty on purpose");
+    wait_until(
+        Duration::from_secs(10),
+        "the list emptied on purpose applies",
+        || s.reachable(BLOCKED_LATER),
+    );
+    assert!(
+        !s.reachable(BLOCKED),
+        "the damaged file's last version still"
+    );
+    assert_eq!(next.stop().expect("SIGTERM"), 0);
     assert!(s.detach().status.success(), "detach");
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use agent_common::domain::DomainKey;
 use agent_common::rules::RuleId;
+use tracing::warn;
 
 use super::check::Sweeping;
 use super::compile::{compile_edit, compile_kind};
@@ -15,6 +16,7 @@ use super::parse::{LineStats, ParsedList};
 use super::reparse::Edit;
 use super::tables::{Capacity, CompiledList, ListDelta, Table};
 use super::{release_freed_memory, ListKind};
+use crate::kept::Kept;
 use crate::store::fsutil::{read_input, TABLE_MAX};
 
 /// The tables of both list kinds and the origin of every rule id.
@@ -174,7 +176,17 @@ pub struct ListSet {
     /// in force, as a file's last good version does during a run, until every file of the
     /// kind loads; a file the agent cannot name rules from keeps them unnamed meanwhile.
     held: [bool; 2],
+    /// Where each file's version in force is kept for the next agent ([`LISTS_KEPT`]), if
+    /// anywhere.
+    kept: Option<Kept>,
 }
+
+/// The bytes of each list file's version in force, one file each in this directory of the
+/// state directory, named by a hash of the file's path: at a start, a file found empty,
+/// damaged or unreadable is replaced by them until it loads, as a reload keeps the version
+/// in force. (Without them, such a file's rules were not enforced after a start on no pinned
+/// program, a reboot or a `detach`, until it was fixed.)
+pub const LISTS_KEPT: &str = "lists-kept";
 
 /// The first table a reload would outgrow.
 struct Overflow {
@@ -211,7 +223,19 @@ impl ListSet {
             adopted: false,
             into_empty: false,
             held: [false; 2],
+            kept: None,
         }
+    }
+
+    /// Keeps each file's version in force in `state_dir` ([`LISTS_KEPT`]) for the next
+    /// agent, and at this start puts the version the last agent kept there in force in place
+    /// of a file found empty, damaged or unreadable. Removes the copies of files no longer
+    /// configured.
+    pub fn keeping(mut self, state_dir: &Path) -> Self {
+        let kept = Kept::new(state_dir.join(LISTS_KEPT), "list");
+        kept.forget_others(self.files.iter().map(|f| f.path.as_path()));
+        self.kept = Some(kept);
+        self
     }
 
     /// Starts from what a running program's maps hold (read back from a pinned program),
@@ -442,18 +466,43 @@ impl ListSet {
     }
 
     /// Reads and parses file `i`, replacing its good version on success. Returns whether its
-    /// contents changed.
+    /// contents changed. A file that has no good version (at a start) and does not load
+    /// gets the version kept for it ([`ListSet::keeping`]), if any.
     fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
+        let result = self.read(i);
+        if result.is_err() && self.files[i].good.is_none() {
+            if let Some(good) = self.kept_version(i) {
+                self.restore(i, good);
+            }
+        }
+        result
+    }
+
+    /// [`ListSet::stage`] but for the kept version.
+    fn read(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
         let (kind, path) = (self.files[i].kind, &self.files[i].path);
         let alone = self.files.iter().all(|f| f.kind != kind || f.path == *path);
-        let file = &mut self.files[i];
-        let bytes = read_input(&file.path, TABLE_MAX).map_err(|e| {
+        let bytes = read_input(path, TABLE_MAX).map_err(|e| {
             vec![Diagnostic {
-                path: file.path.clone(),
+                path: path.clone(),
                 line: None,
                 problem: Problem::Read(e),
             }]
         })?;
+        // Emptied while no agent ran, as a reload judges a file emptied during a run: the
+        // version the last agent applied had rules, and stays.
+        if bytes.is_empty() && self.files[i].good.is_none() {
+            if let Some(good) = self.kept_version(i).filter(|g| g.parsed.entries() > 0) {
+                let rules = good.parsed.entries();
+                self.restore(i, good);
+                return Err(vec![Diagnostic {
+                    path: self.files[i].path.clone(),
+                    line: None,
+                    problem: Problem::Emptied { rules },
+                }]);
+            }
+        }
+        let file = &mut self.files[i];
         // A kind held as the running program's (adopted, or a file of it not loaded since)
         // judges a file it has no version of as if emptied during a run: emptied while no
         // agent ran, applied it could unblock every rule it held. Only the kind's one file:
@@ -509,6 +558,42 @@ impl ListSet {
                 Ok(true)
             }
         }
+    }
+
+    /// File `i`'s version kept by the last agent, parsed; `None` (logged) if there is none
+    /// or it cannot be used.
+    fn kept_version(&self, i: usize) -> Option<Good> {
+        let (kept, path) = (self.kept.as_ref()?, &self.files[i].path);
+        let copy = kept.path_of(path);
+        let source = match kept.read(path) {
+            Ok(bytes) => bytes?,
+            Err(e) => {
+                warn!(file = %path.display(), kept = %copy.display(), error = %e, "cannot read the version of the list file the last agent applied");
+                return None;
+            }
+        };
+        match ParsedList::parse(&source, &self.key) {
+            Ok(parsed) => Some(Good { source, parsed }),
+            Err(_) => {
+                warn!(file = %path.display(), kept = %copy.display(), "the kept version of the list file does not parse: it is not used");
+                None
+            }
+        }
+    }
+
+    /// Puts `good`, file `i`'s kept version, in force in place of the file, which did not
+    /// load at this start.
+    fn restore(&mut self, i: usize, good: Good) {
+        let file = &mut self.files[i];
+        warn!(
+            file = %file.path.display(),
+            rules = good.parsed.entries(),
+            "the list file cannot be applied at this start: the version the last agent \
+             applied is in force until it loads (its rules are named by that version's lines)"
+        );
+        file.good = Some(good);
+        self.staged.push((i, None));
+        self.pending.push((i, None));
     }
 
     /// Puts every file the reload under way changed back to its version before it.
@@ -636,6 +721,7 @@ impl ListSet {
             .then(|| super::tables::cover4([&self.compiled.allow, &self.compiled.block]));
         self.adopted = false;
         self.into_empty = false;
+        self.keep_staged();
         let delta = Delta {
             allow: allow_delta,
             block: block_delta,
@@ -645,6 +731,18 @@ impl ListSet {
         };
         release_freed_memory();
         Ok(delta)
+    }
+
+    /// Keeps the version now in force of each file the reload changed, for the next agent.
+    fn keep_staged(&self) {
+        let Some(kept) = &self.kept else { return };
+        for (i, _) in &self.staged {
+            let file = &self.files[*i];
+            let Some(good) = &file.good else { continue };
+            if let Err(e) = kept.keep(&file.path, &good.source) {
+                warn!(file = %file.path.display(), dir = %kept.dir().display(), error = %e, "cannot keep the list file's version in force for the next agent: one that finds the file unusable at its start goes without its rules");
+            }
+        }
     }
 
     /// The first table the new lists (with their deltas) would outgrow: while a delta is

@@ -203,16 +203,31 @@ pub(crate) struct Request {
 }
 
 /// Reads every list file at start-up, hashing domains with `key` (the program's): the files
-/// with problems are logged and contribute nothing until fixed. Sizes the kernel tables for
+/// with problems are logged and contribute their kept version, or nothing, until fixed. Sizes the kernel tables for
 /// what was read (twice it, at least `floor` entries each), and has the set refuse later
 /// reloads that would outgrow them. Returns the set, what the kernel maps need, and the
-/// table sizes to load the program with.
+/// table sizes to load the program with. With a `state_dir`, each file's version in force
+/// is kept there, and stands in for a file that does not load ([`ListSet::keeping`]).
 pub fn read_at_start(
     files: impl IntoIterator<Item = impl Into<ListSpec>>,
     key: DomainKey,
     floor: u32,
+    state_dir: Option<&Path>,
 ) -> (ListSet, Delta, Capacity) {
-    read_for_new_tables(files, key, floor, None)
+    read_for_new_tables(files, key, floor, None, state_dir)
+}
+
+/// The set of `files`, keeping their versions in `state_dir` if given.
+fn list_set(
+    files: impl IntoIterator<Item = impl Into<ListSpec>>,
+    key: DomainKey,
+    state_dir: Option<&Path>,
+) -> ListSet {
+    let set = ListSet::of_specs(files.into_iter().map(Into::into), key);
+    match state_dir {
+        Some(dir) => set.keeping(dir),
+        None => set,
+    }
 }
 
 /// [`read_at_start`] for new, empty tables that replace the tables `replaced` of a running
@@ -225,8 +240,9 @@ pub fn read_for_new_tables(
     key: DomainKey,
     floor: u32,
     replaced: Option<&InForce>,
+    state_dir: Option<&Path>,
 ) -> (ListSet, Delta, Capacity) {
-    let mut set = ListSet::of_specs(files.into_iter().map(Into::into), key);
+    let mut set = list_set(files, key, state_dir);
     if let Some(r) = replaced {
         set.adopt_into_new(r.allow.clone(), r.block.clone(), r.generation);
     }
@@ -247,8 +263,9 @@ pub fn read_adopting(
     key: DomainKey,
     in_force: &InForce,
     capacity: Capacity,
+    state_dir: Option<&Path>,
 ) -> Option<(ListSet, Delta)> {
-    let mut set = ListSet::of_specs(files.into_iter().map(Into::into), key);
+    let mut set = list_set(files, key, state_dir);
     set.adopt(
         in_force.allow.clone(),
         in_force.block.clone(),
@@ -286,7 +303,10 @@ fn warn_at_start(set: &ListSet, problems: &[Diagnostic]) {
     warn_diagnostics(problems, DIAGNOSTICS_SHOWN);
     let held = set.held();
     if held.is_empty() {
-        warn!("list files with problems are not enforced until fixed");
+        warn!(
+            "list files with problems are not applied until fixed: where the last agent kept \
+             a version of one, that version is in force meanwhile (said above), else none"
+        );
     } else {
         let kinds: Vec<String> = held.iter().map(ToString::to_string).collect();
         warn!(
@@ -504,6 +524,7 @@ mod tests {
             ],
             key,
             1024,
+            None,
         );
         let book = RuleBook::new(&set);
         assert!(set.rule_id_bound() >= 3);

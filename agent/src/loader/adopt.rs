@@ -67,6 +67,9 @@ pub struct Spec {
     pub mode: AttachMode,
     /// The list files.
     pub files: Vec<ListSpec>,
+    /// The state directory, where the lists' versions in force are kept
+    /// ([`crate::blocklist::ListSet::keeping`]); `None` keeps none.
+    pub state_dir: Option<PathBuf>,
     /// Smallest size of each list table (`--list-capacity`).
     pub list_floor: u32,
     /// Digest of the settings, for the state.
@@ -202,7 +205,12 @@ pub fn start(spec: &Spec) -> Result<Started, StartError> {
 /// Loads, attaches and pins a program where nothing was pinned.
 fn fresh(spec: &Spec, lock: InstanceLock) -> Result<Started, StartError> {
     let key = crate::blocklist::random_key().map_err(LoadError::Random)?;
-    let (lists, delta, capacity) = read_at_start(spec.files.clone(), key, spec.list_floor);
+    let (lists, delta, capacity) = read_at_start(
+        spec.files.clone(),
+        key,
+        spec.list_floor,
+        spec.state_dir.as_deref(),
+    );
     let opts = LoadOptions {
         list_capacity: capacity.map_sizes(),
         domain_key: Some(key),
@@ -329,10 +337,30 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
     // ask for more; otherwise they are sized afresh, which is a layout change.
     let adopted_lists = pinned_capacity
         .filter(|c| c.at_least(spec.list_floor) && old_lists.is_ok())
-        .and_then(|c| Some((c, read_adopting(spec.files.clone(), key, &in_force, c)?)));
+        .and_then(|c| {
+            Some((
+                c,
+                read_adopting(
+                    spec.files.clone(),
+                    key,
+                    &in_force,
+                    c,
+                    spec.state_dir.as_deref(),
+                )?,
+            ))
+        });
     let capacity = match &adopted_lists {
         Some((c, _)) => *c,
-        None => read_for_new_tables(spec.files.clone(), key, spec.list_floor, Some(&in_force)).2,
+        None => {
+            read_for_new_tables(
+                spec.files.clone(),
+                key,
+                spec.list_floor,
+                Some(&in_force),
+                spec.state_dir.as_deref(),
+            )
+            .2
+        }
     };
     let opts = LoadOptions {
         list_capacity: capacity.map_sizes(),

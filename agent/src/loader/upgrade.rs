@@ -261,8 +261,13 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         to = fp,
         "the map layout changes: new maps, and the program swapped in on its links"
     );
-    let (mut lists, delta, _) =
-        read_for_new_tables(spec.files.clone(), key, spec.list_floor, Some(&replaced));
+    let (mut lists, delta, _) = read_for_new_tables(
+        spec.files.clone(),
+        key,
+        spec.list_floor,
+        Some(&replaced),
+        spec.state_dir.as_deref(),
+    );
     lists.set_capacity(capacity);
     let dir = spec.pins.maps(&fp);
     let mut loaded = load_pinned(&opts, &dir, &layout)?;

@@ -666,6 +666,7 @@ fn refused_reloads_leave_everything_as_it_was_and_accepted_ones_equal_a_fresh_lo
 
 /// A set over `files` (path, kind) hashing with `k`, loaded.
 mod adopt;
+mod kept;
 
 #[test]
 fn a_rule_name_is_what_the_formatter_wrote() {

@@ -97,7 +97,12 @@ pub(super) fn attach_unpinned(
     }
     let key = crate::blocklist::random_key().context("drawing the key for domain hashes")?;
     let started = Instant::now();
-    let (lists, delta, capacity) = read_at_start(list_files(args), key, args.list_capacity);
+    let (lists, delta, capacity) = read_at_start(
+        list_files(args),
+        key,
+        args.list_capacity,
+        Some(&args.state_dir),
+    );
     let mut loaded = Loaded::load(LoadOptions {
         flow_table_size: args.flow_table_size,
         ringbuf_bytes: args.ringbuf_bytes,
@@ -190,6 +195,7 @@ pub(super) fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow:
             .collect(),
         mode: args.xdp_mode,
         files: list_files(args),
+        state_dir: Some(args.state_dir.clone()),
         list_floor: args.list_capacity,
         config: config_digest(args),
         netlink: false,

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::enrich::source::FileProblem;
-use crate::store::fsutil::{hex, load_state, read_input, save_state, write_atomic, TABLE_MAX};
+use crate::kept::Kept;
+use crate::store::fsutil::{load_state, read_input, save_state, TABLE_MAX};
 
 use super::parse::{ParsedSubscribers, RowProblem, RowStats};
 use super::SubscriberTable;
@@ -119,55 +120,28 @@ impl Slot {
         self.good.as_ref().map_or(self.seen, |g| g.stats.rows)
     }
 
-    /// The name of its kept copy in [`SUBSCRIBERS_KEPT`]: of the path made absolute, `.` and
-    /// `..` taken out (`a.csv`, `./a.csv` and `/etc/x/../x/a.csv` from `/etc/x` are one file;
-    /// links are not followed).
-    fn kept_name(&self) -> String {
-        use sha2::Digest;
-        use std::path::Component;
-        let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
-        let mut path = PathBuf::new();
-        for c in absolute.components() {
-            match c {
-                Component::ParentDir => {
-                    path.pop();
-                }
-                Component::CurDir => {}
-                c => path.push(c),
-            }
-        }
-        let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
-        format!("{}.csv", hex(&digest[..16]))
-    }
-
-    /// Keeps `bytes`, the version now in force, in `dir` for the next agent.
-    fn keep(&self, dir: &Path, bytes: &[u8]) {
-        let kept =
-            std::fs::create_dir_all(dir).and_then(|()| write_atomic(dir, &self.kept_name(), bytes));
-        if let Err(e) = kept {
-            warn!(file = %self.path.display(), dir = %dir.display(), error = %e, "cannot keep the subscribers file's version in force for the next agent: one that finds the file unusable at its start goes without its rows");
+    /// Keeps `bytes`, the version now in force, for the next agent.
+    fn keep(&self, kept: &Kept, bytes: &[u8]) {
+        if let Err(e) = kept.keep(&self.path, bytes) {
+            warn!(file = %self.path.display(), dir = %kept.dir().display(), error = %e, "cannot keep the subscribers file's version in force for the next agent: one that finds the file unusable at its start goes without its rows");
         }
     }
 
-    /// Rows of the version kept in `dir` (0 if none can be read).
-    fn kept_rows(&self, dir: &Path) -> u32 {
-        (read_input(&dir.join(self.kept_name()), TABLE_MAX).ok())
+    /// Rows of the version kept (0 if none can be read).
+    fn kept_rows(&self, kept: &Kept) -> u32 {
+        (kept.read(&self.path).ok().flatten())
             .and_then(|b| ParsedSubscribers::parse(&b).ok())
             .map_or(0, |p| p.stats.rows)
     }
 
-    /// At a start, puts the version the last agent applied, kept in `dir`, in force in place
-    /// of the file it could not apply; whether there was one.
-    fn restore(&mut self, dir: &Path) -> bool {
-        let kept = dir.join(self.kept_name());
-        let bytes = match read_input(&kept, TABLE_MAX) {
-            Ok(bytes) => bytes,
-            Err(crate::store::fsutil::InputError::Io(e))
-                if e.kind() == std::io::ErrorKind::NotFound =>
-            {
-                return false;
-            }
+    /// At a start, puts the version the last agent applied, kept in `kept`, in force in
+    /// place of the file it could not apply; whether there was one.
+    fn restore(&mut self, kept: &Kept) -> bool {
+        let (bytes, kept) = match kept.read(&self.path) {
+            Ok(Some(bytes)) => (bytes, kept.path_of(&self.path)),
+            Ok(None) => return false,
             Err(e) => {
+                let kept = kept.path_of(&self.path);
                 warn!(file = %self.path.display(), kept = %kept.display(), error = %e, "cannot read the version of the subscribers file the last agent applied: the file's users are off the records until it loads");
                 return false;
             }
@@ -203,7 +177,7 @@ pub struct SubscriberSet {
     memory: Option<PathBuf>,
     /// Where the versions in force are kept for the next agent ([`SUBSCRIBERS_KEPT`]), if
     /// anywhere.
-    kept: Option<PathBuf>,
+    kept: Option<Kept>,
 }
 
 impl SubscriberSet {
@@ -239,7 +213,7 @@ impl SubscriberSet {
             slot.seen = seen.get(&slot.path).copied().unwrap_or(0);
         }
         self.memory = Some(path);
-        self.kept = Some(state_dir.join(SUBSCRIBERS_KEPT));
+        self.kept = Some(Kept::new(state_dir.join(SUBSCRIBERS_KEPT), "csv"));
         self.forget_unconfigured();
         self
     }
@@ -272,7 +246,7 @@ impl SubscriberSet {
                 parsed.stats.lines == 0
                     && (held > 0
                         || slot.good.is_none()
-                            && (self.kept.as_deref()).is_some_and(|d| slot.kept_rows(d) > 0))
+                            && (self.kept.as_ref()).is_some_and(|k| slot.kept_rows(k) > 0))
             };
             let mut problems = match load_bytes(&slot.path) {
                 Ok((parsed, _)) if emptied(&parsed, slot) => Vec::new(),
@@ -280,8 +254,8 @@ impl SubscriberSet {
                     if slot.good.as_ref() != Some(&parsed) {
                         slot.good = Some(parsed);
                         out.changed = true;
-                        if let Some(dir) = &self.kept {
-                            slot.keep(dir, &bytes);
+                        if let Some(kept) = &self.kept {
+                            slot.keep(kept, &bytes);
                         }
                     }
                     continue;
@@ -289,7 +263,7 @@ impl SubscriberSet {
                 Err(d) => d,
             };
             // Not applied: at a start, the version the last agent applied stands in.
-            if slot.good.is_none() && self.kept.as_deref().is_some_and(|d| slot.restore(d)) {
+            if slot.good.is_none() && self.kept.as_ref().is_some_and(|k| slot.restore(k)) {
                 out.changed = true;
             }
             if problems.is_empty() {
@@ -329,15 +303,8 @@ impl SubscriberSet {
     /// Removes the kept copies of files no longer configured: they would outlive the
     /// operator's edit (and hold accounts), and stand in for the file should it come back.
     fn forget_unconfigured(&self) {
-        let Some(dir) = &self.kept else {
-            return;
-        };
-        let ours: Vec<String> = self.slots.iter().map(Slot::kept_name).collect();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            if name.to_str().is_none_or(|n| !ours.iter().any(|o| o == n)) {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        if let Some(kept) = &self.kept {
+            kept.forget_others(self.slots.iter().map(|s| s.path.as_path()));
         }
     }
 }

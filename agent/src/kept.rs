@@ -1,0 +1,133 @@
+//! The version in force of each operator input file (list files, subscribers files), kept in
+//! the state directory for the next agent.
+//!
+//! During a run, a file that is emptied, damaged or unreadable keeps its last good version in
+//! force. Without a copy, a restart (a crash, a reboot, a `detach`) lost that version, and
+//! the next agent started without the file's rules or rows until it was fixed. With one, it
+//! puts the kept version in force instead, as a reload would have.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::store::fsutil::{hex, read_input, write_atomic, InputError, TABLE_MAX};
+
+/// A directory of kept copies, one per configured file, named by a hash of the file's path.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    dir: PathBuf,
+    /// The copies' file name extension (`csv`, `list`): what they hold, for an operator.
+    ext: &'static str,
+}
+
+impl Kept {
+    /// Copies in `dir` (created at the first [`Kept::keep`]), named `<hash>.<ext>`.
+    pub fn new(dir: PathBuf, ext: &'static str) -> Self {
+        Kept { dir, ext }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The name of `file`'s copy: a hash of its path made absolute, with `.` and `..` taken
+    /// out (`a.csv`, `./a.csv` and `/etc/x/../x/a.csv` from `/etc/x` are one file; links are
+    /// not followed).
+    fn name(&self, file: &Path) -> String {
+        use sha2::Digest;
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+        let mut path = PathBuf::new();
+        for c in absolute.components() {
+            match c {
+                Component::ParentDir => {
+                    path.pop();
+                }
+                Component::CurDir => {}
+                c => path.push(c),
+            }
+        }
+        let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+        format!("{}.{}", hex(&digest[..16]), self.ext)
+    }
+
+    /// Where `file`'s copy is.
+    pub fn path_of(&self, file: &Path) -> PathBuf {
+        self.dir.join(self.name(file))
+    }
+
+    /// Keeps `bytes`, `file`'s version now in force, atomically and durably. A copy already
+    /// holding them is left as it is: every start applies every file again.
+    pub fn keep(&self, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let name = self.name(file);
+        let same = std::fs::metadata(self.dir.join(&name))
+            .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
+            && std::fs::read(self.dir.join(&name)).is_ok_and(|b| b == bytes);
+        if same {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        write_atomic(&self.dir, &name, bytes)
+    }
+
+    /// `file`'s kept copy: `None` if there is none.
+    pub fn read(&self, file: &Path) -> Result<Option<Vec<u8>>, InputError> {
+        match read_input(&self.path_of(file), TABLE_MAX) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the copies of files other than `files`, those no longer configured: they
+    /// would outlive the operator's edit, and stand in for the file should it come back.
+    pub fn forget_others<'a>(&self, files: impl IntoIterator<Item = &'a Path>) {
+        let ours: Vec<String> = files.into_iter().map(|f| self.name(f)).collect();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_none_or(|n| !ours.iter().any(|o| o == n)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_copy_per_file_however_its_path_is_spelt_and_others_forgotten() {
+        let tmp = crate::blocklist::tests::TempDir::new("kept");
+        let kept = Kept::new(tmp.0.join("kept"), "list");
+        let cwd = std::env::current_dir().expect("cwd");
+        let a = cwd.join("a.list");
+        let spelt = cwd.join("x").join("..").join(".").join("a.list");
+        assert_eq!(kept.path_of(&a), kept.path_of(&spelt));
+        assert_eq!(kept.path_of(&a), kept.path_of(Path::new("a.list")));
+        assert_ne!(kept.path_of(&a), kept.path_of(&cwd.join("b.list")));
+        assert!(kept.read(&a).expect("none yet").is_none());
+        kept.keep(&a, b"192.0.2.1\n").expect("keep a");
+        kept.keep(&cwd.join("b.list"), b"x\n").expect("keep b");
+        assert_eq!(
+            kept.read(&spelt).expect("read"),
+            Some(b"192.0.2.1\n".to_vec())
+        );
+        // The same bytes again leave the copy as it is; others replace it.
+        // (A replacement is a new file: another inode.)
+        let inode = || {
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(kept.path_of(&a)).expect("copy"))
+        };
+        let before = inode();
+        kept.keep(&a, b"192.0.2.1\n").expect("keep a again");
+        assert_eq!(inode(), before, "the same bytes are not written again");
+        kept.keep(&a, b"192.0.2.2\n").expect("keep a's edit");
+        assert_ne!(inode(), before, "an edit replaces the copy");
+        assert_eq!(kept.read(&a).expect("read"), Some(b"192.0.2.2\n".to_vec()));
+        kept.forget_others([a.as_path()]);
+        assert!(kept.read(&a).expect("kept").is_some());
+        assert!(kept.read(&cwd.join("b.list")).expect("read").is_none());
+        // A copy that is not a regular file is an error, not "none".
+        std::fs::remove_file(kept.path_of(&a)).expect("remove");
+        std::fs::create_dir(kept.path_of(&a)).expect("a directory in its place");
+        assert!(kept.read(&a).is_err());
+    }
+}
