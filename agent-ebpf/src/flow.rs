@@ -384,14 +384,29 @@ unsafe fn count_packet<const A: u32>(v: Entry, dir: usize, len: u64) {
 /// names no rule. Before the payload copy, so a query past the drop-record budget is
 /// not copied either ([`summarised_query`]).
 #[inline(always)]
-pub fn name_verdict(ctx: &XdpContext, p: &Packet) -> Option<u32> {
-    match dns::blocked_query(ctx, p) {
+pub fn name_verdict(ctx: &XdpContext, p: &Packet, dir: usize) -> Option<u32> {
+    match dns::blocked_query(ctx, p, dir) {
         dns::Query::Blocked(rule) => Some(rule),
         dns::Query::Unwalked if lists::in_force().empty & empty::DOMAINS_BLOCKED != 0 => {
             Some(NO_RULE)
         }
         _ => None,
     }
+}
+
+/// Where the originator's TCP stream starts (the sequence number after its SYN), for a
+/// packet of direction `dir`: known only for the originator of a flow its SYN created.
+#[inline(always)]
+pub fn stream_start(key: &FlowKey, dir: usize) -> Option<u32> {
+    let v = lookup(key)?;
+    // SAFETY: as in `update`.
+    let (flags, isn) = unsafe {
+        (
+            get(addr_of!((*v).tcp_flags[DIR_ORIG])),
+            get(addr_of!((*v).isn)),
+        )
+    };
+    (dir == DIR_ORIG && flags & crate::parse::TCP_SYN != 0).then_some(isn.wrapping_add(1))
 }
 
 /// Whether a query that created its flow, blocked by `rule`, is past the drop-record budget

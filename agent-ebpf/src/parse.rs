@@ -21,7 +21,7 @@ const IPPROTO_DSTOPTS: u8 = 60;
 const DNS_PORT: u16 = 53u16.to_be();
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
-const TCP_SYN: u8 = 0x02;
+pub const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
 /// Offsets past this are not walked: it bounds every variable offset for the verifier, and no

@@ -190,7 +190,7 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
     // A query's name is judged first: one that created its flow and is past its rule's
     // drop-record budget is dropped with nothing copied or announced.
     let blocked = if p.dns_off != 0 {
-        flow::name_verdict(ctx, &p)
+        flow::name_verdict(ctx, &p, dir)
     } else {
         None
     };

@@ -1,10 +1,11 @@
 //! DNS-name enforcement in the kernel, through BPF_PROG_TEST_RUN with real list files: names
 //! under the program's random key (exact, subdomain, look-alike, case, trailing dot, label
 //! lengths around the hash's word size, the 16-label cap, compressed and malformed names),
-//! queries over UDP and TCP and in IPv4 and IPv6 first fragments, names the walk cannot read
-//! (dropped only while a domain is blocked), keys that differ from load to load, a blocked
-//! query copied before its drop is announced, a flow's entry copied while its dropped
-//! queries are counted, and a new flow's query announced once its name is judged.
+//! queries over UDP and TCP (streams: `verdict_dns_tcp.rs`) and in IPv4 and IPv6 first
+//! fragments, names the walk cannot read (dropped only while a domain is blocked), keys that
+//! differ from load to load, a blocked query copied before its drop is announced, a flow's
+//! entry copied while its dropped queries are counted, and a new flow's query announced once
+//! its name is judged.
 //! Addresses, prefixes and ports are in `verdict.rs`. Needs root.
 
 mod common;
@@ -125,9 +126,9 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
     let syn = Spec::tcp4(v4(198, 51, 100, 2), 5355, v4(198, 18, 0, 53), 53, tcp::SYN);
     assert_eq!(lab.run(&syn.build()), PASS, "a SYN to port 53 (no data)");
 
-    // DNS over TCP: a segment holding a whole message from its start is judged; one that
-    // does not (a length prefix sent alone, a probe's byte) passes, as a client's stream
-    // goes on.
+    // DNS over TCP: a segment holding a whole message from its start is judged; a length
+    // sent alone passes (its message, next, is judged: `verdict_dns_tcp.rs`), and so does a
+    // keepalive's byte, one already judged.
     let blocked = dns_query_payload(&wire("www.example.com"));
     assert_eq!(
         lab.run(&dns_tcp(5360, &blocked)),

@@ -2,7 +2,8 @@
 //! are unreachable from the client while allowed ones work; a valid edit of a list file
 //! during a long transfer neither interrupts it nor drops a packet of it; a bad edit is
 //! reported with file and line and changes nothing; an open flow to a newly blocked address
-//! stops; a blocked DNS query's record names the query. Needs root.
+//! stops; a blocked DNS query's record names the query; a blocked name is blocked over TCP
+//! however the client cuts its stream into segments. Needs root.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -72,6 +73,74 @@ fn start_dns(lab: &Lab) {
             }
         });
     });
+}
+
+/// A DNS server over TCP that reads each query as a resolver does (a length, then that many
+/// bytes, however the segments cut them) and answers it as [`start_dns`] does.
+fn start_dns_tcp(lab: &Lab) {
+    let ns = lab.internet.clone();
+    std::thread::spawn(move || {
+        let _ = run_in(&ns, || -> anyhow::Result<()> {
+            let listener = TcpListener::bind((OK_IP, 53))?;
+            for stream in listener.incoming() {
+                let mut stream = stream?;
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    loop {
+                        let mut len = [0u8; 2];
+                        stream.read_exact(&mut len)?;
+                        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        stream.read_exact(&mut reply)?;
+                        reply[2] |= 0x80; // QR
+                        reply.extend_from_slice(&[0, 0]);
+                        let mut framed = ((reply.len()) as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&reply);
+                        stream.write_all(&framed)?;
+                    }
+                });
+            }
+            Ok(())
+        });
+    });
+}
+
+/// A query for `name` behind its length, as DNS over TCP frames it.
+fn framed_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    framed
+}
+
+/// Whether the client gets an answer over TCP to `stream`'s bytes, written in the pieces
+/// `cuts` makes of them, each its own segment: a piece is written once the server has
+/// acknowledged every byte before it.
+fn answered_over_tcp(lab: &Lab, stream: Vec<u8>, cuts: &'static [usize]) -> bool {
+    run_in(&lab.client, move || {
+        use std::os::fd::AsRawFd;
+        let sa = SocketAddr::new(OK_IP.parse()?, 53);
+        let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(700))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_millis(700)))?;
+        let mut from = 0;
+        for &cut in cuts.iter().chain([&stream.len()]) {
+            s.write_all(&stream[from..cut])?;
+            from = cut;
+            wait_until(Duration::from_secs(5), "the piece acknowledged", || {
+                let mut unacked: libc::c_int = 0;
+                // SAFETY: SIOCOUTQ writes one int through the pointer given.
+                let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut unacked) };
+                r == 0 && unacked == 0 || cut == stream.len()
+            });
+        }
+        let mut len = [0u8; 2];
+        Ok(s.read_exact(&mut len).is_ok())
+    })
+    .expect("client thread")
 }
 
 fn connect(lab: &Lab, addr: &'static str, port: u16) -> bool {
@@ -153,6 +222,7 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     let transferred = Arc::new(AtomicU64::new(0));
     start_tcp(&lab, OK_IP, TRANSFER_PORT, transferred.clone());
     start_dns(&lab);
+    start_dns_tcp(&lab);
     for port in [PORT, TRANSFER_PORT] {
         lab.wait_tcp(OK_IP, port, Duration::from_secs(10))
             .expect("servers up");
@@ -210,6 +280,36 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         !resolves(&lab, "www.blocked.example"),
         "a name under a blocked domain does not"
     );
+    // Over TCP, however the client cuts its stream: the server reads the name it asks for,
+    // and so does the gateway. Until 2026-12-06 a length sent in a segment of its own, or a
+    // blocked query behind another in one segment, got through.
+    let (ok, no) = (
+        framed_query("www.allowed.example"),
+        framed_query("www.blocked.example"),
+    );
+    assert!(
+        answered_over_tcp(&lab, ok.clone(), &[]),
+        "an unlisted name over TCP"
+    );
+    assert!(
+        answered_over_tcp(&lab, ok.clone(), &[2]),
+        "its length sent alone"
+    );
+    assert!(
+        answered_over_tcp(&lab, ok.clone(), &[35]),
+        "cut after its name"
+    );
+    assert!(
+        !answered_over_tcp(&lab, no.clone(), &[]),
+        "a blocked name over TCP"
+    );
+    assert!(
+        !answered_over_tcp(&lab, no.clone(), &[2]),
+        "its length sent alone"
+    );
+    let mut both = ok.clone();
+    both.extend_from_slice(&no);
+    assert!(!answered_over_tcp(&lab, both, &[]), "behind another query");
 
     // A long transfer to an allowed host, across a valid edit of the blocklist: it must get
     // through whole, and not one of its packets may be dropped on the way.

@@ -111,8 +111,11 @@ struct PayloadState {
     names: Option<FlowNames>,
     /// What the flow's payload said about its name.
     name: Option<FlowName>,
-    /// The question of a DNS flow.
+    /// The question of a DNS flow: its first.
     question: Option<Question>,
+    /// A DNS flow's latest question after the first: the one a first drop stopped (a client
+    /// may ask several over one TCP connection, even in one segment).
+    latest: Option<Question>,
     /// The name search ended (named, failed, or refused): later snippets start no new one.
     names_over: bool,
     /// A DNS-over-TCP flow's two directions (originator, responder).
@@ -301,7 +304,12 @@ impl EnrichStage {
             return;
         }
         let t = r.time_start_ns;
+        // A drop names the query it stopped, a DNS flow's latest.
         let (name, question) = match state.and_then(|s| s.payload.as_deref()) {
+            Some(p) if r.dropped > 0 => (
+                p.name.clone(),
+                p.latest.as_ref().or(p.question.as_ref()).cloned(),
+            ),
             Some(p) => (p.name.clone(), p.question.clone()),
             None => (None, None),
         };

@@ -264,7 +264,11 @@ impl EnrichStage {
         }
         if let Some(q) = msg.question {
             if let Some(state) = self.state(p.key, p.t_ns) {
-                state.payload().question.get_or_insert(q);
+                let p = state.payload();
+                match p.question {
+                    None => p.question = Some(q),
+                    Some(_) => p.latest = Some(q),
+                }
             }
         }
     }

@@ -1,0 +1,191 @@
+//! DNS over TCP in the kernel, through BPF_PROG_TEST_RUN with real list files: a client's
+//! stream is read as its server reads it, each message after its two-byte length, from where
+//! the last segment left off. A length sent in a segment of its own, several messages in one
+//! segment, a message's rest in a later segment and retransmissions are each judged where
+//! they are; a segment that ends inside a length or a name, or follows bytes never seen, is
+//! a name that cannot be walked (dropped only while a domain is blocked). Needs root.
+
+mod common;
+mod verdict_common;
+
+use agent_common::Counter;
+use common::{dns_query_payload, tcp, v4, wire, Addrs, Spec, L4};
+use verdict_common::{Lab, DROP, PASS};
+
+/// A segment of the client at `sport` to port 53 with sequence number `seq`.
+fn segment(sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut s = Spec::tcp4(v4(198, 51, 100, 2), sport, v4(198, 18, 0, 53), 53, flags).seq(seq);
+    s.payload = payload.to_vec();
+    s.build()
+}
+
+/// `message` behind its length.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut v = (message.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(message);
+    v
+}
+
+/// A query for `name` with an EDNS OPT record after its question (11 bytes), as resolvers
+/// send them: a message with bytes past its name.
+fn query(name: &str) -> Vec<u8> {
+    let mut m = dns_query_payload(&wire(name));
+    m[11] = 1; // ARCOUNT
+    m.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+    m
+}
+
+/// A connection from `sport` whose SYN had sequence number `isn`: its stream starts at
+/// `isn + 1`.
+fn connect(lab: &mut Lab, sport: u16, isn: u32) -> u32 {
+    assert_eq!(lab.run(&segment(sport, isn, tcp::SYN, &[])), PASS, "SYN");
+    isn + 1
+}
+
+#[test]
+fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
+    let mut lab = Lab::new("dnstcp", "example.com\n", "");
+    let (blocked, passed) = (query("www.example.com"), query("www.example.org"));
+
+    // A length sent in a segment of its own: its message, next, is judged.
+    let at = connect(&mut lab, 6000, 1000);
+    let length = (blocked.len() as u16).to_be_bytes();
+    assert_eq!(
+        lab.run(&segment(6000, at, tcp::ACK, &length)),
+        PASS,
+        "the length alone"
+    );
+    let message = segment(6000, at + 2, tcp::ACK, &blocked);
+    assert_eq!(lab.run(&message), DROP, "the message after its length");
+    assert_eq!(lab.run(&message), DROP, "its retransmission");
+    assert_eq!(
+        lab.run(&segment(6000, at, tcp::ACK, &length)),
+        PASS,
+        "the length again: bytes already judged"
+    );
+
+    // Several messages in one segment: each is judged, the first blocked one drops it.
+    let at = connect(&mut lab, 6001, 5000);
+    let mut two = framed(&passed);
+    two.extend_from_slice(&framed(&blocked));
+    assert_eq!(
+        lab.run(&segment(6001, at, tcp::ACK, &two)),
+        DROP,
+        "the second blocked"
+    );
+    let mut both = framed(&passed);
+    both.extend_from_slice(&framed(&query("mail.example.org")));
+    assert_eq!(
+        lab.run(&segment(6001, at, tcp::ACK, &both)),
+        PASS,
+        "neither blocked"
+    );
+    let at = at + both.len() as u32;
+    assert_eq!(
+        lab.run(&segment(6001, at, tcp::ACK, &framed(&blocked))),
+        DROP,
+        "the message after them"
+    );
+
+    // A message whose rest (its OPT record) comes in the next segment: judged by its name in
+    // the first, the rest passes as part of it, and the message after is judged.
+    let at = connect(&mut lab, 6002, 7000);
+    let whole = framed(&passed);
+    let (head, rest) = whole.split_at(whole.len() - 5);
+    assert_eq!(
+        lab.run(&segment(6002, at, tcp::ACK, head)),
+        PASS,
+        "a name passed"
+    );
+    let rest_at = at + head.len() as u32;
+    assert_eq!(
+        lab.run(&segment(6002, rest_at, tcp::ACK, rest)),
+        PASS,
+        "its rest"
+    );
+    let next = at + whole.len() as u32;
+    assert_eq!(
+        lab.run(&segment(6002, next, tcp::ACK, &framed(&blocked))),
+        DROP,
+        "the next message"
+    );
+    let whole = framed(&blocked);
+    let at = connect(&mut lab, 6003, 9000);
+    assert_eq!(
+        lab.run(&segment(6003, at, tcp::ACK, &whole[..whole.len() - 5])),
+        DROP,
+        "a blocked name in a message's first segment"
+    );
+
+    // Cut where nothing can be judged: inside the name, inside the length, or after bytes
+    // never seen. Dropped, as any name the walk cannot read, while a domain is blocked.
+    let before = lab.counter(Counter::DnsNameUnparsed);
+    let at = connect(&mut lab, 6004, 11000);
+    assert_eq!(
+        lab.run(&segment(6004, at, tcp::ACK, &whole[..2 + 12 + 5])),
+        DROP,
+        "a segment ending inside the name"
+    );
+    assert_eq!(
+        lab.run(&segment(6004, at, tcp::ACK, &whole[..1])),
+        DROP,
+        "a segment ending inside the length"
+    );
+    assert_eq!(
+        lab.run(&segment(6004, at + 40, tcp::ACK, &framed(&passed))),
+        DROP,
+        "a segment after bytes never seen"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 3);
+    assert_eq!(
+        lab.run(&segment(6004, at, tcp::ACK, &framed(&passed))),
+        PASS,
+        "the stream from its start"
+    );
+}
+
+/// Without a blocked domain, segments that cannot be judged pass, counted; a stream picked
+/// up without its SYN is read from the first segment seen.
+#[test]
+fn unjudged_segments_pass_when_no_domain_is_blocked_and_a_stream_without_its_syn_is_read_from_where_it_is_seen(
+) {
+    let mut lab = Lab::new("dnstcpnone", "203.0.113.9\n", "");
+    let at = connect(&mut lab, 6100, 3000);
+    let before = lab.counter(Counter::DnsNameUnparsed);
+    let passed = framed(&query("www.example.org"));
+    assert_eq!(
+        lab.run(&segment(6100, at + 7, tcp::ACK, &passed)),
+        PASS,
+        "a gap"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 1);
+
+    let mut blocking = Lab::new("dnstcpmid", "example.com\n", "");
+    let blocked = framed(&query("www.example.com"));
+    assert_eq!(
+        blocking.run(&segment(6101, 77_000, tcp::ACK, &blocked)),
+        DROP,
+        "a first segment seen mid-stream starts a message"
+    );
+    let v6 = Spec::new(
+        Addrs::V6(common::v6(2), common::v6(0x53)),
+        L4::Tcp {
+            sport: 6102,
+            dport: 53,
+            flags: tcp::SYN,
+        },
+    )
+    .seq(40);
+    assert_eq!(blocking.run(&v6.build()), PASS, "an IPv6 SYN");
+    let mut data = v6.clone().seq(41);
+    data.l4 = L4::Tcp {
+        sport: 6102,
+        dport: 53,
+        flags: tcp::ACK,
+    };
+    data.payload = blocked[..2].to_vec();
+    assert_eq!(blocking.run(&data.build()), PASS, "an IPv6 length alone");
+    data.payload = blocked[2..].to_vec();
+    let data = data.seq(43);
+    assert_eq!(blocking.run(&data.build()), DROP, "its message");
+}
