@@ -179,6 +179,9 @@ pub struct ListSet {
     /// Where each file's version in force is kept for the next agent ([`LISTS_KEPT`]), if
     /// anywhere.
     kept: Option<Kept>,
+    /// A [`ListSet::reload_all`] is under way: a file with no good version that does not
+    /// load gets its kept version.
+    restoring: bool,
 }
 
 /// The bytes of each list file's version in force, one file each in this directory of the
@@ -224,6 +227,7 @@ impl ListSet {
             into_empty: false,
             held: [false; 2],
             kept: None,
+            restoring: false,
         }
     }
 
@@ -371,16 +375,19 @@ impl ListSet {
     }
 
     /// Re-reads every file (start-up, SIGHUP). Bad or unreadable files keep their last good
-    /// version (none at start-up) and are reported; the others apply, unless together they
-    /// would outgrow a table (then none does, and each is reported).
+    /// version (at start-up, the version kept for them, if any: [`ListSet::keeping`]) and
+    /// are reported; the others apply, unless together they would outgrow a table (then none
+    /// does, and each is reported).
     pub fn reload_all(&mut self) -> (Delta, Vec<Diagnostic>) {
         self.staged.clear();
         let mut diagnostics = Vec::new();
+        self.restoring = true;
         for i in 0..self.files.len() {
             if let Err(mut d) = self.stage(i) {
                 diagnostics.append(&mut d);
             }
         }
+        self.restoring = false;
         match self.commit() {
             Ok(delta) => (delta, diagnostics),
             Err(mut refused) => {
@@ -466,11 +473,11 @@ impl ListSet {
     }
 
     /// Reads and parses file `i`, replacing its good version on success. Returns whether its
-    /// contents changed. A file that has no good version (at a start) and does not load
-    /// gets the version kept for it ([`ListSet::keeping`]), if any.
+    /// contents changed. In a [`ListSet::reload_all`], a file that has no good version (at a
+    /// start) and does not load gets the version kept for it ([`ListSet::keeping`]), if any.
     fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
         let result = self.read(i);
-        if result.is_err() && self.files[i].good.is_none() {
+        if result.is_err() && self.restoring && self.files[i].good.is_none() {
             if let Some(good) = self.kept_version(i) {
                 self.restore(i, good);
             }
@@ -491,7 +498,7 @@ impl ListSet {
         })?;
         // Emptied while no agent ran, as a reload judges a file emptied during a run: the
         // version the last agent applied had rules, and stays.
-        if bytes.is_empty() && self.files[i].good.is_none() {
+        if bytes.is_empty() && self.restoring && self.files[i].good.is_none() {
             if let Some(good) = self.kept_version(i).filter(|g| g.parsed.entries() > 0) {
                 let rules = good.parsed.entries();
                 self.restore(i, good);
@@ -734,6 +741,8 @@ impl ListSet {
     }
 
     /// Keeps the version now in force of each file the reload changed, for the next agent.
+    /// Before the kernel maps are written: an agent killed between the two leaves a copy of
+    /// a good version the next applies, never an older one than the program enforced.
     fn keep_staged(&self) {
         let Some(kept) = &self.kept else { return };
         for (i, _) in &self.staged {

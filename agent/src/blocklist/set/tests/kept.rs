@@ -142,6 +142,19 @@ fn placeholders_apply_and_nothing_stands_in_without_a_usable_copy() {
         "a damaged copy is not used"
     );
 
+    // Only a reload of every file (a start, SIGHUP) puts a kept version in force: a reload of
+    // some files applies what they hold, and nothing else with them.
+    kept.keep(&a, b"192.0.2.9\n").expect("a usable copy");
+    let mut some = kept_set(&files, k, &state);
+    assert_eq!(
+        texts(&some.reload_many(std::slice::from_ref(&a)).1).len(),
+        1
+    );
+    write(&b, "198.51.100.1\n");
+    let (_, diags) = some.reload_many(std::slice::from_ref(&b));
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(some.compiled().block.entries(), 1, "b's rule alone");
+
     let _ = kept_set(&[(b.clone(), ListKind::Block)], k, &state);
     assert!(kept.read(&a).expect("read").is_none(), "a's copy removed");
     assert!(kept.read(&b).expect("read").is_some(), "b's copy stays");
