@@ -38,8 +38,8 @@ use crate::{
 
 /// Bytes of a query judged at most: a UDP query's header and name, or a TCP segment's data
 /// from where its next message is due (their headers and names, walked in turn; a name past
-/// them cannot be).
-const SPAN: usize = 512;
+/// them cannot be). A full-sized segment's: a power of two, for the masks.
+const SPAN: usize = 2048;
 /// Walk steps: each takes a length prefix (2 bytes), a header, or a label (2 bytes at least),
 /// or passes over a message that asks nothing; a query needing more is not walked.
 const MAX_STEPS: u32 = SPAN as u32 + 16;
@@ -75,8 +75,9 @@ pub struct Scratch {
     seg: u32,
     /// Offset in the packet of `buf`'s start.
     off: u32,
-    /// TCP: the sequence number of `buf`'s start.
+    /// TCP: the sequence number of `buf`'s start, and the `body` the walk began with.
     next: u32,
+    from_body: u32,
     phase: u32,
     /// Length of the message whose header is next (or at `pos` in `NAME`).
     body: u32,
@@ -84,6 +85,13 @@ pub struct Scratch {
     msg_end: u32,
     /// TCP: messages follow each other, each after its length.
     tcp: u32,
+    /// Where the message a `BAD` walk ran out of bytes in ends.
+    wanted: u32,
+    /// TCP: the segment ends within bytes already judged (a retransmission's tail, a
+    /// keepalive's byte): cut short there, it passes as they did.
+    judged: u32,
+    /// Questions of the message left to walk, the one at `pos` included.
+    questions: u32,
     /// The rule of a `BLOCKED` name.
     rule: u32,
     /// Where the name being walked starts, and the length of the last one walked (its
@@ -103,6 +111,11 @@ pub struct TcpPos {
     next: u32,
     /// See `next`.
     body: u32,
+    /// Where the last walk began, with its `body`: a segment that starts there again (a
+    /// retransmission, or other bytes at the same place) is walked again, not taken for
+    /// bytes already judged.
+    from: u32,
+    from_body: u32,
 }
 
 #[map(name = "ALLOW_DOMAINS")]
@@ -151,6 +164,9 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
     if let Some(rule) = walk(ctx, s) {
         return Query::Blocked(rule);
     }
+    if s.judged != 0 && cut_short(s) {
+        return Query::Pass;
+    }
     if s.phase != END {
         return unwalked();
     }
@@ -159,6 +175,8 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
         let next = TcpPos {
             next: s.next.wrapping_add(s.pos),
             body: s.body,
+            from: s.next,
+            from_body: s.from_body,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &next, 0);
     }
@@ -186,8 +204,21 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         if off >= end {
             return Err(Query::Pass); // an empty datagram
         }
-        set_up(s, off, end - off, 0, None);
+        set_up(s, off, end - off, 0, None, false);
         return Ok(());
+    }
+    // The sequence number of the data's first byte (a SYN's own comes before it).
+    let seq = u32::from_be(p.seq).wrapping_add(p.has_syn() as u32);
+    if p.opens_flow() {
+        // A connection (re)opened: its stream starts after the SYN, whatever an earlier
+        // connection between the same ports left.
+        let start = TcpPos {
+            next: seq,
+            body: 0,
+            from: seq,
+            from_body: 0,
+        };
+        let _ = DNS_TCP_POS.insert(&p.key, &start, 0);
     }
     // The segment's data: the length prefix of a message, if one starts there.
     let data = match off.checked_sub(2) {
@@ -197,35 +228,43 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
     if first_fragment(ctx, p) {
         return Err(unwalked()); // the rest of the segment is in later fragments
     }
-    // The sequence number of the data's first byte (a SYN's own comes before it).
-    let seq = u32::from_be(p.seq).wrapping_add(p.has_syn() as u32);
     // SAFETY: a map value read for this run only.
     let due = match unsafe { DNS_TCP_POS.get(&p.key) } {
         Some(pos) => *pos,
-        None => TcpPos {
-            next: flow::stream_start(&p.key, dir).unwrap_or(seq),
-            body: 0,
+        None => {
+            let next = flow::stream_start(&p.key, dir).unwrap_or(seq);
+            TcpPos {
+                next,
+                body: 0,
+                from: next,
+                from_body: 0,
+            }
+        }
+    };
+    let n = end - data;
+    // Where the walk begins in this segment: where the last one began, if the segment holds
+    // that place (bytes there judged again), else where the next message is due.
+    let (skip, at, body) = match due.from.wrapping_sub(seq) as i32 {
+        back if back >= 0 && (back as usize) < n => (back as usize, due.from, due.from_body),
+        _ => match due.next.wrapping_sub(seq) as i32 {
+            // Bytes before this segment were never judged.
+            skip if skip < 0 => return Err(unwalked()),
+            // The rest of a message already judged, or an older retransmission.
+            skip if skip as usize >= n => return Err(Query::Pass),
+            skip => (skip as usize, due.next, due.body),
         },
     };
-    // Where the next message is due in this segment.
-    let skip = due.next.wrapping_sub(seq) as i32;
-    if skip < 0 {
-        return Err(unwalked()); // bytes before this segment were never judged
-    }
-    let (n, skip) = (end - data, skip as usize);
-    if skip >= n {
-        // The rest of a message already judged, or a retransmission.
-        return Err(Query::Pass);
-    }
-    set_up(s, data + skip, n - skip, due.next, Some(due.body));
+    let judged = due.next.wrapping_sub(seq.wrapping_add(n as u32)) as i32 >= 0;
+    set_up(s, data + skip, n - skip, at, Some(body), judged);
     Ok(())
 }
 
 /// Writes what [`walk`] reads: `seg` bytes at `off`, one UDP query (`body` `None`), or a TCP
 /// segment's from sequence number `next` (`Some(body)`: a length prefix there, or with
-/// `body` not 0, a header, the length already read).
+/// `body` not 0, a header, the length already read), which ends within bytes `judged`
+/// already or not.
 #[inline(always)]
-fn set_up(s: &mut Scratch, off: usize, seg: usize, next: u32, body: Option<u32>) {
+fn set_up(s: &mut Scratch, off: usize, seg: usize, next: u32, body: Option<u32>, judged: bool) {
     let (tcp, body, phase) = match body {
         None => (0, seg as u32, HEADER),
         Some(0) => (1, 0, PREFIX),
@@ -238,7 +277,9 @@ fn set_up(s: &mut Scratch, off: usize, seg: usize, next: u32, body: Option<u32>)
         addr_of_mut!(s.seg).write_volatile(seg as u32);
         addr_of_mut!(s.next).write_volatile(next);
         addr_of_mut!(s.tcp).write_volatile(tcp);
+        addr_of_mut!(s.judged).write_volatile(judged as u32);
         addr_of_mut!(s.body).write_volatile(body);
+        addr_of_mut!(s.from_body).write_volatile(body);
         addr_of_mut!(s.phase).write_volatile(phase);
     }
 }
@@ -310,6 +351,7 @@ fn walk(ctx: &XdpContext, s: &mut Scratch) -> Option<RuleId> {
     }
     s.pos = 0;
     s.len = len as u32;
+    s.wanted = 0;
     s.ring.count = 0;
     // SAFETY: copies `len` (1..=SPAN) bytes the packet has into the scratch buffer.
     let copied =
@@ -359,6 +401,23 @@ fn word(buf: &[u8; SPAN + 8], at: usize) -> u64 {
     unsafe { core::ptr::read_unaligned(buf.as_ptr().add(at & (SPAN - 1)).cast::<u64>()) }
 }
 
+/// The walk stopped at the end of the bytes read, in a message that ends at `msg_end`
+/// (judged after the loop, [`cut_short`]: a branch here cost the verifier 170,000
+/// instructions).
+#[inline(always)]
+fn ran_out(s: &mut Scratch, msg_end: usize) {
+    s.phase = BAD;
+    s.wanted = msg_end as u32;
+}
+
+/// Whether a walk that stopped `BAD` ran out of bytes where they are the whole segment and
+/// the message goes on past them: cut short by the segment's end, not a message that claims
+/// more than it holds, nor bytes past [`SPAN`].
+#[inline(always)]
+fn cut_short(s: &Scratch) -> bool {
+    s.phase == BAD && s.len == s.seg && s.wanted > s.len
+}
+
 /// The phase after a message: the next one's length (TCP), or the end (UDP: one message).
 #[inline(always)]
 fn after_message(s: &mut Scratch) {
@@ -381,7 +440,7 @@ extern "C" fn step(_i: u64, _ctx: *mut c_void) -> i64 {
                 return 1;
             }
             if pos + 2 > s.len as usize {
-                s.phase = BAD; // a length cut short, or past the bytes read
+                ran_out(s, u32::MAX as usize); // a length cut short, or past the bytes read
                 return 1;
             }
             s.body = u32::from(byte(&s.buf, pos)) << 8 | u32::from(byte(&s.buf, pos + 1));
@@ -406,16 +465,18 @@ extern "C" fn step(_i: u64, _ctx: *mut c_void) -> i64 {
                 return 0;
             }
             if pos + DNS_HEADER > s.len as usize {
-                s.phase = BAD; // the header cut short
+                ran_out(s, end); // the header cut short
                 return 1;
             }
             let flags = byte(&s.buf, pos + 2);
-            let questions = byte(&s.buf, pos + 4) | byte(&s.buf, pos + 5);
+            let questions =
+                u32::from(byte(&s.buf, pos + 4)) << 8 | u32::from(byte(&s.buf, pos + 5));
             if flags & 0x80 != 0 || questions == 0 {
                 s.pos = end as u32; // a response, or no question
                 after_message(s);
                 return 0;
             }
+            s.questions = questions;
             s.pos = (pos + DNS_HEADER) as u32;
             s.name_at = s.pos;
             s.ring.count = 0;
@@ -427,15 +488,16 @@ extern "C" fn step(_i: u64, _ctx: *mut c_void) -> i64 {
     }
 }
 
-/// One label of a QNAME: its length byte (0 ends the name, which is then judged; anything
-/// over 63 is a compression pointer or a reserved type: not walked), then its bytes, hashed
-/// 8 at a time. A label or terminator past the message or the bytes read is cut short.
+/// One label of a QNAME: its length byte (0 ends the name, which is then judged, then the
+/// next question's name is walked, if any; over 63 is a compression pointer or a reserved
+/// type: not walked), then its bytes, hashed 8 at a time. A label or terminator past the
+/// message or the bytes read is cut short.
 #[inline(always)]
 fn label(s: &mut Scratch) -> i64 {
     let at = s.pos as usize;
     let limit = if s.msg_end < s.len { s.msg_end } else { s.len } as usize;
     if at >= limit {
-        s.phase = BAD;
+        ran_out(s, s.msg_end as usize);
         return 1;
     }
     let len = byte(&s.buf, at) as usize;
@@ -447,6 +509,14 @@ fn label(s: &mut Scratch) -> i64 {
             s.phase = BLOCKED;
             return 1;
         }
+        if s.questions > 1 {
+            // Another question, after this one's type and class: every one is judged.
+            s.questions -= 1;
+            s.pos = (at + 1 + 4) as u32;
+            s.name_at = s.pos;
+            s.ring.count = 0;
+            return 0;
+        }
         s.pos = s.msg_end;
         after_message(s);
         return 0;
@@ -457,7 +527,7 @@ fn label(s: &mut Scratch) -> i64 {
     }
     let next = at + 1 + len;
     if next >= limit {
-        s.phase = BAD; // the label or the byte after it is not there
+        ran_out(s, s.msg_end as usize); // the label or the byte after it is not there
         return 1;
     }
     let mut h = LabelHasher::new(&s.key);

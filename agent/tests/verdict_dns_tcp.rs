@@ -1,9 +1,11 @@
 //! DNS over TCP in the kernel, through BPF_PROG_TEST_RUN with real list files: a client's
 //! stream is read as its server reads it, each message after its two-byte length, from where
-//! the last segment left off. A length sent in a segment of its own, several messages in one
-//! segment, a message's rest in a later segment and retransmissions are each judged where
+//! the last segment left off (from its SYN's, also on a port pair used before). A length
+//! sent in a segment of its own, several messages in one segment, a message's rest in a
+//! later segment, retransmissions and other bytes in a segment's place are each judged where
 //! they are; a segment that ends inside a length or a name, or follows bytes never seen, is
-//! a name that cannot be walked (dropped only while a domain is blocked). Needs root.
+//! a name that cannot be walked (dropped only while a domain is blocked). And every question
+//! of a message is judged, over UDP too. Needs root.
 
 mod common;
 mod verdict_common;
@@ -46,23 +48,32 @@ fn connect(lab: &mut Lab, sport: u16, isn: u32) -> u32 {
 fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
     let mut lab = Lab::new("dnstcp", "example.com\n", "");
     let (blocked, passed) = (query("www.example.com"), query("www.example.org"));
+    // Every segment below is read where its messages are: none is a name the walk cannot
+    // read (which a domain rule would drop too).
+    let unparsed = lab.counter(Counter::DnsNameUnparsed);
 
     // A length sent in a segment of its own: its message, next, is judged.
     let at = connect(&mut lab, 6000, 1000);
-    let length = (blocked.len() as u16).to_be_bytes();
+    let length = |m: &[u8]| (m.len() as u16).to_be_bytes();
+    let alone = segment(6000, at, tcp::ACK, &length(&passed));
+    assert_eq!(lab.run(&alone), PASS, "a length alone");
+    let message = segment(6000, at + 2, tcp::ACK, &passed);
+    assert_eq!(lab.run(&message), PASS, "the message after its length");
+    let at = at + 2 + passed.len() as u32;
     assert_eq!(
-        lab.run(&segment(6000, at, tcp::ACK, &length)),
-        PASS,
-        "the length alone"
+        lab.run(&segment(6000, at, tcp::ACK, &length(&blocked))),
+        PASS
     );
     let message = segment(6000, at + 2, tcp::ACK, &blocked);
-    assert_eq!(lab.run(&message), DROP, "the message after its length");
-    assert_eq!(lab.run(&message), DROP, "its retransmission");
     assert_eq!(
-        lab.run(&segment(6000, at, tcp::ACK, &length)),
-        PASS,
-        "the length again: bytes already judged"
+        lab.run(&message),
+        DROP,
+        "a blocked message after its length"
     );
+    assert_eq!(lab.run(&message), DROP, "its retransmission");
+    let again = segment(6000, at, tcp::ACK, &length(&blocked));
+    assert_eq!(lab.run(&again), PASS, "its length again");
+    assert_eq!(lab.run(&message), DROP, "and the message again");
 
     // Several messages in one segment: each is judged, the first blocked one drops it.
     let at = connect(&mut lab, 6001, 5000);
@@ -80,11 +91,44 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         PASS,
         "neither blocked"
     );
+    // Bytes already judged again: a retransmission's head, cut inside a header, and a
+    // keepalive's byte.
+    let head = segment(6001, at, tcp::ACK, &both[..10]);
+    assert_eq!(lab.run(&head), PASS, "a retransmission's head");
+    // Other bytes there that no walk can read (a compression pointer where the name was)
+    // are not taken for a cut head.
+    let mut pointer = both[..20].to_vec();
+    pointer[2 + 12] = 0xc0;
+    let pointer = segment(6001, at, tcp::ACK, &pointer);
+    assert_eq!(lab.run(&pointer), DROP, "a pointer in judged bytes' place");
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed + 1);
+    let unparsed = unparsed + 1;
     let at = at + both.len() as u32;
     assert_eq!(
-        lab.run(&segment(6001, at, tcp::ACK, &framed(&blocked))),
+        lab.run(&segment(6001, at - 1, tcp::ACK, &[0])),
+        PASS,
+        "a keepalive"
+    );
+    let next = segment(6001, at, tcp::ACK, &framed(&passed));
+    assert_eq!(lab.run(&next), PASS, "the message after them");
+    // A full segment of them, the blocked one last.
+    let mut full: Vec<u8> = Vec::new();
+    while full.len() < 1400 {
+        full.extend_from_slice(&framed(&passed));
+    }
+    let at = connect(&mut lab, 6007, 15000);
+    assert_eq!(
+        lab.run(&segment(6007, at, tcp::ACK, &full)),
+        PASS,
+        "a full segment"
+    );
+    let at = at + full.len() as u32;
+    let mut last = full[framed(&passed).len()..].to_vec();
+    last.extend_from_slice(&framed(&blocked));
+    assert_eq!(
+        lab.run(&segment(6007, at, tcp::ACK, &last)),
         DROP,
-        "the message after them"
+        "a full segment, the blocked one last"
     );
 
     // A message whose rest (its OPT record) comes in the next segment: judged by its name in
@@ -104,11 +148,8 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         "its rest"
     );
     let next = at + whole.len() as u32;
-    assert_eq!(
-        lab.run(&segment(6002, next, tcp::ACK, &framed(&blocked))),
-        DROP,
-        "the next message"
-    );
+    let after = segment(6002, next, tcp::ACK, &framed(&passed));
+    assert_eq!(lab.run(&after), PASS, "the next message");
     let whole = framed(&blocked);
     let at = connect(&mut lab, 6003, 9000);
     assert_eq!(
@@ -117,9 +158,29 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         "a blocked name in a message's first segment"
     );
 
+    // Other bytes where the last walk began (a segment the server threw away, then another
+    // in its place) are judged again, not taken for bytes already judged.
+    let long = framed(&query("a-longer-name-than-the-blocked-one.example.org"));
+    assert!(long.len() > whole.len());
+    let at = connect(&mut lab, 6005, 13000);
+    assert_eq!(lab.run(&segment(6005, at, tcp::ACK, &long)), PASS);
+    assert_eq!(
+        lab.run(&segment(6005, at, tcp::ACK, &whole)),
+        DROP,
+        "in its place"
+    );
+    // A connection again between the same ports starts its stream after its SYN, however
+    // far the last one had gone.
+    let at = connect(&mut lab, 6005, 12990);
+    assert_eq!(
+        lab.run(&segment(6005, at, tcp::ACK, &whole)),
+        DROP,
+        "a new connection"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed, "all read");
+
     // Cut where nothing can be judged: inside the name, inside the length, or after bytes
     // never seen. Dropped, as any name the walk cannot read, while a domain is blocked.
-    let before = lab.counter(Counter::DnsNameUnparsed);
     let at = connect(&mut lab, 6004, 11000);
     assert_eq!(
         lab.run(&segment(6004, at, tcp::ACK, &whole[..2 + 12 + 5])),
@@ -136,7 +197,7 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "a segment after bytes never seen"
     );
-    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 3);
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed + 3);
     assert_eq!(
         lab.run(&segment(6004, at, tcp::ACK, &framed(&passed))),
         PASS,
@@ -161,6 +222,7 @@ fn unjudged_segments_pass_when_no_domain_is_blocked_and_a_stream_without_its_syn
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 1);
 
     let mut blocking = Lab::new("dnstcpmid", "example.com\n", "");
+    let unparsed = blocking.counter(Counter::DnsNameUnparsed);
     let blocked = framed(&query("www.example.com"));
     assert_eq!(
         blocking.run(&segment(6101, 77_000, tcp::ACK, &blocked)),
@@ -188,4 +250,71 @@ fn unjudged_segments_pass_when_no_domain_is_blocked_and_a_stream_without_its_syn
     data.payload = blocked[2..].to_vec();
     let data = data.seq(43);
     assert_eq!(blocking.run(&data.build()), DROP, "its message");
+    assert_eq!(
+        blocking.counter(Counter::DnsNameUnparsed),
+        unparsed,
+        "all read"
+    );
+}
+
+/// A message with several questions (which servers mostly refuse): each is judged.
+#[test]
+fn every_question_of_a_message_is_judged() {
+    let mut lab = Lab::new("dnsqd2", "example.com\n", "");
+    let message = |names: &[&str], count: u8| {
+        let mut m = dns_query_payload(&wire(names[0]));
+        m[5] = count;
+        for name in &names[1..] {
+            m.extend_from_slice(&wire(name));
+            m.extend_from_slice(&[0, 1, 0, 1]);
+        }
+        m
+    };
+    let udp = |sport: u16, m: Vec<u8>| {
+        let mut s = Spec::udp4(v4(198, 51, 100, 2), sport, v4(198, 18, 0, 53), 53);
+        s.payload = m;
+        s.build()
+    };
+    let cases: [(&[&str], u8, u32, &str); 5] = [
+        (
+            &["a.example.org", "www.example.com"],
+            2,
+            DROP,
+            "the second blocked",
+        ),
+        (
+            &["www.example.com", "a.example.org"],
+            2,
+            DROP,
+            "the first blocked",
+        ),
+        (
+            &["a.example.org", "b.example.org"],
+            2,
+            PASS,
+            "neither blocked",
+        ),
+        (
+            &["a.example.org", "www.example.com"],
+            1,
+            PASS,
+            "one question counted",
+        ),
+        (
+            &["a.example.org"],
+            2,
+            DROP,
+            "a second question missing: cut short",
+        ),
+    ];
+    for (i, (names, count, want, what)) in cases.into_iter().enumerate() {
+        let m = message(names, count);
+        assert_eq!(
+            lab.run(&udp(6200 + i as u16, m.clone())),
+            want,
+            "UDP: {what}"
+        );
+        let tcp = segment(6300 + i as u16, 1, tcp::ACK, &framed(&m));
+        assert_eq!(lab.run(&tcp), want, "TCP: {what}");
+    }
 }

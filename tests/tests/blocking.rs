@@ -223,7 +223,7 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     start_tcp(&lab, OK_IP, TRANSFER_PORT, transferred.clone());
     start_dns(&lab);
     start_dns_tcp(&lab);
-    for port in [PORT, TRANSFER_PORT] {
+    for port in [PORT, TRANSFER_PORT, 53] {
         lab.wait_tcp(OK_IP, port, Duration::from_secs(10))
             .expect("servers up");
     }

@@ -113,8 +113,8 @@ struct PayloadState {
     name: Option<FlowName>,
     /// The question of a DNS flow: its first.
     question: Option<Question>,
-    /// A DNS flow's latest question after the first: the one a first drop stopped (a client
-    /// may ask several over one TCP connection, even in one segment).
+    /// A DNS flow's latest query's question after the first: the one a first drop stopped (a
+    /// client may ask several over one TCP connection, even in one segment).
     latest: Option<Question>,
     /// The name search ended (named, failed, or refused): later snippets start no new one.
     names_over: bool,

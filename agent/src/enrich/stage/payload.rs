@@ -264,10 +264,12 @@ impl EnrichStage {
         }
         if let Some(q) = msg.question {
             if let Some(state) = self.state(p.key, p.t_ns) {
+                // The latest a query's (an answer echoes one asked before).
                 let p = state.payload();
                 match p.question {
                     None => p.question = Some(q),
-                    Some(_) => p.latest = Some(q),
+                    Some(_) if !msg.is_response => p.latest = Some(q),
+                    Some(_) => {}
                 }
             }
         }

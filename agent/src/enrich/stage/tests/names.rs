@@ -1,5 +1,5 @@
 //! Names from what the client resolved: an ECH offer that is Chrome's GREASE, a DNS answer
-//! back through the gateway's NAT.
+//! back through the gateway's NAT; the question a DNS flow's drop names.
 
 use super::*;
 
@@ -73,4 +73,38 @@ fn a_dns_answer_back_through_nat_names_the_inside_clients_flows() {
     st.write(&gw).expect("write");
     let got: Vec<_> = out.take().into_iter().map(|r| r.attr.domain).collect();
     assert_eq!(got[..2], [Some("behind.example".into()), None], "{got:?}");
+}
+
+#[test]
+fn a_drop_names_the_query_it_stopped() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    // A flow that asked more: its drop names the query it stopped, the latest; a record
+    // without a drop names the first.
+    for (dropped, want) in [(1, "blocked.example"), (0, "first.example")] {
+        let mut r = record(
+            "10.0.0.5",
+            5354 + dropped as u16,
+            ip("10.0.0.1"),
+            53,
+            proto::UDP,
+            t0,
+        );
+        r.dropped = dropped;
+        for name in ["First.Example", "second.example", "blocked.example"] {
+            feed(
+                &mut st,
+                &flow_key(&r),
+                true,
+                t0,
+                0,
+                &dns_message(name, [0; 4], 0, false),
+            );
+        }
+        // An answer to an earlier query, come back late, is not the latest query.
+        let late = dns_message("second.example", [192, 0, 2, 1], 60, true);
+        feed(&mut st, &flow_key(&r), false, t0, 0, &late);
+        st.write(&r).expect("write");
+        assert_eq!(out.take()[0].attr.dns_qname.as_deref(), Some(want));
+    }
 }
