@@ -1,16 +1,16 @@
-//! DNS query names: the QNAME of a query to port 53 is walked label by label, each label
-//! hashed as [`agent_common::domain`] defines (keyed with the secret in `DOMAIN_KEY`), and
-//! every suffix of the name (`com`, `example.com`, `www.example.com`) looked up in the allow
-//! and block domain tables. An allowed suffix wins over a blocked one. A name that cannot be
-//! walked (compressed, malformed, cut short) is counted, never guessed at, and dropped while
-//! a domain is blocked.
+//! DNS query names: the QNAME of each question of a query to port 53 is walked label by
+//! label, each label hashed as [`agent_common::domain`] defines (keyed with the secret in
+//! `DOMAIN_KEY`), and every suffix of the name (`com`, `example.com`, `www.example.com`)
+//! looked up in the allow and block domain tables. An allowed suffix wins over a blocked one.
+//! A name that cannot be walked (compressed, malformed, cut short) is counted, never guessed
+//! at, and dropped while a domain is blocked.
 //!
 //! Over TCP, messages are read as the server reads them: each after its two-byte length,
-//! from the stream position the last segment left (`DNS_TCP_POS`, from the SYN's sequence
-//! number at the start), so a length sent alone, several messages in one segment and a
-//! message's rest in later segments are each judged where they are. A segment ending inside
-//! a length, a header or a name cannot be judged, nor one past a gap in the stream: as any
-//! name that cannot be walked.
+//! from the stream position the last segment left (`DNS_TCP_POS`, set again by every SYN),
+//! so a length sent alone, several messages in one segment and a message's rest in later
+//! segments are each judged where they are; a segment starting where the last walk began is
+//! walked again. A segment ending inside a length, a header or a name cannot be judged, nor
+//! one past a gap in the stream: as any name that cannot be walked.
 
 use agent_common::{
     domain::{

@@ -485,7 +485,8 @@ impl ListSet {
         result
     }
 
-    /// [`ListSet::stage`] but for the kept version.
+    /// [`ListSet::stage`], but for a file found unusable at a start, whose kept version is
+    /// put in force here only when the file was emptied (the problem is then the emptying).
     fn read(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
         let (kind, path) = (self.files[i].kind, &self.files[i].path);
         let alone = self.files.iter().all(|f| f.kind != kind || f.path == *path);
