@@ -1,0 +1,137 @@
+//! Per-packet cost of the DNS name check in the slow path, through BPF_PROG_TEST_RUN, with a
+//! blocklist holding one domain rule: a UDP query passed, one TCP segment to port 53 holding
+//! one framed query and one holding eight, and a UDP query dropped, each against an
+//! established TCP packet to port 443 (the main program alone, no slow path) measured in
+//! the same run, interleaved. What the ratios show is what walking and hashing the names
+//! adds to a packet. Every figure is one run (`repeat` 1; the kernel times the program
+//! alone), and the median and minimum of `RUNS` runs are reported. A TCP segment is sent
+//! again at the same sequence number every run: each run walks it again from where the
+//! last walk began. Needs root.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::prog::Prog;
+use common::{dns_query_payload, tcp, v4, wire, Spec};
+use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
+
+const RUNS: usize = 20_000;
+const LIST: &str = "blocked.example\n";
+const CLIENT: [u8; 4] = v4(198, 51, 100, 2);
+const SERVER: [u8; 4] = v4(198, 18, 0, 53);
+
+/// The program with `LIST` (dropping, not refusing); the list set is kept with it.
+fn load(dir: &std::path::Path) -> (Prog, ListSet) {
+    let spec = ListSpec {
+        path: dir.join("block.list"),
+        kind: ListKind::Block,
+        refuse: false,
+    };
+    Prog::with_lists(1 << 18, [spec])
+}
+
+/// A query for `name` with an EDNS OPT record after its question (11 bytes), as resolvers
+/// send them.
+fn message(name: &str) -> Vec<u8> {
+    let mut m = dns_query_payload(&wire(name));
+    m[11] = 1; // ARCOUNT
+    m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    m
+}
+
+fn udp_query(sport: u16, name: &str) -> Vec<u8> {
+    let mut s = Spec::udp4(CLIENT, sport, SERVER, 53);
+    s.payload = message(name);
+    s.build()
+}
+
+fn segment(sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    Spec::tcp4(CLIENT, sport, SERVER, dport, flags)
+        .seq(seq)
+        .data(payload)
+        .build()
+}
+
+/// `count` framed queries for `name` (each behind its two-byte length), back to back.
+fn framed(name: &str, count: usize) -> Vec<u8> {
+    let m = message(name);
+    let mut v = Vec::new();
+    for _ in 0..count {
+        v.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        v.extend_from_slice(&m);
+    }
+    v
+}
+
+fn median_min(mut v: Vec<u64>) -> (u64, u64) {
+    v.sort_unstable();
+    (v[v.len() / 2], v[0])
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("xdp-audit-bench-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("block.list"), LIST).expect("write the list");
+    let (mut prog, _lists) = load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The baseline's flow, and the two DNS connections, each opened once (stream at 1001).
+    let (pass, drop) = (common::prog::XDP_PASS, common::prog::XDP_DROP);
+    for (sport, dport) in [(40_443, 443), (40_053, 53), (40_054, 53)] {
+        let syn = segment(sport, dport, 1000, tcp::SYN, &[]);
+        assert_eq!(prog.run(&syn), pass, "the SYN from {sport}");
+    }
+    let cases: [(&str, Vec<u8>, u32); 5] = [
+        (
+            "TCP ACK :443 (baseline)",
+            segment(40_443, 443, 1001, tcp::ACK, &[]),
+            pass,
+        ),
+        (
+            "UDP query, passed",
+            udp_query(41_000, "www.passed.example"),
+            pass,
+        ),
+        (
+            "TCP 1 query, passed",
+            segment(40_053, 53, 1001, tcp::ACK, &framed("www.passed.example", 1)),
+            pass,
+        ),
+        (
+            "TCP 8 queries, passed",
+            segment(40_054, 53, 1001, tcp::ACK, &framed("www.passed.example", 8)),
+            pass,
+        ),
+        (
+            "UDP query, dropped",
+            udp_query(41_001, "www.blocked.example"),
+            drop,
+        ),
+    ];
+    assert_eq!(
+        prog.run(&cases[0].1),
+        pass,
+        "the baseline's flow established"
+    );
+
+    let mut times: Vec<Vec<u64>> = vec![Vec::with_capacity(RUNS); cases.len()];
+    for _ in 0..RUNS {
+        // Interleaved, so load on the machine falls on every case alike.
+        for ((what, frame, want), t) in cases.iter().zip(&mut times) {
+            let (action, _, ns) = prog.run_out(frame);
+            assert_eq!(action, *want, "{what}: action");
+            t.push(ns);
+        }
+    }
+    println!(
+        "DNS name check, BPF_PROG_TEST_RUN, {RUNS} single runs each, interleaved (ns: median / min)"
+    );
+    let figures: Vec<(u64, u64)> = times.into_iter().map(median_min).collect();
+    let base = figures[0].0.max(1) as f64;
+    for ((what, ..), (median, min)) in cases.iter().zip(figures) {
+        println!(
+            "  {what:<24} {median:>5} / {min:>5}   ratio {:.2}x",
+            median as f64 / base
+        );
+    }
+}
