@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use agent_common::domain::DomainKey;
 use agent_common::rules::RuleId;
-use tracing::warn;
 
 use super::check::Sweeping;
 use super::compile::{compile_edit, compile_kind};
@@ -184,13 +183,6 @@ pub struct ListSet {
     restoring: bool,
 }
 
-/// The bytes of each list file's version in force, one file each in this directory of the
-/// state directory, named by a hash of the file's path: at a start, a file found empty,
-/// damaged or unreadable is replaced by them until it loads, as a reload keeps the version
-/// in force. (Without them, such a file's rules were not enforced after a start on no pinned
-/// program, a reboot or a `detach`, until it was fixed.)
-pub const LISTS_KEPT: &str = "lists-kept";
-
 /// The first table a reload would outgrow.
 struct Overflow {
     map: &'static str,
@@ -229,17 +221,6 @@ impl ListSet {
             kept: None,
             restoring: false,
         }
-    }
-
-    /// Keeps each file's version in force in `state_dir` ([`LISTS_KEPT`]) for the next
-    /// agent, and at this start puts the version the last agent kept there in force in place
-    /// of a file found empty, damaged or unreadable. Removes the copies of files no longer
-    /// configured.
-    pub fn keeping(mut self, state_dir: &Path) -> Self {
-        let kept = Kept::new(state_dir.join(LISTS_KEPT), "list");
-        kept.forget_others(self.files.iter().map(|f| f.path.as_path()));
-        self.kept = Some(kept);
-        self
     }
 
     /// Starts from what a running program's maps hold (read back from a pinned program),
@@ -568,42 +549,6 @@ impl ListSet {
         }
     }
 
-    /// File `i`'s version kept by the last agent, parsed; `None` (logged) if there is none
-    /// or it cannot be used.
-    fn kept_version(&self, i: usize) -> Option<Good> {
-        let (kept, path) = (self.kept.as_ref()?, &self.files[i].path);
-        let copy = kept.path_of(path);
-        let source = match kept.read(path) {
-            Ok(bytes) => bytes?,
-            Err(e) => {
-                warn!(file = %path.display(), kept = %copy.display(), error = %e, "cannot read the version of the list file the last agent applied");
-                return None;
-            }
-        };
-        match ParsedList::parse(&source, &self.key) {
-            Ok(parsed) => Some(Good { source, parsed }),
-            Err(_) => {
-                warn!(file = %path.display(), kept = %copy.display(), "the kept version of the list file does not parse: it is not used");
-                None
-            }
-        }
-    }
-
-    /// Puts `good`, file `i`'s kept version, in force in place of the file, which did not
-    /// load at this start.
-    fn restore(&mut self, i: usize, good: Good) {
-        let file = &mut self.files[i];
-        warn!(
-            file = %file.path.display(),
-            rules = good.parsed.entries(),
-            "the list file cannot be applied at this start: the version the last agent \
-             applied is in force until it loads (its rules are named by that version's lines)"
-        );
-        file.good = Some(good);
-        self.staged.push((i, None));
-        self.pending.push((i, None));
-    }
-
     /// Puts every file the reload under way changed back to its version before it.
     fn unstage(&mut self) {
         for (i, before) in std::mem::take(&mut self.staged).into_iter().rev() {
@@ -741,20 +686,6 @@ impl ListSet {
         Ok(delta)
     }
 
-    /// Keeps the version now in force of each file the reload changed, for the next agent.
-    /// Before the kernel maps are written: an agent killed between the two leaves a copy of
-    /// a good version the next applies, never an older one than the program enforced.
-    fn keep_staged(&self) {
-        let Some(kept) = &self.kept else { return };
-        for (i, _) in &self.staged {
-            let file = &self.files[*i];
-            let Some(good) = &file.good else { continue };
-            if let Err(e) = kept.keep(&file.path, &good.source) {
-                warn!(file = %file.path.display(), dir = %kept.dir().display(), error = %e, "cannot keep the list file's version in force for the next agent: one that finds the file unusable at its start goes without its rules");
-            }
-        }
-    }
-
     /// The first table the new lists (with their deltas) would outgrow: while a delta is
     /// applied, a table holds the new entries and the ones about to be removed.
     fn overflow(
@@ -818,6 +749,9 @@ impl ListSet {
 
 /// Both list kinds, in the order of the compiler's slots.
 const KINDS: [ListKind; 2] = [ListKind::Allow, ListKind::Block];
+
+mod kept;
+pub use kept::LISTS_KEPT;
 
 #[cfg(test)]
 mod tests;

@@ -137,37 +137,6 @@ enum DnsTcpSide {
     Done,
 }
 
-impl PayloadState {
-    /// Heap bytes of the flow's reassembly state now.
-    fn reassembly_bytes(&self) -> usize {
-        let names = self.names.as_ref().map_or(0, FlowNames::held_bytes);
-        let dns = self.dns_tcp.iter().map(|side| match side {
-            DnsTcpSide::Open(s) => std::mem::size_of::<DnsTcpStream>() + s.held_bytes(),
-            DnsTcpSide::Unseen | DnsTcpSide::Done => 0,
-        });
-        names + dns.sum::<usize>()
-    }
-
-    /// Ends every reassembly of the flow: a name search still waiting is cut short, a DNS
-    /// stream's held-back failure reported; each reason goes to `failures`.
-    fn end_reassembly(&mut self, failures: &mut FailureCounts) {
-        if let Some(mut n) = self.names.take() {
-            if let names::flow::Progress::Failed(why) = n.finish() {
-                failures.count(why);
-            }
-        }
-        self.names_over = true;
-        for side in &mut self.dns_tcp {
-            if let DnsTcpSide::Open(s) = side {
-                if let Some(why) = s.finish() {
-                    failures.count(why);
-                }
-            }
-            *side = DnsTcpSide::Done;
-        }
-    }
-}
-
 impl FlowState {
     /// The payload part, made on first use.
     fn payload(&mut self) -> &mut PayloadState {
