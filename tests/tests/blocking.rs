@@ -138,7 +138,27 @@ fn answered_over_tcp(lab: &Lab, stream: Vec<u8>, cuts: &'static [usize]) -> bool
             });
         }
         let mut len = [0u8; 2];
-        Ok(s.read_exact(&mut len).is_ok())
+        let answered = s.read_exact(&mut len).is_ok();
+        // Closed with a reset: a plain close would leave the kernel retransmitting a dropped
+        // query for seconds, and those drops would land in later counts.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: SO_LINGER reads one `linger` struct of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(answered)
     })
     .expect("client thread")
 }
