@@ -9,8 +9,10 @@
 //! from the stream position the last segment left (`DNS_TCP_POS`, set again by every SYN),
 //! so a length sent alone, several messages in one segment and a message's rest in later
 //! segments are each judged where they are; a segment starting where the last walk began is
-//! walked again. A segment ending inside a length, a header or a name cannot be judged, nor
-//! one past a gap in the stream: as any name that cannot be walked.
+//! walked again. A segment ending inside a length, a header or a name passes, its message's
+//! bytes so far held (`DNS_TCP_HELD`) to be walked with the next segment, which the server
+//! needs as much to read the name. A segment past a gap in the stream cannot be judged: as
+//! any name that cannot be walked.
 
 use agent_common::{
     domain::{
@@ -44,6 +46,13 @@ const SPAN: usize = 2048;
 /// or passes over a message that asks nothing; a query needing more is not walked.
 const MAX_STEPS: u32 = SPAN as u32 + 16;
 const DNS_HEADER: usize = 12;
+/// Bytes of a TCP message held at most (less one) when a segment ends inside it: a length,
+/// a header and the longest name (269), with room for a second question. A power of two,
+/// for the masks.
+const HOLD: usize = 512;
+/// The walk's positions are below `HOLD + SPAN`, masked into a buffer this long (a power
+/// of two), which has `HOLD` bytes of slack past it for a hold's copy and a word's read.
+const BUF: usize = 4096;
 
 // Walk phases (`Scratch::phase`).
 /// A TCP message's two-byte length is next.
@@ -59,20 +68,27 @@ const BLOCKED: u32 = 4;
 /// Cannot be walked: cut short, compressed, malformed, or past [`SPAN`].
 const BAD: u32 = 5;
 
-/// The walk's state, per CPU: the bytes copied out of the packet (8 bytes of slack, so a
-/// word read starting at any byte stays inside), the key, the label hashes of the name so
-/// far, and where the walk stands.
+/// The walk's state, per CPU: the bytes copied out of the packet (with slack, so a word
+/// read starting at any masked position stays inside), the key, the label hashes of the name so
+/// far, and where the walk stands. A TCP walk's bytes start with those held of a message cut
+/// by the last segment, if it continues one.
 #[repr(C)]
 pub struct Scratch {
-    buf: [u8; SPAN + 8],
+    buf: [u8; BUF + HOLD],
     key: DomainKey,
     ring: LabelRing,
     /// Offset in `buf` of the next byte to read.
     pos: u32,
-    /// Bytes copied into `buf`.
+    /// Bytes copied into `buf`, the held ones included.
     len: u32,
-    /// Bytes the segment (or datagram) holds from `buf`'s start: at least `len`.
+    /// Bytes the segment (or datagram) holds from `buf`'s start, the held ones included: at
+    /// least `len`.
     seg: u32,
+    /// TCP: bytes at `buf`'s start held from earlier segments, the packet's after them.
+    held: u32,
+    /// TCP: where the message being walked starts in `buf` (its length, or 0 when the walk
+    /// began at its header).
+    msg_at: u32,
     /// Offset in the packet of `buf`'s start.
     off: u32,
     /// TCP: the sequence number of `buf`'s start, and the `body` the walk began with.
@@ -116,7 +132,14 @@ pub struct TcpPos {
     /// bytes already judged.
     from: u32,
     from_body: u32,
+    /// Bytes of the stream from `next` held in `DNS_TCP_HELD` (a message the last segment
+    /// cut), 0 for none.
+    held: u32,
 }
+
+/// The bytes of a message cut by a segment's end, from its start (see [`TcpPos::held`]).
+#[repr(C)]
+pub struct Held([u8; HOLD]);
 
 #[map(name = "ALLOW_DOMAINS")]
 static ALLOW_DOMAINS: HashMap<u64, RuleId> = HashMap::with_max_entries(1 << 16, BPF_F_NO_PREALLOC);
@@ -132,6 +155,10 @@ static DOMAIN_KEY: Array<DomainKey> = Array::with_max_entries(1, 0);
 /// whose stream start is known (its SYN seen) with its next segment unreadable.
 #[map(name = "DNS_TCP_POS")]
 static DNS_TCP_POS: LruHashMap<FlowKey, TcpPos> = LruHashMap::with_max_entries(16384, 0);
+/// Per DNS-over-TCP flow whose last segment ended inside a message, that message's bytes so
+/// far. Only as many as cuts in flight: an entry gone leaves the next segment unreadable.
+#[map(name = "DNS_TCP_HELD")]
+static DNS_TCP_HELD: LruHashMap<FlowKey, Held> = LruHashMap::with_max_entries(4096, 0);
 
 /// What the name check of a query to port 53 found.
 pub enum Query {
@@ -141,9 +168,10 @@ pub enum Query {
     /// A name the rule blocks (the first, where a segment holds several messages).
     Blocked(RuleId),
     /// A query whose name cannot be read here: cut short (a UDP datagram longer than its
-    /// packet, a first fragment, a TCP segment ending inside a length, a header or a name),
-    /// compressed or malformed, past the bytes a segment is read for, or a TCP segment whose
-    /// bytes before it were not seen (a gap, a stream whose position was lost).
+    /// packet, a first fragment, a TCP message cut with more than [`HOLD`] bytes before the
+    /// cut, or whose held bytes were lost), compressed or malformed, past the bytes a segment
+    /// is read for, or a TCP segment whose bytes before it were not seen (a gap, a stream
+    /// whose position was lost).
     /// Counted in [`Counter::DnsNameUnparsed`]; the caller drops it while a domain is
     /// blocked, since its server would read the name no rule judged.
     Unwalked,
@@ -167,6 +195,9 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
     if s.judged != 0 && cut_short(s) {
         return Query::Pass;
     }
+    if s.tcp != 0 && cut_short(s) && hold(&p.key, s) {
+        return Query::Pass; // its server cannot read the name without the next segment
+    }
     if s.phase != END {
         return unwalked();
     }
@@ -177,10 +208,54 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
             body: s.body,
             from: s.next,
             from_body: s.from_body,
+            held: 0,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &next, 0);
     }
     Query::Pass
+}
+
+/// Keeps the bytes of the message a TCP walk was cut short in, from its start, for the next
+/// segment's walk; whether they are kept.
+#[inline(always)]
+fn hold(key: &FlowKey, s: &Scratch) -> bool {
+    let (at, len) = (s.msg_at as usize, s.len as usize);
+    let held = len.wrapping_sub(at);
+    if at >= BUF || held == 0 || held >= HOLD {
+        return false;
+    }
+    // SAFETY: `at < BUF`, and `buf` has `HOLD` bytes past `BUF`; `Held` is plain bytes.
+    let bytes = unsafe { &*s.buf.as_ptr().add(at & (BUF - 1)).cast::<Held>() };
+    if DNS_TCP_HELD.insert(key, bytes, 0).is_err() {
+        return false;
+    }
+    let pos = TcpPos {
+        next: s.next.wrapping_add(at as u32),
+        // A message the walk began at its header (its length read before) keeps it.
+        body: if at == 0 { s.from_body } else { 0 },
+        from: s.next,
+        from_body: s.from_body,
+        held: held as u32,
+    };
+    DNS_TCP_POS.insert(key, &pos, 0).is_ok()
+}
+
+/// Copies the bytes held for `key`'s stream to the start of `s.buf`; whether they were
+/// there.
+#[inline(always)]
+fn copy_held(key: &FlowKey, s: &mut Scratch) -> bool {
+    let Some(held) = DNS_TCP_HELD.get_ptr(key) else {
+        return false;
+    };
+    let (from, to) = (held.cast::<u64>(), s.buf.as_mut_ptr().cast::<u64>());
+    let mut i = 0;
+    while i < HOLD / 8 {
+        // SAFETY: word `i` of the map value and of the buffer's start, both 8-byte aligned;
+        // volatile so the loop stays one (a memcpy call does not link here).
+        unsafe { to.add(i).write_volatile(from.add(i).read_volatile()) };
+        i += 1;
+    }
+    true
 }
 
 /// Sets the walk up in `s`: the offset and length of a UDP query, or of a TCP segment's data
@@ -204,7 +279,7 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         if off >= end {
             return Err(Query::Pass); // an empty datagram
         }
-        set_up(s, off, end - off, 0, None, false);
+        set_up(s, off, end - off, 0, 0, None, false);
         return Ok(());
     }
     // The sequence number of the data's first byte (a SYN's own comes before it).
@@ -217,6 +292,7 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
             body: 0,
             from: seq,
             from_body: 0,
+            held: 0,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &start, 0);
     }
@@ -238,33 +314,47 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
                 body: 0,
                 from: next,
                 from_body: 0,
+                held: 0,
             }
         }
     };
     let n = end - data;
     // Where the walk begins in this segment: where the last one began, if the segment holds
-    // that place (bytes there judged again), else where the next message is due.
-    let (skip, at, body) = match due.from.wrapping_sub(seq) as i32 {
-        back if back >= 0 && (back as usize) < n => (back as usize, due.from, due.from_body),
+    // that place (bytes there judged again), else where the next message is due, or before
+    // the segment, where the message the last one cut began (its bytes held).
+    let (skip, at, body, held) = match due.from.wrapping_sub(seq) as i32 {
+        back if back >= 0 && (back as usize) < n => (back as usize, due.from, due.from_body, 0),
         _ => match due.next.wrapping_sub(seq) as i32 {
+            // Bytes before this segment held: walked first.
+            skip if skip < 0 && skip.unsigned_abs() <= due.held && copy_held(&p.key, s) => {
+                (0, due.next, due.body, skip.unsigned_abs() as usize)
+            }
             // Bytes before this segment were never judged.
             skip if skip < 0 => return Err(unwalked()),
             // The rest of a message already judged, or an older retransmission.
             skip if skip as usize >= n => return Err(Query::Pass),
-            skip => (skip as usize, due.next, due.body),
+            skip => (skip as usize, due.next, due.body, 0),
         },
     };
     let judged = due.next.wrapping_sub(seq.wrapping_add(n as u32)) as i32 >= 0;
-    set_up(s, data + skip, n - skip, at, Some(body), judged);
+    set_up(s, data + skip, n - skip, held, at, Some(body), judged);
     Ok(())
 }
 
 /// Writes what [`walk`] reads: `seg` bytes at `off`, one UDP query (`body` `None`), or a TCP
-/// segment's from sequence number `next` (`Some(body)`: a length prefix there, or with
-/// `body` not 0, a header, the length already read), which ends within bytes `judged`
-/// already or not.
+/// segment's after `held` bytes already in the buffer, from sequence number `next`
+/// (`Some(body)`: a length prefix there, or with `body` not 0, a header, the length already
+/// read), which ends within bytes `judged` already or not.
 #[inline(always)]
-fn set_up(s: &mut Scratch, off: usize, seg: usize, next: u32, body: Option<u32>, judged: bool) {
+fn set_up(
+    s: &mut Scratch,
+    off: usize,
+    seg: usize,
+    held: usize,
+    next: u32,
+    body: Option<u32>,
+    judged: bool,
+) {
     let (tcp, body, phase) = match body {
         None => (0, seg as u32, HEADER),
         Some(0) => (1, 0, PREFIX),
@@ -275,6 +365,7 @@ fn set_up(s: &mut Scratch, off: usize, seg: usize, next: u32, body: Option<u32>,
         use core::ptr::addr_of_mut;
         addr_of_mut!(s.off).write_volatile(off as u32);
         addr_of_mut!(s.seg).write_volatile(seg as u32);
+        addr_of_mut!(s.held).write_volatile(held as u32);
         addr_of_mut!(s.next).write_volatile(next);
         addr_of_mut!(s.tcp).write_volatile(tcp);
         addr_of_mut!(s.judged).write_volatile(judged as u32);
@@ -333,11 +424,12 @@ fn unwalked() -> Query {
 #[inline(always)]
 fn walk(ctx: &XdpContext, s: &mut Scratch) -> Option<RuleId> {
     // SAFETY: fields of this CPU's scratch slot; single aligned loads.
-    let (off, seg) = unsafe {
+    let (off, seg, held) = unsafe {
         use core::ptr::addr_of;
         (
             addr_of!(s.off).read_volatile() as usize,
             addr_of!(s.seg).read_volatile() as usize,
+            addr_of!(s.held).read_volatile() as usize & (HOLD - 1),
         )
     };
     let phase = s.phase;
@@ -350,12 +442,21 @@ fn walk(ctx: &XdpContext, s: &mut Scratch) -> Option<RuleId> {
         return None;
     }
     s.pos = 0;
-    s.len = len as u32;
+    s.len = (held + len) as u32;
+    s.seg = (held + seg) as u32;
+    s.msg_at = 0;
     s.wanted = 0;
     s.ring.count = 0;
-    // SAFETY: copies `len` (1..=SPAN) bytes the packet has into the scratch buffer.
-    let copied =
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, off as u32, s.buf.as_mut_ptr().cast(), len as u32) };
+    // SAFETY: copies `len` (1..=SPAN) bytes the packet has into the scratch buffer after the
+    // `held` (< HOLD) bytes there.
+    let copied = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            off as u32,
+            s.buf.as_mut_ptr().add(held).cast(),
+            len as u32,
+        )
+    };
     if copied != 0 {
         return None;
     }
@@ -389,16 +490,16 @@ pub fn walked_name_len() -> Option<usize> {
 
 /// The byte at `at` of the copied bytes (masked into the buffer).
 #[inline(always)]
-fn byte(buf: &[u8; SPAN + 8], at: usize) -> u8 {
-    buf[at & (SPAN - 1)]
+fn byte(buf: &[u8; BUF + HOLD], at: usize) -> u8 {
+    buf[at & (BUF - 1)]
 }
 
 /// Eight bytes of the copied bytes from `at` (masked into the buffer), little-endian.
 #[inline(always)]
-fn word(buf: &[u8; SPAN + 8], at: usize) -> u64 {
-    // SAFETY: `at & (SPAN - 1)` plus 8 bytes stays inside the buffer; the read is unaligned
+fn word(buf: &[u8; BUF + HOLD], at: usize) -> u64 {
+    // SAFETY: `at & (BUF - 1)` plus 8 bytes stays inside the buffer; the read is unaligned
     // on purpose.
-    unsafe { core::ptr::read_unaligned(buf.as_ptr().add(at & (SPAN - 1)).cast::<u64>()) }
+    unsafe { core::ptr::read_unaligned(buf.as_ptr().add(at & (BUF - 1)).cast::<u64>()) }
 }
 
 /// The walk stopped at the end of the bytes read, in a message that ends at `msg_end`
@@ -439,6 +540,7 @@ extern "C" fn step(_i: u64, _ctx: *mut c_void) -> i64 {
                 s.phase = END; // between messages
                 return 1;
             }
+            s.msg_at = pos as u32;
             if pos + 2 > s.len as usize {
                 ran_out(s, u32::MAX as usize); // a length cut short, or past the bytes read
                 return 1;

@@ -3,8 +3,9 @@
 //! the last segment left off (from its SYN's, also on a port pair used before). A length
 //! sent in a segment of its own, several messages in one segment, a message's rest in a
 //! later segment, retransmissions and other bytes in a segment's place are each judged where
-//! they are; a segment that ends inside a length or a name, or follows bytes never seen, is
-//! a name that cannot be walked (dropped only while a domain is blocked). And every question
+//! they are; a segment that ends inside a length or a name passes, its message judged with
+//! the segment that brings the rest; one that follows bytes never seen is a name that cannot
+//! be walked (dropped only while a domain is blocked). And every question
 //! of a message is judged, over UDP too. Needs root.
 
 mod common;
@@ -179,30 +180,132 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
     );
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed, "all read");
 
-    // Cut where nothing can be judged: inside the name, inside the length, or after bytes
-    // never seen. Dropped, as any name the walk cannot read, while a domain is blocked.
+    // After bytes never seen: dropped, as any name the walk cannot read, while a domain is
+    // blocked.
     let at = connect(&mut lab, 6004, 11000);
-    assert_eq!(
-        lab.run(&segment(6004, at, tcp::ACK, &whole[..2 + 12 + 5])),
-        DROP,
-        "a segment ending inside the name"
-    );
-    assert_eq!(
-        lab.run(&segment(6004, at, tcp::ACK, &whole[..1])),
-        DROP,
-        "a segment ending inside the length"
-    );
     assert_eq!(
         lab.run(&segment(6004, at + 40, tcp::ACK, &framed(&passed))),
         DROP,
         "a segment after bytes never seen"
     );
-    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed + 3);
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed + 1);
     assert_eq!(
         lab.run(&segment(6004, at, tcp::ACK, &framed(&passed))),
         PASS,
         "the stream from its start"
     );
+}
+
+/// A segment that ends inside a message's length, header or name passes, and the message is
+/// judged with the segment that brings its rest, as its server reads it: a pipelining
+/// client's full-sized segments end anywhere. Until 2026-12-06 such a segment was dropped
+/// while a domain was blocked, and its connection stalled.
+#[test]
+fn a_message_cut_by_a_segments_end_is_judged_with_the_next() {
+    let mut lab = Lab::new("dnstcpcut", "example.com\n", "");
+    let unparsed = lab.counter(Counter::DnsNameUnparsed);
+    let (blocked, passed) = (
+        framed(&query("www.example.com")),
+        framed(&query("www.example.org")),
+    );
+    // A passed message, then a blocked one, cut at every byte: the segment that completes
+    // the blocked name is dropped, every one before it passes.
+    let mut stream = passed.clone();
+    stream.extend_from_slice(&blocked);
+    let named = passed.len() + 2 + 12 + wire("www.example.com").len();
+    for cut in 1..stream.len() {
+        let sport = 7000 + cut as u16;
+        let at = connect(&mut lab, sport, 1000 * cut as u32);
+        let (head, rest) = (
+            segment(sport, at, tcp::ACK, &stream[..cut]),
+            segment(sport, at + cut as u32, tcp::ACK, &stream[cut..]),
+        );
+        if cut >= named {
+            assert_eq!(lab.run(&head), DROP, "cut at {cut}: the blocked name whole");
+            continue;
+        }
+        assert_eq!(lab.run(&head), PASS, "cut at {cut}: the head");
+        assert_eq!(lab.run(&head), PASS, "cut at {cut}: the head again");
+        assert_eq!(lab.run(&rest), DROP, "cut at {cut}: the rest");
+        assert_eq!(lab.run(&rest), DROP, "cut at {cut}: the rest again");
+    }
+    // Two passed messages cut at every byte: both segments pass, and the stream goes on
+    // from the right place.
+    let mut stream = passed.clone();
+    stream.extend_from_slice(&framed(&query("mail.example.org")));
+    for cut in 1..stream.len() {
+        let sport = 8000 + cut as u16;
+        let at = connect(&mut lab, sport, 1000 * cut as u32);
+        let head = segment(sport, at, tcp::ACK, &stream[..cut]);
+        assert_eq!(lab.run(&head), PASS, "cut at {cut}: the head");
+        let rest = segment(sport, at + cut as u32, tcp::ACK, &stream[cut..]);
+        assert_eq!(lab.run(&rest), PASS, "cut at {cut}: the rest");
+        let after = at + stream.len() as u32;
+        let next = segment(sport, after, tcp::ACK, &blocked);
+        assert_eq!(
+            lab.run(&next),
+            DROP,
+            "cut at {cut}: a blocked message after"
+        );
+    }
+    // A name cut twice, across three segments.
+    let at = connect(&mut lab, 6400, 500);
+    let (a, b) = (2 + 12 + 3, 2 + 12 + 9);
+    for (from, to, want) in [(0, a, PASS), (a, b, PASS), (b, blocked.len(), DROP)] {
+        let piece = segment(6400, at + from as u32, tcp::ACK, &blocked[from..to]);
+        assert_eq!(lab.run(&piece), want, "bytes {from}..{to}");
+    }
+    // A full segment of pipelined messages whose last is cut inside its name, as an MSS
+    // cuts them.
+    let mut full = Vec::new();
+    while full.len() < 1448 {
+        full.extend_from_slice(&passed);
+    }
+    full.extend_from_slice(&blocked);
+    let at = connect(&mut lab, 6401, 90_000);
+    let cut = 1448;
+    assert_eq!(
+        lab.run(&segment(6401, at, tcp::ACK, &full[..cut])),
+        PASS,
+        "a full segment"
+    );
+    assert_eq!(
+        lab.run(&segment(6401, at + cut as u32, tcp::ACK, &full[cut..])),
+        DROP,
+        "the blocked message's rest"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed, "all read");
+
+    // What cannot be held or joined is a name the walk cannot read: more than 511 bytes of a
+    // message before the cut (a third question's name, after two long ones), and a segment
+    // past the held bytes.
+    let long = |c: char| {
+        let label: String = std::iter::repeat_n(c, 63).collect();
+        format!("{label}.{label}.{label}.example.org")
+    };
+    let mut m = dns_query_payload(&wire(&long('a')));
+    m[5] = 3;
+    for c in ['b', 'c'] {
+        m.extend_from_slice(&wire(&long(c)));
+        m.extend_from_slice(&[0, 1, 0, 1]);
+    }
+    let m = framed(&m);
+    let cut = m.len() - 20;
+    assert!(cut > 512);
+    let at = connect(&mut lab, 6402, 300);
+    assert_eq!(
+        lab.run(&segment(6402, at, tcp::ACK, &m[..cut])),
+        DROP,
+        "cut after 512 bytes of its message"
+    );
+    let at = connect(&mut lab, 6403, 300);
+    assert_eq!(lab.run(&segment(6403, at, tcp::ACK, &passed[..20])), PASS);
+    assert_eq!(
+        lab.run(&segment(6403, at + 21, tcp::ACK, &passed[21..])),
+        DROP,
+        "a byte after the held ones missing"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed + 2);
 }
 
 /// Without a blocked domain, segments that cannot be judged pass, counted; a stream picked

@@ -319,6 +319,16 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
         answered_over_tcp(&lab, ok.clone(), &[35]),
         "cut after its name"
     );
+    // Until 2026-12-06 a segment ending inside a length or a name was dropped while a domain
+    // was blocked: the connection stalled.
+    assert!(
+        answered_over_tcp(&lab, ok.clone(), &[2 + 12 + 4]),
+        "cut inside its name"
+    );
+    assert!(
+        answered_over_tcp(&lab, ok.clone(), &[1, 2 + 12 + 9]),
+        "cut inside its length and its name"
+    );
     assert!(
         !answered_over_tcp(&lab, no.clone(), &[]),
         "a blocked name over TCP"
@@ -326,6 +336,10 @@ fn lists_block_in_the_lab_and_edits_apply_without_a_gap() {
     assert!(
         !answered_over_tcp(&lab, no.clone(), &[2]),
         "its length sent alone"
+    );
+    assert!(
+        !answered_over_tcp(&lab, no.clone(), &[2 + 12 + 4]),
+        "cut inside its name"
     );
     let mut both = ok.clone();
     both.extend_from_slice(&no);
