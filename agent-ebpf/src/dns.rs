@@ -43,8 +43,9 @@ use crate::{
 /// them cannot be). A full-sized segment's: a power of two, for the masks.
 const SPAN: usize = 2048;
 /// Walk steps: each takes a length prefix (2 bytes), a header, or a label (2 bytes at least),
-/// or passes over a message that asks nothing; a query needing more is not walked.
-const MAX_STEPS: u32 = SPAN as u32 + 16;
+/// or passes over a message that asks nothing, in the bytes held and read; a query needing
+/// more is not walked.
+const MAX_STEPS: u32 = (SPAN + HOLD) as u32 + 16;
 const DNS_HEADER: usize = 12;
 /// Bytes of a TCP message held at most (less one) when a segment ends inside it: a length,
 /// a header and the longest name (269), with room for a second question. A power of two,
@@ -156,7 +157,8 @@ static DOMAIN_KEY: Array<DomainKey> = Array::with_max_entries(1, 0);
 #[map(name = "DNS_TCP_POS")]
 static DNS_TCP_POS: LruHashMap<FlowKey, TcpPos> = LruHashMap::with_max_entries(16384, 0);
 /// Per DNS-over-TCP flow whose last segment ended inside a message, that message's bytes so
-/// far. Only as many as cuts in flight: an entry gone leaves the next segment unreadable.
+/// far; removed once it is walked whole (a connection that ends with a message cut leaves
+/// its entry to eviction). An entry gone leaves the next segment unreadable.
 #[map(name = "DNS_TCP_HELD")]
 static DNS_TCP_HELD: LruHashMap<FlowKey, Held> = LruHashMap::with_max_entries(4096, 0);
 
@@ -211,6 +213,9 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
             held: 0,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &next, 0);
+        if s.held != 0 {
+            let _ = DNS_TCP_HELD.remove(&p.key); // walked whole
+        }
     }
     Query::Pass
 }
@@ -237,7 +242,12 @@ fn hold(key: &FlowKey, s: &Scratch) -> bool {
         from_body: s.from_body,
         held: held as u32,
     };
-    DNS_TCP_POS.insert(key, &pos, 0).is_ok()
+    if DNS_TCP_POS.insert(key, &pos, 0).is_err() {
+        // Held bytes no position names: gone, so no later segment reads them.
+        let _ = DNS_TCP_HELD.remove(key);
+        return false;
+    }
+    true
 }
 
 /// Copies the bytes held for `key`'s stream to the start of `s.buf`; whether they were
@@ -319,25 +329,43 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         }
     };
     let n = end - data;
+    if due.held != 0 {
+        // A message the last segment cut: its held bytes, then this segment's after them. As
+        // its server, which keeps the bytes it received first, the walk never reads a
+        // segment's bytes in place of held ones.
+        let (skip, held) = match due.next.wrapping_add(due.held).wrapping_sub(seq) as i32 {
+            // Bytes between the held ones and this segment were never seen.
+            skip if skip < 0 => return Err(unwalked()),
+            // Bytes passed or held already (a retransmission's head, a keepalive's byte).
+            skip if skip as usize >= n => return Err(Query::Pass),
+            skip if copy_held(&p.key, s) => (skip as usize, due.held as usize),
+            _ => return Err(unwalked()), // the held bytes lost
+        };
+        set_up(
+            s,
+            data + skip,
+            n - skip,
+            held,
+            due.next,
+            Some(due.body),
+            false,
+        );
+        return Ok(());
+    }
     // Where the walk begins in this segment: where the last one began, if the segment holds
-    // that place (bytes there judged again), else where the next message is due, or before
-    // the segment, where the message the last one cut began (its bytes held).
-    let (skip, at, body, held) = match due.from.wrapping_sub(seq) as i32 {
-        back if back >= 0 && (back as usize) < n => (back as usize, due.from, due.from_body, 0),
+    // that place (bytes there judged again), else where the next message is due.
+    let (skip, at, body) = match due.from.wrapping_sub(seq) as i32 {
+        back if back >= 0 && (back as usize) < n => (back as usize, due.from, due.from_body),
         _ => match due.next.wrapping_sub(seq) as i32 {
-            // Bytes before this segment held: walked first.
-            skip if skip < 0 && skip.unsigned_abs() <= due.held && copy_held(&p.key, s) => {
-                (0, due.next, due.body, skip.unsigned_abs() as usize)
-            }
             // Bytes before this segment were never judged.
             skip if skip < 0 => return Err(unwalked()),
             // The rest of a message already judged, or an older retransmission.
             skip if skip as usize >= n => return Err(Query::Pass),
-            skip => (skip as usize, due.next, due.body, 0),
+            skip => (skip as usize, due.next, due.body),
         },
     };
     let judged = due.next.wrapping_sub(seq.wrapping_add(n as u32)) as i32 >= 0;
-    set_up(s, data + skip, n - skip, held, at, Some(body), judged);
+    set_up(s, data + skip, n - skip, 0, at, Some(body), judged);
     Ok(())
 }
 
@@ -434,6 +462,7 @@ fn walk(ctx: &XdpContext, s: &mut Scratch) -> Option<RuleId> {
     };
     let phase = s.phase;
     s.phase = BAD;
+    s.wanted = 0; // not cut short, if the walk cannot start
     s.key = *DOMAIN_KEY.get(0)?;
     // Through black_box so the bounds check below stays next to the helper call, where the
     // verifier needs to see `len` in 1..=SPAN.
@@ -445,7 +474,6 @@ fn walk(ctx: &XdpContext, s: &mut Scratch) -> Option<RuleId> {
     s.len = (held + len) as u32;
     s.seg = (held + seg) as u32;
     s.msg_at = 0;
-    s.wanted = 0;
     s.ring.count = 0;
     // SAFETY: copies `len` (1..=SPAN) bytes the packet has into the scratch buffer after the
     // `held` (< HOLD) bytes there.

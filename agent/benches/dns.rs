@@ -1,12 +1,15 @@
 //! Per-packet cost of the DNS name check in the slow path, through BPF_PROG_TEST_RUN, with a
 //! blocklist holding one domain rule: a UDP query passed, one TCP segment to port 53 holding
-//! one framed query and one holding eight, and a UDP query dropped, each against an
+//! one framed query and one holding eight, a query cut inside its name (the segment that
+//! cuts it, whose message's bytes are held, and the one that brings the rest, walked after
+//! them), and a UDP query dropped, each against an
 //! established TCP packet to port 443 (the main program alone, no slow path) measured in
 //! the same run, interleaved. What the ratios show is what walking and hashing the names
 //! adds to a packet. Every figure is one run (`repeat` 1; the kernel times the program
 //! alone), and the median and minimum of `RUNS` runs are reported. A TCP segment is sent
 //! again at the same sequence number every run: each run walks it again from where the
-//! last walk began. Needs root.
+//! last walk began; the cut query's connection is opened again before each of its
+//! segments (not timed). Needs root.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -63,6 +66,9 @@ fn framed(name: &str, count: usize) -> Vec<u8> {
     v
 }
 
+/// A case: its name, the segments sent before it (not timed), its frame, the action wanted.
+type Case = (&'static str, Vec<Vec<u8>>, Vec<u8>, u32);
+
 fn median_min(mut v: Vec<u64>) -> (u64, u64) {
     v.sort_unstable();
     (v[v.len() / 2], v[0])
@@ -77,39 +83,55 @@ fn main() {
 
     // The baseline's flow, and the two DNS connections, each opened once (stream at 1001).
     let (pass, drop) = (common::prog::XDP_PASS, common::prog::XDP_DROP);
-    for (sport, dport) in [(40_443, 443), (40_053, 53), (40_054, 53)] {
+    for (sport, dport) in [(40_443, 443), (40_053, 53), (40_054, 53), (40_055, 53)] {
         let syn = segment(sport, dport, 1000, tcp::SYN, &[]);
         assert_eq!(prog.run(&syn), pass, "the SYN from {sport}");
     }
-    let cases: [(&str, Vec<u8>, u32); 5] = [
+    // A query cut after 4 bytes of its name, and the segment with its rest.
+    let whole = framed("www.passed.example", 1);
+    let cut = 2 + 12 + 4;
+    let (syn, head) = (
+        segment(40_055, 53, 1000, tcp::SYN, &[]),
+        segment(40_055, 53, 1001, tcp::ACK, &whole[..cut]),
+    );
+    let rest = segment(40_055, 53, 1001 + cut as u32, tcp::ACK, &whole[cut..]);
+    let none: Vec<Vec<u8>> = Vec::new();
+    let cases: [Case; 7] = [
         (
             "TCP ACK :443 (baseline)",
+            none.clone(),
             segment(40_443, 443, 1001, tcp::ACK, &[]),
             pass,
         ),
         (
             "UDP query, passed",
+            none.clone(),
             udp_query(41_000, "www.passed.example"),
             pass,
         ),
         (
             "TCP 1 query, passed",
-            segment(40_053, 53, 1001, tcp::ACK, &framed("www.passed.example", 1)),
+            none.clone(),
+            segment(40_053, 53, 1001, tcp::ACK, &whole),
             pass,
         ),
         (
             "TCP 8 queries, passed",
+            none.clone(),
             segment(40_054, 53, 1001, tcp::ACK, &framed("www.passed.example", 8)),
             pass,
         ),
+        ("TCP cut query, head", vec![syn.clone()], head.clone(), pass),
+        ("TCP cut query, rest", vec![syn, head], rest, pass),
         (
             "UDP query, dropped",
+            none,
             udp_query(41_001, "www.blocked.example"),
             drop,
         ),
     ];
     assert_eq!(
-        prog.run(&cases[0].1),
+        prog.run(&cases[0].2),
         pass,
         "the baseline's flow established"
     );
@@ -117,7 +139,10 @@ fn main() {
     let mut times: Vec<Vec<u64>> = vec![Vec::with_capacity(RUNS); cases.len()];
     for _ in 0..RUNS {
         // Interleaved, so load on the machine falls on every case alike.
-        for ((what, frame, want), t) in cases.iter().zip(&mut times) {
+        for ((what, before, frame, want), t) in cases.iter().zip(&mut times) {
+            for b in before {
+                assert_eq!(prog.run(b), pass, "{what}: a segment before");
+            }
             let (action, _, ns) = prog.run_out(frame);
             assert_eq!(action, *want, "{what}: action");
             t.push(ns);

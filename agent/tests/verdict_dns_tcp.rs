@@ -274,11 +274,52 @@ fn a_message_cut_by_a_segments_end_is_judged_with_the_next() {
         DROP,
         "the blocked message's rest"
     );
+    // Bytes in the held ones' place never replace them, as its server keeps the bytes it
+    // received first: a keepalive's byte inside them, the head again with other bytes.
+    let head = &blocked[..27]; // to the length of "com"
+    let at = connect(&mut lab, 6410, 4000);
+    assert_eq!(lab.run(&segment(6410, at, tcp::ACK, head)), PASS);
+    let keepalive = segment(6410, at + 26, tcp::ACK, &[0]);
+    assert_eq!(lab.run(&keepalive), PASS, "a keepalive's byte inside");
+    let rest = segment(6410, at + 27, tcp::ACK, &blocked[27..]);
+    assert_eq!(lab.run(&rest), DROP, "the rest after it");
+    let mut other = blocked.clone();
+    other[25] = b'f'; // www.examplf.com
+    let at = connect(&mut lab, 6411, 5000);
+    assert_eq!(lab.run(&segment(6411, at, tcp::ACK, head)), PASS);
+    assert_eq!(
+        lab.run(&segment(6411, at, tcp::ACK, &other)),
+        DROP,
+        "the head again with other bytes, and the rest"
+    );
+    // The first of three pieces again, after the second: the third still joins them.
+    let at = connect(&mut lab, 6412, 6000);
+    for (from, to) in [(0, 17), (17, 24), (0, 17), (24, passed.len())] {
+        let piece = segment(6412, at + from as u32, tcp::ACK, &passed[from..to]);
+        assert_eq!(lab.run(&piece), PASS, "bytes {from}..{to}");
+    }
+    let after = segment(6412, at + passed.len() as u32, tcp::ACK, &blocked);
+    assert_eq!(lab.run(&after), DROP, "a blocked message after them");
+    // A length sent alone, then its message cut: the length is kept with the held bytes.
+    let at = connect(&mut lab, 6413, 7000);
+    for (from, to, want) in [(0, 2, PASS), (2, 20, PASS), (20, blocked.len(), DROP)] {
+        let piece = segment(6413, at + from as u32, tcp::ACK, &blocked[from..to]);
+        assert_eq!(
+            lab.run(&piece),
+            want,
+            "a length alone, then bytes {from}..{to}"
+        );
+    }
+    // Cut across the sequence numbers' wrap.
+    let at = connect(&mut lab, 6414, u32::MAX - 10);
+    assert_eq!(lab.run(&segment(6414, at, tcp::ACK, &blocked[..20])), PASS);
+    let rest = segment(6414, at.wrapping_add(20), tcp::ACK, &blocked[20..]);
+    assert_eq!(lab.run(&rest), DROP, "the rest past the wrap");
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed, "all read");
 
     // What cannot be held or joined is a name the walk cannot read: more than 511 bytes of a
-    // message before the cut (a third question's name, after two long ones), and a segment
-    // past the held bytes.
+    // message before the cut (inside a third question's name, after two long ones), and a
+    // segment past the held bytes.
     let long = |c: char| {
         let label: String = std::iter::repeat_n(c, 63).collect();
         format!("{label}.{label}.{label}.example.org")
@@ -290,11 +331,19 @@ fn a_message_cut_by_a_segments_end_is_judged_with_the_next() {
         m.extend_from_slice(&[0, 1, 0, 1]);
     }
     let m = framed(&m);
-    let cut = m.len() - 20;
-    assert!(cut > 512);
+    let third = 2 + 12 + 2 * (wire(&long('a')).len() + 4);
+    assert!(third < 511 && m.len() > 513, "cuts inside the third name");
     let at = connect(&mut lab, 6402, 300);
     assert_eq!(
-        lab.run(&segment(6402, at, tcp::ACK, &m[..cut])),
+        lab.run(&segment(6402, at, tcp::ACK, &m[..511])),
+        PASS,
+        "cut after 511 bytes of its message"
+    );
+    let rest = segment(6402, at + 511, tcp::ACK, &m[511..]);
+    assert_eq!(lab.run(&rest), PASS, "its rest");
+    let at = connect(&mut lab, 6402, 30_000);
+    assert_eq!(
+        lab.run(&segment(6402, at, tcp::ACK, &m[..512])),
         DROP,
         "cut after 512 bytes of its message"
     );
