@@ -5,10 +5,45 @@
 //! force. Without a copy, a restart (a crash, a reboot, a `detach`) lost that version, and
 //! the next agent started without the file's rules or rows until it was fixed. With one, it
 //! puts the kept version in force instead, as a reload would have.
+//!
+//! A copy ends with a line giving its length and SHA-256: a copy damaged by anything but
+//! the agent (cut, emptied, one byte changed so that it still parses) is refused, never put
+//! in force in place of the version it held.
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::store::fsutil::{hex, read_input, write_atomic, InputError, TABLE_MAX};
+use sha2::Digest;
+
+use crate::store::fsutil::{hex, read_input_here, write_atomic_parts, InputError, TABLE_MAX};
+
+/// What a kept copy that cannot be used is.
+#[derive(Debug, thiserror::Error)]
+pub enum KeptError {
+    /// It cannot be read (or is not a regular file).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Its last line does not give its length and SHA-256: damaged since it was written.
+    #[error("is damaged: its bytes do not match the length and SHA-256 it was written with")]
+    Damaged,
+}
+
+/// How a copy's last line starts.
+const SEAL: &[u8] = b"\n# xdp-audit kept copy: ";
+
+/// The line that ends the copy of `bytes`.
+fn seal(bytes: &[u8]) -> Vec<u8> {
+    let digest = sha2::Sha256::digest(bytes);
+    let mut line = SEAL.to_vec();
+    line.extend_from_slice(format!("{} bytes, sha256 {}\n", bytes.len(), hex(&digest)).as_bytes());
+    line
+}
+
+/// The bytes a copy holds, if its last line is their seal.
+fn unsealed(copy: &[u8]) -> Option<&[u8]> {
+    let at = copy.windows(SEAL.len()).rposition(|w| w == SEAL)?;
+    let (bytes, line) = copy.split_at(at);
+    (seal(bytes) == line).then_some(bytes)
+}
 
 /// A directory of kept copies, one per configured file, named by a hash of the file's path.
 #[derive(Clone, Debug)]
@@ -33,7 +68,6 @@ impl Kept {
     /// out (`a.csv`, `./a.csv` and `/etc/x/../x/a.csv` from `/etc/x` are one file; links are
     /// not followed).
     fn name(&self, file: &Path) -> String {
-        use sha2::Digest;
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
         let mut path = PathBuf::new();
         for c in absolute.components() {
@@ -55,25 +89,36 @@ impl Kept {
     }
 
     /// Keeps `bytes`, `file`'s version now in force, atomically and durably. A copy already
-    /// holding them is left as it is: every start applies every file again.
+    /// holding them is left as it is: every start applies every file again. A copy that
+    /// cannot be replaced is removed, so that no older version stands in for the file.
     pub fn keep(&self, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let name = self.name(file);
-        let same = std::fs::metadata(self.dir.join(&name))
-            .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
-            && std::fs::read(self.dir.join(&name)).is_ok_and(|b| b == bytes);
+        let path = self.dir.join(&name);
+        let same = std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.len() == (bytes.len() + seal(bytes).len()) as u64)
+            && self.read(file).is_ok_and(|b| b.as_deref() == Some(bytes));
         if same {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir)?;
-        write_atomic(&self.dir, &name, bytes)
+        let seal = seal(bytes);
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| write_atomic_parts(&self.dir, &name, &[bytes, &seal]));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        written
     }
 
-    /// `file`'s kept copy: `None` if there is none.
-    pub fn read(&self, file: &Path) -> Result<Option<Vec<u8>>, InputError> {
-        match read_input(&self.path_of(file), TABLE_MAX) {
-            Ok(bytes) => Ok(Some(bytes)),
+    /// `file`'s kept copy: `None` if there is none. Never through a symbolic link.
+    pub fn read(&self, file: &Path) -> Result<Option<Vec<u8>>, KeptError> {
+        match read_input_here(&self.path_of(file), TABLE_MAX) {
+            Ok(mut copy) => {
+                let len = unsealed(&copy).ok_or(KeptError::Damaged)?.len();
+                copy.truncate(len);
+                Ok(Some(copy))
+            }
             Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -125,6 +170,41 @@ mod tests {
         kept.forget_others([a.as_path()]);
         assert!(kept.read(&a).expect("kept").is_some());
         assert!(kept.read(&cwd.join("b.list")).expect("read").is_none());
+        // A copy damaged since it was written is refused: cut, one byte changed, its seal
+        // gone, a link in its place.
+        let good = std::fs::read(kept.path_of(&a)).expect("the copy");
+        let damaged = |bytes: &[u8]| {
+            std::fs::write(kept.path_of(&a), bytes).expect("damage");
+            matches!(kept.read(&a), Err(KeptError::Damaged))
+        };
+        assert!(damaged(&good[1..]), "cut at its start");
+        assert!(damaged(&good[..good.len() - 1]), "cut at its end");
+        let mut changed = good.clone();
+        changed[8] = b'3';
+        assert!(damaged(&changed), "192.0.2.3 for 192.0.2.2");
+        assert!(damaged(b"192.0.2.2\n"), "no seal");
+        assert!(damaged(b""), "emptied");
+        std::fs::write(kept.path_of(&a), &good).expect("undo");
+        assert_eq!(kept.read(&a).expect("read"), Some(b"192.0.2.2\n".to_vec()));
+        let elsewhere = tmp.0.join("elsewhere");
+        std::fs::write(&elsewhere, &good).expect("write");
+        std::fs::remove_file(kept.path_of(&a)).expect("remove");
+        std::os::unix::fs::symlink(&elsewhere, kept.path_of(&a)).expect("link");
+        assert!(kept.read(&a).is_err(), "a link is not followed");
+        // A copy that cannot be replaced is removed: no older version stands in.
+        let tmp = kept.dir().join(format!(
+            "{}{}",
+            crate::store::fsutil::TMP_PREFIX,
+            kept.name(&a)
+        ));
+        std::fs::create_dir(&tmp).expect("a directory where the new copy is written");
+        assert!(kept.keep(&a, b"192.0.2.3\n").is_err());
+        assert!(
+            kept.read(&a).expect("read").is_none(),
+            "the old copy removed"
+        );
+        std::fs::remove_dir(&tmp).expect("undo");
+        kept.keep(&a, b"192.0.2.2\n").expect("keep a");
         // A copy that is not a regular file is an error, not "none".
         std::fs::remove_file(kept.path_of(&a)).expect("remove");
         std::fs::create_dir(kept.path_of(&a)).expect("a directory in its place");

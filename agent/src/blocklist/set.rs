@@ -459,7 +459,9 @@ impl ListSet {
     fn stage(&mut self, i: usize) -> Result<bool, Vec<Diagnostic>> {
         let result = self.read(i);
         if result.is_err() && self.restoring && self.files[i].good.is_none() {
-            if let Some(good) = self.kept_version(i) {
+            // A kept version without rules puts none in force: restored, it would count as
+            // the file loaded, and let a held kind's rules go (an emptied file at a start).
+            if let Some(good) = self.kept_version(i).filter(|g| g.parsed.entries() > 0) {
                 self.restore(i, good);
             }
         }

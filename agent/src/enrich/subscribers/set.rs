@@ -147,6 +147,9 @@ impl Slot {
             }
         };
         match ParsedSubscribers::parse(&bytes) {
+            // No rows: nothing to put in force, and restored it would count as rows known
+            // to be none (an emptied file's rows forgotten).
+            Ok(parsed) if parsed.stats.rows == 0 => false,
             Ok(parsed) => {
                 warn!(file = %self.path.display(), kept = %kept.display(), rows = parsed.stats.rows, "the subscribers file cannot be applied at this start: the version the last agent applied is in force until it loads");
                 self.good = Some(parsed);
@@ -407,6 +410,19 @@ mod tests {
             )]
         );
         assert_eq!(account(&older, "10.1.1.1"), None);
+        // A kept version without rows stands in for nothing, and the rows the last agent
+        // applied are not forgotten for it.
+        let kept = Kept::new(state.join(SUBSCRIBERS_KEPT), "csv");
+        kept.keep(&a, b"match,account\n")
+            .expect("a copy without rows");
+        for _ in 0..2 {
+            let r = SubscriberSet::new([a.clone()])
+                .remembering(&state)
+                .reload_all();
+            let again: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+            assert_eq!(again, shown, "still the 2 rows");
+        }
+        std::fs::remove_dir_all(state.join(SUBSCRIBERS_KEPT)).expect("no kept versions");
         // Without a kept count (no state directory) the empty file applies, as before.
         let r = SubscriberSet::new([a.clone()]).reload_all();
         assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);

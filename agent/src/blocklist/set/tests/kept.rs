@@ -159,3 +159,30 @@ fn placeholders_apply_and_nothing_stands_in_without_a_usable_copy() {
     assert!(kept.read(&a).expect("read").is_none(), "a's copy removed");
     assert!(kept.read(&b).expect("read").is_some(), "b's copy stays");
 }
+
+/// On a running program's tables (adopted), a file found empty at a start whose kept version
+/// has no rules keeps the tables: such a copy restores nothing. (It was put in force, and the
+/// kind's rules left the program.)
+#[test]
+fn a_kept_version_without_rules_does_not_let_a_held_kinds_rules_go() {
+    let dir = TempDir::new("lists-kept-zero");
+    let state = dir.0.join("state");
+    let a = dir.0.join("a.list");
+    write(&a, "192.0.2.1\n198.51.100.0/24\n");
+    let files = [(a.clone(), ListKind::Block)];
+    let k = key();
+    let mut first = kept_set(&files, k, &state);
+    assert!(first.reload_all().1.is_empty());
+    let kept = crate::kept::Kept::new(state.join(LISTS_KEPT), "list");
+    kept.keep(&a, b"# nothing\n").expect("a copy without rules");
+    write(&a, "");
+    let mut next = kept_set(&files, k, &state);
+    let was = first.compiled();
+    next.adopt(was.allow.clone(), was.block.clone(), was.generation);
+    let (delta, diags) = next.reload_all();
+    let text = texts(&diags);
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(text[0].contains("is empty"), "{text:?}");
+    assert_eq!(keys(&next.compiled().block), keys(&was.block), "held");
+    assert!(delta.block.v4_exact.remove.is_empty(), "{delta:?}");
+}
