@@ -11,8 +11,9 @@
 //! segments are each judged where they are; a segment starting where the last walk began is
 //! walked again. A segment ending inside a length, a header or a name passes, its message's
 //! bytes so far held (`DNS_TCP_HELD`) to be walked with the next segment, which the server
-//! needs as much to read the name. A segment past a gap in the stream cannot be judged: as
-//! any name that cannot be walked.
+//! needs as much to read the name. A segment past a gap in the stream, one of a stream whose
+//! start is not known (no SYN seen, no position kept) and one with urgent data cannot be
+//! judged: as any name that cannot be walked.
 
 use agent_common::{
     domain::{
@@ -173,7 +174,7 @@ pub enum Query {
     /// packet, a first fragment, a TCP message cut with more than [`HOLD`] bytes before the
     /// cut, or whose held bytes were lost), compressed or malformed, past the bytes a segment
     /// is read for, or a TCP segment whose bytes before it were not seen (a gap, a stream
-    /// whose position was lost).
+    /// whose position was lost, or whose SYN was never seen), or with urgent data.
     /// Counted in [`Counter::DnsNameUnparsed`]; the caller drops it while a domain is
     /// blocked, since its server would read the name no rule judged.
     Unwalked,
@@ -194,7 +195,9 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
     if let Some(rule) = walk(ctx, s) {
         return Query::Blocked(rule);
     }
-    if s.judged != 0 && cut_short(s) {
+    // Bytes judged already, walked again to the end or cut short where they end: passed as
+    // they were, and the position stays (written again, it could go back).
+    if s.judged != 0 && (s.phase == END || cut_short(s)) {
         return Query::Pass;
     }
     if s.tcp != 0 && cut_short(s) && hold(&p.key, s) {
@@ -306,6 +309,11 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         };
         let _ = DNS_TCP_POS.insert(&p.key, &start, 0);
     }
+    // Urgent data: a server reads the stream without its urgent byte, where the walk would
+    // read it in (DNS clients send none).
+    if p.tcp_flags & parse::TCP_URG != 0 {
+        return Err(unwalked());
+    }
     // The segment's data: the length prefix of a message, if one starts there.
     let data = match off.checked_sub(2) {
         Some(data) if data < end => data,
@@ -318,7 +326,11 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
     let due = match unsafe { DNS_TCP_POS.get(&p.key) } {
         Some(pos) => *pos,
         None => {
-            let next = flow::stream_start(&p.key, dir).unwrap_or(seq);
+            // Without its SYN, where a message starts is not known: a segment read from its
+            // own start could be the rest of one the server began reading.
+            let Some(next) = flow::stream_start(&p.key, dir) else {
+                return Err(unwalked());
+            };
             TcpPos {
                 next,
                 body: 0,

@@ -22,6 +22,8 @@ const DNS_PORT: u16 = 53u16.to_be();
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
 pub const TCP_SYN: u8 = 0x02;
+/// URG: the segment carries urgent data (which a server reads out of the stream).
+pub const TCP_URG: u8 = 0x20;
 const TCP_ACK: u8 = 0x10;
 
 /// Offsets past this are not walked: it bounds every variable offset for the verifier, and no

@@ -128,7 +128,12 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
 
     // DNS over TCP: a segment holding a whole message from its start is judged; a length
     // sent alone passes (its message, next, is judged: `verdict_dns_tcp.rs`), and so does a
-    // keepalive's byte, one already judged.
+    // keepalive's byte, one already judged. Each connection opened by its SYN (without one,
+    // where a message starts is not known).
+    for sport in [5360, 5361, 5362] {
+        let syn = Spec::tcp4(v4(198, 51, 100, 2), sport, v4(198, 18, 0, 53), 53, tcp::SYN);
+        assert_eq!(lab.run(&syn.seq(0).build()), PASS, "the SYN from {sport}");
+    }
     let blocked = dns_query_payload(&wire("www.example.com"));
     assert_eq!(
         lab.run(&dns_tcp(5360, &blocked)),
@@ -181,6 +186,14 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
         "an IPv6 first fragment behind a hop-by-hop header"
     );
     // An atomic fragment (no M) holds the whole segment: its name is walked and judged.
+    let mut syn = v6.clone().seq(0);
+    syn.payload.clear();
+    syn.l4 = L4::Tcp {
+        sport: 5364,
+        dport: 53,
+        flags: tcp::SYN,
+    };
+    assert_eq!(lab.run(&syn.build()), PASS, "its connection's SYN");
     v6.ipv6_ext = vec![(44, 8)];
     assert_eq!(
         lab.run(&v6.build()),

@@ -178,6 +178,21 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "a new connection"
     );
+    // The first of two messages sent again alone (a retransmission cut smaller): passed as
+    // judged, and the stream goes on after both. (Until 2026-12-06 its walk wrote the
+    // position back to its end, and the next segment was a gap.)
+    let at = connect(&mut lab, 6006, 17000);
+    let mut two = framed(&passed);
+    two.extend_from_slice(&framed(&passed));
+    assert_eq!(lab.run(&segment(6006, at, tcp::ACK, &two)), PASS);
+    let first = &two[..two.len() / 2];
+    assert_eq!(
+        lab.run(&segment(6006, at, tcp::ACK, first)),
+        PASS,
+        "the first again"
+    );
+    let after = segment(6006, at + two.len() as u32, tcp::ACK, &framed(&passed));
+    assert_eq!(lab.run(&after), PASS, "the message after both");
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed, "all read");
 
     // After bytes never seen: dropped, as any name the walk cannot read, while a domain is
@@ -358,10 +373,10 @@ fn a_message_cut_by_a_segments_end_is_judged_with_the_next() {
 }
 
 /// Without a blocked domain, segments that cannot be judged pass, counted; a stream picked
-/// up without its SYN is read from the first segment seen.
+/// up without its SYN cannot be judged (where a message starts in it is not known), nor a
+/// segment with urgent data (which a server reads out of the stream).
 #[test]
-fn unjudged_segments_pass_when_no_domain_is_blocked_and_a_stream_without_its_syn_is_read_from_where_it_is_seen(
-) {
+fn unjudged_segments_pass_when_no_domain_is_blocked_and_a_stream_without_its_syn_is_not_judged() {
     let mut lab = Lab::new("dnstcpnone", "203.0.113.9\n", "");
     let at = connect(&mut lab, 6100, 3000);
     let before = lab.counter(Counter::DnsNameUnparsed);
@@ -372,15 +387,43 @@ fn unjudged_segments_pass_when_no_domain_is_blocked_and_a_stream_without_its_syn
         "a gap"
     );
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 1);
+    assert_eq!(
+        lab.run(&segment(6103, 77_000, tcp::ACK, &passed)),
+        PASS,
+        "a stream without its SYN"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), before + 2);
 
     let mut blocking = Lab::new("dnstcpmid", "example.com\n", "");
     let unparsed = blocking.counter(Counter::DnsNameUnparsed);
     let blocked = framed(&query("www.example.com"));
+    // Its ID read as a length, a message the server reads after a length it had already
+    // would pass unjudged: until 2026-12-06 the first segment seen was read from its start.
+    let mut shifted = blocked[2..].to_vec();
+    // An ID of 240, read as a length: the header after it, read two bytes off, asks no
+    // question, and the message would be passed over whole.
+    shifted[0..2].copy_from_slice(&[0, 240]);
     assert_eq!(
-        blocking.run(&segment(6101, 77_000, tcp::ACK, &blocked)),
+        blocking.run(&segment(6101, 77_002, tcp::ACK, &shifted)),
         DROP,
-        "a first segment seen mid-stream starts a message"
+        "a message after a length sent before the stream was seen"
     );
+    assert_eq!(blocking.counter(Counter::DnsNameUnparsed), unparsed + 1);
+    // Urgent data, which the server reads out of the stream: one byte that would make the
+    // walk read a length from it.
+    let at = connect(&mut blocking, 6104, 500);
+    let mut urgent = Spec::tcp4(
+        v4(198, 51, 100, 2),
+        6104,
+        v4(198, 18, 0, 53),
+        53,
+        tcp::ACK | tcp::URG,
+    )
+    .seq(at);
+    urgent.payload = vec![0xff];
+    assert_eq!(blocking.run(&urgent.build()), DROP, "an urgent byte");
+    assert_eq!(blocking.counter(Counter::DnsNameUnparsed), unparsed + 2);
+    let unparsed = unparsed + 2;
     let v6 = Spec::new(
         Addrs::V6(common::v6(2), common::v6(0x53)),
         L4::Tcp {
@@ -466,7 +509,8 @@ fn every_question_of_a_message_is_judged() {
             want,
             "UDP: {what}"
         );
-        let tcp = segment(6300 + i as u16, 1, tcp::ACK, &framed(&m));
+        let at = connect(&mut lab, 6300 + i as u16, 0);
+        let tcp = segment(6300 + i as u16, at, tcp::ACK, &framed(&m));
         assert_eq!(lab.run(&tcp), want, "TCP: {what}");
     }
 }

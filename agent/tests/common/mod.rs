@@ -42,6 +42,7 @@ pub mod tcp {
     pub const RST: u8 = 0x04;
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
 }
 
 /// Everything a crafted frame can vary.
