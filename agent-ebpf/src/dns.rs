@@ -297,9 +297,12 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
     }
     // The sequence number of the data's first byte (a SYN's own comes before it).
     let seq = u32::from_be(p.seq).wrapping_add(p.has_syn() as u32);
-    if p.opens_flow() {
-        // A connection (re)opened: its stream starts after the SYN, whatever an earlier
-        // connection between the same ports left.
+    // A connection (re)opened: its stream starts after the SYN, whatever an earlier
+    // connection between the same ports left. But not a SYN sent again (its first was lost,
+    // or its answer): a position whose walks began there stays, since a Fast Open SYN's
+    // data the server took is not in the SYN sent again.
+    // SAFETY: a map value read for this run only.
+    if p.opens_flow() && unsafe { DNS_TCP_POS.get(&p.key) }.is_none_or(|pos| pos.from != seq) {
         let start = TcpPos {
             next: seq,
             body: 0,

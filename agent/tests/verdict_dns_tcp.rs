@@ -178,6 +178,26 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "a new connection"
     );
+    // A Fast Open SYN's query, the SYN sent again without it (its answer lost): the stream
+    // goes on after the query the server took. (Until 2026-12-06 the SYN sent again set the
+    // position back to the stream's start, and the next segment was a gap.)
+    let fast_open = segment(6009, 20_000, tcp::SYN, &framed(&passed));
+    assert_eq!(lab.run(&fast_open), PASS, "a Fast Open SYN");
+    assert_eq!(
+        lab.run(&segment(6009, 20_000, tcp::SYN, &[])),
+        PASS,
+        "the SYN sent again"
+    );
+    let at = 20_001 + framed(&passed).len() as u32;
+    let next = segment(6009, at, tcp::ACK, &framed(&passed));
+    assert_eq!(lab.run(&next), PASS, "the next query");
+    let next = segment(
+        6009,
+        at + framed(&passed).len() as u32,
+        tcp::ACK,
+        &framed(&blocked),
+    );
+    assert_eq!(lab.run(&next), DROP, "and a blocked one");
     // The first of two messages sent again alone (a retransmission cut smaller): passed as
     // judged, and the stream goes on after both. (Until 2026-12-06 its walk wrote the
     // position back to its end, and the next segment was a gap.)
