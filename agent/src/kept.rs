@@ -14,7 +14,9 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::Digest;
 
-use crate::store::fsutil::{hex, read_input_here, write_atomic_parts, InputError, TABLE_MAX};
+use crate::store::fsutil::{
+    hex, read_input_here, sync_dir, write_atomic_parts, InputError, TABLE_MAX,
+};
 
 /// What a kept copy that cannot be used is.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +103,25 @@ impl Kept {
             return Ok(());
         }
         let seal = seal(bytes);
-        let written = std::fs::create_dir_all(&self.dir)
+        let written = self
+            .make_dir()
             .and_then(|()| write_atomic_parts(&self.dir, &name, &[bytes, &seal]));
         if written.is_err() {
             let _ = std::fs::remove_file(&path);
         }
         written
+    }
+
+    /// Makes the directory, durably (its parent synced), if it is not there.
+    fn make_dir(&self) -> std::io::Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        match self.dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+            _ => Ok(()),
+        }
     }
 
     /// `file`'s kept copy: `None` if there is none. Never through a symbolic link.

@@ -72,6 +72,7 @@ fn notices_reach_the_webhook_and_the_chain_and_a_removed_line_fails_verify() {
     h.event(Event::ListRejected {
         file: "/etc/xdp-audit/block.list".into(),
         reason: "/etc/xdp-audit/block.list:3: not an address".into(),
+        in_force: true,
     });
     h.event(Event::Crashed {
         evidence: "agent pid 1 ended without a clean stop".into(),

@@ -571,9 +571,19 @@ impl Engine {
             }
         }
         match e {
-            Event::ListRejected { file: f, reason } => {
-                let text = || {
-                    format!("list file rejected, its last good version stays in force: {reason}")
+            Event::ListRejected {
+                file: f,
+                reason,
+                in_force,
+            } => {
+                let text = || match in_force {
+                    true => format!(
+                        "list file rejected, its last good version stays in force: {reason}"
+                    ),
+                    false => format!(
+                        "list file rejected, and no version of it is in force: its rules are \
+                         not enforced until it loads: {reason}"
+                    ),
                 };
                 self.touch(
                     AlertId::ListRejected,

@@ -281,6 +281,9 @@ pub enum Event {
         file: String,
         /// The first problem, as `FILE:LINE: reason`.
         reason: String,
+        /// Whether a version of its rules is in force all the same (its last good one, or the
+        /// running program's tables of its kind); not at a start that found none.
+        in_force: bool,
     },
     /// A list change failed part way in the kernel, or was refused after such a failure.
     ListStale {

@@ -442,6 +442,7 @@ mod tests {
             h.event(Event::ListRejected {
                 file: "b.list".into(),
                 reason: "b.list:3: not an address".into(),
+                in_force: true,
             })
         });
         let tid = tid_rx.recv().expect("the sender's thread id");

@@ -479,9 +479,13 @@ impl Stage {
         for d in problems {
             if !seen.contains(&d.path.as_path()) {
                 seen.push(&d.path);
+                let held = self.set.held();
+                let in_force = self.set.line_stats(&d.path).is_some()
+                    || self.set.kind_of(&d.path).is_some_and(|k| held.contains(&k));
                 alerts.event(crate::alert::Event::ListRejected {
                     file: d.path.display().to_string(),
                     reason: d.to_string(),
+                    in_force,
                 });
             }
         }

@@ -477,6 +477,7 @@ fn a_flood_of_blocked_clients_never_keeps_out_the_system_alerts() {
         Event::ListRejected {
             file: "b.list".into(),
             reason: "b.list:3: not an address".into(),
+            in_force: true,
         },
         S,
         &mut out,
@@ -508,6 +509,7 @@ fn recent_keeps_the_last_ten_newest_first() {
             Event::ListRejected {
                 file: format!("l{i}"),
                 reason: "l:1: bad".into(),
+                in_force: i % 2 == 0,
             },
             i,
             &mut out,
@@ -709,3 +711,31 @@ fn an_unaudited_interface_is_one_alert_until_audited_again() {
 }
 
 mod store;
+
+/// A rejected list file's alert says whether a version of it is in force: at a start that
+/// found none (no kept copy, no running program's tables), its rules are not enforced.
+#[test]
+fn a_rejected_list_says_whether_a_version_of_it_is_in_force() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for (file, in_force) in [("a.list", true), ("b.list", false)] {
+        e.event(
+            Event::ListRejected {
+                file: file.into(),
+                reason: format!("{file}:1: bad"),
+                in_force,
+            },
+            S,
+            &mut out,
+        );
+    }
+    let texts: Vec<&str> = out.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "list file rejected, its last good version stays in force: a.list:1: bad",
+            "list file rejected, and no version of it is in force: its rules are not enforced \
+             until it loads: b.list:1: bad",
+        ]
+    );
+}
