@@ -6,7 +6,7 @@
 //! the next agent started without the file's rules or rows until it was fixed. With one, it
 //! puts the kept version in force instead, as a reload would have.
 //!
-//! A copy ends with a line giving its length and SHA-256: a copy damaged by anything but
+//! A copy ends with a line giving its SHA-256 ([`seal_line`]): a copy damaged by anything but
 //! the agent (cut, emptied, one byte changed so that it still parses) is refused, never put
 //! in force in place of the version it held.
 
@@ -15,7 +15,8 @@ use std::path::{Component, Path, PathBuf};
 use sha2::Digest;
 
 use crate::store::fsutil::{
-    hex, read_input_here, sync_dir, write_atomic_parts, InputError, TABLE_MAX,
+    hex, read_input_here, seal_line, sealed_body, sync_dir, write_atomic_parts, InputError,
+    TABLE_MAX,
 };
 
 /// What a kept copy that cannot be used is.
@@ -24,28 +25,13 @@ pub enum KeptError {
     /// It cannot be read (or is not a regular file).
     #[error(transparent)]
     Input(#[from] InputError),
-    /// Its last line does not give its length and SHA-256: damaged since it was written.
-    #[error("is damaged: its bytes do not match the length and SHA-256 it was written with")]
+    /// Its last line does not give its SHA-256: damaged since it was written.
+    #[error("is damaged: its bytes do not match the SHA-256 it was written with")]
     Damaged,
 }
 
-/// How a copy's last line starts.
-const SEAL: &[u8] = b"\n# xdp-audit kept copy: ";
-
-/// The line that ends the copy of `bytes`.
-fn seal(bytes: &[u8]) -> Vec<u8> {
-    let digest = sha2::Sha256::digest(bytes);
-    let mut line = SEAL.to_vec();
-    line.extend_from_slice(format!("{} bytes, sha256 {}\n", bytes.len(), hex(&digest)).as_bytes());
-    line
-}
-
-/// The bytes a copy holds, if its last line is their seal.
-fn unsealed(copy: &[u8]) -> Option<&[u8]> {
-    let at = copy.windows(SEAL.len()).rposition(|w| w == SEAL)?;
-    let (bytes, line) = copy.split_at(at);
-    (seal(bytes) == line).then_some(bytes)
-}
+/// How a copy's last line starts ([`seal_line`]).
+const SEAL: &[u8] = b"\n# xdp-audit kept copy, sha256 ";
 
 /// A directory of kept copies, one per configured file, named by a hash of the file's path.
 #[derive(Clone, Debug)]
@@ -96,13 +82,14 @@ impl Kept {
     pub fn keep(&self, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let name = self.name(file);
         let path = self.dir.join(&name);
+        let seal = seal_line(SEAL, bytes);
         let same = std::fs::symlink_metadata(&path)
-            .is_ok_and(|m| m.is_file() && m.len() == (bytes.len() + seal(bytes).len()) as u64)
-            && self.read(file).is_ok_and(|b| b.as_deref() == Some(bytes));
+            .is_ok_and(|m| m.is_file() && m.len() == (bytes.len() + seal.len()) as u64)
+            && read_input_here(&path, TABLE_MAX)
+                .is_ok_and(|copy| copy.strip_suffix(&seal[..]) == Some(bytes));
         if same {
             return Ok(());
         }
-        let seal = seal(bytes);
         let written = self
             .make_dir()
             .and_then(|()| write_atomic_parts(&self.dir, &name, &[bytes, &seal]));
@@ -128,7 +115,8 @@ impl Kept {
     pub fn read(&self, file: &Path) -> Result<Option<Vec<u8>>, KeptError> {
         match read_input_here(&self.path_of(file), TABLE_MAX) {
             Ok(mut copy) => {
-                let len = unsealed(&copy).ok_or(KeptError::Damaged)?.len();
+                let body = sealed_body(&copy, SEAL).and_then(Result::ok);
+                let len = body.ok_or(KeptError::Damaged)?.len();
                 copy.truncate(len);
                 Ok(Some(copy))
             }

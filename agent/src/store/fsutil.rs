@@ -495,6 +495,34 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// The line that ends a file of `body` the agent saves for itself: `marker` (a newline, then
+/// a comment's start) and the body's SHA-256. A file damaged after it was written is then
+/// told by [`sealed_body`], even where its damage still parses.
+pub fn seal_line(marker: &[u8], body: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut line = marker.to_vec();
+    line.extend_from_slice(hex(&sha2::Sha256::digest(body)).as_bytes());
+    line.push(b'\n');
+    line
+}
+
+/// The body of a file [`seal_line`] ended with `marker`: `None` if it has no such line, an
+/// error if the line's SHA-256 is not its body's.
+pub fn sealed_body<'a>(file: &'a [u8], marker: &[u8]) -> Option<Result<&'a [u8], String>> {
+    use sha2::Digest as _;
+    let at = file.windows(marker.len()).rposition(|w| w == marker)?;
+    let (body, line) = (&file[..at], &file[at + marker.len()..]);
+    let want = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(b"?"));
+    let sum = hex(&sha2::Sha256::digest(body));
+    Some(if want == sum {
+        Ok(body)
+    } else {
+        Err(format!(
+            "its SHA-256 is {sum}, not the {want:?} it was saved with (damaged)"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -453,32 +453,16 @@ impl Counts {
 const SUM: &[u8] = b"\n# sha256 ";
 
 fn write(dir: &Path, c: &Carried) -> std::io::Result<usize> {
-    use sha2::Digest as _;
     let mut bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-    let sum = fsutil::hex(&sha2::Sha256::digest(&bytes));
-    bytes.extend_from_slice(SUM);
-    bytes.extend_from_slice(sum.as_bytes());
-    bytes.push(b'\n');
+    let seal = fsutil::seal_line(SUM, &bytes);
+    bytes.extend_from_slice(&seal);
     fsutil::write_atomic(dir, FILE, &bytes)?;
     Ok(bytes.len())
 }
 
 /// The JSON of a saved file, its SHA-256 checked (a file an earlier build wrote has none).
 pub(super) fn checked(bytes: &[u8]) -> Result<&[u8], String> {
-    use sha2::Digest as _;
-    let Some(at) = bytes.windows(SUM.len()).rposition(|w| w == SUM) else {
-        return Ok(bytes);
-    };
-    let (json, line) = (&bytes[..at], &bytes[at + SUM.len()..]);
-    let want = std::str::from_utf8(line).unwrap_or_default().trim_end();
-    let sum = fsutil::hex(&sha2::Sha256::digest(json));
-    if want == sum {
-        Ok(json)
-    } else {
-        Err(format!(
-            "its SHA-256 is {sum}, not the {want:?} it was saved with (damaged)"
-        ))
-    }
+    fsutil::sealed_body(bytes, SUM).unwrap_or(Ok(bytes))
 }
 
 impl EnrichStage {
