@@ -292,16 +292,20 @@ impl Sweeper {
     /// Hands the records written so far to the kernel (the sink's flush: one `write(2)`, none
     /// when nothing is pending), then has the ledger follow them ([`Ledger::commit`]). The
     /// records stage calls it after each batch of events and each sweep: a killed agent then
-    /// loses nothing the flow table or the ledger no longer holds.
-    pub fn settle(&mut self, sink: &mut dyn RecordSink) {
-        self.settle_and(sink, || {});
+    /// loses nothing the flow table or the ledger no longer holds. False while the sink holds
+    /// records it could not write (a full disk): the ledger then waits, and so do the takes
+    /// of ended flows ([`Sweeper::take_ended`]), so that the table and the ledger still hold
+    /// what only this process's memory does.
+    pub fn settle(&mut self, sink: &mut dyn RecordSink) -> bool {
+        self.settle_and(sink, || {})
     }
 
     /// [`Sweeper::settle`], with `written` run once the records are in the file and the
     /// ledger follows, before the fsync: what must be cleared once its records are written
     /// (the flood slots) is cleared with no fsync's time between, in which a kill would
-    /// have the next agent write them again.
-    pub fn settle_and(&mut self, sink: &mut dyn RecordSink, written: impl FnOnce()) {
+    /// have the next agent write them again. Not run while the sink holds records it could
+    /// not write.
+    pub fn settle_and(&mut self, sink: &mut dyn RecordSink, written: impl FnOnce()) -> bool {
         self.unsettled = 0;
         // Only the map updates sit between the write and the ledger's following it, where a
         // kill makes the next agent write these records again.
@@ -310,8 +314,9 @@ impl Sweeper {
         }
         if let Err(e) = sink.flush() {
             if let Some(n) = self.warnings.sink_errors.hit(1) {
-                error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered (logged at most every 10 s)");
+                error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered, and the flow table and its ledger keep them for the next agent (logged at most every 10 s)");
             }
+            return false;
         }
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
@@ -323,6 +328,15 @@ impl Sweeper {
             if let Some(n) = self.warnings.sink_errors.hit(1) {
                 error!(error = %e, failures = n, "audit records could not be synced (logged at most every 10 s)");
             }
+        }
+        true
+    }
+
+    /// Has the ledger follow every record written so far: call it once the sink made them
+    /// durable without a [`Sweeper::settle`] (its close).
+    pub fn commit_ledger(&mut self) {
+        if let Some(l) = self.ledger.as_mut() {
+            l.commit();
         }
     }
 

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use xdp_audit::sink::RecordSink;
 use xdp_audit::store::query::{collect, Filter};
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::verify::verify;
@@ -396,9 +397,15 @@ fn a_store_opened_on_a_full_disk_starts_degraded_and_writes_once_space_returns()
     assert!(!store.sync_now(), "nothing can be written yet");
     let s = store.status();
     assert!(s.degraded && s.buffered == 300 && s.dropped == 0, "{s:?}");
+    // The records stage keeps the flow table and its ledger while this fails.
+    assert!(
+        RecordSink::flush(&mut store).is_err(),
+        "a flush says the records are held in memory"
+    );
     std::fs::remove_file(&filler).expect("free the disk");
     clock.advance(2_000_000_000);
     assert!(store.sync_now(), "writing resumes: {:?}", store.status());
+    RecordSink::flush(&mut store).expect("a flush with nothing held in memory");
     assert_eq!(store.status().durable, 300, "{:?}", store.status());
     assert!(store.seal_now(), "sealing after space returned");
     drop(store);

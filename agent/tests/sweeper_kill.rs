@@ -29,6 +29,8 @@ struct Killable {
     kill_at: usize,
     /// Run at the first flush, before it writes (a packet arriving in the middle of a sweep).
     at_first_flush: Option<Box<dyn FnOnce() + Send>>,
+    /// Its flushes fail, what it holds kept: a store on a full disk.
+    refusing: bool,
 }
 
 impl Killable {
@@ -48,6 +50,12 @@ impl RecordSink for Killable {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         self.step();
+        if self.refusing {
+            return Err(SinkError::Write {
+                path: "journal".into(),
+                cause: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
         if let Some(hook) = self.at_first_flush.take() {
             hook();
         }
@@ -326,5 +334,69 @@ fn flows_ended_before_a_stop_or_a_kill_are_not_written_again_from_their_start_ev
             "{case}: written again by the next agent: {again:?}"
         );
         assert_eq!(next.stats.evicted, 0, "{case}: nothing taken for evicted");
+    }
+}
+
+/// Flows ended while the sink cannot write their records (a full disk), then either the
+/// agent killed (the next one adopts the table and the ledger) or the disk freed: each
+/// packet is written once. Before, the sweep took the ended flows out of the table and the
+/// ledger followed records that were in the agent's memory only: a kill lost them.
+#[test]
+fn flows_ended_while_the_disk_refuses_writes_are_written_once_after_a_kill_or_a_recovery() {
+    const FLOWS: u16 = 4;
+    let t = Timeouts::default();
+    let (c, srv) = (v4(10, 7, 3, 1), v4(10, 7, 3, 2));
+    let mut l = load(1024, 1 << 16);
+    let fd = flows_fd(&l);
+    for (case, recovers) in [("kill", false), ("recovery", true)] {
+        let base = if recovers { 9100 } else { 9000 };
+        let (ledger, pin) = ledger();
+        let mut first = sweeper(t);
+        first.adopt(ledger);
+        two_datagrams_each(&mut l, c, srv, base, FLOWS);
+        drain(&mut l, &mut first);
+        let idle = WallClock::ktime_now() + t.inactive.as_nanos() as u64 + S;
+        let mut sink = Killable {
+            refusing: true,
+            ..Killable::default()
+        };
+        first
+            .sweep(fd.table(), &mut sink, &(), idle)
+            .expect("sweep");
+        assert!(
+            !first.settle(&mut sink),
+            "{case}: the settle says it failed"
+        );
+        assert_eq!(sink.held.len(), usize::from(FLOWS), "{case}: premise");
+        assert_eq!(
+            fd.table().keys().expect("keys").len(),
+            usize::from(FLOWS),
+            "{case}: ended flows whose records are in memory only stay in the table"
+        );
+        let mut after = Memory::default();
+        if recovers {
+            sink.refusing = false;
+            first
+                .sweep(fd.table(), &mut sink, &(), idle)
+                .expect("sweep");
+            assert!(first.settle(&mut sink), "{case}: the settle succeeds");
+        } else {
+            drop(first);
+            sink.held.clear(); // killed: what it held is gone
+            let mut next = sweeper(t);
+            next.adopt(Ledger::new(pin).expect("ledger"));
+            next.sweep(fd.table(), &mut after, &(), idle)
+                .expect("sweep");
+        }
+        let want: HashMap<u16, u64> = (0..FLOWS).map(|p| (base + p, 2)).collect();
+        assert_eq!(
+            packets_by_port(&sink, &after),
+            want,
+            "{case}: each flow's two packets once"
+        );
+        assert!(
+            fd.table().keys().expect("keys").is_empty(),
+            "{case}: every flow ended"
+        );
     }
 }

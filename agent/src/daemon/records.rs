@@ -131,10 +131,8 @@ impl Records {
         let Some(r) = self.retired.as_mut().filter(|r| r.has_pins()) else {
             return;
         };
-        // A store whose disk refuses writes keeps them buffered and says so by its status.
-        let handed =
-            self.sink.flush().is_ok() && self.sink.store_status().is_none_or(|s| !s.degraded);
-        if handed {
+        // A store whose disk refuses writes keeps them buffered, and its flush says so.
+        if self.sink.flush().is_ok() {
             r.unpin();
             self.retired = None;
         }
@@ -352,6 +350,11 @@ impl Records {
         // `status` of a stopped agent shows what it wrote to the end.
         self.write_status(pipeline);
         let closed = self.sink.close();
+        if closed.is_ok() {
+            // Everything is durable now, also what a full disk held in memory until the
+            // close: the ledger follows, or the next agent would write it again.
+            self.sweeper.commit_ledger();
+        }
         // Once more after the close (failed or not): the alert thread has counted the last
         // blocked records and the live journal is sealed. Not observed: nothing is raised
         // after the last anchor.

@@ -743,11 +743,23 @@ impl RecordSink for Store {
         Ok(())
     }
 
-    /// [`Store::flush`]; as [`RecordSink::sync`], a disk that refuses the write is the store's
-    /// degraded state, not an error.
+    /// [`Store::flush`]. Records the disk refuses stay buffered in memory (the store's
+    /// degraded state, which it reports): the flush says so, so that the records stage keeps
+    /// the flow table and its ledger as they are until the records are in the file, for the
+    /// next agent to write them should this one die first.
     fn flush(&mut self) -> Result<(), SinkError> {
         Store::flush(self);
-        Ok(())
+        match &self.degraded {
+            Some(d) if self.journal.pending_bytes() > 0 => Err(SinkError::Write {
+                path: self.journal.path().to_owned(),
+                cause: std::io::Error::other(format!(
+                    "{} bytes of records held in memory: {}",
+                    self.journal.pending_bytes(),
+                    d.error
+                )),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn sync_due(&mut self) -> Result<(), SinkError> {

@@ -124,7 +124,13 @@ impl Sweeper {
         if self.ending.is_empty() {
             return Ok(false);
         }
-        self.settle(sink);
+        if !self.settle(sink) {
+            // Their records are in this process only (a full disk): the flows stay in the
+            // table, open, and a later sweep ends them again, its records carrying nothing
+            // new; a kill meanwhile leaves them to the next agent, with the ledger as it was.
+            self.ending.clear();
+            return Ok(false);
+        }
         let mut ending = std::mem::take(&mut self.ending);
         let mut wrote = false;
         for e in ending.drain(..) {

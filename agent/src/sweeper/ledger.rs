@@ -9,9 +9,10 @@
 //! so a kill before it leaves the ledger as it was and the next agent writes those slices
 //! from the table (nothing lost); a kill between the flush and the map updates can make the
 //! next agent write those slices again; after it, only a power cut within the fsync interval
-//! loses them, as for every record.
+//! loses them, as for every record. While the sink holds records it cannot write (a full
+//! disk), no commit comes: the updates wait, folded one per key.
 
-use std::collections::HashSet;
+use std::collections::HashMap as KeyMap;
 use std::os::fd::AsFd;
 
 use agent_common::{names, FlowKey, Reported};
@@ -36,23 +37,11 @@ pub struct Ledger {
 /// One commit's updates, the last of each key.
 #[derive(Default)]
 struct Batch {
-    seen: HashSet<FlowKey, RandomState>,
+    /// Each key's last update: `None` removes it.
+    last: KeyMap<FlowKey, Option<Reported>, RandomState>,
     set_keys: Vec<FlowKey>,
     set_values: Vec<Reported>,
     remove_keys: Vec<FlowKey>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.set_keys.is_empty() && self.remove_keys.is_empty()
-    }
-
-    /// Empties it, keeping its capacity.
-    fn clear(&mut self) {
-        self.set_keys.clear();
-        self.set_values.clear();
-        self.remove_keys.clear();
-    }
 }
 
 /// Updates held before the sweeper flushes the sink and commits them on its own, so a sweep
@@ -93,27 +82,14 @@ impl Ledger {
         self.pending.len()
     }
 
-    /// Sorts the waiting updates into one batch of changed entries and one of removed ones,
-    /// the last update of each key counting, ready for [`Ledger::commit`]: the sweeper calls
-    /// it before the flush the updates follow, so only the map calls sit between the two.
-    /// Updates noted between it and the commit wait for the commit after that one.
+    /// Folds the waiting updates into one batch, the last update of each key counting,
+    /// ready for [`Ledger::commit`]: the sweeper calls it before the flush the updates follow,
+    /// so only the map calls sit between the two. A batch no commit took (the sink could not
+    /// write its records) takes the later updates in: it holds one update per key, however
+    /// long the disk refuses writes.
     pub fn prepare(&mut self) {
-        if self.pending.is_empty() || !self.batch.is_empty() {
-            return;
-        }
-        let batch = &mut self.batch;
-        batch.seen.clear();
-        for (key, reported) in self.pending.drain(..).rev() {
-            if !batch.seen.insert(key) {
-                continue; // a later update of the key is the one that counts
-            }
-            match reported {
-                Some(r) => {
-                    batch.set_keys.push(key);
-                    batch.set_values.push(r);
-                }
-                None => batch.remove_keys.push(key),
-            }
+        for (key, reported) in self.pending.drain(..) {
+            self.batch.last.insert(key, reported);
         }
     }
 
@@ -123,10 +99,19 @@ impl Ledger {
     /// so a call per update would cost more than the rest of the sweep.
     pub fn commit(&mut self) {
         self.prepare();
-        if self.batch.is_empty() {
+        if self.batch.last.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
+        for (key, reported) in batch.last.drain() {
+            match reported {
+                Some(r) => {
+                    batch.set_keys.push(key);
+                    batch.set_values.push(r);
+                }
+                None => batch.remove_keys.push(key),
+            }
+        }
         let fd = self.map.map().fd().as_fd();
         let mut failed = Vec::new();
         // SAFETY: the map is a hash of `FlowKey` to `Reported`: `HashMap::try_from` checked
@@ -166,8 +151,10 @@ impl Ledger {
             }
             Err(e) => self.note(Err(e), "update"),
         }
+        batch.set_keys.clear();
+        batch.set_values.clear();
+        batch.remove_keys.clear();
         self.batch = batch;
-        self.batch.clear();
     }
 
     fn delete(&mut self, key: &FlowKey) {
