@@ -302,20 +302,21 @@ impl Snapshot {
     }
 
     /// Marks the snapshot in `dir` as the last of an agent that stopped cleanly (a snapshot
-    /// without the mark whose agent is gone is the sign of a crash).
+    /// without the mark whose agent is gone is the sign of a crash), durably: a snapshot a
+    /// power cut left damaged is then the sign of a crash too ([`Snapshot::crash_evidence`]).
     pub fn mark_stopped(dir: &Path) -> anyhow::Result<()> {
         let mut s = Self::read(dir)?;
         s.stopped_at = Some(crate::record::rfc3339_ns(
             jiff::Timestamp::now().as_nanosecond() as i64,
         ));
-        s.write(dir).map_err(anyhow::Error::from)
+        s.put(dir, true).map_err(anyhow::Error::from)
     }
 
     /// Notes in the snapshot in `dir`, marked stopped, the error the agent stopped on.
     pub fn note_stop_error(dir: &Path, error: &str) -> anyhow::Result<()> {
         let mut s = Self::read(dir)?;
         s.stop_error = Some(error.to_owned());
-        s.write(dir).map_err(anyhow::Error::from)
+        s.put(dir, true).map_err(anyhow::Error::from)
     }
 
     /// Evidence that the agent which wrote the snapshot in `dir` did not stop cleanly: its
@@ -326,10 +327,19 @@ impl Snapshot {
     pub fn crash_evidence(dir: &Path) -> Option<String> {
         let s = match Self::read(dir) {
             Ok(s) => s,
+            // A snapshot whose bytes are damaged (emptied, cut, garbage): a clean stop
+            // writes its last one durably, so this is what a power cut leaves of the
+            // snapshots written after it.
+            Err(e) if e.downcast_ref::<serde_json::Error>().is_some() => {
+                return Some(format!(
+                    "the last status snapshot is damaged ({e:#}): the agent that wrote it did \
+                     not stop cleanly, or the file was changed since"
+                ));
+            }
             Err(e) => {
                 // Absent or unreadable by this user (an unprivileged start, refused right
                 // after with its own error): nothing to say. What is there and is not a
-                // snapshot (a FIFO, damage) is named.
+                // snapshot file (a FIFO) is named.
                 let unreadable = e.downcast_ref::<std::io::Error>().is_some();
                 if !unreadable {
                     tracing::warn!(dir = %dir.display(), error = format!("{e:#}"), "the last status snapshot cannot be read, so it shows no crash of the agent that wrote it");

@@ -71,6 +71,14 @@ fn a_snapshot_never_marked_stopped_of_a_dead_pid_is_crash_evidence() {
     reused.write(&dir).expect("write");
     let e = Snapshot::crash_evidence(&dir).expect("a pid reused is not the agent");
     assert!(e.contains(&std::process::id().to_string()), "{e}");
+    // What a power cut leaves of a snapshot written without an fsync (a clean stop's is
+    // synced): emptied, or cut.
+    let whole = std::fs::read(dir.join(FILE_NAME)).expect("the snapshot");
+    for (what, bytes) in [("emptied", &whole[..0]), ("cut", &whole[..whole.len() / 2])] {
+        std::fs::write(dir.join(FILE_NAME), bytes).expect("damage");
+        let e = Snapshot::crash_evidence(&dir).expect(what);
+        assert!(e.contains("damaged"), "{what}: {e}");
+    }
 }
 
 /// A child killed before it wrote anything: its pid and start time, taken while it ran.
