@@ -21,7 +21,7 @@ const TX: u32 = 3;
 /// A budget of `per_cpu` drop records per rule and `total_per_cpu` in all on each CPU per
 /// one-second window (0: no limit, every blocked flow recorded).
 fn budget(per_cpu: u32, total_per_cpu: u32) -> FloodBudget {
-    let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
+    let cpus = aya::util::online_cpus().expect("online CPUs").len() as u32;
     FloodBudget {
         per_rule: per_cpu * cpus,
         total: total_per_cpu * cpus,

@@ -222,7 +222,9 @@ impl FloodMaps {
         config: MapData,
         budget: FloodBudget,
     ) -> io::Result<Self> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        // Shared among the CPUs online, not the possible ones: a VM sized for CPUs it may
+        // plug in later (128 possible, 4 online) would get 4/128 of each budget.
+        let cpus = aya::util::online_cpus().map_err(|(_, e)| e)?.len();
         let slots = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(slots))
             .map_err(|e| io::Error::other(format!("map {}: {e}", names::FLOOD_SLOTS)))?;
         let total = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(total))
