@@ -93,10 +93,23 @@ impl Kept {
         let written = self
             .make_dir()
             .and_then(|()| write_atomic_parts(&self.dir, &name, &[bytes, &seal]));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&path);
+        let Err(e) = written else {
+            return Ok(());
+        };
+        match std::fs::remove_file(&path) {
+            Err(gone) if gone.kind() != std::io::ErrorKind::NotFound => Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}; and the older copy {} cannot be removed ({gone}): a start that finds \
+                     the file unusable puts that older version in force",
+                    path.display()
+                ),
+            )),
+            _ => Err(std::io::Error::new(
+                e.kind(),
+                format!("{e}; a start that finds the file unusable goes without it"),
+            )),
         }
-        written
     }
 
     /// Makes the directory, durably (its parent synced), if it is not there.
@@ -201,7 +214,8 @@ mod tests {
             kept.name(&a)
         ));
         std::fs::create_dir(&tmp).expect("a directory where the new copy is written");
-        assert!(kept.keep(&a, b"192.0.2.3\n").is_err());
+        let e = kept.keep(&a, b"192.0.2.3\n").expect_err("not replaced");
+        assert!(e.to_string().contains("goes without it"), "{e}");
         assert!(
             kept.read(&a).expect("read").is_none(),
             "the old copy removed"
@@ -212,5 +226,10 @@ mod tests {
         std::fs::remove_file(kept.path_of(&a)).expect("remove");
         std::fs::create_dir(kept.path_of(&a)).expect("a directory in its place");
         assert!(kept.read(&a).is_err());
+        // One that can be neither replaced nor removed is named: it may stand in.
+        let e = kept
+            .keep(&a, b"192.0.2.4\n")
+            .expect_err("neither replaced nor removed");
+        assert!(e.to_string().contains("cannot be removed"), "{e}");
     }
 }

@@ -73,7 +73,7 @@ impl ListSet {
             let file = &self.files[*i];
             let Some(good) = &file.good else { continue };
             if let Err(e) = kept.keep(&file.path, &good.source) {
-                warn!(file = %file.path.display(), dir = %kept.dir().display(), error = %e, "cannot keep the list file's version in force for the next agent: one that finds the file unusable at its start goes without its rules");
+                warn!(file = %file.path.display(), dir = %kept.dir().display(), error = %e, "cannot keep the list file's version in force for the next agent");
             }
         }
     }

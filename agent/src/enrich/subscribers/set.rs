@@ -123,7 +123,7 @@ impl Slot {
     /// Keeps `bytes`, the version now in force, for the next agent.
     fn keep(&self, kept: &Kept, bytes: &[u8]) {
         if let Err(e) = kept.keep(&self.path, bytes) {
-            warn!(file = %self.path.display(), dir = %kept.dir().display(), error = %e, "cannot keep the subscribers file's version in force for the next agent: one that finds the file unusable at its start goes without its rows");
+            warn!(file = %self.path.display(), dir = %kept.dir().display(), error = %e, "cannot keep the subscribers file's version in force for the next agent");
         }
     }
 
