@@ -247,11 +247,6 @@ fn validate(args: &RunArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if args.refuse || args.blocklists.iter().any(|(_, refuse)| *refuse) {
-        for (name, _) in &args.ifaces {
-            crate::loader::features::refusal_answers_on(name).map_err(anyhow::Error::msg)?;
-        }
-    }
     // A list file may be missing at start (it is loaded when it appears), but its directory
     // is watched, so it must exist: checked here, before anything touches the kernel.
     let lists = (args

@@ -161,40 +161,9 @@ pub(crate) fn warn_vlan_stripping(iface: &str) {
     }
 }
 
-/// Refuses fast refusal on `iface` when the device strips VLAN tags before XDP: an answer is
-/// the query's own frame turned around (XDP_TX), so an answer to a tagged query would leave
-/// untagged, on the native VLAN, where its client never sees it and other hosts may. A veth
-/// strips nothing on receive (see [`warn_vlan_stripping`]); a device whose flags cannot be
-/// read is not refused here.
-pub(crate) fn refusal_answers_on(iface: &str) -> Result<(), String> {
-    refusal_answers(iface, vlan_stripping(iface).ok())
-}
-
-fn refusal_answers(iface: &str, stripping: Option<(bool, String)>) -> Result<(), String> {
-    match stripping {
-        Some((true, driver)) if driver != "veth" => Err(format!(
-            "--iface {iface}: the device strips VLAN tags before XDP sees the frame \
-             (rx-vlan-offload on, driver {driver}), so a refusal's answer to a tagged packet \
-             would leave untagged, on another VLAN: turn it off with `ethtool -K {iface} \
-             rxvlan off`, or drop blocked packets unanswered (no --refuse, no FILE:refuse)"
-        )),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusal_is_refused_only_on_a_device_that_strips_vlan_tags() {
-        let strips = |driver: &str| Some((true, driver.to_owned()));
-        let e = refusal_answers("eth1", strips("ixgbe")).expect_err("a stripping NIC");
-        assert!(e.contains("ethtool -K eth1 rxvlan off"), "{e}");
-        refusal_answers("veth1", strips("veth")).expect("a veth strips nothing");
-        refusal_answers("eth1", Some((false, "ixgbe".into()))).expect("tags kept");
-        refusal_answers("eth1", None).expect("flags unreadable");
-    }
 
     #[test]
     fn the_ioctl_structs_have_the_kernels_sizes() {
