@@ -199,6 +199,7 @@ struct Warnings {
     lost_unseen: Throttle,
     evicted: Throttle,
     sink_errors: Throttle,
+    ledger_overdue: Throttle,
 }
 
 /// Adds `n` flows lost one way to their count, and says so in the log if the kind's rate
@@ -316,7 +317,12 @@ impl Sweeper {
             if let Some(n) = self.warnings.sink_errors.hit(1) {
                 error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered, and the flow table and its ledger keep them for the next agent (logged at most every 10 s)");
             }
-            return false;
+            if !self.ledger.as_ref().is_some_and(Ledger::overdue) {
+                return false;
+            }
+            if let Some(n) = self.warnings.ledger_overdue.hit(1) {
+                warn!(times = n, "the store's disk has refused writes so long that the ledger's waiting updates outgrew its map: it follows records held in memory only, which a kill now loses (logged at most every 10 s)");
+            }
         }
         if let Some(l) = self.ledger.as_mut() {
             l.commit();

@@ -400,3 +400,55 @@ fn flows_ended_while_the_disk_refuses_writes_are_written_once_after_a_kill_or_a_
         );
     }
 }
+
+/// While the sink cannot write, the ledger's waiting updates are folded one per key, and once
+/// they hold more keys than its map (a disk full for long) the settle commits them all the
+/// same: memory stays bounded. Before, updates waited in a list that grew with every one.
+#[test]
+fn a_ledger_whose_commits_wait_holds_one_update_per_key_until_it_outgrows_its_map() {
+    const ENTRIES: u32 = 4096;
+    let key = |i: u32| agent_common::FlowKey {
+        ifindex: 1,
+        vlan: 0,
+        vlan_inner: 0,
+        proto: 17,
+        family: agent_common::family::V4,
+        _pad: [0; 2],
+        port_a: 53,
+        port_b: 53,
+        addr_a: [i, 0, 0, 0],
+        addr_b: [0; 4],
+    };
+    let reported = |n: u64| xdp_audit::record::Reported {
+        packets: [n, 0],
+        ..Default::default()
+    };
+    let (mut ledger, pin) = common::prog::ledger_sized(ENTRIES);
+    for round in 1..=3 {
+        for i in 0..ENTRIES {
+            ledger.set(&key(i), &reported(round));
+        }
+        ledger.prepare();
+        assert_eq!(ledger.pending(), 0, "round {round}: folded");
+        assert!(!ledger.overdue(), "round {round}: one update per key");
+    }
+    // A flow forgotten (evicted) that the map never held: one key more than it holds.
+    ledger.remove(&key(ENTRIES));
+    ledger.prepare();
+    assert!(ledger.overdue(), "more keys than the map holds");
+    // A sweeper holding it commits through a sink that cannot write.
+    let mut first = sweeper(Timeouts::default());
+    first.adopt(ledger);
+    let mut sink = Killable {
+        refusing: true,
+        ..Killable::default()
+    };
+    first.settle(&mut sink);
+    let next = Ledger::new(pin).expect("ledger");
+    let entries = next.entries();
+    assert_eq!(entries.len(), ENTRIES as usize, "committed");
+    assert!(
+        entries.iter().all(|(_, r)| r.packets[0] == 3),
+        "each key's last update"
+    );
+}

@@ -188,10 +188,18 @@ impl Records {
         // The flows the sweep took out of the table are in the journal file before the
         // status snapshot counts their records (and before the ledger forgets them).
         let flood = &mut self.flood;
-        self.sweeper
+        let settled = self
+            .sweeper
             .settle_and(self.sink.as_mut(), || forget_flood(flood));
         if let Err(e) = self.sink.tick() {
             error!(error = %e, "audit store upkeep failed");
+        }
+        if !settled {
+            // The tick retries a refused write: what it wrote, the ledger follows at once,
+            // not a sweep later (a kill between would have the next agent write it again).
+            let flood = &mut self.flood;
+            self.sweeper
+                .settle_and(self.sink.as_mut(), || forget_flood(flood));
         }
     }
 
@@ -352,8 +360,11 @@ impl Records {
         let closed = self.sink.close();
         if closed.is_ok() {
             // Everything is durable now, also what a full disk held in memory until the
-            // close: the ledger follows, or the next agent would write it again.
+            // close: the ledger, the flood slots and a replaced layout's pins follow, or the
+            // next agent would write it again.
             self.sweeper.commit_ledger();
+            forget_flood(&mut self.flood);
+            self.unpin_retired();
         }
         // Once more after the close (failed or not): the alert thread has counted the last
         // blocked records and the live journal is sealed. Not observed: nothing is raised

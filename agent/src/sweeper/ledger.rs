@@ -30,6 +30,8 @@ pub struct Ledger {
     pending: Vec<(FlowKey, Option<Reported>)>,
     /// [`Ledger::commit`]'s buffers, kept for their capacity.
     batch: Batch,
+    /// Keys a batch no commit took may hold before [`Ledger::overdue`]: the map's size.
+    bound: usize,
     errors: u64,
     warned: Throttle,
 }
@@ -51,11 +53,13 @@ pub const COMMIT_EVERY: usize = 4_096;
 impl Ledger {
     /// The ledger in `map` (a hash of [`FlowKey`] to [`Reported`]).
     pub fn new(map: MapData) -> Result<Self, MapError> {
+        let bound = map.info().map_or(0, |i| i.max_entries() as usize);
         let map = HashMap::try_from(aya::maps::Map::HashMap(map))?;
         Ok(Self {
             map,
             pending: Vec::new(),
             batch: Batch::default(),
+            bound: bound.max(COMMIT_EVERY),
             errors: 0,
             warned: Throttle::default(),
         })
@@ -91,6 +95,13 @@ impl Ledger {
         for (key, reported) in self.pending.drain(..) {
             self.batch.last.insert(key, reported);
         }
+    }
+
+    /// Whether the updates no commit took (the sink could not write their records for a
+    /// long while) hold more keys than the map does: then the sweeper commits them all the
+    /// same, so that memory stays bounded however long the disk refuses writes.
+    pub fn overdue(&self) -> bool {
+        self.batch.last.len() > self.bound
     }
 
     /// Writes the waiting updates into the map, a batch call for the changed entries and one

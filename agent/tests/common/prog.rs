@@ -92,11 +92,16 @@ impl RunHandle {
 /// A pinned agent's ledger, made as the loader makes it, and a second handle on its map (the
 /// pin's, for the next agent to adopt).
 pub fn ledger() -> (Ledger, MapData) {
+    ledger_sized(1 << 20)
+}
+
+/// [`ledger`], of `entries` entries at most.
+pub fn ledger_sized(entries: u32) -> (Ledger, MapData) {
     let def = aya_obj::Map::new_from_params(
         1, // BPF_MAP_TYPE_HASH
         size_of::<FlowKey>() as u32,
         size_of::<agent_common::Reported>() as u32,
-        1 << 20,
+        entries,
         1, // BPF_F_NO_PREALLOC
     );
     let map = MapData::create(def, "REPORTED", None).expect("create the ledger (root?)");
