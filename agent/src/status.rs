@@ -329,8 +329,12 @@ impl Snapshot {
             Ok(s) => s,
             // A snapshot whose bytes are damaged (emptied, cut, garbage): a clean stop
             // writes its last one durably, so this is what a power cut leaves of the
-            // snapshots written after it.
-            Err(e) if e.downcast_ref::<serde_json::Error>().is_some() => {
+            // snapshots written after it. (Whole JSON of another shape is a newer agent's,
+            // read after a downgrade: no damage.)
+            Err(e)
+                if e.downcast_ref::<serde_json::Error>()
+                    .is_some_and(|e| e.is_syntax() || e.is_eof()) =>
+            {
                 return Some(format!(
                     "the last status snapshot is damaged ({e:#}): the agent that wrote it did \
                      not stop cleanly, or the file was changed since"

@@ -79,6 +79,9 @@ fn a_snapshot_never_marked_stopped_of_a_dead_pid_is_crash_evidence() {
         let e = Snapshot::crash_evidence(&dir).expect(what);
         assert!(e.contains("damaged"), "{what}: {e}");
     }
+    // Whole JSON of another shape (a newer agent's, after a downgrade) is no damage.
+    std::fs::write(dir.join(FILE_NAME), br#"{"pid": "not a number"}"#).expect("write");
+    assert_eq!(Snapshot::crash_evidence(&dir), None, "another shape");
 }
 
 /// A child killed before it wrote anything: its pid and start time, taken while it ran.
