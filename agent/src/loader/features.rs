@@ -152,9 +152,11 @@ pub(crate) fn warn_vlan_stripping(iface: &str) {
             iface,
             driver,
             "the device strips VLAN tags before XDP sees the frame (rx-vlan-offload on): \
-             tagged traffic is recorded without its vlan, 4 bytes short per frame, and \
-             flows of different VLANs with the same addresses merge; turn it off with \
-             `ethtool -K {iface} rxvlan off` where VLANs cross this interface"
+             tagged traffic is recorded without its vlan, 4 bytes short per frame, \
+             flows of different VLANs with the same addresses merge, and a refusal's \
+             answer (--refuse, FILE:refuse) to a tagged packet leaves untagged, on another \
+             VLAN; turn it off with `ethtool -K {iface} rxvlan off` where VLANs cross this \
+             interface"
         ),
         Ok(_) => {}
         Err(e) => tracing::debug!(iface, error = %e, "cannot read the device's offload flags"),
