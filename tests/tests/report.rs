@@ -427,13 +427,19 @@ fn a_report_of_a_lab_window_shows_what_query_finds_and_proves_it() {
         "nothing left unsealed"
     );
 
-    // The page as a browser draws it.
+    // The page as a browser draws it, in a network namespace of its own with nothing in it
+    // (`unshare --net`, gone with the process): its background requests reach no one.
     let png = dir.join("case.png");
-    sh(Command::new("chromium")
+    sh(Command::new("unshare")
         .args([
+            "--net",
+            "chromium",
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
             "--hide-scrollbars",
             &format!("--screenshot={}", png.display()),
             "--window-size=1280,2200",
