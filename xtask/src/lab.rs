@@ -95,9 +95,16 @@ struct WorkDir {
 }
 
 impl WorkDir {
+    /// A new folder, never one a kept run left under the same pid (a container reuses
+    /// pids): its store would mix old records into the demo, and a run without `--keep`
+    /// would remove it.
     fn create(keep: bool) -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!("xdp-audit-lab-{}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let path =
+            std::env::temp_dir().join(format!("xdp-audit-lab-{}-{secs}", std::process::id()));
+        std::fs::create_dir(&path).with_context(|| format!("create {}", path.display()))?;
         Ok(Self { path, keep })
     }
 }
@@ -213,6 +220,8 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        // The terminal closed: torn down too, not left running.
+        libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
     let bin = agent_binary()?;
     // Made before the lab so that it is dropped after it: the lab's servers write in it.
