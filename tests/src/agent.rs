@@ -252,12 +252,28 @@ impl Agent {
         Ok(())
     }
 
-    /// Sends SIGTERM and waits; returns the exit code.
+    /// Sends SIGTERM and waits, two minutes at most (an agent that hangs at its stop is
+    /// killed and fails the test rather than hang it); returns the exit code.
     pub fn stop(&mut self) -> anyhow::Result<i32> {
         self.terminate()?;
         let mut child = self.child.take().context("agent already stopped")?;
-        let status = child.wait().context("wait for the agent")?;
-        status.code().context("agent killed by a signal")
+        let mut status = None;
+        let waited = crate::wait::poll_until(
+            Duration::from_secs(120),
+            "the agent stopped after SIGTERM",
+            || {
+                status = child.try_wait().context("wait for the agent")?;
+                Ok(status.is_some())
+            },
+        );
+        if let Err(e) = waited {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e.context("killed it"));
+        }
+        status
+            .and_then(|s| s.code())
+            .context("agent killed by a signal")
     }
 
     /// `xdp-audit status --json` for this agent.
