@@ -64,6 +64,9 @@ struct Tracked {
     /// the next line". Kept in memory only: a flow adopted from an earlier agent's ledger
     /// (whose last line, after a kill, may already be the closing one) ends as before.
     sliced: bool,
+    /// Its last record is written but its take waits until the sink can write it (a full
+    /// disk): gone from the table with nothing new since, it ended, and no eviction lost it.
+    ended_untaken: bool,
 }
 
 impl Tracked {
@@ -644,6 +647,9 @@ impl Sweeper {
             }
             self.open[at].saw(&v);
             let reported = self.open[at].reported;
+            if !written(&v, &reported) {
+                self.open[at].ended_untaken = false; // it goes on
+            }
             match decide(&v, &reported, now, &self.timeouts) {
                 Action::Keep => {}
                 Action::Active => {
@@ -728,12 +734,13 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
-                if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported))
+                if (t.adopted || t.ended_untaken)
+                    && t.latest.is_none_or(|l| written(&l, &t.reported))
                     || t.held_nothing()
                 {
                     // Its start went to an earlier agent and no walk of ours saw it, or all
-                    // an event of it showed was written (a flow that ended at the stop); or
-                    // it never held anything.
+                    // an event of it showed was written (a flow that ended at the stop, or
+                    // one whose take waited for a full disk); or it never held anything.
                     sink.flow_ended(&key);
                     continue;
                 }

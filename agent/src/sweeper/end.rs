@@ -128,6 +128,11 @@ impl Sweeper {
             // Their records are in this process only (a full disk): the flows stay in the
             // table, open, and a later sweep ends them again, its records carrying nothing
             // new; a kill meanwhile leaves them to the next agent, with the ledger as it was.
+            for e in &self.ending {
+                if let Some(t) = self.open.get_mut(&e.key) {
+                    t.ended_untaken = true;
+                }
+            }
             self.ending.clear();
             return Ok(false);
         }
