@@ -400,7 +400,10 @@ impl Sweeper {
                     t.first_seen_ns = t.first_seen_ns.max(first_seen_ns);
                     return (o.index(), false);
                 } else {
+                    // Adopted, or ended with its take waiting for a full disk and nothing
+                    // new since: no eviction lost anything of it.
                     t.adopted
+                        || t.ended_untaken && t.latest.is_none_or(|l| written(&l, &t.reported))
                 }
             }
             indexmap::map::Entry::Vacant(v) => {

@@ -104,7 +104,9 @@ impl WorkDir {
             .map_or(0, |d| d.as_secs());
         let path =
             std::env::temp_dir().join(format!("xdp-audit-lab-{}-{secs}", std::process::id()));
-        std::fs::create_dir(&path).with_context(|| format!("create {}", path.display()))?;
+        std::fs::create_dir_all(std::env::temp_dir())
+            .and_then(|()| std::fs::create_dir(&path))
+            .with_context(|| format!("create {}", path.display()))?;
         Ok(Self { path, keep })
     }
 }

@@ -191,15 +191,17 @@ impl Records {
         let settled = self
             .sweeper
             .settle_and(self.sink.as_mut(), || forget_flood(flood));
-        if let Err(e) = self.sink.tick() {
-            error!(error = %e, "audit store upkeep failed");
-        }
         if !settled {
-            // The tick retries a refused write: what it wrote, the ledger follows at once,
-            // not a sweep later (a kill between would have the next agent write it again).
+            // The disk refused the records: retried now, and what it takes the ledger
+            // follows at once (the tick's retry would write them and do its upkeep before
+            // the next sweep's settle, a window in which a kill has them written again).
+            let _ = self.sink.sync();
             let flood = &mut self.flood;
             self.sweeper
                 .settle_and(self.sink.as_mut(), || forget_flood(flood));
+        }
+        if let Err(e) = self.sink.tick() {
+            error!(error = %e, "audit store upkeep failed");
         }
     }
 

@@ -142,7 +142,11 @@ impl Sweeper {
             if table.get(&e.key)?.is_some_and(|v| {
                 v.first_seen_ns == e.first_seen_ns && v.packets != e.written.packets
             }) {
-                continue; // it goes on: tracked open, its records in the file and the ledger
+                // It goes on: tracked open, its records in the file and the ledger.
+                if let Some(t) = self.open.get_mut(&e.key) {
+                    t.ended_untaken = false;
+                }
+                continue;
             }
             // None: the LRU evicted it since the walk; its record is written all the same.
             let last = table.take(&e.key)?;
