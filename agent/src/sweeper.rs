@@ -90,6 +90,12 @@ impl Tracked {
                 .is_some_and(|l| l.packets == [0, 0] && l.drops == 0)
     }
 
+    /// Whether it ended with its take waiting for a full disk and shows nothing new since:
+    /// gone from the table, no eviction lost anything of it.
+    fn ended_with_nothing_new(&self) -> bool {
+        self.ended_untaken && self.latest.is_none_or(|l| written(&l, &self.reported))
+    }
+
     /// Whether the ledger holds the flow: while something of it was written, open or ended
     /// and remembered ([`ENDED_KEPT_NS`]). An ended flow's start event or first drop's may
     /// still be in the ring, which outlives this agent, when a stop or a kill comes (an agent
@@ -402,8 +408,7 @@ impl Sweeper {
                 } else {
                     // Adopted, or ended with its take waiting for a full disk and nothing
                     // new since: no eviction lost anything of it.
-                    t.adopted
-                        || t.ended_untaken && t.latest.is_none_or(|l| written(&l, &t.reported))
+                    t.adopted || t.ended_with_nothing_new()
                 }
             }
             indexmap::map::Entry::Vacant(v) => {
@@ -737,8 +742,8 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
-                if (t.adopted || t.ended_untaken)
-                    && t.latest.is_none_or(|l| written(&l, &t.reported))
+                if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported))
+                    || t.ended_with_nothing_new()
                     || t.held_nothing()
                 {
                     // Its start went to an earlier agent and no walk of ours saw it, or all
