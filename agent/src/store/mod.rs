@@ -48,6 +48,7 @@ pub mod varint;
 pub mod verify;
 
 mod open;
+mod sink;
 use open::next_journal_id;
 
 use std::fs::File;
@@ -711,99 +712,6 @@ impl Store {
                 self.cfg.buffer_records
             ),
         })
-    }
-}
-
-impl RecordSink for Store {
-    /// Accepts the record, or reports it dropped when the memory buffer is full while the disk
-    /// refuses writes (the store counts it too, in [`StoreStatus::dropped`]).
-    fn write(&mut self, record: &FlowRecord) -> Result<(), SinkError> {
-        self.write_to(record, None)
-    }
-
-    /// Copies the frame the journal holds (one encoding for both).
-    fn write_framed(&mut self, record: &FlowRecord, frame: &mut Vec<u8>) -> Result<(), SinkError> {
-        self.write_to(record, Some(frame))
-    }
-
-    /// A rotation writes the buffered frames into the old journal, and so does the append
-    /// that brings the buffer to its write size or half its bound; while the disk refuses
-    /// writes nothing is written ahead.
-    fn writes_before(&self, record: &FlowRecord) -> bool {
-        self.degraded.is_none()
-            && self.journal.pending_records() > 0
-            && (self.rotates_for(record)
-                || self.buffer_due(1, journal::FRAME_HEADER_LEN + journal::MAX_PAYLOAD))
-    }
-
-    /// Fsyncs. While the disk refuses writes this returns `Ok` and the records stay buffered
-    /// (see [`Store::status`]): the agent must keep running; the condition is reported.
-    fn sync(&mut self) -> Result<(), SinkError> {
-        self.sync_now();
-        Ok(())
-    }
-
-    /// [`Store::flush`]. Records the disk refuses stay buffered in memory (the store's
-    /// degraded state, which it reports): the flush says so, so that the records stage keeps
-    /// the flow table and its ledger as they are until the records are in the file, for the
-    /// next agent to write them should this one die first.
-    fn flush(&mut self) -> Result<(), SinkError> {
-        Store::flush(self);
-        match &self.degraded {
-            Some(d) if self.journal.pending_bytes() > 0 => Err(SinkError::Write {
-                path: self.journal.path().to_owned(),
-                cause: std::io::Error::other(format!(
-                    "{} bytes of records held in memory: {}",
-                    self.journal.pending_bytes(),
-                    d.error
-                )),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn sync_due(&mut self) -> Result<(), SinkError> {
-        Store::sync_due(self);
-        Ok(())
-    }
-
-    fn tick(&mut self) -> Result<(), SinkError> {
-        let now = self.clock.now_ns();
-        self.tick_at(now)
-    }
-
-    fn store_status(&self) -> Option<StoreStatus> {
-        Some(self.status())
-    }
-
-    /// Makes everything durable, then seals the live journal, so `verify`, export and every
-    /// reader of segments see the last records now, not at the next start. A seal that fails
-    /// (the disk is full) leaves the synced journal for the next start to seal.
-    fn close(&mut self) -> Result<(), SinkError> {
-        if self.sync_now() {
-            if !self.seal_now() {
-                let when = match &self.manifest_unreadable {
-                    Some(_) => "once the manifest is restored and the agent started",
-                    None => "at the next start",
-                };
-                tracing::warn!(
-                    dir = %self.cfg.dir.display(),
-                    "the live journal could not be sealed at shutdown; it is durable and is \
-                     sealed {when}"
-                );
-            }
-            Ok(())
-        } else {
-            let s = self.status();
-            self.status.lost_at_stop = s.buffered;
-            Err(SinkError::Write {
-                path: self.journal.path().to_owned(),
-                cause: std::io::Error::other(format!(
-                    "{} records could not be written at shutdown ({} dropped earlier)",
-                    s.buffered, s.dropped
-                )),
-            })
-        }
     }
 }
 
