@@ -26,6 +26,18 @@ pub enum SinkError {
         /// The cause (in the message, so not named `source`: that would print it twice).
         cause: std::io::Error,
     },
+    /// At the close, the disk still refused records the sink held in memory, and the pinned
+    /// flow table and its ledger keep every one of them: the next agent writes them, so
+    /// nothing is lost (see `StoreConfig::kept_by_pins`).
+    #[error("{records} audit records could not be written to {path} at the stop ({cause}); the pinned flow table and its ledger keep them, and the next agent writes them")]
+    Kept {
+        /// The journal.
+        path: PathBuf,
+        /// The records held.
+        records: u64,
+        /// Why they could not be written.
+        cause: std::io::Error,
+    },
     /// The record was dropped: the sink could not hold it (counted in its status).
     #[error("audit record dropped in {path}: {reason}")]
     Dropped {
@@ -80,6 +92,11 @@ pub trait RecordSink: Send {
     /// packet). A stage that keeps state per flow until its last record lets it go here. The
     /// default does nothing; a stage forwards it to the sink it wraps.
     fn flow_ended(&mut self, _key: &agent_common::FlowKey) {}
+    /// The records stage committed its ledger while the sink held records in memory (the
+    /// ledger's waiting updates outgrew its map): the pinned flow table no longer keeps
+    /// them, and a stop or a kill loses them (`StoreStatus::buffered_unkept`). The default
+    /// does nothing; a stage forwards it to the sink it wraps.
+    fn unkept(&mut self) {}
     /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
     /// about once a second, also when no record arrives. The default does nothing.
     fn tick(&mut self) -> Result<(), SinkError> {
@@ -124,6 +141,9 @@ impl RecordSink for Box<dyn RecordSink> {
     }
     fn sync_due(&mut self) -> Result<(), SinkError> {
         (**self).sync_due()
+    }
+    fn unkept(&mut self) {
+        (**self).unkept()
     }
     fn writes_before(&self, record: &FlowRecord) -> bool {
         (**self).writes_before(record)

@@ -522,10 +522,12 @@ impl Starting {
                     }
                 } else {
                     // An agent that died while the disk refused writes held its records in
-                    // memory (as of its last snapshot); with it gone, they are lost.
+                    // memory (as of its last snapshot); with it gone, those nothing else
+                    // keeps are lost (the pinned flow table keeps its flows' records, which
+                    // this agent writes).
                     let died = s.stopped_at.is_none() && evidence.is_some();
                     let died_holding = if died && s.store.journal_refused {
-                        s.store.buffered
+                        s.store.buffered_unkept.unwrap_or(s.store.buffered)
                     } else {
                         0
                     };

@@ -207,7 +207,10 @@ struct Warnings {
     lost_starts: Throttle,
     lost_unseen: Throttle,
     evicted: Throttle,
-    sink_errors: Throttle,
+    /// One per message: a shared throttle would have one message's count in another's.
+    records_not_written: Throttle,
+    flush_errors: Throttle,
+    sync_errors: Throttle,
     ledger_overdue: Throttle,
 }
 
@@ -323,7 +326,7 @@ impl Sweeper {
             l.prepare();
         }
         if let Err(e) = sink.flush() {
-            if let Some(n) = self.warnings.sink_errors.hit(1) {
+            if let Some(n) = self.warnings.flush_errors.hit(1) {
                 error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered, and the flow table and its ledger keep them for the next agent (logged at most every 10 s)");
             }
             if !self.ledger.as_ref().is_some_and(Ledger::overdue) {
@@ -332,6 +335,7 @@ impl Sweeper {
             if let Some(n) = self.warnings.ledger_overdue.hit(1) {
                 warn!(times = n, "the store's disk has refused writes so long that the ledger's waiting updates outgrew its map: it follows records held in memory only, which a kill now loses (logged at most every 10 s)");
             }
+            sink.unkept();
         }
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
@@ -340,7 +344,7 @@ impl Sweeper {
         // After the ledger: an fsync between the flush and the commit would widen the window
         // in which a kill makes the next agent write these records again.
         if let Err(e) = sink.sync_due() {
-            if let Some(n) = self.warnings.sink_errors.hit(1) {
+            if let Some(n) = self.warnings.sync_errors.hit(1) {
                 error!(error = %e, failures = n, "audit records could not be synced (logged at most every 10 s)");
             }
         }
@@ -610,7 +614,7 @@ impl Sweeper {
             Ok(()) => self.stats.records += 1,
             Err(e) => {
                 self.stats.sink_errors += 1;
-                if let Some(n) = self.warnings.sink_errors.hit(1) {
+                if let Some(n) = self.warnings.records_not_written.hit(1) {
                     error!(error = %e, records = n, total = self.stats.sink_errors, "audit records not written (logged at most every 10 s)");
                 }
             }

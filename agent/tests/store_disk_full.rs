@@ -482,6 +482,67 @@ fn records_held_at_a_close_on_a_full_disk_are_counted_lost() {
     assert_eq!(store.status().lost_at_stop, held, "{:?}", store.status());
 }
 
+/// With the flow table and its ledger pinned, the records a close on a full disk still holds
+/// are kept there for the next agent: the close says so (`SinkError::Kept`, which the agent
+/// does not count as a failed stop) and counts nothing lost. Only records nothing else keeps
+/// (`nat`, `evicted`) are counted lost, and a ledger committed while records were held
+/// (`unkept`) leaves all of them to this memory.
+#[test]
+fn records_held_at_a_close_on_a_full_disk_are_lost_only_where_no_pin_keeps_them() {
+    use xdp_audit::record::EndReason;
+    use xdp_audit::sink::SinkError;
+    let fs = Tmpfs::mount("1m");
+    let clock = FakeClock::new(T0);
+    for (case, nat, unkept) in [("kept", 0, false), ("nat", 3, false), ("unkept", 0, true)] {
+        let dir = fs.path().join(case);
+        let mut cfg = config(&dir);
+        cfg.kept_by_pins = true;
+        let mut store = Store::open_with_clock(cfg, Box::new(clock.clone()))
+            .unwrap_or_else(|e| panic!("open store {}: {e}", dir.display()));
+        let filler = fill_up(&fs);
+        let mut g = TrafficGen::with_rate(6, T0, 2.0);
+        for i in 0..200 {
+            let mut r = g.next_record();
+            if i < nat {
+                r.end_reason = EndReason::Nat;
+            } else if r.end_reason == EndReason::Nat || r.end_reason == EndReason::Evicted {
+                r.end_reason = EndReason::Idle;
+            }
+            clock.set(r.time_start_ns);
+            store.append(&r);
+        }
+        if unkept {
+            store.unkept();
+        }
+        assert!(!store.sync_now(), "{case}: nothing can be written");
+        let status = store.status();
+        let lost = if unkept { status.buffered } else { nat as u64 };
+        assert!(status.buffered > 0, "{case}: {status:?}");
+        assert_eq!(status.buffered_unkept, Some(lost), "{case}: {status:?}");
+        let e = store
+            .close()
+            .expect_err("the close cannot write what it holds");
+        assert_eq!(
+            store.status().lost_at_stop,
+            lost,
+            "{case}: {:?}",
+            store.status()
+        );
+        match (lost, &e) {
+            (0, SinkError::Kept { records, .. }) => assert_eq!(*records, status.buffered),
+            (n, SinkError::Write { .. }) if n > 0 => assert!(
+                e.to_string()
+                    .contains(&format!("{n} records could not be written at shutdown")),
+                "{case}: {e}"
+            ),
+            _ => panic!("{case}: {lost} lost, but the close said {e:?}"),
+        }
+        drop(store);
+        std::fs::remove_file(&filler).expect("free the disk");
+        std::fs::remove_dir_all(&dir).expect("clear the case's store");
+    }
+}
+
 /// An operator-log line the full disk refuses part way is cut back at once: the log keeps its
 /// whole lines only (before, the torn bytes stayed for the next append to cut, which then
 /// logged a crash that never was, once a retry).

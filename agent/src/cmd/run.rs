@@ -294,6 +294,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     unsafe { libc::umask(0o027) };
     // The signing key is read before a --user switch: it may be readable by root only.
     let mut store_config = args.store.to_config()?;
+    store_config.kept_by_pins = !args.no_pin;
     // Credentials are read before a --user switch too: the file may be readable by root only.
     let ship_config = args.ship.to_config()?;
     if let Some(cfg) = &ship_config {

@@ -205,10 +205,17 @@ fn print(
         )?;
     }
     outln!(
-        "audit store: {} records accepted, {} durable, {} buffered, {} dropped; {} segments sealed, {} merged into days, {} journals waiting{}",
+        "audit store: {} records accepted, {} durable, {} buffered{}, {} dropped; {} segments sealed, {} merged into days, {} journals waiting{}",
         st.accepted,
         st.durable,
         st.buffered,
+        match st.buffered_unkept {
+            Some(n) if st.buffered > 0 => format!(
+                " ({} also kept by the pinned flow table for the next agent)",
+                st.buffered - n.min(st.buffered)
+            ),
+            _ => String::new(),
+        },
         st.dropped,
         st.sealed,
         st.compacted,

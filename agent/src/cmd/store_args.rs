@@ -142,6 +142,8 @@ impl StoreArgs {
             buffer_records: self.buffer_records,
             compact_max_rows: self.compact_max_rows,
             ship_gate: None,
+            // `run` says whether its program is pinned.
+            kept_by_pins: false,
         })
     }
 }

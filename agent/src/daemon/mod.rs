@@ -293,7 +293,7 @@ impl Daemon {
             if n > 0 {
                 info!(
                     flows = n,
-                    "continuing flows the previous agent already wrote interim records of"
+                    "the pinned ledger holds what earlier agents' records carried of these flows (some may have ended since); each goes on from there"
                 );
             }
         }

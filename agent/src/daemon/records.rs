@@ -19,7 +19,7 @@ use crate::flowtable::FlowMaps;
 use crate::loader::upgrade::Retired;
 use crate::metrics::{Observed, RingFillStats, TableFill};
 use crate::reader::Event;
-use crate::sink::RecordSink;
+use crate::sink::{RecordSink, SinkError};
 use crate::status::Snapshot;
 use crate::sweeper::flood::{FloodMaps, FloodStatus};
 use crate::sweeper::{rule_text, Sweeper};
@@ -372,7 +372,11 @@ impl Records {
         // blocked records and the live journal is sealed. Not observed: nothing is raised
         // after the last anchor.
         self.write_snapshot(pipeline, false);
-        closed.map_err(DaemonError::Close)?;
+        match closed {
+            // Nothing lost: the ledger stays as it was, and the next agent writes them.
+            Err(e @ SinkError::Kept { .. }) => warn!("{e}"),
+            closed => closed.map_err(DaemonError::Close)?,
+        }
         Ok(Summary {
             flows: self.sweeper.stats,
             store: self.sink.store_status(),

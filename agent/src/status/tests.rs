@@ -198,25 +198,35 @@ fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
 }
 
 /// An agent killed while the disk refused writes held its records in memory: the next
-/// start counts those its last snapshot showed as lost (nothing said so). One killed on a
-/// healthy disk loses none (what it buffered, its flows' table entries still hold).
+/// start counts those its last snapshot showed as lost (nothing said so), except those the
+/// pinned flow table keeps, which it writes itself (an older agent's snapshot does not say
+/// which: all of them). One killed on a healthy disk loses none (what it buffered, its
+/// flows' table entries still hold).
 #[test]
 fn records_held_on_a_refusing_disk_by_an_agent_that_died_are_lost_at_its_stop() {
     let tmp = crate::blocklist::tests::TempDir::new("starting-held");
     let dir = tmp.0.clone();
-    // The journal refusing; a seal refused with the journal writing; nothing refused.
-    for (refused, degraded, want) in [(true, true, 196), (false, true, 0), (false, false, 0)] {
+    // The journal refusing (of its 196 records, those kept nowhere else: not said, 5, none);
+    // a seal refused with the journal writing; nothing refused.
+    for (refused, degraded, unkept, want) in [
+        (true, true, None, 196),
+        (true, true, Some(5), 5),
+        (true, true, Some(0), 0),
+        (false, true, None, 0),
+        (false, false, None, 0),
+    ] {
         let (dead, start) = killed_process();
         let mut last = snapshot(dead);
         last.pid_start = start;
         (last.store.journal_refused, last.store.degraded) = (refused, degraded);
         last.store.buffered = 196;
+        last.store.buffered_unkept = unkept;
         last.write(&dir).expect("write the dead agent's snapshot");
         let (previous, starting, evidence) = Starting::begin(&dir);
         assert!(evidence.is_some(), "it died");
         assert_eq!(
             previous.lost_at_stop, want,
-            "refused {refused}, degraded {degraded}"
+            "refused {refused}, degraded {degraded}, unkept {unkept:?}"
         );
         drop(starting);
     }

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 
-use crate::record::FlowRecord;
+use crate::record::{EndReason, FlowRecord};
 use crate::sink::{RecordSink, SinkError};
 use journal::{JournalError, JournalWriter};
 use manifest::{Body, Manifest, ManifestError};
@@ -149,6 +149,11 @@ pub struct StoreConfig {
     pub compact_max_rows: u64,
     /// With shipping on: retention keeps the segments this gate says are not shipped yet.
     pub ship_gate: Option<retention::ShipGate>,
+    /// The agent's flow table and its ledger are pinned: a flow's records held in memory are
+    /// kept there too until they are written (`Sweeper::settle`), and the next agent writes
+    /// them. Only the records nothing else keeps (`nat`, `evicted`; all of them without
+    /// pins) are lost when the agent stops or dies holding them.
+    pub kept_by_pins: bool,
 }
 
 impl StoreConfig {
@@ -163,6 +168,7 @@ impl StoreConfig {
             buffer_records: DEFAULT_BUFFER_RECORDS,
             compact_max_rows: compact::DEFAULT_MAX_ROWS,
             ship_gate: None,
+            kept_by_pins: false,
         }
     }
 }
@@ -224,8 +230,13 @@ pub struct StoreStatus {
     pub buffered: u64,
     /// Records dropped because the memory buffer was full while the disk refused writes.
     pub dropped: u64,
-    /// Records still held in memory when the store closed on a disk that refused them:
-    /// lost with the process (the next agent alerts them).
+    /// Of [`StoreStatus::buffered`], the records nothing but this agent's memory keeps (the
+    /// others a pinned flow table and its ledger keep; see `StoreConfig::kept_by_pins`);
+    /// `None` in an older agent's snapshot: all of them.
+    #[serde(default)]
+    pub buffered_unkept: Option<u64>,
+    /// Records still held in memory, and kept nowhere else, when the store closed on a disk
+    /// that refused them: lost with the process (the next agent alerts them).
     #[serde(default)]
     pub lost_at_stop: u64,
     /// Whether the disk currently refuses writes: the journal's (records are held in memory),
@@ -348,6 +359,9 @@ pub struct Store {
     /// (a journal that cannot be created while appends go on) is said once a minute.
     last_recovered_ns: i64,
     counted_synced: u64,
+    /// Of the journal's records held in memory, those nothing else keeps (see
+    /// [`StoreStatus::buffered_unkept`]); reset when nothing is held.
+    held_unkept: u64,
     status: StoreStatus,
     /// Shared with the sealer thread.
     timings: std::sync::Arc<Timings>,
@@ -399,6 +413,7 @@ impl Store {
     pub fn status(&self) -> StoreStatus {
         let mut s = self.status.clone();
         s.buffered = self.journal.pending_records() as u64;
+        s.buffered_unkept = Some(self.held_unkept.min(s.buffered));
         s.journal_refused = self.degraded.is_some();
         s.degraded = s.journal_refused || self.sealer.disk_full();
         s.manifest_unreadable = self.manifest_unreadable.clone();
@@ -613,6 +628,12 @@ impl Store {
             self.sync_at(now); // retries (at most once a second) and reports (once a minute)
             return;
         }
+        if self.journal.pending_records() == 0 {
+            self.held_unkept = 0;
+        }
+        if !self.cfg.kept_by_pins || matches!(r.end_reason, EndReason::Nat | EndReason::Evicted) {
+            self.held_unkept += 1;
+        }
         let frame = self.journal.append(r);
         if let Some(copy) = copy {
             copy.extend_from_slice(frame);
@@ -687,8 +708,15 @@ impl Drop for Store {
     /// Writes and fsyncs what is buffered (best effort: a full disk loses the buffer, which
     /// `close` would have reported); the sealer thread then finishes its queued seals.
     fn drop(&mut self) {
+        let held = self.status();
         if let Err(e) = self.journal.sync() {
-            tracing::warn!(journal = %self.journal.path().display(), error = %e, "records lost at shutdown");
+            let unkept = held.buffered_unkept.unwrap_or(held.buffered);
+            let journal = self.journal.path().display();
+            if unkept > 0 {
+                tracing::warn!(%journal, error = %e, records = unkept, "records lost at shutdown");
+            } else {
+                tracing::warn!(%journal, error = %e, records = held.buffered, "records not written at shutdown; the pinned flow table and its ledger keep them for the next agent");
+            }
         }
     }
 }

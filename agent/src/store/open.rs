@@ -294,6 +294,7 @@ impl Store {
             last_report_ns: i64::MIN / 2,
             last_recovered_ns: i64::MIN / 2,
             counted_synced: 0,
+            held_unkept: 0,
             timings,
             status: StoreStatus::default(),
             manifest_unreadable,

@@ -61,6 +61,10 @@ impl RecordSink for Store {
         self.tick_at(now)
     }
 
+    fn unkept(&mut self) {
+        self.held_unkept = self.journal.pending_records() as u64;
+    }
+
     fn store_status(&self) -> Option<StoreStatus> {
         Some(self.status())
     }
@@ -84,12 +88,29 @@ impl RecordSink for Store {
             Ok(())
         } else {
             let s = self.status();
-            self.status.lost_at_stop = s.buffered;
+            let unkept = s.buffered_unkept.unwrap_or(s.buffered);
+            self.status.lost_at_stop = unkept;
+            let path = self.journal.path().to_owned();
+            let why = self
+                .degraded
+                .as_ref()
+                .map_or_else(|| "the disk refuses writes".to_owned(), |d| d.error.clone());
+            if unkept == 0 {
+                return Err(SinkError::Kept {
+                    path,
+                    records: s.buffered,
+                    cause: std::io::Error::other(why),
+                });
+            }
+            let kept = match s.buffered - unkept {
+                0 => String::new(),
+                n => format!("; {n} more the pinned flow table keeps for the next agent"),
+            };
             Err(SinkError::Write {
-                path: self.journal.path().to_owned(),
+                path,
                 cause: std::io::Error::other(format!(
-                    "{} records could not be written at shutdown ({} dropped earlier)",
-                    s.buffered, s.dropped
+                    "{unkept} records could not be written at shutdown ({why}{kept}; {} dropped earlier)",
+                    s.dropped
                 )),
             })
         }

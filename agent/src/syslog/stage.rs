@@ -97,6 +97,10 @@ impl<S: RecordSink> RecordSink for SyslogStage<S> {
         self.inner.flow_ended(key)
     }
 
+    fn unkept(&mut self) {
+        self.inner.unkept()
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.hand_over();
         self.inner.tick()

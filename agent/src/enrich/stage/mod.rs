@@ -716,6 +716,10 @@ impl RecordSink for EnrichStage {
         self.inner.flow_ended(key);
     }
 
+    fn unkept(&mut self) {
+        self.inner.unkept()
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.clock = WallClock::measure();
         let now = self.now_ns();
