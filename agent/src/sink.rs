@@ -92,10 +92,12 @@ pub trait RecordSink: Send {
     /// packet). A stage that keeps state per flow until its last record lets it go here. The
     /// default does nothing; a stage forwards it to the sink it wraps.
     fn flow_ended(&mut self, _key: &agent_common::FlowKey) {}
-    /// The records stage committed its ledger while the sink held records in memory (the
-    /// ledger's waiting updates outgrew its map): the pinned flow table no longer keeps
-    /// them, and a stop or a kill loses them (`StoreStatus::buffered_unkept`). The default
-    /// does nothing; a stage forwards it to the sink it wraps.
+    /// The pinned flow table and ledger no longer keep all the records the sink holds in
+    /// memory (the records stage committed its ledger anyway, its waiting updates having
+    /// outgrown its map, or a flow with records held left the table): from now until it
+    /// holds nothing, a stop or a kill loses every record it holds
+    /// (`StoreStatus::buffered_unkept`). The default does nothing; a stage forwards it to
+    /// the sink it wraps.
     fn unkept(&mut self) {}
     /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
     /// about once a second, also when no record arrives. The default does nothing.

@@ -127,6 +127,10 @@ pub struct Snapshot {
     /// snapshot), handed on like `previous_counters`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub previous_lost_at_stop: u64,
+    /// The records the last agent with figures held on a refusing disk that its pins kept
+    /// (only in a starting snapshot), handed on like `previous_counters`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub previous_kept_at_stop: u64,
     /// The last agent with figures stopped with its store unable to seal everything (only in
     /// a starting snapshot), handed on like `previous_counters`: the journals it left are no
     /// crash, however many starts fail in between.
@@ -224,6 +228,7 @@ impl Snapshot {
             previous_counters: BTreeMap::new(),
             previous_alerts: Vec::new(),
             previous_lost_at_stop: 0,
+            previous_kept_at_stop: 0,
             previous_stopped_unsealed: false,
             syslog: None,
             flood: Default::default(),
@@ -241,6 +246,7 @@ impl Snapshot {
             previous_counters: previous.counters,
             previous_alerts: previous.alerts,
             previous_lost_at_stop: previous.lost_at_stop,
+            previous_kept_at_stop: previous.kept_at_stop,
             previous_stopped_unsealed: previous.stopped_unsealed,
             ..Self::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 0, &[])
         }
@@ -426,6 +432,9 @@ pub struct Previous {
     /// own could say so after its last seal), or, when it died on such a disk, those its last
     /// snapshot says it held.
     pub lost_at_stop: u64,
+    /// Records it held, on such a disk, that its pinned flow table and ledger kept: written
+    /// by the next agent that takes the pins over, lost for one that does not.
+    pub kept_at_stop: u64,
     /// Its snapshot was marked stopped with its store unable to write or seal everything
     /// (records lost at the stop, the disk refusing writes, journals waiting): the journals
     /// it left unsealed are no evidence of a crash.
@@ -518,6 +527,7 @@ impl Starting {
                         counters: s.previous_counters,
                         alerts: s.previous_alerts,
                         lost_at_stop: s.previous_lost_at_stop,
+                        kept_at_stop: s.previous_kept_at_stop,
                         stopped_unsealed: s.previous_stopped_unsealed,
                     }
                 } else {
@@ -526,8 +536,15 @@ impl Starting {
                     // keeps are lost (the pinned flow table keeps its flows' records, which
                     // this agent writes).
                     let died = s.stopped_at.is_none() && evidence.is_some();
+                    let unkept = s.store.buffered_unkept.unwrap_or(s.store.buffered);
                     let died_holding = if died && s.store.journal_refused {
-                        s.store.buffered_unkept.unwrap_or(s.store.buffered)
+                        unkept
+                    } else {
+                        0
+                    };
+                    // Held on a refusing disk, at a stop or a death, and kept by the pins.
+                    let kept_at_stop = if s.store.journal_refused {
+                        s.store.buffered.saturating_sub(unkept)
                     } else {
                         0
                     };
@@ -538,6 +555,7 @@ impl Starting {
                             .map(|a| a.active.into_iter().chain(a.carry).collect())
                             .unwrap_or_default(),
                         lost_at_stop: s.store.lost_at_stop.max(died_holding),
+                        kept_at_stop,
                         stopped_unsealed: s.stopped_at.is_some()
                             && (s.store.lost_at_stop > 0
                                 || s.store.degraded

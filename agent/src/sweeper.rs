@@ -248,6 +248,8 @@ pub struct Sweeper {
     ending: Vec<end::Ending>,
     /// Records written since the last [`Sweeper::settle`].
     unsettled: usize,
+    /// The last settle found the sink holding records it could not write.
+    holding: bool,
     /// The program's `lost_flow_start` read before the sweep under way
     /// ([`Sweeper::note_lost_starts`]), and at the first one with the flows found by then.
     kernel_lost_starts: Option<u64>,
@@ -270,6 +272,7 @@ impl Sweeper {
             ledger: None,
             ending: Vec::new(),
             unsettled: 0,
+            holding: false,
             kernel_lost_starts: None,
             lost_starts_base: None,
             stats: SweepStats::default(),
@@ -327,9 +330,14 @@ impl Sweeper {
         }
         if let Err(e) = sink.flush() {
             if let Some(n) = self.warnings.flush_errors.hit(1) {
-                error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered, and the flow table and its ledger keep them for the next agent (logged at most every 10 s)");
+                if self.ledger.is_some() {
+                    error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered, and the flow table and its ledger keep them for the next agent (logged at most every 10 s)");
+                } else {
+                    error!(error = %e, failures = n, "audit records could not be handed to the kernel; they stay buffered in memory only (no pinned ledger: a stop or a kill loses them) (logged at most every 10 s)");
+                }
             }
             if !self.ledger.as_ref().is_some_and(Ledger::overdue) {
+                self.holding = true;
                 return false;
             }
             if let Some(n) = self.warnings.ledger_overdue.hit(1) {
@@ -340,6 +348,7 @@ impl Sweeper {
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
         }
+        self.holding = false;
         written();
         // After the ledger: an fsync between the flush and the commit would widen the window
         // in which a kill makes the next agent write these records again.
@@ -745,6 +754,11 @@ impl Sweeper {
                 continue; // Created during the walk; the next sweep handles it.
             }
             if self.open.contains_key(&key) {
+                if self.holding {
+                    // Its records the sink holds, the table no longer keeps (which of the
+                    // held records are its is not known: all count as unkept).
+                    sink.unkept();
+                }
                 let t = self.forget(&key);
                 if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported))
                     || t.ended_with_nothing_new()

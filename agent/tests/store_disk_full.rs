@@ -485,15 +485,14 @@ fn records_held_at_a_close_on_a_full_disk_are_counted_lost() {
 /// With the flow table and its ledger pinned, the records a close on a full disk still holds
 /// are kept there for the next agent: the close says so (`SinkError::Kept`, which the agent
 /// does not count as a failed stop) and counts nothing lost. Only records nothing else keeps
-/// (`nat`, `evicted`) are counted lost, and a ledger committed while records were held
-/// (`unkept`) leaves all of them to this memory.
+/// (`nat`, `evicted`, `summarised`) are counted lost.
 #[test]
 fn records_held_at_a_close_on_a_full_disk_are_lost_only_where_no_pin_keeps_them() {
     use xdp_audit::record::EndReason;
     use xdp_audit::sink::SinkError;
     let fs = Tmpfs::mount("1m");
     let clock = FakeClock::new(T0);
-    for (case, nat, unkept) in [("kept", 0, false), ("nat", 3, false), ("unkept", 0, true)] {
+    for (case, nat) in [("kept", 0), ("nat", 3)] {
         let dir = fs.path().join(case);
         let mut cfg = config(&dir);
         cfg.kept_by_pins = true;
@@ -505,18 +504,18 @@ fn records_held_at_a_close_on_a_full_disk_are_lost_only_where_no_pin_keeps_them(
             let mut r = g.next_record();
             if i < nat {
                 r.end_reason = EndReason::Nat;
-            } else if r.end_reason == EndReason::Nat || r.end_reason == EndReason::Evicted {
+            } else if matches!(
+                r.end_reason,
+                EndReason::Nat | EndReason::Evicted | EndReason::Summarised
+            ) {
                 r.end_reason = EndReason::Idle;
             }
             clock.set(r.time_start_ns);
             store.append(&r);
         }
-        if unkept {
-            store.unkept();
-        }
         assert!(!store.sync_now(), "{case}: nothing can be written");
         let status = store.status();
-        let lost = if unkept { status.buffered } else { nat as u64 };
+        let lost = nat as u64;
         assert!(status.buffered > 0, "{case}: {status:?}");
         assert_eq!(status.buffered_unkept, Some(lost), "{case}: {status:?}");
         let e = store
@@ -541,6 +540,57 @@ fn records_held_at_a_close_on_a_full_disk_are_lost_only_where_no_pin_keeps_them(
         std::fs::remove_file(&filler).expect("free the disk");
         std::fs::remove_dir_all(&dir).expect("clear the case's store");
     }
+}
+
+/// `unkept` reaches the store through the alert stage in front of it (as `run` chains them),
+/// and holds from then on: records written after it are unkept too, until the store holds
+/// nothing.
+#[test]
+fn records_held_after_unkept_are_all_counted_lost_through_the_alert_stage() {
+    use xdp_audit::alert::stage::AlertStage;
+    use xdp_audit::alert::Alerts;
+    let fs = Tmpfs::mount("1m");
+    let clock = FakeClock::new(T0);
+    let dir = fs.path().join("log");
+    let mut cfg = config(&dir);
+    cfg.kept_by_pins = true;
+    let store = Store::open_with_clock(cfg, Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open store {}: {e}", dir.display()));
+    let alerts = Alerts::start(&Default::default(), 0, Vec::new()).expect("the alert thread");
+    let mut stage = AlertStage::new(store, alerts.handle());
+    fill_up(&fs);
+    let mut g = TrafficGen::with_rate(6, T0, 2.0);
+    let mut write = |stage: &mut AlertStage<Store>, n: usize| {
+        for _ in 0..n {
+            let mut r = g.next_record();
+            r.end_reason = xdp_audit::record::EndReason::Idle;
+            clock.set(r.time_start_ns);
+            stage.write(&r).expect("held");
+        }
+    };
+    write(&mut stage, 50);
+    assert!(stage.flush().is_err(), "nothing can be written");
+    let status = stage.inner().status();
+    assert_eq!((status.buffered, status.buffered_unkept), (50, Some(0)));
+    stage.unkept();
+    write(&mut stage, 30);
+    assert!(stage.flush().is_err(), "nothing can be written");
+    let status = stage.inner().status();
+    assert_eq!(
+        (status.buffered, status.buffered_unkept),
+        (80, Some(80)),
+        "all unkept, also those written after"
+    );
+    let e = stage
+        .close()
+        .expect_err("the close cannot write what it holds");
+    assert!(
+        e.to_string()
+            .contains("80 records could not be written at shutdown"),
+        "{e}"
+    );
+    assert_eq!(stage.inner().status().lost_at_stop, 80);
+    alerts.stop();
 }
 
 /// An operator-log line the full disk refuses part way is cut back at once: the log keeps its

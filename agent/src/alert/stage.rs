@@ -245,6 +245,10 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
         self.inner.flow_ended(key)
     }
 
+    fn unkept(&mut self) {
+        self.inner.unkept()
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.send();
         self.inner.tick()

@@ -294,7 +294,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     unsafe { libc::umask(0o027) };
     // The signing key is read before a --user switch: it may be readable by root only.
     let mut store_config = args.store.to_config()?;
-    store_config.kept_by_pins = !args.no_pin;
+    // Pins in a bpffs of this process's own mount namespace end with it: nothing keeps.
+    store_config.kept_by_pins = !args.no_pin && !pin::pins_end_with_process();
     // Credentials are read before a --user switch too: the file may be readable by root only.
     let ship_config = args.ship.to_config()?;
     if let Some(cfg) = &ship_config {
@@ -405,6 +406,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         _instance,
         modes,
         adopted,
+        took_over,
         refused,
     } = attached;
     if !refused.is_empty() {
@@ -484,8 +486,10 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // first, so a condition still holding counts on its carried alert.
     let handle = alerts.handle();
     handle.carry(previous.alerts);
-    if previous.lost_at_stop > 0 {
-        let records = previous.lost_at_stop;
+    // What the last agent's pins kept is lost too when this start did not take them over
+    // (a reboot, a detach, a bpffs gone since).
+    let records = previous.lost_at_stop + if took_over { 0 } else { previous.kept_at_stop };
+    if records > 0 {
         handle.event(crate::alert::Event::LostAtStop { records });
     }
     if let Some(evidence) = crashed {

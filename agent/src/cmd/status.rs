@@ -209,11 +209,10 @@ fn print(
         st.accepted,
         st.durable,
         st.buffered,
-        match st.buffered_unkept {
-            Some(n) if st.buffered > 0 => format!(
-                " ({} also kept by the pinned flow table for the next agent)",
-                st.buffered - n.min(st.buffered)
-            ),
+        match st.buffered_unkept.map(|n| st.buffered - n.min(st.buffered)) {
+            Some(kept) if kept > 0 => {
+                format!(" ({kept} also kept by the pinned flow table for the next agent)")
+            }
             _ => String::new(),
         },
         st.dropped,

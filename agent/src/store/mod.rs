@@ -362,6 +362,8 @@ pub struct Store {
     /// Of the journal's records held in memory, those nothing else keeps (see
     /// [`StoreStatus::buffered_unkept`]); reset when nothing is held.
     held_unkept: u64,
+    /// Since [`RecordSink::unkept`], every record held is unkept, until nothing is held.
+    unkept_all: bool,
     status: StoreStatus,
     /// Shared with the sealer thread.
     timings: std::sync::Arc<Timings>,
@@ -629,9 +631,16 @@ impl Store {
             return;
         }
         if self.journal.pending_records() == 0 {
-            self.held_unkept = 0;
+            (self.held_unkept, self.unkept_all) = (0, false);
         }
-        if !self.cfg.kept_by_pins || matches!(r.end_reason, EndReason::Nat | EndReason::Evicted) {
+        // A flood summary too: the pins keep only the last window's slots.
+        if self.unkept_all
+            || !self.cfg.kept_by_pins
+            || matches!(
+                r.end_reason,
+                EndReason::Nat | EndReason::Evicted | EndReason::Summarised
+            )
+        {
             self.held_unkept += 1;
         }
         let frame = self.journal.append(r);

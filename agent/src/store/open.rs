@@ -295,6 +295,7 @@ impl Store {
             last_recovered_ns: i64::MIN / 2,
             counted_synced: 0,
             held_unkept: 0,
+            unkept_all: false,
             timings,
             status: StoreStatus::default(),
             manifest_unreadable,

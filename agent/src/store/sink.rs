@@ -63,6 +63,7 @@ impl RecordSink for Store {
 
     fn unkept(&mut self) {
         self.held_unkept = self.journal.pending_records() as u64;
+        self.unkept_all = true;
     }
 
     fn store_status(&self) -> Option<StoreStatus> {
@@ -95,7 +96,7 @@ impl RecordSink for Store {
                 .degraded
                 .as_ref()
                 .map_or_else(|| "the disk refuses writes".to_owned(), |d| d.error.clone());
-            if unkept == 0 {
+            if unkept == 0 && s.buffered > 0 && self.cfg.kept_by_pins {
                 return Err(SinkError::Kept {
                     path,
                     records: s.buffered,

@@ -59,6 +59,9 @@ pub(super) struct Attached {
     pub(super) modes: Vec<(String, String)>,
     /// An adopted pinned program, its counters going on from the last agent's.
     pub(super) adopted: bool,
+    /// The pinned flow table and ledger of the last agent were taken over (adopted, or read
+    /// by an upgrade): the records a full disk kept there are written by this agent.
+    pub(super) took_over: bool,
     /// Interfaces the program could not be attached to, and why: the others are audited.
     pub(super) refused: Vec<(String, String)>,
 }
@@ -146,6 +149,7 @@ pub(super) fn attach_unpinned(
         _instance: None,
         modes,
         adopted: false,
+        took_over: false,
         refused,
     })
 }
@@ -259,6 +263,7 @@ pub(super) fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow:
             .map(|i| (i.name.clone(), i.mode.to_string()))
             .collect(),
         adopted: matches!(s.outcome, Outcome::Adopted { .. }),
+        took_over: !matches!(s.outcome, Outcome::Fresh),
         refused,
     })
 }

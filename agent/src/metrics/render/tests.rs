@@ -109,6 +109,7 @@ fn full(rules: usize) -> Snapshot {
         previous_counters: BTreeMap::new(),
         previous_alerts: Vec::new(),
         previous_lost_at_stop: 0,
+        previous_kept_at_stop: 0,
         previous_stopped_unsealed: false,
         unaudited: Vec::new(),
         syslog: Some(crate::syslog::SyslogStatus {
