@@ -29,6 +29,8 @@ use xdp_audit::sink::RecordSink;
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::{Store, StoreConfig};
 
+#[path = "support/callgrind.rs"]
+mod callgrind;
 #[path = "support/cpu.rs"]
 mod cpu;
 
@@ -68,8 +70,6 @@ fn counted_writes(sink: &mut dyn RecordSink, recs: &[FlowRecord]) {
     sink.sync().expect("sync");
 }
 
-/// Set in the process callgrind runs: `direct:N` or `stage:N` (every Nth record blocked).
-const CALLGRIND_ENV: &str = "XDP_AUDIT_BENCH_CALLGRIND";
 /// Records a callgrind run writes (it runs some 50 times slower).
 const CALLGRIND_RECORDS: usize = 50_000;
 
@@ -93,54 +93,9 @@ fn callgrind_child(spec: &str) {
             drop(stage);
             alerts.stop();
         }
-        other => panic!("{CALLGRIND_ENV}: unknown variant {other}"),
+        other => panic!("{}: unknown variant {other}", callgrind::ENV),
     }
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// The records thread's instructions inside [`counted_writes`] for one variant, counted by
-/// callgrind in a child process; `None` (said why) when Valgrind is not there or fails.
-fn callgrind_count(variant: &str, every: usize) -> Option<u64> {
-    let out = tmp(&format!("callgrind-{variant}-{every}"));
-    std::fs::create_dir_all(&out).expect("callgrind output folder");
-    let exe = std::env::current_exe().expect("the bench's own path");
-    let run = std::process::Command::new("valgrind")
-        .args([
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=*counted_writes*",
-            "--separate-threads=yes",
-            "--quiet",
-        ])
-        .arg(format!("--callgrind-out-file={}/cg.out", out.display()))
-        .arg(&exe)
-        .env(CALLGRIND_ENV, format!("{variant}:{every}"))
-        .status();
-    let counted = match run {
-        Ok(status) if status.success() => main_thread_instructions(&out),
-        Ok(status) => {
-            println!("alerts: callgrind of the {variant} variant failed ({status})");
-            None
-        }
-        Err(e) => {
-            println!("alerts: no instruction counts (valgrind: {e}; `apt install valgrind`)");
-            None
-        }
-    };
-    let _ = std::fs::remove_dir_all(out);
-    counted
-}
-
-/// The count of the main thread's callgrind file (`cg.out-01`, its `summary:` or `totals:`
-/// line): the thread that wrote the records.
-fn main_thread_instructions(dir: &std::path::Path) -> Option<u64> {
-    let text = std::fs::read_to_string(dir.join("cg.out-01")).ok()?;
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .and_then(|n| n.split_whitespace().next()?.parse().ok())
 }
 
 fn records(blocked_every: usize) -> Vec<FlowRecord> {
@@ -160,7 +115,7 @@ fn records(blocked_every: usize) -> Vec<FlowRecord> {
 }
 
 fn main() {
-    if let Ok(spec) = std::env::var(CALLGRIND_ENV) {
+    if let Ok(spec) = std::env::var(callgrind::ENV) {
         callgrind_child(&spec);
         return;
     }
@@ -230,8 +185,8 @@ fn main() {
             cpu::median(&per_hit) * 1e9
         );
         if let (Some(direct), Some(stage)) = (
-            callgrind_count("direct", every),
-            callgrind_count("stage", every),
+            callgrind::count("alerts", "counted_writes", &format!("direct:{every}")),
+            callgrind::count("alerts", "counted_writes", &format!("stage:{every}")),
         ) {
             println!(
                 "alerts ({label}), instructions (callgrind, {CALLGRIND_RECORDS} records, the \

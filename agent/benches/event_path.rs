@@ -20,8 +20,14 @@
 //! the load average. The alert row is then judged paired: [`ALERT_PAIRS`] more rounds of it
 //! and the empty-tables row alone, back to back, and the median of the per-round ratios
 //! with its 95% interval; the 3% line is met only when the whole interval is under it.
+//! Last, the same path with and without the alert stage counted in instructions, which
+//! repeat to the instruction (`support/callgrind.rs`; with `valgrind` installed): 50,000
+//! events to one blocked destination and to 500 (each record's rule then differs from the
+//! last one's, so the stage writes the rule's text at every hit).
 //! Needs root. Run with `cargo bench -p xdp-audit --bench event_path`.
 
+#[path = "support/callgrind.rs"]
+mod callgrind;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/cpu.rs"]
@@ -76,12 +82,19 @@ fn source(i: u64) -> [u8; 4] {
     [100, 64 | ((i >> 16) as u8 & 0x3f), (i >> 8) as u8, i as u8]
 }
 
-/// The program with a 128 MiB ring, a 1 M-flow table, `BLOCKED` in a blocklist, and no
-/// drop-record budget.
-fn load(dir: &Path) -> (Program, RingReader, ListSet) {
+/// The `r`th of the blocked destinations: `BLOCKED` and the addresses after it.
+fn blocked(r: u32) -> [u8; 4] {
+    (u32::from_be_bytes(BLOCKED) + r).to_be_bytes()
+}
+
+/// The program with a 128 MiB ring, a 1 M-flow table, `rules` blocked destinations in a
+/// blocklist (a rule each), and no drop-record budget.
+fn load(dir: &Path, rules: u32) -> (Program, RingReader, ListSet) {
     let path = dir.join("block.list");
-    std::fs::write(&path, format!("{}\n", Ipv4Addr::from(BLOCKED)))
-        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let list: String = (0..rules)
+        .map(|r| format!("{}\n", Ipv4Addr::from(blocked(r))))
+        .collect();
+    std::fs::write(&path, list).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     let capacity = Capacity::for_lists(&CompiledLists::default(), 1024);
     let mut loaded = Loaded::load(LoadOptions {
         flow_table_size: 1 << 20,
@@ -112,14 +125,16 @@ fn load(dir: &Path) -> (Program, RingReader, ListSet) {
     (program, RingReader::new(ring), lists)
 }
 
-/// Sends `EVENTS` new blocked UDP flows through the program: sources 0 to `EVENTS` - 1 (the
-/// first `SUBSCRIBERS` of them are subscribers), each fill from its own source port `sport`
-/// so its flows are new; the ring then holds one first-drop event each.
-fn fill(p: &mut Program, sport: u16) {
+/// Sends `events` new blocked UDP flows through the program: sources 0 to `events` - 1 (the
+/// first `SUBSCRIBERS` of them are subscribers), flow `i` to the blocked destination `i` mod
+/// `rules`, each fill from its own source port `sport` so its flows are new; the ring then
+/// holds one first-drop event each.
+fn fill(p: &mut Program, sport: u16, events: u64, rules: u32) {
     let mut frame = Spec::udp4(v4(100, 64, 0, 0), sport, BLOCKED, 443).build();
     let prog = p.program_mut().expect("program");
-    for i in 0..EVENTS {
+    for i in 0..events {
         frame[26..30].copy_from_slice(&source(i));
+        frame[30..34].copy_from_slice(&blocked((i % u64::from(rules)) as u32));
         common::seal(&mut frame);
         prog.test_run(TestRunOptions {
             data_in: Some(&frame),
@@ -137,6 +152,101 @@ fn drain(r: &mut RingReader, mut each: impl FnMut(Event)) -> u64 {
         batch.drain(..).for_each(&mut each);
     }
     n
+}
+
+/// Events a callgrind run puts through the path (it runs some 50 times slower).
+const CALLGRIND_EVENTS: u64 = 50_000;
+/// Blocked destinations of callgrind's many-rules variants: each record's rule differs from
+/// the last one's (the alert stage's worst case: it writes the rule's text at each hit).
+const CALLGRIND_RULES: u32 = 500;
+
+/// Drains the ring through the path into `sink` and makes the records durable: what
+/// callgrind counts (by this name).
+#[inline(never)]
+fn counted_path(
+    reader: &mut RingReader,
+    sweeper: &mut Sweeper,
+    sink: &mut dyn RecordSink,
+    lists: &ListSet,
+) -> u64 {
+    let n = drain(reader, |ev| sweeper.on_event(ev, sink, lists));
+    sink.sync().expect("sync the journal");
+    n
+}
+
+/// The process callgrind runs (`plain:RULES` or `alerts:RULES`): the path with empty tables,
+/// with or without the alert stage, over `CALLGRIND_EVENTS` events to `RULES` blocked
+/// destinations.
+fn callgrind_child(spec: &str) {
+    // Large blocks from mmap, so a growing map's reallocation is a remap, never a copy:
+    // whether the heap let a vector grow in place (no copy) or not (a copy of all of it)
+    // depends on what else was allocated, here the alert stage's batches; it moved the
+    // counts by up to 60 instructions a record either way.
+    // SAFETY: mallopt has no preconditions; called before this process's threads start.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 10) };
+    let (variant, rules) = spec.split_once(':').expect("VARIANT:RULES");
+    let rules: u32 = rules.parse().expect("RULES");
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "xdp-audit-bench-event-path-cg-{}",
+        std::process::id()
+    )));
+    let _ = std::fs::remove_dir_all(&scratch.0);
+    std::fs::create_dir_all(&scratch.0).expect("create the bench directory");
+    let (mut program, mut reader, lists) = load(&scratch.0, rules);
+    fill(&mut program, 1000, CALLGRIND_EVENTS, rules);
+    let dir = scratch.0.join("store");
+    let store = Store::open(StoreConfig::new(&dir))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()));
+    let alert_thread = match variant {
+        "plain" => None,
+        "alerts" => Some(
+            Alerts::start(&AlertConfig::default(), 1 << 20, Vec::new())
+                .expect("start the alert thread"),
+        ),
+        other => panic!("{}: unknown variant {other}", callgrind::ENV),
+    };
+    // Boxed once, as `run` does.
+    let inner: Box<dyn RecordSink> = match &alert_thread {
+        Some(a) => Box::new(AlertStage::new(store, a.handle())),
+        None => Box::new(store),
+    };
+    let empty = Arc::new(SubscriberTable::build(
+        std::iter::empty::<&ParsedSubscribers>(),
+    ));
+    let mut sink = EnrichStage::new(
+        inner,
+        Inputs::fixed(empty, None, None),
+        StageConfig::default(),
+    );
+    let mut sweeper = Sweeper::new(
+        Timeouts::default(),
+        Timeline::fixed(WallClock::measure()),
+        [(1, "lo".to_owned())].into(),
+    );
+    let n = counted_path(&mut reader, &mut sweeper, &mut sink, &lists);
+    assert_eq!(n, CALLGRIND_EVENTS, "the ring held every event");
+    sink.close().expect("close the sink");
+    if let Some(a) = alert_thread {
+        a.stop();
+    }
+}
+
+/// The records thread's instructions through the path with and without the alert stage, and
+/// their ratio, for one rule and for many.
+fn print_instructions() {
+    for rules in [1, CALLGRIND_RULES] {
+        let count =
+            |v: &str| callgrind::count("event_path", "counted_path", &format!("{v}:{rules}"));
+        let (Some(plain), Some(alerts)) = (count("plain"), count("alerts")) else {
+            return;
+        };
+        println!(
+            "  instructions (callgrind, {CALLGRIND_EVENTS} events to {rules} blocked destination(s), the records thread only): the path {plain}, with the alert stage {alerts}; x{:.4} ({:.1} instructions a record more; target <= 1.03): {}",
+            alerts as f64 / plain as f64,
+            (alerts as f64 - plain as f64) / CALLGRIND_EVENTS as f64,
+            if alerts as f64 <= plain as f64 * 1.03 { "met" } else { "NOT MET" }
+        );
+    }
 }
 
 /// 100,000 subscribers by address: the generated sources.
@@ -215,12 +325,16 @@ impl Drop for Scratch {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(callgrind::ENV) {
+        callgrind_child(&spec);
+        return;
+    }
     let scratch = Scratch(
         std::env::temp_dir().join(format!("xdp-audit-bench-event-path-{}", std::process::id())),
     );
     let _ = std::fs::remove_dir_all(&scratch.0);
     std::fs::create_dir_all(&scratch.0).expect("create the bench directory");
-    let (mut program, mut reader, lists) = load(&scratch.0);
+    let (mut program, mut reader, lists) = load(&scratch.0, 1);
     let subs = subscribers();
     let empty = Arc::new(SubscriberTable::build(
         std::iter::empty::<&ParsedSubscribers>(),
@@ -267,7 +381,7 @@ fn main() {
     };
     // One round of row `i` (its store named by `round`): the records thread's CPU seconds.
     let mut measure = |i: usize, round: usize| -> f64 {
-        fill(&mut program, sport);
+        fill(&mut program, sport, EVENTS, 1);
         sport += 1;
         if i == 0 {
             let t = cpu_ns();
@@ -286,23 +400,21 @@ fn main() {
         // The agent's order: enrich -> alerts -> syslog -> store (`cmd/run.rs`).
         let (alerts, syslog) = (i == 3, i == 4);
         let receiver = syslog.then(syslog_receiver::receiver);
-        let inner: Box<dyn RecordSink> = match &receiver {
-            Some((port, _)) => {
+        let alert_thread = alerts.then(|| {
+            Alerts::start(&AlertConfig::default(), 1 << 20, Vec::new())
+                .expect("start the alert thread")
+        });
+        // Boxed once, as `run` does.
+        let inner: Box<dyn RecordSink> = match (&receiver, &alert_thread) {
+            (Some((port, _)), _) => {
                 let url = format!("tcp://127.0.0.1:{port}");
                 let mut c = SyslogConfig::new(Target::parse(&url).expect("syslog url"));
                 c.records = Records::All;
                 c.queue = EVENTS as usize;
                 Box::new(SyslogStage::start(store, c).expect("start the syslog stage"))
             }
-            None => Box::new(store),
-        };
-        let alert_thread = alerts.then(|| {
-            Alerts::start(&AlertConfig::default(), 1 << 20, Vec::new())
-                .expect("start the alert thread")
-        });
-        let inner: Box<dyn RecordSink> = match &alert_thread {
-            Some(a) => Box::new(AlertStage::new(inner, a.handle())),
-            None => inner,
+            (None, Some(a)) => Box::new(AlertStage::new(store, a.handle())),
+            (None, None) => Box::new(store),
         };
         let mut sink = EnrichStage::new(
             inner,
@@ -431,6 +543,7 @@ fn main() {
         rows[1].rate() / alert_total.rate(),
         thread_ns * 20_000.0 / 1e9 * 100.0
     );
+    print_instructions();
     let worst = rows[1].rate().min(rows[2].rate());
     println!(
         "  target >= 1,000,000 events/s/core through the whole path: {}",

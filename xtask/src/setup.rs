@@ -33,6 +33,7 @@ const APT: &[&str] = &[
     "tcpdump",          // captures compared with the audit log
     "tshark",           // the refusal test: checksums of the answers XDP sends
     "util-linux",       // setpriv, mount: privilege and disk-full tests
+    "valgrind",         // callgrind: the benches' instruction counts (alerts, event_path)
     "zlib1g-dev",       // bpf-linker's LLVM link
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
