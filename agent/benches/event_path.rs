@@ -160,6 +160,22 @@ const CALLGRIND_EVENTS: u64 = 50_000;
 /// the last one's (the alert stage's worst case: it writes the rule's text at each hit).
 const CALLGRIND_RULES: u32 = 500;
 
+/// The path's stages in front of `inner`: the enrich stage (subscribers `table`) and a new
+/// sweeper.
+fn path(inner: Box<dyn RecordSink>, table: Arc<SubscriberTable>) -> (EnrichStage, Sweeper) {
+    let sink = EnrichStage::new(
+        inner,
+        Inputs::fixed(table, None, None),
+        StageConfig::default(),
+    );
+    let sweeper = Sweeper::new(
+        Timeouts::default(),
+        Timeline::fixed(WallClock::measure()),
+        [(1, "lo".to_owned())].into(),
+    );
+    (sink, sweeper)
+}
+
 /// Drains the ring through the path into `sink` and makes the records durable: what
 /// callgrind counts (by this name).
 #[inline(never)]
@@ -213,16 +229,7 @@ fn callgrind_child(spec: &str) {
     let empty = Arc::new(SubscriberTable::build(
         std::iter::empty::<&ParsedSubscribers>(),
     ));
-    let mut sink = EnrichStage::new(
-        inner,
-        Inputs::fixed(empty, None, None),
-        StageConfig::default(),
-    );
-    let mut sweeper = Sweeper::new(
-        Timeouts::default(),
-        Timeline::fixed(WallClock::measure()),
-        [(1, "lo".to_owned())].into(),
-    );
+    let (mut sink, mut sweeper) = path(inner, empty);
     let n = counted_path(&mut reader, &mut sweeper, &mut sink, &lists);
     assert_eq!(n, CALLGRIND_EVENTS, "the ring held every event");
     sink.close().expect("close the sink");
@@ -416,16 +423,7 @@ fn main() {
             (None, Some(a)) => Box::new(AlertStage::new(store, a.handle())),
             (None, None) => Box::new(store),
         };
-        let mut sink = EnrichStage::new(
-            inner,
-            Inputs::fixed(table, None, None),
-            StageConfig::default(),
-        );
-        let mut sweeper = Sweeper::new(
-            Timeouts::default(),
-            Timeline::fixed(WallClock::measure()),
-            [(1, "lo".to_owned())].into(),
-        );
+        let (mut sink, mut sweeper) = path(inner, table);
         pin_to(&records_cpu);
         let t = cpu_ns();
         let n = drain(&mut reader, |ev| sweeper.on_event(ev, &mut sink, &lists));

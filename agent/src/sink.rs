@@ -99,6 +99,10 @@ pub trait RecordSink: Send {
     /// (`StoreStatus::buffered_unkept`). The default does nothing; a stage forwards it to
     /// the sink it wraps.
     fn unkept(&mut self) {}
+    /// Whether the agent's flow table and ledger are pinned where they outlive it
+    /// (`StoreConfig::kept_by_pins`), known once the program is attached, after the store
+    /// opened. The default does nothing; a stage forwards it to the sink it wraps.
+    fn kept_by_pins(&mut self, _kept: bool) {}
     /// Runs the sink's timers (fsync interval, rotation, retention); the run loop calls it
     /// about once a second, also when no record arrives. The default does nothing.
     fn tick(&mut self) -> Result<(), SinkError> {
@@ -146,6 +150,9 @@ impl RecordSink for Box<dyn RecordSink> {
     }
     fn unkept(&mut self) {
         (**self).unkept()
+    }
+    fn kept_by_pins(&mut self, kept: bool) {
+        (**self).kept_by_pins(kept)
     }
     fn writes_before(&self, record: &FlowRecord) -> bool {
         (**self).writes_before(record)

@@ -584,6 +584,23 @@ impl Starting {
         (previous, starting, evidence)
     }
 
+    /// This start did not take the last agent's pins over (it loaded its program afresh):
+    /// the records they kept for the next agent are lost. They move into `previous`'s lost
+    /// count, and the starting snapshot (with `evidence`, what [`Starting::begin`] returned)
+    /// hands them on so: a start that fails from here leaves pins that the next one adopts,
+    /// which must not count them kept.
+    pub fn pins_not_taken(&self, previous: &mut Previous, evidence: Option<String>) {
+        if previous.kept_at_stop == 0 {
+            return;
+        }
+        previous.lost_at_stop += std::mem::take(&mut previous.kept_at_stop);
+        if self.armed {
+            if let Err(e) = Snapshot::starting(evidence, previous.clone()).put(&self.dir, true) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the starting status snapshot");
+            }
+        }
+    }
+
     /// The daemon runs: it rewrites the snapshot every sweep and marks it at its stop.
     pub fn handed_over(mut self) {
         self.armed = false;

@@ -434,6 +434,9 @@ impl Sweeper {
             }
         };
         let old = self.forget(&key);
+        if self.holding && !old.held_nothing() {
+            sink.unkept(); // its held records the table no longer keeps
+        }
         if old.held_nothing() {
             sink.flow_ended(&key);
         } else if !silent {
@@ -754,12 +757,12 @@ impl Sweeper {
                 continue; // Created during the walk; the next sweep handles it.
             }
             if self.open.contains_key(&key) {
-                if self.holding {
+                let t = self.forget(&key);
+                if self.holding && !t.held_nothing() {
                     // Its records the sink holds, the table no longer keeps (which of the
                     // held records are its is not known: all count as unkept).
                     sink.unkept();
                 }
-                let t = self.forget(&key);
                 if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported))
                     || t.ended_with_nothing_new()
                     || t.held_nothing()

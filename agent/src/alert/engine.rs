@@ -645,7 +645,7 @@ impl Engine {
             }
             Event::LostAtStop { records } => {
                 let text = || {
-                    format!("the last agent ended holding {records} records it could not write (as its last status counted them): the disk refused them")
+                    format!("the last agent ended holding {records} records it could not write, and that nothing else keeps (as its last status counted them, with those its pinned flow table kept if this start could not take it over): the disk refused them")
                 };
                 let (subject, w) = (SubjectRef::default(), self.window_ns);
                 self.touch(AlertId::StoreRefused, subject, text, records, w, now, out);

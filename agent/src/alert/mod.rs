@@ -312,8 +312,9 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// The agent before this one stopped with records it could not write (the disk refused
-    /// them at its last seal, after its own last alert).
+    /// The agent before this one stopped or died holding records it could not write (the
+    /// disk refused them) that nothing else keeps, or that its pins kept and this start
+    /// could not take over.
     LostAtStop {
         /// The records.
         records: u64,

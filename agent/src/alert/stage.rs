@@ -296,6 +296,10 @@ impl<S: RecordSink> RecordSink for AlertStage<S> {
         self.inner.unkept()
     }
 
+    fn kept_by_pins(&mut self, kept: bool) {
+        self.inner.kept_by_pins(kept)
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.send();
         self.inner.tick()

@@ -294,8 +294,6 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     unsafe { libc::umask(0o027) };
     // The signing key is read before a --user switch: it may be readable by root only.
     let mut store_config = args.store.to_config()?;
-    // Pins in a bpffs of this process's own mount namespace end with it: nothing keeps.
-    store_config.kept_by_pins = !args.no_pin && !pin::pins_end_with_process();
     // Credentials are read before a --user switch too: the file may be readable by root only.
     let ship_config = args.ship.to_config()?;
     if let Some(cfg) = &ship_config {
@@ -349,7 +347,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // running one's snapshot and mark it stopped.
     // Another agent's state directory is refused before its snapshot is touched.
     let _state_lock = crate::status::lock_state_dir(&args.state_dir)?;
-    let (previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
+    let (mut previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
+    let evidence = crashed.clone();
     let mut not_shipping = None;
     let shipper = match &ship_config {
         Some(cfg) => {
@@ -379,7 +378,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let recovered = store.recovered_at_open();
     let signing_began_on = store.signing_began_on();
     // The syslog sink too (a bad --syslog-ca fails here); its sender connects on its own.
-    let (tail, syslog) = match syslog_config {
+    let (mut tail, syslog) = match syslog_config {
         Some(c) => {
             let stage = SyslogStage::start(store, c).context("starting the syslog sink")?;
             let handle = stage.handle();
@@ -417,6 +416,14 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
             );
         }
         interfaces.retain(|i| !refused.iter().any(|(n, _)| *n == i.name));
+    }
+    // What a full disk held that the pins keep, known now the program is attached: pins in
+    // a bpffs of this process's own mount namespace end with it, and keep nothing.
+    tail.kept_by_pins(!args.no_pin && !pin::pins_end_with_process());
+    // The records the last agent's pins kept are lost when this start did not take them
+    // over (a reboot, a detach): handed on as lost from here, also by a start that fails.
+    if !took_over {
+        starting.pins_not_taken(&mut previous, evidence);
     }
     // An adopted program counted on while no agent ran: its losses since the last agent's
     // figures are alerted. One this agent loaded counts from its first sweep.
@@ -491,10 +498,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // first, so a condition still holding counts on its carried alert.
     let handle = alerts.handle();
     handle.carry(previous.alerts);
-    // What the last agent's pins kept is lost too when this start did not take them over
-    // (a reboot, a detach, a bpffs gone since).
-    let records = previous.lost_at_stop + if took_over { 0 } else { previous.kept_at_stop };
-    if records > 0 {
+    if previous.lost_at_stop > 0 {
+        let records = previous.lost_at_stop;
         handle.event(crate::alert::Event::LostAtStop { records });
     }
     if let Some(evidence) = crashed {
@@ -572,14 +577,24 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the alert thread with its deliveries: the log, `alerts.jsonl` in the store, and
-/// the webhook if one is configured.
 /// The sink behind the alert stage: the store, or the syslog stage in front of it.
 enum Tail {
     Store(crate::store::Store),
     Syslog(SyslogStage<crate::store::Store>),
 }
 
+impl Tail {
+    /// [`RecordSink::kept_by_pins`] of the store.
+    fn kept_by_pins(&mut self, kept: bool) {
+        match self {
+            Self::Store(s) => s.kept_by_pins(kept),
+            Self::Syslog(s) => s.kept_by_pins(kept),
+        }
+    }
+}
+
+/// Starts the alert thread with its deliveries: the log, `alerts.jsonl` in the store, and
+/// the webhook if one is configured.
 fn start_alerts(
     args: &RunArgs,
     log_dir: &std::path::Path,

@@ -97,6 +97,9 @@ pub enum Outcome {
         migrated: usize,
         /// Flows written out from the old tables instead.
         written_out: usize,
+        /// Whether the old tables and ledger could be read (their layout's fields have the
+        /// meaning this build reads): if not, their flows are not written.
+        tables_read: bool,
     },
 }
 

@@ -284,6 +284,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     let (mut program, mut maps) = loaded.into_parts();
 
     let old_maps = take_old(&mut old, state.layout_version);
+    let tables_read = old_maps.is_some();
     let mut copied = HashMap::new();
     let mut moved = false;
     if let Some(o) = &old_maps {
@@ -366,6 +367,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
             from: state.layout,
             migrated: copied.len(),
             written_out,
+            tables_read,
         },
         list_changes: delta.allow.len() + delta.block.len(),
         interfaces,

@@ -234,6 +234,30 @@ fn records_held_on_a_refusing_disk_by_an_agent_that_died_are_lost_at_its_stop() 
     }
 }
 
+/// The records a full disk held at a clean stop that the pins kept are handed on as kept;
+/// a start that loads its program afresh (did not take the pins over) counts them lost, and
+/// its starting snapshot hands them on as lost: the next start, adopting the pins of one that
+/// failed after that, must not count them kept.
+#[test]
+fn records_the_pins_kept_are_lost_for_a_start_that_did_not_take_them_over() {
+    let tmp = crate::blocklist::tests::TempDir::new("starting-kept");
+    let dir = tmp.0.clone();
+    let mut last = snapshot(std::process::id());
+    (last.store.journal_refused, last.store.degraded) = (true, true);
+    (last.store.buffered, last.store.buffered_unkept) = (100, Some(10));
+    last.store.lost_at_stop = 10;
+    last.write(&dir).expect("write the last agent's snapshot");
+    Snapshot::mark_stopped(&dir).expect("it stops cleanly");
+    let (mut previous, starting, evidence) = Starting::begin(&dir);
+    assert_eq!((previous.lost_at_stop, previous.kept_at_stop), (10, 90));
+    starting.pins_not_taken(&mut previous, evidence);
+    assert_eq!((previous.lost_at_stop, previous.kept_at_stop), (100, 0));
+    drop(starting); // the start fails
+    let (previous, starting, _) = Starting::begin(&dir);
+    assert_eq!((previous.lost_at_stop, previous.kept_at_stop), (100, 0));
+    drop(starting);
+}
+
 /// A record the store drops is refused to the sink too: counted once, not twice.
 #[test]
 fn a_dropped_record_is_one_record_lost() {

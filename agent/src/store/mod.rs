@@ -719,6 +719,10 @@ impl Drop for Store {
     fn drop(&mut self) {
         let held = self.status();
         if let Err(e) = self.journal.sync() {
+            if held.buffered == 0 {
+                tracing::warn!(journal = %self.journal.path().display(), error = %e, "the journal could not be synced at shutdown");
+                return;
+            }
             let unkept = held.buffered_unkept.unwrap_or(held.buffered);
             let journal = self.journal.path().display();
             if unkept > 0 {

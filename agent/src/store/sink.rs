@@ -66,6 +66,10 @@ impl RecordSink for Store {
         self.unkept_all = true;
     }
 
+    fn kept_by_pins(&mut self, kept: bool) {
+        self.cfg.kept_by_pins = kept;
+    }
+
     fn store_status(&self) -> Option<StoreStatus> {
         Some(self.status())
     }

@@ -101,6 +101,10 @@ impl<S: RecordSink> RecordSink for SyslogStage<S> {
         self.inner.unkept()
     }
 
+    fn kept_by_pins(&mut self, kept: bool) {
+        self.inner.kept_by_pins(kept)
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.hand_over();
         self.inner.tick()

@@ -225,6 +225,7 @@ pub(super) fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow:
             from,
             migrated,
             written_out,
+            ..
         } => info!(
             dir,
             ms,
@@ -263,7 +264,11 @@ pub(super) fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow:
             .map(|i| (i.name.clone(), i.mode.to_string()))
             .collect(),
         adopted: matches!(s.outcome, Outcome::Adopted { .. }),
-        took_over: !matches!(s.outcome, Outcome::Fresh),
+        took_over: match s.outcome {
+            Outcome::Fresh => false,
+            Outcome::Adopted { .. } => true,
+            Outcome::Upgraded { tables_read, .. } => tables_read,
+        },
         refused,
     })
 }

@@ -720,6 +720,10 @@ impl RecordSink for EnrichStage {
         self.inner.unkept()
     }
 
+    fn kept_by_pins(&mut self, kept: bool) {
+        self.inner.kept_by_pins(kept)
+    }
+
     fn tick(&mut self) -> Result<(), SinkError> {
         self.clock = WallClock::measure();
         let now = self.now_ns();
