@@ -536,15 +536,14 @@ impl Starting {
                     // keeps are lost (the pinned flow table keeps its flows' records, which
                     // this agent writes).
                     let died = s.stopped_at.is_none() && evidence.is_some();
-                    let unkept = s.store.buffered_unkept.unwrap_or(s.store.buffered);
                     let died_holding = if died && s.store.journal_refused {
-                        unkept
+                        s.store.unkept()
                     } else {
                         0
                     };
                     // Held on a refusing disk, at a stop or a death, and kept by the pins.
                     let kept_at_stop = if s.store.journal_refused {
-                        s.store.buffered.saturating_sub(unkept)
+                        s.store.kept()
                     } else {
                         0
                     };

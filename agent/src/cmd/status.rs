@@ -209,11 +209,9 @@ fn print(
         st.accepted,
         st.durable,
         st.buffered,
-        match st.buffered_unkept.map(|n| st.buffered - n.min(st.buffered)) {
-            Some(kept) if kept > 0 => {
-                format!(" ({kept} also kept by the pinned flow table for the next agent)")
-            }
-            _ => String::new(),
+        match st.kept() {
+            0 => String::new(),
+            kept => format!(" ({kept} also kept by the pinned flow table for the next agent)"),
         },
         st.dropped,
         st.sealed,

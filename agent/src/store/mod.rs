@@ -374,6 +374,21 @@ pub struct Store {
     _lock: File,
 }
 
+impl StoreStatus {
+    /// Of the records held in memory, those nothing else keeps (all of them in an older
+    /// agent's snapshot, which does not say).
+    pub fn unkept(&self) -> u64 {
+        self.buffered_unkept
+            .unwrap_or(self.buffered)
+            .min(self.buffered)
+    }
+
+    /// Of the records held in memory, those the pinned flow table and ledger also keep.
+    pub fn kept(&self) -> u64 {
+        self.buffered - self.unkept()
+    }
+}
+
 impl StoreError {
     /// Whether the disk was full ([`fsutil::is_disk_full`]): the store's condition, which
     /// passes when space returns.
@@ -723,7 +738,7 @@ impl Drop for Store {
                 tracing::warn!(journal = %self.journal.path().display(), error = %e, "the journal could not be synced at shutdown");
                 return;
             }
-            let unkept = held.buffered_unkept.unwrap_or(held.buffered);
+            let unkept = held.unkept();
             let journal = self.journal.path().display();
             if unkept > 0 {
                 tracing::warn!(%journal, error = %e, records = unkept, "records lost at shutdown");

@@ -93,7 +93,7 @@ impl RecordSink for Store {
             Ok(())
         } else {
             let s = self.status();
-            let unkept = s.buffered_unkept.unwrap_or(s.buffered);
+            let unkept = s.unkept();
             self.status.lost_at_stop = unkept;
             let path = self.journal.path().to_owned();
             let why = self
@@ -107,7 +107,7 @@ impl RecordSink for Store {
                     cause: std::io::Error::other(why),
                 });
             }
-            let kept = match s.buffered - unkept {
+            let kept = match s.kept() {
                 0 => String::new(),
                 n => format!("; {n} more the pinned flow table keeps for the next agent"),
             };
