@@ -75,6 +75,7 @@ const CALLGRIND_RECORDS: usize = 50_000;
 
 /// The process callgrind runs: one variant's writes, nothing else.
 fn callgrind_child(spec: &str) {
+    callgrind::child_setup();
     let (variant, every) = spec.split_once(':').expect("VARIANT:N");
     let every: usize = every.parse().expect("N");
     let mut recs = records(every);

@@ -194,12 +194,7 @@ fn counted_path(
 /// with or without the alert stage, over `CALLGRIND_EVENTS` events to `RULES` blocked
 /// destinations.
 fn callgrind_child(spec: &str) {
-    // Large blocks from mmap, so a growing map's reallocation is a remap, never a copy:
-    // whether the heap let a vector grow in place (no copy) or not (a copy of all of it)
-    // depends on what else was allocated, here the alert stage's batches; it moved the
-    // counts by up to 60 instructions a record either way.
-    // SAFETY: mallopt has no preconditions; called before this process's threads start.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 10) };
+    callgrind::child_setup();
     let (variant, rules) = spec.split_once(':').expect("VARIANT:RULES");
     let rules: u32 = rules.parse().expect("RULES");
     let scratch = Scratch(std::env::temp_dir().join(format!(

@@ -82,9 +82,10 @@ impl HitBatch {
     }
 
     /// Appends one blocked record's (client, user, rule). The head is one write of a fixed
-    /// size (no length to compute per hit), and a text equal to its field's last is told
-    /// apart by its last byte first (in a flood of many rules, `FILE:LINE` texts differ at
-    /// their end): the records thread's whole cost of a blocked record.
+    /// size (no length to compute per hit), and a text other than its field's last is told
+    /// apart by its length or last byte before any byte of the batch is read (in a flood of
+    /// many rules, `FILE:LINE` texts differ at their end); an equal one is compared whole.
+    /// This is the records thread's whole cost of a blocked record.
     #[inline]
     pub fn push(&mut self, client: IpAddr, user: Option<&str>, rule: Option<&str>) {
         let texts = [user.map(cut), rule.map(cut)];
@@ -484,5 +485,47 @@ mod tests {
                 (v4, Some(cut), s("b.list:1"), 1),
             ]
         );
+    }
+
+    /// Every shape of hit reads back as pushed: both families, no text, an empty one, the
+    /// same text again (also across families and fields), the longest uncut text and the
+    /// shortest cut one, and a cleared batch that must not refer to its old texts.
+    #[test]
+    fn every_shape_of_hit_reads_back_as_it_was_pushed() {
+        let v4: IpAddr = "198.51.100.7".parse().expect("v4");
+        let v6: IpAddr = "2001:db8::7".parse().expect("v6");
+        let longest = "a".repeat(65_533);
+        let too_long = "b".repeat(65_534);
+        let hits: Vec<(IpAddr, Option<&str>, Option<&str>)> = vec![
+            (v4, None, None),
+            (v6, Some(""), Some("")),
+            (v4, Some(""), Some("")),
+            (v6, Some("alice"), Some("alice")),
+            (v4, Some("alice"), Some("b.list:1")),
+            (v6, None, Some("b.list:1")),
+            (v4, Some(&longest), Some(&too_long)),
+            (v6, Some(&longest), Some(&too_long)),
+            (v4, Some("bob"), None),
+        ];
+        let mut b = HitBatch::default();
+        for round in 0..2 {
+            for &(c, u, r) in &hits {
+                b.push(c, u, r);
+            }
+            let mut reader = HitReader {
+                rest: &b.bytes,
+                last: [None; 2],
+            };
+            for (i, &(c, u, r)) in hits.iter().enumerate() {
+                let want = (c, u, r.map(|t| &t[..t.len().min(65_533)]));
+                assert_eq!(reader.next_hit(), Some(want), "round {round}, hit {i}");
+            }
+            assert_eq!(
+                reader.next_hit(),
+                None,
+                "round {round}: nothing after the last hit"
+            );
+            b.clear();
+        }
     }
 }
