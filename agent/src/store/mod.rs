@@ -151,8 +151,10 @@ pub struct StoreConfig {
     pub ship_gate: Option<retention::ShipGate>,
     /// The agent's flow table and its ledger are pinned: a flow's records held in memory are
     /// kept there too until they are written (`Sweeper::settle`), and the next agent writes
-    /// them. Only the records nothing else keeps (`nat`, `evicted`; all of them without
-    /// pins) are lost when the agent stops or dies holding them.
+    /// them. Only the records nothing else keeps (`nat`, `evicted`, `summarised`; all of
+    /// them without pins, or after [`RecordSink::unkept`]) are lost when the agent stops or
+    /// dies holding them. `run` sets it once the program is attached
+    /// ([`RecordSink::kept_by_pins`]).
     pub kept_by_pins: bool,
 }
 
