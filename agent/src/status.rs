@@ -563,22 +563,10 @@ impl Starting {
                 }
             },
         );
-        let written = Snapshot::starting(evidence.clone(), previous.clone()).put(dir, true);
-        match &written {
-            Ok(()) => {}
-            // Unprivileged: the start fails on its first privileged step and says so there
-            // (the OS error once); the status snapshot cannot be written either way.
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                tracing::debug!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot")
-            }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot: a crash before the first sweep will go unreported")
-            }
-        }
         // Nothing to mark stopped where nothing was written.
         let starting = Self {
             dir: dir.to_owned(),
-            armed: written.is_ok(),
+            armed: write_starting(dir, evidence.clone(), previous.clone()),
         };
         (previous, starting, evidence)
     }
@@ -594,15 +582,31 @@ impl Starting {
         }
         previous.lost_at_stop += std::mem::take(&mut previous.kept_at_stop);
         if self.armed {
-            if let Err(e) = Snapshot::starting(evidence, previous.clone()).put(&self.dir, true) {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the starting status snapshot");
-            }
+            write_starting(&self.dir, evidence, previous.clone());
         }
     }
 
     /// The daemon runs: it rewrites the snapshot every sweep and marks it at its stop.
     pub fn handed_over(mut self) {
         self.armed = false;
+    }
+}
+
+/// Writes the starting snapshot ([`Snapshot::starting`]) in `dir`, fsynced; whether it was
+/// written (a failure is said).
+fn write_starting(dir: &Path, evidence: Option<String>, previous: Previous) -> bool {
+    match Snapshot::starting(evidence, previous).put(dir, true) {
+        Ok(()) => true,
+        // Unprivileged: the start fails on its first privileged step and says so there
+        // (the OS error once); the status snapshot cannot be written either way.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the starting status snapshot: a crash before the first sweep will go unreported");
+            false
+        }
     }
 }
 

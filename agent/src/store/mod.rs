@@ -734,8 +734,10 @@ impl Drop for Store {
     /// Writes and fsyncs what is buffered (best effort: a full disk loses the buffer, which
     /// `close` would have reported); the sealer thread then finishes its queued seals.
     fn drop(&mut self) {
-        let held = self.status();
         if let Err(e) = self.journal.sync() {
+            // After a failed write the journal holds what it held (the write is all or
+            // nothing); after a failed fsync, nothing is held.
+            let held = self.status();
             if held.buffered == 0 {
                 tracing::warn!(journal = %self.journal.path().display(), error = %e, "the journal could not be synced at shutdown");
                 return;
