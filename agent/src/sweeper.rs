@@ -298,6 +298,15 @@ impl Sweeper {
         self.ledger_set(key, &reported);
     }
 
+    /// A flow `t` left the table (an LRU eviction) while the sink holds records it could not
+    /// write: the table no longer keeps its records, and which of the held ones are its is
+    /// not known, so all count as unkept ([`RecordSink::unkept`]).
+    fn left_table(&self, t: &Tracked, sink: &mut dyn RecordSink) {
+        if self.holding && !t.held_nothing() {
+            sink.unkept();
+        }
+    }
+
     /// Keeps `reported` in the ledger, if there is one.
     fn ledger_set(&mut self, key: &FlowKey, reported: &Reported) {
         if let Some(l) = self.ledger.as_mut() {
@@ -434,9 +443,7 @@ impl Sweeper {
             }
         };
         let old = self.forget(&key);
-        if self.holding && !old.held_nothing() {
-            sink.unkept(); // its held records the table no longer keeps
-        }
+        self.left_table(&old, sink);
         if old.held_nothing() {
             sink.flow_ended(&key);
         } else if !silent {
@@ -758,11 +765,7 @@ impl Sweeper {
             }
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
-                if self.holding && !t.held_nothing() {
-                    // Its records the sink holds, the table no longer keeps (which of the
-                    // held records are its is not known: all count as unkept).
-                    sink.unkept();
-                }
+                self.left_table(&t, sink);
                 if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported))
                     || t.ended_with_nothing_new()
                     || t.held_nothing()
