@@ -416,6 +416,72 @@ fn a_store_opened_on_a_full_disk_starts_degraded_and_writes_once_space_returns()
     );
 }
 
+/// A store stopped (or killed) on a full disk before its journal could be made leaves no
+/// empty journal: a journal is named only once its header is on disk, so the next start
+/// sets nothing aside into `quarantine/` (which raises `XA-STORE-DAMAGED`) and leaves no
+/// temporary file.
+#[test]
+fn a_stop_on_a_full_disk_before_the_journal_was_made_leaves_nothing_to_set_aside() {
+    let fs = Tmpfs::mount("1m");
+    let dir = fs.path().join("log");
+    let clock = FakeClock::new(T0);
+    let mut g = TrafficGen::with_rate(6, T0, 2.0);
+    let mut written = Vec::new();
+    {
+        let mut store = open(&dir, &clock);
+        for _ in 0..200 {
+            let r = g.next_record();
+            clock.set(r.time_start_ns);
+            store.append(&r);
+            written.push(r);
+        }
+        assert!(store.sync_now(), "the first run writes");
+    }
+    let filler = fill_up(&fs);
+    clock.advance(1_000_000_000);
+    {
+        let mut store = open(&dir, &clock);
+        for _ in 0..100 {
+            let mut r = g.next_record();
+            clock.advance(10_000_000);
+            r.time_start_ns = clock_now(&clock);
+            store.append(&r);
+        }
+        assert!(!store.sync_now(), "nothing can be written yet");
+    }
+    let names = |d: &std::path::Path| -> Vec<(String, u64)> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.filter_map(|e| {
+                    let e = e.ok()?;
+                    Some((e.file_name().into_string().ok()?, e.metadata().ok()?.len()))
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    };
+    let left = names(&dir);
+    assert!(
+        !left
+            .iter()
+            .any(|(n, len)| n.starts_with(".tmp-") || (n.starts_with("journal-") && *len == 0)),
+        "an empty journal or a temporary file left by the stop: {left:?}"
+    );
+    std::fs::remove_file(&filler).expect("free the disk");
+    clock.advance(1_000_000_000);
+    let mut store = open(&dir, &clock);
+    assert!(store.seal_now(), "sealing after space returned");
+    drop(store);
+    let aside = names(&dir.join("quarantine"));
+    assert!(aside.is_empty(), "set aside at the next start: {aside:?}");
+    verify(&dir, None).unwrap_or_else(|b| panic!("verify: {b}"));
+    assert_eq!(
+        canon(collect(&dir, &Filter::default()).expect("query")),
+        canon(written),
+        "the first run's records, and none of those the disk refused"
+    );
+}
+
 /// Retention that meets a full disk (its manifest entry needs room before a file can go) is
 /// tried again every minute, not the next day: once space returns, the expired segments go
 /// within a minute and the store verifies.

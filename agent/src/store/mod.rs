@@ -521,19 +521,10 @@ impl Store {
         }
         if self.journal.records() > 0 {
             let path = self.cfg.dir.join(seal::journal_name(id));
-            // The new journal's directory entry is made durable before records go into it,
-            // as at open: otherwise a power cut could lose the file with its fsynced records.
-            // One directory fsync an hour (or per full journal) on the records thread.
-            let created = JournalWriter::create(&path, id).and_then(|next| {
-                fsutil::sync_dir(&self.cfg.dir)
-                    .map(|()| next)
-                    .map_err(|cause| JournalError::Io {
-                        path: self.cfg.dir.clone(),
-                        op: "fsync directory",
-                        cause,
-                    })
-            });
-            match created {
+            // `create` makes the new journal's directory entry durable before records go into
+            // it: otherwise a power cut could lose the file with its fsynced records. One
+            // directory fsync an hour (or per full journal) on the records thread.
+            match JournalWriter::create(&path, id) {
                 Ok(next) => {
                     let old = std::mem::replace(&mut self.journal, next);
                     self.status.shortened_records += old.shortened_records();

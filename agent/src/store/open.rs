@@ -221,7 +221,6 @@ impl Store {
         })?;
         let jpath = dir.join(seal::journal_name(id));
         let journal = JournalWriter::create(&jpath, id)?;
-        fsutil::sync_dir(&dir).map_err(|e| io(&dir, "fsync directory", e))?;
         // A full disk is the store's condition, not the start's failure (seals at open wait
         // for space the same way): the records have their journal, and the sealer thread
         // anchors the operator log and runs retention once space returns.

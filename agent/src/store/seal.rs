@@ -204,13 +204,13 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
         .iter()
         .any(|e| matches!(&e.body, Body::Segment(s) if s.journal_id == id && id != 0));
     if no_header {
-        // The writer fsyncs a journal's header as it makes it: 0 bytes is a crash in that
-        // instant, a disk full then, or a journal emptied. Its name is kept as a trace.
+        // The writer names a journal only once its header is durable: 0 bytes is a journal
+        // emptied since (or one an earlier version left on a full disk). Its name is kept.
         set_aside(
             dir,
             path,
-            "the journal is empty (0 bytes, not even its header): made by an agent that \
-             stopped at once or met a full disk, or emptied since",
+            "the journal is empty (0 bytes, not even its header): the agent names a journal \
+             only once its header is on disk, so it was emptied since",
         )?;
         return Ok(out);
     }

@@ -11,7 +11,8 @@ use super::frame::{
 };
 use crate::record::FlowRecord;
 use crate::store::fsutil::{
-    open_regular, open_regular_here, read_input_here, sync_dir, write_atomic_parts, InputError,
+    create_temporary, open_regular, open_regular_here, read_input_here, sync_dir,
+    write_atomic_parts, InputError, TMP_PREFIX,
 };
 
 /// Directory inside the log directory that holds the bytes recovery skipped.
@@ -366,7 +367,10 @@ const UNSYNCED_MAX: usize = 8 << 20;
 /// the frames stay buffered for the next attempt.
 pub struct JournalWriter {
     path: PathBuf,
-    file: File,
+    /// `None` until [`JournalWriter::make`] made the file (a full disk at `create`).
+    file: Option<File>,
+    /// The file was named and its directory not yet fsynced.
+    dir_unsynced: bool,
     id: u64,
     /// Bytes in the file that hold whole frames (header included).
     written: u64,
@@ -394,48 +398,29 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// Creates a new, empty journal at `path` with the given id and fsyncs it. A file already
-    /// there is refused, never truncated: it holds an earlier journal's records (an id given
-    /// twice, as the largest id there is could be after damage).
+    /// Creates a new, empty journal at `path` with the given id. Its header is written and
+    /// fsynced under a temporary name that then takes the journal's, and the directory is
+    /// fsynced ([`JournalWriter::make`]): a file under a journal's name always has its header
+    /// on disk, and a crash in between leaves a temporary file, which the next start removes.
+    /// A file already at `path` is refused, never replaced: it holds an earlier journal's
+    /// records (an id given twice, as the largest id there is could be after damage).
     ///
-    /// A full disk that takes the name but not the header's bytes (an agent started on a
-    /// full disk) is not a failure: the file is left empty, the header waits in the buffer
-    /// with the first records, and the first [`JournalWriter::flush`] once space returns
-    /// writes both. An empty journal is one recovery removes.
+    /// A full disk that refuses the header (an agent started on a full disk) is not a
+    /// failure: no file is made yet, and the first [`JournalWriter::flush`] once space returns
+    /// makes it before it writes the records buffered meanwhile.
     pub fn create(path: &Path, id: u64) -> Result<Self, JournalError> {
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io(path, "create"))?;
-        let mut pending = Vec::with_capacity(1 << 16);
-        let mut written = HEADER_LEN;
-        if let Err(e) = file
-            .write_all(&frame::header(id))
-            .and_then(|()| file.sync_all())
-        {
-            let cut = file
-                .set_len(0)
-                .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop));
-            if !crate::store::fsutil::is_disk_full(&e) || cut.is_err() {
-                let _ = std::fs::remove_file(path);
-                return Err(io(path, "write header")(e));
-            }
-            pending.extend_from_slice(&frame::header(id));
-            written = 0;
-        }
-        Ok(Self {
+        let mut w = Self {
             path: path.to_owned(),
-            file,
+            file: None,
+            dir_unsynced: false,
             id,
-            written,
-            pending,
+            written: 0,
+            pending: Vec::with_capacity(1 << 16),
             pending_records: 0,
             written_records: 0,
             synced_records: 0,
             unsynced: Vec::new(),
-            synced_len: written,
+            synced_len: HEADER_LEN,
             rewrite: false,
             #[cfg(test)]
             fail_next_sync: false,
@@ -443,7 +428,55 @@ impl JournalWriter {
             rewritten: 0,
             fsync_time: None,
             shortened: 0,
-        })
+        };
+        match w.make().and_then(|()| w.sync_dir()) {
+            Err(e) if !e.is_disk_full() => Err(e),
+            _ => Ok(w),
+        }
+    }
+
+    /// Makes the journal's file: its header written and fsynced under a temporary name
+    /// ([`TMP_PREFIX`]), which then takes the journal's name. The directory is fsynced by
+    /// the next [`JournalWriter::fsync`] (or by `create`). On failure nothing is left.
+    fn make(&mut self) -> Result<(), JournalError> {
+        let path = &self.path;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(io(path, "create")(std::io::ErrorKind::InvalidInput.into()));
+        };
+        // The store's lock keeps every other writer out: a file here is an earlier one's.
+        if path.symlink_metadata().is_ok() {
+            return Err(io(path, "create")(std::io::ErrorKind::AlreadyExists.into()));
+        }
+        let tmp = dir.join(format!("{TMP_PREFIX}{}", name.to_string_lossy()));
+        let made = create_temporary(&tmp).and_then(|mut file| {
+            file.write_all(&frame::header(self.id))?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            Ok(file)
+        });
+        match made {
+            Ok(file) => {
+                self.file = Some(file);
+                self.written = HEADER_LEN;
+                self.dir_unsynced = true;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(io(path, "create")(e))
+            }
+        }
+    }
+
+    /// Fsyncs the journal's directory once after [`JournalWriter::make`] named the file, so
+    /// the name is as durable as the records that follow it.
+    fn sync_dir(&mut self) -> Result<(), JournalError> {
+        if self.dir_unsynced {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            sync_dir(dir).map_err(io(&self.path, "fsync directory"))?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
     }
 
     /// The journal file.
@@ -492,9 +525,9 @@ impl JournalWriter {
         self.pending.len()
     }
 
-    /// Size of the file plus what is buffered.
+    /// Size of the file plus what is buffered (with the header of a file not yet made).
     pub fn size(&self) -> u64 {
-        self.written + self.pending.len() as u64
+        self.written.max(HEADER_LEN) + self.pending.len() as u64
     }
 
     /// Records in the journal, written or buffered.
@@ -507,13 +540,19 @@ impl JournalWriter {
         self.synced_records
     }
 
-    /// Writes the buffered frames. On failure the file is cut back to its last whole frame and
-    /// the frames stay buffered.
+    /// Writes the buffered frames, making the file first if `create` could not. On failure
+    /// the file is cut back to its last whole frame and the frames stay buffered.
     pub fn flush(&mut self) -> Result<(), JournalError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        match self.file.write_all(&self.pending) {
+        if self.file.is_none() {
+            self.make()?;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        match file.write_all(&self.pending) {
             Ok(()) => {
                 self.written += self.pending.len() as u64;
                 self.written_records += self.pending_records as u64;
@@ -529,8 +568,8 @@ impl JournalWriter {
             Err(source) => {
                 // Part of the buffer may have reached the file: cut it so no torn frame stays
                 // behind, and position the next write at the cut.
-                let _ = self.file.set_len(self.written);
-                let _ = self.file.seek(SeekFrom::Start(self.written));
+                let _ = file.set_len(self.written);
+                let _ = file.seek(SeekFrom::Start(self.written));
                 Err(JournalError::Io {
                     path: self.path.clone(),
                     op: "append",
@@ -555,8 +594,12 @@ impl JournalWriter {
         if self.synced_records == self.written_records && !self.rewrite {
             return Ok(());
         }
+        self.sync_dir()?;
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
         if self.rewrite {
-            std::os::unix::fs::FileExt::write_all_at(&self.file, &self.unsynced, self.synced_len)
+            std::os::unix::fs::FileExt::write_all_at(file, &self.unsynced, self.synced_len)
                 .map_err(io(&self.path, "write again after a failed fsync"))?;
             #[cfg(test)]
             {
@@ -568,10 +611,10 @@ impl JournalWriter {
         let synced = if std::mem::take(&mut self.fail_next_sync) {
             Err(std::io::Error::from_raw_os_error(libc::EIO))
         } else {
-            self.file.sync_data()
+            file.sync_data()
         };
         #[cfg(not(test))]
-        let synced = self.file.sync_data();
+        let synced = file.sync_data();
         if let Err(source) = synced {
             self.rewrite = true;
             return Err(JournalError::Io {

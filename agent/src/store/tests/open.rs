@@ -421,8 +421,9 @@ fn a_file_at_the_next_segments_name_is_set_aside_not_overwritten() {
     assert_eq!(all_records(&b.0).len(), recs.len());
 }
 
-/// A leftover journal of 0 bytes (not even its header: emptied, or made by an agent that
-/// stopped at once) is set aside into `quarantine/` as a trace, never deleted unsaid.
+/// A leftover journal of 0 bytes (not even its header: the agent names a journal only once
+/// its header is on disk, so it was emptied) is set aside into `quarantine/` as a trace,
+/// never deleted unsaid.
 #[test]
 fn an_empty_leftover_journal_is_set_aside_as_a_trace() {
     let tmp = TempDir::new("journal-empty");
