@@ -77,6 +77,21 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
         _ => i64::MAX,
     };
     let early = early_prunes(entries, now);
+    // A stopped agent's retention is not in force (the next start may be given another),
+    // but its last status is there and says what it kept.
+    let unknown = match inputs
+        .agent
+        .as_ref()
+        .ok()
+        .map(|a| a.snapshot.store.retention_days)
+        .filter(|&d| d > 0 && in_force.is_none())
+    {
+        Some(d) => format!(
+            "the agent is not running (it kept {d} days when it last ran) and no config file \
+             is given"
+        ),
+        None => "no agent status and no config file".to_owned(),
+    };
     let (said, mismatch) = match (configured, in_force) {
         (Some(c), Some(f)) if c.days != f => (
             format!(
@@ -91,15 +106,12 @@ pub fn retention_line(inputs: &Inputs, entries: &[Entry], in_force: Option<u32>)
             return (
                 line(
                     Verdict::Warn,
-                    "retention unknown: no agent status and no config file (give --config)".into(),
+                    format!("retention unknown: {unknown} (give --config)"),
                 ),
                 days,
             )
         }
-        (None, None) => (
-            "retention unknown (no agent status, no config file)".into(),
-            false,
-        ),
+        (None, None) => (format!("retention unknown ({unknown})"), false),
     };
     if !early.is_empty() {
         let mut l = line(
@@ -613,6 +625,42 @@ mod tests {
         assert_eq!(ret.result, Verdict::Fail, "{ret:?}");
         assert!(
             ret.details[0].contains("deleted seg-00500.parquet"),
+            "{ret:?}"
+        );
+    }
+
+    /// Without a config file, a stopped agent's last status says what it kept: the line names
+    /// it (still a warning: the next start may be given another), not "no agent status".
+    #[test]
+    fn retention_unknown_names_what_a_stopped_agent_kept() {
+        let d = Dir::new("stopped");
+        let entries = hourly(&d.0, 2, &[]);
+        let now = START + 3 * HOUR_NS;
+        let mut i = inputs(&d.0, now);
+        i.configured = None;
+        let (ret, _) = retention_line(&i, &entries, None);
+        assert_eq!(ret.result, Verdict::Warn, "{ret:?}");
+        assert!(ret.why.contains("no agent status"), "{ret:?}");
+        let mut snapshot = crate::status::Snapshot::new(
+            vec!["eth1".into()],
+            Default::default(),
+            &Default::default(),
+            1,
+            &[],
+        );
+        snapshot.store.retention_days = 120;
+        i.agent = Ok(super::super::Agent {
+            snapshot,
+            written_ns: now - DAY_NS,
+            alive: false,
+            lists: Vec::new(),
+        });
+        let (ret, _) = retention_line(&i, &entries, None);
+        assert_eq!(ret.result, Verdict::Warn, "{ret:?}");
+        assert!(
+            ret.why
+                .contains("not running (it kept 120 days when it last ran)")
+                && ret.why.contains("give --config"),
             "{ret:?}"
         );
     }
