@@ -50,9 +50,10 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_BYTES]> = PerCpuArray::with_max_entries
 /// Whether a blocked first packet will be answered by [`syn`]: the checks `syn` makes before
 /// it changes the frame, so the flow can be marked refused before its insert while the frame
 /// is rewritten last (a rewrite earlier in `flow::create` made the verifier walk the rest of
-/// it once per way the rewrite can end). A SYN to or from a group or with a data offset
-/// under 5 passes here and is dropped unanswered by `syn`, its flow marked refused: checked
-/// here too, those cost the main program's verifier walk 37,000 instructions.
+/// it once per way the rewrite can end). A SYN to or from a group, in an IPv4 first
+/// fragment or with a data offset under 5 passes here and is dropped unanswered by `syn`,
+/// its flow marked refused: checked here too, those cost the main program's verifier walk
+/// 37,000 instructions.
 #[inline(always)]
 pub fn syn_wanted(ctx: &XdpContext, p: &Packet, rule: RuleId) -> bool {
     rules::refuses(rule)
@@ -74,7 +75,7 @@ pub fn syn(ctx: &XdpContext, p: &Packet, rule: RuleId) -> bool {
     let Some(l3) = ip_header(ctx, p) else {
         return false;
     };
-    if !one_host(ctx, p, l3) {
+    if !one_host(ctx, p, l3) || fragment_v4(ctx, p, l3) {
         return false;
     }
     let l4 = p.l4_off;
@@ -178,7 +179,7 @@ pub fn dns(ctx: &XdpContext, p: &Packet, rule: RuleId) -> bool {
 
 /// The offset of the IP header (past the Ethernet header and up to two VLAN tags, which the
 /// answer keeps), if the answer can reuse the header's shape: IPv4 without options, IPv6
-/// with the transport header right after it.
+/// with the transport header right after it (so not a fragment).
 #[inline(always)]
 fn ip_header(ctx: &XdpContext, p: &Packet) -> Option<usize> {
     let eth = Header::<{ parse::ETH_HLEN }>::at(ctx, 0)?;
@@ -192,6 +193,14 @@ fn ip_header(ctx: &XdpContext, p: &Packet) -> Option<usize> {
     }
     let fixed = if p.key.family == family::V4 { 20 } else { 40 };
     (off + fixed == p.l4_off).then_some(off)
+}
+
+/// Whether the packet is an IPv4 fragment: a first fragment's SYN is dropped unanswered, as
+/// an answer would acknowledge that fragment's part of the data only.
+#[inline(always)]
+fn fragment_v4(ctx: &XdpContext, p: &Packet, l3: usize) -> bool {
+    p.key.family == family::V4
+        && Header::<20>::at(ctx, l3).is_none_or(|ip| u16::from_be(ip.get::<u16, 6>()) & 0x3fff != 0)
 }
 
 /// Whether both ends are one host's: a packet to or from a group (a MAC with its group bit,

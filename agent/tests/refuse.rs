@@ -471,7 +471,8 @@ fn a_list_that_does_not_refuse_drops_queries_and_syns() {
 /// A host never answers a packet to or from a group, and a forged group source would have
 /// the answer sent to every host of the segment: such a blocked query or SYN is dropped
 /// unanswered. So is a SYN whose data offset no host takes (its answer's ack would count
-/// its header as data).
+/// its header as data), and one in a first fragment (its ack would count that fragment's
+/// data only).
 #[test]
 fn packets_to_or_from_a_group_and_malformed_syns_are_dropped_unanswered() {
     // Names and addresses in two labs: a query to a blocked address is dropped by address
@@ -543,6 +544,16 @@ ff00::/8
         let mut short = syn(42_030).build();
         short[shape.l3() + shape.ip_len() + 12] = 0x40; // data offset 4
         syns.push((format!("{shape:?}: a SYN with data offset 4"), short));
+        let mut fragment = syn(42_031);
+        if shape.v6 {
+            fragment.ipv6_ext = vec![(44, 8)];
+        } else {
+            fragment.ipv4_frag = (0, true);
+        }
+        syns.push((
+            format!("{shape:?}: a SYN in a first fragment"),
+            fragment.build(),
+        ));
     }
     let mut broadcast = query(SHAPES[0], 42_040, "blocked.example", false, 0);
     broadcast[14 + 16..14 + 20].copy_from_slice(&[255; 4]);
