@@ -546,6 +546,12 @@ fn records_held_at_a_close_on_a_full_disk_are_counted_lost() {
         "{e}"
     );
     assert_eq!(store.status().lost_at_stop, held, "{:?}", store.status());
+    // The close's error is the report: the drop after it does not say it again.
+    let ((), text) = logged(|| drop(store));
+    assert!(
+        !text.contains("shutdown"),
+        "said again at the drop:\n{text}"
+    );
 }
 
 /// With the flow table and its ledger pinned, the records a close on a full disk still holds

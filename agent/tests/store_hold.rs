@@ -8,7 +8,6 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
 use common::*;
 use xdp_audit::store::hold::{self, Hold};
@@ -130,33 +129,12 @@ fn a_held_window_survives_retention_and_a_release_lets_it_go() {
     assert_eq!(v.pruned, (free.len() + held.len()) as u64, "{v:?}");
 }
 
-/// A `tracing` writer into a shared buffer, to read what the pass logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn retention_logs_what_it_kept_for_which_hold() {
     let (dir, _clock, held, free) = held_store("hold-logs");
     let mut m = Manifest::load(dir.path(), None).expect("load");
-    let log = Captured::default();
-    let sink = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let pruned = tracing::subscriber::with_default(subscriber, || {
-        retention::prune(dir.path(), &mut m, T0 + 181 * DAY, 180).expect("prune")
-    });
+    let (pruned, text) =
+        logged(|| retention::prune(dir.path(), &mut m, T0 + 181 * DAY, 180).expect("prune"));
     assert_eq!(pruned.deleted, free.len());
     assert_eq!(pruned.suspended, None);
     let [(h, kept)] = &pruned.kept[..] else {
@@ -164,7 +142,6 @@ fn retention_logs_what_it_kept_for_which_hold() {
     };
     assert_eq!(h.id, 1);
     assert_eq!(kept, &file_names(&held));
-    let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8 log");
     let line = text
         .lines()
         .find(|l| l.contains("legal hold"))

@@ -366,6 +366,8 @@ pub struct Store {
     held_unkept: u64,
     /// Since [`RecordSink::unkept`], every record held is unkept, until nothing is held.
     unkept_all: bool,
+    /// `close` reported what it could not write: `drop` does not say it again.
+    closed: bool,
     status: StoreStatus,
     /// Shared with the sealer thread.
     timings: std::sync::Arc<Timings>,
@@ -726,6 +728,9 @@ impl Drop for Store {
     /// `close` would have reported); the sealer thread then finishes its queued seals.
     fn drop(&mut self) {
         if let Err(e) = self.journal.sync() {
+            if self.closed {
+                return;
+            }
             // After a failed write the journal holds what it held (the write is all or
             // nothing); after a failed fsync, nothing is held.
             let held = self.status();

@@ -295,6 +295,7 @@ impl Store {
             counted_synced: 0,
             held_unkept: 0,
             unkept_all: false,
+            closed: false,
             timings,
             status: StoreStatus::default(),
             manifest_unreadable,

@@ -92,6 +92,7 @@ impl RecordSink for Store {
             }
             Ok(())
         } else {
+            self.closed = true;
             let s = self.status();
             let unkept = s.unkept();
             self.status.lost_at_stop = unkept;
