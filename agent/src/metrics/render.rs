@@ -278,6 +278,11 @@ pub fn store(e: &mut Encoder, s: &StoreStatus) {
         "Records held in memory, not yet written.",
         s.buffered,
     );
+    e.gauge(
+        "records_buffered_unkept",
+        "Of the records held in memory, those nothing else keeps (the pinned flow table keeps the others for the next agent): lost if the agent stops now.",
+        s.unkept(),
+    );
     e.counter(
         "records_dropped_total",
         "Records dropped: the buffer was full while the disk refused writes.",

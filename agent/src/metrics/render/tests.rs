@@ -21,6 +21,8 @@ fn full(rules: usize) -> Snapshot {
         .fsync
         .buckets
         .extend([1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    store.buffered = 40;
+    store.buffered_unkept = Some(7);
     Snapshot {
         written_at: "2026-11-30T10:00:00.5Z".into(),
         pid: 1,
@@ -256,6 +258,15 @@ fn the_program_counters_map_to_their_families() {
             c.name()
         );
     }
+    assert_eq!(
+        value(&text, "xdp_audit_records_buffered"),
+        Some("40".into())
+    );
+    assert_eq!(
+        value(&text, "xdp_audit_records_buffered_unkept"),
+        Some("7".into()),
+        "the held records nothing else keeps"
+    );
     assert_eq!(
         value(&text, "xdp_audit_status_timestamp_seconds"),
         Some("1796032800.5".into())
