@@ -543,6 +543,25 @@ fn a_lost_or_swapped_segment_and_a_cut_manifest_are_errors_not_other_rows() {
             format!("{}\n{head}\n", entries[..entries.len() - 1].join("\n")),
             "entries were taken away",
         ),
+        (
+            "an entry repeated",
+            format!("{}\n{}\n{head}\n", entries[0], entries.join("\n")),
+            "entry 1 has seq 0: entries were deleted, repeated or reordered",
+        ),
+        (
+            "an entry in the middle taken away",
+            format!("{}\n{}\n{head}\n", entries[0], entries[2..].join("\n")),
+            "entry 1 has seq 2",
+        ),
+        (
+            "the head line's hash changed",
+            format!(
+                "{}\n{}\n",
+                entries.join("\n"),
+                head.replacen("\"hash\":\"", "\"hash\":\"0", 1)
+            ),
+            "the head line's hash is not that of the last entry",
+        ),
     ] {
         std::fs::write(&mpath, damaged).expect("write");
         let e = collect(dir.path(), &Filter::default())

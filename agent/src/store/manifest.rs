@@ -520,13 +520,54 @@ fn check_head(
              file was cut short, emptied or replaced"
                 .into(),
         )),
-        (Some(h), Some(last)) if h.seq == last.seq && h.hash == last.hash => Ok(()),
+        (Some(h), Some(last)) if h.seq == last.seq && h.hash == last.hash => links(entries)
+            .map_err(|(i, why)| ManifestError::Parse {
+                path: path.to_owned(),
+                line: i + 1,
+                reason: format!("{why}; `xdp-audit verify` checks the whole chain"),
+            }),
+        (Some(h), Some(last)) if h.seq == last.seq => Err(damaged(format!(
+            "the head line's hash is not that of the last entry ({}): the head line or the \
+             entry was changed",
+            h.seq
+        ))),
         (Some(h), last) => Err(damaged(format!(
-            "the head line names entry {} but the last entry is {}: entries were taken away",
+            "the head line names entry {} but the last entry is {}: entries were taken away \
+             or added",
             h.seq,
             last.map_or_else(|| "none".to_owned(), |e| e.seq.to_string())
         ))),
     }
+}
+
+/// The position and reason of the first entry out of its place: a seq that is not its
+/// position, or a `prev` that is not the hash of the entry before it (an entry deleted,
+/// repeated or moved, which a reader would answer with rows missing or counted twice).
+/// Hashes of the entries' contents are `verify`'s to check.
+fn links(entries: &[Entry]) -> Result<(), (usize, String)> {
+    let mut prev = GENESIS;
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as u64 {
+            return Err((
+                i,
+                format!(
+                    "entry {i} has seq {}: entries were deleted, repeated or reordered",
+                    e.seq
+                ),
+            ));
+        }
+        if e.prev != prev {
+            return Err((
+                i,
+                format!(
+                    "entry {i} does not name the hash of the entry before it: entries were \
+                     deleted, repeated or reordered"
+                ),
+            ));
+        }
+        prev = e.hash.as_str();
+    }
+    Ok(())
 }
 
 /// Checks one link of the chain: `e` sits at position `i`, names `prev` (the hash of the
@@ -631,7 +672,7 @@ pub fn check_chain(entries: &[Entry]) -> Result<(), String> {
         check_link(i, prev, e)
             .and_then(|()| set.apply(e).map(drop))
             .map_err(|r| format!("entry {i} (line {}): {r}", i + 1))?;
-        prev = &e.hash;
+        prev = e.hash.as_str();
     }
     Ok(())
 }
