@@ -520,12 +520,7 @@ fn check_head(
              file was cut short, emptied or replaced"
                 .into(),
         )),
-        (Some(h), Some(last)) if h.seq == last.seq && h.hash == last.hash => links(entries)
-            .map_err(|(i, why)| ManifestError::Parse {
-                path: path.to_owned(),
-                line: i + 1,
-                reason: format!("{why}; `xdp-audit verify` checks the whole chain"),
-            }),
+        (Some(h), Some(last)) if h.seq == last.seq && h.hash == last.hash => Ok(()),
         (Some(h), Some(last)) if h.seq == last.seq => Err(damaged(format!(
             "the head line's hash is not that of the last entry ({}): the head line or the \
              entry was changed",
@@ -540,32 +535,30 @@ fn check_head(
     }
 }
 
-/// The position and reason of the first entry out of its place: a seq that is not its
-/// position, or a `prev` that is not the hash of the entry before it (an entry deleted,
-/// repeated or moved, which a reader would answer with rows missing or counted twice).
-/// Hashes of the entries' contents are `verify`'s to check.
-fn links(entries: &[Entry]) -> Result<(), (usize, String)> {
+/// Refuses entries out of their place, for readers that answer from them (`query`,
+/// `export`, `sql`): a seq that is not its position, or a `prev` that is not the hash of the
+/// entry before it. An entry deleted, repeated or moved would answer with rows missing or
+/// counted twice. Hashes of the entries' contents are `verify`'s to check; the writer reads
+/// such a chain as broken ([`check_link`]) and goes on.
+pub fn check_order(dir: &Path, entries: &[Entry]) -> Result<(), ManifestError> {
     let mut prev = GENESIS;
     for (i, e) in entries.iter().enumerate() {
-        if e.seq != i as u64 {
-            return Err((
-                i,
-                format!(
-                    "entry {i} has seq {}: entries were deleted, repeated or reordered",
-                    e.seq
-                ),
-            ));
-        }
-        if e.prev != prev {
-            return Err((
-                i,
-                format!(
-                    "entry {i} does not name the hash of the entry before it: entries were \
-                     deleted, repeated or reordered"
-                ),
-            ));
-        }
-        prev = e.hash.as_str();
+        let why = if e.seq != i as u64 {
+            format!("entry {i} has seq {}", e.seq)
+        } else if e.prev != prev {
+            format!("entry {i} does not name the hash of the entry before it")
+        } else {
+            prev = e.hash.as_str();
+            continue;
+        };
+        return Err(ManifestError::Parse {
+            path: dir.join(MANIFEST),
+            line: i + 1,
+            reason: format!(
+                "{why}: entries were deleted, repeated or reordered; `xdp-audit verify` checks \
+                 the whole chain"
+            ),
+        });
     }
     Ok(())
 }

@@ -92,6 +92,7 @@ pub struct ScanStats {
 /// inputs are no longer live, but their journals are sealed all the same).
 pub(crate) fn load_segments(dir: &Path) -> Result<(Vec<SegmentInfo>, HashSet<u64>), QueryError> {
     let entries = manifest::read_entries(dir)?;
+    manifest::check_order(dir, &entries)?;
     let sealed = entries
         .iter()
         .filter_map(|e| match &e.body {
