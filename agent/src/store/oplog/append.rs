@@ -99,6 +99,18 @@ fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(
 /// that died mid-write: no newline) is cut first; it never was a complete entry, and anchors
 /// only ever cover complete lines. A tail longer than a line is damage: refused, not cut.
 fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
+    tail_within(f, path, UNPARSED_MAX)
+}
+
+/// The most complete lines at the end that do not parse which an appender sets aside
+/// ([`tail_within`]); more is refused.
+pub(super) const UNPARSED_MAX: u32 = 16;
+
+/// [`tail`], setting aside up to `unparsed` complete last lines that do not parse (damage,
+/// or bytes written by another program): kept in quarantine, cut, and the chain goes on
+/// from the line before, so one damaged line does not keep every later notice and access
+/// entry out of the log. `verify` reports an anchored line taken so as missing.
+fn tail_within(f: &mut File, path: &Path, unparsed: u32) -> Result<ChainEnd, OpLogError> {
     let len = f.metadata().map_err(io(path, "stat"))?.len();
     let mut buf = Vec::new();
     let mut from = len;
@@ -153,12 +165,37 @@ fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
         return Ok(ChainEnd::start());
     }
     let text = &buf[(start - from) as usize..(complete - from) as usize - 1];
-    let last: OpLine = serde_json::from_slice(text).map_err(|e| OpLogError::Refused {
-        path: path.to_owned(),
-        reason: format!(
-            "the last line does not parse ({e}); nothing can be chained to it: run `xdp-audit verify`"
-        ),
-    })?;
+    let last: OpLine = match serde_json::from_slice(text) {
+        Ok(l) => l,
+        Err(e) if unparsed > 0 => {
+            let line = &buf[(start - from) as usize..(complete - from) as usize];
+            let aside = set_aside(path, start, line)?;
+            tracing::warn!(
+                alert = true,
+                file = %path.display(),
+                offset = start,
+                bytes = complete - start,
+                error = %e,
+                moved_to = %aside.display(),
+                "the last line of the log does not parse (damage): moved into quarantine/ and \
+                 cut, and the chain goes on from the line before (`xdp-audit verify` reports \
+                 it if it was anchored)"
+            );
+            f.set_len(start)
+                .map_err(io(path, "cut a line that does not parse"))?;
+            return tail_within(f, path, unparsed - 1);
+        }
+        Err(e) => {
+            return Err(OpLogError::Refused {
+                path: path.to_owned(),
+                reason: format!(
+                    "{UNPARSED_MAX} lines at its end did not parse and were set aside into \
+                     quarantine/, and the line before them does not parse either ({e}); \
+                     nothing is appended: run `xdp-audit verify`"
+                ),
+            })
+        }
+    };
     Ok(ChainEnd {
         lines: last.n,
         bytes: complete,

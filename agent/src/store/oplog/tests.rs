@@ -93,6 +93,50 @@ fn a_torn_last_line_is_cut_before_the_next_append() {
     assert_eq!(mode(&kept), Some(0o640));
 }
 
+/// Complete last lines that do not parse (damage, or another program's bytes) are kept in
+/// quarantine and cut, and the chain goes on from the line before: one bad line must not
+/// keep every later alert and access entry out of the log. Past [`append::UNPARSED_MAX`]
+/// such lines nothing is appended.
+#[test]
+fn complete_last_lines_that_do_not_parse_are_set_aside_and_the_chain_goes_on() {
+    let (_tmp, d) = temp("unparsed");
+    append(&d, access("a")).expect("append");
+    let at = std::fs::metadata(d.join(LOG)).expect("stat").len();
+    let mut f = File::options()
+        .append(true)
+        .open(d.join(LOG))
+        .expect("open");
+    f.write_all(b"garbage\n\xff\xfe not utf-8\n")
+        .expect("damage");
+    append(&d, access("b")).expect("append after lines that do not parse");
+    let s = scan(&d).expect("scan");
+    assert_eq!(s.problem, None, "{s:?}");
+    assert_eq!(s.lines.iter().map(|l| l.n).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(s.lines[1].prev, s.lines[0].hash);
+    let q = d.join(crate::store::journal::QUARANTINE_DIR);
+    assert_eq!(
+        std::fs::read(q.join(format!("{LOG}-{:012}.bin", at + 8))).ok(),
+        Some(b"\xff\xfe not utf-8\n".to_vec()),
+        "the last line is kept"
+    );
+    assert_eq!(
+        std::fs::read(q.join(format!("{LOG}-{at:012}.bin"))).ok(),
+        Some(b"garbage\n".to_vec()),
+        "and the one before it"
+    );
+    // More than that is refused, the file left as it is.
+    let max = append::UNPARSED_MAX as usize;
+    let lines = "x\n".repeat(max + 1);
+    std::fs::write(d.join(LOG), &lines).expect("write");
+    let e = append(&d, access("c")).expect_err("refused");
+    assert!(e.to_string().contains("does not parse either"), "{e}");
+    assert_eq!(
+        std::fs::read(d.join(LOG)).expect("read").len(),
+        lines.len() - 2 * max,
+        "the last {max} were set aside before the refusal"
+    );
+}
+
 #[test]
 fn a_tail_longer_than_a_line_is_damage_never_cut() {
     let (_tmp, d) = temp("zeroed");
