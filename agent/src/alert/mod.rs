@@ -17,6 +17,7 @@
 pub mod config;
 pub mod deliver;
 pub mod engine;
+pub mod handover;
 pub mod stage;
 pub mod syslog;
 pub mod thread;

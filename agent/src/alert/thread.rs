@@ -32,8 +32,9 @@ enum Msg {
     Event(Event),
     /// The program's counters as the last agent left them ([`Handle::previous_run`]).
     Previous(Gauges),
-    /// The alerts the last agent left active ([`Handle::carry`]).
-    Carry(Vec<super::Alert>),
+    /// The alerts the last agent left active, and where to keep this agent's for the next
+    /// ([`Handle::carry`]).
+    Carry(Vec<super::Alert>, Option<PathBuf>),
     /// The records are written: deliver every notice and publish the status, then answer.
     Finish(SyncSender<()>),
     Stop,
@@ -99,10 +100,12 @@ impl Handle {
     }
 
     /// The alerts the last agent left active, to carry on ([`Engine::carry`]); sent before
-    /// any other input, so a condition still holding counts on the carried alert.
-    pub fn carry(&self, alerts: Vec<super::Alert>) {
-        if !alerts.is_empty() {
-            self.send_by(Msg::Carry(alerts), Instant::now() + EVENT_WAIT);
+    /// any other input, so a condition still holding counts on the carried alert. From then
+    /// on the active alerts are kept at `keep` ([`super::handover`]) whenever one is raised
+    /// or resolved: not before, so a start that fails first leaves the last agent's there.
+    pub fn carry(&self, alerts: Vec<super::Alert>, keep: Option<PathBuf>) {
+        if !alerts.is_empty() || keep.is_some() {
+            self.send_by(Msg::Carry(alerts, keep), Instant::now() + EVENT_WAIT);
         }
     }
 
@@ -205,6 +208,8 @@ impl Alerts {
             engine: Engine::new(cfg, flow_table_size),
             deliveries,
             shared: shared.clone(),
+            handover: None,
+            handover_failing: false,
         };
         let thread = std::thread::Builder::new()
             .name("xdp-audit-alerts".into())
@@ -269,6 +274,10 @@ struct Worker {
     engine: Engine,
     deliveries: Vec<Box<dyn Delivery>>,
     shared: Arc<Shared>,
+    /// Where the active alerts are kept for the next agent, from the carry on.
+    handover: Option<PathBuf>,
+    /// The last write there failed (said once until one succeeds).
+    handover_failing: bool,
 }
 
 impl Worker {
@@ -279,7 +288,7 @@ impl Worker {
         // alerts active then, which the next agent carries on and resolves.
         let mut closing = false;
         loop {
-            let (mut publish, mut finished) = (false, None);
+            let (mut publish, mut finished, mut changed) = (false, None, false);
             match rx.recv_timeout(TICK) {
                 // After the finish, an input would raise what no anchor covers and the
                 // final status does not list (the next agent sees it again if it holds).
@@ -306,9 +315,10 @@ impl Worker {
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, Now::host(), &mut out),
                 Ok(Msg::Previous(g)) => self.engine.previous_run(g),
-                Ok(Msg::Carry(alerts)) => {
+                Ok(Msg::Carry(alerts, keep)) => {
                     self.engine.carry(alerts, Now::host(), &mut out);
-                    publish = true;
+                    self.handover = keep;
+                    (publish, changed) = (true, true);
                 }
                 Ok(Msg::Finish(reply)) => {
                     // The final status hands every active alert on ([`AlertStatus::carry`]).
@@ -328,6 +338,9 @@ impl Worker {
                 }
                 publish = true;
             }
+            // Raised or resolved: kept for the next agent once delivered (a kill between
+            // the two leaves a notice the next agent does not know of, never one it repeats).
+            changed |= !out.is_empty() || finished.is_some();
             for a in out.drain(..) {
                 for d in &mut self.deliveries {
                     d.deliver(&a);
@@ -338,6 +351,9 @@ impl Worker {
             }
             if publish {
                 self.publish(closing);
+            }
+            if changed {
+                self.hand_over(closing);
             }
             if let Some(reply) = finished {
                 let _ = reply.send(());
@@ -351,6 +367,26 @@ impl Worker {
             d.close();
         }
         self.publish(closing);
+    }
+
+    /// Keeps the active alerts for the next agent (as the status lists them, all of them
+    /// when `closing`), once the carry said where.
+    fn hand_over(&mut self, closing: bool) {
+        let Some(path) = &self.handover else {
+            return;
+        };
+        let mut active = self.engine.status().active;
+        if !closing {
+            active.truncate(STATUS_ACTIVE);
+        }
+        match super::handover::write(path, &active) {
+            Ok(()) => self.handover_failing = false,
+            Err(e) if !self.handover_failing => {
+                self.handover_failing = true;
+                tracing::warn!(file = %path.display(), error = %e, "cannot keep the active alerts for the next agent; it carries those of the last status snapshot");
+            }
+            Err(_) => {}
+        }
     }
 
     /// Publishes the status; `closing`, with every active alert for the next agent.
@@ -401,6 +437,44 @@ mod tests {
             .ok()
             .and_then(|s| Some(s.rsplit_once(") ")?.1.starts_with('S')))
             .unwrap_or(false)
+    }
+
+    /// From the carry on, an alert raised is kept for the next agent as soon as it is
+    /// delivered, not only in the next status snapshot (a kill before it lost the alert from
+    /// the hand-over: never resolved, and raised again).
+    #[test]
+    fn an_alert_raised_after_the_carry_is_kept_for_the_next_agent_at_once() {
+        let tmp = crate::blocklist::tests::TempDir::new("alert-handover");
+        let path = tmp.0.join(super::super::handover::FILE);
+        let alerts = Alerts::start(&Default::default(), 0, Vec::new()).expect("start");
+        let h = alerts.handle();
+        h.event(Event::ListRejected {
+            file: "/etc/before.list".into(),
+            reason: "before the carry".into(),
+            in_force: false,
+        });
+        h.carry(Vec::new(), Some(path.clone()));
+        h.event(Event::ListRejected {
+            file: "/etc/b.list".into(),
+            reason: "/etc/b.list:3: bad".into(),
+            in_force: false,
+        });
+        let pid = std::process::id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let kept = loop {
+            let kept = super::super::handover::read(&tmp.0, pid).unwrap_or_default();
+            if kept.len() == 2 || Instant::now() > deadline {
+                break kept;
+            }
+            std::thread::yield_now();
+        };
+        assert_eq!(
+            kept.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [AlertId::ListRejected; 2],
+            "both kept, before any status was asked for: {kept:?}"
+        );
+        assert_eq!(super::super::handover::read(&tmp.0, pid + 1), None);
+        alerts.stop();
     }
 
     #[test]
@@ -493,7 +567,7 @@ mod tests {
                 count: 1,
             })
             .collect();
-        h.carry(active);
+        h.carry(active, None);
         assert!(h.finish(), "finished");
         let s = h.status();
         assert_eq!(s.active_total, STATUS_ACTIVE as u64 + 10);

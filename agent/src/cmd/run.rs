@@ -497,7 +497,10 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // have each failed start of a loop resolve, raise and alert it again. The carry goes
     // first, so a condition still holding counts on its carried alert.
     let handle = alerts.handle();
-    handle.carry(previous.alerts);
+    handle.carry(
+        previous.alerts,
+        Some(args.state_dir.join(crate::alert::handover::FILE)),
+    );
     if previous.lost_at_stop > 0 {
         let records = previous.lost_at_stop;
         handle.event(crate::alert::Event::LostAtStop { records });
