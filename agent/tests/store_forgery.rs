@@ -460,6 +460,36 @@ fn a_cut_tail_of_a_journal_a_later_one_follows_is_reported() {
     }
 }
 
+/// A journal is named only once its header is on disk, so even the newest live journal cut
+/// inside its header, or emptied, is damage: `verify` reports it and a query says its answer
+/// is incomplete. Before, both passed as an append in progress, 30 records gone unsaid.
+#[test]
+fn a_live_journal_cut_inside_its_header_or_emptied_is_reported() {
+    let tmp = TempDir::new("forged-journal-header");
+    let dir = tmp.path().join("log");
+    let [_, (newest, _)] = two_live_journals(&dir, 5);
+    for len in [8, 0] {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&newest)
+            .unwrap_or_else(|e| panic!("open {}: {e}", newest.display()));
+        f.set_len(len)
+            .unwrap_or_else(|e| panic!("cut {}: {e}", newest.display()));
+        match verify(&dir, None) {
+            Ok(v) => panic!("cut to {len} bytes, it passed: {}", v.summary()),
+            Err(b) => assert_eq!(b.file, newest, "cut to {len} bytes: {b}"),
+        }
+        let filter = xdp_audit::store::query::Filter::default();
+        let stats = xdp_audit::store::query::count(&dir, &filter, 1, &mut |_, _| {})
+            .unwrap_or_else(|e| panic!("query: {e}"));
+        assert_eq!(stats.matched, 30, "the older journal's records");
+        assert_eq!(
+            stats.journals_unreadable, 1,
+            "cut to {len} bytes: the answer is said incomplete"
+        );
+    }
+}
+
 /// A prune of a segment its own time and retention had not expired (here a young one, by an
 /// attacker without the key, its file deleted): no retention pass writes such an entry, and
 /// `verify` says so, though every hash of the rewritten chain is right.

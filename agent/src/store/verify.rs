@@ -560,6 +560,16 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
                 })
             }
         };
+        if scan.frames.len == 0 {
+            return Err(Broken {
+                file: path,
+                reason: "empty (0 bytes, not even its header): the agent names a journal only \
+                         once its header is on disk, so it was emptied; the agent sets it aside \
+                         into quarantine/ at its next start"
+                    .into(),
+                fault: Fault::Altered,
+            });
+        }
         if let Some(s) = scan.frames.damaged().next() {
             return Err(Broken {
                 file: path,

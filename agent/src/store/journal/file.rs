@@ -281,6 +281,15 @@ pub fn warn_copy(
 /// reader met, and whether there was one: its records are not in the reader's answer, which
 /// is then incomplete (a torn tail is a write in progress, and not said).
 pub fn warn_damaged_live(path: &Path, frames: &Frames) -> bool {
+    if frames.len == 0 {
+        tracing::warn!(
+            journal = %path.display(),
+            "a live journal is empty (0 bytes, not even its header): the agent names a journal \
+             only once its header is on disk, so it was emptied; what it held is not in this \
+             answer"
+        );
+        return true;
+    }
     let mut damaged = false;
     for s in frames.damaged() {
         damaged = true;

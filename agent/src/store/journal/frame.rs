@@ -228,10 +228,11 @@ impl Frames {
             .filter(|s| s.end() == self.len && !self.is_damaged_header(s))
     }
 
-    /// Whether `s` is a header whose magic is damaged: damage wherever it ends, since no
-    /// write in progress touches the header.
+    /// Whether `s` is a header whose magic is damaged, or one cut short: damage wherever it
+    /// ends, since no write in progress touches the header (a journal is named only once
+    /// its header is on disk).
     fn is_damaged_header(&self, s: &Skipped) -> bool {
-        self.id == 0 && s.offset == 0 && s.len >= HEADER_LEN
+        self.id == 0 && s.offset == 0
     }
 
     /// The skipped stretches with valid frames after them: damage, not a write in progress.
@@ -445,7 +446,8 @@ pub fn scan<D: Decoded>(buf: &[u8]) -> Scan<D> {
 enum Header {
     /// The magic and this id.
     Id(u64),
-    /// Fewer bytes than a header (a creation a crash cut short).
+    /// Fewer bytes than a header: the file was cut (a journal is named only once its
+    /// header is on disk; before 2026-12-06 a crash could cut a creation short).
     Short,
     /// A header whose magic is not the journal's.
     Damaged,
