@@ -410,6 +410,7 @@ impl Engine {
             lost_starts: 0,
             store_refused: 0,
             store_skipped_frames: 0,
+            store_skipped_bytes: 0,
             store_journals_gone: 0,
             store_set_aside: 0,
             ship_failures: 0,
@@ -476,19 +477,23 @@ impl Engine {
         let skipped = g
             .store_skipped_frames
             .saturating_sub(base.store_skipped_frames);
+        let skipped_bytes = g
+            .store_skipped_bytes
+            .saturating_sub(base.store_skipped_bytes);
         let gone = g
             .store_journals_gone
             .saturating_sub(base.store_journals_gone);
         let aside = g.store_set_aside.saturating_sub(base.store_set_aside);
-        if skipped > 0 || gone > 0 || aside > 0 || g.store_unsealable > 0 || g.manifest_unreadable {
+        let damaged = skipped > 0 || skipped_bytes > 0 || gone > 0 || aside > 0;
+        if damaged || g.store_unsealable > 0 || g.manifest_unreadable {
             let (unsealable, manifest) = (g.store_unsealable, g.manifest_unreadable);
             let text = || {
                 let mut parts = Vec::new();
                 if gone > 0 {
                     parts.push(format!("{gone} journals deleted by someone else before their seal (their records are lost)"));
                 }
-                if skipped > 0 {
-                    parts.push(format!("damaged journal stretches skipped, at least {skipped} records (their bytes kept in quarantine/)"));
+                if skipped > 0 || skipped_bytes > 0 {
+                    parts.push(format!("damaged journal stretches skipped ({skipped_bytes} bytes, at least {skipped} records; their bytes kept in quarantine/)"));
                 }
                 if unsealable > 0 {
                     parts.push(format!(

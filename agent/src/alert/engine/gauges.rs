@@ -22,6 +22,8 @@ pub struct Gauges {
     pub store_refused: u64,
     /// Journal frames damage made the store skip (kept in `quarantine/`).
     pub store_skipped_frames: u64,
+    /// Journal bytes skipped so (a damaged header holds no frame, but bytes).
+    pub store_skipped_bytes: u64,
     /// Journals the store cannot read or seal, left in place.
     pub store_unsealable: u64,
     /// Journals deleted by someone else before their seal.
@@ -69,6 +71,7 @@ impl Gauges {
             store_degraded: snap.store.degraded,
             store_refused: snap.records_lost(),
             store_skipped_frames: snap.store.journal_skipped_frames,
+            store_skipped_bytes: snap.store.journal_skipped_bytes,
             store_unsealable: snap.store.unsealable,
             store_journals_gone: snap.store.journals_gone,
             store_set_aside: snap.store.set_aside,

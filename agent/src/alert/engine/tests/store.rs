@@ -64,7 +64,8 @@ fn an_unreadable_store_file_raises_its_own_alert_not_a_broken_chain() {
     assert!(out[0].text.contains("could not be verified"), "{out:?}");
 }
 
-/// Journal damage the store skipped, journals it cannot seal and a manifest it could not
+/// Journal damage the store skipped (a damaged header too, which holds no frame), journals
+/// it cannot seal and a manifest it could not
 /// read raise `XA-STORE-DAMAGED` (only logs and status counters said so); found at the
 /// start (the first snapshot), the damage is this agent's to say, not history.
 #[test]
@@ -76,6 +77,14 @@ fn damage_in_the_store_raises_its_alert() {
                 ..Gauges::default()
             },
             "at least 4 records",
+        ),
+        (
+            // A damaged journal header: bytes skipped, no frame in them.
+            Gauges {
+                store_skipped_bytes: 16,
+                ..Gauges::default()
+            },
+            "(16 bytes, at least 0 records",
         ),
         (
             Gauges {
