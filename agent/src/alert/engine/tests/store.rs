@@ -65,9 +65,9 @@ fn an_unreadable_store_file_raises_its_own_alert_not_a_broken_chain() {
 }
 
 /// Journal damage the store skipped (a damaged header too, which holds no frame), journals
-/// it cannot seal and a manifest it could not
-/// read raise `XA-STORE-DAMAGED` (only logs and status counters said so); found at the
-/// start (the first snapshot), the damage is this agent's to say, not history.
+/// it cannot seal and a manifest it could not read raise `XA-STORE-DAMAGED` (only logs and
+/// status counters said so); found at the start (the first snapshot), the damage is this
+/// agent's to say, not history.
 #[test]
 fn damage_in_the_store_raises_its_alert() {
     for (g, says) in [
