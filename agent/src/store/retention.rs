@@ -145,10 +145,12 @@ impl RetentionClock {
     /// the manifest's `entries` hold, or at `now_ns` for a store that holds nothing yet
     /// (nothing it could expire is older).
     pub fn at_start(dir: &Path, entries: &[manifest::Entry], now_ns: i64, boot_id: u128) -> Self {
-        // Never a blocking open (a FIFO in its place), nor more than a clock's few bytes.
-        let kept = super::fsutil::read_input(&dir.join(CLOCK_FILE), 4096)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Self>(&b).ok());
+        // Never a blocking open (a FIFO in its place); damage is said, not passed over.
+        let kept = super::fsutil::load_state::<Self>(
+            &dir.join(CLOCK_FILE),
+            "the retention clock kept by the last pass",
+            "retention's time starts again from the newest time in the chain",
+        );
         if let Some(kept) = kept {
             if kept.boot_id == boot_id && boot_id != 0 {
                 return kept;
