@@ -518,6 +518,24 @@ fn a_lost_or_swapped_segment_and_a_cut_manifest_are_errors_not_other_rows() {
     expect_error("another segment in its place", "where the manifest records");
     std::fs::write(&a, &pristine[..pristine.len() / 2]).expect("cut");
     expect_error("cut short", "where the manifest records");
+    // A link to an identical copy outside the store: not the file the seal wrote.
+    let outside = std::env::temp_dir().join(format!(
+        "xdp-audit-linked-{}-{}",
+        std::process::id(),
+        segs[0].file
+    ));
+    std::fs::write(&outside, &pristine).expect("copy outside");
+    std::fs::remove_file(&a).expect("remove");
+    std::os::unix::fs::symlink(&outside, &a).expect("link");
+    expect_error("a link to a copy", "symbolic link");
+    let v = verify(dir.path(), None);
+    assert!(
+        v.as_ref()
+            .is_err_and(|b| b.reason.contains("symbolic link")),
+        "verify of a link in a segment's place: {v:?}"
+    );
+    std::fs::remove_file(&a).expect("unlink");
+    std::fs::remove_file(&outside).expect("remove the copy");
     std::fs::write(&a, &pristine).expect("restore");
     collect(dir.path(), &Filter::default()).expect("restored");
 

@@ -349,7 +349,9 @@ fn verify_once(
                 format!("missing: listed by entry {} but deleted", e.seq),
             ))
         };
-        let meta = match std::fs::metadata(&path) {
+        // Not through a link: a segment is the file its seal wrote (a link to a copy
+        // elsewhere passed every check, the copy outside the store's care).
+        let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 gone()?;

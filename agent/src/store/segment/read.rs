@@ -161,14 +161,15 @@ impl SegmentReader {
     /// from the wrong rows; so does a damaged footer, whose statistics would otherwise skip
     /// row groups without a word (`verify` compares the whole file's hash).
     pub fn open_listed(path: &Path, listed: &SegmentInfo) -> Result<Self, SegmentError> {
-        let meta = std::fs::metadata(path).map_err(io(path, "stat"))?;
+        // Not through a link: a segment is the file its seal wrote.
+        let meta = std::fs::symlink_metadata(path).map_err(io(path, "stat"))?;
         let refused = |reason: String| SegmentError::Invalid {
             path: path.to_owned(),
             column: "(file)".into(),
             reason: format!("{reason}; `xdp-audit verify` checks every file"),
         };
-        if !meta.is_file() {
-            return Err(refused("not a regular file".into()));
+        if let Some(kind) = crate::store::fsutil::not_regular(meta.file_type()) {
+            return Err(refused(format!("a {kind}, not a regular file")));
         }
         let size = listed.size;
         if meta.len() != size {
