@@ -511,6 +511,26 @@ fn a_lost_or_swapped_segment_and_a_cut_manifest_are_errors_not_other_rows() {
     };
     std::fs::remove_file(&a).expect("remove");
     expect_error("lost", "stat");
+    // The last segment lost: the answer fails before its first record, not after the
+    // records of the segments before it (their rows printed, then the error).
+    let last = dir.path().join(&segs[segs.len() - 1].file);
+    std::fs::rename(&last, dir.path().join("aside")).expect("move the last aside");
+    std::fs::write(&a, &pristine).expect("restore the first");
+    let mut printed = 0;
+    let scanned = xdp_audit::store::query::scan(
+        dir.path(),
+        &Filter::default(),
+        2,
+        &mut |_| {
+            printed += 1;
+            Ok(())
+        },
+        &mut |_, _| {},
+    );
+    assert!(scanned.is_err(), "the last segment lost: answered");
+    assert_eq!(printed, 0, "records printed before the error");
+    std::fs::rename(dir.path().join("aside"), &last).expect("put the last back");
+    std::fs::remove_file(&a).expect("remove");
     std::fs::create_dir(&a).expect("mkdir");
     expect_error("a directory in its place", "not a regular file");
     std::fs::remove_dir(&a).expect("rmdir");

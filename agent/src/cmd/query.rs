@@ -160,7 +160,13 @@ pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
     }) {
         return Ok(code);
     }
-    access::record(&args.dir.log_dir, AccessInfo::query(&filter, &result));
+    // Records printed before a failure were handed out all the same.
+    let info = AccessInfo::query(&filter, &result);
+    let info = match &result {
+        Err(_) if rows > 0 => info.rows(rows),
+        _ => info,
+    };
+    access::record(&args.dir.log_dir, info);
     let stats = match result {
         Err(QueryError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(ExitCode::SUCCESS)

@@ -502,6 +502,12 @@ fn run(
     };
     segments.retain(|s| filter.overlaps(s.time_min_ns, s.time_max_ns));
     stats.segments_opened = segments.len();
+    // A segment lost or replaced fails the answer before its first record is out, not
+    // after the records of the segments before it.
+    for s in &segments {
+        SegmentReader::check_listed(&dir.join(&s.file), s)
+            .map_err(|e| read_error(dir, &s.file, e))?;
+    }
     let threads = threads.max(1);
     let total = segments.len();
     fn take(

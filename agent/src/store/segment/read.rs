@@ -155,13 +155,10 @@ pub fn footer_sha256(file: &File, len: u64) -> std::io::Result<String> {
 }
 
 impl SegmentReader {
-    /// Opens the segment a manifest entry lists, checked against what the entry recorded:
-    /// its size, its rows and (entries since it was recorded) its footer's SHA-256. A file
-    /// lost, cut short or put in another's place fails here, naming it, instead of answering
-    /// from the wrong rows; so does a damaged footer, whose statistics would otherwise skip
-    /// row groups without a word (`verify` compares the whole file's hash).
-    pub fn open_listed(path: &Path, listed: &SegmentInfo) -> Result<Self, SegmentError> {
-        // Not through a link: a segment is the file its seal wrote.
+    /// What a stat tells of the segment a manifest entry lists: there, a regular file (not
+    /// through a link: a segment is the file its seal wrote) of the size the entry recorded.
+    /// A query checks every segment so before it prints its first record.
+    pub fn check_listed(path: &Path, listed: &SegmentInfo) -> Result<(), SegmentError> {
         let meta = std::fs::symlink_metadata(path).map_err(io(path, "stat"))?;
         let refused = |reason: String| SegmentError::Invalid {
             path: path.to_owned(),
@@ -171,14 +168,30 @@ impl SegmentReader {
         if let Some(kind) = crate::store::fsutil::not_regular(meta.file_type()) {
             return Err(refused(format!("a {kind}, not a regular file")));
         }
-        let size = listed.size;
-        if meta.len() != size {
+        if meta.len() != listed.size {
             return Err(refused(format!(
-                "{} bytes where the manifest records {size}: cut short, grown, or another file \
+                "{} bytes where the manifest records {}: cut short, grown, or another file \
                  in its place",
-                meta.len()
+                meta.len(),
+                listed.size
             )));
         }
+        Ok(())
+    }
+
+    /// Opens the segment a manifest entry lists, checked against what the entry recorded:
+    /// its size, its rows and (entries since it was recorded) its footer's SHA-256. A file
+    /// lost, cut short or put in another's place fails here, naming it, instead of answering
+    /// from the wrong rows; so does a damaged footer, whose statistics would otherwise skip
+    /// row groups without a word (`verify` compares the whole file's hash).
+    pub fn open_listed(path: &Path, listed: &SegmentInfo) -> Result<Self, SegmentError> {
+        Self::check_listed(path, listed)?;
+        let refused = |reason: String| SegmentError::Invalid {
+            path: path.to_owned(),
+            column: "(file)".into(),
+            reason: format!("{reason}; `xdp-audit verify` checks every file"),
+        };
+        let size = listed.size;
         // Never a blocking open: a FIFO under a segment's name would hold it forever.
         let file = open_read(path).map_err(|e| io(path, "open")(e.into()))?;
         if let Some(want) = &listed.footer_sha256 {
