@@ -522,14 +522,45 @@ impl Starting {
         let previous = Snapshot::read(dir).map_or_else(
             |_| Previous::default(),
             |s| {
-                // The alerts the last agent kept as it raised and resolved them: newer than
-                // its snapshot's (written once a sweep), also when it died before its first.
-                let kept = crate::alert::handover::read(dir, s.pid);
-                let mut previous = Self::previous(s, evidence.is_some());
-                if let Some(alerts) = kept {
-                    previous.alerts = alerts;
+                if s.starting {
+                    Previous {
+                        counters: s.previous_counters,
+                        alerts: s.previous_alerts,
+                        lost_at_stop: s.previous_lost_at_stop,
+                        kept_at_stop: s.previous_kept_at_stop,
+                        stopped_unsealed: s.previous_stopped_unsealed,
+                    }
+                } else {
+                    // An agent that died while the disk refused writes held its records in
+                    // memory (as of its last snapshot); with it gone, those nothing else
+                    // keeps are lost (the pinned flow table keeps its flows' records, which
+                    // this agent writes).
+                    let died = s.stopped_at.is_none() && evidence.is_some();
+                    let died_holding = if died && s.store.journal_refused {
+                        s.store.unkept()
+                    } else {
+                        0
+                    };
+                    // Held on a refusing disk, at a stop or a death, and kept by the pins.
+                    let kept_at_stop = if s.store.journal_refused {
+                        s.store.kept()
+                    } else {
+                        0
+                    };
+                    Previous {
+                        counters: s.counters,
+                        alerts: s
+                            .alerts
+                            .map(|a| a.active.into_iter().chain(a.carry).collect())
+                            .unwrap_or_default(),
+                        lost_at_stop: s.store.lost_at_stop.max(died_holding),
+                        kept_at_stop,
+                        stopped_unsealed: s.stopped_at.is_some()
+                            && (s.store.lost_at_stop > 0
+                                || s.store.degraded
+                                || s.store.unsealed > 0),
+                    }
                 }
-                previous
             },
         );
         // Nothing to mark stopped where nothing was written.
@@ -538,48 +569,6 @@ impl Starting {
             armed: write_starting(dir, evidence.clone(), previous.clone()),
         };
         (previous, starting, evidence)
-    }
-
-    /// What the snapshot `s` of the last agent (or of a failed start) hands on; `crashed`:
-    /// there is evidence that agent died.
-    fn previous(s: Snapshot, crashed: bool) -> Previous {
-        if s.starting {
-            Previous {
-                counters: s.previous_counters,
-                alerts: s.previous_alerts,
-                lost_at_stop: s.previous_lost_at_stop,
-                kept_at_stop: s.previous_kept_at_stop,
-                stopped_unsealed: s.previous_stopped_unsealed,
-            }
-        } else {
-            // An agent that died while the disk refused writes held its records in
-            // memory (as of its last snapshot); with it gone, those nothing else
-            // keeps are lost (the pinned flow table keeps its flows' records, which
-            // this agent writes).
-            let died = s.stopped_at.is_none() && crashed;
-            let died_holding = if died && s.store.journal_refused {
-                s.store.unkept()
-            } else {
-                0
-            };
-            // Held on a refusing disk, at a stop or a death, and kept by the pins.
-            let kept_at_stop = if s.store.journal_refused {
-                s.store.kept()
-            } else {
-                0
-            };
-            Previous {
-                counters: s.counters,
-                alerts: s
-                    .alerts
-                    .map(|a| a.active.into_iter().chain(a.carry).collect())
-                    .unwrap_or_default(),
-                lost_at_stop: s.store.lost_at_stop.max(died_holding),
-                kept_at_stop,
-                stopped_unsealed: s.stopped_at.is_some()
-                    && (s.store.lost_at_stop > 0 || s.store.degraded || s.store.unsealed > 0),
-            }
-        }
     }
 
     /// This start did not take the last agent's pins over (it loaded its program afresh):

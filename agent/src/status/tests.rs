@@ -197,44 +197,6 @@ fn the_last_agents_counters_and_alerts_are_handed_on_by_failed_starts() {
     }
 }
 
-/// The alerts the last agent kept as it raised and resolved them (`alerts-active.json`) are
-/// handed on in place of its snapshot's list, which is up to a sweep older (or, for an agent
-/// killed before its first sweep, the list it was handed): when that agent wrote them. A
-/// file another agent left is not taken for the last one's.
-#[test]
-fn the_alerts_the_last_agent_kept_at_each_notice_are_handed_on_over_its_snapshots() {
-    use crate::alert::{handover, Alert, AlertId, AlertState, AlertStatus};
-    let tmp = crate::blocklist::tests::TempDir::new("starting-handover");
-    let dir = tmp.0.clone();
-    let alert = |text: &str| Alert {
-        id: AlertId::ListRejected,
-        severity: AlertId::ListRejected.severity(),
-        state: AlertState::Raised,
-        text: text.into(),
-        subject: Default::default(),
-        first_ns: 10,
-        last_ns: 20,
-        count: 1,
-    };
-    let listed = AlertStatus {
-        active: vec![alert("in the snapshot")],
-        ..Default::default()
-    };
-    let kept = [alert("kept since"), alert("raised since")];
-    handover::write(&dir.join(handover::FILE), &kept).expect("keep this process's alerts");
-    for (pid, want) in [
-        (std::process::id(), kept.to_vec()),
-        (1, listed.active.clone()),
-    ] {
-        let mut last = snapshot(pid);
-        last.alerts = Some(listed.clone());
-        last.write(&dir).expect("write the last agent's snapshot");
-        let (previous, starting, _) = Starting::begin(&dir);
-        assert_eq!(previous.alerts, want, "the last agent is pid {pid}");
-        starting.handed_over();
-    }
-}
-
 /// An agent killed while the disk refused writes held its records in memory: the next
 /// start counts those its last snapshot showed as lost (nothing said so), except those the
 /// pinned flow table keeps, which it writes itself (an older agent's snapshot does not say

@@ -297,7 +297,16 @@ fn check_unchanged(path: &Path, s: &SegmentInfo) -> Result<(), CompactError> {
         op,
         cause: source,
     };
-    let size = std::fs::metadata(path).map_err(|e| io("stat", e))?.len();
+    // Not through a link: a segment is the file its seal wrote (readers and `verify` refuse
+    // a link, which a merge would otherwise take in and delete).
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io("stat", e))?;
+    if let Some(kind) = crate::store::fsutil::not_regular(meta.file_type()) {
+        return Err(CompactError::Changed {
+            path: path.to_owned(),
+            reason: format!("a {kind}, not the regular file sealed"),
+        });
+    }
+    let size = meta.len();
     if size != s.size {
         return Err(CompactError::Changed {
             path: path.to_owned(),

@@ -576,11 +576,16 @@ fn check_journals(dir: &Path, sealed: &HashSet<u64>, out: &mut Verified) -> Resu
             return Err(Broken {
                 file: path,
                 reason: format!(
-                    "damaged at bytes {}..{} (at least {} records, valid frames after it): {}; \
-                     the agent quarantines the stretch when it seals the journal",
+                    "damaged at bytes {}..{} (at least {} records{}): {}; the agent \
+                     quarantines the stretch when it seals the journal",
                     s.offset,
                     s.end(),
                     s.frames,
+                    if s.end() < scan.frames.len {
+                        ", valid frames after it"
+                    } else {
+                        ""
+                    },
                     s.reason
                 ),
                 fault: Fault::Altered,

@@ -97,20 +97,10 @@ fn give_to_store_owner(f: &File, dir: &Path, path: &Path, mode: u32) -> Result<(
 
 /// The chain end of the locked log, read from its last line. A torn last line (an appender
 /// that died mid-write: no newline) is cut first; it never was a complete entry, and anchors
-/// only ever cover complete lines. A tail longer than a line is damage: refused, not cut.
-fn tail(f: &mut File, path: &Path) -> Result<ChainEnd, OpLogError> {
-    tail_within(f, path, UNPARSED_MAX)
-}
-
-/// The most complete lines at the end that do not parse which an appender sets aside
-/// ([`tail_within`]); more is refused.
-pub(super) const UNPARSED_MAX: u32 = 16;
-
-/// [`tail`], setting aside up to `unparsed` complete last lines that do not parse (damage,
-/// or bytes written by another program): kept in quarantine, cut, and the chain goes on
-/// from the line before, so one damaged line does not keep every later notice and access
-/// entry out of the log. `verify` reports an anchored line taken so as missing.
-fn tail_within(f: &mut File, path: &Path, unparsed: u32) -> Result<ChainEnd, OpLogError> {
+/// only ever cover complete lines. A tail longer than a line is damage: refused, not cut. A
+/// last complete line that does not parse is refused too, but in the alert log, where such
+/// lines are set aside ([`set_aside_unparsed`]).
+fn tail(f: &mut File, path: &Path, log: Log) -> Result<ChainEnd, OpLogError> {
     let len = f.metadata().map_err(io(path, "stat"))?.len();
     let mut buf = Vec::new();
     let mut from = len;
@@ -167,31 +157,16 @@ fn tail_within(f: &mut File, path: &Path, unparsed: u32) -> Result<ChainEnd, OpL
     let text = &buf[(start - from) as usize..(complete - from) as usize - 1];
     let last: OpLine = match serde_json::from_slice(text) {
         Ok(l) => l,
-        Err(e) if unparsed > 0 => {
-            let line = &buf[(start - from) as usize..(complete - from) as usize];
-            let aside = set_aside(path, start, line)?;
-            tracing::warn!(
-                alert = true,
-                file = %path.display(),
-                offset = start,
-                bytes = complete - start,
-                error = %e,
-                moved_to = %aside.display(),
-                "the last line of the log does not parse (damage): moved into quarantine/ and \
-                 cut, and the chain goes on from the line before (`xdp-audit verify` reports \
-                 it if it was anchored)"
-            );
-            f.set_len(start)
-                .map_err(io(path, "cut a line that does not parse"))?;
-            return tail_within(f, path, unparsed - 1);
-        }
+        // Only in the alert log: one damaged line kept every later notice out of it. The
+        // operator log refuses, as retention does (suspended while a line does not parse):
+        // cutting a damaged hold line there would lift the hold.
+        Err(_) if log == Log::Alerts => return set_aside_unparsed(f, path, complete),
         Err(e) => {
             return Err(OpLogError::Refused {
                 path: path.to_owned(),
                 reason: format!(
-                    "{UNPARSED_MAX} lines at its end did not parse and were set aside into \
-                     quarantine/, and the line before them does not parse either ({e}); \
-                     nothing is appended: run `xdp-audit verify`"
+                    "the last line does not parse ({e}); nothing can be chained to it: run \
+                     `xdp-audit verify`"
                 ),
             })
         }
@@ -201,6 +176,68 @@ fn tail_within(f: &mut File, path: &Path, unparsed: u32) -> Result<ChainEnd, OpL
         bytes: complete,
         head: last.hash,
     })
+}
+
+/// The most complete lines at the end of the alert log that do not parse which an appender
+/// sets aside ([`set_aside_unparsed`]); more is refused, the file left as it is.
+pub(super) const UNPARSED_MAX: usize = 16;
+
+/// The alert log at `path` whose last complete line (ending at `complete`) does not parse
+/// (damage, or bytes another program wrote): walking back, up to [`UNPARSED_MAX`] such lines
+/// are kept in `quarantine/` in one file and cut, and the chain goes on from the line before
+/// them (or from the start), counted as a file set aside (`XA-STORE-DAMAGED`; `verify`
+/// reports an anchored line taken so as missing). More, or a line longer than any line is,
+/// is refused and nothing is cut.
+fn set_aside_unparsed(f: &mut File, path: &Path, complete: u64) -> Result<ChainEnd, OpLogError> {
+    let refused = |reason: String| OpLogError::Refused {
+        path: path.to_owned(),
+        reason: format!("{reason}; nothing is cut or appended: run `xdp-audit verify`"),
+    };
+    let window = ((UNPARSED_MAX as u64 + 1) * MAX_LINE as u64).min(complete);
+    let from = complete - window;
+    let mut buf = vec![0u8; window as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&*f, &mut buf, from).map_err(io(path, "read"))?;
+    let mut end = buf.len();
+    for _ in 0..=UNPARSED_MAX {
+        let start = buf[..end - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        if start == 0 && from > 0 {
+            return Err(refused(format!(
+                "a line longer than {MAX_LINE} bytes, the longest a line is, among its last \
+                 lines that do not parse: damage"
+            )));
+        }
+        let line = serde_json::from_slice::<OpLine>(&buf[start..end - 1]).ok();
+        if line.is_some() || start == 0 {
+            let cut = if line.is_some() { end } else { 0 };
+            let at = from + cut as u64;
+            let aside = set_aside(path, at, &buf[cut..])?;
+            crate::store::seal::SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                file = %path.display(),
+                offset = at,
+                bytes = complete - at,
+                moved_to = %aside.display(),
+                "the last lines of the alert log do not parse (damage): moved into quarantine/ \
+                 and cut, and the chain goes on from the line before them (`xdp-audit verify` \
+                 reports them if they were anchored)"
+            );
+            f.set_len(at)
+                .map_err(io(path, "cut lines that do not parse"))?;
+            return Ok(line.map_or_else(ChainEnd::start, |l| ChainEnd {
+                lines: l.n,
+                bytes: at,
+                head: l.hash,
+            }));
+        }
+        end = start;
+    }
+    Err(refused(format!(
+        "its last {} lines do not parse: damage",
+        UNPARSED_MAX + 1
+    )))
 }
 
 /// Copies `bytes`, the incomplete line at `offset` of the log at `path`, into
@@ -378,7 +415,7 @@ fn one_line(dir: &Path, log: Log, lines: Vec<OpLine>) -> Result<OpLine, OpLogErr
 /// none was written.
 pub fn append_all_to(dir: &Path, log: Log, entries: &[OpEntry]) -> Result<Vec<OpLine>, OpLogError> {
     let (mut f, created) = open_locked(dir, log)?;
-    let end = tail(&mut f, &dir.join(log.file()))?;
+    let end = tail(&mut f, &dir.join(log.file()), log)?;
     write_lines(dir, log, f, created, &end, entries)
 }
 
@@ -392,7 +429,7 @@ pub fn append_checked(
 ) -> Result<OpLine, OpLogError> {
     let path = dir.join(LOG);
     let (mut f, created) = open_locked(dir, Log::Operator)?;
-    let end = tail(&mut f, &path)?;
+    let end = tail(&mut f, &path, Log::Operator)?;
     f.seek(SeekFrom::Start(0)).map_err(io(&path, "seek"))?;
     let (bytes, cut) = read_log(&mut f).map_err(io(&path, "read"))?;
     let s = check_bytes(&bytes, ChainEnd::start(), true).cut(cut);

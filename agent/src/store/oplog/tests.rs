@@ -93,48 +93,67 @@ fn a_torn_last_line_is_cut_before_the_next_append() {
     assert_eq!(mode(&kept), Some(0o640));
 }
 
-/// Complete last lines that do not parse (damage, or another program's bytes) are kept in
-/// quarantine and cut, and the chain goes on from the line before: one bad line must not
-/// keep every later alert and access entry out of the log. Past [`append::UNPARSED_MAX`]
-/// such lines nothing is appended.
+/// Complete last lines of the alert log that do not parse (damage, or another program's
+/// bytes) are kept in quarantine and cut, and the chain goes on from the line before: one
+/// bad line kept every later alert out of the log. More than [`append::UNPARSED_MAX`] are
+/// refused with the file left as it is, and the operator log refuses any (cutting a damaged
+/// hold line would lift the hold).
 #[test]
-fn complete_last_lines_that_do_not_parse_are_set_aside_and_the_chain_goes_on() {
+fn last_alert_log_lines_that_do_not_parse_are_set_aside_and_the_chain_goes_on() {
     let (_tmp, d) = temp("unparsed");
-    append(&d, access("a")).expect("append");
-    let at = std::fs::metadata(d.join(LOG)).expect("stat").len();
-    let mut f = File::options()
-        .append(true)
-        .open(d.join(LOG))
-        .expect("open");
-    f.write_all(b"garbage\n\xff\xfe not utf-8\n")
-        .expect("damage");
-    append(&d, access("b")).expect("append after lines that do not parse");
-    let s = scan(&d).expect("scan");
+    let notice = || OpEntry {
+        at_ns: 5,
+        who: Who::default(),
+        body: OpBody::Alert(crate::alert::Alert {
+            id: crate::alert::AlertId::ListRejected,
+            severity: crate::alert::AlertId::ListRejected.severity(),
+            state: crate::alert::AlertState::Raised,
+            text: "a.list rejected".into(),
+            subject: Default::default(),
+            first_ns: 1,
+            last_ns: 2,
+            count: 1,
+        }),
+    };
+    let alerts = d.join(Log::Alerts.file());
+    append_to(&d, Log::Alerts, notice()).expect("append");
+    let at = std::fs::metadata(&alerts).expect("stat").len();
+    let damage = b"garbage\n\xff\xfe not utf-8\n";
+    let mut f = File::options().append(true).open(&alerts).expect("open");
+    f.write_all(damage).expect("damage");
+    append_to(&d, Log::Alerts, notice()).expect("append after lines that do not parse");
+    let s = scan_log(&d, Log::Alerts).expect("scan");
     assert_eq!(s.problem, None, "{s:?}");
     assert_eq!(s.lines.iter().map(|l| l.n).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(s.lines[1].prev, s.lines[0].hash);
     let q = d.join(crate::store::journal::QUARANTINE_DIR);
     assert_eq!(
-        std::fs::read(q.join(format!("{LOG}-{:012}.bin", at + 8))).ok(),
-        Some(b"\xff\xfe not utf-8\n".to_vec()),
-        "the last line is kept"
+        std::fs::read(q.join(format!("{}-{at:012}.bin", Log::Alerts.file()))).ok(),
+        Some(damage.to_vec()),
+        "both lines kept, in one file"
     );
+    // More than that: refused, nothing cut.
+    let before = std::fs::read(&alerts).expect("read");
+    let lines = "x\n".repeat(append::UNPARSED_MAX + 1);
+    let mut f = File::options().append(true).open(&alerts).expect("open");
+    f.write_all(lines.as_bytes()).expect("damage");
+    let e = append_to(&d, Log::Alerts, notice()).expect_err("refused");
+    assert!(e.to_string().contains("do not parse"), "{e}");
     assert_eq!(
-        std::fs::read(q.join(format!("{LOG}-{at:012}.bin"))).ok(),
-        Some(b"garbage\n".to_vec()),
-        "and the one before it"
+        std::fs::read(&alerts).expect("read").len(),
+        before.len() + lines.len(),
+        "the file left as it is"
     );
-    // More than that is refused, the file left as it is.
-    let max = append::UNPARSED_MAX as usize;
-    let lines = "x\n".repeat(max + 1);
-    std::fs::write(d.join(LOG), &lines).expect("write");
-    let e = append(&d, access("c")).expect_err("refused");
-    assert!(e.to_string().contains("does not parse either"), "{e}");
-    assert_eq!(
-        std::fs::read(d.join(LOG)).expect("read").len(),
-        lines.len() - 2 * max,
-        "the last {max} were set aside before the refusal"
-    );
+    // The operator log refuses a line that does not parse, and cuts nothing.
+    append(&d, access("a")).expect("append");
+    let mut f = File::options()
+        .append(true)
+        .open(d.join(LOG))
+        .expect("open");
+    f.write_all(b"garbage\n").expect("damage");
+    let len = std::fs::metadata(d.join(LOG)).expect("stat").len();
+    assert!(append(&d, access("b")).is_err(), "the operator log refuses");
+    assert_eq!(std::fs::metadata(d.join(LOG)).expect("stat").len(), len);
 }
 
 #[test]
