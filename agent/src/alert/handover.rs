@@ -1,58 +1,184 @@
-//! The alerts an agent hands on to the next one, kept in the state directory as soon as one
-//! is raised or resolved. The status snapshot lists them too, but it is written once a sweep:
-//! an agent killed between a notice and its next snapshot left the next agent an older list,
-//! so an alert it had raised was never resolved and one it had resolved was resolved again.
+//! The alerts an agent hands on to the next one. The alert log (`alerts.jsonl`) is the
+//! truth of what was raised and resolved; this file in the state directory is a checkpoint
+//! of the active ones, rewritten after each loop that delivered a notice, and the next agent
+//! replays the log's notices since the checkpoint over it ([`carried`]). The status snapshot
+//! alone (written once a sweep) left an agent killed between a notice and its next snapshot
+//! handing on an older list: an alert it raised was never resolved, one it resolved was
+//! resolved again, a condition still holding was raised twice.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Alert;
+use super::{Alert, AlertState};
+use crate::store::oplog::{self, Log, OpBody};
 
 /// The file in the state directory.
 pub const FILE: &str = "alerts-active.json";
 
-/// The most bytes read back (a list of [`super::thread::STATUS_ACTIVE`] alerts, and the
-/// whole of a clean stop's, with room to spare).
+/// The most bytes read back (the 50 alerts a status lists, and the whole of a clean stop's
+/// list, with room to spare).
 const MAX_BYTES: u64 = 64 << 20;
+
+/// How far before the checkpoint's time the log is replayed: a notice is stamped before the
+/// checkpoint that follows it is written, so this covers a wall clock set back meanwhile.
+const REPLAY_MARGIN_NS: i64 = 600 * 1_000_000_000;
 
 /// What the file holds.
 #[derive(Serialize, Deserialize)]
-struct HandOver {
-    /// The agent that wrote it: the next one takes the list only from the agent whose status
-    /// snapshot it reads, so a file left by an older agent is never taken for a newer one's.
-    pid: u32,
-    /// Its active alerts.
+struct Checkpoint {
+    /// When it was written (wall clock, Unix ns).
+    written_ns: i64,
+    /// The active alerts then.
     alerts: Vec<Alert>,
 }
 
-/// Writes `alerts` as this process's to `path`: a temporary file renamed into place, whole
-/// or not at all (not fsynced: a kill loses nothing written, and after a power cut the
-/// status snapshot's list is the fallback). A failure is said once a minute at most by the
-/// caller's throttle and otherwise ignored: the snapshot's list stands in.
+/// Writes `alerts` to `path`: a temporary file renamed into place, whole or not at all (not
+/// fsynced: a kill loses nothing written; after a power cut the log's replay makes up for
+/// an older checkpoint, see [`carried`]).
 pub fn write(path: &Path, alerts: &[Alert]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{FILE}.tmp"));
     let mut f = crate::store::fsutil::create_temporary(&tmp)?;
-    let text = serde_json::to_vec(&HandOver {
-        pid: std::process::id(),
+    let text = serde_json::to_vec(&Checkpoint {
+        written_ns: jiff::Timestamp::now().as_nanosecond() as i64,
         alerts: alerts.to_vec(),
     })?;
     f.write_all(&text)?;
     std::fs::rename(&tmp, path)
 }
 
-/// The alerts the agent `pid` left in `dir`, if it wrote the file (and it reads whole).
-pub fn read(dir: &Path, pid: u32) -> Option<Vec<Alert>> {
-    let path: PathBuf = dir.join(FILE);
-    let bytes = crate::store::fsutil::read_input(&path, MAX_BYTES).ok()?;
-    match serde_json::from_slice::<HandOver>(&bytes) {
-        Ok(h) if h.pid == pid => Some(h.alerts),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "the alerts the last agent left do not parse; its status snapshot's list is carried on instead");
-            None
+/// The checkpoint in `state_dir`, if there is one that reads whole: when, and what.
+fn read(state_dir: &Path) -> Option<Checkpoint> {
+    let path = state_dir.join(FILE);
+    let bytes = match crate::store::fsutil::read_input(&path, MAX_BYTES) {
+        Ok(b) => b,
+        Err(crate::store::fsutil::InputError::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return None
         }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the alerts the last agent left; its status snapshot's list is carried on instead");
+            return None;
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .inspect_err(|e| tracing::warn!(file = %path.display(), error = %e, "the alerts the last agent left do not parse; its status snapshot's list is carried on instead"))
+        .ok()
+}
+
+/// The alerts to carry on: the checkpoint in `state_dir` with the notices of the alert log
+/// in `log_dir` since it (and a margin before it: replaying a notice the checkpoint already
+/// holds changes nothing) applied in log order. `None` without a checkpoint (an agent
+/// before 2026-12-06 left none): the status snapshot's list stands in.
+pub fn carried(state_dir: &Path, log_dir: &Path) -> Option<Vec<Alert>> {
+    let Checkpoint {
+        written_ns,
+        mut alerts,
+    } = read(state_dir)?;
+    let from = written_ns.saturating_sub(REPLAY_MARGIN_NS);
+    match oplog::scan_log(log_dir, Log::Alerts) {
+        Ok(scan) => {
+            for line in scan.lines.iter().filter(|l| l.entry.at_ns >= from) {
+                if let OpBody::Alert(a) = &line.entry.body {
+                    alerts.retain(|x| (x.id, &x.subject) != (a.id, &a.subject));
+                    if a.state == AlertState::Raised {
+                        alerts.push(a.clone());
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(dir = %log_dir.display(), error = %e, "cannot read the alert log to bring the last agent's alerts up to date; carrying its last checkpoint");
+        }
+    }
+    Some(alerts)
+}
+
+/// The checkpoint's alerts alone (tests).
+#[cfg(test)]
+pub fn checkpoint(state_dir: &Path) -> Option<Vec<Alert>> {
+    read(state_dir).map(|c| c.alerts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertId, Subject};
+    use crate::store::oplog::{OpEntry, Who};
+
+    fn alert(file: &str, state: AlertState) -> Alert {
+        Alert {
+            id: AlertId::ListRejected,
+            severity: AlertId::ListRejected.severity(),
+            state,
+            text: format!("{file} rejected"),
+            subject: Subject {
+                file: Some(file.into()),
+                ..Default::default()
+            },
+            first_ns: 1,
+            last_ns: 2,
+            count: 1,
+        }
+    }
+
+    /// The notices delivered after the checkpoint (an agent killed before it wrote the next
+    /// one) are applied over it in log order: one resolved goes, one raised comes, and a
+    /// notice long before the checkpoint (outside the margin) is not replayed.
+    #[test]
+    fn the_log_since_the_checkpoint_is_replayed_over_it() {
+        let tmp = crate::blocklist::tests::TempDir::new("handover-replay");
+        let (state, log) = (tmp.0.join("state"), tmp.0.join("log"));
+        std::fs::create_dir_all(&state).expect("state dir");
+        std::fs::create_dir_all(&log).expect("log dir");
+        assert_eq!(carried(&state, &log), None, "no checkpoint");
+        let entry = |at_ns: i64, a: Alert| OpEntry {
+            at_ns,
+            who: Who::default(),
+            body: OpBody::Alert(a),
+        };
+        // Long before: a raise the checkpoint knows was resolved since.
+        oplog::append_all_to(
+            &log,
+            Log::Alerts,
+            &[entry(1, alert("old.list", AlertState::Raised))],
+        )
+        .expect("append");
+        write(
+            &state.join(FILE),
+            &[
+                alert("a.list", AlertState::Raised),
+                alert("b.list", AlertState::Raised),
+            ],
+        )
+        .expect("checkpoint");
+        let now = jiff::Timestamp::now().as_nanosecond() as i64;
+        oplog::append_all_to(
+            &log,
+            Log::Alerts,
+            &[
+                entry(now, alert("a.list", AlertState::Resolved)),
+                entry(now, alert("c.list", AlertState::Raised)),
+                entry(now, alert("b.list", AlertState::Raised)),
+            ],
+        )
+        .expect("append");
+        let files = |v: Vec<Alert>| {
+            let mut f: Vec<String> = v.into_iter().filter_map(|a| a.subject.file).collect();
+            f.sort();
+            f
+        };
+        assert_eq!(
+            files(carried(&state, &log).expect("carried")),
+            ["b.list", "c.list"]
+        );
+        assert_eq!(
+            files(checkpoint(&state).expect("checkpoint")),
+            ["a.list", "b.list"],
+            "the checkpoint itself is left as it was"
+        );
     }
 }

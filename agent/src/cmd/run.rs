@@ -497,8 +497,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // have each failed start of a loop resolve, raise and alert it again. The carry goes
     // first, so a condition still holding counts on its carried alert.
     let handle = alerts.handle();
+    // The last checkpoint of the active alerts with the alert log's notices since (an agent
+    // killed before its next checkpoint or snapshot), else the last snapshot's list.
+    let carried = crate::alert::handover::carried(&args.state_dir, &log_dir);
     handle.carry(
-        previous.alerts,
+        carried.unwrap_or(previous.alerts),
         Some(args.state_dir.join(crate::alert::handover::FILE)),
     );
     if previous.lost_at_stop > 0 {
