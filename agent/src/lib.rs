@@ -33,4 +33,6 @@ pub mod status;
 pub mod store;
 pub mod sweeper;
 pub mod syslog;
+#[doc(hidden)]
+pub mod testlog;
 pub mod throttle;

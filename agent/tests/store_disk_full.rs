@@ -12,6 +12,7 @@ use xdp_audit::store::query::{collect, Filter};
 use xdp_audit::store::testgen::TrafficGen;
 use xdp_audit::store::verify::verify;
 use xdp_audit::store::{FakeClock, Store, StoreConfig};
+use xdp_audit::testlog::logged;
 use xdp_audit_lab::tmpfs::Tmpfs;
 
 #[test]

@@ -17,6 +17,7 @@ use xdp_audit::store::query::{collect, Filter};
 use xdp_audit::store::retention;
 use xdp_audit::store::verify::verify;
 use xdp_audit::store::{FakeClock, Store, StoreClock};
+use xdp_audit::testlog::logged;
 
 const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
 

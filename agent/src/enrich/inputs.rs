@@ -453,29 +453,7 @@ mod tests {
 
     /// What `f` logs through `tracing`, as text.
     fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let log = Captured::default();
-        let sink = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = log.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        String::from_utf8(bytes).expect("UTF-8 log")
+        crate::testlog::logged(f).1
     }
 
     /// A reload's log lines: at most [`DIAGNOSTICS_SHOWN`] problems and a count of the rest,
