@@ -51,22 +51,12 @@ pub fn write(path: &Path, alerts: &[Alert]) -> std::io::Result<()> {
 
 /// The checkpoint in `state_dir`, if there is one that reads whole: when, and what.
 fn read(state_dir: &Path) -> Option<Checkpoint> {
-    let path = state_dir.join(FILE);
-    let bytes = match crate::store::fsutil::read_input(&path, MAX_BYTES) {
-        Ok(b) => b,
-        Err(crate::store::fsutil::InputError::Io(e))
-            if e.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return None
-        }
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "cannot read the alerts the last agent left; its status snapshot's list is carried on instead");
-            return None;
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .inspect_err(|e| tracing::warn!(file = %path.display(), error = %e, "the alerts the last agent left do not parse; its status snapshot's list is carried on instead"))
-        .ok()
+    crate::store::fsutil::load_state_up_to(
+        &state_dir.join(FILE),
+        MAX_BYTES,
+        "the alerts the last agent left",
+        "its status snapshot's list is carried on instead",
+    )
 }
 
 /// The alerts to carry on: the checkpoint in `state_dir` with the notices of the alert log

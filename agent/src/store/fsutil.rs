@@ -405,7 +405,17 @@ pub fn load_state<T: serde::de::DeserializeOwned>(
     what: &str,
     then: &str,
 ) -> Option<T> {
-    let text = match read_input_text(path, 64 * 1024) {
+    load_state_up_to(path, 64 * 1024, what, then)
+}
+
+/// [`load_state`] of a file of up to `max` bytes.
+pub fn load_state_up_to<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    max: u64,
+    what: &str,
+    then: &str,
+) -> Option<T> {
+    let text = match read_input_text(path, max) {
         Ok(t) => t,
         Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
