@@ -473,7 +473,8 @@ pub enum Counter {
     SkipTruncatedIpv6,
     /// IPv6 version field is not 6, or a multicast source: the host drops it too.
     SkipBadIpv6Header,
-    /// An IPv6 extension header cut short.
+    /// An IPv6 extension header cut short, or a first fragment that ends before its
+    /// transport header's ports.
     SkipTruncatedIpv6Ext,
     /// More IPv6 extension headers than the walk bound.
     SkipIpv6ExtChainTooLong,

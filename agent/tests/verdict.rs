@@ -11,7 +11,9 @@ mod verdict_common;
 
 use agent_common::Counter;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use verdict_common::{copies_while_it_counts, first_fragment, to, Lab, DROP, LO, PASS};
+use verdict_common::{
+    copies_while_it_counts, first_fragment, first_fragment_v6, to, Lab, DROP, LO, PASS,
+};
 
 #[test]
 fn allow_beats_block_and_exact_prefix_and_ports_drop() {
@@ -440,6 +442,58 @@ fn an_ipv6_transport_header_out_of_the_walks_reach_cannot_pass_a_port_rule() {
     assert_eq!(lab.counter(Counter::FloodUntracked), 0);
     let drops: Vec<u8> = lab.drops().iter().map(|d| d.0.proto).collect();
     assert_eq!(drops, [60, 0], "each drop a flow of its extension header");
+}
+
+/// An IPv6 first fragment whose header chain ends where the fragment does: its transport
+/// header, ports and all, comes in the next fragment, which no port or domain rule can
+/// judge. A host that reassembles it (Linux discards it, RFC 7112; others need not) got a
+/// SYN to a blocked port. Dropped while a port or domain rule is loaded, as a header past
+/// the walk is; one holding its ports is judged by them.
+#[test]
+fn an_ipv6_first_fragment_without_its_ports_cannot_pass_a_port_rule() {
+    let syn = |dport| {
+        Spec::new(
+            Addrs::V6(v6(2), v6(0x68)),
+            L4::Tcp {
+                sport: 5010,
+                dport,
+                flags: tcp::SYN,
+            },
+        )
+    };
+    let headers_only = [(44, 8), (60, 8)];
+    let mut lab = Lab::new("v6-frag-ports", "port tcp 22\n", "");
+    assert_eq!(
+        lab.run(&first_fragment_v6(&syn(22), &headers_only, 0)),
+        DROP,
+        "the chain ends with the fragment"
+    );
+    assert_eq!(
+        lab.run(&first_fragment_v6(&syn(22), &[(44, 8)], 0)),
+        DROP,
+        "nothing past the Fragment header"
+    );
+    assert_eq!(
+        lab.run(&first_fragment_v6(&syn(22), &headers_only, 8)),
+        DROP,
+        "its ports there, the port blocked"
+    );
+    assert_eq!(
+        lab.run(&first_fragment_v6(&syn(80), &headers_only, 8)),
+        PASS,
+        "its ports there, another port"
+    );
+    assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 2);
+    let drops: Vec<u8> = lab.drops().iter().map(|d| d.0.proto).collect();
+    // The first two are one flow (the addresses' with ports 0), of an extension header.
+    assert_eq!(drops, [60, 6], "first drops");
+    // With no port or domain rule, nothing could be judged by its ports: it passes.
+    let mut open = Lab::new("v6-frag-open", "203.0.113.9\n", "");
+    assert_eq!(
+        open.run(&first_fragment_v6(&syn(22), &headers_only, 0)),
+        PASS,
+        "no port rule loaded"
+    );
 }
 
 /// An ACK from 203.0.113.9:443 to a client's port `port`: a new flow each port.

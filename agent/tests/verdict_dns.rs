@@ -14,7 +14,7 @@ mod verdict_common;
 use agent_common::payload::DNS_UDP_MESSAGES;
 use agent_common::{flow_flags, names, Counter};
 use common::{dns_query_payload, tcp, v4, v6, wire, Addrs, Spec, L4};
-use verdict_common::{copies_while_it_counts, first_fragment, Lab, DROP, PASS};
+use verdict_common::{copies_while_it_counts, first_fragment, first_fragment_v6, Lab, DROP, PASS};
 use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::Event;
 
@@ -185,6 +185,11 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
         DROP,
         "an IPv6 first fragment behind a hop-by-hop header"
     );
+    assert_eq!(
+        lab.run(&first_fragment_v6(&v6, &[(44, 8), (60, 8)], 0)),
+        DROP,
+        "an IPv6 first fragment that ends before its TCP header"
+    );
     // An atomic fragment (no M) holds the whole segment: its name is walked and judged.
     let mut syn = v6.clone().seq(0);
     syn.payload.clear();
@@ -209,25 +214,6 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
         "an atomic IPv6 fragment of a query no rule blocks"
     );
     assert!(lab.counter(Counter::DroppedByDomain) >= 16);
-}
-
-/// The first IPv6 fragment of `spec` with the extension headers `ext` (one a Fragment
-/// header, its M set), holding `l4_bytes` of the transport header and data.
-fn first_fragment_v6(spec: &Spec, ext: &[(u8, usize)], l4_bytes: usize) -> Vec<u8> {
-    let mut s = spec.clone();
-    s.ipv6_ext = ext.to_vec();
-    let mut f = s.build();
-    let mut at = 14 + 40;
-    for &(ty, len) in ext {
-        if ty == 44 {
-            f[at + 3] |= 1;
-        }
-        at += len;
-    }
-    f.truncate(at + l4_bytes);
-    let payload = (at - 14 - 40 + l4_bytes) as u16;
-    f[18..20].copy_from_slice(&payload.to_be_bytes());
-    f
 }
 
 /// A TCP segment to port 53 from `sport` carrying `message` behind its length prefix.

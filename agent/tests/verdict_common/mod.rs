@@ -188,3 +188,22 @@ pub fn first_fragment(spec: &Spec, l4_bytes: usize) -> Vec<u8> {
     f[16..18].copy_from_slice(&(20 + l4_bytes as u16).to_be_bytes());
     f
 }
+
+/// The first IPv6 fragment of `spec` with the extension headers `ext` (one a Fragment
+/// header, its M set), holding `l4_bytes` of the transport header and data.
+pub fn first_fragment_v6(spec: &Spec, ext: &[(u8, usize)], l4_bytes: usize) -> Vec<u8> {
+    let mut s = spec.clone();
+    s.ipv6_ext = ext.to_vec();
+    let mut f = s.build();
+    let mut at = 14 + 40;
+    for &(ty, len) in ext {
+        if ty == 44 {
+            f[at + 3] |= 1;
+        }
+        at += len;
+    }
+    f.truncate(at + l4_bytes);
+    let payload = (at - 14 - 40 + l4_bytes) as u16;
+    f[18..20].copy_from_slice(&payload.to_be_bytes());
+    f
+}
