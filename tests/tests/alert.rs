@@ -491,8 +491,8 @@ fn notices(hook: &Receiver, id: &str) -> BTreeMap<String, Vec<serde_json::Value>
 
 /// A condition that outlives the agent is one alert: an agent killed with a list file
 /// rejected leaves the alert active in its last status snapshot; the next agent, reading
-/// the same bad file at its start, counts on that alert instead of raising another, and
-/// resolves it once the window passes.
+/// the same bad file at its start, counts on that alert instead of raising another, keeps
+/// it while the file stays bad, and resolves it a window after the file is mended.
 #[test]
 fn an_alert_active_when_the_agent_dies_is_carried_on_and_resolved_once() {
     let (lab, hook, tmp) = webhook_lab("alcarry");
@@ -545,6 +545,30 @@ fn an_alert_active_when_the_agent_dies_is_carried_on_and_resolved_once() {
     let b_args = args(&second);
     let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
     let mut b = Agent::start(&lab, &lab.gateway, &bin, &log, &b_args).expect("agent B");
+    let counted_on = |b: &Agent| {
+        b.status().is_ok_and(|s| {
+            s["alerts"]["active"].as_array().is_some_and(|v| {
+                v.iter()
+                    .any(|x| x["id"] == "XA-LIST-REJECTED" && x["count"].as_u64() >= Some(2))
+            })
+        })
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "B's rejection of the file counted on the carried alert",
+        || counted_on(&b),
+    );
+    // Watched past B's 20 s window, the file still bad: the alert holds all along.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(25);
+    while std::time::Instant::now() < watch_until {
+        assert!(
+            !notices(&hook, "XA-LIST-REJECTED").contains_key("resolved"),
+            "the alert resolved while the file stayed bad"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(counted_on(&b), "the alert is active in B's status");
+    std::fs::write(&block, format!("{BLOCKED_IP}\n")).expect("mend the list");
     wait_until(
         Duration::from_secs(90),
         "the carried alert resolved at the webhook",

@@ -566,6 +566,20 @@ impl Engine {
         }
     }
 
+    /// The list files whose last reload was rejected: the alert each one's reload raised
+    /// stays active while the file stays bad (nothing reads it again until it changes), and
+    /// resolves a window after it loads.
+    pub fn lists_rejected(&mut self, files: &[String], now: impl Into<Now>) {
+        let now = now.into();
+        for f in files {
+            let subject = SubjectRef {
+                file: Some(f),
+                ..SubjectRef::default()
+            };
+            self.bump(AlertId::ListRejected, subject, 0, now);
+        }
+    }
+
     /// An explicit event.
     pub fn event(&mut self, e: Event, now: impl Into<Now>, out: &mut Vec<Alert>) {
         let now = now.into();

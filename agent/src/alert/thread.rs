@@ -28,7 +28,8 @@ pub const STATUS_ACTIVE: usize = 50;
 
 enum Msg {
     Hits(HitBatch),
-    Observe(Gauges, Vec<crate::status::Unaudited>),
+    /// A sweep's gauges, its unaudited interfaces and the list files left rejected.
+    Observe(Gauges, Vec<crate::status::Unaudited>, Vec<String>),
     Event(Event),
     /// The program's counters as the last agent left them ([`Handle::previous_run`]).
     Previous(Gauges),
@@ -112,7 +113,12 @@ impl Handle {
     /// The status snapshot of a sweep; false if the queue was full (counted).
     pub fn observe(&self, snap: &Snapshot) -> bool {
         let unaudited = snap.unaudited.clone();
-        self.send(Msg::Observe(Gauges::of(snap, false), unaudited), 1)
+        let rejected = (snap.observe.list_reloads.iter())
+            .filter(|r| !r.last_ok)
+            .map(|r| r.path.clone())
+            .collect();
+        let g = Gauges::of(snap, false);
+        self.send(Msg::Observe(g, unaudited, rejected), 1)
     }
 
     /// An explicit event; false if it could not be queued (counted). It waits for room, up
@@ -305,12 +311,13 @@ impl Worker {
                         }
                     }
                 }
-                Ok(Msg::Observe(mut g, unaudited)) => {
+                Ok(Msg::Observe(mut g, unaudited, rejected)) => {
                     g.clock_unsynced =
                         matches!(crate::compliance::system::clock_sync(), ClockSync::Unsynced);
                     let now = Now::host();
                     self.engine.observe(g, now, &mut out);
                     self.engine.unaudited(&unaudited, now, &mut out);
+                    self.engine.lists_rejected(&rejected, now);
                     publish = true;
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, Now::host(), &mut out),

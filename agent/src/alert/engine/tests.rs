@@ -739,3 +739,29 @@ fn a_rejected_list_says_whether_a_version_of_it_is_in_force() {
         ]
     );
 }
+
+/// A rejected list file's alert stays active while the sweeps find its last reload
+/// rejected (a file left bad is not read again), and resolves a window after it loads.
+#[test]
+fn a_rejected_list_stays_alerted_while_the_file_stays_bad() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let rejected = Event::ListRejected {
+        file: "a.list".into(),
+        reason: "a.list:1: bad".into(),
+        in_force: true,
+    };
+    e.event(rejected, S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Raised)]);
+    out.clear();
+    let bad = ["a.list".to_owned()];
+    for t in (10..=300).step_by(10) {
+        e.lists_rejected(&bad, t * S);
+        e.tick(t * S, &mut out);
+    }
+    assert_eq!(ids(&out), [], "still bad after 300 s: still active");
+    e.lists_rejected(&[], 310 * S);
+    e.tick(370 * S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Resolved)]);
+    assert_eq!(out[0].count, 1, "kept, not counted again");
+}
