@@ -30,7 +30,8 @@ access log.
 --user matches the subscriber account exactly. --domain matches a flow whose domain (TLS or
 QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a name under it,
 label by label, in any case (`*.example.com`, as lists write it, means the same). --nat matches the outside address (and port) the gateway's NAT gave
-a flow; IPv6 with a port goes in brackets. Records written before the attribution existed match
+a flow; IPv6 with a port goes in brackets. A masquerade gives the same outside port to a TCP
+and a UDP flow at once: add --proto when the request names the protocol. Records written before the attribution existed match
 none of these three. --rule FILE:LINE matches the flows that list rule decided (as `status`
 names rules); --rule FILE, those of any rule of that file. Records name a list by the path the
 agent was given; a relative FILE (`block.list`) matches its last components too.
@@ -41,7 +42,10 @@ last packet, end reason, host name and domain. Records with end reason `nat` are
 the program saw no flow of (the gateway's own traffic, or an interface not audited). Two
 inside flows mean the outside tuple was reused within the window (a line ending `active` is a
 long flow's slice, continued by the next line of the same inside tuple): read their times. If --at
-finds nothing, widen --at-slack, or ask for a window with --since and --until.
+finds nothing, widen --at-slack, or ask for a window with --since and --until: a connection
+silent longer than the agent's --inactive-timeout has records before and after the silence,
+none within it. T from another host's clock (a server's log) needs slack of its own: the
+gateway stamped the packet before that host did.
 
 Results go to stdout (segments in chain order, each sorted by client then time; the live
 journal last); diagnostics and progress to stderr. --count prints only the number of matching
@@ -223,9 +227,14 @@ fn done(
 /// timeout (a flow is written when it ends, or every active timeout while it runs).
 const OPEN_FLOW_LAG_NS: i64 = 300 * 1_000_000_000;
 
+/// A window at most this long is an --at's (its slack and unit included, or as narrow):
+/// an instant a silent connection's records can miss.
+const NARROW_WINDOW_NS: i64 = 60 * 1_000_000_000;
+
 /// What an empty answer may mean that the operator should be told: a window this recent may
-/// hold flows still open at the gateway, which have no record yet; an IPv6 address asked as
-/// a NAT's outside address was never translated.
+/// hold flows still open at the gateway, which have no record yet; a narrow window may fall
+/// in a connection's silence; an IPv6 address asked as a NAT's outside address was never
+/// translated.
 fn empty_answer_hints(filter: &crate::store::filter::Filter, now_ns: i64) -> Vec<String> {
     let mut hints = Vec::new();
     if filter
@@ -238,6 +247,18 @@ fn empty_answer_hints(filter: &crate::store::filter::Filter, now_ns: i64) -> Vec
              need asking again later"
                 .to_owned(),
         );
+    }
+    // A connection idle longer than the inactive timeout is written as records before and
+    // after the silence: a narrow window (an --at) inside it finds neither.
+    if let (Some(since), Some(until)) = (filter.since_ns, filter.until_ns) {
+        if until - since <= NARROW_WINDOW_NS {
+            hints.push(
+                "a connection silent at that time for longer than the agent's \
+                 --inactive-timeout (default 30s) has records before and after the silence \
+                 and none within it: ask a wider window (--at-slack, or --since and --until)"
+                    .to_owned(),
+            );
+        }
     }
     if let Some(nat) = (filter.nat.as_ref()).filter(|n| n.ip.to_canonical().is_ipv6()) {
         let port = nat.port.map_or(String::new(), |p| format!(" --port {p}"));
@@ -279,5 +300,13 @@ mod tests {
             h.len() == 1 && h[0].contains("--ip fd53::11 --port 51138"),
             "{h:?}"
         );
+        // An --at an hour ago (its second, 1 s of slack each side): it may fall in a silence.
+        f.nat = None;
+        f.since_ns = Some(now - 3_601 * 1_000_000_000);
+        f.until_ns = Some(now - 3_598 * 1_000_000_000);
+        let h = empty_answer_hints(&f, now);
+        assert!(h.len() == 1 && h[0].contains("--inactive-timeout"), "{h:?}");
+        f.since_ns = Some(now - 7_200 * 1_000_000_000);
+        assert!(empty_answer_hints(&f, now).is_empty(), "an hour's window");
     }
 }
