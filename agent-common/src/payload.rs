@@ -81,8 +81,12 @@ pub struct PayloadHead {
     pub dst_mac: [u8; 6],
     /// Ethernet source of this packet.
     pub src_mac: [u8; 6],
+    /// A UDP DNS query a domain rule dropped: where in the copied bytes the question name
+    /// the rule matched starts (12 for the first question), so its drop record names that
+    /// question, not another one of the query. 0 otherwise.
+    pub blocked_name: u16,
     /// Explicit padding.
-    pub _pad: [u8; 4],
+    pub _pad: [u8; 2],
 }
 const _: () = assert!(size_of::<PayloadHead>() == 88);
 
@@ -250,7 +254,8 @@ mod tests {
         assert_eq!(offset_of!(PayloadHead, key), 24);
         assert_eq!(offset_of!(PayloadHead, dst_mac), 72);
         assert_eq!(offset_of!(PayloadHead, src_mac), 78);
-        assert_eq!(offset_of!(PayloadHead, _pad), 84);
+        assert_eq!(offset_of!(PayloadHead, blocked_name), 84);
+        assert_eq!(offset_of!(PayloadHead, _pad), 86);
         assert_eq!(offset_of!(PayloadEvent<SNIPPET_MAX>, data), 88);
     }
 

@@ -531,6 +531,23 @@ pub fn walked_name_len() -> Option<usize> {
     (phase == BLOCKED && len <= MAX_NAME_WIRE).then_some((len & 0xff) as usize)
 }
 
+/// Where in its message the UDP query's name [`blocked_query`] blocked last on this CPU
+/// starts ([`agent_common::payload::PayloadHead::blocked_name`]); 0 for none, and for TCP,
+/// whose walked bytes may begin in an earlier segment.
+#[inline(always)]
+pub fn blocked_name_at() -> u16 {
+    let Some(s) = DNS_SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch slot, written by the walk earlier in this run.
+    let (phase, tcp, at) = unsafe { ((*s).phase, (*s).tcp, (*s).name_at) };
+    if phase == BLOCKED && tcp == 0 && at < SPAN as u32 {
+        at as u16
+    } else {
+        0
+    }
+}
+
 /// The byte at `at` of the copied bytes (masked into the buffer).
 #[inline(always)]
 fn byte(buf: &[u8; BUF + HOLD], at: usize) -> u8 {

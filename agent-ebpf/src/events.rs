@@ -36,6 +36,8 @@ pub struct Snip {
     pub left: u8,
     /// [`agent_common::payload::payload_flags`] bits.
     pub flags: u8,
+    /// [`agent_common::payload::PayloadHead::blocked_name`].
+    pub blocked_name: u16,
 }
 
 /// Default size; the loader sets the real one (`--ringbuf-bytes`).
@@ -130,12 +132,13 @@ fn copy<const N: usize>(ctx: &XdpContext, key: &FlowKey, s: &Snip, cap: usize) -
         (*head).seq = s.seq;
         (*head).stream_start = s.stream_start;
         (*head).key = *key;
-        // Destination and source MAC as the Ethernet header has them, then the padding.
+        // Destination and source MAC as the Ethernet header has them, then the blocked
+        // name's offset and the padding.
         let macs = core::ptr::addr_of_mut!((*head).dst_mac) as *mut u32;
         macs.write(eth.get::<u32, 0>());
         macs.add(1).write(eth.get::<u32, 4>());
         macs.add(2).write(eth.get::<u32, 8>());
-        macs.add(3).write(0);
+        macs.add(3).write(u32::from(s.blocked_name));
         bpf_xdp_load_bytes(
             ctx.ctx,
             s.off,

@@ -207,7 +207,11 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
     // drop is acted on, so its payload event precedes the flow's drop event in the ring and
     // the drop record names the query it blocked.
     if copy_due(bits) {
-        copy(ctx, &p, dir);
+        let named = match blocked {
+            Some(_) => crate::dns::blocked_name_at(),
+            None => 0,
+        };
+        copy(ctx, &p, dir, named);
     }
     if p.dns_off != 0 {
         // A blocked query that made its flow is counted with its drop (a passing one was,
@@ -218,9 +222,10 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Copies the payload of `p`, a packet of direction `dir` whose flow spent a copy on it.
+/// Copies the payload of `p`, a packet of direction `dir` whose flow spent a copy on it;
+/// `blocked_name` as [`Snip::blocked_name`].
 #[inline(always)]
-fn copy(ctx: &XdpContext, p: &Packet, dir: usize) {
+fn copy(ctx: &XdpContext, p: &Packet, dir: usize, blocked_name: u16) {
     let Some(v) = flow::lookup(&p.key) else {
         return; // evicted meanwhile: the flow is gone, and with it the stream's start
     };
@@ -280,6 +285,7 @@ fn copy(ctx: &XdpContext, p: &Packet, dir: usize) {
             dir: dir as u8,
             left,
             flags,
+            blocked_name,
         },
     );
 }

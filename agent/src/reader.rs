@@ -78,6 +78,9 @@ pub struct Payload {
     pub src_mac: Mac,
     /// Ethernet destination of the packet.
     pub dst_mac: Mac,
+    /// A UDP DNS query a domain rule dropped: where in `data` the question name it matched
+    /// starts.
+    pub blocked_name: Option<u16>,
     /// The copied bytes: the payload's first `min(payload_len, SNIPPET_MAX)` bytes, or fewer
     /// if the frame ended first.
     pub data: Bytes,
@@ -182,6 +185,7 @@ fn decode_payload(bytes: &[u8], arena: &mut BytesMut) -> Result<Payload, DecodeE
         left: (head.left != UNLIMITED).then_some(head.left),
         src_mac: Mac(head.src_mac),
         dst_mac: Mac(head.dst_mac),
+        blocked_name: (head.blocked_name != 0).then_some(head.blocked_name),
         data: arena.split().freeze(),
     })
 }
@@ -298,7 +302,8 @@ mod tests {
                 key: unsafe { std::mem::zeroed() },
                 dst_mac: [2, 0, 0, 0, 0, 0xb],
                 src_mac: [2, 0, 0, 0, 0, 0xa],
-                _pad: [0; 4],
+                blocked_name: 0,
+                _pad: [0; 2],
             },
             data: [0; SNIPPET_SMALL],
         };

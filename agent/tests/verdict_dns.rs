@@ -264,6 +264,31 @@ fn unwalkable_queries_pass_when_no_domain_is_blocked() {
     assert_eq!(lab.counter(Counter::DroppedByDomain), 0);
 }
 
+/// A blocked query's copy says where the name its rule matched starts: behind an innocent
+/// first question, the second one's, which its drop record is then named by. A query no
+/// rule blocks says nothing.
+#[test]
+fn a_blocked_querys_copy_says_which_question_the_rule_matched() {
+    let mut lab = Lab::new("dnsnamed", "example.com\n", "");
+    let (first, second) = (wire("innocent.org"), wire("www.example.com"));
+    let mut two = Spec::udp4(v4(198, 51, 100, 2), 5370, v4(198, 18, 0, 53), 53);
+    two.payload = dns_query_payload(&first);
+    two.payload[5] = 2; // QDCOUNT
+    two.payload.extend_from_slice(&second);
+    two.payload.extend_from_slice(&[0, 1, 0, 1]);
+    assert_eq!(lab.run(&two.build()), DROP, "the second question blocked");
+    assert_eq!(lab.run(&dns_query(&wire("www.example.com"))), DROP);
+    assert_eq!(lab.run(&dns_query_from(5371, &first)), PASS);
+    let named: Vec<Option<u16>> = (lab.events().iter())
+        .filter_map(|e| match e {
+            Event::Payload(p) => Some(p.blocked_name),
+            _ => None,
+        })
+        .collect();
+    let behind = u16::try_from(12 + first.len() + 4).expect("short");
+    assert_eq!(named, [Some(behind), Some(12), None]);
+}
+
 #[test]
 fn a_blocked_query_is_copied_before_its_drop_is_announced_and_within_its_budget() {
     let mut lab = Lab::new("dnscopy", "example.com\n", "");

@@ -126,6 +126,20 @@ pub fn parse(msg: &[u8]) -> Result<DnsMessage, ParseFailure> {
     })
 }
 
+/// The question whose name starts at `at` in `msg` (a query's: the program says which one
+/// a rule blocked); `None` if no whole question is there.
+pub fn question_at(msg: &[u8], at: u16) -> Option<Question> {
+    let mut c = Cursor::at(msg, usize::from(at));
+    let mut names = Names::default();
+    let q = names.read(msg, &mut c).ok()?;
+    let qtype = c.u16()?;
+    c.u16()?;
+    Some(Question {
+        name: DomainName::from_dns(names.get(q)).ok()?,
+        qtype,
+    })
+}
+
 /// The complete messages at the start of a DNS-over-TCP stream (each after its 2-byte
 /// length, RFC 1035 section 4.2.2); a message cut short ends the iteration.
 pub fn tcp_messages(stream: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -772,6 +772,7 @@ impl RecordSink for EnrichStage {
             last: p.left == Some(0),
             src_mac: p.src_mac,
             dst_mac: p.dst_mac,
+            blocked_name: p.blocked_name,
             data: &p.data,
         };
         self.take_packet(packet);

@@ -35,6 +35,8 @@ pub(super) struct Packet<'a> {
     pub src_mac: Mac,
     /// Ethernet destination of the packet.
     pub dst_mac: Mac,
+    /// A UDP DNS query a domain rule dropped: where in `data` the name it matched starts.
+    pub blocked_name: Option<u16>,
     /// The copied bytes.
     pub data: &'a [u8],
 }
@@ -142,7 +144,17 @@ impl EnrichStage {
 
     /// A DNS message over UDP.
     fn take_dns(&mut self, p: &Packet<'_>, from: (IpAddr, u16), to: (IpAddr, u16)) {
-        self.take_dns_message(p, dns::parse(p.data), from, to);
+        let mut msg = dns::parse(p.data);
+        // A query dropped for a question after its first is named by that question.
+        if let (Ok(m), Some(at)) = (&mut msg, p.blocked_name) {
+            if let Some(q) = (!m.is_response)
+                .then(|| dns::question_at(p.data, at))
+                .flatten()
+            {
+                m.question = Some(q);
+            }
+        }
+        self.take_dns_message(p, msg, from, to);
     }
 
     /// A segment of a DNS-over-TCP flow: each message it completes in its direction's

@@ -274,6 +274,19 @@ fn nat_joins_by_tuple_and_start_and_unjoined_sessions_become_nat_records() {
 /// Feeds one payload snippet through the sink seam, as the records thread does: kernel time,
 /// direction, bytes.
 fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq: u32, data: &[u8]) {
+    feed_as(st, key, from_originator, t, seq, data, None);
+}
+
+/// [`feed`], with the program's offset of the name a domain rule blocked.
+fn feed_as(
+    st: &mut EnrichStage,
+    key: &FlowKey,
+    from_originator: bool,
+    t: i64,
+    seq: u32,
+    data: &[u8],
+    blocked_name: Option<u16>,
+) {
     let clock = WallClock::measure();
     st.set_clock(clock);
     let p = crate::reader::Payload {
@@ -292,6 +305,7 @@ fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq:
         left: Some(3),
         src_mac: LAPTOP,
         dst_mac: LAPTOP,
+        blocked_name,
         data: bytes::Bytes::copy_from_slice(data),
     };
     st.payload(&p);

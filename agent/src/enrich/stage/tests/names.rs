@@ -75,6 +75,30 @@ fn a_dns_answer_back_through_nat_names_the_inside_clients_flows() {
     assert_eq!(got[..2], [Some("behind.example".into()), None], "{got:?}");
 }
 
+/// A query whose second question a rule blocked (an innocent first one put before it) is
+/// named by the blocked one, where the program says it starts.
+#[test]
+fn a_drop_names_the_question_the_rule_blocked() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let mut query = dns_message("innocent.example", [0; 4], 0, false);
+    query[5] = 2; // QDCOUNT
+    let second = query.len();
+    for l in ["blocked", "example"] {
+        query.push(l.len() as u8);
+        query.extend_from_slice(l.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 28, 0, 1]);
+    let mut r = record("10.0.0.5", 5360, ip("10.0.0.1"), 53, proto::UDP, t0);
+    r.dropped = 1;
+    let at = u16::try_from(second).expect("short");
+    feed_as(&mut st, &flow_key(&r), true, t0, 0, &query, Some(at));
+    st.write(&r).expect("write");
+    let got = out.take();
+    assert_eq!(got[0].attr.dns_qname.as_deref(), Some("blocked.example"));
+    assert_eq!(got[0].attr.dns_qtype, Some(28));
+}
+
 #[test]
 fn a_drop_names_the_query_it_stopped() {
     let t0 = an_hour_ago();
