@@ -357,10 +357,12 @@ fn user_without_root_says_what_it_needs() {
     assert_error(&o, &["--user nobody", "needs root", "CAP_SETUID"]);
 }
 
-/// A second agent on the same store is refused at the store's lock, and one on the same
-/// state directory at that directory's lock; both leave the running one's status snapshot
-/// alone (they wrote their own starting snapshot and marked it stopped as they failed, so
-/// `status` said the running agent was down).
+/// A second agent on the same state directory is refused at that directory's lock, before
+/// its snapshot is touched (it once wrote its own starting snapshot and marked it stopped
+/// as it failed, so `status` said the running agent was down). One on the same store with
+/// a state directory of its own is refused at the store's lock: its starting snapshot,
+/// written before the store opens (so that a kill while it opens is a crash the next start
+/// names), is marked stopped there.
 #[test]
 fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
     let ns = Netns::new("second");
@@ -395,7 +397,22 @@ fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
             .arg("--no-pin"),
         "a second agent on a locked store",
     );
-    assert!(!second.status.success(), "the store is locked");
+    assert!(!second.status.success(), "the state directory is locked");
+    let state2 = d.path().join("state2");
+    let third = output_within(
+        ns.agent(&log)
+            .arg("--state-dir")
+            .arg(&state2)
+            .arg("--no-pin"),
+        "a second agent on a locked store",
+    );
+    assert!(!third.status.success(), "the store is locked");
+    let own = xdp_audit::status::Snapshot::read(&state2).expect("its own snapshot");
+    assert!(
+        own.pid != pid && own.starting && own.stopped_at.is_some(),
+        "written before the store opened, marked stopped: {}",
+        stderr(&third)
+    );
     let s = snapshot().expect("a snapshot");
     assert_eq!(
         (s.pid, s.stopped_at.is_none()),

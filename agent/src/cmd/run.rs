@@ -337,17 +337,18 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         info!("{sig} while starting, before the store was opened: stopping, nothing to seal");
         return Ok(ExitCode::SUCCESS);
     }
-    // Open the store first: a bad --log-dir must fail before anything touches the kernel.
-    let store = Store::open(store_config)
-        .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
     // The last agent's crash evidence, read before this agent's starting snapshot replaces
     // its snapshot (as the user the agent runs as, in the directory made for it): from here
-    // on this agent's death before a clean stop is evidence too. After the store's lock: a
-    // second agent started beside a running one (refused there) must not replace the
-    // running one's snapshot and mark it stopped.
-    // Another agent's state directory is refused before its snapshot is touched.
+    // on this agent's death before a clean stop is evidence too, also one while the store
+    // opens (its recovery can take a while). Another agent's state directory is refused
+    // before its snapshot is touched: a second agent started beside a running one must not
+    // replace the running one's snapshot and mark it stopped.
     let _state_lock = crate::status::lock_state_dir(&args.state_dir)?;
     let (mut previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
+    // Then the store: a bad --log-dir must fail before anything touches the kernel (the
+    // starting snapshot, dropped with the error, is marked stopped: no crash).
+    let store = Store::open(store_config)
+        .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
     let evidence = crashed.clone();
     let mut not_shipping = None;
     let shipper = match &ship_config {
