@@ -27,14 +27,16 @@ so the window reaches --at-slack (default 1s, 0s for none) before and after:
 [T - slack, T + unit + slack). The window searched is printed on stderr and recorded in the
 access log.
 
---user matches the subscriber account exactly. --domain matches a flow whose domain (TLS or
-QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a name under it,
-label by label, in any case (`*.example.com`, as lists write it, means the same). --nat matches the outside address (and port) the gateway's NAT gave
-a flow; IPv6 with a port goes in brackets. A masquerade gives the same outside port to a TCP
-and a UDP flow at once: add --proto when the request names the protocol. Records written before the attribution existed match
-none of these three. --rule FILE:LINE matches the flows that list rule decided (as `status`
-names rules); --rule FILE, those of any rule of that file. Records name a list by the path the
-agent was given; a relative FILE (`block.list`) matches its last components too.
+--user matches the subscriber account exactly. --domain matches a flow whose domain (TLS
+or QUIC SNI, HTTP Host, the client's DNS answer) or DNS question is the name or a name
+under it, label by label, in any case (`*.example.com`, as lists write it, means the
+same). --nat matches the outside address (and port) the gateway's NAT gave a flow; IPv6
+with a port goes in brackets. A masquerade gives the same outside port to a TCP and a UDP
+flow at once: add --proto when the request names the protocol. Records written before the
+attribution existed match none of these three. --rule FILE:LINE matches the flows that
+list rule decided (as `status` names rules); --rule FILE, those of any rule of that file.
+Records name a list by the path the agent was given; a relative FILE (`block.list`)
+matches its last components too.
 
 With --nat, the table answers \"who had this outside address and port\": one line per inside
 flow, with the outside tuple, the account, the inside and remote tuples, protocol, first and
