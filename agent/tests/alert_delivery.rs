@@ -9,7 +9,7 @@ use std::time::Duration;
 use xdp_audit::alert::deliver::{ChainDelivery, Delivery, LogDelivery};
 use xdp_audit::alert::stage::HitBatch;
 use xdp_audit::alert::webhook::Webhook;
-use xdp_audit::alert::{AlertConfig, Alerts, Event};
+use xdp_audit::alert::{AlertConfig, Alerts, Event, ListKept};
 use xdp_audit::store::manifest::Manifest;
 use xdp_audit::store::oplog::{self, Log, OpBody};
 use xdp_audit::store::verify::verify;
@@ -72,7 +72,7 @@ fn notices_reach_the_webhook_and_the_chain_and_a_removed_line_fails_verify() {
     h.event(Event::ListRejected {
         file: "/etc/xdp-audit/block.list".into(),
         reason: "/etc/xdp-audit/block.list:3: not an address".into(),
-        in_force: true,
+        kept: ListKept::LastGood,
     });
     h.event(Event::Crashed {
         evidence: "agent pid 1 ended without a clean stop".into(),

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use foldhash::fast::RandomState;
 use indexmap::{Equivalent, IndexMap};
 
-use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, Subject};
+use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, ListKept, Subject};
 use crate::status::Unaudited;
 
 mod gauges;
@@ -593,13 +593,17 @@ impl Engine {
             Event::ListRejected {
                 file: f,
                 reason,
-                in_force,
+                kept,
             } => {
-                let text = || match in_force {
-                    true => format!(
+                let text = || match kept {
+                    ListKept::LastGood => format!(
                         "list file rejected, its last good version stays in force: {reason}"
                     ),
-                    false => format!(
+                    ListKept::Held => format!(
+                        "list file rejected, and no version of it was read: the tables of its \
+                         kind stay as the running program held them until it loads: {reason}"
+                    ),
+                    ListKept::Nothing => format!(
                         "list file rejected, and no version of it is in force: its rules are \
                          not enforced until it loads: {reason}"
                     ),

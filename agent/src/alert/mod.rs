@@ -273,6 +273,19 @@ pub struct Hit<'a> {
     pub rule: Option<&'a str>,
 }
 
+/// What stays enforced of a list file that was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKept {
+    /// Its last good version: loaded earlier, or the copy the last agent kept.
+    LastGood,
+    /// The tables of its kind as the running program held them (an adopted program's), until
+    /// every file of the kind loads: no version of this file was read.
+    Held,
+    /// Nothing: a start that found no version of it; its rules are not enforced until it
+    /// loads.
+    Nothing,
+}
+
 /// An explicit event from a stage that is not the record path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -282,9 +295,8 @@ pub enum Event {
         file: String,
         /// The first problem, as `FILE:LINE: reason`.
         reason: String,
-        /// Whether a version of its rules is in force all the same (its last good one, or the
-        /// running program's tables of its kind); not at a start that found none.
-        in_force: bool,
+        /// What of its rules is in force all the same.
+        kept: ListKept,
     },
     /// A list change failed part way in the kernel, or was refused after such a failure.
     ListStale {

@@ -415,7 +415,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertId, DeliveryStats};
+    use crate::alert::{AlertId, DeliveryStats, ListKept};
     use std::sync::mpsc::{Receiver, Sender};
 
     /// A delivery that says when it is entered, holds the alert thread in its first
@@ -458,13 +458,13 @@ mod tests {
         h.event(Event::ListRejected {
             file: "/etc/before.list".into(),
             reason: "before the carry".into(),
-            in_force: false,
+            kept: ListKept::Nothing,
         });
         h.carry(Vec::new(), Some(path.clone()));
         h.event(Event::ListRejected {
             file: "/etc/b.list".into(),
             reason: "/etc/b.list:3: bad".into(),
-            in_force: false,
+            kept: ListKept::Nothing,
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         let kept = loop {
@@ -521,7 +521,7 @@ mod tests {
             h.event(Event::ListRejected {
                 file: "b.list".into(),
                 reason: "b.list:3: not an address".into(),
-                in_force: true,
+                kept: ListKept::LastGood,
             })
         });
         let tid = tid_rx.recv().expect("the sender's thread id");

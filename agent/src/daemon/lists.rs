@@ -479,13 +479,19 @@ impl Stage {
         for d in problems {
             if !seen.contains(&d.path.as_path()) {
                 seen.push(&d.path);
+                use crate::alert::ListKept;
                 let held = self.set.held();
-                let in_force = self.set.line_stats(&d.path).is_some()
-                    || self.set.kind_of(&d.path).is_some_and(|k| held.contains(&k));
+                let kept = if self.set.line_stats(&d.path).is_some() {
+                    ListKept::LastGood
+                } else if self.set.kind_of(&d.path).is_some_and(|k| held.contains(&k)) {
+                    ListKept::Held
+                } else {
+                    ListKept::Nothing
+                };
                 alerts.event(crate::alert::Event::ListRejected {
                     file: d.path.display().to_string(),
                     reason: d.to_string(),
-                    in_force,
+                    kept,
                 });
             }
         }

@@ -477,7 +477,7 @@ fn a_flood_of_blocked_clients_never_keeps_out_the_system_alerts() {
         Event::ListRejected {
             file: "b.list".into(),
             reason: "b.list:3: not an address".into(),
-            in_force: true,
+            kept: ListKept::LastGood,
         },
         S,
         &mut out,
@@ -509,7 +509,7 @@ fn recent_keeps_the_last_ten_newest_first() {
             Event::ListRejected {
                 file: format!("l{i}"),
                 reason: "l:1: bad".into(),
-                in_force: i % 2 == 0,
+                kept: ListKept::LastGood,
             },
             i,
             &mut out,
@@ -712,18 +712,23 @@ fn an_unaudited_interface_is_one_alert_until_audited_again() {
 
 mod store;
 
-/// A rejected list file's alert says whether a version of it is in force: at a start that
-/// found none (no kept copy, no running program's tables), its rules are not enforced.
+/// A rejected list file's alert says what of it is in force: its last good version, the
+/// tables an adopted program held (no version of the file read), or at a start that found
+/// neither, nothing: its rules are not enforced.
 #[test]
 fn a_rejected_list_says_whether_a_version_of_it_is_in_force() {
     let mut e = engine();
     let mut out = Vec::new();
-    for (file, in_force) in [("a.list", true), ("b.list", false)] {
+    for (file, kept) in [
+        ("a.list", ListKept::LastGood),
+        ("c.list", ListKept::Held),
+        ("b.list", ListKept::Nothing),
+    ] {
         e.event(
             Event::ListRejected {
                 file: file.into(),
                 reason: format!("{file}:1: bad"),
-                in_force,
+                kept,
             },
             S,
             &mut out,
@@ -734,6 +739,8 @@ fn a_rejected_list_says_whether_a_version_of_it_is_in_force() {
         texts,
         [
             "list file rejected, its last good version stays in force: a.list:1: bad",
+            "list file rejected, and no version of it was read: the tables of its kind stay as \
+             the running program held them until it loads: c.list:1: bad",
             "list file rejected, and no version of it is in force: its rules are not enforced \
              until it loads: b.list:1: bad",
         ]
@@ -749,7 +756,7 @@ fn a_rejected_list_stays_alerted_while_the_file_stays_bad() {
     let rejected = Event::ListRejected {
         file: "a.list".into(),
         reason: "a.list:1: bad".into(),
-        in_force: true,
+        kept: ListKept::LastGood,
     };
     e.event(rejected, S, &mut out);
     assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Raised)]);
