@@ -189,6 +189,9 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
     };
     // SAFETY: this CPU's scratch slot, valid for this run.
     let s = unsafe { &mut *s };
+    // Not the last run's outcome: a query `due` turns away unwalked is no name blocked
+    // ([`blocked_name_at`]).
+    s.phase = BAD;
     if let Err(query) = due(ctx, p, dir, s) {
         return query;
     }
@@ -533,7 +536,8 @@ pub fn walked_name_len() -> Option<usize> {
 
 /// Where in its message the UDP query's name [`blocked_query`] blocked last on this CPU
 /// starts ([`agent_common::payload::PayloadHead::blocked_name`]); 0 for none, and for TCP,
-/// whose walked bytes may begin in an earlier segment.
+/// whose walked bytes may begin in an earlier segment. After [`blocked_query`] in the same
+/// run, which marks the scratch unwalked before anything else.
 #[inline(always)]
 pub fn blocked_name_at() -> u16 {
     let Some(s) = DNS_SCRATCH.get_ptr(0) else {

@@ -266,7 +266,8 @@ fn unwalkable_queries_pass_when_no_domain_is_blocked() {
 
 /// A blocked query's copy says where the name its rule matched starts: behind an innocent
 /// first question, the second one's, which its drop record is then named by. A query no
-/// rule blocks says nothing.
+/// rule blocks says nothing, nor one dropped unread right after a blocked one (its name
+/// never walked, the scratch still the last walk's).
 #[test]
 fn a_blocked_querys_copy_says_which_question_the_rule_matched() {
     let mut lab = Lab::new("dnsnamed", "example.com\n", "");
@@ -279,6 +280,22 @@ fn a_blocked_querys_copy_says_which_question_the_rule_matched() {
     assert_eq!(lab.run(&two.build()), DROP, "the second question blocked");
     assert_eq!(lab.run(&dns_query(&wire("www.example.com"))), DROP);
     assert_eq!(lab.run(&dns_query_from(5371, &first)), PASS);
+    assert_eq!(
+        lab.run(&two.build()),
+        DROP,
+        "blocked again, a walk on this CPU"
+    );
+    // A first fragment: turned away before any walk.
+    let mut unread = two.clone();
+    unread.l4 = L4::Udp {
+        sport: 5372,
+        dport: 53,
+    };
+    assert_eq!(
+        lab.run(&first_fragment(&unread, 8 + 16)),
+        DROP,
+        "a first fragment, its name unread"
+    );
     let named: Vec<Option<u16>> = (lab.events().iter())
         .filter_map(|e| match e {
             Event::Payload(p) => Some(p.blocked_name),
@@ -286,7 +303,7 @@ fn a_blocked_querys_copy_says_which_question_the_rule_matched() {
         })
         .collect();
     let behind = u16::try_from(12 + first.len() + 4).expect("short");
-    assert_eq!(named, [Some(behind), Some(12), None]);
+    assert_eq!(named, [Some(behind), Some(12), None, Some(behind), None]);
 }
 
 #[test]

@@ -145,13 +145,11 @@ impl EnrichStage {
     /// A DNS message over UDP.
     fn take_dns(&mut self, p: &Packet<'_>, from: (IpAddr, u16), to: (IpAddr, u16)) {
         let mut msg = dns::parse(p.data);
-        // A query dropped for a question after its first is named by that question.
+        // A blocked query is named by the question its rule matched, or by none where that
+        // one is not in the copy (past a jumbo frame's copied bytes): never by another.
         if let (Ok(m), Some(at)) = (&mut msg, p.blocked_name) {
-            if let Some(q) = (!m.is_response)
-                .then(|| dns::question_at(p.data, at))
-                .flatten()
-            {
-                m.question = Some(q);
+            if !m.is_response {
+                m.question = dns::question_at(p.data, at);
             }
         }
         self.take_dns_message(p, msg, from, to);

@@ -97,6 +97,12 @@ fn a_drop_names_the_question_the_rule_blocked() {
     let got = out.take();
     assert_eq!(got[0].attr.dns_qname.as_deref(), Some("blocked.example"));
     assert_eq!(got[0].attr.dns_qtype, Some(28));
+    // The blocked one past the copied bytes (a jumbo frame's): no name, not the first one.
+    r.src_port = 5361;
+    let past = u16::try_from(query.len() + 40).expect("short");
+    feed_as(&mut st, &flow_key(&r), true, t0, 0, &query, Some(past));
+    st.write(&r).expect("write");
+    assert_eq!(out.take()[0].attr.dns_qname, None);
 }
 
 #[test]
