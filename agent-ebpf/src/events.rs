@@ -51,8 +51,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 static WAKEUP_BYTES: u64 = 1 << 22;
 
 /// Writes one event; returns whether it reached the ring buffer (the loss is counted if not).
-/// `value` is a flow entry other CPUs may be updating (or a local one): it is copied as it
-/// stands, through the raw pointer.
+/// `value` is a flow entry other CPUs may be updating (or a new one's, built in this CPU's
+/// slot): it is copied as it stands, through the raw pointer.
 #[inline(always)]
 pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: *const FlowValue, lost: Counter) -> bool {
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
@@ -63,7 +63,7 @@ pub fn emit(kind: u8, rule: u32, key: &FlowKey, value: *const FlowValue, lost: C
     // 136 bytes of the program's 512-byte stack.
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points to a reserved, writable FlowEvent-sized slot; `value` to a live,
-    // aligned FlowValue (a map value or the caller's local).
+    // aligned FlowValue (a map value).
     unsafe {
         // Kind, padding and rule as one word (a byte-array store becomes a memset).
         (ev as *mut u64).write(kind as u64 | (rule as u64) << 32);

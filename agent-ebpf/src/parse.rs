@@ -419,9 +419,9 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<L4, Coun
     // A header longer than the payload holds (cut inside, its next header read from a
     // header that is not all there) ends the walk as one past its reach does; checked once
     // here, not per header (in the loop it cost the verifier past its limit). So does a
-    // first fragment whose chain ends without its transport header's ports: a host that
-    // reassembles it (RFC 8200 4.5 lets one; Linux discards it) reads them from the next
-    // fragment, which no port or domain rule can judge.
+    // first fragment whose chain ends without its transport header's ports: RFC 8200 4.5
+    // says to discard it, and Linux does, but a host that reassembles it all the same reads
+    // them from the next fragment, which no port or domain rule can judge.
     if off > pkt.ip_end || (first_fragment && off + 4 > pkt.ip_end) {
         pkt.key.proto = IPPROTO_DSTOPTS;
         pkt.outcome = Counter::SkipTruncatedIpv6Ext;

@@ -406,7 +406,10 @@ fn a_second_agent_on_the_same_store_leaves_the_running_ones_status_alone() {
             .arg("--no-pin"),
         "a second agent on a locked store",
     );
-    assert!(!third.status.success(), "the store is locked");
+    assert_error(
+        &third,
+        &["--log-dir", "another xdp-audit process holds the lock"],
+    );
     let own = xdp_audit::status::Snapshot::read(&state2).expect("its own snapshot");
     assert!(
         own.pid != pid && own.starting && own.stopped_at.is_some(),

@@ -46,8 +46,8 @@ inside flows mean the outside tuple was reused within the window (a line ending 
 long flow's slice, continued by the next line of the same inside tuple): read their times. If --at
 finds nothing, widen --at-slack, or ask for a window with --since and --until: a connection
 silent longer than the agent's --inactive-timeout has records before and after the silence,
-none within it. T from another host's clock (a server's log) needs slack of its own: the
-gateway stamped the packet before that host did.
+none within it. T from another host's clock (a server's log) needs slack: the clocks differ,
+and that host saw the packet after the gateway stamped it.
 
 Results go to stdout (segments in chain order, each sorted by client then time; the live
 journal last); diagnostics and progress to stderr. --count prints only the number of matching
@@ -229,9 +229,9 @@ fn done(
 /// timeout (a flow is written when it ends, or every active timeout while it runs).
 const OPEN_FLOW_LAG_NS: i64 = 300 * 1_000_000_000;
 
-/// A window at most this long is an --at's (its slack and unit included, or as narrow):
+/// A window at most this long is an --at's (a minute's, its slack included, or as narrow):
 /// an instant a silent connection's records can miss.
-const NARROW_WINDOW_NS: i64 = 60 * 1_000_000_000;
+const NARROW_WINDOW_NS: i64 = 180 * 1_000_000_000;
 
 /// What an empty answer may mean that the operator should be told: a window this recent may
 /// hold flows still open at the gateway, which have no record yet; a narrow window may fall
