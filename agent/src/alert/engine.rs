@@ -566,17 +566,28 @@ impl Engine {
         }
     }
 
-    /// The list files whose last reload was rejected: the alert each one's reload raised
-    /// stays active while the file stays bad (nothing reads it again until it changes), and
-    /// resolves a window after it loads.
-    pub fn lists_rejected(&mut self, files: &[String], now: impl Into<Now>) {
+    /// The list files whose last reload was rejected for a problem in them, each with it:
+    /// the alert each one's reload raised stays active while the file stays bad (nothing
+    /// reads it again until it changes), raised again should it have resolved meanwhile (a
+    /// window shorter than a sweep, sweeps lost to a full queue), and resolves a window
+    /// after the file loads.
+    pub fn lists_rejected(
+        &mut self,
+        files: &[(String, String)],
+        now: impl Into<Now>,
+        out: &mut Vec<Alert>,
+    ) {
         let now = now.into();
-        for f in files {
+        for (f, problem) in files {
             let subject = SubjectRef {
                 file: Some(f),
                 ..SubjectRef::default()
             };
-            self.bump(AlertId::ListRejected, subject, 0, now);
+            if !self.bump(AlertId::ListRejected, subject, 0, now) {
+                let text = || format!("list file rejected, still as last read: {problem}");
+                let w = self.window_ns;
+                self.touch(AlertId::ListRejected, subject, text, 1, w, now, out);
+            }
         }
     }
 

@@ -28,8 +28,9 @@ pub const STATUS_ACTIVE: usize = 50;
 
 enum Msg {
     Hits(HitBatch),
-    /// A sweep's gauges, its unaudited interfaces and the list files left rejected.
-    Observe(Gauges, Vec<crate::status::Unaudited>, Vec<String>),
+    /// A sweep's gauges, its unaudited interfaces and the list files left rejected, each
+    /// with its problem.
+    Observe(Gauges, Vec<crate::status::Unaudited>, Vec<(String, String)>),
     Event(Event),
     /// The program's counters as the last agent left them ([`Handle::previous_run`]).
     Previous(Gauges),
@@ -115,7 +116,7 @@ impl Handle {
         let unaudited = snap.unaudited.clone();
         let rejected = (snap.observe.list_reloads.iter())
             .filter(|r| !r.last_ok)
-            .map(|r| r.path.clone())
+            .filter_map(|r| Some((r.path.clone(), r.problem.clone()?)))
             .collect();
         let g = Gauges::of(snap, false);
         self.send(Msg::Observe(g, unaudited, rejected), 1)
@@ -317,7 +318,7 @@ impl Worker {
                     let now = Now::host();
                     self.engine.observe(g, now, &mut out);
                     self.engine.unaudited(&unaudited, now, &mut out);
-                    self.engine.lists_rejected(&rejected, now);
+                    self.engine.lists_rejected(&rejected, now, &mut out);
                     publish = true;
                 }
                 Ok(Msg::Event(e)) => self.engine.event(e, Now::host(), &mut out),

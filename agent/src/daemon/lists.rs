@@ -141,7 +141,8 @@ impl ListsShared {
             Err(p) => p.into_inner(),
         };
         for f in files {
-            let ok = applied && !problems.iter().any(|d| &d.path == f);
+            let problem = problems.iter().find(|d| &d.path == f);
+            let ok = applied && problem.is_none();
             let r = reloads
                 .entry(f.clone())
                 .or_insert_with(|| crate::metrics::ListReload {
@@ -155,6 +156,7 @@ impl ListsShared {
             }
             r.last_ok = ok;
             r.last_at_s = now;
+            r.problem = problem.map(ToString::to_string);
         }
     }
 

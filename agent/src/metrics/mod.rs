@@ -93,6 +93,10 @@ pub struct ListReload {
     pub last_ok: bool,
     /// When the last one ran (Unix seconds).
     pub last_at_s: i64,
+    /// The last one's first problem in the file (`FILE:LINE: reason`), if it was rejected for
+    /// one (not for the kernel's refusal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// What `status.json` carries for the metrics besides the other parts: the kernel tables'

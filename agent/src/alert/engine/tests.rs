@@ -748,7 +748,8 @@ fn a_rejected_list_says_whether_a_version_of_it_is_in_force() {
 }
 
 /// A rejected list file's alert stays active while the sweeps find its last reload
-/// rejected (a file left bad is not read again), and resolves a window after it loads.
+/// rejected (a file left bad is not read again), and resolves a window after it loads; one
+/// resolved while the file stayed bad (sweeps lost) is raised again by the next sweep.
 #[test]
 fn a_rejected_list_stays_alerted_while_the_file_stays_bad() {
     let mut e = engine();
@@ -761,14 +762,21 @@ fn a_rejected_list_stays_alerted_while_the_file_stays_bad() {
     e.event(rejected, S, &mut out);
     assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Raised)]);
     out.clear();
-    let bad = ["a.list".to_owned()];
+    let bad = [("a.list".to_owned(), "a.list:1: bad".to_owned())];
     for t in (10..=300).step_by(10) {
-        e.lists_rejected(&bad, t * S);
+        e.lists_rejected(&bad, t * S, &mut out);
         e.tick(t * S, &mut out);
     }
     assert_eq!(ids(&out), [], "still bad after 300 s: still active");
-    e.lists_rejected(&[], 310 * S);
+    e.lists_rejected(&[], 310 * S, &mut out);
     e.tick(370 * S, &mut out);
     assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Resolved)]);
     assert_eq!(out[0].count, 1, "kept, not counted again");
+    out.clear();
+    e.lists_rejected(&bad, 380 * S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Raised)]);
+    assert_eq!(
+        out[0].text,
+        "list file rejected, still as last read: a.list:1: bad"
+    );
 }

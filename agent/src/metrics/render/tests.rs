@@ -86,6 +86,7 @@ fn full(rules: usize) -> Snapshot {
                 rejected: 1,
                 last_ok: false,
                 last_at_s: 1_790_000_000,
+                problem: Some("/etc/xdp-audit/0.list:3: not an address".into()),
             }],
         },
         ship: Some(crate::ship::ShipStatus {
