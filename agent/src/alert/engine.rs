@@ -18,9 +18,9 @@ use foldhash::fast::RandomState;
 use indexmap::{Equivalent, IndexMap};
 
 use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, ListKept, Subject};
-use crate::status::Unaudited;
 
 mod gauges;
+mod sweep;
 pub use gauges::Gauges;
 
 /// Notices kept for `status` (the last ones, raised or resolved).
@@ -547,47 +547,6 @@ impl Engine {
                 "the kernel clock is not synchronised (adjtimex STA_UNSYNC): record times may be wrong".to_owned()
             };
             self.touch(AlertId::ClockUnsync, none(), text, 1, w, now, out);
-        }
-    }
-
-    /// The configured interfaces a sweep found not audited: each is one alert while it
-    /// stays so, resolved once audited again (by the next agent, which carries it, as the
-    /// stop that mends it is a restart).
-    pub fn unaudited(&mut self, list: &[Unaudited], now: impl Into<Now>, out: &mut Vec<Alert>) {
-        let now = now.into();
-        for u in list {
-            let subject = SubjectRef {
-                interface: Some(&u.name),
-                ..SubjectRef::default()
-            };
-            let text = || format!("interface {} is not audited: {}", u.name, u.reason);
-            let w = self.window_ns;
-            self.touch(AlertId::IfaceUnaudited, subject, text, 1, w, now, out);
-        }
-    }
-
-    /// The list files whose last reload was rejected for a problem in them, each with it:
-    /// the alert each one's reload raised stays active while the file stays bad (nothing
-    /// reads it again until it changes), raised again should it have resolved meanwhile (a
-    /// window shorter than a sweep, sweeps lost to a full queue), and resolves a window
-    /// after the file loads.
-    pub fn lists_rejected(
-        &mut self,
-        files: &[(String, String)],
-        now: impl Into<Now>,
-        out: &mut Vec<Alert>,
-    ) {
-        let now = now.into();
-        for (f, problem) in files {
-            let subject = SubjectRef {
-                file: Some(f),
-                ..SubjectRef::default()
-            };
-            if !self.bump(AlertId::ListRejected, subject, 0, now) {
-                let text = || format!("list file rejected, still as last read: {problem}");
-                let w = self.window_ns;
-                self.touch(AlertId::ListRejected, subject, text, 1, w, now, out);
-            }
         }
     }
 

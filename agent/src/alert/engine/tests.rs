@@ -2,6 +2,7 @@
 //! resolved, and bounded.
 
 use super::*;
+use crate::status::Unaudited;
 use std::time::Duration;
 
 const S: i64 = 1_000_000_000;
