@@ -267,6 +267,18 @@ impl EnrichStage {
         let state = known.and_then(|i| self.flows.get_index(i)).map(|(_, s)| s);
         if let Some(first) = state.as_ref().and_then(|s| s.attr.as_ref()) {
             attr.clone_from(first);
+            // A first record written before the flow's NAT session was heard of (its SYN
+            // waited for a port; an agent stopped right after the SYN, the next adopting
+            // the flow): a later record joins it, and the flow's records after it keep it.
+            if attr.nat_ip.is_none() {
+                if let Some(o) = self.nat_join(r, r.time_start_ns) {
+                    (attr.nat_ip, attr.nat_port) = (Some(o.addr), Some(o.port));
+                    let kept = known.and_then(|i| self.flows.get_index_mut(i));
+                    if let Some(a) = kept.and_then(|(_, s)| s.attr.as_mut()) {
+                        (a.nat_ip, a.nat_port) = (attr.nat_ip, attr.nat_port);
+                    }
+                }
+            }
             if ends {
                 self.end_flow(&key);
             }

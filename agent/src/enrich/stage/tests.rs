@@ -803,4 +803,5 @@ fn a_subscribers_reload_attributes_flows_by_the_table_in_force_when_they_started
 }
 
 mod names;
+mod nat;
 mod unattributed;
