@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod blocklist;
 pub mod bytesize;
+pub mod causes;
 pub mod clock;
 pub mod cmd;
 pub mod compliance;

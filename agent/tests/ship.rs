@@ -720,3 +720,32 @@ fn a_manifest_gone_or_emptied_fails_the_pass_and_keeps_the_cursor() {
         std::fs::write(&path, &original).expect("restore the manifest");
     }
 }
+
+/// A segment of a few MB shipped again after its cursor was lost: s3s-fs refuses the
+/// conditional create before it has read the body and drops the connection, which reads as
+/// a failed request; the shipper finds the identical object there and takes it (a 5 MB
+/// segment failed the pass 8 times in 10).
+#[test]
+fn a_lost_cursor_reships_segments_of_a_few_mb_without_a_failed_pass() {
+    let dir = TempDir::new("ship-big-again");
+    let bucket = TempDir::new("ship-big-again-s3");
+    let s3 = S3Server::start(bucket.path());
+    let mut cfg = s3.config("fleet", "gw-a");
+    cfg.multipart_bytes = 64 << 20;
+    fill(dir.path(), &FakeClock::new(T0), T0, 1, 100.0, 11, true);
+    let want = expected(dir.path(), "fleet", "gw-a");
+    let biggest = (std::fs::read_dir(dir.path()).expect("list the store"))
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    assert!(biggest > 4 << 20, "a segment of a few MB: {biggest} bytes");
+    ship_once(dir.path(), &cfg, &opts()).unwrap_or_else(|e| panic!("ship: {e}"));
+    for round in 0..4 {
+        std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");
+        let again = ship_once(dir.path(), &cfg, &opts())
+            .unwrap_or_else(|e| panic!("round {round}: the pass failed: {e}"));
+        assert_eq!(again.identical_reuploads, want.len() as u64, "{again:?}");
+    }
+    assert_eq!(remote_segments(&s3, "fleet"), want);
+}

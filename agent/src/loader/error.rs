@@ -116,14 +116,7 @@ impl LoadError {
     /// shown later (the refusal in `status` and its alert): an attach error leaves its OS
     /// error to the chain, and its text alone said nothing of it.
     pub fn with_causes(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
+        crate::causes::with_causes(self)
     }
 
     /// Whether it is one interface's refusal (another program holds it, its driver or a

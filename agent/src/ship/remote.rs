@@ -57,8 +57,9 @@ pub enum RemoteError {
         /// The cause.
         cause: object_store::Error,
     },
-    /// A request failed (after the client's own retries).
-    #[error("{op} {key}: {cause}")]
+    /// A request failed (after the client's own retries); said with its causes (a refused
+    /// connection, a timeout), which the client's own text leaves out.
+    #[error("{op} {key}: {}", crate::causes::with_causes(cause))]
     Request {
         /// What was being done.
         op: &'static str,
@@ -493,7 +494,16 @@ async fn create_or_find(
                 }
                 taken_away = true;
             }
-            Err(e) => return Err(req("PUT", key)(e)),
+            // A server may refuse a conditional create before it has read the body and drop
+            // the connection (s3s-fs does for a body of a few MB), which reads as a failed
+            // request: the identical object may well be there, and is taken if it is.
+            Err(e) => {
+                return match check(store, key, size, sha256).await {
+                    Ok(Some(_)) => Ok(None),
+                    Err(conflict @ RemoteError::Conflict { .. }) => Err(conflict),
+                    _ => Err(req("PUT", key)(e)),
+                };
+            }
         }
     }
 }
