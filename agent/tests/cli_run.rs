@@ -72,7 +72,10 @@ fn an_unusable_log_dir_is_named_before_the_kernel_is_touched() {
     let file = d.path().join("not-a-dir");
     std::fs::write(&file, b"x").expect("write");
     let bad = file.join("log");
-    run_fails_before_the_kernel(&bad, &[], &[s(&bad), "--log-dir"]);
+    // A state directory that works: it is locked, and its snapshot begun, before the store
+    // opens (`LOG-state`, the helper's, would be under the same file).
+    let state = d.path().join("state");
+    run_fails_before_the_kernel(&bad, &["--state-dir", s(&state)], &[s(&bad), "--log-dir"]);
 }
 
 #[test]
