@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 
 use super::queue::{Msg, QueueTx};
 use super::ListCmd;
+use crate::alert::ListKept;
 use agent_common::domain::DomainKey;
 
 use crate::blocklist::{
@@ -481,7 +482,6 @@ impl Stage {
         for d in problems {
             if !seen.contains(&d.path.as_path()) {
                 seen.push(&d.path);
-                use crate::alert::ListKept;
                 let held = self.set.held();
                 let kept = if self.set.line_stats(&d.path).is_some() {
                     ListKept::LastGood
