@@ -99,10 +99,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .log_internal_errors(false)
         .with_env_filter(filter);
-    // The agent's log says when and where; a one-shot command's warnings are read by the
-    // person who just ran it, as `LEVEL message`.
-    match cli.command {
+    // The agent's log says when and where, and so does `ship --follow`'s, a service's too;
+    // a one-shot command's warnings are read by the person who just ran it, as `LEVEL
+    // message`.
+    match &cli.command {
         Command::Run(_) => fmt.init(),
+        Command::Tool(Tool::Ship(a)) if a.follow => fmt.with_target(false).init(),
         Command::Tool(_) => fmt.without_time().with_target(false).init(),
     }
     let result = match cli.command {
