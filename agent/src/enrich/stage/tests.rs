@@ -228,49 +228,6 @@ fn ct(table: &SharedNat, kind: CtKind, entry: CtEntry, seen_ns: i64) {
     });
 }
 
-#[test]
-fn nat_joins_by_tuple_and_start_and_unjoined_sessions_become_nat_records() {
-    let t0 = now() - 3600 * S;
-    let nat: SharedNat = Arc::new(Mutex::new(NatTable::new(TableConfig::default())));
-    let subs = subscribers("match,account\n10.0.0.0/24,alice\n");
-    let (mut st, out) = stage(Inputs::fixed(subs, Some(nat.clone()), None));
-    ct(&nat, CtKind::New, ct_entry(1, "10.0.0.5", 40000, 61000), t0);
-    ct(&nat, CtKind::New, ct_entry(2, "10.0.0.6", 40000, 61001), t0);
-    let joined = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0 + S);
-    let uncovered = record("10.0.0.5", 40009, SERVER, 443, proto::TCP, t0 + S);
-    st.write(&joined).expect("write");
-    st.write(&uncovered).expect("write");
-    for (id, src, oport) in [(1, "10.0.0.5", 61000), (2, "10.0.0.6", 61001)] {
-        let mut e = ct_entry(id, src, 40000, oport);
-        e.start_ns = Some(t0);
-        e.stop_ns = Some(t0 + 10 * S);
-        ct(&nat, CtKind::Destroy, e, t0 + 10 * S);
-    }
-    st.tick().expect("tick");
-    let got = out.take();
-    let nat_of = |r: &FlowRecord| (r.attr.nat_ip, r.attr.nat_port);
-    assert_eq!(nat_of(&got[0]), (Some(GW_OUT), Some(61000)));
-    assert_eq!(
-        nat_of(&got[1]),
-        (None, None),
-        "no conntrack entry covers it"
-    );
-    assert_eq!(
-        got.len(),
-        3,
-        "one NAT record, for the session no flow joined: {got:#?}"
-    );
-    let n = &got[2];
-    assert_eq!(n.end_reason, EndReason::Nat);
-    assert_eq!((n.src_ip, n.src_port), (ip("10.0.0.6"), 40000));
-    assert_eq!(nat_of(n), (Some(GW_OUT), Some(61001)));
-    assert_eq!(n.attr.user.as_deref(), Some("alice"));
-    assert_eq!((n.time_start_ns, n.time_end_ns), (t0, t0 + 10 * S));
-    st.tick().expect("tick");
-    assert!(out.take().is_empty(), "a NAT record written twice");
-    assert_eq!(st.status().nat.nat_records, 1);
-}
-
 /// Feeds one payload snippet through the sink seam, as the records thread does: kernel time,
 /// direction, bytes.
 fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq: u32, data: &[u8]) {
