@@ -43,6 +43,9 @@ pub mod payload_flags {
     /// [`super::PayloadHead::stream_start`] holds the sequence number of the stream's first
     /// byte (the flow was created by this direction's SYN).
     pub const START_KNOWN: u8 = 1 << 0;
+    /// A DNS query a domain rule dropped (or refused): it never reached its resolver, so
+    /// the agent notes no question asked, and takes no answer to it.
+    pub const DROPPED: u8 = 1 << 1;
 }
 
 /// The fixed part of a payload record; `cap_len` payload bytes follow it.

@@ -207,11 +207,7 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
     // drop is acted on, so its payload event precedes the flow's drop event in the ring and
     // the drop record names the query it blocked.
     if copy_due(bits) {
-        let named = match blocked {
-            Some(_) => crate::dns::blocked_name_at(),
-            None => 0,
-        };
-        copy(ctx, &p, dir, named);
+        copy(ctx, &p, dir, blocked.is_some());
     }
     if p.dns_off != 0 {
         // A blocked query that made its flow is counted with its drop (a passing one was,
@@ -223,9 +219,9 @@ pub fn slow_path(ctx: &XdpContext) -> u32 {
 }
 
 /// Copies the payload of `p`, a packet of direction `dir` whose flow spent a copy on it;
-/// `blocked_name` as [`Snip::blocked_name`].
+/// `blocked` when a domain rule drops it (a DNS query).
 #[inline(always)]
-fn copy(ctx: &XdpContext, p: &Packet, dir: usize, blocked_name: u16) {
+fn copy(ctx: &XdpContext, p: &Packet, dir: usize, blocked: bool) {
     let Some(v) = flow::lookup(&p.key) else {
         return; // evicted meanwhile: the flow is gone, and with it the stream's start
     };
@@ -256,7 +252,11 @@ fn copy(ctx: &XdpContext, p: &Packet, dir: usize, blocked_name: u16) {
             core::ptr::addr_of!((*v).snippets_left[dir]).read_volatile(),
         )
     };
-    let mut flags = 0;
+    let (mut flags, blocked_name) = if blocked {
+        (payload_flags::DROPPED, crate::dns::blocked_name_at())
+    } else {
+        (0, 0)
+    };
     let mut stream_start = 0;
     // TCP budgets are only given from a SYN, whose sequence number the entry keeps: the
     // originator's stream starts right after it. A segment that starts past the bytes the
@@ -266,7 +266,7 @@ fn copy(ctx: &XdpContext, p: &Packet, dir: usize, blocked_name: u16) {
         if seq.wrapping_sub(stream_start) >= STREAM_BYTES {
             return;
         }
-        flags = payload_flags::START_KNOWN;
+        flags |= payload_flags::START_KNOWN;
     }
     let payload_len = p.ip_end.saturating_sub(off);
     events::payload(

@@ -78,12 +78,19 @@ pub struct Payload {
     pub src_mac: Mac,
     /// Ethernet destination of the packet.
     pub dst_mac: Mac,
-    /// A UDP DNS query a domain rule dropped: where in `data` the question name it matched
-    /// starts.
-    pub blocked_name: Option<u16>,
+    /// A DNS query a domain rule dropped (or refused), which never reached its resolver.
+    pub dropped: Option<DroppedQuery>,
     /// The copied bytes: the payload's first `min(payload_len, SNIPPET_MAX)` bytes, or fewer
     /// if the frame ended first.
     pub data: Bytes,
+}
+
+/// What a payload record says of the DNS query a domain rule dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DroppedQuery {
+    /// Where in `data` the question name the rule matched starts; `None` over TCP, and where
+    /// that name is past the copied bytes.
+    pub name_at: Option<u16>,
 }
 
 impl Payload {
@@ -185,7 +192,9 @@ fn decode_payload(bytes: &[u8], arena: &mut BytesMut) -> Result<Payload, DecodeE
         left: (head.left != UNLIMITED).then_some(head.left),
         src_mac: Mac(head.src_mac),
         dst_mac: Mac(head.dst_mac),
-        blocked_name: (head.blocked_name != 0).then_some(head.blocked_name),
+        dropped: (head.flags & payload_flags::DROPPED != 0).then_some(DroppedQuery {
+            name_at: (head.blocked_name != 0).then_some(head.blocked_name),
+        }),
         data: arena.split().freeze(),
     })
 }
@@ -267,6 +276,7 @@ impl std::os::fd::AsRawFd for RingReader {
 mod tests {
     use super::*;
     use agent_common::payload::{PayloadEvent, SNIPPET_SMALL};
+    use std::mem::offset_of;
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: reading the bytes of a POD value.
@@ -367,6 +377,22 @@ mod tests {
         };
         assert_eq!(p.dir, Direction::Responder);
         assert_eq!((p.stream_start, p.left, p.data.len()), (None, None, 0));
+        assert_eq!(p.dropped, None);
+
+        let mut rec = payload_record(40, 0, payload_flags::DROPPED, 0);
+        let at = offset_of!(PayloadHead, blocked_name);
+        rec[at..at + 2].copy_from_slice(&12u16.to_ne_bytes());
+        let Ok(Event::Payload(p)) = decode(&rec) else {
+            panic!("a dropped query's copy decodes");
+        };
+        let named = Some(DroppedQuery { name_at: Some(12) });
+        assert_eq!((p.dropped, p.stream_start), (named, None));
+        // Over TCP, or past the copy, the program names no offset: still a dropped query.
+        let Ok(Event::Payload(p)) = decode(&payload_record(40, 0, payload_flags::DROPPED, 0))
+        else {
+            panic!("a dropped query's copy decodes");
+        };
+        assert_eq!(p.dropped, Some(DroppedQuery { name_at: None }));
     }
 
     #[test]

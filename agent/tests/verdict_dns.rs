@@ -264,10 +264,10 @@ fn unwalkable_queries_pass_when_no_domain_is_blocked() {
     assert_eq!(lab.counter(Counter::DroppedByDomain), 0);
 }
 
-/// A blocked query's copy says where the name its rule matched starts: behind an innocent
-/// first question, the second one's, which its drop record is then named by. A query no
-/// rule blocks says nothing, nor one dropped unread right after a blocked one (its name
-/// never walked, the scratch still the last walk's).
+/// A blocked query's copy says it was dropped, and where the name its rule matched starts:
+/// behind an innocent first question, the second one's, which its drop record is then named
+/// by. A query no rule blocks says neither; one dropped unread right after a blocked one
+/// (its name never walked, the scratch still the last walk's) names no offset.
 #[test]
 fn a_blocked_querys_copy_says_which_question_the_rule_matched() {
     let mut lab = Lab::new("dnsnamed", "example.com\n", "");
@@ -296,14 +296,16 @@ fn a_blocked_querys_copy_says_which_question_the_rule_matched() {
         DROP,
         "a first fragment, its name unread"
     );
-    let named: Vec<Option<u16>> = (lab.events().iter())
+    let named: Vec<Option<Option<u16>>> = (lab.events().iter())
         .filter_map(|e| match e {
-            Event::Payload(p) => Some(p.blocked_name),
+            Event::Payload(p) => Some(p.dropped.map(|d| d.name_at)),
             _ => None,
         })
         .collect();
-    let behind = u16::try_from(12 + first.len() + 4).expect("short");
-    assert_eq!(named, [Some(behind), Some(12), None, Some(behind), None]);
+    let behind = Some(u16::try_from(12 + first.len() + 4).expect("short"));
+    // Each dropped one says it was (its resolver never saw it), the passing one does not.
+    let want = [Some(behind), Some(Some(12)), None, Some(behind), Some(None)];
+    assert_eq!(named, want);
 }
 
 #[test]

@@ -121,11 +121,7 @@ impl Asked {
         let Some(q) = msg.question.as_ref().filter(|_| !msg.is_response) else {
             return;
         };
-        if self.askers.contains_key(&ex.client) || self.asker_room(t_ns) {
-            self.askers.insert(ex.client, t_ns);
-        } else {
-            self.askers_full_ns = t_ns;
-        }
+        self.note_asker(ex.client, t_ns);
         let key = (ex, msg.id);
         if !self.questions.contains_key(&key) {
             self.make_room(t_ns);
@@ -142,6 +138,21 @@ impl Asked {
             let questions = &self.questions;
             self.order
                 .retain(|(k, t)| questions.get(k).is_some_and(|q| q.asked_ns == *t));
+        }
+    }
+
+    /// Notes a query of exchange `ex` that a rule dropped at `t_ns`: its client's queries
+    /// are seen, but its question reached no resolver, so an answer to it can only be forged.
+    pub fn dropped(&mut self, ex: Exchange, t_ns: i64) {
+        self.note_asker(ex.client, t_ns);
+    }
+
+    /// Notes `client` as one whose queries are seen at `t_ns`.
+    fn note_asker(&mut self, client: IpAddr, t_ns: i64) {
+        if self.askers.contains_key(&client) || self.asker_room(t_ns) {
+            self.askers.insert(client, t_ns);
+        } else {
+            self.askers_full_ns = t_ns;
         }
     }
 

@@ -784,7 +784,7 @@ impl RecordSink for EnrichStage {
             last: p.left == Some(0),
             src_mac: p.src_mac,
             dst_mac: p.dst_mac,
-            blocked_name: p.blocked_name,
+            dropped: p.dropped,
             data: &p.data,
         };
         self.take_packet(packet);

@@ -13,6 +13,7 @@ use crate::enrich::names::dns_tcp::DnsTcpStream;
 use crate::enrich::names::flow::{FlowNames, Progress};
 use crate::enrich::names::payload::Snippet;
 use crate::enrich::names::{self, asked, dns, ParseFailure};
+use crate::reader::DroppedQuery;
 use crate::record::Mac;
 
 /// One payload snippet as the stage reads it: the packet's own source and destination (the
@@ -35,8 +36,8 @@ pub(super) struct Packet<'a> {
     pub src_mac: Mac,
     /// Ethernet destination of the packet.
     pub dst_mac: Mac,
-    /// A UDP DNS query a domain rule dropped: where in `data` the name it matched starts.
-    pub blocked_name: Option<u16>,
+    /// A DNS query a domain rule dropped, which its resolver never saw.
+    pub dropped: Option<DroppedQuery>,
     /// The copied bytes.
     pub data: &'a [u8],
 }
@@ -147,9 +148,9 @@ impl EnrichStage {
         let mut msg = dns::parse(p.data);
         // A blocked query is named by the question its rule matched, or by none where that
         // one is not in the copy (past a jumbo frame's copied bytes): never by another.
-        if let (Ok(m), Some(at)) = (&mut msg, p.blocked_name) {
+        if let (Ok(m), Some(DroppedQuery { name_at })) = (&mut msg, p.dropped) {
             if !m.is_response {
-                m.question = dns::question_at(p.data, at);
+                m.question = name_at.and_then(|at| dns::question_at(p.data, at));
             }
         }
         self.take_dns_message(p, msg, from, to);
@@ -224,7 +225,7 @@ impl EnrichStage {
     }
 
     /// A DNS message of `p`'s flow (or why it could not be read), sent `from` `to`: a query
-    /// to port 53 is noted as asked, a response from port 53 fills its client's (`to`'s)
+    /// to port 53 is noted as asked (unless dropped), a response from port 53 fills its client's (`to`'s)
     /// answer cache if that client asked it or its queries are not seen ([`asked`]), and
     /// either kind gives its flow the question.
     fn take_dns_message(
@@ -251,7 +252,10 @@ impl EnrichStage {
                 port: sport,
                 resolver: dst,
             };
-            self.asked.ask(ex, &msg, p.t_ns);
+            match p.dropped {
+                None => self.asked.ask(ex, &msg, p.t_ns),
+                Some(_) => self.asked.dropped(ex, p.t_ns),
+            }
         }
         if msg.is_response && sport == 53 {
             // An answer that came back through the gateway's NAT (seen on the outside) is

@@ -234,7 +234,7 @@ fn feed(st: &mut EnrichStage, key: &FlowKey, from_originator: bool, t: i64, seq:
     feed_as(st, key, from_originator, t, seq, data, None);
 }
 
-/// [`feed`], with the program's offset of the name a domain rule blocked.
+/// [`feed`], of a query a domain rule dropped as the program says it.
 fn feed_as(
     st: &mut EnrichStage,
     key: &FlowKey,
@@ -242,7 +242,7 @@ fn feed_as(
     t: i64,
     seq: u32,
     data: &[u8],
-    blocked_name: Option<u16>,
+    dropped: Option<crate::reader::DroppedQuery>,
 ) {
     let clock = WallClock::measure();
     st.set_clock(clock);
@@ -262,7 +262,7 @@ fn feed_as(
         left: Some(3),
         src_mac: LAPTOP,
         dst_mac: LAPTOP,
-        blocked_name,
+        dropped,
         data: bytes::Bytes::copy_from_slice(data),
     };
     st.payload(&p);

@@ -2,6 +2,7 @@
 //! back through the gateway's NAT; the question a DNS flow's drop names.
 
 use super::*;
+use crate::reader::DroppedQuery;
 
 /// A ClientHello offering ECH whose outer SNI the client resolved to the server itself is
 /// Chrome's GREASE: the SNI is the name, though a later answer named the address otherwise;
@@ -75,6 +76,42 @@ fn a_dns_answer_back_through_nat_names_the_inside_clients_flows() {
     assert_eq!(got[..2], [Some("behind.example".into()), None], "{got:?}");
 }
 
+/// The program's word on a query a domain rule dropped.
+fn named(name_at: Option<u16>) -> Option<DroppedQuery> {
+    Some(DroppedQuery { name_at })
+}
+
+/// A query a rule dropped never reached its resolver: an answer to it is forged (someone
+/// who saw the query on the LAN), refused, and names nothing. The same query let through is
+/// asked, and its answer taken.
+#[test]
+fn an_answer_to_a_dropped_query_is_refused() {
+    let t0 = an_hour_ago();
+    let (mut st, out) = stage(Inputs::fixed(Arc::default(), None, None));
+    let resolver = ip("10.0.0.1");
+    for (port, dropped) in [(5370, named(Some(12))), (5371, None)] {
+        let key = flow_key(&record("10.0.0.5", port, resolver, 53, proto::UDP, t0));
+        let query = dns_message("blocked.example", [0; 4], 0, false);
+        let answer = dns_message("blocked.example", [198, 51, 100, 7], 300, true);
+        feed_as(&mut st, &key, true, t0, 0, &query, dropped);
+        feed(&mut st, &key, false, t0 + 1000, 0, &answer);
+        let after = record("10.0.0.5", 40000, SERVER, 443, proto::TCP, t0 + S);
+        st.write(&after).expect("write");
+        let want = dropped.is_none().then(|| "blocked.example".to_string());
+        assert_eq!(out.take()[0].attr.domain, want, "dropped: {dropped:?}");
+    }
+    let unasked = st.status().payload_failures.get("dns_unasked").copied();
+    assert_eq!(unasked, Some(1), "{:?}", st.status().payload_failures);
+    // Where the program names no offset (over TCP, or past the copy): still not asked.
+    let key = flow_key(&record("10.0.0.6", 5372, resolver, 53, proto::UDP, t0));
+    let query = dns_message("blocked.example", [0; 4], 0, false);
+    feed_as(&mut st, &key, true, t0, 0, &query, named(None));
+    let answer = dns_message("blocked.example", [198, 51, 100, 7], 300, true);
+    feed(&mut st, &key, false, t0 + 1000, 0, &answer);
+    let unasked = st.status().payload_failures.get("dns_unasked").copied();
+    assert_eq!(unasked, Some(2), "{:?}", st.status().payload_failures);
+}
+
 /// A query whose second question a rule blocked (an innocent first one put before it) is
 /// named by the blocked one, where the program says it starts.
 #[test]
@@ -92,7 +129,7 @@ fn a_drop_names_the_question_the_rule_blocked() {
     let mut r = record("10.0.0.5", 5360, ip("10.0.0.1"), 53, proto::UDP, t0);
     r.dropped = 1;
     let at = u16::try_from(second).expect("short");
-    feed_as(&mut st, &flow_key(&r), true, t0, 0, &query, Some(at));
+    feed_as(&mut st, &flow_key(&r), true, t0, 0, &query, named(Some(at)));
     st.write(&r).expect("write");
     let got = out.take();
     assert_eq!(got[0].attr.dns_qname.as_deref(), Some("blocked.example"));
@@ -100,7 +137,15 @@ fn a_drop_names_the_question_the_rule_blocked() {
     // The blocked one past the copied bytes (a jumbo frame's): no name, not the first one.
     r.src_port = 5361;
     let past = u16::try_from(query.len() + 40).expect("short");
-    feed_as(&mut st, &flow_key(&r), true, t0, 0, &query, Some(past));
+    feed_as(
+        &mut st,
+        &flow_key(&r),
+        true,
+        t0,
+        0,
+        &query,
+        named(Some(past)),
+    );
     st.write(&r).expect("write");
     assert_eq!(out.take()[0].attr.dns_qname, None);
 }
