@@ -372,7 +372,7 @@ impl Snapshot {
             ),
         });
         match (own, s.unreported_crash) {
-            (Some(own), Some(before)) => Some(format!("{own}; before it: {before}")),
+            (Some(own), Some(before)) => Some(chain_crashes(&own, &before)),
             (own, before) => own.or(before),
         }
     }
@@ -511,6 +511,54 @@ pub fn lock_state_dir(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
 pub struct Starting {
     dir: PathBuf,
     armed: bool,
+}
+
+/// Between a crash's evidence and the one handed on from before it.
+const BEFORE_IT: &str = "; before it: ";
+/// Before the agents that crash evidence names in full, those it names by pid.
+const EARLIER: &str = "; earlier, agents that ended without a clean stop:";
+/// Said when more agents crashed than evidence names.
+const NOT_LISTED: &str = " and earlier ones not listed";
+/// Said when none of the earlier agents is known by pid.
+const NONE_NAMED: &str = " none known by pid";
+/// Pids of earlier crashes that evidence names at most.
+const EARLIER_PIDS: usize = 20;
+
+/// `own` evidence of a crash before the `before` an earlier start handed on. A crash loop
+/// while starting hands on every death: the last two are named in full and the older ones
+/// by pid only, so the text stays within what an alert shows whole (cut in its middle, it
+/// lost pids) and the snapshot that hands it on stays small however long the loop runs.
+fn chain_crashes(own: &str, before: &str) -> String {
+    let (last, older) = before.split_once(BEFORE_IT).unwrap_or((before, ""));
+    let mut pids = Vec::new();
+    let mut rest = older;
+    while let Some(at) = rest.find("pid ") {
+        rest = &rest[at + 4..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(pid) = rest[..digits].parse::<u32>() {
+            pids.push(pid);
+        }
+    }
+    let mut text = format!("{own}{BEFORE_IT}{last}");
+    if !older.is_empty() {
+        // Evidence that named no pid (a damaged snapshot) is said as one not listed.
+        let in_full = older.split(EARLIER).next().unwrap_or_default();
+        let unnamed = in_full.split(BEFORE_IT).any(|e| !e.contains("pid "));
+        let not_listed = unnamed
+            || older.ends_with(NOT_LISTED)
+            || older.ends_with(NONE_NAMED)
+            || pids.len() > EARLIER_PIDS;
+        pids.truncate(EARLIER_PIDS);
+        let named: Vec<String> = pids.iter().map(|p| format!(" pid {p}")).collect();
+        text.push_str(EARLIER);
+        text.push_str(&named.join(","));
+        match (named.is_empty(), not_listed) {
+            (true, _) => text.push_str(NONE_NAMED),
+            (false, true) => text.push_str(NOT_LISTED),
+            (false, false) => {}
+        }
+    }
+    text
 }
 
 impl Starting {

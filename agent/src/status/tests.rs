@@ -145,6 +145,42 @@ fn an_agent_killed_while_starting_is_evidence_for_the_next() {
     assert_eq!(next, e);
 }
 
+/// A crash loop while starting hands every death on: however long it runs, the evidence
+/// names the newest agents whole by pid within what an alert shows uncut (600 bytes), and
+/// says when older ones are left out.
+#[test]
+fn a_crash_loop_names_its_newest_pids_whole_in_a_bounded_text() {
+    let own = |pid: u32| {
+        format!("agent pid {pid} ended while starting, before its first sweep, without a clean stop (it started at 2026-12-07T05:00:00.123456789Z)")
+    };
+    let mut evidence = own(1000);
+    for pid in 1001..1040u32 {
+        evidence = super::chain_crashes(&own(pid), &evidence);
+        let words: Vec<&str> = evidence.split([' ', ',', ';', '(']).collect();
+        let named = |p: u32| words.windows(2).any(|w| w == ["pid", &p.to_string()]);
+        let newest = (pid.saturating_sub(21).max(1000)..=pid).collect::<Vec<_>>();
+        assert!(newest.iter().all(|&p| named(p)), "{pid}: {evidence}");
+        assert!(evidence.len() < 600, "{} bytes: {evidence}", evidence.len());
+        let left_out = pid - 1000 > 21;
+        assert_eq!(
+            evidence.contains("earlier ones not listed"),
+            left_out,
+            "{evidence}"
+        );
+        assert!(!named(pid - 22) || pid < 1022, "{evidence}");
+    }
+    // What a damaged snapshot left (no pid) is counted among the earlier ones, not lost.
+    let damaged = "the last status snapshot is damaged (EOF while parsing at line 1 column 0)";
+    let two = super::chain_crashes(&own(7), &super::chain_crashes(&own(6), damaged));
+    assert!(two.contains("pid 7") && two.contains("pid 6"), "{two}");
+    assert!(two.ends_with("none known by pid"), "{two}");
+    let three = super::chain_crashes(&own(8), &two);
+    assert!(
+        three.ends_with("pid 6 and earlier ones not listed"),
+        "{three}"
+    );
+}
+
 /// The program's counters, the active alerts and a stop unable to seal, as the last agent
 /// left them, reach the next start, also across starts that failed (each starting snapshot hands them on).
 #[test]
