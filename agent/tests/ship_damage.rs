@@ -2,7 +2,8 @@
 //! place or grown (sparse, to a terabyte: never read into memory) is named while every other
 //! segment ships; and a day merged twice (a late hour sealed after its first compaction)
 //! keeps its hour objects in the bucket until an object holding their rows is acknowledged,
-//! and a chain that does not hold deletes nothing from it.
+//! and a chain that does not hold deletes nothing from it. A server that stops answering
+//! mid-pass does not freeze the backlog the status shows.
 
 #[path = "store_common/mod.rs"]
 mod common;
@@ -10,13 +11,14 @@ mod ship_common;
 mod ship_store;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 use ship_common::*;
 use ship_store::*;
 use xdp_audit::ship::layout::Layout;
 use xdp_audit::ship::remote::RemoteError;
-use xdp_audit::ship::{ship_once, ShipError};
+use xdp_audit::ship::{ship_once, ShipError, Shipper};
 use xdp_audit::store::{FakeClock, Store};
 
 fn flip_byte(path: &Path) {
@@ -210,4 +212,55 @@ fn a_chain_that_does_not_hold_deletes_nothing_from_the_bucket() {
         hours.iter().all(|h| remote.contains(h)),
         "every hour object stays: {remote:?}"
     );
+}
+
+/// A server that accepts a request and then stops answering holds the pass in its upload up
+/// to the idle timeout: meanwhile the status counts what waits now, segments sealed since the
+/// pass began too (it showed the count the pass started with, for up to a minute per request
+/// by default, and the crash-free agent's alert carried it).
+#[test]
+fn a_stalled_request_does_not_freeze_the_backlog_the_status_shows() {
+    let dir = TempDir::new("ship-stall");
+    let bucket = TempDir::new("ship-stall-s3");
+    let mut s3 = S3Server::start(bucket.path());
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 2, 0.05, 21, true);
+    let mut cfg = s3.config("p", "gw");
+    // Long enough that the stall outlasts the test's wait: no failed pass ends it.
+    cfg.request_timeout = Duration::from_secs(300);
+    cfg.idle_timeout = Duration::from_secs(300);
+    let shipper = Shipper::spawn(dir.path(), &cfg, opts()).expect("spawn");
+    wait_until(Duration::from_secs(30), "caught up", || {
+        let s = shipper.status();
+        s.caught_up_at.is_some() && s.backlog_segments == 0
+    });
+    s3.signal(libc::SIGSTOP);
+    let shipped = live(dir.path()).len() as u64;
+    fill(dir.path(), &clock, T0 + 2 * HOUR, 2, 0.05, 22, true);
+    let first = live(dir.path()).len() as u64 - shipped;
+    wait_until(
+        Duration::from_secs(30),
+        "a pass counts the new segments",
+        || shipper.status().backlog_segments == first,
+    );
+    // The pass is in its upload, which waits on the stopped server; more are sealed.
+    fill(dir.path(), &clock, T0 + 4 * HOUR, 3, 0.05, 23, true);
+    let waiting = live(dir.path()).len() as u64 - shipped;
+    assert!(
+        waiting > first,
+        "{waiting} segments wait, {first} at the pass's start"
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the status counts the segments sealed during the stall",
+        || shipper.status().backlog_segments == waiting,
+    );
+    let st = shipper.status();
+    assert_eq!(
+        st.failures, 0,
+        "counted during the stall, not by a retry: {st:?}"
+    );
+    // The server goes (its requests fail at once), and with it the stall.
+    s3.stop();
+    drop(shipper);
 }

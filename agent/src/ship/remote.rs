@@ -46,6 +46,15 @@ pub const PART_BYTES: usize = 8 << 20;
 /// the multipart threshold, 32 MiB by default), a multipart upload one part.
 pub const IN_FLIGHT: usize = 3;
 
+/// What [`Remote::upload_all`] reports as it goes.
+#[derive(Debug)]
+pub enum Step {
+    /// A job finished, with its outcome.
+    Done(Job, Result<Uploaded, RemoteError>),
+    /// No job finished for a while: the uploads in flight still wait for the server.
+    Waiting,
+}
+
 /// What can go wrong talking to the bucket.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -302,14 +311,16 @@ impl Remote {
             .block_on(upload(self.store.clone(), job.clone(), multipart_bytes))
     }
 
-    /// Uploads `jobs` in their order, [`IN_FLIGHT`] at a time, each verified; `done` gets
-    /// every finished job with its outcome as it finishes and says whether to start more
-    /// (`false`: stop, finishing what is in flight).
+    /// Uploads `jobs` in their order, [`IN_FLIGHT`] at a time, each verified; `step` gets
+    /// every finished job with its outcome as it finishes, and [`Step::Waiting`] after each
+    /// `every` with none finished (a stalled server holds a request up to its timeout), and
+    /// says whether to start more (`false`: stop, finishing what is in flight).
     pub fn upload_all(
         &self,
         jobs: impl IntoIterator<Item = Job>,
         multipart_bytes: u64,
-        mut done: impl FnMut(Job, Result<Uploaded, RemoteError>) -> bool,
+        every: Duration,
+        mut step: impl FnMut(Step) -> bool,
     ) {
         let mut jobs = jobs.into_iter();
         self.rt.block_on(async {
@@ -325,7 +336,12 @@ impl Remote {
                     let task = upload(self.store.clone(), job.clone(), multipart_bytes);
                     flying.insert(set.spawn(task).id(), job);
                 }
-                let (id, result) = match set.join_next_with_id().await {
+                // `join_next_with_id` is cancel-safe: a timeout loses no finished task.
+                let Ok(next) = tokio::time::timeout(every, set.join_next_with_id()).await else {
+                    more &= step(Step::Waiting);
+                    continue;
+                };
+                let (id, result) = match next {
                     None => return,
                     Some(Ok((id, r))) => (id, Ok(r)),
                     Some(Err(e)) => (e.id(), Err(e.to_string())),
@@ -339,7 +355,7 @@ impl Remote {
                         cause,
                     })
                 });
-                more &= done(job, result);
+                more &= step(Step::Done(job, result));
             }
         });
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::cursor::{Acked, Cursor};
 use super::layout::Layout;
-use super::remote::{Job, Remote, Uploaded};
+use super::remote::{Job, Remote, Step, Uploaded};
 use super::{ShipError, ShipStatus};
 use crate::store::manifest::{live_segments, Body, Entry, Head, SegmentInfo, MANIFEST};
 use crate::store::retention::cutoff_ns;
@@ -73,6 +73,38 @@ fn now_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
 
+/// The chain in `dir`, as [`Worker::read_manifest`] reads it.
+fn read_chain(dir: &Path) -> Result<Chain, ShipError> {
+    let (text, entries, head) = crate::store::manifest::read_chain_bytes(dir)
+        .map_err(|e| ShipError::Manifest(e.to_string()))?;
+    Ok(Chain {
+        text,
+        entries,
+        head,
+    })
+}
+
+/// Backlog figures of the chain's `live` segments against `cursor`, into `status`.
+fn count_backlog(
+    status: &Mutex<ShipStatus>,
+    cursor: &Cursor,
+    live: &[&SegmentInfo],
+    retention_days: u32,
+) {
+    let now = now_ns();
+    let cutoff = cutoff_ns(now, retention_days).unwrap_or(i64::MIN);
+    let b = cursor.backlog(live.iter().copied(), cutoff);
+    if let Ok(mut st) = status.lock() {
+        st.backlog_segments = b.segments;
+        st.backlog_bytes = b.bytes;
+        st.oldest_age_s = b
+            .oldest_ns
+            .map(|t| (now.saturating_sub(t).max(0) / 1_000_000_000) as u64);
+        st.kept_for_shipping = b.expired;
+        st.manifest_seq = cursor.manifest_seq;
+    }
+}
+
 impl Worker {
     fn set_status(&self, f: impl FnOnce(&mut ShipStatus)) {
         if let Ok(mut s) = self.status.lock() {
@@ -82,18 +114,7 @@ impl Worker {
 
     /// Backlog figures from the chain and the cursor.
     fn update_backlog(&self, live: &[&SegmentInfo]) {
-        let now = now_ns();
-        let cutoff = cutoff_ns(now, self.retention_days).unwrap_or(i64::MIN);
-        let b = self.cursor.backlog(live.iter().copied(), cutoff);
-        self.set_status(|st| {
-            st.backlog_segments = b.segments;
-            st.backlog_bytes = b.bytes;
-            st.oldest_age_s = b
-                .oldest_ns
-                .map(|t| (now.saturating_sub(t).max(0) / 1_000_000_000) as u64);
-            st.kept_for_shipping = b.expired;
-            st.manifest_seq = self.cursor.manifest_seq;
-        });
+        count_backlog(&self.status, &self.cursor, live, self.retention_days);
     }
 
     /// Counts the backlog from the manifest as it is now (between passes: an outage's retries
@@ -135,13 +156,7 @@ impl Worker {
     /// short or emptied fails the pass (read as an empty chain, the pass dropped every
     /// acknowledgement from the cursor, and shipped everything again once it was restored).
     fn read_manifest(&self) -> Result<Chain, ShipError> {
-        let (text, entries, head) = crate::store::manifest::read_chain_bytes(&self.dir)
-            .map_err(|e| ShipError::Manifest(e.to_string()))?;
-        Ok(Chain {
-            text,
-            entries,
-            head,
-        })
+        read_chain(&self.dir)
     }
 
     fn pass_unsaved(&mut self) -> Result<Pass, ShipError> {
@@ -229,9 +244,32 @@ impl Worker {
             stop,
             dir,
             multipart_bytes,
+            retention_days,
             ..
         } = self;
-        remote.upload_all(jobs, *multipart_bytes, |job, result| {
+        // Asked to stop: no more uploads started.
+        let stopping = |outcome: &mut Result<Pass, ShipError>| {
+            let stop = stop.load(Ordering::Relaxed);
+            if stop && matches!(outcome, Ok(Pass::CaughtUp)) {
+                *outcome = Ok(Pass::Stopped);
+            }
+            stop
+        };
+        let every = super::BACKLOG_REFRESH;
+        remote.upload_all(jobs, *multipart_bytes, every, |step| {
+            let (job, result) = match step {
+                Step::Done(job, result) => (job, result),
+                Step::Waiting => {
+                    // A stalled request holds the pass up to its timeout: the status counts
+                    // what waits now (segments sealed since the pass began too), as a
+                    // failed pass's retry wait does.
+                    if let Ok(now) = read_chain(dir) {
+                        let live = live_segments(&now.entries);
+                        count_backlog(status, cursor, &live, *retention_days);
+                    }
+                    return !stopping(&mut outcome) && outcome.is_ok();
+                }
+            };
             let Some(s) = by_key.get(&job.key) else {
                 return true;
             };
@@ -278,13 +316,7 @@ impl Worker {
                 }
                 saved_at = Instant::now();
             }
-            if stop.load(Ordering::Relaxed) {
-                if matches!(outcome, Ok(Pass::CaughtUp)) {
-                    outcome = Ok(Pass::Stopped);
-                }
-                return false;
-            }
-            outcome.is_ok()
+            !stopping(&mut outcome) && outcome.is_ok()
         });
         if matches!(outcome, Ok(Pass::CaughtUp)) && !refused.is_empty() {
             outcome = Err(ShipError::NotShipped(refused));
