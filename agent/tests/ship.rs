@@ -78,6 +78,15 @@ fn a_store_with_seals_and_a_merged_day_is_shipped_as_its_chain_says() {
     );
     let r = xdp_audit::ship::verify::verify_remote(dir.path(), &cfg).expect("verify remote");
     assert!(r.missing.is_empty() && r.checked == merged.len(), "{r:?}");
+    // The new manifest copy holds the whole chain: the older one is gone.
+    let newest = read_entries(dir.path()).expect("chain").len() as u64 - 1;
+    assert!(newest > head, "the merge added chain entries");
+    assert_eq!(
+        s3.objects("fleet/gateway=gw-a/manifest", ".jsonl"),
+        vec![format!(
+            "fleet/gateway=gw-a/manifest/manifest-{newest:020}.jsonl"
+        )]
+    );
 
     // A lost cursor: every upload finds the identical object (conditional create) and takes it.
     std::fs::remove_file(dir.path().join(cursor::CURSOR)).expect("remove cursor");

@@ -234,6 +234,7 @@ fn worker(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<Worker, Sh
         status: Arc::new(Mutex::new(status)),
         stop: Arc::new(AtomicBool::new(false)),
         settled_past: std::collections::HashSet::new(),
+        manifest_copies_kept: false,
     })
 }
 
