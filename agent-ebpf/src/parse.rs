@@ -206,9 +206,9 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
             // A transport header cut short is no reason to let the packet by unjudged: a
             // gateway forwards it on its addresses, and a first fragment too short for it
             // (RFC 1858's tiny fragment) is delivered once reassembled. It is judged and
-            // counted with the ports it carries (a TCP header's are read first: a first
-            // fragment holds at least 8 bytes, so port rules judge it), else ports 0, as
-            // later fragments are.
+            // counted with the ports it carries (a TCP or UDP header's are read first: a
+            // first fragment holds at least 8 bytes, so port rules judge it), else ports 0,
+            // as later fragments are.
             if l4_off + 4 > pkt.ip_end {
                 pkt.key.port_a = 0;
                 pkt.key.port_b = 0;
@@ -463,12 +463,14 @@ fn parse_l4(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), Counte
             }
         }
         proto::UDP => {
-            if off + 8 > pkt.ip_end {
+            // The ports first, as TCP's: a header cut short after them is judged and
+            // counted by them.
+            let ports = Header::<4>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
+            pkt.key.port_a = ports.get::<_, 0>();
+            pkt.key.port_b = ports.get::<_, 2>();
+            if off + 8 > pkt.ip_end || Header::<8>::at(ctx, off).is_none() {
                 return Err(Counter::SkipTruncatedL4);
             }
-            let u = Header::<8>::at(ctx, off).ok_or(Counter::SkipTruncatedL4)?;
-            pkt.key.port_a = u.get::<_, 0>();
-            pkt.key.port_b = u.get::<_, 2>();
             pkt.outcome = Counter::ParsedUdp;
             if pkt.key.port_b == DNS_PORT {
                 pkt.dns_off = off + 8;

@@ -265,7 +265,11 @@ fn a_flow_made_by_a_packet_from_a_blocked_address_carries_nothing_to_it() {
 /// than the program walks by their addresses.
 #[test]
 fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() {
-    let mut lab = Lab::new("unparsed", "203.0.113.9\n2001:db8::66\nport tcp 22\n", "");
+    let mut lab = Lab::new(
+        "unparsed",
+        "203.0.113.9\n2001:db8::66\nport tcp 22\nport udp 5060\n",
+        "",
+    );
     let to_port = Spec::tcp4(v4(198, 51, 100, 2), 40001, v4(198, 18, 0, 7), 22, tcp::SYN);
     assert_eq!(
         lab.run(&first_fragment(&to_port, 8)),
@@ -396,7 +400,14 @@ fn packets_the_parser_cannot_read_whole_are_still_judged_by_address_and_ports() 
     to_23.truncate(14 + 20 + 4);
     to_23[16..18].copy_from_slice(&24u16.to_be_bytes());
     assert_eq!(lab.run(&to_23), PASS, "and passes one to another port");
-    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 7);
+    // A UDP header cut after its ports (6 of its 8 bytes) likewise: a router forwards it.
+    for (dport, want) in [(5060, DROP), (5061, PASS)] {
+        let mut cut = Spec::udp4(v4(198, 51, 100, 2), 40003, v4(198, 18, 0, 7), dport).build();
+        cut.truncate(14 + 20 + 6);
+        cut[16..18].copy_from_slice(&26u16.to_be_bytes());
+        assert_eq!(lab.run(&cut), want, "a cut UDP header to port {dport}");
+    }
+    assert_eq!(lab.counter(Counter::SkipTruncatedL4), 9);
     assert_eq!(lab.counter(Counter::SkipTruncatedIpv6Ext), 4);
 }
 
