@@ -264,3 +264,49 @@ fn a_stalled_request_does_not_freeze_the_backlog_the_status_shows() {
     s3.stop();
     drop(shipper);
 }
+
+/// An acknowledged object deleted from the bucket (a lifecycle rule, a mistake, an intruder)
+/// is looked for once more when retention's cutoff comes within a day of its segment: found
+/// gone, it is shipped again, and counted. Segments far from the cutoff are not looked at.
+#[test]
+fn an_acknowledged_object_gone_from_the_bucket_is_shipped_again_before_retention() {
+    let dir = TempDir::new("ship-gone");
+    let bucket = TempDir::new("ship-gone-s3");
+    let s3 = S3Server::start(bucket.path());
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 3, 0.05, 31, true);
+    let cfg = s3.config("p", "gw");
+    let want = expected(dir.path(), "p", "gw");
+    ship_once(dir.path(), &cfg, &opts()).expect("ship");
+    assert_eq!(remote_segments(&s3, "p"), want);
+    let victim = &want[0].0;
+    std::fs::remove_file(s3.root.join(BUCKET).join(victim)).expect("delete an object");
+    // The segments' records are from T0, years ago: with a retention that reaches back past
+    // them by more than a day, none is near its cutoff, and nothing is looked at.
+    let age_days = u32::try_from((now_ns() - T0) / DAY).expect("days");
+    let far = xdp_audit::ship::ShipOptions {
+        retention_days: age_days + 30,
+        ..opts()
+    };
+    let s = ship_once(dir.path(), &cfg, &far).expect("ship, far from the cutoff");
+    assert_eq!((s.gone_from_bucket, s.shipped_segments), (0, 0), "{s:?}");
+    // Within a day of the cutoff: the gone object is found and shipped again.
+    let near = xdp_audit::ship::ShipOptions {
+        retention_days: age_days,
+        ..opts()
+    };
+    let s = ship_once(dir.path(), &cfg, &near).expect("ship, near the cutoff");
+    assert_eq!((s.gone_from_bucket, s.shipped_segments), (1, 1), "{s:?}");
+    assert!(
+        s.summary().contains("gone from the bucket"),
+        "{}",
+        s.summary()
+    );
+    assert_eq!(remote_segments(&s3, "p"), want, "the object is back");
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}

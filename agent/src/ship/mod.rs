@@ -69,6 +69,10 @@ pub struct ShipStatus {
     pub caught_up_at: Option<String>,
     /// Chain head `seq` of the last manifest acknowledged.
     pub manifest_seq: Option<u64>,
+    /// Acknowledged segments found gone from the bucket (or changed there) as retention's
+    /// cutoff came near, and shipped again, since start.
+    #[serde(default)]
+    pub gone_from_bucket: u64,
 }
 
 impl ShipStatus {
@@ -87,6 +91,12 @@ impl ShipStatus {
             self.identical_reuploads,
             self.failures,
         );
+        if self.gone_from_bucket > 0 {
+            out.push_str(&format!(
+                "\n  ALERT: {} acknowledged segments were gone from the bucket (or changed there) before retention; shipped again",
+                self.gone_from_bucket
+            ));
+        }
         if self.kept_for_shipping > 0 {
             out.push_str(&format!(
                 "\n  ALERT: {} expired segments are kept locally until shipped (retention waits for the bucket)",
@@ -235,6 +245,7 @@ fn worker(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<Worker, Sh
         stop: Arc::new(AtomicBool::new(false)),
         settled_past: std::collections::HashSet::new(),
         manifest_copies_kept: false,
+        rechecked: std::collections::HashSet::new(),
     })
 }
 

@@ -26,6 +26,10 @@ use crate::store::retention::cutoff_ns;
 /// shipped; a pass always saves before it ends.
 pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long before retention's cutoff an acknowledged segment is looked for in the bucket
+/// once more ([`Worker::recheck_expiring`]).
+pub const RECHECK_AHEAD_NS: i64 = 24 * 3600 * 1_000_000_000;
+
 /// The state of the shipping thread.
 pub struct Worker {
     /// The store directory.
@@ -50,6 +54,9 @@ pub struct Worker {
     pub settled_past: std::collections::HashSet<u64>,
     /// An older manifest copy could not be deleted (said once).
     pub manifest_copies_kept: bool,
+    /// Segments found in the bucket as acknowledged when retention's cutoff came near
+    /// ([`Worker::recheck_expiring`]); in memory only, so a restart looks once more.
+    pub rechecked: std::collections::HashSet<String>,
 }
 
 /// How a pass ended.
@@ -168,6 +175,7 @@ impl Worker {
             head,
         } = self.read_manifest()?;
         let live = live_segments(&entries);
+        self.recheck_expiring(&live)?;
         self.update_backlog(&live);
         let mut gone = Vec::new();
         let uploaded = self.upload(&live, &mut gone);
@@ -218,6 +226,48 @@ impl Worker {
             st.caught_up_at = Some(jiff::Timestamp::now().to_string());
         });
         Ok(Pass::CaughtUp)
+    }
+
+    /// Looks in the bucket, once, for each acknowledged live segment that retention will
+    /// delete locally within [`RECHECK_AHEAD_NS`]: one gone from the bucket since (a
+    /// lifecycle rule, an operator's mistake, an intruder) or changed there is no longer held
+    /// by the cursor, so this pass ships it again (a changed object is refused and named)
+    /// and retention keeps the local copy until the bucket has it. Without this, only
+    /// `verify --remote` found such an object, and retention deleted the last copy.
+    fn recheck_expiring(&mut self, live: &[&SegmentInfo]) -> Result<(), ShipError> {
+        let live_files: std::collections::HashSet<&str> =
+            live.iter().map(|s| s.file.as_str()).collect();
+        self.rechecked.retain(|f| live_files.contains(f.as_str()));
+        let soon = now_ns().saturating_add(RECHECK_AHEAD_NS);
+        let Some(cutoff) = cutoff_ns(soon, self.retention_days) else {
+            return Ok(());
+        };
+        for s in live {
+            if s.time_max_ns >= cutoff || self.rechecked.contains(&s.file) {
+                continue;
+            }
+            let Some(acked) = self
+                .cursor
+                .acked
+                .get(&s.file)
+                .filter(|_| self.cursor.holds(s))
+            else {
+                continue;
+            };
+            let found = self.remote.stat(&acked.key).map_err(ShipError::Remote)?;
+            let intact = found.as_ref().is_some_and(|f| {
+                f.size == s.size && f.sha256.as_deref() == Some(s.sha256.as_str())
+            });
+            if intact {
+                self.rechecked.insert(s.file.clone());
+                continue;
+            }
+            let found = found.map_or_else(|| "no object".to_owned(), |f| f.to_string());
+            tracing::warn!(key = %acked.key, file = %s.file, found = %found, "an acknowledged segment is gone from the bucket, or changed there, before retention deletes it locally: shipping it again, and the local copy stays until the bucket has it");
+            self.cursor.acked.remove(&s.file);
+            self.set_status(|st| st.gone_from_bucket += 1);
+        }
+        Ok(())
     }
 
     /// Deletes the bucket's copy of the manifest as of entry `old`, now that a newer one is
