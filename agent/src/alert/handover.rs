@@ -1,7 +1,8 @@
 //! The alerts an agent hands on to the next one. The alert log (`alerts.jsonl`) is the
 //! truth of what was raised and resolved; this file in the state directory is a checkpoint
 //! of the active ones, rewritten after each loop that delivered a notice, and the next agent
-//! replays the log's notices since the checkpoint over it ([`carried`]). The status snapshot
+//! replays the log's notices since the checkpoint over it ([`carried`]), with the counts
+//! the status snapshot (written every sweep) added since the last notice. The status snapshot
 //! alone (written once a sweep) left an agent killed between a notice and its next snapshot
 //! handing on an older list: an alert it raised was never resolved, one it resolved was
 //! resolved again, a condition still holding was raised twice.
@@ -61,9 +62,37 @@ fn read(state_dir: &Path) -> Option<Checkpoint> {
 
 /// The alerts to carry on: the checkpoint in `state_dir` with the notices of the alert log
 /// in `log_dir` since it (and a margin before it: replaying a notice the checkpoint already
-/// holds changes nothing) applied in log order. `None` without a checkpoint (an agent
-/// before 2026-12-06 left none): the status snapshot's list stands in.
-pub fn carried(state_dir: &Path, log_dir: &Path) -> Option<Vec<Alert>> {
+/// holds changes nothing) applied in log order, each with the count the last status
+/// snapshot's list (`snapshot`) has of it ([`with_counts_of`]). Without a checkpoint (an
+/// agent before 2026-12-06 left none), the snapshot's list stands in.
+pub fn carried(state_dir: &Path, log_dir: &Path, snapshot: Vec<Alert>) -> Vec<Alert> {
+    match from_checkpoint(state_dir, log_dir) {
+        Some(alerts) => with_counts_of(alerts, &snapshot),
+        None => snapshot,
+    }
+}
+
+/// `alerts` with the counts `snapshot` (the status snapshot's list, written every sweep)
+/// holds of the same episodes (id, subject and first time): the checkpoint is written with a
+/// notice only, so the counts added since (a loss alert's lost events) fell back to those of
+/// the alert's last notice at every restart, clean stop or kill (a ring-loss alert read
+/// 24,022 after a start, its program's count 37,858). A later notice in the log stands.
+pub fn with_counts_of(mut alerts: Vec<Alert>, snapshot: &[Alert]) -> Vec<Alert> {
+    for a in &mut alerts {
+        let newer = snapshot.iter().find(|s| {
+            (s.id, &s.subject, s.first_ns) == (a.id, &a.subject, a.first_ns)
+                && s.last_ns >= a.last_ns
+        });
+        if let Some(s) = newer {
+            a.count = a.count.max(s.count);
+            a.last_ns = s.last_ns;
+        }
+    }
+    alerts
+}
+
+/// The checkpoint in `state_dir` brought up to date with the alert log in `log_dir`.
+fn from_checkpoint(state_dir: &Path, log_dir: &Path) -> Option<Vec<Alert>> {
     let Checkpoint {
         written_ns,
         mut alerts,
@@ -115,6 +144,40 @@ mod tests {
         }
     }
 
+    fn files(v: Vec<Alert>) -> Vec<String> {
+        let mut f: Vec<String> = v.into_iter().filter_map(|a| a.subject.file).collect();
+        f.sort();
+        f
+    }
+
+    /// The counts the status snapshot holds of the checkpoint's alerts (added each sweep
+    /// since their last notice) are carried on; not those of an earlier episode of the same
+    /// alert, nor over a later notice's.
+    #[test]
+    fn the_snapshots_later_counts_are_carried_on() {
+        let raised = |file: &str, first_ns, last_ns, count| Alert {
+            first_ns,
+            last_ns,
+            count,
+            ..alert(file, AlertState::Raised)
+        };
+        let checkpoint = vec![
+            raised("a.list", 10, 10, 24_022),
+            raised("b.list", 10, 10, 5),
+            raised("c.list", 50, 60, 9),
+        ];
+        let snapshot = vec![
+            raised("a.list", 10, 40, 37_858),
+            raised("b.list", 1, 40, 700), // an earlier episode
+            raised("c.list", 50, 55, 8),  // older than the log's notice
+        ];
+        let got: Vec<(u64, i64)> = with_counts_of(checkpoint, &snapshot)
+            .iter()
+            .map(|a| (a.count, a.last_ns))
+            .collect();
+        assert_eq!(got, [(37_858, 40), (5, 10), (9, 60)]);
+    }
+
     /// The notices delivered after the checkpoint (an agent killed before it wrote the next
     /// one) are applied over it in log order: one resolved goes, one raised comes, and a
     /// notice long before the checkpoint (outside the margin) is not replayed.
@@ -124,7 +187,12 @@ mod tests {
         let (state, log) = (tmp.0.join("state"), tmp.0.join("log"));
         std::fs::create_dir_all(&state).expect("state dir");
         std::fs::create_dir_all(&log).expect("log dir");
-        assert_eq!(carried(&state, &log), None, "no checkpoint");
+        let none = carried(&state, &log, vec![alert("snap.list", AlertState::Raised)]);
+        assert_eq!(
+            files(none),
+            ["snap.list"],
+            "no checkpoint: the snapshot's list"
+        );
         let entry = |at_ns: i64, a: Alert| OpEntry {
             at_ns,
             who: Who::default(),
@@ -156,13 +224,8 @@ mod tests {
             ],
         )
         .expect("append");
-        let files = |v: Vec<Alert>| {
-            let mut f: Vec<String> = v.into_iter().filter_map(|a| a.subject.file).collect();
-            f.sort();
-            f
-        };
         assert_eq!(
-            files(carried(&state, &log).expect("carried")),
+            files(carried(&state, &log, Vec::new())),
             ["b.list", "c.list"]
         );
         assert_eq!(

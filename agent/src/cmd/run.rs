@@ -500,9 +500,9 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let handle = alerts.handle();
     // The last checkpoint of the active alerts with the alert log's notices since (an agent
     // killed before its next checkpoint or snapshot), else the last snapshot's list.
-    let carried = crate::alert::handover::carried(&args.state_dir, &log_dir);
+    let carried = crate::alert::handover::carried(&args.state_dir, &log_dir, previous.alerts);
     handle.carry(
-        carried.unwrap_or(previous.alerts),
+        carried,
         Some(args.state_dir.join(crate::alert::handover::FILE)),
     );
     if previous.lost_at_stop > 0 {
