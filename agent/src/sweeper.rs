@@ -693,14 +693,20 @@ impl Sweeper {
             }
         }
         self.take_ended_settled(table, now, sink, names)?;
+        self.count_lost_starts(lost_starts);
+        self.record_evictions(table, sink, names, &seen, now)
+    }
+
+    /// Counts the `found` flows a walk of the table met without their start event, and
+    /// works out how many more the LRU evicted unseen ([`Sweeper::count_unseen`]).
+    fn count_lost_starts(&mut self, found: u64) {
         tally(
             &mut self.stats.lost_starts,
             &mut self.warnings.lost_starts,
-            lost_starts,
+            found,
             "the ring buffer lost these flows' start events; the sweeper records them from the table",
         );
         self.count_unseen();
-        self.record_evictions(table, sink, names, &seen, now)
     }
 
     /// Every start the program lost before its counter was read is a flow this sweep found

@@ -264,7 +264,22 @@ fn a_query_flow_read_before_its_name_was_judged_and_gone_since_is_no_eviction() 
 
 #[test]
 fn flows_whose_start_event_was_lost_are_still_recorded() {
-    lost_starts_case(false);
+    lost_starts_case(false, Walk::Sweep);
+}
+
+/// A stop's walk (a pinned agent's hand-over, an unpinned one's flush) counts the starts
+/// lost since the last sweep as a sweep does: they were counted by no agent before.
+#[test]
+fn a_stop_counts_the_flows_lost_unseen_since_the_last_sweep() {
+    lost_starts_case(false, Walk::HandOver);
+    lost_starts_case(false, Walk::Flush);
+}
+
+/// The walk after the flows: a sweep (then the stop's flush), or a stop's walk alone.
+enum Walk {
+    Sweep,
+    HandOver,
+    Flush,
 }
 
 /// An agent that adopts the program counts the flows lost unseen while no agent ran from
@@ -272,13 +287,13 @@ fn flows_whose_start_event_was_lost_are_still_recorded() {
 /// would vanish into the base.
 #[test]
 fn flows_lost_unseen_while_no_agent_ran_are_counted_by_the_next() {
-    lost_starts_case(true);
+    lost_starts_case(true, Walk::Sweep);
 }
 
 /// A hundred new flows through a 4 KiB ring, five of the unannounced ones evicted before
 /// a sweep: the sweeper records the rest and counts the five. `adopted`: the counting
 /// starts from a last agent's reading taken before the flows (no sweep of this one).
-fn lost_starts_case(adopted: bool) {
+fn lost_starts_case(adopted: bool, walk: Walk) {
     let mut l = load(1024, 4096);
     let mut s = sweeper(Timeouts::default());
     let mut sink = Memory::default();
@@ -318,15 +333,21 @@ fn lost_starts_case(adopted: bool) {
         assert!(table.take(k).expect("take").is_some());
     }
     s.note_lost_starts(lost);
-    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
-        .expect("sweep");
+    let now = WallClock::ktime_now();
+    match walk {
+        Walk::Sweep => s.sweep(table, &mut sink, &(), now).expect("sweep"),
+        Walk::HandOver => s.hand_over(table, &mut sink, &(), now).expect("hand over"),
+        Walk::Flush => s.flush(table, &mut sink, &()).expect("flush"),
+    }
     assert_eq!(
         s.stats.lost_starts,
         lost - 5,
         "the sweeper notices each lost start still in the table"
     );
     assert_eq!(s.stats.lost_unseen, 5, "and counts those it never saw");
-    s.flush(table, &mut sink, &()).expect("flush");
+    if matches!(walk, Walk::Sweep) {
+        s.flush(table, &mut sink, &()).expect("flush");
+    }
     assert_eq!(sink.0.len(), 95, "every flow left is written");
 }
 /// The program counts in `lost_flow_start` every flow it leaves unannounced, a blocked one

@@ -172,11 +172,7 @@ impl Records {
     }
 
     fn sweep(&mut self, now: u64) {
-        // Read before the walk: each start lost by then is in the table or evicted unseen.
-        match crate::stats::read_one(&self.status.stats, Counter::LostFlowStart) {
-            Ok(n) => self.sweeper.note_lost_starts(n),
-            Err(e) => warn!(error = %e, "cannot read the program's lost_flow_start counter"),
-        }
+        self.read_counters();
         let table = self.flows.table();
         if let Err(e) = self
             .sweeper
@@ -245,9 +241,13 @@ impl Records {
         self.write_snapshot(pipeline, true);
     }
 
-    /// Writes the status snapshot (and, if `observe`, hands it to the alert thread and the
-    /// metrics).
-    fn write_snapshot(&mut self, pipeline: PipelineStats, observe: bool) {
+    /// Reads the program's counters before a walk of the table (a sweep's, or the stop's):
+    /// each start lost by then is in the table or evicted unseen, which the walk counts
+    /// (`Sweeper::note_lost_starts`). The snapshot after the walk shows these same figures,
+    /// so the next agent counts losses from exactly where this one did: read again after
+    /// the walk, the starts lost during it were counted by no agent (a stop under a flood
+    /// walks for seconds).
+    fn read_counters(&mut self) {
         let s = &mut self.status;
         // Counters that cannot be read (out of descriptors, say) leave the last ones read in
         // the snapshot: the rest of the status, and the alerts it feeds (a store that cannot
@@ -257,7 +257,11 @@ impl Records {
                 s.counters = c
                     .into_iter()
                     .map(|(c, n)| (c.name().to_owned(), n))
-                    .collect()
+                    .collect();
+                let lost = s.counters.get(Counter::LostFlowStart.name()).copied();
+                if let Some(n) = lost {
+                    self.sweeper.note_lost_starts(n);
+                }
             }
             Err(e) => {
                 if let Some(n) = s.unread.hit(1) {
@@ -265,6 +269,12 @@ impl Records {
                 }
             }
         }
+    }
+
+    /// Writes the status snapshot (and, if `observe`, hands it to the alert thread and the
+    /// metrics), with the counters read before the last walk.
+    fn write_snapshot(&mut self, pipeline: PipelineStats, observe: bool) {
+        let s = &mut self.status;
         let counters: BTreeMap<String, u64> = s.counters.clone();
         if let Some(hits) = s.lists.try_hits(self.rules.id_bound()) {
             s.hits = hits;
@@ -344,6 +354,9 @@ impl Records {
         let flood = &mut self.flood;
         self.sweeper
             .settle_and(self.sink.as_mut(), || forget_flood(flood));
+        // The walk below counts the starts lost since the last sweep as a sweep does: at a
+        // stop under a flood they were counted by no agent (108,502 flows in one campaign run).
+        self.read_counters();
         let table = self.flows.table();
         let (sink, names) = (self.sink.as_mut(), self.rules.as_ref());
         let written = match &self.hand_over {

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use agent_common::FlowKey;
+use agent_common::{flow_flags, FlowKey};
 
 use super::decide::{closed_for_good, closed_reason, decide, Action};
 use super::{RetiredFlow, RuleNames, Sweeper};
@@ -26,8 +26,10 @@ impl Sweeper {
     ) -> io::Result<()> {
         let entries = table.entries()?;
         let seen = entries.iter().map(|(k, _)| *k).collect();
+        let mut lost_starts = 0;
         for (key, v) in entries {
-            let (at, _) = self.track(key, v.first_seen_ns, sink, names);
+            let (at, fresh) = self.track(key, v.first_seen_ns, sink, names);
+            lost_starts += u64::from(fresh && v.flags & flow_flags::START_ANNOUNCED == 0);
             let reported = self.open[at].reported;
             let action = match decide(&v, &reported, now, &self.timeouts) {
                 Action::Keep | Action::Active => {
@@ -51,6 +53,7 @@ impl Sweeper {
         // drains their start and first drops' events, if still in the ring, finds them
         // written, and drops the entries at its first sweep.
         self.take_ended_settled(table, now, sink, names)?;
+        self.count_lost_starts(lost_starts);
         // Flows the LRU evicted since the last sweep: no later agent can find them.
         self.record_evictions(table, sink, names, &seen, now)
     }
@@ -106,15 +109,18 @@ impl Sweeper {
     ) -> io::Result<()> {
         let keys = table.keys()?;
         let seen = keys.iter().copied().collect();
+        let mut lost_starts = 0;
         for key in keys {
             if let Some(v) = table.take(&key)? {
-                let (at, _) = self.track(key, v.first_seen_ns, sink, names);
+                let (at, fresh) = self.track(key, v.first_seen_ns, sink, names);
+                lost_starts += u64::from(fresh && v.flags & flow_flags::START_ANNOUNCED == 0);
                 let reported = self.open[at].reported;
                 self.open.swap_remove(&key);
                 let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
                 self.write(sink, &key, &v, &reported, reason, None, names);
             }
         }
+        self.count_lost_starts(lost_starts);
         // Flows the LRU evicted since the last sweep, known from their events alone. Every
         // ended one's ledger entry can go: nothing follows (`now` past every hold).
         self.record_evictions(table, sink, names, &seen, u64::MAX)
