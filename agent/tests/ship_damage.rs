@@ -310,3 +310,62 @@ fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
 }
+
+/// A store rolled back to an older copy (its cursor kept) is refused by the shipper, which
+/// would otherwise lower the cursor `compliance` reads as the evidence, upload the older
+/// manifest beside the newer one, and drop the newer segments' acknowledgements.
+#[test]
+fn a_store_rolled_back_below_what_the_bucket_acknowledged_is_not_shipped() {
+    let dir = TempDir::new("ship-rollback");
+    let older = TempDir::new("ship-rollback-copy");
+    let bucket = TempDir::new("ship-rollback-s3");
+    let s3 = S3Server::start(bucket.path());
+    let clock = FakeClock::new(T0);
+    fill(dir.path(), &clock, T0, 2, 0.05, 41, true);
+    copy_dir(dir.path(), older.path());
+    fill(dir.path(), &clock, T0 + 2 * HOUR, 2, 0.05, 42, true);
+    let cfg = s3.config("p", "gw");
+    ship_once(dir.path(), &cfg, &opts()).expect("ship");
+    let acked = xdp_audit::ship::cursor::read(dir.path())
+        .expect("cursor")
+        .expect("a cursor");
+    // The older copy's files in place of the store's; the cursor stays.
+    for e in std::fs::read_dir(dir.path()).expect("read store") {
+        let p = e.expect("entry").path();
+        if p.file_name() != Some(xdp_audit::ship::cursor::CURSOR.as_ref()) && p.is_file() {
+            std::fs::remove_file(&p).expect("remove");
+        }
+    }
+    copy_dir(older.path(), dir.path());
+    match ship_once(dir.path(), &cfg, &opts()) {
+        Err(e @ ShipError::RolledBack { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("rolled back or replaced"), "{text}");
+        }
+        other => panic!("a rolled-back store must be refused, got {other:?}"),
+    }
+    let kept = xdp_audit::ship::cursor::read(dir.path())
+        .expect("cursor")
+        .expect("a cursor");
+    assert_eq!(
+        kept, acked,
+        "the cursor is left as the bucket acknowledged it"
+    );
+    let manifests = s3.objects("p/gateway=gw/manifest", ".jsonl");
+    assert_eq!(
+        manifests.len(),
+        1,
+        "no older manifest uploaded: {manifests:?}"
+    );
+}
+
+/// Copies the regular files of `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let p = e.expect("entry").path();
+        if p.is_file() {
+            let name = p.file_name().expect("a name");
+            std::fs::copy(&p, to.join(name)).expect("copy");
+        }
+    }
+}

@@ -122,6 +122,16 @@ pub enum ShipError {
     /// The manifest could not be read.
     #[error("{0}")]
     Manifest(String),
+    /// The store's chain ends before the head whose manifest the bucket acknowledged.
+    #[error("{}: the bucket acknowledged the chain up to entry {acked}, but the store's chain ends {}: the store was rolled back or replaced; nothing is shipped, and the cursor keeps the evidence (`xdp-audit compliance` names it). A store replaced on purpose ships under a new --gateway-id", dir.display(), match head { Some(h) => format!("at entry {h}"), None => "before its first entry".to_owned() })]
+    RolledBack {
+        /// The store directory.
+        dir: PathBuf,
+        /// The chain head whose manifest the bucket acknowledged.
+        acked: u64,
+        /// The store's chain head now.
+        head: Option<u64>,
+    },
     /// Live segments whose files are gone from the store: not shipped (the others were);
     /// the chain, read again after the pass, still lists them.
     #[error("{}: {} listed live by the manifest but missing; not shipped, the other segments were (run `xdp-audit verify`)", dir.display(), files.join(" "))]

@@ -174,6 +174,19 @@ impl Worker {
             entries,
             head,
         } = self.read_manifest()?;
+        // A chain that ends before the one the bucket acknowledged was rolled back: shipping
+        // it would lower the cursor, the evidence `compliance` reads, and drop the newer
+        // segments' acknowledgements.
+        if let Some(acked) = self.cursor.manifest_seq {
+            let now = head.as_ref().map(|h| h.seq);
+            if now.is_none_or(|h| h < acked) {
+                return Err(ShipError::RolledBack {
+                    dir: self.dir.clone(),
+                    acked,
+                    head: now,
+                });
+            }
+        }
         let live = live_segments(&entries);
         self.recheck_expiring(&live)?;
         self.update_backlog(&live);
