@@ -136,6 +136,10 @@ pub struct Snapshot {
     /// crash, however many starts fail in between.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub previous_stopped_unsealed: bool,
+    /// The last agent with figures' live journal (only in a starting snapshot), handed on
+    /// like `previous_counters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_live_journal: Option<(u64, u64)>,
     /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
     /// when the agent runs without `--syslog`).
     #[serde(default)]
@@ -230,6 +234,7 @@ impl Snapshot {
             previous_lost_at_stop: 0,
             previous_kept_at_stop: 0,
             previous_stopped_unsealed: false,
+            previous_live_journal: None,
             syslog: None,
             flood: Default::default(),
         }
@@ -248,6 +253,7 @@ impl Snapshot {
             previous_lost_at_stop: previous.lost_at_stop,
             previous_kept_at_stop: previous.kept_at_stop,
             previous_stopped_unsealed: previous.stopped_unsealed,
+            previous_live_journal: previous.live_journal,
             ..Self::new(Vec::new(), BTreeMap::new(), &RuleBook::default(), 0, &[])
         }
     }
@@ -439,6 +445,8 @@ pub struct Previous {
     /// (records lost at the stop, the disk refusing writes, journals waiting): the journals
     /// it left unsealed are no evidence of a crash.
     pub stopped_unsealed: bool,
+    /// Its live journal's id and the records made durable in it, as its last snapshot says.
+    pub live_journal: Option<(u64, u64)>,
 }
 
 /// The state directory's lock, [`STATE_LOCK`] in it, held for an agent's life: two agents
@@ -577,6 +585,7 @@ impl Starting {
                         lost_at_stop: s.previous_lost_at_stop,
                         kept_at_stop: s.previous_kept_at_stop,
                         stopped_unsealed: s.previous_stopped_unsealed,
+                        live_journal: s.previous_live_journal,
                     }
                 } else {
                     // An agent that died while the disk refused writes held its records in
@@ -607,6 +616,7 @@ impl Starting {
                             && (s.store.lost_at_stop > 0
                                 || s.store.degraded
                                 || s.store.unsealed > 0),
+                        live_journal: s.store.live_journal,
                     }
                 }
             },

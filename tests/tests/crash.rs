@@ -193,3 +193,68 @@ fn an_agent_killed_before_its_first_sweep_is_reported_by_the_next() {
     );
     assert_eq!(c.stop().expect("stop C"), 0);
 }
+
+/// A live journal deleted while no agent runs (after a crash) takes its records with it;
+/// the next start finds it neither on disk nor sealed and raises `XA-STORE-DAMAGED` naming
+/// it (before, only a journal deleted under a running agent was named).
+#[test]
+fn a_live_journal_deleted_while_no_agent_ran_is_named_by_the_next_start() {
+    let lab = Lab::new("jgone").expect("build the netns lab");
+    let dir = lab.temp_dir("jgone").expect("temp dir");
+    let log = dir.path().join("log");
+    let bin = binary().expect("agent binary");
+    let fast = [
+        "--no-pin",
+        "--iface",
+        lab::GW_LAN_IF,
+        "--inactive-timeout",
+        "1s",
+        "--sweep-interval",
+        "200ms",
+        "--fsync-interval",
+        "200ms",
+    ];
+    let mut first = Agent::start(&lab, &lab.gateway, &bin, &log, &fast).expect("first agent");
+    for sport in 43000..43005 {
+        exchange(&lab, sport);
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "the first agent's live journal holds the five flows, durable",
+        || {
+            let s = snapshot(&first);
+            stored(&first, 43000..43005) && s["store"]["live_journal"][1].as_u64() >= Some(5)
+        },
+    );
+    first.crash().expect("crash the agent");
+    let journals: Vec<_> = std::fs::read_dir(&log)
+        .expect("read the log dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    assert!(!journals.is_empty(), "the crash left the live journal");
+    for j in &journals {
+        std::fs::remove_file(j).expect("delete the journal");
+    }
+    let mut second = Agent::start(&lab, &lab.gateway, &bin, &log, &fast).expect("restart");
+    let damaged = || {
+        std::fs::read_to_string(log.join("alerts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["id"] == "XA-STORE-DAMAGED" && v["state"] == "raised")
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "XA-STORE-DAMAGED in alerts.jsonl",
+        || damaged().is_some(),
+    );
+    let text = damaged()
+        .and_then(|v| v["text"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        text.contains("deleted while no agent ran") && text.contains("journal-"),
+        "{text}"
+    );
+    assert_eq!(second.stop().expect("stop"), 0);
+}

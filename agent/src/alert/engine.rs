@@ -643,6 +643,21 @@ impl Engine {
                 let (subject, w) = (SubjectRef::default(), self.window_ns);
                 self.touch(AlertId::StoreRefused, subject, text, records, w, now, out);
             }
+            Event::JournalGone { file, records } => {
+                let text = || {
+                    format!("damage in the audit store: journal {file}, which the last agent left unsealed with {records} records made durable, is gone and no segment holds it: deleted while no agent ran, its records are lost")
+                };
+                let (subject, w) = (SubjectRef::default(), self.window_ns);
+                self.touch(
+                    AlertId::StoreDamaged,
+                    subject,
+                    text,
+                    records.max(1),
+                    w,
+                    now,
+                    out,
+                );
+            }
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");
                 let subject = SubjectRef::default();

@@ -332,6 +332,14 @@ pub enum Event {
         /// The records.
         records: u64,
     },
+    /// The live journal the agent before this one left is neither on disk nor sealed in
+    /// the chain: deleted while no agent ran.
+    JournalGone {
+        /// Its file name.
+        file: String,
+        /// The records the last agent made durable in it.
+        records: u64,
+    },
     /// The agent before this one did not stop cleanly.
     Crashed {
         /// What shows it (a status snapshot never marked stopped, journals left unsealed).

@@ -345,6 +345,12 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // replace the running one's snapshot and mark it stopped.
     let _state_lock = crate::status::lock_state_dir(&args.state_dir)?;
     let (mut previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
+    // Before the open seals what is left: the last agent's live journal, gone from the disk
+    // and sealed by no segment, was deleted while no agent ran (the running agent's sealer
+    // says so of one deleted under it).
+    let journal_gone = previous
+        .live_journal
+        .filter(|&(id, _)| crate::store::seal::journal_gone(&log_dir, id));
     // Then the store: a bad --log-dir must fail before anything touches the kernel (the
     // starting snapshot, dropped with the error, is marked stopped: no crash).
     let store = Store::open(store_config)
@@ -511,6 +517,12 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     }
     if let Some(evidence) = crashed {
         handle.event(crate::alert::Event::Crashed { evidence });
+    }
+    if let Some((id, records)) = journal_gone {
+        let file = log_dir.join(crate::store::seal::journal_name(id));
+        let file = file.display().to_string();
+        warn!(file, records, "the last agent's live journal is gone and no segment holds it: deleted while no agent ran; its records are lost");
+        handle.event(crate::alert::Event::JournalGone { file, records });
     }
     if let Some(entry) = signing_began_on {
         let file = log_dir.join(crate::store::manifest::MANIFEST);

@@ -330,3 +330,22 @@ fn a_pid_is_the_agent_only_while_its_start_time_matches() {
         "written with the snapshot"
     );
 }
+
+/// The last agent's live journal reaches the next start, also across starts that failed
+/// (each starting snapshot hands it on), so the start after them can look for it.
+#[test]
+fn the_last_agents_live_journal_is_handed_on_by_failed_starts() {
+    let tmp = crate::blocklist::tests::TempDir::new("starting-journal");
+    let dir = tmp.0.clone();
+    let (pid, start) = killed_process();
+    let mut last = snapshot(pid);
+    last.pid_start = start;
+    last.store.live_journal = Some((9, 5));
+    last.write(&dir).expect("write the last snapshot");
+    let (previous, starting, _) = Starting::begin(&dir);
+    assert_eq!(previous.live_journal, Some((9, 5)));
+    drop(starting); // a failed start
+    let (previous, starting, _) = Starting::begin(&dir);
+    assert_eq!(previous.live_journal, Some((9, 5)), "handed on");
+    drop(starting);
+}

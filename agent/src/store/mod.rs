@@ -296,6 +296,11 @@ pub struct StoreStatus {
     /// Durations of journal fsyncs, seals and compactions since open.
     #[serde(default)]
     pub timings: StoreTimings,
+    /// The live journal's id and the records made durable in it, while it holds any: a
+    /// next start that finds it neither on disk nor sealed in the chain names the loss
+    /// (`store::journal_gone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_journal: Option<(u64, u64)>,
 }
 
 /// Where the store's time goes, recorded by the thread that spends it.
@@ -451,6 +456,8 @@ impl Store {
         s.set_aside = seal::SET_ASIDE.load(std::sync::atomic::Ordering::Relaxed);
         s.retention_days = self.cfg.retention_days;
         s.timings = self.timings.snapshot();
+        let durable = self.journal.synced_records();
+        s.live_journal = (durable > 0).then(|| (self.journal.id(), durable));
         s
     }
 

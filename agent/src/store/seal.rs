@@ -235,6 +235,20 @@ pub static SET_ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 
 /// Moves the file at `path` (a journal, or a file at a segment's name) into `quarantine/` in
 /// place of a seal, with a warning saying `why` (counted in [`SET_ASIDE`]).
+/// Whether journal `id`, which the last agent left holding records, is gone: not in `dir`,
+/// not set aside into `quarantine/` (said when it was), and sealed by no segment of the
+/// chain. False when the chain cannot be read: the open says why.
+pub fn journal_gone(dir: &Path, id: u64) -> bool {
+    let name = journal_name(id);
+    let there = |p: PathBuf| p.symlink_metadata().is_ok();
+    if there(dir.join(&name)) || there(dir.join(journal::QUARANTINE_DIR).join(&name)) {
+        return false;
+    }
+    read_entries(dir).is_ok_and(|entries| {
+        !(entries.iter()).any(|e| e.body.added().is_some_and(|s| s.journal_id == id))
+    })
+}
+
 fn set_aside(dir: &Path, path: &Path, why: &str) -> Result<(), SealError> {
     let name = path
         .file_name()

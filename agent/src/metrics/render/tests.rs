@@ -114,6 +114,7 @@ fn full(rules: usize) -> Snapshot {
         previous_lost_at_stop: 0,
         previous_kept_at_stop: 0,
         previous_stopped_unsealed: false,
+        previous_live_journal: None,
         unaudited: Vec::new(),
         syslog: Some(crate::syslog::SyslogStatus {
             server: "tcp://127.0.0.1:514".into(),

@@ -440,3 +440,31 @@ fn an_empty_leftover_journal_is_set_aside_as_a_trace() {
         "kept as a trace"
     );
 }
+
+/// The status names the live journal while it holds durable records; a next start finds it
+/// gone only when it is neither on disk, nor in `quarantine/`, nor sealed in the chain.
+#[test]
+fn a_live_journal_is_gone_only_when_neither_on_disk_nor_sealed() {
+    let tmp = TempDir::new("journal-gone");
+    let dir = tmp.0.join("log");
+    let sealed_id = seal_one(&dir, &records(33, 20));
+    assert!(!seal::journal_gone(&dir, sealed_id), "sealed in the chain");
+    let mut store = open(&dir, T0 + 1_000_000_000);
+    assert_eq!(store.status().live_journal, None, "nothing durable yet");
+    for r in &records(34, 30) {
+        store.append(r);
+    }
+    assert!(store.sync_now(), "sync");
+    let (id, durable) = store.status().live_journal.expect("a live journal");
+    assert_eq!(durable, 30);
+    // Killed: the journal stays as it is.
+    std::mem::forget(store);
+    assert!(!seal::journal_gone(&dir, id), "on disk");
+    let path = dir.join(seal::journal_name(id));
+    let aside = dir.join(journal::QUARANTINE_DIR);
+    std::fs::create_dir_all(&aside).expect("quarantine dir");
+    std::fs::rename(&path, aside.join(seal::journal_name(id))).expect("set aside");
+    assert!(!seal::journal_gone(&dir, id), "in quarantine/");
+    std::fs::remove_file(aside.join(seal::journal_name(id))).expect("delete");
+    assert!(seal::journal_gone(&dir, id), "deleted while no agent ran");
+}
