@@ -1,7 +1,8 @@
 //! A crash of the agent (SIGKILL) in the middle of its work: the kernel detaches the program
 //! with the agent's link, a restart on the same store attaches again and seals what the
 //! crashed run left, every record written before the crash is found, and the store verifies.
-//! An agent killed while starting, before its first sweep, is reported by the next one.
+//! An agent killed while starting, before its first sweep, is reported by the next one, and
+//! so is the live journal a crash left and someone deleted before the next start.
 //! Needs root.
 
 use std::net::UdpSocket;
