@@ -139,7 +139,7 @@ pub struct Snapshot {
     /// The last agent with figures' live journal (only in a starting snapshot), handed on
     /// like `previous_counters`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_live_journal: Option<(u64, u64)>,
+    pub previous_live_journal: Option<crate::store::LiveJournal>,
     /// The syslog sink: messages sent, queued, dropped on a full queue, reconnects (absent
     /// when the agent runs without `--syslog`).
     #[serde(default)]
@@ -445,8 +445,8 @@ pub struct Previous {
     /// (records lost at the stop, the disk refusing writes, journals waiting): the journals
     /// it left unsealed are no evidence of a crash.
     pub stopped_unsealed: bool,
-    /// Its live journal's id and the records made durable in it, as its last snapshot says.
-    pub live_journal: Option<(u64, u64)>,
+    /// Its live journal, as its last snapshot names it.
+    pub live_journal: Option<crate::store::LiveJournal>,
 }
 
 /// The state directory's lock, [`STATE_LOCK`] in it, held for an agent's life: two agents

@@ -224,7 +224,8 @@ fn a_live_journal_deleted_while_no_agent_ran_is_named_by_the_next_start() {
         "the first agent's live journal holds the five flows, durable",
         || {
             let s = snapshot(&first);
-            stored(&first, 43000..43005) && s["store"]["live_journal"][1].as_u64() >= Some(5)
+            stored(&first, 43000..43005)
+                && s["store"]["live_journal"]["durable"].as_u64() >= Some(5)
         },
     );
     first.crash().expect("crash the agent");

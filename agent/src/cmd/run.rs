@@ -1,6 +1,6 @@
 //! `xdp-audit run`: load, attach, enforce the lists, and audit until SIGINT/SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -350,7 +350,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // says so of one deleted under it).
     let journal_gone = previous
         .live_journal
-        .filter(|&(id, _)| crate::store::seal::journal_gone(&log_dir, id));
+        .take()
+        .filter(|j| same_dir(&j.dir, &log_dir) && crate::store::seal::journal_gone(&log_dir, j.id));
     // Then the store: a bad --log-dir must fail before anything touches the kernel (the
     // starting snapshot, dropped with the error, is marked stopped: no crash).
     let store = Store::open(store_config)
@@ -518,8 +519,11 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     if let Some(evidence) = crashed {
         handle.event(crate::alert::Event::Crashed { evidence });
     }
-    if let Some((id, records)) = journal_gone {
-        let file = log_dir.join(crate::store::seal::journal_name(id));
+    if let Some(j) = journal_gone {
+        let (file, records) = (
+            log_dir.join(crate::store::seal::journal_name(j.id)),
+            j.durable,
+        );
         let file = file.display().to_string();
         warn!(file, records, "the last agent's live journal is gone and no segment holds it: deleted while no agent ran; its records are lost");
         handle.event(crate::alert::Event::JournalGone { file, records });
@@ -655,9 +659,26 @@ fn stage_config(args: &RunArgs) -> StageConfig {
     }
 }
 
+/// Whether `a` and `b` name the same directory (made absolute, as the status names it).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    abs(a) == abs(b)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{parse_blocklist, stage_config, RunArgs};
+    use super::{parse_blocklist, same_dir, stage_config, RunArgs};
+
+    /// The last agent's live journal is looked for only in its own store: a relative and an
+    /// absolute name of one directory are the same store, another directory is not.
+    #[test]
+    fn a_store_is_the_same_by_its_absolute_name() {
+        let here = std::env::current_dir().expect("cwd");
+        let p = std::path::Path::new;
+        assert!(same_dir(p("log"), &here.join("log")));
+        assert!(same_dir(p("./log"), &here.join("log")));
+        assert!(!same_dir(p("log"), &here.join("other")));
+    }
 
     use clap::{Args as _, FromArgMatches as _};
 

@@ -340,12 +340,17 @@ fn the_last_agents_live_journal_is_handed_on_by_failed_starts() {
     let (pid, start) = killed_process();
     let mut last = snapshot(pid);
     last.pid_start = start;
-    last.store.live_journal = Some((9, 5));
+    let journal = crate::store::LiveJournal {
+        dir: dir.join("log"),
+        id: 9,
+        durable: 5,
+    };
+    last.store.live_journal = Some(journal.clone());
     last.write(&dir).expect("write the last snapshot");
     let (previous, starting, _) = Starting::begin(&dir);
-    assert_eq!(previous.live_journal, Some((9, 5)));
+    assert_eq!(previous.live_journal.as_ref(), Some(&journal));
     drop(starting); // a failed start
     let (previous, starting, _) = Starting::begin(&dir);
-    assert_eq!(previous.live_journal, Some((9, 5)), "handed on");
+    assert_eq!(previous.live_journal, Some(journal), "handed on");
     drop(starting);
 }

@@ -296,11 +296,22 @@ pub struct StoreStatus {
     /// Durations of journal fsyncs, seals and compactions since open.
     #[serde(default)]
     pub timings: StoreTimings,
-    /// The live journal's id and the records made durable in it, while it holds any: a
-    /// next start that finds it neither on disk nor sealed in the chain names the loss
-    /// (`store::journal_gone`).
+    /// The live journal while records were made durable in it: a next start on the same
+    /// store that finds it neither on disk nor sealed in the chain names the loss
+    /// ([`seal::journal_gone`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_journal: Option<(u64, u64)>,
+    pub live_journal: Option<LiveJournal>,
+}
+
+/// A store's live journal, as its status names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveJournal {
+    /// The store directory (a next start on another store must not look for it there).
+    pub dir: PathBuf,
+    /// The journal's id.
+    pub id: u64,
+    /// Records made durable in it.
+    pub durable: u64,
 }
 
 /// Where the store's time goes, recorded by the thread that spends it.
@@ -457,7 +468,12 @@ impl Store {
         s.retention_days = self.cfg.retention_days;
         s.timings = self.timings.snapshot();
         let durable = self.journal.synced_records();
-        s.live_journal = (durable > 0).then(|| (self.journal.id(), durable));
+        s.live_journal = (durable > 0).then(|| LiveJournal {
+            // Absolute: a relative --log-dir names another store from another directory.
+            dir: std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone()),
+            id: self.journal.id(),
+            durable,
+        });
         s
     }
 

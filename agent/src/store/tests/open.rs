@@ -455,8 +455,10 @@ fn a_live_journal_is_gone_only_when_neither_on_disk_nor_sealed() {
         store.append(r);
     }
     assert!(store.sync_now(), "sync");
-    let (id, durable) = store.status().live_journal.expect("a live journal");
+    let live = store.status().live_journal.expect("a live journal");
+    let (id, durable) = (live.id, live.durable);
     assert_eq!(durable, 30);
+    assert_eq!(live.dir, std::path::absolute(&dir).expect("absolute"));
     // Killed: the journal stays as it is.
     std::mem::forget(store);
     assert!(!seal::journal_gone(&dir, id), "on disk");
