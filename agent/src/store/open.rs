@@ -173,6 +173,10 @@ impl Store {
                 waiting.push(path);
                 continue;
             }
+            // Said before the work: a large journal, or one with a long damaged stretch to
+            // resynchronise over, holds the start (and the attach after it) for a while.
+            let bytes = path.metadata().map_or(0, |m| m.len());
+            tracing::info!(journal = %path.display(), bytes, "sealing a journal an earlier agent left; the start waits for it");
             match recover_and_seal(&dir, &path, &mut manifest) {
                 Ok((r, s)) => {
                     sealed += u64::from(s.segment.is_some());
