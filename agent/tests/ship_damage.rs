@@ -217,7 +217,7 @@ fn a_chain_that_does_not_hold_deletes_nothing_from_the_bucket() {
 /// A server that accepts a request and then stops answering holds the pass in its upload up
 /// to the idle timeout: meanwhile the status counts what waits now, segments sealed since the
 /// pass began too (it showed the count the pass started with, for up to a minute per request
-/// by default, and the crash-free agent's alert carried it).
+/// by default, and `XA-SHIP-FAILING` carried it).
 #[test]
 fn a_stalled_request_does_not_freeze_the_backlog_the_status_shows() {
     let dir = TempDir::new("ship-stall");
@@ -229,7 +229,14 @@ fn a_stalled_request_does_not_freeze_the_backlog_the_status_shows() {
     // Long enough that the stall outlasts the test's wait: no failed pass ends it.
     cfg.request_timeout = Duration::from_secs(300);
     cfg.idle_timeout = Duration::from_secs(300);
-    let shipper = Shipper::spawn(dir.path(), &cfg, opts()).expect("spawn");
+    // Records from years ago: a retention past them keeps them far from its cutoff, so no
+    // acknowledged segment is looked for again (a HEAD the stopped server would hold too).
+    let age_days = u32::try_from((now_ns() - T0) / DAY).expect("days");
+    let far = xdp_audit::ship::ShipOptions {
+        retention_days: age_days + 30,
+        ..opts()
+    };
+    let shipper = Shipper::spawn(dir.path(), &cfg, far).expect("spawn");
     wait_until(Duration::from_secs(30), "caught up", || {
         let s = shipper.status();
         s.caught_up_at.is_some() && s.backlog_segments == 0

@@ -188,8 +188,8 @@ impl Worker {
             }
         }
         let live = live_segments(&entries);
-        self.recheck_expiring(&live)?;
         self.update_backlog(&live);
+        self.recheck_expiring(&live)?;
         let mut gone = Vec::new();
         let uploaded = self.upload(&live, &mut gone);
         if matches!(uploaded, Ok(Pass::Stopped)) {
