@@ -114,9 +114,11 @@ impl Handle {
     /// The status snapshot of a sweep; false if the queue was full (counted).
     pub fn observe(&self, snap: &Snapshot) -> bool {
         let unaudited = snap.unaudited.clone();
+        let inputs = snap.enrich.iter().flat_map(|e| e.inputs_rejected.iter());
         let rejected = (snap.observe.list_reloads.iter())
             .filter(|r| !r.last_ok)
             .filter_map(|r| Some((r.path.clone(), r.problem.clone()?)))
+            .chain(inputs.cloned())
             .collect();
         let g = Gauges::of(snap, false);
         self.send(Msg::Observe(g, unaudited, rejected), 1)

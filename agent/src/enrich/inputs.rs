@@ -9,8 +9,9 @@
 //! modification time changes: dnsmasq and Kea write them in place without closing them, which
 //! inotify's close and rename events do not see.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -68,11 +69,38 @@ pub struct LeaseUpdate {
     pub skipped: u32,
 }
 
+/// The attribution files (subscribers, DHCP leases) whose last read was refused, each with
+/// its first problem: the status lists them and `XA-LIST-REJECTED` holds for each while it
+/// stays so (a bad file was only logged, while every record lost its user).
+#[derive(Default)]
+pub struct Rejected(Mutex<BTreeMap<PathBuf, String>>);
+
+impl Rejected {
+    /// Notes `path`'s last read: refused for `problem`, or (`None`) taken.
+    pub fn note(&self, path: &Path, problem: Option<String>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match problem {
+            Some(p) => g.insert(path.to_owned(), p),
+            None => g.remove(path),
+        };
+    }
+
+    /// The refused files and their problems.
+    pub fn list(&self) -> Vec<(String, String)> {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (g.iter())
+            .map(|(f, p)| (f.display().to_string(), p.clone()))
+            .collect()
+    }
+}
+
 /// What the stage reads from the sources' threads.
 #[derive(Default)]
 pub struct Inputs {
     /// The subscribers table.
     pub subscribers: Arc<SubscriberSlot>,
+    /// The attribution files refused at their last read.
+    pub rejected: Arc<Rejected>,
     leases: Option<Receiver<LeaseUpdate>>,
     /// The NAT table, when conntrack is followed.
     pub nat: Option<SharedNat>,
@@ -207,30 +235,32 @@ impl Enrichment {
     /// thread and, as `opts.nat` says, the conntrack listener.
     pub fn start(opts: EnrichOptions) -> Result<(Enrichment, Inputs), EnrichError> {
         let slot = Arc::new(SubscriberSlot::default());
+        let rejected = Arc::new(Rejected::default());
         let mut subs = SubscriberSet::new(opts.subscribers.clone());
         if let Some(dir) = &opts.state_dir {
             subs = subs.remembering(dir);
         }
-        reload_subscribers(&mut subs, &slot, &opts.subscribers, true);
+        reload_subscribers(&mut subs, &slot, &rejected, &opts.subscribers, true);
         let (tx, rx) = mpsc::channel();
         let mut stamps: Vec<Option<Stamp>> = vec![None; opts.leases.len()];
         for (i, f) in opts.leases.iter().enumerate() {
-            read_lease(i, f, &tx, &mut stamps[i], true);
+            read_lease(i, f, &tx, &rejected, &mut stamps[i], true);
         }
         let (nat, counters, listener) = start_nat(&opts)?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let files = if opts.subscribers.is_empty() && opts.leases.is_empty() {
             None
         } else {
-            let (s, l) = (slot.clone(), opts.leases.clone());
+            let (s, r, l) = (slot.clone(), rejected.clone(), opts.leases.clone());
             let spawned = std::thread::Builder::new()
                 .name("xdp-audit-attr-files".into())
-                .spawn(move || files_thread(subs, s, l, tx, stamps, stop_rx))
+                .spawn(move || files_thread(subs, s, r, l, tx, stamps, stop_rx))
                 .map_err(EnrichError::Thread)?;
             Some(spawned)
         };
         let inputs = Inputs {
             subscribers: slot,
+            rejected,
             leases: Some(rx),
             nat,
             nat_counters: counters,
@@ -282,11 +312,16 @@ fn start_nat(opts: &EnrichOptions) -> Result<NatParts, EnrichError> {
 fn reload_subscribers(
     set: &mut SubscriberSet,
     slot: &SubscriberSlot,
+    rejected: &Rejected,
     paths: &[PathBuf],
     first: bool,
 ) {
     let r = set.reload(paths);
     warn_diagnostics(&r.diagnostics, DIAGNOSTICS_SHOWN);
+    for p in set.paths().filter(|p| paths.iter().any(|q| q == p)) {
+        let first_problem = r.diagnostics.iter().find(|d| d.path == p);
+        rejected.note(p, first_problem.map(|d| format!("subscribers file {d}")));
+    }
     if r.changed || first {
         let table = set.table();
         if !paths.is_empty() {
@@ -305,6 +340,7 @@ fn read_lease(
     i: usize,
     f: &LeaseFile,
     tx: &Sender<LeaseUpdate>,
+    rejected: &Rejected,
     last: &mut Option<Stamp>,
     force: bool,
 ) {
@@ -315,6 +351,7 @@ fn read_lease(
     *last = now;
     match f.read() {
         Ok(read) => {
+            rejected.note(&f.path, None);
             warn_diagnostics(&read.skipped, DIAGNOSTICS_SHOWN);
             let update = LeaseUpdate {
                 file: u32::try_from(i).unwrap_or(u32::MAX),
@@ -333,6 +370,7 @@ fn read_lease(
                 *last = None;
             }
             warn!("{d}");
+            rejected.note(&f.path, Some(format!("DHCP lease file {d}")));
         }
     }
 }
@@ -340,6 +378,7 @@ fn read_lease(
 fn files_thread(
     mut subs: SubscriberSet,
     slot: Arc<SubscriberSlot>,
+    rejected: Arc<Rejected>,
     leases: Vec<LeaseFile>,
     tx: Sender<LeaseUpdate>,
     mut stamps: Vec<Option<Stamp>>,
@@ -388,10 +427,10 @@ fn files_thread(
                 _ = &mut stop => break,
                 c = changed => match c {
                     Ok(paths) => {
-                        reload_subscribers(&mut subs, &slot, &paths, false);
+                        reload_subscribers(&mut subs, &slot, &rejected, &paths, false);
                         for (i, f) in leases.iter().enumerate() {
                             if paths.contains(&f.path) {
-                                read_lease(i, f, &tx, &mut stamps[i], true);
+                                read_lease(i, f, &tx, &rejected, &mut stamps[i], true);
                             }
                         }
                     }
@@ -402,14 +441,14 @@ fn files_thread(
                 },
                 _ = hupped => {
                     info!("SIGHUP: re-reading subscribers and lease files");
-                    reload_subscribers(&mut subs, &slot, &sub_paths, false);
+                    reload_subscribers(&mut subs, &slot, &rejected, &sub_paths, false);
                     for (i, f) in leases.iter().enumerate() {
-                        read_lease(i, f, &tx, &mut stamps[i], true);
+                        read_lease(i, f, &tx, &rejected, &mut stamps[i], true);
                     }
                 }
                 _ = poll.tick() => {
                     for (i, f) in leases.iter().enumerate() {
-                        read_lease(i, f, &tx, &mut stamps[i], false);
+                        read_lease(i, f, &tx, &rejected, &mut stamps[i], false);
                     }
                 }
             }
@@ -496,13 +535,30 @@ mod tests {
         std::fs::write(&path, text).expect("write");
         let mut set = SubscriberSet::new([path.clone()]);
         let slot = SubscriberSlot::default();
-        let log =
-            logged(|| reload_subscribers(&mut set, &slot, std::slice::from_ref(&path), false));
+        let rejected = Rejected::default();
+        let one = std::slice::from_ref(&path);
+        let log = logged(|| reload_subscribers(&mut set, &slot, &rejected, one, false));
         assert_capped(
             &log,
             &format!("{}:2: ", path.display()),
             10_001 - DIAGNOSTICS_SHOWN,
         );
+        // Refused, and listed so with its first problem; taken once mended, and unlisted.
+        let listed = rejected.list();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let (file, problem) = &listed[0];
+        assert_eq!(file, &path.display().to_string());
+        let first = format!("subscribers file {}:2: ", path.display());
+        assert!(problem.starts_with(&first), "{problem}");
+        std::fs::write(
+            &path,
+            "match,account
+10.0.0.1,a
+",
+        )
+        .expect("mend");
+        reload_subscribers(&mut set, &slot, &rejected, one, false);
+        assert_eq!(rejected.list(), [], "taken");
     }
 
     #[test]
@@ -522,7 +578,8 @@ mod tests {
             format: None,
         };
         let (tx, rx) = mpsc::channel();
-        let log = logged(|| read_lease(0, &file, &tx, &mut None, true));
+        let rejected = Rejected::default();
+        let log = logged(|| read_lease(0, &file, &tx, &rejected, &mut None, true));
         assert_capped(
             &log,
             &format!("{}:2: ", path.display()),

@@ -22,7 +22,8 @@ impl Engine {
         }
     }
 
-    /// The list files whose last reload was rejected for a problem in them, each with it:
+    /// The list files whose last reload was rejected for a problem in them (and the
+    /// subscribers and lease files refused at their last read), each with it:
     /// the alert each one's reload raised stays active while the file stays bad (nothing
     /// reads it again until it changes), raised again should it have resolved meanwhile (a
     /// window shorter than a sweep, sweeps lost to a full queue), and resolves a window
@@ -40,7 +41,7 @@ impl Engine {
                 ..SubjectRef::default()
             };
             if !self.bump(AlertId::ListRejected, subject, 0, now) {
-                let text = || format!("list file rejected, still as last read: {problem}");
+                let text = || format!("file rejected, still as last read: {problem}");
                 let w = self.window_ns;
                 self.touch(AlertId::ListRejected, subject, text, 1, w, now, out);
             }

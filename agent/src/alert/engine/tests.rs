@@ -778,6 +778,6 @@ fn a_rejected_list_stays_alerted_while_the_file_stays_bad() {
     assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Raised)]);
     assert_eq!(
         out[0].text,
-        "list file rejected, still as last read: a.list:1: bad"
+        "file rejected, still as last read: a.list:1: bad"
     );
 }

@@ -624,6 +624,7 @@ impl EnrichStage {
         s.dhcp.addresses = self.bindings.addresses() as u64;
         s.dhcp.dropped_full = self.bindings.counters().dropped_full;
         self.inputs.nat_status(&mut s.nat);
+        s.inputs_rejected = self.inputs.rejected.list();
         s
     }
 }

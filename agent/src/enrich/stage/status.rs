@@ -164,6 +164,10 @@ pub struct EnrichStatus {
     /// What the last agent carried over, and the saves for the next.
     #[serde(default)]
     pub carry: super::carry::CarryStatus,
+    /// Subscribers and lease files refused at their last read, each with its first problem
+    /// (`XA-LIST-REJECTED` holds for each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs_rejected: Vec<(String, String)>,
 }
 
 impl EnrichStatus {
@@ -200,8 +204,13 @@ impl EnrichStatus {
         } else {
             "conntrack: not followed (records carry no NAT outside tuple)".to_owned()
         };
+        let refused: String = (self.inputs_rejected.iter())
+            .map(|(_, problem)| {
+                format!("\n  REFUSED (its last good version, if any, stays in force): {problem}")
+            })
+            .collect();
         format!(
-            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound ({} bindings not kept: table full)\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names, {} let go for newer), {} flows with payload state ({} bytes of reassembly)\n  carried over from the last agent: {} DNS answers, {} DHCP bindings, {} flows ({} went on); {} saves for the next ({} failed)",
+            "attribution: {} records; {}, {}, {}, {}; DNS questions {} ({} not tracked: table full)\n  domain sources: {}\n  payloads {}, that gave no name: {}; {} flows refused payload state (table full), {} refused reassembly state (byte budget)\n  {nat}\n  DHCP: {} bindings learned from packets, {} released, {} bad packets, {} untrusted replies; {} lease file reads ({} lines skipped); {} addresses bound ({} bindings not kept: table full)\n  sizes: {} subscriber rows ({} reloads), {} DNS cache pairs ({} names, {} let go for newer), {} flows with payload state ({} bytes of reassembly)\n  carried over from the last agent: {} DNS answers, {} DHCP bindings, {} flows ({} went on); {} saves for the next ({} failed){refused}",
             self.records,
             field("user", &f.user),
             field("hostname", &f.hostname),
