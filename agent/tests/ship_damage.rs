@@ -364,6 +364,21 @@ fn a_store_rolled_back_below_what_the_bucket_acknowledged_is_not_shipped() {
         1,
         "no older manifest uploaded: {manifests:?}"
     );
+
+    // Another store's chain, longer than the acknowledged one, under the same cursor: its
+    // entry at the acknowledged position is another, so it was replaced.
+    let other = TempDir::new("ship-replaced");
+    fill(other.path(), &clock, T0 + 9 * HOUR, 6, 0.05, 43, true);
+    std::fs::copy(
+        dir.path().join(xdp_audit::ship::cursor::CURSOR),
+        other.path().join(xdp_audit::ship::cursor::CURSOR),
+    )
+    .expect("the cursor");
+    match ship_once(other.path(), &cfg, &opts()) {
+        Err(ShipError::RolledBack { .. }) => {}
+        other => panic!("a replaced store must be refused, got {other:?}"),
+    }
+    assert_eq!(s3.objects("p/gateway=gw/manifest", ".jsonl"), manifests);
 }
 
 /// Copies the regular files of `from` into `to`.

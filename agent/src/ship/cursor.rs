@@ -55,6 +55,10 @@ pub struct Cursor {
     pub settled_seq: Option<u64>,
     /// `seq` of the chain head whose manifest was last acknowledged.
     pub manifest_seq: Option<u64>,
+    /// That head's `hash`: a store whose entry `manifest_seq` has another was replaced, and
+    /// is not shipped (none in a cursor written before 2026-12-07).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_hash: Option<String>,
 }
 
 /// Errors of the cursor file; each names it.

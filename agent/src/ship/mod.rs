@@ -255,6 +255,7 @@ fn worker(dir: &Path, cfg: &ShipConfig, opts: &ShipOptions) -> Result<Worker, Sh
         stop: Arc::new(AtomicBool::new(false)),
         settled_past: std::collections::HashSet::new(),
         manifest_copies_kept: false,
+        manifest_to_drop: None,
         rechecked: std::collections::HashSet::new(),
     })
 }

@@ -51,8 +51,8 @@ pub const IN_FLIGHT: usize = 3;
 pub enum Step {
     /// A job finished, with its outcome.
     Done(Job, Result<Uploaded, RemoteError>),
-    /// No job finished for a while: the uploads in flight still wait for the server.
-    Waiting,
+    /// Another `every` has passed (the uploads in flight may wait on a stalled server).
+    Tick,
 }
 
 /// What can go wrong talking to the bucket.
@@ -312,9 +312,10 @@ impl Remote {
     }
 
     /// Uploads `jobs` in their order, [`IN_FLIGHT`] at a time, each verified; `step` gets
-    /// every finished job with its outcome as it finishes, and [`Step::Waiting`] after each
-    /// `every` with none finished (a stalled server holds a request up to its timeout), and
-    /// says whether to start more (`false`: stop, finishing what is in flight).
+    /// every finished job with its outcome as it finishes, and [`Step::Tick`] every `every`
+    /// (finished jobs or not: a stalled server holds a request up to its timeout), and says
+    /// whether to start more (`false`: stop, finishing what is in flight; at a tick, also
+    /// dropping what is in flight, which a stalled server would hold past a stop).
     pub fn upload_all(
         &self,
         jobs: impl IntoIterator<Item = Job>,
@@ -326,20 +327,29 @@ impl Remote {
         self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             let mut flying = std::collections::HashMap::new();
-            let mut more = true;
+            // What `step` last said: go on. (Not "jobs left": with all of them started, a tick
+            // that aborted what was in flight lost the pass's last uploads.)
+            let mut go = true;
+            let mut ticked = tokio::time::Instant::now();
             loop {
-                while more && set.len() < IN_FLIGHT {
+                if ticked.elapsed() >= every {
+                    ticked = tokio::time::Instant::now();
+                    go &= step(Step::Tick);
+                    if !go {
+                        return; // the set dropped: its uploads aborted, none acknowledged
+                    }
+                }
+                while go && set.len() < IN_FLIGHT {
                     let Some(job) = jobs.next() else {
-                        more = false;
                         break;
                     };
                     let task = upload(self.store.clone(), job.clone(), multipart_bytes);
                     flying.insert(set.spawn(task).id(), job);
                 }
                 // `join_next_with_id` is cancel-safe: a timeout loses no finished task.
-                let Ok(next) = tokio::time::timeout(every, set.join_next_with_id()).await else {
-                    more &= step(Step::Waiting);
-                    continue;
+                let wait = every.saturating_sub(ticked.elapsed());
+                let Ok(next) = tokio::time::timeout(wait, set.join_next_with_id()).await else {
+                    continue; // the tick is due
                 };
                 let (id, result) = match next {
                     None => return,
@@ -355,7 +365,7 @@ impl Remote {
                         cause,
                     })
                 });
-                more &= step(Step::Done(job, result));
+                go &= step(Step::Done(job, result));
             }
         });
     }

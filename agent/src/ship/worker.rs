@@ -29,6 +29,9 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// How long before retention's cutoff an acknowledged segment is looked for in the bucket
 /// once more ([`Worker::recheck_expiring`]).
 pub const RECHECK_AHEAD_NS: i64 = 24 * 3600 * 1_000_000_000;
+/// Acknowledged segments looked for once more in one pass at most: after a restart every
+/// segment a legal hold keeps past retention is due, and the pass's uploads wait behind them.
+pub const RECHECK_PER_PASS: usize = 64;
 
 /// The state of the shipping thread.
 pub struct Worker {
@@ -54,6 +57,9 @@ pub struct Worker {
     pub settled_past: std::collections::HashSet<u64>,
     /// An older manifest copy could not be deleted (said once).
     pub manifest_copies_kept: bool,
+    /// The manifest copy a newer acknowledged one replaces, deleted once the cursor naming
+    /// the newer is saved.
+    pub manifest_to_drop: Option<u64>,
     /// Segments found in the bucket as acknowledged when retention's cutoff came near
     /// ([`Worker::recheck_expiring`]); in memory only, so a restart looks once more.
     pub rechecked: std::collections::HashSet<String>,
@@ -149,7 +155,11 @@ impl Worker {
         let result = self.pass_unsaved();
         if self.cursor != before {
             match (self.save(), &result) {
-                (Ok(()), _) => {}
+                (Ok(()), _) => {
+                    if let Some(old) = self.manifest_to_drop.take() {
+                        self.drop_manifest_copy(old);
+                    }
+                }
                 (Err(e), Ok(_)) => return Err(e),
                 // The pass's own failure names the key or file at fault: it stays the error.
                 (Err(e), Err(_)) => {
@@ -177,9 +187,15 @@ impl Worker {
         // A chain that ends before the one the bucket acknowledged was rolled back: shipping
         // it would lower the cursor, the evidence `compliance` reads, and drop the newer
         // segments' acknowledgements.
+        // A chain whose entry there is another than the acknowledged one was replaced.
         if let Some(acked) = self.cursor.manifest_seq {
             let now = head.as_ref().map(|h| h.seq);
-            if now.is_none_or(|h| h < acked) {
+            let at = entries.iter().find(|e| e.seq == acked);
+            let replaced = match (&self.cursor.manifest_hash, at) {
+                (Some(hash), Some(e)) => e.hash != *hash,
+                _ => false,
+            };
+            if now.is_none_or(|h| h < acked) || replaced {
                 return Err(ShipError::RolledBack {
                     dir: self.dir.clone(),
                     acked,
@@ -189,7 +205,7 @@ impl Worker {
         }
         let live = live_segments(&entries);
         self.update_backlog(&live);
-        self.recheck_expiring(&live)?;
+        self.recheck_expiring(&live);
         let mut gone = Vec::new();
         let uploaded = self.upload(&live, &mut gone);
         if matches!(uploaded, Ok(Pass::Stopped)) {
@@ -227,10 +243,10 @@ impl Worker {
                     .put_bytes(&key, text)
                     .map_err(ShipError::Remote)?;
                 let before = self.cursor.manifest_seq.replace(h.seq);
+                self.cursor.manifest_hash = Some(h.hash.clone());
                 tracing::debug!(key = %key, "manifest shipped");
-                if let Some(old) = before.filter(|&old| old < h.seq) {
-                    self.drop_manifest_copy(old);
-                }
+                // Deleted once the cursor naming the new copy is saved ([`Worker::pass`]).
+                self.manifest_to_drop = before.filter(|&old| old < h.seq);
             }
         }
         self.update_backlog(&live);
@@ -246,18 +262,25 @@ impl Worker {
     /// lifecycle rule, an operator's mistake, an intruder) or changed there is no longer held
     /// by the cursor, so this pass ships it again (a changed object is refused and named)
     /// and retention keeps the local copy until the bucket has it. Without this, only
-    /// `verify --remote` found such an object, and retention deleted the last copy.
-    fn recheck_expiring(&mut self, live: &[&SegmentInfo]) -> Result<(), ShipError> {
+    /// `verify --remote` found such an object, and retention deleted the last copy. At most
+    /// [`RECHECK_PER_PASS`] a pass; a failed HEAD ends the looking for this pass, which goes
+    /// on (the next pass looks again): one object the server cannot answer for must not
+    /// stop the shipping of every new segment.
+    fn recheck_expiring(&mut self, live: &[&SegmentInfo]) {
         let live_files: std::collections::HashSet<&str> =
             live.iter().map(|s| s.file.as_str()).collect();
         self.rechecked.retain(|f| live_files.contains(f.as_str()));
         let soon = now_ns().saturating_add(RECHECK_AHEAD_NS);
         let Some(cutoff) = cutoff_ns(soon, self.retention_days) else {
-            return Ok(());
+            return;
         };
+        let mut looked = 0;
         for s in live {
             if s.time_max_ns >= cutoff || self.rechecked.contains(&s.file) {
                 continue;
+            }
+            if looked == RECHECK_PER_PASS || self.stop.load(Ordering::Relaxed) {
+                return;
             }
             let Some(acked) = self
                 .cursor
@@ -267,7 +290,14 @@ impl Worker {
             else {
                 continue;
             };
-            let found = self.remote.stat(&acked.key).map_err(ShipError::Remote)?;
+            looked += 1;
+            let found = match self.remote.stat(&acked.key) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(key = %acked.key, error = %e, "cannot look for an acknowledged segment near retention's cutoff in the bucket; looked for again at the next pass");
+                    return;
+                }
+            };
             let intact = found.as_ref().is_some_and(|f| {
                 f.size == s.size && f.sha256.as_deref() == Some(s.sha256.as_str())
             });
@@ -280,7 +310,6 @@ impl Worker {
             self.cursor.acked.remove(&s.file);
             self.set_status(|st| st.gone_from_bucket += 1);
         }
-        Ok(())
     }
 
     /// Deletes the bucket's copy of the manifest as of entry `old`, now that a newer one is
@@ -342,10 +371,10 @@ impl Worker {
         remote.upload_all(jobs, *multipart_bytes, every, |step| {
             let (job, result) = match step {
                 Step::Done(job, result) => (job, result),
-                Step::Waiting => {
-                    // A stalled request holds the pass up to its timeout: the status counts
-                    // what waits now (segments sealed since the pass began too), as a
-                    // failed pass's retry wait does.
+                Step::Tick => {
+                    // A stalled request holds the pass up to its timeout, a long one for
+                    // longer: the status counts what waits now (segments sealed since the
+                    // pass began too), as a failed pass's retry wait does.
                     if let Ok(now) = read_chain(dir) {
                         let live = live_segments(&now.entries);
                         count_backlog(status, cursor, &live, *retention_days);
