@@ -639,6 +639,12 @@ impl Starting {
             return;
         }
         previous.lost_at_stop += std::mem::take(&mut previous.kept_at_stop);
+        self.rewrite(previous, evidence);
+    }
+
+    /// Writes the starting snapshot again with `previous` as it is now (with `evidence`,
+    /// what [`Starting::begin`] returned).
+    pub fn rewrite(&self, previous: &Previous, evidence: Option<String>) {
         if self.armed {
             write_starting(&self.dir, evidence, previous.clone());
         }

@@ -647,7 +647,12 @@ impl Engine {
                 let text = || {
                     format!("damage in the audit store: journal {file}, which the last agent left unsealed with {records} records made durable, is gone and no segment holds it: deleted while no agent ran, its records are lost")
                 };
-                let (subject, w) = (SubjectRef::default(), self.window_ns);
+                // Its own alert (by file): merged into one already active, it went unnamed.
+                let subject = SubjectRef {
+                    file: Some(&file),
+                    ..SubjectRef::default()
+                };
+                let w = self.window_ns;
                 self.touch(
                     AlertId::StoreDamaged,
                     subject,

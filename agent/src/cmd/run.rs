@@ -348,10 +348,12 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // Before the open seals what is left: the last agent's live journal, gone from the disk
     // and sealed by no segment, was deleted while no agent ran (the running agent's sealer
     // says so of one deleted under it).
-    let journal_gone = previous
-        .live_journal
-        .take()
-        .filter(|j| same_dir(&j.dir, &log_dir) && crate::store::seal::journal_gone(&log_dir, j.id));
+    let journal_gone = previous.live_journal.take().filter(|j| {
+        same_dir(Path::new(&j.dir), &log_dir) && crate::store::seal::journal_gone(&log_dir, j.id)
+    });
+    // Looked for once: a start that fails from here must not hand it on (its open may seal
+    // or remove it, and every start of a crash loop raised the loss again).
+    starting.rewrite(&previous, crashed.clone());
     // Then the store: a bad --log-dir must fail before anything touches the kernel (the
     // starting snapshot, dropped with the error, is marked stopped: no crash).
     let store = Store::open(store_config)
@@ -659,9 +661,13 @@ fn stage_config(args: &RunArgs) -> StageConfig {
     }
 }
 
-/// Whether `a` and `b` name the same directory (made absolute, as the status names it).
+/// Whether `a` and `b` name the same directory (made absolute, as text, as the status
+/// names it).
 fn same_dir(a: &Path, b: &Path) -> bool {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let abs = |p: &Path| {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        p.to_string_lossy().into_owned()
+    };
     abs(a) == abs(b)
 }
 

@@ -341,7 +341,7 @@ fn the_last_agents_live_journal_is_handed_on_by_failed_starts() {
     let mut last = snapshot(pid);
     last.pid_start = start;
     let journal = crate::store::LiveJournal {
-        dir: dir.join("log"),
+        dir: dir.join("log").display().to_string(),
         id: 9,
         durable: 5,
     };
@@ -350,7 +350,14 @@ fn the_last_agents_live_journal_is_handed_on_by_failed_starts() {
     let (previous, starting, _) = Starting::begin(&dir);
     assert_eq!(previous.live_journal.as_ref(), Some(&journal));
     drop(starting); // a failed start
-    let (previous, starting, _) = Starting::begin(&dir);
+    let (mut previous, starting, _) = Starting::begin(&dir);
     assert_eq!(previous.live_journal, Some(journal), "handed on");
+    // Looked for by a start (`run` takes it and writes the starting snapshot again): a
+    // start failing after that hands it on no more.
+    previous.live_journal = None;
+    starting.rewrite(&previous, None);
+    drop(starting);
+    let (previous, starting, _) = Starting::begin(&dir);
+    assert_eq!(previous.live_journal, None, "looked for once");
     drop(starting);
 }

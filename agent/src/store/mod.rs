@@ -306,8 +306,9 @@ pub struct StoreStatus {
 /// A store's live journal, as its status names it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveJournal {
-    /// The store directory (a next start on another store must not look for it there).
-    pub dir: PathBuf,
+    /// The store directory, absolute (a next start on another store must not look for it
+    /// there); as text, lossily (a path that is not UTF-8 must not fail the snapshot).
+    pub dir: String,
     /// The journal's id.
     pub id: u64,
     /// Records made durable in it.
@@ -470,7 +471,10 @@ impl Store {
         let durable = self.journal.synced_records();
         s.live_journal = (durable > 0).then(|| LiveJournal {
             // Absolute: a relative --log-dir names another store from another directory.
-            dir: std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone()),
+            dir: std::path::absolute(&self.cfg.dir)
+                .unwrap_or_else(|_| self.cfg.dir.clone())
+                .to_string_lossy()
+                .into_owned(),
             id: self.journal.id(),
             durable,
         });

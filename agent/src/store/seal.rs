@@ -233,15 +233,24 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
 /// [`StoreStatus::set_aside`]: super::StoreStatus::set_aside
 pub static SET_ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Moves the file at `path` (a journal, or a file at a segment's name) into `quarantine/` in
-/// place of a seal, with a warning saying `why` (counted in [`SET_ASIDE`]).
 /// Whether journal `id`, which the last agent left holding records, is gone: not in `dir`,
 /// not set aside into `quarantine/` (said when it was), and sealed by no segment of the
 /// chain. False when the chain cannot be read: the open says why.
 pub fn journal_gone(dir: &Path, id: u64) -> bool {
     let name = journal_name(id);
-    let there = |p: PathBuf| p.symlink_metadata().is_ok();
-    if there(dir.join(&name)) || there(dir.join(journal::QUARANTINE_DIR).join(&name)) {
+    if dir.join(&name).symlink_metadata().is_ok() {
+        return false;
+    }
+    // Set aside under its name, or `NAME.k` when that was taken.
+    let aside = |n: &str| {
+        n.strip_prefix(name.as_str())
+            .is_some_and(|k| k.is_empty() || k.starts_with('.'))
+    };
+    let quarantined = std::fs::read_dir(dir.join(journal::QUARANTINE_DIR)).is_ok_and(|d| {
+        d.filter_map(Result::ok)
+            .any(|e| e.file_name().to_str().is_some_and(aside))
+    });
+    if quarantined {
         return false;
     }
     read_entries(dir).is_ok_and(|entries| {
@@ -249,6 +258,8 @@ pub fn journal_gone(dir: &Path, id: u64) -> bool {
     })
 }
 
+/// Moves the file at `path` (a journal, or a file at a segment's name) into `quarantine/` in
+/// place of a seal, with a warning saying `why` (counted in [`SET_ASIDE`]).
 fn set_aside(dir: &Path, path: &Path, why: &str) -> Result<(), SealError> {
     let name = path
         .file_name()

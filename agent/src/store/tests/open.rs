@@ -458,15 +458,20 @@ fn a_live_journal_is_gone_only_when_neither_on_disk_nor_sealed() {
     let live = store.status().live_journal.expect("a live journal");
     let (id, durable) = (live.id, live.durable);
     assert_eq!(durable, 30);
-    assert_eq!(live.dir, std::path::absolute(&dir).expect("absolute"));
+    let abs = std::path::absolute(&dir).expect("absolute");
+    assert_eq!(live.dir, abs.display().to_string());
     // Killed: the journal stays as it is.
     std::mem::forget(store);
     assert!(!seal::journal_gone(&dir, id), "on disk");
     let path = dir.join(seal::journal_name(id));
     let aside = dir.join(journal::QUARANTINE_DIR);
     std::fs::create_dir_all(&aside).expect("quarantine dir");
-    std::fs::rename(&path, aside.join(seal::journal_name(id))).expect("set aside");
+    // Set aside under its name taken already: `NAME.1`.
+    let numbered = aside.join(format!("{}.1", seal::journal_name(id)));
+    std::fs::rename(&path, &numbered).expect("set aside");
     assert!(!seal::journal_gone(&dir, id), "in quarantine/");
-    std::fs::remove_file(aside.join(seal::journal_name(id))).expect("delete");
+    std::fs::remove_file(&numbered).expect("delete");
+    let other = aside.join(format!("{}0.wal", seal::journal_name(id)));
+    std::fs::write(other, b"another name").expect("another journal's");
     assert!(seal::journal_gone(&dir, id), "deleted while no agent ran");
 }
