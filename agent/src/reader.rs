@@ -182,6 +182,8 @@ fn decode_payload(bytes: &[u8], arena: &mut BytesMut) -> Result<Payload, DecodeE
         arena.reserve(ARENA_CHUNK);
     }
     arena.extend_from_slice(data);
+    // A program before the flag set only the offset (a pinned one taken over).
+    let dropped = head.flags & payload_flags::DROPPED != 0 || head.blocked_name != 0;
     Ok(Payload {
         key: head.key,
         dir,
@@ -192,7 +194,7 @@ fn decode_payload(bytes: &[u8], arena: &mut BytesMut) -> Result<Payload, DecodeE
         left: (head.left != UNLIMITED).then_some(head.left),
         src_mac: Mac(head.src_mac),
         dst_mac: Mac(head.dst_mac),
-        dropped: (head.flags & payload_flags::DROPPED != 0).then_some(DroppedQuery {
+        dropped: dropped.then_some(DroppedQuery {
             name_at: (head.blocked_name != 0).then_some(head.blocked_name),
         }),
         data: arena.split().freeze(),
@@ -393,6 +395,13 @@ mod tests {
             panic!("a dropped query's copy decodes");
         };
         assert_eq!(p.dropped, Some(DroppedQuery { name_at: None }));
+        // A program before the flag (a pinned one taken over) set the offset alone.
+        let mut old = payload_record(40, 0, 0, 0);
+        old[at..at + 2].copy_from_slice(&12u16.to_ne_bytes());
+        let Ok(Event::Payload(p)) = decode(&old) else {
+            panic!("an older program's copy decodes");
+        };
+        assert_eq!(p.dropped, named);
     }
 
     #[test]
