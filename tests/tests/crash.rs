@@ -16,6 +16,28 @@ use xdp_audit_lab::wait::wait_until;
 
 const PORT: u16 = 7070;
 
+/// An unpinned agent on the lab's LAN side that writes and syncs within a second.
+const FAST: [&str; 9] = [
+    "--no-pin",
+    "--iface",
+    lab::GW_LAN_IF,
+    "--inactive-timeout",
+    "1s",
+    "--sweep-interval",
+    "200ms",
+    "--fsync-interval",
+    "200ms",
+];
+
+/// The first notice in the store's `alerts.jsonl` raising `id`.
+fn raised(log: &std::path::Path, id: &str) -> Option<serde_json::Value> {
+    std::fs::read_to_string(log.join("alerts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["id"] == id && v["state"] == "raised")
+}
+
 fn exchange(lab: &Lab, sport: u16) {
     run_in(&lab.client, move || {
         let s = UdpSocket::bind((lab::CLIENT_V4, sport))?;
@@ -55,17 +77,7 @@ fn a_crashed_agent_restarts_on_its_store_and_loses_nothing_it_synced() {
     let log = dir.path().join("log");
     let bin = binary().expect("agent binary");
     // Unpinned: the program goes with the agent (a pinned one stays; see restart.rs).
-    let fast = [
-        "--no-pin",
-        "--iface",
-        lab::GW_LAN_IF,
-        "--inactive-timeout",
-        "1s",
-        "--sweep-interval",
-        "200ms",
-        "--fsync-interval",
-        "200ms",
-    ];
+    let fast = FAST;
 
     let mut first = Agent::start(&lab, &lab.gateway, &bin, &log, &fast).expect("first agent");
     assert!(has_xdp(&lab), "attached");
@@ -173,13 +185,7 @@ fn an_agent_killed_before_its_first_sweep_is_reported_by_the_next() {
     b.crash().expect("kill -9 agent B");
     // C finds B's death.
     let mut c = Agent::start(&lab, &lab.gateway, &bin, &log, &args("200ms")).expect("agent C");
-    let crashed = || {
-        std::fs::read_to_string(log.join("alerts.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["id"] == "XA-AGENT-CRASHED" && v["state"] == "raised")
-    };
+    let crashed = || raised(&log, "XA-AGENT-CRASHED");
     wait_until(
         Duration::from_secs(10),
         "XA-AGENT-CRASHED in alerts.jsonl",
@@ -204,17 +210,7 @@ fn a_live_journal_deleted_while_no_agent_ran_is_named_by_the_next_start() {
     let dir = lab.temp_dir("jgone").expect("temp dir");
     let log = dir.path().join("log");
     let bin = binary().expect("agent binary");
-    let fast = [
-        "--no-pin",
-        "--iface",
-        lab::GW_LAN_IF,
-        "--inactive-timeout",
-        "1s",
-        "--sweep-interval",
-        "200ms",
-        "--fsync-interval",
-        "200ms",
-    ];
+    let fast = FAST;
     let mut first = Agent::start(&lab, &lab.gateway, &bin, &log, &fast).expect("first agent");
     for sport in 43000..43005 {
         exchange(&lab, sport);
@@ -239,13 +235,7 @@ fn a_live_journal_deleted_while_no_agent_ran_is_named_by_the_next_start() {
         std::fs::remove_file(j).expect("delete the journal");
     }
     let mut second = Agent::start(&lab, &lab.gateway, &bin, &log, &fast).expect("restart");
-    let damaged = || {
-        std::fs::read_to_string(log.join("alerts.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["id"] == "XA-STORE-DAMAGED" && v["state"] == "raised")
-    };
+    let damaged = || raised(&log, "XA-STORE-DAMAGED");
     wait_until(
         Duration::from_secs(10),
         "XA-STORE-DAMAGED in alerts.jsonl",

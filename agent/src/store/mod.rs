@@ -63,6 +63,7 @@ use journal::{JournalError, JournalWriter};
 use manifest::{Body, Manifest, ManifestError};
 use seal::SealError;
 
+pub use seal::LiveJournal;
 #[cfg(any(test, feature = "testing"))]
 pub use testgen::FakeClock;
 
@@ -301,18 +302,6 @@ pub struct StoreStatus {
     /// ([`seal::journal_gone`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_journal: Option<LiveJournal>,
-}
-
-/// A store's live journal, as its status names it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LiveJournal {
-    /// The store directory, absolute (a next start on another store must not look for it
-    /// there); as text, lossily (a path that is not UTF-8 must not fail the snapshot).
-    pub dir: String,
-    /// The journal's id.
-    pub id: u64,
-    /// Records made durable in it.
-    pub durable: u64,
 }
 
 /// Where the store's time goes, recorded by the thread that spends it.

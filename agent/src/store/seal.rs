@@ -233,6 +233,18 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
 /// [`StoreStatus::set_aside`]: super::StoreStatus::set_aside
 pub static SET_ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// A store's live journal, as its status names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveJournal {
+    /// The store directory, absolute (a next start on another store must not look for it
+    /// there); as text, lossily (a path that is not UTF-8 must not fail the snapshot).
+    pub dir: String,
+    /// The journal's id.
+    pub id: u64,
+    /// Records made durable in it.
+    pub durable: u64,
+}
+
 /// Whether journal `id`, which the last agent left holding records, is gone: not in `dir`,
 /// not set aside into `quarantine/` (said when it was), and sealed by no segment of the
 /// chain. False when the chain cannot be read: the open says why.

@@ -1,0 +1,66 @@
+//! Flows whose start event the ring buffer lost: those a walk of the table finds (written
+//! from it), and those the LRU evicted before any walk found them (lost unseen, counted
+//! against the program's `lost_flow_start`).
+
+use tracing::warn;
+
+use super::{tally, Sweeper};
+
+impl Sweeper {
+    /// The program's `lost_flow_start` counter as the last agent read it, for an agent that
+    /// adopted its program: flows whose start was lost while no agent ran, and the LRU
+    /// evicted before this one's first sweep, are counted unseen from there instead of
+    /// vanishing into the first sweep's base.
+    pub fn lost_starts_before(&mut self, kernel_total: u64) {
+        self.lost_starts_base = Some((kernel_total, 0));
+    }
+
+    /// The program's `lost_flow_start` counter, read before a sweep: after it, the sweep
+    /// works out how many of those flows it never found ([`SweepStats::lost_unseen`]).
+    pub fn note_lost_starts(&mut self, kernel_total: u64) {
+        self.kernel_lost_starts = Some(kernel_total);
+    }
+
+    /// Counts the `found` flows a walk of the table met without their start event, and
+    /// works out how many more the LRU evicted unseen ([`Sweeper::count_unseen`]).
+    pub(super) fn count_lost_starts(&mut self, found: u64) {
+        tally(
+            &mut self.stats.lost_starts,
+            &mut self.warnings.lost_starts,
+            found,
+            "the ring buffer lost these flows' start events; the sweeper records them from the table",
+        );
+        self.count_unseen();
+    }
+
+    /// Every start the program lost before its counter was read is a flow this sweep found
+    /// in the table, or one the LRU evicted unseen: the difference since the first sweep
+    /// is a lower bound of those (a start lost after the read and found by the walk only
+    /// makes it smaller until the next sweep's read counts it).
+    fn count_unseen(&mut self) {
+        let Some(kernel) = self.kernel_lost_starts.take() else {
+            return;
+        };
+        let found = self.stats.lost_starts;
+        // A last agent's reading above the program's counter was another program's (a
+        // detach since): this agent's first reading is the base then.
+        if self.lost_starts_base.is_some_and(|(k0, _)| k0 > kernel) {
+            self.lost_starts_base = None;
+        }
+        let (kernel0, found0) = *self.lost_starts_base.get_or_insert((kernel, found));
+        let unseen = kernel
+            .saturating_sub(kernel0)
+            .saturating_sub(found.saturating_sub(found0));
+        if unseen > self.stats.lost_unseen {
+            let n = unseen - self.stats.lost_unseen;
+            self.stats.lost_unseen = unseen;
+            if let Some(n) = self.warnings.lost_unseen.hit(n) {
+                warn!(
+                    flows = n,
+                    total = unseen,
+                    "flows whose start event the ring lost were evicted from the full table before a sweep found them: they have no record; raise --ringbuf-bytes and --flow-table-size (logged at most every 10 s)"
+                );
+            }
+        }
+    }
+}
