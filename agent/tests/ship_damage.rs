@@ -375,7 +375,10 @@ fn a_store_rolled_back_below_what_the_bucket_acknowledged_is_not_shipped() {
     )
     .expect("the cursor");
     match ship_once(other.path(), &cfg, &opts()) {
-        Err(ShipError::RolledBack { .. }) => {}
+        Err(e @ ShipError::RolledBack { replaced: true, .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("holds another entry there"), "{text}");
+        }
         other => panic!("a replaced store must be refused, got {other:?}"),
     }
     assert_eq!(s3.objects("p/gateway=gw/manifest", ".jsonl"), manifests);

@@ -675,6 +675,8 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 mod tests {
     use super::{parse_blocklist, same_dir, stage_config, RunArgs};
 
+    use clap::{Args as _, FromArgMatches as _};
+
     /// The last agent's live journal is looked for only in its own store: a relative and an
     /// absolute name of one directory are the same store, another directory is not.
     #[test]
@@ -685,8 +687,6 @@ mod tests {
         assert!(same_dir(p("./log"), &here.join("log")));
         assert!(!same_dir(p("log"), &here.join("other")));
     }
-
-    use clap::{Args as _, FromArgMatches as _};
 
     fn run_args(argv: &[&str]) -> RunArgs {
         let cmd = RunArgs::augment_args(clap::Command::new("run")).no_binary_name(true);

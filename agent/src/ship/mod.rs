@@ -122,8 +122,9 @@ pub enum ShipError {
     /// The manifest could not be read.
     #[error("{0}")]
     Manifest(String),
-    /// The store's chain ends before the head whose manifest the bucket acknowledged.
-    #[error("{}: the bucket acknowledged the chain up to entry {acked}, but the store's chain ends {}: the store was rolled back or replaced; nothing is shipped, and the cursor keeps the evidence (`xdp-audit compliance` names it). A store replaced on purpose ships under a new --gateway-id", dir.display(), match head { Some(h) => format!("at entry {h}"), None => "before its first entry".to_owned() })]
+    /// The store's chain ends before the head whose manifest the bucket acknowledged, or
+    /// holds another entry there.
+    #[error("{}: the bucket acknowledged the chain up to entry {acked}, but the store's chain {}: the store was rolled back or replaced; nothing is shipped, and the cursor keeps the evidence (`xdp-audit compliance` names it). A store replaced on purpose ships under a new --gateway-id", dir.display(), match (replaced, head) { (true, _) => "holds another entry there".to_owned(), (false, Some(h)) => format!("ends at entry {h}"), (false, None) => "ends before its first entry".to_owned() })]
     RolledBack {
         /// The store directory.
         dir: PathBuf,
@@ -131,6 +132,8 @@ pub enum ShipError {
         acked: u64,
         /// The store's chain head now.
         head: Option<u64>,
+        /// The store's entry at `acked` is another than the one acknowledged.
+        replaced: bool,
     },
     /// Live segments whose files are gone from the store: not shipped (the others were);
     /// the chain, read again after the pass, still lists them.

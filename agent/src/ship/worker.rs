@@ -184,10 +184,9 @@ impl Worker {
             entries,
             head,
         } = self.read_manifest()?;
-        // A chain that ends before the one the bucket acknowledged was rolled back: shipping
-        // it would lower the cursor, the evidence `compliance` reads, and drop the newer
-        // segments' acknowledgements.
-        // A chain whose entry there is another than the acknowledged one was replaced.
+        // A chain that ends before the one the bucket acknowledged was rolled back, one that
+        // holds another entry there replaced: shipping it would lower the cursor, the
+        // evidence `compliance` reads, and drop the newer segments' acknowledgements.
         if let Some(acked) = self.cursor.manifest_seq {
             let now = head.as_ref().map(|h| h.seq);
             let at = entries.iter().find(|e| e.seq == acked);
@@ -200,6 +199,7 @@ impl Worker {
                     dir: self.dir.clone(),
                     acked,
                     head: now,
+                    replaced,
                 });
             }
         }
