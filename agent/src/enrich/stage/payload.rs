@@ -225,9 +225,10 @@ impl EnrichStage {
     }
 
     /// A DNS message of `p`'s flow (or why it could not be read), sent `from` `to`: a query
-    /// to port 53 is noted as asked (unless dropped), a response from port 53 fills its client's (`to`'s)
-    /// answer cache if that client asked it or its queries are not seen ([`asked`]), and
-    /// either kind gives its flow the question.
+    /// to port 53 is noted as asked (one a rule dropped only as its client's, never its
+    /// question: an answer to it can only be forged), a response from port 53 fills its
+    /// client's (`to`'s) answer cache if that client asked it or its queries are not seen
+    /// ([`asked`]), and either kind gives its flow the question.
     fn take_dns_message(
         &mut self,
         p: &Packet<'_>,
