@@ -228,6 +228,22 @@ fn each_kind_of_change_is_caught_and_names_the_file() {
         "truncated chain",
     );
 
+    // The head line's hash edited, nothing removed or added: said so.
+    let d = copy_dir(base.path(), "t-headhash");
+    let mut l = lines(d.path());
+    let last = l.pop().expect("the head line");
+    let (_, head) = manifest::parse_with_head(Path::new("m"), &last).expect("parse the head");
+    let mut head = head.expect("a head");
+    head.hash = "0".repeat(64);
+    l.push(manifest::head_line(&head));
+    write_lines(d.path(), &l);
+    expect_broken(
+        d.path(),
+        "manifest.jsonl",
+        "the head line or the last entry was changed",
+        "head hash edited",
+    );
+
     // The head line cut off together with the last entry.
     let d = copy_dir(base.path(), "t-nohead");
     let mut l = lines(d.path());

@@ -667,8 +667,15 @@ fn check_head(
         broken("no head line after the last entry (the end of the chain was cut)".into())
     })?;
     if head.seq != last.seq || head.hash != last.hash {
+        // The same entry by number and another hash: the head line or that entry was
+        // changed, nothing removed or added (which it said).
+        let why = if head.seq == last.seq {
+            "the head line or the last entry was changed"
+        } else {
+            "entries were removed from or added to the end"
+        };
         return Err(broken(format!(
-            "the head line names entry {} ({}) but the chain ends at entry {} ({}): entries were removed from or added to the end",
+            "the head line names entry {} ({}) but the chain ends at entry {} ({}): {why}",
             head.seq, head.hash, last.seq, last.hash
         )));
     }
