@@ -20,6 +20,7 @@ use indexmap::{Equivalent, IndexMap};
 use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, ListKept, Subject};
 
 mod gauges;
+mod store;
 mod sweep;
 pub use gauges::Gauges;
 
@@ -460,67 +461,7 @@ impl Engine {
             };
             self.touch(AlertId::FlowTableFull, none(), text, 1, w, now, out);
         }
-        if g.store_degraded {
-            let text = || {
-                "the audit store's disk refuses writes; records are held in memory, or journals wait to be sealed".to_owned()
-            };
-            self.touch(AlertId::StoreDegraded, none(), text, 1, w, now, out);
-        }
-        let refused = g.store_refused.saturating_sub(base.store_refused);
-        if refused > 0 {
-            let text = || {
-                "the audit store dropped or refused records (the alert's count is how many)"
-                    .to_owned()
-            };
-            self.touch(AlertId::StoreRefused, none(), text, refused, w, now, out);
-        }
-        let skipped = g
-            .store_skipped_frames
-            .saturating_sub(base.store_skipped_frames);
-        let skipped_bytes = g
-            .store_skipped_bytes
-            .saturating_sub(base.store_skipped_bytes);
-        let gone = g
-            .store_journals_gone
-            .saturating_sub(base.store_journals_gone);
-        let aside = g.store_set_aside.saturating_sub(base.store_set_aside);
-        let damaged = skipped > 0 || skipped_bytes > 0 || gone > 0 || aside > 0;
-        if damaged || g.store_unsealable > 0 || g.manifest_unreadable {
-            let (unsealable, manifest) = (g.store_unsealable, g.manifest_unreadable);
-            let text = || {
-                let mut parts = Vec::new();
-                if gone > 0 {
-                    parts.push(format!("{gone} journals deleted by someone else before their seal (their records are lost)"));
-                }
-                if skipped > 0 || skipped_bytes > 0 {
-                    parts.push(format!("damaged journal stretches skipped ({skipped_bytes} bytes, at least {skipped} records; their bytes kept in quarantine/)"));
-                }
-                if unsealable > 0 {
-                    parts.push(format!(
-                        "{unsealable} journals cannot be read or sealed (left in place)"
-                    ));
-                }
-                if aside > 0 {
-                    parts.push(format!("{aside} files set aside into quarantine/ (a sealed journal's copy, an empty journal, a file at a segment's name, alert-log lines that do not parse)"));
-                }
-                if manifest {
-                    parts.push("the manifest cannot be read: recording into journals only, nothing sealed until it is restored".to_owned());
-                }
-                format!(
-                    "damage in the audit store: {} (the agent's log names the files)",
-                    parts.join("; ")
-                )
-            };
-            self.touch(
-                AlertId::StoreDamaged,
-                none(),
-                text,
-                (skipped + gone).max(1),
-                w,
-                now,
-                out,
-            );
-        }
+        self.observe_store(&g, &base, now, out);
         let failed = g.ship_failures.saturating_sub(base.ship_failures);
         if failed > 0 {
             let backlog = g.ship_backlog;

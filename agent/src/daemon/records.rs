@@ -302,6 +302,8 @@ impl Records {
             if let Some(n) = s.unwritten.hit(1) {
                 warn!(error = %e, dir = %s.dir.display(), times = n, "cannot write the status snapshot (said at most once a minute)");
             }
+            // The alert thread raises it: the agent runs on, degraded, and says so.
+            snap.observe.state_unwritable = true;
         }
         if !observe {
             return;
@@ -339,6 +341,7 @@ impl Records {
                     size_bytes: r.size(),
                 }),
             list_reloads: s.lists.reloads(),
+            state_unwritable: false,
         }
     }
 

@@ -109,6 +109,10 @@ pub struct Observed {
     pub ring: RingFillStats,
     /// Per list file reloaded since the start.
     pub list_reloads: Vec<ListReload>,
+    /// This snapshot could not be written to the state directory (set after the write
+    /// failed, for the alert thread; never in a file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub state_unwritable: bool,
 }
 
 /// The latest snapshot, swapped in by the records thread after each sweep; a scrape takes a

@@ -42,6 +42,8 @@ pub struct Gauges {
     pub ship_failing: bool,
     /// Messages the syslog stage dropped (with `--syslog`).
     pub syslog_dropped: u64,
+    /// The state directory refused the status snapshot's write.
+    pub state_unwritable: bool,
 }
 
 impl Gauges {
@@ -81,6 +83,7 @@ impl Gauges {
             ship_backlog: snap.ship.as_ref().map_or(0, |s| s.backlog_segments),
             ship_failing: snap.ship.as_ref().is_some_and(|s| s.last_error.is_some()),
             syslog_dropped: snap.syslog.as_ref().map_or(0, |s| s.dropped),
+            state_unwritable: snap.observe.state_unwritable,
         }
     }
 }

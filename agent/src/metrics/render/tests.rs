@@ -88,6 +88,7 @@ fn full(rules: usize) -> Snapshot {
                 last_at_s: 1_790_000_000,
                 problem: Some("/etc/xdp-audit/0.list:3: not an address".into()),
             }],
+            state_unwritable: false,
         },
         ship: Some(crate::ship::ShipStatus {
             backlog_segments: 2,
