@@ -313,39 +313,6 @@ fn states_alert_while_they_hold_and_resolve_after_the_window() {
     assert!(e.status().active.is_empty());
 }
 
-/// A state directory that refuses the status snapshot is its own `XA-STORE-DEGRADED` (by
-/// file), beside the store's disk refusing writes: the agent ran on without a word but its
-/// log's, its status, rollback check and hand-over not kept.
-#[test]
-fn a_state_directory_refusing_writes_is_its_own_degraded_alert() {
-    let mut e = engine();
-    let mut out = Vec::new();
-    let both = Gauges {
-        store_degraded: true,
-        state_unwritable: true,
-        ..Gauges::default()
-    };
-    e.observe(both, 0, &mut out);
-    let files: Vec<_> = (out.iter())
-        .map(|a| (a.id, a.subject.file.clone()))
-        .collect();
-    let state = Some(crate::status::FILE_NAME.to_owned());
-    let want = [
-        (AlertId::StoreDegraded, None),
-        (AlertId::StoreDegraded, state),
-    ];
-    assert_eq!(files, want, "{out:?}");
-    assert!(
-        out[1].text.contains("state directory refuses writes"),
-        "{}",
-        out[1].text
-    );
-    out.clear();
-    e.observe(Gauges::default(), S, &mut out);
-    e.tick(62 * S, &mut out);
-    assert_eq!(out.len(), 2, "both resolve once writes go through: {out:?}");
-}
-
 #[test]
 fn a_list_change_failed_part_way_raises_one_critical_alert() {
     let mut e = engine();

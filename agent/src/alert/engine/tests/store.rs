@@ -1,5 +1,5 @@
 //! The store's alerts: a broken or unreadable chain, signing begun on an unsigned head,
-//! damage, records lost at a stop.
+//! damage, records lost at a stop, a state directory refusing writes.
 
 use super::*;
 
@@ -133,4 +133,37 @@ fn records_lost_at_the_last_stop_are_a_store_refused_alert() {
     assert_eq!(ids(&out), [(AlertId::StoreRefused, AlertState::Raised)]);
     assert_eq!(out[0].count, 2000);
     assert!(out[0].text.contains("2000 records"), "{}", out[0].text);
+}
+
+/// A state directory that refuses the status snapshot is its own `XA-STORE-DEGRADED` (by
+/// file), beside the store's disk refusing writes: the agent ran on without a word but its
+/// log's, its status, rollback check and hand-over not kept.
+#[test]
+fn a_state_directory_refusing_writes_is_its_own_degraded_alert() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let both = Gauges {
+        store_degraded: true,
+        state_unwritable: true,
+        ..Gauges::default()
+    };
+    e.observe(both, 0, &mut out);
+    let files: Vec<_> = (out.iter())
+        .map(|a| (a.id, a.subject.file.clone()))
+        .collect();
+    let state = Some(crate::status::FILE_NAME.to_owned());
+    let want = [
+        (AlertId::StoreDegraded, None),
+        (AlertId::StoreDegraded, state),
+    ];
+    assert_eq!(files, want, "{out:?}");
+    assert!(
+        out[1].text.contains("state directory refuses writes"),
+        "{}",
+        out[1].text
+    );
+    out.clear();
+    e.observe(Gauges::default(), S, &mut out);
+    e.tick(62 * S, &mut out);
+    assert_eq!(out.len(), 2, "both resolve once writes go through: {out:?}");
 }
