@@ -76,8 +76,10 @@ impl Engine {
                 out,
             );
         }
-        if g.state_unwritable {
-            // Its own alert (by file): the store may write on while the state cannot.
+        // Its own alert (by file): the store may write on while the state cannot. Not while
+        // the store's disk refuses writes too: one condition, most often one full disk, is
+        // one alert.
+        if g.state_unwritable && !g.store_degraded {
             let subject = SubjectRef {
                 file: Some(crate::status::FILE_NAME),
                 ..SubjectRef::default()
