@@ -41,7 +41,7 @@ fn quarantined(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Leaves `bad` (made from the journal `good` of `recs`) as a journal in a fresh store
-/// directory, opens the store (which recovers and seals it), and checks the outcome against
+/// directory, opens the store (whose sealer thread seals it), and checks the outcome against
 /// the plain computation of which frames are intact.
 fn recover_and_check(what: &str, recs: &[FlowRecord], good: &[u8], bad: &[u8], starts: &[usize]) {
     let dir = TempDir::new("damage");
@@ -54,8 +54,9 @@ fn recover_and_check(what: &str, recs: &[FlowRecord], good: &[u8], bad: &[u8], s
     );
 
     let clock = FakeClock::new(T0 + 3_600_000_000_000);
-    let store = Store::open_with_clock(config(dir.path()), Box::new(clock))
+    let mut store = Store::open_with_clock(config(dir.path()), Box::new(clock))
         .unwrap_or_else(|e| panic!("{what}: open store: {e}"));
+    assert!(store.wait_idle(), "{what}: the sealer thread seals it");
     let status = store.status();
     drop(store);
 
@@ -255,8 +256,9 @@ fn an_unreadable_leftover_journal_is_left_and_the_next_one_sealed() {
     std::fs::write(&good_path, &good).expect("write the second journal");
 
     let clock = FakeClock::new(T0 + 3_600_000_000_000);
-    let store = Store::open_with_clock(config(dir.path()), Box::new(clock))
+    let mut store = Store::open_with_clock(config(dir.path()), Box::new(clock))
         .unwrap_or_else(|e| panic!("the store opens past an unreadable journal: {e}"));
+    assert!(!store.wait_idle(), "the unreadable journal stays unsealed");
     let status = store.status();
     drop(store);
 
@@ -310,8 +312,9 @@ fn a_sparse_journal_is_named_never_read_whole() {
     assert!(b.file == sparse && b.reason.contains("has a hole"), "{b}");
 
     let clock = FakeClock::new(T0 + 3_600_000_000_000);
-    let store = Store::open_with_clock(config(dir.path()), Box::new(clock))
+    let mut store = Store::open_with_clock(config(dir.path()), Box::new(clock))
         .unwrap_or_else(|e| panic!("the store opens past a sparse journal: {e}"));
+    assert!(!store.wait_idle(), "the sparse journal stays unsealed");
     assert_eq!(store.status().unsealable, 1, "counted");
     drop(store);
     assert_eq!(

@@ -289,7 +289,7 @@ fn a_ship_lock_that_is_not_a_regular_file_is_refused_at_once() {
     }
 }
 
-/// A quarantine file's name taken by a FIFO: recovery does not wait on it, keeps the skipped
+/// A quarantine file's name taken by a FIFO: the seal does not wait on it, keeps the skipped
 /// bytes under the next name, seals the journal's records, and leaves the FIFO.
 #[test]
 fn a_fifo_in_place_of_a_quarantine_file_does_not_hang_the_open() {
@@ -309,8 +309,9 @@ fn a_fifo_in_place_of_a_quarantine_file_does_not_hang_the_open() {
     mkfifo(&want);
     let d = dir.clone();
     let sealed = within("a store open with a FIFO quarantine file", move || {
-        let store = Store::open_with_clock(config(&d), Box::new(FakeClock::new(T0 + HOUR)))
+        let mut store = Store::open_with_clock(config(&d), Box::new(FakeClock::new(T0 + HOUR)))
             .map_err(|e| e.to_string())?;
+        store.wait_idle();
         let s = store.status();
         Ok::<_, String>((s.sealed, s.journal_skipped_bytes))
     })

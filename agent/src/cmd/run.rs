@@ -385,7 +385,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let recovered = store.recovered_at_open();
+    let left = store.left_at_open();
     let signing_began_on = store.signing_began_on();
     // The syslog sink too (a bad --syslog-ca fails here); its sender connects on its own.
     let (mut tail, syslog) = match syslog_config {
@@ -399,8 +399,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let mut alerts = start_alerts(&args, &log_dir, syslog)?;
     // A journal an agent marked stopped left unsealed (its disk refused the last seal) is
     // no crash.
-    let unsealed = (recovered > 0 && !previous.stopped_unsealed)
-        .then(|| format!("{recovered} journals with records were left unsealed"));
+    let unsealed = (left > 0 && !previous.stopped_unsealed)
+        .then(|| format!("{left} journals with records were left unsealed"));
     let crashed = crashed.or(unsealed);
 
     let attached = if args.no_pin {

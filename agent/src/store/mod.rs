@@ -195,7 +195,7 @@ pub enum StoreError {
     /// The retention is below the legal floor or above the maximum.
     #[error(transparent)]
     Retention(#[from] retention::RefusedDays),
-    /// A leftover journal could not be recovered.
+    /// A journal could not be made or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// A leftover journal could not be sealed.
@@ -347,11 +347,10 @@ pub struct Store {
     cfg: StoreConfig,
     clock: Box<dyn StoreClock>,
     sealer: sealer::Sealer,
-    sealed_at_open: u64,
-    /// Leftover journals that could not be recovered or sealed at open (left in place).
+    /// Journals with records an earlier agent left, handed to the sealer at open.
+    left_at_open: u64,
+    /// Leftover journals that could not be sealed, ever (left in place).
     unsealable_at_open: u64,
-    /// Bytes and frames the recovery of leftover journals skipped at open.
-    skipped_at_open: (u64, u64),
     journal: JournalWriter,
     /// The hour the live journal is for, set by its first record; it rotates once the clock
     /// or a record is past it.
@@ -419,10 +418,11 @@ fn hour_of(ns: i64) -> i64 {
 }
 
 impl Store {
-    /// Journals with records an earlier agent left unsealed, sealed at open: that agent did
-    /// not stop cleanly (a crash, a kill, a power cut, or a disk full at its stop).
-    pub fn recovered_at_open(&self) -> u64 {
-        self.sealed_at_open
+    /// Journals with records an earlier agent left unsealed, found at open (the sealer
+    /// thread seals them): that agent did not stop cleanly (a crash, a kill, a power cut, or
+    /// a disk full at its stop).
+    pub fn left_at_open(&self) -> u64 {
+        self.left_at_open
     }
 
     /// The last entry of an unsigned chain the signing key signs on top of from this open on
@@ -444,12 +444,12 @@ impl Store {
         s.journal_refused = self.degraded.is_some();
         s.degraded = s.journal_refused || self.sealer.disk_full();
         s.manifest_unreadable = self.manifest_unreadable.clone();
-        s.sealed = self.sealed_at_open + self.sealer.sealed();
+        s.sealed = self.sealer.sealed();
         s.compacted = self.sealer.compacted();
         s.compact_failed_days = self.sealer.compact_failed();
         let (bytes, frames) = self.sealer.skipped();
-        s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
-        s.journal_skipped_frames = self.skipped_at_open.1 + frames;
+        s.journal_skipped_bytes = bytes;
+        s.journal_skipped_frames = frames;
         s.unsealed = self.sealer.pending() as u64;
         s.shortened_records += self.journal.shortened_records();
         s.unsealable = self.unsealable_at_open + self.sealer.unsealable();

@@ -7,17 +7,6 @@ use std::path::Path;
 
 use super::*;
 
-/// Recovers a leftover journal (torn tail cut, damage quarantined) and seals it.
-fn recover_and_seal(
-    dir: &Path,
-    path: &Path,
-    manifest: &mut Manifest,
-) -> Result<(journal::Recovery, seal::Sealed), StoreError> {
-    let r = journal::recover(path)?;
-    let s = seal::seal_journal(dir, path, manifest)?;
-    Ok((r, s))
-}
-
 /// The id of a journal started at `now` after the journal `after`: its creation time, or
 /// one past `after` when the clock is behind. `None` when `after` is the largest id there
 /// is: no journal can follow it.
@@ -75,7 +64,7 @@ impl Store {
     }
 
     /// Opens the store: takes the lock, removes temporary files and what an interrupted
-    /// compaction left, seals leftover journals, finishes an interrupted retention run, runs
+    /// compaction left, queues leftover journals for the sealer thread, finishes an interrupted retention run, runs
     /// retention, starts a new journal, and has the sealer thread compact closed days.
     pub fn open_with_clock(
         cfg: StoreConfig,
@@ -149,12 +138,13 @@ impl Store {
             compact::discard_interrupted(&dir, &manifest)?;
         }
         let mut max_id = 0;
-        let mut sealed = 0;
-        let mut skipped = (0, 0);
         let mut unsealable = 0;
-        // Journals left for the sealer thread: from the first that met a full disk on, so
-        // they seal in chain order once space returns.
+        // Journals an earlier agent left, sealed in chain order by the sealer thread: the
+        // start (and the attach after it) does not wait for an hour's journal, or a long
+        // damaged stretch, to be read; until sealed, `query` reads them as live journals.
         let mut waiting = Vec::new();
+        // Those with anything past the header: records an agent that did not stop left.
+        let mut left_with_records = 0;
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
             if id == u64::MAX {
                 // Sealed, its id would be the manifest's largest, and no journal could
@@ -169,42 +159,15 @@ impl Store {
                 continue;
             }
             max_id = max_id.max(id);
-            if !waiting.is_empty() || manifest.unreadable().is_some() {
-                waiting.push(path);
-                continue;
-            }
-            // Said before the work: a large journal, or one with a long damaged stretch to
-            // resynchronise over, holds the start (and the attach after it) for a while.
-            let bytes = path.metadata().map_or(0, |m| m.len());
-            tracing::info!(journal = %path.display(), bytes, "sealing a journal an earlier agent left; the start waits for it");
-            match recover_and_seal(&dir, &path, &mut manifest) {
-                Ok((r, s)) => {
-                    sealed += u64::from(s.segment.is_some());
-                    skipped.0 += r.skipped_bytes + s.skipped_bytes;
-                    skipped.1 += r.skipped_frames + s.skipped_frames;
-                }
-                Err(error) if error.is_disk_full() => {
-                    tracing::warn!(
-                        journal = %path.display(),
-                        %error,
-                        "cannot seal the journals an earlier agent left: the disk refuses \
-                         writes (full, read-only, or out of descriptors); the sealer thread \
-                         seals them in order once it takes them"
-                    );
-                    waiting.push(path);
-                }
-                Err(error) => {
-                    // One journal the agent cannot read must not keep it from recording:
-                    // it stays for an operator (or the next start) and the others go on.
-                    unsealable += 1;
-                    tracing::warn!(
-                        journal = %path.display(),
-                        %error,
-                        "cannot recover or seal a journal left by an earlier agent; leaving it \
-                         in place and going on (the next start tries it again)"
-                    );
-                }
-            }
+            let bytes = path.symlink_metadata().map_or(0, |m| m.len());
+            left_with_records += u64::from(bytes > journal::frame::HEADER_LEN);
+            tracing::info!(
+                journal = %path.display(),
+                bytes,
+                "a journal an earlier agent left: the sealer thread seals it while the agent \
+                 records"
+            );
+            waiting.push(path);
         }
         let mut max_entry = None;
         for e in manifest.entries() {
@@ -273,20 +236,21 @@ impl Store {
             timings.clone(),
         )
         .map_err(|e| io(&dir, "start the sealer thread", e))?;
-        for path in waiting {
-            sealer.seal(path, now);
+        // One compaction pass either way: the seal's, or its own.
+        if waiting.is_empty() {
+            sealer.compact(now);
+        } else {
+            sealer.seal_all(waiting, now);
         }
         if retention_waits {
             sealer.retention(now, clock.trust(), cfg.retention_days);
         }
-        sealer.compact(now);
         Ok(Self {
             cfg,
             clock,
             sealer,
-            sealed_at_open: sealed,
+            left_at_open: left_with_records,
             unsealable_at_open: unsealable,
-            skipped_at_open: skipped,
             journal,
             journal_hour: None,
             last_sync_ns: now,

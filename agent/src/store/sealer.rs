@@ -14,8 +14,9 @@ use super::retention::ShipGate;
 use super::{compact, oplog, retention, seal, REPORT_EVERY_NS};
 
 enum Job {
+    /// Journals to seal in order, then one compaction pass.
     Seal {
-        path: PathBuf,
+        paths: Vec<PathBuf>,
         now: i64,
     },
     Retry {
@@ -260,12 +261,12 @@ impl Worker {
     fn run(mut self, rx: Receiver<Job>) {
         for job in rx {
             match job {
-                Job::Seal { path, now } => {
-                    self.queue.push_back(Queued {
+                Job::Seal { paths, now } => {
+                    self.queue.extend(paths.into_iter().map(|path| Queued {
                         path,
                         failures: 0,
                         passed_over: false,
-                    });
+                    }));
                     self.seal_queued(now);
                     self.compact(now);
                     oplog::anchor_logged(&self.dir, &mut self.manifest, now);
@@ -373,8 +374,16 @@ impl Sealer {
 
     /// Queues a rotated journal for sealing.
     pub fn seal(&self, path: PathBuf, now: i64) {
-        self.shared.pending.fetch_add(1, Ordering::Relaxed);
-        self.send(Job::Seal { path, now });
+        self.seal_all(vec![path], now);
+    }
+
+    /// Queues journals for sealing in this order, followed by one compaction pass (a pass
+    /// deletes what the one before it merged, which a query may still be reading).
+    pub fn seal_all(&self, paths: Vec<PathBuf>, now: i64) {
+        self.shared
+            .pending
+            .fetch_add(paths.len(), Ordering::Relaxed);
+        self.send(Job::Seal { paths, now });
     }
 
     /// Retries journals that failed to seal, and a compaction a full disk stopped.

@@ -66,8 +66,9 @@ fn a_journal_whose_header_names_a_sealed_journal_keeps_its_records() {
         sealed_id,
         &second,
     );
-    let store = open(&dir, T0 + 1_000_000_000);
-    assert_eq!(store.recovered_at_open(), 1, "the left journal is sealed");
+    let mut store = open(&dir, T0 + 1_000_000_000);
+    assert_eq!(store.left_at_open(), 1, "the left journal is found");
+    assert!(store.wait_idle(), "the sealer thread seals it");
     assert!(!path.exists(), "{} is sealed and deleted", path.display());
     let got = all_records(&dir);
     assert_eq!(
@@ -126,7 +127,7 @@ fn a_live_journal_with_the_largest_id_keeps_its_records_instead_of_rotating() {
         &records(34, 5),
     );
     let mut store = open(&dir, T0);
-    assert_eq!(store.recovered_at_open(), 1, "the left journal is sealed");
+    assert_eq!(store.left_at_open(), 1, "the left journal is found");
     assert_eq!(store.journal.id(), u64::MAX, "the next id after it");
     let recs = records(35, 3);
     for r in &recs {
@@ -202,8 +203,9 @@ fn a_manifest_at_the_last_seq_leaves_the_journal_unsealed_and_the_store_opens() 
         T0 as u64 - 5,
         &records(36, 5),
     );
-    let store = open(&dir, T0);
-    assert_eq!(store.status().unsealable, 1, "{:?}", store.status());
+    let mut store = open(&dir, T0);
+    assert!(!store.wait_idle(), "the sealer thread cannot seal it");
+    assert_eq!(store.status().unsealed, 1, "{:?}", store.status());
     assert!(path.exists(), "{} is left in place", path.display());
 }
 
@@ -237,7 +239,10 @@ fn a_fifo_named_as_a_journal_does_not_hang_the_open() {
     let opened = dir.clone();
     std::thread::spawn(move || {
         let r = Store::open_with_clock(StoreConfig::new(&opened), Box::new(FakeClock::new(T0)))
-            .map(|s| s.status().unsealable)
+            .map(|mut s| {
+                s.wait_idle();
+                s.status().unsealable
+            })
             .map_err(|e| e.to_string());
         let _ = tx.send(r);
     });
@@ -381,8 +386,9 @@ fn a_copy_of_a_sealed_journal_is_set_aside_not_sealed_twice() {
     );
     let sql = crate::sql::tables::sources(&dir).expect("the SQL tables' sources");
     assert_eq!((sql.journals.len(), sql.damaged_journals), (0, 1));
-    let store = open(&dir, T0 + 1_000_000_000);
-    assert_eq!(store.recovered_at_open(), 0, "the copy is not sealed");
+    let mut store = open(&dir, T0 + 1_000_000_000);
+    assert_eq!(store.left_at_open(), 1, "the copy is found");
+    assert!(store.wait_idle(), "and set aside, not sealed");
     drop(store);
     assert_eq!(
         all_records(&dir).len(),
