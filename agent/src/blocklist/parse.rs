@@ -8,6 +8,7 @@ use super::domain::DomainRule;
 use super::error::BadLine;
 use super::line::{parse_line, Entry, LineKind, PortRange};
 use crate::net::Net;
+use crate::store::fsutil::without_bom;
 
 /// Counts of lines by kind, for the summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,8 +96,6 @@ pub(super) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let empty = bytes.is_empty();
     body.split(|&b| b == b'\n').filter(move |_| !empty)
 }
-
-const BOM: &[u8] = b"\xef\xbb\xbf";
 
 impl ParsedList {
     /// Parses a whole file, hashing domain rules under `key`. Every bad line is returned, in
@@ -223,11 +222,7 @@ fn parse_chunk(bytes: &[u8], first_line: u32, key: &DomainKey) -> Result<ParsedL
     let mut entries = Vec::new();
     for (i, raw) in lines(bytes).enumerate() {
         let line = first_line + i as u32;
-        let raw = if line == 1 {
-            raw.strip_prefix(BOM).unwrap_or(raw)
-        } else {
-            raw
-        };
+        let raw = if line == 1 { without_bom(raw) } else { raw };
         entries.clear();
         match parse_line(raw, &mut entries) {
             Ok(kind) => {

@@ -5,8 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::blocklist::error::clipped;
-
-const BOM: &[u8] = b"\xef\xbb\xbf";
+use crate::store::fsutil::without_bom;
 
 /// A line that is not UTF-8: the first bad byte and its 1-based column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -16,12 +15,6 @@ pub struct NotUtf8 {
     pub byte: u8,
     /// 1-based byte column.
     pub column: usize,
-}
-
-/// A file's bytes without the UTF-8 byte-order mark a spreadsheet or a Windows editor puts
-/// first: every reader of an attribution file (and `check`'s guess of its kind) drops it.
-pub fn without_bom(bytes: &[u8]) -> &[u8] {
-    bytes.strip_prefix(BOM).unwrap_or(bytes)
 }
 
 /// The lines of a file with their 1-based numbers: split on `\n` (no phantom line after a

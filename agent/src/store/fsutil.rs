@@ -392,9 +392,22 @@ fn read_capped(file: File, max: u64) -> Result<Vec<u8>, InputError> {
     Ok(bytes)
 }
 
-/// [`read_input`] of a text file: its bytes as UTF-8.
+/// The UTF-8 byte-order mark a spreadsheet or a Windows editor puts first in a file.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// A file's bytes without the UTF-8 byte-order mark: every reader of an operator's file
+/// drops it (unseen in an editor, it would make the first line or word wrong).
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
+/// [`read_input`] of a text file: its bytes as UTF-8, a byte-order mark dropped.
 pub fn read_input_text(path: &Path, max: u64) -> Result<String, InputError> {
-    Ok(utf8_text(read_input(path, max)?)?)
+    let mut text = utf8_text(read_input(path, max)?)?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..BOM.len());
+    }
+    Ok(text)
 }
 
 /// A small JSON file a previous agent kept in the state directory (`what` names it, `then`

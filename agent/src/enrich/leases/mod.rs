@@ -20,9 +20,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::enrich::source::{without_bom, NotUtf8};
+use crate::enrich::source::NotUtf8;
 use crate::enrich::Validity;
 use crate::record::Mac;
+use crate::store::fsutil::without_bom;
 
 /// Lines that are not blank in which a file's format (and a Kea file's header) is looked for:
 /// a damaged first line must not hide the good lines after it, and a file that is no lease

@@ -171,3 +171,35 @@ pub fn check_signer(head: &Head, key: &SigningKey) -> Result<HeadSigning, String
     }
     check_signature(head, &key.verifying_key()).map(|()| HeadSigning::Signed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key file saved by an editor that puts a byte-order mark first loads as the same key
+    /// (before: "expected a line starting with xdp-audit-ed25519-public-v1", its first
+    /// word's invisible first character unnamed); one with another first word is named.
+    #[test]
+    fn a_key_file_with_a_byte_order_mark_loads() {
+        let dir = crate::blocklist::tests::TempDir::new("key-bom");
+        let (secret, public) = generate_keypair().expect("a key pair");
+        let plain = dir.0.join("plain.pub");
+        let marked = dir.0.join("marked.pub");
+        let marked_secret = dir.0.join("marked.key");
+        std::fs::write(&plain, &public).expect("write");
+        std::fs::write(&marked, format!("\u{feff}{}", public.replace('\n', "\r\n")))
+            .expect("write");
+        std::fs::write(&marked_secret, format!("\u{feff}{secret}")).expect("write");
+        let key = load_public_key(&plain).expect("the plain key");
+        assert_eq!(load_public_key(&marked).expect("the marked key"), key);
+        let signing = load_signing_key(&marked_secret).expect("the marked secret key");
+        assert_eq!(signing.verifying_key(), key);
+        std::fs::write(&marked, format!("\u{feff}x{public}")).expect("write");
+        let e = load_public_key(&marked).expect_err("another first word");
+        assert!(
+            e.to_string()
+                .contains(&format!("expected a line starting with {PUBLIC_KEY_TAG}")),
+            "{e}"
+        );
+    }
+}
