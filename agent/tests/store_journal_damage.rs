@@ -1,7 +1,7 @@
 //! A damaged journal keeps every valid record. A journal left with damage (one bad byte in
 //! the middle of 10,000 records, the header's magic, the first frame, a length field, the last complete frame,
 //! runs of zeros, a whole 4 KiB page zeroed, a torn tail on top) is recovered when the store
-//! opens: exactly the frames the damage touched are lost, every other record is sealed, each
+//! opens and sealed by its sealer thread: exactly the frames the damage touched are lost, every other record is sealed, each
 //! skipped stretch is in a quarantine file holding exactly its bytes, the status counts them,
 //! and the chain verifies. The sealer, handed a journal damaged after it was written, does the
 //! same with the same scanner.
@@ -110,6 +110,29 @@ fn one_bad_byte_in_the_middle_of_10000_records_loses_only_its_record() {
     let (kept, _) = intact_frames(&good, &bad, &starts);
     assert_eq!(kept.len(), 9_999, "the byte hits one frame");
     recover_and_check("one bad byte in the middle", &recs, &good, &bad, &starts);
+}
+
+/// A crashed agent's journal, its last frame torn, is recovered by the open before the new
+/// journal follows it: `verify` right after the open passes whether or not the sealer thread
+/// has sealed it yet (a torn tail in a journal a later one follows is the file cut short),
+/// and once sealed every intact record is in the chain.
+#[test]
+fn a_crashed_agents_torn_journal_verifies_while_the_sealer_thread_seals_it() {
+    let recs = records(100_000);
+    let (good, starts) = journal_bytes(JOURNAL_ID, &recs);
+    let bad = good[..good.len() - 5].to_vec();
+    let (kept, _) = intact_frames(&good, &bad, &starts);
+    assert_eq!(kept.len(), recs.len() - 1, "the tear cuts the last frame");
+    let dir = TempDir::new("torn-left");
+    std::fs::write(dir.path().join(journal_name(JOURNAL_ID)), &bad).expect("write journal");
+    let clock = FakeClock::new(T0 + 3_600_000_000_000);
+    let mut store = Store::open_with_clock(config(dir.path()), Box::new(clock))
+        .unwrap_or_else(|e| panic!("open store: {e}"));
+    verify(dir.path(), None).unwrap_or_else(|b| panic!("verify right after the open: {b}"));
+    assert!(store.wait_idle(), "the sealer thread seals it");
+    drop(store);
+    let v = verify(dir.path(), None).unwrap_or_else(|b| panic!("verify once sealed: {b}"));
+    assert_eq!(v.rows, kept.len() as u64);
 }
 
 /// A way of damaging journal bytes.
@@ -258,6 +281,8 @@ fn an_unreadable_leftover_journal_is_left_and_the_next_one_sealed() {
     let clock = FakeClock::new(T0 + 3_600_000_000_000);
     let mut store = Store::open_with_clock(config(dir.path()), Box::new(clock))
         .unwrap_or_else(|e| panic!("the store opens past an unreadable journal: {e}"));
+    // A directory is no crash's journal: no evidence of one for XA-AGENT-CRASHED.
+    assert_eq!(store.left_at_open(), 1, "only the journal with records");
     assert!(!store.wait_idle(), "the unreadable journal stays unsealed");
     let status = store.status();
     drop(store);

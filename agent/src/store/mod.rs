@@ -351,6 +351,8 @@ pub struct Store {
     left_at_open: u64,
     /// Leftover journals that could not be sealed, ever (left in place).
     unsealable_at_open: u64,
+    /// Bytes and frames the recovery of leftover journals skipped at open.
+    skipped_at_open: (u64, u64),
     journal: JournalWriter,
     /// The hour the live journal is for, set by its first record; it rotates once the clock
     /// or a record is past it.
@@ -448,8 +450,8 @@ impl Store {
         s.compacted = self.sealer.compacted();
         s.compact_failed_days = self.sealer.compact_failed();
         let (bytes, frames) = self.sealer.skipped();
-        s.journal_skipped_bytes = bytes;
-        s.journal_skipped_frames = frames;
+        s.journal_skipped_bytes = self.skipped_at_open.0 + bytes;
+        s.journal_skipped_frames = self.skipped_at_open.1 + frames;
         s.unsealed = self.sealer.pending() as u64;
         s.shortened_records += self.journal.shortened_records();
         s.unsealable = self.unsealable_at_open + self.sealer.unsealable();

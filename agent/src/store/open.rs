@@ -64,8 +64,9 @@ impl Store {
     }
 
     /// Opens the store: takes the lock, removes temporary files and what an interrupted
-    /// compaction left, queues leftover journals for the sealer thread, finishes an interrupted retention run, runs
-    /// retention, starts a new journal, and has the sealer thread compact closed days.
+    /// compaction left, finishes an interrupted retention run, runs retention, starts a new
+    /// journal, and has the sealer thread seal the journals an earlier agent left (the open
+    /// does not read them) and compact closed days.
     pub fn open_with_clock(
         cfg: StoreConfig,
         clock: Box<dyn StoreClock>,
@@ -139,9 +140,10 @@ impl Store {
         }
         let mut max_id = 0;
         let mut unsealable = 0;
+        let mut skipped = (0, 0);
         // Journals an earlier agent left, sealed in chain order by the sealer thread: the
-        // start (and the attach after it) does not wait for an hour's journal, or a long
-        // damaged stretch, to be read; until sealed, `query` reads them as live journals.
+        // start (and the attach after it) does not wait for an hour's journal to be sealed;
+        // until then, `query` reads them as live journals.
         let mut waiting = Vec::new();
         // Those with anything past the header: records an agent that did not stop left.
         let mut left_with_records = 0;
@@ -159,14 +161,40 @@ impl Store {
                 continue;
             }
             max_id = max_id.max(id);
-            let bytes = path.symlink_metadata().map_or(0, |m| m.len());
+            let meta = path
+                .symlink_metadata()
+                .ok()
+                .filter(std::fs::Metadata::is_file);
+            let bytes = meta.map_or(0, |m| m.len());
             left_with_records += u64::from(bytes > journal::frame::HEADER_LEN);
             tracing::info!(
                 journal = %path.display(),
                 bytes,
-                "a journal an earlier agent left: the sealer thread seals it while the agent \
-                 records"
+                "a journal an earlier agent left: recovered now, sealed by the sealer thread \
+                 while the agent records"
             );
+            // Recovery (one read, frames checked and counted, no columns built) cuts a
+            // crash's torn tail before a newer journal follows it, where `verify` would take
+            // the tail for the file cut short, and quarantines damage. A journal it cannot
+            // recover is the seal's to judge (retried, passed over, counted); a full disk
+            // waits for space there too. Nothing is rewritten while the manifest is frozen.
+            let recovered = manifest
+                .unreadable()
+                .is_none()
+                .then(|| journal::recover(&path));
+            match recovered {
+                Some(Ok(r)) => {
+                    skipped.0 += r.skipped_bytes;
+                    skipped.1 += r.skipped_frames;
+                }
+                Some(Err(error)) => tracing::warn!(
+                    journal = %path.display(),
+                    %error,
+                    "cannot recover a journal an earlier agent left; the sealer thread tries \
+                     to seal it as it is"
+                ),
+                None => {}
+            }
             waiting.push(path);
         }
         let mut max_entry = None;
@@ -237,12 +265,15 @@ impl Store {
         )
         .map_err(|e| io(&dir, "start the sealer thread", e))?;
         // One compaction pass either way: the seal's, or its own.
-        if waiting.is_empty() {
-            sealer.compact(now);
-        } else {
+        let sealing = !waiting.is_empty();
+        if sealing {
             sealer.seal_all(waiting, now);
+        } else {
+            sealer.compact(now);
         }
-        if retention_waits {
+        // Again once the leftovers are sealed: one may hold only records already past the
+        // retention period, which the next daily pass would keep a day too long.
+        if retention_waits || sealing {
             sealer.retention(now, clock.trust(), cfg.retention_days);
         }
         Ok(Self {
@@ -251,6 +282,7 @@ impl Store {
             sealer,
             left_at_open: left_with_records,
             unsealable_at_open: unsealable,
+            skipped_at_open: skipped,
             journal,
             journal_hour: None,
             last_sync_ns: now,

@@ -71,13 +71,16 @@ pub struct Sealer {
 /// Failures in a row after which a journal no longer holds up those queued behind it.
 const SKIP_AFTER: u32 = 3;
 
-/// A rotated journal waiting to be sealed.
+/// A journal waiting to be sealed: rotated, or left by an earlier agent.
 struct Queued {
     path: PathBuf,
     /// Failed seals in a row.
     failures: u32,
     /// No longer holds up the journals behind it (reported once, when it became so).
     passed_over: bool,
+    /// When its last seal was tried: one passed over is tried again at most once a minute
+    /// (a journal the chain has no room for was decoded whole every second).
+    tried_ns: i64,
 }
 
 /// Whether anything (even a directory in its place) is at `path`.
@@ -117,6 +120,11 @@ impl Worker {
         let mut kept = VecDeque::new();
         let mut disk_full = false;
         while let Some(mut q) = self.queue.pop_front() {
+            if q.passed_over && super::since(now, q.tried_ns) < REPORT_EVERY_NS {
+                kept.push_back(q);
+                continue;
+            }
+            q.tried_ns = now;
             let started = std::time::Instant::now();
             match seal::seal_journal(&self.dir, &q.path, &mut self.manifest) {
                 Ok(s) => {
@@ -266,6 +274,7 @@ impl Worker {
                         path,
                         failures: 0,
                         passed_over: false,
+                        tried_ns: now,
                     }));
                     self.seal_queued(now);
                     self.compact(now);

@@ -1,17 +1,18 @@
-//! Journal files: the writer the record path appends to, reading a journal, and moving the
-//! stretches a read skipped (damage, a torn tail) aside into quarantine before a seal
-//! deletes the journal.
+//! Journal files: the writer the record path appends to, reading a journal, and recovering
+//! one left by a previous run (skipped stretches moved aside into quarantine, the journal
+//! cut or rewritten to its valid frames).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::frame::{
-    self, encode_frame, scan, Decoded, Frames, Scan, Skipped, HEADER_LEN, MAX_PAYLOAD,
+    self, encode_frame, scan, Count, Decoded, Frames, Scan, Skipped, HEADER_LEN, MAX_PAYLOAD,
 };
 use crate::record::FlowRecord;
 use crate::store::fsutil::{
-    create_temporary, open_regular_here, read_input_here, sync_dir, InputError, TMP_PREFIX,
+    create_temporary, open_regular, open_regular_here, read_input_here, sync_dir,
+    write_atomic_parts, InputError, TMP_PREFIX,
 };
 
 /// Directory inside the log directory that holds the bytes recovery skipped.
@@ -303,6 +304,66 @@ pub fn warn_damaged_live(path: &Path, frames: &Frames) -> bool {
         );
     }
     damaged
+}
+
+/// What recovering a journal did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records in the valid frames kept.
+    pub records: u64,
+    /// Bytes skipped (moved into quarantine and out of the journal).
+    pub skipped_bytes: u64,
+    /// Frames skipped, at least (see [`Skipped::frames`]).
+    pub skipped_frames: u64,
+    /// The quarantine files written, one per skipped stretch.
+    pub quarantined: Vec<PathBuf>,
+}
+
+/// Recovers a journal left by a previous run: every valid frame is kept, every stretch
+/// without one is copied into quarantine (fsynced, named in a warning) and then taken out of
+/// the journal: a torn tail is cut off, damage in the middle is removed by rewriting the
+/// journal (temporary file, fsync, rename, directory fsync), so a crash at any point leaves
+/// either the old journal, recovered again at the next start, or the new one.
+pub fn recover(path: &Path) -> Result<Recovery, JournalError> {
+    let (buf, scan) = load::<Count>(path)?;
+    let f = &scan.frames;
+    let out = Recovery {
+        records: scan.records.0,
+        skipped_bytes: f.skipped_bytes(),
+        skipped_frames: f.skipped_frames(),
+        quarantined: quarantine(path, &buf, f)?,
+    };
+    match f.skipped.as_slice() {
+        [] => {}
+        [tail] if f.torn_tail() == Some(tail) => {
+            let file = open_regular(path, OpenOptions::new().write(true))
+                .map_err(|e| io(path, "open for truncation")(e.into()))?;
+            file.set_len(tail.offset)
+                .and_then(|()| file.sync_all())
+                .map_err(io(path, "truncate torn tail"))?;
+        }
+        skipped => {
+            let mut kept = Vec::with_capacity(skipped.len() + 2);
+            // A damaged header is skipped with the rest; the journal gets a whole one back,
+            // with the id its file name gives (the seal names the segment's journal by it).
+            let header = frame::header(id_of(path, f));
+            if skipped.first().is_some_and(|s| s.offset == 0) {
+                kept.push(&header[..]);
+            }
+            let mut at = 0usize;
+            for s in skipped {
+                kept.push(&buf[at..s.offset as usize]);
+                at = s.end() as usize;
+            }
+            kept.push(&buf[at..]);
+            let (dir, name) = match (path.parent(), path.file_name()) {
+                (Some(d), Some(n)) => (d, n.to_string_lossy()),
+                _ => return Err(io(path, "rewrite")(std::io::ErrorKind::InvalidInput.into())),
+            };
+            write_atomic_parts(dir, &name, &kept).map_err(io(path, "rewrite without damage"))?;
+        }
+    }
+    Ok(out)
 }
 
 /// The most bytes written and not yet fsynced that a journal keeps a copy of (see

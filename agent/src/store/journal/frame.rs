@@ -1,5 +1,5 @@
 //! Framing: the journal header, one frame per record (`[length][CRC-32][payload]`), and the
-//! one scanner every reader of a journal goes through (the seal, verification, queries
+//! one scanner every reader of a journal goes through (recovery at start, the seal, queries
 //! over the live journal), so they agree on which records a journal holds.
 //!
 //! # Resynchronising after damage
@@ -253,7 +253,7 @@ impl Frames {
 }
 
 /// Where the records of a scan go: a journal is decoded straight into whatever the reader
-/// needs (owned records for a query, column buffers for a seal, only their time span).
+/// needs (owned records for a query, column buffers for a seal, a count for recovery).
 pub trait Decoded: Send + Sized {
     /// Whether a large journal is decoded in two halves on two threads: worth it when
     /// appending the second half to the first costs little next to decoding it.
@@ -281,6 +281,24 @@ impl Decoded for Vec<FlowRecord> {
 
     fn append(&mut self, mut later: Self) {
         Vec::append(self, &mut later);
+    }
+}
+
+/// Records counted, not kept (recovery needs only where the valid frames are).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Count(pub u64);
+
+impl Decoded for Count {
+    fn with_capacity(_: usize) -> Self {
+        Self(0)
+    }
+
+    fn push(&mut self, _: &RecordView<'_>) {
+        self.0 += 1;
+    }
+
+    fn append(&mut self, later: Self) {
+        self.0 += later.0;
     }
 }
 

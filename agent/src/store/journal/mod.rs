@@ -10,7 +10,7 @@
 //!
 //! Three jobs, three modules: [`codec`] (a record as a payload and back), [`frame`] (frames,
 //! and the one scanner every reader goes through, which resynchronises after damage) and
-//! [`file`](mod@file) (the writer, reading, and quarantine of damaged stretches).
+//! [`file`](mod@file) (the writer, reading, and recovery with quarantine).
 
 pub mod codec;
 pub mod file;
@@ -18,10 +18,10 @@ pub mod frame;
 
 pub use codec::{decode_view, encode_record, AttrView, DecodeError, RecordView};
 pub use file::{
-    load, make_quarantine_dir, quarantine, quarantine_path, read, read_file, JournalError,
-    JournalWriter, QUARANTINE_DIR,
+    load, make_quarantine_dir, quarantine, quarantine_path, read, read_file, recover, JournalError,
+    JournalWriter, Recovery, QUARANTINE_DIR,
 };
 pub use frame::{
-    encode_frame, frame_records, scan, BadFrame, Decoded, Frames, Scan, Skipped, DAMAGED_HEADER,
-    FRAME_HEADER_LEN, HEADER_LEN, MAGIC, MAX_PAYLOAD,
+    encode_frame, frame_records, scan, BadFrame, Count, Decoded, Frames, Scan, Skipped,
+    DAMAGED_HEADER, FRAME_HEADER_LEN, HEADER_LEN, MAGIC, MAX_PAYLOAD,
 };

@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::journal::frame::header;
 use crate::store::testgen::TrafficGen;
 
 /// A fresh directory, removed when the guard is dropped (also when the test fails), and its
@@ -21,6 +22,125 @@ fn write(path: &Path, recs: &[FlowRecord]) -> (Vec<u8>, Vec<usize>) {
     }
     w.sync().expect("sync journal");
     (std::fs::read(path).expect("read journal"), starts)
+}
+
+fn quarantined(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join(QUARANTINE_DIR))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, std::fs::read(e.path()).expect("read quarantine"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_torn_last_record_at_every_byte_offset_is_cut_and_kept_aside() {
+    let (_tmp, dir) = tmpdir("torn");
+    let path = dir.join("journal-00000000000000000042.wal");
+    let mut g = TrafficGen::new(1, 1_700_000_000_000_000_000);
+    let records: Vec<_> = (0..5).map(|_| g.next_record()).collect();
+    let (full, starts) = write(&path, &records);
+    let last_start = starts[4];
+    // Every cut strictly inside the last frame (a cut at its first byte is no torn write).
+    for cut in last_start + 1..full.len() {
+        let _ = std::fs::remove_dir_all(dir.join(QUARANTINE_DIR));
+        std::fs::write(&path, &full[..cut]).expect("write torn journal");
+        let r = recover(&path).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(r.records, 4, "cut at {cut}");
+        assert_eq!(r.skipped_bytes, (cut - last_start) as u64, "cut at {cut}");
+        assert_eq!(r.quarantined, [quarantine_path(&path, last_start as u64)]);
+        let len = std::fs::metadata(&path).expect("stat").len();
+        assert_eq!(len, last_start as u64, "cut at {cut}: tail not cut");
+        assert_eq!(
+            quarantined(&dir),
+            [(
+                format!("journal-00000000000000000042-{last_start:012}.bin"),
+                full[last_start..cut].to_vec()
+            )],
+            "cut at {cut}"
+        );
+        let again = read(&path).expect("reread");
+        assert_eq!(again.records, records[..4], "cut at {cut}: wrong prefix");
+        assert!(again.frames.skipped.is_empty(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn damage_in_the_middle_is_quarantined_and_the_journal_rewritten() {
+    let (_tmp, dir) = tmpdir("midrecover");
+    let path = dir.join("journal-00000000000000000042.wal");
+    let mut g = TrafficGen::new(2, 1_700_000_000_000_000_000);
+    let records: Vec<_> = (0..50).map(|_| g.next_record()).collect();
+    let (full, starts) = write(&path, &records);
+    let mut bad = full.clone();
+    bad[starts[10] + 12] ^= 0x08; // one frame
+    bad[starts[30] + 3..starts[33] + 1].fill(0); // three frames and a byte of a fourth
+    bad.truncate(starts[49] + 5); // and a torn tail
+    std::fs::write(&path, &bad).expect("write damaged journal");
+    // An interrupted earlier recovery left the first quarantine file, and another recovery
+    // of an older journal of the same name left different bytes at the second one's name.
+    let qdir = dir.join(QUARANTINE_DIR);
+    std::fs::create_dir_all(&qdir).expect("quarantine dir");
+    std::fs::write(
+        quarantine_path(&path, starts[10] as u64),
+        &bad[starts[10]..starts[11]],
+    )
+    .expect("first");
+    std::fs::write(quarantine_path(&path, starts[30] as u64), b"other").expect("second");
+
+    let r = recover(&path).expect("recover");
+    let kept: Vec<FlowRecord> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![10, 30, 31, 32, 33, 49].contains(i))
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(r.records, kept.len() as u64);
+    let spans = [
+        (starts[10], starts[11]),
+        (starts[30], starts[34]),
+        (starts[49], bad.len()),
+    ];
+    let skipped: usize = spans.iter().map(|(a, b)| b - a).sum();
+    assert_eq!(r.skipped_bytes, skipped as u64);
+    let second = quarantine_path(&path, starts[30] as u64).with_extension("bin.1");
+    assert_eq!(
+        r.quarantined,
+        [
+            quarantine_path(&path, starts[10] as u64),
+            second.clone(),
+            quarantine_path(&path, starts[49] as u64),
+        ]
+    );
+    for (file, (a, b)) in r.quarantined.iter().zip(spans) {
+        assert_eq!(
+            std::fs::read(file).expect("quarantine"),
+            bad[a..b],
+            "{}",
+            file.display()
+        );
+    }
+    assert_eq!(quarantined(&dir).len(), 4, "the older file is kept");
+    // The journal now holds the valid frames only, byte for byte.
+    let mut want = header(42).to_vec();
+    for (i, w) in starts.windows(2).enumerate() {
+        if !(10..=10).contains(&i) && !(30..=33).contains(&i) {
+            want.extend_from_slice(&full[w[0]..w[1]]);
+        }
+    }
+    let rewritten = std::fs::read(&path).expect("read rewritten");
+    assert!(rewritten == want, "rewritten journal differs");
+    let again = read(&path).expect("reread");
+    assert!(again.records == kept && again.frames.skipped.is_empty());
+    // Recovering again changes nothing.
+    assert_eq!(recover(&path).expect("again").skipped_bytes, 0);
+    assert_eq!(quarantined(&dir).len(), 4);
 }
 
 /// Only the names the writer makes (`journal-` and 20 digits) are journals: `journal-2.wal`
