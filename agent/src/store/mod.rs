@@ -61,7 +61,6 @@ use crate::record::{EndReason, FlowRecord};
 use crate::sink::{RecordSink, SinkError};
 use journal::{JournalError, JournalWriter};
 use manifest::{Body, Manifest, ManifestError};
-use seal::SealError;
 
 pub use seal::LiveJournal;
 #[cfg(any(test, feature = "testing"))]
@@ -198,9 +197,6 @@ pub enum StoreError {
     /// A journal could not be made or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
-    /// A leftover journal could not be sealed.
-    #[error(transparent)]
-    Seal(#[from] SealError),
     /// What an interrupted compaction left could not be removed.
     #[error(transparent)]
     Compact(#[from] compact::CompactError),
@@ -349,7 +345,8 @@ pub struct Store {
     sealer: sealer::Sealer,
     /// Journals with records an earlier agent left, handed to the sealer at open.
     left_at_open: u64,
-    /// Leftover journals that could not be sealed, ever (left in place).
+    /// Leftover journals named with the largest id, which no journal could follow (left in
+    /// place, never sealed).
     unsealable_at_open: u64,
     /// Bytes and frames the recovery of leftover journals skipped at open.
     skipped_at_open: (u64, u64),
@@ -407,7 +404,6 @@ impl StoreError {
         match self {
             Self::Io { cause, .. } => fsutil::is_disk_full(cause),
             Self::Journal(e) => e.is_disk_full(),
-            Self::Seal(e) => e.is_disk_full(),
             Self::Compact(e) => e.is_disk_full(),
             Self::Manifest(e) => e.is_disk_full(),
             Self::Locked(_) | Self::Retention(_) | Self::NoJournalId { .. } => false,
