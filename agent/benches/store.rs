@@ -15,7 +15,10 @@
 //!   merged days next to DuckDB on the same files, rows and count, and DuckDB on a copy
 //!   without the Bloom filters (`store/lookups.rs`).
 //!
-//! `cargo bench -p xdp-audit --bench store -- journal seal size query sealparts` selects parts
+//! - a restart after a crash: how long the store's open holds the start with a 1,000,000-record
+//!   journal an earlier agent left, against the time the sealer thread then takes to seal it;
+//!
+//! `cargo bench -p xdp-audit --bench store -- journal seal reopen size query sealparts` selects parts
 //! (`sealparts`: decode/sort/write breakdown of one seal; `XDP_AUDIT_BENCH_WARM_ONLY=1`: no
 //! cold-cache runs). The N-record store of merged days is built once, day by day on every
 //! core (`store/build.rs`), under `XDP_AUDIT_BENCH_DIR` (default
@@ -128,6 +131,43 @@ fn journal_throughput() {
         d_raw.as_secs_f64(),
         buf.len() as f64 / 1e6 / d_raw.as_secs_f64(),
         d_store.as_secs_f64() / d_raw.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A crash left a 1,000,000-record journal: the open returns (the agent can attach and
+/// record) before the sealer thread has read it; the seal's own time is the baseline.
+fn reopen_with_leftover() {
+    let n = 1_000_000usize;
+    let dir = tmp("reopen");
+    let config = || {
+        let mut cfg = StoreConfig::new(&dir);
+        cfg.segment_max_bytes = u64::MAX;
+        cfg
+    };
+    let mut store = Store::open(config()).expect("open store");
+    let mut g = TrafficGen::with_rate(3, T0, 1000.0);
+    for _ in 0..n {
+        store.append(&g.next_record());
+    }
+    assert!(store.sync_now(), "sync");
+    let bytes = dir_bytes(&dir, "journal-");
+    drop(store); // no close, no seal: what a kill leaves
+    let t = Instant::now();
+    let mut store = Store::open(config()).expect("reopen store");
+    let opened = t.elapsed();
+    assert_eq!(store.left_at_open(), 1, "the journal left");
+    assert!(store.wait_idle(), "the sealer thread seals it");
+    let sealed = t.elapsed();
+    assert_eq!(store.status().sealed, 1, "sealed once");
+    drop(store);
+    println!(
+        "reopen after a crash: a {n}-record journal ({:.1} MB) left; the open returned in {:.3} s, \
+         the sealer thread sealed it {:.3} s after the open began; open/seal time ratio {:.4}",
+        bytes as f64 / 1e6,
+        opened.as_secs_f64(),
+        sealed.as_secs_f64(),
+        opened.as_secs_f64() / sealed.as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -697,7 +737,8 @@ fn nat_cases(r: &FlowRecord) -> Vec<(String, Filter)> {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; other arguments select parts (journal, seal, size, query).
+    // `cargo bench` passes `--bench`; other arguments select parts (journal, seal, reopen, size,
+    // query).
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -712,6 +753,9 @@ fn main() {
     }
     if want("seal") {
         seal_throughput();
+    }
+    if want("reopen") {
+        reopen_with_leftover();
     }
     if want("sealparts") {
         seal_parts();
