@@ -157,6 +157,9 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
     let frames = &scan.frames;
     journal::quarantine(path, &bytes, frames)?;
     let no_header = bytes.is_empty();
+    let header = bytes
+        .get(..journal::HEADER_LEN as usize)
+        .map(<[u8]>::to_vec);
     drop(bytes);
     let mut out = Sealed {
         segment: None,
@@ -191,12 +194,17 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
             )?;
             return Ok(out);
         }
+        // The evidence outlives the journal: its header, as found, in quarantine/, counted
+        // with the files set aside (`XA-STORE-DAMAGED`).
+        let kept = journal::file::quarantine_header(path, header.as_deref().unwrap_or_default())?;
+        SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
             file = %path.display(),
             header_id = frames.id,
             name_id = id,
+            header_kept = %kept.display(),
             "the journal's header names another id than its file name (damage behind an \
-             intact magic); sealing it under the file name's"
+             intact magic); sealing it under the file name's, its header kept in quarantine/"
         );
     }
     let already = manifest
@@ -227,7 +235,8 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
 }
 
 /// Files this process moved into a store's `quarantine/` in place of a seal: a journal's
-/// copy, an empty journal, a file at a segment's name ([`StoreStatus::set_aside`], raised
+/// copy, an empty journal, a file at a segment's name, the header of a journal naming
+/// another id ([`StoreStatus::set_aside`], raised
 /// as `XA-STORE-DAMAGED`). One store per agent, so the process's count is the store's.
 ///
 /// [`StoreStatus::set_aside`]: super::StoreStatus::set_aside

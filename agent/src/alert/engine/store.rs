@@ -56,7 +56,7 @@ impl Engine {
                     ));
                 }
                 if aside > 0 {
-                    parts.push(format!("{aside} files set aside into quarantine/ (a sealed journal's copy, an empty journal, a file at a segment's name, alert-log lines that do not parse)"));
+                    parts.push(format!("{aside} files set aside into quarantine/ (a sealed journal's copy, an empty journal, a file at a segment's name, a journal header naming another id, alert-log lines that do not parse)"));
                 }
                 if manifest {
                     parts.push("the manifest cannot be read: recording into journals only, nothing sealed until it is restored".to_owned());

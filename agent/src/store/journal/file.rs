@@ -194,6 +194,18 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
     Ok(files)
 }
 
+/// Keeps `header`, the journal's header as read, in quarantine at offset 0 (fsynced with
+/// its directory): evidence of a header whose id is not its file name's, which the seal
+/// overrules and the deleted journal would otherwise take with it.
+pub fn quarantine_header(path: &Path, header: &[u8]) -> Result<PathBuf, JournalError> {
+    let want = quarantine_path(path, 0);
+    let qdir = want.parent().unwrap_or(Path::new("."));
+    make_quarantine_dir(qdir).map_err(io(qdir, "create quarantine directory"))?;
+    let file = write_quarantine(&want, header)?;
+    sync_dir(qdir).map_err(io(qdir, "fsync quarantine directory"))?;
+    Ok(file)
+}
+
 /// Writes `bytes` to `want`, or to `want.1`, `want.2`, ... when a file there holds other
 /// bytes or is not a regular file (a FIFO, which a blocking open would wait on forever: it is
 /// named in a warning and left in place); a file holding the same bytes is what an

@@ -51,8 +51,8 @@ fn all_records(dir: &Path) -> Vec<FlowRecord> {
 }
 
 /// A journal whose header id was damaged (magic intact) into the id of a journal already
-/// sealed is sealed under its file name's id: before, it was taken for that journal "sealed
-/// before a crash" and deleted with its records.
+/// sealed is sealed under its file name's id, its header kept in quarantine/: before, it was
+/// taken for that journal "sealed before a crash" and deleted with its records.
 #[test]
 fn a_journal_whose_header_names_a_sealed_journal_keeps_its_records() {
     let tmp = TempDir::new("header-id");
@@ -70,6 +70,14 @@ fn a_journal_whose_header_names_a_sealed_journal_keeps_its_records() {
     assert_eq!(store.left_at_open(), 1, "the left journal is found");
     assert!(store.wait_idle(), "the sealer thread seals it");
     assert!(!path.exists(), "{} is sealed and deleted", path.display());
+    // The evidence is kept: the header as found.
+    let kept = journal::quarantine_path(&path, 0);
+    assert_eq!(
+        std::fs::read(&kept).ok(),
+        Some(journal::frame::header(sealed_id).to_vec()),
+        "{} holds the header naming {sealed_id}",
+        kept.display()
+    );
     let got = all_records(&dir);
     assert_eq!(
         got.len(),
@@ -291,6 +299,12 @@ fn a_full_disk_at_open_leaves_anchoring_and_retention_to_the_sealer() {
         }
         assert!(store.seal_now(), "the first hour is sealed");
     }
+    // The empty journal the seal left: the sealer thread's deleting it would free a page.
+    for (_, path) in seal::list_journals(&dir)
+        .unwrap_or_else(|e| panic!("list the journals in {}: {e}", dir.display()))
+    {
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+    }
     let who = access::Who {
         uid: 0,
         user: Some("root".into()),
@@ -311,7 +325,11 @@ fn a_full_disk_at_open_leaves_anchoring_and_retention_to_the_sealer() {
         .unwrap_or_else(|e| panic!("open the store on a full disk in {}: {e}", dir.display()));
     let journals = seal::list_journals(&dir)
         .unwrap_or_else(|e| panic!("list the journals in {}: {e}", dir.display()));
-    assert_eq!(journals.len(), 1, "only the new journal: {journals:?}");
+    // The new journal, if the full disk let it be made: nothing else left behind.
+    assert!(
+        journals.iter().all(|(id, _)| *id == store.journal.id()),
+        "only the new journal: {journals:?}"
+    );
     let anchored = |dir: &Path| {
         manifest::read_entries(dir)
             .unwrap_or_else(|e| panic!("read the manifest in {}: {e}", dir.display()))
