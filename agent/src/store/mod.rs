@@ -276,7 +276,8 @@ pub struct StoreStatus {
     pub journal_skipped_frames: u64,
     /// Files moved into `quarantine/` in place of a seal, since the agent started: a copy of
     /// a sealed journal under another name, an empty journal, a file at the name of the
-    /// segment being written ([`seal::SET_ASIDE`]).
+    /// segment being written; and the header of a journal naming another id, kept as its
+    /// seal goes by the name ([`seal::SET_ASIDE`]).
     #[serde(default)]
     pub set_aside: u64,
     /// Records whose texts were shortened to fit a journal frame (a rule with a very long list

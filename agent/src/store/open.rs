@@ -265,15 +265,15 @@ impl Store {
         )
         .map_err(|e| io(&dir, "start the sealer thread", e))?;
         // One compaction pass either way: the seal's, or its own.
-        let sealing = !waiting.is_empty();
-        if sealing {
-            sealer.seal_all(waiting, now);
-        } else {
+        if waiting.is_empty() {
             sealer.compact(now);
+        } else {
+            sealer.seal_all(waiting, now);
         }
         // Again once the leftovers are sealed: one may hold only records already past the
-        // retention period, which the next daily pass would keep a day too long.
-        if retention_waits || sealing {
+        // retention period, which the next daily pass would keep a day too long. (A clean
+        // stop leaves an empty journal: no reason.)
+        if retention_waits || left_with_records > 0 {
             sealer.retention(now, clock.trust(), cfg.retention_days);
         }
         Ok(Self {

@@ -195,17 +195,21 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
             return Ok(out);
         }
         // The evidence outlives the journal: its header, as found, in quarantine/, counted
-        // with the files set aside (`XA-STORE-DAMAGED`).
-        let kept = journal::file::quarantine_header(path, header.as_deref().unwrap_or_default())?;
-        SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(
-            file = %path.display(),
-            header_id = frames.id,
-            name_id = id,
-            header_kept = %kept.display(),
-            "the journal's header names another id than its file name (damage behind an \
-             intact magic); sealing it under the file name's, its header kept in quarantine/"
-        );
+        // with the files set aside (`XA-STORE-DAMAGED`), once however often the seal is
+        // retried. (An id is read only from a whole header.)
+        let header = header.unwrap_or_default();
+        if let Some(kept) = journal::file::quarantine_header(path, &header)? {
+            SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                file = %path.display(),
+                header_id = frames.id,
+                name_id = id,
+                header_kept = %kept.display(),
+                "the journal's header names another id than its file name (damage behind an \
+                 intact magic); sealing it under the file name's, its header kept in \
+                 quarantine/"
+            );
+        }
     }
     let already = manifest
         .entries()

@@ -11,8 +11,8 @@ use super::frame::{
 };
 use crate::record::FlowRecord;
 use crate::store::fsutil::{
-    create_temporary, open_regular, open_regular_here, read_input_here, sync_dir,
-    write_atomic_parts, InputError, TMP_PREFIX,
+    create_temporary, open_regular_here, read_input_here, sync_dir, write_atomic_parts, InputError,
+    TMP_PREFIX,
 };
 
 /// Directory inside the log directory that holds the bytes recovery skipped.
@@ -196,14 +196,18 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
 
 /// Keeps `header`, the journal's header as read, in quarantine at offset 0 (fsynced with
 /// its directory): evidence of a header whose id is not its file name's, which the seal
-/// overrules and the deleted journal would otherwise take with it.
-pub fn quarantine_header(path: &Path, header: &[u8]) -> Result<PathBuf, JournalError> {
+/// overrules and the deleted journal would otherwise take with it. `None` when an earlier
+/// try of the same seal kept it already (a seal retried after a full disk).
+pub fn quarantine_header(path: &Path, header: &[u8]) -> Result<Option<PathBuf>, JournalError> {
     let want = quarantine_path(path, 0);
+    if read_input_here(&want, MAX_JOURNAL_BYTES).is_ok_and(|b| b == header) {
+        return Ok(None);
+    }
     let qdir = want.parent().unwrap_or(Path::new("."));
     make_quarantine_dir(qdir).map_err(io(qdir, "create quarantine directory"))?;
     let file = write_quarantine(&want, header)?;
     sync_dir(qdir).map_err(io(qdir, "fsync quarantine directory"))?;
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// Writes `bytes` to `want`, or to `want.1`, `want.2`, ... when a file there holds other
@@ -235,9 +239,13 @@ pub(crate) fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, Jou
         let qdir = path.parent().unwrap_or(Path::new("."));
         crate::store::fsutil::give_to_dir_owner(&f, qdir, crate::store::fsutil::FILE_MODE)
             .map_err(io(&path, "give to the store's owner"))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(io(&path, "write quarantine file"))?;
+        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+            // Not left half written: the next try (a full disk is retried every second)
+            // would take it for another's and move on to the next name.
+            drop(f);
+            let _ = std::fs::remove_file(&path);
+            return Err(io(&path, "write quarantine file")(e));
+        }
         return Ok(path);
     }
     Err(io(want, "name a quarantine file")(
@@ -348,7 +356,7 @@ pub fn recover(path: &Path) -> Result<Recovery, JournalError> {
     match f.skipped.as_slice() {
         [] => {}
         [tail] if f.torn_tail() == Some(tail) => {
-            let file = open_regular(path, OpenOptions::new().write(true))
+            let file = open_regular_here(path, OpenOptions::new().write(true))
                 .map_err(|e| io(path, "open for truncation")(e.into()))?;
             file.set_len(tail.offset)
                 .and_then(|()| file.sync_all())

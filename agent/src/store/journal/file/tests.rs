@@ -280,3 +280,26 @@ fn quarantine_and_journals_are_never_reached_through_a_link() {
         Some(1)
     );
 }
+
+/// A header kept for a seal that is then retried (a full disk) is kept once: the second try
+/// finds it and says so, so the set-aside count and its warning are not repeated.
+#[test]
+fn a_header_is_kept_once_however_often_its_seal_is_tried() {
+    let (_tmp, dir) = tmpdir("header-kept");
+    let path = dir.join(journal_name(42));
+    let header = super::frame::header(41);
+    let kept = quarantine_header(&path, &header)
+        .expect("keep the header")
+        .expect("kept the first time");
+    assert_eq!(std::fs::read(&kept).expect("read"), header);
+    assert_eq!(
+        quarantine_header(&path, &header).expect("keep it again"),
+        None,
+        "kept already"
+    );
+    let other = super::frame::header(40);
+    let second = quarantine_header(&path, &other)
+        .expect("keep another header")
+        .expect("other bytes are kept");
+    assert_ne!(second, kept, "under the next name");
+}
