@@ -35,17 +35,8 @@ fn c_path(p: &Path) -> Result<CString, String> {
 /// Free space of the store's file system, and whether the store can be written (what an
 /// access line needs: the operator log, or the directory where it does not exist yet).
 pub fn disk(dir: &Path) -> Result<Disk, String> {
-    let c = c_path(dir)?;
-    // SAFETY: zeroed plain C struct, filled by statvfs.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and struct pointers.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(format!(
-            "statvfs {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
+    let st = crate::store::fsutil::statvfs(dir)
+        .map_err(|e| format!("statvfs {}: {e}", dir.display()))?;
     let free_bytes = st.f_bavail.saturating_mul(st.f_frsize);
     let log = dir.join(oplog::LOG);
     let target = if log.exists() { log } else { dir.to_owned() };

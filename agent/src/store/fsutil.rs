@@ -452,6 +452,27 @@ pub fn save_state<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Resul
     write_atomic_via(dir, &format!(".{name}.tmp"), name, &[&text, b"\n"])
 }
 
+/// The file system holding `path`, as `statvfs` describes it (free space, mount flags).
+pub fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: zeroed plain C struct, filled by statvfs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and struct pointers.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    statvfs(path)
+        .ok()
+        .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Whether `e` says the disk refuses writes for a reason of the host, not of the file being
 /// written: full (ENOSPC), over quota (EDQUOT), remounted read-only (EROFS, as ext4 does on
 /// an error), or the process out of descriptors (EMFILE, ENFILE). The store holds and

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use super::manifest::Manifest;
 use super::retention::ShipGate;
-use super::{compact, oplog, retention, seal, REPORT_EVERY_NS};
+use super::{compact, fsutil, oplog, retention, seal, REPORT_EVERY_NS};
 
 enum Job {
     /// Journals to seal in order, then one compaction pass.
@@ -58,6 +58,8 @@ struct Shared {
     gone: AtomicU64,
     skipped_bytes: AtomicU64,
     skipped_frames: AtomicU64,
+    /// Seals tried (each reads a journal whole).
+    tries: AtomicU64,
     timings: Arc<super::Timings>,
 }
 
@@ -100,6 +102,11 @@ struct Worker {
     last_compact_ns: i64,
     /// Retention's now, which a clock set ahead does not move.
     retention_clock: retention::RetentionClock,
+    /// The free bytes when a seal last met a disk refusing writes, and when: the queue is
+    /// tried again once space was freed, or a minute on (a quota, a read-only remount, or
+    /// out of descriptors free no space), not every second: each try decodes a journal
+    /// whole (an hour's is about a second of CPU) only to fail at its first write.
+    full_at: Option<(Option<u64>, i64)>,
     shared: Arc<Shared>,
 }
 
@@ -125,6 +132,7 @@ impl Worker {
                 continue;
             }
             q.tried_ns = now;
+            self.shared.tries.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
             match seal::seal_journal(&self.dir, &q.path, &mut self.manifest) {
                 Ok(s) => {
@@ -209,6 +217,7 @@ impl Worker {
         self.queue = kept;
         let passed_over = self.queue.iter().filter(|q| q.passed_over).count();
         self.shared.unsealable.store(passed_over, Ordering::Relaxed);
+        self.full_at = disk_full.then(|| (fsutil::free_bytes(&self.dir), now));
         self.shared
             .seal_disk_full
             .store(disk_full, Ordering::Relaxed);
@@ -259,7 +268,15 @@ impl Worker {
     /// Retries what a full disk stopped: the queued journals, and (at most once a minute,
     /// since a pass reads a day's segments) the compaction.
     fn retry(&mut self, now: i64) {
-        self.seal_queued(now);
+        let waits = self.full_at.is_some_and(|(free, at)| {
+            let freed = free
+                .zip(fsutil::free_bytes(&self.dir))
+                .is_some_and(|(then, free)| free > then);
+            !freed && super::since(now, at) < REPORT_EVERY_NS
+        });
+        if !waits {
+            self.seal_queued(now);
+        }
         let compaction_waits = self.shared.compact_disk_full.load(Ordering::Relaxed);
         if compaction_waits && super::since(now, self.last_compact_ns) >= REPORT_EVERY_NS {
             self.compact(now);
@@ -358,6 +375,7 @@ impl Sealer {
             last_compact_report_ns: i64::MIN / 2,
             last_compact_ns: i64::MIN / 2,
             retention_clock,
+            full_at: None,
             shared: shared.clone(),
         };
         let (tx, rx) = channel();
@@ -438,6 +456,12 @@ impl Sealer {
     /// Journals gone from the directory before their seal.
     pub fn gone(&self) -> u64 {
         self.shared.gone.load(Ordering::Relaxed)
+    }
+
+    /// Seals tried, each a read of a journal whole.
+    #[cfg(test)]
+    pub fn tries(&self) -> u64 {
+        self.shared.tries.load(Ordering::Relaxed)
     }
 
     /// Segments sealed by the thread.

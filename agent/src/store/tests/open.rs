@@ -356,6 +356,62 @@ fn a_full_disk_at_open_leaves_anchoring_and_retention_to_the_sealer() {
     );
 }
 
+/// A journal that meets a full disk is tried again once space is freed, or a minute on, not
+/// at every one-second tick: each try decodes the journal whole only to fail at its first
+/// write (an hour's journal is about a second of CPU, every second of the outage).
+#[test]
+fn a_seal_on_a_full_disk_is_tried_again_once_space_is_freed() {
+    let fs = xdp_audit_lab::tmpfs::Tmpfs::mount("1m");
+    let dir = fs.path().join("log");
+    leave_journal(
+        &dir,
+        &seal::journal_name(T0 as u64 - 5),
+        T0 as u64 - 5,
+        &records(42, 400),
+    );
+    let fillers = fill_with_pages(fs.path());
+    let clock = FakeClock::new(T0 + HOUR_NS);
+    let mut store = Store::open_with_clock(StoreConfig::new(&dir), Box::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("open the store on a full disk in {}: {e}", dir.display()));
+    let mut now = T0 + HOUR_NS;
+    let mut tick = |store: &mut Store, secs: i64| {
+        for _ in 0..secs {
+            now += 1_000_000_000;
+            clock.set(now);
+            store
+                .tick_at(now)
+                .unwrap_or_else(|e| panic!("tick the store in {}: {e}", dir.display()));
+        }
+    };
+    // A barrier (`wait_idle`) tries the queue itself, once: a stop's or a tool's.
+    assert!(!store.wait_idle(), "the disk is full");
+    let first = store.sealer.tries();
+    assert!(first >= 1, "the open's seal was tried");
+    tick(&mut store, 20);
+    assert!(!store.wait_idle(), "the disk is still full");
+    assert_eq!(
+        store.sealer.tries(),
+        first + 1,
+        "no try at the ticks while nothing was freed"
+    );
+    tick(&mut store, 61);
+    assert!(!store.wait_idle(), "the disk is still full");
+    assert_eq!(store.sealer.tries(), first + 3, "one try a minute on");
+    for f in &fillers {
+        std::fs::remove_file(f).unwrap_or_else(|e| panic!("free {}: {e}", f.display()));
+    }
+    tick(&mut store, 1);
+    // The tick's try, not a barrier's: the sealer thread seals it on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.status().unsealed > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not sealed after space was freed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A link in the lock's place is not followed (a start as root created the file it named):
 /// like any other kind of file there, it is set aside and a lock made.
 #[test]
