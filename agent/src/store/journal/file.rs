@@ -186,7 +186,7 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
             .zip(usize::try_from(s.end()).ok())
             .and_then(|(a, b)| buf.get(a..b))
             .unwrap_or_default();
-        let file = write_quarantine(&quarantine_path(path, s.offset), bytes)?;
+        let (file, _) = write_quarantine(&quarantine_path(path, s.offset), bytes)?;
         warn_skipped(path, s, frames.torn_tail() == Some(s), &file);
         files.push(file);
     }
@@ -200,21 +200,18 @@ pub fn quarantine(path: &Path, buf: &[u8], frames: &Frames) -> Result<Vec<PathBu
 /// try of the same seal kept it already (a seal retried after a full disk).
 pub fn quarantine_header(path: &Path, header: &[u8]) -> Result<Option<PathBuf>, JournalError> {
     let want = quarantine_path(path, 0);
-    if read_input_here(&want, MAX_JOURNAL_BYTES).is_ok_and(|b| b == header) {
-        return Ok(None);
-    }
     let qdir = want.parent().unwrap_or(Path::new("."));
     make_quarantine_dir(qdir).map_err(io(qdir, "create quarantine directory"))?;
-    let file = write_quarantine(&want, header)?;
+    let (file, written) = write_quarantine(&want, header)?;
     sync_dir(qdir).map_err(io(qdir, "fsync quarantine directory"))?;
-    Ok(Some(file))
+    Ok(written.then_some(file))
 }
 
 /// Writes `bytes` to `want`, or to `want.1`, `want.2`, ... when a file there holds other
 /// bytes or is not a regular file (a FIFO, which a blocking open would wait on forever: it is
 /// named in a warning and left in place); a file holding the same bytes is what an
-/// interrupted recovery wrote, and is reused.
-pub(crate) fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> {
+/// interrupted recovery wrote, and is reused. The file, and whether it was written now.
+pub(crate) fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<(PathBuf, bool), JournalError> {
     for k in 0u32.. {
         let path = match k {
             0 => want.to_owned(),
@@ -222,7 +219,7 @@ pub(crate) fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, Jou
         };
         // A quarantine file is at most a journal's bytes.
         match read_input_here(&path, MAX_JOURNAL_BYTES) {
-            Ok(old) if old == bytes => return Ok(path),
+            Ok(old) if old == bytes => return Ok((path, false)),
             Ok(_) => continue,
             Err(InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(InputError::Io(e)) => return Err(io(&path, "read quarantine file")(e)),
@@ -246,7 +243,7 @@ pub(crate) fn write_quarantine(want: &Path, bytes: &[u8]) -> Result<PathBuf, Jou
             let _ = std::fs::remove_file(&path);
             return Err(io(&path, "write quarantine file")(e));
         }
-        return Ok(path);
+        return Ok((path, true));
     }
     Err(io(want, "name a quarantine file")(
         std::io::ErrorKind::AlreadyExists.into(),

@@ -250,7 +250,7 @@ fn set_aside(path: &Path, offset: u64, bytes: &[u8]) -> Result<std::path::PathBu
         .file_name()
         .map_or_else(Default::default, |n| n.to_string_lossy());
     let want = qdir.join(format!("{name}-{offset:012}.bin"));
-    let kept = crate::store::journal::file::write_quarantine(&want, bytes).map_err(|e| {
+    let (kept, _) = crate::store::journal::file::write_quarantine(&want, bytes).map_err(|e| {
         OpLogError::Refused {
             path: path.to_owned(),
             reason: format!("its incomplete last line cannot be kept before it is cut ({e}); nothing is cut or appended"),
