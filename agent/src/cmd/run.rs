@@ -345,9 +345,9 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // replace the running one's snapshot and mark it stopped.
     let _state_lock = crate::status::lock_state_dir(&args.state_dir)?;
     let (mut previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
-    // Before the open seals what is left: the last agent's live journal, gone from the disk
-    // and sealed by no segment, was deleted while no agent ran (the running agent's sealer
-    // says so of one deleted under it).
+    // Before the open recovers what is left and queues it for sealing: the last agent's
+    // live journal, gone from the disk and sealed by no segment, was deleted while no agent
+    // ran (the running agent's sealer says so of one deleted under it).
     let journal_gone = previous.live_journal.take().filter(|j| {
         same_dir(Path::new(&j.dir), &log_dir) && crate::store::seal::journal_gone(&log_dir, j.id)
     });

@@ -240,8 +240,8 @@ pub fn seal_journal(dir: &Path, path: &Path, manifest: &mut Manifest) -> Result<
 
 /// Files this process moved into a store's `quarantine/` in place of a seal: a journal's
 /// copy, an empty journal, a file at a segment's name, the header of a journal naming
-/// another id ([`StoreStatus::set_aside`], raised
-/// as `XA-STORE-DAMAGED`). One store per agent, so the process's count is the store's.
+/// another id ([`StoreStatus::set_aside`], raised as `XA-STORE-DAMAGED`). One store per
+/// agent, so the process's count is the store's.
 ///
 /// [`StoreStatus::set_aside`]: super::StoreStatus::set_aside
 pub static SET_ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
