@@ -588,21 +588,18 @@ impl Engine {
                 let text = || {
                     format!("damage in the audit store: journal {file}, which the last agent left unsealed with {records} records made durable, is gone and no segment holds it: deleted while no agent ran, its records are lost")
                 };
-                // Its own alert (by file): merged into one already active, it went unnamed.
-                let subject = SubjectRef {
-                    file: Some(&file),
-                    ..SubjectRef::default()
+                self.journal_lost(&file, text, records, now, out);
+            }
+            Event::JournalShort {
+                file,
+                durable,
+                held,
+            } => {
+                let lost = durable.saturating_sub(held);
+                let text = || {
+                    format!("damage in the audit store: journal {file}, which the last agent left unsealed with {durable} records made durable, holds {held}: cut short while no agent ran, {lost} records are lost")
                 };
-                let w = self.window_ns;
-                self.touch(
-                    AlertId::StoreDamaged,
-                    subject,
-                    text,
-                    records.max(1),
-                    w,
-                    now,
-                    out,
-                );
+                self.journal_lost(&file, text, lost, now, out);
             }
             Event::Crashed { evidence } => {
                 let text = || format!("the previous agent did not stop cleanly: {evidence}");

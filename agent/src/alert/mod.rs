@@ -340,6 +340,16 @@ pub enum Event {
         /// The records the last agent made durable in it.
         records: u64,
     },
+    /// The live journal the agent before this one left holds fewer records than it made
+    /// durable there: cut short (at a frame's end, or damaged at its end) while no agent ran.
+    JournalShort {
+        /// Its file name.
+        file: String,
+        /// The records the last agent made durable in it.
+        durable: u64,
+        /// The records it holds now.
+        held: u64,
+    },
     /// The agent before this one did not stop cleanly.
     Crashed {
         /// What shows it (a status snapshot never marked stopped, journals left unsealed).

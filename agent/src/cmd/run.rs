@@ -347,10 +347,12 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let (mut previous, starting, crashed) = crate::status::Starting::begin(&args.state_dir);
     // Before the open recovers what is left and queues it for sealing: the last agent's
     // live journal, gone from the disk and sealed by no segment, was deleted while no agent
-    // ran (the running agent's sealer says so of one deleted under it).
-    let journal_gone = previous.live_journal.take().filter(|j| {
-        same_dir(Path::new(&j.dir), &log_dir) && crate::store::seal::journal_gone(&log_dir, j.id)
-    });
+    // ran (the running agent's sealer says so of one deleted under it). One still there is
+    // counted by the open's recovery: fewer records than made durable, it was cut short.
+    let last_journal =
+        (previous.live_journal.take()).filter(|j| same_dir(Path::new(&j.dir), &log_dir));
+    let journal_gone =
+        (last_journal.as_ref()).is_some_and(|j| crate::store::seal::journal_gone(&log_dir, j.id));
     // Looked for once: a start that fails from here must not hand it on (its open may seal
     // or remove it, and every start of a crash loop raised the loss again).
     starting.rewrite(&previous, crashed.clone());
@@ -358,6 +360,7 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // starting snapshot, dropped with the error, is marked stopped: no crash).
     let store = Store::open(store_config)
         .with_context(|| format!("--log-dir {} is not usable", log_dir.display()))?;
+    let journal_lost = last_journal.and_then(|j| journal_lost(&store, &log_dir, &j, journal_gone));
     let evidence = crashed.clone();
     let mut not_shipping = None;
     let shipper = match &ship_config {
@@ -521,14 +524,8 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     if let Some(evidence) = crashed {
         handle.event(crate::alert::Event::Crashed { evidence });
     }
-    if let Some(j) = journal_gone {
-        let (file, records) = (
-            log_dir.join(crate::store::seal::journal_name(j.id)),
-            j.durable,
-        );
-        let file = file.display().to_string();
-        warn!(file, records, "the last agent's live journal is gone and no segment holds it: deleted while no agent ran; its records are lost");
-        handle.event(crate::alert::Event::JournalGone { file, records });
+    if let Some(event) = journal_lost {
+        handle.event(event);
     }
     if let Some(entry) = signing_began_on {
         let file = log_dir.join(crate::store::manifest::MANIFEST);
@@ -659,6 +656,35 @@ fn stage_config(args: &RunArgs) -> StageConfig {
         flow_state_idle_ns: default.flow_state_idle_ns.max(ns(slice)),
         ..default
     }
+}
+
+/// The loss of records the last agent made durable in its live journal `j` on this store,
+/// said here and returned as the alert's event: the journal is `gone` (neither on disk nor
+/// sealed), or the open's recovery found it holding fewer records than that (cut at a
+/// frame's end, which no frame check sees, or damaged at its end).
+fn journal_lost(
+    store: &Store,
+    log_dir: &Path,
+    j: &crate::store::LiveJournal,
+    gone: bool,
+) -> Option<crate::alert::Event> {
+    let file = log_dir.join(crate::store::seal::journal_name(j.id));
+    let file = file.display().to_string();
+    let durable = j.durable;
+    if gone {
+        warn!(file, records = durable, "the last agent's live journal is gone and no segment holds it: deleted while no agent ran; its records are lost");
+        return Some(crate::alert::Event::JournalGone {
+            file,
+            records: durable,
+        });
+    }
+    let held = store.recovered_records(j.id).filter(|&n| n < durable)?;
+    warn!(file, durable, held, "the last agent's live journal holds fewer records than it made durable there: cut short while no agent ran; the rest are lost");
+    Some(crate::alert::Event::JournalShort {
+        file,
+        durable,
+        held,
+    })
 }
 
 /// Whether `a` and `b` name the same directory (made absolute, as text, as the status

@@ -346,6 +346,8 @@ pub struct Store {
     sealer: sealer::Sealer,
     /// Journals with records an earlier agent left, handed to the sealer at open.
     left_at_open: u64,
+    /// `(id, records)` of each journal an earlier agent left that the open recovered.
+    recovered_records: Vec<(u64, u64)>,
     /// Leftover journals named with the largest id, which no journal could follow (left in
     /// place, never sealed).
     unsealable_at_open: u64,
@@ -422,6 +424,15 @@ impl Store {
     /// a disk full at its stop).
     pub fn left_at_open(&self) -> u64 {
         self.left_at_open
+    }
+
+    /// The records journal `id` held once the open recovered it, an earlier agent having
+    /// left it; `None` if the open did not recover it (not there, or the manifest frozen).
+    /// Fewer than that agent made durable in it is a loss no frame check sees: the file was
+    /// cut at a frame's end while no agent ran.
+    pub fn recovered_records(&self, id: u64) -> Option<u64> {
+        let found = self.recovered_records.iter().find(|(j, _)| *j == id);
+        found.map(|(_, records)| *records)
     }
 
     /// The last entry of an unsigned chain the signing key signs on top of from this open on

@@ -147,6 +147,8 @@ impl Store {
         let mut waiting = Vec::new();
         // Those with anything past the header: records an agent that did not stop left.
         let mut left_with_records = 0;
+        // The records each recovered journal holds, by id (see `Store::recovered_records`).
+        let mut recovered_records = Vec::new();
         for (id, path) in seal::list_journals(&dir).map_err(|e| io(&dir, "list journals", e))? {
             if id == u64::MAX {
                 // Sealed, its id would be the manifest's largest, and no journal could
@@ -186,6 +188,7 @@ impl Store {
                 Some(Ok(r)) => {
                     skipped.0 += r.skipped_bytes;
                     skipped.1 += r.skipped_frames;
+                    recovered_records.push((id, r.records));
                 }
                 Some(Err(error)) => tracing::warn!(
                     journal = %path.display(),
@@ -281,6 +284,7 @@ impl Store {
             clock,
             sealer,
             left_at_open: left_with_records,
+            recovered_records,
             unsealable_at_open: unsealable,
             skipped_at_open: skipped,
             journal,

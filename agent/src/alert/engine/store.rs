@@ -4,6 +4,33 @@ use super::{AlertId, Engine, Gauges, Now, SubjectRef};
 use crate::alert::Alert;
 
 impl Engine {
+    /// The loss of records the last agent made durable in its live journal, `file` (gone or
+    /// cut short while no agent ran): an alert of its own, by file (merged into one already
+    /// active, it went unnamed).
+    pub(super) fn journal_lost(
+        &mut self,
+        file: &str,
+        text: impl FnOnce() -> String,
+        lost: u64,
+        now: Now,
+        out: &mut Vec<Alert>,
+    ) {
+        let subject = SubjectRef {
+            file: Some(file),
+            ..SubjectRef::default()
+        };
+        let w = self.window_ns;
+        self.touch(
+            AlertId::StoreDamaged,
+            subject,
+            text,
+            lost.max(1),
+            w,
+            now,
+            out,
+        );
+    }
+
     /// The store's conditions in `g` against `base` (the last snapshot's): its disk
     /// refusing writes, records refused, damage; and the state directory refusing writes.
     pub(super) fn observe_store(

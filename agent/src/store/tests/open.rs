@@ -555,3 +555,25 @@ fn a_live_journal_is_gone_only_when_neither_on_disk_nor_sealed() {
     std::fs::write(other, b"another name").expect("another journal's");
     assert!(seal::journal_gone(&dir, id), "deleted while no agent ran");
 }
+
+/// The open says how many records each leftover journal held once recovered, so a start can
+/// compare them with what the dead agent made durable there (a cut at a frame's end is seen
+/// by no frame check).
+#[test]
+fn the_open_counts_the_records_of_each_journal_it_recovered() {
+    let tmp = TempDir::new("journal-recovered");
+    let dir = tmp.0.join("log");
+    let (whole, cut) = (40, 41);
+    leave_journal(&dir, &seal::journal_name(whole), whole, &records(35, 30));
+    let path = leave_journal(&dir, &seal::journal_name(cut), cut, &records(36, 7));
+    // Cut to its header: at its first frame's start.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.set_len(journal::frame::HEADER_LEN).expect("cut");
+    let store = open(&dir, T0 + 1_000_000_000);
+    assert_eq!(store.recovered_records(whole), Some(30), "whole");
+    assert_eq!(store.recovered_records(cut), Some(0), "cut to its header");
+    assert_eq!(store.recovered_records(cut + 1), None, "left by no one");
+}
