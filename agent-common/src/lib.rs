@@ -410,6 +410,10 @@ pub mod event_kind {
     pub const FLOW_DROP: u8 = 3;
     /// A copy of a packet's payload ([`crate::payload::PayloadEvent`]).
     pub const PAYLOAD: u8 = 4;
+    /// The last snapshot of a flow that closed (FIN or RST seen) and whose key a new
+    /// connection's SYN then took over (the same ports reused within the close linger): the
+    /// flow's last record is written from it, the new connection is a flow of its own.
+    pub const FLOW_CLOSED: u8 = 5;
 }
 
 /// One ring-buffer record: a snapshot of a flow at an event. Never sent per packet.

@@ -36,7 +36,7 @@ use agent_common::{
     DIR_ORIG, DIR_RESP, NO_RULE,
 };
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_NOEXIST},
+    bindings::{xdp_action, BPF_ANY, BPF_NOEXIST},
     helpers::{bpf_ktime_get_ns, generated::bpf_jiffies64},
     macros::map,
     maps::{LruHashMap, PerCpuArray},
@@ -550,6 +550,29 @@ fn announce_drop(key: &FlowKey, v: Entry, rule: u32, counter: Counter, first: bo
     }
 }
 
+/// Whether a connection request on the key of the entry `old` opens a new flow there: the
+/// entry's flow closed (FIN or RST seen), so the ports were reused, as by a client bound to
+/// its port again within the close linger (else, a retransmitted SYN, it is counted into
+/// the entry). If so, the closed flow's last snapshot goes to the agent, which writes the
+/// flow from it, before the new connection's entry replaces it: counted into the closed one,
+/// the two were one record.
+#[inline(always)]
+fn reopens(key: &FlowKey, old: Entry) -> bool {
+    let ended = flow_flags::FIN_SEEN | flow_flags::RST_SEEN;
+    // SAFETY: as in `update`.
+    if unsafe { get(addr_of!((*old).flags)) } & ended == 0 {
+        return false;
+    }
+    events::emit(
+        event_kind::FLOW_CLOSED,
+        NO_RULE,
+        key,
+        old,
+        Counter::LostFlowEnd,
+    );
+    true
+}
+
 /// Cold, but inlined: passing the context to a BPF subprogram loses the verifier's packet
 /// pointer types. The entry is inserted already marked as announced and the announcement
 /// (its start, or its first drop) follows, so creating a flow costs one table operation and
@@ -642,7 +665,14 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
     let kept = (query as u64).wrapping_sub(1);
     value.packets[DIR_ORIG] &= kept;
     value.bytes[DIR_ORIG] &= kept;
-    match insert(&p.key, value, BPF_NOEXIST as u64) {
+    let mut inserted = insert(&p.key, value, BPF_NOEXIST as u64);
+    // The verifier walks the path below once more for this outcome (100,000 instructions):
+    // the price of not merging two connections' records, paid on a SYN's path only.
+    let on_closed = || lookup(&p.key).is_some_and(|old| reopens(&p.key, old));
+    if inserted == Err(-EEXIST) && p.is_plain_syn() && on_closed() {
+        inserted = insert(&p.key, value, BPF_ANY as u64);
+    }
+    match inserted {
         Ok(()) if query => p.created = payload::CREATED,
         Ok(()) => {
             // Announcements carry the entry as it was before the mark, as they always have.

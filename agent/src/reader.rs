@@ -26,6 +26,8 @@ pub enum Event {
     FlowEnd(FlowKey, FlowValue),
     /// A flow's first packet dropped by a list, with the rule that dropped it.
     FlowDrop(FlowKey, FlowValue, u32),
+    /// The last snapshot of a closed flow whose key a new connection took over.
+    FlowClosed(FlowKey, FlowValue),
     /// A copy of a packet's payload, for the names and DHCP parsers.
     Payload(Payload),
 }
@@ -141,6 +143,7 @@ fn decode_with(bytes: &[u8], arena: &mut BytesMut) -> Result<Event, DecodeError>
         event_kind::FLOW_START => Ok(Event::FlowStart(ev.key, ev.value)),
         event_kind::FLOW_END => Ok(Event::FlowEnd(ev.key, ev.value)),
         event_kind::FLOW_DROP => Ok(Event::FlowDrop(ev.key, ev.value, ev.rule)),
+        event_kind::FLOW_CLOSED => Ok(Event::FlowClosed(ev.key, ev.value)),
         k => Err(DecodeError::Kind(k)),
     }
 }

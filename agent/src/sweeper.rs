@@ -510,6 +510,7 @@ impl Sweeper {
                 self.open[at].saw(&value);
             }
             Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
+            Event::FlowClosed(key, value) => self.closed_over(key, value, sink, names),
             // Payload copies are for the enrich stage; they change no flow's accounting.
             Event::Payload(_) => {}
             Event::FlowDrop(key, value, rule) => {

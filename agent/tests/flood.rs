@@ -232,6 +232,7 @@ fn past_the_budget_blocked_dns_queries_create_copy_and_announce_nothing() {
         .map(|e| match e {
             Event::FlowStart(..) => "start",
             Event::FlowEnd(..) => "end",
+            Event::FlowClosed(..) => "closed",
             Event::FlowDrop(..) => "drop",
             Event::Payload(..) => "payload",
         })

@@ -542,6 +542,63 @@ fn a_retransmitted_syn_counts_into_its_flow_and_is_announced_once() {
     assert_eq!(p.counter(Counter::ParsedTcp), 3);
 }
 
+/// A SYN on the key of a flow that closed opens a flow of its own (the client's port used
+/// again within the close linger): the closed flow's last snapshot goes to the ring for its
+/// record, and the new connection's entry and start replace it. Before, the second
+/// connection was counted into the first, and the two were one record.
+#[test]
+fn a_syn_on_a_closed_flows_ports_opens_a_new_flow() {
+    let mut p = Prog::load(1 << 16);
+    let (c, s) = (v4(10, 7, 1, 1), v4(10, 7, 1, 2));
+    let syn = Spec::tcp4(c, 40002, s, 80, tcp::SYN).build();
+    let ack = Spec::tcp4(c, 40002, s, 80, tcp::ACK).payload(10).build();
+    let fin = Spec::tcp4(c, 40002, s, 80, tcp::FIN | tcp::ACK).build();
+    let rst = Spec::tcp4(c, 40002, s, 80, tcp::RST).build();
+    for f in [&syn, &ack, &fin] {
+        assert_eq!(p.run(f), XDP_PASS);
+    }
+    let first = p.flows()[0].1;
+    assert_eq!(first.packets, [3, 0]);
+    assert_eq!(p.run(&syn), XDP_PASS, "the same ports again");
+    let flows = p.flows();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let (k, v) = flows[0];
+    assert_eq!(v.packets, [1, 0], "the new connection alone: {v:?}");
+    assert_eq!(v.bytes, [syn.len() as u64, 0]);
+    assert_eq!(v.flags & (flow_flags::FIN_SEEN | flow_flags::RST_SEEN), 0);
+    assert_ne!(v.flags & flow_flags::START_ANNOUNCED, 0);
+    assert!(v.first_seen_ns > first.first_seen_ns);
+    let events = p.events();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(matches!(events[0], Event::FlowStart(..)));
+    assert!(matches!(events[1], Event::FlowEnd(..)));
+    assert!(
+        matches!(events[2], Event::FlowClosed(key, last) if key == k && last == first),
+        "the closed flow's last snapshot: {:?}",
+        events[2]
+    );
+    assert!(
+        matches!(events[3], Event::FlowStart(key, new) if key == k && new.packets == [1, 0] && new.first_seen_ns == v.first_seen_ns),
+        "{:?}",
+        events[3]
+    );
+    // A retransmit of the new SYN is counted into it; a RST then ends it, and the next SYN
+    // opens a third flow.
+    assert_eq!(p.run(&syn), XDP_PASS);
+    assert_eq!(p.flows()[0].1.packets, [2, 0]);
+    assert_eq!(p.events().len(), 0, "a retransmit writes nothing");
+    assert_eq!(p.run(&rst), XDP_PASS);
+    assert_eq!(p.run(&syn), XDP_PASS);
+    let events = p.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::FlowClosed(_, last) if last.packets == [3, 0])),
+        "{events:?}"
+    );
+    assert_eq!(p.flows()[0].1.packets, [1, 0]);
+}
+
 #[test]
 fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_event() {
     use std::os::fd::AsRawFd;

@@ -680,3 +680,58 @@ fn a_stop_in_a_closed_flows_linger_writes_how_it_closed() {
         "the half-closed and the one-way flows stay for the next agent"
     );
 }
+
+/// Two connections on the same ports within the close linger are two flows, each with its
+/// own packets: the closed one's last snapshot, drained before the walk that finds the new
+/// connection, is its last record (`fin`); drained after it, the walk has written the closed
+/// one from its last snapshot (as evicted) and the late snapshot is not written again.
+/// Before, the second connection was counted into the first: one record of both.
+#[test]
+fn a_connection_on_a_closed_flows_ports_is_a_flow_of_its_own() {
+    for snapshot_first in [true, false] {
+        let mut l = load(1024, 1 << 16);
+        let mut s = sweeper(Timeouts::default());
+        let (c, srv) = (v4(10, 3, 1, 1), v4(10, 3, 1, 2));
+        let syn = Spec::tcp4(c, 40010, srv, 80, tcp::SYN).build();
+        let data = Spec::tcp4(c, 40010, srv, 80, tcp::ACK).payload(100).build();
+        let fin = Spec::tcp4(c, 40010, srv, 80, tcp::FIN | tcp::ACK).build();
+        let fd = flows_fd(&l);
+        let table = fd.table();
+        let mut sink = Memory::default();
+        for f in [&syn, &data, &fin] {
+            run(&mut l, f);
+        }
+        drain_into(&mut l, &mut s, &mut sink);
+        // Within the linger: nothing written yet.
+        s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+            .expect("sweep");
+        assert!(sink.0.is_empty(), "{:?}", sink.0);
+        for f in [&syn, &data, &data, &fin] {
+            run(&mut l, f);
+        }
+        if snapshot_first {
+            drain_into(&mut l, &mut s, &mut sink);
+        }
+        s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+            .expect("sweep");
+        drain_into(&mut l, &mut s, &mut sink);
+        s.flush(table, &mut sink, &()).expect("flush");
+        let got: Vec<_> = sink.0.iter().map(|r| (r.end_reason, r.packets)).collect();
+        let first = if snapshot_first {
+            EndReason::Fin
+        } else {
+            EndReason::Evicted
+        };
+        assert_eq!(
+            got,
+            [(first, 3), (EndReason::Fin, 4)],
+            "snapshot first: {snapshot_first}: {:?}",
+            sink.0
+        );
+        assert_eq!(s.stats.evicted, u64::from(!snapshot_first));
+        assert_ne!(
+            sink.0[0].time_start_ns, sink.0[1].time_start_ns,
+            "two connections"
+        );
+    }
+}

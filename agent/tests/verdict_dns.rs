@@ -493,6 +493,7 @@ fn a_new_flows_query_is_announced_once_its_name_is_judged() {
                 Event::FlowStart(_, v) => ("start", v.packets, v.drops),
                 Event::FlowDrop(_, v, _) => ("drop", v.packets, v.drops),
                 Event::FlowEnd(_, v) => ("end", v.packets, v.drops),
+                Event::FlowClosed(_, v) => ("closed", v.packets, v.drops),
                 Event::Payload(_) => ("payload", [0, 0], 0),
             })
             .collect()

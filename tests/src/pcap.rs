@@ -79,6 +79,11 @@ fn be16(d: &[u8], off: usize) -> Option<u16> {
 
 /// The flow of one frame, or `None` if it is not an IP packet the audit keeps (ARP, ...).
 pub fn flow_of(d: &[u8]) -> Option<FlowId> {
+    parse(d).map(|(id, _)| id)
+}
+
+/// The flow of one frame and its TCP flags (a TCP segment's whose header is there).
+fn parse(d: &[u8]) -> Option<(FlowId, Option<u8>)> {
     let mut off = 12;
     let mut ethertype = be16(d, off)?;
     while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
@@ -113,18 +118,31 @@ pub fn flow_of(d: &[u8]) -> Option<FlowId> {
         (1 | 58, Some(o)) => (u16::from(*d.get(o)?), u16::from(*d.get(o + 1)?)),
         _ => (0, 0),
     };
-    Some(FlowId {
+    let flags = l4
+        .filter(|_| proto == 6)
+        .and_then(|o| d.get(o + 13).copied());
+    let id = FlowId {
         proto,
         src: (src, sp),
         dst: (dst, dp),
-    })
+    };
+    Some((id, flags))
 }
 
-/// Aggregates frames into flows, oriented by each flow's first frame (as the program does).
-pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Count> {
-    let mut out: BTreeMap<FlowId, Count> = BTreeMap::new();
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+/// Aggregates frames into flows, oriented by each flow's first frame (as the program does),
+/// and each flow into its connections in order: a TCP SYN without ACK after a FIN or RST
+/// of the flow opens the next one (the client's ports used again), as the program counts it.
+pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Vec<Count>> {
+    let mut out: BTreeMap<FlowId, (Vec<Count>, bool)> = BTreeMap::new();
     for f in frames {
-        let Some(id) = flow_of(&f.data) else { continue };
+        let Some((id, flags)) = parse(&f.data) else {
+            continue;
+        };
         let rev = FlowId {
             proto: id.proto,
             src: id.dst,
@@ -135,9 +153,17 @@ pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Count> {
         } else {
             rev
         };
-        let c = out.entry(key).or_default();
-        c.packets += 1;
-        c.bytes += u64::from(f.orig_len);
+        let (conns, closed) = out.entry(key).or_default();
+        let reopens = flags.is_some_and(|t| t & (SYN | ACK | FIN | RST) == SYN);
+        if conns.is_empty() || (*closed && reopens) {
+            conns.push(Count::default());
+            *closed = false;
+        }
+        *closed |= flags.is_some_and(|t| t & (FIN | RST) != 0);
+        if let Some(c) = conns.last_mut() {
+            c.packets += 1;
+            c.bytes += u64::from(f.orig_len);
+        }
     }
-    out
+    out.into_iter().map(|(k, (c, _))| (k, c)).collect()
 }

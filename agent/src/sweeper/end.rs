@@ -5,6 +5,8 @@
 
 use std::io;
 
+use tracing::debug;
+
 use agent_common::{FlowKey, FlowValue};
 
 use super::decide::closed_reason;
@@ -58,6 +60,15 @@ impl Sweeper {
             reason,
         };
         if self.ledger.is_none() {
+            if table
+                .get(key)?
+                .is_some_and(|now| now.first_seen_ns != v.first_seen_ns)
+            {
+                // Another flow under its key, left in the table (see `take_ended`): this one
+                // is written from the walk's read.
+                self.finish(e, Some(*v), true, now, sink, names);
+                return Ok(());
+            }
             match table.take(key)? {
                 Some(last) if last.first_seen_ns == v.first_seen_ns => {
                     self.finish(e, Some(last), true, now, sink, names);
@@ -89,6 +100,48 @@ impl Sweeper {
             self.take_ended_settled(table, now, sink, names)?;
         }
         Ok(())
+    }
+
+    /// A closed flow whose key a new connection's SYN took over in the table, `last` its
+    /// entry's final snapshot (the program's [`agent_common::event_kind::FLOW_CLOSED`]): its
+    /// last record is written from it, past what its records carried (also when this sweep
+    /// ended it already and its take is pending: that take must not take the new
+    /// connection), and it is kept as ended, so the new connection's start event finds a
+    /// flow of its own.
+    pub(super) fn closed_over(
+        &mut self,
+        key: FlowKey,
+        last: FlowValue,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) {
+        if self
+            .open
+            .get(&key)
+            .is_some_and(|t| t.first_seen_ns > last.first_seen_ns)
+        {
+            // A walk found the new connection first and wrote this one as evicted, from its
+            // last snapshot: this one comes too late to be written again.
+            debug!(
+                ?key,
+                "a closed flow's last snapshot came after its key's next flow"
+            );
+            return;
+        }
+        let (at, _) = self.track(key, last.first_seen_ns, sink, names);
+        let pending = self.ending.iter().position(|e| e.key == key);
+        let pending = pending.map(|i| self.ending.swap_remove(i));
+        let t = &self.open[at];
+        let e = Ending {
+            key,
+            first_seen_ns: last.first_seen_ns,
+            written: t.reported,
+            reason: EndReason::Fin,
+        };
+        // Its last record is due unless one was written (this sweep's, or its take's).
+        let always = t.ended_ns == 0 && pending.is_none();
+        // Kernel time of the flow's last packet: the ended flow is remembered from there.
+        self.finish(e, Some(last), always, last.last_seen_ns, sink, names);
     }
 
     /// [`Sweeper::take_ended`], settling a second record at once.
@@ -139,7 +192,8 @@ impl Sweeper {
         let mut ending = std::mem::take(&mut self.ending);
         let mut wrote = false;
         for e in ending.drain(..) {
-            if table.get(&e.key)?.is_some_and(|v| {
+            let now_there = table.get(&e.key)?;
+            if now_there.is_some_and(|v| {
                 v.first_seen_ns == e.first_seen_ns && v.packets != e.written.packets
             }) {
                 // It goes on: tracked open, its records in the file and the ledger.
@@ -148,8 +202,14 @@ impl Sweeper {
                 }
                 continue;
             }
+            // Another flow under its key (a new connection's SYN took it over, its last
+            // snapshot on the way in the ring, or the LRU evicted it and a packet made the
+            // entry anew) is left in the table, a flow of its own its start event announces.
             // None: the LRU evicted it since the walk; its record is written all the same.
-            let last = table.take(&e.key)?;
+            let last = match now_there {
+                Some(v) if v.first_seen_ns != e.first_seen_ns => None,
+                _ => table.take(&e.key)?,
+            };
             wrote |= self.finish(e, last, false, now, sink, names);
         }
         self.ending = ending; // its capacity, for the next sweep
