@@ -303,9 +303,14 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
     // A connection (re)opened: its stream starts after the SYN, whatever an earlier
     // connection between the same ports left. But not a SYN sent again (its first was lost,
     // or its answer): a position whose walks began there stays, since a Fast Open SYN's
-    // data the server took is not in the SYN sent again.
+    // data the server took is not in the SYN sent again. Nor a SYN in a connection its
+    // client has acknowledged: its server discards it (RFC 5961), and a position moved by
+    // it passed the stream's next messages unread (one forged SYN let a blocked name by).
     // SAFETY: a map value read for this run only.
-    if p.opens_flow() && unsafe { DNS_TCP_POS.get(&p.key) }.is_none_or(|pos| pos.from != seq) {
+    if p.opens_flow()
+        && unsafe { DNS_TCP_POS.get(&p.key) }.is_none_or(|pos| pos.from != seq)
+        && !flow::acknowledged(&p.key)
+    {
         let start = TcpPos {
             next: seq,
             body: 0,

@@ -415,6 +415,17 @@ pub fn stream_start(key: &FlowKey, dir: usize) -> Option<u32> {
     (dir == DIR_ORIG && flags & crate::parse::TCP_SYN != 0).then_some(isn.wrapping_add(1))
 }
 
+/// Whether the originator of `key`'s flow has acknowledged (its connection is established):
+/// a SYN counted into such a flow opens no new stream (a connection on the ports of a flow
+/// that closed gets an entry of its own, [`reopens`]).
+#[inline(always)]
+pub fn acknowledged(key: &FlowKey) -> bool {
+    // SAFETY: as in `update`.
+    lookup(key).is_some_and(
+        |v| unsafe { get(addr_of!((*v).tcp_flags[DIR_ORIG])) } & crate::parse::TCP_ACK != 0,
+    )
+}
+
 /// Whether a query that created its flow, blocked by `rule`, is past the drop-record budget
 /// ([`flood::admit`], which then sums it in the rule's summary): its flow is taken out again
 /// and the drop counted, and the caller drops it with no event, copy or answer, as `create`

@@ -24,7 +24,8 @@ const TCP_RST: u8 = 0x04;
 pub const TCP_SYN: u8 = 0x02;
 /// URG: the segment carries urgent data (which a server reads out of the stream).
 pub const TCP_URG: u8 = 0x20;
-const TCP_ACK: u8 = 0x10;
+/// ACK: sent by an originator once the server's SYN-ACK has come.
+pub const TCP_ACK: u8 = 0x10;
 
 /// Offsets past this are not walked: it bounds every variable offset for the verifier, and no
 /// sane header stack is this deep.

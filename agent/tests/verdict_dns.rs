@@ -190,11 +190,18 @@ fn dns_queries_are_dropped_by_name_suffix_and_unwalkable_names_too() {
         DROP,
         "an IPv6 first fragment that ends before its TCP header"
     );
-    // An atomic fragment (no M) holds the whole segment: its name is walked and judged.
+    // An atomic fragment (no M) holds the whole segment: its name is walked and judged. A
+    // connection of its own (a SYN into the flow above, whose client acknowledged already,
+    // opens no stream).
+    v6.l4 = L4::Tcp {
+        sport: 5365,
+        dport: 53,
+        flags: tcp::ACK,
+    };
     let mut syn = v6.clone().seq(0);
     syn.payload.clear();
     syn.l4 = L4::Tcp {
-        sport: 5364,
+        sport: 5365,
         dport: 53,
         flags: tcp::SYN,
     };

@@ -170,13 +170,27 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "in its place"
     );
-    // A connection again between the same ports starts its stream after its SYN, however
-    // far the last one had gone.
+    // A connection again between the same ports, once the last one was reset, starts its
+    // stream after its SYN, however far the last one had gone.
+    let end = at + long.len() as u32;
+    assert_eq!(lab.run(&segment(6005, end, tcp::RST, &[])), PASS, "a RST");
     let at = connect(&mut lab, 6005, 12990);
     assert_eq!(
         lab.run(&segment(6005, at, tcp::ACK, &whole)),
         DROP,
         "a new connection"
+    );
+    // A SYN in a connection its client acknowledged opens no stream (its server discards
+    // it): the stream goes on where it was. (Before, one forged SYN set the position ahead,
+    // and the blocked query at the real one passed as bytes already judged.)
+    let at = connect(&mut lab, 6010, 30_000);
+    assert_eq!(lab.run(&segment(6010, at, tcp::ACK, &[])), PASS, "its ACK");
+    let forged = segment(6010, at + 100_000, tcp::SYN, &[]);
+    assert_eq!(lab.run(&forged), PASS, "a forged SYN");
+    assert_eq!(
+        lab.run(&segment(6010, at, tcp::ACK | tcp::PSH, &whole)),
+        DROP,
+        "the blocked query where the stream is"
     );
     // A Fast Open SYN's query, the SYN sent again without it (its answer lost): the stream
     // goes on after the query the server took. (Until 2026-12-06 the SYN sent again set the
