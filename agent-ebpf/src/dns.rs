@@ -112,6 +112,14 @@ pub struct Scratch {
     questions: u32,
     /// The rule of a `BLOCKED` name.
     rule: u32,
+    /// TCP: the length prefix read at `buf`'s start ([`NO_LEN`]: none yet).
+    first_len: u32,
+    /// TCP, walking again from where the last walk began: the prefix that walk read there
+    /// ([`NO_LEN`]: any), and where in `buf` the next message was due after it (0: nowhere
+    /// in particular). A walk reading another length there, or a message across that place,
+    /// reads other bytes than the server may have kept: it cannot be judged.
+    expect_len: u32,
+    boundary: u32,
     /// Where the name being walked starts, and the length of the last one walked (its
     /// terminating zero included).
     name_at: u32,
@@ -137,7 +145,14 @@ pub struct TcpPos {
     /// Bytes of the stream from `next` held in `DNS_TCP_HELD` (a message the last segment
     /// cut), 0 for none.
     held: u32,
+    /// The length prefix the last walk read at `from` ([`NO_LEN`]: none there, `from_body`
+    /// not 0). A segment there again with another (bytes other than those judged, which
+    /// its server may have thrown away or kept) cannot be judged.
+    from_len: u32,
 }
+
+/// No length prefix read (see [`TcpPos::from_len`]).
+const NO_LEN: u32 = u32::MAX;
 
 /// The bytes of a message cut by a segment's end, from its start (see [`TcpPos::held`]).
 #[repr(C)]
@@ -217,6 +232,7 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
             from: s.next,
             from_body: s.from_body,
             held: 0,
+            from_len: s.first_len,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &next, 0);
         if s.held != 0 {
@@ -247,6 +263,7 @@ fn hold(key: &FlowKey, s: &Scratch) -> bool {
         from: s.next,
         from_body: s.from_body,
         held: held as u32,
+        from_len: s.first_len,
     };
     if DNS_TCP_POS.insert(key, &pos, 0).is_err() {
         // Held bytes no position names: gone, so no later segment reads them.
@@ -317,6 +334,7 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
             from: seq,
             from_body: 0,
             held: 0,
+            from_len: NO_LEN,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &start, 0);
     }
@@ -348,6 +366,7 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
                 from: next,
                 from_body: 0,
                 held: 0,
+                from_len: NO_LEN,
             }
         }
     };
@@ -389,6 +408,19 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
     };
     let judged = due.next.wrapping_sub(seq.wrapping_add(n as u32)) as i32 >= 0;
     set_up(s, data + skip, n - skip, 0, at, Some(body), judged);
+    if at == due.from && due.next != due.from {
+        // Walked again from where the last walk began: its messages must be the ones that
+        // walk read (a retransmission), else the server may read others (it kept the bytes
+        // it received first, or threw them away: a Fast Open SYN's data a server without
+        // its cookie ignores). One forged length there swallowed a blocked query behind it
+        // into a message, or left it unread as bytes judged.
+        s.expect_len = due.from_len;
+        s.boundary = if due.body == 0 {
+            due.next.wrapping_sub(due.from)
+        } else {
+            0
+        };
+    }
     Ok(())
 }
 
@@ -423,6 +455,9 @@ fn set_up(
         addr_of_mut!(s.body).write_volatile(body);
         addr_of_mut!(s.from_body).write_volatile(body);
         addr_of_mut!(s.phase).write_volatile(phase);
+        addr_of_mut!(s.first_len).write_volatile(NO_LEN);
+        addr_of_mut!(s.expect_len).write_volatile(NO_LEN);
+        addr_of_mut!(s.boundary).write_volatile(0);
     }
 }
 
@@ -615,6 +650,18 @@ extern "C" fn step(_i: u64, _ctx: *mut c_void) -> i64 {
                 return 1;
             }
             s.body = u32::from(byte(&s.buf, pos)) << 8 | u32::from(byte(&s.buf, pos + 1));
+            if pos == 0 {
+                s.first_len = s.body;
+                if s.expect_len != NO_LEN && s.body != s.expect_len {
+                    s.phase = BAD; // other bytes where the last walk began (see `boundary`)
+                    return 1;
+                }
+            }
+            let end = pos as u32 + 2 + s.body;
+            if (pos as u32) < s.boundary && end > s.boundary {
+                s.phase = BAD; // a message across where the last walk's next one began
+                return 1;
+            }
             s.pos = (pos + 2) as u32;
             s.phase = HEADER;
             0

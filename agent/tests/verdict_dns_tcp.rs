@@ -159,8 +159,12 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         "a blocked name in a message's first segment"
     );
 
-    // Other bytes where the last walk began (a segment the server threw away, then another
-    // in its place) are judged again, not taken for bytes already judged.
+    // Other bytes where the last walk began (a segment the server threw away, or kept: it
+    // keeps the bytes it received first) are never taken for bytes already judged, nor
+    // judged as if the server read them: another length there is a stream the walk cannot
+    // know, dropped while a domain is blocked. (Until 2026-12-07 they were walked as the
+    // server's: a forged length could swallow a blocked query behind it, or a Fast Open
+    // SYN's data that the server ignored left a query cut after its length unread.)
     let long = framed(&query("a-longer-name-than-the-blocked-one.example.org"));
     assert!(long.len() > whole.len());
     let at = connect(&mut lab, 6005, 13000);
@@ -170,6 +174,64 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "in its place"
     );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed + 1);
+    let unparsed = unparsed + 1;
+    // The same bytes again (a retransmission, also with the next message behind them) are
+    // read as before.
+    assert_eq!(lab.run(&segment(6005, at, tcp::ACK, &long)), PASS, "again");
+    let mut and_next = long.clone();
+    and_next.extend_from_slice(&whole);
+    assert_eq!(
+        lab.run(&segment(6005, at, tcp::ACK, &and_next)),
+        DROP,
+        "again, with a blocked query after it"
+    );
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed, "both read");
+    // A length that swallows the next message: read as its server, which kept the first
+    // copy, reads them, it is a message across where the next one was due.
+    let (first, second) = (framed(&passed), framed(&blocked));
+    let at = connect(&mut lab, 6011, 40_000);
+    assert_eq!(lab.run(&segment(6011, at, tcp::ACK, &first)), PASS);
+    let mut swallowing = first.clone();
+    swallowing[..2].copy_from_slice(&((first.len() - 2 + second.len()) as u16).to_be_bytes());
+    swallowing.extend_from_slice(&second);
+    assert_eq!(
+        lab.run(&segment(6011, at, tcp::ACK, &swallowing)),
+        DROP,
+        "a forged length over the next message"
+    );
+    // The same first message again, but a second one whose length runs past where the
+    // last walk's next message began.
+    let at = connect(&mut lab, 6013, 45_000);
+    let mut two = first.clone();
+    two.extend_from_slice(&first);
+    assert_eq!(lab.run(&segment(6013, at, tcp::ACK, &two)), PASS, "two");
+    let mut across = first.clone();
+    let mut forged = first.clone();
+    forged[..2].copy_from_slice(&((first.len() - 2 + second.len()) as u16).to_be_bytes());
+    across.extend_from_slice(&forged);
+    across.extend_from_slice(&second);
+    assert_eq!(
+        lab.run(&segment(6013, at, tcp::ACK, &across)),
+        DROP,
+        "a second message across where the next was due"
+    );
+    // A Fast Open SYN's query its server ignored (no cookie), then another query at the
+    // stream's start, its length alone first.
+    let decoy = framed(&query("a-decoy-name-long-enough-to-pass-over.example.org"));
+    assert_eq!(
+        lab.run(&segment(6012, 50_000, tcp::SYN, &decoy)),
+        PASS,
+        "a Fast Open SYN"
+    );
+    let at = 50_001;
+    assert_eq!(
+        lab.run(&segment(6012, at, tcp::ACK, &second[..2])),
+        DROP,
+        "another length where the SYN's query began"
+    );
+    let unparsed = unparsed + 3;
+    assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed);
     // A connection again between the same ports, once the last one was reset, starts its
     // stream after its SYN, however far the last one had gone.
     let end = at + long.len() as u32;
