@@ -509,7 +509,17 @@ impl Sweeper {
                 let (at, _) = self.track(key, value.first_seen_ns, sink, names);
                 self.open[at].saw(&value);
             }
-            Event::FlowEnd(key, _) => debug!(?key, "flow end seen"),
+            Event::FlowEnd(key, value) => {
+                debug!(?key, "flow end seen");
+                // A closed connection's counts to its first FIN or RST: what is written if
+                // the LRU evicts it before a walk reads it (before, only its start's).
+                if let Some(t) = self.open.get_mut(&key).filter(|t| {
+                    t.ended_ns == 0
+                        && (t.first_seen_ns == 0 || t.first_seen_ns == value.first_seen_ns)
+                }) {
+                    t.saw(&value);
+                }
+            }
             Event::FlowClosed(key, value) => self.closed_over(key, value, sink, names),
             // Payload copies are for the enrich stage; they change no flow's accounting.
             Event::Payload(_) => {}

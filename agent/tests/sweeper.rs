@@ -735,3 +735,33 @@ fn a_connection_on_a_closed_flows_ports_is_a_flow_of_its_own() {
         );
     }
 }
+
+/// A closed connection the LRU evicts before any walk read it is written with what its first
+/// FIN's event carried, not its start's alone (before: its SYN, one packet of four).
+#[test]
+fn a_closed_flow_evicted_before_a_walk_is_written_with_its_counts_to_its_fin() {
+    let mut l = load(1024, 1 << 16);
+    let mut s = sweeper(Timeouts::default());
+    let fd = flows_fd(&l);
+    let table = fd.table();
+    let mut sink = Memory::default();
+    let (c, srv) = (v4(10, 3, 2, 1), v4(10, 3, 2, 2));
+    for (flags, n) in [(tcp::SYN, 0), (tcp::ACK, 50), (tcp::ACK, 50)] {
+        run(
+            &mut l,
+            &Spec::tcp4(c, 40020, srv, 80, flags).payload(n).build(),
+        );
+    }
+    run(
+        &mut l,
+        &Spec::tcp4(c, 40020, srv, 80, tcp::FIN | tcp::ACK).build(),
+    );
+    drain_into(&mut l, &mut s, &mut sink);
+    // The LRU evicts it (taken here as it would be).
+    let key = table.keys().expect("keys")[0];
+    assert!(table.take(&key).expect("take").is_some());
+    s.sweep(table, &mut sink, &(), WallClock::ktime_now())
+        .expect("sweep");
+    let got: Vec<_> = sink.0.iter().map(|r| (r.end_reason, r.packets)).collect();
+    assert_eq!(got, [(EndReason::Evicted, 4)], "{:?}", sink.0);
+}

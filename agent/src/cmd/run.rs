@@ -130,7 +130,8 @@ pub struct RunArgs {
     /// records, the status snapshot rewritten); the journal is fsynced every --fsync-interval.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = span::parse_positive)]
     pub sweep_interval: Duration,
-    /// Flow-table entries (LRU: when full, the oldest idle flow is evicted and recorded).
+    /// Flow-table entries (LRU: when full, the least recently used flow is evicted and recorded
+    /// from its last snapshot: what it counted after that is lost, counted in `evicted`).
     #[arg(long, value_name = "N", default_value_t = LoadOptions::default().flow_table_size,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub flow_table_size: u32,
