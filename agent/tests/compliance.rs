@@ -221,6 +221,29 @@ fn a_healthy_store_fails_no_line() {
     );
 }
 
+/// Flows no record holds (lost unseen: start lost, evicted before a sweep) fail the losses
+/// line; flows evicted before they ended (written from their last snapshot) warn.
+#[test]
+fn flows_lost_unseen_fail_the_losses_line_and_evictions_warn() {
+    let dir = TempDir::new("compliance-unseen");
+    let end = T0 + 4 * DAY;
+    let status = build(dir.path(), T0, end, 1);
+    for (unseen, evicted, want, says) in [
+        (7, 3, "fail", "7 flows have no record"),
+        (0, 3, "warn", "3 flows were evicted"),
+    ] {
+        let mut i = inputs(dir.path(), end + 60_000_000_000, status.clone());
+        if let Ok(a) = &mut i.agent {
+            a.snapshot.flows.lost_unseen = unseen;
+            a.snapshot.flows.evicted = evicted;
+        }
+        let r = report(&i);
+        let losses = line(&r, "losses");
+        assert_eq!(losses["result"], want, "{r:#}");
+        assert!(text(&losses["why"]).contains(says), "{losses:#}");
+    }
+}
+
 #[test]
 fn a_deleted_hour_fails_the_records_line_naming_the_segment() {
     let dir = TempDir::new("compliance-deleted-hour");

@@ -409,6 +409,8 @@ impl Engine {
         };
         let base = self.last.unwrap_or(Gauges {
             lost_starts: 0,
+            lost_unseen: 0,
+            evicted: 0,
             store_refused: 0,
             store_skipped_frames: 0,
             store_skipped_bytes: 0,
@@ -444,22 +446,37 @@ impl Engine {
             self.touch(AlertId::VlanStack, none(), text, stacked, w, now, out);
         }
         let starts = g.lost_starts.saturating_sub(base.lost_starts)
+            + g.lost_unseen.saturating_sub(base.lost_unseen)
             + g.insert_failed.saturating_sub(base.insert_failed);
         if starts > 0 {
             let text = || {
                 // No number in the text: it is set at the raise, the count grows after it.
                 "flows started unseen (start events lost or table inserts failed; the alert's \
-                 count is how many); the sweeper records them from the table"
+                 count is how many); the sweeper records those it finds in the table, and \
+                 those the table evicted before a sweep found them (`lost_unseen` in \
+                 `status`) have no record"
                     .to_owned()
             };
             self.touch(AlertId::FlowStartLoss, none(), text, starts, w, now, out);
         }
-        if self.table_size > 0 && g.table_entries * 100 > self.table_percent * self.table_size {
-            let (e, size, p) = (g.table_entries, self.table_size, self.table_percent);
+        // Full by its count at a sweep, or by its evictions: an LRU table evicts before its
+        // count reaches its size (a CPU's share of free entries runs out first), and a sweep
+        // that takes ended flows reads it emptier than it ran.
+        let evicted = g.evicted.saturating_sub(base.evicted);
+        let (e, size, p) = (g.table_entries, self.table_size, self.table_percent);
+        if self.table_size > 0 && e * 100 > p * size {
             let text = || {
                 format!("a flow table holds {e} of {size} entries (over {p}%): the oldest idle flows are evicted")
             };
             self.touch(AlertId::FlowTableFull, none(), text, 1, w, now, out);
+        } else if evicted > 0 {
+            let text = || {
+                "a flow table is full: flows evicted before they ended (the alert's count is \
+                 how many), each written from its last snapshot and what it counted after lost; \
+                 raise --flow-table-size"
+                    .to_owned()
+            };
+            self.touch(AlertId::FlowTableFull, none(), text, evicted, w, now, out);
         }
         self.observe_store(&g, &base, now, out);
         let failed = g.ship_failures.saturating_sub(base.ship_failures);

@@ -524,12 +524,23 @@ fn losses_line(inputs: &Inputs) -> Line {
             ),
         );
     }
-    if ring_lost > 0 || s.flows.lost_starts > 0 {
+    if s.flows.lost_unseen > 0 {
+        return Line::new(
+            "losses",
+            Verdict::Fail,
+            format!(
+                "{} flows have no record {since}: their start events were lost and the full flow table evicted them before a sweep found them (raise --ringbuf-bytes and --flow-table-size)",
+                s.flows.lost_unseen
+            ),
+        );
+    }
+    let evicted = s.flows.evicted;
+    if ring_lost > 0 || s.flows.lost_starts > 0 || evicted > 0 {
         return Line::new(
             "losses",
             Verdict::Warn,
             format!(
-                "the ring buffer lost {ring_lost} events (start {}, end {}, drop {}) and {} flows' start events never arrived {since}; the sweeper recorded those flows from the flow table",
+                "the ring buffer lost {ring_lost} events (start {}, end {}, drop {}) and {} flows' start events never arrived {since}; the sweeper recorded those flows from the flow table; {evicted} flows were evicted from a full flow table before they ended, each written from its last snapshot",
                 c(Counter::LostFlowStart),
                 c(Counter::LostFlowEnd),
                 c(Counter::LostFlowDrop),

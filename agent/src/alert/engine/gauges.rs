@@ -14,6 +14,10 @@ pub struct Gauges {
     pub vlan_stacked: u64,
     /// Flows whose start event never reached the sweeper.
     pub lost_starts: u64,
+    /// Of those, the flows the table evicted before a sweep found them: no record holds them.
+    pub lost_unseen: u64,
+    /// Flows the table evicted before they ended (written from their last snapshot).
+    pub evicted: u64,
     /// Entries of the fuller flow table.
     pub table_entries: u64,
     /// The store's disk refuses writes.
@@ -69,6 +73,8 @@ impl Gauges {
             insert_failed: program.insert_failed,
             vlan_stacked: program.vlan_stacked,
             lost_starts: snap.flows.lost_starts,
+            lost_unseen: snap.flows.lost_unseen,
+            evicted: snap.flows.evicted,
             table_entries: snap.flows.table_v4.max(snap.flows.table_v6),
             store_degraded: snap.store.degraded,
             store_refused: snap.records_lost(),

@@ -313,6 +313,46 @@ fn states_alert_while_they_hold_and_resolve_after_the_window() {
     assert!(e.status().active.is_empty());
 }
 
+/// A table that evicts is full whatever its count at a sweep (an LRU table evicts before it
+/// reaches its size): its evictions raise `XA-FLOW-TABLE-FULL`, counted; and flows evicted
+/// before a sweep found them, which no record holds, count in `XA-FLOW-START-LOSS`.
+#[test]
+fn evictions_say_the_table_is_full_and_unseen_flows_are_start_losses() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.observe(Gauges::default(), 0, &mut out);
+    let evicting = Gauges {
+        table_entries: 700,
+        evicted: 40,
+        lost_unseen: 12,
+        ..Gauges::default()
+    };
+    e.observe(evicting, S, &mut out);
+    let got: Vec<_> = out.iter().map(|a| (a.id, a.state, a.count)).collect();
+    assert_eq!(
+        got,
+        [
+            (AlertId::FlowStartLoss, AlertState::Raised, 12),
+            (AlertId::FlowTableFull, AlertState::Raised, 40)
+        ],
+        "{out:?}"
+    );
+    assert!(out[0].text.contains("no record"), "{}", out[0].text);
+    out.clear();
+    e.observe(
+        Gauges {
+            evicted: 45,
+            ..evicting
+        },
+        2 * S,
+        &mut out,
+    );
+    assert!(out.is_empty(), "counted into the active alert: {out:?}");
+    let active = e.status().active;
+    let full = active.iter().find(|a| a.id == AlertId::FlowTableFull);
+    assert_eq!(full.map(|a| a.count), Some(45));
+}
+
 #[test]
 fn a_list_change_failed_part_way_raises_one_critical_alert() {
     let mut e = engine();
