@@ -270,6 +270,10 @@ impl FlowKey4 {
 
 /// Bits of [`FlowValue::flags`].
 pub mod flow_flags {
+    /// The entry was made by a connection request (a TCP SYN without ACK): its `isn` is the
+    /// originator's stream start. An entry a bare ACK made first has none, whatever SYN
+    /// follows it (a forged ACK's sequence number must not pass for the stream's start).
+    pub const SYN_OPENED: u8 = 1 << 0;
     /// The flow-start event reached the ring buffer.
     pub const START_ANNOUNCED: u8 = 1 << 1;
     /// A FIN was seen; the flow is closing.

@@ -115,11 +115,15 @@ pub struct Scratch {
     /// TCP: the length prefix read at `buf`'s start ([`NO_LEN`]: none yet).
     first_len: u32,
     /// TCP, walking again from where the last walk began: the prefix that walk read there
-    /// ([`NO_LEN`]: any), and where in `buf` the next message was due after it (0: nowhere
-    /// in particular). A walk reading another length there, or a message across that place,
-    /// reads other bytes than the server may have kept: it cannot be judged.
+    /// ([`NO_LEN`]: any), and where in `buf` its last message began after it (0: nowhere in
+    /// particular) with the prefix read there (`boundary_len`, [`NO_LEN`]: any). A walk
+    /// reading another length at either place, or a message across the second, reads other
+    /// bytes than the server may have kept: it cannot be judged.
     expect_len: u32,
     boundary: u32,
+    boundary_len: u32,
+    /// TCP: the stream's start ([`TcpPos::start`]), handed on to the next position.
+    start: u32,
     /// Where the name being walked starts, and the length of the last one walked (its
     /// terminating zero included).
     name_at: u32,
@@ -149,6 +153,10 @@ pub struct TcpPos {
     /// not 0). A segment there again with another (bytes other than those judged, which
     /// its server may have thrown away or kept) cannot be judged.
     from_len: u32,
+    /// Where the stream starts (after its SYN): bytes before it were never judged, so a
+    /// segment there cannot be (a forged SYN that set the stream ahead of the real one must
+    /// not leave the real one's queries to pass as bytes already judged).
+    start: u32,
 }
 
 /// No length prefix read (see [`TcpPos::from_len`]).
@@ -233,6 +241,7 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
             from_body: s.from_body,
             held: 0,
             from_len: s.first_len,
+            start: s.start,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &next, 0);
         if s.held != 0 {
@@ -264,6 +273,7 @@ fn hold(key: &FlowKey, s: &Scratch) -> bool {
         from_body: s.from_body,
         held: held as u32,
         from_len: s.first_len,
+        start: s.start,
     };
     if DNS_TCP_POS.insert(key, &pos, 0).is_err() {
         // Held bytes no position names: gone, so no later segment reads them.
@@ -335,6 +345,7 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
             from_body: 0,
             held: 0,
             from_len: NO_LEN,
+            start: seq,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &start, 0);
     }
@@ -367,10 +378,15 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
                 from_body: 0,
                 held: 0,
                 from_len: NO_LEN,
+                start: next,
             }
         }
     };
     let n = end - data;
+    if due.start.wrapping_sub(seq) as i32 > 0 {
+        return Err(unwalked()); // bytes before the stream's start: never judged
+    }
+    s.start = due.start;
     if due.held != 0 {
         // A message the last segment cut: its held bytes, then this segment's after them. As
         // its server, which keeps the bytes it received first, the walk never reads a
@@ -415,11 +431,15 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         // its cookie ignores). One forged length there swallowed a blocked query behind it
         // into a message, or left it unread as bytes judged.
         s.expect_len = due.from_len;
-        s.boundary = if due.body == 0 {
-            due.next.wrapping_sub(due.from)
+        // Where the last walk's last message began: at `next`, or, its length read there
+        // already, two bytes before.
+        let (last, len) = if due.body == 0 {
+            (due.next, NO_LEN)
         } else {
-            0
+            (due.next.wrapping_sub(2), due.body)
         };
+        s.boundary = last.wrapping_sub(due.from);
+        s.boundary_len = len;
     }
     Ok(())
 }
@@ -458,6 +478,7 @@ fn set_up(
         addr_of_mut!(s.first_len).write_volatile(NO_LEN);
         addr_of_mut!(s.expect_len).write_volatile(NO_LEN);
         addr_of_mut!(s.boundary).write_volatile(0);
+        addr_of_mut!(s.boundary_len).write_volatile(NO_LEN);
     }
 }
 
@@ -658,8 +679,10 @@ extern "C" fn step(_i: u64, _ctx: *mut c_void) -> i64 {
                 }
             }
             let end = pos as u32 + 2 + s.body;
-            if (pos as u32) < s.boundary && end > s.boundary {
-                s.phase = BAD; // a message across where the last walk's next one began
+            let other =
+                pos as u32 == s.boundary && s.boundary_len != NO_LEN && s.body != s.boundary_len;
+            if other || ((pos as u32) < s.boundary && end > s.boundary) {
+                s.phase = BAD; // another length, or a message across, where the last walk's last began
                 return 1;
             }
             s.pos = (pos + 2) as u32;

@@ -406,24 +406,23 @@ pub fn name_verdict(ctx: &XdpContext, p: &Packet, dir: usize) -> Option<u32> {
 pub fn stream_start(key: &FlowKey, dir: usize) -> Option<u32> {
     let v = lookup(key)?;
     // SAFETY: as in `update`.
-    let (flags, isn) = unsafe {
-        (
-            get(addr_of!((*v).tcp_flags[DIR_ORIG])),
-            get(addr_of!((*v).isn)),
-        )
-    };
-    (dir == DIR_ORIG && flags & crate::parse::TCP_SYN != 0).then_some(isn.wrapping_add(1))
+    let (flags, isn) = unsafe { (get(addr_of!((*v).flags)), get(addr_of!((*v).isn))) };
+    (dir == DIR_ORIG && flags & flow_flags::SYN_OPENED != 0).then_some(isn.wrapping_add(1))
 }
 
-/// Whether the originator of `key`'s flow has acknowledged (its connection is established):
-/// a SYN counted into such a flow opens no new stream (a connection on the ports of a flow
-/// that closed gets an entry of its own, [`reopens`]).
+/// Whether `key`'s flow was opened by a SYN and its originator has acknowledged since (its
+/// connection is established): a SYN counted into such a flow opens no new stream (a
+/// connection on the ports of a flow that closed gets an entry of its own, [`reopens`]).
+/// One a bare ACK made first never counts as opened ([`flow_flags::SYN_OPENED`]).
 #[inline(always)]
 pub fn acknowledged(key: &FlowKey) -> bool {
-    // SAFETY: as in `update`.
-    lookup(key).is_some_and(
-        |v| unsafe { get(addr_of!((*v).tcp_flags[DIR_ORIG])) } & crate::parse::TCP_ACK != 0,
-    )
+    lookup(key).is_some_and(|v| {
+        // SAFETY: as in `update`.
+        let flags = unsafe { get(addr_of!((*v).flags)) };
+        // SAFETY: as above.
+        let tcp = unsafe { get(addr_of!((*v).tcp_flags[DIR_ORIG])) };
+        flags & flow_flags::SYN_OPENED != 0 && tcp & crate::parse::TCP_ACK != 0
+    })
 }
 
 /// Whether a query that created its flow, blocked by `rule`, is past the drop-record budget
@@ -574,14 +573,15 @@ fn reopens(key: &FlowKey, old: Entry) -> bool {
     if unsafe { get(addr_of!((*old).flags)) } & ended == 0 {
         return false;
     }
+    // Not taken over when the ring cannot carry the snapshot: counted into the closed flow
+    // (one record of two connections), nothing is lost.
     events::emit(
         event_kind::FLOW_CLOSED,
         NO_RULE,
         key,
         old,
         Counter::LostFlowEnd,
-    );
-    true
+    )
 }
 
 /// Cold, but inlined: passing the context to a BPF subprogram loses the verifier's packet
@@ -661,6 +661,7 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
     }
     value.snippets_left = budget;
     value.isn = u32::from_be(p.seq);
+    value.flags |= p.plain_syn_bit() * flow_flags::SYN_OPENED;
     // Marked announced before the insert, so a won insert needs no lookup to mark it; the
     // announcement is written after the insert, so a retransmitted SYN (whose insert loses)
     // costs the ring buffer nothing; a full ring takes the mark back.

@@ -393,6 +393,45 @@ fn a_full_ring_buffer_loses_events_but_never_flows() {
     assert_eq!(starts + lost, 100);
 }
 
+/// A SYN on a closed flow's key takes it over only when the ring takes the closed flow's
+/// last snapshot: with the ring full, it is counted into the closed flow (one record of two
+/// connections, nothing lost), and the snapshot's loss is counted.
+#[test]
+fn a_syn_on_a_closed_flow_with_the_ring_full_is_counted_into_it() {
+    let mut p = Prog {
+        loaded: Loaded::load(LoadOptions {
+            flow_table_size: 4096,
+            ringbuf_bytes: 4096,
+            ..Default::default()
+        })
+        .expect("load"),
+    };
+    let (c, s) = (v4(10, 7, 2, 1), v4(10, 7, 2, 2));
+    let syn = Spec::tcp4(c, 40003, s, 80, tcp::SYN).build();
+    let fin = Spec::tcp4(c, 40003, s, 80, tcp::FIN | tcp::ACK).build();
+    p.run(&syn);
+    p.run(&fin);
+    for i in 0..100u16 {
+        p.run(&Spec::udp4(v4(10, 7, 3, 1), 10000 + i, v4(10, 7, 3, 2), 53).build());
+    }
+    assert!(
+        p.counter(Counter::LostFlowStart) > 0,
+        "premise: the ring is full"
+    );
+    let lost = p.counter(Counter::LostFlowEnd);
+    p.run(&syn);
+    assert_eq!(
+        p.counter(Counter::LostFlowEnd),
+        lost + 1,
+        "the snapshot's loss"
+    );
+    let v = (p.flows().into_iter())
+        .find(|(k, _)| port(k.port_a) == 40003)
+        .map(|(_, v)| v)
+        .expect("the flow");
+    assert_eq!(v.packets, [3, 0], "counted into the closed flow: {v:?}");
+}
+
 /// A small deterministic generator, so a failure reproduces.
 struct XorShift(u64);
 

@@ -216,6 +216,65 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "a second message across where the next was due"
     );
+    // A length sent last in a segment, then a segment from the same place again with
+    // another there: a longer one would swallow the query behind it into one message,
+    // where the server, which kept the first length, reads that query next.
+    let at = connect(&mut lab, 6014, 47_000);
+    let mut ends_with_length = first.clone();
+    ends_with_length.extend_from_slice(&first[..2]);
+    assert_eq!(
+        lab.run(&segment(6014, at, tcp::ACK, &ends_with_length)),
+        PASS,
+        "a message, then a length alone"
+    );
+    let mut longer = first.clone();
+    longer.extend_from_slice(&((first.len() - 2 + second.len()) as u16).to_be_bytes());
+    longer.extend_from_slice(&first[2..]);
+    longer.extend_from_slice(&second);
+    assert_eq!(
+        lab.run(&segment(6014, at, tcp::ACK, &longer)),
+        DROP,
+        "another length where the last walk's last message began"
+    );
+    // A forged RST the server ignores, then a forged SYN far ahead: the flow's entry is a
+    // new connection's and its stream starts there, but the real stream's queries, before
+    // that start, were never judged: not passed as bytes judged.
+    let at = connect(&mut lab, 6015, 60_000);
+    assert_eq!(
+        lab.run(&segment(6015, at, tcp::ACK, &first)),
+        PASS,
+        "a query"
+    );
+    let at = at + first.len() as u32;
+    assert_eq!(
+        lab.run(&segment(6015, at + 7, tcp::RST, &[])),
+        PASS,
+        "a RST"
+    );
+    assert_eq!(
+        lab.run(&segment(6015, at + 100_000, tcp::SYN, &[])),
+        PASS,
+        "a forged SYN"
+    );
+    assert_eq!(
+        lab.run(&segment(6015, at, tcp::ACK | tcp::PSH, &second)),
+        DROP,
+        "the real stream's blocked query"
+    );
+    // A bare ACK far ahead before the real SYN: the entry's first packet is no connection
+    // request, so its sequence number is no stream start, and the SYN's is.
+    assert_eq!(
+        lab.run(&segment(6016, 170_000, tcp::ACK, &[])),
+        PASS,
+        "a forged ACK first"
+    );
+    let at = connect(&mut lab, 6016, 70_000);
+    assert_eq!(lab.run(&segment(6016, at, tcp::ACK, &[])), PASS, "its ACK");
+    assert_eq!(
+        lab.run(&segment(6016, at, tcp::ACK | tcp::PSH, &second)),
+        DROP,
+        "the blocked query after the real SYN"
+    );
     // A Fast Open SYN's query its server ignored (no cookie), then another query at the
     // stream's start, its length alone first.
     let decoy = framed(&query("a-decoy-name-long-enough-to-pass-over.example.org"));
@@ -230,7 +289,7 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "another length where the SYN's query began"
     );
-    let unparsed = unparsed + 3;
+    let unparsed = unparsed + 5;
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed);
     // A connection again between the same ports, once the last one was reset, starts its
     // stream after its SYN, however far the last one had gone.
