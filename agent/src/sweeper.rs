@@ -80,6 +80,11 @@ impl Tracked {
         }
     }
 
+    /// Whether an entry made at `first_seen_ns` is this flow's (either time unknown: 0).
+    fn same_flow(&self, first_seen_ns: u64) -> bool {
+        self.first_seen_ns == 0 || first_seen_ns == 0 || self.first_seen_ns == first_seen_ns
+    }
+
     /// Whether all it was seen to hold is nothing: a flow a DNS query made, read before the
     /// slow path judged the query and counted it in. Gone since, it is no eviction to write
     /// or count: the slow path took it out again (the query summarised past the drop-record
@@ -247,6 +252,11 @@ pub struct Sweeper {
     /// Flows [`Sweeper::end`] wrote and [`Sweeper::take_ended`] has yet to take; empty
     /// between calls.
     ending: Vec<end::Ending>,
+    /// Closed flows a walk wrote from their last snapshot because it found a new connection
+    /// under their key first ([`Sweeper::reopened`]), by key: `(first_seen_ns, what their
+    /// records carried, kernel time of their last packet)`, until their own last snapshot
+    /// comes from the ring ([`Sweeper::closed_over`]) or [`ENDED_KEPT_NS`] passes.
+    late_close: HashMap<FlowKey, (u64, Reported, u64), RandomState>,
     /// Records written since the last [`Sweeper::settle`].
     unsettled: usize,
     /// The last settle found the sink holding records it could not write.
@@ -272,6 +282,7 @@ impl Sweeper {
             warnings: Warnings::default(),
             ledger: None,
             ending: Vec::new(),
+            late_close: HashMap::default(),
             unsettled: 0,
             holding: false,
             kernel_lost_starts: None,
@@ -422,10 +433,7 @@ impl Sweeper {
                     // lags behind `first_seen_ns`). What it counted after its last record
                     // went with it; the new one starts from nothing.
                     true
-                } else if t.first_seen_ns == 0
-                    || first_seen_ns == 0
-                    || t.first_seen_ns == first_seen_ns
-                {
+                } else if t.same_flow(first_seen_ns) {
                     t.first_seen_ns = t.first_seen_ns.max(first_seen_ns);
                     return (o.index(), false);
                 } else {
@@ -447,7 +455,7 @@ impl Sweeper {
         self.left_table(&old, sink);
         if old.held_nothing() {
             sink.flow_ended(&key);
-        } else if !silent {
+        } else if !silent && !self.reopened(&key, &old, first_seen_ns, sink, names) {
             self.write_evicted(&key, old, sink, names);
             tally(
                 &mut self.stats.evicted,
@@ -513,10 +521,9 @@ impl Sweeper {
                 debug!(?key, "flow end seen");
                 // A closed connection's counts to its first FIN or RST: what is written if
                 // the LRU evicts it before a walk reads it (before, only its start's).
-                if let Some(t) = self.open.get_mut(&key).filter(|t| {
-                    t.ended_ns == 0
-                        && (t.first_seen_ns == 0 || t.first_seen_ns == value.first_seen_ns)
-                }) {
+                if let Some(t) = (self.open.get_mut(&key))
+                    .filter(|t| t.ended_ns == 0 && t.same_flow(value.first_seen_ns))
+                {
                     t.saw(&value);
                 }
             }
@@ -525,7 +532,12 @@ impl Sweeper {
             Event::Payload(_) => {}
             Event::FlowDrop(key, value, rule) => {
                 // The entry's index stays valid across `write`, which changes no flow.
-                let (at, _) = self.track(key, value.first_seen_ns, sink, names);
+                let (at, fresh) = self.track(key, value.first_seen_ns, sink, names);
+                // The first drop of a flow that passed packets before: unknown, its start
+                // event was lost (found here, not unseen).
+                if fresh && value.packets[0] + value.packets[1] > value.drops {
+                    self.found_lost_start();
+                }
                 let tracked = &mut self.open[at];
                 tracked.saw(&value);
                 tracked.drop_rule = Some(rule);
@@ -719,6 +731,8 @@ impl Sweeper {
         for key in expired {
             self.forget(&key);
         }
+        let kept = |(_, _, at): &mut (u64, Reported, u64)| now.saturating_sub(*at) < ENDED_KEPT_NS;
+        self.late_close.retain(|_, v| kept(v));
         let mut evicted = 0;
         for key in missing {
             if table.get(&key)?.is_some() {

@@ -468,7 +468,15 @@ impl Engine {
             let text = || {
                 format!("a flow table holds {e} of {size} entries (over {p}%): the oldest idle flows are evicted")
             };
-            self.touch(AlertId::FlowTableFull, none(), text, 1, w, now, out);
+            self.touch(
+                AlertId::FlowTableFull,
+                none(),
+                text,
+                evicted.max(1),
+                w,
+                now,
+                out,
+            );
         } else if evicted > 0 {
             let text = || {
                 "a flow table is full: flows evicted before they ended (the alert's count is \

@@ -7,9 +7,11 @@
 //! systemd's `Restart=on-failure` starts it again. Where a restart cannot (the interface is
 //! absent; another program holds it), the agent goes on auditing the others and says so:
 //! `status`, the metrics and `XA-IFACE-UNAUDITED`, every sweep until it changes. A
-//! configured interface absent at the start is watched the same way.
+//! configured interface absent at the start is watched the same way. At the start, each
+//! present one is also looked at for source routes the host follows ([`warn_source_routing`]).
 
 use std::time::Duration;
+use tracing::warn;
 
 use super::{DaemonError, Interface};
 use crate::loader::{ifindex, netlink, AttachMode};
@@ -199,6 +201,38 @@ fn restart_if_usable(name: &str, index: u32, mode: AttachMode, why: String) -> L
 /// Whether netlink's answer says the device is no more.
 fn gone(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENXIO))
+}
+
+/// Warns where this host follows source routes arriving on `iface`: IPv4 packets with a
+/// LSRR or SSRR option (`accept_source_route`) or IPv6 packets with a segment routing header
+/// (`seg6_enabled`), each on where both `all` and the interface say so. The program judges
+/// a packet by the destination its IP header names, which is then the gateway's own; the
+/// host forwards it on to the route's next address, which no list judged.
+pub fn warn_source_routing(iface: &str) {
+    let value = |family: &str, dev: &str, key: &str| {
+        let path = format!("/proc/sys/net/{family}/conf/{dev}/{key}");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.trim().parse::<i64>().unwrap_or(0)
+    };
+    let routes = [
+        (
+            "ipv4",
+            "accept_source_route",
+            "IPv4 source routes (LSRR/SSRR options)",
+        ),
+        ("ipv6", "seg6_enabled", "IPv6 segment routing headers"),
+    ];
+    for (family, key, what) in routes {
+        if value(family, "all", key) > 0 && value(family, iface, key) > 0 {
+            warn!(
+                iface,
+                sysctl = format!("net.{family}.conf.all.{key}"),
+                "this host follows {what} arriving on {iface}: such a packet names the \
+                 gateway as its destination, and the host sends it on to an address no list \
+                 judged, a blocked one too; set net.{family}.conf.all.{key}=0"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

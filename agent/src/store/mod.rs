@@ -427,9 +427,10 @@ impl Store {
     }
 
     /// The records journal `id` held once the open recovered it, an earlier agent having
-    /// left it; `None` if the open did not recover it (not there, or the manifest frozen).
-    /// Fewer than that agent made durable in it is a loss no frame check sees: the file was
-    /// cut at a frame's end while no agent ran.
+    /// left it, with the frames of any damaged stretch it skipped (said as damage already);
+    /// `None` if the open did not recover it (not there, or the manifest frozen). Fewer than
+    /// that agent made durable in it is a loss no frame check sees: the file was cut at a
+    /// frame's end while no agent ran.
     pub fn recovered_records(&self, id: u64) -> Option<u64> {
         let found = self.recovered_records.iter().find(|(j, _)| *j == id);
         found.map(|(_, records)| *records)

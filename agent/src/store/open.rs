@@ -188,7 +188,8 @@ impl Store {
                 Some(Ok(r)) => {
                     skipped.0 += r.skipped_bytes;
                     skipped.1 += r.skipped_frames;
-                    recovered_records.push((id, r.records));
+                    // A damaged stretch's frames count as held: their loss is said as damage.
+                    recovered_records.push((id, r.records + r.skipped_frames));
                 }
                 Some(Err(error)) => tracing::warn!(
                     journal = %path.display(),

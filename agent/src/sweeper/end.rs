@@ -104,10 +104,10 @@ impl Sweeper {
 
     /// A closed flow whose key a new connection's SYN took over in the table, `last` its
     /// entry's final snapshot (the program's [`agent_common::event_kind::FLOW_CLOSED`]): its
-    /// last record is written from it, past what its records carried (also when this sweep
-    /// ended it already and its take is pending: that take must not take the new
-    /// connection), and it is kept as ended, so the new connection's start event finds a
-    /// flow of its own.
+    /// last record is written from it, past what its records carried, and it is kept as
+    /// ended, so the new connection's start event finds a flow of its own. One a walk wrote
+    /// already, having found the new connection first ([`Sweeper::reopened`]), gets what it
+    /// counted since as a second last record.
     pub(super) fn closed_over(
         &mut self,
         key: FlowKey,
@@ -115,22 +115,31 @@ impl Sweeper {
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) {
+        if let Some((first_seen, written, _)) = self.late_close.remove(&key) {
+            if first_seen == last.first_seen_ns {
+                if last.packets != written.packets {
+                    let reason = closed_reason(&last).unwrap_or(EndReason::Fin);
+                    self.write(sink, &key, &last, &written, reason, None, names);
+                }
+                return;
+            }
+        }
         if self
             .open
             .get(&key)
             .is_some_and(|t| t.first_seen_ns > last.first_seen_ns)
         {
-            // A walk found the new connection first and wrote this one as evicted, from its
-            // last snapshot: this one comes too late to be written again.
+            // Not this flow's key any more (and not written by a walk: see above).
             debug!(
                 ?key,
                 "a closed flow's last snapshot came after its key's next flow"
             );
             return;
         }
-        let (at, _) = self.track(key, last.first_seen_ns, sink, names);
-        let pending = self.ending.iter().position(|e| e.key == key);
-        let pending = pending.map(|i| self.ending.swap_remove(i));
+        let (at, fresh) = self.track(key, last.first_seen_ns, sink, names);
+        if fresh {
+            self.found_lost_start();
+        }
         let t = &self.open[at];
         let e = Ending {
             key,
@@ -138,10 +147,43 @@ impl Sweeper {
             written: t.reported,
             reason: EndReason::Fin,
         };
-        // Its last record is due unless one was written (this sweep's, or its take's).
-        let always = t.ended_ns == 0 && pending.is_none();
+        // Its last record is due unless its take wrote one (a late event of an ended flow).
+        let always = t.ended_ns == 0;
         // Kernel time of the flow's last packet: the ended flow is remembered from there.
         self.finish(e, Some(last), always, last.last_seen_ns, sink, names);
+    }
+
+    /// Whether the flow `old`, tracked under `key` until a walk or an event found another
+    /// flow there (made at `first_seen_ns`), closed before that one began: a new connection
+    /// on its ports, whose SYN took its key over and sent its last snapshot to the ring,
+    /// still on its way. Then it is written from its last snapshot with how it closed, no
+    /// eviction, and what it counted since is written when that snapshot comes
+    /// ([`Sweeper::closed_over`]).
+    pub(super) fn reopened(
+        &mut self,
+        key: &FlowKey,
+        old: &Tracked,
+        first_seen_ns: u64,
+        sink: &mut dyn RecordSink,
+        names: &dyn RuleNames,
+    ) -> bool {
+        let Some(latest) = old.latest else {
+            return false;
+        };
+        let Some(reason) = closed_reason(&latest) else {
+            return false;
+        };
+        if latest.end_seen_ns == 0 || first_seen_ns <= latest.end_seen_ns {
+            return false;
+        }
+        let rule = old
+            .drop_rule
+            .filter(|_| agent_common::rules::rule_id(latest.rule) == agent_common::NO_RULE);
+        self.write(sink, key, &latest, &old.reported, reason, rule, names);
+        let written = old.reported.covering(&latest);
+        self.late_close
+            .insert(*key, (latest.first_seen_ns, written, latest.last_seen_ns));
+        true
     }
 
     /// [`Sweeper::take_ended`], settling a second record at once.

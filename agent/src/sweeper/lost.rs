@@ -21,6 +21,17 @@ impl Sweeper {
         self.kernel_lost_starts = Some(kernel_total);
     }
 
+    /// Counts one flow whose start event was lost, found by a later event of it (a first
+    /// drop, a closed flow's last snapshot) rather than a walk: not among those unseen.
+    pub(super) fn found_lost_start(&mut self) {
+        tally(
+            &mut self.stats.lost_starts,
+            &mut self.warnings.lost_starts,
+            1,
+            "the ring buffer lost these flows' start events; later events of them were recorded",
+        );
+    }
+
     /// Counts the `found` flows a walk of the table met without their start event, and
     /// works out how many more the LRU evicted unseen ([`Sweeper::count_unseen`]).
     pub(super) fn count_lost_starts(&mut self, found: u64) {

@@ -14,7 +14,8 @@ pub struct Gauges {
     pub vlan_stacked: u64,
     /// Flows whose start event never reached the sweeper.
     pub lost_starts: u64,
-    /// Of those, the flows the table evicted before a sweep found them: no record holds them.
+    /// Flows whose start event was lost and that the table evicted before a sweep found them
+    /// (apart from `lost_starts`): no record holds them.
     pub lost_unseen: u64,
     /// Flows the table evicted before they ended (written from their last snapshot).
     pub evicted: u64,

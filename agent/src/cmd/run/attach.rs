@@ -45,41 +45,9 @@ pub(super) fn present_interfaces(args: &RunArgs) -> anyhow::Result<(Vec<Interfac
         );
     }
     for i in &interfaces {
-        warn_source_routing(&i.name);
+        crate::daemon::ifaces::warn_source_routing(&i.name);
     }
     Ok((interfaces, absent))
-}
-
-/// Warns where this host follows source routes arriving on `iface`: IPv4 packets with a
-/// LSRR or SSRR option (`accept_source_route`) or IPv6 packets with a segment routing header
-/// (`seg6_enabled`), each on where both `all` and the interface say so. The program judges
-/// a packet by the destination its IP header names, which is then the gateway's own; the
-/// host forwards it on to the route's next address, which no list judged.
-fn warn_source_routing(iface: &str) {
-    let value = |family: &str, dev: &str, key: &str| {
-        let path = format!("/proc/sys/net/{family}/conf/{dev}/{key}");
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        text.trim().parse::<i64>().unwrap_or(0)
-    };
-    let routes = [
-        (
-            "ipv4",
-            "accept_source_route",
-            "IPv4 source routes (LSRR/SSRR options)",
-        ),
-        ("ipv6", "seg6_enabled", "IPv6 segment routing headers"),
-    ];
-    for (family, key, what) in routes {
-        if value(family, "all", key) > 0 && value(family, iface, key) > 0 {
-            warn!(
-                iface,
-                sysctl = format!("net.{family}.conf.all.{key}"),
-                "this host follows {what} arriving on {iface}: such a packet names the \
-                 gateway as its destination, and the host sends it on to an address no list \
-                 judged, a blocked one too; set net.{family}.conf.all.{key}=0"
-            );
-        }
-    }
 }
 
 /// The program in place and the maps for the daemon.
