@@ -560,20 +560,23 @@ fn announce_drop(key: &FlowKey, v: Entry, rule: u32, counter: Counter, first: bo
     }
 }
 
-/// Whether a connection request on the key of the entry `old` opens a new flow there: the
-/// entry's flow closed (FIN or RST seen), so the ports were reused, as by a client bound to
-/// its port again within the close linger (else, a retransmitted SYN, it is counted into
-/// the entry). If so, the closed flow's last snapshot goes to the agent, which writes the
-/// flow from it, before the new connection's entry replaces it: counted into the closed one,
-/// the two were one record.
+/// Whether a connection request with sequence number `seq` on the key of the entry `old`
+/// opens a new flow there: the entry's flow closed (FIN or RST seen), or a SYN opened it
+/// with another sequence number (a retransmitted SYN has its first's; a new one is a new
+/// connection attempt, as after a refusal whose RST another interface received). The ports
+/// were reused, as by a client bound to its port again before its last flow was taken. If
+/// so, that flow's last snapshot goes to the agent, which writes the flow from it, before
+/// the new connection's entry replaces it: counted into the old one, the two were one
+/// record.
 #[inline(always)]
-fn reopens(key: &FlowKey, old: Entry) -> bool {
-    let ended = flow_flags::FIN_SEEN | flow_flags::RST_SEEN;
+fn reopens(key: &FlowKey, old: Entry, seq: u32) -> bool {
     // SAFETY: as in `update`.
-    if unsafe { get(addr_of!((*old).flags)) } & ended == 0 {
+    let (flags, isn) = unsafe { (get(addr_of!((*old).flags)), get(addr_of!((*old).isn))) };
+    let closed = flags & (flow_flags::FIN_SEEN | flow_flags::RST_SEEN) != 0;
+    if !closed && (flags & flow_flags::SYN_OPENED == 0 || isn == seq) {
         return false;
     }
-    // Not taken over when the ring cannot carry the snapshot: counted into the closed flow
+    // Not taken over when the ring cannot carry the snapshot: counted into the old flow
     // (one record of two connections), nothing is lost.
     events::emit(
         event_kind::FLOW_CLOSED,
@@ -680,7 +683,8 @@ fn create<const A: u32>(ctx: &XdpContext, p: &mut Packet, gen: lists::InForce) -
     let mut inserted = insert(&p.key, value, BPF_NOEXIST as u64);
     // The verifier walks the path below once more for this outcome (100,000 instructions):
     // the price of not merging two connections' records, paid on a SYN's path only.
-    let on_closed = || lookup(&p.key).is_some_and(|old| reopens(&p.key, old));
+    let seq = value.isn;
+    let on_closed = || lookup(&p.key).is_some_and(|old| reopens(&p.key, old, seq));
     if inserted == Err(-EEXIST) && p.is_plain_syn() && on_closed() {
         inserted = insert(&p.key, value, BPF_ANY as u64);
     }

@@ -364,7 +364,8 @@ fn both_programs_keep_the_verifiers_budget_free() {
     // an IPv6 first fragment without its ports judged as a header past the walk: 759,456.
     // The slow path at 535,160 once a blocked UDP query's copy says which question matched.
     // A SYN on a closed flow's key opening a flow of its own: 763,652 -> 860,577; a flag
-    // for entries a SYN opened, set without a branch: 859,685 (with a branch, 963,620).)
+    // for entries a SYN opened, set without a branch: 859,685 (with a branch, 963,620); a
+    // SYN with another sequence number also a new flow: 868,489.)
     let mut p = Prog::load(1 << 16);
     let main = p
         .loaded

@@ -636,6 +636,16 @@ fn a_syn_on_a_closed_flows_ports_opens_a_new_flow() {
         "{events:?}"
     );
     assert_eq!(p.flows()[0].1.packets, [1, 0]);
+    // A SYN with another sequence number on a flow a SYN opened is a new connection attempt
+    // (the last one refused by a RST another interface received): a flow of its own.
+    let again = Spec::tcp4(c, 40002, s, 80, tcp::SYN).seq(777).build();
+    assert_eq!(p.run(&again), XDP_PASS);
+    assert_eq!(p.flows()[0].1.packets, [1, 0], "a new attempt");
+    assert!(
+        (p.events().iter())
+            .any(|e| matches!(e, Event::FlowClosed(_, last) if last.packets == [1, 0])),
+        "the last attempt's snapshot"
+    );
 }
 
 #[test]

@@ -301,9 +301,10 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "a new connection"
     );
-    // A SYN in a connection its client acknowledged opens no stream (its server discards
-    // it): the stream goes on where it was. (Before, one forged SYN set the position ahead,
-    // and the blocked query at the real one passed as bytes already judged.)
+    // A forged SYN far ahead in an established connection (another sequence number: a new
+    // attempt, as the flow table takes it) starts a stream there, and the real stream's
+    // segments, before that start, were never judged: not passed as bytes already judged.
+    // (Before, the blocked query at the real position passed.)
     let at = connect(&mut lab, 6010, 30_000);
     assert_eq!(lab.run(&segment(6010, at, tcp::ACK, &[])), PASS, "its ACK");
     let forged = segment(6010, at + 100_000, tcp::SYN, &[]);
@@ -313,6 +314,7 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "the blocked query where the stream is"
     );
+    let unparsed = unparsed + 1;
     // A Fast Open SYN's query, the SYN sent again without it (its answer lost): the stream
     // goes on after the query the server took. (Until 2026-12-06 the SYN sent again set the
     // position back to the stream's start, and the next segment was a gap.)

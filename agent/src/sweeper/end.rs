@@ -102,7 +102,8 @@ impl Sweeper {
         Ok(())
     }
 
-    /// A closed flow whose key a new connection's SYN took over in the table, `last` its
+    /// A flow whose key a new connection's SYN took over in the table (it closed, or it was
+    /// an earlier attempt, another SYN's), `last` its
     /// entry's final snapshot (the program's [`agent_common::event_kind::FLOW_CLOSED`]): its
     /// last record is written from it, past what its records carried, and it is kept as
     /// ended, so the new connection's start event finds a flow of its own. One a walk wrote
@@ -145,7 +146,9 @@ impl Sweeper {
             key,
             first_seen_ns: last.first_seen_ns,
             written: t.reported,
-            reason: EndReason::Fin,
+            // A connection attempt the new one replaced (another SYN, none closed here)
+            // ended as one without a close seen ends: `idle`.
+            reason: closed_reason(&last).unwrap_or(EndReason::Idle),
         };
         // Its last record is due unless its take wrote one (a late event of an ended flow).
         let always = t.ended_ns == 0;
