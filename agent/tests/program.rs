@@ -12,7 +12,6 @@ use aya::maps::RingBuf;
 use common::prog::{Prog, XDP_DROP, XDP_PASS};
 use common::wait::wait_until;
 use common::{tcp, v4, v6, Addrs, Spec, L4};
-use xdp_audit::loader::{LoadOptions, Loaded};
 use xdp_audit::reader::Event;
 
 fn port(raw: u16) -> u16 {
@@ -357,14 +356,7 @@ fn icmp_other_protocols_and_non_ip() {
 
 #[test]
 fn a_full_ring_buffer_loses_events_but_never_flows() {
-    let mut p = Prog {
-        loaded: Loaded::load(LoadOptions {
-            flow_table_size: 4096,
-            ringbuf_bytes: 4096,
-            ..Default::default()
-        })
-        .expect("load"),
-    };
+    let mut p = Prog::load(4096);
     // 4 KiB holds fewer than 30 events of 136 bytes (+8 header each).
     for i in 0..100u16 {
         p.run(&Spec::udp4(v4(10, 1, 0, 1), 10000 + i, v4(10, 1, 0, 2), 53).build());
@@ -398,14 +390,7 @@ fn a_full_ring_buffer_loses_events_but_never_flows() {
 /// connections, nothing lost), and the snapshot's loss is counted.
 #[test]
 fn a_syn_on_a_closed_flow_with_the_ring_full_is_counted_into_it() {
-    let mut p = Prog {
-        loaded: Loaded::load(LoadOptions {
-            flow_table_size: 4096,
-            ringbuf_bytes: 4096,
-            ..Default::default()
-        })
-        .expect("load"),
-    };
+    let mut p = Prog::load(4096);
     let (c, s) = (v4(10, 7, 2, 1), v4(10, 7, 2, 2));
     let syn = Spec::tcp4(c, 40003, s, 80, tcp::SYN).build();
     let fin = Spec::tcp4(c, 40003, s, 80, tcp::FIN | tcp::ACK).build();

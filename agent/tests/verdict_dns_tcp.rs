@@ -38,6 +38,15 @@ fn query(name: &str) -> Vec<u8> {
     m
 }
 
+/// The framed message `framed` with a length that takes the framed message `next` in too,
+/// then `next`: one message where a server that kept `framed`'s own length reads two.
+fn swallowing(framed: &[u8], next: &[u8]) -> Vec<u8> {
+    let mut v = framed.to_vec();
+    v[..2].copy_from_slice(&((framed.len() - 2 + next.len()) as u16).to_be_bytes());
+    v.extend_from_slice(next);
+    v
+}
+
 /// A connection from `sport` whose SYN had sequence number `isn`: its stream starts at
 /// `isn + 1`.
 fn connect(lab: &mut Lab, sport: u16, isn: u32) -> u32 {
@@ -192,11 +201,8 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
     let (first, second) = (framed(&passed), framed(&blocked));
     let at = connect(&mut lab, 6011, 40_000);
     assert_eq!(lab.run(&segment(6011, at, tcp::ACK, &first)), PASS);
-    let mut swallowing = first.clone();
-    swallowing[..2].copy_from_slice(&((first.len() - 2 + second.len()) as u16).to_be_bytes());
-    swallowing.extend_from_slice(&second);
     assert_eq!(
-        lab.run(&segment(6011, at, tcp::ACK, &swallowing)),
+        lab.run(&segment(6011, at, tcp::ACK, &swallowing(&first, &second))),
         DROP,
         "a forged length over the next message"
     );
@@ -207,10 +213,7 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
     two.extend_from_slice(&first);
     assert_eq!(lab.run(&segment(6013, at, tcp::ACK, &two)), PASS, "two");
     let mut across = first.clone();
-    let mut forged = first.clone();
-    forged[..2].copy_from_slice(&((first.len() - 2 + second.len()) as u16).to_be_bytes());
-    across.extend_from_slice(&forged);
-    across.extend_from_slice(&second);
+    across.extend_from_slice(&swallowing(&first, &second));
     assert_eq!(
         lab.run(&segment(6013, at, tcp::ACK, &across)),
         DROP,
