@@ -103,12 +103,12 @@ impl Sweeper {
     }
 
     /// A flow whose key a new connection's SYN took over in the table (it closed, or it was
-    /// an earlier attempt, another SYN's), `last` its
-    /// entry's final snapshot (the program's [`agent_common::event_kind::FLOW_CLOSED`]): its
-    /// last record is written from it, past what its records carried, and it is kept as
-    /// ended, so the new connection's start event finds a flow of its own. One a walk wrote
-    /// already, having found the new connection first ([`Sweeper::reopened`]), gets what it
-    /// counted since as a second last record.
+    /// an earlier attempt, another SYN's), `last` its entry's final snapshot (the program's
+    /// [`agent_common::event_kind::FLOW_CLOSED`]): its last record is written from it, past
+    /// what its records carried, and it is kept as ended, so the new connection's start
+    /// event finds a flow of its own. One a walk wrote already, having found the new
+    /// connection first ([`Sweeper::reopened`]), gets what it counted since as a second
+    /// last record.
     pub(super) fn closed_over(
         &mut self,
         key: FlowKey,
