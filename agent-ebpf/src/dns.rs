@@ -122,8 +122,13 @@ pub struct Scratch {
     expect_len: u32,
     boundary: u32,
     boundary_len: u32,
-    /// TCP: the stream's start ([`TcpPos::start`]), handed on to the next position.
+    /// TCP: the stream's start and the replaced stream's frontier ([`TcpPos::start`],
+    /// [`TcpPos::frontier`]), handed on to the next position; and where in `buf` that
+    /// frontier lies (0: not ahead of the walk's start, or none).
     start: u32,
+    frontier: u32,
+    frontier_set: u32,
+    frontier_off: u32,
     /// Where the name being walked starts, and the length of the last one walked (its
     /// terminating zero included).
     name_at: u32,
@@ -157,6 +162,22 @@ pub struct TcpPos {
     /// segment there cannot be (a forged SYN that set the stream ahead of the real one must
     /// not leave the real one's queries to pass as bytes already judged).
     start: u32,
+    /// Where the stream this one's SYN replaced had got to (`frontier_set` 1), the furthest
+    /// of any before it: if that SYN was forged (the server kept the connection), the server
+    /// reads on from there and threw away what came before. A message across it is read
+    /// otherwise by the server, so it cannot be judged (a forged SYN just behind the real
+    /// stream, then a query whose length took the real one in, passed it unread).
+    frontier: u32,
+    frontier_set: u32,
+}
+
+/// The later of two sequence numbers (mod 2^32, within half the space), without a branch:
+/// each branch before the walk doubles the verifier's walk of it.
+#[inline(always)]
+fn later(a: u32, b: u32) -> u32 {
+    // All ones where `a` is ahead of `b`.
+    let ahead = ((-i64::from(a.wrapping_sub(b) as i32)) >> 63) as u32;
+    b ^ ((a ^ b) & ahead)
 }
 
 /// No length prefix read (see [`TcpPos::from_len`]).
@@ -242,6 +263,8 @@ pub fn blocked_query(ctx: &XdpContext, p: &Packet, dir: usize) -> Query {
             held: 0,
             from_len: s.first_len,
             start: s.start,
+            frontier: s.frontier,
+            frontier_set: s.frontier_set,
         };
         let _ = DNS_TCP_POS.insert(&p.key, &next, 0);
         if s.held != 0 {
@@ -274,6 +297,8 @@ fn hold(key: &FlowKey, s: &Scratch) -> bool {
         held: held as u32,
         from_len: s.first_len,
         start: s.start,
+        frontier: s.frontier,
+        frontier_set: s.frontier_set,
     };
     if DNS_TCP_POS.insert(key, &pos, 0).is_err() {
         // Held bytes no position names: gone, so no later segment reads them.
@@ -334,20 +359,34 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
     // client has acknowledged: its server discards it (RFC 5961), and a position moved by
     // it passed the stream's next messages unread (one forged SYN let a blocked name by).
     // SAFETY: a map value read for this run only.
-    if p.opens_flow()
-        && unsafe { DNS_TCP_POS.get(&p.key) }.is_none_or(|pos| pos.from != seq)
-        && !flow::acknowledged(&p.key)
-    {
-        let start = TcpPos {
-            next: seq,
-            body: 0,
-            from: seq,
-            from_body: 0,
-            held: 0,
-            from_len: NO_LEN,
-            start: seq,
+    if p.opens_flow() {
+        // The stream it would replace: where it began, and where its server may read on
+        // from if this SYN is forged (every value set on both ways, for the verifier).
+        // SAFETY: a map value read for this run only.
+        let (known, from, frontier) = match unsafe { DNS_TCP_POS.get(&p.key) } {
+            Some(o) => {
+                let reached = o.next.wrapping_add(o.held);
+                // `later(frontier, reached)` where one is set (0 or 1), else `reached`.
+                let set = 0u32.wrapping_sub(o.frontier_set & 1);
+                let f = reached ^ ((later(o.frontier, reached) ^ reached) & set);
+                (1u32, o.from, f)
+            }
+            None => (0, 0, 0),
         };
-        let _ = DNS_TCP_POS.insert(&p.key, &start, 0);
+        if (known == 0 || from != seq) && !flow::acknowledged(&p.key) {
+            let start = TcpPos {
+                next: seq,
+                body: 0,
+                from: seq,
+                from_body: 0,
+                held: 0,
+                from_len: NO_LEN,
+                start: seq,
+                frontier,
+                frontier_set: known,
+            };
+            let _ = DNS_TCP_POS.insert(&p.key, &start, 0);
+        }
     }
     // Urgent data: a server reads the stream without its urgent byte, where the walk would
     // read it in (DNS clients send none).
@@ -379,6 +418,8 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
                 held: 0,
                 from_len: NO_LEN,
                 start: next,
+                frontier: 0,
+                frontier_set: 0,
             }
         }
     };
@@ -387,6 +428,8 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         return Err(unwalked()); // bytes before the stream's start: never judged
     }
     s.start = due.start;
+    s.frontier = due.frontier;
+    s.frontier_set = due.frontier_set;
     if due.held != 0 {
         // A message the last segment cut: its held bytes, then this segment's after them. As
         // its server, which keeps the bytes it received first, the walk never reads a
@@ -408,6 +451,7 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
             Some(due.body),
             false,
         );
+        mark_frontier(s, due.next);
         return Ok(());
     }
     // Where the walk begins in this segment: where the last one began, if the segment holds
@@ -424,6 +468,7 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
     };
     let judged = due.next.wrapping_sub(seq.wrapping_add(n as u32)) as i32 >= 0;
     set_up(s, data + skip, n - skip, 0, at, Some(body), judged);
+    mark_frontier(s, at);
     if at == due.from && due.next != due.from {
         // Walked again from where the last walk began: its messages must be the ones that
         // walk read (a retransmission), else the server may read others (it kept the bytes
@@ -442,6 +487,17 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         s.boundary_len = len;
     }
     Ok(())
+}
+
+/// Where in `buf`, whose start is sequence number `base`, the replaced stream's frontier
+/// lies ([`Scratch::frontier_off`]), if ahead of it.
+#[inline(always)]
+fn mark_frontier(s: &mut Scratch, base: u32) {
+    let off = s.frontier.wrapping_sub(base);
+    // Without a branch (see `later`): all ones where it is set and ahead.
+    let ahead = ((-i64::from(off as i32)) >> 63) as u32;
+    let set = 0u32.wrapping_sub(s.frontier_set & 1);
+    s.frontier_off = off & ahead & set;
 }
 
 /// Writes what [`walk`] reads: `seg` bytes at `off`, one UDP query (`body` `None`), or a TCP
@@ -479,6 +535,7 @@ fn set_up(
         addr_of_mut!(s.expect_len).write_volatile(NO_LEN);
         addr_of_mut!(s.boundary).write_volatile(0);
         addr_of_mut!(s.boundary_len).write_volatile(NO_LEN);
+        addr_of_mut!(s.frontier_off).write_volatile(0);
     }
 }
 
@@ -681,7 +738,8 @@ extern "C" fn step(_i: u64, _ctx: *mut c_void) -> i64 {
             let end = pos as u32 + 2 + s.body;
             let other =
                 pos as u32 == s.boundary && s.boundary_len != NO_LEN && s.body != s.boundary_len;
-            if other || ((pos as u32) < s.boundary && end > s.boundary) {
+            let across = |b: u32| (pos as u32) < b && end > b;
+            if other || across(s.boundary) || across(s.frontier_off) {
                 s.phase = BAD; // another length, or a message across, where the last walk's last began
                 return 1;
             }

@@ -264,6 +264,39 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "the real stream's blocked query"
     );
+    // A forged SYN just behind the real stream, then a query starting there whose length
+    // takes the real stream's next query in: the server, which kept the connection, threw
+    // the bytes before its next one away and reads that query. A message across where the
+    // replaced stream had got to cannot be judged; the real query, after bytes the new
+    // stream never judged, cannot either. In two segments and in one.
+    for (sport, isn, one_segment) in [(6017, 80_000, false), (6018, 90_000, true)] {
+        let at = connect(&mut lab, sport, isn);
+        assert_eq!(lab.run(&segment(sport, at, tcp::ACK, &[])), PASS, "its ACK");
+        let filler = swallowing(&first, &second)[..first.len()].to_vec();
+        let behind = at - filler.len() as u32;
+        let forged = segment(sport, behind - 1, tcp::SYN, &[]);
+        assert_eq!(lab.run(&forged), PASS, "a forged SYN just behind");
+        if one_segment {
+            let mut both = filler.clone();
+            both.extend_from_slice(&second);
+            assert_eq!(
+                lab.run(&segment(sport, behind, tcp::ACK, &both)),
+                DROP,
+                "a query across where the real stream was, with the blocked one in it"
+            );
+        } else {
+            assert_eq!(
+                lab.run(&segment(sport, behind, tcp::ACK, &filler)),
+                DROP,
+                "a query across where the real stream was"
+            );
+            assert_eq!(
+                lab.run(&segment(sport, at, tcp::ACK | tcp::PSH, &second)),
+                DROP,
+                "the real stream's blocked query"
+            );
+        }
+    }
     // A bare ACK far ahead before the real SYN: the entry's first packet is no connection
     // request, so its sequence number is no stream start, and the SYN's is.
     assert_eq!(
@@ -292,7 +325,7 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "another length where the SYN's query began"
     );
-    let unparsed = unparsed + 5;
+    let unparsed = unparsed + 8;
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed);
     // A connection again between the same ports, once the last one was reset, starts its
     // stream after its SYN, however far the last one had gone.
