@@ -162,22 +162,14 @@ pub struct TcpPos {
     /// segment there cannot be (a forged SYN that set the stream ahead of the real one must
     /// not leave the real one's queries to pass as bytes already judged).
     start: u32,
-    /// Where the stream this one's SYN replaced had got to (`frontier_set` 1), the furthest
-    /// of any before it: if that SYN was forged (the server kept the connection), the server
-    /// reads on from there and threw away what came before. A message across it is read
+    /// Where the stream this one's SYN replaced had got to (`frontier_set` 1), or, if that
+    /// stream was not read on past its own frontier, that one: if the SYN was forged (the
+    /// server kept the connection), the server reads on from there and threw away what came
+    /// before. A message across it is read
     /// otherwise by the server, so it cannot be judged (a forged SYN just behind the real
     /// stream, then a query whose length took the real one in, passed it unread).
     frontier: u32,
     frontier_set: u32,
-}
-
-/// The later of two sequence numbers (mod 2^32, within half the space), without a branch:
-/// each branch before the walk doubles the verifier's walk of it.
-#[inline(always)]
-fn later(a: u32, b: u32) -> u32 {
-    // All ones where `a` is ahead of `b`.
-    let ahead = ((-i64::from(a.wrapping_sub(b) as i32)) >> 63) as u32;
-    b ^ ((a ^ b) & ahead)
 }
 
 /// No length prefix read (see [`TcpPos::from_len`]).
@@ -366,9 +358,17 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
         let (known, from, frontier) = match unsafe { DNS_TCP_POS.get(&p.key) } {
             Some(o) => {
                 let reached = o.next.wrapping_add(o.held);
-                // `later(frontier, reached)` where one is set (0 or 1), else `reached`.
-                let set = 0u32.wrapping_sub(o.frontier_set & 1);
-                let f = reached ^ ((later(o.frontier, reached) ^ reached) & set);
+                // Where a stream got to counts only where it was read on past the frontier
+                // it kept, as its server read it (a message across that place cannot be
+                // judged): a stream a forged SYN began ahead, never reached by the server,
+                // must not move the frontier past the real stream.
+                let through = o.frontier.wrapping_sub(o.start) as i32 >= 0
+                    && reached.wrapping_sub(o.frontier) as i32 > 0;
+                let f = if o.frontier_set == 0 || through {
+                    reached
+                } else {
+                    o.frontier
+                };
                 (1u32, o.from, f)
             }
             None => (0, 0, 0),
@@ -494,7 +494,8 @@ fn due(ctx: &XdpContext, p: &Packet, dir: usize, s: &mut Scratch) -> Result<(), 
 #[inline(always)]
 fn mark_frontier(s: &mut Scratch, base: u32) {
     let off = s.frontier.wrapping_sub(base);
-    // Without a branch (see `later`): all ones where it is set and ahead.
+    // Without a branch (each one before the walk doubles the verifier's walk of it): all
+    // ones where it is set and ahead.
     let ahead = ((-i64::from(off as i32)) >> 63) as u32;
     let set = 0u32.wrapping_sub(s.frontier_set & 1);
     s.frontier_off = off & ahead & set;

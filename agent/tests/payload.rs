@@ -367,7 +367,8 @@ fn both_programs_keep_the_verifiers_budget_free() {
     // for entries a SYN opened, set without a branch: 859,685 (with a branch, 963,620); a
     // SYN with another sequence number also a new flow: 868,489. The slow path at 509,948
     // once a SYN's new stream keeps where the one it replaced had got to (the map read on a
-    // SYN's path only: read for every segment, 673,366).)
+    // SYN's path only: read for every segment, 673,366); 510,796 once a stream never read
+    // past that place hands it on.)
     let mut p = Prog::load(1 << 16);
     let main = p
         .loaded

@@ -269,9 +269,20 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
     // the bytes before its next one away and reads that query. A message across where the
     // replaced stream had got to cannot be judged; the real query, after bytes the new
     // stream never judged, cannot either. In two segments and in one.
-    for (sport, isn, one_segment) in [(6017, 80_000, false), (6018, 90_000, true)] {
+    // Also behind a first forged SYN far ahead, whose stream the server never reached: it
+    // does not move where the real stream had got to.
+    let cases = [
+        (6017, 80_000, false, false),
+        (6018, 90_000, true, false),
+        (6019, 95_000, false, true),
+    ];
+    for (sport, isn, one_segment, ahead_first) in cases {
         let at = connect(&mut lab, sport, isn);
         assert_eq!(lab.run(&segment(sport, at, tcp::ACK, &[])), PASS, "its ACK");
+        if ahead_first {
+            let ahead = segment(sport, at + 99_999, tcp::SYN, &[]);
+            assert_eq!(lab.run(&ahead), PASS, "a forged SYN ahead");
+        }
         let filler = swallowing(&first, &second)[..first.len()].to_vec();
         let behind = at - filler.len() as u32;
         let forged = segment(sport, behind - 1, tcp::SYN, &[]);
@@ -325,7 +336,7 @@ fn a_tcp_stream_is_judged_message_by_message_as_its_server_reads_it() {
         DROP,
         "another length where the SYN's query began"
     );
-    let unparsed = unparsed + 8;
+    let unparsed = unparsed + 10;
     assert_eq!(lab.counter(Counter::DnsNameUnparsed), unparsed);
     // A connection again between the same ports, once the last one was reset, starts its
     // stream after its SYN, however far the last one had gone.
