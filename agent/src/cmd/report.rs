@@ -204,7 +204,7 @@ fn exit_status(report: &Report) -> ExitCode {
     }
     if v.unchecked {
         tracing::warn!(
-            "the chain could not be checked (a file could not be read: {}); the report says so and gives no verdict",
+            "the chain could not be checked ({}); the report says so and gives no verdict",
             v.verdict
         );
         return ExitCode::from(super::EXIT_UNCHECKED);

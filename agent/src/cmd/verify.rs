@@ -26,7 +26,8 @@ Prints `ok: ...` and exits 0 when everything holds; otherwise prints `BROKEN: FI
 the first broken link and exits 1, and only then. Every error before a verdict is on stderr
 and exits 3, the store could not be checked: no store in --log-dir, a file of it that cannot
 be read (no permission, an I/O error), a --public-key that does not load, a bucket --remote
-cannot reach. A usage error exits 2. Changes, deletions, reorderings and insertions of
+cannot reach, and a --public-key given for a store with nothing sealed yet (no chain, so no
+signed head: a new store until its first seal). A usage error exits 2. Changes, deletions, reorderings and insertions of
 entries or segments are all caught. Without --public-key, an attacker who rewrites the whole chain and its
 head consistently is not caught; with it (the agent run with --signing-key), they are.
 
@@ -150,7 +151,9 @@ fn verify_local(
     drop(progress);
     Ok(match verdict {
         Ok(v) => (ExitCode::SUCCESS, outln!("ok: {}", v.summary())),
-        Err(b) if b.fault == Fault::Unreadable => {
+        // A file that cannot be read, or a chain not begun (a new store given a key), proves
+        // nothing either way: no verdict, exit 3, never a false BROKEN.
+        Err(b) if matches!(b.fault, Fault::Unreadable | Fault::Empty) => {
             return Err(anyhow::Error::new(super::Unchecked).context(b));
         }
         Err(b) => (ExitCode::FAILURE, outln!("BROKEN: {b}")),

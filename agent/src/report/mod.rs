@@ -155,8 +155,11 @@ pub struct Verification {
     /// Whether the store verified.
     pub ok: bool,
     /// Whether `verify` reached no verdict because a file could not be read (named in
-    /// [`Verification::verdict`]): the store is shown neither unaltered nor altered.
+    /// [`Verification::verdict`]), or because nothing is sealed yet where a key was given:
+    /// the store is shown neither unaltered nor altered.
     pub unchecked: bool,
+    /// Whether that is because nothing is sealed yet (no chain, so no signed head).
+    pub nothing_sealed: bool,
     /// The verdict as `verify` prints it, without its `ok: ` or `BROKEN: `.
     pub verdict: String,
     /// Whether the head's signature was checked against a key the operator gave.
@@ -309,13 +312,15 @@ pub fn build(
         Ok(v) => Verification {
             ok: true,
             unchecked: false,
+            nothing_sealed: false,
             verdict: v.summary(),
             signature_checked: v.signature_checked,
             file: None,
         },
         Err(b) => Verification {
             ok: false,
-            unchecked: b.fault == Fault::Unreadable,
+            unchecked: matches!(b.fault, Fault::Unreadable | Fault::Empty),
+            nothing_sealed: b.fault == Fault::Empty,
             verdict: b.to_string(),
             signature_checked: false,
             file: Some(b.file.display().to_string()),

@@ -94,7 +94,11 @@ pub fn title_facts(r: &Report) -> Vec<Fact> {
             fact(
                 "given-key",
                 "Key given with --public-key (SHA-256 fingerprint)",
-                format!("{given} (not the key the chain head names)"),
+                if r.chain.head.is_some() {
+                    format!("{given} (not the key the chain head names)")
+                } else {
+                    format!("{given} (no chain head yet to check it against)")
+                },
             ),
         );
     }
@@ -155,6 +159,7 @@ fn signer(r: &Report) -> String {
         (None, Some(h)) if h.public_key.is_some() => {
             "the head names a key that is not one (see the chain head below), not checked".into()
         }
+        (None, None) => "none yet: nothing is sealed, so there is no chain head".into(),
         (None, _) => "none: the chain head is not signed".into(),
     }
 }
@@ -511,6 +516,13 @@ pub fn verify_text(r: &Report) -> String {
             ),
         };
         format!("Verified: {}. {key}{unsealed}", v.verdict)
+    } else if v.nothing_sealed {
+        format!(
+            "NOT CHECKED: {}. No record of this store is under a chain entry yet, so there is \
+             no signed head to check the key given against; make the report again after the \
+             first seal.",
+            v.verdict
+        )
     } else if v.unchecked {
         // A file that could not be read proves nothing either way: no BROKEN.
         format!(

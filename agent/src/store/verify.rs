@@ -40,8 +40,9 @@ pub enum Fault {
     /// A file could not be read (no permission, an I/O error): nothing is proved either way.
     Unreadable,
     /// The store holds no chain at all (no manifest, no segment) where a signature was asked
-    /// for: nothing is signed. A store the agent has not sealed into yet reads so, and so does
-    /// one wiped whole; only who knows it held entries can tell them apart.
+    /// for: nothing is signed, so nothing is proved either way. A store the agent has not
+    /// sealed into yet reads so, and so does one wiped whole; only who knows it held entries
+    /// can tell them apart (the agent, from its state directory: `XA-CHAIN-BROKEN`).
     Empty,
 }
 
@@ -658,7 +659,12 @@ fn check_head(
         if key.is_some() {
             return Err(Broken {
                 fault: Fault::Empty,
-                ..broken("the store is empty: nothing is signed".into())
+                ..broken(
+                    "nothing is sealed yet, so nothing is signed: the chain and its signed head \
+                     begin at the first seal (within --seal-interval of the first record, or at \
+                     the agent's stop)"
+                        .into(),
+                )
             });
         }
         return Ok(());
