@@ -721,6 +721,18 @@ fn check_warns_of_rules_that_match_everything() {
         }
         assert!(out.contains(&format!("{}: ok", list.display())), "{out}");
     }
+    // A 0-byte file, which an agent whose copy held rules does not apply, is said so.
+    std::fs::write(&list, "").expect("empty the list");
+    let o = run(&["blocklist", "check", s(&list)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out} {}", stderr(&o));
+    assert!(
+        out.contains(&format!(
+            "{}: warning: the file is empty (0 bytes)",
+            list.display()
+        )),
+        "{out}"
+    );
 }
 
 /// `sql --memory-limit` bounds the engine: a statement that needs more fails with the

@@ -29,6 +29,9 @@ pub struct FileCheck {
     pub result: Result<(LineStats, CompileStats), Vec<Diagnostic>>,
     /// Rules of a good file that match everything of their kind, in line order.
     pub sweeping: Vec<Sweeping>,
+    /// Whether the file is 0 bytes: an agent whose copy of it held rules keeps that copy in
+    /// force rather than apply it (a file cut to nothing by a failed write).
+    pub empty: bool,
 }
 
 /// A good rule that matches everything of its kind (`0.0.0.0/0`, `::/0`, a whole top-level
@@ -93,7 +96,8 @@ impl Sweeping {
             })
             .map(|n| Sweeping {
                 line: n.line,
-                what: "holds the IPv6 link-local prefix (fe80::/64) or the link multicast \
+                what: "covers the IPv6 link-local prefix in use (fe80::/64, the part of \
+                       fe80::/10 that hosts use) or the link multicast \
                        groups of neighbour discovery (ff02::1, ff02::2, ff02::1:ff00:0/104): on \
                        a blocklist it drops neighbour discovery and router advertisements, \
                        which cuts IPv6 on the link; block routed ranges only",
@@ -121,6 +125,7 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
     let mut parsed = Vec::new();
     let mut checks = Vec::new();
     for (i, path) in paths.iter().enumerate() {
+        let mut empty = false;
         let r = read_input(path, TABLE_MAX)
             .map_err(|e| {
                 vec![Diagnostic {
@@ -130,6 +135,7 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
                 }]
             })
             .and_then(|b| {
+                empty = b.is_empty();
                 ParsedList::parse(&b, &CHECK_KEY).map_err(|bad| Diagnostic::bad_lines(path, bad))
             });
         let mut sweeping = Vec::new();
@@ -144,6 +150,7 @@ pub fn check_files(paths: &[PathBuf]) -> (Vec<FileCheck>, CompileStats) {
             path: path.clone(),
             result,
             sweeping,
+            empty,
         });
     }
     let total = compile_standalone(parsed.iter().map(|(i, p)| (*i, p)));

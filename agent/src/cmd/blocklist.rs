@@ -106,6 +106,15 @@ pub fn report(files: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool> 
                 for w in &c.sweeping {
                     writeln!(out, "{path}:{}: warning: {}", w.line, w.what)?;
                 }
+                if c.empty {
+                    writeln!(
+                        out,
+                        "{path}: warning: the file is empty (0 bytes): an agent whose copy of it \
+                         held rules keeps that copy in force and does not apply this one (a file \
+                         cut to nothing by a failed write); to empty a list on purpose, leave a \
+                         comment line in it"
+                    )?;
+                }
                 writeln!(out, "{path}: ok")?;
                 write_summary(out, Some(lines), stats)?;
             }

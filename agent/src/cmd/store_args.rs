@@ -336,7 +336,15 @@ impl FilterArgs {
             ignore_index: false,
         };
         if let (Some(s), Some(u)) = (f.since_ns, f.until_ns) {
-            anyhow::ensure!(s < u, "--since must be before --until");
+            // The resolved times, and how spans count: `--since 2h --until 3h` reads as a
+            // window that ends before it begins.
+            anyhow::ensure!(
+                s < u,
+                "--since must be before --until ({} is not before {}; a span counts back from \
+                 now: the larger one is the earlier time, as in --since 3h --until 2h)",
+                crate::record::rfc3339_ns(s),
+                crate::record::rfc3339_ns(u)
+            );
         }
         Ok(f)
     }

@@ -77,8 +77,9 @@ pub enum PinError {
     NotBpffs(PathBuf),
     /// Another agent (or `detach`) holds the instance.
     #[error(
-        "instance {instance:?} ({path}) is in use by another xdp-audit process; two agents on \
-         different interfaces need different --instance names"
+        "instance {instance:?} ({path}) is in use by another xdp-audit process (its agent, or a \
+         detach): to detach it, stop that agent first (SIGTERM; `xdp-audit status` names its \
+         pid); a second agent, on other interfaces, needs another --instance name"
     )]
     Busy {
         /// The instance.

@@ -26,7 +26,8 @@ pub enum Format {
     Table,
     /// One JSON object per line, every field.
     Jsonl,
-    /// RFC 4180 CSV with a header line, every field.
+    /// RFC 4180 CSV with a header line, every field but `verdict` (`drop` exactly when
+    /// `dropped` is above 0).
     Csv,
 }
 
