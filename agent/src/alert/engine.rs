@@ -544,6 +544,12 @@ impl Engine {
                          not enforced until it loads: {reason}"
                     ),
                 };
+                // Another problem than the active alert names (the file was fixed, then
+                // broken otherwise within the window): that alert is resolved, its count
+                // final, and this one raised, so status, the webhook and the store say what
+                // is wrong now, not what was.
+                let stale = |a: &Alert| !a.text.ends_with(reason.as_str());
+                self.resolve_if(AlertId::ListRejected, file(&f), stale, out);
                 self.touch(
                     AlertId::ListRejected,
                     file(&f),
@@ -705,6 +711,24 @@ impl Engine {
             self.active.insert(key, active);
         }
         self.resolve_all(done, out);
+    }
+
+    /// Resolves the active alert `(id, subject)` now if `stale` says so of it (no traffic
+    /// alert: those hold slots against their limits).
+    fn resolve_if(
+        &mut self,
+        id: AlertId,
+        subject: SubjectRef<'_>,
+        stale: impl FnOnce(&Alert) -> bool,
+        out: &mut Vec<Alert>,
+    ) {
+        debug_assert!(!id.is_traffic());
+        let key = Lookup(id, subject);
+        if self.active.get(&key).is_some_and(|a| stale(&a.alert)) {
+            if let Some(a) = self.active.shift_remove(&key) {
+                self.resolve_all(vec![a.alert], out);
+            }
+        }
     }
 
     /// Frees the slot an active alert held against its limit.

@@ -620,3 +620,38 @@ fn a_rejected_list_stays_alerted_while_the_file_stays_bad() {
         "file rejected, still as last read: a.list:1: bad"
     );
 }
+
+/// A file fixed and then broken otherwise within the window: the active alert named the old
+/// problem; it is resolved (its count final) and one naming the new problem raised. The same
+/// problem again only counts.
+#[test]
+fn a_list_broken_otherwise_is_alerted_with_its_new_problem() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let rejected = |reason: &str| Event::ListRejected {
+        file: "a.list".into(),
+        reason: reason.into(),
+        kept: ListKept::LastGood,
+    };
+    e.event(rejected("a.list:5: host bits set"), S, &mut out);
+    e.event(rejected("a.list:5: host bits set"), 2 * S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Raised)]);
+    out.clear();
+    e.event(rejected("a.list: is empty (0 bytes)"), 3 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [
+            (AlertId::ListRejected, AlertState::Resolved),
+            (AlertId::ListRejected, AlertState::Raised)
+        ]
+    );
+    assert!(out[0].text.ends_with("a.list:5: host bits set") && out[0].count == 2);
+    assert!(
+        out[1].text.ends_with("a.list: is empty (0 bytes)"),
+        "{}",
+        out[1].text
+    );
+    let active = e.status().active;
+    assert_eq!(active.len(), 1);
+    assert!(active[0].text.ends_with("is empty (0 bytes)"));
+}
