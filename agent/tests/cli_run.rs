@@ -314,6 +314,56 @@ fn a_config_file_supplies_the_settings_and_the_command_line_wins() {
     assert_error(&o, &["--retention-days", "90"]);
 }
 
+/// The commands that read the store (and `status`, the state) take their directories from
+/// the agent's config file, by `--config` or `XDP_AUDIT_CONFIG`, as `run` does; a flag wins.
+/// They took only the flags and their defaults, so an operator had to repeat the config's
+/// directories on every command (and `status` blamed a stopped agent).
+#[test]
+fn the_store_commands_take_their_directories_from_the_config_file() {
+    let d = TempDir::new("config-tools");
+    let (log, state) = (d.path().join("log"), d.path().join("state"));
+    store_common::empty_store(&log);
+    let cfg = d.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!("iface = [\"eth9\"]\nlog-dir = {log:?}\nstate-dir = {state:?}\n"),
+    )
+    .expect("write config");
+    let accesses = || {
+        std::fs::read_to_string(log.join("operator.log")).map_or(0, |t| {
+            t.lines().filter(|l| l.contains("\"access\"")).count()
+        })
+    };
+    let o = run(&["query", "--config", s(&cfg), "--count"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+    assert_eq!(
+        accesses(),
+        1,
+        "the query was recorded in the config's store"
+    );
+    let o = Command::new(BIN)
+        .env("XDP_AUDIT_CONFIG", &cfg)
+        .arg("verify")
+        .output()
+        .expect("spawn xdp-audit");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok:"));
+    // A flag wins over the file.
+    let other = d.path().join("other");
+    let o = run(&[
+        "query",
+        "--config",
+        s(&cfg),
+        "--log-dir",
+        s(&other),
+        "--count",
+    ]);
+    assert_error(&o, &[s(&other)]);
+    let o = run(&["status", "--config", s(&cfg)]);
+    assert_error(&o, &[s(&state)]);
+}
+
 #[test]
 fn a_signing_key_others_can_read_is_refused_with_the_chmod_to_run() {
     use std::os::unix::fs::PermissionsExt;

@@ -1,13 +1,13 @@
 //! `xdp-audit compliance`: the self-check for inspections.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, FromArgMatches};
+use clap::Args;
 
-use super::run::{RunArgs, DEFAULT_STATE_DIR};
+use super::run::DEFAULT_STATE_DIR;
 use super::store_args::{readable_store, DEFAULT_LOG_DIR};
 use crate::compliance::{self, system, Configured, Inputs, Verdict};
 use crate::store::access::{self, AccessInfo};
@@ -64,24 +64,11 @@ pub struct ComplianceArgs {
     pub json: bool,
 }
 
-/// The agent's settings from its config file, read as `run` reads them.
-fn run_settings(path: &Path) -> anyhow::Result<RunArgs> {
-    let text = crate::store::fsutil::read_input_text(path, crate::store::fsutil::CONFIG_MAX)
-        .with_context(|| format!("--config {}: cannot read", path.display()))?;
-    // Interfaces are what the agent needs, not what this check reads.
-    let cmd = RunArgs::augment_args(clap::Command::new("run"))
-        .mut_arg("ifaces", |a| a.required(false))
-        .no_binary_name(true);
-    let args = crate::config::to_args(path, &text, &cmd)?;
-    let m = cmd
-        .try_get_matches_from(args)
-        .with_context(|| format!("--config {}", path.display()))?;
-    Ok(RunArgs::from_arg_matches(&m)?)
-}
-
 /// Runs `xdp-audit compliance`.
 pub fn main(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
-    let run = args.config.as_deref().map(run_settings).transpose()?;
+    let run = (args.config.as_deref())
+        .map(super::store_args::run_settings)
+        .transpose()?;
     let log_dir = args
         .log_dir
         .or_else(|| run.as_ref().map(|r| r.store.dir.log_dir.clone()))

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sha2::Digest;
 
-use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
+use super::store_args::{progress_line, readable_store, FilterArgs, StoreDirArgs};
 use crate::record::FlowRecord;
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter};
@@ -56,7 +56,7 @@ Examples:
 pub struct ExportArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// What to select; --since and --until are required.
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -342,7 +342,8 @@ impl ExportFile {
 }
 
 /// Runs `xdp-audit export`.
-pub fn main(args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub fn main(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
+    args.dir.resolve()?;
     anyhow::ensure!(
         args.filter.since.is_some() && args.filter.until.is_some(),
         "export needs both --since and --until (a hand-over names its window)"

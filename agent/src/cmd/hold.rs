@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::store_args::{readable_store, LogDirArgs};
+use super::store_args::{readable_store, StoreDirArgs};
 use crate::record::rfc3339_s;
 use crate::store::access;
 use crate::store::hold::{self, Hold};
@@ -54,7 +54,7 @@ pub enum HoldCommand {
 pub struct AddArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// Start of the held window: RFC 3339 or a span ago.
     #[arg(long, value_name = "TIME")]
     pub since: String,
@@ -71,7 +71,7 @@ pub struct AddArgs {
 pub struct ListArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// Show released holds too.
     #[arg(long)]
     pub all: bool,
@@ -89,7 +89,7 @@ fn parse_hold_id(s: &str) -> Result<u64, String> {
 pub struct ReleaseArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// The hold's id, as `hold list` shows it.
     #[arg(value_name = "ID", value_parser = parse_hold_id)]
     pub id: u64,
@@ -102,9 +102,16 @@ pub struct ReleaseArgs {
 pub fn main(args: HoldArgs) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now_ns();
     match args.command {
-        HoldCommand::Add(a) => add(a, now),
-        HoldCommand::List(a) => list(a),
-        HoldCommand::Release(a) => {
+        HoldCommand::Add(mut a) => {
+            a.dir.resolve()?;
+            add(a, now)
+        }
+        HoldCommand::List(mut a) => {
+            a.dir.resolve()?;
+            list(a)
+        }
+        HoldCommand::Release(mut a) => {
+            a.dir.resolve()?;
             let dir = &a.dir.log_dir;
             readable_store(dir)?;
             let line = hold::release(dir, Who::current(), now, a.id, &a.reason)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::interrupt;
-use super::store_args::{progress_line, readable_store, FilterArgs, LogDirArgs};
+use super::store_args::{progress_line, readable_store, FilterArgs, StoreDirArgs};
 use crate::store::access::{self, AccessInfo};
 use crate::store::export::{Format, RecordWriter, Table};
 use crate::store::query::{self, default_threads, scan, QueryError, ScanStats};
@@ -68,7 +68,7 @@ Examples:
 pub struct QueryArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// What to select.
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -81,7 +81,8 @@ pub struct QueryArgs {
 }
 
 /// Runs `xdp-audit query`.
-pub fn main(args: QueryArgs) -> anyhow::Result<ExitCode> {
+pub fn main(mut args: QueryArgs) -> anyhow::Result<ExitCode> {
+    args.dir.resolve()?;
     let now = SystemClock.now_ns();
     let filter = args.filter.to_filter(now)?;
     readable_store(&args.dir.log_dir)?;

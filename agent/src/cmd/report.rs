@@ -8,7 +8,7 @@ use anyhow::Context;
 use sha2::Digest;
 
 use super::export::{ExportFile, ExportFormat, PartialFile};
-use super::store_args::{readable_store, FilterArgs, LogDirArgs};
+use super::store_args::{readable_store, FilterArgs, StoreDirArgs};
 use crate::report::{self, Attachment, Inputs, Report};
 use crate::store::access::{self, filter_text, AccessInfo, Who};
 use crate::store::fsutil::hex;
@@ -70,7 +70,7 @@ Examples:
 pub struct ReportArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// What to select; --since and --until are required.
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -108,7 +108,8 @@ pub fn attachment_path(out: &Path, format: ExportFormat) -> PathBuf {
 }
 
 /// Runs `xdp-audit report`.
-pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn main(mut args: ReportArgs) -> anyhow::Result<ExitCode> {
+    args.dir.resolve()?;
     anyhow::ensure!(
         args.filter.since.is_some() && args.filter.until.is_some(),
         "report needs both --since and --until (a report names its window)"

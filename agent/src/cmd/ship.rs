@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::store_args::{readable_store, LogDirArgs};
+use super::store_args::{readable_store, StoreDirArgs};
 use crate::ship::config::ShipArgs;
 use crate::ship::{ship_once, ShipOptions, Shipper};
 
@@ -32,7 +32,7 @@ Examples:
 pub struct ShipCmdArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// The bucket: --ship (required here), --ship-endpoint, --ship-region, --ship-credentials,
     /// --gateway-id.
     #[command(flatten)]
@@ -43,7 +43,8 @@ pub struct ShipCmdArgs {
 }
 
 /// Runs `xdp-audit ship`.
-pub fn main(args: ShipCmdArgs) -> anyhow::Result<ExitCode> {
+pub fn main(mut args: ShipCmdArgs) -> anyhow::Result<ExitCode> {
+    args.dir.resolve()?;
     let dir = &args.dir.log_dir;
     readable_store(dir)?;
     let cfg = args

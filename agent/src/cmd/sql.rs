@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::export::{Hashing, PartialFile};
-use super::store_args::{readable_store, LogDirArgs};
+use super::store_args::{readable_store, StoreDirArgs};
 use crate::ship::config::{ShipArgs, ShipConfig};
 use crate::sql::{remote, Session, SqlError, Summary};
 use crate::store::access::{self, AccessInfo};
@@ -73,7 +73,7 @@ pub struct SqlArgs {
     pub statement: String,
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// Output format: `table` (every column of the answer, aligned, in tables of 10,000 rows
     /// printed as they come), `csv` (with a header line of the answer's column names) or `jsonl` (one JSON
     /// object per row).
@@ -122,7 +122,8 @@ impl SqlArgs {
 }
 
 /// Runs `xdp-audit sql`.
-pub fn main(args: SqlArgs) -> anyhow::Result<ExitCode> {
+pub fn main(mut args: SqlArgs) -> anyhow::Result<ExitCode> {
+    args.dir.resolve()?;
     let remote = args.remote()?;
     let local_store = match &remote {
         None => readable_store(&args.dir.log_dir).map(|()| true)?,

@@ -27,9 +27,13 @@ use crate::status::Snapshot;
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct StatusArgs {
-    /// The agent's state directory (`xdp-audit run --state-dir`).
-    #[arg(long, value_name = "DIR", default_value = crate::cmd::run::DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    /// The agent's state directory (`xdp-audit run --state-dir`) [default: the --config
+    /// file's state-dir, else /run/xdp-audit]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The agent's config file (`run --config`): its state-dir is the one read here
+    #[arg(long, env = crate::config::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print the snapshot as JSON.
     #[arg(long)]
     pub json: bool,
@@ -108,8 +112,13 @@ fn age_of(s: &Snapshot, dir: &std::path::Path) -> anyhow::Result<Option<Duration
 
 /// Prints the snapshot.
 pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let s = Snapshot::read(&args.state_dir)?;
-    let age = age_of(&s, &args.state_dir)?;
+    let dir = match (&args.state_dir, &args.config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => super::store_args::run_settings(c)?.state_dir,
+        (None, None) => crate::cmd::run::DEFAULT_STATE_DIR.into(),
+    };
+    let s = Snapshot::read(&dir)?;
+    let age = age_of(&s, &dir)?;
     let state = AgentState::of(&s, age, args.stale_after);
     super::verdict(state.exit(), print(&args, &s, age, state))
 }

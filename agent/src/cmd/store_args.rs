@@ -23,6 +23,54 @@ pub struct LogDirArgs {
     pub log_dir: PathBuf,
 }
 
+/// Where the audit store lives, for the commands that read it: `--log-dir`, else the
+/// `log-dir` of the agent's config file (`--config`, as `run` takes it), else the default.
+/// Call [`StoreDirArgs::resolve`] before reading `log_dir`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreDirArgs {
+    /// Directory of the audit store (journals, segments, manifest) [default: the --config
+    /// file's log-dir, else /var/lib/xdp-audit]
+    #[arg(long = "log-dir", env = "XDP_AUDIT_LOG_DIR", value_name = "DIR")]
+    given: Option<PathBuf>,
+    /// The agent's config file (`run --config`): its log-dir is this command's store
+    #[arg(long, env = crate::config::CONFIG_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The store's directory, once resolved.
+    #[arg(skip)]
+    pub log_dir: PathBuf,
+}
+
+impl StoreDirArgs {
+    /// Settles `log_dir`: `--log-dir` (or XDP_AUDIT_LOG_DIR), else the config file's, else
+    /// [`DEFAULT_LOG_DIR`].
+    pub fn resolve(&mut self) -> anyhow::Result<()> {
+        let from_config = match (&self.given, &self.config) {
+            (None, Some(path)) => Some(run_settings(path)?.store.dir.log_dir),
+            _ => None,
+        };
+        self.log_dir = (self.given.clone())
+            .or(from_config)
+            .unwrap_or_else(|| DEFAULT_LOG_DIR.into());
+        Ok(())
+    }
+}
+
+/// The agent's settings from its config file, read as `run` reads them (its interfaces not
+/// required: the commands that read it want its directories and retention).
+pub fn run_settings(path: &Path) -> anyhow::Result<crate::cmd::run::RunArgs> {
+    use clap::{Args as _, FromArgMatches as _};
+    let text = crate::store::fsutil::read_input_text(path, crate::store::fsutil::CONFIG_MAX)
+        .with_context(|| format!("--config {}: cannot read", path.display()))?;
+    let cmd = crate::cmd::run::RunArgs::augment_args(clap::Command::new("run"))
+        .mut_arg("ifaces", |a| a.required(false))
+        .no_binary_name(true);
+    let args = crate::config::to_args(path, &text, &cmd)?;
+    let m = cmd
+        .try_get_matches_from(args)
+        .with_context(|| format!("--config {}", path.display()))?;
+    Ok(crate::cmd::run::RunArgs::from_arg_matches(&m)?)
+}
+
 /// Checks that the store directory can be read and is a store. The commands that read a store
 /// call it first: a store that cannot be read is the command line's error, said alone, before
 /// any access line could be attempted (and warned about) for a read that never happened; and a

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::store_args::LogDirArgs;
+use super::store_args::StoreDirArgs;
 use crate::store::manifest::load_public_key;
 use crate::store::verify::{verify_with_progress, Fault};
 
@@ -58,7 +58,7 @@ Examples:
 pub struct VerifyArgs {
     /// Where the store lives.
     #[command(flatten)]
-    pub dir: LogDirArgs,
+    pub dir: StoreDirArgs,
     /// Require the chain head to be signed by this key (a file from `xdp-audit keygen`).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
@@ -74,7 +74,8 @@ pub struct VerifyArgs {
 }
 
 /// Runs `xdp-audit verify`.
-pub fn main(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn main(mut args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    args.dir.resolve()?;
     // Every error before a verdict (no store there, a key or a bucket that cannot be used)
     // exits 3, the store not checked: `BROKEN` alone exits 1, so `verify || alarm` never
     // takes a typo for tampering.
