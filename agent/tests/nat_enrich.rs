@@ -274,6 +274,25 @@ fn the_enrich_stage_joins_flows_and_records_unjoined_sessions_from_real_conntrac
         attr: Attribution::default(),
     };
     stage.write(&flow).expect("write the flow record");
+    // Its replies as the outside interface saw them (the gateway receives them there): the
+    // server to the outside tuple. They are the first client's download: its user and
+    // outside tuple (they had neither, so a lawful answer counted the upload alone).
+    let one = seen(b'1');
+    let gw = v4(lab::GW_WAN_V4);
+    let reply = FlowRecord {
+        iface: "wan0".into(),
+        ifindex: 3,
+        src_ip: v4(lab::SERVER_V4),
+        src_port: UDP_PORT,
+        dst_ip: gw,
+        dst_port: one.port(),
+        packets: 1,
+        bytes: 60,
+        resp_packets: 0,
+        resp_bytes: 0,
+        ..flow.clone()
+    };
+    stage.write(&reply).expect("write the reply record");
 
     // Conntrack destroys both sessions; only the unjoined one becomes a NAT record.
     sh(lab.cmd(&lab.gateway, "conntrack").args([
@@ -297,16 +316,20 @@ fn the_enrich_stage_joins_flows_and_records_unjoined_sessions_from_real_conntrac
     drop(running);
 
     let got = out.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let gw = v4(lab::GW_WAN_V4);
-    assert_eq!(got.len(), 2, "the flow record and one NAT record: {got:#?}");
-    let (joined, nat_rec) = (&got[0], &got[1]);
-    let one = seen(b'1');
-    assert_eq!(joined.attr.user.as_deref(), Some("alice"));
     assert_eq!(
-        (joined.attr.nat_ip, joined.attr.nat_port),
-        (Some(gw), Some(one.port())),
-        "the flow's outside tuple is the server's peer {one}"
+        got.len(),
+        3,
+        "the flow record, its replies' and one NAT record: {got:#?}"
     );
+    let (joined, replied, nat_rec) = (&got[0], &got[1], &got[2]);
+    for r in [joined, replied] {
+        assert_eq!(r.attr.user.as_deref(), Some("alice"), "{r:#?}");
+        assert_eq!(
+            (r.attr.nat_ip, r.attr.nat_port),
+            (Some(gw), Some(one.port())),
+            "the outside tuple is the server's peer {one}: {r:#?}"
+        );
+    }
     let two = seen(b'2');
     assert_eq!(nat_rec.end_reason, EndReason::Nat);
     assert_eq!((nat_rec.src_ip, nat_rec.src_port), (v4(CLIENT2_V4), 43000));

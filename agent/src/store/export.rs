@@ -331,12 +331,25 @@ fn nat_line(out: &mut Vec<u8>, r: &FlowRecord) {
     pad_right(out, at, 21);
     out.push(b' ');
     push_cell(out, r.attr.user.as_deref(), 16);
-    for (ip, port) in [(&r.src_ip, r.src_port), (&r.dst_ip, r.dst_port)] {
-        out.push(b' ');
-        let at = out.len();
-        push_tuple(out, ip, Some(port));
-        pad_right(out, at, 21);
+    // The replies to the outside tuple, seen on the outside interface: the remote is their
+    // source, and the inside tuple is on the flow's own line.
+    let reply = r.attr.nat_ip == Some(r.dst_ip) && r.attr.nat_port == Some(r.dst_port);
+    out.push(b' ');
+    let at = out.len();
+    if reply {
+        out.extend_from_slice(b"(replies)");
+    } else {
+        push_tuple(out, &r.src_ip, Some(r.src_port));
     }
+    pad_right(out, at, 21);
+    out.push(b' ');
+    let at = out.len();
+    if reply {
+        push_tuple(out, &r.src_ip, Some(r.src_port));
+    } else {
+        push_tuple(out, &r.dst_ip, Some(r.dst_port));
+    }
+    pad_right(out, at, 21);
     out.push(b' ');
     let at = out.len();
     push_proto(out, r.proto);

@@ -19,6 +19,7 @@
 //! conntrack session that ended without any flow record joining it.
 
 pub mod carry;
+mod nat;
 mod payload;
 pub mod status;
 #[cfg(test)]
@@ -43,7 +44,7 @@ use crate::enrich::names::dns::Question;
 use crate::enrich::names::dns_tcp::DnsTcpStream;
 use crate::enrich::names::flow::FlowNames;
 use crate::enrich::names::{self, FailureCounts, FlowName};
-use crate::enrich::nat::{InsideKey, NatSession, NatTable};
+use crate::enrich::nat::NatTable;
 use crate::enrich::subscribers::SubscriberTable;
 use crate::record::{Attribution, EndReason, FlowRecord, Mac};
 use crate::sink::{RecordSink, SinkError};
@@ -298,8 +299,8 @@ impl EnrichStage {
         // early and overlapped, the texts copied last. The DNS pair first, read after the
         // identity; its name's text, the user's and the host name's load during the NAT join.
         self.dns.prefetch(r.src_ip, r.dst_ip);
-        let id = self.join(t).identity(r.src_ip, Some(r.src_mac), t);
-        let dns = (self.dns.lookup(r.src_ip, r.dst_ip, id.names_since, t)).map(|(n, _)| n);
+        let mut id = self.join(t).identity(r.src_ip, Some(r.src_mac), t);
+        let mut dns = (self.dns.lookup(r.src_ip, r.dst_ip, id.names_since, t)).map(|(n, _)| n);
         if let Some(n) = dns {
             n.prefetch();
         }
@@ -307,7 +308,25 @@ impl EnrichStage {
         for text in [account, id.hostname].into_iter().flatten() {
             crate::enrich::prefetch::line(text.as_ptr());
         }
-        let outside = self.nat_join(r, t);
+        let mut outside = self.nat_join(r, t);
+        // A flow whose first packet here came from the remote side to the NAT's outside
+        // tuple (the replies, on the outside interface: the gateway receives them there)
+        // is the inside client's download: attributed to that client (user, host name, its
+        // name for the remote) with the outside tuple, so "who had this outside port at T"
+        // and a user's answer count both directions, not the upload alone.
+        if outside.is_none() {
+            let reply = self.inside_of(r.proto, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port), t);
+            if let Some((client, _)) = reply {
+                id = self.join(t).identity(client, None, t);
+                dns = (self.dns.lookup(client, r.src_ip, id.names_since, t)).map(|(n, _)| n);
+                outside = Some(crate::enrich::nat::OutsideKey {
+                    proto: r.proto,
+                    addr: r.dst_ip,
+                    port: r.dst_port,
+                });
+            }
+        }
+        let account = id.subscriber.map(|(s, _)| &*s.account);
         set_text(&mut attr.user, account);
         set_text(&mut attr.hostname, id.hostname);
         attr.nat_ip = outside.as_ref().map(|o| o.addr);
@@ -389,52 +408,6 @@ impl EnrichStage {
         Some(index)
     }
 
-    /// The outside tuple of the NAT session `r`'s flow went through at `t_ns`; the session
-    /// is marked joined (it needs no `nat` record of its own).
-    fn nat_join(&self, r: &FlowRecord, t_ns: i64) -> Option<crate::enrich::nat::OutsideKey> {
-        let nat = self.inputs.nat.as_ref()?;
-        let key = InsideKey {
-            proto: r.proto,
-            src: r.src_ip,
-            src_port: r.src_port,
-            dst: r.dst_ip,
-            dst_port: r.dst_port,
-        };
-        let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
-        table.join(&key, t_ns)
-    }
-
-    /// The inside client (address and port) whose translated session the gateway's NAT
-    /// sent a reply from `remote` to `outside` through at `t_ns`; `None` without NAT
-    /// attribution or such a session.
-    fn inside_of(
-        &self,
-        proto: u8,
-        remote: (IpAddr, u16),
-        outside: (IpAddr, u16),
-        t_ns: i64,
-    ) -> Option<(IpAddr, u16)> {
-        let nat = self.inputs.nat.as_ref()?;
-        let key = crate::enrich::nat::OutsideKey {
-            proto,
-            addr: outside.0,
-            port: outside.1,
-        };
-        let table = nat.lock().unwrap_or_else(|p| p.into_inner());
-        // A session holding `t_ns` before one the slack lets in (heard of just after it).
-        let inside = table
-            .lookup_outside(&key, t_ns)
-            .filter(|s| {
-                let i = s.inside();
-                i.dst.to_canonical() == remote.0 && i.dst_port == remote.1
-            })
-            .min_by_key(|s| !s.window.contains(t_ns))
-            .map(|s| s.inside())
-            .filter(|i| (i.src, i.src_port) != outside)
-            .map(|i| (i.src.to_canonical(), i.src_port));
-        inside
-    }
-
     /// The sources a client's identity at `t_ns` is joined from.
     fn join(&self, t_ns: i64) -> identity::Attribution<'_> {
         let subscribers = self
@@ -499,78 +472,6 @@ impl EnrichStage {
             );
             self.status.dhcp.lease_reads += 1;
             self.status.dhcp.lease_lines_skipped += u64::from(read.skipped);
-        }
-    }
-
-    /// Writes NAT records for the translated sessions that ended before `ended_before_ns`
-    /// with no flow record joined, and lets expired sessions go.
-    fn write_nat_records(&mut self, ended_before_ns: i64, now_ns: i64) -> Result<(), SinkError> {
-        let Some(nat) = self.inputs.nat.clone() else {
-            return Ok(());
-        };
-        let sessions: Vec<NatSession> = {
-            let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
-            let taken = table
-                .take_closed(ended_before_ns)
-                .filter(|s| !s.joined && s.translated())
-                .collect();
-            table.expire(now_ns);
-            taken
-        };
-        for s in &sessions {
-            let record = self.nat_record(s);
-            self.status.nat.nat_records += 1;
-            self.inner.write(&record)?;
-        }
-        Ok(())
-    }
-
-    /// The record of a NAT session no flow record joined.
-    fn nat_record(&self, s: &NatSession) -> FlowRecord {
-        let o = &s.entry.orig;
-        let to = s.window.to.unwrap_or_else(|| self.now_ns());
-        let from = s.window.from.unwrap_or(to);
-        let inside = s.inside();
-        let (op, ob) = s
-            .entry
-            .counters_orig
-            .map_or((0, 0), |c| (c.packets, c.bytes));
-        let (rp, rb) = s
-            .entry
-            .counters_reply
-            .map_or((0, 0), |c| (c.packets, c.bytes));
-        let mut attr = self.identity(o.src, None, from);
-        let out = s.outside();
-        attr.nat_ip = Some(out.addr);
-        attr.nat_port = Some(out.port);
-        let since = self.bindings.at_and_handed_over(o.src, from).1;
-        if let Some((name, _)) = self.dns.lookup(o.src, o.dst, since, from) {
-            attr.domain = Some(name.as_str().to_owned());
-            attr.domain_source = Some(names::NameSource::Dns);
-        }
-        FlowRecord {
-            time_start_ns: from,
-            time_end_ns: to,
-            iface: String::new(),
-            ifindex: 0,
-            vlan: None,
-            vlan_inner: None,
-            src_mac: Mac::default(),
-            dst_mac: Mac::default(),
-            proto: o.proto,
-            src_ip: o.src,
-            src_port: inside.src_port,
-            dst_ip: o.dst,
-            dst_port: inside.dst_port,
-            packets: op + rp,
-            bytes: ob + rb,
-            resp_packets: rp,
-            resp_bytes: rb,
-            tcp_flags: 0,
-            dropped: 0,
-            rule: None,
-            end_reason: EndReason::Nat,
-            attr,
         }
     }
 

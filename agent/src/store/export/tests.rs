@@ -428,7 +428,11 @@ fn output_is_byte_identical_to_the_reference() {
 
 #[test]
 fn the_nat_table_is_byte_identical_to_the_reference() {
-    let records = records();
+    let mut records = records();
+    // A flow's replies seen on the outside: to the outside tuple, from the remote.
+    let mut reply = records[0].clone();
+    (reply.attr.nat_ip, reply.attr.nat_port) = (Some(reply.dst_ip), Some(reply.dst_port));
+    records.push(reply);
     let tuple = |ip: &IpAddr, port: Option<u16>| match (ip, port) {
         (IpAddr::V6(_), Some(p)) => format!("[{ip}]:{p}"),
         (_, Some(p)) => format!("{ip}:{p}"),
@@ -440,12 +444,20 @@ fn the_nat_table_is_byte_identical_to_the_reference() {
     );
     for r in &records {
         let a = &r.attr;
+        let (inside, remote) = if (a.nat_ip, a.nat_port) == (Some(r.dst_ip), Some(r.dst_port)) {
+            ("(replies)".to_owned(), tuple(&r.src_ip, Some(r.src_port)))
+        } else {
+            (
+                tuple(&r.src_ip, Some(r.src_port)),
+                tuple(&r.dst_ip, Some(r.dst_port)),
+            )
+        };
         want += &format!(
             "{:<21} {:<16} {:<21} {:<21} {:<6} {} {} {:<8} {:<16} {}\n",
             a.nat_ip.map_or("-".to_owned(), |ip| tuple(&ip, a.nat_port)),
             reference_cell(a.user.as_deref()),
-            tuple(&r.src_ip, Some(r.src_port)),
-            tuple(&r.dst_ip, Some(r.dst_port)),
+            inside,
+            remote,
             proto_name(r.proto).to_string(),
             reference_rfc3339_ns(r.time_start_ns),
             reference_rfc3339_ns(r.time_end_ns),
