@@ -21,6 +21,7 @@ mod table;
 use std::path::PathBuf;
 
 pub use listener::{ConntrackListener, ListenerConfig, ListenerCounters};
+pub use table::carry::SavedSession;
 pub use table::{
     Closed, DumpReason, InsideKey, Learned, NatSession, NatTable, NatUpdate, OutsideKey,
     TableConfig, TableStats,

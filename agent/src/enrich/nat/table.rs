@@ -15,6 +15,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
+pub mod carry;
+
 use super::index::{Hot, Index, NIL};
 use super::parse::{CtEntry, CtKind, CtMessage, CtStatus, CtTuple, L4};
 use crate::enrich::Validity;
@@ -81,6 +83,8 @@ pub enum Learned {
     Recovered,
     /// From a destroy event alone: its new event was lost and it died before a dump.
     DestroyOnly,
+    /// From the last agent's save: no flow record had joined it ([`carry`]).
+    Carried,
 }
 
 /// Why a session's window closed.
@@ -215,6 +219,8 @@ pub struct TableStats {
     pub evicted_unwritten: u64,
     /// New sessions refused because every slot held an open session.
     pub refused_full: u64,
+    /// Sessions the last agent saved that conntrack no longer held ([`carry`]).
+    pub carried: u64,
 }
 
 /// An input to the table, in the order the listener produced it.
@@ -300,6 +306,8 @@ pub struct NatTable {
     /// Sessions a flow record joined under the last agent ([`NatTable::expect_joined`]),
     /// by conntrack id and inside key: marked joined when this table learns them.
     joined_before: HashSet<(u32, InsideKey)>,
+    /// Whether the start's dump has ended: a carried session it did not list is gone.
+    start_dumped: bool,
 }
 
 impl NatTable {
@@ -317,6 +325,7 @@ impl NatTable {
             dump: None,
             stats: TableStats::default(),
             joined_before: HashSet::new(),
+            start_dumped: false,
         }
     }
 
@@ -504,6 +513,7 @@ impl NatTable {
         let Some(dump) = self.dump.take() else {
             return;
         };
+        self.start_dumped |= dump.reason == DumpReason::Start;
         let gone: Vec<u32> = self
             .live
             .values()

@@ -84,6 +84,10 @@ struct Carried {
     /// boot only (conntrack ids are the kernel's).
     #[serde(default)]
     nat_joined: Vec<(u32, u8, IpAddr, u16, IpAddr, u16)>,
+    /// Translated sessions no flow record had joined: a kill leaves flows unwritten whose
+    /// sessions conntrack may forget before the next agent's start dump. Within one boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nat_unjoined: Vec<crate::enrich::nat::SavedSession>,
     /// The lease files by the index a binding's `file` gives (none: the indexes stand as
     /// they are, as an older agent saved them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -621,13 +625,17 @@ impl EnrichStage {
         } else {
             Vec::new()
         };
-        let nat_joined = self.inputs.nat.as_ref().map_or_else(Vec::new, |nat| {
-            let table = nat.lock().unwrap_or_else(|p| p.into_inner());
-            table
-                .joined_sessions()
-                .map(|(id, k)| (id, k.proto, k.src, k.src_port, k.dst, k.dst_port))
-                .collect()
-        });
+        let (nat_joined, nat_unjoined) =
+            self.inputs
+                .nat
+                .as_ref()
+                .map_or_else(Default::default, |nat| {
+                    let table = nat.lock().unwrap_or_else(|p| p.into_inner());
+                    let joined = (table.joined_sessions())
+                        .map(|(id, k)| (id, k.proto, k.src, k.src_port, k.dst, k.dst_port))
+                        .collect();
+                    (joined, table.unjoined_sessions())
+                });
         Carried {
             format: FORMAT,
             written_ns: now_ns,
@@ -636,6 +644,7 @@ impl EnrichStage {
             bindings,
             flows,
             nat_joined,
+            nat_unjoined,
             lease_files: self.lease_files.clone(),
         }
     }
@@ -715,6 +724,7 @@ impl EnrichStage {
                 });
             let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
             table.expect_joined(joined);
+            table.restore_unjoined(c.nat_unjoined, now_ns);
         }
         let carried = if same_boot { c.flows } else { Vec::new() };
         for f in carried {
