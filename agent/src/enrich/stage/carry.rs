@@ -411,9 +411,9 @@ pub(super) struct Saver {
     dir: PathBuf,
     every_ns: i64,
     next_ns: i64,
-    /// What had changed at the last save (records, answers, bindings learned): the same
+    /// What had changed at the last save (records, answers, bindings, NAT sessions): the same
     /// means nothing to save.
-    last_mark: (u64, u64, u64),
+    last_mark: (u64, u64, u64, u64),
     tx: Option<SyncSender<Carried>>,
     thread: Option<JoinHandle<()>>,
     counts: Arc<Counts>,
@@ -528,12 +528,20 @@ impl EnrichStage {
         self.status.carry
     }
 
-    /// What changes when there is something new to save.
-    fn change_mark(&self) -> (u64, u64, u64) {
+    /// What changes when there is something new to save (a NAT session too: a kill may
+    /// leave its flow unwritten).
+    fn change_mark(&self) -> (u64, u64, u64, u64) {
+        let nat = self.inputs.nat.as_ref().map_or(0, |nat| {
+            nat.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stats()
+                .inserted
+        });
         (
             self.status.records,
             self.dns.stats().inserted,
             self.bindings.counters().observed + self.bindings.counters().ended,
+            nat,
         )
     }
 
