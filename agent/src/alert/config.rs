@@ -45,6 +45,11 @@ pub struct AlertConfig {
     /// alerts (losses, the store, lists, the chain) always get in.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub alert_max_active: u32,
+    /// XA-BLOCK-FIRST alerts of one rule tracked at once: a spoofed flood to one blocked
+    /// address raises one per source (each a line of alerts.jsonl in the store); clients
+    /// beyond are counted in the rule's alert with no client.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub alert_max_per_rule: u32,
 }
 
 impl Default for AlertConfig {

@@ -20,6 +20,7 @@ use indexmap::{Equivalent, IndexMap};
 use super::{Alert, AlertConfig, AlertId, AlertState, AlertStatus, Event, Hit, ListKept, Subject};
 
 mod gauges;
+mod limits;
 mod store;
 mod sweep;
 pub use gauges::Gauges;
@@ -46,7 +47,17 @@ struct SubjectRef<'a> {
     interface: Option<&'a str>,
 }
 
-impl SubjectRef<'_> {
+impl<'a> SubjectRef<'a> {
+    fn of(s: &'a Subject) -> Self {
+        Self {
+            client: s.client,
+            user: s.user.as_deref(),
+            rule: s.rule.as_deref(),
+            file: s.file.as_deref(),
+            interface: s.interface.as_deref(),
+        }
+    }
+
     fn owned(self) -> Subject {
         Subject {
             client: self.client,
@@ -130,6 +141,11 @@ pub struct Engine {
     traffic_active: [usize; 2],
     /// Active overflow alerts ([`Engine::overflow`]).
     overflow_active: usize,
+    /// The limit on active first-hit alerts of one rule: a spoofed flood to one blocked
+    /// address raises one per source, each a line of `alerts.jsonl` in the store.
+    max_per_rule: usize,
+    /// Active first-hit alerts with a client or user, per rule.
+    rule_active: HashMap<String, usize, RandomState>,
     active: IndexMap<(AlertId, Subject), Active, RandomState>,
     /// Per client: the start of its burst window (monotonic) and its blocked records in it.
     bursts: HashMap<IpAddr, (i64, u64), RandomState>,
@@ -159,6 +175,8 @@ impl Engine {
             max_active: cfg.alert_max_active as usize,
             traffic_active: [0; 2],
             overflow_active: 0,
+            max_per_rule: cfg.alert_max_per_rule as usize,
+            rule_active: HashMap::default(),
             active: IndexMap::default(),
             bursts: HashMap::default(),
             bursts_thinned_ns: i64::MIN,
@@ -171,74 +189,6 @@ impl Engine {
         }
     }
 
-    /// Raises the alert `(id, subject)` or adds `n` to the active one.
-    #[allow(clippy::too_many_arguments)]
-    fn touch(
-        &mut self,
-        id: AlertId,
-        subject: SubjectRef<'_>,
-        text: impl FnOnce() -> String,
-        n: u64,
-        hold_ns: i64,
-        now: Now,
-        out: &mut Vec<Alert>,
-    ) {
-        if self.bump(id, subject, n, now) {
-            return;
-        }
-        if id.is_traffic() {
-            let active = &mut self.traffic_active[Self::traffic_slot(id)];
-            if *active >= self.max_active {
-                self.suppressed += 1;
-                self.overflow(id, subject.rule, n, hold_ns, now, out);
-                return;
-            }
-            *active += 1;
-        }
-        self.raise(id, subject.owned(), text(), n, hold_ns, now, out);
-    }
-
-    /// A traffic condition the active-alert limit keeps out is still said, in one alert per
-    /// (id, rule) with no client that counts the blocked records of every client kept out: a
-    /// flood of spoofed sources fills the limit with its own alerts, but a real host blocked
-    /// by another rule during it still shows. Bounded by [`MAX_OVERFLOW`]; past it, only
-    /// `suppressed` counts.
-    #[allow(clippy::too_many_arguments)]
-    fn overflow(
-        &mut self,
-        id: AlertId,
-        rule: Option<&str>,
-        n: u64,
-        hold_ns: i64,
-        now: Now,
-        out: &mut Vec<Alert>,
-    ) {
-        let subject = SubjectRef {
-            rule,
-            ..SubjectRef::default()
-        };
-        if self.bump(id, subject, n, now) {
-            return;
-        }
-        if self.overflow_active >= MAX_OVERFLOW {
-            return;
-        }
-        self.overflow_active += 1;
-        let limit = self.max_active;
-        let text = match (id, rule) {
-            (AlertId::BlockBurst, _) => format!(
-                "blocked records of clients over the burst threshold while {limit} burst alerts are active (--alert-max-active): counted here, not alerted one by one"
-            ),
-            (_, Some(r)) => format!(
-                "blocked records of clients blocked by {r} while {limit} first-hit alerts are active (--alert-max-active): counted here, not alerted one by one"
-            ),
-            (_, None) => format!(
-                "blocked records of clients blocked while {limit} first-hit alerts are active (--alert-max-active): counted here, not alerted one by one"
-            ),
-        };
-        self.raise(id, subject.owned(), text, n, hold_ns, now, out);
-    }
-
     /// Adds `n` to the active alert `(id, subject)`, if there is one.
     fn bump(&mut self, id: AlertId, subject: SubjectRef<'_>, n: u64, now: Now) -> bool {
         let Some(a) = self.active.get_mut(&Lookup(id, subject)) else {
@@ -248,16 +198,6 @@ impl Engine {
         a.alert.last_ns = now.wall;
         a.last_mono = now.mono;
         true
-    }
-
-    /// Which of `traffic_active` counts the traffic alert `id`.
-    fn traffic_slot(id: AlertId) -> usize {
-        usize::from(id == AlertId::BlockBurst)
-    }
-
-    /// Whether the active alert `(id, s)` is an [`Engine::overflow`] one.
-    fn is_overflow(id: AlertId, s: &Subject) -> bool {
-        id.is_traffic() && s.client.is_none() && s.user.is_none()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -653,11 +593,15 @@ impl Engine {
     pub fn tick(&mut self, now: impl Into<Now>, out: &mut Vec<Alert>) {
         let now = now.into();
         let mut done = Vec::new();
-        let (traffic, overflow) = (&mut self.traffic_active, &mut self.overflow_active);
+        let mut slots = limits::Slots {
+            traffic: &mut self.traffic_active,
+            overflow: &mut self.overflow_active,
+            rules: &mut self.rule_active,
+        };
         self.active.retain(|(id, subject), a| {
             let quiet = now.mono - a.last_mono >= a.hold_ns;
             if quiet {
-                Self::release(traffic, overflow, *id, subject);
+                slots.release(*id, subject);
                 done.push(a.alert.clone());
             }
             !quiet
@@ -682,23 +626,12 @@ impl Engine {
             if alert.state != AlertState::Raised || self.active.contains_key(&key) {
                 continue;
             }
-            let overflow = Self::is_overflow(alert.id, &alert.subject);
-            let room = if overflow {
-                self.overflow_active < MAX_OVERFLOW
-            } else if alert.id.is_traffic() {
-                self.traffic_active[Self::traffic_slot(alert.id)] < self.max_active
-            } else {
-                true
-            };
+            let room = self.room(alert.id, SubjectRef::of(&alert.subject));
             if !room || matches!(alert.id, AlertId::AgentCrashed | AlertId::ListStale) {
                 done.push(alert);
                 continue;
             }
-            if overflow {
-                self.overflow_active += 1;
-            } else if alert.id.is_traffic() {
-                self.traffic_active[Self::traffic_slot(alert.id)] += 1;
-            }
+            self.take_slot(alert.id, SubjectRef::of(&alert.subject));
             let hold_ns = match alert.id {
                 AlertId::ChainBroken | AlertId::StoreUnreadable => self.chain_hold_ns,
                 _ => self.window_ns,
@@ -728,15 +661,6 @@ impl Engine {
             if let Some(a) = self.active.shift_remove(&key) {
                 self.resolve_all(vec![a.alert], out);
             }
-        }
-    }
-
-    /// Frees the slot an active alert held against its limit.
-    fn release(traffic: &mut [usize; 2], overflow: &mut usize, id: AlertId, s: &Subject) {
-        if Self::is_overflow(id, s) {
-            *overflow -= 1;
-        } else if id.is_traffic() {
-            traffic[Self::traffic_slot(id)] -= 1;
         }
     }
 

@@ -550,6 +550,7 @@ fn an_unaudited_interface_is_one_alert_until_audited_again() {
 }
 
 mod gauges;
+mod limits;
 mod store;
 
 /// A rejected list file's alert says what of it is in force: its last good version, the
