@@ -29,6 +29,7 @@ use foldhash::fast::RandomState;
 
 use super::dns::DnsMessage;
 use super::DomainName;
+use crate::record::Mac;
 
 /// How long after its question an answer is taken (a resolver's retries included).
 pub const ANSWER_WINDOW_NS: i64 = 30 * 1_000_000_000;
@@ -64,6 +65,8 @@ struct Question {
     name: DomainName,
     qtype: u16,
     asked_ns: i64,
+    /// The Ethernet source of the query's frame: the asking device.
+    mac: Option<Mac>,
 }
 
 /// The questions clients were seen asking.
@@ -116,8 +119,8 @@ impl Asked {
         }
     }
 
-    /// Notes a query of exchange `ex` seen at `t_ns`.
-    pub fn ask(&mut self, ex: Exchange, msg: &DnsMessage, t_ns: i64) {
+    /// Notes a query of exchange `ex` seen at `t_ns` in a frame from `mac`.
+    pub fn ask(&mut self, ex: Exchange, msg: &DnsMessage, t_ns: i64, mac: Option<Mac>) {
         let Some(q) = msg.question.as_ref().filter(|_| !msg.is_response) else {
             return;
         };
@@ -130,6 +133,7 @@ impl Asked {
             name: q.name.clone(),
             qtype: q.qtype,
             asked_ns: t_ns,
+            mac,
         };
         self.questions.insert(key, asked);
         self.order.push_back((key, t_ns));
@@ -182,6 +186,12 @@ impl Asked {
         let room = self.askers.len() < self.capacity;
         self.untracked += u64::from(!room);
         room
+    }
+
+    /// The device that asked exchange `ex`'s question `id`, if a frame said (before
+    /// [`Asked::answer`] takes the question).
+    pub fn asker(&self, ex: Exchange, id: u16) -> Option<Mac> {
+        self.questions.get(&(ex, id)).and_then(|q| q.mac)
     }
 
     /// Judges a response of exchange `ex` seen at `t_ns`; an asked question is used up.
@@ -251,7 +261,7 @@ mod tests {
             a.answer(ex(c), &msg(7, true, "example.com", 1), S),
             Answer::Unseen
         );
-        a.ask(ex(c), &msg(7, false, "example.com", 1), S);
+        a.ask(ex(c), &msg(7, false, "example.com", 1), S, None);
         // Its answer from another resolver, or to another port, is not the asked one: the
         // client would not take it either.
         let elsewhere = Exchange {
@@ -329,7 +339,7 @@ mod tests {
         for (client, id, name, qtype, t, want, why) in cases {
             if want == Answer::Asked {
                 // Judged once more below: used up by this one.
-                a.ask(ex(client), &msg(id, false, name, qtype), S);
+                a.ask(ex(client), &msg(id, false, name, qtype), S, None);
             }
             assert_eq!(
                 a.answer(ex(client), &msg(id, true, name, qtype), t),
@@ -355,10 +365,10 @@ mod tests {
         let flood = |a: &mut Asked, from: u32, n: u32, t: i64| {
             for i in from..from + n {
                 let client = IpAddr::from((0x0a00_1000 + i).to_be_bytes());
-                a.ask(ex(client), &msg(i as u16, false, "example.com", 1), t);
+                a.ask(ex(client), &msg(i as u16, false, "example.com", 1), t, None);
             }
         };
-        a.ask(ex(victim), &msg(1, false, "real.example", 1), S);
+        a.ask(ex(victim), &msg(1, false, "real.example", 1), S, None);
         flood(&mut a, 0, 1_000, S);
         assert!(a.questions.len() <= 100 && a.askers.len() <= 100);
         assert!(a.order.len() <= 200, "{}", a.order.len());
@@ -368,7 +378,7 @@ mod tests {
             Answer::Unasked,
             "a question the flood pushed out: its answer is refused, not trusted"
         );
-        a.ask(ex(victim), &msg(2, false, "late.example", 1), 2 * S);
+        a.ask(ex(victim), &msg(2, false, "late.example", 1), 2 * S, None);
         flood(&mut a, 1_000, 50, 2 * S);
         assert_eq!(
             a.answer(ex(victim), &msg(2, true, "late.example", 1), 2 * S),
@@ -376,7 +386,7 @@ mod tests {
             "a question answered before the flood pushed it out"
         );
         let unnoted: IpAddr = "10.9.9.9".parse().unwrap();
-        a.ask(ex(unnoted), &msg(3, false, "new.example", 1), 2 * S);
+        a.ask(ex(unnoted), &msg(3, false, "new.example", 1), 2 * S, None);
         assert!(!a.askers.contains_key(&unnoted), "the client table is full");
         assert_eq!(
             a.answer(ex(unnoted), &msg(4, true, "forged.example", 1), 2 * S),
@@ -400,12 +410,13 @@ mod tests {
         // Expired entries go when the table is full, and the new question is noted.
         let mut b = Asked::with_capacity(2);
         let c: IpAddr = "10.0.0.1".parse().unwrap();
-        b.ask(ex(c), &msg(1, false, "a.example", 1), S);
-        b.ask(ex(c), &msg(2, false, "b.example", 1), 2 * S);
+        b.ask(ex(c), &msg(1, false, "a.example", 1), S, None);
+        b.ask(ex(c), &msg(2, false, "b.example", 1), 2 * S, None);
         b.ask(
             ex(c),
             &msg(3, false, "c.example", 1),
             2 * S + ANSWER_WINDOW_NS,
+            None,
         );
         assert_eq!(b.untracked, 0);
         assert_eq!(
@@ -428,11 +439,16 @@ mod tests {
         let before = 10 * hour;
         for i in 0..4u32 {
             let client = IpAddr::from((0x0a00_1000 + i).to_be_bytes());
-            a.ask(ex(client), &msg(i as u16, false, "example.com", 1), before);
+            a.ask(
+                ex(client),
+                &msg(i as u16, false, "example.com", 1),
+                before,
+                None,
+            );
         }
         let after = before - hour;
         let c: IpAddr = "10.0.0.9".parse().unwrap();
-        a.ask(ex(c), &msg(77, false, "new.example", 1), after);
+        a.ask(ex(c), &msg(77, false, "new.example", 1), after, None);
         assert_eq!(a.untracked, 0, "the stale entries made room");
         assert_eq!(
             a.answer(ex(c), &msg(77, true, "new.example", 1), after + S),

@@ -27,6 +27,7 @@ use foldhash::fast::RandomState;
 use super::dns::DnsMessage;
 use super::DomainName;
 use crate::enrich::Validity;
+use crate::record::Mac;
 
 /// Names kept per (client, address): the current one and the one before.
 pub const HISTORY: usize = 2;
@@ -99,6 +100,10 @@ struct Binding {
     name: DomainName,
     from_ns: i64,
     to_ns: i64,
+    /// The device that asked (its query frame's Ethernet source), where seen: another
+    /// device's flows from the client's address are not named by it (an address handed to
+    /// another device faster than the lease file said).
+    asker: Option<[u8; 6]>,
 }
 
 /// One (client, address) pair: newest binding first; links of the eviction list. The key and
@@ -175,12 +180,32 @@ impl DnsCache {
     /// device's, and the same answer now starts a binding of its own rather than extend it
     /// ([`DnsCache::lookup`] passes over the old one).
     pub fn insert_response(&mut self, client: IpAddr, msg: &DnsMessage, seen_ns: i64, since: i64) {
+        self.insert_asked(client, None, msg, seen_ns, since);
+    }
+
+    /// [`DnsCache::insert_response`] of a question the device `asker` asked (its query
+    /// frame's source): [`DnsCache::lookup_by`] gives it to no other device's flows.
+    pub fn insert_asked(
+        &mut self,
+        client: IpAddr,
+        asker: Option<Mac>,
+        msg: &DnsMessage,
+        seen_ns: i64,
+        since: i64,
+    ) {
         let Some(q) = msg.question.as_ref().filter(|_| msg.is_response) else {
             return;
         };
+        let asker = asker.map(|m| m.0);
         for a in &msg.answers {
             let to_ns = self.expiry(seen_ns, a.ttl);
-            self.bind(Key::new(client, a.addr), &q.name, seen_ns, to_ns, since);
+            self.bind(
+                Key::new(client, a.addr),
+                &q.name,
+                (seen_ns, to_ns),
+                since,
+                asker,
+            );
         }
     }
 
@@ -203,7 +228,13 @@ impl DnsCache {
         ttl_s: u32,
     ) {
         let to_ns = self.expiry(seen_ns, ttl_s);
-        self.bind(Key::new(client, addr), name, seen_ns, to_ns, i64::MIN);
+        self.bind(
+            Key::new(client, addr),
+            name,
+            (seen_ns, to_ns),
+            i64::MIN,
+            None,
+        );
     }
 
     /// Binds `client`'s `addr` to `name` for `[from_ns, to_ns)` as an earlier agent held it:
@@ -222,7 +253,13 @@ impl DnsCache {
         let longest = i64::from(self.config.max_ttl_s.max(self.config.min_ttl_s)) * NS_PER_S;
         let to_ns = to_ns.min(now_ns.saturating_add(longest));
         if from_ns < to_ns {
-            self.bind(Key::new(client, addr), name, from_ns, to_ns, i64::MIN);
+            self.bind(
+                Key::new(client, addr),
+                name,
+                (from_ns, to_ns),
+                i64::MIN,
+                None,
+            );
         }
     }
 
@@ -249,9 +286,17 @@ impl DnsCache {
         })
     }
 
-    /// Binds the pair `key` to `name` for `[seen_ns, to_ns)`, the pair made the most
-    /// recently answered; the newest binding is extended only if answered since `since`.
-    fn bind(&mut self, key: Key, name: &DomainName, seen_ns: i64, to_ns: i64, since: i64) {
+    /// Binds the pair `key` to `name` for `[seen_ns, to_ns)`, asked by `asker`, the pair made
+    /// the most recently answered; the newest binding is extended only if answered since
+    /// `since` to the same device.
+    fn bind(
+        &mut self,
+        key: Key,
+        name: &DomainName,
+        (seen_ns, to_ns): (i64, i64),
+        since: i64,
+        asker: Option<[u8; 6]>,
+    ) {
         let index = match self.find(&key) {
             Some(i) => i,
             None => {
@@ -267,7 +312,8 @@ impl DnsCache {
                 if cur.name == *name
                     && seen_ns >= cur.from_ns
                     && seen_ns <= cur.to_ns
-                    && cur.from_ns >= since =>
+                    && cur.from_ns >= since
+                    && cur.asker == asker =>
             {
                 cur.to_ns = cur.to_ns.max(to_ns);
                 self.stats.refreshed += 1;
@@ -283,6 +329,7 @@ impl DnsCache {
                     name,
                     from_ns: seen_ns,
                     to_ns,
+                    asker,
                 });
                 let dropped = slot.bindings[HISTORY - 1].take();
                 slot.bindings.rotate_right(1);
@@ -319,12 +366,30 @@ impl DnsCache {
         since: i64,
         t_ns: i64,
     ) -> Option<(&DomainName, Validity)> {
+        self.lookup_by(client, addr, since, t_ns, None)
+    }
+
+    /// [`DnsCache::lookup`] for a flow of the device `mac` (its frames' source): an answer
+    /// another device asked for is passed over.
+    pub fn lookup_by(
+        &self,
+        client: IpAddr,
+        addr: IpAddr,
+        since: i64,
+        t_ns: i64,
+        mac: Option<Mac>,
+    ) -> Option<(&DomainName, Validity)> {
         let i = self.find(&Key::new(client, addr))?;
+        let device = |b: &Binding| match (b.asker, mac) {
+            (Some(a), Some(m)) => a == m.0,
+            _ => true,
+        };
         self.slots[i]
             .bindings
             .iter()
             .flatten()
             .filter(|b| since <= b.from_ns && b.from_ns <= t_ns && t_ns < b.to_ns)
+            .filter(|b| device(b))
             .max_by_key(|b| b.from_ns)
             .map(|b| {
                 let v = Validity {

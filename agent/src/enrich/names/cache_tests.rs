@@ -302,3 +302,44 @@ fn an_answer_after_the_address_changed_hands_is_the_new_holders() {
         "before its answer"
     );
 }
+
+/// An answer a device asked for names that device's flows from the address, not another
+/// device's: an address handed from one device to another and back within a second, faster
+/// than the lease file said, gave the short holder's names to the next one's flows.
+#[test]
+fn an_answer_names_only_the_flows_of_the_device_that_asked() {
+    use crate::record::Mac;
+    let mut c = exact(10);
+    let answer = DnsMessage {
+        id: 1,
+        is_response: true,
+        rcode: 0,
+        question: Some(super::super::dns::Question {
+            name: name("only.example"),
+            qtype: 1,
+        }),
+        answers: vec![super::super::dns::Resolved {
+            addr: ip("192.0.2.18"),
+            ttl: 300,
+        }],
+        truncated: false,
+    };
+    let (client, addr) = (ip("10.30.0.102"), ip("192.0.2.18"));
+    let (alice, dave) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 4]));
+    c.insert_asked(client, Some(alice), &answer, 100 * S, i64::MIN);
+    let named = |c: &DnsCache, mac| {
+        c.lookup_by(client, addr, i64::MIN, 101 * S, mac)
+            .map(|(n, _)| n.as_str().to_owned())
+    };
+    assert_eq!(named(&c, Some(alice)).as_deref(), Some("only.example"));
+    assert_eq!(named(&c, Some(dave)), None, "another device's flow");
+    assert_eq!(
+        named(&c, None).as_deref(),
+        Some("only.example"),
+        "a flow whose device is not known"
+    );
+    // The same answer to the other device is a binding of its own, not an extension.
+    c.insert_asked(client, Some(dave), &answer, 100 * S + 1, i64::MIN);
+    assert_eq!(named(&c, Some(dave)).as_deref(), Some("only.example"));
+    assert_eq!(named(&c, Some(alice)).as_deref(), Some("only.example"));
+}

@@ -300,7 +300,9 @@ impl EnrichStage {
         // identity; its name's text, the user's and the host name's load during the NAT join.
         self.dns.prefetch(r.src_ip, r.dst_ip);
         let mut id = self.join(t).identity(r.src_ip, Some(r.src_mac), t);
-        let mut dns = (self.dns.lookup(r.src_ip, r.dst_ip, id.names_since, t)).map(|(n, _)| n);
+        let mut dns = (self.dns)
+            .lookup_by(r.src_ip, r.dst_ip, id.names_since, t, Some(r.src_mac))
+            .map(|(n, _)| n);
         if let Some(n) = dns {
             n.prefetch();
         }

@@ -254,7 +254,7 @@ impl EnrichStage {
                 resolver: dst,
             };
             match p.dropped {
-                None => self.asked.ask(ex, &msg, p.t_ns),
+                None => self.asked.ask(ex, &msg, p.t_ns, Some(p.src_mac)),
                 Some(_) => self.asked.dropped(ex, p.t_ns),
             }
         }
@@ -269,10 +269,12 @@ impl EnrichStage {
                 port,
                 resolver: src,
             };
+            // The device whose query it answers: its flows alone are named by it.
+            let asker = self.asked.asker(ex, msg.id);
             match self.asked.answer(ex, &msg, p.t_ns) {
                 asked::Answer::Asked | asked::Answer::Unseen => {
                     let since = self.bindings.at_and_handed_over(client, p.t_ns).1;
-                    self.dns.insert_response(client, &msg, p.t_ns, since);
+                    self.dns.insert_asked(client, asker, &msg, p.t_ns, since);
                 }
                 asked::Answer::Unasked => self.failures.count(ParseFailure::DnsUnasked),
             }
