@@ -540,7 +540,7 @@ fn losses_line(inputs: &Inputs) -> Line {
             "losses",
             Verdict::Warn,
             format!(
-                "the ring buffer lost {ring_lost} events (start {}, end {}, drop {}) and {} flows' start events never arrived {since}; the sweeper recorded those flows from the flow table; {evicted} flows were evicted from a full flow table before they ended, each written from its last snapshot",
+                "the ring buffer lost {ring_lost} events since the program was loaded (start {}, end {}, drop {}; a pinned program outlives agents) and {} flows' start events never arrived {since}; the sweeper recorded those flows from the flow table; {evicted} flows were evicted from a full flow table before they ended, each written from its last snapshot",
                 c(Counter::LostFlowStart),
                 c(Counter::LostFlowEnd),
                 c(Counter::LostFlowDrop),
