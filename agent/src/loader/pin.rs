@@ -685,7 +685,11 @@ mod tests {
         pins.create().expect("create");
         let first = pins.lock().expect("lock").expect("dir exists");
         let e = pins.lock().expect_err("busy");
-        assert!(e.to_string().contains("different --instance"), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("stop that agent first") && e.contains("another --instance"),
+            "{e}"
+        );
         drop(first);
         assert!(pins.lock().expect("free again").is_some());
     }
