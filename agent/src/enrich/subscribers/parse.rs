@@ -550,7 +550,26 @@ pub(super) fn parse_match(text: &str) -> Result<Match, RowError> {
     if looks_like_mac(text) {
         return parse_mac(text).map(Match::Mac);
     }
-    Ok(parse_addresses(text)?)
+    parse_addresses(text).map_err(|e| {
+        // Pairs of hex digits and one separator throughout, but not six of them
+        // (`aa:bb:cc:dd:ee`): a MAC cut short, not an IPv6 address.
+        if mac_shaped(text) {
+            RowError::MacSyntax(text.into())
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// Groups of one or two hex digits, all split by `:` or all by `-`, no `::`.
+fn mac_shaped(text: &str) -> bool {
+    let sep = if text.contains('-') { '-' } else { ':' };
+    let groups: Vec<&str> = text.split(sep).collect();
+    groups.len() >= 3
+        && !text.contains("::")
+        && groups
+            .iter()
+            .all(|g| (1..=2).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Six pairs and five separators of one kind, and no `::`: an IPv6 address of this length

@@ -105,7 +105,8 @@ fn every_bad_row_is_reported_with_its_column() {
          10.0.0.7,\"a\"b,,,\n\
          10.0.0.8,a,\"tab\there\",,\n\
          fe80::1%eth0,a,,,\n\
-         10.0.0.9,a,,2026-01-01 00:00:00,\n",
+         10.0.0.9,a,,2026-01-01 00:00:00,\n\
+         aa:bb:cc:dd:ee,a,,,\n",
     );
     let expected = [
         "2: match: IPv4 address `10.0.0.256`: octet 4 (256) is over 255",
@@ -124,6 +125,7 @@ fn every_bad_row_is_reported_with_its_column() {
         "15: name: holds control character '\\t'",
         "16: match: `fe80::1%eth0` is not an IPv4 or IPv6 address",
         "17: valid_from: `2026-01-01 00:00:00` is not an RFC 3339 time",
+        "18: match: `aa:bb:cc:dd:ee` is not a MAC address (six hex pairs",
     ];
     assert_eq!(shown.len(), expected.len(), "{shown:#?}");
     for (s, e) in shown.iter().zip(expected) {
