@@ -71,6 +71,13 @@ pub fn run_settings(path: &Path) -> anyhow::Result<crate::cmd::run::RunArgs> {
     Ok(crate::cmd::run::RunArgs::from_arg_matches(&m)?)
 }
 
+/// A port number, said plainly when it is not one (a service name such as `http`).
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse::<u16>().map_err(|_| {
+        "a port is a number from 0 to 65535 (service names such as `http` are not taken)".to_owned()
+    })
+}
+
 /// Checks that the store directory can be read and is a store. The commands that read a store
 /// call it first: a store that cannot be read is the command line's error, said alone, before
 /// any access line could be attempted (and warned about) for a read that never happened; and a
@@ -206,7 +213,7 @@ pub struct FilterArgs {
     #[arg(long, value_name = "PREFIX")]
     pub cidr: Option<String>,
     /// Flows with this port on either side (ICMP: type or code).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = parse_port)]
     pub port: Option<u16>,
     /// Flows with this MAC address on either side.
     #[arg(long, value_name = "MAC")]
