@@ -164,7 +164,7 @@ fn the_enrich_stage_joins_flows_and_records_unjoined_sessions_from_real_conntrac
     std::fs::write(
         &subs,
         format!(
-            "match,account\n{},alice\n{CLIENT2_V4},bob\n",
+            "match,account\n{},alice\n{CLIENT2_V4},bob\n02:00:00:00:00:09,alice-laptop\n",
             lab::CLIENT_V4
         ),
     )
@@ -275,8 +275,9 @@ fn the_enrich_stage_joins_flows_and_records_unjoined_sessions_from_real_conntrac
     };
     stage.write(&flow).expect("write the flow record");
     // Its replies as the outside interface saw them (the gateway receives them there): the
-    // server to the outside tuple. They are the first client's download: its user and
-    // outside tuple (they had neither, so a lawful answer counted the upload alone).
+    // server to the outside tuple. They are the first client's download: the user its flow's
+    // frames named (the device's MAC row, over the address's) and the outside tuple (they had
+    // neither, so a lawful answer counted the upload alone).
     let one = seen(b'1');
     let gw = v4(lab::GW_WAN_V4);
     let reply = FlowRecord {
@@ -323,7 +324,7 @@ fn the_enrich_stage_joins_flows_and_records_unjoined_sessions_from_real_conntrac
     );
     let (joined, replied, nat_rec) = (&got[0], &got[1], &got[2]);
     for r in [joined, replied] {
-        assert_eq!(r.attr.user.as_deref(), Some("alice"), "{r:#?}");
+        assert_eq!(r.attr.user.as_deref(), Some("alice-laptop"), "{r:#?}");
         assert_eq!(
             (r.attr.nat_ip, r.attr.nat_port),
             (Some(gw), Some(one.port())),

@@ -159,6 +159,9 @@ impl FlowState {
 /// bounded; the oldest go first).
 const REPLACED_SUBSCRIBERS: usize = 8;
 
+/// A translated flow's (protocol, outside address and port, remote address and port).
+type ReplyKey = (u8, IpAddr, u16, IpAddr, u16);
+
 /// The enrich stage; see the module docs.
 pub struct EnrichStage {
     inner: Box<dyn RecordSink>,
@@ -194,6 +197,10 @@ pub struct EnrichStage {
     /// The lease files, in the order their reads number them (`Source::LeaseFile`): saved
     /// with the bindings, so a next agent given them in another order maps each to its own.
     lease_files: Vec<String>,
+    /// The attribution of each translated flow's first record, by (protocol, outside tuple,
+    /// remote tuple), with its start: the record of its replies on the outside interface
+    /// takes the same user, host name and name (where the flow's frames said who it was).
+    nat_uploads: std::collections::HashMap<ReplyKey, (Attribution, i64), RandomState>,
 }
 
 impl EnrichStage {
@@ -219,6 +226,7 @@ impl EnrichStage {
             saver: None,
             carried_flows: carry::CarriedFlows::default(),
             lease_files: Vec::new(),
+            nat_uploads: std::collections::HashMap::default(),
             inputs,
         };
         stage.refresh_inputs(stage.now_ns());
@@ -311,16 +319,23 @@ impl EnrichStage {
             crate::enrich::prefetch::line(text.as_ptr());
         }
         let mut outside = self.nat_join(r, t);
+        let uploaded = outside.is_some();
         // A flow whose first packet here came from the remote side to the NAT's outside
         // tuple (the replies, on the outside interface: the gateway receives them there)
-        // is the inside client's download: attributed to that client (user, host name, its
-        // name for the remote) with the outside tuple, so "who had this outside port at T"
-        // and a user's answer count both directions, not the upload alone.
-        if outside.is_none() {
+        // is the inside client's download: attributed as that client's flow's first record
+        // was (its frames' MAC told who it was), else to that client now (user, host name,
+        // its device's name for the remote), with the outside tuple, so "who had this
+        // outside port at T" and a user's answer count both directions, not the upload.
+        let mut upload = None;
+        if !uploaded {
             let reply = self.inside_of(r.proto, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port), t);
             if let Some((client, _)) = reply {
+                let key = (r.proto, r.dst_ip, r.dst_port, r.src_ip, r.src_port);
+                upload = self.nat_uploads.remove(&key).map(|(a, _)| a);
                 id = self.join(t).identity(client, None, t);
-                dns = (self.dns.lookup(client, r.src_ip, id.names_since, t)).map(|(n, _)| n);
+                dns = (self.dns)
+                    .lookup_by(client, r.src_ip, id.names_since, t, id.mac)
+                    .map(|(n, _)| n);
                 outside = Some(crate::enrich::nat::OutsideKey {
                     proto: r.proto,
                     addr: r.dst_ip,
@@ -351,6 +366,16 @@ impl EnrichStage {
             question.as_ref().map(|q| q.name.as_str()),
         );
         attr.dns_qtype = question.map(|q| q.qtype);
+        if let Some(u) = upload {
+            (attr.user, attr.hostname) = (u.user, u.hostname);
+            (attr.domain, attr.domain_source) = (u.domain, u.domain_source);
+        } else if let (true, Some(o)) = (uploaded, outside) {
+            // Bounded as the flow states are; pruned with them.
+            if self.nat_uploads.len() < self.config.max_flow_states {
+                let key = (r.proto, o.addr, o.port, r.dst_ip, r.dst_port);
+                self.nat_uploads.insert(key, (attr.clone(), t));
+            }
+        }
         if ends {
             self.end_flow(&key);
         } else {
@@ -480,6 +505,7 @@ impl EnrichStage {
     /// Drops the payload state of flows idle past the limit.
     fn prune_flows(&mut self, now_ns: i64) {
         let before = now_ns.saturating_sub(self.config.flow_state_idle_ns);
+        self.nat_uploads.retain(|_, (_, t)| *t >= before);
         let failures = &mut self.failures;
         let total = &mut self.payload_bytes;
         self.flows.retain(|_, s| {
