@@ -6,37 +6,18 @@
 
 #[path = "store_common/mod.rs"]
 mod common;
+mod report_common;
 
 use std::collections::HashSet;
-use std::process::{Command, Output};
 
 use common::*;
+use report_common::*;
 use sha2::Digest;
 use xdp_audit::store::access::AccessInfo;
 use xdp_audit::store::oplog::{self, OpBody};
 use xdp_audit::store::FakeClock;
 
-const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
 const SINCE: &str = "2023-11-14T22:30:00Z";
-const UNTIL: &str = "2023-11-15T00:00:00Z";
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("spawn xdp-audit")
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn sha256(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)
@@ -584,25 +565,6 @@ fn a_report_file_is_not_world_readable() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o007, 0, "mode {mode:o}");
-}
-
-/// Runs `report --format FORMAT` on `d` for `[since, until)` with `extra` flags.
-fn report_of(d: &str, format: &str, since: &str, until: &str, extra: &[&str]) -> Output {
-    run(&[
-        &[
-            "report",
-            "--format",
-            format,
-            "--log-dir",
-            d,
-            "--since",
-            since,
-            "--until",
-            until,
-        ][..],
-        extra,
-    ]
-    .concat())
 }
 
 /// A sealed segment `verify` cannot read (another user's, mode 0600, with the report run as

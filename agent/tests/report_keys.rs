@@ -4,50 +4,11 @@
 
 #[path = "store_common/mod.rs"]
 mod common;
-
-use std::process::{Command, Output};
+mod report_common;
 
 use common::*;
+use report_common::*;
 use xdp_audit::store::FakeClock;
-
-const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
-const UNTIL: &str = "2023-11-15T00:00:00Z";
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("spawn xdp-audit")
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn report_of(d: &str, format: &str, since: &str, until: &str, extra: &[&str]) -> Output {
-    run(&[
-        &[
-            "report",
-            "--format",
-            format,
-            "--log-dir",
-            d,
-            "--since",
-            since,
-            "--until",
-            until,
-        ][..],
-        extra,
-    ]
-    .concat())
-}
 
 /// A store signed with a new key, which is written to `keys/NAME.key.pub`: an hour sealed,
 /// or ten minutes left in the live journal (a new store's first hour: no chain yet).

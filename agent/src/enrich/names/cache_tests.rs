@@ -270,26 +270,31 @@ fn random_operations_match_a_brute_force_model() {
     }
 }
 
+/// A response answering `name` with `addr` (TTL 300 s).
+fn answer_of(q: &str, addr: &str) -> DnsMessage {
+    DnsMessage {
+        id: 1,
+        is_response: true,
+        rcode: 0,
+        question: Some(super::super::dns::Question {
+            name: name(q),
+            qtype: 1,
+        }),
+        answers: vec![super::super::dns::Resolved {
+            addr: ip(addr),
+            ttl: 300,
+        }],
+        truncated: false,
+    }
+}
+
 /// The same answer before and after the client's address changed hands (a popular name,
 /// resolved by both holders): the later one starts a binding of its own, which the new
 /// holder's flows find; extended, the old binding kept its start and was passed over.
 #[test]
 fn an_answer_after_the_address_changed_hands_is_the_new_holders() {
     let mut c = exact(10);
-    let answer = DnsMessage {
-        id: 1,
-        is_response: true,
-        rcode: 0,
-        question: Some(super::super::dns::Question {
-            name: name("cdn.example"),
-            qtype: 1,
-        }),
-        answers: vec![super::super::dns::Resolved {
-            addr: ip("192.0.2.9"),
-            ttl: 300,
-        }],
-        truncated: false,
-    };
+    let answer = answer_of("cdn.example", "192.0.2.9");
     let (client, addr) = (ip("10.0.0.7"), ip("192.0.2.9"));
     c.insert_response(client, &answer, 190 * S, i64::MIN);
     c.insert_response(client, &answer, 210 * S, 200 * S);
@@ -310,20 +315,7 @@ fn an_answer_after_the_address_changed_hands_is_the_new_holders() {
 fn an_answer_names_only_the_flows_of_the_device_that_asked() {
     use crate::record::Mac;
     let mut c = exact(10);
-    let answer = DnsMessage {
-        id: 1,
-        is_response: true,
-        rcode: 0,
-        question: Some(super::super::dns::Question {
-            name: name("only.example"),
-            qtype: 1,
-        }),
-        answers: vec![super::super::dns::Resolved {
-            addr: ip("192.0.2.18"),
-            ttl: 300,
-        }],
-        truncated: false,
-    };
+    let answer = answer_of("only.example", "192.0.2.18");
     let (client, addr) = (ip("10.30.0.102"), ip("192.0.2.18"));
     let (alice, dave) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 4]));
     c.insert_asked(client, Some(alice), &answer, 100 * S, i64::MIN);
