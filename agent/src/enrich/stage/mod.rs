@@ -162,6 +162,10 @@ const REPLACED_SUBSCRIBERS: usize = 8;
 /// A translated flow's (protocol, outside address and port, remote address and port).
 type ReplyKey = (u8, IpAddr, u16, IpAddr, u16);
 
+/// How long a translated flow's attribution waits for its replies' record: the two are
+/// written in the same sweep or the next few.
+const NAT_UPLOAD_KEEP_NS: i64 = 120 * NS_PER_S;
+
 /// The enrich stage; see the module docs.
 pub struct EnrichStage {
     inner: Box<dyn RecordSink>,
@@ -198,7 +202,8 @@ pub struct EnrichStage {
     /// with the bindings, so a next agent given them in another order maps each to its own.
     lease_files: Vec<String>,
     /// The attribution of each translated flow's first record, by (protocol, outside tuple,
-    /// remote tuple), with its start: the record of its replies on the outside interface
+    /// remote tuple), with that record's end: the first record of its replies on the outside
+    /// interface, written about when it is (both end, or reach the active timeout, together),
     /// takes the same user, host name and name (where the flow's frames said who it was).
     nat_uploads: std::collections::HashMap<ReplyKey, (Attribution, i64), RandomState>,
 }
@@ -330,8 +335,8 @@ impl EnrichStage {
         if !uploaded {
             let reply = self.inside_of(r.proto, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port), t);
             if let Some((client, _)) = reply {
-                let key = (r.proto, r.dst_ip, r.dst_port, r.src_ip, r.src_port);
-                upload = self.nat_uploads.remove(&key).map(|(a, _)| a);
+                let pair = (r.proto, r.dst_ip, r.dst_port, r.src_ip, r.src_port);
+                upload = self.nat_uploads.remove(&pair).map(|(a, _)| a);
                 id = self.join(t).identity(client, None, t);
                 dns = (self.dns)
                     .lookup_by(client, r.src_ip, id.names_since, t, id.mac)
@@ -370,10 +375,11 @@ impl EnrichStage {
             (attr.user, attr.hostname) = (u.user, u.hostname);
             (attr.domain, attr.domain_source) = (u.domain, u.domain_source);
         } else if let (true, Some(o)) = (uploaded, outside) {
-            // Bounded as the flow states are; pruned with them.
+            // Bounded as the flow states are, and kept a short while (where the outside
+            // interface is not audited, no replies' record ever takes it).
             if self.nat_uploads.len() < self.config.max_flow_states {
-                let key = (r.proto, o.addr, o.port, r.dst_ip, r.dst_port);
-                self.nat_uploads.insert(key, (attr.clone(), t));
+                let pair = (r.proto, o.addr, o.port, r.dst_ip, r.dst_port);
+                self.nat_uploads.insert(pair, (attr.clone(), r.time_end_ns));
             }
         }
         if ends {
@@ -505,7 +511,8 @@ impl EnrichStage {
     /// Drops the payload state of flows idle past the limit.
     fn prune_flows(&mut self, now_ns: i64) {
         let before = now_ns.saturating_sub(self.config.flow_state_idle_ns);
-        self.nat_uploads.retain(|_, (_, t)| *t >= before);
+        let uploads_from = now_ns.saturating_sub(NAT_UPLOAD_KEEP_NS);
+        self.nat_uploads.retain(|_, (_, t)| *t >= uploads_from);
         let failures = &mut self.failures;
         let total = &mut self.payload_bytes;
         self.flows.retain(|_, s| {
