@@ -511,8 +511,6 @@ impl EnrichStage {
     /// Drops the payload state of flows idle past the limit.
     fn prune_flows(&mut self, now_ns: i64) {
         let before = now_ns.saturating_sub(self.config.flow_state_idle_ns);
-        let uploads_from = now_ns.saturating_sub(NAT_UPLOAD_KEEP_NS);
-        self.nat_uploads.retain(|_, (_, t)| *t >= uploads_from);
         let failures = &mut self.failures;
         let total = &mut self.payload_bytes;
         self.flows.retain(|_, s| {
@@ -680,6 +678,10 @@ impl RecordSink for EnrichStage {
         self.bindings.prune(now);
         if self.flows.len() > self.config.max_flow_states / 2 {
             self.prune_flows(now);
+        }
+        if !self.nat_uploads.is_empty() {
+            let from = now.saturating_sub(NAT_UPLOAD_KEEP_NS);
+            self.nat_uploads.retain(|_, (_, t)| *t >= from);
         }
         let written = self.write_nat_records(now - self.config.nat_record_delay_ns, now);
         self.carried_flows.expire(now);
