@@ -105,40 +105,50 @@ impl NatTable {
     /// `now_ns`. One conntrack still holds (this table has its id with the same tuple) is
     /// left to conntrack's word. One closed then is closed here as it was. One open then is
     /// open here until the start dump says otherwise: a dump that does not list it closes
-    /// it at its end (an upper bound), and one that already ran did not list it, so it is
-    /// closed now.
+    /// it at its end (an upper bound); one that already ran did not list it, and an id
+    /// conntrack gave another connection since is its end too, so it is closed now.
     pub fn restore_unjoined(&mut self, saved: impl IntoIterator<Item = SavedSession>, now_ns: i64) {
         for s in saved {
             let entry = s.entry();
-            let known = (self.live.get(&s.id))
-                .is_some_and(|&i| self.slots[i as usize].session.entry.orig == entry.orig);
-            if known {
+            let holder = self.live.get(&s.id).copied();
+            if holder.is_some_and(|i| self.slots[i as usize].session.entry.orig == entry.orig) {
                 continue;
             }
+            let closed = match s.to_ns {
+                Some(to) => Some((to, Closed::Destroyed)),
+                None if self.start_dumped || holder.is_some() => {
+                    Some((now_ns, Closed::MissingFromDump))
+                }
+                None => None,
+            };
             let session = NatSession {
                 entry,
                 window: Validity {
                     from: Some(s.from_ns),
-                    to: None,
+                    to: closed.map(|(to, _)| to.max(s.from_ns)),
                 },
                 start_exact: s.exact,
                 learned: Learned::Carried,
-                closed: None,
+                closed: closed.map(|(_, why)| why),
                 joined: false,
             };
-            let Some(i) = self.insert(session, State::Open) else {
+            let state = if closed.is_some() {
+                State::Unwritten
+            } else {
+                State::Open
+            };
+            let Some(i) = self.insert(session, state) else {
                 continue;
             };
             self.stats.carried += 1;
-            match s.to_ns {
-                Some(to) => self.close(i, to, Closed::Destroyed),
-                None if self.start_dumped => self.close(i, now_ns, Closed::MissingFromDump),
-                None => {
-                    // Not listed by a dump running now, unless it lists it from here on.
-                    let slot = &mut self.slots[i as usize];
-                    slot.seen_epoch = self.epoch.wrapping_sub(1);
-                    self.live.insert(s.id, i);
-                }
+            let slot = &mut self.slots[i as usize];
+            if closed.is_some() {
+                // Closed as `close` closes, but the id is no key of `live` here.
+                self.unwritten.push_back((i, slot.generation));
+            } else {
+                // Not listed by a dump running now, unless it lists it from here on.
+                slot.seen_epoch = self.epoch.wrapping_sub(1);
+                self.live.insert(s.id, i);
             }
         }
     }

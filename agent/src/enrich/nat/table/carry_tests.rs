@@ -125,3 +125,20 @@ fn a_session_conntrack_still_holds_is_not_doubled() {
         assert_eq!((t.len(), t.open_len()), (1, 1), "dump first: {dump_first}");
     }
 }
+
+/// A saved session whose conntrack id now names another connection is over: closed at the
+/// time it is taken back, and the live session keeps its id (its destroy still closes it).
+#[test]
+fn a_saved_session_whose_id_came_back_is_closed_and_the_live_one_kept() {
+    let mut t = NatTable::new(TableConfig::default());
+    t.apply(msg(CtKind::New, entry(1, 40500, 61500), 190 * S));
+    t.restore_unjoined(saved(), 200 * S);
+    assert_eq!(t.open_len(), 1, "the live one");
+    let carried = InsideKey::of_tuple(&entry(1, 40000, 0).orig);
+    let s = t
+        .lookup_inside(&carried, 150 * S)
+        .expect("the carried session");
+    assert_eq!(s.window.to, Some(200 * S));
+    t.apply(msg(CtKind::Destroy, entry(1, 40500, 61500), 210 * S));
+    assert_eq!(t.open_len(), 0, "the live one's destroy found it");
+}
