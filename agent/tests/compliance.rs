@@ -244,6 +244,46 @@ fn flows_lost_unseen_fail_the_losses_line_and_evictions_warn() {
     }
 }
 
+/// An earlier agent's losses are in the store's alert log, not in the running agent's
+/// counters (they start at 0 with each agent): a restart no longer hides them from the
+/// losses line, and a crash (flows read and not yet written are lost with it) is named.
+#[test]
+fn earlier_agents_losses_in_the_alert_log_warn_the_losses_line() {
+    use xdp_audit::alert::{Alert, AlertId, AlertState};
+    let dir = TempDir::new("compliance-earlier");
+    let end = T0 + 4 * DAY;
+    let status = build(dir.path(), T0, end, 1);
+    let r = report(&inputs(dir.path(), end + 60_000_000_000, status.clone()));
+    assert_eq!(line(&r, "losses")["result"], "pass", "{r:#}");
+    for id in [AlertId::FlowStartLoss, AlertId::AgentCrashed] {
+        let notice = oplog::OpEntry {
+            at_ns: end - DAY,
+            who: Default::default(),
+            body: OpBody::Alert(Alert {
+                id,
+                severity: id.severity(),
+                state: AlertState::Raised,
+                text: "an earlier agent's".into(),
+                subject: Default::default(),
+                first_ns: end - DAY,
+                last_ns: end - DAY,
+                count: 3,
+            }),
+        };
+        oplog::append_to(&dir.path().join("store"), oplog::Log::Alerts, notice)
+            .expect("append to the alert log");
+    }
+    let r = report(&inputs(dir.path(), end + 60_000_000_000, status));
+    let losses = line(&r, "losses");
+    assert_eq!(losses["result"], "warn", "{r:#}");
+    let why = text(&losses["why"]);
+    assert!(
+        why.contains("XA-FLOW-START-LOSS raised 1 time (")
+            && why.contains("XA-AGENT-CRASHED raised 1 time ("),
+        "{why}"
+    );
+}
+
 #[test]
 fn a_deleted_hour_fails_the_records_line_naming_the_segment() {
     let dir = TempDir::new("compliance-deleted-hour");

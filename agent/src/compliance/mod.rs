@@ -9,6 +9,7 @@
 //! against it, so tests give their own clock, agent status and disk.
 
 pub mod history;
+mod losses;
 pub mod shipping;
 pub mod system;
 
@@ -264,7 +265,7 @@ pub fn check(inputs: &Inputs) -> Report {
     checks.push(chain_line(inputs, head.as_ref()));
     checks.push(access_line(inputs));
     checks.push(lists_line(inputs));
-    checks.push(losses_line(inputs));
+    checks.push(losses::line(inputs));
     checks.push(clock_line(inputs));
     checks.push(history::disk_line(inputs, &entries, days.1));
     checks.push(shipping::shipping_line(inputs, &entries, days.1));
@@ -496,92 +497,6 @@ fn lists_line(inputs: &Inputs) -> Line {
         details,
         ..Line::new("lists", verdict, why)
     }
-}
-
-fn losses_line(inputs: &Inputs) -> Line {
-    use agent_common::Counter;
-    let a = match &inputs.agent {
-        Ok(a) => a,
-        Err(_) => return Line::new("losses", Verdict::Warn, "no agent status: losses unknown"),
-    };
-    let s = &a.snapshot;
-    let c = |k: Counter| s.counters.get(k.name()).copied().unwrap_or(0);
-    let ring = [
-        Counter::LostFlowStart,
-        Counter::LostFlowEnd,
-        Counter::LostFlowDrop,
-    ];
-    let ring_lost: u64 = ring.iter().map(|&k| c(k)).sum();
-    let since = "since the agent started";
-    let lost = s.records_lost();
-    if lost > 0 {
-        return Line::new(
-            "losses",
-            Verdict::Fail,
-            format!(
-                "{lost} records not written {since} ({} dropped by the store while the disk refused writes)",
-                s.store.dropped
-            ),
-        );
-    }
-    if s.flows.lost_unseen > 0 {
-        return Line::new(
-            "losses",
-            Verdict::Fail,
-            format!(
-                "{} flows have no record {since}: their start events were lost and the full flow table evicted them before a sweep found them (raise --ringbuf-bytes and --flow-table-size)",
-                s.flows.lost_unseen
-            ),
-        );
-    }
-    let evicted = s.flows.evicted;
-    if ring_lost > 0 || s.flows.lost_starts > 0 || evicted > 0 {
-        return Line::new(
-            "losses",
-            Verdict::Warn,
-            format!(
-                "the ring buffer lost {ring_lost} events since the program was loaded (start {}, end {}, drop {}; a pinned program outlives agents) and {} flows' start events never arrived {since}; the sweeper recorded those flows from the flow table; {evicted} flows were evicted from a full flow table before they ended, each written from its last snapshot",
-                c(Counter::LostFlowStart),
-                c(Counter::LostFlowEnd),
-                c(Counter::LostFlowDrop),
-                s.flows.lost_starts
-            ),
-        );
-    }
-    // Counters start at 0 with each agent; a loss before a restart is still active as its
-    // alert (carried to the next agent), and one restart must not make it "no loss".
-    use crate::alert::AlertId;
-    let carried = s.alerts.iter().flat_map(|a| &a.active).find(|a| {
-        matches!(
-            a.id,
-            AlertId::StoreRefused | AlertId::RingLoss | AlertId::FlowStartLoss
-        )
-    });
-    if let Some(a) = carried {
-        let verdict = match a.id {
-            AlertId::StoreRefused => Verdict::Fail,
-            _ => Verdict::Warn,
-        };
-        return Line::new(
-            "losses",
-            verdict,
-            format!(
-                "none {since}, but {} is still active (raised {}, count {}): {}",
-                a.id.as_str(),
-                rfc3339_s(a.first_ns),
-                a.count,
-                a.text
-            ),
-        );
-    }
-    Line::new(
-        "losses",
-        Verdict::Pass,
-        format!(
-            "no ring-buffer, flow-start or store loss {since} ({} records written)",
-            s.flows.records
-        ),
-    )
 }
 
 fn clock_line(inputs: &Inputs) -> Line {
