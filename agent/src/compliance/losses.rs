@@ -8,6 +8,7 @@ use super::{Inputs, Line, Verdict};
 use crate::alert::{AlertId, AlertState};
 use crate::record::rfc3339_s;
 use crate::store::oplog::{self, Log, OpBody};
+use crate::store::retention::{DAY_NS, LEGAL_FLOOR_DAYS};
 
 /// The alerts that say records or flows were lost, or may have been (an agent killed with
 /// flows read and not yet written).
@@ -18,9 +19,10 @@ const LOSS_ALERTS: [AlertId; 4] = [
     AlertId::AgentCrashed,
 ];
 
-/// The loss alerts raised in the store's alert log, each id with how often and when last:
-/// empty when there were none (or the log cannot be read: the chain line says so).
-fn earlier_losses(dir: &Path) -> String {
+/// The loss alerts raised in the store's alert log since `from_ns`, each id with how often
+/// and when last: empty when there were none (or the log cannot be read: the chain line
+/// says so).
+fn earlier_losses(dir: &Path, from_ns: i64) -> String {
     let Ok(scan) = oplog::scan_log(dir, Log::Alerts) else {
         return String::new();
     };
@@ -29,7 +31,7 @@ fn earlier_losses(dir: &Path) -> String {
         let OpBody::Alert(a) = &l.entry.body else {
             continue;
         };
-        if a.state != AlertState::Raised || !LOSS_ALERTS.contains(&a.id) {
+        if a.state != AlertState::Raised || !LOSS_ALERTS.contains(&a.id) || a.first_ns < from_ns {
             continue;
         }
         match seen.iter_mut().find(|(id, ..)| *id == a.id) {
@@ -51,7 +53,9 @@ fn earlier_losses(dir: &Path) -> String {
 }
 
 pub(super) fn line(inputs: &Inputs) -> Line {
-    let earlier = earlier_losses(&inputs.log_dir);
+    // Over the records the law asks to keep: the last 90 days.
+    let from = inputs.now_ns - i64::from(LEGAL_FLOOR_DAYS) * DAY_NS;
+    let earlier = earlier_losses(&inputs.log_dir, from);
     let mut line = current(inputs);
     if !earlier.is_empty() {
         if line.result == Verdict::Pass {
