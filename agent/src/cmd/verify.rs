@@ -75,11 +75,11 @@ pub struct VerifyArgs {
 
 /// Runs `xdp-audit verify`.
 pub fn main(mut args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    args.dir.resolve()?;
-    // Every error before a verdict (no store there, a key or a bucket that cannot be used)
-    // exits 3, the store not checked: `BROKEN` alone exits 1, so `verify || alarm` never
-    // takes a typo for tampering.
+    // Every error before a verdict (no store there, a config, key or bucket that cannot be
+    // used) exits 3, the store not checked: `BROKEN` alone exits 1, so `verify || alarm`
+    // never takes a typo for tampering.
     let unchecked = |e: anyhow::Error| e.context(super::Unchecked);
+    args.dir.resolve().map_err(unchecked)?;
     let key = match &args.public_key {
         Some(p) => Some(
             load_public_key(p)

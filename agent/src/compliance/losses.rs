@@ -62,7 +62,7 @@ pub(super) fn line(inputs: &Inputs) -> Line {
             line.result = Verdict::Warn;
         }
         line.why = format!(
-            "{}; the alert log holds earlier agents' losses: {earlier}",
+            "{}; the alert log holds loss alerts of the last 90 days (this agent's too): {earlier}",
             line.why
         );
     }

@@ -166,6 +166,16 @@ type ReplyKey = (u8, IpAddr, u16, IpAddr, u16);
 /// written in the same sweep or the next few.
 const NAT_UPLOAD_KEEP_NS: i64 = 120 * NS_PER_S;
 
+/// A translated flow's first attribution, waiting for its replies' record.
+struct NatUpload {
+    attr: Attribution,
+    /// The flow's inside address and port: the replies' own session must lead there (the
+    /// NAT may give another client the same outside tuple to the same remote meanwhile).
+    inside: (IpAddr, u16),
+    /// When it was kept (the stage's wall clock, Unix ns).
+    kept_ns: i64,
+}
+
 /// The enrich stage; see the module docs.
 pub struct EnrichStage {
     inner: Box<dyn RecordSink>,
@@ -205,7 +215,7 @@ pub struct EnrichStage {
     /// remote tuple), with that record's end: the first record of its replies on the outside
     /// interface, written about when it is (both end, or reach the active timeout, together),
     /// takes the same user, host name and name (where the flow's frames said who it was).
-    nat_uploads: std::collections::HashMap<ReplyKey, (Attribution, i64), RandomState>,
+    nat_uploads: std::collections::HashMap<ReplyKey, NatUpload, RandomState>,
 }
 
 impl EnrichStage {
@@ -334,9 +344,11 @@ impl EnrichStage {
         let mut upload = None;
         if !uploaded {
             let reply = self.inside_of(r.proto, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port), t);
-            if let Some((client, _)) = reply {
+            if let Some((client, port)) = reply {
                 let pair = (r.proto, r.dst_ip, r.dst_port, r.src_ip, r.src_port);
-                upload = self.nat_uploads.remove(&pair).map(|(a, _)| a);
+                upload = (self.nat_uploads.remove(&pair))
+                    .filter(|u| u.inside == (client, port))
+                    .map(|u| u.attr);
                 id = self.join(t).identity(client, None, t);
                 dns = (self.dns)
                     .lookup_by(client, r.src_ip, id.names_since, t, id.mac)
@@ -379,7 +391,12 @@ impl EnrichStage {
             // interface is not audited, no replies' record ever takes it).
             if self.nat_uploads.len() < self.config.max_flow_states {
                 let pair = (r.proto, o.addr, o.port, r.dst_ip, r.dst_port);
-                self.nat_uploads.insert(pair, (attr.clone(), r.time_end_ns));
+                let upload = NatUpload {
+                    attr: attr.clone(),
+                    inside: (r.src_ip.to_canonical(), r.src_port),
+                    kept_ns: self.now_ns(),
+                };
+                self.nat_uploads.insert(pair, upload);
             }
         }
         if ends {
@@ -681,7 +698,7 @@ impl RecordSink for EnrichStage {
         }
         if !self.nat_uploads.is_empty() {
             let from = now.saturating_sub(NAT_UPLOAD_KEEP_NS);
-            self.nat_uploads.retain(|_, (_, t)| *t >= from);
+            self.nat_uploads.retain(|_, u| u.kept_ns >= from);
         }
         let written = self.write_nat_records(now - self.config.nat_record_delay_ns, now);
         self.carried_flows.expire(now);

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::{Closed, Learned, NatSession, NatTable, State};
+use super::{Closed, InsideKey, Learned, NatSession, NatTable, State};
 use crate::enrich::nat::parse::{CtEntry, CtStatus, CtTuple, L4};
 use crate::enrich::Validity;
 
@@ -110,10 +110,17 @@ impl NatTable {
     pub fn restore_unjoined(&mut self, saved: impl IntoIterator<Item = SavedSession>, now_ns: i64) {
         for s in saved {
             let entry = s.entry();
-            let holder = self.live.get(&s.id).copied();
-            if holder.is_some_and(|i| self.slots[i as usize].session.entry.orig == entry.orig) {
+            // Known here, open or already closed (the start dump listed it and its destroy
+            // came before this restore): conntrack's word, not the save's.
+            let known =
+                (self.index.inside_chain(&InsideKey::of_tuple(&entry.orig))).any(|(i, _)| {
+                    let e = &self.slots[i as usize].session.entry;
+                    e.id == entry.id && e.orig == entry.orig
+                });
+            if known {
                 continue;
             }
+            let holder = self.live.get(&s.id).copied();
             let closed = match s.to_ns {
                 Some(to) => Some((to, Closed::Destroyed)),
                 None if self.start_dumped || holder.is_some() => {
@@ -141,13 +148,11 @@ impl NatTable {
                 continue;
             };
             self.stats.carried += 1;
-            let slot = &mut self.slots[i as usize];
-            if closed.is_some() {
-                // Closed as `close` closes, but the id is no key of `live` here.
-                self.unwritten.push_back((i, slot.generation));
-            } else {
+            // A closed one is queued for its NAT record by `insert`; its id is no key of
+            // `live` (another connection may hold it there).
+            if closed.is_none() {
                 // Not listed by a dump running now, unless it lists it from here on.
-                slot.seen_epoch = self.epoch.wrapping_sub(1);
+                self.slots[i as usize].seen_epoch = self.epoch.wrapping_sub(1);
                 self.live.insert(s.id, i);
             }
         }

@@ -142,3 +142,28 @@ fn a_saved_session_whose_id_came_back_is_closed_and_the_live_one_kept() {
     t.apply(msg(CtKind::Destroy, entry(1, 40500, 61500), 210 * S));
     assert_eq!(t.open_len(), 0, "the live one's destroy found it");
 }
+
+/// A saved session the start dump listed, and whose destroy came before the save was taken
+/// back, is conntrack's closed session: not inserted a second time (two `nat` records).
+#[test]
+fn a_session_listed_and_destroyed_before_the_restore_is_not_doubled() {
+    let mut t = NatTable::new(TableConfig::default());
+    let listed = CtEntry {
+        start_ns: Some(100 * S),
+        ..entry(1, 40000, 61000)
+    };
+    for u in [
+        NatUpdate::DumpBegin {
+            at_ns: 200 * S,
+            reason: DumpReason::Start,
+        },
+        msg(CtKind::Dumped, listed, 200 * S),
+        NatUpdate::DumpEnd { at_ns: 201 * S },
+        msg(CtKind::Destroy, listed, 202 * S),
+    ] {
+        t.apply(u);
+    }
+    t.restore_unjoined(saved(), 203 * S);
+    assert_eq!((t.len(), t.open_len()), (1, 0));
+    assert_eq!(t.take_closed(i64::MAX).count(), 1, "one NAT record");
+}
