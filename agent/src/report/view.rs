@@ -521,7 +521,7 @@ pub fn verify_text(r: &Report) -> String {
             "NOT CHECKED: {}. No record of this store is under a chain entry yet, so there is \
              no signed head to check the key given against; make the report again after the \
              first seal. (A store that held sealed records and was wiped whole reads the same: \
-             the agent raises XA-CHAIN-BROKEN for that, from the chain end it last saw.)",
+             the agent alerts on that, from the chain end it last saw.)",
             v.verdict
         )
     } else if v.unchecked {
