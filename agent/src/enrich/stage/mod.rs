@@ -333,8 +333,18 @@ impl EnrichStage {
         for text in [account, id.hostname].into_iter().flatten() {
             crate::enrich::prefetch::line(text.as_ptr());
         }
-        let mut outside = self.nat_join(r, t);
-        let uploaded = outside.is_some();
+        let side = self.nat_side(r, t);
+        let uploaded = matches!(side, nat::NatSide::Inside(_));
+        let outside = match side {
+            nat::NatSide::Inside(o) => Some(o),
+            // The replies' outside tuple is their destination.
+            nat::NatSide::Reply(..) => Some(crate::enrich::nat::OutsideKey {
+                proto: r.proto,
+                addr: r.dst_ip,
+                port: r.dst_port,
+            }),
+            nat::NatSide::Neither => None,
+        };
         // A flow whose first packet here came from the remote side to the NAT's outside
         // tuple (the replies, on the outside interface: the gateway receives them there)
         // is the inside client's download: attributed as that client's flow's first record
@@ -342,23 +352,15 @@ impl EnrichStage {
         // its device's name for the remote), with the outside tuple, so "who had this
         // outside port at T" and a user's answer count both directions, not the upload.
         let mut upload = None;
-        if !uploaded {
-            let reply = self.inside_of(r.proto, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port), t);
-            if let Some((client, port)) = reply {
-                let pair = (r.proto, r.dst_ip, r.dst_port, r.src_ip, r.src_port);
-                upload = (self.nat_uploads.remove(&pair))
-                    .filter(|u| u.inside == (client, port))
-                    .map(|u| u.attr);
-                id = self.join(t).identity(client, None, t);
-                dns = (self.dns)
-                    .lookup_by(client, r.src_ip, id.names_since, t, id.mac)
-                    .map(|(n, _)| n);
-                outside = Some(crate::enrich::nat::OutsideKey {
-                    proto: r.proto,
-                    addr: r.dst_ip,
-                    port: r.dst_port,
-                });
-            }
+        if let nat::NatSide::Reply(client, port) = side {
+            let pair = (r.proto, r.dst_ip, r.dst_port, r.src_ip, r.src_port);
+            upload = (self.nat_uploads.remove(&pair))
+                .filter(|u| u.inside == (client, port))
+                .map(|u| u.attr);
+            id = self.join(t).identity(client, None, t);
+            dns = (self.dns)
+                .lookup_by(client, r.src_ip, id.names_since, t, id.mac)
+                .map(|(n, _)| n);
         }
         let account = id.subscriber.map(|(s, _)| &*s.account);
         set_text(&mut attr.user, account);

@@ -5,28 +5,35 @@ use std::net::IpAddr;
 
 use super::EnrichStage;
 use crate::enrich::names;
-use crate::enrich::nat::{InsideKey, NatSession};
+use crate::enrich::nat::{InsideKey, NatSession, NatTable, OutsideKey};
 use crate::record::{EndReason, FlowRecord, Mac};
 use crate::sink::{RecordSink, SinkError};
 
 impl EnrichStage {
     /// The outside tuple of the NAT session `r`'s flow went through at `t_ns`; the session
     /// is marked joined (it needs no `nat` record of its own).
-    pub(super) fn nat_join(
-        &self,
-        r: &FlowRecord,
-        t_ns: i64,
-    ) -> Option<crate::enrich::nat::OutsideKey> {
+    pub(super) fn nat_join(&self, r: &FlowRecord, t_ns: i64) -> Option<OutsideKey> {
         let nat = self.inputs.nat.as_ref()?;
-        let key = InsideKey {
-            proto: r.proto,
-            src: r.src_ip,
-            src_port: r.src_port,
-            dst: r.dst_ip,
-            dst_port: r.dst_port,
+        let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
+        table.join(&inside_key(r), t_ns)
+    }
+
+    /// Where `r` stands in the gateway's NAT at `t_ns`, under one lock of the table: a flow
+    /// its session translated ([`EnrichStage::nat_join`]), else the replies to an inside
+    /// client ([`EnrichStage::inside_of`]), else neither.
+    pub(super) fn nat_side(&self, r: &FlowRecord, t_ns: i64) -> NatSide {
+        let Some(nat) = self.inputs.nat.as_ref() else {
+            return NatSide::Neither;
         };
         let mut table = nat.lock().unwrap_or_else(|p| p.into_inner());
-        table.join(&key, t_ns)
+        if let Some(o) = table.join(&inside_key(r), t_ns) {
+            return NatSide::Inside(o);
+        }
+        let (remote, outside) = ((r.src_ip, r.src_port), (r.dst_ip, r.dst_port));
+        match inside_in(&table, r.proto, remote, outside, t_ns) {
+            Some((client, port)) => NatSide::Reply(client, port),
+            None => NatSide::Neither,
+        }
     }
 
     /// The inside client (address and port) whose translated session the gateway's NAT
@@ -40,24 +47,8 @@ impl EnrichStage {
         t_ns: i64,
     ) -> Option<(IpAddr, u16)> {
         let nat = self.inputs.nat.as_ref()?;
-        let key = crate::enrich::nat::OutsideKey {
-            proto,
-            addr: outside.0,
-            port: outside.1,
-        };
         let table = nat.lock().unwrap_or_else(|p| p.into_inner());
-        // A session holding `t_ns` before one the slack lets in (heard of just after it).
-        let inside = table
-            .lookup_outside(&key, t_ns)
-            .filter(|s| {
-                let i = s.inside();
-                i.dst.to_canonical() == remote.0 && i.dst_port == remote.1
-            })
-            .min_by_key(|s| !s.window.contains(t_ns))
-            .map(|s| s.inside())
-            .filter(|i| (i.src, i.src_port) != outside)
-            .map(|i| (i.src.to_canonical(), i.src_port));
-        inside
+        inside_in(&table, proto, remote, outside, t_ns)
     }
 
     /// Writes NAT records for the translated sessions that ended before `ended_before_ns`
@@ -135,4 +126,51 @@ impl EnrichStage {
             attr,
         }
     }
+}
+
+/// Where a record stands in the gateway's NAT ([`EnrichStage::nat_side`]).
+pub(super) enum NatSide {
+    /// A flow its session translated: the outside tuple.
+    Inside(OutsideKey),
+    /// The replies to this inside client's address and port.
+    Reply(IpAddr, u16),
+    /// Neither.
+    Neither,
+}
+
+/// The original tuple of `r`'s flow, as conntrack keys the session.
+fn inside_key(r: &FlowRecord) -> InsideKey {
+    InsideKey {
+        proto: r.proto,
+        src: r.src_ip,
+        src_port: r.src_port,
+        dst: r.dst_ip,
+        dst_port: r.dst_port,
+    }
+}
+
+/// [`EnrichStage::inside_of`] in `table`.
+fn inside_in(
+    table: &NatTable,
+    proto: u8,
+    remote: (IpAddr, u16),
+    outside: (IpAddr, u16),
+    t_ns: i64,
+) -> Option<(IpAddr, u16)> {
+    let key = OutsideKey {
+        proto,
+        addr: outside.0,
+        port: outside.1,
+    };
+    // A session holding `t_ns` before one the slack lets in (heard of just after it).
+    table
+        .lookup_outside(&key, t_ns)
+        .filter(|s| {
+            let i = s.inside();
+            i.dst.to_canonical() == remote.0 && i.dst_port == remote.1
+        })
+        .min_by_key(|s| !s.window.contains(t_ns))
+        .map(|s| s.inside())
+        .filter(|i| (i.src, i.src_port) != outside)
+        .map(|i| (i.src.to_canonical(), i.src_port))
 }
