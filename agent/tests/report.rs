@@ -4,12 +4,14 @@
 //! chain part says what is sealed and what is not, the run is an access line with the
 //! report's SHA-256; an existing file is refused and a failed report leaves nothing behind.
 
+mod cli_common;
 #[path = "store_common/mod.rs"]
 mod common;
 mod report_common;
 
 use std::collections::HashSet;
 
+use cli_common::BIN;
 use common::*;
 use report_common::*;
 use sha2::Digest;

@@ -2,6 +2,7 @@
 //! head names, never the one given; a store with nothing sealed yet (no chain, so no signed
 //! head) is no verdict, never BROKEN.
 
+mod cli_common;
 #[path = "store_common/mod.rs"]
 mod common;
 mod report_common;

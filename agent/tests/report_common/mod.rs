@@ -2,17 +2,11 @@
 //! checked, and a report of a window asked for.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_xdp-audit");
+pub use super::cli_common::run;
+
 pub const UNTIL: &str = "2023-11-15T00:00:00Z";
-
-pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("spawn xdp-audit")
-}
 
 #[track_caller]
 pub fn ok(o: &Output) -> String {
