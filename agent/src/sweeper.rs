@@ -18,6 +18,8 @@ pub mod flood;
 mod handover;
 pub mod ledger;
 mod lost;
+mod rules;
+pub mod spill;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -37,6 +39,9 @@ use crate::throttle::Throttle;
 use ledger::Ledger;
 
 pub use decide::{decide, Action, Timeouts};
+use rules::push_rule_text;
+pub(crate) use rules::rule_text;
+pub use rules::RuleNames;
 
 #[derive(Default)]
 struct Tracked {
@@ -68,15 +73,23 @@ struct Tracked {
     /// Its last record is written but its take waits until the sink can write it (a full
     /// disk): gone from the table with nothing new since, it ended, and no eviction lost it.
     ended_untaken: bool,
+    /// Kernel time a walk last saved its snapshot to the file of open flows
+    /// ([`spill::WALK_SAVE_NS`]).
+    saved_ns: u64,
 }
 
 impl Tracked {
     /// Keeps `v` if it is further along than the snapshot held: an event drained after a
-    /// walk carries an older one (an entry's counts only grow).
-    fn saw(&mut self, v: &FlowValue) {
+    /// walk carries an older one (an entry's counts only grow). True if it counted more.
+    fn saw(&mut self, v: &FlowValue) -> bool {
         let along = |v: &FlowValue| v.packets[0] + v.packets[1] + v.drops;
-        if self.latest.as_ref().is_none_or(|l| along(v) >= along(l)) {
-            self.latest = Some(*v);
+        match self.latest.as_ref() {
+            Some(l) if along(v) < along(l) => false,
+            l => {
+                let more = l.is_none_or(|l| along(v) > along(l));
+                self.latest = Some(*v);
+                more
+            }
         }
     }
 
@@ -94,6 +107,12 @@ impl Tracked {
             && self
                 .latest
                 .is_some_and(|l| l.packets == [0, 0] && l.drops == 0)
+    }
+
+    /// Whether an earlier agent took all it was seen to hold to the file, or nothing of it
+    /// was seen: gone from the table, nothing is left to write.
+    fn adopted_and_written(&self) -> bool {
+        self.adopted && self.latest.is_none_or(|l| written(&l, &self.reported))
     }
 
     /// Whether it ended with its take waiting for a full disk and shows nothing new since:
@@ -145,6 +164,10 @@ pub struct SweepStats {
     /// Flows taken over from a pinned table whose earlier records the ledger holds.
     #[serde(default)]
     pub adopted: u64,
+    /// Open flows a killed agent had read and not written in full, taken from its file of
+    /// open flows ([`spill`]).
+    #[serde(default)]
+    pub restored: u64,
     /// Entries of the IPv4 flow table at the last sweep (its fill, against the table size).
     #[serde(default)]
     pub table_v4: u64,
@@ -165,46 +188,6 @@ pub struct RetiredFlow {
     /// was not copied and is written from what earlier records carried, ended if it had
     /// closed.
     pub after: Option<Reported>,
-}
-
-/// Resolves a rule id to `FILE:LINE` for records.
-pub trait RuleNames {
-    /// Appends the rule's origin to `out`; false (nothing appended) if the id is unknown.
-    /// The record path names a rule per drop record, into a buffer it reuses.
-    fn push_rule_name(&self, id: u32, out: &mut String) -> bool;
-
-    /// The rule's origin, if the id is known.
-    fn rule_name(&self, id: u32) -> Option<String> {
-        let mut out = String::new();
-        self.push_rule_name(id, &mut out).then_some(out)
-    }
-}
-
-/// No lists loaded.
-impl RuleNames for () {
-    fn push_rule_name(&self, _: u32, _: &mut String) -> bool {
-        false
-    }
-}
-
-impl RuleNames for crate::blocklist::ListSet {
-    fn push_rule_name(&self, id: u32, out: &mut String) -> bool {
-        self.origin(id).map(|o| o.push_name(out)).is_some()
-    }
-}
-
-/// A record's `rule`: the rule's `FILE:LINE`, or its id where the lists no longer know it.
-pub(crate) fn rule_text(names: &dyn RuleNames, id: u32) -> String {
-    let mut out = String::new();
-    push_rule_text(names, id, &mut out);
-    out
-}
-
-/// Appends [`rule_text`] to `out`.
-fn push_rule_text(names: &dyn RuleNames, id: u32, out: &mut String) {
-    if !names.push_rule_name(id, out) {
-        let _ = write!(out, "rule #{id}");
-    }
 }
 
 /// Rate limits of the sweeper's warnings, one per kind of loss.
@@ -265,6 +248,8 @@ pub struct Sweeper {
     /// ([`Sweeper::note_lost_starts`]), and at the first one with the flows found by then.
     kernel_lost_starts: Option<u64>,
     lost_starts_base: Option<(u64, u64)>,
+    /// The file of open flows a kill leaves the next agent ([`spill`]).
+    spill: Option<spill::Spill>,
     /// What the sweeper has done so far.
     pub stats: SweepStats,
 }
@@ -287,6 +272,7 @@ impl Sweeper {
             holding: false,
             kernel_lost_starts: None,
             lost_starts_base: None,
+            spill: None,
             stats: SweepStats::default(),
         }
     }
@@ -306,8 +292,18 @@ impl Sweeper {
     fn set_reported(&mut self, key: &FlowKey, reported: Reported) {
         if let Some(t) = self.open.get_mut(key) {
             t.reported = reported;
+            if let Some(s) = self.spill.as_mut() {
+                s.open_flow(key, t);
+            }
         }
         self.ledger_set(key, &reported);
+    }
+
+    /// Saves the flow at index `at` to the file of open flows at the next settle.
+    fn save(&mut self, at: usize) {
+        if let (Some(s), Some((key, t))) = (self.spill.as_mut(), self.open.get_index(at)) {
+            s.open_flow(key, t);
+        }
     }
 
     /// A flow `t` left the table (an LRU eviction) while the sink holds records it could not
@@ -359,6 +355,9 @@ impl Sweeper {
             }
             if !self.ledger.as_ref().is_some_and(Ledger::overdue) {
                 self.holding = true;
+                if let Some(s) = self.spill.as_mut() {
+                    s.held();
+                }
                 return false;
             }
             if let Some(n) = self.warnings.ledger_overdue.hit(1) {
@@ -366,6 +365,8 @@ impl Sweeper {
             }
             sink.unkept();
         }
+        // The file of open flows before the ledger: each says what the journal file holds.
+        self.save_open_flows();
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
         }
@@ -393,6 +394,9 @@ impl Sweeper {
     /// [`Sweeper::settle`]).
     fn forget(&mut self, key: &FlowKey) -> Tracked {
         let t = self.open.swap_remove(key).unwrap_or_default();
+        if let Some(s) = self.spill.as_mut() {
+            s.gone(key);
+        }
         if t.in_ledger() {
             if let Some(l) = self.ledger.as_mut() {
                 l.remove(key);
@@ -437,9 +441,9 @@ impl Sweeper {
                     t.first_seen_ns = t.first_seen_ns.max(first_seen_ns);
                     return (o.index(), false);
                 } else {
-                    // Adopted, or ended with its take waiting for a full disk and nothing
-                    // new since: no eviction lost anything of it.
-                    t.adopted || t.ended_with_nothing_new()
+                    // Adopted with nothing unwritten seen, or ended with its take waiting
+                    // for a full disk and nothing new since: no eviction lost anything.
+                    t.adopted_and_written() || t.ended_with_nothing_new()
                 }
             }
             indexmap::map::Entry::Vacant(v) => {
@@ -516,15 +520,18 @@ impl Sweeper {
                 self.stats.starts += 1;
                 let (at, _) = self.track(key, value.first_seen_ns, sink, names);
                 self.open[at].saw(&value);
+                self.save(at);
             }
             Event::FlowEnd(key, value) => {
                 debug!(?key, "flow end seen");
                 // A closed connection's counts to its first FIN or RST: what is written if
                 // the LRU evicts it before a walk reads it (before, only its start's).
-                if let Some(t) = (self.open.get_mut(&key))
-                    .filter(|t| t.ended_ns == 0 && t.same_flow(value.first_seen_ns))
+                if let Some((at, _, t)) = (self.open.get_full_mut(&key))
+                    .filter(|(_, _, t)| t.ended_ns == 0 && t.same_flow(value.first_seen_ns))
                 {
-                    t.saw(&value);
+                    if t.saw(&value) {
+                        self.save(at);
+                    }
                 }
             }
             Event::FlowClosed(key, value) => self.closed_over(key, value, sink, names),
@@ -555,6 +562,7 @@ impl Sweeper {
                         return; // an ended flow the ledger forgot with its last record
                     }
                 }
+                self.save(at);
                 self.ledger_set(&key, &now);
             }
         }
@@ -686,7 +694,11 @@ impl Sweeper {
             if v.flags & flow_flags::START_ANNOUNCED == 0 && fresh {
                 lost_starts += 1;
             }
-            self.open[at].saw(&v);
+            let t = &mut self.open[at];
+            if t.saw(&v) && now.saturating_sub(t.saved_ns) >= spill::WALK_SAVE_NS {
+                t.saved_ns = now;
+                self.save(at);
+            }
             let reported = self.open[at].reported;
             if !written(&v, &reported) {
                 self.open[at].ended_untaken = false; // it goes on
@@ -741,10 +753,7 @@ impl Sweeper {
             if self.open.contains_key(&key) {
                 let t = self.forget(&key);
                 self.left_table(&t, sink);
-                if t.adopted && t.latest.is_none_or(|l| written(&l, &t.reported))
-                    || t.ended_with_nothing_new()
-                    || t.held_nothing()
-                {
+                if t.adopted_and_written() || t.ended_with_nothing_new() || t.held_nothing() {
                     // Its start went to an earlier agent and no walk of ours saw it, or all
                     // an event of it showed was written (a flow that ended at the stop, or
                     // one whose take waited for a full disk); or it never held anything.

@@ -416,6 +416,17 @@ impl Lab {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
+    /// A new empty temporary directory of no lab, its name made of `tag`, the process id and
+    /// a count, so two tests or two runs never share one.
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("xdp-audit-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+        Ok(Self(d))
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.0

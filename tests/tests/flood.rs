@@ -1,14 +1,19 @@
-//! Flood-proof drops end to end in the netns lab: the client floods a blocked address with
-//! TCP SYNs from thousands of spoofed sources (a raw socket in its own namespace); the agent
-//! records the first blocked flows of each budget window as `drop` records and sums the rest
-//! into `summarised` records, and the store's packets add up to what was sent; `status`
-//! shows flows recorded and packets summarised for the rule. Needs root.
+//! Floods end to end in the netns lab: the client sends TCP SYNs from thousands of spoofed
+//! sources (a raw socket in its own namespace).
+//! - To a blocked address: the agent records the first blocked flows of each budget window as
+//!   `drop` records and sums the rest into `summarised` records, and the store's packets add
+//!   up to what was sent; `status` shows flows recorded and packets summarised for the rule.
+//! - New flows, with a kill of the agent in the middle: none is lost, though the full flow
+//!   table evicts them before the next agent runs.
+//!
+//! Needs root.
 
 use std::time::Duration;
 
 use xdp_audit_lab::agent::{binary, Agent};
 use xdp_audit_lab::lab::{self, sh, Lab};
 use xdp_audit_lab::netns::run_in;
+use xdp_audit_lab::pins::Bpffs;
 use xdp_audit_lab::wait::wait_until;
 
 const BLOCKED_IP: [u8; 4] = [203, 0, 113, 9];
@@ -31,24 +36,25 @@ fn syn(src: [u8; 4], dst: [u8; 4], sport: u16) -> Vec<u8> {
     p
 }
 
-/// Sends [`SENT`] SYNs from distinct spoofed sources in 10.64.0.0/10 through a raw socket in
-/// the client's namespace (its default route is the gateway).
-fn flood(lab: &Lab) {
-    run_in(&lab.client, || -> anyhow::Result<()> {
+/// The `i`-th spoofed source, in 10.64.0.0/10.
+fn source(i: u32) -> [u8; 4] {
+    let [_, b, c, d] = (0x0040_0000 + i).to_be_bytes();
+    [10, 64 + (b & 0x3f), c, d]
+}
+
+/// Sends SYNs to `dst` from the spoofed sources `from` and on, `count` of them, through a raw
+/// socket in the client's namespace (its default route is the gateway).
+fn flood(lab: &Lab, dst: [u8; 4], from: u32, count: u32) {
+    run_in(&lab.client, move || -> anyhow::Result<()> {
         // SAFETY: plain socket calls on a descriptor this closure owns and closes.
         unsafe {
             let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
             anyhow::ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
             let mut to: libc::sockaddr_in = std::mem::zeroed();
             to.sin_family = libc::AF_INET as libc::sa_family_t;
-            to.sin_addr.s_addr = u32::from_ne_bytes(BLOCKED_IP);
-            for i in 0..SENT {
-                let [_, b, c, d] = (0x0040_0000 + i).to_be_bytes();
-                let p = syn(
-                    [10, 64 + (b & 0x3f), c, d],
-                    BLOCKED_IP,
-                    40_000 + (i % 1000) as u16,
-                );
+            to.sin_addr.s_addr = u32::from_ne_bytes(dst);
+            for i in from..from + count {
+                let p = syn(source(i), dst, 40_000 + (i % 1000) as u16);
                 let n = libc::sendto(
                     fd,
                     p.as_ptr().cast(),
@@ -108,7 +114,7 @@ fn a_blocked_flood_from_many_sources_is_recorded_then_summarised_and_adds_up() {
         .args(["-c", "1", "-W", "2", lab::GW_LAN_V4]))
     .expect("ping the gateway");
 
-    flood(&lab);
+    flood(&lab, BLOCKED_IP, 0, SENT);
     let mut status = serde_json::Value::Null;
     wait_until(
         Duration::from_secs(20),
@@ -182,4 +188,95 @@ fn a_blocked_flood_from_many_sources_is_recorded_then_summarised_and_adds_up() {
             && r["dropped"] == r["packets"]),
         "{summaries:?}"
     );
+}
+
+/// An agent killed (SIGKILL) after it read the start events of a wave of new flows and
+/// before their records were due (the inactive timeout), then a second wave while no agent
+/// runs, more than the flow table holds: the LRU evicts the first wave's entries, and the
+/// next agent finds neither their events in the ring nor their entries in the table. It
+/// writes each from the file of open flows the killed agent kept, once. Before, they were in
+/// no record and no counter (about 100,000 flows in a campaign run with default sizes).
+#[test]
+fn new_flows_a_killed_agent_read_are_recorded_after_a_flood_evicts_them() {
+    const FIRST: u32 = 800;
+    const SECOND: u32 = 3_000;
+    let lab = Lab::new("fldk").expect("build the netns lab");
+    let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
+    let tmp = lab.temp_dir("floodkill").expect("temp dir");
+    let log = tmp.path().join("log");
+    let server: [u8; 4] = lab::SERVER_V4
+        .parse::<std::net::Ipv4Addr>()
+        .expect("v4")
+        .octets();
+    let bin = binary().expect("agent binary");
+    let args = [
+        "--iface",
+        lab::GW_LAN_IF,
+        "--pin-root",
+        pins.arg(),
+        "--flow-table-size",
+        "1024",
+        "--ringbuf-bytes",
+        "4194304",
+        "--sweep-interval",
+        "200ms",
+    ];
+    let mut first =
+        Agent::start(&lab, &lab.gateway.clone(), &bin, &log, &args).expect("start the agent");
+    sh(lab
+        .cmd(&lab.client, "ping")
+        .args(["-c", "1", "-W", "2", lab::GW_LAN_V4]))
+    .expect("ping the gateway");
+    flood(&lab, server, 0, FIRST);
+    let starts = |a: &Agent| a.status().unwrap_or_default()["flows"]["starts"].as_u64();
+    wait_until(
+        Duration::from_secs(20),
+        "the agent read the first wave's start events",
+        || starts(&first).is_some_and(|n| n >= u64::from(FIRST)),
+    );
+    first.crash().expect("SIGKILL");
+    flood(&lab, server, FIRST, SECOND);
+
+    let mut next =
+        Agent::start(&lab, &lab.gateway.clone(), &bin, &log, &args).expect("start the next agent");
+    wait_until(
+        Duration::from_secs(20),
+        "the next agent read the second wave and swept",
+        || {
+            let s = next.status().unwrap_or_default();
+            s["flows"]["starts"].as_u64().unwrap_or(0) >= u64::from(SECOND)
+                && s["flows"]["evicted"].as_u64().unwrap_or(0) > 0
+        },
+    );
+    let status = next.status().expect("status");
+    assert_eq!(next.stop().expect("stop"), 0, "clean exit");
+    let records = next.records().expect("query the store");
+    let mut per_source = std::collections::HashMap::new();
+    for r in &records {
+        if let Some(ip) = r["src_ip"].as_str() {
+            *per_source.entry(ip.to_owned()).or_insert(0u32) += 1;
+        }
+    }
+    let wrong: Vec<_> = (0..FIRST)
+        .map(|i| {
+            let [a, b, c, d] = source(i);
+            let ip = format!("{a}.{b}.{c}.{d}");
+            let n = per_source.get(&ip).copied().unwrap_or(0);
+            (ip, n)
+        })
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of the first wave's {FIRST} flows not in exactly one record (first: {:?}); status: {}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)],
+        status["flows"]
+    );
+    assert!(
+        status["flows"]["restored"].as_u64() >= Some(u64::from(FIRST)),
+        "{}",
+        status["flows"]
+    );
+    drop(pins);
 }

@@ -207,6 +207,12 @@ fn print(
         "\nflows: {} records written, {} whose start event was lost, {} evicted from a full table, {} refused by the store",
         f.records, f.lost_starts, f.evicted, f.sink_errors
     )?;
+    if f.restored != 0 {
+        outln!(
+            "  {} open flows restored from the file a killed agent left (open-flows.bin): those gone from the table are written as evicted",
+            f.restored
+        )?;
+    }
     if f.lost_unseen != 0 {
         outln!(
             "  {} flows lost unseen: their start event was lost and the full table evicted them before a sweep found them (no record; raise --ringbuf-bytes and --flow-table-size)",

@@ -297,6 +297,9 @@ impl Daemon {
                 );
             }
         }
+        // After the ledger: the file of open flows is at least as recent.
+        let (spill, saved) = crate::sweeper::spill::Spill::open(&settings.state_dir);
+        sweeper.restore(spill, saved);
         let rules = Arc::new(RuleBook::new(&lists));
         // The budgets shown from the start (the metrics' `flood_budget_records_per_second`
         // was never served: nothing set them).

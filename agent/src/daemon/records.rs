@@ -381,6 +381,7 @@ impl Records {
             // close: the ledger, the flood slots and a replaced layout's pins follow, or the
             // next agent would write it again.
             self.sweeper.commit_ledger();
+            self.sweeper.stopped_cleanly();
             forget_flood(&mut self.flood);
             self.unpin_retired();
         }

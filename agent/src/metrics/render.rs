@@ -259,6 +259,11 @@ pub fn flows(e: &mut Encoder, f: &SweepStats) {
         "Flows taken over from a pinned table at start.",
         f.adopted,
     );
+    e.counter(
+        "flows_restored_total",
+        "Open flows a killed agent had read and not written in full, taken from its file of open flows at start.",
+        f.restored,
+    );
 }
 
 /// The audit store: records through it, its health, seals and their durations.

@@ -311,6 +311,9 @@ impl Sweeper {
             }
         }
         *self.open.entry(e.key).or_default() = ended;
+        if let Some(s) = self.spill.as_mut() {
+            s.gone(&e.key);
+        }
         wrote
     }
 }

@@ -116,6 +116,9 @@ impl Sweeper {
                 lost_starts += u64::from(fresh && v.flags & flow_flags::START_ANNOUNCED == 0);
                 let reported = self.open[at].reported;
                 self.open.swap_remove(&key);
+                if let Some(s) = self.spill.as_mut() {
+                    s.gone(&key);
+                }
                 let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
                 self.write(sink, &key, &v, &reported, reason, None, names);
             }

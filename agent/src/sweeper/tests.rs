@@ -6,7 +6,8 @@ use agent_common::DIR_RESP;
 
 const S: u64 = 1_000_000_000;
 
-fn value(first: u64, last: u64, end: u64, flags: u8) -> FlowValue {
+/// An entry of one packet seen from `first` to `last`.
+pub(super) fn value(first: u64, last: u64, end: u64, flags: u8) -> FlowValue {
     FlowValue {
         first_seen_ns: first,
         last_seen_ns: last,

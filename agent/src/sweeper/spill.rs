@@ -1,0 +1,373 @@
+//! The open flows this agent read and has not written in full, saved in the state directory
+//! (`open-flows.bin`), so that after a kill the next agent writes those the flow table lost
+//! meanwhile. A flow's start event leaves the ring when this agent reads it; until the flow's
+//! last record is written, only this process's memory and the kernel's entry know it. A kill
+//! in a flood of new flows left the full LRU table to evict such flows before the next agent's
+//! first walk (about 100,000 flows in a test with default sizes): no record, no counter.
+//!
+//! The file is a log of fixed-size entries, each with its CRC-32: a flow's latest snapshot
+//! and what its records carried (at each event, each `reported` change, and at most every
+//! [`WALK_SAVE_NS`] from the walks), and its end. Appended at each settle right after the
+//! sink's flush (the records it describes are in the journal file) and before the ledger's
+//! commit, so it never says more was written than the file holds; rewritten whole once the
+//! log is more than twice the open flows. Without fsync: the state directory is `/run` by
+//! default, and a power cut takes the flow table too. The next agent reads it once at its
+//! start ([`Spill::open`]), takes the flows in ([`super::Sweeper::restore`]), writes those
+//! gone from the table as evicted from their snapshot, and starts a new file. A clean stop
+//! removes it: a stop writes or hands over every open flow.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use agent_common::{FlowKey, FlowValue, Reported};
+use tracing::{info, warn};
+
+use super::{Sweeper, Tracked};
+use crate::store::fsutil;
+use crate::throttle::Throttle;
+
+/// The file's name in the state directory.
+pub const FILE_NAME: &str = "open-flows.bin";
+
+/// The walks save a flow whose counters moved at most this often (kernel ns): a flow gone
+/// from the table after a kill is written from a snapshot at most this old, and a table of
+/// busy flows costs a rewrite of the file this often, not every sweep.
+pub const WALK_SAVE_NS: u64 = 10_000_000_000;
+
+const MAGIC: &[u8; 8] = b"xa-open1";
+const KEY: usize = size_of::<FlowKey>();
+const VALUE: usize = size_of::<FlowValue>();
+const REPORTED: usize = size_of::<Reported>();
+/// Entry head: CRC-32 of the rest, tag, 3 bytes of padding.
+const HEAD: usize = 8;
+
+/// Entry tags.
+const OPEN: u8 = 1;
+const OPEN_REPORTED: u8 = 2;
+const GONE: u8 = 3;
+
+/// The file head: the magic and the three wire types' sizes (a build whose types differ
+/// cannot read the entries, and says so).
+fn file_head() -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[..8].copy_from_slice(MAGIC);
+    for (i, n) in [KEY, VALUE, REPORTED].into_iter().enumerate() {
+        h[8 + 2 * i..10 + 2 * i].copy_from_slice(&(n as u16).to_le_bytes());
+    }
+    h
+}
+
+/// A flow saved by an earlier agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Saved {
+    /// The flow.
+    pub key: FlowKey,
+    /// Its latest snapshot.
+    pub value: FlowValue,
+    /// What its records carried.
+    pub reported: Reported,
+}
+
+/// The bytes of a wire type.
+fn bytes_of<T: aya::Pod>(v: &T) -> &[u8] {
+    // SAFETY: T is plain old data; the slice borrows `v`.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// The wire type at the start of `b` (long enough: checked by the caller).
+fn read<T: aya::Pod>(b: &[u8]) -> T {
+    assert!(b.len() >= size_of::<T>());
+    // SAFETY: length checked; T is plain old data valid for any bit pattern.
+    unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) }
+}
+
+/// Appends one entry to `out`.
+fn push_entry(out: &mut Vec<u8>, tag: u8, key: &FlowKey, rest: &[&[u8]]) {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, tag, 0, 0, 0]);
+    out.extend_from_slice(bytes_of(key));
+    for r in rest {
+        out.extend_from_slice(r);
+    }
+    let crc = crc32fast::hash(&out[at + 4..]);
+    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends the entry saying what is known of the open flow `t` (nothing for one without a
+/// snapshot, or one that ended: an ended flow's end entry is its last).
+fn push_open(out: &mut Vec<u8>, key: &FlowKey, t: &Tracked) {
+    let Some(v) = t.latest.filter(|_| t.ended_ns == 0) else {
+        return;
+    };
+    if t.reported == Reported::default() {
+        push_entry(out, OPEN, key, &[bytes_of(&v)]);
+    } else {
+        push_entry(
+            out,
+            OPEN_REPORTED,
+            key,
+            &[bytes_of(&v), bytes_of(&t.reported)],
+        );
+    }
+}
+
+/// Reads a saved file's entries, the last of each flow counting. Returns the open flows and,
+/// when the file ends in a damaged or cut entry, its offset (what precedes it is used).
+fn parse(bytes: &[u8]) -> Result<(Vec<Saved>, Option<usize>), String> {
+    if bytes.len() < 16 || bytes[..8] != MAGIC[..] {
+        return Err("it is not a file of open flows (no `xa-open1` head)".into());
+    }
+    if bytes[..16] != file_head() {
+        return Err("it was written by a build whose flow types differ in size".into());
+    }
+    let mut flows: indexmap::IndexMap<FlowKey, Option<Saved>, foldhash::fast::RandomState> =
+        indexmap::IndexMap::default();
+    let mut at = 16;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let len = match rest.get(4) {
+            Some(&OPEN) => HEAD + KEY + VALUE,
+            Some(&OPEN_REPORTED) => HEAD + KEY + VALUE + REPORTED,
+            Some(&GONE) => HEAD + KEY,
+            _ => return Ok((flows.into_values().flatten().collect(), Some(at))),
+        };
+        let Some(entry) = rest.get(..len) else {
+            return Ok((flows.into_values().flatten().collect(), Some(at)));
+        };
+        let crc = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
+        if crc32fast::hash(&entry[4..]) != crc {
+            return Ok((flows.into_values().flatten().collect(), Some(at)));
+        }
+        let key: FlowKey = read(&entry[HEAD..]);
+        let saved = (entry[4] != GONE).then(|| Saved {
+            key,
+            value: read(&entry[HEAD + KEY..]),
+            reported: if entry[4] == OPEN_REPORTED {
+                read(&entry[HEAD + KEY + VALUE..])
+            } else {
+                Reported::default()
+            },
+        });
+        flows.insert(key, saved);
+        at += len;
+    }
+    Ok((flows.into_values().flatten().collect(), None))
+}
+
+/// The saved file of the open flows and what waits to be appended to it.
+pub struct Spill {
+    dir: PathBuf,
+    /// The file appended to; `None` until the first rewrite, and after a write failed (the
+    /// file is removed then, since a log with a gap could say less was written than was).
+    file: Option<File>,
+    /// Its length.
+    len: u64,
+    /// Entries waiting for the next [`Spill::flush`].
+    buf: Vec<u8>,
+    /// When a write last failed: the rewrite is tried again [`RETRY`] later, not at every
+    /// settle.
+    failed: Option<std::time::Instant>,
+    warned: Throttle,
+}
+
+/// How long after a failed write the file is rewritten again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Entries held while the sink cannot write (a full disk) before they are dropped and the
+/// file removed: the log then starts again with the next rewrite.
+const HELD_MAX: usize = 64 << 20;
+
+impl Spill {
+    /// Reads what an earlier agent saved in `dir` and returns the flows to take in, with the
+    /// spill that writes this agent's file from the first [`Spill::rewrite`] on. A file that
+    /// cannot be read is named in a warning and set aside (`open-flows.bin.bad`).
+    pub fn open(dir: &Path) -> (Self, Vec<Saved>) {
+        let path = dir.join(FILE_NAME);
+        let saved = match fsutil::read_input_here(&path, u64::MAX) {
+            Ok(bytes) => match parse(&bytes) {
+                Ok((flows, damaged)) => {
+                    if let Some(at) = damaged {
+                        warn!(file = %path.display(), offset = at, flows = flows.len(), "the last agent's file of open flows ends in a damaged or cut entry (a kill while it was written); the entries before it are used");
+                    }
+                    flows
+                }
+                Err(why) => {
+                    let bad = dir.join(format!("{FILE_NAME}.bad"));
+                    warn!(file = %path.display(), set_aside = %bad.display(), "the last agent's file of open flows cannot be read: {why}; set aside, and the flows it may hold are not written (those still in the flow table are)");
+                    let _ = std::fs::rename(&path, &bad);
+                    Vec::new()
+                }
+            },
+            Err(fsutil::InputError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Vec::new()
+            }
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "the last agent's file of open flows cannot be read; the flows it may hold are not written (those still in the flow table are)");
+                Vec::new()
+            }
+        };
+        if !saved.is_empty() {
+            info!(file = %path.display(), flows = saved.len(), "the last agent stopped without writing these open flows (a kill or a crash): those gone from the flow table since are written as evicted from their last snapshot");
+        }
+        let spill = Self {
+            dir: dir.to_path_buf(),
+            file: None,
+            len: 0,
+            buf: Vec::new(),
+            failed: None,
+            warned: Throttle::default(),
+        };
+        (spill, saved)
+    }
+
+    /// Saves what is known of the open flow `t` at the next flush.
+    pub(super) fn open_flow(&mut self, key: &FlowKey, t: &Tracked) {
+        push_open(&mut self.buf, key, t);
+    }
+
+    /// Saves that `key`'s flow ended or left (its records hold all it counted, or it is
+    /// written as evicted) at the next flush.
+    pub(super) fn gone(&mut self, key: &FlowKey) {
+        push_entry(&mut self.buf, GONE, key, &[]);
+    }
+
+    /// Whether the log outgrew `open` flows' worth enough to be rewritten.
+    pub(super) fn due(&self, open: usize) -> bool {
+        if self.file.is_none() {
+            return self.failed.is_none_or(|at| at.elapsed() >= RETRY);
+        }
+        self.len > 2 * (open * (HEAD + KEY + VALUE + REPORTED)) as u64 + (1 << 20)
+    }
+
+    /// Appends the waiting entries: call it once the records they follow are in the journal
+    /// file.
+    pub(super) fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let Some(f) = self.file.as_mut() else {
+            // Before the first rewrite, or after a failure: the next rewrite has it all.
+            self.buf.clear();
+            return;
+        };
+        match f.write_all(&self.buf) {
+            Ok(()) => self.len += self.buf.len() as u64,
+            Err(e) => self.fail(&e),
+        }
+        self.buf.clear();
+    }
+
+    /// Entries kept while the records they follow are not written (a full disk): past
+    /// [`HELD_MAX`] they are dropped and the file removed, to be rewritten whole later.
+    pub(super) fn held(&mut self) {
+        if self.buf.len() > HELD_MAX {
+            self.buf.clear();
+            self.fail(&std::io::Error::other(
+                "the store's disk refused records for so long that the entries waiting for them outgrew their bound",
+            ));
+        }
+    }
+
+    /// Replaces the file with `flows`: the open ones of the sweeper, whose records are all
+    /// in the journal file.
+    pub(super) fn rewrite<'a>(&mut self, flows: impl Iterator<Item = (&'a FlowKey, &'a Tracked)>) {
+        self.buf.clear();
+        let mut bytes = file_head().to_vec();
+        for (key, t) in flows {
+            push_open(&mut bytes, key, t);
+        }
+        let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
+        let written = (|| {
+            let mut f = fsutil::create_temporary(&tmp)?;
+            f.write_all(&bytes)?;
+            std::fs::rename(&tmp, self.dir.join(FILE_NAME))?;
+            Ok::<_, std::io::Error>(f)
+        })();
+        match written {
+            Ok(f) => {
+                self.failed = None;
+                self.file = Some(f);
+                self.len = bytes.len() as u64;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.fail(&e);
+            }
+        }
+    }
+
+    /// Stops appending after a failed write and removes the file (it may lack entries), till
+    /// the next rewrite.
+    fn fail(&mut self, e: &std::io::Error) {
+        self.file = None;
+        self.failed = Some(std::time::Instant::now());
+        let path = self.dir.join(FILE_NAME);
+        let _ = std::fs::remove_file(&path);
+        if let Some(n) = self.warned.hit(1) {
+            warn!(file = %path.display(), error = %e, failures = n, "the file of open flows could not be written; removed, and rewritten at a later sweep (a kill meanwhile loses the open flows the table evicts before the next agent's first sweep) (logged at most every 10 s)");
+        }
+    }
+
+    /// Removes the file: a clean stop wrote or handed over every open flow.
+    pub(super) fn remove(&mut self) {
+        self.file = None;
+        self.buf.clear();
+        match std::fs::remove_file(self.dir.join(FILE_NAME)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(file = %self.dir.join(FILE_NAME).display(), error = %e, "the file of open flows could not be removed at the stop; the next agent reads it and finds them written")
+            }
+        }
+    }
+}
+
+impl Sweeper {
+    /// Keeps the file of open flows in `spill`'s directory from now on, and takes in `saved`,
+    /// the open flows a killed agent left there ([`spill`]): each goes on from its snapshot
+    /// and what its records carried, and one gone from the table is written as evicted.
+    /// Call it after [`Sweeper::adopt`]: the file is at least as recent as the ledger.
+    /// Returns how many it took.
+    pub fn restore(&mut self, spill: Spill, saved: Vec<Saved>) -> usize {
+        let n = saved.len();
+        for s in saved {
+            let t = Tracked {
+                reported: s.reported,
+                latest: Some(s.value),
+                first_seen_ns: s.value.first_seen_ns,
+                adopted: true,
+                ..Tracked::default()
+            };
+            self.open.insert(s.key, t);
+        }
+        self.stats.restored += n as u64;
+        self.spill = Some(spill);
+        n
+    }
+
+    /// Appends what changed to the file of open flows, or rewrites it when it outgrew them;
+    /// only once the records are in the journal file ([`Sweeper::settle`]).
+    pub(super) fn save_open_flows(&mut self) {
+        let Some(s) = self.spill.as_mut() else {
+            return;
+        };
+        let open = self.open.iter().filter(|(_, t)| t.ended_ns == 0);
+        if s.due(self.open.len()) {
+            s.rewrite(open);
+        } else {
+            s.flush();
+        }
+    }
+
+    /// Removes the file of open flows: a clean stop wrote or handed over each of them and
+    /// its records are durable.
+    pub fn stopped_cleanly(&mut self) {
+        if let Some(s) = self.spill.as_mut() {
+            s.remove();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

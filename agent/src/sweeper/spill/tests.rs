@@ -1,0 +1,128 @@
+//! The file of open flows: what a reader makes of it, whole, cut or damaged.
+
+use super::*;
+
+fn key(port: u16) -> FlowKey {
+    FlowKey {
+        ifindex: 1,
+        vlan: 0,
+        vlan_inner: 0,
+        proto: 17,
+        family: agent_common::family::V4,
+        _pad: [0; 2],
+        port_a: port,
+        port_b: 53,
+        addr_a: [1, 0, 0, 0],
+        addr_b: [2, 0, 0, 0],
+    }
+}
+
+fn dir(tag: &str) -> xdp_audit_lab::lab::TempDir {
+    xdp_audit_lab::lab::TempDir::new(tag).expect("temporary directory")
+}
+
+fn tracked(packets: u64, reported: u64) -> Tracked {
+    let mut latest = crate::sweeper::tests::value(7, 8, 0, 0);
+    latest.packets[0] = packets;
+    let mut t = Tracked {
+        latest: Some(latest),
+        ..Tracked::default()
+    };
+    t.reported.packets[0] = reported;
+    t
+}
+
+fn file(entries: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = file_head().to_vec();
+    entries(&mut b);
+    b
+}
+
+#[test]
+fn the_last_entry_of_each_flow_counts_and_an_end_removes_it() {
+    let b = file(|b| {
+        push_open(b, &key(1), &tracked(1, 0));
+        push_open(b, &key(2), &tracked(1, 0));
+        push_open(b, &key(1), &tracked(5, 3));
+        push_entry(b, GONE, &key(2), &[]);
+        push_open(b, &key(3), &tracked(2, 0));
+    });
+    let (flows, damaged) = parse(&b).expect("parse");
+    assert_eq!(damaged, None);
+    let got: Vec<_> = (flows.iter())
+        .map(|s| (s.key.port_a, s.value.packets[0], s.reported.packets[0]))
+        .collect();
+    assert_eq!(got, vec![(1, 5, 3), (3, 2, 0)]);
+}
+
+#[test]
+fn an_ended_flow_or_one_without_a_snapshot_is_not_saved_open() {
+    let mut ended = tracked(4, 4);
+    ended.ended_ns = 9;
+    let b = file(|b| {
+        push_open(b, &key(1), &ended);
+        push_open(b, &key(2), &Tracked::default());
+    });
+    assert_eq!(b.len(), 16, "nothing appended");
+}
+
+#[test]
+fn a_cut_or_damaged_entry_ends_what_is_read_and_the_rest_is_used() {
+    let whole = file(|b| {
+        push_open(b, &key(1), &tracked(1, 0));
+        push_open(b, &key(2), &tracked(2, 0));
+    });
+    let one = 16 + HEAD + KEY + VALUE;
+    for cut in [whole.len() - 1, one + 3, one + HEAD] {
+        let (flows, damaged) = parse(&whole[..cut]).expect("parse");
+        assert_eq!(damaged, Some(one), "cut at {cut}");
+        assert_eq!(flows.len(), 1);
+    }
+    let mut flipped = whole.clone();
+    flipped[one + HEAD + 2] ^= 1; // inside the second entry's key
+    let (flows, damaged) = parse(&flipped).expect("parse");
+    assert_eq!((flows.len(), damaged), (1, Some(one)));
+    let mut tag = whole.clone();
+    tag[one + 4] = 9;
+    assert_eq!(parse(&tag).expect("parse").1, Some(one));
+}
+
+#[test]
+fn a_file_of_another_kind_or_build_is_refused() {
+    assert!(parse(b"").is_err());
+    assert!(parse(b"{\"status\": 1}\n").is_err());
+    let mut other = file(|_| {});
+    other[10] += 8; // a FlowValue of another size
+    let why = parse(&other).expect_err("refused");
+    assert!(why.contains("differ in size"), "{why}");
+}
+
+#[test]
+fn a_rewrite_replaces_the_log_and_a_removal_leaves_nothing() {
+    let dir = dir("spill-rewrite");
+    let (mut s, saved) = Spill::open(dir.path());
+    assert!(saved.is_empty());
+    assert!(s.due(0), "the first settle writes the file");
+    let flows = [(key(1), tracked(3, 1)), (key(2), tracked(2, 0))];
+    s.rewrite(flows.iter().map(|(k, t)| (k, t)));
+    s.gone(&key(2));
+    s.flush();
+    assert!(!s.due(2));
+    let (_, saved) = Spill::open(dir.path());
+    assert_eq!(
+        saved.iter().map(|s| s.key.port_a).collect::<Vec<_>>(),
+        vec![1]
+    );
+    s.remove();
+    assert!(!dir.path().join(FILE_NAME).exists());
+}
+
+#[test]
+fn an_unreadable_file_is_set_aside_and_named() {
+    let dir = dir("spill-bad");
+    std::fs::write(dir.path().join(FILE_NAME), b"not flows").expect("write");
+    let (_, saved) = Spill::open(dir.path());
+    assert!(saved.is_empty());
+    assert!(dir.path().join(format!("{FILE_NAME}.bad")).exists());
+    assert!(!dir.path().join(FILE_NAME).exists());
+}
