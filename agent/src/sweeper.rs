@@ -698,6 +698,11 @@ impl Sweeper {
             if t.saw(&v) && now.saturating_sub(t.saved_ns) >= spill::WALK_SAVE_NS {
                 t.saved_ns = now;
                 self.save(at);
+                if self.spill.as_ref().is_some_and(spill::Spill::full) {
+                    // A walk of a million busy flows would hold 200 MB of entries: they go
+                    // out with the records before them.
+                    self.settle(sink);
+                }
             }
             let reported = self.open[at].reported;
             if !written(&v, &reported) {

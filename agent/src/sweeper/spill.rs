@@ -174,6 +174,9 @@ pub struct Spill {
 /// How long after a failed write the file is rewritten again.
 const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Bytes of entries past which a walk settles ([`Spill::full`]).
+const FLUSH_AT: usize = 4 << 20;
+
 /// Entries held while the sink cannot write (a full disk) before they are dropped and the
 /// file removed: the log then starts again with the next rewrite.
 const HELD_MAX: usize = 64 << 20;
@@ -230,6 +233,11 @@ impl Spill {
     /// written as evicted) at the next flush.
     pub(super) fn gone(&mut self, key: &FlowKey) {
         push_entry(&mut self.buf, GONE, key, &[]);
+    }
+
+    /// Whether the entries waiting for a flush are many enough for a settle of their own.
+    pub fn full(&self) -> bool {
+        self.buf.len() >= FLUSH_AT
     }
 
     /// Whether the log outgrew `open` flows' worth enough to be rewritten.
