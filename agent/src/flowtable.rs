@@ -589,16 +589,12 @@ impl FlowTable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pod::zeroed;
 
     /// `BPF_MAP_TYPE_LRU_HASH`.
     const LRU_HASH: u32 = 9;
 
     /// An all-zero wire type (keys and values are plain bytes).
-    fn zeroed<T: aya::Pod>() -> T {
-        // SAFETY: a Pod type is valid as all zeros.
-        unsafe { std::mem::zeroed() }
-    }
-
     /// A new LRU hash map with `K` keys and `value` bytes of value.
     fn table<K>(name: &str, value: usize) -> MapData {
         let def =
@@ -625,13 +621,7 @@ mod tests {
             bytes: [500, 600],
             ..zeroed()
         };
-        // SAFETY: a FlowValue is plain bytes (repr(C), explicit padding).
-        let bytes: &[u8] = unsafe {
-            std::slice::from_raw_parts(
-                (&value as *const FlowValue).cast::<u8>(),
-                size_of::<FlowValue>(),
-            )
-        };
+        let bytes = crate::pod::bytes_of(&value);
         let (v6, v4) = (
             table::<FlowKey>("OLD6", OLDEST_VALUE),
             table::<FlowKey4>("OLD4", OLDEST_VALUE),

@@ -21,6 +21,7 @@ pub mod kept;
 pub mod loader;
 pub mod metrics;
 pub mod net;
+pub mod pod;
 pub mod privilege;
 pub mod reader;
 pub mod record;

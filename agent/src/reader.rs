@@ -150,15 +150,11 @@ fn decode_with(bytes: &[u8], arena: &mut BytesMut) -> Result<Event, DecodeError>
 
 /// The `T` at the start of a record of kind `kind`.
 fn read<T: aya::Pod>(bytes: &[u8], kind: u8) -> Result<T, DecodeError> {
-    if bytes.len() < size_of::<T>() {
-        return Err(DecodeError::Length {
-            kind,
-            len: bytes.len(),
-            expected: size_of::<T>(),
-        });
-    }
-    // SAFETY: length checked; T is plain old data valid for any bit pattern.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+    crate::pod::read(bytes).ok_or(DecodeError::Length {
+        kind,
+        len: bytes.len(),
+        expected: size_of::<T>(),
+    })
 }
 
 fn decode_payload(bytes: &[u8], arena: &mut BytesMut) -> Result<Payload, DecodeError> {
@@ -284,7 +280,7 @@ mod tests {
     use std::mem::offset_of;
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
-        // SAFETY: reading the bytes of a POD value.
+        // SAFETY: reading the bytes of a POD value (payload events are not `aya::Pod`).
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 

@@ -24,6 +24,7 @@ use agent_common::{FlowKey, FlowValue, Reported};
 use tracing::{info, warn};
 
 use super::{Sweeper, Tracked};
+use crate::pod::{bytes_of, read};
 use crate::store::fsutil;
 use crate::throttle::Throttle;
 
@@ -67,19 +68,6 @@ pub struct Saved {
     pub value: FlowValue,
     /// What its records carried.
     pub reported: Reported,
-}
-
-/// The bytes of a wire type.
-fn bytes_of<T: aya::Pod>(v: &T) -> &[u8] {
-    // SAFETY: T is plain old data; the slice borrows `v`.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-}
-
-/// The wire type at the start of `b` (long enough: checked by the caller).
-fn read<T: aya::Pod>(b: &[u8]) -> T {
-    assert!(b.len() >= size_of::<T>());
-    // SAFETY: length checked; T is plain old data valid for any bit pattern.
-    unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) }
 }
 
 /// Appends one entry to `out`.
@@ -139,16 +127,24 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Saved>, Option<usize>), String> {
         if crc32fast::hash(&entry[4..]) != crc {
             return Ok((flows.into_values().flatten().collect(), Some(at)));
         }
-        let key: FlowKey = read(&entry[HEAD..]);
-        let saved = (entry[4] != GONE).then(|| Saved {
-            key,
-            value: read(&entry[HEAD + KEY..]),
-            reported: if entry[4] == OPEN_REPORTED {
-                read(&entry[HEAD + KEY + VALUE..])
-            } else {
-                Reported::default()
-            },
-        });
+        // Each read within the entry, whose length its tag gave.
+        let (Some(key), value, reported) = (
+            read::<FlowKey>(&entry[HEAD..]),
+            read::<FlowValue>(&entry[HEAD + KEY..]),
+            read::<Reported>(&entry[(HEAD + KEY + VALUE).min(len)..]),
+        ) else {
+            return Ok((flows.into_values().flatten().collect(), Some(at)));
+        };
+        let saved = match (entry[4], value) {
+            (GONE, _) | (_, None) => None,
+            (tag, Some(value)) => Some(Saved {
+                key,
+                value,
+                reported: reported
+                    .filter(|_| tag == OPEN_REPORTED)
+                    .unwrap_or_default(),
+            }),
+        };
         flows.insert(key, saved);
         at += len;
     }
