@@ -48,14 +48,19 @@ const OPEN: u8 = 1;
 const OPEN_REPORTED: u8 = 2;
 const GONE: u8 = 3;
 
-/// The file head: the magic and the three wire types' sizes (a build whose types differ
-/// cannot read the entries, and says so).
-fn file_head() -> [u8; 16] {
-    let mut h = [0u8; 16];
+/// The file head's length.
+const FILE_HEAD: usize = 32;
+
+/// The file head: the magic, the three wire types' sizes (a build whose types differ cannot
+/// read the entries, and says so), and the kernel's boot id (`boot`): the snapshots' times
+/// are that boot's monotonic clock, and its flow table went with it.
+fn file_head(boot: u128) -> [u8; FILE_HEAD] {
+    let mut h = [0u8; FILE_HEAD];
     h[..8].copy_from_slice(MAGIC);
     for (i, n) in [KEY, VALUE, REPORTED].into_iter().enumerate() {
         h[8 + 2 * i..10 + 2 * i].copy_from_slice(&(n as u16).to_le_bytes());
     }
+    h[16..].copy_from_slice(&boot.to_le_bytes());
     h
 }
 
@@ -100,18 +105,23 @@ fn push_open(out: &mut Vec<u8>, key: &FlowKey, t: &Tracked) {
     }
 }
 
-/// Reads a saved file's entries, the last of each flow counting. Returns the open flows and,
-/// when the file ends in a damaged or cut entry, its offset (what precedes it is used).
-fn parse(bytes: &[u8]) -> Result<(Vec<Saved>, Option<usize>), String> {
-    if bytes.len() < 16 || bytes[..8] != MAGIC[..] {
+/// Reads a saved file's entries, the last of each flow counting, if it was written in this
+/// boot (`boot`). Returns the open flows and, when the file ends in a damaged or cut entry,
+/// its offset (what precedes it is used).
+fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<usize>), String> {
+    let head = file_head(boot);
+    if bytes.len() < FILE_HEAD || bytes[..8] != MAGIC[..] {
         return Err("it is not a file of open flows (no `xa-open1` head)".into());
     }
-    if bytes[..16] != file_head() {
+    if bytes[..16] != head[..16] {
         return Err("it was written by a build whose flow types differ in size".into());
+    }
+    if bytes[16..FILE_HEAD] != head[16..] {
+        return Err("it was written before the host restarted (another boot id): its times are that boot's, and the flow table went with it".into());
     }
     let mut flows: indexmap::IndexMap<FlowKey, Option<Saved>, foldhash::fast::RandomState> =
         indexmap::IndexMap::default();
-    let mut at = 16;
+    let mut at = FILE_HEAD;
     while at < bytes.len() {
         let rest = &bytes[at..];
         let len = match rest.get(4) {
@@ -184,7 +194,7 @@ impl Spill {
     pub fn open(dir: &Path) -> (Self, Vec<Saved>) {
         let path = dir.join(FILE_NAME);
         let saved = match fsutil::read_input_here(&path, u64::MAX) {
-            Ok(bytes) => match parse(&bytes) {
+            Ok(bytes) => match parse(&bytes, crate::store::retention::boot_id()) {
                 Ok((flows, damaged)) => {
                     if let Some(at) = damaged {
                         warn!(file = %path.display(), offset = at, flows = flows.len(), "the last agent's file of open flows ends in a damaged or cut entry (a kill while it was written); the entries before it are used");
@@ -277,7 +287,7 @@ impl Spill {
     /// in the journal file.
     pub(super) fn rewrite<'a>(&mut self, flows: impl Iterator<Item = (&'a FlowKey, &'a Tracked)>) {
         self.buf.clear();
-        let mut bytes = file_head().to_vec();
+        let mut bytes = file_head(crate::store::retention::boot_id()).to_vec();
         for (key, t) in flows {
             push_open(&mut bytes, key, t);
         }

@@ -32,8 +32,10 @@ fn tracked(packets: u64, reported: u64) -> Tracked {
     t
 }
 
+const BOOT: u128 = 0x1234;
+
 fn file(entries: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut b = file_head().to_vec();
+    let mut b = file_head(BOOT).to_vec();
     entries(&mut b);
     b
 }
@@ -47,7 +49,7 @@ fn the_last_entry_of_each_flow_counts_and_an_end_removes_it() {
         push_entry(b, GONE, &key(2), &[]);
         push_open(b, &key(3), &tracked(2, 0));
     });
-    let (flows, damaged) = parse(&b).expect("parse");
+    let (flows, damaged) = parse(&b, BOOT).expect("parse");
     assert_eq!(damaged, None);
     let got: Vec<_> = (flows.iter())
         .map(|s| (s.key.port_a, s.value.packets[0], s.reported.packets[0]))
@@ -63,7 +65,7 @@ fn an_ended_flow_or_one_without_a_snapshot_is_not_saved_open() {
         push_open(b, &key(1), &ended);
         push_open(b, &key(2), &Tracked::default());
     });
-    assert_eq!(b.len(), 16, "nothing appended");
+    assert_eq!(b.len(), FILE_HEAD, "nothing appended");
 }
 
 #[test]
@@ -72,29 +74,31 @@ fn a_cut_or_damaged_entry_ends_what_is_read_and_the_rest_is_used() {
         push_open(b, &key(1), &tracked(1, 0));
         push_open(b, &key(2), &tracked(2, 0));
     });
-    let one = 16 + HEAD + KEY + VALUE;
+    let one = FILE_HEAD + HEAD + KEY + VALUE;
     for cut in [whole.len() - 1, one + 3, one + HEAD] {
-        let (flows, damaged) = parse(&whole[..cut]).expect("parse");
+        let (flows, damaged) = parse(&whole[..cut], BOOT).expect("parse");
         assert_eq!(damaged, Some(one), "cut at {cut}");
         assert_eq!(flows.len(), 1);
     }
     let mut flipped = whole.clone();
     flipped[one + HEAD + 2] ^= 1; // inside the second entry's key
-    let (flows, damaged) = parse(&flipped).expect("parse");
+    let (flows, damaged) = parse(&flipped, BOOT).expect("parse");
     assert_eq!((flows.len(), damaged), (1, Some(one)));
     let mut tag = whole.clone();
     tag[one + 4] = 9;
-    assert_eq!(parse(&tag).expect("parse").1, Some(one));
+    assert_eq!(parse(&tag, BOOT).expect("parse").1, Some(one));
 }
 
 #[test]
 fn a_file_of_another_kind_or_build_is_refused() {
-    assert!(parse(b"").is_err());
-    assert!(parse(b"{\"status\": 1}\n").is_err());
+    assert!(parse(b"", BOOT).is_err());
+    assert!(parse(b"{\"status\": 1}\n", BOOT).is_err());
     let mut other = file(|_| {});
     other[10] += 8; // a FlowValue of another size
-    let why = parse(&other).expect_err("refused");
+    let why = parse(&other, BOOT).expect_err("refused");
     assert!(why.contains("differ in size"), "{why}");
+    let why = parse(&file(|_| {}), BOOT + 1).expect_err("refused");
+    assert!(why.contains("host restarted"), "{why}");
 }
 
 #[test]
