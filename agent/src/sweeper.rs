@@ -370,6 +370,7 @@ impl Sweeper {
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
         }
+        self.rewrite_open_flows();
         self.holding = false;
         written();
         // After the ledger: an fsync between the flush and the commit would widen the window
@@ -385,18 +386,19 @@ impl Sweeper {
     /// Has the ledger follow every record written so far: call it once the sink made them
     /// durable without a [`Sweeper::settle`] (its close).
     pub fn commit_ledger(&mut self) {
+        self.save_open_flows();
         if let Some(l) = self.ledger.as_mut() {
             l.commit();
         }
     }
 
     /// Forgets a flow that ended or left the table (in the ledger at the next
-    /// [`Sweeper::settle`]).
+    /// [`Sweeper::settle`]). The file of open flows learns it from [`Sweeper::saved_gone`],
+    /// once its last record is written: a settle in between (`write` settles before a
+    /// record, every [`SETTLE_EVERY`]) would have the file forget a flow whose record is in
+    /// this process only.
     fn forget(&mut self, key: &FlowKey) -> Tracked {
         let t = self.open.swap_remove(key).unwrap_or_default();
-        if let Some(s) = self.spill.as_mut() {
-            s.gone(key);
-        }
         if t.in_ledger() {
             if let Some(l) = self.ledger.as_mut() {
                 l.remove(key);
@@ -468,6 +470,7 @@ impl Sweeper {
                 "flows evicted from a full flow table before they ended, written from their last snapshot; raise --flow-table-size",
             );
         }
+        self.saved_gone(&key);
         let (at, _) = self.open.insert_full(
             key,
             Tracked {
@@ -698,7 +701,7 @@ impl Sweeper {
             if t.saw(&v) && now.saturating_sub(t.saved_ns) >= spill::WALK_SAVE_NS {
                 t.saved_ns = now;
                 self.save(at);
-                if self.spill.as_ref().is_some_and(spill::Spill::full) {
+                if !self.holding && self.spill.as_ref().is_some_and(spill::Spill::full) {
                     // A walk of a million busy flows would hold 200 MB of entries: they go
                     // out with the records before them.
                     self.settle(sink);
@@ -763,10 +766,11 @@ impl Sweeper {
                     // an event of it showed was written (a flow that ended at the stop, or
                     // one whose take waited for a full disk); or it never held anything.
                     sink.flow_ended(&key);
-                    continue;
+                } else {
+                    evicted += 1;
+                    self.write_evicted(&key, t, sink, names);
                 }
-                evicted += 1;
-                self.write_evicted(&key, t, sink, names);
+                self.saved_gone(&key);
             }
         }
         tally(
@@ -776,6 +780,17 @@ impl Sweeper {
             "flows evicted from a full flow table before they ended, written from their last snapshot; raise --flow-table-size",
         );
         Ok(())
+    }
+}
+
+/// Of two accounts of what a flow's records carried, the one that carries more: the ledger
+/// and the file of open flows may each be a settle behind the other.
+fn further(a: Reported, b: Reported) -> Reported {
+    let along = |r: &Reported| r.packets[0] + r.packets[1] + r.drops;
+    if along(&b) > along(&a) {
+        b
+    } else {
+        a
     }
 }
 

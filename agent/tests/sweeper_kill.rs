@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::kill::{at_each_sink_call, Killable};
 use common::prog::ledger;
 use common::sweep::{blocking, drain, flows_fd, load, run, sweeper, Memory, S};
 use common::{tcp, v4, Spec};
@@ -14,58 +15,8 @@ use xdp_audit::clock::WallClock;
 use xdp_audit::flowtable::FlowTable;
 use xdp_audit::loader::Loaded;
 use xdp_audit::reader::Event;
-use xdp_audit::record::FlowRecord;
-use xdp_audit::sink::{RecordSink, SinkError};
 use xdp_audit::sweeper::ledger::Ledger;
 use xdp_audit::sweeper::{Sweeper, Timeouts};
-
-/// A sink that dies at its `kill_at`-th write or flush, as a killed agent would: what it
-/// flushed before is in the "file", what it held is gone. A flush dies before its write.
-#[derive(Default)]
-struct Killable {
-    file: Vec<FlowRecord>,
-    held: Vec<FlowRecord>,
-    calls: usize,
-    kill_at: usize,
-    /// Run at the first flush, before it writes (a packet arriving in the middle of a sweep).
-    at_first_flush: Option<Box<dyn FnOnce() + Send>>,
-    /// Its flushes fail, what it holds kept: a store on a full disk.
-    refusing: bool,
-}
-
-impl Killable {
-    fn step(&mut self) {
-        self.calls += 1;
-        if self.calls == self.kill_at {
-            panic!("simulated kill at sink call {}", self.calls);
-        }
-    }
-}
-
-impl RecordSink for Killable {
-    fn write(&mut self, r: &FlowRecord) -> Result<(), SinkError> {
-        self.step();
-        self.held.push(r.clone());
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), SinkError> {
-        self.step();
-        if self.refusing {
-            return Err(SinkError::Write {
-                path: "journal".into(),
-                cause: std::io::Error::from_raw_os_error(28), // ENOSPC
-            });
-        }
-        if let Some(hook) = self.at_first_flush.take() {
-            hook();
-        }
-        self.file.append(&mut self.held);
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
 
 /// Two datagrams to `srv`:53 from each of `flows` ports of `c` from `base` on.
 fn two_datagrams_each(l: &mut Loaded, c: [u8; 4], srv: [u8; 4], base: u16, flows: u16) {
@@ -74,21 +25,6 @@ fn two_datagrams_each(l: &mut Loaded, c: [u8; 4], srv: [u8; 4], base: u16, flows
         run(l, &f);
         run(l, &f);
     }
-}
-
-/// Runs `round(kill_at)` with a kill at each sink call of a first agent's sweep in turn, then
-/// once past the last (no kill); `round` says how many calls the sweep made when no kill came.
-/// Returns the rounds run.
-fn at_each_sink_call(mut round: impl FnMut(usize) -> Option<usize>) -> usize {
-    let mut calls = None;
-    let mut kill_at = 1;
-    while calls.is_none_or(|n| kill_at <= n + 1) {
-        if let Some(n) = round(kill_at) {
-            calls = Some(n);
-        }
-        kill_at += 1;
-    }
-    kill_at - 1
 }
 
 /// `first`'s sweep at kernel time `idle` and the records stage's settle after it, with a sink

@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::kill::Killable;
 use common::prog::ledger;
 use common::sweep::{drain, drain_into, flows_fd, load, run, sweeper, Memory, S};
 use common::{tcp, v4, Spec};
@@ -182,4 +183,73 @@ fn a_killed_agents_sliced_flow_lost_by_the_table_is_written_from_its_last_slice_
         vec![(9100, 1, EndReason::Evicted)],
         "what followed the slice, once"
     );
+}
+
+/// More flows than one settle's worth evicted while the agent runs, and the agent killed at
+/// each sink call of the walk that writes them around the settle inside it (the 1,024th
+/// record): the next agent, from the file of open flows, writes each flow's packets once.
+/// Before, the file learned a flow was gone before its record was written, and a settle in
+/// between (every 1,024 records) had a kill lose it.
+#[test]
+fn flows_evicted_while_the_agent_runs_are_written_once_whenever_it_is_killed() {
+    const MANY: u16 = 1_100;
+    let t = Timeouts::default();
+    let (c, srv) = (v4(10, 7, 9, 5), v4(10, 7, 9, 6));
+    let mut l = load(4096, 1 << 20);
+    let fd = flows_fd(&l);
+    let frame = |port: u16| Spec::udp4(c, port, srv, 53).payload(20).build();
+    let mut base = 20_000u16;
+    // Kills around the settle inside the walk (writes 1-1,024, the flush, then the rest),
+    // at the walk's last calls, and none.
+    for kill_at in [
+        1,
+        1_024,
+        1_025,
+        1_026,
+        1_027,
+        1_100,
+        1_101,
+        1_102,
+        usize::MAX,
+    ] {
+        let dir = TempDir::new("restore-kill").expect("state dir");
+        let (ledger, pin) = ledger();
+        let (mut first, _) = restoring(t, ledger, dir.path());
+        for port in base..base + MANY {
+            run(&mut l, &frame(port));
+        }
+        drain(&mut l, &mut first);
+        let mut nothing = Memory::default();
+        first.settle(&mut nothing);
+        // The LRU evicts them all while this agent runs; its next walk writes them.
+        for k in fd.table().keys().expect("keys") {
+            fd.table().take(&k).expect("take");
+        }
+        let mut sink = Killable {
+            kill_at,
+            ..Killable::default()
+        };
+        let now = WallClock::ktime_now();
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            first.sweep(fd.table(), &mut sink, &(), now).expect("sweep");
+            first.settle(&mut sink);
+        }))
+        .is_err();
+        assert_eq!(killed, kill_at != usize::MAX, "killed at {kill_at}");
+        let (mut next, _) = restoring(t, Ledger::new(pin).expect("ledger"), dir.path());
+        let mut after = Memory::default();
+        next.sweep(fd.table(), &mut after, &(), now + S)
+            .expect("sweep");
+        let packets = packets_by_port(sink.file.iter().chain(&after.0));
+        let wrong: Vec<_> = (base..base + MANY)
+            .filter(|p| packets.get(p) != Some(&1))
+            .map(|p| (p, packets.get(&p).copied()))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "killed at sink call {kill_at}: flows not written once: {:?}",
+            &wrong[..wrong.len().min(5)]
+        );
+        base += MANY;
+    }
 }

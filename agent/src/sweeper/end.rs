@@ -311,9 +311,7 @@ impl Sweeper {
             }
         }
         *self.open.entry(e.key).or_default() = ended;
-        if let Some(s) = self.spill.as_mut() {
-            s.gone(&e.key);
-        }
+        self.saved_gone(&e.key);
         wrote
     }
 }

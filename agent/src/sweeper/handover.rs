@@ -85,6 +85,7 @@ impl Sweeper {
                     self.forget(&f.key);
                     let reason = closed_reason(&f.value).unwrap_or(EndReason::Active);
                     self.write(sink, &f.key, &f.value, &reported, reason, None, names);
+                    self.saved_gone(&f.key);
                 }
             }
         }
@@ -95,7 +96,7 @@ impl Sweeper {
     pub fn seed(&mut self, flows: &[(FlowKey, Reported)]) {
         for (key, reported) in flows {
             let t = self.open.entry(*key).or_default();
-            (t.reported, t.adopted) = (*reported, true);
+            (t.reported, t.adopted) = (super::further(t.reported, *reported), true);
         }
     }
 
@@ -116,11 +117,9 @@ impl Sweeper {
                 lost_starts += u64::from(fresh && v.flags & flow_flags::START_ANNOUNCED == 0);
                 let reported = self.open[at].reported;
                 self.open.swap_remove(&key);
-                if let Some(s) = self.spill.as_mut() {
-                    s.gone(&key);
-                }
                 let reason = closed_reason(&v).unwrap_or(EndReason::Shutdown);
                 self.write(sink, &key, &v, &reported, reason, None, names);
+                self.saved_gone(&key);
             }
         }
         self.count_lost_starts(lost_starts);

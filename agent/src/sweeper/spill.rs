@@ -7,14 +7,17 @@
 //!
 //! The file is a log of fixed-size entries, each with its CRC-32: a flow's latest snapshot
 //! and what its records carried (at each event, each `reported` change, and at most every
-//! [`WALK_SAVE_NS`] from the walks), and its end. Appended at each settle right after the
-//! sink's flush (the records it describes are in the journal file) and before the ledger's
-//! commit, so it never says more was written than the file holds; rewritten whole once the
-//! log is more than twice the open flows. Without fsync: the state directory is `/run` by
-//! default, and a power cut takes the flow table too. The next agent reads it once at its
+//! [`WALK_SAVE_NS`] from the walks), and its end (once its last record is written). Appended
+//! at each settle right after the sink's flush (the records it describes are in the journal
+//! file) and before the ledger's commit, so it says no more was written than the file holds
+//! (but where the ledger's waiting updates outgrew their map on a full disk, as the ledger
+//! does); rewritten whole, streamed, after the ledger's commit, once the log is more than
+//! twice the open flows. Without fsync: the state directory is `/run` by default, and a power
+//! cut takes the flow table too; the head names the boot. The next agent reads it once at its
 //! start ([`Spill::open`]), takes the flows in ([`super::Sweeper::restore`]), writes those
 //! gone from the table as evicted from their snapshot, and starts a new file. A clean stop
-//! removes it: a stop writes or hands over every open flow.
+//! removes it: a stop writes or hands over every open flow. Without pins the flow table goes
+//! with a killed agent: the next one writes every flow the file holds, as evicted.
 
 use std::fs::File;
 use std::io::Write;
@@ -178,7 +181,13 @@ pub struct Spill {
 }
 
 /// How long after a failed write the file is rewritten again.
-const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+const RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Bytes a rewrite leaves free on the state directory's file system.
+const ROOM: u64 = 16 << 20;
+
+/// The largest file the next agent reads (some 5 million flows).
+const READ_MAX: u64 = 1 << 30;
 
 /// Bytes of entries past which a walk settles ([`Spill::full`]).
 const FLUSH_AT: usize = 4 << 20;
@@ -193,7 +202,7 @@ impl Spill {
     /// cannot be read is named in a warning and set aside (`open-flows.bin.bad`).
     pub fn open(dir: &Path) -> (Self, Vec<Saved>) {
         let path = dir.join(FILE_NAME);
-        let saved = match fsutil::read_input_here(&path, u64::MAX) {
+        let saved = match fsutil::read_input_here(&path, READ_MAX) {
             Ok(bytes) => match parse(&bytes, crate::store::retention::boot_id()) {
                 Ok((flows, damaged)) => {
                     if let Some(at) = damaged {
@@ -283,26 +292,45 @@ impl Spill {
         }
     }
 
-    /// Replaces the file with `flows`: the open ones of the sweeper, whose records are all
-    /// in the journal file.
-    pub(super) fn rewrite<'a>(&mut self, flows: impl Iterator<Item = (&'a FlowKey, &'a Tracked)>) {
+    /// Replaces the file with `flows` (`open` of them at most): the open ones of the sweeper,
+    /// whose records are all in the journal file and the ledger. Streamed through a
+    /// temporary file, refused unless the file system keeps [`ROOM`] free after it (the
+    /// state directory is a tmpfs in memory by default, shared with the status file).
+    pub(super) fn rewrite<'a>(
+        &mut self,
+        open: usize,
+        flows: impl Iterator<Item = (&'a FlowKey, &'a Tracked)>,
+    ) {
         self.buf.clear();
-        let mut bytes = file_head(crate::store::retention::boot_id()).to_vec();
-        for (key, t) in flows {
-            push_open(&mut bytes, key, t);
+        let need = (FILE_HEAD + open * (HEAD + KEY + VALUE + REPORTED)) as u64;
+        if let Some(free) = fsutil::free_bytes(&self.dir).filter(|f| *f < need + ROOM) {
+            self.fail(&std::io::Error::other(format!(
+                "up to {need} bytes needed, {free} free on its file system, which keeps {ROOM} free"
+            )));
+            return;
         }
         let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
         let written = (|| {
-            let mut f = fsutil::create_temporary(&tmp)?;
-            f.write_all(&bytes)?;
+            let f = fsutil::create_temporary(&tmp)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            w.write_all(&file_head(crate::store::retention::boot_id()))?;
+            let mut len = FILE_HEAD as u64;
+            let mut entry = Vec::with_capacity(HEAD + KEY + VALUE + REPORTED);
+            for (key, t) in flows {
+                entry.clear();
+                push_open(&mut entry, key, t);
+                w.write_all(&entry)?;
+                len += entry.len() as u64;
+            }
+            let f = w.into_inner().map_err(|e| e.into_error())?;
             std::fs::rename(&tmp, self.dir.join(FILE_NAME))?;
-            Ok::<_, std::io::Error>(f)
+            Ok::<_, std::io::Error>((f, len))
         })();
         match written {
-            Ok(f) => {
+            Ok((f, len)) => {
                 self.failed = None;
                 self.file = Some(f);
-                self.len = bytes.len() as u64;
+                self.len = len;
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -341,13 +369,15 @@ impl Sweeper {
     /// Keeps the file of open flows in `spill`'s directory from now on, and takes in `saved`,
     /// the open flows a killed agent left there ([`spill`]): each goes on from its snapshot
     /// and what its records carried, and one gone from the table is written as evicted.
-    /// Call it after [`Sweeper::adopt`]: the file is at least as recent as the ledger.
+    /// Call it after [`Sweeper::adopt`]: of the ledger's account of a flow's records and the
+    /// file's, the one that carries more counts (either may be a settle behind the other).
     /// Returns how many it took.
     pub fn restore(&mut self, spill: Spill, saved: Vec<Saved>) -> usize {
         let n = saved.len();
         for s in saved {
+            let ledger = self.open.get(&s.key).map(|t| t.reported);
             let t = Tracked {
-                reported: s.reported,
+                reported: super::further(ledger.unwrap_or_default(), s.reported),
                 latest: Some(s.value),
                 first_seen_ns: s.value.first_seen_ns,
                 adopted: true,
@@ -360,17 +390,32 @@ impl Sweeper {
         n
     }
 
-    /// Appends what changed to the file of open flows, or rewrites it when it outgrew them;
-    /// only once the records are in the journal file ([`Sweeper::settle`]).
+    /// Appends what changed to the file of open flows: once the records are in the journal
+    /// file, before the ledger follows ([`Sweeper::settle`]).
     pub(super) fn save_open_flows(&mut self) {
+        if let Some(s) = self.spill.as_mut() {
+            s.flush();
+        }
+    }
+
+    /// Rewrites the file of open flows when it outgrew them: after the ledger's commit, so
+    /// that a kill during the rewrite leaves the appended file, which says what the journal
+    /// file and the ledger say.
+    pub(super) fn rewrite_open_flows(&mut self) {
         let Some(s) = self.spill.as_mut() else {
             return;
         };
-        let open = self.open.iter().filter(|(_, t)| t.ended_ns == 0);
         if s.due(self.open.len()) {
-            s.rewrite(open);
-        } else {
-            s.flush();
+            let open = self.open.iter().filter(|(_, t)| t.ended_ns == 0);
+            s.rewrite(self.open.len(), open);
+        }
+    }
+
+    /// Saves that `key`'s flow left: call it once its last record is written (or it had
+    /// nothing left to write).
+    pub(super) fn saved_gone(&mut self, key: &FlowKey) {
+        if let Some(s) = self.spill.as_mut() {
+            s.gone(key);
         }
     }
 

@@ -3,6 +3,7 @@
 //! tests' one way of waiting for something: a condition polled until a deadline.
 #![allow(dead_code)]
 
+pub mod kill;
 pub mod newflows;
 pub mod prog;
 pub mod sweep;
