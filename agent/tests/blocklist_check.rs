@@ -88,22 +88,26 @@ fn a_bad_file_fails_naming_every_bad_line() {
     assert!(text.contains("missing.txt: cannot read:"), "{text}");
 }
 
+/// `blocklist check --help` and `check --help` (one command for every file the agent reads)
+/// both list the list formats.
 #[test]
 fn help_teaches_the_formats() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xdp-audit"))
-        .args(["blocklist", "check", "--help"])
-        .output()
-        .expect("run xdp-audit");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
-    for form in [
-        "192.0.2.0/24",
-        "10.0.0.5-10.0.0.20",
-        "*.example.com",
-        "||example.com^",
-        "0.0.0.0 ads.example",
-        "port udp 53-60",
-    ] {
-        assert!(text.contains(form), "--help lacks `{form}`");
+    for command in [&["blocklist", "check", "--help"][..], &["check", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xdp-audit"))
+            .args(command)
+            .output()
+            .expect("run xdp-audit");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        for form in [
+            "192.0.2.0/24",
+            "10.0.0.5-10.0.0.20",
+            "*.example.com",
+            "||example.com^",
+            "0.0.0.0 ads.example",
+            "port udp 53-60",
+        ] {
+            assert!(text.contains(form), "{command:?} lacks `{form}`");
+        }
     }
 }

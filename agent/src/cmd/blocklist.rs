@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use crate::blocklist::{check_files, CompileStats, LineStats};
 
-/// The accepted line formats, shown by `--help`.
-const FORMATS: &str = "\
+/// The accepted line formats of list files, shown by `--help` (also `check`'s).
+pub(crate) const FORMATS: &str = "\
 One entry per line; the same format for blocklists and allowlists.
 
   192.0.2.1                 IPv4 address

@@ -28,6 +28,17 @@ pub enum Kind {
     Kea,
 }
 
+/// What `--help` says after the options: the list formats, and where the others are told.
+fn after_help() -> String {
+    format!(
+        "List files (--blocklist, --allowlist):\n{}\n\n\
+         Subscribers files (--subscribers): CSV with a header naming `match` (an address,\n\
+         CIDR or MAC) and `account`, and optional columns (README: Attribution).\n\
+         DHCP lease files (--dhcp-leases): dnsmasq's leases file, or Kea's memfile CSV.",
+        super::blocklist::FORMATS
+    )
+}
+
 /// Check files without an agent: print every bad line as `FILE:LINE: reason` and a summary
 /// per file; exit 1 if any file has a bad line or cannot be read.
 ///
@@ -35,7 +46,7 @@ pub enum Kind {
 ///   xdp-audit check /etc/xdp-audit/block.list /etc/xdp-audit/subscribers.csv
 ///   xdp-audit check --kind dnsmasq /var/lib/misc/dnsmasq.leases
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, after_help = after_help())]
 pub struct CheckArgs {
     /// The files.
     #[arg(required = true, value_name = "FILE")]

@@ -114,9 +114,28 @@ pub struct PartialFile {
 
 /// `path` exists: the error `File::create_new` gives, so the wording is the same whether the
 /// name was taken before the command started or while it ran.
-fn exists_error(path: &Path) -> anyhow::Error {
-    anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EEXIST))
-        .context(format!("creating {}", path.display()))
+pub(crate) fn exists_error(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "refusing to overwrite {}: it exists (give another name, or move the file away)",
+        path.display()
+    )
+}
+
+/// An error creating `path` (`what` it is written as, if not itself), said plainly where the
+/// cause is a common one: the name taken, the directory missing.
+pub(crate) fn create_error(path: &Path, what: &str, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::AlreadyExists => exists_error(path),
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "creating {}: its directory {} does not exist",
+            path.display(),
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("creating {}{what}", path.display())),
+    }
 }
 
 impl PartialFile {
@@ -139,12 +158,8 @@ impl PartialFile {
             .create_new(true)
             .mode(0o640)
             .open(&tmp)
-            .with_context(|| {
-                format!(
-                    "creating {} (written first as {})",
-                    path.display(),
-                    tmp.display()
-                )
+            .map_err(|e| {
+                create_error(path, &format!(" (written first as {})", tmp.display()), e)
             })?;
         let guard = Self {
             path: path.to_owned(),
@@ -205,15 +220,7 @@ impl PartialFile {
     }
 
     fn naming_error(&self, e: std::io::Error) -> anyhow::Error {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            exists_error(&self.path)
-        } else {
-            anyhow::Error::new(e).context(format!(
-                "creating {} (from {})",
-                self.path.display(),
-                self.tmp.display()
-            ))
-        }
+        create_error(&self.path, &format!(" (from {})", self.tmp.display()), e)
     }
 }
 
@@ -501,15 +508,27 @@ mod tests {
         std::fs::write(&out, "theirs").expect("write");
         let e = PartialFile::create(&out).err().expect("refused");
         assert!(
-            format!("{e:#}").contains(&format!("creating {}: File exists", out.display())),
+            format!("{e:#}").contains(&format!(
+                "refusing to overwrite {}: it exists",
+                out.display()
+            )),
             "{e:#}"
         );
         std::fs::remove_file(&out).expect("remove");
         let (guard, _file) = PartialFile::create(&out).expect("create");
         std::fs::write(&out, "theirs").expect("write");
         let e = guard.publish().expect_err("refused");
-        assert!(format!("{e:#}").contains("File exists"), "{e:#}");
+        assert!(format!("{e:#}").contains("refusing to overwrite"), "{e:#}");
         assert_eq!(std::fs::read_to_string(&out).expect("read"), "theirs");
         assert_eq!(names(&d.0), ["case.csv"], "the temporary is removed");
+        let missing = d.0.join("no-such-dir").join("case.csv");
+        let e = PartialFile::create(&missing).err().expect("refused");
+        assert!(
+            format!("{e:#}").contains(&format!(
+                "its directory {} does not exist",
+                d.0.join("no-such-dir").display()
+            )),
+            "{e:#}"
+        );
     }
 }

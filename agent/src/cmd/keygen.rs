@@ -55,7 +55,7 @@ fn write_new(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .map_err(|e| crate::cmd::export::create_error(path, "", e))?;
     let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
     if written.is_err() {
         let _ = std::fs::remove_file(path);
