@@ -263,6 +263,26 @@ fn empty_answer_hints(filter: &crate::store::filter::Filter, now_ns: i64) -> Vec
             );
         }
     }
+    if let Some(user) = (filter.user.as_deref()).filter(|u| u.chars().any(char::is_alphabetic)) {
+        hints.push(format!(
+            "accounts match exactly, case included: `{user}` is not `{}`; `sql` can match \
+             otherwise (WHERE lower(\"user\") = lower('{user}'))",
+            if user.chars().any(char::is_lowercase) {
+                user.to_uppercase()
+            } else {
+                user.to_lowercase()
+            }
+        ));
+    }
+    if let Some(rule) = (filter.rule.as_deref()).filter(|r| {
+        r.rsplit_once(':')
+            .is_some_and(|(_, line)| line.parse::<u32>().is_err())
+    }) {
+        hints.push(format!(
+            "a rule is FILE:LINE, as records name it (`{rule}` ends in no line number), or \
+             the file alone for every rule of it"
+        ));
+    }
     if let Some(nat) = (filter.nat.as_ref()).filter(|n| n.ip.to_canonical().is_ipv6()) {
         let port = nat.port.map_or(String::new(), |p| format!(" --port {p}"));
         hints.push(format!(
@@ -311,5 +331,16 @@ mod tests {
         assert!(h.len() == 1 && h[0].contains("--inactive-timeout"), "{h:?}");
         f.since_ns = Some(now - 7_200 * 1_000_000_000);
         assert!(empty_answer_hints(&f, now).is_empty(), "an hour's window");
+        // An account asked in another case; a rule with no line number.
+        f.user = Some("c-0042".into());
+        f.rule = Some("/etc/xdp-audit/block.list:x".into());
+        let h = empty_answer_hints(&f, now);
+        assert!(
+            h.len() == 2 && h[0].contains("`c-0042` is not `C-0042`") && h[1].contains("FILE:LINE"),
+            "{h:?}"
+        );
+        f.user = Some("10042".into());
+        f.rule = Some("/etc/xdp-audit/block.list:7".into());
+        assert!(empty_answer_hints(&f, now).is_empty(), "nothing to say");
     }
 }
