@@ -334,6 +334,20 @@ fn the_report_names_the_gateway_by_its_id() {
         "{md}"
     );
 
+    // The agent's config file names it: before the shipping cursor, after the flag.
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "gateway-id = \"gw-munich-03\"\n").expect("write the config");
+    let config = config.to_str().expect("utf8");
+    let (t, md) = title(&["--config", config]);
+    assert_eq!(t["gateway_id"], "gw-munich-03", "{t:#}");
+    assert_eq!(t["gateway_id_source"], "config", "{t:#}");
+    assert!(
+        md.contains("| Gateway | `gw-munich-03 (the config file's gateway-id)` |"),
+        "{md}"
+    );
+    let (t, _) = title(&["--config", config, "--gateway-id", "gw-hamburg-02"]);
+    assert_eq!(t["gateway_id"], "gw-hamburg-02", "{t:#}");
+
     let bad = run(&[
         "report",
         "--log-dir",

@@ -92,8 +92,9 @@ pub struct ReportArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=report::MAX_LIMIT as u64)
     )]
     pub limit: usize,
-    /// The gateway's id on the title page (default: the id the store was shipped under, from
-    /// its `ship-cursor.json`, else the host name, as `run --gateway-id` defaults).
+    /// The gateway's id on the title page (default: the --config file's gateway-id, else the
+    /// id the store was shipped under, from its `ship-cursor.json`, else the host name, as
+    /// `run --gateway-id` defaults).
     #[arg(long, value_name = "ID", value_parser = crate::ship::config::check_gateway_id)]
     pub gateway_id: Option<String>,
     /// Check the chain head's signature against this key (a file from `xdp-audit keygen`).
@@ -245,7 +246,12 @@ fn make(
         who: Who::current(),
         now_ns: now,
         host: host.clone(),
-        gateway: report::gateway_id(&args.dir.log_dir, args.gateway_id.as_deref(), &host),
+        gateway: report::gateway_id(
+            &args.dir.log_dir,
+            args.gateway_id.as_deref(),
+            args.dir.gateway_id.as_deref(),
+            &host,
+        ),
     };
     let mut report = report::build(&args.dir.log_dir, inputs, &mut |r| match &mut attachment {
         Some(a) => a.write(r),

@@ -38,16 +38,23 @@ pub struct StoreDirArgs {
     /// The store's directory, once resolved.
     #[arg(skip)]
     pub log_dir: PathBuf,
+    /// The `--config` file's `gateway-id`, once resolved.
+    #[arg(skip)]
+    pub gateway_id: Option<String>,
 }
 
 impl StoreDirArgs {
     /// Settles `log_dir`: `--log-dir` (or XDP_AUDIT_LOG_DIR), else the config file's, else
     /// [`DEFAULT_LOG_DIR`].
     pub fn resolve(&mut self) -> anyhow::Result<()> {
-        let from_config = match (&self.given, &self.config) {
-            (None, Some(path)) => Some(run_settings(path)?.store.dir.log_dir),
-            _ => None,
+        let config = match &self.config {
+            Some(path) => Some(run_settings(path)?),
+            None => None,
         };
+        let from_config = (config.as_ref())
+            .filter(|_| self.given.is_none())
+            .map(|c| c.store.dir.log_dir.clone());
+        self.gateway_id = config.and_then(|c| c.ship.gateway_id);
         self.log_dir = (self.given.clone())
             .or(from_config)
             .unwrap_or_else(|| DEFAULT_LOG_DIR.into());

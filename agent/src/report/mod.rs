@@ -216,6 +216,8 @@ pub struct Inputs<'a> {
 pub enum GatewaySource {
     /// `report --gateway-id`.
     Flag,
+    /// The `gateway-id` of the agent's config file (`report --config`).
+    Config,
     /// The store's shipping cursor (`ship-cursor.json`): the id its objects were shipped under.
     ShippingCursor,
     /// This machine's host name (the agent's default `--gateway-id`).
@@ -227,6 +229,7 @@ impl GatewaySource {
     pub fn text(self) -> &'static str {
         match self {
             GatewaySource::Flag => "--gateway-id",
+            GatewaySource::Config => "the config file's gateway-id",
             GatewaySource::ShippingCursor => "the id the store was shipped under",
             GatewaySource::HostName => "host name",
         }
@@ -235,9 +238,17 @@ impl GatewaySource {
 
 /// The gateway id a report of the store in `dir` names: `flag` if given, else the id the
 /// store was shipped under (its cursor's target), else `host` (the agent's default id).
-pub fn gateway_id(dir: &Path, flag: Option<&str>, host: &str) -> (String, GatewaySource) {
+pub fn gateway_id(
+    dir: &Path,
+    flag: Option<&str>,
+    config: Option<&str>,
+    host: &str,
+) -> (String, GatewaySource) {
     if let Some(id) = flag {
         return (id.to_owned(), GatewaySource::Flag);
+    }
+    if let Some(id) = config {
+        return (id.to_owned(), GatewaySource::Config);
     }
     let shipped = crate::ship::cursor::read(dir)
         .ok()
