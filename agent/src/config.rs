@@ -230,7 +230,19 @@ pub fn to_args(path: &Path, text: &str, run: &Command) -> Result<Vec<OsString>, 
             .get_arguments()
             .find(|a| a.get_long() == Some(flag.as_str()))
             .filter(|_| !NOT_SETTINGS.contains(&flag.as_str()))
-            .ok_or_else(|| err(format!("not a setting; known: {}", known(run, table))))?;
+            .ok_or_else(|| {
+                let keys = known_keys(run, table);
+                // The key as its table writes it (`burst_hits` in `[alerts]`).
+                let asked = table
+                    .and_then(|t| flag.strip_prefix(t))
+                    .map_or(flag.as_str(), |k| k.trim_start_matches('-'));
+                let hint = nearest(asked, &keys)
+                    .map_or(String::new(), |k| format!(" (did you mean `{k}`?)"));
+                err(format!(
+                    "not a setting{hint}; known: {}",
+                    known(&keys, table)
+                ))
+            })?;
         if !matches!(arg.get_action(), ArgAction::Append) {
             if let Some((first, _, at)) = set_at.iter().find(|(_, f, _)| *f == flag) {
                 return Err(err(format!("set already, as `{first}` on line {at}")));
@@ -320,9 +332,36 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// The keys a config file may use at the top (every flag, and the tables), or in the table
-/// of the flags `table`-* (without the prefix).
-fn known(run: &Command, table: Option<&str>) -> String {
+/// Of `keys`, the one `asked` most likely meant: at most two edits away (one for a short
+/// key), the nearest.
+fn nearest<'a>(asked: &str, keys: &[&'a str]) -> Option<&'a str> {
+    /// Edits (insert, delete, substitute) from `a` to `b`.
+    fn distance(a: &[u8], b: &[u8]) -> usize {
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut last = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let next = (row[j + 1] + 1)
+                    .min(row[j] + 1)
+                    .min(last + usize::from(ca != cb));
+                last = row[j + 1];
+                row[j + 1] = next;
+            }
+        }
+        row[b.len()]
+    }
+    let most = if asked.len() <= 4 { 1 } else { 2 };
+    (keys.iter())
+        .map(|k| (distance(asked.as_bytes(), k.as_bytes()), *k))
+        .filter(|(d, _)| *d <= most)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// The keys a config file may use at the top (every flag), or in the table of the flags
+/// `table`-* (without the prefix), sorted.
+fn known_keys<'a>(run: &'a Command, table: Option<&str>) -> Vec<&'a str> {
     fn in_table(l: &str) -> Option<(&'static str, &str)> {
         TABLES
             .iter()
@@ -339,6 +378,11 @@ fn known(run: &Command, table: Option<&str>) -> String {
         })
         .collect();
     keys.sort_unstable();
+    keys
+}
+
+/// [`known_keys`] as a config error lists them, with the tables at the top.
+fn known(keys: &[&str], table: Option<&str>) -> String {
     let mut text = keys.join(", ");
     if table.is_none() {
         for (name, _) in TABLES {
@@ -552,6 +596,13 @@ mod tests {
         );
         let (line, key, _) = setting_error("config = \"other.toml\"\n");
         assert_eq!((line, key.as_str()), (1, "config"));
+        // A near miss is named, in a table too; a key far from every one is not.
+        let (_, _, msg) = setting_error("retension-days = 90\n");
+        assert!(msg.contains("(did you mean `retention-days`?)"), "{msg}");
+        let (_, _, msg) = setting_error("[alerts]\nburst_hit = 5\n");
+        assert!(msg.contains("(did you mean `burst-hits`?)"), "{msg}");
+        let (_, _, msg) = setting_error("colour = \"blue\"\n");
+        assert!(!msg.contains("did you mean"), "{msg}");
     }
 
     #[test]
