@@ -400,9 +400,17 @@ fn clap_reason(e: &clap::Error) -> String {
         Some(ContextValue::String(v)) => format!("invalid value {v:?}"),
         _ => "invalid value".to_owned(),
     };
-    // The source is the flag's own parser message (or clap's, e.g. for numbers).
+    // The source is the flag's own parser message (or clap's, e.g. for numbers, whose
+    // "invalid digit found in string" is said plainly).
     match std::error::Error::source(e) {
-        Some(src) => format!("{value}: {src}"),
+        Some(src) => match src.downcast_ref::<std::num::ParseIntError>().map(|p| p.kind()) {
+            Some(std::num::IntErrorKind::InvalidDigit) => {
+                format!("{value}: not a whole number (digits only, no unit)")
+            }
+            Some(std::num::IntErrorKind::PosOverflow) => format!("{value}: too large"),
+            Some(std::num::IntErrorKind::NegOverflow) => format!("{value}: too small"),
+            _ => format!("{value}: {src}"),
+        },
         None => {
             let shown = e.to_string();
             let first = shown.lines().next().unwrap_or_default();

@@ -15,11 +15,17 @@ use super::lists::RuleBook;
 use crate::clock::OffsetSample;
 use crate::reader::Event;
 
-/// Events per batch at most: a drain sends what it read in batches of this many.
-pub const BATCH_EVENTS: usize = 4096;
-/// Messages the queue holds (each batch is one): up to 128 Ki events, and their payload
-/// copies at most `reader::BATCH_PAYLOAD_BYTES` a batch (16 MiB in all).
-pub const QUEUE_MESSAGES: usize = 32;
+/// Events per batch at most: a drain sends what it read in batches of this many, and the
+/// records stage settles after each (the journal's write, the file of open flows, the
+/// ledger).
+pub const BATCH_EVENTS: usize = 1024;
+/// Messages the queue holds (each batch is one): up to 4 Ki events, and their payload copies
+/// at most `reader::BATCH_PAYLOAD_BYTES` a batch. Few: an event read off the ring and not
+/// yet settled is in this process only, and a kill loses it, where the ring (pinned) keeps
+/// what the reader has not read for the next agent. With 32 batches of 4,096 events, kills
+/// in a flood lost up to 32,072 flows whose starts the queue held when the full table then
+/// evicted them (campaign of 2026-12-07); the ring absorbs bursts instead.
+pub const QUEUE_MESSAGES: usize = 4;
 
 /// What the records stage receives.
 pub enum Msg {
