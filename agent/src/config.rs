@@ -403,7 +403,10 @@ fn clap_reason(e: &clap::Error) -> String {
     // The source is the flag's own parser message (or clap's, e.g. for numbers, whose
     // "invalid digit found in string" is said plainly).
     match std::error::Error::source(e) {
-        Some(src) => match src.downcast_ref::<std::num::ParseIntError>().map(|p| p.kind()) {
+        Some(src) => match src
+            .downcast_ref::<std::num::ParseIntError>()
+            .map(|p| p.kind())
+        {
             Some(std::num::IntErrorKind::InvalidDigit) => {
                 format!("{value}: not a whole number (digits only, no unit)")
             }
@@ -627,7 +630,10 @@ mod tests {
         let (_, _, msg) = setting_error("iface = \"eth0:dmz\"\n");
         assert!(msg.contains("dmz"), "{msg}");
         let (_, _, msg) = setting_error("flow-table-size = \"many\"\n");
-        assert!(msg.contains("many"), "{msg}");
+        assert!(
+            msg.contains("many") && msg.contains("not a whole number"),
+            "{msg}"
+        );
     }
 
     #[test]

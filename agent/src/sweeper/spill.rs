@@ -172,6 +172,8 @@ pub struct Spill {
     file: Option<File>,
     /// Its length.
     len: u64,
+    /// Its length after the last rewrite.
+    image: u64,
     /// Entries waiting for the next [`Spill::flush`].
     buf: Vec<u8>,
     /// When a write last failed: the rewrite is tried again [`RETRY`] later, not at every
@@ -232,6 +234,7 @@ impl Spill {
             dir: dir.to_path_buf(),
             file: None,
             len: 0,
+            image: 0,
             buf: Vec::new(),
             failed: None,
             warned: Throttle::default(),
@@ -255,12 +258,13 @@ impl Spill {
         self.buf.len() >= FLUSH_AT
     }
 
-    /// Whether the log outgrew `open` flows' worth enough to be rewritten.
-    pub(super) fn due(&self, open: usize) -> bool {
+    /// Whether the log grew to twice what the last rewrite wrote (and 1 MiB more), enough
+    /// to be rewritten: the open flows' image, as their entries' real sizes made it.
+    pub(super) fn due(&self) -> bool {
         if self.file.is_none() {
             return self.failed.is_none_or(|at| at.elapsed() >= RETRY);
         }
-        self.len > 2 * (open * (HEAD + KEY + VALUE + REPORTED)) as u64 + (1 << 20)
+        self.len > 2 * self.image + (1 << 20)
     }
 
     /// Appends the waiting entries: call it once the records they follow are in the journal
@@ -330,7 +334,7 @@ impl Spill {
             Ok((f, len)) => {
                 self.failed = None;
                 self.file = Some(f);
-                self.len = len;
+                (self.len, self.image) = (len, len);
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -405,7 +409,7 @@ impl Sweeper {
         let Some(s) = self.spill.as_mut() else {
             return;
         };
-        if s.due(self.open.len()) {
+        if s.due() {
             let open = self.open.iter().filter(|(_, t)| t.ended_ns == 0);
             s.rewrite(self.open.len(), open);
         }
