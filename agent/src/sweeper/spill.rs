@@ -258,13 +258,16 @@ impl Spill {
         self.buf.len() >= FLUSH_AT
     }
 
-    /// Whether the log grew to twice what the last rewrite wrote (and 1 MiB more), enough
-    /// to be rewritten: the open flows' image, as their entries' real sizes made it.
-    pub(super) fn due(&self) -> bool {
+    /// Whether the log grew to twice the open flows' image (and 1 MiB more), enough to be
+    /// rewritten: the larger of what the last rewrite wrote and the least `open` flows take.
+    /// Flows that only come (a growing table) leave nothing to drop; flows that come and go
+    /// (a flood through a full table) leave their ends and earlier entries.
+    pub(super) fn due(&self, open: usize) -> bool {
         if self.file.is_none() {
             return self.failed.is_none_or(|at| at.elapsed() >= RETRY);
         }
-        self.len > 2 * self.image + (1 << 20)
+        let live = self.image.max((open * (HEAD + KEY + VALUE)) as u64);
+        self.len > 2 * live + (1 << 20)
     }
 
     /// Appends the waiting entries: call it once the records they follow are in the journal
@@ -409,7 +412,7 @@ impl Sweeper {
         let Some(s) = self.spill.as_mut() else {
             return;
         };
-        if s.due() {
+        if s.due(self.open.len()) {
             let open = self.open.iter().filter(|(_, t)| t.ended_ns == 0);
             s.rewrite(self.open.len(), open);
         }

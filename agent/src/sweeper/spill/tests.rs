@@ -106,12 +106,12 @@ fn a_rewrite_replaces_the_log_and_a_removal_leaves_nothing() {
     let dir = dir("spill-rewrite");
     let (mut s, saved) = Spill::open(dir.path());
     assert!(saved.is_empty());
-    assert!(s.due(), "the first settle writes the file");
+    assert!(s.due(0), "the first settle writes the file");
     let flows = [(key(1), tracked(3, 1)), (key(2), tracked(2, 0))];
     s.rewrite(flows.len(), flows.iter().map(|(k, t)| (k, t)));
     s.gone(&key(2));
     s.flush();
-    assert!(!s.due());
+    assert!(!s.due(2));
     let (_, saved) = Spill::open(dir.path());
     assert_eq!(
         saved.iter().map(|s| s.key.port_a).collect::<Vec<_>>(),
