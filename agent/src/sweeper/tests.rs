@@ -6,6 +6,22 @@ use agent_common::DIR_RESP;
 
 const S: u64 = 1_000_000_000;
 
+/// An IPv4 UDP flow's key on ifindex 1, from port `port` to 53.
+pub(super) fn udp_key(port: u16) -> FlowKey {
+    FlowKey {
+        ifindex: 1,
+        vlan: 0,
+        vlan_inner: 0,
+        proto: 17,
+        family: agent_common::family::V4,
+        _pad: [0; 2],
+        port_a: port,
+        port_b: 53,
+        addr_a: [1, 0, 0, 0],
+        addr_b: [2, 0, 0, 0],
+    }
+}
+
 /// An entry of one packet seen from `first` to `last`.
 pub(super) fn value(first: u64, last: u64, end: u64, flags: u8) -> FlowValue {
     FlowValue {
@@ -134,18 +150,7 @@ fn a_drop_copied_before_its_packet_goes_with_the_packets_record() {
     v.drops = 2; // the second packet's drop, not yet its count
     let after = written.covering(&v);
     assert_eq!(after.drops, 1, "no drop without a packet to carry it");
-    let key = FlowKey {
-        ifindex: 1,
-        vlan: 0,
-        vlan_inner: 0,
-        proto: 17,
-        family: agent_common::family::V4,
-        _pad: [0; 2],
-        port_a: 0,
-        port_b: 0,
-        addr_a: [0; 4],
-        addr_b: [0; 4],
-    };
+    let key = udp_key(0);
     let clock = crate::clock::WallClock::from_offset(0);
     let torn = FlowRecord::from_entry(&key, &v, "", &clock, &written, EndReason::Idle);
     assert_eq!((torn.packets, torn.dropped), (0, 0));

@@ -2,20 +2,7 @@
 
 use super::*;
 
-fn key(port: u16) -> FlowKey {
-    FlowKey {
-        ifindex: 1,
-        vlan: 0,
-        vlan_inner: 0,
-        proto: 17,
-        family: agent_common::family::V4,
-        _pad: [0; 2],
-        port_a: port,
-        port_b: 53,
-        addr_a: [1, 0, 0, 0],
-        addr_b: [2, 0, 0, 0],
-    }
-}
+use crate::sweeper::tests::udp_key as key;
 
 fn dir(tag: &str) -> xdp_audit_lab::lab::TempDir {
     xdp_audit_lab::lab::TempDir::new(tag).expect("temporary directory")
