@@ -74,8 +74,9 @@ struct Tracked {
     /// disk): gone from the table with nothing new since, it ended, and no eviction lost it.
     ended_untaken: bool,
     /// Kernel time a walk last saved its snapshot to the file of open flows
-    /// ([`spill::WALK_SAVE_NS`]).
+    /// ([`spill::WALK_SAVE_NS`]), and whether a walk saw it count more since.
     saved_ns: u64,
+    unsaved: bool,
 }
 
 impl Tracked {
@@ -109,8 +110,8 @@ impl Tracked {
                 .is_some_and(|l| l.packets == [0, 0] && l.drops == 0)
     }
 
-    /// Whether an earlier agent took all it was seen to hold to the file, or nothing of it
-    /// was seen: gone from the table, nothing is left to write.
+    /// Whether it was taken over from an earlier agent and its records hold all it was seen
+    /// to count (or nothing of it was seen): gone from the table, nothing is left to write.
     fn adopted_and_written(&self) -> bool {
         self.adopted && self.latest.is_none_or(|l| written(&l, &self.reported))
     }
@@ -698,8 +699,9 @@ impl Sweeper {
                 lost_starts += 1;
             }
             let t = &mut self.open[at];
-            if t.saw(&v) && now.saturating_sub(t.saved_ns) >= spill::WALK_SAVE_NS {
-                t.saved_ns = now;
+            t.unsaved |= t.saw(&v);
+            if t.unsaved && now.saturating_sub(t.saved_ns) >= spill::WALK_SAVE_NS {
+                (t.saved_ns, t.unsaved) = (now, false);
                 self.save(at);
                 if !self.holding && self.spill.as_ref().is_some_and(spill::Spill::full) {
                     // A walk of a million busy flows would hold 200 MB of entries: they go

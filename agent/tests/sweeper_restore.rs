@@ -253,3 +253,48 @@ fn flows_evicted_while_the_agent_runs_are_written_once_whenever_it_is_killed() {
         base += MANY;
     }
 }
+
+/// A flow whose packets a walk saw within 10 s of its last save, then nothing more: a later
+/// walk saves that snapshot, so the next agent after a kill writes every packet the walks saw.
+#[test]
+fn a_snapshot_a_walk_held_back_is_saved_by_a_later_walk() {
+    let t = Timeouts::default();
+    let dir = TempDir::new("restore-late").expect("state dir");
+    let (c, srv) = (v4(10, 7, 9, 7), v4(10, 7, 9, 8));
+    let mut l = load(1024, 1 << 16);
+    let fd = flows_fd(&l);
+    let (ledger, pin) = ledger();
+    let (mut first, _) = restoring(t, ledger, dir.path());
+    let frame = Spec::udp4(c, 9200, srv, 53).payload(20).build();
+    run(&mut l, &frame);
+    drain(&mut l, &mut first);
+    run(&mut l, &frame);
+    let now = WallClock::ktime_now();
+    let mut sink = Memory::default();
+    // Saved at 2 packets; then 2 more, seen 1 s later (held back), then 10 s later (saved).
+    for (at, more) in [(0, 2), (S, 0), (11 * S, 0)] {
+        for _ in 0..more {
+            run(&mut l, &frame);
+        }
+        first
+            .sweep(fd.table(), &mut sink, &(), now + at)
+            .expect("walk");
+        first.settle(&mut sink);
+    }
+    assert!(sink.0.is_empty(), "nothing ended: {:?}", sink.0);
+    drop(first);
+    for k in fd.table().keys().expect("keys") {
+        fd.table().take(&k).expect("take");
+    }
+    let (mut next, _) = restoring(t, Ledger::new(pin).expect("ledger"), dir.path());
+    let mut after = Memory::default();
+    next.sweep(fd.table(), &mut after, &(), now + 12 * S)
+        .expect("sweep");
+    assert_eq!(
+        (after.0.iter())
+            .map(|r| (r.src_port, r.packets))
+            .collect::<Vec<_>>(),
+        vec![(9200, 4)],
+        "every packet a walk saw"
+    );
+}

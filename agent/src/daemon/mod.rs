@@ -402,6 +402,9 @@ impl Daemon {
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!("xdp-audit running");
         let clock = &mut self.clock;
+        // What a sweep's drain moves at most: the ring's records (a million if its size is
+        // unknown).
+        let ring_events = self.ring_events.min(1 << 20);
         let result = loop {
             let pumped = tokio::select! {
                 _ = self.stop.notified() => break Ok(()),
@@ -423,8 +426,13 @@ impl Daemon {
                         Ok(u) => u,
                         Err(e) => break Err(e),
                     };
-                    // Drained first: every start read before `now` is queued before the sweep.
-                    let r = pump(ring.get_mut(), clock, &queue).await.map(drop);
+                    // Drained first, up to what the ring holds (a flood refills it as fast):
+                    // every start event written before `now` is queued before the sweep.
+                    // Else the walk finds flows whose start events are still in the ring; one
+                    // it writes as evicted, its start drained after, was taken for a new flow
+                    // and written again (a re-test: 86,726 flows twice in a flood that
+                    // outran a pump of 16 batches).
+                    let r = pump_up_to(ring.get_mut(), clock, &queue, ring_events).await.map(drop);
                     let now = clock.clocks().monotonic_ns();
                     match r {
                         Ok(()) if queue.counters().claim_sweep() => queue.send(Msg::Sweep { now, unaudited }).await,
@@ -541,11 +549,23 @@ async fn pump(
     clock: &mut ClockWatch,
     queue: &QueueTx,
 ) -> Result<bool, queue::Closed> {
+    pump_up_to(ring, clock, queue, PUMP_BATCHES * BATCH_EVENTS).await
+}
+
+/// [`pump`], moving up to `events` ring records.
+async fn pump_up_to(
+    ring: &mut RingReader,
+    clock: &mut ClockWatch,
+    queue: &QueueTx,
+    events: usize,
+) -> Result<bool, queue::Closed> {
     if let Some(sample) = clock.poll() {
         queue.send(Msg::Clock(sample)).await?;
     }
-    for _ in 0..PUMP_BATCHES {
-        let (batch, _, more) = take_batch(ring, queue, BATCH_EVENTS);
+    let mut left = events;
+    while left > 0 {
+        let (batch, records, more) = take_batch(ring, queue, BATCH_EVENTS.min(left));
+        left = left.saturating_sub((records as usize).max(1));
         if !batch.is_empty() {
             queue.send(Msg::Events(batch)).await?;
         }
