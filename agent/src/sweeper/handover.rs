@@ -96,7 +96,7 @@ impl Sweeper {
     pub fn seed(&mut self, flows: &[(FlowKey, Reported)]) {
         for (key, reported) in flows {
             let t = self.open.entry(*key).or_default();
-            (t.reported, t.adopted) = (super::further(t.reported, *reported), true);
+            (t.reported, t.adopted) = (super::tracked::further(t.reported, *reported), true);
         }
     }
 

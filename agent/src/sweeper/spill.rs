@@ -200,7 +200,7 @@ const HELD_MAX: usize = 64 << 20;
 
 impl Spill {
     /// Reads what an earlier agent saved in `dir` and returns the flows to take in, with the
-    /// spill that writes this agent's file from the first [`Spill::rewrite`] on. A file that
+    /// spill that writes this agent's file from the first `Spill::rewrite` on. A file that
     /// cannot be read is named in a warning and set aside (`open-flows.bin.bad`).
     pub fn open(dir: &Path) -> (Self, Vec<Saved>) {
         let path = dir.join(FILE_NAME);
@@ -330,7 +330,7 @@ impl Spill {
                 len += entry.len() as u64;
             }
             let f = w.into_inner().map_err(|e| e.into_error())?;
-            std::fs::rename(&tmp, self.dir.join(FILE_NAME))?;
+            std::fs::rename(&tmp, self.path())?;
             Ok::<_, std::io::Error>((f, len))
         })();
         match written {
@@ -346,12 +346,17 @@ impl Spill {
         }
     }
 
+    /// The file's path.
+    fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
     /// Stops appending after a failed write and removes the file (it may lack entries), till
     /// the next rewrite.
     fn fail(&mut self, e: &std::io::Error) {
         self.file = None;
         self.failed = Some(std::time::Instant::now());
-        let path = self.dir.join(FILE_NAME);
+        let path = self.path();
         let _ = std::fs::remove_file(&path);
         if let Some(n) = self.warned.hit(1) {
             warn!(file = %path.display(), error = %e, failures = n, "the file of open flows could not be written; removed, and rewritten at a later sweep (a kill meanwhile loses the open flows the table evicts before the next agent's first sweep) (logged at most every 10 s)");
@@ -362,11 +367,11 @@ impl Spill {
     pub(super) fn remove(&mut self) {
         self.file = None;
         self.buf.clear();
-        match std::fs::remove_file(self.dir.join(FILE_NAME)) {
+        match std::fs::remove_file(self.path()) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                warn!(file = %self.dir.join(FILE_NAME).display(), error = %e, "the file of open flows could not be removed at the stop; the next agent reads it and finds them written")
+                warn!(file = %self.path().display(), error = %e, "the file of open flows could not be removed at the stop; the next agent reads it and finds them written")
             }
         }
     }
@@ -374,7 +379,7 @@ impl Spill {
 
 impl Sweeper {
     /// Keeps the file of open flows in `spill`'s directory from now on, and takes in `saved`,
-    /// the open flows a killed agent left there ([`spill`]): each goes on from its snapshot
+    /// the open flows a killed agent left there (this module): each goes on from its snapshot
     /// and what its records carried, and one gone from the table is written as evicted.
     /// Call it after [`Sweeper::adopt`]: of the ledger's account of a flow's records and the
     /// file's, the one that carries more counts (either may be a settle behind the other).
@@ -384,7 +389,7 @@ impl Sweeper {
         for s in saved {
             let ledger = self.open.get(&s.key).map(|t| t.reported);
             let t = Tracked {
-                reported: super::further(ledger.unwrap_or_default(), s.reported),
+                reported: super::tracked::further(ledger.unwrap_or_default(), s.reported),
                 latest: Some(s.value),
                 first_seen_ns: s.value.first_seen_ns,
                 adopted: true,
