@@ -39,7 +39,6 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use common::{v4, Spec};
 use xdp_audit::alert::stage::AlertStage;
@@ -121,8 +120,8 @@ fn load(dir: &Path, rules: u32) -> (Program, RingReader, ListSet) {
     assert!(problems.is_empty(), "the bench's blocklist: {problems:?}");
     loaded.lists.apply(&delta).expect("apply the blocklist");
     let (program, maps) = loaded.into_parts();
-    let ring = RingBuf::try_from(maps.events).expect("the event ring");
-    (program, RingReader::new(ring), lists)
+    let ring = RingReader::new(&maps.events).expect("the event ring");
+    (program, ring, lists)
 }
 
 /// Sends `events` new blocked UDP flows through the program: sources 0 to `events` - 1 (the
@@ -147,7 +146,7 @@ fn fill(p: &mut Program, sport: u16, events: u64, rules: u32) {
 /// Drains the ring in the daemon's batches; `each` takes every event.
 fn drain(r: &mut RingReader, mut each: impl FnMut(Event)) -> u64 {
     let (mut n, mut batch) = (0, Vec::with_capacity(BATCH_EVENTS));
-    while r.drain_into(&mut batch, BATCH_EVENTS).records > 0 {
+    while r.drain_released(&mut batch, BATCH_EVENTS).records > 0 {
         n += batch.len() as u64;
         batch.drain(..).for_each(&mut each);
     }

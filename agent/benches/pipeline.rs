@@ -51,7 +51,8 @@ fn main() {
         // The floor and the reader, on one program: the ring filled twice.
         let (mut program, maps) = load(1 << 20).into_parts();
         per_flow = per_flow.min(fill(&mut program, 0, EVENTS));
-        let mut ring = RingBuf::try_from(maps.events).expect("ring");
+        let mut events = maps.events;
+        let mut ring = RingBuf::try_from(&mut events).expect("ring");
         let mut n = 0u64;
         let (wall, cpu) = timed(|| {
             while let Some(item) = ring.next() {
@@ -59,15 +60,16 @@ fn main() {
                 n += 1;
             }
         });
+        drop(ring);
         assert_eq!(n, EVENTS, "the ring held every event");
         floor.note(wall, cpu);
         fill(&mut program, EVENTS, EVENTS);
-        let mut r = RingReader::new(ring);
+        let mut r = RingReader::new(&events).expect("ring");
         // In batches of the daemon's size, each in a buffer of its own, as the reader sends them.
         let mut batches: Vec<Vec<Event>> = Vec::new();
         let (wall, cpu) = timed(|| loop {
             let mut batch = Vec::with_capacity(BATCH_EVENTS);
-            if r.drain_into(&mut batch, BATCH_EVENTS).records == 0 {
+            if r.drain_released(&mut batch, BATCH_EVENTS).records == 0 {
                 break;
             }
             batches.push(batch);

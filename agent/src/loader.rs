@@ -17,7 +17,7 @@ pub mod layout;
 pub mod netlink;
 pub mod pin;
 mod recover;
-pub(crate) use recover::crash_point;
+pub(crate) use recover::{crash_point, crash_point_counting};
 pub mod upgrade;
 
 use std::collections::HashMap;

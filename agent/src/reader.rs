@@ -10,12 +10,14 @@ use std::mem::size_of;
 
 use agent_common::payload::{payload_flags, PayloadHead, SNIPPET_MAX, UNLIMITED};
 use agent_common::{event_kind, FlowEvent, FlowKey, FlowValue, DIR_ORIG, DIR_RESP};
-use aya::maps::{MapData, RingBuf};
 use bytes::{Bytes, BytesMut};
 use tracing::error;
 
 use crate::record::Mac;
 use crate::throttle::Throttle;
+
+pub mod ring;
+use ring::{Release, Ring};
 
 /// One decoded ring-buffer record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,6 +211,9 @@ pub struct Drained {
     pub undecodable: u64,
     /// It stopped at a bound (events or payload bytes), not at an empty ring: more may wait.
     pub more: bool,
+    /// The ring position after the last record read: [`Release::up_to`] it once what was
+    /// read is settled.
+    pub end: u64,
 }
 
 /// Payload bytes one drain moves at most: a batch of payload copies (up to 1,472 bytes
@@ -219,19 +224,48 @@ pub const BATCH_PAYLOAD_BYTES: usize = 512 << 10;
 /// The ring buffer, the arena payload bytes are cut from, and the rate limit of decode
 /// errors.
 pub struct RingReader {
-    ring: RingBuf<MapData>,
+    ring: Ring,
     arena: BytesMut,
     undecodable: Throttle,
 }
 
 impl RingReader {
-    /// Reads `ring`.
-    pub fn new(ring: RingBuf<MapData>) -> Self {
-        Self {
-            ring,
+    /// Reads the ring buffer `map` from where its consumer position stands: what an earlier
+    /// reader read and did not release is read again.
+    pub fn new(map: &aya::maps::Map) -> std::io::Result<Self> {
+        use std::os::fd::AsFd as _;
+        let aya::maps::Map::RingBuf(data) = map else {
+            return Err(std::io::Error::other("the map is not a ring buffer"));
+        };
+        let size = data.info().map_err(std::io::Error::other)?.max_entries();
+        Ok(Self {
+            ring: Ring::new(data.fd().as_fd(), size)?,
             arena: BytesMut::new(),
             undecodable: Throttle::default(),
-        }
+        })
+    }
+
+    /// What gives the space of the records read back to the program.
+    pub fn release(&self) -> Release {
+        self.ring.release()
+    }
+
+    /// Moves up to `max` events into `out` and gives their space back at once (a reader
+    /// whose caller settles nothing: a replaced layout's ring, benches).
+    pub fn drain_released(&mut self, out: &mut Vec<Event>, max: usize) -> Drained {
+        let d = self.drain_into(out, max);
+        self.ring.release().up_to(d.end);
+        d
+    }
+
+    /// The ring position after the last record read.
+    pub fn position(&self) -> u64 {
+        self.ring.position()
+    }
+
+    /// The ring's fill, for the status.
+    pub fn fill(&self) -> crate::metrics::ring::RingFill {
+        self.ring.fill()
     }
 
     /// Moves up to `max` events, and [`BATCH_PAYLOAD_BYTES`] of payload, into `out`; stops
@@ -244,9 +278,11 @@ impl RingReader {
                 d.more = true;
                 break;
             }
-            let Some(item) = self.ring.next() else { break };
+            let Some(item) = self.ring.next_record() else {
+                break;
+            };
             d.records += 1;
-            match decode_with(&item, &mut self.arena) {
+            match decode_with(item, &mut self.arena) {
                 Ok(ev) => {
                     if let Event::Payload(p) = &ev {
                         bytes += p.data.len();
@@ -261,6 +297,7 @@ impl RingReader {
                 }
             }
         }
+        d.end = self.ring.position();
         d
     }
 }

@@ -416,8 +416,7 @@ fn a_drain_of_payload_copies_stops_at_its_byte_bound() {
         0,
         "the ring held every copy"
     );
-    let ring = aya::maps::RingBuf::try_from(p.loaded.events).expect("ring buffer");
-    let mut reader = RingReader::new(ring);
+    let mut reader = RingReader::new(&p.loaded.events).expect("ring buffer");
     let copied = |events: &[Event]| -> (usize, usize) {
         events.iter().fold((0, 0), |(n, b), e| match e {
             Event::Payload(p) => (n + 1, b + p.data.len()),

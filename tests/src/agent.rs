@@ -94,7 +94,33 @@ impl Agent {
         log_dir: &Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut child = Self::command(lab, ns, bin, log_dir, args)?
+        Self::spawn_command(Self::command(lab, ns, bin, log_dir, args)?, bin, log_dir)
+    }
+
+    /// Starts `bin run` as [`Agent::start`] does, told to abort at the crash point `point`
+    /// (`XDP_AUDIT_CRASH_AT`, which may say `point:N`: once N events are counted there):
+    /// for a test that drives traffic until it dies as a kill there would stop it.
+    pub fn start_crashing_at(
+        lab: &Lab,
+        ns: &str,
+        bin: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        point: &str,
+    ) -> anyhow::Result<Self> {
+        let mut c = Self::command(lab, ns, bin, log_dir, args)?;
+        c.env("XDP_AUDIT_CRASH_AT", point);
+        let mut agent = Self::spawn_command(c, bin, log_dir)?;
+        agent.wait_for("xdp-audit running", Duration::from_secs(60))?;
+        Ok(agent)
+    }
+
+    fn spawn_command(
+        mut command: std::process::Command,
+        bin: &Path,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -198,9 +198,26 @@ fn a_blocked_flood_from_many_sources_is_recorded_then_summarised_and_adds_up() {
 /// no record and no counter (about 100,000 flows in a campaign run with default sizes).
 #[test]
 fn new_flows_a_killed_agent_read_are_recorded_after_a_flood_evicts_them() {
+    killed_in_a_wave_of_new_flows("fldk", None);
+}
+
+/// As above, the agent dying while its records stage handles a batch of the wave's start
+/// events (read off the ring, not yet settled: not in the file of open flows). The ring
+/// keeps them until the records stage settles them, and the next agent reads them again.
+/// Before, the reader had given their space back when it read them, and they were lost
+/// (at most the queue's batches, about 6,000 flows).
+#[test]
+fn new_flows_read_and_not_yet_settled_when_the_agent_dies_are_recorded() {
+    killed_in_a_wave_of_new_flows("flds", Some("settle:400"));
+}
+
+/// A first wave of 800 new flows, the agent killed (SIGKILL once it has read them all, or at
+/// the crash point `crash_at`), a second wave of 3,000 through a table of 1,024 while no
+/// agent runs, the next agent: each first-wave flow has exactly one record.
+fn killed_in_a_wave_of_new_flows(prefix: &str, crash_at: Option<&str>) {
     const FIRST: u32 = 800;
     const SECOND: u32 = 3_000;
-    let lab = Lab::new("fldk").expect("build the netns lab");
+    let lab = Lab::new(prefix).expect("build the netns lab");
     let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
     let tmp = lab.temp_dir("floodkill").expect("temp dir");
     let log = tmp.path().join("log");
@@ -221,24 +238,41 @@ fn new_flows_a_killed_agent_read_are_recorded_after_a_flood_evicts_them() {
         "--sweep-interval",
         "200ms",
     ];
-    let mut first =
-        Agent::start(&lab, &lab.gateway.clone(), &bin, &log, &args).expect("start the agent");
+    let gateway = lab.gateway.clone();
+    let mut first = match crash_at {
+        None => Agent::start(&lab, &gateway, &bin, &log, &args),
+        Some(point) => Agent::start_crashing_at(&lab, &gateway, &bin, &log, &args, point),
+    }
+    .expect("start the agent");
     sh(lab
         .cmd(&lab.client, "ping")
         .args(["-c", "1", "-W", "2", lab::GW_LAN_V4]))
     .expect("ping the gateway");
     flood(&lab, server, 0, FIRST);
-    let starts = |a: &Agent| a.status().unwrap_or_default()["flows"]["starts"].as_u64();
-    wait_until(
-        Duration::from_secs(20),
-        "the agent read the first wave's start events",
-        || starts(&first).is_some_and(|n| n >= u64::from(FIRST)),
-    );
-    first.crash().expect("SIGKILL");
+    match crash_at {
+        None => {
+            let starts = |a: &Agent| a.status().unwrap_or_default()["flows"]["starts"].as_u64();
+            wait_until(
+                Duration::from_secs(20),
+                "the agent read the first wave's start events",
+                || starts(&first).is_some_and(|n| n >= u64::from(FIRST)),
+            );
+            first.crash().expect("SIGKILL");
+        }
+        Some(point) => {
+            use std::os::unix::process::ExitStatusExt as _;
+            wait_until(Duration::from_secs(20), "the agent aborts", || {
+                first.exited().is_ok_and(|e| e.is_some())
+            });
+            let status = first.exited().expect("exited").expect("ended");
+            assert_eq!(status.signal(), Some(libc::SIGABRT), "aborted at {point}");
+            (first.wait_for("aborting here", Duration::from_secs(10)))
+                .expect("it said where it aborted");
+        }
+    }
     flood(&lab, server, FIRST, SECOND);
 
-    let mut next =
-        Agent::start(&lab, &lab.gateway.clone(), &bin, &log, &args).expect("start the next agent");
+    let mut next = Agent::start(&lab, &gateway, &bin, &log, &args).expect("start the next agent");
     wait_until(
         Duration::from_secs(20),
         "the next agent read the second wave and swept",
@@ -273,10 +307,12 @@ fn new_flows_a_killed_agent_read_are_recorded_after_a_flood_evicts_them() {
         &wrong[..wrong.len().min(5)],
         status["flows"]
     );
-    assert!(
-        status["flows"]["restored"].as_u64() >= Some(u64::from(FIRST)),
-        "{}",
-        status["flows"]
-    );
+    if crash_at.is_none() {
+        assert!(
+            status["flows"]["restored"].as_u64() >= Some(u64::from(FIRST)),
+            "{}",
+            status["flows"]
+        );
+    }
     drop(pins);
 }

@@ -37,7 +37,6 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aya::maps::{MapError, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
@@ -47,7 +46,7 @@ use crate::blocklist::ListSet;
 use crate::clock::{ClockSource, ClockStats, ClockWatch, Timeline};
 use crate::flowtable::FlowTableError;
 use crate::loader::Maps;
-use crate::reader::{Event, RingReader};
+use crate::reader::RingReader;
 use crate::sink::{RecordSink, SinkError};
 use crate::store::StoreStatus;
 use crate::sweeper::{SweepStats, Sweeper, Timeouts};
@@ -134,9 +133,9 @@ impl Settings {
 /// Why the daemon could not start or stop cleanly; each names the part at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The events map is no ring buffer (a build mismatch).
-    #[error("the EVENTS map is not a ring buffer: {0}")]
-    Ring(MapError),
+    /// The events map is no ring buffer (a build mismatch), or cannot be mapped.
+    #[error("cannot map the EVENTS ring buffer: {0}")]
+    Ring(std::io::Error),
     /// The ring buffer could not be polled.
     #[error("cannot poll the ring buffer: {0}")]
     Poll(std::io::Error),
@@ -269,11 +268,10 @@ impl Daemon {
             retired,
             flood,
         } = maps;
-        let (ring_fill, ring_bytes) = ring_fill(&events);
-        let ring_events =
-            ring_bytes.map_or(usize::MAX, |b| b as usize / agent_common::RING_RECORD_BYTES);
+        let ring = RingReader::new(&events).map_err(DaemonError::Ring)?;
+        let ring_fill = ring.fill();
+        let ring_events = (ring_fill.size() as usize / agent_common::RING_RECORD_BYTES).max(1);
         let table_capacities = flows.capacities();
-        let ring = RingBuf::try_from(events).map_err(DaemonError::Ring)?;
         let counters = Arc::new(PipelineCounters::default());
         let (tx, rx) = queue::queue(settings.queue_messages, counters.clone());
         let hand_over = settings.hand_over.then(|| clocks.clone());
@@ -316,6 +314,7 @@ impl Daemon {
             flood,
             flood_status,
             rules: rules.clone(),
+            release: Some(ring.release()),
             status: records::StatusInputs {
                 dir: settings.state_dir.clone(),
                 interfaces: settings.interfaces.iter().map(|i| i.name.clone()).collect(),
@@ -324,7 +323,7 @@ impl Daemon {
                 lists: shared.clone(),
                 hits: Vec::new(),
                 ship: settings.ship.clone(),
-                ring: ring_fill,
+                ring: Some(ring_fill),
                 table_capacities,
                 publish: settings.metrics.clone(),
                 alerts: settings.alerts.clone(),
@@ -353,7 +352,7 @@ impl Daemon {
         );
         let daemon = Self {
             settings,
-            ring: Some(RingReader::new(ring)),
+            ring: Some(ring),
             ring_events,
             clock,
             queue: Some(tx),
@@ -372,6 +371,7 @@ impl Daemon {
     pub async fn run(&mut self) -> Result<(), DaemonError> {
         let reader = self.ring.take().ok_or(DaemonError::AlreadyRan)?;
         let queue = self.queue.clone().ok_or(DaemonError::AlreadyRan)?;
+        let release = reader.release();
         // SAFETY: the RingReader owns its map fd for its whole life and always returns it.
         let mut ring =
             unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
@@ -402,8 +402,7 @@ impl Daemon {
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!("xdp-audit running");
         let clock = &mut self.clock;
-        // What a sweep's drain moves at most: the ring's records (a million if its size is
-        // unknown).
+        // What a sweep's drain moves at most: the ring's records (at most a million).
         let ring_events = self.ring_events.min(1 << 20);
         let result = loop {
             let pumped = tokio::select! {
@@ -421,6 +420,9 @@ impl Daemon {
                     Err(e) => break Err(DaemonError::Poll(e)),
                 },
                 _ = drain_tick.tick() => pump(ring.get_mut(), clock, &queue).await.map(drop),
+                // The records stage released settled events: while it lagged, the kernel
+                // woke no one for what the program wrote (it wakes at the released position).
+                _ = release.released() => pump(ring.get_mut(), clock, &queue).await.map(drop),
                 _ = sweep_tick.tick() => {
                     let unaudited = match self.watch.look() {
                         Ok(u) => u,
@@ -479,10 +481,12 @@ impl Daemon {
             // would fill it again as fast as it drains, and the stop would never end.
             let mut left = self.ring_events;
             while left > 0 {
-                let (batch, records, more) = take_batch(ring, queue, BATCH_EVENTS.min(left));
+                let (msg, records, more) = take_batch(ring, queue, BATCH_EVENTS.min(left));
                 left = left.saturating_sub(records as usize);
-                if !batch.is_empty() && queue.send_blocking(Msg::Events(batch)).is_err() {
-                    break;
+                if let Some(msg) = msg {
+                    if queue.send_blocking(msg).is_err() {
+                        break;
+                    }
                 }
                 if !more || records == 0 {
                     break;
@@ -514,27 +518,17 @@ impl Daemon {
     }
 }
 
-/// A read-only view of the ring buffer's fill, for the status (`None`, said once, if the
-/// kernel refuses the mapping), and the ring's size in bytes if the kernel says it.
-fn ring_fill(events: &aya::maps::Map) -> (Option<crate::metrics::ring::RingFill>, Option<u32>) {
-    use std::os::fd::AsFd as _;
-    let aya::maps::Map::RingBuf(data) = events else {
-        return (None, None);
-    };
-    let size = data.info().ok().map(|i| i.max_entries());
-    let fill = crate::metrics::ring::RingFill::new(data.fd().as_fd(), size.unwrap_or(0))
-        .map_err(|e| warn!(error = %e, "cannot map the ring buffer's positions; its fill is not reported"))
-        .ok();
-    (fill, size)
-}
-
-/// Up to `max` events from the ring, counted as read; with the ring records they took, and
+/// Up to `max` events from the ring, counted as read: the message that carries them and
+/// where they end (none if the read moved nothing; one without events if only undecodable
+/// records, whose space is released once those before are), the ring records they took, and
 /// whether more may wait (the batch stopped at a bound, not at an empty ring).
-fn take_batch(ring: &mut RingReader, queue: &QueueTx, max: usize) -> (Vec<Event>, u64, bool) {
-    let mut batch = Vec::new();
-    let d = ring.drain_into(&mut batch, max);
+fn take_batch(ring: &mut RingReader, queue: &QueueTx, max: usize) -> (Option<Msg>, u64, bool) {
+    let before = ring.position();
+    let mut events = Vec::new();
+    let d = ring.drain_into(&mut events, max);
     queue.counters().read(d.records, d.undecodable);
-    (batch, d.records, d.more)
+    let msg = (d.end != before).then_some(Msg::Events { events, end: d.end });
+    (msg, d.records, d.more)
 }
 
 /// Batches one [`pump`] moves at most before the run loop looks at the stop and its ticks:
@@ -564,10 +558,10 @@ async fn pump_up_to(
     }
     let mut left = events;
     while left > 0 {
-        let (batch, records, more) = take_batch(ring, queue, BATCH_EVENTS.min(left));
+        let (msg, records, more) = take_batch(ring, queue, BATCH_EVENTS.min(left));
         left = left.saturating_sub((records as usize).max(1));
-        if !batch.is_empty() {
-            queue.send(Msg::Events(batch)).await?;
+        if let Some(msg) = msg {
+            queue.send(msg).await?;
         }
         if !more {
             return Ok(false);

@@ -29,8 +29,14 @@ pub const QUEUE_MESSAGES: usize = 4;
 
 /// What the records stage receives.
 pub enum Msg {
-    /// Events read from the ring buffer, in ring order.
-    Events(Vec<Event>),
+    /// Events read from the ring buffer, in ring order, and the ring position after them:
+    /// released once they are settled.
+    Events {
+        /// The events.
+        events: Vec<Event>,
+        /// The ring position after the last.
+        end: u64,
+    },
     /// A new measurement of the wall clock's offset.
     Clock(OffsetSample),
     /// Sweep the flow table at kernel time `now`, run the store's timers, write the status.
@@ -48,7 +54,7 @@ pub enum Msg {
 impl Msg {
     fn events(&self) -> u64 {
         match self {
-            Msg::Events(batch) => batch.len() as u64,
+            Msg::Events { events, .. } => events.len() as u64,
             _ => 0,
         }
     }

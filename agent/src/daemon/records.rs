@@ -72,6 +72,8 @@ pub(crate) struct Records {
     pub(crate) flood_status: FloodStatus,
     pub(crate) rules: Arc<RuleBook>,
     pub(crate) status: StatusInputs,
+    /// Gives the ring space of settled events back to the program.
+    pub(crate) release: Option<crate::reader::ring::Release>,
 }
 
 /// Starts the records stage on its own thread; it ends when every sender of `rx` is gone,
@@ -151,14 +153,20 @@ impl Records {
 
     fn handle(&mut self, msg: Msg, counters: &PipelineCounters) {
         match msg {
-            Msg::Events(batch) => {
-                for ev in batch {
+            Msg::Events { events, end } => {
+                for ev in events {
                     self.on_event(ev);
                 }
+                crate::loader::crash_point_counting("settle", self.sweeper.stats.starts);
                 // A first drop's record: the ledger moves on, and the kernel's flow holds
                 // nothing more to write of it. One write(2) per batch, none for a batch of
                 // starts alone.
                 self.sweeper.settle(self.sink.as_mut());
+                // Settled (its starts in the file of open flows): the ring may reuse its
+                // space. Not before: a kill leaves it for the next agent.
+                if let Some(ring) = &self.release {
+                    ring.up_to(end);
+                }
             }
             Msg::Clock(sample) => self.sweeper.on_clock(sample),
             Msg::Rules(book) => self.rules = book,

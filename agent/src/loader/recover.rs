@@ -30,9 +30,25 @@ use super::upgrade::{self, Retired};
 /// Where a crash test asks the agent to stop as a kill would: a process whose
 /// `XDP_AUDIT_CRASH_AT` names `point` aborts there (no destructor runs, no pin is removed).
 pub(crate) fn crash_point(point: &str) {
-    if std::env::var_os("XDP_AUDIT_CRASH_AT").is_some_and(|v| v == point) {
-        eprintln!("XDP_AUDIT_CRASH_AT={point}: aborting here");
-        std::process::abort();
+    crash_point_counting(point, 0);
+}
+
+/// [`crash_point`], where `XDP_AUDIT_CRASH_AT=point:N` aborts only once `count` (what the
+/// caller counts there) reaches N. The variable is read once.
+pub(crate) fn crash_point_counting(point: &str, count: u64) {
+    static AT: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        let v = std::env::var("XDP_AUDIT_CRASH_AT").ok()?;
+        Some(match v.split_once(':') {
+            Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(u64::MAX)),
+            None => (v, 0),
+        })
+    });
+    if let Some((p, n)) = at {
+        if p == point && count >= *n {
+            eprintln!("XDP_AUDIT_CRASH_AT={point}: aborting here ({count} counted)");
+            std::process::abort();
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use agent_common::{family, names, FlowKey, FlowValue, Reported, LAYOUT_VERSION};
-use aya::maps::{Map, MapData, RingBuf};
+use aya::maps::{Map, MapData};
 use aya::programs::Xdp;
 use tracing::{info, warn};
 
@@ -437,8 +437,9 @@ pub(super) fn retire_leftover(
 /// After the swap: the old ring drained, the old tables read a last time.
 fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, StartError> {
     let mut events = Vec::new();
-    if let Ok(ring) = RingBuf::try_from(o.events) {
-        RingReader::new(ring).drain_into(&mut events, usize::MAX);
+    // Released as read, as the old agent's reader did: the map is unpinned once written.
+    if let Ok(mut ring) = RingReader::new(&o.events) {
+        ring.drain_released(&mut events, usize::MAX);
     }
     let last = o.flows.table().entries().map_err(|e| StartError::Program {
         what: "reading the old flow tables after the swap".into(),

@@ -74,7 +74,7 @@ pub struct TableFill {
 /// The ring buffer's fill.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingFillStats {
-    /// Bytes written and not yet read when the status was written.
+    /// Bytes written and not yet given back (read and settled) when the status was written.
     pub used_bytes: u64,
     /// Its size.
     pub size_bytes: u64,

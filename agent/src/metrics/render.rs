@@ -445,7 +445,7 @@ pub fn observed(e: &mut Encoder, o: &Observed) {
     }
     e.gauge(
         "ring_used_bytes",
-        "Bytes written to the ring buffer and not yet read, at the last sweep.",
+        "Bytes written to the ring buffer and not yet given back (read and settled), at the last sweep.",
         o.ring.used_bytes,
     );
     e.gauge(
