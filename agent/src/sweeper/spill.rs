@@ -108,10 +108,35 @@ fn push_open(out: &mut Vec<u8>, key: &FlowKey, t: &Tracked) {
     }
 }
 
+/// What a read of a saved file found damaged: the first damaged or cut entry's offset, and
+/// the bytes skipped in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Damage {
+    first: usize,
+    skipped: usize,
+}
+
+/// The entry at the start of `rest`, if whole and intact (its tag known, its padding zero,
+/// its CRC right): its tag and bytes.
+fn entry(rest: &[u8]) -> Option<(u8, &[u8])> {
+    let tag = *rest.get(4)?;
+    let len = match tag {
+        OPEN => HEAD + KEY + VALUE,
+        OPEN_REPORTED => HEAD + KEY + VALUE + REPORTED,
+        GONE => HEAD + KEY,
+        _ => return None,
+    };
+    let e = rest.get(..len)?;
+    let crc = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+    (e[5..HEAD] == [0, 0, 0] && crc32fast::hash(&e[4..]) == crc).then_some((tag, e))
+}
+
 /// Reads a saved file's entries, the last of each flow counting, if it was written in this
-/// boot (`boot`). Returns the open flows and, when the file ends in a damaged or cut entry,
-/// its offset (what precedes it is used).
-fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<usize>), String> {
+/// boot (`boot`). Returns the open flows and what was damaged: past a damaged entry the read
+/// goes on at the next intact one (every entry is a multiple of 8 bytes long, so it looks
+/// every 8 bytes), so one damaged entry costs that entry only (a lost end makes its flow
+/// open again; a lost snapshot leaves the one before).
+fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<Damage>), String> {
     let head = file_head(boot);
     if bytes.len() < FILE_HEAD || bytes[..8] != MAGIC[..] {
         return Err("it is not a file of open flows (no `xa-open1` head)".into());
@@ -124,31 +149,29 @@ fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<usize>), String
     }
     let mut flows: indexmap::IndexMap<FlowKey, Option<Saved>, foldhash::fast::RandomState> =
         indexmap::IndexMap::default();
+    let mut damage: Option<Damage> = None;
     let mut at = FILE_HEAD;
     while at < bytes.len() {
-        let rest = &bytes[at..];
-        let len = match rest.get(4) {
-            Some(&OPEN) => HEAD + KEY + VALUE,
-            Some(&OPEN_REPORTED) => HEAD + KEY + VALUE + REPORTED,
-            Some(&GONE) => HEAD + KEY,
-            _ => return Ok((flows.into_values().flatten().collect(), Some(at))),
+        let Some((tag, e)) = entry(&bytes[at..]) else {
+            let d = damage.get_or_insert(Damage {
+                first: at,
+                skipped: 0,
+            });
+            let step = 8.min(bytes.len() - at);
+            d.skipped += step;
+            at += step;
+            continue;
         };
-        let Some(entry) = rest.get(..len) else {
-            return Ok((flows.into_values().flatten().collect(), Some(at)));
-        };
-        let crc = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
-        if crc32fast::hash(&entry[4..]) != crc {
-            return Ok((flows.into_values().flatten().collect(), Some(at)));
-        }
+        at += e.len();
         // Each read within the entry, whose length its tag gave.
         let (Some(key), value, reported) = (
-            read::<FlowKey>(&entry[HEAD..]),
-            read::<FlowValue>(&entry[HEAD + KEY..]),
-            read::<Reported>(&entry[(HEAD + KEY + VALUE).min(len)..]),
+            read::<FlowKey>(&e[HEAD..]),
+            read::<FlowValue>(&e[HEAD + KEY..]),
+            read::<Reported>(&e[(HEAD + KEY + VALUE).min(e.len())..]),
         ) else {
-            return Ok((flows.into_values().flatten().collect(), Some(at)));
+            continue;
         };
-        let saved = match (entry[4], value) {
+        let saved = match (tag, value) {
             (GONE, _) | (_, None) => None,
             (tag, Some(value)) => Some(Saved {
                 key,
@@ -159,9 +182,8 @@ fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<usize>), String
             }),
         };
         flows.insert(key, saved);
-        at += len;
     }
-    Ok((flows.into_values().flatten().collect(), None))
+    Ok((flows.into_values().flatten().collect(), damage))
 }
 
 /// The saved file of the open flows and what waits to be appended to it.
@@ -207,8 +229,8 @@ impl Spill {
         let saved = match fsutil::read_input_here(&path, READ_MAX) {
             Ok(bytes) => match parse(&bytes, crate::store::retention::boot_id()) {
                 Ok((flows, damaged)) => {
-                    if let Some(at) = damaged {
-                        warn!(file = %path.display(), offset = at, flows = flows.len(), "the last agent's file of open flows ends in a damaged or cut entry (a kill while it was written); the entries before it are used");
+                    if let Some(d) = damaged {
+                        warn!(file = %path.display(), offset = d.first, bytes_skipped = d.skipped, flows = flows.len(), "the last agent's file of open flows holds damaged or cut entries (a kill while it was written cuts the last one); every intact entry is used, and a flow whose lost entry said it ended may be written again as evicted");
                     }
                     flows
                 }

@@ -56,7 +56,7 @@ fn an_ended_flow_or_one_without_a_snapshot_is_not_saved_open() {
 }
 
 #[test]
-fn a_cut_or_damaged_entry_ends_what_is_read_and_the_rest_is_used() {
+fn a_cut_entry_ends_what_is_read_and_the_rest_is_used() {
     let whole = file(|b| {
         push_open(b, &key(1), &tracked(1, 0));
         push_open(b, &key(2), &tracked(2, 0));
@@ -64,16 +64,57 @@ fn a_cut_or_damaged_entry_ends_what_is_read_and_the_rest_is_used() {
     let one = FILE_HEAD + HEAD + KEY + VALUE;
     for cut in [whole.len() - 1, one + 3, one + HEAD] {
         let (flows, damaged) = parse(&whole[..cut], BOOT).expect("parse");
-        assert_eq!(damaged, Some(one), "cut at {cut}");
+        assert_eq!(
+            damaged.map(|d| (d.first, d.skipped)),
+            Some((one, cut - one)),
+            "cut at {cut}"
+        );
         assert_eq!(flows.len(), 1);
     }
+}
+
+#[test]
+fn a_damaged_entry_costs_that_entry_only() {
+    let whole = file(|b| {
+        push_open(b, &key(1), &tracked(1, 0));
+        push_open(b, &key(2), &tracked(2, 0));
+        push_entry(b, GONE, &key(1), &[]);
+        push_open(b, &key(3), &tracked(3, 1));
+        push_entry(b, GONE, &key(2), &[]);
+    });
+    let one = FILE_HEAD + HEAD + KEY + VALUE;
+    let ports = |b: &[u8]| -> (Vec<u16>, Option<usize>) {
+        let (flows, damaged) = parse(b, BOOT).expect("parse");
+        let mut p: Vec<u16> = flows.iter().map(|s| s.key.port_a).collect();
+        p.sort_unstable();
+        (p, damaged.map(|d| d.first))
+    };
+    assert_eq!(ports(&whole), (vec![3], None));
+    // The second entry's key damaged: flow 2's snapshot lost, its end and all after read.
     let mut flipped = whole.clone();
-    flipped[one + HEAD + 2] ^= 1; // inside the second entry's key
-    let (flows, damaged) = parse(&flipped, BOOT).expect("parse");
-    assert_eq!((flows.len(), damaged), (1, Some(one)));
+    flipped[one + HEAD + 2] ^= 1;
+    assert_eq!(ports(&flipped), (vec![3], Some(one)));
+    // Flow 1's end lost (an unknown tag): flow 1 is open again, the rest as written.
+    let gone1 = one + HEAD + KEY + VALUE;
     let mut tag = whole.clone();
-    tag[one + 4] = 9;
-    assert_eq!(parse(&tag, BOOT).expect("parse").1, Some(one));
+    tag[gone1 + 4] = 9;
+    assert_eq!(ports(&tag), (vec![1, 3], Some(gone1)));
+    // A run of zeroes over two entries: what follows is read.
+    let mut zeroed = whole.clone();
+    zeroed[one..gone1 + HEAD + KEY].fill(0);
+    let (flows, damaged) = parse(&zeroed, BOOT).expect("parse");
+    assert_eq!(
+        damaged.map(|d| (d.first, d.skipped)),
+        Some((one, gone1 + HEAD + KEY - one))
+    );
+    let got: Vec<_> = (flows.iter())
+        .map(|s| (s.key.port_a, s.value.packets[0], s.reported.packets[0]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, 1, 0), (3, 3, 1)],
+        "flow 1 open: its end was zeroed"
+    );
 }
 
 #[test]
