@@ -2,7 +2,8 @@
 //! ring buffer, decoded, noted by the sweeper, their records attributed by the enrich stage
 //! and appended to the store's journal, all on this thread, in its CPU time. The events are
 //! first-drop events of new blocked flows (the program writes one per flow, and the sweeper
-//! writes its record at once), so each event is one record through every stage. Rows, in the
+//! writes its record at once), so each event is one record through every stage, and one
+//! entry in the file of open flows the sweeper keeps (appended at each settle). Rows, in the
 //! same run: the reader alone (drain and decode), the whole path with an empty table set,
 //! and the whole path with 100,000 subscribers (half the sources: half the records attributed);
 //! then what two optional stages cost this path (issue 13: alerts <= 3%; issue 12: syslog <=
@@ -55,6 +56,7 @@ use xdp_audit::reader::{Event, RingReader};
 use xdp_audit::sink::RecordSink;
 use xdp_audit::store::{Store, StoreConfig};
 use xdp_audit::sweeper::flood::FloodBudget;
+use xdp_audit::sweeper::spill::Spill;
 use xdp_audit::sweeper::{Sweeper, Timeouts};
 use xdp_audit::syslog::{Records, SyslogConfig, SyslogStage, Target};
 
@@ -160,18 +162,27 @@ const CALLGRIND_EVENTS: u64 = 50_000;
 const CALLGRIND_RULES: u32 = 500;
 
 /// The path's stages in front of `inner`: the enrich stage (subscribers `table`) and a new
-/// sweeper.
-fn path(inner: Box<dyn RecordSink>, table: Arc<SubscriberTable>) -> (EnrichStage, Sweeper) {
+/// sweeper keeping its file of open flows in `state`, as the agent's does (each first drop
+/// saved there at the settle after its record).
+fn path(
+    inner: Box<dyn RecordSink>,
+    table: Arc<SubscriberTable>,
+    state: &Path,
+) -> (EnrichStage, Sweeper) {
     let sink = EnrichStage::new(
         inner,
         Inputs::fixed(table, None, None),
         StageConfig::default(),
     );
-    let sweeper = Sweeper::new(
+    let mut sweeper = Sweeper::new(
         Timeouts::default(),
         Timeline::fixed(WallClock::measure()),
         [(1, "lo".to_owned())].into(),
     );
+    std::fs::create_dir_all(state).expect("create the state directory");
+    let (spill, saved) = Spill::open(state);
+    assert!(saved.is_empty(), "a fresh state directory");
+    sweeper.restore(spill, saved);
     (sink, sweeper)
 }
 
@@ -223,7 +234,7 @@ fn callgrind_child(spec: &str) {
     let empty = Arc::new(SubscriberTable::build(
         std::iter::empty::<&ParsedSubscribers>(),
     ));
-    let (mut sink, mut sweeper) = path(inner, empty);
+    let (mut sink, mut sweeper) = path(inner, empty, &scratch.0.join("state"));
     let n = counted_path(&mut reader, &mut sweeper, &mut sink, &lists);
     assert_eq!(n, CALLGRIND_EVENTS, "the ring held every event");
     sink.close().expect("close the sink");
@@ -417,7 +428,8 @@ fn main() {
             (None, Some(a)) => Box::new(AlertStage::new(store, a.handle())),
             (None, None) => Box::new(store),
         };
-        let (mut sink, mut sweeper) = path(inner, table);
+        let state = dir.with_extension("state");
+        let (mut sink, mut sweeper) = path(inner, table, &state);
         pin_to(&records_cpu);
         let t = cpu_ns();
         let n = drain(&mut reader, |ev| sweeper.on_event(ev, &mut sink, &lists));
@@ -453,7 +465,9 @@ fn main() {
                 .push(secs + handle.thread_cpu().as_secs_f64());
         }
         drop(sink);
+        drop(sweeper);
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&state);
         secs
     };
     for round in 0..ROUNDS {

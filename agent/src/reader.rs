@@ -1,6 +1,7 @@
 //! The reader stage: drains the program's ring buffer and decodes each record into a typed
-//! [`Event`]. It only reads memory: no disk, no map writes, no locks, so nothing it does can
-//! make the ring overflow (see `daemon` for the stages downstream).
+//! [`Event`]. It only reads memory: no disk, no map writes, no locks. It gives no space back:
+//! the records stage does, once it has settled what was read ([`ring::Release`]; see
+//! `daemon` for the stages downstream).
 //!
 //! Payload records ([`Payload`]) carry their bytes out of the ring in [`Bytes`] cut from a
 //! shared arena: one allocation per 256 KiB of payloads, not one per event, and the arena's
@@ -205,7 +206,7 @@ fn decode_payload(bytes: &[u8], arena: &mut BytesMut) -> Result<Payload, DecodeE
 /// What one drain read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Drained {
-    /// Ring records consumed.
+    /// Ring records read.
     pub records: u64,
     /// Of those, records that did not decode (logged at most every 10 s, counted).
     pub undecodable: u64,
@@ -251,7 +252,7 @@ impl RingReader {
     }
 
     /// Moves up to `max` events into `out` and gives their space back at once (a reader
-    /// whose caller settles nothing: a replaced layout's ring, benches).
+    /// whose caller settles nothing: benches).
     pub fn drain_released(&mut self, out: &mut Vec<Event>, max: usize) -> Drained {
         let d = self.drain_into(out, max);
         self.ring.release().up_to(d.end);
@@ -261,11 +262,6 @@ impl RingReader {
     /// The ring position after the last record read.
     pub fn position(&self) -> u64 {
         self.ring.position()
-    }
-
-    /// The ring's fill, for the status.
-    pub fn fill(&self) -> crate::metrics::ring::RingFill {
-        self.ring.fill()
     }
 
     /// Moves up to `max` events, and [`BATCH_PAYLOAD_BYTES`] of payload, into `out`; stops

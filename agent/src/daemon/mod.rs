@@ -17,7 +17,9 @@
 //!   buffer holds the events meanwhile (and counts what it cannot hold), and the wait is
 //!   counted. Nothing is dropped between the ring and the sweeper.
 //! - The records stage ([`records`]) runs the sweeper, the sink's timers (fsync, rotation)
-//!   and the status file.
+//!   and the status file, and gives the ring space of the events it settled back to the
+//!   program ([`crate::reader::ring::Release`]): the reader reads ahead, and a kill leaves
+//!   what was read and not settled in the pinned ring for the next agent.
 //! - The list stage ([`lists`]) parses, compiles and writes the kernel maps of each reload.
 //!
 //! - Signals ([`signals`]) are held from the process's first instruction and handled once the
@@ -269,8 +271,8 @@ impl Daemon {
             flood,
         } = maps;
         let ring = RingReader::new(&events).map_err(DaemonError::Ring)?;
-        let ring_fill = ring.fill();
-        let ring_events = (ring_fill.size() as usize / agent_common::RING_RECORD_BYTES).max(1);
+        let ring_events =
+            (ring.release().fill().1 as usize / agent_common::RING_RECORD_BYTES).max(1);
         let table_capacities = flows.capacities();
         let counters = Arc::new(PipelineCounters::default());
         let (tx, rx) = queue::queue(settings.queue_messages, counters.clone());
@@ -314,7 +316,8 @@ impl Daemon {
             flood,
             flood_status,
             rules: rules.clone(),
-            release: Some(ring.release()),
+            release: ring.release(),
+            unreleased: None,
             status: records::StatusInputs {
                 dir: settings.state_dir.clone(),
                 interfaces: settings.interfaces.iter().map(|i| i.name.clone()).collect(),
@@ -323,7 +326,6 @@ impl Daemon {
                 lists: shared.clone(),
                 hits: Vec::new(),
                 ship: settings.ship.clone(),
-                ring: Some(ring_fill),
                 table_capacities,
                 publish: settings.metrics.clone(),
                 alerts: settings.alerts.clone(),
@@ -371,7 +373,6 @@ impl Daemon {
     pub async fn run(&mut self) -> Result<(), DaemonError> {
         let reader = self.ring.take().ok_or(DaemonError::AlreadyRan)?;
         let queue = self.queue.clone().ok_or(DaemonError::AlreadyRan)?;
-        let release = reader.release();
         // SAFETY: the RingReader owns its map fd for its whole life and always returns it.
         let mut ring =
             unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
@@ -420,9 +421,6 @@ impl Daemon {
                     Err(e) => break Err(DaemonError::Poll(e)),
                 },
                 _ = drain_tick.tick() => pump(ring.get_mut(), clock, &queue).await.map(drop),
-                // The records stage released settled events: while it lagged, the kernel
-                // woke no one for what the program wrote (it wakes at the released position).
-                _ = release.released() => pump(ring.get_mut(), clock, &queue).await.map(drop),
                 _ = sweep_tick.tick() => {
                     let unaudited = match self.watch.look() {
                         Ok(u) => u,

@@ -20,11 +20,12 @@ use crate::reader::Event;
 /// ledger).
 pub const BATCH_EVENTS: usize = 1024;
 /// Messages the queue holds (each batch is one): up to 4 Ki events, and their payload copies
-/// at most `reader::BATCH_PAYLOAD_BYTES` a batch. Few: an event read off the ring and not
-/// yet settled is in this process only, and a kill loses it, where the ring (pinned) keeps
-/// what the reader has not read for the next agent. With 32 batches of 4,096 events, kills
-/// in a flood lost up to 32,072 flows whose starts the queue held when the full table then
-/// evicted them (campaign of 2026-12-07); the ring absorbs bursts instead.
+/// at most `reader::BATCH_PAYLOAD_BYTES` a batch. Few: what is read and not yet settled
+/// still takes ring space (the records stage gives it back once settled, so that a kill
+/// leaves it in the pinned ring), and the ring absorbs bursts instead. (With 32 batches of
+/// 4,096 events, and space given back as read, kills in a flood lost up to 32,072 flows
+/// whose starts the queue held when the full table then evicted them: campaign of
+/// 2026-12-07.)
 pub const QUEUE_MESSAGES: usize = 4;
 
 /// What the records stage receives.

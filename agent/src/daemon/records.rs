@@ -40,8 +40,6 @@ pub(crate) struct StatusInputs {
     pub(crate) hits: Vec<(u32, u64)>,
     /// The shipper's status (with --ship).
     pub(crate) ship: Option<crate::ship::ShipHandle>,
-    /// The ring buffer's positions.
-    pub(crate) ring: Option<crate::metrics::ring::RingFill>,
     /// The IPv4 and IPv6 flow tables' sizes.
     pub(crate) table_capacities: [u64; 2],
     /// Where the snapshot is published for the metrics endpoint.
@@ -73,7 +71,9 @@ pub(crate) struct Records {
     pub(crate) rules: Arc<RuleBook>,
     pub(crate) status: StatusInputs,
     /// Gives the ring space of settled events back to the program.
-    pub(crate) release: Option<crate::reader::ring::Release>,
+    pub(crate) release: crate::reader::ring::Release,
+    /// The ring position after the last events handled, until they are settled.
+    pub(crate) unreleased: Option<u64>,
 }
 
 /// Starts the records stage on its own thread; it ends when every sender of `rx` is gone,
@@ -161,12 +161,9 @@ impl Records {
                 // A first drop's record: the ledger moves on, and the kernel's flow holds
                 // nothing more to write of it. One write(2) per batch, none for a batch of
                 // starts alone.
-                self.sweeper.settle(self.sink.as_mut());
-                // Settled (its starts in the file of open flows): the ring may reuse its
-                // space. Not before: a kill leaves it for the next agent.
-                if let Some(ring) = &self.release {
-                    ring.up_to(end);
-                }
+                self.unreleased = Some(end);
+                let settled = self.sweeper.settle(self.sink.as_mut());
+                self.release_if(settled);
             }
             Msg::Clock(sample) => self.sweeper.on_clock(sample),
             Msg::Rules(book) => self.rules = book,
@@ -195,17 +192,29 @@ impl Records {
         let settled = self
             .sweeper
             .settle_and(self.sink.as_mut(), || forget_flood(flood));
-        if !settled {
+        let settled = settled || {
             // The disk refused the records: retried now, and what it takes the ledger
             // follows at once (the tick's retry would write them and do its upkeep before
             // the next sweep's settle, a window in which a kill has them written again).
             let _ = self.sink.sync();
             let flood = &mut self.flood;
             self.sweeper
-                .settle_and(self.sink.as_mut(), || forget_flood(flood));
-        }
+                .settle_and(self.sink.as_mut(), || forget_flood(flood))
+        };
+        self.release_if(settled);
         if let Err(e) = self.sink.tick() {
             error!(error = %e, "audit store upkeep failed");
+        }
+    }
+
+    /// Gives the ring space of the events handled so far back to the program once they are
+    /// `settled` (their records in the journal file, their flows in the file of open flows).
+    /// Not before: a kill leaves them in the pinned ring for the next agent. While the disk
+    /// refuses records the ring fills, and the program counts what it cannot write there.
+    fn release_if(&mut self, settled: bool) {
+        if let Some(end) = self.unreleased.filter(|_| settled) {
+            self.release.up_to(end);
+            self.unreleased = None;
         }
     }
 
@@ -341,13 +350,13 @@ impl Records {
                     capacity,
                 })
                 .collect(),
-            ring: s
-                .ring
-                .as_ref()
-                .map_or_else(Default::default, |r| RingFillStats {
-                    used_bytes: r.used(),
-                    size_bytes: r.size(),
-                }),
+            ring: {
+                let (used_bytes, size_bytes) = self.release.fill();
+                RingFillStats {
+                    used_bytes,
+                    size_bytes,
+                }
+            },
             list_reloads: s.lists.reloads(),
             state_unwritable: false,
         }

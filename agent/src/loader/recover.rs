@@ -40,7 +40,8 @@ pub(crate) fn crash_point_counting(point: &str, count: u64) {
     let at = AT.get_or_init(|| {
         let v = std::env::var("XDP_AUDIT_CRASH_AT").ok()?;
         Some(match v.split_once(':') {
-            Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(u64::MAX)),
+            // A count that does not parse aborts at the first visit, visibly.
+            Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(0)),
             None => (v, 0),
         })
     });

@@ -437,9 +437,14 @@ pub(super) fn retire_leftover(
 /// After the swap: the old ring drained, the old tables read a last time.
 fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, StartError> {
     let mut events = Vec::new();
-    // Released as read, as the old agent's reader did: the map is unpinned once written.
-    if let Ok(mut ring) = RingReader::new(&o.events) {
-        ring.drain_released(&mut events, usize::MAX);
+    // All of it (a drain stops at a batch's payload bytes), and nothing given back: the map
+    // is unpinned once its events are written, and a kill before leaves them in it for the
+    // next start, which writes out a replaced layout's maps left pinned.
+    match RingReader::new(&o.events) {
+        Ok(mut ring) => while ring.drain_into(&mut events, usize::MAX).more {},
+        Err(e) => {
+            warn!(error = %e, "cannot read the replaced layout's ring buffer: the events it holds are not written (its flows still are, from its table)")
+        }
     }
     let last = o.flows.table().entries().map_err(|e| StartError::Program {
         what: "reading the old flow tables after the swap".into(),

@@ -11,7 +11,6 @@ pub mod encode;
 pub mod histogram;
 pub mod http;
 pub mod render;
-pub mod ring;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,16 +9,17 @@
 //! has settled. A kill loses nothing read: the pinned ring still holds it for the next agent,
 //! which reads from the kernel's consumer position.
 //!
-//! The price: while the records stage works, what it has not settled (at most the queue's
-//! batches, about 6,000 events) still takes ring space; and the kernel wakes a consumer only
-//! for a record at the consumer position, so the reader also drains after each release
-//! ([`Release::released`]).
+//! The price: what the records stage has not settled (at most the queue's batches, about
+//! 6,000 events) still takes ring space. Wake-ups are unchanged: the program asks for one
+//! itself when the backlog (producer minus consumer position) crosses a quarter of the ring,
+//! and the reader drains on a tick besides.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+// The kernel keeps the positions as `unsigned long`, read here as 64 bits.
+const _: () = assert!(size_of::<usize>() == 8, "a 64-bit target");
 
 /// A record's header: its length, and these two flags (`BPF_RINGBUF_*_BIT`).
 const HEADER: u64 = 8;
@@ -65,9 +66,21 @@ impl Mapping {
         unsafe { &*(self.base.cast::<u8>().add(offset).cast::<AtomicU64>()) }
     }
 
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the whole mapping, readable for its life.
-        unsafe { std::slice::from_raw_parts(self.base.cast::<u8>(), self.len) }
+    /// The `len` bytes at `offset`, if inside the mapping. The kernel must not write them
+    /// while the slice lives: a committed record's, until it is released.
+    fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        // SAFETY: inside the mapping (checked), readable for its life; see above for writes.
+        (end <= self.len)
+            .then(|| unsafe { std::slice::from_raw_parts(self.base.cast::<u8>().add(offset), len) })
+    }
+
+    /// The header the kernel keeps at `offset`, 8-byte aligned, inside the mapping.
+    fn header(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset + 4 <= self.len && offset.is_multiple_of(8));
+        // SAFETY: in bounds and aligned (every record starts 8-byte aligned in the data
+        // pages, mapped twice after the producer page); the kernel accesses it atomically.
+        unsafe { &*(self.base.cast::<u8>().add(offset).cast::<AtomicU32>()) }
     }
 }
 
@@ -78,8 +91,8 @@ impl Drop for Mapping {
     }
 }
 
-/// The two positions and the data pages, shared by the reader, the records stage (which
-/// releases) and the status (which shows the fill).
+/// The two positions and the data pages, shared by the reader and the records stage (which
+/// releases, and shows the fill in the status).
 struct Pages {
     /// The consumer page, the only one user space may write.
     consumer: Mapping,
@@ -87,7 +100,6 @@ struct Pages {
     producer: Mapping,
     page: usize,
     size: u64,
-    released: Notify,
 }
 
 impl Pages {
@@ -128,7 +140,6 @@ impl Ring {
             producer: Mapping::new(fd, page, page + 2 * bytes, false)?,
             page,
             size: u64::from(size),
-            released: Notify::new(),
         };
         let read = pages.consumer().load(Ordering::Acquire);
         Ok(Self {
@@ -140,8 +151,8 @@ impl Ring {
     }
 
     /// The next committed record's bytes, or `None` when none is ready (the ring is empty, or
-    /// the program has not committed the next one yet). Its space stays the program's loss
-    /// until [`Release::up_to`] a position past it.
+    /// the program has not committed the next one yet). Its space stays taken until
+    /// [`Release::up_to`] a position past it.
     pub fn next_record(&mut self) -> Option<&[u8]> {
         let mask = self.pages.size - 1;
         loop {
@@ -151,23 +162,27 @@ impl Ring {
                     return None;
                 }
             }
-            let at = (self.read & mask) as usize;
-            let data = &self.pages.producer.bytes()[self.pages.page..];
-            // SAFETY: `at` < size, and the data pages are mapped twice (2 × size bytes); the
-            // header is 8-byte aligned, as every record starts.
-            let header = unsafe { &*(data.as_ptr().add(at).cast::<AtomicU32>()) };
+            let at = self.pages.page + (self.read & mask) as usize;
             // Paired with the kernel's xchg at commit: the record's bytes are visible.
-            let len = header.load(Ordering::Acquire);
+            let len = self.pages.producer.header(at).load(Ordering::Acquire);
             if len & BUSY != 0 {
                 return None;
             }
             let body = (len & !(BUSY | DISCARD)) as usize;
-            self.read += (HEADER + body as u64).next_multiple_of(8);
+            let total = (HEADER + body as u64).next_multiple_of(8);
+            if total > self.produced - self.read {
+                // Past what the program reserved: no kernel writes such a length. Read as
+                // not committed yet, rather than give back space the program holds.
+                return None;
+            }
+            self.read += total;
             if len & DISCARD == 0 {
-                // A length past the mapping (no kernel writes one) reads as an empty record,
-                // which does not decode and is counted.
-                let start = at + HEADER as usize;
-                return Some(data.get(start..start + body).unwrap_or_default());
+                // Inside the data pages mapped twice: a record that wraps reads as one.
+                return Some(
+                    (self.pages.producer)
+                        .bytes(at + HEADER as usize, body)
+                        .unwrap_or_default(),
+                );
             }
         }
     }
@@ -180,11 +195,6 @@ impl Ring {
     /// What the records stage gives the space back with.
     pub fn release(&self) -> Release {
         Release(self.pages.clone())
-    }
-
-    /// The fill, for the status.
-    pub fn fill(&self) -> crate::metrics::ring::RingFill {
-        crate::metrics::ring::RingFill::new(self.release())
     }
 }
 
@@ -200,24 +210,10 @@ pub struct Release(Arc<Pages>);
 
 impl Release {
     /// Moves the kernel's consumer position to `position` (a [`Ring::position`]), if that is
-    /// further, and tells the reader: the kernel did not wake it for records written while the
-    /// position stood behind the reader's.
+    /// further.
     pub fn up_to(&self, position: u64) {
-        let consumer = self.0.consumer();
-        if consumer.load(Ordering::Relaxed) >= position {
-            return;
-        }
-        // Paired with the kernel's acquire load before it reuses the space.
-        consumer.store(position, Ordering::Release);
-        // Either the reader, woken after this, sees a record committed meanwhile, or its
-        // producer sees the new position and wakes the reader (as libbpf and aya order it).
-        fence(Ordering::SeqCst);
-        self.0.released.notify_one();
-    }
-
-    /// Resolves after the next [`Release::up_to`] (at once if one came since the last wait).
-    pub async fn released(&self) {
-        self.0.released.notified().await;
+        // Release: paired with the kernel's acquire load before it reuses the space.
+        self.0.consumer().fetch_max(position, Ordering::Release);
     }
 
     /// Bytes written by the program and not yet released, and the data area's size.

@@ -5,11 +5,11 @@
 use std::os::fd::AsFd;
 
 use agent_common::{Counter, FlowKey, FlowValue};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::MapData;
 use aya::programs::{TestRun, TestRunOptions};
 use xdp_audit::blocklist::{Capacity, CompiledLists, ListSet, ListSpec};
 use xdp_audit::loader::{LoadOptions, Loaded};
-use xdp_audit::reader::{decode, Event};
+use xdp_audit::reader::{Event, RingReader};
 use xdp_audit::sweeper::flood::FloodBudget;
 use xdp_audit::sweeper::ledger::Ledger;
 
@@ -107,6 +107,20 @@ pub fn ledger_sized(entries: u32) -> (Ledger, MapData) {
     let map = MapData::create(def, "REPORTED", None).expect("create the ledger (root?)");
     let pin = MapData::from_fd(map.fd().as_fd().try_clone_to_owned().expect("dup")).expect("map");
     (Ledger::new(map).expect("ledger"), pin)
+}
+
+/// Every event the ring `events` holds, read by the agent's reader and given back; panics on
+/// one that does not decode.
+pub fn drain_ring(events: &aya::maps::Map) -> Vec<Event> {
+    let mut reader = RingReader::new(events).expect("map the ring buffer");
+    let mut out = Vec::new();
+    loop {
+        let d = reader.drain_released(&mut out, usize::MAX);
+        assert_eq!(d.undecodable, 0, "every ring record decodes");
+        if !d.more {
+            return out;
+        }
+    }
 }
 
 /// XDP_PASS, the verdict every test frame must get.
@@ -231,12 +245,7 @@ impl Prog {
 
     /// The ring's events, drained.
     pub fn events(&mut self) -> Vec<Event> {
-        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring buffer");
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            out.push(decode(&item).expect("decodable event"));
-        }
-        out
+        drain_ring(&self.loaded.events)
     }
 }
 

@@ -4,13 +4,11 @@
 use std::collections::HashMap;
 
 use agent_common::FlowKey;
-use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use xdp_audit::blocklist::{ListKind, ListSet, ListSpec};
 use xdp_audit::clock::{Timeline, WallClock};
 use xdp_audit::flowtable::FlowMaps;
 use xdp_audit::loader::{LoadOptions, Loaded};
-use xdp_audit::reader::decode;
 use xdp_audit::record::FlowRecord;
 use xdp_audit::sink::{RecordSink, SinkError};
 use xdp_audit::sweeper::{Sweeper, Timeouts};
@@ -75,9 +73,8 @@ pub fn drain(l: &mut Loaded, s: &mut Sweeper) {
 /// [`drain`], what the events make the sweeper write (an eviction a start event reveals)
 /// going to `sink`.
 pub fn drain_into(l: &mut Loaded, s: &mut Sweeper, sink: &mut Memory) {
-    let mut ring = RingBuf::try_from(&mut l.events).expect("ring");
-    while let Some(item) = ring.next() {
-        s.on_event(decode(&item).expect("event"), sink, &());
+    for ev in super::prog::drain_ring(&l.events) {
+        s.on_event(ev, sink, &());
     }
 }
 

@@ -7,11 +7,10 @@
 use std::path::PathBuf;
 
 use agent_common::{Counter, FlowKey};
-use aya::maps::RingBuf;
 use aya::programs::{TestRun, TestRunOptions};
 use xdp_audit::blocklist::{Capacity, CompiledLists, ListKind, ListSet};
 use xdp_audit::loader::{LoadOptions, Loaded};
-use xdp_audit::reader::{decode, Event};
+use xdp_audit::reader::Event;
 
 use crate::common::{tcp, v4, Spec};
 
@@ -93,24 +92,17 @@ impl Lab {
     }
 
     pub fn drops(&mut self) -> Vec<(FlowKey, u32)> {
-        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring");
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            if let Event::FlowDrop(k, _, rule) = decode(&item).expect("event") {
-                out.push((k, rule));
-            }
-        }
-        out
+        (self.events().into_iter())
+            .filter_map(|e| match e {
+                Event::FlowDrop(k, _, rule) => Some((k, rule)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every ring event, drained, in the order the program wrote them.
     pub fn events(&mut self) -> Vec<Event> {
-        let mut ring = RingBuf::try_from(&mut self.loaded.events).expect("ring");
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            out.push(decode(&item).expect("a decodable event"));
-        }
-        out
+        crate::common::prog::drain_ring(&self.loaded.events)
     }
 
     pub fn rule_line(&self, id: u32) -> u32 {
