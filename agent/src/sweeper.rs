@@ -161,6 +161,8 @@ pub struct Sweeper {
     /// ([`Sweeper::note_lost_starts`]), and at the first one with the flows found by then.
     kernel_lost_starts: Option<u64>,
     lost_starts_base: Option<(u64, u64)>,
+    /// Of `stats.lost_unseen`, those of a replaced program ([`Sweeper::write_retired`]).
+    unseen_retired: u64,
     /// The file of open flows a kill leaves the next agent ([`spill`]).
     spill: Option<spill::Spill>,
     /// What the sweeper has done so far.
@@ -185,6 +187,7 @@ impl Sweeper {
             holding: false,
             kernel_lost_starts: None,
             lost_starts_base: None,
+            unseen_retired: 0,
             spill: None,
             stats: SweepStats::default(),
         }

@@ -316,3 +316,74 @@ fn killed_in_a_wave_of_new_flows(prefix: &str, crash_at: Option<&str>) {
     }
     drop(pins);
 }
+
+/// An agent stopped (its pinned program goes on), a wave of new flows while no agent runs
+/// that fills the ring and overflows the table, and the next agent started with a larger
+/// flow table: new maps, the old ones read once the new program is in. The flows whose start
+/// the old ring lost and whose entry the old table evicted have no record: each is counted
+/// (`lost_unseen`) and said. Before, nothing counted them (a re-test lost 11,468 flows so,
+/// silently: the old program's counter went with its maps).
+#[test]
+fn flows_a_replaced_program_lost_unseen_are_counted() {
+    const WAVE: u32 = 3_000;
+    let lab = Lab::new("fldu").expect("build the netns lab");
+    let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
+    let tmp = lab.temp_dir("floodupg").expect("temp dir");
+    let log = tmp.path().join("log");
+    let server: [u8; 4] = lab::SERVER_V4
+        .parse::<std::net::Ipv4Addr>()
+        .expect("v4")
+        .octets();
+    let bin = binary().expect("agent binary");
+    let args = |table: &'static str| {
+        [
+            "--iface",
+            lab::GW_LAN_IF,
+            "--pin-root",
+            pins.arg(),
+            "--flow-table-size",
+            table,
+            "--ringbuf-bytes",
+            "65536",
+            "--sweep-interval",
+            "200ms",
+        ]
+    };
+    let gateway = lab.gateway.clone();
+    let mut first = Agent::start(&lab, &gateway, &bin, &log, &args("1024")).expect("start");
+    assert_eq!(first.stop().expect("stop"), 0, "clean exit");
+    flood(&lab, server, 0, WAVE);
+
+    let mut next =
+        Agent::start(&lab, &gateway, &bin, &log, &args("2048")).expect("start the next agent");
+    wait_until(
+        Duration::from_secs(20),
+        "the next agent wrote the old maps' flows and swept",
+        || next.status().unwrap_or_default()["flows"]["starts"].as_u64() > Some(0),
+    );
+    let status = next.status().expect("status");
+    assert_eq!(next.stop().expect("stop"), 0, "clean exit");
+    let records = next.records().expect("query the store");
+    let recorded: std::collections::HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r["src_ip"].as_str())
+        .collect();
+    let missing = (0..WAVE)
+        .filter(|&i| {
+            let [a, b, c, d] = source(i);
+            !recorded.contains(format!("{a}.{b}.{c}.{d}").as_str())
+        })
+        .count() as u64;
+    assert!(
+        missing > 0,
+        "the ring and the table held every flow: no loss to count ({})",
+        status["flows"]
+    );
+    assert_eq!(
+        status["flows"]["lost_unseen"].as_u64(),
+        Some(missing),
+        "every flow without a record counted: {}",
+        status["flows"]
+    );
+    drop(pins);
+}

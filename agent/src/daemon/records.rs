@@ -110,8 +110,9 @@ impl Records {
         for ev in std::mem::take(&mut r.events) {
             self.on_event(ev);
         }
+        let lost = r.lost_starts.map(|n| (n, r.lost_starts_read));
         self.sweeper
-            .write_retired(&r.flows, self.sink.as_mut(), self.rules.as_ref());
+            .write_retired(&r.flows, lost, self.sink.as_mut(), self.rules.as_ref());
         let flood = std::mem::take(&mut r.flood);
         if !flood.is_empty() {
             self.summarise(Ok(flood));

@@ -56,6 +56,10 @@ pub struct Retired {
     /// The map directories these came from, each as the state names it: unpinned by
     /// [`Retired::unpin`] once the records are written.
     pub pins: Vec<(PathBuf, Replaced)>,
+    /// The old programs' `lost_flow_start` counters, summed (`None` if none could be read).
+    pub lost_starts: Option<u64>,
+    /// The last agent's reading of it, from its status snapshot (set by `run`).
+    pub lost_starts_read: Option<u64>,
 }
 
 impl Retired {
@@ -67,6 +71,10 @@ impl Retired {
         self.flood.extend(other.flood);
         self.rules_unknown |= other.rules_unknown;
         self.pins.extend(other.pins);
+        self.lost_starts = match (self.lost_starts, other.lost_starts) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
     }
 
     /// Whether map directories wait for [`Retired::unpin`].
@@ -114,6 +122,8 @@ struct Old {
     events: Map,
     ledger: Option<Ledger>,
     flood: Option<(MapData, MapData, MapData)>,
+    /// The old program's `lost_flow_start` counter.
+    lost_starts: Option<u64>,
 }
 
 /// The old maps, read as today's types where their layout allows: an older build's flow
@@ -150,11 +160,14 @@ fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
         Some(Map::HashMap(data)) => Ledger::new(data).ok(),
         _ => None,
     };
+    let lost_starts = (old.take_map(names::STATS))
+        .and_then(|m| crate::stats::read_one(&m, agent_common::Counter::LostFlowStart).ok());
     Some(Old {
         flows,
         events,
         ledger,
         flood: super::take_flood_maps(old).ok(),
+        lost_starts,
     })
 }
 
@@ -389,12 +402,17 @@ pub(super) fn retire_leftover(
     running: &HashSet<FlowKey>,
 ) -> Result<Option<Retired>, StartError> {
     let mut old = PinnedMaps::open(dir, None)?;
-    let ran = old
-        .take_map(names::STATS)
-        .and_then(|m| crate::stats::read(&m).ok())
+    let counts = (old.take_map(names::STATS)).and_then(|m| crate::stats::read(&m).ok());
+    let ran = counts
+        .as_ref()
         .is_some_and(|counts| counts.iter().any(|&(_, n)| n > 0));
+    let lost_starts = (counts.iter().flatten())
+        .find(|(c, _)| *c == agent_common::Counter::LostFlowStart)
+        .map(|&(_, n)| n);
     let old_maps = match replaced {
-        Some(r) if ran => take_old(&mut old, r.layout_version).map(|o| (o, r)),
+        Some(r) if ran => {
+            take_old(&mut old, r.layout_version).map(|o| (Old { lost_starts, ..o }, r))
+        }
         None if ran => {
             warn!(
                 dir = %dir.display(),
@@ -453,13 +471,14 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
     let mut flows = Vec::new();
     for (key, value) in last {
         match copied.get(&key) {
-            // Counted by the old program after the copy: an interim slice of the flow.
-            Some(c) if c.packets != value.packets => flows.push(RetiredFlow {
+            // Counted by the old program after the copy: an interim slice of the flow (none
+            // if it counted nothing since; listed all the same, its start may have been lost
+            // with the old ring: see `Sweeper::write_retired`).
+            Some(c) => flows.push(RetiredFlow {
                 key,
                 value,
                 after: Some(Reported::of(c)),
             }),
-            Some(_) => {}
             None => flows.push(RetiredFlow {
                 key,
                 value,
@@ -481,6 +500,8 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
         flood: o.flood.map(retired_flood).unwrap_or_default(),
         rules_unknown: false,
         pins: Vec::new(),
+        lost_starts: o.lost_starts,
+        lost_starts_read: None,
     })
 }
 

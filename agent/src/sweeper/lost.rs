@@ -32,6 +32,45 @@ impl Sweeper {
         );
     }
 
+    /// Counts the `found` flows a retired table held that no agent knew (their start events
+    /// lost), and, against `lost` (the old program's `lost_flow_start`, and the last agent's
+    /// reading of it), those its table evicted unseen; `moved` such flows went into the new
+    /// table, whose walk counts them found.
+    pub(super) fn count_retired_lost_starts(
+        &mut self,
+        found: u64,
+        moved: u64,
+        lost: Option<(u64, Option<u64>)>,
+    ) {
+        // Not this program's: out of the base its own losses are counted against.
+        if let Some((_, found0)) = self.lost_starts_base.as_mut() {
+            *found0 += found;
+        }
+        if found > 0 {
+            tally(
+                &mut self.stats.lost_starts,
+                &mut self.warnings.lost_starts,
+                found,
+                "the replaced program's ring lost these flows' start events; the sweeper records them from its table",
+            );
+        }
+        let Some((total, read)) = lost else {
+            return;
+        };
+        // A reading above the counter was another program's.
+        let since = total - read.filter(|&r| r <= total).unwrap_or(0);
+        let unseen = since.saturating_sub(found + moved);
+        if unseen > 0 {
+            self.unseen_retired += unseen;
+            self.stats.lost_unseen += unseen;
+            warn!(
+                flows = unseen,
+                total = self.stats.lost_unseen,
+                "flows whose start event the replaced program's ring lost (it filled while no agent read it) were evicted from its table: they have no record"
+            );
+        }
+    }
+
     /// Counts the `found` flows a walk of the table met without their start event, and
     /// works out how many more the LRU evicted unseen ([`Sweeper::count_unseen`]).
     pub(super) fn count_lost_starts(&mut self, found: u64) {
@@ -61,7 +100,8 @@ impl Sweeper {
         let (kernel0, found0) = *self.lost_starts_base.get_or_insert((kernel, found));
         let unseen = kernel
             .saturating_sub(kernel0)
-            .saturating_sub(found.saturating_sub(found0));
+            .saturating_sub(found.saturating_sub(found0))
+            + self.unseen_retired;
         if unseen > self.stats.lost_unseen {
             let n = unseen - self.stats.lost_unseen;
             self.stats.lost_unseen = unseen;
