@@ -33,6 +33,7 @@ fn spec(root: &Path, flow_table_size: u32, mode: AttachMode, netlink: bool) -> S
         list_floor: 1024,
         config: "test".into(),
         netlink,
+        lost_starts_read: None,
     }
 }
 

@@ -410,10 +410,13 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     let attached = if args.no_pin {
         attach_unpinned(&args, &interfaces)?
     } else {
-        attach_pinned(&args, &interfaces)?
+        // The last agent's reading of its program's lost starts, kept with that program's
+        // maps should this start replace them (a restart with new sizes).
+        let read = previous.counters.get("lost_flow_start").copied();
+        attach_pinned(&args, &interfaces, read)?
     };
     let Attached {
-        mut maps,
+        maps,
         lists,
         mut program,
         _instance,
@@ -438,11 +441,6 @@ pub fn main(args: RunArgs, held: Held) -> anyhow::Result<ExitCode> {
     // over (a reboot, a detach): handed on as lost from here, also by a start that fails.
     if !took_over {
         starting.pins_not_taken(&mut previous, evidence);
-    }
-    // A replaced program's ring lost start events while no agent read it: counted from the
-    // last agent's reading, which was of that program.
-    if let Some(r) = maps.retired.as_mut() {
-        r.lost_starts_read = previous.counters.get("lost_flow_start").copied();
     }
     // An adopted program counted on while no agent ran: its losses since the last agent's
     // figures are alerted. One this agent loaded counts from its first sweep.

@@ -107,12 +107,20 @@ impl Records {
             .rules_unknown
             .then(|| std::mem::replace(&mut self.rules, Arc::new(RuleBook::default())));
         self.sweeper.seed(&r.seed);
+        // Lost starts its events revealed (a first drop, a closed flow's last snapshot):
+        // found, not unseen.
+        let before = self.sweeper.stats.lost_starts;
         for ev in std::mem::take(&mut r.events) {
             self.on_event(ev);
         }
-        let lost = r.lost_starts.map(|n| (n, r.lost_starts_read));
-        self.sweeper
-            .write_retired(&r.flows, lost, self.sink.as_mut(), self.rules.as_ref());
+        let found_by_events = self.sweeper.stats.lost_starts - before;
+        self.sweeper.write_retired(
+            &r.flows,
+            &r.lost_starts,
+            found_by_events,
+            self.sink.as_mut(),
+            self.rules.as_ref(),
+        );
         let flood = std::mem::take(&mut r.flood);
         if !flood.is_empty() {
             self.summarise(Ok(flood));
@@ -212,6 +220,10 @@ impl Records {
     /// `settled` (their records in the journal file, their flows in the file of open flows).
     /// Not before: a kill leaves them in the pinned ring for the next agent. While the disk
     /// refuses records the ring fills, and the program counts what it cannot write there.
+    /// Two settles that succeed keep less: one whose ledger commit waits (its updates held
+    /// in memory until they fit the map), and one within 30 s of a failed write of the file
+    /// of open flows (the file is rewritten whole then); a kill there loses what the ring
+    /// gave back, as before this reader.
     fn release_if(&mut self, settled: bool) {
         if let Some(end) = self.unreleased.filter(|_| settled) {
             self.release.up_to(end);
@@ -402,6 +414,7 @@ impl Records {
             self.sweeper.stopped_cleanly();
             forget_flood(&mut self.flood);
             self.unpin_retired();
+            self.release_if(true);
         }
         // Once more after the close (failed or not): the alert thread has counted the last
         // blocked records and the live journal is sealed. Not observed: nothing is raised

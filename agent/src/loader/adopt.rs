@@ -77,6 +77,10 @@ pub struct Spec {
     /// Attach new interfaces through netlink, as the kernel does where it has no XDP links
     /// (tests of that path; the agent itself always asks for a link first).
     pub netlink: bool,
+    /// The last agent's reading of the running program's `lost_flow_start` (its status
+    /// snapshot), kept with that program's maps if this start replaces them
+    /// ([`super::pin::Replaced::lost_starts_read`]).
+    pub lost_starts_read: Option<u64>,
 }
 
 /// What the start found and did.

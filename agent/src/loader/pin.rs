@@ -200,6 +200,11 @@ pub struct Replaced {
     /// ([`NextProgram::migrated`]).
     #[serde(default)]
     pub migrated: bool,
+    /// The last agent's reading of its program's `lost_flow_start` before the replacement
+    /// (from that agent's status snapshot): the next agent counts the starts the program lost
+    /// since, and its table evicted unseen, when it writes out these maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_starts_read: Option<u64>,
 }
 
 impl PinState {
@@ -566,6 +571,7 @@ mod tests {
                 layout: "ef".repeat(32),
                 layout_version: 3,
                 migrated: true,
+                lost_starts_read: Some(7),
             }],
             next: Some(NextProgram {
                 layout: "12".repeat(32),

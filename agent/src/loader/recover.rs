@@ -40,8 +40,10 @@ pub(crate) fn crash_point_counting(point: &str, count: u64) {
     let at = AT.get_or_init(|| {
         let v = std::env::var("XDP_AUDIT_CRASH_AT").ok()?;
         Some(match v.split_once(':') {
-            // A count that does not parse aborts at the first visit, visibly.
-            Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(0)),
+            Some((p, n)) => match n.parse() {
+                Ok(n) => (p.to_owned(), n),
+                Err(_) => panic!("XDP_AUDIT_CRASH_AT={v}: the count after ':' is not a number"),
+            },
             None => (v, 0),
         })
     });
@@ -161,6 +163,7 @@ pub(super) fn finish_interrupted(
                             layout: state.layout.clone(),
                             layout_version: state.layout_version,
                             migrated: next.migrated,
+                            lost_starts_read: spec.lost_starts_read,
                         });
                     }
                     pins.write_state(&recovered)?;

@@ -56,10 +56,9 @@ pub struct Retired {
     /// The map directories these came from, each as the state names it: unpinned by
     /// [`Retired::unpin`] once the records are written.
     pub pins: Vec<(PathBuf, Replaced)>,
-    /// The old programs' `lost_flow_start` counters, summed (`None` if none could be read).
-    pub lost_starts: Option<u64>,
-    /// The last agent's reading of it, from its status snapshot (set by `run`).
-    pub lost_starts_read: Option<u64>,
+    /// Each old program's `lost_flow_start` counter, read after its table's last read, and
+    /// the last agent's reading of it ([`Replaced::lost_starts_read`]).
+    pub lost_starts: Vec<(u64, Option<u64>)>,
 }
 
 impl Retired {
@@ -71,10 +70,7 @@ impl Retired {
         self.flood.extend(other.flood);
         self.rules_unknown |= other.rules_unknown;
         self.pins.extend(other.pins);
-        self.lost_starts = match (self.lost_starts, other.lost_starts) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
+        self.lost_starts.extend(other.lost_starts);
     }
 
     /// Whether map directories wait for [`Retired::unpin`].
@@ -122,8 +118,8 @@ struct Old {
     events: Map,
     ledger: Option<Ledger>,
     flood: Option<(MapData, MapData, MapData)>,
-    /// The old program's `lost_flow_start` counter.
-    lost_starts: Option<u64>,
+    /// The old program's counters.
+    stats: Option<Map>,
 }
 
 /// The old maps, read as today's types where their layout allows: an older build's flow
@@ -160,14 +156,12 @@ fn take_old(old: &mut PinnedMaps, version: u32) -> Option<Old> {
         Some(Map::HashMap(data)) => Ledger::new(data).ok(),
         _ => None,
     };
-    let lost_starts = (old.take_map(names::STATS))
-        .and_then(|m| crate::stats::read_one(&m, agent_common::Counter::LostFlowStart).ok());
     Some(Old {
         flows,
         events,
         ledger,
         flood: super::take_flood_maps(old).ok(),
-        lost_starts,
+        stats: old.take_map(names::STATS),
     })
 }
 
@@ -337,6 +331,7 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         layout: state.layout.clone(),
         layout_version: state.layout_version,
         migrated: moved,
+        lost_starts_read: spec.lost_starts_read,
     };
     let mut new_state = PinState {
         replaced: state.replaced.clone(),
@@ -354,11 +349,12 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
     spec.pins.write_state(&new_state)?;
     drop(running);
 
+    let read = old_layout.lost_starts_read;
     let retired = match old_maps {
         Some(o) => Retired {
             pins: vec![(old_dir, old_layout)],
             rules_unknown: !rules_known,
-            ..retire(o, &copied)?
+            ..retire(o, &copied, read)?
         },
         None => {
             remove_dir_pins(&old_dir)?;
@@ -402,17 +398,12 @@ pub(super) fn retire_leftover(
     running: &HashSet<FlowKey>,
 ) -> Result<Option<Retired>, StartError> {
     let mut old = PinnedMaps::open(dir, None)?;
-    let counts = (old.take_map(names::STATS)).and_then(|m| crate::stats::read(&m).ok());
-    let ran = counts
-        .as_ref()
+    let stats = old.take_map(names::STATS);
+    let ran = (stats.as_ref())
+        .and_then(|m| crate::stats::read(m).ok())
         .is_some_and(|counts| counts.iter().any(|&(_, n)| n > 0));
-    let lost_starts = (counts.iter().flatten())
-        .find(|(c, _)| *c == agent_common::Counter::LostFlowStart)
-        .map(|&(_, n)| n);
     let old_maps = match replaced {
-        Some(r) if ran => {
-            take_old(&mut old, r.layout_version).map(|o| (Old { lost_starts, ..o }, r))
-        }
+        Some(r) if ran => take_old(&mut old, r.layout_version).map(|o| (Old { stats, ..o }, r)),
         None if ran => {
             warn!(
                 dir = %dir.display(),
@@ -441,7 +432,7 @@ pub(super) fn retire_leftover(
     } else {
         HashMap::new()
     };
-    let mut retired = retire(o, &copied)?;
+    let mut retired = retire(o, &copied, r.lost_starts_read)?;
     info!(
         dir = %dir.display(),
         flows = retired.flows.len(),
@@ -452,8 +443,13 @@ pub(super) fn retire_leftover(
     Ok(Some(retired))
 }
 
-/// After the swap: the old ring drained, the old tables read a last time.
-fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, StartError> {
+/// After the swap: the old ring drained, the old tables read a last time, then the old
+/// program's `lost_flow_start` (it counts until the swap; `read`: the last agent's reading).
+fn retire(
+    o: Old,
+    copied: &HashMap<FlowKey, FlowValue>,
+    read: Option<u64>,
+) -> Result<Retired, StartError> {
     let mut events = Vec::new();
     // All of it (a drain stops at a batch's payload bytes), and nothing given back: the map
     // is unpinned once its events are written, and a kill before leaves them in it for the
@@ -500,8 +496,11 @@ fn retire(o: Old, copied: &HashMap<FlowKey, FlowValue>) -> Result<Retired, Start
         flood: o.flood.map(retired_flood).unwrap_or_default(),
         rules_unknown: false,
         pins: Vec::new(),
-        lost_starts: o.lost_starts,
-        lost_starts_read: None,
+        lost_starts: (o.stats.as_ref())
+            .and_then(|m| crate::stats::read_one(m, agent_common::Counter::LostFlowStart).ok())
+            .map(|total| (total, read))
+            .into_iter()
+            .collect(),
     })
 }
 

@@ -10,7 +10,8 @@
 //! which reads from the kernel's consumer position.
 //!
 //! The price: what the records stage has not settled (at most the queue's batches, about
-//! 6,000 events) still takes ring space. Wake-ups are unchanged: the program asks for one
+//! 6,000 events; everything read while the store's disk refuses records) still takes ring
+//! space. Wake-ups are unchanged: the program asks for one
 //! itself when the backlog (producer minus consumer position) crosses a quarter of the ring,
 //! and the reader drains on a tick besides.
 
@@ -121,6 +122,8 @@ pub struct Ring {
     read: u64,
     /// The producer position last loaded.
     produced: u64,
+    /// A record's length was past what was reserved (said once).
+    stuck: bool,
 }
 
 impl Ring {
@@ -147,6 +150,7 @@ impl Ring {
             produced: pages.producer(),
             pages: Arc::new(pages),
             read,
+            stuck: false,
         })
     }
 
@@ -172,7 +176,16 @@ impl Ring {
             let total = (HEADER + body as u64).next_multiple_of(8);
             if total > self.produced - self.read {
                 // Past what the program reserved: no kernel writes such a length. Read as
-                // not committed yet, rather than give back space the program holds.
+                // not committed yet, rather than give back space the program holds; the
+                // reader stops here, said once.
+                if !self.stuck {
+                    self.stuck = true;
+                    tracing::error!(
+                        position = self.read,
+                        length = body,
+                        "a ring-buffer record longer than the program reserved: reading stops there"
+                    );
+                }
                 return None;
             }
             self.read += total;

@@ -61,13 +61,15 @@ impl Sweeper {
     /// Writes what a retired flow table (an upgrade that changed the layout) held when the
     /// program was replaced: each flow from what its `reported` says was written before.
     /// Those whose start event the old program lost and this agent does not know are counted
-    /// as lost starts found, and, against `lost` (the old program's `lost_flow_start`, and the
-    /// reading of it the last agent left, if any), so are those its table evicted unseen: the
+    /// as lost starts found, and, against `lost` (each old program's `lost_flow_start`, and
+    /// the reading of it the last agent left), so are those its table evicted unseen: the
     /// ring filled while no agent read it (a restart with new table sizes under a flood).
+    /// `found_by_events`: lost starts the old ring's events revealed (counted already).
     pub fn write_retired(
         &mut self,
         flows: &[RetiredFlow],
-        lost: Option<(u64, Option<u64>)>,
+        lost: &[(u64, Option<u64>)],
+        found_by_events: u64,
         sink: &mut dyn RecordSink,
         names: &dyn RuleNames,
     ) {
@@ -75,11 +77,11 @@ impl Sweeper {
         // the new table (which a walk of it finds, and counts then).
         let (mut found, mut moved) = (0, 0);
         for f in flows {
-            let lost =
+            let unknown =
                 f.value.flags & flow_flags::START_ANNOUNCED == 0 && !self.open.contains_key(&f.key);
             match f.after {
                 Some(copy) => {
-                    moved += u64::from(lost);
+                    moved += u64::from(unknown);
                     self.write(
                         sink,
                         &f.key,
@@ -91,7 +93,7 @@ impl Sweeper {
                     );
                 }
                 None => {
-                    found += u64::from(lost);
+                    found += u64::from(unknown);
                     let (at, _) = self.track(f.key, f.value.first_seen_ns, sink, names);
                     let reported = self.open[at].reported;
                     self.forget(&f.key);
@@ -101,7 +103,7 @@ impl Sweeper {
                 }
             }
         }
-        self.count_retired_lost_starts(found, moved, lost);
+        self.count_retired_lost_starts(found, moved + found_by_events, lost);
     }
 
     /// Starts from what earlier records carried of flows the ledger no longer holds (a

@@ -33,18 +33,21 @@ impl Sweeper {
     }
 
     /// Counts the `found` flows a retired table held that no agent knew (their start events
-    /// lost), and, against `lost` (the old program's `lost_flow_start`, and the last agent's
-    /// reading of it), those its table evicted unseen; `moved` such flows went into the new
-    /// table, whose walk counts them found.
+    /// lost), and, against `lost` (each old program's `lost_flow_start` and the last agent's
+    /// reading of it), those its table evicted unseen. `known` more such flows are counted
+    /// elsewhere: moved into the new table (whose walk counts them) or revealed by the old
+    /// ring's events. A program without a reading (none, or one above its counter: another
+    /// program's) is not counted: what it lost before is not known.
     pub(super) fn count_retired_lost_starts(
         &mut self,
         found: u64,
-        moved: u64,
-        lost: Option<(u64, Option<u64>)>,
+        known: u64,
+        lost: &[(u64, Option<u64>)],
     ) {
-        // Not this program's: out of the base its own losses are counted against.
+        // Not the new program's: out of the base its own losses are counted against (moved
+        // flows are counted found by its walk).
         if let Some((_, found0)) = self.lost_starts_base.as_mut() {
-            *found0 += found;
+            *found0 += found + known;
         }
         if found > 0 {
             tally(
@@ -54,12 +57,10 @@ impl Sweeper {
                 "the replaced program's ring lost these flows' start events; the sweeper records them from its table",
             );
         }
-        let Some((total, read)) = lost else {
-            return;
-        };
-        // A reading above the counter was another program's.
-        let since = total - read.filter(|&r| r <= total).unwrap_or(0);
-        let unseen = since.saturating_sub(found + moved);
+        let since: u64 = (lost.iter())
+            .filter_map(|&(total, read)| read.filter(|&r| r <= total).map(|r| total - r))
+            .sum();
+        let unseen = since.saturating_sub(found + known);
         if unseen > 0 {
             self.unseen_retired += unseen;
             self.stats.lost_unseen += unseen;

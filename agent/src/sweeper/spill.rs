@@ -45,6 +45,13 @@ const VALUE: usize = size_of::<FlowValue>();
 const REPORTED: usize = size_of::<Reported>();
 /// Entry head: CRC-32 of the rest, tag, 3 bytes of padding.
 const HEAD: usize = 8;
+// Every entry a multiple of 8 bytes: a read past a damaged one looks every 8 bytes.
+const _: () = assert!(
+    HEAD.is_multiple_of(8)
+        && KEY.is_multiple_of(8)
+        && VALUE.is_multiple_of(8)
+        && REPORTED.is_multiple_of(8)
+);
 
 /// Entry tags.
 const OPEN: u8 = 1;

@@ -163,3 +163,28 @@ fn a_drop_copied_before_its_packet_goes_with_the_packets_record() {
     );
     assert_eq!(after.covering(&v).drops, 2);
 }
+
+#[test]
+fn a_replaced_programs_lost_starts_count_from_its_last_reading_and_add_to_the_new_ones() {
+    let mut s = Sweeper::new(
+        Timeouts::default(),
+        Timeline::fixed(crate::clock::WallClock::from_offset(0)),
+        Default::default(),
+    );
+    // Two old programs: 20 lost, 5 of them before the last reading; one never read (not
+    // counted); one whose reading is another program's (above its counter: not counted).
+    // 3 flows found in the old tables, 2 more known (moved, or revealed by events).
+    s.count_retired_lost_starts(3, 2, &[(20, Some(5)), (7, None), (4, Some(9))]);
+    assert_eq!((s.stats.lost_starts, s.stats.lost_unseen), (3, 10));
+    // The new program's own, from its first reading on, add to them.
+    s.note_lost_starts(4);
+    s.count_lost_starts(1);
+    assert_eq!(s.stats.lost_unseen, 10, "the first reading is the base");
+    s.note_lost_starts(10);
+    s.count_lost_starts(2);
+    assert_eq!(
+        (s.stats.lost_starts, s.stats.lost_unseen),
+        (6, 14),
+        "6 more lost, 2 found"
+    );
+}

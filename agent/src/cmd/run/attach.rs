@@ -182,7 +182,11 @@ fn config_digest(args: &RunArgs) -> String {
 }
 
 /// Pinned: starts fresh, adopts the running instance, or upgrades it.
-pub(super) fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow::Result<Attached> {
+pub(super) fn attach_pinned(
+    args: &RunArgs,
+    interfaces: &[Interface],
+    lost_starts_read: Option<u64>,
+) -> anyhow::Result<Attached> {
     let started = Instant::now();
     let spec = adopt::Spec {
         pins: args.pins.dir()?,
@@ -206,6 +210,7 @@ pub(super) fn attach_pinned(args: &RunArgs, interfaces: &[Interface]) -> anyhow:
         list_floor: args.list_capacity,
         config: config_digest(args),
         netlink: false,
+        lost_starts_read,
     };
     let s = adopt::start(&spec).with_context(|| {
         format!(
