@@ -211,21 +211,51 @@ fn new_flows_read_and_not_yet_settled_when_the_agent_dies_are_recorded() {
     killed_in_a_wave_of_new_flows("flds", Some("settle:400"));
 }
 
+/// A lab for an agent on the gateway with pins of its own: its log directory, the server's
+/// address the floods go to, and the agent's binary.
+struct Setup {
+    lab: Lab,
+    pins: Bpffs,
+    _tmp: xdp_audit_lab::lab::TempDir,
+    log: std::path::PathBuf,
+    server: [u8; 4],
+    bin: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new(prefix: &str) -> Self {
+        let lab = Lab::new(prefix).expect("build the netns lab");
+        let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
+        let tmp = lab.temp_dir("flood").expect("temp dir");
+        let log = tmp.path().join("log");
+        let server = (lab::SERVER_V4.parse::<std::net::Ipv4Addr>())
+            .expect("v4")
+            .octets();
+        Self {
+            lab,
+            pins,
+            _tmp: tmp,
+            log,
+            server,
+            bin: binary().expect("agent binary"),
+        }
+    }
+}
+
 /// A first wave of 800 new flows, the agent killed (SIGKILL once it has read them all, or at
 /// the crash point `crash_at`), a second wave of 3,000 through a table of 1,024 while no
 /// agent runs, the next agent: each first-wave flow has exactly one record.
 fn killed_in_a_wave_of_new_flows(prefix: &str, crash_at: Option<&str>) {
     const FIRST: u32 = 800;
     const SECOND: u32 = 3_000;
-    let lab = Lab::new(prefix).expect("build the netns lab");
-    let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
-    let tmp = lab.temp_dir("floodkill").expect("temp dir");
-    let log = tmp.path().join("log");
-    let server: [u8; 4] = lab::SERVER_V4
-        .parse::<std::net::Ipv4Addr>()
-        .expect("v4")
-        .octets();
-    let bin = binary().expect("agent binary");
+    let Setup {
+        lab,
+        pins,
+        _tmp,
+        log,
+        server,
+        bin,
+    } = Setup::new(prefix);
     let args = [
         "--iface",
         lab::GW_LAN_IF,
@@ -326,15 +356,14 @@ fn killed_in_a_wave_of_new_flows(prefix: &str, crash_at: Option<&str>) {
 #[test]
 fn flows_a_replaced_program_lost_unseen_are_counted() {
     const WAVE: u32 = 3_000;
-    let lab = Lab::new("fldu").expect("build the netns lab");
-    let pins = Bpffs::mount(&lab.id).expect("mount a bpffs for the test's pins");
-    let tmp = lab.temp_dir("floodupg").expect("temp dir");
-    let log = tmp.path().join("log");
-    let server: [u8; 4] = lab::SERVER_V4
-        .parse::<std::net::Ipv4Addr>()
-        .expect("v4")
-        .octets();
-    let bin = binary().expect("agent binary");
+    let Setup {
+        lab,
+        pins,
+        _tmp,
+        log,
+        server,
+        bin,
+    } = Setup::new("fldu");
     let args = |table: &'static str| {
         [
             "--iface",
