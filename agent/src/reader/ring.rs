@@ -11,9 +11,9 @@
 //!
 //! The price: what the records stage has not settled (at most the queue's batches, about
 //! 6,000 events; everything read while the store's disk refuses records) still takes ring
-//! space. Wake-ups are unchanged: the program asks for one
-//! itself when the backlog (producer minus consumer position) crosses a quarter of the ring,
-//! and the reader drains on a tick besides.
+//! space. Wake-ups are unchanged: the program asks for one itself when the backlog (producer
+//! minus consumer position) crosses a quarter of the ring, and the reader drains on a tick
+//! besides.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -63,7 +63,8 @@ impl Mapping {
     /// The aligned 64-bit position the kernel keeps at `offset`.
     fn position(&self, offset: usize) -> &AtomicU64 {
         debug_assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
-        // SAFETY: in bounds and aligned (0 or a page in, within the mapping); the kernel accesses it atomically.
+        // SAFETY: in bounds and aligned (0 or a page in, within the mapping); the kernel
+        // accesses it atomically.
         unsafe { &*(self.base.cast::<u8>().add(offset).cast::<AtomicU64>()) }
     }
 
