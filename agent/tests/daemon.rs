@@ -689,3 +689,87 @@ fn a_reload_that_only_moves_a_rule_renames_it_in_later_drop_records() {
     let name = |line: u32| Some(format!("{}:{line}", list.display()));
     assert_eq!(drops(&shared)[..2], [name(2), name(3)]);
 }
+
+/// A sink whose flushes fail while `refusing` (a full disk): what it was given stays with it.
+#[derive(Clone, Default)]
+struct Refusing {
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+    records: Shared,
+}
+
+impl RecordSink for Refusing {
+    fn write(&mut self, r: &FlowRecord) -> Result<(), SinkError> {
+        self.records.write(r)
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SinkError::Write {
+                path: "journal".into(),
+                cause: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Events handled while the disk refuses records stay in the ring (a kill would leave them
+/// for the next agent): their space goes back to the program only after a settle that
+/// succeeded. Before, the reader gave it back as it read.
+#[test]
+fn ring_space_read_while_the_disk_refuses_goes_back_only_once_a_settle_succeeds() {
+    let tmp = TempDir::new("refusing");
+    let loaded = Loaded::load(LoadOptions {
+        flow_table_size: 1024,
+        ringbuf_bytes: 1 << 16,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
+    let (mut program, maps) = loaded.into_parts();
+    // A second view of the ring's positions; it gives nothing back.
+    let probe = xdp_audit::reader::RingReader::new(&maps.events).expect("map the ring");
+    let state = tmp.path().join("state");
+    let settings = Settings {
+        sweep_interval: Duration::from_millis(20),
+        watch_lists: false,
+        ..Settings::new(state.clone(), lo())
+    };
+    let sink = Refusing::default();
+    sink.refusing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let lists = ListSet::new([], maps.lists.domain_key().expect("the domain key"));
+    let (daemon, control) = Daemon::start(
+        settings,
+        maps,
+        lists,
+        Box::new(sink.clone()),
+        Arc::new(HostClocks),
+    )
+    .unwrap_or_else(|e| panic!("start the daemon: {e}"));
+    let running = Running::start(daemon, control);
+    for i in 0..10u8 {
+        run(
+            &mut program,
+            &Spec::udp4(v4(10, 9, 1, i), 4000, v4(10, 9, 0, 53), 53).build(),
+        );
+    }
+    // A sweep's status after the records stage took the ten: their batch was handled (and
+    // its settle failed) before that sweep.
+    wait_until(
+        Duration::from_secs(10),
+        "a sweep after the ten start events were handled",
+        || Snapshot::read(&state).is_ok_and(|s| s.pipeline.processed >= 10),
+    );
+    let (held, _) = probe.release().fill();
+    assert!(held > 0, "the ring still holds the events read");
+    sink.refusing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_until(
+        Duration::from_secs(10),
+        "the space given back after a settle that succeeded",
+        || probe.release().fill().0 == 0,
+    );
+    running.stop();
+}
