@@ -310,8 +310,9 @@ pub(super) fn run(spec: &Spec, u: Upgrade) -> Result<Started, StartError> {
         } else {
             warn!(
                 flows = entries.len(),
-                "the new flow tables are too small to take the open flows over: they are \
-                 written out, and flows that go on start afresh under the new program"
+                "the open flows would fill more than half the new flow tables (a full LRU \
+                 would evict them at once): they are written out, and flows that go on start \
+                 afresh under the new program"
             );
         }
     }
