@@ -85,6 +85,17 @@ impl RecordSink for Shared {
     }
 }
 
+/// The program with a 1,024-flow table and a 64 KiB ring.
+fn small_program() -> (xdp_audit::loader::Program, xdp_audit::loader::Maps) {
+    Loaded::load(LoadOptions {
+        flow_table_size: 1024,
+        ringbuf_bytes: 1 << 16,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"))
+    .into_parts()
+}
+
 /// The daemon on a thread of its own (run, then finish); stopped and joined on drop if the
 /// test did not get that far.
 struct Running {
@@ -93,6 +104,18 @@ struct Running {
 }
 
 impl Running {
+    /// The daemon on `maps` with no lists, writing to `sink`, on the host's clocks.
+    fn without_lists(
+        settings: Settings,
+        maps: xdp_audit::loader::Maps,
+        sink: Box<dyn RecordSink>,
+    ) -> Self {
+        let lists = ListSet::new([], maps.lists.domain_key().expect("the domain key"));
+        let (daemon, control) = Daemon::start(settings, maps, lists, sink, Arc::new(HostClocks))
+            .unwrap_or_else(|e| panic!("start the daemon: {e}"));
+        Self::start(daemon, control)
+    }
+
     fn start(mut daemon: Daemon, control: Control) -> Self {
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -188,13 +211,7 @@ fn records_carry_the_wall_time_in_force_when_their_packets_were_seen_across_a_cl
     // The wall clock shows 2023-11-14T22:13:20Z now, then is set an hour ahead.
     let start_offset = 1_700_000_000 * S - HostClocks.monotonic_ns() as i64;
     let clock = Arc::new(FakeWallClock::new(start_offset));
-    let loaded = Loaded::load(LoadOptions {
-        flow_table_size: 1024,
-        ringbuf_bytes: 1 << 16,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
-    let (mut program, maps) = loaded.into_parts();
+    let (mut program, maps) = small_program();
     let settings = Settings {
         timeouts: Timeouts {
             inactive: Duration::from_secs(3600),
@@ -307,29 +324,14 @@ fn records_carry_the_wall_time_in_force_when_their_packets_were_seen_across_a_cl
 #[test]
 fn payload_copies_reach_the_sink_in_ring_order_and_make_no_record() {
     let tmp = TempDir::new("payload");
-    let loaded = Loaded::load(LoadOptions {
-        flow_table_size: 1024,
-        ringbuf_bytes: 1 << 16,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
-    let (mut program, maps) = loaded.into_parts();
+    let (mut program, maps) = small_program();
     let settings = Settings {
         sweep_interval: Duration::from_millis(20),
         watch_lists: false,
         ..Settings::new(tmp.path().join("state"), lo())
     };
     let sink = Shared::default();
-    let lists = ListSet::new([], maps.lists.domain_key().expect("the domain key"));
-    let (daemon, control) = Daemon::start(
-        settings,
-        maps,
-        lists,
-        Box::new(sink.clone()),
-        Arc::new(HostClocks),
-    )
-    .unwrap_or_else(|e| panic!("start the daemon: {e}"));
-    let running = Running::start(daemon, control);
+    let running = Running::without_lists(settings, maps, Box::new(sink.clone()));
     let (c, srv) = (v4(10, 9, 0, 1), v4(10, 9, 0, 53));
     let queries: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 30 + usize::from(i)]).collect();
     for q in &queries {
@@ -721,13 +723,7 @@ impl RecordSink for Refusing {
 #[test]
 fn ring_space_read_while_the_disk_refuses_goes_back_only_once_a_settle_succeeds() {
     let tmp = TempDir::new("refusing");
-    let loaded = Loaded::load(LoadOptions {
-        flow_table_size: 1024,
-        ringbuf_bytes: 1 << 16,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("load the XDP program (root?): {e}"));
-    let (mut program, maps) = loaded.into_parts();
+    let (mut program, maps) = small_program();
     // A second view of the ring's positions; it gives nothing back.
     let probe = xdp_audit::reader::RingReader::new(&maps.events).expect("map the ring");
     let state = tmp.path().join("state");
@@ -739,16 +735,7 @@ fn ring_space_read_while_the_disk_refuses_goes_back_only_once_a_settle_succeeds(
     let sink = Refusing::default();
     sink.refusing
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let lists = ListSet::new([], maps.lists.domain_key().expect("the domain key"));
-    let (daemon, control) = Daemon::start(
-        settings,
-        maps,
-        lists,
-        Box::new(sink.clone()),
-        Arc::new(HostClocks),
-    )
-    .unwrap_or_else(|e| panic!("start the daemon: {e}"));
-    let running = Running::start(daemon, control);
+    let running = Running::without_lists(settings, maps, Box::new(sink.clone()));
     for i in 0..10u8 {
         run(
             &mut program,
