@@ -416,3 +416,83 @@ fn flows_a_replaced_program_lost_unseen_are_counted() {
     );
     drop(pins);
 }
+
+/// A fresh agent whose program loses start events to a full ring before its first sweep,
+/// and whose table evicts those flows before that sweep's walk: each flow without a record
+/// is counted (`lost_unseen`). Before, the count started at the first sweep's reading, and
+/// such flows were in no count (a re-test: 36,525 after an upgrade under a flood, whose new
+/// program lost them while the old maps were written out).
+#[test]
+fn flows_lost_unseen_before_a_fresh_agents_first_sweep_are_counted() {
+    const WAVE: u32 = 3_000;
+    let Setup {
+        lab,
+        pins,
+        _tmp,
+        log,
+        server,
+        bin,
+    } = Setup::new("fldf");
+    let args = [
+        "--iface",
+        lab::GW_LAN_IF,
+        "--pin-root",
+        pins.arg(),
+        "--flow-table-size",
+        "1024",
+        "--ringbuf-bytes",
+        "65536",
+        "--sweep-interval",
+        "3s",
+    ];
+    let gateway = lab.gateway.clone();
+    let mut agent = Agent::start(&lab, &gateway, &bin, &log, &args).expect("start");
+    // Held before its first sweep (SIGSTOP; SIGCONT however the floods end): two waves, the
+    // ring fills, and the second evicts the first's flows whose start the ring lost.
+    let pid = agent.pid().expect("the agent's pid") as libc::pid_t;
+    struct Held(libc::pid_t);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            // SAFETY: signals a process this test started.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGSTOP) },
+        0,
+        "SIGSTOP the agent"
+    );
+    let held = Held(pid);
+    flood(&lab, server, 0, WAVE);
+    flood(&lab, server, WAVE, WAVE);
+    drop(held);
+    wait_until(Duration::from_secs(20), "a sweep after the wave", || {
+        agent.status().unwrap_or_default()["flows"]["starts"].as_u64() > Some(0)
+    });
+    let status = agent.status().expect("status");
+    assert_eq!(agent.stop().expect("stop"), 0, "clean exit");
+    let records = agent.records().expect("query the store");
+    let recorded: std::collections::HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r["src_ip"].as_str())
+        .collect();
+    let missing = (0..2 * WAVE)
+        .filter(|&i| {
+            let [a, b, c, d] = source(i);
+            !recorded.contains(format!("{a}.{b}.{c}.{d}").as_str())
+        })
+        .count() as u64;
+    assert!(
+        missing > 0,
+        "the ring and the table held every flow: no loss to count ({})",
+        status["flows"]
+    );
+    assert_eq!(
+        status["flows"]["lost_unseen"].as_u64(),
+        Some(missing),
+        "every flow without a record counted: {}",
+        status["flows"]
+    );
+    drop(pins);
+}

@@ -77,8 +77,9 @@ pub struct Settings {
     pub interfaces: Vec<Interface>,
     /// Configured interfaces absent at the start: watched until they appear ([`ifaces`]).
     pub absent: Vec<String>,
-    /// The program's `lost_flow_start` as the last agent read it, when this one adopted the
-    /// program ([`Sweeper::lost_starts_before`]).
+    /// Where the count of flows lost unseen starts ([`Sweeper::lost_starts_before`]): the
+    /// program's `lost_flow_start` as the last agent read it, when this one adopted the
+    /// program; 0 for a program this one loaded. `None`: from the first sweep's reading.
     pub lost_starts_before: Option<u64>,
     /// Configured interfaces the start could not attach the program to, and why (another
     /// program on one, its driver refusing the mode): reported until a restart ([`ifaces`]).

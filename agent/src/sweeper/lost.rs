@@ -8,9 +8,9 @@ use super::{tally, Sweeper};
 
 impl Sweeper {
     /// The program's `lost_flow_start` counter as the last agent read it, for an agent that
-    /// adopted its program: flows whose start was lost while no agent ran, and the LRU
-    /// evicted before this one's first sweep, are counted unseen from there instead of
-    /// vanishing into the first sweep's base.
+    /// adopted its program (0 for one it loaded): flows whose start was lost while no agent
+    /// ran (or before this one's first sweep), and the LRU evicted before that sweep, are
+    /// counted unseen from there instead of vanishing into the first sweep's base.
     pub fn lost_starts_before(&mut self, kernel_total: u64) {
         self.lost_starts_base = Some((kernel_total, 0));
     }
