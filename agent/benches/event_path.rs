@@ -3,7 +3,8 @@
 //! and appended to the store's journal, all on this thread, in its CPU time. The events are
 //! first-drop events of new blocked flows (the program writes one per flow, and the sweeper
 //! writes its record at once), so each event is one record through every stage, and one
-//! entry in the file of open flows the sweeper keeps (appended at each settle). Rows, in the
+//! entry in the file of open flows the sweeper keeps (appended at each settle; on a tmpfs, as
+//! the agent's default state directory is). Rows, in the
 //! same run: the reader alone (drain and decode), the whole path with an empty table set,
 //! and the whole path with 100,000 subscribers (half the sources: half the records attributed);
 //! then what two optional stages cost this path (issue 13: alerts <= 3%; issue 12: syslog <=
@@ -237,7 +238,8 @@ fn callgrind_child(spec: &str) {
     let empty = Arc::new(SubscriberTable::build(
         std::iter::empty::<&ParsedSubscribers>(),
     ));
-    let (mut sink, mut sweeper) = path(inner, empty, Some(&scratch.0.join("state")));
+    let state = state_scratch("xdp-audit-bench-event-path-cg-state");
+    let (mut sink, mut sweeper) = path(inner, empty, Some(&state.0.join("state")));
     let n = counted_path(&mut reader, &mut sweeper, &mut sink, &lists);
     assert_eq!(n, CALLGRIND_EVENTS, "the ring held every event");
     sink.close().expect("close the sink");
@@ -333,10 +335,19 @@ fn pin(cpus: &[usize]) {
 /// Removes the bench's directory however the bench ends.
 struct Scratch(PathBuf);
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory for the sweepers' files of open flows, on a tmpfs where there is one
+/// (`/dev/shm`): the agent's default `--state-dir` is `/run/xdp-audit`, a tmpfs, and a file
+/// system on a disk adds block allocation and journaling to every append.
+fn state_scratch(name: &str) -> Scratch {
+    let name = format!("{name}-{}", std::process::id());
+    let shm = Path::new("/dev/shm").join(&name);
+    let dir = if std::fs::create_dir_all(&shm).is_ok() {
+        shm
+    } else {
+        std::env::temp_dir().join(name)
+    };
+    std::fs::create_dir_all(&dir).expect("create the state scratch directory");
+    Scratch(dir)
 }
 
 fn main() {
@@ -350,6 +361,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&scratch.0);
     std::fs::create_dir_all(&scratch.0).expect("create the bench directory");
     let (mut program, mut reader, lists) = load(&scratch.0, 1);
+    let states = state_scratch("xdp-audit-bench-event-path-state");
     let subs = subscribers();
     let empty = Arc::new(SubscriberTable::build(
         std::iter::empty::<&ParsedSubscribers>(),
@@ -435,7 +447,7 @@ fn main() {
             (None, Some(a)) => Box::new(AlertStage::new(store, a.handle())),
             (None, None) => Box::new(store),
         };
-        let state = dir.with_extension("state");
+        let state = states.0.join(format!("state-{round}-{i}"));
         // The last row: the agent's path as it was before the file of open flows.
         let (mut sink, mut sweeper) = path(inner, table, (i != 5).then_some(state.as_path()));
         pin_to(&records_cpu);
