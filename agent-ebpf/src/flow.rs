@@ -189,8 +189,12 @@ pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
     // each lookup that misses is a cache miss in a large table, the most a new flow costs.
     // (A simultaneous open, where the other side's SYN made the flow first, gets an entry
     // of its own.)
+    //
     if p.opens_flow() {
         return create::<A>(ctx, p, gen);
+    }
+    if p.is_syn_ack() {
+        retire_closed(&p.key);
     }
     if let Some(v) = lookup(&p.key) {
         return update::<A>(v, p, DIR_ORIG, gen);
@@ -572,8 +576,7 @@ fn announce_drop(key: &FlowKey, v: Entry, rule: u32, counter: Counter, first: bo
 fn reopens(key: &FlowKey, old: Entry, seq: u32) -> bool {
     // SAFETY: as in `update`.
     let (flags, isn) = unsafe { (get(addr_of!((*old).flags)), get(addr_of!((*old).isn))) };
-    let closed = flags & (flow_flags::FIN_SEEN | flow_flags::RST_SEEN) != 0;
-    if !closed && (flags & flow_flags::SYN_OPENED == 0 || isn == seq) {
+    if !closed(old) && (flags & flow_flags::SYN_OPENED == 0 || isn == seq) {
         return false;
     }
     // Not taken over when the ring cannot carry the snapshot: counted into the old flow
@@ -585,6 +588,39 @@ fn reopens(key: &FlowKey, old: Entry, seq: u32) -> bool {
         old,
         Counter::LostFlowEnd,
     )
+}
+
+/// Whether the flow of the entry `v` closed (a FIN or RST seen).
+#[inline(always)]
+fn closed(v: Entry) -> bool {
+    // SAFETY: as in `update`.
+    let flags = unsafe { get(addr_of!((*v).flags)) };
+    flags & (flow_flags::FIN_SEEN | flow_flags::RST_SEEN) != 0
+}
+
+/// For a SYN-ACK: a flow that closed under its key, in the orientation of its first packet
+/// (on an interface that receives the server's side only, as a gateway's `wan`, a flow its
+/// SYN-ACK made), had its connection; this is the server accepting a new one on reused
+/// ports. As for a SYN on a closed flow ([`reopens`]), the closed flow's last snapshot goes
+/// to the agent and its entry goes, so the new connection makes a flow of its own (not
+/// taken out when the ring cannot carry the snapshot: one record of both, nothing lost).
+/// Out of [`create`]'s way (a second way into it doubled the verifier's walk of it), and a
+/// BPF subprogram: inlined, the emit's branches multiplied the states of the path after it.
+#[inline(never)]
+fn retire_closed(key: &FlowKey) {
+    if let Some(old) = lookup(key) {
+        if closed(old)
+            && events::emit(
+                event_kind::FLOW_CLOSED,
+                NO_RULE,
+                key,
+                old,
+                Counter::LostFlowEnd,
+            )
+        {
+            remove(key);
+        }
+    }
 }
 
 /// Cold, but inlined: passing the context to a BPF subprogram loses the verifier's packet

@@ -74,6 +74,12 @@ impl Packet {
         self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
     }
 
+    /// Whether this is a connection's acceptance (SYN and ACK; no RST or FIN).
+    #[inline(always)]
+    pub fn is_syn_ack(&self) -> bool {
+        self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN | TCP_ACK
+    }
+
     /// 1 for a bare connection request ([`Self::is_plain_syn`]), else 0, computed without a
     /// branch: a branch where a new flow's entry is built doubled the verifier's walk of the
     /// path after it (100,000 instructions).

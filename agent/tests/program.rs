@@ -633,6 +633,74 @@ fn a_syn_on_a_closed_flows_ports_opens_a_new_flow() {
     );
 }
 
+/// On an interface that receives the server's side only (a gateway's `wan`), a flow begins
+/// with the server's SYN-ACK. Another SYN-ACK on its key once it closed is the server
+/// accepting a new connection on reused ports: a flow of its own, as a SYN is on the
+/// client's side. A SYN-ACK retransmitted on an open flow, or one answering in the reverse
+/// orientation of a flow a SYN opened (`lo`, a mirror port), counts into its flow.
+#[test]
+fn a_syn_ack_on_a_closed_flows_ports_opens_a_new_flow() {
+    let mut p = Prog::load(1 << 16);
+    let (c, s) = (v4(10, 7, 2, 1), v4(10, 7, 2, 2));
+    let syn_ack = |seq| {
+        Spec::tcp4(s, 80, c, 40002, tcp::SYN | tcp::ACK)
+            .seq(seq)
+            .build()
+    };
+    let data = Spec::tcp4(s, 80, c, 40002, tcp::ACK).payload(100).build();
+    let fin = Spec::tcp4(s, 80, c, 40002, tcp::FIN | tcp::ACK).build();
+    let first = syn_ack(1000);
+    for f in [&first, &first, &data, &fin] {
+        assert_eq!(p.run(f), XDP_PASS);
+    }
+    let closed = p.flows()[0].1;
+    assert_eq!(
+        closed.packets,
+        [4, 0],
+        "a retransmitted SYN-ACK counts into its flow"
+    );
+    let events = p.events();
+    assert!(
+        matches!(events[..], [Event::FlowStart(..), Event::FlowEnd(..)]),
+        "one start, then the FIN's close: {events:?}"
+    );
+    let second = syn_ack(5000);
+    assert_eq!(
+        p.run(&second),
+        XDP_PASS,
+        "the server accepts on the same ports again"
+    );
+    let flows = p.flows();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let (k, v) = flows[0];
+    assert_eq!(v.packets, [1, 0], "the new connection alone: {v:?}");
+    assert_eq!(v.bytes, [second.len() as u64, 0]);
+    assert_eq!(v.flags & (flow_flags::FIN_SEEN | flow_flags::RST_SEEN), 0);
+    let events = p.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(events[0], Event::FlowClosed(key, last) if key == k && last == closed),
+        "the closed flow's last snapshot: {:?}",
+        events[0]
+    );
+    assert!(
+        matches!(events[1], Event::FlowStart(key, new) if key == k && new.packets == [1, 0]),
+        "{:?}",
+        events[1]
+    );
+    // A SYN-ACK answering a SYN seen on the same interface counts into the SYN's flow.
+    let (c2, port) = (v4(10, 7, 2, 3), 40003);
+    let syn = Spec::tcp4(c2, port, s, 80, tcp::SYN).build();
+    let answer = Spec::tcp4(s, 80, c2, port, tcp::SYN | tcp::ACK).build();
+    assert_eq!(p.run(&syn), XDP_PASS);
+    assert_eq!(p.run(&answer), XDP_PASS);
+    let both = p.flows();
+    let v = (both.iter())
+        .find(|(k, _)| k.port_a == port.to_be() || k.port_b == port.to_be())
+        .map(|(_, v)| v.packets);
+    assert_eq!(v, Some([1, 1]), "{both:?}");
+}
+
 #[test]
 fn the_agent_is_woken_when_the_backlog_crosses_a_quarter_of_the_ring_not_per_event() {
     use std::os::fd::AsRawFd;
