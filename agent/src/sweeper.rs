@@ -81,6 +81,11 @@ pub struct SweepStats {
     /// open flows ([`spill`]).
     #[serde(default)]
     pub restored: u64,
+    /// Bytes of that file that could not be read (damaged entries, or the whole file set
+    /// aside; a kill's cut last entry aside): the open flows they held are not restored, and
+    /// those the table evicted since have no record.
+    #[serde(default)]
+    pub restore_damaged: u64,
     /// Entries of the IPv4 flow table at the last sweep (its fill, against the table size).
     #[serde(default)]
     pub table_v4: u64,

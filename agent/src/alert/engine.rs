@@ -358,6 +358,7 @@ impl Engine {
             store_set_aside: 0,
             ship_failures: 0,
             syslog_dropped: 0,
+            open_flows_damaged: 0,
             ring_lost: program.ring_lost,
             insert_failed: program.insert_failed,
             vlan_stacked: program.vlan_stacked,

@@ -213,6 +213,12 @@ fn print(
             f.restored
         )?;
     }
+    if f.restore_damaged != 0 {
+        outln!(
+            "  DAMAGED: {} bytes of that file could not be read (set aside as open-flows.bin.bad when none could): the open flows they held are not restored, and those the table evicted since have no record",
+            f.restore_damaged
+        )?;
+    }
     if f.lost_unseen != 0 {
         outln!(
             "  {} flows lost unseen: their start event was lost and the full table evicted them before a sweep found them (no record; raise --ringbuf-bytes and --flow-table-size)",

@@ -106,6 +106,16 @@ fn current(inputs: &Inputs) -> Line {
             ),
         );
     }
+    if s.flows.restore_damaged > 0 {
+        return Line::new(
+            "losses",
+            Verdict::Warn,
+            format!(
+                "{} bytes of the file of open flows the last agent left (open-flows.bin) could not be read: the open flows they held were not restored, and those the flow table evicted since have no record",
+                s.flows.restore_damaged
+            ),
+        );
+    }
     let evicted = s.flows.evicted;
     if ring_lost > 0 || s.flows.lost_starts > 0 || evicted > 0 {
         return Line::new(

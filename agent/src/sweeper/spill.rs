@@ -123,6 +123,33 @@ struct Damage {
     skipped: usize,
 }
 
+impl Damage {
+    /// Whether it is no more than the last entry cut short, as a kill during an append
+    /// leaves it (the entry's records were written and its events are still in the ring, so
+    /// the next agent reads them again): not damage to warn of, in a file `len` long.
+    fn is_cut_tail(&self, len: usize) -> bool {
+        self.first + self.skipped == len && self.skipped < HEAD + KEY + VALUE + REPORTED
+    }
+}
+
+/// Why a saved file is not read at all.
+#[derive(Debug, PartialEq, Eq)]
+enum Unread {
+    /// Written before the host restarted: its flows went with that boot's flow table.
+    OtherBoot,
+    /// Not a file of open flows, or one of a build whose types differ.
+    Refused(&'static str),
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unread::OtherBoot => f.write_str("it was written before the host restarted (another boot id): its times are that boot's, and the flow table went with it"),
+            Unread::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The entry at the start of `rest`, if whole and intact (its tag known, its padding zero,
 /// its CRC right): its tag and bytes.
 fn entry(rest: &[u8]) -> Option<(u8, &[u8])> {
@@ -143,16 +170,20 @@ fn entry(rest: &[u8]) -> Option<(u8, &[u8])> {
 /// goes on at the next intact one (every entry is a multiple of 8 bytes long, so it looks
 /// every 8 bytes), so one damaged entry costs that entry only (a lost end makes its flow
 /// open again; a lost snapshot leaves the one before).
-fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<Damage>), String> {
+fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<Damage>), Unread> {
     let head = file_head(boot);
     if bytes.len() < FILE_HEAD || bytes[..8] != MAGIC[..] {
-        return Err("it is not a file of open flows (no `xa-open1` head)".into());
+        return Err(Unread::Refused(
+            "it is not a file of open flows (no `xa-open1` head)",
+        ));
     }
     if bytes[..16] != head[..16] {
-        return Err("it was written by a build whose flow types differ in size".into());
+        return Err(Unread::Refused(
+            "it was written by a build whose flow types differ in size",
+        ));
     }
     if bytes[16..FILE_HEAD] != head[16..] {
-        return Err("it was written before the host restarted (another boot id): its times are that boot's, and the flow table went with it".into());
+        return Err(Unread::OtherBoot);
     }
     let mut flows: indexmap::IndexMap<FlowKey, Option<Saved>, foldhash::fast::RandomState> =
         indexmap::IndexMap::default();
@@ -196,6 +227,8 @@ fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<Damage>), Strin
 /// The saved file of the open flows and what waits to be appended to it.
 pub struct Spill {
     dir: PathBuf,
+    /// Bytes of the last agent's file that could not be read ([`SweepStats::restore_damaged`]).
+    damaged: u64,
     /// The file appended to; `None` until the first rewrite, and after a write failed (the
     /// file is removed then, since a log with a gap could say less was written than was).
     file: Option<File>,
@@ -233,11 +266,16 @@ impl Spill {
     /// cannot be read is named in a warning and set aside (`open-flows.bin.bad`).
     pub fn open(dir: &Path) -> (Self, Vec<Saved>) {
         let path = dir.join(FILE_NAME);
+        // Bytes of the file not read as entries, but a kill's cut last entry.
+        let mut damaged = 0;
         let saved = match fsutil::read_input_here(&path, READ_MAX) {
             Ok(bytes) => match parse(&bytes, crate::store::retention::boot_id()) {
-                Ok((flows, damaged)) => {
-                    if let Some(d) = damaged {
+                Ok((flows, damage)) => {
+                    if let Some(d) = damage {
                         warn!(file = %path.display(), offset = d.first, bytes_skipped = d.skipped, flows = flows.len(), "the last agent's file of open flows holds damaged or cut entries (a kill while it was written cuts the last one); every intact entry is used, and a flow whose lost entry said it ended may be written again as evicted");
+                        if !d.is_cut_tail(bytes.len()) {
+                            damaged = d.skipped as u64;
+                        }
                     }
                     flows
                 }
@@ -245,6 +283,10 @@ impl Spill {
                     let bad = dir.join(format!("{FILE_NAME}.bad"));
                     warn!(file = %path.display(), set_aside = %bad.display(), "the last agent's file of open flows cannot be read: {why}; set aside, and the flows it may hold are not written (those still in the flow table are)");
                     let _ = std::fs::rename(&path, &bad);
+                    // Another boot's flows went with its flow table: nothing lost here.
+                    if why != Unread::OtherBoot {
+                        damaged = bytes.len().max(1) as u64;
+                    }
                     Vec::new()
                 }
             },
@@ -253,6 +295,7 @@ impl Spill {
             }
             Err(e) => {
                 warn!(file = %path.display(), error = %e, "the last agent's file of open flows cannot be read; the flows it may hold are not written (those still in the flow table are)");
+                damaged = std::fs::metadata(&path).map_or(1, |m| m.len().max(1));
                 Vec::new()
             }
         };
@@ -261,6 +304,7 @@ impl Spill {
         }
         let spill = Self {
             dir: dir.to_path_buf(),
+            damaged,
             file: None,
             len: 0,
             image: 0,
@@ -427,6 +471,7 @@ impl Sweeper {
             self.open.insert(s.key, t);
         }
         self.stats.restored += n as u64;
+        self.stats.restore_damaged += spill.damaged;
         self.spill = Some(spill);
         n
     }

@@ -49,6 +49,8 @@ pub struct Gauges {
     pub syslog_dropped: u64,
     /// The state directory refused the status snapshot's write.
     pub state_unwritable: bool,
+    /// Bytes of the last agent's file of open flows this agent could not read.
+    pub open_flows_damaged: u64,
 }
 
 impl Gauges {
@@ -91,6 +93,7 @@ impl Gauges {
             ship_failing: snap.ship.as_ref().is_some_and(|s| s.last_error.is_some()),
             syslog_dropped: snap.syslog.as_ref().map_or(0, |s| s.dropped),
             state_unwritable: snap.observe.state_unwritable,
+            open_flows_damaged: snap.flows.restore_damaged,
         }
     }
 }

@@ -103,6 +103,18 @@ impl Engine {
                 out,
             );
         }
+        // The file of open flows a killed agent left, damaged: by file, as a lost journal is.
+        let unread = g.open_flows_damaged.saturating_sub(base.open_flows_damaged);
+        if unread > 0 {
+            let subject = SubjectRef {
+                file: Some(crate::sweeper::spill::FILE_NAME),
+                ..SubjectRef::default()
+            };
+            let text = || {
+                format!("the file of open flows the last agent left in the state directory is damaged ({unread} bytes could not be read; a file of which nothing could be read is set aside as {}.bad): the open flows those bytes held are not restored, and those the flow table evicted since have no record", crate::sweeper::spill::FILE_NAME)
+            };
+            self.touch(AlertId::StoreDamaged, subject, text, 1, w, now, out);
+        }
         // Its own alert (by file): the store may write on while the state cannot. Not while
         // the store's disk refuses writes too: one condition, most often one full disk, is
         // one alert.

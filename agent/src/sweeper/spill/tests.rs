@@ -123,10 +123,11 @@ fn a_file_of_another_kind_or_build_is_refused() {
     assert!(parse(b"{\"status\": 1}\n", BOOT).is_err());
     let mut other = file(|_| {});
     other[10] += 8; // a FlowValue of another size
-    let why = parse(&other, BOOT).expect_err("refused");
+    let why = parse(&other, BOOT).expect_err("refused").to_string();
     assert!(why.contains("differ in size"), "{why}");
     let why = parse(&file(|_| {}), BOOT + 1).expect_err("refused");
-    assert!(why.contains("host restarted"), "{why}");
+    assert_eq!(why, Unread::OtherBoot);
+    assert!(why.to_string().contains("host restarted"), "{why}");
 }
 
 #[test]
@@ -157,4 +158,49 @@ fn an_unreadable_file_is_set_aside_and_named() {
     assert!(saved.is_empty());
     assert!(dir.path().join(format!("{FILE_NAME}.bad")).exists());
     assert!(!dir.path().join(FILE_NAME).exists());
+}
+
+/// What a start could not read of the last agent's file is counted (`restore_damaged`): a
+/// damaged entry inside, a file of another kind, but not a kill's cut last entry (its events
+/// are read again from the ring) nor another boot's file (its flows went with that boot).
+#[test]
+fn what_a_start_could_not_read_is_counted_but_a_cut_last_entry() {
+    let boot = crate::store::retention::boot_id();
+    let whole = {
+        let mut b = file_head(boot).to_vec();
+        push_open(&mut b, &key(1), &tracked(1, 0));
+        push_open(&mut b, &key(2), &tracked(2, 1));
+        push_open(&mut b, &key(3), &tracked(3, 0));
+        b
+    };
+    let one = FILE_HEAD + HEAD + KEY + VALUE;
+    let mut inside = whole.clone();
+    inside[one + HEAD + 2] ^= 1;
+    let mut other_boot = whole.clone();
+    other_boot[20] ^= 1;
+    let cases: [(&str, Vec<u8>, u64, usize); 5] = [
+        ("whole", whole.clone(), 0, 3),
+        ("cut last entry", whole[..whole.len() - 5].to_vec(), 0, 2),
+        (
+            "damaged inside",
+            inside,
+            (HEAD + KEY + VALUE + REPORTED) as u64,
+            2,
+        ),
+        ("garbage", vec![0x5a; 4096], 4096, 0),
+        ("another boot", other_boot, 0, 0),
+    ];
+    for (what, bytes, damaged, flows) in cases {
+        let dir = dir("spill-damaged");
+        std::fs::write(dir.path().join(FILE_NAME), &bytes).expect("write");
+        let (spill, saved) = Spill::open(dir.path());
+        assert_eq!((spill.damaged, saved.len()), (damaged, flows), "{what}");
+        let mut sweeper = Sweeper::new(
+            crate::sweeper::Timeouts::default(),
+            crate::clock::Timeline::fixed(crate::clock::WallClock::from_offset(0)),
+            Default::default(),
+        );
+        sweeper.restore(spill, saved);
+        assert_eq!(sweeper.stats.restore_damaged, damaged, "{what}");
+    }
 }

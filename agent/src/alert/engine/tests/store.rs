@@ -174,3 +174,29 @@ fn a_state_directory_refusing_writes_is_its_own_degraded_alert() {
         .collect();
     assert_eq!(got, [(AlertId::StoreDegraded, None)], "{out:?}");
 }
+
+/// A damaged file of open flows (the last agent killed) is raised once, by file, at the
+/// start that found it: the flows it held may have no record. Not again at later sweeps.
+#[test]
+fn a_damaged_file_of_open_flows_is_raised_once_by_file() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let found = Gauges {
+        open_flows_damaged: 200,
+        ..Gauges::default()
+    };
+    e.observe(found, 0, &mut out);
+    let file = Some(crate::sweeper::spill::FILE_NAME.to_owned());
+    let got: Vec<_> = (out.iter())
+        .map(|a| (a.id, a.state, a.subject.file.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [(AlertId::StoreDamaged, AlertState::Raised, file)],
+        "{out:?}"
+    );
+    assert!(out[0].text.contains("200 bytes"), "{}", out[0].text);
+    out.clear();
+    e.observe(found, S, &mut out);
+    assert!(out.is_empty(), "the same count is no news: {out:?}");
+}
