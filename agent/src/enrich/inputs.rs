@@ -76,13 +76,18 @@ pub struct LeaseUpdate {
 pub struct Rejected(Mutex<BTreeMap<PathBuf, String>>);
 
 impl Rejected {
-    /// Notes `path`'s last read: refused for `problem`, or (`None`) taken.
-    pub fn note(&self, path: &Path, problem: Option<String>) {
+    /// Notes `path`'s last read: refused for `problem`, or (`None`) taken. Returns whether
+    /// that differs from its last read's (a refusal to warn of, not one a poll repeats).
+    pub fn note(&self, path: &Path, problem: Option<String>) -> bool {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match problem {
-            Some(p) => g.insert(path.to_owned(), p),
-            None => g.remove(path),
+        let last = match problem {
+            Some(p) => {
+                let same = g.get(path) == Some(&p);
+                (!same).then(|| g.insert(path.to_owned(), p))
+            }
+            None => Some(g.remove(path)),
         };
+        last.is_some()
     }
 
     /// The refused files and their problems.
@@ -369,8 +374,10 @@ fn read_lease(
             if !matches!(d.error, LeaseProblem::File(_)) {
                 *last = None;
             }
-            warn!("{d}");
-            rejected.note(&f.path, Some(format!("DHCP lease file {d}")));
+            // Once per problem: a file that stays unreadable is read again every poll (2 s).
+            if rejected.note(&f.path, Some(format!("DHCP lease file {d}"))) {
+                warn!("{d}");
+            }
         }
     }
 }
@@ -587,5 +594,38 @@ mod tests {
         );
         let update = rx.try_recv().expect("the good lease is sent");
         assert_eq!((update.leases.len(), update.skipped), (1, 10_001));
+    }
+
+    /// A lease file that stays unreadable is read again every poll: warned of once per
+    /// problem, not every 2 s (its `XA-LIST-REJECTED` holds meanwhile); a new problem, or one
+    /// after it was read, is warned of again.
+    #[test]
+    fn an_unreadable_lease_file_is_warned_of_once_per_problem() {
+        let dir = TempDir::new("inputs-leases-unreadable");
+        let path = dir.0.join("dnsmasq.leases");
+        std::fs::create_dir(&path).expect("a directory in the file's place");
+        let file = LeaseFile {
+            path: path.clone(),
+            format: None,
+        };
+        let (tx, _rx) = mpsc::channel();
+        let rejected = Rejected::default();
+        let mut last = None;
+        let mut poll = || logged(|| read_lease(0, &file, &tx, &rejected, &mut last, false));
+        assert!(poll().contains("cannot read"), "the first read warns");
+        for _ in 0..3 {
+            assert_eq!(poll(), "", "the same problem again");
+        }
+        assert_eq!(rejected.list().len(), 1, "still refused");
+        std::fs::remove_dir(&path).expect("remove");
+        std::fs::write(&path, "100 aa:bb:cc:dd:ee:01 10.0.0.1 h *\n").expect("write");
+        poll();
+        assert_eq!(rejected.list(), [], "taken");
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::create_dir(&path).expect("a directory again");
+        assert!(
+            poll().contains("cannot read"),
+            "refused again after a read: warned"
+        );
     }
 }
