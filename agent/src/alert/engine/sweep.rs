@@ -26,8 +26,9 @@ impl Engine {
     /// subscribers and lease files refused at their last read), each with it:
     /// the alert each one's reload raised stays active while the file stays bad (nothing
     /// reads it again until it changes), raised again should it have resolved meanwhile (a
-    /// window shorter than a sweep, sweeps lost to a full queue), and resolves a window
-    /// after the file loads.
+    /// window shorter than a sweep, sweeps lost to a full queue), is resolved and raised
+    /// anew when the file's problem is another than it names, and resolves a window after the
+    /// file loads.
     pub fn lists_rejected(
         &mut self,
         files: &[(String, String)],
@@ -40,6 +41,10 @@ impl Engine {
                 file: Some(f),
                 ..SubjectRef::default()
             };
+            // Another problem than the active alert names (one carried from the last agent,
+            // say, while the file went bad otherwise meanwhile): resolved, and this one raised.
+            let stale = |a: &Alert| !a.text.ends_with(problem.as_str());
+            self.resolve_if(AlertId::ListRejected, subject, stale, out);
             if !self.bump(AlertId::ListRejected, subject, 0, now) {
                 let text = || format!("file rejected, still as last read: {problem}");
                 let w = self.window_ns;

@@ -622,6 +622,39 @@ fn a_rejected_list_stays_alerted_while_the_file_stays_bad() {
     );
 }
 
+/// A subscribers or lease file's alert carried from the last agent names its problem then;
+/// a sweep that finds the file refused for another problem resolves it and raises one
+/// naming the new one (the carried text said the last good version stays in force, while
+/// none did). The same problem only counts on.
+#[test]
+fn a_carried_rejection_with_another_problem_now_is_raised_anew() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let was = [(
+        "subs.csv".to_owned(),
+        "subscribers file subs.csv: cannot read: is a FIFO".to_owned(),
+    )];
+    e.lists_rejected(&was, S, &mut out);
+    assert_eq!(ids(&out), [(AlertId::ListRejected, AlertState::Raised)]);
+    out.clear();
+    e.lists_rejected(&was, 2 * S, &mut out);
+    assert_eq!(ids(&out), [], "the same problem counts on");
+    let now = [(
+        "subs.csv".to_owned(),
+        "subscribers file subs.csv: is empty".to_owned(),
+    )];
+    e.lists_rejected(&now, 3 * S, &mut out);
+    assert_eq!(
+        ids(&out),
+        [
+            (AlertId::ListRejected, AlertState::Resolved),
+            (AlertId::ListRejected, AlertState::Raised)
+        ]
+    );
+    assert!(out[0].text.ends_with("is a FIFO"), "{}", out[0].text);
+    assert!(out[1].text.ends_with("is empty"), "{}", out[1].text);
+}
+
 /// A file fixed and then broken otherwise within the window: the active alert named the old
 /// problem; it is resolved (its count final) and one naming the new problem raised. The same
 /// problem again only counts.
