@@ -42,6 +42,9 @@ pub(super) fn spawn(
         .name("xdp-audit-verify".into())
         .spawn(move || {
             let mut checker = Checker::new(dir, key, mark);
+            if let Some(e) = checker.unreadable_mark() {
+                alerts.event(e);
+            }
             loop {
                 match checker.check(&wait) {
                     Some(Some(e)) => {
@@ -78,13 +81,20 @@ struct Checker {
     key: Option<VerifyingKey>,
     mark: Option<PathBuf>,
     seen: Option<Seen>,
+    /// The mark was there and could not be read (damaged, or not a file).
+    unread: bool,
 }
 
 impl Checker {
     fn new(dir: PathBuf, key: Option<VerifyingKey>, mark: Option<PathBuf>) -> Self {
         // Absolute: a relative --log-dir names another store from another working directory.
         let dir = std::path::absolute(&dir).unwrap_or(dir);
-        let seen = mark.as_deref().and_then(load).filter(|s| {
+        let loaded = mark.as_deref().and_then(load);
+        let unread = loaded.is_none()
+            && mark
+                .as_deref()
+                .is_some_and(|m| m.symlink_metadata().is_ok());
+        let seen = loaded.filter(|s| {
             let same = s.dir == dir;
             if !same {
                 tracing::info!(mark = %s.dir.display(), store = %dir.display(), "the chain last seen was of another store (--log-dir changed): checks start from this store's chain");
@@ -96,7 +106,22 @@ impl Checker {
             key,
             mark,
             seen,
+            unread,
         }
+    }
+
+    /// The alert of a mark that was there and could not be read: this start cannot tell a
+    /// store wiped, cut back or replaced while no agent ran (a log line alone left that
+    /// unnoticed). Nothing is proved either way, so it is no broken chain.
+    fn unreadable_mark(&self) -> Option<Event> {
+        let mark = self.mark.as_ref().filter(|_| self.unread)?;
+        Some(Event::StoreUnreadable {
+            file: mark.display().to_string(),
+            reason: "the chain's end the last agent kept cannot be read (damaged): whether the \
+                     store was wiped, cut back or replaced while no agent ran is not known; \
+                     checks start from the chain as it is (the agent's log names the error)"
+                .to_owned(),
+        })
     }
 
     /// One check: the event a failure that repeated after [`RECHECK`] raises, if any; `None`
@@ -239,6 +264,31 @@ fn event(b: Broken) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mark that is there and does not read is alerted (nothing proved either way); one
+    /// that is not there, or reads, is not.
+    #[test]
+    fn a_damaged_mark_is_alerted_as_unreadable() {
+        let tmp = crate::blocklist::tests::TempDir::new("verify-mark");
+        let mark = tmp.0.join(CHAIN_SEEN);
+        let checker = || Checker::new(tmp.0.join("log"), None, Some(mark.clone()));
+        assert!(checker().unreadable_mark().is_none(), "no mark yet");
+        std::fs::write(&mark, b"{\"dir\": \"/s\", \"entr\xff").expect("write");
+        match checker().unreadable_mark() {
+            Some(Event::StoreUnreadable { file, reason }) => {
+                assert_eq!(file, mark.display().to_string());
+                assert!(reason.contains("cannot be read"), "{reason}");
+            }
+            other => panic!("expected the mark's alert: {other:?}"),
+        }
+        let seen = Seen {
+            dir: tmp.0.join("log"),
+            entries: 3,
+            head: "ab".into(),
+        };
+        crate::store::fsutil::save_state(&mark, &seen).expect("save");
+        assert!(checker().unreadable_mark().is_none(), "a mark that reads");
+    }
 
     #[test]
     fn an_unreadable_file_is_not_a_broken_chain() {
