@@ -73,7 +73,14 @@ pub fn alive(pid: u32, start: Option<u64>) -> bool {
     // SAFETY: signal 0 only checks.
     let rc = unsafe { libc::kill(pid_t, 0) };
     let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    match (start, process_start(pid)) {
+    let stat = process_stat(pid);
+    // A process killed and not yet reaped (a zombie, state Z; X while it goes) still has its
+    // pid and start time: dead all the same (an agent killed with -9 and started again at
+    // once took its predecessor for a live one, and raised no crash).
+    if stat.is_some_and(|(state, _)| matches!(state, 'Z' | 'X' | 'x')) {
+        return false;
+    }
+    match (start, stat.map(|(_, got)| got)) {
         (Some(want), Some(got)) => exists && want == got,
         _ => exists,
     }
@@ -82,10 +89,16 @@ pub fn alive(pid: u32, start: Option<u64>) -> bool {
 /// The start time of process `pid` in clock ticks after boot (`/proc/PID/stat`, field 22);
 /// `None` where `/proc` does not show it.
 pub fn process_start(pid: u32) -> Option<u64> {
+    process_stat(pid).map(|(_, start)| start)
+}
+
+/// Process `pid`'s state letter (field 3) and start time (field 22) in `/proc/PID/stat`.
+fn process_stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 2, the command name, is in parentheses and may hold spaces and parentheses.
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.nth(18)?.parse().ok()?))
 }
 
 /// The agent's status snapshot in `state_dir`, with its list files' modification times.

@@ -310,6 +310,36 @@ fn a_dropped_record_is_one_record_lost() {
     assert_eq!(s.records_lost(), 3);
 }
 
+/// A process killed and not yet reaped (a zombie) is dead: a start right after a kill -9
+/// found its predecessor's pid and start time still there, took it for running, and raised
+/// no crash.
+#[test]
+fn a_zombie_is_no_running_agent() {
+    use crate::compliance::system::{alive, process_start};
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn `true`");
+    let pid = child.id();
+    let start = process_start(pid);
+    // It exits at once and stays a zombie until waited for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.chars().next()?))
+    };
+    while state() != Some('Z') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never became a zombie"
+        );
+        std::thread::yield_now();
+    }
+    assert!(!alive(pid, start), "a zombie with its start time");
+    assert!(!alive(pid, None), "a zombie");
+    child.wait().expect("reap");
+}
+
 #[test]
 fn a_pid_is_the_agent_only_while_its_start_time_matches() {
     use crate::compliance::system::{alive, process_start};
