@@ -326,7 +326,7 @@ fn a_zombie_is_no_running_agent() {
     let state = || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.chars().next()?))
+            .and_then(|s| s.get(s.rfind(')')? + 2..)?.chars().next())
     };
     while state() != Some('Z') {
         assert!(
