@@ -6,9 +6,10 @@
 //! the next agent started without the file's rules or rows until it was fixed. With one, it
 //! puts the kept version in force instead, as a reload would have.
 //!
-//! A copy ends with a line giving its SHA-256 ([`seal_line`]): a copy damaged by anything but
-//! the agent (cut, emptied, one byte changed so that it still parses) is refused, never put
-//! in force in place of the version it held.
+//! A copy ends with a line giving its own name and its SHA-256 ([`seal_line`]): a copy
+//! damaged by anything but the agent (cut, emptied, one byte changed so that it still
+//! parses), or another file's copy put in its place, is refused, never put in force in place
+//! of the version it held.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -25,13 +26,15 @@ pub enum KeptError {
     /// It cannot be read (or is not a regular file).
     #[error(transparent)]
     Input(#[from] InputError),
-    /// Its last line does not give its SHA-256: damaged since it was written.
-    #[error("is damaged: its bytes do not match the SHA-256 it was written with")]
+    /// Its last line does not give its SHA-256, or names another copy: damaged since it was
+    /// written, or another file's copy.
+    #[error("is damaged, or another file's copy: its bytes do not match the SHA-256 it was written with under this name")]
     Damaged,
 }
 
-/// How a copy's last line starts ([`seal_line`]).
-const SEAL: &[u8] = b"\n# xdp-audit kept copy, sha256 ";
+/// How a copy's last line started before it named the copy ([`Kept::seal`]): read, never
+/// written.
+const SEAL_UNNAMED: &[u8] = b"\n# xdp-audit kept copy, sha256 ";
 
 /// A directory of kept copies, one per configured file, named by a hash of the file's path.
 #[derive(Clone, Debug)]
@@ -76,13 +79,20 @@ impl Kept {
         self.dir.join(self.name(file))
     }
 
+    /// How the last line of the copy called `name` starts ([`seal_line`]): with its name, so
+    /// that another file's copy moved or copied to this name is refused (its SHA-256 alone
+    /// held: a swapped copy of the allowlist stood in for a blocklist).
+    fn seal(name: &str) -> Vec<u8> {
+        format!("\n# xdp-audit kept copy {name}, sha256 ").into_bytes()
+    }
+
     /// Keeps `bytes`, `file`'s version now in force, atomically and durably. A copy already
     /// holding them is left as it is: every start applies every file again. A copy that
     /// cannot be replaced is removed, so that no older version stands in for the file.
     pub fn keep(&self, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let name = self.name(file);
         let path = self.dir.join(&name);
-        let seal = seal_line(SEAL, bytes);
+        let seal = seal_line(&Self::seal(&name), bytes);
         let same = std::fs::symlink_metadata(&path)
             .is_ok_and(|m| m.is_file() && m.len() == (bytes.len() + seal.len()) as u64)
             && read_input_here(&path, TABLE_MAX)
@@ -126,9 +136,14 @@ impl Kept {
 
     /// `file`'s kept copy: `None` if there is none. Never through a symbolic link.
     pub fn read(&self, file: &Path) -> Result<Option<Vec<u8>>, KeptError> {
-        match read_input_here(&self.path_of(file), TABLE_MAX) {
+        let name = self.name(file);
+        match read_input_here(&self.dir.join(&name), TABLE_MAX) {
             Ok(mut copy) => {
-                let body = sealed_body(&copy, SEAL).and_then(Result::ok);
+                // A copy an earlier build wrote is taken as it was sealed (the next keep seals
+                // it with its name).
+                let body = sealed_body(&copy, &Self::seal(&name))
+                    .or_else(|| sealed_body(&copy, SEAL_UNNAMED))
+                    .and_then(Result::ok);
                 let len = body.ok_or(KeptError::Damaged)?.len();
                 copy.truncate(len);
                 Ok(Some(copy))
@@ -202,6 +217,17 @@ mod tests {
         assert!(damaged(b""), "emptied");
         std::fs::write(kept.path_of(&a), &good).expect("undo");
         assert_eq!(kept.read(&a).expect("read"), Some(b"192.0.2.2\n".to_vec()));
+        // Another file's copy in its place (b's: its SHA-256 holds, its name does not).
+        let b = cwd.join("b.list");
+        kept.keep(&b, b"198.51.100.7\n").expect("keep b");
+        let theirs = std::fs::read(kept.path_of(&b)).expect("b's copy");
+        assert!(damaged(&theirs), "b's copy under a's name");
+        // A copy sealed before copies named themselves is read as it was.
+        let mut unnamed = b"192.0.2.2\n".to_vec();
+        unnamed.extend(seal_line(SEAL_UNNAMED, b"192.0.2.2\n"));
+        std::fs::write(kept.path_of(&a), &unnamed).expect("an earlier build's copy");
+        assert_eq!(kept.read(&a).expect("read"), Some(b"192.0.2.2\n".to_vec()));
+        std::fs::write(kept.path_of(&a), &good).expect("undo");
         let elsewhere = tmp.0.join("elsewhere");
         std::fs::write(&elsewhere, &good).expect("write");
         std::fs::remove_file(kept.path_of(&a)).expect("remove");
