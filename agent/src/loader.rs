@@ -197,6 +197,16 @@ impl PinnedMaps {
             out.sizes.insert(name.clone(), size);
             out.maps.insert(name, map);
         }
+        // Every map of the layout: one gone (its pin removed) is named as such, not found
+        // missing later as if the build were inconsistent.
+        if let Some(gone) =
+            layout.and_then(|l| (l.maps().iter()).find(|m| !out.maps.contains_key(m.name.as_str())))
+        {
+            return Err(pin_err(
+                &dir.join(&gone.name),
+                "is gone (its pin removed?): the instance's pins are incomplete; remove the instance with `xdp-audit detach` and start afresh (what its flow table holds is lost)".into(),
+            ));
+        }
         Ok(out)
     }
 }

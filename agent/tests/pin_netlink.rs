@@ -188,6 +188,29 @@ fn a_pinned_map_of_another_shape_is_refused_naming_it_and_the_way_out() {
             pinned_prog(&s),
             "a refused start leaves the running program attached"
         );
+        // The map's pin gone altogether: named as gone, with the way out (it was taken for
+        // a build missing the map).
+        std::fs::remove_file(&pin).expect("remove the STATS pin");
+        let err = match adopt::start(&s) {
+            Ok(_) => panic!("a start with a map pin gone must be refused"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains("STATS") && err.contains("is gone") && err.contains("xdp-audit detach"),
+            "the error names the pin, that it is gone and the way out: {err}"
+        );
+        // The program's pin gone: the cause and the way out, not a bare `bpf_obj_get failed`.
+        let prog = pinned_prog(&s);
+        std::fs::remove_file(s.pins.program()).expect("remove the program's pin");
+        let err = match adopt::start(&s) {
+            Ok(_) => panic!("a start with the program's pin gone must be refused"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains("No such file") && err.contains("xdp-audit detach"),
+            "the error names the cause and the way out: {err}"
+        );
+        assert_eq!(attached().0, prog, "still attached through its link");
         adopt::detach(&s.pins).expect("detach");
         Ok(())
     })

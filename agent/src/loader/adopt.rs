@@ -387,7 +387,14 @@ fn adopt(spec: &Spec, state: PinState, lock: InstanceLock) -> Result<Started, St
         info!("the settings changed since the pins were made");
     }
     let running = Xdp::from_pin(spec.pins.program(), XdpAttachType::Interface).map_err(|e| {
-        program_err(format!("opening {}", spec.pins.program().display()))(e.to_string())
+        StartError::Inconsistent {
+            dir: spec.pins.dir().to_owned(),
+            what: format!(
+                "its pinned program {} cannot be opened ({})",
+                spec.pins.program().display(),
+                crate::causes::with_causes(&e)
+            ),
+        }
     })?;
     let rules_known = old_lists.is_some();
     match (adopted_lists, old_lists) {
