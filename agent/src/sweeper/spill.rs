@@ -430,9 +430,23 @@ impl Spill {
         self.file = None;
         self.failed = Some(std::time::Instant::now());
         let path = self.path();
-        let _ = std::fs::remove_file(&path);
+        let gone = match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                // Not a file (a directory put there): set aside, or no rewrite ever lands.
+                let aside = self.dir.join(format!("{FILE_NAME}.in-the-way"));
+                std::fs::rename(&path, &aside).map(|()| format!("set aside as {}", aside.display()))
+            }
+            _ => Ok("removed".to_owned()),
+        };
         if let Some(n) = self.warned.hit(1) {
-            warn!(file = %path.display(), error = %e, failures = n, "the file of open flows could not be written; removed, and rewritten at a later sweep (a kill meanwhile loses the open flows the table evicts before the next agent's first sweep) (logged at most every 10 s)");
+            match gone {
+                Ok(how) => {
+                    warn!(file = %path.display(), error = %e, failures = n, "the file of open flows could not be written; {how}, and rewritten at a later sweep (a kill meanwhile loses the open flows the table evicts before the next agent's first sweep) (logged at most every 10 s)")
+                }
+                Err(stuck) => {
+                    warn!(file = %path.display(), error = %e, failures = n, "the file of open flows could not be written, nor what is in its place removed or set aside ({stuck}): open flows are not kept for the next agent until it is (a kill loses the open flows the table evicts before the next agent's first sweep) (logged at most every 10 s)")
+                }
+            }
         }
     }
 

@@ -204,3 +204,22 @@ fn what_a_start_could_not_read_is_counted_but_a_cut_last_entry() {
         assert_eq!(sweeper.stats.restore_damaged, damaged, "{what}");
     }
 }
+
+/// A directory in the file's place is set aside at the first failed write, so the next
+/// rewrite lands (it stayed there, and every rewrite failed).
+#[test]
+fn a_directory_in_the_files_place_is_set_aside_and_the_file_written() {
+    let dir = dir("spill-dir-in-the-way");
+    std::fs::create_dir(dir.path().join(FILE_NAME)).expect("a directory in its place");
+    let (mut s, saved) = Spill::open(dir.path());
+    assert!(saved.is_empty());
+    let flows = [(key(1), tracked(3, 1))];
+    s.rewrite(flows.len(), flows.iter().map(|(k, t)| (k, t)));
+    assert!(s.file.is_none(), "the first rewrite fails");
+    assert!(dir.path().join(format!("{FILE_NAME}.in-the-way")).is_dir());
+    s.failed = None;
+    s.rewrite(flows.len(), flows.iter().map(|(k, t)| (k, t)));
+    assert!(s.file.is_some(), "the next one lands");
+    let (_, saved) = Spill::open(dir.path());
+    assert_eq!(saved.len(), 1);
+}
