@@ -188,8 +188,7 @@ pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
     // A SYN goes straight to the insert, which finds a retransmitted SYN's flow by itself:
     // each lookup that misses is a cache miss in a large table, the most a new flow costs.
     // (A simultaneous open, where the other side's SYN made the flow first, gets an entry
-    // of its own.)
-    //
+    // of its own.) A SYN-ACK first retires a closed flow under its key (`retire_closed`).
     if p.opens_flow() {
         return create::<A>(ctx, p, gen);
     }

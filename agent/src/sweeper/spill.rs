@@ -126,7 +126,7 @@ struct Damage {
 impl Damage {
     /// Whether it is no more than the last entry cut short, as a kill during an append
     /// leaves it (the entry's records were written and its events are still in the ring, so
-    /// the next agent reads them again): not damage to warn of, in a file `len` long.
+    /// the next agent reads them again): not counted as damage, in a file `len` long.
     fn is_cut_tail(&self, len: usize) -> bool {
         self.first + self.skipped == len && self.skipped < HEAD + KEY + VALUE + REPORTED
     }
@@ -227,7 +227,8 @@ fn parse(bytes: &[u8], boot: u128) -> Result<(Vec<Saved>, Option<Damage>), Unrea
 /// The saved file of the open flows and what waits to be appended to it.
 pub struct Spill {
     dir: PathBuf,
-    /// Bytes of the last agent's file that could not be read ([`SweepStats::restore_damaged`]).
+    /// Bytes of the last agent's file that could not be read
+    /// ([`super::SweepStats::restore_damaged`]).
     damaged: u64,
     /// The file appended to; `None` until the first rewrite, and after a write failed (the
     /// file is removed then, since a log with a gap could say less was written than was).
