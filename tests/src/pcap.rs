@@ -136,7 +136,9 @@ const ACK: u8 = 0x10;
 
 /// Aggregates frames into flows, oriented by each flow's first frame (as the program does),
 /// and each flow into its connections in order: a TCP SYN without ACK after a FIN or RST
-/// of the flow opens the next one (the client's ports used again), as the program counts it.
+/// of the flow opens the next one (the client's ports used again), as the program counts it;
+/// so does a SYN-ACK in the flow's own orientation (an interface that receives the server's
+/// side only, whose flows begin with the server's SYN-ACK).
 pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Vec<Count>> {
     let mut out: BTreeMap<FlowId, (Vec<Count>, bool)> = BTreeMap::new();
     for f in frames {
@@ -148,13 +150,13 @@ pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Vec<Count>> {
             src: id.dst,
             dst: id.src,
         };
-        let key = if out.contains_key(&id) || !out.contains_key(&rev) {
-            id
-        } else {
-            rev
-        };
+        let own = out.contains_key(&id) || !out.contains_key(&rev);
+        let key = if own { id } else { rev };
         let (conns, closed) = out.entry(key).or_default();
-        let reopens = flags.is_some_and(|t| t & (SYN | ACK | FIN | RST) == SYN);
+        let reopens = flags.is_some_and(|t| {
+            let t = t & (SYN | ACK | FIN | RST);
+            t == SYN || (own && t == SYN | ACK)
+        });
         if conns.is_empty() || (*closed && reopens) {
             conns.push(Count::default());
             *closed = false;

@@ -1,5 +1,6 @@
 //! End to end: real TCP and UDP traffic through the lab gateway, with the agent attached to
-//! the gateway's client-facing interface and tcpdump capturing the same interface. Every
+//! one of the gateway's interfaces (the client-facing one; in a second test the `wan` side)
+//! and tcpdump capturing the same interface. Every
 //! flow in the capture must appear exactly once in the audit log with the capture's packet
 //! and byte counts, and nothing else may appear. Needs root.
 
@@ -119,7 +120,21 @@ fn proto_num(name: &str) -> u8 {
 
 #[test]
 fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
-    let lab = Lab::new("e2e").expect("build the netns lab (root, iproute2, ethtool)");
+    every_flow_on(lab::GW_LAN_IF, "e2e");
+}
+
+/// The same on the gateway's `wan` side, which receives the server's packets: its TCP flows
+/// begin with the server's SYN-ACK, and the two connections from one port are two there too
+/// (they were one record before 2026-12-08).
+#[test]
+fn every_flow_on_the_wan_side_is_audited_once_with_exact_counts() {
+    every_flow_on(lab::GW_WAN_IF, "e2ewan");
+}
+
+/// Traffic through the gateway with the agent and a capture on `iface`: each connection in
+/// the capture is one record with its counts, and no record is not in the capture.
+fn every_flow_on(iface: &str, name: &str) {
+    let lab = Lab::new(name).expect("build the netns lab (root, iproute2, ethtool)");
     start_servers(&lab);
     lab.wait_tcp(lab::SERVER_V4, TCP_PORT, Duration::from_secs(10))
         .expect("server up");
@@ -127,13 +142,13 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
     // see a packet the other missed.
     lab.wait_quiet(
         &lab.gateway,
-        lab::GW_LAN_IF,
+        iface,
         Duration::from_millis(300),
         Duration::from_secs(10),
     )
-    .expect("the client link falls quiet");
+    .expect("the audited link falls quiet");
 
-    let tmp = lab.temp_dir("e2e").expect("temp dir");
+    let tmp = lab.temp_dir(name).expect("temp dir");
     let dir = tmp.path();
     let bin = xdp_audit_lab::agent::binary().expect("agent binary");
     let mut agent = Agent::start(
@@ -143,7 +158,7 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
         &dir.join("log"),
         &[
             "--iface",
-            lab::GW_LAN_IF,
+            iface,
             "--close-linger",
             "1s",
             "--sweep-interval",
@@ -151,20 +166,10 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
         ],
     )
     .expect("start the agent");
-    let pcap_path = dir.join("lan0.pcap");
+    let pcap_path = dir.join(format!("{iface}.pcap"));
     let tcpdump = lab
         .cmd(&lab.gateway, "tcpdump")
-        .args([
-            "-i",
-            lab::GW_LAN_IF,
-            "-Q",
-            "in",
-            "-n",
-            "-U",
-            "-Z",
-            "root",
-            "-w",
-        ])
+        .args(["-i", iface, "-Q", "in", "-n", "-U", "-Z", "root", "-w"])
         .arg(&pcap_path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -287,7 +292,7 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
                 r["dst_port"].as_u64().expect("dst_port") as u16,
             ),
         };
-        assert_eq!(r["iface"], lab::GW_LAN_IF);
+        assert_eq!(r["iface"], iface);
         assert!(
             r["time_start"]
                 .as_str()
@@ -316,8 +321,12 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
         // One record per connection, in order (the store gives them in time order).
         assert_eq!(counts, cap, "counts of {id:?}: audit vs capture");
     }
+    // The ports at each end: on the `wan` side a flow begins with the server's packet.
+    let wan = iface == lab::GW_WAN_IF;
+    let server_port = |k: &FlowId| if wan { k.src.1 } else { k.dst.1 };
+    let client_port = |k: &FlowId| if wan { k.dst.1 } else { k.src.1 };
     let reused = (captured.iter())
-        .find(|(k, _)| k.src.1 == REUSED_PORT)
+        .find(|(k, _)| client_port(k) == REUSED_PORT)
         .map(|(_, c)| c.len());
     assert_eq!(reused, Some(2), "two connections from port {REUSED_PORT}");
     for (id, cap) in &captured {
@@ -328,11 +337,11 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
     }
     let tcp = audited
         .keys()
-        .filter(|k| k.proto == 6 && k.dst.1 == TCP_PORT)
+        .filter(|k| k.proto == 6 && server_port(k) == TCP_PORT)
         .count();
     let udp = audited
         .keys()
-        .filter(|k| k.proto == 17 && k.dst.1 == UDP_PORT)
+        .filter(|k| k.proto == 17 && server_port(k) == UDP_PORT)
         .count();
     assert_eq!(
         (tcp, udp),
@@ -340,16 +349,18 @@ fn every_flow_in_a_capture_is_audited_once_with_exact_counts() {
         "every connection and exchange audited"
     );
     for &size in &UDP_SIZES {
-        let frame = (14 + 20 + 8 + size) as u64;
+        // The `wan` side receives the server's echo: twice the size, capped.
+        let sent = if wan { (2 * size).min(1400) } else { size };
+        let frame = (14 + 20 + 8 + sent) as u64;
         assert!(
             audited.iter().any(|(k, c)| k.proto == 17
-                && k.dst.1 == UDP_PORT
+                && server_port(k) == UDP_PORT
                 && c[..]
                     == [Count {
                         packets: 1,
                         bytes: frame
                     }]),
-            "a UDP exchange of {size} bytes is one {frame}-byte frame at the interface"
+            "a UDP exchange of {size} bytes is one {frame}-byte frame at {iface}"
         );
     }
 }
