@@ -193,7 +193,7 @@ pub fn account<const A: u32>(ctx: &XdpContext, p: &mut Packet) -> (u32, u8) {
         return create::<A>(ctx, p, gen);
     }
     if p.is_syn_ack() {
-        retire_closed(&p.key);
+        retire_closed(&p.key, u32::from_be(p.seq));
     }
     if let Some(v) = lookup(&p.key) {
         return update::<A>(v, p, DIR_ORIG, gen);
@@ -597,18 +597,30 @@ fn closed(v: Entry) -> bool {
     flags & (flow_flags::FIN_SEEN | flow_flags::RST_SEEN) != 0
 }
 
-/// For a SYN-ACK: a flow that closed under its key, in the orientation of its first packet
-/// (on an interface that receives the server's side only, as a gateway's `wan`, a flow its
-/// SYN-ACK made), had its connection; this is the server accepting a new one on reused
-/// ports. As for a SYN on a closed flow ([`reopens`]), the closed flow's last snapshot goes
-/// to the agent and its entry goes, so the new connection makes a flow of its own (not
-/// taken out when the ring cannot carry the snapshot: one record of both, nothing lost).
-/// Out of [`create`]'s way (a second way into it doubled the verifier's walk of it), and a
-/// BPF subprogram: inlined, the emit's branches multiplied the states of the path after it.
+/// For a SYN-ACK of sequence number `seq`: a flow under its key, in the orientation of its
+/// first packet (on an interface that receives the server's side only, as a gateway's `wan`,
+/// a flow its SYN-ACK made), that closed, or that a SYN-ACK of another sequence number
+/// opened (its client aborted it, and the RST went out another interface), had its
+/// connection; this is the server accepting a new one on reused ports. As for a SYN there
+/// ([`reopens`]), the old flow's last snapshot goes to the agent and its entry goes, so the
+/// new connection makes a flow of its own (not taken out when the ring cannot carry the
+/// snapshot: one record of both, nothing lost). A retransmitted SYN-ACK has its first's
+/// number and counts in. Out of [`create`]'s way (a second way into it doubled the
+/// verifier's walk of it), and a BPF subprogram: inlined, the emit's branches multiplied
+/// the states of the path after it.
 #[inline(never)]
-fn retire_closed(key: &FlowKey) {
+fn retire_closed(key: &FlowKey, seq: u32) {
     if let Some(old) = lookup(key) {
-        if closed(old)
+        // SAFETY: as in `update`.
+        let (flags, isn, orig) = unsafe {
+            (
+                get(addr_of!((*old).flags)),
+                get(addr_of!((*old).isn)),
+                get(addr_of!((*old).tcp_flags[DIR_ORIG])),
+            )
+        };
+        let accepted = flags & flow_flags::SYN_OPENED == 0 && orig & crate::parse::TCP_SYN != 0;
+        if (closed(old) || (accepted && isn != seq))
             && events::emit(
                 event_kind::FLOW_CLOSED,
                 NO_RULE,

@@ -370,7 +370,8 @@ fn both_programs_keep_the_verifiers_budget_free() {
     // SYN's path only: read for every segment, 673,366); 510,796 once a stream never read
     // past that place hands it on. A SYN-ACK on a closed flow's key (a `wan` side's reused
     // ports) a flow of its own: 945,000 as a second way into `create`, 855,763 as a
-    // subprogram that retires the closed entry before the lookups.)
+    // subprogram that retires the closed entry before the lookups; 860,720 once a SYN-ACK
+    // of another sequence number retires an open one too (its client aborted it).)
     let mut p = Prog::load(1 << 16);
     let main = p
         .loaded

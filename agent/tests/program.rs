@@ -688,6 +688,36 @@ fn a_syn_ack_on_a_closed_flows_ports_opens_a_new_flow() {
         "{:?}",
         events[1]
     );
+    // A connection its client aborted (the RST went out another interface: nothing closed
+    // here), then the same ports again: the new SYN-ACK's other sequence number is a new
+    // connection; the old one's number again is a retransmission.
+    let abort = |seq| {
+        Spec::tcp4(s, 80, c, 40004, tcp::SYN | tcp::ACK)
+            .seq(seq)
+            .build()
+    };
+    let more = Spec::tcp4(s, 80, c, 40004, tcp::ACK).payload(1000).build();
+    for f in [&abort(7000), &more, &more, &abort(7000)] {
+        assert_eq!(p.run(f), XDP_PASS);
+    }
+    let of = |p: &Prog, port: u16| {
+        (p.flows().into_iter())
+            .find(|(k, _)| k.port_b == port.to_be())
+            .map(|(_, v)| v.packets)
+    };
+    assert_eq!(
+        of(&p, 40004),
+        Some([4, 0]),
+        "one connection, retransmission in"
+    );
+    p.events();
+    assert_eq!(p.run(&abort(9000)), XDP_PASS);
+    assert_eq!(of(&p, 40004), Some([1, 0]), "the new connection alone");
+    let events = p.events();
+    assert!(
+        matches!(events[..], [Event::FlowClosed(_, last), Event::FlowStart(..)] if last.packets == [4, 0]),
+        "the aborted one's last snapshot, then the new start: {events:?}"
+    );
     // A SYN-ACK answering a SYN seen on the same interface counts into the SYN's flow.
     let (c2, port) = (v4(10, 7, 2, 3), 40003);
     let syn = Spec::tcp4(c2, port, s, 80, tcp::SYN).build();
