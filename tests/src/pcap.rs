@@ -82,8 +82,9 @@ pub fn flow_of(d: &[u8]) -> Option<FlowId> {
     parse(d).map(|(id, _)| id)
 }
 
-/// The flow of one frame and its TCP flags (a TCP segment's whose header is there).
-fn parse(d: &[u8]) -> Option<(FlowId, Option<u8>)> {
+/// The flow of one frame, and its TCP flags and sequence number (a TCP segment's whose
+/// header is there).
+fn parse(d: &[u8]) -> Option<(FlowId, Option<(u8, u32)>)> {
     let mut off = 12;
     let mut ethertype = be16(d, off)?;
     while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
@@ -118,9 +119,10 @@ fn parse(d: &[u8]) -> Option<(FlowId, Option<u8>)> {
         (1 | 58, Some(o)) => (u16::from(*d.get(o)?), u16::from(*d.get(o + 1)?)),
         _ => (0, 0),
     };
-    let flags = l4
-        .filter(|_| proto == 6)
-        .and_then(|o| d.get(o + 13).copied());
+    let flags = l4.filter(|_| proto == 6).and_then(|o| {
+        let seq = u32::from_be_bytes(d.get(o + 4..o + 8)?.try_into().ok()?);
+        Some((*d.get(o + 13)?, seq))
+    });
     let id = FlowId {
         proto,
         src: (src, sp),
@@ -135,14 +137,17 @@ const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 
 /// Aggregates frames into flows, oriented by each flow's first frame (as the program does),
-/// and each flow into its connections in order: a TCP SYN without ACK after a FIN or RST
-/// of the flow opens the next one (the client's ports used again), as the program counts it;
-/// so does a SYN-ACK in the flow's own orientation (an interface that receives the server's
-/// side only, whose flows begin with the server's SYN-ACK).
+/// and each flow into its connections in order, as the program counts them: a TCP SYN, or
+/// a SYN-ACK, in the flow's own orientation opens the next connection after a FIN or RST of
+/// the flow (its ports used again), or when its sequence number is not the one that opened
+/// the connection (a new attempt; on an interface that receives the server's side only,
+/// whose flows begin with the server's SYN-ACK, a connection its client aborted).
 pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Vec<Count>> {
-    let mut out: BTreeMap<FlowId, (Vec<Count>, bool)> = BTreeMap::new();
+    /// A flow's connections, whether its last one closed, and the number that opened it.
+    type Conns = (Vec<Count>, bool, Option<u32>);
+    let mut out: BTreeMap<FlowId, Conns> = BTreeMap::new();
     for f in frames {
-        let Some((id, flags)) = parse(&f.data) else {
+        let Some((id, tcp)) = parse(&f.data) else {
             continue;
         };
         let rev = FlowId {
@@ -152,14 +157,17 @@ pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Vec<Count>> {
         };
         let own = out.contains_key(&id) || !out.contains_key(&rev);
         let key = if own { id } else { rev };
-        let (conns, closed) = out.entry(key).or_default();
-        let reopens = flags.is_some_and(|t| {
-            let t = t & (SYN | ACK | FIN | RST);
-            t == SYN || (own && t == SYN | ACK)
-        });
-        if conns.is_empty() || (*closed && reopens) {
+        let (conns, closed, opened) = out.entry(key).or_default();
+        let flags = tcp.map(|(t, _)| t & (SYN | ACK | FIN | RST));
+        // The number a SYN or SYN-ACK of the flow's own side begins its connection with.
+        let begins = tcp
+            .filter(|_| own && matches!(flags, Some(t) if t == SYN || t == SYN | ACK))
+            .map(|(_, seq)| seq);
+        let other = begins.is_some_and(|seq| opened.is_some_and(|o| o != seq));
+        if conns.is_empty() || (begins.is_some() && (*closed || other)) {
             conns.push(Count::default());
             *closed = false;
+            *opened = begins;
         }
         *closed |= flags.is_some_and(|t| t & (FIN | RST) != 0);
         if let Some(c) = conns.last_mut() {
@@ -167,5 +175,5 @@ pub fn flows(frames: &[Frame]) -> BTreeMap<FlowId, Vec<Count>> {
             c.bytes += u64::from(f.orig_len);
         }
     }
-    out.into_iter().map(|(k, (c, _))| (k, c)).collect()
+    out.into_iter().map(|(k, (c, ..))| (k, c)).collect()
 }

@@ -23,6 +23,9 @@ const UDP_SIZES: [usize; 4] = [1, 100, 512, 1400];
 /// The client port two connections share, and the first one's bytes.
 const REUSED_PORT: u16 = 45123;
 const REUSED_SIZE: usize = 3_000;
+/// The client port of a connection the client aborts (RST, nothing closed on the server's
+/// side), then uses again.
+const ABORTED_PORT: u16 = 45124;
 
 /// tcpdump, stopped with SIGINT (so it writes out what it holds) when dropped or stopped.
 struct Capture(Option<Child>);
@@ -227,6 +230,26 @@ fn every_flow_on(iface: &str, name: &str) {
             assert_eq!(back.len(), size / 2, "TCP reply size");
             socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
         }
+        // A connection the client aborts once established (a zero linger: an RST the server
+        // takes; it sends no FIN or RST of its own), then the same port again.
+        for abort in [true, false] {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::new(lab::CLIENT_V4.parse()?, ABORTED_PORT).into())?;
+            let sa = SocketAddr::new(lab::SERVER_V4.parse()?, TCP_PORT);
+            s.connect_timeout(&sa.into(), Duration::from_secs(5))?;
+            if abort {
+                s.set_linger(Some(Duration::ZERO))?;
+                continue;
+            }
+            let mut s = TcpStream::from(s);
+            s.write_all(&[0x44u8; 2_000])?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut back = Vec::new();
+            s.read_to_end(&mut back)?;
+            assert_eq!(back.len(), 1_000, "TCP reply size");
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+        }
         for &size in &UDP_SIZES {
             let s = UdpSocket::bind((lab::CLIENT_V4, 0))?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -243,7 +266,7 @@ fn every_flow_on(iface: &str, name: &str) {
     // FIN), so the last ACKs have arrived; then the capture holds every packet the program saw.
     wait_until(
         Duration::from_secs(20),
-        "the TCP flows (five, and two from one port) are written and the capture holds every packet the program saw",
+        "the TCP flows (five, and two from each of two ports) are written and the capture holds every packet the program saw",
         || {
             let status = agent.status().unwrap_or_default();
             let captured = pcap::read(&pcap_path).map_or(0, |f| {
@@ -251,7 +274,7 @@ fn every_flow_on(iface: &str, name: &str) {
                     .filter(|f| pcap::flow_of(&f.data).is_some())
                     .count() as u64
             });
-            status["flows"]["records"].as_u64() >= Some(TCP_SIZES.len() as u64 + 2)
+            status["flows"]["records"].as_u64() >= Some(TCP_SIZES.len() as u64 + 4)
                 && packets_seen(&status) == Some(captured)
         },
     );
@@ -329,6 +352,10 @@ fn every_flow_on(iface: &str, name: &str) {
         .find(|(k, _)| client_port(k) == REUSED_PORT)
         .map(|(_, c)| c.len());
     assert_eq!(reused, Some(2), "two connections from port {REUSED_PORT}");
+    let aborted = (captured.iter())
+        .find(|(k, _)| client_port(k) == ABORTED_PORT)
+        .map(|(_, c)| c.len());
+    assert_eq!(aborted, Some(2), "two connections from port {ABORTED_PORT}");
     for (id, cap) in &captured {
         assert!(
             audited.contains_key(id),
@@ -345,7 +372,7 @@ fn every_flow_on(iface: &str, name: &str) {
         .count();
     assert_eq!(
         (tcp, udp),
-        (TCP_SIZES.len() + 1, UDP_SIZES.len()),
+        (TCP_SIZES.len() + 2, UDP_SIZES.len()),
         "every connection and exchange audited"
     );
     for &size in &UDP_SIZES {
