@@ -92,6 +92,17 @@ fn start_servers(lab: &Lab) {
     });
 }
 
+/// A TCP connection to the server's IPv4 address from the client's `port`, which the last
+/// connection from it may have held (`SO_REUSEADDR`).
+fn connect_from(port: u16) -> anyhow::Result<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::new(lab::CLIENT_V4.parse()?, port).into())?;
+    let sa = SocketAddr::new(lab::SERVER_V4.parse()?, TCP_PORT);
+    s.connect_timeout(&sa.into(), Duration::from_secs(5))?;
+    Ok(s)
+}
+
 fn serve_tcp(l: TcpListener) {
     for mut conn in l.incoming().map_while(Result::ok) {
         std::thread::spawn(move || {
@@ -217,11 +228,7 @@ fn every_flow_on(iface: &str, name: &str) {
         // first: two flows, each with its own packets (the first closed with a zero linger
         // once in TIME_WAIT, which frees the port without sending anything).
         for size in [REUSED_SIZE, 2 * REUSED_SIZE] {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            s.set_reuse_address(true)?;
-            s.bind(&SocketAddr::new(lab::CLIENT_V4.parse()?, REUSED_PORT).into())?;
-            let sa = SocketAddr::new(lab::SERVER_V4.parse()?, TCP_PORT);
-            s.connect_timeout(&sa.into(), Duration::from_secs(5))?;
+            let s = connect_from(REUSED_PORT)?;
             let mut s = TcpStream::from(s);
             s.write_all(&vec![0x43u8; size])?;
             s.shutdown(std::net::Shutdown::Write)?;
@@ -233,11 +240,7 @@ fn every_flow_on(iface: &str, name: &str) {
         // A connection the client aborts once established (a zero linger: an RST the server
         // takes; it sends no FIN or RST of its own), then the same port again.
         for abort in [true, false] {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            s.set_reuse_address(true)?;
-            s.bind(&SocketAddr::new(lab::CLIENT_V4.parse()?, ABORTED_PORT).into())?;
-            let sa = SocketAddr::new(lab::SERVER_V4.parse()?, TCP_PORT);
-            s.connect_timeout(&sa.into(), Duration::from_secs(5))?;
+            let s = connect_from(ABORTED_PORT)?;
             if abort {
                 s.set_linger(Some(Duration::ZERO))?;
                 continue;
